@@ -1,0 +1,33 @@
+# Two entry points: `make demo` and `make test`. Both create .venv when missing and install
+# the project with every extra under constraints.txt (pinned versions; torch 2.13.0).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,dev]"
+	@# onnxruntime and onnxruntime-gpu overwrite each other's files: refuse a mixed install.
+	@if $(BIN)/python -m pip show onnxruntime >/dev/null 2>&1; then \
+		echo "error: plain 'onnxruntime' got installed beside onnxruntime-gpu; remove it"; exit 1; fi
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nwwatch demo demo_output
+
+test: $(STAMP)
+	$(BIN)/ruff check nwwatch training tests bench
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) demo_output bench/out

@@ -1,0 +1,69 @@
+"""The ``nwwatch`` command line: a click group whose subcommands load on first use.
+
+Loading lazily keeps ``nwwatch --help`` fast and lets ``nwwatch train`` say how to install
+the training extra instead of failing with an ImportError when torch is absent.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from nwwatch import __version__
+
+# name -> (module, attribute, extra that provides the module's dependencies or None)
+_COMMANDS: dict[str, tuple[str, str, str | None]] = {
+    "synth": ("nwwatch.synth.cli", "synth", None),
+    "measure": ("nwwatch.measure.cli", "measure", None),
+    "train": ("training.cli", "train", "train"),
+    "evaluate": ("nwwatch.segment.evaluate", "evaluate", None),
+    "run": ("nwwatch.service.cli", "run", None),
+    "replay": ("nwwatch.service.cli", "replay", None),
+    "status": ("nwwatch.service.cli", "status", None),
+    "demo": ("nwwatch.demo", "demo", None),
+}
+
+_HELP = {
+    "synth": "Generate synthetic acquisitions with exact ground truth.",
+    "measure": "Measure contact angles on label images.",
+    "train": "Train a segmentation model and export it to ONNX.",
+    "evaluate": "Score an ONNX model on a labeled data folder.",
+    "run": "Run the resident watching service.",
+    "replay": "Process an existing folder or file through the service's code path.",
+    "status": "Show what the service has processed, failed and quarantined.",
+    "demo": "Run the main job end to end on synthetic data.",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        module_name, attr, extra = _COMMANDS[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if extra is not None and exc.name and exc.name.split(".")[0] in {"torch", "onnx",
+                                                                             "onnxscript"}:
+                raise click.ClickException(
+                    f"'nwwatch {name}' needs the {extra!r} extra ({exc.name} is missing): "
+                    f"pip install 'nwwatch[{extra}]'"
+                ) from None
+            raise
+        return getattr(module, attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Listing help must not import torch: describe commands from the static table.
+        rows = [(name, _HELP[name]) for name in sorted(_COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup)
+@click.version_option(__version__, prog_name="nwwatch")
+def main() -> None:
+    """nwwatch: segment and measure in-situ TEM frames and tomograms while they are acquired."""

@@ -1,0 +1,69 @@
+"""The one definition of input normalisation, shared by training and the runtime.
+
+A model's metadata records ``NORMALIZATION`` so that a runtime refuses a model trained with
+another definition instead of silently feeding it differently scaled images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Identifier written into every exported model's metadata.
+NORMALIZATION = "percentile-0.5-99.5-to-pm1-v1"
+
+_LOW_PERCENTILE = 0.5
+_HIGH_PERCENTILE = 99.5
+# Percentiles on a strided subsample: ~64k values give the same range to <0.1 % and cost
+# ~1 ms instead of ~10 ms on a 512x512 frame.
+_MAX_SAMPLES = 65_536
+
+
+def intensity_range(image: np.ndarray) -> tuple[float, float]:
+    """Robust (low, high) intensity of ``image``: its 0.5 and 99.5 percentiles.
+
+    Parameters
+    ----------
+    image : ndarray, any shape, any real dtype
+        A frame (H, W), a volume (Z, Y, X) or a batch. Non-finite values are ignored.
+
+    Returns
+    -------
+    (low, high) : tuple of float
+        ``high > low`` always (a constant image gets ``high = low + 1``).
+    """
+    flat = np.asarray(image).reshape(-1)
+    step = max(1, flat.size // _MAX_SAMPLES)
+    sample = flat[::step].astype(np.float64, copy=False)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(sample, [_LOW_PERCENTILE, _HIGH_PERCENTILE])
+    if not high > low:
+        high = low + 1.0
+    return float(low), float(high)
+
+
+def normalize_image(
+    image: np.ndarray, value_range: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Scale raw detector counts to float32 in [-1, 1] for a network.
+
+    ``value_range`` maps to [-1, 1] and values beyond it are clipped (hot pixels, the
+    burned-in scale bar). Without it, the range is :func:`intensity_range` of ``image``
+    itself; pass the range of a whole volume to normalise its slices consistently.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W) or any shape, uint8/uint16/int16/float32/float64
+    value_range : (low, high), optional
+
+    Returns
+    -------
+    ndarray, float32, same shape as ``image``, values in [-1, 1]; NaN becomes -1.
+    """
+    low, high = intensity_range(image) if value_range is None else value_range
+    scale = np.float32(2.0 / (high - low))
+    out = (np.asarray(image, dtype=np.float32) - np.float32(low)) * scale - np.float32(1.0)
+    np.clip(out, -1.0, 1.0, out=out)
+    np.nan_to_num(out, copy=False, nan=-1.0)
+    return out

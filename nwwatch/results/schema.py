@@ -1,0 +1,54 @@
+"""Column schemas of the result tables: provenance columns + measurement columns.
+
+Frame rows (``RESULTS/frames/*.parquet``) and volume rows (``RESULTS/volumes/*.parquet``)
+are documented column by column in the README.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+_UTC = pa.timestamp("us", tz="UTC")
+
+#: Identify the frame: first columns of every frame row.
+KEY_FIELDS: list[pa.Field] = [
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("frame", pa.int32(), nullable=False),
+]
+
+#: Where the row came from and how long it took; null where not applicable (e.g. `nwwatch
+#: measure` on human label images has no model).
+PROVENANCE_FIELDS: list[pa.Field] = [
+    pa.field("source_sha256", pa.string()),
+    pa.field("acquired_at", _UTC),
+    pa.field("acquired_at_source", pa.string()),
+    pa.field("processed_at", _UTC),
+    pa.field("model_name", pa.string()),
+    pa.field("model_sha256", pa.string()),
+    pa.field("provider", pa.string()),
+    pa.field("nwwatch_version", pa.string()),
+    pa.field("measurement_version", pa.string()),
+    pa.field("read_ms", pa.float64()),
+    pa.field("segment_ms", pa.float64()),
+    pa.field("measure_ms", pa.float64()),
+]
+
+
+def frame_schema() -> pa.Schema:
+    """Schema of one frame row: source, frame, the measurement columns, then provenance."""
+    from nwwatch.measure import MEASUREMENT_FIELDS
+
+    return pa.schema(KEY_FIELDS + list(MEASUREMENT_FIELDS) + PROVENANCE_FIELDS)
+
+
+def volume_schema() -> pa.Schema:
+    """Schema of one tomogram row: source, status, reason, mask path, metrics, provenance."""
+    from nwwatch.volume import VOLUME_METRIC_FIELDS
+
+    head = [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("mask_path", pa.string()),
+    ]
+    return pa.schema(head + list(VOLUME_METRIC_FIELDS) + PROVENANCE_FIELDS)

@@ -1,0 +1,105 @@
+"""What an nwwatch ONNX model looks like: the contract between ``training`` and the runtime.
+
+Graph
+-----
+- input ``image``: float32 (N, 1, H, W), produced by :func:`nwwatch.normalize.normalize_image`;
+  N, H and W are dynamic. H and W must be multiples of ``ModelMetadata.size_multiple``; the
+  runtime pads (reflect) and crops.
+- output ``labels``: uint8 (N, H, W), the argmax class id per pixel.
+- output ``probabilities``: float32 (N, C, H, W), softmax over the C classes.
+
+Metadata
+--------
+``model.metadata_props`` holds one key, ``nwwatch``, whose value is the JSON of
+:class:`ModelMetadata`. Read it back with ``session.get_modelmeta().custom_metadata_map``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nwwatch.normalize import NORMALIZATION
+
+INPUT_NAME = "image"
+OUTPUT_LABELS = "labels"
+OUTPUT_PROBABILITIES = "probabilities"
+METADATA_KEY = "nwwatch"
+#: Bumped when the graph or metadata contract changes incompatibly.
+CONTRACT_VERSION = 1
+OPSET = 18
+
+KINDS = ("insitu", "tomogram")
+NORMALIZATION_SCOPES = ("image", "volume")
+
+
+class ModelMetadataError(ValueError):
+    """A model's nwwatch metadata is missing or invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Facts a runtime needs about a model, stored inside the ONNX file.
+
+    ``normalization_scope`` is ``"image"`` when each frame is normalised on its own and
+    ``"volume"`` when a tomogram is normalised with the intensity range of the whole volume.
+    """
+
+    kind: str
+    class_names: tuple[str, ...]
+    arch: str
+    paradigm: str
+    size_multiple: int
+    normalization: str = NORMALIZATION
+    normalization_scope: str = "image"
+    contract_version: int = CONTRACT_VERSION
+    nwwatch_version: str = ""
+    training_data_sha256: str = ""
+    training_command: str = ""
+    validation_metrics: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ModelMetadataError(f"kind: {self.kind!r} is not one of {KINDS}")
+        if len(self.class_names) < 2:
+            raise ModelMetadataError("class_names: a model needs at least two classes")
+        if self.size_multiple < 1:
+            raise ModelMetadataError(f"size_multiple: {self.size_multiple} must be >= 1")
+        if self.normalization_scope not in NORMALIZATION_SCOPES:
+            raise ModelMetadataError(
+                f"normalization_scope: {self.normalization_scope!r} is not one of "
+                f"{NORMALIZATION_SCOPES}"
+            )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMetadata:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelMetadataError(f"{METADATA_KEY}: not valid JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ModelMetadataError(f"{METADATA_KEY}: expected a JSON object")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ModelMetadataError(f"{METADATA_KEY}: unknown keys {unknown}")
+        for key in ("kind", "class_names", "arch", "paradigm", "size_multiple"):
+            if key not in raw:
+                raise ModelMetadataError(f"{METADATA_KEY}: missing key {key!r}")
+        raw["class_names"] = tuple(raw["class_names"])
+        if raw.get("contract_version", CONTRACT_VERSION) != CONTRACT_VERSION:
+            raise ModelMetadataError(
+                f"contract_version: model has {raw['contract_version']}, this nwwatch reads "
+                f"{CONTRACT_VERSION}; re-export the model with this version"
+            )
+        if raw.get("normalization", NORMALIZATION) != NORMALIZATION:
+            raise ModelMetadataError(
+                f"normalization: model was trained with {raw['normalization']!r}, this nwwatch "
+                f"normalises with {NORMALIZATION!r}"
+            )
+        return cls(**raw)

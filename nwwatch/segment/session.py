@@ -1,0 +1,203 @@
+"""ONNX Runtime inference: provider choice that fails loudly, padding, IO binding.
+
+onnxruntime-gpu falls back to the CPU silently when CUDA cannot be loaded (REFERENCE §5), so
+the provider actually obtained is read back from the session and compared with the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from nwwatch.segment.contract import (
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_LABELS,
+    OUTPUT_PROBABILITIES,
+    ModelMetadata,
+    ModelMetadataError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Configuration names of execution providers, in the order ORT should try them.
+PROVIDERS: dict[str, str] = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+_GPU_PROVIDERS = {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
+
+
+class ModelLoadError(RuntimeError):
+    """The model file cannot be used; the message names the file and the reason."""
+
+
+class GpuUnavailableError(RuntimeError):
+    """A GPU provider was required but ONNX Runtime did not obtain one."""
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Network output for a batch.
+
+    labels : uint8 (N, H, W) class ids.
+    probabilities : float32 (N, C, H, W) softmax, or None when not requested.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _nvidia_device_present() -> bool:
+    # Asking ORT for CUDA without a driver prints errors on every start; skip the attempt.
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
+
+
+def _provider_list(names: tuple[str, ...], cache_dir: Path | None) -> list:
+    unknown = [n for n in names if n not in PROVIDERS]
+    if unknown:
+        raise KeyError(f"unknown provider(s) {unknown}; choose from {sorted(PROVIDERS)}")
+    out: list = []
+    for name in names:
+        full = PROVIDERS[name]
+        if full in _GPU_PROVIDERS and not _nvidia_device_present():
+            continue
+        if full == "CUDAExecutionProvider":
+            # HEURISTIC avoids an exhaustive cuDNN search per new input shape at start-up.
+            out.append((full, {"cudnn_conv_algo_search": "HEURISTIC"}))
+        elif full == "TensorrtExecutionProvider":
+            options: dict[str, object] = {"trt_fp16_enable": True}
+            if cache_dir is not None:
+                options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir))
+            out.append((full, options))
+        else:
+            out.append(full)
+    if "CPUExecutionProvider" not in [p if isinstance(p, str) else p[0] for p in out]:
+        out.append("CPUExecutionProvider")
+    return out
+
+
+class Segmenter:
+    """Run an nwwatch ONNX model on normalised frames.
+
+    Parameters
+    ----------
+    model_path : path to an ONNX file following :mod:`nwwatch.segment.contract`.
+    providers : preference order among ``"tensorrt"``, ``"cuda"``, ``"cpu"``.
+    require_gpu : raise :class:`GpuUnavailableError` when no GPU provider was obtained.
+    threads : intra-op CPU threads (None: ONNX Runtime's default, all cores).
+    cache_dir : where TensorRT may cache engines.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        providers: tuple[str, ...] = ("cuda", "cpu"),
+        require_gpu: bool = False,
+        threads: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise ModelLoadError(f"{self.model_path}: model file not found")
+        self.model_sha256 = file_sha256(self.model_path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        requested = _provider_list(tuple(providers), Path(cache_dir) if cache_dir else None)
+        try:
+            self._session = ort.InferenceSession(
+                str(self.model_path), sess_options=options, providers=requested
+            )
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            raise ModelLoadError(f"{self.model_path}: ONNX Runtime cannot load it ({exc})") from exc
+        obtained = self._session.get_providers()
+        self.provider = obtained[0]
+        self.uses_gpu = self.provider in _GPU_PROVIDERS
+        if require_gpu and not self.uses_gpu:
+            raise GpuUnavailableError(
+                f"a GPU provider was required (asked for {list(providers)}) but ONNX Runtime "
+                f"runs {self.model_path.name} on {obtained}; check the NVIDIA driver, CUDA 13 "
+                f"and cuDNN 9 libraries, or set require_gpu = false"
+            )
+        self.metadata = self._read_metadata()
+        names = {o.name for o in self._session.get_outputs()}
+        missing = {OUTPUT_LABELS, OUTPUT_PROBABILITIES} - names
+        if INPUT_NAME not in {i.name for i in self._session.get_inputs()} or missing:
+            raise ModelLoadError(
+                f"{self.model_path}: not an nwwatch model (needs input {INPUT_NAME!r} and "
+                f"outputs {OUTPUT_LABELS!r}, {OUTPUT_PROBABILITIES!r})"
+            )
+
+    def _read_metadata(self) -> ModelMetadata:
+        props = self._session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in props:
+            raise ModelLoadError(f"{self.model_path}: no {METADATA_KEY!r} metadata in the model")
+        try:
+            return ModelMetadata.from_json(props[METADATA_KEY])
+        except ModelMetadataError as exc:
+            raise ModelLoadError(f"{self.model_path}: {exc}") from None
+
+    @property
+    def name(self) -> str:
+        return self.model_path.stem
+
+    def segment(self, images: np.ndarray, probabilities: bool = True) -> Segmentation:
+        """Segment a batch of normalised images.
+
+        Parameters
+        ----------
+        images : float32 (N, H, W) or (H, W), output of ``normalize_image``.
+        probabilities : also return the softmax (N, C, H, W); skip it to save a copy.
+
+        Returns
+        -------
+        Segmentation with arrays cropped back to (N, H, W).
+        """
+        batch = np.asarray(images, dtype=np.float32)
+        if batch.ndim == 2:
+            batch = batch[None]
+        if batch.ndim != 3:
+            raise ValueError(f"images must be (N, H, W) or (H, W), got shape {batch.shape}")
+        n, height, width = batch.shape
+        multiple = self.metadata.size_multiple
+        pad_h, pad_w = (-height) % multiple, (-width) % multiple
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < height and pad_w < width else "edge"
+            batch = np.pad(batch, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
+        feed = np.ascontiguousarray(batch[:, None])
+        wanted = [OUTPUT_LABELS, OUTPUT_PROBABILITIES] if probabilities else [OUTPUT_LABELS]
+        if self.uses_gpu:
+            outputs = self._run_bound(feed, wanted)
+        else:
+            outputs = self._session.run(wanted, {INPUT_NAME: feed})
+        labels = outputs[0][:, :height, :width]
+        probs = outputs[1][:, :, :height, :width] if probabilities else None
+        return Segmentation(labels=np.ascontiguousarray(labels), probabilities=probs)
+
+    def _run_bound(self, feed: np.ndarray, wanted: list[str]) -> list[np.ndarray]:
+        # IO binding: input copied once to the device; only the requested outputs come back.
+        binding = self._session.io_binding()
+        binding.bind_cpu_input(INPUT_NAME, feed)
+        for name in wanted:
+            binding.bind_output(name, "cpu")
+        self._session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from nwwatch.normalize import NORMALIZATION, intensity_range, normalize_image
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+def test_normalize_maps_robust_range_to_pm1(dtype):
+    rng = np.random.default_rng(0)
+    image = rng.integers(10, 100, size=(64, 64)).astype(dtype)
+    out = normalize_image(image)
+    assert out.dtype == np.float32 and out.shape == image.shape
+    assert out.min() == -1.0 and out.max() == 1.0
+    low, high = intensity_range(image)
+    inside = (image > low) & (image < high)
+    expected = (image[inside].astype(np.float64) - low) / (high - low) * 2 - 1
+    np.testing.assert_allclose(out[inside], expected, atol=1e-5)
+
+
+def test_hot_pixels_do_not_change_the_scaling():
+    rng = np.random.default_rng(1)
+    image = rng.normal(1000, 50, size=(128, 128)).astype(np.float32)
+    hot = image.copy()
+    hot[::37, ::41] = 65535  # < 0.5 % of pixels
+    # The 99.5th percentile moves by a few ranks, never to the hot value.
+    assert intensity_range(hot)[1] < 1300
+    normal = hot != 65535
+    np.testing.assert_allclose(normalize_image(image)[normal], normalize_image(hot)[normal],
+                               atol=0.05, err_msg="hot pixels changed the scaling")
+    assert np.all(normalize_image(hot)[~normal] == 1.0)
+
+
+def test_constant_and_nan_images_are_finite():
+    assert np.all(normalize_image(np.full((8, 8), 7.0)) == -1.0)
+    image = np.ones((8, 8), np.float32)
+    image[0, 0] = np.nan
+    assert np.isfinite(normalize_image(image)).all()
+
+
+def test_explicit_range_is_used_for_volume_slices():
+    volume = np.stack([np.full((4, 4), v, np.float32) for v in (0.0, 5.0, 10.0)])
+    rng = intensity_range(volume)
+    slices = [normalize_image(s, rng) for s in volume]
+    assert slices[0][0, 0] == -1.0 and slices[2][0, 0] == 1.0
+    assert abs(slices[1][0, 0]) < 0.01
+    assert NORMALIZATION.endswith("v1")

@@ -1,0 +1,33 @@
+import os
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from nwwatch.results.parquet import rows_to_table, write_batch, write_table_atomic
+
+SCHEMA = pa.schema([pa.field("source", pa.string(), nullable=False), pa.field("x", pa.float64())])
+
+
+def test_batches_form_one_dataset_and_leave_no_temporaries(tmp_path):
+    for i in range(3):
+        write_batch([{"source": f"f{i}", "x": float(i)}], SCHEMA, tmp_path, "frames")
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in tmp_path.glob("frames-*.parquet"))
+    table = ds.dataset(tmp_path, format="parquet").to_table()
+    assert sorted(table.column("source").to_pylist()) == ["f0", "f1", "f2"]
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", boom)
+    with pytest.raises(OSError):
+        write_table_atomic(rows_to_table([{"source": "a", "x": 1.0}], SCHEMA), tmp_path / "a.parquet")
+    assert os.listdir(tmp_path) == []
+
+
+def test_unknown_column_is_refused():
+    with pytest.raises(KeyError, match="nope"):
+        rows_to_table([{"source": "a", "nope": 1}], SCHEMA)
