@@ -1,0 +1,52 @@
+"""TIFF input and output: frames, in-situ stacks and tomograms, with typed input errors.
+
+Read: :func:`read_frames`, :func:`read_volume`, :func:`inspect_tiff` (headers only).
+Write: :func:`write_frame_tiff`, :func:`write_stack_tiff`, :func:`write_volume_tiff`
+(atomic, ImageJ-compatible). Bad input raises a subclass of :class:`InputError`.
+"""
+
+from nwwatch.io.errors import (
+    AnisotropicPixelsError,
+    EmptyFileError,
+    ImageTooLargeError,
+    InputError,
+    MultichannelError,
+    NotATiffError,
+    TruncatedTiffError,
+    UnreadableFileError,
+    UnsupportedCompressionError,
+    UnsupportedDtypeError,
+    UnsupportedLayoutError,
+)
+from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
+from nwwatch.io.metadata import unit_to_nm
+from nwwatch.io.records import Frame, TiffInfo, Volume
+from nwwatch.io.tiff import inspect_tiff, read_frames, read_volume
+from nwwatch.io.write import write_frame_tiff, write_stack_tiff, write_volume_tiff
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "MAX_FRAME_PIXELS",
+    "SUPPORTED_DTYPES",
+    "AnisotropicPixelsError",
+    "EmptyFileError",
+    "ImageTooLargeError",
+    "InputError",
+    "MultichannelError",
+    "NotATiffError",
+    "TruncatedTiffError",
+    "UnreadableFileError",
+    "UnsupportedCompressionError",
+    "UnsupportedDtypeError",
+    "UnsupportedLayoutError",
+    "Frame",
+    "TiffInfo",
+    "Volume",
+    "inspect_tiff",
+    "read_frames",
+    "read_volume",
+    "unit_to_nm",
+    "write_frame_tiff",
+    "write_stack_tiff",
+    "write_volume_tiff",
+]

@@ -1,0 +1,80 @@
+"""Typed errors for bad input files.
+
+Every failure caused by the *content* of an input file is an :class:`InputError`: the service
+records it, quarantines the file and goes on with the next one. Each error carries the file
+(``.path``) and a human readable ``.reason``; ``str(error)`` names both. A file that does not
+exist raises the built-in :class:`FileNotFoundError` as usual (it is a race, not bad input).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class InputError(Exception):
+    """A file that cannot be used as input. ``.path`` (Path) and ``.reason`` (str)."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # keep path and reason across pickling (worker processes)
+        return (type(self), (self.path, self.reason))
+
+
+class NotATiffError(InputError):
+    """The file does not start with a TIFF/BigTIFF header."""
+
+
+class EmptyFileError(InputError):
+    """The file has zero bytes (often: the writer has just created it)."""
+
+
+class TruncatedTiffError(InputError):
+    """The header is a TIFF header but structure or pixel data are missing or corrupt."""
+
+
+class MultichannelError(InputError):
+    """RGB or multichannel image; nwwatch needs single-channel grey images."""
+
+
+class ImageTooLargeError(InputError):
+    """Declared dimensions exceed the limits in :mod:`nwwatch.io.limits`; nothing was allocated."""
+
+
+class UnsupportedDtypeError(InputError):
+    """Pixel type other than uint8, uint16, int16 or float32."""
+
+
+class AnisotropicPixelsError(InputError):
+    """A frame declares different x and y pixel sizes (measurements assume square pixels)."""
+
+
+class UnsupportedCompressionError(InputError):
+    """Compression or predictor that this installation cannot decode (most need the
+    optional ``imagecodecs`` package: LZW, JPEG, JPEG 2000, ...)."""
+
+
+class UnsupportedLayoutError(InputError):
+    """Image series nwwatch does not read: no 2-D pages, or a volume with 4 or more axes."""
+
+
+class UnreadableFileError(InputError):
+    """The file exists but cannot be opened (permissions)."""
+
+
+__all__ = [
+    "AnisotropicPixelsError",
+    "EmptyFileError",
+    "ImageTooLargeError",
+    "InputError",
+    "MultichannelError",
+    "NotATiffError",
+    "TruncatedTiffError",
+    "UnreadableFileError",
+    "UnsupportedCompressionError",
+    "UnsupportedDtypeError",
+    "UnsupportedLayoutError",
+]

@@ -1,0 +1,29 @@
+"""Limits and accepted pixel types of the TIFF layer, in one place so docs and tests agree."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Pixel types read and written. uint32/int32/float64/complex/bool and others are refused:
+#: no detector writes them for TEM frames, and they would need a lossy or silent conversion.
+SUPPORTED_DTYPES: tuple[np.dtype, ...] = (
+    np.dtype(np.uint8),
+    np.dtype(np.uint16),
+    np.dtype(np.int16),
+    np.dtype(np.float32),
+)
+
+#: Most pixels one frame (page) may declare: 2**28 = 16384 x 16384. Checked from the header,
+#: before any pixel memory is allocated.
+MAX_FRAME_PIXELS = 2**28
+
+#: Most decoded bytes one file (a whole stack or volume) may declare: 2**33 = 8 GiB.
+MAX_FILE_BYTES = 2**33
+
+#: A pixel size above 10 um is not a microscope calibration but a desktop default
+#: (72/96/300 dpi = 353/265/85 um): it is ignored (read as None) with a warning.
+MAX_PLAUSIBLE_PIXEL_SIZE_NM = 1.0e4
+
+#: x and y pixel sizes within this relative difference count as square (rational tags
+#: round); a larger difference makes a frame unreadable (AnisotropicPixelsError).
+ANISOTROPY_TOLERANCE = 1.0e-3

@@ -1,0 +1,278 @@
+"""Pixel size and acquisition time from a TIFF's metadata; never guessed.
+
+Pixel size sources, first match wins:
+
+1. OME-XML ``Pixels`` ``PhysicalSizeX/Y/Z`` with their units (OME default: micrometre);
+2. ImageJ: ``unit`` in the description with ``XResolution``/``YResolution`` in pixels per
+   ``unit`` and ``spacing`` for z (ImageJ omits ``spacing`` when it is 1 unit);
+3. ``XResolution``/``YResolution`` with ``ResolutionUnit`` INCH or CENTIMETER (a missing
+   ``ResolutionUnit`` means INCH, the TIFF default); NONE means unknown.
+
+Acquisition time sources, first match wins: nwwatch's JSON property (per page, microseconds,
+UTC), OME ``AcquisitionDate``, the ``DateTime`` tag of each page (or of the first page, plus
+``i * finterval`` for ImageJ series). Times without a zone are local time of this machine
+(TIFF/EXIF convention). Without any, the file's modification time is used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import structlog
+import tifffile
+
+from nwwatch.io.errors import AnisotropicPixelsError
+from nwwatch.io.limits import ANISOTROPY_TOLERANCE, MAX_PLAUSIBLE_PIXEL_SIZE_NM
+from nwwatch.io.write import PROPERTY_KEY
+
+_log = structlog.get_logger("nwwatch.io")
+
+# Keys after NFKC normalisation and lower-casing (NFKC maps micro sign to Greek mu and the
+# angstrom sign to A-ring).
+_NM_PER_UNIT = {
+    "pm": 1e-3,
+    "å": 0.1, "a": 0.1, "angstrom": 0.1, "angstroms": 0.1, "ångström": 0.1,
+    "nm": 1.0, "nanometer": 1.0, "nanometre": 1.0, "nanometers": 1.0, "nanometres": 1.0,
+    "μm": 1e3, "um": 1e3, "micron": 1e3, "microns": 1e3, "micrometer": 1e3,
+    "micrometre": 1e3, "micrometers": 1e3, "micrometres": 1e3,
+    "mm": 1e6, "millimeter": 1e6, "millimetre": 1e6,
+    "cm": 1e7, "centimeter": 1e7, "centimetre": 1e7,
+    "m": 1e9, "meter": 1e9, "metre": 1e9,
+    "in": 25.4e6, "inch": 25.4e6, "inches": 25.4e6,
+}
+_UNCALIBRATED = {"", "pixel", "pixels", "px"}
+_TIFF_TIME_FORMATS = ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S")
+
+Sizes = tuple[float | None, float | None, float | None]  # (z, y, x) nm
+
+
+def unit_to_nm(unit: str) -> float | None:
+    """Nanometres per ``unit`` (e.g. "micron" -> 1000.0); None for unknown or "pixel".
+
+    Accepts ImageJ's escaped forms such as ``\\u00B5m``.
+    """
+    text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), unit)
+    text = unicodedata.normalize("NFKC", text).strip().lower()
+    return _NM_PER_UNIT.get(text)
+
+
+def physical_sizes_nm(path: Path, tif: tifffile.TiffFile) -> Sizes:
+    """(z, y, x) pixel/voxel size in nm declared by the file; None where not declared."""
+    for source, reader in (("ome", _ome_sizes), ("imagej", _imagej_sizes), ("tags", _tag_sizes)):
+        sizes = reader(path, tif)
+        if sizes is not None:
+            checked = (_plausible(path, source, a, v) for a, v in zip("zyx", sizes, strict=True))
+            return tuple(checked)
+    return (None, None, None)
+
+
+def frame_pixel_size_nm(path: Path, sizes: Sizes) -> float | None:
+    """Square pixel size of a frame from (z, y, x); raises when x and y differ."""
+    _, y_nm, x_nm = sizes
+    if x_nm is None or y_nm is None:
+        return x_nm if y_nm is None else y_nm
+    if abs(x_nm - y_nm) > ANISOTROPY_TOLERANCE * max(x_nm, y_nm):
+        raise AnisotropicPixelsError(
+            path,
+            f"pixel size x {x_nm:.6g} nm differs from y {y_nm:.6g} nm; "
+            "measurements need square pixels",
+        )
+    return x_nm
+
+
+def acquisition_times(
+    path: Path, tif: tifffile.TiffFile, n_frames: int, mtime: datetime
+) -> tuple[list[datetime], str]:
+    """One UTC time per frame and its source, "metadata" or "mtime"."""
+    own = _nwwatch_times(path, tif)
+    if own is not None:
+        if len(own) == n_frames:
+            return own, "metadata"
+        _log.warning("io.times_ignored", path=str(path),
+                     reason=f"{len(own)} nwwatch times for {n_frames} frames")
+    pages = list(tif.series[0].pages)
+    first = _tag_time(path, pages[0]) if isinstance(pages[0], tifffile.TiffPage) else None
+    # The other pages are looked at only when the first has a time (no log line per page).
+    page_times = [first] + [
+        _tag_time(path, page) if first and isinstance(page, tifffile.TiffPage) else None
+        for page in pages[1:]
+    ]
+    # Per-page DateTime tags count only when they differ (some writers stamp every page
+    # with the save time).
+    if len(page_times) == n_frames > 1 and all(page_times) and len(set(page_times)) > 1:
+        return page_times, "metadata"
+    start = _ome_acquisition_date(path, tif) or first
+    if start is None:
+        return [mtime] * n_frames, "mtime"
+    interval_s = _imagej_frame_interval_s(tif)
+    step = timedelta(seconds=interval_s or 0.0)
+    return [start + i * step for i in range(n_frames)], "metadata"
+
+
+def _plausible(path: Path, source: str, axis: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not (math.isfinite(value) and value > 0):
+        _log.warning("io.pixel_size_ignored", path=str(path), source=source, axis=axis,
+                     reason=f"not a positive size: {value}")
+        return None
+    if value > MAX_PLAUSIBLE_PIXEL_SIZE_NM:
+        # 72/96/300 dpi defaults of desktop software, not a microscope calibration.
+        _log.warning("io.pixel_size_ignored", path=str(path), source=source, axis=axis,
+                     reason=f"{value:.6g} nm is above {MAX_PLAUSIBLE_PIXEL_SIZE_NM:g} nm")
+        return None
+    return float(value)
+
+
+def _ome_pixels(tif: tifffile.TiffFile) -> tuple[ET.Element | None, ET.Element | None]:
+    if not tif.is_ome or not tif.ome_metadata:
+        return None, None
+    try:
+        root = ET.fromstring(tif.ome_metadata)
+    except ET.ParseError:
+        return None, None
+    image = root.find("{*}Image")
+    if image is None:
+        return None, None
+    return image, image.find("{*}Pixels")
+
+
+def _ome_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
+    _, pixels = _ome_pixels(tif)
+    if pixels is None:
+        return None
+    sizes = []
+    for axis in "ZYX":
+        value = pixels.get(f"PhysicalSize{axis}")
+        unit = pixels.get(f"PhysicalSize{axis}Unit", "µm")  # OME default unit
+        factor = unit_to_nm(unit)
+        if value is not None and factor is None:
+            _log.warning("io.pixel_size_ignored", path=str(path), source="ome", axis=axis,
+                         reason=f"unknown unit {unit!r}")
+        sizes.append(None if value is None or factor is None else _float(value) * factor)
+    return None if sizes == [None, None, None] else tuple(sizes)
+
+
+def _imagej_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
+    meta = tif.imagej_metadata if tif.is_imagej else None
+    if not meta or "unit" not in meta:
+        return None
+    unit = str(meta["unit"])
+    factor = unit_to_nm(unit)
+    if factor is None:
+        if unit.strip().lower() not in _UNCALIBRATED:
+            _log.warning("io.pixel_size_ignored", path=str(path), source="imagej",
+                         reason=f"unknown unit {unit!r}")
+        return None
+    y_per_unit, x_per_unit = _resolution(tif.pages.first)
+    if "spacing" in meta:
+        z_nm = _float(meta["spacing"]) * factor
+    elif int(meta.get("slices", 1)) > 1:
+        z_nm = factor  # ImageJ does not write spacing when it is 1 unit
+    else:
+        z_nm = None
+    return (
+        z_nm,
+        None if y_per_unit is None else factor / y_per_unit,
+        None if x_per_unit is None else factor / x_per_unit,
+    )
+
+
+def _tag_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
+    page = tif.pages.first
+    unit = page.tags.valueof(296, tifffile.RESUNIT.INCH)  # TIFF default when absent
+    factor = {tifffile.RESUNIT.INCH: 25.4e6, tifffile.RESUNIT.CENTIMETER: 1e7}.get(unit)
+    y_per_unit, x_per_unit = _resolution(page)
+    if factor is None or (x_per_unit is None and y_per_unit is None):
+        return None
+    return (
+        None,
+        None if y_per_unit is None else factor / y_per_unit,
+        None if x_per_unit is None else factor / x_per_unit,
+    )
+
+
+def _resolution(page: tifffile.TiffPage) -> tuple[float | None, float | None]:
+    """(y, x) pixels per resolution unit from the rational tags; None if absent or zero."""
+    values = []
+    for code in (283, 282):  # YResolution, XResolution
+        value = page.tags.valueof(code)
+        try:
+            numerator, denominator = value
+            per_unit = numerator / denominator
+        except (TypeError, ValueError, ZeroDivisionError):
+            per_unit = None
+        values.append(per_unit if per_unit and per_unit > 0 else None)
+    return values[0], values[1]
+
+
+def _float(value: object) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _as_utc(when: datetime) -> datetime:
+    # A naive time is local time of this machine (the TIFF/EXIF convention).
+    return when.astimezone(UTC)
+
+
+def _nwwatch_times(path: Path, tif: tifffile.TiffFile) -> list[datetime] | None:
+    meta = tif.imagej_metadata if tif.is_imagej else None
+    properties = (meta or {}).get("Properties") or {}
+    text = properties.get(PROPERTY_KEY) if isinstance(properties, dict) else None
+    if text is None:
+        return None
+    try:
+        return [_as_utc(datetime.fromisoformat(t)) for t in json.loads(text)["acquired_at"]]
+    except (ValueError, TypeError, KeyError) as exc:
+        _log.warning("io.times_ignored", path=str(path), reason=f"bad nwwatch metadata: {exc}")
+        return None
+
+
+def _ome_acquisition_date(path: Path, tif: tifffile.TiffFile) -> datetime | None:
+    image, _ = _ome_pixels(tif)
+    element = None if image is None else image.find("{*}AcquisitionDate")
+    if element is None or not (element.text or "").strip():
+        return None
+    try:
+        return _as_utc(datetime.fromisoformat(element.text.strip()))
+    except ValueError:
+        _log.warning("io.times_ignored", path=str(path),
+                     reason=f"bad OME AcquisitionDate {element.text!r}")
+        return None
+
+
+def _tag_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
+    text = page.tags.valueof(306)  # DateTime
+    if not isinstance(text, str) or not text.strip(" :\x00"):
+        return None
+    text = text.strip().rstrip("\x00")
+    for fmt in _TIFF_TIME_FORMATS:
+        try:
+            return _as_utc(datetime.strptime(text, fmt))
+        except ValueError:
+            continue
+    try:
+        return _as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        _log.warning("io.times_ignored", path=str(path), reason=f"bad DateTime tag {text!r}")
+        return None
+
+
+def _imagej_frame_interval_s(tif: tifffile.TiffFile) -> float | None:
+    meta = tif.imagej_metadata if tif.is_imagej else None
+    if not meta:
+        return None
+    interval = _float(meta.get("finterval"))
+    if math.isfinite(interval) and interval > 0:
+        return interval
+    fps = _float(meta.get("fps"))
+    return 1.0 / fps if math.isfinite(fps) and fps > 0 else None

@@ -1,0 +1,96 @@
+"""What the readers return: :class:`Frame`, :class:`Volume` and :class:`TiffInfo`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+AcquiredAtSource = Literal["metadata", "mtime"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One 2-D image of an acquisition.
+
+    Attributes
+    ----------
+    image : ndarray (H, W), native dtype (uint8, uint16, int16 or float32), (row, col) order.
+    index : int
+        Page of the frame in its file, 0-based.
+    source : Path
+        The file the frame was read from.
+    pixel_size_nm : float or None
+        Square pixel size from the file's metadata; None when the file declares none.
+    acquired_at : datetime
+        Timezone-aware UTC acquisition time.
+    acquired_at_source : "metadata" or "mtime"
+        "metadata": read from the file; "mtime": the file's modification time.
+    """
+
+    image: np.ndarray
+    index: int
+    source: Path
+    pixel_size_nm: float | None
+    acquired_at: datetime
+    acquired_at_source: AcquiredAtSource
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A tomogram.
+
+    Attributes
+    ----------
+    data : ndarray (Z, Y, X), native dtype (uint8, uint16, int16 or float32).
+    source : Path
+    voxel_size_nm : (z, y, x) floats or None
+        None unless the file declares all three sizes.
+    """
+
+    data: np.ndarray
+    source: Path
+    voxel_size_nm: tuple[float, float, float] | None
+
+
+@dataclass(frozen=True)
+class TiffInfo:
+    """Structure of a TIFF file, read from its headers only (no pixel data).
+
+    Attributes
+    ----------
+    path : Path
+    size_bytes : int
+        File size on disk.
+    n_pages : int
+        Number of 2-D images (frames or slices) in the image series.
+    shape : tuple of int
+        Series shape with singleton axes removed: (H, W) or (N, H, W) or more axes.
+    axes : str
+        tifffile's axis letters for ``shape``, e.g. "YX", "TYX", "ZYX", "IYX" (Y rows, X cols).
+    dtype : numpy dtype, native byte order
+    declared_bytes : int
+        Bytes the decoded pixel data will take.
+    layout : "imagej", "ome" or "tiff"
+        Which metadata convention the file follows.
+    compression : str
+        tifffile's name of the compression, e.g. "NONE", "LZW", "ADOBE_DEFLATE".
+    """
+
+    path: Path
+    size_bytes: int
+    n_pages: int
+    shape: tuple[int, ...]
+    axes: str
+    dtype: np.dtype
+    declared_bytes: int
+    layout: Literal["imagej", "ome", "tiff"]
+    compression: str
+
+    @property
+    def page_shape(self) -> tuple[int, int]:
+        """(H, W) of one page."""
+        return (self.shape[-2], self.shape[-1])

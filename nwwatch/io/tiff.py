@@ -1,0 +1,135 @@
+"""Read frames, in-situ stacks and tomograms from TIFF files; check a file's structure.
+
+All readers check the file's structure first (:func:`inspect_tiff`), so bad input raises an
+:class:`~nwwatch.io.errors.InputError` subclass naming the file before any pixel memory is
+allocated. Pixel data keep their native dtype (uint8, uint16, int16 or float32).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from nwwatch.io.errors import TruncatedTiffError, UnsupportedLayoutError
+from nwwatch.io.metadata import acquisition_times, frame_pixel_size_nm, physical_sizes_nm
+from nwwatch.io.records import Frame, TiffInfo, Volume
+from nwwatch.io.structure import open_tiff
+
+
+def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
+    """Check that ``path`` is a complete, readable single-channel TIFF, reading headers only.
+
+    Used by the service to decide that a file is complete and sane before reading it.
+
+    Parameters
+    ----------
+    path : path of a .tif/.tiff file (plain, ImageJ, OME or BigTIFF).
+
+    Returns
+    -------
+    TiffInfo with pages, squeezed shape, axes, dtype and declared size.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    InputError
+        EmptyFileError, NotATiffError, TruncatedTiffError, ImageTooLargeError,
+        UnsupportedDtypeError, MultichannelError or UnreadableFileError.
+    """
+    with open_tiff(path) as (_, info):
+        return info
+
+
+def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
+    """Read every page of a single-frame file or an in-situ stack as a :class:`Frame`.
+
+    Parameters
+    ----------
+    path : path of a TIFF with one page (H, W) or several pages (N, H, W); pages of
+        hyperstacks with more axes are returned in file order.
+
+    Returns
+    -------
+    list of Frame, one per page, ``index`` 0..N-1. ``image`` is (H, W) in the file's dtype;
+    ``pixel_size_nm`` from the metadata or None; ``acquired_at`` UTC from the metadata
+    (``acquired_at_source`` "metadata") or else the file's mtime ("mtime").
+
+    Raises
+    ------
+    FileNotFoundError, InputError (see :func:`inspect_tiff`), and
+    AnisotropicPixelsError when the file declares different x and y pixel sizes.
+    """
+    path = Path(path)
+    with open_tiff(path) as (tif, info):
+        pixel_size_nm = frame_pixel_size_nm(path, physical_sizes_nm(path, tif))
+        height, width = info.page_shape
+        stack = _read_pixels(path, tif, info).reshape(info.n_pages, height, width)
+        times, source = acquisition_times(path, tif, info.n_pages, _mtime(tif))
+    return [
+        Frame(
+            image=stack[i],
+            index=i,
+            source=path,
+            pixel_size_nm=pixel_size_nm,
+            acquired_at=times[i],
+            acquired_at_source=source,
+        )
+        for i in range(info.n_pages)
+    ]
+
+
+def read_volume(path: str | os.PathLike[str]) -> Volume:
+    """Read a tomogram: a plain multi-page TIFF, an ImageJ hyperstack or an OME-TIFF.
+
+    Singleton channel and time axes are dropped; a single page is a volume of one slice.
+
+    Parameters
+    ----------
+    path : path of a TIFF whose pages are the Z slices.
+
+    Returns
+    -------
+    Volume with ``data`` (Z, Y, X) in the file's dtype and ``voxel_size_nm`` (z, y, x) when
+    the file declares all three sizes, else None.
+
+    Raises
+    ------
+    FileNotFoundError, InputError (see :func:`inspect_tiff`), and UnsupportedLayoutError
+    for data with more than one axis besides Y and X (e.g. a time series of volumes).
+    """
+    path = Path(path)
+    with open_tiff(path) as (tif, info):
+        stack_axes = info.axes[: info.axes.index("Y")]
+        if len(stack_axes) > 1:
+            raise UnsupportedLayoutError(
+                path, f"{len(info.shape)}-D data (axes {info.axes}, shape {info.shape}); "
+                "a volume has one axis besides Y and X"
+            )
+        sizes = physical_sizes_nm(path, tif)
+        height, width = info.page_shape
+        data = _read_pixels(path, tif, info).reshape(info.n_pages, height, width)
+    voxel_size_nm = None if None in sizes else (sizes[0], sizes[1], sizes[2])
+    return Volume(data=data, source=path, voxel_size_nm=voxel_size_nm)
+
+
+def _read_pixels(path: Path, tif: tifffile.TiffFile, info: TiffInfo) -> np.ndarray:
+    try:
+        data = tif.series[0].asarray()
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # decoder errors of corrupt compressed data, short reads
+        raise TruncatedTiffError(path, f"pixel data could not be read ({exc})") from exc
+    data = data.reshape(info.shape)
+    if not data.dtype.isnative:
+        data = data.astype(data.dtype.newbyteorder("="))
+    return data
+
+
+def _mtime(tif: tifffile.TiffFile) -> datetime:
+    stat = os.fstat(tif.filehandle.fileno())
+    return datetime.fromtimestamp(stat.st_mtime, UTC)

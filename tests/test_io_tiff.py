@@ -1,0 +1,642 @@
+"""Tests of nwwatch.io: TIFF round trips, metadata from other writers, typed input errors."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from structlog.testing import capture_logs
+
+import nwwatch.io as nio
+from nwwatch.io import (
+    AnisotropicPixelsError,
+    EmptyFileError,
+    ImageTooLargeError,
+    InputError,
+    MultichannelError,
+    NotATiffError,
+    TruncatedTiffError,
+    UnreadableFileError,
+    UnsupportedCompressionError,
+    UnsupportedDtypeError,
+    UnsupportedLayoutError,
+    inspect_tiff,
+    read_frames,
+    read_volume,
+    unit_to_nm,
+    write_frame_tiff,
+    write_stack_tiff,
+    write_volume_tiff,
+)
+
+RNG = np.random.default_rng(20261121)
+T0 = datetime(2026, 11, 21, 7, 45, 1, 123456, tzinfo=UTC)
+
+
+def _image(shape, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return RNG.normal(100.0, 30.0, shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return RNG.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+
+
+@pytest.fixture
+def local_tz():
+    """Run with the machine's local time zone set to Europe/Berlin; restore afterwards."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Berlin"
+    time.tzset()
+    yield
+    if old is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
+def _assert_names_file(error: pytest.ExceptionInfo, path: Path) -> None:
+    assert isinstance(error.value, InputError)
+    assert error.value.path == path
+    assert str(path) in str(error.value)
+    assert error.value.reason and error.value.reason in str(error.value)
+
+
+# ---------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])
+def test_frame_round_trip_keeps_pixels_size_and_time(tmp_path, dtype):
+    image = _image((37, 53), dtype)  # odd, non-square: catches transposes
+    path = write_frame_tiff(tmp_path / "f.tif", image, pixel_size_nm=0.4173, acquired_at=T0)
+    (frame,) = read_frames(path)
+    assert frame.image.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(frame.image, image)
+    assert frame.index == 0 and frame.source == path
+    assert frame.pixel_size_nm == pytest.approx(0.4173, rel=1e-9)
+    assert frame.acquired_at == T0 and frame.acquired_at.tzinfo is not None
+    assert frame.acquired_at_source == "metadata"
+
+
+def test_frame_time_is_converted_to_utc(tmp_path):
+    tokyo = T0.astimezone(timezone(timedelta(hours=9)))
+    path = write_frame_tiff(tmp_path / "f.tif", _image((8, 8), "uint16"), acquired_at=tokyo)
+    (frame,) = read_frames(path)
+    assert frame.acquired_at == T0
+    assert frame.acquired_at.utcoffset() == timedelta(0)
+
+
+def test_stack_round_trip_has_per_page_times(tmp_path):
+    frames = _image((5, 24, 40), "uint16")
+    gaps = np.cumsum([0.0, 0.25, 0.4, 1.7, 0.05])  # irregular: no interval formula fits
+    times = [T0 + timedelta(seconds=float(s)) for s in gaps]
+    path = write_stack_tiff(tmp_path / "s.tif", frames, pixel_size_nm=1.5, acquired_at=times)
+    read = read_frames(path)
+    assert [f.index for f in read] == list(range(5))
+    for frame, image, when in zip(read, frames, times, strict=True):
+        np.testing.assert_array_equal(frame.image, image)
+        assert frame.acquired_at == when and frame.acquired_at_source == "metadata"
+        assert frame.pixel_size_nm == pytest.approx(1.5)
+    info = inspect_tiff(path)
+    assert (info.n_pages, info.shape, info.axes) == (5, (5, 24, 40), "TYX")
+    assert info.dtype == np.uint16 and info.declared_bytes == frames.nbytes
+    assert info.layout == "imagej" and info.page_shape == (24, 40)
+    # Fiji's frame interval: the mean step.
+    with tifffile.TiffFile(path) as tif:
+        assert tif.imagej_metadata["finterval"] == pytest.approx(gaps[-1] / 4)
+        assert tif.imagej_metadata["unit"] == "micron"
+
+
+def test_volume_round_trip_with_anisotropic_voxels(tmp_path):
+    volume = _image((6, 20, 30), "float32")
+    path = write_volume_tiff(tmp_path / "v.tif", volume, voxel_size_nm=(3.5, 1.25, 1.2))
+    read = read_volume(path)
+    np.testing.assert_array_equal(read.data, volume)
+    assert read.data.dtype == np.float32 and read.source == path
+    assert read.voxel_size_nm == pytest.approx((3.5, 1.25, 1.2))
+    # One number means cubic voxels; a frame with x != y pixels is refused.
+    cubic = write_volume_tiff(tmp_path / "c.tif", volume, voxel_size_nm=2.0)
+    assert read_volume(cubic).voxel_size_nm == pytest.approx((2.0, 2.0, 2.0))
+    with pytest.raises(AnisotropicPixelsError) as error:
+        read_frames(path)
+    _assert_names_file(error, path)
+
+
+def test_volume_without_size_and_single_page(tmp_path):
+    path = write_volume_tiff(tmp_path / "v.tif", _image((4, 9, 11), "uint8"))
+    assert read_volume(path).voxel_size_nm is None
+    single = write_frame_tiff(tmp_path / "f.tif", _image((9, 11), "uint8"), pixel_size_nm=2.0)
+    vol = read_volume(single)
+    assert vol.data.shape == (1, 9, 11)
+    assert vol.voxel_size_nm is None  # z unknown: not guessed
+
+
+# ------------------------------------------------------------- metadata from other writers
+
+
+@pytest.mark.parametrize(
+    ("unit", "nm_per_unit"),
+    [
+        ("nm", 1.0),
+        ("micron", 1e3),
+        ("um", 1e3),
+        ("\\u00B5m", 1e3),  # how ImageJ escapes µm
+        ("\\u00C5", 0.1),  # Å
+        ("angstrom", 0.1),
+        ("mm", 1e6),
+    ],
+)
+def test_tifffile_imagej_writer_units(tmp_path, unit, nm_per_unit):
+    xy_nm, z_nm = 0.8, 2.4
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(
+        path,
+        _image((3, 16, 16), "uint16"),
+        imagej=True,
+        resolution=(nm_per_unit / xy_nm, nm_per_unit / xy_nm),
+        metadata={"axes": "ZYX", "unit": unit, "spacing": z_nm / nm_per_unit},
+    )
+    assert read_volume(path).voxel_size_nm == pytest.approx((z_nm, xy_nm, xy_nm))
+    assert [f.pixel_size_nm for f in read_frames(path)] == pytest.approx([xy_nm] * 3)
+
+
+def test_imagej_stack_without_spacing_means_one_unit(tmp_path):
+    # ImageJ writes no `spacing` line when the voxel depth is 1 unit.
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(path, _image((3, 8, 8), "uint8"), imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "ZYX", "unit": "nm"})
+    assert read_volume(path).voxel_size_nm == pytest.approx((1.0, 0.5, 0.5))
+
+
+@pytest.mark.parametrize(
+    ("unit", "nm_per_unit"), [("CENTIMETER", 1e7), ("INCH", 2.54e7)]
+)
+def test_plain_resolution_tags(tmp_path, unit, nm_per_unit):
+    path = tmp_path / "plain.tif"
+    per_unit = nm_per_unit / 2.5  # 2.5 nm pixels
+    tifffile.imwrite(path, _image((12, 12), "uint16"), resolution=(per_unit, per_unit),
+                     resolutionunit=unit, metadata=None)
+    (frame,) = read_frames(path)
+    assert frame.pixel_size_nm == pytest.approx(2.5, rel=1e-6)
+    assert inspect_tiff(path).layout == "tiff"
+
+
+def test_resolution_unit_none_and_desktop_dpi_give_no_size(tmp_path):
+    none_unit = tmp_path / "none.tif"
+    tifffile.imwrite(none_unit, _image((8, 8), "uint8"), resolution=(3.0, 3.0),
+                     resolutionunit="NONE", metadata=None)
+    assert read_frames(none_unit)[0].pixel_size_nm is None
+    dpi72 = tmp_path / "dpi72.tif"
+    tifffile.imwrite(dpi72, _image((8, 8), "uint8"), resolution=(72.0, 72.0),
+                     resolutionunit="INCH", metadata=None)
+    with capture_logs() as logs:
+        assert read_frames(dpi72)[0].pixel_size_nm is None
+    assert any(entry["event"] == "io.pixel_size_ignored" for entry in logs)
+
+
+def test_ome_tiff_physical_sizes_and_acquisition_date(tmp_path):
+    path = tmp_path / "tomo.ome.tif"
+    volume = _image((4, 10, 12), "uint16")
+    tifffile.imwrite(path, volume, metadata={
+        "axes": "ZYX",
+        "PhysicalSizeX": 0.5, "PhysicalSizeXUnit": "nm",
+        "PhysicalSizeY": 0.5, "PhysicalSizeYUnit": "nm",
+        "PhysicalSizeZ": 0.002, "PhysicalSizeZUnit": "µm",
+        "AcquisitionDate": "2026-11-21T07:45:01.5+00:00",
+    })
+    read = read_volume(path)
+    np.testing.assert_array_equal(read.data, volume)
+    assert read.voxel_size_nm == pytest.approx((2.0, 0.5, 0.5))
+    frames = read_frames(path)
+    assert frames[0].acquired_at == datetime(2026, 11, 21, 7, 45, 1, 500000, tzinfo=UTC)
+    assert frames[0].acquired_at_source == "metadata"
+    assert inspect_tiff(path).layout == "ome"
+    default_unit = tmp_path / "um.ome.tif"  # OME's default unit is the micrometre
+    tifffile.imwrite(default_unit, volume, metadata={
+        "axes": "ZYX", "PhysicalSizeX": 0.001, "PhysicalSizeY": 0.001, "PhysicalSizeZ": 0.003})
+    assert read_volume(default_unit).voxel_size_nm == pytest.approx((3.0, 1.0, 1.0))
+
+
+def test_ome_tiff_with_singleton_channel_and_time_is_a_volume(tmp_path):
+    path = tmp_path / "tczyx.ome.tif"
+    volume = _image((1, 1, 3, 8, 8), "uint8")
+    tifffile.imwrite(path, volume, metadata={"axes": "TCZYX"})
+    read = read_volume(path)
+    assert read.data.shape == (3, 8, 8)
+    np.testing.assert_array_equal(read.data, volume[0, 0])
+
+
+def test_datetime_tag_is_local_time(tmp_path, local_tz):
+    path = tmp_path / "dt.tif"
+    tifffile.imwrite(path, _image((8, 8), "uint16"), datetime="2026:03:04 05:06:07",
+                     metadata=None)
+    (frame,) = read_frames(path)
+    # Berlin is UTC+1 in March (before the switch to summer time).
+    assert frame.acquired_at == datetime(2026, 3, 4, 4, 6, 7, tzinfo=UTC)
+    assert frame.acquired_at_source == "metadata"
+
+
+def test_per_page_datetime_tags(tmp_path, local_tz):
+    path = tmp_path / "pages.tif"
+    stamps = ["2026:01:02 03:04:05", "2026:01:02 03:04:09", "2026:01:02 03:05:00"]
+    with tifffile.TiffWriter(path) as tif:
+        for stamp in stamps:
+            tif.write(_image((8, 8), "uint16"), datetime=stamp, metadata=None)
+    frames = read_frames(path)
+    start = datetime(2026, 1, 2, 2, 4, 5, tzinfo=UTC)  # Berlin is UTC+1 in January
+    assert [f.acquired_at - start for f in frames] == [
+        timedelta(0), timedelta(seconds=4), timedelta(seconds=55)]
+    assert {f.acquired_at_source for f in frames} == {"metadata"}
+
+
+def test_own_writer_datetime_tag_agrees_with_precise_time(tmp_path, local_tz):
+    path = write_frame_tiff(tmp_path / "f.tif", _image((8, 8), "uint16"), acquired_at=T0)
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages.first.tags["DateTime"].value
+    local = datetime.strptime(tag, "%Y:%m:%d %H:%M:%S").astimezone(UTC)
+    assert local == T0.replace(microsecond=0)
+
+
+def test_imagej_frame_interval_gives_per_frame_times(tmp_path):
+    path = tmp_path / "fi.tif"
+    tifffile.imwrite(path, _image((4, 8, 8), "uint16"), imagej=True,
+                     datetime="2026:01:02 03:04:05",
+                     metadata={"axes": "TYX", "finterval": 0.5})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TZ", "UTC")
+        time.tzset()
+        times = [f.acquired_at for f in read_frames(path)]
+    time.tzset()
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert times == [start + timedelta(seconds=0.5 * i) for i in range(4)]
+
+
+def test_mtime_fallback(tmp_path):
+    path = write_stack_tiff(tmp_path / "s.tif", _image((2, 8, 8), "uint16"))
+    stamp = datetime(2025, 6, 7, 8, 9, 10, 250000, tzinfo=UTC)
+    os.utime(path, (stamp.timestamp(), stamp.timestamp()))
+    frames = read_frames(path)
+    assert [f.acquired_at_source for f in frames] == ["mtime", "mtime"]
+    assert all(f.acquired_at == stamp for f in frames)
+    assert frames[0].pixel_size_nm is None
+
+
+def test_big_endian_and_bigtiff(tmp_path):
+    image = _image((3, 10, 14), "uint16")
+    big_endian = tmp_path / "be.tif"
+    tifffile.imwrite(big_endian, image, byteorder=">", photometric="minisblack")
+    read = read_volume(big_endian).data
+    assert read.dtype.isnative
+    np.testing.assert_array_equal(read, image)
+    bigtiff = tmp_path / "big.tif"
+    tifffile.imwrite(bigtiff, image, bigtiff=True, photometric="minisblack")
+    np.testing.assert_array_equal(read_volume(bigtiff).data, image)
+
+
+def test_plain_multipage_and_compressed(tmp_path):
+    path = tmp_path / "pages.tif"
+    pages = _image((3, 16, 16), "int16")
+    with tifffile.TiffWriter(path) as tif:
+        for page in pages:
+            tif.write(page, compression="zlib", metadata=None)
+    frames = read_frames(path)
+    assert len(frames) == 3
+    for i, frame in enumerate(frames):
+        np.testing.assert_array_equal(frame.image, pages[i])
+    assert inspect_tiff(path).compression == "ADOBE_DEFLATE"
+    tiled = tmp_path / "tiled.tif"
+    tifffile.imwrite(tiled, pages, tile=(16, 16), compression="zlib", predictor=True,
+                     photometric="minisblack")
+    np.testing.assert_array_equal(read_volume(tiled).data, pages)
+
+
+def test_hyperstack_frames_in_file_order_but_not_a_volume(tmp_path):
+    path = tmp_path / "tz.tif"
+    data = _image((2, 3, 8, 8), "uint16")
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "TZYX"})
+    frames = read_frames(path)
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), data.reshape(6, 8, 8))
+    with pytest.raises(UnsupportedLayoutError) as error:
+        read_volume(path)
+    _assert_names_file(error, path)
+
+
+def test_pages_of_another_shape_are_ignored_with_a_warning(tmp_path):
+    path = tmp_path / "thumb.tif"
+    pages = _image((2, 16, 16), "uint8")
+    with tifffile.TiffWriter(path) as tif:
+        for page in pages:
+            tif.write(page, metadata=None, contiguous=False)
+        tif.write(_image((4, 4), "uint8"), metadata=None)  # a thumbnail
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert [f.image.shape for f in frames] == [(16, 16), (16, 16)]
+    assert [e["event"] for e in logs] == ["io.extra_series_ignored"]
+
+
+def test_unit_to_nm():
+    assert unit_to_nm("µm") == 1e3 and unit_to_nm("\u03bcm") == 1e3
+    assert unit_to_nm("\u212b") == 0.1 and unit_to_nm(" NM ") == 1.0
+    assert unit_to_nm("pixel") is None and unit_to_nm("furlong") is None
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_not_a_tiff(tmp_path):
+    path = tmp_path / "notes.tif"
+    path.write_text("this is a text file with a .tif name\n")
+    for reader in (inspect_tiff, read_frames, read_volume):
+        with pytest.raises(NotATiffError) as error:
+            reader(path)
+        _assert_names_file(error, path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.tif"
+    path.touch()
+    with pytest.raises(EmptyFileError) as error:
+        read_frames(path)
+    _assert_names_file(error, path)
+    assert "0 bytes" in str(error.value)
+
+
+def _cut_points(path: Path) -> list[int]:
+    """Lengths that lose header, IFDs, tag values or pixels. (Writers may leave unreferenced
+    bytes at the very end; cutting those loses nothing, so size - 1 is not among them.)"""
+    size = path.stat().st_size
+    with tifffile.TiffFile(path) as tif:
+        data_end = max(
+            o + c for p in tif.pages for o, c in zip(p.dataoffsets, p.databytecounts, strict=True)
+        )
+    return [3, 7, 100, size // 3, size // 2, size - 200, data_end - 1]
+
+
+@pytest.mark.parametrize("layout", ["ours", "plain", "zlib", "ome"])
+def test_truncated_files(tmp_path, layout):
+    path = tmp_path / "full.tif"
+    data = _image((4, 32, 32), "uint16")
+    if layout == "ours":
+        write_stack_tiff(path, data, pixel_size_nm=1.0, acquired_at=[T0] * 4)
+    elif layout == "plain":
+        with tifffile.TiffWriter(path) as tif:
+            for page in data:
+                tif.write(page, metadata=None)
+    elif layout == "zlib":
+        tifffile.imwrite(path, data, imagej=True, compression="zlib", metadata={"axes": "TYX"})
+    else:
+        path = tmp_path / "full.ome.tif"
+        tifffile.imwrite(path, data, metadata={"axes": "ZYX"})
+    assert len(read_frames(path)) == 4
+    full = path.read_bytes()
+    for cut in _cut_points(path):
+        part = tmp_path / f"cut{cut}.tif"
+        part.write_bytes(full[:cut])
+        with pytest.raises(TruncatedTiffError) as error:
+            inspect_tiff(part)
+        _assert_names_file(error, part)
+        with pytest.raises(TruncatedTiffError):
+            read_frames(part)
+
+
+def test_imagej_stack_with_only_its_first_page_written(tmp_path):
+    # What a streaming writer leaves: IFD 0 ends the chain, pixels of page 0 only.
+    path = write_stack_tiff(tmp_path / "s.tif", _image((4, 16, 16), "uint16"))
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        next_pointer_at = page.offset + 2 + 12 * len(page.tags)
+        page0_end = page.dataoffsets[0] + page.databytecounts[0]
+    raw = bytearray(path.read_bytes()[:page0_end])
+    raw[next_pointer_at : next_pointer_at + 4] = bytes(4)
+    path.write_bytes(raw)
+    with pytest.raises(TruncatedTiffError) as error:
+        inspect_tiff(path)
+    _assert_names_file(error, path)
+    assert "declares 4 images" in str(error.value)
+
+
+def test_corrupt_compressed_data_passes_inspect_but_not_read(tmp_path):
+    path = tmp_path / "z.tif"
+    tifffile.imwrite(path, _image((3, 64, 64), "uint16"), imagej=True, compression="zlib",
+                     metadata={"axes": "TYX"})
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[1].dataoffsets[0]
+    raw = bytearray(path.read_bytes())
+    raw[offset + 10 : offset + 200] = bytes(190)
+    path.write_bytes(raw)
+    assert inspect_tiff(path).n_pages == 3  # headers are fine
+    with pytest.raises(TruncatedTiffError) as error:
+        read_frames(path)
+    _assert_names_file(error, path)
+
+
+def test_rgb_and_multichannel(tmp_path):
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb, _image((10, 12, 3), "uint8"), photometric="rgb")
+    with pytest.raises(MultichannelError) as error:
+        read_frames(rgb)
+    _assert_names_file(error, rgb)
+    assert "(10, 12, 3)" in str(error.value)
+    channels = tmp_path / "two_channels.tif"
+    tifffile.imwrite(channels, _image((3, 2, 10, 12), "uint16"), imagej=True,
+                     metadata={"axes": "ZCYX"})
+    for reader in (inspect_tiff, read_frames, read_volume):
+        with pytest.raises(MultichannelError) as error:
+            reader(channels)
+        assert "(3, 2, 10, 12)" in str(error.value)
+
+
+def _crafted_tiff(path: Path, width: int, height: int, n_pages: int = 1) -> None:
+    """A classic little-endian TIFF whose IFDs declare width x height uint16 pages
+    but hold only 16 bytes of pixel data each."""
+    entries_per_ifd = 8
+    ifd_size = 2 + 12 * entries_per_ifd + 4
+    first_ifd = 8
+    data_at = first_ifd + n_pages * ifd_size
+    out = bytearray(b"II*\x00" + struct.pack("<I", first_ifd))
+    for page in range(n_pages):
+        next_ifd = first_ifd + (page + 1) * ifd_size if page + 1 < n_pages else 0
+        tags = [  # (code, type, count, value): types 3 SHORT, 4 LONG
+            (256, 4, 1, width),
+            (257, 4, 1, height),
+            (258, 3, 1, 16),
+            (259, 3, 1, 1),
+            (262, 3, 1, 1),
+            (273, 4, 1, data_at + 16 * page),
+            (278, 4, 1, height),
+            (279, 4, 1, 16),
+        ]
+        out += struct.pack("<H", len(tags))
+        for code, kind, count, value in tags:
+            packed = struct.pack("<H", value) + b"\x00\x00" if kind == 3 else struct.pack(
+                "<I", value)
+            out += struct.pack("<HHI", code, kind, count) + packed
+        out += struct.pack("<I", next_ifd)
+    out += bytes(16 * n_pages)
+    path.write_bytes(bytes(out))
+
+
+def test_absurd_declared_size_is_refused_before_allocating(tmp_path):
+    path = tmp_path / "huge.tif"
+    _crafted_tiff(path, 100_000, 100_000)  # 1e10 pixels = 20 GB of uint16
+    assert path.stat().st_size < 200
+    tracemalloc.start()
+    try:
+        for reader in (inspect_tiff, read_frames, read_volume):
+            with pytest.raises(ImageTooLargeError) as error:
+                reader(path)
+            _assert_names_file(error, path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+    assert "100000 x 100000" in str(error.value)
+
+
+def test_crafted_small_tiff_reads_and_volume_limit(tmp_path, monkeypatch):
+    path = tmp_path / "small.tif"
+    _crafted_tiff(path, 4, 2, n_pages=3)  # the crafting helper itself makes valid files
+    assert read_volume(path).data.shape == (3, 2, 4)
+    monkeypatch.setattr(nio.structure, "MAX_FILE_BYTES", 3 * 2 * 4 * 2 - 1)
+    with pytest.raises(ImageTooLargeError) as error:
+        read_volume(path)
+    _assert_names_file(error, path)
+
+
+def test_stack_truncated_by_missing_pixels_of_crafted_file(tmp_path):
+    path = tmp_path / "short.tif"
+    _crafted_tiff(path, 8, 8, n_pages=2)  # declares 128 bytes per page, holds 16
+    with pytest.raises(TruncatedTiffError) as error:
+        inspect_tiff(path)
+    _assert_names_file(error, path)
+
+
+def _with_compression_code(path: Path, code: int) -> None:
+    """Overwrite the Compression tag of an uncompressed single-page file."""
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages.first.tags["Compression"]
+        value_at = tag.valueoffset
+    raw = bytearray(path.read_bytes())
+    raw[value_at : value_at + 2] = struct.pack("<H", code)
+    path.write_bytes(raw)
+
+
+def test_compression_that_cannot_be_decoded(tmp_path):
+    unknown = tmp_path / "unknown.tif"
+    tifffile.imwrite(unknown, _image((8, 8), "uint16"), metadata=None)
+    _with_compression_code(unknown, 60001)
+    with pytest.raises(UnsupportedCompressionError) as error:
+        inspect_tiff(unknown)
+    _assert_names_file(error, unknown)
+    assert "60001" in str(error.value)
+
+
+def test_lzw_compressed_frames_are_read(tmp_path):
+    # imagecodecs is a runtime dependency: LZW is what many acquisition programs write.
+    image = _image((32, 48), "uint16")
+    path = tmp_path / "lzw.tif"
+    tifffile.imwrite(path, image, compression="lzw", metadata=None)
+    assert inspect_tiff(path).compression == "LZW"
+    np.testing.assert_array_equal(read_frames(path)[0].image, image)
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "float64", "uint32", "int32"])
+def test_unsupported_dtypes(tmp_path, dtype):
+    path = tmp_path / f"{dtype}.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), dtype), metadata=None)
+    with pytest.raises(UnsupportedDtypeError) as error:
+        read_frames(path)
+    _assert_names_file(error, path)
+    assert dtype in str(error.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
+def test_unreadable_permissions(tmp_path):
+    path = write_frame_tiff(tmp_path / "secret.tif", _image((8, 8), "uint8"))
+    path.chmod(0)
+    try:
+        with pytest.raises(UnreadableFileError) as error:
+            read_frames(path)
+        _assert_names_file(error, path)
+    finally:
+        path.chmod(0o644)
+
+
+def test_permission_error_is_wrapped(tmp_path, monkeypatch):
+    # Runs also as root: simulate what the kernel says to an unprivileged service user.
+    path = write_frame_tiff(tmp_path / "secret.tif", _image((8, 8), "uint8"))
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(nio.structure, "open", denied, raising=False)
+    with pytest.raises(UnreadableFileError) as error:
+        inspect_tiff(path)
+    _assert_names_file(error, path)
+    assert "permission denied" in str(error.value)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_frames(tmp_path / "absent.tif")
+    with pytest.raises(UnreadableFileError) as error:
+        inspect_tiff(tmp_path)
+    _assert_names_file(error, tmp_path)
+
+
+def test_errors_pickle_with_path_and_reason(tmp_path):
+    error = TruncatedTiffError(tmp_path / "a.tif", "cut short")
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is TruncatedTiffError
+    assert (again.path, again.reason, str(again)) == (error.path, error.reason, str(error))
+
+
+# ------------------------------------------------------------------------------- writers
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "frame.tif"
+    write_frame_tiff(target, _image((8, 8), "uint16"))
+    before = target.read_bytes()
+
+    def fail(handle, *args, **kwargs):
+        handle.write(b"II*\x00partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tifffile, "imwrite", fail)
+    with pytest.raises(OSError, match="No space"):
+        write_frame_tiff(target, _image((8, 8), "uint16"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frame.tif"]
+    assert target.read_bytes() == before  # the old file is untouched
+
+
+def test_written_file_mode_follows_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_frame_tiff(tmp_path / "f.tif", _image((8, 8), "uint8"))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_writer_rejects_bad_arguments(tmp_path):
+    path = tmp_path / "x.tif"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        write_frame_tiff(path, _image((8, 8), "uint8"), acquired_at=datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="2 dimensions"):
+        write_frame_tiff(path, _image((2, 8, 8), "uint8"))
+    with pytest.raises(TypeError, match="float64"):
+        write_frame_tiff(path, np.zeros((8, 8)))
+    with pytest.raises(ValueError, match="positive"):
+        write_frame_tiff(path, _image((8, 8), "uint8"), pixel_size_nm=-1.0)
+    with pytest.raises(ValueError, match="2 times for 3 frames"):
+        write_stack_tiff(path, _image((3, 8, 8), "uint8"), acquired_at=[T0, T0])
+    assert not path.exists()
