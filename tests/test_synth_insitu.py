@@ -1,0 +1,275 @@
+"""Synthetic in-situ generator: determinism, exact truth, pixel-centre convention, 50 % rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from skimage import measure
+
+from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE
+from nwwatch.synth.geometry import (
+    SphereSpec,
+    WireSpec,
+    axis_vectors,
+    droplet_geometry,
+    project_scene,
+)
+from nwwatch.synth.insitu import generate_insitu, render_insitu_frame
+from nwwatch.synth.labels import classify, coverage_labels
+from nwwatch.synth.params import sample_frame_params, video_frame_params
+
+
+def fit_circle(points: np.ndarray) -> tuple[float, float, float]:
+    """Geometric least-squares circle (Kasa start, Gauss-Newton) -> (row, col, radius)."""
+    r, c = points[:, 0], points[:, 1]
+    a = np.column_stack([r, c, np.ones_like(r)])
+    sol, *_ = np.linalg.lstsq(a, r**2 + c**2, rcond=None)
+    cr, cc = sol[0] / 2, sol[1] / 2
+    rad = math.sqrt(sol[2] + cr**2 + cc**2)
+    for _ in range(50):
+        dr, dc = r - cr, c - cc
+        dist = np.hypot(dr, dc)
+        jac = np.column_stack([-dr / dist, -dc / dist, -np.ones_like(dist)])
+        step, *_ = np.linalg.lstsq(jac, -(dist - rad), rcond=None)
+        cr, cc, rad = cr + step[0], cc + step[1], rad + step[2]
+        if np.abs(step).max() < 1e-10:
+            break
+    return cr, cc, rad
+
+
+def free_surface_points(labels: np.ndarray, truth: dict, min_height_px: float = 2.0) -> np.ndarray:
+    """Sub-pixel droplet contour (0.5 iso-line of the droplet mask) away from the wire, the
+    facet and the image border."""
+    droplet = (labels == DROPLET).astype(float)
+    contours = measure.find_contours(np.pad(droplet, 1), 0.5)
+    pts = np.concatenate(contours) - 1.0
+    h, w = labels.shape
+    wire_near = cv2.dilate((labels == NANOWIRE).astype(np.uint8), np.ones((5, 5), np.uint8))
+    (d_row, d_col), _ = axis_vectors(truth["wire_axis_deg"])
+    height = (pts[:, 0] - truth["facet_row"]) * d_row + (pts[:, 1] - truth["facet_col"]) * d_col
+    ri = np.clip(np.rint(pts[:, 0]).astype(int), 0, h - 1)
+    ci = np.clip(np.rint(pts[:, 1]).astype(int), 0, w - 1)
+    keep = (
+        (height > min_height_px)
+        & (wire_near[ri, ci] == 0)
+        & (pts[:, 0] > 1) & (pts[:, 0] < h - 2) & (pts[:, 1] > 1) & (pts[:, 1] < w - 2)
+    )
+    return pts[keep]
+
+
+def clean_params(size: int, seed: int = 0, **kw) -> object:
+    rng = np.random.default_rng(seed)
+    base = dict(tilt_deg=0.0, truncation_px=0.0, droplet_cut=False, n_distractors=0,
+                scale_bar=False)
+    base.update(kw)
+    return sample_frame_params(rng, size, **base)
+
+
+@pytest.mark.parametrize(
+    ("theta", "axis", "a_px"),
+    [(88.0, 37.0, 30.0), (110.0, -123.0, 34.0), (120.0, 180.0, 40.0), (135.0, 71.3, 30.0),
+     (150.0, 0.0, 32.0)],
+)
+def test_circle_fit_on_labels_recovers_theta(theta: float, axis: float, a_px: float) -> None:
+    params = clean_params(256, seed=int(theta), theta_deg=theta, axis_deg=axis, a_px=a_px)
+    image, labels, truth = render_insitu_frame(params, np.random.default_rng(1))
+    assert image.dtype == np.uint16 and labels.dtype == np.uint8
+    assert not truth["droplet_cut"]
+    pts = free_surface_points(labels, truth)
+    assert len(pts) > 50
+    cr, cc, rad = fit_circle(pts)
+    assert rad == pytest.approx(truth["R_px"], abs=0.15)
+    assert (cr, cc) == pytest.approx((truth["center_row"], truth["center_col"]), abs=0.2)
+    (d_row, d_col), _ = axis_vectors(truth["wire_axis_deg"])
+    s = (cr - truth["facet_row"]) * d_row + (cc - truth["facet_col"]) * d_col
+    theta_fit = math.degrees(math.acos(-s / rad))
+    assert theta_fit == pytest.approx(theta, abs=0.3)
+    assert truth["theta_apparent_deg"] == pytest.approx(theta, abs=1e-9)
+
+
+def test_tilted_wire_apparent_angle_matches_projection() -> None:
+    params = clean_params(256, seed=3, theta_deg=125.0, axis_deg=60.0, a_px=32.0, tilt_deg=10.0)
+    _, labels, truth = render_insitu_frame(params, np.random.default_rng(2))
+    cr, cc, rad = fit_circle(free_surface_points(labels, truth, min_height_px=4.0))
+    # Facet line of the projection: through the two projected triple points.
+    lr, lc, rr, rc = truth["left_row"], truth["left_col"], truth["right_row"], truth["right_col"]
+    (d_row, d_col), _ = axis_vectors(truth["wire_axis_deg"])
+    s = (cr - (lr + rr) / 2) * d_row + (cc - (lc + rc) / 2) * d_col
+    assert math.degrees(math.acos(-s / rad)) == pytest.approx(truth["theta_apparent_deg"], abs=0.3)
+    assert math.hypot(lr - rr, lc - rc) == pytest.approx(2 * truth["a_px"])
+
+
+def test_droplet_geometry_identities() -> None:
+    for theta in (80.0, 95.0, 120.0, 155.0):
+        for tilt in (0.0, 7.0):
+            wire = WireSpec(facet_row=50.3, facet_col=61.7, axis_deg=33.0, radius_px=20.0,
+                            tilt_deg=tilt, theta_deg=theta)
+            g = droplet_geometry(wire)
+            t = math.radians(theta)
+            assert g.radius_px == pytest.approx(20.0 / math.sin(t))
+            assert g.h_px == pytest.approx(g.radius_px * (1 - math.cos(t)))
+            assert 2 * math.degrees(math.atan(g.h_px / g.a_px)) == pytest.approx(theta)
+            (d_row, d_col), (l_row, l_col) = axis_vectors(33.0)
+            # Left triple point: on the left looking along the growth direction on screen.
+            left_x = (g.left[0] - 50.3) * l_row + (g.left[1] - 61.7) * l_col
+            assert left_x == pytest.approx(20.0)
+            if tilt == 0:
+                s = (g.centre[0] - 50.3) * d_row + (g.centre[1] - 61.7) * d_col
+                assert math.degrees(math.acos(-s / g.radius_px)) == pytest.approx(theta)
+                assert math.dist(g.centre, g.left) == pytest.approx(g.radius_px)
+                assert g.theta_apparent_deg == pytest.approx(theta)
+            elif theta < 90:
+                expected = math.degrees(math.acos(math.cos(t) * math.cos(math.radians(tilt))))
+                assert g.theta_apparent_deg == pytest.approx(expected)
+    # Screen convention: axis 90 deg points up (towards row 0); its left is -col.
+    (d_row, d_col), (l_row, l_col) = axis_vectors(90.0)
+    assert (d_row, d_col) == pytest.approx((-1.0, 0.0), abs=1e-12)
+    assert (l_row, l_col) == pytest.approx((0.0, -1.0), abs=1e-12)
+
+
+@pytest.mark.parametrize(("row", "col"), [(20.0, 31.0), (20.5, 31.5), (21.0, 30.5)])
+def test_pixel_centre_convention_disk_centroid(row: float, col: float) -> None:
+    disk = SphereSpec(row=row, col=col, radius_px=7.3)
+
+    def members(r, c):
+        p = project_scene((disk,), r, c)
+        return p.wire, p.droplet
+
+    labels, _, _ = coverage_labels(members, (48, 64), factor=2)
+    rr, cc = np.nonzero(labels == DROPLET)
+    assert rr.mean() == pytest.approx(row, abs=1e-12)
+    assert cc.mean() == pytest.approx(col, abs=1e-12)
+
+
+def test_rendered_labels_mirror_symmetric_about_integer_axis() -> None:
+    params = clean_params(128, seed=5, theta_deg=115.0, axis_deg=90.0, a_px=20.0)
+    wire = dataclasses.replace(params.wire, facet_row=80.0, facet_col=63.0)
+    params = dataclasses.replace(params, wire=wire)
+    _, labels, truth = render_insitu_frame(params, np.random.default_rng(0))
+    # Column 63 is the mirror axis: labels[:, 63 - k] == labels[:, 63 + k].
+    left = labels[:, 63 - 60: 63][:, ::-1]
+    right = labels[:, 64: 64 + 60]
+    assert np.array_equal(left, right)
+    assert truth["center_col"] == pytest.approx(63.0)
+
+
+def test_labels_follow_50_percent_coverage_rule() -> None:
+    scene = (
+        WireSpec(facet_row=22.4, facet_col=25.1, axis_deg=71.0, radius_px=9.3, tilt_deg=8.0,
+                 truncation_px=2.5, theta_deg=128.0),
+        SphereSpec(row=38.2, col=9.7, radius_px=4.1),
+    )
+    shape = (44, 48)
+
+    def members(r, c):
+        p = project_scene(scene, r, c)
+        return p.wire, p.droplet
+
+    labels, _, _ = coverage_labels(members, shape, factor=2, fine=12)
+    n = 32
+    off = (np.arange(n) + 0.5) / n - 0.5
+    rows = (np.arange(shape[0])[:, None] + off).reshape(-1, 1)
+    cols = (np.arange(shape[1])[:, None] + off).reshape(1, -1)
+    wire, drop = members(rows, cols)
+    blocks = lambda m: m.reshape(shape[0], n, shape[1], n).mean(axis=(1, 3))  # noqa: E731
+    cov_d, cov_w = blocks(drop), blocks(wire & ~drop)
+    brute = classify(cov_d, cov_w)
+    ambiguous = (np.abs(cov_d - 0.5) < 0.03) | (np.abs(cov_w - 0.5) < 0.03) | (
+        np.abs(cov_d + cov_w - 0.5) < 0.03)
+    assert np.array_equal(labels[~ambiguous], brute[~ambiguous])
+    assert {BACKGROUND, NANOWIRE, DROPLET} <= set(np.unique(labels).tolist())
+    # Under the truncated corner the solid core stays wire, the filled cut is droplet.
+    assert ambiguous.mean() < 0.05
+
+
+def test_determinism_and_frame_independence(tmp_path) -> None:
+    a = generate_insitu(tmp_path / "a", 3, seed=7, size=96)
+    b = generate_insitu(tmp_path / "b", 3, seed=7, size=96)
+    c = generate_insitu(tmp_path / "c", 2, seed=7, size=96)
+    d = generate_insitu(tmp_path / "d", 2, seed=8, size=96)
+    for k in range(3):
+        name = f"frame_{k:05d}"
+        assert (tmp_path / "a" / f"{name}.tif").read_bytes() == \
+            (tmp_path / "b" / f"{name}.tif").read_bytes()
+        assert (tmp_path / "a" / "labels" / f"{name}.png").read_bytes() == \
+            (tmp_path / "b" / "labels" / f"{name}.png").read_bytes()
+    assert (tmp_path / "a" / "frame_00001.tif").read_bytes() == \
+        (tmp_path / "c" / "frame_00001.tif").read_bytes()
+    assert a.slice(0, 2).equals(c)
+    assert a.equals(b)
+    assert a.column("theta_deg").to_pylist()[:2] != d.column("theta_deg").to_pylist()
+
+
+def test_video_is_smooth_and_frame_independent() -> None:
+    params = video_frame_params(11, 256, 120)
+    again = video_frame_params(11, 256, 60)
+    assert params[59] == again[59]
+    theta = np.array([p.wire.theta_deg for p in params])
+    assert 95 < theta.min() and theta.max() < 125 and theta.max() - theta.min() > 6
+    assert np.abs(np.diff(theta)).max() < 2.0
+    facets = np.array([(p.wire.facet_row, p.wire.facet_col) for p in params])
+    steps = np.hypot(*np.diff(facets, axis=0).T)
+    assert steps.min() > 0.05 and steps.max() < 2.6
+    assert len({(p.dose_e_per_px, p.defocus_nm, p.wire.radius_px) for p in params}) == 1
+    growth = [p.growth_px for p in params]
+    assert all(np.diff(growth) > 0)
+    for p in params[::10]:
+        g = droplet_geometry(p.wire)
+        assert g.radius_px < g.centre[0] < 255 - g.radius_px
+        assert g.radius_px < g.centre[1] < 255 - g.radius_px
+
+
+def test_cut_droplet_and_distractors_are_reported() -> None:
+    params = clean_params(128, seed=9, droplet_cut=True, theta_deg=120.0, a_px=20.0,
+                          n_distractors=2, scale_bar=True)
+    _, labels, truth = render_insitu_frame(params, np.random.default_rng(0))
+    assert truth["droplet_cut"]
+    assert truth["n_distractors"] == len(params.distractors)
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    assert np.any(border == DROPLET)
+
+
+def test_cli_writes_files_and_metadata_round_trips(tmp_path) -> None:
+    from nwwatch.synth.cli import synth
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(synth, ["insitu", str(out), "--frames", "2", "--size", "64",
+                                        "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    truth = pq.read_table(out / "truth.parquet")
+    assert truth.num_rows == 2
+    for k in range(2):
+        assert (out / f"frame_{k:05d}.tif").is_file()
+        label = cv2.imread(str(out / "labels" / f"frame_{k:05d}.png"), cv2.IMREAD_UNCHANGED)
+        assert label.dtype == np.uint8 and label.shape == (64, 64)
+        assert set(np.unique(label).tolist()) <= {0, 1, 2}
+    io = pytest.importorskip("nwwatch.io")
+    if not hasattr(io, "read_frames"):
+        pytest.skip("nwwatch.io.read_frames not available yet")
+    frames = io.read_frames(out / "frame_00001.tif")
+    assert len(frames) == 1
+    assert frames[0].pixel_size_nm == pytest.approx(truth.column("pixel_size_nm")[1].as_py(),
+                                                    rel=1e-6)
+    assert frames[0].acquired_at == truth.column("acquired_at")[1].as_py()
+    assert frames[0].image.dtype == np.uint16
+
+
+def test_contrast_truth_matches_rendered_transmission() -> None:
+    params = clean_params(192, seed=4, theta_deg=130.0, axis_deg=0.0, a_px=24.0)
+    params = dataclasses.replace(params, film_phase_rad=0.0, liquid_texture_rad=0.0,
+                                 illumination_gradient=0.0, vignette=0.0,
+                                 film_thickness_variation=0.0, lattice_amplitude=0.0,
+                                 stacking_contrast=0.0, n_hot_pixels=0, read_noise_adu=0.0,
+                                 dose_e_per_px=5000.0, gain_adu_per_e=2.0, defocus_nm=-1.0)
+    image, labels, truth = render_insitu_frame(params, np.random.default_rng(0))
+    signal = (image.astype(float) - params.offset_adu) / params.gain_adu_per_e / 5000.0
+    centre = signal[int(round(truth["center_row"])), int(round(truth["center_col"]))]
+    assert 1.0 - centre == pytest.approx(truth["contrast_droplet"], abs=0.03)
+    far = cv2.erode((labels == BACKGROUND).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    assert np.median(signal[far]) == pytest.approx(1.0, abs=0.03)
