@@ -1,0 +1,273 @@
+"""Synthetic tomograms: projector geometry, reconstruction, missing wedge, labels, files."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+from click.testing import CliRunner
+from skimage.filters import threshold_otsu
+
+from nwwatch.classes import PORE, SOLID, UNLABELED
+from nwwatch.synth.tomo_labels import patch_labels
+from nwwatch.synth.tomo_phantom import gaussian_random_field, porous_grain
+from nwwatch.synth.tomo_radon import backproject, fbp, field_of_view, project, sirt
+from nwwatch.synth.tomogram import generate_tomogram, simulate_tomogram
+
+CLEAN = {"noise": False, "shift_sigma_px": 0.0, "blur_sigma_px": 0.0}
+
+
+def _iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    pred, truth = pred.astype(bool), truth.astype(bool)
+    return float((pred & truth).sum() / (pred | truth).sum())
+
+
+# --- projector -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("angle_deg", [0.0, 30.0, -45.0, 64.0, 90.0])
+def test_blob_projects_to_its_detector_coordinate(angle_deg):
+    # A smooth blob, not a single voxel: bilinear sampling on a rotated grid conserves mass
+    # only on average over sub-pixel offsets.
+    n = 48
+    z, x = 15.3, 30.0
+    zz, xx = np.mgrid[:n, :n]
+    blob = np.exp(-((zz - z) ** 2 + (xx - x) ** 2) / (2 * 1.5**2)).astype(np.float32)
+    volume = np.repeat((blob / blob.sum())[:, None, :], 2, axis=1)
+    sino = project(volume, np.array([angle_deg]))
+    c = (n - 1) / 2
+    a = math.radians(angle_deg)
+    expected_t = (x - c) * math.cos(a) - (z - c) * math.sin(a) + c
+    row = sino[0, 1]
+    assert (row * np.arange(n)).sum() / row.sum() == pytest.approx(expected_t, abs=0.1)
+    assert row.sum() == pytest.approx(1.0, abs=0.02)
+
+
+def test_backproject_is_the_adjoint_of_project():
+    rng = np.random.default_rng(0)
+    n, angles = 40, np.linspace(-60, 60, 21)
+    x = rng.random((n, 3, n)).astype(np.float32)
+    y = rng.random((angles.size, 3, n)).astype(np.float32)
+    lhs = float((project(x, angles).astype(np.float64) * y).sum())
+    rhs = float((x.astype(np.float64) * backproject(y, angles)).sum())
+    assert lhs == pytest.approx(rhs, rel=2e-3)
+
+
+def test_full_range_fbp_and_sirt_recover_a_disk():
+    n = 48
+    c = (n - 1) / 2
+    z, x = np.mgrid[:n, :n]
+    disk = (((z - c) ** 2 + (x - c - 4) ** 2) < 12**2).astype(np.float32)
+    volume = np.repeat(disk[:, None, :], 2, axis=1)
+    angles = np.arange(-90.0, 90.0, 1.5)
+    sino = project(volume, angles)
+    for rec in (fbp(sino, angles), sirt(sino, angles, n_iter=40)):
+        assert np.corrcoef(rec[:, 0].ravel(), disk.ravel())[0, 1] > 0.97
+        assert rec[:, 0][disk > 0].mean() == pytest.approx(1.0, abs=0.08)
+
+
+def test_project_rejects_non_square_xz():
+    with pytest.raises(ValueError, match="Z == X"):
+        project(np.zeros((10, 4, 12), np.float32), np.array([0.0]))
+
+
+# --- phantom -----------------------------------------------------------------------------
+
+
+def test_random_field_is_standardised_and_correlated():
+    field = gaussian_random_field((64, 64, 64), 3.0, np.random.default_rng(1))
+    assert field.dtype == np.float32
+    assert abs(field.mean()) < 1e-3 and field.std() == pytest.approx(1.0, abs=1e-3)
+    # Gaussian autocorrelation of std sqrt(2) * 3: at lag 3 it is exp(-9 / 36) ~ 0.78.
+    lag = float(np.mean(field * np.roll(field, 3, axis=2)))
+    assert lag == pytest.approx(math.exp(-0.25), abs=0.08)
+
+
+@pytest.mark.parametrize("porosity", [0.3, 0.55])
+def test_porous_grain_has_the_requested_porosity_inside_the_field_of_view(porosity):
+    truth, grain = porous_grain(48, np.random.default_rng(2), porosity=porosity)
+    assert truth.dtype == np.uint8 and set(np.unique(truth)) <= {0, 1}
+    assert 1.0 - truth[grain].mean() == pytest.approx(porosity, abs=0.01)
+    assert not truth[~grain].any()
+    outside = ~field_of_view(48)
+    assert not grain[:, :, :][np.broadcast_to(outside[:, None, :], grain.shape)].any()
+
+
+# --- simulation ----------------------------------------------------------------------------
+
+
+def test_simulation_is_deterministic_and_typed():
+    a = simulate_tomogram(32, seed=3)
+    b = simulate_tomogram(32, seed=3)
+    c = simulate_tomogram(32, seed=4)
+    assert a.volume.shape == a.truth.shape == (32, 32, 32)
+    assert a.volume.dtype == np.float32 and a.truth.dtype == np.uint8
+    np.testing.assert_array_equal(a.volume, b.volume)
+    np.testing.assert_array_equal(a.truth, b.truth)
+    assert not np.array_equal(a.truth, c.truth)
+    assert a.angles_deg[0] == -65.0 and a.angles_deg[-1] == 65.0
+
+
+def test_full_range_noise_free_reconstruction_matches_truth():
+    tomo = simulate_tomogram(48, seed=1, tilt_max_deg=90.0, tilt_step_deg=1.5, **CLEAN)
+    r = np.corrcoef(tomo.volume.ravel(), tomo.truth.ravel())[0, 1]
+    assert r > 0.9
+    assert _iou(tomo.volume > 0.5, tomo.truth) > 0.85
+
+
+def _wedge_energy_share(xz_slices: np.ndarray, half_angle_deg: float) -> float:
+    """Share of spectral energy within ``half_angle_deg`` of the kz axis (DC region excluded)."""
+    spectrum = np.abs(np.fft.fftshift(np.fft.fft2(xz_slices), axes=(-2, -1))) ** 2
+    n = xz_slices.shape[-1]
+    k = np.arange(n) - n // 2
+    kz, kx = np.meshgrid(k, k, indexing="ij")
+    radius = np.hypot(kz, kx)
+    from_kz_deg = np.degrees(np.arctan2(np.abs(kx), np.abs(kz)))
+    ring = (radius > 3) & (radius < n // 2)
+    energy = spectrum.sum(axis=0)
+    return float(energy[ring & (from_kz_deg < half_angle_deg)].sum() / energy[ring].sum())
+
+
+def test_missing_wedge_is_empty_in_the_xz_spectrum():
+    tomo = simulate_tomogram(48, seed=2, tilt_max_deg=60.0, **CLEAN)
+    xz_recon = tomo.volume.transpose(1, 0, 2)  # (Y, Z, X): one XZ slice per tilt-axis position
+    xz_truth = tomo.truth.transpose(1, 0, 2).astype(np.float32)
+    recon_share = _wedge_energy_share(xz_recon, 20.0)
+    truth_share = _wedge_energy_share(xz_truth, 20.0)
+    assert truth_share > 0.1  # an isotropic structure has energy there ...
+    assert recon_share < 0.2 * truth_share  # ... the reconstruction does not
+    full = simulate_tomogram(48, seed=2, tilt_max_deg=90.0, tilt_step_deg=1.5, **CLEAN)
+    assert _wedge_energy_share(full.volume.transpose(1, 0, 2), 20.0) > 0.5 * truth_share
+
+
+def test_default_difficulty_defeats_otsu():
+    tomo = simulate_tomogram(64, seed=0)
+    volume = tomo.volume
+    assert _iou(volume > threshold_otsu(volume), tomo.truth) < 0.75
+    # ... while the same grain imaged with a full, clean series is easy.
+    clean = simulate_tomogram(64, seed=0, tilt_max_deg=90.0, tilt_step_deg=1.5, **CLEAN)
+    assert _iou(clean.volume > threshold_otsu(clean.volume), clean.truth) > 0.85
+
+
+def test_bad_knobs_raise():
+    with pytest.raises(ValueError, match="reconstruction"):
+        simulate_tomogram(32, reconstruction="art")
+    with pytest.raises(ValueError, match="tilt"):
+        simulate_tomogram(32, tilt_max_deg=0.0)
+
+
+# --- labels ----------------------------------------------------------------------------------
+
+
+def _check_patches(labels: np.ndarray, truth: np.ndarray, patch_px: int) -> int:
+    labeled = labels != UNLABELED
+    rows, cols = truth.shape[0] // patch_px, truth.shape[1] // patch_px
+    # Nothing labeled in the partial patches at the right/bottom edge.
+    assert not labeled[rows * patch_px:, :].any() and not labeled[:, cols * patch_px:].any()
+    blocks = labeled[: rows * patch_px, : cols * patch_px].reshape(rows, patch_px, cols, patch_px)
+    per_block = blocks.mean(axis=(1, 3))
+    assert set(np.unique(per_block)) <= {0.0, 1.0}  # whole aligned patches only
+    np.testing.assert_array_equal(labels[labeled], np.where(truth[labeled] == 1, SOLID, PORE))
+    solid = (labels == SOLID)[: rows * patch_px, : cols * patch_px]
+    solid_share = solid.reshape(rows, patch_px, cols, patch_px).mean(axis=(1, 3))[per_block == 1]
+    assert (solid_share >= 0.5).any() and (solid_share <= 0.5).any()
+    return int((per_block == 1).sum())
+
+
+def test_patch_labels_layout_and_fraction():
+    truth, grain = porous_grain(100, np.random.default_rng(5), porosity=0.45)
+    for seed in range(5):
+        labels = patch_labels(truth[50], 0.1, np.random.default_rng(seed), grain=grain[50])
+        assert labels.dtype == np.uint8
+        assert _check_patches(labels, truth[50], 10) == 10
+        assert (labels != UNLABELED).mean() == pytest.approx(0.1)
+
+
+def test_patch_labels_prefer_a_pore_patch_inside_the_grain():
+    truth, grain = porous_grain(100, np.random.default_rng(6), porosity=0.45)
+    inside_pore = 0
+    for seed in range(10):
+        labels = patch_labels(truth[50], 0.02, np.random.default_rng(seed), grain=grain[50])
+        blocks = np.flatnonzero((labels != UNLABELED).reshape(10, 10, 10, 10).mean(axis=(1, 3))
+                                .reshape(-1) == 1)
+        inside = grain[50].reshape(10, 10, 10, 10).mean(axis=(1, 3)).reshape(-1)[blocks]
+        solid = (truth[50] == 1).reshape(10, 10, 10, 10).mean(axis=(1, 3)).reshape(-1)[blocks]
+        inside_pore += bool(np.any((inside >= 0.5) & (solid <= 0.5)))
+    assert inside_pore == 10
+
+
+def test_patch_labels_reject_a_single_class_slice():
+    with pytest.raises(ValueError, match="both solid and pore"):
+        patch_labels(np.zeros((40, 40), np.uint8), 0.1, np.random.default_rng(0))
+
+
+# --- files and CLI ---------------------------------------------------------------------------
+
+
+def test_generate_writes_a_consistent_training_set(tmp_path):
+    summary = generate_tomogram(tmp_path / "a", size=48, seed=7, labeled_fraction=0.1)
+    again = generate_tomogram(tmp_path / "b", size=48, seed=7, labeled_fraction=0.1)
+    assert summary == again
+    out = tmp_path / "a"
+    volume = tifffile.imread(out / "volume.tif")
+    truth = tifffile.imread(out / "truth.tif")
+    assert volume.shape == truth.shape == (48, 48, 48)
+    assert volume.dtype == np.float32 and truth.dtype == np.uint8
+    np.testing.assert_array_equal(volume, tifffile.imread(tmp_path / "b" / "volume.tif"))
+    k = summary["labeled_slice"]
+    image = tifffile.imread(out / "train" / "images" / f"slice_{k:03d}.tif")
+    np.testing.assert_array_equal(image, volume[k])
+    labels = cv2.imread(str(out / "train" / "labels" / f"slice_{k:03d}.png"),
+                        cv2.IMREAD_UNCHANGED)
+    n_patches = _check_patches(labels, truth[k], 10)
+    assert n_patches == round(0.1 * 48 * 48 / 100) == summary["labeled_patches"]
+    assert summary["labeled_fraction"] == pytest.approx(n_patches * 100 / 48**2, abs=1e-6)
+    assert abs(summary["labeled_fraction"] - 0.1) <= 0.5 * 100 / 48**2
+    unlabeled = out / "train" / "unlabeled" / "volume.tif"
+    np.testing.assert_array_equal(tifffile.imread(unlabeled), volume)
+    dataset = tomllib.loads((out / "train" / "dataset.toml").read_text())
+    assert dataset["kind"] == "tomogram" and dataset["classes"] == ["pore", "solid"]
+    assert dataset["labeled_slices"] == [k]
+    from nwwatch.io import read_volume
+
+    assert read_volume(out / "volume.tif").voxel_size_nm == pytest.approx((1.0, 1.0, 1.0))
+    on_disk = json.loads((out / "tomogram.json").read_text())
+    assert on_disk == summary
+    assert on_disk["tilt_min_deg"] == -65.0 and on_disk["missing_wedge_deg"] == 50.0
+    assert on_disk["porosity"] == pytest.approx(0.45, abs=0.01)
+    assert on_disk["solid_fraction"] == pytest.approx(float(truth.mean()), abs=1e-6)
+
+
+def test_generate_rejects_unknown_knobs(tmp_path):
+    with pytest.raises(TypeError, match="dose"):
+        generate_tomogram(tmp_path, size=32, dose=3)
+
+
+def test_cli_writes_every_file(tmp_path):
+    from nwwatch.cli import main
+
+    out = tmp_path / "tomo"
+    result = CliRunner().invoke(main, ["synth", "tomogram", str(out), "--size", "40",
+                                       "--seed", "3", "--labeled-fraction", "0.05"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "tomogram.json").read_text())
+    k = summary["labeled_slice"]
+    for name in ("volume.tif", "truth.tif", "tomogram.json", "train/dataset.toml",
+                 f"train/images/slice_{k:03d}.tif", f"train/labels/slice_{k:03d}.png",
+                 "train/unlabeled/volume.tif"):
+        assert (out / name).is_file(), name
+    assert summary["size"] == 40 and summary["seed"] == 3
+    assert summary["labeled_patches"] == 2  # round(0.05 * 1600 / 100) = 1, at least 2
+
+
+def test_cli_reports_bad_values(tmp_path):
+    from nwwatch.synth.tomogram_cli import tomogram
+
+    result = CliRunner().invoke(tomogram, [str(tmp_path / "x"), "--labeled-fraction", "0"])
+    assert result.exit_code != 0
+    assert "labeled-fraction" in result.output
