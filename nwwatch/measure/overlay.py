@@ -1,0 +1,124 @@
+"""Draw a measurement on its frame so a scientist sees at a glance why the value is what it is.
+
+Shows the segmentation outlines (wire yellow, droplet cyan), the fitted circle (orange) and
+its centre, the facet line (blue), the triple points (green, with the left/right angles),
+and the angle with its uncertainty and the status; the status and reason in red when the
+measurement failed. Hershey fonts are ASCII only, hence "deg" for the degree sign.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.measure.result import ContactAngleResult
+
+_SHIFT = 4  # cv2 fixed-point drawing: coordinates in 1/16 px
+_ONE = 1 << _SHIFT
+_BLUE, _GREEN, _ORANGE = (255, 80, 0), (0, 200, 0), (0, 140, 255)
+_YELLOW, _CYAN, _RED, _WHITE = (0, 220, 220), (230, 200, 0), (0, 0, 255), (255, 255, 255)
+
+
+def _stretch(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(img, (0.5, 99.5))
+    if not hi > lo:
+        hi = lo + 1.0
+    return np.clip((img - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+
+
+def _labels_image(labels: np.ndarray) -> np.ndarray:
+    grey = np.full(labels.shape, 200, np.uint8)
+    grey[labels == NANOWIRE] = 120
+    grey[labels == DROPLET] = 60
+    return grey
+
+
+def _pt(row: float, col: float) -> tuple[int, int]:
+    return int(round(col * _ONE)), int(round(row * _ONE))
+
+
+def _text(canvas: np.ndarray, text: str, org: tuple[int, int], color, scale: float) -> None:
+    # A dark box behind the text keeps it readable on any frame (an outline drawn with a
+    # thicker stroke does not line up with OpenCV 5's font engine).
+    thick = max(1, int(round(scale * 2)))
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    x, y = org
+    cv2.rectangle(canvas, (x - 2, y - h - 2), (x + w + 2, y + base), (0, 0, 0), -1)
+    cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
+
+
+def draw_overlay(
+    image: np.ndarray | None, labels: np.ndarray, result: ContactAngleResult
+) -> np.ndarray:
+    """Render ``result`` over ``image``.
+
+    ``image`` (H, W) any real dtype, contrast-stretched to its 0.5-99.5 percentiles, or None
+    to draw on a grey rendering of ``labels`` (uint8 (H, W)). Returns uint8 (H, W, 3) BGR.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be (H, W), got shape {labels.shape}")
+    if image is None:
+        grey = _labels_image(labels)
+    else:
+        if np.shape(image) != labels.shape:
+            raise ValueError(f"image shape {np.shape(image)} != labels shape {labels.shape}")
+        grey = _stretch(image)
+    canvas = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    scale = max(max(labels.shape) / 512.0, 0.6)  # stays legible on small frames
+    lw = max(1, int(round(scale)))
+    for cls, color in ((NANOWIRE, _YELLOW), (DROPLET, _CYAN)):
+        contours, _ = cv2.findContours((labels == cls).astype(np.uint8), cv2.RETR_LIST,
+                                       cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(canvas, contours, -1, color, 1, cv2.LINE_AA)
+    r = result
+    if r.facet_row is not None and r.facet_angle_deg is not None:
+        phi = math.radians(r.facet_angle_deg)
+        d = np.array([-math.sin(phi), math.cos(phi)])  # facet direction (row, col)
+        half = 1.6 * (r.base_half_width_px or 10.0)
+        p0 = np.array([r.facet_row, r.facet_col]) - half * d
+        p1 = np.array([r.facet_row, r.facet_col]) + half * d
+        cv2.line(canvas, _pt(*p0), _pt(*p1), _BLUE, lw, cv2.LINE_AA, _SHIFT)
+    if r.circle_center_row is not None and r.droplet_radius_px is not None:
+        centre = _pt(r.circle_center_row, r.circle_center_col)
+        cv2.circle(canvas, centre, int(round(r.droplet_radius_px * _ONE)), _ORANGE, lw,
+                   cv2.LINE_AA, _SHIFT)
+        cv2.circle(canvas, centre, 3 * _ONE * lw, _ORANGE, -1, cv2.LINE_AA, _SHIFT)
+    sides = (
+        (r.triple_left_row, r.triple_left_col, r.contact_angle_left_deg, "L"),
+        (r.triple_right_row, r.triple_right_col, r.contact_angle_right_deg, "R"),
+    )
+    for row, col, angle, name in sides:
+        if row is None:
+            continue
+        cv2.circle(canvas, _pt(row, col), 4 * _ONE * lw, _GREEN, -1, cv2.LINE_AA, _SHIFT)
+        label = name if angle is None else f"{name} {angle:.1f}"
+        _text(canvas, label, (int(col) + 6 * lw, int(row) - 6 * lw), _GREEN, 0.45 * scale)
+    y = int(22 * scale)
+    if r.contact_angle_deg is not None:
+        unc = r.contact_angle_uncertainty_deg
+        text = f"theta {r.contact_angle_deg:.2f}" + (f" +- {unc:.2f}" if unc is not None else "")
+        _text(canvas, text + " deg", (int(8 * scale), y), _WHITE if r.angle_valid else _RED,
+              0.6 * scale)
+        y += int(22 * scale)
+    color = _WHITE if r.angle_valid else _RED
+    _text(canvas, r.status, (int(8 * scale), y), color, 0.5 * scale)
+    if r.reason:
+        # Long reasons wrap over a few lines so they stay inside the frame.
+        width = max(20, int(labels.shape[1] / (9 * scale)))
+        words, line = r.reason.split(), ""
+        for word in words:
+            if len(line) + len(word) + 1 > width:
+                y += int(18 * scale)
+                _text(canvas, line, (int(8 * scale), y), color, 0.42 * scale)
+                line = word
+            else:
+                line = f"{line} {word}".strip()
+        if line:
+            y += int(18 * scale)
+            _text(canvas, line, (int(8 * scale), y), color, 0.42 * scale)
+    return canvas

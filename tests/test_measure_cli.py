@@ -1,0 +1,82 @@
+"""`nwwatch measure` writes frame rows in the daemon's schema, and overlays show the fit."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import tifffile
+from click.testing import CliRunner
+
+from nwwatch.cli import main
+from nwwatch.measure import MEASUREMENT_FIELDS, draw_overlay, measure_contact_angle
+from nwwatch.measure.ideal import render_ideal_cap
+
+SHAPE = (200, 200)
+
+
+@pytest.fixture()
+def label_files(tmp_path):
+    good = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    other = render_ideal_cap(SHAPE, 128.0, 20.0, -100.0, (80.6, 120.1))
+    cv2.imwrite(str(tmp_path / "good.png"), good.labels)
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([other.labels, np.zeros(SHAPE, np.uint8)]))
+    cv2.imwrite(str(tmp_path / "bad.png"), np.full(SHAPE, 7, np.uint8))
+    images = tmp_path / "images"
+    images.mkdir()
+    grey = np.where(good.labels == 0, 3000, 1000).astype(np.uint16)
+    tifffile.imwrite(images / "good.tif", grey)
+    return tmp_path, good, other
+
+
+def test_cli_writes_rows_in_the_frame_schema(label_files):
+    folder, good, other = label_files
+    out = folder / "results.parquet"
+    overlays = folder / "overlays"
+    result = CliRunner().invoke(main, [
+        "measure", str(folder / "good.png"), str(folder / "stack.tif"), str(folder / "bad.png"),
+        "--out", str(out), "--pixel-size-nm", "0.5", "--overlays", str(overlays),
+        "--images", str(folder / "images"),
+    ])
+    # the unreadable file is named, skipped and turns the exit status non-zero
+    assert result.exit_code == 1
+    assert "bad.png" in result.output and "found [7]" in result.output
+    table = pq.read_table(out)
+    names = set(table.column_names)
+    assert {"source", "frame", "measurement_version"} <= names
+    assert {f.name for f in MEASUREMENT_FIELDS} <= names
+    rows = table.to_pylist()
+    assert [(r["source"].rsplit("/", 1)[-1], r["frame"]) for r in rows] == [
+        ("good.png", 0), ("stack.tif", 0), ("stack.tif", 1)]
+    assert rows[0]["status"] == "ok"
+    assert rows[0]["contact_angle_deg"] == pytest.approx(112.0, abs=1.6)
+    assert rows[0]["base_half_width_nm"] == pytest.approx(12.5, abs=0.4)
+    assert rows[1]["contact_angle_deg"] == pytest.approx(128.0, abs=2.0)
+    assert rows[2]["status"] == "no_wire" and rows[2]["angle_valid"] is False
+    assert rows[2]["contact_angle_deg"] is None
+    written = sorted(p.name for p in overlays.iterdir())
+    assert written == ["good_overlay.png", "stack_0000_overlay.png", "stack_0001_overlay.png"]
+    picture = cv2.imread(str(overlays / "good_overlay.png"))
+    assert picture.shape == (*SHAPE, 3)
+
+
+def test_overlay_draws_the_fit_on_the_frame():
+    c = render_ideal_cap(SHAPE, 120.0, 30.0, 60.0, (120.2, 80.7))
+    r = measure_contact_angle(c.labels)
+    image = np.random.default_rng(0).normal(1000, 50, SHAPE).astype(np.float32)
+    picture = draw_overlay(image, c.labels, r)
+    assert picture.dtype == np.uint8 and picture.shape == (*SHAPE, 3)
+    # the facet line is drawn in blue at the facet centre, the triple points in green
+    fr, fc = int(round(r.facet_row)), int(round(r.facet_col))
+    patch = picture[fr - 1 : fr + 2, fc - 1 : fc + 2].reshape(-1, 3).astype(int)
+    assert (patch[:, 0] - patch[:, 2] > 100).any()
+    tr, tc = int(round(r.triple_left_row)), int(round(r.triple_left_col))
+    assert picture[tr, tc, 1] > 150 and picture[tr, tc, 2] < 100
+    # a failed measurement writes its status in red, on a rendering of the labels
+    failed = measure_contact_angle(np.zeros(SHAPE, np.uint8))
+    text = draw_overlay(None, np.zeros(SHAPE, np.uint8), failed)
+    red = text[..., 2].astype(int) - text[..., 1] > 100
+    assert red[:60].any() and not red[100:].any()
+    with pytest.raises(ValueError, match="shape"):
+        draw_overlay(np.zeros((5, 5)), c.labels, r)

@@ -1,0 +1,327 @@
+"""Contact-angle measurement recovers the truth of exactly rendered caps, in any orientation,
+and says why when it cannot measure."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.measure import (
+    MEASUREMENT_FIELDS,
+    MEASUREMENT_VERSION,
+    STATUSES,
+    ContactAngleResult,
+    measure_contact_angle,
+)
+from nwwatch.measure.ideal import axis_vectors, render_ideal_cap
+
+SHAPE = (256, 256)
+FAST = settings(max_examples=25, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+def binary_tolerance_deg(a: float) -> float:
+    """Worst case from a binary mask: a grid-aligned facet is only known to +-0.5 px (costs
+    0.5/a rad) plus the circle fit (up to ~0.3/a rad when pixel centres fall on the outline)."""
+    return math.degrees(0.8 / a)
+
+
+def cap(theta=110.0, a=30.0, axis=70.0, center=(150.3, 120.6), shape=SHAPE, **kw):
+    return render_ideal_cap(shape, theta, a, axis, center, **kw)
+
+
+def t_coordinate(c, shape=SHAPE) -> np.ndarray:
+    u, _ = axis_vectors(c.wire_axis_deg)
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
+    return (rows - c.facet_center_rc[0]) * u[0] + (cols - c.facet_center_rc[1]) * u[1]
+
+
+@FAST
+@given(
+    theta=st.floats(80, 150),
+    a=st.floats(20, 60),
+    axis=st.floats(-180, 180),
+    dr=st.floats(-0.5, 0.5),
+    dc=st.floats(-0.5, 0.5),
+)
+def test_recovers_theta_from_binary_mask(theta, a, axis, dr, dc):
+    c = cap(theta, a, axis, (128 + dr, 128 + dc))
+    r = measure_contact_angle(c.labels)
+    assert r.status == "ok", r.reason
+    assert r.angle_valid
+    assert abs(r.contact_angle_deg - theta) <= binary_tolerance_deg(a)
+    assert abs(r.base_half_width_px - a) <= 0.75
+    # the axis convention: atan2(-d_row, d_col), towards the droplet
+    assert abs((r.wire_axis_deg - axis + 180) % 360 - 180) < 1.5
+
+
+@FAST
+@given(
+    theta=st.floats(80, 150),
+    a=st.floats(20, 60),
+    axis=st.floats(-180, 180),
+    dr=st.floats(-0.5, 0.5),
+    dc=st.floats(-0.5, 0.5),
+)
+def test_recovers_theta_from_probability_map(theta, a, axis, dr, dc):
+    c = cap(theta, a, axis, (128 + dr, 128 + dc))
+    r = measure_contact_angle(c.labels, c.droplet_coverage)
+    assert r.status == "ok", r.reason
+    assert abs(r.contact_angle_deg - theta) <= 0.35
+    assert abs(r.droplet_radius_px - c.droplet_radius_px) <= 0.1
+    assert abs(r.cap_height_px - c.cap_height_px) <= 0.15
+
+
+@FAST
+@given(
+    theta=st.floats(80, 150),
+    a=st.floats(20, 50),
+    axis1=st.floats(-180, 180),
+    axis2=st.floats(-180, 180),
+)
+def test_orientation_invariance(theta, a, axis1, axis2):
+    angles = []
+    for axis in (axis1, axis2):
+        r = measure_contact_angle(cap(theta, a, axis, (128.2, 127.9)).labels)
+        assert r.status == "ok", r.reason
+        angles.append(r.contact_angle_deg)
+    assert abs(angles[0] - angles[1]) <= 2 * binary_tolerance_deg(a)
+
+
+@pytest.mark.parametrize("axis", [0.0, 90.0, 180.0, -90.0, 45.0, 179.0])
+def test_grid_aligned_and_horizontal_wires_are_measured(axis):
+    # The first paper's Hough line broke on horizontal interfaces; ours has no special angle.
+    c = cap(120.0, 30.0, axis, (128.0, 128.0))
+    r = measure_contact_angle(c.labels)
+    assert r.status == "ok"
+    assert abs(r.contact_angle_deg - 120.0) <= binary_tolerance_deg(30.0)
+
+
+def test_pixel_centre_convention_is_pinned():
+    """Integer indices are pixel centres: a theta=90 cap on a facet centred on an integer pixel
+    has its circle centre on that pixel and its apex on the integer pixel R above it."""
+    c = render_ideal_cap(SHAPE, 90.0, 30.0, 90.0, (180.0, 128.0))
+    assert c.circle_center_rc == pytest.approx((180.0, 128.0))
+    # renderer: the apex pixel (150, 128) has its centre exactly on the circle; (151, 128)
+    # lies inside, (149, 128) outside
+    assert c.labels[151, 128] == DROPLET and c.labels[149, 128] == 0
+    assert c.labels[181, 128] == NANOWIRE
+    for prob, tol in ((None, 0.2), (c.droplet_coverage, 0.05)):
+        r = measure_contact_angle(c.labels, prob)
+        assert r.circle_center_row == pytest.approx(180.0, abs=tol)
+        assert r.circle_center_col == pytest.approx(128.0, abs=tol)
+        assert r.droplet_radius_px == pytest.approx(30.0, abs=tol)
+        assert r.circle_center_row - r.droplet_radius_px == pytest.approx(150.0, abs=tol)  # apex
+        # a facet exactly through pixel centres is a tie in the binary mask (+-0.5 px); the
+        # probability map's 0.5 iso-line finds it exactly
+        assert r.facet_row == pytest.approx(180.0, abs=0.5 if prob is None else tol)
+        # left triple point: for an observer looking up the screen, col - a is on the left
+        assert r.triple_left_col == pytest.approx(98.0, abs=0.3)
+        assert r.triple_right_col == pytest.approx(158.0, abs=0.3)
+        assert r.triple_left_row == pytest.approx(r.facet_row, abs=0.01)
+
+
+def test_units_in_nm_when_pixel_size_given():
+    c = cap()
+    r_px = measure_contact_angle(c.labels)
+    r_nm = measure_contact_angle(c.labels, pixel_size_nm=0.25)
+    assert r_px.base_half_width_nm is None and r_px.as_row()["droplet_volume_nm3"] is None
+    assert r_nm.base_half_width_nm == pytest.approx(0.25 * r_nm.base_half_width_px)
+    assert r_nm.droplet_radius_nm == pytest.approx(0.25 * r_nm.droplet_radius_px)
+    assert r_nm.droplet_area_nm2 == pytest.approx(0.0625 * r_nm.droplet_area_px2)
+    assert r_nm.droplet_volume_nm3 == pytest.approx(0.25**3 * r_nm.droplet_volume_px3)
+    theta = math.radians(110.0)
+    a = c.base_half_width_px
+    v_true = math.pi * a**3 / 3 * (2 - 3 * math.cos(theta) + math.cos(theta) ** 3) / math.sin(
+        theta) ** 3
+    assert r_nm.droplet_volume_px3 == pytest.approx(v_true, rel=0.02)
+
+
+@pytest.mark.parametrize("theta", [95.0, 135.0])
+def test_droplet_cut_by_the_frame(theta):
+    # the facet 22 px from the top edge, wire pointing up: the cap's top is outside the frame
+    c = render_ideal_cap(SHAPE, theta, 30.0, 80.0, (22.4, 128.3))
+    assert (c.labels[0] == DROPLET).any()
+    r = measure_contact_angle(c.labels)
+    assert r.status == "ok", r.reason
+    assert r.droplet_cut
+    assert abs(r.contact_angle_deg - theta) <= binary_tolerance_deg(30.0)
+
+
+def test_two_pixel_gap_between_droplet_and_wire():
+    c = cap(115.0, 30.0, 25.0)
+    t = t_coordinate(c)
+    labels = c.labels.copy()
+    # a network that loses the interface: 1 px off the wire top and 1 px off the droplet bottom
+    labels[(labels == NANOWIRE) & (t > -1.0)] = 0
+    labels[(labels == DROPLET) & (t < 1.0)] = 0
+    r = measure_contact_angle(labels)
+    assert r.status == "ok", r.reason
+    assert r.facet_gap_px == pytest.approx(2.0, abs=0.6)
+    assert abs(r.contact_angle_deg - 115.0) <= binary_tolerance_deg(30.0)
+    assert "gap" in r.reason
+
+
+def test_spurious_blobs_holes_and_ragged_edges():
+    rng = np.random.default_rng(3)
+    c = cap(105.0, 35.0, -40.0, (140.2, 110.7))
+    labels = c.labels.copy()
+    for cls in (NANOWIRE, DROPLET):  # small blobs of both classes in the background
+        for _ in range(4):
+            r0, c0 = rng.integers(5, 250, 2)
+            patch = labels[r0 : r0 + 3, c0 : c0 + 3]
+            patch[patch == 0] = cls
+    rows, cols = np.nonzero(labels == DROPLET)
+    k = rng.choice(len(rows), 3, replace=False)
+    labels[rows[k], cols[k]] = 0  # holes
+    r = measure_contact_angle(labels)
+    assert r.status == "ok", r.reason
+    assert abs(r.contact_angle_deg - 105.0) <= binary_tolerance_deg(35.0)
+
+
+def test_status_no_wire_and_no_droplet():
+    c = cap()
+    only_droplet = np.where(c.labels == NANOWIRE, 0, c.labels).astype(np.uint8)
+    r = measure_contact_angle(only_droplet)
+    assert r.status == "no_wire" and not r.angle_valid and r.contact_angle_deg is None
+    assert "nanowire" in r.reason
+    only_wire = np.where(c.labels == DROPLET, 0, c.labels).astype(np.uint8)
+    r = measure_contact_angle(only_wire)
+    assert r.status == "no_droplet" and r.reason
+    r = measure_contact_angle(np.zeros(SHAPE, np.uint8))
+    assert r.status == "no_wire"
+
+
+def test_status_droplet_not_on_wire():
+    c = cap()
+    labels = np.where(c.labels == DROPLET, 0, c.labels).astype(np.uint8)
+    rr, cc = np.mgrid[0:256, 0:256]
+    labels[(rr - 220) ** 2 + (cc - 220) ** 2 < 15**2] = DROPLET
+    r = measure_contact_angle(labels)
+    assert r.status == "droplet_not_on_wire" and r.reason and not r.angle_valid
+
+
+def test_status_several_droplets_measures_the_one_on_the_main_wire():
+    c = cap(118.0, 30.0, 90.0, (150.4, 80.2))
+    labels = c.labels.copy()
+    other = render_ideal_cap(SHAPE, 95.0, 10.0, 90.0, (220.0, 210.0), wire_length_px=20.0)
+    labels[other.labels > 0] = other.labels[other.labels > 0]
+    r = measure_contact_angle(labels)
+    assert r.status == "several_droplets"
+    assert r.angle_valid and r.n_droplets == 2
+    assert abs(r.contact_angle_deg - 118.0) <= binary_tolerance_deg(30.0)
+    assert "2 droplets" in r.reason
+
+
+def test_status_fit_failed_for_a_square_droplet():
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[120:250, 100:160] = NANOWIRE
+    labels[60:120, 100:160] = DROPLET
+    r = measure_contact_angle(labels)
+    assert r.status == "fit_failed" and not r.angle_valid
+    assert "circle" in r.reason
+
+
+def test_status_fit_failed_for_too_few_points():
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[120:250, 100:160] = NANOWIRE
+    labels[117:120, 100:160] = DROPLET  # a 3 px sliver: nothing above the facet margin
+    r = measure_contact_angle(labels)
+    assert r.status == "fit_failed", r.reason
+
+
+def test_status_angle_out_of_physical_range_keeps_the_value():
+    c = cap(40.0, 30.0, 10.0)
+    r = measure_contact_angle(c.labels)
+    assert r.status == "angle_out_of_physical_range"
+    assert not r.angle_valid
+    assert r.contact_angle_deg == pytest.approx(40.0, abs=binary_tolerance_deg(30.0))
+    assert "outside the physical range" in r.reason
+
+
+def test_left_and_right_angles_and_uncertainty():
+    c = cap(125.0, 40.0, 200.0 - 360.0)
+    r = measure_contact_angle(c.labels, c.droplet_coverage)
+    assert abs(r.contact_angle_left_deg - 125.0) < 0.5
+    assert abs(r.contact_angle_right_deg - 125.0) < 0.5
+    assert 0 < r.contact_angle_uncertainty_deg < 0.5
+    assert r.fit_residual_rms_px < 0.2
+    assert r.arc_span_deg == pytest.approx(250.0, abs=15.0)  # 2 theta minus the margins
+
+
+def test_result_row_matches_schema_and_is_frozen():
+    r = measure_contact_angle(cap().labels, pixel_size_nm=0.5)
+    row = r.as_row()
+    assert list(row) == [f.name for f in MEASUREMENT_FIELDS]
+    table = pa.Table.from_pylist([row, measure_contact_angle(np.zeros(SHAPE, np.uint8)).as_row()],
+                                 schema=pa.schema(MEASUREMENT_FIELDS))
+    assert table.num_rows == 2
+    assert isinstance(MEASUREMENT_VERSION, str) and MEASUREMENT_VERSION
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.status = "ok"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="unknown status"):
+        ContactAngleResult("fine", "")
+
+
+def test_programming_errors_raise_value_error():
+    labels = cap().labels
+    with pytest.raises(ValueError, match="2-D"):
+        measure_contact_angle(labels[None])
+    with pytest.raises(ValueError, match="uint8"):
+        measure_contact_angle(labels.astype(np.int32))
+    with pytest.raises(ValueError, match="shape"):
+        measure_contact_angle(labels, np.zeros((3, 3), np.float32))
+    with pytest.raises(ValueError, match="pixel_size_nm"):
+        measure_contact_angle(labels, pixel_size_nm=-1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), with_probability=st.booleans())
+def test_never_raises_on_arbitrary_label_images(seed, with_probability):
+    """Bad geometry is a status, never an exception: random blobs, specks and noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    height, width = (int(v) for v in rng.integers(4, 96, 2))
+    labels = np.zeros((height, width), np.uint8)
+    for _ in range(int(rng.integers(0, 6))):
+        cls = int(rng.integers(1, 3))
+        r0, c0 = int(rng.integers(0, height)), int(rng.integers(0, width))
+        if rng.random() < 0.5:
+            labels[r0 : r0 + int(rng.integers(1, 50)), c0 : c0 + int(rng.integers(1, 50))] = cls
+        else:
+            cv2.circle(labels, (c0, r0), int(rng.integers(1, 35)), cls, -1)
+    speckle = rng.random(labels.shape) < 0.05 * rng.random()
+    labels[speckle] = rng.integers(0, 3, int(speckle.sum()))
+    prob = None
+    if with_probability:
+        prob = ((labels == DROPLET) * rng.random(labels.shape)).astype(np.float32)
+    r = measure_contact_angle(labels, prob)
+    assert r.status in STATUSES and (r.angle_valid or r.reason)
+    assert set(r.as_row()) == {f.name for f in MEASUREMENT_FIELDS}
+
+
+def test_tilted_facet_seen_as_half_ellipse():
+    """A wire tilted out of the image plane shows its facet as half an ellipse bulging into
+    the wire (the droplet's projection covers it); the angle is read at the rim level."""
+    c = cap(115.0, 40.0, 150.0, (128.3, 140.6))
+    u, n = axis_vectors(c.wire_axis_deg)
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]].astype(float)
+    dr, dc = rows - c.facet_center_rc[0], cols - c.facet_center_rc[1]
+    t, lat = dr * u[0] + dc * u[1], dr * n[0] + dc * n[1]
+    bulge = 4.0 * np.sqrt(np.clip(1 - (lat / 40.0) ** 2, 0, 1))  # tilt asin(4/40) = 5.7 deg
+    labels = c.labels.copy()
+    labels[(labels == NANOWIRE) & (t > -bulge)] = DROPLET
+    flat = measure_contact_angle(c.labels)
+    tilted = measure_contact_angle(labels)
+    assert flat.wire_tilt_deg == 0.0
+    assert tilted.wire_tilt_deg == pytest.approx(5.7, abs=1.5)
+    assert "tilted" in tilted.reason
+    assert abs(tilted.contact_angle_deg - 115.0) <= binary_tolerance_deg(40.0)
