@@ -1,0 +1,7 @@
+"""Training side of nwwatch (needs the ``train`` extra: torch, onnx, onnxscript).
+
+``training.models`` builds the segmentation networks, ``training.export`` writes verified ONNX
+files that follow :mod:`nwwatch.segment.contract`, ``training.quantize`` makes verified INT8
+variants; the data loading, losses, paradigms and the ``nwwatch train`` command live beside them.
+``training`` imports ``nwwatch``; ``nwwatch`` never imports ``training`` or torch.
+"""
