@@ -1,0 +1,352 @@
+"""Seed 003's tables on synthetic tomograms with known truth (issue 6).
+
+For each seed: simulate a porous grain tilt series and reconstruct it
+(:func:`nwwatch.synth.tomogram.simulate_tomogram`), label ``r`` of ONE central slice in whole
+10x10 patches (:func:`nwwatch.synth.tomo_labels.patch_labels`, the paper's protocol), then
+segment the whole volume with:
+
+- ``otsu``: one global Otsu threshold of the volume (no labels);
+- ``rf``: a random forest on scikit-image ``multiscale_basic_features`` of each slice (the
+  strong classic few-label baseline; bench-only dependency);
+- ``unet``: the same 2D UNet trained with cross-entropy that ignores unlabeled pixels
+  (``nwwatch train --paradigm supervised``, Dice term off, as in the paper's baseline);
+- ``contrastive``: seed 003's method (``--paradigm contrastive``).
+
+The deep models are trained through the training package's Python API on the tomogram workflow
+(``--volume V --slice K --labels L``: every other slice is unlabeled data) and run through
+:func:`nwwatch.volume.segment_volume` exactly as the product does. IoU of the solid class is
+computed over every slice but the labeled one (the paper's eq. 8).
+
+The ablation (paper's Table 3) trains the contrastive paradigm with only the self-supervised
+loss, only the supervised contrastive loss, or both; the 1x1 classifier is always trained with
+the labels. The losses are switched off by replacing them with zero in this process only.
+
+Timing: a ``--timing-size``^3 volume segmented by ``segment_volume`` with the trained
+contrastive model on ``--threads`` CPU threads, and ``volume_metrics`` on its mask.
+
+Usage::
+
+    python -m bench.bench_tomography --size 96 --seeds 0 1 2 --out bench/out/tomography.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from nwwatch.synth.tomo_labels import patch_labels
+from nwwatch.synth.tomogram import simulate_tomogram
+
+RATES = (0.02, 0.06, 0.12, 0.18, 0.25)
+ABLATION_RATES = (0.06, 0.12, 0.18, 1.0)
+ABLATION_VARIANTS = ("self-supervised", "supervised", "combined")
+
+
+def iou_solid(mask: np.ndarray, truth: np.ndarray, skip_slice: int | None) -> float:
+    keep = np.ones(truth.shape[0], dtype=bool)
+    if skip_slice is not None:
+        keep[skip_slice] = False
+    pred, true = mask[keep].astype(bool), truth[keep].astype(bool)
+    union = np.count_nonzero(pred | true)
+    return float(np.count_nonzero(pred & true) / union) if union else 1.0
+
+
+def otsu_mask(volume: np.ndarray) -> np.ndarray:
+    from skimage.filters import threshold_otsu
+
+    return (volume > threshold_otsu(volume)).astype(np.uint8)
+
+
+def slice_features(volume: np.ndarray) -> np.ndarray:
+    """float32 (Z, Y, X, F) 2D multiscale features of every slice (sigma 0.7 .. 5)."""
+    from skimage.feature import multiscale_basic_features
+
+    from nwwatch.normalize import intensity_range, normalize_image
+
+    rng = intensity_range(volume)
+    return np.stack([
+        multiscale_basic_features(normalize_image(s, rng), intensity=True, edges=True,
+                                  texture=True, sigma_min=0.7, sigma_max=5.0).astype(np.float32)
+        for s in volume
+    ])
+
+
+def rf_mask(features: np.ndarray, labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from sklearn.ensemble import RandomForestClassifier
+
+    labeled = labels != 255
+    forest = RandomForestClassifier(n_estimators=100, max_depth=16, n_jobs=2,
+                                    random_state=seed)
+    forest.fit(features[k][labeled], labels[labeled])
+    z, y, x, f = features.shape
+    solid_column = list(forest.classes_).index(1)
+    prob = forest.predict_proba(features.reshape(-1, f))[:, solid_column]
+    return (prob.reshape(z, y, x) > 0.5).astype(np.uint8)
+
+
+@contextlib.contextmanager
+def ablation(variant: str):
+    """Switch off one of the contrastive paradigm's two representation losses."""
+    import training.paradigms.contrastive as module
+
+    saved = (module.supervised_pixel_contrastive_loss,
+             module.self_supervised_pixel_contrastive_loss)
+
+    def zero(embeddings, *args, **kwargs):
+        return embeddings.sum() * 0.0
+
+    if variant == "self-supervised":
+        module.supervised_pixel_contrastive_loss = zero
+    elif variant == "supervised":
+        module.self_supervised_pixel_contrastive_loss = zero
+    try:
+        yield
+    finally:
+        (module.supervised_pixel_contrastive_loss,
+         module.self_supervised_pixel_contrastive_loss) = saved
+
+
+def train_and_segment(args, paradigm: str, volume_path: Path, k: int, labels_path: Path,
+                      volume: np.ndarray, out: Path, seed: int) -> tuple[np.ndarray, dict]:
+    from nwwatch.segment.session import Segmenter
+    from nwwatch.volume import segment_volume
+    from training.config import TrainConfig
+    from training.engine import train
+
+    config = TrainConfig(
+        out=str(out), paradigm=paradigm, arch="unet-paper",
+        model_options={"widths": list(args.widths), "dropout": 0.0},
+        volume=str(volume_path), slice_index=k, labels=str(labels_path),
+        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+        crop=min(args.crop, volume.shape[1]), val_fraction=0.0, seed=seed, device=args.device,
+        dice_weight=0.0, classifier_steps=args.classifier_steps, exporter="legacy",
+        lr=args.lr,
+    )
+    start = time.perf_counter()
+    result = train(config, progress=False, echo=lambda *a, **k: None)
+    train_s = time.perf_counter() - start
+    segmenter = Segmenter(result.out, providers=("cpu",), threads=args.threads)
+    start = time.perf_counter()
+    seg = segment_volume(segmenter, volume)
+    return seg.mask, {"train_s": train_s, "segment_s": time.perf_counter() - start}
+
+
+def write_inputs(folder: Path, volume: np.ndarray, labels: np.ndarray, k: int, tag: str):
+    from nwwatch.io import write_volume_tiff
+
+    volume_path = folder / "volume.tif"
+    if not volume_path.exists():
+        write_volume_tiff(volume_path, volume.astype(np.float32))
+    labels_path = folder / f"labels_{tag}.png"
+    cv2.imwrite(str(labels_path), labels)
+    return volume_path, labels_path
+
+
+def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
+    sim = simulate_tomogram(args.size, seed=seed)
+    volume, truth = sim.volume, sim.truth
+    k = args.size // 2
+    folder = Path(tempfile.mkdtemp(prefix=f"tomo{seed}_", dir=args.work))
+    contrastive_model = None
+
+    grain = sim.grain.astype(bool)
+
+    def record(method, rate, mask, extra=None):
+        solid, true = mask.astype(bool), truth.astype(bool)
+        # Where the errors are: inside the grain (pores vs solid) or in the vacuum around it.
+        in_grain = float(np.count_nonzero(solid & true & grain)
+                         / max(1, np.count_nonzero((solid | true) & grain)))
+        row = {"seed": seed, "method": method, "rate": rate,
+               "iou": iou_solid(mask, truth, k), "iou_in_grain": in_grain,
+               "solid_in_vacuum": float(solid[~grain].mean()), **(extra or {})}
+        records.append(row)
+        log(json.dumps(row))
+
+    if "otsu" in args.methods:
+        record("otsu", None, otsu_mask(volume))
+    features = slice_features(volume) if "rf" in args.methods else None
+    jobs = [(m, r, "combined") for r in args.rates
+            for m in ("rf", "unet", "contrastive") if m in args.methods]
+    if args.ablation:
+        jobs += [("contrastive", r, v) for r in args.ablation_rates for v in ABLATION_VARIANTS
+                 if ("contrastive", r, v) not in jobs]
+    for method, rate, variant in jobs:
+        rng = np.random.default_rng([seed, int(round(rate * 1000))])
+        labels = patch_labels(truth[k], rate, rng, grain=sim.grain[k])
+        tag = f"{method}_{rate}_{variant}"
+        extra = {"labeled_fraction": float(np.mean(labels != 255))}
+        if method == "rf":
+            start = time.perf_counter()
+            mask = rf_mask(features, labels, k, seed)
+            extra["train_and_segment_s"] = time.perf_counter() - start
+            record("rf", rate, mask, extra)
+            continue
+        volume_path, labels_path = write_inputs(folder, volume, labels, k, tag)
+        paradigm = "supervised" if method == "unet" else "contrastive"
+        out = folder / f"{tag}.onnx"
+        with ablation(variant) if method == "contrastive" else contextlib.nullcontext():
+            mask, timing = train_and_segment(args, paradigm, volume_path, k, labels_path,
+                                             volume, out, seed)
+        extra.update(timing)
+        if method == "unet":
+            record("unet", rate, mask, extra)
+            continue
+        # One combined contrastive run serves both the r-table and the ablation table.
+        if variant == "combined" and rate in args.rates and "contrastive" in args.methods:
+            record("contrastive", rate, mask, extra)
+            if rate == min(args.rates):
+                contrastive_model = out
+        if args.ablation and rate in args.ablation_rates:
+            record(f"contrastive[{variant}]", rate, mask, extra)
+    return contrastive_model
+
+
+def time_large(args, model: Path, log) -> dict:
+    from nwwatch.segment.session import Segmenter
+    from nwwatch.volume import segment_volume, volume_metrics
+
+    sim = simulate_tomogram(args.timing_size, seed=99)
+    segmenter = Segmenter(model, providers=("cpu",), threads=args.threads)
+    out = {"size": args.timing_size, "threads": args.threads}
+    start = time.perf_counter()
+    seg = segment_volume(segmenter, sim.volume, batch_size=8)
+    out["segment_s"] = time.perf_counter() - start
+    out["iou"] = iou_solid(seg.mask, sim.truth, None)
+    start = time.perf_counter()
+    metrics = volume_metrics(seg.mask, 1.0)
+    out["metrics_s"] = time.perf_counter() - start
+    out["metrics"] = metrics.as_row()
+    truth_metrics = volume_metrics(sim.truth, 1.0)
+    out["truth_porosity_envelope"] = truth_metrics.porosity_envelope
+    out["synthetic_porosity_in_grain"] = sim.porosity
+    log(json.dumps({k: v for k, v in out.items() if k != "metrics"}))
+    return out
+
+
+def summarise(records: list[dict], key: str = "iou") -> dict:
+    """{method: {str(rate): {values, mean, std, n}}} of ``key`` over the records having it."""
+    table: dict[str, dict[str, dict]] = {}
+    for row in records:
+        if key not in row:
+            continue
+        cell = table.setdefault(row["method"], {}).setdefault(str(row["rate"]), {"values": []})
+        cell["values"].append(row[key])
+    for cells in table.values():
+        for cell in cells.values():
+            values = np.asarray(cell["values"])
+            cell.update(mean=float(values.mean()), std=float(values.std()), n=int(values.size))
+    return table
+
+
+def markdown(records: list[dict], rates: list[float], key: str = "iou") -> str:
+    """The r-table and the ablation table of ``key`` as Markdown, mean ± std over seeds (n)."""
+    table = summarise(records, key)
+
+    def cell(method: str, rate) -> str:
+        found = table.get(method, {}).get(str(rate))
+        if not found:
+            return "not run"
+        return f"{found['mean']:.3f} ± {found['std']:.3f} ({found['n']})"
+
+    lines = ["| method | " + " | ".join(f"r = {r:g}" for r in rates) + " |",
+             "|---" * (len(rates) + 1) + "|"]
+    for method in ("otsu", "rf", "unet", "contrastive"):
+        if method in table:
+            # Otsu uses no labels: one value per seed, shown in every column.
+            lines.append(f"| {method} | " + " | ".join(
+                cell(method, None if method == "otsu" else r) for r in rates) + " |")
+    ablation_rates = sorted({row["rate"] for row in records
+                             if "[" in row["method"] and key in row})
+    if ablation_rates:
+        lines += ["", "| losses | " + " | ".join(f"r = {r:g}" for r in ablation_rates) + " |",
+                  "|---" * (len(ablation_rates) + 1) + "|"]
+        for variant in ABLATION_VARIANTS:
+            lines.append(f"| {variant} | " + " | ".join(
+                cell(f"contrastive[{variant}]", r) for r in ablation_rates) + " |")
+    return "\n".join(lines)
+
+
+def render(paths: list[Path]) -> None:
+    """Print the Markdown tables of result files, records pooled (a repeated (seed, method,
+    rate) counts once, from the last file)."""
+    unique: dict[tuple, dict] = {}
+    rates: set[float] = set()
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        for row in result["records"]:
+            unique[(row["seed"], row["method"], row["rate"])] = row
+        rates.update(result["settings"]["rates"])
+    for key in ("iou", "iou_in_grain", "solid_in_vacuum"):
+        print(f"\n{key}:\n")
+        print(markdown(list(unique.values()), sorted(rates), key))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rates", type=float, nargs="+", default=list(RATES))
+    parser.add_argument("--methods", nargs="+", default=["otsu", "rf", "unet", "contrastive"])
+    parser.add_argument("--ablation", action="store_true")
+    parser.add_argument("--ablation-rates", type=float, nargs="+", default=list(ABLATION_RATES))
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--steps-per-epoch", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--crop", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--classifier-steps", type=int, default=50)
+    parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime CPU threads")
+    parser.add_argument("--device", default="cpu", help="training device: cpu, cuda, auto")
+    parser.add_argument("--timing-size", type=int, default=0, help="0 skips the timing")
+    parser.add_argument("--timing-model", type=Path, default=None,
+                        help="ONNX model to time (default: the run's contrastive model)")
+    parser.add_argument("--work", default=None, help="scratch folder (default: system temp)")
+    parser.add_argument("--out", type=Path, default=Path("bench/out/tomography.json"))
+    parser.add_argument("--render", type=Path, nargs="+", default=None,
+                        help="only print the Markdown tables of these result files")
+    args = parser.parse_args(argv)
+    if args.render:
+        render(args.render)
+        return
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    log_path = args.out.with_suffix(".log")
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+        with open(log_path, "a") as handle:
+            handle.write(line + "\n")
+
+    records: list[dict] = []
+    model = None
+    started = time.perf_counter()
+    for seed in args.seeds:
+        model = run_seed(args, seed, records, log) or model
+    model = args.timing_model or model
+    timing = time_large(args, model, log) if args.timing_size and model else None
+    result = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
+        "wall_s": time.perf_counter() - started,
+        "records": records,
+        "summary": {key: summarise(records, key)
+                    for key in ("iou", "iou_in_grain", "solid_in_vacuum")},
+        "timing": timing,
+    }
+    args.out.write_text(json.dumps(result, indent=2))
+    log(markdown(records, args.rates))
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

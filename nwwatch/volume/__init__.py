@@ -1,0 +1,47 @@
+"""Tomograms: segment a volume with a 2D model and measure the 3D result.
+
+Public API::
+
+    segment_volume(segmenter, volume, *, triplanar=False, tile=None, ...) -> VolumeSegmentation
+    volume_metrics(mask, voxel_size_nm=None) -> VolumeMetrics
+    VolumeMetrics.as_row()    # keys == names of VOLUME_METRIC_FIELDS
+
+numpy, OpenCV and pyarrow only (no scipy / scikit-image at runtime): the distance transform,
+3D connected components and marching-cubes surface area are implemented here.
+"""
+
+from nwwatch.volume.edt import distance_transform_edt
+from nwwatch.volume.labeling import label_volume
+from nwwatch.volume.metrics import (
+    DEFAULT_ENVELOPE_RADIUS_PX,
+    VOLUME_METRIC_FIELDS,
+    VOLUME_METRICS_VERSION,
+    VolumeMetrics,
+    grain_envelope,
+    volume_metrics,
+)
+from nwwatch.volume.segment import (
+    DEFAULT_MIN_COMPONENT_VOXELS,
+    VolumeModelError,
+    VolumeSegmentation,
+    clean_mask,
+    segment_volume,
+)
+from nwwatch.volume.surface import surface_area
+
+__all__ = [
+    "DEFAULT_ENVELOPE_RADIUS_PX",
+    "DEFAULT_MIN_COMPONENT_VOXELS",
+    "VOLUME_METRICS_VERSION",
+    "VOLUME_METRIC_FIELDS",
+    "VolumeMetrics",
+    "VolumeModelError",
+    "VolumeSegmentation",
+    "clean_mask",
+    "distance_transform_edt",
+    "grain_envelope",
+    "label_volume",
+    "segment_volume",
+    "surface_area",
+    "volume_metrics",
+]

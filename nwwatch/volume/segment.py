@@ -1,0 +1,208 @@
+"""Segment a tomogram with a 2D model: slice by slice, optionally tri-planar and tiled.
+
+The model (an nwwatch ONNX model of kind ``tomogram``, classes pore/solid) sees one slice at a
+time, as in seed 003. Slices are normalised as the model was trained
+(``ModelMetadata.normalization_scope``): ``"volume"`` maps the whole volume's
+:func:`~nwwatch.normalize.intensity_range` to [-1, 1] for every slice, ``"image"`` normalises
+each slice on its own.
+
+Beyond the paper:
+
+- **tri-planar fusion**: segment along Z, Y and X and average the three solid probabilities;
+  errors that depend on the slicing direction (missing-wedge streaks, slice-to-slice flicker)
+  partly cancel. Three times the work.
+- **tiling**: slices larger than ``tile`` are cut into overlapping tiles whose probabilities
+  are blended with weights that ramp down towards each tile's edge, so a model trained on
+  small crops sees the size it knows and no seam shows.
+- **cleanup**: solid specks (26-connected) and pores (6-connected) smaller than
+  ``min_component_voxels`` are removed and filled: isolated noise voxels, not structure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nwwatch.classes import SOLID
+from nwwatch.normalize import intensity_range, normalize_image
+from nwwatch.segment.session import Segmenter
+from nwwatch.volume.labeling import remove_small_components
+from nwwatch.volume.tiling import blend_weights, tile_starts
+
+#: Default size (voxels) below which solid specks are removed and pores filled: a 2x2x2 cube.
+DEFAULT_MIN_COMPONENT_VOXELS = 8
+
+
+class VolumeModelError(ValueError):
+    """The model cannot segment tomograms; the message names the model file and why."""
+
+
+@dataclass(frozen=True)
+class VolumeSegmentation:
+    """Segmentation of a tomogram.
+
+    mask : uint8 (Z, Y, X), 1 solid, 0 pore or vacuum (after cleanup).
+    solid_probability : float32 (Z, Y, X) in [0, 1] before cleanup, or None when not asked for.
+    """
+
+    mask: np.ndarray
+    solid_probability: np.ndarray | None
+
+
+def _solid_index(segmenter: Segmenter) -> int:
+    meta = segmenter.metadata
+    if meta.kind != "tomogram":
+        raise VolumeModelError(
+            f"{segmenter.model_path}: model kind is {meta.kind!r}; segmenting a volume needs a "
+            f"'tomogram' model (classes pore, solid)"
+        )
+    names = tuple(meta.class_names)
+    if "solid" in names:
+        return names.index("solid")
+    if len(names) == 2:
+        return SOLID
+    raise VolumeModelError(
+        f"{segmenter.model_path}: class_names {names} have no 'solid' class"
+    )
+
+
+def clean_mask(mask: np.ndarray, min_component_voxels: int) -> np.ndarray:
+    """Remove solid components and fill pore components smaller than ``min_component_voxels``.
+
+    Parameters
+    ----------
+    mask : bool or 0/1 ndarray (Z, Y, X), True solid.
+    min_component_voxels : size threshold in voxels (<= 1: nothing changes).
+
+    Returns
+    -------
+    bool ndarray (Z, Y, X). Solid uses 26-connectivity and pores 6-connectivity (the usual
+    complementary pair), so a pore is a pore only through shared faces.
+    """
+    solid = remove_small_components(mask, min_component_voxels, connectivity=26)
+    pores = remove_small_components(~solid, min_component_voxels, connectivity=6)
+    return ~pores
+
+
+class _SliceRunner:
+    """Runs the model over stacks of 2D slices: normalisation, batching, tiling, blending."""
+
+    def __init__(self, segmenter: Segmenter, value_range: tuple[float, float] | None,
+                 tile: int | None, overlap: int, batch_size: int, solid_index: int) -> None:
+        self.segmenter = segmenter
+        self.value_range = value_range
+        self.tile = tile
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.solid_index = solid_index
+
+    def _normalise(self, slices: np.ndarray) -> np.ndarray:
+        if self.value_range is not None:
+            return normalize_image(slices, self.value_range)
+        return np.stack([normalize_image(s) for s in slices])
+
+    def _run(self, images: np.ndarray, want_probability: bool) -> np.ndarray:
+        """float32 solid probability (N, H, W), or bool solid labels when not wanted."""
+        out = self.segmenter.segment(images, probabilities=want_probability)
+        if want_probability:
+            return out.probabilities[:, self.solid_index]  # type: ignore[index]
+        return out.labels == self.solid_index
+
+    def stack(self, slices: np.ndarray, want_probability: bool) -> np.ndarray:
+        """Segment ``slices`` (N, H, W); float32 probabilities or bool labels (N, H, W)."""
+        n, height, width = slices.shape
+        tiled = self.tile is not None and (height > self.tile or width > self.tile)
+        dtype = np.float32 if (want_probability or tiled) else bool
+        result = np.empty((n, height, width), dtype=dtype)
+        step = self.batch_size
+        if not tiled:
+            for start in range(0, n, step):
+                images = self._normalise(slices[start:start + step])
+                result[start:start + step] = self._run(images, want_probability)
+            return result
+        assert self.tile is not None
+        tile_h, tile_w = min(self.tile, height), min(self.tile, width)
+        windows = [(r, c) for r in tile_starts(height, tile_h, min(self.overlap, tile_h - 1))
+                   for c in tile_starts(width, tile_w, min(self.overlap, tile_w - 1))]
+        weight = blend_weights((tile_h, tile_w), self.overlap)
+        # Slices per batch so that one model call sees about `batch_size` tiles.
+        per_call = max(1, step // len(windows))
+        for start in range(0, n, per_call):
+            images = self._normalise(slices[start:start + per_call])
+            tiles = np.stack([images[:, r:r + tile_h, c:c + tile_w] for r, c in windows], axis=1)
+            count = images.shape[0]
+            flat = tiles.reshape(-1, tile_h, tile_w)
+            probs = np.concatenate([
+                self._run(flat[i:i + step], True) for i in range(0, flat.shape[0], step)
+            ]).reshape(count, len(windows), tile_h, tile_w)
+            total = np.zeros((count, height, width), dtype=np.float32)
+            norm = np.zeros((height, width), dtype=np.float32)
+            for k, (r, c) in enumerate(windows):
+                total[:, r:r + tile_h, c:c + tile_w] += probs[:, k] * weight
+                norm[r:r + tile_h, c:c + tile_w] += weight
+            result[start:start + count] = total / norm
+        return result
+
+
+def segment_volume(
+    segmenter: Segmenter,
+    volume: np.ndarray,
+    *,
+    triplanar: bool = False,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    batch_size: int = 8,
+    min_component_voxels: int = DEFAULT_MIN_COMPONENT_VOXELS,
+    return_probability: bool = False,
+) -> VolumeSegmentation:
+    """Segment a tomogram into solid and pore/vacuum with a 2D nwwatch model.
+
+    Parameters
+    ----------
+    segmenter : a :class:`~nwwatch.segment.session.Segmenter` on a ``tomogram`` model.
+    volume : ndarray (Z, Y, X), raw intensities (any real dtype).
+    triplanar : also segment along Y and X and average the three solid probabilities.
+    tile : slices with a side above this size (px) are processed as overlapping tiles of
+        ``tile`` x ``tile``; None processes whole slices.
+    tile_overlap : overlap of neighbouring tiles in px (default ``tile // 4``).
+    batch_size : slices (or tiles) per model call.
+    min_component_voxels : cleanup threshold (see :func:`clean_mask`); 0 disables it.
+    return_probability : also return the fused solid probability (float32, before cleanup).
+
+    Returns
+    -------
+    VolumeSegmentation with ``mask`` uint8 (Z, Y, X): 1 solid, 0 pore or vacuum. A voxel is
+    solid when its (fused) solid probability is above 0.5.
+    """
+    data = np.asarray(volume)
+    if data.ndim != 3 or min(data.shape) == 0:
+        raise ValueError(f"volume must be a non-empty 3D (Z, Y, X) array, got shape {data.shape}")
+    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        raise ValueError(f"volume must hold real numbers, got dtype {data.dtype}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if tile is not None and tile < 8:
+        raise ValueError(f"tile must be at least 8 px, got {tile}")
+    overlap = (tile // 4 if tile_overlap is None else int(tile_overlap)) if tile else 0
+    if tile is not None and not 0 <= overlap < tile:
+        raise ValueError(f"tile_overlap must be in [0, tile), got {overlap}")
+    solid_index = _solid_index(segmenter)
+    scope = segmenter.metadata.normalization_scope
+    value_range = intensity_range(data) if scope == "volume" else None
+    runner = _SliceRunner(segmenter, value_range, tile, overlap, batch_size, solid_index)
+
+    want_probability = triplanar or return_probability
+    if not triplanar:
+        solid = runner.stack(data, want_probability)
+    else:
+        solid = runner.stack(data, True)
+        for axis in (1, 2):
+            along = runner.stack(np.moveaxis(data, axis, 0), True)
+            solid += np.moveaxis(along, 0, axis)
+        solid /= np.float32(3.0)
+    probability = solid if return_probability else None
+    mask = solid > 0.5 if solid.dtype != bool else solid
+    if min_component_voxels > 1:
+        mask = clean_mask(mask, min_component_voxels)
+    return VolumeSegmentation(mask=mask.astype(np.uint8), solid_probability=probability)

@@ -1,0 +1,94 @@
+"""The tomogram workflow end to end on a tiny synthetic volume.
+
+Label a few patches of one slice -> train (contrastive, a few steps) -> segment the volume ->
+write the mask -> measure. The training is far too short to be accurate; the test checks that
+every piece connects and that the outputs are well formed.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from nwwatch.segment.session import Segmenter
+from nwwatch.synth.tomogram import simulate_tomogram
+from nwwatch.volume import VOLUME_METRIC_FIELDS, segment_volume, volume_metrics
+
+train_api = pytest.importorskip("training.engine")
+from training.config import TrainConfig  # noqa: E402  (after the skip guard)
+
+
+@pytest.mark.slow
+def test_label_train_segment_measure(tmp_path):
+    from nwwatch.io import read_volume, write_volume_tiff
+
+    sim = simulate_tomogram(32, seed=5)
+    volume_path = write_volume_tiff(tmp_path / "volume.tif", sim.volume, voxel_size_nm=1.5)
+    z = 16
+    labels = np.full(sim.truth.shape[1:], 255, dtype=np.uint8)
+    for rows in (slice(4, 12), slice(18, 26)):  # two labeled bands of the slice
+        labels[rows, 4:28] = sim.truth[z, rows, 4:28]
+    assert {0, 1} <= set(np.unique(labels))
+    labels_path = tmp_path / f"slice{z}.png"
+    cv2.imwrite(str(labels_path), labels)
+
+    config = TrainConfig(
+        out=str(tmp_path / "model.onnx"), paradigm="contrastive", arch="unet-paper",
+        model_options={"widths": [8, 16], "dropout": 0.0}, volume=str(volume_path),
+        slice_index=z, labels=str(labels_path), epochs=1, steps_per_epoch=1, batch_size=2,
+        crop=32, device="cpu", classifier_steps=1, exporter="legacy",
+    )
+    result = train_api.train(config, progress=False, echo=lambda *a, **k: None)
+    segmenter = Segmenter(result.out, providers=("cpu",), threads=2)
+    assert segmenter.metadata.kind == "tomogram"
+    assert segmenter.metadata.normalization_scope == "volume"
+
+    volume = read_volume(volume_path)
+    seg = segment_volume(segmenter, volume.data, return_probability=True)
+    assert seg.mask.shape == sim.truth.shape and seg.mask.dtype == np.uint8
+    assert set(np.unique(seg.mask)) <= {0, 1}
+    assert seg.solid_probability is not None
+    assert 0.0 <= float(seg.solid_probability.min()) <= float(seg.solid_probability.max()) <= 1.0
+
+    mask_path = write_volume_tiff(tmp_path / "mask.tif", seg.mask,
+                                  voxel_size_nm=volume.voxel_size_nm)
+    back = read_volume(mask_path)
+    np.testing.assert_array_equal(back.data, seg.mask)
+
+    row = volume_metrics(back.data, back.voxel_size_nm).as_row()
+    assert list(row) == [f.name for f in VOLUME_METRIC_FIELDS]
+    assert row["voxel_size_z_nm"] == pytest.approx(1.5)
+    assert row["solid_fraction"] == pytest.approx(seg.mask.mean())
+
+
+@pytest.fixture()
+def small_volume(tmp_path):
+    from nwwatch.io import write_volume_tiff
+
+    rng = np.random.default_rng(0)
+    volume = rng.normal(size=(6, 20, 24)).astype(np.float32)
+    return write_volume_tiff(tmp_path / "v.tif", volume)
+
+
+def _labels(tmp_path, array, name="l.png"):
+    path = tmp_path / name
+    cv2.imwrite(str(path), array.astype(np.uint8))
+    return path
+
+
+def test_workflow_errors_name_the_file_and_the_reason(tmp_path, small_volume):
+    from training.data import DatasetLayoutError, load_volume_slice
+
+    good = np.full((20, 24), 255, dtype=np.uint8)
+    good[:5, :5] = 0
+    good[10:15, 10:15] = 1
+    with pytest.raises(DatasetLayoutError, match="out of range"):
+        load_volume_slice(small_volume, 6, _labels(tmp_path, good))
+    with pytest.raises(DatasetLayoutError, match="shape"):
+        load_volume_slice(small_volume, 2, _labels(tmp_path, good[:, :20], "small.png"))
+    only_pore = np.where(good == 1, 255, good)
+    with pytest.raises(DatasetLayoutError, match="class 1"):
+        load_volume_slice(small_volume, 2, _labels(tmp_path, only_pore, "pore.png"))
+    data = load_volume_slice(small_volume, 2, _labels(tmp_path, good, "good.png"))
+    assert len(data.labeled) == 1 and len(data.unlabeled) == 5
