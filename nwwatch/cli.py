@@ -7,6 +7,7 @@ the training extra instead of failing with an ImportError when torch is absent.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import click
 
@@ -36,6 +37,14 @@ _HELP = {
 }
 
 
+#: Modules each extra provides; a command that needs an extra checks them before loading.
+_EXTRA_MODULES: dict[str, tuple[str, ...]] = {"train": ("torch", "onnx", "onnxscript")}
+
+
+def _missing_modules(extra: str) -> list[str]:
+    return [name for name in _EXTRA_MODULES[extra] if importlib.util.find_spec(name) is None]
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
@@ -44,17 +53,14 @@ class _LazyGroup(click.Group):
         if name not in _COMMANDS:
             return None
         module_name, attr, extra = _COMMANDS[name]
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if extra is not None and exc.name and exc.name.split(".")[0] in {"torch", "onnx",
-                                                                             "onnxscript"}:
+        if extra is not None:
+            missing = _missing_modules(extra)
+            if missing:
                 raise click.ClickException(
-                    f"'nwwatch {name}' needs the {extra!r} extra ({exc.name} is missing): "
-                    f"pip install 'nwwatch[{extra}]'"
-                ) from None
-            raise
-        return getattr(module, attr)
+                    f"'nwwatch {name}' needs the {extra!r} extra ({', '.join(missing)} not "
+                    f"installed): pip install 'nwwatch[{extra}]'"
+                )
+        return getattr(importlib.import_module(module_name), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Listing help must not import torch: describe commands from the static table.

@@ -44,23 +44,21 @@ def test_cli_help_lists_commands_without_importing_torch():
     assert out.stdout.strip().endswith("False")
 
 
-def test_train_without_torch_names_the_extra(monkeypatch):
-    import builtins
+@pytest.mark.parametrize("args", [["train", "--help"], ["train", "data", "--out", "m.onnx"]])
+def test_train_without_torch_names_the_extra(monkeypatch, args):
+    import importlib.util
 
     from nwwatch.cli import main
 
-    real_import = builtins.__import__
+    real_find_spec = importlib.util.find_spec
 
-    def no_torch(name, *args, **kwargs):
-        if name.split(".")[0] == "torch":
-            raise ModuleNotFoundError("No module named 'torch'", name="torch")
-        return real_import(name, *args, **kwargs)
+    def no_torch(name, *a, **k):
+        return None if name.split(".")[0] == "torch" else real_find_spec(name, *a, **k)
 
-    for key in [k for k in sys.modules if k.split(".")[0] in {"training", "torch"}]:
-        monkeypatch.delitem(sys.modules, key)
-    monkeypatch.setattr(builtins, "__import__", no_torch)
-    result = CliRunner().invoke(main, ["train", "--help"])
-    assert result.exit_code != 0
+    monkeypatch.setattr(importlib.util, "find_spec", no_torch)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "torch not installed" in result.output
     assert "pip install 'nwwatch[train]'" in result.output
 
 
