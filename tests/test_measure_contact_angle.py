@@ -327,3 +327,16 @@ def test_tilted_facet_seen_as_half_ellipse():
     assert tilted.wire_tilt_deg == pytest.approx(5.7, abs=1.5)
     assert "tilted" in tilted.reason
     assert abs(tilted.contact_angle_deg - 115.0) <= binary_tolerance_deg(40.0)
+
+
+def test_numerical_failure_of_a_solver_is_a_fit_failed_value(monkeypatch):
+    from nwwatch.measure import contact_angle
+
+    def singular(*args, **kwargs):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(contact_angle, "robust_fit", singular)
+    r = measure_contact_angle(cap(110, 30, 20, (128, 128)).labels)
+    assert r.status == "fit_failed"
+    assert "Singular matrix" in r.reason
+    assert r.contact_angle_deg is None

@@ -126,6 +126,18 @@ def measure_contact_angle(
         ``ValueError`` only for malformed arguments (ndim, dtype, shape).
     """
     _check_inputs(labels, droplet_probability, pixel_size_nm)
+    try:
+        return _measure(labels, droplet_probability, pixel_size_nm)
+    except np.linalg.LinAlgError as exc:
+        # Degenerate point sets can still defeat a solver; a service must get a value back.
+        return ContactAngleResult(
+            R.FIT_FAILED, f"numerical failure in the geometry fit ({exc})",
+            pixel_size_nm=pixel_size_nm)
+
+
+def _measure(
+    labels: np.ndarray, droplet_probability: np.ndarray | None, pixel_size_nm: float | None
+) -> ContactAngleResult:
     shape = labels.shape
     sel = select_components(labels)
     if sel.status is not None:
