@@ -61,12 +61,22 @@ def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 
 
 def write_batch(
-    rows: list[dict[str, Any]], schema: pa.Schema, folder: str | os.PathLike[str], prefix: str
+    rows: list[dict[str, Any]],
+    schema: pa.Schema,
+    folder: str | os.PathLike[str],
+    prefix: str,
+    name: str | None = None,
 ) -> Path:
     """Write ``rows`` as one new Parquet file in ``folder`` and return its path.
 
-    File names sort by creation time: ``{prefix}-{UTC time}-{random}.parquet``.
+    File names sort by creation time: ``{prefix}-{UTC time}-{random}.parquet``; ``name``
+    gives the file name instead (the service chooses it before writing, to record it in its
+    ledger). An existing file of that name is an error: batches are never overwritten.
     """
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    name = f"{prefix}-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
-    return write_table_atomic(rows_to_table(rows, schema), Path(folder) / name)
+    if name is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        name = f"{prefix}-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    final = Path(folder) / name
+    if final.exists():
+        raise FileExistsError(f"{final}: a batch file of this name already exists")
+    return write_table_atomic(rows_to_table(rows, schema), final)

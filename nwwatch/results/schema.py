@@ -31,6 +31,7 @@ PROVENANCE_FIELDS: list[pa.Field] = [
     pa.field("read_ms", pa.float64()),
     pa.field("segment_ms", pa.float64()),
     pa.field("measure_ms", pa.float64()),
+    pa.field("batch_id", pa.string()),
 ]
 
 

@@ -1,0 +1,274 @@
+"""Benchmark the service's processing path.
+
+1. throughput: ``nwwatch replay`` frames/s against bare ONNX Runtime inference of the same
+   model on the same (pre-normalised) frames, in the same run and thread setting;
+2. latency: the daemon running, frames written one at a time (atomic rename, like a careful
+   writer) at a steady rate; latency = time the writer's rename returned -> time the
+   daemon's log line for the committed Parquet row (p50 / p95);
+3. memory: resident set size of a replay over many frames, sampled every batch (flat or not).
+
+Usage::
+
+    .venv/bin/python bench/bench_replay.py [--model M.onnx] [--frames 200] [--size 512]
+        [--threads 2] [--latency-frames 40] [--memory-frames 5000] [--json out.json]
+
+Without ``--model``: the shipped default model when it exists, else an untrained UNet of the
+training package exported on the fly (same compute, random weights; said in the output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from nwwatch.service.config import DEFAULT_MODELS  # noqa: E402
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pick_model(arg: str | None, workdir: Path) -> tuple[Path, str]:
+    if arg:
+        return Path(arg), f"given: {arg}"
+    if DEFAULT_MODELS["insitu"].is_file():
+        return DEFAULT_MODELS["insitu"], "shipped default model"
+    from nwwatch.segment.contract import ModelMetadata
+    from training.export import export_onnx
+    from training.models import build_model
+
+    model = build_model("unet")
+    multiple = getattr(model, "size_multiple", 16)
+    meta = ModelMetadata(kind="insitu", class_names=("background", "nanowire", "droplet"),
+                         arch="unet", paradigm="untrained-benchmark", size_multiple=multiple)
+    path = workdir / "unet-untrained.onnx"
+    export_onnx(model, path, meta, exporter="legacy")
+    return path, "untrained UNet (training.build_model('unet'), default options) - stand-in"
+
+
+def make_frames(folder: Path, n: int, size: int) -> list[np.ndarray]:
+    """Write the frames; return their ground-truth label images (kept out of the folder)."""
+    import cv2
+
+    from nwwatch.synth.insitu import generate_insitu
+
+    generate_insitu(folder, n, video=True, seed=1, size=size)
+    labels = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+              for p in sorted((folder / "labels").glob("*.png"))]
+    shutil.rmtree(folder / "labels", ignore_errors=True)
+    (folder / "truth.parquet").unlink(missing_ok=True)
+    return labels
+
+
+def measure_on_truth(labels: list[np.ndarray]) -> dict:
+    """Cost of measure_contact_angle on realistic (ground-truth) label maps, ms per frame."""
+    from nwwatch.measure import measure_contact_angle
+
+    times = []
+    for lab in labels:
+        t = time.perf_counter()
+        measure_contact_angle(lab)
+        times.append((time.perf_counter() - t) * 1e3)
+    times.sort()
+    return {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))]}
+
+
+def bare_ort(model: Path, folder: Path, threads: int, batch_size: int) -> float:
+    """Frames/s of session.run alone on pre-read, pre-normalised, pre-padded batches."""
+    from nwwatch.io import read_frames
+    from nwwatch.normalize import normalize_image
+    from nwwatch.segment.session import Segmenter
+
+    seg = Segmenter(model, providers=("cpu",), threads=threads)
+    frames = [normalize_image(f.image) for p in sorted(folder.glob("*.tif"))
+              for f in read_frames(p)]
+    m = seg.metadata.size_multiple
+    h, w = frames[0].shape
+    ph, pw = (-h) % m, (-w) % m
+    batches = []
+    for i in range(0, len(frames), batch_size):
+        b = np.stack(frames[i:i + batch_size])
+        if ph or pw:
+            b = np.pad(b, ((0, 0), (0, ph), (0, pw)), mode="reflect")
+        batches.append(np.ascontiguousarray(b[:, None]))
+    session = seg._session
+    session.run(["labels", "probabilities"], {"image": batches[0]})  # warm-up
+    t0 = time.perf_counter()
+    for b in batches:
+        session.run(["labels", "probabilities"], {"image": b})
+    return len(frames) / (time.perf_counter() - t0)
+
+
+def replay_fps(model: Path, folder: Path, out: Path, threads: int, batch_size: int,
+               config: Path) -> tuple[float, int]:
+    from nwwatch.service import replay
+
+    summary = replay(folder, out, kind="insitu", model=model, config=config)
+    return summary.frames_per_s, summary.frames
+
+
+def write_config(path: Path, watch: Path, results: Path, model: Path, threads: int,
+                 batch_size: int) -> Path:
+    path.write_text(f"""
+[[watch]]
+path = "{watch}"
+model = "{model}"
+settle_seconds = 2
+[output]
+results = "{results}"
+[inference]
+providers = ["cpu"]
+threads = {threads}
+batch_size = {batch_size}
+max_batch_latency_ms = 20
+""")
+    return path
+
+
+def latency(model: Path, source: Path, workdir: Path, n: int, rate_hz: float, threads: int,
+            batch_size: int) -> dict:
+    """Daemon live: write frames at ``rate_hz`` with tmp+rename; latency rename -> logged row."""
+    acq, res = workdir / "live_acq", workdir / "live_res"
+    acq.mkdir()
+    cfg = write_config(workdir / "live.toml", acq, res, model, threads, batch_size)
+    log = open(workdir / "live.log", "wb")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    proc = subprocess.Popen([sys.executable, "-m", "nwwatch.service", "run", "--config",
+                             str(cfg)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        while b'"ready"' not in (workdir / "live.log").read_bytes():
+            if proc.poll() is not None:
+                raise RuntimeError((workdir / "live.log").read_text())
+            time.sleep(0.1)
+        files = sorted(source.glob("*.tif"))[:n]
+        closed: dict[str, float] = {}
+        for i, f in enumerate(files):
+            tmp = acq / f".{f.name}.part"
+            shutil.copyfile(f, tmp)
+            os.replace(tmp, acq / f.name)
+            closed[str(acq / f.name)] = time.time()
+            time.sleep(max(0.0, (i + 1) / rate_hz - (time.time() - next(iter(closed.values())))))
+        deadline = time.time() + 120
+        done: dict[str, float] = {}
+        while time.time() < deadline and len(done) < len(files):
+            for line in (workdir / "live.log").read_text().splitlines():
+                if '"file_processed"' in line:
+                    e = json.loads(line)
+                    ts = datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00"))
+                    done[e["source"]] = ts.timestamp()
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    lat = sorted((done[s] - closed[s]) * 1e3 for s in done if s in closed)
+    return {"n": len(lat), "rate_hz": rate_hz, "p50_ms": statistics.median(lat),
+            "p95_ms": lat[int(0.95 * (len(lat) - 1))], "max_ms": lat[-1]}
+
+
+def memory(model: Path, source: Path, workdir: Path, n: int, threads: int,
+           batch_size: int, config: Path) -> dict:
+    """RSS during a replay of ``n`` frames (the source frames copied under new names; each
+    copy gets distinct bytes so every one is processed)."""
+    from nwwatch.service import replay
+
+    folder = workdir / "mem_acq"
+    folder.mkdir()
+    files = sorted(source.glob("*.tif"))
+    for i in range(n):
+        data = bytearray(files[i % len(files)].read_bytes())
+        data += i.to_bytes(8, "little")  # trailing bytes: distinct content, same image
+        (folder / f"m{i:05d}.tif").write_bytes(bytes(data))
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append((time.perf_counter(), rss_mb()))
+            stop.wait(0.5)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    summary = replay(folder, workdir / "mem_res", kind="insitu", model=model, config=config)
+    stop.set()
+    thread.join()
+    rss = [r for _, r in samples]
+    k = max(1, len(rss) // 10)
+    return {"frames": summary.frames, "seconds": time.perf_counter() - t0,
+            "rss_first_10pct_mb": statistics.mean(rss[:k]),
+            "rss_last_10pct_mb": statistics.mean(rss[-k:]), "rss_max_mb": max(rss)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model")
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--latency-frames", type=int, default=40)
+    ap.add_argument("--latency-rate", type=float, default=0.0,
+                    help="frames/s written in the latency test (default: half the throughput)")
+    ap.add_argument("--memory-frames", type=int, default=0)
+    ap.add_argument("--memory-size", type=int, default=128)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    from nwwatch.service.logsetup import configure_logging
+
+    configure_logging("error")
+    work = Path(tempfile.mkdtemp(prefix="nwwatch-bench-"))
+    try:
+        model, model_note = pick_model(args.model, work)
+        frames = work / "frames"
+        truth_labels = make_frames(frames, args.frames, args.size)
+        cfg = write_config(work / "replay.toml", frames, work / "unused", model, args.threads,
+                           args.batch_size)
+        ort_fps = bare_ort(model, frames, args.threads, args.batch_size)
+        fps, n = replay_fps(model, frames, work / "replay_out", args.threads, args.batch_size,
+                            cfg)
+        result = {"model": str(model), "model_note": model_note, "frame_size": args.size,
+                  "frames": n, "threads": args.threads, "batch_size": args.batch_size,
+                  "bare_ort_fps": ort_fps, "replay_fps": fps, "ratio": fps / ort_fps,
+                  "measure_on_truth_labels": measure_on_truth(truth_labels)}
+        print(json.dumps(result, indent=1), flush=True)
+        if args.latency_frames:
+            rate = args.latency_rate or max(0.5, fps / 2)
+            result["latency"] = latency(model, frames, work, args.latency_frames, rate,
+                                        args.threads, args.batch_size)
+            print(json.dumps(result["latency"], indent=1), flush=True)
+        if args.memory_frames:
+            small = work / "small"
+            make_frames(small, 50, args.memory_size)
+            result["memory"] = memory(model, small, work, args.memory_frames, args.threads,
+                                      args.batch_size, cfg)
+            result["memory"]["frame_size"] = args.memory_size
+            print(json.dumps(result["memory"], indent=1), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

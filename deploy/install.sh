@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Install nwwatch as a systemd service on the acquisition PC (run as root from a checkout).
+#
+#   sudo deploy/install.sh                 # user, venv, config (if absent), unit, start
+#   sudo deploy/install.sh --reconfigure   # after editing /etc/nwwatch/nwwatch.toml
+#
+# Environment: PREFIX (/opt/nwwatch), CONFIG (/etc/nwwatch/nwwatch.toml), PYTHON (python3.11),
+# SERVICE_USER (nwwatch), EXTRA_PIP_ARGS (e.g. "onnxruntime-gpu[cuda,cudnn]" for the CUDA libs).
+set -euo pipefail
+
+PREFIX=${PREFIX:-/opt/nwwatch}
+CONFIG=${CONFIG:-/etc/nwwatch/nwwatch.toml}
+PYTHON=${PYTHON:-python3.11}
+SERVICE_USER=${SERVICE_USER:-nwwatch}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+UNIT_DIR=/etc/systemd/system
+DROPIN_DIR=$UNIT_DIR/nwwatch.service.d
+
+die() { echo "install.sh: $*" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || die "run as root (sudo)"
+command -v systemctl >/dev/null || die "systemd is required"
+
+write_dropin() {
+    # Validates the config (errors name the key) and opens exactly its folders to the unit.
+    local tmp
+    tmp=$(mktemp)
+    "$PREFIX/venv/bin/python" -m nwwatch.service.dropin "$CONFIG" > "$tmp" \
+        || { rm -f "$tmp"; die "fix $CONFIG and run: sudo $0 --reconfigure"; }
+    install -d -m 0755 "$DROPIN_DIR"
+    install -m 0644 "$tmp" "$DROPIN_DIR/paths.conf"
+    rm -f "$tmp"
+    # Results and ledger folders must exist and belong to the service user.
+    grep '^ReadWritePaths=' "$DROPIN_DIR/paths.conf" | cut -d= -f2- | while read -r dir; do
+        install -d -m 0750 -o "$SERVICE_USER" -g "$SERVICE_USER" "$dir"
+    done
+}
+
+if [[ ${1:-} == --reconfigure ]]; then
+    write_dropin
+    systemctl daemon-reload
+    systemctl restart nwwatch
+    systemctl --no-pager status nwwatch || true
+    exit 0
+fi
+
+# 1. A static system user: lab shares grant access to a named account (or its groups); add it
+#    to the group that may read the acquisition share, e.g. `usermod -aG microscope nwwatch`.
+if ! id "$SERVICE_USER" >/dev/null 2>&1; then
+    useradd --system --home-dir /var/lib/nwwatch --shell /usr/sbin/nologin \
+        --comment "nwwatch service" "$SERVICE_USER"
+fi
+getent group video >/dev/null && usermod -aG video "$SERVICE_USER"   # /dev/nvidia* on some distros
+
+# 2. A virtual environment with nwwatch (no training extras: the service never needs torch).
+install -d -m 0755 "$PREFIX"
+[[ -x $PREFIX/venv/bin/python ]] || "$PYTHON" -m venv "$PREFIX/venv"
+"$PREFIX/venv/bin/python" -m pip install --quiet --upgrade pip
+if [[ -f $SRC/constraints.txt ]]; then
+    "$PREFIX/venv/bin/python" -m pip install --quiet -c "$SRC/constraints.txt" "$SRC" ${EXTRA_PIP_ARGS:-}
+else
+    "$PREFIX/venv/bin/python" -m pip install --quiet "$SRC" ${EXTRA_PIP_ARGS:-}
+fi
+install -d -m 0755 "$PREFIX/docs"
+cp "$SRC/docs/service.md" "$PREFIX/docs/" 2>/dev/null || true
+
+# 3. The configuration: installed once, never overwritten.
+install -d -m 0755 "$(dirname "$CONFIG")"
+if [[ ! -f $CONFIG ]]; then
+    install -m 0644 "$SRC/deploy/nwwatch.example.toml" "$CONFIG"
+    echo "install.sh: wrote $CONFIG from the example: edit [[watch]] path and [output] results,"
+    echo "            then run: sudo $0 --reconfigure"
+fi
+
+# 4. The unit and the drop-in generated from the configuration.
+install -m 0644 "$SRC/systemd/nwwatch.service" "$UNIT_DIR/nwwatch.service"
+if write_dropin; then
+    systemctl daemon-reload
+    systemctl enable --now nwwatch
+    systemctl --no-pager status nwwatch || true
+else
+    systemctl daemon-reload
+fi

@@ -1,0 +1,115 @@
+"""Click commands ``nwwatch run``, ``nwwatch replay`` and ``nwwatch status``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from nwwatch.service.config import KINDS, ConfigError
+
+
+@click.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("/etc/nwwatch/nwwatch.toml"), show_default=True,
+              help="Service configuration (TOML).")
+def run(config_path: Path) -> None:
+    """Run the resident watching service (systemd Type=notify; exits 0 on SIGTERM)."""
+    import signal
+    import threading
+
+    # Catch SIGTERM from the first moment: loading the model takes a while, and a stop
+    # requested meanwhile must still end in a clean exit 0.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
+    from nwwatch.service.config import load_config
+    from nwwatch.service.daemon import Daemon
+    from nwwatch.service.ledger import LedgerBusyError
+    from nwwatch.service.logsetup import configure_logging, get_logger
+
+    configure_logging("info")
+    log = get_logger("nwwatch.service")
+    try:
+        config = load_config(config_path)
+        configure_logging(config.log_level)
+        code = Daemon(config, stop_event=stop).run()
+    except (ConfigError, GpuUnavailableError, ModelLoadError, LedgerBusyError) as exc:
+        # Configuration problems are not helped by a restart: exit 78 (EX_CONFIG), which the
+        # unit lists in RestartPreventExitStatus.
+        log.error("startup_failed", error=str(exc), error_type=type(exc).__name__)
+        click.echo(f"nwwatch: {exc}", err=True)
+        sys.exit(78)
+    sys.exit(code)
+
+
+@click.command("replay")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="Results folder.")
+@click.option("--kind", type=click.Choice(KINDS), default="insitu", show_default=True)
+@click.option("--model", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="ONNX model (default: the shipped model of KIND).")
+@click.option("--force", is_flag=True, help="Process files the ledger lists as done again.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Use [inference]/[retry] settings of this service config.")
+def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
+           config_path: Path | None) -> None:
+    """Process an existing folder or file PATH through the service's code path."""
+    from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
+    from nwwatch.service.ledger import LedgerBusyError
+    from nwwatch.service.logsetup import configure_logging
+    from nwwatch.service.replay import replay as run_replay
+
+    configure_logging("warning")  # per-file lines would fight with the progress bar
+    try:
+        s = run_replay(path, out_dir, kind=kind, model=model, force=force, config=config_path,
+                       progress=True)
+    except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
+            LedgerBusyError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{s.files} files: {s.done} done, {s.skipped} skipped (already done), {s.failed} failed, "
+        f"{s.quarantined} quarantined; {s.frames} rows in {s.seconds:.1f} s "
+        f"({s.frames_per_s:.1f} frames/s) with {s.model_name} on {s.provider}; "
+        f"results in {s.results_dir}"
+    )
+
+
+@click.command("status")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Service configuration (its results and ledger).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="A results folder (ledger.sqlite inside), e.g. of a replay.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> None:
+    """Show what the service has processed, failed and quarantined."""
+    import json
+
+    from nwwatch.service.status import format_status, service_status
+
+    if (config_path is None) == (out_dir is None):
+        if out_dir is None and Path("/etc/nwwatch/nwwatch.toml").is_file():
+            config_path = Path("/etc/nwwatch/nwwatch.toml")
+        else:
+            raise click.UsageError("give exactly one of --config or --out")
+    if config_path is not None:
+        from nwwatch.service.config import load_config
+
+        try:
+            cfg = load_config(config_path)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        ledger, results = cfg.ledger, cfg.results
+    else:
+        ledger, results = out_dir / "ledger.sqlite", out_dir
+    try:
+        st = service_status(ledger, results)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(st, default=str, indent=2))
+    else:
+        click.echo(format_status(st))

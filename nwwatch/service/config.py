@@ -1,0 +1,278 @@
+"""The service configuration: one TOML file, validated once at start.
+
+Every error is a :class:`ConfigError` that names the file, the key (``watch[1].kind``) and
+what is wrong; unknown keys are errors too, so a typo never silently falls back to a default.
+The format is documented in ``deploy/nwwatch.example.toml`` and ``docs/service.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nwwatch.segment.session import PROVIDERS
+
+KINDS = ("insitu", "tomogram")
+#: Patterns used when a [[watch]] table gives none.
+DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.TIF", "*.TIFF")
+#: Names that are never inputs: editors' and writers' temporary files, hidden files.
+DEFAULT_IGNORE = (".*", "*.tmp", "*.part", "*.partial", "*.crdownload", "*~")
+#: The model shipped with the package, used when an in-situ [[watch]] names none.
+DEFAULT_MODELS = {
+    "insitu": Path(__file__).resolve().parent.parent / "models" / "insitu-default.onnx",
+    "tomogram": Path(__file__).resolve().parent.parent / "models" / "tomogram-default.onnx",
+}
+
+
+class ConfigError(ValueError):
+    """Invalid configuration. ``.file``, ``.key`` and ``.reason``; str() names all three."""
+
+    def __init__(self, file: str | os.PathLike[str] | None, key: str, reason: str) -> None:
+        self.file = None if file is None else Path(file)
+        self.key = key
+        self.reason = reason
+        where = f"{self.file}: " if self.file is not None else ""
+        super().__init__(f"{where}{key}: {reason}")
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """One acquisition folder."""
+
+    path: Path
+    kind: str = "insitu"
+    patterns: tuple[str, ...] = DEFAULT_PATTERNS
+    ignore_patterns: tuple[str, ...] = DEFAULT_IGNORE
+    recursive: bool = True
+    model: Path | None = None  # resolved to the default model by load_config
+    polling: str = "auto"  # "auto", "true", "false"
+    settle_seconds: float = 5.0
+    rescan_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    providers: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
+    require_gpu: bool = False
+    batch_size: int = 8
+    max_batch_latency_ms: float = 200.0
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The whole configuration; ``source`` is the file it came from (None when built in code)."""
+
+    watches: tuple[WatchConfig, ...]
+    results: Path
+    ledger: Path
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    max_attempts: int = 3
+    log_level: str = "info"
+    source: Path | None = None
+
+
+# --- validation helpers -------------------------------------------------------------------
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+class _Reader:
+    """Take typed values out of one TOML table, remembering which keys were used."""
+
+    def __init__(self, file: Path | None, prefix: str, table: Any) -> None:
+        self.file, self.prefix = file, prefix
+        if not isinstance(table, dict):
+            raise ConfigError(file, prefix, f"must be a table, got {type(table).__name__}")
+        self.table = table
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, reason: str) -> ConfigError:
+        return ConfigError(self.file, self.key(name), reason)
+
+    def get(self, name: str, kind: type, default: Any = None, required: bool = False) -> Any:
+        self.used.add(name)
+        if name not in self.table:
+            if required:
+                raise self.error(name, "is required")
+            return default
+        value = self.table[name]
+        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise self.error(name, f"must be {_TYPE_NAMES[kind]}, got {value!r}")
+        return value
+
+    def positive(self, name: str, kind: type, default: Any, allow_zero: bool = False) -> Any:
+        value = self.get(name, kind, default)
+        if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+            raise self.error(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+        return value
+
+    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        self.used.add(name)
+        if name not in self.table:
+            return default
+        value = self.table[name]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.error(name, f"must be a list of non-empty strings, got {value!r}")
+        return tuple(value)
+
+    def path(self, name: str, base: Path, default: Path | None = None, required: bool = False):
+        value = self.get(name, str, None, required=required)
+        if value is None:
+            return default
+        if not value.strip():
+            raise self.error(name, "must not be empty")
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else (base / path)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.error(unknown[0], f"unknown key (known: {', '.join(sorted(self.used))})")
+
+
+def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig:
+    r = _Reader(file, f"watch[{index}]", table)
+    path = r.path("path", base, required=True)
+    kind = r.get("kind", str, "insitu")
+    if kind not in KINDS:
+        raise r.error("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
+    model = r.path("model", base)
+    if model is None:
+        model = DEFAULT_MODELS[kind]
+        if not model.is_file():
+            raise r.error("model", f"not set and no shipped default model for {kind!r} at {model}")
+    elif not model.is_file():
+        raise r.error("model", f"file not found: {model}")
+    r.used.add("polling")
+    polling = r.table.get("polling", "auto")
+    if isinstance(polling, bool):
+        polling = "true" if polling else "false"
+    if not isinstance(polling, str) or polling not in ("auto", "true", "false"):
+        raise r.error("polling", f"must be \"auto\", true or false, got {polling!r}")
+    settle = r.positive("settle_seconds", float, 5.0, allow_zero=True)
+    rescan = r.positive("rescan_seconds", float, 60.0)
+    watch = WatchConfig(
+        path=path,
+        kind=kind,
+        patterns=r.strings("patterns", DEFAULT_PATTERNS),
+        ignore_patterns=r.strings("ignore_patterns", DEFAULT_IGNORE),
+        recursive=r.get("recursive", bool, True),
+        model=model,
+        polling=polling,
+        settle_seconds=settle,
+        rescan_seconds=rescan,
+    )
+    r.finish()
+    return watch
+
+
+def _inference(file: Path | None, table: Any) -> InferenceConfig:
+    r = _Reader(file, "inference", table)
+    providers = r.strings("providers", InferenceConfig.providers)
+    for name in providers:
+        if name not in PROVIDERS:
+            raise r.error("providers", f"{name!r} is not one of {', '.join(PROVIDERS)}")
+    cfg = InferenceConfig(
+        providers=providers,
+        require_gpu=r.get("require_gpu", bool, False),
+        batch_size=r.positive("batch_size", int, 8),
+        max_batch_latency_ms=r.positive("max_batch_latency_ms", float, 200.0, allow_zero=True),
+        threads=r.positive("threads", int, None),
+    )
+    r.finish()
+    return cfg
+
+
+def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfig:
+    """Validate a parsed TOML document; relative paths are relative to the file's folder."""
+    base = file.parent if file is not None else Path.cwd()
+    top = _Reader(file, "", data)
+    watches_raw = top.get("watch", list, [])
+    if not watches_raw:
+        raise ConfigError(file, "watch", "at least one [[watch]] table is required")
+    watches = tuple(_watch(file, i, t, base) for i, t in enumerate(watches_raw))
+    paths = [w.path.resolve() for w in watches]
+    for i, p in enumerate(paths):
+        for j, q in enumerate(paths):
+            if i < j and (p == q or p in q.parents or q in p.parents):
+                raise ConfigError(file, f"watch[{j}].path", f"overlaps watch[{i}].path ({p})")
+
+    output = _Reader(file, "output", top.get("output", dict, None, required=True))
+    results = output.path("results", base, required=True)
+    output.finish()
+    for i, p in enumerate(paths):
+        if results.resolve() == p or p in results.resolve().parents:
+            raise ConfigError(
+                file, "output.results", f"lies inside acquisition folder watch[{i}].path ({p}); "
+                "nwwatch never writes into acquisition folders"
+            )
+
+    inference = _inference(file, top.get("inference", dict, {}))
+
+    state = _Reader(file, "state", top.get("state", dict, {}))
+    ledger = state.path("ledger", base, default=results / "ledger.sqlite")
+    state.finish()
+
+    retry = _Reader(file, "retry", top.get("retry", dict, {}))
+    max_attempts = retry.positive("max_attempts", int, 3)
+    retry.finish()
+
+    logging_ = _Reader(file, "logging", top.get("logging", dict, {}))
+    level = logging_.get("level", str, "info").lower()
+    if level not in ("debug", "info", "warning", "error"):
+        raise logging_.error("level", f"{level!r} is not one of debug, info, warning, error")
+    logging_.finish()
+    top.finish()
+    return ServiceConfig(
+        watches=watches,
+        results=results,
+        ledger=ledger,
+        inference=inference,
+        max_attempts=max_attempts,
+        log_level=level,
+        source=file,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
+    """Read and validate the TOML file at ``path``; raise :class:`ConfigError` on any problem."""
+    file = Path(path)
+    try:
+        with open(file, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(file, "(file)", "does not exist") from None
+    except PermissionError:
+        raise ConfigError(file, "(file)", "cannot be read (permission denied)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "(syntax)", f"not valid TOML: {exc}") from None
+    return parse_config(data, file)
+
+
+def unit_dropin(config: ServiceConfig) -> str:
+    """The systemd drop-in that opens exactly the configured folders to the sandboxed unit:
+    acquisition folders read-only (and mounted before start), results and ledger writable."""
+    watched = sorted({str(w.path) for w in config.watches})
+    writable = sorted({str(config.results), str(config.ledger.parent)})
+    return (
+        "# Generated by deploy/install.sh from "
+        f"{config.source or 'the configuration'}; regenerate after editing it.\n"
+        "[Unit]\n"
+        + "".join(f"RequiresMountsFor={p}\n" for p in watched)
+        + "[Service]\n"
+        + "".join(f"ReadOnlyPaths={p}\n" for p in watched)
+        + "".join(f"ReadWritePaths={p}\n" for p in writable)
+    )
+

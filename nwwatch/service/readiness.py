@@ -1,0 +1,157 @@
+"""Is a file complete? Track candidate files until they can be processed.
+
+A file becomes *ready* in two steps:
+
+1. A hint that writing has finished: an inotify close-after-write (watchdog
+   ``FileClosedEvent``) or a rename into place (``FileMovedEvent``) with the size and mtime
+   unchanged since, or size and mtime unchanged for ``settle_seconds`` as observed by this
+   process, or (files found by a scan) an mtime already ``settle_seconds`` old.
+2. A structural check of the TIFF (:func:`nwwatch.io.inspect_tiff`, headers only).
+
+A file that fails the structural check is only a *bad* file once its size and mtime have been
+observed unchanged for ``settle_seconds``; before that it may still be being written (a slow
+writer that closes between chunks looks truncated), so it stays a candidate — it is never
+failed for being incomplete.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nwwatch.io import InputError, UnreadableFileError
+
+#: How often an unsettled candidate is looked at again (seconds).
+RECHECK_S = 0.25
+
+
+@dataclass
+class _Candidate:
+    path: Path
+    watch: int
+    settle_s: float
+    size: int = -1
+    mtime_ns: int = -1
+    stable_since: float = 0.0  # monotonic time the current (size, mtime) was first seen
+    closed_stat: tuple[int, int] | None = None  # (size, mtime) at the last close/rename event
+    next_check: float = 0.0
+    hinted_at: float = field(default_factory=time.time)  # wall time of the last event
+
+
+@dataclass(frozen=True)
+class ReadyFile:
+    """A complete, structurally valid input file.
+
+    ``info``: the :class:`nwwatch.io.TiffInfo`; ``detected_at``: wall time (epoch seconds)
+    of the event or scan that last saw the file change, for latency figures.
+    """
+
+    path: Path
+    watch: int
+    size: int
+    mtime_ns: int
+    info: object
+    detected_at: float
+
+
+@dataclass(frozen=True)
+class BadFile:
+    """A file that stayed unchanged for the settle time and still fails the check."""
+
+    path: Path
+    watch: int
+    size: int
+    mtime_ns: int
+    error: InputError
+
+
+class Tracker:
+    """Candidate files of all watches. ``touch``/``forget`` are thread-safe (watchdog threads);
+    ``poll`` runs in the processing loop.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._candidates: dict[Path, _Candidate] = {}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._candidates)
+
+    def __contains__(self, path: Path) -> bool:
+        with self._lock:
+            return Path(path) in self._candidates
+
+    def touch(self, path: Path, watch: int, settle_s: float, closed: bool = False) -> None:
+        """Note activity on ``path``; ``closed``: the writer closed or renamed it into place."""
+        path = Path(path)
+        with self._lock:
+            cand = self._candidates.get(path)
+            if cand is None:
+                cand = self._candidates[path] = _Candidate(path, watch, settle_s)
+            cand.next_check = 0.0
+            cand.hinted_at = time.time()
+            if closed:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    return
+                cand.closed_stat = (st.st_size, st.st_mtime_ns)
+
+    def forget(self, path: Path) -> None:
+        with self._lock:
+            self._candidates.pop(Path(path), None)
+
+    def poll(self, inspect, now: float | None = None) -> tuple[list[ReadyFile], list[BadFile]]:
+        """Check the candidates due for a look; remove and return the ready and the bad ones.
+
+        ``inspect(path) -> TiffInfo`` raises :class:`InputError` for a bad file.
+        """
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            due = [c for c in self._candidates.values() if c.next_check <= now]
+        ready, bad = [], []
+        for cand in due:
+            outcome = self._check(cand, inspect, now)
+            if outcome is not None:
+                with self._lock:
+                    if self._candidates.get(cand.path) is cand:
+                        del self._candidates[cand.path]
+                (ready if isinstance(outcome, ReadyFile) else bad).append(outcome)
+        return ready, bad
+
+    def _check(self, cand: _Candidate, inspect, now: float):
+        try:
+            st = os.stat(cand.path)
+        except FileNotFoundError:
+            self.forget(cand.path)  # deleted or renamed away before it was ready
+            return None
+        except PermissionError as exc:
+            return BadFile(cand.path, cand.watch, -1, -1,
+                           UnreadableFileError(cand.path, f"cannot stat: {exc.strerror}"))
+        stat = (st.st_size, st.st_mtime_ns)
+        if stat != (cand.size, cand.mtime_ns):
+            cand.size, cand.mtime_ns = stat
+            cand.stable_since = now
+        observed_stable = now - cand.stable_since >= cand.settle_s
+        old_mtime = time.time() - st.st_mtime_ns / 1e9 >= cand.settle_s
+        hint = observed_stable or cand.closed_stat == stat or old_mtime
+        if not hint or st.st_size == 0 and not observed_stable:
+            cand.next_check = now + min(RECHECK_S, max(cand.settle_s, 0.01))
+            return None
+        try:
+            info = inspect(cand.path)
+        except InputError as exc:
+            if observed_stable:
+                return BadFile(cand.path, cand.watch, st.st_size, st.st_mtime_ns, exc)
+            # Possibly still being written: look again once it has been quiet long enough.
+            cand.next_check = cand.stable_since + cand.settle_s
+            return None
+        except FileNotFoundError:
+            self.forget(cand.path)
+            return None
+        return ReadyFile(cand.path, cand.watch, st.st_size, st.st_mtime_ns, info,
+                         detected_at=cand.hinted_at)

@@ -1,0 +1,233 @@
+"""``nwwatch replay``: process an existing folder or file through the service's own code path.
+
+Files are checked with the same structural check as the live watcher, batched by frame count
+and handed to :func:`nwwatch.service.pipeline.process` with the same ledger protocol, so the
+rows are the ones the live service would write and an interrupted replay resumes where it
+stopped (files already done for this model are skipped without being read again).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nwwatch.service.config import (
+    DEFAULT_MODELS,
+    KINDS,
+    ConfigError,
+    InferenceConfig,
+    WatchConfig,
+    load_config,
+)
+from nwwatch.service.ledger import Failure, Ledger
+from nwwatch.service.pipeline import Engine, _rewrite_quarantine, process, source_name
+from nwwatch.service.readiness import ReadyFile
+from nwwatch.service.watcher import scan
+
+#: A replay hands ``REPLAY_CHUNKS * batch_size`` frames to each ``process`` call: one Parquet
+#: file per call, and measurement of one network batch overlaps inference of the next.
+REPLAY_CHUNKS = 4
+
+
+@dataclass
+class ReplaySummary:
+    """Counts of one replay. ``frames``: rows written; ``frames_per_s`` over ``seconds``."""
+
+    results_dir: Path
+    files: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    quarantined: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    parquet_files: list[Path] = field(default_factory=list)
+    model_name: str = ""
+    provider: str = ""
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def list_inputs(path: Path, kind: str) -> list[Path]:
+    """Input files under ``path`` (recursively, default patterns), or ``[path]`` for a file."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    return list(scan(WatchConfig(path=path, kind=kind, recursive=True)))
+
+
+def replay(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    kind: str = "insitu",
+    model: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    config: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    log=None,
+) -> ReplaySummary:
+    """Process every input file under ``path`` into ``out_dir`` exactly as the service would.
+
+    Parameters
+    ----------
+    path : a folder (searched recursively for ``*.tif``/``*.tiff``) or one TIFF file.
+    out_dir : results folder (``frames/``, ``volumes/``, ``masks/``, ``quarantine.parquet``,
+        ``ledger.sqlite``).
+    kind : "insitu" or "tomogram".
+    model : ONNX model; default: the shipped default model of ``kind``.
+    force : process files again even when the ledger says they are done; their earlier
+        rows (same file content, model and measurement version) are replaced, not duplicated.
+    config : a service TOML whose ``[inference]`` and ``[retry]`` settings are used; its
+        ledger too when its results folder is ``out_dir``.
+    progress : show a progress bar with frames per second on stderr.
+
+    Returns
+    -------
+    ReplaySummary
+    """
+    from nwwatch.io import InputError, inspect_tiff
+    from nwwatch.segment.session import Segmenter
+    from nwwatch.service.logsetup import get_logger
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    out = Path(out_dir)
+    inference, max_attempts, ledger_path = InferenceConfig(), 3, out / "ledger.sqlite"
+    if config is not None:
+        cfg = load_config(config)
+        inference, max_attempts = cfg.inference, cfg.max_attempts
+        if cfg.results.resolve() == out.resolve():
+            ledger_path = cfg.ledger
+    model_path = Path(model) if model is not None else DEFAULT_MODELS[kind]
+    if not model_path.is_file():
+        what = "file not found" if model is not None else (
+            f"not given, and the shipped default {kind} model is missing")
+        raise ConfigError(None, "model", f"{what}: {model_path}")
+    log = log or get_logger("nwwatch.replay")
+    segmenter = Segmenter(model_path, providers=inference.providers,
+                          require_gpu=inference.require_gpu, threads=inference.threads)
+    if segmenter.metadata.kind != kind:
+        raise ConfigError(None, "model", f"{model_path.name} is a {segmenter.metadata.kind!r} "
+                          f"model, not {kind!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(ledger_path, out)
+    summary = ReplaySummary(results_dir=out, model_name=segmenter.name,
+                            provider=segmenter.provider)
+    try:
+        report = ledger.reconcile(max_attempts)
+        if report.adopted or report.removed:
+            log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)
+        engine = Engine(kind=kind, segmenter=segmenter, ledger=ledger, results_dir=out,
+                        batch_size=inference.batch_size, max_attempts=max_attempts, log=log)
+        files = list_inputs(Path(path), kind)
+        summary.files = len(files)
+        t0 = time.perf_counter()
+        bar = _Progress(len(files), enabled=progress)
+        batch: list = []
+        frames = 0
+
+        def flush() -> None:
+            nonlocal batch, frames
+            if batch:
+                _tally(summary, process(batch, engine, force=force), bar)
+            batch, frames = [], 0
+
+        for file in files:
+            if not force:
+                try:
+                    st = file.stat()
+                except OSError:
+                    st = None
+                if st is not None and ledger.is_finished(
+                        source_name(file), st.st_size, st.st_mtime_ns,
+                        segmenter.model_sha256, engine.measurement_version):
+                    summary.skipped += 1
+                    bar.advance(1, 0)
+                    continue
+            try:
+                info = inspect_tiff(file)
+            except InputError as exc:
+                st = _stat(file)
+                ledger.record_failures([Failure(None, source_name(file), exc.reason,
+                                                type(exc).__name__, True, *st)], max_attempts)
+                _rewrite_quarantine(engine)
+                log.warning("file_quarantined", source=source_name(file), reason=exc.reason,
+                            error=type(exc).__name__)
+                summary.quarantined += 1
+                bar.advance(1, 0)
+                continue
+            except FileNotFoundError:
+                continue
+            pages = max(1, info.n_pages)
+            if batch and frames + pages > REPLAY_CHUNKS * engine.batch_size:
+                flush()
+            batch.append(ReadyFile(file, 0, info.size_bytes, 0, info, detected_at=None))
+            frames += pages
+            summary.seconds = time.perf_counter() - t0
+        flush()
+        summary.seconds = time.perf_counter() - t0
+        bar.close()
+    finally:
+        ledger.close()
+    return summary
+
+
+def _stat(path: Path) -> tuple[int | None, int | None]:
+    try:
+        st = path.stat()
+    except OSError:
+        return None, None
+    return st.st_size, st.st_mtime_ns
+
+
+def _tally(summary: ReplaySummary, report, bar) -> None:
+    for f in report.files:
+        if f.state == "done":
+            summary.done += 1
+        elif f.state == "skipped":
+            summary.skipped += 1
+        elif f.state == "quarantined":
+            summary.quarantined += 1
+        elif f.state == "failed":
+            summary.failed += 1
+    summary.frames += report.n_rows
+    summary.parquet_files.extend(report.parquets)
+    bar.advance(len(report.files), report.n_rows)
+
+
+class _Progress:
+    """A progress bar over files that shows frames and frames per second."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.frames = 0
+        self.t0 = time.perf_counter()
+        self._bar = None
+        if enabled:
+            import click
+
+            self._bar = click.progressbar(
+                length=total, label="replay", file=None, show_pos=True,
+                item_show_func=lambda _: self._text(),
+            )
+            self._bar.__enter__()
+
+    def _text(self) -> str:
+        dt = time.perf_counter() - self.t0
+        rate = self.frames / dt if dt > 0 else 0.0
+        return f"{self.frames} frames, {rate:.1f} frames/s"
+
+    def advance(self, files: int, frames: int) -> None:
+        self.frames += frames
+        if self._bar is not None:
+            self._bar.update(files, current_item=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)

@@ -1,0 +1,177 @@
+"""Watch acquisition folders with watchdog: inotify on local disks, polling on network shares.
+
+inotify sees nothing that another machine writes to an NFS/SMB share, so the observer type is
+chosen from the file system type in ``/proc/mounts`` (or forced by ``polling``). Nothing here
+writes to an acquisition folder: it only lists and stats.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from watchdog.events import (
+    FileClosedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from nwwatch.service.config import WatchConfig
+
+#: File system types on which inotify misses remote writes.
+NETWORK_FS = frozenset({
+    "nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs",
+    "lustre", "gpfs", "beegfs", "davfs", "fuse.sshfs", "fuse.glusterfs", "fuse.ceph",
+    "fuse.cephfs", "fuse.s3fs", "fuse.rclone", "fuse.gcsfuse", "fuse.beegfs", "fuse.davfs2",
+})
+#: Seconds between the snapshots of a PollingObserver.
+POLL_INTERVAL_S = 1.0
+
+
+def mount_fstype(path: Path, mounts_file: str = "/proc/mounts") -> str | None:
+    """File system type of the mount holding ``path`` (longest matching mount point)."""
+    target = os.path.realpath(path)
+    best, fstype = "", None
+    try:
+        with open(mounts_file, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                point = parts[1].replace("\\040", " ")
+                inside = target == point or target.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, fstype = point, parts[2]
+    except OSError:
+        return None
+    return fstype
+
+
+def use_polling(watch: WatchConfig, mounts_file: str = "/proc/mounts") -> bool:
+    """Whether ``watch`` needs a PollingObserver (``polling`` forced, or a network mount)."""
+    if watch.polling != "auto":
+        return watch.polling == "true"
+    return (mount_fstype(watch.path, mounts_file) or "") in NETWORK_FS
+
+
+def matches(name: str, watch: WatchConfig) -> bool:
+    """True when a file *name* is an input of ``watch`` (patterns, minus ignore patterns)."""
+    if any(fnmatch.fnmatchcase(name, pat) for pat in watch.ignore_patterns):
+        return False
+    return any(fnmatch.fnmatchcase(name, pat) for pat in watch.patterns)
+
+
+def scan(watch: WatchConfig) -> Iterator[Path]:
+    """Every input file currently in the folder (hidden folders skipped), in sorted order."""
+    if not watch.path.is_dir():
+        return
+    if not watch.recursive:
+        for entry in sorted(os.scandir(watch.path), key=lambda e: e.name):
+            if entry.is_file() and matches(entry.name, watch):
+                yield Path(entry.path)
+        return
+    for root, dirs, files in os.walk(watch.path, onerror=None):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if matches(name, watch):
+                yield Path(root) / name
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watch: WatchConfig, on_change: Callable[[Path, bool], None],
+                 on_delete: Callable[[Path], None]) -> None:
+        self.watch, self.on_change, self.on_delete = watch, on_change, on_delete
+
+    def _ours(self, path: str | bytes) -> Path | None:
+        path = os.fsdecode(path)
+        rel = os.path.relpath(path, self.watch.path)
+        parts = Path(rel).parts
+        if any(p.startswith(".") for p in parts[:-1]):
+            return None
+        if not self.watch.recursive and len(parts) > 1:
+            return None
+        return Path(path) if matches(parts[-1], self.watch) else None
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        if isinstance(event, FileMovedEvent):
+            # A writer's "name.tmp -> name.tif": the destination is complete.
+            src = self._ours(event.src_path)
+            if src is not None:
+                self.on_delete(src)
+            dest = self._ours(event.dest_path)
+            if dest is not None:
+                self.on_change(dest, True)
+            return
+        path = self._ours(event.src_path)
+        if path is None:
+            return
+        if isinstance(event, FileDeletedEvent):
+            self.on_delete(path)
+        elif event.event_type in ("created", "modified", "closed"):
+            self.on_change(path, isinstance(event, FileClosedEvent))
+
+
+class FolderWatcher:
+    """One watchdog observer for one [[watch]] folder, restartable when its thread dies.
+
+    ``on_change(path, closed)`` and ``on_delete(path)`` are called from watchdog's threads.
+    """
+
+    def __init__(self, watch: WatchConfig, on_change, on_delete,
+                 mounts_file: str = "/proc/mounts") -> None:
+        self.watch = watch
+        self.polling = use_polling(watch, mounts_file)
+        self._handler = _Handler(watch, on_change, on_delete)
+        self._observer = None
+        self.restarts = 0
+
+    @property
+    def mode(self) -> str:
+        return "polling" if self.polling else "inotify"
+
+    def start(self) -> None:
+        """Start observing. Raises OSError when the folder is missing or inotify is exhausted
+        (errno 28/24); the caller logs it and tries again later."""
+        observer = (PollingObserver(timeout=POLL_INTERVAL_S) if self.polling else Observer())
+        observer.daemon = True
+        try:
+            observer.schedule(self._handler, str(self.watch.path), recursive=self.watch.recursive)
+            observer.start()
+        except OSError as exc:
+            if not self.polling and exc.errno in (24, 28):
+                # Out of inotify watches/instances: polling still works.
+                self.polling = True
+                return self.start()
+            observer.stop()
+            raise
+        self._observer = observer
+
+    def alive(self) -> bool:
+        """False when the observer or one of its emitter threads has died (e.g. a
+        PollingObserver after an OSError on a share that went away)."""
+        obs = self._observer
+        if obs is None or not obs.is_alive():
+            return False
+        return all(emitter.is_alive() for emitter in list(obs.emitters))
+
+    def stop(self) -> None:
+        obs, self._observer = self._observer, None
+        if obs is not None:
+            obs.stop()
+            try:
+                obs.join(timeout=2.0)
+            except RuntimeError:  # never started
+                pass
+
+    def restart(self) -> None:
+        self.stop()
+        self.restarts += 1
+        self.start()

@@ -1,0 +1,193 @@
+"""Helpers for the service tests: painted frames with a known contact angle, configs, a
+daemon subprocess, polling for results."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+from onnx_models import INSITU_GREY, build_threshold_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def paint_insitu(angle_deg: float = 120.0, size: int = 96, half_width: int = 8,
+                 top: int | None = None) -> np.ndarray:
+    """uint8 (size, size) frame painted with the threshold model's class greys: a vertical
+    wire (columns ``c-a .. c+a-1``) ending at row ``top`` with a spherical-cap droplet of
+    contact angle ``angle_deg`` (base = wire width)."""
+    top = size // 2 if top is None else top
+    img = np.full((size, size), INSITU_GREY[0], np.uint8)
+    c = size / 2 - 0.5  # wire axis between the two middle columns
+    cols = np.arange(size)
+    wire_cols = np.abs(cols - c) < half_width
+    img[top:, wire_cols] = INSITU_GREY[1]
+    theta = math.radians(angle_deg)
+    radius = half_width / math.sin(theta)
+    # facet at the top edge of row `top` (row coordinate top - 0.5)
+    center_row = (top - 0.5) + radius * math.cos(theta)
+    rr, cc = np.mgrid[:size, :size]
+    cap = ((rr - center_row) ** 2 + (cc - c) ** 2 <= radius**2) & (rr < top)
+    img[cap] = INSITU_GREY[2]
+    return img
+
+
+def model(tmp: Path, **kw) -> Path:
+    return build_threshold_model(tmp / "model.onnx", **kw)
+
+
+def write_config(path: Path, watch: Path, results: Path, model_path: Path, *,
+                 settle: float = 0.5, batch_size: int = 4, latency_ms: float = 50,
+                 polling: str | bool = "auto", max_attempts: int = 3, rescan: float = 2.0,
+                 extra: str = "") -> Path:
+    polling_toml = json.dumps(polling) if isinstance(polling, str) else str(polling).lower()
+    path.write_text(f"""
+[[watch]]
+path = "{watch}"
+kind = "insitu"
+model = "{model_path}"
+polling = {polling_toml}
+settle_seconds = {settle}
+rescan_seconds = {rescan}
+
+[output]
+results = "{results}"
+
+[inference]
+providers = ["cpu"]
+batch_size = {batch_size}
+max_batch_latency_ms = {latency_ms}
+threads = 1
+
+[retry]
+max_attempts = {max_attempts}
+{extra}
+""")
+    return path
+
+
+class DaemonProcess:
+    """``python -m nwwatch.service run --config`` as a child process, JSON log to a file."""
+
+    def __init__(self, config: Path, log: Path, env: dict | None = None) -> None:
+        self.log_path = log
+        environ = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        environ.update(env or {})
+        self._log = open(log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nwwatch.service", "run", "--config", str(config)],
+            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, env=environ,
+        )
+
+    def events(self) -> list[dict]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return out
+
+    def wait_event(self, name: str, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.events():
+                if e.get("event") == name:
+                    return e
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n"
+                                     + self.log_path.read_text()[-3000:])
+            time.sleep(0.05)
+        raise AssertionError(f"no {name!r} event in {timeout} s:\n"
+                             + self.log_path.read_text()[-3000:])
+
+    def terminate(self, timeout: float = 10.0) -> tuple[int, float]:
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        self._log.close()
+        return code, time.monotonic() - t0
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._log.close()
+
+
+def frames_table(results: Path):
+    folder = results / "frames"
+    if not folder.is_dir():
+        return None
+    return ds.dataset(folder, format="parquet").to_table().to_pandas()
+
+
+def wait_rows(results: Path, n: int, timeout: float = 30.0, proc: DaemonProcess | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        table = frames_table(results)
+        if table is not None and len(table) >= n:
+            return table
+        if proc is not None and proc.proc.poll() is not None:
+            raise AssertionError("daemon died:\n" + proc.log_path.read_text()[-3000:])
+        time.sleep(0.1)
+    got = 0 if frames_table(results) is None else len(frames_table(results))
+    raise AssertionError(f"{got} of {n} rows after {timeout} s")
+
+
+def absurd_tiff_bytes(side: int = 60_000) -> bytes:
+    """A classic little-endian TIFF whose header declares a side x side uint8 image
+    (3.6 GB at 60,000) while the file holds 16 bytes of pixels."""
+    import struct
+
+    entries = [  # (tag, type, count, value); type 3 SHORT, 4 LONG
+        (256, 4, 1, side), (257, 4, 1, side), (258, 3, 1, 8), (259, 3, 1, 1),
+        (262, 3, 1, 1), (273, 4, 1, 0), (277, 3, 1, 1), (278, 4, 1, side),
+        (279, 4, 1, side * side),
+    ]
+    ifd_offset = 8
+    data_offset = ifd_offset + 2 + 12 * len(entries) + 4
+    out = bytearray(b"II*\x00" + struct.pack("<I", ifd_offset))
+    out += struct.pack("<H", len(entries))
+    for tag, typ, count, value in entries:
+        value = data_offset if tag == 273 else value
+        if typ == 3:
+            out += struct.pack("<HHIHH", tag, typ, count, value, 0)
+        else:
+            out += struct.pack("<HHII", tag, typ, count, value)
+    out += struct.pack("<I", 0) + bytes(16)
+    return bytes(out)
+
+
+def bad_inputs(folder: Path) -> dict[str, str]:
+    """Write one file per kind of bad input; returns file name -> expected error type."""
+    import tifffile
+
+    from nwwatch.io import write_frame_tiff
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "zero.tif").write_bytes(b"")
+    (folder / "text.tif").write_bytes(b"this is a text file that pretends to be a TIFF\n" * 4)
+    write_frame_tiff(folder / "whole.tif", paint_insitu(125, size=64))
+    data = (folder / "whole.tif").read_bytes()
+    (folder / "truncated.tif").write_bytes(data[: len(data) // 2])
+    (folder / "whole.tif").unlink()
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[..., 0] = 200
+    tifffile.imwrite(folder / "rgb.tif", rgb, photometric="rgb")
+    (folder / "absurd.tif").write_bytes(absurd_tiff_bytes())
+    return {
+        "zero.tif": "EmptyFileError",
+        "text.tif": "NotATiffError",
+        "truncated.tif": "TruncatedTiffError",
+        "rgb.tif": "MultichannelError",
+        "absurd.tif": "ImageTooLargeError",
+    }

@@ -1,0 +1,197 @@
+"""Configuration validation, observer choice, sd_notify, and loud failures at start-up."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from click.testing import CliRunner
+from servicekit import model, write_config
+
+from nwwatch.segment.session import GpuUnavailableError, Segmenter
+from nwwatch.service.cli import run
+from nwwatch.service.config import ConfigError, load_config
+from nwwatch.service.notify import Notifier
+from nwwatch.service.watcher import FolderWatcher, matches, mount_fstype, use_polling
+
+
+@pytest.fixture()
+def paths(tmp_path):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    return tmp_path, acq, tmp_path / "res", model(tmp_path)
+
+
+def test_valid_config_and_defaults(paths):
+    tmp, acq, res, m = paths
+    cfg = load_config(write_config(tmp / "c.toml", acq, res, m))
+    w = cfg.watches[0]
+    assert (w.path, w.kind, w.model, w.settle_seconds) == (acq, "insitu", m, 0.5)
+    assert cfg.ledger == res / "ledger.sqlite" and cfg.inference.providers == ("cpu",)
+    assert cfg.inference.threads == 1 and cfg.max_attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "words"),
+    [
+        (("kind = \"insitu\"", "kind = \"video\""), "watch[0].kind", "not one of"),
+        (("settle_seconds = 0.5", "settle_seconds = -1"), "watch[0].settle_seconds", ">= 0"),
+        (("settle_seconds = 0.5", "setle_seconds = 1"), "watch[0].setle_seconds", "unknown key"),
+        (("batch_size = 4", "batch_size = \"4\""), "inference.batch_size", "an integer"),
+        (("providers = [\"cpu\"]", "providers = [\"rocm\"]"), "inference.providers", "rocm"),
+        (("max_attempts = 3", "max_attempts = 0"), "retry.max_attempts", "> 0"),
+        (("polling = \"auto\"", "polling = \"sometimes\""), "watch[0].polling", "auto"),
+        (("[output]", "[outputs]"), "output", "required"),
+        (("threads = 1", "threads = 1\n[extra]\nx = 1"), "extra", "unknown key"),
+    ],
+)
+def test_errors_name_file_key_and_problem(paths, edit, key, words):
+    tmp, acq, res, m = paths
+    path = write_config(tmp / "c.toml", acq, res, m)
+    text = path.read_text()
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1]))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    err = info.value
+    assert err.key == key and str(path) in str(err) and words in str(err)
+
+
+def test_missing_model_syntax_error_and_results_inside_acquisition(paths):
+    tmp, acq, res, m = paths
+    path = write_config(tmp / "c.toml", acq, res, tmp / "nope.onnx")
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.model: file not found"):
+        load_config(path)
+    path = write_config(tmp / "c.toml", acq, acq / "results", m)
+    with pytest.raises(ConfigError, match="output.results: lies inside"):
+        load_config(path)
+    path.write_text("[[watch]\npath = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+def test_require_gpu_on_cpu_machine_fails_loudly(paths):
+    tmp, acq, res, m = paths
+    with pytest.raises(GpuUnavailableError, match="CPUExecutionProvider"):
+        Segmenter(m, providers=("cuda", "cpu"), require_gpu=True)
+    cfg = write_config(tmp / "c.toml", acq, res, m)
+    cfg.write_text(cfg.read_text().replace("threads = 1", "threads = 1\nrequire_gpu = true"))
+    result = CliRunner().invoke(run, ["--config", str(cfg)])
+    assert result.exit_code == 78  # EX_CONFIG: systemd does not restart-loop on it
+    assert "GPU provider was required" in result.output
+
+
+def test_bad_config_exits_78_naming_the_key(paths):
+    tmp, acq, res, m = paths
+    cfg = write_config(tmp / "c.toml", acq, res, m, extra="[state]\nledgr = \"x\"")
+    result = CliRunner().invoke(run, ["--config", str(cfg)])
+    assert result.exit_code == 78 and "state.ledgr: unknown key" in result.output
+
+
+def test_observer_choice_from_mount_type(tmp_path, paths):
+    _, acq, _, m = paths
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/sda1 / ext4 rw 0 0\n"
+        f"server:/export {acq} nfs4 rw 0 0\n"
+        f"//nas/share {tmp_path}/smb cifs rw 0 0\n"
+    )
+    cfg = load_config(write_config(tmp_path / "c.toml", acq, tmp_path / "r", m))
+    w = cfg.watches[0]
+    assert mount_fstype(acq / "sub", str(mounts)) == "nfs4"
+    assert mount_fstype(tmp_path / "smb", str(mounts)) == "cifs"
+    assert mount_fstype(tmp_path / "local", str(mounts)) == "ext4"
+    assert use_polling(w, str(mounts))
+    from dataclasses import replace
+
+    assert not use_polling(replace(w, polling="false"), str(mounts))
+    assert FolderWatcher(w, print, print, mounts_file=str(mounts)).mode == "polling"
+
+
+def test_patterns_skip_temporaries_and_hidden_files(paths):
+    tmp, acq, res, m = paths
+    w = load_config(write_config(tmp / "c.toml", acq, res, m)).watches[0]
+    assert matches("frame_001.tif", w) and matches("stack.TIFF", w)
+    for name in [".frame.tif", "frame.tif.tmp", "frame.tif.part", "frame.png", "x.tif~"]:
+        assert not matches(name, w), name
+
+
+def test_dead_observer_is_detected_and_restarted(paths):
+    tmp, acq, res, m = paths
+    w = load_config(write_config(tmp / "c.toml", acq, res, m, polling=True)).watches[0]
+    seen = []
+    watcher = FolderWatcher(w, lambda p, closed: seen.append(p), print)
+    watcher.start()
+    assert watcher.alive()
+    for emitter in list(watcher._observer.emitters):  # what an OSError on a share does
+        emitter.stop()
+        emitter.join(2)
+    assert not watcher.alive()
+    watcher.restart()
+    assert watcher.alive() and watcher.restarts == 1
+    (acq / "new.tif").write_bytes(b"x")
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    watcher.stop()
+    assert seen and seen[0].name == "new.tif"
+
+
+def test_notifier_speaks_the_systemd_protocol(tmp_path):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "n.sock"))
+    sock.settimeout(1)
+    n = Notifier({"NOTIFY_SOCKET": str(tmp_path / "n.sock"), "WATCHDOG_USEC": "2000000"})
+    assert n.watchdog_interval_s == 1.0
+    n.ready("watching")
+    n.watchdog(now=10.0)
+    n.watchdog(now=10.5)  # too early: not sent
+    n.watchdog(now=11.1)
+    n.status("queue 3")
+    got = [sock.recv(100).decode() for _ in range(4)]
+    assert got == ["READY=1\nSTATUS=watching", "WATCHDOG=1", "WATCHDOG=1", "STATUS=queue 3"]
+    assert not Notifier({}).enabled
+    Notifier({}).ready()  # no socket: a no-op
+
+
+def test_example_config_is_valid_and_drop_in_opens_its_folders(paths, monkeypatch):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import nwwatch.service.config as config_module
+    from nwwatch.service.config import unit_dropin
+
+    _, _, _, m = paths
+    monkeypatch.setitem(config_module.DEFAULT_MODELS, "insitu", m)
+    repo = Path(__file__).resolve().parent.parent
+    cfg = load_config(repo / "deploy" / "nwwatch.example.toml")
+    assert cfg.watches[0].model == m and cfg.inference.batch_size == 8
+    text = unit_dropin(cfg)
+    assert "ReadOnlyPaths=/data/acquisition/insitu" in text
+    assert "RequiresMountsFor=/data/acquisition/insitu" in text
+    assert "ReadWritePaths=/data/nwwatch-results" in text
+    unit = (repo / "systemd" / "nwwatch.service").read_text()
+    for line in ["Type=notify", "Restart=on-failure", "ProtectSystem=strict", "NoNewPrivileges=yes",
+                 "DeviceAllow=char-nvidia rwm", "MemoryMax=", "WatchdogSec=", "User=nwwatch"]:
+        assert line in unit
+    assert "\nPrivateDevices=" not in unit  # it would hide /dev/nvidia*
+    if shutil.which("systemd-analyze"):
+        # verify with ExecStart pointed at an existing program (the venv is not installed here)
+        local = paths[0] / "nwwatch.service"
+        local.write_text(unit.replace("/opt/nwwatch/venv/bin/nwwatch", shutil.which("true")))
+        out = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True,
+                             text=True)
+        assert out.returncode == 0 and "nwwatch.service" not in out.stderr, out.stderr
+
+
+def test_dropin_command_validates_and_exits_78(paths, capsys):
+    from nwwatch.service.dropin import main
+
+    tmp, acq, res, m = paths
+    good = write_config(tmp / "c.toml", acq, res, m)
+    assert main([str(good)]) == 0
+    assert f"ReadOnlyPaths={acq}" in capsys.readouterr().out
+    bad = write_config(tmp / "bad.toml", acq, res, m, extra="[retry]\nmax_attempts = 0")
+    assert main([str(bad)]) == 78

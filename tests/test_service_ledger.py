@@ -1,0 +1,128 @@
+"""The ledger's claim -> write -> commit protocol and crash reconciliation, step by step."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from nwwatch.results.parquet import write_batch
+from nwwatch.service.ledger import Failure, ItemKey, Ledger
+
+SCHEMA = pa.schema([pa.field("source", pa.string()), pa.field("source_sha256", pa.string())])
+
+
+def _key(i: int) -> ItemKey:
+    return ItemKey(f"sha{i}", "model", "1.0.0")
+
+
+def _claim(ledger: Ledger, tmp_path, batch: str, ids, aux=()):
+    parquet = tmp_path / "frames" / f"frames-x-{batch}.parquet"
+    ledger.claim(batch, "insitu", parquet, [(_key(i), f"/acq/f{i}.tif") for i in ids], aux=aux)
+    return parquet
+
+
+def test_commit_marks_items_done(tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
+    parquet = _claim(ledger, tmp_path, "b1", [1, 2])
+    assert ledger.item(_key(1)).state == "pending"
+    write_batch([{"source": "/acq/f1.tif", "source_sha256": "sha1"}], SCHEMA, parquet.parent,
+                "frames", name=parquet.name)
+    ledger.commit("b1", {_key(1): 1}, [Failure(_key(2), "/acq/f2.tif", "bad", "NotATiffError",
+                                               True)], 3, wrote_parquet=True)
+    assert ledger.item(_key(1)).state == "done"
+    assert ledger.item(_key(2)).state == "quarantined"
+    assert [q["path"] for q in ledger.quarantined()] == ["/acq/f2.tif"]
+    assert ledger.reconcile(3).adopted == []
+
+
+def test_crash_after_rename_adopts_the_batch(tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
+    parquet = _claim(ledger, tmp_path, "b1", [1, 2])
+    # item 2 failed in this batch; only item 1 has rows; then the process died before commit
+    write_batch([{"source": "/acq/f1.tif", "source_sha256": "sha1"}] * 3, SCHEMA,
+                parquet.parent, "frames", name=parquet.name)
+    ledger.close()
+    ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
+    report = ledger.reconcile(3)
+    assert report.adopted == ["b1"] and report.removed == []
+    assert ledger.item(_key(1)).state == "done"
+    assert ledger.item(_key(2)).state == "failed"  # tried again, no rows were written for it
+    assert ledger.counts()["rows"] == 3
+    assert parquet.exists()
+
+
+def test_crash_before_rename_removes_partial_files_and_counts_an_attempt(tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
+    mask = tmp_path / "masks" / "v-b1.tif"
+    _claim(ledger, tmp_path, "b1", [1], aux=[mask])
+    mask.parent.mkdir()
+    mask.write_bytes(b"half a mask")
+    (tmp_path / "frames").mkdir()
+    tmp = tmp_path / "frames" / ".frames-x-b1.parquet.1234.tmp"
+    tmp.write_bytes(b"PAR1 half a footer")
+    ledger.close()
+    ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
+    report = ledger.reconcile(max_attempts=2)
+    assert report.removed == ["b1"]
+    assert not mask.exists() and not tmp.exists()
+    item = ledger.item(_key(1))
+    assert (item.state, item.attempts) == ("failed", 1)
+    # a file that crashes the service again ends up quarantined, not crash-looping it
+    _claim(ledger, tmp_path, "b2", [1])
+    ledger.close()
+    ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
+    ledger.reconcile(max_attempts=2)
+    assert ledger.item(_key(1)).state == "quarantined"
+    assert "stopped" in ledger.quarantined()[0]["reason"]
+
+
+def test_finished_lookup_by_path_size_mtime(tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
+    ledger.remember_sha("/acq/f1.tif", 10, 123, "sha1")
+    assert not ledger.is_finished("/acq/f1.tif", 10, 123, "model", "1.0.0")
+    _claim(ledger, tmp_path, "b1", [1])
+    ledger.commit("b1", {_key(1): 1}, [], 3, wrote_parquet=False)
+    assert ledger.is_finished("/acq/f1.tif", 10, 123, "model", "1.0.0")
+    assert not ledger.is_finished("/acq/f1.tif", 10, 124, "model", "1.0.0")  # changed file
+    assert not ledger.is_finished("/acq/f1.tif", 10, 123, "model2", "1.0.0")  # new model
+
+
+def test_readonly_ledger_for_status(tmp_path):
+    Ledger(tmp_path / "l.sqlite", tmp_path).close()
+    ro = Ledger(tmp_path / "l.sqlite", tmp_path, readonly=True)
+    assert ro.counts()["done"] == 0
+
+
+def test_forced_reprocessing_replaces_rows_even_across_a_crash(tmp_path):
+    schema = pa.schema([pa.field("source_sha256", pa.string()), pa.field("batch_id", pa.string())])
+    ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
+    old = _claim(ledger, tmp_path, "b1", [1, 2])
+    write_batch([{"source_sha256": "sha1", "batch_id": "b1"},
+                 {"source_sha256": "sha2", "batch_id": "b1"}], schema, old.parent, "frames",
+                name=old.name)
+    ledger.commit("b1", {_key(1): 1, _key(2): 1}, [], 3, wrote_parquet=True)
+    new = _claim(ledger, tmp_path, "b2", [1])  # --force on file 1 only
+    write_batch([{"source_sha256": "sha1", "batch_id": "b2"}], schema, new.parent, "frames",
+                name=new.name)
+    ledger.close()  # crash before supersede and commit
+    ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
+    assert ledger.reconcile(3).adopted == ["b2"]
+    import pyarrow.dataset as ds
+
+    rows = ds.dataset(tmp_path / "frames").to_table().to_pylist()
+    assert sorted((r["source_sha256"], r["batch_id"]) for r in rows) == [("sha1", "b2"),
+                                                                       ("sha2", "b1")]
+    ledger.reconcile(3)  # idempotent
+    assert len(ds.dataset(tmp_path / "frames").to_table()) == 2
+
+
+def test_one_writer_per_ledger(tmp_path):
+    import pytest
+
+    from nwwatch.service.ledger import LedgerBusyError
+
+    first = Ledger(tmp_path / "l.sqlite", tmp_path)
+    with pytest.raises(LedgerBusyError, match="in use by another nwwatch process"):
+        Ledger(tmp_path / "l.sqlite", tmp_path)
+    Ledger(tmp_path / "l.sqlite", tmp_path, readonly=True).close()  # status still works
+    first.close()
+    Ledger(tmp_path / "l.sqlite", tmp_path).close()

@@ -1,0 +1,236 @@
+"""process()/replay(): rows recover the painted ground truth, bad input is quarantined with its
+reason, failures count attempts, results form one dataset, replay resumes."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from onnx_models import expected_labels
+from servicekit import bad_inputs, model, paint_insitu
+
+from nwwatch.io import write_frame_tiff, write_stack_tiff
+from nwwatch.measure import measure_contact_angle
+from nwwatch.normalize import normalize_image
+from nwwatch.segment.session import Segmenter
+from nwwatch.service import replay
+from nwwatch.service.ledger import Ledger
+from nwwatch.service.pipeline import Engine, ResultsWriteError, process
+
+
+@pytest.fixture()
+def onnx_model(tmp_path):
+    return model(tmp_path)
+
+
+def _frames(results):
+    return ds.dataset(results / "frames", format="parquet").to_table().to_pandas()
+
+
+def test_rows_recover_ground_truth_and_stacks_give_one_row_per_page(tmp_path, onnx_model):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    angles = [95.0, 110.0, 125.0, 140.0]
+    for i, angle in enumerate(angles):
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(angle), pixel_size_nm=1.5)
+    stack = np.stack([paint_insitu(a, top=40 + k) for k, a in enumerate((100.0, 130.0))])
+    write_stack_tiff(acq / "stack.tif", stack)
+    summary = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model)
+    assert (summary.done, summary.frames, summary.quarantined) == (5, 6, 0)
+    rows = _frames(tmp_path / "out").set_index(["source", "frame"]).sort_index()
+    assert len(rows) == 6
+    seg = Segmenter(onnx_model, providers=("cpu",))
+    for i, angle in enumerate(angles):
+        row = rows.loc[(os.path.abspath(acq / f"f{i}.tif"), 0)]
+        image = paint_insitu(angle)
+        out = seg.segment(normalize_image(image))
+        # The threshold model returns the painted labels exactly, so the row is the
+        # measurement of the ground truth labels, and that is near the painted angle.
+        np.testing.assert_array_equal(out.labels[0], expected_labels(image))
+        truth = measure_contact_angle(out.labels[0], out.probabilities[0, 2], 1.5)
+        assert row.contact_angle_deg == pytest.approx(truth.contact_angle_deg, abs=1e-9)
+        assert row.contact_angle_deg == pytest.approx(angle, abs=4.0)
+        assert row.pixel_size_nm == 1.5
+        assert row.model_sha256 == Segmenter(onnx_model, providers=("cpu",)).model_sha256
+    for k, angle in enumerate((100.0, 130.0)):
+        row = rows.loc[(os.path.abspath(acq / "stack.tif"), k)]
+        assert row.contact_angle_deg == pytest.approx(angle, abs=4.0)
+    assert set(rows.provider) == {"CPUExecutionProvider"}
+    assert rows.processed_at.dt.tz is not None
+    # pandas reads the whole folder as one dataset too
+    assert len(pd.read_parquet(tmp_path / "out" / "frames")) == 6
+
+
+def test_replay_resumes_and_skips_done_files(tmp_path, onnx_model):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for i in range(3):
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(100.0 + 10 * i))
+    first = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model)
+    write_frame_tiff(acq / "f3.tif", paint_insitu(135.0))
+    second = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model)
+    assert (first.done, second.done, second.skipped) == (3, 1, 3)
+    assert len(_frames(tmp_path / "out")) == 4
+    before = _frames(tmp_path / "out")
+    forced = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model, force=True)
+    assert forced.done == 4
+    after = _frames(tmp_path / "out")  # replaced, not duplicated
+    assert len(after) == 4 and not after.duplicated(["source", "frame"]).any()
+    assert (after.processed_at.min() > before.processed_at.max())
+    assert len(list((tmp_path / "out" / "frames").glob("*.parquet"))) == 1
+
+
+def test_bad_inputs_are_quarantined_with_reasons(tmp_path, onnx_model):
+    acq = tmp_path / "acq"
+    expected = bad_inputs(acq)
+    write_frame_tiff(acq / "good.tif", paint_insitu(120.0, size=64))
+    summary = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model)
+    assert (summary.done, summary.quarantined) == (1, len(expected))
+    q = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pandas()
+    got = {os.path.basename(p): (t, r) for p, t, r in zip(q.path, q.error_type, q.reason,
+                                                          strict=True)}
+    assert {k: v[0] for k, v in got.items()} == expected
+    assert all(reason for _, reason in got.values())
+    assert "60000" in got["absurd.tif"][1]
+    # the acquisition folder is untouched: same names, nothing added
+    assert sorted(os.listdir(acq)) == sorted([*expected, "good.tif"])
+    # a second replay does not try them again
+    again = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model)
+    assert (again.done, again.quarantined, again.skipped) == (0, 0, 6)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_file_is_quarantined(tmp_path, onnx_model):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "locked.tif", paint_insitu(120.0, size=64))
+    os.chmod(acq / "locked.tif", 0)
+    try:
+        summary = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model)
+    finally:
+        os.chmod(acq / "locked.tif", 0o644)
+    assert summary.quarantined == 1
+
+
+def test_unreadable_file_is_quarantined_even_as_root(tmp_path, onnx_model, monkeypatch):
+    import nwwatch.service.pipeline as pipeline
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "locked.tif", paint_insitu(120.0, size=64))
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pipeline, "file_sha256", denied)
+    report = process([acq / "locked.tif"], _engine(tmp_path, onnx_model))
+    assert [f.state for f in report.files] == ["quarantined"]
+    q = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pandas()
+    assert list(q.error_type) == ["UnreadableFileError"] and "Permission" in q.reason[0]
+
+
+def _engine(tmp_path, onnx_model, max_attempts=2):
+    ledger = Ledger(tmp_path / "out" / "ledger.sqlite", tmp_path / "out")
+    seg = Segmenter(onnx_model, providers=("cpu",), threads=1)
+    return Engine("insitu", seg, ledger, tmp_path / "out", batch_size=4,
+                  max_attempts=max_attempts)
+
+
+def test_unexpected_errors_count_attempts_then_quarantine(tmp_path, onnx_model, monkeypatch):
+    import nwwatch.measure
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "a.tif", paint_insitu(120.0, size=64))
+    write_frame_tiff(acq / "b.tif", paint_insitu(130.0, size=64))
+    engine = _engine(tmp_path, onnx_model, max_attempts=2)
+    real = nwwatch.measure.measure_contact_angle
+
+    def flaky(labels, prob=None, px=None):
+        if flaky.fail:
+            raise RuntimeError("boom")
+        return real(labels, prob, px)
+
+    flaky.fail = True
+    monkeypatch.setattr(nwwatch.measure, "measure_contact_angle", flaky)
+    r1 = process([acq / "a.tif"], engine)
+    assert [f.state for f in r1.files] == ["failed"]
+    assert engine.ledger.counts()["failed"] == 1
+    r2 = process([acq / "a.tif"], engine)
+    assert [f.state for f in r2.files] == ["quarantined"]
+    assert "boom" in r2.files[0].reason
+    flaky.fail = False
+    r3 = process([acq / "a.tif", acq / "b.tif"], engine)  # keeps serving the others
+    assert [f.state for f in r3.files] == ["skipped", "done"]
+    q = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pandas()
+    assert list(q.error_type) == ["RuntimeError"] and q.attempts[0] == 2
+
+
+def test_a_batch_failure_is_charged_to_the_culprit_only(tmp_path, onnx_model):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "good.tif", paint_insitu(120.0, size=64))
+    write_frame_tiff(acq / "poison.tif", paint_insitu(120.0, size=80))
+    engine = _engine(tmp_path, onnx_model, max_attempts=3)
+    real = engine.segmenter.segment
+
+    def crashing(images, probabilities=True):  # the runtime fails on one input
+        if images.shape[-1] == 80:
+            raise RuntimeError("ORT crashed")
+        return real(images, probabilities)
+
+    engine.segmenter.segment = crashing
+    report = process([acq / "good.tif", acq / "poison.tif"], engine)
+    states = {f.path.name: f.state for f in report.files}
+    assert states == {"good.tif": "done", "poison.tif": "failed"}
+    assert report.n_rows == 1 and len(report.parquets) == 1
+    assert engine.ledger.counts()["done"] == 1
+
+
+def test_results_write_failure_counts_no_attempt(tmp_path, onnx_model, monkeypatch):
+    import nwwatch.service.pipeline as pipeline
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "a.tif", paint_insitu(120.0, size=64))
+    engine = _engine(tmp_path, onnx_model)
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "write_batch", disk_full)
+    with pytest.raises(ResultsWriteError, match="No space"):
+        process([acq / "a.tif"], engine)
+    assert engine.ledger.counts()["failed"] == 0 and engine.ledger.counts()["pending"] == 0
+    monkeypatch.undo()
+    assert [f.state for f in process([acq / "a.tif"], engine).files] == ["done"]
+
+
+def test_tomogram_gives_mask_and_volume_row(tmp_path):
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import read_volume, write_volume_tiff
+
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((12, 40, 48), TOMOGRAM_GREY[0], np.uint8)
+    vol[2:10, 5:30, 10:40] = TOMOGRAM_GREY[1]  # one solid block: 8*25*30 voxels
+    write_volume_tiff(acq / "tomo.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    summary = replay(acq, tmp_path / "out", kind="tomogram", model=tomo_model)
+    assert (summary.done, summary.frames) == (1, 1)
+    rows = ds.dataset(tmp_path / "out" / "volumes", format="parquet").to_table().to_pandas()
+    row = rows.iloc[0]
+    assert row.status == "ok" and row.source == os.path.abspath(acq / "tomo.tif")
+    assert row.solid_fraction == pytest.approx(8 * 25 * 30 / vol.size)
+    mask = read_volume(tmp_path / "out" / row.mask_path).data
+    np.testing.assert_array_equal(mask, (vol == TOMOGRAM_GREY[1]).astype(np.uint8))
+    # an in-situ model on a tomogram folder is refused loudly
+    from nwwatch.service.config import ConfigError
+
+    with pytest.raises(ConfigError, match="insitu"):
+        replay(acq, tmp_path / "out2", kind="tomogram", model=model(tmp_path / "m2"))

@@ -1,0 +1,79 @@
+"""Readiness rules of the Tracker, with a controlled clock and a fake structural check."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from nwwatch.io import TruncatedTiffError
+from nwwatch.service.readiness import Tracker
+
+
+def _inspect_ok(path):
+    return type("Info", (), {"n_pages": 1})()
+
+
+def _write(path, data: bytes, mtime_s: float | None = None):
+    path.write_bytes(data)
+    if mtime_s is not None:
+        os.utime(path, (mtime_s, mtime_s))
+
+
+def test_unchanged_for_settle_time_makes_a_file_ready(tmp_path):
+    f = tmp_path / "a.tif"
+    _write(f, b"abc", mtime_s=time.time())
+    t = Tracker()
+    t.touch(f, 0, settle_s=2.0)
+    assert t.poll(_inspect_ok, now=100.0) == ([], [])  # first look
+    assert t.poll(_inspect_ok, now=101.0) == ([], [])  # not yet quiet long enough
+    ready, bad = t.poll(_inspect_ok, now=102.1)
+    assert [r.path for r in ready] == [f] and not bad and len(t) == 0
+
+
+def test_growing_file_restarts_the_settle_clock(tmp_path):
+    f = tmp_path / "a.tif"
+    now = time.time()
+    _write(f, b"abc", mtime_s=now)
+    t = Tracker()
+    t.touch(f, 0, settle_s=2.0)
+    t.poll(_inspect_ok, now=100.0)
+    _write(f, b"abcdef", mtime_s=now + 1)  # the writer goes on
+    assert t.poll(_inspect_ok, now=101.9) == ([], [])
+    assert t.poll(_inspect_ok, now=103.0) == ([], [])  # only 1.1 s since the change
+    assert len(t.poll(_inspect_ok, now=104.0)[0]) == 1
+
+
+def test_close_event_is_ready_at_once_but_truncated_waits_then_is_bad(tmp_path):
+    f = tmp_path / "a.tif"
+    _write(f, b"II*\x00partial", mtime_s=time.time())
+    t = Tracker()
+    t.touch(f, 0, settle_s=5.0, closed=True)  # a writer that closes between chunks
+
+    def truncated(path):
+        raise TruncatedTiffError(path, "pixel data end beyond the file")
+
+    assert t.poll(truncated, now=100.0) == ([], [])  # not failed: maybe still written
+    assert t.poll(truncated, now=102.0) == ([], [])
+    ready, bad = t.poll(truncated, now=105.1)  # unchanged for the settle time: bad input
+    assert not ready and [b.path for b in bad] == [f]
+    assert isinstance(bad[0].error, TruncatedTiffError)
+
+
+def test_close_event_with_complete_file_needs_no_settle_time(tmp_path):
+    f = tmp_path / "a.tif"
+    _write(f, b"complete", mtime_s=time.time())
+    t = Tracker()
+    t.touch(f, 0, settle_s=30.0, closed=True)
+    assert len(t.poll(_inspect_ok, now=100.0)[0]) == 1
+
+
+def test_old_file_found_by_a_scan_is_tried_at_once_and_deleted_files_are_forgotten(tmp_path):
+    old, gone = tmp_path / "old.tif", tmp_path / "gone.tif"
+    _write(old, b"x", mtime_s=time.time() - 3600)
+    _write(gone, b"y")
+    t = Tracker()
+    t.touch(old, 0, settle_s=5.0)
+    t.touch(gone, 0, settle_s=5.0)
+    gone.unlink()
+    ready, bad = t.poll(_inspect_ok, now=100.0)
+    assert [r.path for r in ready] == [old] and not bad and len(t) == 0
