@@ -19,7 +19,8 @@ computed over every slice but the labeled one (the paper's eq. 8).
 
 The ablation (paper's Table 3) trains the contrastive paradigm with only the self-supervised
 loss, only the supervised contrastive loss, or both; the 1x1 classifier is always trained with
-the labels. The losses are switched off by replacing them with zero in this process only.
+the labels. A loss is switched off by its weight (``contrastive_supervised_weight``,
+``contrastive_self_weight`` of :class:`training.config.TrainConfig`).
 
 Timing: a ``--timing-size``^3 volume segmented by ``segment_volume`` with the trained
 contrastive model on ``--threads`` CPU threads, and ``volume_metrics`` on its mask.
@@ -32,7 +33,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -93,30 +93,15 @@ def rf_mask(features: np.ndarray, labels: np.ndarray, k: int, seed: int) -> np.n
     return (prob.reshape(z, y, x) > 0.5).astype(np.uint8)
 
 
-@contextlib.contextmanager
-def ablation(variant: str):
-    """Switch off one of the contrastive paradigm's two representation losses."""
-    import training.paradigms.contrastive as module
-
-    saved = (module.supervised_pixel_contrastive_loss,
-             module.self_supervised_pixel_contrastive_loss)
-
-    def zero(embeddings, *args, **kwargs):
-        return embeddings.sum() * 0.0
-
-    if variant == "self-supervised":
-        module.supervised_pixel_contrastive_loss = zero
-    elif variant == "supervised":
-        module.self_supervised_pixel_contrastive_loss = zero
-    try:
-        yield
-    finally:
-        (module.supervised_pixel_contrastive_loss,
-         module.self_supervised_pixel_contrastive_loss) = saved
+def loss_weights(variant: str) -> dict[str, float]:
+    """The contrastive loss weights of an ablation variant (the paper's Table 3)."""
+    return {"contrastive_supervised_weight": 0.0 if variant == "self-supervised" else 1.0,
+            "contrastive_self_weight": 0.0 if variant == "supervised" else 1.0}
 
 
 def train_and_segment(args, paradigm: str, volume_path: Path, k: int, labels_path: Path,
-                      volume: np.ndarray, out: Path, seed: int) -> tuple[np.ndarray, dict]:
+                      volume: np.ndarray, out: Path, seed: int,
+                      variant: str = "combined") -> tuple[np.ndarray, dict]:
     from nwwatch.segment.session import Segmenter
     from nwwatch.volume import segment_volume
     from training.config import TrainConfig
@@ -129,7 +114,7 @@ def train_and_segment(args, paradigm: str, volume_path: Path, k: int, labels_pat
         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         crop=min(args.crop, volume.shape[1]), val_fraction=0.0, seed=seed, device=args.device,
         dice_weight=0.0, classifier_steps=args.classifier_steps, exporter="legacy",
-        lr=args.lr,
+        lr=args.lr, temperature=args.temperature, **loss_weights(variant),
     )
     start = time.perf_counter()
     result = train(config, progress=False, echo=lambda *a, **k: None)
@@ -193,9 +178,8 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
         volume_path, labels_path = write_inputs(folder, volume, labels, k, tag)
         paradigm = "supervised" if method == "unet" else "contrastive"
         out = folder / f"{tag}.onnx"
-        with ablation(variant) if method == "contrastive" else contextlib.nullcontext():
-            mask, timing = train_and_segment(args, paradigm, volume_path, k, labels_path,
-                                             volume, out, seed)
+        mask, timing = train_and_segment(args, paradigm, volume_path, k, labels_path,
+                                         volume, out, seed, variant)
         extra.update(timing)
         if method == "unet":
             record("unet", rate, mask, extra)
@@ -304,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--classifier-steps", type=int, default=50)
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="contrastive temperature (0.1: the setting before issue 6's fix)")
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime CPU threads")
     parser.add_argument("--device", default="cpu", help="training device: cpu, cuda, auto")

@@ -1,0 +1,247 @@
+"""``nwwatch evaluate MODEL.onnx DATA``: score a model on a labeled folder through the runtime.
+
+Images run through :class:`nwwatch.segment.session.Segmenter` (exactly what the service
+runs), normalised by :func:`nwwatch.normalize.normalize_image`. Reported: dataset-level
+per-class IoU and Dice, mIoU, mean Dice and pixel accuracy (pixels labeled 255 ignored), and,
+when DATA/truth.parquet exists (written by ``nwwatch synth insitu``), the contact-angle errors
+of :func:`nwwatch.measure.measure_contact_angle` on the predicted labels against the true
+apparent angle, with every failed frame counted by status (never dropped silently), next to
+the same measurement on the true labels.
+
+DATA layout: DATA/images/<stem>.tif|png (or the images directly in DATA, as ``nwwatch synth``
+writes them) and DATA/labels/<stem>.png|tif, paired by stem.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import cv2
+import numpy as np
+import tifffile
+
+from nwwatch.normalize import intensity_range, normalize_image
+from nwwatch.segment.metrics import (
+    SegmentationMetrics,
+    confusion_matrix,
+    metrics_from_confusion,
+)
+
+_SUFFIXES = (".tif", ".tiff", ".png")
+
+
+class EvaluationDataError(ValueError):
+    """An evaluation folder that cannot be used; ``.path`` and ``.reason``."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+def _read(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".png":
+        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if data is None:
+            raise EvaluationDataError(path, "cannot be read as a PNG image")
+    else:
+        try:
+            data = tifffile.imread(path)
+        except Exception as exc:  # tifffile raises several types for corrupt files
+            raise EvaluationDataError(path, f"cannot be read ({exc})") from None
+    if data.ndim != 2:
+        raise EvaluationDataError(path, f"expected a 2D grey image, got shape {data.shape}")
+    return data
+
+
+def _images(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix.lower() in _SUFFIXES and not p.name.startswith(".")}
+
+
+def pair_folder(root: Path) -> list[tuple[str, Path, Path]]:
+    """Sorted (stem, image path, label path) triples of DATA; errors name the file."""
+    if not root.is_dir():
+        raise EvaluationDataError(root, "data folder not found")
+    image_dir = root / "images" if (root / "images").is_dir() else root
+    label_dir = root / "labels"
+    if not label_dir.is_dir():
+        raise EvaluationDataError(label_dir, "labels folder not found")
+    images, labels = _images(image_dir), _images(label_dir)
+    if not images:
+        raise EvaluationDataError(image_dir, "no images (.tif, .tiff, .png)")
+    for stem, path in images.items():
+        if stem not in labels:
+            raise EvaluationDataError(path, "no label for this image")
+    return [(stem, images[stem], labels[stem]) for stem in sorted(images)]
+
+
+@dataclass
+class AngleErrors:
+    """Contact-angle errors (degrees) against the synthetic truth."""
+
+    frames: int
+    valid: int
+    failures: dict[str, int]
+    rmse_deg: float
+    mean_abs_deg: float
+    bias_deg: float
+    max_abs_deg: float
+
+    @classmethod
+    def from_errors(cls, errors: list[float], frames: int, failures: Counter) -> AngleErrors:
+        e = np.asarray(errors, dtype=float)
+        nan = float("nan")
+        return cls(frames, int(e.size), dict(failures),
+                   float(np.sqrt(np.mean(e**2))) if e.size else nan,
+                   float(np.mean(np.abs(e))) if e.size else nan,
+                   float(np.mean(e)) if e.size else nan,
+                   float(np.max(np.abs(e))) if e.size else nan)
+
+
+@dataclass
+class EvaluationReport:
+    """Result of :func:`evaluate_folder`."""
+
+    model: str
+    images: int
+    class_names: tuple[str, ...]
+    metrics: SegmentationMetrics
+    angles: AngleErrors | None = None
+    angles_on_truth_labels: AngleErrors | None = None
+    seconds_per_image: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "model": self.model, "images": self.images,
+            "metrics": self.metrics.as_dict(self.class_names),
+            "seconds_per_image": self.seconds_per_image,
+        }
+        if self.angles is not None:
+            out["contact_angle"] = self.angles.__dict__
+        if self.angles_on_truth_labels is not None:
+            out["contact_angle_on_truth_labels"] = self.angles_on_truth_labels.__dict__
+        return out
+
+
+def _truth_angles(root: Path) -> dict[str, tuple[float, float | None]]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(root / "truth.parquet").to_pylist()
+    out = {}
+    for row in table:
+        angle = row.get("theta_apparent_deg", row.get("theta_deg"))
+        if angle is not None and row.get("file"):
+            out[Path(row["file"]).stem] = (float(angle), row.get("pixel_size_nm"))
+    return out
+
+
+def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[str, ...] = ("cpu",),
+                    threads: int | None = None, angles: bool = True) -> EvaluationReport:
+    """Segment every labeled image of ``data`` with the ONNX model and score it.
+
+    Returns an :class:`EvaluationReport`; ``angles`` needs DATA/truth.parquet (in-situ models).
+    """
+    from nwwatch.segment.session import Segmenter
+
+    root = Path(data)
+    pairs = pair_folder(root)
+    segmenter = Segmenter(model_path, providers=providers, threads=threads)
+    meta = segmenter.metadata
+    num_classes = len(meta.class_names)
+    truth = _truth_angles(root) if angles and (root / "truth.parquet").is_file() else None
+    if truth is not None:
+        from nwwatch.measure import VALID_STATUSES, measure_contact_angle
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    errors, errors_truth = [], []
+    failures, failures_truth = Counter(), Counter()
+    measured = 0
+    elapsed = 0.0
+    for stem, image_path, label_path in pairs:
+        raw = _read(image_path)
+        label = _read(label_path)
+        if label.shape != raw.shape:
+            raise EvaluationDataError(label_path, f"label shape {label.shape} != image shape "
+                                                  f"{raw.shape}")
+        value_range = intensity_range(raw) if meta.normalization_scope == "volume" else None
+        started = time.perf_counter()
+        result = segmenter.segment(normalize_image(raw, value_range), probabilities=True)
+        elapsed += time.perf_counter() - started
+        predicted = result.labels[0]
+        try:
+            confusion += confusion_matrix(label, predicted, num_classes)
+        except ValueError as exc:
+            raise EvaluationDataError(label_path, str(exc)) from None
+        if truth is not None and stem in truth and num_classes == 3:
+            angle_true, pixel_size = truth[stem]
+            measured += 1
+            droplet_probability = result.probabilities[0, 2]
+            for labels, probability, errs, fails in (
+                    (predicted, droplet_probability, errors, failures),
+                    (np.where(label == 255, 0, label).astype(np.uint8), None, errors_truth,
+                     failures_truth)):
+                found = measure_contact_angle(labels, probability, pixel_size)
+                if found.status in VALID_STATUSES and found.contact_angle_deg is not None:
+                    errs.append(found.contact_angle_deg - angle_true)
+                else:
+                    fails[found.status] += 1
+    report = EvaluationReport(str(model_path), len(pairs), tuple(meta.class_names),
+                              metrics_from_confusion(confusion),
+                              seconds_per_image=elapsed / max(len(pairs), 1))
+    if truth is not None:
+        report.angles = AngleErrors.from_errors(errors, measured, failures)
+        report.angles_on_truth_labels = AngleErrors.from_errors(errors_truth, measured,
+                                                                failures_truth)
+    return report
+
+
+def format_report(report: EvaluationReport) -> str:
+    """Human-readable summary (percentages, degrees)."""
+    m = report.metrics
+    lines = [f"model {report.model}: {report.images} images, "
+             f"{report.seconds_per_image * 1000:.0f} ms/image",
+             f"  mIoU {100 * m.mean_iou:.2f} %  mean Dice {100 * m.mean_dice:.2f} %  "
+             f"pixel accuracy {100 * m.pixel_accuracy:.2f} %"]
+    for name, iou, dice in zip(report.class_names, m.iou, m.dice, strict=True):
+        if not math.isnan(iou):
+            lines.append(f"  {name:>12}: IoU {100 * iou:.2f} %  Dice {100 * dice:.2f} %")
+    for title, errs in (("contact angle (predicted labels)", report.angles),
+                        ("contact angle (true labels)", report.angles_on_truth_labels)):
+        if errs is not None:
+            fails = ", ".join(f"{k} {v}" for k, v in sorted(errs.failures.items())) or "none"
+            lines.append(f"  {title}: {errs.valid}/{errs.frames} measured, RMSE "
+                         f"{errs.rmse_deg:.2f} deg, mean |err| {errs.mean_abs_deg:.2f} deg, bias "
+                         f"{errs.bias_deg:+.2f} deg, max |err| {errs.max_abs_deg:.2f} deg; "
+                         f"failures: {fails}")
+    return "\n".join(lines)
+
+
+@click.command("evaluate")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--provider", "providers", multiple=True, default=("cpu",), show_default=True,
+              help="Execution provider preference (cpu, cuda, tensorrt); repeatable.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for ONNX Runtime (default: all).")
+@click.option("--no-angles", is_flag=True, help="Skip contact-angle errors even with truth.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the report as JSON.")
+def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int | None,
+             no_angles: bool, json_out: Path | None) -> None:
+    """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles."""
+    from nwwatch.segment.session import ModelLoadError
+
+    try:
+        report = evaluate_folder(model, data, tuple(providers), threads, not no_angles)
+    except (EvaluationDataError, ModelLoadError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_report(report))
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.as_dict(), indent=2, default=float))

@@ -1,0 +1,108 @@
+"""Segmentation metrics on hand-made arrays and `nwwatch evaluate` through the runtime."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nwwatch.cli import main
+from nwwatch.segment.metrics import (
+    confusion_matrix,
+    metrics_from_confusion,
+    segmentation_metrics,
+)
+
+
+def test_metrics_on_a_hand_made_case():
+    truth = np.array([[0, 0, 1, 1],
+                      [0, 0, 1, 1],
+                      [2, 2, 255, 255]])
+    pred = np.array([[0, 1, 1, 1],
+                     [0, 0, 1, 0],
+                     [2, 0, 2, 1]])
+    cm = confusion_matrix(truth, pred, 3)
+    np.testing.assert_array_equal(cm, [[3, 1, 0], [1, 3, 0], [1, 0, 1]])
+    m = metrics_from_confusion(cm)
+    # class 0: TP 3, FP 2, FN 1 -> 3/6; class 1: TP 3, FP 1, FN 1 -> 3/5; class 2: 1/2
+    assert m.iou == pytest.approx((0.5, 0.6, 0.5))
+    assert m.dice == pytest.approx((6 / 9, 6 / 8, 2 / 3))
+    assert m.mean_iou == pytest.approx((0.5 + 0.6 + 0.5) / 3)
+    assert m.pixel_accuracy == pytest.approx(7 / 10)
+    assert m.pixels == 10
+
+
+def test_unlabeled_pixels_never_count_and_absent_classes_are_nan():
+    truth = np.full((4, 4), 255)
+    truth[:2] = 0
+    pred = np.zeros((4, 4), int)
+    pred[2:] = 1                       # wrong only under 255
+    m = segmentation_metrics(truth, pred, 3)
+    assert m.iou[0] == 1.0 and math.isnan(m.iou[1])  # class 1 predicted only under 255
+    assert m.pixel_accuracy == 1.0 and m.pixels == 8
+    assert math.isnan(m.iou[2]) and m.mean_iou == 1.0
+    assert "iou_2" not in m.as_dict()
+
+
+def test_dataset_level_is_pixel_weighted():
+    big_t, big_p = np.zeros((10, 10), int), np.zeros((10, 10), int)
+    small_t, small_p = np.ones((1, 2), int), np.array([[1, 0]])
+    total = confusion_matrix(big_t, big_p, 2) + confusion_matrix(small_t, small_p, 2)
+    assert metrics_from_confusion(total).pixel_accuracy == pytest.approx(101 / 102)
+
+
+def test_bad_values_are_errors():
+    with pytest.raises(ValueError, match="shape"):
+        confusion_matrix(np.zeros((2, 2)), np.zeros((2, 3)), 2)
+    with pytest.raises(ValueError, match="truth has class ids"):
+        confusion_matrix(np.full((2, 2), 5), np.zeros((2, 2), int), 3)
+
+
+def _export_untrained(path):
+    # An untrained tiny network is enough to exercise the runtime path and the bookkeeping.
+    torch = pytest.importorskip("torch")
+    from nwwatch.segment.contract import ModelMetadata
+    from training.export import export_onnx
+    from training.models import build_model
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = build_model("unet", num_classes=3, widths=[4, 8, 16], encoder_convs=[1, 1, 1],
+                        decoder_convs=[1, 1])
+    metadata = ModelMetadata(kind="insitu", class_names=("background", "nanowire", "droplet"),
+                             arch="unet", paradigm="supervised", size_multiple=4)
+    export_onnx(model, path, metadata, exporter="legacy")
+
+
+def test_evaluate_end_to_end_with_synthetic_truth(tmp_path):
+    runner = CliRunner()
+    data = tmp_path / "synth"
+    result = runner.invoke(main, ["synth", "insitu", str(data), "--frames", "3", "--size", "96",
+                                  "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    model = tmp_path / "m.onnx"
+    _export_untrained(model)
+    report_path = tmp_path / "report.json"
+    result = runner.invoke(main, ["evaluate", str(model), str(data), "--json", str(report_path),
+                                  "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "mIoU" in result.output and "contact angle (predicted labels)" in result.output
+    report = json.loads(report_path.read_text())
+    assert report["images"] == 3
+    assert 0.0 <= report["metrics"]["mean_iou"] <= 1.0
+    for key in ("contact_angle", "contact_angle_on_truth_labels"):
+        angles = report[key]
+        # every frame is either measured or counted as a failure with its status
+        assert angles["valid"] + sum(angles["failures"].values()) == angles["frames"] == 3
+
+
+def test_evaluate_names_the_file_without_label(tmp_path):
+    (tmp_path / "d" / "labels").mkdir(parents=True)
+    (tmp_path / "d" / "images").mkdir()
+    (tmp_path / "d" / "images" / "a.png").write_bytes(b"")
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "m.onnx"), str(tmp_path / "d")])
+    assert result.exit_code != 0 and "a.png: no label for this image" in result.output

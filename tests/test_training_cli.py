@@ -1,0 +1,124 @@
+"""`nwwatch train` end to end: ONNX that the runtime loads, resume, tomogram workflow, errors."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+import torch
+from click.testing import CliRunner
+from training_helpers import make_folder
+
+from nwwatch.cli import main
+from nwwatch.segment.session import Segmenter
+from training.checkpoint import load_checkpoint
+from training.config import TrainConfig
+from training.engine import train
+
+torch.set_num_threads(1)
+TINY = json.dumps({"widths": [4, 8, 16], "encoder_convs": [1, 1, 1], "decoder_convs": [1, 1]})
+FAST = ["--threads", "1", "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "2",
+        "--exporter", "legacy", "--quiet", "--model-options", TINY]
+
+
+def test_train_end_to_end_writes_a_model_the_runtime_loads(tmp_path):
+    data = make_folder(tmp_path / "data", n=5, size=40)
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(out), "--epochs", "1",
+                                       "--seed", "3", *FAST])
+    assert result.exit_code == 0, result.output
+    segmenter = Segmenter(out, providers=("cpu",))
+    meta = segmenter.metadata
+    assert meta.paradigm == "supervised" and meta.kind == "insitu" and meta.arch == "unet"
+    assert meta.class_names == ("background", "nanowire", "droplet")
+    assert len(meta.training_data_sha256) == 64
+    assert meta.training_command.startswith("nwwatch train ") and "--seed 3" in \
+        meta.training_command
+    assert "val_mean_iou" in meta.validation_metrics
+    labels = segmenter.segment(np.zeros((40, 44), np.float32)).labels
+    assert labels.shape == (1, 40, 44)
+    checkpoint = load_checkpoint(tmp_path / "m.pt")
+    assert checkpoint["epoch"] == 1 and checkpoint["config"]["seed"] == 3
+    assert sorted(checkpoint["split"]["train"] + checkpoint["split"]["val"]) == \
+        [f"img{k:02d}" for k in range(5)]
+    # An interrupted run is exported from its checkpoint alone (no DATA argument needed).
+    out.unlink()
+    again = CliRunner().invoke(main, ["train", "--resume", "--export-only", "--out", str(out),
+                                      "--exporter", "legacy", "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert Segmenter(out, providers=("cpu",)).metadata.training_data_sha256 == \
+        meta.training_data_sha256
+
+
+def test_resume_continues_from_the_checkpoint_epoch(tmp_path):
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    config = TrainConfig(out=str(tmp_path / "r.onnx"), data=str(data), epochs=1,
+                         steps_per_epoch=2, batch_size=2, crop=32, export=False,
+                         model_options=json.loads(TINY))
+    first = train(config, progress=False)
+    assert [h["epoch"] for h in first.history] == [1]
+    saved = load_checkpoint(tmp_path / "r.pt")
+    assert saved["iteration"] == 2
+    config.epochs = 3
+    resumed = train(config, resume=True, progress=False)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert load_checkpoint(tmp_path / "r.pt")["iteration"] == 6
+    # Resume keeps the saved split and refuses changed data.
+    assert load_checkpoint(tmp_path / "r.pt")["split"] == saved["split"]
+    label = np.zeros((32, 32), np.uint8)
+    cv2.imwrite(str(data / "labels" / "img00.png"), label)
+    with pytest.raises(ValueError, match="training data changed"):
+        train(config, resume=True, progress=False)
+
+
+def test_tomogram_workflow_contrastive(tmp_path):
+    rng = np.random.default_rng(0)
+    volume = rng.normal(50, 8, (5, 32, 32)).astype(np.float32)
+    solid = np.zeros((32, 32), bool)
+    solid[:, 16:] = True
+    volume[:, solid] += 60
+    tifffile.imwrite(tmp_path / "vol.tif", volume)
+    labels = np.full((32, 32), 255, np.uint8)
+    labels[2:8, 2:8] = 0
+    labels[2:8, 20:26] = 1
+    cv2.imwrite(str(tmp_path / "s2.png"), labels)
+    out = tmp_path / "tomo.onnx"
+    args = ["train", "--volume", str(tmp_path / "vol.tif"), "--slice", "2", "--labels",
+            str(tmp_path / "s2.png"), "--paradigm", "contrastive", "--out", str(out),
+            "--epochs", "1", "--classifier-steps", "3", *FAST]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    meta = Segmenter(out, providers=("cpu",)).metadata
+    assert meta.kind == "tomogram" and meta.normalization_scope == "volume"
+    assert meta.class_names == ("pore", "solid") and meta.paradigm == "contrastive"
+    bad = CliRunner().invoke(main, [*args[:4], "9", *args[5:]])
+    assert bad.exit_code != 0 and "slice index 9 out of range" in bad.output
+
+
+def test_bad_layout_is_a_clear_error(tmp_path):
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    (data / "labels" / "img01.png").unlink()
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "x.onnx"),
+                                       *FAST])
+    assert result.exit_code != 0
+    assert "img01.tif: no label for this image" in result.output
+
+
+def test_pseudo_label_records_provenance(tmp_path):
+    data = make_folder(tmp_path / "data", n=4, size=32, unlabeled=3)
+    teacher = TrainConfig(out=str(tmp_path / "t.onnx"), data=str(data), epochs=1,
+                          steps_per_epoch=1, batch_size=2, crop=32, export=False,
+                          model_options=json.loads(TINY))
+    train(teacher, progress=False)
+    student = TrainConfig(out=str(tmp_path / "s.onnx"), data=str(data), epochs=1,
+                          paradigm="pseudo-label", teacher=str(tmp_path / "t.pt"),
+                          confidence=0.5, steps_per_epoch=1, batch_size=2, crop=32,
+                          export=False, model_options=json.loads(TINY))
+    train(student, progress=False)
+    provenance = load_checkpoint(tmp_path / "s.pt")["provenance"]
+    assert provenance["teacher"] == "t.pt" and len(provenance["teacher_sha256"]) == 64
+    assert provenance["confidence"] == 0.5 and provenance["pseudo_labeled_images"] == 3
+    assert 0.0 <= provenance["kept_fraction"] <= 1.0

@@ -1,0 +1,171 @@
+"""Training data layout, errors that name the file, splits, hashing, augmentation."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+from training_helpers import make_folder
+
+from nwwatch.normalize import intensity_range, normalize_image
+from training.augment import AugmentConfig, augment, geometric, random_crop
+from training.data import (
+    DatasetLayoutError,
+    load_folder,
+    load_volume_slice,
+    make_split,
+)
+
+
+def test_folder_loads_pairs_by_stem_and_normalises(tmp_path):
+    root = make_folder(tmp_path / "d", n=4, unlabeled=3)
+    data = load_folder(root)
+    assert [s.stem for s in data.labeled] == ["img00", "img01", "img02", "img03"]
+    raw = tifffile.imread(root / "images" / "img02.tif")
+    np.testing.assert_array_equal(data.labeled[2].image, normalize_image(raw))
+    assert data.labeled[2].label.dtype == np.uint8
+    assert len(data.unlabeled) == 3  # every page of the multi-page stack
+    assert data.class_names == ("background", "nanowire", "droplet") and data.kind == "insitu"
+
+
+def test_images_at_top_level_as_synth_writes_them(tmp_path):
+    root = make_folder(tmp_path / "d", n=2)
+    for path in (root / "images").iterdir():
+        path.rename(root / path.name)
+    (root / "images").rmdir()
+    assert len(load_folder(root).labeled) == 2
+
+
+def test_dataset_hash_changes_with_a_label(tmp_path):
+    root = make_folder(tmp_path / "d", n=3)
+    before = load_folder(root).sha256()
+    assert load_folder(root).sha256() == before
+    label = cv2.imread(str(root / "labels" / "img01.png"), cv2.IMREAD_UNCHANGED)
+    label[0, 0] = 255
+    cv2.imwrite(str(root / "labels" / "img01.png"), label)
+    assert load_folder(root).sha256() != before
+
+
+def _expect(root, match, name):
+    with pytest.raises(DatasetLayoutError, match=match) as info:
+        load_folder(root)
+    assert info.value.path.name == name
+
+
+def test_missing_label_names_the_image(tmp_path):
+    root = make_folder(tmp_path / "d", n=3)
+    (root / "labels" / "img01.png").unlink()
+    _expect(root, "no label", "img01.tif")
+
+
+def test_label_without_image(tmp_path):
+    root = make_folder(tmp_path / "d", n=3)
+    (root / "images" / "img02.tif").unlink()
+    _expect(root, "without an image", "img02.png")
+
+
+def test_label_values_out_of_range(tmp_path):
+    root = make_folder(tmp_path / "d", n=2)
+    label = np.zeros((48, 48), np.uint8)
+    label[3, 3] = 7
+    cv2.imwrite(str(root / "labels" / "img00.png"), label)
+    _expect(root, r"values \[7\] out of range", "img00.png")
+
+
+def test_shape_mismatch(tmp_path):
+    root = make_folder(tmp_path / "d", n=2)
+    cv2.imwrite(str(root / "labels" / "img01.png"), np.zeros((40, 48), np.uint8))
+    _expect(root, "shape", "img01.png")
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "labels").mkdir()
+    _expect(tmp_path / "d", "no images", "images")
+
+
+def test_dataset_toml_classes_and_bad_keys(tmp_path):
+    root = make_folder(tmp_path / "d", n=2)
+    (root / "dataset.toml").write_text('kind = "insitu"\nclasses = ["bg", "wire", "drop"]\n')
+    assert load_folder(root).class_names == ("bg", "wire", "drop")
+    (root / "dataset.toml").write_text('clases = ["a", "b"]\n')
+    _expect(root, "unknown keys", "dataset.toml")
+
+
+def test_split_is_seeded_and_disjoint():
+    stems = [f"s{k}" for k in range(20)]
+    a, b = make_split(stems, 0.25, seed=3), make_split(stems, 0.25, seed=3)
+    assert a == b and len(a.val) == 5 and not set(a.train) & set(a.val)
+    assert make_split(stems, 0.25, seed=4) != a
+    assert make_split(["only"], 0.5, seed=0).train == ("only",)
+
+
+def _volume(tmp_path, depth=6):
+    rng = np.random.default_rng(0)
+    volume = rng.normal(100, 10, (depth, 32, 40)).astype(np.float32)
+    volume[:, :, 20:] += 80
+    path = tmp_path / "vol.tif"
+    tifffile.imwrite(path, volume)
+    labels = np.full((32, 40), 255, np.uint8)
+    labels[4:8, 4:8] = 0
+    labels[4:8, 30:34] = 1
+    label_path = tmp_path / "slice.png"
+    cv2.imwrite(str(label_path), labels)
+    return path, label_path, volume
+
+
+def test_volume_slice_normalised_with_the_volume_range(tmp_path):
+    path, label_path, volume = _volume(tmp_path)
+    data = load_volume_slice(path, 2, label_path)
+    assert data.kind == "tomogram" and data.normalization_scope == "volume"
+    assert len(data.unlabeled) == 5
+    expected = normalize_image(volume[2], intensity_range(volume))
+    np.testing.assert_array_equal(data.labeled[0].image, expected)
+
+
+def test_volume_slice_errors(tmp_path):
+    path, label_path, _ = _volume(tmp_path)
+    with pytest.raises(DatasetLayoutError, match="slice index 6 out of range"):
+        load_volume_slice(path, 6, label_path)
+    wrong = tmp_path / "wrong.png"
+    cv2.imwrite(str(wrong), np.zeros((31, 40), np.uint8))
+    with pytest.raises(DatasetLayoutError, match="shape"):
+        load_volume_slice(path, 1, wrong)
+    one_class = tmp_path / "one.png"
+    labels = np.full((32, 40), 255, np.uint8)
+    labels[:3, :3] = 1
+    cv2.imwrite(str(one_class), labels)
+    with pytest.raises(DatasetLayoutError, match=r"no labeled pixel of class 0 \(pore\)"):
+        load_volume_slice(path, 1, one_class)
+
+
+def test_geometric_augmentation_moves_image_and_label_together():
+    rng = np.random.default_rng(1)
+    label = (np.arange(64).reshape(8, 8) % 3).astype(np.uint8)
+    image = label.astype(np.float32) / 2
+    for _ in range(10):
+        img, lab = geometric(image, label, rng, AugmentConfig())
+        np.testing.assert_array_equal(img * 2, lab)
+
+
+def test_intensity_augmentation_keeps_range_and_label():
+    rng = np.random.default_rng(2)
+    image = np.linspace(-1, 1, 256, dtype=np.float32).reshape(16, 16)
+    label = np.zeros((16, 16), np.uint8)
+    for _ in range(10):
+        img, lab = augment(image, label, rng)
+        assert img.dtype == np.float32 and img.min() >= -1 and img.max() <= 1
+        assert lab.shape == (16, 16)
+
+
+def test_crop_keeps_a_labeled_pixel_and_pads_small_images():
+    rng = np.random.default_rng(3)
+    image = np.zeros((100, 100), np.float32)
+    label = np.full((100, 100), 255, np.uint8)
+    label[90, 5] = 1
+    for _ in range(20):
+        _, lab = random_crop(image, label, 16, rng)
+        assert lab.shape == (16, 16) and (lab == 1).sum() == 1
+    img, lab = random_crop(np.zeros((10, 12), np.float32), np.zeros((10, 12), np.uint8), 16, rng)
+    assert img.shape == (16, 16) and (lab == 255).sum() == 16 * 16 - 120

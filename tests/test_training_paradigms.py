@@ -1,0 +1,95 @@
+"""Every paradigm learns on a fixed tiny batch; model C keeps its encoder frozen; pseudo-labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from training_helpers import make_scene
+
+from nwwatch.normalize import normalize_image
+from training.config import TrainConfig
+from training.paradigms import PARADIGMS
+from training.paradigms.pseudo_label import pseudo_label
+
+torch.set_num_threads(1)
+TINY = {"widths": [4, 8, 16], "encoder_convs": [1, 1, 1], "decoder_convs": [1, 1]}
+
+
+def _batch(n=4, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    images, labels = zip(*(make_scene(rng, size) for _ in range(n)), strict=True)
+    x = torch.from_numpy(np.stack([normalize_image(i) for i in images]))[:, None]
+    return x, torch.from_numpy(np.stack(labels).astype(np.int64))
+
+
+def _fit(paradigm, steps=8, lr=0.05):
+    torch.manual_seed(0)
+    x, y = _batch(n=2)
+    unlabeled = _batch(n=2, seed=1)[0]
+    optimizer = torch.optim.SGD(paradigm.trainable_parameters(), lr=lr, momentum=0.9)
+    paradigm.train_mode()
+    losses = []
+    for step in range(steps):
+        loss, logs = paradigm.training_loss(x, y, unlabeled, epoch=step / 2)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(logs["loss"])
+    return losses
+
+
+@pytest.mark.parametrize("name", ["supervised", "cct", "pseudo-label", "contrastive"])
+def test_loss_falls_on_a_fixed_batch(name):
+    torch.manual_seed(0)
+    config = TrainConfig(out="unused.onnx", paradigm=name, model_options=TINY, seed=0,
+                         rampup_epochs=1.0, embedding_dim=8, max_anchors=512, max_pixels=256)
+    losses = _fit(PARADIGMS[name](config, 3))
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+
+
+def test_cct_pspnet_uses_all_seven_perturbations():
+    config = TrainConfig(out="unused.onnx", paradigm="cct", arch="pspnet",
+                         model_options={"layers": [1, 1, 1, 1], "base_width": 4,
+                                        "ppm_channels": 8})
+    paradigm = PARADIGMS["cct"](config, 3)
+    assert len(paradigm.aux) == 7
+    x, y = _batch(n=2)
+    loss, logs = paradigm.training_loss(x, y, x, epoch=20.0)
+    loss.backward()
+    assert logs["w_u"] == 1.0 and logs["unsup"] > 0
+
+
+def test_cct_unet_skips_option():
+    config = TrainConfig(out="unused.onnx", paradigm="cct", model_options=TINY,
+                         perturb_skips=True, aux_per_perturbation=2)
+    paradigm = PARADIGMS["cct"](config, 3)
+    assert paradigm.perturbation_names == ("dropout", "dropout", "feature_drop", "feature_drop",
+                                           "feature_noise", "feature_noise")
+    x, y = _batch(n=2)
+    loss, _ = paradigm.training_loss(x, y, x, epoch=0.0)
+    assert torch.isfinite(loss)
+
+
+def test_model_c_freezes_weights_and_batchnorm_statistics(tmp_path):
+    from training.checkpoint import save_checkpoint
+
+    teacher = PARADIGMS["supervised"](TrainConfig(out="t.onnx", model_options=TINY), 3)
+    save_checkpoint(tmp_path / "sup.pt", {"inference": teacher.inference_spec(),
+                                          "inference_state": teacher.model.state_dict()})
+    config = TrainConfig(out="c.onnx", paradigm="cct", model_options=TINY,
+                         frozen_encoder=str(tmp_path / "sup.pt"))
+    paradigm = PARADIGMS["cct"](config, 3)
+    before = {k: v.clone() for k, v in paradigm.model.encoder.state_dict().items()}
+    for k, v in teacher.model.encoder.state_dict().items():
+        assert torch.equal(before[k], v)
+    _fit(paradigm, steps=3)
+    after = paradigm.model.encoder.state_dict()
+    for k, v in before.items():   # weights AND running_mean / running_var unchanged
+        assert torch.equal(v, after[k]), k
+    assert not paradigm.model.encoder.training
+
+
+def test_pseudo_label_threshold():
+    probs = np.array([[[0.95, 0.5]], [[0.05, 0.3]], [[0.0, 0.2]]], np.float32)
+    np.testing.assert_array_equal(pseudo_label(probs, 0.9), [[0, 255]])

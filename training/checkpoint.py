@@ -1,0 +1,68 @@
+"""Checkpoints: everything needed to resume a run or to reuse its model.
+
+A checkpoint (``MODEL.pt`` next to ``MODEL.onnx``) is a dict saved with :func:`torch.save`::
+
+    format, config (TrainConfig.to_dict()), split {"train": [...], "val": [...]}, epoch (number
+    of completed epochs), iteration, state (all trained modules), optimizer, history (per-epoch
+    logs), best {"epoch", "metrics"}, inference (spec to rebuild the logits model),
+    inference_state (its weights at the best validation epoch), class_names, kind,
+    normalization_scope, training_data_sha256, provenance.
+
+Writes are atomic (temporary file then ``os.replace``) so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.paradigms.base import build_inference_model
+
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file."""
+
+
+def checkpoint_path(out: str | os.PathLike[str]) -> Path:
+    """``MODEL.onnx`` -> ``MODEL.pt`` (same folder)."""
+    return Path(out).with_suffix(".pt")
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"format": FORMAT, **payload}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an nwwatch training checkpoint (format {FORMAT})")
+    return payload
+
+
+def load_inference_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict]:
+    """(spec, state_dict) of the logits model stored in a checkpoint."""
+    payload = load_checkpoint(path)
+    return payload["inference"], payload["inference_state"]
+
+
+def load_inference_model(path: str | os.PathLike[str]) -> nn.Module:
+    """The trained logits model of a checkpoint (CPU, eval mode)."""
+    spec, state = load_inference_state(path)
+    model = build_inference_model(spec)
+    model.load_state_dict(state)
+    return model.eval()

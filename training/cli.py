@@ -1,0 +1,179 @@
+"""``nwwatch train``: train a segmentation model with one of four paradigms and export ONNX."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from training.config import PARADIGM_NAMES, TrainConfig
+
+
+def _model_options(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--model-options") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("expected a JSON object", param_hint="--model-options")
+    return value
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The options given on the command line, as a reproducible ``nwwatch train`` command."""
+    parts = ["nwwatch", "train"]
+    if ctx.params.get("data") is not None:
+        parts.append(str(ctx.params["data"]))
+    for param in ctx.command.params:
+        if param.name == "data" or ctx.get_parameter_source(param.name) is not (
+                ParameterSource.COMMANDLINE):
+            continue
+        value = ctx.params[param.name]
+        if getattr(param, "is_flag", False):
+            if value:
+                parts.append(param.opts[0])
+        else:
+            parts += [param.opts[0], str(value)]
+    return shlex.join(parts)
+
+
+@click.command("train")
+@click.argument("data", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--paradigm", type=click.Choice(PARADIGM_NAMES), default="supervised",
+              show_default=True, help="supervised (A, D), cct (B, C, E), pseudo-label (F), "
+                                      "contrastive (seed 003).")
+@click.option("--arch", default="unet", show_default=True,
+              help="Architecture: unet (lean), unet-paper, pspnet.")
+@click.option("--model-options", default=None, help='Architecture options as JSON, e.g. '
+              '\'{"widths": [8, 16, 32, 64, 128]}\'.')
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="MODEL.onnx to write; the checkpoint MODEL.pt goes next to it.")
+@click.option("--volume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Tomogram workflow: the 3D TIFF volume (every other slice is unlabeled data).")
+@click.option("--slice", "slice_index", type=int,
+              help="Index of the labeled slice (with --volume).")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Labels of that slice: 0 pore, 1 solid, 255 unlabeled.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Epochs [default: 50; 30 with --volume].")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
+              help="Iterations per epoch [default: labeled images / batch size; 20 with --volume].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd",
+              show_default=True, help="SGD with momentum (the papers') or AdamW.")
+@click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--crop", type=click.IntRange(min=8), default=256, show_default=True,
+              help="Side of the random training crops (pixels).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2,
+              show_default=True, help="Share of labeled images held out for validation.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch [default: torch's]. On a shared machine 1 is often "
+                   "fastest: OpenMP threads spin when cores are oversubscribed.")
+@click.option("--no-augment", is_flag=True, help="Disable online augmentation.")
+@click.option("--dice-weight", type=float, default=1.0, show_default=True)
+@click.option("--unsupervised-weight", type=float, default=1.0, show_default=True,
+              help="cct: weight of the consistency loss after ramp-up.")
+@click.option("--rampup-epochs", type=float, default=10.0, show_default=True,
+              help="cct: epochs over which the consistency weight ramps up.")
+@click.option("--perturbations", default=None,
+              help="cct: comma-separated perturbations [default: all seven for pspnet; "
+                   "dropout,feature_drop,feature_noise for UNets].")
+@click.option("--aux-per-perturbation", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--perturb-skips", is_flag=True, help="cct with a UNet: perturb skip features too.")
+@click.option("--frozen-encoder", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="cct: supervised checkpoint whose encoder is loaded and frozen (model C).")
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="pseudo-label: teacher MODEL.pt or MODEL.onnx.")
+@click.option("--confidence", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="pseudo-label: pixels below this teacher confidence become 255.")
+@click.option("--embedding-dim", type=click.IntRange(min=2), default=16, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True,
+              help="contrastive: softmax temperature on cosine similarities (1 = the paper's "
+                   "plain cosine; 0.1 scatters unlabeled background, issue 6).")
+@click.option("--self-temperature", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="contrastive: temperature of the self-supervised loss  [default: "
+                   "--temperature]")
+@click.option("--contrastive-supervised-weight", type=click.FloatRange(min=0), default=1.0,
+              show_default=True, help="contrastive: weight of the supervised contrastive loss.")
+@click.option("--contrastive-self-weight", type=click.FloatRange(min=0), default=1.0,
+              show_default=True, help="contrastive: weight of the self-supervised loss.")
+@click.option("--classifier-steps", type=click.IntRange(min=0), default=100, show_default=True,
+              help="contrastive: iterations refitting the 1x1 classifier on the frozen backbone.")
+@click.option("--quantize", type=click.Choice(["int8"]), default=None,
+              help="Also write MODEL-int8.onnx if it keeps >= 99.9 % label agreement.")
+@click.option("--exporter", type=click.Choice(["dynamo", "legacy"]), default="dynamo",
+              show_default=True, help="torch ONNX exporter (both verified against torch).")
+@click.option("--resume", is_flag=True, help="Continue from MODEL.pt (its settings and split).")
+@click.option("--export-only", is_flag=True,
+              help="With --resume: train nothing, export MODEL.pt's best weights now.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(data, paradigm, arch, model_options, out, volume, slice_index, labels, epochs,
+          steps_per_epoch, batch_size, optimizer, lr, momentum, weight_decay, crop, val_fraction,
+          seed, device, threads, no_augment, dice_weight, unsupervised_weight, rampup_epochs,
+          perturbations, aux_per_perturbation, perturb_skips, frozen_encoder, teacher, confidence,
+          embedding_dim, temperature, self_temperature, contrastive_supervised_weight,
+          contrastive_self_weight, classifier_steps, quantize, exporter, resume, export_only,
+          quiet) -> None:
+    """Train a segmentation model on DATA and export it to ONNX.
+
+    DATA/images/<stem>.tif|png with DATA/labels/<stem>.png (255 = unlabeled), optional
+    DATA/unlabeled/ and DATA/dataset.toml; or a tomogram: --volume V.tif --slice Z --labels L.png.
+    """
+    from training.checkpoint import CheckpointError
+    from training.data import DatasetLayoutError
+    from training.engine import TrainingError
+    from training.engine import train as run
+
+    if volume is None and data is None and not (resume or export_only):
+        raise click.UsageError("give DATA, or --volume with --slice and --labels")
+    if volume is not None and (slice_index is None or labels is None):
+        raise click.UsageError("--volume needs --slice and --labels")
+    config = TrainConfig(
+        out=str(out), data=str(data) if data else None, paradigm=paradigm, arch=arch,
+        model_options=_model_options(model_options),
+        volume=str(volume) if volume else None, slice_index=slice_index,
+        labels=str(labels) if labels else None,
+        epochs=epochs or (30 if volume else 50),
+        steps_per_epoch=steps_per_epoch or (20 if volume else None),
+        batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+        weight_decay=weight_decay, crop=crop,
+        val_fraction=val_fraction, seed=seed, device=device, threads=threads,
+        augment=not no_augment,
+        dice_weight=dice_weight, unsupervised_weight=unsupervised_weight,
+        rampup_epochs=rampup_epochs,
+        perturbations=tuple(p.strip() for p in perturbations.split(",")) if perturbations
+        else None,
+        aux_per_perturbation=aux_per_perturbation, perturb_skips=perturb_skips,
+        frozen_encoder=str(frozen_encoder) if frozen_encoder else None,
+        teacher=str(teacher) if teacher else None, confidence=confidence,
+        embedding_dim=embedding_dim, temperature=temperature, self_temperature=self_temperature,
+        contrastive_supervised_weight=contrastive_supervised_weight,
+        contrastive_self_weight=contrastive_self_weight,
+        classifier_steps=classifier_steps, quantize=quantize, exporter=exporter,
+        command=_command_line(click.get_current_context()),
+    )
+    try:
+        result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
+                     export_only=export_only)
+    except (DatasetLayoutError, TrainingError, CheckpointError, ValueError,
+            FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"checkpoint: {result.checkpoint}")
+    if result.out is not None:
+        click.echo(f"model: {result.out}")
+    if result.int8 is not None:
+        click.echo(f"int8 model: {result.int8}")
+    elif quantize:
+        click.echo(f"int8 model not kept: {result.reports.get('int8')}")
+    for key, value in sorted(result.metrics.items()):
+        click.echo(f"  {key}: {value:.4f}")

@@ -1,0 +1,80 @@
+"""Every setting of one training run; stored in the checkpoint and replayed by ``--resume``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+PARADIGM_NAMES = ("supervised", "cct", "pseudo-label", "contrastive")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of ``nwwatch train`` (names match the command-line options)."""
+
+    out: str
+    data: str | None = None
+    paradigm: str = "supervised"
+    arch: str = "unet"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    # tomogram workflow (issue 6)
+    volume: str | None = None
+    slice_index: int | None = None
+    labels: str | None = None
+    # optimisation
+    epochs: int = 50
+    steps_per_epoch: int | None = None
+    batch_size: int = 8
+    unlabeled_batch_size: int | None = None
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    crop: int = 256
+    val_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    augment: bool = True
+    dice_weight: float = 1.0
+    # cct
+    unsupervised_weight: float = 1.0
+    rampup_epochs: float = 10.0
+    perturbations: tuple[str, ...] | None = None
+    aux_per_perturbation: int = 1
+    perturb_skips: bool = False
+    frozen_encoder: str | None = None
+    # pseudo-label
+    teacher: str | None = None
+    confidence: float = 0.9
+    # contrastive
+    embedding_dim: int = 16
+    temperature: float = 1.0  # seed 003 eq. 4-6: plain cosine similarity (issue 6)
+    self_temperature: float | None = None  # self-supervised term; None: ``temperature``
+    contrastive_supervised_weight: float = 1.0
+    contrastive_self_weight: float = 1.0
+    n_positive: int = 10
+    n_negative: int = 10
+    max_anchors: int = 2048
+    max_pixels: int = 1024
+    classifier_steps: int = 100
+    # export
+    quantize: str | None = None
+    export: bool = True
+    exporter: str = "dynamo"
+    command: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if out["perturbations"] is not None:
+            out["perturbations"] = list(out["perturbations"])
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        if values.get("perturbations") is not None:
+            values["perturbations"] = tuple(values["perturbations"])
+        return cls(**values)

@@ -1,0 +1,335 @@
+"""The training loop shared by every paradigm: data, optimiser, schedule, validation,
+checkpoints, resume and export.
+
+- SGD (lr 0.01, momentum 0.9, weight decay 1e-4 by default), poly learning rate stepped per
+  ITERATION: ``lr_t = lr * (1 - t / T) ** 0.9``.
+- Random crops with TEM augmentation (:mod:`training.augment`); labeled crops always contain
+  labeled pixels.
+- Validation mIoU after every epoch on the saved validation split (or, without one, on the
+  labeled pixels of the training images, reported under ``train_*`` keys).
+- A checkpoint ``MODEL.pt`` after every epoch; ``resume=True`` continues from its epoch with
+  its settings, split and optimiser state. The exported weights are those of the best
+  validation epoch (the last epoch when there is no validation split, and for ``contrastive``
+  whose classifier is refit at the end).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nwwatch import __version__
+from nwwatch.segment.metrics import SegmentationMetrics, confusion_matrix, metrics_from_confusion
+from training.augment import augment, random_crop
+from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from training.config import TrainConfig
+from training.data import LabeledImage, TrainingData, load_folder, load_volume_slice, make_split
+from training.paradigms import PARADIGMS, Paradigm
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(ValueError):
+    """A training run that cannot start or continue; the message says why."""
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. ``metrics`` are those of the exported weights."""
+
+    out: Path | None
+    checkpoint: Path
+    metrics: dict[str, float]
+    epochs: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    int8: Path | None = None
+    reports: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when available, else CPU; otherwise the named torch device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def poly_lr(base_lr: float, iteration: int, total: int, power: float = 0.9) -> float:
+    """Poly schedule: ``base_lr * (1 - iteration / total) ** power``."""
+    return base_lr * (1.0 - min(iteration, total) / max(total, 1)) ** power
+
+
+def seed_everything(seed: int) -> None:
+    # Training draws from explicit generators; these cover library code that does not.
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_training_data(config: TrainConfig) -> TrainingData:
+    """The DATA folder, or the tomogram workflow's volume + labeled slice."""
+    if config.volume is not None:
+        if config.slice_index is None or config.labels is None:
+            raise TrainingError("--volume needs --slice INDEX and --labels LABELS.png")
+        return load_volume_slice(config.volume, config.slice_index, config.labels)
+    if config.data is None:
+        raise TrainingError("give a DATA folder, or --volume with --slice and --labels")
+    return load_folder(config.data)
+
+
+class BatchSampler:
+    """Random augmented crops (seeded) from labeled items and from unlabeled images."""
+
+    def __init__(self, items: list[LabeledImage], unlabeled: list[np.ndarray], config: TrainConfig,
+                 rng: np.random.Generator) -> None:
+        self.items, self.unlabeled, self.config, self.rng = items, unlabeled, config, rng
+
+    def _crop(self, image, label):
+        image, label = random_crop(image, label, self.config.crop, self.rng)
+        if self.config.augment:
+            image, label = augment(image, label, self.rng)
+        return image, label
+
+    def labeled(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """images float32 (B, 1, crop, crop), labels int64 (B, crop, crop)."""
+        images, labels = [], []
+        for k in self.rng.integers(0, len(self.items), self.config.batch_size):
+            image, label = self._crop(self.items[k].image, self.items[k].label)
+            images.append(image)
+            labels.append(label)
+        return (torch.from_numpy(np.stack(images))[:, None],
+                torch.from_numpy(np.stack(labels).astype(np.int64)))
+
+    def unlabeled_batch(self) -> torch.Tensor | None:
+        if not self.unlabeled:
+            return None
+        size = self.config.unlabeled_batch_size or self.config.batch_size
+        crops = [self._crop(self.unlabeled[k], None)[0]
+                 for k in self.rng.integers(0, len(self.unlabeled), size)]
+        return torch.from_numpy(np.stack(crops))[:, None]
+
+
+def predict_labels(model: torch.nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
+    """uint8 (H, W) argmax of a logits model on one normalised image (padded, then cropped)."""
+    multiple = int(getattr(model, "size_multiple", 1))
+    height, width = image.shape
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "edge"
+        image = np.pad(image, ((0, pad_h), (0, pad_w)), mode=mode)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device))
+    return logits[0, :, :height, :width].argmax(dim=0).to(torch.uint8).cpu().numpy()
+
+
+def validate(model: torch.nn.Module, items: list[LabeledImage], num_classes: int,
+             device: torch.device) -> SegmentationMetrics:
+    """Dataset-level metrics of ``model`` (eval mode) on full images (255 ignored)."""
+    was_training = model.training
+    model.eval()
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for item in items:
+        confusion += confusion_matrix(item.label, predict_labels(model, item.image, device),
+                                      num_classes)
+    model.train(was_training)
+    return metrics_from_confusion(confusion)
+
+
+def _state_on_cpu(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True,
+          echo: Callable[[str], None] | None = None, export_only: bool = False) -> TrainResult:
+    """Run one training (or continue it with ``resume``) and export the model.
+
+    Parameters
+    ----------
+    config : the run's settings; with ``resume`` only ``out``, ``epochs`` (when larger),
+        ``device``, ``threads``, ``exporter`` and ``quantize`` are taken from it, the rest
+        comes from the checkpoint (``out.with_suffix(".pt")``).
+    progress : show a tqdm progress bar (loss, validation mIoU).
+    export_only : with ``resume``: train nothing, export the checkpoint's best weights now
+        (e.g. after interrupting a run).
+    echo : called with one line per epoch (default: nothing).
+
+    Raises
+    ------
+    TrainingError, DatasetLayoutError, CheckpointError.
+    """
+    echo = echo or (lambda line: None)
+    ckpt_file = checkpoint_path(config.out)
+    payload: dict[str, Any] | None = None
+    if export_only and not resume:
+        raise TrainingError("export_only needs resume (an existing checkpoint)")
+    if resume:
+        payload = load_checkpoint(ckpt_file)
+        saved = TrainConfig.from_dict(payload["config"])
+        saved.epochs = max(saved.epochs, config.epochs)
+        saved.device, saved.exporter = config.device, config.exporter
+        saved.threads, saved.out = config.threads, config.out
+        if config.command and config.command != saved.command:
+            # The model's recorded command must reproduce it: the first run, then the resume.
+            saved.command = f"{saved.command} && {config.command}"
+        saved.quantize = config.quantize or saved.quantize
+        config = saved
+    if config.paradigm not in PARADIGMS:
+        raise TrainingError(f"unknown paradigm {config.paradigm!r}; choose from "
+                            f"{sorted(PARADIGMS)}")
+    if config.crop < 8 or config.batch_size < 1 or config.epochs < 1:
+        raise TrainingError("crop must be >= 8, batch size and epochs >= 1")
+    device = resolve_device(config.device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+
+    data = load_training_data(config)
+    num_classes = data.num_classes
+    data_sha = data.sha256()
+    by_stem = {item.stem: item for item in data.labeled}
+    if payload is not None:
+        if payload["training_data_sha256"] != data_sha:
+            raise TrainingError(f"{ckpt_file}: the training data changed since this checkpoint "
+                                f"was written; start a new run instead of --resume")
+        split_train, split_val = payload["split"]["train"], payload["split"]["val"]
+    else:
+        split = make_split(list(by_stem), config.val_fraction, config.seed)
+        split_train, split_val = list(split.train), list(split.val)
+    train_items = [by_stem[s] for s in split_train]
+    val_items = [by_stem[s] for s in split_val]
+
+    paradigm: Paradigm = PARADIGMS[config.paradigm](config, num_classes)
+    paradigm.to(device)
+    extra = getattr(paradigm, "extra_labeled", None)
+    pool = train_items + (extra(data, device) if extra else [])
+    unlabeled = data.unlabeled
+    if paradigm.uses_unlabeled and not unlabeled:
+        # CCT / contrastive without unlabeled images: the training images serve as unlabeled.
+        unlabeled = [item.image for item in train_items]
+
+    params = paradigm.trainable_parameters()
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay)
+    elif config.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        raise TrainingError(f"unknown optimizer {config.optimizer!r}; choose sgd or adamw")
+    steps = config.steps_per_epoch or max(1, math.ceil(len(train_items) / config.batch_size))
+    total_iterations = steps * config.epochs
+    start_epoch, iteration, history = 0, 0, []
+    best: dict[str, Any] = {"epoch": -1, "score": -1.0, "metrics": {}}
+    best_state: dict[str, torch.Tensor] | None = None
+    if payload is not None:
+        paradigm.modules.load_state_dict(payload["state"])
+        optimizer.load_state_dict(payload["optimizer"])
+        start_epoch, iteration = payload["epoch"], payload["iteration"]
+        history, best = payload["history"], payload["best"]
+        best_state = payload.get("inference_state")
+        if start_epoch >= config.epochs:
+            echo(f"checkpoint already has {start_epoch} epochs; nothing to train")
+
+    end_epoch = start_epoch if export_only else config.epochs
+    eval_items = val_items or train_items
+    prefix = "val" if val_items else "train"
+    inference = paradigm.inference_model()
+
+    def checkpoint(epoch: int) -> None:
+        save_checkpoint(ckpt_file, {
+            "config": config.to_dict(), "split": {"train": split_train, "val": split_val},
+            "epoch": epoch, "iteration": iteration, "state": paradigm.modules.state_dict(),
+            "optimizer": optimizer.state_dict(), "history": history, "best": best,
+            "inference": paradigm.inference_spec(),
+            "inference_state": best_state if best_state is not None else _state_on_cpu(inference),
+            "class_names": list(data.class_names), "kind": data.kind,
+            "normalization_scope": data.normalization_scope,
+            "training_data_sha256": data_sha, "provenance": paradigm.provenance,
+        })
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps * end_epoch, initial=iteration, desc=config.paradigm,
+                   file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+    sampler = None
+    for epoch in range(start_epoch, end_epoch):
+        # Seeded per epoch so that a resumed run draws the same crops as an uninterrupted one.
+        rng = np.random.default_rng([config.seed, epoch])
+        torch.manual_seed(config.seed * 1009 + epoch)
+        sampler = BatchSampler(pool, unlabeled if paradigm.uses_unlabeled else [], config, rng)
+        paradigm.train_mode()
+        started, losses = time.monotonic(), []
+        for step in range(steps):
+            lr = poly_lr(config.lr, iteration, total_iterations, config.poly_power)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images, labels = sampler.labeled()
+            extra_images = sampler.unlabeled_batch()
+            loss, logs = paradigm.training_loss(
+                images.to(device), labels.to(device),
+                None if extra_images is None else extra_images.to(device),
+                epoch + step / steps)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            iteration += 1
+            losses.append(logs["loss"])
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{logs['loss']:.4f}",
+                                **{f"{prefix}_mIoU": f"{best['metrics'].get('mean_iou', 0):.3f}"})
+        scores = validate(inference, eval_items, num_classes, device)
+        metrics = {f"{prefix}_{k}": v for k, v in scores.as_dict(data.class_names).items()}
+        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr,
+                  "seconds": time.monotonic() - started, **metrics}
+        history.append(record)
+        if val_items and scores.mean_iou > best["score"]:
+            best = {"epoch": epoch + 1, "score": scores.mean_iou, "metrics": scores.as_dict()}
+            best_state = _state_on_cpu(inference)
+        elif not val_items:
+            best = {"epoch": epoch + 1, "score": scores.mean_iou, "metrics": scores.as_dict()}
+            best_state = None
+        if bar is not None:
+            bar.set_postfix(epoch=epoch + 1, loss=f"{record['loss']:.4f}",
+                            **{f"{prefix}_mIoU": f"{scores.mean_iou:.4f}"})
+        echo(f"epoch {epoch + 1}/{config.epochs} loss {record['loss']:.4f} "
+             f"{prefix} mIoU {scores.mean_iou:.4f} ({record['seconds']:.0f} s)")
+        checkpoint(epoch + 1)
+    if bar is not None:
+        bar.close()
+
+    # The weights to export: best validation epoch, or the final ones (contrastive refit).
+    if config.paradigm == "contrastive" and not export_only:
+        if sampler is None:
+            sampler = BatchSampler(pool, [], config, np.random.default_rng([config.seed, -1]))
+        paradigm.finish(sampler.labeled, device)
+        best_state = None
+    if best_state is not None:
+        inference.load_state_dict(best_state)
+    final = validate(inference, eval_items, num_classes, device)
+    metrics = {f"{prefix}_{k}": v for k, v in final.as_dict(data.class_names).items()}
+    best_state = _state_on_cpu(inference)
+    checkpoint(max(start_epoch, end_epoch))
+
+    result = TrainResult(None, ckpt_file, metrics, max(start_epoch, end_epoch), history)
+    if config.export:
+        from training.exporting import export_trained
+
+        result.out, result.int8, result.reports = export_trained(
+            inference, config, data, metrics, paradigm.provenance, data_sha,
+            [item.image for item in train_items], __version__,
+            [item.image for item in val_items])
+    return result
+

@@ -1,0 +1,108 @@
+"""Turn a trained logits model into the shipped ONNX file(s) with full metadata.
+
+Uses the models helper's :func:`training.export.export_onnx` (verified against torch before
+writing) and, with ``quantize = "int8"``, :func:`training.quantize.quantize_int8` (kept only
+when label agreement with fp32 is >= 99.9 %).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nwwatch.segment.contract import ModelMetadata
+from training.config import TrainConfig
+from training.data import TrainingData
+
+
+def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingData,
+                   metrics: dict[str, float], provenance: dict[str, Any], data_sha256: str,
+                   version: str) -> ModelMetadata:
+    """The :class:`ModelMetadata` of a trained model."""
+    extra: dict[str, Any] = {
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "crop": config.crop,
+        "model_config": dict(getattr(model, "config", {})),
+        "training_source": data.source,
+        "labeled_images": len(data.labeled),
+        "unlabeled_images": len(data.unlabeled),
+    }
+    if provenance:
+        extra["provenance"] = provenance
+    return ModelMetadata(
+        kind=data.kind,
+        class_names=tuple(data.class_names),
+        arch=str(getattr(model, "arch", config.arch)),
+        paradigm=config.paradigm,
+        size_multiple=int(model.size_multiple),
+        normalization_scope=data.normalization_scope,
+        nwwatch_version=version,
+        training_data_sha256=data_sha256,
+        training_command=config.command,
+        validation_metrics={k: float(v) for k, v in metrics.items()},
+        extra=extra,
+    )
+
+
+def calibration_stack(images: list[np.ndarray], multiple: int, count: int = 16,
+                      max_side: int = 512) -> np.ndarray:
+    """float32 (N, h, w): centre crops of a common size (a multiple of ``multiple``)."""
+    chosen = images[:count]
+    height = min(min(i.shape[0] for i in chosen), max_side)
+    width = min(min(i.shape[1] for i in chosen), max_side)
+    height = max(multiple, height - height % multiple)
+    width = max(multiple, width - width % multiple)
+    out = []
+    for image in chosen:
+        if image.shape[0] < height or image.shape[1] < width:
+            image = np.pad(image, ((0, max(0, height - image.shape[0])),
+                                   (0, max(0, width - image.shape[1]))), mode="edge")
+        r0 = (image.shape[0] - height) // 2
+        c0 = (image.shape[1] - width) // 2
+        out.append(image[r0:r0 + height, c0:c0 + width])
+    return np.stack(out).astype(np.float32)
+
+
+def export_trained(model: torch.nn.Module, config: TrainConfig, data: TrainingData,
+                   metrics: dict[str, float], provenance: dict[str, Any], data_sha256: str,
+                   calibration_images: list[np.ndarray], version: str,
+                   validation_images: list[np.ndarray] | None = None,
+                   ) -> tuple[Path, Path | None, dict[str, Any]]:
+    """Write ``config.out`` (and ``<stem>-int8.onnx`` when asked and accepted).
+
+    The INT8 candidate is calibrated on training images and its label agreement with fp32 is
+    measured on ``validation_images`` (held out) when given.
+
+    Returns (fp32 path, int8 path or None, reports).
+    """
+    from training.export import export_onnx
+
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.to("cpu").eval()
+    metadata = build_metadata(model, config, data, metrics, provenance, data_sha256, version)
+    calibration = calibration_stack(calibration_images, int(model.size_multiple))
+    reports: dict[str, Any] = {"export": export_onnx(model, out, metadata,
+                                                     exporter=config.exporter)}
+    int8_path = None
+    if config.quantize == "int8":
+        from training.quantize import quantize_int8
+
+        candidate = out.with_name(f"{out.stem}-int8.onnx")
+        try:
+            held_out = (calibration_stack(validation_images, int(model.size_multiple))
+                        if validation_images else None)
+            report = quantize_int8(out, candidate, calibration, min_agreement=0.999,
+                                   validation_images=held_out)
+        except Exception as exc:  # rejected or failed: the fp32 model stays the result
+            reports["int8"] = f"not kept: {exc}"
+            candidate.unlink(missing_ok=True)
+        else:
+            reports["int8"] = report
+            if getattr(report, "kept", True) and candidate.is_file():
+                int8_path = candidate
+    return out, int8_path, reports

@@ -1,0 +1,113 @@
+"""Cross-consistency training (seed 000's models B, C and E; Ouali et al. 2020).
+
+A shared encoder feeds the main decoder (supervised CE + Dice on labeled crops) and K
+auxiliary decoders that see perturbed features of unlabeled crops; the unsupervised loss is
+the MSE between the softmax of the main decoder (detached, a pseudo target) and of each
+auxiliary decoder, weighted by ``unsupervised_weight`` x a sigmoid ramp-up over EPOCHS
+(``exp(-5 (1 - t)^2)``, t = epoch / rampup_epochs; the public code counted iterations, so
+it never ramped).
+
+Model C: ``frozen_encoder`` = a supervised checkpoint whose encoder weights are loaded and
+frozen - parameters without gradients AND BatchNorm running statistics frozen (the frozen
+part stays in eval mode). For PSPNet the frozen part is the ResNet (``encoder.backbone``),
+the pyramid pooling is trained as in the paper; for a UNet the whole encoder.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.losses import ce_dice_loss, consistency_mse
+from training.paradigms.base import Paradigm
+from training.perturbations import (
+    PERTURBATIONS,
+    PREDICTION_BASED,
+    UNET_PERTURBATIONS,
+    perturb,
+)
+
+#: Perturbations that may also be applied to UNet skip features (no decoder/prediction needed).
+_SKIP_SAFE = ("dropout", "feature_drop", "feature_noise")
+
+
+def rampup(epoch: float, rampup_epochs: float) -> float:
+    """Sigmoid ramp-up in [0, 1]: exp(-5 (1 - epoch / rampup_epochs)^2), 1 after the ramp."""
+    if rampup_epochs <= 0:
+        return 1.0
+    t = min(max(epoch / rampup_epochs, 0.0), 1.0)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
+
+
+class CCTParadigm(Paradigm):
+    name = "cct"
+    uses_unlabeled = True
+
+    def __init__(self, config, num_classes: int) -> None:
+        super().__init__(config, num_classes)
+        names = config.perturbations
+        if names is None:
+            names = UNET_PERTURBATIONS if config.arch.startswith("unet") else PERTURBATIONS
+        unknown = [n for n in names if n not in PERTURBATIONS]
+        if unknown:
+            raise ValueError(f"unknown perturbation(s) {unknown}; choose from {PERTURBATIONS}")
+        repeat = range(config.aux_per_perturbation)
+        self.perturbation_names = tuple(n for n in names for _ in repeat)
+        self.aux = nn.ModuleList(self.model.new_decoder() for _ in self.perturbation_names)
+        self.modules["aux"] = self.aux
+        self.frozen: nn.Module | None = None
+        if config.frozen_encoder:
+            self._freeze_from(Path(config.frozen_encoder))
+        self._generator = torch.Generator().manual_seed(config.seed + 17)
+
+    def _freeze_from(self, path: Path) -> None:
+        from training.checkpoint import load_inference_state
+
+        spec, state = load_inference_state(path)
+        if spec["type"] != "segmentation" or spec["config"]["arch"] != self.config.arch:
+            raise ValueError(f"{path}: frozen encoder must come from a {self.config.arch!r} "
+                             f"segmentation checkpoint, it holds {spec['type']} "
+                             f"{spec['config'].get('arch')!r}")
+        prefix = "encoder."
+        encoder_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        self.model.encoder.load_state_dict(encoder_state)
+        self.frozen = getattr(self.model.encoder, "backbone", self.model.encoder)
+        for parameter in self.frozen.parameters():
+            parameter.requires_grad_(False)
+        self.provenance["frozen_encoder"] = str(path)
+
+    def train_mode(self) -> None:
+        self.modules.train()
+        if self.frozen is not None:
+            self.frozen.eval()  # frozen BatchNorm statistics
+
+    def training_loss(self, images, labels, unlabeled, epoch):
+        supervised = ce_dice_loss(self.model(images), labels, dice_weight=self.config.dice_weight)
+        logs: dict[str, Any] = {"sup": float(supervised.detach())}
+        if unlabeled is None or not len(self.aux):
+            logs["loss"] = logs["sup"]
+            return supervised, logs
+        features = self.model.encoder(unlabeled)
+        main_logits = self.model.decoder(features)
+        prediction = main_logits.detach().argmax(dim=1)
+        unsup = torch.zeros((), device=images.device)
+        for name, decoder in zip(self.perturbation_names, self.aux, strict=True):
+            skips = list(features[:-1])
+
+            def decode(z, decoder=decoder, skips=skips):
+                return decoder([*skips, z])
+
+            deepest = perturb(name, features[-1], prediction=prediction if name in
+                              PREDICTION_BASED else None, decode=decode, generator=self._generator)
+            if self.config.perturb_skips and name in _SKIP_SAFE:
+                skips = [perturb(name, s, generator=self._generator) for s in skips]
+            unsup = unsup + consistency_mse(main_logits, decoder([*skips, deepest]))
+        unsup = unsup / len(self.aux)
+        weight = self.config.unsupervised_weight * rampup(epoch, self.config.rampup_epochs)
+        loss = supervised + weight * unsup
+        logs.update(unsup=float(unsup.detach()), w_u=weight, loss=float(loss.detach()))
+        return loss, logs

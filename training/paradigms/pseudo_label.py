@@ -1,0 +1,89 @@
+"""Pseudo-labeling (seed 000's model F): a teacher labels the unlabeled set, the student
+trains with CE + Dice on labeled U pseudo-labeled images.
+
+Pixels whose teacher confidence (max softmax probability) is below ``confidence`` become 255
+and are ignored. Provenance (teacher file and sha256, threshold, kept fraction, image count)
+goes into the exported model's metadata.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nwwatch.classes import UNLABELED
+from training.data import LabeledImage, TrainingData, file_sha256
+from training.paradigms.supervised import SupervisedParadigm
+
+
+def _pad_to(image: np.ndarray, multiple: int) -> np.ndarray:
+    pad_h, pad_w = (-image.shape[0]) % multiple, (-image.shape[1]) % multiple
+    if not (pad_h or pad_w):
+        return image
+    mode = "reflect" if pad_h < image.shape[0] and pad_w < image.shape[1] else "edge"
+    return np.pad(image, ((0, pad_h), (0, pad_w)), mode=mode)
+
+
+def teacher_probabilities(teacher: Path, images: list[np.ndarray], num_classes: int,
+                          device: torch.device) -> list[np.ndarray]:
+    """Softmax (C, H, W) float32 of a teacher (.pt checkpoint or .onnx model) on each image."""
+    if teacher.suffix == ".onnx":
+        from nwwatch.segment.session import Segmenter
+
+        segmenter = Segmenter(teacher, providers=("cpu",))
+        if len(segmenter.metadata.class_names) != num_classes:
+            raise ValueError(f"{teacher}: teacher has {len(segmenter.metadata.class_names)} "
+                             f"classes, the data {num_classes}")
+        return [segmenter.segment(image).probabilities[0] for image in images]
+    from training.checkpoint import load_inference_model
+
+    model = load_inference_model(teacher).to(device).eval()
+    out = []
+    with torch.no_grad():
+        for image in images:
+            padded = _pad_to(image, model.size_multiple)
+            logits = model(torch.from_numpy(padded)[None, None].to(device))
+            if logits.shape[1] != num_classes:
+                raise ValueError(f"{teacher}: teacher has {logits.shape[1]} classes, the data "
+                                 f"{num_classes}")
+            probs = logits.softmax(dim=1)[0, :, : image.shape[0], : image.shape[1]]
+            out.append(probs.cpu().numpy())
+    return out
+
+
+def pseudo_label(probabilities: np.ndarray, confidence: float) -> np.ndarray:
+    """uint8 (H, W) argmax of (C, H, W) probabilities, 255 where max probability < confidence."""
+    labels = probabilities.argmax(axis=0).astype(np.uint8)
+    labels[probabilities.max(axis=0) < confidence] = UNLABELED
+    return labels
+
+
+class PseudoLabelParadigm(SupervisedParadigm):
+    name = "pseudo-label"
+
+    def extra_labeled(self, data: TrainingData, device: torch.device) -> list[LabeledImage]:
+        if not self.config.teacher:
+            raise ValueError("--paradigm pseudo-label needs --teacher MODEL.pt|MODEL.onnx")
+        teacher = Path(self.config.teacher)
+        if not teacher.is_file():
+            raise FileNotFoundError(f"{teacher}: teacher model not found")
+        if not data.unlabeled:
+            raise ValueError(f"{data.source}: pseudo-labeling needs unlabeled images "
+                             f"(DATA/unlabeled/)")
+        probabilities = teacher_probabilities(teacher, data.unlabeled, data.num_classes, device)
+        items, kept, total = [], 0, 0
+        for k, (image, probs) in enumerate(zip(data.unlabeled, probabilities, strict=True)):
+            labels = pseudo_label(probs, self.config.confidence)
+            kept += int((labels != UNLABELED).sum())
+            total += labels.size
+            items.append(LabeledImage(f"pseudo_{k:05d}", image, labels))
+        self.provenance.update(
+            teacher=teacher.name,
+            teacher_sha256=file_sha256(teacher),
+            confidence=self.config.confidence,
+            kept_fraction=kept / max(total, 1),
+            pseudo_labeled_images=len(items),
+        )
+        return items
