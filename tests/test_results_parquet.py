@@ -24,7 +24,8 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pq, "write_table", boom)
     with pytest.raises(OSError):
-        write_table_atomic(rows_to_table([{"source": "a", "x": 1.0}], SCHEMA), tmp_path / "a.parquet")
+        table = rows_to_table([{"source": "a", "x": 1.0}], SCHEMA)
+        write_table_atomic(table, tmp_path / "a.parquet")
     assert os.listdir(tmp_path) == []
 
 

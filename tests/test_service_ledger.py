@@ -57,7 +57,7 @@ def test_crash_before_rename_removes_partial_files_and_counts_an_attempt(tmp_pat
     mask.parent.mkdir()
     mask.write_bytes(b"half a mask")
     (tmp_path / "frames").mkdir()
-    tmp = tmp_path / "frames" / ".frames-x-b1.parquet.1234.tmp"
+    tmp = tmp_path / "frames" / ".frames-x-b1.parquet.1234abcd.part"
     tmp.write_bytes(b"PAR1 half a footer")
     ledger.close()
     ledger = Ledger(tmp_path / "l.sqlite", tmp_path)

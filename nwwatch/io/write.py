@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from nwwatch.atomic import atomic_write
 from nwwatch.io.limits import SUPPORTED_DTYPES
 
 #: Key of the ImageJ property holding nwwatch's JSON metadata.
@@ -202,33 +202,6 @@ def _atomic_write(
     path: str | os.PathLike[str], data: np.ndarray, metadata: dict, kwargs: dict
 ) -> Path:
     target = Path(path)
-    folder = target.parent
-    # Hidden name that does not end in .tif, so watchers filtering on the suffix skip it.
-    temporary = folder / f".{target.name}.{secrets.token_hex(4)}.part"
-    try:
-        # "x": exclusive creation, mode 0o666 minus the umask like any new file.
-        with open(temporary, "xb") as handle:
-            tifffile.imwrite(
-                handle, data, imagej=True, metadata=metadata, software="nwwatch", **kwargs
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_folder(folder)
+    with atomic_write(target) as handle:
+        tifffile.imwrite(handle, data, imagej=True, metadata=metadata, software="nwwatch", **kwargs)
     return target
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms/filesystems cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

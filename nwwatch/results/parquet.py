@@ -17,13 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from nwwatch.atomic import atomic_write
 
 
 def write_table_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
@@ -32,18 +26,8 @@ def write_table_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     Returns the final path. An existing file at ``path`` is replaced whole.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(final.parent)
+    with atomic_write(final) as handle:
+        pq.write_table(table, handle, compression="zstd")
     return final
 
 

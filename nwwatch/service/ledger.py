@@ -476,12 +476,11 @@ class Ledger:
                 self._fail(db, failure, max_attempts, now)
 
     def _remove_temporaries(self) -> None:
-        # Hidden temporaries of atomic writes interrupted by a crash (ours: results folder).
+        # Hidden temporaries of atomic writes (nwwatch.atomic) interrupted by a crash; only in
+        # our results folder.
         for sub in ("frames", "volumes", "masks", ""):
             folder = self.results_dir / sub
             if folder.is_dir():
-                for tmp in folder.glob(".*.tmp"):
-                    tmp.unlink(missing_ok=True)
                 for tmp in folder.glob(".*.part"):
                     tmp.unlink(missing_ok=True)
 

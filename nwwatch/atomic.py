@@ -1,0 +1,54 @@
+"""Atomic file writes: a reader never sees a partial file under the final name.
+
+Used for every file nwwatch produces that someone else may pick up while it is written: TIFF
+outputs (a folder watcher may be looking) and Parquet batches (a ``ParquetWriter`` writes its
+footer only on close, so a crash mid-write would leave a corrupt file).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+
+def fsync_folder(folder: str | os.PathLike[str]) -> None:
+    """Make a rename inside ``folder`` durable; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Open a hidden temporary file beside ``path`` for binary writing.
+
+    On a clean exit the file is flushed, fsynced, renamed to ``path`` (replacing any file
+    there) and the folder is fsynced; on an exception the temporary file is removed and
+    nothing appears at ``path``. The temporary name starts with '.' and ends in '.part', so
+    suffix-filtering watchers, pyarrow datasets and DuckDB globs all skip it.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        # "x": exclusive creation, mode 0o666 minus the umask like any new file.
+        with open(temporary, "xb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_folder(target.parent)
