@@ -122,6 +122,9 @@ class Segmenter:
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        # Idle ORT worker threads spin by default; in the service they share the cores with
+        # reading and measurement threads, and spinning steals those threads' CPU time.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         requested = _provider_list(tuple(providers), Path(cache_dir) if cache_dir else None)
         try:
             self._session = ort.InferenceSession(
