@@ -340,3 +340,18 @@ def test_numerical_failure_of_a_solver_is_a_fit_failed_value(monkeypatch):
     assert r.status == "fit_failed"
     assert "Singular matrix" in r.reason
     assert r.contact_angle_deg is None
+
+
+def test_ragged_wire_droplet_interface_fails_instead_of_a_wrong_angle():
+    # A network unsure where wire ends and droplet begins scatters the interface by pixels; the
+    # facet line cannot be placed, so no angle may be reported as valid.
+    c = cap(110.0, 30.0, 35.0, (128.3, 128.6))
+    labels = c.labels.copy()
+    t = t_coordinate(c)
+    rng = np.random.default_rng(3)
+    band = (np.abs(t) < 3.0) & (labels > 0)
+    labels[band] = rng.choice([NANOWIRE, DROPLET], size=int(band.sum())).astype(np.uint8)
+    r = measure_contact_angle(labels)
+    assert r.status == "fit_failed" and not r.angle_valid
+    assert "ragged" in r.reason
+    assert measure_contact_angle(c.labels).status == "ok"  # the clean cap is measured

@@ -72,6 +72,11 @@ def _robust_mean(values: np.ndarray) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std()), int(v.size)
 
 
+def _robust_scale(values: np.ndarray) -> float:
+    """1.4826 x median absolute deviation (the standard deviation for Gaussian scatter)."""
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
 def _robust_line(t: np.ndarray, lat: np.ndarray) -> tuple[float, float, int]:
     """Fit lat = c + m t, dropping points farther than max(0.75 px, 3 robust sigma); (c, m, n)."""
     keep = np.ones(t.size, dtype=bool)
@@ -92,6 +97,11 @@ def _robust_line(t: np.ndarray, lat: np.ndarray) -> tuple[float, float, int]:
 MIN_BULGE_PX = 1.0
 #: Narrower facets have too few boundary points to tell a bulge from pixel steps.
 MIN_BULGE_HALF_WIDTH_PX = 15.0
+#: Robust scatter of the wire/droplet interface points about the fitted facet (flat line or
+#: half ellipse) above which the facet cannot be placed. Label images rendered from a model
+#: scatter 0.2-0.6 px; the ragged interfaces of an uncertain network, 1.5-4 px, bulge at
+#: random and were read as 10-25 deg tilts with wrong angles marked ok.
+MAX_INTERFACE_SCATTER_PX = 1.0
 
 
 def _facet_bulge(
@@ -127,6 +137,8 @@ def _facet_bulge(
     except np.linalg.LinAlgError:
         return None
     k, se_k = float(coef[2]), math.sqrt(max(cov[2, 2], 0.0))
+    if 1.4826 * float(np.median(np.abs(res))) > MAX_INTERFACE_SCATTER_PX:
+        return None  # not an ellipse: a ragged outline, judged on the flat path
     # Only a bulge into the wire is a tilt (the droplet's projection covers the whole base
     # ellipse); the opposite sign is what a truncated facet corner looks like.
     if k < max(min_bulge_px, 4.0 * se_k):
@@ -259,6 +271,13 @@ def locate_facet(
             t_wire, t_drop, bulge_px = bulge
         else:
             bulge_px = 0.0
+            scatter = max(_robust_scale(tw[top]), _robust_scale(tf_[bottom]))
+            if it == PASSES - 1 and scatter > MAX_INTERFACE_SCATTER_PX:
+                raise FacetError(
+                    "fit_failed",
+                    f"the wire/droplet interface is ragged (scatter {scatter:.1f} px > "
+                    f"{MAX_INTERFACE_SCATTER_PX:.0f} px): the facet line cannot be placed",
+                )
         gap = max(t_drop - t_wire, 0.0)
         if drop_fine_pts is not None and gap <= 1.0:
             t_f, sd, nn = t_drop, sd_drop, n_drop  # the iso-line is the interface itself
