@@ -78,6 +78,11 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--models", default="ABCDEFG")
     parser.add_argument("--pspnet-options", default="{}", help="JSON, e.g. smaller ResNet")
+    parser.add_argument("--unet-arch", default="unet-paper", choices=("unet-paper", "unet"),
+                        help="UNet of D-G: the paper's (default) or the lean one (CPU budgets)")
+    parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (data seeds are fixed)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch and ONNX Runtime threads (1 is fastest on a busy machine)")
     parser.add_argument("--tiny", action="store_true",
@@ -101,13 +106,16 @@ def main() -> None:
     train_dir, test_dir = make_data(args.out, args.labeled, args.unlabeled, args.test, args.size)
     rows = []
     for name in args.models:
-        spec = MODELS[name]
+        spec = dict(MODELS[name])
+        if spec["arch"] == "unet-paper":
+            spec["arch"] = args.unet_arch
         config = TrainConfig(
             out=str(args.out / "models" / f"{name}.onnx"), data=str(train_dir),
             paradigm=spec["paradigm"], arch=spec["arch"],
             model_options=json.loads(args.pspnet_options) if spec["arch"] == "pspnet" else {},
             epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size,
-            crop=args.crop, val_fraction=0.2, seed=0, exporter="legacy",
+            crop=args.crop, optimizer=args.optimizer, lr=args.lr, val_fraction=0.2, seed=args.seed,
+            exporter="legacy",
             frozen_encoder=str(args.out / "models" / f"{spec['frozen_encoder']}.pt")
             if "frozen_encoder" in spec else None,
             teacher=str(args.out / "models" / f"{spec['teacher']}.pt") if "teacher" in spec
@@ -119,11 +127,15 @@ def main() -> None:
         seconds = time.monotonic() - started
         report = evaluate_folder(result.out, test_dir, threads=args.threads)
         m, a = report.metrics, report.angles
+        t = report.angles_on_truth_labels  # the measurement alone, on the true labels
         rows.append({
             "model": name, **spec, "train_s": round(seconds, 1),
             "miou": m.mean_iou, "pixel_accuracy": m.pixel_accuracy, "dice": m.mean_dice,
+            "iou_per_class": list(m.iou),
             "angle_rmse_deg": a.rmse_deg if a else None,
             "angle_valid": a.valid if a else None, "angle_failures": a.failures if a else None,
+            "truth_label_angle_rmse_deg": t.rmse_deg if t else None,
+            "truth_label_angle_valid": t.valid if t else None,
             "paper_miou": PAPER[name][0],
             "paper_angle_rmse_deg": math.sqrt(PAPER[name][1]) if PAPER[name][1] else None,
         })
