@@ -17,14 +17,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from nwwatch.io import read_frames, read_volume
+from nwwatch.measure.overlay import stretch_to_uint8
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "insitu-default.onnx"
-
-
-def _to_u8(image: np.ndarray) -> np.ndarray:
-    low, high = np.percentile(image, [0.5, 99.5])
-    scaled = (image.astype(np.float32) - low) / max(float(high - low), 1e-6)
-    return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
 
 
 _LABEL_COLOURS = np.array([[0, 0, 0], [60, 160, 60], [40, 80, 230]], np.uint8)  # BGR
@@ -41,7 +36,7 @@ def write_montage(video_dir: Path, tomogram_dir: Path, path: Path, n_frames: int
     size = 256
     frames = sorted(video_dir.glob("frame_*.tif"))
     picks = [frames[i] for i in np.linspace(0, len(frames) - 1, n_frames).astype(int)]
-    row_frames = [_tile(_to_u8(read_frames(p)[0].image), size) for p in picks]
+    row_frames = [_tile(stretch_to_uint8(read_frames(p)[0].image), size) for p in picks]
     row_labels = []
     for p in picks:
         labels = cv2.imread(str(video_dir / "labels" / f"{p.stem}.png"), cv2.IMREAD_UNCHANGED)
@@ -50,9 +45,9 @@ def write_montage(video_dir: Path, tomogram_dir: Path, path: Path, n_frames: int
     truth = read_volume(tomogram_dir / "truth.tif").data
     z, y = volume.shape[0] // 2, volume.shape[1] // 2
     row_tomo = [
-        _tile(_to_u8(volume[z]), size),
+        _tile(stretch_to_uint8(volume[z]), size),
         _tile((truth[z] * 255).astype(np.uint8), size),
-        _tile(_to_u8(volume[:, y, :]), size),
+        _tile(stretch_to_uint8(volume[:, y, :]), size),
         _tile((truth[:, y, :] * 255).astype(np.uint8), size),
     ]
     montage = np.vstack([np.hstack(row) for row in (row_frames, row_labels, row_tomo)])

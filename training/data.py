@@ -34,6 +34,7 @@ import tifffile
 
 from nwwatch.classes import INSITU_CLASSES, TOMOGRAM_CLASSES, UNLABELED
 from nwwatch.normalize import intensity_range, normalize_image
+from nwwatch.segment.session import file_sha256
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
@@ -86,14 +87,6 @@ class TrainingData:
         for item in sorted(self.labeled, key=lambda s: s.stem):
             digest.update(f"{item.stem}\0{item.image_sha256}\0{item.label_sha256}\n".encode())
         return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_pages(path: Path) -> np.ndarray:

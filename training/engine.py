@@ -30,6 +30,7 @@ import torch
 
 from nwwatch import __version__
 from nwwatch.segment.metrics import SegmentationMetrics, confusion_matrix, metrics_from_confusion
+from nwwatch.segment.session import pad_to_multiple
 from training.augment import augment, random_crop
 from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
@@ -122,14 +123,10 @@ class BatchSampler:
 
 def predict_labels(model: torch.nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
     """uint8 (H, W) argmax of a logits model on one normalised image (padded, then cropped)."""
-    multiple = int(getattr(model, "size_multiple", 1))
     height, width = image.shape
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if pad_h or pad_w:
-        mode = "reflect" if pad_h < height and pad_w < width else "edge"
-        image = np.pad(image, ((0, pad_h), (0, pad_w)), mode=mode)
+    padded = pad_to_multiple(image[None], int(getattr(model, "size_multiple", 1)))
     with torch.no_grad():
-        logits = model(torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device))
+        logits = model(torch.from_numpy(np.ascontiguousarray(padded))[:, None].to(device))
     return logits[0, :, :height, :width].argmax(dim=0).to(torch.uint8).cpu().numpy()
 
 

@@ -39,7 +39,7 @@ from nwwatch.segment.contract import (
     OUTPUT_PROBABILITIES,
     ModelMetadata,
 )
-from nwwatch.segment.session import file_sha256
+from nwwatch.segment.session import file_sha256, pad_to_multiple
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +95,6 @@ def _quiet_root_logger():
         yield
     finally:
         root.setLevel(level)
-
-
-def _pad(images: np.ndarray, multiple: int) -> np.ndarray:
-    """Pad (N, H, W) at the bottom/right to multiples, as the runtime does (reflect)."""
-    _, h, w = images.shape
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
-    if not (pad_h or pad_w):
-        return images
-    mode = "reflect" if pad_h < h and pad_w < w else "edge"
-    return np.pad(images, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
 
 
 def _read_metadata(model: onnx.ModelProto, path: Path) -> ModelMetadata:
@@ -195,7 +185,8 @@ def quantize_int8(
     original = onnx.load(str(fp32_path))
     metadata = _read_metadata(original, fp32_path)
     multiple = metadata.size_multiple
-    images, validation = _pad(images, multiple), _pad(validation, multiple)
+    images = pad_to_multiple(images, multiple)
+    validation = pad_to_multiple(validation, multiple)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     temp = out_path.with_name(f".{out_path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")

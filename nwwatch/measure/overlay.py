@@ -22,7 +22,8 @@ _BLUE, _GREEN, _ORANGE = (255, 80, 0), (0, 200, 0), (0, 140, 255)
 _YELLOW, _CYAN, _RED, _WHITE = (0, 220, 220), (230, 200, 0), (0, 0, 255), (255, 255, 255)
 
 
-def _stretch(image: np.ndarray) -> np.ndarray:
+def stretch_to_uint8(image: np.ndarray) -> np.ndarray:
+    """Display scaling: the 0.5-99.5 percentile range of ``image`` to 0-255 (uint8)."""
     img = np.asarray(image, dtype=np.float32)
     lo, hi = np.percentile(img, (0.5, 99.5))
     if not hi > lo:
@@ -67,7 +68,7 @@ def draw_overlay(
     else:
         if np.shape(image) != labels.shape:
             raise ValueError(f"image shape {np.shape(image)} != labels shape {labels.shape}")
-        grey = _stretch(image)
+        grey = stretch_to_uint8(image)
     canvas = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     scale = max(max(labels.shape) / 512.0, 0.6)  # stays legible on small frames
     lw = max(1, int(round(scale)))

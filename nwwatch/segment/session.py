@@ -63,6 +63,20 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def pad_to_multiple(images: np.ndarray, multiple: int) -> np.ndarray:
+    """Pad (N, H, W) at the bottom and right so H and W are multiples of ``multiple``.
+
+    Reflect padding (edge padding where an image is too small to reflect). The one rule used
+    at run time and in training (validation, INT8 calibration), so both see the same borders.
+    """
+    _, height, width = images.shape
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if not (pad_h or pad_w):
+        return images
+    mode = "reflect" if pad_h < height and pad_w < width else "edge"
+    return np.pad(images, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
+
+
 def _nvidia_device_present() -> bool:
     # Asking ORT for CUDA without a driver prints errors on every start; skip the attempt.
     return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
@@ -180,13 +194,8 @@ class Segmenter:
             batch = batch[None]
         if batch.ndim != 3:
             raise ValueError(f"images must be (N, H, W) or (H, W), got shape {batch.shape}")
-        n, height, width = batch.shape
-        multiple = self.metadata.size_multiple
-        pad_h, pad_w = (-height) % multiple, (-width) % multiple
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < height and pad_w < width else "edge"
-            batch = np.pad(batch, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
-        feed = np.ascontiguousarray(batch[:, None])
+        height, width = batch.shape[1:]
+        feed = np.ascontiguousarray(pad_to_multiple(batch, self.metadata.size_multiple)[:, None])
         wanted = [OUTPUT_LABELS, OUTPUT_PROBABILITIES] if probabilities else [OUTPUT_LABELS]
         if self.uses_gpu:
             outputs = self._run_bound(feed, wanted)

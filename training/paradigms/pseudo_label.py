@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from nwwatch.classes import UNLABELED
-from training.data import LabeledImage, TrainingData, file_sha256
+from nwwatch.segment.session import file_sha256
+from training.data import LabeledImage, TrainingData
 from training.paradigms.supervised import SupervisedParadigm
 
 
