@@ -10,7 +10,10 @@ segment the whole volume with:
   strong classic few-label baseline; bench-only dependency);
 - ``unet``: the same 2D UNet trained with cross-entropy that ignores unlabeled pixels
   (``nwwatch train --paradigm supervised``, Dice term off, as in the paper's baseline);
-- ``contrastive``: seed 003's method (``--paradigm contrastive``).
+- ``contrastive``: seed 003's method (``--paradigm contrastive``);
+- ``oracle``: ceilings, not methods: the best global threshold chosen with the truth, on the
+  volume, on the volume smoothed per slice (Gaussian sigma 1), and on the same grain
+  reconstructed without noise or misalignment (what the missing wedge and blur alone allow).
 
 The deep models are trained through the training package's Python API on the tomogram workflow
 (``--volume V --slice K --labels L``: every other slice is unlabeled data) and run through
@@ -49,6 +52,7 @@ from nwwatch.synth.tomogram import simulate_tomogram
 RATES = (0.02, 0.06, 0.12, 0.18, 0.25)
 ABLATION_RATES = (0.06, 0.12, 0.18, 1.0)
 ABLATION_VARIANTS = ("self-supervised", "supervised", "combined")
+ORACLES = ("oracle-threshold", "oracle-threshold-smoothed", "oracle-threshold-noise-free")
 
 
 def iou_solid(mask: np.ndarray, truth: np.ndarray, skip_slice: int | None) -> float:
@@ -64,6 +68,18 @@ def otsu_mask(volume: np.ndarray) -> np.ndarray:
     from skimage.filters import threshold_otsu
 
     return (volume > threshold_otsu(volume)).astype(np.uint8)
+
+
+def best_threshold_iou(volume: np.ndarray, truth: np.ndarray, skip_slice: int | None) -> float:
+    """Highest IoU of any single global threshold (chosen WITH the truth: an upper bound, not
+    a method). 200 candidate thresholds between the volume's 50th and 99.9th percentiles."""
+    candidates = np.quantile(volume, np.linspace(0.5, 0.999, 200))
+    return max(iou_solid((volume > t).astype(np.uint8), truth, skip_slice) for t in candidates)
+
+
+def smooth_slices(volume: np.ndarray, sigma_px: float) -> np.ndarray:
+    """2D Gaussian blur of every Z slice (the denoising a per-slice method could learn)."""
+    return np.stack([cv2.GaussianBlur(s, (0, 0), sigma_px) for s in volume.astype(np.float32)])
 
 
 def slice_features(volume: np.ndarray) -> np.ndarray:
@@ -137,7 +153,7 @@ def write_inputs(folder: Path, volume: np.ndarray, labels: np.ndarray, k: int, t
 
 
 def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
-    sim = simulate_tomogram(args.size, seed=seed)
+    sim = simulate_tomogram(args.size, seed=seed, **args.volume_options)
     volume, truth = sim.volume, sim.truth
     k = args.size // 2
     folder = Path(tempfile.mkdtemp(prefix=f"tomo{seed}_", dir=args.work))
@@ -158,6 +174,19 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
 
     if "otsu" in args.methods:
         record("otsu", None, otsu_mask(volume))
+    if "oracle" in args.methods:
+        # Ceilings, not methods (they pick the threshold with the truth): what a global
+        # threshold reaches on the volume, after per-slice denoising, and on the same grain
+        # reconstructed without noise and misalignment (the missing wedge and blur alone).
+        clean = simulate_tomogram(args.size, seed=seed, **{
+            **args.volume_options, "noise": False, "shift_sigma_px": 0.0}).volume
+        for name, data in (("oracle-threshold", volume),
+                           ("oracle-threshold-smoothed", smooth_slices(volume, 1.0)),
+                           ("oracle-threshold-noise-free", clean)):
+            row = {"seed": seed, "method": name, "rate": None,
+                   "iou": best_threshold_iou(data, truth, k)}
+            records.append(row)
+            log(json.dumps(row))
     features = slice_features(volume) if "rf" in args.methods else None
     jobs = [(m, r, "combined") for r in args.rates
             for m in ("rf", "unet", "contrastive") if m in args.methods]
@@ -243,11 +272,12 @@ def markdown(records: list[dict], rates: list[float], key: str = "iou") -> str:
 
     lines = ["| method | " + " | ".join(f"r = {r:g}" for r in rates) + " |",
              "|---" * (len(rates) + 1) + "|"]
-    for method in ("otsu", "rf", "unet", "contrastive"):
+    for method in ("otsu", "rf", "unet", "contrastive", *ORACLES):
         if method in table:
-            # Otsu uses no labels: one value per seed, shown in every column.
+            # Otsu and the oracles use no labels: one value per seed, shown in every column.
+            unlabeled = method == "otsu" or method in ORACLES
             lines.append(f"| {method} | " + " | ".join(
-                cell(method, None if method == "otsu" else r) for r in rates) + " |")
+                cell(method, None if unlabeled else r) for r in rates) + " |")
     ablation_rates = sorted({row["rate"] for row in records
                              if "[" in row["method"] and key in row})
     if ablation_rates:
@@ -279,7 +309,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES))
-    parser.add_argument("--methods", nargs="+", default=["otsu", "rf", "unet", "contrastive"])
+    parser.add_argument("--methods", nargs="+", default=["otsu", "rf", "unet", "contrastive"],
+                        help="otsu, rf, unet, contrastive, oracle (truth-chosen thresholds)")
+    parser.add_argument("--volume-options", type=json.loads, default={},
+                        help='simulate_tomogram keywords as JSON, e.g. \'{"tilt_max_deg": 80}\'')
     parser.add_argument("--ablation", action="store_true")
     parser.add_argument("--ablation-rates", type=float, nargs="+", default=list(ABLATION_RATES))
     parser.add_argument("--epochs", type=int, default=10)

@@ -89,6 +89,10 @@ def _command_line(ctx: click.Context) -> str:
                    "dropout,feature_drop,feature_noise for UNets].")
 @click.option("--aux-per-perturbation", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--perturb-skips", is_flag=True, help="cct with a UNet: perturb skip features too.")
+@click.option("--init", "init_weights", default=None, metavar="WEIGHTS",
+              help="Start from trained weights instead of random ones (fine-tuning): a "
+                   "MODEL.pt checkpoint, or the name of shipped weights (insitu-default). "
+                   "Same --arch and --model-options; optimiser and schedule start fresh.")
 @click.option("--frozen-encoder", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="cct: supervised checkpoint whose encoder is loaded and frozen (model C).")
 @click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -120,7 +124,8 @@ def _command_line(ctx: click.Context) -> str:
 def train(data, paradigm, arch, model_options, out, volume, slice_index, labels, epochs,
           steps_per_epoch, batch_size, optimizer, lr, momentum, weight_decay, crop, val_fraction,
           seed, device, threads, no_augment, dice_weight, unsupervised_weight, rampup_epochs,
-          perturbations, aux_per_perturbation, perturb_skips, frozen_encoder, teacher, confidence,
+          perturbations, aux_per_perturbation, perturb_skips, init_weights, frozen_encoder,
+          teacher, confidence,
           embedding_dim, temperature, self_temperature, contrastive_supervised_weight,
           contrastive_self_weight, classifier_steps, quantize, exporter, resume, export_only,
           quiet) -> None:
@@ -140,7 +145,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         raise click.UsageError("--volume needs --slice and --labels")
     config = TrainConfig(
         out=str(out), data=str(data) if data else None, paradigm=paradigm, arch=arch,
-        model_options=_model_options(model_options),
+        model_options=_model_options(model_options), init=init_weights,
         volume=str(volume) if volume else None, slice_index=slice_index,
         labels=str(labels) if labels else None,
         epochs=epochs or (30 if volume else 50),

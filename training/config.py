@@ -17,6 +17,7 @@ class TrainConfig:
     paradigm: str = "supervised"
     arch: str = "unet"
     model_options: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None  # start from these weights (fine-tuning); see training.weights
     # tomogram workflow (issue 6)
     volume: str | None = None
     slice_index: int | None = None

@@ -36,6 +36,7 @@ from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoin
 from training.config import TrainConfig
 from training.data import LabeledImage, TrainingData, load_folder, load_volume_slice, make_split
 from training.paradigms import PARADIGMS, Paradigm
+from training.weights import InitialWeights, load_initial_weights
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,28 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     int8: Path | None = None
     reports: dict[str, Any] = field(default_factory=dict)
+
+
+def _initial_weights(config: TrainConfig, num_classes: int, class_names) -> InitialWeights:
+    """Load ``--init`` weights and make the run's architecture theirs (checked first)."""
+    if config.paradigm == "contrastive":
+        raise TrainingError("--init: the contrastive paradigm trains its own embedding network; "
+                            "start it from random weights")
+    initial = load_initial_weights(config.init)
+    differing = sorted(k for k, v in config.model_options.items()
+                       if initial.model_options.get(k) != v)
+    if differing:
+        raise TrainingError(f"--init {initial.path}: --model-options {differing} differ from "
+                            f"the weights' {initial.model_options}; drop them")
+    if config.arch != initial.arch:
+        raise TrainingError(f"--init {initial.path}: the weights are a {initial.arch!r} model, "
+                            f"not --arch {config.arch!r}")
+    if initial.num_classes != num_classes:
+        raise TrainingError(f"--init {initial.path}: the weights have {initial.num_classes} "
+                            f"classes {initial.class_names or ''}, the data {num_classes} "
+                            f"{list(class_names)}")
+    config.model_options = dict(initial.model_options)
+    return initial
 
 
 def resolve_device(name: str) -> torch.device:
@@ -193,6 +216,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
     data = load_training_data(config)
     num_classes = data.num_classes
+    initial = None
+    if config.init and payload is None:  # a resumed run already holds its weights
+        initial = _initial_weights(config, num_classes, data.class_names)
     data_sha = data.sha256()
     by_stem = {item.stem: item for item in data.labeled}
     if payload is not None:
@@ -207,6 +233,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     val_items = [by_stem[s] for s in split_val]
 
     paradigm: Paradigm = PARADIGMS[config.paradigm](config, num_classes)
+    if initial is not None:
+        paradigm.inference_model().load_state_dict(initial.state)
     paradigm.to(device)
     extra = getattr(paradigm, "extra_labeled", None)
     pool = train_items + (extra(data, device) if extra else [])

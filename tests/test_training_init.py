@@ -1,0 +1,114 @@
+"""`nwwatch train --init`: fine-tuning starts from the given weights, checked first."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from training_helpers import make_folder
+
+from nwwatch.cli import main
+from training.checkpoint import CheckpointError, load_checkpoint
+from training.config import TrainConfig
+from training.engine import TrainingError, train
+from training.weights import load_initial_weights, shipped_weights, write_slim_weights
+
+torch.set_num_threads(1)
+TINY = {"widths": [4, 8, 16], "encoder_convs": [1, 1, 1], "decoder_convs": [1, 1]}
+
+
+def _run(tmp_path, name, data, epochs=2, **kwargs):
+    config = TrainConfig(out=str(tmp_path / f"{name}.onnx"), data=str(data), epochs=epochs,
+                         steps_per_epoch=3, batch_size=2, crop=32, export=False, seed=1,
+                         val_fraction=0.0, **kwargs)
+    return train(config, progress=False)
+
+
+def test_init_starts_from_the_weights_and_keeps_their_architecture(tmp_path):
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    first = _run(tmp_path, "base", data, epochs=3, model_options=dict(TINY))
+    slim = write_slim_weights(tmp_path / "base.pt", tmp_path / "slim.pt", source="test")
+    initial = load_initial_weights(str(slim))
+    assert initial.arch == "unet" and initial.model_options["widths"] == [4, 8, 16]
+    # No --model-options: the architecture comes from the weights.
+    tuned = _run(tmp_path, "tuned", data, epochs=1, init=str(slim))
+    saved = load_checkpoint(tmp_path / "tuned.pt")
+    assert saved["config"]["model_options"]["widths"] == [4, 8, 16]
+    assert saved["config"]["init"] == str(slim)
+    # Trained from the weights, its first validation is as good as the base's last one; a run
+    # from random weights with the same seed and steps is not.
+    scratch = _run(tmp_path, "scratch", data, epochs=1, model_options=dict(TINY))
+    base_score = first.history[-1]["train_mean_iou"]
+    assert tuned.history[0]["train_mean_iou"] >= base_score - 0.05
+    assert tuned.history[0]["train_mean_iou"] > scratch.history[0]["train_mean_iou"]
+    # An .onnx path means the checkpoint beside it.
+    assert load_initial_weights(str(tmp_path / "base.onnx")).path == tmp_path / "base.pt"
+
+
+def test_init_errors_name_the_weights_and_the_mismatch(tmp_path):
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    _run(tmp_path, "base", data, epochs=1, model_options=dict(TINY))
+    weights = str(tmp_path / "base.pt")
+    with pytest.raises(TrainingError, match=r"base\.pt.*--model-options \['widths'\]"):
+        _run(tmp_path, "x", data, init=weights, model_options={"widths": [4, 8, 32]})
+    with pytest.raises(TrainingError, match=r"'unet' model, not --arch 'pspnet'"):
+        _run(tmp_path, "x", data, init=weights, arch="pspnet")
+    with pytest.raises(TrainingError, match="contrastive"):
+        _run(tmp_path, "x", data, init=weights, paradigm="contrastive")
+    with pytest.raises(CheckpointError, match=r"nope.*shipped: \["):
+        _run(tmp_path, "x", data, init="nope")
+
+
+def test_init_checks_the_number_of_classes(tmp_path):
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    _run(tmp_path, "base", data, epochs=1, model_options=dict(TINY))
+    two = make_folder(tmp_path / "two", n=4, size=32)
+    (two / "dataset.toml").write_text('classes = ["pore", "solid"]\n')
+    for label in (two / "labels").glob("*.png"):
+        image = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(label), (image > 0).astype("uint8"))
+    with pytest.raises(TrainingError, match=r"3 classes.*the data 2"):
+        _run(tmp_path, "x", two, init=str(tmp_path / "base.pt"))
+
+
+def test_shipped_default_weights_are_the_shipped_model():
+    """training/pretrained/insitu-default.pt must be the weights of the shipped ONNX model."""
+    from importlib.resources import files
+
+    from nwwatch.normalize import normalize_image
+    from nwwatch.segment.session import Segmenter
+    from nwwatch.synth import render_insitu_frame, sample_frame_params
+    from training.paradigms.base import build_inference_model
+
+    assert "insitu-default" in shipped_weights()
+    initial = load_initial_weights("insitu-default")
+    segmenter = Segmenter(files("nwwatch") / "models" / "insitu-default.onnx",
+                          providers=("cpu",), threads=1)
+    assert initial.arch == segmenter.metadata.arch
+    assert initial.class_names == list(segmenter.metadata.class_names)
+    model = build_inference_model({"type": "segmentation", "config": {
+        "arch": initial.arch, "num_classes": initial.num_classes, **initial.model_options}})
+    model.load_state_dict(initial.state)
+    rng = np.random.default_rng(5)
+    frame, _, _ = render_insitu_frame(sample_frame_params(rng, size=256), rng)
+    image = normalize_image(frame)
+    with torch.no_grad():
+        torch_labels = model.eval()(torch.from_numpy(image)[None, None]).argmax(1)[0].numpy()
+    onnx_labels = segmenter.segment(image).labels[0]
+    assert (torch_labels == onnx_labels).mean() > 0.999
+
+
+def test_cli_init_option(tmp_path):
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    _run(tmp_path, "base", data, epochs=1, model_options=dict(TINY))
+    out = tmp_path / "cli.onnx"
+    result = CliRunner().invoke(main, [
+        "train", str(data), "--out", str(out), "--init", str(tmp_path / "base.pt"),
+        "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "32",
+        "--threads", "1", "--exporter", "legacy", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "--init" in json.dumps(load_checkpoint(tmp_path / "cli.pt")["config"]["command"])

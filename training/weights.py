@@ -1,0 +1,91 @@
+"""Initial weights for fine-tuning (``nwwatch train --init``).
+
+``--init`` takes a training checkpoint (``MODEL.pt``, or ``MODEL.onnx`` whose checkpoint lies
+next to it) or the name of weights shipped in ``training/pretrained/`` (``insitu-default``: the
+weights of ``nwwatch/models/insitu-default.onnx``). The run's architecture is taken from the
+weights; the optimiser, the learning-rate schedule and the data split start fresh.
+
+Shipped weights are slim checkpoints: ``format``, ``inference`` (spec), ``inference_state``,
+``class_names``, ``kind`` and ``source`` (which run produced them) — no optimiser state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.checkpoint import FORMAT, CheckpointError, checkpoint_path, load_checkpoint
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+def shipped_weights() -> dict[str, Path]:
+    """{name: path} of the weights shipped with nwwatch."""
+    return {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.pt"))}
+
+
+@dataclass(frozen=True)
+class InitialWeights:
+    """Weights to start a run from: ``arch`` and ``model_options`` rebuild the model."""
+
+    path: Path
+    arch: str
+    model_options: dict[str, Any]
+    num_classes: int
+    class_names: list[str] | None
+    state: dict[str, torch.Tensor]
+
+
+def resolve_init(name_or_path: str) -> Path:
+    """Path of ``--init`` weights: an existing file, or a shipped name.
+
+    Raises CheckpointError naming the value and the shipped choices when neither exists.
+    """
+    path = Path(name_or_path)
+    if path.suffix == ".onnx":
+        path = checkpoint_path(path)
+    if path.is_file():
+        return path
+    shipped = shipped_weights()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    raise CheckpointError(f"--init {name_or_path}: no such checkpoint file, and not shipped "
+                          f"weights; shipped: {sorted(shipped)}")
+
+
+def load_initial_weights(name_or_path: str) -> InitialWeights:
+    """Read ``--init`` weights; only segmentation models (not contrastive) can seed a run."""
+    path = resolve_init(name_or_path)
+    payload = load_checkpoint(path)
+    spec = payload.get("inference")
+    if not isinstance(spec, dict) or spec.get("type") != "segmentation":
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        raise CheckpointError(f"{path}: --init needs a segmentation model's weights, this "
+                              f"checkpoint holds a {kind!r} model")
+    config = dict(spec["config"])
+    arch = config.pop("arch")
+    config.pop("in_channels", None)
+    num_classes = int(config.pop("num_classes"))
+    return InitialWeights(path=path, arch=arch, model_options=config, num_classes=num_classes,
+                          class_names=payload.get("class_names"),
+                          state=payload["inference_state"])
+
+
+def write_slim_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
+                       source: str) -> Path:
+    """Write the best weights of a training checkpoint as shippable ``--init`` weights."""
+    payload = load_checkpoint(checkpoint)
+    slim = {"format": FORMAT, "inference": payload["inference"],
+            "inference_state": payload["inference_state"],
+            "class_names": payload.get("class_names"), "kind": payload.get("kind"),
+            "source": source}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    torch.save(slim, tmp)
+    os.replace(tmp, out)
+    return out
