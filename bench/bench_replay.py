@@ -49,7 +49,8 @@ def rss_mb() -> float:
 
 def pick_model(arg: str | None, workdir: Path) -> tuple[Path, str]:
     if arg:
-        return Path(arg), f"given: {arg}"
+        # resolved: the replay configuration written to a temporary folder refers to it
+        return Path(arg).resolve(), f"given: {arg}"
     if DEFAULT_MODELS["insitu"].is_file():
         return DEFAULT_MODELS["insitu"], "shipped default model"
     from nwwatch.segment.contract import ModelMetadata

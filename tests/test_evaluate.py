@@ -106,3 +106,25 @@ def test_evaluate_names_the_file_without_label(tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"x")
     result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "m.onnx"), str(tmp_path / "d")])
     assert result.exit_code != 0 and "a.png: no label for this image" in result.output
+
+
+def test_model_card_holds_the_file_hash_and_each_evaluation(tmp_path):
+    from training.model_card import main as card_main
+
+    data = tmp_path / "synth"
+    result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2",
+                                       "--size", "64", "--seed", "9"])
+    assert result.exit_code == 0, result.output
+    model = tmp_path / "m.onnx"
+    _export_untrained(model)
+    out = tmp_path / "card.json"
+    card_main([str(model), "--eval", str(data), "two frames", "--training-data", "none",
+               "--status", "untrained", "--out", str(out)])
+    text = out.read_text()
+    assert "NaN" not in text  # strict JSON: an untrained model's missing angles are null
+    card = json.loads(text)
+    from nwwatch.segment.session import file_sha256
+
+    assert card["sha256"] == file_sha256(model) and card["status"] == "untrained"
+    (evaluation,) = card["fresh_synthetic_evaluations"]
+    assert evaluation["images"] == 2 and evaluation["data"] == "two frames"

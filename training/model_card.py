@@ -1,0 +1,75 @@
+"""Write the JSON card shipped next to a model (``nwwatch/models/<name>.json``).
+
+The card repeats what the model file holds (hash, size, classes, arch, paradigm, training
+command, training-data hash, validation metrics) and adds what only a separate evaluation can
+say: scores on fresh labeled folders (``nwwatch evaluate``), a CPU latency, a status line.
+
+    python -m training.model_card nwwatch/models/insitu-default.onnx \\
+        --eval /data/eval40 "40 frames, nwwatch synth insitu --seed 7 (not seen in training)" \\
+        --training-data "1200 synthetic 512x512 frames, ..." --status "..." \\
+        --out nwwatch/models/insitu-default.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from nwwatch.segment.evaluate import evaluate_folder
+from nwwatch.segment.session import Segmenter, file_sha256
+
+
+def _clean(value: Any) -> Any:
+    """NaN -> None so that the card is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def build_card(model: Path, evaluations: list[tuple[Path, str]], training_data: str,
+               status: str, threads: int = 1) -> dict[str, Any]:
+    """The card of ``model``: its metadata plus one evaluation per (folder, description)."""
+    meta = Segmenter(model, providers=("cpu",), threads=threads).metadata
+    card: dict[str, Any] = {
+        "file": model.name, "sha256": file_sha256(model), "size_bytes": model.stat().st_size,
+        "kind": meta.kind, "class_names": list(meta.class_names), "arch": meta.arch,
+        "architecture": meta.extra.get("model_config"), "paradigm": meta.paradigm,
+        "size_multiple": meta.size_multiple, "normalization": meta.normalization,
+        "training_command": meta.training_command,
+        "training_data_sha256": meta.training_data_sha256, "training_data": training_data,
+        "validation_metrics": meta.validation_metrics, "fresh_synthetic_evaluations": [],
+    }
+    for folder, description in evaluations:
+        report = evaluate_folder(model, folder, threads=threads).as_dict()
+        report["model"] = str(model)
+        report["data"] = description
+        card["fresh_synthetic_evaluations"].append(report)
+    card["status"] = status
+    return _clean(card)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--eval", nargs=2, action="append", default=[],
+                        metavar=("FOLDER", "DESCRIPTION"))
+    parser.add_argument("--training-data", required=True)
+    parser.add_argument("--status", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    card = build_card(args.model, [(Path(f), d) for f, d in args.eval], args.training_data,
+                      args.status, args.threads)
+    args.out.write_text(json.dumps(card, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
