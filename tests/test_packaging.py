@@ -64,3 +64,21 @@ def test_train_without_torch_names_the_extra(monkeypatch, args):
 
 def test_ci_runs_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_shipped_binary_is_package_data():
+    """Models and --init weights must reach a wheel install, not only this checkout."""
+    import fnmatch
+    import tomllib
+
+    root = ROOT
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]
+    shipped = [*root.glob("nwwatch/models/*"), *root.glob("training/pretrained/*")]
+    assert any(p.suffix == ".pt" for p in shipped) and any(p.suffix == ".onnx" for p in shipped)
+    for path in shipped:
+        package, relative = path.relative_to(root).parts[0], "/".join(
+            path.relative_to(root).parts[1:])
+        patterns = package_data.get(package, [])
+        assert any(fnmatch.fnmatch(relative, p) for p in patterns), \
+            f"{path.relative_to(root)} is not matched by [tool.setuptools.package-data] {package}"
