@@ -71,14 +71,12 @@ def test_every_shipped_binary_is_package_data():
     import fnmatch
     import tomllib
 
-    root = ROOT
-    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"]
-    shipped = [*root.glob("nwwatch/models/*"), *root.glob("training/pretrained/*")]
+    shipped = [*ROOT.glob("nwwatch/models/*"), *ROOT.glob("training/pretrained/*")]
     assert any(p.suffix == ".pt" for p in shipped) and any(p.suffix == ".onnx" for p in shipped)
     for path in shipped:
-        package, relative = path.relative_to(root).parts[0], "/".join(
-            path.relative_to(root).parts[1:])
+        package, *rest = path.relative_to(ROOT).parts
         patterns = package_data.get(package, [])
-        assert any(fnmatch.fnmatch(relative, p) for p in patterns), \
-            f"{path.relative_to(root)} is not matched by [tool.setuptools.package-data] {package}"
+        assert any(fnmatch.fnmatch("/".join(rest), p) for p in patterns), \
+            f"{path.relative_to(ROOT)} is not matched by [tool.setuptools.package-data] {package}"

@@ -82,7 +82,7 @@ def test_shipped_default_weights_are_the_shipped_model():
     from nwwatch.normalize import normalize_image
     from nwwatch.segment.session import Segmenter
     from nwwatch.synth import render_insitu_frame, sample_frame_params
-    from training.paradigms.base import build_inference_model
+    from training.checkpoint import load_inference_model
 
     assert "insitu-default" in shipped_weights()
     initial = load_initial_weights("insitu-default")
@@ -90,14 +90,12 @@ def test_shipped_default_weights_are_the_shipped_model():
                           providers=("cpu",), threads=1)
     assert initial.arch == segmenter.metadata.arch
     assert initial.class_names == list(segmenter.metadata.class_names)
-    model = build_inference_model({"type": "segmentation", "config": {
-        "arch": initial.arch, "num_classes": initial.num_classes, **initial.model_options}})
-    model.load_state_dict(initial.state)
+    model = load_inference_model(shipped_weights()["insitu-default"])
     rng = np.random.default_rng(5)
     frame, _, _ = render_insitu_frame(sample_frame_params(rng, size=256), rng)
     image = normalize_image(frame)
     with torch.no_grad():
-        torch_labels = model.eval()(torch.from_numpy(image)[None, None]).argmax(1)[0].numpy()
+        torch_labels = model(torch.from_numpy(image)[None, None]).argmax(1)[0].numpy()
     onnx_labels = segmenter.segment(image).labels[0]
     assert (torch_labels == onnx_labels).mean() > 0.999
 

@@ -92,7 +92,8 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--init", "init_weights", default=None, metavar="WEIGHTS",
               help="Start from trained weights instead of random ones (fine-tuning): a "
                    "MODEL.pt checkpoint, or the name of shipped weights (insitu-default). "
-                   "Same --arch and --model-options; optimiser and schedule start fresh.")
+                   "The architecture is the weights' (--arch must match, --model-options may "
+                   "be left out); optimiser and schedule start fresh.")
 @click.option("--frozen-encoder", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="cct: supervised checkpoint whose encoder is loaded and frozen (model C).")
 @click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -2,7 +2,8 @@
 
 The card repeats what the model file holds (hash, size, classes, arch, paradigm, training
 command, training-data hash, validation metrics) and adds what only a separate evaluation can
-say: scores on fresh labeled folders (``nwwatch evaluate``), a CPU latency, a status line.
+say: scores on fresh labeled folders (``nwwatch evaluate``, with its CPU time per image) and a
+status line.
 
     python -m training.model_card nwwatch/models/insitu-default.onnx \\
         --eval /data/eval40 "40 frames, nwwatch synth insitu --seed 7 (not seen in training)" \\
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nwwatch.segment.evaluate import evaluate_folder
-from nwwatch.segment.session import Segmenter, file_sha256
+from nwwatch.segment.session import Segmenter
 
 
 def _clean(value: Any) -> Any:
@@ -36,9 +37,11 @@ def _clean(value: Any) -> Any:
 def build_card(model: Path, evaluations: list[tuple[Path, str]], training_data: str,
                status: str, threads: int = 1) -> dict[str, Any]:
     """The card of ``model``: its metadata plus one evaluation per (folder, description)."""
-    meta = Segmenter(model, providers=("cpu",), threads=threads).metadata
+    segmenter = Segmenter(model, providers=("cpu",), threads=threads)
+    meta = segmenter.metadata
     card: dict[str, Any] = {
-        "file": model.name, "sha256": file_sha256(model), "size_bytes": model.stat().st_size,
+        "file": model.name, "sha256": segmenter.model_sha256,
+        "size_bytes": model.stat().st_size,
         "kind": meta.kind, "class_names": list(meta.class_names), "arch": meta.arch,
         "architecture": meta.extra.get("model_config"), "paradigm": meta.paradigm,
         "size_multiple": meta.size_multiple, "normalization": meta.normalization,

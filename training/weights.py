@@ -18,7 +18,12 @@ from typing import Any
 
 import torch
 
-from training.checkpoint import FORMAT, CheckpointError, checkpoint_path, load_checkpoint
+from training.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "pretrained"
 
@@ -79,13 +84,9 @@ def write_slim_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLik
                        source: str) -> Path:
     """Write the best weights of a training checkpoint as shippable ``--init`` weights."""
     payload = load_checkpoint(checkpoint)
-    slim = {"format": FORMAT, "inference": payload["inference"],
-            "inference_state": payload["inference_state"],
-            "class_names": payload.get("class_names"), "kind": payload.get("kind"),
-            "source": source}
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    torch.save(slim, tmp)
-    os.replace(tmp, out)
+    save_checkpoint(out, {"inference": payload["inference"],
+                          "inference_state": payload["inference_state"],
+                          "class_names": payload.get("class_names"), "kind": payload.get("kind"),
+                          "source": source})
     return out
