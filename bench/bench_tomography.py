@@ -17,7 +17,10 @@ segment the whole volume with:
 
 The deep models are trained through the training package's Python API on the tomogram workflow
 (``--volume V --slice K --labels L``: every other slice is unlabeled data) and run through
-:func:`nwwatch.volume.segment_volume` exactly as the product does. IoU of the solid class is
+:func:`nwwatch.volume.segment_volume` exactly as the product does (mirror margin ``--margin``,
+default the product's 16 px; ``--fusions triplanar flips triplanar+flips`` also records
+``unet+triplanar``, ``contrastive+flips`` ...: the same models segmented with tri-planar
+fusion, test-time flip averaging, or both). IoU of the solid class is
 computed over every slice but the labeled one (the paper's eq. 8).
 
 The ablation (paper's Table 3) trains the contrastive paradigm with only the self-supervised
@@ -52,6 +55,7 @@ from nwwatch.synth.tomogram import simulate_tomogram
 RATES = (0.02, 0.06, 0.12, 0.18, 0.25)
 ABLATION_RATES = (0.06, 0.12, 0.18, 1.0)
 ABLATION_VARIANTS = ("self-supervised", "supervised", "combined")
+FUSIONS = ("triplanar", "flips", "triplanar+flips")
 ORACLES = ("oracle-threshold", "oracle-threshold-smoothed", "oracle-threshold-noise-free")
 
 
@@ -137,8 +141,17 @@ def train_and_segment(args, paradigm: str, volume_path: Path, k: int, labels_pat
     train_s = time.perf_counter() - start
     segmenter = Segmenter(result.out, providers=("cpu",), threads=args.threads)
     start = time.perf_counter()
-    seg = segment_volume(segmenter, volume)
-    return seg.mask, {"train_s": train_s, "segment_s": time.perf_counter() - start}
+    seg = segment_volume(segmenter, volume, margin_px=args.margin)
+    timing = {"train_s": train_s, "segment_s": time.perf_counter() - start}
+    fused = {}
+    for fusion in args.fusions:
+        start = time.perf_counter()
+        fused[fusion] = segment_volume(segmenter, volume, margin_px=args.margin,
+                                       triplanar="triplanar" in fusion,
+                                       flips="flips" in fusion).mask
+        timing[f"{fusion}_segment_s"] = time.perf_counter() - start
+    timing["fused_masks"] = fused
+    return seg.mask, timing
 
 
 def write_inputs(folder: Path, volume: np.ndarray, labels: np.ndarray, k: int, tag: str):
@@ -209,7 +222,11 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
         out = folder / f"{tag}.onnx"
         mask, timing = train_and_segment(args, paradigm, volume_path, k, labels_path,
                                          volume, out, seed, variant)
+        fused = timing.pop("fused_masks")
         extra.update(timing)
+        if variant == "combined":
+            for fusion, fused_mask in fused.items():
+                record(f"{method}+{fusion}", rate, fused_mask, extra)
         if method == "unet":
             record("unet", rate, mask, extra)
             continue
@@ -272,7 +289,8 @@ def markdown(records: list[dict], rates: list[float], key: str = "iou") -> str:
 
     lines = ["| method | " + " | ".join(f"r = {r:g}" for r in rates) + " |",
              "|---" * (len(rates) + 1) + "|"]
-    for method in ("otsu", "rf", "unet", "contrastive", *ORACLES):
+    deep = [f"{m}{f}" for m in ("unet", "contrastive") for f in ("", *(f"+{x}" for x in FUSIONS))]
+    for method in ("otsu", "rf", *deep, *ORACLES):
         if method in table:
             # Otsu and the oracles use no labels: one value per seed, shown in every column.
             unlabeled = method == "otsu" or method in ORACLES
@@ -324,6 +342,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="contrastive temperature (0.1: the setting before issue 6's fix)")
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--margin", type=int, default=16,
+                        help="segment_volume's mirror margin in px (0: the bare border)")
+    parser.add_argument("--fusions", nargs="+", default=[], choices=FUSIONS,
+                        help="also record the deep methods segmented with these fusions")
+    parser.add_argument("--triplanar", dest="fusions", action="store_const",
+                        const=["triplanar"], help="the same as --fusions triplanar")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime CPU threads")
     parser.add_argument("--device", default="cpu", help="training device: cpu, cuda, auto")
     parser.add_argument("--timing-size", type=int, default=0, help="0 skips the timing")

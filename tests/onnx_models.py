@@ -50,6 +50,7 @@ def build_threshold_model(
     centres: tuple[float, ...] | None = None,
     sharpness: float = 8.0,
     smooth: bool = False,
+    kernel: np.ndarray | None = None,
     size_multiple: int = 1,
     metadata: dict | None = None,
     with_metadata: bool = True,
@@ -62,6 +63,8 @@ def build_threshold_model(
     centres : class centres in normalised intensity; defaults per kind.
     sharpness : ``s`` above (softmax temperature).
     smooth : put a 3x3 box filter (zero padded) before the classifier.
+    kernel : a 3x3 filter to use instead of the box (implies ``smooth``), e.g. a one-pixel
+        shift, which gives the model a direction bias.
     size_multiple : written into the metadata (the runtime pads to it).
     metadata : extra ``ModelMetadata`` fields to override.
     with_metadata : False writes a model without nwwatch metadata (to test refusal).
@@ -82,8 +85,9 @@ def build_threshold_model(
     nodes = []
     inits = [numpy_helper.from_array(weight, "cls_w"), numpy_helper.from_array(bias, "cls_b")]
     feature = INPUT_NAME
-    if smooth:
-        box = np.full((1, 1, 3, 3), 1.0 / 9.0, dtype=np.float32)
+    if smooth or kernel is not None:
+        box = (np.full((1, 1, 3, 3), 1.0 / 9.0, dtype=np.float32) if kernel is None
+               else np.asarray(kernel, dtype=np.float32).reshape(1, 1, 3, 3))
         inits.append(numpy_helper.from_array(box, "box_w"))
         nodes.append(
             helper.make_node("Conv", [INPUT_NAME, "box_w"], ["smoothed"], pads=[1, 1, 1, 1])

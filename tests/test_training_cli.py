@@ -122,3 +122,51 @@ def test_pseudo_label_records_provenance(tmp_path):
     assert provenance["teacher"] == "t.pt" and len(provenance["teacher_sha256"]) == 64
     assert provenance["confidence"] == 0.5 and provenance["pseudo_labeled_images"] == 3
     assert 0.0 <= provenance["kept_fraction"] <= 1.0
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ([], {"arch": "unet-paper", "model_options": {"widths": [16, 32, 64], "dropout": 0.0},
+          "epochs": 6, "steps_per_epoch": 10, "batch_size": 4, "crop": 64, "dice_weight": 0.0,
+          "classifier_steps": 50}),
+    (["--arch", "unet", "--epochs", "3", "--crop", "96"],
+     {"arch": "unet", "model_options": {}, "epochs": 3, "steps_per_epoch": 10, "crop": 96}),
+])
+def test_volume_workflow_defaults_to_the_benchmarked_recipe(tmp_path, monkeypatch, extra,
+                                                            expected):
+    # The folder defaults (lean UNet, 600 iterations of 8 x 256 px crops) called a whole
+    # synthetic noise-limited volume solid; --volume defaults to what bench_tomography measured.
+    import training.engine
+
+    seen = {}
+
+    def capture(config, **_):
+        seen["config"] = config
+        raise training.engine.TrainingError("captured")
+
+    monkeypatch.setattr(training.engine, "train", capture)
+    volume = tmp_path / "v.tif"
+    tifffile.imwrite(volume, np.zeros((4, 16, 16), np.float32), photometric="minisblack")
+    labels = tmp_path / "l.png"
+    cv2.imwrite(str(labels), np.full((16, 16), 255, np.uint8))
+    result = CliRunner().invoke(main, ["train", "--volume", str(volume), "--slice", "1",
+                                       "--labels", str(labels), "--paradigm", "contrastive",
+                                       "--out", str(tmp_path / "m.onnx"), *extra])
+    assert "captured" in result.output
+    config = seen["config"].to_dict()
+    assert {k: config[k] for k in expected} == expected
+
+
+def test_folder_workflow_keeps_its_defaults(tmp_path, monkeypatch):
+    import training.engine
+
+    seen = {}
+
+    def capture(config, **_):
+        seen["config"] = config
+        raise training.engine.TrainingError("captured")
+
+    monkeypatch.setattr(training.engine, "train", capture)
+    CliRunner().invoke(main, ["train", str(tmp_path), "--out", str(tmp_path / "m.onnx")])
+    config = seen["config"]
+    assert (config.arch, config.model_options, config.epochs, config.batch_size, config.crop,
+            config.dice_weight, config.classifier_steps) == ("unet", {}, 50, 8, 256, 1.0, 100)

@@ -65,20 +65,56 @@ def test_triplanar_agrees_with_plain_slicing_on_an_easy_volume(models, model):
         assert (fused == truth).mean() > 0.995
 
 
+@pytest.mark.parametrize("margin_px", [0, 16])
 @pytest.mark.parametrize("model", ["plain", "smooth"])
-def test_tiling_agrees_with_whole_slices(models, model):
+def test_tiling_agrees_with_whole_slices(models, model, margin_px):
     volume, _ = _easy_volume(shape=(6, 70, 90))
-    whole = segment_volume(models[model], volume, min_component_voxels=0, return_probability=True)
-    tiled = segment_volume(models[model], volume, tile=32, tile_overlap=8,
+    whole = segment_volume(models[model], volume, min_component_voxels=0, return_probability=True,
+                           margin_px=margin_px)
+    tiled = segment_volume(models[model], volume, tile=32, tile_overlap=8, margin_px=margin_px,
                            min_component_voxels=0, return_probability=True, batch_size=3)
-    if model == "plain":
+    if model == "plain" or margin_px:
+        # With a margin the 3x3 filter never reaches a zero-padded edge in either path.
         np.testing.assert_array_equal(tiled.mask, whole.mask)
+    if model == "plain":
         np.testing.assert_allclose(tiled.solid_probability, whole.solid_probability, atol=1e-6)
     else:
-        # The 3x3 filter's zero padding meets the slice border in a tile but the runtime's
-        # reflect padding (to size_multiple) in the whole slice: compare inside the border.
+        # Without a margin the 3x3 filter's zero padding meets the slice border in a tile but
+        # the runtime's reflect padding (to size_multiple) in the whole slice.
         inner = (slice(None), slice(1, -1), slice(1, -1))
         np.testing.assert_array_equal(tiled.mask[inner], whole.mask[inner])
+
+
+@pytest.mark.parametrize("margin_px", [1, 16, 40])
+def test_mirror_margin_does_not_change_a_pointwise_model(models, margin_px):
+    volume, truth = _easy_volume(shape=(5, 24, 32))
+    bare = segment_volume(models["plain"], volume, min_component_voxels=0, margin_px=0,
+                          return_probability=True)
+    padded = segment_volume(models["plain"], volume, min_component_voxels=0,
+                            margin_px=margin_px, return_probability=True, triplanar=True)
+    np.testing.assert_array_equal(padded.mask, truth)
+    np.testing.assert_allclose(padded.solid_probability, bare.solid_probability, atol=1e-6)
+
+
+def test_mirror_margin_keeps_a_zero_padded_border_from_being_misread(tmp_path):
+    # A model whose 3x3 box filter pulls a solid pixel on the slice border (zero padding
+    # outside) below its pore/solid decision level (0.75 with centres 0.5 and 1.0): the bare
+    # border of an all-solid region is called pore, the way a network that never saw a
+    # labeled border invents one. Mirroring the slice first shows it solid around the border.
+    model = Segmenter(build_threshold_model(tmp_path / "edge.onnx", kind="tomogram",
+                                            centres=(0.5, 1.0), smooth=True),
+                      providers=("cpu",), threads=1)
+    volume = np.full((4, 32, 32), TOMOGRAM_GREY[1], dtype=np.uint8)
+    volume[:, 12:20, 12:20] = TOMOGRAM_GREY[0]  # a pore, so the volume has both greys
+    bare = segment_volume(model, volume, min_component_voxels=0, margin_px=0).mask
+    mirrored = segment_volume(model, volume, min_component_voxels=0).mask
+    ring = np.ones((32, 32), dtype=bool)
+    ring[1:-1, 1:-1] = False
+    assert not bare[:, ring].any()
+    assert mirrored[:, ring].all()
+    inner = (slice(None), slice(1, -1), slice(1, -1))
+    np.testing.assert_array_equal(mirrored[inner], bare[inner])
+    assert not mirrored[:, 12:20, 12:20].any()
 
 
 def test_volume_scope_normalises_every_slice_with_the_volume_range(models):
@@ -123,3 +159,40 @@ def test_refuses_models_and_inputs_it_cannot_use(models):
         segment_volume(models["plain"], volume, tile=4)
     with pytest.raises(ValueError, match="batch_size"):
         segment_volume(models["plain"], volume, batch_size=0)
+    with pytest.raises(ValueError, match="margin_px"):
+        segment_volume(models["plain"], volume, margin_px=-1)
+
+
+def test_flip_averaging_cancels_a_direction_bias(tmp_path):
+    # A model that reads each pixel's upper-left neighbour: its mask is the truth moved one
+    # pixel down and right. Averaging the four flips spreads that bias evenly over the
+    # directions, so a mirror-symmetric solid gives a mirror-symmetric mask again.
+    shift = np.zeros((3, 3), dtype=np.float32)
+    shift[0, 0] = 1.0
+    model = Segmenter(build_threshold_model(tmp_path / "shift.onnx", kind="tomogram",
+                                            kernel=shift), providers=("cpu",), threads=1)
+    volume = np.full((3, 24, 24), TOMOGRAM_GREY[0], dtype=np.uint8)
+    volume[:, 8:16, 8:16] = TOMOGRAM_GREY[1]
+    truth = volume == TOMOGRAM_GREY[1]
+    biased = segment_volume(model, volume, min_component_voxels=0).mask.astype(bool)
+    np.testing.assert_array_equal(biased[:, 9:17, 9:17], truth[:, 8:16, 8:16])
+    averaged = segment_volume(model, volume, min_component_voxels=0, flips=True,
+                              return_probability=True)
+    p = averaged.solid_probability
+    np.testing.assert_allclose(p, np.flip(p, 1), atol=1e-6)
+    np.testing.assert_allclose(p, np.flip(p, 2), atol=1e-6)
+    assert (averaged.mask.astype(bool) == truth).mean() > (biased == truth).mean()
+
+
+@pytest.mark.parametrize("model", ["plain", "smooth"])
+def test_flip_averaging_does_not_change_a_symmetric_model(models, model):
+    volume, _ = _easy_volume(shape=(4, 30, 36))
+    once = segment_volume(models[model], volume, min_component_voxels=0, return_probability=True)
+    four = segment_volume(models[model], volume, min_component_voxels=0, flips=True,
+                          triplanar=True, return_probability=True)
+    three = segment_volume(models[model], volume, min_component_voxels=0, triplanar=True,
+                           return_probability=True)
+    np.testing.assert_allclose(four.solid_probability, three.solid_probability, atol=1e-6)
+    if model == "plain":
+        np.testing.assert_allclose(four.solid_probability, once.solid_probability, atol=1e-6)
+

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from training.config import PARADIGM_NAMES, TrainConfig
+from training.config import FOLDER_DEFAULTS, PARADIGM_NAMES, VOLUME_DEFAULTS, TrainConfig
 
 
 def _model_options(text: str | None) -> dict:
@@ -47,10 +47,12 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--paradigm", type=click.Choice(PARADIGM_NAMES), default="supervised",
               show_default=True, help="supervised (A, D), cct (B, C, E), pseudo-label (F), "
                                       "contrastive (seed 003).")
-@click.option("--arch", default="unet", show_default=True,
-              help="Architecture: unet (lean), unet-paper, pspnet.")
+@click.option("--arch", default=None,
+              help="Architecture: unet (lean), unet-paper, pspnet  [default: unet; "
+                   "unet-paper with --volume].")
 @click.option("--model-options", default=None, help='Architecture options as JSON, e.g. '
-              '\'{"widths": [8, 16, 32, 64, 128]}\'.')
+              '\'{"widths": [8, 16, 32, 64, 128]}\'  [default: none; '
+              '\'{"widths": [16, 32, 64], "dropout": 0.0}\' with --volume].')
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="MODEL.onnx to write; the checkpoint MODEL.pt goes next to it.")
 @click.option("--volume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -60,17 +62,18 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Labels of that slice: 0 pore, 1 solid, 255 unlabeled.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Epochs [default: 50; 30 with --volume].")
+              help="Epochs [default: 50; 6 with --volume].")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
-              help="Iterations per epoch [default: labeled images / batch size; 20 with --volume].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+              help="Iterations per epoch [default: labeled images / batch size; 10 with --volume].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Labeled crops per iteration  [default: 8; 4 with --volume].")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd",
               show_default=True, help="SGD with momentum (the papers') or AdamW.")
 @click.option("--lr", type=float, default=0.01, show_default=True)
 @click.option("--momentum", type=float, default=0.9, show_default=True)
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True)
-@click.option("--crop", type=click.IntRange(min=8), default=256, show_default=True,
-              help="Side of the random training crops (pixels).")
+@click.option("--crop", type=click.IntRange(min=8), default=None,
+              help="Side of the random training crops (pixels)  [default: 256; 64 with --volume].")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2,
               show_default=True, help="Share of labeled images held out for validation.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -79,7 +82,8 @@ def _command_line(ctx: click.Context) -> str:
               help="CPU threads for torch [default: torch's]. On a shared machine 1 is often "
                    "fastest: OpenMP threads spin when cores are oversubscribed.")
 @click.option("--no-augment", is_flag=True, help="Disable online augmentation.")
-@click.option("--dice-weight", type=float, default=1.0, show_default=True)
+@click.option("--dice-weight", type=float, default=None,
+              help="Weight of the Dice term next to cross-entropy  [default: 1; 0 with --volume].")
 @click.option("--unsupervised-weight", type=float, default=1.0, show_default=True,
               help="cct: weight of the consistency loss after ramp-up.")
 @click.option("--rampup-epochs", type=float, default=10.0, show_default=True,
@@ -112,8 +116,9 @@ def _command_line(ctx: click.Context) -> str:
               show_default=True, help="contrastive: weight of the supervised contrastive loss.")
 @click.option("--contrastive-self-weight", type=click.FloatRange(min=0), default=1.0,
               show_default=True, help="contrastive: weight of the self-supervised loss.")
-@click.option("--classifier-steps", type=click.IntRange(min=0), default=100, show_default=True,
-              help="contrastive: iterations refitting the 1x1 classifier on the frozen backbone.")
+@click.option("--classifier-steps", type=click.IntRange(min=0), default=None,
+              help="contrastive: iterations refitting the 1x1 classifier on the frozen backbone "
+                   " [default: 100; 50 with --volume].")
 @click.option("--quantize", type=click.Choice(["int8"]), default=None,
               help="Also write MODEL-int8.onnx if it keeps >= 99.9 % label agreement.")
 @click.option("--exporter", type=click.Choice(["dynamo", "legacy"]), default="dynamo",
@@ -144,18 +149,26 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         raise click.UsageError("give DATA, or --volume with --slice and --labels")
     if volume is not None and (slice_index is None or labels is None):
         raise click.UsageError("--volume needs --slice and --labels")
+    given = {"arch": arch, "model_options": _model_options(model_options) or None,
+             "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
+             "crop": crop, "dice_weight": dice_weight, "classifier_steps": classifier_steps}
+    defaults = dict(VOLUME_DEFAULTS if volume is not None else FOLDER_DEFAULTS)
+    if init_weights is not None:  # the architecture is the weights'
+        defaults.update(arch=FOLDER_DEFAULTS["arch"], model_options={})
+    if arch is not None:  # the default options belong to the default architecture
+        defaults["model_options"] = {}
+    chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
     config = TrainConfig(
-        out=str(out), data=str(data) if data else None, paradigm=paradigm, arch=arch,
-        model_options=_model_options(model_options), init=init_weights,
+        out=str(out), data=str(data) if data else None, paradigm=paradigm, arch=chosen["arch"],
+        model_options=dict(chosen["model_options"]), init=init_weights,
         volume=str(volume) if volume else None, slice_index=slice_index,
         labels=str(labels) if labels else None,
-        epochs=epochs or (30 if volume else 50),
-        steps_per_epoch=steps_per_epoch or (20 if volume else None),
-        batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
-        weight_decay=weight_decay, crop=crop,
+        epochs=chosen["epochs"], steps_per_epoch=chosen["steps_per_epoch"],
+        batch_size=chosen["batch_size"], optimizer=optimizer, lr=lr, momentum=momentum,
+        weight_decay=weight_decay, crop=chosen["crop"],
         val_fraction=val_fraction, seed=seed, device=device, threads=threads,
         augment=not no_augment,
-        dice_weight=dice_weight, unsupervised_weight=unsupervised_weight,
+        dice_weight=chosen["dice_weight"], unsupervised_weight=unsupervised_weight,
         rampup_epochs=rampup_epochs,
         perturbations=tuple(p.strip() for p in perturbations.split(",")) if perturbations
         else None,
@@ -165,7 +178,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         embedding_dim=embedding_dim, temperature=temperature, self_temperature=self_temperature,
         contrastive_supervised_weight=contrastive_supervised_weight,
         contrastive_self_weight=contrastive_self_weight,
-        classifier_steps=classifier_steps, quantize=quantize, exporter=exporter,
+        classifier_steps=chosen["classifier_steps"], quantize=quantize, exporter=exporter,
         command=_command_line(click.get_current_context()),
     )
     try:

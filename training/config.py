@@ -7,6 +7,22 @@ from typing import Any
 
 PARADIGM_NAMES = ("supervised", "cct", "pseudo-label", "contrastive")
 
+#: Defaults of ``nwwatch train DATA`` for the options whose tomogram default differs.
+FOLDER_DEFAULTS: dict[str, Any] = {
+    "arch": "unet", "model_options": {}, "epochs": 50, "steps_per_epoch": None,
+    "batch_size": 8, "crop": 256, "dice_weight": 1.0, "classifier_steps": 100,
+}
+#: Defaults of ``nwwatch train --volume``: the recipe bench/bench_tomography.py measured
+#: (docs/tomography.md): the paper's UNet cut to 3 levels, 60 iterations of 4 crops of 64 px.
+#: Longer training let the never-labeled vacuum drift to "solid" (150 iterations: 78 % of it
+#: on one synthetic volume), and the folder defaults (lean UNet, 600 iterations of 8 x 256 px)
+#: called a whole noise-limited volume solid.
+VOLUME_DEFAULTS: dict[str, Any] = {
+    "arch": "unet-paper", "model_options": {"widths": [16, 32, 64], "dropout": 0.0},
+    "epochs": 6, "steps_per_epoch": 10, "batch_size": 4, "crop": 64, "dice_weight": 0.0,
+    "classifier_steps": 50,
+}
+
 
 @dataclass
 class TrainConfig:

@@ -14,6 +14,18 @@ Beyond the paper:
 - **tiling**: slices larger than ``tile`` are cut into overlapping tiles whose probabilities
   are blended with weights that ramp down towards each tile's edge, so a model trained on
   small crops sees the size it knows and no seam shows.
+- **flip averaging** (test-time augmentation): segment each slice as it is and flipped
+  up-down, left-right and both, and average the four probabilities. A network's learned
+  kernels are not mirror-symmetric, so few-label models place boundaries with a direction
+  bias (a solid one pixel too thick on one side); the average cancels it. Four times the
+  work. The flips keep the tilt axis where it is, so missing-wedge streaks keep their
+  orientation.
+- **mirror margin**: every slice is extended by ``margin_px`` on all four sides by mirroring
+  it (the U-Net paper's overlap-tile strategy) and the margin is cropped after the model. A
+  network trained on a few labeled pixels inside the grain was never told what its zero-padded
+  border looks like: on the synthetic noise-limited volumes a contrastive model called the
+  last row and column of every slice solid (2.6 % of the vacuum; IoU 0.76 -> 0.88 with the
+  margin, docs/tomography.md).
 - **cleanup**: solid specks (26-connected) and pores (6-connected) smaller than
   ``min_component_voxels`` are removed and filled: isolated noise voxels, not structure.
 """
@@ -32,6 +44,8 @@ from nwwatch.volume.tiling import blend_weights, tile_starts
 
 #: Default size (voxels) below which solid specks are removed and pores filled: a 2x2x2 cube.
 DEFAULT_MIN_COMPONENT_VOXELS = 8
+#: Default mirror margin (px) added around every slice before the model sees it.
+DEFAULT_MARGIN_PX = 16
 
 
 class VolumeModelError(ValueError):
@@ -89,18 +103,30 @@ class _SliceRunner:
     """Runs the model over stacks of 2D slices: normalisation, batching, tiling, blending."""
 
     def __init__(self, segmenter: Segmenter, value_range: tuple[float, float] | None,
-                 tile: int | None, overlap: int, batch_size: int, solid_index: int) -> None:
+                 tile: int | None, overlap: int, batch_size: int, solid_index: int,
+                 margin: int = 0) -> None:
         self.segmenter = segmenter
         self.value_range = value_range
         self.tile = tile
         self.overlap = overlap
         self.batch_size = batch_size
         self.solid_index = solid_index
+        self.margin = margin
 
     def _normalise(self, slices: np.ndarray) -> np.ndarray:
+        # Normalised before mirroring, so an "image"-scope slice keeps its own intensity range.
         if self.value_range is not None:
-            return normalize_image(slices, self.value_range)
-        return np.stack([normalize_image(s) for s in slices])
+            images = normalize_image(slices, self.value_range)
+        else:
+            images = np.stack([normalize_image(s) for s in slices])
+        if self.margin:
+            m = self.margin
+            images = np.pad(images, ((0, 0), (m, m), (m, m)), mode="reflect")
+        return images
+
+    def _crop(self, result: np.ndarray) -> np.ndarray:
+        m = self.margin
+        return result[:, m:result.shape[1] - m, m:result.shape[2] - m] if m else result
 
     def _run(self, images: np.ndarray, want_probability: bool) -> np.ndarray:
         """float32 solid probability (N, H, W), or bool solid labels when not wanted."""
@@ -112,14 +138,16 @@ class _SliceRunner:
     def stack(self, slices: np.ndarray, want_probability: bool) -> np.ndarray:
         """Segment ``slices`` (N, H, W); float32 probabilities or bool labels (N, H, W)."""
         n, height, width = slices.shape
+        # The model sees the slices with their mirror margins; results are cropped back.
+        height, width = height + 2 * self.margin, width + 2 * self.margin
         tiled = self.tile is not None and (height > self.tile or width > self.tile)
         dtype = np.float32 if (want_probability or tiled) else bool
-        result = np.empty((n, height, width), dtype=dtype)
+        result = np.empty(slices.shape, dtype=dtype)
         step = self.batch_size
         if not tiled:
             for start in range(0, n, step):
                 images = self._normalise(slices[start:start + step])
-                result[start:start + step] = self._run(images, want_probability)
+                result[start:start + step] = self._crop(self._run(images, want_probability))
             return result
         assert self.tile is not None
         tile_h, tile_w = min(self.tile, height), min(self.tile, width)
@@ -141,7 +169,7 @@ class _SliceRunner:
             for k, (r, c) in enumerate(windows):
                 total[:, r:r + tile_h, c:c + tile_w] += probs[:, k] * weight
                 norm[r:r + tile_h, c:c + tile_w] += weight
-            result[start:start + count] = total / norm
+            result[start:start + count] = self._crop(total / norm)
         return result
 
 
@@ -150,10 +178,12 @@ def segment_volume(
     volume: np.ndarray,
     *,
     triplanar: bool = False,
+    flips: bool = False,
     tile: int | None = None,
     tile_overlap: int | None = None,
     batch_size: int = 8,
     min_component_voxels: int = DEFAULT_MIN_COMPONENT_VOXELS,
+    margin_px: int = DEFAULT_MARGIN_PX,
     return_probability: bool = False,
 ) -> VolumeSegmentation:
     """Segment a tomogram into solid and pore/vacuum with a 2D nwwatch model.
@@ -163,11 +193,17 @@ def segment_volume(
     segmenter : a :class:`~nwwatch.segment.session.Segmenter` on a ``tomogram`` model.
     volume : ndarray (Z, Y, X), raw intensities (any real dtype).
     triplanar : also segment along Y and X and average the three solid probabilities.
+    flips : test-time flip averaging: also segment every slice flipped up-down, left-right and
+        both, and average the four solid probabilities (four times the work; with
+        ``triplanar``, twelve).
     tile : slices with a side above this size (px) are processed as overlapping tiles of
         ``tile`` x ``tile``; None processes whole slices.
     tile_overlap : overlap of neighbouring tiles in px (default ``tile // 4``).
     batch_size : slices (or tiles) per model call.
     min_component_voxels : cleanup threshold (see :func:`clean_mask`); 0 disables it.
+    margin_px : every slice is extended by this many px on each side by mirroring before the
+        model runs (tiles are cut from the extended slice); 0 lets the model see the bare
+        border. Costs ``((H + 2m) (W + 2m)) / (H W)`` times the work.
     return_probability : also return the fused solid probability (float32, before cleanup).
 
     Returns
@@ -187,19 +223,28 @@ def segment_volume(
     overlap = (tile // 4 if tile_overlap is None else int(tile_overlap)) if tile else 0
     if tile is not None and not 0 <= overlap < tile:
         raise ValueError(f"tile_overlap must be in [0, tile), got {overlap}")
+    if margin_px < 0:
+        raise ValueError(f"margin_px must be >= 0, got {margin_px}")
     solid_index = _solid_index(segmenter)
     scope = segmenter.metadata.normalization_scope
     value_range = intensity_range(data) if scope == "volume" else None
-    runner = _SliceRunner(segmenter, value_range, tile, overlap, batch_size, solid_index)
+    runner = _SliceRunner(segmenter, value_range, tile, overlap, batch_size, solid_index,
+                          int(margin_px))
 
-    want_probability = triplanar or return_probability
-    if not triplanar:
-        solid = runner.stack(data, want_probability)
-    else:
-        solid = runner.stack(data, True)
+    want_probability = triplanar or flips or return_probability
+
+    def along(stack: np.ndarray) -> np.ndarray:
+        if not flips:
+            return runner.stack(stack, want_probability)
+        total = runner.stack(stack, True)
+        for flip in ((1,), (2,), (1, 2)):
+            total += np.flip(runner.stack(np.flip(stack, flip), True), flip)
+        return total / np.float32(4.0)
+
+    solid = along(data)
+    if triplanar:
         for axis in (1, 2):
-            along = runner.stack(np.moveaxis(data, axis, 0), True)
-            solid += np.moveaxis(along, 0, axis)
+            solid += np.moveaxis(along(np.moveaxis(data, axis, 0)), 0, axis)
         solid /= np.float32(3.0)
     probability = solid if return_probability else None
     mask = solid > 0.5 if solid.dtype != bool else solid
