@@ -14,6 +14,7 @@ from nwwatch.service.cli import run
 from nwwatch.service.config import ConfigError, load_config
 from nwwatch.service.notify import Notifier
 from nwwatch.service.watcher import FolderWatcher, matches, mount_fstype, use_polling
+from nwwatch.volume import VolumeOptions
 
 
 @pytest.fixture()
@@ -30,6 +31,10 @@ def test_valid_config_and_defaults(paths):
     assert (w.path, w.kind, w.model, w.settle_seconds) == (acq, "insitu", m, 0.5)
     assert cfg.ledger == res / "ledger.sqlite" and cfg.inference.providers == ("cpu",)
     assert cfg.inference.threads == 1 and cfg.max_attempts == 3
+    assert cfg.tomogram == VolumeOptions()  # no [tomogram] table: segment_volume's defaults
+    path = write_config(tmp / "t.toml", acq, res, m)
+    path.write_text(path.read_text() + "\n[tomogram]\ntriplanar = true\nmargin_px = 8\n")
+    assert load_config(path).tomogram == VolumeOptions(triplanar=True, margin_px=8)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +49,12 @@ def test_valid_config_and_defaults(paths):
         (("polling = \"auto\"", "polling = \"sometimes\""), "watch[0].polling", "auto"),
         (("[output]", "[outputs]"), "output", "required"),
         (("threads = 1", "threads = 1\n[extra]\nx = 1"), "extra", "unknown key"),
+        (("threads = 1", "threads = 1\n[tomogram]\nmargin_px = -2"), "tomogram.margin_px",
+         ">= 0"),
+        (("threads = 1", "threads = 1\n[tomogram]\ntriplanar = 1"), "tomogram.triplanar",
+         "a boolean"),
+        (("threads = 1", "threads = 1\n[tomogram]\ntri_planar = true"), "tomogram.tri_planar",
+         "unknown key"),
     ],
 )
 def test_errors_name_file_key_and_problem(paths, edit, key, words):

@@ -234,3 +234,36 @@ def test_tomogram_gives_mask_and_volume_row(tmp_path):
 
     with pytest.raises(ConfigError, match="insitu"):
         replay(acq, tmp_path / "out2", kind="tomogram", model=model(tmp_path / "m2"))
+
+
+def test_tomogram_settings_are_part_of_the_ledger_key(tmp_path):
+    # The same volume segmented with other settings is another result: replay with
+    # --triplanar processes it again instead of reporting it done, and each row names its
+    # settings in measurement_version.
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_volume_tiff
+    from nwwatch.volume import VOLUME_METRICS_VERSION
+
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((6, 24, 24), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:5, 4:16, 6:20] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "tomo.tif", vol)
+    out = tmp_path / "out"
+    assert replay(acq, out, kind="tomogram", model=tomo_model).done == 1
+    assert replay(acq, out, kind="tomogram", model=tomo_model).skipped == 1
+    fused = replay(acq, out, kind="tomogram", model=tomo_model, triplanar=True, flips=True)
+    assert fused.done == 1
+    rows = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
+    assert sorted(rows.measurement_version) == [f"{VOLUME_METRICS_VERSION}+seg2",
+                                                f"{VOLUME_METRICS_VERSION}+seg2+triplanar+flips"]
+    assert rows.solid_fraction.nunique() == 1  # a pointwise model: same mask either way
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    flipped = CliRunner().invoke(main, ["replay", str(acq), "--kind", "tomogram", "--model",
+                                        str(tomo_model), "--out", str(out), "--flips"])
+    assert flipped.exit_code == 0 and "1 done" in flipped.output, flipped.output

@@ -54,9 +54,14 @@ def run(config_path: Path) -> None:
               default=None, help="ONNX model (default: the shipped model of KIND).")
 @click.option("--force", is_flag=True, help="Process files the ledger lists as done again.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Use [inference]/[retry] settings of this service config.")
+              default=None, help="Use [inference]/[retry]/[tomogram] settings of this service "
+                                 "config.")
+@click.option("--triplanar", is_flag=True,
+              help="Tomograms: also segment along Y and X and average (3x the work).")
+@click.option("--flips", is_flag=True,
+              help="Tomograms: average over the four flips of every slice (4x the work).")
 def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
-           config_path: Path | None) -> None:
+           config_path: Path | None, triplanar: bool, flips: bool) -> None:
     """Process an existing folder or file PATH through the service's code path."""
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
     from nwwatch.service.ledger import LedgerBusyError
@@ -66,7 +71,7 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
     configure_logging("warning")  # per-file lines would fight with the progress bar
     try:
         s = run_replay(path, out_dir, kind=kind, model=model, force=force, config=config_path,
-                       progress=True)
+                       progress=True, triplanar=triplanar, flips=flips)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
             LedgerBusyError) as exc:
         raise click.ClickException(str(exc)) from None

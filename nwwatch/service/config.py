@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nwwatch.segment.session import PROVIDERS
+from nwwatch.volume.segment import VolumeOptions
 
 KINDS = ("insitu", "tomogram")
 #: Patterns used when a [[watch]] table gives none.
@@ -70,6 +71,7 @@ class ServiceConfig:
     results: Path
     ledger: Path
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    tomogram: VolumeOptions = field(default_factory=VolumeOptions)
     max_attempts: int = 3
     log_level: str = "info"
     source: Path | None = None
@@ -195,6 +197,20 @@ def _inference(file: Path | None, table: Any) -> InferenceConfig:
     return cfg
 
 
+def _tomogram(file: Path | None, table: Any) -> VolumeOptions:
+    r = _Reader(file, "tomogram", table)
+    defaults = VolumeOptions()
+    options = VolumeOptions(
+        triplanar=r.get("triplanar", bool, defaults.triplanar),
+        flips=r.get("flips", bool, defaults.flips),
+        margin_px=r.positive("margin_px", int, defaults.margin_px, allow_zero=True),
+        min_component_voxels=r.positive("min_component_voxels", int,
+                                        defaults.min_component_voxels, allow_zero=True),
+    )
+    r.finish()
+    return options
+
+
 def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfig:
     """Validate a parsed TOML document; relative paths are relative to the file's folder."""
     base = file.parent if file is not None else Path.cwd()
@@ -220,6 +236,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
             )
 
     inference = _inference(file, top.get("inference", dict, {}))
+    tomogram = _tomogram(file, top.get("tomogram", dict, {}))
 
     state = _Reader(file, "state", top.get("state", dict, {}))
     ledger = state.path("ledger", base, default=results / "ledger.sqlite")
@@ -240,6 +257,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
         results=results,
         ledger=ledger,
         inference=inference,
+        tomogram=tomogram,
         max_attempts=max_attempts,
         log_level=level,
         source=file,

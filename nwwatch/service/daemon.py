@@ -73,7 +73,8 @@ def build_engines(config: ServiceConfig, ledger: Ledger, log) -> list[Engine]:
                               f"kind is {watch.kind!r}")
         engines.append(Engine(kind=watch.kind, segmenter=seg, ledger=ledger,
                               results_dir=config.results, batch_size=inf.batch_size,
-                              max_attempts=config.max_attempts, log=log))
+                              max_attempts=config.max_attempts, log=log,
+                              volume_options=config.tomogram))
     return engines
 
 

@@ -36,6 +36,7 @@ from nwwatch.normalize import normalize_image
 from nwwatch.results.parquet import write_batch, write_table_atomic
 from nwwatch.segment.session import Segmenter, file_sha256
 from nwwatch.service.ledger import Failure, ItemKey, Ledger
+from nwwatch.volume.segment import VolumeOptions
 
 FRAMES_DIR = "frames"
 VOLUMES_DIR = "volumes"
@@ -76,6 +77,8 @@ class Engine:
     results_dir: Path
     batch_size: int = 8
     max_attempts: int = 3
+    #: How tomograms are segmented (``[tomogram]`` in the configuration).
+    volume_options: VolumeOptions = field(default_factory=VolumeOptions)
     log: object = None
     #: Called between network batches and files: the daemon pings the systemd watchdog
     #: from here, so a long batch is not mistaken for a hung loop.
@@ -90,7 +93,8 @@ class Engine:
         if self.kind == "tomogram":
             from nwwatch.volume import VOLUME_METRICS_VERSION
 
-            return VOLUME_METRICS_VERSION
+            # The mask depends on the segmentation settings as much as on the model.
+            return f"{VOLUME_METRICS_VERSION}+{self.volume_options.version}"
         from nwwatch.measure import MEASUREMENT_VERSION
 
         return MEASUREMENT_VERSION
@@ -447,8 +451,8 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
             volume = read_volume(it.path)
             read_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
-            mask = segment_volume(engine.segmenter, volume.data,
-                                  batch_size=engine.batch_size).mask
+            mask = segment_volume(engine.segmenter, volume.data, batch_size=engine.batch_size,
+                                  **engine.volume_options.as_kwargs()).mask
             segment_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
             mask_path = _mask_path(engine, it, batch_id)

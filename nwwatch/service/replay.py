@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nwwatch.service.config import (
@@ -25,6 +25,7 @@ from nwwatch.service.ledger import Failure, Ledger
 from nwwatch.service.pipeline import Engine, _rewrite_quarantine, process, source_name
 from nwwatch.service.readiness import ReadyFile
 from nwwatch.service.watcher import scan
+from nwwatch.volume.segment import VolumeOptions
 
 #: A replay hands ``REPLAY_CHUNKS * batch_size`` frames to each ``process`` call: one Parquet
 #: file per call, and measurement of one network batch overlaps inference of the next.
@@ -71,6 +72,8 @@ def replay(
     config: str | os.PathLike[str] | None = None,
     progress: bool = False,
     log=None,
+    triplanar: bool = False,
+    flips: bool = False,
 ) -> ReplaySummary:
     """Process every input file under ``path`` into ``out_dir`` exactly as the service would.
 
@@ -86,6 +89,9 @@ def replay(
     config : a service TOML whose ``[inference]`` and ``[retry]`` settings are used; its
         ledger too when its results folder is ``out_dir``.
     progress : show a progress bar with frames per second on stderr.
+    triplanar, flips : segment tomograms with tri-planar fusion / flip averaging (see
+        :func:`nwwatch.volume.segment_volume`), on top of the configuration's ``[tomogram]``
+        table (or :class:`~nwwatch.volume.segment.VolumeOptions` defaults).
 
     Returns
     -------
@@ -99,9 +105,10 @@ def replay(
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     out = Path(out_dir)
     inference, max_attempts, ledger_path = InferenceConfig(), 3, out / "ledger.sqlite"
+    tomogram = VolumeOptions()
     if config is not None:
         cfg = load_config(config)
-        inference, max_attempts = cfg.inference, cfg.max_attempts
+        inference, max_attempts, tomogram = cfg.inference, cfg.max_attempts, cfg.tomogram
         if cfg.results.resolve() == out.resolve():
             ledger_path = cfg.ledger
     model_path = Path(model) if model is not None else DEFAULT_MODELS[kind]
@@ -124,7 +131,9 @@ def replay(
         if report.adopted or report.removed:
             log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)
         engine = Engine(kind=kind, segmenter=segmenter, ledger=ledger, results_dir=out,
-                        batch_size=inference.batch_size, max_attempts=max_attempts, log=log)
+                        batch_size=inference.batch_size, max_attempts=max_attempts, log=log,
+                        volume_options=replace(tomogram, triplanar=tomogram.triplanar or triplanar,
+                                               flips=tomogram.flips or flips))
         files = list_inputs(Path(path), kind)
         summary.files = len(files)
         t0 = time.perf_counter()

@@ -2,7 +2,9 @@
 
 Public API::
 
-    segment_volume(segmenter, volume, *, triplanar=False, tile=None, ...) -> VolumeSegmentation
+    segment_volume(segmenter, volume, *, triplanar=False, flips=False, margin_px=16, ...)
+        -> VolumeSegmentation
+    VolumeOptions(triplanar, flips, margin_px, min_component_voxels)   # the service's settings
     volume_metrics(mask, voxel_size_nm=None) -> VolumeMetrics
     VolumeMetrics.as_row()    # keys == names of VOLUME_METRIC_FIELDS
 
@@ -21,8 +23,11 @@ from nwwatch.volume.metrics import (
     volume_metrics,
 )
 from nwwatch.volume.segment import (
+    DEFAULT_MARGIN_PX,
     DEFAULT_MIN_COMPONENT_VOXELS,
+    SEGMENTATION_VERSION,
     VolumeModelError,
+    VolumeOptions,
     VolumeSegmentation,
     clean_mask,
     segment_volume,
@@ -31,11 +36,14 @@ from nwwatch.volume.surface import surface_area
 
 __all__ = [
     "DEFAULT_ENVELOPE_RADIUS_PX",
+    "DEFAULT_MARGIN_PX",
     "DEFAULT_MIN_COMPONENT_VOXELS",
+    "SEGMENTATION_VERSION",
     "VOLUME_METRICS_VERSION",
     "VOLUME_METRIC_FIELDS",
     "VolumeMetrics",
     "VolumeModelError",
+    "VolumeOptions",
     "VolumeSegmentation",
     "clean_mask",
     "distance_transform_edt",

@@ -48,6 +48,46 @@ DEFAULT_MIN_COMPONENT_VOXELS = 8
 DEFAULT_MARGIN_PX = 16
 
 
+#: Bumped when a default of segment_volume changes the masks it gives (2: the mirror margin),
+#: so the service does not count volumes segmented the old way as done.
+SEGMENTATION_VERSION = "2"
+
+
+@dataclass(frozen=True)
+class VolumeOptions:
+    """The :func:`segment_volume` settings the service applies to every tomogram.
+
+    ``version`` names them for the ledger: the same volume segmented with other settings is a
+    different result.
+    """
+
+    triplanar: bool = False
+    flips: bool = False
+    margin_px: int = DEFAULT_MARGIN_PX
+    min_component_voxels: int = DEFAULT_MIN_COMPONENT_VOXELS
+
+    def __post_init__(self) -> None:
+        if self.margin_px < 0:
+            raise ValueError(f"margin_px must be >= 0, got {self.margin_px}")
+        if self.min_component_voxels < 0:
+            raise ValueError(f"min_component_voxels must be >= 0, got "
+                             f"{self.min_component_voxels}")
+
+    @property
+    def version(self) -> str:
+        parts = [f"seg{SEGMENTATION_VERSION}"]
+        parts += [name for name in ("triplanar", "flips") if getattr(self, name)]
+        if self.margin_px != DEFAULT_MARGIN_PX:
+            parts.append(f"margin{self.margin_px}")
+        if self.min_component_voxels != DEFAULT_MIN_COMPONENT_VOXELS:
+            parts.append(f"min{self.min_component_voxels}")
+        return "+".join(parts)
+
+    def as_kwargs(self) -> dict[str, object]:
+        return {"triplanar": self.triplanar, "flips": self.flips, "margin_px": self.margin_px,
+                "min_component_voxels": self.min_component_voxels}
+
+
 class VolumeModelError(ValueError):
     """The model cannot segment tomograms; the message names the model file and why."""
 
