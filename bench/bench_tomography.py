@@ -23,6 +23,9 @@ default the product's 16 px; ``--fusions triplanar flips triplanar+flips`` also 
 fusion, test-time flip averaging, or both). IoU of the solid class is
 computed over every slice but the labeled one (the paper's eq. 8).
 
+``--second-slice`` labels a second slice (``size // 4`` above the central one) at the same
+rate, with the same protocol, for every method; IoU then skips both labeled slices.
+
 The ablation (paper's Table 3) trains the contrastive paradigm with only the self-supervised
 loss, only the supervised contrastive loss, or both; the 1x1 classifier is always trained with
 the labels. A loss is switched off by its weight (``contrastive_supervised_weight``,
@@ -59,7 +62,8 @@ FUSIONS = ("triplanar", "flips", "triplanar+flips")
 ORACLES = ("oracle-threshold", "oracle-threshold-smoothed", "oracle-threshold-noise-free")
 
 
-def iou_solid(mask: np.ndarray, truth: np.ndarray, skip_slice: int | None) -> float:
+def iou_solid(mask: np.ndarray, truth: np.ndarray,
+              skip_slice: int | list[int] | None) -> float:
     keep = np.ones(truth.shape[0], dtype=bool)
     if skip_slice is not None:
         keep[skip_slice] = False
@@ -100,13 +104,15 @@ def slice_features(volume: np.ndarray) -> np.ndarray:
     ])
 
 
-def rf_mask(features: np.ndarray, labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+def rf_mask(features: np.ndarray, labels: dict[int, np.ndarray], seed: int) -> np.ndarray:
+    """Forest trained on the labeled pixels of the slices ``labels`` ({z: (Y, X) labels})."""
     from sklearn.ensemble import RandomForestClassifier
 
-    labeled = labels != 255
+    x_train = np.concatenate([features[z][lab != 255] for z, lab in labels.items()])
+    y_train = np.concatenate([lab[lab != 255] for lab in labels.values()])
     forest = RandomForestClassifier(n_estimators=100, max_depth=16, n_jobs=2,
                                     random_state=seed)
-    forest.fit(features[k][labeled], labels[labeled])
+    forest.fit(x_train, y_train)
     z, y, x, f = features.shape
     solid_column = list(forest.classes_).index(1)
     prob = forest.predict_proba(features.reshape(-1, f))[:, solid_column]
@@ -119,8 +125,8 @@ def loss_weights(variant: str) -> dict[str, float]:
             "contrastive_self_weight": 0.0 if variant == "supervised" else 1.0}
 
 
-def train_and_segment(args, paradigm: str, volume_path: Path, k: int, labels_path: Path,
-                      volume: np.ndarray, out: Path, seed: int,
+def train_and_segment(args, paradigm: str, volume_path: Path, ks: list[int],
+                      labels_paths: list[Path], volume: np.ndarray, out: Path, seed: int,
                       variant: str = "combined") -> tuple[np.ndarray, dict]:
     from nwwatch.segment.session import Segmenter
     from nwwatch.volume import segment_volume
@@ -130,7 +136,7 @@ def train_and_segment(args, paradigm: str, volume_path: Path, k: int, labels_pat
     config = TrainConfig(
         out=str(out), paradigm=paradigm, arch="unet-paper",
         model_options={"widths": list(args.widths), "dropout": 0.0},
-        volume=str(volume_path), slice_index=k, labels=str(labels_path),
+        volume=str(volume_path), slice_index=ks, labels=[str(p) for p in labels_paths],
         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         crop=min(args.crop, volume.shape[1]), val_fraction=0.0, seed=seed, device=args.device,
         dice_weight=0.0, classifier_steps=args.classifier_steps, exporter="legacy",
@@ -169,6 +175,8 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
     sim = simulate_tomogram(args.size, seed=seed, **args.volume_options)
     volume, truth = sim.volume, sim.truth
     k = args.size // 2
+    # The labeled slices: the central one, and with --second-slice one a quarter further up.
+    ks = [k] + ([k - args.size // 4] if args.second_slice else [])
     folder = Path(tempfile.mkdtemp(prefix=f"tomo{seed}_", dir=args.work))
     contrastive_model = None
 
@@ -180,7 +188,7 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
         in_grain = float(np.count_nonzero(solid & true & grain)
                          / max(1, np.count_nonzero((solid | true) & grain)))
         row = {"seed": seed, "method": method, "rate": rate,
-               "iou": iou_solid(mask, truth, k), "iou_in_grain": in_grain,
+               "iou": iou_solid(mask, truth, ks), "iou_in_grain": in_grain,
                "solid_in_vacuum": float(solid[~grain].mean()), **(extra or {})}
         records.append(row)
         log(json.dumps(row))
@@ -197,7 +205,7 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
                            ("oracle-threshold-smoothed", smooth_slices(volume, 1.0)),
                            ("oracle-threshold-noise-free", clean)):
             row = {"seed": seed, "method": name, "rate": None,
-                   "iou": best_threshold_iou(data, truth, k)}
+                   "iou": best_threshold_iou(data, truth, ks)}
             records.append(row)
             log(json.dumps(row))
     features = slice_features(volume) if "rf" in args.methods else None
@@ -207,20 +215,24 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
         jobs += [("contrastive", r, v) for r in args.ablation_rates for v in ABLATION_VARIANTS
                  if ("contrastive", r, v) not in jobs]
     for method, rate, variant in jobs:
-        rng = np.random.default_rng([seed, int(round(rate * 1000))])
-        labels = patch_labels(truth[k], rate, rng, grain=sim.grain[k])
+        labels = {}
+        for i, z in enumerate(ks):  # the first slice's labels do not depend on --second-slice
+            rng = np.random.default_rng([seed, int(round(rate * 1000))] + ([i] if i else []))
+            labels[z] = patch_labels(truth[z], rate, rng, grain=sim.grain[z])
         tag = f"{method}_{rate}_{variant}"
-        extra = {"labeled_fraction": float(np.mean(labels != 255))}
+        extra = {"labeled_fraction": float(np.mean([lab != 255 for lab in labels.values()])),
+                 "labeled_slices": ks}
         if method == "rf":
             start = time.perf_counter()
-            mask = rf_mask(features, labels, k, seed)
+            mask = rf_mask(features, labels, seed)
             extra["train_and_segment_s"] = time.perf_counter() - start
             record("rf", rate, mask, extra)
             continue
-        volume_path, labels_path = write_inputs(folder, volume, labels, k, tag)
+        paths = [write_inputs(folder, volume, lab, z, f"{tag}_z{z}") for z, lab in labels.items()]
+        volume_path, labels_paths = paths[0][0], [path for _, path in paths]
         paradigm = "supervised" if method == "unet" else "contrastive"
         out = folder / f"{tag}.onnx"
-        mask, timing = train_and_segment(args, paradigm, volume_path, k, labels_path,
+        mask, timing = train_and_segment(args, paradigm, volume_path, ks, labels_paths,
                                          volume, out, seed, variant)
         fused = timing.pop("fused_masks")
         extra.update(timing)
@@ -342,6 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="contrastive temperature (0.1: the setting before issue 6's fix)")
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--second-slice", action="store_true",
+                        help="label a second slice (size/4 above the central one) at the same "
+                             "rate, for every method")
     parser.add_argument("--margin", type=int, default=16,
                         help="segment_volume's mirror margin in px (0: the bare border)")
     parser.add_argument("--fusions", nargs="+", default=[], choices=FUSIONS,

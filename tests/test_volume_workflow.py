@@ -92,3 +92,59 @@ def test_workflow_errors_name_the_file_and_the_reason(tmp_path, small_volume):
         load_volume_slice(small_volume, 2, _labels(tmp_path, only_pore, "pore.png"))
     data = load_volume_slice(small_volume, 2, _labels(tmp_path, good, "good.png"))
     assert len(data.labeled) == 1 and len(data.unlabeled) == 5
+
+
+def test_several_labeled_slices(tmp_path, small_volume):
+    from training.data import DatasetLayoutError, load_volume_slices
+
+    solid_and_pore = np.full((20, 24), 255, dtype=np.uint8)
+    solid_and_pore[:5, :5] = 0
+    solid_and_pore[10:15, 10:15] = 1
+    only_pore = np.full((20, 24), 255, dtype=np.uint8)
+    only_pore[:4, :4] = 0  # e.g. vacuum above the grain: no solid in this slice
+    a = _labels(tmp_path, solid_and_pore, "a.png")
+    b = _labels(tmp_path, only_pore, "b.png")
+    data = load_volume_slices(small_volume, [(4, b), (1, a)])
+    assert [item.stem for item in data.labeled] == ["v_z00001", "v_z00004"]
+    assert len(data.unlabeled) == 4 and data.source.endswith("#z=1,4")
+    np.testing.assert_array_equal(data.labeled[1].label, only_pore)
+    # a class only has to be labeled somewhere, but every slice is checked on its own
+    with pytest.raises(DatasetLayoutError, match="class 1"):
+        load_volume_slices(small_volume, [(4, b), (2, b)])
+    with pytest.raises(DatasetLayoutError, match="labeled twice"):
+        load_volume_slices(small_volume, [(1, a), (1, b)])
+    with pytest.raises(DatasetLayoutError, match="out of range"):
+        load_volume_slices(small_volume, [(1, a), (9, b)])
+    with pytest.raises(DatasetLayoutError, match="no labeled slice"):
+        load_volume_slices(small_volume, [])
+
+
+def test_train_cli_takes_several_slices_in_pairs(tmp_path, small_volume, monkeypatch):
+    from click.testing import CliRunner
+
+    import training.engine
+    from nwwatch.cli import main
+
+    seen = {}
+
+    def capture(config, **_):
+        seen["data"] = training.engine.load_training_data(config)
+        seen["config"] = config
+        raise training.engine.TrainingError("captured")
+
+    monkeypatch.setattr(training.engine, "train", capture)
+    labels = np.full((20, 24), 255, dtype=np.uint8)
+    labels[:5, :5] = 0
+    labels[10:15, 10:15] = 1
+    a, b = _labels(tmp_path, labels, "a.png"), _labels(tmp_path, labels, "b.png")
+    base = ["train", "--volume", str(small_volume), "--out", str(tmp_path / "m.onnx"),
+            "--paradigm", "contrastive"]
+    result = CliRunner().invoke(main, [*base, "--slice", "1", "--labels", str(a),
+                                       "--slice", "4", "--labels", str(b)])
+    assert "captured" in result.output, result.output
+    assert seen["config"].slice_index == [1, 4] and len(seen["data"].labeled) == 2
+    command = seen["config"].command  # options grouped by name; pairs keep their order
+    assert "--slice 1 --slice 4" in command and f"--labels {a} --labels {b}" in command
+    mismatch = CliRunner().invoke(main, [*base, "--slice", "1", "--slice", "4",
+                                         "--labels", str(a)])
+    assert mismatch.exit_code == 2 and "2 --slice but 1 --labels" in mismatch.output

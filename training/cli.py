@@ -37,6 +37,9 @@ def _command_line(ctx: click.Context) -> str:
         if getattr(param, "is_flag", False):
             if value:
                 parts.append(param.opts[0])
+        elif getattr(param, "multiple", False):
+            for item in value:
+                parts += [param.opts[0], str(item)]
         else:
             parts += [param.opts[0], str(value)]
     return shlex.join(parts)
@@ -57,10 +60,11 @@ def _command_line(ctx: click.Context) -> str:
               help="MODEL.onnx to write; the checkpoint MODEL.pt goes next to it.")
 @click.option("--volume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Tomogram workflow: the 3D TIFF volume (every other slice is unlabeled data).")
-@click.option("--slice", "slice_index", type=int,
-              help="Index of the labeled slice (with --volume).")
+@click.option("--slice", "slice_index", type=int, multiple=True,
+              help="Index of the labeled slice (with --volume); repeat for several slices.")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Labels of that slice: 0 pore, 1 solid, 255 unlabeled.")
+              multiple=True, help="Labels of that slice: 0 pore, 1 solid, 255 unlabeled; one "
+                                  "per --slice, in the same order.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Epochs [default: 50; 6 with --volume].")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
@@ -147,8 +151,13 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
 
     if volume is None and data is None and not (resume or export_only):
         raise click.UsageError("give DATA, or --volume with --slice and --labels")
-    if volume is not None and (slice_index is None or labels is None):
+    if volume is not None and (not slice_index or not labels):
         raise click.UsageError("--volume needs --slice and --labels")
+    if len(slice_index) != len(labels):
+        raise click.UsageError(f"{len(slice_index)} --slice but {len(labels)} --labels: give "
+                               f"one labels file per labeled slice, in the same order")
+    if (slice_index or labels) and volume is None:
+        raise click.UsageError("--slice and --labels belong to --volume")
     given = {"arch": arch, "model_options": _model_options(model_options) or None,
              "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
              "crop": crop, "dice_weight": dice_weight, "classifier_steps": classifier_steps}
@@ -161,8 +170,11 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     config = TrainConfig(
         out=str(out), data=str(data) if data else None, paradigm=paradigm, arch=chosen["arch"],
         model_options=dict(chosen["model_options"]), init=init_weights,
-        volume=str(volume) if volume else None, slice_index=slice_index,
-        labels=str(labels) if labels else None,
+        volume=str(volume) if volume else None,
+        slice_index=(slice_index[0] if len(slice_index) == 1 else list(slice_index))
+        if slice_index else None,
+        labels=(str(labels[0]) if len(labels) == 1 else [str(p) for p in labels])
+        if labels else None,
         epochs=chosen["epochs"], steps_per_epoch=chosen["steps_per_epoch"],
         batch_size=chosen["batch_size"], optimizer=optimizer, lr=lr, momentum=momentum,
         weight_decay=weight_decay, crop=chosen["crop"],

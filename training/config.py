@@ -36,8 +36,9 @@ class TrainConfig:
     init: str | None = None  # start from these weights (fine-tuning); see training.weights
     # tomogram workflow (issue 6)
     volume: str | None = None
-    slice_index: int | None = None
-    labels: str | None = None
+    # one labeled slice, or several (lists of the same length, paired in order)
+    slice_index: int | list[int] | None = None
+    labels: str | list[str] | None = None
     # optimisation
     epochs: int = 50
     steps_per_epoch: int | None = None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,42 +255,69 @@ def load_volume_slice(
 ) -> TrainingData:
     """The tomogram workflow: one partially labeled slice, every other slice unlabeled.
 
+    The one-slice case of :func:`load_volume_slices`; see there.
+    """
+    return load_volume_slices(volume_path, [(slice_index, labels_path)], class_names)
+
+
+def load_volume_slices(
+    volume_path: str | os.PathLike[str],
+    slices: Sequence[tuple[int, str | os.PathLike[str]]],
+    class_names: tuple[str, ...] = TOMOGRAM_CLASSES,
+) -> TrainingData:
+    """The tomogram workflow: partially labeled slices, every other slice unlabeled.
+
     All slices are normalised with the intensity range of the whole volume
     (``normalization_scope = "volume"``), exactly as the runtime does for tomograms.
 
     Parameters
     ----------
     volume_path : 3D TIFF (Z, Y, X).
-    slice_index : index along Z of the labeled slice.
-    labels_path : uint8 (Y, X) image, 0 pore, 1 solid, 255 unlabeled.
+    slices : (index along Z, labels path) pairs; each labels file is a uint8 (Y, X) image,
+        0 pore, 1 solid, 255 unlabeled. A second slice far from the first (e.g. one with
+        vacuum above or below the grain) constrains what one slice cannot.
+    class_names : the classes, in label-value order.
 
     Raises
     ------
-    DatasetLayoutError : slice out of range, labels of the wrong shape, label values out of
-        range, or a class without any labeled pixel.
+    DatasetLayoutError : no slice given, a slice out of range or given twice, labels of the
+        wrong shape, label values out of range, or a class without any labeled pixel in all
+        the slices together.
     """
-    volume_path, labels_path = Path(volume_path), Path(labels_path)
+    volume_path = Path(volume_path)
+    if not slices:
+        raise DatasetLayoutError(volume_path, "no labeled slice given")
     volume = read_pages(volume_path)
     if volume.shape[0] < 2:
         raise DatasetLayoutError(volume_path, "expected a 3D volume (Z, Y, X), got a 2D image")
     depth = volume.shape[0]
-    if not 0 <= slice_index < depth:
-        raise DatasetLayoutError(volume_path, f"slice index {slice_index} out of range: the "
-                                              f"volume has {depth} slices (0..{depth - 1})")
-    label = check_label(_read_image_2d(labels_path), len(class_names), labels_path)
-    if label.shape != volume.shape[1:]:
-        raise DatasetLayoutError(labels_path, f"labels have shape {label.shape}, slices of "
-                                              f"{volume_path.name} have {volume.shape[1:]}")
+    labels: dict[int, tuple[Path, np.ndarray]] = {}
+    for slice_index, labels_path in slices:
+        labels_path = Path(labels_path)
+        if not 0 <= slice_index < depth:
+            raise DatasetLayoutError(volume_path, f"slice index {slice_index} out of range: the "
+                                                  f"volume has {depth} slices (0..{depth - 1})")
+        if slice_index in labels:
+            raise DatasetLayoutError(labels_path, f"slice {slice_index} is labeled twice (also "
+                                                  f"by {labels[slice_index][0]})")
+        label = check_label(_read_image_2d(labels_path), len(class_names), labels_path)
+        if label.shape != volume.shape[1:]:
+            raise DatasetLayoutError(labels_path, f"labels have shape {label.shape}, slices of "
+                                                  f"{volume_path.name} have {volume.shape[1:]}")
+        labels[slice_index] = (labels_path, label)
     for class_id, name in enumerate(class_names):
-        if not np.any(label == class_id):
-            raise DatasetLayoutError(labels_path, f"no labeled pixel of class {class_id} "
-                                                  f"({name}); label a few pixels of every class")
-    slices = _normalise_pages(volume, "volume")
-    labeled = [LabeledImage(f"{volume_path.stem}_z{slice_index:05d}", slices[slice_index], label,
-                            file_sha256(volume_path), file_sha256(labels_path))]
-    unlabeled = [s for z, s in enumerate(slices) if z != slice_index]
+        if not any(np.any(label == class_id) for _, label in labels.values()):
+            where = next(iter(labels.values()))[0] if len(labels) == 1 else volume_path
+            raise DatasetLayoutError(where, f"no labeled pixel of class {class_id} ({name}); "
+                                            f"label a few pixels of every class")
+    pages = _normalise_pages(volume, "volume")
+    volume_sha = file_sha256(volume_path)
+    labeled = [LabeledImage(f"{volume_path.stem}_z{z:05d}", pages[z], label, volume_sha,
+                            file_sha256(path)) for z, (path, label) in sorted(labels.items())]
+    unlabeled = [page for z, page in enumerate(pages) if z not in labels]
+    where = ",".join(str(z) for z in sorted(labels))
     return TrainingData("tomogram", class_names, "volume", labeled, unlabeled,
-                        source=f"{volume_path}#z={slice_index}")
+                        source=f"{volume_path}#z={where}")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from nwwatch.segment.session import pad_to_multiple
 from training.augment import augment, random_crop
 from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
-from training.data import LabeledImage, TrainingData, load_folder, load_volume_slice, make_split
+from training.data import LabeledImage, TrainingData, load_folder, load_volume_slices, make_split
 from training.paradigms import PARADIGMS, Paradigm
 from training.weights import InitialWeights, load_initial_weights
 
@@ -106,7 +106,13 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     if config.volume is not None:
         if config.slice_index is None or config.labels is None:
             raise TrainingError("--volume needs --slice INDEX and --labels LABELS.png")
-        return load_volume_slice(config.volume, config.slice_index, config.labels)
+        indices = config.slice_index if isinstance(config.slice_index, list) \
+            else [config.slice_index]
+        labels = config.labels if isinstance(config.labels, list) else [config.labels]
+        if len(indices) != len(labels):
+            raise TrainingError(f"{len(indices)} --slice but {len(labels)} --labels: give one "
+                                f"labels file per labeled slice, in the same order")
+        return load_volume_slices(config.volume, list(zip(indices, labels, strict=True)))
     if config.data is None:
         raise TrainingError("give a DATA folder, or --volume with --slice and --labels")
     return load_folder(config.data)
