@@ -170,3 +170,20 @@ def test_folder_workflow_keeps_its_defaults(tmp_path, monkeypatch):
     config = seen["config"]
     assert (config.arch, config.model_options, config.epochs, config.batch_size, config.crop,
             config.dice_weight, config.classifier_steps) == ("unet", {}, 50, 8, 256, 1.0, 100)
+
+
+def test_resume_without_epochs_keeps_the_checkpoints_epoch_count(tmp_path, monkeypatch):
+    import training.engine
+
+    seen = {}
+
+    def capture(config, **_):
+        seen["config"] = config
+        raise training.engine.TrainingError("captured")
+
+    monkeypatch.setattr(training.engine, "train", capture)
+    out = str(tmp_path / "m.onnx")
+    CliRunner().invoke(main, ["train", "--resume", "--out", out])
+    assert seen["config"].epochs == 1  # the engine keeps max(checkpoint's, this)
+    CliRunner().invoke(main, ["train", "--resume", "--out", out, "--epochs", "40"])
+    assert seen["config"].epochs == 40

@@ -166,6 +166,10 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         defaults.update(arch=FOLDER_DEFAULTS["arch"], model_options={})
     if arch is not None:  # the default options belong to the default architecture
         defaults["model_options"] = {}
+    if resume or export_only:
+        # The checkpoint's own epoch count stands unless --epochs raises it (engine takes the
+        # larger); a default here would silently stretch a 6-epoch tomogram run to 50.
+        defaults["epochs"] = 1
     chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
     config = TrainConfig(
         out=str(out), data=str(data) if data else None, paradigm=paradigm, arch=chosen["arch"],
