@@ -78,7 +78,8 @@ def otsu_mask(volume: np.ndarray) -> np.ndarray:
     return (volume > threshold_otsu(volume)).astype(np.uint8)
 
 
-def best_threshold_iou(volume: np.ndarray, truth: np.ndarray, skip_slice: int | None) -> float:
+def best_threshold_iou(volume: np.ndarray, truth: np.ndarray,
+                       skip_slice: int | list[int] | None) -> float:
     """Highest IoU of any single global threshold (chosen WITH the truth: an upper bound, not
     a method). 200 candidate thresholds between the volume's 50th and 99.9th percentiles."""
     candidates = np.quantile(volume, np.linspace(0.5, 0.999, 200))
@@ -150,7 +151,8 @@ def train_and_segment(args, paradigm: str, volume_path: Path, ks: list[int],
     seg = segment_volume(segmenter, volume, margin_px=args.margin)
     timing = {"train_s": train_s, "segment_s": time.perf_counter() - start}
     fused = {}
-    for fusion in args.fusions:
+    # Fusions are recorded for the r-table's models only, not for the ablation variants.
+    for fusion in (args.fusions if variant == "combined" else ()):
         start = time.perf_counter()
         fused[fusion] = segment_volume(segmenter, volume, margin_px=args.margin,
                                        triplanar="triplanar" in fusion,
@@ -361,8 +363,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="segment_volume's mirror margin in px (0: the bare border)")
     parser.add_argument("--fusions", nargs="+", default=[], choices=FUSIONS,
                         help="also record the deep methods segmented with these fusions")
-    parser.add_argument("--triplanar", dest="fusions", action="store_const",
-                        const=["triplanar"], help="the same as --fusions triplanar")
+    parser.add_argument("--triplanar", action="store_true",
+                        help="the same as adding triplanar to --fusions")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime CPU threads")
     parser.add_argument("--device", default="cpu", help="training device: cpu, cuda, auto")
     parser.add_argument("--timing-size", type=int, default=0, help="0 skips the timing")
@@ -373,6 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--render", type=Path, nargs="+", default=None,
                         help="only print the Markdown tables of these result files")
     args = parser.parse_args(argv)
+    if args.triplanar and "triplanar" not in args.fusions:
+        args.fusions = ["triplanar", *args.fusions]
     if args.render:
         render(args.render)
         return

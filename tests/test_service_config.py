@@ -55,6 +55,7 @@ def test_valid_config_and_defaults(paths):
          "a boolean"),
         (("threads = 1", "threads = 1\n[tomogram]\ntri_planar = true"), "tomogram.tri_planar",
          "unknown key"),
+        (("[[watch]]", "tomogram = \"fast\"\n[[watch]]"), "tomogram", "a table"),
     ],
 )
 def test_errors_name_file_key_and_problem(paths, edit, key, words):

@@ -127,7 +127,7 @@ def test_pseudo_label_records_provenance(tmp_path):
 @pytest.mark.parametrize(("extra", "expected"), [
     ([], {"arch": "unet-paper", "model_options": {"widths": [16, 32, 64], "dropout": 0.0},
           "epochs": 6, "steps_per_epoch": 10, "batch_size": 4, "crop": 64, "dice_weight": 0.0,
-          "classifier_steps": 50}),
+          "classifier_steps": 50, "val_fraction": 0.0}),
     (["--arch", "unet", "--epochs", "3", "--crop", "96"],
      {"arch": "unet", "model_options": {}, "epochs": 3, "steps_per_epoch": 10, "crop": 96}),
 ])
@@ -169,7 +169,8 @@ def test_folder_workflow_keeps_its_defaults(tmp_path, monkeypatch):
     CliRunner().invoke(main, ["train", str(tmp_path), "--out", str(tmp_path / "m.onnx")])
     config = seen["config"]
     assert (config.arch, config.model_options, config.epochs, config.batch_size, config.crop,
-            config.dice_weight, config.classifier_steps) == ("unet", {}, 50, 8, 256, 1.0, 100)
+            config.dice_weight, config.classifier_steps, config.val_fraction) == (
+        "unet", {}, 50, 8, 256, 1.0, 100, 0.2)
 
 
 def test_resume_without_epochs_keeps_the_checkpoints_epoch_count(tmp_path, monkeypatch):
@@ -187,3 +188,30 @@ def test_resume_without_epochs_keeps_the_checkpoints_epoch_count(tmp_path, monke
     assert seen["config"].epochs == 1  # the engine keeps max(checkpoint's, this)
     CliRunner().invoke(main, ["train", "--resume", "--out", out, "--epochs", "40"])
     assert seen["config"].epochs == 40
+
+
+def test_volume_fine_tuning_takes_the_weights_architecture(tmp_path):
+    # --init with --volume and no --arch: the run is the weights' architecture (here the
+    # volume default unet-paper), not the folder default the option would otherwise imply.
+    volume = tmp_path / "v.tif"
+    tifffile.imwrite(volume, np.random.default_rng(0).normal(size=(4, 16, 16)).astype(
+        np.float32), photometric="minisblack")
+    labels = np.full((16, 16), 255, np.uint8)
+    labels[:4, :4], labels[8:12, 8:12] = 0, 1
+    cv2.imwrite(str(tmp_path / "l.png"), labels)
+    common = ["train", "--volume", str(volume), "--slice", "1", "--labels",
+              str(tmp_path / "l.png"), "--epochs", "1", "--steps-per-epoch", "1",
+              "--batch-size", "2", "--crop", "16", "--threads", "1", "--quiet",
+              "--exporter", "legacy"]
+    first = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "a.onnx"),
+                                      "--model-options", '{"widths": [4, 8]}'])
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "b.onnx"),
+                                       "--init", str(tmp_path / "a.pt")])
+    assert second.exit_code == 0, second.output
+    config = load_checkpoint(tmp_path / "b.pt")["config"]
+    assert config["arch"] == "unet-paper" and config["model_options"]["widths"] == [4, 8]
+    assert load_checkpoint(tmp_path / "b.pt")["split"]["val"] == []
+    wrong = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "c.onnx"),
+                                      "--init", str(tmp_path / "a.pt"), "--arch", "unet"])
+    assert wrong.exit_code != 0 and "'unet-paper' model, not --arch 'unet'" in wrong.output

@@ -78,8 +78,9 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True)
 @click.option("--crop", type=click.IntRange(min=8), default=None,
               help="Side of the random training crops (pixels)  [default: 256; 64 with --volume].")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2,
-              show_default=True, help="Share of labeled images held out for validation.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Share of labeled images held out for validation  [default: 0.2; 0 with "
+                   "--volume].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -153,17 +154,18 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         raise click.UsageError("give DATA, or --volume with --slice and --labels")
     if volume is not None and (not slice_index or not labels):
         raise click.UsageError("--volume needs --slice and --labels")
+    if (slice_index or labels) and volume is None:
+        raise click.UsageError("--slice and --labels belong to --volume")
     if len(slice_index) != len(labels):
         raise click.UsageError(f"{len(slice_index)} --slice but {len(labels)} --labels: give "
                                f"one labels file per labeled slice, in the same order")
-    if (slice_index or labels) and volume is None:
-        raise click.UsageError("--slice and --labels belong to --volume")
     given = {"arch": arch, "model_options": _model_options(model_options) or None,
              "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
-             "crop": crop, "dice_weight": dice_weight, "classifier_steps": classifier_steps}
+             "crop": crop, "dice_weight": dice_weight, "classifier_steps": classifier_steps,
+             "val_fraction": val_fraction}
     defaults = dict(VOLUME_DEFAULTS if volume is not None else FOLDER_DEFAULTS)
-    if init_weights is not None:  # the architecture is the weights'
-        defaults.update(arch=FOLDER_DEFAULTS["arch"], model_options={})
+    if init_weights is not None:  # "": the architecture is the weights' (engine checks)
+        defaults.update(arch="", model_options={})
     if arch is not None:  # the default options belong to the default architecture
         defaults["model_options"] = {}
     if resume or export_only:
@@ -182,7 +184,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         epochs=chosen["epochs"], steps_per_epoch=chosen["steps_per_epoch"],
         batch_size=chosen["batch_size"], optimizer=optimizer, lr=lr, momentum=momentum,
         weight_decay=weight_decay, crop=chosen["crop"],
-        val_fraction=val_fraction, seed=seed, device=device, threads=threads,
+        val_fraction=chosen["val_fraction"], seed=seed, device=device, threads=threads,
         augment=not no_augment,
         dice_weight=chosen["dice_weight"], unsupervised_weight=unsupervised_weight,
         rampup_epochs=rampup_epochs,

@@ -11,6 +11,7 @@ PARADIGM_NAMES = ("supervised", "cct", "pseudo-label", "contrastive")
 FOLDER_DEFAULTS: dict[str, Any] = {
     "arch": "unet", "model_options": {}, "epochs": 50, "steps_per_epoch": None,
     "batch_size": 8, "crop": 256, "dice_weight": 1.0, "classifier_steps": 100,
+    "val_fraction": 0.2,
 }
 #: Defaults of ``nwwatch train --volume``: the recipe bench/bench_tomography.py measured
 #: (docs/tomography.md): the paper's UNet cut to 3 levels, 60 iterations of 4 crops of 64 px.
@@ -21,6 +22,8 @@ VOLUME_DEFAULTS: dict[str, Any] = {
     "arch": "unet-paper", "model_options": {"widths": [16, 32, 64], "dropout": 0.0},
     "epochs": 6, "steps_per_epoch": 10, "batch_size": 4, "crop": 64, "dice_weight": 0.0,
     "classifier_steps": 50,
+    # every labeled slice trains: with two slices a 0.2 split would hold one out entirely
+    "val_fraction": 0.0,
 }
 
 

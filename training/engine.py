@@ -69,9 +69,10 @@ def _initial_weights(config: TrainConfig, num_classes: int, class_names) -> Init
     if differing:
         raise TrainingError(f"--init {initial.path}: --model-options {differing} differ from "
                             f"the weights' {initial.model_options}; drop them")
-    if config.arch != initial.arch:
+    if config.arch and config.arch != initial.arch:  # "" = take the weights' architecture
         raise TrainingError(f"--init {initial.path}: the weights are a {initial.arch!r} model, "
                             f"not --arch {config.arch!r}")
+    config.arch = initial.arch
     if initial.num_classes != num_classes:
         raise TrainingError(f"--init {initial.path}: the weights have {initial.num_classes} "
                             f"classes {initial.class_names or ''}, the data {num_classes} "

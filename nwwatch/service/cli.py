@@ -57,9 +57,11 @@ def run(config_path: Path) -> None:
               default=None, help="Use [inference]/[retry]/[tomogram] settings of this service "
                                  "config.")
 @click.option("--triplanar", is_flag=True,
-              help="Tomograms: also segment along Y and X and average (3x the work).")
+              help="Tomograms: also segment along Y and X and average (3x the work); adds to "
+                   "the --config [tomogram] table.")
 @click.option("--flips", is_flag=True,
-              help="Tomograms: average over the four flips of every slice (4x the work).")
+              help="Tomograms: average over the four flips of every slice (4x the work); adds "
+                   "to the --config [tomogram] table.")
 def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
            config_path: Path | None, triplanar: bool, flips: bool) -> None:
     """Process an existing folder or file PATH through the service's code path."""

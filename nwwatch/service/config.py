@@ -79,7 +79,8 @@ class ServiceConfig:
 
 # --- validation helpers -------------------------------------------------------------------
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+               dict: "a table", list: "a list of tables"}
 
 
 class _Reader:

@@ -89,9 +89,10 @@ def replay(
     config : a service TOML whose ``[inference]`` and ``[retry]`` settings are used; its
         ledger too when its results folder is ``out_dir``.
     progress : show a progress bar with frames per second on stderr.
-    triplanar, flips : segment tomograms with tri-planar fusion / flip averaging (see
+    triplanar, flips : switch tri-planar fusion / flip averaging on for tomograms (see
         :func:`nwwatch.volume.segment_volume`), on top of the configuration's ``[tomogram]``
-        table (or :class:`~nwwatch.volume.segment.VolumeOptions` defaults).
+        table (or :class:`~nwwatch.volume.segment.VolumeOptions` defaults); False leaves the
+        configuration's setting as it is. In-situ frames ignore them.
 
     Returns
     -------

@@ -243,7 +243,9 @@ def segment_volume(
     min_component_voxels : cleanup threshold (see :func:`clean_mask`); 0 disables it.
     margin_px : every slice is extended by this many px on each side by mirroring before the
         model runs (tiles are cut from the extended slice); 0 lets the model see the bare
-        border. Costs ``((H + 2m) (W + 2m)) / (H W)`` times the work.
+        border. Costs ``((H + 2m) (W + 2m)) / (H W)`` times the work without tiling; with
+        ``tile``, a slice that fits a tile may need several once extended (a 256² slice with
+        ``tile=256`` becomes four tiles).
     return_probability : also return the fused solid probability (float32, before cleanup).
 
     Returns
