@@ -54,6 +54,7 @@ import numpy as np
 
 from nwwatch.synth.tomo_labels import patch_labels
 from nwwatch.synth.tomogram import simulate_tomogram
+from training.config import VOLUME_DEFAULTS
 
 RATES = (0.02, 0.06, 0.12, 0.18, 0.25)
 ABLATION_RATES = (0.06, 0.12, 0.18, 1.0)
@@ -347,15 +348,18 @@ def main(argv: list[str] | None = None) -> None:
                         help='simulate_tomogram keywords as JSON, e.g. \'{"tilt_max_deg": 80}\'')
     parser.add_argument("--ablation", action="store_true")
     parser.add_argument("--ablation-rates", type=float, nargs="+", default=list(ABLATION_RATES))
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--steps-per-epoch", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--crop", type=int, default=64)
+    # Training defaults: what `nwwatch train --volume` ships (training.config.VOLUME_DEFAULTS).
+    parser.add_argument("--epochs", type=int, default=VOLUME_DEFAULTS["epochs"])
+    parser.add_argument("--steps-per-epoch", type=int, default=VOLUME_DEFAULTS["steps_per_epoch"])
+    parser.add_argument("--batch-size", type=int, default=VOLUME_DEFAULTS["batch_size"])
+    parser.add_argument("--crop", type=int, default=VOLUME_DEFAULTS["crop"])
     parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--classifier-steps", type=int, default=50)
+    parser.add_argument("--classifier-steps", type=int,
+                        default=VOLUME_DEFAULTS["classifier_steps"])
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="contrastive temperature (0.1: the setting before issue 6's fix)")
-    parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--widths", type=int, nargs="+",
+                        default=VOLUME_DEFAULTS["model_options"]["widths"])
     parser.add_argument("--second-slice", action="store_true",
                         help="label a second slice (size/4 above the central one) at the same "
                              "rate, for every method")
