@@ -10,7 +10,7 @@ import pytest
 import tifffile
 import torch
 from click.testing import CliRunner
-from training_helpers import make_folder
+from training_helpers import capture_train, make_folder
 
 from nwwatch.cli import main
 from nwwatch.segment.session import Segmenter
@@ -135,15 +135,7 @@ def test_volume_workflow_defaults_to_the_benchmarked_recipe(tmp_path, monkeypatc
                                                             expected):
     # The folder defaults (lean UNet, 600 iterations of 8 x 256 px crops) called a whole
     # synthetic noise-limited volume solid; --volume defaults to what bench_tomography measured.
-    import training.engine
-
-    seen = {}
-
-    def capture(config, **_):
-        seen["config"] = config
-        raise training.engine.TrainingError("captured")
-
-    monkeypatch.setattr(training.engine, "train", capture)
+    seen = capture_train(monkeypatch)
     volume = tmp_path / "v.tif"
     tifffile.imwrite(volume, np.zeros((4, 16, 16), np.float32), photometric="minisblack")
     labels = tmp_path / "l.png"
@@ -157,15 +149,7 @@ def test_volume_workflow_defaults_to_the_benchmarked_recipe(tmp_path, monkeypatc
 
 
 def test_folder_workflow_keeps_its_defaults(tmp_path, monkeypatch):
-    import training.engine
-
-    seen = {}
-
-    def capture(config, **_):
-        seen["config"] = config
-        raise training.engine.TrainingError("captured")
-
-    monkeypatch.setattr(training.engine, "train", capture)
+    seen = capture_train(monkeypatch)
     CliRunner().invoke(main, ["train", str(tmp_path), "--out", str(tmp_path / "m.onnx")])
     config = seen["config"]
     assert (config.arch, config.model_options, config.epochs, config.batch_size, config.crop,
@@ -174,15 +158,7 @@ def test_folder_workflow_keeps_its_defaults(tmp_path, monkeypatch):
 
 
 def test_resume_without_epochs_keeps_the_checkpoints_epoch_count(tmp_path, monkeypatch):
-    import training.engine
-
-    seen = {}
-
-    def capture(config, **_):
-        seen["config"] = config
-        raise training.engine.TrainingError("captured")
-
-    monkeypatch.setattr(training.engine, "train", capture)
+    seen = capture_train(monkeypatch)
     out = str(tmp_path / "m.onnx")
     CliRunner().invoke(main, ["train", "--resume", "--out", out])
     assert seen["config"].epochs == 1  # the engine keeps max(checkpoint's, this)

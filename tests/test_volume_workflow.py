@@ -16,6 +16,8 @@ from nwwatch.synth.tomogram import simulate_tomogram
 from nwwatch.volume import VOLUME_METRIC_FIELDS, segment_volume, volume_metrics
 
 train_api = pytest.importorskip("training.engine")
+from training_helpers import capture_train  # noqa: E402
+
 from training.config import TrainConfig  # noqa: E402  (after the skip guard)
 
 
@@ -125,14 +127,7 @@ def test_train_cli_takes_several_slices_in_pairs(tmp_path, small_volume, monkeyp
     import training.engine
     from nwwatch.cli import main
 
-    seen = {}
-
-    def capture(config, **_):
-        seen["data"] = training.engine.load_training_data(config)
-        seen["config"] = config
-        raise training.engine.TrainingError("captured")
-
-    monkeypatch.setattr(training.engine, "train", capture)
+    seen = capture_train(monkeypatch)
     labels = np.full((20, 24), 255, dtype=np.uint8)
     labels[:5, :5] = 0
     labels[10:15, 10:15] = 1
@@ -142,7 +137,8 @@ def test_train_cli_takes_several_slices_in_pairs(tmp_path, small_volume, monkeyp
     result = CliRunner().invoke(main, [*base, "--slice", "1", "--labels", str(a),
                                        "--slice", "4", "--labels", str(b)])
     assert "captured" in result.output, result.output
-    assert seen["config"].slice_index == [1, 4] and len(seen["data"].labeled) == 2
+    data = training.engine.load_training_data(seen["config"])
+    assert seen["config"].slice_index == [1, 4] and len(data.labeled) == 2
     command = seen["config"].command  # options grouped by name; pairs keep their order
     assert "--slice 1 --slice 4" in command and f"--labels {a} --labels {b}" in command
     mismatch = CliRunner().invoke(main, [*base, "--slice", "1", "--slice", "4",

@@ -39,3 +39,19 @@ def make_folder(root: Path, n: int = 6, size: int = 48, unlabeled: int = 0,
         stack = np.stack([make_scene(rng, size)[0] for _ in range(unlabeled)])
         tifffile.imwrite(root / "unlabeled" / "stack.tif", stack, photometric="minisblack")
     return root
+
+
+def capture_train(monkeypatch) -> dict:
+    """Replace ``training.engine.train`` with a stub that records the TrainConfig the CLI
+    built (``seen["config"]``) and stops the command with a TrainingError("captured")."""
+    import training.engine
+
+    seen: dict = {}
+
+    def capture(config, **_):
+        seen["config"] = config
+        raise training.engine.TrainingError("captured")
+
+    monkeypatch.setattr(training.engine, "train", capture)
+    return seen
+

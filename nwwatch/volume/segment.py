@@ -32,7 +32,7 @@ Beyond the paper:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -66,13 +66,6 @@ class VolumeOptions:
     margin_px: int = DEFAULT_MARGIN_PX
     min_component_voxels: int = DEFAULT_MIN_COMPONENT_VOXELS
 
-    def __post_init__(self) -> None:
-        if self.margin_px < 0:
-            raise ValueError(f"margin_px must be >= 0, got {self.margin_px}")
-        if self.min_component_voxels < 0:
-            raise ValueError(f"min_component_voxels must be >= 0, got "
-                             f"{self.min_component_voxels}")
-
     @property
     def version(self) -> str:
         parts = [f"seg{SEGMENTATION_VERSION}"]
@@ -84,8 +77,8 @@ class VolumeOptions:
         return "+".join(parts)
 
     def as_kwargs(self) -> dict[str, object]:
-        return {"triplanar": self.triplanar, "flips": self.flips, "margin_px": self.margin_px,
-                "min_component_voxels": self.min_component_voxels}
+        """The settings as :func:`segment_volume` keyword arguments (field names match)."""
+        return asdict(self)
 
 
 class VolumeModelError(ValueError):
