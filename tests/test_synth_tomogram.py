@@ -154,6 +154,28 @@ def test_default_difficulty_defeats_otsu():
     assert _iou(clean.volume > threshold_otsu(clean.volume), clean.truth) > 0.85
 
 
+def _solid_mean_by_depth(tomo) -> tuple[float, float]:
+    """Mean reconstructed value of solid voxels near the grain's surface and deep inside it."""
+    grain = tomo.grain.astype(np.uint8)
+    depth = np.stack([cv2.distanceTransform(s, cv2.DIST_L2, 5) for s in grain])
+    solid = tomo.truth.astype(bool)
+    rim = solid & (depth > 0) & (depth <= 4)
+    core = solid & (depth >= 10)
+    return float(tomo.volume[rim].mean()), float(tomo.volume[core].mean())
+
+
+def test_saturation_darkens_the_grain_core_cupping():
+    full = {"tilt_max_deg": 90.0, "tilt_step_deg": 1.5, **CLEAN}
+    rim, core = _solid_mean_by_depth(simulate_tomogram(64, seed=0, **full))
+    assert core > 0.9 * rim  # a linear signal: the solid looks the same everywhere
+    rim_sat, core_sat = _solid_mean_by_depth(simulate_tomogram(64, seed=0, saturation_px=12.0,
+                                                               **full))
+    assert core_sat < 0.75 * rim_sat  # saturated rays through the thick core: cupping
+    assert rim_sat < rim  # and the signal only ever drops
+    with pytest.raises(ValueError, match="saturation_px"):
+        simulate_tomogram(32, saturation_px=-1.0)
+
+
 def test_bad_knobs_raise():
     with pytest.raises(ValueError, match="reconstruction"):
         simulate_tomogram(32, reconstruction="art")
@@ -263,6 +285,19 @@ def test_cli_writes_every_file(tmp_path):
         assert (out / name).is_file(), name
     assert summary["size"] == 40 and summary["seed"] == 3
     assert summary["labeled_patches"] == 2  # round(0.05 * 1600 / 100) = 1, at least 2
+
+
+def test_cli_passes_the_appearance_knobs(tmp_path):
+    from nwwatch.cli import main
+
+    out = tmp_path / "hard"
+    result = CliRunner().invoke(main, ["synth", "tomogram", str(out), "--size", "32",
+                                       "--saturation-px", "8", "--density-variation", "0.2"])
+    assert result.exit_code == 0, result.output
+    params = json.loads((out / "tomogram.json").read_text())["params"]
+    assert params["saturation_px"] == 8.0 and params["density_variation"] == 0.2
+    expected = simulate_tomogram(32, seed=0, saturation_px=8.0, density_variation=0.2).volume
+    np.testing.assert_array_equal(tifffile.imread(out / "volume.tif"), expected)
 
 
 def test_cli_reports_bad_values(tmp_path):

@@ -32,12 +32,18 @@ import click
 @click.option("--porosity", type=click.FloatRange(min=0.0, max=1.0, min_open=True,
                                                   max_open=True),
               default=0.45, show_default=True, help="Pore fraction inside the grain.")
+@click.option("--density-variation", type=click.FloatRange(min=0.0, max=1.0, max_open=True),
+              default=0.0, show_default=True,
+              help="Relative std of a smooth variation of the solid's density.")
+@click.option("--saturation-px", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="HAADF signal saturation length in voxels (0: linear); a few tenths of the "
+                   "grain's thickness gives cupping that defeats global thresholds.")
 @click.option("--reconstruction", type=click.Choice(["fbp", "sirt"]), default="fbp",
               show_default=True, help="Reconstruction algorithm.")
 def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_size_nm: float,
              patch_px: int, tilt_max_deg: float, counts_per_voxel: float,
              shift_sigma_px: float, pore_length_px: float, porosity: float,
-             reconstruction: str) -> None:
+             density_variation: float, saturation_px: float, reconstruction: str) -> None:
     """Write OUT/volume.tif, OUT/truth.tif, OUT/tomogram.json and the training set OUT/train/."""
     from nwwatch.synth.tomogram import generate_tomogram
 
@@ -46,7 +52,9 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
             out, size=size, labeled_fraction=labeled_fraction, seed=seed,
             voxel_size_nm=voxel_size_nm, patch_px=patch_px, tilt_max_deg=tilt_max_deg,
             counts_per_voxel=counts_per_voxel, shift_sigma_px=shift_sigma_px,
-            pore_length_px=pore_length_px, porosity=porosity, reconstruction=reconstruction)
+            pore_length_px=pore_length_px, porosity=porosity,
+            density_variation=density_variation, saturation_px=saturation_px,
+            reconstruction=reconstruction)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote a {size}^3 tomogram to {out}: porosity {summary['porosity']:.2f}, "
