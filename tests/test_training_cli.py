@@ -130,6 +130,8 @@ def test_pseudo_label_records_provenance(tmp_path):
           "classifier_steps": 50, "val_fraction": 0.0}),
     (["--arch", "unet", "--epochs", "3", "--crop", "96"],
      {"arch": "unet", "model_options": {}, "epochs": 3, "steps_per_epoch": 10, "crop": 96}),
+    ([], {"self_negatives": "all"}),  # the paper's negatives unless asked
+    (["--self-negatives", "other-class"], {"self_negatives": "other-class"}),
 ])
 def test_volume_workflow_defaults_to_the_benchmarked_recipe(tmp_path, monkeypatch, extra,
                                                             expected):

@@ -61,3 +61,47 @@ def test_contrastive_loss_weights_combine_the_terms(weights):
     expected = sup_w * logs["sup"] + self_w * logs["self"] + logs["ce"]
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
     assert logs["sup"] > 0 and logs["self"] > 0
+
+
+def _split_pseudo(pixels: int) -> torch.Tensor:
+    pseudo = torch.zeros(1, 1, pixels, dtype=torch.long)
+    pseudo[0, 0, pixels // 2:] = 1
+    return pseudo
+
+
+def test_other_class_negatives_leave_a_class_alone():
+    pixels, dim = 256, 16
+    z = torch.randn(1, dim, 1, pixels, generator=torch.Generator().manual_seed(1))
+    # One predicted class everywhere: no pixel is a negative, nothing is pushed apart.
+    one_class = torch.zeros(1, 1, pixels, dtype=torch.long)
+    loss = self_supervised_pixel_contrastive_loss(z, z, 0.1, max_pixels=pixels,
+                                                  pseudo_labels=one_class)
+    assert float(loss) == pytest.approx(0.0, abs=1e-6)
+    # Two classes: collapsing each one is now rewarded even at temperature 0.1, where the
+    # paper's "every other pixel" negatives reward scattering by several nats.
+    collapsed = torch.zeros(1, dim, 1, pixels)
+    collapsed[0, 0, 0, : pixels // 2] = 1.0
+    collapsed[0, 0, 0, pixels // 2:] = -1.0
+    split = _split_pseudo(pixels)
+    losses = [float(self_supervised_pixel_contrastive_loss(e, e, 0.1, max_pixels=pixels,
+                                                           pseudo_labels=split))
+              for e in (collapsed, z)]
+    assert losses[0] < losses[1]
+
+
+def test_other_class_negatives_in_the_paradigm_and_bad_values():
+    config = TrainConfig(out="x.onnx", paradigm="contrastive", model_options=TINY,
+                         embedding_dim=8, max_anchors=256, max_pixels=128,
+                         self_negatives="other-class")
+    paradigm = PARADIGMS["contrastive"](config, 3)
+    paradigm.train_mode()
+    x, y = _batch(2, 0)
+    loss, logs = paradigm.training_loss(x, y, _batch(2, 1)[0], epoch=0.0)
+    assert torch.isfinite(loss) and logs["self"] >= 0
+    loss.backward()  # the pseudo-labels are detached: gradients flow through the embeddings
+
+    from training.engine import TrainingError, train
+
+    with pytest.raises(TrainingError, match="other-class"):
+        train(TrainConfig(out="x.onnx", paradigm="contrastive", self_negatives="same"),
+              progress=False, echo=lambda *a, **k: None)

@@ -117,6 +117,11 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--self-temperature", type=click.FloatRange(min=0, min_open=True), default=None,
               help="contrastive: temperature of the self-supervised loss  [default: "
                    "--temperature]")
+@click.option("--self-negatives", type=click.Choice(["all", "other-class"]), default="all",
+              show_default=True,
+              help="contrastive: negatives of the self-supervised loss. all: every other pixel "
+                   "(the paper); other-class: only pixels the classifier puts in another "
+                   "class, which keeps longer training from scattering the unlabeled vacuum.")
 @click.option("--contrastive-supervised-weight", type=click.FloatRange(min=0), default=1.0,
               show_default=True, help="contrastive: weight of the supervised contrastive loss.")
 @click.option("--contrastive-self-weight", type=click.FloatRange(min=0), default=1.0,
@@ -137,7 +142,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
           seed, device, threads, no_augment, dice_weight, unsupervised_weight, rampup_epochs,
           perturbations, aux_per_perturbation, perturb_skips, init_weights, frozen_encoder,
           teacher, confidence,
-          embedding_dim, temperature, self_temperature, contrastive_supervised_weight,
+          embedding_dim, temperature, self_temperature, self_negatives,
+          contrastive_supervised_weight,
           contrastive_self_weight, classifier_steps, quantize, exporter, resume, export_only,
           quiet) -> None:
     """Train a segmentation model on DATA and export it to ONNX.
@@ -194,6 +200,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         frozen_encoder=str(frozen_encoder) if frozen_encoder else None,
         teacher=str(teacher) if teacher else None, confidence=confidence,
         embedding_dim=embedding_dim, temperature=temperature, self_temperature=self_temperature,
+        self_negatives=self_negatives,
         contrastive_supervised_weight=contrastive_supervised_weight,
         contrastive_self_weight=contrastive_self_weight,
         classifier_steps=chosen["classifier_steps"], quantize=quantize, exporter=exporter,

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 PARADIGM_NAMES = ("supervised", "cct", "pseudo-label", "contrastive")
+#: Negatives of the contrastive paradigm's self-supervised term (``TrainConfig.self_negatives``).
+SELF_NEGATIVES = ("all", "other-class")
 
 #: Defaults of ``nwwatch train DATA`` for the options whose tomogram default differs.
 FOLDER_DEFAULTS: dict[str, Any] = {
@@ -73,6 +75,9 @@ class TrainConfig:
     embedding_dim: int = 16
     temperature: float = 1.0  # seed 003 eq. 4-6: plain cosine similarity (issue 6)
     self_temperature: float | None = None  # self-supervised term; None: ``temperature``
+    # "all": every other pixel is a negative (the paper); "other-class": only pixels the
+    # current classifier assigns to another class.
+    self_negatives: str = "all"
     contrastive_supervised_weight: float = 1.0
     contrastive_self_weight: float = 1.0
     n_positive: int = 10

@@ -33,7 +33,7 @@ from nwwatch.segment.metrics import SegmentationMetrics, confusion_matrix, metri
 from nwwatch.segment.session import pad_to_multiple
 from training.augment import augment, random_crop
 from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from training.config import TrainConfig
+from training.config import SELF_NEGATIVES, TrainConfig
 from training.data import LabeledImage, TrainingData, load_folder, load_volume_slices, make_split
 from training.paradigms import PARADIGMS, Paradigm
 from training.weights import InitialWeights, load_initial_weights
@@ -214,6 +214,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     if config.paradigm not in PARADIGMS:
         raise TrainingError(f"unknown paradigm {config.paradigm!r}; choose from "
                             f"{sorted(PARADIGMS)}")
+    if config.self_negatives not in SELF_NEGATIVES:
+        raise TrainingError(f"unknown self_negatives {config.self_negatives!r}; choose from "
+                            f"{list(SELF_NEGATIVES)}")
     if config.crop < 8 or config.batch_size < 1 or config.epochs < 1:
         raise TrainingError("crop must be >= 8, batch size and epochs >= 1")
     device = resolve_device(config.device)

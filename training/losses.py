@@ -137,6 +137,7 @@ def self_supervised_pixel_contrastive_loss(
     temperature: float = 0.1,
     max_pixels: int = 1024,
     generator: torch.Generator | None = None,
+    pseudo_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Seed 003 eq. (6): a pixel and the same pixel of a perturbed copy form the positive pair.
 
@@ -146,18 +147,25 @@ def self_supervised_pixel_contrastive_loss(
     denominator, which makes the loss unbounded below; keeping it bounds the loss by 0).
 
     embeddings, perturbed : float (N, D, H, W) of the image and of its perturbed copy.
+    pseudo_labels : int (N, H, W), optional. A pixel is then no negative for the pixels of its
+        own (predicted) class: the paper's "all other pixels" are mostly of the anchor's own
+        class, and pushing those apart spreads a class over the embedding sphere.
     """
     z = _flatten(embeddings)
     zt = _flatten(perturbed)
+    classes = None if pseudo_labels is None else pseudo_labels.reshape(-1).to(z.device)
     count = z.shape[0]
     if count < 2:
         return _zero(embeddings)
     if count > max_pixels:
         pick = torch.randperm(count, generator=generator)[:max_pixels].to(z.device)
         z, zt = z[pick], zt[pick]
+        classes = None if classes is None else classes[pick]
     positive = (z * zt).sum(1, keepdim=True) / temperature               # (S, 1)
     others = z @ z.t() / temperature                                     # (S, S)
-    eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
-    others = others.masked_fill(eye, float("-inf"))
+    not_negative = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+    if classes is not None:
+        not_negative = not_negative | (classes[:, None] == classes[None, :])
+    others = others.masked_fill(not_negative, float("-inf"))
     logits = torch.cat([positive, others], dim=1)
     return -(positive.squeeze(1) - torch.logsumexp(logits, dim=1)).mean()

@@ -102,8 +102,12 @@ class ContrastiveParadigm(Paradigm):
             labeled_emb, labels, c.n_positive, c.n_negative, c.temperature, c.max_anchors,
             self._generator)
         self_temperature = c.temperature if c.self_temperature is None else c.self_temperature
+        pseudo = None
+        if c.self_negatives == "other-class":
+            with torch.no_grad():
+                pseudo = self.classifier(F.normalize(embeddings.detach(), dim=1)).argmax(1)
         selfsup = self_supervised_pixel_contrastive_loss(
-            embeddings, perturbed, self_temperature, c.max_pixels, self._generator)
+            embeddings, perturbed, self_temperature, c.max_pixels, self._generator, pseudo)
         logits = self.classifier(F.normalize(labeled_emb.detach(), dim=1))
         ce = F.cross_entropy(logits, labels, ignore_index=UNLABELED) \
             if bool((labels != UNLABELED).any()) else logits.sum() * 0.0
