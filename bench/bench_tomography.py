@@ -6,6 +6,9 @@ For each seed: simulate a porous grain tilt series and reconstruct it
 segment the whole volume with:
 
 - ``otsu``: one global Otsu threshold of the volume (no labels);
+- ``otsu-smooth``: the same after a Gaussian blur (sigma 1 px) of every slice, still without
+  labels: the denoising any learned per-slice method can learn, so the bar a learned method
+  must clear to be worth its labels;
 - ``rf``: a random forest on scikit-image ``multiscale_basic_features`` of each slice (the
   strong classic few-label baseline; bench-only dependency);
 - ``unet``: the same 2D UNet trained with cross-entropy that ignores unlabeled pixels
@@ -61,6 +64,7 @@ ABLATION_RATES = (0.06, 0.12, 0.18, 1.0)
 ABLATION_VARIANTS = ("self-supervised", "supervised", "combined")
 FUSIONS = ("triplanar", "flips", "triplanar+flips")
 ORACLES = ("oracle-threshold", "oracle-threshold-smoothed", "oracle-threshold-noise-free")
+UNLABELED_METHODS = ("otsu", "otsu-smooth")
 
 
 def iou_solid(mask: np.ndarray, truth: np.ndarray,
@@ -143,6 +147,7 @@ def train_and_segment(args, paradigm: str, volume_path: Path, ks: list[int],
         crop=min(args.crop, volume.shape[1]), val_fraction=0.0, seed=seed, device=args.device,
         dice_weight=0.0, classifier_steps=args.classifier_steps, exporter="legacy",
         lr=args.lr, temperature=args.temperature, **loss_weights(variant),
+        **({"self_negatives": args.self_negatives} if paradigm == "contrastive" else {}),
     )
     start = time.perf_counter()
     result = train(config, progress=False, echo=lambda *a, **k: None)
@@ -198,6 +203,8 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
 
     if "otsu" in args.methods:
         record("otsu", None, otsu_mask(volume))
+    if "otsu-smooth" in args.methods:
+        record("otsu-smooth", None, otsu_mask(smooth_slices(volume, 1.0)))
     if "oracle" in args.methods:
         # Ceilings, not methods (they pick the threshold with the truth): what a global
         # threshold reaches on the volume, after per-slice denoising, and on the same grain
@@ -305,10 +312,10 @@ def markdown(records: list[dict], rates: list[float], key: str = "iou") -> str:
     lines = ["| method | " + " | ".join(f"r = {r:g}" for r in rates) + " |",
              "|---" * (len(rates) + 1) + "|"]
     deep = [f"{m}{f}" for m in ("unet", "contrastive") for f in ("", *(f"+{x}" for x in FUSIONS))]
-    for method in ("otsu", "rf", *deep, *ORACLES):
+    for method in (*UNLABELED_METHODS, "rf", *deep, *ORACLES):
         if method in table:
             # Otsu and the oracles use no labels: one value per seed, shown in every column.
-            unlabeled = method == "otsu" or method in ORACLES
+            unlabeled = method in UNLABELED_METHODS or method in ORACLES
             lines.append(f"| {method} | " + " | ".join(
                 cell(method, None if unlabeled else r) for r in rates) + " |")
     ablation_rates = sorted({row["rate"] for row in records
@@ -342,8 +349,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES))
-    parser.add_argument("--methods", nargs="+", default=["otsu", "rf", "unet", "contrastive"],
-                        help="otsu, rf, unet, contrastive, oracle (truth-chosen thresholds)")
+    parser.add_argument("--methods", nargs="+",
+                        default=["otsu", "otsu-smooth", "rf", "unet", "contrastive"],
+                        help="otsu, otsu-smooth, rf, unet, contrastive, oracle (truth-chosen "
+                             "thresholds)")
     parser.add_argument("--volume-options", type=json.loads, default={},
                         help='simulate_tomogram keywords as JSON, e.g. \'{"tilt_max_deg": 80}\'')
     parser.add_argument("--ablation", action="store_true")
@@ -358,6 +367,8 @@ def main(argv: list[str] | None = None) -> None:
                         default=VOLUME_DEFAULTS["classifier_steps"])
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="contrastive temperature (0.1: the setting before issue 6's fix)")
+    parser.add_argument("--self-negatives", default="all", choices=("all", "other-class"),
+                        help="contrastive: negatives of the self-supervised loss")
     parser.add_argument("--widths", type=int, nargs="+",
                         default=VOLUME_DEFAULTS["model_options"]["widths"])
     parser.add_argument("--second-slice", action="store_true",
