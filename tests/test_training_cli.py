@@ -127,10 +127,10 @@ def test_pseudo_label_records_provenance(tmp_path):
 @pytest.mark.parametrize(("extra", "expected"), [
     ([], {"arch": "unet-paper", "model_options": {"widths": [16, 32, 64], "dropout": 0.0},
           "epochs": 6, "steps_per_epoch": 10, "batch_size": 4, "crop": 64, "dice_weight": 0.0,
-          "classifier_steps": 50, "val_fraction": 0.0}),
+          "classifier_steps": 50, "val_fraction": 0.0,
+          "self_negatives": "all"}),  # the paper's negatives unless asked
     (["--arch", "unet", "--epochs", "3", "--crop", "96"],
      {"arch": "unet", "model_options": {}, "epochs": 3, "steps_per_epoch": 10, "crop": 96}),
-    ([], {"self_negatives": "all"}),  # the paper's negatives unless asked
     (["--self-negatives", "other-class"], {"self_negatives": "other-class"}),
 ])
 def test_volume_workflow_defaults_to_the_benchmarked_recipe(tmp_path, monkeypatch, extra,

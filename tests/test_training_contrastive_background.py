@@ -89,16 +89,56 @@ def test_other_class_negatives_leave_a_class_alone():
     assert losses[0] < losses[1]
 
 
+def _reference_self_loss(z, zt, classes, temperature):
+    """eq. 6 (InfoNCE form) pixel by pixel, same-class pixels left out of the negatives."""
+    total = 0.0
+    for i in range(len(z)):
+        terms = [float(z[i] @ zt[i]) / temperature]
+        terms += [float(z[i] @ z[j]) / temperature for j in range(len(z))
+                  if j != i and classes[i] != classes[j]]
+        total += -(terms[0] - float(torch.logsumexp(torch.tensor(terms), 0)))
+    return total / len(z)
+
+
+@pytest.mark.parametrize("max_pixels", [1000, 9])  # all 24 pixels, or a random subset
+def test_other_class_negatives_match_a_pixel_by_pixel_reference(max_pixels):
+    g = torch.Generator().manual_seed(3)
+    emb = torch.randn(2, 5, 3, 4, generator=g)  # N, D, H, W with H != W
+    pert = emb + 0.3 * torch.randn(emb.shape, generator=g)
+    pseudo = torch.randint(0, 2, (2, 3, 4), generator=g)
+    loss = self_supervised_pixel_contrastive_loss(
+        emb, pert, 0.5, max_pixels=max_pixels, generator=torch.Generator().manual_seed(7),
+        pseudo_labels=pseudo)
+    # The reference flattens by explicit (n, row, col) loops, not by reshape.
+    z = torch.nn.functional.normalize(torch.stack(
+        [emb[n, :, r, c] for n in range(2) for r in range(3) for c in range(4)]), dim=1)
+    zt = torch.nn.functional.normalize(torch.stack(
+        [pert[n, :, r, c] for n in range(2) for r in range(3) for c in range(4)]), dim=1)
+    classes = [int(pseudo[n, r, c]) for n in range(2) for r in range(3) for c in range(4)]
+    if max_pixels < len(z):  # the loss draws its subset from the generator it is given
+        pick = torch.randperm(len(z), generator=torch.Generator().manual_seed(7))[:max_pixels]
+        z, zt, classes = z[pick], zt[pick], [classes[i] for i in pick]
+    assert float(loss) == pytest.approx(_reference_self_loss(z, zt, classes, 0.5), rel=1e-5)
+    with pytest.raises(ValueError, match="pseudo_labels"):
+        self_supervised_pixel_contrastive_loss(emb, pert, pseudo_labels=pseudo[:, :, :3])
+
+
 def test_other_class_negatives_in_the_paradigm_and_bad_values():
-    config = TrainConfig(out="x.onnx", paradigm="contrastive", model_options=TINY,
-                         embedding_dim=8, max_anchors=256, max_pixels=128,
-                         self_negatives="other-class")
-    paradigm = PARADIGMS["contrastive"](config, 3)
-    paradigm.train_mode()
     x, y = _batch(2, 0)
-    loss, logs = paradigm.training_loss(x, y, _batch(2, 1)[0], epoch=0.0)
-    assert torch.isfinite(loss) and logs["self"] >= 0
-    loss.backward()  # the pseudo-labels are detached: gradients flow through the embeddings
+    unlabeled = _batch(2, 1)[0]
+    selfsup = {}
+    for negatives in ("all", "other-class"):
+        torch.manual_seed(0)  # the same network weights for both
+        config = TrainConfig(out="x.onnx", paradigm="contrastive", model_options=TINY,
+                             embedding_dim=8, max_anchors=256, max_pixels=128,
+                             self_negatives=negatives)
+        paradigm = PARADIGMS["contrastive"](config, 3)
+        paradigm.train_mode()
+        loss, logs = paradigm.training_loss(x, y, unlabeled, epoch=0.0)
+        assert torch.isfinite(loss)
+        selfsup[negatives] = logs["self"]
+    # Fewer negatives in every denominator: the paradigm really passes its pseudo-labels.
+    assert selfsup["other-class"] < selfsup["all"]
 
     from training.engine import TrainingError, train
 

@@ -121,7 +121,7 @@ def _command_line(ctx: click.Context) -> str:
               show_default=True,
               help="contrastive: negatives of the self-supervised loss. all: every other pixel "
                    "(the paper); other-class: only pixels the classifier puts in another "
-                   "class, which keeps longer training from scattering the unlabeled vacuum.")
+                   "class (against the vacuum drift of longer training; docs/training.md).")
 @click.option("--contrastive-supervised-weight", type=click.FloatRange(min=0), default=1.0,
               show_default=True, help="contrastive: weight of the supervised contrastive loss.")
 @click.option("--contrastive-self-weight", type=click.FloatRange(min=0), default=1.0,

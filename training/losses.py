@@ -153,7 +153,13 @@ def self_supervised_pixel_contrastive_loss(
     """
     z = _flatten(embeddings)
     zt = _flatten(perturbed)
-    classes = None if pseudo_labels is None else pseudo_labels.reshape(-1).to(z.device)
+    classes = None
+    if pseudo_labels is not None:
+        n, _, h, w = embeddings.shape
+        if tuple(pseudo_labels.shape) != (n, h, w):
+            raise ValueError(f"pseudo_labels must be (N, H, W) = {(n, h, w)}, "
+                             f"got {tuple(pseudo_labels.shape)}")
+        classes = pseudo_labels.reshape(-1).to(z.device)  # the (N, H, W) order of _flatten
     count = z.shape[0]
     if count < 2:
         return _zero(embeddings)

@@ -163,8 +163,9 @@ def simulate_tomogram(
     if shift_sigma_px < 0 or blur_sigma_px < 0 or not 0 <= density_variation < 1:
         raise ValueError("shift_sigma_px and blur_sigma_px must be >= 0, "
                          "density_variation in [0, 1)")
-    if not saturation_px >= 0:
-        raise ValueError(f"saturation_px must be >= 0 (0: linear signal), got {saturation_px}")
+    if not (saturation_px >= 0 and np.isfinite(saturation_px)):
+        raise ValueError(f"saturation_px must be finite and >= 0 (0: linear signal), "
+                         f"got {saturation_px}")
     params = dict(locals())  # every argument, JSON-serialisable
 
     rng = np.random.default_rng(seed)

@@ -35,7 +35,8 @@ import click
 @click.option("--density-variation", type=click.FloatRange(min=0.0, max=1.0, max_open=True),
               default=0.0, show_default=True,
               help="Relative std of a smooth variation of the solid's density.")
-@click.option("--saturation-px", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+@click.option("--saturation-px", type=click.FloatRange(min=0.0, max=1e6), default=0.0,
+              show_default=True,
               help="HAADF signal saturation length in voxels (0: linear); a few tenths of the "
                    "grain's thickness gives cupping that defeats global thresholds.")
 @click.option("--reconstruction", type=click.Choice(["fbp", "sirt"]), default="fbp",
