@@ -351,8 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES))
     parser.add_argument("--methods", nargs="+",
                         default=["otsu", "otsu-smooth", "rf", "unet", "contrastive"],
-                        help="otsu, otsu-smooth, rf, unet, contrastive, oracle (truth-chosen "
-                             "thresholds)")
+                        choices=("otsu", "otsu-smooth", "rf", "unet", "contrastive", "oracle",
+                                 "none"),
+                        help="oracle: truth-chosen thresholds; none: only --ablation")
     parser.add_argument("--volume-options", type=json.loads, default={},
                         help='simulate_tomogram keywords as JSON, e.g. \'{"tilt_max_deg": 80}\'')
     parser.add_argument("--ablation", action="store_true")
