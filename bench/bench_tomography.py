@@ -57,7 +57,7 @@ import numpy as np
 
 from nwwatch.synth.tomo_labels import patch_labels
 from nwwatch.synth.tomogram import simulate_tomogram
-from training.config import VOLUME_DEFAULTS
+from training.config import SELF_NEGATIVES, VOLUME_DEFAULTS
 
 RATES = (0.02, 0.06, 0.12, 0.18, 0.25)
 ABLATION_RATES = (0.06, 0.12, 0.18, 1.0)
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
                         default=VOLUME_DEFAULTS["classifier_steps"])
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="contrastive temperature (0.1: the setting before issue 6's fix)")
-    parser.add_argument("--self-negatives", default="all", choices=("all", "other-class"),
+    parser.add_argument("--self-negatives", default="all", choices=SELF_NEGATIVES,
                         help="contrastive: negatives of the self-supervised loss")
     parser.add_argument("--widths", type=int, nargs="+",
                         default=VOLUME_DEFAULTS["model_options"]["widths"])

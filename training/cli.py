@@ -9,7 +9,13 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from training.config import FOLDER_DEFAULTS, PARADIGM_NAMES, VOLUME_DEFAULTS, TrainConfig
+from training.config import (
+    FOLDER_DEFAULTS,
+    PARADIGM_NAMES,
+    SELF_NEGATIVES,
+    VOLUME_DEFAULTS,
+    TrainConfig,
+)
 
 
 def _model_options(text: str | None) -> dict:
@@ -117,7 +123,7 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--self-temperature", type=click.FloatRange(min=0, min_open=True), default=None,
               help="contrastive: temperature of the self-supervised loss  [default: "
                    "--temperature]")
-@click.option("--self-negatives", type=click.Choice(["all", "other-class"]), default="all",
+@click.option("--self-negatives", type=click.Choice(SELF_NEGATIVES), default="all",
               show_default=True,
               help="contrastive: negatives of the self-supervised loss. all: every other pixel "
                    "(the paper); other-class: only pixels the classifier puts in another "
