@@ -24,7 +24,9 @@ The deep models are trained through the training package's Python API on the tom
 default the product's 16 px; ``--fusions triplanar flips triplanar+flips`` also records
 ``unet+triplanar``, ``contrastive+flips`` ...: the same models segmented with tri-planar
 fusion, test-time flip averaging, or both). IoU of the solid class is
-computed over every slice but the labeled one (the paper's eq. 8).
+computed over every slice but the labeled one (the paper's eq. 8). Every deep-model record
+also carries ``uncertain_fraction`` (the label-free warning sign of the volume row) so that
+it can be compared with the IoU.
 
 ``--second-slice`` labels a second slice (``size // 4`` above the central one) at the same
 rate, with the same protocol, for every method; IoU then skips both labeled slices.
@@ -155,16 +157,17 @@ def train_and_segment(args, paradigm: str, volume_path: Path, ks: list[int],
     segmenter = Segmenter(result.out, providers=("cpu",), threads=args.threads)
     start = time.perf_counter()
     seg = segment_volume(segmenter, volume, margin_px=args.margin)
-    timing = {"train_s": train_s, "segment_s": time.perf_counter() - start}
+    timing = {"train_s": train_s, "segment_s": time.perf_counter() - start,
+              "uncertain_fraction": seg.uncertain_fraction}
     fused = {}
     # Fusions are recorded for the r-table's models only, not for the ablation variants.
     for fusion in (args.fusions if variant == "combined" else ()):
         start = time.perf_counter()
         fused[fusion] = segment_volume(segmenter, volume, margin_px=args.margin,
                                        triplanar="triplanar" in fusion,
-                                       flips="flips" in fusion).mask
+                                       flips="flips" in fusion)
         timing[f"{fusion}_segment_s"] = time.perf_counter() - start
-    timing["fused_masks"] = fused
+    timing["fused"] = fused
     return seg.mask, timing
 
 
@@ -244,11 +247,12 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
         out = folder / f"{tag}.onnx"
         mask, timing = train_and_segment(args, paradigm, volume_path, ks, labels_paths,
                                          volume, out, seed, variant)
-        fused = timing.pop("fused_masks")
+        fused = timing.pop("fused")
         extra.update(timing)
         if variant == "combined":
-            for fusion, fused_mask in fused.items():
-                record(f"{method}+{fusion}", rate, fused_mask, extra)
+            for fusion, fused_seg in fused.items():
+                record(f"{method}+{fusion}", rate, fused_seg.mask,
+                       {**extra, "uncertain_fraction": fused_seg.uncertain_fraction})
         if method == "unet":
             record("unet", rate, mask, extra)
             continue

@@ -227,6 +227,7 @@ def test_tomogram_gives_mask_and_volume_row(tmp_path):
     row = rows.iloc[0]
     assert row.status == "ok" and row.source == os.path.abspath(acq / "tomo.tif")
     assert row.solid_fraction == pytest.approx(8 * 25 * 30 / vol.size)
+    assert row.uncertain_fraction == 0.0  # every voxel sits on a class centre
     mask = read_volume(tmp_path / "out" / row.mask_path).data
     np.testing.assert_array_equal(mask, (vol == TOMOGRAM_GREY[1]).astype(np.uint8))
     # an in-situ model on a tomogram folder is refused loudly
@@ -234,6 +235,33 @@ def test_tomogram_gives_mask_and_volume_row(tmp_path):
 
     with pytest.raises(ConfigError, match="insitu"):
         replay(acq, tmp_path / "out2", kind="tomogram", model=model(tmp_path / "m2"))
+
+
+def test_an_uncertain_tomogram_is_recorded_and_warned_about(tmp_path):
+    from onnx_models import TOMOGRAM_GREY
+    from structlog.testing import capture_logs
+
+    from nwwatch.io import write_volume_tiff
+    from nwwatch.volume import UNCERTAIN_WARN_FRACTION
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((12, 40, 48), TOMOGRAM_GREY[0], np.uint8)
+    vol[:, :10] = TOMOGRAM_GREY[1]
+    # Halfway between the class greys the threshold model says p(solid) = 0.5: unsure.
+    vol[:, 20:35] = (TOMOGRAM_GREY[0] + TOMOGRAM_GREY[1]) // 2
+    write_volume_tiff(acq / "unsure.tif", vol)
+    with capture_logs() as logs:
+        summary = replay(acq, tmp_path / "out", kind="tomogram",
+                         model=model(tmp_path, kind="tomogram"))
+    assert summary.done == 1  # a warning, not a failure: the mask is still written
+    row = ds.dataset(tmp_path / "out" / "volumes").to_table().to_pandas().iloc[0]
+    assert row.status == "ok"
+    assert row.uncertain_fraction == pytest.approx(15 / 40)
+    warned = [e for e in logs if e["event"] == "volume_uncertain"]
+    assert len(warned) == 1 and warned[0]["source"] == os.path.abspath(acq / "unsure.tif")
+    assert warned[0]["uncertain_fraction"] == pytest.approx(15 / 40, abs=1e-4)
+    assert warned[0]["warn_above"] == UNCERTAIN_WARN_FRACTION < 15 / 40
 
 
 def test_tomogram_settings_are_part_of_the_ledger_key(tmp_path):

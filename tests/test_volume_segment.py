@@ -8,7 +8,7 @@ from onnx_models import TOMOGRAM_GREY, build_threshold_model
 from scipy import ndimage as ndi
 
 from nwwatch.segment.session import Segmenter
-from nwwatch.volume import VolumeModelError, clean_mask, segment_volume
+from nwwatch.volume import UNCERTAIN_BAND, VolumeModelError, clean_mask, segment_volume
 
 
 def _easy_volume(shape=(24, 40, 56), seed=0):
@@ -196,3 +196,24 @@ def test_flip_averaging_does_not_change_a_symmetric_model(models, model):
     if model == "plain":
         np.testing.assert_allclose(four.solid_probability, once.solid_probability, atol=1e-6)
 
+
+
+@pytest.mark.parametrize("fusion", [{}, {"triplanar": True}, {"flips": True}, {"tile": 16}])
+def test_uncertain_fraction_counts_the_voxels_the_model_is_unsure_about(models, fusion):
+    # Pore and solid greys normalise onto the class centres (p(solid) ~ 0 or 1); the grey
+    # halfway between them normalises to 0, where the threshold model says p = 0.5.
+    volume, _ = _easy_volume(shape=(12, 30, 34))
+    unsure = np.zeros(volume.shape, dtype=bool)
+    unsure[3:7, 5:20, 8:30] = True
+    volume[unsure] = (TOMOGRAM_GREY[0] + TOMOGRAM_GREY[1]) // 2
+    result = segment_volume(models["plain"], volume, min_component_voxels=0,
+                            return_probability=True, **fusion)
+    assert result.uncertain_fraction == pytest.approx(unsure.mean(), abs=1e-12)
+    p = result.solid_probability
+    low, high = UNCERTAIN_BAND
+    assert result.uncertain_fraction == np.count_nonzero((p > low) & (p < high)) / p.size
+
+
+def test_uncertain_fraction_is_zero_for_a_confident_model(models):
+    volume, _ = _easy_volume()
+    assert segment_volume(models["plain"], volume).uncertain_fraction == 0.0

@@ -43,7 +43,8 @@ def frame_schema() -> pa.Schema:
 
 
 def volume_schema() -> pa.Schema:
-    """Schema of one tomogram row: source, status, reason, mask path, metrics, provenance."""
+    """Schema of one tomogram row: source, status, reason, mask path, uncertain fraction,
+    metrics, provenance."""
     from nwwatch.volume import VOLUME_METRIC_FIELDS
 
     head = [
@@ -51,5 +52,7 @@ def volume_schema() -> pa.Schema:
         pa.field("status", pa.string(), nullable=False),
         pa.field("reason", pa.string()),
         pa.field("mask_path", pa.string()),
+        # Share of voxels the model was unsure about (nwwatch.volume.UNCERTAIN_BAND).
+        pa.field("uncertain_fraction", pa.float64()),
     ]
     return pa.schema(head + list(VOLUME_METRIC_FIELDS) + PROVENANCE_FIELDS)

@@ -442,7 +442,7 @@ def _mask_path(engine: Engine, it: _Item, batch_id: str) -> Path:
 def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
                    failures: list[Failure], report: BatchReport) -> None:
     from nwwatch.io import read_volume, write_volume_tiff
-    from nwwatch.volume import segment_volume, volume_metrics
+    from nwwatch.volume import UNCERTAIN_WARN_FRACTION, segment_volume, volume_metrics
 
     for it in items:
         engine.beat()
@@ -451,8 +451,9 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
             volume = read_volume(it.path)
             read_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
-            mask = segment_volume(engine.segmenter, volume.data, batch_size=engine.batch_size,
-                                  **engine.volume_options.as_kwargs()).mask
+            seg = segment_volume(engine.segmenter, volume.data, batch_size=engine.batch_size,
+                                 **engine.volume_options.as_kwargs())
+            mask = seg.mask
             segment_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
             mask_path = _mask_path(engine, it, batch_id)
@@ -479,6 +480,7 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
             status="ok",
             reason="",
             mask_path=str(mask_path.relative_to(engine.results_dir)),
+            uncertain_fraction=seg.uncertain_fraction,
             acquired_at=st_time,
             acquired_at_source="mtime",
             processed_at=datetime.now(UTC),
@@ -487,6 +489,11 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
             measure_ms=measure_ms,
             **_provenance(engine, it, batch_id),
         )
+        if seg.uncertain_fraction > UNCERTAIN_WARN_FRACTION:
+            # Still a result (the mask may be right), but one a person should look at first.
+            _log(engine).warning("volume_uncertain", source=source_name(it.path),
+                                 uncertain_fraction=round(seg.uncertain_fraction, 4),
+                                 warn_above=UNCERTAIN_WARN_FRACTION)
         it.rows.append(row)
 
 

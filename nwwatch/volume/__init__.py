@@ -3,7 +3,7 @@
 Public API::
 
     segment_volume(segmenter, volume, *, triplanar=False, flips=False, margin_px=16, ...)
-        -> VolumeSegmentation
+        -> VolumeSegmentation   # mask, uncertain_fraction (a label-free warning sign)
     VolumeOptions(triplanar, flips, margin_px, min_component_voxels)   # the service's settings
     volume_metrics(mask, voxel_size_nm=None) -> VolumeMetrics
     VolumeMetrics.as_row()    # keys == names of VOLUME_METRIC_FIELDS
@@ -26,6 +26,8 @@ from nwwatch.volume.segment import (
     DEFAULT_MARGIN_PX,
     DEFAULT_MIN_COMPONENT_VOXELS,
     SEGMENTATION_VERSION,
+    UNCERTAIN_BAND,
+    UNCERTAIN_WARN_FRACTION,
     VolumeModelError,
     VolumeOptions,
     VolumeSegmentation,
@@ -39,6 +41,8 @@ __all__ = [
     "DEFAULT_MARGIN_PX",
     "DEFAULT_MIN_COMPONENT_VOXELS",
     "SEGMENTATION_VERSION",
+    "UNCERTAIN_BAND",
+    "UNCERTAIN_WARN_FRACTION",
     "VOLUME_METRICS_VERSION",
     "VOLUME_METRIC_FIELDS",
     "VolumeMetrics",
