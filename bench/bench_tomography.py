@@ -25,8 +25,8 @@ default the product's 16 px; ``--fusions triplanar flips triplanar+flips`` also 
 ``unet+triplanar``, ``contrastive+flips`` ...: the same models segmented with tri-planar
 fusion, test-time flip averaging, or both). IoU of the solid class is
 computed over every slice but the labeled one (the paper's eq. 8). Every deep-model record
-also carries ``uncertain_fraction`` (the label-free warning sign of the volume row) so that
-it can be compared with the IoU.
+also carries ``uncertain_fraction`` and ``threshold_agreement`` (the label-free warning signs
+of the volume row) so that they can be compared with the IoU.
 
 ``--second-slice`` labels a second slice (``size // 4`` above the central one) at the same
 rate, with the same protocol, for every method; IoU then skips both labeled slices.
@@ -158,7 +158,8 @@ def train_and_segment(args, paradigm: str, volume_path: Path, ks: list[int],
     start = time.perf_counter()
     seg = segment_volume(segmenter, volume, margin_px=args.margin)
     timing = {"train_s": train_s, "segment_s": time.perf_counter() - start,
-              "uncertain_fraction": seg.uncertain_fraction}
+              "uncertain_fraction": seg.uncertain_fraction,
+              "threshold_agreement": seg.threshold_agreement}
     fused = {}
     # Fusions are recorded for the r-table's models only, not for the ablation variants.
     for fusion in (args.fusions if variant == "combined" else ()):
@@ -221,7 +222,9 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
                    "iou": best_threshold_iou(data, truth, ks)}
             records.append(row)
             log(json.dumps(row))
+    start = time.perf_counter()
     features = slice_features(volume) if "rf" in args.methods else None
+    features_s = time.perf_counter() - start  # once per volume, shared by every rate
     jobs = [(m, r, "combined") for r in args.rates
             for m in ("rf", "unet", "contrastive") if m in args.methods]
     if args.ablation:
@@ -239,6 +242,7 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
             start = time.perf_counter()
             mask = rf_mask(features, labels, seed)
             extra["train_and_segment_s"] = time.perf_counter() - start
+            extra["features_s"] = features_s
             record("rf", rate, mask, extra)
             continue
         paths = [write_inputs(folder, volume, lab, z, f"{tag}_z{z}") for z, lab in labels.items()]
@@ -252,7 +256,8 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
         if variant == "combined":
             for fusion, fused_seg in fused.items():
                 record(f"{method}+{fusion}", rate, fused_seg.mask,
-                       {**extra, "uncertain_fraction": fused_seg.uncertain_fraction})
+                       {**extra, "uncertain_fraction": fused_seg.uncertain_fraction,
+                        "threshold_agreement": fused_seg.threshold_agreement})
         if method == "unet":
             record("unet", rate, mask, extra)
             continue

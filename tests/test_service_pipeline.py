@@ -237,31 +237,63 @@ def test_tomogram_gives_mask_and_volume_row(tmp_path):
         replay(acq, tmp_path / "out2", kind="tomogram", model=model(tmp_path / "m2"))
 
 
-def test_an_uncertain_tomogram_is_recorded_and_warned_about(tmp_path):
+def test_a_suspect_tomogram_is_recorded_and_warned_about(tmp_path):
     from onnx_models import TOMOGRAM_GREY
     from structlog.testing import capture_logs
 
     from nwwatch.io import write_volume_tiff
-    from nwwatch.volume import UNCERTAIN_WARN_FRACTION
 
     acq = tmp_path / "acq"
     acq.mkdir()
     vol = np.full((12, 40, 48), TOMOGRAM_GREY[0], np.uint8)
     vol[:, :10] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "clear.tif", vol)
     # Halfway between the class greys the threshold model says p(solid) = 0.5: unsure.
     vol[:, 20:35] = (TOMOGRAM_GREY[0] + TOMOGRAM_GREY[1]) // 2
     write_volume_tiff(acq / "unsure.tif", vol)
     with capture_logs() as logs:
         summary = replay(acq, tmp_path / "out", kind="tomogram",
                          model=model(tmp_path, kind="tomogram"))
-    assert summary.done == 1  # a warning, not a failure: the mask is still written
-    row = ds.dataset(tmp_path / "out" / "volumes").to_table().to_pandas().iloc[0]
-    assert row.status == "ok"
-    assert row.uncertain_fraction == pytest.approx(15 / 40)
-    warned = [e for e in logs if e["event"] == "volume_uncertain"]
+    assert summary.done == 2  # a warning, not a failure: the mask is still written
+    rows = ds.dataset(tmp_path / "out" / "volumes").to_table().to_pandas().set_index("source")
+    clear, unsure = rows.loc[os.path.abspath(acq / "clear.tif")], \
+        rows.loc[os.path.abspath(acq / "unsure.tif")]
+    assert clear.status == unsure.status == "ok"
+    assert clear.uncertain_fraction == 0.0
+    assert clear.threshold_agreement > 0.9  # the blurred reference is a row wider at most
+    assert unsure.uncertain_fraction == pytest.approx(15 / 40)
+    warned = [e for e in logs if e["event"] == "volume_suspect"]
     assert len(warned) == 1 and warned[0]["source"] == os.path.abspath(acq / "unsure.tif")
     assert warned[0]["uncertain_fraction"] == pytest.approx(15 / 40, abs=1e-4)
-    assert warned[0]["warn_above"] == UNCERTAIN_WARN_FRACTION < 15 / 40
+    assert warned[0]["why"][0].startswith("uncertain_fraction > ")
+
+
+def test_a_mask_that_disagrees_with_the_threshold_is_warned_about(tmp_path):
+    from onnx_models import TOMOGRAM_GREY, build_threshold_model
+    from structlog.testing import capture_logs
+
+    from nwwatch.io import write_volume_tiff
+    from nwwatch.volume import AGREEMENT_WARN_BELOW
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((12, 40, 48), TOMOGRAM_GREY[0], np.uint8)
+    vol[:, 5:15, 10:20] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "tomo.tif", vol)
+    # A confidently wrong model: it calls pore-grey solid (the failure the check is for), and
+    # its labeled-pixel means say that solid is the bright class.
+    wrong = build_threshold_model(tmp_path / "wrong.onnx", kind="tomogram",
+                                  centres=(1.0, -1.0),
+                                  metadata={"extra": {"class_mean_intensity":
+                                                      {"pore": -0.9, "solid": 0.9}}})
+    with capture_logs() as logs:
+        assert replay(acq, tmp_path / "out", kind="tomogram", model=wrong).done == 1
+    row = ds.dataset(tmp_path / "out" / "volumes").to_table().to_pandas().iloc[0]
+    assert row.uncertain_fraction == 0.0  # confident: the first sign stays silent
+    assert row.threshold_agreement < 0.05  # only the blurred edges overlap
+    warned = [e for e in logs if e["event"] == "volume_suspect"]
+    assert len(warned) == 1
+    assert warned[0]["why"] == [f"threshold_agreement < {AGREEMENT_WARN_BELOW}"]
 
 
 def test_tomogram_settings_are_part_of_the_ledger_key(tmp_path):

@@ -45,6 +45,15 @@ def test_label_train_segment_measure(tmp_path):
     segmenter = Segmenter(result.out, providers=("cpu",), threads=2)
     assert segmenter.metadata.kind == "tomogram"
     assert segmenter.metadata.normalization_scope == "volume"
+    # The labeled pixels' mean normalised intensity per class, for the runtime's cross-check
+    # (which class is bright): recomputed here from the labels and the volume.
+    from nwwatch.normalize import intensity_range, normalize_image
+
+    image = normalize_image(sim.volume[z], intensity_range(sim.volume))
+    means = segmenter.metadata.extra["class_mean_intensity"]
+    assert means["pore"] == pytest.approx(image[labels == 0].mean(), abs=1e-5)
+    assert means["solid"] == pytest.approx(image[labels == 1].mean(), abs=1e-5)
+    assert means["solid"] > means["pore"]  # HAADF: solid is bright
 
     volume = read_volume(volume_path)
     seg = segment_volume(segmenter, volume.data, return_probability=True)
@@ -52,6 +61,7 @@ def test_label_train_segment_measure(tmp_path):
     assert set(np.unique(seg.mask)) <= {0, 1}
     assert seg.solid_probability is not None
     assert 0.0 <= float(seg.solid_probability.min()) <= float(seg.solid_probability.max()) <= 1.0
+    assert 0.0 <= seg.uncertain_fraction <= 1.0 and 0.0 <= seg.threshold_agreement <= 1.0
 
     mask_path = write_volume_tiff(tmp_path / "mask.tif", seg.mask,
                                   voxel_size_nm=volume.voxel_size_nm)

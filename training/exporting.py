@@ -18,6 +18,18 @@ from training.config import TrainConfig
 from training.data import TrainingData
 
 
+def class_mean_intensity(data: TrainingData) -> dict[str, float]:
+    """Mean normalised intensity of the labeled pixels of each class ({name: mean}); classes
+    without a labeled pixel are left out."""
+    out = {}
+    for class_id, name in enumerate(data.class_names):
+        values = [item.image[item.label == class_id] for item in data.labeled]
+        values = [v for v in values if v.size]
+        if values:
+            out[name] = round(float(np.concatenate(values).mean()), 6)
+    return out
+
+
 def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingData,
                    metrics: dict[str, float], provenance: dict[str, Any], data_sha256: str,
                    version: str) -> ModelMetadata:
@@ -31,6 +43,9 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
         "labeled_images": len(data.labeled),
         "unlabeled_images": len(data.unlabeled),
     }
+    if data.kind == "tomogram":
+        # The runtime's label-free cross-check needs to know which class is bright.
+        extra["class_mean_intensity"] = class_mean_intensity(data)
     if provenance:
         extra["provenance"] = provenance
     return ModelMetadata(

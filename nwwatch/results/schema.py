@@ -43,7 +43,7 @@ def frame_schema() -> pa.Schema:
 
 
 def volume_schema() -> pa.Schema:
-    """Schema of one tomogram row: source, status, reason, mask path, uncertain fraction,
+    """Schema of one tomogram row: source, status, reason, mask path, the two warning signs,
     metrics, provenance."""
     from nwwatch.volume import VOLUME_METRIC_FIELDS
 
@@ -52,7 +52,9 @@ def volume_schema() -> pa.Schema:
         pa.field("status", pa.string(), nullable=False),
         pa.field("reason", pa.string()),
         pa.field("mask_path", pa.string()),
-        # Share of voxels the model was unsure about (nwwatch.volume.UNCERTAIN_BAND).
+        # Warning signs of a failed model (nwwatch.volume.segment): share of voxels it was
+        # unsure about; IoU with a label-free threshold of the same volume.
         pa.field("uncertain_fraction", pa.float64()),
+        pa.field("threshold_agreement", pa.float64()),
     ]
     return pa.schema(head + list(VOLUME_METRIC_FIELDS) + PROVENANCE_FIELDS)

@@ -442,7 +442,12 @@ def _mask_path(engine: Engine, it: _Item, batch_id: str) -> Path:
 def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
                    failures: list[Failure], report: BatchReport) -> None:
     from nwwatch.io import read_volume, write_volume_tiff
-    from nwwatch.volume import UNCERTAIN_WARN_FRACTION, segment_volume, volume_metrics
+    from nwwatch.volume import (
+        AGREEMENT_WARN_BELOW,
+        UNCERTAIN_WARN_FRACTION,
+        segment_volume,
+        volume_metrics,
+    )
 
     for it in items:
         engine.beat()
@@ -481,6 +486,7 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
             reason="",
             mask_path=str(mask_path.relative_to(engine.results_dir)),
             uncertain_fraction=seg.uncertain_fraction,
+            threshold_agreement=seg.threshold_agreement,
             acquired_at=st_time,
             acquired_at_source="mtime",
             processed_at=datetime.now(UTC),
@@ -489,11 +495,15 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
             measure_ms=measure_ms,
             **_provenance(engine, it, batch_id),
         )
-        if seg.uncertain_fraction > UNCERTAIN_WARN_FRACTION:
+        why = ([f"uncertain_fraction > {UNCERTAIN_WARN_FRACTION}"]
+               if seg.uncertain_fraction > UNCERTAIN_WARN_FRACTION else [])
+        if seg.threshold_agreement < AGREEMENT_WARN_BELOW:
+            why.append(f"threshold_agreement < {AGREEMENT_WARN_BELOW}")
+        if why:
             # Still a result (the mask may be right), but one a person should look at first.
-            _log(engine).warning("volume_uncertain", source=source_name(it.path),
+            _log(engine).warning("volume_suspect", source=source_name(it.path), why=why,
                                  uncertain_fraction=round(seg.uncertain_fraction, 4),
-                                 warn_above=UNCERTAIN_WARN_FRACTION)
+                                 threshold_agreement=round(seg.threshold_agreement, 4))
         it.rows.append(row)
 
 

@@ -3,7 +3,7 @@
 Public API::
 
     segment_volume(segmenter, volume, *, triplanar=False, flips=False, margin_px=16, ...)
-        -> VolumeSegmentation   # mask, uncertain_fraction (a label-free warning sign)
+        -> VolumeSegmentation   # mask, uncertain_fraction, threshold_agreement (warning signs)
     VolumeOptions(triplanar, flips, margin_px, min_component_voxels)   # the service's settings
     volume_metrics(mask, voxel_size_nm=None) -> VolumeMetrics
     VolumeMetrics.as_row()    # keys == names of VOLUME_METRIC_FIELDS
@@ -12,6 +12,7 @@ numpy, OpenCV and pyarrow only (no scipy / scikit-image at runtime): the distanc
 3D connected components and marching-cubes surface area are implemented here.
 """
 
+from nwwatch.volume.crosscheck import otsu_threshold, reference_mask, threshold_agreement
 from nwwatch.volume.edt import distance_transform_edt
 from nwwatch.volume.labeling import label_volume
 from nwwatch.volume.metrics import (
@@ -23,6 +24,7 @@ from nwwatch.volume.metrics import (
     volume_metrics,
 )
 from nwwatch.volume.segment import (
+    AGREEMENT_WARN_BELOW,
     DEFAULT_MARGIN_PX,
     DEFAULT_MIN_COMPONENT_VOXELS,
     SEGMENTATION_VERSION,
@@ -37,6 +39,7 @@ from nwwatch.volume.segment import (
 from nwwatch.volume.surface import surface_area
 
 __all__ = [
+    "AGREEMENT_WARN_BELOW",
     "DEFAULT_ENVELOPE_RADIUS_PX",
     "DEFAULT_MARGIN_PX",
     "DEFAULT_MIN_COMPONENT_VOXELS",
@@ -53,7 +56,10 @@ __all__ = [
     "distance_transform_edt",
     "grain_envelope",
     "label_volume",
+    "otsu_threshold",
+    "reference_mask",
     "segment_volume",
     "surface_area",
+    "threshold_agreement",
     "volume_metrics",
 ]

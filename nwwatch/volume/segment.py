@@ -29,13 +29,19 @@ Beyond the paper:
 - **cleanup**: solid specks (26-connected) and pores (6-connected) smaller than
   ``min_component_voxels`` are removed and filled: isolated noise voxels, not structure.
 
-Every segmentation also reports its **uncertain fraction**: the share of voxels whose (fused)
-solid probability lies strictly inside ``UNCERTAIN_BAND``. A model trained on a few labeled
-pixels can fail without any error, by calling most of the vacuum solid; on the synthetic
-benchmarks such failures left 36-69 % of the voxels uncertain against at most 13 % for the
-working models (docs/tomography.md), so the volume row carries it and the service warns above
-``UNCERTAIN_WARN_FRACTION``. A label-free signal, not an accuracy: a confidently wrong model
-stays low.
+Every segmentation also reports two label-free warning signs, because a model trained on a
+few labeled pixels can fail without any error, by calling most of the vacuum solid:
+
+- **uncertain fraction**: the share of voxels whose (fused) solid probability lies strictly
+  inside ``UNCERTAIN_BAND``. It misses confident failures.
+- **threshold agreement**: the IoU of the mask's solid with a label-free reference, Otsu
+  after a per-slice blur (:mod:`nwwatch.volume.crosscheck`). It catches the confident
+  failures too, but is lower where the threshold itself fails (cupping).
+
+The service logs ``volume_suspect`` above ``UNCERTAIN_WARN_FRACTION`` or below
+``AGREEMENT_WARN_BELOW``. On the synthetic benchmark (docs/tomography.md, Session 5) that
+flagged all 30 of 144 segmentations with IoU below 0.5 and 2 of the 96 above 0.65. Neither
+number is an accuracy.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import numpy as np
 from nwwatch.classes import SOLID
 from nwwatch.normalize import intensity_range, normalize_image
 from nwwatch.segment.session import Segmenter
+from nwwatch.volume.crosscheck import solid_is_brighter, threshold_agreement
 from nwwatch.volume.labeling import remove_small_components
 from nwwatch.volume.tiling import blend_weights, tile_starts
 
@@ -60,6 +67,8 @@ DEFAULT_MARGIN_PX = 16
 UNCERTAIN_BAND = (0.2, 0.8)
 #: Above this uncertain fraction the service logs a warning: do not trust the mask unchecked.
 UNCERTAIN_WARN_FRACTION = 0.25
+#: Below this threshold agreement (IoU with the label-free reference) the service warns too.
+AGREEMENT_WARN_BELOW = 0.5
 
 #: Bumped when a default of segment_volume changes the masks it gives (2: the mirror margin),
 #: so the service does not count volumes segmented the old way as done.
@@ -106,11 +115,14 @@ class VolumeSegmentation:
     solid_probability : float32 (Z, Y, X) in [0, 1] before cleanup, or None when not asked for.
     uncertain_fraction : share of voxels (0..1) whose solid probability lies strictly inside
         ``UNCERTAIN_BAND`` (before cleanup).
+    threshold_agreement : IoU (0..1) of ``mask`` with the label-free reference of
+        :func:`nwwatch.volume.crosscheck.threshold_agreement`.
     """
 
     mask: np.ndarray
     solid_probability: np.ndarray | None
     uncertain_fraction: float
+    threshold_agreement: float
 
 
 def _solid_index(segmenter: Segmenter) -> int:
@@ -259,7 +271,10 @@ def segment_volume(
     -------
     VolumeSegmentation with ``mask`` uint8 (Z, Y, X): 1 solid, 0 pore or vacuum. A voxel is
     solid when its (fused) solid probability is above 0.5. ``uncertain_fraction`` is the share
-    of voxels with a solid probability strictly inside ``UNCERTAIN_BAND``.
+    of voxels with a solid probability strictly inside ``UNCERTAIN_BAND``;
+    ``threshold_agreement`` the IoU of the mask with the label-free reference (solid is the
+    bright class when the model's ``extra["class_mean_intensity"]`` says so, else when the
+    mask's solid is brighter on average than the rest).
     """
     data = np.asarray(volume)
     if data.ndim != 3 or min(data.shape) == 0:
@@ -299,6 +314,10 @@ def segment_volume(
     mask = solid > 0.5
     if min_component_voxels > 1:
         mask = clean_mask(mask, min_component_voxels)
-    return VolumeSegmentation(mask=mask.astype(np.uint8),
+    mask = mask.astype(np.uint8)
+    brighter = solid_is_brighter(data, mask,
+                                 segmenter.metadata.extra.get("class_mean_intensity"))
+    return VolumeSegmentation(mask=mask,
                               solid_probability=solid if return_probability else None,
-                              uncertain_fraction=uncertain)
+                              uncertain_fraction=uncertain,
+                              threshold_agreement=threshold_agreement(data, mask, brighter))

@@ -1,0 +1,66 @@
+"""The label-free cross-check of a tomogram mask: Otsu as scikit-image computes it, the
+reference mask's polarity, and the agreement (IoU) on volumes with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
+
+from nwwatch.volume import otsu_threshold, reference_mask, threshold_agreement
+from nwwatch.volume.crosscheck import solid_is_brighter
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_otsu_matches_scikit_image(seed):
+    rng = np.random.default_rng(seed)
+    values = np.concatenate([rng.normal(rng.uniform(-5, 0), 1, rng.integers(200, 3000)),
+                             rng.normal(rng.uniform(1, 6), 2, rng.integers(200, 3000))])
+    assert otsu_threshold(values) == pytest.approx(threshold_otsu(values), rel=1e-9)
+
+
+def test_otsu_of_a_constant_and_of_non_finite_values():
+    assert otsu_threshold(np.full(10, 3.5)) == 3.5
+    assert otsu_threshold(np.array([0.0, np.nan, 10.0, np.inf, 0.0, 10.0])) == \
+        pytest.approx(threshold_otsu(np.array([0.0, 10.0, 0.0, 10.0])))
+    with pytest.raises(ValueError, match="finite"):
+        otsu_threshold(np.array([np.nan]))
+
+
+def _blobs(shape=(10, 40, 48), seed=0):
+    field = ndi.gaussian_filter(np.random.default_rng(seed).standard_normal(shape), 3.0)
+    truth = field > field.std()  # about 15 % solid
+    noise = np.random.default_rng(seed + 1).normal(0, 0.15, shape)
+    return truth, truth.astype(np.float32) + noise.astype(np.float32)
+
+
+def test_reference_mask_finds_both_polarities():
+    truth, bright = _blobs()
+    assert (reference_mask(bright, solid_brighter=True) == truth).mean() > 0.98
+    assert (reference_mask(-bright, solid_brighter=False) == truth).mean() > 0.98
+
+
+def test_agreement_is_one_for_the_reference_and_low_for_a_collapse():
+    truth, volume = _blobs()
+    reference = reference_mask(volume, True)
+    assert threshold_agreement(volume, reference, True) == 1.0
+    assert threshold_agreement(volume, truth, True) > 0.9
+    # The failure the check is for: most of the background called solid.
+    collapsed = truth | (np.random.default_rng(2).random(truth.shape) < 0.8)
+    expected = np.count_nonzero(collapsed & reference) / np.count_nonzero(collapsed | reference)
+    assert threshold_agreement(volume, collapsed, True) == pytest.approx(expected)
+    assert expected < 0.4
+    assert threshold_agreement(volume, np.zeros_like(truth), True) == 0.0
+    with pytest.raises(ValueError, match="shape"):
+        threshold_agreement(volume, truth[:, :10], True)
+
+
+def test_polarity_from_the_labels_first_then_from_the_mask():
+    truth, volume = _blobs()
+    assert solid_is_brighter(volume, truth) is True
+    assert solid_is_brighter(-volume, truth) is False
+    # The labeled pixels' means win over the mask (a mask can be wrong, labels are not).
+    assert solid_is_brighter(volume, truth, {"pore": 0.4, "solid": -0.2}) is False
+    assert solid_is_brighter(volume, ~truth, {"pore": -0.5, "solid": 0.3}) is True
+    assert solid_is_brighter(volume, np.ones_like(truth)) is True  # nothing to compare
