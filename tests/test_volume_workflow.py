@@ -61,7 +61,9 @@ def test_label_train_segment_measure(tmp_path):
     assert set(np.unique(seg.mask)) <= {0, 1}
     assert seg.solid_probability is not None
     assert 0.0 <= float(seg.solid_probability.min()) <= float(seg.solid_probability.max()) <= 1.0
-    assert 0.0 <= seg.uncertain_fraction <= 1.0 and 0.0 <= seg.threshold_agreement <= 1.0
+    p = seg.solid_probability
+    assert seg.uncertain_fraction == np.count_nonzero((p > 0.2) & (p < 0.8)) / p.size
+    assert np.isnan(seg.threshold_agreement) or 0.0 <= seg.threshold_agreement <= 1.0
 
     mask_path = write_volume_tiff(tmp_path / "mask.tif", seg.mask,
                                   voxel_size_nm=volume.voxel_size_nm)

@@ -17,6 +17,7 @@ Bad input (:class:`InputError`) is quarantined at once; an unexpected error coun
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -479,6 +480,8 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
             _fail_item(it, exc, failures, engine)
             continue
         st_time = datetime.fromtimestamp(it.mtime_ns / 1e9, UTC)
+        # NaN (not computed: a sparse mask or no finite voxel) is stored and logged as null.
+        agreement = seg.threshold_agreement if math.isfinite(seg.threshold_agreement) else None
         row = dict(metrics)
         row.update(
             source=source_name(it.path),
@@ -486,7 +489,7 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
             reason="",
             mask_path=str(mask_path.relative_to(engine.results_dir)),
             uncertain_fraction=seg.uncertain_fraction,
-            threshold_agreement=seg.threshold_agreement,
+            threshold_agreement=agreement,
             acquired_at=st_time,
             acquired_at_source="mtime",
             processed_at=datetime.now(UTC),
@@ -497,13 +500,14 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
         )
         why = ([f"uncertain_fraction > {UNCERTAIN_WARN_FRACTION}"]
                if seg.uncertain_fraction > UNCERTAIN_WARN_FRACTION else [])
-        if seg.threshold_agreement < AGREEMENT_WARN_BELOW:
+        if agreement is not None and agreement < AGREEMENT_WARN_BELOW:
             why.append(f"threshold_agreement < {AGREEMENT_WARN_BELOW}")
         if why:
             # Still a result (the mask may be right), but one a person should look at first.
             _log(engine).warning("volume_suspect", source=source_name(it.path), why=why,
                                  uncertain_fraction=round(seg.uncertain_fraction, 4),
-                                 threshold_agreement=round(seg.threshold_agreement, 4))
+                                 threshold_agreement=None if agreement is None
+                                 else round(agreement, 4))
         it.rows.append(row)
 
 

@@ -5,36 +5,52 @@ benchmark one run called 82 % of the vacuum solid while only 11 % of the voxels 
 uncertain probability (docs/tomography.md, Session 5). A classic, label-free segmentation of
 the same volume does not share the model's failure modes, so a mask that hardly overlaps it
 deserves a look. The reference is Otsu's threshold after a Gaussian blur of every slice, the
-bar every learned method is benchmarked against. Agreement is not accuracy: where the
-threshold itself fails (cupping in thick specimens) a good mask agrees less, and a model that
-merely reproduces the threshold agrees fully.
+bar every learned method is benchmarked against, on intensities clipped to the range the
+model sees (:func:`nwwatch.normalize.intensity_range`, so one hot pixel cannot stretch the
+histogram). Agreement is not accuracy: where the threshold itself fails (cupping in thick
+specimens) a good mask agrees less, and a model that merely reproduces the threshold agrees
+fully. Otsu cannot find a class much smaller than the other, so the agreement is not computed
+(NaN) for masks that call less than ``MIN_SOLID_SHARE`` of the volume solid.
 """
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
+from nwwatch.normalize import intensity_range
+
 #: Gaussian sigma (px) of the per-slice blur before the reference threshold.
 REFERENCE_SIGMA_PX = 1.0
+#: Below this share of solid voxels in the mask the agreement is NaN (Otsu is unreliable).
+MIN_SOLID_SHARE = 0.02
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of ``values`` (any shape, real, finite values only are used).
+    """Otsu's threshold of ``values`` (any shape, real; only finite values are used).
 
     The histogram has ``bins`` bins between the minimum and maximum, as in
-    ``skimage.filters.threshold_otsu``; the threshold is the centre of the bin that maximises
-    the between-class variance, and values strictly above it form the bright class. A
-    constant input returns its value.
+    ``skimage.filters.threshold_otsu`` for float images; the threshold is the centre of the bin
+    that maximises the between-class variance, and values strictly above it form the bright
+    class. A constant input returns its value.
+
+    Raises
+    ------
+    ValueError : no finite value.
     """
-    data = np.asarray(values, dtype=np.float64).reshape(-1)
-    data = data[np.isfinite(data)]
+    data = np.asarray(values).reshape(-1)
+    finite = np.isfinite(data)
+    if not finite.all():
+        data = data[finite]
     if data.size == 0:
         raise ValueError("otsu_threshold needs at least one finite value")
     low, high = float(data.min()), float(data.max())
     if low == high:
         return low
     counts, edges = np.histogram(data, bins=bins, range=(low, high))
+    counts = counts.astype(np.float64)  # products of voxel counts overflow int64 past ~3e9
     centres = (edges[:-1] + edges[1:]) / 2
     weight_low = np.cumsum(counts)
     weight_high = np.cumsum(counts[::-1])[::-1]
@@ -53,32 +69,46 @@ def reference_mask(volume: np.ndarray, solid_brighter: bool,
 
     Parameters
     ----------
-    volume : ndarray (Z, Y, X), raw intensities.
+    volume : ndarray (Z, Y, X), raw intensities; clipped to its
+        :func:`~nwwatch.normalize.intensity_range` first. Non-finite voxels are never solid.
     solid_brighter : solid is the bright class (HAADF); False for bright-field contrast.
     sigma_px : blur of every Z slice, px (0: none).
+
+    Raises
+    ------
+    ValueError : the volume has no finite value.
     """
-    data = np.asarray(volume, dtype=np.float32)
+    low, high = intensity_range(volume)
+    data = np.clip(np.asarray(volume, dtype=np.float32), low, high)
     if sigma_px > 0:
-        data = np.stack([cv2.GaussianBlur(s, (0, 0), sigma_px) for s in data])
-    above = data > otsu_threshold(data)
-    return above if solid_brighter else ~above
+        for z in range(data.shape[0]):  # in place: no second volume-sized copy
+            data[z] = cv2.GaussianBlur(data[z], (0, 0), sigma_px)
+    threshold = otsu_threshold(data)
+    return data > threshold if solid_brighter else data <= threshold
 
 
 def solid_is_brighter(volume: np.ndarray, mask: np.ndarray,
-                      class_mean_intensity: dict[str, float] | None = None) -> bool:
+                      class_mean_intensity: dict[str, float] | None = None,
+                      solid_name: str = "solid") -> bool:
     """Whether solid is the bright class.
 
     From the labeled pixels' mean intensities when the model recorded them
-    (``ModelMetadata.extra["class_mean_intensity"]``, written by ``nwwatch train --volume``),
-    else from the mask: the mean intensity of what it calls solid against the rest.
+    (``ModelMetadata.extra["class_mean_intensity"]``, written by ``nwwatch train --volume``):
+    the class ``solid_name`` against the mean of the other classes. Else from the mask: the
+    mean intensity of the finite voxels it calls solid against the rest. A mask can be
+    inverted and so agree with itself; re-export older models to get the labels' answer.
     """
-    if class_mean_intensity and {"solid", "pore"} <= set(class_mean_intensity):
-        return class_mean_intensity["solid"] > class_mean_intensity["pore"]
-    solid = np.asarray(mask, dtype=bool)
-    if solid.all() or not solid.any():
+    means = class_mean_intensity or {}
+    others = [float(v) for k, v in means.items() if k != solid_name]
+    if solid_name in means and others:
+        return float(means[solid_name]) > sum(others) / len(others)
+    data = np.asarray(volume)
+    finite = np.isfinite(data)
+    solid = np.asarray(mask, dtype=bool) & finite
+    rest = ~np.asarray(mask, dtype=bool) & finite
+    if not solid.any() or not rest.any():
         return True
-    data = np.asarray(volume, dtype=np.float64)
-    return bool(data[solid].mean() > data[~solid].mean())
+    return bool(data[solid].mean() > data[rest].mean())
 
 
 def threshold_agreement(volume: np.ndarray, mask: np.ndarray, solid_brighter: bool) -> float:
@@ -90,12 +120,18 @@ def threshold_agreement(volume: np.ndarray, mask: np.ndarray, solid_brighter: bo
     mask : bool or 0/1 ndarray of the same shape, 1 solid.
     solid_brighter : see :func:`reference_mask`.
 
-    Returns 1.0 when neither calls any voxel solid.
+    Returns NaN when the mask calls less than ``MIN_SOLID_SHARE`` of the volume solid (Otsu
+    cannot find so small a class) or the volume has no finite value.
     """
     solid = np.asarray(mask, dtype=bool)
     if solid.shape != np.shape(volume):
         raise ValueError(f"mask shape {solid.shape} differs from volume shape "
                          f"{np.shape(volume)}")
-    reference = reference_mask(volume, solid_brighter)
+    if np.count_nonzero(solid) < MIN_SOLID_SHARE * solid.size:
+        return math.nan
+    try:
+        reference = reference_mask(volume, solid_brighter)
+    except ValueError:  # no finite value: nothing to compare with
+        return math.nan
     union = np.count_nonzero(solid | reference)
-    return float(np.count_nonzero(solid & reference) / union) if union else 1.0
+    return float(np.count_nonzero(solid & reference) / union)

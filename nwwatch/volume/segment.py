@@ -116,7 +116,8 @@ class VolumeSegmentation:
     uncertain_fraction : share of voxels (0..1) whose solid probability lies strictly inside
         ``UNCERTAIN_BAND`` (before cleanup).
     threshold_agreement : IoU (0..1) of ``mask`` with the label-free reference of
-        :func:`nwwatch.volume.crosscheck.threshold_agreement`.
+        :func:`nwwatch.volume.crosscheck.threshold_agreement`; NaN when the mask calls less
+        than 2 % of the volume solid or the volume has no finite value.
     """
 
     mask: np.ndarray
@@ -312,12 +313,13 @@ def segment_volume(
     low, high = UNCERTAIN_BAND
     uncertain = float(np.count_nonzero((solid > low) & (solid < high)) / solid.size)
     mask = solid > 0.5
+    probability = solid if return_probability else None
+    del solid  # 4 bytes a voxel, not needed through the cleanup unless returned
     if min_component_voxels > 1:
         mask = clean_mask(mask, min_component_voxels)
     mask = mask.astype(np.uint8)
-    brighter = solid_is_brighter(data, mask,
-                                 segmenter.metadata.extra.get("class_mean_intensity"))
-    return VolumeSegmentation(mask=mask,
-                              solid_probability=solid if return_probability else None,
+    brighter = solid_is_brighter(data, mask, segmenter.metadata.extra.get("class_mean_intensity"),
+                                 solid_name=segmenter.metadata.class_names[solid_index])
+    return VolumeSegmentation(mask=mask, solid_probability=probability,
                               uncertain_fraction=uncertain,
                               threshold_agreement=threshold_agreement(data, mask, brighter))
