@@ -127,6 +127,12 @@ def rf_mask(features: np.ndarray, labels: dict[int, np.ndarray], seed: int) -> n
     return (prob.reshape(z, y, x) > 0.5).astype(np.uint8)
 
 
+def warning_signs(seg) -> dict[str, float]:
+    """The volume row's label-free warning signs of a VolumeSegmentation."""
+    return {"uncertain_fraction": seg.uncertain_fraction,
+            "threshold_agreement": seg.threshold_agreement}
+
+
 def loss_weights(variant: str) -> dict[str, float]:
     """The contrastive loss weights of an ablation variant (the paper's Table 3)."""
     return {"contrastive_supervised_weight": 0.0 if variant == "self-supervised" else 1.0,
@@ -135,7 +141,8 @@ def loss_weights(variant: str) -> dict[str, float]:
 
 def train_and_segment(args, paradigm: str, volume_path: Path, ks: list[int],
                       labels_paths: list[Path], volume: np.ndarray, out: Path, seed: int,
-                      variant: str = "combined") -> tuple[np.ndarray, dict]:
+                      variant: str = "combined") -> tuple[object, dict, dict]:
+    """(plain VolumeSegmentation, timings in s, {fusion: VolumeSegmentation})."""
     from nwwatch.segment.session import Segmenter
     from nwwatch.volume import segment_volume
     from training.config import TrainConfig
@@ -157,9 +164,7 @@ def train_and_segment(args, paradigm: str, volume_path: Path, ks: list[int],
     segmenter = Segmenter(result.out, providers=("cpu",), threads=args.threads)
     start = time.perf_counter()
     seg = segment_volume(segmenter, volume, margin_px=args.margin)
-    timing = {"train_s": train_s, "segment_s": time.perf_counter() - start,
-              "uncertain_fraction": seg.uncertain_fraction,
-              "threshold_agreement": seg.threshold_agreement}
+    timing = {"train_s": train_s, "segment_s": time.perf_counter() - start}
     fused = {}
     # Fusions are recorded for the r-table's models only, not for the ablation variants.
     for fusion in (args.fusions if variant == "combined" else ()):
@@ -168,8 +173,7 @@ def train_and_segment(args, paradigm: str, volume_path: Path, ks: list[int],
                                        triplanar="triplanar" in fusion,
                                        flips="flips" in fusion)
         timing[f"{fusion}_segment_s"] = time.perf_counter() - start
-    timing["fused"] = fused
-    return seg.mask, timing
+    return seg, timing, fused
 
 
 def write_inputs(folder: Path, volume: np.ndarray, labels: np.ndarray, k: int, tag: str):
@@ -249,15 +253,14 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
         volume_path, labels_paths = paths[0][0], [path for _, path in paths]
         paradigm = "supervised" if method == "unet" else "contrastive"
         out = folder / f"{tag}.onnx"
-        mask, timing = train_and_segment(args, paradigm, volume_path, ks, labels_paths,
-                                         volume, out, seed, variant)
-        fused = timing.pop("fused")
+        seg, timing, fused = train_and_segment(args, paradigm, volume_path, ks, labels_paths,
+                                               volume, out, seed, variant)
         extra.update(timing)
         if variant == "combined":
             for fusion, fused_seg in fused.items():
                 record(f"{method}+{fusion}", rate, fused_seg.mask,
-                       {**extra, "uncertain_fraction": fused_seg.uncertain_fraction,
-                        "threshold_agreement": fused_seg.threshold_agreement})
+                       {**extra, **warning_signs(fused_seg)})
+        mask, extra = seg.mask, {**extra, **warning_signs(seg)}
         if method == "unet":
             record("unet", rate, mask, extra)
             continue

@@ -198,7 +198,6 @@ def test_flip_averaging_does_not_change_a_symmetric_model(models, model):
         np.testing.assert_allclose(four.solid_probability, once.solid_probability, atol=1e-6)
 
 
-
 @pytest.mark.parametrize("fusion", [{}, {"triplanar": True}, {"flips": True}, {"tile": 16}])
 def test_uncertain_fraction_counts_the_voxels_the_model_is_unsure_about(models, fusion):
     # Pore and solid greys normalise onto the class centres (p(solid) ~ 0 or 1); the grey
