@@ -22,6 +22,7 @@ _COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "run": ("nwwatch.service.cli", "run", None),
     "replay": ("nwwatch.service.cli", "replay", None),
     "status": ("nwwatch.service.cli", "status", None),
+    "ledger": ("nwwatch.service.cli", "ledger", None),
     "demo": ("nwwatch.demo", "demo", None),
 }
 
@@ -33,6 +34,7 @@ _HELP = {
     "run": "Run the resident watching service.",
     "replay": "Process an existing folder or file through the service's code path.",
     "status": "Show what the service has processed, failed and quarantined.",
+    "ledger": "Maintain the service's ledger (rebuild it from the results).",
     "demo": "Run the main job end to end on synthetic data.",
 }
 

@@ -159,7 +159,7 @@ def test_unexpected_errors_count_attempts_then_quarantine(tmp_path, onnx_model, 
     monkeypatch.setattr(nwwatch.measure, "measure_contact_angle", flaky)
     r1 = process([acq / "a.tif"], engine)
     assert [f.state for f in r1.files] == ["failed"]
-    assert engine.ledger.counts()["failed"] == 1
+    assert engine.ledger.queries.counts()["failed"] == 1
     r2 = process([acq / "a.tif"], engine)
     assert [f.state for f in r2.files] == ["quarantined"]
     assert "boom" in r2.files[0].reason
@@ -188,7 +188,7 @@ def test_a_batch_failure_is_charged_to_the_culprit_only(tmp_path, onnx_model):
     states = {f.path.name: f.state for f in report.files}
     assert states == {"good.tif": "done", "poison.tif": "failed"}
     assert report.n_rows == 1 and len(report.parquets) == 1
-    assert engine.ledger.counts()["done"] == 1
+    assert engine.ledger.queries.counts()["done"] == 1
 
 
 def test_results_write_failure_counts_no_attempt(tmp_path, onnx_model, monkeypatch):
@@ -205,7 +205,8 @@ def test_results_write_failure_counts_no_attempt(tmp_path, onnx_model, monkeypat
     monkeypatch.setattr(pipeline, "write_batch", disk_full)
     with pytest.raises(ResultsWriteError, match="No space"):
         process([acq / "a.tif"], engine)
-    assert engine.ledger.counts()["failed"] == 0 and engine.ledger.counts()["pending"] == 0
+    counts = engine.ledger.queries.counts()
+    assert counts["failed"] == 0 and counts["pending"] == 0
     monkeypatch.undo()
     assert [f.state for f in process([acq / "a.tif"], engine).files] == ["done"]
 

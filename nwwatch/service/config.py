@@ -3,6 +3,12 @@
 Every error is a :class:`ConfigError` that names the file, the key (``watch[1].kind``) and
 what is wrong; unknown keys are errors too, so a typo never silently falls back to a default.
 The format is documented in ``deploy/nwwatch.example.toml`` and ``docs/service.md``.
+
+Validation imports neither ONNX Runtime nor the segmentation code (``deploy/install.sh``
+validates a file with ``python -m nwwatch.service.dropin`` before the runtime is needed):
+provider names are checked against :data:`PROVIDER_NAMES` (a test keeps it equal to
+``nwwatch.segment.session.PROVIDERS``), and the ``[tomogram]`` table becomes
+:class:`TomogramSettings`, turned into ``VolumeOptions`` only when tomograms are processed.
 """
 
 from __future__ import annotations
@@ -12,9 +18,6 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from nwwatch.segment.session import PROVIDERS
-from nwwatch.volume.segment import VolumeOptions
 
 KINDS = ("insitu", "tomogram")
 #: Patterns used when a [[watch]] table gives none.
@@ -26,6 +29,11 @@ DEFAULT_MODELS = {
     "insitu": Path(__file__).resolve().parent.parent / "models" / "insitu-default.onnx",
     "tomogram": Path(__file__).resolve().parent.parent / "models" / "tomogram-default.onnx",
 }
+
+
+#: Execution provider names of ``[inference] providers`` (the keys of
+#: ``nwwatch.segment.session.PROVIDERS``, which imports ONNX Runtime).
+PROVIDER_NAMES = ("tensorrt", "cuda", "cpu")
 
 
 class ConfigError(ValueError):
@@ -52,6 +60,8 @@ class WatchConfig:
     polling: str = "auto"  # "auto", "true", "false"
     settle_seconds: float = 5.0
     rescan_seconds: float = 60.0
+    #: Follow symbolic links that lead outside the folder (off: such links are quarantined).
+    follow_symlinks: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,25 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
+class TomogramSettings:
+    """The ``[tomogram]`` table as given; None: the default of ``VolumeOptions``."""
+
+    triplanar: bool | None = None
+    flips: bool | None = None
+    margin_px: int | None = None
+    min_component_voxels: int | None = None
+
+    def volume_options(self, **overrides: object):
+        """The ``nwwatch.volume.segment.VolumeOptions`` these settings make (``overrides``
+        replace fields; None values are ignored)."""
+        from nwwatch.volume.segment import VolumeOptions
+
+        given = {k: v for k, v in vars(self).items() if v is not None}
+        given.update({k: v for k, v in overrides.items() if v is not None})
+        return VolumeOptions(**given)
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """The whole configuration; ``source`` is the file it came from (None when built in code)."""
 
@@ -71,8 +100,13 @@ class ServiceConfig:
     results: Path
     ledger: Path
     inference: InferenceConfig = field(default_factory=InferenceConfig)
-    tomogram: VolumeOptions = field(default_factory=VolumeOptions)
+    tomogram: TomogramSettings = field(default_factory=TomogramSettings)
     max_attempts: int = 3
+    #: Seconds between tries while results or the ledger cannot be written (disk full).
+    backoff_seconds: float = 5.0
+    #: After SIGTERM, the longest wait for the batch in flight before the process exits
+    #: anyway (below the unit's TimeoutStopSec=30).
+    stop_timeout_seconds: float = 20.0
     log_level: str = "info"
     source: Path | None = None
 
@@ -176,6 +210,7 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
         polling=polling,
         settle_seconds=settle,
         rescan_seconds=rescan,
+        follow_symlinks=r.get("follow_symlinks", bool, False),
     )
     r.finish()
     return watch
@@ -185,8 +220,8 @@ def _inference(file: Path | None, table: Any) -> InferenceConfig:
     r = _Reader(file, "inference", table)
     providers = r.strings("providers", InferenceConfig.providers)
     for name in providers:
-        if name not in PROVIDERS:
-            raise r.error("providers", f"{name!r} is not one of {', '.join(PROVIDERS)}")
+        if name not in PROVIDER_NAMES:
+            raise r.error("providers", f"{name!r} is not one of {', '.join(PROVIDER_NAMES)}")
     cfg = InferenceConfig(
         providers=providers,
         require_gpu=r.get("require_gpu", bool, False),
@@ -198,15 +233,13 @@ def _inference(file: Path | None, table: Any) -> InferenceConfig:
     return cfg
 
 
-def _tomogram(file: Path | None, table: Any) -> VolumeOptions:
+def _tomogram(file: Path | None, table: Any) -> TomogramSettings:
     r = _Reader(file, "tomogram", table)
-    defaults = VolumeOptions()
-    options = VolumeOptions(
-        triplanar=r.get("triplanar", bool, defaults.triplanar),
-        flips=r.get("flips", bool, defaults.flips),
-        margin_px=r.positive("margin_px", int, defaults.margin_px, allow_zero=True),
-        min_component_voxels=r.positive("min_component_voxels", int,
-                                        defaults.min_component_voxels, allow_zero=True),
+    options = TomogramSettings(
+        triplanar=r.get("triplanar", bool, None),
+        flips=r.get("flips", bool, None),
+        margin_px=r.positive("margin_px", int, None, allow_zero=True),
+        min_component_voxels=r.positive("min_component_voxels", int, None, allow_zero=True),
     )
     r.finish()
     return options
@@ -229,12 +262,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     output = _Reader(file, "output", top.get("output", dict, None, required=True))
     results = output.path("results", base, required=True)
     output.finish()
-    for i, p in enumerate(paths):
-        if results.resolve() == p or p in results.resolve().parents:
-            raise ConfigError(
-                file, "output.results", f"lies inside acquisition folder watch[{i}].path ({p}); "
-                "nwwatch never writes into acquisition folders"
-            )
+    _outside_watches(file, "output.results", results, paths)
 
     inference = _inference(file, top.get("inference", dict, {}))
     tomogram = _tomogram(file, top.get("tomogram", dict, {}))
@@ -242,10 +270,16 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     state = _Reader(file, "state", top.get("state", dict, {}))
     ledger = state.path("ledger", base, default=results / "ledger.sqlite")
     state.finish()
+    _outside_watches(file, "state.ledger", ledger, paths)  # its lock file lies beside it
 
     retry = _Reader(file, "retry", top.get("retry", dict, {}))
     max_attempts = retry.positive("max_attempts", int, 3)
+    backoff = retry.positive("backoff_seconds", float, 5.0)
     retry.finish()
+
+    service = _Reader(file, "service", top.get("service", dict, {}))
+    stop_timeout = service.positive("stop_timeout_seconds", float, 20.0)
+    service.finish()
 
     logging_ = _Reader(file, "logging", top.get("logging", dict, {}))
     level = logging_.get("level", str, "info").lower()
@@ -260,9 +294,23 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
         inference=inference,
         tomogram=tomogram,
         max_attempts=max_attempts,
+        backoff_seconds=backoff,
+        stop_timeout_seconds=stop_timeout,
         log_level=level,
         source=file,
     )
+
+
+def _outside_watches(file: Path | None, key: str, path: Path, watched: list[Path]) -> None:
+    """Refuse an output path inside (or equal to) an acquisition folder, symlinks followed
+    (``resolve`` also follows them in the part of the path that exists)."""
+    real = path.resolve()
+    for i, p in enumerate(watched):
+        if real == p or p in real.parents:
+            raise ConfigError(
+                file, key, f"lies inside acquisition folder watch[{i}].path ({p}): {path}; "
+                "nwwatch never writes into acquisition folders"
+            )
 
 
 def load_config(path: str | os.PathLike[str]) -> ServiceConfig:

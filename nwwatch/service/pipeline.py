@@ -11,8 +11,11 @@ point leaves every frame exactly once in the results. Per file:
   atomically as ``RESULTS/masks/{stem}-{sha12}-{batch_id}.tif`` -> :func:`volume_metrics` ->
   one row in ``RESULTS/volumes/volumes-*-{batch_id}.parquet``.
 
-Bad input (:class:`InputError`) is quarantined at once; an unexpected error counts an attempt
-(quarantined after ``max_attempts``) and processing goes on.
+Bad input (:class:`InputError`, also anything but a regular file) is quarantined at once; an
+unexpected error counts an attempt (quarantined after ``max_attempts``) and processing goes on.
+A batch that fails as a whole is split into single files (a loop, not recursion); files the
+ledger marks with a ``batch_cap`` (their batch crashed the process) are processed in batches of
+at most that many files.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -34,21 +38,27 @@ from nwwatch import __version__
 from nwwatch.classes import DROPLET
 from nwwatch.io import InputError, UnreadableFileError
 from nwwatch.normalize import normalize_image
-from nwwatch.results.parquet import write_batch, write_table_atomic
+from nwwatch.results.parquet import write_batch
+from nwwatch.results.quarantine import write_quarantine
 from nwwatch.segment.session import Segmenter, file_sha256
-from nwwatch.service.ledger import Failure, ItemKey, Ledger
+from nwwatch.service.inputs import check_regular
+from nwwatch.service.ledger import Failure, ItemKey, Ledger, LedgerLostError
+from nwwatch.service.names import path_key, source_name
 from nwwatch.volume.segment import VolumeOptions
 
 FRAMES_DIR = "frames"
 VOLUMES_DIR = "volumes"
 MASKS_DIR = "masks"
-QUARANTINE_FILE = "quarantine.parquet"
 
 
-#: Test hook: ``NWWATCH_CRASH_AT="after_claim:N"`` or ``"after_write:N"`` makes the process
-#: SIGKILL itself the N-th time it reaches that point, to test crash recovery in the exact
-#: window between two steps of the ledger protocol. Unset in production.
+#: Test hooks, unset in production. ``NWWATCH_CRASH_AT="after_claim:N"`` or
+#: ``"after_write:N"`` makes the process SIGKILL itself the N-th time it reaches that point
+#: (crash recovery in the exact window between two steps of the ledger protocol);
+#: ``"in_batch:N"`` hangs there for good instead (a worker stuck in a read).
+#: ``NWWATCH_CRASH_ON_SOURCE=TEXT`` kills the process whenever a batch holding a file whose
+#: name contains TEXT is about to be segmented (a frame that crashes the runtime).
 _CRASH_ENV = "NWWATCH_CRASH_AT"
+_CRASH_SOURCE_ENV = "NWWATCH_CRASH_ON_SOURCE"
 _crash_counts: dict[str, int] = {}
 
 
@@ -61,6 +71,14 @@ def _crash_point(name: str) -> None:
         return
     _crash_counts[name] = _crash_counts.get(name, 0) + 1
     if _crash_counts[name] == int(nth or 1):
+        if name == "in_batch":
+            threading.Event().wait()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _crash_on_source(items: list[_Item]) -> None:
+    text = os.environ.get(_CRASH_SOURCE_ENV)
+    if text and any(text in it.path.name for it in items):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -113,6 +131,7 @@ class FileOutcome:
     n_rows: int = 0
     reason: str = ""
     detected_at: float | None = None
+    batch_id: str = ""
 
 
 @dataclass
@@ -142,12 +161,7 @@ class _Item:
     rows: list[dict] = field(default_factory=list)
     failed: bool = False
     gone: bool = False
-
-
-def source_name(path: str | os.PathLike[str]) -> str:
-    """The ``source`` column: the absolute path, without resolving symlinks, so live watching
-    and replay of the same folder write the same string."""
-    return os.path.abspath(path)
+    batch_cap: int | None = None  # from the ledger: this file's last batch crashed
 
 
 def _log(engine: Engine):
@@ -177,22 +191,56 @@ def process(
 
     Raises
     ------
-    ResultsWriteError
-        Results could not be written; nothing was committed and no attempt was counted.
+    ResultsWriteError, LedgerWriteError
+        Results or the ledger could not be written; nothing was committed and no attempt was
+        counted (a batch whose commit failed stays ``writing``: see ``Ledger.settle``).
+    LedgerLostError
+        The results folder or the ledger was removed or replaced under the process.
     """
-    log = _log(engine)
-    batch_id = uuid.uuid4().hex[:16]
-    report = BatchReport(batch_id=batch_id)
+    report = BatchReport(batch_id=uuid.uuid4().hex[:16])
+    lost = engine.ledger.lost()
+    if lost is not None:
+        raise LedgerLostError(lost)
+    t0 = time.perf_counter()
+    items = _collect(files, engine, report, force)
+    report.timings_ms["hash"] = (time.perf_counter() - t0) * 1e3
+    # Files whose batch crashed the process go in batches of at most their cap; the others
+    # together. A batch that fails as a whole comes back split into single files.
+    work: list[list[_Item]] = []
+    normal = [it for it in items if it.batch_cap is None]
+    if normal:
+        work.append(normal)
+    capped = sorted((it for it in items if it.batch_cap is not None), key=lambda it: it.batch_cap)
+    for it in capped:
+        if work and work[-1] is not normal and work[-1][0].batch_cap == it.batch_cap \
+                and len(work[-1]) < it.batch_cap:
+            work[-1].append(it)
+        else:
+            work.append([it])
+    first = True
+    while work:
+        chunk = work.pop(0)
+        batch_id = report.batch_id if first else uuid.uuid4().hex[:16]
+        first = False
+        if not _run_batch(chunk, engine, batch_id, report, force):
+            work[:0] = [[it] for it in chunk]
+    refresh_quarantine(engine)
+    return report
+
+
+def _collect(files: Sequence[object], engine: Engine, report: BatchReport,
+             force: bool) -> list[_Item]:
+    """Hash the files (from the ledger's cache when the version is known) and keep those to
+    process; records the others' outcomes in ``report``."""
     ledger = engine.ledger
     items: list[_Item] = []
     early_failures: list[Failure] = []
-    t0 = time.perf_counter()
     for entry in files:
         path = Path(getattr(entry, "path", entry))
         detected_at = getattr(entry, "detected_at", None)
-        name = source_name(path)
+        name = path_key(path)
         try:
-            st = os.stat(path)
+            st = check_regular(path)
             sha = ledger.cached_sha(name, st.st_size, st.st_mtime_ns)
             if sha is None:
                 sha = file_sha256(path)
@@ -200,10 +248,12 @@ def process(
         except FileNotFoundError:
             report.files.append(FileOutcome(path, "gone", reason="file vanished"))
             continue
-        except PermissionError as exc:
-            err = UnreadableFileError(path, f"cannot read: {exc.strerror}")
+        except (PermissionError, InputError) as exc:
+            err = exc if isinstance(exc, InputError) else UnreadableFileError(
+                path, f"cannot read: {exc.strerror}")
+            size, mtime = _lstat(path)
             early_failures.append(Failure(None, name, err.reason, type(err).__name__, True,
-                                          None, None))
+                                          size, mtime))
             report.files.append(FileOutcome(path, "quarantined", reason=err.reason))
             continue
         key = engine.key(sha)
@@ -216,13 +266,28 @@ def process(
             continue
         info = getattr(entry, "info", None)
         items.append(_Item(path, key, st.st_size, st.st_mtime_ns, detected_at, entry=entry,
-                           pages=getattr(info, "n_pages", 1)))
+                           pages=getattr(info, "n_pages", 1),
+                           batch_cap=None if known is None else known.batch_cap))
     if early_failures:
         ledger.record_failures(early_failures, engine.max_attempts)
-        _rewrite_quarantine(engine)
-    if not items:
-        return report
+    return items
 
+
+def _lstat(path: Path) -> tuple[int | None, int | None]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, None
+    return st.st_size, st.st_mtime_ns
+
+
+def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchReport,
+               force: bool) -> bool:
+    """Claim, process, write and commit ``items`` as one batch. Returns False (nothing
+    recorded, no attempt counted) when the batch failed as a whole and has several files:
+    the caller retries them one by one."""
+    log = _log(engine)
+    ledger = engine.ledger
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     if engine.kind == "tomogram":
         folder, prefix = engine.results_dir / VOLUMES_DIR, "volumes"
@@ -232,12 +297,13 @@ def process(
         aux = []
     parquet = folder / f"{prefix}-{stamp}-{batch_id}.parquet"
     ledger.claim(batch_id, engine.kind, parquet,
-                 [(it.key, source_name(it.path)) for it in items], aux=aux)
-    report.timings_ms["hash"] = (time.perf_counter() - t0) * 1e3
+                 [(it.key, path_key(it.path)) for it in items], aux=aux)
     _crash_point("after_claim")
 
     failures: list[Failure] = []
     try:
+        _crash_point("in_batch")
+        _crash_on_source(items)
         if engine.kind == "tomogram":
             _run_tomograms(items, engine, batch_id, failures, report)
         else:
@@ -249,25 +315,20 @@ def process(
         log.exception("batch_failed", batch_id=batch_id, error=repr(exc), files=len(items))
         if len(items) > 1:
             # Find the culprit instead of charging every file of the batch: release them
-            # (no attempt counted) and process each file on its own.
+            # (no attempt counted); the caller processes each file on its own.
             ledger.abort(batch_id, [], engine.max_attempts, remove=aux)
             for it in items:
-                sub = process([it.entry], engine, force=force)
-                report.files.extend(sub.files)
-                report.n_rows += sub.n_rows
-                report.parquets.extend(sub.parquets)
-                report.committed_at = sub.committed_at or report.committed_at
-            return report
+                it.failed = it.gone = False
+                it.rows, it.frames = [], []
+            return False
         failures = [
-            Failure(it.key, source_name(it.path), f"unexpected error: {exc!r}",
+            Failure(it.key, path_key(it.path), f"unexpected error: {exc!r}",
                     type(exc).__name__, False, it.size, it.mtime_ns)
             for it in items
         ]
         quarantined = ledger.abort(batch_id, failures, engine.max_attempts, remove=aux)
-        _outcomes(report, items, failures, quarantined)
-        if quarantined:
-            _rewrite_quarantine(engine)
-        return report
+        _outcomes(report, items, failures, quarantined, batch_id)
+        return True
 
     rows = [row for it in items if not it.failed for row in it.rows]
     t_write = time.perf_counter()
@@ -283,39 +344,45 @@ def process(
     report.timings_ms["write"] = (time.perf_counter() - t_write) * 1e3
     _crash_point("after_write")
     rows_per_item = {it.key: len(it.rows) for it in items if not it.failed}
-    quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
-                                wrote_parquet=bool(rows))
+    try:
+        quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
+                                    wrote_parquet=bool(rows))
+    except OSError as exc:
+        # The batch stays "writing" in the ledger; the caller settles it once the ledger can
+        # be written again (its complete Parquet file is then adopted).
+        exc.batch_id = batch_id
+        raise
     report.committed_at = time.time()
-    report.parquets = [parquet] if rows else []
-    report.n_rows = len(rows)
-    _outcomes(report, items, failures, quarantined)
-    if quarantined:
-        _rewrite_quarantine(engine)
-    return report
+    if rows:
+        report.parquets.append(parquet)
+    report.n_rows += len(rows)
+    _outcomes(report, items, failures, quarantined, batch_id)
+    return True
 
 
 def _outcomes(report: BatchReport, items: list[_Item], failures: list[Failure],
-              quarantined: list[Failure]) -> None:
+              quarantined: list[Failure], batch_id: str) -> None:
     reasons = {f.source: f.reason for f in failures}
     q = {f.source for f in quarantined}
     for it in items:
-        name = source_name(it.path)
+        name = path_key(it.path)
         if it.gone:
-            report.files.append(FileOutcome(it.path, "gone", reason="file vanished"))
+            report.files.append(FileOutcome(it.path, "gone", reason="file vanished",
+                                            batch_id=batch_id))
         elif name in reasons:
             state = "quarantined" if name in q else "failed"
             report.files.append(FileOutcome(it.path, state, reason=reasons[name],
-                                            detected_at=it.detected_at))
+                                            detected_at=it.detected_at, batch_id=batch_id))
         else:
             report.files.append(FileOutcome(it.path, "done", n_rows=len(it.rows),
-                                            detected_at=it.detected_at))
+                                            detected_at=it.detected_at, batch_id=batch_id))
 
 
 def _fail_item(it: _Item, exc: BaseException, failures: list[Failure], engine: Engine) -> None:
     it.failed = True
     permanent = isinstance(exc, InputError)
     reason = exc.reason if permanent else f"unexpected error: {exc!r}"
-    failures.append(Failure(it.key, source_name(it.path), reason, type(exc).__name__,
+    failures.append(Failure(it.key, path_key(it.path), reason, type(exc).__name__,
                             permanent, it.size, it.mtime_ns))
     if permanent:
         _log(engine).warning("bad_input", source=source_name(it.path), reason=reason,
@@ -517,11 +584,14 @@ def _schema(kind: str):
     return volume_schema() if kind == "tomogram" else frame_schema()
 
 
-def _rewrite_quarantine(engine: Engine) -> None:
-    """``RESULTS/quarantine.parquet``: every quarantined file with its reason, rewritten whole
-    (atomically) whenever the list changes."""
+def refresh_quarantine(engine: Engine, force: bool = False) -> None:
+    """Rewrite ``RESULTS/quarantine.parquet`` from the ledger when its list changed (files
+    quarantined, or quarantined files replaced and processed), or when ``force``."""
+    ledger = engine.ledger
+    if not (force or ledger.quarantine_changed):
+        return
     try:
-        write_table_atomic(engine.ledger.quarantine_table(),
-                           engine.results_dir / QUARANTINE_FILE)
-    except OSError as exc:
+        write_quarantine(ledger.queries.quarantined(), engine.results_dir)
+        ledger.quarantine_changed = False
+    except OSError as exc:  # tried again with the next change
         _log(engine).error("quarantine_write_failed", error=repr(exc))
