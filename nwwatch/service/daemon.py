@@ -113,20 +113,25 @@ class Daemon:
 
     # --- stopping whatever the main thread does -----------------------------------------
 
-    def _arm_stop_deadline(self) -> None:
+    def _arm_stop_deadline(self) -> tuple[int, int]:
         """A thread that wakes on SIGTERM/SIGINT through the signal wake-up fd (written by the
         C-level handler even while the main thread is blocked) and ends the process if it
-        is still running ``stop_timeout_seconds`` later."""
+        is still running ``stop_timeout_seconds`` later. Returns (previous wake-up fd, ours):
+        :meth:`run` restores the first and closes the second, which ends the thread."""
         read_fd, write_fd = os.pipe()
         os.set_blocking(write_fd, False)
-        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         stops = {signal.SIGTERM, signal.SIGINT}
         timeout = self.config.stop_timeout_seconds
 
         def wait() -> None:
-            if not self._stop.is_set():
-                while not stops & set(os.read(read_fd, 64)):
-                    pass
+            with os.fdopen(read_fd, "rb", buffering=0) as wake:
+                while not self._stop.is_set():
+                    data = wake.read(64)
+                    if not data or self._finished:
+                        return
+                    if stops & set(data):
+                        break
             time.sleep(timeout)
             if self._finished:
                 return
@@ -135,6 +140,7 @@ class Daemon:
             os._exit(1)
 
         threading.Thread(target=wait, name="nwwatch-stop-deadline", daemon=True).start()
+        return previous, write_fd
 
     # --- watching -----------------------------------------------------------------------
 
@@ -218,13 +224,21 @@ class Daemon:
     # --- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
-        cfg = self.config
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.stop)
-        self._arm_stop_deadline()
         if hasattr(signal, "SIGXFSZ"):
             # A file size limit must read as a failed write (EFBIG), not kill the service.
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        previous_fd, wake_fd = self._arm_stop_deadline()
+        try:
+            return self._run()
+        finally:
+            self._finished = True
+            signal.set_wakeup_fd(previous_fd)
+            os.close(wake_fd)
+
+    def _run(self) -> int:
+        cfg = self.config
         cfg.results.mkdir(parents=True, exist_ok=True)
         ledger = self.ledger = open_ledger(cfg.ledger, cfg.results, self.log)
         watches: list[_Watch] = []
@@ -295,7 +309,6 @@ class Daemon:
                 w.watcher.stop()
             ledger.close()
             self.notifier.close()
-            self._finished = True
         self.log.info("stopped")
         return 0
 
@@ -304,7 +317,9 @@ class Daemon:
         True when a batch ran. A failed write pauses processing (see module docstring)."""
         try:
             if self._paused_until is not None:
+                # Writable again? Settle what the failure left, then one small ledger write.
                 self._settle_unfinished(raise_errors=True)
+                self.ledger.probe()
             ready, bad = self.tracker.poll(self._inspect, now)
             if bad:
                 self._quarantine_bad(bad, watches)
@@ -375,9 +390,10 @@ class Daemon:
         batch = self._take(w)
         try:
             report = process(batch, w.engine)
-        except (ResultsWriteError, LedgerWriteError, LedgerLostError):
-            for f in batch:
-                queued.discard(f.path)
+        except (ResultsWriteError, LedgerWriteError):
+            # Not the files' fault: they go back to the head of the queue for the next try.
+            w.files[:0] = batch
+            w.since = time.monotonic() - self.config.inference.max_batch_latency_ms / 1e3
             raise
         except Exception as exc:  # keep serving whatever happens
             self.log.exception("batch_crashed", error=repr(exc))

@@ -156,6 +156,13 @@ class Ledger:
                 return f"{path} was replaced by another file or folder"
         return self._lock.lost()
 
+    def probe(self) -> None:
+        """One small write transaction: raises LedgerWriteError while the ledger cannot be
+        written (the daemon's test for the end of a full disk)."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('last_write_probe', ?)",
+                       (str(time.time()),))
+
     def is_empty(self) -> bool:
         """Nothing recorded yet (a new ledger, or one deleted and created again)."""
         return self._db.execute(

@@ -332,6 +332,9 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
 
     rows = [row for it in items if not it.failed for row in it.rows]
     t_write = time.perf_counter()
+    lost = ledger.lost()
+    if lost is not None:  # checked again here: processing the batch took a while
+        raise LedgerLostError(lost)
     if rows:
         try:
             schema = _schema(engine.kind)
