@@ -305,7 +305,8 @@ def test_a_frame_that_kills_the_process_is_found_alone_and_its_batch_mates_are_p
     for run in range(12):
         daemon = DaemonProcess(cfg, tmp / f"log{run}", env=env)
         daemon.wait_event("ready")
-        while daemon.proc.poll() is None:
+        deadline = time.monotonic() + 60
+        while daemon.proc.poll() is None and time.monotonic() < deadline:
             q = res / "quarantine.parquet"
             table = frames_table(res)
             if (table is not None and len(table) == 7 and q.exists()
@@ -326,6 +327,22 @@ def test_a_frame_that_kills_the_process_is_found_alone_and_its_batch_mates_are_p
     assert "alone" in q[0]["reason"] and q[0]["attempts"] == 2
     # 8 -> 4 -> 2 -> 1 files per batch, then max_attempts kills of the poison alone
     assert kills == 3 + 2
+
+
+def test_three_kills_while_one_batch_is_unfinished_quarantine_none_of_its_good_frames(setup):
+    tmp, acq, res, onnx = setup
+    names = _frames(acq, 8)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, batch_size=8, latency_ms=2000)
+    for run in range(3):  # killed right after claiming its first batch, three times
+        daemon = DaemonProcess(cfg, tmp / f"kill{run}", env={"NWWATCH_CRASH_AT": "after_claim:1"})
+        assert daemon.wait_exit(timeout=60) == -9
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        wait_rows(res, 8, proc=daemon)
+    finally:
+        assert _stop(daemon) == 0
+    _once(res, names)
+    assert _quarantine(res) == {}
 
 
 # --- a full disk is one condition, not a flood ---------------------------------------------
