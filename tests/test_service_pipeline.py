@@ -117,7 +117,7 @@ def test_unreadable_file_is_quarantined(tmp_path, onnx_model):
 
 
 def test_unreadable_file_is_quarantined_even_as_root(tmp_path, onnx_model, monkeypatch):
-    import nwwatch.service.pipeline as pipeline
+    import nwwatch.service.batch as batch
 
     acq = tmp_path / "acq"
     acq.mkdir()
@@ -126,7 +126,7 @@ def test_unreadable_file_is_quarantined_even_as_root(tmp_path, onnx_model, monke
     def denied(path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(pipeline, "file_sha256", denied)
+    monkeypatch.setattr(batch, "file_sha256", denied)
     report = process([acq / "locked.tif"], _engine(tmp_path, onnx_model))
     assert [f.state for f in report.files] == ["quarantined"]
     q = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pandas()

@@ -48,6 +48,7 @@ from nwwatch.service.notify import Notifier
 from nwwatch.service.pipeline import Engine, ResultsWriteError, process, refresh_quarantine
 from nwwatch.service.readiness import ReadyFile, Tracker
 from nwwatch.service.rebuild import open_ledger
+from nwwatch.service.stopping import StopDeadline
 from nwwatch.service.watcher import FolderWatcher, scan
 
 #: Seconds between checks of observers, watched folders and the results folder.
@@ -102,7 +103,6 @@ class Daemon:
         self._watch_errors: dict[Path, float] = {}
         self._paused_until: float | None = None
         self._pause_reason = ""
-        self._finished = False
         self.processed_files = 0
         self.processed_rows = 0
         self.failed_files = 0
@@ -110,37 +110,6 @@ class Daemon:
 
     def stop(self, *_args) -> None:
         self._stop.set()
-
-    # --- stopping whatever the main thread does -----------------------------------------
-
-    def _arm_stop_deadline(self) -> tuple[int, int]:
-        """A thread that wakes on SIGTERM/SIGINT through the signal wake-up fd (written by the
-        C-level handler even while the main thread is blocked) and ends the process if it
-        is still running ``stop_timeout_seconds`` later. Returns (previous wake-up fd, ours):
-        :meth:`run` restores the first and closes the second, which ends the thread."""
-        read_fd, write_fd = os.pipe()
-        os.set_blocking(write_fd, False)
-        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        stops = {signal.SIGTERM, signal.SIGINT}
-        timeout = self.config.stop_timeout_seconds
-
-        def wait() -> None:
-            with os.fdopen(read_fd, "rb", buffering=0) as wake:
-                while not self._stop.is_set():
-                    data = wake.read(64)
-                    if not data or self._finished:
-                        return
-                    if stops & set(data):
-                        break
-            time.sleep(timeout)
-            if self._finished:
-                return
-            self.log.error("stop_timeout", seconds=timeout,
-                           action="exiting now; an unfinished batch is settled at next start")
-            os._exit(1)
-
-        threading.Thread(target=wait, name="nwwatch-stop-deadline", daemon=True).start()
-        return previous, write_fd
 
     # --- watching -----------------------------------------------------------------------
 
@@ -229,13 +198,11 @@ class Daemon:
         if hasattr(signal, "SIGXFSZ"):
             # A file size limit must read as a failed write (EFBIG), not kill the service.
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        previous_fd, wake_fd = self._arm_stop_deadline()
+        deadline = StopDeadline(self._stop, self.config.stop_timeout_seconds, self.log)
         try:
             return self._run()
         finally:
-            self._finished = True
-            signal.set_wakeup_fd(previous_fd)
-            os.close(wake_fd)
+            deadline.disarm()
 
     def _run(self) -> int:
         cfg = self.config

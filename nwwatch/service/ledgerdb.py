@@ -1,9 +1,11 @@
-"""The ledger's SQLite file: its schema, opening it (with an integrity check) and write
-transactions whose failures (disk full, I/O error) are :class:`LedgerWriteError`."""
+"""The ledger's SQLite file and records: the schema, opening it (with an integrity check),
+write transactions whose failures (disk full, I/O error) are :class:`LedgerWriteError`, and the
+value types of :class:`nwwatch.service.ledger.Ledger`."""
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 SCHEMA_VERSION = 2
@@ -57,6 +59,48 @@ CREATE TABLE IF NOT EXISTS quarantine (
     quarantined_at REAL NOT NULL
 );
 """
+
+
+PathKey = str | bytes
+
+
+@dataclass(frozen=True)
+class ItemKey:
+    """What makes a result unique: the file's content, the model, the measurement code."""
+
+    sha256: str
+    model_sha256: str
+    measurement_version: str
+
+
+@dataclass(frozen=True)
+class ItemState:
+    state: str
+    attempts: int
+    last_error: str | None
+    batch_id: str | None
+    source: PathKey
+    batch_cap: int | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file of a batch that produced no rows. ``permanent``: bad input, quarantine now.
+    ``source``: the file's :func:`~nwwatch.service.names.path_key`."""
+
+    key: ItemKey | None
+    source: PathKey
+    reason: str
+    error_type: str
+    permanent: bool
+    size: int | None = None
+    mtime_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    adopted: list[str]
+    removed: list[str]  # batch ids whose files were removed and items released
 
 
 class LedgerCorruptError(RuntimeError):
