@@ -48,29 +48,12 @@ def write_config(path: Path, watch: Path, results: Path, model_path: Path, *,
                  settle: float = 0.5, batch_size: int = 4, latency_ms: float = 50,
                  polling: str | bool = "auto", max_attempts: int = 3, rescan: float = 2.0,
                  extra: str = "") -> Path:
-    polling_toml = json.dumps(polling) if isinstance(polling, str) else str(polling).lower()
-    path.write_text(f"""
-[[watch]]
-path = "{watch}"
-kind = "insitu"
-model = "{model_path}"
-polling = {polling_toml}
-settle_seconds = {settle}
-rescan_seconds = {rescan}
+    from nwwatch.service.config import one_folder_config
 
-[output]
-results = "{results}"
-
-[inference]
-providers = ["cpu"]
-batch_size = {batch_size}
-max_batch_latency_ms = {latency_ms}
-threads = 1
-
-[retry]
-max_attempts = {max_attempts}
-{extra}
-""")
+    path.write_text(one_folder_config(
+        watch, results, model_path, settle_seconds=settle, rescan_seconds=rescan,
+        polling=polling, threads=1, batch_size=batch_size, max_batch_latency_ms=latency_ms,
+        max_attempts=max_attempts, extra=extra))
     return path
 
 

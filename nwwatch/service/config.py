@@ -13,6 +13,7 @@ provider names are checked against :data:`PROVIDER_NAMES` (a test keeps it equal
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -326,6 +327,30 @@ def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "(syntax)", f"not valid TOML: {exc}") from None
     return parse_config(data, file)
+
+
+def one_folder_config(watch: str | os.PathLike[str], results: str | os.PathLike[str],
+                      model: str | os.PathLike[str], *, kind: str = "insitu",
+                      settle_seconds: float = 5.0, rescan_seconds: float = 60.0,
+                      polling: str | bool = "auto", providers: tuple[str, ...] = ("cpu",),
+                      threads: int | None = None, batch_size: int = 8,
+                      max_batch_latency_ms: float = 200.0, max_attempts: int = 3,
+                      extra: str = "") -> str:
+    """The TOML text of a configuration with one watched folder (tests, benchmarks, a first
+    try); ``extra`` is appended after the ``[retry]`` table (keys of ``[retry]``, or further
+    tables). Paths are written as given."""
+    polling_toml = (str(polling).lower() if isinstance(polling, bool)
+                    else json.dumps(polling))
+    threads_line = "" if threads is None else f"threads = {threads}\n"
+    return (
+        f"[[watch]]\npath = {json.dumps(str(watch))}\nkind = {json.dumps(kind)}\n"
+        f"model = {json.dumps(str(model))}\npolling = {polling_toml}\n"
+        f"settle_seconds = {settle_seconds}\nrescan_seconds = {rescan_seconds}\n\n"
+        f"[output]\nresults = {json.dumps(str(results))}\n\n"
+        f"[inference]\nproviders = {json.dumps(list(providers))}\nbatch_size = {batch_size}\n"
+        f"max_batch_latency_ms = {max_batch_latency_ms}\n{threads_line}\n"
+        f"[retry]\nmax_attempts = {max_attempts}\n{extra}\n"
+    )
 
 
 def unit_dropin(config: ServiceConfig) -> str:
