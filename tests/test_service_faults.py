@@ -8,6 +8,7 @@ import json
 import os
 import resource
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -353,7 +354,11 @@ def test_a_full_disk_pauses_with_one_warning_per_backoff_and_leaves_no_batch_unf
     names = _frames(acq, 3)
     cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2,
                        extra="backoff_seconds = 0.5")
-    daemon = DaemonProcess(cfg, tmp / "log", pipe=True)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp / "notify.sock"))
+    notify.settimeout(0.05)
+    daemon = DaemonProcess(cfg, tmp / "log", pipe=True,
+                           env={"NOTIFY_SOCKET": str(tmp / "notify.sock")})
     try:
         wait_rows(res, 3, proc=daemon)
         # Every write of the process now fails as on a full disk (EFBIG past 1 byte): the
@@ -363,11 +368,20 @@ def test_a_full_disk_pauses_with_one_warning_per_backoff_and_leaves_no_batch_unf
         names += _frames(acq, 4, start=3)
         first = daemon.wait_event("storage_paused")
         daemon.wait_event("storage_still_paused", count=4)
+        statuses = []
+        while True:
+            try:
+                statuses.append(notify.recv(4096).decode())
+            except TimeoutError:
+                break
+        assert any(m.startswith("STATUS=paused: cannot write results or ledger")
+                   for m in statuses), statuses
         resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
         daemon.wait_event("storage_resumed")
         wait_rows(res, 7, proc=daemon)
     finally:
         code = _stop(daemon)
+        notify.close()
     assert code == 0
     _once(res, names)
     events = daemon.events()

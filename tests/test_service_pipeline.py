@@ -328,3 +328,29 @@ def test_tomogram_settings_are_part_of_the_ledger_key(tmp_path):
     flipped = CliRunner().invoke(main, ["replay", str(acq), "--kind", "tomogram", "--model",
                                         str(tomo_model), "--out", str(out), "--flips"])
     assert flipped.exit_code == 0 and "1 done" in flipped.output, flipped.output
+
+
+def test_a_failed_commit_leaves_a_batch_that_settle_adopts_without_an_attempt(tmp_path,
+                                                                             onnx_model,
+                                                                             monkeypatch):
+    from nwwatch.service.ledger import Ledger as LedgerClass
+    from nwwatch.service.ledger import LedgerWriteError
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "a.tif", paint_insitu(118.0, size=64))
+    engine = _engine(tmp_path, onnx_model)
+
+    def full(*args, **kwargs):
+        raise LedgerWriteError("cannot write the ledger (database or disk is full)")
+
+    with monkeypatch.context() as m:
+        m.setattr(LedgerClass, "commit", full)
+        with pytest.raises(LedgerWriteError):
+            process([acq / "a.tif"], engine)
+    (batch_id,) = engine.ledger.unfinished_batches()  # its Parquet file is complete
+    assert engine.ledger.settle(batch_id, engine.max_attempts) is True
+    assert engine.ledger.unfinished_batches() == []
+    assert [f.state for f in process([acq / "a.tif"], engine).files] == ["skipped"]
+    rows = pq.read_table(tmp_path / "out" / "frames").to_pandas()
+    assert len(rows) == 1 and engine.ledger.queries.counts()["done"] == 1
