@@ -213,14 +213,13 @@ def outcomes(report: BatchReport, items: list[Item], failures: list[Failure],
                                             detected_at=it.detected_at, batch_id=batch_id))
 
 
-def refresh_quarantine(engine: Engine, force: bool = False) -> None:
-    """Rewrite ``RESULTS/quarantine.parquet`` from the ledger when its list changed (files
+def refresh_quarantine(ledger: Ledger, results_dir: Path, log, force: bool = False) -> None:
+    """Rewrite ``results_dir/quarantine.parquet`` from ``ledger`` when its list changed (files
     quarantined, or quarantined files replaced and processed), or when ``force``."""
-    ledger = engine.ledger
     if not (force or ledger.quarantine_changed):
         return
     try:
-        write_quarantine(ledger.queries.quarantined(), engine.results_dir)
+        write_quarantine(ledger.queries.quarantined(), results_dir)
         ledger.quarantine_changed = False
     except OSError as exc:  # tried again with the next change
-        log_of(engine).error("quarantine_write_failed", error=repr(exc))
+        log.error("quarantine_write_failed", error=repr(exc))

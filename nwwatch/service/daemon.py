@@ -221,8 +221,7 @@ class Daemon:
                                     log=self.log, source=cfg.source)
             for engine in engines:
                 engine.heartbeat = self.notifier.watchdog
-            # Any engine: they share the ledger and the results folder.
-            refresh_quarantine(engines[0], force=True)
+            refresh_quarantine(ledger, cfg.results, self.log, force=True)
             watches = [_Watch(i, w, engines[i],
                               FolderWatcher(w, self._on_change(i), self.tracker.forget))
                        for i, w in enumerate(cfg.watches)]

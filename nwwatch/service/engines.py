@@ -101,5 +101,5 @@ def quarantine_inputs(engine: Engine, bad: Sequence[BadInput], log) -> int:
         log.warning("file_quarantined", source=source_name(b.path), reason=b.error.reason,
                     error=type(b.error).__name__)
     engine.ledger.record_failures(failures, engine.max_attempts)
-    refresh_quarantine(engine)
+    refresh_quarantine(engine.ledger, engine.results_dir, log)
     return len(failures)

@@ -111,7 +111,7 @@ def process(
         first = False
         if not _run_batch(chunk, engine, batch_id, report, force):
             work[:0] = [[it] for it in chunk]
-    refresh_quarantine(engine)
+    refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
     return report
 
 
