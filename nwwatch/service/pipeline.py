@@ -181,14 +181,10 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     report.timings_ms["write"] = (time.perf_counter() - t_write) * 1e3
     crash_point("after_write")
     rows_per_item = {it.key: len(it.rows) for it in items if not it.failed}
-    try:
-        quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
-                                    wrote_parquet=bool(rows))
-    except OSError as exc:
-        # The batch stays "writing" in the ledger; the caller settles it once the ledger can
-        # be written again (its complete Parquet file is then adopted).
-        exc.batch_id = batch_id
-        raise
+    # A LedgerWriteError here leaves the batch "writing"; the daemon settles it once the
+    # ledger can be written again (its complete Parquet file is then adopted).
+    quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
+                                wrote_parquet=bool(rows))
     report.committed_at = time.time()
     if rows:
         report.parquets.append(parquet)
