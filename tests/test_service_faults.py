@@ -475,3 +475,16 @@ def test_a_quarantined_file_replaced_and_processed_leaves_quarantine_parquet(set
     assert _quarantine(res) == {}
     out = CliRunner().invoke(status, ["--out", str(res), "--json"])
     assert json.loads(out.output)["quarantined"] == []
+
+
+def test_a_raw_byte_name_and_its_escaped_spelling_are_two_files(setup):
+    tmp, acq, res, onnx = setup
+    raw = Path(os.fsdecode(os.fsencode(acq) + b"/q\xff.tif"))  # the byte 0xff
+    escaped = acq / "q\\xff.tif"  # backslash, x, f, f: valid UTF-8, displayed the same
+    raw.write_bytes(b"not a TIFF, short")
+    escaped.write_bytes(b"not a TIFF either, and longer")
+    assert replay(acq, res, kind="insitu", model=onnx).quarantined == 2
+    out = CliRunner().invoke(status, ["--out", str(res), "--json"])
+    assert json.loads(out.output)["counts"]["quarantined_files"] == 2
+    again = replay(acq, res, kind="insitu", model=onnx)  # each recognised by its own key
+    assert (again.skipped, again.quarantined) == (2, 0)
