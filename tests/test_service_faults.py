@@ -281,6 +281,9 @@ def test_a_corrupted_ledger_exits_78_with_a_structured_error_and_rebuild_recover
     line = broken.wait_event("startup_failed")
     assert line["error_type"] == "LedgerCorruptError" and line["level"] == "error"
     assert "nwwatch ledger rebuild" in line["error"]
+    if damage == "garbage":  # (status reads only what it needs: one bad page may not show)
+        shown = CliRunner().invoke(status, ["--out", str(res)])
+        assert shown.exit_code == 1 and "nwwatch ledger rebuild" in shown.output
     out = _cli("ledger", "rebuild", str(res))
     assert out.returncode == 0 and "moved aside" in out.stdout, out.stderr
     assert "4 items done" in out.stdout

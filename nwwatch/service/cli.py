@@ -98,6 +98,7 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
 def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> None:
     """Show what the service has processed, failed and quarantined."""
     import json
+    import sqlite3
 
     from nwwatch.service.status import format_status, service_status
 
@@ -120,6 +121,10 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> Non
         st = service_status(ledger, results)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(
+            f"{ledger}: cannot read the ledger ({exc}); if it is damaged, stop the service and "
+            f"run `nwwatch ledger rebuild {results} --ledger {ledger}`") from None
     if as_json:
         click.echo(json.dumps(st, default=str, indent=2))
     else:
