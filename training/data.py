@@ -328,17 +328,19 @@ class Split:
     val: tuple[str, ...]
 
 
-def make_split(stems: list[str], val_fraction: float, seed: int) -> Split:
+def make_split(stems: list[str], val_fraction: float, seed: int,
+               min_images: int = 2) -> Split:
     """Seeded random split by stem. At least one training image; validation may be empty.
 
-    With a single image (e.g. one labeled tomogram slice) everything trains.
+    With fewer than ``min_images`` images (at least 2: e.g. one labeled tomogram slice)
+    everything trains; otherwise a positive ``val_fraction`` holds out at least one image.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction {val_fraction} must be in [0, 1)")
     ordered = sorted(stems)
     order = np.random.default_rng(seed).permutation(len(ordered))
     n_val = int(round(val_fraction * len(ordered)))
-    if val_fraction > 0 and len(ordered) >= 2:
+    if val_fraction > 0 and len(ordered) >= max(2, min_images):
         n_val = min(max(n_val, 1), len(ordered) - 1)
     else:
         n_val = 0

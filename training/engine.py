@@ -237,7 +237,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                                 f"was written; start a new run instead of --resume")
         split_train, split_val = payload["split"]["train"], payload["split"]["val"]
     else:
-        split = make_split(list(by_stem), config.val_fraction, config.seed)
+        split = make_split(list(by_stem), config.val_fraction, config.seed,
+                           config.val_min_images)
         split_train, split_val = list(split.train), list(split.val)
     train_items = [by_stem[s] for s in split_train]
     val_items = [by_stem[s] for s in split_val]
