@@ -23,6 +23,7 @@ _COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "replay": ("nwwatch.service.cli", "replay", None),
     "status": ("nwwatch.service.cli", "status", None),
     "demo": ("nwwatch.demo", "demo", None),
+    "label": ("nwwatch.label.cli", "label", None),
 }
 
 _HELP = {
@@ -34,6 +35,7 @@ _HELP = {
     "replay": "Process an existing folder or file through the service's code path.",
     "status": "Show what the service has processed, failed and quarantined.",
     "demo": "Run the main job end to end on synthetic data.",
+    "label": "Correct the model's labels in the browser and save training data.",
 }
 
 
