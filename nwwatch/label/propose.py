@@ -25,7 +25,7 @@ from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.label.geometry import Circle, LabelGeometry, Stroke
 
 #: approxPolyDP tolerance (px) of the wire polygon and of blob strokes.
-SIMPLIFY_PX = 1.0
+SIMPLIFY_PX = 1.5
 #: Droplet outline points closer than this to the wire are not on the free surface (px).
 WIRE_MARGIN_PX = 2
 

@@ -286,6 +286,7 @@ async function refreshPreview() {
     if (seq !== state.previewSeq) return;  // a newer edit is on its way
     $("mask-image").setAttribute("href", doc.mask);
     state.facetEdge = doc.facet;
+    state.counts = doc.counts;
     const angle = doc.contact_angle_deg;
     $("angle").textContent = angle === null ? "-" : `${angle.toFixed(1)}\u00b0`;
     $("angle-reason").textContent = doc.contact_angle_reason || "";
