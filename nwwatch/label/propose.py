@@ -24,8 +24,10 @@ import numpy as np
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.label.geometry import Circle, LabelGeometry, Stroke
 
-#: approxPolyDP tolerance (px) of the wire polygon and of blob strokes.
+#: approxPolyDP tolerance (px) of the wire polygon and of blob strokes; doubled until the
+#: polygon has at most MAX_VERTICES corners (a ragged prediction must stay draggable).
 SIMPLIFY_PX = 1.5
+MAX_VERTICES = 12
 #: Droplet outline points closer than this to the wire are not on the free surface (px).
 WIRE_MARGIN_PX = 2
 
@@ -36,15 +38,23 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return comp, stats[:, cv2.CC_STAT_AREA].copy() * (np.arange(n) > 0)
 
 
-def outline_polygon(mask: np.ndarray, simplify_px: float = SIMPLIFY_PX) -> np.ndarray | None:
+def outline_polygon(mask: np.ndarray, simplify_px: float = SIMPLIFY_PX,
+                    max_vertices: int = MAX_VERTICES) -> np.ndarray | None:
     """Simplified outer outline of the largest blob of ``mask`` (bool (H, W)), moved half a
-    pixel outwards; float64 (N, 2) (row, col), or None when there is no blob of 3+ vertices."""
+    pixel outwards; float64 (N <= max_vertices, 2) (row, col), or None when there is no blob
+    of 3+ vertices. The tolerance starts at ``simplify_px`` and doubles until the outline has
+    at most ``max_vertices`` corners."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_NONE)
     if not contours:
         return None
     contour = max(contours, key=cv2.contourArea)
-    simple = cv2.approxPolyDP(contour, simplify_px, True)[:, 0, :].astype(np.float64)
+    tolerance = simplify_px
+    simple = cv2.approxPolyDP(contour, tolerance, True)
+    while len(simple) > max_vertices:
+        tolerance *= 2.0
+        simple = cv2.approxPolyDP(contour, tolerance, True)
+    simple = simple[:, 0, :].astype(np.float64)
     if len(simple) < 3:
         return None
     return _offset(simple, 0.5)[:, ::-1].copy()
