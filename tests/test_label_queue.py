@@ -153,3 +153,38 @@ def test_replay_records_confidence_and_fills_the_queue_outside_the_acquisition(t
         e.source.endswith("f4.tif") for e in queue) else 0)
     refs = frame_refs(paths, infos, pages)
     assert [r.info["confidence"] for r in refs] == sorted(r.info["confidence"] for r in refs)
+
+
+def test_label_command_serves_the_queue_first_and_stops_on_sigterm(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for k in range(3):
+        write_frame_tiff(acq / f"q{k}.tif", paint_insitu(100.0 + 20 * k))
+    extra = tmp_path / "extra.tif"
+    write_frame_tiff(extra, paint_insitu(120.0))
+    results = tmp_path / "results"
+    replay(acq, results, kind="insitu", model=model(tmp_path))
+    queue = read_queue(results)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "label", str(extra),
+         "--queue", str(results), "--out", str(tmp_path / "DATA"), "--no-browser", "--port",
+         "0", "--model", str(model(tmp_path))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        line = proc.stdout.readline()
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url + "api/frames", timeout=60) as response:
+            frames = json.loads(response.read())["frames"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert [f["name"] for f in frames] == [Path(e.source).name for e in queue] + ["extra.tif"]
+    assert [f["info"]["confidence"] for f in frames[:3]] == pytest.approx(
+        [e.confidence for e in queue])

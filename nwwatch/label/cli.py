@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 import webbrowser
 from pathlib import Path
 
@@ -85,10 +86,13 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     thread = serve_in_thread(server)
     if not no_browser:
         webbrowser.open(url)
+    stop = threading.Event()
+    # SIGTERM (and SIGINT where a shell left it ignored) end the session like Ctrl+C.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     try:
-        while thread.is_alive():
-            time.sleep(0.5)
-    except KeyboardInterrupt:
+        while thread.is_alive() and not stop.wait(0.5):
+            pass
         click.echo("stopped")
     finally:
         server.shutdown()
