@@ -13,7 +13,7 @@ not seen, labelled through the labelling tool's geometry code.
 
 Usage::
 
-    python bench/bench_finetune.py --out bench/out/finetune          # about 5-10 min on 2 cores
+    python bench/bench_finetune.py --out bench/out/finetune --threads 1 --record
     python bench/bench_finetune.py --out /tmp/ft --train 4 --test 4 --epochs 2   # smoke
 
 Writes ``OUT/result.json`` (and, with ``--record``, bench/results/finetune_10frames.json).
@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--epochs", type=int, default=None,
                         help="override the default epochs (smoke runs only)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads of the training run (an execution setting, "
+                             "not part of the recipe; 1 on a machine shared with other jobs, "
+                             "where spinning OpenMP threads slow a run many times)")
     parser.add_argument("--record", action="store_true",
                         help="also write bench/results/finetune_10frames.json")
     args = parser.parse_args(argv)
@@ -132,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                "--init", "insitu-default", "--out", str(mine)]
     if args.epochs is not None:
         command += ["--epochs", str(args.epochs)]
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     started = time.perf_counter()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -146,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "command": " ".join(["nwwatch", "train", "DATA", "--init", "insitu-default", "--out",
                              "mine.onnx"] + (["--epochs", str(args.epochs)] if args.epochs
-                                              else [])),
+                                              else [])
+                            + (["--threads", str(args.threads)] if args.threads else [])),
         "bench": " ".join(["python", "bench/bench_finetune.py", *(argv or sys.argv[1:])]),
         "look": LOOK, "seed": SEED, "train_frames": args.train, "test_frames": args.test,
         "size": args.size, "wall_s": wall_s, "cpu_s": cpu_s,
