@@ -164,3 +164,23 @@ def test_one_data_parser_rejects_duplicate_stems_for_everyone(tmp_path):
         pair_folder(data)
     with pytest.raises(DatasetLayoutError, match="two files with the stem 'a'"):
         evaluate_folder("unused.onnx", data)
+
+
+def test_page_ships_as_package_data_and_loads_nothing_from_outside():
+    import fnmatch
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["nwwatch"]
+    static = sorted((root / "nwwatch" / "label" / "static").iterdir())
+    assert {p.name for p in static} >= {"index.html", "label.js", "label.css"}
+    for path in static:
+        relative = path.relative_to(root / "nwwatch").as_posix()
+        assert any(fnmatch.fnmatch(relative, p) for p in patterns), relative
+        text = path.read_text()
+        # Only the SVG namespace URI; no CDN, no remote script, font or stylesheet.
+        urls = set(re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"')]*", text))
+        assert urls <= {"http://www.w3.org/2000/svg"}, (path.name, urls)

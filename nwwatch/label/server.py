@@ -77,13 +77,12 @@ class LabelSession:
 
     def proposal(self, index: int) -> LabelGeometry:
         """The model's labels as geometry (:func:`nwwatch.label.propose.propose_geometry`)."""
-        from nwwatch.classes import DROPLET as _D
         from nwwatch.label.propose import propose_geometry
         from nwwatch.normalize import normalize_image
 
         image, pixel_size_nm = self.image(index)
         seg = self.segmenter().segment(normalize_image(image), probabilities=True)
-        return propose_geometry(seg.labels[0], seg.probabilities[0, _D], pixel_size_nm)
+        return propose_geometry(seg.labels[0], seg.probabilities[0, DROPLET], pixel_size_nm)
 
     def geometry(self, index: int, model: bool = False) -> tuple[LabelGeometry, str]:
         """The saved geometry (unless ``model``), else the model's proposal; and which."""
