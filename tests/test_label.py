@@ -184,3 +184,17 @@ def test_page_ships_as_package_data_and_loads_nothing_from_outside():
         # Only the SVG namespace URI; no CDN, no remote script, font or stylesheet.
         urls = set(re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"')]*", text))
         assert urls <= {"http://www.w3.org/2000/svg"}, (path.name, urls)
+
+
+def test_proposal_polygons_stay_draggable_on_ragged_predictions():
+    from nwwatch.label.propose import MAX_VERTICES
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((128, 128), np.uint8)
+    rows, cols = np.mgrid[:128, :128]
+    ragged = (np.abs(cols - 64 + rng.normal(0, 3, (128, 128))) < 12) & (rows > 60)
+    labels[ragged] = NANOWIRE
+    labels[(rows - 45) ** 2 + (cols - 64) ** 2 < 20**2] = DROPLET
+    geometry = propose_geometry(labels)
+    assert geometry.wire is not None and 3 <= len(geometry.wire) <= MAX_VERTICES
+    assert all(len(s.points) <= MAX_VERTICES for s in geometry.strokes)
