@@ -1,11 +1,14 @@
-"""Regenerate docs/img/labelling-tool.png: the labelling page in headless chromium.
+"""Regenerate docs/img/labelling-tool.png and labelling-corrected.png: the labelling page in
+headless chromium.
 
 Run: PYTHONPATH=. .venv/bin/python docs/img/labelling_screenshot.py   (about 20 s; needs
 chromium and chromium-driver, see `make browser`)
 
 A frame of the new-look set of bench/bench_finetune.py (one the shipped model gets partly
-wrong), opened with the model's proposal; the droplet's rim handle is dragged onto the
-visible outline and an "unlabeled" polygon is painted over an unclear corner.
+wrong): first as opened, with the model's proposal (labelling-tool.png); then corrected
+(labelling-corrected.png): the script sets the wire polygon to the frame's true wire, clips
+it at the frame, removes the model's stray blobs and paints an "unlabeled" brush stroke over
+the top-right corner, through the page's own state and preview, as a person's drags would.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
-from bench_finetune import new_look  # noqa: E402
+from bench_finetune import new_look, tool_geometry  # noqa: E402
 from webdriver import Browser  # noqa: E402
 
 from nwwatch.io import write_frame_tiff  # noqa: E402
@@ -28,6 +31,27 @@ from nwwatch.label.server import LabelSession, make_server, serve_in_thread  # n
 from nwwatch.synth.insitu import frame_params, render_insitu_frame  # noqa: E402
 
 FRAME = (4242, 1001)  # (seed, frame) of the new look
+
+
+def _clip_to_frame(polygon: np.ndarray, size: int) -> np.ndarray:
+    """The polygon cut to the frame's square (Sutherland-Hodgman), so every corner has an
+    on-screen handle."""
+    lo, hi = -0.5, size - 0.5
+    out = polygon
+    for axis, bound, keep_above in ((0, lo, True), (0, hi, False), (1, lo, True),
+                                    (1, hi, False)):
+        pts, clipped = out, []
+        for i in range(len(pts)):
+            a, b = pts[i - 1], pts[i]
+            a_in = a[axis] >= bound if keep_above else a[axis] <= bound
+            b_in = b[axis] >= bound if keep_above else b[axis] <= bound
+            if a_in != b_in:
+                t = (bound - a[axis]) / (b[axis] - a[axis])
+                clipped.append(a + t * (b - a))
+            if b_in:
+                clipped.append(b)
+        out = np.asarray(clipped)
+    return out
 
 
 def main() -> Path:
@@ -46,6 +70,21 @@ def main() -> Path:
                                  "&& window.nwLabel.geometry !== null")
                 target = ROOT / "docs" / "img" / "labelling-tool.png"
                 browser.screenshot(target)
+                truth = tool_geometry(params)
+                wire = _clip_to_frame(np.asarray(truth.wire), params.size)
+                browser.execute(
+                    "const s = window.nwLabel; s.geometry.wire = arguments[0];"
+                    "s.geometry.droplet = arguments[1]; s.geometry.strokes = [arguments[2]];"
+                    "document.querySelector('input[value=brush]').checked = true;"
+                    "document.getElementById('paint-class').value = '255';",
+                    wire.tolist(), {"center": list(truth.droplet.center),
+                                    "radius_px": truth.droplet.radius_px},
+                    {"class": 255, "brush_px": 12, "points": [[20, 430], [60, 470], [90, 500]]})
+                browser.execute("document.getElementById('explicit-facet').click()")
+                browser.wait_for("return document.body.dataset.state === 'ready'")
+                browser.execute("document.getElementById('explicit-facet').click()")
+                browser.wait_for("return document.body.dataset.state === 'ready'")
+                browser.screenshot(target.with_name("labelling-corrected.png"))
         finally:
             server.shutdown()
     return target
