@@ -24,6 +24,7 @@ _COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "status": ("nwwatch.service.cli", "status", None),
     "ledger": ("nwwatch.service.cli", "ledger", None),
     "demo": ("nwwatch.demo", "demo", None),
+    "label": ("nwwatch.label.cli", "label", None),
 }
 
 _HELP = {
@@ -36,6 +37,7 @@ _HELP = {
     "status": "Show what the service has processed, failed and quarantined.",
     "ledger": "Maintain the service's ledger (rebuild it from the results).",
     "demo": "Run the main job end to end on synthetic data.",
+    "label": "Correct the model's labels in the browser and save training data.",
 }
 
 

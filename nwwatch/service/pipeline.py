@@ -231,6 +231,8 @@ def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: lis
     """
     from nwwatch.io import read_frames
     from nwwatch.measure import measure_contact_angle
+    from nwwatch.results import label_queue
+    from nwwatch.segment.confidence import frame_confidence
 
     groups: list[list[_Item]] = [[]]
     frames_in_group = 0
@@ -243,6 +245,7 @@ def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: lis
         frames_in_group += pages
     processed_at = datetime.now(UTC)
     spent = {"read": 0.0, "segment": 0.0, "measure": 0.0}
+    queue_candidates: list[tuple[_Item, label_queue.Candidate]] = []
 
     def read_group(group: list[_Item]) -> list[tuple[_Item, object, np.ndarray]]:
         t_group = time.perf_counter()
@@ -274,6 +277,8 @@ def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: lis
                 result = measure_contact_angle(out.labels[j], out.probabilities[j, DROPLET],
                                                frame.pixel_size_nm)
                 row = result.as_row()
+                row["confidence"] = frame_confidence(out.probabilities[j], out.labels[j],
+                                                     result.angle_valid)
             except Exception as exc:
                 _fail_item(it, exc, failures, engine)
                 continue
@@ -289,6 +294,9 @@ def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: lis
                 **_provenance(engine, it, batch_id),
             )
             it.rows.append(row)
+            queue_candidates.append((it, label_queue.Candidate(label_queue.QueueEntry(
+                row["source"], row["frame"], it.key.sha256, row["confidence"], row["status"],
+                row["contact_angle_deg"], it.key.model_sha256), frame.image)))
         spent["measure"] += (time.perf_counter() - t_chunk) * 1e3
 
     # One worker, first in first out: read(g+1) is queued before measure(g), so the next
@@ -315,6 +323,11 @@ def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: lis
                                                 elapsed_ms / len(chunk)))
         for future in measured:
             future.result()
+    try:  # the queue is a by-product: a failure to write it never fails the frames
+        label_queue.offer(engine.results_dir, [c for it, c in queue_candidates
+                                               if not it.failed])
+    except Exception as exc:
+        _log(engine).error("label_queue_failed", error=repr(exc), exc_info=exc)
     report.timings_ms.update(spent)
 
 
