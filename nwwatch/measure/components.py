@@ -34,7 +34,8 @@ GAP_PX = 4
 
 @dataclass(frozen=True)
 class Selection:
-    """The chosen components as hole-filled boolean masks of the crop ``box``.
+    """The chosen components as hole-filled boolean masks of the crop ``box``, with the
+    polygon moments of their outlines (``cv2.moments`` dicts, (x, y) = (col, row) of the crop).
 
     ``box`` is (row0, col0, row1, col1) (half-open) in the full image. ``status`` is None when
     both were found, else the failure status and ``reason``.
@@ -49,6 +50,8 @@ class Selection:
     n_droplets: int = 0
     droplet_area_px2: float | None = None
     droplet_cut: bool = False
+    wire_moments: dict | None = None
+    droplet_moments: dict | None = None
 
 
 def _blobs(
@@ -171,4 +174,8 @@ def select_components(labels: np.ndarray) -> Selection:
         n_droplets=len(drops),
         droplet_area_px2=float(droplet.sum()),
         droplet_cut=cut,
+        # Polygon moments of the outlines (crop coordinates): centroids and the wire's
+        # principal axis at a fraction of the cost of image moments.
+        wire_moments=cv2.moments(wcont - np.array([box[1], box[0]], np.int32)),
+        droplet_moments=cv2.moments(dcont - np.array([box[1], box[0]], np.int32)),
     )

@@ -96,11 +96,9 @@ def _angle_deg(fit: CircleFit, line: FacetLine, shift_px: float = 0.0) -> float:
 
 
 def _side_angles(
-    pts: np.ndarray, outward: np.ndarray | None, fit: CircleFit, line: FacetLine,
-    foot: np.ndarray, shift_px: float,
+    pts: np.ndarray, fit: CircleFit, line: FacetLine, foot: np.ndarray, shift_px: float,
 ) -> tuple[float | None, float | None]:
-    """Angles from circles fitted to each half of the arc (left: +direction side);
-    ``outward`` given for binary-mask points (pixel-edge refinement)."""
+    """Angles from circles fitted to each half of the arc (left: +direction side)."""
     lat = (pts - foot) @ line.direction
     out: list[float | None] = []
     for side in (lat > 0, lat < 0):
@@ -108,9 +106,7 @@ def _side_angles(
         if len(sub) < MIN_POINTS or _arc_span_deg(sub, fit.center) < 20.0:
             out.append(None)
             continue
-        side_fit = geometric_fit(sub, fit.center, fit.radius)
-        if outward is not None and side_fit.converged:
-            side_fit = refine_on_pixel_edges(sub, outward[side], side_fit)
+        side_fit = geometric_fit(sub, fit.center, fit.radius, max_iter=20)
         ok = side_fit.converged and np.isfinite(side_fit.radius)
         out.append(_angle_deg(side_fit, line, shift_px) if ok else None)
     return out[0], out[1]
@@ -172,8 +168,8 @@ def _fail(code: str, reason: str, **fields) -> ContactAngleResult:
     return ContactAngleResult(R.FIT_FAILED, reason, code, **fields)
 
 
-def _centroid(mask: np.ndarray) -> np.ndarray:
-    mom = cv2.moments(mask.view(np.uint8), binaryImage=True)
+def _centroid(mom: dict) -> np.ndarray:
+    """(row, col) centroid from ``cv2.moments``."""
     return np.array([mom["m01"], mom["m10"]]) / max(mom["m00"], 1e-12)
 
 
@@ -196,8 +192,14 @@ def _measure(
     r0, c0, r1, c1 = sel.box
     offset = (r0, c0)
     off = np.asarray(offset, dtype=float)
-    wire_pts = mask_boundary_points(sel.wire)
     drop_pts = mask_boundary_points(sel.droplet)
+    # The wire's boundary matters near the droplet only (facet, gap, side edges below it):
+    # a window around the droplet keeps a long wire from costing time.
+    x, y, w, h = cv2.boundingRect(sel.droplet.view(np.uint8))
+    reach = max(24, int(1.5 * max(w, h)))
+    wy0, wx0 = max(y - reach, 0), max(x - reach, 0)
+    wire_pts = mask_boundary_points(sel.wire[wy0 : y + h + reach, wx0 : x + w + reach],
+                                    offset=(wy0, wx0))
     fine = None
     if droplet_probability is not None:
         iso = iso_boundary_points(droplet_probability[r0:r1, c0:c1])
@@ -209,7 +211,7 @@ def _measure(
         fine = iso.subset(near)
         if len(fine) < MIN_POINTS:
             fine = None
-    towards = _centroid(sel.droplet) - _centroid(sel.wire)
+    towards = _centroid(sel.droplet_moments) - _centroid(sel.wire_moments)
     if not np.hypot(*towards) > 1e-6:
         return _fail("droplet_not_on_wire", "wire and droplet have the same centroid", **base)
     towards /= np.hypot(*towards)
@@ -219,7 +221,8 @@ def _measure(
                      "(the droplet does not sit on the wire's end)", **base)
     line = fit_facet_line(iface, towards)
     wire_border = _on_border(wire_pts, shape, offset)
-    wire_geo = measure_wire(sel.wire, wire_pts, towards, line.point, wire_border, line.normal)
+    wire_geo = measure_wire(sel.wire, wire_pts, towards, line.point, wire_border, line.normal,
+                            sel.wire_moments)
     source = "interface"
     n_inl = int(line.inliers.sum())
     if (line.length_px < MIN_INTERFACE_LENGTH_PX or n_inl < MIN_INTERFACE_POINTS
@@ -333,7 +336,7 @@ def _measure(
     half_chord = math.sqrt(max(radius**2 - s**2, 0.0))
     left = foot + half_chord * line.direction + off
     right = foot - half_chord * line.direction + off
-    theta_left, theta_right = _side_angles(pts, outward, fit, line, foot, shift)
+    theta_left, theta_right = _side_angles(pts, fit, line, foot, shift)
     # Uncertainty: fits (inflated for correlated residuals) plus the model choices.
     res_c = np.hypot(*(pts - fit.center).T) - radius
     ang_c = np.arctan2(pts[:, 0] - fit.center[0], pts[:, 1] - fit.center[1])

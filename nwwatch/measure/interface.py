@@ -9,7 +9,7 @@ Interface points are the midpoints between 4-neighbour wire and droplet pixels (
 edge they share; with a probability map, the droplet's 0.5 iso-line crossing there). When a
 thin background gap separates the two, the wire's top edge and the droplet's bottom edge are
 used as two parallel lines and the facet is midway. The fit is a total-least-squares line
-with outliers beyond max(1 px, 3 robust sigma) dropped: wiggles of the boundary and the
+with outliers beyond max(0.75 px, 3 robust sigma) dropped: wiggles of the boundary and the
 corners (truncated facets, side walls next to a gap) do not move it.
 """
 
@@ -26,7 +26,7 @@ from nwwatch.measure.edges import BoundaryPoints
 #: Largest background gap (px) between wire and droplet bridged by the two-line fit.
 GAP_PX = 4
 #: Outliers: farther from the line than max(this, 3 robust sigma).
-MIN_OUTLIER_PX = 1.0
+MIN_OUTLIER_PX = 0.75
 #: Shared wire|droplet pixel edges needed before the gap (two-line) fit is skipped.
 MIN_SHARED_POINTS = 6
 
@@ -109,7 +109,13 @@ def interface_points(
 ) -> InterfacePoints:
     """Points of the wire/droplet interface from the masks (bool, same crop) and their
     boundary points; ``drop_fine`` (probability iso-line) replaces the pixel edges."""
-    pts, w_side, d_side = _shared_edges(wire, droplet)
+    # Shared edges lie next to the droplet: search only its bounding box (+1 px).
+    x, y, w, h = cv2.boundingRect(droplet.view(np.uint8))
+    r0, c0 = max(y - 1, 0), max(x - 1, 0)
+    r1, c1 = y + h + 1, x + w + 1
+    pts, w_side, d_side = _shared_edges(wire[r0:r1, c0:c1], droplet[r0:r1, c0:c1])
+    corner = np.array([r0, c0])
+    pts, w_side, d_side = pts + corner, w_side + corner, d_side + corner
     if drop_fine is not None and len(pts) >= MIN_SHARED_POINTS:
         near_wire = cv2.dilate(wire.view(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         on = near_wire[drop_fine.outside[:, 0], drop_fine.outside[:, 1]]
@@ -165,6 +171,8 @@ def fit_facet_line(
         return None
     keep = np.ones(n, dtype=bool)
     two = bool((group == 1).any() and (group == 0).any())
+    shared = iface.wire_side[:, 0] >= 0
+    step = (iface.drop_side - iface.wire_side).astype(np.float64)
     for _ in range(max_iter):
         if prior_normal is not None:
             normal = prior_normal / np.hypot(*prior_normal)
@@ -177,6 +185,8 @@ def fit_facet_line(
         res = np.where(group == 1, (pts - means[1]) @ normal, (pts - means[0]) @ normal)
         scale = 1.4826 * float(np.median(np.abs(res[keep])))
         new = np.abs(res) <= max(MIN_OUTLIER_PX, 3.0 * scale)
+        # A pixel pair side by side along the line (a corner step) does not cross it.
+        new &= ~shared | (np.abs(step @ normal) >= 0.3)
         if new.sum() < 3 or np.array_equal(new, keep):
             break
         keep = new
@@ -222,8 +232,9 @@ def _quantisation(
     sel = keep & (iface.wire_side[:, 0] >= 0)
     if sel.sum() < 3:
         return 0.0
-    below = float(((iface.wire_side[sel] - point) @ normal).max())
-    above = float(((iface.drop_side[sel] - point) @ normal).min())
+    # Percentiles, not extremes: a corner step of a pixel must not close the band.
+    below = float(np.percentile((iface.wire_side[sel] - point) @ normal, 95))
+    above = float(np.percentile((iface.drop_side[sel] - point) @ normal, 5))
     width = above - below
     return width / math.sqrt(12.0) if 0.0 < width <= 1.0 + 1e-9 else 0.0
 

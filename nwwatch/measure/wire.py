@@ -32,9 +32,8 @@ class WireGeometry:
     note: str = ""
 
 
-def _moments_axis(wire: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """(centroid, principal direction, elongation = eigenvalue ratio) of a mask."""
-    mom = cv2.moments(wire.view(np.uint8), binaryImage=True)
+def _moments_axis(mom: dict) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(centroid, principal direction, elongation = eigenvalue ratio) from ``cv2.moments``."""
     if mom["m00"] < 6:
         return None
     centre = np.array([mom["m01"], mom["m10"]]) / mom["m00"]  # (row, col)
@@ -65,15 +64,19 @@ def measure_wire(
     facet_point: np.ndarray | None,
     on_border: np.ndarray,
     facet_normal: np.ndarray | None = None,
+    moments: dict | None = None,
 ) -> WireGeometry:
     """Axis and width of ``wire`` (bool crop mask).
 
     ``wire_pts`` its boundary points; ``towards_droplet`` (2,) orients the axis;
     ``facet_point`` (2,) and ``facet_normal`` (2,, into the droplet; default the axis) place
     the facet line (the band of side edges starts 2 px below it) or None;
-    ``on_border`` (N,) True for boundary points on the image border (not side edges).
+    ``on_border`` (N,) True for boundary points on the image border (not side edges);
+    ``moments`` the wire's ``cv2.moments`` when already known (else from ``wire``).
     """
-    mom = _moments_axis(wire)
+    if moments is None:
+        moments = cv2.moments(wire.view(np.uint8), binaryImage=True)
+    mom = _moments_axis(moments)
     if mom is None:
         return WireGeometry(None, None, NOT_MEASURED, "the wire region is too small")
     centre, axis, elongation = mom
@@ -93,7 +96,8 @@ def measure_wire(
     band = float(np.clip(4.0 * half, 10.0, 120.0))
     in_band = (depth > 2.0) & (depth < 2.0 + band) & ~on_border
     side_out = np.abs(wire_pts.outward @ left_n) > 0.3
-    lc = float(np.median(lat[in_band])) if in_band.any() else 0.0
+    # Split at the middle of the band's lateral extent (a median leans to the longer edge).
+    lc = float(0.5 * np.sum(np.percentile(lat[in_band], (2, 98)))) if in_band.any() else 0.0
     left = in_band & side_out & (lat > lc)
     right = in_band & side_out & (lat < lc)
     if left.sum() < 6 or right.sum() < 6:
