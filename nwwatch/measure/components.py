@@ -156,9 +156,12 @@ def select_components(labels: np.ndarray) -> Selection:
     crop = labels[box[0] : box[2], box[1] : box[3]]
     # Background holes are filled; pixels of the other class stay with it, so a ragged
     # interface is not pushed into the wire by the droplet's outer contour (or vice versa).
-    droplet = _filled(dcont, box) & (crop != NANOWIRE)
+    outline = _filled(dcont, box)
+    droplet = outline & (crop != NANOWIRE)
     wire = _filled(wcont, box) & (crop != DROPLET)
     wire &= ~droplet
+    if (wire & ~outline).sum() < MIN_AREA_PX:  # all of the wire lies inside the droplet
+        wire[:] = False
     if wire.sum() < MIN_AREA_PX:
         return Selection("fit_failed", "the nanowire lies inside the droplet's outline",
                          "wire_inside_droplet", n_droplets=len(drops))

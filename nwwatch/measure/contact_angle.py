@@ -47,6 +47,8 @@ MAX_FREE_ANGLE_SIGMA_DEG = 3.0
 #: Interface scatter allowed, as its cost in degrees at the droplet's size: a scatter of
 #: ``d`` px about the facet line is ``d / a`` rad of angle if it were all systematic.
 MAX_SCATTER_COST_DEG = 6.0
+#: The interface must span at least this share of the droplet's base (circle x line).
+MIN_BASE_COVERAGE = 0.25
 #: Less than this share of the interface points on one line: not a line (several pieces).
 MIN_INLIER_FRACTION = 0.5
 #: A bulge of the facet outline above this (and 4 standard errors) is read as tilt.
@@ -291,17 +293,25 @@ def _measure(
         return _fail("not_a_circle", f"the droplet outline is not a circle arc (residual RMS "
                      f"{fit.rms_px:.2f} px > {max_rms:.1f} px)", **fitted)
     s = float(line.offset(fit.center[None, :])[0])
+    # Scatter judged by its cost in degrees at this size: d px about the line is up to
+    # d / a rad of angle (a: half the chord, or R when the circle misses the line).
+    scale = math.sqrt(max(radius**2 - s**2, 0.0)) if abs(s) < radius else radius
+    cost_deg = math.degrees(line.scatter_px / max(scale, 1.0))
+    if cost_deg > MAX_SCATTER_COST_DEG:
+        return _fail("interface_not_line", f"the wire/droplet interface scatters "
+                     f"{line.scatter_px:.1f} px about its line, {cost_deg:.1f} deg at this "
+                     f"droplet size (> {MAX_SCATTER_COST_DEG:g} deg)", **fitted)
     if abs(s / radius) > 1.0 + 2.0 / radius:
         return _fail("circle_misses_facet", f"the fitted circle (R = {radius:.1f} px) does not "
                      f"reach the facet line (centre {s:.1f} px from it)", **fitted)
     theta_flat = _angle_deg(fit, line)
     foot = fit.center - s * line.normal
     half_chord = math.sqrt(max(radius**2 - s**2, 0.0))
-    cost_deg = math.degrees(line.scatter_px / max(half_chord, 1.0))
-    if cost_deg > MAX_SCATTER_COST_DEG:
-        return _fail("interface_not_line", f"the wire/droplet interface scatters "
-                     f"{line.scatter_px:.1f} px about its line, {cost_deg:.1f} deg at this "
-                     f"droplet size (> {MAX_SCATTER_COST_DEG:g} deg)", **fitted)
+    if line.length_px < MIN_BASE_COVERAGE * 2.0 * half_chord:
+        return _fail("interface_missing", f"the droplet meets the wire over "
+                     f"{line.length_px:.0f} px only, but its base would be "
+                     f"{2 * half_chord:.0f} px wide: it does not sit on the wire's end",
+                     **fitted)
     # Flat or elliptical (tilted) facet: the triple points sit at the ellipse's rim.
     shift = 0.0
     tilt_deg = 0.0
