@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from skimage import measure
 
 from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE
+from nwwatch.measure.circle import geometric_fit
 from nwwatch.synth.geometry import (
     SphereSpec,
     WireSpec,
@@ -26,21 +27,9 @@ from nwwatch.synth.params import sample_frame_params, video_frame_params
 
 
 def fit_circle(points: np.ndarray) -> tuple[float, float, float]:
-    """Geometric least-squares circle (Kasa start, Gauss-Newton) -> (row, col, radius)."""
-    r, c = points[:, 0], points[:, 1]
-    a = np.column_stack([r, c, np.ones_like(r)])
-    sol, *_ = np.linalg.lstsq(a, r**2 + c**2, rcond=None)
-    cr, cc = sol[0] / 2, sol[1] / 2
-    rad = math.sqrt(sol[2] + cr**2 + cc**2)
-    for _ in range(50):
-        dr, dc = r - cr, c - cc
-        dist = np.hypot(dr, dc)
-        jac = np.column_stack([-dr / dist, -dc / dist, -np.ones_like(dist)])
-        step, *_ = np.linalg.lstsq(jac, -(dist - rad), rcond=None)
-        cr, cc, rad = cr + step[0], cc + step[1], rad + step[2]
-        if np.abs(step).max() < 1e-10:
-            break
-    return cr, cc, rad
+    """The code base's geometric circle fit -> (row, col, radius)."""
+    fit = geometric_fit(points)
+    return float(fit.center[0]), float(fit.center[1]), float(fit.radius)
 
 
 def free_surface_points(labels: np.ndarray, truth: dict, min_height_px: float = 2.0) -> np.ndarray:
