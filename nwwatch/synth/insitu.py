@@ -286,6 +286,7 @@ def generate_insitu(
     video: bool = False,
     seed: int = 0,
     size: int = 512,
+    video_options: dict[str, float] | None = None,
 ) -> pa.Table:
     """Write a synthetic in-situ acquisition with exact truth.
 
@@ -293,7 +294,9 @@ def generate_insitu(
     metadata), ``out_dir/labels/frame_NNNNN.png`` (uint8 0/1/2) and ``out_dir/truth.parquet``
     (one row per frame, columns :data:`TRUTH_SCHEMA`). ``video=False``: independent random
     frames; ``video=True``: one growing wire, drifting, with the contact angle oscillating
-    over layer cycles. Frame k depends only on (seed, k, video, size).
+    over layer cycles; ``video_options`` fix parts of the video's scene
+    (:func:`nwwatch.synth.params.video_scene`: droplet radius, dose, facet inclination).
+    Frame k depends only on (seed, k, video, size, video_options).
 
     Returns the truth table (pyarrow.Table).
     """
@@ -304,7 +307,7 @@ def generate_insitu(
     out = Path(out_dir)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     if video:
-        all_params = video_frame_params(seed, size, n_frames)
+        all_params = video_frame_params(seed, size, n_frames, **(video_options or {}))
     rows: list[dict[str, Any]] = []
     for k in range(n_frames):
         params = all_params[k] if video else frame_params(seed, k, size)

@@ -486,17 +486,34 @@ class VideoScene:
     drift_direction_deg: float
 
 
-def video_scene(seed: int, size: int = 512) -> VideoScene:
+def video_scene(
+    seed: int,
+    size: int = 512,
+    *,
+    droplet_radius_px: float | None = None,
+    dose_e_per_px: float | None = None,
+    facet_incline_deg: float | None = None,
+) -> VideoScene:
     """Draw the scene of a growth video: one wire, no distractors, fixed imaging conditions;
-    theta oscillates with the layer cycle between about 100 and 116 degrees."""
+    theta oscillates with the layer cycle between about 100 and 116 degrees.
+
+    Keywords fix what is otherwise drawn: ``droplet_radius_px`` (at the mean angle),
+    ``dose_e_per_px``, ``facet_incline_deg`` (an inclined facet; the wire is then untilted).
+    The other draws stay the same.
+    """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_VIDEO_STREAM,)))
     theta_mean = float(rng.uniform(104.0, 112.0))
     a_max = 0.42 * size * math.sin(math.radians(theta_mean + 12.0)) * 0.8
     a_min = max(10.0, 0.04 * size)
     a = float(math.exp(rng.uniform(math.log(a_min), math.log(max(a_min, a_max)))))
+    if droplet_radius_px is not None:
+        a = float(droplet_radius_px) * math.sin(math.radians(theta_mean))
+    tilt = float(rng.uniform(0.0, 4.0))
     base = sample_frame_params(rng, size, theta_deg=theta_mean, a_px=a, droplet_cut=False,
-                               n_distractors=0, tilt_deg=float(rng.uniform(0.0, 4.0)),
-                               placement="centred")
+                               n_distractors=0,
+                               tilt_deg=tilt if facet_incline_deg is None else 0.0,
+                               placement="centred", dose_e_per_px=dose_e_per_px,
+                               facet_incline_deg=facet_incline_deg)
     return VideoScene(
         base=base,
         frame_interval_s=float(rng.choice([0.1, 0.2, 0.5, 1.0])),
@@ -522,14 +539,17 @@ def video_theta_deg(scene: VideoScene, k: int) -> float:
     return float(np.clip(theta + scene.theta_trend_deg_per_frame * k, 85.0, 150.0))
 
 
-def video_frame_params(seed: int, size: int, n_frames: int) -> list[FrameParams]:
-    """Parameters of frames 0..n_frames-1 of the growth video of ``seed``.
+def video_frame_params(
+    seed: int, size: int, n_frames: int, **scene_options: float | None
+) -> list[FrameParams]:
+    """Parameters of frames 0..n_frames-1 of the growth video of ``seed``; ``scene_options``
+    go to :func:`video_scene`.
 
     The facet advances along the axis by the growth rate; the whole specimen drifts by
     0.2-2 px/frame in a slowly turning direction that bounces off the frame so the droplet
     stays inside. Frame k is the same whatever ``n_frames``.
     """
-    scene = video_scene(seed, size)
+    scene = video_scene(seed, size, **scene_options)
     base = scene.base
     w0 = base.wire
     drift = np.zeros(2)
