@@ -154,12 +154,13 @@ def select_components(labels: np.ndarray) -> Selection:
     bw, bd = _box(wrect, 3, shape), _box(drect, 3, shape)
     box = (min(bw[0], bd[0]), min(bw[1], bd[1]), max(bw[2], bd[2]), max(bw[3], bd[3]))
     crop = labels[box[0] : box[2], box[1] : box[3]]
-    # Background holes are filled; pixels of the other class stay with it, so a ragged
-    # interface is not pushed into the wire by the droplet's outer contour (or vice versa).
+    # Holes are filled (background or stray specks of the other class), but the main wire's
+    # own pixels stay wire, so a ragged interface is not pushed into the wire by the
+    # droplet's outer contour.
     outline = _filled(dcont, box)
-    droplet = outline & (crop != NANOWIRE)
-    wire = _filled(wcont, box) & (crop != DROPLET)
-    wire &= ~droplet
+    wire_own = _filled(wcont, box) & (crop == NANOWIRE)
+    droplet = outline & ~wire_own
+    wire = _filled(wcont, box) & ~droplet
     if (wire & ~outline).sum() < MIN_AREA_PX:  # all of the wire lies inside the droplet
         wire[:] = False
     if wire.sum() < MIN_AREA_PX:
