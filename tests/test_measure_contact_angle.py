@@ -81,9 +81,10 @@ def test_recovers_theta_from_probability_map(theta, a, axis, dr, dc):
     c = cap(theta, a, axis, (128 + dr, 128 + dc))
     r = measure_contact_angle(c.labels, c.droplet_coverage)
     assert r.status == "ok", r.reason
-    # Worst case: theta near 80 deg with the facet on a pixel-grid direction (bench max 0.16 at
-    # a = 20 px over random orientations; 0.38 seen with the facet exactly along a pixel row).
-    assert abs(r.contact_angle_deg - theta) <= 0.45
+    # Worst case: theta near 80 deg with the facet along a pixel row at a = 20 px (the 0.5
+    # crossing between a partly covered and a saturated pixel errs by ~0.1 px).
+    assert abs(r.contact_angle_deg - theta) <= 0.5
+    assert abs(r.contact_angle_deg - theta) <= 3.0 * r.contact_angle_uncertainty_deg
     assert abs(r.droplet_radius_px - c.droplet_radius_px) <= 0.1
     assert abs(r.cap_height_px - c.cap_height_px) <= 0.15
 

@@ -27,6 +27,9 @@ from nwwatch.measure.edges import BoundaryPoints
 GAP_PX = 4
 #: Outliers: farther from the line than max(this, 3 robust sigma).
 MIN_OUTLIER_PX = 0.75
+#: 1-sigma of a probability iso-line's position: the linear 0.5 crossing between a partly
+#: covered pixel and a saturated one errs by up to ~0.15 px on a straight edge.
+ISO_SIGMA_PX = 0.1
 #: Shared wire|droplet pixel edges needed before the gap (two-line) fit is skipped.
 MIN_SHARED_POINTS = 6
 
@@ -41,6 +44,7 @@ class InterfacePoints:
     group: np.ndarray
     wire_side: np.ndarray
     drop_side: np.ndarray
+    iso: bool = False
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
@@ -54,8 +58,9 @@ class FacetLine:
     ``direction`` unit (2,); ``sigma_offset_px`` 1-sigma of the line's position at ``point``
     along ``normal``; ``sigma_angle_rad`` 1-sigma of its orientation; ``scatter_px`` robust
     scatter of the inliers about it; ``quantisation_px`` the half-width term of a binary
-    mask's feasible band; ``gap_px`` background gap bridged; ``inliers`` boolean mask over
-    the input points; ``length_px`` extent of the inliers along the line.
+    mask's feasible band (or of the iso-line's interpolation); ``gap_px`` background gap
+    bridged; ``inliers`` boolean mask over the input points; ``length_px`` extent of the
+    inliers along the line.
     """
 
     point: np.ndarray
@@ -117,12 +122,14 @@ def interface_points(
     corner = np.array([r0, c0])
     pts, w_side, d_side = pts + corner, w_side + corner, d_side + corner
     if drop_fine is not None and len(pts) >= MIN_SHARED_POINTS:
-        near_wire = cv2.dilate(wire.view(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        on = near_wire[drop_fine.outside[:, 0], drop_fine.outside[:, 1]]
+        # Crossings between a droplet pixel and a wire pixel: the interface itself (not the
+        # free surface next to the triple points).
+        on = wire[drop_fine.outside[:, 0], drop_fine.outside[:, 1]]
         if on.sum() >= MIN_SHARED_POINTS:
             n = int(on.sum())
             return InterfacePoints(drop_fine.points[on], np.zeros(n, np.int64),
-                                   -np.ones((n, 2), np.int64), -np.ones((n, 2), np.int64))
+                                   -np.ones((n, 2), np.int64), -np.ones((n, 2), np.int64),
+                                   iso=True)
     if len(pts) >= MIN_SHARED_POINTS:
         return InterfacePoints(pts, np.zeros(len(pts), np.int64), w_side, d_side)
     # A background gap: the wire's edge facing the droplet and the droplet's facing the wire.
@@ -229,6 +236,8 @@ def _quantisation(
     edge is below it and every droplet centre above, so its offset is only known within
     [max below, min above] - up to 1 px wide when the facet runs along a pixel axis, or
     another low-order lattice direction. 0 when unknown (iso-line, gap) or inconsistent."""
+    if iface.iso:
+        return ISO_SIGMA_PX
     sel = keep & (iface.wire_side[:, 0] >= 0)
     if sel.sum() < 3:
         return 0.0
