@@ -8,8 +8,8 @@ Public API::
     volume_metrics(mask, voxel_size_nm=None) -> VolumeMetrics
     VolumeMetrics.as_row()    # keys == names of VOLUME_METRIC_FIELDS
 
-numpy, OpenCV and pyarrow only (no scipy / scikit-image at runtime): the distance transform,
-3D connected components and marching-cubes surface area are implemented here.
+The distance transform and 3D connected components are scipy.ndimage's; the marching-cubes
+surface area is a 256-entry table (nwwatch.volume.surface).
 """
 
 from nwwatch.volume.crosscheck import otsu_threshold, reference_mask, threshold_agreement
