@@ -28,6 +28,10 @@ VOLUME_DEFAULTS: dict[str, Any] = {
     "val_fraction": 0.0,
 }
 
+#: The methods ``nwwatch train --volume`` cross-validates when no ``--paradigm`` is given
+#: (training.volume_select; the order is the preference among tied scores).
+VOLUME_CANDIDATES = ("threshold", "features", "unet", "contrastive")
+
 
 @dataclass
 class TrainConfig:
