@@ -30,6 +30,12 @@ from nwwatch.volume.crosscheck import otsu_threshold
 
 #: Blur candidates (px) of the smoothed threshold; 0 is the plain threshold.
 THRESHOLD_SIGMAS_PX = (0.0, 0.7, 1.0, 1.5, 2.0, 3.0)
+#: The blur kept unless the labels show another to be better by more than SIGMA_MARGIN: the
+#: label-free reference's (nwwatch.volume.crosscheck), so that a few labeled pixels do not
+#: move it on noise.
+DEFAULT_SIGMA_PX = 1.0
+#: Balanced accuracy (0..1) another blur must gain on the labeled pixels to replace the default.
+SIGMA_MARGIN = 0.01
 #: Scales (px) of the pixel classifier's features.
 FEATURE_SIGMAS_PX = (0.7, 1.5, 3.0, 5.0)
 
@@ -122,7 +128,8 @@ def fit_threshold(volume: np.ndarray, labeled: Sequence[tuple[np.ndarray, np.nda
         blurred Otsu threshold is the candidate's threshold (label-free).
     labeled : (normalised slice (Y, X), labels uint8 (Y, X): 0 pore, 1 solid, 255 none) pairs.
     sigmas_px : blurs to try; the one with the best balanced accuracy on the labeled pixels
-        wins (ties: the smaller blur).
+        wins (ties: the smaller blur) if it beats ``DEFAULT_SIGMA_PX`` (when tried) by more
+        than ``SIGMA_MARGIN``.
     otsu_cache : {sigma: threshold}, filled and reused (Otsu of a volume is the same for every
         cross-validation fold).
     """
@@ -133,6 +140,7 @@ def fit_threshold(volume: np.ndarray, labeled: Sequence[tuple[np.ndarray, np.nda
     pore_mean = np.mean(np.concatenate([i[lab == 0] for i, lab in labeled]))
     brighter = bool(solid_mean > pore_mean)
     best: tuple[float, float, np.ndarray] | None = None
+    default: tuple[float, float, np.ndarray] | None = None
     for sigma in sigmas_px:
         if sigma not in cache:
             cache[sigma] = otsu_threshold(blurred_stack(volume, sigma))
@@ -143,7 +151,11 @@ def fit_threshold(volume: np.ndarray, labeled: Sequence[tuple[np.ndarray, np.nda
         score = _balanced_accuracy(margin > 0, labels)
         if best is None or score > best[1]:
             best = (sigma, score, margin)
+        if sigma == DEFAULT_SIGMA_PX:
+            default = (sigma, score, margin)
     assert best is not None
+    if default is not None and best[1] - default[1] <= SIGMA_MARGIN:
+        best = default
     sigma, _, margin = best
     return SmoothedThreshold(sigma, cache[sigma], _logistic_slope(margin, labels), brighter)
 
