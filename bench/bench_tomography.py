@@ -1,4 +1,4 @@
-"""Seed 003's tables on synthetic tomograms with known truth (issue 6).
+"""Seed 003's tables on synthetic tomograms with known truth, and the default workflow's choice.
 
 For each seed: simulate a porous grain tilt series and reconstruct it
 (:func:`nwwatch.synth.tomogram.simulate_tomogram`), label ``r`` of ONE central slice in whole
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classifier-steps", type=int,
                         default=VOLUME_DEFAULTS["classifier_steps"])
     parser.add_argument("--temperature", type=float, default=1.0,
-                        help="contrastive temperature (0.1: the setting before issue 6's fix)")
+                        help="contrastive temperature (0.1 scatters the vacuum)")
     parser.add_argument("--self-negatives", default="all", choices=SELF_NEGATIVES,
                         help="contrastive: negatives of the self-supervised loss")
     parser.add_argument("--widths", type=int, nargs="+",

@@ -124,7 +124,7 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True,
               help="contrastive: softmax temperature on cosine similarities (1 = the paper's "
-                   "plain cosine; 0.1 scatters unlabeled background, issue 6).")
+                   "plain cosine; 0.1 scatters unlabeled background, docs/tomography.md).")
 @click.option("--self-temperature", type=click.FloatRange(min=0, min_open=True), default=None,
               help="contrastive: temperature of the self-supervised loss  [default: "
                    "--temperature]")

@@ -43,7 +43,7 @@ class TrainConfig:
     arch: str = "unet"
     model_options: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # start from these weights (fine-tuning); see training.weights
-    # tomogram workflow (issue 6)
+    # tomogram workflow (--volume)
     volume: str | None = None
     # one labeled slice, or several (lists of the same length, paired in order)
     slice_index: int | list[int] | None = None
@@ -77,7 +77,7 @@ class TrainConfig:
     confidence: float = 0.9
     # contrastive
     embedding_dim: int = 16
-    temperature: float = 1.0  # seed 003 eq. 4-6: plain cosine similarity (issue 6)
+    temperature: float = 1.0  # seed 003 eq. 4-6: plain cosine similarity
     self_temperature: float | None = None  # self-supervised term; None: ``temperature``
     # "all": every other pixel is a negative (the paper); "other-class": only pixels the
     # current classifier assigns to another class.

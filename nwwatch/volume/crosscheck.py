@@ -2,7 +2,7 @@
 
 A model trained on a few labeled patches can fail with full confidence: on the synthetic
 benchmark one run called 82 % of the vacuum solid while only 11 % of the voxels had an
-uncertain probability (docs/tomography.md, Session 5). A classic, label-free segmentation of
+uncertain probability (docs/tomography.md). A classic, label-free segmentation of
 the same volume does not share the model's failure modes, so a mask that hardly overlaps it
 deserves a look. The reference is Otsu's threshold after a Gaussian blur of every slice (the
 recipe of the benchmark's label-free ``otsu-smooth`` bar), on intensities clipped to the range
