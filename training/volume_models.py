@@ -108,13 +108,27 @@ def _logistic_slope(margin: np.ndarray, labels: np.ndarray) -> float:
     return best
 
 
+#: Mirror margin (px) around slices while fitting: the runtime's default, so a fit sees the
+#: borders the exported model will see (and slices smaller than a kernel can be blurred).
+FIT_MARGIN_PX = 16
+
+
+def _mirrored(images: np.ndarray) -> torch.Tensor:
+    """(N, 1, H + 2m, W + 2m) tensor of (N, H, W) slices mirrored by ``FIT_MARGIN_PX``."""
+    m = FIT_MARGIN_PX
+    padded = np.pad(images, ((0, 0), (m, m), (m, m)), mode="reflect")
+    return torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))[:, None]
+
+
 def blurred_stack(images: np.ndarray, sigma_px: float, batch: int = 32) -> np.ndarray:
-    """float32 (N, H, W): :class:`GaussianBlur` of normalised slices (N, H, W)."""
-    blur = GaussianBlur(sigma_px)
+    """float32 (N, H, W): :class:`GaussianBlur` of normalised slices (N, H, W), each seen
+    with a ``FIT_MARGIN_PX`` mirror margin as at run time."""
+    blur, m = GaussianBlur(sigma_px), FIT_MARGIN_PX
+    height, width = images.shape[1:]
     with torch.no_grad():
         return np.concatenate([
-            blur(torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))[:, None])[:, 0]
-            .numpy() for i in range(0, images.shape[0], batch)])
+            blur(_mirrored(images[i:i + batch]))[:, 0, m:m + height, m:m + width].numpy()
+            for i in range(0, images.shape[0], batch)])
 
 
 def fit_threshold(volume: np.ndarray, labeled: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -217,9 +231,10 @@ def fit_pixel_classifier(labeled: Sequence[tuple[np.ndarray, np.ndarray]], seed:
     Adam, full batch). ``labeled`` as in :func:`fit_threshold`."""
     torch.manual_seed(seed)
     model = PixelClassifier(hidden)
-    images = torch.from_numpy(np.stack([image for image, _ in labeled]))[:, None]
+    images = np.stack([image for image, _ in labeled])
+    m, (height, width) = FIT_MARGIN_PX, images.shape[1:]
     with torch.no_grad():
-        raw = model.features.raw(images)  # (N, F, H, W)
+        raw = model.features.raw(_mirrored(images))[:, :, m:m + height, m:m + width]
     mask = torch.from_numpy(np.stack([label != 255 for _, label in labeled]))
     x = raw.permute(0, 2, 3, 1)[mask]  # (P, F)
     y = torch.from_numpy(np.stack([label for _, label in labeled]).astype(np.int64))[mask]
