@@ -416,19 +416,40 @@ def markdown(records: list[dict], rates: list[float], key: str = "iou") -> str:
     return "\n".join(lines)
 
 
+def target_markdown(rows: list[dict]) -> str:
+    """The per-seed target check of :func:`target_rows` (rows may carry a ``family``)."""
+    lines = ["| family | r | seed | auto (kept method) | max(otsu, otsu-smooth, rf) | status "
+             "| verdict |", "|---|---|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda r: (r.get("family") or "", r["rate"], r["seed"])):
+        code = f" ({row['reason_code']})" if row.get("reason_code") else ""
+        lines.append(f"| {row.get('family') or ''} | {row['rate']:g} | {row['seed']} | "
+                     f"{row['auto']:.3f} ({row['chosen']}) | {row['bar']:.3f} "
+                     f"({row['bar_method']}) | {row['status']}{code} | {row['verdict']} |")
+    return "\n".join(lines)
+
+
 def render(paths: list[Path]) -> None:
-    """Print the Markdown tables of result files, records pooled (a repeated (seed, method,
-    rate) counts once, from the last file)."""
+    """Print the Markdown tables of result files, records pooled (a repeated (family, seed,
+    method, rate) counts once, from the last file), and the target check of ``auto``."""
     unique: dict[tuple, dict] = {}
     rates: set[float] = set()
+    targets: list[dict] = []
     for path in paths:
         result = json.loads(Path(path).read_text())
         for row in result["records"]:
-            unique[(row["seed"], row["method"], row["rate"])] = row
+            unique[(row.get("family"), row["seed"], row["method"], row["rate"])] = row
         rates.update(result["settings"]["rates"])
-    for key in ("iou", "iou_in_grain", "solid_in_vacuum"):
-        print(f"\n{key}:\n")
-        print(markdown(list(unique.values()), sorted(rates), key))
+        family = result["settings"].get("family")
+        targets += [{**row, "family": family} for row in result.get("target", [])]
+    families = sorted({row.get("family") or "" for row in unique.values()})
+    for family in families:
+        rows = [r for r in unique.values() if (r.get("family") or "") == family]
+        for key in ("iou", "iou_in_grain", "solid_in_vacuum"):
+            print(f"\n{family} {key}:\n")
+            print(markdown(rows, sorted(rates), key))
+    if targets:
+        print("\ntarget (auto >= max(otsu, otsu-smooth, rf) - 0.01, or suspect):\n")
+        print(target_markdown(targets))
 
 
 def main(argv: list[str] | None = None) -> None:
