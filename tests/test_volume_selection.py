@@ -64,22 +64,32 @@ def _config(tmp_path, volume_path, labels_path, **kw) -> TrainConfig:
         classifier_steps=5, exporter="legacy", **kw)
 
 
-def test_patches_become_folds_and_a_lone_patch_per_class_is_quartered():
+def test_patches_become_folds_and_too_few_patches_give_none():
     truth = np.zeros((20, 20), bool)
     truth[:, 10:] = True
-    labels = _patch_labels(truth, [(0, 0), (0, 12)], side=6)  # one pore, one solid patch
-    groups, grouping = patch_groups([labels])
-    assert grouping == "quarter-patches" and len(np.unique(groups[0][groups[0] >= 0])) == 8
-    folds = make_folds(groups, [labels], seed=0)
-    assert len(folds) == 3 and sorted(g for fold in folds for g in fold) == list(range(8))
     labels = _patch_labels(truth, [(0, 0), (10, 0), (0, 12), (10, 12)], side=6)
-    groups, grouping = patch_groups([labels])
-    assert grouping == "patches" and len(np.unique(groups[0][groups[0] >= 0])) == 4
-    # A class of one pixel cannot be held out and still be trained on: no folds.
-    one = np.full((20, 20), 255, np.uint8)
-    one[0:6, 0:6] = 0
-    one[15, 15] = 1
-    assert make_folds(*[[g] for g in (patch_groups([one])[0][0], one)], seed=0) == []
+    groups = patch_groups([labels])
+    assert sorted(np.unique(groups[0][groups[0] >= 0])) == [0, 1, 2, 3]
+    folds = make_folds(groups, [labels], seed=0)
+    assert len(folds) == 3 and sorted(g for fold in folds for g in fold) == [0, 1, 2, 3]
+    # One pore and one solid patch: nothing can be held out and still leave both classes.
+    labels = _patch_labels(truth, [(0, 0), (0, 12)], side=6)
+    assert make_folds(patch_groups([labels]), [labels], seed=0) == []
+
+
+def test_two_patches_keep_the_threshold_and_say_why(tmp_path):
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    labels = np.full(SHAPE[1:], 255, np.uint8)
+    labels[:6, :6], labels[30:36, 30:36] = 0, 1
+    volume_path, labels_path = _write(tmp_path, volume, labels)
+    lines = []
+    selection, out = select_and_train(_config(tmp_path, volume_path, labels_path),
+                                      echo=lines.append)
+    assert (selection.method, selection.grouping, selection.folds) == ("threshold", "none", 0)
+    assert all(math.isnan(v) for v in selection.scores.values())
+    assert any("label at least two separate patches" in line for line in lines)
+    assert Segmenter(out, providers=("cpu",)).metadata.extra["selection"]["grouping"] == "none"
 
 
 def test_ties_go_to_the_simpler_candidate():
@@ -99,6 +109,7 @@ def test_the_threshold_wins_where_intensity_tells_the_classes_apart(tmp_path):
     config = _config(tmp_path, volume_path, labels_path)
     selection, out = select_and_train(config, ("threshold", "unet"))
     assert selection.method == "threshold" and selection.grouping == "patches"
+    assert selection.folds == 3
     assert selection.scores["threshold"] >= selection.scores["unet"] - 0.01
     meta = Segmenter(out, providers=("cpu",)).metadata
     assert (meta.arch, meta.paradigm, meta.kind) == ("smoothed-threshold", "threshold",

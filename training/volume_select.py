@@ -18,12 +18,13 @@ best-scoring candidate is kept, except that among candidates within :data:`TIE_T
 the best the first of :data:`CANDIDATES` wins: the simpler method, and the one with fewer ways
 to fail where no label is (the vacuum far from the labeled slice).
 
-**Too few patches.** When a class lies in fewer than two patches (the usual case at 2 % of a
-small slice: one solid and one pore patch), each patch is cut into its four quarters and the
-quarters are the groups: held-out pixels are then close to training pixels, so the scores are
-optimistic for every candidate, and the tie rule decides more often. When a class cannot be
-split even so (a single labeled pixel), nothing can be held out and the smoothed threshold is
-kept: it is the only candidate that takes nothing from the labels but a blur and a sign.
+**Too few patches.** Cross-validation needs at least two labeled patches of each class (one
+to train on, one to hold out). With fewer (the usual case at 2 % of a small slice: one solid
+and one pore patch) nothing is held out and the smoothed threshold is kept, with a warning
+that says so: it takes nothing from the labels but a blur and a sign, so it cannot overfit
+them. Cutting the patches into quarters and holding those out was tried: every candidate
+then scores near 1 on pixels next to its training pixels, and on the benchmark that kept a
+network that called the vacuum solid (docs/tomography.md).
 
 The chosen method, every candidate's score, the folds and the reason are written into the
 model's metadata (``extra["selection"]``) and echoed to the training log.
@@ -68,8 +69,8 @@ class Selection:
     """The outcome of :func:`select_and_train`.
 
     method : the kept candidate.  scores : held-out balanced accuracy per candidate (NaN: not
-    scored).  grouping : ``"patches"``, ``"quarter-patches"`` or ``"none"`` (nothing could
-    be held out).  folds : number of folds.  reason : one sentence.  warnings : label
+    scored).  grouping : ``"patches"``, or ``"none"`` (too few patches: nothing held out).
+    folds : number of folds.  reason : one sentence.  warnings : label
     warnings (:func:`label_warnings`).  seconds : training time per candidate (all folds).
     """
 
@@ -102,27 +103,15 @@ def label_warnings(data: TrainingData) -> list[str]:
     return out
 
 
-def patch_groups(labels: Sequence[np.ndarray]) -> tuple[list[np.ndarray], str]:
-    """Group ids of the labeled pixels of each slice (int32 (Y, X), -1 unlabeled) and the
-    grouping used: ``"patches"`` (8-connected components), or ``"quarter-patches"`` when a
-    class lies in fewer than two patches (each patch cut at its median row and column)."""
+def patch_groups(labels: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Group ids of the labeled pixels of each slice: int32 (Y, X), -1 unlabeled; a group is
+    an 8-connected component of labeled pixels (a patch), numbered across slices."""
     groups, offset = [], 0
     for label in labels:
         ids, count = ndi.label(label != 255, structure=np.ones((3, 3), dtype=bool))
         groups.append(np.where(ids > 0, ids - 1 + offset, -1).astype(np.int32))
         offset += count
-    if all(_groups_with(groups, labels, c) >= 2 for c in (0, 1)):
-        return groups, "patches"
-    quartered, offset = [], 0
-    for group in groups:
-        out = np.full(group.shape, -1, np.int32)
-        for gid in np.unique(group[group >= 0]):
-            rows, cols = np.nonzero(group == gid)
-            quarter = 2 * (rows > np.median(rows)) + (cols > np.median(cols))
-            out[rows, cols] = offset + quarter
-            offset += 4
-        quartered.append(out)
-    return quartered, "quarter-patches"
+    return groups
 
 
 def _groups_with(groups: Sequence[np.ndarray], labels: Sequence[np.ndarray], cls: int) -> int:
@@ -133,7 +122,10 @@ def _groups_with(groups: Sequence[np.ndarray], labels: Sequence[np.ndarray], cls
 def make_folds(groups: Sequence[np.ndarray], labels: Sequence[np.ndarray], seed: int,
                max_folds: int = MAX_FOLDS, tries: int = 50) -> list[list[int]]:
     """Held-out group ids of each fold; every fold's training part keeps both classes and
-    every fold holds out at least one labeled pixel. Empty when no such split exists."""
+    every fold holds out at least one labeled pixel. Empty when a class lies in fewer than
+    two groups or no such split exists."""
+    if any(_groups_with(groups, labels, c) < 2 for c in (0, 1)):
+        return []
     ids = sorted({int(g) for group in groups for g in np.unique(group[group >= 0])})
     n_folds = min(max_folds, len(ids))
     if n_folds < 2:
@@ -273,17 +265,19 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
         echo(f"warning: {warning}")
         log.warning("few_labeled_pixels: %s", warning)
     labels = [item.label for item in data.labeled]
-    groups, grouping = patch_groups(labels)
+    groups, grouping = patch_groups(labels), "patches"
     folds = make_folds(groups, labels, config.seed)
     scores = {c: math.nan for c in candidates}
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="nwwatch-select-") as work:
         trainer = _Trainer(config, data, Path(work))
         if not folds:
-            grouping = "none"
-            method = "threshold"
-            reason = ("no labeled pixels can be held out (a class is too small to split): "
-                      "the label-free smoothed threshold is kept")
+            grouping, method = "none", "threshold"
+            reason = ("too few labeled patches to hold any out (cross-validation needs two "
+                      "patches of each class): the smoothed threshold is kept")
+            warnings.append("the labels cannot choose the method: label at least two "
+                            "separate patches of each class to let cross-validation decide")
+            echo(f"warning: {warnings[-1]}")
         else:
             n_groups = len({int(g) for group in groups for g in np.unique(group[group >= 0])})
             echo(f"cross-validation: {len(folds)} folds over {n_groups} {grouping}")
