@@ -89,7 +89,9 @@ def test_two_patches_keep_the_threshold_and_say_why(tmp_path):
     assert (selection.method, selection.grouping, selection.folds) == ("threshold", "none", 0)
     assert all(math.isnan(v) for v in selection.scores.values())
     assert any("label at least two separate patches" in line for line in lines)
-    assert Segmenter(out, providers=("cpu",)).metadata.extra["selection"]["grouping"] == "none"
+    extra = Segmenter(out, providers=("cpu",)).metadata.extra
+    assert extra["selection"]["grouping"] == "none"
+    assert extra["model_config"]["sigma_px"] == 1.0  # nothing held out: the reference blur
 
 
 def test_ties_go_to_the_simpler_candidate():

@@ -20,11 +20,12 @@ to fail where no label is (the vacuum far from the labeled slice).
 
 **Too few patches.** Cross-validation needs at least two labeled patches of each class (one
 to train on, one to hold out). With fewer (the usual case at 2 % of a small slice: one solid
-and one pore patch) nothing is held out and the smoothed threshold is kept, with a warning
-that says so: it takes nothing from the labels but a blur and a sign, so it cannot overfit
-them. Cutting the patches into quarters and holding those out was tried: every candidate
-then scores near 1 on pixels next to its training pixels, and on the benchmark that kept a
-network that called the vacuum solid (docs/tomography.md).
+and one pore patch) nothing is held out and the smoothed threshold is kept, with the
+reference blur (σ = 1 px) and a warning that says so: it takes nothing from the labels but
+which class is bright, so it cannot overfit them. Cutting the patches into quarters and
+holding those out was tried: every candidate then scores near 1 on pixels next to its
+training pixels, and on the benchmark that kept a network that called the vacuum solid
+(docs/tomography.md).
 
 The chosen method, every candidate's score, the folds and the reason are written into the
 model's metadata (``extra["selection"]``) and echoed to the training log.
@@ -176,13 +177,17 @@ class _Trainer:
                        else [config.slice_index])
         self.runs = 0
 
-    def fit(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None = None):
-        from training.volume_models import fit_pixel_classifier, fit_threshold
+    def fit(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None = None,
+            validated: bool = True):
+        """``validated=False``: nothing was held out, so the threshold keeps the reference
+        blur (pure patches favour the widest blur, which the boundaries pay for)."""
+        from training.volume_models import DEFAULT_SIGMA_PX, fit_pixel_classifier, fit_threshold
 
         labeled = [(item.image, label) for item, label in zip(self.data.labeled, labels,
                                                                strict=True)]
         if method == "threshold":
-            return fit_threshold(self.volume, labeled, otsu_cache=self.otsu_cache)
+            sigmas = {} if validated else {"sigmas_px": (DEFAULT_SIGMA_PX,)}
+            return fit_threshold(self.volume, labeled, otsu_cache=self.otsu_cache, **sigmas)
         if method == "features":
             return fit_pixel_classifier(labeled, seed=self.config.seed)
         return self._network(method, labels, final_out)
@@ -307,7 +312,7 @@ def _train_final(trainer: _Trainer, method: str, labels: list[np.ndarray],
         trainer.fit(method, labels, final_out=out)
         _add_selection(out, selection)
         return out
-    model = trainer.fit(method, labels)
+    model = trainer.fit(method, labels, validated=selection.folds > 0)
     score = selection.scores.get(method, math.nan)
     metadata = ModelMetadata(
         kind="tomogram", class_names=tuple(data.class_names), arch=model.arch,
