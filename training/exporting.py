@@ -30,6 +30,12 @@ def class_mean_intensity(data: TrainingData) -> dict[str, float]:
     return out
 
 
+def class_pixel_counts(data: TrainingData) -> dict[str, int]:
+    """Labeled pixels of each class ({name: count}, every class listed)."""
+    return {name: int(sum(np.count_nonzero(item.label == class_id) for item in data.labeled))
+            for class_id, name in enumerate(data.class_names)}
+
+
 def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingData,
                    metrics: dict[str, float], provenance: dict[str, Any], data_sha256: str,
                    version: str) -> ModelMetadata:
@@ -46,6 +52,8 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
     if data.kind == "tomogram":
         # The runtime's label-free cross-check needs to know which class is bright.
         extra["class_mean_intensity"] = class_mean_intensity(data)
+        # The runtime flags models trained on too few pixels of a class (nwwatch.volume.verdict).
+        extra["class_pixel_counts"] = class_pixel_counts(data)
     if provenance:
         extra["provenance"] = provenance
     return ModelMetadata(

@@ -58,6 +58,8 @@ def volume_schema() -> pa.Schema:
         pa.field("source", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("reason", pa.string()),
+        # status "suspect": comma-separated nwwatch.volume.REASON_CODES ("" when ok)
+        pa.field("reason_code", pa.string()),
         pa.field("mask_path", pa.string()),
         # Warning signs of a failed model (nwwatch.volume.segment): share of voxels it was
         # unsure about; IoU with a label-free threshold of the same volume.

@@ -338,12 +338,7 @@ def _mask_path(engine: Engine, it: _Item, batch_id: str) -> Path:
 def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
                    failures: list[Failure], report: BatchReport) -> None:
     from nwwatch.io import read_volume, write_volume_tiff
-    from nwwatch.volume import (
-        AGREEMENT_WARN_BELOW,
-        UNCERTAIN_WARN_FRACTION,
-        segment_volume,
-        volume_metrics,
-    )
+    from nwwatch.volume import segment_volume, volume_metrics
 
     for it in items:
         engine.beat()
@@ -380,8 +375,10 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
         row = dict(metrics)
         row.update(
             source=source_name(it.path),
-            status="ok",
-            reason="",
+            # "suspect": still a result (the mask may be right), but one to look at first.
+            status=seg.verdict.status,
+            reason="; ".join(seg.verdict.why),
+            reason_code=seg.verdict.reason_code,
             mask_path=str(mask_path.relative_to(engine.results_dir)),
             uncertain_fraction=seg.uncertain_fraction,
             threshold_agreement=agreement,
@@ -393,13 +390,9 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
             measure_ms=measure_ms,
             **_provenance(engine, it, batch_id),
         )
-        why = ([f"uncertain_fraction > {UNCERTAIN_WARN_FRACTION}"]
-               if seg.uncertain_fraction > UNCERTAIN_WARN_FRACTION else [])
-        if agreement is not None and agreement < AGREEMENT_WARN_BELOW:
-            why.append(f"threshold_agreement < {AGREEMENT_WARN_BELOW}")
-        if why:
-            # Still a result (the mask may be right), but one a person should look at first.
-            _log(engine).warning("volume_suspect", source=source_name(it.path), why=why,
+        if seg.verdict.status == "suspect":  # the warning and the row say the same
+            _log(engine).warning("volume_suspect", source=source_name(it.path),
+                                 reason_code=seg.verdict.reason_code, why=list(seg.verdict.why),
                                  uncertain_fraction=round(seg.uncertain_fraction, 4),
                                  threshold_agreement=None if agreement is None
                                  else round(agreement, 4))
