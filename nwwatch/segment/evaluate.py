@@ -33,6 +33,7 @@ from nwwatch.segment.metrics import (
     confusion_matrix,
     metrics_from_confusion,
 )
+from nwwatch.segment.scale import WorkingScale
 
 _SUFFIXES = (".tif", ".tiff", ".png")
 
@@ -144,8 +145,12 @@ def _truth_angles(root: Path) -> dict[str, tuple[float, float | None]]:
 
 
 def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[str, ...] = ("cpu",),
-                    threads: int | None = None, angles: bool = True) -> EvaluationReport:
+                    threads: int | None = None, angles: bool = True,
+                    working_scale: WorkingScale | None = None) -> EvaluationReport:
     """Segment every labeled image of ``data`` with the ONNX model and score it.
+
+    ``working_scale`` replaces the model's own (:mod:`nwwatch.segment.scale`), e.g.
+    ``WorkingScale(None)`` to run every frame at its own size.
 
     Returns an :class:`EvaluationReport`; ``angles`` needs DATA/truth.parquet (in-situ models).
     """
@@ -154,6 +159,8 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     root = Path(data)
     pairs = pair_folder(root)
     segmenter = Segmenter(model_path, providers=providers, threads=threads)
+    if working_scale is not None:
+        segmenter.working_scale = working_scale
     meta = segmenter.metadata
     num_classes = len(meta.class_names)
     truth = _truth_angles(root) if angles and (root / "truth.parquet").is_file() else None
