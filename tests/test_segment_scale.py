@@ -113,3 +113,18 @@ def test_scale_from_labels_recovers_frame_size_and_droplet_radii():
     expected = np.percentile(np.rint(radii), (1, 99))
     assert math.isclose(low, expected[0], abs_tol=1.0)
     assert math.isclose(high, expected[1], abs_tol=1.0)
+
+
+def test_flip_average_removes_a_direction_bias(tmp_path):
+    shift = np.zeros((3, 3), np.float32)
+    shift[1, 2] = 1.0  # the model sees each pixel's right neighbour: labels move left
+    model = build_threshold_model(tmp_path / "m.onnx", kernel=shift)
+    raw, truth = _painted(96, 20.0)
+    image = normalize_image(raw)
+    plain = Segmenter(model, providers=("cpu",)).segment(image)
+    averaged = Segmenter(model, providers=("cpu",), flip_average=True).segment(image)
+    mirrored = Segmenter(model, providers=("cpu",), flip_average=True).segment(image[:, ::-1])
+    assert not np.array_equal(plain.labels[0], truth)
+    np.testing.assert_allclose(averaged.probabilities[0][:, :, ::-1], mirrored.probabilities[0],
+                               atol=1e-5)
+    assert (averaged.labels[0] != truth).sum() < (plain.labels[0] != truth).sum()

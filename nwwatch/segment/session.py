@@ -124,6 +124,8 @@ class Segmenter:
     require_gpu : raise :class:`GpuUnavailableError` when no GPU provider was obtained.
     threads : intra-op CPU threads (None: ONNX Runtime's default, all cores).
     cache_dir : where TensorRT may cache engines.
+    flip_average : average the softmax over the frame and its three mirror images (4x the
+        inference time; see docs/models.md for what it buys).
     """
 
     def __init__(
@@ -133,8 +135,10 @@ class Segmenter:
         require_gpu: bool = False,
         threads: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        flip_average: bool = False,
     ) -> None:
         self.model_path = Path(model_path)
+        self.flip_average = flip_average
         if not self.model_path.is_file():
             raise ModelLoadError(f"{self.model_path}: model file not found")
         self.model_sha256 = file_sha256(self.model_path)
@@ -214,7 +218,7 @@ class Segmenter:
         height, width = batch.shape[1:]
         scale = self.working_scale
         factor = scale.size_factor(height, width)
-        if factor == 1.0 and scale.droplet_radius_px is None:
+        if factor == 1.0 and scale.droplet_radius_px is None and not self.flip_average:
             return self.segment_native(batch, probabilities)
         first = self._segment_at(batch, factor)
         probs = first.probabilities
@@ -229,13 +233,23 @@ class Segmenter:
     def _segment_at(self, batch: np.ndarray, factor: float) -> Segmentation:
         """Segment (N, H, W) resized by ``factor``; softmax resized back to (N, C, H, W)."""
         height, width = batch.shape[1:]
-        if factor == 1.0:
-            return self.segment_native(batch, True)
         rows, cols = working_shape(height, width, factor)
-        out = self.segment_native(resize_images(batch, rows, cols), True)
-        probs = resize_probabilities(out.probabilities, height, width)
+        probs = self._probabilities(resize_images(batch, rows, cols))
+        probs = resize_probabilities(probs, height, width)
         return Segmentation(labels=np.argmax(probs, axis=1).astype(np.uint8),
                             probabilities=probs)
+
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Softmax (N, C, H, W) of (N, H, W); with ``flip_average`` the mean over the frame
+        and its left-right, up-down and both-ways mirror images, mapped back."""
+        probs = np.array(self.segment_native(batch, True).probabilities, dtype=np.float32)
+        if not self.flip_average:
+            return probs
+        for axes in ((2,), (1,), (1, 2)):
+            mirrored = np.ascontiguousarray(np.flip(batch, axis=axes))
+            out = self.segment_native(mirrored, True).probabilities
+            probs += np.flip(out, axis=tuple(a + 1 for a in axes))
+        return probs / np.float32(4.0)
 
     def segment_native(self, images: np.ndarray, probabilities: bool = True) -> Segmentation:
         """Segment float32 (N, H, W) normalised images as they are (no working scale)."""
