@@ -73,9 +73,9 @@ def test_droplet_outside_the_trained_range_gets_a_second_pass_at_its_scale(tmp_p
     shapes = []
     native = segmenter.segment_native
     segmenter.segment_native = lambda b, p=True: shapes.append(b.shape) or native(b, p)
-    raw, truth = _painted(256, 20.0)  # equivalent radius ~ 20 px < 60: scale up (max 2x)
+    raw, truth = _painted(256, 20.0)  # equivalent radius ~ 20 px < 60: scale up 3x
     out = segmenter.segment(normalize_image(raw))
-    assert shapes == [(1, 256, 256), (1, 512, 512)]
+    assert shapes == [(1, 256, 256), (1, 768, 768)]
     far = ~_near_boundary(truth, 2)
     assert np.array_equal(out.labels[0][far], truth[far])
     shapes.clear()
@@ -85,11 +85,20 @@ def test_droplet_outside_the_trained_range_gets_a_second_pass_at_its_scale(tmp_p
 
 
 @pytest.mark.parametrize("bad", [{"frame_px": 10}, {"frame_px": "512"}, [512],
-                                 {"frame_px": 512, "droplet_radius_px": [50, 20]}])
+                                 {"frame_px": 512, "droplet_radius_px": [50, 20]},
+                                 {"frame_px": 512, "max_upscale": 0.5}])
 def test_bad_working_scale_is_refused_with_the_key(tmp_path, bad):
     model = build_threshold_model(tmp_path / "m.onnx", metadata={"extra": {"working_scale": bad}})
     with pytest.raises(ModelLoadError, match="working_scale"):
         Segmenter(model, providers=("cpu",))
+
+
+def test_small_frames_are_scaled_up_by_at_most_max_upscale():
+    scale = WorkingScale(512, None, 2.0)
+    assert scale.size_factor(128, 100) == 2.0
+    assert scale.size_factor(400, 300) == 512 / 400
+    assert scale.size_factor(2048, 1024) == 0.25
+    assert WorkingScale.from_metadata("insitu", {"working_scale": scale.to_dict()}) == scale
 
 
 def test_tomogram_models_are_never_resized(tmp_path):

@@ -5,14 +5,17 @@ Cameras write 512² to 4096² frames at magnifications where the droplet radius 
 at the scale of its training frames. A model records that scale in its metadata
 (``extra["working_scale"]``, written at export from the training labels)::
 
-    {"frame_px": 512, "droplet_radius_px": [14.2, 171.0]}
+    {"frame_px": 512, "droplet_radius_px": [14.2, 171.0], "max_upscale": 1.0}
 
 ``frame_px``: long side of the training frames; ``droplet_radius_px``: 1st-99th percentile of
-the equivalent radius ``sqrt(area / pi)`` of the largest droplet region of each training label.
+the equivalent radius ``sqrt(area / pi)`` of the largest droplet region of each training label;
+``max_upscale`` (optional, default 1): how far smaller frames are scaled up towards
+``frame_px``.
 
 The runtime (:class:`nwwatch.segment.session.Segmenter`) then
 
-1. scales a frame whose long side exceeds ``frame_px`` down to ``frame_px`` (never up);
+1. scales a frame whose long side exceeds ``frame_px`` down to ``frame_px``, and a smaller
+   one up towards it by at most ``max_upscale``;
 2. when the model knows its droplet range and the largest droplet region found lies outside
    it, segments once more at the scale that brings it to the nearest end of the range
    (at most ``MAX_UPSCALE`` x the frame, at least 64 px on the long side);
@@ -36,8 +39,8 @@ from nwwatch.classes import DROPLET
 
 #: Long side assumed for in-situ models that do not record their working scale.
 DEFAULT_FRAME_PX = 512
-#: Largest upscaling of a frame the droplet rule may ask for.
-MAX_UPSCALE = 2.0
+#: Largest upscaling of a frame any rule may ask for.
+MAX_UPSCALE = 4.0
 #: Smallest long side (px) a frame is scaled down to.
 MIN_WORKING_PX = 64
 #: A droplet region smaller than this (px, at the working scale) is not trusted for rescaling.
@@ -56,11 +59,14 @@ class WorkingScale:
 
     frame_px: int | None
     droplet_radius_px: tuple[float, float] | None = None
+    #: Step 1 scales frames smaller than ``frame_px`` up by at most this factor (1: never).
+    max_upscale: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"frame_px": self.frame_px,
                 "droplet_radius_px": list(self.droplet_radius_px)
-                if self.droplet_radius_px else None}
+                if self.droplet_radius_px else None,
+                "max_upscale": self.max_upscale}
 
     @classmethod
     def from_metadata(cls, kind: str, extra: dict[str, Any]) -> WorkingScale:
@@ -82,13 +88,18 @@ class WorkingScale:
                 raise WorkingScaleError(f"{METADATA_KEY}.droplet_radius_px: {radius!r} is not "
                                         f"[low, high] with 0 < low <= high")
             radius = (float(radius[0]), float(radius[1]))
-        return cls(frame, radius)
+        upscale = raw.get("max_upscale", 1.0)
+        if not isinstance(upscale, int | float) or not 1.0 <= upscale <= MAX_UPSCALE:
+            raise WorkingScaleError(f"{METADATA_KEY}.max_upscale: {upscale!r} is not in "
+                                    f"[1, {MAX_UPSCALE}]")
+        return cls(frame, radius, float(upscale))
 
     def size_factor(self, height: int, width: int) -> float:
-        """Step 1: the factor (<= 1) that brings the long side down to ``frame_px``."""
+        """Step 1: the factor that brings the long side to ``frame_px``: down always, up by at
+        most ``max_upscale``."""
         if self.frame_px is None:
             return 1.0
-        return min(1.0, self.frame_px / max(height, width))
+        return min(self.max_upscale, self.frame_px / max(height, width))
 
     def droplet_factor(self, radius_px: float | None, height: int, width: int,
                        factor: float) -> float | None:
