@@ -6,7 +6,9 @@ sizes scale with the frame: wire radius 3-30 % of S) are segmented through the r
 
 - ``working``: the model's working scale (:mod:`nwwatch.segment.scale`): frames larger than
   the model's frame size are scaled down, results mapped back to the frame;
-- ``native``: every frame at its own size (``WorkingScale(None)``), as before.
+- ``native``: every frame at its own size (``WorkingScale(None)``);
+- ``up2``: the working scale with ``max_upscale`` 2 (small frames scaled up towards the
+  model's frame size).
 
 Reported per size and mode (:func:`nwwatch.segment.evaluate.evaluate_folder`): mIoU, share of
 frames with a valid contact angle from the predicted labels, their RMSE and largest error
@@ -21,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -28,6 +31,7 @@ from typing import Any
 
 from nwwatch.segment.evaluate import evaluate_folder
 from nwwatch.segment.scale import WorkingScale
+from nwwatch.segment.session import Segmenter
 from nwwatch.synth.insitu import generate_insitu
 
 
@@ -38,7 +42,12 @@ def run(model: Path, sizes: list[int], frames: int, seed: int, work: Path,
         folder = work / f"size{size}-seed{seed}-n{frames}"
         if not (folder / "truth.parquet").is_file():
             generate_insitu(folder, frames, seed=seed, size=size)
-        for mode, scale in (("working", None), ("native", WorkingScale(None))):
+        own = Segmenter(model, providers=("cpu",), threads=1).working_scale
+        modes = (("working", None), ("native", WorkingScale(None)),
+                 ("up2", dataclasses.replace(own, max_upscale=2.0)))
+        for mode, scale in modes:
+            if mode == "up2" and (own.frame_px is None or size >= own.frame_px):
+                continue
             report = evaluate_folder(model, folder, threads=threads, working_scale=scale)
             angles = report.angles
             rows.append({
