@@ -50,12 +50,15 @@ def run(model: Path, sizes: list[int], frames: int, seed: int, work: Path,
                 continue
             report = evaluate_folder(model, folder, threads=threads, working_scale=scale)
             angles = report.angles
+
+            def clean(value: float) -> float | None:
+                return None if value != value else round(value, 3)  # NaN -> null
             rows.append({
                 "size_px": size, "mode": mode, "frames": frames,
                 "miou": round(report.metrics.mean_iou, 4),
                 "angle_valid": angles.valid if angles else None,
-                "angle_rmse_deg": round(angles.rmse_deg, 3) if angles else None,
-                "angle_max_abs_deg": round(angles.max_abs_deg, 3) if angles else None,
+                "angle_rmse_deg": clean(angles.rmse_deg) if angles else None,
+                "angle_max_abs_deg": clean(angles.max_abs_deg) if angles else None,
                 "angle_failures": angles.failures if angles else None,
                 "ms_per_frame": round(1000.0 * report.seconds_per_image, 1),
             })
