@@ -418,9 +418,19 @@ def sample_frame_params(
     transmission_wire = float(rng.uniform(0.5, 0.88) if rng.random() < 0.85
                               else rng.uniform(0.88, 0.93))
     mfp_wire = t_wire_max / -math.log(transmission_wire)
-    # Droplet usually darker per nm than the wire; sometimes a weak-contrast droplet.
-    mfp_liquid = mfp_wire * float(rng.uniform(0.2, 1.0) if rng.random() < 0.8
-                                  else rng.uniform(1.0, 2.5))
+    # Droplet usually darker per nm than the wire; sometimes a weak-contrast droplet; in 30 %
+    # of frames lighter than the wire as a whole (its thickest chord 1.2-3x less absorbing
+    # than the wire's): then darkness tells the network nothing about which is which.
+    geo = droplet_geometry(wire)
+    t_drop_px = 2.0 * geo.radius_px if geo.h_px >= geo.radius_px else 2.0 * geo.a_px
+    look = rng.random()
+    if look < 0.55:
+        liquid_factor = float(rng.uniform(0.2, 1.0))
+    elif look < 0.7:
+        liquid_factor = float(rng.uniform(1.0, 2.5))
+    else:
+        liquid_factor = t_drop_px / (2.0 * a) * float(rng.uniform(1.2, 3.0))
+    mfp_liquid = mfp_wire * liquid_factor
     period_px = GAAS_111_SPACING_NM / pixel_size_nm
     if period_px < 2.2 and rng.random() < 0.5:
         # Domain randomisation: resolved fringes at any scale (real frames are often shown
