@@ -7,8 +7,8 @@ sizes scale with the frame: wire radius 3-30 % of S) are segmented through the r
 - ``working``: the model's working scale (:mod:`nwwatch.segment.scale`): frames larger than
   the model's frame size are scaled down, results mapped back to the frame;
 - ``native``: every frame at its own size (``WorkingScale(None)``);
-- ``up2``: the working scale with ``max_upscale`` 2 (small frames scaled up towards the
-  model's frame size).
+- ``up384`` / ``up512``: the working scale with ``min_frame_px`` 384 / 512 (smaller frames
+  scaled up to it).
 
 Reported per size and mode (:func:`nwwatch.segment.evaluate.evaluate_folder`): mIoU, share of
 frames with a valid contact angle from the predicted labels, their RMSE and largest error
@@ -44,9 +44,10 @@ def run(model: Path, sizes: list[int], frames: int, seed: int, work: Path,
             generate_insitu(folder, frames, seed=seed, size=size)
         own = Segmenter(model, providers=("cpu",), threads=1).working_scale
         modes = (("working", None), ("native", WorkingScale(None)),
-                 ("up2", dataclasses.replace(own, max_upscale=2.0)))
+                 ("up384", dataclasses.replace(own, min_frame_px=384)),
+                 ("up512", dataclasses.replace(own, min_frame_px=512)))
         for mode, scale in modes:
-            if mode == "up2" and (own.frame_px is None or size >= own.frame_px):
+            if mode.startswith("up") and size >= int(mode[2:]):
                 continue
             report = evaluate_folder(model, folder, threads=threads, working_scale=scale)
             angles = report.angles

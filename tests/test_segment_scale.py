@@ -86,17 +86,18 @@ def test_droplet_outside_the_trained_range_gets_a_second_pass_at_its_scale(tmp_p
 
 @pytest.mark.parametrize("bad", [{"frame_px": 10}, {"frame_px": "512"}, [512],
                                  {"frame_px": 512, "droplet_radius_px": [50, 20]},
-                                 {"frame_px": 512, "max_upscale": 0.5}])
+                                 {"frame_px": 512, "min_frame_px": 1024}])
 def test_bad_working_scale_is_refused_with_the_key(tmp_path, bad):
     model = build_threshold_model(tmp_path / "m.onnx", metadata={"extra": {"working_scale": bad}})
     with pytest.raises(ModelLoadError, match="working_scale"):
         Segmenter(model, providers=("cpu",))
 
 
-def test_small_frames_are_scaled_up_by_at_most_max_upscale():
-    scale = WorkingScale(512, None, 2.0)
-    assert scale.size_factor(128, 100) == 2.0
-    assert scale.size_factor(400, 300) == 512 / 400
+def test_frames_below_min_frame_px_are_scaled_up_to_it():
+    scale = WorkingScale(512, None, 384)
+    assert scale.size_factor(128, 100) == 3.0
+    assert scale.size_factor(64, 50) == 4.0  # MAX_UPSCALE
+    assert scale.size_factor(400, 300) == 1.0
     assert scale.size_factor(2048, 1024) == 0.25
     assert WorkingScale.from_metadata("insitu", {"working_scale": scale.to_dict()}) == scale
 

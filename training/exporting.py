@@ -48,7 +48,7 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
     if data.kind == "insitu" and data.labeled:
         # The runtime resizes frames into the object scale the model learned (frame pixels).
         extra[WORKING_SCALE_KEY] = scale_from_labels(
-            [item.label for item in data.labeled]).to_dict()
+            [item.label for item in data.labeled], config.crop).to_dict()
     if data.kind == "tomogram":
         # The runtime's label-free cross-check needs to know which class is bright.
         extra["class_mean_intensity"] = class_mean_intensity(data)

@@ -5,17 +5,17 @@ Cameras write 512² to 4096² frames at magnifications where the droplet radius 
 at the scale of its training frames. A model records that scale in its metadata
 (``extra["working_scale"]``, written at export from the training labels)::
 
-    {"frame_px": 512, "droplet_radius_px": [14.2, 171.0], "max_upscale": 1.0}
+    {"frame_px": 512, "droplet_radius_px": [14.2, 171.0], "min_frame_px": 384}
 
 ``frame_px``: long side of the training frames; ``droplet_radius_px``: 1st-99th percentile of
 the equivalent radius ``sqrt(area / pi)`` of the largest droplet region of each training label;
-``max_upscale`` (optional, default 1): how far smaller frames are scaled up towards
-``frame_px``.
+``min_frame_px`` (optional, default none): the training crop; smaller frames are scaled up to
+it (a deep network given less than the extent it learned on loses its context).
 
 The runtime (:class:`nwwatch.segment.session.Segmenter`) then
 
-1. scales a frame whose long side exceeds ``frame_px`` down to ``frame_px``, and a smaller
-   one up towards it by at most ``max_upscale``;
+1. scales a frame whose long side exceeds ``frame_px`` down to ``frame_px``, and one whose
+   long side is below ``min_frame_px`` up to ``min_frame_px`` (at most ``MAX_UPSCALE`` x);
 2. when the model knows its droplet range and the largest droplet region found lies outside
    it, segments once more at the scale that brings it to the nearest end of the range
    (at most ``MAX_UPSCALE`` x the frame, at least 64 px on the long side);
@@ -59,14 +59,14 @@ class WorkingScale:
 
     frame_px: int | None
     droplet_radius_px: tuple[float, float] | None = None
-    #: Step 1 scales frames smaller than ``frame_px`` up by at most this factor (1: never).
-    max_upscale: float = 1.0
+    #: Step 1 scales frames smaller than this up to it (None: never).
+    min_frame_px: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"frame_px": self.frame_px,
                 "droplet_radius_px": list(self.droplet_radius_px)
                 if self.droplet_radius_px else None,
-                "max_upscale": self.max_upscale}
+                "min_frame_px": self.min_frame_px}
 
     @classmethod
     def from_metadata(cls, kind: str, extra: dict[str, Any]) -> WorkingScale:
@@ -88,18 +88,24 @@ class WorkingScale:
                 raise WorkingScaleError(f"{METADATA_KEY}.droplet_radius_px: {radius!r} is not "
                                         f"[low, high] with 0 < low <= high")
             radius = (float(radius[0]), float(radius[1]))
-        upscale = raw.get("max_upscale", 1.0)
-        if not isinstance(upscale, int | float) or not 1.0 <= upscale <= MAX_UPSCALE:
-            raise WorkingScaleError(f"{METADATA_KEY}.max_upscale: {upscale!r} is not in "
-                                    f"[1, {MAX_UPSCALE}]")
-        return cls(frame, radius, float(upscale))
+        smallest = raw.get("min_frame_px")
+        if smallest is not None and (not isinstance(smallest, int) or smallest < MIN_WORKING_PX
+                                     or (frame is not None and smallest > frame)):
+            raise WorkingScaleError(f"{METADATA_KEY}.min_frame_px: {smallest!r} is not an "
+                                    f"integer in [{MIN_WORKING_PX}, frame_px]")
+        return cls(frame, radius, smallest)
 
     def size_factor(self, height: int, width: int) -> float:
-        """Step 1: the factor that brings the long side to ``frame_px``: down always, up by at
-        most ``max_upscale``."""
+        """Step 1: the factor that brings the long side down to ``frame_px`` or up to
+        ``min_frame_px`` (at most ``MAX_UPSCALE``); 1 in between."""
         if self.frame_px is None:
             return 1.0
-        return min(self.max_upscale, self.frame_px / max(height, width))
+        long_side = max(height, width)
+        if long_side > self.frame_px:
+            return self.frame_px / long_side
+        if self.min_frame_px is not None and long_side < self.min_frame_px:
+            return min(MAX_UPSCALE, self.min_frame_px / long_side)
+        return 1.0
 
     def droplet_factor(self, radius_px: float | None, height: int, width: int,
                        factor: float) -> float | None:
@@ -160,10 +166,11 @@ def working_shape(height: int, width: int, factor: float) -> tuple[int, int]:
     return max(1, round(height * factor)), max(1, round(width * factor))
 
 
-def scale_from_labels(labels: list[np.ndarray]) -> WorkingScale:
-    """The working scale of a model trained on ``labels`` (uint8 (H, W) each, 255 unlabeled):
-    median long side, and the 1st-99th percentile of the largest droplet region's equivalent
-    radius over the labels that have one."""
+def scale_from_labels(labels: list[np.ndarray], crop_px: int | None = None) -> WorkingScale:
+    """The working scale of a model trained on ``labels`` (uint8 (H, W) each, 255 unlabeled)
+    with random ``crop_px`` crops: median long side, the 1st-99th percentile of the largest
+    droplet region's equivalent radius over the labels that have one, and ``crop_px`` (capped
+    at the frame size) as the smallest frame."""
     if not labels:
         raise ValueError("scale_from_labels: no labels")
     frame = int(np.median([max(lab.shape) for lab in labels]))
@@ -172,4 +179,6 @@ def scale_from_labels(labels: list[np.ndarray]) -> WorkingScale:
     if len(radii) >= 5:
         low, high = np.percentile(radii, (1.0, 99.0))
         droplet = (round(float(low), 1), round(float(high), 1))
-    return WorkingScale(max(frame, MIN_WORKING_PX), droplet)
+    frame = max(frame, MIN_WORKING_PX)
+    smallest = None if crop_px is None else int(min(max(crop_px, MIN_WORKING_PX), frame))
+    return WorkingScale(frame, droplet, smallest)
