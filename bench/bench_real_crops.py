@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,12 @@ from nwwatch.segment.session import Segmenter
 DATA = Path(__file__).resolve().parent / "data" / "real"
 
 
-def score(model: Path, data: Path, flip_average: bool) -> dict[str, Any]:
+def score(model: Path, data: Path, flip_average: bool,
+          min_frame_px: int | None = None) -> dict[str, Any]:
     segmenter = Segmenter(model, providers=("cpu",), threads=1, flip_average=flip_average)
+    if min_frame_px is not None:
+        segmenter.working_scale = dataclasses.replace(segmenter.working_scale,
+                                                      min_frame_px=min_frame_px)
     names = segmenter.metadata.class_names
     pooled = np.zeros((len(names), len(names)), np.int64)
     images = {}
@@ -48,6 +53,7 @@ def score(model: Path, data: Path, flip_average: bool) -> dict[str, Any]:
                         "iou": {n: round(v, 4) for n, v in zip(names, m.iou, strict=True)}}
     m = metrics_from_confusion(pooled)
     return {"model": str(model), "sha256": segmenter.model_sha256, "flip_average": flip_average,
+            "working_scale": segmenter.working_scale.to_dict(),
             "pooled_miou": round(m.mean_iou, 4),
             "pooled_iou": {n: round(v, 4) for n, v in zip(names, m.iou, strict=True)},
             "mean_image_miou": round(float(np.mean([v["miou"] for v in images.values()])), 4),
@@ -59,15 +65,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--min-frame-px", type=int, nargs="*", default=[],
+                        help="Also run with the working scale's min_frame_px set to these.")
     args = parser.parse_args(argv)
     rows = []
     for model in args.models:
-        for flip in (False, True):
-            rows.append(score(model, args.data, flip))
-            r = rows[-1]
-            print(f"{model} flip={flip}: pooled mIoU {r['pooled_miou']:.4f}, mean per image "
-                  f"{r['mean_image_miou']:.4f}, "
-                  + ", ".join(f"{k} {v['miou']:.3f}" for k, v in r["images"].items()))
+        for smallest in (None, *args.min_frame_px):
+            for flip in (False, True):
+                rows.append(score(model, args.data, flip, smallest))
+                r = rows[-1]
+                smallest_px = r["working_scale"]["min_frame_px"]
+                print(f"{model} min_frame_px={smallest_px} flip={flip}: pooled mIoU "
+                      f"{r['pooled_miou']:.4f}, mean per image {r['mean_image_miou']:.4f}, "
+                      + ", ".join(f"{k} {v['miou']:.3f}" for k, v in r["images"].items()))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
