@@ -104,6 +104,9 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--no-augment", is_flag=True, help="Disable online augmentation.")
 @click.option("--dice-weight", type=float, default=None,
               help="Weight of the Dice term next to cross-entropy  [default: 1; 0 with --volume].")
+@click.option("--boundary-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="supervised: extra cross-entropy weight on pixels within 3 px of a class "
+                   "boundary.")
 @click.option("--unsupervised-weight", type=float, default=1.0, show_default=True,
               help="cct: weight of the consistency loss after ramp-up.")
 @click.option("--rampup-epochs", type=float, default=10.0, show_default=True,
@@ -155,7 +158,8 @@ def _command_line(ctx: click.Context) -> str:
 def train(data, paradigm, arch, model_options, out, volume, slice_index, labels, candidates,
           epochs,
           steps_per_epoch, batch_size, optimizer, lr, momentum, weight_decay, crop, val_fraction,
-          seed, device, threads, no_augment, dice_weight, unsupervised_weight, rampup_epochs,
+          seed, device, threads, no_augment, dice_weight, boundary_weight, unsupervised_weight,
+          rampup_epochs,
           perturbations, aux_per_perturbation, perturb_skips, init_weights, frozen_encoder,
           teacher, confidence,
           embedding_dim, temperature, self_temperature, self_negatives,
@@ -214,7 +218,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         val_fraction=chosen["val_fraction"], val_min_images=val_min_images, seed=seed,
         device=device, threads=threads,
         augment=not no_augment,
-        dice_weight=chosen["dice_weight"], unsupervised_weight=unsupervised_weight,
+        dice_weight=chosen["dice_weight"], boundary_weight=boundary_weight,
+        unsupervised_weight=unsupervised_weight,
         rampup_epochs=rampup_epochs,
         perturbations=tuple(p.strip() for p in perturbations.split(",")) if perturbations
         else None,

@@ -77,6 +77,7 @@ class TrainConfig:
     threads: int | None = None
     augment: bool = True
     dice_weight: float = 1.0
+    boundary_weight: float = 0.0  # extra cross-entropy weight near class boundaries (supervised)
     # cct
     unsupervised_weight: float = 1.0
     rampup_epochs: float = 10.0

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from nwwatch.segment.contract import ModelMetadata
+from nwwatch.segment.scale import METADATA_KEY as WORKING_SCALE_KEY
+from nwwatch.segment.scale import scale_from_labels
 from training.config import TrainConfig
 from training.data import TrainingData
 
@@ -49,6 +51,10 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
         "labeled_images": len(data.labeled),
         "unlabeled_images": len(data.unlabeled),
     }
+    if data.kind == "insitu" and data.labeled:
+        # The runtime resizes frames into the object scale the model learned (frame pixels).
+        extra[WORKING_SCALE_KEY] = scale_from_labels(
+            [item.label for item in data.labeled], config.crop).to_dict()
     if data.kind == "tomogram":
         # The runtime's label-free cross-check needs to know which class is bright.
         extra["class_mean_intensity"] = class_mean_intensity(data)

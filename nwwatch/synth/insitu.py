@@ -27,6 +27,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nwwatch.classes import DROPLET
+from nwwatch.synth.appearance import (
+    apply_gamma,
+    apply_halo_and_contamination,
+    burn_text,
+    jpeg_roundtrip,
+)
 from nwwatch.synth.geometry import Scene, WireSpec, axis_vectors, droplet_geometry, project_scene
 from nwwatch.synth.labels import coverage_labels
 from nwwatch.synth.noise import detect
@@ -170,12 +176,18 @@ def render_insitu_frame(
     wire = params.wire
     (d_row, d_col), _ = axis_vectors(wire.axis_deg)
     y_mat = (rows - wire.facet_row) * d_row + (cols - wire.facet_col) * d_col + params.growth_px
+    # Fringes of planes inclined to the axis: the same material coordinate, rotated.
+    turn = math.radians(params.fringe_angle_deg)
+    u_mat = (y_mat * math.cos(turn)
+             + ((rows - wire.facet_row) * -d_col + (cols - wire.facet_col) * d_row)
+             * math.sin(turn))
     sequence = stacking_sequence(params.texture_seed + 1, params.stacking_mean_px,
                                  params.stacking_contrast, extent_px=3.0 * size + params.growth_px)
     t_wire_max = 2.0 * wire.radius_px * ps
     weight = np.minimum(t_solid / np.float32(0.3 * t_wire_max), 1.0)
     amplitude *= lattice_modulation(y_mat.astype(np.float32), weight, params.lattice_period_px,
-                                    params.lattice_amplitude, sequence)
+                                    params.lattice_amplitude, sequence,
+                                    u_mat.astype(np.float32))
 
     wave = np.empty(phase.shape, np.complex64)
     wave.real = amplitude * np.cos(phase)
@@ -184,15 +196,6 @@ def render_insitu_frame(
     intensity_ss = (wave.real**2 + wave.imag**2).astype(np.float32)
     crop = slice(pad * ss, (pad + size) * ss)
     intensity = bin_pixels(intensity_ss[crop, crop], ss)
-    intensity *= illumination((size, size), params.illumination_gradient,
-                              params.illumination_direction_deg, params.vignette)
-    intensity *= 1.0 + params.film_thickness_variation * smooth_field(
-        (size, size), params.film_variation_correlation_px, params.texture_seed + 2,
-        shift=params.texture_shift_px)
-    image = detect(intensity, rng, dose_e_per_px=params.dose_e_per_px, blur_px=params.blur_px,
-                   gain_adu_per_e=params.gain_adu_per_e, offset_adu=params.offset_adu,
-                   read_noise_adu=params.read_noise_adu, n_hot_pixels=params.n_hot_pixels,
-                   hot_pixel_seed=params.texture_seed + 4)
 
     def members(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = project_scene(scene, r, c)
@@ -202,7 +205,21 @@ def render_insitu_frame(
         members, (size, size), coarse=(proj.wire[crop, crop], proj.droplet[crop, crop]),
         factor=ss,
     )
+    look = params.appearance
+    intensity = apply_halo_and_contamination(intensity, labels, look)
+    intensity *= illumination((size, size), params.illumination_gradient,
+                              params.illumination_direction_deg, params.vignette)
+    intensity *= 1.0 + params.film_thickness_variation * smooth_field(
+        (size, size), params.film_variation_correlation_px, params.texture_seed + 2,
+        shift=params.texture_shift_px)
+    intensity = apply_gamma(intensity, look.gamma)
+    image = detect(intensity, rng, dose_e_per_px=params.dose_e_per_px, blur_px=params.blur_px,
+                   gain_adu_per_e=params.gain_adu_per_e, offset_adu=params.offset_adu,
+                   read_noise_adu=params.read_noise_adu, n_hot_pixels=params.n_hot_pixels,
+                   hot_pixel_seed=params.texture_seed + 4)
     has_bar = bool(params.scale_bar) and burn_scale_bar(image, labels, ps, params.texture_seed + 3)
+    burn_text(image, look)
+    image = jpeg_roundtrip(image, look.jpeg_quality)
     truth = frame_truth(params, labels, has_bar)
     return image, labels, truth
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import cv2
 import numpy as np
 
+from nwwatch.synth.appearance import Appearance, sample_appearance
 from nwwatch.synth.geometry import (
     SphereSpec,
     WireSpec,
@@ -57,6 +58,7 @@ class FrameParams:
     film_variation_correlation_px: float = 60.0
     lattice_period_px: float = 0.0
     lattice_amplitude: float = 0.0
+    fringe_angle_deg: float = 0.0
     stacking_mean_px: float = 50.0
     stacking_contrast: float = 0.02
     illumination_gradient: float = 0.2
@@ -69,6 +71,7 @@ class FrameParams:
     read_noise_adu: float = 3.0
     n_hot_pixels: int = 5
     scale_bar: bool = False
+    appearance: Appearance = Appearance()
     texture_seed: int = 0
     texture_shift_px: tuple[float, float] = (0.0, 0.0)
     growth_px: float = 0.0
@@ -407,26 +410,40 @@ def sample_frame_params(
         n_distractors = int(rng.choice([0, 1, 2], p=[0.7, 0.2, 0.1]))
     distractors = place_distractors(rng, size, wire, n_distractors)
 
-    # First Fresnel fringe 1.5-4 px wide; mostly underfocus (bright fringe outside edges).
-    fringe_px = float(rng.uniform(1.5, 4.0))
+    # First Fresnel fringe 1-6 px wide; mostly underfocus (bright fringe outside edges).
+    fringe_px = float(rng.uniform(1.0, 6.0))
     focus_sign = -1.0 if rng.random() < 0.85 else 1.0
     t_wire_max = 2.0 * r_nm
     # Strong to weak contrast; weak (transmission 0.88-0.93) in about 15 % of frames.
     transmission_wire = float(rng.uniform(0.5, 0.88) if rng.random() < 0.85
                               else rng.uniform(0.88, 0.93))
     mfp_wire = t_wire_max / -math.log(transmission_wire)
-    # Droplet usually darker per nm than the wire; sometimes a weak-contrast droplet.
-    mfp_liquid = mfp_wire * float(rng.uniform(0.3, 1.0) if rng.random() < 0.85
-                                  else rng.uniform(1.0, 2.0))
+    # Droplet usually darker per nm than the wire; sometimes a weak-contrast droplet; in 30 %
+    # of frames lighter than the wire as a whole (its thickest chord 1.2-3x less absorbing
+    # than the wire's): then darkness tells the network nothing about which is which.
+    geo = droplet_geometry(wire)
+    t_drop_px = 2.0 * geo.radius_px if geo.h_px >= geo.radius_px else 2.0 * geo.a_px
+    look = rng.random()
+    if look < 0.55:
+        liquid_factor = float(rng.uniform(0.2, 1.0))
+    elif look < 0.7:
+        liquid_factor = float(rng.uniform(1.0, 2.5))
+    else:
+        liquid_factor = t_drop_px / (2.0 * a) * float(rng.uniform(1.2, 3.0))
+    mfp_liquid = mfp_wire * liquid_factor
     period_px = GAAS_111_SPACING_NM / pixel_size_nm
+    if period_px < 2.2 and rng.random() < 0.5:
+        # Domain randomisation: resolved fringes at any scale (real frames are often shown
+        # downsampled from a finer camera, or at magnifications this sampling misses).
+        period_px = float(rng.uniform(2.2, 7.0))
     lattice_visible = period_px >= 2.2 and rng.random() < 0.85
-    # Dose log-uniform in 5-200 e/px, but nobody films growth where the wire or droplet is
+    # Dose log-uniform in 5-500 e/px, but nobody films growth where the wire or droplet is
     # lost in the shot noise (the paper's frames all show both clearly): per-pixel
-    # contrast * sqrt(dose) >= 1.5 where the 200 e/px cap allows (>= ~1.1 at the weakest).
+    # contrast * sqrt(dose) >= 1.5 where the 500 e/px cap allows (>= ~1.1 at the weakest).
     weakest = min(1.0 - transmission_wire,
                   1.0 - math.exp(-2.0 * a * pixel_size_nm / mfp_liquid))
-    dose_min = min(200.0, max(5.0, (1.5 / max(weakest, 1e-3)) ** 2))
-    dose = float(math.exp(rng.uniform(math.log(dose_min), math.log(200.0)))) \
+    dose_min = min(500.0, max(5.0, (1.5 / max(weakest, 1e-3)) ** 2))
+    dose = float(math.exp(rng.uniform(math.log(dose_min), math.log(500.0)))) \
         if dose_e_per_px is None else float(dose_e_per_px)
     gain = float(rng.uniform(1.0, 16.0))
     return FrameParams(
@@ -441,25 +458,27 @@ def sample_frame_params(
         phase_liquid_rad_per_nm=float(rng.uniform(0.06, 0.14)),
         mfp_wire_nm=mfp_wire,
         mfp_liquid_nm=mfp_liquid,
-        film_phase_rad=float(rng.uniform(0.02, 0.12)),
+        film_phase_rad=float(rng.uniform(0.02, 0.2)),
         film_correlation_px=float(np.clip(rng.uniform(0.2, 0.6) / pixel_size_nm, 0.35, 4.0)),
         liquid_texture_rad=float(rng.uniform(0.0, 0.15)),
         film_thickness_variation=float(rng.uniform(0.0, 0.04)),
         film_variation_correlation_px=float(rng.uniform(0.1, 0.3) * size),
         lattice_period_px=period_px if lattice_visible else 0.0,
-        lattice_amplitude=float(rng.uniform(0.1, 0.4)) if lattice_visible else 0.0,
+        lattice_amplitude=float(rng.uniform(0.05, 0.5)) if lattice_visible else 0.0,
+        fringe_angle_deg=0.0 if rng.random() < 0.6 else float(rng.uniform(-70.0, 70.0)),
         stacking_mean_px=float(rng.uniform(3.0, 40.0) / pixel_size_nm),
-        stacking_contrast=float(rng.uniform(0.0, 0.03)),
-        illumination_gradient=float(rng.uniform(0.1, 0.3)),
+        stacking_contrast=float(rng.uniform(0.0, 0.08)),
+        illumination_gradient=float(rng.uniform(0.0, 0.5)),
         illumination_direction_deg=float(rng.uniform(0.0, 360.0)),
-        vignette=float(rng.uniform(0.0, 0.15)),
+        vignette=float(rng.uniform(0.0, 0.3)),
         dose_e_per_px=dose,
-        blur_px=float(rng.uniform(0.5, 1.0)),
+        blur_px=float(math.exp(rng.uniform(math.log(0.3), math.log(1.8)))),
         gain_adu_per_e=gain,
         offset_adu=float(rng.uniform(100.0, 2000.0)),
         read_noise_adu=float(rng.uniform(0.5, 3.0) * math.sqrt(gain)),
         n_hot_pixels=int(rng.poisson(size * size / 20000.0)),
         scale_bar=bool(rng.random() < 0.5) if scale_bar is None else bool(scale_bar),
+        appearance=sample_appearance(rng, size),
         texture_seed=int(rng.integers(0, 2**63 - 1)),
         placement=shape.placement,
         frame_index=int(frame_index),
