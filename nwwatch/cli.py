@@ -23,6 +23,8 @@ _COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "replay": ("nwwatch.service.cli", "replay", None),
     "status": ("nwwatch.service.cli", "status", None),
     "demo": ("nwwatch.demo", "demo", None),
+    "dashboard": ("nwwatch.dashboard.cli", "dashboard", None),
+    "report": ("nwwatch.dashboard.report", "report", None),
 }
 
 _HELP = {
@@ -34,6 +36,8 @@ _HELP = {
     "replay": "Process an existing folder or file through the service's code path.",
     "status": "Show what the service has processed, failed and quarantined.",
     "demo": "Run the main job end to end on synthetic data.",
+    "dashboard": "Serve the web dashboard of a results folder.",
+    "report": "Write a static HTML report (with PNG plots) of a results folder.",
 }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nwwatch.dashboard.settings import DashboardConfig, parse_listen
 from nwwatch.segment.session import PROVIDERS
 from nwwatch.volume.segment import VolumeOptions
 
@@ -75,6 +76,7 @@ class ServiceConfig:
     max_attempts: int = 3
     log_level: str = "info"
     source: Path | None = None
+    dashboard: DashboardConfig | None = None  # [dashboard]; None: no dashboard
 
 
 # --- validation helpers -------------------------------------------------------------------
@@ -212,6 +214,18 @@ def _tomogram(file: Path | None, table: Any) -> VolumeOptions:
     return options
 
 
+def _dashboard(file: Path | None, table: Any) -> DashboardConfig:
+    r = _Reader(file, "dashboard", table)
+    listen = r.get("listen", str, "127.0.0.1:8765")
+    try:
+        host, port = parse_listen(listen, r.get("allow_remote", bool, False))
+    except ValueError as exc:
+        raise r.error("listen", str(exc)) from None
+    cfg = DashboardConfig(host, port, r.positive("stale_after_s", float, 120.0))
+    r.finish()
+    return cfg
+
+
 def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfig:
     """Validate a parsed TOML document; relative paths are relative to the file's folder."""
     base = file.parent if file is not None else Path.cwd()
@@ -252,6 +266,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     if level not in ("debug", "info", "warning", "error"):
         raise logging_.error("level", f"{level!r} is not one of debug, info, warning, error")
     logging_.finish()
+    dashboard_table = top.get("dashboard", dict, None)  # [dashboard]
+    dashboard = None if dashboard_table is None else _dashboard(file, dashboard_table)
     top.finish()
     return ServiceConfig(
         watches=watches,
@@ -262,6 +278,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
         max_attempts=max_attempts,
         log_level=level,
         source=file,
+        dashboard=dashboard,
     )
 
 

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nwwatch.dashboard import metrics as _metrics
 from nwwatch.io import InputError
 from nwwatch.segment.session import Segmenter
 from nwwatch.service.config import ConfigError, ServiceConfig, WatchConfig
@@ -85,6 +86,17 @@ class _Queue:
 
     def frames(self) -> int:
         return sum(max(1, getattr(f.info, "n_pages", 1)) for f in self.files)
+
+
+def _start_dashboard(config: ServiceConfig, log):
+    """The dashboard's supervised thread (``[dashboard]``), or None when not configured."""
+    if config.dashboard is None:
+        return None
+    from nwwatch.dashboard.server import DashboardThread
+
+    thread = DashboardThread(config.results, config.ledger, config.dashboard, log, live=True)
+    thread.start()
+    return thread
 
 
 class Daemon:
@@ -165,6 +177,7 @@ class Daemon:
             signal.signal(sig, self.stop)
         cfg.results.mkdir(parents=True, exist_ok=True)
         ledger = Ledger(cfg.ledger, cfg.results)
+        dashboard = None
         try:
             report = ledger.reconcile(cfg.max_attempts)
             if report.adopted or report.removed:
@@ -174,6 +187,9 @@ class Daemon:
             for engine in engines:
                 engine.heartbeat = self.notifier.watchdog
             _rewrite_quarantine(engines[0])
+            for e in engines:  # /metrics: nwwatch_model_info
+                _metrics.set_model(e.segmenter.name, e.segmenter.model_sha256,
+                                   e.segmenter.provider, e.kind)
             watchers = [FolderWatcher(w, self._on_change(i), self.tracker.forget)
                         for i, w in enumerate(cfg.watches)]
             started = [self._start_watcher(w) for w in watchers]
@@ -188,6 +204,7 @@ class Daemon:
             self.notifier.ready(self._status_text(queues))
             self.log.info("ready", watches=len(watchers), results=str(cfg.results),
                           ledger=str(cfg.ledger))
+            dashboard = _start_dashboard(cfg, self.log)  # [dashboard]: None when not configured
             while not self._stop.is_set():
                 now = time.monotonic()
                 self.notifier.watchdog(now)
@@ -233,6 +250,7 @@ class Daemon:
                             break
                 if now >= next_status:
                     next_status = now + STATUS_S
+                    _metrics.set_queue(sum(len(q.files) for q in queues) + len(self.tracker))
                     self.notifier.status(self._status_text(queues))
                 if not did_work:
                     self._stop.wait(TICK_S)
@@ -243,6 +261,8 @@ class Daemon:
             for w in watchers:
                 w.stop()
         finally:
+            if dashboard is not None:
+                dashboard.stop()
             ledger.close()
             self.notifier.close()
         self.log.info("stopped")
@@ -260,7 +280,8 @@ class Daemon:
     def _run_batch(self, engine: Engine, q: _Queue, queued: set[Path]) -> None:
         batch = self._take(engine, q)
         try:
-            report = process(batch, engine)
+            with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):
+                report = process(batch, engine)
         except ResultsWriteError as exc:
             self.log.error("results_write_failed", error=str(exc), backoff_s=WRITE_BACKOFF_S)
             for f in batch:
@@ -279,6 +300,8 @@ class Daemon:
             return
         for f in batch:
             queued.discard(f.path)
+        _metrics.observe_outcomes([(o.state, o.detected_at) for o in report.files],
+                                  report.committed_at)
         for outcome in report.files:
             fields = dict(source=source_name(outcome.path), state=outcome.state,
                           rows=outcome.n_rows, batch_id=report.batch_id)
@@ -309,6 +332,7 @@ class Daemon:
         engines[0].ledger.record_failures(failures, self.config.max_attempts)
         self.failed_files += len(failures)
         self.quarantined_files += len(failures)
+        _metrics.observe_outcomes([], None, quarantined_files=len(failures))
         _rewrite_quarantine(engines[0])
 
     def _status_text(self, queues: list[_Queue]) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 
 from nwwatch import __version__
 from nwwatch.classes import DROPLET
+from nwwatch.dashboard import metrics as _metrics
 from nwwatch.io import InputError, UnreadableFileError
 from nwwatch.normalize import normalize_image
 from nwwatch.results.parquet import write_batch, write_table_atomic
@@ -286,6 +287,7 @@ def process(
     quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
                                 wrote_parquet=bool(rows))
     report.committed_at = time.time()
+    _metrics.observe_commit(rows, report.timings_ms, report.committed_at)  # /metrics
     report.parquets = [parquet] if rows else []
     report.n_rows = len(rows)
     _outcomes(report, items, failures, quarantined)
