@@ -45,6 +45,7 @@ from nwwatch.dashboard.data import (
     frame_series,
 )
 from nwwatch.dashboard.masks import mask_slices_png
+from nwwatch.dashboard.stats import TREND_WINDOW
 
 #: Seconds between checks for new committed files (one refresh serves every client).
 REFRESH_S = 1.0
@@ -92,9 +93,11 @@ class Dashboard:
                                         initializer=_lower_priority)
         self._refresh_lock = asyncio.Lock()
 
-    async def refresh(self) -> None:
+    async def refresh(self, force: bool = False) -> None:
+        """Re-read committed files, at most every REFRESH_S unless ``force`` (a request that
+        must see everything committed before it was made)."""
         async with self._refresh_lock:
-            if time.time() - self.store.refreshed_at >= REFRESH_S:
+            if force or time.time() - self.store.refreshed_at >= REFRESH_S:
                 await asyncio.get_running_loop().run_in_executor(self._pool, self.store.refresh)
 
     async def run_io(self, fn, *args):
@@ -132,6 +135,7 @@ class Dashboard:
                                      for q in acq.quarantined]}
         newest_us = since[1] if since is not None and not reset else -1
         if len(acq) and acq.kind == "insitu":
+            out["trend_window"] = TREND_WINDOW
             s = frame_series(acq)
             processed_us = np.round(s["processed"] * 1e6).astype(np.int64)
             pick = np.flatnonzero(processed_us > newest_us)
@@ -180,7 +184,7 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     async def acquisitions(request: Request) -> Response:
-        await dash.refresh()
+        await dash.refresh(force=True)
         snap = dash.store.snapshot
         items = sorted((dash.summary(a) for a in snap.values()),
                        key=lambda s: -(s["last_processed"] or 0))
@@ -191,14 +195,14 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
         return dash.store.snapshot.get(request.path_params["acq"])
 
     async def series(request: Request) -> Response:
-        await dash.refresh()
+        await dash.refresh(force=True)
         acq = find(request)
         if acq is None:
             return JSONResponse({"error": "no such acquisition"}, status_code=404)
         return JSONResponse(dash.payload(acq, parse_cursor(request.query_params.get("since"))))
 
     async def events(request: Request) -> Response:
-        await dash.refresh()
+        await dash.refresh(force=True)
         acq_id = request.path_params["acq"]
         since = parse_cursor(request.headers.get("last-event-id")
                              or request.query_params.get("since"))

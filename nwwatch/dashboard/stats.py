@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 #: Valid angles in the causal rolling median of the trend line.
-TREND_WINDOW = 15
+TREND_WINDOW = 9
 
 
 def reason_codes(status: Sequence[str | None], reason_code: Sequence[str | None] | None,

@@ -66,7 +66,7 @@ function applyUpdate(d) {
   renderHeader(d.summary, d.live);
   renderQuarantine(d.quarantined);
   if (d.summary.kind === "tomogram") renderVolumes(d.volumes || []);
-  else renderChart(d.latest_overlay);
+  else renderChart(d.latest_overlay, d.trend_window);
 }
 
 function card(k, v) { return `<div class="card"><div class="v">${v}</div><div class="k">${k}</div></div>`; }
@@ -128,7 +128,16 @@ function errorBars(u) {
   ctx.restore();
 }
 
-function renderChart(overlay) {
+// The time axis spans the data with a small margin (computed here from the x values:
+// uPlot's automatic range stayed empty when the plot was created with its first data).
+function timeRange(u) {
+  const x = u.data[0];
+  if (!x.length) return [Date.now() / 1000 - 60, Date.now() / 1000];
+  const pad = Math.max(1, 0.02 * (x[x.length - 1] - x[0]));
+  return [x[0] - pad, x[x.length - 1] + pad];
+}
+
+function renderChart(overlay, trendWindow) {
   $("insitu").hidden = false;
   $("tomo").hidden = true;
   const all = [...rows.values()].sort((a, b) => a.t - b.t || a.frame - b.frame);
@@ -137,8 +146,14 @@ function renderChart(overlay) {
   const angle = all.map((r) => (r.valid ? r.angle : null));
   const unc = all.map((r) => (r.valid ? r.unc : null));
   const trend = all.map((r) => (r.valid ? r.trend : null));
-  // Refused frames: one row of markers per reason near the bottom of the axis.
-  const refused = codes.map((c, k) => all.map((r) => (!r.valid && r.code === c ? 4 + 6 * k : null)));
+  // The angle axis spans the valid angles (with their uncertainty) plus a margin, within
+  // 0-180 degrees; refused frames sit in one row of markers per reason at its bottom.
+  const lo = all.filter((r) => r.valid).map((r) => r.angle - (r.unc || 0));
+  const hi = all.filter((r) => r.valid).map((r) => r.angle + (r.unc || 0));
+  const yMin = lo.length ? Math.max(0, Math.floor((Math.min(...lo) - 10 - 6 * codes.length) / 10) * 10) : 0;
+  const yMax = hi.length ? Math.min(180, Math.ceil((Math.max(...hi) + 5) / 10) * 10) : 180;
+  const step = (yMax - yMin) / 40;
+  const refused = codes.map((c, k) => all.map((r) => (!r.valid && r.code === c ? yMin + step * (1 + 1.5 * k) : null)));
   const data = [x, angle, trend, ...refused];
   const nValid = angle.filter((v) => v != null).length;
   $("chart").dataset.points = String(nValid);
@@ -152,20 +167,24 @@ function renderChart(overlay) {
   ];
   const key = series.map((s) => s.label).join("|");
   const width = Math.max(400, $("chart").clientWidth - 14);
+  if (plot) plot._yRange = [yMin, yMax];
   if (!plot || plot._key !== key) {
     if (plot) plot.destroy();
-    plot = new uPlot({width, height: 380, series, legend: {show: true},
-      scales: {y: {range: [0, 180]}},
+    plot = new uPlot({width, height: 380, series, legend: {show: false},
+      scales: {x: {time: true, range: timeRange}, y: {range: (u) => u._yRange || [0, 180]}},
       axes: [{}, {label: "contact angle (°)", values: (u, v) => v.map((a) => `${a}°`)}],
       hooks: {draw: [errorBars]}}, data, $("chart"));
     plot._key = key;
+    plot._yRange = [yMin, yMax];
+    plot.setData(data);
   } else {
     plot.setData(data);
   }
   plot._unc = unc;
+  window.nwPlot = plot;
   plot.redraw();
   $("legend").innerHTML = `<span style="--c:#1f5fbf">valid ${nValid} (bars: uncertainty)</span>` +
-    `<span style="--c:#f28e2b">rolling median of ${15} valid</span>` +
+    `<span style="--c:#f28e2b">rolling median of the last ${trendWindow} valid</span>` +
     codes.map((c) => `<span style="--c:${colorOf(c)}">${esc(c)}: ` +
       `${all.filter((r) => r.code === c).length}</span>`).join("");
   const last = all.length ? all.reduce((a, b) => (b.t >= a.t ? b : a)) : null;

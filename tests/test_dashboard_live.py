@@ -1,0 +1,238 @@
+"""The dashboard and /metrics against the real service (a child process with a tiny ONNX
+model): frames arrive, the metrics count them, the data endpoint returns the series, server-
+sent events deliver new rows and catch a reconnecting client up, a real headless browser
+draws the chart, and a dashboard that cannot start does not stop processing."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+
+import numpy as np
+import pytest
+from dashkit import (
+    EventStream,
+    dashboard_url,
+    get,
+    get_json,
+    start_service,
+    wait_for,
+    write_frames,
+)
+from servicekit import frames_table, wait_rows
+
+# A droplet whose contact angle drifts from 100 to 130 degrees with some scatter; every
+# seventh frame is background only (refused).
+_rng = np.random.default_rng(3)
+ANGLES = [None if k % 7 == 3 else round(100 + k + float(_rng.normal(0, 2.5)), 1)
+          for k in range(30)]
+N_VALID = sum(a is not None for a in ANGLES)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dash")
+    acq, res = tmp / "acq" / "run1", tmp / "res"
+    acq.mkdir(parents=True)
+    daemon = start_service(tmp, acq, res)
+    try:
+        url = dashboard_url(daemon)
+        daemon.wait_event("ready")
+        write_frames(acq, ANGLES)
+        (acq / "empty.tif").write_bytes(b"")  # quarantined
+        wait_rows(res, len(ANGLES), proc=daemon)
+        daemon.wait_event("file_quarantined")
+        yield daemon, url, acq, res
+    finally:
+        code, _ = daemon.terminate()
+        assert code == 0
+
+
+def code_of_refused(res) -> str:
+    """The reason code of the refused frames as stored (reason_code, else status)."""
+    table = frames_table(res)
+    refused = table[~table["angle_valid"]].iloc[0]
+    return refused["reason_code"] if "reason_code" in table.columns else refused["status"]
+
+
+def _acquisition(url: str) -> dict:
+    acqs = get_json(f"{url}/api/acquisitions")["acquisitions"]
+    assert len(acqs) == 1, acqs
+    return acqs[0]
+
+
+def test_metrics_count_the_frames(live):
+    daemon, url, acq, res = live
+
+    def counted():
+        status, body = get(f"{url}/metrics")
+        assert status == 200
+        text = body.decode()
+        values = dict(re.findall(r'^nwwatch_frames_processed_total\{outcome="(\w+)"\} (\S+)$',
+                                 text, re.M))
+        ok = {k: float(v) for k, v in values.items()} == {
+            "ok": N_VALID, "flagged": len(ANGLES) - N_VALID, "quarantined": 1.0}
+        return text if ok else None
+
+    text = wait_for(counted, what="metrics counting the frames")
+    for name in ("nwwatch_stage_seconds_bucket", "nwwatch_file_latency_seconds_count",
+                 "nwwatch_queue_depth_files", "nwwatch_in_flight_frames",
+                 "nwwatch_last_frame_processed_timestamp_seconds"):
+        assert re.search(rf"^{name}\b", text, re.M), name
+    for stage in ("read", "segment", "measure", "write"):
+        count = re.search(rf'^nwwatch_stage_seconds_count\{{stage="{stage}"\}} (\S+)$', text,
+                          re.M)
+        assert count and float(count.group(1)) > 0, stage
+    assert re.search(r'^nwwatch_model_info\{.*name="model".*provider="CPUExecutionProvider"'
+                     r'.*\} 1\.0$', text, re.M)
+    assert "frame_0" not in text and "empty.tif" not in text and str(acq) not in text
+
+
+def test_data_endpoint_returns_the_series(live):
+    daemon, url, acq, res = live
+    a = _acquisition(url)
+    assert a["folder"] == str(acq) and a["kind"] == "insitu" and a["n"] == len(ANGLES)
+    assert a["quarantined"] == 1 and a["stats"]["n_valid"] == N_VALID
+    # The refused frame is named by its reason code (reason_code where the rows have that
+    # column, else status), whatever code the measurement gave it.
+    code = code_of_refused(res)
+    assert a["stats"]["refused"] == {code: len(ANGLES) - N_VALID}
+    data = get_json(f"{url}/api/acquisitions/{a['id']}/series")
+    rows = data["rows"]
+    assert rows["valid"] == [x is not None for x in ANGLES]
+    stored = frames_table(res).sort_values("acquired_at")
+    for got, want in zip(rows["angle"], stored["contact_angle_deg"], strict=True):
+        assert (got is None) if np.isnan(want) else got == pytest.approx(want)
+    assert np.nanmedian(np.array(rows["angle"], float)) == pytest.approx(
+        a["stats"]["median_deg"])
+    assert rows["code"][3] == code and rows["t"] == sorted(rows["t"])
+    assert data["quarantined"][0]["path"].endswith("empty.tif")
+    assert data["live"]["live"] and data["live"]["models"][0]["provider"]
+    # Nothing after the cursor: no rows.
+    again = get_json(f"{url}/api/acquisitions/{a['id']}/series?since={data['cursor']}")
+    assert not again["reset"] and again["rows"]["t"] == []
+
+
+def test_events_push_new_rows_and_catch_up_after_reconnect(live):
+    daemon, url, acq, res = live
+    a = _acquisition(url)
+    stream = EventStream(url, f"/api/acquisitions/{a['id']}/events")
+    first = stream.next_event()
+    assert first["data"]["reset"] and len(first["data"]["rows"]["t"]) == a["n"]
+    cursor = first["id"]
+    write_frames(acq, [125.0], start=100)
+    update = stream.next_event()
+    assert update["data"]["rows"]["source"] == ["frame_0100.tif"]
+    stream.close()
+    # A client that was away while two more frames came sends its last id: it gets only those.
+    write_frames(acq, [130.0, None], start=101)
+    wait_rows(res, a["n"] + 3, proc=daemon)
+    back = EventStream(url, f"/api/acquisitions/{a['id']}/events", last_event_id=update["id"])
+    missed = back.next_event()["data"]
+    back.close()
+    assert not missed["reset"]
+    assert sorted(missed["rows"]["source"]) == ["frame_0101.tif", "frame_0102.tif"]
+    assert update["id"] != cursor
+
+
+# Pixels of the valid points' colour (#1f5fbf) on the chart's canvas.
+_COUNT_POINT_PIXELS = """
+const c = document.querySelector('#chart canvas');
+const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+let n = 0;
+for (let i = 0; i < px.length; i += 4) {
+  if (Math.abs(px[i] - 31) < 30 && Math.abs(px[i + 1] - 95) < 30
+      && Math.abs(px[i + 2] - 191) < 30 && px[i + 3] > 200) n++;
+}
+return n;
+"""
+
+
+def test_page_in_a_real_browser_draws_the_points(live, tmp_path):
+    chromedriver, chromium = "/usr/bin/chromedriver", "/usr/bin/chromium"
+    if not (os.path.exists(chromedriver) and os.path.exists(chromium)):
+        pytest.skip("needs Debian's chromium and chromium-driver (make installs them)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    daemon, url, acq, res = live
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    try:
+        driver.set_page_load_timeout(30)
+        driver.get(url + "/")
+        chart = driver.find_element("id", "chart")
+        n_valid = N_VALID
+        wait_for(lambda: int(chart.get_attribute("data-points")) >= n_valid, 30,
+                 "points in the chart")
+        assert int(chart.get_attribute("data-refused")) >= 1
+        # uPlot drew them: a finite time axis and pixels of the valid points' colour.
+        x_range = driver.execute_script("return [nwPlot.scales.x.min, nwPlot.scales.x.max]")
+        assert None not in x_range and x_range[0] < x_range[1]
+        blue = driver.execute_script(_COUNT_POINT_PIXELS)
+        assert blue > 20 * n_valid, blue
+        legend = driver.find_element("id", "legend").text
+        assert re.search(rf"{code_of_refused(res)}: \d+", legend), legend
+        assert "empty.tif" in driver.find_element("id", "quarantine").text
+        shot = os.environ.get("NWWATCH_DASHBOARD_SCREENSHOT")
+        if shot:
+            driver.save_screenshot(shot)
+    finally:
+        driver.quit()
+
+
+def test_dashboard_that_cannot_start_does_not_stop_processing(tmp_path):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    daemon = start_service(tmp_path, acq, res, listen=f"127.0.0.1:{port}")
+    try:
+        crash = daemon.wait_event("dashboard_crashed")
+        assert "address" in crash["error"].lower() or "in use" in crash["error"].lower()
+        write_frames(acq, [110.0, 120.0])
+        wait_rows(res, 2, proc=daemon)  # processing goes on
+        blocker.close()  # the port is free again: the next restart serves
+        url = dashboard_url(daemon)
+        assert url.endswith(f":{port}")
+        wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"], 20,
+                 "the restarted dashboard serving the rows")
+    finally:
+        blocker.close()
+        code, _ = daemon.terminate()
+    assert code == 0
+
+
+def test_standalone_dashboard_serves_finished_results(live, tmp_path):
+    """``nwwatch dashboard RESULTS`` on a copy of the results: the series, no /metrics."""
+    import subprocess
+    import sys
+
+    from servicekit import REPO
+
+    daemon, url, acq, res = live
+    copy = tmp_path / "res"
+    shutil.copytree(res / "frames", copy / "frames")
+    proc = subprocess.Popen([sys.executable, "-c", "from nwwatch.cli import main; main()",
+                             "dashboard", str(copy), "--listen", "127.0.0.1:0"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        served = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+        assert served, line
+        base = served.group(1)
+        a = wait_for(lambda: get_json(f"{base}/api/acquisitions")["acquisitions"], 20, "rows")
+        assert a[0]["n"] >= len(ANGLES) and a[0]["stale"] is False
+        assert get(f"{base}/metrics")[0] == 404
+        assert get(f"{base}/results/../../etc/passwd")[0] == 404
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
