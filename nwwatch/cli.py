@@ -24,7 +24,7 @@ _COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "status": ("nwwatch.service.cli", "status", None),
     "demo": ("nwwatch.demo", "demo", None),
     "dashboard": ("nwwatch.dashboard.cli", "dashboard", None),
-    "report": ("nwwatch.dashboard.report", "report", None),
+    "report": ("nwwatch.dashboard.report", "report", "report"),
 }
 
 _HELP = {
@@ -42,7 +42,8 @@ _HELP = {
 
 
 #: Modules each extra provides; a command that needs an extra checks them before loading.
-_EXTRA_MODULES: dict[str, tuple[str, ...]] = {"train": ("torch", "onnx", "onnxscript")}
+_EXTRA_MODULES: dict[str, tuple[str, ...]] = {"train": ("torch", "onnx", "onnxscript"),
+                                               "report": ("matplotlib",)}
 
 
 def _missing_modules(extra: str) -> list[str]:
