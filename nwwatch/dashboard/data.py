@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_median
@@ -53,6 +54,8 @@ class Acquisition:
     kind: str  # "insitu" or "tomogram"
     table: pa.Table | None = None
     quarantined: list[dict] = field(default_factory=list)
+    #: frame_series, computed once per snapshot (the table never changes after _build)
+    series_cache: dict | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return 0 if self.table is None else self.table.num_rows
@@ -146,9 +149,12 @@ class ResultsStore:
             if not tables:
                 continue
             table = pa.concat_tables(tables, promote_options="default")
-            folders = np.array([str(Path(s).parent) for s in table["source"].to_pylist()])
-            for folder in np.unique(folders):
-                part = table.filter(pa.array(folders == folder))
+            # Parent folder per distinct source (not per row: a long run has many rows).
+            sources = pc.unique(table["source"])
+            parents = np.array([str(Path(s).parent) for s in sources.to_pylist()])
+            folder_of_row = parents[pc.index_in(table["source"], sources).to_numpy()]
+            for folder in np.unique(parents):
+                part = table.filter(pa.array(folder_of_row == folder))
                 order = [(sort_key, "ascending"), ("source", "ascending")]
                 if "frame" in part.column_names:
                     order.append(("frame", "ascending"))
@@ -187,6 +193,8 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
     ``trend`` (causal rolling median, deg), ``source`` (file name), ``frame``,
     ``proc_ms`` (read + segment + measure per frame).
     """
+    if acq.series_cache is not None:
+        return acq.series_cache
     t = acq.table
     n = t.num_rows
 
@@ -202,7 +210,7 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
     status = t["status"].to_pylist() if "status" in t.column_names else [None] * n
     codes = reason_codes(status, t["reason_code"].to_pylist()
                          if "reason_code" in t.column_names else None, valid)
-    return {
+    acq.series_cache = {
         "t": _epoch_s(t["acquired_at"]),
         "processed": _epoch_s(t["processed_at"]),
         "angle": angle,
@@ -214,6 +222,7 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
         "frame": t["frame"].to_pylist(),
         "proc_ms": floats("read_ms") + floats("segment_ms") + floats("measure_ms"),
     }
+    return acq.series_cache
 
 
 def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | None) -> dict:

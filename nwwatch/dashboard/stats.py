@@ -44,8 +44,12 @@ def rolling_median(values: np.ndarray, valid: np.ndarray,
     out = np.full(values.shape, np.nan)
     idx = np.flatnonzero(valid)
     v = values[idx]
-    for j in range(len(v)):
-        out[idx[j]] = np.median(v[max(0, j - window + 1):j + 1])
+    head = min(len(v), window - 1)
+    for j in range(head):  # shorter windows at the start
+        out[idx[j]] = np.median(v[:j + 1])
+    if len(v) >= window:
+        windows = np.lib.stride_tricks.sliding_window_view(v, window)
+        out[idx[window - 1:]] = np.median(windows, axis=1)
     return out
 
 
