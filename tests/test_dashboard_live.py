@@ -115,28 +115,6 @@ def test_data_endpoint_returns_the_series(live):
     assert not again["reset"] and again["rows"]["t"] == []
 
 
-def test_events_push_new_rows_and_catch_up_after_reconnect(live):
-    daemon, url, acq, res = live
-    a = _acquisition(url)
-    stream = EventStream(url, f"/api/acquisitions/{a['id']}/events")
-    first = stream.next_event()
-    assert first["data"]["reset"] and len(first["data"]["rows"]["t"]) == a["n"]
-    cursor = first["id"]
-    write_frames(acq, [125.0], start=100)
-    update = stream.next_event()
-    assert update["data"]["rows"]["source"] == ["frame_0100.tif"]
-    stream.close()
-    # A client that was away while two more frames came sends its last id: it gets only those.
-    write_frames(acq, [130.0, None], start=101)
-    wait_rows(res, a["n"] + 3, proc=daemon)
-    back = EventStream(url, f"/api/acquisitions/{a['id']}/events", last_event_id=update["id"])
-    missed = back.next_event()["data"]
-    back.close()
-    assert not missed["reset"]
-    assert sorted(missed["rows"]["source"]) == ["frame_0101.tif", "frame_0102.tif"]
-    assert update["id"] != cursor
-
-
 # Pixels of the valid points' colour (#1f5fbf) on the chart's canvas.
 _COUNT_POINT_PIXELS = """
 const c = document.querySelector('#chart canvas');
@@ -161,7 +139,7 @@ def test_page_in_a_real_browser_draws_the_points(live, tmp_path):
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}"):
+                "--window-size=1280,1000", f"--user-data-dir={tmp_path / 'profile'}"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     try:
@@ -187,6 +165,28 @@ def test_page_in_a_real_browser_draws_the_points(live, tmp_path):
         driver.quit()
 
 
+def test_events_push_new_rows_and_catch_up_after_reconnect(live):
+    daemon, url, acq, res = live
+    a = _acquisition(url)
+    stream = EventStream(url, f"/api/acquisitions/{a['id']}/events")
+    first = stream.next_event()
+    assert first["data"]["reset"] and len(first["data"]["rows"]["t"]) == a["n"]
+    cursor = first["id"]
+    write_frames(acq, [125.0], start=100)
+    update = stream.next_event()
+    assert update["data"]["rows"]["source"] == ["frame_0100.tif"]
+    stream.close()
+    # A client that was away while two more frames came sends its last id: it gets only those.
+    write_frames(acq, [130.0, None], start=101)
+    wait_rows(res, a["n"] + 3, proc=daemon)
+    back = EventStream(url, f"/api/acquisitions/{a['id']}/events", last_event_id=update["id"])
+    missed = back.next_event()["data"]
+    back.close()
+    assert not missed["reset"]
+    assert sorted(missed["rows"]["source"]) == ["frame_0101.tif", "frame_0102.tif"]
+    assert update["id"] != cursor
+
+
 def test_dashboard_that_cannot_start_does_not_stop_processing(tmp_path):
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
@@ -203,12 +203,16 @@ def test_dashboard_that_cannot_start_does_not_stop_processing(tmp_path):
         blocker.close()  # the port is free again: the next restart serves
         url = dashboard_url(daemon)
         assert url.endswith(f":{port}")
-        wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"], 20,
-                 "the restarted dashboard serving the rows")
+        acqs = wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"], 20,
+                        "the restarted dashboard serving the rows")
+        # An open event stream does not hold up SIGTERM (the service's stop limit is 10 s).
+        stream = EventStream(url, f"/api/acquisitions/{acqs[0]['id']}/events")
+        stream.next_event()
     finally:
         blocker.close()
-        code, _ = daemon.terminate()
-    assert code == 0
+        code, seconds = daemon.terminate()
+    assert code == 0 and seconds < 8, seconds
+    stream.close()
 
 
 def test_standalone_dashboard_serves_finished_results(live, tmp_path):
