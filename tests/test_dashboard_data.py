@@ -74,10 +74,11 @@ def test_angle_statistics():
 def test_reason_codes_prefer_reason_code_and_fall_back_to_status():
     valid = np.array([True, False, False, False])
     status = ["ok", "flagged", "fit_failed", "failed"]
-    assert reason_codes(status, None, valid) == ["ok", "flagged", "fit_failed", "failed"]
+    assert list(reason_codes(status, None, valid)) == ["ok", "flagged", "fit_failed", "failed"]
     codes = [None, "several_droplets", None, ""]
-    assert reason_codes(status, codes, valid) == ["ok", "several_droplets", "fit_failed",
-                                                  "failed"]
+    assert list(reason_codes(status, codes, valid)) == ["ok", "several_droplets", "fit_failed",
+                                                        "failed"]
+    assert list(reason_codes([None], None, np.array([False]))) == ["unknown"]
 
 
 @pytest.mark.parametrize("with_reason_code", [False, True])
@@ -97,9 +98,9 @@ def test_store_groups_by_folder_and_names_refusals(tmp_path, with_reason_code):
     assert sorted(folders) == ["/acq/a", "/acq/b"]
     s = frame_series(folders["/acq/a"])
     expected = "arc_too_short" if with_reason_code else "fit_failed"
-    assert s["code"] == ["ok", expected, "ok"]
+    assert list(s["code"]) == ["ok", expected, "ok"]
     assert list(s["valid"]) == [True, False, True]
-    assert s["source"] == ["f0000.tif", "f0001.tif", "f0002.tif"]
+    assert list(s["source"]) == ["f0000.tif", "f0001.tif", "f0002.tif"]
     summary = acquisition_summary(folders["/acq/a"], T0.timestamp(), None)
     assert summary["stats"]["refused"] == {expected: 1}
     assert not store.refresh()  # nothing new: nothing re-read
@@ -235,3 +236,18 @@ def test_dashboard_config(tmp_path):
         with pytest.raises(ConfigError, match=r"dashboard\."):
             parse_config(_config(tmp_path, f"[dashboard]\n{bad}"))
     assert parse_listen("localhost:0") == ("localhost", 0)
+
+
+def test_a_file_replaced_by_rename_is_read_again(tmp_path):
+    import os
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0, 101.0]))
+    store = ResultsStore(results)
+    store.refresh()
+    assert not store.refresh()
+    write(results, ".tmp.parquet", frame_rows("/acq/a", [90.0]))  # a writer's temporary
+    assert not store.refresh()
+    os.replace(results / "frames" / ".tmp.parquet", results / "frames" / "frames-1.parquet")
+    assert store.refresh()
+    assert list(frame_series(next(iter(store.snapshot.values())))["angle"]) == [90.0]

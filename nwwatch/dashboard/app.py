@@ -62,7 +62,15 @@ def _clean(value):
         return value.item()
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            out = value.astype(object)
+            out[~np.isfinite(value)] = None
+            return out.tolist()
+        if value.dtype.kind in "biu":
+            return value.tolist()
+        return [_clean(v) for v in value.tolist()]
+    if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     if hasattr(value, "isoformat"):
         return value.isoformat()
@@ -139,9 +147,8 @@ class Dashboard:
             s = frame_series(acq)
             processed_us = np.round(s["processed"] * 1e6).astype(np.int64)
             pick = np.flatnonzero(processed_us > newest_us)
-            out["rows"] = {k: [s[k][i] for i in pick] if isinstance(s[k], list)
-                           else s[k][pick] for k in ("t", "angle", "unc", "valid", "code",
-                                                     "trend", "source", "frame")}
+            out["rows"] = {k: s[k][pick] for k in ("t", "angle", "unc", "valid", "code",
+                                                   "trend", "source", "frame")}
             if len(pick):
                 newest_us = max(newest_us, int(processed_us.max()))
             last = acq.table.slice(len(acq) - 1)

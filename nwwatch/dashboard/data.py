@@ -10,6 +10,7 @@ that vanishes or is replaced while it is read is simply read again at the next r
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
 import time
@@ -37,6 +38,14 @@ VOLUME_COLUMNS = ("source", "status", "reason", "reason_code", "mask_path", "sol
 def acquisition_id(folder: str) -> str:
     """A short stable id for an acquisition folder (used in URLs instead of the path)."""
     return hashlib.sha1(folder.encode()).hexdigest()[:12]
+
+
+def _split_by_folder(table: pa.Table) -> dict[str, pa.Table]:
+    """Rows grouped by the parent folder of ``source`` (computed per distinct source)."""
+    sources = pc.unique(table["source"])
+    parents = np.array([os.path.dirname(s) for s in sources.to_pylist()])
+    folder_of_row = parents[pc.index_in(table["source"], sources).to_numpy()]
+    return {str(f): table.filter(pa.array(folder_of_row == f)) for f in np.unique(parents)}
 
 
 def _epoch_s(column: pa.ChunkedArray) -> np.ndarray:
@@ -71,7 +80,7 @@ class ResultsStore:
     def __init__(self, results: str | Path, ledger: str | Path | None = None) -> None:
         self.results = Path(results)
         self.ledger = Path(ledger) if ledger is not None else self.results / "ledger.sqlite"
-        self._files: dict[str, dict[Path, tuple[tuple[int, int], pa.Table]]] = {
+        self._files: dict[str, dict[str, tuple[int, pa.Table]]] = {  # path -> (inode, rows)
             "frames": {}, "volumes": {}}
         self._quarantine_key: tuple[int, int] | None = None
         self._quarantine: list[dict] = []
@@ -83,35 +92,50 @@ class ResultsStore:
 
     # --- reading ------------------------------------------------------------------------
 
-    def _scan(self, kind: str, columns: tuple[str, ...]) -> bool:
-        folder = self.results / kind
+    def _scan(self, kind: str, columns: tuple[str, ...]) -> tuple[list[pa.Table], bool]:
+        """Read the files of ``RESULTS/kind`` that are new; return (their tables, whether a
+        file known before was rewritten or removed).
+
+        Result files are written once and only ever replaced by a rename, which gives the name
+        a new inode: the directory listing's inode numbers tell what changed without a stat
+        of every file (a long run has thousands).
+        """
         cache = self._files[kind]
-        changed = False
+        added: list[pa.Table] = []
+        lost = False
         present = set()
-        paths = sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
-        for path in paths:
-            if any(part.startswith(".") for part in path.relative_to(folder).parts):
-                continue  # a writer's hidden temporary
+        folders = [str(self.results / kind)]
+        while folders:
             try:
-                st = path.stat()
-                key = (st.st_size, st.st_mtime_ns)
-                present.add(path)
-                if path in cache and cache[path][0] == key:
-                    continue
-                names = pq.read_schema(path).names
-                table = pq.read_table(path, columns=[c for c in columns if c in names])
-            except (FileNotFoundError, OSError, pa.ArrowInvalid):
-                present.discard(path)  # replaced or removed meanwhile: next refresh
+                entries = list(os.scandir(folders.pop()))
+            except OSError:
                 continue
-            if path in cache:
-                self.generation += 1  # rewritten in place (rows replaced)
-            cache[path] = (key, table)
-            changed = True
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue  # a writer's hidden temporary
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                    continue
+                if not entry.name.endswith(".parquet"):
+                    continue
+                path = entry.path
+                present.add(path)
+                if path in cache and cache[path][0] == entry.inode():
+                    continue
+                try:
+                    schema_names = pq.read_schema(path).names
+                    table = pq.read_table(path, columns=[c for c in columns
+                                                         if c in schema_names])
+                except (OSError, pa.ArrowInvalid):
+                    present.discard(path)  # replaced or removed meanwhile: next refresh
+                    continue
+                lost = lost or path in cache  # rewritten (rows replaced)
+                cache[path] = (entry.inode(), table)
+                added.append(table)
         for gone in set(cache) - present:
             del cache[gone]
-            changed = True
-            self.generation += 1  # rows may have gone: clients start again from scratch
-        return changed
+            lost = True
+        return added, lost
 
     def _read_quarantine(self) -> bool:
         path = self.results / "quarantine.parquet"
@@ -131,42 +155,66 @@ class ResultsStore:
         return True
 
     def refresh(self) -> bool:
-        """Read new or changed files; return True when the snapshot changed."""
-        with self._lock:
-            changed = self._scan("frames", FRAME_COLUMNS)
-            changed = self._scan("volumes", VOLUME_COLUMNS) or changed
-            changed = self._read_quarantine() or changed
-            self.refreshed_at = time.time()
-            if changed or not self.snapshot and self.version == 0:
-                self.snapshot = self._build()
-                self.version += 1
-            return changed
+        """Read new or changed files; return True when the snapshot changed.
 
-    def _build(self) -> dict[str, Acquisition]:
-        acqs: dict[str, Acquisition] = {}
+        New files extend the acquisitions they belong to (the others keep their objects and
+        cached series); a rewritten or removed file rebuilds everything and bumps
+        :attr:`generation`.
+        """
+        with self._lock:
+            added = {kind: self._scan(kind, cols)
+                     for kind, cols in (("frames", FRAME_COLUMNS), ("volumes", VOLUME_COLUMNS))}
+            quarantine_changed = self._read_quarantine()
+            self.refreshed_at = time.time()
+            if self.version == 0 or any(lost for _, lost in added.values()):
+                if self.version:
+                    self.generation += 1  # rows may have gone: clients start from scratch
+                tables = {kind: [t for _, t in self._files[kind].values()] for kind in added}
+                self.snapshot = self._apply({}, tables, True)
+            elif any(new for new, _ in added.values()) or quarantine_changed:
+                self.snapshot = self._apply(self.snapshot,
+                                            {k: new for k, (new, _) in added.items()},
+                                            quarantine_changed)
+            else:
+                return False
+            self.version += 1
+            return True
+
+    def _apply(self, base: dict[str, Acquisition], tables: dict[str, list[pa.Table]],
+               quarantine_changed: bool) -> dict[str, Acquisition]:
+        """A new snapshot: ``base`` with ``tables`` appended to their acquisitions."""
+        acqs = dict(base)
         for kind, sort_key in (("frames", "acquired_at"), ("volumes", "processed_at")):
-            tables = [t for _, t in self._files[kind].values() if t.num_rows]
-            if not tables:
+            parts = [t for t in tables.get(kind, []) if t.num_rows]
+            if not parts:
                 continue
-            table = pa.concat_tables(tables, promote_options="default")
-            # Parent folder per distinct source (not per row: a long run has many rows).
-            sources = pc.unique(table["source"])
-            parents = np.array([str(Path(s).parent) for s in sources.to_pylist()])
-            folder_of_row = parents[pc.index_in(table["source"], sources).to_numpy()]
-            for folder in np.unique(parents):
-                part = table.filter(pa.array(folder_of_row == folder))
+            for folder, part in _split_by_folder(pa.concat_tables(
+                    parts, promote_options="default")).items():
+                acq_id = acquisition_id(folder)
+                old = acqs.get(acq_id)
+                if old is not None and old.table is not None:
+                    part = pa.concat_tables([old.table, part], promote_options="default")
                 order = [(sort_key, "ascending"), ("source", "ascending")]
                 if "frame" in part.column_names:
                     order.append(("frame", "ascending"))
-                acq_id = acquisition_id(str(folder))
-                acqs[acq_id] = Acquisition(acq_id, str(folder),
+                acqs[acq_id] = Acquisition(acq_id, folder,
                                            "tomogram" if kind == "volumes" else "insitu",
-                                           part.sort_by(order))
-        for q in self._quarantine:
-            folder = str(Path(q["path"]).parent)
-            acq_id = acquisition_id(folder)
-            acq = acqs.setdefault(acq_id, Acquisition(acq_id, folder, "insitu"))
-            acq.quarantined.append(q)
+                                           part.sort_by(order),
+                                           [] if old is None else old.quarantined)
+        if quarantine_changed:
+            by_folder: dict[str, list[dict]] = {}
+            for q in self._quarantine:
+                by_folder.setdefault(str(Path(q["path"]).parent), []).append(q)
+            for acq_id, acq in list(acqs.items()):
+                listed = by_folder.pop(acq.folder, [])
+                if acq.table is None and not listed:
+                    del acqs[acq_id]
+                elif listed != acq.quarantined:
+                    acqs[acq_id] = Acquisition(acq.id, acq.folder, acq.kind, acq.table, listed,
+                                               acq.series_cache)
+            for folder, listed in by_folder.items():
+                acqs[acquisition_id(folder)] = Acquisition(acquisition_id(folder), folder,
+                                                           "insitu", None, listed)
         return acqs
 
     def pending_files(self) -> int | None:
@@ -191,7 +239,7 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
     Keys: ``t`` (acquired_at, epoch s), ``processed`` (epoch s), ``angle`` (deg, NaN where
     not measured), ``unc`` (deg), ``valid`` (bool), ``code`` (reason codes, "ok" when valid),
     ``trend`` (causal rolling median, deg), ``source`` (file name), ``frame``,
-    ``proc_ms`` (read + segment + measure per frame).
+    ``proc_ms`` (read + segment + measure per frame); all numpy arrays of length N.
     """
     if acq.series_cache is not None:
         return acq.series_cache
@@ -207,8 +255,9 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
     valid_col = (t["angle_valid"].fill_null(False).to_numpy(zero_copy_only=False)
                  if "angle_valid" in t.column_names else np.isfinite(angle))
     valid = np.asarray(valid_col, dtype=bool) & np.isfinite(angle)
-    status = t["status"].to_pylist() if "status" in t.column_names else [None] * n
-    codes = reason_codes(status, t["reason_code"].to_pylist()
+    status = (t["status"].to_numpy(zero_copy_only=False) if "status" in t.column_names
+              else [None] * n)
+    codes = reason_codes(status, t["reason_code"].to_numpy(zero_copy_only=False)
                          if "reason_code" in t.column_names else None, valid)
     acq.series_cache = {
         "t": _epoch_s(t["acquired_at"]),
@@ -218,8 +267,9 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
         "valid": valid,
         "code": codes,
         "trend": rolling_median(angle, valid),
-        "source": [Path(s).name for s in t["source"].to_pylist()],
-        "frame": t["frame"].to_pylist(),
+        "source": pc.replace_substring_regex(t["source"], pattern="^.*/", replacement="")
+                    .to_numpy(zero_copy_only=False),
+        "frame": t["frame"].to_numpy(zero_copy_only=False),
         "proc_ms": floats("read_ms") + floats("segment_ms") + floats("measure_ms"),
     }
     return acq.series_cache

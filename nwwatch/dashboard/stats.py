@@ -16,18 +16,25 @@ TREND_WINDOW = 9
 
 
 def reason_codes(status: Sequence[str | None], reason_code: Sequence[str | None] | None,
-                 valid: np.ndarray) -> list[str]:
+                 valid: np.ndarray) -> np.ndarray:
     """Per row: ``"ok"`` for a valid angle, else the row's reason code (``reason_code`` when
-    the column exists and is set, else ``status``; ``"unknown"`` when neither is)."""
-    out = []
-    for i, ok in enumerate(valid):
-        if ok:
-            out.append("ok")
-            continue
-        code = reason_code[i] if reason_code is not None else None
-        if not code or code == "ok":
-            code = status[i] if status[i] and status[i] != "ok" else None
-        out.append(code or "unknown")
+    the column exists and is set, else ``status``; ``"unknown"`` when neither is).
+
+    Returns an object array (N,) of str.
+    """
+
+    def usable(values) -> tuple[np.ndarray, np.ndarray]:
+        arr = np.array(values, dtype=object)
+        ok = np.array([isinstance(v, str) and v not in ("", "ok") for v in arr], dtype=bool)
+        return arr, ok
+
+    out = np.full(len(valid), "unknown", dtype=object)
+    st, st_ok = usable(status)
+    out[st_ok] = st[st_ok]
+    if reason_code is not None:
+        rc, rc_ok = usable(reason_code)
+        out[rc_ok] = rc[rc_ok]
+    out[np.asarray(valid, dtype=bool)] = "ok"
     return out
 
 
