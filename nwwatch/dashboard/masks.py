@@ -10,13 +10,14 @@ import numpy as np
 
 def mask_slices(mask: np.ndarray) -> np.ndarray:
     """uint8 (H, W) picture of the central (z, y, x) slices of a (Z, Y, X) mask side by
-    side, solid white, pore/vacuum black, separated by a grey gap of 4 px."""
+    side, solid white, pore/vacuum black, separated by a grey gap of 4 px (grey also below
+    a slice shorter than the tallest)."""
     z, y, x = (s // 2 for s in mask.shape)
     views = [mask[z], mask[:, y, :], mask[:, :, x]]
     height = max(v.shape[0] for v in views)
     parts = []
     for v in views:
-        pad = np.zeros((height, v.shape[1]), np.uint8)
+        pad = np.full((height, v.shape[1]), 128, np.uint8)
         pad[:v.shape[0]] = (v > 0) * 255
         parts += [pad, np.full((height, 4), 128, np.uint8)]
     return np.hstack(parts[:-1])

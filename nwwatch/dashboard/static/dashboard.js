@@ -203,7 +203,8 @@ function renderVolumes(vols) {
                 "uncertain_fraction", "threshold_agreement"];
   $("volumes").innerHTML = "<tr><th>file</th>" + cols.map((c) => `<th>${c}</th>`).join("") + "</tr>" +
     vols.map((v, i) => `<tr class="pick" data-i="${i}"><td>${esc(v.source.split("/").pop())}</td>` +
-      cols.map((c) => `<td>${typeof v[c] === "number" ? fmt(v[c], 3) : esc(v[c])}</td>`).join("") +
+      cols.map((c) => `<td>${typeof v[c] !== "number" ? esc(v[c]) :
+        fmt(v[c], Number.isInteger(v[c]) ? 0 : 3)}</td>`).join("") +
       "</tr>").join("");
   const show = (i) => {
     $("mask").src = `/api/acquisitions/${acqId}/mask/${i}.png`;
