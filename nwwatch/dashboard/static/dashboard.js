@@ -27,7 +27,7 @@ function colorOf(code) {
 }
 
 async function loadList() {
-  const data = await (await fetch("/api/acquisitions")).json();
+  const data = await (await fetch("api/acquisitions")).json();
   $("mode").textContent = data.live.live ? "live service" : "finished results";
   const list = data.acquisitions;
   if (!acqId && list.length) {
@@ -43,7 +43,7 @@ async function loadList() {
 }
 
 function connect() {
-  source = new EventSource(`/api/acquisitions/${acqId}/events`);
+  source = new EventSource(`api/acquisitions/${acqId}/events`);
   source.onopen = () => { $("conn").textContent = "connected"; $("conn").className = "pill"; };
   source.onerror = () => { $("conn").textContent = "reconnecting…"; $("conn").className = "pill off"; };
   source.addEventListener("update", (e) => applyUpdate(JSON.parse(e.data)));
@@ -192,7 +192,7 @@ function renderChart(overlay, trendWindow) {
     $("latest").innerHTML = `${esc(last.source)} frame ${last.frame}: ` +
       (last.valid ? `<b>${fmt(last.angle)}° ± ${fmt(last.unc)}°</b>` : `refused (<b>${esc(last.code)}</b>)`) +
       ` at ${timeText(last.t)}` +
-      (overlay ? ` — <a href="/results/${encodeURI(overlay)}" target="_blank">overlay</a>` : "");
+      (overlay ? ` — <a href="results/${encodeURI(overlay)}" target="_blank">overlay</a>` : "");
   }
 }
 
@@ -207,7 +207,7 @@ function renderVolumes(vols) {
         fmt(v[c], Number.isInteger(v[c]) ? 0 : 3)}</td>`).join("") +
       "</tr>").join("");
   const show = (i) => {
-    $("mask").src = `/api/acquisitions/${acqId}/mask/${i}.png`;
+    $("mask").src = `api/acquisitions/${acqId}/mask/${i}.png`;
     $("mask-name").textContent = vols[i].source.split("/").pop();
   };
   document.querySelectorAll("#volumes tr.pick").forEach((tr) =>
