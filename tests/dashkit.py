@@ -106,3 +106,46 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
             return value
         time.sleep(0.1)
     raise AssertionError(f"{what} not reached in {timeout} s")
+
+
+def chrome(profile: Path):
+    """Headless Debian Chromium driven by Debian's chromedriver (never a downloaded one);
+    skips the test when they are not installed."""
+    import os
+
+    import pytest
+
+    chromedriver, chromium = "/usr/bin/chromedriver", "/usr/bin/chromium"
+    if not (os.path.exists(chromedriver) and os.path.exists(chromium)):
+        pytest.skip("needs Debian's chromium and chromium-driver (make installs them)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,1000", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+def serve_results(results: Path, port: int = 0):
+    """``nwwatch dashboard RESULTS`` as a child process; returns (process, base URL)."""
+    import re
+    import subprocess
+    import sys
+
+    from servicekit import REPO
+
+    proc = subprocess.Popen([sys.executable, "-c", "from nwwatch.cli import main; main()",
+                             "dashboard", str(results), "--listen", f"127.0.0.1:{port}"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    line = proc.stdout.readline()
+    served = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+    if not served:
+        proc.kill()
+        raise AssertionError(f"nwwatch dashboard did not start: {line}{proc.stdout.read()}")
+    return proc, served.group(1)

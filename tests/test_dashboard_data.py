@@ -154,7 +154,7 @@ def test_stale_only_after_an_active_acquisition_stops(tmp_path):
 
 
 def test_payload_cursor_sends_only_new_rows(tmp_path):
-    from nwwatch.dashboard.app import Dashboard
+    from nwwatch.dashboard.app import Dashboard, parse_cursor
 
     results = tmp_path / "res"
     write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0, None]))
@@ -167,11 +167,14 @@ def test_payload_cursor_sends_only_new_rows(tmp_path):
                                                   processed=T0 + timedelta(seconds=2)))
     dash.store.refresh()
     acq = next(iter(dash.store.snapshot.values()))
-    gen, us = first["cursor"].split(":")
-    second = dash.payload(acq, (int(gen), int(us)))
+    since = parse_cursor(first["cursor"])
+    second = dash.payload(acq, since)
     assert not second["reset"] and second["rows"]["source"] == ["f0002.tif"]
-    stale_gen = dash.payload(acq, (int(gen) + 7, int(us)))
-    assert stale_gen["reset"] and len(stale_gen["rows"]["t"]) == 3
+    # A cursor of another generation (rows replaced, or another server) gets everything.
+    for other in (f"{since[0]}7", "123-0"):
+        again = dash.payload(acq, (other, since[1]))
+        assert again["reset"] and len(again["rows"]["t"]) == 3
+    assert parse_cursor("garbage") is None and parse_cursor(None) is None
     dash.close()
 
 

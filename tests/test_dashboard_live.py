@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from dashkit import (
     EventStream,
+    chrome,
     dashboard_url,
     get,
     get_json,
+    serve_results,
     start_service,
     wait_for,
     write_frames,
@@ -129,21 +131,9 @@ return n;
 
 
 def test_page_in_a_real_browser_draws_the_points(live, tmp_path):
-    chromedriver, chromium = "/usr/bin/chromedriver", "/usr/bin/chromium"
-    if not (os.path.exists(chromedriver) and os.path.exists(chromium)):
-        pytest.skip("needs Debian's chromium and chromium-driver (make installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
     daemon, url, acq, res = live
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1000", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver = chrome(tmp_path / "profile")
     try:
-        driver.set_page_load_timeout(30)
         driver.get(url + "/")
         chart = driver.find_element("id", "chart")
         n_valid = N_VALID
@@ -217,26 +207,44 @@ def test_dashboard_that_cannot_start_does_not_stop_processing(tmp_path):
 
 def test_standalone_dashboard_serves_finished_results(live, tmp_path):
     """``nwwatch dashboard RESULTS`` on a copy of the results: the series, no /metrics."""
-    import subprocess
-    import sys
-
-    from servicekit import REPO
-
     daemon, url, acq, res = live
     copy = tmp_path / "res"
     shutil.copytree(res / "frames", copy / "frames")
-    proc = subprocess.Popen([sys.executable, "-c", "from nwwatch.cli import main; main()",
-                             "dashboard", str(copy), "--listen", "127.0.0.1:0"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, base = serve_results(copy)
     try:
-        line = proc.stdout.readline()
-        served = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-        assert served, line
-        base = served.group(1)
         a = wait_for(lambda: get_json(f"{base}/api/acquisitions")["acquisitions"], 20, "rows")
         assert a[0]["n"] >= len(ANGLES) and a[0]["stale"] is False
         assert get(f"{base}/metrics")[0] == 404
         assert get(f"{base}/results/../../etc/passwd")[0] == 404
     finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_page_catches_up_after_the_server_was_away(tmp_path):
+    """A real browser keeps the page open while the dashboard is stopped, rows are committed,
+    and the dashboard starts again: the page shows the new points without being reloaded."""
+    from test_dashboard_data import frame_rows, write
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows(str(tmp_path / "acq"), [100.0, 101.0, 102.0]))
+    proc, base = serve_results(results)
+    driver = chrome(tmp_path / "profile")
+    try:
+        driver.get(base + "/")
+        chart = driver.find_element("id", "chart")
+        wait_for(lambda: chart.get_attribute("data-points") == "3", 30, "3 points")
+        driver.execute_script("window.notReloaded = true")
+        proc.terminate()
+        proc.wait(timeout=10)
+        wait_for(lambda: "reconnecting" in driver.find_element("id", "conn").text, 30,
+                 "the page noticing the server is gone")
+        write(results, "frames-2.parquet", frame_rows(str(tmp_path / "acq"), [103.0, 104.0],
+                                                      start=3))
+        proc, _ = serve_results(results, port=int(base.rsplit(":", 1)[1]))
+        wait_for(lambda: chart.get_attribute("data-points") == "5", 30, "5 points")
+        assert driver.execute_script("return window.notReloaded") is True
+    finally:
+        driver.quit()
         proc.terminate()
         proc.wait(timeout=10)

@@ -13,8 +13,9 @@ Routes
 ``/results/{path}``                    an image under RESULTS (overlays), nothing else
 ``/metrics``                           Prometheus text format (live service only)
 
-A cursor is ``GENERATION:MICROSECONDS``: the newest ``processed_at`` the client has, and the
-store's generation, which changes when rows were replaced (``replay --force``) so that the
+A cursor is ``GENERATION:MICROSECONDS``: the newest ``processed_at`` the client has, and a
+generation — the server's start time and the store's count of replacements — which changes
+when rows were replaced (``replay --force``) or the server restarted, so that the
 client starts again from scratch instead of keeping stale points.
 """
 
@@ -77,14 +78,14 @@ def _clean(value):
     return value
 
 
-def parse_cursor(text: str | None) -> tuple[int, int] | None:
+def parse_cursor(text: str | None) -> tuple[str, int] | None:
     """``"GEN:US"`` -> (generation, microseconds); None for absent or malformed."""
     if not text:
         return None
-    gen, _, us = text.partition(":")
-    if not (gen.isdigit() and us.lstrip("-").isdigit()):
+    gen, _, us = text.rpartition(":")
+    if not (gen and us.lstrip("-").isdigit()):
         return None
-    return int(gen), int(us)
+    return gen, int(us)
 
 
 class Dashboard:
@@ -95,7 +96,7 @@ class Dashboard:
         self.store = ResultsStore(results, ledger)
         self.live = live
         self.stale_after_s = stale_after_s if live else None
-        self.started = time.time()
+        self.started_ms = int(time.time() * 1e3)
         # One low-priority worker does all file reading, off the event loop.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwwatch-dash-io",
                                         initializer=_lower_priority)
@@ -132,9 +133,9 @@ class Dashboard:
     def summary(self, acq: Acquisition) -> dict:
         return acquisition_summary(acq, time.time(), self.stale_after_s)
 
-    def payload(self, acq: Acquisition, since: tuple[int, int] | None) -> dict:
+    def payload(self, acq: Acquisition, since: tuple[str, int] | None) -> dict:
         """Rows of ``acq`` newer than ``since`` (all when None or of another generation)."""
-        gen = self.store.generation
+        gen = f"{self.started_ms}-{self.store.generation}"
         reset = since is None or since[0] != gen
         out: dict = {"id": acq.id, "reset": reset, "summary": self.summary(acq),
                      "live": self.live_figures(),
