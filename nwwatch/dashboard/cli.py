@@ -16,7 +16,8 @@ import click
 @click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The ledger, when not RESULTS/ledger.sqlite (opened read-only).")
 def dashboard(results: Path, listen: str, allow_remote: bool, ledger: Path | None) -> None:
-    """Serve the dashboard of a results folder (a replay's, or a stopped service's)."""
+    """Serve the dashboard of a results folder (a replay's, a finished run's; read-only, so
+    also beside a running service, without its live figures)."""
     from nwwatch.dashboard.settings import parse_listen
 
     try:

@@ -30,5 +30,6 @@ def parse_listen(text: str, allow_remote: bool = False) -> tuple[str, int]:
         raise ValueError(f"{text!r} is not HOST:PORT (e.g. \"127.0.0.1:8765\")")
     if host not in LOOPBACK_HOSTS and not allow_remote:
         raise ValueError(f"{host!r} is not the loopback; binding elsewhere exposes the "
-                         "dashboard to the network: set allow_remote = true to mean it")
+                         "dashboard to the network: allow it explicitly (allow_remote = true "
+                         "in [dashboard], --allow-remote for nwwatch dashboard)")
     return host, int(port_text)
