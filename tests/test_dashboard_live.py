@@ -177,24 +177,32 @@ def test_events_push_new_rows_and_catch_up_after_reconnect(live):
     assert update["id"] != cursor
 
 
-def test_dashboard_that_cannot_start_does_not_stop_processing(tmp_path):
+def test_dashboard_that_cannot_start_does_not_stop_processing_and_warns_when_stale(tmp_path):
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen(1)
     port = blocker.getsockname()[1]
     acq, res = tmp_path / "acq", tmp_path / "res"
     acq.mkdir()
-    daemon = start_service(tmp_path, acq, res, listen=f"127.0.0.1:{port}")
+    daemon = start_service(tmp_path, acq, res, listen=f"127.0.0.1:{port}", stale_after_s=3)
     try:
         crash = daemon.wait_event("dashboard_crashed")
         assert "address" in crash["error"].lower() or "in use" in crash["error"].lower()
-        write_frames(acq, [110.0, 120.0])
-        wait_rows(res, 2, proc=daemon)  # processing goes on
+        write_frames(acq, [110.0])
+        wait_rows(res, 1, proc=daemon)  # processing goes on
+        write_frames(acq, [120.0], start=1)
+        wait_rows(res, 2, proc=daemon)  # a second commit: the acquisition looks active
         blocker.close()  # the port is free again: the next restart serves
         url = dashboard_url(daemon)
         assert url.endswith(f":{port}")
         acqs = wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"], 20,
                         "the restarted dashboard serving the rows")
+        # No new file for stale_after_s = 3 s: the warning; a new frame ends it.
+        wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"][0]["stale"], 30,
+                 "the stale warning")
+        write_frames(acq, [125.0], start=2)
+        wait_for(lambda: not get_json(f"{url}/api/acquisitions")["acquisitions"][0]["stale"],
+                 30, "the warning ending with a new frame")
         # An open event stream does not hold up SIGTERM (the service's stop limit is 10 s).
         stream = EventStream(url, f"/api/acquisitions/{acqs[0]['id']}/events")
         stream.next_event()
