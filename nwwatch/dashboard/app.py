@@ -46,6 +46,7 @@ from nwwatch.dashboard.data import (
     frame_series,
 )
 from nwwatch.dashboard.masks import mask_slices_png
+from nwwatch.dashboard.server import lower_priority
 from nwwatch.dashboard.stats import TREND_WINDOW
 
 #: Seconds between checks for new committed files (one refresh serves every client).
@@ -99,7 +100,7 @@ class Dashboard:
         self.started_ms = int(time.time() * 1e3)
         # One low-priority worker does all file reading, off the event loop.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwwatch-dash-io",
-                                        initializer=_lower_priority)
+                                        initializer=lower_priority)
         self._refresh_lock = asyncio.Lock()
 
     async def refresh(self, force: bool = False) -> None:
@@ -162,18 +163,6 @@ class Dashboard:
                                      .to_numpy().max()))
         out["cursor"] = f"{gen}:{newest_us}"
         return _clean(out)
-
-
-def _lower_priority() -> None:
-    """Nice the dashboard's I/O thread (Linux: niceness is per thread), so that reading
-    results never takes CPU from processing."""
-    import os
-    import threading
-
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (OSError, AttributeError):
-        pass
 
 
 def create_app(results: str | Path, ledger: str | Path | None = None, *, live: bool = False,

@@ -11,6 +11,7 @@ happens to it — the port taken, an exception in the server — is logged as
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -22,6 +23,15 @@ from nwwatch.dashboard.settings import DashboardConfig
 MAX_BACKOFF_S = 60.0
 #: A server that ran this long before crashing starts again after the shortest back-off.
 HEALTHY_S = 60.0
+
+
+def lower_priority() -> None:
+    """Nice the calling thread by 10 (Linux: niceness is per thread), so that the dashboard's
+    threads never take CPU from processing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (OSError, AttributeError):
+        pass
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -94,6 +104,7 @@ class DashboardThread:
             sock.close()
 
     def _supervise(self) -> None:
+        lower_priority()  # the event loop too yields the CPU to processing
         backoff = 1.0
         while not self._stopping.is_set():
             started = time.monotonic()
