@@ -151,6 +151,8 @@ def test_stale_only_after_an_active_acquisition_stops(tmp_path):
     assert acquisition_summary(acq, later, 120.0)["stale"]
     assert not acquisition_summary(acq, T0.timestamp() + 60, 120.0)["stale"]  # not yet
     assert not acquisition_summary(acq, later, None)["stale"]  # finished results: no warning
+    # Rows per second: the second commit's one row, 5 s after the first commit.
+    assert acquisition_summary(acq, later, None)["frames_per_s"] == pytest.approx(0.2)
 
 
 def test_payload_cursor_sends_only_new_rows(tmp_path):

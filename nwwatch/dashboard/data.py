@@ -294,7 +294,9 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     out["last_processed"] = last
     recent = processed[processed >= last - 60.0]
     if len(recent) >= 2 and recent[-1] > recent[0]:
-        out["frames_per_s"] = float((len(recent) - 1) / (recent[-1] - recent[0]))
+        # Rows committed after the window's first commit over the time since it (the rows
+        # of one batch share their processed_at).
+        out["frames_per_s"] = float((recent > recent[0]).sum() / (recent[-1] - recent[0]))
     if stale_after_s is not None and now - last > stale_after_s:
         # Two commits (not two rows of one multi-page file) make an acquisition "active".
         out["stale"] = bool(len(np.unique(processed[processed >= last - stale_after_s])) >= 2)
