@@ -139,13 +139,13 @@ class Dashboard:
         gen = f"{self.started_ms}-{self.store.generation}"
         reset = since is None or since[0] != gen
         out: dict = {"id": acq.id, "reset": reset, "summary": self.summary(acq),
+                     "trend_window": TREND_WINDOW,
                      "live": self.live_figures(),
                      "quarantined": [{k: q.get(k) for k in ("path", "reason", "error_type",
                                                             "attempts", "quarantined_at")}
                                      for q in acq.quarantined]}
         newest_us = since[1] if since is not None and not reset else -1
         if len(acq) and acq.kind == "insitu":
-            out["trend_window"] = TREND_WINDOW
             s = frame_series(acq)
             processed_us = np.round(s["processed"] * 1e6).astype(np.int64)
             pick = np.flatnonzero(processed_us > newest_us)
