@@ -18,6 +18,7 @@ from dashkit import (
     dashboard_url,
     get,
     get_json,
+    have_browser,
     serve_results,
     start_service,
     wait_for,
@@ -197,10 +198,22 @@ def test_dashboard_that_cannot_start_does_not_stop_processing_and_warns_when_sta
         assert url.endswith(f":{port}")
         acqs = wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"], 20,
                         "the restarted dashboard serving the rows")
-        # No new file for stale_after_s = 3 s: the warning; a new frame ends it.
+        # No new file for stale_after_s = 3 s: the warning, on the page too; a new frame ends it.
         wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"][0]["stale"], 30,
                  "the stale warning")
-        write_frames(acq, [125.0], start=2)
+        if have_browser():  # (the browser tests above skip, and say so, without one)
+            driver = chrome(tmp_path / "profile")
+            try:
+                driver.get(url + "/")
+                banner = driver.find_element("id", "stale")
+                wait_for(banner.is_displayed, 30, "the banner on the page")
+                assert "No new file" in banner.text
+                write_frames(acq, [125.0], start=2)
+                wait_for(lambda: not banner.is_displayed(), 30, "the banner going away")
+            finally:
+                driver.quit()
+        else:
+            write_frames(acq, [125.0], start=2)
         wait_for(lambda: not get_json(f"{url}/api/acquisitions")["acquisitions"][0]["stale"],
                  30, "the warning ending with a new frame")
         # An open event stream does not hold up SIGTERM (the service's stop limit is 10 s).
