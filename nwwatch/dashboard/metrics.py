@@ -78,7 +78,8 @@ def observe_commit(rows: Iterable[Mapping[str, object]], timings_ms: Mapping[str
 
 def observe_outcomes(states: Iterable[tuple[str, float | None]], committed_at: float | None,
                      quarantined_files: int = 0) -> None:
-    """Per file of a batch: (state, monotonic-free wall time it was seen complete or None).
+    """Per file of a batch: (state, wall time in epoch seconds at which it was seen complete,
+    or None); plus ``quarantined_files`` quarantined outside a batch (bad on inspection).
 
     Quarantined files are counted; done files give the end-to-end latency.
     """
