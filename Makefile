@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/nwwatch demo demo_output
 
-test: $(STAMP)
+# The labelling page's and the dashboard's tests drive a real headless browser: Debian's
+# chromium and chromedriver (nothing downloaded at test time), through tests/webdriver.py.
+# Installed here when missing and we are root; otherwise the browser tests fail and name this
+# command.
+browser:
+	@if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium chromium-driver; \
+		else echo "warning: chromium/chromedriver missing; as root: apt-get install -y chromium chromium-driver"; fi; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/ruff check nwwatch training tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 

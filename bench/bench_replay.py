@@ -129,19 +129,10 @@ def replay_fps(model: Path, folder: Path, out: Path, threads: int, batch_size: i
 
 def write_config(path: Path, watch: Path, results: Path, model: Path, threads: int,
                  batch_size: int) -> Path:
-    path.write_text(f"""
-[[watch]]
-path = "{watch}"
-model = "{model}"
-settle_seconds = 2
-[output]
-results = "{results}"
-[inference]
-providers = ["cpu"]
-threads = {threads}
-batch_size = {batch_size}
-max_batch_latency_ms = 20
-""")
+    from nwwatch.service.config import one_folder_config
+
+    path.write_text(one_folder_config(watch, results, model, settle_seconds=2, threads=threads,
+                                      batch_size=batch_size, max_batch_latency_ms=20))
     return path
 
 

@@ -22,9 +22,11 @@ _COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "run": ("nwwatch.service.cli", "run", None),
     "replay": ("nwwatch.service.cli", "replay", None),
     "status": ("nwwatch.service.cli", "status", None),
+    "ledger": ("nwwatch.service.cli", "ledger", None),
     "demo": ("nwwatch.demo", "demo", None),
     "dashboard": ("nwwatch.dashboard.cli", "dashboard", None),
     "report": ("nwwatch.dashboard.report", "report", "report"),
+    "label": ("nwwatch.label.cli", "label", None),
 }
 
 _HELP = {
@@ -35,9 +37,11 @@ _HELP = {
     "run": "Run the resident watching service.",
     "replay": "Process an existing folder or file through the service's code path.",
     "status": "Show what the service has processed, failed and quarantined.",
+    "ledger": "Maintain the service's ledger (rebuild it from the results).",
     "demo": "Run the main job end to end on synthetic data.",
     "dashboard": "Serve the web dashboard of a results folder.",
     "report": "Write a static HTML report (with PNG plots) of a results folder.",
+    "label": "Correct the model's labels in the browser and save training data.",
 }
 
 

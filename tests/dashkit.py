@@ -108,35 +108,6 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
     raise AssertionError(f"{what} not reached in {timeout} s")
 
 
-CHROMEDRIVER, CHROMIUM = "/usr/bin/chromedriver", "/usr/bin/chromium"
-
-
-def have_browser() -> bool:
-    import os
-
-    return os.path.exists(CHROMEDRIVER) and os.path.exists(CHROMIUM)
-
-
-def chrome(profile: Path):
-    """Headless Debian Chromium driven by Debian's chromedriver (never a downloaded one);
-    skips the test when they are not installed."""
-    import pytest
-
-    if not have_browser():
-        pytest.skip("needs Debian's chromium and chromium-driver (make installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1000", f"--user-data-dir={profile}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    return driver
-
-
 def serve_results(results: Path, port: int = 0):
     """``nwwatch dashboard RESULTS`` as a child process; returns (process, base URL)."""
     import re

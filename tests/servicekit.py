@@ -48,44 +48,60 @@ def write_config(path: Path, watch: Path, results: Path, model_path: Path, *,
                  settle: float = 0.5, batch_size: int = 4, latency_ms: float = 50,
                  polling: str | bool = "auto", max_attempts: int = 3, rescan: float = 2.0,
                  extra: str = "") -> Path:
-    polling_toml = json.dumps(polling) if isinstance(polling, str) else str(polling).lower()
-    path.write_text(f"""
-[[watch]]
-path = "{watch}"
-kind = "insitu"
-model = "{model_path}"
-polling = {polling_toml}
-settle_seconds = {settle}
-rescan_seconds = {rescan}
+    from nwwatch.service.config import one_folder_config
 
-[output]
-results = "{results}"
-
-[inference]
-providers = ["cpu"]
-batch_size = {batch_size}
-max_batch_latency_ms = {latency_ms}
-threads = 1
-
-[retry]
-max_attempts = {max_attempts}
-{extra}
-""")
+    path.write_text(one_folder_config(
+        watch, results, model_path, settle_seconds=settle, rescan_seconds=rescan,
+        polling=polling, threads=1, batch_size=batch_size, max_batch_latency_ms=latency_ms,
+        max_attempts=max_attempts, extra=extra))
     return path
 
 
 class DaemonProcess:
-    """``python -m nwwatch.service run --config`` as a child process, JSON log to a file."""
+    """``python -m nwwatch.service run --config`` as a child process, JSON log to a file.
 
-    def __init__(self, config: Path, log: Path, env: dict | None = None) -> None:
+    ``pipe``: the log goes through a pipe copied to the file by a thread (a file size limit
+    set on the child then does not apply to its log)."""
+
+    def __init__(self, config: Path, log: Path, env: dict | None = None,
+                 pipe: bool = False) -> None:
+        import threading
+
         self.log_path = log
         environ = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
         environ.update(env or {})
         self._log = open(log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nwwatch.service", "run", "--config", str(config)],
-            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, env=environ,
+            cwd=REPO, stdout=subprocess.PIPE if pipe else self._log,
+            stderr=subprocess.STDOUT, env=environ,
         )
+        self._copier = None
+        if pipe:
+            def copy() -> None:
+                for line in self.proc.stdout:
+                    self._log.write(line)
+                    self._log.flush()
+
+            self._copier = threading.Thread(target=copy, daemon=True)
+            self._copier.start()
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        """The exit status (negative: killed by that signal); AssertionError after timeout."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"daemon still running after {timeout} s:\n"
+                                 + self.log_path.read_text(errors="replace")[-3000:]) from None
+        self._close_log()
+        return code
+
+    def _close_log(self) -> None:
+        if self._copier is not None:
+            self._copier.join(timeout=5)
+        self._log.close()
 
     def events(self) -> list[dict]:
         out = []
@@ -97,12 +113,13 @@ class DaemonProcess:
                     pass
         return out
 
-    def wait_event(self, name: str, timeout: float = 30.0) -> dict:
+    def wait_event(self, name: str, timeout: float = 30.0, count: int = 1) -> dict:
+        """The ``count``-th log line of event ``name`` (waits for it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for e in self.events():
-                if e.get("event") == name:
-                    return e
+            found = [e for e in self.events() if e.get("event") == name]
+            if len(found) >= count:
+                return found[count - 1]
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode}:\n"
                                      + self.log_path.read_text()[-3000:])
@@ -113,14 +130,19 @@ class DaemonProcess:
     def terminate(self, timeout: float = 10.0) -> tuple[int, float]:
         t0 = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=timeout)
-        self._log.close()
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"SIGTERM did not end the daemon in {timeout} s:\n"
+                                 + self.log_path.read_text(errors="replace")[-3000:]) from None
+        self._close_log()
         return code, time.monotonic() - t0
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
-        self._log.close()
+        self._close_log()
 
 
 def frames_table(results: Path):

@@ -1,7 +1,10 @@
 """The dashboard and /metrics against the real service (a child process with a tiny ONNX
 model): frames arrive, the metrics count them, the data endpoint returns the series, server-
 sent events deliver new rows and catch a reconnecting client up, a real headless browser
-draws the chart, and a dashboard that cannot start does not stop processing."""
+draws the chart, and a dashboard that cannot start does not stop processing.
+
+The browser is Debian's chromium driven by its chromedriver through the stdlib client
+``tests/webdriver.py``; the browser tests fail (naming ``make browser``) when they are missing."""
 
 from __future__ import annotations
 
@@ -9,22 +12,22 @@ import os
 import re
 import shutil
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
 from dashkit import (
     EventStream,
-    chrome,
     dashboard_url,
     get,
     get_json,
-    have_browser,
     serve_results,
     start_service,
     wait_for,
     write_frames,
 )
 from servicekit import frames_table, wait_rows
+from webdriver import Browser, require_browser
 
 # A droplet whose contact angle drifts from 100 to 130 degrees with some scatter; every
 # seventh frame is background only (refused).
@@ -131,29 +134,26 @@ return n;
 """
 
 
-def test_page_in_a_real_browser_draws_the_points(live, tmp_path):
+def test_page_in_a_real_browser_draws_the_points(live):
+    require_browser()
     daemon, url, acq, res = live
-    driver = chrome(tmp_path / "profile")
-    try:
-        driver.get(url + "/")
-        chart = driver.find_element("id", "chart")
+    with Browser(1280, 1000) as browser:
+        browser.get(url + "/")
         n_valid = N_VALID
-        wait_for(lambda: int(chart.get_attribute("data-points")) >= n_valid, 30,
+        wait_for(lambda: int(browser.attribute("#chart", "data-points") or 0) >= n_valid, 30,
                  "points in the chart")
-        assert int(chart.get_attribute("data-refused")) >= 1
+        assert int(browser.attribute("#chart", "data-refused")) >= 1
         # uPlot drew them: a finite time axis and pixels of the valid points' colour.
-        x_range = driver.execute_script("return [nwPlot.scales.x.min, nwPlot.scales.x.max]")
+        x_range = browser.execute("return [nwPlot.scales.x.min, nwPlot.scales.x.max]")
         assert None not in x_range and x_range[0] < x_range[1]
-        blue = driver.execute_script(_COUNT_POINT_PIXELS)
+        blue = browser.execute(_COUNT_POINT_PIXELS)
         assert blue > 8 * n_valid, blue  # a 6-px point covers about 18 px of its colour
-        legend = driver.find_element("id", "legend").text
+        legend = browser.text("#legend")
         assert re.search(rf"{code_of_refused(res)}: \d+", legend), legend
-        assert "empty.tif" in driver.find_element("id", "quarantine").text
+        assert "empty.tif" in browser.text("#quarantine")
         shot = os.environ.get("NWWATCH_DASHBOARD_SCREENSHOT")
         if shot:
-            driver.save_screenshot(shot)
-    finally:
-        driver.quit()
+            browser.screenshot(Path(shot))
 
 
 def test_events_push_new_rows_and_catch_up_after_reconnect(live):
@@ -179,6 +179,7 @@ def test_events_push_new_rows_and_catch_up_after_reconnect(live):
 
 
 def test_dashboard_that_cannot_start_does_not_stop_processing_and_warns_when_stale(tmp_path):
+    require_browser()  # the banner is checked on the page
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen(1)
@@ -201,19 +202,12 @@ def test_dashboard_that_cannot_start_does_not_stop_processing_and_warns_when_sta
         # No new file for stale_after_s = 3 s: the warning, on the page too; a new frame ends it.
         wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"][0]["stale"], 30,
                  "the stale warning")
-        if have_browser():  # (the browser tests above skip, and say so, without one)
-            driver = chrome(tmp_path / "profile")
-            try:
-                driver.get(url + "/")
-                banner = driver.find_element("id", "stale")
-                wait_for(banner.is_displayed, 30, "the banner on the page")
-                assert "No new file" in banner.text
-                write_frames(acq, [125.0], start=2)
-                wait_for(lambda: not banner.is_displayed(), 30, "the banner going away")
-            finally:
-                driver.quit()
-        else:
+        with Browser(1280, 1000) as browser:
+            browser.get(url + "/")
+            wait_for(lambda: browser.displayed("#stale"), 30, "the banner on the page")
+            assert "No new file" in browser.text("#stale")
             write_frames(acq, [125.0], start=2)
+            wait_for(lambda: not browser.displayed("#stale"), 30, "the banner going away")
         wait_for(lambda: not get_json(f"{url}/api/acquisitions")["acquisitions"][0]["stale"],
                  30, "the warning ending with a new frame")
         # An open event stream does not hold up SIGTERM (the service's stop limit is 10 s).
@@ -249,23 +243,23 @@ def test_page_catches_up_after_the_server_was_away(tmp_path):
 
     results = tmp_path / "res"
     write(results, "frames-1.parquet", frame_rows(str(tmp_path / "acq"), [100.0, 101.0, 102.0]))
+    require_browser()
     proc, base = serve_results(results)
-    driver = chrome(tmp_path / "profile")
     try:
-        driver.get(base + "/")
-        chart = driver.find_element("id", "chart")
-        wait_for(lambda: chart.get_attribute("data-points") == "3", 30, "3 points")
-        driver.execute_script("window.notReloaded = true")
-        proc.terminate()
-        proc.wait(timeout=10)
-        wait_for(lambda: "reconnecting" in driver.find_element("id", "conn").text, 30,
-                 "the page noticing the server is gone")
-        write(results, "frames-2.parquet", frame_rows(str(tmp_path / "acq"), [103.0, 104.0],
-                                                      start=3))
-        proc, _ = serve_results(results, port=int(base.rsplit(":", 1)[1]))
-        wait_for(lambda: chart.get_attribute("data-points") == "5", 30, "5 points")
-        assert driver.execute_script("return window.notReloaded") is True
+        with Browser(1280, 1000) as browser:
+            browser.get(base + "/")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "3", 30, "3 points")
+            browser.execute("window.notReloaded = true")
+            proc.terminate()
+            proc.wait(timeout=10)
+            wait_for(lambda: "reconnecting" in browser.text("#conn"), 30,
+                     "the page noticing the server is gone")
+            write(results, "frames-2.parquet", frame_rows(str(tmp_path / "acq"),
+                                                          [103.0, 104.0], start=3))
+            proc, _ = serve_results(results, port=int(base.rsplit(":", 1)[1]))
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "5", 30,
+                     "5 points")
+            assert browser.execute("return window.notReloaded") is True
     finally:
-        driver.quit()
         proc.terminate()
         proc.wait(timeout=10)

@@ -31,10 +31,12 @@ def test_valid_config_and_defaults(paths):
     assert (w.path, w.kind, w.model, w.settle_seconds) == (acq, "insitu", m, 0.5)
     assert cfg.ledger == res / "ledger.sqlite" and cfg.inference.providers == ("cpu",)
     assert cfg.inference.threads == 1 and cfg.max_attempts == 3
-    assert cfg.tomogram == VolumeOptions()  # no [tomogram] table: segment_volume's defaults
+    # no [tomogram] table: segment_volume's defaults
+    assert cfg.tomogram.volume_options() == VolumeOptions()
     path = write_config(tmp / "t.toml", acq, res, m)
     path.write_text(path.read_text() + "\n[tomogram]\ntriplanar = true\nmargin_px = 8\n")
-    assert load_config(path).tomogram == VolumeOptions(triplanar=True, margin_px=8)
+    assert load_config(path).tomogram.volume_options() == VolumeOptions(triplanar=True,
+                                                                        margin_px=8)
 
 
 @pytest.mark.parametrize(
@@ -207,3 +209,49 @@ def test_dropin_command_validates_and_exits_78(paths, capsys):
     assert f"ReadOnlyPaths={acq}" in capsys.readouterr().out
     bad = write_config(tmp / "bad.toml", acq, res, m, extra="[retry]\nmax_attempts = 0")
     assert main([str(bad)]) == 78
+
+
+def test_ledger_inside_an_acquisition_folder_is_refused_symlinks_followed(paths):
+    tmp, acq, res, m = paths
+    path = write_config(tmp / "c.toml", acq, res, m,
+                        extra=f'[state]\nledger = "{acq / "state" / "ledger.sqlite"}"')
+    with pytest.raises(ConfigError, match=r"state\.ledger: lies inside acquisition folder"):
+        load_config(path)
+    # the same folder reached through a symbolic link from outside
+    (tmp / "looks_elsewhere").symlink_to(acq)
+    path = write_config(tmp / "c.toml", acq, res, m,
+                        extra=f'[state]\nledger = "{tmp / "looks_elsewhere" / "l.sqlite"}"')
+    with pytest.raises(ConfigError, match=r"state\.ledger: lies inside acquisition folder"):
+        load_config(path)
+    path = write_config(tmp / "c.toml", acq, tmp / "looks_elsewhere" / "res", m)
+    with pytest.raises(ConfigError, match=r"output\.results: lies inside acquisition folder"):
+        load_config(path)
+    path = write_config(tmp / "c.toml", acq, res, m,
+                        extra=f'[state]\nledger = "{tmp / "state" / "l.sqlite"}"')
+    assert load_config(path).ledger == tmp / "state" / "l.sqlite"
+
+
+def test_validating_a_config_never_loads_onnxruntime(paths):
+    import subprocess
+    import sys
+
+    tmp, acq, res, m = paths
+    path = write_config(tmp / "c.toml", acq, res, m, extra="[tomogram]\nflips = true\n"
+                                                     "[dashboard]\nstale_after_s = 60")
+    code = ("import sys; sys.modules['onnxruntime'] = None\n"
+            "from nwwatch.service.dropin import main\n"
+            f"sys.exit(main([{str(path)!r}]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"ReadOnlyPaths={acq}" in out.stdout
+
+
+def test_config_lists_stay_equal_to_the_runtime_ones(paths):
+    from dataclasses import fields
+
+    from nwwatch.segment.session import PROVIDERS
+    from nwwatch.service.config import PROVIDER_NAMES, TomogramSettings
+
+    assert set(PROVIDER_NAMES) == set(PROVIDERS)
+    assert {f.name for f in fields(TomogramSettings)} == {f.name for f in fields(VolumeOptions)}

@@ -6,6 +6,7 @@ import pyarrow as pa
 
 from nwwatch.results.parquet import write_batch
 from nwwatch.service.ledger import Failure, ItemKey, Ledger
+from nwwatch.service.reporting import open_readonly
 
 SCHEMA = pa.schema([pa.field("source", pa.string()), pa.field("source_sha256", pa.string())])
 
@@ -30,7 +31,7 @@ def test_commit_marks_items_done(tmp_path):
                                                True)], 3, wrote_parquet=True)
     assert ledger.item(_key(1)).state == "done"
     assert ledger.item(_key(2)).state == "quarantined"
-    assert [q["path"] for q in ledger.quarantined()] == ["/acq/f2.tif"]
+    assert [q["path"] for q in ledger.queries.quarantined()] == ["/acq/f2.tif"]
     assert ledger.reconcile(3).adopted == []
 
 
@@ -46,7 +47,7 @@ def test_crash_after_rename_adopts_the_batch(tmp_path):
     assert report.adopted == ["b1"] and report.removed == []
     assert ledger.item(_key(1)).state == "done"
     assert ledger.item(_key(2)).state == "failed"  # tried again, no rows were written for it
-    assert ledger.counts()["rows"] == 3
+    assert ledger.queries.counts()["rows"] == 3
     assert parquet.exists()
 
 
@@ -72,7 +73,7 @@ def test_crash_before_rename_removes_partial_files_and_counts_an_attempt(tmp_pat
     ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
     ledger.reconcile(max_attempts=2)
     assert ledger.item(_key(1)).state == "quarantined"
-    assert "stopped" in ledger.quarantined()[0]["reason"]
+    assert "stopped" in ledger.queries.quarantined()[0]["reason"]
 
 
 def test_finished_lookup_by_path_size_mtime(tmp_path):
@@ -88,7 +89,7 @@ def test_finished_lookup_by_path_size_mtime(tmp_path):
 
 def test_readonly_ledger_for_status(tmp_path):
     Ledger(tmp_path / "l.sqlite", tmp_path).close()
-    ro = Ledger(tmp_path / "l.sqlite", tmp_path, readonly=True)
+    ro = open_readonly(tmp_path / "l.sqlite")
     assert ro.counts()["done"] == 0
 
 
@@ -123,6 +124,6 @@ def test_one_writer_per_ledger(tmp_path):
     first = Ledger(tmp_path / "l.sqlite", tmp_path)
     with pytest.raises(LedgerBusyError, match="in use by another nwwatch process"):
         Ledger(tmp_path / "l.sqlite", tmp_path)
-    Ledger(tmp_path / "l.sqlite", tmp_path, readonly=True).close()  # status still works
+    open_readonly(tmp_path / "l.sqlite").close()  # status still works
     first.close()
     Ledger(tmp_path / "l.sqlite", tmp_path).close()

@@ -117,7 +117,7 @@ def test_unreadable_file_is_quarantined(tmp_path, onnx_model):
 
 
 def test_unreadable_file_is_quarantined_even_as_root(tmp_path, onnx_model, monkeypatch):
-    import nwwatch.service.pipeline as pipeline
+    import nwwatch.service.batch as batch
 
     acq = tmp_path / "acq"
     acq.mkdir()
@@ -126,7 +126,7 @@ def test_unreadable_file_is_quarantined_even_as_root(tmp_path, onnx_model, monke
     def denied(path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(pipeline, "file_sha256", denied)
+    monkeypatch.setattr(batch, "file_sha256", denied)
     report = process([acq / "locked.tif"], _engine(tmp_path, onnx_model))
     assert [f.state for f in report.files] == ["quarantined"]
     q = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pandas()
@@ -159,7 +159,7 @@ def test_unexpected_errors_count_attempts_then_quarantine(tmp_path, onnx_model, 
     monkeypatch.setattr(nwwatch.measure, "measure_contact_angle", flaky)
     r1 = process([acq / "a.tif"], engine)
     assert [f.state for f in r1.files] == ["failed"]
-    assert engine.ledger.counts()["failed"] == 1
+    assert engine.ledger.queries.counts()["failed"] == 1
     r2 = process([acq / "a.tif"], engine)
     assert [f.state for f in r2.files] == ["quarantined"]
     assert "boom" in r2.files[0].reason
@@ -188,7 +188,7 @@ def test_a_batch_failure_is_charged_to_the_culprit_only(tmp_path, onnx_model):
     states = {f.path.name: f.state for f in report.files}
     assert states == {"good.tif": "done", "poison.tif": "failed"}
     assert report.n_rows == 1 and len(report.parquets) == 1
-    assert engine.ledger.counts()["done"] == 1
+    assert engine.ledger.queries.counts()["done"] == 1
 
 
 def test_results_write_failure_counts_no_attempt(tmp_path, onnx_model, monkeypatch):
@@ -205,7 +205,8 @@ def test_results_write_failure_counts_no_attempt(tmp_path, onnx_model, monkeypat
     monkeypatch.setattr(pipeline, "write_batch", disk_full)
     with pytest.raises(ResultsWriteError, match="No space"):
         process([acq / "a.tif"], engine)
-    assert engine.ledger.counts()["failed"] == 0 and engine.ledger.counts()["pending"] == 0
+    counts = engine.ledger.queries.counts()
+    assert counts["failed"] == 0 and counts["pending"] == 0
     monkeypatch.undo()
     assert [f.state for f in process([acq / "a.tif"], engine).files] == ["done"]
 
@@ -327,3 +328,29 @@ def test_tomogram_settings_are_part_of_the_ledger_key(tmp_path):
     flipped = CliRunner().invoke(main, ["replay", str(acq), "--kind", "tomogram", "--model",
                                         str(tomo_model), "--out", str(out), "--flips"])
     assert flipped.exit_code == 0 and "1 done" in flipped.output, flipped.output
+
+
+def test_a_failed_commit_leaves_a_batch_that_settle_adopts_without_an_attempt(tmp_path,
+                                                                             onnx_model,
+                                                                             monkeypatch):
+    from nwwatch.service.ledger import Ledger as LedgerClass
+    from nwwatch.service.ledger import LedgerWriteError
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "a.tif", paint_insitu(118.0, size=64))
+    engine = _engine(tmp_path, onnx_model)
+
+    def full(*args, **kwargs):
+        raise LedgerWriteError("cannot write the ledger (database or disk is full)")
+
+    with monkeypatch.context() as m:
+        m.setattr(LedgerClass, "commit", full)
+        with pytest.raises(LedgerWriteError):
+            process([acq / "a.tif"], engine)
+    (batch_id,) = engine.ledger.unfinished_batches()  # its Parquet file is complete
+    assert engine.ledger.settle(batch_id, engine.max_attempts) is True
+    assert engine.ledger.unfinished_batches() == []
+    assert [f.state for f in process([acq / "a.tif"], engine).files] == ["skipped"]
+    rows = pq.read_table(tmp_path / "out" / "frames").to_pandas()
+    assert len(rows) == 1 and engine.ledger.queries.counts()["done"] == 1

@@ -34,6 +34,19 @@ class AugmentConfig:
     p_blur: float = 0.25
 
 
+def effective_crop(crop: int, images: list[np.ndarray], multiple: int = 1) -> int:
+    """The crop side to use: ``crop``, or less when every image is smaller.
+
+    A window larger than every image only adds padding (label 255) for the network to run
+    over: the crop is capped at the largest image side rounded up to ``multiple`` (the
+    model's size multiple), which keeps the same pixels in view at a fraction of the cost.
+    """
+    if not images:
+        return crop
+    largest = max(max(image.shape[:2]) for image in images)
+    return min(crop, -(-largest // multiple) * multiple)
+
+
 def random_crop(
     image: np.ndarray, label: np.ndarray | None, size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray | None]:

@@ -10,6 +10,7 @@ import click
 from click.core import ParameterSource
 
 from training.config import (
+    FINETUNE_DEFAULTS,
     FOLDER_DEFAULTS,
     PARADIGM_NAMES,
     SELF_NEGATIVES,
@@ -72,21 +73,24 @@ def _command_line(ctx: click.Context) -> str:
               multiple=True, help="Labels of that slice: 0 pore, 1 solid, 255 unlabeled; one "
                                   "per --slice, in the same order.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Epochs [default: 50; 6 with --volume].")
+              help="Epochs [default: 50; 6 with --volume; 80 with --init].")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
               help="Iterations per epoch [default: labeled images / batch size; 10 with --volume].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Labeled crops per iteration  [default: 8; 4 with --volume].")
-@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd",
-              show_default=True, help="SGD with momentum (the papers') or AdamW.")
-@click.option("--lr", type=float, default=0.01, show_default=True)
+              help="Labeled crops per iteration  [default: 8; 4 with --volume or --init].")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None,
+              help="SGD with momentum (the papers') or AdamW  [default: sgd; adamw with "
+                   "--init].")
+@click.option("--lr", type=float, default=None,
+              help="Learning rate  [default: 0.01; 0.001 with --init].")
 @click.option("--momentum", type=float, default=0.9, show_default=True)
 @click.option("--weight-decay", type=float, default=1e-4, show_default=True)
 @click.option("--crop", type=click.IntRange(min=8), default=None,
-              help="Side of the random training crops (pixels)  [default: 256; 64 with --volume].")
+              help="Side of the random training crops (pixels)  [default: 256; 64 with --volume; "
+                   "384 with --init].")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Share of labeled images held out for validation  [default: 0.2; 0 with "
-                   "--volume].")
+                   "--volume; 0.1 with --init, none below 6 images].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -174,10 +178,13 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     given = {"arch": arch, "model_options": _model_options(model_options) or None,
              "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
              "crop": crop, "dice_weight": dice_weight, "classifier_steps": classifier_steps,
-             "val_fraction": val_fraction}
+             "val_fraction": val_fraction, "optimizer": optimizer, "lr": lr}
     defaults = dict(VOLUME_DEFAULTS if volume is not None else FOLDER_DEFAULTS)
+    defaults.update(optimizer="sgd", lr=0.01, val_min_images=2)
     if init_weights is not None:  # "": the architecture is the weights' (engine checks)
         defaults.update(arch="", model_options={})
+        if volume is None:  # fine-tuning a frame model on a few labeled frames
+            defaults.update(FINETUNE_DEFAULTS)
     if arch is not None:  # the default options belong to the default architecture
         defaults["model_options"] = {}
     if resume or export_only:
@@ -185,6 +192,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         # larger); a default here would silently stretch a 6-epoch tomogram run to 50.
         defaults["epochs"] = 1
     chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
+    # The fine-tuning split rule belongs to its default split, not to a --val-fraction given.
+    val_min_images = defaults["val_min_images"] if val_fraction is None else 2
     config = TrainConfig(
         out=str(out), data=str(data) if data else None, paradigm=paradigm, arch=chosen["arch"],
         model_options=dict(chosen["model_options"]), init=init_weights,
@@ -194,9 +203,10 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         labels=(str(labels[0]) if len(labels) == 1 else [str(p) for p in labels])
         if labels else None,
         epochs=chosen["epochs"], steps_per_epoch=chosen["steps_per_epoch"],
-        batch_size=chosen["batch_size"], optimizer=optimizer, lr=lr, momentum=momentum,
-        weight_decay=weight_decay, crop=chosen["crop"],
-        val_fraction=chosen["val_fraction"], seed=seed, device=device, threads=threads,
+        batch_size=chosen["batch_size"], optimizer=chosen["optimizer"], lr=chosen["lr"],
+        momentum=momentum, weight_decay=weight_decay, crop=chosen["crop"],
+        val_fraction=chosen["val_fraction"], val_min_images=val_min_images, seed=seed,
+        device=device, threads=threads,
         augment=not no_augment,
         dice_weight=chosen["dice_weight"], unsupervised_weight=unsupervised_weight,
         rampup_epochs=rampup_epochs,

@@ -29,6 +29,16 @@ VOLUME_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Defaults of ``nwwatch train DATA --init WEIGHTS`` (fine-tuning) for the options the user
+#: did not set: the recipe measured for ~10 labeled frames (docs/training.md, "10 frames ->
+#: your model"). Validation holds out 1 image in 10, and none below ``val_min_images``
+#: images, so a handful of frames all train.
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adamw", "lr": 1e-3, "epochs": 80, "crop": 384, "batch_size": 4,
+    "val_fraction": 0.1, "val_min_images": 6,
+}
+
+
 @dataclass
 class TrainConfig:
     """Settings of ``nwwatch train`` (names match the command-line options)."""
@@ -56,6 +66,8 @@ class TrainConfig:
     poly_power: float = 0.9
     crop: int = 256
     val_fraction: float = 0.2
+    #: no validation split below this many labeled images (everything trains)
+    val_min_images: int = 2
     seed: int = 0
     device: str = "auto"
     threads: int | None = None

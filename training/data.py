@@ -1,53 +1,40 @@
-"""Training data: the DATA folder layout, a tomogram's labeled slice, splits and hashing.
+"""Training data: a DATA folder loaded for training, a tomogram's labeled slices, splits.
 
-Layout (issue 4)::
-
-    DATA/images/<stem>.tif|png      2D grey images (any size)
-    DATA/labels/<stem>.png|tif      uint8 class ids, 255 = unlabeled (partial labels allowed)
-    DATA/unlabeled/*.tif|png        optional: 2D images, multi-page stacks or 3D volumes
-    DATA/dataset.toml               optional: kind, class names, normalisation scope
-
-``nwwatch synth insitu OUT`` writes its frames directly in ``OUT/`` (``OUT/labels/`` beside
-them): when ``DATA/images/`` does not exist, the images are the ``.tif``/``.png`` files at the
-top of DATA. Images and labels pair by file stem. Every image is normalised with
-:func:`nwwatch.normalize.normalize_image` (the runtime's function), per image, or with the
-intensity range of its whole file when ``normalization_scope = "volume"``.
-
-dataset.toml::
-
-    kind = "insitu"                 # or "tomogram"
-    classes = ["background", "nanowire", "droplet"]
-    normalization_scope = "image"   # or "volume"
+The DATA layout, its pairing and its image reader are the runtime's
+(:mod:`nwwatch.io.dataset`, shared with ``nwwatch evaluate`` and ``nwwatch label``). Every
+image is normalised with :func:`nwwatch.normalize.normalize_image` (the runtime's function),
+per image, or with the intensity range of its whole file when
+``normalization_scope = "volume"`` in DATA/dataset.toml.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
-import tifffile
 
-from nwwatch.classes import INSITU_CLASSES, TOMOGRAM_CLASSES, UNLABELED
+from nwwatch.classes import TOMOGRAM_CLASSES
+from nwwatch.io.dataset import (
+    IMAGE_SUFFIXES,
+    DatasetLayoutError,
+    check_label,
+    list_images,
+    pair_folder,
+    read_dataset_toml,
+    read_image_2d,
+    read_pages,
+    read_pair,
+)
 from nwwatch.normalize import intensity_range, normalize_image
 from nwwatch.segment.session import file_sha256
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
-
-
-class DatasetLayoutError(ValueError):
-    """Training data that cannot be used. ``.path`` names the file or folder, ``.reason`` why."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
+__all__ = ["IMAGE_SUFFIXES", "DatasetLayoutError", "LabeledImage", "Split", "TrainingData",
+           "check_label", "load_folder", "load_volume_slice", "load_volume_slices",
+           "make_split", "read_pages"]
 
 @dataclass(frozen=True)
 class LabeledImage:
@@ -90,98 +77,6 @@ class TrainingData:
         return digest.hexdigest()
 
 
-def read_pages(path: Path) -> np.ndarray:
-    """Read a grey image file as a stack of pages.
-
-    Returns
-    -------
-    ndarray (Z, H, W) in the file's dtype; Z = 1 for a plain 2D image.
-
-    Raises
-    ------
-    DatasetLayoutError : unreadable file, colour image, or not 2D/3D.
-    """
-    try:
-        if path.suffix.lower() == ".png":
-            data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if data is None:
-                raise DatasetLayoutError(path, "cannot be read as a PNG image")
-        else:
-            data = tifffile.imread(path)
-    except DatasetLayoutError:
-        raise
-    except Exception as exc:  # tifffile raises several exception types for corrupt files
-        raise DatasetLayoutError(path, f"cannot be read ({exc})") from None
-    data = np.asarray(data)
-    if data.ndim == 3 and data.shape[-1] in (3, 4) and path.suffix.lower() == ".png":
-        channels = data[..., :3]
-        if not (np.array_equal(channels[..., 0], channels[..., 1])
-                and np.array_equal(channels[..., 0], channels[..., 2])):
-            raise DatasetLayoutError(path, "colour image; nwwatch needs single-channel grey images")
-        data = channels[..., 0]
-    if data.ndim == 2:
-        data = data[None]
-    if data.ndim != 3 or min(data.shape) == 0:
-        raise DatasetLayoutError(path, f"expected a 2D image or a stack of 2D pages, got shape "
-                                       f"{data.shape}")
-    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
-        raise DatasetLayoutError(path, f"unsupported pixel type {data.dtype}")
-    return data
-
-
-def _read_image_2d(path: Path) -> np.ndarray:
-    pages = read_pages(path)
-    if pages.shape[0] != 1:
-        raise DatasetLayoutError(path, f"labeled images must be 2D, this file has "
-                                       f"{pages.shape[0]} pages")
-    return pages[0]
-
-
-def check_label(label: np.ndarray, num_classes: int, path: Path | str) -> np.ndarray:
-    """Validate a label image: integer ids in [0, num_classes) or 255. Returns uint8 (H, W)."""
-    if not np.issubdtype(label.dtype, np.integer):
-        raise DatasetLayoutError(path, f"labels must be integer class ids, got {label.dtype}")
-    values = np.unique(label)
-    bad = values[(values >= num_classes) & (values != UNLABELED) | (values < 0)]
-    if bad.size:
-        raise DatasetLayoutError(
-            path, f"label values {bad.tolist()[:10]} out of range: expected 0..{num_classes - 1} "
-                  f"or {UNLABELED} (unlabeled)")
-    return label.astype(np.uint8)
-
-
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file()
-                  and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-
-
-def read_dataset_toml(root: Path) -> tuple[str, tuple[str, ...], str]:
-    """(kind, class_names, normalization_scope) from DATA/dataset.toml, or in-situ defaults."""
-    path = root / "dataset.toml"
-    if not path.is_file():
-        return "insitu", INSITU_CLASSES, "image"
-    try:
-        config = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetLayoutError(path, f"not valid TOML ({exc})") from None
-    unknown = sorted(set(config) - {"kind", "classes", "normalization_scope"})
-    if unknown:
-        raise DatasetLayoutError(path, f"unknown keys {unknown}")
-    kind = config.get("kind", "insitu")
-    if kind not in ("insitu", "tomogram"):
-        raise DatasetLayoutError(path, f"kind: {kind!r} must be 'insitu' or 'tomogram'")
-    default = INSITU_CLASSES if kind == "insitu" else TOMOGRAM_CLASSES
-    classes = config.get("classes", list(default))
-    if (not isinstance(classes, list) or len(classes) < 2
-            or not all(isinstance(c, str) for c in classes)):
-        raise DatasetLayoutError(path, "classes: expected a list of at least two names")
-    scope = config.get("normalization_scope", "image" if kind == "insitu" else "volume")
-    if scope not in ("image", "volume"):
-        raise DatasetLayoutError(path, f"normalization_scope: {scope!r} must be 'image' or "
-                                       f"'volume'")
-    return kind, tuple(classes), scope
-
-
 def _normalise_pages(pages: np.ndarray, scope: str) -> list[np.ndarray]:
     if scope == "volume":
         value_range = intensity_range(pages)
@@ -198,53 +93,19 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
         label without image, two files with one stem, shape mismatch, label values out of range.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DatasetLayoutError(root, "data folder not found")
+    pairs = pair_folder(root)  # checks the folder before reading dataset.toml's classes
     kind, class_names, scope = read_dataset_toml(root)
-    image_dir = root / "images" if (root / "images").is_dir() else root
-    label_dir = root / "labels"
-    if not label_dir.is_dir():
-        raise DatasetLayoutError(label_dir, "labels folder not found (DATA/labels/<stem>.png)")
-    images = _list_images(image_dir)
-    labels = _list_images(label_dir)
-    if not images:
-        raise DatasetLayoutError(image_dir, "no images (.tif, .tiff, .png) in this folder")
-    image_by_stem = _by_stem(images)
-    label_by_stem = _by_stem(labels)
-    for stem, path in image_by_stem.items():
-        if stem not in label_by_stem:
-            raise DatasetLayoutError(path, f"no label for this image (expected "
-                                           f"{label_dir / stem}.png)")
-    for stem, path in label_by_stem.items():
-        if stem not in image_by_stem:
-            raise DatasetLayoutError(path, f"label without an image (expected {image_dir / stem}"
-                                           f".tif)")
     labeled = []
-    for stem in sorted(image_by_stem):
-        image_path, label_path = image_by_stem[stem], label_by_stem[stem]
-        raw = _read_image_2d(image_path)
-        label = check_label(_read_image_2d(label_path), len(class_names), label_path)
-        if label.shape != raw.shape:
-            raise DatasetLayoutError(label_path, f"label shape {label.shape} != image shape "
-                                                 f"{raw.shape} of {image_path.name}")
+    for stem, image_path, label_path in pairs:
+        raw, label = read_pair(image_path, label_path, len(class_names))
         labeled.append(LabeledImage(stem, normalize_image(raw), label,
                                     file_sha256(image_path), file_sha256(label_path)))
     unlabeled: list[np.ndarray] = []
     unlabeled_dir = root / "unlabeled"
     if load_unlabeled and unlabeled_dir.is_dir():
-        for path in _list_images(unlabeled_dir):
+        for path in list_images(unlabeled_dir):
             unlabeled.extend(_normalise_pages(read_pages(path), scope))
     return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root))
-
-
-def _by_stem(paths: list[Path]) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for path in paths:
-        if path.stem in out:
-            raise DatasetLayoutError(path, f"two files with the stem {path.stem!r} "
-                                           f"({out[path.stem].name} and {path.name})")
-        out[path.stem] = path
-    return out
 
 
 def load_volume_slice(
@@ -300,7 +161,7 @@ def load_volume_slices(
         if slice_index in labels:
             raise DatasetLayoutError(labels_path, f"slice {slice_index} is labeled twice (also "
                                                   f"by {labels[slice_index][0]})")
-        label = check_label(_read_image_2d(labels_path), len(class_names), labels_path)
+        label = check_label(read_image_2d(labels_path), len(class_names), labels_path)
         if label.shape != volume.shape[1:]:
             raise DatasetLayoutError(labels_path, f"labels have shape {label.shape}, slices of "
                                                   f"{volume_path.name} have {volume.shape[1:]}")
@@ -328,17 +189,19 @@ class Split:
     val: tuple[str, ...]
 
 
-def make_split(stems: list[str], val_fraction: float, seed: int) -> Split:
+def make_split(stems: list[str], val_fraction: float, seed: int,
+               min_images: int = 2) -> Split:
     """Seeded random split by stem. At least one training image; validation may be empty.
 
-    With a single image (e.g. one labeled tomogram slice) everything trains.
+    With fewer than ``min_images`` images (at least 2: e.g. one labeled tomogram slice)
+    everything trains; otherwise a positive ``val_fraction`` holds out at least one image.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction {val_fraction} must be in [0, 1)")
     ordered = sorted(stems)
     order = np.random.default_rng(seed).permutation(len(ordered))
     n_val = int(round(val_fraction * len(ordered)))
-    if val_fraction > 0 and len(ordered) >= 2:
+    if val_fraction > 0 and len(ordered) >= max(2, min_images):
         n_val = min(max(n_val, 1), len(ordered) - 1)
     else:
         n_val = 0

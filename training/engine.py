@@ -15,6 +15,7 @@ checkpoints, resume and export.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -31,7 +32,7 @@ import torch
 from nwwatch import __version__
 from nwwatch.segment.metrics import SegmentationMetrics, confusion_matrix, metrics_from_confusion
 from nwwatch.segment.session import pad_to_multiple
-from training.augment import augment, random_crop
+from training.augment import augment, effective_crop, random_crop
 from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from training.config import SELF_NEGATIVES, TrainConfig
 from training.data import LabeledImage, TrainingData, load_folder, load_volume_slices, make_split
@@ -237,7 +238,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                                 f"was written; start a new run instead of --resume")
         split_train, split_val = payload["split"]["train"], payload["split"]["val"]
     else:
-        split = make_split(list(by_stem), config.val_fraction, config.seed)
+        split = make_split(list(by_stem), config.val_fraction, config.seed,
+                           config.val_min_images)
         split_train, split_val = list(split.train), list(split.val)
     train_items = [by_stem[s] for s in split_train]
     val_items = [by_stem[s] for s in split_val]
@@ -299,11 +301,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         bar = tqdm(total=steps * end_epoch, initial=iteration, desc=config.paradigm,
                    file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
     sampler = None
+    sampled = unlabeled if paradigm.uses_unlabeled else []
+    crop = effective_crop(config.crop, [item.image for item in pool] + list(sampled),
+                          int(getattr(inference, "size_multiple", 1)))
+    if crop != config.crop:
+        echo(f"crop {crop} px: every training image is smaller than --crop {config.crop}")
     for epoch in range(start_epoch, end_epoch):
         # Seeded per epoch so that a resumed run draws the same crops as an uninterrupted one.
         rng = np.random.default_rng([config.seed, epoch])
         torch.manual_seed(config.seed * 1009 + epoch)
-        sampler = BatchSampler(pool, unlabeled if paradigm.uses_unlabeled else [], config, rng)
+        sampler = BatchSampler(pool, sampled, dataclasses.replace(config, crop=crop), rng)
         paradigm.train_mode()
         started, losses = time.monotonic(), []
         for step in range(steps):

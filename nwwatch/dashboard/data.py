@@ -220,17 +220,18 @@ class ResultsStore:
     def pending_files(self) -> int | None:
         """Files claimed by a batch that is being processed (ledger, read-only); None when the
         ledger cannot be read."""
-        if not self.ledger.is_file():
+        from nwwatch.service.reporting import open_readonly
+
+        try:
+            queries = open_readonly(self.ledger)
+        except (FileNotFoundError, sqlite3.Error):
             return None
         try:
-            db = sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True, timeout=1.0)
-            try:
-                return int(db.execute(
-                    "SELECT COUNT(*) FROM items WHERE state='pending'").fetchone()[0])
-            finally:
-                db.close()
+            return int(queries.counts()["pending"])
         except sqlite3.Error:
             return None
+        finally:
+            queries.close()
 
 
 def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:

@@ -83,7 +83,9 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:
     if len(head) < 4 and any(magic.startswith(head) for magic in _MAGIC):
         raise TruncatedTiffError(path, f"TIFF header cut short ({size} bytes)")
     if head[:4] not in _MAGIC:
-        raise NotATiffError(path, f"not a TIFF file (starts with {head[:8]!r})")
+        # The reason names no bytes of the file: it is logged and stored, and the file may be a
+        # secret the service should not have read.
+        raise NotATiffError(path, "not a TIFF file (no TIFF or BigTIFF header)")
     order, bigtiff = _MAGIC[head[:4]]
     if bigtiff:
         if len(head) < 16:

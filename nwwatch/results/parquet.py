@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nwwatch.atomic import atomic_write
@@ -64,3 +65,26 @@ def write_batch(
     if final.exists():
         raise FileExistsError(f"{final}: a batch file of this name already exists")
     return write_table_atomic(rows_to_table(rows, schema), final)
+
+
+def drop_rows(path: str | os.PathLike[str], source_sha256: list[str],
+              keep_batch_id: str | None = None) -> bool:
+    """Remove the rows of the given input contents (``source_sha256``) from one batch file,
+    except rows of batch ``keep_batch_id``; the file is rewritten atomically, or deleted when
+    nothing is left. Returns True when the file changed. Idempotent.
+    """
+    file = Path(path)
+    table = pq.read_table(file)
+    drop = pc.is_in(table.column("source_sha256"), pa.array(source_sha256, pa.string()))
+    if keep_batch_id is not None and "batch_id" in table.column_names:
+        other = pc.not_equal(table.column("batch_id"), keep_batch_id)
+        drop = pc.and_(drop, pc.fill_null(other, True))
+    drop = pc.fill_null(drop, False)
+    if not pc.any(drop).as_py():
+        return False
+    kept = table.filter(pc.invert(drop))
+    if kept.num_rows:
+        write_table_atomic(kept, file)
+    else:
+        file.unlink()
+    return True

@@ -35,11 +35,18 @@ PROVENANCE_FIELDS: list[pa.Field] = [
 ]
 
 
+#: How sure the model was where the measurement looks (nwwatch.segment.confidence); null
+#: where no model segmented the frame.
+CONFIDENCE_FIELD = pa.field("confidence", pa.float64())
+
+
 def frame_schema() -> pa.Schema:
-    """Schema of one frame row: source, frame, the measurement columns, then provenance."""
+    """Schema of one frame row: source, frame, the measurement columns, the model's
+    confidence, then provenance."""
     from nwwatch.measure import MEASUREMENT_FIELDS
 
-    return pa.schema(KEY_FIELDS + list(MEASUREMENT_FIELDS) + PROVENANCE_FIELDS)
+    return pa.schema(KEY_FIELDS + list(MEASUREMENT_FIELDS) + [CONFIDENCE_FIELD]
+                     + PROVENANCE_FIELDS)
 
 
 def volume_schema() -> pa.Schema:

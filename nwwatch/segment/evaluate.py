@@ -8,8 +8,9 @@ of :func:`nwwatch.measure.measure_contact_angle` on the predicted labels against
 apparent angle, with every failed frame counted by status (never dropped silently), next to
 the same measurement on the true labels.
 
-DATA layout: DATA/images/<stem>.tif|png (or the images directly in DATA, as ``nwwatch synth``
-writes them) and DATA/labels/<stem>.png|tif, paired by stem.
+DATA layout and image reading: :mod:`nwwatch.io.dataset` (the parser ``nwwatch train`` uses).
+DATA/truth.parquet is written by ``nwwatch synth insitu`` (the exact angles) and by
+``nwwatch label`` (the angle of the drawn circle and facet).
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import cv2
 import numpy as np
-import tifffile
 
+from nwwatch.io.dataset import DatasetLayoutError, pair_folder, read_pair
 from nwwatch.normalize import intensity_range, normalize_image
 from nwwatch.segment.metrics import (
     SegmentationMetrics,
@@ -34,52 +34,8 @@ from nwwatch.segment.metrics import (
     metrics_from_confusion,
 )
 
-_SUFFIXES = (".tif", ".tiff", ".png")
-
-
-class EvaluationDataError(ValueError):
-    """An evaluation folder that cannot be used; ``.path`` and ``.reason``."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path, self.reason = Path(path), reason
-        super().__init__(f"{path}: {reason}")
-
-
-def _read(path: Path) -> np.ndarray:
-    if path.suffix.lower() == ".png":
-        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if data is None:
-            raise EvaluationDataError(path, "cannot be read as a PNG image")
-    else:
-        try:
-            data = tifffile.imread(path)
-        except Exception as exc:  # tifffile raises several types for corrupt files
-            raise EvaluationDataError(path, f"cannot be read ({exc})") from None
-    if data.ndim != 2:
-        raise EvaluationDataError(path, f"expected a 2D grey image, got shape {data.shape}")
-    return data
-
-
-def _images(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir())
-            if p.is_file() and p.suffix.lower() in _SUFFIXES and not p.name.startswith(".")}
-
-
-def pair_folder(root: Path) -> list[tuple[str, Path, Path]]:
-    """Sorted (stem, image path, label path) triples of DATA; errors name the file."""
-    if not root.is_dir():
-        raise EvaluationDataError(root, "data folder not found")
-    image_dir = root / "images" if (root / "images").is_dir() else root
-    label_dir = root / "labels"
-    if not label_dir.is_dir():
-        raise EvaluationDataError(label_dir, "labels folder not found")
-    images, labels = _images(image_dir), _images(label_dir)
-    if not images:
-        raise EvaluationDataError(image_dir, "no images (.tif, .tiff, .png)")
-    for stem, path in images.items():
-        if stem not in labels:
-            raise EvaluationDataError(path, "no label for this image")
-    return [(stem, images[stem], labels[stem]) for stem in sorted(images)]
+#: Kept for callers that catch the evaluation's error: it is the DATA parser's.
+EvaluationDataError = DatasetLayoutError
 
 
 @dataclass
@@ -165,20 +121,13 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     measured = 0
     elapsed = 0.0
     for stem, image_path, label_path in pairs:
-        raw = _read(image_path)
-        label = _read(label_path)
-        if label.shape != raw.shape:
-            raise EvaluationDataError(label_path, f"label shape {label.shape} != image shape "
-                                                  f"{raw.shape}")
+        raw, label = read_pair(image_path, label_path, num_classes)
         value_range = intensity_range(raw) if meta.normalization_scope == "volume" else None
         started = time.perf_counter()
         result = segmenter.segment(normalize_image(raw, value_range), probabilities=True)
         elapsed += time.perf_counter() - started
         predicted = result.labels[0]
-        try:
-            confusion += confusion_matrix(label, predicted, num_classes)
-        except ValueError as exc:
-            raise EvaluationDataError(label_path, str(exc)) from None
+        confusion += confusion_matrix(label, predicted, num_classes)
         if truth is not None and stem in truth and num_classes == 3:
             angle_true, pixel_size = truth[stem]
             measured += 1

@@ -1,8 +1,9 @@
-"""``python -m nwwatch.service run|replay|status`` (the same commands as ``nwwatch ...``)."""
+"""``python -m nwwatch.service run|replay|status|ledger`` (the same commands as
+``nwwatch ...``)."""
 
 import click
 
-from nwwatch.service.cli import replay, run, status
+from nwwatch.service.cli import ledger, replay, run, status
 
 
 @click.group()
@@ -13,6 +14,7 @@ def _main() -> None:
 _main.add_command(run)
 _main.add_command(replay)
 _main.add_command(status)
+_main.add_command(ledger)
 
 if __name__ == "__main__":
     _main()

@@ -1,4 +1,4 @@
-"""Click commands ``nwwatch run``, ``nwwatch replay`` and ``nwwatch status``."""
+"""Click commands ``nwwatch run``, ``replay``, ``status`` and ``ledger rebuild``."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ def run(config_path: Path) -> None:
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
     from nwwatch.service.config import load_config
     from nwwatch.service.daemon import Daemon
-    from nwwatch.service.ledger import LedgerBusyError
+    from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError, LedgerLostError
     from nwwatch.service.logsetup import configure_logging, get_logger
+    from nwwatch.service.rebuild import LedgerMissingError
 
     configure_logging("info")
     log = get_logger("nwwatch.service")
@@ -36,10 +37,12 @@ def run(config_path: Path) -> None:
         config = load_config(config_path)
         configure_logging(config.log_level)
         code = Daemon(config, stop_event=stop).run()
-    except (ConfigError, GpuUnavailableError, ModelLoadError, LedgerBusyError) as exc:
-        # Configuration problems are not helped by a restart: exit 78 (EX_CONFIG), which the
-        # unit lists in RestartPreventExitStatus.
-        log.error("startup_failed", error=str(exc), error_type=type(exc).__name__)
+    except (ConfigError, GpuUnavailableError, ModelLoadError, LedgerBusyError,
+            LedgerCorruptError, LedgerMissingError, LedgerLostError) as exc:
+        # Not helped by a restart (configuration, model, a ledger that needs a person): exit
+        # 78 (EX_CONFIG), which the unit lists in RestartPreventExitStatus.
+        event = "stopped" if isinstance(exc, LedgerLostError) else "startup_failed"
+        log.error(event, error=str(exc), error_type=type(exc).__name__, exit_status=78)
         click.echo(f"nwwatch: {exc}", err=True)
         sys.exit(78)
     sys.exit(code)
@@ -66,8 +69,9 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
            config_path: Path | None, triplanar: bool, flips: bool) -> None:
     """Process an existing folder or file PATH through the service's code path."""
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
-    from nwwatch.service.ledger import LedgerBusyError
+    from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError, LedgerLostError
     from nwwatch.service.logsetup import configure_logging
+    from nwwatch.service.rebuild import LedgerMissingError
     from nwwatch.service.replay import replay as run_replay
 
     configure_logging("warning")  # per-file lines would fight with the progress bar
@@ -75,7 +79,7 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
         s = run_replay(path, out_dir, kind=kind, model=model, force=force, config=config_path,
                        progress=True, triplanar=triplanar, flips=flips)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
-            LedgerBusyError) as exc:
+            LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
         f"{s.files} files: {s.done} done, {s.skipped} skipped (already done), {s.failed} failed, "
@@ -94,6 +98,7 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
 def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> None:
     """Show what the service has processed, failed and quarantined."""
     import json
+    import sqlite3
 
     from nwwatch.service.status import format_status, service_status
 
@@ -116,7 +121,40 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> Non
         st = service_status(ledger, results)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(
+            f"{ledger}: cannot read the ledger ({exc}); if it is damaged, stop the service and "
+            f"run `nwwatch ledger rebuild {results} --ledger {ledger}`") from None
     if as_json:
         click.echo(json.dumps(st, default=str, indent=2))
     else:
         click.echo(format_status(st))
+
+
+@click.group("ledger")
+def ledger() -> None:
+    """Maintain the exactly-once ledger of a results folder."""
+
+
+@ledger.command("rebuild")
+@click.argument("results", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="The ledger file ([state] ledger); default RESULTS/ledger.sqlite.")
+def rebuild(results: Path, ledger_path: Path | None) -> None:
+    """Rebuild the ledger of RESULTS from its Parquet files (a lost or damaged ledger).
+
+    An existing ledger is moved aside (never deleted); stop the service first.
+    """
+    from nwwatch.service.ledger import LedgerBusyError
+    from nwwatch.service.rebuild import rebuild_ledger
+
+    try:
+        report = rebuild_ledger(results, ledger_path)
+    except LedgerBusyError as exc:
+        raise click.ClickException(str(exc)) from None
+    for old in report.moved_aside:
+        click.echo(f"moved aside: {old}")
+    for bad in report.unreadable:
+        click.echo(f"skipped, unreadable: {bad}", err=True)
+    click.echo(f"rebuilt from {report.files} files: {report.items} items done, "
+               f"{report.rows} rows")

@@ -3,10 +3,17 @@
 Every error is a :class:`ConfigError` that names the file, the key (``watch[1].kind``) and
 what is wrong; unknown keys are errors too, so a typo never silently falls back to a default.
 The format is documented in ``deploy/nwwatch.example.toml`` and ``docs/service.md``.
+
+Validation imports neither ONNX Runtime nor the segmentation code (``deploy/install.sh``
+validates a file with ``python -m nwwatch.service.dropin`` before the runtime is needed):
+provider names are checked against :data:`PROVIDER_NAMES` (a test keeps it equal to
+``nwwatch.segment.session.PROVIDERS``), and the ``[tomogram]`` table becomes
+:class:`TomogramSettings`, turned into ``VolumeOptions`` only when tomograms are processed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -14,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from nwwatch.dashboard.settings import DashboardConfig, parse_listen
-from nwwatch.segment.session import PROVIDERS
-from nwwatch.volume.segment import VolumeOptions
 
 KINDS = ("insitu", "tomogram")
 #: Patterns used when a [[watch]] table gives none.
@@ -27,6 +32,11 @@ DEFAULT_MODELS = {
     "insitu": Path(__file__).resolve().parent.parent / "models" / "insitu-default.onnx",
     "tomogram": Path(__file__).resolve().parent.parent / "models" / "tomogram-default.onnx",
 }
+
+
+#: Execution provider names of ``[inference] providers`` (the keys of
+#: ``nwwatch.segment.session.PROVIDERS``, which imports ONNX Runtime).
+PROVIDER_NAMES = ("tensorrt", "cuda", "cpu")
 
 
 class ConfigError(ValueError):
@@ -53,6 +63,8 @@ class WatchConfig:
     polling: str = "auto"  # "auto", "true", "false"
     settle_seconds: float = 5.0
     rescan_seconds: float = 60.0
+    #: Follow symbolic links that lead outside the folder (off: such links are quarantined).
+    follow_symlinks: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,25 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
+class TomogramSettings:
+    """The ``[tomogram]`` table as given; None: the default of ``VolumeOptions``."""
+
+    triplanar: bool | None = None
+    flips: bool | None = None
+    margin_px: int | None = None
+    min_component_voxels: int | None = None
+
+    def volume_options(self, **overrides: object):
+        """The ``nwwatch.volume.segment.VolumeOptions`` these settings make (``overrides``
+        replace fields; None values are ignored)."""
+        from nwwatch.volume.segment import VolumeOptions
+
+        given = {k: v for k, v in vars(self).items() if v is not None}
+        given.update({k: v for k, v in overrides.items() if v is not None})
+        return VolumeOptions(**given)
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """The whole configuration; ``source`` is the file it came from (None when built in code)."""
 
@@ -72,8 +103,13 @@ class ServiceConfig:
     results: Path
     ledger: Path
     inference: InferenceConfig = field(default_factory=InferenceConfig)
-    tomogram: VolumeOptions = field(default_factory=VolumeOptions)
+    tomogram: TomogramSettings = field(default_factory=TomogramSettings)
     max_attempts: int = 3
+    #: Seconds between tries while results or the ledger cannot be written (disk full).
+    backoff_seconds: float = 5.0
+    #: After SIGTERM, the longest wait for the batch in flight before the process exits
+    #: anyway (below the unit's TimeoutStopSec=30).
+    stop_timeout_seconds: float = 20.0
     log_level: str = "info"
     source: Path | None = None
     dashboard: DashboardConfig | None = None  # [dashboard]; None: no dashboard
@@ -178,6 +214,7 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
         polling=polling,
         settle_seconds=settle,
         rescan_seconds=rescan,
+        follow_symlinks=r.get("follow_symlinks", bool, False),
     )
     r.finish()
     return watch
@@ -187,8 +224,8 @@ def _inference(file: Path | None, table: Any) -> InferenceConfig:
     r = _Reader(file, "inference", table)
     providers = r.strings("providers", InferenceConfig.providers)
     for name in providers:
-        if name not in PROVIDERS:
-            raise r.error("providers", f"{name!r} is not one of {', '.join(PROVIDERS)}")
+        if name not in PROVIDER_NAMES:
+            raise r.error("providers", f"{name!r} is not one of {', '.join(PROVIDER_NAMES)}")
     cfg = InferenceConfig(
         providers=providers,
         require_gpu=r.get("require_gpu", bool, False),
@@ -200,15 +237,13 @@ def _inference(file: Path | None, table: Any) -> InferenceConfig:
     return cfg
 
 
-def _tomogram(file: Path | None, table: Any) -> VolumeOptions:
+def _tomogram(file: Path | None, table: Any) -> TomogramSettings:
     r = _Reader(file, "tomogram", table)
-    defaults = VolumeOptions()
-    options = VolumeOptions(
-        triplanar=r.get("triplanar", bool, defaults.triplanar),
-        flips=r.get("flips", bool, defaults.flips),
-        margin_px=r.positive("margin_px", int, defaults.margin_px, allow_zero=True),
-        min_component_voxels=r.positive("min_component_voxels", int,
-                                        defaults.min_component_voxels, allow_zero=True),
+    options = TomogramSettings(
+        triplanar=r.get("triplanar", bool, None),
+        flips=r.get("flips", bool, None),
+        margin_px=r.positive("margin_px", int, None, allow_zero=True),
+        min_component_voxels=r.positive("min_component_voxels", int, None, allow_zero=True),
     )
     r.finish()
     return options
@@ -243,12 +278,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     output = _Reader(file, "output", top.get("output", dict, None, required=True))
     results = output.path("results", base, required=True)
     output.finish()
-    for i, p in enumerate(paths):
-        if results.resolve() == p or p in results.resolve().parents:
-            raise ConfigError(
-                file, "output.results", f"lies inside acquisition folder watch[{i}].path ({p}); "
-                "nwwatch never writes into acquisition folders"
-            )
+    _outside_watches(file, "output.results", results, paths)
 
     inference = _inference(file, top.get("inference", dict, {}))
     tomogram = _tomogram(file, top.get("tomogram", dict, {}))
@@ -256,10 +286,16 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     state = _Reader(file, "state", top.get("state", dict, {}))
     ledger = state.path("ledger", base, default=results / "ledger.sqlite")
     state.finish()
+    _outside_watches(file, "state.ledger", ledger, paths)  # its lock file lies beside it
 
     retry = _Reader(file, "retry", top.get("retry", dict, {}))
     max_attempts = retry.positive("max_attempts", int, 3)
+    backoff = retry.positive("backoff_seconds", float, 5.0)
     retry.finish()
+
+    service = _Reader(file, "service", top.get("service", dict, {}))
+    stop_timeout = service.positive("stop_timeout_seconds", float, 20.0)
+    service.finish()
 
     logging_ = _Reader(file, "logging", top.get("logging", dict, {}))
     level = logging_.get("level", str, "info").lower()
@@ -276,10 +312,24 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
         inference=inference,
         tomogram=tomogram,
         max_attempts=max_attempts,
+        backoff_seconds=backoff,
+        stop_timeout_seconds=stop_timeout,
         log_level=level,
         source=file,
         dashboard=dashboard,
     )
+
+
+def _outside_watches(file: Path | None, key: str, path: Path, watched: list[Path]) -> None:
+    """Refuse an output path inside (or equal to) an acquisition folder, symlinks followed
+    (``resolve`` also follows them in the part of the path that exists)."""
+    real = path.resolve()
+    for i, p in enumerate(watched):
+        if real == p or p in real.parents:
+            raise ConfigError(
+                file, key, f"lies inside acquisition folder watch[{i}].path ({p}): {path}; "
+                "nwwatch never writes into acquisition folders"
+            )
 
 
 def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
@@ -295,6 +345,30 @@ def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "(syntax)", f"not valid TOML: {exc}") from None
     return parse_config(data, file)
+
+
+def one_folder_config(watch: str | os.PathLike[str], results: str | os.PathLike[str],
+                      model: str | os.PathLike[str], *, kind: str = "insitu",
+                      settle_seconds: float = 5.0, rescan_seconds: float = 60.0,
+                      polling: str | bool = "auto", providers: tuple[str, ...] = ("cpu",),
+                      threads: int | None = None, batch_size: int = 8,
+                      max_batch_latency_ms: float = 200.0, max_attempts: int = 3,
+                      extra: str = "") -> str:
+    """The TOML text of a configuration with one watched folder (tests, benchmarks, a first
+    try); ``extra`` is appended after the ``[retry]`` table (keys of ``[retry]``, or further
+    tables). Paths are written as given."""
+    polling_toml = (str(polling).lower() if isinstance(polling, bool)
+                    else json.dumps(polling))
+    threads_line = "" if threads is None else f"threads = {threads}\n"
+    return (
+        f"[[watch]]\npath = {json.dumps(str(watch))}\nkind = {json.dumps(kind)}\n"
+        f"model = {json.dumps(str(model))}\npolling = {polling_toml}\n"
+        f"settle_seconds = {settle_seconds}\nrescan_seconds = {rescan_seconds}\n\n"
+        f"[output]\nresults = {json.dumps(str(results))}\n\n"
+        f"[inference]\nproviders = {json.dumps(list(providers))}\nbatch_size = {batch_size}\n"
+        f"max_batch_latency_ms = {max_batch_latency_ms}\n{threads_line}\n"
+        f"[retry]\nmax_attempts = {max_attempts}\n{extra}\n"
+    )
 
 
 def unit_dropin(config: ServiceConfig) -> str:

@@ -4,19 +4,33 @@ One processing loop in the main thread does everything that touches the ledger a
 model; watchdog's threads only record file activity in the :class:`Tracker`. The loop:
 
 1. pings the systemd watchdog (so a hung loop, not just a live process, is detected);
-2. restarts a dead observer thread (logged) and retries folders that were missing;
+2. every second: stops when the results folder, the ledger or its lock was removed or
+   replaced (exit 78: going on could write rows twice); restarts a dead observer, or one
+   whose folder was renamed away or replaced (device and inode compared), and retries
+   folders that were missing — each followed by a rescan;
 3. rescans each folder every ``rescan_seconds`` (and once at start) for files the events
    missed — files already done for this model are recognised from the ledger by
    (path, size, mtime) without being read;
-4. polls the tracker for ready files, quarantines bad ones, and processes a batch when
-   ``batch_size`` frames are waiting or the oldest has waited ``max_batch_latency_ms``.
+4. polls the tracker for ready files, quarantines bad ones (never opening anything but a
+   regular file), and processes a batch when ``batch_size`` frames are waiting or the oldest
+   has waited ``max_batch_latency_ms``.
 
-SIGTERM/SIGINT: stop watching, finish the batch in flight (already committed when the loop
-sees the flag), exit 0.
+While results or the ledger cannot be written (disk full), processing pauses for
+``backoff_seconds`` at a time with one warning per pause and the reason in systemd's STATUS;
+batches a failed write left unfinished are settled before anything else.
+
+With a ``[dashboard]`` table, the dashboard's supervised server thread starts once the service
+is ready and stops with the loop; the loop feeds :mod:`nwwatch.dashboard.metrics` (queue,
+frames in flight, outcomes, models) and never waits for the dashboard.
+
+SIGTERM/SIGINT: stop watching, finish the batch in flight, settle anything unfinished, exit 0.
+A thread woken by the signal itself ends the process after ``stop_timeout_seconds`` whatever
+the main thread is blocked in.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -24,63 +38,51 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.dashboard import metrics as _metrics
-from nwwatch.io import InputError
-from nwwatch.segment.session import Segmenter
-from nwwatch.service.config import ConfigError, ServiceConfig, WatchConfig
-from nwwatch.service.ledger import Failure, Ledger
-from nwwatch.service.logsetup import get_logger
-from nwwatch.service.notify import Notifier
-from nwwatch.service.pipeline import (
-    Engine,
-    ResultsWriteError,
-    _rewrite_quarantine,
-    process,
-    source_name,
+from nwwatch.service.config import ServiceConfig, WatchConfig
+from nwwatch.service.engines import (
+    BadInput,
+    EngineSpec,
+    build_engines,
+    inspect_input,
+    quarantine_inputs,
 )
+from nwwatch.service.ledger import Ledger, LedgerLostError, LedgerWriteError
+from nwwatch.service.logsetup import get_logger
+from nwwatch.service.names import path_key, source_name
+from nwwatch.service.notify import Notifier
+from nwwatch.service.pipeline import Engine, ResultsWriteError, process, refresh_quarantine
 from nwwatch.service.readiness import ReadyFile, Tracker
+from nwwatch.service.rebuild import open_ledger
+from nwwatch.service.stopping import StopDeadline
 from nwwatch.service.watcher import FolderWatcher, scan
 
-#: Seconds between checks that observer threads are alive / folders exist.
+#: Seconds between checks of observers, watched folders and the results folder.
 SUPERVISE_S = 1.0
 #: Seconds between STATUS updates to systemd.
 STATUS_S = 1.0
-#: Back-off after the results folder could not be written.
-WRITE_BACKOFF_S = 5.0
 #: Idle sleep of the loop (bounds the reaction time to events and to SIGTERM).
 TICK_S = 0.05
 
 
-def build_engines(config: ServiceConfig, ledger: Ledger, log) -> list[Engine]:
-    """One :class:`Engine` per [[watch]] (sharing segmenters of the same model file).
-
-    Raises :class:`ConfigError` when a model's kind does not match its watch, and
-    ``GpuUnavailableError`` when ``require_gpu`` is set and ONNX Runtime obtained no GPU.
-    """
-    inf = config.inference
-    segmenters: dict[Path, Segmenter] = {}
-    engines: list[Engine] = []
-    for i, watch in enumerate(config.watches):
-        model = Path(watch.model).resolve()
-        if model not in segmenters:
-            segmenters[model] = Segmenter(model, providers=inf.providers,
-                                          require_gpu=inf.require_gpu, threads=inf.threads)
-            seg = segmenters[model]
-            log.info("model_loaded", model=str(model), model_sha256=seg.model_sha256,
-                     provider=seg.provider, kind=seg.metadata.kind)
-        seg = segmenters[model]
-        if seg.metadata.kind != watch.kind:
-            raise ConfigError(config.source, f"watch[{i}].model",
-                              f"{model.name} is a {seg.metadata.kind!r} model but the folder's "
-                              f"kind is {watch.kind!r}")
-        engines.append(Engine(kind=watch.kind, segmenter=seg, ledger=ledger,
-                              results_dir=config.results, batch_size=inf.batch_size,
-                              max_attempts=config.max_attempts, log=log,
-                              volume_options=config.tomogram))
-    return engines
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 @dataclass
-class _Queue:
+class _Watch:
+    """Everything the loop keeps for one [[watch]] folder."""
+
+    index: int
+    config: WatchConfig
+    engine: Engine
+    watcher: FolderWatcher
+    started: bool = False
+    folder_id: tuple[int, int] | None = None  # device and inode the observer watches
+    next_rescan: float = 0.0
     files: list[ReadyFile] = field(default_factory=list)
     since: float | None = None  # monotonic time the oldest waiting file became ready
 
@@ -100,7 +102,11 @@ def _start_dashboard(config: ServiceConfig, log):
 
 
 class Daemon:
-    """The service. ``run()`` blocks until SIGTERM/SIGINT (or :meth:`stop`) and returns 0."""
+    """The service. ``run()`` blocks until SIGTERM/SIGINT (or :meth:`stop`) and returns 0.
+
+    Raises LedgerLostError (results folder or ledger removed or replaced while running),
+    and the start-up errors of the ledger, the models and the configuration.
+    """
 
     def __init__(self, config: ServiceConfig, notifier: Notifier | None = None,
                  stop_event: threading.Event | None = None) -> None:
@@ -111,6 +117,8 @@ class Daemon:
         # May already be set by a SIGTERM that arrived while the process was starting.
         self._stop = stop_event or threading.Event()
         self._watch_errors: dict[Path, float] = {}
+        self._paused_until: float | None = None
+        self._pause_reason = ""
         self.processed_files = 0
         self.processed_rows = 0
         self.failed_files = 0
@@ -119,7 +127,7 @@ class Daemon:
     def stop(self, *_args) -> None:
         self._stop.set()
 
-    # --- set-up -------------------------------------------------------------------------
+    # --- watching -----------------------------------------------------------------------
 
     def _on_change(self, index: int):
         settle = self.config.watches[index].settle_seconds
@@ -129,80 +137,124 @@ class Daemon:
 
         return callback
 
-    def _start_watcher(self, watcher: FolderWatcher) -> bool:
+    def _start_watcher(self, w: _Watch) -> None:
         try:
-            watcher.start()
+            w.watcher.start()
         except OSError as exc:
             # Once per minute at most: a share that stays away must not flood the journal.
             now = time.monotonic()
-            last = self._watch_errors.get(watcher.watch.path)
+            last = self._watch_errors.get(w.config.path)
             if last is None or now - last >= 60:
-                self._watch_errors[watcher.watch.path] = now
-                self.log.error("watch_failed", path=str(watcher.watch.path), error=repr(exc),
+                self._watch_errors[w.config.path] = now
+                self.log.error("watch_failed", path=str(w.config.path), error=repr(exc),
                                action="retrying every second")
-            return False
-        self._watch_errors.pop(watcher.watch.path, None)
-        self.log.info("watching", path=str(watcher.watch.path), mode=watcher.mode,
-                      kind=watcher.watch.kind, recursive=watcher.watch.recursive)
-        return True
+            w.started = False
+            return
+        self._watch_errors.pop(w.config.path, None)
+        w.started, w.folder_id = True, _identity(w.config.path)
+        self.log.info("watching", path=str(w.config.path), mode=w.watcher.mode,
+                      kind=w.config.kind, recursive=w.config.recursive)
 
-    def _rescan(self, index: int, engine: Engine, queued: set[Path]) -> int:
-        watch: WatchConfig = self.config.watches[index]
+    def _supervise(self, w: _Watch, queued: set[Path]) -> None:
+        if not w.started:
+            self._start_watcher(w)
+            if w.started:
+                self._rescan(w, queued)
+            return
+        now_id = _identity(w.config.path)
+        if now_id != w.folder_id:
+            # Renamed away, deleted or replaced: the observer still watches the old inode
+            # (inotify follows it) or nothing. Watch whatever is at the path now.
+            self.log.warning("watch_folder_replaced" if now_id else "watch_folder_gone",
+                             path=str(w.config.path), action="restarting the observer")
+            w.watcher.stop()
+            w.watcher.restarts += 1
+            self._start_watcher(w)
+            if w.started:
+                self._rescan(w, queued)
+        elif not w.watcher.alive():
+            self.log.error("observer_died", path=str(w.config.path), mode=w.watcher.mode,
+                           restarts=w.watcher.restarts + 1)
+            w.watcher.stop()
+            self._start_watcher(w)
+            w.watcher.restarts += 1
+            self._rescan(w, queued)
+
+    def _rescan(self, w: _Watch, queued: set[Path]) -> int:
         found = 0
         try:
-            for path in scan(watch):
+            for path in scan(w.config):
                 if path in queued or path in self.tracker:
                     continue
                 try:
                     st = path.stat()
                 except OSError:
                     continue
-                if engine.ledger.is_finished(source_name(path), st.st_size, st.st_mtime_ns,
-                                             engine.segmenter.model_sha256,
-                                             engine.measurement_version):
+                if w.engine.ledger.is_finished(path_key(path), st.st_size, st.st_mtime_ns,
+                                               w.engine.segmenter.model_sha256,
+                                               w.engine.measurement_version):
                     continue
-                self.tracker.touch(path, index, watch.settle_seconds)
+                self.tracker.touch(path, w.index, w.config.settle_seconds)
                 found += 1
         except OSError as exc:  # share gone mid-walk: the next rescan tries again
-            self.log.error("rescan_failed", path=str(watch.path), error=repr(exc))
+            self.log.error("rescan_failed", path=str(w.config.path), error=repr(exc))
         return found
+
+    def _inspect(self, path: Path):
+        for watch in self.config.watches:
+            if watch.path == path or watch.path in path.parents:
+                return inspect_input(path, watch.path, watch.follow_symlinks)
+        return inspect_input(path, path.parent)
 
     # --- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
-        cfg = self.config
-        from nwwatch.io import inspect_tiff
-
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.stop)
+        if hasattr(signal, "SIGXFSZ"):
+            # A file size limit must read as a failed write (EFBIG), not kill the service.
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        deadline = StopDeadline(self._stop, self.config.stop_timeout_seconds, self.log)
+        try:
+            return self._run()
+        finally:
+            deadline.disarm()
+
+    def _run(self) -> int:
+        cfg = self.config
         cfg.results.mkdir(parents=True, exist_ok=True)
-        ledger = Ledger(cfg.ledger, cfg.results)
+        ledger = self.ledger = open_ledger(cfg.ledger, cfg.results, self.log)
+        watches: list[_Watch] = []
         dashboard = None
         try:
             report = ledger.reconcile(cfg.max_attempts)
             if report.adopted or report.removed:
                 self.log.warning("reconciled_after_crash", adopted=report.adopted,
                                  removed=report.removed)
-            engines = build_engines(cfg, ledger, self.log)
+            specs = [EngineSpec(w.kind, w.model, f"watch[{i}].model")
+                     for i, w in enumerate(cfg.watches)]
+            engines = build_engines(specs, ledger, cfg.results, inference=cfg.inference,
+                                    max_attempts=cfg.max_attempts, tomogram=cfg.tomogram,
+                                    log=self.log, source=cfg.source)
             for engine in engines:
                 engine.heartbeat = self.notifier.watchdog
-            _rewrite_quarantine(engines[0])
-            for e in engines:  # /metrics: nwwatch_model_info
-                _metrics.set_model(e.segmenter.name, e.segmenter.model_sha256,
-                                   e.segmenter.provider, e.kind)
-            watchers = [FolderWatcher(w, self._on_change(i), self.tracker.forget)
-                        for i, w in enumerate(cfg.watches)]
-            started = [self._start_watcher(w) for w in watchers]
-            queues = [_Queue() for _ in cfg.watches]
+                seg = engine.segmenter  # /metrics: nwwatch_model_info
+                _metrics.set_model(seg.name, seg.model_sha256, seg.provider, engine.kind)
+            refresh_quarantine(ledger, cfg.results, self.log, force=True)
+            watches = [_Watch(i, w, engines[i],
+                              FolderWatcher(w, self._on_change(i), self.tracker.forget))
+                       for i, w in enumerate(cfg.watches)]
+            for w in watches:
+                self._start_watcher(w)
             queued: set[Path] = set()
-            for i, engine in enumerate(engines):
-                n = self._rescan(i, engine, queued)
-                self.log.info("initial_scan", path=str(cfg.watches[i].path), candidates=n)
             now = time.monotonic()
-            next_rescan = [now + w.rescan_seconds for w in cfg.watches]
+            for w in watches:
+                n = self._rescan(w, queued)
+                w.next_rescan = now + w.config.rescan_seconds
+                self.log.info("initial_scan", path=str(w.config.path), candidates=n)
             next_supervise = next_status = now
-            self.notifier.ready(self._status_text(queues))
-            self.log.info("ready", watches=len(watchers), results=str(cfg.results),
+            self.notifier.ready(self._status_text(watches))
+            self.log.info("ready", watches=len(watches), results=str(cfg.results),
                           ledger=str(cfg.ledger))
             dashboard = _start_dashboard(cfg, self.log)  # [dashboard]: None when not configured
             while not self._stop.is_set():
@@ -210,91 +262,136 @@ class Daemon:
                 self.notifier.watchdog(now)
                 if now >= next_supervise:
                     next_supervise = now + SUPERVISE_S
-                    for i, w in enumerate(watchers):
-                        if not started[i]:
-                            started[i] = self._start_watcher(w)
-                            if started[i]:
-                                self._rescan(i, engines[i], queued)
-                        elif not w.alive():
-                            self.log.error("observer_died", path=str(w.watch.path),
-                                           mode=w.mode, restarts=w.restarts + 1)
-                            w.stop()
-                            started[i] = self._start_watcher(w)
-                            w.restarts += 1
-                            self._rescan(i, engines[i], queued)
-                for i, engine in enumerate(engines):
-                    if now >= next_rescan[i]:
-                        next_rescan[i] = now + cfg.watches[i].rescan_seconds
-                        self._rescan(i, engine, queued)
-                ready, bad = self.tracker.poll(inspect_tiff, now)
-                if bad:
-                    self._quarantine_bad(bad, engines)
-                for item in ready:
-                    if item.path in queued:
-                        continue
-                    q = queues[item.watch]
-                    q.files.append(item)
-                    q.since = q.since if q.since is not None else now
-                    queued.add(item.path)
+                    lost = ledger.lost()
+                    if lost is not None:
+                        raise LedgerLostError(lost)
+                    for w in watches:
+                        self._supervise(w, queued)
+                for w in watches:
+                    if now >= w.next_rescan:
+                        w.next_rescan = now + w.config.rescan_seconds
+                        self._rescan(w, queued)
                 did_work = False
-                for i, engine in enumerate(engines):
-                    q = queues[i]
-                    if not q.files:
-                        continue
-                    waited_ms = (now - q.since) * 1e3
-                    if (q.frames() >= engine.batch_size
-                            or waited_ms >= cfg.inference.max_batch_latency_ms):
-                        self._run_batch(engine, q, queued)
-                        did_work = True
-                        if self._stop.is_set():
-                            break
+                if self._paused_until is None or now >= self._paused_until:
+                    did_work = self._work(watches, queued, now)
                 if now >= next_status:
                     next_status = now + STATUS_S
-                    _metrics.set_queue(sum(len(q.files) for q in queues) + len(self.tracker))
-                    self.notifier.status(self._status_text(queues))
+                    _metrics.set_queue(sum(len(w.files) for w in watches) + len(self.tracker))
+                    self.notifier.status(self._status_text(watches))
                 if not did_work:
                     self._stop.wait(TICK_S)
             self.notifier.stopping()
+            self._settle_unfinished()
             self.log.info("stopping", processed_files=self.processed_files,
                           processed_rows=self.processed_rows, queued=len(queued),
                           note="queued files are picked up by the next start's scan")
-            for w in watchers:
-                w.stop()
+        except LedgerLostError as exc:
+            self.log.error("results_lost", reason=str(exc),
+                           action="stopped processing (going on could write rows twice); "
+                                  "restart the service once the results folder and ledger "
+                                  "are where they belong")
+            raise
         finally:
             if dashboard is not None:
                 dashboard.stop()
+            for w in watches:
+                w.watcher.stop()
             ledger.close()
             self.notifier.close()
         self.log.info("stopped")
         return 0
 
-    def _take(self, engine: Engine, q: _Queue) -> list[ReadyFile]:
+    def _work(self, watches: list[_Watch], queued: set[Path], now: float) -> bool:
+        """Settle what a failed write left, quarantine bad files, run due batches. Returns
+        True when a batch ran. A failed write pauses processing (see module docstring)."""
+        try:
+            if self._paused_until is not None:
+                # Writable again? Settle what the failure left, then one small ledger write.
+                self._settle_unfinished(raise_errors=True)
+                self.ledger.probe()
+            ready, bad = self.tracker.poll(self._inspect, now)
+            if bad:
+                self._quarantine_bad(bad, watches)
+            for item in ready:
+                if item.path in queued:
+                    continue
+                w = watches[item.watch]
+                w.files.append(item)
+                w.since = w.since if w.since is not None else now
+                queued.add(item.path)
+            did_work = False
+            for w in watches:
+                if not w.files:
+                    continue
+                waited_ms = (now - w.since) * 1e3
+                if (w.frames() >= w.engine.batch_size
+                        or waited_ms >= self.config.inference.max_batch_latency_ms):
+                    self._run_batch(w, queued)
+                    did_work = True
+                    if self._stop.is_set():
+                        break
+        except (ResultsWriteError, LedgerWriteError) as exc:
+            self._pause(exc)
+            return False
+        if self._paused_until is not None:
+            self.log.info("storage_resumed", paused_because=self._pause_reason)
+            self._paused_until, self._pause_reason = None, ""
+        return did_work
+
+    def _pause(self, exc: Exception) -> None:
+        backoff = self.config.backoff_seconds
+        first = self._paused_until is None
+        self._pause_reason = str(exc)
+        self._paused_until = time.monotonic() + backoff
+        # One line per back-off period, without a traceback: a full disk is one condition.
+        self.log.warning("storage_paused" if first else "storage_still_paused",
+                         error=str(exc), backoff_s=backoff,
+                         action=f"nothing written; trying again in {backoff:g} s")
+        self.notifier.status(f"paused: cannot write results or ledger ({exc}); "
+                             f"retrying every {backoff:g} s")
+
+    def _settle_unfinished(self, raise_errors: bool = False) -> None:
+        """Adopt or undo batches a failed ledger write left ``writing`` (no attempt counted),
+        so that a clean stop leaves none."""
+        ledger: Ledger = self.ledger
+        try:
+            for batch_id in ledger.unfinished_batches():
+                adopted = ledger.settle(batch_id, self.config.max_attempts)
+                self.log.info("batch_settled", batch_id=batch_id,
+                              outcome="adopted" if adopted else "released")
+        except LedgerWriteError as exc:
+            if raise_errors:
+                raise
+            self.log.error("batch_left_unfinished", error=str(exc),
+                           note="settled at the next start")
+
+    def _take(self, w: _Watch) -> list[ReadyFile]:
         batch, frames = [], 0
-        while q.files and (not batch or frames + q.files[0].info.n_pages <= engine.batch_size):
-            f = q.files.pop(0)
+        while w.files and (not batch
+                           or frames + w.files[0].info.n_pages <= w.engine.batch_size):
+            f = w.files.pop(0)
             batch.append(f)
             frames += max(1, f.info.n_pages)
-        q.since = time.monotonic() if q.files else None
+        w.since = time.monotonic() if w.files else None
         return batch
 
-    def _run_batch(self, engine: Engine, q: _Queue, queued: set[Path]) -> None:
-        batch = self._take(engine, q)
+    def _run_batch(self, w: _Watch, queued: set[Path]) -> None:
+        batch = self._take(w)
         try:
             with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):
-                report = process(batch, engine)
-        except ResultsWriteError as exc:
-            self.log.error("results_write_failed", error=str(exc), backoff_s=WRITE_BACKOFF_S)
-            for f in batch:
-                queued.discard(f.path)
-            self._stop.wait(WRITE_BACKOFF_S)
-            return
+                report = process(batch, w.engine)
+        except (ResultsWriteError, LedgerWriteError):
+            # Not the files' fault: they go back to the head of the queue for the next try.
+            w.files[:0] = batch
+            w.since = time.monotonic() - self.config.inference.max_batch_latency_ms / 1e3
+            raise
         except Exception as exc:  # keep serving whatever happens
             self.log.exception("batch_crashed", error=repr(exc))
             for f in batch:
                 queued.discard(f.path)
             # The batch may be left between claim and commit: settle it now as after a crash.
             try:
-                engine.ledger.reconcile(self.config.max_attempts)
+                w.engine.ledger.reconcile(self.config.max_attempts)
             except Exception as again:
                 self.log.exception("reconcile_failed", error=repr(again))
             return
@@ -304,7 +401,7 @@ class Daemon:
                                   report.committed_at)
         for outcome in report.files:
             fields = dict(source=source_name(outcome.path), state=outcome.state,
-                          rows=outcome.n_rows, batch_id=report.batch_id)
+                          rows=outcome.n_rows, batch_id=outcome.batch_id or report.batch_id)
             if outcome.state == "done":
                 self.processed_files += 1
                 self.processed_rows += outcome.n_rows
@@ -320,23 +417,20 @@ class Daemon:
             else:  # skipped (same content already done) or gone (deleted meanwhile)
                 self.log.info(f"file_{outcome.state}", reason=outcome.reason, **fields)
 
-    def _quarantine_bad(self, bad, engines: list[Engine]) -> None:
-        failures = []
-        for b in bad:
-            err: InputError = b.error
-            failures.append(Failure(None, source_name(b.path), err.reason, type(err).__name__,
-                                    True, b.size if b.size >= 0 else None,
-                                    b.mtime_ns if b.mtime_ns >= 0 else None))
-            self.log.warning("file_quarantined", source=source_name(b.path), reason=err.reason,
-                             error=type(err).__name__)
-        engines[0].ledger.record_failures(failures, self.config.max_attempts)
-        self.failed_files += len(failures)
-        self.quarantined_files += len(failures)
-        _metrics.observe_outcomes([], None, quarantined_files=len(failures))
-        _rewrite_quarantine(engines[0])
+    def _quarantine_bad(self, bad, watches: list[_Watch]) -> None:
+        for w in watches:
+            n = quarantine_inputs(w.engine, [
+                BadInput(b.path, b.error, b.size if b.size >= 0 else None,
+                         b.mtime_ns if b.mtime_ns >= 0 else None)
+                for b in bad if b.watch == w.index], self.log)
+            self.failed_files += n
+            self.quarantined_files += n
+            _metrics.observe_outcomes([], None, quarantined_files=n)  # /metrics
 
-    def _status_text(self, queues: list[_Queue]) -> str:
-        waiting = sum(len(q.files) for q in queues) + len(self.tracker)
+    def _status_text(self, watches: list[_Watch]) -> str:
+        if self._paused_until is not None:
+            return f"paused: cannot write results or ledger ({self._pause_reason})"
+        waiting = sum(len(w.files) for w in watches) + len(self.tracker)
         return (f"queue {waiting} files; processed {self.processed_files} files "
                 f"({self.processed_rows} rows); failed {self.failed_files} "
                 f"(quarantined {self.quarantined_files})")

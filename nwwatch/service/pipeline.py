@@ -11,20 +11,20 @@ point leaves every frame exactly once in the results. Per file:
   atomically as ``RESULTS/masks/{stem}-{sha12}-{batch_id}.tif`` -> :func:`volume_metrics` ->
   one row in ``RESULTS/volumes/volumes-*-{batch_id}.parquet``.
 
-Bad input (:class:`InputError`) is quarantined at once; an unexpected error counts an attempt
-(quarantined after ``max_attempts``) and processing goes on.
+Bad input (:class:`InputError`, also anything but a regular file) is quarantined at once; an
+unexpected error counts an attempt (quarantined after ``max_attempts``) and processing goes on.
+A batch that fails as a whole is split into single files (a loop, not recursion); files the
+ledger marks with a ``batch_cap`` (their batch crashed the process) are processed in batches of
+at most that many files.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import signal
 import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,130 +33,31 @@ import numpy as np
 from nwwatch import __version__
 from nwwatch.classes import DROPLET
 from nwwatch.dashboard import metrics as _metrics
-from nwwatch.io import InputError, UnreadableFileError
+from nwwatch.io import InputError
 from nwwatch.normalize import normalize_image
-from nwwatch.results.parquet import write_batch, write_table_atomic
-from nwwatch.segment.session import Segmenter, file_sha256
-from nwwatch.service.ledger import Failure, ItemKey, Ledger
-from nwwatch.volume.segment import VolumeOptions
+from nwwatch.results.parquet import write_batch
+from nwwatch.service.batch import (
+    BatchReport,
+    Engine,
+    FileOutcome,
+    ResultsWriteError,
+    collect,
+    crash_on_source,
+    crash_point,
+    outcomes,
+    refresh_quarantine,
+)
+from nwwatch.service.batch import Item as _Item
+from nwwatch.service.batch import log_of as _log
+from nwwatch.service.ledger import Failure, LedgerLostError
+from nwwatch.service.names import path_key, source_name
+
+__all__ = ["BatchReport", "Engine", "FileOutcome", "ResultsWriteError", "process",
+           "refresh_quarantine", "source_name"]
 
 FRAMES_DIR = "frames"
 VOLUMES_DIR = "volumes"
 MASKS_DIR = "masks"
-QUARANTINE_FILE = "quarantine.parquet"
-
-
-#: Test hook: ``NWWATCH_CRASH_AT="after_claim:N"`` or ``"after_write:N"`` makes the process
-#: SIGKILL itself the N-th time it reaches that point, to test crash recovery in the exact
-#: window between two steps of the ledger protocol. Unset in production.
-_CRASH_ENV = "NWWATCH_CRASH_AT"
-_crash_counts: dict[str, int] = {}
-
-
-def _crash_point(name: str) -> None:
-    spec = os.environ.get(_CRASH_ENV)
-    if not spec:
-        return
-    point, _, nth = spec.partition(":")
-    if point != name:
-        return
-    _crash_counts[name] = _crash_counts.get(name, 0) + 1
-    if _crash_counts[name] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-class ResultsWriteError(RuntimeError):
-    """Results could not be written (disk full, permissions): not the input file's fault."""
-
-
-@dataclass
-class Engine:
-    """What :func:`process` needs, built once per (kind, model) by the daemon or replay."""
-
-    kind: str
-    segmenter: Segmenter
-    ledger: Ledger
-    results_dir: Path
-    batch_size: int = 8
-    max_attempts: int = 3
-    #: How tomograms are segmented (``[tomogram]`` in the configuration).
-    volume_options: VolumeOptions = field(default_factory=VolumeOptions)
-    log: object = None
-    #: Called between network batches and files: the daemon pings the systemd watchdog
-    #: from here, so a long batch is not mistaken for a hung loop.
-    heartbeat: object = None
-
-    def beat(self) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat()
-
-    @property
-    def measurement_version(self) -> str:
-        if self.kind == "tomogram":
-            from nwwatch.volume import VOLUME_METRICS_VERSION
-
-            # The mask depends on the segmentation settings as much as on the model.
-            return f"{VOLUME_METRICS_VERSION}+{self.volume_options.version}"
-        from nwwatch.measure import MEASUREMENT_VERSION
-
-        return MEASUREMENT_VERSION
-
-    def key(self, sha256: str) -> ItemKey:
-        return ItemKey(sha256, self.segmenter.model_sha256, self.measurement_version)
-
-
-@dataclass
-class FileOutcome:
-    """What happened to one input file: state in done, skipped, failed, quarantined, gone."""
-
-    path: Path
-    state: str
-    n_rows: int = 0
-    reason: str = ""
-    detected_at: float | None = None
-
-
-@dataclass
-class BatchReport:
-    batch_id: str
-    files: list[FileOutcome] = field(default_factory=list)
-    n_rows: int = 0
-    parquets: list[Path] = field(default_factory=list)
-    committed_at: float | None = None  # wall time the ledger commit returned
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def count(self, state: str) -> int:
-        return sum(1 for f in self.files if f.state == state)
-
-
-@dataclass
-class _Item:
-    path: Path
-    key: ItemKey
-    size: int
-    mtime_ns: int
-    detected_at: float | None
-    entry: object = None  # what the caller passed (path or ReadyFile)
-    pages: int = 1  # from the structural check when known; only used to group reads
-    frames: list = field(default_factory=list)
-    read_ms: float = 0.0
-    rows: list[dict] = field(default_factory=list)
-    failed: bool = False
-    gone: bool = False
-
-
-def source_name(path: str | os.PathLike[str]) -> str:
-    """The ``source`` column: the absolute path, without resolving symlinks, so live watching
-    and replay of the same folder write the same string."""
-    return os.path.abspath(path)
-
-
-def _log(engine: Engine):
-    if engine.log is None:
-        from nwwatch.service.logsetup import get_logger
-
-        engine.log = get_logger("nwwatch.pipeline")
-    return engine.log
 
 
 def process(
@@ -178,52 +79,50 @@ def process(
 
     Raises
     ------
-    ResultsWriteError
-        Results could not be written; nothing was committed and no attempt was counted.
+    ResultsWriteError, LedgerWriteError
+        Results or the ledger could not be written; nothing was committed and no attempt was
+        counted (a batch whose commit failed stays ``writing``: see ``Ledger.settle``).
+    LedgerLostError
+        The results folder or the ledger was removed or replaced under the process.
     """
-    log = _log(engine)
-    batch_id = uuid.uuid4().hex[:16]
-    report = BatchReport(batch_id=batch_id)
-    ledger = engine.ledger
-    items: list[_Item] = []
-    early_failures: list[Failure] = []
+    report = BatchReport(batch_id=uuid.uuid4().hex[:16])
+    lost = engine.ledger.lost()
+    if lost is not None:
+        raise LedgerLostError(lost)
     t0 = time.perf_counter()
-    for entry in files:
-        path = Path(getattr(entry, "path", entry))
-        detected_at = getattr(entry, "detected_at", None)
-        name = source_name(path)
-        try:
-            st = os.stat(path)
-            sha = ledger.cached_sha(name, st.st_size, st.st_mtime_ns)
-            if sha is None:
-                sha = file_sha256(path)
-                ledger.remember_sha(name, st.st_size, st.st_mtime_ns, sha)
-        except FileNotFoundError:
-            report.files.append(FileOutcome(path, "gone", reason="file vanished"))
-            continue
-        except PermissionError as exc:
-            err = UnreadableFileError(path, f"cannot read: {exc.strerror}")
-            early_failures.append(Failure(None, name, err.reason, type(err).__name__, True,
-                                          None, None))
-            report.files.append(FileOutcome(path, "quarantined", reason=err.reason))
-            continue
-        key = engine.key(sha)
-        known = ledger.item(key)
-        if known is not None and known.state in ("done", "quarantined") and not force:
-            report.files.append(FileOutcome(path, "skipped", reason=f"already {known.state}"))
-            continue
-        if any(it.key == key for it in items):  # same content twice in one batch
-            report.files.append(FileOutcome(path, "skipped", reason="duplicate content"))
-            continue
-        info = getattr(entry, "info", None)
-        items.append(_Item(path, key, st.st_size, st.st_mtime_ns, detected_at, entry=entry,
-                           pages=getattr(info, "n_pages", 1)))
-    if early_failures:
-        ledger.record_failures(early_failures, engine.max_attempts)
-        _rewrite_quarantine(engine)
-    if not items:
-        return report
+    items = collect(files, engine, report, force)
+    report.timings_ms["hash"] = (time.perf_counter() - t0) * 1e3
+    # Files whose batch crashed the process go in batches of at most their cap; the others
+    # together. A batch that fails as a whole comes back split into single files.
+    work: list[list[_Item]] = []
+    normal = [it for it in items if it.batch_cap is None]
+    if normal:
+        work.append(normal)
+    capped = sorted((it for it in items if it.batch_cap is not None), key=lambda it: it.batch_cap)
+    for it in capped:
+        if work and work[-1] is not normal and work[-1][0].batch_cap == it.batch_cap \
+                and len(work[-1]) < it.batch_cap:
+            work[-1].append(it)
+        else:
+            work.append([it])
+    first = True
+    while work:
+        chunk = work.pop(0)
+        batch_id = report.batch_id if first else uuid.uuid4().hex[:16]
+        first = False
+        if not _run_batch(chunk, engine, batch_id, report, force):
+            work[:0] = [[it] for it in chunk]
+    refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
+    return report
 
+
+def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchReport,
+               force: bool) -> bool:
+    """Claim, process, write and commit ``items`` as one batch. Returns False (nothing
+    recorded, no attempt counted) when the batch failed as a whole and has several files:
+    the caller retries them one by one."""
+    log = _log(engine)
+    ledger = engine.ledger
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     if engine.kind == "tomogram":
         folder, prefix = engine.results_dir / VOLUMES_DIR, "volumes"
@@ -233,12 +132,13 @@ def process(
         aux = []
     parquet = folder / f"{prefix}-{stamp}-{batch_id}.parquet"
     ledger.claim(batch_id, engine.kind, parquet,
-                 [(it.key, source_name(it.path)) for it in items], aux=aux)
-    report.timings_ms["hash"] = (time.perf_counter() - t0) * 1e3
-    _crash_point("after_claim")
+                 [(it.key, path_key(it.path)) for it in items], aux=aux)
+    crash_point("after_claim")
 
     failures: list[Failure] = []
     try:
+        crash_point("in_batch")
+        crash_on_source(items)
         if engine.kind == "tomogram":
             _run_tomograms(items, engine, batch_id, failures, report)
         else:
@@ -250,28 +150,26 @@ def process(
         log.exception("batch_failed", batch_id=batch_id, error=repr(exc), files=len(items))
         if len(items) > 1:
             # Find the culprit instead of charging every file of the batch: release them
-            # (no attempt counted) and process each file on its own.
+            # (no attempt counted); the caller processes each file on its own.
             ledger.abort(batch_id, [], engine.max_attempts, remove=aux)
             for it in items:
-                sub = process([it.entry], engine, force=force)
-                report.files.extend(sub.files)
-                report.n_rows += sub.n_rows
-                report.parquets.extend(sub.parquets)
-                report.committed_at = sub.committed_at or report.committed_at
-            return report
+                it.failed = it.gone = False
+                it.rows, it.frames = [], []
+            return False
         failures = [
-            Failure(it.key, source_name(it.path), f"unexpected error: {exc!r}",
+            Failure(it.key, path_key(it.path), f"unexpected error: {exc!r}",
                     type(exc).__name__, False, it.size, it.mtime_ns)
             for it in items
         ]
         quarantined = ledger.abort(batch_id, failures, engine.max_attempts, remove=aux)
-        _outcomes(report, items, failures, quarantined)
-        if quarantined:
-            _rewrite_quarantine(engine)
-        return report
+        outcomes(report, items, failures, quarantined, batch_id)
+        return True
 
     rows = [row for it in items if not it.failed for row in it.rows]
     t_write = time.perf_counter()
+    lost = ledger.lost()
+    if lost is not None:  # checked again here: processing the batch took a while
+        raise LedgerLostError(lost)
     if rows:
         try:
             schema = _schema(engine.kind)
@@ -282,42 +180,30 @@ def process(
     if rows and force:
         ledger.supersede(batch_id)  # earlier rows of re-processed files go
     report.timings_ms["write"] = (time.perf_counter() - t_write) * 1e3
-    _crash_point("after_write")
+    crash_point("after_write")
     rows_per_item = {it.key: len(it.rows) for it in items if not it.failed}
+    # A LedgerWriteError here leaves the batch "writing"; the daemon settles it once the
+    # ledger can be written again (its complete Parquet file is then adopted).
     quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
                                 wrote_parquet=bool(rows))
     report.committed_at = time.time()
-    _metrics.observe_commit(rows, report.timings_ms, report.committed_at)  # /metrics
-    report.parquets = [parquet] if rows else []
-    report.n_rows = len(rows)
-    _outcomes(report, items, failures, quarantined)
-    if quarantined:
-        _rewrite_quarantine(engine)
-    return report
-
-
-def _outcomes(report: BatchReport, items: list[_Item], failures: list[Failure],
-              quarantined: list[Failure]) -> None:
-    reasons = {f.source: f.reason for f in failures}
-    q = {f.source for f in quarantined}
-    for it in items:
-        name = source_name(it.path)
-        if it.gone:
-            report.files.append(FileOutcome(it.path, "gone", reason="file vanished"))
-        elif name in reasons:
-            state = "quarantined" if name in q else "failed"
-            report.files.append(FileOutcome(it.path, state, reason=reasons[name],
-                                            detected_at=it.detected_at))
-        else:
-            report.files.append(FileOutcome(it.path, "done", n_rows=len(it.rows),
-                                            detected_at=it.detected_at))
+    # /metrics: the batch's rows and its write time; the hashing of the whole call once,
+    # with its first batch.
+    timings = {k: v for k, v in report.timings_ms.items()
+               if k == "write" or (k == "hash" and batch_id == report.batch_id)}
+    _metrics.observe_commit(rows, timings, report.committed_at)
+    if rows:
+        report.parquets.append(parquet)
+    report.n_rows += len(rows)
+    outcomes(report, items, failures, quarantined, batch_id)
+    return True
 
 
 def _fail_item(it: _Item, exc: BaseException, failures: list[Failure], engine: Engine) -> None:
     it.failed = True
     permanent = isinstance(exc, InputError)
     reason = exc.reason if permanent else f"unexpected error: {exc!r}"
-    failures.append(Failure(it.key, source_name(it.path), reason, type(exc).__name__,
+    failures.append(Failure(it.key, path_key(it.path), reason, type(exc).__name__,
                             permanent, it.size, it.mtime_ns))
     if permanent:
         _log(engine).warning("bad_input", source=source_name(it.path), reason=reason,
@@ -351,6 +237,8 @@ def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: lis
     """
     from nwwatch.io import read_frames
     from nwwatch.measure import measure_contact_angle
+    from nwwatch.results import label_queue
+    from nwwatch.segment.confidence import frame_confidence
 
     groups: list[list[_Item]] = [[]]
     frames_in_group = 0
@@ -363,6 +251,7 @@ def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: lis
         frames_in_group += pages
     processed_at = datetime.now(UTC)
     spent = {"read": 0.0, "segment": 0.0, "measure": 0.0}
+    queue_candidates: list[tuple[_Item, label_queue.Candidate]] = []
 
     def read_group(group: list[_Item]) -> list[tuple[_Item, object, np.ndarray]]:
         t_group = time.perf_counter()
@@ -394,6 +283,8 @@ def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: lis
                 result = measure_contact_angle(out.labels[j], out.probabilities[j, DROPLET],
                                                frame.pixel_size_nm)
                 row = result.as_row()
+                row["confidence"] = frame_confidence(out.probabilities[j], out.labels[j],
+                                                     result.angle_valid)
             except Exception as exc:
                 _fail_item(it, exc, failures, engine)
                 continue
@@ -409,6 +300,9 @@ def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: lis
                 **_provenance(engine, it, batch_id),
             )
             it.rows.append(row)
+            queue_candidates.append((it, label_queue.Candidate(label_queue.QueueEntry(
+                row["source"], row["frame"], it.key.sha256, row["confidence"], row["status"],
+                row["contact_angle_deg"], it.key.model_sha256), frame.image)))
         spent["measure"] += (time.perf_counter() - t_chunk) * 1e3
 
     # One worker, first in first out: read(g+1) is queued before measure(g), so the next
@@ -435,6 +329,11 @@ def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: lis
                                                 elapsed_ms / len(chunk)))
         for future in measured:
             future.result()
+    try:  # the queue is a by-product: a failure to write it never fails the frames
+        label_queue.offer(engine.results_dir, [c for it, c in queue_candidates
+                                               if not it.failed])
+    except Exception as exc:
+        _log(engine).error("label_queue_failed", error=repr(exc), exc_info=exc)
     report.timings_ms.update(spent)
 
 
@@ -517,13 +416,3 @@ def _schema(kind: str):
     from nwwatch.results.schema import frame_schema, volume_schema
 
     return volume_schema() if kind == "tomogram" else frame_schema()
-
-
-def _rewrite_quarantine(engine: Engine) -> None:
-    """``RESULTS/quarantine.parquet``: every quarantined file with its reason, rewritten whole
-    (atomically) whenever the list changes."""
-    try:
-        write_table_atomic(engine.ledger.quarantine_table(),
-                           engine.results_dir / QUARANTINE_FILE)
-    except OSError as exc:
-        _log(engine).error("quarantine_write_failed", error=repr(exc))

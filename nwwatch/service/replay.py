@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.service.config import (
@@ -18,14 +18,14 @@ from nwwatch.service.config import (
     KINDS,
     ConfigError,
     InferenceConfig,
+    TomogramSettings,
     WatchConfig,
     load_config,
 )
-from nwwatch.service.ledger import Failure, Ledger
-from nwwatch.service.pipeline import Engine, _rewrite_quarantine, process, source_name
+from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
+from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.watcher import scan
-from nwwatch.volume.segment import VolumeOptions
 
 #: A replay hands ``REPLAY_CHUNKS * batch_size`` frames to each ``process`` call: one Parquet
 #: file per call, and measurement of one network batch overlaps inference of the next.
@@ -98,15 +98,22 @@ def replay(
     -------
     ReplaySummary
     """
-    from nwwatch.io import InputError, inspect_tiff
-    from nwwatch.segment.session import Segmenter
+    from nwwatch.io import InputError
+    from nwwatch.service.engines import (  # ONNX Runtime: only once a replay runs
+        BadInput,
+        EngineSpec,
+        build_engines,
+        inspect_input,
+        quarantine_inputs,
+    )
     from nwwatch.service.logsetup import get_logger
+    from nwwatch.service.pipeline import process
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     out = Path(out_dir)
     inference, max_attempts, ledger_path = InferenceConfig(), 3, out / "ledger.sqlite"
-    tomogram = VolumeOptions()
+    tomogram = TomogramSettings()
     if config is not None:
         cfg = load_config(config)
         inference, max_attempts, tomogram = cfg.inference, cfg.max_attempts, cfg.tomogram
@@ -118,24 +125,21 @@ def replay(
             f"not given, and the shipped default {kind} model is missing")
         raise ConfigError(None, "model", f"{what}: {model_path}")
     log = log or get_logger("nwwatch.replay")
-    segmenter = Segmenter(model_path, providers=inference.providers,
-                          require_gpu=inference.require_gpu, threads=inference.threads)
-    if segmenter.metadata.kind != kind:
-        raise ConfigError(None, "model", f"{model_path.name} is a {segmenter.metadata.kind!r} "
-                          f"model, not {kind!r}")
     out.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(ledger_path, out)
-    summary = ReplaySummary(results_dir=out, model_name=segmenter.name,
-                            provider=segmenter.provider)
+    root = Path(path)
+    ledger = open_ledger(ledger_path, out, log)
     try:
+        # True switches a fusion on over the configuration; False leaves it as configured.
+        (engine,) = build_engines([EngineSpec(kind, model_path)], ledger, out,
+                                  inference=inference, max_attempts=max_attempts,
+                                  tomogram=tomogram, log=log,
+                                  triplanar=triplanar or None, flips=flips or None)
+        summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
+                                provider=engine.segmenter.provider)
         report = ledger.reconcile(max_attempts)
         if report.adopted or report.removed:
             log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)
-        engine = Engine(kind=kind, segmenter=segmenter, ledger=ledger, results_dir=out,
-                        batch_size=inference.batch_size, max_attempts=max_attempts, log=log,
-                        volume_options=replace(tomogram, triplanar=tomogram.triplanar or triplanar,
-                                               flips=tomogram.flips or flips))
-        files = list_inputs(Path(path), kind)
+        files = list_inputs(root, kind)
         summary.files = len(files)
         t0 = time.perf_counter()
         bar = _Progress(len(files), enabled=progress)
@@ -155,21 +159,15 @@ def replay(
                 except OSError:
                     st = None
                 if st is not None and ledger.is_finished(
-                        source_name(file), st.st_size, st.st_mtime_ns,
-                        segmenter.model_sha256, engine.measurement_version):
+                        path_key(file), st.st_size, st.st_mtime_ns,
+                        engine.segmenter.model_sha256, engine.measurement_version):
                     summary.skipped += 1
                     bar.advance(1, 0)
                     continue
             try:
-                info = inspect_tiff(file)
+                info = inspect_input(file, root if root.is_dir() else root.parent)
             except InputError as exc:
-                st = _stat(file)
-                ledger.record_failures([Failure(None, source_name(file), exc.reason,
-                                                type(exc).__name__, True, *st)], max_attempts)
-                _rewrite_quarantine(engine)
-                log.warning("file_quarantined", source=source_name(file), reason=exc.reason,
-                            error=type(exc).__name__)
-                summary.quarantined += 1
+                summary.quarantined += quarantine_inputs(engine, [BadInput(file, exc)], log)
                 bar.advance(1, 0)
                 continue
             except FileNotFoundError:
@@ -186,14 +184,6 @@ def replay(
     finally:
         ledger.close()
     return summary
-
-
-def _stat(path: Path) -> tuple[int | None, int | None]:
-    try:
-        st = path.stat()
-    except OSError:
-        return None, None
-    return st.st_size, st.st_mtime_ns
 
 
 def _tally(summary: ReplaySummary, report, bar) -> None:

@@ -6,7 +6,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nwwatch.service.ledger import Ledger
+from nwwatch.service.reporting import open_readonly
 
 
 def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.PathLike[str],
@@ -18,7 +18,7 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC datetime) or
     None, ``quarantined`` (list of dicts: path, reason, error_type, attempts, quarantined_at).
     """
-    ledger = Ledger(ledger_path, results_dir, readonly=True)
+    ledger = open_readonly(ledger_path)
     try:
         recent, rate = ledger.throughput(window_s)
         last = ledger.last_done()

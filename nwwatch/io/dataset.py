@@ -1,0 +1,200 @@
+"""The labeled DATA folder: its layout, its pairing of images with labels, its image reader.
+
+One parser for everyone who reads a DATA folder: ``nwwatch train`` (:mod:`training.data`),
+``nwwatch evaluate`` and ``nwwatch label`` (which writes one). Layout::
+
+    DATA/images/<stem>.tif|png      2D grey images (any size)
+    DATA/labels/<stem>.png|tif      uint8 class ids, 255 = unlabeled (partial labels allowed)
+    DATA/unlabeled/*.tif|png        optional: 2D images, multi-page stacks or 3D volumes
+    DATA/dataset.toml               optional: kind, class names, normalisation scope
+    DATA/truth.parquet              optional: per-image true contact angle (``file``,
+                                    ``theta_apparent_deg``, ``pixel_size_nm``) for evaluate
+    DATA/geometry/<stem>.json       optional: the labelling tool's shapes (nwwatch.label)
+
+``nwwatch synth insitu OUT`` writes its frames directly in ``OUT/`` (``OUT/labels/`` beside
+them): when ``DATA/images/`` does not exist, the images are the ``.tif``/``.png`` files at the
+top of DATA. Images and labels pair by file stem; two files with one stem are an error.
+
+dataset.toml::
+
+    kind = "insitu"                 # or "tomogram"
+    classes = ["background", "nanowire", "droplet"]
+    normalization_scope = "image"   # or "volume"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+
+from nwwatch.classes import INSITU_CLASSES, TOMOGRAM_CLASSES, UNLABELED
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+
+
+class DatasetLayoutError(ValueError):
+    """A DATA folder or file that cannot be used. ``.path`` names it, ``.reason`` says why."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a grey image file (TIFF or PNG) as a stack of pages.
+
+    Returns
+    -------
+    ndarray (Z, H, W) in the file's dtype; Z = 1 for a plain 2D image. A PNG saved as RGB
+    with three equal channels is read as grey.
+
+    Raises
+    ------
+    DatasetLayoutError : unreadable file, colour image, or not 2D/3D.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".png":
+            data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if data is None:
+                raise DatasetLayoutError(path, "cannot be read as a PNG image")
+        else:
+            data = tifffile.imread(path)
+    except DatasetLayoutError:
+        raise
+    except Exception as exc:  # tifffile raises several exception types for corrupt files
+        raise DatasetLayoutError(path, f"cannot be read ({exc})") from None
+    data = np.asarray(data)
+    if data.ndim == 3 and data.shape[-1] in (3, 4) and path.suffix.lower() == ".png":
+        channels = data[..., :3]
+        if not (np.array_equal(channels[..., 0], channels[..., 1])
+                and np.array_equal(channels[..., 0], channels[..., 2])):
+            raise DatasetLayoutError(path, "colour image; nwwatch needs single-channel grey images")
+        data = channels[..., 0]
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3 or min(data.shape) == 0:
+        raise DatasetLayoutError(path, f"expected a 2D image or a stack of 2D pages, got shape "
+                                       f"{data.shape}")
+    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
+        raise DatasetLayoutError(path, f"unsupported pixel type {data.dtype}")
+    return data
+
+
+def read_image_2d(path: str | os.PathLike[str]) -> np.ndarray:
+    """One 2D grey image (H, W) in the file's dtype; a multi-page file is an error."""
+    pages = read_pages(path)
+    if pages.shape[0] != 1:
+        raise DatasetLayoutError(path, f"expected a 2D image, this file has {pages.shape[0]} "
+                                       f"pages")
+    return pages[0]
+
+
+def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str]) -> np.ndarray:
+    """Validate a label image: integer ids in [0, num_classes) or 255. Returns uint8 (H, W)."""
+    if not np.issubdtype(label.dtype, np.integer):
+        raise DatasetLayoutError(path, f"labels must be integer class ids, got {label.dtype}")
+    values = np.unique(label)
+    bad = values[(values >= num_classes) & (values != UNLABELED) | (values < 0)]
+    if bad.size:
+        raise DatasetLayoutError(
+            path, f"label values {bad.tolist()[:10]} out of range: expected 0..{num_classes - 1} "
+                  f"or {UNLABELED} (unlabeled)")
+    return label.astype(np.uint8)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files (.tif, .tiff, .png; not hidden) of ``folder``, sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_file()
+                  and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def by_stem(paths: list[Path]) -> dict[str, Path]:
+    """{stem: path}; two files with one stem raise :class:`DatasetLayoutError`."""
+    out: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in out:
+            raise DatasetLayoutError(path, f"two files with the stem {path.stem!r} "
+                                           f"({out[path.stem].name} and {path.name})")
+        out[path.stem] = path
+    return out
+
+
+def read_dataset_toml(root: Path) -> tuple[str, tuple[str, ...], str]:
+    """(kind, class_names, normalization_scope) from DATA/dataset.toml, or in-situ defaults."""
+    path = root / "dataset.toml"
+    if not path.is_file():
+        return "insitu", INSITU_CLASSES, "image"
+    try:
+        config = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetLayoutError(path, f"not valid TOML ({exc})") from None
+    unknown = sorted(set(config) - {"kind", "classes", "normalization_scope"})
+    if unknown:
+        raise DatasetLayoutError(path, f"unknown keys {unknown}")
+    kind = config.get("kind", "insitu")
+    if kind not in ("insitu", "tomogram"):
+        raise DatasetLayoutError(path, f"kind: {kind!r} must be 'insitu' or 'tomogram'")
+    default = INSITU_CLASSES if kind == "insitu" else TOMOGRAM_CLASSES
+    classes = config.get("classes", list(default))
+    if (not isinstance(classes, list) or len(classes) < 2
+            or not all(isinstance(c, str) for c in classes)):
+        raise DatasetLayoutError(path, "classes: expected a list of at least two names")
+    scope = config.get("normalization_scope", "image" if kind == "insitu" else "volume")
+    if scope not in ("image", "volume"):
+        raise DatasetLayoutError(path, f"normalization_scope: {scope!r} must be 'image' or "
+                                       f"'volume'")
+    return kind, tuple(classes), scope
+
+
+def image_folder(root: Path) -> Path:
+    """DATA/images when it exists, else DATA itself (the layout ``nwwatch synth`` writes)."""
+    return root / "images" if (root / "images").is_dir() else root
+
+
+def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
+    """Sorted (stem, image path, label path) triples of a DATA folder.
+
+    Raises
+    ------
+    DatasetLayoutError : naming the file or folder: missing folder, no labels folder, no
+        images, image without label, label without image, two files with one stem.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetLayoutError(root, "data folder not found")
+    image_dir = image_folder(root)
+    label_dir = root / "labels"
+    if not label_dir.is_dir():
+        raise DatasetLayoutError(label_dir, "labels folder not found (DATA/labels/<stem>.png)")
+    images = list_images(image_dir)
+    if not images:
+        raise DatasetLayoutError(image_dir, "no images (.tif, .tiff, .png) in this folder")
+    image_by_stem = by_stem(images)
+    label_by_stem = by_stem(list_images(label_dir))
+    for stem, path in image_by_stem.items():
+        if stem not in label_by_stem:
+            raise DatasetLayoutError(path, f"no label for this image (expected "
+                                           f"{label_dir / stem}.png)")
+    for stem, path in label_by_stem.items():
+        if stem not in image_by_stem:
+            raise DatasetLayoutError(path, f"label without an image (expected {image_dir / stem}"
+                                           f".tif)")
+    return [(stem, image_by_stem[stem], label_by_stem[stem]) for stem in sorted(image_by_stem)]
+
+
+def read_pair(image_path: Path, label_path: Path, num_classes: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(image (H, W) native dtype, label uint8 (H, W)) of one pair, checked to match."""
+    image = read_image_2d(image_path)
+    label = check_label(read_image_2d(label_path), num_classes, label_path)
+    if label.shape != image.shape:
+        raise DatasetLayoutError(label_path, f"label shape {label.shape} != image shape "
+                                             f"{image.shape} of {image_path.name}")
+    return image, label

@@ -1,0 +1,99 @@
+"""``nwwatch label FRAMES... --out DATA``: correct the model's labels in the browser, save DATA."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import webbrowser
+from pathlib import Path
+
+import click
+
+
+def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], list[str]]:
+    """(paths, pages, infos, warnings) of the label queue of RESULTS, least confident first;
+    entries whose source file is gone become warnings."""
+    from nwwatch.results.label_queue import read_queue
+
+    paths, pages, infos, warnings = [], [], [], []
+    for entry in read_queue(results):
+        source = Path(entry.source)
+        if not source.is_file():
+            warnings.append(f"{source}: queued frame {entry.frame} is no longer there; skipped")
+            continue
+        paths.append(source)
+        pages.append(entry.frame)
+        infos.append({"confidence": entry.confidence, "status": entry.status,
+                      "source_sha256": entry.source_sha256})
+    return paths, pages, infos, warnings
+
+
+@click.command("label")
+@click.argument("frames", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "data_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="DATA folder to write (images/, labels/, geometry/, truth.parquet); "
+                   "frames saved there before open with their saved shapes.")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="ONNX model whose labels are the starting point  "
+                                 "[default: the shipped insitu-default].")
+@click.option("--queue", "queue_dir", type=click.Path(exists=True, file_okay=False,
+                                                      path_type=Path),
+              default=None, help="RESULTS folder of the service or replay: its least "
+                                 "confident frames open first.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (127.0.0.1: this computer only).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port (0: any free port).")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser; print the address.")
+def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_dir: Path | None,
+          host: str, port: int, no_browser: bool) -> None:
+    """Label FRAMES (TIFF frames or stacks, PNG images) in a local browser page.
+
+    Each frame starts from the model's prediction as a droplet circle, a wire polygon and a
+    facet line; drag them, paint what is not a circle, save. Saved frames are a DATA folder
+    for `nwwatch train DATA --init insitu-default --out mine.onnx`. Stop with Ctrl+C.
+    """
+    from nwwatch.io import InputError
+    from nwwatch.label.frames import frame_refs
+    from nwwatch.label.server import DEFAULT_MODEL, LabelSession, make_server, serve_in_thread
+
+    paths: list[Path] = []
+    pages: list[int | None] = []
+    infos: list[dict] = []
+    if queue_dir is not None:
+        q_paths, q_pages, q_infos, warnings = queued_frames(queue_dir)
+        for line in warnings:
+            click.echo(f"warning: {line}", err=True)
+        paths, pages, infos = q_paths, list(q_pages), q_infos
+    paths += list(frames)
+    pages += [None] * len(frames)
+    infos += [{} for _ in frames]
+    if not paths:
+        raise click.UsageError("no frames: give FRAMES, or --queue RESULTS with queued frames")
+    try:
+        refs = frame_refs(paths, infos, pages)
+    except (InputError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    session = LabelSession(refs, data_dir, model or DEFAULT_MODEL)
+    try:
+        server = make_server(session, host, port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port} ({exc}); try --port 0") from None
+    url = f"http://{server.server_address[0]}:{server.server_address[1]}/"
+    click.echo(f"labelling {len(refs)} frames into {data_dir} at {url}  (Ctrl+C to stop)")
+    thread = serve_in_thread(server)
+    if not no_browser:
+        webbrowser.open(url)
+    stop = threading.Event()
+    # SIGTERM (and SIGINT where a shell left it ignored) end the session like Ctrl+C.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        while thread.is_alive() and not stop.wait(0.5):
+            pass
+        click.echo("stopped")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,77 @@
+"""The frames a labelling session offers: pages of TIFF files or PNG images, one stem each."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nwwatch.label.store import safe_stem
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """One frame to label: page ``page`` of ``path``, saved under ``stem``; ``info`` holds
+    what the label queue knows about it (confidence, status) when it came from the queue."""
+
+    path: Path
+    page: int
+    stem: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _pages(path: Path) -> int:
+    if path.suffix.lower() == ".png":
+        return 1
+    from nwwatch.io import inspect_tiff
+
+    return inspect_tiff(path).n_pages
+
+
+def frame_refs(paths: Sequence[str | os.PathLike[str]],
+               infos: Sequence[dict[str, Any]] | None = None,
+               pages: Sequence[int | None] | None = None) -> list[FrameRef]:
+    """One :class:`FrameRef` per page of every file (or only page ``pages[i]`` of file i).
+
+    Stems are the file's stem (``_p0003`` appended for page 3 of a stack); a stem that two
+    files share gets a short hash of the file's absolute path appended.
+
+    Raises
+    ------
+    FileNotFoundError, nwwatch.io.InputError : a file that is not a readable TIFF/PNG.
+    """
+    refs: list[FrameRef] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(paths):
+        path = Path(raw)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: frame file not found")
+        n = _pages(path)
+        wanted = [pages[i]] if pages is not None and pages[i] is not None else range(n)
+        for page in wanted:
+            stem = safe_stem(path.stem) + (f"_p{page:04d}" if n > 1 else "")
+            if stem in seen:
+                stem += "_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]
+            seen.add(stem)
+            refs.append(FrameRef(path, int(page), stem, dict(infos[i]) if infos else {}))
+    return refs
+
+
+def read_frame(ref: FrameRef) -> tuple[np.ndarray, float | None]:
+    """(image (H, W) in the file's dtype, pixel size in nm or None) of one frame."""
+    if ref.path.suffix.lower() == ".png":
+        from nwwatch.io.dataset import read_image_2d
+
+        return read_image_2d(ref.path), None
+    from nwwatch.io import read_frames
+
+    frames = read_frames(ref.path)
+    if not 0 <= ref.page < len(frames):
+        raise IndexError(f"{ref.path}: page {ref.page} out of range (0..{len(frames) - 1})")
+    frame = frames[ref.page]
+    return frame.image, frame.pixel_size_nm

@@ -1,0 +1,279 @@
+"""The labelling tool's geometry: a droplet circle, a wire polygon, a facet line, strokes.
+
+One frame's labels are described by shapes a person can drag rather than by pixels:
+
+- ``droplet``: a circle (centre (row, col), radius, px). The droplet is the disk cut by the
+  facet line: only its part on the droplet's side of the facet is droplet (a spherical cap
+  seen from the side), as in the synthetic frames (:mod:`nwwatch.synth.geometry`).
+- ``wire``: a polygon of (row, col) vertices (it may extend beyond the frame).
+- ``facet``: the line the droplet sits on; ``None`` means the wire polygon's edge shared with
+  the droplet (:func:`facet_line`), two points make it explicit.
+- ``strokes``: free polygons and brush strokes painted on top, in order, with a class id
+  (0 background, 1 nanowire, 2 droplet, 255 unlabeled), for what is not a circle or a polygon.
+
+Coordinates follow the package convention: (row, col), integer indices are pixel centres.
+:func:`nwwatch.label.raster.rasterize` turns a :class:`LabelGeometry` into a label image;
+:func:`contact_angle` gives the human contact angle the geometry implies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE, UNLABELED
+
+GEOMETRY_FORMAT = "nwwatch-label-geometry"
+GEOMETRY_VERSION = 1
+STROKE_CLASSES = (BACKGROUND, NANOWIRE, DROPLET, UNLABELED)
+
+
+class GeometryError(ValueError):
+    """A geometry document that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Circle:
+    """Droplet outline: ``center`` (row, col) and ``radius_px``, pixels."""
+
+    center: tuple[float, float]
+    radius_px: float
+
+
+@dataclass(frozen=True)
+class Stroke:
+    """A painted region of class ``class_id``: a closed ``polygon`` when ``brush_px`` is None,
+    else every point within ``brush_px`` of the open path ``points``; (row, col) pixels."""
+
+    class_id: int
+    points: tuple[tuple[float, float], ...]
+    brush_px: float | None = None
+
+
+@dataclass(frozen=True)
+class LabelGeometry:
+    """Everything the tool stores for one frame (see the module docstring).
+
+    ``shape`` is the frame's (H, W); ``pixel_size_nm`` is copied from the frame when known.
+    """
+
+    shape: tuple[int, int]
+    droplet: Circle | None = None
+    wire: tuple[tuple[float, float], ...] | None = None
+    facet: tuple[tuple[float, float], tuple[float, float]] | None = None
+    strokes: tuple[Stroke, ...] = ()
+    pixel_size_nm: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> LabelGeometry:
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (lists of [row, col]); :func:`geometry_from_json` reads it back."""
+        return {
+            "format": GEOMETRY_FORMAT,
+            "version": GEOMETRY_VERSION,
+            "shape": list(self.shape),
+            "pixel_size_nm": self.pixel_size_nm,
+            "droplet": None if self.droplet is None else {
+                "center": list(self.droplet.center), "radius_px": self.droplet.radius_px},
+            "wire": None if self.wire is None else [list(p) for p in self.wire],
+            "facet": None if self.facet is None else [list(p) for p in self.facet],
+            "strokes": [
+                {"class": s.class_id, "points": [list(p) for p in s.points],
+                 **({"brush_px": s.brush_px} if s.brush_px is not None else {})}
+                for s in self.strokes
+            ],
+            **self.extra,
+        }
+
+
+def _point(value: Any, key: str) -> tuple[float, float]:
+    if (not isinstance(value, list | tuple) or len(value) != 2
+            or not all(isinstance(v, int | float) and math.isfinite(v) for v in value)):
+        raise GeometryError(f"{key}: expected [row, col] numbers, got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+def _points(value: Any, key: str, minimum: int) -> tuple[tuple[float, float], ...]:
+    if not isinstance(value, list) or len(value) < minimum:
+        raise GeometryError(f"{key}: expected a list of at least {minimum} [row, col] points")
+    return tuple(_point(p, f"{key}[{i}]") for i, p in enumerate(value))
+
+
+def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
+    """Validate and read a geometry document (the output of :meth:`LabelGeometry.to_json`).
+
+    Raises :class:`GeometryError` naming the first bad key.
+    """
+    if not isinstance(doc, dict):
+        raise GeometryError("geometry: expected a JSON object")
+    if doc.get("format", GEOMETRY_FORMAT) != GEOMETRY_FORMAT:
+        raise GeometryError(f"format: expected {GEOMETRY_FORMAT!r}, got {doc.get('format')!r}")
+    if doc.get("version", GEOMETRY_VERSION) != GEOMETRY_VERSION:
+        raise GeometryError(f"version: this nwwatch reads version {GEOMETRY_VERSION}, got "
+                            f"{doc.get('version')!r}")
+    shape = doc.get("shape")
+    if (not isinstance(shape, list) or len(shape) != 2
+            or not all(isinstance(v, int) and v > 0 for v in shape)):
+        raise GeometryError(f"shape: expected [height, width] positive integers, got {shape!r}")
+    droplet = None
+    if doc.get("droplet") is not None:
+        d = doc["droplet"]
+        if not isinstance(d, dict):
+            raise GeometryError("droplet: expected {center: [row, col], radius_px: R} or null")
+        radius = d.get("radius_px")
+        if not isinstance(radius, int | float) or not (math.isfinite(radius) and radius > 0):
+            raise GeometryError(f"droplet.radius_px: expected a positive number, got {radius!r}")
+        droplet = Circle(_point(d.get("center"), "droplet.center"), float(radius))
+    wire = None if doc.get("wire") is None else _points(doc["wire"], "wire", 3)
+    facet = None
+    if doc.get("facet") is not None:
+        a, b = _points(doc["facet"], "facet", 2)[:2]
+        if a == b:
+            raise GeometryError("facet: the two points coincide")
+        facet = (a, b)
+    strokes = []
+    for i, s in enumerate(doc.get("strokes") or []):
+        key = f"strokes[{i}]"
+        if not isinstance(s, dict) or s.get("class") not in STROKE_CLASSES:
+            raise GeometryError(f"{key}.class: expected one of {list(STROKE_CLASSES)}")
+        brush = s.get("brush_px")
+        if brush is not None and not (isinstance(brush, int | float) and brush > 0):
+            raise GeometryError(f"{key}.brush_px: expected a positive number, got {brush!r}")
+        pts = _points(s.get("points"), f"{key}.points", 1 if brush is not None else 3)
+        strokes.append(Stroke(int(s["class"]), pts, None if brush is None else float(brush)))
+    pixel = doc.get("pixel_size_nm")
+    if pixel is not None and not (isinstance(pixel, int | float) and pixel > 0):
+        raise GeometryError(f"pixel_size_nm: expected a positive number or null, got {pixel!r}")
+    known = {"format", "version", "shape", "pixel_size_nm", "droplet", "wire", "facet",
+             "strokes"}
+    extra = {k: v for k, v in doc.items() if k not in known}
+    return LabelGeometry((shape[0], shape[1]), droplet, wire, facet, tuple(strokes),
+                         None if pixel is None else float(pixel), extra)
+
+
+@dataclass(frozen=True)
+class FacetLine:
+    """The facet: ``point`` (row, col) on it, unit ``u`` pointing from the wire into the
+    droplet, ``edge`` its two end points (the wire polygon's edge, or the explicit line)."""
+
+    point: np.ndarray
+    u: np.ndarray
+    edge: tuple[np.ndarray, np.ndarray]
+
+
+def inside_polygon(poly: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Even-odd test: which points (broadcast ``rows``, ``cols``) lie inside polygon ``poly``
+    (N, 2) (row, col). Points exactly on an edge count on one side only (half-open rule)."""
+    inside = np.zeros(np.broadcast_shapes(np.shape(rows), np.shape(cols)), dtype=bool)
+    r0, c0 = poly[:, 0], poly[:, 1]
+    r1, c1 = np.roll(r0, -1), np.roll(c0, -1)
+    for a_r, a_c, b_r, b_c in zip(r0, c0, r1, c1, strict=True):
+        if a_r == b_r:
+            continue  # horizontal edge: never crossed by a horizontal ray
+        crosses = (a_r > rows) != (b_r > rows)
+        col_at = a_c + (rows - a_r) * ((b_c - a_c) / (b_r - a_r))
+        inside ^= crosses & (cols < col_at)
+    return inside
+
+
+def _chord_in_disk(a: np.ndarray, b: np.ndarray, center: np.ndarray, radius: float) -> float:
+    """Length of segment ab inside the disk."""
+    d = b - a
+    length = float(np.hypot(*d))
+    if length == 0:
+        return 0.0
+    f = a - center
+    # |a + t d - c|^2 = R^2 for t in [0, 1]
+    qa, qb, qc = d @ d, 2 * (f @ d), f @ f - radius**2
+    disc = qb * qb - 4 * qa * qc
+    if disc <= 0:
+        return 0.0
+    t0, t1 = (-qb - math.sqrt(disc)) / (2 * qa), (-qb + math.sqrt(disc)) / (2 * qa)
+    return max(0.0, min(t1, 1.0) - max(t0, 0.0)) * length
+
+
+def facet_line(geometry: LabelGeometry) -> FacetLine | None:
+    """The facet the droplet sits on, or None without a wire (or without facet and droplet).
+
+    Explicit ``facet``: that line, ``u`` pointing away from the wire polygon's centroid (or
+    towards the droplet centre without a wire). Otherwise the wire polygon's edge shared with
+    the droplet: the edge with the longest stretch inside the droplet circle, weighted by how
+    squarely it faces the droplet (|cos| between its normal and the direction from the wire's
+    centroid to the circle's centre), so a side edge the circle also crosses is not taken.
+    ``u`` is then the edge's outward normal.
+    """
+    wire = None if geometry.wire is None else np.asarray(geometry.wire, dtype=float)
+    drop = geometry.droplet
+    if geometry.facet is not None:
+        a, b = (np.asarray(p, dtype=float) for p in geometry.facet)
+        t = (b - a) / np.hypot(*(b - a))
+        u = np.array([-t[1], t[0]])
+        mid = 0.5 * (a + b)
+        if wire is not None:
+            away = mid - wire.mean(axis=0)
+        elif drop is not None:
+            away = np.asarray(drop.center) - mid
+        else:
+            away = u
+        if away @ u < 0:
+            u = -u
+        return FacetLine(mid, u, (a, b))
+    if wire is None or drop is None:
+        return None
+    center = np.asarray(drop.center, dtype=float)
+    axis = center - wire.mean(axis=0)
+    axis_norm = float(np.hypot(*axis))
+    best, best_score = None, 0.0
+    for i in range(len(wire)):
+        a, b = wire[i], wire[(i + 1) % len(wire)]
+        d = b - a
+        length = float(np.hypot(*d))
+        if length == 0:
+            continue
+        normal = np.array([d[1], -d[0]]) / length
+        probe = 0.5 * (a + b) + 1e-3 * length * normal
+        if inside_polygon(wire, np.array(probe[0]), np.array(probe[1])):
+            normal = -normal  # outward: away from the polygon's inside
+        facing = abs(float(normal @ axis)) / axis_norm if axis_norm > 0 else 1.0
+        score = _chord_in_disk(a, b, center, drop.radius_px) * facing
+        if score > best_score:
+            best, best_score = (a, b, normal), score
+    if best is None:
+        return None
+    a, b, normal = best
+    return FacetLine(0.5 * (a + b), normal, (a, b))
+
+
+@dataclass(frozen=True)
+class HumanAngle:
+    """Contact angle the geometry implies, or why there is none (``angle_deg`` None).
+
+    ``cos(theta) = -s / R`` with ``s`` the signed distance of the circle centre from the facet
+    line along ``u`` (positive on the droplet side) - the measurement's definition
+    (docs/measurement.md) applied to the drawn circle and facet.
+    """
+
+    angle_deg: float | None
+    reason: str
+    s_px: float | None = None
+
+
+def contact_angle(geometry: LabelGeometry) -> HumanAngle:
+    """The human contact angle of ``geometry`` (degrees), a value with a reason on failure."""
+    if geometry.droplet is None:
+        return HumanAngle(None, "no droplet circle")
+    facet = facet_line(geometry)
+    if facet is None:
+        return HumanAngle(None, "no facet: draw the wire polygon or a facet line")
+    center = np.asarray(geometry.droplet.center, dtype=float)
+    radius = geometry.droplet.radius_px
+    s = float((center - facet.point) @ facet.u)
+    if abs(s) >= radius:
+        return HumanAngle(None, f"the circle (R = {radius:.1f} px) does not reach the facet "
+                                f"line (centre {s:.1f} px from it)", s)
+    return HumanAngle(math.degrees(math.acos(-s / radius)), "", s)

@@ -1,0 +1,169 @@
+"""The starting geometry of a frame: shapes fitted to the model's labels.
+
+:func:`propose_geometry` turns a predicted label image into a :class:`LabelGeometry` a person
+corrects by dragging handles:
+
+- droplet circle: the circle :func:`nwwatch.measure.measure_contact_angle` fits to the
+  droplet's free surface; when the measurement gets no circle, the measurement's circle fit
+  (:func:`nwwatch.measure.circle.robust_fit`) on the droplet outline away from the wire;
+- facet line: the measurement's facet when it found one (two draggable end points);
+- wire polygon: the main wire's outline simplified by ``cv2.approxPolyDP`` and moved half a
+  pixel outwards (the outline runs through the centres of the boundary pixels; the 50 %
+  coverage edge lies half a pixel further out);
+- every other wire or droplet blob of at least ``min_area_px`` pixels: a polygon stroke of
+  its class, so nothing the model saw is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.label.geometry import Circle, LabelGeometry, Stroke
+
+#: approxPolyDP tolerance (px) of the wire polygon and of blob strokes; doubled until the
+#: polygon has at most MAX_VERTICES corners (a ragged prediction must stay draggable).
+SIMPLIFY_PX = 1.5
+MAX_VERTICES = 12
+#: Droplet outline points closer than this to the wire are not on the free surface (px).
+WIRE_MARGIN_PX = 2
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components (8-connectivity): (labels int32 (H, W), areas (n,), 0 = none)."""
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return comp, stats[:, cv2.CC_STAT_AREA].copy() * (np.arange(n) > 0)
+
+
+def outline_polygon(mask: np.ndarray, simplify_px: float = SIMPLIFY_PX,
+                    max_vertices: int = MAX_VERTICES) -> np.ndarray | None:
+    """Simplified outer outline of the largest blob of ``mask`` (bool (H, W)), moved half a
+    pixel outwards; float64 (N <= max_vertices, 2) (row, col), or None when there is no blob
+    of 3+ vertices. The tolerance starts at ``simplify_px`` and doubles until the outline has
+    at most ``max_vertices`` corners."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None
+    contour = max(contours, key=cv2.contourArea)
+    tolerance = simplify_px
+    simple = cv2.approxPolyDP(contour, tolerance, True)
+    while len(simple) > max_vertices:
+        tolerance *= 2.0
+        simple = cv2.approxPolyDP(contour, tolerance, True)
+    simple = simple[:, 0, :].astype(np.float64)
+    if len(simple) < 3:
+        return None
+    return _offset(simple, 0.5)[:, ::-1].copy()
+
+
+def _offset(poly_xy: np.ndarray, distance: float) -> np.ndarray:
+    """Move every edge of polygon (N, 2) (x, y) outwards by ``distance`` (miter joins, the
+    miter clipped at twice the distance)."""
+    x, y = poly_xy[:, 0], poly_xy[:, 1]
+    area = 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+    d = np.roll(poly_xy, -1, axis=0) - poly_xy
+    length = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-12)
+    normal = np.stack([d[:, 1], -d[:, 0]], axis=1) / length[:, None]  # outward if area > 0
+    if area < 0:
+        normal = -normal
+    n_in, n_out = np.roll(normal, 1, axis=0), normal  # edges ending / starting at vertex
+    miter = n_in + n_out
+    cos = np.maximum(1.0 + (n_in * n_out).sum(axis=1), 0.5)
+    return poly_xy + distance * miter / cos[:, None]
+
+
+def _free_surface_circle(droplet: np.ndarray, wire: np.ndarray) -> Circle | None:
+    from nwwatch.measure.circle import robust_fit
+
+    contours, _ = cv2.findContours(droplet.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None
+    pts = max(contours, key=len)[:, 0, ::-1].astype(np.float64)  # (row, col)
+    size = 2 * WIRE_MARGIN_PX + 1
+    near = cv2.dilate(wire.astype(np.uint8), np.ones((size, size), np.uint8)).astype(bool)
+    h, w = droplet.shape
+    r, c = pts[:, 0].astype(int), pts[:, 1].astype(int)
+    keep = ~near[r, c] & (r > 0) & (r < h - 1) & (c > 0) & (c < w - 1)
+    if keep.sum() < 5:
+        return None
+    fit, _ = robust_fit(pts[keep])
+    if not (fit.converged and math.isfinite(fit.radius)):
+        return None
+    # The outline runs through boundary pixel centres, half a pixel inside the edge.
+    return Circle((float(fit.center[0]), float(fit.center[1])), float(fit.radius) + 0.5)
+
+
+def propose_geometry(
+    labels: np.ndarray,
+    droplet_probability: np.ndarray | None = None,
+    pixel_size_nm: float | None = None,
+    min_area_px: int = 20,
+) -> LabelGeometry:
+    """Geometry fitted to a predicted label image (see the module docstring).
+
+    Parameters
+    ----------
+    labels : uint8 (H, W), 0 background, 1 nanowire, 2 droplet.
+    droplet_probability : float (H, W), optional; passed to the measurement (sub-pixel circle).
+    pixel_size_nm : copied into the geometry.
+    min_area_px : smaller extra blobs are left out.
+
+    Returns
+    -------
+    LabelGeometry; ``droplet``/``wire`` are None when the model found none.
+    """
+    from nwwatch.measure import measure_contact_angle
+
+    labels = np.ascontiguousarray(labels, dtype=np.uint8)
+    result = measure_contact_angle(labels, droplet_probability, pixel_size_nm)
+    wire_comp, wire_areas = _components(labels == NANOWIRE)
+    drop_comp, drop_areas = _components(labels == DROPLET)
+    main_drop = int(np.argmax(drop_areas)) if drop_areas.max(initial=0) > 0 else 0
+    main_wire = 0
+    if wire_areas.max(initial=0) > 0:
+        main_wire = int(np.argmax(wire_areas))
+        if main_drop:  # the wire the droplet sits on, not merely the largest one
+            near = cv2.dilate((drop_comp == main_drop).astype(np.uint8), np.ones((5, 5)))
+            touching = np.bincount(wire_comp[near.astype(bool)], minlength=len(wire_areas))
+            touching[0] = 0
+            if touching.max() > 0:
+                main_wire = int(np.argmax(touching))
+    wire_mask = wire_comp == main_wire if main_wire else np.zeros(labels.shape, bool)
+    drop_mask = drop_comp == main_drop if main_drop else np.zeros(labels.shape, bool)
+
+    droplet = None
+    if result.circle_center_row is not None and result.droplet_radius_px:
+        droplet = Circle((result.circle_center_row, result.circle_center_col),
+                         result.droplet_radius_px)
+    elif main_drop:
+        droplet = _free_surface_circle(drop_mask, wire_mask)
+    facet = None
+    if result.facet_row is not None and result.facet_angle_deg is not None:
+        half = result.base_half_width_px or 0.5 * (result.wire_width_px or 0.0)
+        if half > 0:
+            angle = math.radians(result.facet_angle_deg)
+            n = np.array([-math.sin(angle), math.cos(angle)])  # (d_row, d_col) along the facet
+            p = np.array([result.facet_row, result.facet_col])
+            facet = (tuple(map(float, p + half * n)), tuple(map(float, p - half * n)))
+    wire = outline_polygon(wire_mask) if main_wire else None
+
+    strokes = []
+    for class_id, comp, areas, main in ((NANOWIRE, wire_comp, wire_areas, main_wire),
+                                        (DROPLET, drop_comp, drop_areas, main_drop)):
+        for k in np.nonzero(areas >= min_area_px)[0]:
+            if k == main and (class_id == NANOWIRE or droplet is not None):
+                continue
+            poly = outline_polygon(comp == k)
+            if poly is not None:
+                strokes.append(Stroke(class_id, tuple(map(tuple, poly.tolist()))))
+    return LabelGeometry(
+        labels.shape, droplet,
+        None if wire is None else tuple(map(tuple, wire.tolist())),
+        facet, tuple(strokes), pixel_size_nm,
+        {"proposal": {"status": result.status, "contact_angle_deg": result.contact_angle_deg}},
+    )

@@ -1,0 +1,131 @@
+"""Geometry -> label image, by the synthetic labels' 50 %-area-coverage rule.
+
+:func:`rasterize` evaluates the shapes of a :class:`~nwwatch.label.geometry.LabelGeometry`
+at sub-pixel points and classifies every pixel with
+:func:`nwwatch.synth.labels.coverage_labels` - the rasteriser that makes the synthetic
+frames' labels - so a geometry that matches a synthetic frame's truth gives back its label
+image (tested on synthetic frames). Rules, in order:
+
+1. droplet (disk on the droplet's side of the facet line) over wire (polygon): a pixel is
+   droplet when at least half its area is droplet, else nanowire when at least half is wire
+   not covered by droplet, else the larger of the two when both together cover half, else
+   background;
+2. each stroke in order sets its class on the pixels it covers at least half.
+
+Coverage is exact to about 1/288 of a pixel area (12 x 12 sub-samples near every boundary).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from nwwatch.label.geometry import LabelGeometry, Stroke, facet_line, inside_polygon
+from nwwatch.synth.labels import coverage_labels, subsample_offsets
+
+#: Sub-samples per pixel side of the first (coarse) pass; boundaries get 12 x 12.
+COARSE = 4
+FINE = 12
+
+Inside = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _near_path(path: np.ndarray, radius: float, rows: np.ndarray,
+               cols: np.ndarray) -> np.ndarray:
+    """Points within ``radius`` of the open polyline ``path`` (N >= 1, 2)."""
+    best = np.full(np.broadcast_shapes(np.shape(rows), np.shape(cols)), np.inf)
+    segments = zip(path[:-1], path[1:], strict=True) if len(path) > 1 else [(path[0], path[0])]
+    for a, b in segments:
+        d = b - a
+        dd = float(d @ d)
+        if dd == 0:
+            t = 0.0
+        else:
+            t = np.clip(((rows - a[0]) * d[0] + (cols - a[1]) * d[1]) / dd, 0.0, 1.0)
+        dist2 = (rows - a[0] - t * d[0]) ** 2 + (cols - a[1] - t * d[1]) ** 2
+        best = np.minimum(best, dist2)
+    return best <= radius * radius
+
+
+def _shape_functions(geometry: LabelGeometry) -> tuple[Inside | None, Inside | None]:
+    wire_fn = drop_fn = None
+    if geometry.wire is not None:
+        poly = np.asarray(geometry.wire, dtype=np.float64)
+
+        def wire_fn(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+            return inside_polygon(poly, r, c)
+    if geometry.droplet is not None:
+        cr, cc = geometry.droplet.center
+        r2 = geometry.droplet.radius_px ** 2
+        facet = facet_line(geometry)
+
+        def drop_fn(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+            disk = (r - cr) ** 2 + (c - cc) ** 2 < r2
+            if facet is None:
+                return disk
+            side = (r - facet.point[0]) * facet.u[0] + (c - facet.point[1]) * facet.u[1]
+            return disk & (side >= 0)
+    return wire_fn, drop_fn
+
+
+def _bbox(points: np.ndarray, pad: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    lo = np.floor(points.min(axis=0) - pad - 1).astype(int)
+    hi = np.ceil(points.max(axis=0) + pad + 2).astype(int)
+    return (max(lo[0], 0), min(hi[0], shape[0]), max(lo[1], 0), min(hi[1], shape[1]))
+
+
+def _coarse(fn: Inside | None, box: tuple[int, int, int, int] | None,
+            shape: tuple[int, int]) -> np.ndarray:
+    """``fn`` on the coarse sub-sample grid of the frame, evaluated inside ``box`` only."""
+    out = np.zeros((shape[0] * COARSE, shape[1] * COARSE), dtype=bool)
+    if fn is None or box is None or box[0] >= box[1] or box[2] >= box[3]:
+        return out
+    r0, r1, c0, c1 = box
+    offsets = subsample_offsets(COARSE)
+    rows = (np.arange(r0, r1)[:, None] + offsets[None, :]).reshape(-1, 1)
+    cols = (np.arange(c0, c1)[:, None] + offsets[None, :]).reshape(1, -1)
+    out[r0 * COARSE:r1 * COARSE, c0 * COARSE:c1 * COARSE] = fn(rows, cols)
+    return out
+
+
+def _stroke_function(stroke: Stroke) -> tuple[Inside, np.ndarray, float]:
+    pts = np.asarray(stroke.points, dtype=np.float64)
+    if stroke.brush_px is None:
+        return (lambda r, c: inside_polygon(pts, r, c)), pts, 0.0
+    radius = stroke.brush_px
+    return (lambda r, c: _near_path(pts, radius, r, c)), pts, radius
+
+
+def _none(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.zeros(np.broadcast_shapes(np.shape(r), np.shape(c)), dtype=bool)
+
+
+def rasterize(geometry: LabelGeometry) -> np.ndarray:
+    """Label image of ``geometry`` (see the module docstring for the rules).
+
+    Returns
+    -------
+    uint8 (H, W) with H, W = ``geometry.shape``: 0 background, 1 nanowire, 2 droplet,
+    255 unlabeled.
+    """
+    shape = geometry.shape
+    wire_fn, drop_fn = _shape_functions(geometry)
+    wire_box = None if geometry.wire is None else _bbox(np.asarray(geometry.wire), 0.0, shape)
+    drop_box = None
+    if geometry.droplet is not None:
+        d = geometry.droplet
+        drop_box = _bbox(np.asarray([d.center]), d.radius_px, shape)
+
+    def members(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (wire_fn or _none)(r, c), (drop_fn or _none)(r, c)
+
+    coarse = (_coarse(wire_fn, wire_box, shape), _coarse(drop_fn, drop_box, shape))
+    labels, _, _ = coverage_labels(members, shape, coarse=coarse, factor=COARSE, fine=FINE)
+    for stroke in geometry.strokes:
+        fn, pts, pad = _stroke_function(stroke)
+        coarse = (_coarse(fn, _bbox(pts, pad, shape), shape), np.zeros_like(coarse[1]))
+        _, _, cover = coverage_labels(lambda r, c, fn=fn: (fn(r, c), _none(r, c)), shape,
+                                      coarse=coarse, factor=COARSE, fine=FINE)
+        labels[cover >= 0.5] = stroke.class_id
+    return labels

@@ -1,0 +1,240 @@
+"""The labelling page's local web server (standard library ``http.server``, one thread).
+
+Routes (JSON unless stated; frame ``i`` indexes :attr:`LabelSession.frames`):
+
+- ``GET /`` and ``GET /static/<file>``: the page (``nwwatch/label/static/``, shipped files);
+- ``GET /api/frames``: the frames, the DATA folder, the model;
+- ``GET /api/frames/<i>/image.png``: the frame for display (8-bit, 0.5-99.5 % stretch);
+- ``GET /api/frames/<i>/geometry``: the saved geometry, else the model's proposal;
+- ``POST /api/frames/<i>/preview`` (geometry): the label image it gives, as a coloured PNG
+  data URL, with the contact angle and the facet line (one rasteriser: the page shows what
+  will be saved);
+- ``POST /api/frames/<i>/save`` (geometry): write the frame into DATA
+  (:func:`nwwatch.label.store.save_labeled_frame`).
+
+It listens on 127.0.0.1 by default: the page is for the person at the acquisition PC.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
+from nwwatch.label.frames import FrameRef, read_frame
+from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, facet_line
+from nwwatch.label.geometry import geometry_from_json as _from_json
+from nwwatch.label.raster import rasterize
+from nwwatch.label.store import load_geometry, save_labeled_frame
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "insitu-default.onnx"
+_STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+#: Overlay colours (RGBA) of the preview: wire blue, droplet orange, unlabeled grey.
+OVERLAY_RGBA = {NANOWIRE: (40, 110, 255, 255), DROPLET: (255, 150, 20, 255),
+                UNLABELED: (150, 150, 150, 255)}
+
+
+@dataclass
+class LabelSession:
+    """State of one ``nwwatch label`` run: the frames, the DATA folder, the model."""
+
+    frames: list[FrameRef]
+    data_dir: Path
+    model_path: Path = DEFAULT_MODEL
+    _segmenter: Any = None
+    _images: dict[int, tuple[np.ndarray, float | None]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def image(self, index: int) -> tuple[np.ndarray, float | None]:
+        with self._lock:
+            if index not in self._images:
+                if len(self._images) > 8:  # a few frames in memory, not a whole stack
+                    self._images.pop(next(iter(self._images)))
+                self._images[index] = read_frame(self.frames[index])
+            return self._images[index]
+
+    def segmenter(self):
+        from nwwatch.segment.session import Segmenter
+
+        with self._lock:
+            if self._segmenter is None:
+                self._segmenter = Segmenter(self.model_path, providers=("cpu",))
+            return self._segmenter
+
+    def proposal(self, index: int) -> LabelGeometry:
+        """The model's labels as geometry (:func:`nwwatch.label.propose.propose_geometry`)."""
+        from nwwatch.label.propose import propose_geometry
+        from nwwatch.normalize import normalize_image
+
+        image, pixel_size_nm = self.image(index)
+        seg = self.segmenter().segment(normalize_image(image), probabilities=True)
+        return propose_geometry(seg.labels[0], seg.probabilities[0, DROPLET], pixel_size_nm)
+
+    def geometry(self, index: int, model: bool = False) -> tuple[LabelGeometry, str]:
+        """The saved geometry (unless ``model``), else the model's proposal; and which."""
+        saved = None if model else load_geometry(self.data_dir, self.frames[index].stem)
+        if saved is not None:
+            return saved, "saved"
+        return self.proposal(index), "model"
+
+    def is_saved(self, index: int) -> bool:
+        return (self.data_dir / "geometry" / f"{self.frames[index].stem}.json").is_file()
+
+
+def display_png(image: np.ndarray) -> bytes:
+    """8-bit PNG of a frame for display (0.5-99.5 percentile stretch)."""
+    from nwwatch.measure.overlay import stretch_to_uint8
+
+    ok, data = cv2.imencode(".png", stretch_to_uint8(image))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return data.tobytes()
+
+
+def overlay_data_url(labels: np.ndarray) -> str:
+    """The label image as a transparent colour PNG (background clear), as a data URL."""
+    rgba = np.zeros(labels.shape + (4,), np.uint8)
+    for class_id, (r, g, b, a) in OVERLAY_RGBA.items():
+        rgba[labels == class_id] = (b, g, r, a)  # OpenCV writes BGRA
+    ok, data = cv2.imencode(".png", rgba)
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return "data:image/png;base64," + base64.b64encode(data.tobytes()).decode()
+
+
+def preview(geometry: LabelGeometry) -> dict[str, Any]:
+    """What the page shows for a geometry: overlay, contact angle, facet, pixel counts."""
+    labels = rasterize(geometry)
+    angle = contact_angle(geometry)
+    facet = facet_line(geometry)
+    values, counts = np.unique(labels, return_counts=True)
+    return {
+        "mask": overlay_data_url(labels),
+        "contact_angle_deg": angle.angle_deg,
+        "contact_angle_reason": angle.reason,
+        "facet": None if facet is None else [list(map(float, p)) for p in facet.edge],
+        "counts": {int(v): int(c) for v, c in zip(values, counts, strict=True)},
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    session: LabelSession  # set on the subclass made by make_server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("label-server: " + format, *args)
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, doc: Any, status: int = HTTPStatus.OK) -> None:
+        self._send(status, json.dumps(doc).encode(), "application/json")
+
+    def _error(self, status: int, message: str) -> None:
+        self._json({"error": message}, status)
+
+    def _frame(self, parts: list[str]) -> int | None:
+        try:
+            index = int(parts[2])
+        except (IndexError, ValueError):
+            return None
+        return index if 0 <= index < len(self.session.frames) else None
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        path, _, query = self.path.partition("?")
+        if path in ("/", "/index.html"):
+            return self._static("index.html")
+        if path.startswith("/static/"):
+            return self._static(path[len("/static/"):])
+        parts = path.strip("/").split("/")
+        if parts == ["api", "frames"]:
+            s = self.session
+            return self._json({
+                "data": str(s.data_dir), "model": s.model_path.name,
+                "frames": [{"index": i, "stem": f.stem, "name": f.path.name, "page": f.page,
+                            "saved": s.is_saved(i), "info": f.info}
+                           for i, f in enumerate(s.frames)]})
+        if len(parts) == 4 and parts[:2] == ["api", "frames"]:
+            index = self._frame(parts)
+            if index is None:
+                return self._error(HTTPStatus.NOT_FOUND, f"no frame {parts[2]}")
+            try:
+                if parts[3] == "image.png":
+                    image, _ = self.session.image(index)
+                    return self._send(HTTPStatus.OK, display_png(image), "image/png")
+                if parts[3] == "geometry":
+                    geometry, origin = self.session.geometry(index, model="model=1" in query)
+                    return self._json({"geometry": geometry.to_json(), "origin": origin})
+            except Exception as exc:  # a bad frame file: say so on the page, keep serving
+                log.exception("label frame %s failed", index)
+                return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
+        return self._error(HTTPStatus.NOT_FOUND, f"no such page {path}")
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        parts = self.path.split("?", 1)[0].strip("/").split("/")
+        if len(parts) != 4 or parts[:2] != ["api", "frames"] or parts[3] not in ("preview",
+                                                                                  "save"):
+            return self._error(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path}")
+        index = self._frame(parts)
+        if index is None:
+            return self._error(HTTPStatus.NOT_FOUND, f"no frame {parts[2]}")
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            geometry = _from_json(json.loads(self.rfile.read(length) or b"null"))
+        except (ValueError, GeometryError) as exc:
+            return self._error(HTTPStatus.BAD_REQUEST, f"geometry: {exc}")
+        try:
+            if parts[3] == "preview":
+                return self._json(preview(geometry))
+            ref = self.session.frames[index]
+            image, _ = self.session.image(index)
+            source = {"path": str(ref.path), "page": ref.page, **ref.info}
+            return self._json(save_labeled_frame(self.session.data_dir, ref.stem, image,
+                                                 geometry, source))
+        except GeometryError as exc:
+            return self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        except Exception as exc:  # disk full, permissions: report, keep serving
+            log.exception("label %s failed", parts[3])
+            return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{parts[3]} failed: {exc}")
+
+    def _static(self, name: str) -> None:
+        folder = files("nwwatch.label") / "static"
+        suffix = Path(name).suffix
+        if "/" in name or name.startswith(".") or suffix not in _STATIC_TYPES:
+            return self._error(HTTPStatus.NOT_FOUND, f"no static file {name}")
+        resource = folder / name
+        if not resource.is_file():
+            return self._error(HTTPStatus.NOT_FOUND, f"no static file {name}")
+        self._send(HTTPStatus.OK, resource.read_bytes(), _STATIC_TYPES[suffix])
+
+
+def make_server(session: LabelSession, host: str = "127.0.0.1",
+                port: int = 0) -> ThreadingHTTPServer:
+    """An HTTP server for ``session`` (port 0: any free port; see ``server_address``)."""
+    handler = type("LabelHandler", (_Handler,), {"session": session})
+    return ThreadingHTTPServer((host, port), handler)
+
+
+def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
+    """Run ``server.serve_forever`` in a daemon thread; stop with ``server.shutdown()``."""
+    thread = threading.Thread(target=server.serve_forever, name="nwwatch-label", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,388 @@
+// nwwatch label: edit a frame's droplet circle, wire polygon, facet line and painted strokes.
+// Geometry is kept in image (row, col) pixel coordinates (integer = pixel centre); the SVG
+// draws pixel (r, c) over [c, c+1] x [r, r+1], so x = col + 0.5 and y = row + 0.5.
+// The server rasterises every change (POST preview): the overlay is what Save writes.
+"use strict";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const HANDLE_PX = 6;  // handle radius on screen
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  frames: [], index: 0, geometry: null, origin: "", dirty: false, facetEdge: null,
+  scale: 1, drag: null, draft: null, previewSeq: 0, previewTimer: null,
+};
+window.nwLabel = state;  // for people debugging the page (and for tests)
+
+function setBusy(busy) { document.body.dataset.state = busy ? "busy" : "ready"; }
+
+async function api(path, body) {
+  const options = body === undefined ? {} : {
+    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
+  const response = await fetch(path, options);
+  const doc = response.headers.get("Content-Type").startsWith("application/json")
+    ? await response.json() : null;
+  if (!response.ok) throw new Error((doc && doc.error) || response.statusText);
+  return doc;
+}
+
+function el(name, attrs, parent) {
+  const node = document.createElementNS(SVG_NS, name);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+const toX = (p) => p[1] + 0.5;
+const toY = (p) => p[0] + 0.5;
+
+function imagePoint(event) {
+  const svg = $("canvas");
+  const pt = new DOMPoint(event.clientX, event.clientY).matrixTransform(
+    svg.getScreenCTM().inverse());
+  return [pt.y - 0.5, pt.x - 0.5];  // (row, col)
+}
+
+// ---------------------------------------------------------------- frames
+async function loadFrames() {
+  const doc = await api("/api/frames");
+  state.frames = doc.frames;
+  $("data-dir").textContent = `DATA: ${doc.data}   model: ${doc.model}`;
+  const select = $("frame-select");
+  select.innerHTML = "";
+  for (const f of doc.frames) {
+    const option = document.createElement("option");
+    option.value = f.index;
+    const conf = f.info && f.info.confidence !== undefined
+      ? ` (queue, confidence ${Number(f.info.confidence).toFixed(2)})` : "";
+    option.textContent = `${f.saved ? "\u2713 " : ""}${f.stem}${conf}`;
+    select.appendChild(option);
+  }
+}
+
+async function openFrame(index) {
+  if (state.dirty && !window.confirm("Discard the unsaved changes of this frame?")) {
+    $("frame-select").value = state.index;
+    return;
+  }
+  setBusy(true);
+  state.index = index;
+  $("frame-select").value = index;
+  $("status").textContent = "loading...";
+  const img = $("frame-image");
+  const loaded = new Promise((resolve) => { img.onload = resolve; img.onerror = resolve; });
+  img.setAttribute("href", `/api/frames/${index}/image.png?${Date.now()}`);
+  try {
+    const doc = await api(`/api/frames/${index}/geometry`);
+    state.geometry = doc.geometry;
+    state.origin = doc.origin;
+    state.dirty = false;
+    state.facetEdge = null;
+    await loaded;
+    layout();
+    $("explicit-facet").checked = state.geometry.facet !== null;
+    $("frame-origin").textContent = doc.origin === "saved" ? "saved labels" : "model proposal";
+    $("frame-origin").className = "tag" + (doc.origin === "saved" ? " saved" : "");
+    $("status").textContent = "";
+    render();
+    await refreshPreview();
+  } catch (err) {
+    $("status").textContent = `error: ${err.message}`;
+    setBusy(false);
+  }
+}
+
+function layout() {
+  const [h, w] = state.geometry.shape;
+  const wrap = $("canvas-wrap");
+  const fit = Math.min((wrap.clientWidth - 4) / w, (wrap.clientHeight - 4) / h);
+  state.scale = Math.max(fit, 0.05) * Number($("zoom").value);
+  const svg = $("canvas");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("width", w * state.scale);
+  svg.setAttribute("height", h * state.scale);
+  for (const id of ["frame-image", "mask-image"]) {
+    $(id).setAttribute("width", w);
+    $(id).setAttribute("height", h);
+  }
+}
+
+// ---------------------------------------------------------------- drawing
+function render() {
+  const g = state.geometry;
+  const shapes = $("shapes"), handles = $("handles"), strokes = $("strokes");
+  shapes.innerHTML = handles.innerHTML = strokes.innerHTML = "";
+  const hr = HANDLE_PX / state.scale;
+  for (const s of g.strokes) {
+    const pts = s.points.map((p) => `${toX(p)},${toY(p)}`).join(" ");
+    if (s.brush_px !== undefined) {
+      el("polyline", {points: pts, class: `brush stroke c${s.class}`,
+                      "stroke-width": 2 * s.brush_px}, strokes);
+    } else {
+      el("polygon", {points: pts, class: `stroke c${s.class}`}, strokes);
+    }
+  }
+  if (g.wire) {
+    el("polygon", {points: g.wire.map((p) => `${toX(p)},${toY(p)}`).join(" "),
+                   class: "shape wire"}, shapes);
+    g.wire.forEach((p, i) => {
+      const q = g.wire[(i + 1) % g.wire.length];
+      const edge = el("line", {x1: toX(p), y1: toY(p), x2: toX(q), y2: toY(q), class: "edge"},
+                      handles);
+      edge.addEventListener("dblclick", (e) => { e.stopPropagation(); insertVertex(i, e); });
+    });
+    g.wire.forEach((p, i) => {
+      const h = el("circle", {cx: toX(p), cy: toY(p), r: hr, class: "handle wire",
+                              "data-handle": `wire-${i}`}, handles);
+      h.addEventListener("pointerdown", (e) => startDrag(e, {kind: "wire", i}));
+      h.addEventListener("dblclick", (e) => { e.stopPropagation(); removeVertex(i); });
+    });
+  }
+  const facet = g.facet || state.facetEdge;
+  if (facet) {
+    el("line", {x1: toX(facet[0]), y1: toY(facet[0]), x2: toX(facet[1]), y2: toY(facet[1]),
+                class: "shape facet"}, shapes);
+    if (g.facet) {
+      g.facet.forEach((p, i) => {
+        const h = el("rect", {x: toX(p) - hr, y: toY(p) - hr, width: 2 * hr, height: 2 * hr,
+                              class: "handle facet", "data-handle": `facet-${i}`}, handles);
+        h.addEventListener("pointerdown", (e) => startDrag(e, {kind: "facet", i}));
+      });
+    }
+  }
+  if (g.droplet) {
+    const c = g.droplet.center, r = g.droplet.radius_px;
+    el("circle", {cx: toX(c), cy: toY(c), r, class: "shape droplet"}, shapes);
+    const centre = el("circle", {cx: toX(c), cy: toY(c), r: hr, class: "handle droplet",
+                                 "data-handle": "droplet-center"}, handles);
+    centre.addEventListener("pointerdown", (e) => startDrag(e, {kind: "center"}));
+    const rim = el("circle", {cx: toX(c) + r, cy: toY(c), r: hr, class: "handle radius",
+                              "data-handle": "droplet-radius"}, handles);
+    rim.addEventListener("pointerdown", (e) => startDrag(e, {kind: "radius"}));
+  }
+  renderDraft();
+}
+
+function renderDraft() {
+  const group = $("draft");
+  group.innerHTML = "";
+  const d = state.draft;
+  if (!d || !d.points.length) return;
+  const pts = d.points.map((p) => `${toX(p)},${toY(p)}`).join(" ");
+  if (d.brush_px !== undefined) {
+    el("polyline", {points: pts, class: `brush stroke c${d.class}`,
+                    "stroke-width": 2 * d.brush_px}, group);
+  } else {
+    el("polyline", {points: pts, class: "draft"}, group);
+  }
+}
+
+// ---------------------------------------------------------------- editing
+function changed() {
+  state.dirty = true;
+  $("status").textContent = "unsaved changes";
+  render();
+  schedulePreview();
+}
+
+function startDrag(event, target) {
+  if (mode() !== "edit") return;
+  event.preventDefault();
+  event.stopPropagation();
+  state.drag = target;
+  $("canvas").setPointerCapture(event.pointerId);
+}
+
+function moveDrag(event) {
+  const t = state.drag, g = state.geometry, p = imagePoint(event);
+  if (t.kind === "center") g.droplet.center = p;
+  else if (t.kind === "radius") {
+    g.droplet.radius_px = Math.max(0.5, Math.hypot(p[0] - g.droplet.center[0],
+                                                   p[1] - g.droplet.center[1]));
+  } else if (t.kind === "wire") g.wire[t.i] = p;
+  else if (t.kind === "facet") g.facet[t.i] = p;
+  changed();
+}
+
+function insertVertex(i, event) {
+  if (mode() !== "edit") return;
+  state.geometry.wire.splice(i + 1, 0, imagePoint(event));
+  changed();
+}
+
+function removeVertex(i) {
+  if (mode() !== "edit" || state.geometry.wire.length <= 3) return;
+  state.geometry.wire.splice(i, 1);
+  changed();
+}
+
+function mode() { return document.querySelector("input[name=mode]:checked").value; }
+function paintClass() { return Number($("paint-class").value); }
+
+function onPointerDown(event) {
+  const m = mode();
+  if (m === "brush") {
+    event.preventDefault();
+    $("canvas").setPointerCapture(event.pointerId);
+    state.draft = {class: paintClass(), brush_px: Number($("brush-radius").value),
+                   points: [imagePoint(event)], painting: true};
+    renderDraft();
+  } else if (m === "polygon") {
+    if (!state.draft || state.draft.brush_px !== undefined) {
+      state.draft = {class: paintClass(), points: []};
+    }
+    state.draft.points.push(imagePoint(event));
+    renderDraft();
+  }
+}
+
+function onPointerMove(event) {
+  if (state.drag) { moveDrag(event); return; }
+  const d = state.draft;
+  if (d && d.painting) {
+    const p = imagePoint(event), last = d.points[d.points.length - 1];
+    if (Math.hypot(p[0] - last[0], p[1] - last[1]) >= 0.5) {
+      d.points.push(p);
+      renderDraft();
+    }
+  }
+}
+
+function onPointerUp() {
+  if (state.drag) { state.drag = null; schedulePreview(0); return; }
+  const d = state.draft;
+  if (d && d.painting) {
+    state.geometry.strokes.push({class: d.class, brush_px: d.brush_px, points: d.points});
+    state.draft = null;
+    changed();
+  }
+}
+
+function closePolygon() {
+  const d = state.draft;
+  if (!d || d.brush_px !== undefined) return;
+  // a double-click adds its point twice: drop repeated points
+  const pts = d.points.filter((p, i) => i === 0 ||
+    Math.hypot(p[0] - d.points[i - 1][0], p[1] - d.points[i - 1][1]) > 0.25);
+  state.draft = null;
+  if (pts.length >= 3) {
+    state.geometry.strokes.push({class: d.class, points: pts});
+    changed();
+  } else renderDraft();
+}
+
+// ---------------------------------------------------------------- preview and save
+function schedulePreview(delay = 120) {
+  clearTimeout(state.previewTimer);
+  setBusy(true);
+  state.previewTimer = setTimeout(refreshPreview, delay);
+}
+
+async function refreshPreview() {
+  const seq = ++state.previewSeq;
+  setBusy(true);
+  try {
+    const doc = await api(`/api/frames/${state.index}/preview`, state.geometry);
+    if (seq !== state.previewSeq) return;  // a newer edit is on its way
+    $("mask-image").setAttribute("href", doc.mask);
+    state.facetEdge = doc.facet;
+    state.counts = doc.counts;
+    const angle = doc.contact_angle_deg;
+    $("angle").textContent = angle === null ? "-" : `${angle.toFixed(1)}\u00b0`;
+    $("angle-reason").textContent = doc.contact_angle_reason || "";
+    const names = {0: "background", 1: "nanowire", 2: "droplet", 255: "unlabeled"};
+    $("counts").textContent = Object.entries(doc.counts)
+      .map(([k, v]) => `${names[k] || k} ${v}`).join(", ") + " px";
+    if (!state.geometry.facet) render();
+    setBusy(false);
+  } catch (err) {
+    if (seq === state.previewSeq) {
+      $("status").textContent = `error: ${err.message}`;
+      setBusy(false);
+    }
+  }
+}
+
+async function save() {
+  setBusy(true);
+  $("status").textContent = "saving...";
+  try {
+    const doc = await api(`/api/frames/${state.index}/save`, state.geometry);
+    state.dirty = false;
+    state.frames[state.index].saved = true;
+    const option = $("frame-select").options[state.index];
+    if (!option.textContent.startsWith("\u2713")) option.textContent = "\u2713 " + option.textContent;
+    $("frame-origin").textContent = "saved labels";
+    $("frame-origin").className = "tag saved";
+    $("status").textContent = `saved ${doc.stem}`;
+    document.body.dataset.saved = doc.stem;
+  } catch (err) {
+    $("status").textContent = `save failed: ${err.message}`;
+  }
+  setBusy(false);
+}
+
+// ---------------------------------------------------------------- controls
+function viewFilter() {
+  const c = $("contrast").value, b = $("brightness").value;
+  $("frame-image").style.filter = `contrast(${c}) brightness(${b})`;
+  $("mask-image").style.opacity = $("opacity").value;
+}
+
+function defaultFacet() {
+  const g = state.geometry, [h, w] = g.shape;
+  if (state.facetEdge) return state.facetEdge.map((p) => p.slice());
+  const c = g.droplet ? g.droplet.center : [h / 2, w / 2];
+  const r = g.droplet ? g.droplet.radius_px : w / 8;
+  return [[c[0] + r * 0.7, c[1] - r * 0.7], [c[0] + r * 0.7, c[1] + r * 0.7]];
+}
+
+function setup() {
+  const svg = $("canvas");
+  svg.addEventListener("pointerdown", onPointerDown);
+  svg.addEventListener("pointermove", onPointerMove);
+  svg.addEventListener("pointerup", onPointerUp);
+  svg.addEventListener("dblclick", () => { if (mode() === "polygon") closePolygon(); });
+  $("prev").onclick = () => state.index > 0 && openFrame(state.index - 1);
+  $("next").onclick = () => state.index < state.frames.length - 1 && openFrame(state.index + 1);
+  $("frame-select").onchange = (e) => openFrame(Number(e.target.value));
+  $("save").onclick = save;
+  $("undo-stroke").onclick = () => { if (state.geometry.strokes.pop()) changed(); };
+  $("reset").onclick = async () => {
+    const doc = await api(`/api/frames/${state.index}/geometry?model=1`);
+    state.geometry = doc.geometry;
+    changed();
+  };
+  $("explicit-facet").onchange = (e) => {
+    state.geometry.facet = e.target.checked ? defaultFacet() : null;
+    changed();
+  };
+  $("add-droplet").onclick = () => {
+    const [h, w] = state.geometry.shape;
+    state.geometry.droplet = {center: [h / 2, w / 2], radius_px: Math.min(h, w) / 8};
+    changed();
+  };
+  $("add-wire").onclick = () => {
+    const [h, w] = state.geometry.shape, a = Math.min(h, w) / 10;
+    state.geometry.wire = [[h / 2, w / 2 - a], [h, w / 2 - a], [h, w / 2 + a], [h / 2, w / 2 + a]];
+    changed();
+  };
+  $("remove-droplet").onclick = () => { state.geometry.droplet = null; changed(); };
+  $("remove-wire").onclick = () => { state.geometry.wire = null; changed(); };
+  for (const id of ["contrast", "brightness", "opacity"]) $(id).oninput = viewFilter;
+  $("zoom").oninput = () => { layout(); render(); };
+  $("brush-radius").oninput = (e) => { $("brush-radius-value").textContent = e.target.value; };
+  window.addEventListener("resize", () => { if (state.geometry) { layout(); render(); } });
+  document.addEventListener("keydown", (e) => {
+    if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); save(); }
+    else if ((e.ctrlKey || e.metaKey) && e.key === "z") { $("undo-stroke").click(); }
+    else if (e.key === "Enter") closePolygon();
+    else if (e.key === "Escape") { state.draft = null; renderDraft(); }
+    else if (e.key === "PageDown") $("next").click();
+    else if (e.key === "PageUp") $("prev").click();
+  });
+  viewFilter();
+}
+
+setup();
+loadFrames().then(() => state.frames.length ? openFrame(0) : setBusy(false));

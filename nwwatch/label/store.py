@@ -1,0 +1,138 @@
+"""Write what the labelling tool produces into a DATA folder ``nwwatch train`` reads.
+
+Per labeled frame ``<stem>`` (layout: :mod:`nwwatch.io.dataset`):
+
+- ``DATA/images/<stem>.tif``: the frame's pixels as acquired (native dtype, pixel size);
+- ``DATA/labels/<stem>.png``: uint8 labels rasterised from the geometry (255 unlabeled);
+- ``DATA/geometry/<stem>.json``: the geometry (:meth:`LabelGeometry.to_json`) plus where the
+  frame came from and the human contact angle;
+- ``DATA/truth.parquet``: one row per geometry file with a contact angle - ``file``,
+  ``theta_apparent_deg`` (the human angle), ``pixel_size_nm`` - which ``nwwatch evaluate``
+  uses as ground truth. Rewritten whole after every save.
+
+Every file goes through :func:`nwwatch.atomic.atomic_write`; the label and the geometry are
+written before the image, so a pair the trainer sees always has its label.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from nwwatch.atomic import atomic_write
+from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, geometry_from_json
+from nwwatch.label.raster import rasterize
+
+GEOMETRY_DIR = "geometry"
+TRUTH_FILE = "truth.parquet"
+
+
+def safe_stem(text: str) -> str:
+    """A file stem made of letters, digits, ``-``, ``_`` and ``.`` only."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "frame"
+
+
+def write_png(path: Path, image: np.ndarray) -> Path:
+    """Write a uint8/uint16 (H, W) or (H, W, 3|4) image as PNG, atomically."""
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    with atomic_write(path) as handle:
+        handle.write(data.tobytes())
+    return path
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> Path:
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(doc, indent=1).encode())
+    return path
+
+
+def save_labeled_frame(
+    data_dir: str | os.PathLike[str],
+    stem: str,
+    image: np.ndarray,
+    geometry: LabelGeometry,
+    source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Save one labeled frame (see the module docstring).
+
+    Parameters
+    ----------
+    data_dir : the DATA folder (created when missing).
+    stem : file stem, e.g. from :func:`safe_stem`.
+    image : (H, W) frame in its native dtype; its shape must be ``geometry.shape``.
+    geometry : the shapes; rasterised here.
+    source : where the frame came from (path, page, sha256), stored in the geometry file.
+
+    Returns
+    -------
+    dict with ``stem``, ``label_counts`` ({class id: pixels}) and ``contact_angle_deg``.
+    """
+    from nwwatch.io import write_frame_tiff
+
+    if tuple(image.shape) != tuple(geometry.shape):
+        raise GeometryError(f"shape: geometry {list(geometry.shape)} != frame "
+                            f"{list(image.shape)}")
+    root = Path(data_dir)
+    labels = rasterize(geometry)
+    angle = contact_angle(geometry)
+    doc = geometry.to_json()
+    doc.update(source=source or {}, contact_angle_deg=angle.angle_deg,
+               contact_angle_reason=angle.reason)
+    write_png(root / "labels" / f"{stem}.png", labels)
+    write_json(root / GEOMETRY_DIR / f"{stem}.json", doc)
+    if image.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
+        image = image.astype(np.float32)
+    write_frame_tiff(root / "images" / f"{stem}.tif", image,
+                     pixel_size_nm=geometry.pixel_size_nm)
+    write_truth(root)
+    values, counts = np.unique(labels, return_counts=True)
+    return {"stem": stem, "label_counts": {int(v): int(c) for v, c in zip(values, counts,
+                                                                            strict=True)},
+            "contact_angle_deg": angle.angle_deg}
+
+
+def load_geometry(data_dir: str | os.PathLike[str], stem: str) -> LabelGeometry | None:
+    """The saved geometry of ``stem``, or None when it was never saved."""
+    path = Path(data_dir) / GEOMETRY_DIR / f"{stem}.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+        doc = {k: v for k, v in doc.items()
+               if k not in ("source", "contact_angle_deg", "contact_angle_reason")}
+        return geometry_from_json(doc)
+    except (json.JSONDecodeError, GeometryError) as exc:
+        raise GeometryError(f"{path}: {exc}") from None
+
+
+def write_truth(data_dir: str | os.PathLike[str]) -> Path | None:
+    """Rewrite DATA/truth.parquet from the geometry files (rows with a human angle only)."""
+    import pyarrow as pa
+
+    from nwwatch.results.parquet import write_table_atomic
+
+    root = Path(data_dir)
+    rows = []
+    for path in sorted((root / GEOMETRY_DIR).glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue  # a broken file names itself when the tool loads it
+        if doc.get("contact_angle_deg") is None:
+            continue
+        rows.append({"file": f"images/{path.stem}.tif",
+                     "theta_apparent_deg": float(doc["contact_angle_deg"]),
+                     "pixel_size_nm": doc.get("pixel_size_nm"), "truth": "human geometry"})
+    schema = pa.schema([("file", pa.string()), ("theta_apparent_deg", pa.float64()),
+                        ("pixel_size_nm", pa.float64()), ("truth", pa.string())])
+    target = root / TRUTH_FILE
+    write_table_atomic(pa.Table.from_pylist(rows, schema=schema), target)
+    return target

@@ -1,0 +1,171 @@
+"""The labelling queue: the least confident frames of each acquisition, kept in RESULTS.
+
+Layout, one folder per acquisition (the folder that holds the frame files)::
+
+    RESULTS/label-queue/<folder name>-<hash of its path>/queue.json
+    RESULTS/label-queue/<folder name>-<hash of its path>/thumbs/<sha12>-<frame>.png
+
+``queue.json`` lists at most ``capacity`` entries, least confident first: the frame's
+reference (``source`` absolute path, ``frame`` page, ``source_sha256``), its ``confidence``
+(:mod:`nwwatch.segment.confidence`), ``status`` and ``contact_angle_deg`` of the measurement,
+``model_sha256`` and the thumbnail (8-bit PNG, longest side at most ``THUMB_PX``). Nothing is
+ever written into the acquisition folder. ``nwwatch label --queue RESULTS`` opens the queued
+frames first (from their references; the thumbnails are for browsing the queue).
+
+Crash safety: thumbnails are written first, then ``queue.json`` (both through
+:func:`nwwatch.atomic.atomic_write`), then thumbnails no entry references are removed; a crash
+leaves at most unreferenced thumbnails, removed by the next update. A frame offered again
+(processed again, e.g. by a new model) replaces its entry, so replays after a crash do not
+duplicate entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from nwwatch.atomic import atomic_write
+
+log = logging.getLogger(__name__)
+
+QUEUE_DIR = "label-queue"
+QUEUE_FILE = "queue.json"
+THUMBS_DIR = "thumbs"
+QUEUE_FORMAT = "nwwatch-label-queue"
+#: Entries kept per acquisition.
+DEFAULT_CAPACITY = 16
+#: Longest side of a thumbnail (px).
+THUMB_PX = 256
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One queued frame (see the module docstring); ``thumbnail`` is relative to its queue
+    folder, ``folder`` is that queue folder (set when read)."""
+
+    source: str
+    frame: int
+    source_sha256: str
+    confidence: float
+    status: str = ""
+    contact_angle_deg: float | None = None
+    model_sha256: str = ""
+    thumbnail: str = ""
+    added_at: str = ""
+    folder: str = ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.source_sha256, self.frame
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A processed frame offered to the queue: its entry fields and its image (H, W)."""
+
+    entry: QueueEntry
+    image: np.ndarray
+
+
+def acquisition_folder(results_dir: str | os.PathLike[str], source: str | os.PathLike[str]
+                       ) -> Path:
+    """The queue folder of the acquisition ``source`` belongs to (its parent folder)."""
+    parent = os.path.dirname(os.path.abspath(source))
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in os.path.basename(parent))
+    digest = hashlib.sha1(parent.encode()).hexdigest()[:8]
+    return Path(results_dir) / QUEUE_DIR / f"{name or 'root'}-{digest}"
+
+
+def thumbnail(image: np.ndarray, max_px: int = THUMB_PX) -> np.ndarray:
+    """8-bit display copy of a frame (0.5-99.5 percentile stretch), longest side <= max_px."""
+    from nwwatch.measure.overlay import stretch_to_uint8
+
+    scaled = stretch_to_uint8(image)
+    factor = max_px / max(scaled.shape)
+    if factor < 1:
+        size = (max(1, round(scaled.shape[1] * factor)), max(1, round(scaled.shape[0] * factor)))
+        scaled = cv2.resize(scaled, size, interpolation=cv2.INTER_AREA)
+    return scaled
+
+
+def _read(folder: Path) -> list[QueueEntry]:
+    path = folder / QUEUE_FILE
+    if not path.is_file():
+        return []
+    try:
+        doc = json.loads(path.read_text())
+        return [QueueEntry(**{**e, "folder": str(folder)}) for e in doc["entries"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # The queue is a convenience: a damaged one is started afresh, never a failure.
+        log.warning("label queue %s unreadable (%s); starting it afresh", path, exc)
+        return []
+
+
+def offer(results_dir: str | os.PathLike[str], candidates: Iterable[Candidate],
+          capacity: int = DEFAULT_CAPACITY) -> int:
+    """Add processed frames to their acquisitions' queues, keeping the ``capacity`` least
+    confident of each. Returns how many of ``candidates`` are now queued."""
+    if capacity < 1:
+        raise ValueError(f"capacity must be >= 1, got {capacity}")
+    by_folder: dict[Path, list[Candidate]] = {}
+    for cand in candidates:
+        by_folder.setdefault(acquisition_folder(results_dir, cand.entry.source), []).append(cand)
+    kept = 0
+    with _LOCK:
+        for folder, cands in by_folder.items():
+            kept += _update(folder, cands, capacity)
+    return kept
+
+
+def _update(folder: Path, cands: list[Candidate], capacity: int) -> int:
+    current = {e.key: e for e in _read(folder)}
+    old_keys = set(current)
+    images = {}
+    now = datetime.now(UTC).isoformat()
+    for cand in cands:
+        e = cand.entry
+        name = f"{THUMBS_DIR}/{e.source_sha256[:12]}-{e.frame}.png"
+        current[e.key] = QueueEntry(**{**asdict(e), "thumbnail": name, "added_at": now,
+                                       "folder": ""})
+        images[e.key] = cand.image
+    entries = sorted(current.values(), key=lambda e: (e.confidence, e.source, e.frame))
+    entries = entries[:capacity]
+    new = [e for e in entries if e.key in images]
+    if not new and {e.key for e in entries} == old_keys:
+        return 0  # nothing changes: none of the offered frames is among the least confident
+    for e in new:
+        ok, data = cv2.imencode(".png", thumbnail(images[e.key]))
+        if ok:
+            with atomic_write(folder / e.thumbnail) as handle:
+                handle.write(data.tobytes())
+    doc = {"format": QUEUE_FORMAT, "version": 1, "capacity": capacity,
+           "acquisition": os.path.dirname(os.path.abspath(entries[0].source)),
+           "entries": [{k: v for k, v in asdict(e).items() if k != "folder"} for e in entries]}
+    with atomic_write(folder / QUEUE_FILE) as handle:
+        handle.write(json.dumps(doc, indent=1).encode())
+    wanted = {folder / e.thumbnail for e in entries}
+    for path in (folder / THUMBS_DIR).glob("*.png"):
+        if path not in wanted:
+            path.unlink(missing_ok=True)
+    return len(new)
+
+
+def read_queue(results_dir: str | os.PathLike[str]) -> list[QueueEntry]:
+    """Every queued frame of every acquisition under RESULTS, least confident first."""
+    root = Path(results_dir) / QUEUE_DIR
+    if not root.is_dir():
+        return []
+    entries = [e for folder in sorted(p for p in root.iterdir() if p.is_dir())
+               for e in _read(folder)]
+    return sorted(entries, key=lambda e: (e.confidence, e.source, e.frame))

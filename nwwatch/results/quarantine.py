@@ -1,0 +1,39 @@
+"""``RESULTS/quarantine.parquet``: every quarantined input file with its reason.
+
+The service's ledger is the record; this file is a copy for people and notebooks, rewritten
+whole (atomically) whenever the list changes, so it always equals the ledger's list.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from nwwatch.results.parquet import write_table_atomic
+
+QUARANTINE_FILE = "quarantine.parquet"
+
+
+def quarantine_schema() -> pa.Schema:
+    """path (display form of the file name), sha256 (null when never hashed), reason (never
+    file contents), error_type, attempts, quarantined_at (UTC)."""
+    return pa.schema([
+        pa.field("path", pa.string()), pa.field("sha256", pa.string()),
+        pa.field("reason", pa.string()), pa.field("error_type", pa.string()),
+        pa.field("attempts", pa.int32()),
+        pa.field("quarantined_at", pa.timestamp("us", tz="UTC")),
+    ])
+
+
+def write_quarantine(rows: list[dict], results_dir: str | os.PathLike[str]) -> Path:
+    """Replace ``results_dir/quarantine.parquet`` by ``rows`` (dicts with the schema's names;
+    ``quarantined_at`` in epoch seconds). Returns the file's path."""
+    table = pa.Table.from_pylist(
+        [dict(row, quarantined_at=datetime.fromtimestamp(row["quarantined_at"], UTC))
+         for row in rows],
+        schema=quarantine_schema(),
+    )
+    return write_table_atomic(table, Path(results_dir) / QUARANTINE_FILE)

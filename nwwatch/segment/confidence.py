@@ -1,0 +1,60 @@
+"""How sure the model was of a frame, where the measurement looks: the ``confidence`` column.
+
+The contact angle is read off the class boundaries (the droplet's outline, the wire's sides
+and the wire/droplet interface), so that is where the model's certainty matters. For each
+pixel the margin is the softmax probability of the most likely class minus that of the
+runner-up (0: a coin toss between two classes, 1: certain). The confidence of a frame is the
+mean margin over the boundary band (pixels within ``band_px`` of a change of predicted class),
+halved when the measurement gave no valid angle:
+
+    confidence = mean(margin over band) * (1 if angle_valid else 0.5)        in [0, 1]
+
+A sharp, well-placed boundary has margins near 1 one pixel away from it; a model that hesitates
+spreads the transition over several pixels and the mean drops. Frames without any boundary
+(nothing found) use the mean margin over the whole frame. Frames with the lowest confidence go
+to the labelling queue (:mod:`nwwatch.results.label_queue`).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: Half-width (px) of the band around predicted class boundaries.
+BAND_PX = 2
+#: Factor applied when the measurement gave no valid angle.
+INVALID_ANGLE_FACTOR = 0.5
+
+
+def boundary_band(labels: np.ndarray, band_px: int = BAND_PX) -> np.ndarray:
+    """bool (H, W): pixels within ``band_px`` (chessboard distance) of a change of class in
+    ``labels`` uint8 (H, W)."""
+    kernel = np.ones((2 * band_px + 1, 2 * band_px + 1), np.uint8)
+    grad = cv2.morphologyEx(np.ascontiguousarray(labels, dtype=np.uint8), cv2.MORPH_GRADIENT,
+                            kernel)
+    return grad > 0
+
+
+def frame_confidence(probabilities: np.ndarray, labels: np.ndarray, angle_valid: bool,
+                     band_px: int = BAND_PX) -> float:
+    """Confidence of one segmented frame (see the module docstring).
+
+    Parameters
+    ----------
+    probabilities : float (C, H, W) softmax of the model, C >= 2.
+    labels : uint8 (H, W) predicted classes (argmax of ``probabilities``).
+    angle_valid : whether the measurement gave a valid contact angle.
+
+    Returns
+    -------
+    float in [0, 1].
+    """
+    probs = np.asarray(probabilities)
+    if probs.ndim != 3 or probs.shape[0] < 2 or probs.shape[1:] != labels.shape:
+        raise ValueError(f"probabilities must be (C >= 2, H, W) matching labels {labels.shape}, "
+                         f"got {probs.shape}")
+    band = boundary_band(labels, band_px)
+    values = probs[:, band] if band.any() else probs.reshape(probs.shape[0], -1)
+    top = np.partition(values, -2, axis=0)[-2:]
+    margin = float(np.mean(top[1] - top[0]))
+    return float(np.clip(margin, 0.0, 1.0)) * (1.0 if angle_valid else INVALID_ANGLE_FACTOR)

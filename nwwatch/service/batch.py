@@ -1,0 +1,225 @@
+"""What one call of :func:`nwwatch.service.pipeline.process` works with: the :class:`Engine`
+(segmenter, ledger, results folder), the items of a batch, their outcomes and the report;
+turning input files into items (hashes from the ledger's cache, regular files only);
+``quarantine.parquet`` kept equal to the ledger; and the test hooks of the crash drills.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nwwatch.io import InputError, UnreadableFileError
+from nwwatch.results.quarantine import write_quarantine
+from nwwatch.segment.session import Segmenter, file_sha256
+from nwwatch.service.inputs import check_regular
+from nwwatch.service.ledger import Failure, ItemKey, Ledger
+from nwwatch.service.names import path_key
+from nwwatch.volume.segment import VolumeOptions
+
+#: Test hooks, unset in production. ``NWWATCH_CRASH_AT="after_claim:N"`` or
+#: ``"after_write:N"`` makes the process SIGKILL itself the N-th time it reaches that point
+#: (crash recovery in the exact window between two steps of the ledger protocol);
+#: ``"in_batch:N"`` hangs there for good instead (a worker stuck in a read).
+#: ``NWWATCH_CRASH_ON_SOURCE=TEXT`` kills the process whenever a batch holding a file whose
+#: name contains TEXT is about to be segmented (a frame that crashes the runtime).
+_CRASH_ENV = "NWWATCH_CRASH_AT"
+_CRASH_SOURCE_ENV = "NWWATCH_CRASH_ON_SOURCE"
+_crash_counts: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    spec = os.environ.get(_CRASH_ENV)
+    if not spec:
+        return
+    point, _, nth = spec.partition(":")
+    if point != name:
+        return
+    _crash_counts[name] = _crash_counts.get(name, 0) + 1
+    if _crash_counts[name] == int(nth or 1):
+        if name == "in_batch":
+            threading.Event().wait()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_on_source(items: list[Item]) -> None:
+    text = os.environ.get(_CRASH_SOURCE_ENV)
+    if text and any(text in it.path.name for it in items):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class ResultsWriteError(RuntimeError):
+    """Results could not be written (disk full, permissions): not the input file's fault."""
+
+
+@dataclass
+class Engine:
+    """What :func:`process` needs, built once per (kind, model) by the daemon or replay."""
+
+    kind: str
+    segmenter: Segmenter
+    ledger: Ledger
+    results_dir: Path
+    batch_size: int = 8
+    max_attempts: int = 3
+    #: How tomograms are segmented (``[tomogram]`` in the configuration).
+    volume_options: VolumeOptions = field(default_factory=VolumeOptions)
+    log: object = None
+    #: Called between network batches and files: the daemon pings the systemd watchdog
+    #: from here, so a long batch is not mistaken for a hung loop.
+    heartbeat: object = None
+
+    def beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat()
+
+    @property
+    def measurement_version(self) -> str:
+        if self.kind == "tomogram":
+            from nwwatch.volume import VOLUME_METRICS_VERSION
+
+            # The mask depends on the segmentation settings as much as on the model.
+            return f"{VOLUME_METRICS_VERSION}+{self.volume_options.version}"
+        from nwwatch.measure import MEASUREMENT_VERSION
+
+        return MEASUREMENT_VERSION
+
+    def key(self, sha256: str) -> ItemKey:
+        return ItemKey(sha256, self.segmenter.model_sha256, self.measurement_version)
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one input file: state in done, skipped, failed, quarantined, gone."""
+
+    path: Path
+    state: str
+    n_rows: int = 0
+    reason: str = ""
+    detected_at: float | None = None
+    batch_id: str = ""
+
+
+@dataclass
+class BatchReport:
+    batch_id: str
+    files: list[FileOutcome] = field(default_factory=list)
+    n_rows: int = 0
+    parquets: list[Path] = field(default_factory=list)
+    committed_at: float | None = None  # wall time the ledger commit returned
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def count(self, state: str) -> int:
+        return sum(1 for f in self.files if f.state == state)
+
+
+@dataclass
+class Item:
+    path: Path
+    key: ItemKey
+    size: int
+    mtime_ns: int
+    detected_at: float | None
+    entry: object = None  # what the caller passed (path or ReadyFile)
+    pages: int = 1  # from the structural check when known; only used to group reads
+    frames: list = field(default_factory=list)
+    read_ms: float = 0.0
+    rows: list[dict] = field(default_factory=list)
+    failed: bool = False
+    gone: bool = False
+    batch_cap: int | None = None  # from the ledger: this file's last batch crashed
+
+
+def log_of(engine: Engine):
+    if engine.log is None:
+        from nwwatch.service.logsetup import get_logger
+
+        engine.log = get_logger("nwwatch.pipeline")
+    return engine.log
+
+
+def collect(files: Sequence[object], engine: Engine, report: BatchReport,
+             force: bool) -> list[Item]:
+    """Hash the files (from the ledger's cache when the version is known) and keep those to
+    process; records the others' outcomes in ``report``."""
+    ledger = engine.ledger
+    items: list[Item] = []
+    early_failures: list[Failure] = []
+    for entry in files:
+        path = Path(getattr(entry, "path", entry))
+        detected_at = getattr(entry, "detected_at", None)
+        name = path_key(path)
+        try:
+            st = check_regular(path)
+            sha = ledger.cached_sha(name, st.st_size, st.st_mtime_ns)
+            if sha is None:
+                sha = file_sha256(path)
+                ledger.remember_sha(name, st.st_size, st.st_mtime_ns, sha)
+        except FileNotFoundError:
+            report.files.append(FileOutcome(path, "gone", reason="file vanished"))
+            continue
+        except (PermissionError, InputError) as exc:
+            err = exc if isinstance(exc, InputError) else UnreadableFileError(
+                path, f"cannot read: {exc.strerror}")
+            size, mtime = _stat(path)
+            early_failures.append(Failure(None, name, err.reason, type(err).__name__, True,
+                                          size, mtime))
+            report.files.append(FileOutcome(path, "quarantined", reason=err.reason))
+            continue
+        key = engine.key(sha)
+        known = ledger.item(key)
+        if known is not None and known.state in ("done", "quarantined") and not force:
+            report.files.append(FileOutcome(path, "skipped", reason=f"already {known.state}"))
+            continue
+        if any(it.key == key for it in items):  # same content twice in one batch
+            report.files.append(FileOutcome(path, "skipped", reason="duplicate content"))
+            continue
+        info = getattr(entry, "info", None)
+        items.append(Item(path, key, st.st_size, st.st_mtime_ns, detected_at, entry=entry,
+                           pages=getattr(info, "n_pages", 1),
+                           batch_cap=None if known is None else known.batch_cap))
+    if early_failures:
+        ledger.record_failures(early_failures, engine.max_attempts)
+    return items
+
+
+def _stat(path: Path) -> tuple[int | None, int | None]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, None
+    return st.st_size, st.st_mtime_ns
+
+
+def outcomes(report: BatchReport, items: list[Item], failures: list[Failure],
+              quarantined: list[Failure], batch_id: str) -> None:
+    reasons = {f.source: f.reason for f in failures}
+    q = {f.source for f in quarantined}
+    for it in items:
+        name = path_key(it.path)
+        if it.gone:
+            report.files.append(FileOutcome(it.path, "gone", reason="file vanished",
+                                            batch_id=batch_id))
+        elif name in reasons:
+            state = "quarantined" if name in q else "failed"
+            report.files.append(FileOutcome(it.path, state, reason=reasons[name],
+                                            detected_at=it.detected_at, batch_id=batch_id))
+        else:
+            report.files.append(FileOutcome(it.path, "done", n_rows=len(it.rows),
+                                            detected_at=it.detected_at, batch_id=batch_id))
+
+
+def refresh_quarantine(ledger: Ledger, results_dir: Path, log, force: bool = False) -> None:
+    """Rewrite ``results_dir/quarantine.parquet`` from ``ledger`` when its list changed (files
+    quarantined, or quarantined files replaced and processed), or when ``force``."""
+    if not (force or ledger.quarantine_changed):
+        return
+    try:
+        write_quarantine(ledger.queries.quarantined(), results_dir)
+        ledger.quarantine_changed = False
+    except OSError as exc:  # tried again with the next change
+        log.error("quarantine_write_failed", error=repr(exc))

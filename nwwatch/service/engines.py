@@ -1,0 +1,105 @@
+"""What the daemon and ``nwwatch replay`` both do around :func:`process`: build the engines
+(one segmenter per model file), vet input files before they are opened, and quarantine the
+bad ones."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nwwatch.io import InputError
+from nwwatch.service.config import ConfigError, InferenceConfig, TomogramSettings
+from nwwatch.service.inputs import check_input
+from nwwatch.service.ledger import Failure, Ledger
+from nwwatch.service.names import path_key, source_name
+from nwwatch.service.pipeline import Engine, refresh_quarantine
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine to build: the folder's kind, its model, where the setting came from."""
+
+    kind: str
+    model: Path
+    key: str = "model"  # configuration key named in errors, e.g. "watch[1].model"
+
+
+def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path, *,
+                  inference: InferenceConfig, max_attempts: int,
+                  tomogram: TomogramSettings, log, source: Path | None = None,
+                  **volume_overrides: object) -> list[Engine]:
+    """One :class:`Engine` per spec, sharing the segmenter of the same model file.
+
+    Raises :class:`ConfigError` when a model's kind does not match its spec (naming
+    ``source`` and the spec's key), and ``GpuUnavailableError`` / ``ModelLoadError`` from
+    the segmenter.
+    """
+    from nwwatch.segment.session import Segmenter
+
+    segmenters: dict[Path, Segmenter] = {}
+    engines = []
+    volume_options = tomogram.volume_options(**volume_overrides)
+    for spec in specs:
+        model = Path(spec.model).resolve()
+        if model not in segmenters:
+            segmenters[model] = Segmenter(model, providers=inference.providers,
+                                          require_gpu=inference.require_gpu,
+                                          threads=inference.threads)
+            seg = segmenters[model]
+            log.info("model_loaded", model=str(model), model_sha256=seg.model_sha256,
+                     provider=seg.provider, kind=seg.metadata.kind)
+        seg = segmenters[model]
+        if seg.metadata.kind != spec.kind:
+            raise ConfigError(source, spec.key,
+                              f"{model.name} is a {seg.metadata.kind!r} model but the folder's "
+                              f"kind is {spec.kind!r}")
+        engines.append(Engine(kind=spec.kind, segmenter=seg, ledger=ledger,
+                              results_dir=results_dir, batch_size=inference.batch_size,
+                              max_attempts=max_attempts, log=log,
+                              volume_options=volume_options))
+    return engines
+
+
+def inspect_input(path: Path, root: Path, follow_symlinks: bool = False):
+    """The structural check of an input file (:func:`nwwatch.io.inspect_tiff`), after
+    :func:`nwwatch.service.inputs.check_input` (regular file, inside ``root``): never blocks
+    on a FIFO or device, never reads through a link out of the watched folder."""
+    from nwwatch.io import inspect_tiff
+
+    check_input(path, root, follow_symlinks)
+    return inspect_tiff(path)
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """A file that failed :func:`inspect_input`."""
+
+    path: Path
+    error: InputError
+    size: int | None = None
+    mtime_ns: int | None = None
+
+
+def quarantine_inputs(engine: Engine, bad: Sequence[BadInput], log) -> int:
+    """Record bad input files as quarantined (ledger and ``quarantine.parquet``), one
+    ``file_quarantined`` line each. Returns how many."""
+    if not bad:
+        return 0
+    failures = []
+    for b in bad:
+        size, mtime = b.size, b.mtime_ns
+        if size is None:
+            try:
+                st = os.stat(b.path)
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:
+                pass
+        failures.append(Failure(None, path_key(b.path), b.error.reason,
+                                type(b.error).__name__, True, size, mtime))
+        log.warning("file_quarantined", source=source_name(b.path), reason=b.error.reason,
+                    error=type(b.error).__name__)
+    engine.ledger.record_failures(failures, engine.max_attempts)
+    refresh_quarantine(engine.ledger, engine.results_dir, log)
+    return len(failures)

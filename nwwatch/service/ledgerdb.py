@@ -1,0 +1,183 @@
+"""The ledger's SQLite file and records: the schema, opening it (with an integrity check),
+write transactions whose failures (disk full, I/O error) are :class:`LedgerWriteError`, and the
+value types of :class:`nwwatch.service.ledger.Ledger`."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    sha256 TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    measurement_version TEXT NOT NULL,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed', 'quarantined')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    error_type TEXT,
+    batch_id TEXT,
+    n_rows INTEGER,
+    first_seen REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    processed_at REAL,
+    batch_cap INTEGER,
+    PRIMARY KEY (sha256, model_sha256, measurement_version)
+);
+CREATE INDEX IF NOT EXISTS items_state ON items (state);
+CREATE INDEX IF NOT EXISTS items_batch ON items (batch_id);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('writing', 'committed', 'aborted')),
+    parquet TEXT NOT NULL,
+    aux TEXT NOT NULL DEFAULT '[]',
+    supersedes TEXT NOT NULL DEFAULT '[]',
+    n_rows INTEGER,
+    created_at REAL NOT NULL,
+    committed_at REAL
+);
+CREATE TABLE IF NOT EXISTS seen (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    path TEXT PRIMARY KEY,
+    size INTEGER,
+    mtime_ns INTEGER,
+    sha256 TEXT,
+    kind TEXT,
+    reason TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    quarantined_at REAL NOT NULL
+);
+"""
+
+
+PathKey = str | bytes
+
+
+@dataclass(frozen=True)
+class ItemKey:
+    """What makes a result unique: the file's content, the model, the measurement code."""
+
+    sha256: str
+    model_sha256: str
+    measurement_version: str
+
+
+@dataclass(frozen=True)
+class ItemState:
+    state: str
+    attempts: int
+    last_error: str | None
+    batch_id: str | None
+    source: PathKey
+    batch_cap: int | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file of a batch that produced no rows. ``permanent``: bad input, quarantine now.
+    ``source``: the file's :func:`~nwwatch.service.names.path_key`."""
+
+    key: ItemKey | None
+    source: PathKey
+    reason: str
+    error_type: str
+    permanent: bool
+    size: int | None = None
+    mtime_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    adopted: list[str]
+    removed: list[str]  # batch ids whose files were removed and items released
+
+
+class LedgerCorruptError(RuntimeError):
+    """The ledger file is damaged; ``nwwatch ledger rebuild`` recovers it from the results."""
+
+
+
+class LedgerWriteError(OSError):
+    """The ledger could not be written (disk full, I/O error): not the input's fault."""
+
+
+
+def open_ledger_db(path: Path) -> sqlite3.Connection:
+    """Open (or create) the ledger, check it and bring its schema up to date."""
+    fresh = not path.exists() or path.stat().st_size == 0
+    try:
+        db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk when commit returns (power cut included), which the
+            # exactly-once argument needs; costs ~one fsync per batch.
+            db.execute("PRAGMA synchronous=FULL")
+            if not fresh:
+                problems = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
+                if problems != ["ok"]:
+                    raise sqlite3.DatabaseError("; ".join(problems))
+            db.executescript(_SCHEMA)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(items)")}
+            if "batch_cap" not in columns:  # ledgers of schema version 1
+                db.execute("ALTER TABLE items ADD COLUMN batch_cap INTEGER")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                       (str(SCHEMA_VERSION),))
+        except BaseException:
+            db.close()
+            raise
+    except sqlite3.OperationalError as exc:
+        if "disk is full" in str(exc) or "I/O error" in str(exc):
+            raise LedgerWriteError(f"{path}: cannot write the ledger ({exc})") from exc
+        raise LedgerCorruptError(_corrupt_message(path, exc)) from None
+    except sqlite3.DatabaseError as exc:
+        raise LedgerCorruptError(_corrupt_message(path, exc)) from None
+    return db
+
+
+def _corrupt_message(path: Path, exc: Exception) -> str:
+    return (f"{path}: the ledger is damaged ({exc}); stop the service and run "
+            f"`nwwatch ledger rebuild RESULTS --ledger {path}` to rebuild it from the results "
+            "(docs/service.md, Recovery)")
+
+
+class Transaction:
+    def __init__(self, db: sqlite3.Connection, before_commit=None) -> None:
+        self.db = db
+        self.before_commit = before_commit
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            if self.before_commit is not None:
+                self.before_commit(self.db)
+        except sqlite3.OperationalError as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise LedgerWriteError(f"cannot write the ledger ({exc})") from exc
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as error:
+                exc = error
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                pass
+        if isinstance(exc, sqlite3.OperationalError):
+            raise LedgerWriteError(f"cannot write the ledger ({exc})") from exc

@@ -1,0 +1,64 @@
+"""One writer per ledger: an advisory ``flock`` on ``<ledger>.lock``, beside the ledger.
+
+The lock dies with the process (``kill -9`` included), so a crash never leaves a stale lock.
+Deleting the folder that holds it releases it silently (the lock belongs to the unlinked file),
+so :meth:`LedgerLock.lost` compares the device and inode of the open lock file with what the
+path names now: the service checks it with the ledger's own identity and stops when either
+changed (:class:`nwwatch.service.ledger.LedgerLostError`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+
+class LedgerBusyError(RuntimeError):
+    """Another process holds the ledger (a running service, a replay into the same folder)."""
+
+
+class LedgerLock:
+    """Hold the exclusive lock of ``ledger_path`` until :meth:`close`.
+
+    Raises
+    ------
+    LedgerBusyError
+        Another process holds it; the message names that process's pid.
+    """
+
+    def __init__(self, ledger_path: str | os.PathLike[str]) -> None:
+        ledger = Path(ledger_path)
+        self.path = ledger.with_name(ledger.name + ".lock")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.seek(0)
+            holder = self._handle.read().strip() or "?"
+            self._handle.close()
+            raise LedgerBusyError(
+                f"{ledger}: in use by another nwwatch process (pid {holder}); stop it or "
+                "use another results folder"
+            ) from None
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(str(os.getpid()))
+        self._handle.flush()
+
+    def lost(self) -> str | None:
+        """Why the lock no longer protects the ledger (its file was deleted or replaced), or
+        None while it does."""
+        mine = os.fstat(self._handle.fileno())
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return f"{self.path} was deleted"
+        if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+            return f"{self.path} was replaced by another file"
+        return None
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()

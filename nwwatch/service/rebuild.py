@@ -1,0 +1,154 @@
+"""Rebuild a lost or damaged ledger from the results it describes.
+
+Every result row carries ``source_sha256``, ``model_sha256``, ``measurement_version`` and
+``batch_id``: each Parquet batch file under ``frames/`` and ``volumes/`` becomes a committed
+batch again and each (content, model, measurement version) in it a ``done`` item, so nothing
+already in the results is processed a second time. Not recovered: the quarantine list (those
+files are tried again and quarantined again) and the hash cache (files are hashed again once).
+
+- The service does it by itself at start when the ledger is missing or empty next to existing
+  results and every results file reads (:func:`open_ledger`); otherwise it refuses to start
+  (exit 78) and names the command.
+- ``nwwatch ledger rebuild RESULTS`` does it on demand: an existing ledger (e.g. a damaged
+  one) is moved aside first, never deleted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nwwatch.service.ledger import ItemKey, Ledger
+from nwwatch.service.lock import LedgerLock
+
+#: Result folders and the kind of their rows.
+RESULT_FOLDERS = {"frames": "insitu", "volumes": "tomogram"}
+_COLUMNS = ["source", "source_sha256", "model_sha256", "measurement_version", "batch_id"]
+
+
+class LedgerMissingError(RuntimeError):
+    """Results exist but their ledger is missing or empty and cannot be rebuilt by itself."""
+
+
+@dataclass
+class RebuildReport:
+    files: int = 0
+    batches: int = 0
+    items: int = 0
+    rows: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    moved_aside: list[str] = field(default_factory=list)
+
+
+def batch_files(results_dir: str | os.PathLike[str]) -> list[Path]:
+    """The Parquet batch files of a results folder (hidden temporaries excluded)."""
+    out = []
+    for sub in RESULT_FOLDERS:
+        folder = Path(results_dir) / sub
+        if folder.is_dir():
+            out += sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+    return out
+
+
+def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
+    """Record every batch file of ``ledger.results_dir`` in ``ledger`` (meant to be empty).
+
+    ``strict``: when a file cannot be read as a service results file, record nothing and
+    return the report with ``unreadable`` set; otherwise skip such files.
+    """
+    import pyarrow.parquet as pq
+
+    report = RebuildReport()
+    tables = []
+    for file in batch_files(ledger.results_dir):
+        try:
+            table = pq.read_table(file, columns=_COLUMNS
+                                  + (["mask_path"] if file.parent.name == "volumes" else []))
+        except Exception as exc:  # any damage: the file is not usable as a record
+            report.unreadable.append(f"{file} ({type(exc).__name__})")
+            continue
+        tables.append((file, table))
+    if report.unreadable and strict:
+        return report
+    for file, table in tables:
+        kind = RESULT_FOLDERS[file.parent.name]
+        columns = {c: table.column(c).to_pylist() for c in table.column_names}
+        items: dict[ItemKey, tuple[str | bytes, int]] = {}
+        for i in range(table.num_rows):
+            key = ItemKey(columns["source_sha256"][i], columns["model_sha256"][i],
+                          columns["measurement_version"][i])
+            if None in (key.sha256, key.model_sha256, key.measurement_version):
+                continue
+            # The display form (a non-UTF-8 name's bytes are not recoverable from it); the
+            # ledger only shows it.
+            source, n = items.get(key, (columns["source"][i], 0))
+            items[key] = (source, n + 1)
+        batch_ids = {b for b in columns["batch_id"] if b}
+        batch_id = batch_ids.pop() if len(batch_ids) == 1 else f"rebuilt-{file.stem}"
+        aux = [ledger.results_dir / m for m in columns.get("mask_path", []) if m]
+        report.items += ledger.record_results_file(batch_id, kind, file, aux, items,
+                                                   file.stat().st_mtime)
+        report.files += 1
+        report.batches += 1
+        report.rows += table.num_rows
+    return report
+
+
+def open_ledger(path: str | os.PathLike[str], results_dir: str | os.PathLike[str],
+                log) -> Ledger:
+    """Open the ledger of a service or replay; rebuild it from the results first when it is
+    missing or empty next to existing results (logged as ``ledger_rebuilt``).
+
+    Raises
+    ------
+    LedgerMissingError : that is needed but some results file cannot be read.
+    LedgerCorruptError, LedgerBusyError : from :class:`Ledger`.
+    """
+    ledger = Ledger(path, results_dir)
+    if ledger.is_empty() and batch_files(results_dir):
+        report = rebuild(ledger, strict=True)
+        if report.unreadable:
+            ledger.close()
+            raise LedgerMissingError(
+                f"{path}: the ledger is missing or empty but {results_dir} holds results, and "
+                f"{len(report.unreadable)} of its files cannot be read "
+                f"({', '.join(report.unreadable[:3])}); move them out of the results folder "
+                f"and run `nwwatch ledger rebuild {results_dir} --ledger {path}` "
+                "(docs/service.md, Recovery)"
+            )
+        log.warning("ledger_rebuilt", ledger=str(path), results=str(results_dir),
+                    files=report.files, items=report.items, rows=report.rows,
+                    note="the ledger was missing or empty; rebuilt from the results")
+    return ledger
+
+
+def rebuild_ledger(results_dir: str | os.PathLike[str],
+                   ledger_path: str | os.PathLike[str] | None = None) -> RebuildReport:
+    """``nwwatch ledger rebuild``: move an existing ledger aside (``*.replaced-<UTC time>``)
+    and build a new one from the results; unreadable results files are skipped and listed.
+
+    Raises LedgerBusyError while a service or replay uses the ledger.
+    """
+    results = Path(results_dir)
+    ledger_path = Path(ledger_path) if ledger_path is not None else results / "ledger.sqlite"
+    lock = LedgerLock(ledger_path)
+    report = RebuildReport()
+    try:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        for suffix in ("", "-wal", "-shm"):
+            old = ledger_path.with_name(ledger_path.name + suffix)
+            if old.exists():
+                aside = old.with_name(f"{old.name}.replaced-{stamp}")
+                os.replace(old, aside)
+                report.moved_aside.append(str(aside))
+        ledger = Ledger(ledger_path, results, lock=lock)
+        try:
+            built = rebuild(ledger, strict=False)
+        finally:
+            ledger.close()
+        built.moved_aside = report.moved_aside
+        return built
+    finally:
+        lock.close()

@@ -1,0 +1,141 @@
+"""Crash recovery of the ledger (a mixin of :class:`nwwatch.service.ledger.Ledger`): batches a
+crash or a failed write left ``writing`` are adopted or undone, files of a batch that killed the
+process are retried in halves (see the ledger's module docstring), and existing results files
+are recorded when a lost ledger is rebuilt (:mod:`nwwatch.service.rebuild`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from nwwatch.service.ledgerdb import Failure, ItemKey, PathKey, ReconcileReport
+
+
+class Recovery:
+    """Methods of :class:`~nwwatch.service.ledger.Ledger` (they use its transactions)."""
+
+    def reconcile(self, max_attempts: int) -> ReconcileReport:
+        """Finish or undo every batch a crash left ``writing`` (see module docstring)."""
+        adopted, removed = [], []
+        for batch_id in self.unfinished_batches():
+            if self.settle(batch_id, max_attempts, crashed=True):
+                adopted.append(batch_id)
+            else:
+                removed.append(batch_id)
+        self._remove_temporaries()
+        return ReconcileReport(adopted=adopted, removed=removed)
+
+    def unfinished_batches(self) -> list[str]:
+        """Batches still ``writing`` (between claim and commit)."""
+        return [r[0] for r in self._db.execute(
+            "SELECT batch_id FROM batches WHERE state='writing'").fetchall()]
+
+    def settle(self, batch_id: str, max_attempts: int, crashed: bool = False) -> bool:
+        """Finish (adopt) a ``writing`` batch whose Parquet file exists, or undo it. Returns
+        True when adopted. ``crashed``: the batch stopped the process (its files are split
+        or charged an attempt); otherwise (e.g. the ledger could not be written) its files
+        are released without one."""
+        row = self._db.execute("SELECT parquet, aux, state FROM batches WHERE batch_id=?",
+                               (batch_id,)).fetchone()
+        if row is None or row[2] != "writing":
+            return row is not None and row[2] == "committed"
+        parquet_rel, aux_json, _ = row
+        parquet = self.results_dir / parquet_rel
+        if parquet_rel and parquet.is_file():
+            self.supersede(batch_id)
+            self._adopt(batch_id, parquet)
+            return True
+        for rel in json.loads(aux_json):
+            (self.results_dir / rel).unlink(missing_ok=True)
+        if crashed:
+            self._release_crashed(batch_id, max_attempts)
+        else:
+            with self._tx() as db:
+                db.execute("UPDATE batches SET state='aborted' WHERE batch_id=?", (batch_id,))
+                self._release_leftovers(db, batch_id, time.time())
+        return False
+
+    def _adopt(self, batch_id: str, parquet: Path) -> None:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(parquet, columns=["source_sha256"])
+        counts: dict[str, int] = {}
+        for sha in table.column("source_sha256").to_pylist():
+            counts[sha] = counts.get(sha, 0) + 1
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE batches SET state='committed', committed_at=?, n_rows=? "
+                "WHERE batch_id=?", (now, table.num_rows, batch_id)
+            )
+            for sha, n in counts.items():
+                db.execute(
+                    "UPDATE items SET state='done', n_rows=?, processed_at=?, updated_at=?,"
+                    " batch_cap=NULL WHERE batch_id=? AND sha256=?",
+                    (n, now, now, batch_id, sha)
+                )
+            # Items of the batch without rows had failed; they are simply tried again.
+            db.execute(
+                "UPDATE items SET state='failed', batch_id=NULL, updated_at=? "
+                "WHERE batch_id=? AND state='pending'", (now, batch_id)
+            )
+
+    def _release_crashed(self, batch_id: str, max_attempts: int) -> None:
+        now = time.time()
+        reason = f"the service stopped (crash or kill) while processing this file alone " \
+                 f"(batch {batch_id})"
+        with self._tx() as db:
+            db.execute("UPDATE batches SET state='aborted' WHERE batch_id=?", (batch_id,))
+            pending = db.execute(
+                "SELECT sha256, model_sha256, measurement_version, source FROM items "
+                "WHERE batch_id=? AND state='pending'", (batch_id,)
+            ).fetchall()
+            if len(pending) > 1:
+                # Which file crashed it is unknown: retry them in halves, no attempt counted.
+                db.execute(
+                    "UPDATE items SET state='failed', batch_id=NULL, updated_at=?, "
+                    "batch_cap=? WHERE batch_id=? AND state='pending'",
+                    (now, len(pending) // 2, batch_id),
+                )
+                return
+            for sha, model, version, source in pending:
+                failure = Failure(ItemKey(sha, model, version), source, reason, "Interrupted",
+                                  permanent=False)
+                self._fail(db, failure, max_attempts, now)
+                db.execute("UPDATE items SET batch_cap=1 WHERE sha256=? AND model_sha256=? "
+                           "AND measurement_version=?", (sha, model, version))
+
+    def _remove_temporaries(self) -> None:
+        # Hidden temporaries of atomic writes (nwwatch.atomic) interrupted by a crash; only in
+        # our results folder.
+        for sub in ("frames", "volumes", "masks", ""):
+            folder = self.results_dir / sub
+            if folder.is_dir():
+                for tmp in folder.glob(".*.part"):
+                    tmp.unlink(missing_ok=True)
+
+    def record_results_file(self, batch_id: str, kind: str, parquet: Path, aux: Sequence[Path],
+                            items: dict[ItemKey, tuple[PathKey, int]], committed_at: float) -> int:
+        """Record an existing Parquet batch file as committed and its items as done (rebuilding
+        a lost ledger, :mod:`nwwatch.service.rebuild`). ``items``: key -> (source, rows).
+        Items already done elsewhere keep their first file. Returns the items added."""
+        added = 0
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO batches (batch_id, kind, state, parquet, aux, n_rows,"
+                " created_at, committed_at) VALUES (?, ?, 'committed', ?, ?, ?, ?, ?)",
+                (batch_id, kind, self._rel(parquet), json.dumps([self._rel(a) for a in aux]),
+                 sum(n for _, n in items.values()), committed_at, committed_at),
+            )
+            for key, (source, n_rows) in items.items():
+                added += db.execute(
+                    "INSERT OR IGNORE INTO items (sha256, model_sha256, measurement_version,"
+                    " source, kind, state, batch_id, n_rows, first_seen, updated_at,"
+                    " processed_at) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?)",
+                    (key.sha256, key.model_sha256, key.measurement_version, source, kind,
+                     batch_id, n_rows, committed_at, committed_at, committed_at),
+                ).rowcount
+        return added
+

@@ -1,0 +1,78 @@
+"""Read-only questions to the ledger: counts by state, throughput, the last file done and the
+quarantine list (``nwwatch status``, ``quarantine.parquet``). Paths come back as text
+(:func:`nwwatch.service.names.display`)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from nwwatch.service.names import display
+
+
+class LedgerQueries:
+    """Queries on an open ledger connection (the service's own, or a read-only one from
+    :func:`open_readonly`)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def close(self) -> None:
+        self._db.close()
+
+    def counts(self) -> dict[str, int]:
+        out = {"pending": 0, "done": 0, "failed": 0, "quarantined": 0}
+        for state, n in self._db.execute("SELECT state, COUNT(*) FROM items GROUP BY state"):
+            out[state] = n
+        out["rows"] = self._db.execute(
+            "SELECT COALESCE(SUM(n_rows), 0) FROM items WHERE state='done'"
+        ).fetchone()[0]
+        out["quarantined_files"] = self._db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+        return out
+
+    def quarantined(self) -> list[dict]:
+        """One dict per quarantined file: path, sha256, reason, error_type, attempts,
+        quarantined_at (epoch seconds), oldest first."""
+        cur = self._db.execute(
+            "SELECT path, sha256, reason, error_type, attempts, quarantined_at FROM quarantine "
+            "ORDER BY quarantined_at"
+        )
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        for row in rows:
+            row["path"] = display(row["path"])
+        return rows
+
+    def last_done(self) -> dict | None:
+        row = self._db.execute(
+            "SELECT source, n_rows, processed_at FROM items WHERE state='done' "
+            "ORDER BY processed_at DESC, rowid DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else {"source": display(row[0]), "n_rows": row[1],
+                                         "processed_at": row[2]}
+
+    def throughput(self, window_s: float = 600.0) -> tuple[int, float]:
+        """(rows committed in the last ``window_s`` seconds, rows per second over that span)."""
+        since = time.time() - window_s
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(n_rows), 0), MIN(created_at), MAX(committed_at) FROM batches "
+            "WHERE state='committed' AND committed_at >= ?", (since,)
+        ).fetchone()
+        n, first, last = row
+        if not n or first is None or last is None or last <= first:
+            return int(n or 0), 0.0
+        return int(n), n / (last - first)
+
+
+def open_readonly(path: str | os.PathLike[str]) -> LedgerQueries:
+    """Open a ledger without writing or creating anything (beside a running service).
+
+    Raises FileNotFoundError when there is no ledger at ``path``.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no ledger here (nothing processed yet?)")
+    return LedgerQueries(sqlite3.connect(f"file:{file}?mode=ro", uri=True, timeout=30.0,
+                                         isolation_level=None))

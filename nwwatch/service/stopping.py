@@ -1,0 +1,53 @@
+"""SIGTERM always ends the service, whatever its main thread is blocked in.
+
+Python runs signal handlers in the main thread between bytecodes, so a main thread stuck in a
+system call that never returns (a read on a dead network share) or in native code never sees
+the stop request. The C-level handler still writes the signal number to the wake-up fd
+(:func:`signal.set_wakeup_fd`); a thread waiting on that pipe starts the deadline and ends the
+process ``timeout_s`` later if it is still running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+
+class StopDeadline:
+    """Armed on construction (main thread only), until :meth:`disarm`.
+
+    ``stop``: set by the service's own handler (already set: the deadline starts at once);
+    ``log``: a structlog logger (``stop_timeout`` is logged before exiting with status 1).
+    """
+
+    def __init__(self, stop: threading.Event, timeout_s: float, log) -> None:
+        self._done = False
+        read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._previous = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        stops = {signal.SIGTERM, signal.SIGINT}
+
+        def wait() -> None:
+            with os.fdopen(read_fd, "rb", buffering=0) as wake:
+                while not stop.is_set():
+                    data = wake.read(64)
+                    if not data or self._done:
+                        return
+                    if stops & set(data):
+                        break
+            time.sleep(timeout_s)
+            if self._done:
+                return
+            log.error("stop_timeout", seconds=timeout_s,
+                      action="exiting now; an unfinished batch is settled at next start")
+            os._exit(1)
+
+        threading.Thread(target=wait, name="nwwatch-stop-deadline", daemon=True).start()
+
+    def disarm(self) -> None:
+        """The service has stopped: restore the previous wake-up fd and end the thread."""
+        self._done = True
+        signal.set_wakeup_fd(self._previous)
+        os.close(self._write_fd)

@@ -1,0 +1,40 @@
+"""Synthetic frames whose truth is exactly expressible as labelling-tool geometry."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from nwwatch.label.geometry import Circle, LabelGeometry
+from nwwatch.synth.geometry import axis_vectors, droplet_geometry
+from nwwatch.synth.insitu import frame_params, render_insitu_frame
+
+
+def plain_params(seed: int, index: int, size: int = 256, **changes):
+    """A synthetic frame's parameters with an untilted, untruncated wire and no distractors
+    (the shapes the tool draws: a circle cut by the facet and a polygon)."""
+    params = frame_params(seed, index, size)
+    wire = dataclasses.replace(params.wire, tilt_deg=0.0, truncation_px=0.0)
+    return dataclasses.replace(params, wire=wire, distractors=(), scale_bar=False, **changes)
+
+
+def truth_geometry(params) -> LabelGeometry:
+    """The tool geometry of a frame from :func:`plain_params`: droplet circle (centre, R), the
+    wire as a rectangle reaching far beyond the frame, facet = the rectangle's top edge."""
+    wire = params.wire
+    geo = droplet_geometry(wire)
+    (u_r, u_c), (n_r, n_c) = axis_vectors(wire.axis_deg)
+    a, length = wire.radius_px, 8.0 * params.size
+
+    def at(y: float, x: float) -> tuple[float, float]:
+        return (wire.facet_row + y * u_r + x * n_r, wire.facet_col + y * u_c + x * n_c)
+
+    polygon = (at(0, a), at(-length, a), at(-length, -a), at(0, -a))
+    return LabelGeometry((params.size, params.size), Circle(geo.centre, geo.radius_px),
+                         polygon, pixel_size_nm=params.pixel_size_nm)
+
+
+def render(params, seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(image uint16, labels uint8, truth dict) of ``params``."""
+    return render_insitu_frame(params, np.random.default_rng(seed))

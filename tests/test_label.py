@@ -1,0 +1,200 @@
+"""Labelling tool without a browser: geometry, exact rasterisation, proposal, DATA writer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from label_helpers import plain_params, render, truth_geometry
+
+from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
+from nwwatch.io.dataset import DatasetLayoutError, pair_folder, read_pair
+from nwwatch.label.geometry import (
+    Circle,
+    GeometryError,
+    LabelGeometry,
+    Stroke,
+    contact_angle,
+    facet_line,
+    geometry_from_json,
+)
+from nwwatch.label.propose import propose_geometry
+from nwwatch.label.raster import inside_polygon, rasterize
+from nwwatch.label.store import load_geometry, save_labeled_frame
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_truth_geometry_rasterises_to_the_synthetic_labels_exactly(index):
+    # Same shapes, same 50 %-coverage rule: the tool's mask is the generator's label image.
+    params = plain_params(21, index)
+    _, labels, truth = render(params)
+    geometry = truth_geometry(params)
+    assert np.array_equal(rasterize(geometry), labels)
+    # ... and its circle and facet give the true angle.
+    assert contact_angle(geometry).angle_deg == pytest.approx(truth["theta_apparent_deg"],
+                                                              abs=1e-9)
+
+
+def test_geometry_survives_json_and_the_facet_points_into_the_droplet():
+    params = plain_params(21, 0)
+    geometry = truth_geometry(params).replace(
+        strokes=(Stroke(UNLABELED, ((5.0, 5.0), (5.0, 30.0), (30.0, 5.0))),
+                 Stroke(DROPLET, ((100.0, 100.0),), brush_px=4.0)))
+    back = geometry_from_json(json.loads(json.dumps(geometry.to_json())))
+    assert back == geometry
+    facet = facet_line(back)
+    centre = np.asarray(back.droplet.center)
+    wire_centroid = np.mean(back.wire, axis=0)
+    assert (wire_centroid - facet.point) @ facet.u < 0  # u points away from the wire
+    # Flipping the polygon's vertex order does not flip the facet's direction.
+    flipped = back.replace(wire=back.wire[::-1])
+    assert facet_line(flipped).u == pytest.approx(facet.u)
+    assert np.hypot(*(centre - facet.point)) > 0
+
+
+def test_strokes_paint_by_coverage_in_order():
+    base = LabelGeometry((40, 40), None, ((-0.5, -0.5), (-0.5, 19.5), (39.5, 19.5),
+                                           (39.5, -0.5)))
+    labels = rasterize(base)
+    assert (labels[:, :20] == NANOWIRE).all() and (labels[:, 20:] == 0).all()
+    # A square polygon over pixel centres 10..19 (edges on pixel boundaries), then a brush.
+    square = Stroke(UNLABELED, ((9.5, 9.5), (9.5, 19.5), (19.5, 19.5), (19.5, 9.5)))
+    brush = Stroke(DROPLET, ((30.0, 30.0), (30.0, 35.0)), brush_px=2.0)
+    painted = rasterize(base.replace(strokes=(square, brush)))
+    assert (painted[10:20, 10:20] == UNLABELED).all()
+    assert np.count_nonzero(painted == UNLABELED) == 100
+    expected_brush = np.zeros((40, 40), bool)
+    rr, cc = np.mgrid[:40, :40]
+    # capsule of radius 2 around the segment; pixels more than half covered
+    dist = np.hypot(rr - 30, np.where(cc < 30, cc - 30, np.where(cc > 35, cc - 35, 0)))
+    expected_brush[dist <= 2.0] = True
+    got = painted == DROPLET
+    assert got[expected_brush & (dist <= 1.4)].all() and not got[dist >= 2.6].any()
+
+
+def test_inside_polygon_matches_pixel_centres_of_a_rectangle():
+    poly = np.array([[1.2, 2.2], [1.2, 7.8], [5.8, 7.8], [5.8, 2.2]])
+    rows, cols = np.mgrid[:10, :10]
+    inside = inside_polygon(poly, rows.astype(float), cols.astype(float))
+    assert np.array_equal(np.argwhere(inside).min(0), [2, 3])
+    assert np.array_equal(np.argwhere(inside).max(0), [5, 7])
+
+
+def test_bad_geometry_names_the_key():
+    doc = truth_geometry(plain_params(21, 0)).to_json()
+    for key, value, match in (("shape", [0, 5], "shape"), ("wire", [[1, 2]], "wire"),
+                              ("droplet", {"center": [1, 2], "radius_px": -1}, "radius_px"),
+                              ("strokes", [{"class": 7, "points": []}], r"strokes\[0\].class"),
+                              ("facet", [[1, 1], [1, 1]], "coincide")):
+        with pytest.raises(GeometryError, match=match):
+            geometry_from_json({**doc, key: value})
+
+
+def test_contact_angle_is_a_value_with_a_reason():
+    no_wire = LabelGeometry((50, 50), Circle((20.0, 20.0), 10.0))
+    assert contact_angle(no_wire).angle_deg is None
+    assert "facet" in contact_angle(no_wire).reason
+    far = LabelGeometry((50, 50), Circle((5.0, 25.0), 3.0), facet=((30.0, 0.0), (30.0, 50.0)))
+    assert contact_angle(far).angle_deg is None and "does not reach" in contact_angle(far).reason
+    # An explicit facet: circle centre 5 px above a horizontal facet, R 10: cos = -5/10.
+    explicit = LabelGeometry((50, 50), Circle((20.0, 25.0), 10.0), ((25.0, 15.0), (25.0, 35.0),
+                                                                    (49.0, 35.0), (49.0, 15.0)),
+                             facet=((25.0, 0.0), (25.0, 50.0)))
+    assert contact_angle(explicit).angle_deg == pytest.approx(120.0)
+
+
+def test_proposal_from_true_labels_recovers_the_shapes():
+    params = plain_params(21, 1)
+    _, labels, truth = render(params)
+    geometry = propose_geometry(labels, pixel_size_nm=params.pixel_size_nm)
+    assert geometry.droplet is not None and geometry.wire is not None
+    assert geometry.droplet.radius_px == pytest.approx(truth["R_px"], rel=0.03)
+    mask = rasterize(geometry)
+    # Fitted shapes: the mask agrees with the labels up to a boundary pixel here and there.
+    assert np.mean(mask != labels) < 0.01
+    assert contact_angle(geometry).angle_deg == pytest.approx(truth["theta_apparent_deg"],
+                                                              abs=2.0)
+
+
+def test_saved_frames_are_a_data_folder_with_human_angles(tmp_path):
+    data = tmp_path / "DATA"
+    angles = {}
+    for index in range(2):
+        params = plain_params(21, index)
+        image, labels, truth = render(params)
+        geometry = truth_geometry(params)
+        out = save_labeled_frame(data, f"f{index}", image, geometry, {"path": "x.tif"})
+        assert out["contact_angle_deg"] == pytest.approx(truth["theta_apparent_deg"])
+        angles[f"f{index}"] = truth["theta_apparent_deg"]
+        assert load_geometry(data, f"f{index}") == geometry
+    pairs = pair_folder(data)
+    assert [p[0] for p in pairs] == ["f0", "f1"]
+    image, label = read_pair(pairs[0][1], pairs[0][2], 3)
+    assert image.dtype == np.uint16 and np.array_equal(label, render(plain_params(21, 0))[1])
+    truth_rows = pq.read_table(data / "truth.parquet").to_pylist()
+    assert {r["file"].split("/")[-1][:-4]: r["theta_apparent_deg"] for r in truth_rows} == (
+        pytest.approx(angles))
+    with pytest.raises(GeometryError, match="shape"):
+        save_labeled_frame(data, "bad", image[:10], truth_geometry(plain_params(21, 0)))
+
+
+def test_evaluate_reads_the_tool_angles_as_truth(tmp_path):
+    from nwwatch.segment.evaluate import _truth_angles
+
+    params = plain_params(21, 2)
+    image, _, truth = render(params)
+    save_labeled_frame(tmp_path, "only", image, truth_geometry(params))
+    assert _truth_angles(tmp_path)["only"][0] == pytest.approx(truth["theta_apparent_deg"])
+
+
+def test_one_data_parser_rejects_duplicate_stems_for_everyone(tmp_path):
+    from nwwatch.segment.evaluate import evaluate_folder
+
+    data = tmp_path / "DATA"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    import cv2
+
+    for name in ("a.png", "a.tif"):
+        cv2.imwrite(str(data / "images" / name), np.zeros((8, 8), np.uint8))
+    cv2.imwrite(str(data / "labels" / "a.png"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(DatasetLayoutError, match="two files with the stem 'a'"):
+        pair_folder(data)
+    with pytest.raises(DatasetLayoutError, match="two files with the stem 'a'"):
+        evaluate_folder("unused.onnx", data)
+
+
+def test_page_ships_as_package_data_and_loads_nothing_from_outside():
+    import fnmatch
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["nwwatch"]
+    static = sorted((root / "nwwatch" / "label" / "static").iterdir())
+    assert {p.name for p in static} >= {"index.html", "label.js", "label.css"}
+    for path in static:
+        relative = path.relative_to(root / "nwwatch").as_posix()
+        assert any(fnmatch.fnmatch(relative, p) for p in patterns), relative
+        text = path.read_text()
+        # Only the SVG namespace URI; no CDN, no remote script, font or stylesheet.
+        urls = set(re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"')]*", text))
+        assert urls <= {"http://www.w3.org/2000/svg"}, (path.name, urls)
+
+
+def test_proposal_polygons_stay_draggable_on_ragged_predictions():
+    from nwwatch.label.propose import MAX_VERTICES
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((128, 128), np.uint8)
+    rows, cols = np.mgrid[:128, :128]
+    ragged = (np.abs(cols - 64 + rng.normal(0, 3, (128, 128))) < 12) & (rows > 60)
+    labels[ragged] = NANOWIRE
+    labels[(rows - 45) ** 2 + (cols - 64) ** 2 < 20**2] = DROPLET
+    geometry = propose_geometry(labels)
+    assert geometry.wire is not None and 3 <= len(geometry.wire) <= MAX_VERTICES
+    assert all(len(s.points) <= MAX_VERTICES for s in geometry.strokes)

@@ -1,0 +1,190 @@
+"""Per-frame confidence and the labelling queue: bounded, least confident kept, crash-safe,
+filled by replay, never writing into the acquisition folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+from servicekit import model, paint_insitu
+
+from nwwatch.io import write_frame_tiff
+from nwwatch.label.cli import queued_frames
+from nwwatch.label.frames import frame_refs
+from nwwatch.results.label_queue import (
+    QUEUE_DIR,
+    QUEUE_FILE,
+    THUMB_PX,
+    Candidate,
+    QueueEntry,
+    acquisition_folder,
+    offer,
+    read_queue,
+)
+from nwwatch.segment.confidence import frame_confidence
+from nwwatch.service import replay
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+def _candidate(source: Path, confidence: float, frame: int = 0, size: int = 600) -> Candidate:
+    sha = hashlib.sha256(f"{source}:{frame}".encode()).hexdigest()
+    image = np.random.default_rng(frame).integers(0, 4000, (size, size // 2)).astype(np.uint16)
+    return Candidate(QueueEntry(str(source), frame, sha, confidence, "ok", 120.0, "m" * 64),
+                     image)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=0))
+    return e / e.sum(axis=0)
+
+
+def test_confidence_is_high_for_sharp_boundaries_and_halved_without_an_angle():
+    labels = np.zeros((64, 64), np.uint8)
+    labels[20:, 28:36] = 1
+    labels[8:20, 24:40] = 2
+    onehot = np.stack([labels == k for k in range(3)]).astype(np.float32)
+    sharp = _softmax(12.0 * onehot)
+    blurred = _softmax(4.0 * np.stack([cv2.GaussianBlur(c, (0, 0), 3.0) for c in onehot]))
+    blurred_labels = blurred.argmax(axis=0).astype(np.uint8)
+    high = frame_confidence(sharp, labels, True)
+    low = frame_confidence(blurred, blurred_labels, True)
+    assert high > 0.99 and low < 0.8 * high
+    assert frame_confidence(sharp, labels, False) == pytest.approx(0.5 * high)
+    # Nothing found: the whole frame's margin.
+    empty = np.zeros((16, 16), np.uint8)
+    assert frame_confidence(_softmax(np.zeros((3, 16, 16))), empty, False) == 0.0
+    with pytest.raises(ValueError, match="probabilities"):
+        frame_confidence(sharp[:, :10], labels, True)
+
+
+def test_queue_is_bounded_and_keeps_the_least_confident(tmp_path):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    results = tmp_path / "results"
+    confidences = np.random.default_rng(0).uniform(0, 1, 12)
+    for k, c in enumerate(confidences[:6]):
+        offer(results, [_candidate(acq / f"f{k}.tif", float(c))], capacity=4)
+    offer(results, [_candidate(acq / f"f{k}.tif", float(c))
+                    for k, c in enumerate(confidences) if k >= 6], capacity=4)
+    queue = read_queue(results)
+    assert [e.confidence for e in queue] == pytest.approx(sorted(confidences)[:4])
+    folder = acquisition_folder(results, acq / "f0.tif")
+    thumbs = sorted((folder / "thumbs").glob("*.png"))
+    assert sorted(folder / e.thumbnail for e in queue) == thumbs
+    thumb = cv2.imread(str(thumbs[0]), cv2.IMREAD_UNCHANGED)
+    assert thumb.dtype == np.uint8 and max(thumb.shape) == THUMB_PX
+    # The same frame offered again (e.g. a new model) replaces its entry: no duplicates.
+    worst = queue[0]
+    offer(results, [Candidate(QueueEntry(worst.source, worst.frame, worst.source_sha256, 0.9),
+                              np.zeros((8, 8), np.uint16))], capacity=4)
+    again = read_queue(results)
+    assert len(again) == 4 and len({e.key for e in again}) == 4
+    assert again[-1].key == worst.key and again[-1].confidence == 0.9
+    assert len(list((folder / "thumbs").glob("*.png"))) == 4
+
+
+def test_queue_survives_a_restart_and_a_crash_mid_update(tmp_path):
+    acq = tmp_path / "acq"
+    results = tmp_path / "results"
+    offer(results, [_candidate(acq / f"f{k}.tif", 0.1 * k, frame=k) for k in range(3)],
+          capacity=3)
+    folder = acquisition_folder(results, acq / "f0.tif")
+    before = (folder / QUEUE_FILE).read_text()
+    # A crash after writing a thumbnail but before queue.json: an unreferenced file and a
+    # temporary left behind. The queue reads as before; the next update removes the orphan.
+    (folder / "thumbs" / "deadbeef0000-0.png").write_bytes(b"x")
+    (folder / f".{QUEUE_FILE}.1234.part").write_text("{partial")
+    assert [e.confidence for e in read_queue(results)] == pytest.approx([0.0, 0.1, 0.2])
+    assert (folder / QUEUE_FILE).read_text() == before
+    offer(results, [_candidate(acq / "f9.tif", 0.05, frame=9)], capacity=3)
+    assert not (folder / "thumbs" / "deadbeef0000-0.png").exists()
+    assert [e.confidence for e in read_queue(results)] == pytest.approx([0.0, 0.05, 0.1])
+    # A damaged queue file is started afresh, not an error.
+    (folder / QUEUE_FILE).write_text("not json")
+    assert read_queue(results) == []
+    offer(results, [_candidate(acq / "f1.tif", 0.3, frame=1)], capacity=3)
+    assert len(read_queue(results)) == 1
+
+
+def test_replay_records_confidence_and_fills_the_queue_outside_the_acquisition(tmp_path):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    rng = np.random.default_rng(1)
+    for k, noise in enumerate((0, 6, 12, 18, 24)):
+        image = paint_insitu(110.0 + 5 * k).astype(np.float32)
+        image = np.clip(image + rng.normal(0, noise, image.shape), 0, 255).astype(np.uint8)
+        write_frame_tiff(acq / f"f{k}.tif", image)
+    write_frame_tiff(acq / "empty.tif", np.full((96, 96), 200, np.uint8))
+    snapshot = _snapshot(acq)
+    results = tmp_path / "results"
+    summary = replay(acq, results, kind="insitu", model=model(tmp_path))
+    assert summary.frames == 6
+    rows = ds.dataset(results / "frames", format="parquet").to_table().to_pandas()
+    assert rows.confidence.between(0, 1).all()
+    by_source = rows.set_index("source").confidence
+    assert by_source[os.path.abspath(acq / "empty.tif")] <= 0.5  # no angle: halved
+    assert by_source.idxmax() == os.path.abspath(acq / "f0.tif")  # the noise-free frame
+    queue = read_queue(results)
+    assert len(queue) == 6
+    assert [e.confidence for e in queue] == pytest.approx(sorted(by_source))
+    assert all(e.confidence == pytest.approx(by_source[e.source]) for e in queue)
+    assert _snapshot(acq) == snapshot  # nothing written into the acquisition folder
+    assert all(Path(e.folder).is_relative_to(results / QUEUE_DIR) for e in queue)
+    doc = json.loads((Path(queue[0].folder) / QUEUE_FILE).read_text())
+    assert doc["acquisition"] == os.path.abspath(acq)
+    # Replaying again (nothing new) keeps the queue as it is.
+    replay(acq, results, kind="insitu", model=model(tmp_path))
+    assert read_queue(results) == queue
+    # `nwwatch label --queue RESULTS` opens them least confident first; a vanished one is
+    # skipped with a warning.
+    (acq / "f4.tif").unlink()
+    paths, pages, infos, warnings = queued_frames(results)
+    assert len(paths) == 5 and len(warnings) == (1 if any(
+        e.source.endswith("f4.tif") for e in queue) else 0)
+    refs = frame_refs(paths, infos, pages)
+    assert [r.info["confidence"] for r in refs] == sorted(r.info["confidence"] for r in refs)
+
+
+def test_label_command_serves_the_queue_first_and_stops_on_sigterm(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for k in range(3):
+        write_frame_tiff(acq / f"q{k}.tif", paint_insitu(100.0 + 20 * k))
+    extra = tmp_path / "extra.tif"
+    write_frame_tiff(extra, paint_insitu(120.0))
+    results = tmp_path / "results"
+    replay(acq, results, kind="insitu", model=model(tmp_path))
+    queue = read_queue(results)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "label", str(extra),
+         "--queue", str(results), "--out", str(tmp_path / "DATA"), "--no-browser", "--port",
+         "0", "--model", str(model(tmp_path))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        line = proc.stdout.readline()
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url + "api/frames", timeout=60) as response:
+            frames = json.loads(response.read())["frames"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert [f["name"] for f in frames] == [Path(e.source).name for e in queue] + ["extra.tif"]
+    assert [f["info"]["confidence"] for f in frames[:3]] == pytest.approx(
+        [e.confidence for e in queue])

@@ -1,0 +1,493 @@
+"""Fault drills against a real `nwwatch run` process (real signals, real files): hostile file
+types and names, a lost, deleted or damaged ledger, a file that kills the process, a full disk,
+a watched folder replaced, symlinks out of the watched tree, quarantine consistency."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from servicekit import (
+    REPO,
+    DaemonProcess,
+    frames_table,
+    model,
+    paint_insitu,
+    wait_rows,
+    write_config,
+)
+
+from nwwatch.io import write_frame_tiff
+from nwwatch.service import replay
+from nwwatch.service.cli import status
+
+T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    return tmp_path, acq, res, model(tmp_path)
+
+
+def _frames(folder: Path, n: int, start: int = 0, size: int = 48) -> list[str]:
+    """n frames with distinct bytes (the ledger is keyed by content)."""
+    names = []
+    for i in range(start, start + n):
+        write_frame_tiff(folder / f"f{i:03d}.tif", paint_insitu(90 + i, size=size),
+                         acquired_at=T0 + timedelta(seconds=i))
+        names.append(f"f{i:03d}.tif")
+    return names
+
+
+def _once(res: Path, names: list[str]) -> None:
+    table = frames_table(res)
+    keys = list(zip(table.source, table.frame, strict=True))
+    assert len(keys) == len(set(keys)), "a frame was written twice"
+    assert sorted(os.path.basename(s) for s, _ in keys) == sorted(names)
+
+
+def _stop(daemon: DaemonProcess) -> int:
+    if daemon.proc.poll() is not None:
+        return daemon.wait_exit()
+    code, _ = daemon.terminate(timeout=30)
+    return code
+
+
+def _quarantine(res: Path) -> dict[str, str]:
+    q = pq.read_table(res / "quarantine.parquet").to_pylist()
+    return {os.path.basename(r["path"]): r["error_type"] for r in q}
+
+
+# --- opening files can never block the service --------------------------------------------
+
+def test_a_fifo_is_quarantined_and_never_blocks(setup):
+    tmp, acq, res, onnx = setup
+    os.mkfifo(acq / "x.tif")
+    names = _frames(acq, 3)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        wait_rows(res, 3, proc=daemon)
+        daemon.wait_event("file_quarantined")
+        names += _frames(acq, 2, start=3)  # later frames are still processed
+        wait_rows(res, 5, proc=daemon)
+    finally:
+        code = _stop(daemon)
+    assert code == 0
+    _once(res, names)
+    assert _quarantine(res) == {"x.tif": "NotARegularFileError"}
+    reason = pq.read_table(res / "quarantine.parquet").column("reason")[0].as_py()
+    assert "FIFO" in reason
+
+
+def test_sigterm_ends_the_service_whatever_the_main_thread_is_blocked_in(setup):
+    tmp, acq, res, onnx = setup
+    names = _frames(acq, 4)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx,
+                       extra="[service]\nstop_timeout_seconds = 1")
+    daemon = DaemonProcess(cfg, tmp / "log1", env={"NWWATCH_CRASH_AT": "in_batch:1"})
+    daemon.wait_event("ready")
+    # The first batch hangs for good inside process(); wait until it was claimed.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _writing_batches(res):
+        time.sleep(0.05)
+    code, seconds = daemon.terminate(timeout=30)
+    assert code == 1 and seconds < 25
+    assert daemon.wait_event("stop_timeout")["seconds"] == 1
+    again = DaemonProcess(cfg, tmp / "log2")
+    try:
+        again.wait_event("reconciled_after_crash")
+        wait_rows(res, 4, proc=again)
+    finally:
+        assert _stop(again) == 0
+    _once(res, names)
+
+
+def _writing_batches(res: Path) -> int:
+    path = res / "ledger.sqlite"
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT COUNT(*) FROM batches WHERE state='writing'").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+
+
+# --- any file name ------------------------------------------------------------------------
+
+def test_a_name_that_is_not_utf8_goes_through_the_service_and_replay(setup):
+    tmp, acq, res, onnx = setup
+    names = _frames(acq, 2)
+    raw = os.fsencode(acq) + b"/bad\xffname.tif"
+    os.rename(acq / names.pop(), os.fsdecode(raw))
+    (Path(os.fsdecode(os.fsencode(acq) + b"/junk\xfe.tif"))).write_bytes(b"not a tiff" * 9)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
+    daemon = DaemonProcess(cfg, tmp / "log1")
+    try:
+        table = wait_rows(res, 2, proc=daemon)
+        daemon.wait_event("file_quarantined")
+    finally:
+        assert _stop(daemon) == 0
+    shown = str(acq) + "/bad\\xffname.tif"
+    assert sorted(table.source) == sorted([shown, str(acq / "f000.tif")])
+    assert _quarantine(res) == {"junk\\xfe.tif": "NotATiffError"}
+    again = DaemonProcess(cfg, tmp / "log2")  # a restart recognises both from the ledger
+    try:
+        assert again.wait_event("initial_scan")["candidates"] == 0
+    finally:
+        assert _stop(again) == 0
+    out = CliRunner().invoke(status, ["--out", str(res)])
+    assert out.exit_code == 0 and "junk\\xfe.tif" in out.output
+    summary = replay(acq, tmp / "replayed", kind="insitu", model=onnx)
+    assert (summary.done, summary.quarantined) == (2, 1)
+    assert sorted(frames_table(tmp / "replayed").source) == sorted(table.source)
+    assert replay(acq, tmp / "replayed", kind="insitu", model=onnx).skipped == 3
+
+
+# --- the ledger knows where it is, and results can rebuild it ------------------------------
+
+def test_results_folder_removed_while_running_stops_the_service_and_nothing_is_written_twice(
+        setup):
+    tmp, acq, res, onnx = setup
+    names = _frames(acq, 6)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
+    daemon = DaemonProcess(cfg, tmp / "log1")
+    wait_rows(res, 6, proc=daemon)
+    shutil.rmtree(res)
+    names += _frames(acq, 6, start=6)
+    assert daemon.wait_exit(timeout=60) == 78
+    lost = daemon.wait_event("results_lost")
+    assert "deleted" in lost["reason"] and "twice" in lost["action"]
+    again = DaemonProcess(cfg, tmp / "log2")  # results are gone: everything is written anew
+    try:
+        wait_rows(res, 12, proc=again)
+    finally:
+        assert _stop(again) == 0
+    _once(res, names)
+
+
+def test_a_second_instance_is_refused_and_a_lost_lock_stops_the_first(setup):
+    tmp, acq, res, onnx = setup
+    cfg = write_config(tmp / "c.toml", acq, res, onnx)
+    first = DaemonProcess(cfg, tmp / "log1")
+    first.wait_event("ready")
+    second = DaemonProcess(cfg, tmp / "log2")
+    assert second.wait_exit(timeout=60) == 78
+    assert "in use by another nwwatch process" in second.wait_event("startup_failed")["error"]
+    (res / "ledger.sqlite.lock").unlink()  # e.g. a clean-up script
+    assert first.wait_exit(timeout=60) == 78
+    assert "lock" in first.wait_event("results_lost")["reason"]
+
+
+def test_a_deleted_ledger_is_rebuilt_from_the_results(setup):
+    tmp, acq, res, onnx = setup
+    names = _frames(acq, 5)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
+    daemon = DaemonProcess(cfg, tmp / "log1")
+    try:
+        wait_rows(res, 5, proc=daemon)
+    finally:
+        assert _stop(daemon) == 0
+    for suffix in ("", "-wal", "-shm"):
+        (res / f"ledger.sqlite{suffix}").unlink(missing_ok=True)
+    names += _frames(acq, 1, start=5)
+    again = DaemonProcess(cfg, tmp / "log2")
+    try:
+        rebuilt = again.wait_event("ledger_rebuilt")
+        wait_rows(res, 6, proc=again)
+        again.wait_event("file_skipped", count=5)  # hashed again, found done
+    finally:
+        assert _stop(again) == 0
+    assert rebuilt["items"] == 5 and rebuilt["rows"] == 5
+    _once(res, names)
+    processed = [e for e in again.events() if e.get("event") == "file_processed"]
+    assert [os.path.basename(e["source"]) for e in processed] == ["f005.tif"]
+
+
+def test_a_missing_ledger_beside_unreadable_results_is_refused_with_exit_78(setup):
+    tmp, acq, res, onnx = setup
+    names = _frames(acq, 3)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
+    daemon = DaemonProcess(cfg, tmp / "log1")
+    try:
+        wait_rows(res, 3, proc=daemon)
+    finally:
+        assert _stop(daemon) == 0
+    (res / "ledger.sqlite").unlink()
+    (res / "frames" / "frames-damaged.parquet").write_bytes(b"PAR1 not really")
+    refused = DaemonProcess(cfg, tmp / "log2")
+    assert refused.wait_exit(timeout=60) == 78
+    line = refused.wait_event("startup_failed")
+    assert line["error_type"] == "LedgerMissingError"
+    assert "nwwatch ledger rebuild" in line["error"] and "frames-damaged" in line["error"]
+    (res / "frames" / "frames-damaged.parquet").rename(tmp / "frames-damaged.parquet")
+    out = _cli("ledger", "rebuild", str(res))
+    assert out.returncode == 0 and "3 items done" in out.stdout, out.stderr
+    again = DaemonProcess(cfg, tmp / "log3")
+    try:
+        again.wait_event("file_skipped", count=3)  # hashed again, found done
+    finally:
+        assert _stop(again) == 0
+    assert not [e for e in again.events() if e.get("event") == "file_processed"]
+    _once(res, names)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nwwatch.service", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "page"])
+def test_a_corrupted_ledger_exits_78_with_a_structured_error_and_rebuild_recovers(setup,
+                                                                                  damage):
+    tmp, acq, res, onnx = setup
+    names = _frames(acq, 4)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2, batch_size=1)
+    daemon = DaemonProcess(cfg, tmp / "log1")
+    try:
+        wait_rows(res, 4, proc=daemon)
+    finally:
+        assert _stop(daemon) == 0
+    ledger = res / "ledger.sqlite"
+    db = sqlite3.connect(ledger)  # fold the WAL in, so the damage below hits live pages
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    data = bytearray(ledger.read_bytes())
+    if damage == "garbage":
+        data[:] = os.urandom(len(data))
+    else:  # one b-tree page of a table overwritten
+        page = int.from_bytes(data[16:18], "big")
+        data[2 * page:3 * page] = b"\xa5" * page
+    ledger.write_bytes(bytes(data))
+    broken = DaemonProcess(cfg, tmp / "log2")
+    assert broken.wait_exit(timeout=60) == 78
+    line = broken.wait_event("startup_failed")
+    assert line["error_type"] == "LedgerCorruptError" and line["level"] == "error"
+    assert "nwwatch ledger rebuild" in line["error"]
+    if damage == "garbage":  # (status reads only what it needs: one bad page may not show)
+        shown = CliRunner().invoke(status, ["--out", str(res)])
+        assert shown.exit_code == 1 and "nwwatch ledger rebuild" in shown.output
+    out = _cli("ledger", "rebuild", str(res))
+    assert out.returncode == 0 and "moved aside" in out.stdout, out.stderr
+    assert "4 items done" in out.stdout
+    again = DaemonProcess(cfg, tmp / "log3")
+    try:
+        again.wait_event("file_skipped", count=4)  # hashed again, found done
+    finally:
+        assert _stop(again) == 0
+    assert not [e for e in again.events() if e.get("event") == "file_processed"]
+    _once(res, names)
+
+
+# --- poison detection that finds the poison ------------------------------------------------
+
+def test_a_frame_that_kills_the_process_is_found_alone_and_its_batch_mates_are_processed(setup):
+    tmp, acq, res, onnx = setup
+    names = _frames(acq, 7)
+    write_frame_tiff(acq / "poison.tif", paint_insitu(133, size=48))
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, batch_size=8, latency_ms=2000,
+                       max_attempts=2)
+    env = {"NWWATCH_CRASH_ON_SOURCE": "poison"}
+    kills = 0
+    for run in range(12):
+        daemon = DaemonProcess(cfg, tmp / f"log{run}", env=env)
+        daemon.wait_event("ready")
+        deadline = time.monotonic() + 60
+        while daemon.proc.poll() is None and time.monotonic() < deadline:
+            q = res / "quarantine.parquet"
+            table = frames_table(res)
+            if (table is not None and len(table) == 7 and q.exists()
+                    and pq.read_metadata(q).num_rows == 1):
+                break
+            time.sleep(0.05)
+        if daemon.proc.poll() is not None:
+            assert daemon.wait_exit() == -9
+            kills += 1
+            continue
+        assert _stop(daemon) == 0
+        break
+    else:
+        raise AssertionError("the poison was never isolated")
+    _once(res, names)
+    q = pq.read_table(res / "quarantine.parquet").to_pylist()
+    assert [os.path.basename(r["path"]) for r in q] == ["poison.tif"]
+    assert "alone" in q[0]["reason"] and q[0]["attempts"] == 2
+    # 8 -> 4 -> 2 -> 1 files per batch, then max_attempts kills of the poison alone
+    assert kills == 3 + 2
+
+
+def test_three_kills_while_one_batch_is_unfinished_quarantine_none_of_its_good_frames(setup):
+    tmp, acq, res, onnx = setup
+    names = _frames(acq, 8)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, batch_size=8, latency_ms=2000)
+    for run in range(3):  # killed right after claiming its first batch, three times
+        daemon = DaemonProcess(cfg, tmp / f"kill{run}", env={"NWWATCH_CRASH_AT": "after_claim:1"})
+        assert daemon.wait_exit(timeout=60) == -9
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        wait_rows(res, 8, proc=daemon)
+    finally:
+        assert _stop(daemon) == 0
+    _once(res, names)
+    assert _quarantine(res) == {}
+
+
+# --- a full disk is one condition, not a flood ---------------------------------------------
+
+def test_a_full_disk_pauses_with_one_warning_per_backoff_and_leaves_no_batch_unfinished(
+        setup):
+    tmp, acq, res, onnx = setup
+    names = _frames(acq, 3)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2,
+                       extra="backoff_seconds = 0.5")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp / "notify.sock"))
+    notify.settimeout(0.05)
+    daemon = DaemonProcess(cfg, tmp / "log", pipe=True,
+                           env={"NOTIFY_SOCKET": str(tmp / "notify.sock")})
+    try:
+        wait_rows(res, 3, proc=daemon)
+        # Every write of the process now fails as on a full disk (EFBIG past 1 byte): the
+        # ledger's WAL, Parquet temporaries, the quarantine file.
+        _, hard = resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (1, hard))
+        names += _frames(acq, 4, start=3)
+        first = daemon.wait_event("storage_paused")
+        daemon.wait_event("storage_still_paused", count=4)
+        statuses = []
+        while True:
+            try:
+                statuses.append(notify.recv(4096).decode())
+            except TimeoutError:
+                break
+        assert any(m.startswith("STATUS=paused: cannot write results or ledger")
+                   for m in statuses), statuses
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        daemon.wait_event("storage_resumed")
+        wait_rows(res, 7, proc=daemon)
+    finally:
+        code = _stop(daemon)
+        notify.close()
+    assert code == 0
+    _once(res, names)
+    events = daemon.events()
+    paused = [e for e in events if e["event"].startswith("storage_")]
+    assert paused[0] is not None and first["backoff_s"] == 0.5
+    # no tracebacks, and nothing else complained while paused
+    assert not [e for e in events if "exception" in e]
+    loud = [e for e in events if e["level"] in ("warning", "error")]
+    assert all(e["event"].startswith("storage_") for e in loud), loud
+    t = [datetime.fromisoformat(e["timestamp"]) for e in paused if e["event"] != "storage_resumed"]
+    gaps = [(b - a).total_seconds() for a, b in zip(t, t[1:], strict=False)]
+    assert min(gaps) >= 0.45  # at most one line per back-off period
+    assert _writing_batches(res) == 0
+
+
+# --- live watching comes back --------------------------------------------------------------
+
+def test_a_watched_folder_renamed_away_and_recreated_is_watched_again(setup):
+    tmp, acq, res, onnx = setup
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2, rescan=600)
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        daemon.wait_event("ready")
+        names = _frames(acq, 1)
+        wait_rows(res, 1, proc=daemon)
+        acq.rename(tmp / "acq.old")
+        acq.mkdir()
+        replaced = daemon.wait_event("watch_folder_replaced")
+        daemon.wait_event("watching", count=2)
+        names += _frames(acq, 1, start=1)  # found by inotify alone: the rescan is 10 min away
+        wait_rows(res, 2, timeout=30, proc=daemon)
+    finally:
+        assert _stop(daemon) == 0
+    assert replaced["path"] == str(acq)
+    _once(res, names)
+
+
+# --- least privilege: links out of the tree, reasons without contents ---------------------
+
+def test_symlinks_out_of_the_watched_folder_are_not_followed_and_contents_never_echoed(setup):
+    tmp, acq, res, onnx = setup
+    outside = tmp / "etc"
+    outside.mkdir()
+    (outside / "shadow").write_text("root:SECRET-HASH-1:19000:0:99999:7:::\n")
+    (acq / "shadow.tif").symlink_to(outside / "shadow")
+    (acq / "notes.tif").write_text("SECRET-HASH-2 lab notes, not an image\n")
+    names = _frames(acq, 1)
+    (acq / "alias.tif").symlink_to(acq / "f000.tif")  # a link inside the tree is fine
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        wait_rows(res, 1, proc=daemon)
+        daemon.wait_event("file_quarantined", count=2)
+        daemon.wait_event("file_skipped")  # the link and its target: one content, one row
+    finally:
+        assert _stop(daemon) == 0
+    assert sorted(os.path.basename(s) for s in frames_table(res).source) in (
+        ["alias.tif"], names)
+    assert _quarantine(res) == {"shadow.tif": "ExternalSymlinkError",
+                                "notes.tif": "NotATiffError"}
+    for path in [tmp / "log", res / "quarantine.parquet", *res.glob("ledger.sqlite*")]:
+        assert b"SECRET" not in path.read_bytes(), path
+
+
+def test_following_symlinks_out_of_the_tree_is_a_setting(setup):
+    tmp, acq, res, onnx = setup
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir()
+    _frames(elsewhere, 1)
+    (acq / "linked.tif").symlink_to(elsewhere / "f000.tif")
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
+    cfg.write_text(cfg.read_text().replace("rescan_seconds", "follow_symlinks = true\n"
+                                           "rescan_seconds"))
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        table = wait_rows(res, 1, proc=daemon)
+    finally:
+        assert _stop(daemon) == 0
+    assert list(table.source) == [str(acq / "linked.tif")]
+
+
+# --- quarantine stays consistent -----------------------------------------------------------
+
+def test_a_quarantined_file_replaced_and_processed_leaves_quarantine_parquet(setup):
+    tmp, acq, res, onnx = setup
+    (acq / "late.tif").write_bytes(b"half written? no: not a TIFF at all" * 3)
+    assert replay(acq, res, kind="insitu", model=onnx).quarantined == 1
+    assert _quarantine(res) == {"late.tif": "NotATiffError"}
+    write_frame_tiff(acq / "late.tif", paint_insitu(121, size=48))
+    assert replay(acq, res, kind="insitu", model=onnx).done == 1
+    assert _quarantine(res) == {}
+    out = CliRunner().invoke(status, ["--out", str(res), "--json"])
+    assert json.loads(out.output)["quarantined"] == []
+
+
+def test_a_raw_byte_name_and_its_escaped_spelling_are_two_files(setup):
+    tmp, acq, res, onnx = setup
+    raw = Path(os.fsdecode(os.fsencode(acq) + b"/q\xff.tif"))  # the byte 0xff
+    escaped = acq / "q\\xff.tif"  # backslash, x, f, f: valid UTF-8, displayed the same
+    raw.write_bytes(b"not a TIFF, short")
+    escaped.write_bytes(b"not a TIFF either, and longer")
+    assert replay(acq, res, kind="insitu", model=onnx).quarantined == 2
+    out = CliRunner().invoke(status, ["--out", str(res), "--json"])
+    assert json.loads(out.output)["counts"]["quarantined_files"] == 2
+    again = replay(acq, res, kind="insitu", model=onnx)  # each recognised by its own key
+    assert (again.skipped, again.quarantined) == (2, 0)
