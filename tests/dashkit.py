@@ -68,9 +68,12 @@ class EventStream:
 
 
 def write_frames(folder: Path, angles: list[float | None], start: int = 0,
-                 size: int = 64) -> list[Path]:
+                 size: int = 96, half_width: int = 24) -> list[Path]:
     """One single-frame TIFF per angle (None: a frame with no wire, refused), acquired one
-    second apart from :data:`T0`; written atomically (rename), as a careful writer does."""
+    second apart from :data:`T0`; written atomically (rename), as a careful writer does.
+
+    The wire is ``2 * half_width`` px wide: droplets on narrower painted wires are refused
+    as ``angle_uncertain`` by the measurement below about 97 degrees."""
     import numpy as np
 
     from nwwatch.io import write_frame_tiff
@@ -80,7 +83,7 @@ def write_frames(folder: Path, angles: list[float | None], start: int = 0,
         if angle is None:
             image = np.full((size, size), 200, np.uint8)  # background only
         else:
-            image = paint_insitu(angle, size=size)
+            image = paint_insitu(angle, size=size, half_width=half_width)
         path = folder / f"frame_{k:04d}.tif"
         write_frame_tiff(path, image, acquired_at=T0 + timedelta(seconds=k))
         paths.append(path)

@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 import tifffile
 from click.testing import CliRunner
+from ideal_caps import render_ideal_cap
 
 from nwwatch.cli import main
 from nwwatch.measure import MEASUREMENT_FIELDS, draw_overlay, measure_contact_angle
-from nwwatch.measure.ideal import render_ideal_cap
 
 SHAPE = (200, 200)
 

@@ -70,6 +70,10 @@ TRUTH_SCHEMA = pa.schema([
     ("wire_width_px", pa.float64()),
     ("tilt_deg", pa.float64()),
     ("truncation_px", pa.float64()),
+    ("facet_incline_deg", pa.float64()),
+    ("wire_flare", pa.float64()),
+    ("wire_step_px", pa.float64()),
+    ("placement", pa.string()),
     ("droplet_cut", pa.bool_()),
     ("droplet_area_px2", pa.int64()),
     ("pixel_size_nm", pa.float64()),
@@ -242,6 +246,10 @@ def frame_truth(params: FrameParams, labels: np.ndarray, has_scale_bar: bool) ->
         "wire_width_px": 2.0 * wire.radius_px,
         "tilt_deg": wire.tilt_deg,
         "truncation_px": wire.truncation_px,
+        "facet_incline_deg": wire.facet_incline_deg,
+        "wire_flare": wire.flare,
+        "wire_step_px": wire.step_px,
+        "placement": params.placement,
         "droplet_cut": _main_droplet_on_border(wire, labels),
         "droplet_area_px2": int(np.count_nonzero(labels == DROPLET)),
         "pixel_size_nm": params.pixel_size_nm,
@@ -278,6 +286,7 @@ def generate_insitu(
     video: bool = False,
     seed: int = 0,
     size: int = 512,
+    video_options: dict[str, float] | None = None,
 ) -> pa.Table:
     """Write a synthetic in-situ acquisition with exact truth.
 
@@ -285,7 +294,9 @@ def generate_insitu(
     metadata), ``out_dir/labels/frame_NNNNN.png`` (uint8 0/1/2) and ``out_dir/truth.parquet``
     (one row per frame, columns :data:`TRUTH_SCHEMA`). ``video=False``: independent random
     frames; ``video=True``: one growing wire, drifting, with the contact angle oscillating
-    over layer cycles. Frame k depends only on (seed, k, video, size).
+    over layer cycles; ``video_options`` fix parts of the video's scene
+    (:func:`nwwatch.synth.params.video_scene`: droplet radius, dose, facet inclination).
+    Frame k depends only on (seed, k, video, size, video_options).
 
     Returns the truth table (pyarrow.Table).
     """
@@ -296,7 +307,7 @@ def generate_insitu(
     out = Path(out_dir)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     if video:
-        all_params = video_frame_params(seed, size, n_frames)
+        all_params = video_frame_params(seed, size, n_frames, **(video_options or {}))
     rows: list[dict[str, Any]] = []
     for k in range(n_frames):
         params = all_params[k] if video else frame_params(seed, k, size)
