@@ -24,6 +24,8 @@ _COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "status": ("nwwatch.service.cli", "status", None),
     "ledger": ("nwwatch.service.cli", "ledger", None),
     "demo": ("nwwatch.demo", "demo", None),
+    "dashboard": ("nwwatch.dashboard.cli", "dashboard", None),
+    "report": ("nwwatch.dashboard.report", "report", "report"),
     "label": ("nwwatch.label.cli", "label", None),
 }
 
@@ -37,12 +39,15 @@ _HELP = {
     "status": "Show what the service has processed, failed and quarantined.",
     "ledger": "Maintain the service's ledger (rebuild it from the results).",
     "demo": "Run the main job end to end on synthetic data.",
+    "dashboard": "Serve the web dashboard of a results folder.",
+    "report": "Write a static HTML report (with PNG plots) of a results folder.",
     "label": "Correct the model's labels in the browser and save training data.",
 }
 
 
 #: Modules each extra provides; a command that needs an extra checks them before loading.
-_EXTRA_MODULES: dict[str, tuple[str, ...]] = {"train": ("torch", "onnx", "onnxscript")}
+_EXTRA_MODULES: dict[str, tuple[str, ...]] = {"train": ("torch", "onnx", "onnxscript"),
+                                               "report": ("matplotlib",)}
 
 
 def _missing_modules(extra: str) -> list[str]:

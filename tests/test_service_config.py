@@ -236,7 +236,8 @@ def test_validating_a_config_never_loads_onnxruntime(paths):
     import sys
 
     tmp, acq, res, m = paths
-    path = write_config(tmp / "c.toml", acq, res, m, extra="[tomogram]\nflips = true")
+    path = write_config(tmp / "c.toml", acq, res, m, extra="[tomogram]\nflips = true\n"
+                                                     "[dashboard]\nstale_after_s = 60")
     code = ("import sys; sys.modules['onnxruntime'] = None\n"
             "from nwwatch.service.dropin import main\n"
             f"sys.exit(main([{str(path)!r}]))\n")

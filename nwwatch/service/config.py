@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nwwatch.dashboard.settings import DashboardConfig, parse_listen
+
 KINDS = ("insitu", "tomogram")
 #: Patterns used when a [[watch]] table gives none.
 DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.TIF", "*.TIFF")
@@ -110,6 +112,7 @@ class ServiceConfig:
     stop_timeout_seconds: float = 20.0
     log_level: str = "info"
     source: Path | None = None
+    dashboard: DashboardConfig | None = None  # [dashboard]; None: no dashboard
 
 
 # --- validation helpers -------------------------------------------------------------------
@@ -246,6 +249,18 @@ def _tomogram(file: Path | None, table: Any) -> TomogramSettings:
     return options
 
 
+def _dashboard(file: Path | None, table: Any) -> DashboardConfig:
+    r = _Reader(file, "dashboard", table)
+    listen = r.get("listen", str, "127.0.0.1:8765")
+    try:
+        host, port = parse_listen(listen, r.get("allow_remote", bool, False))
+    except ValueError as exc:
+        raise r.error("listen", str(exc)) from None
+    cfg = DashboardConfig(host, port, r.positive("stale_after_s", float, 120.0))
+    r.finish()
+    return cfg
+
+
 def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfig:
     """Validate a parsed TOML document; relative paths are relative to the file's folder."""
     base = file.parent if file is not None else Path.cwd()
@@ -287,6 +302,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     if level not in ("debug", "info", "warning", "error"):
         raise logging_.error("level", f"{level!r} is not one of debug, info, warning, error")
     logging_.finish()
+    dashboard_table = top.get("dashboard", dict, None)  # [dashboard]
+    dashboard = None if dashboard_table is None else _dashboard(file, dashboard_table)
     top.finish()
     return ServiceConfig(
         watches=watches,
@@ -299,6 +316,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
         stop_timeout_seconds=stop_timeout,
         log_level=level,
         source=file,
+        dashboard=dashboard,
     )
 
 

@@ -19,6 +19,10 @@ While results or the ledger cannot be written (disk full), processing pauses for
 ``backoff_seconds`` at a time with one warning per pause and the reason in systemd's STATUS;
 batches a failed write left unfinished are settled before anything else.
 
+With a ``[dashboard]`` table, the dashboard's supervised server thread starts once the service
+is ready and stops with the loop; the loop feeds :mod:`nwwatch.dashboard.metrics` (queue,
+frames in flight, outcomes, models) and never waits for the dashboard.
+
 SIGTERM/SIGINT: stop watching, finish the batch in flight, settle anything unfinished, exit 0.
 A thread woken by the signal itself ends the process after ``stop_timeout_seconds`` whatever
 the main thread is blocked in.
@@ -33,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nwwatch.dashboard import metrics as _metrics
 from nwwatch.service.config import ServiceConfig, WatchConfig
 from nwwatch.service.engines import (
     BadInput,
@@ -83,6 +88,17 @@ class _Watch:
 
     def frames(self) -> int:
         return sum(max(1, getattr(f.info, "n_pages", 1)) for f in self.files)
+
+
+def _start_dashboard(config: ServiceConfig, log):
+    """The dashboard's supervised thread (``[dashboard]``), or None when not configured."""
+    if config.dashboard is None:
+        return None
+    from nwwatch.dashboard.server import DashboardThread
+
+    thread = DashboardThread(config.results, config.ledger, config.dashboard, log, live=True)
+    thread.start()
+    return thread
 
 
 class Daemon:
@@ -209,6 +225,7 @@ class Daemon:
         cfg.results.mkdir(parents=True, exist_ok=True)
         ledger = self.ledger = open_ledger(cfg.ledger, cfg.results, self.log)
         watches: list[_Watch] = []
+        dashboard = None
         try:
             report = ledger.reconcile(cfg.max_attempts)
             if report.adopted or report.removed:
@@ -221,6 +238,8 @@ class Daemon:
                                     log=self.log, source=cfg.source)
             for engine in engines:
                 engine.heartbeat = self.notifier.watchdog
+                seg = engine.segmenter  # /metrics: nwwatch_model_info
+                _metrics.set_model(seg.name, seg.model_sha256, seg.provider, engine.kind)
             refresh_quarantine(ledger, cfg.results, self.log, force=True)
             watches = [_Watch(i, w, engines[i],
                               FolderWatcher(w, self._on_change(i), self.tracker.forget))
@@ -237,6 +256,7 @@ class Daemon:
             self.notifier.ready(self._status_text(watches))
             self.log.info("ready", watches=len(watches), results=str(cfg.results),
                           ledger=str(cfg.ledger))
+            dashboard = _start_dashboard(cfg, self.log)  # [dashboard]: None when not configured
             while not self._stop.is_set():
                 now = time.monotonic()
                 self.notifier.watchdog(now)
@@ -256,6 +276,7 @@ class Daemon:
                     did_work = self._work(watches, queued, now)
                 if now >= next_status:
                     next_status = now + STATUS_S
+                    _metrics.set_queue(sum(len(w.files) for w in watches) + len(self.tracker))
                     self.notifier.status(self._status_text(watches))
                 if not did_work:
                     self._stop.wait(TICK_S)
@@ -271,6 +292,8 @@ class Daemon:
                                   "are where they belong")
             raise
         finally:
+            if dashboard is not None:
+                dashboard.stop()
             for w in watches:
                 w.watcher.stop()
             ledger.close()
@@ -355,7 +378,8 @@ class Daemon:
     def _run_batch(self, w: _Watch, queued: set[Path]) -> None:
         batch = self._take(w)
         try:
-            report = process(batch, w.engine)
+            with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):
+                report = process(batch, w.engine)
         except (ResultsWriteError, LedgerWriteError):
             # Not the files' fault: they go back to the head of the queue for the next try.
             w.files[:0] = batch
@@ -373,6 +397,8 @@ class Daemon:
             return
         for f in batch:
             queued.discard(f.path)
+        _metrics.observe_outcomes([(o.state, o.detected_at) for o in report.files],
+                                  report.committed_at)
         for outcome in report.files:
             fields = dict(source=source_name(outcome.path), state=outcome.state,
                           rows=outcome.n_rows, batch_id=outcome.batch_id or report.batch_id)
@@ -399,6 +425,7 @@ class Daemon:
                 for b in bad if b.watch == w.index], self.log)
             self.failed_files += n
             self.quarantined_files += n
+            _metrics.observe_outcomes([], None, quarantined_files=n)  # /metrics
 
     def _status_text(self, watches: list[_Watch]) -> str:
         if self._paused_until is not None:

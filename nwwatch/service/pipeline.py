@@ -32,6 +32,7 @@ import numpy as np
 
 from nwwatch import __version__
 from nwwatch.classes import DROPLET
+from nwwatch.dashboard import metrics as _metrics
 from nwwatch.io import InputError
 from nwwatch.normalize import normalize_image
 from nwwatch.results.parquet import write_batch
@@ -186,6 +187,11 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
                                 wrote_parquet=bool(rows))
     report.committed_at = time.time()
+    # /metrics: the batch's rows and its write time; the hashing of the whole call once,
+    # with its first batch.
+    timings = {k: v for k, v in report.timings_ms.items()
+               if k == "write" or (k == "hash" and batch_id == report.batch_id)}
+    _metrics.observe_commit(rows, timings, report.committed_at)
     if rows:
         report.parquets.append(parquet)
     report.n_rows += len(rows)
