@@ -1,6 +1,6 @@
 """Losses: CE + mean Dice on logits, CCT consistency, and seed 003's pixel-contrastive losses.
 
-Done right where the first paper's code was not (REFERENCE §2): cross-entropy takes logits (one
+Done right where the first paper's code was not: cross-entropy takes logits (one
 softmax), Dice is the mean over the classes present in the batch (not a sum over
 batch x classes), and pixels labeled 255 contribute nothing to any loss.
 """

@@ -1,6 +1,6 @@
 """ONNX Runtime inference: provider choice that fails loudly, padding, IO binding.
 
-onnxruntime-gpu falls back to the CPU silently when CUDA cannot be loaded (REFERENCE §5), so
+onnxruntime-gpu falls back to the CPU silently when CUDA cannot be loaded, so
 the provider actually obtained is read back from the session and compared with the request.
 """
 

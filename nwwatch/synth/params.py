@@ -346,7 +346,7 @@ def sample_frame_params(
     wire_profile: str | None = None,
     base_ratio: float | None = None,
 ) -> FrameParams:
-    """Draw the parameters of one frame (REFERENCE section 6 ranges); keyword arguments fix a
+    """Draw the parameters of one frame (ranges: docs/synthetic-insitu.md); keyword arguments fix a
     value instead of drawing it, so benchmarks can render chosen geometries.
 
     ``a_px`` is the wire radius (= droplet base half-width) in pixels; by default log-uniform
