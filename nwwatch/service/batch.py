@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.io import InputError, UnreadableFileError
+from nwwatch.results.outcome import by_outcome, count_rows, flagged_reasons, row_reason_code
 from nwwatch.results.quarantine import write_quarantine
 from nwwatch.segment.session import Segmenter, file_sha256
 from nwwatch.service.inputs import check_regular
@@ -94,7 +96,10 @@ class Engine:
 
 @dataclass
 class FileOutcome:
-    """What happened to one input file: state in done, skipped, failed, quarantined, gone."""
+    """What happened to one input file: state in done, skipped, failed, quarantined, gone.
+
+    ``rows``: for a done file, one small dict per row written (``frame``, ``status``,
+    ``reason_code``, ``contact_angle_deg``) for summaries and log lines."""
 
     path: Path
     state: str
@@ -102,6 +107,30 @@ class FileOutcome:
     reason: str = ""
     detected_at: float | None = None
     batch_id: str = ""
+    rows: list[dict] = field(default_factory=list)
+
+    def row_counts(self) -> Counter[tuple[str, str]]:
+        """This file's rows by (status, reason_code)."""
+        return count_rows(self.rows)
+
+
+def row_summary(row: dict) -> dict:
+    """The part of a result row that summaries and log lines show."""
+    angle = row.get("contact_angle_deg")
+    return {"frame": row.get("frame"), "status": row.get("status"),
+            "reason_code": row_reason_code(row),
+            "contact_angle_deg": None if angle is None else round(float(angle), 2)}
+
+
+def outcome_log_fields(outcome: FileOutcome) -> tuple[dict, list[dict]]:
+    """Fields of the log lines of a done file: (the file's line, one line per frame). A
+    single-frame file's line carries that frame's status, reason code and angle, with no
+    frame lines; a multi-page file's line carries the counts by outcome and reason code."""
+    if len(outcome.rows) == 1:
+        return dict(outcome.rows[0]), []
+    counts = outcome.row_counts()
+    return (dict(by_outcome(counts), reason_codes=flagged_reasons(counts)),
+            [dict(r) for r in outcome.rows])
 
 
 @dataclass
@@ -210,7 +239,8 @@ def outcomes(report: BatchReport, items: list[Item], failures: list[Failure],
                                             detected_at=it.detected_at, batch_id=batch_id))
         else:
             report.files.append(FileOutcome(it.path, "done", n_rows=len(it.rows),
-                                            detected_at=it.detected_at, batch_id=batch_id))
+                                            detected_at=it.detected_at, batch_id=batch_id,
+                                            rows=[row_summary(r) for r in it.rows]))
 
 
 def refresh_quarantine(ledger: Ledger, results_dir: Path, log, force: bool = False) -> None:

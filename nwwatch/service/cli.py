@@ -67,7 +67,12 @@ def run(config_path: Path) -> None:
                    "to the --config [tomogram] table.")
 def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
            config_path: Path | None, triplanar: bool, flips: bool) -> None:
-    """Process an existing folder or file PATH through the service's code path."""
+    """Process an existing folder or file PATH through the service's code path.
+
+    Exit status: 0 every file processed (or already done); 1 the replay could not run
+    (configuration, model, ledger, or a results folder inside PATH); 2 wrong command line;
+    3 it ran, but some files failed or are quarantined (the last line says how many).
+    """
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError, LedgerLostError
     from nwwatch.service.logsetup import configure_logging
@@ -81,12 +86,9 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
             LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(
-        f"{s.files} files: {s.done} done, {s.skipped} skipped (already done), {s.failed} failed, "
-        f"{s.quarantined} quarantined; {s.frames} rows in {s.seconds:.1f} s "
-        f"({s.frames_per_s:.1f} frames/s) with {s.model_name} on {s.provider}; "
-        f"results in {s.results_dir}"
-    )
+    for line in s.lines():
+        click.echo(line)
+    sys.exit(s.exit_status)
 
 
 @click.command("status")

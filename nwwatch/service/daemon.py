@@ -30,9 +30,12 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nwwatch.results.outcome import format_counts
+from nwwatch.service.batch import outcome_log_fields
 from nwwatch.service.config import ServiceConfig, WatchConfig
 from nwwatch.service.engines import (
     BadInput,
@@ -105,6 +108,7 @@ class Daemon:
         self._pause_reason = ""
         self.processed_files = 0
         self.processed_rows = 0
+        self.row_counts: Counter[tuple[str, str]] = Counter()  # (status, reason_code)
         self.failed_files = 0
         self.quarantined_files = 0
 
@@ -263,6 +267,7 @@ class Daemon:
             self._settle_unfinished()
             self.log.info("stopping", processed_files=self.processed_files,
                           processed_rows=self.processed_rows, queued=len(queued),
+                          rows=format_counts(self.row_counts),
                           note="queued files are picked up by the next start's scan")
         except LedgerLostError as exc:
             self.log.error("results_lost", reason=str(exc),
@@ -383,7 +388,12 @@ class Daemon:
                     fields["latency_ms"] = round(
                         (report.committed_at - outcome.detected_at) * 1e3, 1)
                 fields.update({f"{k}_ms": round(v, 1) for k, v in report.timings_ms.items()})
-                self.log.info("file_processed", **fields)
+                # Status, reason code and angle of each frame (outcome_log_fields).
+                file_fields, frame_lines = outcome_log_fields(outcome)
+                self.log.info("file_processed", **fields, **file_fields)
+                for frame_fields in frame_lines:
+                    self.log.info("frame_processed", source=fields["source"], **frame_fields)
+                self.row_counts.update(outcome.row_counts())
             elif outcome.state in ("failed", "quarantined"):
                 self.failed_files += 1
                 self.quarantined_files += outcome.state == "quarantined"
@@ -405,5 +415,6 @@ class Daemon:
             return f"paused: cannot write results or ledger ({self._pause_reason})"
         waiting = sum(len(w.files) for w in watches) + len(self.tracker)
         return (f"queue {waiting} files; processed {self.processed_files} files "
-                f"({self.processed_rows} rows); failed {self.failed_files} "
+                f"({self.processed_rows} rows: {format_counts(self.row_counts)}); "
+                f"failed {self.failed_files} "
                 f"(quarantined {self.quarantined_files})")

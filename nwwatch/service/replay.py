@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nwwatch.results.outcome import format_counts
 from nwwatch.service.config import (
     DEFAULT_MODELS,
     KINDS,
@@ -32,9 +34,21 @@ from nwwatch.service.watcher import scan
 REPLAY_CHUNKS = 4
 
 
+#: Exit statuses of ``nwwatch replay``: every file done (or already done); the replay could
+#: not run (configuration, model, ledger, results folder inside the input); wrong command
+#: line (click's own); it ran, but some files failed or are quarantined.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+
 @dataclass
 class ReplaySummary:
-    """Counts of one replay. ``frames``: rows written; ``frames_per_s`` over ``seconds``."""
+    """Counts of one replay. ``frames``: rows written; ``frames_per_s`` over ``seconds``.
+
+    Files: ``done`` (rows written now), ``skipped`` (already done earlier), ``failed`` (an
+    unexpected error; tried again next time), ``quarantined`` (now, or in an earlier run and
+    unchanged since: ``still_quarantined`` of them). ``rows``: the rows written now by
+    (status, reason_code).
+    """
 
     results_dir: Path
     files: int = 0
@@ -42,6 +56,8 @@ class ReplaySummary:
     skipped: int = 0
     failed: int = 0
     quarantined: int = 0
+    still_quarantined: int = 0
+    rows: Counter = field(default_factory=Counter)
     frames: int = 0
     seconds: float = 0.0
     parquet_files: list[Path] = field(default_factory=list)
@@ -51,6 +67,37 @@ class ReplaySummary:
     @property
     def frames_per_s(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def complete(self) -> bool:
+        """True when no file failed and none is quarantined."""
+        return self.failed == 0 and self.quarantined == 0
+
+    @property
+    def exit_status(self) -> int:
+        """:data:`EXIT_OK` or :data:`EXIT_INCOMPLETE`."""
+        return EXIT_OK if self.complete else EXIT_INCOMPLETE
+
+    def lines(self) -> list[str]:
+        """The text ``nwwatch replay`` prints; the last line says whether every file was
+        processed."""
+        earlier = f" ({self.still_quarantined} in an earlier run)" if self.still_quarantined \
+            else ""
+        out = [
+            f"{self.files} files: {self.done} done, {self.skipped} skipped (already done), "
+            f"{self.failed} failed, {self.quarantined} quarantined{earlier}",
+            f"{self.frames} rows: {format_counts(self.rows)}; in {self.seconds:.1f} s "
+            f"({self.frames_per_s:.1f} frames/s) with {self.model_name} on {self.provider}; "
+            f"results in {self.results_dir}",
+        ]
+        if self.complete:
+            out.append(f"replay complete: all {self.files} files processed")
+        else:
+            out.append(
+                f"replay INCOMPLETE: {self.failed} file(s) failed, {self.quarantined} "
+                f"quarantined (reasons: nwwatch status --out {self.results_dir}); "
+                f"exit status {EXIT_INCOMPLETE}")
+        return out
 
 
 def list_inputs(path: Path, kind: str) -> list[Path]:
@@ -125,8 +172,10 @@ def replay(
             f"not given, and the shipped default {kind} model is missing")
         raise ConfigError(None, "model", f"{what}: {model_path}")
     log = log or get_logger("nwwatch.replay")
-    out.mkdir(parents=True, exist_ok=True)
     root = Path(path)
+    _outside_input(root, out, "--out")
+    _outside_input(root, ledger_path, "ledger")
+    out.mkdir(parents=True, exist_ok=True)
     ledger = open_ledger(ledger_path, out, log)
     try:
         # True switches a fusion on over the configuration; False leaves it as configured.
@@ -158,10 +207,13 @@ def replay(
                     st = file.stat()
                 except OSError:
                     st = None
-                if st is not None and ledger.is_finished(
-                        path_key(file), st.st_size, st.st_mtime_ns,
-                        engine.segmenter.model_sha256, engine.measurement_version):
-                    summary.skipped += 1
+                earlier = None if st is None else _earlier_state(ledger, engine, file, st)
+                if earlier is not None:
+                    if earlier == "quarantined":
+                        summary.quarantined += 1
+                        summary.still_quarantined += 1
+                    else:
+                        summary.skipped += 1
                     bar.advance(1, 0)
                     continue
             try:
@@ -186,10 +238,42 @@ def replay(
     return summary
 
 
+def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None:
+    """"done" or "quarantined" when the ledger knows this version of ``file`` (by name, size
+    and mtime, without reading it) as such for this model; else None."""
+    from nwwatch.service.ledger import ItemKey
+
+    name = path_key(file)
+    if ledger.quarantined_at(name, st.st_size, st.st_mtime_ns):
+        return "quarantined"
+    sha = ledger.cached_sha(name, st.st_size, st.st_mtime_ns)
+    if sha is None:
+        return None
+    item = ledger.item(ItemKey(sha, engine.segmenter.model_sha256, engine.measurement_version))
+    if item is not None and item.state in ("done", "quarantined"):
+        return item.state
+    return None
+
+
+def _outside_input(root: Path, path: Path, what: str) -> None:
+    """Refuse an output inside the input folder (symlinks followed): the replay would read
+    its own outputs back (masks as new tomograms) and write into an acquisition folder."""
+    if not root.is_dir():
+        return
+    top, real = root.resolve(), path.resolve()
+    if real == top or top in real.parents:
+        raise ConfigError(None, what, f"{path} lies inside the input folder {root}; "
+                                      "give a results folder outside it")
+
+
 def _tally(summary: ReplaySummary, report, bar) -> None:
     for f in report.files:
         if f.state == "done":
             summary.done += 1
+            summary.rows.update(f.row_counts())
+        elif f.state == "skipped" and f.reason == "already quarantined":
+            summary.quarantined += 1
+            summary.still_quarantined += 1
         elif f.state == "skipped":
             summary.skipped += 1
         elif f.state == "quarantined":

@@ -45,6 +45,13 @@ class LedgerQueries:
             row["path"] = display(row["path"])
         return rows
 
+    def committed_parquets(self) -> list[str]:
+        """Parquet files (relative to the results folder) of committed batches, oldest first:
+        the files that hold the rows the ledger counts as done."""
+        return [r[0] for r in self._db.execute(
+            "SELECT parquet FROM batches WHERE state='committed' AND parquet != '' "
+            "ORDER BY committed_at, rowid")]
+
     def last_done(self) -> dict | None:
         row = self._db.execute(
             "SELECT source, n_rows, processed_at FROM items WHERE state='done' "
