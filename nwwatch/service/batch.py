@@ -18,9 +18,10 @@ from nwwatch.io import InputError, UnreadableFileError
 from nwwatch.results.outcome import by_outcome, count_rows, flagged_reasons, row_reason_code
 from nwwatch.results.quarantine import write_quarantine
 from nwwatch.segment.session import Segmenter, file_sha256
+from nwwatch.service.config import OverlaySettings
 from nwwatch.service.inputs import check_regular
 from nwwatch.service.ledger import Failure, ItemKey, Ledger
-from nwwatch.service.names import path_key
+from nwwatch.service.names import path_key, source_name
 from nwwatch.volume.segment import VolumeOptions
 
 #: Test hooks, unset in production. ``NWWATCH_CRASH_AT="after_claim:N"`` or
@@ -70,6 +71,8 @@ class Engine:
     max_attempts: int = 3
     #: How tomograms are segmented (``[tomogram]`` in the configuration).
     volume_options: VolumeOptions = field(default_factory=VolumeOptions)
+    #: QA pictures of in-situ frames (``[output] overlays``, ``replay --overlays``).
+    overlays: OverlaySettings = field(default_factory=OverlaySettings)
     log: object = None
     #: Called between network batches and files: the daemon pings the systemd watchdog
     #: from here, so a long batch is not mistaken for a hung loop.
@@ -241,6 +244,23 @@ def outcomes(report: BatchReport, items: list[Item], failures: list[Failure],
             report.files.append(FileOutcome(it.path, "done", n_rows=len(it.rows),
                                             detected_at=it.detected_at, batch_id=batch_id,
                                             rows=[row_summary(r) for r in it.rows]))
+
+
+def write_pictures(engine: Engine, it: Item, frame, labels, result) -> str | None:
+    """The frame's QA pictures (:mod:`nwwatch.results.pictures`); their path relative to the
+    results folder, or None when they could not be written (a by-product: the frame's row is
+    kept, the failure logged)."""
+    from nwwatch.results.pictures import picture_stem, write_frame_pictures
+
+    stem = picture_stem(it.path, it.key.sha256, engine.segmenter.model_sha256, int(frame.index))
+    try:
+        return write_frame_pictures(engine.results_dir, engine.overlays.folder, stem,
+                                    frame.image, labels, result,
+                                    save_labels=engine.overlays.save_labels)
+    except (OSError, ValueError) as exc:
+        log_of(engine).error("overlay_write_failed", source=source_name(it.path),
+                             frame=int(frame.index), error=repr(exc))
+        return None
 
 
 def refresh_quarantine(ledger: Ledger, results_dir: Path, log, force: bool = False) -> None:

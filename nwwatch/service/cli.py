@@ -65,8 +65,19 @@ def run(config_path: Path) -> None:
 @click.option("--flips", is_flag=True,
               help="Tomograms: average over the four flips of every slice (4x the work); adds "
                    "to the --config [tomogram] table.")
+@click.option("--overlays", "overlays", type=click.Path(file_okay=False, path_type=Path),
+              default=None,
+              help="Write the measurement overlay (PNG) of each in-situ frame into this folder, "
+                   "relative to --out or inside it (default with --config: its [output] "
+                   "overlays setting, else none).")
+@click.option("--overlay-frames", type=click.Choice(["all", "flagged"]), default="all",
+              show_default=True, help="With --overlays: every frame, or frames whose status "
+                                      "is not ok.")
+@click.option("--save-labels", is_flag=True,
+              help="With --overlays: also write each pictured frame's label image.")
 def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
-           config_path: Path | None, triplanar: bool, flips: bool) -> None:
+           config_path: Path | None, triplanar: bool, flips: bool, overlays: Path | None,
+           overlay_frames: str, save_labels: bool) -> None:
     """Process an existing folder or file PATH through the service's code path.
 
     Exit status: 0 every file processed (or already done); 1 the replay could not run
@@ -82,7 +93,8 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
     configure_logging("warning")  # per-file lines would fight with the progress bar
     try:
         s = run_replay(path, out_dir, kind=kind, model=model, force=force, config=config_path,
-                       progress=True, triplanar=triplanar, flips=flips)
+                       progress=True, triplanar=triplanar, flips=flips, overlays=overlays,
+                       overlay_frames=overlay_frames, save_labels=save_labels)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
             LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -222,7 +222,8 @@ class Daemon:
                      for i, w in enumerate(cfg.watches)]
             engines = build_engines(specs, ledger, cfg.results, inference=cfg.inference,
                                     max_attempts=cfg.max_attempts, tomogram=cfg.tomogram,
-                                    log=self.log, source=cfg.source)
+                                    log=self.log, source=cfg.source,
+                                    overlays=cfg.overlays)  # [output] overlays
             for engine in engines:
                 engine.heartbeat = self.notifier.watchdog
             refresh_quarantine(ledger, cfg.results, self.log, force=True)

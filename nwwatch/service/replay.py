@@ -18,8 +18,10 @@ from nwwatch.results.outcome import format_counts
 from nwwatch.service.config import (
     DEFAULT_MODELS,
     KINDS,
+    OVERLAY_MODES,
     ConfigError,
     InferenceConfig,
+    OverlaySettings,
     TomogramSettings,
     WatchConfig,
     load_config,
@@ -121,6 +123,9 @@ def replay(
     log=None,
     triplanar: bool = False,
     flips: bool = False,
+    overlays: str | os.PathLike[str] | None = None,
+    overlay_frames: str = "all",
+    save_labels: bool = False,
 ) -> ReplaySummary:
     """Process every input file under ``path`` into ``out_dir`` exactly as the service would.
 
@@ -140,6 +145,12 @@ def replay(
         :func:`nwwatch.volume.segment_volume`), on top of the configuration's ``[tomogram]``
         table (or :class:`~nwwatch.volume.segment.VolumeOptions` defaults); False leaves the
         configuration's setting as it is. In-situ frames ignore them.
+    overlays : a folder for QA pictures of in-situ frames (the measurement overlay, PNG),
+        relative to ``out_dir`` or inside it; None: the configuration's ``[output] overlays``
+        (in ``out_dir/overlays``), else none. Rows get their ``overlay_path``.
+    overlay_frames : "all" or "flagged" (frames whose status is not "ok"), with ``overlays``.
+    save_labels : also write each pictured frame's label image (``*-labels.png``); needs
+        ``overlays`` (or the configuration's setting).
 
     Returns
     -------
@@ -166,6 +177,13 @@ def replay(
         inference, max_attempts, tomogram = cfg.inference, cfg.max_attempts, cfg.tomogram
         if cfg.results.resolve() == out.resolve():
             ledger_path = cfg.ledger
+    pictures = cfg.overlays if config is not None else OverlaySettings()
+    if overlays is not None:
+        pictures = _overlay_settings(out, Path(overlays), overlay_frames, save_labels)
+    elif save_labels:
+        if pictures.mode == "none":
+            raise ConfigError(None, "--save-labels", "needs --overlays (which frames, where)")
+        pictures = OverlaySettings(pictures.mode, pictures.folder, True)
     model_path = Path(model) if model is not None else DEFAULT_MODELS[kind]
     if not model_path.is_file():
         what = "file not found" if model is not None else (
@@ -182,6 +200,7 @@ def replay(
         (engine,) = build_engines([EngineSpec(kind, model_path)], ledger, out,
                                   inference=inference, max_attempts=max_attempts,
                                   tomogram=tomogram, log=log,
+                                  overlays=pictures,
                                   triplanar=triplanar or None, flips=flips or None)
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
                                 provider=engine.segmenter.provider)
@@ -253,6 +272,20 @@ def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None
     if item is not None and item.state in ("done", "quarantined"):
         return item.state
     return None
+
+
+def _overlay_settings(out: Path, folder: Path, frames: str, save_labels: bool
+                      ) -> OverlaySettings:
+    """``--overlays FOLDER``: relative to ``out``, or an absolute folder inside it."""
+    if frames not in OVERLAY_MODES[1:]:
+        raise ConfigError(None, "--overlay-frames", f"{frames!r} is not one of "
+                                                    f"{', '.join(OVERLAY_MODES[1:])}")
+    target = folder if folder.is_absolute() else out / folder
+    top, real = out.resolve(), target.resolve()
+    if real != top and top not in real.parents:
+        raise ConfigError(None, "--overlays", f"{folder} is not inside the results folder "
+                                              f"{out}; QA pictures go with the results")
+    return OverlaySettings(frames, real.relative_to(top), save_labels)
 
 
 def _outside_input(root: Path, path: Path, what: str) -> None:
