@@ -29,7 +29,7 @@ _COMMANDS: dict[str, tuple[str, str, str | None]] = {
 
 _HELP = {
     "synth": "Generate synthetic acquisitions with exact ground truth.",
-    "measure": "Measure contact angles on label images.",
+    "measure": "Measure contact angles on label images or raw frames.",
     "train": "Train a segmentation model and export it to ONNX.",
     "evaluate": "Score an ONNX model on a labeled data folder.",
     "run": "Run the resident watching service.",
