@@ -23,6 +23,7 @@ _COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "replay": ("nwwatch.service.cli", "replay", None),
     "status": ("nwwatch.service.cli", "status", None),
     "ledger": ("nwwatch.service.cli", "ledger", None),
+    "compact": ("nwwatch.service.cli", "compact", None),
     "demo": ("nwwatch.demo", "demo", None),
     "label": ("nwwatch.label.cli", "label", None),
 }
@@ -36,6 +37,7 @@ _HELP = {
     "replay": "Process an existing folder or file through the service's code path.",
     "status": "Show what the service has processed, failed and quarantined.",
     "ledger": "Maintain the service's ledger (rebuild it from the results).",
+    "compact": "Merge the small result files of finished acquisitions into one file each.",
     "demo": "Run the main job end to end on synthetic data.",
     "label": "Correct the model's labels in the browser and save training data.",
 }

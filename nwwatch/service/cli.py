@@ -172,3 +172,34 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
         click.echo(f"skipped, unreadable: {bad}", err=True)
     click.echo(f"rebuilt from {report.files} files: {report.items} items done, "
                f"{report.rows} rows")
+
+
+@click.command("compact")
+@click.argument("results", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="The ledger file ([state] ledger); default RESULTS/ledger.sqlite.")
+@click.option("--acquisition", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Only this input folder (default: every acquisition).")
+@click.option("--min-files", type=click.IntRange(min=2), default=2, show_default=True,
+              help="Compact an acquisition held in at least this many files.")
+def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
+            min_files: int) -> None:
+    """Merge the batch files of each finished acquisition in RESULTS into one sorted file.
+
+    Crash-safe (an interrupted compaction is finished or undone at the next start); stop the
+    service first (it holds the ledger).
+    """
+    from nwwatch.service.compaction import compact as run_compact
+    from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError
+
+    try:
+        report = run_compact(results, ledger_path, acquisition=acquisition,
+                             min_files=min_files)
+    except (LedgerBusyError, LedgerCorruptError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if report.recovered:
+        click.echo(f"finished {report.recovered} interrupted compaction(s)")
+    for rel in report.mixed_files:
+        click.echo(f"left alone (rows of several acquisitions): {rel}")
+    click.echo(f"compacted {report.acquisitions} acquisition(s): {report.files_before} files "
+               f"-> {report.files_after}, {report.rows} rows")
