@@ -128,3 +128,16 @@ def test_a_kill_at_each_step_loses_and_duplicates_nothing(results, step):
     assert len(_files(out)) == 2
     pd.testing.assert_frame_equal(_comparable(_frames(out)), before)
     assert report.recovered == 0 and not report.mixed_files
+
+
+def test_compaction_refuses_a_ledger_in_use(results):
+    from nwwatch.service.ledger import Ledger
+
+    tmp, out, onnx = results
+    held = Ledger(out / "ledger.sqlite", out)  # a running service or replay
+    try:
+        r = CliRunner().invoke(compact_cmd, [str(out)])
+        assert r.exit_code == 1 and "ledger.sqlite" in r.output
+    finally:
+        held.close()
+    assert len(_files(out)) == 5
