@@ -98,9 +98,11 @@ def test_bad_inputs_are_quarantined_with_reasons(tmp_path, onnx_model):
     assert "60000" in got["absurd.tif"][1]
     # the acquisition folder is untouched: same names, nothing added
     assert sorted(os.listdir(acq)) == sorted([*expected, "good.tif"])
-    # a second replay does not try them again
+    # a second replay does not try them again, but still counts them as quarantined
     again = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model)
-    assert (again.done, again.quarantined, again.skipped) == (0, 0, 6)
+    assert (again.done, again.skipped) == (0, 1)
+    assert again.quarantined == again.still_quarantined == len(expected)
+    assert again.exit_status == 3
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")

@@ -23,6 +23,8 @@ from typing import Any
 from nwwatch.dashboard.settings import DashboardConfig, parse_listen
 
 KINDS = ("insitu", "tomogram")
+#: Which frames get a QA picture (``[output] overlays``): none, those without status "ok", all.
+OVERLAY_MODES = ("none", "flagged", "all")
 #: Patterns used when a [[watch]] table gives none.
 DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.TIF", "*.TIFF")
 #: Names that are never inputs: editors' and writers' temporary files, hidden files.
@@ -96,6 +98,23 @@ class TomogramSettings:
 
 
 @dataclass(frozen=True)
+class OverlaySettings:
+    """QA pictures of in-situ frames (``[output] overlays``, ``nwwatch replay --overlays``).
+
+    ``mode``: one of :data:`OVERLAY_MODES`; ``folder``: where they go, relative to the results
+    folder (always inside it); ``save_labels``: also the model's label image of each
+    selected frame."""
+
+    mode: str = "none"
+    folder: Path = Path("overlays")
+    save_labels: bool = False
+
+    def wanted(self, status: str | None) -> bool:
+        """Whether a frame of this ``status`` gets a picture."""
+        return self.mode == "all" or (self.mode == "flagged" and status != "ok")
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """The whole configuration; ``source`` is the file it came from (None when built in code)."""
 
@@ -113,6 +132,7 @@ class ServiceConfig:
     log_level: str = "info"
     source: Path | None = None
     dashboard: DashboardConfig | None = None  # [dashboard]; None: no dashboard
+    overlays: OverlaySettings = field(default_factory=OverlaySettings)  # [output] overlays
 
 
 # --- validation helpers -------------------------------------------------------------------
@@ -277,6 +297,10 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
 
     output = _Reader(file, "output", top.get("output", dict, None, required=True))
     results = output.path("results", base, required=True)
+    overlay_mode = output.get("overlays", str, "none")
+    if overlay_mode not in OVERLAY_MODES:
+        raise output.error("overlays", f"{overlay_mode!r} is not one of "
+                                       f"{', '.join(OVERLAY_MODES)}")
     output.finish()
     _outside_watches(file, "output.results", results, paths)
 
@@ -317,6 +341,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
         log_level=level,
         source=file,
         dashboard=dashboard,
+        overlays=OverlaySettings(mode=overlay_mode),
     )
 
 

@@ -34,10 +34,13 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.dashboard import metrics as _metrics
+from nwwatch.results.outcome import format_counts
+from nwwatch.service.batch import outcome_log_fields
 from nwwatch.service.config import ServiceConfig, WatchConfig
 from nwwatch.service.engines import (
     BadInput,
@@ -121,6 +124,7 @@ class Daemon:
         self._pause_reason = ""
         self.processed_files = 0
         self.processed_rows = 0
+        self.row_counts: Counter[tuple[str, str]] = Counter()  # (status, reason_code)
         self.failed_files = 0
         self.quarantined_files = 0
 
@@ -235,7 +239,8 @@ class Daemon:
                      for i, w in enumerate(cfg.watches)]
             engines = build_engines(specs, ledger, cfg.results, inference=cfg.inference,
                                     max_attempts=cfg.max_attempts, tomogram=cfg.tomogram,
-                                    log=self.log, source=cfg.source)
+                                    log=self.log, source=cfg.source,
+                                    overlays=cfg.overlays)  # [output] overlays
             for engine in engines:
                 engine.heartbeat = self.notifier.watchdog
                 seg = engine.segmenter  # /metrics: nwwatch_model_info
@@ -284,6 +289,7 @@ class Daemon:
             self._settle_unfinished()
             self.log.info("stopping", processed_files=self.processed_files,
                           processed_rows=self.processed_rows, queued=len(queued),
+                          rows=format_counts(self.row_counts),
                           note="queued files are picked up by the next start's scan")
         except LedgerLostError as exc:
             self.log.error("results_lost", reason=str(exc),
@@ -409,7 +415,12 @@ class Daemon:
                     fields["latency_ms"] = round(
                         (report.committed_at - outcome.detected_at) * 1e3, 1)
                 fields.update({f"{k}_ms": round(v, 1) for k, v in report.timings_ms.items()})
-                self.log.info("file_processed", **fields)
+                # Status, reason code and angle of each frame (outcome_log_fields).
+                file_fields, frame_lines = outcome_log_fields(outcome)
+                self.log.info("file_processed", **fields, **file_fields)
+                for frame_fields in frame_lines:
+                    self.log.info("frame_processed", source=fields["source"], **frame_fields)
+                self.row_counts.update(outcome.row_counts())
             elif outcome.state in ("failed", "quarantined"):
                 self.failed_files += 1
                 self.quarantined_files += outcome.state == "quarantined"
@@ -432,5 +443,6 @@ class Daemon:
             return f"paused: cannot write results or ledger ({self._pause_reason})"
         waiting = sum(len(w.files) for w in watches) + len(self.tracker)
         return (f"queue {waiting} files; processed {self.processed_files} files "
-                f"({self.processed_rows} rows); failed {self.failed_files} "
+                f"({self.processed_rows} rows: {format_counts(self.row_counts)}); "
+                f"failed {self.failed_files} "
                 f"(quarantined {self.quarantined_files})")

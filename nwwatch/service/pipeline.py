@@ -46,6 +46,7 @@ from nwwatch.service.batch import (
     crash_point,
     outcomes,
     refresh_quarantine,
+    write_pictures,
 )
 from nwwatch.service.batch import Item as _Item
 from nwwatch.service.batch import log_of as _log
@@ -299,6 +300,8 @@ def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: lis
                 measure_ms=(time.perf_counter() - t) * 1e3,
                 **_provenance(engine, it, batch_id),
             )
+            if engine.overlays.wanted(row["status"]):  # QA pictures ([output] overlays)
+                row["overlay_path"] = write_pictures(engine, it, frame, out.labels[j], result)
             it.rows.append(row)
             queue_candidates.append((it, label_queue.Candidate(label_queue.QueueEntry(
                 row["source"], row["frame"], it.key.sha256, row["confidence"], row["status"],
