@@ -131,7 +131,10 @@ def select_components(labels: np.ndarray) -> Selection:
         return Selection("no_droplet", f"no droplet region of at least {MIN_AREA_PX} px",
                          "no_droplet")
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GAP_PX + 1, 2 * GAP_PX + 1))
-    pair = None  # (wire index, droplet index): wires and droplets are sorted by area
+    # The largest droplet that touches a wire, on the largest wire it touches (wires and
+    # droplets are sorted by area). Ranking by droplet, not by wire: at high magnification the
+    # measured wire can be a short stub smaller than a distant wire with its own small droplet.
+    pair = None  # (wire index, droplet index)
     for di, (dcont, _, drect) in enumerate(drops[:_PAIR_CANDIDATES]):
         box = _box(drect, GAP_PX + 1, shape)
         near = cv2.dilate(_filled(dcont, box).view(np.uint8), kernel).astype(bool)
@@ -139,9 +142,11 @@ def select_components(labels: np.ndarray) -> Selection:
             wbox = _box(wrect, 0, shape)
             if wbox[0] >= box[2] or wbox[2] <= box[0] or wbox[1] >= box[3] or wbox[3] <= box[1]:
                 continue
-            if (near & _filled(wcont, box)).any() and (pair is None or wi < pair[0]):
+            if (near & _filled(wcont, box)).any():
                 pair = (wi, di)
                 break
+        if pair is not None:
+            break
     if pair is None:
         return Selection(
             "droplet_not_on_wire",

@@ -375,7 +375,7 @@ def _measure(
                   facet_row=float(foot[0] + off[0]), facet_col=float(foot[1] + off[1]))
     notes = []
     if sel.n_droplets > 1:
-        notes.append(f"{sel.n_droplets} droplets; measured the one on the main wire")
+        notes.append(f"{sel.n_droplets} droplets; measured the largest one on a wire")
     if sel.droplet_cut:
         notes.append("droplet cut by the frame")
     if source != "interface":

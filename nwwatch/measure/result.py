@@ -5,7 +5,7 @@ Statuses and whether they carry a valid angle (``angle_valid``):
 | status | angle_valid | meaning |
 | --- | --- | --- |
 | ``ok`` | yes | measured |
-| ``several_droplets`` | yes | measured the droplet on the main wire; others were ignored |
+| ``several_droplets`` | yes | measured the largest droplet on a wire; others were ignored |
 | ``angle_out_of_physical_range`` | no | measured, but outside ``PHYSICAL_RANGE_DEG``: value kept |
 | ``fit_failed`` | no | wire and droplet found, geometry could not be measured |
 | ``droplet_not_on_wire`` | no | no droplet sits on a wire's end |
