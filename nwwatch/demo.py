@@ -65,7 +65,11 @@ def write_montage(video_dir: Path, tomogram_dir: Path, path: Path, n_frames: int
 
 def plot_angle_vs_time(frames_table, truth_table, path: Path) -> dict[str, float]:
     """PNG of measured and true contact angle against time; returns error statistics."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise click.ClickException(
+            "the demo's plots need matplotlib: pip install 'nwwatch[report]'") from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

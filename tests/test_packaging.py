@@ -80,3 +80,20 @@ def test_every_shipped_binary_is_package_data():
         patterns = package_data.get(package, [])
         assert any(fnmatch.fnmatch("/".join(rest), p) for p in patterns), \
             f"{path.relative_to(ROOT)} is not matched by [tool.setuptools.package-data] {package}"
+
+
+def test_demo_without_matplotlib_names_the_extra():
+    # matplotlib is the `report` extra: a runtime-only install must get a message, not a crash.
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['matplotlib'] = None\n"
+            "import click\n"
+            "from nwwatch.demo import plot_angle_vs_time\n"
+            "try:\n"
+            "    plot_angle_vs_time(None, None, None)\n"
+            "except click.ClickException as exc:\n"
+            "    print(exc.message)\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    assert "pip install 'nwwatch[report]'" in out

@@ -262,3 +262,30 @@ def test_config_lists_stay_equal_to_the_runtime_ones(paths):
 
     assert set(PROVIDER_NAMES) == set(PROVIDERS)
     assert {f.name for f in fields(TomogramSettings)} == {f.name for f in fields(VolumeOptions)}
+
+
+def test_a_tomogram_watch_without_model_names_the_training_command(paths, tmp_path):
+    # No tomogram model ships (they are trained per specimen): the error says how to get one.
+    tmp, acq, res, m = paths
+    path = write_config(tmp / "c.toml", acq, res, m)
+    text = path.read_text()
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("model"))
+    path.write_text(text.replace('kind = "insitu"', 'kind = "tomogram"', 1))
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.model: required for tomograms.*"
+                                          r"nwwatch train --volume"):
+        load_config(path)
+    from nwwatch.service.replay import replay
+
+    with pytest.raises(ConfigError, match="--model: required for tomograms"):
+        replay(acq, tmp_path / "out", kind="tomogram", model=None)
+
+
+def test_segmenter_is_exported_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys; import nwwatch.segment.confidence\n"
+            "assert 'onnxruntime' not in sys.modules\n"
+            "from nwwatch.segment import Segmenter\n"
+            "assert Segmenter.__module__ == 'nwwatch.segment.session'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

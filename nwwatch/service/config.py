@@ -29,10 +29,16 @@ OVERLAY_MODES = ("none", "flagged", "all")
 DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.TIF", "*.TIFF")
 #: Names that are never inputs: editors' and writers' temporary files, hidden files.
 DEFAULT_IGNORE = (".*", "*.tmp", "*.part", "*.partial", "*.crdownload", "*~")
-#: The model shipped with the package, used when an in-situ [[watch]] names none.
+#: The model shipped with the package, used when an in-situ [[watch]] names none. Tomogram
+#: models are trained per specimen from the user's labels (`nwwatch train --volume`), so none
+#: ships and a tomogram watch must name its model.
 DEFAULT_MODELS = {
     "insitu": Path(__file__).resolve().parent.parent / "models" / "insitu-default.onnx",
-    "tomogram": Path(__file__).resolve().parent.parent / "models" / "tomogram-default.onnx",
+}
+#: Why a kind has no default model (the error a missing ``model`` key gets).
+NO_DEFAULT_MODEL = {
+    "tomogram": "required for tomograms: train one on a few labeled patches of your volume "
+                "with `nwwatch train --volume` (docs/tomography.md)",
 }
 
 
@@ -211,6 +217,8 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
         raise r.error("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
     model = r.path("model", base)
     if model is None:
+        if kind in NO_DEFAULT_MODEL:
+            raise r.error("model", NO_DEFAULT_MODEL[kind])
         model = DEFAULT_MODELS[kind]
         if not model.is_file():
             raise r.error("model", f"not set and no shipped default model for {kind!r} at {model}")

@@ -18,6 +18,7 @@ from nwwatch.results.outcome import format_counts
 from nwwatch.service.config import (
     DEFAULT_MODELS,
     KINDS,
+    NO_DEFAULT_MODEL,
     OVERLAY_MODES,
     ConfigError,
     InferenceConfig,
@@ -184,6 +185,8 @@ def replay(
         if pictures.mode == "none":
             raise ConfigError(None, "--save-labels", "needs --overlays (which frames, where)")
         pictures = OverlaySettings(pictures.mode, pictures.folder, True)
+    if model is None and kind in NO_DEFAULT_MODEL:
+        raise ConfigError(None, "--model", NO_DEFAULT_MODEL[kind])
     model_path = Path(model) if model is not None else DEFAULT_MODELS[kind]
     if not model_path.is_file():
         what = "file not found" if model is not None else (
