@@ -42,31 +42,20 @@ LOOK = {"lattice_amplitude": 0.25, "lattice_period_px": 5.0, "defocus_scale": -3
 
 def new_look(params):
     """``params`` rendered by a different microscope (see the module docstring)."""
-    wire = dataclasses.replace(params.wire, tilt_deg=0.0, truncation_px=0.0)
     return dataclasses.replace(
-        params, wire=wire, distractors=(), scale_bar=False,
-        lattice_amplitude=LOOK["lattice_amplitude"], lattice_period_px=LOOK["lattice_period_px"],
+        params, lattice_amplitude=LOOK["lattice_amplitude"],
+        lattice_period_px=LOOK["lattice_period_px"],
         defocus_nm=params.defocus_nm * LOOK["defocus_scale"],
         illumination_gradient=LOOK["illumination_gradient"],
         dose_e_per_px=LOOK["dose_e_per_px"], film_phase_rad=LOOK["film_phase_rad"])
 
 
-def tool_geometry(params):
-    """The labelling tool's geometry of a plain frame: droplet circle, wire rectangle."""
-    from nwwatch.label.geometry import Circle, LabelGeometry
-    from nwwatch.synth.geometry import axis_vectors, droplet_geometry
+def _label_helpers():
+    """The tests' textbook-frame helpers (one truth -> tool geometry in the repository)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import label_helpers
 
-    wire = params.wire
-    geo = droplet_geometry(wire)
-    (u_r, u_c), (n_r, n_c) = axis_vectors(wire.axis_deg)
-    a, length = wire.radius_px, 8.0 * params.size
-
-    def at(y: float, x: float) -> tuple[float, float]:
-        return (wire.facet_row + y * u_r + x * n_r, wire.facet_col + y * u_c + x * n_c)
-
-    return LabelGeometry((params.size, params.size), Circle(geo.centre, geo.radius_px),
-                         (at(0, a), at(-length, a), at(-length, -a), at(0, -a)),
-                         pixel_size_nm=params.pixel_size_nm)
+    return label_helpers
 
 
 def make_frames(folder: Path, indices: range, size: int, labelled_by_tool: bool) -> None:
@@ -77,15 +66,17 @@ def make_frames(folder: Path, indices: range, size: int, labelled_by_tool: bool)
 
     from nwwatch.io import write_frame_tiff
     from nwwatch.label.store import save_labeled_frame, write_png
-    from nwwatch.synth.insitu import frame_params, render_insitu_frame
+    from nwwatch.synth.insitu import render_insitu_frame
+
+    helpers = _label_helpers()
 
     rows = []
     for k in indices:
-        params = new_look(frame_params(SEED, k, size))
+        params = new_look(helpers.plain_params(SEED, k, size))
         image, labels, truth = render_insitu_frame(params, np.random.default_rng(k))
         stem = f"frame_{k:05d}"
         if labelled_by_tool:
-            save_labeled_frame(folder, stem, image, tool_geometry(params),
+            save_labeled_frame(folder, stem, image, helpers.truth_geometry(params),
                                {"synthetic": f"seed {SEED} frame {k}"})
         else:
             write_frame_tiff(folder / "images" / f"{stem}.tif", image,
