@@ -65,10 +65,15 @@ def run(config_path: Path) -> None:
 @click.option("--flips", is_flag=True,
               help="Tomograms: average over the four flips of every slice (4x the work); adds "
                    "to the --config [tomogram] table.")
+@click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
+              help="Process on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
+                   "(N worker processes on this machine). Needs the 'cluster' extra.")
 def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
-           config_path: Path | None, triplanar: bool, flips: bool) -> None:
+           config_path: Path | None, triplanar: bool, flips: bool,
+           dask_address: str | None) -> None:
     """Process an existing folder or file PATH through the service's code path."""
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
+    from nwwatch.service.cluster import ClusterUnavailableError, ClusterUnreachableError
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError, LedgerLostError
     from nwwatch.service.logsetup import configure_logging
     from nwwatch.service.rebuild import LedgerMissingError
@@ -77,9 +82,10 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
     configure_logging("warning")  # per-file lines would fight with the progress bar
     try:
         s = run_replay(path, out_dir, kind=kind, model=model, force=force, config=config_path,
-                       progress=True, triplanar=triplanar, flips=flips)
+                       progress=True, triplanar=triplanar, flips=flips, dask=dask_address)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
-            LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError) as exc:
+            LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError,
+            ClusterUnavailableError, ClusterUnreachableError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
         f"{s.files} files: {s.done} done, {s.skipped} skipped (already done), {s.failed} failed, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,8 @@ class ReplaySummary:
     parquet_files: list[Path] = field(default_factory=list)
     model_name: str = ""
     provider: str = ""
+    #: :class:`nwwatch.service.cluster.ClusterStats` of a ``dask`` replay.
+    cluster: object = None
 
     @property
     def frames_per_s(self) -> float:
@@ -74,6 +77,7 @@ def replay(
     log=None,
     triplanar: bool = False,
     flips: bool = False,
+    dask: str | None = None,
 ) -> ReplaySummary:
     """Process every input file under ``path`` into ``out_dir`` exactly as the service would.
 
@@ -93,24 +97,27 @@ def replay(
         :func:`nwwatch.volume.segment_volume`), on top of the configuration's ``[tomogram]``
         table (or :class:`~nwwatch.volume.segment.VolumeOptions` defaults); False leaves the
         configuration's setting as it is. In-situ frames ignore them.
+    dask : process on a Dask distributed cluster instead of in this process: a scheduler
+        address (``tcp://host:8786``) or ``local:N`` (a LocalCluster of N worker processes);
+        see :mod:`nwwatch.service.cluster`. In-situ frames only.
 
     Returns
     -------
     ReplaySummary
     """
-    from nwwatch.io import InputError
     from nwwatch.service.engines import (  # ONNX Runtime: only once a replay runs
-        BadInput,
         EngineSpec,
         build_engines,
-        inspect_input,
-        quarantine_inputs,
     )
     from nwwatch.service.logsetup import get_logger
     from nwwatch.service.pipeline import process
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if dask is not None:
+        from nwwatch.service.cluster import check_cluster_request
+
+        check_cluster_request(dask, kind)
     out = Path(out_dir)
     inference, max_attempts, ledger_path = InferenceConfig(), 3, out / "ledger.sqlite"
     tomogram = TomogramSettings()
@@ -143,6 +150,15 @@ def replay(
         summary.files = len(files)
         t0 = time.perf_counter()
         bar = _Progress(len(files), enabled=progress)
+        todo = _to_process(files, root, engine, force, summary, bar, log)
+        if dask is not None:
+            from nwwatch.service.cluster import run_on_cluster
+
+            summary.cluster = run_on_cluster(todo, dask, engine, summary, bar,
+                                             inference=inference, force=force, log=log)
+            summary.seconds = time.perf_counter() - t0
+            bar.close()
+            return summary
         batch: list = []
         frames = 0
 
@@ -152,26 +168,7 @@ def replay(
                 _tally(summary, process(batch, engine, force=force), bar)
             batch, frames = [], 0
 
-        for file in files:
-            if not force:
-                try:
-                    st = file.stat()
-                except OSError:
-                    st = None
-                if st is not None and ledger.is_finished(
-                        path_key(file), st.st_size, st.st_mtime_ns,
-                        engine.segmenter.model_sha256, engine.measurement_version):
-                    summary.skipped += 1
-                    bar.advance(1, 0)
-                    continue
-            try:
-                info = inspect_input(file, root if root.is_dir() else root.parent)
-            except InputError as exc:
-                summary.quarantined += quarantine_inputs(engine, [BadInput(file, exc)], log)
-                bar.advance(1, 0)
-                continue
-            except FileNotFoundError:
-                continue
+        for file, info in todo:
             pages = max(1, info.n_pages)
             if batch and frames + pages > REPLAY_CHUNKS * engine.batch_size:
                 flush()
@@ -184,6 +181,38 @@ def replay(
     finally:
         ledger.close()
     return summary
+
+
+def _to_process(files: list[Path], root: Path, engine, force: bool, summary: ReplaySummary,
+                bar: _Progress, log) -> Iterator[tuple[Path, object]]:
+    """The files still to process, with their structural check: files the ledger lists as
+    done for this model are skipped without being read (unless ``force``), bad ones are
+    quarantined; both are counted in ``summary`` and ``bar``."""
+    from nwwatch.io import InputError
+    from nwwatch.service.engines import BadInput, inspect_input, quarantine_inputs
+
+    ledger = engine.ledger
+    for file in files:
+        if not force:
+            try:
+                st = file.stat()
+            except OSError:
+                st = None
+            if st is not None and ledger.is_finished(
+                    path_key(file), st.st_size, st.st_mtime_ns,
+                    engine.segmenter.model_sha256, engine.measurement_version):
+                summary.skipped += 1
+                bar.advance(1, 0)
+                continue
+        try:
+            info = inspect_input(file, root if root.is_dir() else root.parent)
+        except InputError as exc:
+            summary.quarantined += quarantine_inputs(engine, [BadInput(file, exc)], log)
+            bar.advance(1, 0)
+            continue
+        except FileNotFoundError:
+            continue
+        yield file, info
 
 
 def _tally(summary: ReplaySummary, report, bar) -> None:
