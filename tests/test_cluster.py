@@ -16,11 +16,11 @@ from servicekit import REPO, model, paint_insitu
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.service.cluster import (
-    _EXIT_ONCE_ENV,
     STAGING_DIR,
     ClusterUnavailableError,
     ClusterUnreachableError,
 )
+from nwwatch.service.clustertask import _EXIT_ONCE_ENV
 from nwwatch.service.replay import replay
 
 pytest.importorskip("distributed")

@@ -2,7 +2,8 @@
 
 The driver (this process) keeps everything stateful: it lists and vets the files, skips what
 its ledger lists as done, and commits results with the ledger's claim -> write -> commit
-protocol (:mod:`nwwatch.service.ledger`), one batch per task. Workers only compute: a task
+protocol (:mod:`nwwatch.service.ledger`), one batch per task. Workers only compute
+(:func:`nwwatch.service.clustertask.run_task`): a task
 hashes its files, reads, segments and measures them with the code of local replay
 (:func:`nwwatch.service.pipeline.process`'s frame stage) and writes its rows to a *staged*
 Parquet file ``RESULTS/.cluster/{version}-{model12}-{digest}.parquet``, whose name is fixed by
@@ -19,14 +20,10 @@ not committed is adopted). The hidden ``.cluster`` folder is skipped by every re
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
 import pickle
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable
@@ -35,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nwwatch.service.batch import Engine, crash_point, refresh_quarantine
+from nwwatch.service.clustertask import TaskResult, TaskSpec, run_task
 from nwwatch.service.ledger import Failure, ItemKey
 from nwwatch.service.names import path_key
 
@@ -46,11 +44,6 @@ STAGING_DIR = ".cluster"
 TARGET_TASK_S = 2.0
 #: Seconds to wait for a scheduler before giving up with :class:`ClusterUnreachableError`.
 CONNECT_TIMEOUT_S = 5.0
-#: Test hook, unset in production: a path; the first task to find that file there removes it
-#: and ends its worker process with ``os._exit`` right after writing its staged output (a
-#: worker lost mid-run, once).
-_EXIT_ONCE_ENV = "NWWATCH_CLUSTER_EXIT_ONCE"
-_FAILURES_META = b"nwwatch.cluster.failures"
 
 
 class ClusterUnavailableError(RuntimeError):
@@ -80,179 +73,6 @@ def _local_workers(address: str) -> int | None:
     if not n.isdigit() or int(n) < 1:
         raise ClusterUnavailableError(f"--dask {address!r}: expected local:N with N >= 1")
     return int(n)
-
-
-# --- the worker side ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What every task needs besides its files (sent with each task; small)."""
-
-    model: str
-    model_sha256: str
-    measurement_version: str
-    batch_size: int
-    providers: tuple[str, ...]
-    threads: int | None
-    staging: str
-    force: bool = False
-
-
-@dataclass
-class FileResult:
-    """One input file of a task: its content hash and rows, or why it has none."""
-
-    path: str
-    sha256: str | None = None
-    size: int | None = None
-    mtime_ns: int | None = None
-    n_rows: int = 0
-    reason: str = ""
-    error_type: str = ""
-    permanent: bool = False
-    gone: bool = False
-    duplicate: bool = False  # same content as an earlier file of the task
-
-
-@dataclass
-class TaskResult:
-    staged: str
-    files: list[FileResult] = field(default_factory=list)
-    frames: int = 0
-    seconds: float = 0.0  # compute time on the worker
-    reused: bool = False  # the staged output was already there (a re-run)
-    staged_bytes: int = 0
-
-
-_SEGMENTERS: dict[tuple[str, str], object] = {}
-
-
-def _segmenter(spec: TaskSpec):
-    """The worker process's ONNX session of ``spec.model``, loaded once per process."""
-    from nwwatch.segment.session import ModelLoadError, Segmenter
-
-    key = (spec.model, spec.model_sha256)
-    if key not in _SEGMENTERS:
-        seg = Segmenter(spec.model, providers=spec.providers, threads=spec.threads)
-        if seg.model_sha256 != spec.model_sha256:
-            raise ModelLoadError(f"{spec.model}: differs on this worker (sha256 "
-                                 f"{seg.model_sha256[:12]}, driver {spec.model_sha256[:12]})")
-        _SEGMENTERS[key] = seg
-    return _SEGMENTERS[key]
-
-
-def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
-    """Process input files on a worker into one staged Parquet file (see the module docs)."""
-    import pyarrow.parquet as pq
-
-    from nwwatch.io import InputError, UnreadableFileError
-    from nwwatch.results.parquet import write_table_atomic
-    from nwwatch.segment.session import file_sha256
-    from nwwatch.service.batch import Item
-    from nwwatch.service.inputs import check_regular
-
-    t0 = time.perf_counter()
-    results = {p: FileResult(p) for p in paths}
-    items: list[Item] = []
-    seen: set[str] = set()
-    for p, n_pages in zip(paths, pages, strict=True):
-        r = results[p]
-        try:
-            st = check_regular(Path(p))
-            r.size, r.mtime_ns = st.st_size, st.st_mtime_ns
-            r.sha256 = file_sha256(Path(p))
-        except FileNotFoundError:
-            r.gone = True
-            continue
-        except (PermissionError, InputError) as exc:
-            err = exc if isinstance(exc, InputError) else UnreadableFileError(
-                Path(p), f"cannot read: {exc.strerror}")
-            r.reason, r.error_type, r.permanent = err.reason, type(err).__name__, True
-            continue
-        if r.sha256 in seen:  # the same content twice: the driver skips the second
-            r.duplicate = True
-            continue
-        seen.add(r.sha256)
-        items.append(Item(Path(p), ItemKey(r.sha256, spec.model_sha256,
-                                           spec.measurement_version),
-                          r.size, r.mtime_ns, None, entry=p, pages=n_pages))
-    digest = hashlib.sha256("\n".join(
-        [spec.model_sha256, spec.measurement_version] + sorted(seen)).encode()).hexdigest()
-    staged = Path(spec.staging) / (f"{spec.measurement_version}-{spec.model_sha256[:12]}-"
-                                   f"{digest[:32]}.parquet")
-    result = TaskResult(str(staged))
-    if staged.is_file() and not spec.force:
-        table = pq.read_table(staged)  # a re-run: the first run's output is complete
-        result.reused = True
-    else:
-        table = _compute(items, spec, digest[:16], results)
-        write_table_atomic(table, staged)
-        _exit_once()
-    counts: dict[str, int] = {}
-    for sha in table.column("source_sha256").to_pylist():
-        counts[sha] = counts.get(sha, 0) + 1
-    failed = json.loads((table.schema.metadata or {}).get(_FAILURES_META, b"{}"))
-    for r in results.values():
-        if r.sha256 in failed and r.path in failed[r.sha256]["paths"]:
-            f = failed[r.sha256]
-            r.reason, r.error_type, r.permanent = f["reason"], f["error_type"], f["permanent"]
-        elif r.sha256 is not None and not r.duplicate:
-            r.n_rows = counts.get(r.sha256, 0)
-    result.files = [results[p] for p in paths]
-    result.frames = table.num_rows
-    result.seconds = time.perf_counter() - t0
-    result.staged_bytes = staged.stat().st_size
-    return result
-
-
-def _compute(items, spec: TaskSpec, batch_id: str, results: dict[str, FileResult]):
-    """Rows of ``items`` as a table, with the per-file failures in its schema metadata."""
-    from nwwatch.results.parquet import rows_to_table
-    from nwwatch.results.schema import frame_schema
-    from nwwatch.service.batch import BatchReport
-    from nwwatch.service.logsetup import get_logger
-
-    # The frame stage of ``process`` itself (read -> segment -> measure -> rows), without
-    # its ledger steps, which the driver does.
-    from nwwatch.service.pipeline import _run_frames
-
-    seg = _segmenter(spec)
-    failures: list[Failure] = []
-    # The label queue (a by-product written by the frame stage) goes to a private folder
-    # that is dropped: several processes must not rewrite one queue file at once.
-    scratch = Path(tempfile.mkdtemp(prefix="nwwatch-task-"))
-    try:
-        engine = Engine(kind="insitu", segmenter=seg, ledger=None, results_dir=scratch,
-                        batch_size=spec.batch_size, log=get_logger("nwwatch.cluster"))
-        _run_frames(items, engine, batch_id, failures, BatchReport(batch_id))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    for it in items:
-        if it.gone:
-            results[str(it.path)].gone = True
-    rows = [row for it in items if not it.failed for row in it.rows]
-    failed = {}
-    for f in failures:
-        sha = f.key.sha256
-        failed.setdefault(sha, {"reason": f.reason, "error_type": f.error_type,
-                                "permanent": f.permanent, "paths": []})
-        failed[sha]["paths"] += [str(it.path) for it in items
-                                 if it.key.sha256 == sha]
-    table = rows_to_table(rows, frame_schema())
-    meta = dict(table.schema.metadata or {})
-    meta[_FAILURES_META] = json.dumps(failed).encode()
-    return table.replace_schema_metadata(meta)
-
-
-def _exit_once() -> None:
-    marker = os.environ.get(_EXIT_ONCE_ENV)
-    if not marker:
-        return
-    try:
-        os.unlink(marker)  # only one process succeeds
-    except FileNotFoundError:
-        return
-    os._exit(1)
 
 
 # --- the driver side ----------------------------------------------------------------------
@@ -296,14 +116,14 @@ def connect(address: str):
 
 
 def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: Engine,
-                   summary, bar, *, inference, force: bool = False, log=None) -> ClusterStats:
+                   summary, bar, *, inference, chunk_frames: int, force: bool = False,
+                   log=None) -> ClusterStats:
     """Process the ``(file, structural check)`` pairs of ``todo`` on the cluster at
     ``address``, committing each task's rows to ``engine``'s ledger as it comes back.
-    Counts go to ``summary`` (a :class:`~nwwatch.service.replay.ReplaySummary`) and ``bar``.
+    Counts go to ``summary`` (a :class:`~nwwatch.service.replay.ReplaySummary`) and ``bar``;
+    ``chunk_frames``: frames of the first tasks (local replay's chunk).
     """
     from distributed import as_completed
-
-    from nwwatch.service.replay import REPLAY_CHUNKS
 
     client, cluster = connect(address)
     stats = ClusterStats()
@@ -331,7 +151,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                         threads=threads, staging=str(staging), force=force)
         # Until the first task tells how long a frame takes: local replay's chunk, or fewer
         # frames so that every worker gets a share of a small folder.
-        frames_per_task = max(engine.batch_size, min(REPLAY_CHUNKS * engine.batch_size,
+        frames_per_task = max(engine.batch_size, min(chunk_frames,
                                                      math.ceil(summary.files
                                                                / max(1, stats.threads))))
         window = 2 * max(1, stats.threads)  # tasks queued ahead, so no worker waits

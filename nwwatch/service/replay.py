@@ -155,7 +155,8 @@ def replay(
             from nwwatch.service.cluster import run_on_cluster
 
             summary.cluster = run_on_cluster(todo, dask, engine, summary, bar,
-                                             inference=inference, force=force, log=log)
+                                             inference=inference, force=force, log=log,
+                                             chunk_frames=REPLAY_CHUNKS * engine.batch_size)
             summary.seconds = time.perf_counter() - t0
             bar.close()
             return summary
