@@ -92,14 +92,18 @@ def test_cluster_rows_equal_local_replay_and_bad_file_is_quarantined(cluster, ac
     assert list(q_dask.reason) == list(q_local.reason)
 
 
-def test_second_cluster_run_skips_everything(cluster, acq, tmp_path):
+def test_second_cluster_run_skips_everything_and_force_replaces_rows(cluster, acq, tmp_path):
     address, _ = cluster
     folder, onnx = acq
     replay(folder, tmp_path / "res", model=onnx, dask=address)
     again = replay(folder, tmp_path / "res", model=onnx, dask=address)
     assert (again.skipped, again.done, again.frames, again.cluster.tasks) == (
         N_FRAMES + 1, 0, 0, 0)
-    assert_exactly_once(tmp_path / "res", N_FRAMES)
+    before = assert_exactly_once(tmp_path / "res", N_FRAMES)
+    forced = replay(folder, tmp_path / "res", model=onnx, dask=address, force=True)
+    assert (forced.done, forced.frames) == (N_FRAMES, N_FRAMES)
+    after = assert_exactly_once(tmp_path / "res", N_FRAMES)  # replaced, not duplicated
+    assert set(after.batch_id).isdisjoint(before.batch_id)
 
 
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, acq, tmp_path):
@@ -141,6 +145,14 @@ def test_unreachable_scheduler_is_a_clear_error(acq, tmp_path):
         replay(folder, tmp_path / "res", model=onnx, dask="tcp://127.0.0.1:9")
     with pytest.raises(ClusterUnavailableError, match="local:N"):
         replay(folder, tmp_path / "res", model=onnx, dask="local:0")
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    out = CliRunner().invoke(main, ["replay", str(folder), "--out", str(tmp_path / "res"),
+                                    "--model", str(onnx), "--dask", "tcp://127.0.0.1:9"])
+    assert out.exit_code == 1
+    assert "no Dask scheduler reachable at tcp://127.0.0.1:9" in out.output
 
 
 def test_without_the_extra_dask_names_it(acq, tmp_path, monkeypatch):

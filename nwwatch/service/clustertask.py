@@ -131,15 +131,18 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
         table = pq.read_table(staged)  # a re-run: the first run's output is complete
         result.reused = True
     else:
-        table = _compute(items, spec, digest[:16], results)
+        table = _compute(items, spec, digest[:16])
         write_table_atomic(table, staged)
         _exit_once()
     counts: dict[str, int] = {}
     for sha in table.column("source_sha256").to_pylist():
         counts[sha] = counts.get(sha, 0) + 1
-    failed = json.loads((table.schema.metadata or {}).get(_FAILURES_META, b"{}"))
+    meta = json.loads((table.schema.metadata or {}).get(_FAILURES_META, b"{}"))
+    failed, gone = meta.get("failed", {}), set(meta.get("gone", []))
     for r in results.values():
-        if r.sha256 in failed and r.path in failed[r.sha256]["paths"]:
+        if r.path in gone:  # vanished while being read: released, seen again next time
+            r.gone = True
+        elif r.sha256 in failed and r.path in failed[r.sha256]["paths"]:
             f = failed[r.sha256]
             r.reason, r.error_type, r.permanent = f["reason"], f["error_type"], f["permanent"]
         elif r.sha256 is not None and not r.duplicate:
@@ -151,8 +154,9 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     return result
 
 
-def _compute(items, spec: TaskSpec, batch_id: str, results: dict[str, FileResult]):
-    """Rows of ``items`` as a table, with the per-file failures in its schema metadata."""
+def _compute(items, spec: TaskSpec, batch_id: str):
+    """Rows of ``items`` as a table, with the files that failed or vanished in its schema
+    metadata (so that a re-run that finds the table knows them too)."""
     from nwwatch.results.parquet import rows_to_table
     from nwwatch.results.schema import frame_schema
     from nwwatch.service.batch import BatchReport
@@ -173,9 +177,6 @@ def _compute(items, spec: TaskSpec, batch_id: str, results: dict[str, FileResult
         _run_frames(items, engine, batch_id, failures, BatchReport(batch_id))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    for it in items:
-        if it.gone:
-            results[str(it.path)].gone = True
     rows = [row for it in items if not it.failed for row in it.rows]
     failed = {}
     for f in failures:
@@ -186,7 +187,8 @@ def _compute(items, spec: TaskSpec, batch_id: str, results: dict[str, FileResult
                                  if it.key.sha256 == sha]
     table = rows_to_table(rows, frame_schema())
     meta = dict(table.schema.metadata or {})
-    meta[_FAILURES_META] = json.dumps(failed).encode()
+    gone = [str(it.path) for it in items if it.gone]
+    meta[_FAILURES_META] = json.dumps({"failed": failed, "gone": gone}).encode()
     return table.replace_schema_metadata(meta)
 
 
