@@ -22,9 +22,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/nwwatch demo demo_output
 
-# The labelling page's test drives a real headless browser: Debian's chromium and chromedriver
-# (nothing downloaded at test time). Installed here when missing and we are root; otherwise
-# the browser test fails and names this command.
+# The labelling page's and the dashboard's tests drive a real headless browser: Debian's
+# chromium and chromedriver (nothing downloaded at test time), through tests/webdriver.py.
+# Installed here when missing and we are root; otherwise the browser tests fail and name this
+# command.
 browser:
 	@if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium chromium-driver; \

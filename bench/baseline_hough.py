@@ -1,6 +1,6 @@
 """Re-implementation of the first paper's contact-angle method, as the benchmark's baseline.
 
-Written from its description (REFERENCE section 2), not from its code:
+Written from its description, not from its code:
 3x3 morphological edges of the droplet and wire masks; the interface is where the two edge
 bands overlap; a Hough line on a 1-degree grid (first peak) gives the facet; the profile gives
 ``a`` (half the interface length along the line) and ``h`` (largest distance of a droplet pixel

@@ -30,7 +30,7 @@ import shutil
 import time
 from pathlib import Path
 
-#: Seed 000's published figures (REFERENCE §2): mIoU % and contact-angle MSE (deg^2).
+#: The first paper's published figures: mIoU % and contact-angle MSE (deg^2).
 PAPER = {
     "A": (92.0, 28.30), "B": (86.8, 61.46), "C": (92.1, 30.68),
     "D": (93.4, 3.88), "E": (94.7, 6.01), "F": (96.4, 3.26), "G": (None, None),

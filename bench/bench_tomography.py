@@ -1,4 +1,4 @@
-"""Seed 003's tables on synthetic tomograms with known truth (issue 6).
+"""Seed 003's tables on synthetic tomograms with known truth, and the default workflow's choice.
 
 For each seed: simulate a porous grain tilt series and reconstruct it
 (:func:`nwwatch.synth.tomogram.simulate_tomogram`), label ``r`` of ONE central slice in whole
@@ -14,6 +14,12 @@ segment the whole volume with:
 - ``unet``: the same 2D UNet trained with cross-entropy that ignores unlabeled pixels
   (``nwwatch train --paradigm supervised``, Dice term off, as in the paper's baseline);
 - ``contrastive``: seed 003's method (``--paradigm contrastive``);
+- ``auto``: the product's default workflow, ``nwwatch train --volume`` without ``--paradigm``
+  (:func:`training.volume_select.select_and_train`: the candidates cross-validated on the
+  labeled patches, the best kept), segmented plain; the record names the kept method, every
+  candidate's score, and the mask's verdict (``status``, ``reason_code``). The issue's target
+  is checked per seed and rate (:func:`target_rows`): ``auto`` IoU >= max(otsu, otsu-smooth,
+  rf) - 0.01, or the row is ``suspect``;
 - ``oracle``: ceilings, not methods: the best global threshold chosen with the truth, on the
   volume, on the volume smoothed per slice (Gaussian sigma 1), and on the same grain
   reconstructed without noise or misalignment (what the missing wedge and blur alone allow).
@@ -59,7 +65,7 @@ import numpy as np
 
 from nwwatch.synth.tomo_labels import patch_labels
 from nwwatch.synth.tomogram import simulate_tomogram
-from training.config import SELF_NEGATIVES, VOLUME_DEFAULTS
+from training.config import SELF_NEGATIVES, VOLUME_CANDIDATES, VOLUME_DEFAULTS
 
 RATES = (0.02, 0.06, 0.12, 0.18, 0.25)
 ABLATION_RATES = (0.06, 0.12, 0.18, 1.0)
@@ -127,10 +133,46 @@ def rf_mask(features: np.ndarray, labels: dict[int, np.ndarray], seed: int) -> n
     return (prob.reshape(z, y, x) > 0.5).astype(np.uint8)
 
 
-def warning_signs(seg) -> dict[str, float]:
-    """The volume row's label-free warning signs of a VolumeSegmentation."""
+def warning_signs(seg) -> dict[str, object]:
+    """The volume row's label-free warning signs and verdict of a VolumeSegmentation."""
     return {"uncertain_fraction": seg.uncertain_fraction,
-            "threshold_agreement": seg.threshold_agreement}
+            "threshold_agreement": seg.threshold_agreement,
+            "status": seg.verdict.status, "reason_code": seg.verdict.reason_code,
+            "solid_fraction": seg.verdict.solid_fraction,
+            "reference_solid_fraction": seg.verdict.reference_solid_fraction,
+            "labels_solid_fraction": seg.verdict.labels_solid_fraction}
+
+
+def auto_and_segment(args, volume_path: Path, ks: list[int], labels_paths: list[Path],
+                     volume: np.ndarray, out: Path, seed: int) -> tuple[object, dict, dict]:
+    """The default workflow: select_and_train with ``args.candidates``, then segment_volume
+    (plain, and with each of ``args.fusions``). Returns (plain, info, {fusion: segmentation})."""
+    from nwwatch.segment.session import Segmenter
+    from nwwatch.volume import segment_volume
+    from training.config import TrainConfig
+    from training.volume_select import select_and_train
+
+    config = TrainConfig(
+        out=str(out), paradigm="contrastive", arch="unet-paper",
+        model_options={"widths": list(args.widths), "dropout": 0.0},
+        volume=str(volume_path), slice_index=ks, labels=[str(p) for p in labels_paths],
+        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+        crop=min(args.crop, volume.shape[1]), val_fraction=0.0, seed=seed, device=args.device,
+        dice_weight=0.0, classifier_steps=args.classifier_steps, exporter="legacy",
+        lr=args.lr, temperature=args.temperature, threads=1)
+    start = time.perf_counter()
+    selection, model = select_and_train(config, args.candidates)
+    train_s = time.perf_counter() - start
+    segmenter = Segmenter(model, providers=("cpu",), threads=args.threads)
+    start = time.perf_counter()
+    seg = segment_volume(segmenter, volume, margin_px=args.margin)
+    info = {"train_s": train_s, "segment_s": time.perf_counter() - start,
+            "chosen": selection.method, "grouping": selection.grouping,
+            "cv_scores": selection.scores, "label_warnings": selection.warnings}
+    fused = {fusion: segment_volume(segmenter, volume, margin_px=args.margin,
+                                    triplanar="triplanar" in fusion, flips="flips" in fusion)
+             for fusion in args.fusions}
+    return seg, info, fused
 
 
 def loss_weights(variant: str) -> dict[str, float]:
@@ -203,7 +245,7 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
         # Where the errors are: inside the grain (pores vs solid) or in the vacuum around it.
         in_grain = float(np.count_nonzero(solid & true & grain)
                          / max(1, np.count_nonzero((solid | true) & grain)))
-        row = {"seed": seed, "method": method, "rate": rate,
+        row = {"seed": seed, "method": method, "rate": rate, "family": args.family,
                "iou": iou_solid(mask, truth, ks), "iou_in_grain": in_grain,
                "solid_in_vacuum": float(solid[~grain].mean()), **(extra or {})}
         records.append(row)
@@ -230,7 +272,7 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
     features = slice_features(volume) if "rf" in args.methods else None
     features_s = time.perf_counter() - start  # once per volume, shared by every rate
     jobs = [(m, r, "combined") for r in args.rates
-            for m in ("rf", "unet", "contrastive") if m in args.methods]
+            for m in ("rf", "unet", "contrastive", "auto") if m in args.methods]
     if args.ablation:
         jobs += [("contrastive", r, v) for r in args.ablation_rates for v in ABLATION_VARIANTS
                  if ("contrastive", r, v) not in jobs]
@@ -251,6 +293,14 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
             continue
         paths = [write_inputs(folder, volume, lab, z, f"{tag}_z{z}") for z, lab in labels.items()]
         volume_path, labels_paths = paths[0][0], [path for _, path in paths]
+        if method == "auto":
+            seg, info, fused = auto_and_segment(args, volume_path, ks, labels_paths, volume,
+                                                folder / f"{tag}.onnx", seed)
+            record("auto", rate, seg.mask, {**extra, **info, **warning_signs(seg)})
+            for fusion, fused_seg in fused.items():
+                record(f"auto+{fusion}", rate, fused_seg.mask,
+                       {**extra, **info, **warning_signs(fused_seg)})
+            continue
         paradigm = "supervised" if method == "unet" else "contrastive"
         out = folder / f"{tag}.onnx"
         seg, timing, fused = train_and_segment(args, paradigm, volume_path, ks, labels_paths,
@@ -296,6 +346,30 @@ def time_large(args, model: Path, log) -> dict:
     return out
 
 
+def target_rows(records: list[dict], tolerance: float = 0.01) -> list[dict]:
+    """Per (seed, rate) of ``auto``: its IoU against max(otsu, otsu-smooth, rf) of the same
+    seed and rate; ``verdict`` is "met" (IoU >= that - tolerance), "flagged" (below it but the
+    row is suspect), or "missed"."""
+    out = []
+    for row in records:
+        if row["method"] != "auto":
+            continue
+        bars = {r["method"]: r["iou"] for r in records if r["seed"] == row["seed"]
+                and r["method"] in ("otsu", "otsu-smooth", "rf")
+                and r["rate"] in (None, row["rate"])}
+        if not bars:
+            continue
+        bar = max(bars.values())
+        met = row["iou"] >= bar - tolerance
+        out.append({"seed": row["seed"], "rate": row["rate"], "auto": row["iou"],
+                    "chosen": row.get("chosen"), "bar": bar,
+                    "bar_method": max(bars, key=lambda k: bars[k]),
+                    "status": row.get("status"), "reason_code": row.get("reason_code"),
+                    "verdict": "met" if met else "flagged" if row.get("status") == "suspect"
+                    else "missed"})
+    return out
+
+
 def summarise(records: list[dict], key: str = "iou") -> dict:
     """{method: {str(rate): {values, mean, std, n}}} of ``key`` over the records having it."""
     table: dict[str, dict[str, dict]] = {}
@@ -324,7 +398,8 @@ def markdown(records: list[dict], rates: list[float], key: str = "iou") -> str:
     lines = ["| method | " + " | ".join(f"r = {r:g}" for r in rates) + " |",
              "|---" * (len(rates) + 1) + "|"]
     deep = [f"{m}{f}" for m in ("unet", "contrastive") for f in ("", *(f"+{x}" for x in FUSIONS))]
-    for method in (*UNLABELED_METHODS, "rf", *deep, *ORACLES):
+    auto = ["auto", *(f"auto+{x}" for x in FUSIONS)]
+    for method in (*UNLABELED_METHODS, "rf", *deep, *auto, *ORACLES):
         if method in table:
             # Otsu and the oracles use no labels: one value per seed, shown in every column.
             unlabeled = method in UNLABELED_METHODS or method in ORACLES
@@ -341,19 +416,40 @@ def markdown(records: list[dict], rates: list[float], key: str = "iou") -> str:
     return "\n".join(lines)
 
 
+def target_markdown(rows: list[dict]) -> str:
+    """The per-seed target check of :func:`target_rows` (rows may carry a ``family``)."""
+    lines = ["| family | r | seed | auto (kept method) | max(otsu, otsu-smooth, rf) | status "
+             "| verdict |", "|---|---|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda r: (r.get("family") or "", r["rate"], r["seed"])):
+        code = f" ({row['reason_code']})" if row.get("reason_code") else ""
+        lines.append(f"| {row.get('family') or ''} | {row['rate']:g} | {row['seed']} | "
+                     f"{row['auto']:.3f} ({row['chosen']}) | {row['bar']:.3f} "
+                     f"({row['bar_method']}) | {row['status']}{code} | {row['verdict']} |")
+    return "\n".join(lines)
+
+
 def render(paths: list[Path]) -> None:
-    """Print the Markdown tables of result files, records pooled (a repeated (seed, method,
-    rate) counts once, from the last file)."""
+    """Print the Markdown tables of result files, records pooled (a repeated (family, seed,
+    method, rate) counts once, from the last file), and the target check of ``auto``."""
     unique: dict[tuple, dict] = {}
     rates: set[float] = set()
+    targets: list[dict] = []
     for path in paths:
         result = json.loads(Path(path).read_text())
         for row in result["records"]:
-            unique[(row["seed"], row["method"], row["rate"])] = row
+            unique[(row.get("family"), row["seed"], row["method"], row["rate"])] = row
         rates.update(result["settings"]["rates"])
-    for key in ("iou", "iou_in_grain", "solid_in_vacuum"):
-        print(f"\n{key}:\n")
-        print(markdown(list(unique.values()), sorted(rates), key))
+        family = result["settings"].get("family")
+        targets += [{**row, "family": family} for row in result.get("target", [])]
+    families = sorted({row.get("family") or "" for row in unique.values()})
+    for family in families:
+        rows = [r for r in unique.values() if (r.get("family") or "") == family]
+        for key in ("iou", "iou_in_grain", "solid_in_vacuum"):
+            print(f"\n{family} {key}:\n")
+            print(markdown(rows, sorted(rates), key))
+    if targets:
+        print("\ntarget (auto >= max(otsu, otsu-smooth, rf) - 0.01, or suspect):\n")
+        print(target_markdown(targets))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -363,9 +459,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES))
     parser.add_argument("--methods", nargs="+",
                         default=["otsu", "otsu-smooth", "rf", "unet", "contrastive"],
-                        choices=("otsu", "otsu-smooth", "rf", "unet", "contrastive", "oracle",
-                                 "none"),
-                        help="oracle: truth-chosen thresholds; none: only --ablation")
+                        choices=("otsu", "otsu-smooth", "rf", "unet", "contrastive", "auto",
+                                 "oracle", "none"),
+                        help="auto: the default workflow (method chosen by cross-validation); "
+                             "oracle: truth-chosen thresholds; none: only --ablation")
+    parser.add_argument("--candidates", nargs="+", default=list(VOLUME_CANDIDATES),
+                        choices=VOLUME_CANDIDATES, help="auto: the candidates")
+    parser.add_argument("--family", default=None,
+                        help="a name for --volume-options, stored in every record")
     parser.add_argument("--volume-options", type=json.loads, default={},
                         help='simulate_tomogram keywords as JSON, e.g. \'{"tilt_max_deg": 80}\'')
     parser.add_argument("--ablation", action="store_true")
@@ -379,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classifier-steps", type=int,
                         default=VOLUME_DEFAULTS["classifier_steps"])
     parser.add_argument("--temperature", type=float, default=1.0,
-                        help="contrastive temperature (0.1: the setting before issue 6's fix)")
+                        help="contrastive temperature (0.1 scatters the vacuum)")
     parser.add_argument("--self-negatives", default="all", choices=SELF_NEGATIVES,
                         help="contrastive: negatives of the self-supervised loss")
     parser.add_argument("--widths", type=int, nargs="+",
@@ -432,9 +533,12 @@ def main(argv: list[str] | None = None) -> None:
         "summary": {key: summarise(records, key)
                     for key in ("iou", "iou_in_grain", "solid_in_vacuum")},
         "timing": timing,
+        "target": target_rows(records),
     }
     args.out.write_text(json.dumps(result, indent=2))
     log(markdown(records, args.rates))
+    for row in result["target"]:
+        log(json.dumps(row))
     log(f"wrote {args.out}")
 
 

@@ -23,26 +23,33 @@ _COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "replay": ("nwwatch.service.cli", "replay", None),
     "status": ("nwwatch.service.cli", "status", None),
     "ledger": ("nwwatch.service.cli", "ledger", None),
+    "compact": ("nwwatch.service.cli", "compact", None),
     "demo": ("nwwatch.demo", "demo", None),
+    "dashboard": ("nwwatch.dashboard.cli", "dashboard", None),
+    "report": ("nwwatch.dashboard.report", "report", "report"),
     "label": ("nwwatch.label.cli", "label", None),
 }
 
 _HELP = {
     "synth": "Generate synthetic acquisitions with exact ground truth.",
-    "measure": "Measure contact angles on label images.",
+    "measure": "Measure contact angles on label images or raw frames.",
     "train": "Train a segmentation model and export it to ONNX.",
     "evaluate": "Score an ONNX model on a labeled data folder.",
     "run": "Run the resident watching service.",
     "replay": "Process an existing folder or file through the service's code path.",
     "status": "Show what the service has processed, failed and quarantined.",
     "ledger": "Maintain the service's ledger (rebuild it from the results).",
+    "compact": "Merge the small result files of finished acquisitions into one file each.",
     "demo": "Run the main job end to end on synthetic data.",
+    "dashboard": "Serve the web dashboard of a results folder.",
+    "report": "Write a static HTML report (with PNG plots) of a results folder.",
     "label": "Correct the model's labels in the browser and save training data.",
 }
 
 
 #: Modules each extra provides; a command that needs an extra checks them before loading.
-_EXTRA_MODULES: dict[str, tuple[str, ...]] = {"train": ("torch", "onnx", "onnxscript")}
+_EXTRA_MODULES: dict[str, tuple[str, ...]] = {"train": ("torch", "onnx", "onnxscript"),
+                                               "report": ("matplotlib",)}
 
 
 def _missing_modules(extra: str) -> list[str]:

@@ -20,6 +20,9 @@ from nwwatch.io import read_frames, read_volume
 from nwwatch.measure.overlay import stretch_to_uint8
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "insitu-default.onnx"
+#: The main video looks like the real frames: a droplet of radius ~100 px at 512 px
+#: (60-150 px is typical), a moderate dose and a facet inclined to the wire axis.
+MAIN_VIDEO = {"droplet_radius_px": 100.0, "dose_e_per_px": 60.0, "facet_incline_deg": 12.0}
 
 
 _LABEL_COLOURS = np.array([[0, 0, 0], [60, 160, 60], [40, 80, 230]], np.uint8)  # BGR
@@ -108,7 +111,11 @@ def plot_angle_vs_time(frames_table, truth_table, path: Path) -> dict[str, float
 @click.option("--model", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="ONNX model (default: the shipped in-situ model).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int) -> None:
+@click.option("--stress", is_flag=True,
+              help="The stress case instead: the seed's own draw (at seed 0 a 35 px droplet "
+                   "at 35 e/px, tilted wire).")
+def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
+         stress: bool) -> None:
     """Synthetic growth video -> nwwatch -> Parquet -> angle-vs-time plot and overlays."""
     from nwwatch.measure import draw_overlay, measure_contact_angle
     from nwwatch.service.replay import replay
@@ -122,7 +129,9 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int) -> 
 
     start = time.perf_counter()
     click.echo(f"1/4 synthesising a {n_frames}-frame growth video ({size}x{size}) in {video}")
-    generate_insitu(video, n_frames, video=True, seed=seed, size=size)
+    options = None if stress else {k: v * size / 512.0 if k == "droplet_radius_px" else v
+                                   for k, v in MAIN_VIDEO.items()}
+    generate_insitu(video, n_frames, video=True, seed=seed, size=size, video_options=options)
     click.echo(f"2/4 synthesising a 64^3 tomogram in {tomo}")
     generate_tomogram(tomo, size=64, seed=seed)
     montage = write_montage(video, tomo, out / "montage.png")

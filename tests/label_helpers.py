@@ -8,15 +8,19 @@ import numpy as np
 
 from nwwatch.label.geometry import Circle, LabelGeometry
 from nwwatch.synth.geometry import axis_vectors, droplet_geometry
-from nwwatch.synth.insitu import frame_params, render_insitu_frame
+from nwwatch.synth.insitu import render_insitu_frame
+from nwwatch.synth.params import frame_rng, sample_frame_params
 
 
 def plain_params(seed: int, index: int, size: int = 256, **changes):
-    """A synthetic frame's parameters with an untilted, untruncated wire and no distractors
-    (the shapes the tool draws: a circle cut by the facet and a polygon)."""
-    params = frame_params(seed, index, size)
-    wire = dataclasses.replace(params.wire, tilt_deg=0.0, truncation_px=0.0)
-    return dataclasses.replace(params, wire=wire, distractors=(), scale_bar=False, **changes)
+    """A synthetic frame's parameters with a straight, untilted, untruncated wire crossing the
+    frame, a facet square to it and no distractors (the shapes :func:`truth_geometry` draws: a
+    circle cut by the facet and a rectangle)."""
+    params = sample_frame_params(
+        frame_rng(seed, index, 0), size, frame_index=index, tilt_deg=0.0, truncation_px=0.0,
+        n_distractors=0, scale_bar=False, placement="centred", facet_incline_deg=0.0,
+        wire_profile="straight", base_ratio=1.0)
+    return dataclasses.replace(params, **changes) if changes else params
 
 
 def truth_geometry(params) -> LabelGeometry:

@@ -150,7 +150,7 @@ class ExportsDifferently(nn.Module):
 
 
 class BakedAdaptivePool(nn.Module):
-    """nn.AdaptiveAvgPool2d: the dynamo exporter bakes the trace-size bins in (REFERENCE §5)."""
+    """nn.AdaptiveAvgPool2d: the dynamo exporter bakes the trace-size bins in."""
 
     size_multiple = 8
 

@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 import tifffile
 from click.testing import CliRunner
+from ideal_caps import render_ideal_cap
 
 from nwwatch.cli import main
 from nwwatch.measure import MEASUREMENT_FIELDS, draw_overlay, measure_contact_angle
-from nwwatch.measure.ideal import render_ideal_cap
 
 SHAPE = (200, 200)
 
@@ -80,3 +80,41 @@ def test_overlay_draws_the_fit_on_the_frame():
     assert red[:60].any() and not red[100:].any()
     with pytest.raises(ValueError, match="shape"):
         draw_overlay(np.zeros((5, 5)), c.labels, r)
+
+
+def test_raw_frames_are_segmented_with_the_model_then_measured(tmp_path):
+    from onnx_models import build_threshold_model
+    from servicekit import paint_insitu
+
+    from nwwatch.normalize import normalize_image
+    from nwwatch.segment.session import Segmenter
+
+    onnx = build_threshold_model(tmp_path / "model.onnx")
+    noise = np.random.default_rng(3).integers(-3, 4, (128, 128))
+    frame = (paint_insitu(117.0, size=128, half_width=16) + noise).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "raw.tif", frame)  # many grey levels: a frame, not labels
+    labels = np.zeros((128, 128), np.uint8)
+    labels[60:, 50:70] = 1
+    cv2.imwrite(str(tmp_path / "labels.png"), labels)  # a wire only: no_droplet
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, [
+        "measure", str(tmp_path / "raw.tif"), str(tmp_path / "labels.png"), "--out", str(out),
+        "--model", str(onnx), "--overlays", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "raw.tif[0] (frame): ok [ok]" in result.output
+    assert "labels.png[0] (labels): no_droplet [no_droplet]" in result.output
+    raw, lab = pq.read_table(out).to_pylist()
+    seg = Segmenter(onnx, providers=("cpu",))
+    expected = seg.segment(normalize_image(frame))
+    truth = measure_contact_angle(expected.labels[0], expected.probabilities[0, 2])
+    assert raw["contact_angle_deg"] == pytest.approx(truth.contact_angle_deg, abs=1e-9)
+    assert raw["contact_angle_deg"] == pytest.approx(117.0, abs=3.0)
+    assert raw["model_sha256"] == seg.model_sha256 and 0 <= raw["confidence"] <= 1
+    assert lab["model_sha256"] is None and lab["status"] == "no_droplet"
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["labels_overlay.png",
+                                                                  "raw_overlay.png"]
+    # --read-as labels refuses the frame with the reason, naming the file
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "raw.tif"), "--out", str(out),
+                                       "--read-as", "labels"])
+    assert result.exit_code == 1
+    assert "raw.tif" in result.output and "labels must be" in result.output

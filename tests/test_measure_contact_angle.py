@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ideal_caps import axis_vectors, render_ideal_cap
 
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure import (
@@ -20,7 +21,6 @@ from nwwatch.measure import (
     ContactAngleResult,
     measure_contact_angle,
 )
-from nwwatch.measure.ideal import axis_vectors, render_ideal_cap
 
 SHAPE = (256, 256)
 FAST = settings(max_examples=25, deadline=None,
@@ -30,7 +30,7 @@ FAST = settings(max_examples=25, deadline=None,
 def binary_tolerance_deg(a: float) -> float:
     """Worst case from a binary mask: a grid-aligned facet is only known to +-0.5 px (costs
     0.5/a rad) plus the circle fit (up to ~0.3/a rad when pixel centres fall on the outline)."""
-    return math.degrees(0.8 / a)
+    return math.degrees(1.0 / a)
 
 
 def cap(theta=110.0, a=30.0, axis=70.0, center=(150.3, 120.6), shape=SHAPE, **kw):
@@ -57,9 +57,16 @@ def test_recovers_theta_from_binary_mask(theta, a, axis, dr, dc):
     assert r.status == "ok", r.reason
     assert r.angle_valid
     assert abs(r.contact_angle_deg - theta) <= binary_tolerance_deg(a)
-    assert abs(r.base_half_width_px - a) <= 0.75
+    # Hypothesis hunts the worst cases (a facet through a row of pixel centres); the 95 %
+    # calibration at 2 sigma is measured in bench/bench_contact_angle.py.
+    assert abs(r.contact_angle_deg - theta) <= max(3.0 * r.contact_angle_uncertainty_deg, 0.05)
+    assert abs(r.base_half_width_px - a) <= 1.0
+    assert r.facet_source == "interface" and r.reason_code == "ok"
     # the axis convention: atan2(-d_row, d_col), towards the droplet
-    assert abs((r.wire_axis_deg - axis + 180) % 360 - 180) < 1.5
+    if r.wire_status == "measured":
+        assert abs((r.wire_axis_deg - axis + 180) % 360 - 180) < 1.5
+        assert r.wire_width_px == pytest.approx(2 * a, abs=2.0)
+        assert abs(r.facet_inclination_deg) < 3.0
 
 
 @FAST
@@ -74,9 +81,10 @@ def test_recovers_theta_from_probability_map(theta, a, axis, dr, dc):
     c = cap(theta, a, axis, (128 + dr, 128 + dc))
     r = measure_contact_angle(c.labels, c.droplet_coverage)
     assert r.status == "ok", r.reason
-    # Worst case: theta near 80 deg with the facet on a pixel-grid direction (bench max 0.16 at
-    # a = 20 px over random orientations; 0.38 seen with the facet exactly along a pixel row).
-    assert abs(r.contact_angle_deg - theta) <= 0.45
+    # Worst case: theta near 80 deg with the facet along a pixel row at a = 20 px (the 0.5
+    # crossing between a partly covered and a saturated pixel errs by ~0.1 px).
+    assert abs(r.contact_angle_deg - theta) <= 0.5
+    assert abs(r.contact_angle_deg - theta) <= 3.0 * r.contact_angle_uncertainty_deg
     assert abs(r.droplet_radius_px - c.droplet_radius_px) <= 0.1
     assert abs(r.cap_height_px - c.cap_height_px) <= 0.15
 
@@ -193,10 +201,11 @@ def test_status_no_wire_and_no_droplet():
     only_droplet = np.where(c.labels == NANOWIRE, 0, c.labels).astype(np.uint8)
     r = measure_contact_angle(only_droplet)
     assert r.status == "no_wire" and not r.angle_valid and r.contact_angle_deg is None
+    assert r.reason_code == "no_wire"
     assert "nanowire" in r.reason
     only_wire = np.where(c.labels == DROPLET, 0, c.labels).astype(np.uint8)
     r = measure_contact_angle(only_wire)
-    assert r.status == "no_droplet" and r.reason
+    assert r.status == "no_droplet" and r.reason and r.reason_code == "no_droplet"
     r = measure_contact_angle(np.zeros(SHAPE, np.uint8))
     assert r.status == "no_wire"
 
@@ -208,6 +217,7 @@ def test_status_droplet_not_on_wire():
     labels[(rr - 220) ** 2 + (cc - 220) ** 2 < 15**2] = DROPLET
     r = measure_contact_angle(labels)
     assert r.status == "droplet_not_on_wire" and r.reason and not r.angle_valid
+    assert r.reason_code == "droplet_not_on_wire"
 
 
 def test_status_several_droplets_measures_the_one_on_the_main_wire():
@@ -228,21 +238,26 @@ def test_status_fit_failed_for_a_square_droplet():
     labels[60:120, 100:160] = DROPLET
     r = measure_contact_angle(labels)
     assert r.status == "fit_failed" and not r.angle_valid
-    assert "circle" in r.reason
+    assert r.reason_code == "not_a_circle" and "circle" in r.reason
 
 
-def test_status_fit_failed_for_too_few_points():
+def test_status_fit_failed_for_too_few_points_or_too_short_an_arc():
     labels = np.zeros(SHAPE, np.uint8)
     labels[120:250, 100:160] = NANOWIRE
-    labels[117:120, 100:160] = DROPLET  # a 3 px sliver: nothing above the facet margin
+    labels[119:120, 100:160] = DROPLET  # a 1 px sliver: nothing above the facet margin
     r = measure_contact_angle(labels)
     assert r.status == "fit_failed", r.reason
+    assert r.reason_code == "free_surface_too_small"
+    labels[116:120, 100:160] = DROPLET  # a 4 px sliver: a few points on a flat arc
+    r = measure_contact_angle(labels)
+    assert r.reason_code == "arc_too_short", r.reason
 
 
 def test_status_angle_out_of_physical_range_keeps_the_value():
     c = cap(40.0, 30.0, 10.0)
     r = measure_contact_angle(c.labels)
     assert r.status == "angle_out_of_physical_range"
+    assert r.reason_code == "out_of_physical_range"
     assert not r.angle_valid
     assert r.contact_angle_deg == pytest.approx(40.0, abs=binary_tolerance_deg(30.0))
     assert "outside the physical range" in r.reason
@@ -270,6 +285,8 @@ def test_result_row_matches_schema_and_is_frozen():
         r.status = "ok"  # type: ignore[misc]
     with pytest.raises(ValueError, match="unknown status"):
         ContactAngleResult("fine", "")
+    with pytest.raises(KeyError, match="labels_noisy"):
+        ContactAngleResult("fit_failed", "", "ragged")
 
 
 def test_programming_errors_raise_value_error():
@@ -337,14 +354,14 @@ def test_numerical_failure_of_a_solver_is_a_fit_failed_value(monkeypatch):
 
     monkeypatch.setattr(contact_angle, "robust_fit", singular)
     r = measure_contact_angle(cap(110, 30, 20, (128, 128)).labels)
-    assert r.status == "fit_failed"
+    assert r.status == "fit_failed" and r.reason_code == "numerical_failure"
     assert "Singular matrix" in r.reason
     assert r.contact_angle_deg is None
 
 
-def test_ragged_wire_droplet_interface_fails_instead_of_a_wrong_angle():
-    # A network unsure where wire ends and droplet begins scatters the interface by pixels; the
-    # facet line cannot be placed, so no angle may be reported as valid.
+def test_ragged_wire_droplet_interface_is_measured_with_an_honest_uncertainty():
+    # A network unsure where wire ends and droplet begins scatters the interface by pixels;
+    # the robust line still finds the facet, and the uncertainty covers the error.
     c = cap(110.0, 30.0, 35.0, (128.3, 128.6))
     labels = c.labels.copy()
     t = t_coordinate(c)
@@ -352,6 +369,6 @@ def test_ragged_wire_droplet_interface_fails_instead_of_a_wrong_angle():
     band = (np.abs(t) < 3.0) & (labels > 0)
     labels[band] = rng.choice([NANOWIRE, DROPLET], size=int(band.sum())).astype(np.uint8)
     r = measure_contact_angle(labels)
-    assert r.status == "fit_failed" and not r.angle_valid
-    assert "ragged" in r.reason
-    assert measure_contact_angle(c.labels).status == "ok"  # the clean cap is measured
+    assert r.angle_valid, r.reason
+    assert r.facet_scatter_px > 0.5
+    assert abs(r.contact_angle_deg - 110.0) <= 2.0 * r.contact_angle_uncertainty_deg

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -11,7 +12,7 @@ from servicekit import model, write_config
 
 from nwwatch.segment.session import GpuUnavailableError, Segmenter
 from nwwatch.service.cli import run
-from nwwatch.service.config import ConfigError, load_config
+from nwwatch.service.config import ConfigError, OverlaySettings, load_config
 from nwwatch.service.notify import Notifier
 from nwwatch.service.watcher import FolderWatcher, matches, mount_fstype, use_polling
 from nwwatch.volume import VolumeOptions
@@ -37,6 +38,9 @@ def test_valid_config_and_defaults(paths):
     path.write_text(path.read_text() + "\n[tomogram]\ntriplanar = true\nmargin_px = 8\n")
     assert load_config(path).tomogram.volume_options() == VolumeOptions(triplanar=True,
                                                                         margin_px=8)
+    assert cfg.overlays.mode == "none"  # no QA pictures unless asked for
+    path.write_text(path.read_text().replace("[output]", "[output]\noverlays = \"flagged\""))
+    assert load_config(path).overlays == OverlaySettings("flagged", Path("overlays"), False)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +62,8 @@ def test_valid_config_and_defaults(paths):
         (("threads = 1", "threads = 1\n[tomogram]\ntri_planar = true"), "tomogram.tri_planar",
          "unknown key"),
         (("[[watch]]", "tomogram = \"fast\"\n[[watch]]"), "tomogram", "a table"),
+        (("[output]", "[output]\noverlays = \"some\""), "output.overlays", "not one of"),
+        (("[output]", "[output]\noverlays = true"), "output.overlays", "a string"),
     ],
 )
 def test_errors_name_file_key_and_problem(paths, edit, key, words):
@@ -236,7 +242,9 @@ def test_validating_a_config_never_loads_onnxruntime(paths):
     import sys
 
     tmp, acq, res, m = paths
-    path = write_config(tmp / "c.toml", acq, res, m, extra="[tomogram]\nflips = true")
+    path = write_config(tmp / "c.toml", acq, res, m, extra="[tomogram]\nflips = true\n"
+                                                     "[dashboard]\nstale_after_s = 60")
+    path.write_text(path.read_text().replace("[output]", "[output]\noverlays = \"all\""))
     code = ("import sys; sys.modules['onnxruntime'] = None\n"
             "from nwwatch.service.dropin import main\n"
             f"sys.exit(main([{str(path)!r}]))\n")

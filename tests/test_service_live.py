@@ -95,6 +95,9 @@ def test_awkward_writers_and_bad_files(setup):
     q = pq.read_table(res / "quarantine.parquet").to_pandas()
     assert dict(zip(q.path.map(os.path.basename), q.error_type, strict=True)) == expected_bad
     assert {e["event"] for e in daemon.events()} >= {"file_processed", "file_quarantined"}
+    for e in daemon.events():  # each frame's line says what became of it
+        if e["event"] == "file_processed":
+            assert e["status"] and e["reason_code"] and "contact_angle_deg" in e
     # the acquisition folder got nothing new
     assert sorted(os.listdir(acq)) == sorted(
         [".hidden.tif", "bad", "left.tif.tmp", "renamed.tif", "reopen.tif", "slow.tif"])

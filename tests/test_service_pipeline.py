@@ -98,9 +98,11 @@ def test_bad_inputs_are_quarantined_with_reasons(tmp_path, onnx_model):
     assert "60000" in got["absurd.tif"][1]
     # the acquisition folder is untouched: same names, nothing added
     assert sorted(os.listdir(acq)) == sorted([*expected, "good.tif"])
-    # a second replay does not try them again
+    # a second replay does not try them again, but still counts them as quarantined
     again = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model)
-    assert (again.done, again.quarantined, again.skipped) == (0, 0, 6)
+    assert (again.done, again.skipped) == (0, 1)
+    assert again.quarantined == again.still_quarantined == len(expected)
+    assert again.exit_status == 3
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
@@ -259,14 +261,18 @@ def test_a_suspect_tomogram_is_recorded_and_warned_about(tmp_path):
     rows = ds.dataset(tmp_path / "out" / "volumes").to_table().to_pandas().set_index("source")
     clear, unsure = rows.loc[os.path.abspath(acq / "clear.tif")], \
         rows.loc[os.path.abspath(acq / "unsure.tif")]
-    assert clear.status == unsure.status == "ok"
+    # The row and the warning agree: status "suspect" with the reason code, the text in both.
+    assert (clear.status, clear.reason_code) == ("ok", "")
+    assert unsure.status == "suspect" and "uncertain" in unsure.reason_code.split(",")
     assert clear.uncertain_fraction == 0.0
     assert clear.threshold_agreement > 0.9  # the blurred reference is a row wider at most
     assert unsure.uncertain_fraction == pytest.approx(15 / 40)
     warned = [e for e in logs if e["event"] == "volume_suspect"]
     assert len(warned) == 1 and warned[0]["source"] == os.path.abspath(acq / "unsure.tif")
     assert warned[0]["uncertain_fraction"] == pytest.approx(15 / 40, abs=1e-4)
-    assert warned[0]["why"][0].startswith("uncertain_fraction > ")
+    assert warned[0]["reason_code"] == unsure.reason_code
+    assert "uncertain_fraction 0.375 > 0.25" in warned[0]["why"]
+    assert unsure.reason == "; ".join(warned[0]["why"])
 
 
 def test_a_mask_that_disagrees_with_the_threshold_is_warned_about(tmp_path):
@@ -293,8 +299,9 @@ def test_a_mask_that_disagrees_with_the_threshold_is_warned_about(tmp_path):
     assert row.uncertain_fraction == 0.0  # confident: the first sign stays silent
     assert row.threshold_agreement < 0.05  # only the blurred edges overlap
     warned = [e for e in logs if e["event"] == "volume_suspect"]
-    assert len(warned) == 1
-    assert warned[0]["why"] == [f"threshold_agreement < {AGREEMENT_WARN_BELOW}"]
+    assert len(warned) == 1 and row.status == "suspect"
+    assert "threshold_disagreement" in row.reason_code.split(",")
+    assert f"< {AGREEMENT_WARN_BELOW}" in row.reason
 
 
 def test_tomogram_settings_are_part_of_the_ledger_key(tmp_path):

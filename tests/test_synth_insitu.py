@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from skimage import measure
 
 from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE
+from nwwatch.measure.circle import geometric_fit
 from nwwatch.synth.geometry import (
     SphereSpec,
     WireSpec,
@@ -26,21 +27,9 @@ from nwwatch.synth.params import sample_frame_params, video_frame_params
 
 
 def fit_circle(points: np.ndarray) -> tuple[float, float, float]:
-    """Geometric least-squares circle (Kasa start, Gauss-Newton) -> (row, col, radius)."""
-    r, c = points[:, 0], points[:, 1]
-    a = np.column_stack([r, c, np.ones_like(r)])
-    sol, *_ = np.linalg.lstsq(a, r**2 + c**2, rcond=None)
-    cr, cc = sol[0] / 2, sol[1] / 2
-    rad = math.sqrt(sol[2] + cr**2 + cc**2)
-    for _ in range(50):
-        dr, dc = r - cr, c - cc
-        dist = np.hypot(dr, dc)
-        jac = np.column_stack([-dr / dist, -dc / dist, -np.ones_like(dist)])
-        step, *_ = np.linalg.lstsq(jac, -(dist - rad), rcond=None)
-        cr, cc, rad = cr + step[0], cc + step[1], rad + step[2]
-        if np.abs(step).max() < 1e-10:
-            break
-    return cr, cc, rad
+    """The code base's geometric circle fit -> (row, col, radius)."""
+    fit = geometric_fit(points)
+    return float(fit.center[0]), float(fit.center[1]), float(fit.radius)
 
 
 def free_surface_points(labels: np.ndarray, truth: dict, min_height_px: float = 2.0) -> np.ndarray:
@@ -66,7 +55,8 @@ def free_surface_points(labels: np.ndarray, truth: dict, min_height_px: float = 
 def clean_params(size: int, seed: int = 0, **kw) -> object:
     rng = np.random.default_rng(seed)
     base = dict(tilt_deg=0.0, truncation_px=0.0, droplet_cut=False, n_distractors=0,
-                scale_bar=False)
+                scale_bar=False, placement="centred", facet_incline_deg=0.0,
+                wire_profile="straight", base_ratio=1.0)
     base.update(kw)
     return sample_frame_params(rng, size, **base)
 
@@ -273,3 +263,117 @@ def test_contrast_truth_matches_rendered_transmission() -> None:
     assert 1.0 - centre == pytest.approx(truth["contrast_droplet"], abs=0.03)
     far = cv2.erode((labels == BACKGROUND).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
     assert np.median(signal[far]) == pytest.approx(1.0, abs=0.03)
+
+
+def _line_distance(points: np.ndarray, p0: tuple[float, float], normal: tuple[float, float]):
+    return (points[:, 0] - p0[0]) * normal[0] + (points[:, 1] - p0[1]) * normal[1]
+
+
+@pytest.mark.parametrize(("incline", "ratio", "profile"),
+                         [(22.0, 1.0, "flared"), (-28.0, 0.8, "tapered"), (9.0, 1.15, "stepped"),
+                          (0.0, 0.85, "straight")])
+def test_real_geometry_truth_is_exact(incline: float, ratio: float, profile: str) -> None:
+    """Inclined facet, other base width, non-parallel walls: the droplet outline is a circle
+    through both triple points, the wire/droplet interface lies on the facet line through
+    them, and the circle and that line give back theta exactly."""
+    params = clean_params(256, seed=4, theta_deg=112.0, axis_deg=-37.0, a_px=36.0,
+                          facet_incline_deg=incline, base_ratio=ratio, wire_profile=profile)
+    wire = params.wire
+    assert wire.facet_incline_deg == incline and wire.base_px == pytest.approx(ratio * 36.0)
+    _, labels, truth = render_insitu_frame(params, np.random.default_rng(1))
+    assert truth["facet_incline_deg"] == incline and truth["a_px"] == pytest.approx(ratio * 36)
+    centre = (truth["center_row"], truth["center_col"])
+    left = (truth["left_row"], truth["left_col"])
+    right = (truth["right_row"], truth["right_col"])
+    assert math.dist(centre, left) == pytest.approx(truth["R_px"])
+    assert math.dist(centre, right) == pytest.approx(truth["R_px"])
+    assert math.dist(left, right) == pytest.approx(2 * truth["a_px"])
+    # Facet normal from the triple points, pointing into the droplet.
+    e = np.subtract(left, right) / math.dist(left, right)
+    m = np.array([e[1], -e[0]])
+    if (np.subtract(centre, left) @ m) * math.cos(math.radians(112.0)) > 0:
+        m = -m
+    (u_r, u_c), _ = axis_vectors(truth["wire_axis_deg"])
+    assert math.degrees(math.acos(np.clip(m @ (u_r, u_c), -1, 1))) == \
+        pytest.approx(abs(incline), abs=1e-6)
+    s = float(np.subtract(centre, left) @ m)
+    assert math.degrees(math.acos(-s / truth["R_px"])) == pytest.approx(112.0)
+    # Pixel pairs wire|droplet straddle the facet line (its crack midpoints lie within half
+    # a pixel diagonal of it), and the circle fits the free surface.
+    wire_px = labels == NANOWIRE
+    drop_px = labels == DROPLET
+    pairs = np.concatenate([
+        np.argwhere(wire_px[:, :-1] & drop_px[:, 1:]) + [0, 0.5],
+        np.argwhere(drop_px[:, :-1] & wire_px[:, 1:]) + [0, 0.5],
+        np.argwhere(wire_px[:-1] & drop_px[1:]) + [0.5, 0],
+        np.argwhere(drop_px[:-1] & wire_px[1:]) + [0.5, 0],
+    ])
+    assert len(pairs) > 30
+    dist = _line_distance(pairs, left, m)
+    assert np.median(np.abs(dist)) < 0.5 and np.abs(dist).max() < 1.5
+    pts = free_surface_points(labels, truth, min_height_px=4.0)
+    pts = pts[_line_distance(pts, left, m) > 4.0]
+    cr, cc, rad = fit_circle(pts)
+    assert rad == pytest.approx(truth["R_px"], abs=0.3)
+    assert (cr, cc) == pytest.approx(centre, abs=0.3)
+
+
+@pytest.mark.parametrize(("profile", "depth", "expected"),
+                         [("flared", 40.0, 30.0 + 0.3 * 40.0), ("tapered", 40.0, 30.0 - 0.1 * 40),
+                          ("stepped", 60.0, 30.0 + 9.0), ("stepped", 10.0, 30.0)])
+def test_wire_profile_widths(profile: str, depth: float, expected: float) -> None:
+    fields = {"flared": dict(flare=0.3), "tapered": dict(flare=-0.1),
+              "stepped": dict(step_px=9.0, step_depth_px=30.0)}[profile]
+    # Axis 90 deg grows towards row 0: depth below the facet is down the rows.
+    wire = WireSpec(facet_row=20.0, facet_col=100.0, axis_deg=90.0, radius_px=30.0,
+                    theta_deg=None, **fields)
+    rows = np.full(401, 20.0 + depth)
+    cols = np.linspace(0.0, 200.0, 401)
+    proj = project_scene((wire,), rows, cols)
+    width = np.count_nonzero(proj.wire) * 0.5
+    assert width == pytest.approx(2 * expected, abs=1.0)
+
+
+def test_placements_show_the_wire_as_asked() -> None:
+    from nwwatch.synth.params import PLACEMENTS, _side_lengths, _visible_wire_length
+
+    assert PLACEMENTS == ("centred", "corner", "stub")
+    for seed in range(4):
+        corner = sample_frame_params(np.random.default_rng(seed), 512, placement="corner",
+                                     n_distractors=0)
+        assert corner.placement == "corner" and corner.wire.radius_px >= 0.1 * 512
+        assert max(_side_lengths(corner.wire, 512)) <= 1.2 * corner.wire.radius_px + 1e-6
+        stub = sample_frame_params(np.random.default_rng(seed), 512, placement="stub",
+                                   n_distractors=0, droplet_cut=False)
+        (d_row, d_col), _ = axis_vectors(stub.wire.axis_deg)
+        visible = _visible_wire_length(stub.wire.facet_row, stub.wire.facet_col, d_row, d_col,
+                                       512)
+        assert 0.2 * stub.wire.radius_px - 1e-6 <= visible <= stub.wire.radius_px + 1e-6
+    with pytest.raises(KeyError, match="centred"):
+        sample_frame_params(np.random.default_rng(0), 512, placement="middle")
+
+
+def test_default_sampling_covers_the_real_geometry() -> None:
+    drawn = [sample_frame_params(np.random.default_rng(k), 512, n_distractors=0)
+             for k in range(60)]
+    wires = [p.wire for p in drawn]
+    radii = [droplet_geometry(w).radius_px for w in wires]
+    assert sum(abs(w.facet_incline_deg) >= 3 for w in wires) >= 8
+    assert sum(w.flare > 0 for w in wires) >= 5 and sum(w.flare < 0 for w in wires) >= 2
+    assert sum(w.step_px != 0 for w in wires) >= 4
+    assert sum(w.base_px != w.radius_px for w in wires) >= 3
+    assert {p.placement for p in drawn} == {"centred", "corner", "stub"}
+    assert max(radii) > 0.4 * 512
+    assert all(w.tilt_deg == 0 for w in wires if w.facet_incline_deg != 0)
+    # Fixing one geometry choice keeps the frame's other draws.
+    a = sample_frame_params(np.random.default_rng(3), 512)
+    b = sample_frame_params(np.random.default_rng(3), 512, wire_profile="straight")
+    assert (a.wire.theta_deg, a.dose_e_per_px) == (b.wire.theta_deg, b.dose_e_per_px)
+
+
+def test_wire_spec_refuses_unmodelled_combinations() -> None:
+    with pytest.raises(ValueError, match="tilt"):
+        WireSpec(facet_row=0, facet_col=0, axis_deg=0, radius_px=10, tilt_deg=3,
+                 facet_incline_deg=10)
+    with pytest.raises(ValueError, match="droplet_base_px"):
+        WireSpec(facet_row=0, facet_col=0, axis_deg=0, radius_px=10, droplet_base_px=0.0)

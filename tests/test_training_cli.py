@@ -182,6 +182,7 @@ def test_volume_fine_tuning_takes_the_weights_architecture(tmp_path):
               "--batch-size", "2", "--crop", "16", "--threads", "1", "--quiet",
               "--exporter", "legacy"]
     first = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "a.onnx"),
+                                      "--paradigm", "supervised",  # no method selection
                                       "--model-options", '{"widths": [4, 8]}'])
     assert first.exit_code == 0, first.output
     second = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "b.onnx"),

@@ -1,4 +1,4 @@
-"""Issue 6: the contrastive paradigm's self-supervised loss must not reward scattering one class.
+"""The contrastive paradigm's self-supervised loss must not reward scattering one class.
 
 With ~1000 in-batch negatives per anchor, a temperature of 0.1 makes the self-supervised loss
 about 5 nats lower for randomly scattered embeddings than for one direction per class, so the
@@ -37,7 +37,7 @@ def _scatter_gain(temperature: float, pixels: int = 512, dim: int = 16) -> float
 
 def test_default_temperature_does_not_reward_scattering_a_class():
     assert _scatter_gain(TrainConfig(out="x.onnx").temperature) < 1.0
-    # The pre-fix setting: scattering is worth several nats (the mechanism of issue 6).
+    # Temperature 0.1: scattering is worth several nats (the vacuum drift).
     assert _scatter_gain(0.1) > 4.0
 
 

@@ -9,6 +9,7 @@ import torch
 
 from training.engine import poly_lr
 from training.losses import (
+    boundary_band,
     ce_dice_loss,
     consistency_mse,
     self_supervised_pixel_contrastive_loss,
@@ -127,3 +128,26 @@ def test_poly_lr_and_rampup():
     assert rampup(0, 10) == pytest.approx(math.exp(-5))
     assert rampup(5, 10) == pytest.approx(math.exp(-5 * 0.25))
     assert rampup(10, 10) == 1.0 and rampup(30, 10) == 1.0
+
+
+def test_boundary_band_is_the_strip_within_its_width_of_a_class_change():
+    target = torch.zeros(1, 20, 30, dtype=torch.long)
+    target[0, :, 12:] = 1
+    target[0, 0, 0] = 255
+    band = boundary_band(target, width_px=3)[0]
+    cols = torch.nonzero(band.any(dim=0)).flatten().tolist()
+    assert cols == list(range(9, 15))  # 3 px each side of the edge between cols 11 and 12
+    assert bool(band[:, 9:15].all()) and not bool(band[0, 0])
+
+
+def test_boundary_weight_adds_weighted_cross_entropy_of_the_band_only():
+    torch.manual_seed(0)
+    target = torch.zeros(2, 16, 16, dtype=torch.long)
+    target[:, 4:12, 4:12] = 2
+    logits = torch.randn(2, 3, 16, 16)
+    plain = ce_dice_loss(logits, target)
+    weighted = ce_dice_loss(logits, target, boundary_weight=2.0)
+    per_pixel = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    band = boundary_band(target)
+    expected = plain + 2.0 * per_pixel[band].sum() / target.numel()
+    assert torch.allclose(weighted, expected, atol=1e-5)

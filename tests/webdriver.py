@@ -90,6 +90,18 @@ class Browser:
     def find(self, css: str) -> str:
         return self.cmd("POST", "/element", {"using": "css selector", "value": css})[_ELEMENT]
 
+    def attribute(self, css: str, name: str) -> str | None:
+        """The attribute ``name`` of the first element matching ``css`` (None when absent)."""
+        return self.cmd("GET", f"/element/{self.find(css)}/attribute/{name}")
+
+    def text(self, css: str) -> str:
+        """The rendered text of the first element matching ``css``."""
+        return self.cmd("GET", f"/element/{self.find(css)}/text")
+
+    def displayed(self, css: str) -> bool:
+        """Whether the first element matching ``css`` is visible on the page."""
+        return bool(self.cmd("GET", f"/element/{self.find(css)}/displayed"))
+
     def click(self, css: str) -> None:
         self.cmd("POST", f"/element/{self.find(css)}/click", {})
 

@@ -14,6 +14,7 @@ from training.config import (
     FOLDER_DEFAULTS,
     PARADIGM_NAMES,
     SELF_NEGATIVES,
+    VOLUME_CANDIDATES,
     VOLUME_DEFAULTS,
     TrainConfig,
 )
@@ -56,7 +57,8 @@ def _command_line(ctx: click.Context) -> str:
 @click.argument("data", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--paradigm", type=click.Choice(PARADIGM_NAMES), default="supervised",
               show_default=True, help="supervised (A, D), cct (B, C, E), pseudo-label (F), "
-                                      "contrastive (seed 003).")
+                                      "contrastive (seed 003). With --volume and no "
+                                      "--paradigm: see --candidates.")
 @click.option("--arch", default=None,
               help="Architecture: unet (lean), unet-paper, pspnet  [default: unet; "
                    "unet-paper with --volume].")
@@ -72,6 +74,9 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               multiple=True, help="Labels of that slice: 0 pore, 1 solid, 255 unlabeled; one "
                                   "per --slice, in the same order.")
+@click.option("--candidates", default=",".join(VOLUME_CANDIDATES), show_default=True,
+              help="With --volume and no --paradigm: the methods cross-validated on the "
+                   "labeled patches; the best is kept (docs/tomography.md).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Epochs [default: 50; 6 with --volume; 80 with --init].")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
@@ -99,6 +104,9 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--no-augment", is_flag=True, help="Disable online augmentation.")
 @click.option("--dice-weight", type=float, default=None,
               help="Weight of the Dice term next to cross-entropy  [default: 1; 0 with --volume].")
+@click.option("--boundary-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="supervised: extra cross-entropy weight on pixels within 3 px of a class "
+                   "boundary.")
 @click.option("--unsupervised-weight", type=float, default=1.0, show_default=True,
               help="cct: weight of the consistency loss after ramp-up.")
 @click.option("--rampup-epochs", type=float, default=10.0, show_default=True,
@@ -123,7 +131,7 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True,
               help="contrastive: softmax temperature on cosine similarities (1 = the paper's "
-                   "plain cosine; 0.1 scatters unlabeled background, issue 6).")
+                   "plain cosine; 0.1 scatters unlabeled background, docs/tomography.md).")
 @click.option("--self-temperature", type=click.FloatRange(min=0, min_open=True), default=None,
               help="contrastive: temperature of the self-supervised loss  [default: "
                    "--temperature]")
@@ -147,9 +155,11 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--export-only", is_flag=True,
               help="With --resume: train nothing, export MODEL.pt's best weights now.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(data, paradigm, arch, model_options, out, volume, slice_index, labels, epochs,
+def train(data, paradigm, arch, model_options, out, volume, slice_index, labels, candidates,
+          epochs,
           steps_per_epoch, batch_size, optimizer, lr, momentum, weight_decay, crop, val_fraction,
-          seed, device, threads, no_augment, dice_weight, unsupervised_weight, rampup_epochs,
+          seed, device, threads, no_augment, dice_weight, boundary_weight, unsupervised_weight,
+          rampup_epochs,
           perturbations, aux_per_perturbation, perturb_skips, init_weights, frozen_encoder,
           teacher, confidence,
           embedding_dim, temperature, self_temperature, self_negatives,
@@ -208,7 +218,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         val_fraction=chosen["val_fraction"], val_min_images=val_min_images, seed=seed,
         device=device, threads=threads,
         augment=not no_augment,
-        dice_weight=chosen["dice_weight"], unsupervised_weight=unsupervised_weight,
+        dice_weight=chosen["dice_weight"], boundary_weight=boundary_weight,
+        unsupervised_weight=unsupervised_weight,
         rampup_epochs=rampup_epochs,
         perturbations=tuple(p.strip() for p in perturbations.split(",")) if perturbations
         else None,
@@ -222,6 +233,13 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         classifier_steps=chosen["classifier_steps"], quantize=quantize, exporter=exporter,
         command=_command_line(click.get_current_context()),
     )
+    if volume is not None and not (resume or export_only):
+        ctx = click.get_current_context()
+        if (ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE
+                and init_weights is None):
+            _select_volume_method(config, candidates)
+            return
+        _warn_few_labels(config)
     try:
         result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
                      export_only=export_only)
@@ -237,3 +255,35 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         click.echo(f"int8 model not kept: {result.reports.get('int8')}")
     for key, value in sorted(result.metrics.items()):
         click.echo(f"  {key}: {value:.4f}")
+
+
+def _select_volume_method(config: TrainConfig, candidates: str) -> None:
+    """``--volume`` without ``--paradigm``: cross-validate the candidates, keep the best."""
+    from training.data import DatasetLayoutError
+    from training.engine import TrainingError
+    from training.volume_select import select_and_train
+
+    names = [c.strip() for c in candidates.split(",") if c.strip()]
+    try:
+        selection, out = select_and_train(config, names, echo=click.echo)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--candidates") from None
+    except (DatasetLayoutError, TrainingError, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"model: {out} ({selection.method})")
+
+
+def _warn_few_labels(config: TrainConfig) -> None:
+    """Echo the label warnings of a ``--volume --paradigm`` run (bad labels: the engine says)."""
+    from training.data import DatasetLayoutError, load_volume_slices
+    from training.volume_select import label_warnings
+
+    indices = config.slice_index if isinstance(config.slice_index, list) \
+        else [config.slice_index]
+    paths = config.labels if isinstance(config.labels, list) else [config.labels]
+    try:
+        data = load_volume_slices(config.volume, list(zip(indices, paths, strict=True)))
+    except (DatasetLayoutError, ValueError):
+        return
+    for warning in label_warnings(data):
+        click.echo(f"warning: {warning}")

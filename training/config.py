@@ -28,6 +28,10 @@ VOLUME_DEFAULTS: dict[str, Any] = {
     "val_fraction": 0.0,
 }
 
+#: The methods ``nwwatch train --volume`` cross-validates when no ``--paradigm`` is given
+#: (training.volume_select; the order is the preference among tied scores).
+VOLUME_CANDIDATES = ("threshold", "features", "unet", "contrastive")
+
 
 #: Defaults of ``nwwatch train DATA --init WEIGHTS`` (fine-tuning) for the options the user
 #: did not set: the recipe measured for ~10 labeled frames (docs/training.md, "10 frames ->
@@ -49,7 +53,7 @@ class TrainConfig:
     arch: str = "unet"
     model_options: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # start from these weights (fine-tuning); see training.weights
-    # tomogram workflow (issue 6)
+    # tomogram workflow (--volume)
     volume: str | None = None
     # one labeled slice, or several (lists of the same length, paired in order)
     slice_index: int | list[int] | None = None
@@ -73,6 +77,7 @@ class TrainConfig:
     threads: int | None = None
     augment: bool = True
     dice_weight: float = 1.0
+    boundary_weight: float = 0.0  # extra cross-entropy weight near class boundaries (supervised)
     # cct
     unsupervised_weight: float = 1.0
     rampup_epochs: float = 10.0
@@ -85,7 +90,7 @@ class TrainConfig:
     confidence: float = 0.9
     # contrastive
     embedding_dim: int = 16
-    temperature: float = 1.0  # seed 003 eq. 4-6: plain cosine similarity (issue 6)
+    temperature: float = 1.0  # seed 003 eq. 4-6: plain cosine similarity
     self_temperature: float | None = None  # self-supervised term; None: ``temperature``
     # "all": every other pixel is a negative (the paper); "other-class": only pixels the
     # current classifier assigns to another class.

@@ -7,7 +7,7 @@ wraps it so that it follows :mod:`nwwatch.segment.contract`: input ``image``, ou
 ``nwwatch`` metadata key.
 
 Exports can be silently wrong (an adaptive pooling whose bin edges were baked in at the trace
-size, REFERENCE §5), so every export is run with ONNX Runtime on several shapes that differ
+size), so every export is run with ONNX Runtime on several shapes that differ
 from the trace shape (non-square, several batch sizes) and compared with torch: probabilities
 within ``atol`` and identical labels wherever torch's decision is not a near-tie. The file is
 written under a temporary name in the destination folder, verified, then renamed; a failed

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from nwwatch.segment.contract import ModelMetadata
+from nwwatch.segment.scale import METADATA_KEY as WORKING_SCALE_KEY
+from nwwatch.segment.scale import scale_from_labels
 from training.config import TrainConfig
 from training.data import TrainingData
 
@@ -30,6 +32,12 @@ def class_mean_intensity(data: TrainingData) -> dict[str, float]:
     return out
 
 
+def class_pixel_counts(data: TrainingData) -> dict[str, int]:
+    """Labeled pixels of each class ({name: count}, every class listed)."""
+    return {name: int(sum(np.count_nonzero(item.label == class_id) for item in data.labeled))
+            for class_id, name in enumerate(data.class_names)}
+
+
 def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingData,
                    metrics: dict[str, float], provenance: dict[str, Any], data_sha256: str,
                    version: str) -> ModelMetadata:
@@ -43,9 +51,15 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
         "labeled_images": len(data.labeled),
         "unlabeled_images": len(data.unlabeled),
     }
+    if data.kind == "insitu" and data.labeled:
+        # The runtime resizes frames into the object scale the model learned (frame pixels).
+        extra[WORKING_SCALE_KEY] = scale_from_labels(
+            [item.label for item in data.labeled], config.crop).to_dict()
     if data.kind == "tomogram":
         # The runtime's label-free cross-check needs to know which class is bright.
         extra["class_mean_intensity"] = class_mean_intensity(data)
+        # The runtime flags models trained on too few pixels of a class (nwwatch.volume.verdict).
+        extra["class_pixel_counts"] = class_pixel_counts(data)
     if provenance:
         extra["provenance"] = provenance
     return ModelMetadata(

@@ -1,6 +1,6 @@
 """Losses: CE + mean Dice on logits, CCT consistency, and seed 003's pixel-contrastive losses.
 
-Done right where the first paper's code was not (REFERENCE §2): cross-entropy takes logits (one
+Done right where the first paper's code was not: cross-entropy takes logits (one
 softmax), Dice is the mean over the classes present in the batch (not a sum over
 batch x classes), and pixels labeled 255 contribute nothing to any loss.
 """
@@ -11,6 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from nwwatch.classes import UNLABELED
+
+#: Half-width (px) of the boundary band that ``boundary_weight`` up-weights.
+BOUNDARY_WIDTH_PX = 3
 
 
 def _zero(like: torch.Tensor) -> torch.Tensor:
@@ -42,15 +45,43 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor,
     return 1.0 - dice[present].mean()
 
 
+def boundary_band(target: torch.Tensor, width_px: int = BOUNDARY_WIDTH_PX,
+                  ignore_index: int = UNLABELED) -> torch.Tensor:
+    """Pixels within ``width_px`` of a boundary between two labeled classes.
+
+    target : int64 (N, H, W).  Returns bool (N, H, W). A pixel is in the band when its
+    (2 width + 1)-square neighbourhood holds more than one labeled class (255 ignored), so the
+    band straddles the wire/droplet interface and the object outlines the measurement fits.
+    """
+    valid = target != ignore_index
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    num_classes = int(safe.max()) + 1
+    onehot = F.one_hot(safe, max(num_classes, 2)).permute(0, 3, 1, 2).float()
+    onehot = onehot * valid.unsqueeze(1).float()
+    present = F.max_pool2d(onehot, 2 * width_px + 1, stride=1, padding=width_px)
+    return (present.sum(dim=1) > 1.5) & valid
+
+
 def ce_dice_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0,
-                 ignore_index: int = UNLABELED) -> torch.Tensor:
+                 ignore_index: int = UNLABELED, boundary_weight: float = 0.0) -> torch.Tensor:
     """Cross-entropy on logits (ignoring 255) + ``dice_weight`` x mean-Dice loss.
+
+    ``boundary_weight`` > 0 multiplies the cross-entropy of pixels in :func:`boundary_band`
+    by ``1 + boundary_weight`` (the mean is still over all labeled pixels), so the network is
+    pushed to place the boundaries the measurement lives on.
 
     logits : float (N, C, H, W).  target : int64 (N, H, W).  Returns a scalar.
     """
-    if not bool((target != ignore_index).any()):
+    valid = target != ignore_index
+    if not bool(valid.any()):
         return _zero(logits)
-    ce = F.cross_entropy(logits, target, ignore_index=ignore_index)
+    if boundary_weight > 0:
+        per_pixel = F.cross_entropy(logits, target, ignore_index=ignore_index,
+                                    reduction="none")
+        weights = 1.0 + boundary_weight * boundary_band(target, ignore_index=ignore_index).float()
+        ce = (per_pixel * weights).sum() / valid.sum()
+    else:
+        ce = F.cross_entropy(logits, target, ignore_index=ignore_index)
     if dice_weight == 0:
         return ce
     return ce + dice_weight * soft_dice_loss(logits, target, ignore_index)

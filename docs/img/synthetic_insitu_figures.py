@@ -122,7 +122,28 @@ def video_figure() -> None:
     cv2.imwrite(str(HERE / "synthetic-insitu-video.png"), np.vstack([strip, plot]))
 
 
+def appearance_figure() -> None:
+    """Top row: the real crops of bench/data/real (fig6, fig1 panels); below: frames 0-11 of
+    seed 42. Tiles 192 px high."""
+    tile = 192
+    real_dir = HERE.parent.parent / "bench" / "data" / "real" / "images"
+    real = []
+    for name in ("fig6", "fig1-135deg", "fig1-120deg", "fig1-88deg"):
+        grey = cv2.imread(str(real_dir / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+        width = round(grey.shape[1] * tile / grey.shape[0])
+        real.append(cv2.resize(grey, (width, tile), interpolation=cv2.INTER_AREA))
+    synth = []
+    for k in range(12):
+        image, _, _ = render_insitu_frame(frame_params(42, k, 512), frame_rng(42, k, 2))
+        synth.append(cv2.resize(to_8bit(image), (tile, tile), interpolation=cv2.INTER_AREA))
+    rows = [np.hstack(synth[i:i + 6]) for i in (0, 6)]
+    top = np.hstack(real)
+    top = np.pad(top, ((0, 8), (0, rows[0].shape[1] - top.shape[1])), constant_values=255)
+    cv2.imwrite(str(HERE / "synthetic-insitu-appearance.png"), np.vstack([top, *rows]))
+
+
 if __name__ == "__main__":
     frames_figure()
     closeup_figure()
     video_figure()
+    appearance_figure()

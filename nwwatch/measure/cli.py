@@ -1,8 +1,10 @@
-"""``nwwatch measure``: contact angles of label images (e.g. human annotations) to Parquet.
+"""``nwwatch measure``: contact angles of label images (e.g. human annotations), or of raw
+frames segmented with a model, to Parquet.
 
-One row per label image (per page for a multi-page TIFF), in the frame-row schema the daemon
-writes (``nwwatch.results.schema.frame_schema``), so human and model measurements compare
-directly. Optional overlays show every fit on its frame.
+One row per image (per page for a multi-page TIFF), in the frame-row schema the daemon writes
+(``nwwatch.results.schema.frame_schema``), so human and model measurements compare directly.
+Given a raw frame, it segments it with the service's model and normalisation first, so "why
+did this frame fail?" is one command. Optional overlays show every fit on its frame.
 """
 
 from __future__ import annotations
@@ -14,20 +16,22 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-import tifffile
 
 from nwwatch import __version__
 from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.io.dataset import DatasetLayoutError, read_pages
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_VERSION
 
-_TIFF = {".tif", ".tiff"}
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+#: ``--read-as auto`` takes an integer image with at most this many distinct values (0, 1, 2
+#: and perhaps 255) for a label image; a raw TEM frame has many grey levels.
+_LABEL_MAX_VALUES = 4
 
 
 class LabelFileError(click.ClickException):
-    """A label file that cannot be measured: names the file and the reason."""
+    """An input file that cannot be measured: names the file and the reason."""
 
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
@@ -36,26 +40,22 @@ class LabelFileError(click.ClickException):
 
 
 def _read_pages(path: Path) -> list[np.ndarray]:
-    if path.suffix.lower() in _TIFF:
-        try:
-            data = tifffile.imread(path)
-        except Exception as exc:  # tifffile raises several types for broken files
-            raise LabelFileError(path, f"not a readable TIFF ({exc})") from None
-    else:
-        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if data is None:
-            raise LabelFileError(path, "not a readable image")
-    data = np.asarray(data)
-    if data.ndim == 2:
-        return [data]
-    if data.ndim == 3 and path.suffix.lower() in _TIFF:
-        return list(data)
-    raise LabelFileError(path, f"expected a single-channel label image, got shape {data.shape}")
+    try:
+        return list(read_pages(path))
+    except DatasetLayoutError as exc:
+        raise LabelFileError(path, exc.reason) from None
 
 
-def read_labels(path: Path) -> list[np.ndarray]:
-    """Label pages of ``path`` (PNG or TIFF) as uint8 (H, W) arrays with values in {0, 1, 2}."""
-    pages = _read_pages(path)
+def looks_like_labels(pages: list[np.ndarray]) -> bool:
+    """True for integer pages with at most a handful of distinct values (class ids)."""
+    return all(np.issubdtype(p.dtype, np.integer)
+               and np.unique(p).size <= _LABEL_MAX_VALUES for p in pages)
+
+
+def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Label pages of ``path`` (PNG or TIFF) as uint8 (H, W) arrays with values in {0, 1, 2}
+    (``pages``: the file's pages when already read)."""
+    pages = _read_pages(path) if pages is None else pages
     out = []
     for page in pages:
         if not np.issubdtype(page.dtype, np.integer):
@@ -75,19 +75,43 @@ def _grey_image(images: Path | None, stem: str, index: int, shape: tuple[int, in
     for suffix in _IMAGE_SUFFIXES:
         candidate = images / f"{stem}{suffix}"
         if candidate.exists():
-            pages = (
-                tifffile.imread(candidate)
-                if suffix in _TIFF
-                else cv2.imread(str(candidate), cv2.IMREAD_GRAYSCALE)
-            )
-            pages = np.asarray(pages)
-            page = pages if pages.ndim == 2 else pages[min(index, len(pages) - 1)]
+            pages = _read_pages(candidate)
+            page = pages[min(index, len(pages) - 1)]
             if page.shape == shape:
                 return page
             click.echo(f"warning: {candidate} has shape {page.shape}, labels {shape}; "
                        "overlay drawn on the labels", err=True)
             return None
     return None
+
+
+class _FrameSegmenter:
+    """The model of ``--model``, loaded on the first raw frame (label images need none)."""
+
+    def __init__(self, model: Path | None) -> None:
+        self.model = model
+        self._segmenter = None
+
+    def __call__(self, page: np.ndarray):
+        """(labels uint8 (H, W), probabilities float32 (C, H, W), provenance dict)."""
+        from nwwatch.normalize import normalize_image
+        from nwwatch.segment.session import ModelLoadError, Segmenter
+
+        if self._segmenter is None:
+            from nwwatch.service.config import DEFAULT_MODELS
+
+            path = self.model or DEFAULT_MODELS["insitu"]
+            try:
+                self._segmenter = Segmenter(path, providers=("cpu",))
+            except ModelLoadError as exc:
+                raise click.ClickException(str(exc)) from None
+            if self._segmenter.metadata.kind != "insitu":
+                raise click.ClickException(f"{path}: a {self._segmenter.metadata.kind!r} "
+                                           "model; raw frames need an in-situ model")
+        seg = self._segmenter
+        out = seg.segment(normalize_image(page))
+        return out.labels[0], out.probabilities[0], {
+            "model_name": seg.name, "model_sha256": seg.model_sha256, "provider": seg.provider}
 
 
 def _write(rows: list[dict], out: Path) -> None:
@@ -104,38 +128,66 @@ def _write(rows: list[dict], out: Path) -> None:
 
 
 @click.command("measure")
-@click.argument("labels", nargs=-1, required=True,
+@click.argument("inputs", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Parquet file to write (one row per label image or page).")
+              help="Parquet file to write (one row per image or page).")
 @click.option("--pixel-size-nm", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Pixel size; fills the *_nm columns.")
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for one overlay PNG per label image.")
+              help="Folder for one overlay PNG per image or page.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Folder of grey images with the labels' stems, for overlays.")
-def measure(labels: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
-            overlays: Path | None, images: Path | None) -> None:
-    """Measure contact angles on LABELS (PNG/TIFF: 0 background, 1 nanowire, 2 droplet)."""
+              default=None, help="Folder of grey images with the labels' stems, for overlays "
+                                 "of label images.")
+@click.option("--read-as", "read_as", type=click.Choice(["auto", "labels", "frames"]),
+              default="auto", show_default=True,
+              help="labels: class ids (0 background, 1 nanowire, 2 droplet); frames: raw "
+                   "frames, segmented with --model first; auto: integer images with at most "
+                   f"{_LABEL_MAX_VALUES} distinct values are labels, anything else a frame.")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="ONNX in-situ model for raw frames (default: the shipped one).")
+def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
+            overlays: Path | None, images: Path | None, read_as: str,
+            model: Path | None) -> None:
+    """Measure contact angles on INPUTS: label images (PNG/TIFF: 0 background, 1 nanowire,
+    2 droplet) or raw frames, which are segmented with the model first."""
     rows: list[dict] = []
     skipped = 0
+    segment = _FrameSegmenter(model)
     if overlays is not None:
         overlays.mkdir(parents=True, exist_ok=True)
-    for path in labels:
+    for path in inputs:
         try:
-            pages = read_labels(path)
+            pages = _read_pages(path)
+            is_labels = read_as == "labels" or (read_as == "auto" and looks_like_labels(pages))
+            if is_labels:
+                pages = read_labels(path, pages)
         except LabelFileError as exc:
             click.echo(f"skipped {exc.format_message()}", err=True)
             skipped += 1
             continue
         for index, page in enumerate(pages):
             start = time.perf_counter()
-            result = measure_contact_angle(page, pixel_size_nm=pixel_size_nm)
-            elapsed_ms = 1000.0 * (time.perf_counter() - start)
+            extra: dict = {}
+            if is_labels:
+                labels, grey, probability = page, None, None
+            else:
+                labels, probabilities, extra = segment(page)
+                grey, probability = page, probabilities[DROPLET]
+                extra["segment_ms"] = 1000.0 * (time.perf_counter() - start)
+            t = time.perf_counter()
+            result = measure_contact_angle(labels, probability, pixel_size_nm=pixel_size_nm)
+            elapsed_ms = 1000.0 * (time.perf_counter() - t)
+            if not is_labels:
+                from nwwatch.segment.confidence import frame_confidence
+
+                extra["confidence"] = frame_confidence(probabilities, labels,
+                                                       result.angle_valid)
             rows.append({
                 "source": str(path),
                 "frame": index,
                 **result.as_row(),
+                **extra,
                 "processed_at": datetime.now(UTC),
                 "nwwatch_version": __version__,
                 "measurement_version": MEASUREMENT_VERSION,
@@ -144,11 +196,14 @@ def measure(labels: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             angle = (f"{result.contact_angle_deg:.2f} deg"
                      if result.contact_angle_deg is not None else "-")
             note = f" ({result.reason})" if result.reason else ""
-            click.echo(f"{path}[{index}]: {result.status} {angle}{note}")
+            what = "labels" if is_labels else "frame"
+            click.echo(f"{path}[{index}] ({what}): {result.status} [{result.reason_code}] "
+                       f"{angle}{note}")
             if overlays is not None:
-                grey = _grey_image(images, path.stem, index, page.shape)
+                if is_labels:
+                    grey = _grey_image(images, path.stem, index, page.shape)
                 name = path.stem + (f"_{index:04d}" if len(pages) > 1 else "") + "_overlay.png"
-                cv2.imwrite(str(overlays / name), draw_overlay(grey, page, result))
+                cv2.imwrite(str(overlays / name), draw_overlay(grey, labels, result))
     if rows:
         _write(rows, out)
         click.echo(f"wrote {len(rows)} row(s) to {out}")

@@ -17,13 +17,25 @@ from nwwatch.classes import DROPLET, NANOWIRE
 
 MIN_AREA_PX = 12
 MIN_AREA_FRACTION = 0.05
+#: Share of 4-neighbour pixel pairs with different labels above which the label image is
+#: noise, not a segmentation (a segmented frame has < 2 %, even with speckle < 5 %).
+MAX_BOUNDARY_FRACTION = 0.1
+#: Above this share, specks are removed by connected-component areas before contouring.
+_SPECKLED_FRACTION = 0.015
+#: More regions (>= MIN_AREA_PX) than this in one class: noise-like labels.
+MAX_REGIONS = 64
+#: Contours beyond this count are first thinned by connected-component areas (fast).
+_MANY_CONTOURS = 200
+#: Only the largest regions of each class are paired (the measured pair is among them).
+_PAIR_CANDIDATES = 16
 #: Largest background gap (px) between droplet and wire that still counts as "on the wire".
 GAP_PX = 4
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The chosen components as hole-filled boolean masks of the crop ``box``.
+    """The chosen components as hole-filled boolean masks of the crop ``box``, with the
+    polygon moments of their outlines (``cv2.moments`` dicts, (x, y) = (col, row) of the crop).
 
     ``box`` is (row0, col0, row1, col1) (half-open) in the full image. ``status`` is None when
     both were found, else the failure status and ``reason``.
@@ -31,22 +43,39 @@ class Selection:
 
     status: str | None
     reason: str
+    reason_code: str = "ok"
     wire: np.ndarray | None = None
     droplet: np.ndarray | None = None
     box: tuple[int, int, int, int] = (0, 0, 0, 0)
     n_droplets: int = 0
     droplet_area_px2: float | None = None
     droplet_cut: bool = False
+    wire_moments: dict | None = None
+    droplet_moments: dict | None = None
 
 
-def _blobs(mask: np.ndarray) -> list[tuple[np.ndarray, float, tuple[int, int, int, int]]]:
+def _blobs(
+    mask: np.ndarray, speckled: bool = False
+) -> list[tuple[np.ndarray, float, tuple[int, int, int, int]]]:
     """Outer contours of the 8-connected blobs of ``mask`` that are large enough.
 
     Returns (contour, area_px2, (x, y, w, h)) sorted by decreasing area; the area counts
     pixels approximately (polygon area through the boundary pixel centres + half the
     perimeter + 1), which is exact enough to rank blobs and drop specks.
     """
-    contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    m8 = mask.view(np.uint8)
+    contours = () if speckled else cv2.findContours(m8, cv2.RETR_EXTERNAL,
+                                                    cv2.CHAIN_APPROX_SIMPLE)[0]
+    if speckled or len(contours) > _MANY_CONTOURS:
+        # Thousands of specks: keep only regions of MIN_AREA_PX pixels before contouring,
+        # so the per-contour work below stays small.
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(m8, connectivity=8)
+        big = np.nonzero(stats[1:, cv2.CC_STAT_AREA] >= MIN_AREA_PX)[0] + 1
+        if big.size > MAX_REGIONS:
+            return [(np.zeros((1, 1, 2), np.int32), float("inf"), (0, 0, 0, 0))] * (big.size)
+        keep = np.zeros(n, np.uint8)
+        keep[big] = 1
+        contours, _ = cv2.findContours(keep[lab], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     blobs = [
         (c, cv2.contourArea(c) + 0.5 * cv2.arcLength(c, True) + 1.0, cv2.boundingRect(c))
         for c in contours
@@ -78,19 +107,35 @@ def _box(rect: tuple[int, int, int, int], margin: int, shape: tuple[int, int]) -
 def select_components(labels: np.ndarray) -> Selection:
     """Choose the wire and droplet to measure in ``labels`` (uint8 (H, W))."""
     shape = labels.shape
-    wires = _blobs(labels == NANOWIRE)
-    drops = _blobs(labels == DROPLET)
+    changes = (np.count_nonzero(labels[:, 1:] != labels[:, :-1])
+               + np.count_nonzero(labels[1:] != labels[:-1]))
+    pairs = max(labels.shape[0] * (labels.shape[1] - 1) + labels.shape[1] * (labels.shape[0] - 1),
+                1)
+    if changes > MAX_BOUNDARY_FRACTION * pairs:
+        return Selection("fit_failed", f"the label image is noise-like: "
+                         f"{100 * changes / pairs:.0f} % of neighbouring pixels differ "
+                         f"(> {100 * MAX_BOUNDARY_FRACTION:.0f} %)", "labels_noisy")
+    speckled = changes > _SPECKLED_FRACTION * pairs
+    wires = _blobs(labels == NANOWIRE, speckled)
+    drops = _blobs(labels == DROPLET, speckled)
+    for name, blobs in (("nanowire", wires), ("droplet", drops)):
+        if len(blobs) > MAX_REGIONS:
+            return Selection("fit_failed", f"the label image is noise-like: more than "
+                             f"{MAX_REGIONS} {name} regions of >= {MIN_AREA_PX} px",
+                             "labels_noisy")
     if not wires:
         extra = " (a droplet is present)" if drops else ""
-        return Selection("no_wire", f"no nanowire region of at least {MIN_AREA_PX} px{extra}")
+        return Selection("no_wire", f"no nanowire region of at least {MIN_AREA_PX} px{extra}",
+                         "no_wire")
     if not drops:
-        return Selection("no_droplet", f"no droplet region of at least {MIN_AREA_PX} px")
+        return Selection("no_droplet", f"no droplet region of at least {MIN_AREA_PX} px",
+                         "no_droplet")
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GAP_PX + 1, 2 * GAP_PX + 1))
     pair = None  # (wire index, droplet index): wires and droplets are sorted by area
-    for di, (dcont, _, drect) in enumerate(drops):
+    for di, (dcont, _, drect) in enumerate(drops[:_PAIR_CANDIDATES]):
         box = _box(drect, GAP_PX + 1, shape)
         near = cv2.dilate(_filled(dcont, box).view(np.uint8), kernel).astype(bool)
-        for wi, (wcont, _, wrect) in enumerate(wires):
+        for wi, (wcont, _, wrect) in enumerate(wires[:_PAIR_CANDIDATES]):
             wbox = _box(wrect, 0, shape)
             if wbox[0] >= box[2] or wbox[2] <= box[0] or wbox[1] >= box[3] or wbox[3] <= box[1]:
                 continue
@@ -102,26 +147,39 @@ def select_components(labels: np.ndarray) -> Selection:
             "droplet_not_on_wire",
             f"no droplet lies within {GAP_PX} px of a nanowire "
             f"({len(drops)} droplet(s), {len(wires)} wire(s))",
+            "droplet_not_on_wire",
         )
     wcont, _, wrect = wires[pair[0]]
     dcont, _, drect = drops[pair[1]]
     bw, bd = _box(wrect, 3, shape), _box(drect, 3, shape)
     box = (min(bw[0], bd[0]), min(bw[1], bd[1]), max(bw[2], bd[2]), max(bw[3], bd[3]))
-    wire = _filled(wcont, box)
-    droplet = _filled(dcont, box)
-    wire &= ~droplet  # a wire blob enclosed by the droplet belongs to the droplet
+    crop = labels[box[0] : box[2], box[1] : box[3]]
+    # Holes are filled (background or stray specks of the other class), but the main wire's
+    # own pixels stay wire, so a ragged interface is not pushed into the wire by the
+    # droplet's outer contour.
+    outline = _filled(dcont, box)
+    wire_own = _filled(wcont, box) & (crop == NANOWIRE)
+    droplet = outline & ~wire_own
+    wire = _filled(wcont, box) & ~droplet
+    if (wire & ~outline).sum() < MIN_AREA_PX:  # all of the wire lies inside the droplet
+        wire[:] = False
     if wire.sum() < MIN_AREA_PX:
         return Selection("fit_failed", "the nanowire lies inside the droplet's outline",
-                         n_droplets=len(drops))
+                         "wire_inside_droplet", n_droplets=len(drops))
     x, y, w, h = drect
     cut = bool(x == 0 or y == 0 or x + w == shape[1] or y + h == shape[0])
     return Selection(
         None,
         "",
+        "ok",
         wire=wire,
         droplet=droplet,
         box=box,
         n_droplets=len(drops),
         droplet_area_px2=float(droplet.sum()),
         droplet_cut=cut,
+        # Polygon moments of the outlines (crop coordinates): centroids and the wire's
+        # principal axis at a fraction of the cost of image moments.
+        wire_moments=cv2.moments(wcont - np.array([box[1], box[0]], np.int32)),
+        droplet_moments=cv2.moments(dcont - np.array([box[1], box[0]], np.int32)),
     )

@@ -1,17 +1,20 @@
-"""Contact angle of a droplet on a nanowire's top facet from a label image (REFERENCE section 3).
+"""Contact angle of a droplet on a nanowire's top facet from a label image.
 
-Pipeline: pick the wire and its droplet (``components``), locate the wire axis, width and
-facet line (``facet``), take the droplet's sub-pixel boundary (``edges``: the 0.5 iso-line
-of the droplet probability when given, else pixel-edge midpoints of the mask), keep its free
-surface only (away from the facet, the wire and the image border, so frame-cut droplets
-work), fit a geometric circle (``circle``) and get ``cos(theta) = -s / R`` from the signed
-distance ``s`` of the circle centre from the facet (positive on the droplet side), valid on
-both sides of 90 degrees. Left and right angles come from circles fitted to each half of the
-arc. Nothing depends on how the wire is oriented in the image.
+Pipeline: pick the wire and its droplet (``components``); fit the facet line to the
+wire/droplet interface itself, orientation free (``interface``; perpendicular to the wire
+axis only as a prior when the interface is too short to orient itself); take the droplet's
+sub-pixel boundary (``edges``: the 0.5 iso-line of the droplet probability when given, else
+pixel-edge midpoints of the mask), keep its free surface (beyond the facet line, away from
+the wire and the image border, so frame-cut droplets work), fit a geometric circle
+(``circle``) and get ``cos(theta) = -s / R`` from the signed distance ``s`` of the circle
+centre from the facet line (positive on the droplet side), valid on both sides of 90 degrees.
+The triple points are where the line meets the circle. The wire's axis and width
+(``wire``) are reported but the angle does not use them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import cv2
@@ -21,16 +24,42 @@ from nwwatch.measure import result as R
 from nwwatch.measure.circle import CircleFit, geometric_fit, refine_on_pixel_edges, robust_fit
 from nwwatch.measure.components import select_components
 from nwwatch.measure.edges import BoundaryPoints, iso_boundary_points, mask_boundary_points
-from nwwatch.measure.facet import Facet, FacetError, locate_facet
-from nwwatch.measure.result import ContactAngleResult
+from nwwatch.measure.interface import FacetLine, fit_facet_line, interface_points, rim_shift
+from nwwatch.measure.result import ContactAngleResult, MeasurementPoints
+from nwwatch.measure.uncertainty import combine_deg, correlation_factor, statistical_sigma_rad
+from nwwatch.measure.wire import measure_wire
 
 #: Free-surface points closer than this to the facet line are not fitted (px).
 FACET_MARGIN_PX = 1.5
 MIN_POINTS = 12
 MIN_ARC_SPAN_DEG = 30.0
-MAX_RESIDUAL_RMS_PX = 1.5
-#: A 1-sigma uncertainty above this means the visible arc cannot fix the angle (fit_failed).
-MAX_UNCERTAINTY_DEG = 2.0
+#: Residual RMS of the circle fit above which the outline is not a circle arc: relative to R
+#: (a wrong shape grows with size) with a floor for the 1-3 px wiggles of drawn boundaries.
+MAX_RESIDUAL_RMS_PX = 3.0
+MAX_RESIDUAL_RMS_FRACTION = 0.03
+#: A 1-sigma uncertainty above this means the visible arc cannot fix the angle.
+MAX_UNCERTAINTY_DEG = 1.5
+#: The interface orients the facet when it is at least this long with this many inliers
+#: and its orientation is known to this 1-sigma; otherwise the wire-axis prior is used.
+MIN_INTERFACE_LENGTH_PX = 6.0
+MIN_INTERFACE_POINTS = 6
+MAX_FREE_ANGLE_SIGMA_DEG = 3.0
+#: Interface scatter allowed, as its cost in degrees at the droplet's size: a scatter of
+#: ``d`` px about the facet line is ``d / a`` rad of angle if it were all systematic.
+MAX_SCATTER_COST_DEG = 6.0
+#: The interface must span at least this share of the droplet's base (circle x line).
+MIN_BASE_COVERAGE = 0.25
+#: Less than this share of the interface points on one line: not a line (several pieces).
+MIN_INLIER_FRACTION = 0.5
+#: A bulge of the facet outline above this (and 4 standard errors) is read as tilt.
+MIN_BULGE_PX = 1.0
+MIN_BULGE_HALF_CHORD_PX = 15.0
+#: Scale of the statistical 1-sigma, set on the benchmark's exact and degraded labels
+#: (bench/bench_contact_angle.py) so that |error| <= 2 sigma on >= 95 % of valid frames: the
+#: correlation inflation does not fully capture smooth boundary wiggles.
+CALIBRATION = 1.3
+#: Orientation spread assumed for a facet oriented by a prior (facets incline up to ~30 deg).
+PRIOR_ANGLE_SIGMA_RAD = math.radians(15.0)
 _NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
@@ -63,44 +92,46 @@ def _arc_span_deg(points: np.ndarray, center: np.ndarray) -> float:
     return float(np.degrees(2 * np.pi - gaps.max()))
 
 
-def _angle_deg(fit: CircleFit, facet: Facet) -> float:
-    s = float((fit.center - facet.point) @ facet.u)
+def _angle_deg(fit: CircleFit, line: FacetLine, shift_px: float = 0.0) -> float:
+    s = float(line.offset(fit.center[None, :])[0]) - shift_px
     return math.degrees(math.acos(float(np.clip(-s / fit.radius, -1.0, 1.0))))
 
 
 def _side_angles(
-    pts: np.ndarray, outward: np.ndarray | None, fit: CircleFit, facet: Facet, foot: np.ndarray
+    pts: np.ndarray, fit: CircleFit, line: FacetLine, foot: np.ndarray, shift_px: float,
 ) -> tuple[float | None, float | None]:
-    """Angles from circles fitted to each half of the arc (left: +n side); ``outward`` given
-    for binary-mask points (pixel-edge refinement)."""
-    lat = (pts - foot) @ facet.n
+    """Angles from circles fitted to each half of the arc (left: +direction side)."""
+    lat = (pts - foot) @ line.direction
     out: list[float | None] = []
     for side in (lat > 0, lat < 0):
         sub = pts[side]
         if len(sub) < MIN_POINTS or _arc_span_deg(sub, fit.center) < 20.0:
             out.append(None)
             continue
-        side_fit = geometric_fit(sub, fit.center, fit.radius)
-        if outward is not None and side_fit.converged:
-            side_fit = refine_on_pixel_edges(sub, outward[side], side_fit)
+        side_fit = geometric_fit(sub, fit.center, fit.radius, max_iter=20)
         ok = side_fit.converged and np.isfinite(side_fit.radius)
-        out.append(_angle_deg(side_fit, facet) if ok else None)
+        out.append(_angle_deg(side_fit, line, shift_px) if ok else None)
     return out[0], out[1]
 
 
+def _on_border(pts: BoundaryPoints, shape: tuple[int, int], offset: tuple[int, int]) -> np.ndarray:
+    """True where either pixel of a boundary point lies on the image border."""
+    border = np.zeros(len(pts), dtype=bool)
+    for px in (pts.inside, pts.outside):
+        rows, cols = px[:, 0] + offset[0], px[:, 1] + offset[1]
+        border |= (rows <= 0) | (rows >= shape[0] - 1) | (cols <= 0) | (cols >= shape[1] - 1)
+    return border
+
+
 def _free_surface(
-    pts: BoundaryPoints, facet: Facet, wire: np.ndarray, shape: tuple[int, int],
-    offset: tuple[int, int],
+    pts: BoundaryPoints, line: FacetLine, wire: np.ndarray, border: np.ndarray
 ) -> np.ndarray:
     """Mask of droplet boundary points on the free surface (crop coordinates in ``pts``)."""
-    keep = (pts.points - facet.point) @ facet.u > FACET_MARGIN_PX
+    keep = line.offset(pts.points) > FACET_MARGIN_PX + 0.5 * line.gap_px
     near_wire = cv2.dilate(wire.view(np.uint8), _NEAR).astype(bool)
     keep &= ~near_wire[pts.outside[:, 0], pts.outside[:, 1]]
     keep &= ~near_wire[pts.inside[:, 0], pts.inside[:, 1]]
-    for px in (pts.inside, pts.outside):
-        rows, cols = px[:, 0] + offset[0], px[:, 1] + offset[1]
-        keep &= (rows > 0) & (rows < shape[0] - 1) & (cols > 0) & (cols < shape[1] - 1)
-    return keep
+    return keep & ~border
 
 
 def measure_contact_angle(
@@ -122,8 +153,8 @@ def measure_contact_angle(
     Returns
     -------
     ContactAngleResult
-        Always a value: bad geometry gives a failure ``status`` and a ``reason``. Raises
-        ``ValueError`` only for malformed arguments (ndim, dtype, shape).
+        Always a value: bad geometry gives a failure ``status``, a ``reason_code`` and a
+        ``reason``. Raises ``ValueError`` only for malformed arguments (ndim, dtype, shape).
     """
     _check_inputs(labels, droplet_probability, pixel_size_nm)
     try:
@@ -131,8 +162,23 @@ def measure_contact_angle(
     except np.linalg.LinAlgError as exc:
         # Degenerate point sets can still defeat a solver; a service must get a value back.
         return ContactAngleResult(
-            R.FIT_FAILED, f"numerical failure in the geometry fit ({exc})",
+            R.FIT_FAILED, f"numerical failure in the geometry fit ({exc})", "numerical_failure",
             pixel_size_nm=pixel_size_nm)
+
+
+def _fail(code: str, reason: str, **fields) -> ContactAngleResult:
+    return ContactAngleResult(R.FIT_FAILED, reason, code, **fields)
+
+
+def _centroid(mom: dict) -> np.ndarray:
+    """(row, col) centroid from ``cv2.moments``."""
+    return np.array([mom["m01"], mom["m10"]]) / max(mom["m00"], 1e-12)
+
+
+def _signed_deg(vector: np.ndarray, axis: np.ndarray) -> float:
+    """Angle from ``axis`` to ``vector`` counter-clockwise on screen (degrees)."""
+    left = np.array([-axis[1], axis[0]])
+    return math.degrees(math.atan2(float(vector @ left), float(vector @ axis)))
 
 
 def _measure(
@@ -141,17 +187,21 @@ def _measure(
     shape = labels.shape
     sel = select_components(labels)
     if sel.status is not None:
-        return ContactAngleResult(sel.status, sel.reason, pixel_size_nm=pixel_size_nm)
-    base = dict(
-        n_droplets=sel.n_droplets,
-        droplet_cut=sel.droplet_cut,
-        droplet_area_px2=sel.droplet_area_px2,
-        pixel_size_nm=pixel_size_nm,
-    )
+        return ContactAngleResult(sel.status, sel.reason, sel.reason_code,
+                                  n_droplets=sel.n_droplets or None, pixel_size_nm=pixel_size_nm)
+    base = dict(n_droplets=sel.n_droplets, droplet_cut=sel.droplet_cut,
+                droplet_area_px2=sel.droplet_area_px2, pixel_size_nm=pixel_size_nm)
     r0, c0, r1, c1 = sel.box
     offset = (r0, c0)
-    wire_pts = mask_boundary_points(sel.wire)
+    off = np.asarray(offset, dtype=float)
     drop_pts = mask_boundary_points(sel.droplet)
+    # The wire's boundary matters near the droplet only (facet, gap, side edges below it):
+    # a window around the droplet keeps a long wire from costing time.
+    x, y, w, h = cv2.boundingRect(sel.droplet.view(np.uint8))
+    reach = max(24, int(1.5 * max(w, h)))
+    wy0, wx0 = max(y - reach, 0), max(x - reach, 0)
+    wire_pts = mask_boundary_points(sel.wire[wy0 : y + h + reach, wx0 : x + w + reach],
+                                    offset=(wy0, wx0))
     fine = None
     if droplet_probability is not None:
         iso = iso_boundary_points(droplet_probability[r0:r1, c0:c1])
@@ -163,38 +213,66 @@ def _measure(
         fine = iso.subset(near)
         if len(fine) < MIN_POINTS:
             fine = None
-    try:
-        facet = locate_facet(sel.wire, sel.droplet, wire_pts, drop_pts, fine)
-    except FacetError as exc:
-        return ContactAngleResult(exc.status, exc.reason, **base)
-    off = np.asarray(offset, dtype=float)
-    axis_deg = math.degrees(math.atan2(-facet.u[0], facet.u[1]))
-    facet_deg = math.degrees(math.atan2(-facet.n[0], facet.n[1]))
+    towards = _centroid(sel.droplet_moments) - _centroid(sel.wire_moments)
+    if not np.hypot(*towards) > 1e-6:
+        return _fail("droplet_not_on_wire", "wire and droplet have the same centroid", **base)
+    towards /= np.hypot(*towards)
+    iface = interface_points(sel.wire, sel.droplet, wire_pts, drop_pts, fine)
+    if len(iface) < 3:
+        return _fail("interface_missing", f"only {len(iface)} wire/droplet interface points "
+                     "(the droplet does not sit on the wire's end)", **base)
+    line = fit_facet_line(iface, towards)
+    wire_border = _on_border(wire_pts, shape, offset)
+    wire_geo = measure_wire(sel.wire, wire_pts, towards, line.point, wire_border, line.normal,
+                            sel.wire_moments)
+    source = "interface"
+    n_inl = int(line.inliers.sum())
+    if (line.length_px < MIN_INTERFACE_LENGTH_PX or n_inl < MIN_INTERFACE_POINTS
+            or math.degrees(line.sigma_angle_rad) > MAX_FREE_ANGLE_SIGMA_DEG):
+        free_line = line
+        source = "wire_axis" if wire_geo.axis is not None else "centroids"
+        prior = wire_geo.axis if wire_geo.axis is not None else towards
+        line = fit_facet_line(iface, towards, prior_normal=prior)
+    else:
+        free_line = None
+    inlier_fraction = float(line.inliers.mean())
+    axis_deg = (math.degrees(math.atan2(-wire_geo.axis[0], wire_geo.axis[1]))
+                if wire_geo.axis is not None else None)
     geometry = dict(
         base,
-        facet_row=float(facet.point[0] + off[0]),
-        facet_col=float(facet.point[1] + off[1]),
-        facet_angle_deg=facet_deg,
-        facet_gap_px=facet.gap_px,
+        facet_angle_deg=math.degrees(math.atan2(-line.direction[0], line.direction[1])),
+        facet_gap_px=line.gap_px,
+        facet_source=source,
+        facet_inclination_deg=(_signed_deg(line.normal, wire_geo.axis)
+                               if wire_geo.axis is not None else None),
+        facet_scatter_px=line.scatter_px,
+        n_facet_points=int(line.inliers.sum()),
+        wire_status=wire_geo.status,
         wire_axis_deg=axis_deg,
-        wire_tilt_deg=facet.tilt_deg,
-        wire_width_px=2.0 * facet.half_width_px,
-        base_half_width_px=facet.half_width_px,
+        wire_width_px=wire_geo.width_px,
     )
+    if inlier_fraction < MIN_INLIER_FRACTION:
+        return _fail("interface_not_line", f"only {100 * inlier_fraction:.0f} % of the "
+                     "wire/droplet interface lies on one line (curved or in several pieces)",
+                     **geometry)
     contour = fine if fine is not None else drop_pts
-    keep = _free_surface(contour, facet, sel.wire, shape, offset)
-    pts = contour.points[keep]
-    if len(pts) < MIN_POINTS:
-        return ContactAngleResult(
-            R.FIT_FAILED, f"only {len(pts)} droplet edge points on the free surface "
-            f"(need {MIN_POINTS})", n_contour_points=len(pts), **geometry)
-    fit, inliers = robust_fit(pts)
-    pts = pts[inliers]
+    border = _on_border(contour, shape, offset)
+    keep = _free_surface(contour, line, sel.wire, border)
+    all_pts = contour.points[keep]
+    if len(all_pts) < MIN_POINTS:
+        return _fail("free_surface_too_small", f"only {len(all_pts)} droplet edge points on "
+                     f"the free surface (need {MIN_POINTS})", n_contour_points=len(all_pts),
+                     **geometry)
+    fit, inliers = robust_fit(all_pts)
+    pts = all_pts[inliers]
     outward = contour.outward[keep][inliers] if fine is None else None
     if outward is not None and fit.converged:  # binary mask: use what each pixel edge allows
         fit = refine_on_pixel_edges(pts, outward, fit)
     span = _arc_span_deg(pts, fit.center)
     radius = fit.radius
+    points = MeasurementPoints(
+        circle=pts + off, circle_rejected=all_pts[~inliers] + off,
+        facet=iface.points[line.inliers] + off, facet_rejected=iface.points[~line.inliers] + off)
     fitted = dict(
         geometry,
         droplet_radius_px=radius,
@@ -203,62 +281,123 @@ def _measure(
         fit_residual_rms_px=fit.rms_px,
         arc_span_deg=span,
         n_contour_points=len(pts),
+        points=points,
     )
-    problem = None
     if not fit.converged or not np.isfinite(radius):
-        problem = "the circle fit did not converge"
-    elif span < MIN_ARC_SPAN_DEG:
-        problem = f"the visible arc spans {span:.0f} deg (need {MIN_ARC_SPAN_DEG:.0f})"
-    elif fit.rms_px > MAX_RESIDUAL_RMS_PX:
-        problem = (f"the droplet outline is not a circle arc (residual RMS {fit.rms_px:.2f} px "
-                   f"> {MAX_RESIDUAL_RMS_PX} px)")
-    s = float((fit.center - facet.point) @ facet.u)
-    ratio = -s / radius
-    if problem is None and abs(ratio) > 1.0 + 2.0 / radius:
-        problem = (f"the fitted circle (R = {radius:.1f} px) does not reach the facet line "
-                   f"(centre {s:.1f} px from it)")
-    if problem is not None:
-        return ContactAngleResult(R.FIT_FAILED, problem, **fitted)
-    theta = math.acos(float(np.clip(ratio, -1.0, 1.0)))
-    foot = fit.center - s * facet.u
+        return _fail("not_a_circle", "the circle fit did not converge", **fitted)
+    if span < MIN_ARC_SPAN_DEG:
+        return _fail("arc_too_short", f"the visible arc spans {span:.0f} deg "
+                     f"(need {MIN_ARC_SPAN_DEG:.0f})", **fitted)
+    max_rms = max(MAX_RESIDUAL_RMS_PX, MAX_RESIDUAL_RMS_FRACTION * radius)
+    if fit.rms_px > max_rms:
+        return _fail("not_a_circle", f"the droplet outline is not a circle arc (residual RMS "
+                     f"{fit.rms_px:.2f} px > {max_rms:.1f} px)", **fitted)
+    s = float(line.offset(fit.center[None, :])[0])
+    # Scatter judged by its cost in degrees at this size: d px about the line is up to
+    # d / a rad of angle (a: half the chord, or R when the circle misses the line).
+    scale = math.sqrt(max(radius**2 - s**2, 0.0)) if abs(s) < radius else radius
+    cost_deg = math.degrees(line.scatter_px / max(scale, 1.0))
+    if cost_deg > MAX_SCATTER_COST_DEG:
+        return _fail("interface_not_line", f"the wire/droplet interface scatters "
+                     f"{line.scatter_px:.1f} px about its line, {cost_deg:.1f} deg at this "
+                     f"droplet size (> {MAX_SCATTER_COST_DEG:g} deg)", **fitted)
+    if abs(s / radius) > 1.0 + 2.0 / radius:
+        return _fail("circle_misses_facet", f"the fitted circle (R = {radius:.1f} px) does not "
+                     f"reach the facet line (centre {s:.1f} px from it)", **fitted)
+    theta_flat = _angle_deg(fit, line)
+    foot = fit.center - s * line.normal
     half_chord = math.sqrt(max(radius**2 - s**2, 0.0))
-    left = foot + half_chord * facet.n + off
-    right = foot - half_chord * facet.n + off
-    theta_left, theta_right = _side_angles(pts, outward, fit, facet, foot)
-    # Uncertainty: fit covariance of (centre, R) and the facet position, propagated to theta.
-    cov = fit.covariance
-    grad = np.array([facet.u[0], facet.u[1], -s / radius]) / max(radius * math.sin(theta), 0.5)
-    var = float(grad @ cov @ grad) + (facet.sigma_px / max(radius * math.sin(theta), 0.5)) ** 2
+    if line.length_px < MIN_BASE_COVERAGE * 2.0 * half_chord:
+        return _fail("interface_missing", f"the droplet meets the wire over "
+                     f"{line.length_px:.0f} px only, but its base would be "
+                     f"{2 * half_chord:.0f} px wide: it does not sit on the wire's end",
+                     **fitted)
+    # Flat or elliptical (tilted) facet: the triple points sit at the ellipse's rim.
+    shift = 0.0
+    tilt_deg = 0.0
+    tilt_sys_deg = 0.0
+    rim = None
+    if half_chord >= MIN_BULGE_HALF_CHORD_PX:
+        rim = rim_shift(line, iface, float(line.along(foot[None, :])[0]), half_chord)
+        if rim is not None and rim.k_px > 0:
+            # The ellipse's half-axis is the chord at the rim, not at the flat line: refit.
+            chord_rim = math.sqrt(max(radius**2 - (s - rim.offset_px) ** 2, 0.0))
+            rim = rim_shift(line, iface, float(line.along(foot[None, :])[0]), chord_rim) or rim
+    inl_pts = iface.points[line.inliers]
+    line_factor = correlation_factor(line.offset(inl_pts), line.along(inl_pts))
+    if rim is not None and rim.k_px > 0:
+        theta_rim = _angle_deg(fit, line, rim.offset_px)
+        rim_factor = correlation_factor(rim.residuals, rim.along)
+        se_k = rim.se_k_px * math.sqrt(rim_factor)  # wiggles: fewer independent points
+        if rim.k_px >= max(MIN_BULGE_PX, 4.0 * se_k) and rim.k_px < 0.5 * half_chord:
+            # Read as tilt: the rim level is extrapolated from the ellipse fit, whose
+            # residuals (not the flat line's) measure the interface's noise.
+            shift = rim.offset_px
+            tilt_deg = math.degrees(math.asin(min(rim.k_px / half_chord, 1.0)))
+            line = dataclasses.replace(line, sigma_offset_px=rim.se_offset_px)
+            line_factor = rim_factor
+        else:
+            # Read as flat, though the facet may be a shallow ellipse: half the difference.
+            tilt_sys_deg = 0.5 * abs(theta_rim - theta_flat)
+    s -= shift
+    theta = math.acos(float(np.clip(-s / radius, -1.0, 1.0)))
     theta_deg = math.degrees(theta)
-    sigma_deg = math.degrees(math.sqrt(max(var, 0.0)))
+    foot = fit.center - s * line.normal
+    half_chord = math.sqrt(max(radius**2 - s**2, 0.0))
+    left = foot + half_chord * line.direction + off
+    right = foot - half_chord * line.direction + off
+    theta_left, theta_right = _side_angles(pts, fit, line, foot, shift)
+    # Uncertainty: fits (inflated for correlated residuals) plus the model choices.
+    res_c = np.hypot(*(pts - fit.center).T) - radius
+    ang_c = np.arctan2(pts[:, 0] - fit.center[0], pts[:, 1] - fit.center[1])
+    lever = float(line.along(foot[None, :])[0])
+    stat = statistical_sigma_rad(fit, line, theta, lever, correlation_factor(res_c, ang_c),
+                                 line_factor)
+    choice_deg = 0.0
+    if free_line is not None:
+        # Oriented by a prior: the facet may be inclined to it (lever arm x angle spread),
+        # and the interface's own weak orientation is an alternative.
+        alt = math.degrees(abs(theta - math.acos(float(np.clip(
+            -(float(free_line.offset(fit.center[None, :])[0]) - shift) / radius, -1, 1)))))
+        choice_deg = math.hypot(
+            math.degrees(abs(lever) * PRIOR_ANGLE_SIGMA_RAD / max(half_chord, 0.5)), alt)
+    elif wire_geo.axis is not None:
+        # Free orientation: when the data cannot tell it from "perpendicular to the axis",
+        # half the difference between the two is a model-choice term.
+        # Turning the line by the inclination about its best-known point moves the foot of
+        # the centre by lever x angle.
+        incl = math.radians(abs(_signed_deg(line.normal, wire_geo.axis)))
+        if incl < 3.0 * line.sigma_angle_rad:
+            choice_deg = 0.5 * math.degrees(abs(lever) * incl / max(half_chord, 0.5))
+    sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), choice_deg, tilt_sys_deg)
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
+    fitted.update(base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
+                  facet_row=float(foot[0] + off[0]), facet_col=float(foot[1] + off[1]))
     notes = []
     if sel.n_droplets > 1:
         notes.append(f"{sel.n_droplets} droplets; measured the one on the main wire")
     if sel.droplet_cut:
         notes.append("droplet cut by the frame")
-    if facet.tilt_deg > 0:
-        notes.append(f"facet seen as an ellipse: wire tilted ~{facet.tilt_deg:.0f} deg out of "
+    if source != "interface":
+        notes.append(f"facet oriented by the {source.replace('_', ' ')} (interface too short "
+                     "to orient it)")
+    if tilt_deg > 0:
+        notes.append(f"facet seen as an ellipse: wire tilted ~{tilt_deg:.0f} deg out of "
                      "the image plane (apparent angle)")
-    if facet.gap_px > 0.5:
-        notes.append(f"{facet.gap_px:.1f} px gap between droplet and wire")
-    a = facet.half_width_px
-    if abs(half_chord - a) > max(3.0, 0.25 * a):
-        return ContactAngleResult(
-            R.FIT_FAILED,
-            f"the droplet's base ({2 * half_chord:.1f} px) does not match the wire width "
-            f"({2 * a:.1f} px): the droplet does not wet the whole facet or the masks are wrong",
-            contact_angle_deg=theta_deg, **fitted)
+    if line.gap_px > 0.5:
+        notes.append(f"{line.gap_px:.1f} px gap between droplet and wire")
+    if wire_geo.note:
+        notes.append(f"wire {wire_geo.status.replace('_', ' ')}: {wire_geo.note}")
     if sigma_deg > MAX_UNCERTAINTY_DEG:
-        return ContactAngleResult(
-            R.FIT_FAILED,
-            f"the angle is uncertain by +-{sigma_deg:.1f} deg (> {MAX_UNCERTAINTY_DEG:g}): "
-            f"too little of the droplet outline is visible ({len(pts)} points, "
-            f"{span:.0f} deg of arc)",
-            contact_angle_deg=theta_deg, contact_angle_uncertainty_deg=sigma_deg, **fitted)
+        return _fail("angle_uncertain", f"the angle is uncertain by +-{sigma_deg:.1f} deg "
+                     f"(> {MAX_UNCERTAINTY_DEG:g}): too little of the droplet outline or of "
+                     f"the facet is visible ({len(pts)} points, {span:.0f} deg of arc)",
+                     contact_angle_deg=theta_deg, contact_angle_uncertainty_deg=sigma_deg,
+                     **fitted)
     lo, hi = R.PHYSICAL_RANGE_DEG
+    code = "ok"
     if not lo <= theta_deg <= hi:
-        status = R.OUT_OF_RANGE
+        status, code = R.OUT_OF_RANGE, "out_of_physical_range"
         notes.insert(0, f"{theta_deg:.1f} deg is outside the physical range [{lo:g}, {hi:g}]")
     elif sel.n_droplets > 1:
         status = R.SEVERAL_DROPLETS
@@ -267,6 +406,7 @@ def _measure(
     return ContactAngleResult(
         status,
         "; ".join(notes),
+        code,
         contact_angle_deg=theta_deg,
         contact_angle_left_deg=theta_left,
         contact_angle_right_deg=theta_right,

@@ -1,9 +1,12 @@
 """Draw a measurement on its frame so a scientist sees at a glance why the value is what it is.
 
-Shows the segmentation outlines (wire yellow, droplet cyan), the fitted circle (orange) and
-its centre, the facet line (blue), the triple points (green, with the left/right angles),
-and the angle with its uncertainty and the status; the status and reason in red when the
-measurement failed. Hershey fonts are ASCII only, hence "deg" for the degree sign.
+Shows the segmentation outlines (wire yellow, droplet cyan), the droplet outline points used
+for the circle (orange dots) and those rejected as outliers (magenta), the interface points
+used for the facet line (blue dots) and those rejected (magenta), the fitted circle (orange)
+and its centre, the facet line (blue) labelled with how it was oriented, the triple points
+(green, with the left/right angles), the angle with its uncertainty, the status and the
+``reason_code``; status, code and reason in red when the measurement failed. Hershey fonts
+are ASCII only, hence "deg" for the degree sign.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ _SHIFT = 4  # cv2 fixed-point drawing: coordinates in 1/16 px
 _ONE = 1 << _SHIFT
 _BLUE, _GREEN, _ORANGE = (255, 80, 0), (0, 200, 0), (0, 140, 255)
 _YELLOW, _CYAN, _RED, _WHITE = (0, 220, 220), (230, 200, 0), (0, 0, 255), (255, 255, 255)
+_MAGENTA = (255, 0, 255)
 
 
 def stretch_to_uint8(image: np.ndarray) -> np.ndarray:
@@ -52,6 +56,16 @@ def _text(canvas: np.ndarray, text: str, org: tuple[int, int], color, scale: flo
     cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
 
 
+def _dots(canvas: np.ndarray, points: np.ndarray, color) -> None:
+    """Single-pixel dots at (row, col) ``points`` (N, 2), clipped to the canvas."""
+    if points.size == 0:
+        return
+    idx = np.rint(points).astype(np.int64)
+    h, w = canvas.shape[:2]
+    inside = (idx[:, 0] >= 0) & (idx[:, 0] < h) & (idx[:, 1] >= 0) & (idx[:, 1] < w)
+    canvas[idx[inside, 0], idx[inside, 1]] = color
+
+
 def draw_overlay(
     image: np.ndarray | None, labels: np.ndarray, result: ContactAngleResult
 ) -> np.ndarray:
@@ -77,6 +91,11 @@ def draw_overlay(
                                        cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(canvas, contours, -1, color, 1, cv2.LINE_AA)
     r = result
+    if r.points is not None:
+        for pts, color in ((r.points.circle, _ORANGE), (r.points.facet, _BLUE),
+                           (r.points.circle_rejected, _MAGENTA),
+                           (r.points.facet_rejected, _MAGENTA)):
+            _dots(canvas, pts, color)
     if r.facet_row is not None and r.facet_angle_deg is not None:
         phi = math.radians(r.facet_angle_deg)
         d = np.array([-math.sin(phi), math.cos(phi)])  # facet direction (row, col)
@@ -84,6 +103,10 @@ def draw_overlay(
         p0 = np.array([r.facet_row, r.facet_col]) - half * d
         p1 = np.array([r.facet_row, r.facet_col]) + half * d
         cv2.line(canvas, _pt(*p0), _pt(*p1), _BLUE, lw, cv2.LINE_AA, _SHIFT)
+        if r.facet_source:
+            end = p1 if p1[0] > p0[0] else p0  # label the lower end, clear of the droplet
+            _text(canvas, f"facet: {r.facet_source}", (int(end[1]) + 4 * lw, int(end[0])),
+                  _BLUE, 0.4 * scale)
     if r.circle_center_row is not None and r.droplet_radius_px is not None:
         centre = _pt(r.circle_center_row, r.circle_center_col)
         cv2.circle(canvas, centre, int(round(r.droplet_radius_px * _ONE)), _ORANGE, lw,
@@ -107,7 +130,8 @@ def draw_overlay(
               0.6 * scale)
         y += int(22 * scale)
     color = _WHITE if r.angle_valid else _RED
-    _text(canvas, r.status, (int(8 * scale), y), color, 0.5 * scale)
+    status = r.status if r.reason_code in ("ok", r.status) else f"{r.status} / {r.reason_code}"
+    _text(canvas, status, (int(8 * scale), y), color, 0.5 * scale)
     if r.reason:
         # Long reasons wrap over a few lines so they stay inside the frame.
         width = max(20, int(labels.shape[1] / (9 * scale)))

@@ -10,18 +10,34 @@ Statuses and whether they carry a valid angle (``angle_valid``):
 | ``fit_failed`` | no | wire and droplet found, geometry could not be measured |
 | ``droplet_not_on_wire`` | no | no droplet sits on a wire's end |
 | ``no_droplet`` / ``no_wire`` | no | the class is missing |
+
+Every result also carries a ``reason_code`` from :data:`REASON_CODES` (``ok`` for a valid
+angle) next to the human ``reason``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
+
+@dataclass(frozen=True)
+class MeasurementPoints:
+    """The points behind a result, for overlays (image (row, col), float64 (N, 2)): droplet
+    outline points used for the circle and those rejected, interface points used for the
+    facet line and those rejected. Not part of the row."""
+
+    circle: np.ndarray
+    circle_rejected: np.ndarray
+    facet: np.ndarray
+    facet_rejected: np.ndarray
+
 #: Bumps whenever results for the same labels would change (the daemon's ledger keys on it).
-MEASUREMENT_VERSION = "1.0.0"
+MEASUREMENT_VERSION = "2.0.0"
 
 OK = "ok"
 SEVERAL_DROPLETS = "several_droplets"
@@ -35,6 +51,27 @@ STATUSES: tuple[str, ...] = (
 )
 #: Statuses whose contact angle is valid.
 VALID_STATUSES: frozenset[str] = frozenset({OK, SEVERAL_DROPLETS})
+#: Machine-readable cause of a result (``reason_code``), stable across versions; ``reason``
+#: is the human text with the numbers.
+REASON_CODES: dict[str, str] = {
+    "ok": "measured (reason may carry notes)",
+    "no_wire": "no nanowire region of at least 12 px",
+    "no_droplet": "no droplet region of at least 12 px",
+    "labels_noisy": "the label image is noise-like (too many class changes or regions)",
+    "droplet_not_on_wire": "no droplet lies on a nanowire",
+    "wire_inside_droplet": "the nanowire lies inside the droplet's outline",
+    "interface_missing": "too few wire/droplet interface points to place the facet",
+    "interface_not_line": "the wire/droplet interface is not a straight line (curved, "
+                          "several pieces, or scattered more than its cost in degrees allows)",
+    "free_surface_too_small": "too few droplet edge points on the free surface",
+    "arc_too_short": "the visible arc of the droplet outline is too short",
+    "not_a_circle": "the droplet outline is not a circle arc",
+    "circle_misses_facet": "the fitted circle does not reach the facet line",
+    "angle_uncertain": "the angle's uncertainty is too large",
+    "out_of_physical_range": "measured, but outside the physical range",
+    "numerical_failure": "a solver failed on degenerate points",
+}
+
 #: Contact angles outside this range (degrees) are kept but flagged.
 PHYSICAL_RANGE_DEG = (70.0, 170.0)
 
@@ -43,6 +80,7 @@ _I = pa.int32()
 #: Measurement columns of a frame row, in order; ``ContactAngleResult.as_row()`` keys.
 MEASUREMENT_FIELDS: list[pa.Field] = [
     pa.field("status", pa.string(), nullable=False),
+    pa.field("reason_code", pa.string(), nullable=False),
     pa.field("reason", pa.string(), nullable=False),
     pa.field("angle_valid", pa.bool_(), nullable=False),
     pa.field("contact_angle_deg", _F),
@@ -62,6 +100,11 @@ MEASUREMENT_FIELDS: list[pa.Field] = [
     pa.field("facet_col", _F),
     pa.field("facet_angle_deg", _F),
     pa.field("facet_gap_px", _F),
+    pa.field("facet_source", pa.string()),
+    pa.field("facet_inclination_deg", _F),
+    pa.field("facet_scatter_px", _F),
+    pa.field("n_facet_points", _I),
+    pa.field("wire_status", pa.string()),
     pa.field("wire_width_px", _F),
     pa.field("wire_axis_deg", _F),
     pa.field("wire_tilt_deg", _F),
@@ -87,18 +130,25 @@ class ContactAngleResult:
     """Contact angle of one droplet on one nanowire, or why there is none.
 
     Pixel quantities are in the image's (row, col) frame with integer pixel centres. Angles
-    in degrees. ``contact_angle_deg`` is the mean of the left and right angles when both were
-    measured, else the single-circle angle; ``contact_angle_left_deg`` is the angle at the
-    triple point on the left of an observer looking along the growth direction on screen.
-    ``facet_angle_deg`` is the facet line's direction (``wire_axis_deg`` + 90, in
-    (-180, 180]). ``wire_tilt_deg`` is the out-of-plane tilt read from an elliptical facet
-    outline (0 when the facet looks straight); the angle is then the apparent one, measured
-    against the line through the triple points. ``*_nm`` fields are None unless
-    ``pixel_size_nm`` was given.
+    in degrees. ``contact_angle_deg`` is the angle between the circle fitted to the whole
+    free surface and the facet line; ``contact_angle_left_deg`` / ``_right_deg`` come from
+    circles fitted to each half of the arc, left as seen by an observer looking from the
+    wire into the droplet. ``facet_angle_deg`` is the facet line's direction (its normal
+    into the droplet + 90, in (-180, 180]); ``facet_source`` says how it was oriented
+    (``interface``: fitted to the wire/droplet interface; ``wire_axis``: perpendicular to the
+    wire axis, a prior for a short interface; ``centroids``: perpendicular to the
+    wire-to-droplet direction). ``facet_inclination_deg`` is the facet normal's angle to the
+    wire axis (when the axis is measured). ``wire_axis_deg``, ``wire_width_px`` are reported
+    as ``wire_status`` says (``measured``, ``axis_only``, ``not_measured``) and the angle
+    never depends on them. ``base_half_width_px`` is half the chord between the triple
+    points. ``wire_tilt_deg`` is the out-of-plane tilt read from an elliptical facet outline
+    (0 when the facet looks straight); the angle is then the apparent one, against the line
+    through the triple points. ``*_nm`` fields are None unless ``pixel_size_nm`` was given.
     """
 
     status: str
     reason: str
+    reason_code: str = "ok"
     contact_angle_deg: float | None = None
     contact_angle_left_deg: float | None = None
     contact_angle_right_deg: float | None = None
@@ -116,6 +166,11 @@ class ContactAngleResult:
     facet_col: float | None = None
     facet_angle_deg: float | None = None
     facet_gap_px: float | None = None
+    facet_source: str | None = None
+    facet_inclination_deg: float | None = None
+    facet_scatter_px: float | None = None
+    n_facet_points: int | None = None
+    wire_status: str | None = None
     wire_width_px: float | None = None
     wire_axis_deg: float | None = None
     wire_tilt_deg: float | None = None
@@ -127,10 +182,14 @@ class ContactAngleResult:
     n_droplets: int | None = None
     droplet_cut: bool = False
     pixel_size_nm: float | None = None
+    points: MeasurementPoints | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}; expected one of {STATUSES}")
+        if self.reason_code not in REASON_CODES:
+            raise KeyError(f"unknown reason_code {self.reason_code!r}; expected one of "
+                           f"{tuple(REASON_CODES)}")
 
     @property
     def angle_valid(self) -> bool:

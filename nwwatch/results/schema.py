@@ -39,13 +39,17 @@ PROVENANCE_FIELDS: list[pa.Field] = [
 #: where no model segmented the frame.
 CONFIDENCE_FIELD = pa.field("confidence", pa.float64())
 
+#: The frame's QA picture (nwwatch.results.pictures), relative to the results folder; null
+#: when none was written.
+OVERLAY_FIELD = pa.field("overlay_path", pa.string())
+
 
 def frame_schema() -> pa.Schema:
     """Schema of one frame row: source, frame, the measurement columns, the model's
-    confidence, then provenance."""
+    confidence, the QA picture's path, then provenance."""
     from nwwatch.measure import MEASUREMENT_FIELDS
 
-    return pa.schema(KEY_FIELDS + list(MEASUREMENT_FIELDS) + [CONFIDENCE_FIELD]
+    return pa.schema(KEY_FIELDS + list(MEASUREMENT_FIELDS) + [CONFIDENCE_FIELD, OVERLAY_FIELD]
                      + PROVENANCE_FIELDS)
 
 
@@ -58,6 +62,8 @@ def volume_schema() -> pa.Schema:
         pa.field("source", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("reason", pa.string()),
+        # status "suspect": comma-separated nwwatch.volume.REASON_CODES ("" when ok)
+        pa.field("reason_code", pa.string()),
         pa.field("mask_path", pa.string()),
         # Warning signs of a failed model (nwwatch.volume.segment): share of voxels it was
         # unsure about; IoU with a label-free threshold of the same volume.

@@ -33,6 +33,7 @@ from nwwatch.segment.metrics import (
     confusion_matrix,
     metrics_from_confusion,
 )
+from nwwatch.segment.scale import WorkingScale
 
 #: Kept for callers that catch the evaluation's error: it is the DATA parser's.
 EvaluationDataError = DatasetLayoutError
@@ -100,8 +101,14 @@ def _truth_angles(root: Path) -> dict[str, tuple[float, float | None]]:
 
 
 def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[str, ...] = ("cpu",),
-                    threads: int | None = None, angles: bool = True) -> EvaluationReport:
+                    threads: int | None = None, angles: bool = True,
+                    working_scale: WorkingScale | None = None,
+                    flip_average: bool = False) -> EvaluationReport:
     """Segment every labeled image of ``data`` with the ONNX model and score it.
+
+    ``working_scale`` replaces the model's own (:mod:`nwwatch.segment.scale`), e.g.
+    ``WorkingScale(None)`` to run every frame at its own size. ``flip_average``: average the
+    softmax over the mirror images (:class:`nwwatch.segment.session.Segmenter`).
 
     Returns an :class:`EvaluationReport`; ``angles`` needs DATA/truth.parquet (in-situ models).
     """
@@ -109,7 +116,10 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
 
     root = Path(data)
     pairs = pair_folder(root)
-    segmenter = Segmenter(model_path, providers=providers, threads=threads)
+    segmenter = Segmenter(model_path, providers=providers, threads=threads,
+                          flip_average=flip_average)
+    if working_scale is not None:
+        segmenter.working_scale = working_scale
     meta = segmenter.metadata
     num_classes = len(meta.class_names)
     truth = _truth_angles(root) if angles and (root / "truth.parquet").is_file() else None
@@ -182,13 +192,16 @@ def format_report(report: EvaluationReport) -> str:
 @click.option("--no-angles", is_flag=True, help="Skip contact-angle errors even with truth.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report as JSON.")
+@click.option("--flip-average", is_flag=True,
+              help="Average the softmax over the frame and its mirror images (4x slower).")
 def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int | None,
-             no_angles: bool, json_out: Path | None) -> None:
+             no_angles: bool, json_out: Path | None, flip_average: bool) -> None:
     """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles."""
     from nwwatch.segment.session import ModelLoadError
 
     try:
-        report = evaluate_folder(model, data, tuple(providers), threads, not no_angles)
+        report = evaluate_folder(model, data, tuple(providers), threads, not no_angles,
+                                 flip_average=flip_average)
     except (EvaluationDataError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))

@@ -1,6 +1,6 @@
 """ONNX Runtime inference: provider choice that fails loudly, padding, IO binding.
 
-onnxruntime-gpu falls back to the CPU silently when CUDA cannot be loaded (REFERENCE §5), so
+onnxruntime-gpu falls back to the CPU silently when CUDA cannot be loaded, so
 the provider actually obtained is read back from the session and compared with the request.
 """
 
@@ -22,6 +22,14 @@ from nwwatch.segment.contract import (
     OUTPUT_PROBABILITIES,
     ModelMetadata,
     ModelMetadataError,
+)
+from nwwatch.segment.scale import (
+    WorkingScale,
+    WorkingScaleError,
+    largest_droplet_radius_px,
+    resize_images,
+    resize_probabilities,
+    working_shape,
 )
 
 log = logging.getLogger(__name__)
@@ -116,6 +124,8 @@ class Segmenter:
     require_gpu : raise :class:`GpuUnavailableError` when no GPU provider was obtained.
     threads : intra-op CPU threads (None: ONNX Runtime's default, all cores).
     cache_dir : where TensorRT may cache engines.
+    flip_average : average the softmax over the frame and its three mirror images (4x the
+        inference time; see docs/models.md for what it buys).
     """
 
     def __init__(
@@ -125,8 +135,10 @@ class Segmenter:
         require_gpu: bool = False,
         threads: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        flip_average: bool = False,
     ) -> None:
         self.model_path = Path(model_path)
+        self.flip_average = flip_average
         if not self.model_path.is_file():
             raise ModelLoadError(f"{self.model_path}: model file not found")
         self.model_sha256 = file_sha256(self.model_path)
@@ -156,6 +168,11 @@ class Segmenter:
                 f"and cuDNN 9 libraries, or set require_gpu = false"
             )
         self.metadata = self._read_metadata()
+        try:
+            self.working_scale = WorkingScale.from_metadata(self.metadata.kind,
+                                                            self.metadata.extra)
+        except WorkingScaleError as exc:
+            raise ModelLoadError(f"{self.model_path}: {exc}") from None
         names = {o.name for o in self._session.get_outputs()}
         missing = {OUTPUT_LABELS, OUTPUT_PROBABILITIES} - names
         if INPUT_NAME not in {i.name for i in self._session.get_inputs()} or missing:
@@ -178,7 +195,11 @@ class Segmenter:
         return self.model_path.stem
 
     def segment(self, images: np.ndarray, probabilities: bool = True) -> Segmentation:
-        """Segment a batch of normalised images.
+        """Segment a batch of normalised images at the model's working scale.
+
+        Frames are resized into the scale the model was trained for
+        (:mod:`nwwatch.segment.scale`) and the results mapped back, so labels and
+        probabilities are always in the frames' own pixels.
 
         Parameters
         ----------
@@ -187,13 +208,52 @@ class Segmenter:
 
         Returns
         -------
-        Segmentation with arrays cropped back to (N, H, W).
+        Segmentation with arrays of the input's (N, H, W).
         """
         batch = np.asarray(images, dtype=np.float32)
         if batch.ndim == 2:
             batch = batch[None]
         if batch.ndim != 3:
             raise ValueError(f"images must be (N, H, W) or (H, W), got shape {batch.shape}")
+        height, width = batch.shape[1:]
+        scale = self.working_scale
+        factor = scale.size_factor(height, width)
+        if factor == 1.0 and scale.droplet_radius_px is None and not self.flip_average:
+            return self.segment_native(batch, probabilities)
+        first = self._segment_at(batch, factor)
+        probs = first.probabilities
+        for i in range(batch.shape[0]):
+            radius = largest_droplet_radius_px(first.labels[i])
+            again = scale.droplet_factor(radius, height, width, factor)
+            if again is not None:
+                probs[i] = self._segment_at(batch[i:i + 1], again).probabilities[0]
+        labels = np.argmax(probs, axis=1).astype(np.uint8)
+        return Segmentation(labels=labels, probabilities=probs if probabilities else None)
+
+    def _segment_at(self, batch: np.ndarray, factor: float) -> Segmentation:
+        """Segment (N, H, W) resized by ``factor``; softmax resized back to (N, C, H, W)."""
+        height, width = batch.shape[1:]
+        rows, cols = working_shape(height, width, factor)
+        probs = self._probabilities(resize_images(batch, rows, cols))
+        probs = resize_probabilities(probs, height, width)
+        return Segmentation(labels=np.argmax(probs, axis=1).astype(np.uint8),
+                            probabilities=probs)
+
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Softmax (N, C, H, W) of (N, H, W); with ``flip_average`` the mean over the frame
+        and its left-right, up-down and both-ways mirror images, mapped back."""
+        probs = np.array(self.segment_native(batch, True).probabilities, dtype=np.float32)
+        if not self.flip_average:
+            return probs
+        for axes in ((2,), (1,), (1, 2)):
+            mirrored = np.ascontiguousarray(np.flip(batch, axis=axes))
+            out = self.segment_native(mirrored, True).probabilities
+            probs += np.flip(out, axis=tuple(a + 1 for a in axes))
+        return probs / np.float32(4.0)
+
+    def segment_native(self, images: np.ndarray, probabilities: bool = True) -> Segmentation:
+        """Segment float32 (N, H, W) normalised images as they are (no working scale)."""
+        batch = images
         height, width = batch.shape[1:]
         feed = np.ascontiguousarray(pad_to_multiple(batch, self.metadata.size_multiple)[:, None])
         wanted = [OUTPUT_LABELS, OUTPUT_PROBABILITIES] if probabilities else [OUTPUT_LABELS]

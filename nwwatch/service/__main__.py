@@ -1,9 +1,9 @@
-"""``python -m nwwatch.service run|replay|status|ledger`` (the same commands as
+"""``python -m nwwatch.service run|replay|status|ledger|compact`` (the same commands as
 ``nwwatch ...``)."""
 
 import click
 
-from nwwatch.service.cli import ledger, replay, run, status
+from nwwatch.service.cli import compact, ledger, replay, run, status
 
 
 @click.group()
@@ -15,6 +15,7 @@ _main.add_command(run)
 _main.add_command(replay)
 _main.add_command(status)
 _main.add_command(ledger)
+_main.add_command(compact)
 
 if __name__ == "__main__":
     _main()

@@ -9,16 +9,19 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.io import InputError, UnreadableFileError
+from nwwatch.results.outcome import by_outcome, count_rows, flagged_reasons, row_reason_code
 from nwwatch.results.quarantine import write_quarantine
 from nwwatch.segment.session import Segmenter, file_sha256
+from nwwatch.service.config import OverlaySettings
 from nwwatch.service.inputs import check_regular
 from nwwatch.service.ledger import Failure, ItemKey, Ledger
-from nwwatch.service.names import path_key
+from nwwatch.service.names import path_key, source_name
 from nwwatch.volume.segment import VolumeOptions
 
 #: Test hooks, unset in production. ``NWWATCH_CRASH_AT="after_claim:N"`` or
@@ -68,6 +71,8 @@ class Engine:
     max_attempts: int = 3
     #: How tomograms are segmented (``[tomogram]`` in the configuration).
     volume_options: VolumeOptions = field(default_factory=VolumeOptions)
+    #: QA pictures of in-situ frames (``[output] overlays``, ``replay --overlays``).
+    overlays: OverlaySettings = field(default_factory=OverlaySettings)
     log: object = None
     #: Called between network batches and files: the daemon pings the systemd watchdog
     #: from here, so a long batch is not mistaken for a hung loop.
@@ -94,7 +99,10 @@ class Engine:
 
 @dataclass
 class FileOutcome:
-    """What happened to one input file: state in done, skipped, failed, quarantined, gone."""
+    """What happened to one input file: state in done, skipped, failed, quarantined, gone.
+
+    ``rows``: for a done file, one small dict per row written (``frame``, ``status``,
+    ``reason_code``, ``contact_angle_deg``) for summaries and log lines."""
 
     path: Path
     state: str
@@ -102,6 +110,30 @@ class FileOutcome:
     reason: str = ""
     detected_at: float | None = None
     batch_id: str = ""
+    rows: list[dict] = field(default_factory=list)
+
+    def row_counts(self) -> Counter[tuple[str, str]]:
+        """This file's rows by (status, reason_code)."""
+        return count_rows(self.rows)
+
+
+def row_summary(row: dict) -> dict:
+    """The part of a result row that summaries and log lines show."""
+    angle = row.get("contact_angle_deg")
+    return {"frame": row.get("frame"), "status": row.get("status"),
+            "reason_code": row_reason_code(row),
+            "contact_angle_deg": None if angle is None else round(float(angle), 2)}
+
+
+def outcome_log_fields(outcome: FileOutcome) -> tuple[dict, list[dict]]:
+    """Fields of the log lines of a done file: (the file's line, one line per frame). A
+    single-frame file's line carries that frame's status, reason code and angle, with no
+    frame lines; a multi-page file's line carries the counts by outcome and reason code."""
+    if len(outcome.rows) == 1:
+        return dict(outcome.rows[0]), []
+    counts = outcome.row_counts()
+    return (dict(by_outcome(counts), reason_codes=flagged_reasons(counts)),
+            [dict(r) for r in outcome.rows])
 
 
 @dataclass
@@ -210,7 +242,25 @@ def outcomes(report: BatchReport, items: list[Item], failures: list[Failure],
                                             detected_at=it.detected_at, batch_id=batch_id))
         else:
             report.files.append(FileOutcome(it.path, "done", n_rows=len(it.rows),
-                                            detected_at=it.detected_at, batch_id=batch_id))
+                                            detected_at=it.detected_at, batch_id=batch_id,
+                                            rows=[row_summary(r) for r in it.rows]))
+
+
+def write_pictures(engine: Engine, it: Item, frame, labels, result) -> str | None:
+    """The frame's QA pictures (:mod:`nwwatch.results.pictures`); their path relative to the
+    results folder, or None when they could not be written (a by-product: the frame's row is
+    kept, the failure logged)."""
+    from nwwatch.results.pictures import picture_stem, write_frame_pictures
+
+    stem = picture_stem(it.path, it.key.sha256, engine.segmenter.model_sha256, int(frame.index))
+    try:
+        return write_frame_pictures(engine.results_dir, engine.overlays.folder, stem,
+                                    frame.image, labels, result,
+                                    save_labels=engine.overlays.save_labels)
+    except (OSError, ValueError) as exc:
+        log_of(engine).error("overlay_write_failed", source=source_name(it.path),
+                             frame=int(frame.index), error=repr(exc))
+        return None
 
 
 def refresh_quarantine(ledger: Ledger, results_dir: Path, log, force: bool = False) -> None:

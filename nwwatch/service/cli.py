@@ -65,13 +65,28 @@ def run(config_path: Path) -> None:
 @click.option("--flips", is_flag=True,
               help="Tomograms: average over the four flips of every slice (4x the work); adds "
                    "to the --config [tomogram] table.")
+@click.option("--overlays", "overlays", type=click.Path(file_okay=False, path_type=Path),
+              default=None,
+              help="Write the measurement overlay (PNG) of each in-situ frame into this folder, "
+                   "relative to --out or inside it (default with --config: its [output] "
+                   "overlays setting, else none).")
+@click.option("--overlay-frames", type=click.Choice(["all", "flagged"]), default="all",
+              show_default=True, help="With --overlays: every frame, or frames whose status "
+                                      "is not ok.")
+@click.option("--save-labels", is_flag=True,
+              help="With --overlays: also write each pictured frame's label image.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
               help="Process on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
                    "(N worker processes on this machine). Needs the 'cluster' extra.")
 def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
-           config_path: Path | None, triplanar: bool, flips: bool,
-           dask_address: str | None) -> None:
-    """Process an existing folder or file PATH through the service's code path."""
+           config_path: Path | None, triplanar: bool, flips: bool, overlays: Path | None,
+           overlay_frames: str, save_labels: bool, dask_address: str | None) -> None:
+    """Process an existing folder or file PATH through the service's code path.
+
+    Exit status: 0 every file processed (or already done); 1 the replay could not run
+    (configuration, model, ledger, or a results folder inside PATH); 2 wrong command line;
+    3 it ran, but some files failed or are quarantined (the last line says how many).
+    """
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
     from nwwatch.service.cluster import ClusterUnavailableError, ClusterUnreachableError
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError, LedgerLostError
@@ -82,17 +97,16 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
     configure_logging("warning")  # per-file lines would fight with the progress bar
     try:
         s = run_replay(path, out_dir, kind=kind, model=model, force=force, config=config_path,
-                       progress=True, triplanar=triplanar, flips=flips, dask=dask_address)
+                       progress=True, triplanar=triplanar, flips=flips, overlays=overlays,
+                       overlay_frames=overlay_frames, save_labels=save_labels,
+                       dask=dask_address)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
             LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError,
             ClusterUnavailableError, ClusterUnreachableError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(
-        f"{s.files} files: {s.done} done, {s.skipped} skipped (already done), {s.failed} failed, "
-        f"{s.quarantined} quarantined; {s.frames} rows in {s.seconds:.1f} s "
-        f"({s.frames_per_s:.1f} frames/s) with {s.model_name} on {s.provider}; "
-        f"results in {s.results_dir}"
-    )
+    for line in s.lines():
+        click.echo(line)
+    sys.exit(s.exit_status)
 
 
 @click.command("status")
@@ -164,3 +178,34 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
         click.echo(f"skipped, unreadable: {bad}", err=True)
     click.echo(f"rebuilt from {report.files} files: {report.items} items done, "
                f"{report.rows} rows")
+
+
+@click.command("compact")
+@click.argument("results", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="The ledger file ([state] ledger); default RESULTS/ledger.sqlite.")
+@click.option("--acquisition", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Only this input folder (default: every acquisition).")
+@click.option("--min-files", type=click.IntRange(min=2), default=2, show_default=True,
+              help="Compact an acquisition held in at least this many files.")
+def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
+            min_files: int) -> None:
+    """Merge the batch files of each finished acquisition in RESULTS into one sorted file.
+
+    Crash-safe (an interrupted compaction is finished or undone at the next start); stop the
+    service first (it holds the ledger).
+    """
+    from nwwatch.service.compaction import compact as run_compact
+    from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError
+
+    try:
+        report = run_compact(results, ledger_path, acquisition=acquisition,
+                             min_files=min_files)
+    except (LedgerBusyError, LedgerCorruptError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if report.recovered:
+        click.echo(f"finished {report.recovered} interrupted compaction(s)")
+    for rel in report.mixed_files:
+        click.echo(f"left alone (rows of several acquisitions): {rel}")
+    click.echo(f"compacted {report.acquisitions} acquisition(s): {report.files_before} files "
+               f"-> {report.files_after}, {report.rows} rows")

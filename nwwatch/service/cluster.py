@@ -54,8 +54,9 @@ class ClusterUnreachableError(ConnectionError):
     """No Dask scheduler answered at the given address."""
 
 
-def check_cluster_request(address: str, kind: str) -> None:
-    """Refuse early what cannot run: no ``nwwatch[cluster]`` extra, tomograms, a bad address."""
+def check_cluster_request(address: str, kind: str, overlays: str = "none") -> None:
+    """Refuse early what cannot run: no ``nwwatch[cluster]`` extra, tomograms, QA pictures
+    (``overlays`` is the overlay mode asked for), a bad address."""
     try:
         import distributed  # noqa: F401
     except ImportError:
@@ -63,6 +64,9 @@ def check_cluster_request(address: str, kind: str) -> None:
             f"--dask needs Dask distributed: pip install 'nwwatch[{CLUSTER_EXTRA}]'") from None
     if kind != "insitu":
         raise ClusterUnavailableError(f"--dask processes in-situ frames only, not {kind!r}")
+    if overlays != "none":
+        raise ClusterUnavailableError(
+            "--dask makes no QA pictures: drop --overlays (or [output] overlays in --config)")
     _local_workers(address)
 
 
@@ -229,6 +233,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from nwwatch.results.outcome import count_table
     from nwwatch.results.parquet import write_table_atomic
     from nwwatch.results.schema import frame_schema
 
@@ -285,6 +290,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         summary.quarantined += len(quarantined)
         summary.failed += len(failures) - len(quarantined)
         summary.frames += n_rows
+        summary.rows.update(count_table(table))
     refresh_quarantine(ledger, engine.results_dir, log)
     Path(res.staged).unlink(missing_ok=True)
     return n_rows

@@ -20,7 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nwwatch.dashboard.settings import DashboardConfig, parse_listen
+
 KINDS = ("insitu", "tomogram")
+#: Which frames get a QA picture (``[output] overlays``): none, those without status "ok", all.
+OVERLAY_MODES = ("none", "flagged", "all")
 #: Patterns used when a [[watch]] table gives none.
 DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.TIF", "*.TIFF")
 #: Names that are never inputs: editors' and writers' temporary files, hidden files.
@@ -94,6 +98,23 @@ class TomogramSettings:
 
 
 @dataclass(frozen=True)
+class OverlaySettings:
+    """QA pictures of in-situ frames (``[output] overlays``, ``nwwatch replay --overlays``).
+
+    ``mode``: one of :data:`OVERLAY_MODES`; ``folder``: where they go, relative to the results
+    folder (always inside it); ``save_labels``: also the model's label image of each
+    selected frame."""
+
+    mode: str = "none"
+    folder: Path = Path("overlays")
+    save_labels: bool = False
+
+    def wanted(self, status: str | None) -> bool:
+        """Whether a frame of this ``status`` gets a picture."""
+        return self.mode == "all" or (self.mode == "flagged" and status != "ok")
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """The whole configuration; ``source`` is the file it came from (None when built in code)."""
 
@@ -110,6 +131,8 @@ class ServiceConfig:
     stop_timeout_seconds: float = 20.0
     log_level: str = "info"
     source: Path | None = None
+    dashboard: DashboardConfig | None = None  # [dashboard]; None: no dashboard
+    overlays: OverlaySettings = field(default_factory=OverlaySettings)  # [output] overlays
 
 
 # --- validation helpers -------------------------------------------------------------------
@@ -246,6 +269,18 @@ def _tomogram(file: Path | None, table: Any) -> TomogramSettings:
     return options
 
 
+def _dashboard(file: Path | None, table: Any) -> DashboardConfig:
+    r = _Reader(file, "dashboard", table)
+    listen = r.get("listen", str, "127.0.0.1:8765")
+    try:
+        host, port = parse_listen(listen, r.get("allow_remote", bool, False))
+    except ValueError as exc:
+        raise r.error("listen", str(exc)) from None
+    cfg = DashboardConfig(host, port, r.positive("stale_after_s", float, 120.0))
+    r.finish()
+    return cfg
+
+
 def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfig:
     """Validate a parsed TOML document; relative paths are relative to the file's folder."""
     base = file.parent if file is not None else Path.cwd()
@@ -262,6 +297,10 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
 
     output = _Reader(file, "output", top.get("output", dict, None, required=True))
     results = output.path("results", base, required=True)
+    overlay_mode = output.get("overlays", str, "none")
+    if overlay_mode not in OVERLAY_MODES:
+        raise output.error("overlays", f"{overlay_mode!r} is not one of "
+                                       f"{', '.join(OVERLAY_MODES)}")
     output.finish()
     _outside_watches(file, "output.results", results, paths)
 
@@ -287,6 +326,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     if level not in ("debug", "info", "warning", "error"):
         raise logging_.error("level", f"{level!r} is not one of debug, info, warning, error")
     logging_.finish()
+    dashboard_table = top.get("dashboard", dict, None)  # [dashboard]
+    dashboard = None if dashboard_table is None else _dashboard(file, dashboard_table)
     top.finish()
     return ServiceConfig(
         watches=watches,
@@ -299,6 +340,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
         stop_timeout_seconds=stop_timeout,
         log_level=level,
         source=file,
+        dashboard=dashboard,
+        overlays=OverlaySettings(mode=overlay_mode),
     )
 
 

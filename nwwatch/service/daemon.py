@@ -19,6 +19,10 @@ While results or the ledger cannot be written (disk full), processing pauses for
 ``backoff_seconds`` at a time with one warning per pause and the reason in systemd's STATUS;
 batches a failed write left unfinished are settled before anything else.
 
+With a ``[dashboard]`` table, the dashboard's supervised server thread starts once the service
+is ready and stops with the loop; the loop feeds :mod:`nwwatch.dashboard.metrics` (queue,
+frames in flight, outcomes, models) and never waits for the dashboard.
+
 SIGTERM/SIGINT: stop watching, finish the batch in flight, settle anything unfinished, exit 0.
 A thread woken by the signal itself ends the process after ``stop_timeout_seconds`` whatever
 the main thread is blocked in.
@@ -30,9 +34,13 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nwwatch.dashboard import metrics as _metrics
+from nwwatch.results.outcome import format_counts
+from nwwatch.service.batch import outcome_log_fields
 from nwwatch.service.config import ServiceConfig, WatchConfig
 from nwwatch.service.engines import (
     BadInput,
@@ -85,6 +93,17 @@ class _Watch:
         return sum(max(1, getattr(f.info, "n_pages", 1)) for f in self.files)
 
 
+def _start_dashboard(config: ServiceConfig, log):
+    """The dashboard's supervised thread (``[dashboard]``), or None when not configured."""
+    if config.dashboard is None:
+        return None
+    from nwwatch.dashboard.server import DashboardThread
+
+    thread = DashboardThread(config.results, config.ledger, config.dashboard, log, live=True)
+    thread.start()
+    return thread
+
+
 class Daemon:
     """The service. ``run()`` blocks until SIGTERM/SIGINT (or :meth:`stop`) and returns 0.
 
@@ -105,6 +124,7 @@ class Daemon:
         self._pause_reason = ""
         self.processed_files = 0
         self.processed_rows = 0
+        self.row_counts: Counter[tuple[str, str]] = Counter()  # (status, reason_code)
         self.failed_files = 0
         self.quarantined_files = 0
 
@@ -209,6 +229,7 @@ class Daemon:
         cfg.results.mkdir(parents=True, exist_ok=True)
         ledger = self.ledger = open_ledger(cfg.ledger, cfg.results, self.log)
         watches: list[_Watch] = []
+        dashboard = None
         try:
             report = ledger.reconcile(cfg.max_attempts)
             if report.adopted or report.removed:
@@ -218,9 +239,12 @@ class Daemon:
                      for i, w in enumerate(cfg.watches)]
             engines = build_engines(specs, ledger, cfg.results, inference=cfg.inference,
                                     max_attempts=cfg.max_attempts, tomogram=cfg.tomogram,
-                                    log=self.log, source=cfg.source)
+                                    log=self.log, source=cfg.source,
+                                    overlays=cfg.overlays)  # [output] overlays
             for engine in engines:
                 engine.heartbeat = self.notifier.watchdog
+                seg = engine.segmenter  # /metrics: nwwatch_model_info
+                _metrics.set_model(seg.name, seg.model_sha256, seg.provider, engine.kind)
             refresh_quarantine(ledger, cfg.results, self.log, force=True)
             watches = [_Watch(i, w, engines[i],
                               FolderWatcher(w, self._on_change(i), self.tracker.forget))
@@ -237,6 +261,7 @@ class Daemon:
             self.notifier.ready(self._status_text(watches))
             self.log.info("ready", watches=len(watches), results=str(cfg.results),
                           ledger=str(cfg.ledger))
+            dashboard = _start_dashboard(cfg, self.log)  # [dashboard]: None when not configured
             while not self._stop.is_set():
                 now = time.monotonic()
                 self.notifier.watchdog(now)
@@ -256,6 +281,7 @@ class Daemon:
                     did_work = self._work(watches, queued, now)
                 if now >= next_status:
                     next_status = now + STATUS_S
+                    _metrics.set_queue(sum(len(w.files) for w in watches) + len(self.tracker))
                     self.notifier.status(self._status_text(watches))
                 if not did_work:
                     self._stop.wait(TICK_S)
@@ -263,6 +289,7 @@ class Daemon:
             self._settle_unfinished()
             self.log.info("stopping", processed_files=self.processed_files,
                           processed_rows=self.processed_rows, queued=len(queued),
+                          rows=format_counts(self.row_counts),
                           note="queued files are picked up by the next start's scan")
         except LedgerLostError as exc:
             self.log.error("results_lost", reason=str(exc),
@@ -271,6 +298,8 @@ class Daemon:
                                   "are where they belong")
             raise
         finally:
+            if dashboard is not None:
+                dashboard.stop()
             for w in watches:
                 w.watcher.stop()
             ledger.close()
@@ -355,7 +384,8 @@ class Daemon:
     def _run_batch(self, w: _Watch, queued: set[Path]) -> None:
         batch = self._take(w)
         try:
-            report = process(batch, w.engine)
+            with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):
+                report = process(batch, w.engine)
         except (ResultsWriteError, LedgerWriteError):
             # Not the files' fault: they go back to the head of the queue for the next try.
             w.files[:0] = batch
@@ -373,6 +403,8 @@ class Daemon:
             return
         for f in batch:
             queued.discard(f.path)
+        _metrics.observe_outcomes([(o.state, o.detected_at) for o in report.files],
+                                  report.committed_at)
         for outcome in report.files:
             fields = dict(source=source_name(outcome.path), state=outcome.state,
                           rows=outcome.n_rows, batch_id=outcome.batch_id or report.batch_id)
@@ -383,7 +415,12 @@ class Daemon:
                     fields["latency_ms"] = round(
                         (report.committed_at - outcome.detected_at) * 1e3, 1)
                 fields.update({f"{k}_ms": round(v, 1) for k, v in report.timings_ms.items()})
-                self.log.info("file_processed", **fields)
+                # Status, reason code and angle of each frame (outcome_log_fields).
+                file_fields, frame_lines = outcome_log_fields(outcome)
+                self.log.info("file_processed", **fields, **file_fields)
+                for frame_fields in frame_lines:
+                    self.log.info("frame_processed", source=fields["source"], **frame_fields)
+                self.row_counts.update(outcome.row_counts())
             elif outcome.state in ("failed", "quarantined"):
                 self.failed_files += 1
                 self.quarantined_files += outcome.state == "quarantined"
@@ -399,11 +436,13 @@ class Daemon:
                 for b in bad if b.watch == w.index], self.log)
             self.failed_files += n
             self.quarantined_files += n
+            _metrics.observe_outcomes([], None, quarantined_files=n)  # /metrics
 
     def _status_text(self, watches: list[_Watch]) -> str:
         if self._paused_until is not None:
             return f"paused: cannot write results or ledger ({self._pause_reason})"
         waiting = sum(len(w.files) for w in watches) + len(self.tracker)
         return (f"queue {waiting} files; processed {self.processed_files} files "
-                f"({self.processed_rows} rows); failed {self.failed_files} "
+                f"({self.processed_rows} rows: {format_counts(self.row_counts)}); "
+                f"failed {self.failed_files} "
                 f"(quarantined {self.quarantined_files})")

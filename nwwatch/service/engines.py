@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nwwatch.io import InputError
-from nwwatch.service.config import ConfigError, InferenceConfig, TomogramSettings
+from nwwatch.service.config import (
+    ConfigError,
+    InferenceConfig,
+    OverlaySettings,
+    TomogramSettings,
+)
 from nwwatch.service.inputs import check_input
 from nwwatch.service.ledger import Failure, Ledger
 from nwwatch.service.names import path_key, source_name
@@ -29,6 +34,7 @@ class EngineSpec:
 def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path, *,
                   inference: InferenceConfig, max_attempts: int,
                   tomogram: TomogramSettings, log, source: Path | None = None,
+                  overlays: OverlaySettings | None = None,
                   **volume_overrides: object) -> list[Engine]:
     """One :class:`Engine` per spec, sharing the segmenter of the same model file.
 
@@ -58,7 +64,8 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
         engines.append(Engine(kind=spec.kind, segmenter=seg, ledger=ledger,
                               results_dir=results_dir, batch_size=inference.batch_size,
                               max_attempts=max_attempts, log=log,
-                              volume_options=volume_options))
+                              volume_options=volume_options,
+                              overlays=overlays or OverlaySettings()))
     return engines
 
 

@@ -58,6 +58,18 @@ CREATE TABLE IF NOT EXISTS quarantine (
     attempts INTEGER NOT NULL,
     quarantined_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS compactions (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('staged', 'switched')),
+    staged TEXT NOT NULL,
+    final TEXT NOT NULL,
+    old_batches TEXT NOT NULL,
+    old_files TEXT NOT NULL,
+    aux TEXT NOT NULL,
+    n_rows INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 

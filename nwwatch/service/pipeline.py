@@ -32,6 +32,7 @@ import numpy as np
 
 from nwwatch import __version__
 from nwwatch.classes import DROPLET
+from nwwatch.dashboard import metrics as _metrics
 from nwwatch.io import InputError
 from nwwatch.normalize import normalize_image
 from nwwatch.results.parquet import write_batch
@@ -45,6 +46,7 @@ from nwwatch.service.batch import (
     crash_point,
     outcomes,
     refresh_quarantine,
+    write_pictures,
 )
 from nwwatch.service.batch import Item as _Item
 from nwwatch.service.batch import log_of as _log
@@ -186,6 +188,11 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
                                 wrote_parquet=bool(rows))
     report.committed_at = time.time()
+    # /metrics: the batch's rows and its write time; the hashing of the whole call once,
+    # with its first batch.
+    timings = {k: v for k, v in report.timings_ms.items()
+               if k == "write" or (k == "hash" and batch_id == report.batch_id)}
+    _metrics.observe_commit(rows, timings, report.committed_at)
     if rows:
         report.parquets.append(parquet)
     report.n_rows += len(rows)
@@ -293,6 +300,8 @@ def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: lis
                 measure_ms=(time.perf_counter() - t) * 1e3,
                 **_provenance(engine, it, batch_id),
             )
+            if engine.overlays.wanted(row["status"]):  # QA pictures ([output] overlays)
+                row["overlay_path"] = write_pictures(engine, it, frame, out.labels[j], result)
             it.rows.append(row)
             queue_candidates.append((it, label_queue.Candidate(label_queue.QueueEntry(
                 row["source"], row["frame"], it.key.sha256, row["confidence"], row["status"],
@@ -338,12 +347,7 @@ def _mask_path(engine: Engine, it: _Item, batch_id: str) -> Path:
 def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
                    failures: list[Failure], report: BatchReport) -> None:
     from nwwatch.io import read_volume, write_volume_tiff
-    from nwwatch.volume import (
-        AGREEMENT_WARN_BELOW,
-        UNCERTAIN_WARN_FRACTION,
-        segment_volume,
-        volume_metrics,
-    )
+    from nwwatch.volume import segment_volume, volume_metrics
 
     for it in items:
         engine.beat()
@@ -380,8 +384,10 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
         row = dict(metrics)
         row.update(
             source=source_name(it.path),
-            status="ok",
-            reason="",
+            # "suspect": still a result (the mask may be right), but one to look at first.
+            status=seg.verdict.status,
+            reason="; ".join(seg.verdict.why),
+            reason_code=seg.verdict.reason_code,
             mask_path=str(mask_path.relative_to(engine.results_dir)),
             uncertain_fraction=seg.uncertain_fraction,
             threshold_agreement=agreement,
@@ -393,13 +399,9 @@ def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
             measure_ms=measure_ms,
             **_provenance(engine, it, batch_id),
         )
-        why = ([f"uncertain_fraction > {UNCERTAIN_WARN_FRACTION}"]
-               if seg.uncertain_fraction > UNCERTAIN_WARN_FRACTION else [])
-        if agreement is not None and agreement < AGREEMENT_WARN_BELOW:
-            why.append(f"threshold_agreement < {AGREEMENT_WARN_BELOW}")
-        if why:
-            # Still a result (the mask may be right), but one a person should look at first.
-            _log(engine).warning("volume_suspect", source=source_name(it.path), why=why,
+        if seg.verdict.status == "suspect":  # the warning and the row say the same
+            _log(engine).warning("volume_suspect", source=source_name(it.path),
+                                 reason_code=seg.verdict.reason_code, why=list(seg.verdict.why),
                                  uncertain_fraction=round(seg.uncertain_fraction, 4),
                                  threshold_agreement=None if agreement is None
                                  else round(agreement, 4))

@@ -17,7 +17,11 @@ class Recovery:
     """Methods of :class:`~nwwatch.service.ledger.Ledger` (they use its transactions)."""
 
     def reconcile(self, max_attempts: int) -> ReconcileReport:
-        """Finish or undo every batch a crash left ``writing`` (see module docstring)."""
+        """Finish or undo every batch a crash left ``writing`` (see module docstring), and
+        every compaction a crash interrupted (:mod:`nwwatch.service.compaction`)."""
+        from nwwatch.service.compaction import recover_compactions
+
+        recover_compactions(self)
         adopted, removed = [], []
         for batch_id in self.unfinished_batches():
             if self.settle(batch_id, max_attempts, crashed=True):

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nwwatch.results.outcome import format_counts
 from nwwatch.service.config import (
     DEFAULT_MODELS,
     KINDS,
+    OVERLAY_MODES,
     ConfigError,
     InferenceConfig,
+    OverlaySettings,
     TomogramSettings,
     WatchConfig,
     load_config,
@@ -33,9 +37,21 @@ from nwwatch.service.watcher import scan
 REPLAY_CHUNKS = 4
 
 
+#: Exit statuses of ``nwwatch replay``: every file done (or already done); the replay could
+#: not run (configuration, model, ledger, results folder inside the input); wrong command
+#: line (click's own); it ran, but some files failed or are quarantined.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+
 @dataclass
 class ReplaySummary:
-    """Counts of one replay. ``frames``: rows written; ``frames_per_s`` over ``seconds``."""
+    """Counts of one replay. ``frames``: rows written; ``frames_per_s`` over ``seconds``.
+
+    Files: ``done`` (rows written now), ``skipped`` (already done earlier), ``failed`` (an
+    unexpected error; tried again next time), ``quarantined`` (now, or in an earlier run and
+    unchanged since: ``still_quarantined`` of them). ``rows``: the rows written now by
+    (status, reason_code).
+    """
 
     results_dir: Path
     files: int = 0
@@ -43,6 +59,8 @@ class ReplaySummary:
     skipped: int = 0
     failed: int = 0
     quarantined: int = 0
+    still_quarantined: int = 0
+    rows: Counter = field(default_factory=Counter)
     frames: int = 0
     seconds: float = 0.0
     parquet_files: list[Path] = field(default_factory=list)
@@ -54,6 +72,37 @@ class ReplaySummary:
     @property
     def frames_per_s(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def complete(self) -> bool:
+        """True when no file failed and none is quarantined."""
+        return self.failed == 0 and self.quarantined == 0
+
+    @property
+    def exit_status(self) -> int:
+        """:data:`EXIT_OK` or :data:`EXIT_INCOMPLETE`."""
+        return EXIT_OK if self.complete else EXIT_INCOMPLETE
+
+    def lines(self) -> list[str]:
+        """The text ``nwwatch replay`` prints; the last line says whether every file was
+        processed."""
+        earlier = f" ({self.still_quarantined} in an earlier run)" if self.still_quarantined \
+            else ""
+        out = [
+            f"{self.files} files: {self.done} done, {self.skipped} skipped (already done), "
+            f"{self.failed} failed, {self.quarantined} quarantined{earlier}",
+            f"{self.frames} rows: {format_counts(self.rows)}; in {self.seconds:.1f} s "
+            f"({self.frames_per_s:.1f} frames/s) with {self.model_name} on {self.provider}; "
+            f"results in {self.results_dir}",
+        ]
+        if self.complete:
+            out.append(f"replay complete: all {self.files} files processed")
+        else:
+            out.append(
+                f"replay INCOMPLETE: {self.failed} file(s) failed, {self.quarantined} "
+                f"quarantined (reasons: nwwatch status --out {self.results_dir}); "
+                f"exit status {EXIT_INCOMPLETE}")
+        return out
 
 
 def list_inputs(path: Path, kind: str) -> list[Path]:
@@ -77,6 +126,9 @@ def replay(
     log=None,
     triplanar: bool = False,
     flips: bool = False,
+    overlays: str | os.PathLike[str] | None = None,
+    overlay_frames: str = "all",
+    save_labels: bool = False,
     dask: str | None = None,
 ) -> ReplaySummary:
     """Process every input file under ``path`` into ``out_dir`` exactly as the service would.
@@ -97,9 +149,15 @@ def replay(
         :func:`nwwatch.volume.segment_volume`), on top of the configuration's ``[tomogram]``
         table (or :class:`~nwwatch.volume.segment.VolumeOptions` defaults); False leaves the
         configuration's setting as it is. In-situ frames ignore them.
+    overlays : a folder for QA pictures of in-situ frames (the measurement overlay, PNG),
+        relative to ``out_dir`` or inside it; None: the configuration's ``[output] overlays``
+        (in ``out_dir/overlays``), else none. Rows get their ``overlay_path``.
+    overlay_frames : "all" or "flagged" (frames whose status is not "ok"), with ``overlays``.
+    save_labels : also write each pictured frame's label image (``*-labels.png``); needs
+        ``overlays`` (or the configuration's setting).
     dask : process on a Dask distributed cluster instead of in this process: a scheduler
         address (``tcp://host:8786``) or ``local:N`` (a LocalCluster of N worker processes);
-        see :mod:`nwwatch.service.cluster`. In-situ frames only.
+        see :mod:`nwwatch.service.cluster`. In-situ frames only, without QA pictures.
 
     Returns
     -------
@@ -114,10 +172,6 @@ def replay(
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if dask is not None:
-        from nwwatch.service.cluster import check_cluster_request
-
-        check_cluster_request(dask, kind)
     out = Path(out_dir)
     inference, max_attempts, ledger_path = InferenceConfig(), 3, out / "ledger.sqlite"
     tomogram = TomogramSettings()
@@ -126,20 +180,34 @@ def replay(
         inference, max_attempts, tomogram = cfg.inference, cfg.max_attempts, cfg.tomogram
         if cfg.results.resolve() == out.resolve():
             ledger_path = cfg.ledger
+    pictures = cfg.overlays if config is not None else OverlaySettings()
+    if overlays is not None:
+        pictures = _overlay_settings(out, Path(overlays), overlay_frames, save_labels)
+    elif save_labels:
+        if pictures.mode == "none":
+            raise ConfigError(None, "--save-labels", "needs --overlays (which frames, where)")
+        pictures = OverlaySettings(pictures.mode, pictures.folder, True)
+    if dask is not None:
+        from nwwatch.service.cluster import check_cluster_request
+
+        check_cluster_request(dask, kind, pictures.mode)
     model_path = Path(model) if model is not None else DEFAULT_MODELS[kind]
     if not model_path.is_file():
         what = "file not found" if model is not None else (
             f"not given, and the shipped default {kind} model is missing")
         raise ConfigError(None, "model", f"{what}: {model_path}")
     log = log or get_logger("nwwatch.replay")
-    out.mkdir(parents=True, exist_ok=True)
     root = Path(path)
+    _outside_input(root, out, "--out")
+    _outside_input(root, ledger_path, "ledger")
+    out.mkdir(parents=True, exist_ok=True)
     ledger = open_ledger(ledger_path, out, log)
     try:
         # True switches a fusion on over the configuration; False leaves it as configured.
         (engine,) = build_engines([EngineSpec(kind, model_path)], ledger, out,
                                   inference=inference, max_attempts=max_attempts,
                                   tomogram=tomogram, log=log,
+                                  overlays=pictures,
                                   triplanar=triplanar or None, flips=flips or None)
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
                                 provider=engine.segmenter.provider)
@@ -187,22 +255,24 @@ def replay(
 def _to_process(files: list[Path], root: Path, engine, force: bool, summary: ReplaySummary,
                 bar: _Progress, log) -> Iterator[tuple[Path, object]]:
     """The files still to process, with their structural check: files the ledger lists as
-    done for this model are skipped without being read (unless ``force``), bad ones are
-    quarantined; both are counted in ``summary`` and ``bar``."""
+    done (or quarantined) for this model are skipped without being read (unless ``force``),
+    bad ones are quarantined; all counted in ``summary`` and ``bar``."""
     from nwwatch.io import InputError
     from nwwatch.service.engines import BadInput, inspect_input, quarantine_inputs
 
-    ledger = engine.ledger
     for file in files:
         if not force:
             try:
                 st = file.stat()
             except OSError:
                 st = None
-            if st is not None and ledger.is_finished(
-                    path_key(file), st.st_size, st.st_mtime_ns,
-                    engine.segmenter.model_sha256, engine.measurement_version):
-                summary.skipped += 1
+            earlier = None if st is None else _earlier_state(engine.ledger, engine, file, st)
+            if earlier is not None:
+                if earlier == "quarantined":
+                    summary.quarantined += 1
+                    summary.still_quarantined += 1
+                else:
+                    summary.skipped += 1
                 bar.advance(1, 0)
                 continue
         try:
@@ -216,10 +286,56 @@ def _to_process(files: list[Path], root: Path, engine, force: bool, summary: Rep
         yield file, info
 
 
+def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None:
+    """"done" or "quarantined" when the ledger knows this version of ``file`` (by name, size
+    and mtime, without reading it) as such for this model; else None."""
+    from nwwatch.service.ledger import ItemKey
+
+    name = path_key(file)
+    if ledger.quarantined_at(name, st.st_size, st.st_mtime_ns):
+        return "quarantined"
+    sha = ledger.cached_sha(name, st.st_size, st.st_mtime_ns)
+    if sha is None:
+        return None
+    item = ledger.item(ItemKey(sha, engine.segmenter.model_sha256, engine.measurement_version))
+    if item is not None and item.state in ("done", "quarantined"):
+        return item.state
+    return None
+
+
+def _overlay_settings(out: Path, folder: Path, frames: str, save_labels: bool
+                      ) -> OverlaySettings:
+    """``--overlays FOLDER``: relative to ``out``, or an absolute folder inside it."""
+    if frames not in OVERLAY_MODES[1:]:
+        raise ConfigError(None, "--overlay-frames", f"{frames!r} is not one of "
+                                                    f"{', '.join(OVERLAY_MODES[1:])}")
+    target = folder if folder.is_absolute() else out / folder
+    top, real = out.resolve(), target.resolve()
+    if real != top and top not in real.parents:
+        raise ConfigError(None, "--overlays", f"{folder} is not inside the results folder "
+                                              f"{out}; QA pictures go with the results")
+    return OverlaySettings(frames, real.relative_to(top), save_labels)
+
+
+def _outside_input(root: Path, path: Path, what: str) -> None:
+    """Refuse an output inside the input folder (symlinks followed): the replay would read
+    its own outputs back (masks as new tomograms) and write into an acquisition folder."""
+    if not root.is_dir():
+        return
+    top, real = root.resolve(), path.resolve()
+    if real == top or top in real.parents:
+        raise ConfigError(None, what, f"{path} lies inside the input folder {root}; "
+                                      "give a results folder outside it")
+
+
 def _tally(summary: ReplaySummary, report, bar) -> None:
     for f in report.files:
         if f.state == "done":
             summary.done += 1
+            summary.rows.update(f.row_counts())
+        elif f.state == "skipped" and f.reason == "already quarantined":
+            summary.quarantined += 1
+            summary.still_quarantined += 1
         elif f.state == "skipped":
             summary.skipped += 1
         elif f.state == "quarantined":

@@ -4,6 +4,7 @@ quarantine list (``nwwatch status``, ``quarantine.parquet``). Paths come back as
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -44,6 +45,34 @@ class LedgerQueries:
         for row in rows:
             row["path"] = display(row["path"])
         return rows
+
+    def committed_parquets(self) -> list[str]:
+        """Parquet files (relative to the results folder) of committed batches, oldest first:
+        the files that hold the rows the ledger counts as done."""
+        return [r[0] for r in self._db.execute(
+            "SELECT parquet FROM batches WHERE state='committed' AND parquet != '' "
+            "ORDER BY committed_at, rowid")]
+
+    def committed_batches(self, folder: str) -> list[tuple[str, str, list[str]]]:
+        """(batch_id, parquet, aux) of the committed batches whose file lies in ``folder``
+        (``frames`` or ``volumes``), oldest first."""
+        return [(b, p, json.loads(a)) for b, p, a in self._db.execute(
+            "SELECT batch_id, parquet, aux FROM batches WHERE state='committed' "
+            "AND parquet LIKE ? ORDER BY committed_at, rowid", (f"{folder}/%",))]
+
+    def compactions(self) -> list[dict]:
+        """Compactions under way or interrupted (:mod:`nwwatch.service.compaction`); list
+        fields decoded."""
+        cur = self._db.execute("SELECT id, kind, state, staged, final, old_batches, "
+                               "old_files, aux, n_rows FROM compactions")
+        names = [d[0] for d in cur.description]
+        out = []
+        for row in cur.fetchall():
+            rec = dict(zip(names, row, strict=True))
+            for key in ("old_batches", "old_files", "aux"):
+                rec[key] = json.loads(rec[key])
+            out.append(rec)
+        return out
 
     def last_done(self) -> dict | None:
         row = self._db.execute(

@@ -6,6 +6,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from nwwatch.results.outcome import by_outcome, count_files, format_counts
 from nwwatch.service.reporting import open_readonly
 
 
@@ -15,6 +16,8 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     the quarantined files with their reasons.
 
     Returns a dict: ``counts`` (pending, done, failed, quarantined, rows, quarantined_files),
+    ``rows_by_outcome`` ({"ok": n, "flagged": n}), ``rows_by_reason`` (list of dicts: status,
+    reason_code, rows; read from the committed Parquet files, most frequent first),
     ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC datetime) or
     None, ``quarantined`` (list of dicts: path, reason, error_type, attempts, quarantined_at).
     """
@@ -27,7 +30,11 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
         quarantined = ledger.quarantined()
         for q in quarantined:
             q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)
-        return {"counts": ledger.counts(), "recent_rows": recent, "rows_per_s": rate,
+        rows = count_files(Path(results_dir) / rel for rel in ledger.committed_parquets())
+        return {"counts": ledger.counts(), "rows_by_outcome": by_outcome(rows),
+                "rows_by_reason": [{"status": st, "reason_code": code, "rows": n}
+                                   for (st, code), n in rows.most_common()],
+                "recent_rows": recent, "rows_per_s": rate,
                 "window_s": window_s, "last": last, "quarantined": quarantined,
                 "ledger": str(Path(ledger_path)), "results": str(Path(results_dir))}
     finally:
@@ -39,8 +46,9 @@ def format_status(status: dict) -> str:
     c = status["counts"]
     lines = [
         f"results: {status['results']}   ledger: {status['ledger']}",
-        f"files: {c['done']} done ({c['rows']} frame/volume rows), {c['pending']} in flight, "
+        f"files: {c['done']} done, {c['pending']} in flight, "
         f"{c['failed']} failed (will retry), {c['quarantined_files']} quarantined",
+        f"rows: {c['rows']} ({_rows_text(status)})",
         f"throughput: {status['recent_rows']} rows in the last {status['window_s'] / 60:.0f} min"
         f" ({status['rows_per_s']:.2f} rows/s while busy)",
     ]
@@ -56,3 +64,10 @@ def format_status(status: dict) -> str:
             lines.append(f"  {q['path']}: {q['reason']} [{q['error_type']}, "
                          f"{q['attempts']} attempt(s)]")
     return "\n".join(lines)
+
+
+def _rows_text(status: dict) -> str:
+    from collections import Counter
+
+    return format_counts(Counter({(r["status"], r["reason_code"]): r["rows"]
+                                  for r in status["rows_by_reason"]}))

@@ -11,6 +11,13 @@ droplet), ``n`` is ``u`` turned 90 degrees counter-clockwise *on screen*, i.e. i
 **left as seen looking from the wire towards the droplet**. For a point, ``y`` is its coordinate
 along ``u`` and ``x`` along ``n``, both relative to the projected facet centre. The wire axis in
 3D is ``cos(tilt) u + sin(tilt) z``: the tilt is a rotation about ``n``.
+
+Real wires are not the textbook cylinder: the facet may be inclined in the image plane (its
+normal ``m = cos(b) u + sin(b) n``, ``b = facet_incline_deg``, the facet line direction
+``e = -sin(b) u + cos(b) n``), the side walls may flare, taper or step (the radius is a function
+of the depth below the facet centre), and the droplet's base half-width may differ from the
+wire's radius. For an untilted wire the facet plane contains the beam direction, so the
+projected angle between the facet line and the droplet outline is the true contact angle.
 """
 
 from __future__ import annotations
@@ -29,6 +36,14 @@ class WireSpec:
     counter-clockwise from +col as seen on screen: ``atan2(-d_row, d_col)``.
     ``truncation_px`` cuts the top corner of the wire by a 45-degree cone of that height; the
     cut is filled with liquid (it belongs to the droplet). ``theta_deg`` None: bare wire.
+
+    Real geometry (defaults give the textbook cylinder): ``facet_incline_deg`` turns the facet
+    plane about the beam direction (counter-clockwise on screen, the normal from ``u``
+    towards ``n``); ``droplet_base_px`` is the droplet's base half-width on the facet (None:
+    ``radius_px``); the wire radius at depth ``d`` px below the facet centre is
+    ``radius_px + flare * d`` plus ``step_px`` below ``step_depth_px`` (``flare`` > 0 widens
+    towards the base, < 0 tapers; never below a quarter of ``radius_px``). An inclined facet
+    or a base other than the wire radius needs ``tilt_deg == 0``.
     """
 
     facet_row: float
@@ -39,6 +54,36 @@ class WireSpec:
     truncation_px: float = 0.0
     length_px: float = 1.0e6
     theta_deg: float | None = None
+    facet_incline_deg: float = 0.0
+    droplet_base_px: float | None = None
+    flare: float = 0.0
+    step_depth_px: float = 0.0
+    step_px: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.tilt_deg != 0.0 and (self.facet_incline_deg != 0.0 or (
+                self.droplet_base_px is not None and self.droplet_base_px != self.radius_px)):
+            raise ValueError("WireSpec: an inclined facet or a droplet base other than the "
+                             "wire radius is only modelled for tilt_deg == 0")
+        if abs(self.facet_incline_deg) >= 80.0:
+            raise ValueError(f"WireSpec: facet_incline_deg must be in (-80, 80), "
+                             f"got {self.facet_incline_deg}")
+        if self.droplet_base_px is not None and not self.droplet_base_px > 0:
+            raise ValueError(f"WireSpec: droplet_base_px must be > 0, got {self.droplet_base_px}")
+
+    @property
+    def base_px(self) -> float:
+        """Half-width of the droplet's base on the facet (px)."""
+        return self.radius_px if self.droplet_base_px is None else float(self.droplet_base_px)
+
+    def radius_at(self, depth: np.ndarray) -> np.ndarray:
+        """Wire radius (px) at ``depth`` px below the facet centre along the axis."""
+        d = np.maximum(depth, 0.0)
+        r = self.radius_px + self.flare * d
+        if self.step_px != 0.0 and self.step_depth_px > 0.0:
+            r = r + self.step_px * (d >= self.step_depth_px)
+        return np.maximum(r, 0.25 * self.radius_px).astype(np.result_type(depth, np.float32),
+                                                            copy=False)
 
 
 @dataclass(frozen=True)
@@ -81,6 +126,15 @@ def axis_vectors(axis_deg: float) -> tuple[tuple[float, float], tuple[float, flo
     return (d_row, d_col), (-d_col, d_row)
 
 
+def facet_vectors(wire: WireSpec) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Facet normal ``m`` (into the droplet) and facet line direction ``e`` (towards the left
+    triple point) as (d_row, d_col) pairs; ``m = u`` and ``e = n`` for a straight facet."""
+    (u_r, u_c), (n_r, n_c) = axis_vectors(wire.axis_deg)
+    b = math.radians(wire.facet_incline_deg)
+    cb, sb = math.cos(b), math.sin(b)
+    return (cb * u_r + sb * n_r, cb * u_c + sb * n_c), (-sb * u_r + cb * n_r, -sb * u_c + cb * n_c)
+
+
 def droplet_geometry(wire: WireSpec) -> DropletGeometry:
     """Exact contact-angle truth of the droplet sitting on ``wire`` (needs ``theta_deg``).
 
@@ -90,16 +144,18 @@ def droplet_geometry(wire: WireSpec) -> DropletGeometry:
     ``s cos(tilt)`` along ``u``. For theta >= 90 deg that circle meets the wire silhouette at
     ``y = -s (1 - cos tilt)``, which keeps the apparent angle equal to theta; for theta < 90 deg
     the outline reaches the wire along the rim of the facet, at ``y = 0``, and the apparent
-    angle is ``acos(cos(theta) cos(tilt))``.
+    angle is ``acos(cos(theta) cos(tilt))``. An untilted wire (any facet inclination, base
+    half-width ``a = droplet_base_px``) has ``u``, ``n`` replaced by the facet normal and line
+    direction (:func:`facet_vectors`) and the apparent angle equals theta.
     """
     if wire.theta_deg is None:
         raise ValueError("droplet_geometry: the wire has no droplet (theta_deg is None)")
     theta = math.radians(wire.theta_deg)
     tilt = math.radians(wire.tilt_deg)
-    a = wire.radius_px
+    a = wire.base_px
     radius = a / math.sin(theta)
     s = -radius * math.cos(theta)
-    (d_row, d_col), (l_row, l_col) = axis_vectors(wire.axis_deg)
+    (d_row, d_col), (l_row, l_col) = facet_vectors(wire)
     y_centre = s * math.cos(tilt)
     y_triple = -s * (1.0 - math.cos(tilt)) if s >= 0 else 0.0
     cos_app = -(y_centre - y_triple) / radius
@@ -134,6 +190,10 @@ def wire_chords(
     Returns ``(solid, cap, shell)``: the chord through the solid wire, through the droplet's
     spherical cap, and through the liquid filling the truncated corner. Arrays broadcast
     from ``rows`` and ``cols``; dtype follows them (float32 grids stay float32).
+
+    Untilted wires are exact for any profile and facet inclination (the rays are
+    perpendicular to the axis). A tilted wire with a flared or stepped profile uses the
+    radius at the ray's projected depth (exact for the cylinder).
     """
     (d_row, d_col), (l_row, l_col) = axis_vectors(wire.axis_deg)
     dr = rows - wire.facet_row
@@ -142,22 +202,30 @@ def wire_chords(
     x = dr * l_row + dc * l_col
     tilt = math.radians(wire.tilt_deg)
     c_t, s_t = math.cos(tilt), math.sin(tilt)
-    r = wire.radius_px
+    profiled = wire.flare != 0.0 or wire.step_px != 0.0
+    r = wire.radius_at(-y / c_t) if profiled else wire.radius_px
     q = np.sqrt(np.maximum(r * r - x * x, 0.0))
-    # The ray (fixed y, x; free z) is inside the infinite cylinder for z in [z1, z2].
-    z1 = (y * s_t - q) / c_t
-    z2 = (y * s_t + q) / c_t
+    if wire.facet_incline_deg != 0.0:
+        (m_row, m_col), (e_row, e_col) = facet_vectors(wire)
+        height = dr * m_row + dc * m_col  # signed distance above the facet plane
+        lateral = dr * e_row + dc * e_col
+    else:
+        height, lateral = y, x
     if s_t > 0:
-        # Heights y cos + z sin between -length and 0 (the top facet).
+        # The ray (fixed y, x; free z) is inside the infinite cylinder for z in [z1, z2];
+        # heights y cos + z sin between -length and 0 (the top facet).
+        z1 = (y * s_t - q) / c_t
+        z2 = (y * s_t + q) / c_t
         z_top = -y * (c_t / s_t)
         z_bottom = (-wire.length_px - y * c_t) / s_t
         chord = np.maximum(np.minimum(z2, z_top) - np.maximum(z1, z_bottom), 0.0)
     else:
-        chord = np.where((y <= 0) & (y >= -wire.length_px), z2 - z1, 0.0)
+        chord = np.where((height <= 0) & (y >= -wire.length_px), 2.0 * q, 0.0)
     c = wire.truncation_px
     if c > 0:
-        # 45-degree cone over the top `c` pixels; heights approximated by y (tilt <= 10 deg).
-        r_solid = r - np.clip(y + c, 0.0, c)
+        # 45-degree cone over the top `c` pixels; heights approximated by the distance
+        # below the facet plane (tilt <= 10 deg).
+        r_solid = r - np.clip(height + c, 0.0, c)
         q_solid = np.sqrt(np.maximum(r_solid * r_solid - x * x, 0.0))
         fraction = np.where(q > 0, q_solid / np.where(q > 0, q, 1.0), 0.0)
         solid = chord * fraction
@@ -168,16 +236,16 @@ def wire_chords(
     if wire.theta_deg is None:
         return solid, np.zeros_like(chord), shell
     theta = math.radians(wire.theta_deg)
-    radius = r / math.sin(theta)
+    radius = wire.base_px / math.sin(theta)
     s = -radius * math.cos(theta)
-    w2 = radius * radius - (y - s * c_t) ** 2 - x * x
+    w2 = radius * radius - (height - s * c_t) ** 2 - lateral * lateral
     w = np.sqrt(np.maximum(w2, 0.0))
     if s_t > 0:
         z_low = np.maximum(s * s_t - w, -y * (c_t / s_t))
         cap = np.where(w2 > 0, np.maximum(s * s_t + w - z_low, 0.0), 0.0)
     else:
-        cap = np.where(y >= 0, 2.0 * w, 0.0)
-    return solid, cap.astype(chord.dtype, copy=False), shell
+        cap = np.where(height >= 0, 2.0 * w, 0.0)
+    return solid, cap.astype(chord.dtype, copy=False), shell.astype(chord.dtype, copy=False)
 
 
 def sphere_chord(sphere: SphereSpec, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

@@ -27,6 +27,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nwwatch.classes import DROPLET
+from nwwatch.synth.appearance import (
+    apply_gamma,
+    apply_halo_and_contamination,
+    burn_text,
+    jpeg_roundtrip,
+)
 from nwwatch.synth.geometry import Scene, WireSpec, axis_vectors, droplet_geometry, project_scene
 from nwwatch.synth.labels import coverage_labels
 from nwwatch.synth.noise import detect
@@ -70,6 +76,10 @@ TRUTH_SCHEMA = pa.schema([
     ("wire_width_px", pa.float64()),
     ("tilt_deg", pa.float64()),
     ("truncation_px", pa.float64()),
+    ("facet_incline_deg", pa.float64()),
+    ("wire_flare", pa.float64()),
+    ("wire_step_px", pa.float64()),
+    ("placement", pa.string()),
     ("droplet_cut", pa.bool_()),
     ("droplet_area_px2", pa.int64()),
     ("pixel_size_nm", pa.float64()),
@@ -166,12 +176,18 @@ def render_insitu_frame(
     wire = params.wire
     (d_row, d_col), _ = axis_vectors(wire.axis_deg)
     y_mat = (rows - wire.facet_row) * d_row + (cols - wire.facet_col) * d_col + params.growth_px
+    # Fringes of planes inclined to the axis: the same material coordinate, rotated.
+    turn = math.radians(params.fringe_angle_deg)
+    u_mat = (y_mat * math.cos(turn)
+             + ((rows - wire.facet_row) * -d_col + (cols - wire.facet_col) * d_row)
+             * math.sin(turn))
     sequence = stacking_sequence(params.texture_seed + 1, params.stacking_mean_px,
                                  params.stacking_contrast, extent_px=3.0 * size + params.growth_px)
     t_wire_max = 2.0 * wire.radius_px * ps
     weight = np.minimum(t_solid / np.float32(0.3 * t_wire_max), 1.0)
     amplitude *= lattice_modulation(y_mat.astype(np.float32), weight, params.lattice_period_px,
-                                    params.lattice_amplitude, sequence)
+                                    params.lattice_amplitude, sequence,
+                                    u_mat.astype(np.float32))
 
     wave = np.empty(phase.shape, np.complex64)
     wave.real = amplitude * np.cos(phase)
@@ -180,15 +196,6 @@ def render_insitu_frame(
     intensity_ss = (wave.real**2 + wave.imag**2).astype(np.float32)
     crop = slice(pad * ss, (pad + size) * ss)
     intensity = bin_pixels(intensity_ss[crop, crop], ss)
-    intensity *= illumination((size, size), params.illumination_gradient,
-                              params.illumination_direction_deg, params.vignette)
-    intensity *= 1.0 + params.film_thickness_variation * smooth_field(
-        (size, size), params.film_variation_correlation_px, params.texture_seed + 2,
-        shift=params.texture_shift_px)
-    image = detect(intensity, rng, dose_e_per_px=params.dose_e_per_px, blur_px=params.blur_px,
-                   gain_adu_per_e=params.gain_adu_per_e, offset_adu=params.offset_adu,
-                   read_noise_adu=params.read_noise_adu, n_hot_pixels=params.n_hot_pixels,
-                   hot_pixel_seed=params.texture_seed + 4)
 
     def members(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = project_scene(scene, r, c)
@@ -198,7 +205,21 @@ def render_insitu_frame(
         members, (size, size), coarse=(proj.wire[crop, crop], proj.droplet[crop, crop]),
         factor=ss,
     )
+    look = params.appearance
+    intensity = apply_halo_and_contamination(intensity, labels, look)
+    intensity *= illumination((size, size), params.illumination_gradient,
+                              params.illumination_direction_deg, params.vignette)
+    intensity *= 1.0 + params.film_thickness_variation * smooth_field(
+        (size, size), params.film_variation_correlation_px, params.texture_seed + 2,
+        shift=params.texture_shift_px)
+    intensity = apply_gamma(intensity, look.gamma)
+    image = detect(intensity, rng, dose_e_per_px=params.dose_e_per_px, blur_px=params.blur_px,
+                   gain_adu_per_e=params.gain_adu_per_e, offset_adu=params.offset_adu,
+                   read_noise_adu=params.read_noise_adu, n_hot_pixels=params.n_hot_pixels,
+                   hot_pixel_seed=params.texture_seed + 4)
     has_bar = bool(params.scale_bar) and burn_scale_bar(image, labels, ps, params.texture_seed + 3)
+    burn_text(image, look)
+    image = jpeg_roundtrip(image, look.jpeg_quality)
     truth = frame_truth(params, labels, has_bar)
     return image, labels, truth
 
@@ -242,6 +263,10 @@ def frame_truth(params: FrameParams, labels: np.ndarray, has_scale_bar: bool) ->
         "wire_width_px": 2.0 * wire.radius_px,
         "tilt_deg": wire.tilt_deg,
         "truncation_px": wire.truncation_px,
+        "facet_incline_deg": wire.facet_incline_deg,
+        "wire_flare": wire.flare,
+        "wire_step_px": wire.step_px,
+        "placement": params.placement,
         "droplet_cut": _main_droplet_on_border(wire, labels),
         "droplet_area_px2": int(np.count_nonzero(labels == DROPLET)),
         "pixel_size_nm": params.pixel_size_nm,
@@ -278,6 +303,7 @@ def generate_insitu(
     video: bool = False,
     seed: int = 0,
     size: int = 512,
+    video_options: dict[str, float] | None = None,
 ) -> pa.Table:
     """Write a synthetic in-situ acquisition with exact truth.
 
@@ -285,7 +311,9 @@ def generate_insitu(
     metadata), ``out_dir/labels/frame_NNNNN.png`` (uint8 0/1/2) and ``out_dir/truth.parquet``
     (one row per frame, columns :data:`TRUTH_SCHEMA`). ``video=False``: independent random
     frames; ``video=True``: one growing wire, drifting, with the contact angle oscillating
-    over layer cycles. Frame k depends only on (seed, k, video, size).
+    over layer cycles; ``video_options`` fix parts of the video's scene
+    (:func:`nwwatch.synth.params.video_scene`: droplet radius, dose, facet inclination).
+    Frame k depends only on (seed, k, video, size, video_options).
 
     Returns the truth table (pyarrow.Table).
     """
@@ -296,7 +324,7 @@ def generate_insitu(
     out = Path(out_dir)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     if video:
-        all_params = video_frame_params(seed, size, n_frames)
+        all_params = video_frame_params(seed, size, n_frames, **(video_options or {}))
     rows: list[dict[str, Any]] = []
     for k in range(n_frames):
         params = all_params[k] if video else frame_params(seed, k, size)

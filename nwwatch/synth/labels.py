@@ -96,3 +96,23 @@ def coverage_labels(
         cov_d[pr, pc] = drop_f.mean(axis=1)
         cov_w[pr, pc] = (wire_f & ~drop_f).mean(axis=1)
     return classify(cov_d, cov_w), cov_d, cov_w
+
+
+def scene_labels(
+    scene: tuple, shape: tuple[int, int], *, factor: int = 2, fine: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and droplet coverage of a geometry-only scene (no image), for exact tests and
+    benchmarks of the measurement.
+
+    ``scene`` is a tuple of :class:`nwwatch.synth.geometry.WireSpec` / ``SphereSpec``;
+    ``shape`` (H, W). Returns uint8 (H, W) labels by the 50 % rule and the float32 (H, W)
+    droplet area fraction of every pixel (a perfect droplet probability map).
+    """
+    from nwwatch.synth.geometry import project_scene
+
+    def members(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = project_scene(scene, r, c)
+        return p.wire, p.droplet
+
+    labels, cov_d, _ = coverage_labels(members, shape, factor=factor, fine=fine)
+    return labels, cov_d

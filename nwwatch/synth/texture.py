@@ -49,14 +49,18 @@ def lattice_modulation(
     period_px: float,
     amplitude: float,
     sequence: StackingSequence,
+    fringe_coordinate_px: np.ndarray | None = None,
 ) -> np.ndarray:
     """Multiplicative amplitude factor, float32 like ``y_material_px``:
-    ``1 + weight * (amplitude cos(2 pi y / period + phase_band) + brightness_band)``.
+    ``1 + weight * (amplitude cos(2 pi u / period + phase_band) + brightness_band)``.
     ``weight`` (0..1) fades the texture where the wire is thin; ``period_px`` 0 disables the
-    fringes (unresolved lattice) but keeps the bands."""
+    fringes (unresolved lattice) but keeps the bands. Bands follow ``y_material_px`` (planes
+    perpendicular to the axis); the fringes follow ``fringe_coordinate_px`` ``u`` (another
+    set of planes seen edge-on; default: ``y_material_px``)."""
     band = np.searchsorted(sequence.boundaries, y_material_px)
     texture = sequence.brightness[band].astype(np.float32)
     if period_px > 0 and amplitude > 0:
-        arg = (2.0 * math.pi / period_px) * y_material_px + sequence.phase_rad[band]
+        u = y_material_px if fringe_coordinate_px is None else fringe_coordinate_px
+        arg = (2.0 * math.pi / period_px) * u + sequence.phase_rad[band]
         texture += amplitude * np.cos(arg).astype(np.float32)
     return (1.0 + weight * texture).astype(np.float32)

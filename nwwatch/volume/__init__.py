@@ -3,13 +3,13 @@
 Public API::
 
     segment_volume(segmenter, volume, *, triplanar=False, flips=False, margin_px=16, ...)
-        -> VolumeSegmentation   # mask, uncertain_fraction, threshold_agreement (warning signs)
+        -> VolumeSegmentation   # mask, warning signs, verdict (status + reason codes)
     VolumeOptions(triplanar, flips, margin_px, min_component_voxels)   # the service's settings
     volume_metrics(mask, voxel_size_nm=None) -> VolumeMetrics
     VolumeMetrics.as_row()    # keys == names of VOLUME_METRIC_FIELDS
 
-numpy, OpenCV and pyarrow only (no scipy / scikit-image at runtime): the distance transform,
-3D connected components and marching-cubes surface area are implemented here.
+The distance transform and 3D connected components are scipy.ndimage's; the marching-cubes
+surface area is a 256-entry table (nwwatch.volume.surface).
 """
 
 from nwwatch.volume.crosscheck import otsu_threshold, reference_mask, threshold_agreement
@@ -24,12 +24,9 @@ from nwwatch.volume.metrics import (
     volume_metrics,
 )
 from nwwatch.volume.segment import (
-    AGREEMENT_WARN_BELOW,
     DEFAULT_MARGIN_PX,
     DEFAULT_MIN_COMPONENT_VOXELS,
     SEGMENTATION_VERSION,
-    UNCERTAIN_BAND,
-    UNCERTAIN_WARN_FRACTION,
     VolumeModelError,
     VolumeOptions,
     VolumeSegmentation,
@@ -37,21 +34,34 @@ from nwwatch.volume.segment import (
     segment_volume,
 )
 from nwwatch.volume.surface import surface_area
+from nwwatch.volume.verdict import (
+    AGREEMENT_WARN_BELOW,
+    MIN_LABELED_PIXELS,
+    REASON_CODES,
+    UNCERTAIN_BAND,
+    UNCERTAIN_WARN_FRACTION,
+    MaskVerdict,
+    assess_mask,
+)
 
 __all__ = [
     "AGREEMENT_WARN_BELOW",
     "DEFAULT_ENVELOPE_RADIUS_PX",
     "DEFAULT_MARGIN_PX",
     "DEFAULT_MIN_COMPONENT_VOXELS",
+    "MIN_LABELED_PIXELS",
+    "REASON_CODES",
     "SEGMENTATION_VERSION",
     "UNCERTAIN_BAND",
     "UNCERTAIN_WARN_FRACTION",
+    "MaskVerdict",
     "VOLUME_METRICS_VERSION",
     "VOLUME_METRIC_FIELDS",
     "VolumeMetrics",
     "VolumeModelError",
     "VolumeOptions",
     "VolumeSegmentation",
+    "assess_mask",
     "clean_mask",
     "distance_transform_edt",
     "grain_envelope",

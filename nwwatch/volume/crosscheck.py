@@ -2,7 +2,7 @@
 
 A model trained on a few labeled patches can fail with full confidence: on the synthetic
 benchmark one run called 82 % of the vacuum solid while only 11 % of the voxels had an
-uncertain probability (docs/tomography.md, Session 5). A classic, label-free segmentation of
+uncertain probability (docs/tomography.md). A classic, label-free segmentation of
 the same volume does not share the model's failure modes, so a mask that hardly overlaps it
 deserves a look. The reference is Otsu's threshold after a Gaussian blur of every slice (the
 recipe of the benchmark's label-free ``otsu-smooth`` bar), on intensities clipped to the range
@@ -64,6 +64,28 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centres[int(np.argmax(between))])
 
 
+def blurred_volume(volume: np.ndarray, sigma_px: float = REFERENCE_SIGMA_PX) -> np.ndarray:
+    """float32 (Z, Y, X): ``volume`` clipped to its :func:`~nwwatch.normalize.intensity_range`
+    (what the model sees) and blurred per Z slice with a Gaussian of ``sigma_px`` (0: none)."""
+    low, high = intensity_range(volume)
+    data = np.clip(np.asarray(volume, dtype=np.float32), low, high)
+    if sigma_px > 0:
+        for z in range(data.shape[0]):  # in place: no second volume-sized copy
+            data[z] = cv2.GaussianBlur(data[z], (0, 0), sigma_px)
+    return data
+
+
+def reference_from_blurred(blurred: np.ndarray, solid_brighter: bool) -> np.ndarray:
+    """bool (Z, Y, X): Otsu's threshold of a :func:`blurred_volume`; the solid side.
+
+    Raises
+    ------
+    ValueError : the volume has no finite value.
+    """
+    threshold = otsu_threshold(blurred)
+    return blurred > threshold if solid_brighter else blurred <= threshold
+
+
 def reference_mask(volume: np.ndarray, solid_brighter: bool,
                    sigma_px: float = REFERENCE_SIGMA_PX) -> np.ndarray:
     """bool (Z, Y, X): Otsu's threshold of the volume after a per-slice Gaussian blur.
@@ -79,13 +101,17 @@ def reference_mask(volume: np.ndarray, solid_brighter: bool,
     ------
     ValueError : the volume has no finite value.
     """
-    low, high = intensity_range(volume)
-    data = np.clip(np.asarray(volume, dtype=np.float32), low, high)
-    if sigma_px > 0:
-        for z in range(data.shape[0]):  # in place: no second volume-sized copy
-            data[z] = cv2.GaussianBlur(data[z], (0, 0), sigma_px)
-    threshold = otsu_threshold(data)
-    return data > threshold if solid_brighter else data <= threshold
+    return reference_from_blurred(blurred_volume(volume, sigma_px), solid_brighter)
+
+
+def agreement_with(reference: np.ndarray | None, mask: np.ndarray) -> float:
+    """IoU of the solid of ``mask`` with ``reference`` (bool, same shape); NaN when the mask
+    calls less than ``MIN_SOLID_SHARE`` of the volume solid or there is no reference."""
+    solid = np.asarray(mask, dtype=bool)
+    if reference is None or np.count_nonzero(solid) < MIN_SOLID_SHARE * solid.size:
+        return math.nan
+    union = np.count_nonzero(solid | reference)
+    return float(np.count_nonzero(solid & reference) / union)
 
 
 def solid_is_brighter(volume: np.ndarray, mask: np.ndarray,
@@ -134,5 +160,4 @@ def threshold_agreement(volume: np.ndarray, mask: np.ndarray, solid_brighter: bo
         reference = reference_mask(volume, solid_brighter)
     except ValueError:  # no finite value: nothing to compare with
         return math.nan
-    union = np.count_nonzero(solid | reference)
-    return float(np.count_nonzero(solid & reference) / union)
+    return agreement_with(reference, solid)

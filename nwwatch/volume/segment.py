@@ -38,10 +38,10 @@ few labeled pixels can fail without any error, by calling most of the vacuum sol
   after a per-slice blur (:mod:`nwwatch.volume.crosscheck`). It catches the confident
   failures too, but is lower where the threshold itself fails (cupping).
 
-The service logs ``volume_suspect`` above ``UNCERTAIN_WARN_FRACTION`` or below
-``AGREEMENT_WARN_BELOW``. On the synthetic benchmark (docs/tomography.md, Session 5) that
-flagged all 30 of 144 segmentations with IoU below 0.5 and 2 of the 96 above 0.65. Neither
-number is an accuracy.
+Both, the mask's solid share against what the labels and the threshold suggest, and the
+labeled pixel counts the model recorded, give the mask a :class:`~nwwatch.volume.verdict.
+MaskVerdict`: ``"ok"`` or ``"suspect"`` with stable reason codes, which the service writes
+into the volume row and its ``volume_suspect`` warning.
 """
 
 from __future__ import annotations
@@ -53,22 +53,26 @@ import numpy as np
 from nwwatch.classes import SOLID
 from nwwatch.normalize import intensity_range, normalize_image
 from nwwatch.segment.session import Segmenter
-from nwwatch.volume.crosscheck import solid_is_brighter, threshold_agreement
+from nwwatch.volume.crosscheck import (
+    agreement_with,
+    blurred_volume,
+    reference_from_blurred,
+    solid_is_brighter,
+)
 from nwwatch.volume.labeling import remove_small_components
 from nwwatch.volume.tiling import blend_weights, tile_starts
+from nwwatch.volume.verdict import (
+    UNCERTAIN_BAND,
+    MaskVerdict,
+    assess_mask,
+    labels_threshold_share,
+)
 
 #: Default size (voxels) below which solid specks are removed and pores filled: a 2x2x2 cube.
 DEFAULT_MIN_COMPONENT_VOXELS = 8
 #: Default mirror margin (px) added around every slice before the model sees it.
 DEFAULT_MARGIN_PX = 16
 
-
-#: Solid probabilities strictly inside this band count as uncertain.
-UNCERTAIN_BAND = (0.2, 0.8)
-#: Above this uncertain fraction the service logs a warning: do not trust the mask unchecked.
-UNCERTAIN_WARN_FRACTION = 0.25
-#: Below this threshold agreement (IoU with the label-free reference) the service warns too.
-AGREEMENT_WARN_BELOW = 0.5
 
 #: Bumped when a default of segment_volume changes the masks it gives (2: the mirror margin),
 #: so the service does not count volumes segmented the old way as done.
@@ -118,12 +122,15 @@ class VolumeSegmentation:
     threshold_agreement : IoU (0..1) of ``mask`` with the label-free reference of
         :func:`nwwatch.volume.crosscheck.threshold_agreement`; NaN when the mask calls less
         than 2 % of the volume solid or the volume has no finite value.
+    verdict : status (``"ok"``/``"suspect"``) and reason codes
+        (:func:`nwwatch.volume.verdict.assess_mask`).
     """
 
     mask: np.ndarray
     solid_probability: np.ndarray | None
     uncertain_fraction: float
     threshold_agreement: float
+    verdict: MaskVerdict
 
 
 def _solid_index(segmenter: Segmenter) -> int:
@@ -318,8 +325,28 @@ def segment_volume(
     if min_component_voxels > 1:
         mask = clean_mask(mask, min_component_voxels)
     mask = mask.astype(np.uint8)
-    brighter = solid_is_brighter(data, mask, segmenter.metadata.extra.get("class_mean_intensity"),
-                                 solid_name=segmenter.metadata.class_names[solid_index])
     return VolumeSegmentation(mask=mask, solid_probability=probability,
                               uncertain_fraction=uncertain,
-                              threshold_agreement=threshold_agreement(data, mask, brighter))
+                              **_crosscheck(data, mask, uncertain, segmenter, solid_index))
+
+
+def _crosscheck(data: np.ndarray, mask: np.ndarray, uncertain: float, segmenter: Segmenter,
+                solid_index: int) -> dict[str, object]:
+    """The mask's threshold agreement and verdict (one blurred copy of the volume for both)."""
+    extra = segmenter.metadata.extra
+    solid_name = segmenter.metadata.class_names[solid_index]
+    means = extra.get("class_mean_intensity")
+    brighter = solid_is_brighter(data, mask, means, solid_name=solid_name)
+    blurred = blurred_volume(data)
+    try:
+        reference = reference_from_blurred(blurred, brighter)
+    except ValueError:  # no finite value: nothing to compare with
+        reference = None
+    solid_fraction = float(np.count_nonzero(mask) / mask.size)
+    reference_share = (float(np.count_nonzero(reference) / reference.size)
+                       if reference is not None else float("nan"))
+    labels_share = labels_threshold_share(blurred, intensity_range(data), means, solid_name)
+    agreement = agreement_with(reference, mask)
+    verdict = assess_mask(solid_fraction, uncertain, agreement, reference_share, labels_share,
+                          extra.get("class_pixel_counts"))
+    return {"threshold_agreement": agreement, "verdict": verdict}

@@ -1,9 +1,9 @@
 """Adaptive average pooling and pyramid pooling that export to ONNX for any input size.
 
 ``nn.AdaptiveAvgPool2d`` with a dynamic height/width exports silently wrong: the bin edges of
-the trace-time size are baked into the graph (REFERENCE §5). Here the pooling is two matrix
-products, ``P_rows @ x @ P_cols.T``, with the averaging matrices computed from the input shape
-inside the graph, so the exported model pools correctly at every size.
+the trace-time size are baked into the graph (tests/test_export.py shows it). Here the
+pooling is two matrix products, ``P_rows @ x @ P_cols.T``, with the averaging matrices
+computed from the input shape inside the graph, so the exported model pools correctly at every size.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """PSPNet: dilated ResNet-34 (output stride 8), pyramid pooling, sub-pixel decoder.
 
 The first paper's PSPNet kept the ResNet strides (output stride 32, not 8) and its decoder
-stopped at 1/4 resolution (REFERENCE §2). Here the last two stages are dilated, so features
+stopped at 1/4 resolution. Here the last two stages are dilated, so features
 are at 1/8, and the decoder reaches full resolution with three x2 sub-pixel (PixelShuffle)
 steps, each refined by a 3x3 convolution.
 """

@@ -10,7 +10,7 @@ are weighted by ``contrastive_supervised_weight`` and ``contrastive_self_weight`
 paper's Table 3 ablation). Temperature 1 by default, the paper's plain cosine similarity: at
 0.1 the self-supervised term, whose ~1000 negatives are mostly pixels of the anchor's own
 class, rewards scattering a class over the sphere by ~5 nats, and the large never-labeled
-vacuum around a grain then lands on both sides of the classifier (issue 6).
+vacuum around a grain then lands on both sides of the classifier (docs/training.md).
 
 A 1x1 convolution classifier learns from the embeddings with cross-entropy that ignores
 unlabeled pixels. It trains alongside on DETACHED embeddings (no gradient reaches the

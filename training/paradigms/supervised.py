@@ -16,5 +16,6 @@ class SupervisedParadigm(Paradigm):
     def training_loss(self, images: torch.Tensor, labels: torch.Tensor,
                       unlabeled: torch.Tensor | None, epoch: float
                       ) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = ce_dice_loss(self.model(images), labels, dice_weight=self.config.dice_weight)
+        loss = ce_dice_loss(self.model(images), labels, dice_weight=self.config.dice_weight,
+                            boundary_weight=self.config.boundary_weight)
         return loss, {"loss": float(loss.detach())}

@@ -1,0 +1,280 @@
+"""The dashboard's Starlette application: one page per acquisition, JSON data, server-sent
+events, ``/metrics``.
+
+Routes
+------
+``/``                                  the page (list of acquisitions, or ``?a=ID``: one of them)
+``/api/acquisitions``                  JSON: every acquisition's summary, live service figures
+``/api/acquisitions/{id}/series``      JSON: rows after ``?since=CURSOR`` (all without it)
+``/api/acquisitions/{id}/events``      SSE: the same as ``update`` events, then new rows as
+                                       they are committed; a reconnecting ``EventSource`` sends
+                                       ``Last-Event-ID`` and gets only what it missed
+``/api/acquisitions/{id}/mask/{i}.png`` three central slices of a tomogram's mask
+``/results/{path}``                    an image under RESULTS (overlays), nothing else
+``/metrics``                           Prometheus text format (live service only)
+
+A cursor is ``GENERATION:MICROSECONDS``: the newest ``processed_at`` the client has, and a
+generation — the server's start time and the store's count of replacements — which changes
+when rows were replaced (``replay --force``) or the server restarted, so that the
+client starts again from scratch instead of keeping stale points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from nwwatch.dashboard import metrics
+from nwwatch.dashboard.data import (
+    VOLUME_COLUMNS,
+    Acquisition,
+    ResultsStore,
+    acquisition_summary,
+    frame_series,
+)
+from nwwatch.dashboard.masks import mask_slices_png
+from nwwatch.dashboard.server import lower_priority
+from nwwatch.dashboard.stats import TREND_WINDOW
+
+#: Seconds between checks for new committed files (one refresh serves every client).
+REFRESH_S = 1.0
+#: Seconds between ``status`` events (stale warning, live figures) on an idle stream.
+STATUS_S = 5.0
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _clean(value):
+    """JSON-safe: NaN/inf -> null, numpy scalars -> Python."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            out = value.astype(object)
+            out[~np.isfinite(value)] = None
+            return out.tolist()
+        if value.dtype.kind in "biu":
+            return value.tolist()
+        return [_clean(v) for v in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def parse_cursor(text: str | None) -> tuple[str, int] | None:
+    """``"GEN:US"`` -> (generation, microseconds); None for absent or malformed."""
+    if not text:
+        return None
+    gen, _, us = text.rpartition(":")
+    if not (gen and us.lstrip("-").isdigit()):
+        return None
+    return gen, int(us)
+
+
+class Dashboard:
+    """State shared by the routes: the store, the refresh throttle, the settings."""
+
+    def __init__(self, results: Path, ledger: Path | None, *, live: bool,
+                 stale_after_s: float | None) -> None:
+        self.store = ResultsStore(results, ledger)
+        self.live = live
+        self.stale_after_s = stale_after_s if live else None
+        self.started_ms = int(time.time() * 1e3)
+        # One low-priority worker does all file reading, off the event loop.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwwatch-dash-io",
+                                        initializer=lower_priority)
+        self._refresh_lock = asyncio.Lock()
+
+    async def refresh(self, force: bool = False) -> None:
+        """Re-read committed files, at most every REFRESH_S unless ``force`` (a request that
+        must see everything committed before it was made)."""
+        async with self._refresh_lock:
+            if force or time.time() - self.store.refreshed_at >= REFRESH_S:
+                await asyncio.get_running_loop().run_in_executor(self._pool, self.store.refresh)
+
+    async def run_io(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- payloads -----------------------------------------------------------------------
+
+    def live_figures(self) -> dict:
+        if not self.live:
+            return {"live": False, "pending_files": self.store.pending_files()}
+        lat = metrics.recent_latencies_s()
+        snap = metrics.snapshot()
+        return {"live": True, "models": metrics.models(),
+                "queue_depth_files": snap.get("queue_depth_files"),
+                "in_flight_frames": snap.get("in_flight_frames"),
+                "latency_p50_s": float(np.median(lat)) if lat else None,
+                "latency_p95_s": float(np.percentile(lat, 95)) if lat else None,
+                "frames_ok": snap.get("frames_ok"), "frames_flagged": snap.get("frames_flagged"),
+                "frames_quarantined": snap.get("frames_quarantined")}
+
+    def summary(self, acq: Acquisition) -> dict:
+        return acquisition_summary(acq, time.time(), self.stale_after_s)
+
+    def payload(self, acq: Acquisition, since: tuple[str, int] | None) -> dict:
+        """Rows of ``acq`` newer than ``since`` (all when None or of another generation)."""
+        gen = f"{self.started_ms}-{self.store.generation}"
+        reset = since is None or since[0] != gen
+        out: dict = {"id": acq.id, "reset": reset, "summary": self.summary(acq),
+                     "trend_window": TREND_WINDOW,
+                     "live": self.live_figures(),
+                     "quarantined": [{k: q.get(k) for k in ("path", "reason", "error_type",
+                                                            "attempts", "quarantined_at")}
+                                     for q in acq.quarantined]}
+        newest_us = since[1] if since is not None and not reset else -1
+        if len(acq) and acq.kind == "insitu":
+            s = frame_series(acq)
+            processed_us = np.round(s["processed"] * 1e6).astype(np.int64)
+            pick = np.flatnonzero(processed_us > newest_us)
+            out["rows"] = {k: s[k][pick] for k in ("t", "angle", "unc", "valid", "code",
+                                                   "trend", "source", "frame")}
+            if len(pick):
+                newest_us = max(newest_us, int(processed_us.max()))
+            last = acq.table.slice(len(acq) - 1)
+            if "overlay_path" in last.column_names and last["overlay_path"][0].is_valid:
+                out["latest_overlay"] = last["overlay_path"][0].as_py()
+        elif len(acq):
+            cols = [c for c in VOLUME_COLUMNS if c in acq.table.column_names]
+            out["volumes"] = acq.table.select(cols).to_pylist()
+            newest_us = int(np.round(acq.table["processed_at"].cast("int64")
+                                     .to_numpy().max()))
+        out["cursor"] = f"{gen}:{newest_us}"
+        return _clean(out)
+
+
+def create_app(results: str | Path, ledger: str | Path | None = None, *, live: bool = False,
+               stale_after_s: float | None = 120.0) -> Starlette:
+    """The ASGI application for the results folder ``results``.
+
+    ``live``: served by the running service (``/metrics``, queue and latency figures, stale
+    warnings); otherwise a finished or replayed results folder.
+    """
+    dash = Dashboard(Path(results), Path(ledger) if ledger else None, live=live,
+                     stale_after_s=stale_after_s)
+    static = resources.files("nwwatch.dashboard") / "static"
+
+    async def page(request: Request) -> Response:
+        html = (static / "page.html").read_text(encoding="utf-8")
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    async def acquisitions(request: Request) -> Response:
+        await dash.refresh(force=True)
+        snap = dash.store.snapshot
+        items = sorted((dash.summary(a) for a in snap.values()),
+                       key=lambda s: -(s["last_processed"] or 0))
+        return JSONResponse(_clean({"results": str(dash.store.results), "acquisitions": items,
+                                    "live": dash.live_figures()}))
+
+    def find(request: Request) -> Acquisition | None:
+        return dash.store.snapshot.get(request.path_params["acq"])
+
+    async def series(request: Request) -> Response:
+        await dash.refresh(force=True)
+        acq = find(request)
+        if acq is None:
+            return JSONResponse({"error": "no such acquisition"}, status_code=404)
+        return JSONResponse(dash.payload(acq, parse_cursor(request.query_params.get("since"))))
+
+    async def events(request: Request) -> Response:
+        await dash.refresh(force=True)
+        acq_id = request.path_params["acq"]
+        since = parse_cursor(request.headers.get("last-event-id")
+                             or request.query_params.get("since"))
+
+        async def stream():
+            nonlocal since
+            yield "retry: 2000\n\n"
+            sent_version, next_status = -1, 0.0
+            while not app.state.stopping:
+                if await request.is_disconnected():
+                    return
+                await dash.refresh()
+                acq = dash.store.snapshot.get(acq_id)
+                now = time.monotonic()
+                if acq is not None and dash.store.version != sent_version:
+                    sent_version = dash.store.version
+                    data = dash.payload(acq, since)
+                    since = parse_cursor(data["cursor"])
+                    next_status = now + STATUS_S
+                    yield (f"id: {data['cursor']}\nevent: update\n"
+                           f"data: {json.dumps(data, separators=(',', ':'))}\n\n")
+                elif now >= next_status:
+                    next_status = now + STATUS_S
+                    status = {"summary": dash.summary(acq) if acq is not None else None,
+                              "live": dash.live_figures()}
+                    yield f"event: status\ndata: {json.dumps(_clean(status))}\n\n"
+                await asyncio.sleep(REFRESH_S / 2)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store",
+                                          "X-Accel-Buffering": "no"})
+
+    async def mask(request: Request) -> Response:
+        acq = find(request)
+        index = request.path_params["index"]
+        if acq is None or acq.kind != "tomogram" or not 0 <= index < len(acq):
+            return Response("no such volume", status_code=404)
+        rel = acq.table["mask_path"][index].as_py()
+        png = await dash.run_io(mask_slices_png, dash.store.results / rel) if rel else None
+        if png is None:
+            return Response("mask not readable", status_code=404)
+        return Response(png, media_type="image/png",
+                        headers={"Cache-Control": "max-age=3600"})
+
+    async def result_file(request: Request) -> Response:
+        root = dash.store.results.resolve()
+        path = (root / request.path_params["path"]).resolve()
+        if (root not in path.parents or path.suffix.lower() not in _IMAGE_SUFFIXES
+                or not path.is_file()):
+            return Response("not found", status_code=404)
+        media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
+        return Response(await dash.run_io(path.read_bytes), media_type=media)
+
+    async def metrics_route(request: Request) -> Response:
+        if not dash.live:
+            return Response("metrics are served by the running service\n", status_code=404)
+        return Response(metrics.exposition(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes = [
+        Route("/", page),
+        Route("/api/acquisitions", acquisitions),
+        Route("/api/acquisitions/{acq}/series", series),
+        Route("/api/acquisitions/{acq}/events", events),
+        Route("/api/acquisitions/{acq}/mask/{index:int}.png", mask),
+        Route("/results/{path:path}", result_file),
+        Route("/metrics", metrics_route),
+        Mount("/static", StaticFiles(directory=str(static)), name="static"),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        dash.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.stopping = False
+    app.state.dashboard = dash
+    return app

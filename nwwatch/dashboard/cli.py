@@ -1,0 +1,32 @@
+"""``nwwatch dashboard RESULTS`` (browse a results folder) and ``nwwatch report RESULTS``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("dashboard")
+@click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--listen", default="127.0.0.1:8765", show_default=True,
+              help="HOST:PORT to serve on (port 0: any free port).")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a HOST other than the loopback (exposes the results to the network).")
+@click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The ledger, when not RESULTS/ledger.sqlite (opened read-only).")
+def dashboard(results: Path, listen: str, allow_remote: bool, ledger: Path | None) -> None:
+    """Serve the dashboard of a results folder (a replay's, a finished run's; read-only, so
+    also beside a running service, without its live figures)."""
+    from nwwatch.dashboard.settings import parse_listen
+
+    try:
+        host, port = parse_listen(listen, allow_remote)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    from nwwatch.dashboard.server import serve
+
+    try:
+        serve(results, ledger, host, port)
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None

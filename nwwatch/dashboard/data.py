@@ -1,0 +1,312 @@
+"""Read what the service has committed, grouped per acquisition, for the dashboard and report.
+
+An acquisition is the folder that holds the input files (a watched folder or a sub-folder of
+it): rows are grouped by the parent folder of their ``source``. Only committed data is read:
+Parquet files under their final names (written by atomic rename; hidden temporaries are
+skipped), ``quarantine.parquet`` (rewritten atomically) and, read-only, the ledger. A file
+that vanishes or is replaced while it is read is simply read again at the next refresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_median
+
+FRAME_COLUMNS = ("source", "frame", "status", "reason", "reason_code", "angle_valid",
+                 "contact_angle_deg", "contact_angle_uncertainty_deg", "acquired_at",
+                 "processed_at", "read_ms", "segment_ms", "measure_ms", "model_name",
+                 "model_sha256", "provider", "overlay_path")
+VOLUME_COLUMNS = ("source", "status", "reason", "reason_code", "mask_path", "solid_fraction",
+                  "porosity_envelope", "surface_area_nm2", "surface_area_px2", "pore_count",
+                  "pore_diameter_median_nm", "pore_diameter_median_px", "uncertain_fraction",
+                  "threshold_agreement", "acquired_at", "processed_at", "model_name",
+                  "model_sha256", "provider")
+
+
+def acquisition_id(folder: str) -> str:
+    """A short stable id for an acquisition folder (used in URLs instead of the path)."""
+    return hashlib.sha1(folder.encode()).hexdigest()[:12]
+
+
+def _split_by_folder(table: pa.Table) -> dict[str, pa.Table]:
+    """Rows grouped by the parent folder of ``source`` (computed per distinct source)."""
+    sources = pc.unique(table["source"])
+    parents = np.array([os.path.dirname(s) for s in sources.to_pylist()])
+    folder_of_row = parents[pc.index_in(table["source"], sources).to_numpy()]
+    return {str(f): table.filter(pa.array(folder_of_row == f)) for f in np.unique(parents)}
+
+
+def _epoch_s(column: pa.ChunkedArray) -> np.ndarray:
+    """Timestamps -> float seconds since the epoch (NaN for null)."""
+    us = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return us.to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
+
+
+@dataclass
+class Acquisition:
+    """The rows of one folder, sorted by acquisition time (frames) or by processing time."""
+
+    id: str
+    folder: str
+    kind: str  # "insitu" or "tomogram"
+    table: pa.Table | None = None
+    quarantined: list[dict] = field(default_factory=list)
+    #: frame_series, computed once per snapshot (the table never changes after _build)
+    series_cache: dict | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return 0 if self.table is None else self.table.num_rows
+
+
+class ResultsStore:
+    """The committed results of one RESULTS folder, re-read incrementally by :meth:`refresh`.
+
+    Thread-safe: :meth:`refresh` swaps in a new snapshot under a lock; readers take
+    :attr:`snapshot` (a dict id -> :class:`Acquisition`) and never see half of a refresh.
+    """
+
+    def __init__(self, results: str | Path, ledger: str | Path | None = None) -> None:
+        self.results = Path(results)
+        self.ledger = Path(ledger) if ledger is not None else self.results / "ledger.sqlite"
+        self._files: dict[str, dict[str, tuple[int, pa.Table]]] = {  # path -> (inode, rows)
+            "frames": {}, "volumes": {}}
+        self._quarantine_key: tuple[int, int] | None = None
+        self._quarantine: list[dict] = []
+        self._lock = threading.Lock()
+        self.snapshot: dict[str, Acquisition] = {}
+        self.version = 0  # bumps whenever the snapshot changes
+        self.generation = 0  # bumps when rows may have been removed or replaced
+        self.refreshed_at = 0.0
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _scan(self, kind: str, columns: tuple[str, ...]) -> tuple[list[pa.Table], bool]:
+        """Read the files of ``RESULTS/kind`` that are new; return (their tables, whether a
+        file known before was rewritten or removed).
+
+        Result files are written once and only ever replaced by a rename, which gives the name
+        a new inode: the directory listing's inode numbers tell what changed without a stat
+        of every file (a long run has thousands).
+        """
+        cache = self._files[kind]
+        added: list[pa.Table] = []
+        lost = False
+        present = set()
+        folders = [str(self.results / kind)]
+        while folders:
+            try:
+                entries = list(os.scandir(folders.pop()))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue  # a writer's hidden temporary
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                    continue
+                if not entry.name.endswith(".parquet"):
+                    continue
+                path = entry.path
+                present.add(path)
+                if path in cache and cache[path][0] == entry.inode():
+                    continue
+                try:
+                    schema_names = pq.read_schema(path).names
+                    table = pq.read_table(path, columns=[c for c in columns
+                                                         if c in schema_names])
+                except (OSError, pa.ArrowInvalid):
+                    present.discard(path)  # replaced or removed meanwhile: next refresh
+                    continue
+                lost = lost or path in cache  # rewritten (rows replaced)
+                cache[path] = (entry.inode(), table)
+                added.append(table)
+        for gone in set(cache) - present:
+            del cache[gone]
+            lost = True
+        return added, lost
+
+    def _read_quarantine(self) -> bool:
+        path = self.results / "quarantine.parquet"
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            changed, self._quarantine_key, self._quarantine = bool(self._quarantine), None, []
+            return changed
+        key = (st.st_size, st.st_mtime_ns)
+        if key == self._quarantine_key:
+            return False
+        try:
+            self._quarantine = pq.read_table(path).to_pylist()
+        except (OSError, pa.ArrowInvalid):
+            return False
+        self._quarantine_key = key
+        return True
+
+    def refresh(self) -> bool:
+        """Read new or changed files; return True when the snapshot changed.
+
+        New files extend the acquisitions they belong to (the others keep their objects and
+        cached series); a rewritten or removed file rebuilds everything and bumps
+        :attr:`generation`.
+        """
+        with self._lock:
+            added = {kind: self._scan(kind, cols)
+                     for kind, cols in (("frames", FRAME_COLUMNS), ("volumes", VOLUME_COLUMNS))}
+            quarantine_changed = self._read_quarantine()
+            self.refreshed_at = time.time()
+            if self.version == 0 or any(lost for _, lost in added.values()):
+                if self.version:
+                    self.generation += 1  # rows may have gone: clients start from scratch
+                tables = {kind: [t for _, t in self._files[kind].values()] for kind in added}
+                self.snapshot = self._apply({}, tables, True)
+            elif any(new for new, _ in added.values()) or quarantine_changed:
+                self.snapshot = self._apply(self.snapshot,
+                                            {k: new for k, (new, _) in added.items()},
+                                            quarantine_changed)
+            else:
+                return False
+            self.version += 1
+            return True
+
+    def _apply(self, base: dict[str, Acquisition], tables: dict[str, list[pa.Table]],
+               quarantine_changed: bool) -> dict[str, Acquisition]:
+        """A new snapshot: ``base`` with ``tables`` appended to their acquisitions."""
+        acqs = dict(base)
+        for kind, sort_key in (("frames", "acquired_at"), ("volumes", "processed_at")):
+            parts = [t for t in tables.get(kind, []) if t.num_rows]
+            if not parts:
+                continue
+            for folder, part in _split_by_folder(pa.concat_tables(
+                    parts, promote_options="default")).items():
+                acq_id = acquisition_id(folder)
+                old = acqs.get(acq_id)
+                if old is not None and old.table is not None:
+                    part = pa.concat_tables([old.table, part], promote_options="default")
+                order = [(sort_key, "ascending"), ("source", "ascending")]
+                if "frame" in part.column_names:
+                    order.append(("frame", "ascending"))
+                acqs[acq_id] = Acquisition(acq_id, folder,
+                                           "tomogram" if kind == "volumes" else "insitu",
+                                           part.sort_by(order),
+                                           [] if old is None else old.quarantined)
+        if quarantine_changed:
+            by_folder: dict[str, list[dict]] = {}
+            for q in self._quarantine:
+                by_folder.setdefault(str(Path(q["path"]).parent), []).append(q)
+            for acq_id, acq in list(acqs.items()):
+                listed = by_folder.pop(acq.folder, [])
+                if acq.table is None and not listed:
+                    del acqs[acq_id]
+                elif listed != acq.quarantined:
+                    acqs[acq_id] = Acquisition(acq.id, acq.folder, acq.kind, acq.table, listed,
+                                               acq.series_cache)
+            for folder, listed in by_folder.items():
+                acqs[acquisition_id(folder)] = Acquisition(acquisition_id(folder), folder,
+                                                           "insitu", None, listed)
+        return acqs
+
+    def pending_files(self) -> int | None:
+        """Files claimed by a batch that is being processed (ledger, read-only); None when the
+        ledger cannot be read."""
+        from nwwatch.service.reporting import open_readonly
+
+        try:
+            queries = open_readonly(self.ledger)
+        except (FileNotFoundError, sqlite3.Error):
+            return None
+        try:
+            return int(queries.counts()["pending"])
+        except sqlite3.Error:
+            return None
+        finally:
+            queries.close()
+
+
+def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
+    """Columns of an in-situ acquisition as arrays, in acquisition-time order.
+
+    Keys: ``t`` (acquired_at, epoch s), ``processed`` (epoch s), ``angle`` (deg, NaN where
+    not measured), ``unc`` (deg), ``valid`` (bool), ``code`` (reason codes, "ok" when valid),
+    ``trend`` (causal rolling median, deg), ``source`` (file name), ``frame``,
+    ``proc_ms`` (read + segment + measure per frame); all numpy arrays of length N.
+    """
+    if acq.series_cache is not None:
+        return acq.series_cache
+    t = acq.table
+    n = t.num_rows
+
+    def floats(name: str) -> np.ndarray:
+        if name not in t.column_names:
+            return np.full(n, np.nan)
+        return t[name].to_numpy(zero_copy_only=False).astype(np.float64)
+
+    angle = floats("contact_angle_deg")
+    valid_col = (t["angle_valid"].fill_null(False).to_numpy(zero_copy_only=False)
+                 if "angle_valid" in t.column_names else np.isfinite(angle))
+    valid = np.asarray(valid_col, dtype=bool) & np.isfinite(angle)
+    status = (t["status"].to_numpy(zero_copy_only=False) if "status" in t.column_names
+              else [None] * n)
+    codes = reason_codes(status, t["reason_code"].to_numpy(zero_copy_only=False)
+                         if "reason_code" in t.column_names else None, valid)
+    acq.series_cache = {
+        "t": _epoch_s(t["acquired_at"]),
+        "processed": _epoch_s(t["processed_at"]),
+        "angle": angle,
+        "unc": floats("contact_angle_uncertainty_deg"),
+        "valid": valid,
+        "code": codes,
+        "trend": rolling_median(angle, valid),
+        "source": pc.replace_substring_regex(t["source"], pattern="^.*/", replacement="")
+                    .to_numpy(zero_copy_only=False),
+        "frame": t["frame"].to_numpy(zero_copy_only=False),
+        "proc_ms": floats("read_ms") + floats("segment_ms") + floats("measure_ms"),
+    }
+    return acq.series_cache
+
+
+def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | None) -> dict:
+    """What the page header shows: counts, angle statistics, rate, model, stale warning.
+
+    ``stale_after_s`` None (finished results) never warns. Otherwise the acquisition is stale
+    when its newest row is older than ``stale_after_s`` although at least two rows arrived
+    within ``stale_after_s`` before it (it was receiving frames, then stopped).
+    """
+    out: dict = {"id": acq.id, "folder": acq.folder, "kind": acq.kind, "n": len(acq),
+                 "quarantined": len(acq.quarantined), "last_processed": None,
+                 "frames_per_s": None, "proc_ms_median": None, "stale": False,
+                 "model": None, "provider": None}
+    if not len(acq):
+        return out
+    t = acq.table
+    processed = np.sort(_epoch_s(t["processed_at"]))
+    last = float(processed[-1])
+    out["last_processed"] = last
+    recent = processed[processed >= last - 60.0]
+    if len(recent) >= 2 and recent[-1] > recent[0]:
+        # Rows committed after the window's first commit over the time since it (the rows
+        # of one batch share their processed_at).
+        out["frames_per_s"] = float((recent > recent[0]).sum() / (recent[-1] - recent[0]))
+    if stale_after_s is not None and now - last > stale_after_s:
+        # Two commits (not two rows of one multi-page file) make an acquisition "active".
+        out["stale"] = bool(len(np.unique(processed[processed >= last - stale_after_s])) >= 2)
+    out["model"] = t["model_name"][-1].as_py() if "model_name" in t.column_names else None
+    out["provider"] = t["provider"][-1].as_py() if "provider" in t.column_names else None
+    if acq.kind == "insitu":
+        s = frame_series(acq)
+        out["stats"] = angle_statistics(s["angle"], s["valid"], s["code"])
+        tail = s["proc_ms"][-50:]
+        if np.isfinite(tail).any():
+            out["proc_ms_median"] = float(np.nanmedian(tail))
+    return out

@@ -1,0 +1,147 @@
+"""Prometheus metrics of the running service (``/metrics`` on the dashboard's port).
+
+Importable without the web stack: the processing code calls :func:`observe_commit`,
+:func:`observe_outcomes`, :func:`set_queue`, :func:`in_flight` and :func:`set_model`, which
+only touch ``prometheus_client`` objects in :data:`REGISTRY` (cheap, thread-safe). Label
+values are fixed words (outcomes, stages, kinds) or the model's name/hash/provider, never file
+names, so the number of time series stays bounded.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+#: Outcomes of ``nwwatch_frames_processed_total``: a row with status ok, a row refused by
+#: the measurement (any other status or reason code), a file quarantined (counted once per file:
+#: its frames were never read).
+OUTCOMES = ("ok", "flagged", "quarantined")
+#: Stages of ``nwwatch_stage_seconds``: per frame for read/segment/measure (the row's
+#: ``*_ms`` columns), per batch for hash and write.
+STAGES = ("hash", "read", "segment", "measure", "write")
+_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+              30.0, 60.0, 300.0)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+FRAMES = Counter("nwwatch_frames_processed", "Frames (volumes) committed, by outcome",
+                 ["outcome"], registry=REGISTRY)
+STAGE_SECONDS = Histogram("nwwatch_stage_seconds", "Processing time per stage",
+                          ["stage"], buckets=_BUCKETS_S, registry=REGISTRY)
+LATENCY_SECONDS = Histogram("nwwatch_file_latency_seconds",
+                            "From the file being seen complete to its rows committed",
+                            buckets=_BUCKETS_S, registry=REGISTRY)
+QUEUE_DEPTH = Gauge("nwwatch_queue_depth_files", "Files seen and waiting to be processed",
+                    registry=REGISTRY)
+IN_FLIGHT = Gauge("nwwatch_in_flight_frames", "Frames in the batch being processed",
+                  registry=REGISTRY)
+LAST_FRAME = Gauge("nwwatch_last_frame_processed_timestamp_seconds",
+                   "Unix time of the last committed frame row", registry=REGISTRY)
+MODEL_INFO = Gauge("nwwatch_model_info", "Models loaded by the service (value 1)",
+                   ["name", "sha256", "provider", "kind"], registry=REGISTRY)
+for _outcome in OUTCOMES:  # every series exists from the start (0, not absent)
+    FRAMES.labels(outcome=_outcome)
+for _stage in STAGES:
+    STAGE_SECONDS.labels(stage=_stage)
+
+# Recent end-to-end latencies for the dashboard's page (Prometheus keeps only buckets).
+_recent_latency_s: collections.deque[float] = collections.deque(maxlen=200)
+_lock = threading.Lock()
+
+
+def row_outcome(row: Mapping[str, object]) -> str:
+    """``"ok"`` or ``"flagged"`` for one result row (frame or volume), from its ``status``."""
+    return "ok" if row.get("status") == "ok" else "flagged"
+
+
+def observe_commit(rows: Iterable[Mapping[str, object]], timings_ms: Mapping[str, float],
+                   committed_at: float | None = None) -> None:
+    """Count the rows of a committed batch and observe their per-stage times."""
+    n = 0
+    for row in rows:
+        n += 1
+        FRAMES.labels(outcome=row_outcome(row)).inc()
+        for stage in ("read", "segment", "measure"):
+            value = row.get(f"{stage}_ms")
+            if isinstance(value, int | float) and value == value:
+                STAGE_SECONDS.labels(stage=stage).observe(value / 1e3)
+    for stage in ("hash", "write"):
+        if stage in timings_ms:
+            STAGE_SECONDS.labels(stage=stage).observe(timings_ms[stage] / 1e3)
+    if n:
+        LAST_FRAME.set(committed_at if committed_at is not None else time.time())
+
+
+def observe_outcomes(states: Iterable[tuple[str, float | None]], committed_at: float | None,
+                     quarantined_files: int = 0) -> None:
+    """Per file of a batch: (state, wall time in epoch seconds at which it was seen complete,
+    or None); plus ``quarantined_files`` quarantined outside a batch (bad on inspection).
+
+    Quarantined files are counted; done files give the end-to-end latency.
+    """
+    quarantined = quarantined_files
+    for state, detected_at in states:
+        if state == "quarantined":
+            quarantined += 1
+        elif state == "done" and detected_at is not None and committed_at is not None:
+            latency = max(0.0, committed_at - detected_at)
+            LATENCY_SECONDS.observe(latency)
+            with _lock:
+                _recent_latency_s.append(latency)
+    if quarantined:
+        FRAMES.labels(outcome="quarantined").inc(quarantined)
+
+
+def recent_latencies_s() -> list[float]:
+    """The last (up to 200) end-to-end latencies, oldest first."""
+    with _lock:
+        return list(_recent_latency_s)
+
+
+def set_queue(depth_files: int) -> None:
+    QUEUE_DEPTH.set(depth_files)
+
+
+@contextlib.contextmanager
+def in_flight(frames: int) -> Iterator[None]:
+    """Frames being processed while the ``with`` block runs."""
+    IN_FLIGHT.set(frames)
+    try:
+        yield
+    finally:
+        IN_FLIGHT.set(0)
+
+
+def set_model(name: str, sha256: str, provider: str, kind: str) -> None:
+    MODEL_INFO.labels(name=name, sha256=sha256, provider=provider, kind=kind).set(1)
+
+
+def models() -> list[dict[str, str]]:
+    """The models announced with :func:`set_model` (for the dashboard page)."""
+    out = []
+    for metric in MODEL_INFO.collect():
+        for sample in metric.samples:
+            out.append(dict(sample.labels))
+    return out
+
+
+def snapshot() -> dict[str, float]:
+    """Current values the dashboard page shows (counters, gauges)."""
+    values = {}
+    for metric in REGISTRY.collect():
+        for s in metric.samples:
+            if s.name == "nwwatch_frames_processed_total":
+                values[f"frames_{s.labels['outcome']}"] = s.value
+            elif s.name in ("nwwatch_queue_depth_files", "nwwatch_in_flight_frames",
+                            "nwwatch_last_frame_processed_timestamp_seconds"):
+                values[s.name.removeprefix("nwwatch_")] = s.value
+    return values
+
+
+def exposition() -> bytes:
+    """The text exposition format served at ``/metrics``."""
+    return generate_latest(REGISTRY)

@@ -1,0 +1,159 @@
+"""``nwwatch report RESULTS --out report.html``: a static page for the lab notebook.
+
+One section per acquisition of a results folder (from the service, ``replay`` or a backfill):
+for in-situ folders the contact angle against acquisition time (the dashboard's plot, as a
+PNG) and the angle statistics — n valid / refused by reason code, median, IQR, mean ± sd; for
+tomogram folders the volume rows and the central slices of each mask; the quarantined files.
+The HTML embeds its pictures (one file to mail or archive); the same PNGs are written beside it
+in ``<name>_files/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from nwwatch import __version__
+from nwwatch.dashboard.data import Acquisition, ResultsStore, acquisition_summary, frame_series
+
+#: At most this many masks of a tomogram folder are drawn (the table lists all volumes).
+MAX_MASKS = 6
+_VOLUME_COLUMNS = ("status", "solid_fraction", "porosity_envelope", "pore_count",
+                   "surface_area_nm2", "uncertain_fraction", "threshold_agreement")
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;color:#1d2330;max-width:1000px;margin:24px auto;
+padding:0 16px}
+h1{font-size:22px}h2{font-size:17px;margin-top:32px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 8px;
+text-align:left}th{background:#f1f3f6}img{max-width:100%}.muted{color:#6b7280}
+code{font-size:13px}
+"""
+
+
+def _fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _img(data: bytes, alt: str) -> str:
+    return (f'<img alt="{html.escape(alt)}" '
+            f'src="data:image/png;base64,{base64.b64encode(data).decode()}">')
+
+
+def _slug(acq: Acquisition) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(acq.folder).name)[:40]
+    return f"{name}-{acq.id}"
+
+
+def _insitu_section(acq: Acquisition, files: Path) -> str:
+    from nwwatch.dashboard.plots import angle_figure, save_png
+
+    series = frame_series(acq)
+    stats = acquisition_summary(acq, time.time(), None)["stats"]
+    png = save_png(angle_figure(series, acq.folder), files / f"{_slug(acq)}-angle.png")
+    refused = ", ".join(f"{html.escape(k)} {v}" for k, v in stats["refused"].items()) or "none"
+    span = (f"{datetime.fromtimestamp(series['t'].min(), UTC):%Y-%m-%d %H:%M:%S} – "
+            f"{datetime.fromtimestamp(series['t'].max(), UTC):%H:%M:%S} UTC")
+    mean = (f"{stats['mean_deg']:.1f} ± {_fmt(stats['sd_deg'])}"
+            if stats["mean_deg"] is not None else "—")
+    return (
+        _img(png, f"contact angle against time, {acq.folder}")
+        + "<table><tr><th>frames</th><th>valid</th><th>refused (by reason)</th>"
+        "<th>median</th><th>IQR (q25–q75)</th><th>mean ± sd</th><th>acquired</th></tr>"
+        f"<tr><td>{stats['n']}</td><td>{stats['n_valid']}</td><td>{refused}</td>"
+        f"<td>{_fmt(stats['median_deg'])}°</td>"
+        f"<td>{_fmt(stats['q25_deg'])}–{_fmt(stats['q75_deg'])}°</td>"
+        f"<td>{mean}°</td><td>{span}</td></tr></table>"
+    )
+
+
+def _tomogram_section(acq: Acquisition, results: Path, files: Path) -> str:
+    from nwwatch.atomic import atomic_write
+    from nwwatch.dashboard.masks import mask_slices_png
+
+    rows = acq.table.to_pylist()
+    cols = [c for c in _VOLUME_COLUMNS if c in acq.table.column_names]
+    out = ["<table><tr><th>file</th>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
+    for row in rows:
+        out.append(f"<tr><td>{html.escape(Path(row['source']).name)}</td>"
+                   + "".join(f"<td>{_fmt(row.get(c), 3)}</td>" for c in cols) + "</tr>")
+    out.append("</table>")
+    for i, row in enumerate(rows[-MAX_MASKS:]):
+        png = mask_slices_png(results / row["mask_path"]) if row.get("mask_path") else None
+        if png is None:
+            continue
+        with atomic_write(files / f"{_slug(acq)}-mask{i}.png") as handle:
+            handle.write(png)
+        out.append(f"<p>{html.escape(Path(row['source']).name)}: central z, y, x slices of the"
+                   f" mask</p>{_img(png, 'mask slices')}")
+    return "".join(out)
+
+
+def _quarantine(acq: Acquisition) -> str:
+    if not acq.quarantined:
+        return ""
+    rows = "".join(f"<tr><td>{html.escape(Path(q['path']).name)}</td>"
+                   f"<td>{html.escape(str(q['reason']))}</td>"
+                   f"<td>{html.escape(str(q['error_type']))}</td></tr>"
+                   for q in acq.quarantined)
+    return ("<h3>Quarantined files</h3><table><tr><th>file</th><th>reason</th><th>error</th>"
+            f"</tr>{rows}</table>")
+
+
+def write_report(results: str | Path, out: str | Path) -> Path:
+    """Write the report of the results folder ``results`` to ``out`` (HTML) and its PNGs to
+    ``<out stem>_files/``; returns ``out``. Raises FileNotFoundError when ``results`` holds no
+    results at all."""
+    from nwwatch.atomic import atomic_write
+
+    results, out = Path(results), Path(out)
+    store = ResultsStore(results)
+    store.refresh()
+    acqs = sorted(store.snapshot.values(), key=lambda a: a.folder)
+    if not acqs:
+        raise FileNotFoundError(f"{results}: no frames/, volumes/ or quarantine.parquet here")
+    files = out.with_name(out.stem + "_files")
+    files.mkdir(parents=True, exist_ok=True)
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>nwwatch report: {html.escape(str(results))}</title><style>{_CSS}</style>"
+             f"</head><body><h1>nwwatch report</h1><p class='muted'>Results <code>"
+             f"{html.escape(str(results.resolve()))}</code>, written "
+             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC by nwwatch {__version__}. Refused frames"
+             " are named by their reason code; the trend is a rolling median of the valid"
+             " angles.</p>"]
+    for acq in acqs:
+        s = acquisition_summary(acq, time.time(), None)
+        parts.append(f"<h2>{html.escape(acq.folder)}</h2><p class='muted'>{acq.kind}, "
+                     f"{len(acq)} rows; model {_fmt(s['model'])} on {_fmt(s['provider'])}</p>")
+        if len(acq) and acq.kind == "insitu":
+            parts.append(_insitu_section(acq, files))
+        elif len(acq):
+            parts.append(_tomogram_section(acq, results, files))
+        parts.append(_quarantine(acq))
+    parts.append("</body></html>")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out) as handle:
+        handle.write("\n".join(parts).encode())
+    return out
+
+
+@click.command("report")
+@click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("report.html"), show_default=True, help="HTML file to write.")
+def report(results: Path, out: Path) -> None:
+    """Write a static HTML report (with PNG plots) of a results folder."""
+    try:
+        path = write_report(results, out)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {path} (pictures in {path.with_name(path.stem + '_files')})")

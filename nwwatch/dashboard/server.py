@@ -1,0 +1,150 @@
+"""Serving the dashboard: a supervised uvicorn thread inside the service, or the foreground
+server of ``nwwatch dashboard``.
+
+Inside the service the dashboard must never endanger processing: it runs in a daemon thread
+with its own event loop, reads only committed files (at lower CPU priority), and whatever
+happens to it — the port taken, an exception in the server — is logged as
+``dashboard_crashed`` with the traceback and the server is started again after a back-off
+(1 s, doubling to 60 s); the processing loop never waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from nwwatch.dashboard.settings import DashboardConfig
+
+#: Longest wait between two restarts of a crashing dashboard.
+MAX_BACKOFF_S = 60.0
+#: A server that ran this long before crashing starts again after the shortest back-off.
+HEALTHY_S = 60.0
+
+
+def lower_priority() -> None:
+    """Nice the calling thread by 10 (Linux: niceness is per thread), so that the dashboard's
+    threads never take CPU from processing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (OSError, AttributeError):
+        pass
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); OSError (e.g. address in use) names both."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(64)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server(app, sock: socket.socket):
+    import uvicorn
+
+    # No uvicorn logging set-up (the service logs JSON); no access log; SSE streams end
+    # when the app's `stopping` flag is set, the rest within 2 s.
+    config = uvicorn.Config(app, log_config=None, access_log=False, log_level="warning",
+                            timeout_graceful_shutdown=2, lifespan="on")
+    return uvicorn.Server(config)
+
+
+class DashboardThread:
+    """The service's dashboard (``[dashboard]``): :meth:`start` returns at once."""
+
+    def __init__(self, results: Path, ledger: Path | None, settings: DashboardConfig, log,
+                 live: bool = True) -> None:
+        self.results, self.ledger, self.settings = Path(results), ledger, settings
+        self.log, self.live = log, live
+        self.port: int | None = None  # bound port (settings.port may be 0)
+        self.crashes = 0
+        self._stopping = threading.Event()
+        self._server = None
+        self._thread = threading.Thread(target=self._supervise, name="nwwatch-dashboard",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Ask the server to stop and wait up to ``timeout`` s (the thread is a daemon thread:
+        the process never waits longer)."""
+        self._stopping.set()
+        server = self._server
+        if server is not None:
+            server.config.app.state.stopping = True
+            server.should_exit = True
+        self._thread.join(timeout)
+
+    def _run_once(self) -> None:
+        from nwwatch.dashboard.app import create_app
+
+        sock = bind_socket(self.settings.host, self.settings.port)
+        try:
+            self.port = sock.getsockname()[1]
+            app = create_app(self.results, self.ledger, live=self.live,
+                             stale_after_s=self.settings.stale_after_s)
+            self._server = _server(app, sock)
+            self.log.info("dashboard_listening", url=f"http://{_url_host(self.settings.host)}:"
+                          f"{self.port}/", live=self.live)
+            if self._stopping.is_set():
+                return
+            self._server.run(sockets=[sock])
+        finally:
+            sock.close()
+
+    def _supervise(self) -> None:
+        lower_priority()  # the event loop too yields the CPU to processing
+        backoff = 1.0
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                self._run_once()
+                if self._stopping.is_set():
+                    break
+                raise RuntimeError("the dashboard server stopped by itself")
+            except BaseException as exc:  # noqa: B036 - SystemExit from uvicorn included
+                if self._stopping.is_set():
+                    break
+                self.crashes += 1
+                if time.monotonic() - started >= HEALTHY_S:
+                    backoff = 1.0
+                self.log.error("dashboard_crashed", error=repr(exc), crashes=self.crashes,
+                               restart_in_s=backoff, exc_info=exc,
+                               note="processing goes on; the dashboard is started again")
+                self._stopping.wait(backoff)
+                backoff = min(MAX_BACKOFF_S, backoff * 2)
+        self.log.info("dashboard_stopped")
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def serve(results: Path, ledger: Path | None, host: str, port: int,
+          stale_after_s: float | None = None) -> None:
+    """``nwwatch dashboard``: serve a finished (or replayed) results folder in the foreground
+    until Ctrl-C/SIGTERM."""
+    from nwwatch.dashboard.app import create_app
+
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    sock = bind_socket(host, port)
+    app = create_app(results, ledger, live=False, stale_after_s=stale_after_s)
+    server = _server(app, sock)
+    print(f"nwwatch dashboard: http://{_url_host(host)}:{sock.getsockname()[1]}/ "
+          f"(results {results}); Ctrl-C stops", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        app.state.stopping = True
+        sock.close()

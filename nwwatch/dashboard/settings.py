@@ -1,0 +1,35 @@
+"""Settings of the dashboard: the ``[dashboard]`` table of the service configuration and the
+``--listen`` option of ``nwwatch dashboard`` (no web dependency: the service validates it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """Where the dashboard listens and when it warns; see docs/service.md, "Dashboard"."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    #: Seconds without a new row after which an acquisition that was receiving frames is flagged.
+    stale_after_s: float = 120.0
+
+
+def parse_listen(text: str, allow_remote: bool = False) -> tuple[str, int]:
+    """``"HOST:PORT"`` (``"[::1]:PORT"`` for IPv6) -> (host, port); port 0 picks a free one.
+
+    A host other than the loopback needs ``allow_remote`` (the operator's explicit choice).
+    Raises ValueError with the reason.
+    """
+    host, sep, port_text = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. \"127.0.0.1:8765\")")
+    if host not in LOOPBACK_HOSTS and not allow_remote:
+        raise ValueError(f"{host!r} is not the loopback; binding elsewhere exposes the "
+                         "dashboard to the network: allow it explicitly (allow_remote = true "
+                         "in [dashboard], --allow-remote for nwwatch dashboard)")
+    return host, int(port_text)

@@ -1,0 +1,220 @@
+// nwwatch dashboard page: one acquisition at a time, kept up to date by server-sent events.
+// EventSource reconnects by itself and sends Last-Event-ID (the cursor of the last update),
+// so after a dropped connection the server sends only the rows the page missed.
+"use strict";
+
+const COLORS = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+                "#ff7f0e", "#2ca02c", "#aec7e8"];
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+let acqId = params.get("a");
+let source = null;
+let plot = null;
+const rows = new Map();   // "file#frame" -> {t, angle, unc, valid, code, trend, source, frame}
+const codeColor = new Map();
+
+function esc(s) {
+  return String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;",
+    '"': "&quot;", "'": "&#39;"}[c]));
+}
+function fmt(v, digits = 1, unit = "") {
+  return v === null || v === undefined ? "—" : `${Number(v).toFixed(digits)}${unit}`;
+}
+function timeText(s) { return s ? new Date(s * 1000).toLocaleString() : "—"; }
+function colorOf(code) {
+  if (!codeColor.has(code)) codeColor.set(code, COLORS[codeColor.size % COLORS.length]);
+  return codeColor.get(code);
+}
+
+async function loadList() {
+  const data = await (await fetch("api/acquisitions")).json();
+  $("mode").textContent = data.live.live ? "live service" : "finished results";
+  const list = data.acquisitions;
+  if (!acqId && list.length) {
+    acqId = list[0].id;
+    history.replaceState(null, "", `?a=${acqId}`);
+  }
+  $("empty").hidden = list.length > 0;
+  $("acqs").innerHTML = list.map((a) =>
+    `<li><a href="?a=${a.id}" class="${a.id === acqId ? "current" : ""}">` +
+    `${esc(a.folder.split("/").slice(-2).join("/"))}<small>${a.kind}, ${a.n} rows` +
+    `${a.stale ? ", no new file" : ""}</small></a></li>`).join("");
+  if (acqId && !source) connect();
+}
+
+function connect() {
+  source = new EventSource(`api/acquisitions/${acqId}/events`);
+  source.onopen = () => { $("conn").textContent = "connected"; $("conn").className = "pill"; };
+  source.onerror = () => { $("conn").textContent = "reconnecting…"; $("conn").className = "pill off"; };
+  source.addEventListener("update", (e) => applyUpdate(JSON.parse(e.data)));
+  source.addEventListener("status", (e) => {
+    const d = JSON.parse(e.data);
+    if (d.summary) renderHeader(d.summary, d.live);
+  });
+}
+
+function applyUpdate(d) {
+  if (d.reset) rows.clear();
+  if (d.rows) {
+    const r = d.rows;
+    for (let i = 0; i < r.t.length; i++) {
+      rows.set(`${r.source[i]}#${r.frame[i]}`, {t: r.t[i], angle: r.angle[i], unc: r.unc[i],
+        valid: r.valid[i], code: r.code[i], trend: r.trend[i], source: r.source[i],
+        frame: r.frame[i]});
+    }
+  }
+  renderHeader(d.summary, d.live);
+  renderQuarantine(d.quarantined);
+  if (d.summary.kind === "tomogram") renderVolumes(d.volumes || []);
+  else renderChart(d.latest_overlay, d.trend_window);
+}
+
+function card(k, v) { return `<div class="card"><div class="v">${v}</div><div class="k">${k}</div></div>`; }
+
+function renderHeader(s, live) {
+  $("folder").textContent = s.folder;
+  const stale = $("stale");
+  stale.hidden = !s.stale;
+  if (s.stale) {
+    const mins = ((Date.now() / 1000 - s.last_processed) / 60).toFixed(1);
+    stale.textContent = `No new file from this acquisition for ${mins} min although it was ` +
+      "receiving frames: is the microscope still writing here?";
+  }
+  const st = s.stats || {};
+  const c = [card("rows", s.n)];
+  if (s.kind === "insitu") {
+    c.push(card("valid angles", `${st.n_valid ?? 0} / ${st.n ?? 0}`));
+    c.push(card("median angle (IQR)", st.median_deg == null ? "—" :
+      `${fmt(st.median_deg)}° <small>(${fmt(st.q25_deg)}–${fmt(st.q75_deg)})</small>`));
+    c.push(card("mean ± sd", st.mean_deg == null ? "—" : `${fmt(st.mean_deg)} ± ${fmt(st.sd_deg)}°`));
+  }
+  c.push(card("frames/s (last min)", fmt(s.frames_per_s, 2)));
+  c.push(card("processing / frame", fmt(s.proc_ms_median, 0, " ms")));
+  if (live.live) {
+    c.push(card("latency p50 / p95", live.latency_p50_s == null ? "—" :
+      `${fmt(live.latency_p50_s, 2)} / ${fmt(live.latency_p95_s, 2)} s`));
+    c.push(card("queue / in flight", `${fmt(live.queue_depth_files, 0)} / ${fmt(live.in_flight_frames, 0)}`));
+  } else {
+    c.push(card("in flight (ledger)", fmt(live.pending_files, 0)));
+  }
+  c.push(card("quarantined", s.quarantined));
+  c.push(card("model · provider", `<small>${esc(s.model ?? "—")} · ${esc(s.provider ?? "—")}</small>`));
+  c.push(card("last row", `<small>${timeText(s.last_processed)}</small>`));
+  $("cards").innerHTML = c.join("");
+}
+
+function renderQuarantine(q) {
+  $("qcount").textContent = q.length ? `(${q.length})` : "(none)";
+  $("quarantine").innerHTML = q.length ? "<tr><th>file</th><th>reason</th><th>error</th><th>attempts</th></tr>" +
+    q.map((x) => `<tr><td>${esc(x.path.split("/").pop())}</td><td>${esc(x.reason)}</td>` +
+      `<td>${esc(x.error_type)}</td><td>${x.attempts}</td></tr>`).join("") : "";
+}
+
+function errorBars(u) {
+  const ctx = u.ctx;
+  const [xs, ys] = [u.data[0], u.data[1]];
+  const unc = u._unc;
+  ctx.save();
+  ctx.strokeStyle = "rgba(31,95,191,0.45)";
+  ctx.lineWidth = 1.5 * devicePixelRatio;
+  ctx.beginPath();
+  for (let i = 0; i < xs.length; i++) {
+    if (ys[i] == null || unc[i] == null) continue;
+    const x = u.valToPos(xs[i], "x", true);
+    ctx.moveTo(x, u.valToPos(ys[i] - unc[i], "y", true));
+    ctx.lineTo(x, u.valToPos(ys[i] + unc[i], "y", true));
+  }
+  ctx.stroke();
+  ctx.restore();
+}
+
+// The time axis spans the data with a small margin (computed here from the x values:
+// uPlot's automatic range stayed empty when the plot was created with its first data).
+function timeRange(u) {
+  const x = u.data[0];
+  if (!x.length) return [Date.now() / 1000 - 60, Date.now() / 1000];
+  const pad = Math.max(1, 0.02 * (x[x.length - 1] - x[0]));
+  return [x[0] - pad, x[x.length - 1] + pad];
+}
+
+function renderChart(overlay, trendWindow) {
+  $("insitu").hidden = false;
+  $("tomo").hidden = true;
+  const all = [...rows.values()].sort((a, b) => a.t - b.t || a.frame - b.frame);
+  const codes = [...new Set(all.filter((r) => !r.valid).map((r) => r.code))].sort();
+  const x = all.map((r) => r.t);
+  const angle = all.map((r) => (r.valid ? r.angle : null));
+  const unc = all.map((r) => (r.valid ? r.unc : null));
+  const trend = all.map((r) => (r.valid ? r.trend : null));
+  // The angle axis spans the valid angles (with their uncertainty) plus a margin, within
+  // 0-180 degrees; refused frames sit in one row of markers per reason at its bottom.
+  const lo = all.filter((r) => r.valid).map((r) => r.angle - (r.unc || 0));
+  const hi = all.filter((r) => r.valid).map((r) => r.angle + (r.unc || 0));
+  const yMin = lo.length ? Math.max(0, Math.floor((Math.min(...lo) - 10 - 6 * codes.length) / 10) * 10) : 0;
+  const yMax = hi.length ? Math.min(180, Math.ceil((Math.max(...hi) + 5) / 10) * 10) : 180;
+  const step = (yMax - yMin) / 40;
+  const refused = codes.map((c, k) => all.map((r) => (!r.valid && r.code === c ? yMin + step * (1 + 1.5 * k) : null)));
+  const data = [x, angle, trend, ...refused];
+  const nValid = angle.filter((v) => v != null).length;
+  $("chart").dataset.points = String(nValid);
+  $("chart").dataset.refused = String(all.length - nValid);
+  const series = [
+    {label: "time"},
+    {label: "angle (valid)", stroke: "#1f5fbf", width: 0, points: {show: true, size: 6, fill: "#1f5fbf"}},
+    {label: "rolling median", stroke: "#f28e2b", width: 2, spanGaps: true, points: {show: false}},
+    ...codes.map((c) => ({label: c, stroke: colorOf(c), width: 0,
+      points: {show: true, size: 8, fill: colorOf(c), stroke: colorOf(c)}})),
+  ];
+  const key = series.map((s) => s.label).join("|");
+  const width = Math.max(400, $("chart").clientWidth - 14);
+  if (plot) plot._yRange = [yMin, yMax];
+  if (!plot || plot._key !== key) {
+    if (plot) plot.destroy();
+    plot = new uPlot({width, height: 380, series, legend: {show: false},
+      scales: {x: {time: true, range: timeRange}, y: {range: (u) => u._yRange || [0, 180]}},
+      axes: [{}, {label: "contact angle (°)", values: (u, v) => v.map((a) => `${a}°`)}],
+      hooks: {draw: [errorBars]}}, data, $("chart"));
+    plot._key = key;
+    plot._yRange = [yMin, yMax];
+    plot.setData(data);
+  } else {
+    plot.setData(data);
+  }
+  plot._unc = unc;
+  window.nwPlot = plot;
+  plot.redraw();
+  $("legend").innerHTML = `<span style="--c:#1f5fbf">valid ${nValid} (bars: uncertainty)</span>` +
+    `<span style="--c:#f28e2b">rolling median of the last ${trendWindow} valid</span>` +
+    codes.map((c) => `<span style="--c:${colorOf(c)}">${esc(c)}: ` +
+      `${all.filter((r) => r.code === c).length}</span>`).join("");
+  const last = all.length ? all.reduce((a, b) => (b.t >= a.t ? b : a)) : null;
+  if (last) {
+    $("latest").innerHTML = `${esc(last.source)} frame ${last.frame}: ` +
+      (last.valid ? `<b>${fmt(last.angle)}° ± ${fmt(last.unc)}°</b>` : `refused (<b>${esc(last.code)}</b>)`) +
+      ` at ${timeText(last.t)}` +
+      (overlay ? ` — <a href="results/${encodeURI(overlay)}" target="_blank">overlay</a>` : "");
+  }
+}
+
+function renderVolumes(vols) {
+  $("insitu").hidden = true;
+  $("tomo").hidden = false;
+  const cols = ["status", "solid_fraction", "porosity_envelope", "pore_count",
+                "uncertain_fraction", "threshold_agreement"];
+  $("volumes").innerHTML = "<tr><th>file</th>" + cols.map((c) => `<th>${c}</th>`).join("") + "</tr>" +
+    vols.map((v, i) => `<tr class="pick" data-i="${i}"><td>${esc(v.source.split("/").pop())}</td>` +
+      cols.map((c) => `<td>${typeof v[c] !== "number" ? esc(v[c]) :
+        fmt(v[c], Number.isInteger(v[c]) ? 0 : 3)}</td>`).join("") +
+      "</tr>").join("");
+  const show = (i) => {
+    $("mask").src = `api/acquisitions/${acqId}/mask/${i}.png`;
+    $("mask-name").textContent = vols[i].source.split("/").pop();
+  };
+  document.querySelectorAll("#volumes tr.pick").forEach((tr) =>
+    tr.addEventListener("click", () => show(Number(tr.dataset.i))));
+  if (vols.length) show(vols.length - 1);
+}
+
+loadList();
+setInterval(loadList, 5000);
+window.addEventListener("resize", () => plot && plot.setSize({width: Math.max(400, $("chart").clientWidth - 14), height: 380}));

@@ -1,0 +1,80 @@
+"""Statistics of a series of contact angles, shared by the live dashboard and the report.
+
+Refused frames are named by their reason code: the ``reason_code`` column where the results
+have one, else ``status`` (whose values are codes too).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Valid angles in the causal rolling median of the trend line.
+TREND_WINDOW = 9
+
+
+def reason_codes(status: Sequence[str | None], reason_code: Sequence[str | None] | None,
+                 valid: np.ndarray) -> np.ndarray:
+    """Per row: ``"ok"`` for a valid angle, else the row's reason code (``reason_code`` when
+    the column exists and is set, else ``status``; ``"unknown"`` when neither is).
+
+    Returns an object array (N,) of str.
+    """
+
+    def usable(values) -> tuple[np.ndarray, np.ndarray]:
+        arr = np.array(values, dtype=object)
+        ok = np.array([isinstance(v, str) and v not in ("", "ok") for v in arr], dtype=bool)
+        return arr, ok
+
+    out = np.full(len(valid), "unknown", dtype=object)
+    st, st_ok = usable(status)
+    out[st_ok] = st[st_ok]
+    if reason_code is not None:
+        rc, rc_ok = usable(reason_code)
+        out[rc_ok] = rc[rc_ok]
+    out[np.asarray(valid, dtype=bool)] = "ok"
+    return out
+
+
+def rolling_median(values: np.ndarray, valid: np.ndarray,
+                   window: int = TREND_WINDOW) -> np.ndarray:
+    """Causal rolling median of the valid values: at each valid index, the median of it and
+    the up to ``window - 1`` valid values before it; NaN at invalid indices.
+
+    ``values``: float (N,), in time order; ``valid``: bool (N,). Returns float64 (N,). A median,
+    not a mean, so one bad fit does not drag the trend.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    valid = np.asarray(valid, dtype=bool) & np.isfinite(values)
+    out = np.full(values.shape, np.nan)
+    idx = np.flatnonzero(valid)
+    v = values[idx]
+    head = min(len(v), window - 1)
+    for j in range(head):  # shorter windows at the start
+        out[idx[j]] = np.median(v[:j + 1])
+    if len(v) >= window:
+        windows = np.lib.stride_tricks.sliding_window_view(v, window)
+        out[idx[window - 1:]] = np.median(windows, axis=1)
+    return out
+
+
+def angle_statistics(angles_deg: np.ndarray, valid: np.ndarray,
+                     codes: Sequence[str]) -> dict:
+    """n, n valid, refused counts by reason code, and median, IQR (q25, q75), mean, sd of
+    the valid angles (degrees; None when there is no valid angle; sd None below 2)."""
+    angles = np.asarray(angles_deg, dtype=np.float64)
+    ok = np.asarray(valid, dtype=bool) & np.isfinite(angles)
+    a = angles[ok]
+    refused = Counter(c for c, good in zip(codes, ok, strict=True) if not good)
+    stats: dict = {"n": int(len(angles)), "n_valid": int(ok.sum()),
+                   "refused": dict(sorted(refused.items(), key=lambda kv: (-kv[1], kv[0]))),
+                   "median_deg": None, "q25_deg": None, "q75_deg": None,
+                   "mean_deg": None, "sd_deg": None}
+    if len(a):
+        q25, med, q75 = np.percentile(a, [25, 50, 75])
+        stats.update(median_deg=float(med), q25_deg=float(q25), q75_deg=float(q75),
+                     mean_deg=float(a.mean()),
+                     sd_deg=float(a.std(ddof=1)) if len(a) > 1 else None)
+    return stats

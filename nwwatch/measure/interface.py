@@ -1,0 +1,301 @@
+"""The facet line, fitted to the wire/droplet interface itself with its orientation free.
+
+Coordinates are (row, col) pixels of the crop, integer indices at pixel centres. The line is
+``(p - point) . normal = 0``; ``normal`` points into the droplet and ``direction`` is the
+normal turned 90 degrees counter-clockwise on screen (towards the left triple point, as seen
+looking from the wire into the droplet).
+
+Interface points are the midpoints between 4-neighbour wire and droplet pixels (the pixel
+edge they share; with a probability map, the droplet's 0.5 iso-line crossing there). When a
+thin background gap separates the two, the wire's top edge and the droplet's bottom edge are
+used as two parallel lines and the facet is midway. The fit is a total-least-squares line
+with outliers beyond max(0.75 px, 3 robust sigma) dropped: wiggles of the boundary and the
+corners (truncated facets, side walls next to a gap) do not move it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from nwwatch.measure.edges import BoundaryPoints
+
+#: Largest background gap (px) between wire and droplet bridged by the two-line fit.
+GAP_PX = 4
+#: Outliers: farther from the line than max(this, 3 robust sigma).
+MIN_OUTLIER_PX = 0.75
+#: 1-sigma of a probability iso-line's position: the linear 0.5 crossing between a partly
+#: covered pixel and a saturated one errs by up to ~0.15 px on a straight edge.
+ISO_SIGMA_PX = 0.1
+#: Shared wire|droplet pixel edges needed before the gap (two-line) fit is skipped.
+MIN_SHARED_POINTS = 6
+
+
+@dataclass(frozen=True)
+class InterfacePoints:
+    """Points on the interface: ``points`` (N, 2) float64; ``group`` (N,) int (0: shared
+    edge or wire top, 1: droplet bottom across a gap); ``wire_side``/``drop_side`` (N, 2)
+    int64 the pixel centres on either side (shared edges only, else -1)."""
+
+    points: np.ndarray
+    group: np.ndarray
+    wire_side: np.ndarray
+    drop_side: np.ndarray
+    iso: bool = False
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+
+@dataclass(frozen=True)
+class FacetLine:
+    """A fitted facet line and what it rests on.
+
+    ``point`` (2,) the centroid of the inlier points projected on the line; ``normal``,
+    ``direction`` unit (2,); ``sigma_offset_px`` 1-sigma of the line's position at ``point``
+    along ``normal``; ``sigma_angle_rad`` 1-sigma of its orientation; ``scatter_px`` robust
+    scatter of the inliers about it; ``quantisation_px`` the half-width term of a binary
+    mask's feasible band (or of the iso-line's interpolation); ``gap_px`` background gap
+    bridged; ``inliers`` boolean mask over the input points; ``length_px`` extent of the
+    inliers along the line.
+    """
+
+    point: np.ndarray
+    normal: np.ndarray
+    direction: np.ndarray
+    sigma_offset_px: float
+    sigma_angle_rad: float
+    scatter_px: float
+    quantisation_px: float
+    gap_px: float
+    inliers: np.ndarray
+    length_px: float
+
+    def offset(self, pts: np.ndarray) -> np.ndarray:
+        """Signed distances (px) of ``pts`` (N, 2) from the line, positive on the droplet side."""
+        return (pts - self.point) @ self.normal
+
+    def along(self, pts: np.ndarray) -> np.ndarray:
+        """Coordinates (px) of ``pts`` along the line from ``point``."""
+        return (pts - self.point) @ self.direction
+
+
+def _shared_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Midpoints of the pixel edges between ``a`` and ``b`` pixels (4-neighbours) with the
+    pixel centres on either side: (points, a_side, b_side)."""
+    out_p, out_a, out_b = [], [], []
+    for step in (np.array([1, 0]), np.array([0, 1])):
+        lo = (slice(None, -1), slice(None)) if step[0] else (slice(None), slice(None, -1))
+        hi = (slice(1, None), slice(None)) if step[0] else (slice(None), slice(1, None))
+        a_first = a[lo] & b[hi]
+        idx = np.argwhere(a_first | (b[lo] & a[hi]))
+        if idx.size == 0:
+            continue
+        first_is_a = a_first[idx[:, 0], idx[:, 1]][:, None]
+        out_p.append(idx + 0.5 * step)
+        out_a.append(np.where(first_is_a, idx, idx + step))
+        out_b.append(np.where(first_is_a, idx + step, idx))
+    if not out_p:
+        empty = np.zeros((0, 2))
+        return empty, empty.astype(np.int64), empty.astype(np.int64)
+    return (np.concatenate(out_p).astype(np.float64), np.concatenate(out_a),
+            np.concatenate(out_b))
+
+
+def interface_points(
+    wire: np.ndarray,
+    droplet: np.ndarray,
+    wire_pts: BoundaryPoints,
+    drop_pts: BoundaryPoints,
+    drop_fine: BoundaryPoints | None = None,
+) -> InterfacePoints:
+    """Points of the wire/droplet interface from the masks (bool, same crop) and their
+    boundary points; ``drop_fine`` (probability iso-line) replaces the pixel edges."""
+    # Shared edges lie next to the droplet: search only its bounding box (+1 px).
+    x, y, w, h = cv2.boundingRect(droplet.view(np.uint8))
+    r0, c0 = max(y - 1, 0), max(x - 1, 0)
+    r1, c1 = y + h + 1, x + w + 1
+    pts, w_side, d_side = _shared_edges(wire[r0:r1, c0:c1], droplet[r0:r1, c0:c1])
+    corner = np.array([r0, c0])
+    pts, w_side, d_side = pts + corner, w_side + corner, d_side + corner
+    if drop_fine is not None and len(pts) >= MIN_SHARED_POINTS:
+        # Crossings between a droplet pixel and a wire pixel: the interface itself (not the
+        # free surface next to the triple points).
+        on = wire[drop_fine.outside[:, 0], drop_fine.outside[:, 1]]
+        if on.sum() >= MIN_SHARED_POINTS:
+            n = int(on.sum())
+            return InterfacePoints(drop_fine.points[on], np.zeros(n, np.int64),
+                                   -np.ones((n, 2), np.int64), -np.ones((n, 2), np.int64),
+                                   iso=True)
+    if len(pts) >= MIN_SHARED_POINTS:
+        return InterfacePoints(pts, np.zeros(len(pts), np.int64), w_side, d_side)
+    # A background gap: the wire's edge facing the droplet and the droplet's facing the wire.
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GAP_PX + 1, 2 * GAP_PX + 1))
+    near_drop = cv2.dilate(droplet.view(np.uint8), kernel).astype(bool)
+    near_wire = cv2.dilate(wire.view(np.uint8), kernel).astype(bool)
+    fine = drop_fine if drop_fine is not None else drop_pts
+    w_on = near_drop[wire_pts.outside[:, 0], wire_pts.outside[:, 1]]
+    d_on = near_wire[fine.outside[:, 0], fine.outside[:, 1]]
+    points = np.concatenate([wire_pts.points[w_on], fine.points[d_on]])
+    group = np.concatenate([np.zeros(int(w_on.sum()), np.int64), np.ones(int(d_on.sum()),
+                                                                          np.int64)])
+    none = -np.ones((len(points), 2), np.int64)
+    return InterfacePoints(points, group, none, none)
+
+
+def _grouped_tls(pts: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Common normal of parallel lines (one per group) through ``pts``: (normal, offsets)."""
+    centred = pts.copy()
+    means = np.zeros((2, 2))
+    for g in (0, 1):
+        sel = group == g
+        if sel.any():
+            means[g] = pts[sel].mean(axis=0)
+            centred[sel] -= means[g]
+    _, evecs = np.linalg.eigh(centred.T @ centred)
+    normal = evecs[:, 0]
+    return normal, means
+
+
+def fit_facet_line(
+    iface: InterfacePoints,
+    towards_droplet: np.ndarray,
+    prior_normal: np.ndarray | None = None,
+    max_iter: int = 6,
+) -> FacetLine | None:
+    """Robust line through the interface points.
+
+    ``towards_droplet`` (2,) any vector from the wire into the droplet (orients the normal).
+    ``prior_normal`` (2,) fixes the orientation (a prior, e.g. the wire axis); only the
+    offset is then fitted. Returns None for fewer than 3 points.
+    """
+    pts, group = iface.points, iface.group
+    n = len(pts)
+    if n < 3:
+        return None
+    keep = np.ones(n, dtype=bool)
+    two = bool((group == 1).any() and (group == 0).any())
+    shared = iface.wire_side[:, 0] >= 0
+    step = (iface.drop_side - iface.wire_side).astype(np.float64)
+    for _ in range(max_iter):
+        if prior_normal is not None:
+            normal = prior_normal / np.hypot(*prior_normal)
+            means = np.array([pts[keep & (group == g)].mean(axis=0) if (keep & (group == g)).any()
+                              else pts[keep].mean(axis=0) for g in (0, 1)])
+        else:
+            normal, means = _grouped_tls(pts[keep], group[keep])
+            if not two:
+                means[1] = means[0]
+        res = np.where(group == 1, (pts - means[1]) @ normal, (pts - means[0]) @ normal)
+        scale = 1.4826 * float(np.median(np.abs(res[keep])))
+        new = np.abs(res) <= max(MIN_OUTLIER_PX, 3.0 * scale)
+        # A pixel pair side by side along the line (a corner step) does not cross it.
+        new &= ~shared | (np.abs(step @ normal) >= 0.3)
+        if new.sum() < 3 or np.array_equal(new, keep):
+            break
+        keep = new
+    if normal @ towards_droplet < 0:
+        normal = -normal
+    if two:
+        gap = max(float((means[1] - means[0]) @ normal), 0.0)
+        point = 0.5 * (means[0] + means[1])
+    else:
+        gap, point = 0.0, means[0]
+    direction = np.array([-normal[1], normal[0]])
+    inl = pts[keep]
+    res = np.where(group == 1, (pts - means[1]) @ normal, (pts - means[0]) @ normal)[keep]
+    t = (inl - point) @ direction
+    point = point + float(t.mean()) * direction  # centre of the inliers along the line
+    t = t - t.mean()
+    m = int(keep.sum())
+    scatter = 1.4826 * float(np.median(np.abs(res)))
+    sd = float(np.sqrt(np.mean(res**2)))
+    spread = float(np.sqrt(np.mean(t**2)))
+    sigma_angle = 0.0 if prior_normal is not None else sd / max(spread * math.sqrt(m), 1e-9)
+    return FacetLine(
+        point=point,
+        normal=normal,
+        direction=direction,
+        sigma_offset_px=sd / math.sqrt(m),
+        sigma_angle_rad=sigma_angle,
+        scatter_px=scatter,
+        quantisation_px=_quantisation(iface, keep, point, normal),
+        gap_px=gap,
+        inliers=keep,
+        length_px=float(t.max() - t.min()) if m else 0.0,
+    )
+
+
+def _quantisation(
+    iface: InterfacePoints, keep: np.ndarray, point: np.ndarray, normal: np.ndarray
+) -> float:
+    """1-sigma of where a binary mask lets the line lie: every wire pixel centre of a shared
+    edge is below it and every droplet centre above, so its offset is only known within
+    [max below, min above] - up to 1 px wide when the facet runs along a pixel axis, or
+    another low-order lattice direction. 0 when unknown (iso-line, gap) or inconsistent."""
+    if iface.iso:
+        return ISO_SIGMA_PX
+    sel = keep & (iface.wire_side[:, 0] >= 0)
+    if sel.sum() < 3:
+        return 0.0
+    # Percentiles, not extremes: a corner step of a pixel must not close the band.
+    below = float(np.percentile((iface.wire_side[sel] - point) @ normal, 95))
+    above = float(np.percentile((iface.drop_side[sel] - point) @ normal, 5))
+    width = above - below
+    return width / math.sqrt(12.0) if 0.0 < width <= 1.0 + 1e-9 else 0.0
+
+
+@dataclass(frozen=True)
+class RimFit:
+    """A facet outline fitted as half an ellipse: ``offset_px`` of the rim from the flat
+    line (positive into the droplet), bulge ``k_px`` (> 0 into the wire) with standard errors
+    (independent residuals), and the ``residuals`` about the ellipse with their positions
+    ``along`` the line (for the correlation inflation)."""
+
+    offset_px: float
+    k_px: float
+    se_offset_px: float
+    se_k_px: float
+    residuals: np.ndarray
+    along: np.ndarray
+
+
+def rim_shift(
+    line: FacetLine, iface: InterfacePoints, foot_along: float, half_chord: float,
+) -> RimFit | None:
+    """Bulge of the interface as half an ellipse (a wire tilted out of the image plane).
+
+    A tilted facet disc projects to an ellipse and the interface is half of it:
+    ``offset = c - k sqrt(1 - (l / a)^2)`` with ``l`` along the line from the base centre
+    ``foot_along`` and ``a`` the ``half_chord``; the triple points sit at the rim ``c``.
+    None when there are fewer than 8 inliers inside the base.
+    """
+    pts = iface.points[line.inliers]
+    grp = iface.group[line.inliers]
+    if half_chord < 3.0 or len(pts) < 8:
+        return None
+    along = line.along(pts)
+    lat = (along - foot_along) / half_chord
+    inside = np.abs(lat) < 0.95
+    if inside.sum() < 8:
+        return None
+    g = np.sqrt(np.clip(1.0 - lat[inside] ** 2, 0.0, 1.0))
+    y = line.offset(pts[inside])
+    cols = [grp[inside] == 0]
+    if (grp[inside] == 1).any():
+        cols.append(grp[inside] == 1)
+    design = np.column_stack([*cols, -g]).astype(np.float64)
+    try:
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        res = y - design @ coef
+        dof = max(len(y) - design.shape[1], 1)
+        cov = np.linalg.inv(design.T @ design) * float(res @ res) / dof
+    except np.linalg.LinAlgError:
+        return None
+    se = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    return RimFit(offset_px=float(np.mean(coef[:-1])), k_px=float(coef[-1]),
+                  se_offset_px=float(np.mean(se[:-1])), se_k_px=float(se[-1]),
+                  residuals=res, along=along[inside])

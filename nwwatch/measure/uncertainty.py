@@ -1,0 +1,70 @@
+"""1-sigma uncertainty of the contact angle from the circle and facet-line fits.
+
+``cos(theta) = -s / R`` with ``s`` the signed distance of the circle centre from the facet
+line, so ``d theta = (ds + cos(theta) dR) / (R sin(theta))`` and ``R sin(theta)`` is the half
+chord ``a`` between the triple points. The statistical part propagates the circle's
+covariance and the line's offset (at the foot of the centre: offset and orientation errors
+with their lever arm) and the binary mask's quantisation band; both are inflated for
+residuals that are correlated along the outline (ragged boundaries wiggle over several
+pixels, so they average out less than independent points would). Systematic terms are added
+in quadrature where the method had to choose between models.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nwwatch.measure.circle import CircleFit
+from nwwatch.measure.interface import FacetLine
+
+
+def correlation_factor(residuals: np.ndarray, order: np.ndarray) -> float:
+    """Variance inflation for residuals correlated along the outline: the integrated
+    autocorrelation time ``1 + 2 sum rho_k`` of the residuals sorted by ``order`` (their
+    position along it), summed up to the first negative lag; 1 for independent residuals,
+    at most N/2 (no fewer than two independent samples)."""
+    n = residuals.size
+    if n < 8:
+        return 1.0
+    r = residuals[np.argsort(order)]
+    r = r - r.mean()
+    denom = float(r @ r)
+    if denom <= 0:
+        return 1.0
+    size = 1 << int(2 * n - 1).bit_length()
+    spec = np.fft.rfft(r, size)
+    acf = np.fft.irfft(spec * np.conj(spec), size)[: n // 2] / denom
+    neg = np.nonzero(acf[1:] <= 0)[0]
+    last = int(neg[0]) if neg.size else acf.size - 1
+    tau = 1.0 + 2.0 * float(acf[1 : last + 1].sum())
+    return float(min(max(tau, 1.0), n / 2.0))
+
+
+def statistical_sigma_rad(
+    fit: CircleFit,
+    line: FacetLine,
+    theta_rad: float,
+    lever_px: float,
+    circle_factor: float = 1.0,
+    line_factor: float = 1.0,
+) -> float:
+    """1-sigma (radians) of theta from the fits.
+
+    ``lever_px`` is the distance along the line from the line's ``point`` (where its offset
+    is known best) to the foot of the circle centre; the ``*_factor`` inflate the variances
+    for correlated residuals (:func:`correlation_factor`).
+    """
+    half_chord = max(fit.radius * math.sin(theta_rad), 0.5)
+    grad = np.array([line.normal[0], line.normal[1], math.cos(theta_rad)]) / half_chord
+    var = float(grad @ fit.covariance @ grad) * circle_factor
+    offset_var = (line.sigma_offset_px**2 + (lever_px * line.sigma_angle_rad) ** 2) * line_factor
+    offset_var += line.quantisation_px**2 + (line.gap_px / (2.0 * math.sqrt(3.0))) ** 2
+    var += offset_var / half_chord**2
+    return math.sqrt(max(var, 0.0))
+
+
+def combine_deg(statistical_deg: float, *systematic_deg: float) -> float:
+    """Quadrature sum of a statistical 1-sigma and systematic terms (degrees)."""
+    return math.sqrt(statistical_deg**2 + sum(t * t for t in systematic_deg))

@@ -1,0 +1,116 @@
+"""The wire's in-plane axis and width, reported next to the angle but never used by it.
+
+Coordinates are (row, col) pixels of the crop, integer indices at pixel centres. The axis is
+the principal direction of the wire mask when the visible wire is elongated (it serves as
+the facet-orientation prior for interfaces too short to orient themselves). The width is
+the separation of straight-line fits to the two side edges in a band below the facet, when
+both edges are visible there (not outside the frame, as for a wire filling a corner).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from nwwatch.measure.edges import BoundaryPoints
+
+#: Wire status values.
+MEASURED, AXIS_ONLY, NOT_MEASURED = "measured", "axis_only", "not_measured"
+
+
+@dataclass(frozen=True)
+class WireGeometry:
+    """``axis`` unit (2,) growth direction (towards the droplet) or None; ``width_px`` or
+    None; ``status`` one of ``measured``, ``axis_only``, ``not_measured``; ``note`` why a
+    part is missing."""
+
+    axis: np.ndarray | None
+    width_px: float | None
+    status: str
+    note: str = ""
+
+
+def _moments_axis(mom: dict) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(centroid, principal direction, elongation = eigenvalue ratio) from ``cv2.moments``."""
+    if mom["m00"] < 6:
+        return None
+    centre = np.array([mom["m01"], mom["m10"]]) / mom["m00"]  # (row, col)
+    cov = np.array([[mom["mu02"], mom["mu11"]], [mom["mu11"], mom["mu20"]]]) / mom["m00"]
+    evals, evecs = np.linalg.eigh(cov)
+    return centre, evecs[:, 1], float(evals[1] / max(evals[0], 1e-9))
+
+
+def _robust_line(t: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
+    """lat = c + m t with points beyond max(0.75 px, 3 robust sigma) dropped: (c, m)."""
+    keep = np.ones(t.size, dtype=bool)
+    c = m = 0.0
+    for _ in range(3):
+        design = np.column_stack([np.ones(int(keep.sum())), t[keep]])
+        (c, m), *_ = np.linalg.lstsq(design, lat[keep], rcond=None)
+        res = lat - (c + m * t)
+        new = np.abs(res) <= max(0.75, 3.0 * 1.4826 * float(np.median(np.abs(res[keep]))))
+        if new.sum() < 3 or np.array_equal(new, keep):
+            break
+        keep = new
+    return float(c), float(m)
+
+
+def measure_wire(
+    wire: np.ndarray,
+    wire_pts: BoundaryPoints,
+    towards_droplet: np.ndarray,
+    facet_point: np.ndarray | None,
+    on_border: np.ndarray,
+    facet_normal: np.ndarray | None = None,
+    moments: dict | None = None,
+) -> WireGeometry:
+    """Axis and width of ``wire`` (bool crop mask).
+
+    ``wire_pts`` its boundary points; ``towards_droplet`` (2,) orients the axis;
+    ``facet_point`` (2,) and ``facet_normal`` (2,, into the droplet; default the axis) place
+    the facet line (the band of side edges starts 2 px below it) or None;
+    ``on_border`` (N,) True for boundary points on the image border (not side edges);
+    ``moments`` the wire's ``cv2.moments`` when already known (else from ``wire``).
+    """
+    if moments is None:
+        moments = cv2.moments(wire.view(np.uint8), binaryImage=True)
+    mom = _moments_axis(moments)
+    if mom is None:
+        return WireGeometry(None, None, NOT_MEASURED, "the wire region is too small")
+    centre, axis, elongation = mom
+    if elongation < 2.0:  # length < 1.4x width: no axis to read (a corner, a stub)
+        return WireGeometry(None, None, NOT_MEASURED,
+                            "the visible wire is not elongated (no axis)")
+    if axis @ towards_droplet < 0:
+        axis = -axis
+    if facet_point is None:
+        return WireGeometry(axis, None, AXIS_ONLY, "no facet to measure the width at")
+    left_n = np.array([-axis[1], axis[0]])
+    rel = wire_pts.points - facet_point
+    t, lat = rel @ axis, rel @ left_n
+    depth = -(rel @ (axis if facet_normal is None else facet_normal))
+    near = (depth > 2.0) & (depth < 12.0)
+    half = 0.5 * float(np.ptp(lat[near])) if near.any() else 5.0
+    band = float(np.clip(4.0 * half, 10.0, 120.0))
+    in_band = (depth > 2.0) & (depth < 2.0 + band) & ~on_border
+    side_out = np.abs(wire_pts.outward @ left_n) > 0.3
+    # Split at the middle of the band's lateral extent (a median leans to the longer edge).
+    lc = float(0.5 * np.sum(np.percentile(lat[in_band], (2, 98)))) if in_band.any() else 0.0
+    left = in_band & side_out & (lat > lc)
+    right = in_band & side_out & (lat < lc)
+    if left.sum() < 6 or right.sum() < 6:
+        return WireGeometry(axis, None, AXIS_ONLY,
+                            "a side edge of the wire is not visible below the facet")
+    cl, ml = _robust_line(t[left], lat[left])
+    cr, mr = _robust_line(t[right], lat[right])
+    width = cl - cr
+    if width <= 1.0:
+        return WireGeometry(axis, None, AXIS_ONLY, "the side edges cross")
+    # The edges' mean slope corrects the axis (a flared wire's moments lean).
+    slope = 0.5 * (ml + mr)
+    axis = axis + slope * left_n
+    axis /= np.hypot(*axis)
+    # The separation is taken across the initial axis: project it on the edges' normal.
+    return WireGeometry(axis, float(width / np.hypot(1.0, slope)), MEASURED)

@@ -1,0 +1,184 @@
+"""Working scale: run a model at the object scale it was trained for, answer in frame pixels.
+
+Cameras write 512² to 4096² frames at magnifications where the droplet radius ranges from
+~15 px to half the frame; a network sees objects through its receptive field, so it works best
+at the scale of its training frames. A model records that scale in its metadata
+(``extra["working_scale"]``, written at export from the training labels)::
+
+    {"frame_px": 512, "droplet_radius_px": [14.2, 171.0], "min_frame_px": 384}
+
+``frame_px``: long side of the training frames; ``droplet_radius_px``: 1st-99th percentile of
+the equivalent radius ``sqrt(area / pi)`` of the largest droplet region of each training label;
+``min_frame_px`` (optional, default none): the training crop; smaller frames are scaled up to
+it (a deep network given less than the extent it learned on loses its context).
+
+The runtime (:class:`nwwatch.segment.session.Segmenter`) then
+
+1. scales a frame whose long side exceeds ``frame_px`` down to ``frame_px``, and one whose
+   long side is below ``min_frame_px`` up to ``min_frame_px`` (at most ``MAX_UPSCALE`` x);
+2. when the model knows its droplet range and the largest droplet region found lies outside
+   it, segments once more at the scale that brings it to the nearest end of the range
+   (at most ``MAX_UPSCALE`` x the frame, at least 64 px on the long side);
+3. resizes the softmax back to the frame (bilinear, pixel-centre aligned) and takes its
+   argmax, so labels and probabilities are always in the frame's own pixels.
+
+Models without the key (older files) get ``frame_px`` = :data:`DEFAULT_FRAME_PX` for in-situ
+models and no resizing for tomogram models.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from nwwatch.classes import DROPLET
+
+#: Long side assumed for in-situ models that do not record their working scale.
+DEFAULT_FRAME_PX = 512
+#: Largest upscaling of a frame any rule may ask for.
+MAX_UPSCALE = 4.0
+#: Smallest long side (px) a frame is scaled down to.
+MIN_WORKING_PX = 64
+#: A droplet region smaller than this (px, at the working scale) is not trusted for rescaling.
+MIN_DROPLET_AREA_PX = 30
+
+METADATA_KEY = "working_scale"
+
+
+class WorkingScaleError(ValueError):
+    """A model's ``working_scale`` metadata is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class WorkingScale:
+    """Scale a model was trained at. ``frame_px`` None: run every frame as it is."""
+
+    frame_px: int | None
+    droplet_radius_px: tuple[float, float] | None = None
+    #: Step 1 scales frames smaller than this up to it (None: never).
+    min_frame_px: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frame_px": self.frame_px,
+                "droplet_radius_px": list(self.droplet_radius_px)
+                if self.droplet_radius_px else None,
+                "min_frame_px": self.min_frame_px}
+
+    @classmethod
+    def from_metadata(cls, kind: str, extra: dict[str, Any]) -> WorkingScale:
+        """Read ``extra["working_scale"]`` of a model of ``kind``; the default when absent."""
+        raw = extra.get(METADATA_KEY)
+        if raw is None:
+            return cls(DEFAULT_FRAME_PX if kind == "insitu" else None)
+        if not isinstance(raw, dict):
+            raise WorkingScaleError(f"{METADATA_KEY}: expected an object, got {raw!r}")
+        frame = raw.get("frame_px")
+        if frame is not None and (not isinstance(frame, int) or frame < MIN_WORKING_PX):
+            raise WorkingScaleError(f"{METADATA_KEY}.frame_px: {frame!r} is not an integer "
+                                    f">= {MIN_WORKING_PX}")
+        radius = raw.get("droplet_radius_px")
+        if radius is not None:
+            if (not isinstance(radius, list | tuple) or len(radius) != 2
+                    or not all(isinstance(v, int | float) for v in radius)
+                    or not 0 < radius[0] <= radius[1]):
+                raise WorkingScaleError(f"{METADATA_KEY}.droplet_radius_px: {radius!r} is not "
+                                        f"[low, high] with 0 < low <= high")
+            radius = (float(radius[0]), float(radius[1]))
+        smallest = raw.get("min_frame_px")
+        if smallest is not None and (not isinstance(smallest, int) or smallest < MIN_WORKING_PX
+                                     or (frame is not None and smallest > frame)):
+            raise WorkingScaleError(f"{METADATA_KEY}.min_frame_px: {smallest!r} is not an "
+                                    f"integer in [{MIN_WORKING_PX}, frame_px]")
+        return cls(frame, radius, smallest)
+
+    def size_factor(self, height: int, width: int) -> float:
+        """Step 1: the factor that brings the long side down to ``frame_px`` or up to
+        ``min_frame_px`` (at most ``MAX_UPSCALE``); 1 in between."""
+        if self.frame_px is None:
+            return 1.0
+        long_side = max(height, width)
+        if long_side > self.frame_px:
+            return self.frame_px / long_side
+        if self.min_frame_px is not None and long_side < self.min_frame_px:
+            return min(MAX_UPSCALE, self.min_frame_px / long_side)
+        return 1.0
+
+    def droplet_factor(self, radius_px: float | None, height: int, width: int,
+                       factor: float) -> float | None:
+        """Step 2: the factor to run at instead of ``factor`` when ``radius_px`` (the droplet
+        radius found at ``factor``, in working pixels) lies outside the trained range; None
+        when no second pass is needed."""
+        if self.droplet_radius_px is None or radius_px is None or radius_px <= 0:
+            return None
+        low, high = self.droplet_radius_px
+        if low <= radius_px <= high:
+            return None
+        wanted = factor * min(max(radius_px, low), high) / radius_px
+        wanted = min(wanted, MAX_UPSCALE)
+        wanted = max(wanted, MIN_WORKING_PX / max(height, width))
+        return wanted if abs(wanted - factor) > 0.05 * factor else None
+
+
+def largest_droplet_radius_px(labels: np.ndarray) -> float | None:
+    """Equivalent radius ``sqrt(area / pi)`` (px) of the largest 8-connected droplet region of
+    ``labels`` (uint8 (H, W)); None when there is none of at least
+    :data:`MIN_DROPLET_AREA_PX` pixels."""
+    mask = (labels == DROPLET).astype(np.uint8)
+    if not mask.any():
+        return None
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    area = int(stats[1:, cv2.CC_STAT_AREA].max()) if count > 1 else 0
+    return math.sqrt(area / math.pi) if area >= MIN_DROPLET_AREA_PX else None
+
+
+def resize_images(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize float32 (N, H, W) to (N, height, width): area averaging down, bilinear up."""
+    n, h, w = images.shape
+    if (h, w) == (height, width):
+        return images
+    method = cv2.INTER_AREA if height * width < h * w else cv2.INTER_LINEAR
+    out = np.empty((n, height, width), np.float32)
+    for i in range(n):
+        out[i] = cv2.resize(images[i], (width, height), interpolation=method)
+    return out
+
+
+def resize_probabilities(probs: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of softmax maps float32 (N, C, h, w) to (N, C, height, width),
+    renormalised so each pixel sums to 1."""
+    n, c, h, w = probs.shape
+    if (h, w) == (height, width):
+        return probs
+    out = np.empty((n, c, height, width), np.float32)
+    for i in range(n):
+        for k in range(c):
+            out[i, k] = cv2.resize(probs[i, k], (width, height), interpolation=cv2.INTER_LINEAR)
+    out /= np.maximum(out.sum(axis=1, keepdims=True), np.float32(1e-12))
+    return out
+
+
+def working_shape(height: int, width: int, factor: float) -> tuple[int, int]:
+    """(rows, cols) of a frame scaled by ``factor`` (at least 1 px each)."""
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def scale_from_labels(labels: list[np.ndarray], crop_px: int | None = None) -> WorkingScale:
+    """The working scale of a model trained on ``labels`` (uint8 (H, W) each, 255 unlabeled)
+    with random ``crop_px`` crops: median long side, the 1st-99th percentile of the largest
+    droplet region's equivalent radius over the labels that have one, and ``crop_px`` (capped
+    at the frame size) as the smallest frame."""
+    if not labels:
+        raise ValueError("scale_from_labels: no labels")
+    frame = int(np.median([max(lab.shape) for lab in labels]))
+    radii = [r for r in (largest_droplet_radius_px(lab) for lab in labels) if r is not None]
+    droplet = None
+    if len(radii) >= 5:
+        low, high = np.percentile(radii, (1.0, 99.0))
+        droplet = (round(float(low), 1), round(float(high), 1))
+    frame = max(frame, MIN_WORKING_PX)
+    smallest = None if crop_px is None else int(min(max(crop_px, MIN_WORKING_PX), frame))
+    return WorkingScale(frame, droplet, smallest)

@@ -1,0 +1,198 @@
+"""``nwwatch compact``: the many small batch files of a finished acquisition become one file,
+sorted by (source, frame), without a crash ever losing or doubling a row.
+
+An acquisition is the folder its input files lie in (the parent of ``source``). A batch file
+is compacted when all its rows belong to one acquisition (files that mix acquisitions, at the
+boundary of two, stay as they are). Steps, each recorded in the ledger's ``compactions``
+table so that a kill at any point is finished or undone at the next start (``reconcile``):
+
+1. read the acquisition's committed batch files, sort, check the row count, and write the
+   result to ``RESULTS/compact-staging/`` (outside the dataset folders: readers never see it),
+   atomically (:mod:`nwwatch.atomic`);
+2. record the compaction (state ``staged``): new name, old batches and files;
+3. rename the staged file into ``frames/`` (or ``volumes/``) and fsync both folders;
+4. in one ledger transaction: a new committed batch for the file, the old batches' items moved
+   to it, the old batches left without a file (state ``switched``);
+5. delete the old files, then the record.
+
+Recovery: a ``staged`` record whose file was not renamed yet is undone (staged file deleted);
+once renamed it is rolled forward (steps 4 and 5); ``switched`` finishes step 5. Staged files
+without a record are deleted.
+
+The ledger's lock is held throughout: compaction runs while the service is stopped (or
+between replays), like ``nwwatch ledger rebuild``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from nwwatch.atomic import fsync_folder
+from nwwatch.results.parquet import write_table_atomic
+from nwwatch.service.batch import crash_point
+from nwwatch.service.ledger import Ledger
+
+STAGING_DIR = "compact-staging"
+#: Dataset folder -> (ledger kind, sort keys).
+_FOLDERS = {"frames": ("insitu", ["source", "frame"]), "volumes": ("tomogram", ["source"])}
+
+
+@dataclass
+class CompactReport:
+    """What ``compact`` did: acquisitions compacted, files before and after, rows moved,
+    files left alone because they mix acquisitions, interrupted compactions recovered."""
+
+    acquisitions: int = 0
+    files_before: int = 0
+    files_after: int = 0
+    rows: int = 0
+    mixed_files: list[str] = field(default_factory=list)
+    recovered: int = 0
+    compacted: list[str] = field(default_factory=list)
+
+
+def acquisition_of(source: str) -> str:
+    """The acquisition of a row: the folder of its input file (display form)."""
+    return os.path.dirname(source)
+
+
+def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[str] | None =
+            None, *, acquisition: str | os.PathLike[str] | None = None, min_files: int = 2,
+            max_attempts: int = 3) -> CompactReport:
+    """Compact every acquisition of ``results_dir`` held in at least ``min_files`` batch files
+    (only ``acquisition``, an input folder, when given). Finishes or undoes interrupted
+    compactions first. Raises ``LedgerBusyError`` while a service or replay holds the ledger.
+    """
+    results = Path(results_dir)
+    ledger = Ledger(Path(ledger_path) if ledger_path else results / "ledger.sqlite", results)
+    report = CompactReport()
+    try:
+        report.recovered = len(recover_compactions(ledger))
+        ledger.reconcile(max_attempts)
+        wanted = None if acquisition is None else os.fsdecode(os.path.abspath(acquisition))
+        for folder, (kind, keys) in _FOLDERS.items():
+            groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
+            for batch_id, rel, _ in ledger.queries.committed_batches(folder):
+                sources = pq.read_table(results / rel, columns=["source"]).column("source")
+                acqs = {acquisition_of(s) for s in sources.unique().to_pylist()}
+                if len(acqs) != 1:
+                    report.mixed_files.append(rel)
+                    continue
+                groups[acqs.pop()].append((batch_id, rel))
+            for acq, batches in groups.items():
+                if len(batches) < min_files or (wanted is not None and acq != wanted):
+                    continue
+                final = _compact_group(ledger, folder, kind, keys, batches)
+                report.acquisitions += 1
+                report.files_before += len(batches)
+                report.files_after += 1
+                report.rows += pq.ParquetFile(results / final).metadata.num_rows
+                report.compacted.append(final)
+    finally:
+        ledger.close()
+    return report
+
+
+def _compact_group(ledger: Ledger, folder: str, kind: str, keys: list[str],
+                   batches: list[tuple[str, str]]) -> str:
+    results = ledger.results_dir
+    tables = [pq.read_table(results / rel) for _, rel in batches]
+    table = pa.concat_tables(tables, promote_options="default")
+    if table.num_rows != sum(t.num_rows for t in tables):
+        raise RuntimeError(f"compaction of {batches[0][1]}…: row count changed")
+    table = table.sort_by([(k, "ascending") for k in keys])
+    cid = f"compact-{uuid.uuid4().hex[:12]}"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    final_rel = f"{folder}/{folder}-{stamp}-{cid}.parquet"
+    staged_rel = f"{STAGING_DIR}/{Path(final_rel).name}"
+    write_table_atomic(table, results / staged_rel)  # step 1
+    crash_point("compact_staged")
+    ids = [b for b, _ in batches]
+    aux = [a for b, _, aux_b in ledger.queries.committed_batches(folder) if b in ids
+           for a in aux_b]
+    record = {"id": cid, "kind": kind, "staged": staged_rel, "final": final_rel,
+              "old_batches": ids, "old_files": [r for _, r in batches], "aux": aux,
+              "n_rows": table.num_rows}
+    with ledger.transaction() as db:  # step 2
+        db.execute("INSERT INTO compactions (id, kind, state, staged, final, old_batches, "
+                   "old_files, aux, n_rows, created_at) VALUES (?, ?, 'staged', ?, ?, ?, ?, ?, "
+                   "?, ?)",
+                   (cid, kind, staged_rel, final_rel, json.dumps(ids),
+                    json.dumps(record["old_files"]), json.dumps(aux), table.num_rows,
+                    time.time()))
+    crash_point("compact_recorded")
+    _rename(results, staged_rel, final_rel)  # step 3
+    crash_point("compact_renamed")
+    _switch(ledger, record)  # step 4
+    crash_point("compact_switched")
+    _finish(ledger, record)  # step 5
+    return final_rel
+
+
+def _rename(results: Path, staged_rel: str, final_rel: str) -> None:
+    os.replace(results / staged_rel, results / final_rel)
+    fsync_folder((results / final_rel).parent)
+    fsync_folder((results / staged_rel).parent)
+
+
+def _switch(ledger: Ledger, record: dict) -> None:
+    ids = record["old_batches"]
+    marks = ",".join("?" * len(ids))
+    with ledger.transaction() as db:
+        created, committed = db.execute(
+            f"SELECT MIN(created_at), MAX(committed_at) FROM batches WHERE batch_id IN ({marks})",
+            ids).fetchone()
+        # The new batch takes the old ones' rows and times (throughput stays as it was).
+        db.execute("INSERT INTO batches (batch_id, kind, state, parquet, aux, n_rows, "
+                   "created_at, committed_at) VALUES (?, ?, 'committed', ?, ?, ?, ?, ?)",
+                   (record["id"], record["kind"], record["final"], json.dumps(record["aux"]),
+                    record["n_rows"], created, committed))
+        db.execute(f"UPDATE items SET batch_id=? WHERE batch_id IN ({marks})",
+                   [record["id"], *ids])
+        db.execute(f"UPDATE batches SET parquet='', n_rows=0 WHERE batch_id IN ({marks})", ids)
+        db.execute("UPDATE compactions SET state='switched' WHERE id=?", (record["id"],))
+
+
+def _finish(ledger: Ledger, record: dict) -> None:
+    results = ledger.results_dir
+    folders = set()
+    for rel in record["old_files"]:
+        (results / rel).unlink(missing_ok=True)
+        folders.add((results / rel).parent)
+        crash_point("compact_deleting")
+    for folder in folders:
+        fsync_folder(folder)
+    with ledger.transaction() as db:
+        db.execute("DELETE FROM compactions WHERE id=?", (record["id"],))
+
+
+def recover_compactions(ledger: Ledger) -> list[str]:
+    """Finish or undo compactions a crash interrupted (see the module docstring); delete
+    staged files without a record. Returns the ids of the compactions recovered."""
+    results = ledger.results_dir
+    records = ledger.queries.compactions()
+    for rec in records:
+        if rec["state"] == "staged":
+            if (results / rec["final"]).is_file():  # renamed: roll forward
+                _switch(ledger, rec)
+            else:  # not visible to readers yet: undo
+                (results / rec["staged"]).unlink(missing_ok=True)
+                with ledger.transaction() as db:
+                    db.execute("DELETE FROM compactions WHERE id=?", (rec["id"],))
+                continue
+        _finish(ledger, rec)
+    staging = results / STAGING_DIR
+    if staging.is_dir():
+        for leftover in staging.iterdir():
+            leftover.unlink(missing_ok=True)
+    return [r["id"] for r in records]

@@ -1,0 +1,148 @@
+"""Is a tomogram mask to be trusted? A status and stable reason codes for the volume row.
+
+A model trained on a few labeled patches fails without any error: it calls most of the vacuum
+solid, or (with very few solid pixels labeled) calls nothing solid at all. Each check below
+compares the mask with something that does not share the model's failure modes:
+
+- ``mask_collapsed``: the mask's solid share, or its non-solid share, is below
+  ``COLLAPSE_RATIO`` of what *both* references below suggest (an empty mask of a volume whose
+  labels and threshold show solid). This is the case the agreement cannot judge: it is not
+  computed under 2 % solid.
+- ``solid_fraction_mismatch``: the mask's solid share lies outside ``MISMATCH_FACTOR`` times
+  the range the two references span.
+- ``uncertain``: more than ``UNCERTAIN_WARN_FRACTION`` of the voxels have a solid probability
+  strictly inside ``UNCERTAIN_BAND``.
+- ``threshold_disagreement``: IoU with the label-free blurred-Otsu reference below
+  ``AGREEMENT_WARN_BELOW`` (:mod:`nwwatch.volume.crosscheck`).
+- ``few_labeled_pixels``: the model was trained on fewer than ``MIN_LABELED_PIXELS`` labeled
+  pixels of a class (``ModelMetadata.extra["class_pixel_counts"]``).
+
+The two solid-share references: the blurred-Otsu reference mask (no labels), and the same
+blurred volume cut half-way between the labeled pixels' mean intensities of solid and of the
+other classes (``extra["class_mean_intensity"]``, normalised units, written by ``nwwatch train
+--volume``). Neither is an accuracy; together they catch the empty and the flooded mask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Solid probabilities strictly inside this band count as uncertain.
+UNCERTAIN_BAND = (0.2, 0.8)
+#: Above this uncertain fraction the mask is suspect.
+UNCERTAIN_WARN_FRACTION = 0.25
+#: Below this threshold agreement (IoU with the label-free reference) the mask is suspect.
+AGREEMENT_WARN_BELOW = 0.5
+#: A class share (solid, or non-solid) below this ratio of both references' is a collapse.
+COLLAPSE_RATIO = 0.25
+#: A solid share beyond this factor of the references' range (either side) is a mismatch.
+MISMATCH_FACTOR = 2.0
+#: Fewer labeled pixels of a class than this: the model had too little to learn from.
+MIN_LABELED_PIXELS = 50
+#: Below this solid share in both references there is no verdict on the solid share (a volume
+#: that shows almost no solid cannot tell a collapse from a correct empty mask).
+MIN_REFERENCE_SHARE = 0.002
+
+#: Every reason code a volume row can carry, in the order they are reported.
+REASON_CODES = ("mask_collapsed", "solid_fraction_mismatch", "uncertain",
+                "threshold_disagreement", "few_labeled_pixels")
+
+
+@dataclass(frozen=True)
+class MaskVerdict:
+    """The verdict on one mask.
+
+    status : ``"ok"`` or ``"suspect"``.
+    reason_codes : codes of :data:`REASON_CODES` that fired (empty when ok).
+    why : one human-readable sentence per code, same order.
+    solid_fraction : share (0..1) of the mask's voxels that are solid.
+    reference_solid_fraction : share the blurred-Otsu reference calls solid (NaN: none).
+    labels_solid_fraction : share on the solid side of the labeled class means (NaN: the model
+        recorded no class means).
+    """
+
+    status: str
+    reason_codes: tuple[str, ...]
+    why: tuple[str, ...]
+    solid_fraction: float
+    reference_solid_fraction: float
+    labels_solid_fraction: float
+
+    @property
+    def reason_code(self) -> str:
+        """The codes joined by commas ("" when ok): the row's ``reason_code``."""
+        return ",".join(self.reason_codes)
+
+
+def labels_threshold_share(blurred: np.ndarray, value_range: tuple[float, float],
+                           class_mean_intensity: dict[str, float] | None,
+                           solid_name: str = "solid") -> float:
+    """Share of finite voxels of ``blurred`` on the solid side of the labeled class means.
+
+    Parameters
+    ----------
+    blurred : float (Z, Y, X), the volume clipped to ``value_range`` and blurred per slice.
+    value_range : (low, high) raw intensities that the model's normalisation maps to [-1, 1].
+    class_mean_intensity : {class name: mean normalised intensity of its labeled pixels}.
+
+    Returns NaN without the solid class and at least one other class.
+    """
+    means = class_mean_intensity or {}
+    others = [float(v) for k, v in means.items() if k != solid_name]
+    if solid_name not in means or not others:
+        return math.nan
+    solid_mean, other_mean = float(means[solid_name]), sum(others) / len(others)
+    if solid_mean == other_mean:
+        return math.nan
+    low, high = value_range
+    cut = low + (0.5 * (solid_mean + other_mean) + 1.0) * 0.5 * (high - low)
+    finite = np.isfinite(blurred)
+    count = max(1, np.count_nonzero(finite))
+    side = blurred > cut if solid_mean > other_mean else blurred < cut
+    return float(np.count_nonzero(side & finite) / count)
+
+
+def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agreement: float,
+                reference_solid_fraction: float, labels_solid_fraction: float,
+                class_pixel_counts: dict[str, int] | None = None) -> MaskVerdict:
+    """Status and reason codes of a mask from its numbers (see the module docstring).
+
+    Parameters
+    ----------
+    solid_fraction, uncertain_fraction : shares 0..1 of the mask.
+    threshold_agreement : IoU 0..1 with the label-free reference, NaN when not computed.
+    reference_solid_fraction, labels_solid_fraction : the references' solid shares, NaN when
+        unknown.
+    class_pixel_counts : labeled pixels per class the model was trained on, if recorded.
+    """
+    codes: dict[str, str] = {}
+    refs = [f for f in (reference_solid_fraction, labels_solid_fraction) if math.isfinite(f)]
+    if refs and max(refs) >= MIN_REFERENCE_SHARE:
+        low, high = min(refs), max(refs)
+        if (solid_fraction < COLLAPSE_RATIO * low
+                or 1.0 - solid_fraction < COLLAPSE_RATIO * (1.0 - high)):
+            codes["mask_collapsed"] = (f"the mask calls {solid_fraction:.2%} of the volume solid; "
+                                       f"the references suggest {low:.2%}-{high:.2%}")
+        elif not low / MISMATCH_FACTOR <= solid_fraction <= min(1.0, high * MISMATCH_FACTOR):
+            codes["solid_fraction_mismatch"] = (
+                f"solid fraction {solid_fraction:.2%} is beyond {MISMATCH_FACTOR:g}x the "
+                f"references' {low:.2%}-{high:.2%}")
+    if uncertain_fraction > UNCERTAIN_WARN_FRACTION:
+        codes["uncertain"] = (f"uncertain_fraction {uncertain_fraction:.3f} > "
+                              f"{UNCERTAIN_WARN_FRACTION}")
+    if math.isfinite(threshold_agreement) and threshold_agreement < AGREEMENT_WARN_BELOW:
+        codes["threshold_disagreement"] = (f"threshold_agreement {threshold_agreement:.3f} < "
+                                           f"{AGREEMENT_WARN_BELOW}")
+    few = {name: int(n) for name, n in (class_pixel_counts or {}).items()
+           if int(n) < MIN_LABELED_PIXELS}
+    if few:
+        codes["few_labeled_pixels"] = "the model was trained on only " + ", ".join(
+            f"{n} labeled {name} pixels" for name, n in sorted(few.items()))
+    ordered = tuple(code for code in REASON_CODES if code in codes)
+    return MaskVerdict(status="suspect" if ordered else "ok", reason_codes=ordered,
+                       why=tuple(codes[c] for c in ordered), solid_fraction=float(solid_fraction),
+                       reference_solid_fraction=float(reference_solid_fraction),
+                       labels_solid_fraction=float(labels_solid_fraction))

@@ -1,0 +1,143 @@
+"""Compaction: the batch files of each acquisition become one sorted file; the ledger follows
+(replay skips, --force supersedes, status counts, rebuild); a kill at every step loses and
+duplicates nothing once the next start has recovered, and before the rename readers see the
+old files untouched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from servicekit import REPO, model, paint_insitu
+
+from nwwatch.io import write_frame_tiff
+from nwwatch.service import replay
+from nwwatch.service.cli import compact as compact_cmd
+from nwwatch.service.cli import status as status_cmd
+from nwwatch.service.compaction import STAGING_DIR, compact
+from nwwatch.service.rebuild import rebuild_ledger
+
+KEY = ["source", "frame"]
+
+
+def _frames(results) -> pd.DataFrame:
+    """The dataset as a reader sees it: pandas on the folder."""
+    return pd.read_parquet(results / "frames")
+
+
+def _files(results) -> list[str]:
+    return sorted(p.name for p in (results / "frames").glob("*.parquet"))
+
+
+def _comparable(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values(KEY).reset_index(drop=True)[
+        ["source", "frame", "status", "contact_angle_deg", "source_sha256", "batch_id"]]
+
+
+@pytest.fixture()
+def results(tmp_path):
+    """Acquisitions a (3 batch files, 6 frames) and b (2 batch files, 2 frames), replayed
+    folder by folder so each batch file holds one acquisition."""
+    onnx = model(tmp_path)
+    out = tmp_path / "res"
+    for name, rounds, first_deg in (("a", [2, 2, 2], 95.0), ("b", [1, 1], 135.0)):
+        acq = tmp_path / "in" / name
+        acq.mkdir(parents=True)
+        n = 0
+        for count in rounds:
+            for _ in range(count):
+                write_frame_tiff(acq / f"f{n:02d}.tif", paint_insitu(first_deg + 5 * n,
+                                                                      size=48))
+                n += 1
+            replay(acq, out, kind="insitu", model=onnx)
+    assert len(_files(out)) == 5
+    return tmp_path, out, onnx
+
+
+def test_compaction_merges_each_acquisition_into_one_sorted_file(results):
+    tmp, out, onnx = results
+    before = _comparable(_frames(out))
+    r = CliRunner().invoke(compact_cmd, [str(out)])
+    assert r.exit_code == 0, r.output
+    assert "compacted 2 acquisition(s): 5 files -> 2, 8 rows" in r.output
+    assert len(_files(out)) == 2
+    pd.testing.assert_frame_equal(_comparable(_frames(out)), before)
+    for name in _files(out):
+        table = pq.read_table(out / "frames" / name).to_pandas()
+        assert list(table.source + table.frame.astype(str)) == sorted(
+            table.source + table.frame.astype(str))  # one file, sorted
+        assert table.source.map(os.path.dirname).nunique() == 1
+    assert not list((out / STAGING_DIR).iterdir())
+    # the ledger knows the new files: nothing is processed again, status counts the same
+    again = replay(tmp / "in" / "a", out, kind="insitu", model=onnx)
+    assert (again.done, again.skipped) == (0, 6)
+    st = CliRunner().invoke(status_cmd, ["--out", str(out), "--json"]).output
+    assert '"rows": 8' in st and '"ok": ' in st
+    # --force replaces rows inside the compacted file, without duplicates
+    forced = replay(tmp / "in" / "a" / "f00.tif", out, kind="insitu", model=onnx, force=True)
+    assert forced.done == 1
+    after = _frames(out)
+    assert len(after) == 8 and not after.duplicated(KEY).any()
+    # a second compaction has nothing left to do for b; a ledger rebuilt from the results
+    # knows every item
+    assert compact(out, acquisition=tmp / "in" / "b").acquisitions == 0
+    os.replace(out / "ledger.sqlite", tmp / "old.sqlite")
+    for suffix in ("-wal", "-shm"):
+        (out / f"ledger.sqlite{suffix}").unlink(missing_ok=True)
+    assert rebuild_ledger(out).rows == 8
+    assert replay(tmp / "in", out, kind="insitu", model=onnx).skipped == 8
+
+
+STEPS = ["compact_staged", "compact_recorded", "compact_renamed", "compact_switched",
+         "compact_deleting"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_kill_at_each_step_loses_and_duplicates_nothing(results, step):
+    tmp, out, onnx = results
+    before = _comparable(_frames(out))
+    env = dict(os.environ, NWWATCH_CRASH_AT=f"{step}:1", OMP_NUM_THREADS="1",
+               PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "nwwatch.service", "compact", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stdout + proc.stderr  # SIGKILLed at the step
+    during = _comparable(_frames(out))
+    renamed = step not in ("compact_staged", "compact_recorded")
+    if not renamed:
+        # not renamed yet: readers see exactly the old files
+        pd.testing.assert_frame_equal(during, before)
+    else:
+        # renamed, old files not all gone: nothing is missing, but acquisition a's rows show
+        # twice until the next start recovers (the limit in docs/service.md)
+        assert set(map(tuple, during[KEY].values)) == set(map(tuple, before[KEY].values))
+        assert len(during) > len(before)
+    # the next start of a replay (or the service) undoes it before the rename, else
+    # finishes it (acquisition a: 3 files -> 1)
+    again = replay(tmp / "in", out, kind="insitu", model=onnx)
+    assert (again.done, again.skipped, again.failed) == (0, 8, 0)
+    pd.testing.assert_frame_equal(_comparable(_frames(out)), before)
+    assert len(_files(out)) == (3 if renamed else 5)
+    assert not (out / STAGING_DIR).exists() or not list((out / STAGING_DIR).iterdir())
+    # and compaction then completes
+    report = compact(out)
+    assert len(_files(out)) == 2
+    pd.testing.assert_frame_equal(_comparable(_frames(out)), before)
+    assert report.recovered == 0 and not report.mixed_files
+
+
+def test_compaction_refuses_a_ledger_in_use(results):
+    from nwwatch.service.ledger import Ledger
+
+    tmp, out, onnx = results
+    held = Ledger(out / "ledger.sqlite", out)  # a running service or replay
+    try:
+        r = CliRunner().invoke(compact_cmd, [str(out)])
+        assert r.exit_code == 1 and "ledger.sqlite" in r.output
+    finally:
+        held.close()
+    assert len(_files(out)) == 5

@@ -1,0 +1,258 @@
+"""The dashboard's and report's reading of committed results, without a service: grouping by
+acquisition, reason codes (``reason_code`` when the column exists, else ``status``), the
+rolling trend, angle statistics, cursors, the stale warning, ``[dashboard]`` validation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from nwwatch.dashboard import metrics
+from nwwatch.dashboard.data import ResultsStore, acquisition_summary, frame_series
+from nwwatch.dashboard.settings import parse_listen
+from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_median
+from nwwatch.service.config import ConfigError, parse_config
+
+T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+
+
+def frame_rows(folder: str, angles: list[float | None], *, start: int = 0,
+               processed: datetime = T0, codes: list[str] | None = None) -> list[dict]:
+    """Rows as the service writes them; None: refused with status fit_failed (or ``codes``)."""
+    rows = []
+    for k, angle in enumerate(angles):
+        refused = codes[k] if codes else "fit_failed"
+        row = {"source": f"{folder}/f{start + k:04d}.tif", "frame": 0,
+               "status": "ok" if angle is not None else refused,
+               "reason": "" if angle is not None else "why",
+               "angle_valid": angle is not None, "contact_angle_deg": angle,
+               "contact_angle_uncertainty_deg": None if angle is None else 1.5,
+               "acquired_at": T0 + timedelta(seconds=start + k), "processed_at": processed,
+               "read_ms": 1.0, "segment_ms": 10.0, "measure_ms": 2.0,
+               "model_name": "m", "provider": "CPUExecutionProvider"}
+        rows.append(row)
+    return rows
+
+
+def write(results, name: str, rows: list[dict], kind: str = "frames") -> None:
+    (results / kind).mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), results / kind / name)
+
+
+def test_rolling_median_is_causal_over_valid_values():
+    rng = np.random.default_rng(0)
+    values = rng.normal(110, 5, 40)
+    valid = rng.random(40) > 0.2
+    trend = rolling_median(values, valid, window=5)
+    assert np.isnan(trend[~valid]).all()
+    idx = np.flatnonzero(valid)
+    for j, i in enumerate(idx):
+        assert trend[i] == np.median(values[idx[max(0, j - 4):j + 1]])
+    # One wild value does not move a median of five.
+    spiky = np.full(10, 100.0)
+    spiky[5] = 170.0
+    assert rolling_median(spiky, np.ones(10, bool), window=5)[5] == 100.0
+
+
+def test_angle_statistics():
+    angles = np.array([100.0, 110.0, np.nan, 120.0, 130.0, np.nan])
+    valid = np.isfinite(angles)
+    s = angle_statistics(angles, valid, ["ok", "ok", "fit_failed", "ok", "ok", "no_droplet"])
+    assert (s["n"], s["n_valid"]) == (6, 4)
+    assert s["refused"] == {"fit_failed": 1, "no_droplet": 1}
+    assert s["median_deg"] == 115.0 and s["q25_deg"] == 107.5 and s["q75_deg"] == 122.5
+    assert s["mean_deg"] == 115.0 and s["sd_deg"] == pytest.approx(np.std([100, 110, 120, 130],
+                                                                          ddof=1))
+    empty = angle_statistics(np.array([np.nan]), np.array([False]), ["no_wire"])
+    assert empty["median_deg"] is None and empty["refused"] == {"no_wire": 1}
+
+
+def test_reason_codes_prefer_reason_code_and_fall_back_to_status():
+    valid = np.array([True, False, False, False])
+    status = ["ok", "flagged", "fit_failed", "failed"]
+    assert list(reason_codes(status, None, valid)) == ["ok", "flagged", "fit_failed", "failed"]
+    codes = [None, "several_droplets", None, ""]
+    assert list(reason_codes(status, codes, valid)) == ["ok", "several_droplets", "fit_failed",
+                                                        "failed"]
+    assert list(reason_codes([None], None, np.array([False]))) == ["unknown"]
+
+
+@pytest.mark.parametrize("with_reason_code", [False, True])
+def test_store_groups_by_folder_and_names_refusals(tmp_path, with_reason_code):
+    results = tmp_path / "res"
+    a_rows = frame_rows("/acq/a", [100.0, None, 104.0])
+    if with_reason_code:  # the newer schema: status says flagged, reason_code says why
+        for row in a_rows:
+            row["reason_code"] = "" if row["angle_valid"] else "arc_too_short"
+            row["status"] = "ok" if row["angle_valid"] else "flagged"
+    write(results, "frames-1.parquet", a_rows)
+    write(results, "frames-2.parquet", frame_rows("/acq/b", [120.0, 121.0]))
+    write(results, ".frames-3.parquet.part", frame_rows("/acq/c", [1.0]))  # not committed
+    store = ResultsStore(results)
+    assert store.refresh()
+    folders = {a.folder: a for a in store.snapshot.values()}
+    assert sorted(folders) == ["/acq/a", "/acq/b"]
+    s = frame_series(folders["/acq/a"])
+    expected = "arc_too_short" if with_reason_code else "fit_failed"
+    assert list(s["code"]) == ["ok", expected, "ok"]
+    assert list(s["valid"]) == [True, False, True]
+    assert list(s["source"]) == ["f0000.tif", "f0001.tif", "f0002.tif"]
+    summary = acquisition_summary(folders["/acq/a"], T0.timestamp(), None)
+    assert summary["stats"]["refused"] == {expected: 1}
+    assert not store.refresh()  # nothing new: nothing re-read
+
+
+def test_store_sees_new_files_and_replaced_rows(tmp_path):
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0, 101.0]))
+    store = ResultsStore(results)
+    store.refresh()
+    gen = store.generation
+    write(results, "frames-2.parquet", frame_rows("/acq/a", [102.0], start=2))
+    assert store.refresh() and store.generation == gen  # appended: same generation
+    assert len(next(iter(store.snapshot.values()))) == 3
+    (results / "frames" / "frames-1.parquet").unlink()  # rows replaced (replay --force)
+    assert store.refresh() and store.generation == gen + 1
+    assert len(next(iter(store.snapshot.values()))) == 1
+
+
+def test_quarantined_files_belong_to_their_folder(tmp_path):
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0]))
+    pq.write_table(pa.Table.from_pylist([
+        {"path": "/acq/a/bad.tif", "reason": "file is empty", "error_type": "EmptyFileError",
+         "attempts": 1},
+        {"path": "/acq/z/bad.tif", "reason": "not a TIFF", "error_type": "NotATiffError",
+         "attempts": 1}]), results / "quarantine.parquet")
+    store = ResultsStore(results)
+    store.refresh()
+    by_folder = {a.folder: a for a in store.snapshot.values()}
+    assert [q["reason"] for q in by_folder["/acq/a"].quarantined] == ["file is empty"]
+    assert len(by_folder["/acq/z"]) == 0 and len(by_folder["/acq/z"].quarantined) == 1
+
+
+def test_stale_only_after_an_active_acquisition_stops(tmp_path):
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0, 101.0], processed=T0))
+    store = ResultsStore(results)
+    store.refresh()
+    acq = next(iter(store.snapshot.values()))
+    later = T0.timestamp() + 300
+    # One commit only: it never looked active.
+    assert not acquisition_summary(acq, later, 120.0)["stale"]
+    write(results, "frames-2.parquet", frame_rows("/acq/a", [102.0], start=2,
+                                                  processed=T0 + timedelta(seconds=5)))
+    store.refresh()
+    acq = next(iter(store.snapshot.values()))
+    assert acquisition_summary(acq, later, 120.0)["stale"]
+    assert not acquisition_summary(acq, T0.timestamp() + 60, 120.0)["stale"]  # not yet
+    assert not acquisition_summary(acq, later, None)["stale"]  # finished results: no warning
+    # Rows per second: the second commit's one row, 5 s after the first commit.
+    assert acquisition_summary(acq, later, None)["frames_per_s"] == pytest.approx(0.2)
+
+
+def test_payload_cursor_sends_only_new_rows(tmp_path):
+    from nwwatch.dashboard.app import Dashboard, parse_cursor
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0, None]))
+    dash = Dashboard(results, None, live=False, stale_after_s=None)
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    first = dash.payload(acq, None)
+    assert first["reset"] and first["rows"]["angle"] == [100.0, None]
+    write(results, "frames-2.parquet", frame_rows("/acq/a", [103.0], start=2,
+                                                  processed=T0 + timedelta(seconds=2)))
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    since = parse_cursor(first["cursor"])
+    second = dash.payload(acq, since)
+    assert not second["reset"] and second["rows"]["source"] == ["f0002.tif"]
+    # A cursor of another generation (rows replaced, or another server) gets everything.
+    for other in (f"{since[0]}7", "123-0"):
+        again = dash.payload(acq, (other, since[1]))
+        assert again["reset"] and len(again["rows"]["t"]) == 3
+    assert parse_cursor("garbage") is None and parse_cursor(None) is None
+    dash.close()
+
+
+def test_metrics_count_rows_and_never_label_files():
+    before = metrics.snapshot()
+    metrics.observe_commit([{"status": "ok", "read_ms": 2.0, "source": "/acq/x.tif"},
+                            {"status": "fit_failed", "source": "/acq/y.tif"}],
+                           {"hash": 1.0, "write": 3.0}, committed_at=1234.0)
+    metrics.observe_outcomes([("done", 1000.0), ("quarantined", None)], 1001.5)
+    after = metrics.snapshot()
+    assert after["frames_ok"] - before["frames_ok"] == 1
+    assert after["frames_flagged"] - before["frames_flagged"] == 1
+    assert after["frames_quarantined"] - before["frames_quarantined"] == 1
+    assert after["last_frame_processed_timestamp_seconds"] == 1234.0
+    assert metrics.recent_latencies_s()[-1] == 1.5
+    text = metrics.exposition().decode()
+    assert "x.tif" not in text and "/acq" not in text
+    with metrics.in_flight(5):
+        assert metrics.snapshot()["in_flight_frames"] == 5
+    assert metrics.snapshot()["in_flight_frames"] == 0
+
+
+def test_metrics_module_needs_no_web_stack():
+    import subprocess
+    import sys
+
+    code = ("import sys; import nwwatch.dashboard.metrics, nwwatch.service.pipeline; "
+            "assert 'starlette' not in sys.modules and 'uvicorn' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _config(tmp_path, dashboard: str) -> dict:
+    import tomllib
+
+    (tmp_path / "acq").mkdir(exist_ok=True)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    return tomllib.loads(f"""
+[[watch]]
+path = "{tmp_path / 'acq'}"
+model = "{model}"
+[output]
+results = "{tmp_path / 'res'}"
+{dashboard}
+""")
+
+
+def test_dashboard_config(tmp_path):
+    assert parse_config(_config(tmp_path, "")).dashboard is None
+    d = parse_config(_config(tmp_path, "[dashboard]")).dashboard
+    assert (d.host, d.port, d.stale_after_s) == ("127.0.0.1", 8765, 120.0)
+    d = parse_config(_config(tmp_path, '[dashboard]\nlisten = "[::1]:9000"\n'
+                                       'stale_after_s = 30')).dashboard
+    assert (d.host, d.port, d.stale_after_s) == ("::1", 9000, 30.0)
+    with pytest.raises(ConfigError, match=r"dashboard\.listen: '0\.0\.0\.0' is not the loopback"):
+        parse_config(_config(tmp_path, '[dashboard]\nlisten = "0.0.0.0:8765"'))
+    d = parse_config(_config(tmp_path, '[dashboard]\nlisten = "0.0.0.0:8765"\n'
+                                       'allow_remote = true')).dashboard
+    assert d.host == "0.0.0.0"
+    for bad in ('listen = "8765"', 'listen = "localhost:99999"', 'listen = "localhost:"',
+                "stale_after_s = 0", "port = 1"):
+        with pytest.raises(ConfigError, match=r"dashboard\."):
+            parse_config(_config(tmp_path, f"[dashboard]\n{bad}"))
+    assert parse_listen("localhost:0") == ("localhost", 0)
+
+
+def test_a_file_replaced_by_rename_is_read_again(tmp_path):
+    import os
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0, 101.0]))
+    store = ResultsStore(results)
+    store.refresh()
+    assert not store.refresh()
+    write(results, ".tmp.parquet", frame_rows("/acq/a", [90.0]))  # a writer's temporary
+    assert not store.refresh()
+    os.replace(results / "frames" / ".tmp.parquet", results / "frames" / "frames-1.parquet")
+    assert store.refresh()
+    assert list(frame_series(next(iter(store.snapshot.values())))["angle"]) == [90.0]

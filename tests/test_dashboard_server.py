@@ -1,0 +1,116 @@
+"""The dashboard server in-process (a real uvicorn thread on a free port): tomogram pages,
+the results-file route, and the supervisor restarting a crashed server."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from dashkit import get, get_json, wait_for
+from test_dashboard_data import frame_rows, write
+
+from nwwatch.dashboard.server import DashboardThread
+from nwwatch.dashboard.settings import DashboardConfig
+
+
+class Log:
+    """Collects structured log calls: (level, event, fields)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict]] = []
+        self.changed = threading.Event()
+
+    def __getattr__(self, level):
+        def record(event, **fields):
+            self.events.append((level, event, fields))
+            self.changed.set()
+        return record
+
+    def wait(self, event: str, count: int = 1, timeout: float = 30.0) -> dict:
+        wait_for(lambda: sum(e == event for _, e, _ in self.events) >= count, timeout, event)
+        return [f for _, e, f in self.events if e == event][count - 1]
+
+
+@pytest.fixture()
+def served(tmp_path):
+    from nwwatch.io import write_volume_tiff
+
+    results = tmp_path / "res"
+    mask = np.zeros((6, 20, 30), np.uint8)
+    mask[:, 5:15, 5:25] = 1
+    (results / "masks").mkdir(parents=True)
+    write_volume_tiff(results / "masks" / "v.tif", mask)
+    processed = frame_rows("/x", [1.0])[0]["processed_at"]
+    write(results, "volumes-1.parquet", [{
+        "source": "/acq/tomo/v.tif", "status": "ok", "reason": "", "mask_path": "masks/v.tif",
+        "solid_fraction": 0.33, "processed_at": processed, "model_name": "t",
+        "provider": "CPUExecutionProvider"}], kind="volumes")
+    rows = frame_rows("/acq/run1", [100.0])
+    rows[0]["overlay_path"] = "overlays/f0000.png"
+    write(results, "frames-1.parquet", rows)
+    (results / "overlays").mkdir()
+    (results / "overlays" / "f0000.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    url = log.wait("dashboard_listening")["url"].rstrip("/")
+    yield url, log, thread
+    thread.stop()
+    log.wait("dashboard_stopped", timeout=5)  # stop() returns with the thread done
+
+
+def test_tomogram_rows_and_mask_slices(served):
+    url, log, _ = served
+    acqs = {a["folder"]: a for a in get_json(f"{url}/api/acquisitions")["acquisitions"]}
+    tomo = acqs["/acq/tomo"]
+    assert tomo["kind"] == "tomogram" and tomo["n"] == 1
+    data = get_json(f"{url}/api/acquisitions/{tomo['id']}/series")
+    assert data["volumes"][0]["solid_fraction"] == 0.33
+    status, png = get(f"{url}/api/acquisitions/{tomo['id']}/mask/0.png")
+    assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
+    import cv2
+
+    picture = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert picture.shape == (20, 30 + 4 + 30 + 4 + 20)  # z | y | x slices, 4-px gaps
+    assert get(f"{url}/api/acquisitions/{tomo['id']}/mask/1.png")[0] == 404
+    assert get(f"{url}/api/acquisitions/nope/series")[0] == 404
+
+
+def test_results_route_serves_overlays_only(served):
+    url, log, _ = served
+    acqs = {a["folder"]: a for a in get_json(f"{url}/api/acquisitions")["acquisitions"]}
+    data = get_json(f"{url}/api/acquisitions/{acqs['/acq/run1']['id']}/series")
+    assert data["latest_overlay"] == "overlays/f0000.png"
+    status, body = get(f"{url}/results/overlays/f0000.png")
+    assert status == 200 and body.startswith(b"\x89PNG")
+    assert get(f"{url}/results/frames/frames-1.parquet")[0] == 404  # not an image
+    assert get(f"{url}/results/%2e%2e/%2e%2e/etc/passwd")[0] == 404
+    assert get(f"{url}/")[0] == 200 and get(f"{url}/static/uPlot.iife.min.js")[0] == 200
+
+
+def test_a_crashing_server_is_logged_and_started_again(tmp_path, monkeypatch):
+    import nwwatch.dashboard.app as app_module
+
+    real = app_module.create_app
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom while building the app")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "create_app", flaky)
+    log = Log()
+    thread = DashboardThread(tmp_path, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    try:
+        crash = log.wait("dashboard_crashed")
+        assert "boom" in crash["error"] and crash["restart_in_s"] == 1.0
+        assert crash["exc_info"] is not None  # the traceback goes to the log
+        url = log.wait("dashboard_listening")["url"].rstrip("/")
+        assert get_json(f"{url}/api/acquisitions")["acquisitions"] == []
+        assert thread.crashes == 1
+    finally:
+        thread.stop()

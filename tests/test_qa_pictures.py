@@ -1,0 +1,125 @@
+"""QA pictures: replay --overlays and the [output] overlays setting write the measurement
+overlay of each selected frame under RESULTS, rows link it in ``overlay_path``; nothing goes
+into the acquisition folder."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from onnx_models import INSITU_GREY, expected_labels
+from servicekit import model, paint_insitu, write_config
+
+from nwwatch.io import write_frame_tiff, write_stack_tiff
+from nwwatch.measure import draw_overlay, measure_contact_angle
+from nwwatch.results.pictures import picture_stem, write_frame_pictures
+from nwwatch.service import replay
+from nwwatch.service.cli import replay as replay_cmd
+from nwwatch.service.config import ConfigError
+
+
+def _ok_frame(angle: float = 120.0) -> np.ndarray:
+    return paint_insitu(angle, size=128, half_width=16)
+
+
+def _wire_only_frame() -> np.ndarray:
+    image = _ok_frame()
+    image[image == INSITU_GREY[2]] = INSITU_GREY[0]
+    return image
+
+
+@pytest.fixture()
+def acquisition(tmp_path):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "good.tif", _ok_frame(110.0))
+    write_stack_tiff(acq / "stack.tif", np.stack([_ok_frame(130.0), _wire_only_frame()]))
+    return acq, model(tmp_path)
+
+
+def _rows(results):
+    return pd.read_parquet(results / "frames").set_index(["source", "frame"]).sort_index()
+
+
+def test_replay_overlays_all_frames_under_results(tmp_path, acquisition):
+    acq, onnx = acquisition
+    out = tmp_path / "out"
+    before = sorted(os.listdir(acq))
+    replay(acq, out, kind="insitu", model=onnx, overlays="qa", save_labels=True)
+    rows = _rows(out)
+    assert rows.overlay_path.notna().all()
+    for (source, frame), row in rows.iterrows():
+        picture = out / row.overlay_path
+        assert picture.parent == out / "qa" and picture.suffix == ".png"
+        assert row.overlay_path == f"qa/{picture.name}"  # relative to RESULTS
+        drawn = cv2.imread(str(picture), cv2.IMREAD_COLOR)
+        assert drawn.shape == (128, 128, 3)
+        labels = cv2.imread(str(picture.with_name(picture.stem + "-labels.png")),
+                            cv2.IMREAD_UNCHANGED)
+        # the saved labels are the model's, and the overlay is the one drawn from them
+        image = {("good.tif", 0): _ok_frame(110.0), ("stack.tif", 0): _ok_frame(130.0),
+                 ("stack.tif", 1): _wire_only_frame()}[(os.path.basename(source), frame)]
+        np.testing.assert_array_equal(labels, expected_labels(image))
+        result = measure_contact_angle(labels)
+        assert result.status == row.status
+    assert sorted(os.listdir(acq)) == before  # the acquisition folder got nothing
+    assert not list(out.rglob("*.part"))
+
+
+def test_replay_overlays_only_flagged_frames(tmp_path, acquisition):
+    acq, onnx = acquisition
+    out = tmp_path / "out"
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(out), "--model", str(onnx),
+                                        "--overlays", str(out / "flagged"),
+                                        "--overlay-frames", "flagged"])
+    assert r.exit_code == 0, r.output
+    rows = _rows(out)
+    assert set(rows.status) == {"ok", "no_droplet"}
+    assert rows.overlay_path.isna().tolist() == (rows.status == "ok").tolist()
+    (flagged,) = rows.overlay_path.dropna()
+    assert flagged.startswith("flagged/") and (out / flagged).is_file()
+    assert len(list((out / "flagged").iterdir())) == 1
+
+
+def test_overlays_outside_results_are_refused(tmp_path, acquisition):
+    acq, onnx = acquisition
+    with pytest.raises(ConfigError, match="not inside the results folder"):
+        replay(acq, tmp_path / "out", kind="insitu", model=onnx, overlays=tmp_path / "else")
+    with pytest.raises(ConfigError, match="not inside the results folder"):
+        replay(acq, tmp_path / "out", kind="insitu", model=onnx, overlays="../acq")
+    with pytest.raises(ConfigError, match="needs --overlays"):
+        replay(acq, tmp_path / "out", kind="insitu", model=onnx, save_labels=True)
+    assert sorted(os.listdir(acq)) == ["good.tif", "stack.tif"]
+
+
+def test_service_setting_writes_overlays_of_flagged_frames(tmp_path, acquisition):
+    acq, onnx = acquisition
+    res = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.toml", acq, res, onnx)
+    cfg.write_text(cfg.read_text().replace("[output]", '[output]\noverlays = "flagged"'))
+    replay(acq, res, kind="insitu", model=onnx, config=cfg)  # the service's engine settings
+    rows = _rows(res)
+    assert rows.overlay_path.notna().sum() == 1
+    assert rows.overlay_path.dropna().iloc[0].startswith("overlays/")
+    # without the setting no pictures, and the column is null
+    replay(acq, tmp_path / "plain", kind="insitu", model=onnx)
+    assert _rows(tmp_path / "plain").overlay_path.isna().all()
+    assert not (tmp_path / "plain" / "overlays").exists()
+
+
+def test_picture_names_are_stable_and_safe(tmp_path):
+    stem = picture_stem("/data/acq/run 1:ü.tif", "ab" * 32, "cd" * 32, 7)
+    assert stem == "run_1__-abababababab-cdcdcdcd-p0007"
+    labels = expected_labels(_ok_frame())
+    result = measure_contact_angle(labels)
+    rel = write_frame_pictures(tmp_path, "o", stem, None, labels, result)
+    again = write_frame_pictures(tmp_path, "o", stem, None, labels, result)  # a retry
+    assert rel == again == f"o/{stem}.png" and os.listdir(tmp_path / "o") == [f"{stem}.png"]
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / rel), cv2.IMREAD_COLOR),
+                                  draw_overlay(None, labels, result))
+    with pytest.raises(ValueError, match="inside the results folder"):
+        write_frame_pictures(tmp_path / "r", "../x", stem, None, labels, result)

@@ -1,0 +1,74 @@
+"""``nwwatch report``: a static page with the angle plot and statistics per acquisition, on
+hand-made results (in-situ and tomogram) and on a replay's results."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import numpy as np
+import pyarrow.parquet as pq
+from click.testing import CliRunner
+from dashkit import write_frames
+from servicekit import model
+from test_dashboard_data import frame_rows, write
+
+from nwwatch.cli import main
+from nwwatch.dashboard.report import write_report
+
+
+def test_report_of_insitu_and_tomogram_folders(tmp_path):
+    from nwwatch.io import write_volume_tiff
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0, None, 120.0, 130.0],
+                                                  codes=[""] * 2 + ["no_droplet"] + [""] * 2))
+    mask = np.zeros((8, 16, 16), np.uint8)
+    mask[:, 4:12, 4:12] = 1
+    (results / "masks").mkdir()
+    write_volume_tiff(results / "masks" / "vol-1.tif", mask)
+    write(results, "volumes-1.parquet", [{
+        "source": "/acq/tomo/vol.tif", "status": "ok", "reason": "",
+        "mask_path": "masks/vol-1.tif", "solid_fraction": 0.25, "pore_count": 0,
+        "acquired_at": None, "processed_at": frame_rows("/x", [1.0])[0]["processed_at"],
+        "model_name": "t", "provider": "CPUExecutionProvider"}], kind="volumes")
+    out = write_report(results, tmp_path / "out" / "report.html")
+    page = out.read_text()
+    assert "/acq/run1" in page and "/acq/tomo" in page
+    # n, valid, refused by reason, median, IQR, mean ± sd of 100, 110, 120, 130
+    assert re.search(r"<td>5</td><td>4</td><td>no_droplet 1</td><td>115\.0°</td>"
+                     r"<td>107\.5–122\.5°</td><td>115\.0 ± 12\.9°</td>", page), page[-2000:]
+    assert "<td>0.250</td>" in page  # the volume row
+    assert page.count("data:image/png;base64,") == 2  # angle plot + mask slices, embedded
+    pngs = sorted(p.name for p in (tmp_path / "out" / "report_files").iterdir())
+    assert len(pngs) == 2 and all(p.endswith(".png") for p in pngs)
+    for p in (tmp_path / "out" / "report_files").iterdir():
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_on_replay_results_from_the_command_line(tmp_path):
+    from nwwatch.service import replay
+
+    acq = tmp_path / "acq" / "run7"
+    acq.mkdir(parents=True)
+    write_frames(acq, [105.0, 110.0, None, 115.0])
+    replay(acq, tmp_path / "res", model=model(tmp_path))
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "res"), "--out",
+                                       str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r.html").read_text()
+    assert str(acq) in page
+    table = pq.read_table(tmp_path / "res" / "frames").to_pandas()
+    median = float(np.median(table.loc[table["angle_valid"], "contact_angle_deg"]))
+    assert f"<td>{median:.1f}°</td>" in page
+
+
+def test_report_without_results_or_matplotlib_says_why(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "no frames/, volumes/" in result.output
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "pip install 'nwwatch[report]'" in result.output

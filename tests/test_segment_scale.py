@@ -1,0 +1,140 @@
+"""Working scale: frames resized into the model's trained object scale, results in frame
+pixels; the scale read from metadata and derived from training labels."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from onnx_models import INSITU_GREY, build_threshold_model
+
+from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE
+from nwwatch.normalize import normalize_image
+from nwwatch.segment.scale import (
+    DEFAULT_FRAME_PX,
+    WorkingScale,
+    largest_droplet_radius_px,
+    scale_from_labels,
+)
+from nwwatch.segment.session import ModelLoadError, Segmenter
+
+
+def _painted(size: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 frame painted with the threshold model's class greys: a wire along the bottom
+    half, a droplet disk on its end; and its exact labels."""
+    labels = np.zeros((size, size), np.uint8)
+    rows, cols = np.mgrid[:size, :size]
+    centre = size / 2
+    labels[(rows > centre) & (np.abs(cols - centre) < 0.6 * radius)] = NANOWIRE
+    labels[np.hypot(rows - centre, cols - centre) <= radius] = DROPLET
+    raw = np.vectorize(INSITU_GREY.get)(labels).astype(np.uint8)
+    return raw, labels
+
+
+def _near_boundary(labels: np.ndarray, px: int) -> np.ndarray:
+    grad = cv2.morphologyEx(labels, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    return cv2.dilate(grad.astype(np.uint8), np.ones((2 * px + 1, 2 * px + 1), np.uint8)) > 0
+
+
+def test_large_frame_is_segmented_at_working_size_and_answered_in_frame_pixels(tmp_path):
+    model = build_threshold_model(tmp_path / "m.onnx")
+    segmenter = Segmenter(model, providers=("cpu",), threads=1)
+    assert segmenter.working_scale == WorkingScale(DEFAULT_FRAME_PX)
+    shapes = []
+    native = segmenter.segment_native
+    segmenter.segment_native = lambda b, p=True: shapes.append(b.shape) or native(b, p)
+    raw, truth = _painted(1024, 200.0)
+    out = segmenter.segment(normalize_image(raw))
+    assert shapes == [(1, 512, 512)]
+    assert out.labels.shape == (1, 1024, 1024)
+    assert out.probabilities.shape == (1, 3, 1024, 1024)
+    np.testing.assert_allclose(out.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    far = ~_near_boundary(truth, 3)
+    assert np.array_equal(out.labels[0][far], truth[far])
+    radius = largest_droplet_radius_px(out.labels[0])
+    assert abs(radius - largest_droplet_radius_px(truth)) < 1.0
+
+
+def test_small_frames_run_as_they_are(tmp_path):
+    segmenter = Segmenter(build_threshold_model(tmp_path / "m.onnx"), providers=("cpu",))
+    raw, truth = _painted(200, 40.0)
+    out = segmenter.segment(normalize_image(raw), probabilities=False)
+    assert out.probabilities is None
+    assert np.array_equal(out.labels[0], truth)
+
+
+def test_droplet_outside_the_trained_range_gets_a_second_pass_at_its_scale(tmp_path):
+    meta = {"extra": {"working_scale": {"frame_px": 512, "droplet_radius_px": [60.0, 120.0]}}}
+    segmenter = Segmenter(build_threshold_model(tmp_path / "m.onnx", metadata=meta),
+                          providers=("cpu",), threads=1)
+    assert segmenter.working_scale == WorkingScale(512, (60.0, 120.0))
+    shapes = []
+    native = segmenter.segment_native
+    segmenter.segment_native = lambda b, p=True: shapes.append(b.shape) or native(b, p)
+    raw, truth = _painted(256, 20.0)  # equivalent radius ~ 20 px < 60: scale up 3x
+    out = segmenter.segment(normalize_image(raw))
+    assert shapes == [(1, 256, 256), (1, 768, 768)]
+    far = ~_near_boundary(truth, 2)
+    assert np.array_equal(out.labels[0][far], truth[far])
+    shapes.clear()
+    raw, _ = _painted(256, 80.0)  # inside the range: one pass
+    segmenter.segment(normalize_image(raw))
+    assert shapes == [(1, 256, 256)]
+
+
+@pytest.mark.parametrize("bad", [{"frame_px": 10}, {"frame_px": "512"}, [512],
+                                 {"frame_px": 512, "droplet_radius_px": [50, 20]},
+                                 {"frame_px": 512, "min_frame_px": 1024}])
+def test_bad_working_scale_is_refused_with_the_key(tmp_path, bad):
+    model = build_threshold_model(tmp_path / "m.onnx", metadata={"extra": {"working_scale": bad}})
+    with pytest.raises(ModelLoadError, match="working_scale"):
+        Segmenter(model, providers=("cpu",))
+
+
+def test_frames_below_min_frame_px_are_scaled_up_to_it():
+    scale = WorkingScale(512, None, 384)
+    assert scale.size_factor(128, 100) == 3.0
+    assert scale.size_factor(64, 50) == 4.0  # MAX_UPSCALE
+    assert scale.size_factor(400, 300) == 1.0
+    assert scale.size_factor(2048, 1024) == 0.25
+    assert WorkingScale.from_metadata("insitu", {"working_scale": scale.to_dict()}) == scale
+
+
+def test_tomogram_models_are_never_resized(tmp_path):
+    segmenter = Segmenter(build_threshold_model(tmp_path / "t.onnx", kind="tomogram"),
+                          providers=("cpu",))
+    assert segmenter.working_scale.size_factor(4096, 4096) == 1.0
+
+
+def test_scale_from_labels_recovers_frame_size_and_droplet_radii():
+    labels = []
+    rng = np.random.default_rng(0)
+    radii = rng.uniform(20.0, 90.0, 40)
+    for r in radii:
+        lab = np.full((300, 400), BACKGROUND, np.uint8)
+        cv2.circle(lab, (200, 150), int(round(r)), DROPLET, -1)
+        cv2.circle(lab, (20, 20), 3, DROPLET, -1)  # a smaller stray droplet is ignored
+        labels.append(lab)
+    scale = scale_from_labels(labels)
+    assert scale.frame_px == 400
+    low, high = scale.droplet_radius_px
+    expected = np.percentile(np.rint(radii), (1, 99))
+    assert math.isclose(low, expected[0], abs_tol=1.0)
+    assert math.isclose(high, expected[1], abs_tol=1.0)
+
+
+def test_flip_average_removes_a_direction_bias(tmp_path):
+    shift = np.zeros((3, 3), np.float32)
+    shift[1, 2] = 1.0  # the model sees each pixel's right neighbour: labels move left
+    model = build_threshold_model(tmp_path / "m.onnx", kernel=shift)
+    raw, truth = _painted(96, 20.0)
+    image = normalize_image(raw)
+    plain = Segmenter(model, providers=("cpu",)).segment(image)
+    averaged = Segmenter(model, providers=("cpu",), flip_average=True).segment(image)
+    mirrored = Segmenter(model, providers=("cpu",), flip_average=True).segment(image[:, ::-1])
+    assert not np.array_equal(plain.labels[0], truth)
+    np.testing.assert_allclose(averaged.probabilities[0][:, :, ::-1], mirrored.probabilities[0],
+                               atol=1e-5)
+    assert (averaged.labels[0] != truth).sum() < (plain.labels[0] != truth).sum()

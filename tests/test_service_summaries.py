@@ -1,0 +1,173 @@
+"""Summaries that tell the truth: replay, status and the log count rows by status and reason
+code (ok / flagged) and files by failed / quarantined; replay's exit status and last line;
+replay refuses a results folder inside its input."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from onnx_models import INSITU_GREY
+from servicekit import model, paint_insitu
+
+from nwwatch.io import write_frame_tiff, write_stack_tiff
+from nwwatch.results.outcome import by_outcome, count_files, count_rows, format_counts
+from nwwatch.service import replay
+from nwwatch.service.batch import FileOutcome, outcome_log_fields
+from nwwatch.service.cli import replay as replay_cmd
+from nwwatch.service.cli import status as status_cmd
+from nwwatch.service.config import ConfigError
+
+
+def _ok_frame(angle: float = 120.0) -> np.ndarray:
+    return paint_insitu(angle, size=128, half_width=16)  # measured: status ok
+
+
+def _uncertain_frame() -> np.ndarray:
+    return paint_insitu(120.0, size=64, half_width=4)  # 8 px wide: fit_failed / angle_uncertain
+
+
+def _wire_only_frame() -> np.ndarray:
+    image = _ok_frame()
+    image[image == INSITU_GREY[2]] = INSITU_GREY[0]  # no droplet
+    return image
+
+
+@pytest.fixture()
+def acquisition(tmp_path):
+    """3 ok frames, 1 uncertain frame, a 2-page stack (ok + no droplet), one non-TIFF."""
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for i, angle in enumerate((100.0, 120.0, 140.0)):
+        write_frame_tiff(acq / f"ok{i}.tif", _ok_frame(angle))
+    write_frame_tiff(acq / "small.tif", _uncertain_frame())
+    write_stack_tiff(acq / "stack.tif", np.stack([_ok_frame(130.0), _wire_only_frame()]))
+    (acq / "junk.tif").write_bytes(b"not a TIFF at all" * 4)
+    return acq, model(tmp_path)
+
+
+# --- the counting functions ----------------------------------------------------------------
+
+def test_rows_count_by_status_and_reason_code_with_or_without_the_column():
+    rows = [{"status": "ok", "reason_code": "ok"}, {"status": "fit_failed",
+                                                    "reason_code": "angle_uncertain"},
+            {"status": "fit_failed", "reason_code": "angle_uncertain"},
+            {"status": "no_droplet"},  # a row written before reason_code existed
+            {"status": "suspect", "reason_code": "uncertain_fraction"},  # a volume row
+            {"status": "ok", "reason": ""}]  # a volume row without reason_code
+    counts = count_rows(rows)
+    assert counts == Counter({("ok", "ok"): 2, ("fit_failed", "angle_uncertain"): 2,
+                              ("no_droplet", "no_droplet"): 1,
+                              ("suspect", "uncertain_fraction"): 1})
+    assert by_outcome(counts) == {"ok": 2, "flagged": 4}
+    assert format_counts(counts) == ("2 ok, 4 flagged (angle_uncertain 2, no_droplet 1, "
+                                     "uncertain_fraction 1)")
+
+
+def test_count_files_reads_only_status_columns_and_skips_vanished_files(tmp_path):
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(pa.table({"status": ["ok", "fit_failed"], "reason_code": ["ok", "no_wire"],
+                             "x": [1.0, 2.0]}), a)
+    pq.write_table(pa.table({"status": ["suspect"], "reason": ["why"]}), b)
+    counts = count_files([a, b, tmp_path / "gone.parquet"])
+    assert counts == Counter({("ok", "ok"): 1, ("fit_failed", "no_wire"): 1,
+                              ("suspect", "suspect"): 1})
+
+
+def test_log_fields_carry_status_and_angle_per_frame():
+    one = FileOutcome(path=None, state="done", n_rows=1, rows=[
+        {"frame": 0, "status": "ok", "reason_code": "ok", "contact_angle_deg": 120.5}])
+    line, frames = outcome_log_fields(one)
+    assert line == {"frame": 0, "status": "ok", "reason_code": "ok",
+                    "contact_angle_deg": 120.5} and frames == []
+    two = FileOutcome(path=None, state="done", n_rows=2, rows=[
+        {"frame": 0, "status": "ok", "reason_code": "ok", "contact_angle_deg": 120.5},
+        {"frame": 1, "status": "no_droplet", "reason_code": "no_droplet",
+         "contact_angle_deg": None}])
+    line, frames = outcome_log_fields(two)
+    assert line == {"ok": 1, "flagged": 1, "reason_codes": {"no_droplet": 1}}
+    assert [f["status"] for f in frames] == ["ok", "no_droplet"]
+
+
+# --- replay --------------------------------------------------------------------------------
+
+def test_replay_counts_rows_by_status_and_reason_code(tmp_path, acquisition):
+    acq, onnx = acquisition
+    s = replay(acq, tmp_path / "out", kind="insitu", model=onnx)
+    assert (s.files, s.done, s.quarantined, s.failed, s.frames) == (6, 5, 1, 0, 6)
+    assert by_outcome(s.rows) == {"ok": 4, "flagged": 2}
+    assert s.rows[("fit_failed", "angle_uncertain")] == 1
+    assert s.rows[("no_droplet", "no_droplet")] == 1
+    table = pq.read_table(tmp_path / "out" / "frames").to_pandas()
+    assert Counter(zip(table.status, table.reason_code, strict=True)) == s.rows
+    assert s.exit_status == 3 and not s.complete
+    assert s.lines()[-1].startswith("replay INCOMPLETE: 0 file(s) failed, 1 quarantined")
+
+
+def test_replay_exit_status_and_last_line(tmp_path, acquisition):
+    acq, onnx = acquisition
+    runner = CliRunner()
+    out = tmp_path / "out"
+    r = runner.invoke(replay_cmd, [str(acq), "--out", str(out), "--model", str(onnx)])
+    assert r.exit_code == 3, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert "INCOMPLETE" in last and "1 quarantined" in last and "exit status 3" in last
+    assert "4 ok, 2 flagged (angle_uncertain 1, no_droplet 1)" in r.output
+    # nothing new the second time, but the bad file is still quarantined: still 3
+    r = runner.invoke(replay_cmd, [str(acq), "--out", str(out), "--model", str(onnx)])
+    assert r.exit_code == 3, r.output
+    assert "5 skipped (already done), 0 failed, 1 quarantined (1 in an earlier run)" in r.output
+    # the bad file removed: every file processed, exit 0
+    (acq / "junk.tif").unlink()
+    r = runner.invoke(replay_cmd, [str(acq), "--out", str(out), "--model", str(onnx)])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().splitlines()[-1] == "replay complete: all 5 files processed"
+    # could not run: a missing model is exit 1; a wrong option is click's exit 2
+    r = runner.invoke(replay_cmd, [str(acq), "--out", str(out), "--config",
+                                   str(tmp_path / "none.toml")])
+    assert r.exit_code == 1
+    r = runner.invoke(replay_cmd, [str(acq), "--out", str(out), "--no-such-option"])
+    assert r.exit_code == 2
+
+
+def test_replay_refuses_results_inside_its_input(tmp_path, acquisition):
+    acq, onnx = acquisition
+    before = sorted(p.name for p in acq.iterdir())
+    with pytest.raises(ConfigError, match="inside the input folder"):
+        replay(acq, acq / "results", kind="insitu", model=onnx)
+    link = tmp_path / "elsewhere"
+    link.symlink_to(acq)  # the same folder by another name
+    with pytest.raises(ConfigError, match="inside the input folder"):
+        replay(acq, link / "out", kind="insitu", model=onnx)
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(acq / "r"), "--model", str(onnx)])
+    assert r.exit_code == 1 and "inside the input folder" in r.output
+    assert sorted(p.name for p in acq.iterdir()) == before  # nothing written there
+    # a tomogram replay whose results lie inside: refused before any mask is written
+    with pytest.raises(ConfigError, match="inside the input folder"):
+        replay(acq, acq, kind="tomogram", model=onnx)
+
+
+# --- status --------------------------------------------------------------------------------
+
+def test_status_counts_rows_by_status_and_reason_code(tmp_path, acquisition):
+    acq, onnx = acquisition
+    replay(acq, tmp_path / "out", kind="insitu", model=onnx)
+    r = CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "out"), "--json"])
+    assert r.exit_code == 0, r.output
+    st = json.loads(r.output)
+    assert st["rows_by_outcome"] == {"ok": 4, "flagged": 2}
+    assert {(x["status"], x["reason_code"]): x["rows"] for x in st["rows_by_reason"]} == {
+        ("ok", "ok"): 4, ("fit_failed", "angle_uncertain"): 1, ("no_droplet", "no_droplet"): 1}
+    text = CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "out")]).output
+    assert "files: 5 done, 0 in flight, 0 failed (will retry), 1 quarantined" in text
+    assert "rows: 6 (4 ok, 2 flagged (angle_uncertain 1, no_droplet 1))" in text
+    # rows replaced by --force are counted once (superseded files drop them)
+    replay(acq, tmp_path / "out", kind="insitu", model=onnx, force=True)
+    st = json.loads(CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "out"),
+                                                    "--json"]).output)
+    assert st["rows_by_outcome"] == {"ok": 4, "flagged": 2}

@@ -1,0 +1,178 @@
+"""``nwwatch train --volume``: the labels choose the method (cross-validation over labeled
+patches), the choice is exported under the model contract, and too few labels warn."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+from click.testing import CliRunner
+
+from nwwatch.segment.session import Segmenter
+from nwwatch.volume import segment_volume
+
+pytest.importorskip("torch")
+from training.config import TrainConfig  # noqa: E402  (after the skip guard)
+from training.volume_select import (  # noqa: E402
+    CANDIDATES,
+    choose,
+    make_folds,
+    patch_groups,
+    select_and_train,
+)
+
+SHAPE = (12, 48, 48)
+Z = 6
+
+
+def _blobs(seed: int) -> np.ndarray:
+    """bool (Z, Y, X): smooth random solid, about 40 %."""
+    from scipy import ndimage as ndi
+
+    field = ndi.gaussian_filter(np.random.default_rng(seed).standard_normal(SHAPE), 3.0)
+    return field > np.quantile(field, 0.6)
+
+
+def _patch_labels(truth: np.ndarray, corners, side: int = 6) -> np.ndarray:
+    labels = np.full(truth.shape, 255, np.uint8)
+    for r, c in corners:
+        labels[r:r + side, c:c + side] = truth[r:r + side, c:c + side]
+    return labels
+
+
+CORNERS = [(r, c) for r in (3, 21, 39) for c in (3, 21, 39)]
+
+
+def _write(tmp_path, volume: np.ndarray, labels: np.ndarray):
+    from nwwatch.io import write_volume_tiff
+
+    volume_path = write_volume_tiff(tmp_path / "volume.tif", volume.astype(np.float32))
+    labels_path = tmp_path / "labels.png"
+    cv2.imwrite(str(labels_path), labels)
+    return volume_path, labels_path
+
+
+def _config(tmp_path, volume_path, labels_path, **kw) -> TrainConfig:
+    return TrainConfig(
+        out=str(tmp_path / "model.onnx"), arch="unet-paper",
+        model_options={"widths": [8, 16], "dropout": 0.0}, volume=str(volume_path),
+        slice_index=Z, labels=str(labels_path), epochs=4, steps_per_epoch=10, batch_size=4,
+        crop=32, val_fraction=0.0, dice_weight=0.0, device="cpu", threads=1, lr=0.05,
+        classifier_steps=5, exporter="legacy", **kw)
+
+
+def test_patches_become_folds_and_too_few_patches_give_none():
+    truth = np.zeros((20, 20), bool)
+    truth[:, 10:] = True
+    labels = _patch_labels(truth, [(0, 0), (10, 0), (0, 12), (10, 12)], side=6)
+    groups = patch_groups([labels])
+    assert sorted(np.unique(groups[0][groups[0] >= 0])) == [0, 1, 2, 3]
+    folds = make_folds(groups, [labels], seed=0)
+    assert len(folds) == 3 and sorted(g for fold in folds for g in fold) == [0, 1, 2, 3]
+    # One pore and one solid patch: nothing can be held out and still leave both classes.
+    labels = _patch_labels(truth, [(0, 0), (0, 12)], side=6)
+    assert make_folds(patch_groups([labels]), [labels], seed=0) == []
+
+
+def test_two_patches_keep_the_threshold_and_say_why(tmp_path):
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    labels = np.full(SHAPE[1:], 255, np.uint8)
+    labels[:6, :6], labels[30:36, 30:36] = 0, 1
+    volume_path, labels_path = _write(tmp_path, volume, labels)
+    lines = []
+    selection, out = select_and_train(_config(tmp_path, volume_path, labels_path),
+                                      echo=lines.append)
+    assert (selection.method, selection.grouping, selection.folds) == ("threshold", "none", 0)
+    assert all(math.isnan(v) for v in selection.scores.values())
+    assert any("label at least two separate patches" in line for line in lines)
+    extra = Segmenter(out, providers=("cpu",)).metadata.extra
+    assert extra["selection"]["grouping"] == "none"
+    assert extra["model_config"]["sigma_px"] == 1.0  # nothing held out: the reference blur
+
+
+def test_ties_go_to_the_simpler_candidate():
+    assert choose({"threshold": 0.95, "contrastive": 0.955})[0] == "threshold"
+    kept, reason = choose({"threshold": 0.90, "unet": 0.97, "contrastive": 0.965})
+    assert kept == "unet" and "best" in reason
+    assert choose({"threshold": math.nan, "features": 0.8})[0] == "features"
+    assert CANDIDATES[0] == "threshold"
+
+
+@pytest.mark.slow
+def test_the_threshold_wins_where_intensity_tells_the_classes_apart(tmp_path):
+    truth = _blobs(0)
+    rng = np.random.default_rng(1)
+    volume = truth * 1.0 + rng.normal(0, 0.6, SHAPE)  # noisy: a blur is what it takes
+    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
+    config = _config(tmp_path, volume_path, labels_path)
+    selection, out = select_and_train(config, ("threshold", "unet"))
+    assert selection.method == "threshold" and selection.grouping == "patches"
+    assert selection.folds == 3
+    assert selection.scores["threshold"] >= selection.scores["unet"] - 0.01
+    meta = Segmenter(out, providers=("cpu",)).metadata
+    assert (meta.arch, meta.paradigm, meta.kind) == ("smoothed-threshold", "threshold",
+                                                     "tomogram")
+    assert meta.extra["selection"]["method"] == "threshold"
+    assert set(meta.extra["selection"]["scores"]) == {"threshold", "unet"}
+    assert meta.extra["model_config"]["sigma_px"] > 0  # the labels asked for a blur
+    seg = segment_volume(Segmenter(out, providers=("cpu",)), volume)
+    keep = np.arange(SHAPE[0]) != Z
+    pred, true = seg.mask[keep].astype(bool), truth[keep]
+    assert np.count_nonzero(pred & true) / np.count_nonzero(pred | true) > 0.8
+    assert seg.verdict.status == "ok"
+
+
+@pytest.mark.slow
+def test_the_network_wins_where_only_texture_tells_the_classes_apart(tmp_path):
+    truth = _blobs(2)
+    rng = np.random.default_rng(3)
+    # Solid is a fine checkerboard of +-1 around the pore's grey: equal means, no threshold
+    # (blurred or not) can separate them; a network sees the texture.
+    checker = np.indices(SHAPE).sum(axis=0) % 2 * 2.0 - 1.0
+    volume = np.where(truth, checker, 0.0) + rng.normal(0, 0.05, SHAPE)
+    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
+    config = _config(tmp_path, volume_path, labels_path)
+    selection, out = select_and_train(config, ("threshold", "unet"))
+    assert selection.method == "unet", selection
+    assert selection.scores["unet"] > selection.scores["threshold"] + 0.1
+    meta = Segmenter(out, providers=("cpu",)).metadata
+    assert meta.paradigm == "supervised" and meta.extra["selection"]["method"] == "unet"
+    assert out.with_suffix(".pt").is_file()
+
+
+@pytest.mark.slow
+def test_train_volume_cli_chooses_and_the_service_reads_the_choice(tmp_path):
+    from nwwatch.cli import main
+    from nwwatch.service import replay
+
+    truth = _blobs(4)
+    volume = truth * 1.0 + np.random.default_rng(5).normal(0, 0.3, SHAPE)
+    labels = _patch_labels(truth[Z], CORNERS)
+    labels[(labels == 1) & (np.arange(48)[None, :] > 8)] = 255  # leave 11 labeled solid pixels
+    labels[3:5, 3:8][truth[Z, 3:5, 3:8]] = 255
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    volume_path, labels_path = _write(acq, volume, labels)
+    n_solid = int(np.count_nonzero(labels == 1))
+    assert 0 < n_solid < 50
+    model = tmp_path / "model.onnx"
+    result = CliRunner().invoke(main, [
+        "train", "--volume", str(volume_path), "--slice", str(Z), "--labels", str(labels_path),
+        "--candidates", "threshold,features", "--out", str(model), "--threads", "1",
+        "--exporter", "legacy", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: only {n_solid} labeled solid pixels" in result.output
+    assert "label one more patch of solid" in result.output
+    assert "kept: " in result.output
+    meta = Segmenter(model, providers=("cpu",)).metadata
+    assert meta.extra["class_pixel_counts"]["solid"] == n_solid
+    assert meta.extra["selection"]["warnings"]
+    labels_path.unlink()  # the service sees the volume only
+    assert replay(acq, tmp_path / "out", kind="tomogram", model=model).done == 1
+    row = ds.dataset(tmp_path / "out" / "volumes").to_table().to_pandas().iloc[0]
+    # Trained on 11 solid pixels: whatever the mask, the row says so.
+    assert row.status == "suspect" and "few_labeled_pixels" in row.reason_code.split(",")

@@ -1,0 +1,83 @@
+"""The verdict on a tomogram mask: collapsed, flooded and uncertain masks are suspect, with
+stable reason codes; a correct mask is ok."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nwwatch.segment.session import Segmenter
+from nwwatch.volume import MIN_LABELED_PIXELS, REASON_CODES, assess_mask, segment_volume
+from nwwatch.volume.crosscheck import blurred_volume
+from nwwatch.volume.verdict import labels_threshold_share
+
+
+def test_a_correct_mask_is_ok():
+    verdict = assess_mask(0.15, 0.02, 0.85, 0.16, 0.14, {"pore": 400, "solid": 300})
+    assert (verdict.status, verdict.reason_codes, verdict.reason_code) == ("ok", (), "")
+
+
+@pytest.mark.parametrize("solid_fraction", [0.0, 0.01])
+def test_an_empty_mask_under_two_percent_solid_is_collapsed(solid_fraction):
+    # The held-out failure: everything called pore, the agreement not computed (NaN).
+    verdict = assess_mask(solid_fraction, 0.06, math.nan, 0.08, 0.05)
+    assert verdict.status == "suspect" and verdict.reason_codes == ("mask_collapsed",)
+    assert "references suggest 5.00%-8.00%" in verdict.why[0]
+
+
+def test_a_flooded_mask_is_collapsed_and_a_doubled_one_mismatched():
+    assert assess_mask(0.97, 0.0, 0.2, 0.15, 0.2).reason_codes == ("mask_collapsed",
+                                                                  "threshold_disagreement")
+    assert assess_mask(0.45, 0.0, 0.6, 0.15, 0.2).reason_codes == ("solid_fraction_mismatch",)
+    assert assess_mask(0.05, 0.0, 0.6, 0.15, 0.2).reason_codes == ("solid_fraction_mismatch",)
+
+
+def test_no_verdict_on_the_solid_share_without_references():
+    assert assess_mask(0.0, 0.0, math.nan, math.nan, math.nan).status == "ok"
+    # A volume that shows no solid to either reference: an empty mask may well be right.
+    assert assess_mask(0.0, 0.0, math.nan, 0.001, math.nan).status == "ok"
+
+
+def test_uncertain_disagreeing_and_few_labels_each_have_a_code():
+    verdict = assess_mask(0.15, 0.4, 0.3, 0.15, 0.15, {"pore": 800, "solid": 11})
+    assert verdict.reason_codes == ("uncertain", "threshold_disagreement", "few_labeled_pixels")
+    assert "11 labeled solid pixels" in verdict.why[2]
+    assert set(verdict.reason_codes) <= set(REASON_CODES)
+    assert assess_mask(0.15, 0.0, 0.8, 0.15, 0.15,
+                       {"solid": MIN_LABELED_PIXELS, "pore": 900}).status == "ok"
+
+
+def test_labels_threshold_share_cuts_half_way_between_the_class_means():
+    volume = np.zeros((2, 10, 10), np.float32)
+    volume[:, :3] = 1.0  # 30 % bright
+    blurred = blurred_volume(volume, 0.0)
+    share = labels_threshold_share(blurred, (0.0, 1.0), {"pore": -0.9, "solid": 0.9})
+    assert share == pytest.approx(0.3)
+    # Bright-field contrast: solid is the dark class.
+    assert labels_threshold_share(blurred, (0.0, 1.0), {"pore": 0.9, "solid": -0.9}) == \
+        pytest.approx(0.7)
+    assert math.isnan(labels_threshold_share(blurred, (0.0, 1.0), {"solid": 0.9}))
+
+
+def test_a_model_that_calls_everything_pore_gives_a_suspect_segmentation(tmp_path):
+    from onnx_models import TOMOGRAM_GREY, build_threshold_model
+
+    volume = np.full((10, 40, 48), TOMOGRAM_GREY[0], np.uint8)
+    volume[:, 8:20, 10:24] = TOMOGRAM_GREY[1]  # 8.75 % solid
+    # Solid's centre beyond the brightest grey: every voxel is closer to the pore centre.
+    collapsed = build_threshold_model(
+        tmp_path / "collapsed.onnx", kind="tomogram", centres=(-1.0, 8.0),
+        metadata={"extra": {"class_mean_intensity": {"pore": -0.9, "solid": 0.9},
+                            "class_pixel_counts": {"pore": 900, "solid": 11}}})
+    seg = segment_volume(Segmenter(collapsed, providers=("cpu",)), volume)
+    assert not seg.mask.any() and math.isnan(seg.threshold_agreement)
+    assert seg.verdict.status == "suspect"
+    assert seg.verdict.reason_codes == ("mask_collapsed", "few_labeled_pixels")
+    assert seg.verdict.reference_solid_fraction == pytest.approx(0.0875, abs=0.02)
+    good = build_threshold_model(
+        tmp_path / "good.onnx", kind="tomogram",
+        metadata={"extra": {"class_mean_intensity": {"pore": -0.9, "solid": 0.9}}})
+    seg = segment_volume(Segmenter(good, providers=("cpu",)), volume)
+    assert seg.verdict.status == "ok" and seg.verdict.solid_fraction == pytest.approx(0.0875)

@@ -1,0 +1,349 @@
+"""``nwwatch train --volume``: train the tomogram candidates, keep the one the labels prefer.
+
+Candidates (:data:`CANDIDATES`):
+
+- ``threshold``: the label-free smoothed threshold, blur and polarity chosen on the labels
+  (:class:`training.volume_models.SmoothedThreshold`);
+- ``features``: a per-pixel classifier on multiscale features
+  (:class:`training.volume_models.PixelClassifier`);
+- ``unet``: the U-Net with ignore-label cross-entropy (``--paradigm supervised``);
+- ``contrastive``: seed 003's pixel-contrastive network (``--paradigm contrastive``).
+
+**Choice by cross-validation over labeled patches.** The labeled pixels are grouped into
+patches (8-connected components of each labeled slice). Each of up to :data:`MAX_FOLDS` folds
+holds out a set of whole patches, trains every candidate on the rest, and predicts the held-out
+pixels as the runtime would (normalised with the volume's range, mirrored border). The score
+is the balanced accuracy (mean of the per-class recalls) of all held-out predictions. The
+best-scoring candidate is kept, except that among candidates within :data:`TIE_TOLERANCE` of
+the best the first of :data:`CANDIDATES` wins: the simpler method, and the one with fewer ways
+to fail where no label is (the vacuum far from the labeled slice).
+
+**Too few patches.** Cross-validation needs at least two labeled patches of each class (one
+to train on, one to hold out). With fewer (the usual case at 2 % of a small slice: one solid
+and one pore patch) nothing is held out and the smoothed threshold is kept, with the
+reference blur (σ = 1 px) and a warning that says so: it takes nothing from the labels but
+which class is bright, so it cannot overfit them. Cutting the patches into quarters and
+holding those out was tried: every candidate then scores near 1 on pixels next to its
+training pixels, and on the benchmark that kept a network that called the vacuum solid
+(docs/tomography.md).
+
+The chosen method, every candidate's score, the folds and the reason are written into the
+model's metadata (``extra["selection"]``) and echoed to the training log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+from nwwatch.volume.verdict import MIN_LABELED_PIXELS
+from training.config import VOLUME_CANDIDATES, TrainConfig
+from training.data import TrainingData, load_volume_slices
+
+log = logging.getLogger(__name__)
+
+#: Every candidate, in order of preference when scores tie.
+CANDIDATES = VOLUME_CANDIDATES
+#: The training paradigm of each network candidate.
+NETWORK_PARADIGMS = {"unet": "supervised", "contrastive": "contrastive"}
+#: Scores within this of the best count as a tie (balanced accuracy, 0..1).
+TIE_TOLERANCE = 0.01
+#: Folds of the cross-validation at most (fewer when there are fewer patches).
+MAX_FOLDS = 3
+#: Mirror margin (px) of held-out predictions: the runtime's default.
+MARGIN_PX = 16
+
+
+@dataclass
+class Selection:
+    """The outcome of :func:`select_and_train`.
+
+    method : the kept candidate.  scores : held-out balanced accuracy per candidate (NaN: not
+    scored).  grouping : ``"patches"``, or ``"none"`` (too few patches: nothing held out).
+    folds : number of folds.  reason : one sentence.  warnings : label
+    warnings (:func:`label_warnings`).  seconds : training time per candidate (all folds).
+    """
+
+    method: str
+    scores: dict[str, float]
+    grouping: str
+    folds: int
+    reason: str
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["scores"] = {k: (None if math.isnan(v) else round(v, 5))
+                         for k, v in self.scores.items()}
+        out["seconds"] = {k: round(v, 2) for k, v in self.seconds.items()}
+        return out
+
+
+def label_warnings(data: TrainingData) -> list[str]:
+    """A warning with advice for each class with fewer than ``MIN_LABELED_PIXELS`` labeled
+    pixels: the model has too little to learn that class from, and its masks are flagged
+    ``few_labeled_pixels`` at run time."""
+    out = []
+    for class_id, name in enumerate(data.class_names):
+        count = sum(int(np.count_nonzero(item.label == class_id)) for item in data.labeled)
+        if count < MIN_LABELED_PIXELS:
+            out.append(f"only {count} labeled {name} pixels (fewer than {MIN_LABELED_PIXELS}): "
+                       f"label one more patch of {name}, on this slice or another one")
+    return out
+
+
+def patch_groups(labels: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Group ids of the labeled pixels of each slice: int32 (Y, X), -1 unlabeled; a group is
+    an 8-connected component of labeled pixels (a patch), numbered across slices."""
+    groups, offset = [], 0
+    for label in labels:
+        ids, count = ndi.label(label != 255, structure=np.ones((3, 3), dtype=bool))
+        groups.append(np.where(ids > 0, ids - 1 + offset, -1).astype(np.int32))
+        offset += count
+    return groups
+
+
+def _groups_with(groups: Sequence[np.ndarray], labels: Sequence[np.ndarray], cls: int) -> int:
+    return len({int(g) for group, label in zip(groups, labels, strict=True)
+                for g in np.unique(group[label == cls])})
+
+
+def make_folds(groups: Sequence[np.ndarray], labels: Sequence[np.ndarray], seed: int,
+               max_folds: int = MAX_FOLDS, tries: int = 50) -> list[list[int]]:
+    """Held-out group ids of each fold; every fold's training part keeps both classes and
+    every fold holds out at least one labeled pixel. Empty when a class lies in fewer than
+    two groups or no such split exists."""
+    if any(_groups_with(groups, labels, c) < 2 for c in (0, 1)):
+        return []
+    ids = sorted({int(g) for group in groups for g in np.unique(group[group >= 0])})
+    n_folds = min(max_folds, len(ids))
+    if n_folds < 2:
+        return []
+    classes = {g: set() for g in ids}
+    for group, label in zip(groups, labels, strict=True):
+        for g, c in zip(group[group >= 0], label[group >= 0], strict=True):
+            classes[int(g)].add(int(c))
+    rng = np.random.default_rng(seed)
+    for _ in range(tries):
+        order = list(rng.permutation(ids))
+        folds = [[int(g) for g in order[k::n_folds]] for k in range(n_folds)]
+        if all({c for g in ids if g not in fold for c in classes[g]} >= {0, 1}
+               for fold in folds):
+            return folds
+    return []
+
+
+def _balanced_accuracy(solid: np.ndarray, labels: np.ndarray) -> float:
+    recalls = [float(np.mean(solid[labels == c] == bool(c))) for c in (0, 1)
+               if np.any(labels == c)]
+    return float(np.mean(recalls)) if recalls else math.nan
+
+
+def predict_solid(model: torch.nn.Module, image: np.ndarray,
+                  margin_px: int = MARGIN_PX) -> np.ndarray:
+    """float32 (H, W) p(solid) of a logits model on one normalised slice, with the runtime's
+    mirror margin and padding to the model's size multiple."""
+    from nwwatch.segment.session import pad_to_multiple
+
+    height, width = image.shape
+    padded = np.pad(image, margin_px, mode="reflect") if margin_px else image
+    padded = pad_to_multiple(padded[None], int(getattr(model, "size_multiple", 1)))
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(np.ascontiguousarray(padded))[:, None])
+    prob = torch.softmax(logits, dim=1)[0, 1].numpy()
+    return prob[margin_px:margin_px + height, margin_px:margin_px + width]
+
+
+class _Trainer:
+    """Trains one candidate on a set of labels; returns a torch logits model."""
+
+    def __init__(self, config: TrainConfig, data: TrainingData, work: Path) -> None:
+        self.config, self.data, self.work = config, data, work
+        self.volume = np.stack([item.image for item in data.labeled] + list(data.unlabeled))
+        self.otsu_cache: dict[float, float] = {}
+        self.slices = (config.slice_index if isinstance(config.slice_index, list)
+                       else [config.slice_index])
+        self.runs = 0
+
+    def fit(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None = None,
+            validated: bool = True):
+        """``validated=False``: nothing was held out, so the threshold keeps the reference
+        blur (pure patches favour the widest blur, which the boundaries pay for)."""
+        from training.volume_models import DEFAULT_SIGMA_PX, fit_pixel_classifier, fit_threshold
+
+        labeled = [(item.image, label) for item, label in zip(self.data.labeled, labels,
+                                                               strict=True)]
+        if method == "threshold":
+            sigmas = {} if validated else {"sigmas_px": (DEFAULT_SIGMA_PX,)}
+            return fit_threshold(self.volume, labeled, otsu_cache=self.otsu_cache, **sigmas)
+        if method == "features":
+            return fit_pixel_classifier(labeled, seed=self.config.seed)
+        return self._network(method, labels, final_out)
+
+    def _network(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None):
+        from training.checkpoint import load_inference_model
+        from training.engine import train
+
+        # load_volume_slices sorts the slices; the label files follow that order.
+        order = sorted(self.slices)
+        self.runs += 1
+        paths = []
+        for z, label in zip(order, labels, strict=True):
+            path = self.work / f"labels_{self.runs}_z{z}.png"
+            cv2.imwrite(str(path), label)
+            paths.append(str(path))
+        out = final_out or self.work / f"{method}_{self.runs}.onnx"
+        config = replace(self.config, paradigm=NETWORK_PARADIGMS[method], out=str(out),
+                         slice_index=order, labels=paths, export=final_out is not None)
+        result = train(config, progress=False)
+        return load_inference_model(result.checkpoint) if final_out is None else result
+
+
+def _cross_validate(trainer: _Trainer, method: str, labels: list[np.ndarray],
+                    groups: list[np.ndarray], folds: list[list[int]]) -> float:
+    solid, truth = [], []
+    for held in folds:
+        held_mask = [np.isin(group, held) for group in groups]
+        train_labels = [np.where(h, 255, lab).astype(np.uint8) for h, lab in
+                        zip(held_mask, labels, strict=True)]
+        model = trainer.fit(method, train_labels)
+        for item, h, lab in zip(trainer.data.labeled, held_mask, labels, strict=True):
+            if h.any():
+                solid.append(predict_solid(model, item.image)[h] > 0.5)
+                truth.append(lab[h])
+    return _balanced_accuracy(np.concatenate(solid), np.concatenate(truth))
+
+
+def choose(scores: dict[str, float], tolerance: float = TIE_TOLERANCE) -> tuple[str, str]:
+    """(kept candidate, reason) from held-out scores: the best, or the first of
+    :data:`CANDIDATES` within ``tolerance`` of it."""
+    finite = {k: v for k, v in scores.items() if not math.isnan(v)}
+    best = max(finite, key=lambda k: finite[k])
+    tied = [k for k in CANDIDATES if k in finite and finite[k] >= finite[best] - tolerance]
+    kept = tied[0]
+    if kept == best:
+        return kept, f"{kept} predicts the held-out labeled pixels best ({finite[kept]:.3f})"
+    return kept, (f"{kept} ({finite[kept]:.3f}) is within {tolerance:g} of the best, {best} "
+                  f"({finite[best]:.3f}), and simpler")
+
+
+def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES,
+                     echo: Callable[[str], None] | None = None) -> tuple[Selection, Path]:
+    """Cross-validate ``candidates`` on the labeled patches of ``config.volume``, train the
+    kept one on every label and export it to ``config.out`` (model contract, selection in
+    ``extra["selection"]``).
+
+    Parameters
+    ----------
+    config : a ``--volume`` training configuration (``paradigm`` is ignored: the networks'
+        settings are used for the ``unet`` and ``contrastive`` candidates).
+    candidates : names from :data:`CANDIDATES` (a KeyError lists them).
+
+    Returns (selection, exported model path).
+    """
+    import time
+
+    echo = echo or (lambda line: None)
+    unknown = [c for c in candidates if c not in CANDIDATES]
+    if unknown or not candidates:
+        raise KeyError(f"unknown candidates {unknown or '(none)'}; choose from {CANDIDATES}")
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    indices = config.slice_index if isinstance(config.slice_index, list) \
+        else [config.slice_index]
+    paths = config.labels if isinstance(config.labels, list) else [config.labels]
+    data = load_volume_slices(config.volume, list(zip(indices, paths, strict=True)))
+    warnings = label_warnings(data)
+    for warning in warnings:
+        echo(f"warning: {warning}")
+        log.warning("few_labeled_pixels: %s", warning)
+    labels = [item.label for item in data.labeled]
+    groups, grouping = patch_groups(labels), "patches"
+    folds = make_folds(groups, labels, config.seed)
+    scores = {c: math.nan for c in candidates}
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="nwwatch-select-") as work:
+        trainer = _Trainer(config, data, Path(work))
+        if not folds:
+            grouping, method = "none", "threshold"
+            reason = ("too few labeled patches to hold any out (cross-validation needs two "
+                      "patches of each class): the smoothed threshold is kept")
+            warnings.append("the labels cannot choose the method: label at least two "
+                            "separate patches of each class to let cross-validation decide")
+            echo(f"warning: {warnings[-1]}")
+        else:
+            n_groups = len({int(g) for group in groups for g in np.unique(group[group >= 0])})
+            echo(f"cross-validation: {len(folds)} folds over {n_groups} {grouping}")
+            for method in candidates:
+                start = time.perf_counter()
+                scores[method] = _cross_validate(trainer, method, labels, groups, folds)
+                seconds[method] = time.perf_counter() - start
+                echo(f"  {method:12s} held-out balanced accuracy {scores[method]:.4f} "
+                     f"({seconds[method]:.0f} s)")
+            method, reason = choose(scores)
+        selection = Selection(method, scores, grouping, len(folds), reason, warnings, seconds)
+        echo(f"kept: {method} ({reason})")
+        out = _train_final(trainer, method, labels, selection)
+    return selection, out
+
+
+def _train_final(trainer: _Trainer, method: str, labels: list[np.ndarray],
+                 selection: Selection) -> Path:
+    from nwwatch import __version__
+    from nwwatch.segment.contract import ModelMetadata
+    from training.export import export_onnx
+    from training.exporting import class_mean_intensity, class_pixel_counts
+
+    config, data = trainer.config, trainer.data
+    out = Path(config.out)
+    if method in NETWORK_PARADIGMS:
+        trainer.fit(method, labels, final_out=out)
+        _add_selection(out, selection)
+        return out
+    model = trainer.fit(method, labels, validated=selection.folds > 0)
+    score = selection.scores.get(method, math.nan)
+    metadata = ModelMetadata(
+        kind="tomogram", class_names=tuple(data.class_names), arch=model.arch,
+        paradigm=method, size_multiple=1, normalization_scope=data.normalization_scope,
+        nwwatch_version=__version__, training_data_sha256=data.sha256(),
+        training_command=config.command,
+        validation_metrics={} if math.isnan(score) else {"cv_balanced_accuracy": score},
+        extra={"model_config": dict(model.config), "seed": config.seed,
+               "training_source": data.source, "labeled_images": len(data.labeled),
+               "unlabeled_images": len(data.unlabeled),
+               "class_mean_intensity": class_mean_intensity(data),
+               "class_pixel_counts": class_pixel_counts(data),
+               "selection": selection.as_dict()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The TorchScript exporter: 1 s instead of 20 s for the feature bank; verified the same way.
+    export_onnx(model, out, metadata, exporter="legacy")
+    return out
+
+
+def _add_selection(path: Path, selection: Selection) -> None:
+    """Write ``extra["selection"]`` into an exported model's nwwatch metadata (atomically)."""
+    import onnx
+
+    from nwwatch.atomic import atomic_write
+    from nwwatch.segment.contract import METADATA_KEY
+
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            meta = json.loads(prop.value)
+            meta.setdefault("extra", {})["selection"] = selection.as_dict()
+            prop.value = json.dumps(meta, sort_keys=True)
+    with atomic_write(path) as handle:
+        handle.write(model.SerializeToString())
