@@ -83,6 +83,9 @@ def test_cluster_rows_equal_local_replay_and_bad_file_is_quarantined(cluster, ac
     assert (dask.done, dask.quarantined, dask.frames) == (N_FRAMES, 1, N_FRAMES)
     assert (local.done, local.quarantined, local.frames) == (N_FRAMES, 1, N_FRAMES)
     assert dask.cluster.tasks >= 2 and dask.cluster.workers == 2
+    # compacted at the end: one file for the one acquisition
+    assert dask.compaction.acquisitions == 1
+    assert len(list((tmp_path / "dask" / "frames").glob("*.parquet"))) == 1
     a = rows(tmp_path / "local").drop(columns=RUN_COLUMNS)
     b = assert_exactly_once(tmp_path / "dask", N_FRAMES).drop(columns=RUN_COLUMNS)
     pd.testing.assert_frame_equal(a, b)

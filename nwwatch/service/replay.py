@@ -66,8 +66,10 @@ class ReplaySummary:
     parquet_files: list[Path] = field(default_factory=list)
     model_name: str = ""
     provider: str = ""
-    #: :class:`nwwatch.service.cluster.ClusterStats` of a ``dask`` replay.
+    #: :class:`nwwatch.service.cluster.ClusterStats` and the final
+    #: :class:`nwwatch.service.compaction.CompactReport` of a ``dask`` replay.
     cluster: object = None
+    compaction: object = None
 
     @property
     def frames_per_s(self) -> float:
@@ -227,6 +229,12 @@ def replay(
                                              chunk_frames=REPLAY_CHUNKS * engine.batch_size)
             summary.seconds = time.perf_counter() - t0
             bar.close()
+            # A backfill leaves one small batch file per task: compact them, as
+            # `nwwatch compact` would (it takes the ledger's lock itself).
+            from nwwatch.service.compaction import compact
+
+            ledger.close()
+            summary.compaction = compact(out, ledger_path, max_attempts=max_attempts)
             return summary
         batch: list = []
         frames = 0
