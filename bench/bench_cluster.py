@@ -126,6 +126,7 @@ def main() -> None:
             dask = replay(frames, work / "dask", model=model, config=cluster_cfg,
                           dask=cluster.scheduler_address)
             dask_wall = time.perf_counter() - t
+            compaction_s = dask.compaction_seconds
             print(f"dask replay: {dask.frames} frames in {dask_wall:.1f} s", flush=True)
             overhead = scheduler_overhead(client)
         finally:
@@ -147,8 +148,14 @@ def main() -> None:
                              "frames_per_s": local.frames / local_wall},
             "dask_replay": {"rows": dask.frames, "wall_s": dask_wall,
                             "frames_per_s": dask.frames / dask_wall,
-                            "cluster_start_s": start_s},
-            "throughput_ratio": (dask.frames / dask_wall) / (local.frames / local_wall),
+                            "cluster_start_s": start_s,
+                            "processing_s": dask.seconds,
+                            "final_compaction_s": compaction_s,
+                            "files_before_compaction": dask.compaction.files_before},
+            # wall time of the replay call, the final compaction excluded (local replay
+            # does not compact)
+            "throughput_ratio": (dask.frames / (dask_wall - compaction_s))
+            / (local.frames / local_wall),
             "rows_identical": identical,
             "tasks": s.tasks,
             "frames_per_task_median": statistics.median(s.frames_per_task or [0]),

@@ -70,6 +70,7 @@ class ReplaySummary:
     #: :class:`nwwatch.service.compaction.CompactReport` of a ``dask`` replay.
     cluster: object = None
     compaction: object = None
+    compaction_seconds: float = 0.0
 
     @property
     def frames_per_s(self) -> float:
@@ -234,7 +235,9 @@ def replay(
             from nwwatch.service.compaction import compact
 
             ledger.close()
+            t_compact = time.perf_counter()
             summary.compaction = compact(out, ledger_path, max_attempts=max_attempts)
+            summary.compaction_seconds = time.perf_counter() - t_compact
             return summary
         batch: list = []
         frames = 0
