@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[train,dev,cluster]"
 	@# onnxruntime and onnxruntime-gpu overwrite each other's files: refuse a mixed install.
 	@if $(BIN)/python -m pip show onnxruntime >/dev/null 2>&1; then \
 		echo "error: plain 'onnxruntime' got installed beside onnxruntime-gpu; remove it"; exit 1; fi

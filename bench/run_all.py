@@ -22,6 +22,7 @@ BENCHES: dict[str, list[str]] = {
     "contact_angle": ["bench.bench_contact_angle", "--out", str(OUT / "contact_angle.md")],
     "inference": ["bench.bench_inference", "--json", str(OUT / "inference.json")],
     "replay": ["bench.bench_replay"],
+    "cluster": ["bench.bench_cluster", "--json", str(OUT / "cluster_local2.json")],
     "tomography": ["bench.bench_tomography", "--out", str(OUT / "tomography.json")],
     "paradigms": ["bench.bench_paradigms", "--out", str(OUT / "paradigms")],
 }

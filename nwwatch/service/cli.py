@@ -75,9 +75,12 @@ def run(config_path: Path) -> None:
                                       "is not ok.")
 @click.option("--save-labels", is_flag=True,
               help="With --overlays: also write each pictured frame's label image.")
+@click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
+              help="Process on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
+                   "(N worker processes on this machine). Needs the 'cluster' extra.")
 def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
            config_path: Path | None, triplanar: bool, flips: bool, overlays: Path | None,
-           overlay_frames: str, save_labels: bool) -> None:
+           overlay_frames: str, save_labels: bool, dask_address: str | None) -> None:
     """Process an existing folder or file PATH through the service's code path.
 
     Exit status: 0 every file processed (or already done); 1 the replay could not run
@@ -85,6 +88,7 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
     3 it ran, but some files failed or are quarantined (the last line says how many).
     """
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
+    from nwwatch.service.cluster import ClusterUnavailableError, ClusterUnreachableError
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError, LedgerLostError
     from nwwatch.service.logsetup import configure_logging
     from nwwatch.service.rebuild import LedgerMissingError
@@ -94,9 +98,11 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
     try:
         s = run_replay(path, out_dir, kind=kind, model=model, force=force, config=config_path,
                        progress=True, triplanar=triplanar, flips=flips, overlays=overlays,
-                       overlay_frames=overlay_frames, save_labels=save_labels)
+                       overlay_frames=overlay_frames, save_labels=save_labels,
+                       dask=dask_address)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
-            LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError) as exc:
+            LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError,
+            ClusterUnavailableError, ClusterUnreachableError) as exc:
         raise click.ClickException(str(exc)) from None
     for line in s.lines():
         click.echo(line)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,11 @@ class ReplaySummary:
     parquet_files: list[Path] = field(default_factory=list)
     model_name: str = ""
     provider: str = ""
+    #: :class:`nwwatch.service.cluster.ClusterStats` and the final
+    #: :class:`nwwatch.service.compaction.CompactReport` of a ``dask`` replay.
+    cluster: object = None
+    compaction: object = None
+    compaction_seconds: float = 0.0
 
     @property
     def frames_per_s(self) -> float:
@@ -127,6 +133,7 @@ def replay(
     overlays: str | os.PathLike[str] | None = None,
     overlay_frames: str = "all",
     save_labels: bool = False,
+    dask: str | None = None,
 ) -> ReplaySummary:
     """Process every input file under ``path`` into ``out_dir`` exactly as the service would.
 
@@ -152,18 +159,17 @@ def replay(
     overlay_frames : "all" or "flagged" (frames whose status is not "ok"), with ``overlays``.
     save_labels : also write each pictured frame's label image (``*-labels.png``); needs
         ``overlays`` (or the configuration's setting).
+    dask : process on a Dask distributed cluster instead of in this process: a scheduler
+        address (``tcp://host:8786``) or ``local:N`` (a LocalCluster of N worker processes);
+        see :mod:`nwwatch.service.cluster`. In-situ frames only, without QA pictures.
 
     Returns
     -------
     ReplaySummary
     """
-    from nwwatch.io import InputError
     from nwwatch.service.engines import (  # ONNX Runtime: only once a replay runs
-        BadInput,
         EngineSpec,
         build_engines,
-        inspect_input,
-        quarantine_inputs,
     )
     from nwwatch.service.logsetup import get_logger
     from nwwatch.service.pipeline import process
@@ -185,6 +191,10 @@ def replay(
         if pictures.mode == "none":
             raise ConfigError(None, "--save-labels", "needs --overlays (which frames, where)")
         pictures = OverlaySettings(pictures.mode, pictures.folder, True)
+    if dask is not None:
+        from nwwatch.service.cluster import check_cluster_request
+
+        check_cluster_request(dask, kind, pictures.mode)
     if model is None and kind in NO_DEFAULT_MODEL:
         raise ConfigError(None, "--model", NO_DEFAULT_MODEL[kind])
     model_path = Path(model) if model is not None else DEFAULT_MODELS[kind]
@@ -214,6 +224,24 @@ def replay(
         summary.files = len(files)
         t0 = time.perf_counter()
         bar = _Progress(len(files), enabled=progress)
+        todo = _to_process(files, root, engine, force, summary, bar, log)
+        if dask is not None:
+            from nwwatch.service.cluster import run_on_cluster
+
+            summary.cluster = run_on_cluster(todo, dask, engine, summary, bar,
+                                             inference=inference, force=force, log=log,
+                                             chunk_frames=REPLAY_CHUNKS * engine.batch_size)
+            summary.seconds = time.perf_counter() - t0
+            bar.close()
+            # A backfill leaves one small batch file per task: compact them, as
+            # `nwwatch compact` would (it takes the ledger's lock itself).
+            from nwwatch.service.compaction import compact
+
+            ledger.close()
+            t_compact = time.perf_counter()
+            summary.compaction = compact(out, ledger_path, max_attempts=max_attempts)
+            summary.compaction_seconds = time.perf_counter() - t_compact
+            return summary
         batch: list = []
         frames = 0
 
@@ -223,29 +251,7 @@ def replay(
                 _tally(summary, process(batch, engine, force=force), bar)
             batch, frames = [], 0
 
-        for file in files:
-            if not force:
-                try:
-                    st = file.stat()
-                except OSError:
-                    st = None
-                earlier = None if st is None else _earlier_state(ledger, engine, file, st)
-                if earlier is not None:
-                    if earlier == "quarantined":
-                        summary.quarantined += 1
-                        summary.still_quarantined += 1
-                    else:
-                        summary.skipped += 1
-                    bar.advance(1, 0)
-                    continue
-            try:
-                info = inspect_input(file, root if root.is_dir() else root.parent)
-            except InputError as exc:
-                summary.quarantined += quarantine_inputs(engine, [BadInput(file, exc)], log)
-                bar.advance(1, 0)
-                continue
-            except FileNotFoundError:
-                continue
+        for file, info in todo:
             pages = max(1, info.n_pages)
             if batch and frames + pages > REPLAY_CHUNKS * engine.batch_size:
                 flush()
@@ -258,6 +264,40 @@ def replay(
     finally:
         ledger.close()
     return summary
+
+
+def _to_process(files: list[Path], root: Path, engine, force: bool, summary: ReplaySummary,
+                bar: _Progress, log) -> Iterator[tuple[Path, object]]:
+    """The files still to process, with their structural check: files the ledger lists as
+    done (or quarantined) for this model are skipped without being read (unless ``force``),
+    bad ones are quarantined; all counted in ``summary`` and ``bar``."""
+    from nwwatch.io import InputError
+    from nwwatch.service.engines import BadInput, inspect_input, quarantine_inputs
+
+    for file in files:
+        if not force:
+            try:
+                st = file.stat()
+            except OSError:
+                st = None
+            earlier = None if st is None else _earlier_state(engine.ledger, engine, file, st)
+            if earlier is not None:
+                if earlier == "quarantined":
+                    summary.quarantined += 1
+                    summary.still_quarantined += 1
+                else:
+                    summary.skipped += 1
+                bar.advance(1, 0)
+                continue
+        try:
+            info = inspect_input(file, root if root.is_dir() else root.parent)
+        except InputError as exc:
+            summary.quarantined += quarantine_inputs(engine, [BadInput(file, exc)], log)
+            bar.advance(1, 0)
+            continue
+        except FileNotFoundError:
+            continue
+        yield file, info
 
 
 def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None:

@@ -1,0 +1,329 @@
+"""``nwwatch replay --dask ADDRESS``: the replay's per-file work on a Dask distributed cluster.
+
+The driver (this process) keeps everything stateful: it lists and vets the files, skips what
+its ledger lists as done, and commits results with the ledger's claim -> write -> commit
+protocol (:mod:`nwwatch.service.ledger`), one batch per task. Workers only compute
+(:func:`nwwatch.service.clustertask.run_task`): a task
+hashes its files, reads, segments and measures them with the code of local replay
+(:func:`nwwatch.service.pipeline.process`'s frame stage) and writes its rows to a *staged*
+Parquet file ``RESULTS/.cluster/{version}-{model12}-{digest}.parquet``, whose name is fixed by
+the content hashes of its files, the model hash and the measurement version. The driver then
+copies the rows into ``RESULTS/frames/`` under a new batch id and deletes the staged file.
+
+Dask runs a task again when its worker dies, so a task may run twice (at-least-once); the
+result is still exactly once: a re-run finds its staged output already there (or writes the
+same rows again under the same name), and only the driver, one task result at a time, commits
+to the ledger, which never holds a content key twice. A driver killed at any point resumes
+from its ledger like local replay (a batch claimed but not written is undone, one written but
+not committed is adopted). The hidden ``.cluster`` folder is skipped by every results reader.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nwwatch.service.batch import Engine, crash_point, refresh_quarantine
+from nwwatch.service.clustertask import TaskResult, TaskSpec, run_task
+from nwwatch.service.ledger import Failure, ItemKey
+from nwwatch.service.names import path_key
+
+#: The optional dependency group that brings Dask distributed.
+CLUSTER_EXTRA = "cluster"
+#: Staged task outputs, inside the results folder (hidden: readers and rebuild skip it).
+STAGING_DIR = ".cluster"
+#: Tasks are sized to about this much work: scheduler overhead per task is a few ms.
+TARGET_TASK_S = 2.0
+#: Seconds to wait for a scheduler before giving up with :class:`ClusterUnreachableError`.
+CONNECT_TIMEOUT_S = 5.0
+
+
+class ClusterUnavailableError(RuntimeError):
+    """Dask distributed is not installed, or the request cannot run on a cluster."""
+
+
+class ClusterUnreachableError(ConnectionError):
+    """No Dask scheduler answered at the given address."""
+
+
+def check_cluster_request(address: str, kind: str, overlays: str = "none") -> None:
+    """Refuse early what cannot run: no ``nwwatch[cluster]`` extra, tomograms, QA pictures
+    (``overlays`` is the overlay mode asked for), a bad address."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ClusterUnavailableError(
+            f"--dask needs Dask distributed: pip install 'nwwatch[{CLUSTER_EXTRA}]'") from None
+    if kind != "insitu":
+        raise ClusterUnavailableError(f"--dask processes in-situ frames only, not {kind!r}")
+    if overlays != "none":
+        raise ClusterUnavailableError(
+            "--dask makes no QA pictures: drop --overlays (or [output] overlays in --config)")
+    _local_workers(address)
+
+
+def _local_workers(address: str) -> int | None:
+    if not address.startswith("local:"):
+        return None
+    n = address.partition(":")[2]
+    if not n.isdigit() or int(n) < 1:
+        raise ClusterUnavailableError(f"--dask {address!r}: expected local:N with N >= 1")
+    return int(n)
+
+
+# --- the driver side ----------------------------------------------------------------------
+
+@dataclass
+class ClusterStats:
+    """What a cluster replay cost, for the benchmark and the docs."""
+
+    workers: int = 0
+    threads: int = 0
+    tasks: int = 0
+    reused: int = 0  # tasks that found their staged output (re-runs)
+    split: int = 0  # failed multi-file tasks retried file by file
+    worker_seconds: float = 0.0  # compute time summed over tasks (on the workers)
+    driver_commit_seconds: float = 0.0  # the driver's ledger + Parquet work
+    sent_bytes: int = 0  # task arguments through the scheduler (pickled)
+    received_bytes: int = 0  # task results through the scheduler (pickled)
+    staged_bytes: int = 0  # staged Parquet through the shared results folder
+    frames_per_task: list[int] = field(default_factory=list)
+    dashboard: str | None = None
+
+
+def connect(address: str):
+    """A ``(Client, LocalCluster or None)`` for ``address`` (``tcp://host:port`` or
+    ``local:N``). Raises :class:`ClusterUnreachableError` naming the address when no
+    scheduler answers within :data:`CONNECT_TIMEOUT_S`."""
+    from distributed import Client, LocalCluster
+
+    n = _local_workers(address)
+    if n is not None:
+        # Any free port: several replays (or tests) may run on one machine.
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+        return Client(cluster), cluster
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT_S), None
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterUnreachableError(
+            f"no Dask scheduler reachable at {address} within {CONNECT_TIMEOUT_S:g} s "
+            f"({type(exc).__name__}: {exc})") from None
+
+
+def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: Engine,
+                   summary, bar, *, inference, chunk_frames: int, force: bool = False,
+                   log=None) -> ClusterStats:
+    """Process the ``(file, structural check)`` pairs of ``todo`` on the cluster at
+    ``address``, committing each task's rows to ``engine``'s ledger as it comes back.
+    Counts go to ``summary`` (a :class:`~nwwatch.service.replay.ReplaySummary`) and ``bar``;
+    ``chunk_frames``: frames of the first tasks (local replay's chunk).
+    """
+    from distributed import as_completed
+
+    client, cluster = connect(address)
+    stats = ClusterStats()
+    try:
+        info = client.scheduler_info()
+        stats.workers = len(info.get("workers", {}))
+        stats.threads = sum(client.nthreads().values())
+        if "dashboard" in info.get("services", {}):
+            stats.dashboard = client.dashboard_link
+            log.info("dask_dashboard", url=stats.dashboard)
+            if bar.enabled:
+                import click
+
+                click.echo(f"Dask dashboard: {stats.dashboard}", err=True)
+        n_local = _local_workers(address)
+        threads = inference.threads
+        if threads is None and n_local is not None:  # share this machine's cores
+            threads = max(1, (os.cpu_count() or 1) // n_local)
+        staging = (engine.results_dir / STAGING_DIR).resolve()
+        staging.mkdir(parents=True, exist_ok=True)
+        spec = TaskSpec(model=str(Path(engine.segmenter.model_path).resolve()),
+                        model_sha256=engine.segmenter.model_sha256,
+                        measurement_version=engine.measurement_version,
+                        batch_size=engine.batch_size, providers=tuple(inference.providers),
+                        threads=threads, staging=str(staging), force=force)
+        # Until the first task tells how long a frame takes: local replay's chunk, or fewer
+        # frames so that every worker gets a share of a small folder.
+        frames_per_task = max(engine.batch_size, min(chunk_frames,
+                                                     math.ceil(summary.files
+                                                               / max(1, stats.threads))))
+        window = 2 * max(1, stats.threads)  # tasks queued ahead, so no worker waits
+        pending = iter(todo)
+        futures = as_completed()
+        inflight: dict[str, tuple[object, list[tuple[Path, int]]]] = {}
+
+        def submit(chunk: list[tuple[Path, int]]) -> None:
+            args = ([str(p) for p, _ in chunk], [n for _, n in chunk])
+            fut = client.submit(run_task, *args, spec, key=f"nwwatch-task-{uuid.uuid4().hex}",
+                                pure=False)
+            stats.sent_bytes += len(pickle.dumps((args, spec)))
+            inflight[fut.key] = (fut, chunk)
+            futures.add(fut)
+
+        def fill() -> None:
+            while len(inflight) < window:
+                chunk, frames = [], 0
+                for file, inspected in pending:
+                    n = max(1, getattr(inspected, "n_pages", 1))
+                    chunk.append((file, n))
+                    frames += n
+                    if frames >= frames_per_task:
+                        break
+                if not chunk:
+                    return
+                submit(chunk)
+
+        fill()
+        for fut in futures:
+            _, chunk = inflight.pop(fut.key)
+            if fut.status == "cancelled":
+                raise ClusterUnreachableError(f"lost the Dask scheduler at {address}")
+            try:
+                res = fut.result()
+            except Exception as exc:  # the task failed as a whole (KilledWorker included)
+                if len(chunk) > 1:
+                    log.warning("cluster_task_failed", files=len(chunk), error=repr(exc))
+                    stats.split += 1
+                    for one in chunk:
+                        submit([one])
+                else:
+                    _record_task_failure(engine, chunk[0][0], exc, summary, log)
+                    bar.advance(1, 0)
+                fut.release()
+                fill()
+                continue
+            fut.release()
+            t = time.perf_counter()
+            n_rows = _commit(res, engine, summary, force, log)
+            stats.driver_commit_seconds += time.perf_counter() - t
+            stats.tasks += 1
+            stats.reused += res.reused
+            stats.worker_seconds += res.seconds
+            stats.received_bytes += len(pickle.dumps(res))
+            stats.staged_bytes += res.staged_bytes
+            stats.frames_per_task.append(res.frames)
+            bar.advance(len(chunk), n_rows)
+            if res.frames and not res.reused:  # size later tasks to TARGET_TASK_S
+                per_frame_s = res.seconds / res.frames
+                frames_per_task = min(64 * engine.batch_size, max(
+                    engine.batch_size, math.ceil(TARGET_TASK_S / max(per_frame_s, 1e-4))))
+            fill()
+        _clear_staging(staging)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return stats
+
+
+def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
+    """Commit one task's rows and failures with the ledger protocol; returns rows written."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from nwwatch.results.outcome import count_table
+    from nwwatch.results.parquet import write_table_atomic
+    from nwwatch.results.schema import frame_schema
+
+    ledger = engine.ledger
+    early: list[Failure] = []
+    claim: list[tuple[ItemKey, object]] = []
+    rows_per_item: dict[ItemKey, int] = {}
+    failures: list[Failure] = []
+    for f in res.files:
+        if f.gone:
+            continue
+        name = path_key(f.path)
+        if f.sha256 is None:  # could not even be hashed: bad input
+            early.append(Failure(None, name, f.reason, f.error_type, True, f.size, f.mtime_ns))
+            continue
+        ledger.remember_sha(name, f.size, f.mtime_ns, f.sha256)
+        key = engine.key(f.sha256)
+        known = ledger.item(key)
+        if f.duplicate or key in rows_per_item or any(k == key for k, _ in claim) or (
+                known is not None and known.state in ("done", "quarantined") and not force):
+            summary.skipped += 1  # done by another task or run: its rows are not added
+            continue
+        claim.append((key, name))
+        if f.reason:
+            failures.append(Failure(key, name, f.reason, f.error_type, f.permanent, f.size,
+                                    f.mtime_ns))
+        else:
+            rows_per_item[key] = f.n_rows
+    if early:
+        summary.quarantined += len(ledger.record_failures(early, engine.max_attempts))
+    n_rows = 0
+    if claim:
+        batch_id = uuid.uuid4().hex[:16]
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        parquet = engine.results_dir / "frames" / f"frames-{stamp}-{batch_id}.parquet"
+        ledger.claim(batch_id, "insitu", parquet, claim)
+        crash_point("after_claim")
+        table = pq.read_table(res.staged)
+        keep = pa.array(sorted(k.sha256 for k in rows_per_item), pa.string())
+        table = table.filter(pc.is_in(table.column("source_sha256"), keep))
+        table = table.set_column(table.schema.get_field_index("batch_id"), "batch_id",
+                                 pa.array([batch_id] * table.num_rows, pa.string()))
+        table = table.replace_schema_metadata(None).cast(frame_schema())
+        n_rows = table.num_rows
+        if n_rows:
+            write_table_atomic(table, parquet)
+            if force:
+                ledger.supersede(batch_id)  # earlier rows of re-processed files go
+            summary.parquet_files.append(parquet)
+        crash_point("after_write")
+        quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
+                                    wrote_parquet=n_rows > 0)
+        summary.done += len(rows_per_item)
+        summary.quarantined += len(quarantined)
+        summary.failed += len(failures) - len(quarantined)
+        summary.frames += n_rows
+        summary.rows.update(count_table(table))
+    refresh_quarantine(ledger, engine.results_dir, log)
+    Path(res.staged).unlink(missing_ok=True)
+    return n_rows
+
+
+def _record_task_failure(engine: Engine, path: Path, exc: BaseException, summary, log) -> None:
+    """A one-file task that failed as a whole (e.g. it killed its worker each time Dask
+    tried it): an attempt is counted, quarantined after ``max_attempts`` as in local replay."""
+    from nwwatch.segment.session import file_sha256
+
+    try:
+        st = os.stat(path)
+        key = engine.key(file_sha256(path))
+    except OSError:
+        return  # vanished or unreadable meanwhile: seen again on the next replay
+    failure = Failure(key, path_key(path), f"failed on the cluster: {exc!r}",
+                      type(exc).__name__, False, st.st_size, st.st_mtime_ns)
+    log.error("cluster_file_failed", source=str(path), error=repr(exc))
+    if engine.ledger.record_failures([failure], engine.max_attempts):
+        summary.quarantined += 1
+    else:
+        summary.failed += 1
+    refresh_quarantine(engine.ledger, engine.results_dir, log)
+
+
+def _clear_staging(staging: Path) -> None:
+    """Staged outputs left by tasks of an earlier, interrupted driver; nothing of this run
+    is left once every task is committed."""
+    for leftover in staging.glob("*.parquet"):
+        leftover.unlink(missing_ok=True)
+    for tmp in staging.glob(".*.part"):
+        tmp.unlink(missing_ok=True)
+    try:
+        staging.rmdir()
+    except OSError:
+        pass

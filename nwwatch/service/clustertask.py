@@ -1,0 +1,203 @@
+"""What a Dask worker runs for ``nwwatch replay --dask`` (:mod:`nwwatch.service.cluster`):
+hash a task's files, read, segment and measure them with the frame stage of
+:func:`nwwatch.service.pipeline.process`, and stage the rows as one Parquet file whose name is
+fixed by the files' content hashes, the model hash and the measurement version, so a task
+that Dask runs twice finds (or rewrites) the same file. No ledger here: the driver commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nwwatch.service.batch import Engine
+from nwwatch.service.ledger import Failure, ItemKey
+
+#: Test hook, unset in production: a path; the first task to find that file there removes it
+#: and ends its worker process with ``os._exit`` right after writing its staged output (a
+#: worker lost mid-run, once).
+_EXIT_ONCE_ENV = "NWWATCH_CLUSTER_EXIT_ONCE"
+_FAILURES_META = b"nwwatch.cluster.failures"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What every task needs besides its files (sent with each task; small)."""
+
+    model: str
+    model_sha256: str
+    measurement_version: str
+    batch_size: int
+    providers: tuple[str, ...]
+    threads: int | None
+    staging: str
+    force: bool = False
+
+
+@dataclass
+class FileResult:
+    """One input file of a task: its content hash and rows, or why it has none."""
+
+    path: str
+    sha256: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    n_rows: int = 0
+    reason: str = ""
+    error_type: str = ""
+    permanent: bool = False
+    gone: bool = False
+    duplicate: bool = False  # same content as an earlier file of the task
+
+
+@dataclass
+class TaskResult:
+    staged: str
+    files: list[FileResult] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0  # compute time on the worker
+    reused: bool = False  # the staged output was already there (a re-run)
+    staged_bytes: int = 0
+
+
+_SEGMENTERS: dict[tuple[str, str], object] = {}
+_SEGMENTERS_LOCK = threading.Lock()  # a worker may run several tasks at once (threads)
+
+
+def _segmenter(spec: TaskSpec):
+    """The worker process's ONNX session of ``spec.model``, loaded once per process."""
+    from nwwatch.segment.session import ModelLoadError, Segmenter
+
+    key = (spec.model, spec.model_sha256)
+    with _SEGMENTERS_LOCK:
+        if key not in _SEGMENTERS:
+            seg = Segmenter(spec.model, providers=spec.providers, threads=spec.threads)
+            if seg.model_sha256 != spec.model_sha256:
+                raise ModelLoadError(
+                    f"{spec.model}: differs on this worker (sha256 {seg.model_sha256[:12]}, "
+                    f"driver {spec.model_sha256[:12]})")
+            _SEGMENTERS[key] = seg
+        return _SEGMENTERS[key]
+
+
+def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
+    """Process input files on a worker into one staged Parquet file (see the module docs)."""
+    import pyarrow.parquet as pq
+
+    from nwwatch.io import InputError, UnreadableFileError
+    from nwwatch.results.parquet import write_table_atomic
+    from nwwatch.segment.session import file_sha256
+    from nwwatch.service.batch import Item
+    from nwwatch.service.inputs import check_regular
+
+    t0 = time.perf_counter()
+    results = {p: FileResult(p) for p in paths}
+    items: list[Item] = []
+    seen: set[str] = set()
+    for p, n_pages in zip(paths, pages, strict=True):
+        r = results[p]
+        try:
+            st = check_regular(Path(p))
+            r.size, r.mtime_ns = st.st_size, st.st_mtime_ns
+            r.sha256 = file_sha256(Path(p))
+        except FileNotFoundError:
+            r.gone = True
+            continue
+        except (PermissionError, InputError) as exc:
+            err = exc if isinstance(exc, InputError) else UnreadableFileError(
+                Path(p), f"cannot read: {exc.strerror}")
+            r.reason, r.error_type, r.permanent = err.reason, type(err).__name__, True
+            continue
+        if r.sha256 in seen:  # the same content twice: the driver skips the second
+            r.duplicate = True
+            continue
+        seen.add(r.sha256)
+        items.append(Item(Path(p), ItemKey(r.sha256, spec.model_sha256,
+                                           spec.measurement_version),
+                          r.size, r.mtime_ns, None, entry=p, pages=n_pages))
+    digest = hashlib.sha256("\n".join(
+        [spec.model_sha256, spec.measurement_version] + sorted(seen)).encode()).hexdigest()
+    staged = Path(spec.staging) / (f"{spec.measurement_version}-{spec.model_sha256[:12]}-"
+                                   f"{digest[:32]}.parquet")
+    result = TaskResult(str(staged))
+    if staged.is_file() and not spec.force:
+        table = pq.read_table(staged)  # a re-run: the first run's output is complete
+        result.reused = True
+    else:
+        table = _compute(items, spec, digest[:16])
+        write_table_atomic(table, staged)
+        _exit_once()
+    counts: dict[str, int] = {}
+    for sha in table.column("source_sha256").to_pylist():
+        counts[sha] = counts.get(sha, 0) + 1
+    meta = json.loads((table.schema.metadata or {}).get(_FAILURES_META, b"{}"))
+    failed, gone = meta.get("failed", {}), set(meta.get("gone", []))
+    for r in results.values():
+        if r.path in gone:  # vanished while being read: released, seen again next time
+            r.gone = True
+        elif r.sha256 in failed and r.path in failed[r.sha256]["paths"]:
+            f = failed[r.sha256]
+            r.reason, r.error_type, r.permanent = f["reason"], f["error_type"], f["permanent"]
+        elif r.sha256 is not None and not r.duplicate:
+            r.n_rows = counts.get(r.sha256, 0)
+    result.files = [results[p] for p in paths]
+    result.frames = table.num_rows
+    result.seconds = time.perf_counter() - t0
+    result.staged_bytes = staged.stat().st_size
+    return result
+
+
+def _compute(items, spec: TaskSpec, batch_id: str):
+    """Rows of ``items`` as a table, with the files that failed or vanished in its schema
+    metadata (so that a re-run that finds the table knows them too)."""
+    from nwwatch.results.parquet import rows_to_table
+    from nwwatch.results.schema import frame_schema
+    from nwwatch.service.batch import BatchReport
+    from nwwatch.service.logsetup import get_logger
+
+    # The frame stage of ``process`` itself (read -> segment -> measure -> rows), without
+    # its ledger steps, which the driver does.
+    from nwwatch.service.pipeline import _run_frames
+
+    seg = _segmenter(spec)
+    failures: list[Failure] = []
+    # The label queue (a by-product written by the frame stage) goes to a private folder
+    # that is dropped: several processes must not rewrite one queue file at once.
+    scratch = Path(tempfile.mkdtemp(prefix="nwwatch-task-"))
+    try:
+        engine = Engine(kind="insitu", segmenter=seg, ledger=None, results_dir=scratch,
+                        batch_size=spec.batch_size, log=get_logger("nwwatch.cluster"))
+        _run_frames(items, engine, batch_id, failures, BatchReport(batch_id))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    rows = [row for it in items if not it.failed for row in it.rows]
+    failed = {}
+    for f in failures:
+        sha = f.key.sha256
+        failed.setdefault(sha, {"reason": f.reason, "error_type": f.error_type,
+                                "permanent": f.permanent, "paths": []})
+        failed[sha]["paths"] += [str(it.path) for it in items
+                                 if it.key.sha256 == sha]
+    table = rows_to_table(rows, frame_schema())
+    meta = dict(table.schema.metadata or {})
+    gone = [str(it.path) for it in items if it.gone]
+    meta[_FAILURES_META] = json.dumps({"failed": failed, "gone": gone}).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def _exit_once() -> None:
+    marker = os.environ.get(_EXIT_ONCE_ENV)
+    if not marker:
+        return
+    try:
+        os.unlink(marker)  # only one process succeeds
+    except FileNotFoundError:
+        return
+    os._exit(1)

@@ -1,0 +1,165 @@
+"""``nwwatch replay --dask``: a real LocalCluster of worker processes (shared by the tests of
+this module: starting one costs seconds), real worker and driver kills."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+from servicekit import REPO, model, paint_insitu
+
+from nwwatch.io import write_frame_tiff
+from nwwatch.service.cluster import (
+    STAGING_DIR,
+    ClusterUnavailableError,
+    ClusterUnreachableError,
+)
+from nwwatch.service.clustertask import _EXIT_ONCE_ENV
+from nwwatch.service.replay import replay
+
+pytest.importorskip("distributed")
+
+#: Columns that legitimately differ between two runs of the same frames.
+RUN_COLUMNS = ["processed_at", "read_ms", "segment_ms", "measure_ms", "batch_id"]
+N_FRAMES = 24
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """(scheduler address, exit-once marker path): 2 worker processes, 1 thread each."""
+    from distributed import LocalCluster
+
+    marker = tmp_path_factory.mktemp("hook") / "exit-once"
+    old = os.environ.get(_EXIT_ONCE_ENV)
+    os.environ[_EXIT_ONCE_ENV] = str(marker)  # inherited by the worker processes
+    try:
+        lc = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                          dashboard_address="127.0.0.1:0")
+    finally:
+        if old is None:
+            os.environ.pop(_EXIT_ONCE_ENV)
+        else:
+            os.environ[_EXIT_ONCE_ENV] = old
+    with lc:
+        yield lc.scheduler_address, marker
+
+
+@pytest.fixture
+def acq(tmp_path):
+    """A folder of N_FRAMES distinct single-frame TIFFs, one bad file; and the model."""
+    folder = tmp_path / "acq"
+    folder.mkdir()
+    for i in range(N_FRAMES):
+        write_frame_tiff(folder / f"f{i:03d}.tif", paint_insitu(95 + 2 * i, size=64,
+                                                                top=24 + i % 16))
+    (folder / "bad.tif").write_bytes(b"not a TIFF at all\n" * 8)
+    return folder, model(tmp_path)
+
+
+def rows(results: Path) -> pd.DataFrame:
+    table = ds.dataset(results / "frames", format="parquet").to_table().to_pandas()
+    return table.sort_values(["source", "frame"]).reset_index(drop=True)
+
+
+def assert_exactly_once(results: Path, n: int) -> pd.DataFrame:
+    table = rows(results)
+    assert len(table) == n
+    assert not table.duplicated(["source", "frame"]).any()
+    assert not (results / STAGING_DIR).exists()  # nothing staged is left behind
+    return table
+
+
+def test_cluster_rows_equal_local_replay_and_bad_file_is_quarantined(cluster, acq, tmp_path):
+    address, _ = cluster
+    folder, onnx = acq
+    local = replay(folder, tmp_path / "local", model=onnx)
+    dask = replay(folder, tmp_path / "dask", model=onnx, dask=address)
+    assert (dask.done, dask.quarantined, dask.frames) == (N_FRAMES, 1, N_FRAMES)
+    assert (local.done, local.quarantined, local.frames) == (N_FRAMES, 1, N_FRAMES)
+    assert dask.cluster.tasks >= 2 and dask.cluster.workers == 2
+    # compacted at the end: one file for the one acquisition
+    assert dask.compaction.acquisitions == 1
+    assert len(list((tmp_path / "dask" / "frames").glob("*.parquet"))) == 1
+    a = rows(tmp_path / "local").drop(columns=RUN_COLUMNS)
+    b = assert_exactly_once(tmp_path / "dask", N_FRAMES).drop(columns=RUN_COLUMNS)
+    pd.testing.assert_frame_equal(a, b)
+    q_local = pd.read_parquet(tmp_path / "local" / "quarantine.parquet")
+    q_dask = pd.read_parquet(tmp_path / "dask" / "quarantine.parquet")
+    assert list(q_dask.path) == list(q_local.path) == [str(folder / "bad.tif")]
+    assert list(q_dask.reason) == list(q_local.reason)
+
+
+def test_second_cluster_run_skips_everything_and_force_replaces_rows(cluster, acq, tmp_path):
+    address, _ = cluster
+    folder, onnx = acq
+    replay(folder, tmp_path / "res", model=onnx, dask=address)
+    again = replay(folder, tmp_path / "res", model=onnx, dask=address)
+    assert (again.skipped, again.still_quarantined, again.done, again.frames,
+            again.cluster.tasks) == (N_FRAMES, 1, 0, 0, 0)
+    before = assert_exactly_once(tmp_path / "res", N_FRAMES)
+    forced = replay(folder, tmp_path / "res", model=onnx, dask=address, force=True)
+    assert (forced.done, forced.frames) == (N_FRAMES, N_FRAMES)
+    after = assert_exactly_once(tmp_path / "res", N_FRAMES)  # replaced, not duplicated
+    assert set(after.batch_id).isdisjoint(before.batch_id)
+
+
+def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, acq, tmp_path):
+    address, marker = cluster
+    folder, onnx = acq
+    marker.touch()  # armed: the next task ends its worker process after staging its rows
+    summary = replay(folder, tmp_path / "res", model=onnx, dask=address)
+    assert not marker.exists()  # a worker did exit
+    assert summary.cluster.reused >= 1  # Dask ran that task again; it found its output
+    assert (summary.done, summary.frames, summary.failed) == (N_FRAMES, N_FRAMES, 0)
+    assert_exactly_once(tmp_path / "res", N_FRAMES)
+
+
+@pytest.mark.parametrize("point", ["after_claim", "after_write"])
+def test_driver_killed_and_restarted_completes_without_duplicates(cluster, acq, tmp_path,
+                                                                  point):
+    address, _ = cluster
+    folder, onnx = acq
+    results = tmp_path / "res"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": f"{point}:2"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(folder),
+         "--out", str(results), "--model", str(onnx), "--dask", address],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    first = rows(results)
+    # Killed after its 2nd commit began: one batch committed; the 2nd only claimed, or
+    # written but not committed (then adopted on restart).
+    assert 0 < len(first) < N_FRAMES if point == "after_claim" else 0 < len(first)
+    summary = replay(folder, results, model=onnx, dask=address)
+    assert summary.skipped >= 1
+    table = assert_exactly_once(results, N_FRAMES)
+    assert set(first.source_sha256) <= set(table.source_sha256)
+
+
+def test_unreachable_scheduler_is_a_clear_error(acq, tmp_path):
+    folder, onnx = acq
+    with pytest.raises(ClusterUnreachableError, match=r"tcp://127\.0\.0\.1:9"):
+        replay(folder, tmp_path / "res", model=onnx, dask="tcp://127.0.0.1:9")
+    with pytest.raises(ClusterUnavailableError, match="local:N"):
+        replay(folder, tmp_path / "res", model=onnx, dask="local:0")
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    out = CliRunner().invoke(main, ["replay", str(folder), "--out", str(tmp_path / "res"),
+                                    "--model", str(onnx), "--dask", "tcp://127.0.0.1:9"])
+    assert out.exit_code == 1
+    assert "no Dask scheduler reachable at tcp://127.0.0.1:9" in out.output
+
+
+def test_without_the_extra_dask_names_it(acq, tmp_path, monkeypatch):
+    folder, onnx = acq
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails
+    with pytest.raises(ClusterUnavailableError, match=r"nwwatch\[cluster\]"):
+        replay(folder, tmp_path / "res", model=onnx, dask="local:2")
