@@ -15,7 +15,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -25,16 +24,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_finetune import tool_geometry  # noqa: E402
+from label_helpers import plain_params, truth_geometry  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     from nwwatch.label.geometry import contact_angle
     from nwwatch.label.raster import rasterize
     from nwwatch.label.store import save_labeled_frame
-    from nwwatch.synth.insitu import frame_params, render_insitu_frame
+    from nwwatch.synth.insitu import render_insitu_frame
     from training.data import load_folder
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,11 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "DATA"
         for k in range(args.frames):
-            params = frame_params(args.seed, k, args.size)
-            wire = dataclasses.replace(params.wire, tilt_deg=0.0, truncation_px=0.0)
-            params = dataclasses.replace(params, wire=wire, distractors=(), scale_bar=False)
+            params = plain_params(args.seed, k, args.size)
             image, labels, truth = render_insitu_frame(params, np.random.default_rng(k))
-            geometry = tool_geometry(params)
+            geometry = truth_geometry(params)
             started = time.perf_counter()
             rasterize(geometry)
             raster_ms = (time.perf_counter() - started) * 1e3

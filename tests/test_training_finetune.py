@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from label_helpers import render
+from label_helpers import plain_params, render, truth_geometry
 from training_helpers import capture_train
 
 from nwwatch.cli import main
@@ -20,7 +20,7 @@ from training.config import FINETUNE_DEFAULTS
 from training.data import make_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_finetune import new_look, tool_geometry  # noqa: E402
+from bench_finetune import new_look  # noqa: E402
 
 torch.set_num_threads(1)
 SHIPPED = Path(__file__).resolve().parents[1] / "nwwatch" / "models" / "insitu-default.onnx"
@@ -60,13 +60,12 @@ def test_init_alone_fine_tunes_tool_data_from_the_shipped_weights(tmp_path):
     wrote (frames of a look the shipped model was not trained on): the full default recipe
     (80 iterations here, on 128 px crops: the frames are smaller than the 384 px default),
     starting from the shipped weights, improves the model."""
-    from nwwatch.synth.insitu import frame_params
 
     data = tmp_path / "DATA"
     for k in range(2):
-        params = new_look(frame_params(77, k, 128))
+        params = new_look(plain_params(77, k, 128))
         image, _, _ = render(params, seed=k)
-        save_labeled_frame(data, f"f{k}", image, tool_geometry(params))
+        save_labeled_frame(data, f"f{k}", image, truth_geometry(params))
     before = evaluate_folder(SHIPPED, data, threads=1, angles=False).metrics.mean_iou
     out = tmp_path / "mine.onnx"
     # Only output options besides the three the issue names: no progress bar, the faster
