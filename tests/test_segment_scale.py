@@ -138,3 +138,15 @@ def test_flip_average_removes_a_direction_bias(tmp_path):
     np.testing.assert_allclose(averaged.probabilities[0][:, :, ::-1], mirrored.probabilities[0],
                                atol=1e-5)
     assert (averaged.labels[0] != truth).sum() < (plain.labels[0] != truth).sum()
+
+
+def test_class_argmax_equals_numpy_argmax_including_ties():
+    from nwwatch.segment.session import class_argmax
+
+    rng = np.random.default_rng(0)
+    probs = rng.random((3, 4, 17, 23)).astype(np.float32)
+    probs[:, 2] = np.where(rng.random((3, 17, 23)) < 0.3, probs[:, 1], probs[:, 2])  # ties
+    probs[0, :, 0, 0] = 0.25  # all equal: the first class, as np.argmax
+    expected = np.argmax(probs, axis=1).astype(np.uint8)
+    got = class_argmax(probs)
+    assert got.dtype == np.uint8 and np.array_equal(got, expected)

@@ -114,6 +114,19 @@ def _provider_list(names: tuple[str, ...], cache_dir: Path | None) -> list:
     return out
 
 
+def class_argmax(probs: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W) index of the largest of float (N, C, H, W) along C, the first on ties
+    (as ``np.argmax``), a channel at a time: several times faster than ``np.argmax(axis=1)``,
+    whose strided reduction dominated the runtime outside the network."""
+    best = probs[:, 0].copy()
+    labels = np.zeros(best.shape, np.uint8)
+    for c in range(1, probs.shape[1]):
+        better = probs[:, c] > best
+        labels[better] = c
+        np.maximum(best, probs[:, c], out=best)
+    return labels
+
+
 class Segmenter:
     """Run an nwwatch ONNX model on normalised frames.
 
@@ -221,23 +234,27 @@ class Segmenter:
         if factor == 1.0 and scale.droplet_radius_px is None and not self.flip_average:
             return self.segment_native(batch, probabilities)
         first = self._segment_at(batch, factor)
-        probs = first.probabilities
+        probs, labels = first.probabilities, first.labels
         for i in range(batch.shape[0]):
-            radius = largest_droplet_radius_px(first.labels[i])
+            radius = largest_droplet_radius_px(labels[i])
             again = scale.droplet_factor(radius, height, width, factor)
             if again is not None:
-                probs[i] = self._segment_at(batch[i:i + 1], again).probabilities[0]
-        labels = np.argmax(probs, axis=1).astype(np.uint8)
+                second = self._segment_at(batch[i:i + 1], again)
+                probs[i], labels[i] = second.probabilities[0], second.labels[0]
         return Segmentation(labels=labels, probabilities=probs if probabilities else None)
 
     def _segment_at(self, batch: np.ndarray, factor: float) -> Segmentation:
         """Segment (N, H, W) resized by ``factor``; softmax resized back to (N, C, H, W)."""
         height, width = batch.shape[1:]
         rows, cols = working_shape(height, width, factor)
+        if (rows, cols) == (height, width) and not self.flip_average:
+            # Nothing to resize or average: the network's own labels are the argmax.
+            native = self.segment_native(batch, True)
+            return Segmentation(labels=native.labels,
+                                probabilities=np.array(native.probabilities, np.float32))
         probs = self._probabilities(resize_images(batch, rows, cols))
         probs = resize_probabilities(probs, height, width)
-        return Segmentation(labels=np.argmax(probs, axis=1).astype(np.uint8),
-                            probabilities=probs)
+        return Segmentation(labels=class_argmax(probs), probabilities=probs)
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Softmax (N, C, H, W) of (N, H, W); with ``flip_average`` the mean over the frame
