@@ -141,3 +141,16 @@ def test_compaction_refuses_a_ledger_in_use(results):
     finally:
         held.close()
     assert len(_files(out)) == 5
+
+
+def test_a_compacted_file_emptied_by_a_forced_replay_is_forgotten(results):
+    # replay --force replaces every row of the compacted file: the file goes, and the ledger
+    # names it no more, so a second compaction neither fails nor reads it.
+    tmp, out, onnx = results
+    compact(out)
+    assert len(_files(out)) == 2
+    replay(tmp / "in" / "b", out, kind="insitu", model=onnx, force=True)
+    assert len(_files(out)) == 2  # b's compacted file emptied and removed, one new batch file
+    compact(out)
+    df = _frames(out)
+    assert len(df) == 8 and not df.duplicated(KEY).any()

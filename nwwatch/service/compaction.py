@@ -83,8 +83,6 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
         for folder, (kind, keys) in _FOLDERS.items():
             groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
             for batch_id, rel, _ in ledger.queries.committed_batches(folder):
-                if not (results / rel).is_file():
-                    continue  # every row replaced by a forced replay: the file was removed
                 sources = pq.read_table(results / rel, columns=["source"]).column("source")
                 acqs = {acquisition_of(s) for s in sources.unique().to_pylist()}
                 if len(acqs) != 1:

@@ -239,13 +239,17 @@ class Ledger(Recovery):
 
     def supersede(self, batch_id: str) -> None:
         """Remove the rows this batch replaces from earlier Parquet files (idempotent: rows
-        of this batch itself are never removed)."""
+        of this batch itself are never removed). A file left without rows is deleted, and the
+        batches that named it then name no file, so nothing later reads it."""
         row = self._db.execute("SELECT supersedes FROM batches WHERE batch_id=?",
                                (batch_id,)).fetchone()
         for rel, shas in json.loads(row[0]) if row else []:
             path = self.results_dir / rel
             if path.is_file():
                 drop_rows(path, shas, keep_batch_id=batch_id)
+            if not path.is_file():
+                with self._tx() as db:
+                    db.execute("UPDATE batches SET parquet='' WHERE parquet=?", (rel,))
 
     def commit(
         self,
