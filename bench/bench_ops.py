@@ -46,7 +46,7 @@ def _labels(size: int) -> np.ndarray:
 
 
 def bench_pictures(size: int, n: int, folder: Path) -> dict:
-    from nwwatch.measure import measure_contact_angle
+    from nwwatch.measure import draw_overlay, measure_contact_angle
     from nwwatch.results.pictures import write_frame_pictures
 
     labels = _labels(size)
@@ -57,7 +57,7 @@ def bench_pictures(size: int, n: int, folder: Path) -> dict:
     times = []
     for i in range(n):
         t = time.perf_counter()
-        write_frame_pictures(folder, "overlays", f"f{i:04d}", image, labels, result)
+        write_frame_pictures(folder, "overlays", f"f{i:04d}", draw_overlay(image, labels, result))
         times.append((time.perf_counter() - t) * 1e3)
     return {"size_px": size, "frames": n, "status": result.status,
             "ms_per_picture_median": round(statistics.median(times), 2),
@@ -67,14 +67,14 @@ def bench_pictures(size: int, n: int, folder: Path) -> dict:
 def bench_compaction(n_files: int, rows: int, out: Path) -> dict:
     import pandas as pd
 
-    from nwwatch.measure import MEASUREMENT_VERSION
+    from nwwatch.measure import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
     from nwwatch.results.parquet import write_batch
     from nwwatch.results.schema import frame_schema
     from nwwatch.service.compaction import compact
     from nwwatch.service.rebuild import rebuild_ledger
     from nwwatch.service.status import service_status
 
-    schema = frame_schema()
+    schema = frame_schema(MEASUREMENT_FIELDS)
     now = datetime.now(UTC)
     frame_no = 0
     for f in range(n_files):

@@ -17,7 +17,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from nwwatch.io import read_frames, read_volume
-from nwwatch.measure.overlay import stretch_to_uint8
+from nwwatch.normalize import stretch_to_uint8
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "insitu-default.onnx"
 #: The main video looks like the real frames: a droplet of radius ~100 px at 512 px

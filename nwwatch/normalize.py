@@ -1,4 +1,5 @@
-"""The one definition of input normalisation, shared by training and the runtime.
+"""The one definition of input normalisation, shared by training and the runtime, and the
+display stretch of frames (overlays, thumbnails, the labelling page).
 
 A model's metadata records ``NORMALIZATION`` so that a runtime refuses a model trained with
 another definition instead of silently feeding it differently scaled images.
@@ -67,3 +68,13 @@ def normalize_image(
     np.clip(out, -1.0, 1.0, out=out)
     np.nan_to_num(out, copy=False, nan=-1.0)
     return out
+
+
+def stretch_to_uint8(image: np.ndarray) -> np.ndarray:
+    """Display scaling: the 0.5-99.5 percentile range of ``image`` (any shape, any real
+    dtype) to 0-255 (uint8, same shape); a constant image maps to 0."""
+    img = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(img, (0.5, 99.5))
+    if not hi > lo:
+        hi = lo + 1.0
+    return np.clip((img - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)

@@ -116,10 +116,11 @@ def test_picture_names_are_stable_and_safe(tmp_path):
     assert stem == "run_1__-abababababab-cdcdcdcd-p0007"
     labels = expected_labels(_ok_frame())
     result = measure_contact_angle(labels)
-    rel = write_frame_pictures(tmp_path, "o", stem, None, labels, result)
-    again = write_frame_pictures(tmp_path, "o", stem, None, labels, result)  # a retry
+    overlay = draw_overlay(None, labels, result)
+    rel = write_frame_pictures(tmp_path, "o", stem, overlay)
+    again = write_frame_pictures(tmp_path, "o", stem, overlay)  # a retry
     assert rel == again == f"o/{stem}.png" and os.listdir(tmp_path / "o") == [f"{stem}.png"]
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / rel), cv2.IMREAD_COLOR),
-                                  draw_overlay(None, labels, result))
+                                  overlay)
     with pytest.raises(ValueError, match="inside the results folder"):
-        write_frame_pictures(tmp_path / "r", "../x", stem, None, labels, result)
+        write_frame_pictures(tmp_path / "r", "../x", stem, overlay)

@@ -143,14 +143,14 @@ def _engine(tmp_path, onnx_model, max_attempts=2):
 
 
 def test_unexpected_errors_count_attempts_then_quarantine(tmp_path, onnx_model, monkeypatch):
-    import nwwatch.measure
+    import nwwatch.service.frames as frames
 
     acq = tmp_path / "acq"
     acq.mkdir()
     write_frame_tiff(acq / "a.tif", paint_insitu(120.0, size=64))
     write_frame_tiff(acq / "b.tif", paint_insitu(130.0, size=64))
     engine = _engine(tmp_path, onnx_model, max_attempts=2)
-    real = nwwatch.measure.measure_contact_angle
+    real = frames.measure_contact_angle
 
     def flaky(labels, prob=None, px=None):
         if flaky.fail:
@@ -158,7 +158,7 @@ def test_unexpected_errors_count_attempts_then_quarantine(tmp_path, onnx_model, 
         return real(labels, prob, px)
 
     flaky.fail = True
-    monkeypatch.setattr(nwwatch.measure, "measure_contact_angle", flaky)
+    monkeypatch.setattr(frames, "measure_contact_angle", flaky)
     r1 = process([acq / "a.tif"], engine)
     assert [f.state for f in r1.files] == ["failed"]
     assert engine.ledger.queries.counts()["failed"] == 1

@@ -97,7 +97,7 @@ class LabelSession:
 
 def display_png(image: np.ndarray) -> bytes:
     """8-bit PNG of a frame for display (0.5-99.5 percentile stretch)."""
-    from nwwatch.measure.overlay import stretch_to_uint8
+    from nwwatch.normalize import stretch_to_uint8
 
     ok, data = cv2.imencode(".png", stretch_to_uint8(image))
     if not ok:

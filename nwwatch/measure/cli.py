@@ -22,7 +22,7 @@ from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.io.dataset import DatasetLayoutError, read_pages
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
-from nwwatch.measure.result import MEASUREMENT_VERSION
+from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: ``--read-as auto`` takes an integer image with at most this many distinct values (0, 1, 2
@@ -124,7 +124,7 @@ def _write(rows: list[dict], out: Path) -> None:
 
         pq.write_table(pa.Table.from_pylist(rows), out)
         return
-    write_table_atomic(rows_to_table(rows, frame_schema()), out)
+    write_table_atomic(rows_to_table(rows, frame_schema(MEASUREMENT_FIELDS)), out)
 
 
 @click.command("measure")

@@ -18,21 +18,13 @@ import numpy as np
 
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure.result import ContactAngleResult
+from nwwatch.normalize import stretch_to_uint8
 
 _SHIFT = 4  # cv2 fixed-point drawing: coordinates in 1/16 px
 _ONE = 1 << _SHIFT
 _BLUE, _GREEN, _ORANGE = (255, 80, 0), (0, 200, 0), (0, 140, 255)
 _YELLOW, _CYAN, _RED, _WHITE = (0, 220, 220), (230, 200, 0), (0, 0, 255), (255, 255, 255)
 _MAGENTA = (255, 0, 255)
-
-
-def stretch_to_uint8(image: np.ndarray) -> np.ndarray:
-    """Display scaling: the 0.5-99.5 percentile range of ``image`` to 0-255 (uint8)."""
-    img = np.asarray(image, dtype=np.float32)
-    lo, hi = np.percentile(img, (0.5, 99.5))
-    if not hi > lo:
-        hi = lo + 1.0
-    return np.clip((img - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
 
 
 def _labels_image(labels: np.ndarray) -> np.ndarray:

@@ -89,7 +89,7 @@ def acquisition_folder(results_dir: str | os.PathLike[str], source: str | os.Pat
 
 def thumbnail(image: np.ndarray, max_px: int = THUMB_PX) -> np.ndarray:
     """8-bit display copy of a frame (0.5-99.5 percentile stretch), longest side <= max_px."""
-    from nwwatch.measure.overlay import stretch_to_uint8
+    from nwwatch.normalize import stretch_to_uint8
 
     scaled = stretch_to_uint8(image)
     factor = max_px / max(scaled.shape)

@@ -17,8 +17,6 @@ import cv2
 import numpy as np
 
 from nwwatch.atomic import atomic_write
-from nwwatch.measure.overlay import draw_overlay
-from nwwatch.measure.result import ContactAngleResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -46,24 +44,20 @@ def write_frame_pictures(
     results_dir: str | os.PathLike[str],
     folder: str | os.PathLike[str],
     stem: str,
-    image: np.ndarray | None,
-    labels: np.ndarray,
-    result: ContactAngleResult,
-    *,
-    save_labels: bool = False,
+    overlay: np.ndarray,
+    labels: np.ndarray | None = None,
 ) -> str:
-    """Write ``{folder}/{stem}.png`` (the overlay of :func:`nwwatch.measure.draw_overlay`) and,
-    with ``save_labels``, ``{folder}/{stem}-labels.png`` (uint8 class ids) under
-    ``results_dir``.
+    """Write ``{folder}/{stem}.png`` (the frame's overlay) and, when ``labels`` are given,
+    ``{folder}/{stem}-labels.png`` (uint8 class ids) under ``results_dir``.
 
     Parameters
     ----------
     results_dir : the results folder.
     folder : relative to ``results_dir``; must stay inside it.
     stem : file name without suffix, e.g. from :func:`picture_stem`.
-    image : the frame (H, W), any real dtype, or None to draw on the labels.
-    labels : uint8 (H, W) class ids.
-    result : the frame's measurement.
+    overlay : uint8 (H, W, 3) BGR picture, e.g. :func:`nwwatch.measure.draw_overlay` of the
+        frame, its labels and its measurement.
+    labels : uint8 (H, W) class ids, or None.
 
     Returns
     -------
@@ -78,10 +72,10 @@ def write_frame_pictures(
     target = root / folder
     if not (target.resolve() == root.resolve() or root.resolve() in target.resolve().parents):
         raise ValueError(f"{target}: QA pictures go inside the results folder {root}")
-    overlay = target / f"{stem}.png"
-    with atomic_write(overlay) as handle:
-        handle.write(_png(draw_overlay(image, labels, result)))
-    if save_labels:
+    path = target / f"{stem}.png"
+    with atomic_write(path) as handle:
+        handle.write(_png(overlay))
+    if labels is not None:
         with atomic_write(target / f"{stem}-labels.png") as handle:
             handle.write(_png(np.ascontiguousarray(labels, dtype=np.uint8)))
-    return overlay.relative_to(root).as_posix()
+    return path.relative_to(root).as_posix()

@@ -1,10 +1,14 @@
 """Column schemas of the result tables: provenance columns + measurement columns.
 
 Frame rows (``RESULTS/frames/*.parquet``) and volume rows (``RESULTS/volumes/*.parquet``)
-are documented column by column in the README.
+are documented column by column in the README. The results layer imports no producer: the
+layer that knows one (``nwwatch.measure``, ``nwwatch.volume``) passes its columns to
+:func:`frame_schema` or :func:`volume_schema`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pyarrow as pa
 
@@ -44,30 +48,32 @@ CONFIDENCE_FIELD = pa.field("confidence", pa.float64())
 OVERLAY_FIELD = pa.field("overlay_path", pa.string())
 
 
-def frame_schema() -> pa.Schema:
-    """Schema of one frame row: source, frame, the measurement columns, the model's
-    confidence, the QA picture's path, then provenance."""
-    from nwwatch.measure import MEASUREMENT_FIELDS
-
-    return pa.schema(KEY_FIELDS + list(MEASUREMENT_FIELDS) + [CONFIDENCE_FIELD, OVERLAY_FIELD]
+def frame_schema(measurement_fields: Sequence[pa.Field]) -> pa.Schema:
+    """Schema of one frame row: source, frame, the producer's ``measurement_fields``
+    (``nwwatch.measure.MEASUREMENT_FIELDS`` for contact angles), the model's confidence, the QA
+    picture's path, then provenance. The producer's layer assembles it: the results layer
+    knows no producer."""
+    return pa.schema(KEY_FIELDS + list(measurement_fields) + [CONFIDENCE_FIELD, OVERLAY_FIELD]
                      + PROVENANCE_FIELDS)
 
 
-def volume_schema() -> pa.Schema:
-    """Schema of one tomogram row: source, status, reason, mask path, the two warning signs,
-    metrics, provenance."""
-    from nwwatch.volume import VOLUME_METRIC_FIELDS
+#: First columns of every tomogram row: source, status, reason, mask path, the two warning
+#: signs of a failed model.
+VOLUME_HEAD_FIELDS: list[pa.Field] = [
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("status", pa.string(), nullable=False),
+    pa.field("reason", pa.string()),
+    # status "suspect": comma-separated nwwatch.volume.REASON_CODES ("" when ok)
+    pa.field("reason_code", pa.string()),
+    pa.field("mask_path", pa.string()),
+    # Warning signs of a failed model (nwwatch.volume.segment): share of voxels it was
+    # unsure about; IoU with a label-free threshold of the same volume.
+    pa.field("uncertain_fraction", pa.float64()),
+    pa.field("threshold_agreement", pa.float64()),
+]
 
-    head = [
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("reason", pa.string()),
-        # status "suspect": comma-separated nwwatch.volume.REASON_CODES ("" when ok)
-        pa.field("reason_code", pa.string()),
-        pa.field("mask_path", pa.string()),
-        # Warning signs of a failed model (nwwatch.volume.segment): share of voxels it was
-        # unsure about; IoU with a label-free threshold of the same volume.
-        pa.field("uncertain_fraction", pa.float64()),
-        pa.field("threshold_agreement", pa.float64()),
-    ]
-    return pa.schema(head + list(VOLUME_METRIC_FIELDS) + PROVENANCE_FIELDS)
+
+def volume_schema(metric_fields: Sequence[pa.Field]) -> pa.Schema:
+    """Schema of one tomogram row: :data:`VOLUME_HEAD_FIELDS`, the producer's
+    ``metric_fields`` (``nwwatch.volume.VOLUME_METRIC_FIELDS``), provenance."""
+    return pa.schema(VOLUME_HEAD_FIELDS + list(metric_fields) + PROVENANCE_FIELDS)

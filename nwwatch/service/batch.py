@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nwwatch import __version__
 from nwwatch.io import InputError, UnreadableFileError
 from nwwatch.results.outcome import by_outcome, count_rows, flagged_reasons, row_reason_code
 from nwwatch.results.quarantine import write_quarantine
 from nwwatch.segment.session import Segmenter, file_sha256
 from nwwatch.service.config import OverlaySettings
 from nwwatch.service.inputs import check_regular
+from nwwatch.service.jobs import job_for
 from nwwatch.service.ledger import Failure, ItemKey, Ledger
 from nwwatch.service.names import path_key, source_name
 from nwwatch.volume.segment import VolumeOptions
@@ -84,14 +86,7 @@ class Engine:
 
     @property
     def measurement_version(self) -> str:
-        if self.kind == "tomogram":
-            from nwwatch.volume import VOLUME_METRICS_VERSION
-
-            # The mask depends on the segmentation settings as much as on the model.
-            return f"{VOLUME_METRICS_VERSION}+{self.volume_options.version}"
-        from nwwatch.measure import MEASUREMENT_VERSION
-
-        return MEASUREMENT_VERSION
+        return job_for(self.kind).measurement_version(self)
 
     def key(self, sha256: str) -> ItemKey:
         return ItemKey(sha256, self.segmenter.model_sha256, self.measurement_version)
@@ -246,21 +241,34 @@ def outcomes(report: BatchReport, items: list[Item], failures: list[Failure],
                                             rows=[row_summary(r) for r in it.rows]))
 
 
-def write_pictures(engine: Engine, it: Item, frame, labels, result) -> str | None:
-    """The frame's QA pictures (:mod:`nwwatch.results.pictures`); their path relative to the
-    results folder, or None when they could not be written (a by-product: the frame's row is
-    kept, the failure logged)."""
-    from nwwatch.results.pictures import picture_stem, write_frame_pictures
+def fail_item(it: Item, exc: BaseException, failures: list[Failure], engine: Engine) -> None:
+    """Record that ``it`` failed with ``exc``: bad input (:class:`InputError`) is permanent,
+    anything else counts an attempt and is logged with its traceback."""
+    it.failed = True
+    permanent = isinstance(exc, InputError)
+    reason = exc.reason if permanent else f"unexpected error: {exc!r}"
+    failures.append(Failure(it.key, path_key(it.path), reason, type(exc).__name__,
+                            permanent, it.size, it.mtime_ns))
+    if permanent:
+        log_of(engine).warning("bad_input", source=source_name(it.path), reason=reason,
+                               error=type(exc).__name__)
+    else:
+        log_of(engine).error("unexpected_error", source=source_name(it.path), reason=reason,
+                             exc_info=exc)
 
-    stem = picture_stem(it.path, it.key.sha256, engine.segmenter.model_sha256, int(frame.index))
-    try:
-        return write_frame_pictures(engine.results_dir, engine.overlays.folder, stem,
-                                    frame.image, labels, result,
-                                    save_labels=engine.overlays.save_labels)
-    except (OSError, ValueError) as exc:
-        log_of(engine).error("overlay_write_failed", source=source_name(it.path),
-                             frame=int(frame.index), error=repr(exc))
-        return None
+
+def provenance(engine: Engine, it: Item, batch_id: str) -> dict:
+    """The provenance columns every row of ``it`` shares."""
+    seg = engine.segmenter
+    return {
+        "source_sha256": it.key.sha256,
+        "model_name": seg.name,
+        "model_sha256": seg.model_sha256,
+        "provider": seg.provider,
+        "nwwatch_version": __version__,
+        "measurement_version": engine.measurement_version,
+        "batch_id": batch_id,
+    }
 
 
 def refresh_quarantine(ledger: Ledger, results_dir: Path, log, force: bool = False) -> None:

@@ -235,7 +235,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
 
     from nwwatch.results.outcome import count_table
     from nwwatch.results.parquet import write_table_atomic
-    from nwwatch.results.schema import frame_schema
+    from nwwatch.service.frames import FrameJob
 
     ledger = engine.ledger
     early: list[Failure] = []
@@ -268,7 +268,8 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     if claim:
         batch_id = uuid.uuid4().hex[:16]
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        parquet = engine.results_dir / "frames" / f"frames-{stamp}-{batch_id}.parquet"
+        job = FrameJob()
+        parquet = engine.results_dir / job.folder / f"{job.folder}-{stamp}-{batch_id}.parquet"
         ledger.claim(batch_id, "insitu", parquet, claim)
         crash_point("after_claim")
         table = pq.read_table(res.staged)
@@ -276,7 +277,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         table = table.filter(pc.is_in(table.column("source_sha256"), keep))
         table = table.set_column(table.schema.get_field_index("batch_id"), "batch_id",
                                  pa.array([batch_id] * table.num_rows, pa.string()))
-        table = table.replace_schema_metadata(None).cast(frame_schema())
+        table = table.replace_schema_metadata(None).cast(job.schema())
         n_rows = table.num_rows
         if n_rows:
             write_table_atomic(table, parquet)

@@ -158,14 +158,13 @@ def _compute(items, spec: TaskSpec, batch_id: str):
     """Rows of ``items`` as a table, with the files that failed or vanished in its schema
     metadata (so that a re-run that finds the table knows them too)."""
     from nwwatch.results.parquet import rows_to_table
-    from nwwatch.results.schema import frame_schema
     from nwwatch.service.batch import BatchReport
+    from nwwatch.service.frames import FrameJob
     from nwwatch.service.logsetup import get_logger
 
-    # The frame stage of ``process`` itself (read -> segment -> measure -> rows), without
-    # its ledger steps, which the driver does.
-    from nwwatch.service.pipeline import _run_frames
-
+    # The frame job of ``process`` itself (read -> segment -> measure -> rows), without its
+    # ledger steps, which the driver does.
+    job = FrameJob()
     seg = _segmenter(spec)
     failures: list[Failure] = []
     # The label queue (a by-product written by the frame stage) goes to a private folder
@@ -174,7 +173,7 @@ def _compute(items, spec: TaskSpec, batch_id: str):
     try:
         engine = Engine(kind="insitu", segmenter=seg, ledger=None, results_dir=scratch,
                         batch_size=spec.batch_size, log=get_logger("nwwatch.cluster"))
-        _run_frames(items, engine, batch_id, failures, BatchReport(batch_id))
+        job.run(items, engine, batch_id, failures, BatchReport(batch_id))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     rows = [row for it in items if not it.failed for row in it.rows]
@@ -185,7 +184,7 @@ def _compute(items, spec: TaskSpec, batch_id: str):
                                 "permanent": f.permanent, "paths": []})
         failed[sha]["paths"] += [str(it.path) for it in items
                                  if it.key.sha256 == sha]
-    table = rows_to_table(rows, frame_schema())
+    table = rows_to_table(rows, job.schema())
     meta = dict(table.schema.metadata or {})
     gone = [str(it.path) for it in items if it.gone]
     meta[_FAILURES_META] = json.dumps({"failed": failed, "gone": gone}).encode()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nwwatch.dashboard.settings import DashboardConfig, parse_listen
+from nwwatch.service.configreader import ConfigError, TableReader
 
 KINDS = ("insitu", "tomogram")
 #: Which frames get a QA picture (``[output] overlays``): none, those without status "ok", all.
@@ -45,17 +46,6 @@ NO_DEFAULT_MODEL = {
 #: Execution provider names of ``[inference] providers`` (the keys of
 #: ``nwwatch.segment.session.PROVIDERS``, which imports ONNX Runtime).
 PROVIDER_NAMES = ("tensorrt", "cuda", "cpu")
-
-
-class ConfigError(ValueError):
-    """Invalid configuration. ``.file``, ``.key`` and ``.reason``; str() names all three."""
-
-    def __init__(self, file: str | os.PathLike[str] | None, key: str, reason: str) -> None:
-        self.file = None if file is None else Path(file)
-        self.key = key
-        self.reason = reason
-        where = f"{self.file}: " if self.file is not None else ""
-        super().__init__(f"{where}{key}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -141,76 +131,8 @@ class ServiceConfig:
     overlays: OverlaySettings = field(default_factory=OverlaySettings)  # [output] overlays
 
 
-# --- validation helpers -------------------------------------------------------------------
-
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-               dict: "a table", list: "a list of tables"}
-
-
-class _Reader:
-    """Take typed values out of one TOML table, remembering which keys were used."""
-
-    def __init__(self, file: Path | None, prefix: str, table: Any) -> None:
-        self.file, self.prefix = file, prefix
-        if not isinstance(table, dict):
-            raise ConfigError(file, prefix, f"must be a table, got {type(table).__name__}")
-        self.table = table
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def error(self, name: str, reason: str) -> ConfigError:
-        return ConfigError(self.file, self.key(name), reason)
-
-    def get(self, name: str, kind: type, default: Any = None, required: bool = False) -> Any:
-        self.used.add(name)
-        if name not in self.table:
-            if required:
-                raise self.error(name, "is required")
-            return default
-        value = self.table[name]
-        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok:
-            raise self.error(name, f"must be {_TYPE_NAMES[kind]}, got {value!r}")
-        return value
-
-    def positive(self, name: str, kind: type, default: Any, allow_zero: bool = False) -> Any:
-        value = self.get(name, kind, default)
-        if value is not None and (value < 0 or (value == 0 and not allow_zero)):
-            raise self.error(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-        return value
-
-    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        self.used.add(name)
-        if name not in self.table:
-            return default
-        value = self.table[name]
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise self.error(name, f"must be a list of non-empty strings, got {value!r}")
-        return tuple(value)
-
-    def path(self, name: str, base: Path, default: Path | None = None, required: bool = False):
-        value = self.get(name, str, None, required=required)
-        if value is None:
-            return default
-        if not value.strip():
-            raise self.error(name, "must not be empty")
-        path = Path(os.path.expanduser(value))
-        return path if path.is_absolute() else (base / path)
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.table) - self.used)
-        if unknown:
-            raise self.error(unknown[0], f"unknown key (known: {', '.join(sorted(self.used))})")
-
-
 def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig:
-    r = _Reader(file, f"watch[{index}]", table)
+    r = TableReader(file, f"watch[{index}]", table)
     path = r.path("path", base, required=True)
     kind = r.get("kind", str, "insitu")
     if kind not in KINDS:
@@ -249,7 +171,7 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
 
 
 def _inference(file: Path | None, table: Any) -> InferenceConfig:
-    r = _Reader(file, "inference", table)
+    r = TableReader(file, "inference", table)
     providers = r.strings("providers", InferenceConfig.providers)
     for name in providers:
         if name not in PROVIDER_NAMES:
@@ -266,7 +188,7 @@ def _inference(file: Path | None, table: Any) -> InferenceConfig:
 
 
 def _tomogram(file: Path | None, table: Any) -> TomogramSettings:
-    r = _Reader(file, "tomogram", table)
+    r = TableReader(file, "tomogram", table)
     options = TomogramSettings(
         triplanar=r.get("triplanar", bool, None),
         flips=r.get("flips", bool, None),
@@ -278,7 +200,7 @@ def _tomogram(file: Path | None, table: Any) -> TomogramSettings:
 
 
 def _dashboard(file: Path | None, table: Any) -> DashboardConfig:
-    r = _Reader(file, "dashboard", table)
+    r = TableReader(file, "dashboard", table)
     listen = r.get("listen", str, "127.0.0.1:8765")
     try:
         host, port = parse_listen(listen, r.get("allow_remote", bool, False))
@@ -292,7 +214,7 @@ def _dashboard(file: Path | None, table: Any) -> DashboardConfig:
 def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfig:
     """Validate a parsed TOML document; relative paths are relative to the file's folder."""
     base = file.parent if file is not None else Path.cwd()
-    top = _Reader(file, "", data)
+    top = TableReader(file, "", data)
     watches_raw = top.get("watch", list, [])
     if not watches_raw:
         raise ConfigError(file, "watch", "at least one [[watch]] table is required")
@@ -303,7 +225,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
             if i < j and (p == q or p in q.parents or q in p.parents):
                 raise ConfigError(file, f"watch[{j}].path", f"overlaps watch[{i}].path ({p})")
 
-    output = _Reader(file, "output", top.get("output", dict, None, required=True))
+    output = TableReader(file, "output", top.get("output", dict, None, required=True))
     results = output.path("results", base, required=True)
     overlay_mode = output.get("overlays", str, "none")
     if overlay_mode not in OVERLAY_MODES:
@@ -315,21 +237,21 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     inference = _inference(file, top.get("inference", dict, {}))
     tomogram = _tomogram(file, top.get("tomogram", dict, {}))
 
-    state = _Reader(file, "state", top.get("state", dict, {}))
+    state = TableReader(file, "state", top.get("state", dict, {}))
     ledger = state.path("ledger", base, default=results / "ledger.sqlite")
     state.finish()
     _outside_watches(file, "state.ledger", ledger, paths)  # its lock file lies beside it
 
-    retry = _Reader(file, "retry", top.get("retry", dict, {}))
+    retry = TableReader(file, "retry", top.get("retry", dict, {}))
     max_attempts = retry.positive("max_attempts", int, 3)
     backoff = retry.positive("backoff_seconds", float, 5.0)
     retry.finish()
 
-    service = _Reader(file, "service", top.get("service", dict, {}))
+    service = TableReader(file, "service", top.get("service", dict, {}))
     stop_timeout = service.positive("stop_timeout_seconds", float, 20.0)
     service.finish()
 
-    logging_ = _Reader(file, "logging", top.get("logging", dict, {}))
+    logging_ = TableReader(file, "logging", top.get("logging", dict, {}))
     level = logging_.get("level", str, "info").lower()
     if level not in ("debug", "info", "warning", "error"):
         raise logging_.error("level", f"{level!r} is not one of debug, info, warning, error")
@@ -402,20 +324,3 @@ def one_folder_config(watch: str | os.PathLike[str], results: str | os.PathLike[
         f"max_batch_latency_ms = {max_batch_latency_ms}\n{threads_line}\n"
         f"[retry]\nmax_attempts = {max_attempts}\n{extra}\n"
     )
-
-
-def unit_dropin(config: ServiceConfig) -> str:
-    """The systemd drop-in that opens exactly the configured folders to the sandboxed unit:
-    acquisition folders read-only (and mounted before start), results and ledger writable."""
-    watched = sorted({str(w.path) for w in config.watches})
-    writable = sorted({str(config.results), str(config.ledger.parent)})
-    return (
-        "# Generated by deploy/install.sh from "
-        f"{config.source or 'the configuration'}; regenerate after editing it.\n"
-        "[Unit]\n"
-        + "".join(f"RequiresMountsFor={p}\n" for p in watched)
-        + "[Service]\n"
-        + "".join(f"ReadOnlyPaths={p}\n" for p in watched)
-        + "".join(f"ReadWritePaths={p}\n" for p in writable)
-    )
-

@@ -30,18 +30,14 @@ the main thread is blocked in.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.results.outcome import format_counts
-from nwwatch.service.batch import outcome_log_fields
-from nwwatch.service.config import ServiceConfig, WatchConfig
+from nwwatch.service.config import ServiceConfig
 from nwwatch.service.engines import (
     BadInput,
     EngineSpec,
@@ -51,13 +47,14 @@ from nwwatch.service.engines import (
 )
 from nwwatch.service.ledger import Ledger, LedgerLostError, LedgerWriteError
 from nwwatch.service.logsetup import get_logger
-from nwwatch.service.names import path_key, source_name
 from nwwatch.service.notify import Notifier
-from nwwatch.service.pipeline import Engine, ResultsWriteError, process, refresh_quarantine
-from nwwatch.service.readiness import ReadyFile, Tracker
+from nwwatch.service.pipeline import ResultsWriteError, process, refresh_quarantine
+from nwwatch.service.readiness import Tracker
 from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.stopping import StopDeadline
-from nwwatch.service.watcher import FolderWatcher, scan
+from nwwatch.service.tally import Tally
+from nwwatch.service.watcher import FolderWatcher
+from nwwatch.service.watches import Watch
 
 #: Seconds between checks of observers, watched folders and the results folder.
 SUPERVISE_S = 1.0
@@ -65,32 +62,6 @@ SUPERVISE_S = 1.0
 STATUS_S = 1.0
 #: Idle sleep of the loop (bounds the reaction time to events and to SIGTERM).
 TICK_S = 0.05
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-@dataclass
-class _Watch:
-    """Everything the loop keeps for one [[watch]] folder."""
-
-    index: int
-    config: WatchConfig
-    engine: Engine
-    watcher: FolderWatcher
-    started: bool = False
-    folder_id: tuple[int, int] | None = None  # device and inode the observer watches
-    next_rescan: float = 0.0
-    files: list[ReadyFile] = field(default_factory=list)
-    since: float | None = None  # monotonic time the oldest waiting file became ready
-
-    def frames(self) -> int:
-        return sum(max(1, getattr(f.info, "n_pages", 1)) for f in self.files)
 
 
 def _start_dashboard(config: ServiceConfig, log):
@@ -122,11 +93,7 @@ class Daemon:
         self._watch_errors: dict[Path, float] = {}
         self._paused_until: float | None = None
         self._pause_reason = ""
-        self.processed_files = 0
-        self.processed_rows = 0
-        self.row_counts: Counter[tuple[str, str]] = Counter()  # (status, reason_code)
-        self.failed_files = 0
-        self.quarantined_files = 0
+        self.tally = Tally()
 
     def stop(self, *_args) -> None:
         self._stop.set()
@@ -140,69 +107,6 @@ class Daemon:
             self.tracker.touch(path, index, settle, closed=closed)
 
         return callback
-
-    def _start_watcher(self, w: _Watch) -> None:
-        try:
-            w.watcher.start()
-        except OSError as exc:
-            # Once per minute at most: a share that stays away must not flood the journal.
-            now = time.monotonic()
-            last = self._watch_errors.get(w.config.path)
-            if last is None or now - last >= 60:
-                self._watch_errors[w.config.path] = now
-                self.log.error("watch_failed", path=str(w.config.path), error=repr(exc),
-                               action="retrying every second")
-            w.started = False
-            return
-        self._watch_errors.pop(w.config.path, None)
-        w.started, w.folder_id = True, _identity(w.config.path)
-        self.log.info("watching", path=str(w.config.path), mode=w.watcher.mode,
-                      kind=w.config.kind, recursive=w.config.recursive)
-
-    def _supervise(self, w: _Watch, queued: set[Path]) -> None:
-        if not w.started:
-            self._start_watcher(w)
-            if w.started:
-                self._rescan(w, queued)
-            return
-        now_id = _identity(w.config.path)
-        if now_id != w.folder_id:
-            # Renamed away, deleted or replaced: the observer still watches the old inode
-            # (inotify follows it) or nothing. Watch whatever is at the path now.
-            self.log.warning("watch_folder_replaced" if now_id else "watch_folder_gone",
-                             path=str(w.config.path), action="restarting the observer")
-            w.watcher.stop()
-            w.watcher.restarts += 1
-            self._start_watcher(w)
-            if w.started:
-                self._rescan(w, queued)
-        elif not w.watcher.alive():
-            self.log.error("observer_died", path=str(w.config.path), mode=w.watcher.mode,
-                           restarts=w.watcher.restarts + 1)
-            w.watcher.stop()
-            self._start_watcher(w)
-            w.watcher.restarts += 1
-            self._rescan(w, queued)
-
-    def _rescan(self, w: _Watch, queued: set[Path]) -> int:
-        found = 0
-        try:
-            for path in scan(w.config):
-                if path in queued or path in self.tracker:
-                    continue
-                try:
-                    st = path.stat()
-                except OSError:
-                    continue
-                if w.engine.ledger.is_finished(path_key(path), st.st_size, st.st_mtime_ns,
-                                               w.engine.segmenter.model_sha256,
-                                               w.engine.measurement_version):
-                    continue
-                self.tracker.touch(path, w.index, w.config.settle_seconds)
-                found += 1
-        except OSError as exc:  # share gone mid-walk: the next rescan tries again
-            self.log.error("rescan_failed", path=str(w.config.path), error=repr(exc))
-        return found
 
     def _inspect(self, path: Path):
         for watch in self.config.watches:
@@ -228,7 +132,7 @@ class Daemon:
         cfg = self.config
         cfg.results.mkdir(parents=True, exist_ok=True)
         ledger = self.ledger = open_ledger(cfg.ledger, cfg.results, self.log)
-        watches: list[_Watch] = []
+        watches: list[Watch] = []
         dashboard = None
         try:
             report = ledger.reconcile(cfg.max_attempts)
@@ -246,15 +150,15 @@ class Daemon:
                 seg = engine.segmenter  # /metrics: nwwatch_model_info
                 _metrics.set_model(seg.name, seg.model_sha256, seg.provider, engine.kind)
             refresh_quarantine(ledger, cfg.results, self.log, force=True)
-            watches = [_Watch(i, w, engines[i],
+            watches = [Watch(i, w, engines[i],
                               FolderWatcher(w, self._on_change(i), self.tracker.forget))
                        for i, w in enumerate(cfg.watches)]
             for w in watches:
-                self._start_watcher(w)
+                w.start(self.log, self._watch_errors)
             queued: set[Path] = set()
             now = time.monotonic()
             for w in watches:
-                n = self._rescan(w, queued)
+                n = w.rescan(self.tracker, queued, self.log)
                 w.next_rescan = now + w.config.rescan_seconds
                 self.log.info("initial_scan", path=str(w.config.path), candidates=n)
             next_supervise = next_status = now
@@ -271,11 +175,11 @@ class Daemon:
                     if lost is not None:
                         raise LedgerLostError(lost)
                     for w in watches:
-                        self._supervise(w, queued)
+                        w.supervise(self.tracker, queued, self.log, self._watch_errors)
                 for w in watches:
                     if now >= w.next_rescan:
                         w.next_rescan = now + w.config.rescan_seconds
-                        self._rescan(w, queued)
+                        w.rescan(self.tracker, queued, self.log)
                 did_work = False
                 if self._paused_until is None or now >= self._paused_until:
                     did_work = self._work(watches, queued, now)
@@ -287,9 +191,9 @@ class Daemon:
                     self._stop.wait(TICK_S)
             self.notifier.stopping()
             self._settle_unfinished()
-            self.log.info("stopping", processed_files=self.processed_files,
-                          processed_rows=self.processed_rows, queued=len(queued),
-                          rows=format_counts(self.row_counts),
+            self.log.info("stopping", processed_files=self.tally.processed_files,
+                          processed_rows=self.tally.processed_rows, queued=len(queued),
+                          rows=format_counts(self.tally.row_counts),
                           note="queued files are picked up by the next start's scan")
         except LedgerLostError as exc:
             self.log.error("results_lost", reason=str(exc),
@@ -307,7 +211,7 @@ class Daemon:
         self.log.info("stopped")
         return 0
 
-    def _work(self, watches: list[_Watch], queued: set[Path], now: float) -> bool:
+    def _work(self, watches: list[Watch], queued: set[Path], now: float) -> bool:
         """Settle what a failed write left, quarantine bad files, run due batches. Returns
         True when a batch ran. A failed write pauses processing (see module docstring)."""
         try:
@@ -371,18 +275,8 @@ class Daemon:
             self.log.error("batch_left_unfinished", error=str(exc),
                            note="settled at the next start")
 
-    def _take(self, w: _Watch) -> list[ReadyFile]:
-        batch, frames = [], 0
-        while w.files and (not batch
-                           or frames + w.files[0].info.n_pages <= w.engine.batch_size):
-            f = w.files.pop(0)
-            batch.append(f)
-            frames += max(1, f.info.n_pages)
-        w.since = time.monotonic() if w.files else None
-        return batch
-
-    def _run_batch(self, w: _Watch, queued: set[Path]) -> None:
-        batch = self._take(w)
+    def _run_batch(self, w: Watch, queued: set[Path]) -> None:
+        batch = w.take()
         try:
             with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):
                 report = process(batch, w.engine)
@@ -397,52 +291,23 @@ class Daemon:
                 queued.discard(f.path)
             # The batch may be left between claim and commit: settle it now as after a crash.
             try:
-                w.engine.ledger.reconcile(self.config.max_attempts)
+                self.ledger.reconcile(self.config.max_attempts)
             except Exception as again:
                 self.log.exception("reconcile_failed", error=repr(again))
             return
         for f in batch:
             queued.discard(f.path)
-        _metrics.observe_outcomes([(o.state, o.detected_at) for o in report.files],
-                                  report.committed_at)
-        for outcome in report.files:
-            fields = dict(source=source_name(outcome.path), state=outcome.state,
-                          rows=outcome.n_rows, batch_id=outcome.batch_id or report.batch_id)
-            if outcome.state == "done":
-                self.processed_files += 1
-                self.processed_rows += outcome.n_rows
-                if outcome.detected_at is not None and report.committed_at is not None:
-                    fields["latency_ms"] = round(
-                        (report.committed_at - outcome.detected_at) * 1e3, 1)
-                fields.update({f"{k}_ms": round(v, 1) for k, v in report.timings_ms.items()})
-                # Status, reason code and angle of each frame (outcome_log_fields).
-                file_fields, frame_lines = outcome_log_fields(outcome)
-                self.log.info("file_processed", **fields, **file_fields)
-                for frame_fields in frame_lines:
-                    self.log.info("frame_processed", source=fields["source"], **frame_fields)
-                self.row_counts.update(outcome.row_counts())
-            elif outcome.state in ("failed", "quarantined"):
-                self.failed_files += 1
-                self.quarantined_files += outcome.state == "quarantined"
-                self.log.warning(f"file_{outcome.state}", reason=outcome.reason, **fields)
-            else:  # skipped (same content already done) or gone (deleted meanwhile)
-                self.log.info(f"file_{outcome.state}", reason=outcome.reason, **fields)
+        self.tally.record(report, self.log)
 
-    def _quarantine_bad(self, bad, watches: list[_Watch]) -> None:
+    def _quarantine_bad(self, bad, watches: list[Watch]) -> None:
         for w in watches:
             n = quarantine_inputs(w.engine, [
                 BadInput(b.path, b.error, b.size if b.size >= 0 else None,
                          b.mtime_ns if b.mtime_ns >= 0 else None)
                 for b in bad if b.watch == w.index], self.log)
-            self.failed_files += n
-            self.quarantined_files += n
-            _metrics.observe_outcomes([], None, quarantined_files=n)  # /metrics
+            self.tally.quarantined_on_inspection(n)
 
-    def _status_text(self, watches: list[_Watch]) -> str:
+    def _status_text(self, watches: list[Watch]) -> str:
         if self._paused_until is not None:
             return f"paused: cannot write results or ledger ({self._pause_reason})"
-        waiting = sum(len(w.files) for w in watches) + len(self.tracker)
-        return (f"queue {waiting} files; processed {self.processed_files} files "
-                f"({self.processed_rows} rows: {format_counts(self.row_counts)}); "
-                f"failed {self.failed_files} "
-                f"(quarantined {self.quarantined_files})")
+        return self.tally.status_text(sum(len(w.files) for w in watches) + len(self.tracker))

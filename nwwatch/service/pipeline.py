@@ -1,15 +1,10 @@
-"""The one processing function shared by the live service and ``nwwatch replay``.
+"""The one processing function shared by the live service, ``nwwatch replay`` and the cluster.
 
 :func:`process` turns a list of complete input files into result rows, following the ledger's
 claim -> write -> commit protocol (:mod:`nwwatch.service.ledger`), so that a crash at any
-point leaves every frame exactly once in the results. Per file:
-
-- in-situ: read -> :func:`normalize_image` -> :class:`Segmenter` (frames of all files of
-  the batch together, ``batch_size`` at a time) -> :func:`measure_contact_angle` -> one row
-  per page, all written in one Parquet file ``RESULTS/frames/frames-*-{batch_id}.parquet``;
-- tomogram: read -> :func:`nwwatch.volume.segment_volume` -> 3-D uint8 mask written
-  atomically as ``RESULTS/masks/{stem}-{sha12}-{batch_id}.tif`` -> :func:`volume_metrics` ->
-  one row in ``RESULTS/volumes/volumes-*-{batch_id}.parquet``.
+point leaves every frame exactly once in the results. What happens to the files of a batch
+is the job of their kind (:mod:`nwwatch.service.jobs`): in-situ frames
+(:mod:`nwwatch.service.frames`) or tomograms (:mod:`nwwatch.service.volumes`).
 
 Bad input (:class:`InputError`, also anything but a regular file) is quarantined at once; an
 unexpected error counts an attempt (quarantined after ``max_attempts``) and processing goes on.
@@ -20,21 +15,12 @@ at most that many files.
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 
-import numpy as np
-
-from nwwatch import __version__
-from nwwatch.classes import DROPLET
 from nwwatch.dashboard import metrics as _metrics
-from nwwatch.io import InputError
-from nwwatch.normalize import normalize_image
 from nwwatch.results.parquet import write_batch
 from nwwatch.service.batch import (
     BatchReport,
@@ -46,20 +32,15 @@ from nwwatch.service.batch import (
     crash_point,
     outcomes,
     refresh_quarantine,
-    write_pictures,
 )
 from nwwatch.service.batch import Item as _Item
 from nwwatch.service.batch import log_of as _log
+from nwwatch.service.jobs import job_for
 from nwwatch.service.ledger import Failure, LedgerLostError
 from nwwatch.service.names import path_key, source_name
 
 __all__ = ["BatchReport", "Engine", "FileOutcome", "ResultsWriteError", "process",
            "refresh_quarantine", "source_name"]
-
-FRAMES_DIR = "frames"
-VOLUMES_DIR = "volumes"
-MASKS_DIR = "masks"
-
 
 def process(
     files: Sequence[object], engine: Engine, *, force: bool = False
@@ -124,14 +105,11 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     the caller retries them one by one."""
     log = _log(engine)
     ledger = engine.ledger
+    job = job_for(engine.kind)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    if engine.kind == "tomogram":
-        folder, prefix = engine.results_dir / VOLUMES_DIR, "volumes"
-        aux = [_mask_path(engine, it, batch_id) for it in items]
-    else:
-        folder, prefix = engine.results_dir / FRAMES_DIR, "frames"
-        aux = []
-    parquet = folder / f"{prefix}-{stamp}-{batch_id}.parquet"
+    folder = engine.results_dir / job.folder
+    aux = job.side_files(engine, items, batch_id)
+    parquet = folder / f"{job.folder}-{stamp}-{batch_id}.parquet"
     ledger.claim(batch_id, engine.kind, parquet,
                  [(it.key, path_key(it.path)) for it in items], aux=aux)
     crash_point("after_claim")
@@ -140,10 +118,7 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     try:
         crash_point("in_batch")
         crash_on_source(items)
-        if engine.kind == "tomogram":
-            _run_tomograms(items, engine, batch_id, failures, report)
-        else:
-            _run_frames(items, engine, batch_id, failures, report)
+        job.run(items, engine, batch_id, failures, report)
     except ResultsWriteError:
         ledger.abort(batch_id, [], engine.max_attempts, remove=aux)
         raise
@@ -173,8 +148,7 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
         raise LedgerLostError(lost)
     if rows:
         try:
-            schema = _schema(engine.kind)
-            write_batch(rows, schema, folder, prefix, name=parquet.name)
+            write_batch(rows, job.schema(), folder, job.folder, name=parquet.name)
         except OSError as exc:
             ledger.abort(batch_id, [], engine.max_attempts, remove=aux + [parquet])
             raise ResultsWriteError(f"{parquet}: cannot write results ({exc})") from exc
@@ -198,217 +172,3 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     report.n_rows += len(rows)
     outcomes(report, items, failures, quarantined, batch_id)
     return True
-
-
-def _fail_item(it: _Item, exc: BaseException, failures: list[Failure], engine: Engine) -> None:
-    it.failed = True
-    permanent = isinstance(exc, InputError)
-    reason = exc.reason if permanent else f"unexpected error: {exc!r}"
-    failures.append(Failure(it.key, path_key(it.path), reason, type(exc).__name__,
-                            permanent, it.size, it.mtime_ns))
-    if permanent:
-        _log(engine).warning("bad_input", source=source_name(it.path), reason=reason,
-                             error=type(exc).__name__)
-    else:
-        _log(engine).error("unexpected_error", source=source_name(it.path), reason=reason,
-                           exc_info=exc)
-
-
-def _provenance(engine: Engine, it: _Item, batch_id: str) -> dict:
-    seg = engine.segmenter
-    return {
-        "source_sha256": it.key.sha256,
-        "model_name": seg.name,
-        "model_sha256": seg.model_sha256,
-        "provider": seg.provider,
-        "nwwatch_version": __version__,
-        "measurement_version": engine.measurement_version,
-        "batch_id": batch_id,
-    }
-
-
-def _run_frames(items: list[_Item], engine: Engine, batch_id: str, failures: list[Failure],
-                report: BatchReport) -> None:
-    """Read, segment and measure the frames of ``items``, appending rows to each item.
-
-    Three stages overlap: while ONNX Runtime (which releases the GIL) segments one group of
-    files, a worker thread reads and normalises the next group and measures the previous
-    one. Groups hold about ``batch_size`` frames (page counts from the structural check);
-    frames of equal shape within a group go through the network together.
-    """
-    from nwwatch.io import read_frames
-    from nwwatch.measure import measure_contact_angle
-    from nwwatch.results import label_queue
-    from nwwatch.segment.confidence import frame_confidence
-
-    groups: list[list[_Item]] = [[]]
-    frames_in_group = 0
-    for it in items:
-        pages = max(1, it.pages)
-        if groups[-1] and frames_in_group + pages > engine.batch_size:
-            groups.append([])
-            frames_in_group = 0
-        groups[-1].append(it)
-        frames_in_group += pages
-    processed_at = datetime.now(UTC)
-    spent = {"read": 0.0, "segment": 0.0, "measure": 0.0}
-    queue_candidates: list[tuple[_Item, label_queue.Candidate]] = []
-
-    def read_group(group: list[_Item]) -> list[tuple[_Item, object, np.ndarray]]:
-        t_group = time.perf_counter()
-        queue = []
-        for it in group:
-            t = time.perf_counter()
-            try:
-                it.frames = read_frames(it.path)
-                normalised = [normalize_image(f.image) for f in it.frames]
-            except FileNotFoundError:
-                it.failed, it.gone = True, True  # vanished: released, no attempt counted
-                continue
-            except Exception as exc:
-                _fail_item(it, exc, failures, engine)
-                continue
-            it.read_ms = (time.perf_counter() - t) * 1e3 / max(1, len(it.frames))
-            queue.extend((it, f, x) for f, x in zip(it.frames, normalised, strict=True))
-        spent["read"] += (time.perf_counter() - t_group) * 1e3
-        return queue
-
-    def measure_chunk(queue, chunk: list[int], out, per_frame_ms: float) -> None:
-        t_chunk = time.perf_counter()
-        for j, i in enumerate(chunk):
-            it, frame, _ = queue[i]
-            if it.failed:
-                continue
-            t = time.perf_counter()
-            try:
-                result = measure_contact_angle(out.labels[j], out.probabilities[j, DROPLET],
-                                               frame.pixel_size_nm)
-                row = result.as_row()
-                row["confidence"] = frame_confidence(out.probabilities[j], out.labels[j],
-                                                     result.angle_valid)
-            except Exception as exc:
-                _fail_item(it, exc, failures, engine)
-                continue
-            row.update(
-                source=source_name(it.path),
-                frame=int(frame.index),
-                acquired_at=frame.acquired_at,
-                acquired_at_source=frame.acquired_at_source,
-                processed_at=processed_at,
-                read_ms=it.read_ms,
-                segment_ms=per_frame_ms,
-                measure_ms=(time.perf_counter() - t) * 1e3,
-                **_provenance(engine, it, batch_id),
-            )
-            if engine.overlays.wanted(row["status"]):  # QA pictures ([output] overlays)
-                row["overlay_path"] = write_pictures(engine, it, frame, out.labels[j], result)
-            it.rows.append(row)
-            queue_candidates.append((it, label_queue.Candidate(label_queue.QueueEntry(
-                row["source"], row["frame"], it.key.sha256, row["confidence"], row["status"],
-                row["contact_angle_deg"], it.key.model_sha256), frame.image)))
-        spent["measure"] += (time.perf_counter() - t_chunk) * 1e3
-
-    # One worker, first in first out: read(g+1) is queued before measure(g), so the next
-    # group is ready when the network is free again, and rows keep the files' order.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwwatch-worker") as pool:
-        next_read = pool.submit(read_group, groups[0])
-        measured = []
-        for g in range(len(groups)):
-            queue = next_read.result()
-            if g + 1 < len(groups):
-                next_read = pool.submit(read_group, groups[g + 1])
-            by_shape: dict[tuple[int, int], list[int]] = {}
-            for i, (_, _, x) in enumerate(queue):
-                by_shape.setdefault(x.shape, []).append(i)
-            for indices in by_shape.values():
-                for start in range(0, len(indices), engine.batch_size):
-                    chunk = indices[start:start + engine.batch_size]
-                    engine.beat()
-                    t = time.perf_counter()
-                    out = engine.segmenter.segment(np.stack([queue[i][2] for i in chunk]))
-                    elapsed_ms = (time.perf_counter() - t) * 1e3
-                    spent["segment"] += elapsed_ms
-                    measured.append(pool.submit(measure_chunk, queue, chunk, out,
-                                                elapsed_ms / len(chunk)))
-        for future in measured:
-            future.result()
-    try:  # the queue is a by-product: a failure to write it never fails the frames
-        label_queue.offer(engine.results_dir, [c for it, c in queue_candidates
-                                               if not it.failed])
-    except Exception as exc:
-        _log(engine).error("label_queue_failed", error=repr(exc), exc_info=exc)
-    report.timings_ms.update(spent)
-
-
-def _mask_path(engine: Engine, it: _Item, batch_id: str) -> Path:
-    return engine.results_dir / MASKS_DIR / f"{it.path.stem}-{it.key.sha256[:12]}-{batch_id}.tif"
-
-
-def _run_tomograms(items: list[_Item], engine: Engine, batch_id: str,
-                   failures: list[Failure], report: BatchReport) -> None:
-    from nwwatch.io import read_volume, write_volume_tiff
-    from nwwatch.volume import segment_volume, volume_metrics
-
-    for it in items:
-        engine.beat()
-        try:
-            t = time.perf_counter()
-            volume = read_volume(it.path)
-            read_ms = (time.perf_counter() - t) * 1e3
-            t = time.perf_counter()
-            seg = segment_volume(engine.segmenter, volume.data, batch_size=engine.batch_size,
-                                 **engine.volume_options.as_kwargs())
-            mask = seg.mask
-            segment_ms = (time.perf_counter() - t) * 1e3
-            t = time.perf_counter()
-            mask_path = _mask_path(engine, it, batch_id)
-            try:
-                mask_path.parent.mkdir(parents=True, exist_ok=True)
-                write_volume_tiff(mask_path, np.ascontiguousarray(mask, dtype=np.uint8),
-                                  voxel_size_nm=volume.voxel_size_nm)
-            except OSError as exc:
-                raise ResultsWriteError(f"{mask_path}: cannot write the mask ({exc})") from exc
-            metrics = volume_metrics(mask, volume.voxel_size_nm).as_row()
-            measure_ms = (time.perf_counter() - t) * 1e3
-        except ResultsWriteError:
-            raise
-        except FileNotFoundError:
-            it.failed, it.gone = True, True
-            continue
-        except Exception as exc:
-            _fail_item(it, exc, failures, engine)
-            continue
-        st_time = datetime.fromtimestamp(it.mtime_ns / 1e9, UTC)
-        # NaN (not computed: a sparse mask or no finite voxel) is stored and logged as null.
-        agreement = seg.threshold_agreement if math.isfinite(seg.threshold_agreement) else None
-        row = dict(metrics)
-        row.update(
-            source=source_name(it.path),
-            # "suspect": still a result (the mask may be right), but one to look at first.
-            status=seg.verdict.status,
-            reason="; ".join(seg.verdict.why),
-            reason_code=seg.verdict.reason_code,
-            mask_path=str(mask_path.relative_to(engine.results_dir)),
-            uncertain_fraction=seg.uncertain_fraction,
-            threshold_agreement=agreement,
-            acquired_at=st_time,
-            acquired_at_source="mtime",
-            processed_at=datetime.now(UTC),
-            read_ms=read_ms,
-            segment_ms=segment_ms,
-            measure_ms=measure_ms,
-            **_provenance(engine, it, batch_id),
-        )
-        if seg.verdict.status == "suspect":  # the warning and the row say the same
-            _log(engine).warning("volume_suspect", source=source_name(it.path),
-                                 reason_code=seg.verdict.reason_code, why=list(seg.verdict.why),
-                                 uncertain_fraction=round(seg.uncertain_fraction, 4),
-                                 threshold_agreement=None if agreement is None
-                                 else round(agreement, 4))
-        it.rows.append(row)
-
-
-def _schema(kind: str):
-    from nwwatch.results.schema import frame_schema, volume_schema
-
-    return volume_schema() if kind == "tomogram" else frame_schema()

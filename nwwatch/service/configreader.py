@@ -1,0 +1,87 @@
+"""Typed values out of the TOML tables of a configuration file, and the one error type of
+configuration problems: every error names the file, the key (``watch[1].kind``) and what is
+wrong; unknown keys are errors too."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Invalid configuration. ``.file``, ``.key`` and ``.reason``; str() names all three."""
+
+    def __init__(self, file: str | os.PathLike[str] | None, key: str, reason: str) -> None:
+        self.file = None if file is None else Path(file)
+        self.key = key
+        self.reason = reason
+        where = f"{self.file}: " if self.file is not None else ""
+        super().__init__(f"{where}{key}: {reason}")
+
+
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+               dict: "a table", list: "a list of tables"}
+
+
+class TableReader:
+    """Take typed values out of one TOML table, remembering which keys were used."""
+
+    def __init__(self, file: Path | None, prefix: str, table: Any) -> None:
+        self.file, self.prefix = file, prefix
+        if not isinstance(table, dict):
+            raise ConfigError(file, prefix, f"must be a table, got {type(table).__name__}")
+        self.table = table
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, reason: str) -> ConfigError:
+        return ConfigError(self.file, self.key(name), reason)
+
+    def get(self, name: str, kind: type, default: Any = None, required: bool = False) -> Any:
+        self.used.add(name)
+        if name not in self.table:
+            if required:
+                raise self.error(name, "is required")
+            return default
+        value = self.table[name]
+        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise self.error(name, f"must be {_TYPE_NAMES[kind]}, got {value!r}")
+        return value
+
+    def positive(self, name: str, kind: type, default: Any, allow_zero: bool = False) -> Any:
+        value = self.get(name, kind, default)
+        if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+            raise self.error(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+        return value
+
+    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        self.used.add(name)
+        if name not in self.table:
+            return default
+        value = self.table[name]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.error(name, f"must be a list of non-empty strings, got {value!r}")
+        return tuple(value)
+
+    def path(self, name: str, base: Path, default: Path | None = None, required: bool = False):
+        value = self.get(name, str, None, required=required)
+        if value is None:
+            return default
+        if not value.strip():
+            raise self.error(name, "must not be empty")
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else (base / path)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.error(unknown[0], f"unknown key (known: {', '.join(sorted(self.used))})")

@@ -1,0 +1,184 @@
+"""In-situ frames: read -> :func:`normalize_image` -> :class:`Segmenter` (frames of all files
+of a batch together, ``batch_size`` at a time) -> :func:`measure_contact_angle` -> one row per
+page, written by :func:`nwwatch.service.pipeline.process` in one Parquet file
+``RESULTS/frames/frames-*-{batch_id}.parquet``.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from nwwatch.classes import DROPLET
+from nwwatch.io import read_frames
+from nwwatch.measure import (
+    MEASUREMENT_FIELDS,
+    MEASUREMENT_VERSION,
+    draw_overlay,
+    measure_contact_angle,
+)
+from nwwatch.normalize import normalize_image
+from nwwatch.results import label_queue
+from nwwatch.results.pictures import picture_stem, write_frame_pictures
+from nwwatch.results.schema import frame_schema
+from nwwatch.segment.confidence import frame_confidence
+from nwwatch.service.batch import (
+    BatchReport,
+    Engine,
+    Item,
+    fail_item,
+    log_of,
+    provenance,
+)
+from nwwatch.service.ledger import Failure
+from nwwatch.service.names import source_name
+
+
+class FrameJob:
+    """The in-situ job (:class:`nwwatch.service.jobs.Job`)."""
+
+    kind = "insitu"
+    folder = "frames"
+
+    def schema(self) -> pa.Schema:
+        return frame_schema(MEASUREMENT_FIELDS)
+
+    def measurement_version(self, engine: Engine) -> str:
+        return MEASUREMENT_VERSION
+
+    def side_files(self, engine: Engine, items: list[Item], batch_id: str) -> list[Path]:
+        return []
+
+    def run(self, items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
+            report: BatchReport) -> None:
+        frame_rows(items, engine, batch_id, failures, report)
+
+
+def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
+               report: BatchReport) -> None:
+    """Read, segment and measure the frames of ``items``, appending one row per frame to
+    each item's ``rows`` (the frame stage of ``process``, without its ledger steps: cluster
+    tasks call it directly, with ``engine.ledger`` None).
+
+    Three stages overlap: while ONNX Runtime (which releases the GIL) segments one group of
+    files, a worker thread reads and normalises the next group and measures the previous
+    one. Groups hold about ``batch_size`` frames (page counts from the structural check);
+    frames of equal shape within a group go through the network together.
+    """
+    groups: list[list[Item]] = [[]]
+    frames_in_group = 0
+    for it in items:
+        pages = max(1, it.pages)
+        if groups[-1] and frames_in_group + pages > engine.batch_size:
+            groups.append([])
+            frames_in_group = 0
+        groups[-1].append(it)
+        frames_in_group += pages
+    processed_at = datetime.now(UTC)
+    spent = {"read": 0.0, "segment": 0.0, "measure": 0.0}
+    queue_candidates: list[tuple[Item, label_queue.Candidate]] = []
+
+    def read_group(group: list[Item]) -> list[tuple[Item, object, np.ndarray]]:
+        t_group = time.perf_counter()
+        queue = []
+        for it in group:
+            t = time.perf_counter()
+            try:
+                it.frames = read_frames(it.path)
+                normalised = [normalize_image(f.image) for f in it.frames]
+            except FileNotFoundError:
+                it.failed, it.gone = True, True  # vanished: released, no attempt counted
+                continue
+            except Exception as exc:
+                fail_item(it, exc, failures, engine)
+                continue
+            it.read_ms = (time.perf_counter() - t) * 1e3 / max(1, len(it.frames))
+            queue.extend((it, f, x) for f, x in zip(it.frames, normalised, strict=True))
+        spent["read"] += (time.perf_counter() - t_group) * 1e3
+        return queue
+
+    def measure_chunk(queue, chunk: list[int], out, per_frame_ms: float) -> None:
+        t_chunk = time.perf_counter()
+        for j, i in enumerate(chunk):
+            it, frame, _ = queue[i]
+            if it.failed:
+                continue
+            t = time.perf_counter()
+            try:
+                result = measure_contact_angle(out.labels[j], out.probabilities[j, DROPLET],
+                                               frame.pixel_size_nm)
+                row = result.as_row()
+                row["confidence"] = frame_confidence(out.probabilities[j], out.labels[j],
+                                                     result.angle_valid)
+            except Exception as exc:
+                fail_item(it, exc, failures, engine)
+                continue
+            row.update(
+                source=source_name(it.path),
+                frame=int(frame.index),
+                acquired_at=frame.acquired_at,
+                acquired_at_source=frame.acquired_at_source,
+                processed_at=processed_at,
+                read_ms=it.read_ms,
+                segment_ms=per_frame_ms,
+                measure_ms=(time.perf_counter() - t) * 1e3,
+                **provenance(engine, it, batch_id),
+            )
+            if engine.overlays.wanted(row["status"]):  # QA pictures ([output] overlays)
+                row["overlay_path"] = write_pictures(engine, it, frame, out.labels[j], result)
+            it.rows.append(row)
+            queue_candidates.append((it, label_queue.Candidate(label_queue.QueueEntry(
+                row["source"], row["frame"], it.key.sha256, row["confidence"], row["status"],
+                row["contact_angle_deg"], it.key.model_sha256), frame.image)))
+        spent["measure"] += (time.perf_counter() - t_chunk) * 1e3
+
+    # One worker, first in first out: read(g+1) is queued before measure(g), so the next
+    # group is ready when the network is free again, and rows keep the files' order.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwwatch-worker") as pool:
+        next_read = pool.submit(read_group, groups[0])
+        measured = []
+        for g in range(len(groups)):
+            queue = next_read.result()
+            if g + 1 < len(groups):
+                next_read = pool.submit(read_group, groups[g + 1])
+            by_shape: dict[tuple[int, int], list[int]] = {}
+            for i, (_, _, x) in enumerate(queue):
+                by_shape.setdefault(x.shape, []).append(i)
+            for indices in by_shape.values():
+                for start in range(0, len(indices), engine.batch_size):
+                    chunk = indices[start:start + engine.batch_size]
+                    engine.beat()
+                    t = time.perf_counter()
+                    out = engine.segmenter.segment(np.stack([queue[i][2] for i in chunk]))
+                    elapsed_ms = (time.perf_counter() - t) * 1e3
+                    spent["segment"] += elapsed_ms
+                    measured.append(pool.submit(measure_chunk, queue, chunk, out,
+                                                elapsed_ms / len(chunk)))
+        for future in measured:
+            future.result()
+    try:  # the queue is a by-product: a failure to write it never fails the frames
+        label_queue.offer(engine.results_dir, [c for it, c in queue_candidates
+                                               if not it.failed])
+    except Exception as exc:
+        log_of(engine).error("label_queue_failed", error=repr(exc), exc_info=exc)
+    report.timings_ms.update(spent)
+
+
+def write_pictures(engine: Engine, it: Item, frame, labels, result) -> str | None:
+    """The frame's QA pictures (:mod:`nwwatch.results.pictures`); their path relative to the
+    results folder, or None when they could not be written (a by-product: the frame's row is
+    kept, the failure logged)."""
+    stem = picture_stem(it.path, it.key.sha256, engine.segmenter.model_sha256, int(frame.index))
+    try:
+        return write_frame_pictures(engine.results_dir, engine.overlays.folder, stem,
+                                    draw_overlay(frame.image, labels, result),
+                                    labels if engine.overlays.save_labels else None)
+    except (OSError, ValueError) as exc:
+        log_of(engine).error("overlay_write_failed", source=source_name(it.path),
+                             frame=int(frame.index), error=repr(exc))
+        return None

@@ -1,0 +1,62 @@
+"""What the resident service has done since it started: the counts behind systemd's STATUS
+and the stop line, and one log line per file (and per frame of a multi-page file) of each
+batch :func:`nwwatch.service.pipeline.process` ran."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from nwwatch.dashboard import metrics as _metrics
+from nwwatch.results.outcome import format_counts
+from nwwatch.service.batch import BatchReport, outcome_log_fields
+from nwwatch.service.names import source_name
+
+
+@dataclass
+class Tally:
+    processed_files: int = 0
+    processed_rows: int = 0
+    row_counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (status, code)
+    failed_files: int = 0
+    quarantined_files: int = 0
+
+    def record(self, report: BatchReport, log) -> None:
+        """Count and log the outcomes of one batch, and feed /metrics."""
+        _metrics.observe_outcomes([(o.state, o.detected_at) for o in report.files],
+                                  report.committed_at)
+        for outcome in report.files:
+            fields = dict(source=source_name(outcome.path), state=outcome.state,
+                          rows=outcome.n_rows, batch_id=outcome.batch_id or report.batch_id)
+            if outcome.state == "done":
+                self.processed_files += 1
+                self.processed_rows += outcome.n_rows
+                if outcome.detected_at is not None and report.committed_at is not None:
+                    fields["latency_ms"] = round(
+                        (report.committed_at - outcome.detected_at) * 1e3, 1)
+                fields.update({f"{k}_ms": round(v, 1) for k, v in report.timings_ms.items()})
+                # Status, reason code and angle of each frame (outcome_log_fields).
+                file_fields, frame_lines = outcome_log_fields(outcome)
+                log.info("file_processed", **fields, **file_fields)
+                for frame_fields in frame_lines:
+                    log.info("frame_processed", source=fields["source"], **frame_fields)
+                self.row_counts.update(outcome.row_counts())
+            elif outcome.state in ("failed", "quarantined"):
+                self.failed_files += 1
+                self.quarantined_files += outcome.state == "quarantined"
+                log.warning(f"file_{outcome.state}", reason=outcome.reason, **fields)
+            else:  # skipped (same content already done) or gone (deleted meanwhile)
+                log.info(f"file_{outcome.state}", reason=outcome.reason, **fields)
+
+    def quarantined_on_inspection(self, n: int) -> None:
+        """``n`` files quarantined before any batch (bad on inspection)."""
+        self.failed_files += n
+        self.quarantined_files += n
+        _metrics.observe_outcomes([], None, quarantined_files=n)  # /metrics
+
+    def status_text(self, waiting: int) -> str:
+        """systemd's STATUS line while processing, with ``waiting`` files queued."""
+        return (f"queue {waiting} files; processed {self.processed_files} files "
+                f"({self.processed_rows} rows: {format_counts(self.row_counts)}); "
+                f"failed {self.failed_files} "
+                f"(quarantined {self.quarantined_files})")

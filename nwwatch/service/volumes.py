@@ -1,0 +1,123 @@
+"""Tomograms: read -> :func:`nwwatch.volume.segment_volume` -> 3-D uint8 mask written
+atomically as ``RESULTS/masks/{stem}-{sha12}-{batch_id}.tif`` -> :func:`volume_metrics` -> one
+row, written by :func:`nwwatch.service.pipeline.process` in
+``RESULTS/volumes/volumes-*-{batch_id}.parquet``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from nwwatch.io import read_volume, write_volume_tiff
+from nwwatch.results.schema import volume_schema
+from nwwatch.service.batch import (
+    BatchReport,
+    Engine,
+    Item,
+    ResultsWriteError,
+    fail_item,
+    log_of,
+    provenance,
+)
+from nwwatch.service.ledger import Failure
+from nwwatch.service.names import source_name
+from nwwatch.volume import (
+    VOLUME_METRIC_FIELDS,
+    VOLUME_METRICS_VERSION,
+    segment_volume,
+    volume_metrics,
+)
+
+
+class VolumeJob:
+    """The tomogram job (:class:`nwwatch.service.jobs.Job`)."""
+
+    kind = "tomogram"
+    folder = "volumes"
+
+    def schema(self) -> pa.Schema:
+        return volume_schema(VOLUME_METRIC_FIELDS)
+
+    def measurement_version(self, engine: Engine) -> str:
+        # The mask depends on the segmentation settings as much as on the model.
+        return f"{VOLUME_METRICS_VERSION}+{engine.volume_options.version}"
+
+    def side_files(self, engine: Engine, items: list[Item], batch_id: str) -> list[Path]:
+        return [mask_path_of(engine, it, batch_id) for it in items]
+
+    def run(self, items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
+            report: BatchReport) -> None:
+        volume_rows(items, engine, batch_id, failures, report)
+
+
+def mask_path_of(engine: Engine, it: Item, batch_id: str) -> Path:
+    return engine.results_dir / "masks" / f"{it.path.stem}-{it.key.sha256[:12]}-{batch_id}.tif"
+
+
+def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
+                report: BatchReport) -> None:
+    """Segment each tomogram of ``items``, write its mask and append its row to the item's
+    ``rows``."""
+    for it in items:
+        engine.beat()
+        try:
+            t = time.perf_counter()
+            volume = read_volume(it.path)
+            read_ms = (time.perf_counter() - t) * 1e3
+            t = time.perf_counter()
+            seg = segment_volume(engine.segmenter, volume.data, batch_size=engine.batch_size,
+                                 **engine.volume_options.as_kwargs())
+            mask = seg.mask
+            segment_ms = (time.perf_counter() - t) * 1e3
+            t = time.perf_counter()
+            mask_path = mask_path_of(engine, it, batch_id)
+            try:
+                mask_path.parent.mkdir(parents=True, exist_ok=True)
+                write_volume_tiff(mask_path, np.ascontiguousarray(mask, dtype=np.uint8),
+                                  voxel_size_nm=volume.voxel_size_nm)
+            except OSError as exc:
+                raise ResultsWriteError(f"{mask_path}: cannot write the mask ({exc})") from exc
+            metrics = volume_metrics(mask, volume.voxel_size_nm).as_row()
+            measure_ms = (time.perf_counter() - t) * 1e3
+        except ResultsWriteError:
+            raise
+        except FileNotFoundError:
+            it.failed, it.gone = True, True
+            continue
+        except Exception as exc:
+            fail_item(it, exc, failures, engine)
+            continue
+        st_time = datetime.fromtimestamp(it.mtime_ns / 1e9, UTC)
+        # NaN (not computed: a sparse mask or no finite voxel) is stored and logged as null.
+        agreement = seg.threshold_agreement if math.isfinite(seg.threshold_agreement) else None
+        row = dict(metrics)
+        row.update(
+            source=source_name(it.path),
+            # "suspect": still a result (the mask may be right), but one to look at first.
+            status=seg.verdict.status,
+            reason="; ".join(seg.verdict.why),
+            reason_code=seg.verdict.reason_code,
+            mask_path=str(mask_path.relative_to(engine.results_dir)),
+            uncertain_fraction=seg.uncertain_fraction,
+            threshold_agreement=agreement,
+            acquired_at=st_time,
+            acquired_at_source="mtime",
+            processed_at=datetime.now(UTC),
+            read_ms=read_ms,
+            segment_ms=segment_ms,
+            measure_ms=measure_ms,
+            **provenance(engine, it, batch_id),
+        )
+        if seg.verdict.status == "suspect":  # the warning and the row say the same
+            log_of(engine).warning("volume_suspect", source=source_name(it.path),
+                                 reason_code=seg.verdict.reason_code, why=list(seg.verdict.why),
+                                 uncertain_fraction=round(seg.uncertain_fraction, 4),
+                                 threshold_agreement=None if agreement is None
+                                 else round(agreement, 4))
+        it.rows.append(row)

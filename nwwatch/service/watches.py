@@ -1,0 +1,124 @@
+"""One watched folder of the resident service: its observer kept alive (restarted when it
+dies or its folder is replaced, retried while the folder is missing), rescans for files the
+events missed, and the ready files waiting for a batch."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nwwatch.service.batch import Engine
+from nwwatch.service.config import WatchConfig
+from nwwatch.service.names import path_key
+from nwwatch.service.readiness import ReadyFile, Tracker
+from nwwatch.service.watcher import FolderWatcher, scan
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+@dataclass
+class Watch:
+    """Everything the loop keeps for one [[watch]] folder."""
+
+    index: int
+    config: WatchConfig
+    engine: Engine
+    watcher: FolderWatcher
+    started: bool = False
+    folder_id: tuple[int, int] | None = None  # device and inode the observer watches
+    next_rescan: float = 0.0
+    files: list[ReadyFile] = field(default_factory=list)
+    since: float | None = None  # monotonic time the oldest waiting file became ready
+
+    def frames(self) -> int:
+        return sum(max(1, getattr(f.info, "n_pages", 1)) for f in self.files)
+
+    def start(self, log, errors: dict[Path, float]) -> None:
+        """Start the observer; a failure is logged once a minute at most (``errors``: when
+        each folder's last failure was logged) and tried again by :meth:`supervise`."""
+        try:
+            self.watcher.start()
+        except OSError as exc:
+            # Once per minute at most: a share that stays away must not flood the journal.
+            now = time.monotonic()
+            last = errors.get(self.config.path)
+            if last is None or now - last >= 60:
+                errors[self.config.path] = now
+                log.error("watch_failed", path=str(self.config.path), error=repr(exc),
+                          action="retrying every second")
+            self.started = False
+            return
+        errors.pop(self.config.path, None)
+        self.started, self.folder_id = True, _identity(self.config.path)
+        log.info("watching", path=str(self.config.path), mode=self.watcher.mode,
+                 kind=self.config.kind, recursive=self.config.recursive)
+
+    def supervise(self, tracker: Tracker, queued: set[Path], log,
+                  errors: dict[Path, float]) -> None:
+        """Start an observer that is not running, restart a dead one or one whose folder was
+        replaced; each followed by a rescan."""
+        if not self.started:
+            self.start(log, errors)
+            if self.started:
+                self.rescan(tracker, queued, log)
+            return
+        now_id = _identity(self.config.path)
+        if now_id != self.folder_id:
+            # Renamed away, deleted or replaced: the observer still watches the old inode
+            # (inotify follows it) or nothing. Watch whatever is at the path now.
+            log.warning("watch_folder_replaced" if now_id else "watch_folder_gone",
+                        path=str(self.config.path), action="restarting the observer")
+            self.watcher.stop()
+            self.watcher.restarts += 1
+            self.start(log, errors)
+            if self.started:
+                self.rescan(tracker, queued, log)
+        elif not self.watcher.alive():
+            log.error("observer_died", path=str(self.config.path), mode=self.watcher.mode,
+                      restarts=self.watcher.restarts + 1)
+            self.watcher.stop()
+            self.start(log, errors)
+            self.watcher.restarts += 1
+            self.rescan(tracker, queued, log)
+
+    def rescan(self, tracker: Tracker, queued: set[Path], log) -> int:
+        """Hand the tracker the files of the folder that are neither queued, tracked nor
+        finished under this engine (known from the ledger by path, size and mtime)."""
+        found = 0
+        try:
+            for path in scan(self.config):
+                if path in queued or path in tracker:
+                    continue
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                engine = self.engine
+                if engine.ledger.is_finished(path_key(path), st.st_size, st.st_mtime_ns,
+                                             engine.segmenter.model_sha256,
+                                             engine.measurement_version):
+                    continue
+                tracker.touch(path, self.index, self.config.settle_seconds)
+                found += 1
+        except OSError as exc:  # share gone mid-walk: the next rescan tries again
+            log.error("rescan_failed", path=str(self.config.path), error=repr(exc))
+        return found
+
+    def take(self) -> list[ReadyFile]:
+        """The next batch: waiting files up to ``batch_size`` frames (at least one file)."""
+        batch, frames = [], 0
+        while self.files and (not batch
+                              or frames + self.files[0].info.n_pages <= self.engine.batch_size):
+            f = self.files.pop(0)
+            batch.append(f)
+            frames += max(1, f.info.n_pages)
+        self.since = time.monotonic() if self.files else None
+        return batch

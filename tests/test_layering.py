@@ -1,0 +1,99 @@
+"""Dependencies point one way: io -> segment -> measure/volume -> results -> service -> cli.
+Checked in fresh interpreters by what each layer loads, and with the heavy or optional
+packages made unimportable."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Makes a top-level package unimportable in a fresh interpreter (an ImportError as on a
+# machine where it is not installed), before anything of nwwatch is imported.
+_BLOCK = """
+import sys
+class _Block:
+    def __init__(self, names):
+        self.names = set(names)
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in self.names:
+            raise ImportError(f'{name} blocked by the test')
+        return None
+sys.meta_path.insert(0, _Block(NAMES))
+"""
+
+
+def _run(code: str, block: tuple[str, ...] = ()) -> str:
+    out = subprocess.run([sys.executable, "-c", _BLOCK.replace("NAMES", repr(block)) + code],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_results_imports_no_producer_and_no_service():
+    loaded = _run(
+        "import importlib, pkgutil, nwwatch.results as r\n"
+        "for m in pkgutil.walk_packages(r.__path__, 'nwwatch.results.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "print(' '.join(sorted(k for k in sys.modules if k.startswith('nwwatch.'))))\n"
+    ).split()
+    assert "nwwatch.results.schema" in loaded and "nwwatch.results.pictures" in loaded
+    above = [m for m in loaded if m.split(".")[1] in
+             ("measure", "volume", "segment", "service", "dashboard", "cli")]
+    assert above == []
+    # ... and no function imports one later either (a lazy import is still a dependency)
+    for path in sorted((ROOT / "nwwatch" / "results").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                parts = name.split(".")
+                assert not (parts[0] == "nwwatch" and len(parts) > 1 and parts[1] in (
+                    "measure", "volume", "segment", "service", "dashboard", "cli")), \
+                    f"{path.name}:{node.lineno} imports {name}"
+
+
+def test_the_service_configuration_validates_without_onnxruntime(tmp_path):
+    from servicekit import model, write_config
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, tmp_path / "res", model(tmp_path),
+                       extra="[tomogram]\nflips = true\n")
+    text = cfg.read_text() + '[[watch]]\npath = "{}"\nkind = "tomogram"\nmodel = "{}"\n'.format(
+        tmp_path / "tomo", model(tmp_path / "t"))
+    cfg.write_text(text)
+    # `python -m nwwatch.service.dropin` as deploy/install.sh runs it, with onnxruntime and
+    # scipy unimportable: validation loads neither the runtime nor the volume code.
+    out = _run("import runpy\n"
+               f"sys.argv = ['dropin', {str(cfg)!r}]\n"
+               "try:\n"
+               "    runpy.run_module('nwwatch.service.dropin', run_name='__main__')\n"
+               "except SystemExit as exc:\n"
+               "    assert exc.code == 0, exc.code\n"
+               "import nwwatch.service.config\n"
+               "print('LOADED', ' '.join(k for k in sys.modules if k.startswith('nwwatch.')))\n",
+               block=("onnxruntime", "scipy"))
+    assert f"ReadOnlyPaths={tmp_path / 'tomo'}" in out
+    loaded = out.split("LOADED", 1)[1].split()
+    assert not [m for m in loaded if m.startswith(("nwwatch.segment", "nwwatch.volume"))]
+    # ... and the blocker does block: the segmenter cannot be loaded in that interpreter
+    with pytest.raises(AssertionError, match="blocked by the test"):
+        _run("import nwwatch.segment.session\n", block=("onnxruntime",))
+
+
+def test_every_kind_of_the_configuration_has_one_job():
+    from nwwatch.service.config import KINDS
+    from nwwatch.service.jobs import job_for
+
+    for kind in KINDS:
+        job = job_for(kind)
+        assert job.kind == kind and job_for(kind) is job
+    assert len({job_for(k).folder for k in KINDS}) == len(KINDS)
+    with pytest.raises(KeyError, match="insitu.*tomogram"):
+        job_for("cryo")
