@@ -63,17 +63,9 @@ def write_montage(video_dir: Path, tomogram_dir: Path, path: Path, n_frames: int
     return path
 
 
-def plot_angle_vs_time(frames_table, truth_table, path: Path) -> dict[str, float]:
-    """PNG of measured and true contact angle against time; returns error statistics."""
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise click.ClickException(
-            "the demo's plots need matplotlib: pip install 'nwwatch[report]'") from exc
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def angle_vs_time(frames_table, truth_table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(time_s, true angle, measured angle) of every synthesised frame in time order, angles
+    in degrees; NaN where the frame's angle was not valid (or the frame has no row)."""
     measured = {Path(s).name: (a, v) for s, a, v in zip(
         frames_table.column("source").to_pylist(),
         frames_table.column("contact_angle_deg").to_pylist(),
@@ -88,16 +80,11 @@ def plot_angle_vs_time(frames_table, truth_table, path: Path) -> dict[str, float
         meas_deg.append(angle if valid else np.nan)
     times, true_deg, meas_deg = map(np.asarray, (times, true_deg, meas_deg))
     order = np.argsort(times)
-    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=120)
-    ax.plot(times[order], true_deg[order], "k-", lw=1.2, label="ground truth (apparent)")
-    ax.plot(times[order], meas_deg[order], "o", ms=3.5, color="tab:red", label="nwwatch")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("contact angle (deg)")
-    ax.legend(loc="best")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return times[order], true_deg[order], meas_deg[order].astype(float)
+
+
+def angle_errors(true_deg: np.ndarray, meas_deg: np.ndarray) -> dict[str, float]:
+    """Frames, valid frames, RMSE and median absolute error (deg) of the valid ones."""
     errors = meas_deg - true_deg
     ok = np.isfinite(errors)
     return {
@@ -106,6 +93,31 @@ def plot_angle_vs_time(frames_table, truth_table, path: Path) -> dict[str, float
         "rmse_deg": float(np.sqrt(np.mean(errors[ok] ** 2))) if ok.any() else float("nan"),
         "median_abs_error_deg": float(np.median(np.abs(errors[ok]))) if ok.any() else float("nan"),
     }
+
+
+def plot_angle_vs_time(times: np.ndarray, true_deg: np.ndarray, meas_deg: np.ndarray,
+                       path: Path) -> bool:
+    """PNG of measured and true contact angle against time. Returns False, writing nothing,
+    when matplotlib (the ``report`` extra) is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=120)
+    ax.plot(times, true_deg, "k-", lw=1.2, label="ground truth (apparent)")
+    ax.plot(times, meas_deg, "o", ms=3.5, color="tab:red", label="nwwatch")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("contact angle (deg)")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
 
 
 @click.command()
@@ -152,7 +164,12 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
     click.echo("4/4 plotting contact angle against time and drawing overlays")
     frames_table = ds.dataset(results / "frames", format="parquet").to_table()
     truth_table = pq.read_table(video / "truth.parquet")
-    stats = plot_angle_vs_time(frames_table, truth_table, out / "contact_angle_vs_time.png")
+    times, true_deg, meas_deg = angle_vs_time(frames_table, truth_table)
+    stats = angle_errors(true_deg, meas_deg)
+    plot = out / "contact_angle_vs_time.png"
+    if not plot_angle_vs_time(times, true_deg, meas_deg, plot):
+        click.echo("    plot skipped: matplotlib is not installed (pip install 'nwwatch[report]')")
+        plot = None
     overlays = out / "overlays"
     overlays.mkdir(exist_ok=True)
     from nwwatch.normalize import normalize_image
@@ -171,5 +188,6 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
         f"    {int(stats['valid'])}/{int(stats['frames'])} frames measured, RMSE "
         f"{stats['rmse_deg']:.2f} deg, median |error| {stats['median_abs_error_deg']:.2f} deg"
     )
-    click.echo(f"done in {time.perf_counter() - start:.0f} s: see {out}/contact_angle_vs_time.png, "
-               f"{out}/montage.png, {overlays}/, Parquet in {results}/frames/")
+    shown = f"{plot}, " if plot is not None else ""
+    click.echo(f"done in {time.perf_counter() - start:.0f} s: see {shown}{out}/montage.png, "
+               f"{overlays}/, Parquet in {results}/frames/")
