@@ -29,7 +29,8 @@ from nwwatch.volume.segment import VolumeOptions
 #: Test hooks, unset in production. ``NWWATCH_CRASH_AT="after_claim:N"`` or
 #: ``"after_write:N"`` makes the process SIGKILL itself the N-th time it reaches that point
 #: (crash recovery in the exact window between two steps of the ledger protocol);
-#: ``"in_batch:N"`` hangs there for good instead (a worker stuck in a read).
+#: ``"in_batch:N"`` hangs there for good instead (a worker stuck in a read); a third field
+#: ``":raise"`` raises a RuntimeError there instead (an unexpected error the process survives).
 #: ``NWWATCH_CRASH_ON_SOURCE=TEXT`` kills the process whenever a batch holding a file whose
 #: name contains TEXT is about to be segmented (a frame that crashes the runtime).
 _CRASH_ENV = "NWWATCH_CRASH_AT"
@@ -41,11 +42,14 @@ def crash_point(name: str) -> None:
     spec = os.environ.get(_CRASH_ENV)
     if not spec:
         return
-    point, _, nth = spec.partition(":")
+    point, _, rest = spec.partition(":")
     if point != name:
         return
+    nth, _, action = rest.partition(":")
     _crash_counts[name] = _crash_counts.get(name, 0) + 1
     if _crash_counts[name] == int(nth or 1):
+        if action == "raise":
+            raise RuntimeError(f"{_CRASH_ENV}: error at {name}")
         if name == "in_batch":
             threading.Event().wait()
         os.kill(os.getpid(), signal.SIGKILL)

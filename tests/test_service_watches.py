@@ -1,0 +1,201 @@
+"""The live service with tomograms and with several watches, against real `nwwatch run`
+processes: an in-situ and a tomogram folder sharing one ledger, kill -9 in a volume batch,
+and an unexpected error between writing and committing a batch (logged, reconciled, the
+service goes on)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+from onnx_models import TOMOGRAM_GREY
+from servicekit import DaemonProcess, frames_table, model, paint_insitu, wait_rows, write_config
+
+from nwwatch.io import read_volume, write_frame_tiff, write_volume_tiff
+
+T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+
+
+def _volume(i: int) -> np.ndarray:
+    """A (10, 32, 40) tomogram in the threshold model's greys: one solid block whose size
+    depends on ``i`` (distinct content, known solid fraction)."""
+    vol = np.full((10, 32, 40), TOMOGRAM_GREY[0], np.uint8)
+    vol[2:8, 4:20 + i, 5:30] = TOMOGRAM_GREY[1]
+    return vol
+
+
+def _put_volume(folder: Path, name: str, i: int, tmp: Path) -> np.ndarray:
+    vol = _volume(i)
+    staged = write_volume_tiff(tmp / f".{name}", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    os.rename(staged, folder / name)  # appears complete, as a finished acquisition
+    return vol
+
+
+def _volumes_table(res: Path):
+    folder = res / "volumes"
+    if not folder.is_dir() or not any(folder.glob("*.parquet")):
+        return None
+    return ds.dataset(folder, format="parquet").to_table().to_pandas()
+
+
+def _wait_volumes(res: Path, n: int, daemon: DaemonProcess, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    table = _volumes_table(res)
+    while (table is None or len(table) < n) and time.monotonic() < deadline:
+        assert daemon.proc.poll() is None, daemon.log_path.read_text()[-3000:]
+        time.sleep(0.1)
+        table = _volumes_table(res)
+    assert table is not None and len(table) >= n, f"volume rows: {table}"
+    return table
+
+
+def _tomogram_config(tmp: Path, acq: Path, res: Path, tomo_model: Path, **kw) -> Path:
+    cfg = write_config(tmp / "c.toml", acq, res, tomo_model, settle=0.2, batch_size=1,
+                       latency_ms=50, **kw)
+    cfg.write_text(cfg.read_text().replace('kind = "insitu"', 'kind = "tomogram"', 1))
+    return cfg
+
+
+def _stop(daemon: DaemonProcess) -> None:
+    code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+
+
+def _check_volume_rows(res: Path, volumes: dict[str, np.ndarray]) -> None:
+    """One row per tomogram, each pointing at its own mask, and no other mask on disk."""
+    table = _volumes_table(res)
+    assert sorted(os.path.basename(s) for s in table.source) == sorted(volumes)
+    for row in table.itertuples():
+        vol = volumes[os.path.basename(row.source)]
+        truth = (vol == TOMOGRAM_GREY[1]).astype(np.uint8)
+        np.testing.assert_array_equal(read_volume(res / row.mask_path).data, truth)
+        assert row.solid_fraction == pytest.approx(truth.mean())
+    masks = sorted(p.relative_to(res).as_posix() for p in (res / "masks").glob("*.tif"))
+    assert masks == sorted(table.mask_path)
+
+
+def test_an_insitu_and_a_tomogram_watch_share_one_ledger(tmp_path):
+    acq, tomo, res = tmp_path / "acq", tmp_path / "tomo", tmp_path / "res"
+    acq.mkdir()
+    tomo.mkdir()
+    insitu_model = model(tmp_path)
+    tomo_model = model(tmp_path / "t", kind="tomogram")
+    cfg = write_config(tmp_path / "c.toml", acq, res, insitu_model, settle=0.2, batch_size=4)
+    cfg.write_text(cfg.read_text() + f'\n[[watch]]\npath = "{tomo}"\nkind = "tomogram"\n'
+                   f'model = "{tomo_model}"\nsettle_seconds = 0.2\n')
+    for i in range(3):
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(110 + 5 * i, size=128, half_width=16),
+                         acquired_at=T0 + timedelta(seconds=i))
+    volumes = {f"v{i}.tif": _put_volume(tomo, f"v{i}.tif", i, tmp_path) for i in range(2)}
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        wait_rows(res, 3, proc=daemon, timeout=60)
+        _wait_volumes(res, 2, daemon)
+    finally:
+        _stop(daemon)
+    frames = frames_table(res)
+    assert sorted(os.path.basename(s) for s in frames.source) == ["f0.tif", "f1.tif", "f2.tif"]
+    assert set(frames.status) == {"ok"}
+    painted = {f"f{i}.tif": 110 + 5 * i for i in range(3)}
+    for source, angle in zip(frames.source, frames.contact_angle_deg, strict=True):
+        assert angle == pytest.approx(painted[os.path.basename(source)], abs=3.0)
+    _check_volume_rows(res, volumes)
+    # One ledger holds both kinds, each under its own model and measurement version.
+    items = _ledger(res, "SELECT kind, state, COUNT(DISTINCT model_sha256), COUNT(*) "
+                         "FROM items GROUP BY kind, state")
+    assert sorted(items) == [("insitu", "done", 1, 3), ("tomogram", "done", 1, 2)]
+    events = [e for e in daemon.events() if e.get("event") == "file_processed"]
+    assert len(events) == 5
+    # A restart recognises every file of both folders from the shared ledger: nothing runs.
+    daemon = DaemonProcess(cfg, tmp_path / "log2")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        scans = [e for e in daemon.events() if e.get("event") == "initial_scan"]
+        assert sorted((os.path.basename(e["path"]), e["candidates"]) for e in scans) == [
+            ("acq", 0), ("tomo", 0)]
+    finally:
+        _stop(daemon)
+    assert len(frames_table(res)) == 3 and len(_volumes_table(res)) == 2
+
+
+def test_kill9_during_a_volume_batch_leaves_each_tomogram_once_with_its_one_mask(tmp_path):
+    acq, res = tmp_path / "tomo", tmp_path / "res"
+    acq.mkdir()
+    cfg = _tomogram_config(tmp_path, acq, res, model(tmp_path, kind="tomogram"))
+    volumes = {"a.tif": _put_volume(acq, "a.tif", 0, tmp_path)}
+    # 1. SIGKILL from outside while the batch is in flight (claimed, stuck before the mask).
+    daemon = DaemonProcess(cfg, tmp_path / "log1", env={"NWWATCH_CRASH_AT": "in_batch:1"})
+    daemon.wait_event("ready", timeout=60)
+    assert _wait_claimed(res, daemon)
+    daemon.kill()
+    assert daemon.proc.returncode == -9
+    # 2. Killed itself after writing the mask and the row, before the commit.
+    volumes["b.tif"] = _put_volume(acq, "b.tif", 1, tmp_path)
+    daemon = DaemonProcess(cfg, tmp_path / "log2", env={"NWWATCH_CRASH_AT": "after_write:1"})
+    assert daemon.wait_exit(timeout=90) == -9
+    # 3. A clean run: the written batch is adopted, the other tomogram processed once.
+    daemon = DaemonProcess(cfg, tmp_path / "log3")
+    try:
+        _wait_volumes(res, 2, daemon)
+    finally:
+        _stop(daemon)
+    _check_volume_rows(res, volumes)
+    assert not list((res / "masks").glob("*.tmp*")) and not list(res.rglob(".*.tmp"))
+
+
+def _wait_claimed(res: Path, daemon: DaemonProcess, timeout: float = 60.0) -> bool:
+    """Wait until the ledger holds a batch in state ``writing`` (the hang point is reached
+    right after the claim)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert daemon.proc.poll() is None, daemon.log_path.read_text()[-3000:]
+        if (res / "ledger.sqlite").exists():
+            try:
+                if _ledger(res, "SELECT COUNT(*) FROM batches WHERE state='writing'")[0][0]:
+                    return True
+            except sqlite3.OperationalError:  # not created yet
+                pass
+        time.sleep(0.1)
+    return False
+
+
+def _ledger(res: Path, sql: str) -> list[tuple]:
+    """Rows of ``sql`` on the service's ledger, opened read-only."""
+    db = sqlite3.connect(f"file:{res / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def test_an_error_between_write_and_commit_is_reconciled_and_the_service_goes_on(tmp_path):
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.2)
+    write_frame_tiff(acq / "a.tif", paint_insitu(120, size=64), acquired_at=T0)
+    daemon = DaemonProcess(cfg, tmp_path / "log",
+                           env={"NWWATCH_CRASH_AT": "after_write:1:raise"})
+    try:
+        crashed = daemon.wait_event("batch_crashed", timeout=60)
+        assert "after_write" in crashed["error"] and "exception" in crashed
+        wait_rows(res, 1, proc=daemon)
+        # still serving: the next file is processed normally
+        write_frame_tiff(acq / "b.tif", paint_insitu(125, size=64),
+                         acquired_at=T0 + timedelta(seconds=1))
+        wait_rows(res, 2, proc=daemon)
+        # Settled while running (not only by the clean stop): the written batch was adopted
+        # by the reconcile, not processed a second time.
+        states = dict(_ledger(res, "SELECT state, COUNT(*) FROM batches GROUP BY state"))
+        items = dict(_ledger(res, "SELECT state, COUNT(*) FROM items GROUP BY state"))
+    finally:
+        _stop(daemon)
+    frames = frames_table(res)
+    assert sorted(os.path.basename(s) for s in frames.source) == ["a.tif", "b.tif"]
+    assert states == {"committed": 2} and items == {"done": 2}
+    assert not [e for e in daemon.events() if e.get("event") == "reconcile_failed"]
