@@ -1,0 +1,95 @@
+"""docs/ARCHITECTURE.md matches the code: every module it names exists, and every signature
+it writes out has the parameters of the function it names, in order."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+
+#: How the doc writes a call -> the object it documents.
+DOCUMENTED = {
+    "normalize_image": "nwwatch.normalize:normalize_image",
+    "stretch_to_uint8": "nwwatch.normalize:stretch_to_uint8",
+    "intensity_range": "nwwatch.normalize:intensity_range",
+    "inspect_tiff": "nwwatch.io:inspect_tiff",
+    "read_frames": "nwwatch.io:read_frames",
+    "read_volume": "nwwatch.io:read_volume",
+    "write_frame_tiff": "nwwatch.io:write_frame_tiff",
+    "write_stack_tiff": "nwwatch.io:write_stack_tiff",
+    "write_volume_tiff": "nwwatch.io:write_volume_tiff",
+    "Segmenter": "nwwatch.segment:Segmenter",
+    "measure_contact_angle": "nwwatch.measure:measure_contact_angle",
+    "draw_overlay": "nwwatch.measure:draw_overlay",
+    "frame_schema": "nwwatch.results.schema:frame_schema",
+    "volume_schema": "nwwatch.results.schema:volume_schema",
+    "write_batch": "nwwatch.results.parquet:write_batch",
+    "write_frame_pictures": "nwwatch.results.pictures:write_frame_pictures",
+    "segment_volume": "nwwatch.volume:segment_volume",
+    "assess_mask": "nwwatch.volume.verdict:assess_mask",
+    "volume_metrics": "nwwatch.volume:volume_metrics",
+    "pipeline.process": "nwwatch.service.pipeline:process",
+    "jobs.job_for": "nwwatch.service.jobs:job_for",
+    "replay": "nwwatch.service.replay:replay",
+    "clustertask.run_task": "nwwatch.service.clustertask:run_task",
+    "engines.build_engines": "nwwatch.service.engines:build_engines",
+    "engines.inspect_input": "nwwatch.service.engines:inspect_input",
+    "engines.quarantine_inputs": "nwwatch.service.engines:quarantine_inputs",
+    "ledger.Ledger": "nwwatch.service.ledger:Ledger",
+    "rebuild.open_ledger": "nwwatch.service.rebuild:open_ledger",
+    "rebuild.rebuild_ledger": "nwwatch.service.rebuild:rebuild_ledger",
+    "config.load_config": "nwwatch.service.config:load_config",
+}
+
+
+def _documented_parameters(name: str) -> list[str]:
+    """Parameter names of the first ``name(...)`` in the doc's code blocks, else in its text
+    (parentheses inside, such as ``volume (Z,Y,X)``, are skipped)."""
+    blocks = "\n".join(re.findall(r"```python\n(.*?)```", DOC, re.S)) + "\n" + DOC
+    match = re.search(rf"(?<![\w.]){re.escape(name)}\(", blocks)
+    assert match, f"{name}( is not in ARCHITECTURE.md"
+    depth, pieces, current = 1, [], ""
+    for ch in blocks[match.end():]:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                break
+        if ch == "," and depth == 1:
+            pieces.append(current)
+            current = ""
+        elif depth == 1:
+            current += ch
+    pieces.append(current)
+    names = []
+    for piece in pieces:
+        m = re.match(r"\s*\**(\w+)", piece)
+        if m:
+            names.append(m.group(1))
+    return names
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED))
+def test_documented_signature_is_the_codes(name):
+    module, attr = DOCUMENTED[name].split(":")
+    obj = getattr(importlib.import_module(module), attr)
+    params = [p.name for p in inspect.signature(obj).parameters.values() if p.name != "self"]
+    assert _documented_parameters(name) == params
+
+
+def test_every_module_of_the_table_exists():
+    named = re.findall(r"^\| `((?:nwwatch|training)/[\w/.]*)` \|", DOC, re.M)
+    assert len(named) >= 10
+    for rel in named:
+        assert (ROOT / rel).exists(), rel
+    service = re.search(r"^\| `nwwatch/service/` \| (.*?) \|", DOC, re.M).group(1)
+    for module in re.findall(r"`(\w+)`", service):
+        if module != "process":
+            assert (ROOT / "nwwatch" / "service" / f"{module}.py").is_file(), module
