@@ -235,7 +235,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
 
     from nwwatch.results.outcome import count_table
     from nwwatch.results.parquet import write_table_atomic
-    from nwwatch.service.frames import FrameJob
+    from nwwatch.service.frames import FRAME_JOB
 
     ledger = engine.ledger
     early: list[Failure] = []
@@ -268,7 +268,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     if claim:
         batch_id = uuid.uuid4().hex[:16]
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        job = FrameJob()
+        job = FRAME_JOB
         parquet = engine.results_dir / job.folder / f"{job.folder}-{stamp}-{batch_id}.parquet"
         ledger.claim(batch_id, "insitu", parquet, claim)
         crash_point("after_claim")

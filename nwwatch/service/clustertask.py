@@ -159,12 +159,12 @@ def _compute(items, spec: TaskSpec, batch_id: str):
     metadata (so that a re-run that finds the table knows them too)."""
     from nwwatch.results.parquet import rows_to_table
     from nwwatch.service.batch import BatchReport
-    from nwwatch.service.frames import FrameJob
+    from nwwatch.service.frames import FRAME_JOB
     from nwwatch.service.logsetup import get_logger
 
     # The frame job of ``process`` itself (read -> segment -> measure -> rows), without its
     # ledger steps, which the driver does.
-    job = FrameJob()
+    job = FRAME_JOB
     seg = _segmenter(spec)
     failures: list[Failure] = []
     # The label queue (a by-product written by the frame stage) goes to a private folder

@@ -9,10 +9,8 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from nwwatch.classes import DROPLET
 from nwwatch.io import read_frames
@@ -35,28 +33,9 @@ from nwwatch.service.batch import (
     log_of,
     provenance,
 )
+from nwwatch.service.jobs import Job
 from nwwatch.service.ledger import Failure
 from nwwatch.service.names import source_name
-
-
-class FrameJob:
-    """The in-situ job (:class:`nwwatch.service.jobs.Job`)."""
-
-    kind = "insitu"
-    folder = "frames"
-
-    def schema(self) -> pa.Schema:
-        return frame_schema(MEASUREMENT_FIELDS)
-
-    def measurement_version(self, engine: Engine) -> str:
-        return MEASUREMENT_VERSION
-
-    def side_files(self, engine: Engine, items: list[Item], batch_id: str) -> list[Path]:
-        return []
-
-    def run(self, items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
-            report: BatchReport) -> None:
-        frame_rows(items, engine, batch_id, failures, report)
 
 
 def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
@@ -182,3 +161,9 @@ def write_pictures(engine: Engine, it: Item, frame, labels, result) -> str | Non
         log_of(engine).error("overlay_write_failed", source=source_name(it.path),
                              frame=int(frame.index), error=repr(exc))
         return None
+
+
+#: The in-situ job of :func:`nwwatch.service.pipeline.process` (cluster tasks run it too).
+FRAME_JOB = Job(kind="insitu", folder="frames",
+                schema=lambda: frame_schema(MEASUREMENT_FIELDS),
+                measurement_version=lambda engine: MEASUREMENT_VERSION, run=frame_rows)

@@ -10,8 +10,10 @@ the version of its measurement and the side files (masks) a batch writes.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -20,34 +22,33 @@ if TYPE_CHECKING:
     from nwwatch.service.ledger import Failure
 
 
-class Job(Protocol):
+@dataclass(frozen=True)
+class Job:
+    """What :func:`process` needs to know of one input kind."""
+
     #: The input kind (``[[watch]] kind``).
     kind: str
     #: Folder under the results folder, and the prefix of its Parquet files.
     folder: str
-
-    def schema(self) -> pa.Schema:
-        """Columns of this kind's rows."""
-
-    def measurement_version(self, engine: Engine) -> str:
-        """Version of what the rows measure; part of the ledger's key."""
-
-    def side_files(self, engine: Engine, items: list[Item], batch_id: str) -> list[Path]:
-        """Files besides the Parquet file that the batch writes (removed when it fails)."""
-
-    def run(self, items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
-            report: BatchReport) -> None:
-        """Read, segment and measure ``items``, appending rows to each item's ``rows``;
-        a file's own failure goes to ``failures`` (``item.failed`` set), a vanished file
-        sets ``item.gone``. Raises ``ResultsWriteError`` when a side file cannot be written;
-        any other exception fails the batch as a whole."""
+    #: () -> the columns of this kind's rows.
+    schema: Callable[[], pa.Schema]
+    #: (engine) -> version of what the rows measure; part of the ledger's key.
+    measurement_version: Callable[[Engine], str]
+    #: (items, engine, batch_id, failures, report): read, segment and measure ``items``,
+    #: appending rows to each item's ``rows``; a file's own failure goes to ``failures``
+    #: (``item.failed`` set), a vanished file sets ``item.gone``. Raises ``ResultsWriteError``
+    #: when a side file cannot be written; any other exception fails the batch as a whole.
+    run: Callable[[list[Item], Engine, str, list[Failure], BatchReport], None]
+    #: (engine, items, batch_id) -> files besides the Parquet file that the batch writes
+    #: (removed when it fails).
+    side_files: Callable[[Engine, list[Item], str], list[Path]] = lambda *_: []
 
 
-#: Module and class of each kind's job; imported when first used (a tomogram job loads the
+#: Module and name of each kind's job; imported when first used (a tomogram job loads the
 #: volume code, an in-situ one the measurement).
 _JOBS = {
-    "insitu": ("nwwatch.service.frames", "FrameJob"),
-    "tomogram": ("nwwatch.service.volumes", "VolumeJob"),
+    "insitu": ("nwwatch.service.frames", "FRAME_JOB"),
+    "tomogram": ("nwwatch.service.volumes", "VOLUME_JOB"),
 }
 _built: dict[str, Job] = {}
 
@@ -58,5 +59,5 @@ def job_for(kind: str) -> Job:
         if kind not in _JOBS:
             raise KeyError(f"unknown input kind {kind!r}; choose from {sorted(_JOBS)}")
         module, name = _JOBS[kind]
-        _built[kind] = getattr(importlib.import_module(module), name)()
+        _built[kind] = getattr(importlib.import_module(module), name)
     return _built[kind]

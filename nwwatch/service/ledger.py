@@ -46,6 +46,7 @@ from nwwatch.service.ledgerdb import (
     open_ledger_db,
 )
 from nwwatch.service.lock import LedgerBusyError, LedgerLock
+from nwwatch.service.names import file_identity
 from nwwatch.service.recovery import Recovery
 from nwwatch.service.reporting import LedgerQueries
 
@@ -55,14 +56,6 @@ __all__ = ["Failure", "ItemKey", "ItemState", "Ledger", "LedgerBusyError", "Ledg
 class LedgerLostError(RuntimeError):
     """The results folder, the ledger or its lock was removed or replaced under the running
     process: going on could write rows twice."""
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 class Ledger(Recovery):
@@ -95,7 +88,7 @@ class Ledger(Recovery):
                 self._lock.close()
             raise
         self.queries = LedgerQueries(self._db)
-        self._identities = {p: _identity(p) for p in (self.path, self.results_dir)}
+        self._identities = {p: file_identity(p) for p in (self.path, self.results_dir)}
 
     def close(self) -> None:
         try:
@@ -112,9 +105,9 @@ class Ledger(Recovery):
         """Why this ledger can no longer be trusted to be the one on disk (its file, the
         results folder or the lock removed or replaced since it was opened), or None."""
         for path, ident in self._identities.items():
-            now = _identity(path)
+            now = file_identity(path)
             if now is None:
-                return f"{path} was deleted"
+                return f"{path} was deleted or cannot be reached"
             if now != ident:
                 return f"{path} was replaced by another file or folder"
         return self._lock.lost()

@@ -1,4 +1,5 @@
-"""File names as the service stores and shows them, for any name the file system allows.
+"""File names as the service stores and shows them, for any name the file system allows, and
+the identity of a file or folder behind a name.
 
 Linux file names are bytes. Python decodes the ones that are not valid UTF-8 with surrogate
 escapes, which SQLite, Parquet and JSON refuse to encode. Two forms therefore exist:
@@ -34,3 +35,13 @@ def path_key(path: str | os.PathLike[str]) -> str | bytes:
 def display(key: str | bytes) -> str:
     """The text form of a ledger key (:func:`path_key`)."""
     return key if isinstance(key, str) else key.decode("utf-8", "backslashreplace")
+
+
+def file_identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(device, inode) of what is at ``path`` now, or None when nothing can be reached there
+    (removed, or a share gone away): a name that now leads to another file or folder."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

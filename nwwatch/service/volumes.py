@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from nwwatch.io import read_volume, write_volume_tiff
 from nwwatch.results.schema import volume_schema
@@ -25,6 +24,7 @@ from nwwatch.service.batch import (
     log_of,
     provenance,
 )
+from nwwatch.service.jobs import Job
 from nwwatch.service.ledger import Failure
 from nwwatch.service.names import source_name
 from nwwatch.volume import (
@@ -33,27 +33,6 @@ from nwwatch.volume import (
     segment_volume,
     volume_metrics,
 )
-
-
-class VolumeJob:
-    """The tomogram job (:class:`nwwatch.service.jobs.Job`)."""
-
-    kind = "tomogram"
-    folder = "volumes"
-
-    def schema(self) -> pa.Schema:
-        return volume_schema(VOLUME_METRIC_FIELDS)
-
-    def measurement_version(self, engine: Engine) -> str:
-        # The mask depends on the segmentation settings as much as on the model.
-        return f"{VOLUME_METRICS_VERSION}+{engine.volume_options.version}"
-
-    def side_files(self, engine: Engine, items: list[Item], batch_id: str) -> list[Path]:
-        return [mask_path_of(engine, it, batch_id) for it in items]
-
-    def run(self, items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
-            report: BatchReport) -> None:
-        volume_rows(items, engine, batch_id, failures, report)
 
 
 def mask_path_of(engine: Engine, it: Item, batch_id: str) -> Path:
@@ -121,3 +100,16 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
                                  threshold_agreement=None if agreement is None
                                  else round(agreement, 4))
         it.rows.append(row)
+
+
+def _measurement_version(engine: Engine) -> str:
+    # The mask depends on the segmentation settings as much as on the model.
+    return f"{VOLUME_METRICS_VERSION}+{engine.volume_options.version}"
+
+
+#: The tomogram job of :func:`nwwatch.service.pipeline.process`.
+VOLUME_JOB = Job(kind="tomogram", folder="volumes",
+                 schema=lambda: volume_schema(VOLUME_METRIC_FIELDS),
+                 measurement_version=_measurement_version, run=volume_rows,
+                 side_files=lambda engine, items, batch_id: [
+                     mask_path_of(engine, it, batch_id) for it in items])

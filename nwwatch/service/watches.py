@@ -4,24 +4,15 @@ events missed, and the ready files waiting for a batch."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.service.batch import Engine
 from nwwatch.service.config import WatchConfig
-from nwwatch.service.names import path_key
+from nwwatch.service.names import file_identity, path_key
 from nwwatch.service.readiness import ReadyFile, Tracker
 from nwwatch.service.watcher import FolderWatcher, scan
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 @dataclass
@@ -57,7 +48,7 @@ class Watch:
             self.started = False
             return
         errors.pop(self.config.path, None)
-        self.started, self.folder_id = True, _identity(self.config.path)
+        self.started, self.folder_id = True, file_identity(self.config.path)
         log.info("watching", path=str(self.config.path), mode=self.watcher.mode,
                  kind=self.config.kind, recursive=self.config.recursive)
 
@@ -70,7 +61,7 @@ class Watch:
             if self.started:
                 self.rescan(tracker, queued, log)
             return
-        now_id = _identity(self.config.path)
+        now_id = file_identity(self.config.path)
         if now_id != self.folder_id:
             # Renamed away, deleted or replaced: the observer still watches the old inode
             # (inotify follows it) or nothing. Watch whatever is at the path now.
