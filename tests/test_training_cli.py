@@ -15,7 +15,7 @@ from training_helpers import capture_train, make_folder
 from nwwatch.cli import main
 from nwwatch.segment.session import Segmenter
 from training.checkpoint import load_checkpoint
-from training.config import TrainConfig
+from training.config import FOLDER_DEFAULTS, VOLUME_DEFAULTS, TrainConfig
 from training.engine import train
 
 torch.set_num_threads(1)
@@ -124,19 +124,18 @@ def test_pseudo_label_records_provenance(tmp_path):
     assert 0.0 <= provenance["kept_fraction"] <= 1.0
 
 
-@pytest.mark.parametrize(("extra", "expected"), [
-    ([], {"arch": "unet-paper", "model_options": {"widths": [16, 32, 64], "dropout": 0.0},
-          "epochs": 6, "steps_per_epoch": 10, "batch_size": 4, "crop": 64, "dice_weight": 0.0,
-          "classifier_steps": 50, "val_fraction": 0.0,
-          "self_negatives": "all"}),  # the paper's negatives unless asked
+@pytest.mark.parametrize(("extra", "given"), [
+    ([], {"self_negatives": "all"}),  # the paper's negatives unless asked
     (["--arch", "unet", "--epochs", "3", "--crop", "96"],
-     {"arch": "unet", "model_options": {}, "epochs": 3, "steps_per_epoch": 10, "crop": 96}),
+     # another architecture drops the default one's options
+     {"arch": "unet", "model_options": {}, "epochs": 3, "crop": 96}),
     (["--self-negatives", "other-class"], {"self_negatives": "other-class"}),
 ])
-def test_volume_workflow_defaults_to_the_benchmarked_recipe(tmp_path, monkeypatch, extra,
-                                                            expected):
+def test_volume_workflow_takes_the_volume_recipe_then_what_is_given(tmp_path, monkeypatch,
+                                                                    extra, given):
     # The folder defaults (lean UNet, 600 iterations of 8 x 256 px crops) called a whole
-    # synthetic noise-limited volume solid; --volume defaults to what bench_tomography measured.
+    # synthetic noise-limited volume solid; --volume takes VOLUME_DEFAULTS, the recipe
+    # bench_tomography measures, and the options given on top.
     seen = capture_train(monkeypatch)
     volume = tmp_path / "v.tif"
     tifffile.imwrite(volume, np.zeros((4, 16, 16), np.float32), photometric="minisblack")
@@ -147,16 +146,21 @@ def test_volume_workflow_defaults_to_the_benchmarked_recipe(tmp_path, monkeypatc
                                        "--out", str(tmp_path / "m.onnx"), *extra])
     assert "captured" in result.output
     config = seen["config"].to_dict()
+    expected = {**VOLUME_DEFAULTS, **given}
     assert {k: config[k] for k in expected} == expected
+    assert config["arch"] != FOLDER_DEFAULTS["arch"] or "--arch" in extra
 
 
-def test_folder_workflow_keeps_its_defaults(tmp_path, monkeypatch):
+def test_folder_workflow_takes_the_folder_recipe_then_what_is_given(tmp_path, monkeypatch):
     seen = capture_train(monkeypatch)
     CliRunner().invoke(main, ["train", str(tmp_path), "--out", str(tmp_path / "m.onnx")])
-    config = seen["config"]
-    assert (config.arch, config.model_options, config.epochs, config.batch_size, config.crop,
-            config.dice_weight, config.classifier_steps, config.val_fraction) == (
-        "unet", {}, 50, 8, 256, 1.0, 100, 0.2)
+    config = seen["config"].to_dict()
+    assert {k: config[k] for k in FOLDER_DEFAULTS} == FOLDER_DEFAULTS
+    CliRunner().invoke(main, ["train", str(tmp_path), "--out", str(tmp_path / "m.onnx"),
+                              "--epochs", "7", "--crop", "128", "--dice-weight", "0.5"])
+    config = seen["config"].to_dict()
+    assert {k: config[k] for k in FOLDER_DEFAULTS} == {
+        **FOLDER_DEFAULTS, "epochs": 7, "crop": 128, "dice_weight": 0.5}
 
 
 def test_resume_without_epochs_keeps_the_checkpoints_epoch_count(tmp_path, monkeypatch):
