@@ -89,7 +89,7 @@ def make_frames(folder: Path, indices: range, size: int, labelled_by_tool: bool)
 
 
 def evaluate(model: Path, data: Path) -> dict:
-    from nwwatch.segment.evaluate import evaluate_folder
+    from nwwatch.evaluate import evaluate_folder
 
     report = evaluate_folder(model, data, threads=1)
     out = {"mIoU": report.metrics.mean_iou,

@@ -2,7 +2,7 @@
 
 Few-label regime: ``--labeled`` labeled frames, ``--unlabeled`` unlabeled frames, a fresh test
 set (other seeds). Every model is trained by ``training.engine.train`` (what ``nwwatch train``
-runs), exported to ONNX, and scored by ``nwwatch.segment.evaluate.evaluate_folder`` (what
+runs), exported to ONNX, and scored by ``nwwatch.evaluate.evaluate_folder`` (what
 ``nwwatch evaluate`` runs): mIoU, pixel accuracy, mean Dice, contact-angle RMSE against the
 synthetic truth with the failure count. The paper's published figures are printed beside ours
 (their data: real frames, 200 labeled + 10,000 unlabeled, 50 epochs, error vs a human).
@@ -97,7 +97,7 @@ def main() -> None:
 
     import torch
 
-    from nwwatch.segment.evaluate import evaluate_folder
+    from nwwatch.evaluate import evaluate_folder
     from training.config import TrainConfig
     from training.engine import train
 

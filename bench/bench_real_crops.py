@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from nwwatch.evaluate import _read, pair_folder
 from nwwatch.normalize import normalize_image
-from nwwatch.segment.evaluate import _read, pair_folder
 from nwwatch.segment.metrics import confusion_matrix, metrics_from_confusion
 from nwwatch.segment.session import Segmenter
 

@@ -10,7 +10,7 @@ sizes scale with the frame: wire radius 3-30 % of S) are segmented through the r
 - ``up384`` / ``up512``: the working scale with ``min_frame_px`` 384 / 512 (smaller frames
   scaled up to it).
 
-Reported per size and mode (:func:`nwwatch.segment.evaluate.evaluate_folder`): mIoU, share of
+Reported per size and mode (:func:`nwwatch.evaluate.evaluate_folder`): mIoU, share of
 frames with a valid contact angle from the predicted labels, their RMSE and largest error
 against the true apparent angle, and the runtime's milliseconds per frame (one thread).
 
@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nwwatch.segment.evaluate import evaluate_folder
+from nwwatch.evaluate import evaluate_folder
 from nwwatch.segment.scale import WorkingScale
 from nwwatch.segment.session import Segmenter
 from nwwatch.synth.insitu import generate_insitu

@@ -5,6 +5,12 @@ Data path: file (``io``) -> frame -> segmentation (``segment``) -> measurement (
 ``volume``) -> row (``results.schema``) -> Parquet (``results.parquet``); ``service`` drives it.
 """
 
+from pathlib import Path
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+#: The in-situ model shipped with the package: what the service, replay, `nwwatch measure`,
+#: `nwwatch label` and the demo use when given none.
+DEFAULT_INSITU_MODEL = Path(__file__).resolve().parent / "models" / "insitu-default.onnx"
+
+__all__ = ["DEFAULT_INSITU_MODEL", "__version__"]

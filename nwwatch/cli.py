@@ -18,7 +18,7 @@ _COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "synth": ("nwwatch.synth.cli", "synth", None),
     "measure": ("nwwatch.measure.cli", "measure", None),
     "train": ("training.cli", "train", "train"),
-    "evaluate": ("nwwatch.segment.evaluate", "evaluate", None),
+    "evaluate": ("nwwatch.evaluate", "evaluate", None),
     "run": ("nwwatch.service.cli", "run", None),
     "replay": ("nwwatch.service.cli", "replay", None),
     "status": ("nwwatch.service.cli", "status", None),

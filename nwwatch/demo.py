@@ -16,10 +16,11 @@ import numpy as np
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.io import read_frames, read_volume
 from nwwatch.normalize import stretch_to_uint8
 
-DEFAULT_MODEL = Path(__file__).parent / "models" / "insitu-default.onnx"
+DEFAULT_MODEL = DEFAULT_INSITU_MODEL
 #: The main video looks like the real frames: a droplet of radius ~100 px at 512 px
 #: (60-150 px is typical), a moderate dose and a facet inclined to the wire axis.
 MAIN_VIDEO = {"droplet_radius_px": 100.0, "dose_e_per_px": 60.0, "facet_incline_deg": 12.0}

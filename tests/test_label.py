@@ -141,7 +141,7 @@ def test_saved_frames_are_a_data_folder_with_human_angles(tmp_path):
 
 
 def test_evaluate_reads_the_tool_angles_as_truth(tmp_path):
-    from nwwatch.segment.evaluate import _truth_angles
+    from nwwatch.evaluate import _truth_angles
 
     params = plain_params(21, 2)
     image, _, truth = render(params)
@@ -150,7 +150,7 @@ def test_evaluate_reads_the_tool_angles_as_truth(tmp_path):
 
 
 def test_one_data_parser_rejects_duplicate_stems_for_everyone(tmp_path):
-    from nwwatch.segment.evaluate import evaluate_folder
+    from nwwatch.evaluate import evaluate_folder
 
     data = tmp_path / "DATA"
     (data / "images").mkdir(parents=True)

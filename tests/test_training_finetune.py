@@ -13,8 +13,8 @@ from label_helpers import plain_params, render, truth_geometry
 from training_helpers import capture_train
 
 from nwwatch.cli import main
+from nwwatch.evaluate import evaluate_folder
 from nwwatch.label.store import save_labeled_frame
-from nwwatch.segment.evaluate import evaluate_folder
 from training.checkpoint import load_checkpoint
 from training.config import FINETUNE_DEFAULTS
 from training.data import make_split

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from nwwatch.segment.evaluate import evaluate_folder
+from nwwatch.evaluate import evaluate_folder
 from nwwatch.segment.session import Segmenter
 
 

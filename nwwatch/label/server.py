@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
 from nwwatch.label.frames import FrameRef, read_frame
 from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, facet_line
@@ -40,7 +41,7 @@ from nwwatch.label.store import load_geometry, save_labeled_frame
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "insitu-default.onnx"
+DEFAULT_MODEL = DEFAULT_INSITU_MODEL
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 #: Overlay colours (RGBA) of the preview: wire blue, droplet orange, unlabeled grey.

@@ -17,7 +17,7 @@ import click
 import cv2
 import numpy as np
 
-from nwwatch import __version__
+from nwwatch import DEFAULT_INSITU_MODEL, __version__
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.io.dataset import DatasetLayoutError, read_pages
 from nwwatch.measure.contact_angle import measure_contact_angle
@@ -98,9 +98,7 @@ class _FrameSegmenter:
         from nwwatch.segment.session import ModelLoadError, Segmenter
 
         if self._segmenter is None:
-            from nwwatch.service.config import DEFAULT_MODELS
-
-            path = self.model or DEFAULT_MODELS["insitu"]
+            path = self.model or DEFAULT_INSITU_MODEL
             try:
                 self._segmenter = Segmenter(path, providers=("cpu",))
             except ModelLoadError as exc:

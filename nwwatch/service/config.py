@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.dashboard.settings import DashboardConfig, parse_listen
 from nwwatch.service.configreader import ConfigError, TableReader
 
@@ -34,7 +35,7 @@ DEFAULT_IGNORE = (".*", "*.tmp", "*.part", "*.partial", "*.crdownload", "*~")
 #: models are trained per specimen from the user's labels (`nwwatch train --volume`), so none
 #: ships and a tomogram watch must name its model.
 DEFAULT_MODELS = {
-    "insitu": Path(__file__).resolve().parent.parent / "models" / "insitu-default.onnx",
+    "insitu": DEFAULT_INSITU_MODEL,
 }
 #: Why a kind has no default model (the error a missing ``model`` key gets).
 NO_DEFAULT_MODEL = {
