@@ -42,7 +42,7 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
                report: BatchReport) -> None:
     """Read, segment and measure the frames of ``items``, appending one row per frame to
     each item's ``rows`` (the frame stage of ``process``, without its ledger steps: cluster
-    tasks call it directly, with ``engine.ledger`` None).
+    tasks run it through :data:`FRAME_JOB`, with ``engine.ledger`` None).
 
     Three stages overlap: while ONNX Runtime (which releases the GIL) segments one group of
     files, a worker thread reads and normalises the next group and measures the previous

@@ -42,6 +42,7 @@ from nwwatch.service.names import path_key, source_name
 __all__ = ["BatchReport", "Engine", "FileOutcome", "ResultsWriteError", "process",
            "refresh_quarantine", "source_name"]
 
+
 def process(
     files: Sequence[object], engine: Engine, *, force: bool = False
 ) -> BatchReport:
