@@ -1,5 +1,6 @@
-"""The kinds of work :func:`nwwatch.service.pipeline.process` does: one job type per input
-kind behind one interface, looked up by the engine's kind.
+"""The kinds of work :func:`nwwatch.service.pipeline.process` does: one :class:`Job` per
+input kind (in-situ frames, tomograms), all behind the same fields, looked up by the engine's
+kind.
 
 A job turns the items of one claimed batch into result rows (appended to each item; a file's
 failure recorded in ``failures``); :func:`process` does the ledger steps around it. The job
@@ -50,14 +51,11 @@ _JOBS = {
     "insitu": ("nwwatch.service.frames", "FRAME_JOB"),
     "tomogram": ("nwwatch.service.volumes", "VOLUME_JOB"),
 }
-_built: dict[str, Job] = {}
 
 
 def job_for(kind: str) -> Job:
     """The job of input ``kind``; KeyError naming the kinds there are."""
-    if kind not in _built:
-        if kind not in _JOBS:
-            raise KeyError(f"unknown input kind {kind!r}; choose from {sorted(_JOBS)}")
-        module, name = _JOBS[kind]
-        _built[kind] = getattr(importlib.import_module(module), name)
-    return _built[kind]
+    if kind not in _JOBS:
+        raise KeyError(f"unknown input kind {kind!r}; choose from {sorted(_JOBS)}")
+    module, name = _JOBS[kind]
+    return getattr(importlib.import_module(module), name)
