@@ -26,7 +26,8 @@ from nwwatch.service.replay import replay
 pytest.importorskip("distributed")
 
 #: Columns that legitimately differ between two runs of the same frames.
-RUN_COLUMNS = ["processed_at", "read_ms", "segment_ms", "measure_ms", "batch_id"]
+RUN_COLUMNS = ["processed_at", "read_ms", "segment_ms", "measure_ms", "confidence_ms",
+               "batch_id"]
 N_FRAMES = 24
 
 

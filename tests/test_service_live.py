@@ -28,7 +28,8 @@ from nwwatch.service import replay
 from nwwatch.service.cli import status
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
-IGNORE = ["processed_at", "read_ms", "segment_ms", "measure_ms", "batch_id"]
+IGNORE = ["processed_at", "read_ms", "segment_ms", "measure_ms", "confidence_ms",
+          "batch_id"]
 
 
 def _tiff_bytes(tmp_path, angle, size=64, name="src.tif"):
