@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from servicekit import REPO, model, paint_insitu
 
 from nwwatch.io import write_frame_tiff
+from nwwatch.results.parquet import dataset_files
 from nwwatch.service import replay
 from nwwatch.service.cli import compact as compact_cmd
 from nwwatch.service.cli import status as status_cmd
@@ -31,7 +32,7 @@ def _frames(results) -> pd.DataFrame:
 
 
 def _files(results) -> list[str]:
-    return sorted(p.name for p in (results / "frames").glob("*.parquet"))
+    return sorted(p.name for p in dataset_files(results / "frames"))
 
 
 def _comparable(df: pd.DataFrame) -> pd.DataFrame:
@@ -67,8 +68,8 @@ def test_compaction_merges_each_acquisition_into_one_sorted_file(results):
     assert "compacted 2 acquisition(s): 5 files -> 2, 8 rows" in r.output
     assert len(_files(out)) == 2
     pd.testing.assert_frame_equal(_comparable(_frames(out)), before)
-    for name in _files(out):
-        table = pq.read_table(out / "frames" / name).to_pandas()
+    for path in dataset_files(out / "frames"):
+        table = pq.read_table(path).to_pandas()
         assert list(table.source + table.frame.astype(str)) == sorted(
             table.source + table.frame.astype(str))  # one file, sorted
         assert table.source.map(os.path.dirname).nunique() == 1

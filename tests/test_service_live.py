@@ -24,6 +24,7 @@ from servicekit import (
 )
 
 from nwwatch.io import write_frame_tiff
+from nwwatch.results.parquet import dataset_files
 from nwwatch.service import replay
 from nwwatch.service.cli import status
 
@@ -120,9 +121,12 @@ def test_burst_of_200_then_restart_reprocesses_nothing(setup):
     code, seconds = daemon.terminate()
     assert code == 0 and seconds < 10
     assert len(table) == 200 and not table.duplicated(["source", "frame"]).any()
-    files_before = sorted(os.listdir(res / "frames"))
-    latencies = [e["latency_ms"] for e in daemon.events() if e.get("event") == "file_processed"]
-    assert len(latencies) == 200
+    files_before = dataset_files(res / "frames")
+    # Every processed file's batch was written to a results file (rows_written names them).
+    events = daemon.events()
+    written = {b for e in events if e.get("event") == "rows_written" for b in e["batch_ids"]}
+    processed = [e for e in events if e.get("event") == "file_processed"]
+    assert len(processed) == 200 and all(e["batch_id"] in written for e in processed)
 
     again = DaemonProcess(cfg, tmp / "log2")
     scan = again.wait_event("initial_scan")
@@ -130,7 +134,7 @@ def test_burst_of_200_then_restart_reprocesses_nothing(setup):
     time.sleep(1.0)
     code, _ = again.terminate()
     assert code == 0 and scan["candidates"] == 0
-    assert sorted(os.listdir(res / "frames")) == files_before
+    assert dataset_files(res / "frames") == files_before
     assert not [e for e in again.events() if e.get("event") == "file_processed"]
 
 
@@ -170,7 +174,7 @@ def test_kill9_at_random_points_then_restart_gives_each_frame_once(setup):
     events = [e["event"] for n in range(3) for e in
               DaemonProcess.events(type("L", (), {"log_path": tmp / f"crash{n}.log"})())]
     assert "reconciled_after_crash" in events  # the crash windows were really exercised
-    leftovers = [p for p in (res / "frames").iterdir() if p.name.startswith(".")]
+    leftovers = list((res / "frames").rglob(".*"))
     assert leftovers == []
 
 

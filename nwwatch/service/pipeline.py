@@ -21,6 +21,7 @@ at most that many files.
 from __future__ import annotations
 
 import math
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from nwwatch.classes import DROPLET
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.io import InputError
 from nwwatch.normalize import normalize_image
-from nwwatch.results.parquet import write_batch
+from nwwatch.results.parquet import acquisition_partition, rows_to_table
 from nwwatch.service.batch import (
     BatchReport,
     Engine,
@@ -50,10 +51,11 @@ from nwwatch.service.batch import (
 )
 from nwwatch.service.batch import Item as _Item
 from nwwatch.service.batch import log_of as _log
+from nwwatch.service.flush import Flushed, HeldBatch, summary_of
 from nwwatch.service.ledger import Failure, LedgerLostError
 from nwwatch.service.names import path_key, source_name
 
-__all__ = ["BatchReport", "Engine", "FileOutcome", "ResultsWriteError", "process",
+__all__ = ["BatchReport", "Engine", "FileOutcome", "ResultsWriteError", "flush", "process",
            "refresh_quarantine", "source_name"]
 
 FRAMES_DIR = "frames"
@@ -90,20 +92,25 @@ def process(
     lost = engine.ledger.lost()
     if lost is not None:
         raise LedgerLostError(lost)
+    if force and engine.buffer.batches:
+        flush(engine, report, force=True)  # rows of files about to be replaced go first
     t0 = time.perf_counter()
     items = collect(files, engine, report, force)
     report.timings_ms["hash"] = (time.perf_counter() - t0) * 1e3
     # Files whose batch crashed the process go in batches of at most their cap; the others
     # together. A batch that fails as a whole comes back split into single files.
     work: list[list[_Item]] = []
-    normal = [it for it in items if it.batch_cap is None]
-    if normal:
-        work.append(normal)
+    # One batch per acquisition: its rows go to that acquisition's partition.
+    normal: list[_Item] = []
+    for part in _by_acquisition(it for it in items if it.batch_cap is None):
+        work.append(part)
+        normal = part
     capped = sorted((it for it in items if it.batch_cap is not None), key=lambda it: it.batch_cap)
     for it in capped:
-        if work and work[-1] is not normal and work[-1][0].batch_cap == it.batch_cap \
-                and len(work[-1]) < it.batch_cap:
-            work[-1].append(it)
+        last = work[-1] if work else None
+        if last is not None and last is not normal and last[0].batch_cap == it.batch_cap \
+                and len(last) < it.batch_cap and _acquisition(last[0]) == _acquisition(it):
+            last.append(it)
         else:
             work.append([it])
     first = True
@@ -113,8 +120,49 @@ def process(
         first = False
         if not _run_batch(chunk, engine, batch_id, report, force):
             work[:0] = [[it] for it in chunk]
+    if engine.buffer.due():
+        flush(engine, report)
     refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
     return report
+
+
+def flush(engine: Engine, report: BatchReport | None = None, force: bool = False
+          ) -> Flushed | None:
+    """Write the engine's held rows when due (``force``: now) and commit them
+    (:mod:`nwwatch.service.flush`); /metrics and a ``rows_written`` log line follow. The files
+    written are added to ``report``. Returns what was written, or None when nothing was due.
+    """
+    if not engine.buffer.batches or not (force or engine.buffer.due()):
+        return None
+    flushed = engine.buffer.flush(engine.ledger, engine.results_dir)
+    if not flushed.rows:
+        return flushed
+    _metrics.observe_commit(flushed.summaries, {"write": flushed.write_ms},
+                            flushed.committed_at)
+    _metrics.observe_outcomes([("done", t) for t in flushed.detected_at], flushed.committed_at)
+    if report is not None:
+        report.parquets += flushed.files
+        report.committed_at = flushed.committed_at
+        report.timings_ms["write"] = report.timings_ms.get("write", 0.0) + flushed.write_ms
+    latencies = sorted(flushed.committed_at - t for t in flushed.detected_at)
+    _log(engine).info("rows_written", files=[str(f.relative_to(engine.results_dir))
+                                             for f in flushed.files],
+                      rows=flushed.rows, batch_ids=flushed.batch_ids,
+                      write_ms=round(flushed.write_ms, 1),
+                      max_latency_ms=round(latencies[-1] * 1e3, 1) if latencies else None)
+    return flushed
+
+
+def _by_acquisition(items) -> list[list[_Item]]:
+    """``items`` grouped by the folder their file lies in, in order of first appearance."""
+    groups: dict[str, list[_Item]] = {}
+    for it in items:
+        groups.setdefault(_acquisition(it), []).append(it)
+    return list(groups.values())
+
+
+def _acquisition(it: _Item) -> str:
+    return os.path.dirname(source_name(it.path))
 
 
 def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchReport,
@@ -124,15 +172,14 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     the caller retries them one by one."""
     log = _log(engine)
     ledger = engine.ledger
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     if engine.kind == "tomogram":
-        folder, prefix = engine.results_dir / VOLUMES_DIR, "volumes"
+        folder = VOLUMES_DIR
         aux = [_mask_path(engine, it, batch_id) for it in items]
     else:
-        folder, prefix = engine.results_dir / FRAMES_DIR, "frames"
+        folder = FRAMES_DIR
         aux = []
-    parquet = folder / f"{prefix}-{stamp}-{batch_id}.parquet"
-    ledger.claim(batch_id, engine.kind, parquet,
+    # The rows' file is named when they are written (nwwatch.service.flush).
+    ledger.claim(batch_id, engine.kind, None,
                  [(it.key, path_key(it.path)) for it in items], aux=aux)
     crash_point("after_claim")
 
@@ -171,30 +218,24 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     lost = ledger.lost()
     if lost is not None:  # checked again here: processing the batch took a while
         raise LedgerLostError(lost)
-    if rows:
-        try:
-            schema = _schema(engine.kind)
-            write_batch(rows, schema, folder, prefix, name=parquet.name)
-        except OSError as exc:
-            ledger.abort(batch_id, [], engine.max_attempts, remove=aux + [parquet])
-            raise ResultsWriteError(f"{parquet}: cannot write results ({exc})") from exc
-    if rows and force:
-        ledger.supersede(batch_id)  # earlier rows of re-processed files go
-    report.timings_ms["write"] = (time.perf_counter() - t_write) * 1e3
-    crash_point("after_write")
     rows_per_item = {it.key: len(it.rows) for it in items if not it.failed}
-    # A LedgerWriteError here leaves the batch "writing"; the daemon settles it once the
-    # ledger can be written again (its complete Parquet file is then adopted).
-    quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
-                                wrote_parquet=bool(rows))
-    report.committed_at = time.time()
-    # /metrics: the batch's rows and its write time; the hashing of the whole call once,
-    # with its first batch.
-    timings = {k: v for k, v in report.timings_ms.items()
-               if k == "write" or (k == "hash" and batch_id == report.batch_id)}
-    _metrics.observe_commit(rows, timings, report.committed_at)
     if rows:
-        report.parquets.append(parquet)
+        table = rows_to_table(rows, _schema(engine.kind))
+        # The batch is done; its rows wait for a larger file (committed when it is written).
+        quarantined = ledger.hold(batch_id, list(rows_per_item), failures, engine.max_attempts)
+        engine.buffer.add(HeldBatch(
+            batch_id, folder, acquisition_partition(rows[0]["source"]), table, rows_per_item,
+            supersede=force, aux=aux, summaries=[summary_of(r) for r in rows],
+            detected_at=[it.detected_at for it in items
+                         if not it.failed and it.detected_at is not None]))
+    else:
+        quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
+                                    wrote_parquet=False)
+        report.committed_at = time.time()
+    report.timings_ms["hold"] = (time.perf_counter() - t_write) * 1e3
+    # /metrics: the hashing of the whole call once, with its first batch.
+    if batch_id == report.batch_id and "hash" in report.timings_ms:
+        _metrics.observe_commit([], {"hash": report.timings_ms["hash"]})
     report.n_rows += len(rows)
     outcomes(report, items, failures, quarantined, batch_id)
     return True
