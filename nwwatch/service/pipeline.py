@@ -135,6 +135,8 @@ def flush(engine: Engine, report: BatchReport | None = None, force: bool = False
     if not engine.buffer.batches or not (force or engine.buffer.due()):
         return None
     flushed = engine.buffer.flush(engine.ledger, engine.results_dir)
+    # a committed file may take a replaced file off the quarantine list
+    refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
     if not flushed.rows:
         return flushed
     _metrics.observe_commit(flushed.summaries, {"write": flushed.write_ms},
