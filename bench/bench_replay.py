@@ -3,9 +3,11 @@
 1. throughput: ``nwwatch replay`` frames/s against bare ONNX Runtime inference of the same
    model on the same (pre-normalised) frames, in the same run and thread setting, in
    ``--rounds`` interleaved rounds (bare, replay, bare, replay, ...: a machine shared with
-   other jobs slows both alike); per stage, the CPU milliseconds per frame outside the
-   network (the rows' ``read_ms`` (read + normalise), ``measure_ms``, ``confidence_ms``;
-   hashing and the Parquet write timed on the same files and rows);
+   other jobs slows both alike); per stage, the milliseconds per frame outside the network:
+   wall time from the replay's rows (``read_ms`` (read + normalise), ``measure_ms``,
+   ``confidence_ms``; hashing and the Parquet write timed on the same files and rows), and
+   CPU time (``time.thread_time``) of each stage run alone on the same frames
+   (:func:`cpu_stages`);
 2. latency: the daemon running, frames written one at a time (atomic rename, like a careful
    writer) at a steady rate; latency = time the writer's rename returned -> time of the
    daemon's ``rows_written`` log line for the file's batch (p50 / p95), with
@@ -160,6 +162,79 @@ def stage_ms(folder: Path, out: Path) -> dict:
     return stages
 
 
+def cpu_stages(model: Path, folder: Path, threads: int, batch_size: int) -> dict:
+    """CPU milliseconds per frame of each stage outside the network (``time.thread_time``,
+    so waiting for a core shared with other jobs is not counted), median over the frames:
+    hash, read (decode + normalise), the Segmenter beyond one ``session.run`` (process CPU
+    time of ``Segmenter.segment`` minus that of the bare run on the same batch: padding,
+    slicing, the droplet-size check, a second pass where a droplet is outside the trained
+    size range), measure, confidence, and the rows -> Arrow table -> Parquet file (per frame,
+    one file for all rows, as replay writes them)."""
+    from nwwatch.classes import DROPLET
+    from nwwatch.io import read_frames
+    from nwwatch.measure import measure_contact_angle
+    from nwwatch.normalize import normalize_image
+    from nwwatch.results.parquet import rows_to_table, write_table_atomic
+    from nwwatch.results.schema import frame_schema
+    from nwwatch.segment.confidence import frame_confidence
+    from nwwatch.segment.session import Segmenter, file_sha256, pad_to_multiple
+
+    seg = Segmenter(model, providers=("cpu",), threads=threads)
+    files = sorted(folder.glob("*.tif"))
+    spent: dict[str, list[float]] = {k: [] for k in (
+        "hash", "read", "segmenter_beyond_network", "measure", "confidence", "rows_write")}
+    rows, tables = [], []
+
+    def cpu(fn, *a):
+        t = time.thread_time()
+        out = fn(*a)
+        return out, (time.thread_time() - t) * 1e3
+
+    for i in range(0, len(files), batch_size):
+        chunk = files[i:i + batch_size]
+        images, frames = [], []
+        for f in chunk:
+            spent["hash"].append(cpu(file_sha256, f)[1])
+            (frame, x), ms = cpu(lambda p: (lambda fr: (fr, normalize_image(fr.image)))(
+                read_frames(p)[0]), f)
+            spent["read"].append(ms)
+            frames.append(frame)
+            images.append(x)
+        batch = np.stack(images)
+        feed = np.ascontiguousarray(pad_to_multiple(batch, seg.metadata.size_multiple)[:, None])
+        t = time.process_time()  # all threads: ONNX Runtime's pool included
+        seg._session.run(["labels", "probabilities"], {"image": feed})
+        bare_ms = (time.process_time() - t) * 1e3
+        t = time.process_time()
+        out = seg.segment(batch)
+        extra_ms = (time.process_time() - t) * 1e3 - bare_ms
+        spent["segmenter_beyond_network"] += [extra_ms / len(chunk)] * len(chunk)
+        batch_rows = []
+        for j, frame in enumerate(frames):
+            result, ms = cpu(measure_contact_angle, out.labels[j], out.probabilities[j, DROPLET],
+                             frame.pixel_size_nm)
+            spent["measure"].append(ms)
+            conf, ms = cpu(frame_confidence, out.probabilities[j], out.labels[j],
+                           result.angle_valid)
+            spent["confidence"].append(ms)
+            row = result.as_row()
+            row.update(source=str(frame.source), frame=0, confidence=conf)
+            batch_rows.append(row)
+        table, ms = cpu(rows_to_table, batch_rows, frame_schema())
+        spent["rows_write"] += [ms / len(batch_rows)] * len(batch_rows)
+        tables.append(table)
+        rows += batch_rows
+    import pyarrow as pa
+
+    target = folder.parent / "cpu-stages.parquet"
+    _, ms = cpu(lambda: write_table_atomic(pa.concat_tables(tables), target))
+    target.unlink()
+    out = {k: statistics.median(v) for k, v in spent.items()}
+    out["rows_write"] += ms / len(rows)
+    out["outside_inference"] = sum(out.values())
+    return out
+
+
 def write_config(path: Path, watch: Path, results: Path, model: Path, threads: int,
                  batch_size: int, flush_seconds: float | None = None) -> Path:
     from nwwatch.service.config import one_folder_config
@@ -288,7 +363,9 @@ def main() -> None:
             out = work / f"replay_out{r}"
             fps, n = replay_fps(model, frames, out, args.threads, args.batch_size, cfg)
             rounds.append({"bare_ort_fps": ort_fps, "replay_fps": fps, "ratio": fps / ort_fps,
-                           "stage_ms_per_frame": stage_ms(frames, out)})
+                           "stage_ms_per_frame": stage_ms(frames, out),
+                           "cpu_ms_per_frame": cpu_stages(model, frames, args.threads,
+                                                          args.batch_size)})
             print(json.dumps(rounds[-1]), flush=True)
             shutil.rmtree(out, ignore_errors=True)
         result = {"model": str(model), "model_note": model_note, "frame_size": args.size,

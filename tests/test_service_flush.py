@@ -16,9 +16,9 @@ from servicekit import DaemonProcess, model, paint_insitu, wait_rows, write_conf
 from nwwatch.io import write_frame_tiff
 from nwwatch.results.parquet import acquisition_partition, dataset_files
 from nwwatch.segment.session import Segmenter
-from nwwatch.service.flush import FlushPolicy, RowBuffer
+from nwwatch.service.flush import FlushPolicy, RowBuffer, write_held
 from nwwatch.service.ledger import Ledger
-from nwwatch.service.pipeline import Engine, flush, process
+from nwwatch.service.pipeline import Engine, process
 
 KEY = ["source", "frame"]
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -77,7 +77,7 @@ def test_batches_are_written_together_once_enough_rows_are_held(tmp_path, onnx_m
     shutil.copyfile(more[0], tmp_path / "acq" / "copy.tif")
     assert [f.state for f in process([tmp_path / "acq" / "copy.tif"], engine).files] == [
         "skipped"]
-    flush(engine, force=True)
+    write_held(engine, force=True)
     assert len(_written(out)) == 26 and not _written(out).duplicated(KEY).any()
     engine.ledger.close()
 

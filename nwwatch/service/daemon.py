@@ -49,13 +49,12 @@ from nwwatch.service.engines import (
     inspect_input,
     quarantine_inputs,
 )
-from nwwatch.service.flush import FlushPolicy
+from nwwatch.service.flush import FlushPolicy, write_held
 from nwwatch.service.ledger import Ledger, LedgerLostError, LedgerWriteError
 from nwwatch.service.logsetup import get_logger
 from nwwatch.service.names import path_key, source_name
 from nwwatch.service.notify import Notifier
 from nwwatch.service.pipeline import Engine, ResultsWriteError, process, refresh_quarantine
-from nwwatch.service.pipeline import flush as write_held
 from nwwatch.service.readiness import ReadyFile, Tracker
 from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.stopping import StopDeadline

@@ -12,7 +12,6 @@ file. A file that cannot be written (disk full) releases its batches the same wa
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from nwwatch.results.parquet import acquisition_partition, write_table_atomic
+from nwwatch.results.parquet import write_table_atomic
 from nwwatch.service.ledgerdb import ItemKey
 
 #: The columns of a row kept in memory for counts and /metrics after the flush.
@@ -67,11 +66,6 @@ class Flushed:
     write_ms: float = 0.0
     summaries: list[dict] = field(default_factory=list)
     detected_at: list[float] = field(default_factory=list)
-
-
-def partition_of(source: str) -> str:
-    """The partition of a row (see :func:`nwwatch.results.parquet.acquisition_partition`)."""
-    return acquisition_partition(source)
 
 
 class RowBuffer:
@@ -165,9 +159,33 @@ def summary_of(row: dict) -> dict:
     return {k: row.get(k) for k in SUMMARY_KEYS}
 
 
-def folder_name(kind: str) -> str:
-    return "volumes" if kind == "tomogram" else "frames"
+def write_held(engine, report=None, force: bool = False) -> Flushed | None:
+    """Write the held rows of ``engine`` (:class:`nwwatch.service.batch.Engine`) when due
+    (``force``: now) and commit them; /metrics, ``quarantine.parquet`` and a ``rows_written``
+    log line follow. The files written are added to ``report`` (a ``BatchReport``). Returns
+    what was written, or None when nothing was due."""
+    from nwwatch.dashboard import metrics as _metrics
+    from nwwatch.service.batch import log_of as _log
+    from nwwatch.service.batch import refresh_quarantine
 
-
-def source_partition(source: str | os.PathLike[str]) -> str:
-    return partition_of(os.fsdecode(source))
+    if not engine.buffer.batches or not (force or engine.buffer.due()):
+        return None
+    flushed = engine.buffer.flush(engine.ledger, engine.results_dir)
+    # a committed file may take a replaced file off the quarantine list
+    refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
+    if not flushed.rows:
+        return flushed
+    _metrics.observe_commit(flushed.summaries, {"write": flushed.write_ms},
+                            flushed.committed_at)
+    _metrics.observe_outcomes([("done", t) for t in flushed.detected_at], flushed.committed_at)
+    if report is not None:
+        report.parquets += flushed.files
+        report.committed_at = flushed.committed_at
+        report.timings_ms["write"] = report.timings_ms.get("write", 0.0) + flushed.write_ms
+    latencies = sorted(flushed.committed_at - t for t in flushed.detected_at)
+    _log(engine).info("rows_written", files=[str(f.relative_to(engine.results_dir))
+                                             for f in flushed.files],
+                      rows=flushed.rows, batch_ids=flushed.batch_ids,
+                      write_ms=round(flushed.write_ms, 1),
+                      max_latency_ms=round(latencies[-1] * 1e3, 1) if latencies else None)
+    return flushed

@@ -51,12 +51,12 @@ from nwwatch.service.batch import (
 )
 from nwwatch.service.batch import Item as _Item
 from nwwatch.service.batch import log_of as _log
-from nwwatch.service.flush import Flushed, HeldBatch, summary_of
+from nwwatch.service.flush import HeldBatch, summary_of, write_held
 from nwwatch.service.ledger import Failure, LedgerLostError
 from nwwatch.service.names import path_key, source_name
 
-__all__ = ["BatchReport", "Engine", "FileOutcome", "ResultsWriteError", "flush", "process",
-           "refresh_quarantine", "source_name"]
+__all__ = ["BatchReport", "Engine", "FileOutcome", "ResultsWriteError", "process",
+           "refresh_quarantine", "source_name", "write_held"]
 
 FRAMES_DIR = "frames"
 VOLUMES_DIR = "volumes"
@@ -93,7 +93,7 @@ def process(
     if lost is not None:
         raise LedgerLostError(lost)
     if force and engine.buffer.batches:
-        flush(engine, report, force=True)  # rows of files about to be replaced go first
+        write_held(engine, report, force=True)  # rows of files about to be replaced go first
     t0 = time.perf_counter()
     items = collect(files, engine, report, force)
     report.timings_ms["hash"] = (time.perf_counter() - t0) * 1e3
@@ -121,38 +121,9 @@ def process(
         if not _run_batch(chunk, engine, batch_id, report, force):
             work[:0] = [[it] for it in chunk]
     if engine.buffer.due():
-        flush(engine, report)
+        write_held(engine, report)
     refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
     return report
-
-
-def flush(engine: Engine, report: BatchReport | None = None, force: bool = False
-          ) -> Flushed | None:
-    """Write the engine's held rows when due (``force``: now) and commit them
-    (:mod:`nwwatch.service.flush`); /metrics and a ``rows_written`` log line follow. The files
-    written are added to ``report``. Returns what was written, or None when nothing was due.
-    """
-    if not engine.buffer.batches or not (force or engine.buffer.due()):
-        return None
-    flushed = engine.buffer.flush(engine.ledger, engine.results_dir)
-    # a committed file may take a replaced file off the quarantine list
-    refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
-    if not flushed.rows:
-        return flushed
-    _metrics.observe_commit(flushed.summaries, {"write": flushed.write_ms},
-                            flushed.committed_at)
-    _metrics.observe_outcomes([("done", t) for t in flushed.detected_at], flushed.committed_at)
-    if report is not None:
-        report.parquets += flushed.files
-        report.committed_at = flushed.committed_at
-        report.timings_ms["write"] = report.timings_ms.get("write", 0.0) + flushed.write_ms
-    latencies = sorted(flushed.committed_at - t for t in flushed.detected_at)
-    _log(engine).info("rows_written", files=[str(f.relative_to(engine.results_dir))
-                                             for f in flushed.files],
-                      rows=flushed.rows, batch_ids=flushed.batch_ids,
-                      write_ms=round(flushed.write_ms, 1),
-                      max_latency_ms=round(latencies[-1] * 1e3, 1) if latencies else None)
-    return flushed
 
 
 def _by_acquisition(items) -> list[list[_Item]]:

@@ -173,9 +173,8 @@ def replay(
         EngineSpec,
         build_engines,
     )
-    from nwwatch.service.flush import FlushPolicy
+    from nwwatch.service.flush import FlushPolicy, write_held
     from nwwatch.service.logsetup import get_logger
-    from nwwatch.service.pipeline import flush as write_held
     from nwwatch.service.pipeline import process
 
     if kind not in KINDS:
