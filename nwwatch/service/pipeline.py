@@ -6,10 +6,14 @@ point leaves every frame exactly once in the results. Per file:
 
 - in-situ: read -> :func:`normalize_image` -> :class:`Segmenter` (frames of all files of
   the batch together, ``batch_size`` at a time) -> :func:`measure_contact_angle` -> one row
-  per page, all written in one Parquet file ``RESULTS/frames/frames-*-{batch_id}.parquet``;
+  per page;
 - tomogram: read -> :func:`nwwatch.volume.segment_volume` -> 3-D uint8 mask written
   atomically as ``RESULTS/masks/{stem}-{sha12}-{batch_id}.tif`` -> :func:`volume_metrics` ->
-  one row in ``RESULTS/volumes/volumes-*-{batch_id}.parquet``.
+  one row.
+
+A batch holds the files of one acquisition. Its rows are held and written with those of
+other batches of the acquisition, by size or time, to
+``RESULTS/{frames,volumes}/acquisition=<key>/*.parquet`` (:mod:`nwwatch.service.flush`).
 
 Bad input (:class:`InputError`, also anything but a regular file) is quarantined at once; an
 unexpected error counts an attempt (quarantined after ``max_attempts``) and processing goes on.
@@ -140,7 +144,8 @@ def _acquisition(it: _Item) -> str:
 
 def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchReport,
                force: bool) -> bool:
-    """Claim, process, write and commit ``items`` as one batch. Returns False (nothing
+    """Claim, process and hold ``items`` as one batch (a batch without rows is committed at
+    once). Returns False (nothing
     recorded, no attempt counted) when the batch failed as a whole and has several files:
     the caller retries them one by one."""
     log = _log(engine)
