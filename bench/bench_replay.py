@@ -246,7 +246,7 @@ def write_config(path: Path, watch: Path, results: Path, model: Path, threads: i
 
 
 def latency(model: Path, source: Path, workdir: Path, n: int, rate_hz: float, threads: int,
-            batch_size: int, flush_seconds: float) -> dict:
+            batch_size: int, flush_seconds: float | None) -> dict:
     """Daemon live: write frames at ``rate_hz`` with tmp+rename; latency rename -> the
     ``rows_written`` line of the file's batch."""
     acq, res = workdir / "live_acq", workdir / "live_res"
@@ -270,7 +270,7 @@ def latency(model: Path, source: Path, workdir: Path, n: int, rate_hz: float, th
             os.replace(tmp, acq / f.name)
             closed[str(acq / f.name)] = time.time()
             time.sleep(max(0.0, (i + 1) / rate_hz - (time.time() - next(iter(closed.values())))))
-        deadline = time.time() + 120 + flush_seconds
+        deadline = time.time() + 120 + (flush_seconds or 10.0)
         done: dict[str, float] = {}
         while time.time() < deadline and len(done) < len(files):
             batch_of, written = {}, {}
@@ -288,8 +288,11 @@ def latency(model: Path, source: Path, workdir: Path, n: int, rate_hz: float, th
         proc.terminate()
         proc.wait(30)
         log.close()
+    from nwwatch.results.parquet import dataset_files
+
     lat = sorted((done[s] - closed[s]) * 1e3 for s in done if s in closed)
     return {"n": len(lat), "rate_hz": rate_hz, "flush_seconds": flush_seconds,
+            "parquet_files": len(dataset_files(res / "frames")),
             "p50_ms": statistics.median(lat),
             "p95_ms": lat[int(0.95 * (len(lat) - 1))], "max_ms": lat[-1]}
 
@@ -337,8 +340,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3,
                     help="interleaved rounds of bare inference and replay")
-    ap.add_argument("--flush-seconds", type=float, default=0.0,
-                    help="[output] flush_seconds of the daemon in the latency test")
+    ap.add_argument("--flush-seconds", type=float, default=None,
+                    help="[output] flush_seconds of the daemon in the latency test "
+                         "(default: the service's)")
     ap.add_argument("--latency-frames", type=int, default=40)
     ap.add_argument("--latency-rate", type=float, default=0.0,
                     help="frames/s written in the latency test (default: half the throughput)")
@@ -357,7 +361,7 @@ def main() -> None:
         truth_labels = make_frames(frames, args.frames, args.size)
         cfg = write_config(work / "replay.toml", frames, work / "unused", model, args.threads,
                            args.batch_size)
-        rounds = []
+        rounds, n = [], args.frames
         for r in range(args.rounds):  # interleaved: both see the same load
             ort_fps = bare_ort(model, frames, args.threads, args.batch_size)
             out = work / f"replay_out{r}"
@@ -370,12 +374,15 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
         result = {"model": str(model), "model_note": model_note, "frame_size": args.size,
                   "frames": n, "threads": args.threads, "batch_size": args.batch_size,
-                  "command": " ".join(sys.argv), "rounds": rounds,
-                  "ratio_median": statistics.median(r["ratio"] for r in rounds),
+                  "command": " ".join(sys.argv), "load_average_1min_at_end": os.getloadavg()[0],
+                  "rounds": rounds,
+                  "ratio_median": (statistics.median(r["ratio"] for r in rounds)
+                                   if rounds else None),
                   "measure_on_truth_labels": measure_on_truth(truth_labels)}
         print(json.dumps(result, indent=1), flush=True)
         if args.latency_frames:
-            rate = args.latency_rate or max(0.5, rounds[-1]["replay_fps"] / 2)
+            rate = args.latency_rate or (max(0.5, rounds[-1]["replay_fps"] / 2) if rounds
+                                         else 5.0)
             result["latency"] = latency(model, frames, work, args.latency_frames, rate,
                                         args.threads, args.batch_size, args.flush_seconds)
             print(json.dumps(result["latency"], indent=1), flush=True)
