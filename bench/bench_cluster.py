@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))
 
 from bench.bench_replay import make_frames, pick_model, write_config  # noqa: E402
 
-RUN_COLUMNS = ["processed_at", "read_ms", "segment_ms", "measure_ms", "batch_id"]
+RUN_COLUMNS = ["processed_at", "read_ms", "segment_ms", "measure_ms", "confidence_ms",
+               "batch_id"]
 
 
 def rows(results: Path):

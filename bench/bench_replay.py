@@ -1,16 +1,24 @@
 """Benchmark the service's processing path.
 
 1. throughput: ``nwwatch replay`` frames/s against bare ONNX Runtime inference of the same
-   model on the same (pre-normalised) frames, in the same run and thread setting;
+   model on the same (pre-normalised) frames, in the same run and thread setting, in
+   ``--rounds`` interleaved rounds (bare, replay, bare, replay, ...: a machine shared with
+   other jobs slows both alike); per stage, the milliseconds per frame outside the network:
+   wall time from the replay's rows (``read_ms`` (read + normalise), ``measure_ms``,
+   ``confidence_ms``; hashing and the Parquet write timed on the same files and rows), and
+   CPU time (``time.thread_time``) of each stage run alone on the same frames
+   (:func:`cpu_stages`);
 2. latency: the daemon running, frames written one at a time (atomic rename, like a careful
-   writer) at a steady rate; latency = time the writer's rename returned -> time the
-   daemon's log line for the committed Parquet row (p50 / p95);
+   writer) at a steady rate; latency = time the writer's rename returned -> time of the
+   daemon's ``rows_written`` log line for the file's batch (p50 / p95), with
+   ``[output] flush_seconds = --flush-seconds``;
 3. memory: resident set size of a replay over many frames, sampled every batch (flat or not).
 
 Usage::
 
     .venv/bin/python bench/bench_replay.py [--model M.onnx] [--frames 200] [--size 512]
-        [--threads 2] [--latency-frames 40] [--memory-frames 5000] [--json out.json]
+        [--threads 2] [--rounds 3] [--latency-frames 40] [--flush-seconds 0]
+        [--memory-frames 5000] [--json out.json]
 
 Without ``--model``: the shipped default model when it exists, else an untrained UNet of the
 training package exported on the fly (same compute, random weights; said in the output).
@@ -127,21 +135,124 @@ def replay_fps(model: Path, folder: Path, out: Path, threads: int, batch_size: i
     return summary.frames_per_s, summary.frames
 
 
+def stage_ms(folder: Path, out: Path) -> dict:
+    """Median CPU ms per frame of each stage outside the network, from a replay's rows
+    (read + normalise, measure, confidence) and timed here on the same inputs (hash, the
+    Parquet write of the rows)."""
+    import pyarrow.parquet as pq
+
+    from nwwatch.results.parquet import write_table_atomic
+    from nwwatch.segment.session import file_sha256
+
+    rows = pq.read_table(out / "frames")
+    stages = {name: statistics.median(v for v in rows.column(f"{name}_ms").to_pylist()
+                                      if v is not None)
+              for name in ("read", "segment", "measure", "confidence")}
+    files = sorted(folder.glob("*.tif"))
+    t = time.perf_counter()
+    for f in files:
+        file_sha256(f)
+    stages["hash"] = (time.perf_counter() - t) * 1e3 / len(files)
+    table = rows.drop_columns([c for c in ("acquisition",) if c in rows.column_names])
+    t = time.perf_counter()
+    write_table_atomic(table, out / "bench-write.parquet")
+    stages["write"] = (time.perf_counter() - t) * 1e3 / table.num_rows
+    (out / "bench-write.parquet").unlink()
+    stages["outside_inference"] = sum(v for k, v in stages.items() if k != "segment")
+    return stages
+
+
+def cpu_stages(model: Path, folder: Path, threads: int, batch_size: int) -> dict:
+    """CPU milliseconds per frame of each stage outside the network (``time.thread_time``,
+    so waiting for a core shared with other jobs is not counted), median over the frames:
+    hash, read (decode + normalise), the Segmenter beyond one ``session.run`` (process CPU
+    time of ``Segmenter.segment`` minus that of the bare run on the same batch: padding,
+    slicing, the droplet-size check, a second pass where a droplet is outside the trained
+    size range), measure, confidence, and the rows -> Arrow table -> Parquet file (per frame,
+    one file for all rows, as replay writes them)."""
+    from nwwatch.classes import DROPLET
+    from nwwatch.io import read_frames
+    from nwwatch.measure import measure_contact_angle
+    from nwwatch.normalize import normalize_image
+    from nwwatch.results.parquet import rows_to_table, write_table_atomic
+    from nwwatch.segment.confidence import frame_confidence
+    from nwwatch.segment.session import Segmenter, file_sha256, pad_to_multiple
+    from nwwatch.service.frames import FRAME_JOB
+
+    seg = Segmenter(model, providers=("cpu",), threads=threads)
+    files = sorted(folder.glob("*.tif"))
+    spent: dict[str, list[float]] = {k: [] for k in (
+        "hash", "read", "segmenter_beyond_network", "measure", "confidence", "rows_write")}
+    rows, tables = [], []
+
+    def cpu(fn, *a):
+        t = time.thread_time()
+        out = fn(*a)
+        return out, (time.thread_time() - t) * 1e3
+
+    for i in range(0, len(files), batch_size):
+        chunk = files[i:i + batch_size]
+        images, frames = [], []
+        for f in chunk:
+            spent["hash"].append(cpu(file_sha256, f)[1])
+            (frame, x), ms = cpu(lambda p: (lambda fr: (fr, normalize_image(fr.image)))(
+                read_frames(p)[0]), f)
+            spent["read"].append(ms)
+            frames.append(frame)
+            images.append(x)
+        batch = np.stack(images)
+        feed = np.ascontiguousarray(pad_to_multiple(batch, seg.metadata.size_multiple)[:, None])
+        t = time.process_time()  # all threads: ONNX Runtime's pool included
+        seg._session.run(["labels", "probabilities"], {"image": feed})
+        bare_ms = (time.process_time() - t) * 1e3
+        t = time.process_time()
+        out = seg.segment(batch)
+        extra_ms = (time.process_time() - t) * 1e3 - bare_ms
+        spent["segmenter_beyond_network"] += [extra_ms / len(chunk)] * len(chunk)
+        batch_rows = []
+        for j, frame in enumerate(frames):
+            result, ms = cpu(measure_contact_angle, out.labels[j], out.probabilities[j, DROPLET],
+                             frame.pixel_size_nm)
+            spent["measure"].append(ms)
+            conf, ms = cpu(frame_confidence, out.probabilities[j], out.labels[j],
+                           result.angle_valid)
+            spent["confidence"].append(ms)
+            row = result.as_row()
+            row.update(source=str(frame.source), frame=0, confidence=conf)
+            batch_rows.append(row)
+        table, ms = cpu(rows_to_table, batch_rows, FRAME_JOB.schema())
+        spent["rows_write"] += [ms / len(batch_rows)] * len(batch_rows)
+        tables.append(table)
+        rows += batch_rows
+    import pyarrow as pa
+
+    target = folder.parent / "cpu-stages.parquet"
+    _, ms = cpu(lambda: write_table_atomic(pa.concat_tables(tables), target))
+    target.unlink()
+    out = {k: statistics.median(v) for k, v in spent.items()}
+    out["rows_write"] += ms / len(rows)
+    out["outside_inference"] = sum(out.values())
+    return out
+
+
 def write_config(path: Path, watch: Path, results: Path, model: Path, threads: int,
-                 batch_size: int) -> Path:
+                 batch_size: int, flush_seconds: float | None = None) -> Path:
     from nwwatch.service.config import one_folder_config
 
     path.write_text(one_folder_config(watch, results, model, settle_seconds=2, threads=threads,
-                                      batch_size=batch_size, max_batch_latency_ms=20))
+                                      batch_size=batch_size, max_batch_latency_ms=20,
+                                      flush_seconds=flush_seconds))
     return path
 
 
 def latency(model: Path, source: Path, workdir: Path, n: int, rate_hz: float, threads: int,
-            batch_size: int) -> dict:
-    """Daemon live: write frames at ``rate_hz`` with tmp+rename; latency rename -> logged row."""
+            batch_size: int, flush_seconds: float | None) -> dict:
+    """Daemon live: write frames at ``rate_hz`` with tmp+rename; latency rename -> the
+    ``rows_written`` line of the file's batch."""
     acq, res = workdir / "live_acq", workdir / "live_res"
     acq.mkdir()
-    cfg = write_config(workdir / "live.toml", acq, res, model, threads, batch_size)
+    cfg = write_config(workdir / "live.toml", acq, res, model, threads, batch_size,
+                       flush_seconds)
     log = open(workdir / "live.log", "wb")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     proc = subprocess.Popen([sys.executable, "-m", "nwwatch.service", "run", "--config",
@@ -159,21 +270,30 @@ def latency(model: Path, source: Path, workdir: Path, n: int, rate_hz: float, th
             os.replace(tmp, acq / f.name)
             closed[str(acq / f.name)] = time.time()
             time.sleep(max(0.0, (i + 1) / rate_hz - (time.time() - next(iter(closed.values())))))
-        deadline = time.time() + 120
+        deadline = time.time() + 120 + (flush_seconds or 10.0)
         done: dict[str, float] = {}
         while time.time() < deadline and len(done) < len(files):
+            batch_of, written = {}, {}
             for line in (workdir / "live.log").read_text().splitlines():
-                if '"file_processed"' in line:
+                if '"file_processed"' in line or '"rows_written"' in line:
                     e = json.loads(line)
                     ts = datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00"))
-                    done[e["source"]] = ts.timestamp()
+                    if e["event"] == "file_processed":
+                        batch_of[e["source"]] = e["batch_id"]
+                    else:
+                        written.update(dict.fromkeys(e["batch_ids"], ts.timestamp()))
+            done = {s: written[b] for s, b in batch_of.items() if b in written}
             time.sleep(0.2)
     finally:
         proc.terminate()
         proc.wait(30)
         log.close()
+    from nwwatch.results.parquet import dataset_files
+
     lat = sorted((done[s] - closed[s]) * 1e3 for s in done if s in closed)
-    return {"n": len(lat), "rate_hz": rate_hz, "p50_ms": statistics.median(lat),
+    return {"n": len(lat), "rate_hz": rate_hz, "flush_seconds": flush_seconds,
+            "parquet_files": len(dataset_files(res / "frames")),
+            "p50_ms": statistics.median(lat),
             "p95_ms": lat[int(0.95 * (len(lat) - 1))], "max_ms": lat[-1]}
 
 
@@ -218,6 +338,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds of bare inference and replay")
+    ap.add_argument("--flush-seconds", type=float, default=None,
+                    help="[output] flush_seconds of the daemon in the latency test "
+                         "(default: the service's)")
     ap.add_argument("--latency-frames", type=int, default=40)
     ap.add_argument("--latency-rate", type=float, default=0.0,
                     help="frames/s written in the latency test (default: half the throughput)")
@@ -236,18 +361,30 @@ def main() -> None:
         truth_labels = make_frames(frames, args.frames, args.size)
         cfg = write_config(work / "replay.toml", frames, work / "unused", model, args.threads,
                            args.batch_size)
-        ort_fps = bare_ort(model, frames, args.threads, args.batch_size)
-        fps, n = replay_fps(model, frames, work / "replay_out", args.threads, args.batch_size,
-                            cfg)
+        rounds, n = [], args.frames
+        for r in range(args.rounds):  # interleaved: both see the same load
+            ort_fps = bare_ort(model, frames, args.threads, args.batch_size)
+            out = work / f"replay_out{r}"
+            fps, n = replay_fps(model, frames, out, args.threads, args.batch_size, cfg)
+            rounds.append({"bare_ort_fps": ort_fps, "replay_fps": fps, "ratio": fps / ort_fps,
+                           "stage_ms_per_frame": stage_ms(frames, out),
+                           "cpu_ms_per_frame": cpu_stages(model, frames, args.threads,
+                                                          args.batch_size)})
+            print(json.dumps(rounds[-1]), flush=True)
+            shutil.rmtree(out, ignore_errors=True)
         result = {"model": str(model), "model_note": model_note, "frame_size": args.size,
                   "frames": n, "threads": args.threads, "batch_size": args.batch_size,
-                  "bare_ort_fps": ort_fps, "replay_fps": fps, "ratio": fps / ort_fps,
+                  "command": " ".join(sys.argv), "load_average_1min_at_end": os.getloadavg()[0],
+                  "rounds": rounds,
+                  "ratio_median": (statistics.median(r["ratio"] for r in rounds)
+                                   if rounds else None),
                   "measure_on_truth_labels": measure_on_truth(truth_labels)}
         print(json.dumps(result, indent=1), flush=True)
         if args.latency_frames:
-            rate = args.latency_rate or max(0.5, fps / 2)
+            rate = args.latency_rate or (max(0.5, rounds[-1]["replay_fps"] / 2) if rounds
+                                         else 5.0)
             result["latency"] = latency(model, frames, work, args.latency_frames, rate,
-                                        args.threads, args.batch_size)
+                                        args.threads, args.batch_size, args.flush_seconds)
             print(json.dumps(result["latency"], indent=1), flush=True)
         if args.memory_frames:
             small = work / "small"

@@ -39,7 +39,9 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     suffix-filtering watchers, pyarrow datasets and DuckDB globs all skip it.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.parent.is_dir():  # e.g. a new partition folder: its entry made durable too
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fsync_folder(target.parent.parent)
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     try:
         # "x": exclusive creation, mode 0o666 minus the umask like any new file.

@@ -47,13 +47,15 @@ def model(tmp: Path, **kw) -> Path:
 def write_config(path: Path, watch: Path, results: Path, model_path: Path, *,
                  settle: float = 0.5, batch_size: int = 4, latency_ms: float = 50,
                  polling: str | bool = "auto", max_attempts: int = 3, rescan: float = 2.0,
-                 extra: str = "") -> Path:
+                 flush_seconds: float = 0.2, extra: str = "") -> Path:
+    """A one-folder configuration; rows are written ``flush_seconds`` after they are
+    processed (the service's default of 10 s would only slow the tests down)."""
     from nwwatch.service.config import one_folder_config
 
     path.write_text(one_folder_config(
         watch, results, model_path, settle_seconds=settle, rescan_seconds=rescan,
         polling=polling, threads=1, batch_size=batch_size, max_batch_latency_ms=latency_ms,
-        max_attempts=max_attempts, extra=extra))
+        max_attempts=max_attempts, flush_seconds=flush_seconds, extra=extra))
     return path
 
 

@@ -15,6 +15,7 @@ import pytest
 from servicekit import REPO, model, paint_insitu
 
 from nwwatch.io import write_frame_tiff
+from nwwatch.results.parquet import dataset_files
 from nwwatch.service.cluster import (
     STAGING_DIR,
     ClusterUnavailableError,
@@ -26,7 +27,8 @@ from nwwatch.service.replay import replay
 pytest.importorskip("distributed")
 
 #: Columns that legitimately differ between two runs of the same frames.
-RUN_COLUMNS = ["processed_at", "read_ms", "segment_ms", "measure_ms", "batch_id"]
+RUN_COLUMNS = ["processed_at", "read_ms", "segment_ms", "measure_ms", "confidence_ms",
+               "batch_id"]
 N_FRAMES = 24
 
 
@@ -85,7 +87,7 @@ def test_cluster_rows_equal_local_replay_and_bad_file_is_quarantined(cluster, ac
     assert dask.cluster.tasks >= 2 and dask.cluster.workers == 2
     # compacted at the end: one file for the one acquisition
     assert dask.compaction.acquisitions == 1
-    assert len(list((tmp_path / "dask" / "frames").glob("*.parquet"))) == 1
+    assert len(dataset_files(tmp_path / "dask" / "frames")) == 1
     a = rows(tmp_path / "local").drop(columns=RUN_COLUMNS)
     b = assert_exactly_once(tmp_path / "dask", N_FRAMES).drop(columns=RUN_COLUMNS)
     pd.testing.assert_frame_equal(a, b)

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from servicekit import REPO, model, paint_insitu
 
 from nwwatch.io import write_frame_tiff
+from nwwatch.results.parquet import dataset_files
 from nwwatch.service import replay
 from nwwatch.service.cli import compact as compact_cmd
 from nwwatch.service.cli import status as status_cmd
@@ -30,8 +31,42 @@ def _frames(results) -> pd.DataFrame:
     return pd.read_parquet(results / "frames")
 
 
+def _readers(results) -> dict[str, pd.DataFrame]:
+    """(source, frame, acquisition) as pandas, polars and DuckDB read the hive-partitioned
+    folder, each sorted."""
+    import duckdb
+    import polars as pl
+
+    glob = f"{results}/frames/*/*.parquet"
+    tables = {
+        "pandas": pd.read_parquet(results / "frames", columns=[*KEY, "acquisition"]),
+        "polars": pl.read_parquet(glob, hive_partitioning=True)
+                    .select([*KEY, "acquisition"]).to_pandas(),
+        "duckdb": duckdb.sql(f"SELECT source, frame, acquisition FROM read_parquet('{glob}', "
+                             "hive_partitioning = true)").df(),
+    }
+    return {name: t.astype({"acquisition": str, "frame": "int64"}).sort_values(KEY)
+            .reset_index(drop=True) for name, t in tables.items()}
+
+
+def _assert_readers_agree(results, expected: pd.DataFrame, duplicates: bool = False) -> None:
+    """Every reader sees the rows of ``expected`` (source, frame), each in the partition of
+    its acquisition; exactly once, or (``duplicates``) at least once."""
+    from nwwatch.results.parquet import acquisition_partition
+
+    want = expected[KEY].astype({"frame": "int64"}).sort_values(KEY).reset_index(drop=True)
+    for name, table in _readers(results).items():
+        parts = table.source.map(lambda s: acquisition_partition(s).split("=", 1)[1])
+        assert (table.acquisition == parts).all(), name
+        if duplicates:
+            assert set(map(tuple, table[KEY].values)) == set(map(tuple, want.values)), name
+            assert len(table) > len(want), name
+        else:
+            pd.testing.assert_frame_equal(table[KEY], want, obj=name)
+
+
 def _files(results) -> list[str]:
-    return sorted(p.name for p in (results / "frames").glob("*.parquet"))
+    return sorted(p.name for p in dataset_files(results / "frames"))
 
 
 def _comparable(df: pd.DataFrame) -> pd.DataFrame:
@@ -67,8 +102,9 @@ def test_compaction_merges_each_acquisition_into_one_sorted_file(results):
     assert "compacted 2 acquisition(s): 5 files -> 2, 8 rows" in r.output
     assert len(_files(out)) == 2
     pd.testing.assert_frame_equal(_comparable(_frames(out)), before)
-    for name in _files(out):
-        table = pq.read_table(out / "frames" / name).to_pandas()
+    _assert_readers_agree(out, before)
+    for path in dataset_files(out / "frames"):
+        table = pq.read_table(path).to_pandas()
         assert list(table.source + table.frame.astype(str)) == sorted(
             table.source + table.frame.astype(str))  # one file, sorted
         assert table.source.map(os.path.dirname).nunique() == 1
@@ -108,6 +144,7 @@ def test_a_kill_at_each_step_loses_and_duplicates_nothing(results, step):
     assert proc.returncode == -9, proc.stdout + proc.stderr  # SIGKILLed at the step
     during = _comparable(_frames(out))
     renamed = step not in ("compact_staged", "compact_recorded")
+    _assert_readers_agree(out, before, duplicates=renamed)  # pandas, polars, DuckDB
     if not renamed:
         # not renamed yet: readers see exactly the old files
         pd.testing.assert_frame_equal(during, before)
@@ -127,6 +164,7 @@ def test_a_kill_at_each_step_loses_and_duplicates_nothing(results, step):
     report = compact(out)
     assert len(_files(out)) == 2
     pd.testing.assert_frame_equal(_comparable(_frames(out)), before)
+    _assert_readers_agree(out, before)
     assert report.recovered == 0 and not report.mixed_files
 
 

@@ -87,7 +87,7 @@ def test_metrics_count_the_frames(live):
                  "nwwatch_queue_depth_files", "nwwatch_in_flight_frames",
                  "nwwatch_last_frame_processed_timestamp_seconds"):
         assert re.search(rf"^{name}\b", text, re.M), name
-    for stage in ("read", "segment", "measure", "write"):
+    for stage in ("read", "segment", "measure", "confidence", "write"):
         count = re.search(rf'^nwwatch_stage_seconds_count\{{stage="{stage}"\}} (\S+)$', text,
                           re.M)
         assert count and float(count.group(1)) > 0, stage

@@ -44,3 +44,17 @@ def test_explicit_range_is_used_for_volume_slices():
     assert slices[0][0, 0] == -1.0 and slices[2][0, 0] == 1.0
     assert abs(slices[1][0, 0]) < 0.01
     assert NORMALIZATION.endswith("v1")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32,
+                                   np.float64])
+@pytest.mark.parametrize("size", [(1, 1), (7, 9), (512, 512), (3, 300, 300)])
+def test_intensity_range_is_numpys_percentiles_of_the_sample(dtype, size):
+    rng = np.random.default_rng(size[0])
+    image = rng.gamma(2.0, 300.0, size=size).astype(dtype)
+    flat = image.reshape(-1)
+    sample = flat[::max(1, flat.size // 65_536)].astype(np.float64)
+    expected = np.percentile(sample, [0.5, 99.5])
+    if not expected[1] > expected[0]:
+        expected[1] = expected[0] + 1.0
+    np.testing.assert_allclose(intensity_range(image), expected, rtol=1e-12, atol=1e-9)

@@ -64,6 +64,8 @@ def test_valid_config_and_defaults(paths):
         (("[[watch]]", "tomogram = \"fast\"\n[[watch]]"), "tomogram", "a table"),
         (("[output]", "[output]\noverlays = \"some\""), "output.overlays", "not one of"),
         (("[output]", "[output]\noverlays = true"), "output.overlays", "a string"),
+        (("[output]", "[output]\nflush_rows = 0"), "output.flush_rows", "> 0"),
+        (("flush_seconds = 0.2", "flush_seconds = -1"), "output.flush_seconds", ">= 0"),
     ],
 )
 def test_errors_name_file_key_and_problem(paths, edit, key, words):

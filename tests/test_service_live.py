@@ -24,11 +24,13 @@ from servicekit import (
 )
 
 from nwwatch.io import write_frame_tiff
+from nwwatch.results.parquet import dataset_files
 from nwwatch.service import replay
 from nwwatch.service.cli import status
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
-IGNORE = ["processed_at", "read_ms", "segment_ms", "measure_ms", "batch_id"]
+IGNORE = ["processed_at", "read_ms", "segment_ms", "measure_ms", "confidence_ms",
+          "batch_id"]
 
 
 def _tiff_bytes(tmp_path, angle, size=64, name="src.tif"):
@@ -119,9 +121,12 @@ def test_burst_of_200_then_restart_reprocesses_nothing(setup):
     code, seconds = daemon.terminate()
     assert code == 0 and seconds < 10
     assert len(table) == 200 and not table.duplicated(["source", "frame"]).any()
-    files_before = sorted(os.listdir(res / "frames"))
-    latencies = [e["latency_ms"] for e in daemon.events() if e.get("event") == "file_processed"]
-    assert len(latencies) == 200
+    files_before = dataset_files(res / "frames")
+    # Every processed file's batch was written to a results file (rows_written names them).
+    events = daemon.events()
+    written = {b for e in events if e.get("event") == "rows_written" for b in e["batch_ids"]}
+    processed = [e for e in events if e.get("event") == "file_processed"]
+    assert len(processed) == 200 and all(e["batch_id"] in written for e in processed)
 
     again = DaemonProcess(cfg, tmp / "log2")
     scan = again.wait_event("initial_scan")
@@ -129,7 +134,7 @@ def test_burst_of_200_then_restart_reprocesses_nothing(setup):
     time.sleep(1.0)
     code, _ = again.terminate()
     assert code == 0 and scan["candidates"] == 0
-    assert sorted(os.listdir(res / "frames")) == files_before
+    assert dataset_files(res / "frames") == files_before
     assert not [e for e in again.events() if e.get("event") == "file_processed"]
 
 
@@ -147,7 +152,10 @@ def test_kill9_at_random_points_then_restart_gives_each_frame_once(setup):
         write_frame_tiff(acq / f"f{i:02d}.tif", paint_insitu(90 + i, size=64),
                          acquired_at=T0 + timedelta(seconds=i))
         names.append(f"f{i:02d}.tif")
-    cfg = write_config(tmp / "c.toml", acq, res, onnx_model, batch_size=4, max_attempts=10)
+    # Each batch's rows written at once (flush_seconds 0), so that every run below leaves
+    # work for the next; killing while rows are held is tested in test_service_flush.py.
+    cfg = write_config(tmp / "c.toml", acq, res, onnx_model, batch_size=4, max_attempts=10,
+                       flush_seconds=0)
     # Exact windows of the protocol: after the claim, and between Parquet rename and commit.
     for n, point in enumerate(["after_write:2", "after_claim:2", "after_write:1"]):
         d = DaemonProcess(cfg, tmp / f"crash{n}.log", env={"NWWATCH_CRASH_AT": point})
@@ -169,7 +177,7 @@ def test_kill9_at_random_points_then_restart_gives_each_frame_once(setup):
     events = [e["event"] for n in range(3) for e in
               DaemonProcess.events(type("L", (), {"log_path": tmp / f"crash{n}.log"})())]
     assert "reconciled_after_crash" in events  # the crash windows were really exercised
-    leftovers = [p for p in (res / "frames").iterdir() if p.name.startswith(".")]
+    leftovers = list((res / "frames").rglob(".*"))
     assert leftovers == []
 
 

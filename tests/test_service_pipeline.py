@@ -16,6 +16,7 @@ from servicekit import bad_inputs, model, paint_insitu
 from nwwatch.io import write_frame_tiff, write_stack_tiff
 from nwwatch.measure import measure_contact_angle
 from nwwatch.normalize import normalize_image
+from nwwatch.results.parquet import dataset_files
 from nwwatch.segment.session import Segmenter
 from nwwatch.service import replay
 from nwwatch.service.ledger import Ledger
@@ -81,7 +82,7 @@ def test_replay_resumes_and_skips_done_files(tmp_path, onnx_model):
     after = _frames(tmp_path / "out")  # replaced, not duplicated
     assert len(after) == 4 and not after.duplicated(["source", "frame"]).any()
     assert (after.processed_at.min() > before.processed_at.max())
-    assert len(list((tmp_path / "out" / "frames").glob("*.parquet"))) == 1
+    assert len(dataset_files(tmp_path / "out" / "frames")) == 1
 
 
 def test_bad_inputs_are_quarantined_with_reasons(tmp_path, onnx_model):
@@ -194,7 +195,7 @@ def test_a_batch_failure_is_charged_to_the_culprit_only(tmp_path, onnx_model):
 
 
 def test_results_write_failure_counts_no_attempt(tmp_path, onnx_model, monkeypatch):
-    import nwwatch.service.pipeline as pipeline
+    import nwwatch.service.flush as flush
 
     acq = tmp_path / "acq"
     acq.mkdir()
@@ -204,7 +205,7 @@ def test_results_write_failure_counts_no_attempt(tmp_path, onnx_model, monkeypat
     def disk_full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pipeline, "write_batch", disk_full)
+    monkeypatch.setattr(flush, "write_table_atomic", disk_full)
     with pytest.raises(ResultsWriteError, match="No space"):
         process([acq / "a.tif"], engine)
     counts = engine.ledger.queries.counts()
@@ -352,7 +353,7 @@ def test_a_failed_commit_leaves_a_batch_that_settle_adopts_without_an_attempt(tm
         raise LedgerWriteError("cannot write the ledger (database or disk is full)")
 
     with monkeypatch.context() as m:
-        m.setattr(LedgerClass, "commit", full)
+        m.setattr(LedgerClass, "commit_held", full)
         with pytest.raises(LedgerWriteError):
             process([acq / "a.tif"], engine)
     (batch_id,) = engine.ledger.unfinished_batches()  # its Parquet file is complete

@@ -39,7 +39,7 @@ def _put_volume(folder: Path, name: str, i: int, tmp: Path) -> np.ndarray:
 
 def _volumes_table(res: Path):
     folder = res / "volumes"
-    if not folder.is_dir() or not any(folder.glob("*.parquet")):
+    if not folder.is_dir() or not any(folder.rglob("*.parquet")):
         return None
     return ds.dataset(folder, format="parquet").to_table().to_pandas()
 
@@ -139,9 +139,10 @@ def test_kill9_during_a_volume_batch_leaves_each_tomogram_once_with_its_one_mask
     volumes["b.tif"] = _put_volume(acq, "b.tif", 1, tmp_path)
     daemon = DaemonProcess(cfg, tmp_path / "log2", env={"NWWATCH_CRASH_AT": "after_write:1"})
     assert daemon.wait_exit(timeout=90) == -9
-    # 3. A clean run: the written batch is adopted, the other tomogram processed once.
+    # 3. A clean run: what was written is adopted, the rest processed once.
     daemon = DaemonProcess(cfg, tmp_path / "log3")
     try:
+        daemon.wait_event("ready", timeout=60)  # reconciled; SIGTERM is handled from here
         _wait_volumes(res, 2, daemon)
     finally:
         _stop(daemon)

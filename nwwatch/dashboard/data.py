@@ -26,8 +26,8 @@ from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_medi
 
 FRAME_COLUMNS = ("source", "frame", "status", "reason", "reason_code", "angle_valid",
                  "contact_angle_deg", "contact_angle_uncertainty_deg", "acquired_at",
-                 "processed_at", "read_ms", "segment_ms", "measure_ms", "model_name",
-                 "model_sha256", "provider", "overlay_path")
+                 "processed_at", "read_ms", "segment_ms", "measure_ms", "confidence_ms",
+                 "model_name", "model_sha256", "provider", "overlay_path")
 VOLUME_COLUMNS = ("source", "status", "reason", "reason_code", "mask_path", "solid_fraction",
                   "porosity_envelope", "surface_area_nm2", "surface_area_px2", "pore_count",
                   "pore_diameter_median_nm", "pore_diameter_median_px", "uncertain_fraction",
@@ -271,7 +271,8 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
         "source": pc.replace_substring_regex(t["source"], pattern="^.*/", replacement="")
                     .to_numpy(zero_copy_only=False),
         "frame": t["frame"].to_numpy(zero_copy_only=False),
-        "proc_ms": floats("read_ms") + floats("segment_ms") + floats("measure_ms"),
+        "proc_ms": floats("read_ms") + floats("segment_ms") + floats("measure_ms")
+                   + np.nan_to_num(floats("confidence_ms")),  # null in older rows
     }
     return acq.series_cache
 

@@ -65,7 +65,7 @@ def observe_commit(rows: Iterable[Mapping[str, object]], timings_ms: Mapping[str
     for row in rows:
         n += 1
         FRAMES.labels(outcome=row_outcome(row)).inc()
-        for stage in ("read", "segment", "measure"):
+        for stage in ("read", "segment", "measure", "confidence"):
             value = row.get(f"{stage}_ms")
             if isinstance(value, int | float) and value == value:
                 STAGE_SECONDS.labels(stage=stage).observe(value / 1e3)

@@ -1,4 +1,6 @@
-"""Crash-safe Parquet files: one file per batch, never a half-written footer under a final name.
+"""Crash-safe Parquet files, never a half-written footer under a final name, laid out in hive
+partitions (``frames/acquisition=<key>/frames-*.parquet``) that pandas, pyarrow, polars and
+DuckDB read as one dataset with an ``acquisition`` column.
 
 A ``ParquetWriter`` writes its footer only on close, so a crash mid-write leaves a corrupt file.
 Each batch is therefore written to a hidden temporary name (pyarrow datasets and DuckDB globs
@@ -8,6 +10,7 @@ rename itself survives a power cut. Only then may a caller record the batch as d
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from datetime import UTC, datetime
@@ -19,6 +22,34 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nwwatch.atomic import atomic_write
+
+#: The hive partition key of the result folders: one directory per acquisition (the folder
+#: the input files lie in), ``acquisition=<folder name>-<8 hex of its path>``.
+PARTITION_KEY = "acquisition"
+
+
+def acquisition_partition(source: str) -> str:
+    """The partition directory name (``acquisition=<value>``) of a row whose input file is
+    ``source`` (the row's ``source`` column, an absolute path). The value keeps the folder's
+    name readable (characters other than letters, digits, ``-_.`` become ``_``) and adds a
+    hash of the whole folder path, so that two folders of the same name never share a
+    partition; it needs no escaping in a path or a hive reader."""
+    parent = os.path.dirname(source)
+    name = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_"
+                   for ch in os.path.basename(parent))[:60]
+    digest = hashlib.sha1(parent.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{PARTITION_KEY}={name or 'root'}-{digest}"
+
+
+def dataset_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The Parquet files of one dataset folder (``frames`` or ``volumes``): those in its
+    partition directories and any at its top (folders written before partitioning), hidden
+    temporaries excluded; sorted."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("*.parquet") if not p.name.startswith(".")) + sorted(
+        p for p in root.glob(f"{PARTITION_KEY}=*/*.parquet") if not p.name.startswith("."))
 
 
 def write_table_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:

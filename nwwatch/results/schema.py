@@ -35,6 +35,8 @@ PROVENANCE_FIELDS: list[pa.Field] = [
     pa.field("read_ms", pa.float64()),
     pa.field("segment_ms", pa.float64()),
     pa.field("measure_ms", pa.float64()),
+    # the model's confidence of a frame (nwwatch.segment.confidence); null for volumes
+    pa.field("confidence_ms", pa.float64()),
     pa.field("batch_id", pa.string()),
 ]
 

@@ -250,8 +250,10 @@ class Segmenter:
         if (rows, cols) == (height, width) and not self.flip_average:
             # Nothing to resize or average: the network's own labels are the argmax.
             native = self.segment_native(batch, True)
-            return Segmentation(labels=native.labels,
-                                probabilities=np.array(native.probabilities, np.float32))
+            # Contiguous and writable (a second pass may replace a frame): a copy only when
+            # padding was cut off.
+            return Segmentation(labels=native.labels, probabilities=np.ascontiguousarray(
+                native.probabilities, dtype=np.float32))
         probs = self._probabilities(resize_images(batch, rows, cols))
         probs = resize_probabilities(probs, height, width)
         return Segmentation(labels=class_argmax(probs), probabilities=probs)

@@ -20,6 +20,7 @@ from nwwatch.results.outcome import by_outcome, count_rows, flagged_reasons, row
 from nwwatch.results.quarantine import write_quarantine
 from nwwatch.segment.session import Segmenter, file_sha256
 from nwwatch.service.config import OverlaySettings
+from nwwatch.service.flush import RowBuffer
 from nwwatch.service.inputs import check_regular
 from nwwatch.service.jobs import job_for
 from nwwatch.service.ledger import Failure, ItemKey, Ledger
@@ -80,6 +81,9 @@ class Engine:
     #: QA pictures of in-situ frames (``[output] overlays``, ``replay --overlays``).
     overlays: OverlaySettings = field(default_factory=OverlaySettings)
     log: object = None
+    #: Rows of processed batches waiting for a larger Parquet file (nwwatch.service.flush);
+    #: by default written at the end of every ``process`` call.
+    buffer: RowBuffer = field(default_factory=RowBuffer)
     #: Called between network batches and files: the daemon pings the systemd watchdog
     #: from here, so a long batch is not mistaken for a hung loop.
     heartbeat: object = None
@@ -205,6 +209,9 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
         known = ledger.item(key)
         if known is not None and known.state in ("done", "quarantined") and not force:
             report.files.append(FileOutcome(path, "skipped", reason=f"already {known.state}"))
+            continue
+        if engine.buffer.holds(key):  # processed, its rows wait for their file
+            report.files.append(FileOutcome(path, "skipped", reason="already done"))
             continue
         if any(it.key == key for it in items):  # same content twice in one batch
             report.files.append(FileOutcome(path, "skipped", reason="duplicate content"))

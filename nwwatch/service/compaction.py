@@ -1,5 +1,7 @@
 """``nwwatch compact``: the many small batch files of a finished acquisition become one file,
-sorted by (source, frame), without a crash ever losing or doubling a row.
+sorted by (source, frame), in the acquisition's partition directory
+(``frames/acquisition=<key>/``, :func:`nwwatch.results.parquet.acquisition_partition`),
+without a crash ever losing or doubling a row.
 
 An acquisition is the folder its input files lie in (the parent of ``source``). A batch file
 is compacted when all its rows belong to one acquisition (files that mix acquisitions, at the
@@ -10,7 +12,8 @@ table so that a kill at any point is finished or undone at the next start (``rec
    result to ``RESULTS/compact-staging/`` (outside the dataset folders: readers never see it),
    atomically (:mod:`nwwatch.atomic`);
 2. record the compaction (state ``staged``): new name, old batches and files;
-3. rename the staged file into ``frames/`` (or ``volumes/``) and fsync both folders;
+3. rename the staged file into its partition of ``frames/`` (or ``volumes/``) and fsync both
+   folders;
 4. in one ledger transaction: a new committed batch for the file, the old batches' items moved
    to it, the old batches left without a file (state ``switched``);
 5. delete the old files, then the record.
@@ -38,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nwwatch.atomic import fsync_folder
-from nwwatch.results.parquet import write_table_atomic
+from nwwatch.results.parquet import PARTITION_KEY, acquisition_partition, write_table_atomic
 from nwwatch.service.batch import crash_point
 from nwwatch.service.ledger import Ledger
 
@@ -81,20 +84,24 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
         ledger.reconcile(max_attempts)
         wanted = None if acquisition is None else os.fsdecode(os.path.abspath(acquisition))
         for folder, (kind, keys) in _FOLDERS.items():
-            groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
+            # A file may hold several batches (nwwatch.service.flush): grouped by file.
+            files: dict[str, list[str]] = defaultdict(list)
             for batch_id, rel, _ in ledger.queries.committed_batches(folder):
+                files[rel].append(batch_id)
+            groups: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
+            for rel, batch_ids in files.items():
                 sources = pq.read_table(results / rel, columns=["source"]).column("source")
                 acqs = {acquisition_of(s) for s in sources.unique().to_pylist()}
                 if len(acqs) != 1:
                     report.mixed_files.append(rel)
                     continue
-                groups[acqs.pop()].append((batch_id, rel))
-            for acq, batches in groups.items():
-                if len(batches) < min_files or (wanted is not None and acq != wanted):
+                groups[acqs.pop()].append((rel, batch_ids))
+            for acq, group in groups.items():
+                if len(group) < min_files or (wanted is not None and acq != wanted):
                     continue
-                final = _compact_group(ledger, folder, kind, keys, batches)
+                final = _compact_group(ledger, folder, kind, keys, group)
                 report.acquisitions += 1
-                report.files_before += len(batches)
+                report.files_before += len(group)
                 report.files_after += 1
                 report.rows += pq.ParquetFile(results / final).metadata.num_rows
                 report.compacted.append(final)
@@ -104,24 +111,25 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
 
 
 def _compact_group(ledger: Ledger, folder: str, kind: str, keys: list[str],
-                   batches: list[tuple[str, str]]) -> str:
+                   files: list[tuple[str, list[str]]]) -> str:
     results = ledger.results_dir
-    tables = [pq.read_table(results / rel) for _, rel in batches]
+    tables = [_without_partition(pq.read_table(results / rel)) for rel, _ in files]
     table = pa.concat_tables(tables, promote_options="default")
     if table.num_rows != sum(t.num_rows for t in tables):
-        raise RuntimeError(f"compaction of {batches[0][1]}…: row count changed")
+        raise RuntimeError(f"compaction of {files[0][0]}…: row count changed")
     table = table.sort_by([(k, "ascending") for k in keys])
     cid = f"compact-{uuid.uuid4().hex[:12]}"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    final_rel = f"{folder}/{folder}-{stamp}-{cid}.parquet"
+    partition = acquisition_partition(table.column("source")[0].as_py())
+    final_rel = f"{folder}/{partition}/{folder}-{stamp}-{cid}.parquet"
     staged_rel = f"{STAGING_DIR}/{Path(final_rel).name}"
     write_table_atomic(table, results / staged_rel)  # step 1
     crash_point("compact_staged")
-    ids = [b for b, _ in batches]
+    ids = [b for _, batch_ids in files for b in batch_ids]
     aux = [a for b, _, aux_b in ledger.queries.committed_batches(folder) if b in ids
            for a in aux_b]
     record = {"id": cid, "kind": kind, "staged": staged_rel, "final": final_rel,
-              "old_batches": ids, "old_files": [r for _, r in batches], "aux": aux,
+              "old_batches": ids, "old_files": [r for r, _ in files], "aux": aux,
               "n_rows": table.num_rows}
     with ledger.transaction() as db:  # step 2
         db.execute("INSERT INTO compactions (id, kind, state, staged, final, old_batches, "
@@ -139,9 +147,20 @@ def _compact_group(ledger: Ledger, folder: str, kind: str, keys: list[str],
     return final_rel
 
 
+def _without_partition(table: pa.Table) -> pa.Table:
+    """A file read by itself has no partition column; dropped in case a reader added it."""
+    if PARTITION_KEY in table.column_names:
+        return table.drop_columns([PARTITION_KEY])
+    return table
+
+
 def _rename(results: Path, staged_rel: str, final_rel: str) -> None:
-    os.replace(results / staged_rel, results / final_rel)
-    fsync_folder((results / final_rel).parent)
+    final = results / final_rel
+    if not final.parent.is_dir():  # a new partition directory, made durable first
+        final.parent.mkdir(parents=True)
+        fsync_folder(final.parent.parent)
+    os.replace(results / staged_rel, final)
+    fsync_folder(final.parent)
     fsync_folder((results / staged_rel).parent)
 
 

@@ -130,6 +130,10 @@ class ServiceConfig:
     source: Path | None = None
     dashboard: DashboardConfig | None = None  # [dashboard]; None: no dashboard
     overlays: OverlaySettings = field(default_factory=OverlaySettings)  # [output] overlays
+    #: [output] flush_rows / flush_seconds: rows are written to Parquet once this many are
+    #: held, or once the oldest has waited this long (nwwatch.service.flush).
+    flush_rows: int = 10_000
+    flush_seconds: float = 10.0
 
 
 def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig:
@@ -232,6 +236,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     if overlay_mode not in OVERLAY_MODES:
         raise output.error("overlays", f"{overlay_mode!r} is not one of "
                                        f"{', '.join(OVERLAY_MODES)}")
+    flush_rows = output.positive("flush_rows", int, 10_000)
+    flush_seconds = output.positive("flush_seconds", float, 10.0, allow_zero=True)
     output.finish()
     _outside_watches(file, "output.results", results, paths)
 
@@ -273,6 +279,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
         source=file,
         dashboard=dashboard,
         overlays=OverlaySettings(mode=overlay_mode),
+        flush_rows=flush_rows,
+        flush_seconds=flush_seconds,
     )
 
 
@@ -309,18 +317,19 @@ def one_folder_config(watch: str | os.PathLike[str], results: str | os.PathLike[
                       polling: str | bool = "auto", providers: tuple[str, ...] = ("cpu",),
                       threads: int | None = None, batch_size: int = 8,
                       max_batch_latency_ms: float = 200.0, max_attempts: int = 3,
-                      extra: str = "") -> str:
+                      flush_seconds: float | None = None, extra: str = "") -> str:
     """The TOML text of a configuration with one watched folder (tests, benchmarks, a first
     try); ``extra`` is appended after the ``[retry]`` table (keys of ``[retry]``, or further
     tables). Paths are written as given."""
     polling_toml = (str(polling).lower() if isinstance(polling, bool)
                     else json.dumps(polling))
     threads_line = "" if threads is None else f"threads = {threads}\n"
+    flush_line = "" if flush_seconds is None else f"flush_seconds = {flush_seconds}\n"
     return (
         f"[[watch]]\npath = {json.dumps(str(watch))}\nkind = {json.dumps(kind)}\n"
         f"model = {json.dumps(str(model))}\npolling = {polling_toml}\n"
         f"settle_seconds = {settle_seconds}\nrescan_seconds = {rescan_seconds}\n\n"
-        f"[output]\nresults = {json.dumps(str(results))}\n\n"
+        f"[output]\nresults = {json.dumps(str(results))}\n{flush_line}\n"
         f"[inference]\nproviders = {json.dumps(list(providers))}\nbatch_size = {batch_size}\n"
         f"max_batch_latency_ms = {max_batch_latency_ms}\n{threads_line}\n"
         f"[retry]\nmax_attempts = {max_attempts}\n{extra}\n"

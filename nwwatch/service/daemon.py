@@ -45,6 +45,7 @@ from nwwatch.service.engines import (
     inspect_input,
     quarantine_inputs,
 )
+from nwwatch.service.flush import FlushPolicy, write_held
 from nwwatch.service.ledger import Ledger, LedgerLostError, LedgerWriteError
 from nwwatch.service.logsetup import get_logger
 from nwwatch.service.notify import Notifier
@@ -141,7 +142,9 @@ class Daemon:
                                  removed=report.removed)
             specs = [EngineSpec(w.kind, w.model, f"watch[{i}].model")
                      for i, w in enumerate(cfg.watches)]
+            flush_policy = FlushPolicy(max_rows=cfg.flush_rows, max_seconds=cfg.flush_seconds)
             engines = build_engines(specs, ledger, cfg.results, inference=cfg.inference,
+                                    flush=flush_policy,
                                     max_attempts=cfg.max_attempts, tomogram=cfg.tomogram,
                                     log=self.log, source=cfg.source,
                                     overlays=cfg.overlays)  # [output] overlays
@@ -190,6 +193,7 @@ class Daemon:
                 if not did_work:
                     self._stop.wait(TICK_S)
             self.notifier.stopping()
+            self._write_held(watches)
             self._settle_unfinished()
             self.log.info("stopping", processed_files=self.tally.processed_files,
                           processed_rows=self.tally.processed_rows, queued=len(queued),
@@ -240,6 +244,8 @@ class Daemon:
                     did_work = True
                     if self._stop.is_set():
                         break
+            for w in watches:  # held rows whose time or count has come
+                self._write_due(w)
         except (ResultsWriteError, LedgerWriteError) as exc:
             self._pause(exc)
             return False
@@ -247,6 +253,36 @@ class Daemon:
             self.log.info("storage_resumed", paused_because=self._pause_reason)
             self._paused_until, self._pause_reason = None, ""
         return did_work
+
+    def _write_due(self, w: Watch) -> None:
+        """Write the held rows of ``w`` whose time or count has come. A failed write of
+        results or ledger propagates (processing pauses); anything else is logged and the
+        ledger reconciled as after a crash, and the service goes on."""
+        try:
+            write_held(w.engine)
+        except (ResultsWriteError, LedgerWriteError):
+            raise
+        except Exception as exc:  # keep serving whatever happens
+            self.log.exception("batch_crashed", error=repr(exc), stage="write")
+            self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Settle batches left between claim and commit, as after a crash (batches whose
+        rows this process still holds are left alone)."""
+        try:
+            self.ledger.reconcile(self.config.max_attempts)
+        except Exception as again:
+            self.log.exception("reconcile_failed", error=repr(again))
+
+    def _write_held(self, watches: list[Watch]) -> None:
+        """On stop: write every engine's held rows (a failure leaves them to be processed
+        again after the restart)."""
+        for w in watches:
+            try:
+                write_held(w.engine, force=True)
+            except Exception as exc:
+                self.log.error("held_rows_not_written", error=repr(exc),
+                               note="their files are processed again at the next start")
 
     def _pause(self, exc: Exception) -> None:
         backoff = self.config.backoff_seconds
@@ -290,10 +326,7 @@ class Daemon:
             for f in batch:
                 queued.discard(f.path)
             # The batch may be left between claim and commit: settle it now as after a crash.
-            try:
-                self.ledger.reconcile(self.config.max_attempts)
-            except Exception as again:
-                self.log.exception("reconcile_failed", error=repr(again))
+            self._reconcile()
             return
         for f in batch:
             queued.discard(f.path)

@@ -16,6 +16,7 @@ from nwwatch.service.config import (
     OverlaySettings,
     TomogramSettings,
 )
+from nwwatch.service.flush import FlushPolicy, RowBuffer
 from nwwatch.service.inputs import check_input
 from nwwatch.service.ledger import Failure, Ledger
 from nwwatch.service.names import path_key, source_name
@@ -35,12 +36,14 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                   inference: InferenceConfig, max_attempts: int,
                   tomogram: TomogramSettings, log, source: Path | None = None,
                   overlays: OverlaySettings | None = None,
+                  flush: FlushPolicy | None = None,
                   **volume_overrides: object) -> list[Engine]:
     """One :class:`Engine` per spec, sharing the segmenter of the same model file.
 
     Raises :class:`ConfigError` when a model's kind does not match its spec (naming
     ``source`` and the spec's key), and ``GpuUnavailableError`` / ``ModelLoadError`` from
-    the segmenter.
+    the segmenter. ``flush``: when each engine writes its held rows (default: at the end of
+    every ``process`` call).
     """
     from nwwatch.segment.session import Segmenter
 
@@ -65,7 +68,8 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                               results_dir=results_dir, batch_size=inference.batch_size,
                               max_attempts=max_attempts, log=log,
                               volume_options=volume_options,
-                              overlays=overlays or OverlaySettings()))
+                              overlays=overlays or OverlaySettings(),
+                              buffer=RowBuffer(flush)))
     return engines
 
 

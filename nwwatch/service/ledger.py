@@ -45,6 +45,7 @@ from nwwatch.service.ledgerdb import (
     Transaction,
     open_ledger_db,
 )
+from nwwatch.service.ledgerhold import HeldBatches
 from nwwatch.service.lock import LedgerBusyError, LedgerLock
 from nwwatch.service.names import file_identity
 from nwwatch.service.recovery import Recovery
@@ -58,7 +59,7 @@ class LedgerLostError(RuntimeError):
     process: going on could write rows twice."""
 
 
-class Ledger(Recovery):
+class Ledger(Recovery, HeldBatches):
     """The service's state. One instance per process; not shared across threads.
 
     Parameters
@@ -80,6 +81,7 @@ class Ledger(Recovery):
         self.results_dir = Path(results_dir)
         self._seen_buffer: dict[PathKey, tuple[int, int, str]] = {}
         self.quarantine_changed = False
+        self.held: set[str] = set()
         self._lock = lock or LedgerLock(self.path)
         try:
             self._db = open_ledger_db(self.path)
@@ -190,12 +192,14 @@ class Ledger(Recovery):
         self,
         batch_id: str,
         kind: str,
-        parquet: Path,
+        parquet: Path | None,
         items: Sequence[tuple[ItemKey, PathKey]],
         aux: Sequence[Path] = (),
     ) -> None:
         """Step 1: record the batch and its items as in flight (see module docstring).
 
+        ``parquet``: the file the rows will be written to, or None when they are held for a
+        larger file (:mod:`nwwatch.service.ledgerhold`), which names it later.
         Items already ``done`` (``--force``) are *superseded*: the batch records which earlier
         Parquet files hold their rows, and :meth:`supersede` removes those rows after the new
         file is written (again on reconcile, if a crash came in between).
@@ -216,7 +220,8 @@ class Ledger(Recovery):
             db.execute(
                 "INSERT INTO batches (batch_id, kind, state, parquet, aux, supersedes,"
                 " created_at) VALUES (?, ?, 'writing', ?, ?, ?, ?)",
-                (batch_id, kind, self._rel(parquet), json.dumps([self._rel(a) for a in aux]),
+                (batch_id, kind, "" if parquet is None else self._rel(parquet),
+                 json.dumps([self._rel(a) for a in aux]),
                  json.dumps(supersedes), now),
             )
             for key, source in items:

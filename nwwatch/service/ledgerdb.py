@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS batches (
     supersedes TEXT NOT NULL DEFAULT '[]',
     n_rows INTEGER,
     created_at REAL NOT NULL,
-    committed_at REAL
+    committed_at REAL,
+    held_at REAL
 );
 CREATE TABLE IF NOT EXISTS seen (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
@@ -143,6 +144,9 @@ def open_ledger_db(path: Path) -> sqlite3.Connection:
             columns = {r[1] for r in db.execute("PRAGMA table_info(items)")}
             if "batch_cap" not in columns:  # ledgers of schema version 1
                 db.execute("ALTER TABLE items ADD COLUMN batch_cap INTEGER")
+            if "held_at" not in {r[1] for r in db.execute("PRAGMA table_info(batches)")}:
+                # processed, rows waiting for their file (nwwatch.service.ledgerhold)
+                db.execute("ALTER TABLE batches ADD COLUMN held_at REAL")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                        (str(SCHEMA_VERSION),))
         except BaseException:

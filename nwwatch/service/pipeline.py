@@ -1,8 +1,8 @@
 """The one processing function shared by the live service, ``nwwatch replay`` and the cluster.
 
 :func:`process` turns a list of complete input files into result rows, following the ledger's
-claim -> write -> commit protocol (:mod:`nwwatch.service.ledger`), so that a crash at any
-point leaves every frame exactly once in the results. What happens to the files of a batch
+claim -> hold -> write -> commit protocol (:mod:`nwwatch.service.ledger`), so that a crash
+at any point leaves every frame exactly once in the results. What happens to the files of a batch
 is the job of their kind (:mod:`nwwatch.service.jobs`): in-situ frames
 (:mod:`nwwatch.service.frames`) or tomograms (:mod:`nwwatch.service.volumes`).
 
@@ -11,17 +11,21 @@ unexpected error counts an attempt (quarantined after ``max_attempts``) and proc
 A batch that fails as a whole is split into single files (a loop, not recursion); files the
 ledger marks with a ``batch_cap`` (their batch crashed the process) are processed in batches of
 at most that many files.
+
+A batch holds the files of one acquisition. Its rows are held and written with those of
+other batches of the acquisition, by size or time, to
+``RESULTS/{frames,volumes}/acquisition=<key>/*.parquet`` (:mod:`nwwatch.service.flush`).
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from nwwatch.dashboard import metrics as _metrics
-from nwwatch.results.parquet import write_batch
+from nwwatch.results.parquet import acquisition_partition, rows_to_table
 from nwwatch.service.batch import (
     BatchReport,
     Engine,
@@ -35,12 +39,13 @@ from nwwatch.service.batch import (
 )
 from nwwatch.service.batch import Item as _Item
 from nwwatch.service.batch import log_of as _log
+from nwwatch.service.flush import HeldBatch, summary_of, write_held
 from nwwatch.service.jobs import job_for
 from nwwatch.service.ledger import Failure, LedgerLostError
 from nwwatch.service.names import path_key, source_name
 
 __all__ = ["BatchReport", "Engine", "FileOutcome", "ResultsWriteError", "process",
-           "refresh_quarantine", "source_name"]
+           "refresh_quarantine", "source_name", "write_held"]
 
 
 def process(
@@ -72,20 +77,25 @@ def process(
     lost = engine.ledger.lost()
     if lost is not None:
         raise LedgerLostError(lost)
+    if force and engine.buffer.batches:
+        write_held(engine, report, force=True)  # rows of files about to be replaced go first
     t0 = time.perf_counter()
     items = collect(files, engine, report, force)
     report.timings_ms["hash"] = (time.perf_counter() - t0) * 1e3
     # Files whose batch crashed the process go in batches of at most their cap; the others
     # together. A batch that fails as a whole comes back split into single files.
     work: list[list[_Item]] = []
-    normal = [it for it in items if it.batch_cap is None]
-    if normal:
-        work.append(normal)
+    # One batch per acquisition: its rows go to that acquisition's partition.
+    normal: list[_Item] = []
+    for part in _by_acquisition(it for it in items if it.batch_cap is None):
+        work.append(part)
+        normal = part
     capped = sorted((it for it in items if it.batch_cap is not None), key=lambda it: it.batch_cap)
     for it in capped:
-        if work and work[-1] is not normal and work[-1][0].batch_cap == it.batch_cap \
-                and len(work[-1]) < it.batch_cap:
-            work[-1].append(it)
+        last = work[-1] if work else None
+        if last is not None and last is not normal and last[0].batch_cap == it.batch_cap \
+                and len(last) < it.batch_cap and _acquisition(last[0]) == _acquisition(it):
+            last.append(it)
         else:
             work.append([it])
     first = True
@@ -95,23 +105,36 @@ def process(
         first = False
         if not _run_batch(chunk, engine, batch_id, report, force):
             work[:0] = [[it] for it in chunk]
+    if engine.buffer.due():
+        write_held(engine, report)
     refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
     return report
 
 
+def _by_acquisition(items) -> list[list[_Item]]:
+    """``items`` grouped by the folder their file lies in, in order of first appearance."""
+    groups: dict[str, list[_Item]] = {}
+    for it in items:
+        groups.setdefault(_acquisition(it), []).append(it)
+    return list(groups.values())
+
+
+def _acquisition(it: _Item) -> str:
+    return os.path.dirname(source_name(it.path))
+
+
 def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchReport,
                force: bool) -> bool:
-    """Claim, process, write and commit ``items`` as one batch. Returns False (nothing
+    """Claim, process and hold ``items`` as one batch (a batch without rows is committed at
+    once). Returns False (nothing
     recorded, no attempt counted) when the batch failed as a whole and has several files:
     the caller retries them one by one."""
     log = _log(engine)
     ledger = engine.ledger
     job = job_for(engine.kind)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    folder = engine.results_dir / job.folder
     aux = job.side_files(engine, items, batch_id)
-    parquet = folder / f"{job.folder}-{stamp}-{batch_id}.parquet"
-    ledger.claim(batch_id, engine.kind, parquet,
+    # The rows' file is named when they are written (nwwatch.service.flush).
+    ledger.claim(batch_id, engine.kind, None,
                  [(it.key, path_key(it.path)) for it in items], aux=aux)
     crash_point("after_claim")
 
@@ -147,29 +170,24 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     lost = ledger.lost()
     if lost is not None:  # checked again here: processing the batch took a while
         raise LedgerLostError(lost)
-    if rows:
-        try:
-            write_batch(rows, job.schema(), folder, job.folder, name=parquet.name)
-        except OSError as exc:
-            ledger.abort(batch_id, [], engine.max_attempts, remove=aux + [parquet])
-            raise ResultsWriteError(f"{parquet}: cannot write results ({exc})") from exc
-    if rows and force:
-        ledger.supersede(batch_id)  # earlier rows of re-processed files go
-    report.timings_ms["write"] = (time.perf_counter() - t_write) * 1e3
-    crash_point("after_write")
     rows_per_item = {it.key: len(it.rows) for it in items if not it.failed}
-    # A LedgerWriteError here leaves the batch "writing"; the daemon settles it once the
-    # ledger can be written again (its complete Parquet file is then adopted).
-    quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
-                                wrote_parquet=bool(rows))
-    report.committed_at = time.time()
-    # /metrics: the batch's rows and its write time; the hashing of the whole call once,
-    # with its first batch.
-    timings = {k: v for k, v in report.timings_ms.items()
-               if k == "write" or (k == "hash" and batch_id == report.batch_id)}
-    _metrics.observe_commit(rows, timings, report.committed_at)
     if rows:
-        report.parquets.append(parquet)
+        table = rows_to_table(rows, job.schema())
+        # The batch is done; its rows wait for a larger file (committed when it is written).
+        quarantined = ledger.hold(batch_id, list(rows_per_item), failures, engine.max_attempts)
+        engine.buffer.add(HeldBatch(
+            batch_id, job.folder, acquisition_partition(rows[0]["source"]), table,
+            rows_per_item, supersede=force, aux=aux, summaries=[summary_of(r) for r in rows],
+            detected_at=[it.detected_at for it in items
+                         if not it.failed and it.detected_at is not None]))
+    else:
+        quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
+                                    wrote_parquet=False)
+        report.committed_at = time.time()
+    report.timings_ms["hold"] = (time.perf_counter() - t_write) * 1e3
+    # /metrics: the hashing of the whole call once, with its first batch.
+    if batch_id == report.batch_id and "hash" in report.timings_ms:
+        _metrics.observe_commit([], {"hash": report.timings_ms["hash"]})
     report.n_rows += len(rows)
     outcomes(report, items, failures, quarantined, batch_id)
     return True

@@ -44,12 +44,14 @@ class RebuildReport:
 
 def batch_files(results_dir: str | os.PathLike[str]) -> list[Path]:
     """The Parquet batch files of a results folder (hidden temporaries excluded)."""
-    out = []
-    for sub in RESULT_FOLDERS:
-        folder = Path(results_dir) / sub
-        if folder.is_dir():
-            out += sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
-    return out
+    from nwwatch.results.parquet import dataset_files
+
+    return [p for sub in RESULT_FOLDERS for p in dataset_files(Path(results_dir) / sub)]
+
+
+def _folder(file: Path) -> str:
+    """``frames`` or ``volumes``: the dataset folder of a file (in a partition or not)."""
+    return file.parent.name if file.parent.name in RESULT_FOLDERS else file.parent.parent.name
 
 
 def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
@@ -65,7 +67,7 @@ def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
     for file in batch_files(ledger.results_dir):
         try:
             table = pq.read_table(file, columns=_COLUMNS
-                                  + (["mask_path"] if file.parent.name == "volumes" else []))
+                                  + (["mask_path"] if _folder(file) == "volumes" else []))
         except Exception as exc:  # any damage: the file is not usable as a record
             report.unreadable.append(f"{file} ({type(exc).__name__})")
             continue
@@ -73,7 +75,7 @@ def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
     if report.unreadable and strict:
         return report
     for file, table in tables:
-        kind = RESULT_FOLDERS[file.parent.name]
+        kind = RESULT_FOLDERS[_folder(file)]
         columns = {c: table.column(c).to_pylist() for c in table.column_names}
         items: dict[ItemKey, tuple[str | bytes, int]] = {}
         for i in range(table.num_rows):

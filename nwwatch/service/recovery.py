@@ -32,20 +32,22 @@ class Recovery:
         return ReconcileReport(adopted=adopted, removed=removed)
 
     def unfinished_batches(self) -> list[str]:
-        """Batches still ``writing`` (between claim and commit)."""
+        """Batches still ``writing`` (between claim and commit), except those whose rows this
+        process holds in memory for a later file (``Ledger.held``)."""
         return [r[0] for r in self._db.execute(
-            "SELECT batch_id FROM batches WHERE state='writing'").fetchall()]
+            "SELECT batch_id FROM batches WHERE state='writing'").fetchall()
+            if r[0] not in self.held]
 
     def settle(self, batch_id: str, max_attempts: int, crashed: bool = False) -> bool:
         """Finish (adopt) a ``writing`` batch whose Parquet file exists, or undo it. Returns
         True when adopted. ``crashed``: the batch stopped the process (its files are split
         or charged an attempt); otherwise (e.g. the ledger could not be written) its files
         are released without one."""
-        row = self._db.execute("SELECT parquet, aux, state FROM batches WHERE batch_id=?",
-                               (batch_id,)).fetchone()
+        row = self._db.execute("SELECT parquet, aux, state, held_at FROM batches "
+                               "WHERE batch_id=?", (batch_id,)).fetchone()
         if row is None or row[2] != "writing":
             return row is not None and row[2] == "committed"
-        parquet_rel, aux_json, _ = row
+        parquet_rel, aux_json, _, held_at = row
         parquet = self.results_dir / parquet_rel
         if parquet_rel and parquet.is_file():
             self.supersede(batch_id)
@@ -53,7 +55,8 @@ class Recovery:
             return True
         for rel in json.loads(aux_json):
             (self.results_dir / rel).unlink(missing_ok=True)
-        if crashed:
+        # A held batch had finished: whatever stopped the process came after it.
+        if crashed and held_at is None:
             self._release_crashed(batch_id, max_attempts)
         else:
             with self._tx() as db:
@@ -64,15 +67,22 @@ class Recovery:
     def _adopt(self, batch_id: str, parquet: Path) -> None:
         import pyarrow.parquet as pq
 
-        table = pq.read_table(parquet, columns=["source_sha256"])
+        names = pq.read_schema(parquet).names
+        table = pq.read_table(parquet, columns=[c for c in ("source_sha256", "batch_id")
+                                                if c in names])
+        shas = table.column("source_sha256").to_pylist()
+        batches = (table.column("batch_id").to_pylist() if "batch_id" in names
+                   else [None] * len(shas))
         counts: dict[str, int] = {}
-        for sha in table.column("source_sha256").to_pylist():
-            counts[sha] = counts.get(sha, 0) + 1
+        # A file may hold the rows of several batches (nwwatch.service.ledgerhold).
+        for sha, row_batch in zip(shas, batches, strict=True):
+            if row_batch in (batch_id, None):
+                counts[sha] = counts.get(sha, 0) + 1
         now = time.time()
         with self._tx() as db:
             db.execute(
                 "UPDATE batches SET state='committed', committed_at=?, n_rows=? "
-                "WHERE batch_id=?", (now, table.num_rows, batch_id)
+                "WHERE batch_id=?", (now, sum(counts.values()), batch_id)
             )
             for sha, n in counts.items():
                 db.execute(
@@ -114,8 +124,12 @@ class Recovery:
     def _remove_temporaries(self) -> None:
         # Hidden temporaries of atomic writes (nwwatch.atomic) interrupted by a crash; only in
         # our results folder.
-        for sub in ("frames", "volumes", "masks", ""):
-            folder = self.results_dir / sub
+        from nwwatch.results.parquet import PARTITION_KEY
+
+        folders = [self.results_dir / sub for sub in ("frames", "volumes", "masks", "")]
+        folders += [p for sub in ("frames", "volumes")
+                    for p in (self.results_dir / sub).glob(f"{PARTITION_KEY}=*")]
+        for folder in folders:
             if folder.is_dir():
                 for tmp in folder.glob(".*.part"):
                     tmp.unlink(missing_ok=True)

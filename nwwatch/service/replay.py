@@ -36,6 +36,8 @@ from nwwatch.service.watcher import scan
 #: A replay hands ``REPLAY_CHUNKS * batch_size`` frames to each ``process`` call: one Parquet
 #: file per call, and measurement of one network batch overlaps inference of the next.
 REPLAY_CHUNKS = 4
+#: Rows per results file written by a replay (a file is also written every minute).
+REPLAY_FLUSH_ROWS = 20_000
 
 
 #: Exit statuses of ``nwwatch replay``: every file done (or already done); the replay could
@@ -171,6 +173,7 @@ def replay(
         EngineSpec,
         build_engines,
     )
+    from nwwatch.service.flush import FlushPolicy, write_held
     from nwwatch.service.logsetup import get_logger
     from nwwatch.service.pipeline import process
 
@@ -242,6 +245,8 @@ def replay(
             summary.compaction = compact(out, ledger_path, max_attempts=max_attempts)
             summary.compaction_seconds = time.perf_counter() - t_compact
             return summary
+        # Rows go to files of up to REPLAY_FLUSH_ROWS rows (or a minute's worth).
+        engine.buffer.policy = FlushPolicy(max_rows=REPLAY_FLUSH_ROWS, max_seconds=60.0)
         batch: list = []
         frames = 0
 
@@ -251,14 +256,21 @@ def replay(
                 _tally(summary, process(batch, engine, force=force), bar)
             batch, frames = [], 0
 
-        for file, info in todo:
-            pages = max(1, info.n_pages)
-            if batch and frames + pages > REPLAY_CHUNKS * engine.batch_size:
-                flush()
-            batch.append(ReadyFile(file, 0, info.size_bytes, 0, info, detected_at=None))
-            frames += pages
-            summary.seconds = time.perf_counter() - t0
-        flush()
+        try:
+            for file, info in todo:
+                pages = max(1, info.n_pages)
+                if batch and frames + pages > REPLAY_CHUNKS * engine.batch_size:
+                    flush()
+                batch.append(ReadyFile(file, 0, info.size_bytes, 0, info, detected_at=None))
+                frames += pages
+                summary.seconds = time.perf_counter() - t0
+            flush()
+        except KeyboardInterrupt:  # what was processed is written, not done again
+            write_held(engine, force=True)
+            raise
+        written = write_held(engine, force=True)
+        if written is not None:
+            summary.parquet_files.extend(written.files)
         summary.seconds = time.perf_counter() - t0
         bar.close()
     finally:

@@ -49,9 +49,10 @@ class LedgerQueries:
     def committed_parquets(self) -> list[str]:
         """Parquet files (relative to the results folder) of committed batches, oldest first:
         the files that hold the rows the ledger counts as done."""
-        return [r[0] for r in self._db.execute(
+        # Several batches may share one file (nwwatch.service.ledgerhold): each file once.
+        return list(dict.fromkeys(r[0] for r in self._db.execute(
             "SELECT parquet FROM batches WHERE state='committed' AND parquet != '' "
-            "ORDER BY committed_at, rowid")]
+            "ORDER BY committed_at, rowid")))
 
     def committed_batches(self, folder: str) -> list[tuple[str, str, list[str]]]:
         """(batch_id, parquet, aux) of the committed batches whose file lies in ``folder``

@@ -23,8 +23,8 @@ class Tally:
 
     def record(self, report: BatchReport, log) -> None:
         """Count and log the outcomes of one batch, and feed /metrics."""
-        _metrics.observe_outcomes([(o.state, o.detected_at) for o in report.files],
-                                  report.committed_at)
+        # Quarantined files here; latencies when their rows are written (service.flush).
+        _metrics.observe_outcomes([(o.state, o.detected_at) for o in report.files], None)
         for outcome in report.files:
             fields = dict(source=source_name(outcome.path), state=outcome.state,
                           rows=outcome.n_rows, batch_id=outcome.batch_id or report.batch_id)

@@ -1,0 +1,191 @@
+"""Fewer, larger Parquet files: the rows of processed batches wait in memory and are written
+together, one file per acquisition partition, when enough rows are held or the oldest has
+waited long enough (:class:`FlushPolicy`).
+
+Exactly once with the ledger (:mod:`nwwatch.service.ledgerhold`): a processed batch is
+*held* (its failures recorded, its items still pending); a flush names the file in the
+ledger, writes it atomically (:mod:`nwwatch.atomic`), then commits every batch in it in one
+transaction. Rows are counted done only once their file is durably written; a crash before
+that loses only work (the files are processed again), a crash after it is adopted from the
+file. A file that cannot be written (disk full) releases its batches the same way.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from nwwatch.results.parquet import write_table_atomic
+from nwwatch.service.ledgerdb import ItemKey
+
+#: The columns of a row kept in memory for counts and /metrics after the flush.
+SUMMARY_KEYS = ("status", "reason_code", "read_ms", "segment_ms", "measure_ms",
+                "confidence_ms")
+
+
+@dataclass(frozen=True)
+class FlushPolicy:
+    """When held rows are written: once ``max_rows`` are held, or once the oldest has been
+    held ``max_seconds``. The default writes at the end of every ``process`` call."""
+
+    max_rows: int = 1
+    max_seconds: float = 0.0
+
+
+@dataclass
+class HeldBatch:
+    """One processed batch waiting for its file: its rows (a table of the result schema), the
+    rows per item for the ledger, what /metrics and logs need afterwards."""
+
+    batch_id: str
+    folder: str  # "frames" or "volumes"
+    partition: str  # "acquisition=<key>"
+    table: pa.Table
+    rows_per_item: dict[ItemKey, int]
+    supersede: bool = False  # replay --force: earlier rows of these files go after the write
+    aux: list[Path] = field(default_factory=list)  # masks written with the batch
+    summaries: list[dict] = field(default_factory=list)
+    detected_at: list[float] = field(default_factory=list)  # done files seen complete
+    held_since: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Flushed:
+    """What one flush wrote: files, rows, batches, when it committed, how long writing took."""
+
+    files: list[Path] = field(default_factory=list)
+    rows: int = 0
+    batch_ids: list[str] = field(default_factory=list)
+    committed_at: float | None = None
+    write_ms: float = 0.0
+    summaries: list[dict] = field(default_factory=list)
+    detected_at: list[float] = field(default_factory=list)
+
+
+class RowBuffer:
+    """Held batches of one engine, written by :meth:`flush` (see the module docstring)."""
+
+    def __init__(self, policy: FlushPolicy | None = None,
+                 on_flush: Callable[[Flushed], None] | None = None) -> None:
+        self.policy = policy or FlushPolicy()
+        self.batches: list[HeldBatch] = []
+        #: Called after each flush that wrote rows (the daemon: /metrics and a log line).
+        self.on_flush = on_flush
+
+    @property
+    def rows(self) -> int:
+        return sum(b.table.num_rows for b in self.batches)
+
+    def holds(self, key: ItemKey) -> bool:
+        """Whether the rows of ``key`` wait here (the same content must not be processed
+        again before they are written)."""
+        return any(key in b.rows_per_item for b in self.batches)
+
+    def add(self, batch: HeldBatch) -> None:
+        self.batches.append(batch)
+
+    def due(self, now: float | None = None) -> bool:
+        if not self.batches:
+            return False
+        now = time.monotonic() if now is None else now
+        return (self.rows >= self.policy.max_rows
+                or now - self.batches[0].held_since >= self.policy.max_seconds)
+
+    def flush(self, ledger, results_dir: Path) -> Flushed:
+        """Write every held batch: one file per (folder, partition), each committed in the
+        ledger once written. Raises ResultsWriteError when a file cannot be written (its
+        batches are released: processed again later) and LedgerWriteError when the ledger
+        cannot (batches not yet written stay held; a written file is settled later)."""
+        from nwwatch.service.batch import ResultsWriteError, crash_point
+
+        out = Flushed()
+        groups: dict[tuple[str, str], list[HeldBatch]] = {}
+        for b in self.batches:
+            groups.setdefault((b.folder, b.partition), []).append(b)
+        t0 = time.perf_counter()
+        for (folder, partition), group in groups.items():
+            ids = [b.batch_id for b in group]
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            path = (results_dir / folder / partition
+                    / f"{folder}-{stamp}-{uuid.uuid4().hex[:16]}.parquet")
+            ledger.assign_file(ids, path)
+            try:
+                table = pa.concat_tables([b.table for b in group])
+                write_table_atomic(table, path)
+            except OSError as exc:
+                self._drop(group)
+                for b in group:
+                    for aux in b.aux:
+                        aux.unlink(missing_ok=True)
+                ledger.release_held(ids)
+                raise ResultsWriteError(f"{path}: cannot write results ({exc})") from exc
+            self._drop(group)
+            try:
+                crash_point("after_write")
+                for b in group:
+                    if b.supersede:
+                        ledger.supersede(b.batch_id)  # earlier rows of re-processed files go
+                ledger.commit_held({b.batch_id: b.rows_per_item for b in group})
+            except BaseException:
+                # Written but not committed: the file is adopted when the batches are
+                # settled (the daemon's next try, or reconcile at the next start).
+                ledger.held.difference_update(ids)
+                raise
+            out.committed_at = time.time()
+            out.files.append(path)
+            out.rows += table.num_rows
+            out.batch_ids += ids
+            for b in group:
+                out.summaries += b.summaries
+                out.detected_at += b.detected_at
+        out.write_ms = (time.perf_counter() - t0) * 1e3
+        if out.rows and self.on_flush is not None:
+            self.on_flush(out)
+        return out
+
+    def _drop(self, group: list[HeldBatch]) -> None:
+        ids = {id(b) for b in group}
+        self.batches = [b for b in self.batches if id(b) not in ids]
+
+
+def summary_of(row: dict) -> dict:
+    """The part of a row kept after it is handed to the buffer."""
+    return {k: row.get(k) for k in SUMMARY_KEYS}
+
+
+def write_held(engine, report=None, force: bool = False) -> Flushed | None:
+    """Write the held rows of ``engine`` (:class:`nwwatch.service.batch.Engine`) when due
+    (``force``: now) and commit them; /metrics, ``quarantine.parquet`` and a ``rows_written``
+    log line follow. The files written are added to ``report`` (a ``BatchReport``). Returns
+    what was written, or None when nothing was due."""
+    from nwwatch.dashboard import metrics as _metrics
+    from nwwatch.service.batch import log_of as _log
+    from nwwatch.service.batch import refresh_quarantine
+
+    if not engine.buffer.batches or not (force or engine.buffer.due()):
+        return None
+    flushed = engine.buffer.flush(engine.ledger, engine.results_dir)
+    # a committed file may take a replaced file off the quarantine list
+    refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
+    if not flushed.rows:
+        return flushed
+    _metrics.observe_commit(flushed.summaries, {"write": flushed.write_ms},
+                            flushed.committed_at)
+    _metrics.observe_outcomes([("done", t) for t in flushed.detected_at], flushed.committed_at)
+    if report is not None:
+        report.parquets += flushed.files
+        report.committed_at = flushed.committed_at
+        report.timings_ms["write"] = report.timings_ms.get("write", 0.0) + flushed.write_ms
+    latencies = sorted(flushed.committed_at - t for t in flushed.detected_at)
+    _log(engine).info("rows_written", files=[str(f.relative_to(engine.results_dir))
+                                             for f in flushed.files],
+                      rows=flushed.rows, batch_ids=flushed.batch_ids,
+                      write_ms=round(flushed.write_ms, 1),
+                      max_latency_ms=round(latencies[-1] * 1e3, 1) if latencies else None)
+    return flushed

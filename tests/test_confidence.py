@@ -1,0 +1,32 @@
+"""The frame confidence: the top-two margin against np.partition, ties included, and the
+band gathered by index against a boolean mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nwwatch.segment.confidence import _top_two_margin, boundary_band, frame_confidence
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+def test_top_two_margin_equals_the_partition_with_ties(n_classes):
+    rng = np.random.default_rng(n_classes)
+    values = rng.integers(0, 4, size=(n_classes, 500)).astype(np.float32) / 4  # many ties
+    top = np.partition(values, -2, axis=0)[-2:]
+    np.testing.assert_array_equal(_top_two_margin(values), top[1] - top[0])
+
+
+def test_confidence_is_the_mean_margin_over_the_band():
+    rng = np.random.default_rng(3)
+    labels = np.zeros((40, 50), np.uint8)
+    labels[10:30, 5:20] = 1
+    labels[12:25, 30:45] = 2
+    logits = rng.normal(size=(3, 40, 50)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=0)
+    band = boundary_band(labels)
+    values = probs[:, band]
+    top = np.partition(values, -2, axis=0)[-2:]
+    expected = float(np.mean(top[1] - top[0]))
+    assert frame_confidence(probs, labels, True) == pytest.approx(expected, rel=1e-6)
+    assert frame_confidence(probs, labels, False) == pytest.approx(0.5 * expected, rel=1e-6)
