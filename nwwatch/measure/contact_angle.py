@@ -194,10 +194,13 @@ def _measure(
     r0, c0, r1, c1 = sel.box
     offset = (r0, c0)
     off = np.asarray(offset, dtype=float)
-    drop_pts = mask_boundary_points(sel.droplet)
+    # The droplet's outline lies in its bounding box (+1 px for the pixel pairs across it).
+    x, y, w, h = cv2.boundingRect(sel.droplet.view(np.uint8))
+    dy0, dx0 = max(y - 1, 0), max(x - 1, 0)
+    drop_pts = mask_boundary_points(sel.droplet[dy0 : y + h + 1, dx0 : x + w + 1],
+                                    offset=(dy0, dx0))
     # The wire's boundary matters near the droplet only (facet, gap, side edges below it):
     # a window around the droplet keeps a long wire from costing time.
-    x, y, w, h = cv2.boundingRect(sel.droplet.view(np.uint8))
     reach = max(24, int(1.5 * max(w, h)))
     wy0, wx0 = max(y - reach, 0), max(x - reach, 0)
     wire_pts = mask_boundary_points(sel.wire[wy0 : y + h + reach, wx0 : x + w + reach],
