@@ -40,9 +40,14 @@ class BoundaryPoints:
 
 def _pairs(inside: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Index arrays of horizontal and vertical neighbour pairs that straddle the boundary."""
-    h = np.nonzero(inside[:, :-1] != inside[:, 1:])
-    v = np.nonzero(inside[:-1, :] != inside[1:, :])
-    return [h[0], h[1]], [v[0], v[1]]
+    return nonzero_2d(inside[:, :-1] != inside[:, 1:]), nonzero_2d(inside[:-1, :] != inside[1:, :])
+
+
+def nonzero_2d(flags: np.ndarray) -> list[np.ndarray]:
+    """[rows, cols] of the True entries of a 2-D array, row-major like ``np.nonzero`` (which
+    is ~20x slower on 2-D arrays than a flat search and a divmod)."""
+    rows, cols = np.divmod(np.flatnonzero(flags), max(flags.shape[1], 1))
+    return [rows, cols]
 
 
 def _assemble(

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from nwwatch.measure import smallmath
-from nwwatch.measure.edges import BoundaryPoints
+from nwwatch.measure.edges import BoundaryPoints, nonzero_2d
 
 #: Largest background gap (px) between wire and droplet bridged by the two-line fit.
 GAP_PX = 4
@@ -92,7 +92,7 @@ def _shared_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         lo = (slice(None, -1), slice(None)) if step[0] else (slice(None), slice(None, -1))
         hi = (slice(1, None), slice(None)) if step[0] else (slice(None), slice(1, None))
         a_first = a[lo] & b[hi]
-        idx = np.argwhere(a_first | (b[lo] & a[hi]))
+        idx = np.stack(nonzero_2d(a_first | (b[lo] & a[hi])), axis=1)
         if idx.size == 0:
             continue
         first_is_a = a_first[idx[:, 0], idx[:, 1]][:, None]
