@@ -81,14 +81,22 @@ def lstsq(design: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 
+def symmetric_eig2(matrix: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Eigenvalues (low, high) and unit eigenvectors (2,) of a symmetric 2x2 matrix, as
+    ``np.linalg.eigh`` gives them (eigenvector signs arbitrary)."""
+    (a, b), (_, c) = np.asarray(matrix, dtype=np.float64).tolist()
+    mid, rad = 0.5 * (a + c), math.hypot(0.5 * (a - c), b)
+    low, high = mid - rad, mid + rad
+    if rad == 0.0:  # isotropic: every direction is an eigenvector
+        return low, high, np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    # (b, l - a) and (l - c, b) both solve (M - l) v = 0; take the longer for accuracy.
+    x, y = (b, high - a) if abs(high - a) >= abs(high - c) else (high - c, b)
+    norm = math.hypot(x, y)
+    v_high = np.array([x / norm, y / norm])
+    return low, high, np.array([-v_high[1], v_high[0]]), v_high
+
+
 def smallest_eigenvector(scatter: np.ndarray) -> np.ndarray:
     """Unit eigenvector (2,) of the smallest eigenvalue of a symmetric 2x2 matrix (the normal
     of a total-least-squares line through points with that scatter matrix); sign arbitrary."""
-    (a, b), (_, c) = np.asarray(scatter, dtype=np.float64).tolist()
-    low = 0.5 * (a + c) - math.hypot(0.5 * (a - c), b)
-    v1, v2 = (b, low - a), (low - c, b)
-    x, y = v1 if math.hypot(*v1) >= math.hypot(*v2) else v2
-    norm = math.hypot(x, y)
-    if norm == 0.0:  # isotropic scatter: every direction is a solution
-        return np.array([1.0, 0.0])
-    return np.array([x / norm, y / norm])
+    return symmetric_eig2(scatter)[2]

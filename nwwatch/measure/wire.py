@@ -39,8 +39,8 @@ def _moments_axis(mom: dict) -> tuple[np.ndarray, np.ndarray, float] | None:
         return None
     centre = np.array([mom["m01"], mom["m10"]]) / mom["m00"]  # (row, col)
     cov = np.array([[mom["mu02"], mom["mu11"]], [mom["mu11"], mom["mu20"]]]) / mom["m00"]
-    evals, evecs = np.linalg.eigh(cov)
-    return centre, evecs[:, 1], float(evals[1] / max(evals[0], 1e-9))
+    low, high, _, major = smallmath.symmetric_eig2(cov)
+    return centre, major, float(high / max(low, 1e-9))
 
 
 def _robust_line(t: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
