@@ -4,7 +4,7 @@ ellipse, and the triple points sit at the ellipse's rim, not on the flat line.
 The interface is fitted as half an ellipse (:func:`nwwatch.measure.interface.rim_shift`); a
 bulge into the wire of at least ``MIN_BULGE_PX`` and 4 standard errors (inflated for
 correlated residuals), below half the chord, is read as tilt and the facet line moves to the
-rim. Otherwise the facet is read as flat, with half the flat-versus-rim difference as a
+rim. Otherwise the facet is read as flat, with the flat-versus-rim difference as a
 systematic uncertainty (the facet may be a shallow ellipse).
 """
 
@@ -23,7 +23,12 @@ from nwwatch.measure.uncertainty import correlation_factor
 MIN_BULGE_PX = 1.0
 #: Below this half chord (px) the bulge is not fitted (too few interface points).
 MIN_BULGE_HALF_CHORD_PX = 15.0
-
+#: A facet read as flat may be a shallow ellipse with the triple points at its rim: the
+#: flat-versus-rim angle difference, times this, is its systematic 1-sigma. The full
+#: difference, because on a pixel staircase the ellipse fit underestimates a bulge of about a
+#: pixel (wires tilted 1-4 deg at a = 15-30 px: the flat reading errs by ~1.3x the
+#: difference; bench/bench_contact_angle.py, tilted wires).
+FLAT_SYSTEMATIC_FRACTION = 1.0
 
 @dataclass(frozen=True)
 class FacetShape:
@@ -71,8 +76,8 @@ def facet_shape(
         return FacetShape(rim.offset_px, tilt, 0.0,
                           dataclasses.replace(line, sigma_offset_px=rim.se_offset_px),
                           rim_factor)
-    # Read as flat, though the facet may be a shallow ellipse: half the difference.
+    # Read as flat, though the facet may be a shallow ellipse.
     diff = abs(angle_deg(fit, line, rim.offset_px) - angle_deg(fit, line))
-    return dataclasses.replace(flat, systematic_deg=0.5 * diff)
+    return dataclasses.replace(flat, systematic_deg=FLAT_SYSTEMATIC_FRACTION * diff)
 
 
