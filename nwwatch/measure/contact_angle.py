@@ -160,12 +160,17 @@ def _measure(
                                     offset=(wy0, wx0))
     fine = None
     if droplet_probability is not None:
-        iso = iso_boundary_points(droplet_probability[r0:r1, c0:c1])
-        # Only the iso-line around the chosen droplet's outline (not other blobs or holes).
+        # Only the iso-line around the chosen droplet's outline (not other blobs or holes):
+        # a ring of 3 px about it, which lies within 4 px of the droplet's bounding box.
+        wr0, wc0 = max(y - 4, 0), max(x - 4, 0)
+        wr1, wc1 = min(y + h + 4, r1 - r0), min(x + w + 4, c1 - c0)
+        iso = iso_boundary_points(droplet_probability[r0 + wr0 : r0 + wr1, c0 + wc0 : c0 + wc1],
+                                  offset=(wr0, wc0))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
-        d8 = sel.droplet.view(np.uint8)
+        d8 = sel.droplet[wr0:wr1, wc0:wc1].view(np.uint8)
         ring = cv2.dilate(d8, kernel).astype(bool) & ~cv2.erode(d8, kernel).astype(bool)
-        near = ring[iso.inside[:, 0], iso.inside[:, 1]] | ring[iso.outside[:, 0], iso.outside[:, 1]]
+        near = (ring[iso.inside[:, 0] - wr0, iso.inside[:, 1] - wc0]
+                | ring[iso.outside[:, 0] - wr0, iso.outside[:, 1] - wc0])
         fine = iso.subset(near)
         if len(fine) < MIN_POINTS:
             fine = None
