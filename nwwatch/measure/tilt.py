@@ -21,8 +21,9 @@ from nwwatch.measure.uncertainty import correlation_factor
 
 #: A bulge of the facet outline above this (and 4 standard errors) is read as tilt.
 MIN_BULGE_PX = 1.0
-#: Below this half chord (px) the bulge is not fitted (too few interface points).
-MIN_BULGE_HALF_CHORD_PX = 15.0
+#: Below this half chord (px) the bulge is not fitted (too few interface points). At a
+#: 10-15 px a 6-10 deg tilt bulges the facet by 1.5-2.5 px and read as flat errs by 4-8 deg.
+MIN_BULGE_HALF_CHORD_PX = 10.0
 #: A facet read as flat may be a shallow ellipse with the triple points at its rim: the
 #: flat-versus-rim angle difference, times this, is its systematic 1-sigma. The full
 #: difference, because on a pixel staircase the ellipse fit underestimates a bulge of about a
