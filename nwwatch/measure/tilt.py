@@ -31,6 +31,7 @@ MIN_BULGE_HALF_CHORD_PX = 10.0
 #: difference; bench/bench_contact_angle.py, tilted wires).
 FLAT_SYSTEMATIC_FRACTION = 1.0
 
+
 @dataclass(frozen=True)
 class FacetShape:
     """``shift_px``: the facet level (rim) beyond the flat line, into the droplet (0: flat);
