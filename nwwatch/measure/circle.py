@@ -6,9 +6,12 @@ around an arc; the algebraic fit alone is biased towards small radii on short ar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from nwwatch.measure import smallmath
 
 
 @dataclass(frozen=True)
@@ -54,30 +57,39 @@ def geometric_fit(
     r = float(radius0)
     lam = 1e-3
     converged = False
+    coords = np.ascontiguousarray(pts.T)  # (2, N): one pass per coordinate
+    # Rows of the Jacobian of the residuals |p - c| - R with respect to (c_row, c_col, R).
+    jac = np.empty((3, n))
+    jac[2] = -1.0
 
-    def residuals(cc: np.ndarray, rr: float) -> tuple[np.ndarray, np.ndarray]:
-        d = pts - cc
-        dist = np.hypot(d[:, 0], d[:, 1])
-        return dist - rr, d / np.maximum(dist, 1e-12)[:, None]
+    def residuals(cc: np.ndarray, rr: float, out: np.ndarray) -> np.ndarray:
+        d = coords - cc[:, None]
+        dist = np.sqrt(d[0] * d[0] + d[1] * d[1])
+        np.divide(d, -np.maximum(dist, 1e-12), out=out[:2])
+        return dist - rr
 
-    res, unit = residuals(c, r)
+    res = residuals(c, r, jac)
     cost = float(res @ res)
+    trial = np.empty((3, n))
+    trial[2] = -1.0
+    eye = np.eye(3)
     for _ in range(max_iter):
-        jac = np.column_stack([-unit, -np.ones(n)])
-        jtj = jac.T @ jac
-        grad = jac.T @ res
+        jtj = jac @ jac.T
+        grad = jac @ res
+        damp = eye * (np.diagonal(jtj) + 1e-12)
         improved = False
         for _ in range(10):
             try:
-                step = np.linalg.solve(jtj + lam * np.diag(np.diag(jtj) + 1e-12), -grad)
+                step = smallmath.solve(jtj + lam * damp, -grad)
             except np.linalg.LinAlgError:  # degenerate points (e.g. all identical)
                 lam *= 10.0
                 continue
             c_new, r_new = c + step[:2], r + step[2]
-            res_new, unit_new = residuals(c_new, r_new)
+            res_new = residuals(c_new, r_new, trial)
             cost_new = float(res_new @ res_new)
             if cost_new <= cost:
-                c, r, res, unit, lam = c_new, r_new, res_new, unit_new, lam * 0.3
+                c, r, res, lam = c_new, r_new, res_new, lam * 0.3
+                jac, trial = trial, jac
                 improved = True
                 prev_cost, cost = cost, cost_new
                 break
@@ -88,18 +100,17 @@ def geometric_fit(
         if prev_cost - cost <= 1e-12 * max(cost, 1e-12) or np.abs(step).max() < 1e-6:
             converged = True
             break
-    jac = np.column_stack([-unit, -np.ones(n)])
     dof = max(n - 3, 1)
     sigma2 = float(res @ res) / dof
     try:
-        cov = np.linalg.inv(jac.T @ jac) * sigma2
+        cov = smallmath.inverse(jac @ jac.T) * sigma2
     except np.linalg.LinAlgError:
         cov = np.full((3, 3), np.inf)
     return CircleFit(
         center=c,
         radius=abs(r),
         covariance=cov,
-        rms_px=float(np.sqrt(np.mean(res**2))),
+        rms_px=math.sqrt(cost / n),
         n_points=n,
         converged=converged and bool(np.isfinite(r)),
     )
@@ -115,7 +126,8 @@ def robust_fit(points: np.ndarray, min_threshold_px: float = 1.0) -> tuple[Circl
     fit = geometric_fit(pts)
     for _ in range(3):
         d = np.hypot(*(pts - fit.center).T) - fit.radius
-        mad = float(np.median(np.abs(d[keep] - np.median(d[keep])))) * 1.4826
+        dk = d[keep]
+        mad = smallmath.median(np.abs(dk - smallmath.median(dk))) * 1.4826
         new_keep = np.abs(d) <= max(3.5 * mad, min_threshold_px)
         if new_keep.sum() < 3 or np.array_equal(new_keep, keep):
             break
@@ -142,23 +154,26 @@ def refine_on_pixel_edges(
     well posed). About halves the centre error of the midpoint fit at R = 30 px. The covariance
     and residual RMS of ``fit`` are kept (conservative).
     """
-    pts = np.asarray(points, dtype=np.float64)
+    coords = np.ascontiguousarray(np.asarray(points, dtype=np.float64).T)  # (2, N)
+    n = coords.shape[1]
+    # Pixel-edge steps are axis-aligned: |outward . unit| is |unit| along the step's axis.
+    along_col = np.abs(np.asarray(outward)[:, 1]) > 0.5
     c = fit.center.copy()
     r = float(fit.radius)
-    ones = np.ones(len(pts))
+    jac = np.empty((3, n))
+    jac[2] = -1.0
+    reg = 1e-9 * np.eye(3)
     for _ in range(max_iter):
-        d = pts - c
-        dist = np.hypot(d[:, 0], d[:, 1])
-        unit = d / np.maximum(dist, 1e-12)[:, None]
-        tol = shrink * 0.5 * np.abs((outward * unit).sum(axis=1))
+        d = coords - c[:, None]
+        dist = np.sqrt(d[0] * d[0] + d[1] * d[1])
+        np.divide(d, -np.maximum(dist, 1e-12), out=jac[:2])
+        tol = (0.5 * shrink) * np.abs(np.where(along_col, jac[1], jac[0]))
         res = dist - r
         active = np.abs(res) > tol
-        excess = np.where(active, res - np.sign(res) * tol, 0.0)
-        jac = np.column_stack([-unit, -ones])
+        excess = np.where(active, res - np.copysign(tol, res), 0.0)
         w = active + weight_mid
         try:
-            step = np.linalg.solve((jac * w[:, None]).T @ jac + 1e-9 * np.eye(3),
-                                   -jac.T @ (excess + weight_mid * res))
+            step = smallmath.solve((jac * w) @ jac.T + reg, -(jac @ (excess + weight_mid * res)))
         except np.linalg.LinAlgError:
             return fit
         c, r = c + step[:2], r + step[2]

@@ -4,34 +4,45 @@ Pipeline: pick the wire and its droplet (``components``); fit the facet line to 
 wire/droplet interface itself, orientation free (``interface``; perpendicular to the wire
 axis only as a prior when the interface is too short to orient itself); take the droplet's
 sub-pixel boundary (``edges``: the 0.5 iso-line of the droplet probability when given, else
-pixel-edge midpoints of the mask), keep its free surface (beyond the facet line, away from
-the wire and the image border, so frame-cut droplets work), fit a geometric circle
+pixel-edge midpoints of the mask), keep its free surface (``arc``: beyond the facet line,
+away from the wire and the image border, so frame-cut droplets work), fit a geometric circle
 (``circle``) and get ``cos(theta) = -s / R`` from the signed distance ``s`` of the circle
 centre from the facet line (positive on the droplet side), valid on both sides of 90 degrees.
-The triple points are where the line meets the circle. The wire's axis and width
+The facet is read as flat or as half an ellipse (``tilt``); the triple points are where the
+line meets the circle; the 1-sigma comes from ``uncertainty``. The wire's axis and width
 (``wire``) are reported but the angle does not use them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import cv2
 import numpy as np
 
 from nwwatch.measure import result as R
-from nwwatch.measure.circle import CircleFit, geometric_fit, refine_on_pixel_edges, robust_fit
+from nwwatch.measure.arc import (
+    MIN_POINTS,
+    arc_span_deg,
+    free_surface,
+    on_border,
+    side_angles,
+)
+from nwwatch.measure.circle import refine_on_pixel_edges, robust_fit
 from nwwatch.measure.components import select_components
-from nwwatch.measure.edges import BoundaryPoints, iso_boundary_points, mask_boundary_points
-from nwwatch.measure.interface import FacetLine, fit_facet_line, interface_points, rim_shift
+from nwwatch.measure.edges import iso_boundary_points, mask_boundary_points
+from nwwatch.measure.interface import fit_facet_line, interface_points
 from nwwatch.measure.result import ContactAngleResult, MeasurementPoints
-from nwwatch.measure.uncertainty import combine_deg, correlation_factor, statistical_sigma_rad
+from nwwatch.measure.tilt import facet_shape
+from nwwatch.measure.uncertainty import (
+    CALIBRATION,
+    choice_sigma_deg,
+    combine_deg,
+    correlation_factor,
+    statistical_sigma_rad,
+)
 from nwwatch.measure.wire import measure_wire
 
-#: Free-surface points closer than this to the facet line are not fitted (px).
-FACET_MARGIN_PX = 1.5
-MIN_POINTS = 12
 MIN_ARC_SPAN_DEG = 30.0
 #: Residual RMS of the circle fit above which the outline is not a circle arc: relative to R
 #: (a wrong shape grows with size) with a floor for the 1-3 px wiggles of drawn boundaries.
@@ -51,16 +62,6 @@ MAX_SCATTER_COST_DEG = 6.0
 MIN_BASE_COVERAGE = 0.25
 #: Less than this share of the interface points on one line: not a line (several pieces).
 MIN_INLIER_FRACTION = 0.5
-#: A bulge of the facet outline above this (and 4 standard errors) is read as tilt.
-MIN_BULGE_PX = 1.0
-MIN_BULGE_HALF_CHORD_PX = 15.0
-#: Scale of the statistical 1-sigma, set on the benchmark's exact and degraded labels
-#: (bench/bench_contact_angle.py) so that |error| <= 2 sigma on >= 95 % of valid frames: the
-#: correlation inflation does not fully capture smooth boundary wiggles.
-CALIBRATION = 1.3
-#: Orientation spread assumed for a facet oriented by a prior (facets incline up to ~30 deg).
-PRIOR_ANGLE_SIGMA_RAD = math.radians(15.0)
-_NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
 def _check_inputs(
@@ -84,54 +85,6 @@ def _check_inputs(
             raise ValueError(f"droplet_probability must be floating point, got {p.dtype}")
     if pixel_size_nm is not None and not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
         raise ValueError(f"pixel_size_nm must be a positive finite number, got {pixel_size_nm}")
-
-
-def _arc_span_deg(points: np.ndarray, center: np.ndarray) -> float:
-    ang = np.sort(np.arctan2(points[:, 0] - center[0], points[:, 1] - center[1]))
-    gaps = np.diff(np.concatenate([ang, ang[:1] + 2 * np.pi]))
-    return float(np.degrees(2 * np.pi - gaps.max()))
-
-
-def _angle_deg(fit: CircleFit, line: FacetLine, shift_px: float = 0.0) -> float:
-    s = float(line.offset(fit.center[None, :])[0]) - shift_px
-    return math.degrees(math.acos(float(np.clip(-s / fit.radius, -1.0, 1.0))))
-
-
-def _side_angles(
-    pts: np.ndarray, fit: CircleFit, line: FacetLine, foot: np.ndarray, shift_px: float,
-) -> tuple[float | None, float | None]:
-    """Angles from circles fitted to each half of the arc (left: +direction side)."""
-    lat = (pts - foot) @ line.direction
-    out: list[float | None] = []
-    for side in (lat > 0, lat < 0):
-        sub = pts[side]
-        if len(sub) < MIN_POINTS or _arc_span_deg(sub, fit.center) < 20.0:
-            out.append(None)
-            continue
-        side_fit = geometric_fit(sub, fit.center, fit.radius, max_iter=20)
-        ok = side_fit.converged and np.isfinite(side_fit.radius)
-        out.append(_angle_deg(side_fit, line, shift_px) if ok else None)
-    return out[0], out[1]
-
-
-def _on_border(pts: BoundaryPoints, shape: tuple[int, int], offset: tuple[int, int]) -> np.ndarray:
-    """True where either pixel of a boundary point lies on the image border."""
-    border = np.zeros(len(pts), dtype=bool)
-    for px in (pts.inside, pts.outside):
-        rows, cols = px[:, 0] + offset[0], px[:, 1] + offset[1]
-        border |= (rows <= 0) | (rows >= shape[0] - 1) | (cols <= 0) | (cols >= shape[1] - 1)
-    return border
-
-
-def _free_surface(
-    pts: BoundaryPoints, line: FacetLine, wire: np.ndarray, border: np.ndarray
-) -> np.ndarray:
-    """Mask of droplet boundary points on the free surface (crop coordinates in ``pts``)."""
-    keep = line.offset(pts.points) > FACET_MARGIN_PX + 0.5 * line.gap_px
-    near_wire = cv2.dilate(wire.view(np.uint8), _NEAR).astype(bool)
-    keep &= ~near_wire[pts.outside[:, 0], pts.outside[:, 1]]
-    keep &= ~near_wire[pts.inside[:, 0], pts.inside[:, 1]]
-    return keep & ~border
 
 
 def measure_contact_angle(
@@ -194,22 +147,30 @@ def _measure(
     r0, c0, r1, c1 = sel.box
     offset = (r0, c0)
     off = np.asarray(offset, dtype=float)
-    drop_pts = mask_boundary_points(sel.droplet)
+    # The droplet's outline lies in its bounding box (+1 px for the pixel pairs across it).
+    x, y, w, h = cv2.boundingRect(sel.droplet.view(np.uint8))
+    dy0, dx0 = max(y - 1, 0), max(x - 1, 0)
+    drop_pts = mask_boundary_points(sel.droplet[dy0 : y + h + 1, dx0 : x + w + 1],
+                                    offset=(dy0, dx0))
     # The wire's boundary matters near the droplet only (facet, gap, side edges below it):
     # a window around the droplet keeps a long wire from costing time.
-    x, y, w, h = cv2.boundingRect(sel.droplet.view(np.uint8))
     reach = max(24, int(1.5 * max(w, h)))
     wy0, wx0 = max(y - reach, 0), max(x - reach, 0)
     wire_pts = mask_boundary_points(sel.wire[wy0 : y + h + reach, wx0 : x + w + reach],
                                     offset=(wy0, wx0))
     fine = None
     if droplet_probability is not None:
-        iso = iso_boundary_points(droplet_probability[r0:r1, c0:c1])
-        # Only the iso-line around the chosen droplet's outline (not other blobs or holes).
+        # Only the iso-line around the chosen droplet's outline (not other blobs or holes):
+        # a ring of 3 px about it, which lies within 4 px of the droplet's bounding box.
+        wr0, wc0 = max(y - 4, 0), max(x - 4, 0)
+        wr1, wc1 = min(y + h + 4, r1 - r0), min(x + w + 4, c1 - c0)
+        iso = iso_boundary_points(droplet_probability[r0 + wr0 : r0 + wr1, c0 + wc0 : c0 + wc1],
+                                  offset=(wr0, wc0))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
-        d8 = sel.droplet.view(np.uint8)
+        d8 = sel.droplet[wr0:wr1, wc0:wc1].view(np.uint8)
         ring = cv2.dilate(d8, kernel).astype(bool) & ~cv2.erode(d8, kernel).astype(bool)
-        near = ring[iso.inside[:, 0], iso.inside[:, 1]] | ring[iso.outside[:, 0], iso.outside[:, 1]]
+        near = (ring[iso.inside[:, 0] - wr0, iso.inside[:, 1] - wc0]
+                | ring[iso.outside[:, 0] - wr0, iso.outside[:, 1] - wc0])
         fine = iso.subset(near)
         if len(fine) < MIN_POINTS:
             fine = None
@@ -222,7 +183,7 @@ def _measure(
         return _fail("interface_missing", f"only {len(iface)} wire/droplet interface points "
                      "(the droplet does not sit on the wire's end)", **base)
     line = fit_facet_line(iface, towards)
-    wire_border = _on_border(wire_pts, shape, offset)
+    wire_border = on_border(wire_pts, shape, offset)
     wire_geo = measure_wire(sel.wire, wire_pts, towards, line.point, wire_border, line.normal,
                             sel.wire_moments)
     source = "interface"
@@ -256,8 +217,8 @@ def _measure(
                      "wire/droplet interface lies on one line (curved or in several pieces)",
                      **geometry)
     contour = fine if fine is not None else drop_pts
-    border = _on_border(contour, shape, offset)
-    keep = _free_surface(contour, line, sel.wire, border)
+    border = on_border(contour, shape, offset)
+    keep = free_surface(contour, line, sel.wire, border)
     all_pts = contour.points[keep]
     if len(all_pts) < MIN_POINTS:
         return _fail("free_surface_too_small", f"only {len(all_pts)} droplet edge points on "
@@ -268,7 +229,7 @@ def _measure(
     outward = contour.outward[keep][inliers] if fine is None else None
     if outward is not None and fit.converged:  # binary mask: use what each pixel edge allows
         fit = refine_on_pixel_edges(pts, outward, fit)
-    span = _arc_span_deg(pts, fit.center)
+    span = arc_span_deg(pts, fit.center)
     radius = fit.radius
     points = MeasurementPoints(
         circle=pts + off, circle_rejected=all_pts[~inliers] + off,
@@ -304,8 +265,6 @@ def _measure(
     if abs(s / radius) > 1.0 + 2.0 / radius:
         return _fail("circle_misses_facet", f"the fitted circle (R = {radius:.1f} px) does not "
                      f"reach the facet line (centre {s:.1f} px from it)", **fitted)
-    theta_flat = _angle_deg(fit, line)
-    foot = fit.center - s * line.normal
     half_chord = math.sqrt(max(radius**2 - s**2, 0.0))
     if line.length_px < MIN_BASE_COVERAGE * 2.0 * half_chord:
         return _fail("interface_missing", f"the droplet meets the wire over "
@@ -313,32 +272,8 @@ def _measure(
                      f"{2 * half_chord:.0f} px wide: it does not sit on the wire's end",
                      **fitted)
     # Flat or elliptical (tilted) facet: the triple points sit at the ellipse's rim.
-    shift = 0.0
-    tilt_deg = 0.0
-    tilt_sys_deg = 0.0
-    rim = None
-    if half_chord >= MIN_BULGE_HALF_CHORD_PX:
-        rim = rim_shift(line, iface, float(line.along(foot[None, :])[0]), half_chord)
-        if rim is not None and rim.k_px > 0:
-            # The ellipse's half-axis is the chord at the rim, not at the flat line: refit.
-            chord_rim = math.sqrt(max(radius**2 - (s - rim.offset_px) ** 2, 0.0))
-            rim = rim_shift(line, iface, float(line.along(foot[None, :])[0]), chord_rim) or rim
-    inl_pts = iface.points[line.inliers]
-    line_factor = correlation_factor(line.offset(inl_pts), line.along(inl_pts))
-    if rim is not None and rim.k_px > 0:
-        theta_rim = _angle_deg(fit, line, rim.offset_px)
-        rim_factor = correlation_factor(rim.residuals, rim.along)
-        se_k = rim.se_k_px * math.sqrt(rim_factor)  # wiggles: fewer independent points
-        if rim.k_px >= max(MIN_BULGE_PX, 4.0 * se_k) and rim.k_px < 0.5 * half_chord:
-            # Read as tilt: the rim level is extrapolated from the ellipse fit, whose
-            # residuals (not the flat line's) measure the interface's noise.
-            shift = rim.offset_px
-            tilt_deg = math.degrees(math.asin(min(rim.k_px / half_chord, 1.0)))
-            line = dataclasses.replace(line, sigma_offset_px=rim.se_offset_px)
-            line_factor = rim_factor
-        else:
-            # Read as flat, though the facet may be a shallow ellipse: half the difference.
-            tilt_sys_deg = 0.5 * abs(theta_rim - theta_flat)
+    facet = facet_shape(fit, line, iface, s, half_chord)
+    line, shift, tilt_deg = facet.line, facet.shift_px, facet.tilt_deg
     s -= shift
     theta = math.acos(float(np.clip(-s / radius, -1.0, 1.0)))
     theta_deg = math.degrees(theta)
@@ -346,30 +281,18 @@ def _measure(
     half_chord = math.sqrt(max(radius**2 - s**2, 0.0))
     left = foot + half_chord * line.direction + off
     right = foot - half_chord * line.direction + off
-    theta_left, theta_right = _side_angles(pts, fit, line, foot, shift)
+    theta_left, theta_right = side_angles(pts, fit, line, foot, shift)
     # Uncertainty: fits (inflated for correlated residuals) plus the model choices.
     res_c = np.hypot(*(pts - fit.center).T) - radius
     ang_c = np.arctan2(pts[:, 0] - fit.center[0], pts[:, 1] - fit.center[1])
     lever = float(line.along(foot[None, :])[0])
     stat = statistical_sigma_rad(fit, line, theta, lever, correlation_factor(res_c, ang_c),
-                                 line_factor)
-    choice_deg = 0.0
-    if free_line is not None:
-        # Oriented by a prior: the facet may be inclined to it (lever arm x angle spread),
-        # and the interface's own weak orientation is an alternative.
-        alt = math.degrees(abs(theta - math.acos(float(np.clip(
-            -(float(free_line.offset(fit.center[None, :])[0]) - shift) / radius, -1, 1)))))
-        choice_deg = math.hypot(
-            math.degrees(abs(lever) * PRIOR_ANGLE_SIGMA_RAD / max(half_chord, 0.5)), alt)
-    elif wire_geo.axis is not None:
-        # Free orientation: when the data cannot tell it from "perpendicular to the axis",
-        # half the difference between the two is a model-choice term.
-        # Turning the line by the inclination about its best-known point moves the foot of
-        # the centre by lever x angle.
-        incl = math.radians(abs(_signed_deg(line.normal, wire_geo.axis)))
-        if incl < 3.0 * line.sigma_angle_rad:
-            choice_deg = 0.5 * math.degrees(abs(lever) * incl / max(half_chord, 0.5))
-    sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), choice_deg, tilt_sys_deg)
+                                 facet.line_factor)
+    incl = (math.radians(_signed_deg(line.normal, wire_geo.axis))
+            if wire_geo.axis is not None else None)
+    choice_deg = choice_sigma_deg(fit, line, free_line, shift, theta, lever, half_chord, incl)
+    sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), choice_deg,
+                            facet.systematic_deg)
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
     fitted.update(base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
                   facet_row=float(foot[0] + off[0]), facet_col=float(foot[1] + off[1]))

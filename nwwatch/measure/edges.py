@@ -40,37 +40,45 @@ class BoundaryPoints:
 
 def _pairs(inside: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Index arrays of horizontal and vertical neighbour pairs that straddle the boundary."""
-    h = np.nonzero(inside[:, :-1] != inside[:, 1:])
-    v = np.nonzero(inside[:-1, :] != inside[1:, :])
-    return [h[0], h[1]], [v[0], v[1]]
+    return nonzero_2d(inside[:, :-1] != inside[:, 1:]), nonzero_2d(inside[:-1, :] != inside[1:, :])
+
+
+def nonzero_2d(flags: np.ndarray) -> list[np.ndarray]:
+    """[rows, cols] of the True entries of a 2-D array, row-major like ``np.nonzero`` (which
+    is ~20x slower on 2-D arrays than a flat search and a divmod)."""
+    rows, cols = np.divmod(np.flatnonzero(flags), max(flags.shape[1], 1))
+    return [rows, cols]
 
 
 def _assemble(
-    inside: np.ndarray, frac_h: np.ndarray, frac_v: np.ndarray, h, v, offset: tuple[int, int]
+    inside: np.ndarray, frac_h: np.ndarray | None, frac_v: np.ndarray | None, h, v,
+    offset: tuple[int, int],
 ) -> BoundaryPoints:
-    hr, hc = h
-    vr, vc = v
-    h_in_first = inside[hr, hc]
-    v_in_first = inside[vr, vc]
+    n_h = h[0].size
+    n = n_h + v[0].size
+    # First pixel of each pair and the unit step to the second: (0, 1) or (1, 0).
+    first = np.empty((n, 2), np.int64)
+    first[:n_h, 0], first[:n_h, 1] = h
+    first[n_h:, 0], first[n_h:, 1] = v
+    step = np.zeros((n, 2), np.int64)
+    step[:n_h, 1] = 1
+    step[n_h:, 0] = 1
     # frac is the position of the crossing from the first pixel towards the second.
-    pts = np.concatenate(
-        [np.stack([hr, hc + frac_h], axis=1), np.stack([vr + frac_v, vc], axis=1)]
-    ).astype(np.float64)
-    sign_h = np.where(h_in_first, 1, -1)
-    sign_v = np.where(v_in_first, 1, -1)
-    outward = np.concatenate(
-        [
-            np.stack([np.zeros_like(sign_h), sign_h], axis=1),
-            np.stack([sign_v, np.zeros_like(sign_v)], axis=1),
-        ]
-    ).astype(np.float64)
-    first = np.concatenate([np.stack([hr, hc], axis=1), np.stack([vr, vc], axis=1)])
-    second = first + np.abs(outward).astype(np.int64)
-    in_first = np.concatenate([h_in_first, v_in_first])[:, None]
-    inside_px = np.where(in_first, first, second)
-    outside_px = np.where(in_first, second, first)
-    off = np.asarray(offset, dtype=np.int64)
-    return BoundaryPoints(pts + off, outward, inside_px + off, outside_px + off)
+    if frac_h is None:  # binary mask: the pixel-edge midpoint
+        pts = first + 0.5 * step
+    else:
+        pts = first + step * np.concatenate([frac_h, frac_v])[:, None]
+    in_first = inside[first[:, 0], first[:, 1]]
+    outward = step * np.where(in_first, 1.0, -1.0)[:, None]
+    second = first + step
+    inside_px = np.where(in_first[:, None], first, second)
+    outside_px = first + second - inside_px
+    if offset != (0, 0):
+        off = np.asarray(offset, dtype=np.int64)
+        pts += off
+        inside_px += off
+        outside_px += off
+    return BoundaryPoints(pts, outward, inside_px, outside_px)
 
 
 def mask_boundary_points(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> BoundaryPoints:
@@ -81,9 +89,7 @@ def mask_boundary_points(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> 
     """
     inside = np.asarray(mask, dtype=bool)
     h, v = _pairs(inside)
-    return _assemble(
-        inside, np.full(h[0].shape, 0.5), np.full(v[0].shape, 0.5), h, v, offset
-    )
+    return _assemble(inside, None, None, h, v, offset)
 
 
 def iso_boundary_points(

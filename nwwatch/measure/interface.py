@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from nwwatch.measure.edges import BoundaryPoints
+from nwwatch.measure import smallmath
+from nwwatch.measure.edges import BoundaryPoints, nonzero_2d
 
 #: Largest background gap (px) between wire and droplet bridged by the two-line fit.
 GAP_PX = 4
@@ -91,7 +92,7 @@ def _shared_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         lo = (slice(None, -1), slice(None)) if step[0] else (slice(None), slice(None, -1))
         hi = (slice(1, None), slice(None)) if step[0] else (slice(None), slice(1, None))
         a_first = a[lo] & b[hi]
-        idx = np.argwhere(a_first | (b[lo] & a[hi]))
+        idx = np.stack(nonzero_2d(a_first | (b[lo] & a[hi])), axis=1)
         if idx.size == 0:
             continue
         first_is_a = a_first[idx[:, 0], idx[:, 1]][:, None]
@@ -148,16 +149,18 @@ def interface_points(
 
 def _grouped_tls(pts: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Common normal of parallel lines (one per group) through ``pts``: (normal, offsets)."""
-    centred = pts.copy()
     means = np.zeros((2, 2))
-    for g in (0, 1):
-        sel = group == g
-        if sel.any():
-            means[g] = pts[sel].mean(axis=0)
-            centred[sel] -= means[g]
-    _, evecs = np.linalg.eigh(centred.T @ centred)
-    normal = evecs[:, 0]
-    return normal, means
+    if not group.any():  # one line: no per-group bookkeeping
+        means[0] = pts.mean(axis=0)
+        centred = pts - means[0]
+    else:
+        centred = pts.copy()
+        for g in (0, 1):
+            sel = group == g
+            if sel.any():
+                means[g] = pts[sel].mean(axis=0)
+                centred[sel] -= means[g]
+    return smallmath.smallest_eigenvector(centred.T @ centred), means
 
 
 def fit_facet_line(
@@ -190,7 +193,7 @@ def fit_facet_line(
             if not two:
                 means[1] = means[0]
         res = np.where(group == 1, (pts - means[1]) @ normal, (pts - means[0]) @ normal)
-        scale = 1.4826 * float(np.median(np.abs(res[keep])))
+        scale = 1.4826 * smallmath.median(np.abs(res[keep]))
         new = np.abs(res) <= max(MIN_OUTLIER_PX, 3.0 * scale)
         # A pixel pair side by side along the line (a corner step) does not cross it.
         new &= ~shared | (np.abs(step @ normal) >= 0.3)
@@ -211,7 +214,7 @@ def fit_facet_line(
     point = point + float(t.mean()) * direction  # centre of the inliers along the line
     t = t - t.mean()
     m = int(keep.sum())
-    scatter = 1.4826 * float(np.median(np.abs(res)))
+    scatter = 1.4826 * smallmath.median(np.abs(res))
     sd = float(np.sqrt(np.mean(res**2)))
     spread = float(np.sqrt(np.mean(t**2)))
     sigma_angle = 0.0 if prior_normal is not None else sd / max(spread * math.sqrt(m), 1e-9)
@@ -242,8 +245,8 @@ def _quantisation(
     if sel.sum() < 3:
         return 0.0
     # Percentiles, not extremes: a corner step of a pixel must not close the band.
-    below = float(np.percentile((iface.wire_side[sel] - point) @ normal, 95))
-    above = float(np.percentile((iface.drop_side[sel] - point) @ normal, 5))
+    below = smallmath.percentile((iface.wire_side[sel] - point) @ normal, 95)
+    above = smallmath.percentile((iface.drop_side[sel] - point) @ normal, 5)
     width = above - below
     return width / math.sqrt(12.0) if 0.0 < width <= 1.0 + 1e-9 else 0.0
 
@@ -289,10 +292,11 @@ def rim_shift(
         cols.append(grp[inside] == 1)
     design = np.column_stack([*cols, -g]).astype(np.float64)
     try:
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        normal_eq = design.T @ design
+        coef = smallmath.solve(normal_eq, design.T @ y)
         res = y - design @ coef
         dof = max(len(y) - design.shape[1], 1)
-        cov = np.linalg.inv(design.T @ design) * float(res @ res) / dof
+        cov = smallmath.inverse(normal_eq) * float(res @ res) / dof
     except np.linalg.LinAlgError:
         return None
     se = np.sqrt(np.maximum(np.diag(cov), 0.0))

@@ -19,6 +19,13 @@ import numpy as np
 from nwwatch.measure.circle import CircleFit
 from nwwatch.measure.interface import FacetLine
 
+#: Scale of the statistical 1-sigma, set on the benchmark's exact and degraded labels
+#: (bench/bench_contact_angle.py) so that |error| <= 2 sigma on >= 95 % of valid frames: the
+#: correlation inflation does not fully capture smooth boundary wiggles.
+CALIBRATION = 1.3
+#: Orientation spread assumed for a facet oriented by a prior (facets incline up to ~30 deg).
+PRIOR_ANGLE_SIGMA_RAD = math.radians(15.0)
+
 
 def correlation_factor(residuals: np.ndarray, order: np.ndarray) -> float:
     """Variance inflation for residuals correlated along the outline: the integrated
@@ -68,3 +75,35 @@ def statistical_sigma_rad(
 def combine_deg(statistical_deg: float, *systematic_deg: float) -> float:
     """Quadrature sum of a statistical 1-sigma and systematic terms (degrees)."""
     return math.sqrt(statistical_deg**2 + sum(t * t for t in systematic_deg))
+
+
+def choice_sigma_deg(
+    fit: CircleFit,
+    line: FacetLine,
+    free_line: FacetLine | None,
+    shift_px: float,
+    theta_rad: float,
+    lever_px: float,
+    half_chord_px: float,
+    inclination_rad: float | None,
+) -> float:
+    """Systematic 1-sigma (degrees) of the facet orientation the method chose.
+
+    ``free_line`` is the interface's own (weakly oriented) line when ``line`` was oriented
+    by a prior, else None; ``shift_px`` the facet level beyond the line (tilt);
+    ``inclination_rad`` the facet normal's angle to the wire axis (None: no axis).
+    """
+    chord = max(half_chord_px, 0.5)
+    if free_line is not None:
+        # Oriented by a prior: the facet may be inclined to it (lever arm x angle spread),
+        # and the interface's own weak orientation is an alternative.
+        s_free = float(free_line.offset(fit.center[None, :])[0]) - shift_px
+        alt = abs(theta_rad - math.acos(min(max(-s_free / fit.radius, -1.0), 1.0)))
+        return math.hypot(math.degrees(abs(lever_px) * PRIOR_ANGLE_SIGMA_RAD / chord),
+                          math.degrees(alt))
+    if inclination_rad is not None and abs(inclination_rad) < 3.0 * line.sigma_angle_rad:
+        # Free orientation the data cannot tell from "perpendicular to the axis": half the
+        # difference between the two. Turning the line by the inclination about its
+        # best-known point moves the foot of the centre by lever x angle.
+        return 0.5 * math.degrees(abs(lever_px) * abs(inclination_rad) / chord)
+    return 0.0

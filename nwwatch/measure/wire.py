@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from nwwatch.measure import smallmath
 from nwwatch.measure.edges import BoundaryPoints
 
 #: Wire status values.
@@ -38,8 +39,8 @@ def _moments_axis(mom: dict) -> tuple[np.ndarray, np.ndarray, float] | None:
         return None
     centre = np.array([mom["m01"], mom["m10"]]) / mom["m00"]  # (row, col)
     cov = np.array([[mom["mu02"], mom["mu11"]], [mom["mu11"], mom["mu20"]]]) / mom["m00"]
-    evals, evecs = np.linalg.eigh(cov)
-    return centre, evecs[:, 1], float(evals[1] / max(evals[0], 1e-9))
+    low, high, _, major = smallmath.symmetric_eig2(cov)
+    return centre, major, float(high / max(low, 1e-9))
 
 
 def _robust_line(t: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
@@ -48,9 +49,12 @@ def _robust_line(t: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
     c = m = 0.0
     for _ in range(3):
         design = np.column_stack([np.ones(int(keep.sum())), t[keep]])
-        (c, m), *_ = np.linalg.lstsq(design, lat[keep], rcond=None)
+        try:
+            c, m = smallmath.lstsq(design, lat[keep]).tolist()
+        except np.linalg.LinAlgError:  # all points at one position along the edge
+            (c, m), *_ = np.linalg.lstsq(design, lat[keep], rcond=None)
         res = lat - (c + m * t)
-        new = np.abs(res) <= max(0.75, 3.0 * 1.4826 * float(np.median(np.abs(res[keep]))))
+        new = np.abs(res) <= max(0.75, 3.0 * 1.4826 * smallmath.median(np.abs(res[keep])))
         if new.sum() < 3 or np.array_equal(new, keep):
             break
         keep = new
@@ -97,7 +101,9 @@ def measure_wire(
     in_band = (depth > 2.0) & (depth < 2.0 + band) & ~on_border
     side_out = np.abs(wire_pts.outward @ left_n) > 0.3
     # Split at the middle of the band's lateral extent (a median leans to the longer edge).
-    lc = float(0.5 * np.sum(np.percentile(lat[in_band], (2, 98)))) if in_band.any() else 0.0
+    lat_band = lat[in_band]
+    lc = (0.5 * (smallmath.percentile(lat_band, 2) + smallmath.percentile(lat_band, 98))
+          if lat_band.size else 0.0)
     left = in_band & side_out & (lat > lc)
     right = in_band & side_out & (lat < lc)
     if left.sum() < 6 or right.sum() < 6:

@@ -1,0 +1,84 @@
+"""The droplet's free surface and the angle its circle makes with the facet line.
+
+Coordinates are (row, col) pixels of the crop, integer indices at pixel centres. The free
+surface is the droplet's outline beyond the facet line, away from the wire and the image
+border (so frame-cut droplets are fitted on what is visible); ``cos(theta) = -s / R`` with
+``s`` the signed distance of the circle centre from the facet line (positive on the droplet
+side), valid on both sides of 90 degrees.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from nwwatch.measure.circle import CircleFit, geometric_fit
+from nwwatch.measure.edges import BoundaryPoints
+from nwwatch.measure.interface import FacetLine
+
+#: Free-surface points closer than this to the facet line are not fitted (px).
+FACET_MARGIN_PX = 1.5
+#: Fewest outline points a circle (or one side's circle) is fitted to.
+MIN_POINTS = 12
+#: Each side's circle needs this much arc (degrees).
+MIN_SIDE_SPAN_DEG = 20.0
+_NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+
+def arc_span_deg(points: np.ndarray, center: np.ndarray) -> float:
+    """Angular extent (degrees) of ``points`` (N, 2) seen from ``center`` (2,): 360 minus
+    the largest empty gap."""
+    ang = np.sort(np.arctan2(points[:, 0] - center[0], points[:, 1] - center[1]))
+    gaps = np.diff(np.concatenate([ang, ang[:1] + 2 * np.pi]))
+    return float(np.degrees(2 * np.pi - gaps.max()))
+
+
+def angle_deg(fit: CircleFit, line: FacetLine, shift_px: float = 0.0) -> float:
+    """Contact angle (degrees) of circle ``fit`` on ``line`` moved ``shift_px`` into the
+    droplet."""
+    s = float(line.offset(fit.center[None, :])[0]) - shift_px
+    return math.degrees(math.acos(min(max(-s / fit.radius, -1.0), 1.0)))
+
+
+def side_angles(
+    pts: np.ndarray, fit: CircleFit, line: FacetLine, foot: np.ndarray, shift_px: float,
+) -> tuple[float | None, float | None]:
+    """Angles (degrees) from circles fitted to each half of the arc ``pts`` (N, 2), split at
+    ``foot`` (2,), the foot of the circle centre on the line (left: +direction side); None
+    for a half with too few points or too little arc."""
+    lat = (pts - foot) @ line.direction
+    out: list[float | None] = []
+    for side in (lat > 0, lat < 0):
+        sub = pts[side]
+        if len(sub) < MIN_POINTS or arc_span_deg(sub, fit.center) < MIN_SIDE_SPAN_DEG:
+            out.append(None)
+            continue
+        side_fit = geometric_fit(sub, fit.center, fit.radius, max_iter=20)
+        ok = side_fit.converged and np.isfinite(side_fit.radius)
+        out.append(angle_deg(side_fit, line, shift_px) if ok else None)
+    return out[0], out[1]
+
+
+def on_border(pts: BoundaryPoints, shape: tuple[int, int], offset: tuple[int, int]) -> np.ndarray:
+    """(N,) True where either pixel of a boundary point (crop coordinates, the crop at
+    ``offset`` in an image of ``shape``) lies on the image border."""
+    border = np.zeros(len(pts), dtype=bool)
+    for px in (pts.inside, pts.outside):
+        rows, cols = px[:, 0] + offset[0], px[:, 1] + offset[1]
+        border |= (rows <= 0) | (rows >= shape[0] - 1) | (cols <= 0) | (cols >= shape[1] - 1)
+    return border
+
+
+def free_surface(
+    pts: BoundaryPoints, line: FacetLine, wire: np.ndarray, border: np.ndarray
+) -> np.ndarray:
+    """(N,) mask of droplet boundary points ``pts`` on the free surface: more than
+    FACET_MARGIN_PX (+ half the gap) beyond the facet line, not within 2 px of ``wire``
+    (bool crop mask), not on the image ``border`` ((N,) bool)."""
+    keep = line.offset(pts.points) > FACET_MARGIN_PX + 0.5 * line.gap_px
+    near_wire = cv2.dilate(wire.view(np.uint8), _NEAR).astype(bool)
+    keep &= ~near_wire[pts.outside[:, 0], pts.outside[:, 1]]
+    keep &= ~near_wire[pts.inside[:, 0], pts.inside[:, 1]]
+    return keep & ~border
