@@ -160,15 +160,17 @@ def auto_and_segment(args, volume_path: Path, ks: list[int], labels_paths: list[
         crop=min(args.crop, volume.shape[1]), val_fraction=0.0, seed=seed, device=args.device,
         dice_weight=0.0, classifier_steps=args.classifier_steps, exporter="legacy",
         lr=args.lr, temperature=args.temperature, threads=1)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     selection, model = select_and_train(config, args.candidates)
-    train_s = time.perf_counter() - start
+    train_s, train_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     segmenter = Segmenter(model, providers=("cpu",), threads=args.threads)
     start = time.perf_counter()
     seg = segment_volume(segmenter, volume, margin_px=args.margin)
-    info = {"train_s": train_s, "segment_s": time.perf_counter() - start,
+    info = {"train_s": train_s, "train_cpu_s": train_cpu_s,
+            "segment_s": time.perf_counter() - start, "load_avg_1min": os.getloadavg()[0],
             "chosen": selection.method, "grouping": selection.grouping,
-            "cv_scores": selection.scores, "label_warnings": selection.warnings}
+            "cv_scores": selection.scores, "cv_stopped": selection.stopped,
+            "label_warnings": selection.warnings}
     fused = {fusion: segment_volume(segmenter, volume, margin_px=args.margin,
                                     triplanar="triplanar" in fusion, flips="flips" in fusion)
              for fusion in args.fusions}

@@ -16,7 +16,13 @@ pixels as the runtime would (normalised with the volume's range, mirrored border
 is the balanced accuracy (mean of the per-class recalls) of all held-out predictions. The
 best-scoring candidate is kept, except that among candidates within :data:`TIE_TOLERANCE` of
 the best the first of :data:`CANDIDATES` wins: the simpler method, and the one with fewer ways
-to fail where no label is (the vacuum far from the labeled slice).
+to fail where no label is (the vacuum far from the labeled slice). A candidate whose score
+can no longer come within the tolerance of the best so far, even with every remaining
+held-out pixel right, stops early (:func:`_cross_validate`): the choice is the same, for less
+training.
+
+The two small candidates see the slices blurred along Z (``Z_SIGMA_PX``, 2.5-D input; the
+exported model names it in ``extra["z_sigma_px"]`` and the runtime feeds such slices).
 
 **Too few patches.** Cross-validation needs at least two labeled patches of each class (one
 to train on, one to hold out). With fewer (the usual case at 2 % of a small slice: one solid
@@ -25,7 +31,8 @@ reference blur (σ = 1 px) and a warning that says so: it takes nothing from the
 which class is bright, so it cannot overfit them. Cutting the patches into quarters and
 holding those out was tried: every candidate then scores near 1 on pixels next to its
 training pixels, and on the benchmark that kept a network that called the vacuum solid
-(docs/tomography.md).
+(docs/tomography.md). The model records ``grouping = "none"``, and every mask it gives is
+``suspect`` with ``method_unvalidated`` (:mod:`nwwatch.volume.verdict`).
 
 The chosen method, every candidate's score, the folds and the reason are written into the
 model's metadata (``extra["selection"]``) and echoed to the training log.
@@ -73,6 +80,8 @@ class Selection:
     scored).  grouping : ``"patches"``, or ``"none"`` (too few patches: nothing held out).
     folds : number of folds.  reason : one sentence.  warnings : label
     warnings (:func:`label_warnings`).  seconds : training time per candidate (all folds).
+    stopped : candidates whose cross-validation stopped early because they could no longer
+    be kept, with the upper bound of their score (their ``scores`` entry is NaN).
     """
 
     method: str
@@ -82,12 +91,14 @@ class Selection:
     reason: str
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    stopped: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["scores"] = {k: (None if math.isnan(v) else round(v, 5))
                          for k, v in self.scores.items()}
         out["seconds"] = {k: round(v, 2) for k, v in self.seconds.items()}
+        out["stopped"] = {k: round(v, 5) for k, v in self.stopped.items()}
         return out
 
 
@@ -171,11 +182,28 @@ class _Trainer:
 
     def __init__(self, config: TrainConfig, data: TrainingData, work: Path) -> None:
         self.config, self.data, self.work = config, data, work
-        self.volume = np.stack([item.image for item in data.labeled] + list(data.unlabeled))
+        from nwwatch.volume import smooth_along_z
+        from training.volume_models import Z_SIGMA_PX
+
         self.otsu_cache: dict[float, float] = {}
         self.slices = (config.slice_index if isinstance(config.slice_index, list)
                        else [config.slice_index])
         self.runs = 0
+        # The volume in Z order (data.labeled follows the sorted slice indices, data.unlabeled
+        # is every other slice in order), blurred along Z for the small candidates (2.5-D).
+        order, rest = sorted(self.slices), iter(data.unlabeled)
+        labeled = dict(zip(order, (item.image for item in data.labeled), strict=True))
+        depth = len(data.labeled) + len(data.unlabeled)
+        self.z_sigma_px = Z_SIGMA_PX
+        self.volume = smooth_along_z(np.stack([labeled[z] if z in labeled else next(rest)
+                                               for z in range(depth)]), self.z_sigma_px)
+        self.smoothed = [self.volume[z] for z in order]
+
+    def image(self, method: str, index: int) -> np.ndarray:
+        """The labeled slice ``index`` as candidate ``method`` sees it (the small candidates:
+        blurred along Z; the networks: as it is)."""
+        return self.data.labeled[index].image if method in NETWORK_PARADIGMS \
+            else self.smoothed[index]
 
     def fit(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None = None,
             validated: bool = True):
@@ -183,8 +211,7 @@ class _Trainer:
         blur (pure patches favour the widest blur, which the boundaries pay for)."""
         from training.volume_models import DEFAULT_SIGMA_PX, fit_pixel_classifier, fit_threshold
 
-        labeled = [(item.image, label) for item, label in zip(self.data.labeled, labels,
-                                                               strict=True)]
+        labeled = [(image, label) for image, label in zip(self.smoothed, labels, strict=True)]
         if method == "threshold":
             sigmas = {} if validated else {"sigmas_px": (DEFAULT_SIGMA_PX,)}
             return fit_threshold(self.volume, labeled, otsu_cache=self.otsu_cache, **sigmas)
@@ -211,19 +238,42 @@ class _Trainer:
         return load_inference_model(result.checkpoint) if final_out is None else result
 
 
+def _held_out_counts(labels: Sequence[np.ndarray], groups: Sequence[np.ndarray],
+                     folds: Sequence[Sequence[int]]) -> np.ndarray:
+    """int64 (folds, 2): held-out labeled pixels of each class (pore, solid) in each fold."""
+    return np.array([[sum(int(np.count_nonzero(np.isin(group, held) & (label == c)))
+                          for group, label in zip(groups, labels, strict=True))
+                      for c in (0, 1)] for held in folds], dtype=np.int64)
+
+
 def _cross_validate(trainer: _Trainer, method: str, labels: list[np.ndarray],
-                    groups: list[np.ndarray], folds: list[list[int]]) -> float:
-    solid, truth = [], []
-    for held in folds:
+                    groups: list[np.ndarray], folds: list[list[int]],
+                    floor: float = -math.inf) -> tuple[float, int]:
+    """(held-out balanced accuracy, folds run). Stops early, returning (upper bound, folds
+    run), once even perfect predictions on the remaining folds could not lift the score to
+    ``floor``: such a candidate can never be kept (:func:`choose`), so the choice is the same
+    as with every fold run."""
+    counts = _held_out_counts(labels, groups, folds)
+    totals = counts.sum(axis=0)
+    correct = np.zeros(2, dtype=np.int64)
+    for done, held in enumerate(folds):
+        if done:
+            remaining = counts[done:].sum(axis=0)
+            present = totals > 0
+            bound = float(np.mean((correct + remaining)[present] / totals[present]))
+            if bound < floor:
+                return bound, done
         held_mask = [np.isin(group, held) for group in groups]
         train_labels = [np.where(h, 255, lab).astype(np.uint8) for h, lab in
                         zip(held_mask, labels, strict=True)]
         model = trainer.fit(method, train_labels)
-        for item, h, lab in zip(trainer.data.labeled, held_mask, labels, strict=True):
+        for index, (h, lab) in enumerate(zip(held_mask, labels, strict=True)):
             if h.any():
-                solid.append(predict_solid(model, item.image)[h] > 0.5)
-                truth.append(lab[h])
-    return _balanced_accuracy(np.concatenate(solid), np.concatenate(truth))
+                solid = predict_solid(model, trainer.image(method, index))[h] > 0.5
+                for c in (0, 1):
+                    correct[c] += int(np.count_nonzero(solid[lab[h] == c] == bool(c)))
+    present = totals > 0
+    return float(np.mean(correct[present] / totals[present])), len(folds)
 
 
 def choose(scores: dict[str, float], tolerance: float = TIE_TOLERANCE) -> tuple[str, str]:
@@ -274,6 +324,7 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
     folds = make_folds(groups, labels, config.seed)
     scores = {c: math.nan for c in candidates}
     seconds: dict[str, float] = {}
+    stopped: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="nwwatch-select-") as work:
         trainer = _Trainer(config, data, Path(work))
         if not folds:
@@ -288,12 +339,22 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
             echo(f"cross-validation: {len(folds)} folds over {n_groups} {grouping}")
             for method in candidates:
                 start = time.perf_counter()
-                scores[method] = _cross_validate(trainer, method, labels, groups, folds)
+                finite = [v for v in scores.values() if not math.isnan(v)]
+                floor = max(finite) - TIE_TOLERANCE if finite else -math.inf
+                score, run = _cross_validate(trainer, method, labels, groups, folds, floor)
                 seconds[method] = time.perf_counter() - start
-                echo(f"  {method:12s} held-out balanced accuracy {scores[method]:.4f} "
-                     f"({seconds[method]:.0f} s)")
+                if run < len(folds):
+                    stopped[method] = score
+                    echo(f"  {method:12s} stopped after {run} of {len(folds)} folds: at most "
+                         f"{score:.4f}, below the best so far minus {TIE_TOLERANCE:g} "
+                         f"({seconds[method]:.0f} s)")
+                else:
+                    scores[method] = score
+                    echo(f"  {method:12s} held-out balanced accuracy {score:.4f} "
+                         f"({seconds[method]:.0f} s)")
             method, reason = choose(scores)
-        selection = Selection(method, scores, grouping, len(folds), reason, warnings, seconds)
+        selection = Selection(method, scores, grouping, len(folds), reason, warnings, seconds,
+                              stopped)
         echo(f"kept: {method} ({reason})")
         out = _train_final(trainer, method, labels, selection)
     return selection, out
@@ -325,6 +386,7 @@ def _train_final(trainer: _Trainer, method: str, labels: list[np.ndarray],
                "unlabeled_images": len(data.unlabeled),
                "class_mean_intensity": class_mean_intensity(data),
                "class_pixel_counts": class_pixel_counts(data),
+               "z_sigma_px": trainer.z_sigma_px,
                "selection": selection.as_dict()})
     out.parent.mkdir(parents=True, exist_ok=True)
     # The TorchScript exporter: 1 s instead of 20 s for the feature bank; verified the same way.
