@@ -161,7 +161,7 @@ def auto_and_segment(args, volume_path: Path, ks: list[int], labels_paths: list[
         dice_weight=0.0, classifier_steps=args.classifier_steps, exporter="legacy",
         lr=args.lr, temperature=args.temperature, threads=1)
     start, cpu_start = time.perf_counter(), time.process_time()
-    selection, model = select_and_train(config, args.candidates)
+    selection, model = select_and_train(config, args.candidates, z_sigma_px=args.z_sigma_px)
     train_s, train_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     segmenter = Segmenter(model, providers=("cpu",), threads=args.threads)
     start = time.perf_counter()
@@ -467,6 +467,9 @@ def main(argv: list[str] | None = None) -> None:
                              "oracle: truth-chosen thresholds; none: only --ablation")
     parser.add_argument("--candidates", nargs="+", default=list(VOLUME_CANDIDATES),
                         choices=VOLUME_CANDIDATES, help="auto: the candidates")
+    parser.add_argument("--z-sigma-px", type=float, default=None,
+                        help="auto: the small candidates' blur along Z in slices (default: "
+                             "the product's; 0: single slices)")
     parser.add_argument("--family", default=None,
                         help="a name for --volume-options, stored in every record")
     parser.add_argument("--volume-options", type=json.loads, default={},

@@ -180,11 +180,11 @@ def predict_solid(model: torch.nn.Module, image: np.ndarray,
 class _Trainer:
     """Trains one candidate on a set of labels; returns a torch logits model."""
 
-    def __init__(self, config: TrainConfig, data: TrainingData, work: Path) -> None:
-        self.config, self.data, self.work = config, data, work
+    def __init__(self, config: TrainConfig, data: TrainingData, work: Path,
+                 z_sigma_px: float) -> None:
         from nwwatch.volume import smooth_along_z
-        from training.volume_models import Z_SIGMA_PX
 
+        self.config, self.data, self.work = config, data, work
         self.otsu_cache: dict[float, float] = {}
         self.slices = (config.slice_index if isinstance(config.slice_index, list)
                        else [config.slice_index])
@@ -194,7 +194,7 @@ class _Trainer:
         order, rest = sorted(self.slices), iter(data.unlabeled)
         labeled = dict(zip(order, (item.image for item in data.labeled), strict=True))
         depth = len(data.labeled) + len(data.unlabeled)
-        self.z_sigma_px = Z_SIGMA_PX
+        self.z_sigma_px = float(z_sigma_px)
         self.volume = smooth_along_z(np.stack([labeled[z] if z in labeled else next(rest)
                                                for z in range(depth)]), self.z_sigma_px)
         self.smoothed = [self.volume[z] for z in order]
@@ -254,6 +254,10 @@ def _cross_validate(trainer: _Trainer, method: str, labels: list[np.ndarray],
     ``floor``: such a candidate can never be kept (:func:`choose`), so the choice is the same
     as with every fold run."""
     counts = _held_out_counts(labels, groups, folds)
+    # The largest held-out fold first: the bound tightens soonest (the pooled score does not
+    # depend on the order).
+    order = np.argsort(-counts.sum(axis=1), kind="stable")
+    folds, counts = [folds[i] for i in order], counts[order]
     totals = counts.sum(axis=0)
     correct = np.zeros(2, dtype=np.int64)
     for done, held in enumerate(folds):
@@ -290,7 +294,8 @@ def choose(scores: dict[str, float], tolerance: float = TIE_TOLERANCE) -> tuple[
 
 
 def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES,
-                     echo: Callable[[str], None] | None = None) -> tuple[Selection, Path]:
+                     echo: Callable[[str], None] | None = None,
+                     z_sigma_px: float | None = None) -> tuple[Selection, Path]:
     """Cross-validate ``candidates`` on the labeled patches of ``config.volume``, train the
     kept one on every label and export it to ``config.out`` (model contract, selection in
     ``extra["selection"]``).
@@ -300,6 +305,8 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
     config : a ``--volume`` training configuration (``paradigm`` is ignored: the networks'
         settings are used for the ``unet`` and ``contrastive`` candidates).
     candidates : names from :data:`CANDIDATES` (a KeyError lists them).
+    z_sigma_px : the small candidates' blur along Z in slices (default
+        :data:`training.volume_models.Z_SIGMA_PX`; 0: they see single slices).
 
     Returns (selection, exported model path).
     """
@@ -326,7 +333,12 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
     seconds: dict[str, float] = {}
     stopped: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="nwwatch-select-") as work:
-        trainer = _Trainer(config, data, Path(work))
+        from training.volume_models import Z_SIGMA_PX
+
+        z_sigma = Z_SIGMA_PX if z_sigma_px is None else float(z_sigma_px)
+        if not (math.isfinite(z_sigma) and z_sigma >= 0):
+            raise ValueError(f"z_sigma_px must be >= 0, got {z_sigma_px}")
+        trainer = _Trainer(config, data, Path(work), z_sigma)
         if not folds:
             grouping, method = "none", "threshold"
             reason = ("too few labeled patches to hold any out (cross-validation needs two "
