@@ -333,13 +333,18 @@ def time_large(args, model: Path, log) -> dict:
     sim = simulate_tomogram(args.timing_size, seed=99)
     segmenter = Segmenter(model, providers=("cpu",), threads=args.threads)
     out = {"size": args.timing_size, "threads": args.threads}
-    start = time.perf_counter()
+    out["arch"] = segmenter.metadata.arch
+    out["z_sigma_px"] = segmenter.metadata.extra.get("z_sigma_px", 0.0)
+    start, cpu = time.perf_counter(), time.process_time()
     seg = segment_volume(segmenter, sim.volume, batch_size=8)
     out["segment_s"] = time.perf_counter() - start
+    out["segment_cpu_s"] = time.process_time() - cpu
     out["iou"] = iou_solid(seg.mask, sim.truth, None)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     metrics = volume_metrics(seg.mask, 1.0)
     out["metrics_s"] = time.perf_counter() - start
+    out["metrics_cpu_s"] = time.process_time() - cpu
+    out["load_avg_1min"] = os.getloadavg()[0]
     out["metrics"] = metrics.as_row()
     truth_metrics = volume_metrics(sim.truth, 1.0)
     out["truth_porosity_envelope"] = truth_metrics.porosity_envelope
@@ -442,7 +447,7 @@ def render(paths: list[Path]) -> None:
             unique[(row.get("family"), row["seed"], row["method"], row["rate"])] = row
         rates.update(result["settings"]["rates"])
         family = result["settings"].get("family")
-        targets += [{**row, "family": family} for row in result.get("target", [])]
+        targets += [{"family": family, **row} for row in result.get("target", [])]
     families = sorted({row.get("family") or "" for row in unique.values()})
     for family in families:
         rows = [r for r in unique.values() if (r.get("family") or "") == family]
