@@ -19,7 +19,7 @@ compares the mask with something that does not share the model's failure modes:
 - ``method_unvalidated``: ``nwwatch train --volume`` could hold no labeled patch out
   (``extra["selection"]["grouping"] == "none"``), so the kept method was never checked against
   a labeled pixel it had not seen. On the benchmark's saturated volume the kept threshold was
-  then 0.10 IoU below a forest trained on the same two patches, and nothing in the mask
+  then 0.08 IoU below a forest trained on the same two patches, and nothing in the mask
   showed it (docs/tomography.md).
 
 The two solid-share references: the blurred-Otsu reference mask (no labels), and the same
