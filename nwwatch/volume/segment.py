@@ -344,6 +344,7 @@ def segment_volume(
         normalised = (normalize_image(data, value_range) if value_range is not None
                       else np.stack([normalize_image(s) for s in data]))
         source = smooth_along_z(normalised, z_sigma)
+        del normalised  # 4 bytes a voxel
     runner = _SliceRunner(segmenter, value_range, tile, overlap, batch_size, solid_index,
                           int(margin_px), normalised=z_sigma > 0)
 
