@@ -10,12 +10,12 @@ Candidates (:data:`CANDIDATES`):
 - ``contrastive``: seed 003's pixel-contrastive network (``--paradigm contrastive``).
 
 **Choice by cross-validation over labeled patches.** The labeled pixels are grouped into
-patches (8-connected components of each labeled slice). Each of up to :data:`MAX_FOLDS` folds
-holds out a set of whole patches, trains every candidate on the rest, and predicts the held-out
-pixels as the runtime would (normalised with the volume's range, mirrored border). The score
-is the balanced accuracy (mean of the per-class recalls) of all held-out predictions. The
-best-scoring candidate is kept, except that among candidates within :data:`TIE_TOLERANCE` of
-the best the first of :data:`CANDIDATES` wins: the simpler method, and the one with fewer ways
+patches (8-connected components of each labeled slice, :mod:`training.volume_folds`). Each
+of up to :data:`MAX_FOLDS` folds holds out a set of whole patches, trains every candidate on
+the rest, and predicts the held-out pixels as the runtime would (normalised with the volume's
+range, mirrored border). The score is the balanced accuracy (mean of the per-class recalls)
+of all held-out predictions. The best-scoring candidate is kept, except that among
+candidates within :data:`TIE_TOLERANCE` of the best the first of :data:`CANDIDATES` wins: the simpler method, and the one with fewer ways
 to fail where no label is (the vacuum far from the labeled slice). A candidate whose score
 can no longer come within the tolerance of the best so far, even with every remaining
 held-out pixel right, stops early (:func:`_cross_validate`): the choice is the same, for less
@@ -52,11 +52,16 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 
 from nwwatch.volume.verdict import MIN_LABELED_PIXELS
 from training.config import VOLUME_CANDIDATES, TrainConfig
 from training.data import TrainingData, load_volume_slices
+from training.volume_folds import (  # noqa: F401  (MAX_FOLDS: re-exported, documented here)
+    MAX_FOLDS,
+    held_out_counts,
+    make_folds,
+    patch_groups,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +71,6 @@ CANDIDATES = VOLUME_CANDIDATES
 NETWORK_PARADIGMS = {"unet": "supervised", "contrastive": "contrastive"}
 #: Scores within this of the best count as a tie (balanced accuracy, 0..1).
 TIE_TOLERANCE = 0.01
-#: Folds of the cross-validation at most (fewer when there are fewer patches).
-MAX_FOLDS = 3
 #: Mirror margin (px) of held-out predictions: the runtime's default.
 MARGIN_PX = 16
 
@@ -113,47 +116,6 @@ def label_warnings(data: TrainingData) -> list[str]:
             out.append(f"only {count} labeled {name} pixels (fewer than {MIN_LABELED_PIXELS}): "
                        f"label one more patch of {name}, on this slice or another one")
     return out
-
-
-def patch_groups(labels: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Group ids of the labeled pixels of each slice: int32 (Y, X), -1 unlabeled; a group is
-    an 8-connected component of labeled pixels (a patch), numbered across slices."""
-    groups, offset = [], 0
-    for label in labels:
-        ids, count = ndi.label(label != 255, structure=np.ones((3, 3), dtype=bool))
-        groups.append(np.where(ids > 0, ids - 1 + offset, -1).astype(np.int32))
-        offset += count
-    return groups
-
-
-def _groups_with(groups: Sequence[np.ndarray], labels: Sequence[np.ndarray], cls: int) -> int:
-    return len({int(g) for group, label in zip(groups, labels, strict=True)
-                for g in np.unique(group[label == cls])})
-
-
-def make_folds(groups: Sequence[np.ndarray], labels: Sequence[np.ndarray], seed: int,
-               max_folds: int = MAX_FOLDS, tries: int = 50) -> list[list[int]]:
-    """Held-out group ids of each fold; every fold's training part keeps both classes and
-    every fold holds out at least one labeled pixel. Empty when a class lies in fewer than
-    two groups or no such split exists."""
-    if any(_groups_with(groups, labels, c) < 2 for c in (0, 1)):
-        return []
-    ids = sorted({int(g) for group in groups for g in np.unique(group[group >= 0])})
-    n_folds = min(max_folds, len(ids))
-    if n_folds < 2:
-        return []
-    classes = {g: set() for g in ids}
-    for group, label in zip(groups, labels, strict=True):
-        for g, c in zip(group[group >= 0], label[group >= 0], strict=True):
-            classes[int(g)].add(int(c))
-    rng = np.random.default_rng(seed)
-    for _ in range(tries):
-        order = list(rng.permutation(ids))
-        folds = [[int(g) for g in order[k::n_folds]] for k in range(n_folds)]
-        if all({c for g in ids if g not in fold for c in classes[g]} >= {0, 1}
-               for fold in folds):
-            return folds
-    return []
 
 
 def _balanced_accuracy(solid: np.ndarray, labels: np.ndarray) -> float:
@@ -238,14 +200,6 @@ class _Trainer:
         return load_inference_model(result.checkpoint) if final_out is None else result
 
 
-def _held_out_counts(labels: Sequence[np.ndarray], groups: Sequence[np.ndarray],
-                     folds: Sequence[Sequence[int]]) -> np.ndarray:
-    """int64 (folds, 2): held-out labeled pixels of each class (pore, solid) in each fold."""
-    return np.array([[sum(int(np.count_nonzero(np.isin(group, held) & (label == c)))
-                          for group, label in zip(groups, labels, strict=True))
-                      for c in (0, 1)] for held in folds], dtype=np.int64)
-
-
 def _cross_validate(trainer: _Trainer, method: str, labels: list[np.ndarray],
                     groups: list[np.ndarray], folds: list[list[int]],
                     floor: float = -math.inf) -> tuple[float, int]:
@@ -253,7 +207,7 @@ def _cross_validate(trainer: _Trainer, method: str, labels: list[np.ndarray],
     run), once even perfect predictions on the remaining folds could not lift the score to
     ``floor``: such a candidate can never be kept (:func:`choose`), so the choice is the same
     as with every fold run."""
-    counts = _held_out_counts(labels, groups, folds)
+    counts = held_out_counts(labels, groups, folds)
     # The largest held-out fold first: the bound tightens soonest (the pooled score does not
     # depend on the order).
     order = np.argsort(-counts.sum(axis=1), kind="stable")
