@@ -15,8 +15,8 @@ of up to :data:`MAX_FOLDS` folds holds out a set of whole patches, trains every 
 the rest, and predicts the held-out pixels as the runtime would (normalised with the volume's
 range, mirrored border). The score is the balanced accuracy (mean of the per-class recalls)
 of all held-out predictions. The best-scoring candidate is kept, except that among
-candidates within :data:`TIE_TOLERANCE` of the best the first of :data:`CANDIDATES` wins: the simpler method, and the one with fewer ways
-to fail where no label is (the vacuum far from the labeled slice). A candidate whose score
+candidates within :data:`TIE_TOLERANCE` of the best the first of :data:`CANDIDATES` wins:
+the simpler method, and the one with fewer ways to fail where no label is (the vacuum far from the labeled slice). A candidate whose score
 can no longer come within the tolerance of the best so far, even with every remaining
 held-out pixel right, stops early (:func:`_cross_validate`): the choice is the same, for less
 training.
