@@ -16,10 +16,10 @@ the rest, and predicts the held-out pixels as the runtime would (normalised with
 range, mirrored border). The score is the balanced accuracy (mean of the per-class recalls)
 of all held-out predictions. The best-scoring candidate is kept, except that among
 candidates within :data:`TIE_TOLERANCE` of the best the first of :data:`CANDIDATES` wins:
-the simpler method, and the one with fewer ways to fail where no label is (the vacuum far from the labeled slice). A candidate whose score
-can no longer come within the tolerance of the best so far, even with every remaining
-held-out pixel right, stops early (:func:`_cross_validate`): the choice is the same, for less
-training.
+the simpler method, and the one with fewer ways to fail where no label is (the vacuum far
+from the labeled slice). A candidate whose score can no longer come within the tolerance of
+the best so far, even with every remaining held-out pixel right, stops early
+(:func:`_cross_validate`): the choice is the same, for less training.
 
 The two small candidates see the slices blurred along Z (``Z_SIGMA_PX``, 2.5-D input; the
 exported model names it in ``extra["z_sigma_px"]`` and the runtime feeds such slices).
