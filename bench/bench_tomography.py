@@ -160,15 +160,17 @@ def auto_and_segment(args, volume_path: Path, ks: list[int], labels_paths: list[
         crop=min(args.crop, volume.shape[1]), val_fraction=0.0, seed=seed, device=args.device,
         dice_weight=0.0, classifier_steps=args.classifier_steps, exporter="legacy",
         lr=args.lr, temperature=args.temperature, threads=1)
-    start = time.perf_counter()
-    selection, model = select_and_train(config, args.candidates)
-    train_s = time.perf_counter() - start
+    start, cpu_start = time.perf_counter(), time.process_time()
+    selection, model = select_and_train(config, args.candidates, z_sigma_px=args.z_sigma_px)
+    train_s, train_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     segmenter = Segmenter(model, providers=("cpu",), threads=args.threads)
     start = time.perf_counter()
     seg = segment_volume(segmenter, volume, margin_px=args.margin)
-    info = {"train_s": train_s, "segment_s": time.perf_counter() - start,
+    info = {"train_s": train_s, "train_cpu_s": train_cpu_s,
+            "segment_s": time.perf_counter() - start, "load_avg_1min": os.getloadavg()[0],
             "chosen": selection.method, "grouping": selection.grouping,
-            "cv_scores": selection.scores, "label_warnings": selection.warnings}
+            "cv_scores": selection.scores, "cv_stopped": selection.stopped,
+            "label_warnings": selection.warnings}
     fused = {fusion: segment_volume(segmenter, volume, margin_px=args.margin,
                                     triplanar="triplanar" in fusion, flips="flips" in fusion)
              for fusion in args.fusions}
@@ -331,13 +333,18 @@ def time_large(args, model: Path, log) -> dict:
     sim = simulate_tomogram(args.timing_size, seed=99)
     segmenter = Segmenter(model, providers=("cpu",), threads=args.threads)
     out = {"size": args.timing_size, "threads": args.threads}
-    start = time.perf_counter()
+    out["arch"] = segmenter.metadata.arch
+    out["z_sigma_px"] = segmenter.metadata.extra.get("z_sigma_px", 0.0)
+    start, cpu = time.perf_counter(), time.process_time()
     seg = segment_volume(segmenter, sim.volume, batch_size=8)
     out["segment_s"] = time.perf_counter() - start
+    out["segment_cpu_s"] = time.process_time() - cpu
     out["iou"] = iou_solid(seg.mask, sim.truth, None)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     metrics = volume_metrics(seg.mask, 1.0)
     out["metrics_s"] = time.perf_counter() - start
+    out["metrics_cpu_s"] = time.process_time() - cpu
+    out["load_avg_1min"] = os.getloadavg()[0]
     out["metrics"] = metrics.as_row()
     truth_metrics = volume_metrics(sim.truth, 1.0)
     out["truth_porosity_envelope"] = truth_metrics.porosity_envelope
@@ -440,7 +447,7 @@ def render(paths: list[Path]) -> None:
             unique[(row.get("family"), row["seed"], row["method"], row["rate"])] = row
         rates.update(result["settings"]["rates"])
         family = result["settings"].get("family")
-        targets += [{**row, "family": family} for row in result.get("target", [])]
+        targets += [{"family": family, **row} for row in result.get("target", [])]
     families = sorted({row.get("family") or "" for row in unique.values()})
     for family in families:
         rows = [r for r in unique.values() if (r.get("family") or "") == family]
@@ -465,6 +472,9 @@ def main(argv: list[str] | None = None) -> None:
                              "oracle: truth-chosen thresholds; none: only --ablation")
     parser.add_argument("--candidates", nargs="+", default=list(VOLUME_CANDIDATES),
                         choices=VOLUME_CANDIDATES, help="auto: the candidates")
+    parser.add_argument("--z-sigma-px", type=float, default=None,
+                        help="auto: the small candidates' blur along Z in slices (default: "
+                             "the product's; 0: single slices)")
     parser.add_argument("--family", default=None,
                         help="a name for --volume-options, stored in every record")
     parser.add_argument("--volume-options", type=json.loads, default={},

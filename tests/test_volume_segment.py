@@ -7,8 +7,15 @@ import pytest
 from onnx_models import TOMOGRAM_GREY, build_threshold_model
 from scipy import ndimage as ndi
 
+from nwwatch.normalize import intensity_range, normalize_image
 from nwwatch.segment.session import Segmenter
-from nwwatch.volume import UNCERTAIN_BAND, VolumeModelError, clean_mask, segment_volume
+from nwwatch.volume import (
+    UNCERTAIN_BAND,
+    VolumeModelError,
+    clean_mask,
+    segment_volume,
+    smooth_along_z,
+)
 
 
 def _easy_volume(shape=(24, 40, 56), seed=0):
@@ -217,3 +224,49 @@ def test_uncertain_fraction_counts_the_voxels_the_model_is_unsure_about(models, 
 def test_uncertain_fraction_is_zero_for_a_confident_model(models):
     volume, _ = _easy_volume()
     assert segment_volume(models["plain"], volume).uncertain_fraction == 0.0
+
+
+def test_smooth_along_z_is_a_mirrored_gaussian_along_the_first_axis():
+    impulse = np.zeros((21, 3, 4), np.float32)
+    impulse[10] = 1.0
+    z = np.arange(21) - 10
+    weights = np.where(abs(z) <= 6, np.exp(-0.5 * (z / 1.5) ** 2), 0.0)  # truncated at 4 sigma
+    np.testing.assert_allclose(smooth_along_z(impulse, 1.5)[:, 1, 2], weights / weights.sum(),
+                               atol=1e-6)
+    ramp = np.broadcast_to(np.arange(6, dtype=np.float32)[:, None, None], (6, 2, 2))
+    out = smooth_along_z(ramp, 1.0)
+    # Mirrored ends (the slice below the first is the second): the first slice moves up.
+    assert out[0, 0, 0] > 0 and out[3, 0, 0] == pytest.approx(3.0, abs=1e-2)
+    np.testing.assert_array_equal(smooth_along_z(ramp, 0.0), ramp)
+    constant = np.full((5, 4, 4), 7.0)
+    np.testing.assert_allclose(smooth_along_z(constant, 2.0), 7.0, rtol=1e-6)
+
+
+def test_a_model_with_z_sigma_sees_slices_blurred_along_z(tmp_path):
+    volume, _ = _easy_volume()
+    noisy = volume + np.random.default_rng(3).normal(0, 30, volume.shape)
+    path = build_threshold_model(tmp_path / "z.onnx", kind="tomogram",
+                                 metadata={"extra": {"z_sigma_px": 1.5}})
+    model = Segmenter(path, providers=("cpu",), threads=1)
+    got = segment_volume(model, noisy, min_component_voxels=0, return_probability=True,
+                         margin_px=0).solid_probability
+    # What the runtime must feed: the volume normalised with its range, blurred along Z.
+    fed = smooth_along_z(normalize_image(noisy, intensity_range(noisy)), 1.5)
+    want = model.segment(fed, probabilities=True).probabilities[:, 1]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    plain = segment_volume(Segmenter(build_threshold_model(tmp_path / "p.onnx",
+                                                           kind="tomogram"),
+                                     providers=("cpu",), threads=1), noisy,
+                           min_component_voxels=0, return_probability=True, margin_px=0)
+    assert not np.allclose(plain.solid_probability, got, atol=1e-3)
+    # Tri-planar fusion slices the same Z-blurred volume along Y and X.
+    fused = segment_volume(model, noisy, min_component_voxels=0, triplanar=True,
+                           return_probability=True, margin_px=0).solid_probability
+    np.testing.assert_allclose(fused, want, atol=1e-5)  # a pointwise model: the same
+
+
+def test_a_bad_z_sigma_is_refused_naming_the_model(tmp_path):
+    path = build_threshold_model(tmp_path / "bad.onnx", kind="tomogram",
+                                 metadata={"extra": {"z_sigma_px": -1}})
+    with pytest.raises(VolumeModelError, match="bad.onnx.*z_sigma_px"):
+        segment_volume(Segmenter(path, providers=("cpu",), threads=1), np.zeros((4, 8, 8)))

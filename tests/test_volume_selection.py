@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from nwwatch.segment.session import Segmenter
 from nwwatch.volume import segment_volume
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 from training.config import TrainConfig  # noqa: E402  (after the skip guard)
 from training.volume_select import (  # noqa: E402
     CANDIDATES,
@@ -92,6 +92,11 @@ def test_two_patches_keep_the_threshold_and_say_why(tmp_path):
     extra = Segmenter(out, providers=("cpu",)).metadata.extra
     assert extra["selection"]["grouping"] == "none"
     assert extra["model_config"]["sigma_px"] == 1.0  # nothing held out: the reference blur
+    assert extra["z_sigma_px"] == 1.0  # the runtime feeds it slices blurred along Z
+    # Nothing was held out: every mask of this model says so.
+    seg = segment_volume(Segmenter(out, providers=("cpu",)), volume)
+    assert seg.verdict.status == "suspect"
+    assert "method_unvalidated" in seg.verdict.reason_codes
 
 
 def test_ties_go_to_the_simpler_candidate():
@@ -112,7 +117,11 @@ def test_the_threshold_wins_where_intensity_tells_the_classes_apart(tmp_path):
     selection, out = select_and_train(config, ("threshold", "unet"))
     assert selection.method == "threshold" and selection.grouping == "patches"
     assert selection.folds == 3
-    assert selection.scores["threshold"] >= selection.scores["unet"] - 0.01
+    # The U-Net scored, or its cross-validation stopped once it could no longer be kept.
+    unet = selection.scores["unet"] if "unet" not in selection.stopped \
+        else selection.stopped["unet"]
+    assert unet < selection.scores["threshold"] - 0.01 or "unet" not in selection.stopped
+    assert selection.scores["threshold"] >= unet - 0.01
     meta = Segmenter(out, providers=("cpu",)).metadata
     assert (meta.arch, meta.paradigm, meta.kind) == ("smoothed-threshold", "threshold",
                                                      "tomogram")
@@ -176,3 +185,44 @@ def test_train_volume_cli_chooses_and_the_service_reads_the_choice(tmp_path):
     row = ds.dataset(tmp_path / "out" / "volumes").to_table().to_pandas().iloc[0]
     # Trained on 11 solid pixels: whatever the mask, the row says so.
     assert row.status == "suspect" and "few_labeled_pixels" in row.reason_code.split(",")
+
+
+class _AllPore(torch.nn.Module):
+    """Calls every pixel pore."""
+
+    size_multiple = 1
+
+    def forward(self, x):
+        return torch.cat([torch.ones_like(x), -torch.ones_like(x)], dim=1)
+
+
+class _FakeTrainer:
+    def __init__(self, image):
+        self.image_ = image
+        self.fits = 0
+
+    def fit(self, method, labels):
+        self.fits += 1
+        return _AllPore()
+
+    def image(self, method, index):
+        return self.image_
+
+
+def test_cross_validation_stops_a_candidate_that_can_no_longer_be_kept():
+    from training.volume_select import _cross_validate
+
+    truth = _blobs(8)[Z]
+    labels = [_patch_labels(truth, CORNERS)]
+    groups = patch_groups(labels)
+    folds = make_folds(groups, labels, seed=0)
+    assert len(folds) == 3
+    full = _FakeTrainer(np.zeros(truth.shape, np.float32))
+    score, run = _cross_validate(full, "unet", labels, groups, folds)
+    assert (run, full.fits) == (3, 3) and score == pytest.approx(0.5)  # pore recall 1, solid 0
+    early = _FakeTrainer(np.zeros(truth.shape, np.float32))
+    bound, run = _cross_validate(early, "unet", labels, groups, folds, floor=0.99)
+    # Stopped before the last fold; the bound is an upper bound of the score it gave up on.
+    assert run < 3 and early.fits == run and 0.5 <= bound < 0.99
+    assert _cross_validate(_FakeTrainer(full.image_), "unet", labels, groups, folds,
+                           floor=0.5)[1] == 3  # reachable: every fold runs

@@ -49,6 +49,15 @@ def test_uncertain_disagreeing_and_few_labels_each_have_a_code():
                        {"solid": MIN_LABELED_PIXELS, "pore": 900}).status == "ok"
 
 
+def test_a_method_the_labels_could_not_check_is_suspect():
+    unchecked = {"method": "threshold", "grouping": "none", "folds": 0}
+    verdict = assess_mask(0.15, 0.02, 0.85, 0.16, 0.14, selection=unchecked)
+    assert verdict.reason_codes == ("method_unvalidated",)
+    assert "threshold" in verdict.why[0] and "two separate patches" in verdict.why[0]
+    checked = {"method": "threshold", "grouping": "patches", "folds": 3}
+    assert assess_mask(0.15, 0.02, 0.85, 0.16, 0.14, selection=checked).status == "ok"
+
+
 def test_labels_threshold_share_cuts_half_way_between_the_class_means():
     volume = np.zeros((2, 10, 10), np.float32)
     volume[:, :3] = 1.0  # 30 % bright

@@ -10,13 +10,19 @@ Candidates (:data:`CANDIDATES`):
 - ``contrastive``: seed 003's pixel-contrastive network (``--paradigm contrastive``).
 
 **Choice by cross-validation over labeled patches.** The labeled pixels are grouped into
-patches (8-connected components of each labeled slice). Each of up to :data:`MAX_FOLDS` folds
-holds out a set of whole patches, trains every candidate on the rest, and predicts the held-out
-pixels as the runtime would (normalised with the volume's range, mirrored border). The score
-is the balanced accuracy (mean of the per-class recalls) of all held-out predictions. The
-best-scoring candidate is kept, except that among candidates within :data:`TIE_TOLERANCE` of
-the best the first of :data:`CANDIDATES` wins: the simpler method, and the one with fewer ways
-to fail where no label is (the vacuum far from the labeled slice).
+patches (8-connected components of each labeled slice, :mod:`training.volume_folds`). Each
+of up to :data:`MAX_FOLDS` folds holds out a set of whole patches, trains every candidate on
+the rest, and predicts the held-out pixels as the runtime would (normalised with the volume's
+range, mirrored border). The score is the balanced accuracy (mean of the per-class recalls)
+of all held-out predictions. The best-scoring candidate is kept, except that among
+candidates within :data:`TIE_TOLERANCE` of the best the first of :data:`CANDIDATES` wins:
+the simpler method, and the one with fewer ways to fail where no label is (the vacuum far
+from the labeled slice). A candidate whose score can no longer come within the tolerance of
+the best so far, even with every remaining held-out pixel right, stops early
+(:func:`_cross_validate`): the choice is the same, for less training.
+
+The two small candidates see the slices blurred along Z (``Z_SIGMA_PX``, 2.5-D input; the
+exported model names it in ``extra["z_sigma_px"]`` and the runtime feeds such slices).
 
 **Too few patches.** Cross-validation needs at least two labeled patches of each class (one
 to train on, one to hold out). With fewer (the usual case at 2 % of a small slice: one solid
@@ -25,7 +31,8 @@ reference blur (σ = 1 px) and a warning that says so: it takes nothing from the
 which class is bright, so it cannot overfit them. Cutting the patches into quarters and
 holding those out was tried: every candidate then scores near 1 on pixels next to its
 training pixels, and on the benchmark that kept a network that called the vacuum solid
-(docs/tomography.md).
+(docs/tomography.md). The model records ``grouping = "none"``, and every mask it gives is
+``suspect`` with ``method_unvalidated`` (:mod:`nwwatch.volume.verdict`).
 
 The chosen method, every candidate's score, the folds and the reason are written into the
 model's metadata (``extra["selection"]``) and echoed to the training log.
@@ -45,11 +52,16 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 
 from nwwatch.volume.verdict import MIN_LABELED_PIXELS
 from training.config import VOLUME_CANDIDATES, TrainConfig
 from training.data import TrainingData, load_volume_slices
+from training.volume_folds import (  # noqa: F401  (MAX_FOLDS: re-exported, documented here)
+    MAX_FOLDS,
+    held_out_counts,
+    make_folds,
+    patch_groups,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +71,6 @@ CANDIDATES = VOLUME_CANDIDATES
 NETWORK_PARADIGMS = {"unet": "supervised", "contrastive": "contrastive"}
 #: Scores within this of the best count as a tie (balanced accuracy, 0..1).
 TIE_TOLERANCE = 0.01
-#: Folds of the cross-validation at most (fewer when there are fewer patches).
-MAX_FOLDS = 3
 #: Mirror margin (px) of held-out predictions: the runtime's default.
 MARGIN_PX = 16
 
@@ -73,6 +83,8 @@ class Selection:
     scored).  grouping : ``"patches"``, or ``"none"`` (too few patches: nothing held out).
     folds : number of folds.  reason : one sentence.  warnings : label
     warnings (:func:`label_warnings`).  seconds : training time per candidate (all folds).
+    stopped : candidates whose cross-validation stopped early because they could no longer
+    be kept, with the upper bound of their score (their ``scores`` entry is NaN).
     """
 
     method: str
@@ -82,12 +94,14 @@ class Selection:
     reason: str
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    stopped: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["scores"] = {k: (None if math.isnan(v) else round(v, 5))
                          for k, v in self.scores.items()}
         out["seconds"] = {k: round(v, 2) for k, v in self.seconds.items()}
+        out["stopped"] = {k: round(v, 5) for k, v in self.stopped.items()}
         return out
 
 
@@ -102,47 +116,6 @@ def label_warnings(data: TrainingData) -> list[str]:
             out.append(f"only {count} labeled {name} pixels (fewer than {MIN_LABELED_PIXELS}): "
                        f"label one more patch of {name}, on this slice or another one")
     return out
-
-
-def patch_groups(labels: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Group ids of the labeled pixels of each slice: int32 (Y, X), -1 unlabeled; a group is
-    an 8-connected component of labeled pixels (a patch), numbered across slices."""
-    groups, offset = [], 0
-    for label in labels:
-        ids, count = ndi.label(label != 255, structure=np.ones((3, 3), dtype=bool))
-        groups.append(np.where(ids > 0, ids - 1 + offset, -1).astype(np.int32))
-        offset += count
-    return groups
-
-
-def _groups_with(groups: Sequence[np.ndarray], labels: Sequence[np.ndarray], cls: int) -> int:
-    return len({int(g) for group, label in zip(groups, labels, strict=True)
-                for g in np.unique(group[label == cls])})
-
-
-def make_folds(groups: Sequence[np.ndarray], labels: Sequence[np.ndarray], seed: int,
-               max_folds: int = MAX_FOLDS, tries: int = 50) -> list[list[int]]:
-    """Held-out group ids of each fold; every fold's training part keeps both classes and
-    every fold holds out at least one labeled pixel. Empty when a class lies in fewer than
-    two groups or no such split exists."""
-    if any(_groups_with(groups, labels, c) < 2 for c in (0, 1)):
-        return []
-    ids = sorted({int(g) for group in groups for g in np.unique(group[group >= 0])})
-    n_folds = min(max_folds, len(ids))
-    if n_folds < 2:
-        return []
-    classes = {g: set() for g in ids}
-    for group, label in zip(groups, labels, strict=True):
-        for g, c in zip(group[group >= 0], label[group >= 0], strict=True):
-            classes[int(g)].add(int(c))
-    rng = np.random.default_rng(seed)
-    for _ in range(tries):
-        order = list(rng.permutation(ids))
-        folds = [[int(g) for g in order[k::n_folds]] for k in range(n_folds)]
-        if all({c for g in ids if g not in fold for c in classes[g]} >= {0, 1}
-               for fold in folds):
-            return folds
-    return []
 
 
 def _balanced_accuracy(solid: np.ndarray, labels: np.ndarray) -> float:
@@ -169,13 +142,30 @@ def predict_solid(model: torch.nn.Module, image: np.ndarray,
 class _Trainer:
     """Trains one candidate on a set of labels; returns a torch logits model."""
 
-    def __init__(self, config: TrainConfig, data: TrainingData, work: Path) -> None:
+    def __init__(self, config: TrainConfig, data: TrainingData, work: Path,
+                 z_sigma_px: float) -> None:
+        from nwwatch.volume import smooth_along_z
+
         self.config, self.data, self.work = config, data, work
-        self.volume = np.stack([item.image for item in data.labeled] + list(data.unlabeled))
         self.otsu_cache: dict[float, float] = {}
         self.slices = (config.slice_index if isinstance(config.slice_index, list)
                        else [config.slice_index])
         self.runs = 0
+        # The volume in Z order (data.labeled follows the sorted slice indices, data.unlabeled
+        # is every other slice in order), blurred along Z for the small candidates (2.5-D).
+        order, rest = sorted(self.slices), iter(data.unlabeled)
+        labeled = dict(zip(order, (item.image for item in data.labeled), strict=True))
+        depth = len(data.labeled) + len(data.unlabeled)
+        self.z_sigma_px = float(z_sigma_px)
+        self.volume = smooth_along_z(np.stack([labeled[z] if z in labeled else next(rest)
+                                               for z in range(depth)]), self.z_sigma_px)
+        self.smoothed = [self.volume[z] for z in order]
+
+    def image(self, method: str, index: int) -> np.ndarray:
+        """The labeled slice ``index`` as candidate ``method`` sees it (the small candidates:
+        blurred along Z; the networks: as it is)."""
+        return self.data.labeled[index].image if method in NETWORK_PARADIGMS \
+            else self.smoothed[index]
 
     def fit(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None = None,
             validated: bool = True):
@@ -183,8 +173,7 @@ class _Trainer:
         blur (pure patches favour the widest blur, which the boundaries pay for)."""
         from training.volume_models import DEFAULT_SIGMA_PX, fit_pixel_classifier, fit_threshold
 
-        labeled = [(item.image, label) for item, label in zip(self.data.labeled, labels,
-                                                               strict=True)]
+        labeled = [(image, label) for image, label in zip(self.smoothed, labels, strict=True)]
         if method == "threshold":
             sigmas = {} if validated else {"sigmas_px": (DEFAULT_SIGMA_PX,)}
             return fit_threshold(self.volume, labeled, otsu_cache=self.otsu_cache, **sigmas)
@@ -212,18 +201,37 @@ class _Trainer:
 
 
 def _cross_validate(trainer: _Trainer, method: str, labels: list[np.ndarray],
-                    groups: list[np.ndarray], folds: list[list[int]]) -> float:
-    solid, truth = [], []
-    for held in folds:
+                    groups: list[np.ndarray], folds: list[list[int]],
+                    floor: float = -math.inf) -> tuple[float, int]:
+    """(held-out balanced accuracy, folds run). Stops early, returning (upper bound, folds
+    run), once even perfect predictions on the remaining folds could not lift the score to
+    ``floor``: such a candidate can never be kept (:func:`choose`), so the choice is the same
+    as with every fold run."""
+    counts = held_out_counts(labels, groups, folds)
+    # The largest held-out fold first: the bound tightens soonest (the pooled score does not
+    # depend on the order).
+    order = np.argsort(-counts.sum(axis=1), kind="stable")
+    folds, counts = [folds[i] for i in order], counts[order]
+    totals = counts.sum(axis=0)
+    correct = np.zeros(2, dtype=np.int64)
+    for done, held in enumerate(folds):
+        if done:
+            remaining = counts[done:].sum(axis=0)
+            present = totals > 0
+            bound = float(np.mean((correct + remaining)[present] / totals[present]))
+            if bound < floor:
+                return bound, done
         held_mask = [np.isin(group, held) for group in groups]
         train_labels = [np.where(h, 255, lab).astype(np.uint8) for h, lab in
                         zip(held_mask, labels, strict=True)]
         model = trainer.fit(method, train_labels)
-        for item, h, lab in zip(trainer.data.labeled, held_mask, labels, strict=True):
+        for index, (h, lab) in enumerate(zip(held_mask, labels, strict=True)):
             if h.any():
-                solid.append(predict_solid(model, item.image)[h] > 0.5)
-                truth.append(lab[h])
-    return _balanced_accuracy(np.concatenate(solid), np.concatenate(truth))
+                solid = predict_solid(model, trainer.image(method, index))[h] > 0.5
+                for c in (0, 1):
+                    correct[c] += int(np.count_nonzero(solid[lab[h] == c] == bool(c)))
+    present = totals > 0
+    return float(np.mean(correct[present] / totals[present])), len(folds)
 
 
 def choose(scores: dict[str, float], tolerance: float = TIE_TOLERANCE) -> tuple[str, str]:
@@ -240,7 +248,8 @@ def choose(scores: dict[str, float], tolerance: float = TIE_TOLERANCE) -> tuple[
 
 
 def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES,
-                     echo: Callable[[str], None] | None = None) -> tuple[Selection, Path]:
+                     echo: Callable[[str], None] | None = None,
+                     z_sigma_px: float | None = None) -> tuple[Selection, Path]:
     """Cross-validate ``candidates`` on the labeled patches of ``config.volume``, train the
     kept one on every label and export it to ``config.out`` (model contract, selection in
     ``extra["selection"]``).
@@ -250,6 +259,8 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
     config : a ``--volume`` training configuration (``paradigm`` is ignored: the networks'
         settings are used for the ``unet`` and ``contrastive`` candidates).
     candidates : names from :data:`CANDIDATES` (a KeyError lists them).
+    z_sigma_px : the small candidates' blur along Z in slices (default
+        :data:`training.volume_models.Z_SIGMA_PX`; 0: they see single slices).
 
     Returns (selection, exported model path).
     """
@@ -274,8 +285,14 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
     folds = make_folds(groups, labels, config.seed)
     scores = {c: math.nan for c in candidates}
     seconds: dict[str, float] = {}
+    stopped: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="nwwatch-select-") as work:
-        trainer = _Trainer(config, data, Path(work))
+        from training.volume_models import Z_SIGMA_PX
+
+        z_sigma = Z_SIGMA_PX if z_sigma_px is None else float(z_sigma_px)
+        if not (math.isfinite(z_sigma) and z_sigma >= 0):
+            raise ValueError(f"z_sigma_px must be >= 0, got {z_sigma_px}")
+        trainer = _Trainer(config, data, Path(work), z_sigma)
         if not folds:
             grouping, method = "none", "threshold"
             reason = ("too few labeled patches to hold any out (cross-validation needs two "
@@ -288,12 +305,22 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
             echo(f"cross-validation: {len(folds)} folds over {n_groups} {grouping}")
             for method in candidates:
                 start = time.perf_counter()
-                scores[method] = _cross_validate(trainer, method, labels, groups, folds)
+                finite = [v for v in scores.values() if not math.isnan(v)]
+                floor = max(finite) - TIE_TOLERANCE if finite else -math.inf
+                score, run = _cross_validate(trainer, method, labels, groups, folds, floor)
                 seconds[method] = time.perf_counter() - start
-                echo(f"  {method:12s} held-out balanced accuracy {scores[method]:.4f} "
-                     f"({seconds[method]:.0f} s)")
+                if run < len(folds):
+                    stopped[method] = score
+                    echo(f"  {method:12s} stopped after {run} of {len(folds)} folds: at most "
+                         f"{score:.4f}, below the best so far minus {TIE_TOLERANCE:g} "
+                         f"({seconds[method]:.0f} s)")
+                else:
+                    scores[method] = score
+                    echo(f"  {method:12s} held-out balanced accuracy {score:.4f} "
+                         f"({seconds[method]:.0f} s)")
             method, reason = choose(scores)
-        selection = Selection(method, scores, grouping, len(folds), reason, warnings, seconds)
+        selection = Selection(method, scores, grouping, len(folds), reason, warnings, seconds,
+                              stopped)
         echo(f"kept: {method} ({reason})")
         out = _train_final(trainer, method, labels, selection)
     return selection, out
@@ -325,6 +352,7 @@ def _train_final(trainer: _Trainer, method: str, labels: list[np.ndarray],
                "unlabeled_images": len(data.unlabeled),
                "class_mean_intensity": class_mean_intensity(data),
                "class_pixel_counts": class_pixel_counts(data),
+               "z_sigma_px": trainer.z_sigma_px,
                "selection": selection.as_dict()})
     out.parent.mkdir(parents=True, exist_ok=True)
     # The TorchScript exporter: 1 s instead of 20 s for the feature bank; verified the same way.

@@ -32,6 +32,7 @@ from nwwatch.volume.segment import (
     VolumeSegmentation,
     clean_mask,
     segment_volume,
+    smooth_along_z,
 )
 from nwwatch.volume.surface import surface_area
 from nwwatch.volume.verdict import (
@@ -69,6 +70,7 @@ __all__ = [
     "otsu_threshold",
     "reference_mask",
     "segment_volume",
+    "smooth_along_z",
     "surface_area",
     "threshold_agreement",
     "volume_metrics",

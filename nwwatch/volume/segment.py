@@ -26,6 +26,12 @@ Beyond the paper:
   border looks like: on the synthetic noise-limited volumes a contrastive model called the
   last row and column of every slice solid (2.6 % of the vacuum; IoU 0.76 -> 0.88 with the
   margin, docs/tomography.md).
+- **smoothing along Z** (2.5-D input): a model whose metadata names
+  ``extra["z_sigma_px"] > 0`` (the smoothed threshold and the pixel classifier of
+  ``nwwatch train --volume``) sees every slice averaged with its neighbours: the normalised
+  volume is blurred along Z with a Gaussian of that sigma (mirrored at the first and last
+  slice) before it is sliced, so each input slice is a weighted sum of the slices within
+  4 sigma. The graph keeps its one input channel; the runtime feeds the neighbours.
 - **cleanup**: solid specks (26-connected) and pores (6-connected) smaller than
   ``min_component_voxels`` are removed and filled: isolated noise voxels, not structure.
 
@@ -46,9 +52,11 @@ into the volume row and its ``volume_suspect`` warning.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from nwwatch.classes import SOLID
 from nwwatch.normalize import intensity_range, normalize_image
@@ -105,6 +113,31 @@ class VolumeOptions:
     def as_kwargs(self) -> dict[str, object]:
         """The settings as :func:`segment_volume` keyword arguments (field names match)."""
         return asdict(self)
+
+
+def smooth_along_z(volume: np.ndarray, sigma_px: float) -> np.ndarray:
+    """float32 (Z, Y, X): ``volume`` blurred along axis 0 by a Gaussian of ``sigma_px`` slices
+    (truncated at 4 sigma, mirrored ends: the first slice's neighbour below is the second);
+    ``sigma_px <= 0`` returns a float32 copy. What a model with ``extra["z_sigma_px"]`` sees,
+    in training and at run time."""
+    data = np.asarray(volume, dtype=np.float32)
+    if sigma_px <= 0:
+        return data.copy()
+    return ndi.gaussian_filter1d(data, float(sigma_px), axis=0, mode="mirror", truncate=4.0)
+
+
+def model_z_sigma_px(segmenter: Segmenter) -> float:
+    """The model's smoothing along Z (px; 0: none), from ``extra["z_sigma_px"]``."""
+    value = segmenter.metadata.extra.get("z_sigma_px", 0.0)
+    try:
+        sigma = float(value or 0.0)
+    except (TypeError, ValueError):
+        raise VolumeModelError(f"{segmenter.model_path}: extra.z_sigma_px must be a number, "
+                               f"got {value!r}") from None
+    if not math.isfinite(sigma) or sigma < 0:
+        raise VolumeModelError(f"{segmenter.model_path}: extra.z_sigma_px must be >= 0, "
+                               f"got {value!r}")
+    return sigma
 
 
 class VolumeModelError(ValueError):
@@ -173,8 +206,9 @@ class _SliceRunner:
 
     def __init__(self, segmenter: Segmenter, value_range: tuple[float, float] | None,
                  tile: int | None, overlap: int, batch_size: int, solid_index: int,
-                 margin: int = 0) -> None:
+                 margin: int = 0, normalised: bool = False) -> None:
         self.segmenter = segmenter
+        self.normalised = normalised
         self.value_range = value_range
         self.tile = tile
         self.overlap = overlap
@@ -184,7 +218,9 @@ class _SliceRunner:
 
     def _normalise(self, slices: np.ndarray) -> np.ndarray:
         # Normalised before mirroring, so an "image"-scope slice keeps its own intensity range.
-        if self.value_range is not None:
+        if self.normalised:
+            images = np.asarray(slices, dtype=np.float32)
+        elif self.value_range is not None:
             images = normalize_image(slices, self.value_range)
         else:
             images = np.stack([normalize_image(s) for s in slices])
@@ -301,8 +337,16 @@ def segment_volume(
     solid_index = _solid_index(segmenter)
     scope = segmenter.metadata.normalization_scope
     value_range = intensity_range(data) if scope == "volume" else None
+    z_sigma = model_z_sigma_px(segmenter)
+    source = data
+    if z_sigma > 0:
+        # The whole volume normalised as the model's scope says, then blurred along Z.
+        normalised = (normalize_image(data, value_range) if value_range is not None
+                      else np.stack([normalize_image(s) for s in data]))
+        source = smooth_along_z(normalised, z_sigma)
+        del normalised  # 4 bytes a voxel
     runner = _SliceRunner(segmenter, value_range, tile, overlap, batch_size, solid_index,
-                          int(margin_px))
+                          int(margin_px), normalised=z_sigma > 0)
 
     def along(stack: np.ndarray) -> np.ndarray:
         total = runner.stack(stack)
@@ -312,10 +356,10 @@ def segment_volume(
             total += np.flip(runner.stack(np.flip(stack, flip)), flip)
         return total / np.float32(4.0)
 
-    solid = along(data)
+    solid = along(source)
     if triplanar:
         for axis in (1, 2):
-            solid += np.moveaxis(along(np.moveaxis(data, axis, 0)), 0, axis)
+            solid += np.moveaxis(along(np.moveaxis(source, axis, 0)), 0, axis)
         solid /= np.float32(3.0)
     low, high = UNCERTAIN_BAND
     uncertain = float(np.count_nonzero((solid > low) & (solid < high)) / solid.size)
@@ -348,5 +392,5 @@ def _crosscheck(data: np.ndarray, mask: np.ndarray, uncertain: float, segmenter:
     labels_share = labels_threshold_share(blurred, intensity_range(data), means, solid_name)
     agreement = agreement_with(reference, mask)
     verdict = assess_mask(solid_fraction, uncertain, agreement, reference_share, labels_share,
-                          extra.get("class_pixel_counts"))
+                          extra.get("class_pixel_counts"), extra.get("selection"))
     return {"threshold_agreement": agreement, "verdict": verdict}

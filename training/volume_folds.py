@@ -1,0 +1,64 @@
+"""Cross-validation folds of ``nwwatch train --volume``: labeled patches and held-out sets.
+
+A patch is an 8-connected component of labeled pixels of one slice; a fold holds out whole
+patches, so that no held-out pixel has a training pixel next to it in the same patch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+#: Folds of the cross-validation at most (fewer when there are fewer patches).
+MAX_FOLDS = 3
+
+
+def patch_groups(labels: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Group ids of the labeled pixels of each slice: int32 (Y, X), -1 unlabeled; a group is
+    an 8-connected component of labeled pixels (a patch), numbered across slices."""
+    groups, offset = [], 0
+    for label in labels:
+        ids, count = ndi.label(label != 255, structure=np.ones((3, 3), dtype=bool))
+        groups.append(np.where(ids > 0, ids - 1 + offset, -1).astype(np.int32))
+        offset += count
+    return groups
+
+
+def _groups_with(groups: Sequence[np.ndarray], labels: Sequence[np.ndarray], cls: int) -> int:
+    return len({int(g) for group, label in zip(groups, labels, strict=True)
+                for g in np.unique(group[label == cls])})
+
+
+def make_folds(groups: Sequence[np.ndarray], labels: Sequence[np.ndarray], seed: int,
+               max_folds: int = MAX_FOLDS, tries: int = 50) -> list[list[int]]:
+    """Held-out group ids of each fold; every fold's training part keeps both classes and
+    every fold holds out at least one labeled pixel. Empty when a class lies in fewer than
+    two groups or no such split exists."""
+    if any(_groups_with(groups, labels, c) < 2 for c in (0, 1)):
+        return []
+    ids = sorted({int(g) for group in groups for g in np.unique(group[group >= 0])})
+    n_folds = min(max_folds, len(ids))
+    if n_folds < 2:
+        return []
+    classes = {g: set() for g in ids}
+    for group, label in zip(groups, labels, strict=True):
+        for g, c in zip(group[group >= 0], label[group >= 0], strict=True):
+            classes[int(g)].add(int(c))
+    rng = np.random.default_rng(seed)
+    for _ in range(tries):
+        order = list(rng.permutation(ids))
+        folds = [[int(g) for g in order[k::n_folds]] for k in range(n_folds)]
+        if all({c for g in ids if g not in fold for c in classes[g]} >= {0, 1}
+               for fold in folds):
+            return folds
+    return []
+
+
+def held_out_counts(labels: Sequence[np.ndarray], groups: Sequence[np.ndarray],
+                     folds: Sequence[Sequence[int]]) -> np.ndarray:
+    """int64 (folds, 2): held-out labeled pixels of each class (pore, solid) in each fold."""
+    return np.array([[sum(int(np.count_nonzero(np.isin(group, held) & (label == c)))
+                          for group, label in zip(groups, labels, strict=True))
+                      for c in (0, 1)] for held in folds], dtype=np.int64)
