@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from nwwatch.io.dataset import pair_folder, read_pair
 from nwwatch.normalize import normalize_image
-from nwwatch.segment.evaluate import _read, pair_folder
 from nwwatch.segment.metrics import confusion_matrix, metrics_from_confusion
 from nwwatch.segment.session import Segmenter
 
@@ -44,8 +44,8 @@ def score(model: Path, data: Path, flip_average: bool,
     pooled = np.zeros((len(names), len(names)), np.int64)
     images = {}
     for stem, image_path, label_path in pair_folder(data):
-        label = _read(label_path)
-        predicted = segmenter.segment(normalize_image(_read(image_path))).labels[0]
+        image, label = read_pair(image_path, label_path, len(names))
+        predicted = segmenter.segment(normalize_image(image)).labels[0]
         confusion = confusion_matrix(label, predicted, len(names))
         pooled += confusion
         m = metrics_from_confusion(confusion)
