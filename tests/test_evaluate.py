@@ -139,6 +139,8 @@ def test_evaluate_end_to_end_with_synthetic_truth(tmp_path):
         angles = report[key]
         # every frame is either measured or counted as a failure with its status
         assert angles["valid"] + sum(angles["failures"].values()) == angles["frames"] == 3
+    # In-situ models always report the interface offset (frames 0 without an interface).
+    assert set(report["interface_offset"]) == {"frames", "bias_px", "rms_px", "mean_abs_px"}
 
 
 def test_evaluate_names_the_file_without_label(tmp_path):
