@@ -26,11 +26,14 @@ from typing import Any
 import click
 import numpy as np
 
+from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.io.dataset import DatasetLayoutError, pair_folder, read_pair
 from nwwatch.normalize import intensity_range, normalize_image
 from nwwatch.segment.metrics import (
+    InterfaceOffsets,
     SegmentationMetrics,
     confusion_matrix,
+    interface_offsets_px,
     metrics_from_confusion,
 )
 from nwwatch.segment.scale import WorkingScale
@@ -72,6 +75,7 @@ class EvaluationReport:
     metrics: SegmentationMetrics
     angles: AngleErrors | None = None
     angles_on_truth_labels: AngleErrors | None = None
+    interface: InterfaceOffsets | None = None
     seconds_per_image: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -85,6 +89,8 @@ class EvaluationReport:
             out["contact_angle"] = self.angles.__dict__
         if self.angles_on_truth_labels is not None:
             out["contact_angle_on_truth_labels"] = self.angles_on_truth_labels.__dict__
+        if self.interface is not None:
+            out["interface_offset"] = self.interface.__dict__
         return out
 
 
@@ -129,6 +135,7 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     errors, errors_truth = [], []
     failures, failures_truth = Counter(), Counter()
     measured = 0
+    offsets: list[np.ndarray] = []
     elapsed = 0.0
     for stem, image_path, label_path in pairs:
         raw, label = read_pair(image_path, label_path, num_classes)
@@ -138,6 +145,8 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         elapsed += time.perf_counter() - started
         predicted = result.labels[0]
         confusion += confusion_matrix(label, predicted, num_classes)
+        if num_classes == 3:
+            offsets.append(interface_offsets_px(label, predicted, wire=NANOWIRE, droplet=DROPLET))
         if truth is not None and stem in truth and num_classes == 3:
             angle_true, pixel_size = truth[stem]
             measured += 1
@@ -154,6 +163,8 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     report = EvaluationReport(str(model_path), len(pairs), tuple(meta.class_names),
                               metrics_from_confusion(confusion),
                               seconds_per_image=elapsed / max(len(pairs), 1))
+    if num_classes == 3:
+        report.interface = InterfaceOffsets.from_frames(offsets)
     if truth is not None:
         report.angles = AngleErrors.from_errors(errors, measured, failures)
         report.angles_on_truth_labels = AngleErrors.from_errors(errors_truth, measured,
@@ -171,6 +182,11 @@ def format_report(report: EvaluationReport) -> str:
     for name, iou, dice in zip(report.class_names, m.iou, m.dice, strict=True):
         if not math.isnan(iou):
             lines.append(f"  {name:>12}: IoU {100 * iou:.2f} %  Dice {100 * dice:.2f} %")
+    off = report.interface
+    if off is not None and off.frames:
+        lines.append(f"  wire/droplet interface offset (+ = into the true wire): bias "
+                     f"{off.bias_px:+.2f} px, RMS of frame means {off.rms_px:.2f} px, "
+                     f"mean |offset| {off.mean_abs_px:.2f} px over {off.frames} frames")
     for title, errs in (("contact angle (predicted labels)", report.angles),
                         ("contact angle (true labels)", report.angles_on_truth_labels)):
         if errs is not None:

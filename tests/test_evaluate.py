@@ -11,7 +11,9 @@ from click.testing import CliRunner
 
 from nwwatch.cli import main
 from nwwatch.segment.metrics import (
+    InterfaceOffsets,
     confusion_matrix,
+    interface_offsets_px,
     metrics_from_confusion,
     segmentation_metrics,
 )
@@ -77,6 +79,46 @@ def _export_untrained(path):
     export_onnx(model, path, metadata, exporter="legacy")
 
 
+def _wire_under_droplet(facet_row: float, size: int = 96) -> np.ndarray:
+    """A vertical wire (class 1) below row ``facet_row`` and a droplet disc (class 2) above,
+    on background; the facet is the tilted line row = facet_row + 0.2 (col - 48)."""
+    rows, cols = np.mgrid[:size, :size].astype(float)
+    labels = np.zeros((size, size), np.uint8)
+    facet = facet_row + 0.2 * (cols - 48)
+    labels[(np.abs(cols - 48) <= 20) & (rows >= facet)] = 1
+    labels[((rows - facet_row + 10) ** 2 + (cols - 48) ** 2 <= 26**2) & (rows < facet)] = 2
+    return labels
+
+
+@pytest.mark.parametrize("shift_px", [-4, -1, 0, 2, 5])
+def test_interface_offset_recovers_a_known_shift(shift_px):
+    truth = _wire_under_droplet(50.0)
+    # The predicted droplet reaches shift_px further into the wire (+) or stops short (-).
+    predicted = truth.copy()
+    moved = _wire_under_droplet(50.0 + shift_px)
+    interface = (truth > 0) & (moved > 0)
+    predicted[interface] = moved[interface]
+    offsets = interface_offsets_px(truth, predicted)
+    assert offsets.size > 20
+    # Distances are perpendicular to a facet inclined by atan(0.2): shift * cos(11.3 deg).
+    assert np.median(offsets) == pytest.approx(shift_px * math.cos(math.atan(0.2)), abs=0.6)
+    summary = InterfaceOffsets.from_frames([offsets, np.zeros(0)])
+    assert summary.frames == 1
+    assert summary.bias_px == pytest.approx(offsets.mean())
+
+
+def test_interface_offset_leaves_out_unlabeled_and_far_interfaces():
+    truth = _wire_under_droplet(50.0)
+    predicted = truth.copy()
+    predicted[5:9, 5:9], predicted[5:9, 9:12] = 2, 1  # a spurious interface far away
+    offsets = interface_offsets_px(truth, predicted)
+    assert offsets.size > 20 and np.all(offsets == 0)
+    # The interface inside a band labelled 255 has no truth to be compared with.
+    band = (truth > 0) & (np.abs(np.arange(96)[:, None] - 50) <= 12)
+    assert interface_offsets_px(np.where(band, 255, truth), truth).size == 0
+    assert InterfaceOffsets.from_frames([]).frames == 0
+
+
 def test_evaluate_end_to_end_with_synthetic_truth(tmp_path):
     runner = CliRunner()
     data = tmp_path / "synth"
@@ -97,6 +139,8 @@ def test_evaluate_end_to_end_with_synthetic_truth(tmp_path):
         angles = report[key]
         # every frame is either measured or counted as a failure with its status
         assert angles["valid"] + sum(angles["failures"].values()) == angles["frames"] == 3
+    # In-situ models always report the interface offset (frames 0 without an interface).
+    assert set(report["interface_offset"]) == {"frames", "bias_px", "rms_px", "mean_abs_px"}
 
 
 def test_evaluate_names_the_file_without_label(tmp_path):

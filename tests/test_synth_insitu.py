@@ -23,7 +23,8 @@ from nwwatch.synth.geometry import (
 )
 from nwwatch.synth.insitu import generate_insitu, render_insitu_frame
 from nwwatch.synth.labels import classify, coverage_labels
-from nwwatch.synth.params import sample_frame_params, video_frame_params
+from nwwatch.synth.params import sample_frame_params
+from nwwatch.synth.video import video_frame_params
 
 
 def fit_circle(points: np.ndarray) -> tuple[float, float, float]:
@@ -335,7 +336,7 @@ def test_wire_profile_widths(profile: str, depth: float, expected: float) -> Non
 
 
 def test_placements_show_the_wire_as_asked() -> None:
-    from nwwatch.synth.params import PLACEMENTS, _side_lengths, _visible_wire_length
+    from nwwatch.synth.placement import PLACEMENTS, _side_lengths, _visible_wire_length
 
     assert PLACEMENTS == ("centred", "corner", "stub")
     for seed in range(4):

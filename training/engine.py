@@ -30,7 +30,13 @@ import numpy as np
 import torch
 
 from nwwatch import __version__
-from nwwatch.segment.metrics import SegmentationMetrics, confusion_matrix, metrics_from_confusion
+from nwwatch.segment.metrics import (
+    InterfaceOffsets,
+    SegmentationMetrics,
+    confusion_matrix,
+    interface_offsets_px,
+    metrics_from_confusion,
+)
 from nwwatch.segment.session import pad_to_multiple
 from training.augment import augment, effective_crop, random_crop
 from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
@@ -162,14 +168,21 @@ def predict_labels(model: torch.nn.Module, image: np.ndarray, device: torch.devi
 
 
 def validate(model: torch.nn.Module, items: list[LabeledImage], num_classes: int,
-             device: torch.device) -> SegmentationMetrics:
-    """Dataset-level metrics of ``model`` (eval mode) on full images (255 ignored)."""
+             device: torch.device,
+             interface: list[np.ndarray] | None = None) -> SegmentationMetrics:
+    """Dataset-level metrics of ``model`` (eval mode) on full images (255 ignored).
+
+    ``interface``: a list that receives, per image of an in-situ (3-class) model, the
+    signed offsets (px) of the predicted wire/droplet interface from the labelled one
+    (:func:`nwwatch.segment.metrics.interface_offsets_px`)."""
     was_training = model.training
     model.eval()
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     for item in items:
-        confusion += confusion_matrix(item.label, predict_labels(model, item.image, device),
-                                      num_classes)
+        predicted = predict_labels(model, item.image, device)
+        confusion += confusion_matrix(item.label, predicted, num_classes)
+        if interface is not None and num_classes == 3:
+            interface.append(interface_offsets_px(item.label, predicted))
     model.train(was_training)
     return metrics_from_confusion(confusion)
 
@@ -332,10 +345,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{logs['loss']:.4f}",
                                 **{f"{prefix}_mIoU": f"{best['metrics'].get('mean_iou', 0):.3f}"})
-        scores = validate(inference, eval_items, num_classes, device)
+        offsets: list[np.ndarray] = []
+        scores = validate(inference, eval_items, num_classes, device, offsets)
         metrics = {f"{prefix}_{k}": v for k, v in scores.as_dict(data.class_names).items()}
+        found = InterfaceOffsets.from_frames(offsets)
+        facet = {f"{prefix}_interface_bias_px": found.bias_px,
+                 f"{prefix}_interface_abs_px": found.mean_abs_px} if found.frames else {}
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr,
-                  "seconds": time.monotonic() - started, **metrics}
+                  "seconds": time.monotonic() - started, **metrics, **facet}
         history.append(record)
         if val_items and scores.mean_iou > best["score"]:
             best = {"epoch": epoch + 1, "score": scores.mean_iou, "metrics": scores.as_dict()}
@@ -346,8 +363,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         if bar is not None:
             bar.set_postfix(epoch=epoch + 1, loss=f"{record['loss']:.4f}",
                             **{f"{prefix}_mIoU": f"{scores.mean_iou:.4f}"})
+        interface_note = (f" interface {facet[f'{prefix}_interface_bias_px']:+.2f} px"
+                          if facet else "")
         echo(f"epoch {epoch + 1}/{config.epochs} loss {record['loss']:.4f} "
-             f"{prefix} mIoU {scores.mean_iou:.4f} ({record['seconds']:.0f} s)")
+             f"{prefix} mIoU {scores.mean_iou:.4f}{interface_note} ({record['seconds']:.0f} s)")
         checkpoint(epoch + 1)
     if bar is not None:
         bar.close()

@@ -14,7 +14,8 @@ import numpy as np
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.synth.geometry import axis_vectors
 from nwwatch.synth.insitu import frame_params, render_insitu_frame
-from nwwatch.synth.params import frame_rng, sample_frame_params, video_frame_params
+from nwwatch.synth.params import frame_rng, sample_frame_params
+from nwwatch.synth.video import video_frame_params
 
 HERE = Path(__file__).resolve().parent
 VIDEO_SEED = 12

@@ -1,6 +1,7 @@
-"""Segmentation metrics from a confusion matrix: per-class IoU, mIoU, Dice, pixel accuracy.
+"""Segmentation metrics from a confusion matrix: per-class IoU, mIoU, Dice, pixel accuracy,
+and the displacement of a predicted interface (:func:`interface_offsets_px`).
 
-Numpy only (runtime-safe); training imports it for validation. Pixels whose truth is
+Numpy and OpenCV only (runtime-safe); training imports it for validation. Pixels whose truth is
 :data:`nwwatch.classes.UNLABELED` (255) are ignored everywhere. Dataset-level figures are
 computed from the confusion matrix summed over all images (pixel-weighted), not averaged
 per image, so that small images do not weigh as much as large ones.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from nwwatch.classes import UNLABELED
@@ -106,3 +108,76 @@ def segmentation_metrics(
 ) -> SegmentationMetrics:
     """Metrics of one label image or a stack; see :func:`metrics_from_confusion`."""
     return metrics_from_confusion(confusion_matrix(truth, prediction, num_classes))
+
+
+def interface_offsets_px(truth: np.ndarray, prediction: np.ndarray, *, wire: int = 1,
+                         droplet: int = 2, max_px: float = 20.0) -> np.ndarray:
+    """Signed distances (px) of the predicted wire/droplet interface from the true one.
+
+    Parameters
+    ----------
+    truth, prediction : integer (H, W) label images ((row, col), pixel centres); truth may
+        hold 255 (unlabeled).
+    wire, droplet : the two classes whose interface is compared.
+    max_px : predicted interface pixels farther than this from the true other class are
+        left out (they belong to a spurious interface, not to a displaced one).
+
+    Returns
+    -------
+    float64 (N,): one value per predicted interface pixel (a predicted droplet pixel with a
+    predicted wire 4-neighbour) that lies on true wire or droplet. Positive: the predicted
+    interface lies that far inside the true wire (the droplet drawn too large); negative:
+    inside the true droplet. A prediction equal to the truth gives zeros. Euclidean
+    distances to the nearest true pixel of the other class, so about one pixel per pixel of
+    shift perpendicular to the interface.
+    """
+    truth = np.asarray(truth)
+    pred_drop = np.asarray(prediction) == droplet
+    pred_wire = np.asarray(prediction) == wire
+    near_wire = np.zeros_like(pred_wire)
+    near_wire[1:] |= pred_wire[:-1]
+    near_wire[:-1] |= pred_wire[1:]
+    near_wire[:, 1:] |= pred_wire[:, :-1]
+    near_wire[:, :-1] |= pred_wire[:, 1:]
+    rows, cols = np.nonzero(pred_drop & near_wire)
+    if rows.size == 0:
+        return np.zeros(0)
+    true_drop = truth == droplet
+    true_wire = truth == wire
+    # Distance of every pixel to the nearest true droplet / wire pixel.
+    to_drop = cv2.distanceTransform((~true_drop).astype(np.uint8), cv2.DIST_L2,
+                                    cv2.DIST_MASK_PRECISE)
+    to_wire = cv2.distanceTransform((~true_wire).astype(np.uint8), cv2.DIST_L2,
+                                    cv2.DIST_MASK_PRECISE)
+    t = truth[rows, cols]
+    offsets = np.where(t == wire, to_drop[rows, cols], -(to_wire[rows, cols] - 1.0))
+    keep = ((t == wire) | (t == droplet)) & (np.abs(offsets) <= max_px)
+    if not true_wire.any() or not true_drop.any():
+        keep[:] = False
+    return offsets[keep].astype(np.float64)
+
+
+@dataclass(frozen=True)
+class InterfaceOffsets:
+    """Displacement (px) of the predicted wire/droplet interface over a set of frames
+    (:func:`interface_offsets_px`; positive = into the true wire).
+
+    ``frames``: frames with a predicted and a true interface; ``bias_px``: mean of the
+    per-frame means; ``rms_px``: root mean square of the per-frame means; ``mean_abs_px``:
+    mean |offset| over all interface pixels (a ragged interface raises it, a shift too).
+    """
+
+    frames: int
+    bias_px: float
+    rms_px: float
+    mean_abs_px: float
+
+    @classmethod
+    def from_frames(cls, per_frame: list[np.ndarray]) -> InterfaceOffsets:
+        kept = [o for o in per_frame if o.size]
+        if not kept:
+            nan = float("nan")
+            return cls(0, nan, nan, nan)
+        means = np.array([o.mean() for o in kept])
+        return cls(len(kept), float(means.mean()), float(np.sqrt(np.mean(means**2))),
+                   float(np.abs(np.concatenate(kept)).mean()))

@@ -17,7 +17,7 @@ _LAZY = {
     "generate_insitu": "nwwatch.synth.insitu",
     "render_insitu_frame": "nwwatch.synth.insitu",
     "sample_frame_params": "nwwatch.synth.params",
-    "video_frame_params": "nwwatch.synth.params",
+    "video_frame_params": "nwwatch.synth.video",
     "FrameParams": "nwwatch.synth.params",
     "generate_tomogram": "nwwatch.synth.tomogram",
 }

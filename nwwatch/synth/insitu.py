@@ -43,14 +43,10 @@ from nwwatch.synth.optics import (
     illumination,
     smooth_field,
 )
-from nwwatch.synth.params import (
-    FrameParams,
-    frame_rng,
-    sample_frame_params,
-    video_frame_params,
-)
+from nwwatch.synth.params import FrameParams, frame_rng, sample_frame_params
 from nwwatch.synth.scalebar import burn_scale_bar
 from nwwatch.synth.texture import lattice_modulation, stacking_sequence
+from nwwatch.synth.video import video_frame_params
 
 #: Columns of truth.parquet, in order.
 TRUTH_SCHEMA = pa.schema([
@@ -312,7 +308,7 @@ def generate_insitu(
     (one row per frame, columns :data:`TRUTH_SCHEMA`). ``video=False``: independent random
     frames; ``video=True``: one growing wire, drifting, with the contact angle oscillating
     over layer cycles; ``video_options`` fix parts of the video's scene
-    (:func:`nwwatch.synth.params.video_scene`: droplet radius, dose, facet inclination).
+    (:func:`nwwatch.synth.video.video_scene`: droplet radius, dose, facet inclination).
     Frame k depends only on (seed, k, video, size, video_options).
 
     Returns the truth table (pyarrow.Table).
