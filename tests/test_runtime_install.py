@@ -136,7 +136,7 @@ def test_help_replay_and_demo_run_from_the_runtime_alone(runtime_venv, tmp_path)
     r = _nwwatch(runtime_venv, "replay", str(acq), "--out", str(tmp_path / "res"),
                  cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    frames = list((tmp_path / "res" / "frames").glob("*.parquet"))
+    frames = list((tmp_path / "res" / "frames").rglob("*.parquet"))
     import pyarrow.parquet as pq
 
     assert sum(pq.read_metadata(f).num_rows for f in frames) == 2

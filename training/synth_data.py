@@ -23,13 +23,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
 from nwwatch.synth.geometry import WireSpec, wire_chords
-from nwwatch.synth.insitu import TRUTH_SCHEMA, frame_params, render_insitu_frame
-from nwwatch.synth.params import frame_rng
+from nwwatch.synth.insitu import generate_insitu
 
 #: Thinnest chord (px) of solid and of cap for a ray to count as crossing both.
 MIN_CHORD_PX = 0.5
@@ -75,24 +73,16 @@ def write_training_frames(
     ``out_dir/frame_NNNNN.tif``, ``out_dir/labels/frame_NNNNN.png`` (the truth labels with
     the overlap band unlabeled) and ``out_dir/truth.parquet``. Returns the number of label
     pixels set to 255 in all."""
-    from nwwatch.io import write_frame_tiff
-
-    out = Path(out_dir)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
     ignored = 0
-    for k in range(first, first + n_frames):
-        params = frame_params(seed, k, size)
-        image, labels, truth = render_insitu_frame(params, frame_rng(seed, k, 2))
+
+    def unlabel_band(labels: np.ndarray, params) -> np.ndarray:
+        nonlocal ignored
         train = training_labels(labels, (params.wire, *params.distractors))
         ignored += int(np.count_nonzero(train != labels))
-        name = f"frame_{k:05d}"
-        write_frame_tiff(out / f"{name}.tif", image, pixel_size_nm=params.pixel_size_nm,
-                         acquired_at=params.acquired_at)
-        if not cv2.imwrite(str(out / "labels" / f"{name}.png"), train):
-            raise OSError(f"write_training_frames: could not write {out / 'labels' / name}.png")
-        rows.append({"file": f"{name}.tif", **truth, "seed": seed, "video": False})
-    pq.write_table(pa.Table.from_pylist(rows, schema=TRUTH_SCHEMA), out / "truth.parquet")
+        return train
+
+    generate_insitu(out_dir, n_frames, seed=seed, size=size, first=first,
+                    label_transform=unlabel_band)
     return ignored
 
 

@@ -1,6 +1,6 @@
 """Column schemas of the result tables: provenance columns + measurement columns.
 
-Frame rows (``RESULTS/frames/*.parquet``) and volume rows (``RESULTS/volumes/*.parquet``)
+Frame rows (``RESULTS/frames/acquisition=*/*.parquet``) and volume rows (``RESULTS/volumes/...``)
 are documented column by column in the README. The results layer imports no producer: the
 layer that knows one (``nwwatch.measure``, ``nwwatch.volume``) passes its columns to
 :func:`frame_schema` or :func:`volume_schema`.

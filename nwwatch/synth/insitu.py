@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +301,8 @@ def generate_insitu(
     seed: int = 0,
     size: int = 512,
     video_options: dict[str, float] | None = None,
+    first: int = 0,
+    label_transform: Callable[[np.ndarray, FrameParams], np.ndarray] | None = None,
 ) -> pa.Table:
     """Write a synthetic in-situ acquisition with exact truth.
 
@@ -309,7 +312,9 @@ def generate_insitu(
     frames; ``video=True``: one growing wire, drifting, with the contact angle oscillating
     over layer cycles; ``video_options`` fix parts of the video's scene
     (:func:`nwwatch.synth.video.video_scene`: droplet radius, dose, facet inclination).
-    Frame k depends only on (seed, k, video, size, video_options).
+    Frame k depends only on (seed, k, video, size, video_options). Independent frames may
+    start at index ``first``; ``label_transform(labels, params)`` replaces the label image
+    written (e.g. training labels with regions left unlabeled), the truth stays exact.
 
     Returns the truth table (pyarrow.Table).
     """
@@ -317,14 +322,18 @@ def generate_insitu(
 
     if n_frames < 1:
         raise ValueError(f"generate_insitu: n_frames must be >= 1, got {n_frames}")
+    if video and first:
+        raise ValueError("generate_insitu: a video always starts at frame 0 (first must be 0)")
     out = Path(out_dir)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     if video:
         all_params = video_frame_params(seed, size, n_frames, **(video_options or {}))
     rows: list[dict[str, Any]] = []
-    for k in range(n_frames):
+    for k in range(first, first + n_frames):
         params = all_params[k] if video else frame_params(seed, k, size)
         image, labels, truth = render_insitu_frame(params, frame_rng(seed, k, 2, video=video))
+        if label_transform is not None:
+            labels = label_transform(labels, params)
         name = f"frame_{k:05d}"
         write_frame_tiff(out / f"{name}.tif", image, pixel_size_nm=params.pixel_size_nm,
                          acquired_at=params.acquired_at)
