@@ -97,12 +97,20 @@ def test_recovers_theta_from_probability_map(theta, a, axis, dr, dc):
     axis2=st.floats(-180, 180),
 )
 def test_orientation_invariance(theta, a, axis1, axis2):
+    """Any in-plane orientation gives the same angle within the binary mask's tolerance.
+    From a = 30 px every orientation is measured; below, a small droplet may instead be
+    refused as too uncertain (the flat-versus-tilted facet term grows as the facet
+    shrinks), never given a wrong angle."""
     angles = []
     for axis in (axis1, axis2):
         r = measure_contact_angle(cap(theta, a, axis, (128.2, 127.9)).labels)
+        if a < 30 and r.reason_code == "angle_uncertain":
+            continue
         assert r.status == "ok", r.reason
+        assert abs(r.contact_angle_deg - theta) <= 2 * binary_tolerance_deg(a)
         angles.append(r.contact_angle_deg)
-    assert abs(angles[0] - angles[1]) <= 2 * binary_tolerance_deg(a)
+    if len(angles) == 2:
+        assert abs(angles[0] - angles[1]) <= 2 * binary_tolerance_deg(a)
 
 
 @pytest.mark.parametrize("axis", [0.0, 90.0, 180.0, -90.0, 45.0, 179.0])
