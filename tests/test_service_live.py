@@ -118,8 +118,9 @@ def test_burst_of_200_then_restart_reprocesses_nothing(setup):
         write_frame_tiff(acq / f"f{i:03d}.tif", paint_insitu(90 + 0.3 * i, size=64),
                          acquired_at=T0 + timedelta(seconds=i))
     table = wait_rows(res, 200, timeout=90, proc=daemon)
-    code, seconds = daemon.terminate()
-    assert code == 0 and seconds < 10
+    code, _ = daemon.terminate()
+    # exit 0: drained and stopped cleanly (terminate() fails past its own 10 s)
+    assert code == 0
     assert len(table) == 200 and not table.duplicated(["source", "frame"]).any()
     files_before = dataset_files(res / "frames")
     # Every processed file's batch was written to a results file (rows_written names them).
@@ -204,10 +205,10 @@ def test_sigterm_drains_and_systemd_notify(setup):
     for i in range(40):
         write_frame_tiff(acq / f"f{i:02d}.tif", paint_insitu(95 + i, size=96))
     drain(1.0)
-    code, seconds = daemon.terminate()
+    code, _ = daemon.terminate()
     drain(0.3)
     sock.close()
-    assert code == 0 and seconds < 10
+    assert code == 0  # drained and stopped cleanly (terminate() fails past 10 s)
     text = "\n".join(messages)
     assert "READY=1" in text and "WATCHDOG=1" in text and "STOPPING=1" in text
     assert any(m.startswith("STATUS=queue") for m in messages)
