@@ -77,8 +77,8 @@ def process(
     lost = engine.ledger.lost()
     if lost is not None:
         raise LedgerLostError(lost)
-    if force and engine.buffer.batches:
-        write_held(engine, report, force=True)  # rows of files about to be replaced go first
+    # With ``force`` too, content whose rows this process still holds is skipped by collect
+    # (processed in this run already), so held rows need not be written first.
     t0 = time.perf_counter()
     items = collect(files, engine, report, force)
     report.timings_ms["hash"] = (time.perf_counter() - t0) * 1e3
