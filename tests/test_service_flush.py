@@ -148,3 +148,107 @@ def test_sigterm_writes_the_held_rows(tmp_path):
     assert code == 0
     files = dataset_files(res / "frames")
     assert len(files) == 1 and pq.read_metadata(files[0]).num_rows == 5
+
+
+HOLD = FlushPolicy(max_rows=10**9, max_seconds=1e9)  # rows stay held until written by hand
+
+
+def _frames_in(folder, n: int, salt: int = 0) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = folder / f"f{i:03d}.tif"
+        write_frame_tiff(p, paint_insitu(95.0 + i, size=48),
+                         acquired_at=T0 + timedelta(seconds=i, microseconds=salt))
+        paths.append(p)
+    return paths
+
+
+def _rows_per_content(out) -> pd.Series:
+    files = dataset_files(out / "frames")
+    if not files:
+        return pd.Series(dtype=int)
+    rows = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    return rows.groupby("source_sha256").size()
+
+
+def test_the_same_content_in_two_watched_folders_is_written_once(tmp_path, onnx_model):
+    """Watches share the ledger and so one row buffer: a copy in another folder, arriving
+    while the first one's rows are held, is skipped, not processed into a second row."""
+    from nwwatch.service.config import InferenceConfig, TomogramSettings
+    from nwwatch.service.engines import EngineSpec, build_engines
+    from nwwatch.service.logsetup import get_logger
+
+    out = tmp_path / "out"
+    ledger = Ledger(out / "ledger.sqlite", out)
+    a_files = _frames_in(tmp_path / "a" / "acq", 3)
+    b_folder = tmp_path / "b" / "acq"
+    b_folder.mkdir(parents=True)
+    for p in a_files:
+        shutil.copy2(p, b_folder / p.name)
+    specs = [EngineSpec("insitu", onnx_model, "watch[0].model"),
+             EngineSpec("insitu", onnx_model, "watch[1].model")]
+    ea, eb = build_engines(specs, ledger, out, inference=InferenceConfig(providers=("cpu",)),
+                           max_attempts=3, tomogram=TomogramSettings(), log=get_logger(),
+                           flush=HOLD)
+    assert [f.state for f in process(a_files, ea).files] == ["done"] * 3
+    assert [f.state for f in process(sorted(b_folder.iterdir()), eb).files] == ["skipped"] * 3
+    write_held(ea, force=True)
+    write_held(eb, force=True)
+    per = _rows_per_content(out)
+    assert len(per) == 3 and (per == 1).all()
+    ledger.close()
+
+
+def test_force_then_kill_while_held_leaves_the_earlier_rows_done(tmp_path, onnx_model):
+    """replay --force holds new rows; killed before they are written, the earlier rows (still
+    in the earlier file) stay done, so a later run neither adds them again nor loses them."""
+    out = tmp_path / "out"
+    files = _frames_in(tmp_path / "in" / "acq", 3, salt=7)
+    seg = Segmenter(onnx_model, providers=("cpu",), threads=1)
+    ledger = Ledger(out / "ledger.sqlite", out)
+    process(files, Engine("insitu", seg, ledger, out, batch_size=4))  # written at once
+    process(files, Engine("insitu", seg, ledger, out, batch_size=4, buffer=RowBuffer(HOLD)),
+            force=True)
+    ledger.close()  # as kill -9: the held rows are lost with the process
+    ledger = Ledger(out / "ledger.sqlite", out)
+    ledger.reconcile(3)
+    again = process(files, Engine("insitu", seg, ledger, out, batch_size=4))
+    assert [f.state for f in again.files] == ["skipped"] * 3
+    process(files, Engine("insitu", seg, ledger, out, batch_size=4), force=True)
+    per = _rows_per_content(out)
+    assert len(per) == 3 and (per == 1).all()
+    ledger.close()
+
+
+def test_an_interrupt_after_the_rename_does_not_write_the_rows_again(tmp_path, onnx_model,
+                                                                      monkeypatch):
+    """Ctrl-C between the file's rename and the folder's fsync: the written file is adopted
+    (at once by the next settle, or at the next start), never written under a second name."""
+    import nwwatch.atomic as atomic
+
+    out = tmp_path / "out"
+    files = _frames_in(tmp_path / "in" / "acq", 3, salt=11)
+    ledger = Ledger(out / "ledger.sqlite", out)
+    engine = Engine("insitu", Segmenter(onnx_model, providers=("cpu",), threads=1), ledger,
+                    out, batch_size=4, buffer=RowBuffer(HOLD))
+    process(files, engine)
+    real, calls = atomic.fsync_folder, []
+
+    def interrupted(folder):
+        if "acquisition=" in str(folder) and not calls:
+            calls.append(folder)
+            raise KeyboardInterrupt
+        return real(folder)
+
+    monkeypatch.setattr(atomic, "fsync_folder", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_held(engine, force=True)
+    assert calls and not engine.buffer.batches
+    assert write_held(engine, force=True) is None  # what replay's Ctrl-C handler does
+    ledger.close()
+    ledger = Ledger(out / "ledger.sqlite", out)
+    assert ledger.reconcile(3).adopted
+    per = _rows_per_content(out)
+    assert len(per) == 3 and (per == 1).all() and len(dataset_files(out / "frames")) == 1
+    ledger.close()

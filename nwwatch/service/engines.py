@@ -48,6 +48,9 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     from nwwatch.segment.session import Segmenter
 
     segmenters: dict[Path, Segmenter] = {}
+    # One buffer for every watch: they share the ledger, and content whose rows are held
+    # must be seen as processed by every watch (a copy in another folder is skipped).
+    buffer = RowBuffer(flush)
     engines = []
     volume_options = tomogram.volume_options(**volume_overrides)
     for spec in specs:
@@ -69,7 +72,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                               max_attempts=max_attempts, log=log,
                               volume_options=volume_options,
                               overlays=overlays or OverlaySettings(),
-                              buffer=RowBuffer(flush)))
+                              buffer=buffer))
     return engines
 
 

@@ -118,13 +118,24 @@ class RowBuffer:
             try:
                 table = pa.concat_tables([b.table for b in group])
                 write_table_atomic(table, path)
-            except OSError as exc:
+            except BaseException as exc:
+                if path.is_file():
+                    # Renamed into place before the error (e.g. Ctrl-C during the folder's
+                    # fsync): the file is adopted when the batches are settled, never
+                    # written a second time.
+                    self._drop(group)
+                    ledger.held.difference_update(ids)
+                    raise
+                if not isinstance(exc, Exception):
+                    raise  # interrupted before the rename: still held, written later
                 self._drop(group)
                 for b in group:
                     for aux in b.aux:
                         aux.unlink(missing_ok=True)
                 ledger.release_held(ids)
-                raise ResultsWriteError(f"{path}: cannot write results ({exc})") from exc
+                if isinstance(exc, OSError):
+                    raise ResultsWriteError(f"{path}: cannot write results ({exc})") from exc
+                raise  # not the disk's fault: released (processed again), logged by caller
             self._drop(group)
             try:
                 crash_point("after_write")

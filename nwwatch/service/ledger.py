@@ -286,9 +286,27 @@ class Ledger(Recovery, HeldBatches):
         return quarantined
 
     @staticmethod
-    def _release_leftovers(db, batch_id: str, now: float) -> None:
+    def _restore_superseded(db, batch_id: str, now: float) -> None:
+        # Files processed again (force) whose new rows were never written: their earlier
+        # rows are still in the earlier file, so they are done under the earlier batch
+        # again (deleting them would let a later run add their rows a second time).
+        row = db.execute("SELECT supersedes FROM batches WHERE batch_id=?",
+                         (batch_id,)).fetchone()
+        for rel, shas in json.loads(row[0]) if row and row[0] else []:
+            earlier = db.execute("SELECT batch_id FROM batches WHERE parquet=? AND "
+                                 "state='committed' AND batch_id<>? LIMIT 1",
+                                 (rel, batch_id)).fetchone()
+            if earlier is None:
+                continue
+            db.executemany("UPDATE items SET state='done', batch_id=?, updated_at=? "
+                           "WHERE batch_id=? AND sha256=? AND state='pending'",
+                           [(earlier[0], now, batch_id, sha) for sha in shas])
+
+    @classmethod
+    def _release_leftovers(cls, db, batch_id: str, now: float) -> None:
         # Claimed files that produced neither rows nor a failure (they vanished, or results
         # could not be written): back to "never seen" / "failed" without counting an attempt.
+        cls._restore_superseded(db, batch_id, now)
         db.execute("DELETE FROM items WHERE batch_id=? AND state='pending' AND attempts=0",
                    (batch_id,))
         db.execute("UPDATE items SET state='failed', batch_id=NULL, updated_at=? "

@@ -102,6 +102,7 @@ class Recovery:
                  f"(batch {batch_id})"
         with self._tx() as db:
             db.execute("UPDATE batches SET state='aborted' WHERE batch_id=?", (batch_id,))
+            self._restore_superseded(db, batch_id, now)
             pending = db.execute(
                 "SELECT sha256, model_sha256, measurement_version, source FROM items "
                 "WHERE batch_id=? AND state='pending'", (batch_id,)
