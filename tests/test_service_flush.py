@@ -252,3 +252,30 @@ def test_an_interrupt_after_the_rename_does_not_write_the_rows_again(tmp_path, o
     per = _rows_per_content(out)
     assert len(per) == 3 and (per == 1).all() and len(dataset_files(out / "frames")) == 1
     ledger.close()
+
+
+def test_batches_released_while_the_ledger_cannot_be_written_are_settled_later(tmp_path,
+                                                                               monkeypatch):
+    """A file that cannot be written and a ledger that cannot record the release: the batch
+    leaves the process's memory anyway, so the next settle (the daemon's retry or a clean
+    stop) releases it instead of leaving it ``writing``."""
+    from nwwatch.service.ledgerdb import ItemKey, LedgerWriteError
+
+    out = tmp_path / "out"
+    ledger = Ledger(out / "ledger.sqlite", out)
+    key = ItemKey("a" * 64, "m" * 64, "1")
+    ledger.claim("b1", "insitu", None, [(key, "acq/f.tif")])
+    ledger.hold("b1", [key], [], 3)
+    assert ledger.unfinished_batches() == []  # its rows are held in memory
+
+    def unwritable():
+        raise LedgerWriteError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(ledger, "_tx", unwritable)
+        with pytest.raises(LedgerWriteError):
+            ledger.release_held(["b1"])
+    assert ledger.unfinished_batches() == ["b1"]
+    assert ledger.settle("b1", 3) is False  # no file: released
+    assert ledger.unfinished_batches() == [] and ledger.item(key) is None
+    ledger.close()

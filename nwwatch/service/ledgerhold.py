@@ -87,10 +87,12 @@ class HeldBatches:
     def release_held(self, batch_ids: Sequence[str]) -> None:
         """Their rows could not be written: release the items (no attempt counted) so that
         they are processed again, and forget the batches' file."""
+        # They leave this process's memory either way: should the ledger not be writable now,
+        # they are settled later like any unfinished batch.
+        self.held.difference_update(batch_ids)
         now = time.time()
         with self._tx() as db:
             for batch_id in batch_ids:
                 db.execute("UPDATE batches SET state='aborted', parquet='' WHERE batch_id=?",
                            (batch_id,))
                 self._release_leftovers(db, batch_id, now)
-        self.held.difference_update(batch_ids)
