@@ -20,7 +20,6 @@ from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.io import read_frames, read_volume
 from nwwatch.normalize import stretch_to_uint8
 
-DEFAULT_MODEL = DEFAULT_INSITU_MODEL
 #: The main video looks like the real frames: a droplet of radius ~100 px at 512 px
 #: (60-150 px is typical), a moderate dose and a facet inclined to the wire axis.
 MAIN_VIDEO = {"droplet_radius_px": 100.0, "dose_e_per_px": 60.0, "facet_incline_deg": 12.0}
@@ -138,7 +137,7 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
     from nwwatch.service.replay import replay
     from nwwatch.synth import generate_insitu, generate_tomogram
 
-    model = model or DEFAULT_MODEL
+    model = model or DEFAULT_INSITU_MODEL
     if not model.is_file():
         raise click.ClickException(f"{model}: default model missing; reinstall nwwatch")
     out.mkdir(parents=True, exist_ok=True)

@@ -38,9 +38,6 @@ from nwwatch.segment.metrics import (
 )
 from nwwatch.segment.scale import WorkingScale
 
-#: Kept for callers that catch the evaluation's error: it is the DATA parser's.
-EvaluationDataError = DatasetLayoutError
-
 
 @dataclass
 class AngleErrors:
@@ -218,7 +215,7 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
     try:
         report = evaluate_folder(model, data, tuple(providers), threads, not no_angles,
                                  flip_average=flip_average)
-    except (EvaluationDataError, ModelLoadError) as exc:
+    except (DatasetLayoutError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))
     if json_out is not None:

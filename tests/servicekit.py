@@ -147,23 +147,26 @@ class DaemonProcess:
         self._close_log()
 
 
-def frames_table(results: Path):
-    folder = results / "frames"
+def frames_table(results: Path, folder: str = "frames"):
+    """The rows of ``results/folder`` (``frames`` or ``volumes``), or None before it exists."""
+    folder = results / folder
     if not folder.is_dir():
         return None
     return ds.dataset(folder, format="parquet").to_table().to_pandas()
 
 
-def wait_rows(results: Path, n: int, timeout: float = 30.0, proc: DaemonProcess | None = None):
+def wait_rows(results: Path, n: int, timeout: float = 30.0, proc: DaemonProcess | None = None,
+              folder: str = "frames"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        table = frames_table(results)
+        table = frames_table(results, folder)
         if table is not None and len(table) >= n:
             return table
         if proc is not None and proc.proc.poll() is not None:
             raise AssertionError("daemon died:\n" + proc.log_path.read_text()[-3000:])
         time.sleep(0.1)
-    got = 0 if frames_table(results) is None else len(frames_table(results))
+    table = frames_table(results, folder)
+    got = 0 if table is None else len(table)
     raise AssertionError(f"{got} of {n} rows after {timeout} s")
 
 

@@ -246,12 +246,10 @@ def test_a_stub_under_a_large_droplet_beats_a_longer_wire_with_a_small_one():
     # High magnification: the measured wire is a short stub, smaller than a distant wire
     # carrying its own small droplet. The large droplet is the one the frame is about.
     labels = np.zeros((400, 400), np.uint8)
-    labels[0:40, 160:240] = NANOWIRE  # stub, 3,200 px
     cv2.circle(labels, (200, 40 + 45), 60, DROPLET, -1)  # centre 45 px below the facet row
-    labels[0:40, 160:240] = NANOWIRE
-    labels[200:400, 10:60] = NANOWIRE  # long wire, 10,000 px
+    labels[0:40, 160:240] = NANOWIRE  # stub, 3,200 px
     cv2.circle(labels, (35, 200 - 15), 30, DROPLET, -1)
-    labels[200:400, 10:60] = NANOWIRE
+    labels[200:400, 10:60] = NANOWIRE  # long wire, 10,000 px
     r = measure_contact_angle(labels)
     assert r.angle_valid
     assert r.droplet_radius_px == pytest.approx(60.0, abs=1.5)

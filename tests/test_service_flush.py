@@ -153,23 +153,8 @@ def test_sigterm_writes_the_held_rows(tmp_path):
 HOLD = FlushPolicy(max_rows=10**9, max_seconds=1e9)  # rows stay held until written by hand
 
 
-def _frames_in(folder, n: int, salt: int = 0) -> list:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        p = folder / f"f{i:03d}.tif"
-        write_frame_tiff(p, paint_insitu(95.0 + i, size=48),
-                         acquired_at=T0 + timedelta(seconds=i, microseconds=salt))
-        paths.append(p)
-    return paths
-
-
 def _rows_per_content(out) -> pd.Series:
-    files = dataset_files(out / "frames")
-    if not files:
-        return pd.Series(dtype=int)
-    rows = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
-    return rows.groupby("source_sha256").size()
+    return _written(out).groupby("source_sha256").size()
 
 
 def test_the_same_content_in_two_watched_folders_is_written_once(tmp_path, onnx_model):
@@ -181,7 +166,7 @@ def test_the_same_content_in_two_watched_folders_is_written_once(tmp_path, onnx_
 
     out = tmp_path / "out"
     ledger = Ledger(out / "ledger.sqlite", out)
-    a_files = _frames_in(tmp_path / "a" / "acq", 3)
+    a_files = _frames(tmp_path / "a" / "acq", 3)
     b_folder = tmp_path / "b" / "acq"
     b_folder.mkdir(parents=True)
     for p in a_files:
@@ -204,7 +189,7 @@ def test_force_then_kill_while_held_leaves_the_earlier_rows_done(tmp_path, onnx_
     """replay --force holds new rows; killed before they are written, the earlier rows (still
     in the earlier file) stay done, so a later run neither adds them again nor loses them."""
     out = tmp_path / "out"
-    files = _frames_in(tmp_path / "in" / "acq", 3, salt=7)
+    files = _frames(tmp_path / "in" / "acq", 3)
     seg = Segmenter(onnx_model, providers=("cpu",), threads=1)
     ledger = Ledger(out / "ledger.sqlite", out)
     process(files, Engine("insitu", seg, ledger, out, batch_size=4))  # written at once
@@ -228,7 +213,7 @@ def test_an_interrupt_after_the_rename_does_not_write_the_rows_again(tmp_path, o
     import nwwatch.atomic as atomic
 
     out = tmp_path / "out"
-    files = _frames_in(tmp_path / "in" / "acq", 3, salt=11)
+    files = _frames(tmp_path / "in" / "acq", 3)
     ledger = Ledger(out / "ledger.sqlite", out)
     engine = Engine("insitu", Segmenter(onnx_model, providers=("cpu",), threads=1), ledger,
                     out, batch_size=4, buffer=RowBuffer(HOLD))

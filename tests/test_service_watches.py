@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as ds
 import pytest
 from onnx_models import TOMOGRAM_GREY
 from servicekit import DaemonProcess, frames_table, model, paint_insitu, wait_rows, write_config
@@ -38,21 +37,7 @@ def _put_volume(folder: Path, name: str, i: int, tmp: Path) -> np.ndarray:
 
 
 def _volumes_table(res: Path):
-    folder = res / "volumes"
-    if not folder.is_dir() or not any(folder.rglob("*.parquet")):
-        return None
-    return ds.dataset(folder, format="parquet").to_table().to_pandas()
-
-
-def _wait_volumes(res: Path, n: int, daemon: DaemonProcess, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    table = _volumes_table(res)
-    while (table is None or len(table) < n) and time.monotonic() < deadline:
-        assert daemon.proc.poll() is None, daemon.log_path.read_text()[-3000:]
-        time.sleep(0.1)
-        table = _volumes_table(res)
-    assert table is not None and len(table) >= n, f"volume rows: {table}"
-    return table
+    return frames_table(res, "volumes")
 
 
 def _tomogram_config(tmp: Path, acq: Path, res: Path, tomo_model: Path, **kw) -> Path:
@@ -96,7 +81,7 @@ def test_an_insitu_and_a_tomogram_watch_share_one_ledger(tmp_path):
     daemon = DaemonProcess(cfg, tmp_path / "log")
     try:
         wait_rows(res, 3, proc=daemon, timeout=60)
-        _wait_volumes(res, 2, daemon)
+        wait_rows(res, 2, timeout=60, proc=daemon, folder="volumes")
     finally:
         _stop(daemon)
     frames = frames_table(res)
@@ -143,7 +128,7 @@ def test_kill9_during_a_volume_batch_leaves_each_tomogram_once_with_its_one_mask
     daemon = DaemonProcess(cfg, tmp_path / "log3")
     try:
         daemon.wait_event("ready", timeout=60)  # reconciled; SIGTERM is handled from here
-        _wait_volumes(res, 2, daemon)
+        wait_rows(res, 2, timeout=60, proc=daemon, folder="volumes")
     finally:
         _stop(daemon)
     _check_volume_rows(res, volumes)

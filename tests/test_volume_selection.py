@@ -120,7 +120,6 @@ def test_the_threshold_wins_where_intensity_tells_the_classes_apart(tmp_path):
     # The U-Net scored, or its cross-validation stopped once it could no longer be kept.
     unet = selection.scores["unet"] if "unet" not in selection.stopped \
         else selection.stopped["unet"]
-    assert unet < selection.scores["threshold"] - 0.01 or "unet" not in selection.stopped
     assert selection.scores["threshold"] >= unet - 0.01
     meta = Segmenter(out, providers=("cpu",)).metadata
     assert (meta.arch, meta.paradigm, meta.kind) == ("smoothed-threshold", "threshold",

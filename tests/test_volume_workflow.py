@@ -16,7 +16,7 @@ from nwwatch.segment.session import Segmenter
 from nwwatch.synth.tomogram import simulate_tomogram
 from nwwatch.volume import VOLUME_METRIC_FIELDS, segment_volume, volume_metrics
 from nwwatch.volume.crosscheck import threshold_agreement
-from nwwatch.volume.segment import clean_mask
+from nwwatch.volume.segment import DEFAULT_MARGIN_PX, DEFAULT_MIN_COMPONENT_VOXELS, clean_mask
 
 train_api = pytest.importorskip("training.engine")
 from training_helpers import capture_train  # noqa: E402
@@ -64,12 +64,13 @@ def test_label_train_segment_measure(tmp_path):
     p = seg.solid_probability
     solid = segmenter.metadata.class_names.index("solid")
     scale = intensity_range(volume.data)
-    m = 16  # the default margin: slices extended by mirroring
+    m = DEFAULT_MARGIN_PX  # slices extended by mirroring
     slices = np.pad(np.stack([normalize_image(s, scale) for s in volume.data]),
                     ((0, 0), (m, m), (m, m)), mode="reflect")
     direct = segmenter.segment_native(slices).probabilities[:, solid, m:-m, m:-m]
     np.testing.assert_allclose(p, direct, atol=0.02)
-    np.testing.assert_array_equal(seg.mask, clean_mask(p > 0.5, 8).astype(np.uint8))
+    np.testing.assert_array_equal(
+        seg.mask, clean_mask(p > 0.5, DEFAULT_MIN_COMPONENT_VOXELS).astype(np.uint8))
     assert seg.uncertain_fraction == np.count_nonzero((p > 0.2) & (p < 0.8)) / p.size
     np.testing.assert_equal(seg.threshold_agreement,
                             threshold_agreement(volume.data, seg.mask, solid_brighter=True))

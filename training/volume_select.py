@@ -11,15 +11,16 @@ Candidates (:data:`CANDIDATES`):
 
 **Choice by cross-validation over labeled patches.** The labeled pixels are grouped into
 patches (8-connected components of each labeled slice, :mod:`training.volume_folds`). Each
-of up to :data:`MAX_FOLDS` folds holds out a set of whole patches, trains every candidate on
-the rest, and predicts the held-out pixels as the runtime would (normalised with the volume's
-range, mirrored border). The score is the balanced accuracy (mean of the per-class recalls)
-of all held-out predictions. The best-scoring candidate is kept, except that among
-candidates within :data:`TIE_TOLERANCE` of the best the first of :data:`CANDIDATES` wins:
-the simpler method, and the one with fewer ways to fail where no label is (the vacuum far
-from the labeled slice). A candidate whose score can no longer come within the tolerance of
-the best so far, even with every remaining held-out pixel right, stops early
-(:func:`_cross_validate`): the choice is the same, for less training.
+of up to ``MAX_FOLDS`` (:mod:`training.volume_folds`) folds holds out a set of whole
+patches, trains every candidate on the rest, and predicts the held-out pixels as the runtime
+would (normalised with the volume's range, mirrored border). The score is the balanced
+accuracy (mean of the per-class recalls) of all held-out predictions. The best-scoring
+candidate is kept, except that among candidates within :data:`TIE_TOLERANCE` of the best the
+first of :data:`CANDIDATES` wins: the simpler method, and the one with fewer ways to fail
+where no label is (the vacuum far from the labeled slice). A candidate whose score can no
+longer come within the tolerance of the best so far, even with every remaining held-out
+pixel right, stops early (:func:`_cross_validate`): the choice is the same, for less
+training.
 
 The two small candidates see the slices blurred along Z (``Z_SIGMA_PX``, 2.5-D input; the
 exported model names it in ``extra["z_sigma_px"]`` and the runtime feeds such slices).
@@ -56,12 +57,7 @@ import torch
 from nwwatch.volume.verdict import MIN_LABELED_PIXELS
 from training.config import VOLUME_CANDIDATES, TrainConfig
 from training.data import TrainingData, load_volume_slices
-from training.volume_folds import (  # noqa: F401  (MAX_FOLDS: re-exported, documented here)
-    MAX_FOLDS,
-    held_out_counts,
-    make_folds,
-    patch_groups,
-)
+from training.volume_folds import held_out_counts, make_folds, patch_groups
 
 log = logging.getLogger(__name__)
 

@@ -49,9 +49,9 @@ def _robust_line(t: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
     c = m = 0.0
     for _ in range(3):
         design = np.column_stack([np.ones(int(keep.sum())), t[keep]])
-        try:
+        if np.ptp(t[keep]) > 0:
             c, m = smallmath.lstsq(design, lat[keep]).tolist()
-        except np.linalg.LinAlgError:  # all points at one position along the edge
+        else:  # all points at one position along the edge: the minimum-norm solution
             (c, m), *_ = np.linalg.lstsq(design, lat[keep], rcond=None)
         res = lat - (c + m * t)
         new = np.abs(res) <= max(0.75, 3.0 * 1.4826 * smallmath.median(np.abs(res[keep])))

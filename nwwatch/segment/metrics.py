@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from nwwatch.classes import UNLABELED
+from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
 
 
 def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:
@@ -110,8 +110,8 @@ def segmentation_metrics(
     return metrics_from_confusion(confusion_matrix(truth, prediction, num_classes))
 
 
-def interface_offsets_px(truth: np.ndarray, prediction: np.ndarray, *, wire: int = 1,
-                         droplet: int = 2, max_px: float = 20.0) -> np.ndarray:
+def interface_offsets_px(truth: np.ndarray, prediction: np.ndarray, *, wire: int = NANOWIRE,
+                         droplet: int = DROPLET, max_px: float = 20.0) -> np.ndarray:
     """Signed distances (px) of the predicted wire/droplet interface from the true one.
 
     Parameters
@@ -144,6 +144,8 @@ def interface_offsets_px(truth: np.ndarray, prediction: np.ndarray, *, wire: int
         return np.zeros(0)
     true_drop = truth == droplet
     true_wire = truth == wire
+    if not true_wire.any() or not true_drop.any():
+        return np.zeros(0)
     # Distance of every pixel to the nearest true droplet / wire pixel.
     to_drop = cv2.distanceTransform((~true_drop).astype(np.uint8), cv2.DIST_L2,
                                     cv2.DIST_MASK_PRECISE)
@@ -152,8 +154,6 @@ def interface_offsets_px(truth: np.ndarray, prediction: np.ndarray, *, wire: int
     t = truth[rows, cols]
     offsets = np.where(t == wire, to_drop[rows, cols], -(to_wire[rows, cols] - 1.0))
     keep = ((t == wire) | (t == droplet)) & (np.abs(offsets) <= max_px)
-    if not true_wire.any() or not true_drop.any():
-        keep[:] = False
     return offsets[keep].astype(np.float64)
 
 

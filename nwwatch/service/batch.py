@@ -277,7 +277,7 @@ def provenance(engine: Engine, it: Item, batch_id: str) -> dict:
         "model_sha256": seg.model_sha256,
         "provider": seg.provider,
         "nwwatch_version": __version__,
-        "measurement_version": engine.measurement_version,
+        "measurement_version": it.key.measurement_version,  # engine.key() put it there
         "batch_id": batch_id,
     }
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,14 +68,12 @@ class Flushed:
 
 
 class RowBuffer:
-    """Held batches of one engine, written by :meth:`flush` (see the module docstring)."""
+    """Held batches of the engines sharing one ledger, written by :meth:`flush` (see the
+    module docstring)."""
 
-    def __init__(self, policy: FlushPolicy | None = None,
-                 on_flush: Callable[[Flushed], None] | None = None) -> None:
+    def __init__(self, policy: FlushPolicy | None = None) -> None:
         self.policy = policy or FlushPolicy()
         self.batches: list[HeldBatch] = []
-        #: Called after each flush that wrote rows (the daemon: /metrics and a log line).
-        self.on_flush = on_flush
 
     @property
     def rows(self) -> int:
@@ -156,8 +153,6 @@ class RowBuffer:
                 out.summaries += b.summaries
                 out.detected_at += b.detected_at
         out.write_ms = (time.perf_counter() - t0) * 1e3
-        if out.rows and self.on_flush is not None:
-            self.on_flush(out)
         return out
 
     def _drop(self, group: list[HeldBatch]) -> None:
@@ -193,10 +188,10 @@ def write_held(engine, report=None, force: bool = False) -> Flushed | None:
         report.parquets += flushed.files
         report.committed_at = flushed.committed_at
         report.timings_ms["write"] = report.timings_ms.get("write", 0.0) + flushed.write_ms
-    latencies = sorted(flushed.committed_at - t for t in flushed.detected_at)
+    latency_s = max((flushed.committed_at - t for t in flushed.detected_at), default=None)
     _log(engine).info("rows_written", files=[str(f.relative_to(engine.results_dir))
                                              for f in flushed.files],
                       rows=flushed.rows, batch_ids=flushed.batch_ids,
                       write_ms=round(flushed.write_ms, 1),
-                      max_latency_ms=round(latencies[-1] * 1e3, 1) if latencies else None)
+                      max_latency_ms=None if latency_s is None else round(latency_s * 1e3, 1))
     return flushed

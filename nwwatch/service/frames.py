@@ -1,7 +1,7 @@
 """In-situ frames: read -> :func:`normalize_image` -> :class:`Segmenter` (frames of all files
 of a batch together, ``batch_size`` at a time) -> :func:`measure_contact_angle` -> one row per
-page, written by :func:`nwwatch.service.pipeline.process` in one Parquet file
-``RESULTS/frames/frames-*-{batch_id}.parquet``.
+page, held by :func:`nwwatch.service.pipeline.process` and written with other batches of the
+acquisition to ``RESULTS/frames/acquisition=<key>/`` (:mod:`nwwatch.service.flush`).
 """
 
 from __future__ import annotations

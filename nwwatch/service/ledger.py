@@ -266,24 +266,27 @@ class Ledger(Recovery, HeldBatches):
                 " parquet=CASE WHEN ? THEN parquet ELSE '' END WHERE batch_id=?",
                 (now, sum(rows_per_item.values()), wrote_parquet, batch_id),
             )
-            for key, n_rows in rows_per_item.items():
-                db.execute(
-                    "UPDATE items SET state='done', n_rows=?, processed_at=?, updated_at=?,"
-                    " last_error=NULL, error_type=NULL, batch_cap=NULL "
-                    "WHERE sha256=? AND model_sha256=? AND measurement_version=?",
-                    (n_rows, now, now, key.sha256, key.model_sha256, key.measurement_version),
-                )
-            # A file fixed after being quarantined (same path, new content) leaves the list.
-            gone = db.execute(
-                "DELETE FROM quarantine WHERE path IN (SELECT source FROM items "
-                "WHERE batch_id=? AND state='done')", (batch_id,)
-            ).rowcount
-            self.quarantine_changed |= gone > 0
+            self._mark_done(db, batch_id, rows_per_item, now)
             for failure in failures:
                 if self._fail(db, failure, max_attempts, now):
                     quarantined.append(failure)
             self._release_leftovers(db, batch_id, now)
         return quarantined
+
+    def _mark_done(self, db, batch_id: str, rows_per_item: dict[ItemKey, int],
+                   now: float) -> None:
+        """The batch's items with rows are done; a file fixed after being quarantined (same
+        path, new content) leaves the quarantine list."""
+        db.executemany(
+            "UPDATE items SET state='done', n_rows=?, processed_at=?, updated_at=?,"
+            " last_error=NULL, error_type=NULL, batch_cap=NULL "
+            "WHERE sha256=? AND model_sha256=? AND measurement_version=?",
+            [(n, now, now, k.sha256, k.model_sha256, k.measurement_version)
+             for k, n in rows_per_item.items()])
+        gone = db.execute(
+            "DELETE FROM quarantine WHERE path IN (SELECT source FROM items "
+            "WHERE batch_id=? AND state='done')", (batch_id,)).rowcount
+        self.quarantine_changed |= gone > 0
 
     @staticmethod
     def _restore_superseded(db, batch_id: str, now: float) -> None:

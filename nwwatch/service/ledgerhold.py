@@ -71,17 +71,7 @@ class HeldBatches:
             for batch_id, rows_per_item in batches.items():
                 db.execute("UPDATE batches SET state='committed', committed_at=?, n_rows=? "
                            "WHERE batch_id=?", (now, sum(rows_per_item.values()), batch_id))
-                db.executemany(
-                    "UPDATE items SET state='done', n_rows=?, processed_at=?, updated_at=?,"
-                    " last_error=NULL, error_type=NULL, batch_cap=NULL "
-                    "WHERE sha256=? AND model_sha256=? AND measurement_version=?",
-                    [(n, now, now, k.sha256, k.model_sha256, k.measurement_version)
-                     for k, n in rows_per_item.items()])
-                # A file fixed after being quarantined (same path, new content) leaves the list.
-                gone = db.execute(
-                    "DELETE FROM quarantine WHERE path IN (SELECT source FROM items "
-                    "WHERE batch_id=? AND state='done')", (batch_id,)).rowcount
-                self.quarantine_changed |= gone > 0
+                self._mark_done(db, batch_id, rows_per_item, now)
         self.held.difference_update(batches)
 
     def release_held(self, batch_ids: Sequence[str]) -> None:

@@ -105,8 +105,7 @@ def process(
         first = False
         if not _run_batch(chunk, engine, batch_id, report, force):
             work[:0] = [[it] for it in chunk]
-    if engine.buffer.due():
-        write_held(engine, report)
+    write_held(engine, report)  # when due
     refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
     return report
 

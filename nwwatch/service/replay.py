@@ -217,6 +217,8 @@ def replay(
                                   inference=inference, max_attempts=max_attempts,
                                   tomogram=tomogram, log=log,
                                   overlays=pictures,
+                                  # files of up to REPLAY_FLUSH_ROWS rows (or a minute's worth)
+                                  flush=FlushPolicy(max_rows=REPLAY_FLUSH_ROWS, max_seconds=60.0),
                                   triplanar=triplanar or None, flips=flips or None)
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
                                 provider=engine.segmenter.provider)
@@ -245,8 +247,6 @@ def replay(
             summary.compaction = compact(out, ledger_path, max_attempts=max_attempts)
             summary.compaction_seconds = time.perf_counter() - t_compact
             return summary
-        # Rows go to files of up to REPLAY_FLUSH_ROWS rows (or a minute's worth).
-        engine.buffer.policy = FlushPolicy(max_rows=REPLAY_FLUSH_ROWS, max_seconds=60.0)
         batch: list = []
         frames = 0
 

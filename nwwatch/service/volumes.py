@@ -1,7 +1,7 @@
 """Tomograms: read -> :func:`nwwatch.volume.segment_volume` -> 3-D uint8 mask written
 atomically as ``RESULTS/masks/{stem}-{sha12}-{batch_id}.tif`` -> :func:`volume_metrics` -> one
-row, written by :func:`nwwatch.service.pipeline.process` in
-``RESULTS/volumes/volumes-*-{batch_id}.parquet``.
+row, held by :func:`nwwatch.service.pipeline.process` and written with other batches of the
+acquisition to ``RESULTS/volumes/acquisition=<key>/`` (:mod:`nwwatch.service.flush`).
 """
 
 from __future__ import annotations
