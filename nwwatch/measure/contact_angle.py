@@ -15,6 +15,7 @@ line meets the circle; the 1-sigma comes from ``uncertainty``. The wire's axis a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import cv2
@@ -32,6 +33,7 @@ from nwwatch.measure.circle import refine_on_pixel_edges, robust_fit
 from nwwatch.measure.components import select_components
 from nwwatch.measure.edges import iso_boundary_points, mask_boundary_points
 from nwwatch.measure.interface import fit_facet_line, interface_points
+from nwwatch.measure.refine import EdgeRefinement, refine_facet_line
 from nwwatch.measure.result import ContactAngleResult, MeasurementPoints
 from nwwatch.measure.tilt import facet_shape
 from nwwatch.measure.uncertainty import (
@@ -39,6 +41,7 @@ from nwwatch.measure.uncertainty import (
     choice_sigma_deg,
     combine_deg,
     correlation_factor,
+    edge_sigma_deg,
     statistical_sigma_rad,
 )
 from nwwatch.measure.wire import measure_wire
@@ -62,10 +65,13 @@ MAX_SCATTER_COST_DEG = 6.0
 MIN_BASE_COVERAGE = 0.25
 #: Less than this share of the interface points on one line: not a line (several pieces).
 MIN_INLIER_FRACTION = 0.5
+#: Share of the interface (about its middle) whose image profiles place the facet line.
+EDGE_SPAN = 0.6
 
 
 def _check_inputs(
-    labels: np.ndarray, droplet_probability: np.ndarray | None, pixel_size_nm: float | None
+    labels: np.ndarray, droplet_probability: np.ndarray | None, pixel_size_nm: float | None,
+    image: np.ndarray | None = None,
 ) -> None:
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
         raise ValueError(
@@ -83,6 +89,13 @@ def _check_inputs(
             )
         if not np.issubdtype(p.dtype, np.floating):
             raise ValueError(f"droplet_probability must be floating point, got {p.dtype}")
+    if image is not None:
+        if not isinstance(image, np.ndarray) or image.shape != labels.shape:
+            raise ValueError(f"image must have the labels' shape {labels.shape}, "
+                             f"got {getattr(image, 'shape', type(image))}")
+        if not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype,
+                                                                       np.integer)):
+            raise ValueError(f"image must be numeric, got {image.dtype}")
     if pixel_size_nm is not None and not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
         raise ValueError(f"pixel_size_nm must be a positive finite number, got {pixel_size_nm}")
 
@@ -91,6 +104,7 @@ def measure_contact_angle(
     labels: np.ndarray,
     droplet_probability: np.ndarray | None = None,
     pixel_size_nm: float | None = None,
+    image: np.ndarray | None = None,
 ) -> ContactAngleResult:
     """Measure the droplet's contact angle on the nanowire's top facet.
 
@@ -102,6 +116,12 @@ def measure_contact_angle(
         Droplet probability; when given, the droplet is contoured at its 0.5 iso-line.
     pixel_size_nm : float, optional
         Pixel size; fills the ``*_nm`` fields.
+    image : float or integer (H, W), optional
+        The frame the labels were drawn from (e.g. the normalised frame a model segmented).
+        When given, the facet line is moved onto the image's wire/droplet intensity step
+        where that step is clear (:func:`nwwatch.measure.refine.refine_facet_line`;
+        ``facet_edge`` says what was done), and the disagreement between labels and image
+        enters the uncertainty. Without it the labels alone are measured.
 
     Returns
     -------
@@ -109,9 +129,9 @@ def measure_contact_angle(
         Always a value: bad geometry gives a failure ``status``, a ``reason_code`` and a
         ``reason``. Raises ``ValueError`` only for malformed arguments (ndim, dtype, shape).
     """
-    _check_inputs(labels, droplet_probability, pixel_size_nm)
+    _check_inputs(labels, droplet_probability, pixel_size_nm, image)
     try:
-        return _measure(labels, droplet_probability, pixel_size_nm)
+        return _measure(labels, droplet_probability, pixel_size_nm, image)
     except np.linalg.LinAlgError as exc:
         # Degenerate point sets can still defeat a solver; a service must get a value back.
         return ContactAngleResult(
@@ -135,7 +155,8 @@ def _signed_deg(vector: np.ndarray, axis: np.ndarray) -> float:
 
 
 def _measure(
-    labels: np.ndarray, droplet_probability: np.ndarray | None, pixel_size_nm: float | None
+    labels: np.ndarray, droplet_probability: np.ndarray | None, pixel_size_nm: float | None,
+    image: np.ndarray | None,
 ) -> ContactAngleResult:
     shape = labels.shape
     sel = select_components(labels)
@@ -196,6 +217,21 @@ def _measure(
         line = fit_facet_line(iface, towards, prior_normal=prior)
     else:
         free_line = None
+    edge = EdgeRefinement("labels")
+    if image is not None:
+        # The middle of the interface: towards the triple points the droplet thins and its
+        # contrast with the wire fades, which moves the step's centre.
+        along = line.along(iface.points[line.inliers])
+        mid, half = 0.5 * (along.max() + along.min()), 0.5 * (along.max() - along.min())
+        edge = refine_facet_line(image, labels, dataclasses.replace(line, point=line.point + off),
+                                 (float(mid - EDGE_SPAN * half), float(mid + EDGE_SPAN * half)))
+        if edge.refined:
+            # Everything after this reads the interface relative to the line: move both.
+            delta = edge.shift_px * line.normal
+            line = dataclasses.replace(line, point=line.point + delta, quantisation_px=0.0)
+            iface = dataclasses.replace(iface, points=iface.points + delta)
+            if free_line is not None:
+                free_line = dataclasses.replace(free_line, point=free_line.point + delta)
     inlier_fraction = float(line.inliers.mean())
     axis_deg = (math.degrees(math.atan2(-wire_geo.axis[0], wire_geo.axis[1]))
                 if wire_geo.axis is not None else None)
@@ -208,6 +244,9 @@ def _measure(
                                if wire_geo.axis is not None else None),
         facet_scatter_px=line.scatter_px,
         n_facet_points=int(line.inliers.sum()),
+        facet_edge=edge.status,
+        facet_edge_shift_px=edge.shift_px,
+        facet_edge_snr=edge.snr,
         wire_status=wire_geo.status,
         wire_axis_deg=axis_deg,
         wire_width_px=wire_geo.width_px,
@@ -292,7 +331,9 @@ def _measure(
             if wire_geo.axis is not None else None)
     choice_deg = choice_sigma_deg(fit, line, free_line, shift, theta, lever, half_chord, incl)
     sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), choice_deg,
-                            facet.systematic_deg)
+                            facet.systematic_deg,
+                            edge_sigma_deg(edge.status, edge.shift_px, edge.sigma_px,
+                                           half_chord))
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
     fitted.update(base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
                   facet_row=float(foot[0] + off[0]), facet_col=float(foot[1] + off[1]))
@@ -309,12 +350,20 @@ def _measure(
                      "the image plane (apparent angle)")
     if line.gap_px > 0.5:
         notes.append(f"{line.gap_px:.1f} px gap between droplet and wire")
+    edge_note = ""
+    if edge.refined:
+        edge_note = f"facet moved {edge.shift_px:+.1f} px onto the image's edge"
+    elif edge.status != "labels":
+        edge_note = f"facet kept on the labels ({edge.status.replace('_', ' ')} in the image)"
+    if edge_note:
+        notes.append(edge_note)
     if wire_geo.note:
         notes.append(f"wire {wire_geo.status.replace('_', ' ')}: {wire_geo.note}")
     if sigma_deg > MAX_UNCERTAINTY_DEG:
         return _fail("angle_uncertain", f"the angle is uncertain by +-{sigma_deg:.1f} deg "
                      f"(> {MAX_UNCERTAINTY_DEG:g}): too little of the droplet outline or of "
-                     f"the facet is visible ({len(pts)} points, {span:.0f} deg of arc)",
+                     f"the facet is visible ({len(pts)} points, {span:.0f} deg of arc)"
+                     + (f"; {edge_note}" if edge_note else ""),
                      contact_angle_deg=theta_deg, contact_angle_uncertainty_deg=sigma_deg,
                      **fitted)
     lo, hi = R.PHYSICAL_RANGE_DEG

@@ -37,7 +37,7 @@ class MeasurementPoints:
     facet_rejected: np.ndarray
 
 #: Bumps whenever results for the same labels would change (the daemon's ledger keys on it).
-MEASUREMENT_VERSION = "2.1.0"
+MEASUREMENT_VERSION = "2.2.0"
 
 OK = "ok"
 SEVERAL_DROPLETS = "several_droplets"
@@ -104,6 +104,9 @@ MEASUREMENT_FIELDS: list[pa.Field] = [
     pa.field("facet_inclination_deg", _F),
     pa.field("facet_scatter_px", _F),
     pa.field("n_facet_points", _I),
+    pa.field("facet_edge", pa.string()),
+    pa.field("facet_edge_shift_px", _F),
+    pa.field("facet_edge_snr", _F),
     pa.field("wire_status", pa.string()),
     pa.field("wire_width_px", _F),
     pa.field("wire_axis_deg", _F),
@@ -143,7 +146,12 @@ class ContactAngleResult:
     never depends on them. ``base_half_width_px`` is half the chord between the triple
     points. ``wire_tilt_deg`` is the out-of-plane tilt read from an elliptical facet outline
     (0 when the facet looks straight); the angle is then the apparent one, against the line
-    through the triple points. ``*_nm`` fields are None unless ``pixel_size_nm`` was given.
+    through the triple points. ``facet_edge`` says whether the facet line was moved onto
+    the image's intensity step (``refined``, by ``facet_edge_shift_px`` along its normal,
+    positive into the droplet; ``facet_edge_snr`` the step's contrast over noise), measured
+    on labels alone (``labels``), or kept on the labels because the image's step was unclear
+    (:data:`nwwatch.measure.refine.EDGE_STATUSES`). ``*_nm`` fields are None unless
+    ``pixel_size_nm`` was given.
     """
 
     status: str
@@ -170,6 +178,9 @@ class ContactAngleResult:
     facet_inclination_deg: float | None = None
     facet_scatter_px: float | None = None
     n_facet_points: int | None = None
+    facet_edge: str | None = None
+    facet_edge_shift_px: float | None = None
+    facet_edge_snr: float | None = None
     wire_status: str | None = None
     wire_width_px: float | None = None
     wire_axis_deg: float | None = None

@@ -107,3 +107,29 @@ def choice_sigma_deg(
         # best-known point moves the foot of the centre by lever x angle.
         return 0.5 * math.degrees(abs(lever_px) * abs(inclination_rad) / chord)
     return 0.0
+
+
+#: A facet line moved onto the image's step keeps this share of the distance it was moved
+#: as a systematic 1-sigma: where the labels and the image disagree, either may be off.
+EDGE_DISAGREEMENT_FRACTION = 0.25
+#: With an image whose step could not be located, the labels' line may be off by this
+#: much (1-sigma, px): a network's wire/droplet boundary errs by 1-2 px on average on the
+#: synthetic sets of bench/bench_model_angles.py.
+UNRESOLVED_EDGE_SIGMA_PX = 1.0
+
+
+def edge_sigma_deg(
+    status: str, shift_px: float | None, sigma_px: float | None, half_chord_px: float,
+) -> float:
+    """Systematic 1-sigma (degrees) of where the facet line lies, from the image refinement
+    (:func:`nwwatch.measure.refine.refine_facet_line`): 0 for labels alone (nothing is known
+    about their bias); for a refined line its locator's 1-sigma and a share of the shift;
+    for an image whose step was not accepted, the larger of ``UNRESOLVED_EDGE_SIGMA_PX`` and
+    the disagreement found. A shift ``d`` of the line costs ``d / a`` rad."""
+    if status == "labels":
+        return 0.0
+    if status == "refined" and shift_px is not None and sigma_px is not None:
+        px = math.hypot(sigma_px, EDGE_DISAGREEMENT_FRACTION * shift_px)
+    else:
+        px = max(UNRESOLVED_EDGE_SIGMA_PX, abs(shift_px) if shift_px is not None else 0.0)
+    return math.degrees(px / max(half_chord_px, 0.5))

@@ -1,0 +1,113 @@
+"""The facet line moved onto the image's intensity step (``measure_contact_angle(image=)``):
+labels whose interface lies 3 px inside the wire, on a frame whose step is on the true
+facet, recover the true angle; a frame without a step keeps the labels and says so; the
+uncertainty covers the labels' error."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from nwwatch.measure import measure_contact_angle
+from nwwatch.measure.refine import EDGE_STATUSES
+from tests.ideal_caps import axis_vectors, render_ideal_cap
+
+SHIFT_PX = 3.0
+
+
+def _cap(axis_deg: float = 30.0, theta_deg: float = 120.0, a_px: float = 40.0):
+    return render_ideal_cap((256, 256), theta_deg, a_px, axis_deg, (150.3, 120.4))
+
+
+def _frame(labels: np.ndarray, seed: int, blur_px: float = 1.2, noise: float = 0.05):
+    """A frame of the true labels: background 0, wire -0.4, droplet -1.0, blurred, noisy."""
+    grey = np.choose(labels, [0.0, -0.4, -1.0]).astype(np.float32)
+    grey = cv2.GaussianBlur(grey, (0, 0), blur_px)
+    return grey + np.random.default_rng(seed).normal(0.0, noise, grey.shape).astype(np.float32)
+
+
+def _shifted_labels(cap, shift_px: float = SHIFT_PX) -> np.ndarray:
+    """The cap's labels with the wire/droplet interface moved ``shift_px`` into the wire
+    (what a network that draws the droplet too deep does); the droplet's outline is kept."""
+    u, n = axis_vectors(cap.wire_axis_deg)
+    rows, cols = np.mgrid[: cap.labels.shape[0], : cap.labels.shape[1]]
+    rel = np.stack([rows - cap.facet_center_rc[0], cols - cap.facet_center_rc[1]], axis=-1)
+    depth, lateral = rel @ u, rel @ n
+    out = cap.labels.copy()
+    out[(cap.labels == 1) & (depth > -shift_px) & (np.abs(lateral) < cap.base_half_width_px)] = 2
+    return out
+
+
+@pytest.mark.parametrize("axis_deg", [30.0, 90.0, -127.0])
+def test_refinement_recovers_a_facet_drawn_into_the_wire(axis_deg: float) -> None:
+    cap = _cap(axis_deg)
+    labels = _shifted_labels(cap)
+    image = _frame(cap.labels, seed=int(axis_deg) % 97)
+    plain = measure_contact_angle(labels)
+    refined = measure_contact_angle(labels, image=image)
+    truth = cap.contact_angle_deg
+    # The shifted labels err by about shift / a rad.
+    assert plain.angle_valid and plain.facet_edge == "labels"
+    assert abs(plain.contact_angle_deg - truth) > 0.6 * math.degrees(SHIFT_PX / 40.0)
+    assert refined.facet_edge == "refined", refined.reason
+    assert refined.facet_edge_shift_px > 2.0
+    u, _ = axis_vectors(cap.wire_axis_deg)
+    foot = np.array([refined.facet_row, refined.facet_col]) - np.array(cap.facet_center_rc)
+    # On the true facet line, within the frame's own pixel quantisation (it is drawn from
+    # the binary labels: +-0.5 px for a facet along a pixel row).
+    assert abs(float(foot @ u)) < 0.55
+    assert refined.angle_valid
+    err = refined.contact_angle_deg - truth
+    assert abs(err) < 0.6
+    assert abs(err) <= 2.0 * refined.contact_angle_uncertainty_deg
+    assert "onto the image's edge" in refined.reason
+
+
+def test_correct_labels_stay_where_the_image_puts_them() -> None:
+    cap = _cap(60.0, theta_deg=105.0, a_px=35.0)
+    refined = measure_contact_angle(cap.labels, image=_frame(cap.labels, seed=3))
+    assert refined.facet_edge == "refined"
+    assert abs(refined.facet_edge_shift_px) < 0.4
+    assert abs(refined.contact_angle_deg - cap.contact_angle_deg) < 0.6
+
+
+def test_no_step_in_the_image_keeps_the_labels_and_says_so() -> None:
+    cap = _cap()
+    labels = _shifted_labels(cap)
+    flat = np.random.default_rng(5).normal(0.0, 0.05, labels.shape).astype(np.float32)
+    plain = measure_contact_angle(labels)
+    kept = measure_contact_angle(labels, image=flat)
+    assert kept.facet_edge == "weak_step"
+    assert kept.facet_edge_shift_px is None
+    assert kept.contact_angle_deg == pytest.approx(plain.contact_angle_deg, abs=1e-9)
+    assert "kept on the labels" in kept.reason
+    # The unresolved label boundary is a systematic term: the uncertainty grows.
+    assert kept.contact_angle_uncertainty_deg > plain.contact_angle_uncertainty_deg
+    assert set(EDGE_STATUSES) >= {kept.facet_edge, "refined", "labels"}
+
+
+def test_uncertainty_covers_shifted_labels_when_the_step_is_not_one() -> None:
+    """A bright fringe as strong as the step on the wire side: not one step, so the labels
+    are kept and the disagreement found enters the uncertainty."""
+    cap = _cap(45.0, theta_deg=115.0, a_px=60.0)
+    labels = _shifted_labels(cap, 2.0)
+    image = _frame(cap.labels, seed=11)
+    u, _ = axis_vectors(cap.wire_axis_deg)
+    rows, cols = np.mgrid[: labels.shape[0], : labels.shape[1]]
+    depth = ((rows - cap.facet_center_rc[0]) * u[0] + (cols - cap.facet_center_rc[1]) * u[1])
+    image = image + (0.9 * np.exp(-0.5 * ((depth + 3.5) / 1.0) ** 2)
+                     * (cap.labels == 1)).astype(np.float32)
+    r = measure_contact_angle(labels, image=image)
+    assert r.facet_edge != "refined"
+    err = r.contact_angle_deg - cap.contact_angle_deg
+    assert abs(err) > 1.0
+    assert abs(err) <= 2.0 * r.contact_angle_uncertainty_deg
+
+
+def test_image_of_another_shape_is_refused() -> None:
+    cap = _cap()
+    with pytest.raises(ValueError, match="image"):
+        measure_contact_angle(cap.labels, image=np.zeros((10, 10), np.float32))
