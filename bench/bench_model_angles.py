@@ -3,7 +3,8 @@
 For one ONNX model: every frame of each synthetic set is segmented through the runtime
 (:class:`nwwatch.segment.session.Segmenter`, one thread, as the service does) and measured
 by :func:`nwwatch.measure.measure_contact_angle` twice — on the labels alone, and with the
-normalised frame (``image=``, the frame job's call) — and scored against the set's exact
+raw frame (``image=``; the normalised frame would not do: it clips the darkest 0.5 % of the
+pixels, often the droplet, which moves the step) — and scored against the set's exact
 apparent angle: valid fraction, RMSE, bias, max |error| of the valid frames, the share of
 valid frames with |error| <= 2 sigma, the failures by ``reason_code`` and what the
 refinement did (``facet_edge``). The true labels are measured too, as the measurement's own
@@ -63,9 +64,12 @@ def ensure_set(name: str) -> Path:
 
 
 def segmented(model: Path, folder: Path, name: str, segmenter) -> dict[str, np.ndarray]:
-    """Normalised frames, predicted labels, droplet probabilities, true labels, true angles
+    """Raw frames (float32), predicted labels, droplet probabilities, true labels, true angles
     and pixel sizes of ``folder`` (cached per model hash)."""
-    cache = OUT / f"{segmenter.model_sha256[:12]}_{name}.npz"
+    import hashlib
+
+    where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
+    cache = OUT / f"{segmenter.model_sha256[:12]}_{name}_{where}.npz"
     if cache.is_file():
         with np.load(cache) as data:
             return dict(data)
@@ -79,7 +83,7 @@ def segmented(model: Path, folder: Path, name: str, segmenter) -> dict[str, np.n
         x = normalize_image(raw)
         seg = segmenter.segment(x)
         row = truth[stem]
-        out["image"].append(x.astype(np.float32))
+        out["image"].append(np.asarray(raw, dtype=np.float32))  # unclipped, for the step
         out["labels"].append(seg.labels[0])
         out["prob"].append(seg.probabilities[0, DROPLET].astype(np.float32))
         out["truth_labels"].append(np.where(truth_labels == 255, 0, truth_labels).astype(np.uint8))
@@ -159,7 +163,7 @@ def real_crops(segmenter) -> dict[str, Any]:
                                                        seg.probabilities[0, DROPLET])),
                 ("model_refined", measure_contact_angle(seg.labels[0],
                                                         seg.probabilities[0, DROPLET],
-                                                        image=x))):
+                                                        image=raw))):
             entry[way] = {"status": r.status, "reason_code": r.reason_code,
                           "angle_deg": r.contact_angle_deg,
                           "sigma_deg": r.contact_angle_uncertainty_deg,

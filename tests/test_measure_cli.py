@@ -106,8 +106,11 @@ def test_raw_frames_are_segmented_with_the_model_then_measured(tmp_path):
     raw, lab = pq.read_table(out).to_pylist()
     seg = Segmenter(onnx, providers=("cpu",))
     expected = seg.segment(normalize_image(frame))
-    truth = measure_contact_angle(expected.labels[0], expected.probabilities[0, 2])
+    # The raw frame places the facet line on its intensity step, as the service does.
+    truth = measure_contact_angle(expected.labels[0], expected.probabilities[0, 2],
+                                  image=frame)
     assert raw["contact_angle_deg"] == pytest.approx(truth.contact_angle_deg, abs=1e-9)
+    assert raw["facet_edge"] == truth.facet_edge and raw["facet_edge"] not in (None, "labels")
     assert raw["contact_angle_deg"] == pytest.approx(117.0, abs=3.0)
     assert raw["model_sha256"] == seg.model_sha256 and 0 <= raw["confidence"] <= 1
     assert lab["model_sha256"] is None and lab["status"] == "no_droplet"

@@ -153,10 +153,10 @@ def test_unexpected_errors_count_attempts_then_quarantine(tmp_path, onnx_model, 
     engine = _engine(tmp_path, onnx_model, max_attempts=2)
     real = frames.measure_contact_angle
 
-    def flaky(labels, prob=None, px=None):
+    def flaky(labels, prob=None, px=None, image=None):
         if flaky.fail:
             raise RuntimeError("boom")
-        return real(labels, prob, px)
+        return real(labels, prob, px, image=image)
 
     flaky.fail = True
     monkeypatch.setattr(frames, "measure_contact_angle", flaky)

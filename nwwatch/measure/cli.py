@@ -174,7 +174,10 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                 grey, probability = page, probabilities[DROPLET]
                 extra["segment_ms"] = 1000.0 * (time.perf_counter() - start)
             t = time.perf_counter()
-            result = measure_contact_angle(labels, probability, pixel_size_nm=pixel_size_nm)
+            # A raw frame also places the facet line on its intensity step, as the service
+            # does; label images are measured on their labels alone.
+            result = measure_contact_angle(labels, probability, pixel_size_nm=pixel_size_nm,
+                                           image=None if is_labels else page)
             elapsed_ms = 1000.0 * (time.perf_counter() - t)
             if not is_labels:
                 from nwwatch.segment.confidence import frame_confidence

@@ -97,7 +97,12 @@ def draw_overlay(
         cv2.line(canvas, _pt(*p0), _pt(*p1), _BLUE, lw, cv2.LINE_AA, _SHIFT)
         if r.facet_source:
             end = p1 if p1[0] > p0[0] else p0  # label the lower end, clear of the droplet
-            _text(canvas, f"facet: {r.facet_source}", (int(end[1]) + 4 * lw, int(end[0])),
+            edge = ""
+            if r.facet_edge == "refined" and r.facet_edge_shift_px is not None:
+                edge = f", image {r.facet_edge_shift_px:+.1f} px"
+            elif r.facet_edge not in (None, "labels"):
+                edge = f", labels ({r.facet_edge})"
+            _text(canvas, f"facet: {r.facet_source}{edge}", (int(end[1]) + 4 * lw, int(end[0])),
                   _BLUE, 0.4 * scale)
     if r.circle_center_row is not None and r.droplet_radius_px is not None:
         centre = _pt(r.circle_center_row, r.circle_center_col)

@@ -89,8 +89,10 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
                 continue
             t = time.perf_counter()
             try:
+                # The raw frame, not the normalised one (which clips the darkest pixels):
+                # the facet line is placed on its intensity step where that is clear.
                 result = measure_contact_angle(out.labels[j], out.probabilities[j, DROPLET],
-                                               frame.pixel_size_nm)
+                                               frame.pixel_size_nm, image=frame.image)
                 t_confidence = time.perf_counter()
                 row = result.as_row()
                 row["confidence"] = frame_confidence(out.probabilities[j], out.labels[j],
