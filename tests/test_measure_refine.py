@@ -111,3 +111,30 @@ def test_image_of_another_shape_is_refused() -> None:
     cap = _cap()
     with pytest.raises(ValueError, match="image"):
         measure_contact_angle(cap.labels, image=np.zeros((10, 10), np.float32))
+
+
+def _projected_frame(cap, seed: int) -> np.ndarray:
+    """A frame of the cap's projected thicknesses (absorption, 1 px blur, noise): where the
+    wire is tilted out of the image plane the beam crosses both wire and droplet over the
+    facet's elliptical outline, so there is no single step."""
+    from nwwatch.synth.geometry import project_scene
+
+    rows, cols = np.mgrid[: cap.labels.shape[0], : cap.labels.shape[1]].astype(np.float64)
+    proj = project_scene((cap.wire,), rows, cols)
+    grey = np.exp(-proj.solid / 150.0 - proj.liquid / 60.0).astype(np.float32)
+    grey = cv2.GaussianBlur(grey, (0, 0), 1.0)
+    return grey + np.random.default_rng(seed).normal(0.0, 0.01, grey.shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("tilt_deg", [0.0, 8.0])
+def test_a_tilted_wires_elliptical_facet_gets_no_invented_step(tilt_deg: float) -> None:
+    cap = render_ideal_cap((256, 256), 115.0, 40.0, 20.0, (150.3, 120.4), tilt_deg=tilt_deg)
+    r = measure_contact_angle(cap.labels, image=_projected_frame(cap, seed=7))
+    assert r.contact_angle_deg is not None
+    err = r.contact_angle_deg - cap.contact_angle_deg
+    if tilt_deg == 0.0:
+        assert r.facet_edge == "refined" and abs(r.facet_edge_shift_px) < 0.5
+    else:  # the labels' ellipse places the rim; the image's smeared step would move it
+        assert r.wire_tilt_deg > 0 and r.facet_edge == "elliptical"
+        assert r.facet_edge_shift_px is None and "kept on the labels" in r.reason
+    assert abs(err) <= 2.0 * r.contact_angle_uncertainty_deg

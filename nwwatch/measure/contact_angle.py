@@ -217,21 +217,6 @@ def _measure(
         line = fit_facet_line(iface, towards, prior_normal=prior)
     else:
         free_line = None
-    edge = EdgeRefinement("labels")
-    if image is not None:
-        # The middle of the interface: towards the triple points the droplet thins and its
-        # contrast with the wire fades, which moves the step's centre.
-        along = line.along(iface.points[line.inliers])
-        mid, half = 0.5 * (along.max() + along.min()), 0.5 * (along.max() - along.min())
-        edge = refine_facet_line(image, labels, dataclasses.replace(line, point=line.point + off),
-                                 (float(mid - EDGE_SPAN * half), float(mid + EDGE_SPAN * half)))
-        if edge.refined:
-            # Everything after this reads the interface relative to the line: move both.
-            delta = edge.shift_px * line.normal
-            line = dataclasses.replace(line, point=line.point + delta, quantisation_px=0.0)
-            iface = dataclasses.replace(iface, points=iface.points + delta)
-            if free_line is not None:
-                free_line = dataclasses.replace(free_line, point=free_line.point + delta)
     inlier_fraction = float(line.inliers.mean())
     axis_deg = (math.degrees(math.atan2(-wire_geo.axis[0], wire_geo.axis[1]))
                 if wire_geo.axis is not None else None)
@@ -244,9 +229,6 @@ def _measure(
                                if wire_geo.axis is not None else None),
         facet_scatter_px=line.scatter_px,
         n_facet_points=int(line.inliers.sum()),
-        facet_edge=edge.status,
-        facet_edge_shift_px=edge.shift_px,
-        facet_edge_snr=edge.snr,
         wire_status=wire_geo.status,
         wire_axis_deg=axis_deg,
         wire_width_px=wire_geo.width_px,
@@ -314,6 +296,25 @@ def _measure(
     facet = facet_shape(fit, line, iface, s, half_chord)
     line, shift, tilt_deg = facet.line, facet.shift_px, facet.tilt_deg
     s -= shift
+    edge = EdgeRefinement("labels")
+    if image is not None and tilt_deg > 0:
+        # An elliptical facet (a wire tilted out of the image plane) has no single step: the
+        # beam crosses wire and droplet over the whole ellipse, in proportions that depend
+        # on the materials. The labels' rim is kept.
+        edge = EdgeRefinement("elliptical")
+    elif image is not None:
+        # Over the middle of the interface: towards the triple points the droplet thins and
+        # its contrast with the wire fades, which moves the step's centre.
+        along = line.along(iface.points[line.inliers])
+        mid, half = 0.5 * (along.max() + along.min()), 0.5 * (along.max() - along.min())
+        edge = refine_facet_line(image, labels, dataclasses.replace(line, point=line.point + off),
+                                 (float(mid - EDGE_SPAN * half), float(mid + EDGE_SPAN * half)))
+        if edge.refined:
+            delta = edge.shift_px * line.normal
+            line = dataclasses.replace(line, point=line.point + delta, quantisation_px=0.0)
+            if free_line is not None:
+                free_line = dataclasses.replace(free_line, point=free_line.point + delta)
+            s -= edge.shift_px
     theta = math.acos(float(np.clip(-s / radius, -1.0, 1.0)))
     theta_deg = math.degrees(theta)
     foot = fit.center - s * line.normal
@@ -336,6 +337,8 @@ def _measure(
                                            half_chord))
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
     fitted.update(base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
+                  facet_edge=edge.status, facet_edge_shift_px=edge.shift_px,
+                  facet_edge_snr=edge.snr,
                   facet_row=float(foot[0] + off[0]), facet_col=float(foot[1] + off[1]))
     notes = []
     if sel.n_droplets > 1:

@@ -76,6 +76,8 @@ MIN_METHOD_SIGMA_PX = 0.1
 EDGE_STATUSES: dict[str, str] = {
     "refined": "moved onto the image's intensity step",
     "labels": "no image given: the label boundary is used",
+    "elliptical": "the labels show an elliptical facet (a wire tilted out of the image "
+                  "plane), which has no single step in the image: the labels' rim is kept",
     "too_short": "too few positions along the line with wire and droplet on either side",
     "weak_step": "the intensity step is not above the noise: the label boundary is kept",
     "not_a_step": "the profile is not one step (fringes, halo or a second edge as strong): "
