@@ -140,6 +140,17 @@ def score_set(data: dict[str, np.ndarray]) -> tuple[dict[str, Any], list[dict[st
                           "snr": r.facet_edge_snr, "a_px": r.base_half_width_px}
         frames.append(frame)
     summary = {way: summarise(*map(list, zip(*rows, strict=True))) for way, rows in ways.items()}
+    # The frames whose facet line the image moved, valid or not: what the move did.
+    pairs = np.array([(f["labels"]["angle_deg"] - f["truth_deg"],
+                       f["refined"]["angle_deg"] - f["truth_deg"]) for f in frames
+                      if f["refined"]["facet_edge"] == "refined"
+                      and f["labels"]["angle_deg"] is not None
+                      and f["refined"]["angle_deg"] is not None]).reshape(-1, 2)
+    summary["moved"] = {"frames": int(len(pairs)), **{
+        f"{way}_{stat}": (round(float(fn(pairs[:, k])), 3) if len(pairs) else float("nan"))
+        for k, way in enumerate(("labels", "refined"))
+        for stat, fn in (("rmse_deg", lambda e: np.sqrt(np.mean(e**2))),
+                         ("bias_deg", np.mean))}}
     return summary, frames
 
 
@@ -194,9 +205,12 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.only or list(SETS):
         folder = Path(given[name]) if name in given else ensure_set(name)
         summary, frames = score_set(segmented(args.model, folder, name, segmenter))
-        report["sets"][name] = summary
+        report["sets"][name] = {"data": str(folder), **summary}
         per_frame[name] = frames
         for way, s in summary.items():
+            if way == "moved":
+                print(f"{name:10s} moved by the image: {s}")
+                continue
             print(f"{name:10s} {way:13s} valid {s['valid']:3d}/{s['frames']:3d}  RMSE "
                   f"{s['rmse_deg']:6.2f}  bias {s['bias_deg']:+6.2f}  max {s['max_abs_deg']:6.2f}"
                   f"  <=2sigma {100 * s['within_2sigma']:5.1f} %  edge {s['facet_edge']}",

@@ -1,6 +1,7 @@
 """Contact angle of a catalyst droplet on a nanowire's top facet, from a label image.
 
-``measure_contact_angle(labels, droplet_probability=None, pixel_size_nm=None)`` returns a
+``measure_contact_angle(labels, droplet_probability=None, pixel_size_nm=None, image=None)``
+(``image``: the raw frame, whose intensity step places the facet line) returns a
 frozen ``ContactAngleResult`` (a failure is a value with a ``status``, a machine-readable
 ``reason_code`` from ``REASON_CODES`` and a human ``reason``);
 ``draw_overlay`` shows the fit on the frame; ``MEASUREMENT_FIELDS`` are the result's columns

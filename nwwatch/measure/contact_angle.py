@@ -9,7 +9,9 @@ away from the wire and the image border, so frame-cut droplets work), fit a geom
 (``circle``) and get ``cos(theta) = -s / R`` from the signed distance ``s`` of the circle
 centre from the facet line (positive on the droplet side), valid on both sides of 90 degrees.
 The facet is read as flat or as half an ellipse (``tilt``); the triple points are where the
-line meets the circle; the 1-sigma comes from ``uncertainty``. The wire's axis and width
+line meets the circle. Given the raw frame, a flat facet line is moved onto the frame's
+wire/droplet intensity step where that step is clear (``refine``). The 1-sigma comes from
+``uncertainty``. The wire's axis and width
 (``wire``) are reported but the angle does not use them.
 """
 
@@ -117,11 +119,12 @@ def measure_contact_angle(
     pixel_size_nm : float, optional
         Pixel size; fills the ``*_nm`` fields.
     image : float or integer (H, W), optional
-        The frame the labels were drawn from (e.g. the normalised frame a model segmented).
-        When given, the facet line is moved onto the image's wire/droplet intensity step
-        where that step is clear (:func:`nwwatch.measure.refine.refine_facet_line`;
-        ``facet_edge`` says what was done), and the disagreement between labels and image
-        enters the uncertainty. Without it the labels alone are measured.
+        The frame the labels were drawn from, raw (not normalised: the normalisation clips
+        the darkest pixels, often the droplet, which moves the step). When given, a flat
+        facet line is moved onto the image's wire/droplet intensity step where that step is
+        clear (:func:`nwwatch.measure.refine.refine_facet_line`; ``facet_edge`` says what was
+        done), and the disagreement between labels and image enters the uncertainty. Without
+        it the labels alone are measured.
 
     Returns
     -------
