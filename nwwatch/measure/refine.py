@@ -14,19 +14,25 @@ up to ``MAX_SHIFT_PX`` before the line and droplet from ``MAX_SHIFT_PX`` beyond 
 triple points, the wire's side walls and the background are never sampled). The profiles
 are averaged robustly (median per offset). The step's position is the centroid of the
 mean profile's derivative in a window of +-``WINDOW_PX`` about the current estimate,
-iterated from the label's line: a blurred step, and a step with Fresnel fringes on both
-sides, are located at their centre, where the largest gradient of an underfocused edge
-is not. The shift is accepted only when
+iterated from the label's line: a blurred step, and a step with Fresnel fringes
+antisymmetric about it, are located at their centre, where the largest gradient of an
+underfocused edge is not. The image must be the raw frame: a normalisation that clips the
+darkest pixels (often the droplet) cuts one side of the step and moves it. The shift is
+accepted only when
 
-* the plateaus on either side differ by ``MIN_SNR`` times the mean profile's noise
-  (estimated from the spread across positions, or from the plateau roughness when that is
-  larger: lattice fringes parallel to the facet survive the averaging);
-* the step is one-sided: the derivative against the step's sign holds less than
-  ``MAX_REVERSE_FRACTION`` of its area (no fringe, halo or second edge as strong as the step);
+* the plateaus on either side differ by ``MIN_SNR`` times the mean profile's noise (from the
+  spread across positions) and ``MIN_ROUGH_RATIO`` times the plateaus' roughness (lattice
+  fringes parallel to the facet survive the averaging);
+* the step is one-sided: the smoothed derivative against the step's sign holds less than
+  ``MAX_REVERSE_FRACTION`` of its area (no fringe, halo or second edge as strong);
 * the step is straight: the edge found in three stretches along the line agrees within
-  ``MAX_SEGMENT_SPREAD_PX`` (a facet seen as an ellipse, on a wire tilted out of the image
-  plane, has no single step: there the labels are kept);
+  ``MAX_SEGMENT_SPREAD_PX`` and within their bootstrap noise;
 * it lies within ``MAX_SHIFT_PX`` of the labels.
+
+Its 1-sigma: a bootstrap over the positions, and ``METHOD_FRACTION`` of the step's RMS
+width for the locator itself. A facet the labels show as an ellipse (a wire tilted out of
+the image plane) has no single step; :func:`nwwatch.measure.measure_contact_angle` does not
+refine it.
 """
 
 from __future__ import annotations
@@ -110,14 +116,14 @@ class EdgeRefinement:
 
 
 def _step_centroid(profile: np.ndarray, offsets: np.ndarray, start: float,
-                   sign: float, window_px: float = WINDOW_PX) -> float:
-    """Centroid of the derivative (in the step's direction ``sign``) within +-``window_px``
-    of the estimate, iterated from ``start``: ``x1 - integral(f) / (f(x1) - f(x0))`` over the
+                   sign: float) -> float:
+    """Centroid of the derivative (in the step's direction ``sign``) within +-WINDOW_PX of
+    the estimate, iterated from ``start``: ``x1 - integral(f) / (f(x1) - f(x0))`` over the
     window [x0, x1], unbiased for zero-mean noise (the derivative is not clipped) and for
     fringes antisymmetric about the step; NaN when the window holds no step."""
     x = start
     for _ in range(12):
-        sel = np.abs(offsets - x) <= window_px
+        sel = np.abs(offsets - x) <= WINDOW_PX
         if sel.sum() < 2:
             return math.nan
         f, u = profile[sel] * sign, offsets[sel]
