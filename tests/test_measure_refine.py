@@ -138,3 +138,13 @@ def test_a_tilted_wires_elliptical_facet_gets_no_invented_step(tilt_deg: float) 
         assert r.wire_tilt_deg > 0 and r.facet_edge == "elliptical"
         assert r.facet_edge_shift_px is None and "kept on the labels" in r.reason
     assert abs(err) <= 2.0 * r.contact_angle_uncertainty_deg
+
+
+def test_nan_pixels_under_the_profiles_keep_the_labels() -> None:
+    cap = _cap()
+    image = _frame(cap.labels, seed=2)
+    image[140:160, :] = np.nan
+    r = measure_contact_angle(cap.labels, image=image)
+    assert r.facet_edge == "weak_step" and r.facet_edge_shift_px is None
+    assert r.contact_angle_deg == pytest.approx(measure_contact_angle(cap.labels)
+                                                .contact_angle_deg, abs=1e-9)

@@ -196,6 +196,8 @@ def refine_facet_line(
     contrast = float(mean[plateau_d].mean() - mean[plateau_w].mean())
     rough = max(float(mean[plateau_w].std()), float(mean[plateau_d].std()))
     snr = abs(contrast) / max(noise, 1e-12)
+    if not math.isfinite(snr) or not math.isfinite(rough):  # NaN pixels under the profiles
+        return EdgeRefinement("weak_step", n_positions=n)
     if snr < MIN_SNR or abs(contrast) < MIN_ROUGH_RATIO * rough:
         return EdgeRefinement("weak_step", snr=snr, n_positions=n)
     sign = 1.0 if contrast > 0 else -1.0
