@@ -139,6 +139,21 @@ def _step_centroid(profile: np.ndarray, offsets: np.ndarray, start: float,
     return x
 
 
+def _centroids_at(profiles: np.ndarray, offsets: np.ndarray, x: float,
+                  sign: float) -> np.ndarray:
+    """(B,) the derivative centroids of ``profiles`` (B, M) in the window about ``x`` (one
+    step of :func:`_step_centroid`: exact for a step that lies inside the window); NaN where
+    the window holds no rise."""
+    sel = np.abs(offsets - x) <= WINDOW_PX
+    f, u = profiles[:, sel] * sign, offsets[sel]
+    rise = f[:, -1] - f[:, 0]
+    area = np.sum(0.5 * (f[:, 1:] + f[:, :-1] - 2.0 * f[:, :1]) * np.diff(u), axis=1)
+    out = np.full(len(profiles), np.nan)
+    ok = rise > 0
+    out[ok] = u[-1] - area[ok] / rise[ok]
+    return out
+
+
 def refine_facet_line(
     image: np.ndarray,
     labels: np.ndarray,
@@ -215,15 +230,15 @@ def refine_facet_line(
         return EdgeRefinement("not_a_step", shift_px=shift, snr=snr, n_positions=n)
     # Statistical 1-sigma of the step's position: a bootstrap over the positions.
     rng = np.random.default_rng(0)
-    boot = np.array([_step_centroid(np.median(prof[rng.integers(0, n, n)], axis=0), offsets,
-                                    shift, sign) for _ in range(BOOTSTRAP)])
+    boot = _centroids_at(np.median(prof[rng.integers(0, n, (BOOTSTRAP, n))], axis=1), offsets,
+                         shift, sign)
     boot = boot[np.isfinite(boot)]
     sigma_stat = float(np.std(boot, ddof=1)) if boot.size >= BOOTSTRAP // 2 else math.inf
     # Straight: the step at the same place in three stretches along the line, within their
     # noise (each has a third of the positions) and within MAX_SEGMENT_SPREAD_PX.
     thirds = np.array_split(np.argsort(kept), 3)
-    parts = np.array([_step_centroid(np.median(prof[idx], axis=0), offsets, shift, sign)
-                      for idx in thirds])
+    parts = _centroids_at(np.stack([np.median(prof[idx], axis=0) for idx in thirds]),
+                          offsets, shift, sign)
     sigma_part = max(sigma_stat * math.sqrt(3.0), 0.1)
     chi2 = float(np.sum(((parts - parts.mean()) / sigma_part) ** 2)) if np.isfinite(
         parts).all() else math.inf
