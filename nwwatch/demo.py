@@ -181,7 +181,7 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
         frame = read_frames(path)[0]
         seg = segmenter.segment(normalize_image(frame.image))
         result = measure_contact_angle(seg.labels[0], seg.probabilities[0, 2],
-                                       pixel_size_nm=frame.pixel_size_nm)
+                                       pixel_size_nm=frame.pixel_size_nm, image=frame.image)
         cv2.imwrite(str(overlays / f"{path.stem}.png"), draw_overlay(frame.image, seg.labels[0],
                                                                      result))
     click.echo(

@@ -148,11 +148,13 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
             angle_true, pixel_size = truth[stem]
             measured += 1
             droplet_probability = result.probabilities[0, 2]
-            for labels, probability, errs, fails in (
-                    (predicted, droplet_probability, errors, failures),
-                    (np.where(label == 255, 0, label).astype(np.uint8), None, errors_truth,
-                     failures_truth)):
-                found = measure_contact_angle(labels, probability, pixel_size)
+            # The model's labels are measured as the service measures them (with the raw
+            # frame); the true labels are exact and are measured alone.
+            for labels, probability, image, errs, fails in (
+                    (predicted, droplet_probability, raw, errors, failures),
+                    (np.where(label == 255, 0, label).astype(np.uint8), None, None,
+                     errors_truth, failures_truth)):
+                found = measure_contact_angle(labels, probability, pixel_size, image=image)
                 if found.status in VALID_STATUSES and found.contact_angle_deg is not None:
                     errs.append(found.contact_angle_deg - angle_true)
                 else:
