@@ -3,7 +3,8 @@
 The driver (this process) keeps everything stateful: it lists and vets the files, skips what
 its ledger lists as done, and commits results with the ledger's claim -> hold -> write ->
 commit protocol (:mod:`nwwatch.service.ledger`), one batch per task and acquisition. Workers
-only compute (:func:`nwwatch.service.clustertask.run_task`): a task hashes its files, reads, segments and measures them with the code of local replay
+only compute (:func:`nwwatch.service.clustertask.run_task`): a task hashes its files, reads,
+segments and measures them with the code of local replay
 (:func:`nwwatch.service.pipeline.process`'s frame stage) and writes its rows to a *staged*
 Parquet file ``RESULTS/.cluster/{version}-{model12}-{digest}.parquet``, whose name is fixed by
 the content hashes of its files, the model hash and the measurement version. The driver then
