@@ -492,3 +492,24 @@ def test_a_raw_byte_name_and_its_escaped_spelling_are_two_files(setup):
     assert json.loads(out.output)["counts"]["quarantined_files"] == 2
     again = replay(acq, res, kind="insitu", model=onnx)  # each recognised by its own key
     assert (again.skipped, again.quarantined, again.still_quarantined) == (0, 2, 2)
+
+
+def test_a_replaced_file_whose_batch_is_adopted_leaves_quarantine_parquet(setup):
+    """Killed after the rows of the fixed file were written but before their commit: the
+    restart adopts the batch, and the file leaves the quarantine list with it."""
+    tmp, acq, res, onnx = setup
+    (acq / "late.tif").write_bytes(b"not a TIFF at all, replaced below" * 3)
+    assert replay(acq, res, kind="insitu", model=onnx).quarantined == 1
+    write_frame_tiff(acq / "late.tif", paint_insitu(121, size=48))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": "after_write:1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(acq),
+         "--out", str(res), "--model", str(onnx)],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    again = replay(acq, res, kind="insitu", model=onnx)  # reconciles: adopts the batch
+    assert (again.skipped, again.quarantined) == (1, 0)
+    assert len(frames_table(res)) == 1
+    assert _quarantine(res) == {}
+    out = CliRunner().invoke(status, ["--out", str(res), "--json"])
+    assert json.loads(out.output)["quarantined"] == []
