@@ -513,3 +513,36 @@ def test_a_replaced_file_whose_batch_is_adopted_leaves_quarantine_parquet(setup)
     assert _quarantine(res) == {}
     out = CliRunner().invoke(status, ["--out", str(res), "--json"])
     assert json.loads(out.output)["quarantined"] == []
+
+
+def test_held_rows_released_by_a_failed_write_come_back_right_after_the_pause(setup):
+    """Files whose held rows could not be written go back to the queue at once: they are
+    processed again as soon as the pause ends (not at the next rescan, here 10 minutes
+    away), counted once in the stop line, and each release is logged."""
+    from nwwatch.results.parquet import acquisition_partition
+
+    tmp, acq, res, onnx = setup
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2, rescan=600.0,
+                       extra="backoff_seconds = 0.5")
+    # A regular file where the partition folder must go: the write fails (not a folder).
+    blocker = res / "frames" / acquisition_partition(str(acq / "f000.tif"))
+    blocker.parent.mkdir(parents=True)
+    blocker.write_bytes(b"in the way")
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        daemon.wait_event("ready")
+        names = _frames(acq, 3)
+        daemon.wait_event("storage_paused")
+        blocker.unlink()
+        wait_rows(res, 3, timeout=30, proc=daemon)
+    finally:
+        code = _stop(daemon)
+    assert code == 0
+    _once(res, names)
+    events = daemon.events()
+    released = [e for e in events if e["event"] == "file_requeued"]
+    processed = [e for e in events if e["event"] == "file_processed"]
+    assert sorted(os.path.basename(e["source"]) for e in released) == names
+    assert len(processed) == len(names) + len(released)
+    (stopping,) = [e for e in events if e["event"] == "stopping"]
+    assert stopping["processed_files"] == 3 and stopping["processed_rows"] == 3

@@ -52,6 +52,11 @@ class HeldBatch:
     summaries: list[dict] = field(default_factory=list)
     detected_at: list[float] = field(default_factory=list)  # done files seen complete
     held_since: float = field(default_factory=time.monotonic)
+    #: The input entries of the files with rows (what ``process`` was given: a path or a
+    #: ReadyFile), so that a caller can queue them again when the batch is released.
+    entries: list = field(default_factory=list)
+    #: Counted as processed by the caller (the daemon's tally), which un-counts it if released.
+    tallied: bool = False
 
 
 @dataclass
@@ -74,6 +79,9 @@ class RowBuffer:
     def __init__(self, policy: FlushPolicy | None = None) -> None:
         self.policy = policy or FlushPolicy()
         self.batches: list[HeldBatch] = []
+        #: Batches whose file could not be written, released in the ledger (their files are
+        #: to be processed again); the daemon takes them to queue their files again.
+        self.released: list[HeldBatch] = []
 
     @property
     def rows(self) -> int:
@@ -86,6 +94,11 @@ class RowBuffer:
 
     def add(self, batch: HeldBatch) -> None:
         self.batches.append(batch)
+
+    def take_released(self) -> list[HeldBatch]:
+        """The batches released since the last call (see :attr:`released`)."""
+        out, self.released = self.released, []
+        return out
 
     def due(self, now: float | None = None) -> bool:
         if not self.batches:
@@ -128,6 +141,7 @@ class RowBuffer:
                 if not isinstance(exc, Exception):
                     raise  # interrupted before the rename: still held, written later
                 self._drop(group)
+                self.released += group
                 for b in group:
                     for aux in b.aux:
                         aux.unlink(missing_ok=True)
