@@ -72,7 +72,8 @@ def _percentiles(sample: np.ndarray, percents: tuple[float, ...]) -> list[float]
 
 
 def normalize_image(
-    image: np.ndarray, value_range: tuple[float, float] | None = None
+    image: np.ndarray, value_range: tuple[float, float] | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Scale raw detector counts to float32 in [-1, 1] for a network.
 
@@ -84,6 +85,9 @@ def normalize_image(
     ----------
     image : ndarray, (H, W) or any shape, uint8/uint16/int16/float32/float64
     value_range : (low, high), optional
+    out : float32 ndarray of ``image``'s shape, optional
+        Written in place and returned (e.g. one frame of a batch array), instead of a new
+        array.
 
     Returns
     -------
@@ -91,8 +95,8 @@ def normalize_image(
     """
     low, high = intensity_range(image) if value_range is None else value_range
     scale = np.float32(2.0 / (high - low))
-    # In place in one new array (the expression form allocates three).
-    out = np.subtract(image, np.float32(low), dtype=np.float32)
+    # In place in one array (the expression form allocates three).
+    out = np.subtract(image, np.float32(low), dtype=np.float32, out=out)
     out *= scale
     out -= np.float32(1.0)
     np.clip(out, -1.0, 1.0, out=out)
