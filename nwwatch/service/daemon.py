@@ -276,7 +276,7 @@ class Daemon:
                         continue
                     self.log.info("file_requeued", source=str(path), batch_id=batch.batch_id,
                                   reason="its rows could not be written",
-                                  next="at once" if requeue else "at the next rescan")
+                                  next="at once" if requeue else "when the folder is scanned")
                     if not requeue:
                         continue
                     w = watches[entry.watch]
@@ -314,6 +314,7 @@ class Daemon:
             except Exception as exc:
                 self.log.error("held_rows_not_written", error=repr(exc),
                                note="their files are processed again at the next start")
+                self._released(watches, self._queued, requeue=False)
 
     def _pause(self, exc: Exception) -> None:
         backoff = self.config.backoff_seconds
