@@ -12,13 +12,15 @@
    writer) at a steady rate; latency = time the writer's rename returned -> time of the
    daemon's ``rows_written`` log line for the file's batch (p50 / p95), with
    ``[output] flush_seconds = --flush-seconds``;
+   and CPU time of the real replay path instrumented (:func:`pipeline_cpu`): the network,
+   the measurement, the label queue and the rest;
 3. memory: resident set size of a replay over many frames, sampled every batch (flat or not).
 
 Usage::
 
     .venv/bin/python bench/bench_replay.py [--model M.onnx] [--frames 200] [--size 512]
         [--threads 2] [--rounds 3] [--latency-frames 40] [--flush-seconds 0]
-        [--memory-frames 5000] [--json out.json]
+        [--memory-frames 5000] [--frames-from DIR | --keep-frames DIR] [--json out.json]
 
 Without ``--model``: the shipped default model when it exists, else an untrained UNet of the
 training package exported on the fly (same compute, random weights; said in the output).
@@ -232,7 +234,70 @@ def cpu_stages(model: Path, folder: Path, threads: int, batch_size: int) -> dict
     out = {k: statistics.median(v) for k, v in spent.items()}
     out["rows_write"] += ms / len(rows)
     out["outside_inference"] = sum(out.values())
+    # The 10th percentile over the frames: closer to the cost on an idle core (on a shared
+    # machine, cache and core contention inflate even CPU time).
+    # (Not for the Segmenter's share: a difference of two runs, its low tail is noise.)
+    p10 = {k: float(np.percentile(v, 10)) for k, v in spent.items()
+           if k != "segmenter_beyond_network"}
+    p10["rows_write"] += ms / len(rows)
+    p10["outside_inference"] = sum(p10.values())
+    out["p10"] = p10
     return out
+
+
+def pipeline_cpu(model: Path, folder: Path, out: Path, config: Path) -> dict:
+    """CPU milliseconds per frame of a whole replay's processing, split by instrumenting the
+    real code path: ``process()`` calls and the final write (process time: every thread),
+    of which ``session.run`` (thread time of the calling thread: with one ONNX Runtime thread
+    the network runs there), ``measure_contact_angle`` and the label queue's ``offer``
+    (thread time). ``rest`` is the processing CPU outside the network and the measurement:
+    hashing, ledger, reading, normalising, the Segmenter's own work, confidence, rows, Arrow,
+    Parquet, label queue. Model loading and imports are outside ``process`` and not counted."""
+    import onnxruntime as ort
+
+    import nwwatch.results.label_queue as label_queue
+    import nwwatch.service.flush as flush
+    import nwwatch.service.frames as frames_mod
+    import nwwatch.service.pipeline as pipeline
+    from nwwatch.service import replay
+
+    spent = {"pipeline": 0.0, "network": 0.0, "measure": 0.0, "label_queue": 0.0}
+    lock = threading.Lock()
+
+    def timed(fn, key, clock):
+        def wrapper(*a, **k):
+            t = clock()
+            try:
+                return fn(*a, **k)
+            finally:
+                with lock:
+                    spent[key] += (clock() - t) * 1e3
+        return wrapper
+
+    patches = [(pipeline, "process", time.process_time, "pipeline"),
+               (flush, "write_held", time.process_time, "pipeline"),
+               (ort.InferenceSession, "run", time.thread_time, "network"),
+               (frames_mod, "measure_contact_angle", time.thread_time, "measure"),
+               (label_queue, "offer", time.thread_time, "label_queue")]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _, _ in patches]
+    try:
+        for obj, name, clock, key in patches:
+            setattr(obj, name, timed(getattr(obj, name), key, clock))
+        summary = replay(folder, out, kind="insitu", model=model, config=config)
+    finally:
+        for obj, name, fn in saved:
+            setattr(obj, name, fn)
+    n = max(1, summary.frames)
+    result = {k: v / n for k, v in spent.items()}
+    result["rest"] = result["pipeline"] - result["network"] - result["measure"]
+    result["rest_without_label_queue"] = result["rest"] - result["label_queue"]
+    result["label_queue_frames_entered"] = _queue_files(out)
+    return result
+
+
+def _queue_files(out: Path) -> int:
+    """Thumbnails left in the label queue (frames that entered it and stayed)."""
+    return len(list((out / "label-queue").glob("*/thumbs/*.png")))
 
 
 def write_config(path: Path, watch: Path, results: Path, model: Path, threads: int,
@@ -348,6 +413,9 @@ def main() -> None:
                     help="frames/s written in the latency test (default: half the throughput)")
     ap.add_argument("--memory-frames", type=int, default=0)
     ap.add_argument("--memory-size", type=int, default=128)
+    ap.add_argument("--frames-from", help="a folder of frames of an earlier run "
+                    "(--keep-frames) instead of rendering --frames new ones")
+    ap.add_argument("--keep-frames", help="copy the rendered frames to this folder")
     ap.add_argument("--json")
     args = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -358,7 +426,13 @@ def main() -> None:
     try:
         model, model_note = pick_model(args.model, work)
         frames = work / "frames"
-        truth_labels = make_frames(frames, args.frames, args.size)
+        if args.frames_from:  # frames made by an earlier run (rendering 512² takes a while)
+            shutil.copytree(args.frames_from, frames)
+            truth_labels = []
+        else:
+            truth_labels = make_frames(frames, args.frames, args.size)
+        if args.keep_frames:
+            shutil.copytree(frames, args.keep_frames, dirs_exist_ok=True)
         cfg = write_config(work / "replay.toml", frames, work / "unused", model, args.threads,
                            args.batch_size)
         rounds, n = [], args.frames
@@ -369,7 +443,10 @@ def main() -> None:
             rounds.append({"bare_ort_fps": ort_fps, "replay_fps": fps, "ratio": fps / ort_fps,
                            "stage_ms_per_frame": stage_ms(frames, out),
                            "cpu_ms_per_frame": cpu_stages(model, frames, args.threads,
-                                                          args.batch_size)})
+                                                          args.batch_size),
+                           "pipeline_cpu_ms_per_frame": pipeline_cpu(
+                               model, frames, work / f"cpu_out{r}", cfg)})
+            shutil.rmtree(work / f"cpu_out{r}", ignore_errors=True)
             print(json.dumps(rounds[-1]), flush=True)
             shutil.rmtree(out, ignore_errors=True)
         result = {"model": str(model), "model_note": model_note, "frame_size": args.size,
@@ -378,7 +455,8 @@ def main() -> None:
                   "rounds": rounds,
                   "ratio_median": (statistics.median(r["ratio"] for r in rounds)
                                    if rounds else None),
-                  "measure_on_truth_labels": measure_on_truth(truth_labels)}
+                  "measure_on_truth_labels": (measure_on_truth(truth_labels)
+                                              if truth_labels else None)}
         print(json.dumps(result, indent=1), flush=True)
         if args.latency_frames:
             rate = args.latency_rate or (max(0.5, rounds[-1]["replay_fps"] / 2) if rounds

@@ -30,13 +30,16 @@ def fsync_folder(folder: str | os.PathLike[str]) -> None:
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+def atomic_write(path: str | os.PathLike[str], durable: bool = True) -> Iterator[BinaryIO]:
     """Open a hidden temporary file beside ``path`` for binary writing.
 
     On a clean exit the file is flushed, fsynced, renamed to ``path`` (replacing any file
     there) and the folder is fsynced; on an exception the temporary file is removed and
     nothing appears at ``path``. The temporary name starts with '.' and ends in '.part', so
     suffix-filtering watchers, pyarrow datasets and DuckDB globs all skip it.
+
+    ``durable=False`` skips both fsyncs, for by-products that may be lost in a power cut
+    (never a partial file under ``path``, but possibly none, or an empty one, after it).
     """
     target = Path(path)
     if not target.parent.is_dir():  # e.g. a new partition folder: its entry made durable too
@@ -48,9 +51,11 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         with open(temporary, "xb") as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    fsync_folder(target.parent)
+    if durable:
+        fsync_folder(target.parent)

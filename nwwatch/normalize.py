@@ -47,22 +47,33 @@ def intensity_range(image: np.ndarray) -> tuple[float, float]:
 
 
 def _percentiles(sample: np.ndarray, percents: tuple[float, ...]) -> list[float]:
-    """``np.percentile(sample, percents)`` (linear interpolation) from one partial sort of
-    ``sample`` in its own dtype (np.percentile converts to float64 first: twice the time)."""
+    """``np.percentile(sample, percents)`` (linear interpolation) from the order statistics
+    of ``sample``: counted (a histogram over all values) for 8- and 16-bit unsigned samples,
+    else from one partial sort in the sample's own dtype (np.percentile converts to float64
+    first: twice the time). Both give np.percentile's values exactly."""
     n = sample.size
     positions = [q / 100.0 * (n - 1) for q in percents]
     lows = [int(np.floor(pos)) for pos in positions]
     kth = sorted({k for lo in lows for k in (lo, min(lo + 1, n - 1))})
-    ordered = np.partition(sample, kth)
+    if sample.dtype in (np.uint8, np.uint16):
+        # The k-th smallest value (0-based) is the first whose cumulative count exceeds k;
+        # counting is ~4x faster than np.partition on a 512x512 detector frame's sample.
+        cumulative = np.cumsum(np.bincount(sample))
+        at = dict(zip(kth, np.searchsorted(cumulative, kth, side="right").tolist(),
+                      strict=True))
+    else:
+        ordered = np.partition(sample, kth)
+        at = {k: ordered[k] for k in kth}
     out = []
     for pos, lo in zip(positions, lows, strict=True):
-        a, b = float(ordered[lo]), float(ordered[min(lo + 1, n - 1)])
+        a, b = float(at[lo]), float(at[min(lo + 1, n - 1)])
         out.append(a + (b - a) * (pos - lo))
     return out
 
 
 def normalize_image(
-    image: np.ndarray, value_range: tuple[float, float] | None = None
+    image: np.ndarray, value_range: tuple[float, float] | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Scale raw detector counts to float32 in [-1, 1] for a network.
 
@@ -74,6 +85,9 @@ def normalize_image(
     ----------
     image : ndarray, (H, W) or any shape, uint8/uint16/int16/float32/float64
     value_range : (low, high), optional
+    out : float32 ndarray of ``image``'s shape, optional
+        Written in place and returned (e.g. one frame of a batch array), instead of a new
+        array.
 
     Returns
     -------
@@ -81,8 +95,8 @@ def normalize_image(
     """
     low, high = intensity_range(image) if value_range is None else value_range
     scale = np.float32(2.0 / (high - low))
-    # In place in one new array (the expression form allocates three).
-    out = np.subtract(image, np.float32(low), dtype=np.float32)
+    # In place in one array (the expression form allocates three).
+    out = np.subtract(image, np.float32(low), dtype=np.float32, out=out)
     out *= scale
     out -= np.float32(1.0)
     np.clip(out, -1.0, 1.0, out=out)
@@ -91,11 +105,13 @@ def normalize_image(
     return out
 
 
-def stretch_to_uint8(image: np.ndarray) -> np.ndarray:
+def stretch_to_uint8(image: np.ndarray,
+                     value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Display scaling: the 0.5-99.5 percentile range of ``image`` (any shape, any real
-    dtype) to 0-255 (uint8, same shape); a constant image maps to 0."""
+    dtype), or ``value_range`` (low, high) when given, to 0-255 (uint8, same shape); a
+    constant image maps to 0."""
     img = np.asarray(image, dtype=np.float32)
-    lo, hi = np.percentile(img, (0.5, 99.5))
+    lo, hi = np.percentile(img, (0.5, 99.5)) if value_range is None else value_range
     if not hi > lo:
         hi = lo + 1.0
     return np.clip((img - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)

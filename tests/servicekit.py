@@ -218,3 +218,25 @@ def bad_inputs(folder: Path) -> dict[str, str]:
         "rgb.tif": "MultichannelError",
         "absurd.tif": "ImageTooLargeError",
     }
+
+
+HIVE_KEY = ["source", "frame"]
+
+
+def hive_readers(results: Path, folder: str = "frames") -> dict:
+    """(source, frame, acquisition) as pandas, polars and DuckDB read the hive-partitioned
+    ``results/folder`` (polars and DuckDB by the glob ``folder/*/*.parquet``), each sorted."""
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    glob = f"{results}/{folder}/*/*.parquet"
+    tables = {
+        "pandas": pd.read_parquet(results / folder, columns=[*HIVE_KEY, "acquisition"]),
+        "polars": pl.read_parquet(glob, hive_partitioning=True)
+                    .select([*HIVE_KEY, "acquisition"]).to_pandas(),
+        "duckdb": duckdb.sql(f"SELECT source, frame, acquisition FROM read_parquet('{glob}', "
+                             "hive_partitioning = true)").df(),
+    }
+    return {name: t.astype({"acquisition": str, "frame": "int64"}).sort_values(HIVE_KEY)
+            .reset_index(drop=True) for name, t in tables.items()}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
-from servicekit import REPO, model, paint_insitu
+from servicekit import HIVE_KEY, REPO, hive_readers, model, paint_insitu
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.results.parquet import dataset_files
@@ -85,9 +85,9 @@ def test_cluster_rows_equal_local_replay_and_bad_file_is_quarantined(cluster, ac
     assert (dask.done, dask.quarantined, dask.frames) == (N_FRAMES, 1, N_FRAMES)
     assert (local.done, local.quarantined, local.frames) == (N_FRAMES, 1, N_FRAMES)
     assert dask.cluster.tasks >= 2 and dask.cluster.workers == 2
-    # compacted at the end: one file for the one acquisition
-    assert dask.compaction.acquisitions == 1
-    assert len(dataset_files(tmp_path / "dask" / "frames")) == 1
+    # held rows are written like local replay's: one file, in the acquisition's partition
+    (only,) = dataset_files(tmp_path / "dask" / "frames")
+    assert only.parent.name.startswith("acquisition=acq-")
     a = rows(tmp_path / "local").drop(columns=RUN_COLUMNS)
     b = assert_exactly_once(tmp_path / "dask", N_FRAMES).drop(columns=RUN_COLUMNS)
     pd.testing.assert_frame_equal(a, b)
@@ -127,6 +127,9 @@ def test_driver_killed_and_restarted_completes_without_duplicates(cluster, acq, 
                                                                   point):
     address, _ = cluster
     folder, onnx = acq
+    (folder / "b").mkdir()  # two acquisitions: the final flush writes two partition files
+    for f in sorted(folder.glob("f*.tif"))[N_FRAMES // 2:]:
+        f.rename(folder / "b" / f.name)
     results = tmp_path / "res"
     env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": f"{point}:2"}
     proc = subprocess.run(
@@ -134,14 +137,66 @@ def test_driver_killed_and_restarted_completes_without_duplicates(cluster, acq, 
          "--out", str(results), "--model", str(onnx), "--dask", address],
         env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    first = rows(results)
-    # Killed after its 2nd commit began: one batch committed; the 2nd only claimed, or
-    # written but not committed (then adopted on restart).
-    assert 0 < len(first) < N_FRAMES if point == "after_claim" else 0 < len(first)
+    if point == "after_claim":
+        # Killed at its 2nd claim: the rows of the 1st batch were held in memory, not
+        # written; only work is lost.
+        assert dataset_files(results / "frames") == []
+        first = None
+    else:
+        # Killed between the two partition files of the final flush: the 1st committed,
+        # the 2nd written but not committed (adopted on restart).
+        first = rows(results)
+        assert len(first) == N_FRAMES
     summary = replay(folder, results, model=onnx, dask=address)
-    assert summary.skipped >= 1
     table = assert_exactly_once(results, N_FRAMES)
-    assert set(first.source_sha256) <= set(table.source_sha256)
+    if first is not None:
+        assert summary.skipped == N_FRAMES
+        assert set(first.batch_id) == set(table.batch_id)
+
+
+def test_readers_see_every_row_once_during_and_after_a_cluster_replay(cluster, acq, tmp_path,
+                                                                      monkeypatch):
+    """Rows go straight into hive partitions: after every commit of the driver, pandas,
+    polars and DuckDB read each committed row once, in its acquisition's partition."""
+    import nwwatch.service.replay  # noqa: F401  (the module, not the function)
+    from nwwatch.results.parquet import acquisition_partition
+    from nwwatch.service.ledger import Ledger
+
+    address, _ = cluster
+    folder, onnx = acq
+    (folder / "b").mkdir()
+    for f in sorted(folder.glob("f*.tif"))[::3]:
+        f.rename(folder / "b" / f.name)
+    results = tmp_path / "res"
+    replay_module = sys.modules["nwwatch.service.replay"]
+    monkeypatch.setattr(replay_module, "REPLAY_FLUSH_ROWS", 1)  # a file per task
+    seen: list[int] = []
+    commit_held = Ledger.commit_held
+
+    def read_after_commit(self, batches):
+        commit_held(self, batches)
+        top = list((results / "frames").glob("*.parquet"))
+        assert top == [], "a file outside the partitions"
+        readers = hive_readers(results)
+        n = len(readers["pandas"])
+        for name, table in readers.items():
+            parts = table.source.map(lambda s: acquisition_partition(s).split("=", 1)[1])
+            assert (table.acquisition == parts).all(), name
+            assert not table.duplicated(HIVE_KEY).any(), name
+            assert len(table) == n, name
+        seen.append(n)
+
+    monkeypatch.setattr(Ledger, "commit_held", read_after_commit)
+    summary = replay(folder, results, model=onnx, dask=address)
+    assert (summary.done, summary.frames) == (N_FRAMES, N_FRAMES)
+    assert len(seen) >= 3 and seen == sorted(seen) and 0 < seen[0] < N_FRAMES
+    # after the final compaction: one file per acquisition, every row once
+    assert summary.compaction.acquisitions >= 1
+    assert len(dataset_files(results / "frames")) == 2
+    want = rows(results)[HIVE_KEY].astype({"frame": "int64"})
+    assert len(want) == N_FRAMES
+    for name, table in hive_readers(results).items():
+        pd.testing.assert_frame_equal(table[HIVE_KEY], want, obj=name)
 
 
 def test_unreachable_scheduler_is_a_clear_error(acq, tmp_path):

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from servicekit import REPO, model, paint_insitu
+from servicekit import REPO, hive_readers, model, paint_insitu
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.results.parquet import dataset_files
@@ -32,21 +32,7 @@ def _frames(results) -> pd.DataFrame:
 
 
 def _readers(results) -> dict[str, pd.DataFrame]:
-    """(source, frame, acquisition) as pandas, polars and DuckDB read the hive-partitioned
-    folder, each sorted."""
-    import duckdb
-    import polars as pl
-
-    glob = f"{results}/frames/*/*.parquet"
-    tables = {
-        "pandas": pd.read_parquet(results / "frames", columns=[*KEY, "acquisition"]),
-        "polars": pl.read_parquet(glob, hive_partitioning=True)
-                    .select([*KEY, "acquisition"]).to_pandas(),
-        "duckdb": duckdb.sql(f"SELECT source, frame, acquisition FROM read_parquet('{glob}', "
-                             "hive_partitioning = true)").df(),
-    }
-    return {name: t.astype({"acquisition": str, "frame": "int64"}).sort_values(KEY)
-            .reset_index(drop=True) for name, t in tables.items()}
+    return hive_readers(results)
 
 
 def _assert_readers_agree(results, expected: pd.DataFrame, duplicates: bool = False) -> None:

@@ -492,3 +492,57 @@ def test_a_raw_byte_name_and_its_escaped_spelling_are_two_files(setup):
     assert json.loads(out.output)["counts"]["quarantined_files"] == 2
     again = replay(acq, res, kind="insitu", model=onnx)  # each recognised by its own key
     assert (again.skipped, again.quarantined, again.still_quarantined) == (0, 2, 2)
+
+
+def test_a_replaced_file_whose_batch_is_adopted_leaves_quarantine_parquet(setup):
+    """Killed after the rows of the fixed file were written but before their commit: the
+    restart adopts the batch, and the file leaves the quarantine list with it."""
+    tmp, acq, res, onnx = setup
+    (acq / "late.tif").write_bytes(b"not a TIFF at all, replaced below" * 3)
+    assert replay(acq, res, kind="insitu", model=onnx).quarantined == 1
+    write_frame_tiff(acq / "late.tif", paint_insitu(121, size=48))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": "after_write:1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(acq),
+         "--out", str(res), "--model", str(onnx)],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    again = replay(acq, res, kind="insitu", model=onnx)  # reconciles: adopts the batch
+    assert (again.skipped, again.quarantined) == (1, 0)
+    assert len(frames_table(res)) == 1
+    assert _quarantine(res) == {}
+    out = CliRunner().invoke(status, ["--out", str(res), "--json"])
+    assert json.loads(out.output)["quarantined"] == []
+
+
+def test_held_rows_released_by_a_failed_write_come_back_right_after_the_pause(setup):
+    """Files whose held rows could not be written go back to the queue at once: they are
+    processed again as soon as the pause ends (not at the next rescan, here 10 minutes
+    away), counted once in the stop line, and each release is logged."""
+    from nwwatch.results.parquet import acquisition_partition
+
+    tmp, acq, res, onnx = setup
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2, rescan=600.0,
+                       extra="backoff_seconds = 0.5")
+    # A regular file where the partition folder must go: the write fails (not a folder).
+    blocker = res / "frames" / acquisition_partition(str(acq / "f000.tif"))
+    blocker.parent.mkdir(parents=True)
+    blocker.write_bytes(b"in the way")
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        daemon.wait_event("ready")
+        names = _frames(acq, 3)
+        daemon.wait_event("storage_paused")
+        blocker.unlink()
+        wait_rows(res, 3, timeout=30, proc=daemon)
+    finally:
+        code = _stop(daemon)
+    assert code == 0
+    _once(res, names)
+    events = daemon.events()
+    released = [e for e in events if e["event"] == "file_requeued"]
+    processed = [e for e in events if e["event"] == "file_processed"]
+    assert sorted(os.path.basename(e["source"]) for e in released) == names
+    assert len(processed) == len(names) + len(released)
+    (stopping,) = [e for e in events if e["event"] == "stopping"]
+    assert stopping["processed_files"] == 3 and stopping["processed_rows"] == 3

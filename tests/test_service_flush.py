@@ -264,3 +264,49 @@ def test_batches_released_while_the_ledger_cannot_be_written_are_settled_later(t
     assert ledger.settle("b1", 3) is False  # no file: released
     assert ledger.unfinished_batches() == [] and ledger.item(key) is None
     ledger.close()
+
+
+class _Log:
+    """A logger that keeps (event, fields) of every call."""
+
+    def __init__(self):
+        self.lines = []
+
+    def __getattr__(self, level):
+        return lambda event, **fields: self.lines.append((event, fields))
+
+
+def test_a_flush_failing_partway_reports_the_part_it_committed(tmp_path, onnx_model,
+                                                              monkeypatch):
+    """Two partitions held, the second file cannot be written: the first is committed, and
+    its rows are in /metrics and in a ``rows_written`` line all the same."""
+    import nwwatch.service.flush as flush
+    from nwwatch.dashboard import metrics
+    from nwwatch.service.batch import ResultsWriteError
+
+    a, b = _frames(tmp_path / "in" / "a", 2), _frames(tmp_path / "in" / "b", 3)
+    engine = _engine(tmp_path, onnx_model, HOLD)
+    engine.log = _Log()
+    process(a + b, engine)
+    real, calls = flush.write_table_atomic, []
+
+    def second_fails(table, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(table, path)
+
+    before = metrics.snapshot()
+    monkeypatch.setattr(flush, "write_table_atomic", second_fails)
+    with pytest.raises(ResultsWriteError):
+        write_held(engine, force=True)
+    after = metrics.snapshot()
+    committed = _written(engine.results_dir)
+    assert len(committed) == 2 and engine.ledger.queries.counts()["done"] == 2
+    counted = sum(after.get(f"frames_{o}", 0) - before.get(f"frames_{o}", 0)
+                  for o in ("ok", "flagged", "quarantined"))
+    assert counted == 2
+    lines = [f for e, f in engine.log.lines if e == "rows_written"]
+    assert len(lines) == 1 and lines[0]["rows"] == 2
+    assert lines[0]["files"] == [str(calls[0].relative_to(engine.results_dir))]
+    engine.ledger.close()

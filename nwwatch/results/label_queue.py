@@ -13,8 +13,10 @@ ever written into the acquisition folder. ``nwwatch label --queue RESULTS`` open
 frames first (from their references; the thumbnails are for browsing the queue).
 
 Crash safety: thumbnails are written first, then ``queue.json`` (both through
-:func:`nwwatch.atomic.atomic_write`), then thumbnails no entry references are removed; a crash
-leaves at most unreferenced thumbnails, removed by the next update. A frame offered again
+:func:`nwwatch.atomic.atomic_write`; thumbnails without fsync), then thumbnails no entry
+references are removed; a crash of the process leaves at most unreferenced thumbnails, removed
+by the next update. A power cut may also lose thumbnails that ``queue.json`` lists (they are
+for browsing only; ``queue.json`` itself is fsynced). A frame offered again
 (processed again, e.g. by a new model) replaces its entry, so replays after a crash do not
 duplicate entries.
 """
@@ -88,15 +90,21 @@ def acquisition_folder(results_dir: str | os.PathLike[str], source: str | os.Pat
 
 
 def thumbnail(image: np.ndarray, max_px: int = THUMB_PX) -> np.ndarray:
-    """8-bit display copy of a frame (0.5-99.5 percentile stretch), longest side <= max_px."""
-    from nwwatch.normalize import stretch_to_uint8
+    """8-bit display copy of a frame (H, W), longest side <= max_px: area-averaged down to
+    that size, then stretched from the frame's robust intensity range
+    (:func:`nwwatch.normalize.intensity_range`, 0.5-99.5 percentiles) to 0-255. Scaling
+    first makes it ~10x cheaper on a 512x512 frame than stretching every pixel."""
+    from nwwatch.normalize import intensity_range, stretch_to_uint8
 
-    scaled = stretch_to_uint8(image)
-    factor = max_px / max(scaled.shape)
+    img = np.asarray(image)
+    value_range = intensity_range(img)
+    factor = max_px / max(img.shape)
     if factor < 1:
-        size = (max(1, round(scaled.shape[1] * factor)), max(1, round(scaled.shape[0] * factor)))
-        scaled = cv2.resize(scaled, size, interpolation=cv2.INTER_AREA)
-    return scaled
+        size = (max(1, round(img.shape[1] * factor)), max(1, round(img.shape[0] * factor)))
+        if img.dtype not in (np.uint8, np.uint16, np.float32):  # what cv2.resize takes
+            img = img.astype(np.float32)
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return stretch_to_uint8(img, value_range)
 
 
 def _read(folder: Path) -> list[QueueEntry]:
@@ -147,7 +155,9 @@ def _update(folder: Path, cands: list[Candidate], capacity: int) -> int:
     for e in new:
         ok, data = cv2.imencode(".png", thumbnail(images[e.key]))
         if ok:
-            with atomic_write(folder / e.thumbnail) as handle:
+            # Not fsynced (~10 ms each): a thumbnail is for browsing the queue, and a power
+            # cut may cost one that queue.json lists; a process crash cannot.
+            with atomic_write(folder / e.thumbnail, durable=False) as handle:
                 handle.write(data.tobytes())
     doc = {"format": QUEUE_FORMAT, "version": 1, "capacity": capacity,
            "acquisition": os.path.dirname(os.path.abspath(entries[0].source)),

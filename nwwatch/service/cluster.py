@@ -1,21 +1,24 @@
 """``nwwatch replay --dask ADDRESS``: the replay's per-file work on a Dask distributed cluster.
 
 The driver (this process) keeps everything stateful: it lists and vets the files, skips what
-its ledger lists as done, and commits results with the ledger's claim -> write -> commit
-protocol (:mod:`nwwatch.service.ledger`), one batch per task. Workers only compute
-(:func:`nwwatch.service.clustertask.run_task`): a task
-hashes its files, reads, segments and measures them with the code of local replay
+its ledger lists as done, and commits results with the ledger's claim -> hold -> write ->
+commit protocol (:mod:`nwwatch.service.ledger`), one batch per task and acquisition. Workers
+only compute (:func:`nwwatch.service.clustertask.run_task`): a task hashes its files, reads,
+segments and measures them with the code of local replay
 (:func:`nwwatch.service.pipeline.process`'s frame stage) and writes its rows to a *staged*
 Parquet file ``RESULTS/.cluster/{version}-{model12}-{digest}.parquet``, whose name is fixed by
 the content hashes of its files, the model hash and the measurement version. The driver then
-copies the rows into ``RESULTS/frames/`` under a new batch id and deletes the staged file.
+holds the rows under a new batch id (deleting the staged file) and writes them like local
+replay: one file per acquisition partition, ``RESULTS/frames/acquisition=<key>/``, by size or
+time (:mod:`nwwatch.service.flush`).
 
 Dask runs a task again when its worker dies, so a task may run twice (at-least-once); the
 result is still exactly once: a re-run finds its staged output already there (or writes the
 same rows again under the same name), and only the driver, one task result at a time, commits
 to the ledger, which never holds a content key twice. A driver killed at any point resumes
 from its ledger like local replay (a batch claimed but not written is undone, one written but
-not committed is adopted). The hidden ``.cluster`` folder is skipped by every results reader.
+not committed is adopted, one held but not written is released: processed again). The hidden
+``.cluster`` folder is skipped by every results reader.
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from nwwatch.service.batch import Engine, crash_point, refresh_quarantine
 from nwwatch.service.clustertask import TaskResult, TaskSpec, run_task
+from nwwatch.service.flush import write_held
 from nwwatch.service.ledger import Failure, ItemKey
-from nwwatch.service.names import path_key
+from nwwatch.service.names import path_key, source_name
 
 #: The optional dependency group that brings Dask distributed.
 CLUSTER_EXTRA = "cluster"
@@ -185,40 +188,50 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 submit(chunk)
 
         fill()
-        for fut in futures:
-            _, chunk = inflight.pop(fut.key)
-            if fut.status == "cancelled":
-                raise ClusterUnreachableError(f"lost the Dask scheduler at {address}")
-            try:
-                res = fut.result()
-            except Exception as exc:  # the task failed as a whole (KilledWorker included)
-                if len(chunk) > 1:
-                    log.warning("cluster_task_failed", files=len(chunk), error=repr(exc))
-                    stats.split += 1
-                    for one in chunk:
-                        submit([one])
-                else:
-                    _record_task_failure(engine, chunk[0][0], exc, summary, log)
-                    bar.advance(1, 0)
+        try:
+            for fut in futures:
+                _, chunk = inflight.pop(fut.key)
+                if fut.status == "cancelled":
+                    raise ClusterUnreachableError(f"lost the Dask scheduler at {address}")
+                try:
+                    res = fut.result()
+                except Exception as exc:  # the task failed as a whole (KilledWorker included)
+                    if len(chunk) > 1:
+                        log.warning("cluster_task_failed", files=len(chunk), error=repr(exc))
+                        stats.split += 1
+                        for one in chunk:
+                            submit([one])
+                    else:
+                        _record_task_failure(engine, chunk[0][0], exc, summary, log)
+                        bar.advance(1, 0)
+                    fut.release()
+                    fill()
+                    continue
                 fut.release()
+                t = time.perf_counter()
+                n_rows = _commit(res, engine, summary, force, log)
+                written = write_held(engine)  # when due: enough rows, or held long enough
+                if written is not None:
+                    summary.parquet_files.extend(written.files)
+                stats.driver_commit_seconds += time.perf_counter() - t
+                stats.tasks += 1
+                stats.reused += res.reused
+                stats.worker_seconds += res.seconds
+                stats.received_bytes += len(pickle.dumps(res))
+                stats.staged_bytes += res.staged_bytes
+                stats.frames_per_task.append(res.frames)
+                bar.advance(len(chunk), n_rows)
+                if res.frames and not res.reused:  # size later tasks to TARGET_TASK_S
+                    per_frame_s = res.seconds / res.frames
+                    frames_per_task = min(64 * engine.batch_size, max(
+                        engine.batch_size, math.ceil(TARGET_TASK_S / max(per_frame_s, 1e-4))))
                 fill()
-                continue
-            fut.release()
-            t = time.perf_counter()
-            n_rows = _commit(res, engine, summary, force, log)
-            stats.driver_commit_seconds += time.perf_counter() - t
-            stats.tasks += 1
-            stats.reused += res.reused
-            stats.worker_seconds += res.seconds
-            stats.received_bytes += len(pickle.dumps(res))
-            stats.staged_bytes += res.staged_bytes
-            stats.frames_per_task.append(res.frames)
-            bar.advance(len(chunk), n_rows)
-            if res.frames and not res.reused:  # size later tasks to TARGET_TASK_S
-                per_frame_s = res.seconds / res.frames
-                frames_per_task = min(64 * engine.batch_size, max(
-                    engine.batch_size, math.ceil(TARGET_TASK_S / max(per_frame_s, 1e-4))))
-            fill()
+        except KeyboardInterrupt:  # what was processed is written, not done again
+            write_held(engine, force=True)
+            raise
+        written = write_held(engine, force=True)
+        if written is not None:
+            summary.parquet_files.extend(written.files)
         _clear_staging(staging)
     finally:
         client.close()
@@ -228,20 +241,25 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
 
 
 def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
-    """Commit one task's rows and failures with the ledger protocol; returns rows written."""
+    """Hand one task's rows to ``engine``'s row buffer and record its failures, with the
+    ledger protocol of :func:`nwwatch.service.pipeline.process`: per acquisition a batch is
+    claimed, then held (its rows wait in memory for a larger file in the acquisition's
+    partition, :mod:`nwwatch.service.flush`), or committed at once when it has no rows.
+    Returns the rows held."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from nwwatch.results.outcome import count_table
-    from nwwatch.results.parquet import write_table_atomic
+    from nwwatch.results.parquet import acquisition_partition
+    from nwwatch.service.flush import SUMMARY_KEYS, HeldBatch
     from nwwatch.service.frames import FRAME_JOB
 
     ledger = engine.ledger
     early: list[Failure] = []
-    claim: list[tuple[ItemKey, object]] = []
-    rows_per_item: dict[ItemKey, int] = {}
-    failures: list[Failure] = []
+    # per acquisition partition: the items to claim, their failures, rows per item
+    parts: dict[str, tuple[list, list[Failure], dict[ItemKey, int]]] = {}
+    seen: set[ItemKey] = set()
     for f in res.files:
         if f.gone:
             continue
@@ -252,10 +270,13 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         ledger.remember_sha(name, f.size, f.mtime_ns, f.sha256)
         key = engine.key(f.sha256)
         known = ledger.item(key)
-        if f.duplicate or key in rows_per_item or any(k == key for k, _ in claim) or (
+        if f.duplicate or key in seen or engine.buffer.holds(key) or (
                 known is not None and known.state in ("done", "quarantined") and not force):
-            summary.skipped += 1  # done by another task or run: its rows are not added
+            summary.skipped += 1  # done (or held) by another task or run: rows not added
             continue
+        seen.add(key)
+        claim, failures, rows_per_item = parts.setdefault(
+            acquisition_partition(source_name(f.path)), ([], [], {}))
         claim.append((key, name))
         if f.reason:
             failures.append(Failure(key, name, f.reason, f.error_type, f.permanent, f.size,
@@ -265,34 +286,36 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     if early:
         summary.quarantined += len(ledger.record_failures(early, engine.max_attempts))
     n_rows = 0
-    if claim:
+    staged = pq.read_table(res.staged) if parts else None
+    job = FRAME_JOB
+    for partition, (claim, failures, rows_per_item) in parts.items():
         batch_id = uuid.uuid4().hex[:16]
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        job = FRAME_JOB
-        parquet = engine.results_dir / job.folder / f"{job.folder}-{stamp}-{batch_id}.parquet"
-        ledger.claim(batch_id, "insitu", parquet, claim)
+        # The rows' file is named when they are written (nwwatch.service.flush).
+        ledger.claim(batch_id, "insitu", None, claim)
         crash_point("after_claim")
-        table = pq.read_table(res.staged)
         keep = pa.array(sorted(k.sha256 for k in rows_per_item), pa.string())
-        table = table.filter(pc.is_in(table.column("source_sha256"), keep))
+        table = staged.filter(pc.is_in(staged.column("source_sha256"), keep))
         table = table.set_column(table.schema.get_field_index("batch_id"), "batch_id",
                                  pa.array([batch_id] * table.num_rows, pa.string()))
         table = table.replace_schema_metadata(None).cast(job.schema())
-        n_rows = table.num_rows
-        if n_rows:
-            write_table_atomic(table, parquet)
-            if force:
-                ledger.supersede(batch_id)  # earlier rows of re-processed files go
-            summary.parquet_files.append(parquet)
-        crash_point("after_write")
-        quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
-                                    wrote_parquet=n_rows > 0)
+        if table.num_rows:
+            quarantined = ledger.hold(batch_id, list(rows_per_item), failures,
+                                      engine.max_attempts)
+            engine.buffer.add(HeldBatch(
+                batch_id, job.folder, partition, table, rows_per_item, supersede=force,
+                summaries=table.select(list(SUMMARY_KEYS)).to_pylist()))
+        else:
+            quarantined = ledger.commit(batch_id, rows_per_item, failures,
+                                        engine.max_attempts, wrote_parquet=False)
+        n_rows += table.num_rows
         summary.done += len(rows_per_item)
         summary.quarantined += len(quarantined)
         summary.failed += len(failures) - len(quarantined)
-        summary.frames += n_rows
+        summary.frames += table.num_rows
         summary.rows.update(count_table(table))
     refresh_quarantine(ledger, engine.results_dir, log)
+    # The rows are held in this process now: a driver killed before they are written
+    # processes the files again (the ledger releases held batches whose file is missing).
     Path(res.staged).unlink(missing_ok=True)
     return n_rows
 

@@ -95,6 +95,9 @@ class Daemon:
         self._paused_until: float | None = None
         self._pause_reason = ""
         self.tally = Tally()
+        # The loop's watches and queued paths (for files released after a failed write).
+        self._watches: list[Watch] = []
+        self._queued: set[Path] = set()
 
     def stop(self, *_args) -> None:
         self._stop.set()
@@ -159,6 +162,7 @@ class Daemon:
             for w in watches:
                 w.start(self.log, self._watch_errors)
             queued: set[Path] = set()
+            self._watches, self._queued = watches, queued
             now = time.monotonic()
             for w in watches:
                 n = w.rescan(self.tracker, queued, self.log)
@@ -247,12 +251,38 @@ class Daemon:
             for w in watches:  # held rows whose time or count has come
                 self._write_due(w)
         except (ResultsWriteError, LedgerWriteError) as exc:
+            self._released(watches, queued, requeue=True)
             self._pause(exc)
             return False
         if self._paused_until is not None:
             self.log.info("storage_resumed", paused_because=self._pause_reason)
             self._paused_until, self._pause_reason = None, ""
         return did_work
+
+    def _released(self, watches: list[Watch], queued: set[Path], requeue: bool) -> None:
+        """Files of held batches released because their rows could not be written: no
+        longer counted as processed, and (``requeue``) back at the head of their watch's
+        queue, processed again as soon as processing resumes; otherwise the next rescan
+        finds them. Files of the batch in flight are already back in the queue."""
+        buffers = {id(w.engine.buffer): w.engine.buffer for w in watches}
+        now = time.monotonic()
+        for buffer in buffers.values():
+            for batch in buffer.take_released():
+                if batch.tallied:
+                    self.tally.uncount(batch.table, len(batch.rows_per_item))
+                for entry in batch.entries:
+                    path = getattr(entry, "path", None)
+                    if path is None or path in queued:
+                        continue
+                    self.log.info("file_requeued", source=str(path), batch_id=batch.batch_id,
+                                  reason="its rows could not be written",
+                                  next="at once" if requeue else "when the folder is scanned")
+                    if not requeue:
+                        continue
+                    w = watches[entry.watch]
+                    w.files.insert(0, entry)
+                    w.since = now - self.config.inference.max_batch_latency_ms / 1e3
+                    queued.add(path)
 
     def _write_due(self, w: Watch) -> None:
         """Write the held rows of ``w`` whose time or count has come. A failed write of
@@ -264,6 +294,7 @@ class Daemon:
             raise
         except Exception as exc:  # keep serving whatever happens
             self.log.exception("batch_crashed", error=repr(exc), stage="write")
+            self._released(self._watches, self._queued, requeue=False)
             self._reconcile()
 
     def _reconcile(self) -> None:
@@ -283,6 +314,7 @@ class Daemon:
             except Exception as exc:
                 self.log.error("held_rows_not_written", error=repr(exc),
                                note="their files are processed again at the next start")
+                self._released(watches, self._queued, requeue=False)
 
     def _pause(self, exc: Exception) -> None:
         backoff = self.config.backoff_seconds
@@ -325,12 +357,16 @@ class Daemon:
             self.log.exception("batch_crashed", error=repr(exc))
             for f in batch:
                 queued.discard(f.path)
+            self._released(self._watches, queued, requeue=False)
             # The batch may be left between claim and commit: settle it now as after a crash.
             self._reconcile()
             return
         for f in batch:
             queued.discard(f.path)
         self.tally.record(report, self.log)
+        counted = {o.batch_id for o in report.files if o.state == "done"}
+        for held in w.engine.buffer.batches:  # un-counted should they be released
+            held.tallied |= held.batch_id in counted
 
     def _quarantine_bad(self, bad, watches: list[Watch]) -> None:
         for w in watches:

@@ -52,6 +52,11 @@ class HeldBatch:
     summaries: list[dict] = field(default_factory=list)
     detected_at: list[float] = field(default_factory=list)  # done files seen complete
     held_since: float = field(default_factory=time.monotonic)
+    #: The input entries of the files with rows (what ``process`` was given: a path or a
+    #: ReadyFile), so that a caller can queue them again when the batch is released.
+    entries: list = field(default_factory=list)
+    #: Counted as processed by the caller (the daemon's tally), which un-counts it if released.
+    tallied: bool = False
 
 
 @dataclass
@@ -74,6 +79,9 @@ class RowBuffer:
     def __init__(self, policy: FlushPolicy | None = None) -> None:
         self.policy = policy or FlushPolicy()
         self.batches: list[HeldBatch] = []
+        #: Batches whose file could not be written, released in the ledger (their files are
+        #: to be processed again); the daemon takes them to queue their files again.
+        self.released: list[HeldBatch] = []
 
     @property
     def rows(self) -> int:
@@ -87,6 +95,11 @@ class RowBuffer:
     def add(self, batch: HeldBatch) -> None:
         self.batches.append(batch)
 
+    def take_released(self) -> list[HeldBatch]:
+        """The batches released since the last call (see :attr:`released`)."""
+        out, self.released = self.released, []
+        return out
+
     def due(self, now: float | None = None) -> bool:
         if not self.batches:
             return False
@@ -94,14 +107,16 @@ class RowBuffer:
         return (self.rows >= self.policy.max_rows
                 or now - self.batches[0].held_since >= self.policy.max_seconds)
 
-    def flush(self, ledger, results_dir: Path) -> Flushed:
+    def flush(self, ledger, results_dir: Path, out: Flushed | None = None) -> Flushed:
         """Write every held batch: one file per (folder, partition), each committed in the
-        ledger once written. Raises ResultsWriteError when a file cannot be written (its
-        batches are released: processed again later) and LedgerWriteError when the ledger
-        cannot (batches not yet written stay held; a written file is settled later)."""
+        ledger once written, and added to ``out`` (returned; pass one to know what was
+        committed when an error stops the flush partway). Raises ResultsWriteError when a
+        file cannot be written (its batches are released: processed again later) and
+        LedgerWriteError when the ledger cannot (batches not yet written stay held; a written
+        file is settled later)."""
         from nwwatch.service.batch import ResultsWriteError, crash_point
 
-        out = Flushed()
+        out = Flushed() if out is None else out
         groups: dict[tuple[str, str], list[HeldBatch]] = {}
         for b in self.batches:
             groups.setdefault((b.folder, b.partition), []).append(b)
@@ -126,6 +141,7 @@ class RowBuffer:
                 if not isinstance(exc, Exception):
                     raise  # interrupted before the rename: still held, written later
                 self._drop(group)
+                self.released += group
                 for b in group:
                     for aux in b.aux:
                         aux.unlink(missing_ok=True)
@@ -152,7 +168,7 @@ class RowBuffer:
             for b in group:
                 out.summaries += b.summaries
                 out.detected_at += b.detected_at
-        out.write_ms = (time.perf_counter() - t0) * 1e3
+            out.write_ms = (time.perf_counter() - t0) * 1e3
         return out
 
     def _drop(self, group: list[HeldBatch]) -> None:
@@ -168,19 +184,31 @@ def summary_of(row: dict) -> dict:
 def write_held(engine, report=None, force: bool = False) -> Flushed | None:
     """Write the held rows of ``engine`` (:class:`nwwatch.service.batch.Engine`) when due
     (``force``: now) and commit them; /metrics, ``quarantine.parquet`` and a ``rows_written``
-    log line follow. The files written are added to ``report`` (a ``BatchReport``). Returns
+    log line follow, also for the files committed before an error stopped the flush. The
+    files written are added to ``report`` (a ``BatchReport``). Returns
     what was written, or None when nothing was due."""
-    from nwwatch.dashboard import metrics as _metrics
     from nwwatch.service.batch import log_of as _log
     from nwwatch.service.batch import refresh_quarantine
 
     if not engine.buffer.batches or not (force or engine.buffer.due()):
         return None
-    flushed = engine.buffer.flush(engine.ledger, engine.results_dir)
-    # a committed file may take a replaced file off the quarantine list
-    refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
-    if not flushed.rows:
-        return flushed
+    flushed = Flushed()
+    try:
+        engine.buffer.flush(engine.ledger, engine.results_dir, flushed)
+    finally:
+        # What was committed before an error is reported all the same; a committed file may
+        # take a replaced file off the quarantine list.
+        refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
+        if flushed.rows:
+            _report_written(engine, flushed, report)
+    return flushed
+
+
+def _report_written(engine, flushed: Flushed, report) -> None:
+    """/metrics, the ``report`` and a ``rows_written`` log line for committed files."""
+    from nwwatch.dashboard import metrics as _metrics
+    from nwwatch.service.batch import log_of as _log
+
     _metrics.observe_commit(flushed.summaries, {"write": flushed.write_ms},
                             flushed.committed_at)
     _metrics.observe_outcomes([("done", t) for t in flushed.detected_at], flushed.committed_at)
@@ -194,4 +222,3 @@ def write_held(engine, report=None, force: bool = False) -> Flushed | None:
                       rows=flushed.rows, batch_ids=flushed.batch_ids,
                       write_ms=round(flushed.write_ms, 1),
                       max_latency_ms=None if latency_s is None else round(latency_s * 1e3, 1))
-    return flushed

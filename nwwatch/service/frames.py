@@ -7,6 +7,7 @@ acquisition to ``RESULTS/frames/acquisition=<key>/`` (:mod:`nwwatch.service.flus
 from __future__ import annotations
 
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -62,24 +63,46 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
     spent = {"read": 0.0, "segment": 0.0, "measure": 0.0}
     queue_candidates: list[tuple[Item, label_queue.Candidate]] = []
 
-    def read_group(group: list[Item]) -> list[tuple[Item, object, np.ndarray]]:
+    def read_group(group: list[Item]) -> tuple[list[tuple[Item, object, np.ndarray]],
+                                                 dict[tuple, np.ndarray]]:
+        """The group's frames read and normalised: queue entries (item, frame, normalised
+        frame) in file order, and per frame shape one (n, *shape) float32 array holding
+        those frames in queue order (the network's batches are slices of it, not copies)."""
         t_group = time.perf_counter()
-        queue = []
+        read = []
         for it in group:
             t = time.perf_counter()
             try:
                 it.frames = read_frames(it.path)
-                normalised = [normalize_image(f.image) for f in it.frames]
             except FileNotFoundError:
                 it.failed, it.gone = True, True  # vanished: released, no attempt counted
                 continue
             except Exception as exc:
                 fail_item(it, exc, failures, engine)
                 continue
-            it.read_ms = (time.perf_counter() - t) * 1e3 / max(1, len(it.frames))
+            it.read_ms = (time.perf_counter() - t) * 1e3
+            read.append(it)
+        counts = Counter(f.image.shape for it in read for f in it.frames)
+        arrays = {shape: np.empty((n, *shape), np.float32) for shape, n in counts.items()}
+        used = dict.fromkeys(counts, 0)
+        queue = []
+        for it in read:
+            t = time.perf_counter()
+            before = dict(used)
+            try:
+                normalised = []
+                for f in it.frames:
+                    slot = arrays[f.image.shape][used[f.image.shape]]
+                    normalised.append(normalize_image(f.image, out=slot))
+                    used[f.image.shape] += 1
+            except Exception as exc:
+                used = before  # its slots go to the next file
+                fail_item(it, exc, failures, engine)
+                continue
+            it.read_ms = (it.read_ms + (time.perf_counter() - t) * 1e3) / max(1, len(it.frames))
             queue.extend((it, f, x) for f, x in zip(it.frames, normalised, strict=True))
         spent["read"] += (time.perf_counter() - t_group) * 1e3
-        return queue
+        return queue, arrays
 
     def measure_chunk(queue, chunk: list[int], out, per_frame_ms: float) -> None:
         t_chunk = time.perf_counter()
@@ -127,18 +150,18 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
         next_read = pool.submit(read_group, groups[0])
         measured = []
         for g in range(len(groups)):
-            queue = next_read.result()
+            queue, arrays = next_read.result()
             if g + 1 < len(groups):
                 next_read = pool.submit(read_group, groups[g + 1])
             by_shape: dict[tuple[int, int], list[int]] = {}
             for i, (_, _, x) in enumerate(queue):
                 by_shape.setdefault(x.shape, []).append(i)
-            for indices in by_shape.values():
+            for shape, indices in by_shape.items():
                 for start in range(0, len(indices), engine.batch_size):
                     chunk = indices[start:start + engine.batch_size]
                     engine.beat()
                     t = time.perf_counter()
-                    out = engine.segmenter.segment(np.stack([queue[i][2] for i in chunk]))
+                    out = engine.segmenter.segment(arrays[shape][start:start + len(chunk)])
                     elapsed_ms = (time.perf_counter() - t) * 1e3
                     spent["segment"] += elapsed_ms
                     measured.append(pool.submit(measure_chunk, queue, chunk, out,

@@ -283,6 +283,10 @@ class Ledger(Recovery, HeldBatches):
             "WHERE sha256=? AND model_sha256=? AND measurement_version=?",
             [(n, now, now, k.sha256, k.model_sha256, k.measurement_version)
              for k, n in rows_per_item.items()])
+        self._unquarantine_done(db, batch_id)
+
+    def _unquarantine_done(self, db, batch_id: str) -> None:
+        """Files of the batch now done leave the quarantine list (fixed after quarantine)."""
         gone = db.execute(
             "DELETE FROM quarantine WHERE path IN (SELECT source FROM items "
             "WHERE batch_id=? AND state='done')", (batch_id,)).rowcount

@@ -178,7 +178,8 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
             batch_id, job.folder, acquisition_partition(rows[0]["source"]), table,
             rows_per_item, supersede=force, aux=aux, summaries=[summary_of(r) for r in rows],
             detected_at=[it.detected_at for it in items
-                         if not it.failed and it.detected_at is not None]))
+                         if not it.failed and it.detected_at is not None],
+            entries=[it.entry for it in items if not it.failed]))
     else:
         quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
                                     wrote_parquet=False)

@@ -90,6 +90,8 @@ class Recovery:
                     " batch_cap=NULL WHERE batch_id=? AND sha256=?",
                     (n, now, now, batch_id, sha)
                 )
+            # a fixed file leaves the quarantine list, as with a commit
+            self._unquarantine_done(db, batch_id)
             # Items of the batch without rows had failed; they are simply tried again.
             db.execute(
                 "UPDATE items SET state='failed', batch_id=NULL, updated_at=? "

@@ -175,7 +175,7 @@ def replay(
     )
     from nwwatch.service.flush import FlushPolicy, write_held
     from nwwatch.service.logsetup import get_logger
-    from nwwatch.service.pipeline import process
+    from nwwatch.service.pipeline import process, refresh_quarantine
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -225,6 +225,8 @@ def replay(
         report = ledger.reconcile(max_attempts)
         if report.adopted or report.removed:
             log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)
+        # an adopted batch may have taken a fixed file off the quarantine list
+        refresh_quarantine(ledger, out, log)
         files = list_inputs(root, kind)
         summary.files = len(files)
         t0 = time.perf_counter()

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from nwwatch.dashboard import metrics as _metrics
-from nwwatch.results.outcome import format_counts
+from nwwatch.results.outcome import count_table, format_counts
 from nwwatch.service.batch import BatchReport, outcome_log_fields
 from nwwatch.service.names import source_name
 
@@ -47,6 +47,14 @@ class Tally:
                 log.warning(f"file_{outcome.state}", reason=outcome.reason, **fields)
             else:  # skipped (same content already done) or gone (deleted meanwhile)
                 log.info(f"file_{outcome.state}", reason=outcome.reason, **fields)
+
+    def uncount(self, table, n_files: int) -> None:
+        """Files counted as processed whose rows (``table``) were never written: they are
+        processed again and counted then."""
+        self.processed_files -= n_files
+        self.processed_rows -= table.num_rows
+        self.row_counts.subtract(count_table(table))
+        self.row_counts = +self.row_counts  # drop counts that reached zero
 
     def quarantined_on_inspection(self, n: int) -> None:
         """``n`` files quarantined before any batch (bad on inspection)."""
