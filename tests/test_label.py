@@ -198,3 +198,20 @@ def test_proposal_polygons_stay_draggable_on_ragged_predictions():
     geometry = propose_geometry(labels)
     assert geometry.wire is not None and 3 <= len(geometry.wire) <= MAX_VERTICES
     assert all(len(s.points) <= MAX_VERTICES for s in geometry.strokes)
+
+
+def test_proposal_with_the_raw_frame_is_measured_as_the_service_measures():
+    from nwwatch.measure import measure_contact_angle
+    from tests.test_measure_refine import _cap, _frame, _shifted_labels
+
+    cap = _cap()
+    labels = _shifted_labels(cap)
+    image = _frame(cap.labels, seed=1)
+    service = measure_contact_angle(labels, image=image)
+    assert service.facet_edge == "refined"
+    geometry = propose_geometry(labels, image=image)
+    proposal = geometry.extra["proposal"]
+    assert proposal["contact_angle_deg"] == pytest.approx(service.contact_angle_deg, abs=1e-9)
+    # The facet handles sit on the moved line, not on the labels' boundary.
+    mid = np.mean(np.array(geometry.facet), axis=0)
+    assert np.allclose(mid, [service.facet_row, service.facet_col], atol=1e-6)

@@ -52,8 +52,11 @@ def test_rows_recover_ground_truth_and_stacks_give_one_row_per_page(tmp_path, on
         # The threshold model returns the painted labels exactly, so the row is the
         # measurement of the ground truth labels, and that is near the painted angle.
         np.testing.assert_array_equal(out.labels[0], expected_labels(image))
-        truth = measure_contact_angle(out.labels[0], out.probabilities[0, 2], 1.5)
+        truth = measure_contact_angle(out.labels[0], out.probabilities[0, 2], 1.5,
+                                      image=image)
         assert row.contact_angle_deg == pytest.approx(truth.contact_angle_deg, abs=1e-9)
+        # Measured with the raw frame (labels alone would read "labels").
+        assert row.facet_edge == truth.facet_edge != "labels"
         assert row.contact_angle_deg == pytest.approx(angle, abs=4.0)
         assert row.pixel_size_nm == 1.5
         assert row.model_sha256 == Segmenter(onnx_model, providers=("cpu",)).model_sha256

@@ -6,7 +6,9 @@ corrects by dragging handles:
 - droplet circle: the circle :func:`nwwatch.measure.measure_contact_angle` fits to the
   droplet's free surface; when the measurement gets no circle, the measurement's circle fit
   (:func:`nwwatch.measure.circle.robust_fit`) on the droplet outline away from the wire;
-- facet line: the measurement's facet when it found one (two draggable end points);
+- facet line: the measurement's facet when it found one (two draggable end points); given
+  the raw frame, measured as the service measures it (the facet line moved onto the frame's
+  wire/droplet intensity step where that is clear), so the proposal matches the service's row;
 - wire polygon: the main wire's outline simplified by ``cv2.approxPolyDP`` and moved half a
   pixel outwards (the outline runs through the centres of the boundary pixels; the 50 %
   coverage edge lies half a pixel further out);
@@ -103,6 +105,7 @@ def propose_geometry(
     droplet_probability: np.ndarray | None = None,
     pixel_size_nm: float | None = None,
     min_area_px: int = 20,
+    image: np.ndarray | None = None,
 ) -> LabelGeometry:
     """Geometry fitted to a predicted label image (see the module docstring).
 
@@ -112,6 +115,8 @@ def propose_geometry(
     droplet_probability : float (H, W), optional; passed to the measurement (sub-pixel circle).
     pixel_size_nm : copied into the geometry.
     min_area_px : smaller extra blobs are left out.
+    image : (H, W), optional; the raw frame the labels came from (not the normalised one),
+        passed to the measurement as the service passes it.
 
     Returns
     -------
@@ -120,7 +125,7 @@ def propose_geometry(
     from nwwatch.measure import measure_contact_angle
 
     labels = np.ascontiguousarray(labels, dtype=np.uint8)
-    result = measure_contact_angle(labels, droplet_probability, pixel_size_nm)
+    result = measure_contact_angle(labels, droplet_probability, pixel_size_nm, image=image)
     wire_comp, wire_areas = _components(labels == NANOWIRE)
     drop_comp, drop_areas = _components(labels == DROPLET)
     main_drop = int(np.argmax(drop_areas)) if drop_areas.max(initial=0) > 0 else 0

@@ -83,7 +83,8 @@ class LabelSession:
 
         image, pixel_size_nm = self.image(index)
         seg = self.segmenter().segment(normalize_image(image), probabilities=True)
-        return propose_geometry(seg.labels[0], seg.probabilities[0, DROPLET], pixel_size_nm)
+        return propose_geometry(seg.labels[0], seg.probabilities[0, DROPLET], pixel_size_nm,
+                                image=image)
 
     def geometry(self, index: int, model: bool = False) -> tuple[LabelGeometry, str]:
         """The saved geometry (unless ``model``), else the model's proposal; and which."""

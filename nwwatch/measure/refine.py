@@ -12,7 +12,9 @@ along the line's normal (every ``PROFILE_STEP_PX`` from ``-REACH_PX`` to ``+REAC
 positions along the line spaced 1 px, keeping only the positions whose *labels* read wire
 up to ``MAX_SHIFT_PX`` before the line and droplet from ``MAX_SHIFT_PX`` beyond it (so the
 triple points, the wire's side walls and the background are never sampled). The profiles
-are averaged robustly (median per offset). The step's position is the centroid of the
+are averaged robustly (mean per offset with the highest and lowest 15 % left out, which
+stays smooth on integer frames where a median jumps by whole counts; positions with NaN
+pixels are left out). The step's position is the centroid of the
 mean profile's derivative in a window of +-``WINDOW_PX`` about the current estimate,
 iterated from the label's line: a blurred step, and a step with Fresnel fringes
 antisymmetric about it, are located at their centre, where the largest gradient of an
@@ -21,8 +23,13 @@ darkest pixels (often the droplet) cuts one side of the step and moves it. The s
 accepted only when
 
 * the plateaus on either side differ by ``MIN_SNR`` times the mean profile's noise (from the
-  spread across positions) and ``MIN_ROUGH_RATIO`` times the plateaus' roughness (lattice
-  fringes parallel to the facet survive the averaging);
+  spread across positions, at least the frame's quantisation: one count for integer frames,
+  the float's resolution otherwise) and ``MIN_ROUGH_RATIO`` times the plateaus' roughness
+  (lattice fringes parallel to the facet survive the averaging);
+* it is a step, not a ramp: lines fitted to the profile on either side, beyond
+  ``STEP_SIDE_PX`` of the step, are apart at the step by ``MIN_STEP_SHARE`` of the contrast
+  and ``MIN_SNR`` times the noise (a gradual ramp, from uneven illumination or thickness, has
+  no step to locate: its derivative's centroid stays where it started);
 * the step is one-sided: the smoothed derivative against the step's sign holds less than
   ``MAX_REVERSE_FRACTION`` of its area (no fringe, halo or second edge as strong);
 * the step is straight: the edge found in three stretches along the line agrees within
@@ -42,6 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, map_coordinates
+from scipy.stats import trim_mean
 
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure.interface import FacetLine
@@ -63,6 +71,16 @@ MIN_SNR = 8.0
 #: Contrast of the step over the plateaus' roughness (texture the averaging left, e.g. lattice
 #: fringes parallel to the facet) needed to accept it.
 MIN_ROUGH_RATIO = 3.0
+#: The lines fitted to the profile on either side of the step, beyond STEP_SIDE_PX of it,
+#: must meet the step's position apart by this share of the plateaus' contrast (a ramp: 0;
+#: the steps of the bench's synthetic frames, with fringes and a droplet thickening away from
+#: the facet: 0.6-0.9 for nine in ten).
+MIN_STEP_SHARE = 0.6
+STEP_SIDE_PX = 4.0
+#: Share of the profile values left out at either end of the robust mean: enough to drop a
+#: stray pixel, little enough that the mean of an integer frame with noise below a count
+#: moves smoothly (a median jumps by whole counts: a 1-count ramp reads as a step).
+TRIM_FRACTION = 0.15
 #: Share of the derivative's area against the step's sign above which the step is not clear.
 MAX_REVERSE_FRACTION = 0.35
 #: The edge in three stretches along the line must agree within this (px) and within their
@@ -86,8 +104,8 @@ EDGE_STATUSES: dict[str, str] = {
                   "plane), which has no single step in the image: the labels' rim is kept",
     "too_short": "too few positions along the line with wire and droplet on either side",
     "weak_step": "the intensity step is not above the noise: the label boundary is kept",
-    "not_a_step": "the profile is not one step (fringes, halo or a second edge as strong): "
-                  "the label boundary is kept",
+    "not_a_step": "the profile is not one sharp step (a gradual ramp, fringes, halo or a "
+                  "second edge as strong): the label boundary is kept",
     "not_straight": "the step is not at one place along the line (e.g. an elliptical "
                     "facet of a tilted wire): the label boundary is kept",
     "out_of_reach": "no step within reach of the label boundary: the label boundary is kept",
@@ -113,6 +131,11 @@ class EdgeRefinement:
     @property
     def refined(self) -> bool:
         return self.status == "refined"
+
+
+def _robust_mean(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Mean along ``axis`` without the highest and lowest ``TRIM_FRACTION`` of the values."""
+    return trim_mean(values, TRIM_FRACTION, axis=axis)
 
 
 def _step_centroid(profile: np.ndarray, offsets: np.ndarray, start: float,
@@ -165,7 +188,8 @@ def refine_facet_line(
     Parameters
     ----------
     image : float (H, W)
-        The frame (any intensity scale, e.g. the normalised frame the labels came from).
+        The raw frame (any intensity scale and dtype; not a normalisation that clips, which
+        cuts one side of the step). NaN pixels are left out of the profiles.
     labels : uint8 (H, W)
         0 background, 1 nanowire, 2 droplet; same (row, col) frame as ``image``.
     line : FacetLine
@@ -198,29 +222,47 @@ def refine_facet_line(
     ok = (lab[:, below] == NANOWIRE).all(axis=1) & (lab[:, above] == DROPLET).all(axis=1)
     if ok.sum() < MIN_POSITIONS:
         return EdgeRefinement("too_short", n_positions=int(ok.sum()))
-    prof = map_coordinates(np.asarray(image, dtype=np.float64), coords, order=1,
+    img = np.asarray(image)
+    prof = map_coordinates(img.astype(np.float64), coords, order=1,
                            mode="nearest").reshape(shape)[ok]
-    kept = positions[ok]
+    prof = prof[np.isfinite(prof).all(axis=1)]  # NaN pixels: leave those positions out
     n = prof.shape[0]
-    mean = np.median(prof, axis=0)
-    # Noise of the median profile: spread across positions / sqrt(n) (x 1.25 for a median).
-    spread = 1.4826 * np.median(np.abs(prof - mean), axis=0)
-    noise = 1.25 * float(np.median(spread)) / math.sqrt(n)
+    if n < MIN_POSITIONS:
+        return EdgeRefinement("too_short", n_positions=n)
+    mean = _robust_mean(prof)
     plateau_w = offsets <= -REACH_PX + PLATEAU_PX
     plateau_d = offsets >= REACH_PX - PLATEAU_PX
-    contrast = float(mean[plateau_d].mean() - mean[plateau_w].mean())
+    level_w, level_d = float(mean[plateau_w].mean()), float(mean[plateau_d].mean())
+    contrast = level_d - level_w
     rough = max(float(mean[plateau_w].std()), float(mean[plateau_d].std()))
-    snr = abs(contrast) / max(noise, 1e-12)
-    if not math.isfinite(snr) or not math.isfinite(rough):  # NaN pixels under the profiles
-        return EdgeRefinement("weak_step", n_positions=n)
+    # Noise of the mean profile: spread across positions / sqrt(n), the spread at least the
+    # frame's quantisation (q / sqrt(12): the spread of integer frames can read 0).
+    if img.dtype.kind in "biu":
+        quantum = 1.0
+    else:
+        eps = float(np.finfo(img.dtype).eps) if img.dtype.kind == "f" else float(
+            np.finfo(np.float64).eps)
+        quantum = eps * max(abs(level_w), abs(level_d))
+    spread = math.sqrt(math.pi / 2.0) * np.mean(np.abs(prof - np.median(prof, axis=0)), axis=0)
+    noise = 1.1 * max(float(np.median(spread)), quantum / math.sqrt(12.0)) / math.sqrt(n)
+    snr = abs(contrast) / noise if noise > 0 else 0.0
     if snr < MIN_SNR or abs(contrast) < MIN_ROUGH_RATIO * rough:
         return EdgeRefinement("weak_step", snr=snr, n_positions=n)
     sign = 1.0 if contrast > 0 else -1.0
     shift = _step_centroid(mean, offsets, 0.0, sign)
-    if not math.isfinite(shift) or abs(shift) > MAX_SHIFT_PX:
-        return EdgeRefinement("out_of_reach", shift_px=None if not math.isfinite(shift)
-                              else shift, snr=snr, n_positions=n)
-    # One step: the derivative against the step's sign is small within the window (on the
+    if not math.isfinite(shift):
+        return EdgeRefinement("out_of_reach", snr=snr, n_positions=n)
+    if abs(shift) > MAX_SHIFT_PX:
+        return EdgeRefinement("out_of_reach", shift_px=shift, snr=snr, n_positions=n)
+    # One step, not a ramp: the lines fitted to the profile on either side (beyond
+    # STEP_SIDE_PX of it) meet the step's position apart by most of the contrast, and by more
+    # than the noise. A ramp's two sides continue one line.
+    side_w, side_d = offsets <= shift - STEP_SIDE_PX, offsets >= shift + STEP_SIDE_PX
+    jump = sign * float(np.polyval(np.polyfit(offsets[side_d], mean[side_d], 1), shift)
+                        - np.polyval(np.polyfit(offsets[side_w], mean[side_w], 1), shift))
+    if jump < MIN_STEP_SHARE * abs(contrast) or jump < MIN_SNR * noise:
+        return EdgeRefinement("not_a_step", shift_px=shift, snr=snr, n_positions=n)
+    # ... and the derivative against the step's sign is small within the window (on the
     # profile smoothed over a pixel, so that the noise left in the mean does not count).
     grad = np.gradient(gaussian_filter1d(mean, 1.0 / PROFILE_STEP_PX), offsets) * sign
     win = np.abs(offsets - shift) <= WINDOW_PX
@@ -230,26 +272,29 @@ def refine_facet_line(
         return EdgeRefinement("not_a_step", shift_px=shift, snr=snr, n_positions=n)
     # Statistical 1-sigma of the step's position: a bootstrap over the positions.
     rng = np.random.default_rng(0)
-    boot = _centroids_at(np.median(prof[rng.integers(0, n, (BOOTSTRAP, n))], axis=1), offsets,
-                         shift, sign)
+    boot = _centroids_at(_robust_mean(prof[rng.integers(0, n, (BOOTSTRAP, n))], axis=1),
+                         offsets, shift, sign)
     boot = boot[np.isfinite(boot)]
     sigma_stat = float(np.std(boot, ddof=1)) if boot.size >= BOOTSTRAP // 2 else math.inf
-    # Straight: the step at the same place in three stretches along the line, within their
-    # noise (each has a third of the positions) and within MAX_SEGMENT_SPREAD_PX.
-    thirds = np.array_split(np.argsort(kept), 3)
-    parts = _centroids_at(np.stack([np.median(prof[idx], axis=0) for idx in thirds]),
-                          offsets, shift, sign)
+    # Straight: the step at the same place in three stretches along the line (the positions
+    # are in order along it), within their noise (each has a third of the positions) and
+    # within MAX_SEGMENT_SPREAD_PX.
+    thirds = np.array_split(prof, 3)
+    parts = _centroids_at(np.stack([_robust_mean(part) for part in thirds]), offsets, shift,
+                          sign)
     sigma_part = max(sigma_stat * math.sqrt(3.0), 0.1)
-    chi2 = float(np.sum(((parts - parts.mean()) / sigma_part) ** 2)) if np.isfinite(
-        parts).all() else math.inf
-    if (not math.isfinite(sigma_stat) or chi2 > MAX_SEGMENT_CHI2
-            or float(np.ptp(parts)) > MAX_SEGMENT_SPREAD_PX):
+    if math.isfinite(sigma_stat) and np.isfinite(parts).all():
+        chi2 = float(np.sum(((parts - parts.mean()) / sigma_part) ** 2))
+        spread_px = float(np.ptp(parts))
+    else:
+        chi2 = spread_px = math.inf
+    if chi2 > MAX_SEGMENT_CHI2 or spread_px > MAX_SEGMENT_SPREAD_PX:
         return EdgeRefinement("not_straight", shift_px=shift, snr=snr, n_positions=n)
     # Systematic: a share of the step's RMS width (a sharp step is placed to a fraction of a
     # pixel; a wide one, blurred or with fringes, less well).
-    sel = np.abs(offsets - shift) <= WINDOW_PX
-    weight = np.clip(grad[sel], 0.0, None)
-    width = math.sqrt(float(np.sum(weight * (offsets[sel] - shift) ** 2))
-                      / max(float(weight.sum()), 1e-12))
+    weight = np.clip(grad[win], 0.0, None)
+    total = float(weight.sum())
+    width = (math.sqrt(float(np.sum(weight * (offsets[win] - shift) ** 2)) / total)
+             if total > 0 else 0.0)
     sigma = math.hypot(sigma_stat, max(METHOD_FRACTION * width, MIN_METHOD_SIGMA_PX))
     return EdgeRefinement("refined", shift_px=shift, sigma_px=sigma, snr=snr, n_positions=n)
