@@ -7,7 +7,8 @@ raw frame (``image=``; the normalised frame would not do: it clips the darkest 0
 pixels, often the droplet, which moves the step) — and scored against the set's exact
 apparent angle: valid fraction, RMSE, bias, max |error| of the valid frames, the share of
 valid frames with |error| <= 2 sigma, the failures by ``reason_code`` and what the
-refinement did (``facet_edge``). The true labels are measured too, as the measurement's own
+refinement did (``facet_edge``), and what the frame costs (``cost_ms``: median wall-time
+difference per frame, one call each way). The true labels are measured too, as the measurement's own
 floor. The real crops (``bench/data/real``: fig6 and three fig1 panels, labels drawn by hand)
 give the model's angle with and without refinement next to the hand labels' angle.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -120,15 +122,19 @@ def summarise(errors: list[float | None], sigmas: list[float | None],
 def score_set(data: dict[str, np.ndarray]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     ways = {"labels": [], "refined": [], "truth_labels": []}
     frames = []
+    cost = []  # (labels alone, with the image) wall ms per frame, timed once each
     for i, stem in enumerate(data["stem"]):
         ps = float(data["pixel_size_nm"][i])
         ps = ps if math.isfinite(ps) and ps > 0 else None
-        results = {
-            "labels": measure_contact_angle(data["labels"][i], data["prob"][i], ps),
-            "refined": measure_contact_angle(data["labels"][i], data["prob"][i], ps,
-                                             image=data["image"][i]),
-            "truth_labels": measure_contact_angle(data["truth_labels"][i], None, ps),
-        }
+        t0 = time.perf_counter()
+        plain = measure_contact_angle(data["labels"][i], data["prob"][i], ps)
+        t1 = time.perf_counter()
+        refined = measure_contact_angle(data["labels"][i], data["prob"][i], ps,
+                                        image=data["image"][i])
+        t2 = time.perf_counter()
+        cost.append(((t1 - t0) * 1e3, (t2 - t1) * 1e3))
+        results = {"labels": plain, "refined": refined,
+                   "truth_labels": measure_contact_angle(data["truth_labels"][i], None, ps)}
         frame = {"stem": str(stem), "truth_deg": round(float(data["angle"][i]), 3)}
         for way, r in results.items():
             err = r.contact_angle_deg - float(data["angle"][i]) if r.angle_valid else None
@@ -151,6 +157,13 @@ def score_set(data: dict[str, np.ndarray]) -> tuple[dict[str, Any], list[dict[st
         for k, way in enumerate(("labels", "refined"))
         for stat, fn in (("rmse_deg", lambda e: np.sqrt(np.mean(e**2))),
                          ("bias_deg", np.mean))}}
+    # What the image costs: wall time per frame, the median of the per-frame differences
+    # (one call each, on whatever load the machine has: state it with the figure).
+    ms = np.array(cost).reshape(-1, 2)
+    summary["cost_ms"] = {
+        "labels_median": round(float(np.median(ms[:, 0])), 2),
+        "with_image_median": round(float(np.median(ms[:, 1])), 2),
+        "added_median": round(float(np.median(ms[:, 1] - ms[:, 0])), 2)}
     return summary, frames
 
 
@@ -208,8 +221,8 @@ def main(argv: list[str] | None = None) -> None:
         report["sets"][name] = {"data": str(folder), **summary}
         per_frame[name] = frames
         for way, s in summary.items():
-            if way == "moved":
-                print(f"{name:10s} moved by the image: {s}")
+            if way in ("moved", "cost_ms"):
+                print(f"{name:10s} {way}: {s}")
                 continue
             print(f"{name:10s} {way:13s} valid {s['valid']:3d}/{s['frames']:3d}  RMSE "
                   f"{s['rmse_deg']:6.2f}  bias {s['bias_deg']:+6.2f}  max {s['max_abs_deg']:6.2f}"

@@ -49,7 +49,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, map_coordinates
-from scipy.stats import trim_mean
 
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure.interface import FacetLine
@@ -134,8 +133,12 @@ class EdgeRefinement:
 
 
 def _robust_mean(values: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Mean along ``axis`` without the highest and lowest ``TRIM_FRACTION`` of the values."""
-    return trim_mean(values, TRIM_FRACTION, axis=axis)
+    """Mean along ``axis`` without the highest and lowest ``TRIM_FRACTION`` of the values
+    (as ``scipy.stats.trim_mean``, without its per-call overhead: it runs 25 times a frame)."""
+    n = values.shape[axis]
+    cut = int(TRIM_FRACTION * n)
+    part = np.partition(values, (cut, n - cut - 1), axis=axis) if cut else values
+    return np.take(part, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
 
 
 def _step_centroid(profile: np.ndarray, offsets: np.ndarray, start: float,
@@ -223,7 +226,7 @@ def refine_facet_line(
     if ok.sum() < MIN_POSITIONS:
         return EdgeRefinement("too_short", n_positions=int(ok.sum()))
     img = np.asarray(image)
-    prof = map_coordinates(img.astype(np.float64), coords, order=1,
+    prof = map_coordinates(img, coords, output=np.float64, order=1,
                            mode="nearest").reshape(shape)[ok]
     prof = prof[np.isfinite(prof).all(axis=1)]  # NaN pixels: leave those positions out
     n = prof.shape[0]
