@@ -470,6 +470,17 @@ def target_markdown(rows: list[dict]) -> str:
         lines.append(f"| {row.get('family') or ''} | {row['rate']:g} | {row['seed']} | "
                      f"{row['auto']:.3f} ({row['chosen']}) | {row['bar']:.3f} "
                      f"({row['bar_method']}) | {row['status']}{code} | {row['verdict']} |")
+    margins: dict[tuple, list[float]] = {}
+    for row in rows:
+        margins.setdefault((row.get("family") or "", row["rate"]), []).append(
+            row["auto"] - row["bar"])
+    lines += ["", "| family | r | auto - bar, mean over seeds |", "|---|---|---|"]
+    lines += [f"| {family} | {rate:g} | {np.mean(values):+.3f} (n = {len(values)}) |"
+              for (family, rate), values in sorted(margins.items())]
+    every = {rate: [v for (_, r), values in margins.items() if r == rate for v in values]
+             for rate in sorted({rate for _, rate in margins})}
+    lines += [f"| all | {rate:g} | {np.mean(values):+.3f} (n = {len(values)}) |"
+              for rate, values in every.items()]
     return "\n".join(lines)
 
 
