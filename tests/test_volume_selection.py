@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 from training.config import TrainConfig  # noqa: E402  (after the skip guard)
 from training.volume_select import (  # noqa: E402
     CANDIDATES,
+    FOREST_MARGIN,
     MIN_PATCHES_FOR_FEATURES,
     choose,
     make_folds,
@@ -111,7 +112,13 @@ def test_ties_go_to_the_simpler_candidate():
     assert choose(tied, patches=MIN_PATCHES_FOR_FEATURES - 1)[0] == "threshold"
     kept, reason = choose(tied, patches=MIN_PATCHES_FOR_FEATURES)
     assert kept == "features" and "context" in reason
-    assert choose({"threshold": 0.95, "features": 0.92}, patches=9)[0] == "threshold"
+    # The forest is kept unless another candidate is better by more than FOREST_MARGIN.
+    assert choose({"threshold": 0.95, "features": 0.95 - FOREST_MARGIN + 0.001},
+                  patches=9)[0] == "features"
+    assert choose({"threshold": 0.95, "features": 0.95 - FOREST_MARGIN - 0.001},
+                  patches=9)[0] == "threshold"
+    assert choose({"threshold": 0.95, "features": 0.95 - FOREST_MARGIN + 0.001},
+                  patches=3)[0] == "threshold"
 
 
 @pytest.mark.slow
