@@ -10,19 +10,22 @@ Candidates (:data:`CANDIDATES`):
 - ``contrastive``: seed 003's pixel-contrastive network (``--paradigm contrastive``).
 
 **Choice by cross-validation over labeled patches.** The labeled pixels are grouped into
-patches (8-connected components of each labeled slice, :mod:`training.volume_folds`). Each
-of up to ``MAX_FOLDS`` (:mod:`training.volume_folds`) folds holds out a set of whole
+patches (8-connected components of each labeled slice cut along a 20 px grid,
+:mod:`training.volume_folds`). Each of up to ``MAX_FOLDS`` folds holds out a set of whole
 patches, trains every candidate on the rest, and predicts the held-out pixels as the runtime
 would (normalised with the volume's range, mirrored border). The score is the balanced
 accuracy (mean of the per-class recalls) of all held-out predictions. The best-scoring
-candidate is kept, except that among candidates within :data:`TIE_TOLERANCE` of the best the
-first of :data:`CANDIDATES` wins: the simpler method, and the one with fewer ways to fail
-where no label is (the vacuum far from the labeled slice). A candidate whose score can no
-longer come within the tolerance of the best so far, even with every remaining held-out
-pixel right, stops early (:func:`_cross_validate`): the choice is the same, for less
-training.
+candidate is kept, except that the first candidate in the order of preference that comes
+within its margin of the best wins (:func:`choose`): with fewer than
+:data:`MIN_PATCHES_FOR_FEATURES` patches the order of :data:`CANDIDATES` (the threshold
+first: the simpler method, and the one with fewer ways to fail where no label is) and
+margin :data:`TIE_TOLERANCE`; with more, :data:`CONTEXT_PREFERENCE` (the feature forest
+first, margin :data:`FOREST_MARGIN`: held-out patches of one slice do not rank it against
+the threshold, docs/tomography.md). A candidate whose score can no longer come within its
+margin of the best so far, even with every remaining held-out pixel right, stops early
+(:func:`_cross_validate`): the choice is the same, for less training.
 
-The two small candidates see the slices blurred along Z (``Z_SIGMA_PX``, 2.5-D input; the
+The threshold and the forest see the slices blurred along Z (``Z_SIGMA_PX``, 2.5-D input; the
 exported model names it in ``extra["z_sigma_px"]`` and the runtime feeds such slices).
 
 **Too few patches.** Cross-validation needs at least two labeled patches of each class (one
