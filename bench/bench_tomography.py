@@ -177,6 +177,38 @@ def auto_and_segment(args, volume_path: Path, ks: list[int], labels_paths: list[
     return seg, info, fused
 
 
+def held_out_scores(args, volume_path: Path, ks: list[int], labels_paths: list[Path],
+                    seed: int) -> list[dict]:
+    """The cross-validation of the default workflow for each of ``args.candidates`` (the
+    small ones: threshold, features), with the labeled components cut along the patch grid
+    (the product's grouping) and whole: one row per (candidate, grouping) with its held-out
+    balanced accuracy ``cv`` (every fold run, no early stop)."""
+    from training.config import TrainConfig
+    from training.data import load_volume_slices
+    from training.volume_folds import BLOCK_PX, make_folds, patch_groups
+    from training.volume_models import Z_SIGMA_PX
+    from training.volume_select import _cross_validate, _Trainer
+
+    config = TrainConfig(out=str(volume_path.with_suffix(".cv.onnx")), volume=str(volume_path),
+                         slice_index=ks, labels=[str(p) for p in labels_paths], seed=seed,
+                         threads=1, val_fraction=0.0)
+    data = load_volume_slices(config.volume, list(zip(ks, map(str, labels_paths), strict=True)))
+    labels = [item.label for item in data.labeled]
+    z_sigma = Z_SIGMA_PX if args.z_sigma_px is None else args.z_sigma_px
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        trainer = _Trainer(config, data, Path(work), z_sigma)
+        for grouping, block in (("grid", BLOCK_PX), ("components", 1 << 30)):
+            groups = patch_groups(labels, block_px=block)
+            folds = make_folds(groups, labels, seed)
+            for candidate in args.candidates:
+                score = _cross_validate(trainer, candidate, labels, groups, folds)[0] \
+                    if folds else float("nan")
+                rows.append({"method": f"cv-{candidate}", "grouping": grouping, "cv": score,
+                             "folds": len(folds)})
+    return rows
+
+
 def loss_weights(variant: str) -> dict[str, float]:
     """The contrastive loss weights of an ablation variant (the paper's Table 3)."""
     return {"contrastive_supervised_weight": 0.0 if variant == "self-supervised" else 1.0,
@@ -274,7 +306,7 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
     features = slice_features(volume) if "rf" in args.methods else None
     features_s = time.perf_counter() - start  # once per volume, shared by every rate
     jobs = [(m, r, "combined") for r in args.rates
-            for m in ("rf", "unet", "contrastive", "auto") if m in args.methods]
+            for m in ("rf", "unet", "contrastive", "auto", "cv") if m in args.methods]
     if args.ablation:
         jobs += [("contrastive", r, v) for r in args.ablation_rates for v in ABLATION_VARIANTS
                  if ("contrastive", r, v) not in jobs]
@@ -295,6 +327,12 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
             continue
         paths = [write_inputs(folder, volume, lab, z, f"{tag}_z{z}") for z, lab in labels.items()]
         volume_path, labels_paths = paths[0][0], [path for _, path in paths]
+        if method == "cv":
+            for row in held_out_scores(args, volume_path, ks, labels_paths, seed):
+                row = {"seed": seed, "rate": rate, "family": args.family, **row, **extra}
+                records.append(row)
+                log(json.dumps(row))
+            continue
         if method == "auto":
             seg, info, fused = auto_and_segment(args, volume_path, ks, labels_paths, volume,
                                                 folder / f"{tag}.onnx", seed)
@@ -432,6 +470,17 @@ def target_markdown(rows: list[dict]) -> str:
         lines.append(f"| {row.get('family') or ''} | {row['rate']:g} | {row['seed']} | "
                      f"{row['auto']:.3f} ({row['chosen']}) | {row['bar']:.3f} "
                      f"({row['bar_method']}) | {row['status']}{code} | {row['verdict']} |")
+    margins: dict[tuple, list[float]] = {}
+    for row in rows:
+        margins.setdefault((row.get("family") or "", row["rate"]), []).append(
+            row["auto"] - row["bar"])
+    lines += ["", "| family | r | auto - bar, mean over seeds |", "|---|---|---|"]
+    lines += [f"| {family} | {rate:g} | {np.mean(values):+.3f} (n = {len(values)}) |"
+              for (family, rate), values in sorted(margins.items())]
+    every = {rate: [v for (_, r), values in margins.items() if r == rate for v in values]
+             for rate in sorted({rate for _, rate in margins})}
+    lines += [f"| all | {rate:g} | {np.mean(values):+.3f} (n = {len(values)}) |"
+              for rate, values in every.items()]
     return "\n".join(lines)
 
 
@@ -467,9 +516,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+",
                         default=["otsu", "otsu-smooth", "rf", "unet", "contrastive"],
                         choices=("otsu", "otsu-smooth", "rf", "unet", "contrastive", "auto",
-                                 "oracle", "none"),
+                                 "oracle", "cv", "none"),
                         help="auto: the default workflow (method chosen by cross-validation); "
-                             "oracle: truth-chosen thresholds; none: only --ablation")
+                             "oracle: truth-chosen thresholds; cv: the held-out scores of "
+                             "--candidates (small ones) with and without the patch grid; "
+                             "none: only --ablation")
     parser.add_argument("--candidates", nargs="+", default=list(VOLUME_CANDIDATES),
                         choices=VOLUME_CANDIDATES, help="auto: the candidates")
     parser.add_argument("--z-sigma-px", type=float, default=None,

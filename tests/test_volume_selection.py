@@ -18,6 +18,8 @@ torch = pytest.importorskip("torch")
 from training.config import TrainConfig  # noqa: E402  (after the skip guard)
 from training.volume_select import (  # noqa: E402
     CANDIDATES,
+    FOREST_MARGIN,
+    MIN_PATCHES_FOR_FEATURES,
     choose,
     make_folds,
     patch_groups,
@@ -105,6 +107,18 @@ def test_ties_go_to_the_simpler_candidate():
     assert kept == "unet" and "best" in reason
     assert choose({"threshold": math.nan, "features": 0.8})[0] == "features"
     assert CANDIDATES[0] == "threshold"
+    # Labels in several places: a tie goes to the feature forest, which also sees context.
+    tied = {"threshold": 0.95, "features": 0.94, "unet": 0.945}
+    assert choose(tied, patches=MIN_PATCHES_FOR_FEATURES - 1)[0] == "threshold"
+    kept, reason = choose(tied, patches=MIN_PATCHES_FOR_FEATURES)
+    assert kept == "features" and "context" in reason
+    # The forest is kept unless another candidate is better by more than FOREST_MARGIN.
+    assert choose({"threshold": 0.95, "features": 0.95 - FOREST_MARGIN + 0.001},
+                  patches=9)[0] == "features"
+    assert choose({"threshold": 0.95, "features": 0.95 - FOREST_MARGIN - 0.001},
+                  patches=9)[0] == "threshold"
+    assert choose({"threshold": 0.95, "features": 0.95 - FOREST_MARGIN + 0.001},
+                  patches=3)[0] == "threshold"
 
 
 @pytest.mark.slow
@@ -150,6 +164,25 @@ def test_the_network_wins_where_only_texture_tells_the_classes_apart(tmp_path):
     meta = Segmenter(out, providers=("cpu",)).metadata
     assert meta.paradigm == "supervised" and meta.extra["selection"]["method"] == "unet"
     assert out.with_suffix(".pt").is_file()
+
+
+def test_the_feature_forest_wins_where_only_texture_tells_the_classes_apart(tmp_path):
+    truth = _blobs(2)
+    rng = np.random.default_rng(3)
+    checker = np.indices(SHAPE).sum(axis=0) % 2 * 2.0 - 1.0
+    volume = np.where(truth, checker, 0.0) + rng.normal(0, 0.05, SHAPE)
+    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
+    config = _config(tmp_path, volume_path, labels_path)
+    selection, out = select_and_train(config, ("threshold", "features"), z_sigma_px=0.0)
+    assert selection.method == "features", selection
+    assert selection.scores["features"] > selection.scores["threshold"] + 0.1
+    meta = Segmenter(out, providers=("cpu",)).metadata
+    assert (meta.arch, meta.paradigm) == ("feature-forest", "features")
+    assert meta.extra["selection"]["method"] == "features"
+    seg = segment_volume(Segmenter(out, providers=("cpu",)), volume)
+    keep = np.arange(SHAPE[0]) != Z
+    pred, true = seg.mask[keep].astype(bool), truth[keep]
+    assert np.count_nonzero(pred & true) / np.count_nonzero(pred | true) > 0.8
 
 
 @pytest.mark.slow

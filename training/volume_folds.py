@@ -1,7 +1,12 @@
 """Cross-validation folds of ``nwwatch train --volume``: labeled patches and held-out sets.
 
-A patch is an 8-connected component of labeled pixels of one slice; a fold holds out whole
-patches, so that no held-out pixel has a training pixel next to it in the same patch.
+A patch is an 8-connected component of labeled pixels of one slice, cut along a grid of
+``BLOCK_PX`` squares of the slice; a fold holds out whole patches, so that no held-out pixel
+has a training pixel next to it in the same patch. The grid keeps one fold from holding out
+most of the labels: patches labeled side by side merge into one component (on the 96³
+benchmark at 25 % of a slice, one component held 1100 of 1600 labeled pixels), and a
+candidate trained on the remaining third is scored on a problem much harder than the one
+the final model, trained on every label, faces.
 """
 
 from __future__ import annotations
@@ -13,16 +18,26 @@ from scipy import ndimage as ndi
 
 #: Folds of the cross-validation at most (fewer when there are fewer patches).
 MAX_FOLDS = 3
+#: Side (px) of the grid squares that cut large labeled components into patches: two by two
+#: of the benchmark's 10 px labeling patches.
+BLOCK_PX = 20
 
 
-def patch_groups(labels: Sequence[np.ndarray]) -> list[np.ndarray]:
+def patch_groups(labels: Sequence[np.ndarray], block_px: int = BLOCK_PX) -> list[np.ndarray]:
     """Group ids of the labeled pixels of each slice: int32 (Y, X), -1 unlabeled; a group is
-    an 8-connected component of labeled pixels (a patch), numbered across slices."""
+    the part of an 8-connected component of labeled pixels in one ``block_px`` square of the
+    slice's grid (squares start at pixel (0, 0)), numbered across slices."""
     groups, offset = [], 0
     for label in labels:
-        ids, count = ndi.label(label != 255, structure=np.ones((3, 3), dtype=bool))
-        groups.append(np.where(ids > 0, ids - 1 + offset, -1).astype(np.int32))
-        offset += count
+        ids, _ = ndi.label(label != 255, structure=np.ones((3, 3), dtype=bool))
+        rows, cols = np.indices(label.shape)
+        cells = (rows // block_px) * (label.shape[1] // block_px + 1) + cols // block_px
+        key = np.where(ids > 0, ids.astype(np.int64) * (cells.max() + 1) + cells, -1)
+        unique, inverse = np.unique(key, return_inverse=True)
+        first = 1 if unique[0] == -1 else 0
+        numbered = inverse.reshape(label.shape) - first
+        groups.append(np.where(ids > 0, numbered + offset, -1).astype(np.int32))
+        offset += len(unique) - first
     return groups
 
 

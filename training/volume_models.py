@@ -1,19 +1,19 @@
-"""The two small tomogram candidates of ``nwwatch train --volume``, as torch logits models.
+"""The smoothed-threshold candidate of ``nwwatch train --volume`` and the feature bank of the
+feature forest, as torch modules on normalised slices float32 (N, 1, H, W).
 
-Both map normalised slices float32 (N, 1, H, W) to logits (N, 2, H, W) (pore, solid), so they
-export through :func:`training.export.export_onnx` under the model contract like the
-networks, and the runtime runs them unchanged. Borders are mirrored (``reflect``, the
-convention of ``cv2.GaussianBlur``).
+:class:`SmoothedThreshold` maps them to logits (N, 2, H, W) (pore, solid), so it exports
+through :func:`training.export.export_onnx` under the model contract like the networks, and
+the runtime runs it unchanged. Borders are mirrored (``reflect``, the convention of
+``cv2.GaussianBlur``).
 
 - :class:`SmoothedThreshold`: a Gaussian blur of each slice, then a global threshold. The
   threshold is Otsu's on the blurred volume (no labels); the blur and which side is solid are
   chosen on the labeled pixels (:func:`fit_threshold`), and the logit slope is a logistic fit
   on them, so that ``p(solid)`` is calibrated for the uncertain fraction.
-- :class:`PixelClassifier`: per-pixel features (Gaussian-blurred intensity, gradient
-  magnitude and Hessian eigenvalues at four scales, as scikit-image's
-  ``multiscale_basic_features``) and a small 1x1-convolution MLP trained on the labeled
-  pixels (:func:`fit_pixel_classifier`): the few-label pixel classifier of ilastik-like
-  tools, in a form ONNX Runtime runs.
+- :class:`PixelFeatures`: per-pixel features (Gaussian-blurred intensity, gradient
+  magnitude and Hessian eigenvalues at several scales, as scikit-image's
+  ``multiscale_basic_features``), the input of the feature forest
+  (:mod:`training.volume_forest`).
 """
 
 from __future__ import annotations
@@ -42,24 +42,25 @@ SIGMA_MARGIN = 0.01
 #: Otsu on the noise-limited volumes, +0.03 on the saturated ones, -0.004 on the default ones
 #: (docs/tomography.md).
 Z_SIGMA_PX = 1.0
-#: Scales (px) of the pixel classifier's features.
+#: Scales (px) of :class:`PixelFeatures` (the feature forest uses its own, wider set).
 FEATURE_SIGMAS_PX = (0.7, 1.5, 3.0, 5.0)
 
 
-def _gaussian_kernel(sigma_px: float) -> torch.Tensor:
-    radius = max(1, math.ceil(4.0 * sigma_px))
+def _gaussian_kernel(sigma_px: float, truncate: float = 4.0) -> torch.Tensor:
+    radius = max(1, math.ceil(truncate * sigma_px))
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
     return kernel / kernel.sum()
 
 
 class GaussianBlur(nn.Module):
-    """Separable Gaussian blur of (N, C, H, W), mirrored borders; ``sigma_px = 0``: identity."""
+    """Separable Gaussian blur of (N, C, H, W), mirrored borders; ``sigma_px = 0``: identity.
+    The kernel is cut at ``truncate`` sigma; its radius must be smaller than H and W."""
 
-    def __init__(self, sigma_px: float, channels: int = 1) -> None:
+    def __init__(self, sigma_px: float, channels: int = 1, truncate: float = 4.0) -> None:
         super().__init__()
         self.sigma_px, self.channels = float(sigma_px), channels
-        kernel = _gaussian_kernel(sigma_px) if sigma_px > 0 else torch.ones(1)
+        kernel = _gaussian_kernel(sigma_px, truncate) if sigma_px > 0 else torch.ones(1)
         self.radius = (kernel.numel() - 1) // 2
         self.register_buffer("row", kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1))
         self.register_buffer("col", kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1))
@@ -182,20 +183,20 @@ def fit_threshold(volume: np.ndarray, labeled: Sequence[tuple[np.ndarray, np.nda
 
 class PixelFeatures(nn.Module):
     """(N, 1, H, W) -> (N, 1 + 4 * len(sigmas), H, W): intensity, and per scale the blurred
-    intensity, gradient magnitude and the two Hessian eigenvalues; standardised."""
+    intensity, gradient magnitude and the two Hessian eigenvalues (central differences of the
+    blurred slice, mirrored borders)."""
 
-    def __init__(self, sigmas_px: Sequence[float] = FEATURE_SIGMAS_PX) -> None:
+    def __init__(self, sigmas_px: Sequence[float] = FEATURE_SIGMAS_PX,
+                 truncate: float = 4.0) -> None:
         super().__init__()
         self.sigmas_px = tuple(float(s) for s in sigmas_px)
-        self.blurs = nn.ModuleList(GaussianBlur(s) for s in self.sigmas_px)
-        n = 1 + 4 * len(self.sigmas_px)
-        self.register_buffer("mean", torch.zeros(1, n, 1, 1))
-        self.register_buffer("std", torch.ones(1, n, 1, 1))
-        # Central differences (first and second), mirrored borders.
+        self.blurs = nn.ModuleList(GaussianBlur(s, truncate=truncate) for s in self.sigmas_px)
+        self.count = 1 + 4 * len(self.sigmas_px)
+        # Central differences (first and second).
         self.register_buffer("dx", torch.tensor([[[[-0.5, 0.0, 0.5]]]]))
         self.register_buffer("dxx", torch.tensor([[[[1.0, -2.0, 1.0]]]]))
 
-    def raw(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = [x]
         for blur in self.blurs:
             g = blur(x)
@@ -209,52 +210,3 @@ class PixelFeatures(nn.Module):
             out += [g, torch.sqrt(gx ** 2 + gy ** 2 + 1e-12), half_trace + root,
                     half_trace - root]
         return torch.cat(out, dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.raw(x) - self.mean) / self.std
-
-
-class PixelClassifier(nn.Module):
-    """:class:`PixelFeatures` followed by a 1x1-convolution MLP (features -> hidden -> 2)."""
-
-    arch = "pixel-classifier"
-    size_multiple = 1
-
-    def __init__(self, hidden: int = 16, sigmas_px: Sequence[float] = FEATURE_SIGMAS_PX) -> None:
-        super().__init__()
-        self.features = PixelFeatures(sigmas_px)
-        n = self.features.mean.shape[1]
-        self.head = nn.Sequential(nn.Conv2d(n, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 2, 1))
-        self.config = {"hidden": hidden, "sigmas_px": list(self.features.sigmas_px)}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def fit_pixel_classifier(labeled: Sequence[tuple[np.ndarray, np.ndarray]], seed: int = 0,
-                         steps: int = 300, hidden: int = 16) -> PixelClassifier:
-    """Train a :class:`PixelClassifier` on the labeled pixels (class-balanced cross-entropy,
-    Adam, full batch). ``labeled`` as in :func:`fit_threshold`."""
-    torch.manual_seed(seed)
-    model = PixelClassifier(hidden)
-    images = np.stack([image for image, _ in labeled])
-    m, (height, width) = FIT_MARGIN_PX, images.shape[1:]
-    with torch.no_grad():
-        raw = model.features.raw(_mirrored(images))[:, :, m:m + height, m:m + width]
-    mask = torch.from_numpy(np.stack([label != 255 for _, label in labeled]))
-    x = raw.permute(0, 2, 3, 1)[mask]  # (P, F)
-    y = torch.from_numpy(np.stack([label for _, label in labeled]).astype(np.int64))[mask]
-    model.features.mean.copy_(x.mean(0).view(1, -1, 1, 1))
-    model.features.std.copy_(x.std(0).clamp_min(1e-6).view(1, -1, 1, 1))
-    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
-    counts = torch.bincount(y, minlength=2).clamp_min(1).float()
-    loss_fn = nn.CrossEntropyLoss(weight=counts.sum() / (2 * counts))
-    head = model.head
-    optimizer = torch.optim.Adam(head.parameters(), lr=0.01, weight_decay=1e-3)
-    for _ in range(steps):
-        logits = head(x.T[None, :, :, None])[0, :, :, 0].T  # the 1x1 convs on (P, F)
-        loss = loss_fn(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model.eval()

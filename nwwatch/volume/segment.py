@@ -27,7 +27,7 @@ Beyond the paper:
   last row and column of every slice solid (2.6 % of the vacuum; IoU 0.76 -> 0.88 with the
   margin, docs/tomography.md).
 - **smoothing along Z** (2.5-D input): a model whose metadata names
-  ``extra["z_sigma_px"] > 0`` (the smoothed threshold and the pixel classifier of
+  ``extra["z_sigma_px"] > 0`` (the smoothed threshold and the feature forest of
   ``nwwatch train --volume``) sees every slice averaged with its neighbours: the normalised
   volume is blurred along Z with a Gaussian of that sigma (mirrored at the first and last
   slice) before it is sliced, so each input slice is a weighted sum of the slices within

@@ -1,0 +1,82 @@
+"""The ``features`` candidate of ``nwwatch train --volume``: a random forest on multiscale
+features, exported as one ONNX graph that the runtime runs like any model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nwwatch.segment.contract import ModelMetadata
+from nwwatch.segment.session import Segmenter
+from nwwatch.volume import segment_volume
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+from training.volume_forest import (  # noqa: E402  (after the skip guard)
+    VACUUM_DISTANCE_PX,
+    VACUUM_PIXELS_PER_SLICE,
+    export_feature_forest,
+    fit_feature_forest,
+    vacuum_pseudo_labels,
+)
+
+
+def _checker_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(volume float32 (12, 40, 40), truth bool): solid is a +-1 checkerboard around the
+    pore's grey, so no threshold separates the classes and the raw intensity does."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    shape = (12, 40, 40)
+    field = ndi.gaussian_filter(rng.standard_normal(shape), 3.0)
+    truth = field > np.quantile(field, 0.6)
+    checker = np.indices(shape).sum(axis=0) % 2 * 2.0 - 1.0
+    volume = np.where(truth, checker, 0.0) + rng.normal(0, 0.05, shape)
+    return volume.astype(np.float32), truth
+
+
+def _metadata(model) -> ModelMetadata:
+    return ModelMetadata(kind="tomogram", class_names=("pore", "solid"), arch=model.arch,
+                         paradigm="features", size_multiple=1, normalization_scope="volume",
+                         extra={"model_config": model.config})
+
+
+def test_the_forest_round_trips_through_onnx_and_segments_a_volume(tmp_path):
+    volume, truth = _checker_volume()
+    z = 6
+    labels = np.where(truth[z], 1, 0).astype(np.uint8)
+    labels[::2] = 255  # half the rows labeled
+    image = np.clip(volume[z], -1, 1)
+    model = fit_feature_forest([(image, labels)], seed=0)
+    path = export_feature_forest(model, tmp_path / "forest.onnx", _metadata(model))
+    segmenter = Segmenter(path, providers=("cpu",), threads=1)
+    assert segmenter.metadata.arch == "feature-forest"
+    # With the runtime's 16 px mirror margin (the widest kernel needs slices over 48 px).
+    batch = np.pad(np.clip(volume[:3], -1, 1), ((0, 0), (16, 16), (16, 16)), mode="reflect")
+    onnx_probs = segmenter.segment(batch).probabilities
+    want = model.probabilities(torch.from_numpy(batch[:, None]))
+    # A feature on a split threshold may send one tree the other way (float32 thresholds).
+    assert np.mean(np.abs(onnx_probs - want) > 1e-4) < 1e-3
+    seg = segment_volume(segmenter, volume, margin_px=16)
+    keep = np.arange(truth.shape[0]) != z
+    pred, true = seg.mask[keep].astype(bool), truth[keep]
+    assert np.count_nonzero(pred & true) / np.count_nonzero(pred | true) > 0.8
+
+
+def test_vacuum_pseudo_labels_lie_far_from_the_reference_solid():
+    from scipy import ndimage as ndi
+
+    volume = np.full((20, 48, 48), -0.8, np.float32)
+    volume[6:14, 16:32, 16:32] = 0.8  # a bright block in dark vacuum
+    volume += np.random.default_rng(1).normal(0, 0.05, volume.shape).astype(np.float32)
+    out = vacuum_pseudo_labels(volume, solid_brighter=True, slices=[10], seed=0)
+    assert 10 in out and set(out) == {3, 10, 17}  # the labeled slice, 15 % and 85 % of 20
+    distance = ndi.distance_transform_edt(volume <= 0)
+    for z, labels in out.items():
+        assert set(np.unique(labels).tolist()) <= {0, 255}
+        assert 0 < np.count_nonzero(labels == 0) <= VACUUM_PIXELS_PER_SLICE
+        assert distance[z][labels == 0].min() > VACUUM_DISTANCE_PX
+    # Dark solid (bright-field contrast): the vacuum is the bright side.
+    inverted = vacuum_pseudo_labels(-volume, solid_brighter=False, slices=[10], seed=0)
+    assert all(distance[z][labels == 0].min() > VACUUM_DISTANCE_PX
+               for z, labels in inverted.items())

@@ -1,0 +1,290 @@
+"""The ``features`` candidate of ``nwwatch train --volume``: a random forest on multiscale
+pixel features, exported as one ONNX graph (features, then ``ai.onnx.ml``
+``TreeEnsembleClassifier``) under the model contract.
+
+The features (:class:`training.volume_models.PixelFeatures`) are the intensity and, at
+``FOREST_SIGMAS_PX``, the Gaussian-blurred intensity, gradient magnitude and both Hessian
+eigenvalues of each (Z-blurred) slice: scikit-image's ``multiscale_basic_features`` at
+σ 0.7 to 16 px. The widest scales see how far a pixel lies inside the grain, which is what a
+forest needs to tell the darker core of a cupped (HAADF-saturated) grain from pores; a global
+threshold cannot (docs/tomography.md).
+
+The graph: input ``image`` (N, 1, H, W) -> features (N, F, H, W) (traced from torch) ->
+(N * H * W, F) -> ``TreeEnsembleClassifier`` (the forest's leaves hold class fractions
+divided by the number of trees, so the sum is the forest's ``predict_proba``) ->
+``probabilities`` (N, 2, H, W) and ``labels`` = argmax (uint8). ONNX Runtime's CPU provider
+runs it like any other model, so the runtime and the service do not change.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper
+from torch import nn
+
+from nwwatch.segment.contract import (
+    INPUT_NAME,
+    OPSET,
+    OUTPUT_LABELS,
+    OUTPUT_PROBABILITIES,
+    ModelMetadata,
+)
+from training.volume_models import FIT_MARGIN_PX, PixelFeatures
+
+#: Scales (px) of the forest's features (scikit-image's five scales from 0.7 to 16 px).
+FOREST_SIGMAS_PX = (0.7, 1.5, 3.3, 7.3, 16.0)
+#: Gaussian kernels are cut at this many sigma: the widest (48 px) stays shorter than a slice
+#: with the runtime's 16 px mirror margin on each side down to 17 px slices.
+FOREST_TRUNCATE = 3.0
+#: Forest size: 40 trees of depth 16 (the benchmark forest has 100; at 96³ 40 gave the same
+#: IoU within 0.007 for 2.5x less segmentation time: 45 s of CPU at 256³ instead of ~110 s).
+N_TREES = 40
+MAX_DEPTH = 16
+#: ``ai.onnx.ml`` opset of ``TreeEnsembleClassifier``.
+ML_OPSET = 3
+#: Vacuum pseudo-labels (:func:`vacuum_pseudo_labels`): voxels farther than this (voxels, 3D)
+#: from the label-free reference's solid count as certain vacuum ...
+VACUUM_DISTANCE_PX = 8.0
+#: ... and at most this many of them per slice are labeled pore, on the labeled slices and on
+#: the slices at these fractions of the depth (the vacuum above and below the grain).
+VACUUM_PIXELS_PER_SLICE = 300
+VACUUM_SLICE_FRACTIONS = (0.15, 0.85)
+#: Export check: share of probabilities that may differ from scikit-learn's by more than
+#: atol (trees sent the other way by rounding), and by how much at most.
+MAX_FLIPPED_SHARE = 1e-3
+MAX_FLIPPED_DIFF = 0.1
+
+
+class FeatureForest(nn.Module):
+    """Normalised slices (N, 1, H, W) -> logits (N, 2, H, W): log of the forest's
+    ``predict_proba`` on :class:`PixelFeatures`. Runs the forest in scikit-learn (training,
+    cross-validation, export check); :func:`export_feature_forest` writes the ONNX graph."""
+
+    arch = "feature-forest"
+    size_multiple = 1
+
+    def __init__(self, forest, sigmas_px: Sequence[float] = FOREST_SIGMAS_PX) -> None:
+        super().__init__()
+        self.features = PixelFeatures(sigmas_px, truncate=FOREST_TRUNCATE)
+        self.forest = forest
+        self.config = {"sigmas_px": list(self.features.sigmas_px), "trees": N_TREES,
+                       "max_depth": MAX_DEPTH, "truncate": FOREST_TRUNCATE}
+
+    def probabilities(self, x: torch.Tensor) -> np.ndarray:
+        """float32 (N, 2, H, W) class probabilities (pore, solid)."""
+        with torch.no_grad():
+            feats = self.features(x)
+        n, f, h, w = feats.shape
+        flat = feats.permute(0, 2, 3, 1).reshape(-1, f).numpy()
+        prob = self.forest.predict_proba(flat).astype(np.float32)
+        return np.ascontiguousarray(prob.reshape(n, h, w, 2).transpose(0, 3, 1, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(torch.from_numpy(self.probabilities(x)).clamp_min(1e-6))
+
+
+def fit_feature_forest(labeled: Sequence[tuple[np.ndarray, np.ndarray]],
+                       seed: int = 0) -> FeatureForest:
+    """Train a :class:`FeatureForest` on the labeled pixels.
+
+    labeled : (normalised slice float32 (Y, X), labels uint8 (Y, X): 0 pore, 1 solid,
+        255 none) pairs; features are computed with the fit margin the runtime also uses.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+
+    images = np.stack([image for image, _ in labeled])
+    m, (height, width) = FIT_MARGIN_PX, images.shape[1:]
+    bank = PixelFeatures(FOREST_SIGMAS_PX, truncate=FOREST_TRUNCATE)
+    padded = np.pad(images, ((0, 0), (m, m), (m, m)), mode="reflect")
+    with torch.no_grad():
+        feats = bank(torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))[:, None])
+    feats = feats[:, :, m:m + height, m:m + width].permute(0, 2, 3, 1).numpy()
+    mask = np.stack([label != 255 for _, label in labeled])
+    y = np.stack([label for _, label in labeled])[mask]
+    if set(np.unique(y).tolist()) != {0, 1}:
+        raise ValueError("the feature forest needs labeled pixels of both classes")
+    forest = RandomForestClassifier(n_estimators=N_TREES, max_depth=MAX_DEPTH, n_jobs=1,
+                                    random_state=seed)
+    forest.fit(feats[mask], y)
+    return FeatureForest(forest).eval()
+
+
+def vacuum_pseudo_labels(volume: np.ndarray, solid_brighter: bool, slices: Sequence[int],
+                         seed: int = 0) -> dict[int, np.ndarray]:
+    """Pore labels on certain vacuum, from a label-free threshold: {z: uint8 (Y, X)}.
+
+    Labeled patches lie inside the grain, so a classifier trained on them alone has never
+    seen the vacuum around it and may call part of it solid (on the benchmark's default
+    volumes the forest called 2.5 % of the vacuum solid, the smoothed threshold 1.2 %). The
+    reference (Otsu after a σ = 1 px blur of every slice, :mod:`nwwatch.volume.crosscheck`)
+    is reliable far from the grain: voxels farther than ``VACUUM_DISTANCE_PX`` from its solid
+    are vacuum whatever the method. Up to ``VACUUM_PIXELS_PER_SLICE`` of them (seeded) are
+    labeled pore (0) on each of ``slices`` and on the slices at ``VACUUM_SLICE_FRACTIONS`` of
+    the depth; every other pixel is 255.
+
+    volume : float32 (Z, Y, X), normalised (as the candidate sees it).
+    solid_brighter : the labels' polarity.
+    """
+    from scipy import ndimage as ndi
+
+    from nwwatch.volume.crosscheck import reference_mask
+
+    reference = reference_mask(volume, solid_brighter)
+    depth = volume.shape[0]
+    wanted = sorted(set(slices) | {min(depth - 1, int(depth * f))
+                                   for f in VACUUM_SLICE_FRACTIONS})
+    out: dict[int, np.ndarray] = {}
+    if not reference.any():
+        return out
+    far = ndi.distance_transform_edt(~reference) > VACUUM_DISTANCE_PX
+    rng = np.random.default_rng(seed)
+    for z in wanted:
+        where = np.flatnonzero(far[z])
+        if where.size == 0:
+            continue
+        take = rng.choice(where, size=min(where.size, VACUUM_PIXELS_PER_SLICE), replace=False)
+        labels = np.full(volume.shape[1:], 255, np.uint8)
+        labels.reshape(-1)[take] = 0
+        out[z] = labels
+    return out
+
+
+def _tree_ensemble_node(forest, features: str, probabilities: str) -> onnx.NodeProto:
+    """``TreeEnsembleClassifier`` reproducing ``forest.predict_proba`` (two classes)."""
+    attrs: dict[str, list] = {k: [] for k in (
+        "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
+        "nodes_truenodeids", "nodes_falsenodeids", "class_treeids", "class_nodeids",
+        "class_ids", "class_weights")}
+    n_trees = len(forest.estimators_)
+    for t, estimator in enumerate(forest.estimators_):
+        tree = estimator.tree_
+        for node in range(tree.node_count):
+            leaf = tree.children_left[node] == -1
+            attrs["nodes_treeids"].append(t)
+            attrs["nodes_nodeids"].append(node)
+            attrs["nodes_featureids"].append(0 if leaf else int(tree.feature[node]))
+            attrs["nodes_values"].append(0.0 if leaf else float(tree.threshold[node]))
+            attrs["nodes_modes"].append("LEAF" if leaf else "BRANCH_LEQ")
+            # scikit-learn sends x <= threshold to the left child.
+            attrs["nodes_truenodeids"].append(0 if leaf else int(tree.children_left[node]))
+            attrs["nodes_falsenodeids"].append(0 if leaf else int(tree.children_right[node]))
+            if leaf:
+                value = tree.value[node][0].astype(np.float64)
+                value = value / max(value.sum(), 1e-12) / n_trees
+                for column, class_id in enumerate(forest.classes_):
+                    attrs["class_treeids"].append(t)
+                    attrs["class_nodeids"].append(node)
+                    attrs["class_ids"].append(int(class_id))
+                    attrs["class_weights"].append(float(value[column]))
+    return helper.make_node(
+        "TreeEnsembleClassifier", [features], ["forest_label", probabilities],
+        domain="ai.onnx.ml", classlabels_int64s=[0, 1], post_transform="NONE", **attrs)
+
+
+class _FeatureGraph(nn.Module):
+    def __init__(self, features: PixelFeatures) -> None:
+        super().__init__()
+        self.features = features
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        feats = self.features(image)
+        return feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
+
+
+def _forest_graph(model: FeatureForest, path: Path) -> None:
+    """Write the contract graph (without metadata) of ``model`` to ``path``."""
+    sample = torch.rand((2, 1, 96, 128), generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(_FeatureGraph(model.features).eval(), (sample,), str(path),
+                          dynamo=False, opset_version=OPSET, input_names=[INPUT_NAME],
+                          output_names=["features"],
+                          dynamic_axes={INPUT_NAME: {0: "N", 2: "H", 3: "W"},
+                                        "features": {0: "P"}})
+    graph_model = onnx.load(str(path))
+    graph = graph_model.graph
+    c = helper.make_tensor
+    graph.initializer.extend([
+        c("nhw_starts", TensorProto.INT64, [1], [0]), c("nhw_ends", TensorProto.INT64, [1], [1]),
+        c("hw_starts", TensorProto.INT64, [1], [2]), c("hw_ends", TensorProto.INT64, [1], [4]),
+        c("two", TensorProto.INT64, [1], [2])])
+    graph.node.extend([
+        _tree_ensemble_node(model.forest, "features", "forest_prob"),
+        helper.make_node("Shape", [INPUT_NAME], ["in_shape"]),
+        helper.make_node("Slice", ["in_shape", "nhw_starts", "nhw_ends"], ["n"]),
+        helper.make_node("Slice", ["in_shape", "hw_starts", "hw_ends"], ["hw"]),
+        helper.make_node("Concat", ["n", "hw", "two"], ["nhwc_shape"], axis=0),
+        helper.make_node("Reshape", ["forest_prob", "nhwc_shape"], ["nhwc"]),
+        helper.make_node("Transpose", ["nhwc"], [OUTPUT_PROBABILITIES], perm=[0, 3, 1, 2]),
+        helper.make_node("ArgMax", [OUTPUT_PROBABILITIES], ["argmax"], axis=1, keepdims=0),
+        helper.make_node("Cast", ["argmax"], [OUTPUT_LABELS], to=TensorProto.UINT8),
+    ])
+    del graph.output[:]
+    graph.output.extend([
+        helper.make_tensor_value_info(OUTPUT_LABELS, TensorProto.UINT8, ["N", "H", "W"]),
+        helper.make_tensor_value_info(OUTPUT_PROBABILITIES, TensorProto.FLOAT,
+                                      ["N", 2, "H", "W"])])
+    graph_model.opset_import.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
+    onnx.save_model(graph_model, str(path))
+
+
+def export_feature_forest(model: FeatureForest, path: str | os.PathLike[str],
+                          metadata: ModelMetadata, *, atol: float = 1e-4,
+                          verify_shapes: Sequence[tuple[int, int, int]] = (
+                              (1, 64, 160), (3, 160, 96))) -> Path:
+    """Export ``model`` to an nwwatch ONNX file at ``path``, verified before it is written.
+
+    ONNX Runtime is run on random normalised inputs of each (N, H, W) of ``verify_shapes``
+    and compared with :meth:`FeatureForest.probabilities`: probabilities within ``atol``,
+    except that ONNX Runtime's and torch's convolutions round differently, so a pixel whose
+    feature lies within rounding of a split sends that tree the other way: at most
+    ``MAX_FLIPPED_SHARE`` of the values may differ, by at most ``MAX_FLIPPED_DIFF``; labels
+    must be equal wherever the forest's two probabilities are further apart than twice that.
+    The file is written under a temporary name, verified, then renamed; a failed check raises
+    :class:`training.export.ExportVerificationError` and leaves nothing at ``path``.
+    """
+    import onnxruntime as ort
+
+    from training.export import ExportVerificationError, _finish_model_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        _forest_graph(model, tmp)
+        _finish_model_file(tmp, metadata, 1)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = max(1, torch.get_num_threads())
+        session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
+        generator = torch.Generator().manual_seed(0)
+        for n, h, w in verify_shapes:
+            image = torch.rand((n, 1, h, w), generator=generator) * 2 - 1
+            want = model.probabilities(image)
+            labels, probs = session.run([OUTPUT_LABELS, OUTPUT_PROBABILITIES],
+                                        {INPUT_NAME: image.numpy()})
+            where = f"shape (N, H, W) = {(n, h, w)}"
+            if labels.dtype != np.uint8 or labels.shape != (n, h, w) or \
+                    probs.shape != want.shape:
+                raise ExportVerificationError(f"{where}: outputs {labels.dtype} {labels.shape}"
+                                              f" / {probs.shape} break the contract")
+            diff = np.abs(probs - want)
+            off = diff > atol
+            if diff.max() > MAX_FLIPPED_DIFF or off.mean() > MAX_FLIPPED_SHARE:
+                raise ExportVerificationError(
+                    f"{where}: ONNX probabilities differ from the forest by up to "
+                    f"{diff.max():.3g} on {off.mean():.2%} of the values")
+            decisive = np.abs(want[:, 1] - want[:, 0]) > 2 * MAX_FLIPPED_DIFF
+            if np.any((labels != np.argmax(want, axis=1)) & decisive):
+                raise ExportVerificationError(f"{where}: labels differ from the forest")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
