@@ -9,8 +9,9 @@ apparent angle: valid fraction, RMSE, bias, max |error| of the valid frames, the
 valid frames with |error| <= 2 sigma, the failures by ``reason_code`` and what the
 refinement did (``facet_edge``), and what the frame costs (``cost_ms``: median wall-time
 difference per frame, one call each way). The true labels are measured too, as the
-measurement's own floor. The real crops (``bench/data/real``: fig6 and three fig1 panels, labels drawn by hand)
-give the model's angle with and without refinement next to the hand labels' angle.
+measurement's own floor. The real crops (``bench/data/real``: fig6 and three fig1 panels,
+labels drawn by hand) give the model's angle with and without refinement next to the hand
+labels' angle.
 
 Sets (written once under ``bench/out/model_angles/sets`` with ``nwwatch.synth``, or taken
 from ``--set NAME=FOLDER``): ``eval_new`` (60 frames, seed 302, the geometry variations),
