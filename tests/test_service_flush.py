@@ -310,3 +310,121 @@ def test_a_flush_failing_partway_reports_the_part_it_committed(tmp_path, onnx_mo
     assert len(lines) == 1 and lines[0]["rows"] == 2
     assert lines[0]["files"] == [str(calls[0].relative_to(engine.results_dir))]
     engine.ledger.close()
+
+
+def _service(tmp_path, onnx_model, policy: FlushPolicy):
+    """The service's processing loop in this process (:meth:`Daemon._work`, no observer):
+    the daemon, its one watch and its set of queued paths; a ``_Log`` keeps the lines."""
+    from nwwatch.service.config import load_config
+    from nwwatch.service.daemon import Daemon
+    from nwwatch.service.watches import Watch
+
+    (tmp_path / "in").mkdir(exist_ok=True)
+    config = load_config(write_config(tmp_path / "c.toml", tmp_path / "in", tmp_path / "out",
+                                      onnx_model, batch_size=8,
+                                      extra="backoff_seconds = 0.5"))
+    engine = _engine(tmp_path, onnx_model, policy)
+    engine.batch_size = 8
+    daemon = Daemon(config)
+    daemon.log = engine.log = _Log()
+    daemon.ledger = engine.ledger
+    watch = Watch(0, config.watches[0], engine, watcher=None)
+    daemon._watches, daemon._queued = [watch], set()
+    return daemon, watch, daemon._queued
+
+
+def _queue(daemon, watch, queued, paths) -> None:
+    """``paths`` ready in ``watch``, due for a batch at once."""
+    import time
+    from types import SimpleNamespace
+
+    from nwwatch.service.readiness import ReadyFile
+
+    for p in paths:
+        st = p.stat()
+        watch.files.append(ReadyFile(p, 0, st.st_size, st.st_mtime_ns,
+                                     SimpleNamespace(n_pages=1), time.time()))
+        queued.add(p)
+    watch.since = 0.0
+
+
+def _file_fails(monkeypatch, nth: int = 2):
+    """The next flush cannot write its ``nth`` file (a full disk)."""
+    import nwwatch.service.flush as flush
+
+    real, calls = flush.write_table_atomic, []
+
+    def nth_fails(table, path):
+        calls.append(path)
+        if len(calls) == nth:
+            raise OSError(28, "No space left on device")
+        return real(table, path)
+
+    monkeypatch.setattr(flush, "write_table_atomic", nth_fails)
+    return calls
+
+
+def _processed(daemon) -> list[str]:
+    return sorted(os.path.relpath(f["source"], daemon.config.watches[0].path)
+                  for e, f in daemon.log.lines if e == "file_processed")
+
+
+@pytest.mark.parametrize("failing", [2, 1])
+def test_the_service_counts_once_the_files_a_failed_flush_committed(tmp_path, onnx_model,
+                                                                    monkeypatch, failing):
+    """One batch of two acquisitions (a, then b); its flush cannot write one of the two files:
+    the files whose rows were committed (the first file written) or stay held (the file not
+    tried yet) are counted and logged once now, only those of the failed file go back to the
+    queue, and after the pause every file is counted once."""
+    import time
+
+    a, b = _frames(tmp_path / "in" / "a", 2), _frames(tmp_path / "in" / "b", 3)
+    daemon, watch, queued = _service(tmp_path, onnx_model,
+                                     FlushPolicy(max_rows=1, max_seconds=1e9))
+    _queue(daemon, watch, queued, a + b)
+    finished, failed = (a, b) if failing == 2 else (b, a)
+    with monkeypatch.context() as m:
+        calls = _file_fails(m, failing)
+        assert daemon._work([watch], queued, time.monotonic()) is False  # paused
+    assert len(calls) == failing
+    assert len(_written(daemon.config.results)) == (2 if failing == 2 else 0)
+    assert daemon.tally.processed_files == len(finished)
+    assert daemon.tally.processed_rows == len(finished)
+    assert [f.path for f in watch.files] == failed and queued == set(failed)
+    daemon._work([watch], queued, time.monotonic())  # the pause is over
+    assert daemon._paused_until is None and not watch.files and not queued
+    written = _written(daemon.config.results)
+    assert len(written) == 5 and not written.duplicated(KEY).any()
+    assert daemon.tally.processed_files == 5 and daemon.tally.processed_rows == 5
+    assert _processed(daemon) == sorted(f"{p.parent.name}/{p.name}" for p in a + b)
+    daemon.ledger.close()
+
+
+def test_the_service_counts_a_batch_committed_beside_a_released_held_one(tmp_path, onnx_model,
+                                                                       monkeypatch):
+    """A held batch of two acquisitions, then a batch of the first: its flush writes the
+    first acquisition's file and cannot write the second's. The batch in flight is counted
+    once; the held files of the second leave the counts and come back to the queue."""
+    import time
+
+    a, b = _frames(tmp_path / "in" / "a", 2), _frames(tmp_path / "in" / "b", 2)
+    daemon, watch, queued = _service(tmp_path, onnx_model,
+                                     FlushPolicy(max_rows=4, max_seconds=1e9))
+    _queue(daemon, watch, queued, [a[0], *b])
+    daemon._work([watch], queued, time.monotonic())
+    assert daemon.tally.processed_files == 3 and watch.engine.buffer.rows == 3  # held
+    _queue(daemon, watch, queued, [a[1]])
+    with monkeypatch.context() as m:
+        _file_fails(m)
+        assert daemon._work([watch], queued, time.monotonic()) is False
+    assert len(_written(daemon.config.results)) == 2  # a[0] and a[1]
+    assert daemon.tally.processed_files == 2 and daemon.tally.processed_rows == 2
+    assert sorted(f.path for f in watch.files) == b and queued == set(b)
+    requeued = [f["source"] for e, f in daemon.log.lines if e == "file_requeued"]
+    assert sorted(requeued) == sorted(map(str, b))
+    daemon._work([watch], queued, time.monotonic())
+    assert not watch.files and not queued
+    assert daemon.tally.processed_files == 4 and daemon.tally.processed_rows == 4
+    write_held(watch.engine, force=True)
+    assert len(_written(daemon.config.results)) == 4
+    daemon.ledger.close()

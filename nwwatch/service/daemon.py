@@ -49,7 +49,12 @@ from nwwatch.service.flush import FlushPolicy, write_held
 from nwwatch.service.ledger import Ledger, LedgerLostError, LedgerWriteError
 from nwwatch.service.logsetup import get_logger
 from nwwatch.service.notify import Notifier
-from nwwatch.service.pipeline import ResultsWriteError, process, refresh_quarantine
+from nwwatch.service.pipeline import (
+    BatchReport,
+    ResultsWriteError,
+    process,
+    refresh_quarantine,
+)
 from nwwatch.service.readiness import Tracker
 from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.stopping import StopDeadline
@@ -348,10 +353,21 @@ class Daemon:
         try:
             with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):
                 report = process(batch, w.engine)
-        except (ResultsWriteError, LedgerWriteError):
-            # Not the files' fault: they go back to the head of the queue for the next try.
-            w.files[:0] = batch
-            w.since = time.monotonic() - self.config.inference.max_batch_latency_ms / 1e3
+        except (ResultsWriteError, LedgerWriteError) as exc:
+            # Not the files' fault. Files the call finished (rows committed or held, failures
+            # recorded) are counted now: tried again they would only be skipped. The others
+            # go back to the head of the queue for the next try.
+            report = getattr(exc, "report", None)
+            finished = set() if report is None else {o.path for o in report.files}
+            again = [f for f in batch if f.path not in finished]
+            for f in batch:
+                if f.path in finished:
+                    queued.discard(f.path)
+            if report is not None:
+                self._record(report, w)
+            if again:
+                w.files[:0] = again
+                w.since = time.monotonic() - self.config.inference.max_batch_latency_ms / 1e3
             raise
         except Exception as exc:  # keep serving whatever happens
             self.log.exception("batch_crashed", error=repr(exc))
@@ -363,9 +379,14 @@ class Daemon:
             return
         for f in batch:
             queued.discard(f.path)
+        self._record(report, w)
+
+    def _record(self, report: BatchReport, w: Watch) -> None:
+        """Count and log the outcomes of ``report``; its done files whose rows are still held
+        are marked, to be un-counted should their rows be released."""
         self.tally.record(report, self.log)
         counted = {o.batch_id for o in report.files if o.state == "done"}
-        for held in w.engine.buffer.batches:  # un-counted should they be released
+        for held in w.engine.buffer.batches:
             held.tallied |= held.batch_id in counted
 
     def _quarantine_bad(self, bad, watches: list[Watch]) -> None:

@@ -41,7 +41,7 @@ from nwwatch.service.batch import Item as _Item
 from nwwatch.service.batch import log_of as _log
 from nwwatch.service.flush import HeldBatch, summary_of, write_held
 from nwwatch.service.jobs import job_for
-from nwwatch.service.ledger import Failure, LedgerLostError
+from nwwatch.service.ledger import Failure, LedgerLostError, LedgerWriteError
 from nwwatch.service.names import path_key, source_name
 
 __all__ = ["BatchReport", "Engine", "FileOutcome", "ResultsWriteError", "process",
@@ -68,8 +68,13 @@ def process(
     Raises
     ------
     ResultsWriteError, LedgerWriteError
-        Results or the ledger could not be written; nothing was committed and no attempt was
-        counted (a batch whose commit failed stays ``writing``: see ``Ledger.settle``).
+        Results or the ledger could not be written; the batch that failed was not committed
+        and no attempt was counted (a batch whose commit failed stays ``writing``: see
+        ``Ledger.settle``). Once the files have been hashed the exception carries
+        ``.report``: the outcomes of the files this call finished before the error (rows
+        committed, or held for a later file; failures recorded). Files without an outcome
+        there were not finished (their batch failed, was not reached, or its rows were
+        released by the failed flush) and are to be processed again.
     LedgerLostError
         The results folder or the ledger was removed or replaced under the process.
     """
@@ -99,14 +104,30 @@ def process(
         else:
             work.append([it])
     first = True
-    while work:
-        chunk = work.pop(0)
-        batch_id = report.batch_id if first else uuid.uuid4().hex[:16]
-        first = False
-        if not _run_batch(chunk, engine, batch_id, report, force):
-            work[:0] = [[it] for it in chunk]
-    write_held(engine, report)  # when due
+    try:
+        while work:
+            chunk = work.pop(0)
+            batch_id = report.batch_id if first else uuid.uuid4().hex[:16]
+            first = False
+            if not _run_batch(chunk, engine, batch_id, report, force):
+                work[:0] = [[it] for it in chunk]
+        write_held(engine, report)  # when due
+    except (ResultsWriteError, LedgerWriteError) as exc:
+        # Batches of this call may be committed or held already (a flush can stop after the
+        # file of one acquisition): the caller counts those and queues only the rest again.
+        exc.report = _finished_part(report, engine)
+        raise
     refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
+    return report
+
+
+def _finished_part(report: BatchReport, engine: Engine) -> BatchReport:
+    """``report`` without the done files whose batch the failed flush released (their rows
+    were not written and their items are pending again: they are to be processed again)."""
+    released = {b.batch_id for b in engine.buffer.released}
+    report.files = [o for o in report.files
+                    if not (o.state == "done" and o.batch_id in released)]
+    report.n_rows = sum(o.n_rows for o in report.files if o.state == "done")
     return report
 
 
