@@ -79,6 +79,51 @@ def test_patches_become_folds_and_too_few_patches_give_none():
     assert make_folds(patch_groups([labels]), [labels], seed=0) == []
 
 
+def test_one_large_square_per_class_is_two_patches_not_its_pieces_on_the_grid():
+    from training.volume_folds import BLOCK_PX, count_patches, labeled_patches
+
+    labels = np.full((64, 96), 255, np.uint8)
+    labels[10:40, 10:40], labels[10:40, 50:80] = 0, 1  # each crosses grid lines
+    groups = patch_groups([labels])
+    pieces = {c: len(np.unique(groups[0][labels == c])) for c in (0, 1)}
+    assert pieces == {0: 4, 1: 4} and 30 > BLOCK_PX  # the grid cuts each square in four
+    assert count_patches([labels]) == 2
+    assert sorted(np.unique(labeled_patches([labels])[0]).tolist()) == [-1, 0, 1]
+    # One patch per class: nothing can be held out, however finely the grid cuts it.
+    assert make_folds(groups, [labels], seed=0) == []
+    # Two patches per class, one of them large: folds over the grid's pieces; 4 patches.
+    labels[50:56, 10:16], labels[50:56, 50:56] = 0, 1
+    groups = patch_groups([labels])
+    assert count_patches([labels]) == MIN_PATCHES_FOR_FEATURES
+    assert len(make_folds(groups, [labels], seed=0)) == 3
+
+
+def test_the_forest_preference_counts_whole_patches(tmp_path, monkeypatch):
+    """Two patches, each labeled pore on one side and solid on the other and cut by the grid
+    into four pieces: the rules see two patches (ties to the threshold), the folds eight
+    groups."""
+    import training.volume_select as volume_select
+
+    truth = np.zeros(SHAPE, bool)
+    truth[:, :, 24:] = True
+    volume = truth * 1.0 + np.random.default_rng(3).normal(0, 0.3, SHAPE)
+    labels = np.full(SHAPE[1:], 255, np.uint8)
+    for rows in (slice(4, 24), slice(28, 44)):
+        labels[rows, 14:34] = truth[Z][rows, 14:34]
+    assert len(np.unique(patch_groups([labels])[0])) - 1 == 8
+    seen = []
+    real_choose = volume_select.choose
+    monkeypatch.setattr(volume_select, "choose",
+                        lambda scores, **kw: seen.append(kw) or real_choose(scores, **kw))
+    volume_path, labels_path = _write(tmp_path, volume, labels)
+    lines = []
+    selection, _ = select_and_train(_config(tmp_path, volume_path, labels_path),
+                                    ("threshold", "features"), echo=lines.append)
+    assert selection.grouping == "patches" and selection.folds == 3
+    assert seen == [{"patches": 2}]
+    assert any("over 2 patches (8 pieces on the 20 px grid)" in line for line in lines)
+
+
 def test_two_patches_keep_the_threshold_and_say_why(tmp_path):
     truth = _blobs(6)
     volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)

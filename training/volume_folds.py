@@ -1,12 +1,17 @@
 """Cross-validation folds of ``nwwatch train --volume``: labeled patches and held-out sets.
 
-A patch is an 8-connected component of labeled pixels of one slice, cut along a grid of
-``BLOCK_PX`` squares of the slice; a fold holds out whole patches, so that no held-out pixel
-has a training pixel next to it in the same patch. The grid keeps one fold from holding out
-most of the labels: patches labeled side by side merge into one component (on the 96³
-benchmark at 25 % of a slice, one component held 1100 of 1600 labeled pixels), and a
-candidate trained on the remaining third is scored on a problem much harder than the one
-the final model, trained on every label, faces.
+A patch is an 8-connected component of labeled pixels of one slice
+(:func:`labeled_patches`). The rules count patches: cross-validation needs two of each
+class (:func:`make_folds`), and the preference for the feature forest needs labels in
+several places (``training.volume_select.MIN_PATCHES_FOR_FEATURES``). The folds hold out
+groups (:func:`patch_groups`): the patches cut along a grid of ``BLOCK_PX`` squares of the
+slice. The grid keeps one fold from holding out most of the labels: patches labeled side by
+side merge into one component (on the 96³ benchmark at 25 % of a slice, one component held
+1100 of 1600 labeled pixels), and a candidate trained on the remaining third is scored on a
+problem much harder than the one the final model, trained on every label, faces. The price:
+where a patch is larger than a grid square, a held-out group can touch a training group of
+the same patch along a grid line. Counting the grid's pieces as patches would let one large
+square per class pass both rules, so the rules count whole patches.
 """
 
 from __future__ import annotations
@@ -21,6 +26,24 @@ MAX_FOLDS = 3
 #: Side (px) of the grid squares that cut large labeled components into patches: two by two
 #: of the benchmark's 10 px labeling patches.
 BLOCK_PX = 20
+
+
+def labeled_patches(labels: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Patch ids of the labeled pixels of each slice: int32 (Y, X), -1 unlabeled; a patch is
+    an 8-connected component of labeled pixels (label != 255) of one slice, numbered across
+    slices."""
+    patches, offset = [], 0
+    for label in labels:
+        ids, count = ndi.label(label != 255, structure=np.ones((3, 3), dtype=bool))
+        patches.append(np.where(ids > 0, ids - 1 + offset, -1).astype(np.int32))
+        offset += count
+    return patches
+
+
+def count_patches(labels: Sequence[np.ndarray]) -> int:
+    """Number of labeled patches (:func:`labeled_patches`) over all slices."""
+    return sum(int(ndi.label(label != 255, structure=np.ones((3, 3), dtype=bool))[1])
+               for label in labels)
 
 
 def patch_groups(labels: Sequence[np.ndarray], block_px: int = BLOCK_PX) -> list[np.ndarray]:
@@ -50,8 +73,11 @@ def make_folds(groups: Sequence[np.ndarray], labels: Sequence[np.ndarray], seed:
                max_folds: int = MAX_FOLDS, tries: int = 50) -> list[list[int]]:
     """Held-out group ids of each fold; every fold's training part keeps both classes and
     every fold holds out at least one labeled pixel. Empty when a class lies in fewer than
-    two groups or no such split exists."""
-    if any(_groups_with(groups, labels, c) < 2 for c in (0, 1)):
+    two patches (:func:`labeled_patches`: the grid's pieces of one patch do not count), in
+    fewer than two groups, or no such split exists."""
+    patches = labeled_patches(labels)
+    if any(min(_groups_with(patches, labels, c), _groups_with(groups, labels, c)) < 2
+           for c in (0, 1)):
         return []
     ids = sorted({int(g) for group in groups for g in np.unique(group[group >= 0])})
     n_folds = min(max_folds, len(ids))

@@ -9,10 +9,10 @@ Candidates (:data:`CANDIDATES`):
 - ``unet``: the U-Net with ignore-label cross-entropy (``--paradigm supervised``);
 - ``contrastive``: seed 003's pixel-contrastive network (``--paradigm contrastive``).
 
-**Choice by cross-validation over labeled patches.** The labeled pixels are grouped into
-patches (8-connected components of each labeled slice cut along a 20 px grid,
-:mod:`training.volume_folds`). Each of up to ``MAX_FOLDS`` folds holds out a set of whole
-patches, trains every candidate on the rest, and predicts the held-out pixels as the runtime
+**Choice by cross-validation over labeled patches.** The labeled pixels form patches
+(8-connected components of each labeled slice), cut into groups along a 20 px grid
+(:mod:`training.volume_folds`). Each of up to ``MAX_FOLDS`` folds holds out a set of whole
+groups, trains every candidate on the rest, and predicts the held-out pixels as the runtime
 would (normalised with the volume's range, mirrored border). The score is the balanced
 accuracy (mean of the per-class recalls) of all held-out predictions. The best-scoring
 candidate is kept, except that the first candidate in the order of preference that comes
@@ -60,7 +60,13 @@ import torch
 from nwwatch.volume.verdict import MIN_LABELED_PIXELS
 from training.config import VOLUME_CANDIDATES, TrainConfig
 from training.data import TrainingData, load_volume_slices
-from training.volume_folds import held_out_counts, make_folds, patch_groups
+from training.volume_folds import (
+    BLOCK_PX,
+    count_patches,
+    held_out_counts,
+    make_folds,
+    patch_groups,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +86,9 @@ TIE_TOLERANCE = 0.02
 #: (docs/tomography.md).
 CONTEXT_PREFERENCE = ("features", "threshold", "unet", "contrastive")
 FOREST_MARGIN = 0.05
-#: Fewer patches than this: ties go to the threshold (a forest learns context from labels
-#: in several places, and two patches are one place each).
+#: Fewer patches than this (whole 8-connected patches, not their pieces on the grid): ties
+#: go to the threshold (a forest learns context from labels in several places, and two
+#: patches are one place each).
 MIN_PATCHES_FOR_FEATURES = 4
 #: Mirror margin (px) of held-out predictions: the runtime's default.
 MARGIN_PX = 16
@@ -356,12 +363,15 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
                             "separate patches of each class to let cross-validation decide")
             echo(f"warning: {warnings[-1]}")
         else:
+            # The rules count whole patches; the folds hold out the grid's pieces of them.
+            n_patches = count_patches(labels)
             n_groups = len({int(g) for group in groups for g in np.unique(group[group >= 0])})
-            echo(f"cross-validation: {len(folds)} folds over {n_groups} {grouping}")
+            echo(f"cross-validation: {len(folds)} folds over {n_patches} patches "
+                 f"({n_groups} pieces on the {BLOCK_PX} px grid)")
             for method in candidates:
                 start = time.perf_counter()
                 finite = [v for v in scores.values() if not math.isnan(v)]
-                margin = margin_for(method, n_groups)
+                margin = margin_for(method, n_patches)
                 floor = max(finite) - margin if finite else -math.inf
                 score, run = _cross_validate(trainer, method, labels, groups, folds, floor)
                 seconds[method] = time.perf_counter() - start
@@ -374,7 +384,7 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
                     scores[method] = score
                     echo(f"  {method:12s} held-out balanced accuracy {score:.4f} "
                          f"({seconds[method]:.0f} s)")
-            method, reason = choose(scores, patches=n_groups)
+            method, reason = choose(scores, patches=n_patches)
         selection = Selection(method, scores, grouping, len(folds), reason, warnings, seconds,
                               stopped)
         echo(f"kept: {method} ({reason})")
