@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nwwatch.measure import measure_contact_angle
-from nwwatch.measure.refine import EDGE_STATUSES
+from nwwatch.measure.refine import EDGE_STATUSES, _bootstrap_means, _robust_mean
 from tests.ideal_caps import axis_vectors, render_ideal_cap
 
 SHIFT_PX = 3.0
@@ -235,3 +235,16 @@ def test_an_elliptical_facet_is_measured_as_without_the_image() -> None:
     assert r.contact_angle_deg == pytest.approx(plain.contact_angle_deg, abs=1e-9)
     assert r.contact_angle_uncertainty_deg == pytest.approx(
         plain.contact_angle_uncertainty_deg, abs=1e-9)
+
+
+@pytest.mark.parametrize(("n", "integer"), [(12, False), (13, True), (100, False), (37, True)])
+def test_bootstrap_means_equal_trimming_every_resample(n: int, integer: bool) -> None:
+    # One sort per column instead of a partition per resample: the same trimmed means
+    # (ties and repeated draws included), summed in another order.
+    rng = np.random.default_rng(n)
+    prof = rng.normal(0.0, 3.0, (n, 49))
+    if integer:
+        prof = np.round(prof)
+    draws = rng.integers(0, n, (24, n))
+    np.testing.assert_allclose(_bootstrap_means(prof, draws),
+                               _robust_mean(prof[draws], axis=1), rtol=0, atol=1e-12)
