@@ -193,15 +193,18 @@ def test_the_threshold_wins_where_intensity_tells_the_classes_apart(tmp_path):
     assert seg.verdict.status == "ok"
 
 
+def _checker_volume(truth: np.ndarray) -> np.ndarray:
+    """Solid is a fine checkerboard of +-1 around the pore's grey: equal means, no threshold
+    (blurred or not) can separate them; a network or a feature classifier sees the texture."""
+    checker = np.indices(SHAPE).sum(axis=0) % 2 * 2.0 - 1.0
+    return np.where(truth, checker, 0.0) + np.random.default_rng(3).normal(0, 0.05, SHAPE)
+
+
 @pytest.mark.slow
 def test_the_network_wins_where_only_texture_tells_the_classes_apart(tmp_path):
     truth = _blobs(2)
-    rng = np.random.default_rng(3)
-    # Solid is a fine checkerboard of +-1 around the pore's grey: equal means, no threshold
-    # (blurred or not) can separate them; a network sees the texture.
-    checker = np.indices(SHAPE).sum(axis=0) % 2 * 2.0 - 1.0
-    volume = np.where(truth, checker, 0.0) + rng.normal(0, 0.05, SHAPE)
-    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
+    volume_path, labels_path = _write(tmp_path, _checker_volume(truth),
+                                      _patch_labels(truth[Z], CORNERS))
     config = _config(tmp_path, volume_path, labels_path)
     selection, out = select_and_train(config, ("threshold", "unet"))
     assert selection.method == "unet", selection
@@ -213,9 +216,7 @@ def test_the_network_wins_where_only_texture_tells_the_classes_apart(tmp_path):
 
 def test_the_feature_forest_wins_where_only_texture_tells_the_classes_apart(tmp_path):
     truth = _blobs(2)
-    rng = np.random.default_rng(3)
-    checker = np.indices(SHAPE).sum(axis=0) % 2 * 2.0 - 1.0
-    volume = np.where(truth, checker, 0.0) + rng.normal(0, 0.05, SHAPE)
+    volume = _checker_volume(truth)
     volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
     config = _config(tmp_path, volume_path, labels_path)
     selection, out = select_and_train(config, ("threshold", "features"), z_sigma_px=0.0)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from nwwatch.service.batch import Engine, crash_point, refresh_quarantine
 from nwwatch.service.clustertask import TaskResult, TaskSpec, run_task
-from nwwatch.service.flush import write_held
+from nwwatch.service.flush import held_rows_written_at_end, write_held
 from nwwatch.service.ledger import Failure, ItemKey
 from nwwatch.service.names import path_key, source_name
 
@@ -188,7 +188,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 submit(chunk)
 
         fill()
-        try:
+        with held_rows_written_at_end(engine, summary.parquet_files):
             for fut in futures:
                 _, chunk = inflight.pop(fut.key)
                 if fut.status == "cancelled":
@@ -226,12 +226,6 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                     frames_per_task = min(64 * engine.batch_size, max(
                         engine.batch_size, math.ceil(TARGET_TASK_S / max(per_frame_s, 1e-4))))
                 fill()
-        except KeyboardInterrupt:  # what was processed is written, not done again
-            write_held(engine, force=True)
-            raise
-        written = write_held(engine, force=True)
-        if written is not None:
-            summary.parquet_files.extend(written.files)
         _clear_staging(staging)
     finally:
         client.close()

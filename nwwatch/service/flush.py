@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,6 +204,21 @@ def write_held(engine, report=None, force: bool = False) -> Flushed | None:
         if flushed.rows:
             _report_written(engine, flushed, report)
     return flushed
+
+
+@contextmanager
+def held_rows_written_at_end(engine, parquet_files: list[Path]) -> Iterator[None]:
+    """Write ``engine``'s held rows when the block ends, and on Ctrl-C too (what was processed
+    is written, not done again); the files written are appended to ``parquet_files``. Any
+    other error leaves the held rows unwritten, to be processed again."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        write_held(engine, force=True)
+        raise
+    written = write_held(engine, force=True)
+    if written is not None:
+        parquet_files.extend(written.files)
 
 
 def _report_written(engine, flushed: Flushed, report) -> None:

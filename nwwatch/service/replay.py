@@ -173,7 +173,7 @@ def replay(
         EngineSpec,
         build_engines,
     )
-    from nwwatch.service.flush import FlushPolicy, write_held
+    from nwwatch.service.flush import FlushPolicy, held_rows_written_at_end
     from nwwatch.service.logsetup import get_logger
     from nwwatch.service.pipeline import process, refresh_quarantine
 
@@ -258,7 +258,7 @@ def replay(
                 _tally(summary, process(batch, engine, force=force), bar)
             batch, frames = [], 0
 
-        try:
+        with held_rows_written_at_end(engine, summary.parquet_files):
             for file, info in todo:
                 pages = max(1, info.n_pages)
                 if batch and frames + pages > REPLAY_CHUNKS * engine.batch_size:
@@ -267,12 +267,6 @@ def replay(
                 frames += pages
                 summary.seconds = time.perf_counter() - t0
             flush()
-        except KeyboardInterrupt:  # what was processed is written, not done again
-            write_held(engine, force=True)
-            raise
-        written = write_held(engine, force=True)
-        if written is not None:
-            summary.parquet_files.extend(written.files)
         summary.seconds = time.perf_counter() - t0
         bar.close()
     finally:
