@@ -16,15 +16,23 @@ It also measures hybrid label images (binary, no probability map), with and with
 frame: the model's droplet on the true wire (``droplet_model``) and the true droplet on the
 model's wire (``wire_model``), and reports the fitted circle against the truth's (radius,
 centre, and the median radial offset of the model's outline points from the true circle:
-positive = drawn outside the droplet). Finally, for the frames whose line the frame moved, the
-terms of the 1-sigma (statistical, orientation choice, flat/elliptical, image) as the
-measurement combined them.
+positive = drawn outside the droplet). The model's labels are measured with the frame (the
+service's way, ``model``) and alone (``model_labels``). For the frames whose line the frame
+moved, the terms of the 1-sigma (statistical, orientation choice, flat/elliptical, facet
+edge, droplet edge) as the measurement combined them. Two experiments on the droplet's edge
+in the frame: where three intensity locators (steepest rise, rising-derivative centroid,
+halfway between the plateaus) put it on the median radial profile sampled at the TRUE circle
+(``edge_at_true_circle_px``, px from the true outline), and the labels' circle moved by the
+whole located offset per sector (``circle_on_frame_valid``, against the measurement's own
+correction, which keeps the mean radius). ``--speed`` times
+:func:`nwwatch.measure.refine_circle.refine_droplet_circle` alone.
 
 Usage::
 
     python -m bench.bench_error_budget nwwatch/models/insitu-default.onnx \\
         --set eval_new=/work/em/eval_new --set video_new=/work/em/video_new \\
-        --set eval_a=/work/em/eval_a --json bench/out/error_budget.json
+        --set eval_a=/work/em/eval_a --speed \\
+        --json bench/results/model_angles_dropedge_budget.json
 """
 
 from __future__ import annotations
