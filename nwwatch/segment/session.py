@@ -231,13 +231,16 @@ class Segmenter:
         height, width = batch.shape[1:]
         scale = self.working_scale
         factor = scale.size_factor(height, width)
-        if factor == 1.0 and scale.droplet_radius_px is None and not self.flip_average:
+        if (factor == 1.0 and scale.droplet_radius_px is None
+                and scale.whole_droplet_radius_px is None and not self.flip_average):
             return self.segment_native(batch, probabilities)
         first = self._segment_at(batch, factor)
         probs, labels = first.probabilities, first.labels
         for i in range(batch.shape[0]):
-            radius = largest_droplet_radius_px(labels[i])
-            again = scale.droplet_factor(radius, height, width, factor)
+            radius = largest_droplet_radius_px(labels[i])  # frame pixels
+            radius = None if radius is None else radius * factor
+            again = scale.droplet_factor(radius, height, width, factor,
+                                         self.metadata.size_multiple)
             if again is not None:
                 second = self._segment_at(batch[i:i + 1], again)
                 probs[i], labels[i] = second.probabilities[0], second.labels[0]
