@@ -144,6 +144,9 @@ def test_whole_droplet_radius_is_read_written_and_defaulted():
     assert scale.droplet_factor(100.0, 512, 512, 1.0, 64) is None
     assert scale.droplet_factor(130.0, 512, 512, 1.0, 64) == 0.75
     assert scale.droplet_factor(130.0, 500, 300, 1.0, 64) == 384 / 500
+    # A frame already at the training crop (scaled up to it) is not shrunk below it.
+    assert scale.droplet_factor(150.0, 119, 119, 384 / 119, 64) is None
+    assert WorkingScale(512, None, 256, 120.0).droplet_factor(150.0, 512, 512, 1.0, 64) == 0.75
 
 
 @pytest.mark.parametrize("bad", [{"frame_px": 10}, {"frame_px": "512"}, [512],

@@ -21,10 +21,10 @@ The runtime (:class:`nwwatch.segment.session.Segmenter`) then
    long side is below ``min_frame_px`` up to ``min_frame_px`` (at most ``MAX_UPSCALE`` x);
 2. when the largest droplet region found is larger than ``whole_droplet_radius_px``,
    segments once more at :data:`SHRINK_STEP` of the scale (long side rounded to the model's
-   size multiple) and keeps that pass; otherwise, when the model knows its droplet range and
-   the droplet lies outside it, segments once more at the scale that brings it to the nearest
-   end of the range (at most ``MAX_UPSCALE`` x the frame, at least 64 px on the long side).
-   At most one second pass per frame;
+   size multiple, never below ``min_frame_px``) and keeps that pass; otherwise, when the
+   model knows its droplet range and the droplet lies outside it, segments once more at the
+   scale that brings it to the nearest end of the range (at most ``MAX_UPSCALE`` x the
+   frame, at least 64 px on the long side). At most one second pass per frame;
 3. resizes the softmax back to the frame (bilinear, pixel-centre aligned) and takes its
    argmax, so labels and probabilities are always in the frame's own pixels.
 
@@ -146,9 +146,11 @@ class WorkingScale:
         if self.whole_droplet_radius_px is not None and radius_px > self.whole_droplet_radius_px:
             # Long side a multiple of the model's: the network sees no padded border (reflect
             # padding to the multiple cost whole frames at intermediate steps, docs/models.md).
+            # Never below the training crop: step 1 scales smaller frames up to it.
             target = max(round(long_side * factor * SHRINK_STEP / size_multiple), 1)
-            shrunk = max(target * size_multiple, MIN_WORKING_PX) / long_side
-            return shrunk if shrunk < factor else None
+            shortest = max(self.min_frame_px or 0, MIN_WORKING_PX)
+            shrunk = max(target * size_multiple, shortest) / long_side
+            return shrunk if shrunk < 0.95 * factor else None
         if self.droplet_radius_px is None:
             return None
         low, high = self.droplet_radius_px
