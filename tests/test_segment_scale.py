@@ -117,6 +117,26 @@ def test_droplet_too_large_to_have_been_seen_whole_gets_a_smaller_second_pass(tm
     np.testing.assert_array_equal(both.probabilities[1], out.probabilities[0])
 
 
+def _one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.stack([(labels == k).astype(np.float32) for k in range(3)])
+
+
+def test_keep_fine_boundaries_takes_the_layout_from_the_coarse_pass():
+    from nwwatch.segment.scale import keep_fine_boundaries
+    from nwwatch.segment.session import class_argmax
+
+    _, truth = _painted(200, 50.0)
+    fine = truth.copy()
+    fine[10:40, 10:40] = DROPLET  # a wrong region far from every true boundary
+    _, coarse = _painted(200, 53.0)  # right layout, droplet edge 3 px out
+    out = keep_fine_boundaries(_one_hot(fine), _one_hot(coarse), coarse, band_px=4)
+    assert out.shape == (3, 200, 200)
+    assert np.array_equal(class_argmax(out[None])[0], truth)
+    # A band narrower than the coarse pass's error leaves part of that error.
+    narrow = keep_fine_boundaries(_one_hot(fine), _one_hot(coarse), coarse, band_px=1)
+    assert not np.array_equal(class_argmax(narrow[None])[0], truth)
+
+
 def test_whole_droplet_rule_compares_working_pixels(tmp_path):
     # A 1024 px frame runs at 512; its 150 px droplet is 75 px there, inside 96: one pass.
     meta = {"extra": {"working_scale": {"frame_px": 512, "min_frame_px": 256}}}

@@ -21,7 +21,8 @@ The runtime (:class:`nwwatch.segment.session.Segmenter`) then
    long side is below ``min_frame_px`` up to ``min_frame_px`` (at most ``MAX_UPSCALE`` x);
 2. when the largest droplet region found is larger than ``whole_droplet_radius_px``,
    segments once more at :data:`SHRINK_STEP` of the scale (long side rounded to the model's
-   size multiple, never below ``min_frame_px``) and keeps that pass; otherwise, when the
+   size multiple, never below ``min_frame_px``) and takes the class layout from that pass and
+   the boundaries from the first (:func:`keep_fine_boundaries`); otherwise, when the
    model knows its droplet range and the droplet lies outside it, segments once more at the
    scale that brings it to the nearest end of the range (at most ``MAX_UPSCALE`` x the
    frame, at least 64 px on the long side). At most one second pass per frame;
@@ -59,6 +60,9 @@ WHOLE_DROPLET_FRACTION = 0.375
 #: The second pass for a droplet too large to have been seen whole runs at this fraction of the
 #: first pass's scale (best of 0.5-0.85 on the frames it triggers on, docs/models.md).
 SHRINK_STEP = 0.75
+#: Half-width (px at the first pass's scale) of the band around the smaller pass's class
+#: boundaries where the first pass's softmax is kept (2, 4 and 8 measured, docs/models.md).
+BOUNDARY_BAND_PX = 4
 
 METADATA_KEY = "working_scale"
 
@@ -135,6 +139,12 @@ class WorkingScale:
             return min(MAX_UPSCALE, self.min_frame_px / long_side)
         return 1.0
 
+    def droplet_too_large(self, radius_px: float | None) -> bool:
+        """Whether a droplet of ``radius_px`` (working pixels) is larger than the network saw
+        whole."""
+        return (self.whole_droplet_radius_px is not None and radius_px is not None
+                and radius_px > self.whole_droplet_radius_px)
+
     def droplet_factor(self, radius_px: float | None, height: int, width: int,
                        factor: float, size_multiple: int = 1) -> float | None:
         """Step 2: the factor to run at instead of ``factor`` when ``radius_px`` (the droplet
@@ -143,7 +153,7 @@ class WorkingScale:
         if radius_px is None or radius_px <= 0:
             return None
         long_side = max(height, width)
-        if self.whole_droplet_radius_px is not None and radius_px > self.whole_droplet_radius_px:
+        if self.droplet_too_large(radius_px):
             # Long side a multiple of the model's: the network sees no padded border (reflect
             # padding to the multiple cost whole frames at intermediate steps, docs/models.md).
             # Never below the training crop: step 1 scales smaller frames up to it.
@@ -160,6 +170,19 @@ class WorkingScale:
         wanted = min(wanted, MAX_UPSCALE)
         wanted = max(wanted, MIN_WORKING_PX / long_side)
         return wanted if abs(wanted - factor) > 0.05 * factor else None
+
+
+def keep_fine_boundaries(fine: np.ndarray, coarse: np.ndarray, coarse_labels: np.ndarray,
+                         band_px: int) -> np.ndarray:
+    """Softmax float32 (C, H, W): ``coarse`` (a pass at a smaller scale, mapped back), except
+    within ``band_px`` pixels (Chebyshev) of a class boundary of ``coarse_labels`` (uint8
+    (H, W), its argmax), where the full-scale ``fine`` softmax places the boundary. The
+    smaller pass gets the layout of a droplet too large for the network right; the measurement
+    needs the boundary at the first pass's resolution."""
+    edges = cv2.morphologyEx(coarse_labels, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    size = 2 * max(int(band_px), 0) + 1
+    band = cv2.dilate((edges > 0).view(np.uint8), np.ones((size, size), np.uint8)) > 0
+    return np.where(band[None], fine, coarse)
 
 
 def whole_droplet_radius(crop_px: int) -> float:

@@ -24,8 +24,10 @@ from nwwatch.segment.contract import (
     ModelMetadataError,
 )
 from nwwatch.segment.scale import (
+    BOUNDARY_BAND_PX,
     WorkingScale,
     WorkingScaleError,
+    keep_fine_boundaries,
     largest_droplet_radius_px,
     resize_images,
     resize_probabilities,
@@ -241,8 +243,15 @@ class Segmenter:
             radius = None if radius is None else radius * factor
             again = scale.droplet_factor(radius, height, width, factor,
                                          self.metadata.size_multiple)
-            if again is not None:
-                second = self._segment_at(batch[i:i + 1], again)
+            if again is None:
+                continue
+            second = self._segment_at(batch[i:i + 1], again)
+            if scale.droplet_too_large(radius):
+                band_px = max(1, round(BOUNDARY_BAND_PX / factor))  # frame pixels
+                probs[i] = keep_fine_boundaries(probs[i], second.probabilities[0],
+                                                second.labels[0], band_px)
+                labels[i] = class_argmax(probs[i:i + 1])[0]
+            else:
                 probs[i], labels[i] = second.probabilities[0], second.labels[0]
         return Segmentation(labels=labels, probabilities=probs if probabilities else None)
 
