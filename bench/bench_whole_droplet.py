@@ -15,10 +15,16 @@ Summaries per set: mean per-frame mIoU of each variant (all frames, triggered fr
 with a cut droplet), pooled mIoU without / with the rule, the median cost of a frame the rule
 leaves alone and of one it triggers on.
 
+``--cost-frame IMAGE`` instead times one frame (interleaved, median of ``--repeats``): the
+runtime without and with the rule, and the network alone on the frame and on its 0.75 crop,
+so the rule's overhead beyond the smaller pass is visible.
+
 Usage::
 
     python -m bench.bench_whole_droplet nwwatch/models/insitu-default.onnx \\
         --set eval_new=/work/em/eval_new --json bench/results/working_scale_whole_droplet.json
+    python -m bench.bench_whole_droplet nwwatch/models/insitu-default.onnx \
+        --cost-frame /work/em/eval_new/frame_00020.tif --json OUT.json
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from nwwatch.io.dataset import pair_folder, read_pair
+from nwwatch.io.dataset import pair_folder, read_image_2d, read_pair
 from nwwatch.normalize import normalize_image
 from nwwatch.segment.metrics import confusion_matrix, metrics_from_confusion
 from nwwatch.segment.scale import largest_droplet_radius_px
@@ -133,13 +139,51 @@ def median_or_none(values: list[float]) -> float | None:
     return round(float(np.median(values)), 1) if values else None
 
 
+def cost(model: Path, image_path: Path, repeats: int) -> dict[str, Any]:
+    """Median wall ms of the runtime without / with the rule and of bare network passes on
+    ``image_path`` and on its top-left crop at 0.75 of the working size."""
+    rule = Segmenter(model, providers=("cpu",), threads=1)
+    plain = Segmenter(model, providers=("cpu",), threads=1)
+    plain.working_scale = dataclasses.replace(rule.working_scale, whole_droplet_radius_px=None)
+    image = normalize_image(read_image_2d(image_path))[None]
+    rows, cols = (round(0.75 * n) for n in image.shape[1:])
+    crop = np.ascontiguousarray(image[:, :rows, :cols])
+    calls = {"runtime_without_rule": lambda: plain.segment(image),
+             "runtime_with_rule": lambda: rule.segment(image),
+             "network_full_frame": lambda: rule.segment_native(image),
+             "network_0.75_frame": lambda: rule.segment_native(crop)}
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for call in calls.values():  # warm-up
+        call()
+    for _ in range(repeats):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            times[name].append(1000 * (time.perf_counter() - started))
+    out = {k: round(float(np.median(v)), 1) for k, v in times.items()}
+    out["rule_overhead_beyond_smaller_pass_ms"] = round(
+        out["runtime_with_rule"] - out["runtime_without_rule"] - out["network_0.75_frame"], 1)
+    return {"frame": str(image_path), "shape": list(image.shape[1:]), "repeats": repeats,
+            "median_ms": out}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path)
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=FOLDER",
-                        required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=FOLDER")
+    parser.add_argument("--cost-frame", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.cost_frame is not None:
+        result = cost(args.model, args.cost_frame, args.repeats)
+        print(json.dumps(result, indent=1))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
+        return
+    if not args.set:
+        parser.error("give --set NAME=FOLDER (or --cost-frame IMAGE)")
     segmenter = Segmenter(args.model, providers=("cpu",), threads=1)
     report: dict[str, Any] = {"model": str(args.model), "sha256": segmenter.model_sha256,
                               "working_scale": segmenter.working_scale.to_dict(),
