@@ -7,6 +7,8 @@ sizes scale with the frame: wire radius 3-30 % of S) are segmented through the r
 - ``working``: the model's working scale (:mod:`nwwatch.segment.scale`): frames larger than
   the model's frame size are scaled down, results mapped back to the frame;
 - ``native``: every frame at its own size (``WorkingScale(None)``);
+- ``working_no_whole_droplet``: the working scale without the second pass for droplets larger
+  than the network saw whole (``whole_droplet_radius_px`` None);
 - ``up384`` / ``up512``: the working scale with ``min_frame_px`` 384 / 512 (smaller frames
   scaled up to it).
 
@@ -44,6 +46,8 @@ def run(model: Path, sizes: list[int], frames: int, seed: int, work: Path,
             generate_insitu(folder, frames, seed=seed, size=size)
         own = Segmenter(model, providers=("cpu",), threads=1).working_scale
         modes = (("working", None), ("native", WorkingScale(None)),
+                 ("working_no_whole_droplet",
+                  dataclasses.replace(own, whole_droplet_radius_px=None)),
                  ("up384", dataclasses.replace(own, min_frame_px=384)),
                  ("up512", dataclasses.replace(own, min_frame_px=512)))
         for mode, scale in modes:

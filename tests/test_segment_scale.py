@@ -41,7 +41,8 @@ def _near_boundary(labels: np.ndarray, px: int) -> np.ndarray:
 def test_large_frame_is_segmented_at_working_size_and_answered_in_frame_pixels(tmp_path):
     model = build_threshold_model(tmp_path / "m.onnx")
     segmenter = Segmenter(model, providers=("cpu",), threads=1)
-    assert segmenter.working_scale == WorkingScale(DEFAULT_FRAME_PX)
+    assert segmenter.working_scale == WorkingScale(
+        DEFAULT_FRAME_PX, whole_droplet_radius_px=0.375 * DEFAULT_FRAME_PX)
     shapes = []
     native = segmenter.segment_native
     segmenter.segment_native = lambda b, p=True: shapes.append(b.shape) or native(b, p)
@@ -69,7 +70,7 @@ def test_droplet_outside_the_trained_range_gets_a_second_pass_at_its_scale(tmp_p
     meta = {"extra": {"working_scale": {"frame_px": 512, "droplet_radius_px": [60.0, 120.0]}}}
     segmenter = Segmenter(build_threshold_model(tmp_path / "m.onnx", metadata=meta),
                           providers=("cpu",), threads=1)
-    assert segmenter.working_scale == WorkingScale(512, (60.0, 120.0))
+    assert segmenter.working_scale == WorkingScale(512, (60.0, 120.0), None, 192.0)
     shapes = []
     native = segmenter.segment_native
     segmenter.segment_native = lambda b, p=True: shapes.append(b.shape) or native(b, p)
@@ -84,9 +85,95 @@ def test_droplet_outside_the_trained_range_gets_a_second_pass_at_its_scale(tmp_p
     assert shapes == [(1, 256, 256)]
 
 
+def _spy_shapes(segmenter: Segmenter) -> list[tuple[int, ...]]:
+    shapes: list[tuple[int, ...]] = []
+    native = segmenter.segment_native
+    segmenter.segment_native = lambda b, p=True: shapes.append(b.shape) or native(b, p)
+    return shapes
+
+
+def test_droplet_too_large_to_have_been_seen_whole_gets_a_smaller_second_pass(tmp_path):
+    # Trained on 256 px crops: droplets up to 0.375 * 256 = 96 px radius were seen whole.
+    meta = {"extra": {"working_scale": {"frame_px": 512, "droplet_radius_px": [10.0, 200.0],
+                                        "min_frame_px": 256}}}
+    segmenter = Segmenter(build_threshold_model(tmp_path / "m.onnx", metadata=meta,
+                                                size_multiple=32), providers=("cpu",), threads=1)
+    assert segmenter.working_scale.whole_droplet_radius_px == 96.0
+    shapes = _spy_shapes(segmenter)
+    raw, truth = _painted(512, 150.0)
+    out = segmenter.segment(normalize_image(raw))
+    # 0.75 of the frame, a multiple of the model's 32 px: no padded border
+    assert shapes == [(1, 512, 512), (1, 384, 384)]
+    assert out.labels.shape == (1, 512, 512)
+    far = ~_near_boundary(truth, 3)
+    assert np.array_equal(out.labels[0][far], truth[far])
+    # A normal frame in the same batch: one pass for it, the second only for the large one.
+    shapes.clear()
+    normal, normal_truth = _painted(512, 60.0)
+    both = segmenter.segment(np.stack([normalize_image(normal), normalize_image(raw)]))
+    assert shapes == [(2, 512, 512), (1, 384, 384)]
+    assert np.array_equal(both.labels[0], normal_truth)
+    assert np.array_equal(both.labels[1], out.labels[0])
+    np.testing.assert_array_equal(both.probabilities[1], out.probabilities[0])
+
+
+def _one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.stack([(labels == k).astype(np.float32) for k in range(3)])
+
+
+def test_keep_fine_boundaries_takes_the_layout_from_the_coarse_pass():
+    from nwwatch.segment.scale import keep_fine_boundaries
+    from nwwatch.segment.session import class_argmax
+
+    _, truth = _painted(200, 50.0)
+    fine = truth.copy()
+    fine[10:40, 10:40] = DROPLET  # a wrong region far from every true boundary
+    _, coarse = _painted(200, 53.0)  # right layout, droplet edge 3 px out
+    out = keep_fine_boundaries(_one_hot(fine), _one_hot(coarse), coarse, band_px=4)
+    assert out.shape == (3, 200, 200)
+    assert np.array_equal(class_argmax(out[None])[0], truth)
+    # A band narrower than the coarse pass's error leaves part of that error.
+    narrow = keep_fine_boundaries(_one_hot(fine), _one_hot(coarse), coarse, band_px=1)
+    assert not np.array_equal(class_argmax(narrow[None])[0], truth)
+
+
+def test_whole_droplet_rule_compares_working_pixels(tmp_path):
+    # A 1024 px frame runs at 512; its 150 px droplet is 75 px there, inside 96: one pass.
+    meta = {"extra": {"working_scale": {"frame_px": 512, "min_frame_px": 256}}}
+    segmenter = Segmenter(build_threshold_model(tmp_path / "m.onnx", metadata=meta),
+                          providers=("cpu",), threads=1)
+    shapes = _spy_shapes(segmenter)
+    raw, _ = _painted(1024, 150.0)
+    segmenter.segment(normalize_image(raw))
+    assert shapes == [(1, 512, 512)]
+
+
+def test_whole_droplet_radius_is_read_written_and_defaulted():
+    scale = WorkingScale(512, (14.0, 200.0), 384, 120.0)
+    assert WorkingScale.from_metadata("insitu", {"working_scale": scale.to_dict()}) == scale
+    # Files without the key: 3/8 of the training crop, else of the frame; tomograms never.
+    crop_only = {"working_scale": {"frame_px": 512, "min_frame_px": 384}}
+    assert WorkingScale.from_metadata("insitu", crop_only).whole_droplet_radius_px == 144.0
+    frame_only = {"working_scale": {"frame_px": 400}}
+    assert WorkingScale.from_metadata("insitu", frame_only).whole_droplet_radius_px == 150.0
+    assert WorkingScale.from_metadata("tomogram", frame_only).whole_droplet_radius_px is None
+    off = {"working_scale": {"frame_px": 512, "min_frame_px": 384,
+                             "whole_droplet_radius_px": None}}
+    assert WorkingScale.from_metadata("insitu", off).whole_droplet_radius_px is None
+    assert scale_from_labels([np.zeros((512, 512), np.uint8)], 384).whole_droplet_radius_px == 144.0
+    assert scale.droplet_factor(100.0, 512, 512, 1.0, 64) is None
+    assert scale.droplet_factor(130.0, 512, 512, 1.0, 64) == 0.75
+    assert scale.droplet_factor(130.0, 500, 300, 1.0, 64) == 384 / 500
+    # A frame already at the training crop (scaled up to it) is not shrunk below it.
+    assert scale.droplet_factor(150.0, 119, 119, 384 / 119, 64) is None
+    assert WorkingScale(512, None, 256, 120.0).droplet_factor(150.0, 512, 512, 1.0, 64) == 0.75
+
+
 @pytest.mark.parametrize("bad", [{"frame_px": 10}, {"frame_px": "512"}, [512],
                                  {"frame_px": 512, "droplet_radius_px": [50, 20]},
-                                 {"frame_px": 512, "min_frame_px": 1024}])
+                                 {"frame_px": 512, "min_frame_px": 1024},
+                                 {"frame_px": 512, "whole_droplet_radius_px": -3},
+                                 {"frame_px": 512, "whole_droplet_radius_px": "big"}])
 def test_bad_working_scale_is_refused_with_the_key(tmp_path, bad):
     model = build_threshold_model(tmp_path / "m.onnx", metadata={"extra": {"working_scale": bad}})
     with pytest.raises(ModelLoadError, match="working_scale"):

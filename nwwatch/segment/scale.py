@@ -10,15 +10,22 @@ at the scale of its training frames. A model records that scale in its metadata
 ``frame_px``: long side of the training frames; ``droplet_radius_px``: 1st-99th percentile of
 the equivalent radius ``sqrt(area / pi)`` of the largest droplet region of each training label;
 ``min_frame_px`` (optional, default none): the training crop; smaller frames are scaled up to
-it (a deep network given less than the extent it learned on loses its context).
+it (a deep network given less than the extent it learned on loses its context);
+``whole_droplet_radius_px`` (optional): the largest droplet radius the network saw whole in its
+training crops, :data:`WHOLE_DROPLET_FRACTION` of the crop (absent: that fraction of
+``min_frame_px``, else of ``frame_px``; null: no such rule).
 
 The runtime (:class:`nwwatch.segment.session.Segmenter`) then
 
 1. scales a frame whose long side exceeds ``frame_px`` down to ``frame_px``, and one whose
    long side is below ``min_frame_px`` up to ``min_frame_px`` (at most ``MAX_UPSCALE`` x);
-2. when the model knows its droplet range and the largest droplet region found lies outside
-   it, segments once more at the scale that brings it to the nearest end of the range
-   (at most ``MAX_UPSCALE`` x the frame, at least 64 px on the long side);
+2. when the largest droplet region found is larger than ``whole_droplet_radius_px``,
+   segments once more at :data:`SHRINK_STEP` of the scale (long side rounded to the model's
+   size multiple, never below ``min_frame_px``) and takes the class layout from that pass and
+   the boundaries from the first (:func:`keep_fine_boundaries`); otherwise, when the
+   model knows its droplet range and the droplet lies outside it, segments once more at the
+   scale that brings it to the nearest end of the range (at most ``MAX_UPSCALE`` x the
+   frame, at least 64 px on the long side). At most one second pass per frame;
 3. resizes the softmax back to the frame (bilinear, pixel-centre aligned) and takes its
    argmax, so labels and probabilities are always in the frame's own pixels.
 
@@ -46,6 +53,17 @@ MIN_WORKING_PX = 64
 #: A droplet region smaller than this (px, at the working scale) is not trusted for rescaling.
 MIN_DROPLET_AREA_PX = 30
 
+#: Largest droplet radius a network is taken to have seen whole, as a fraction of its training
+#: crop (a disk 3/4 of the crop across). Chosen from the per-frame mIoU of the shipped model
+#: against droplet size (docs/models.md, bench/results/working_scale_whole_droplet.json).
+WHOLE_DROPLET_FRACTION = 0.375
+#: The second pass for a droplet too large to have been seen whole runs at this fraction of the
+#: first pass's scale (best of 0.5-0.85 on the frames it triggers on, docs/models.md).
+SHRINK_STEP = 0.75
+#: Half-width (px at the first pass's scale) of the band around the smaller pass's class
+#: boundaries where the first pass's softmax is kept (2, 4 and 8 measured, docs/models.md).
+BOUNDARY_BAND_PX = 4
+
 METADATA_KEY = "working_scale"
 
 
@@ -61,19 +79,25 @@ class WorkingScale:
     droplet_radius_px: tuple[float, float] | None = None
     #: Step 1 scales frames smaller than this up to it (None: never).
     min_frame_px: int | None = None
+    #: Step 2 shrinks frames whose droplet is larger than this (working px; None: never).
+    whole_droplet_radius_px: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"frame_px": self.frame_px,
                 "droplet_radius_px": list(self.droplet_radius_px)
                 if self.droplet_radius_px else None,
-                "min_frame_px": self.min_frame_px}
+                "min_frame_px": self.min_frame_px,
+                "whole_droplet_radius_px": self.whole_droplet_radius_px}
 
     @classmethod
     def from_metadata(cls, kind: str, extra: dict[str, Any]) -> WorkingScale:
         """Read ``extra["working_scale"]`` of a model of ``kind``; the default when absent."""
         raw = extra.get(METADATA_KEY)
         if raw is None:
-            return cls(DEFAULT_FRAME_PX if kind == "insitu" else None)
+            if kind != "insitu":
+                return cls(None)
+            return cls(DEFAULT_FRAME_PX,
+                       whole_droplet_radius_px=whole_droplet_radius(DEFAULT_FRAME_PX))
         if not isinstance(raw, dict):
             raise WorkingScaleError(f"{METADATA_KEY}: expected an object, got {raw!r}")
         frame = raw.get("frame_px")
@@ -93,7 +117,15 @@ class WorkingScale:
                                      or (frame is not None and smallest > frame)):
             raise WorkingScaleError(f"{METADATA_KEY}.min_frame_px: {smallest!r} is not an "
                                     f"integer in [{MIN_WORKING_PX}, frame_px]")
-        return cls(frame, radius, smallest)
+        whole = raw.get("whole_droplet_radius_px")
+        if "whole_droplet_radius_px" not in raw:  # older files; an explicit null turns it off
+            crop = smallest if smallest is not None else frame
+            whole = whole_droplet_radius(crop) if kind == "insitu" and crop else None
+        elif whole is not None and (not isinstance(whole, int | float)
+                                    or isinstance(whole, bool) or whole <= 0):
+            raise WorkingScaleError(f"{METADATA_KEY}.whole_droplet_radius_px: {whole!r} is not "
+                                    f"a positive number")
+        return cls(frame, radius, smallest, None if whole is None else float(whole))
 
     def size_factor(self, height: int, width: int) -> float:
         """Step 1: the factor that brings the long side down to ``frame_px`` or up to
@@ -107,20 +139,55 @@ class WorkingScale:
             return min(MAX_UPSCALE, self.min_frame_px / long_side)
         return 1.0
 
+    def droplet_too_large(self, radius_px: float | None) -> bool:
+        """Whether a droplet of ``radius_px`` (working pixels) is larger than the network saw
+        whole."""
+        return (self.whole_droplet_radius_px is not None and radius_px is not None
+                and radius_px > self.whole_droplet_radius_px)
+
     def droplet_factor(self, radius_px: float | None, height: int, width: int,
-                       factor: float) -> float | None:
+                       factor: float, size_multiple: int = 1) -> float | None:
         """Step 2: the factor to run at instead of ``factor`` when ``radius_px`` (the droplet
-        radius found at ``factor``, in working pixels) lies outside the trained range; None
-        when no second pass is needed."""
-        if self.droplet_radius_px is None or radius_px is None or radius_px <= 0:
+        radius found at ``factor``, in working pixels) is too large to have been seen whole or
+        lies outside the trained range; None when no second pass is needed."""
+        if radius_px is None or radius_px <= 0:
+            return None
+        long_side = max(height, width)
+        if self.droplet_too_large(radius_px):
+            # Long side a multiple of the model's, so the network sees no padded border (a
+            # 0.65 pass, padded by 51 px, lost 8 points of mIoU against 0.75; docs/models.md).
+            # Never below the training crop: step 1 scales smaller frames up to it.
+            target = max(round(long_side * factor * SHRINK_STEP / size_multiple), 1)
+            shortest = max(self.min_frame_px or 0, MIN_WORKING_PX)
+            shrunk = max(target * size_multiple, shortest) / long_side
+            return shrunk if shrunk < 0.95 * factor else None
+        if self.droplet_radius_px is None:
             return None
         low, high = self.droplet_radius_px
         if low <= radius_px <= high:
             return None
         wanted = factor * min(max(radius_px, low), high) / radius_px
         wanted = min(wanted, MAX_UPSCALE)
-        wanted = max(wanted, MIN_WORKING_PX / max(height, width))
+        wanted = max(wanted, MIN_WORKING_PX / long_side)
         return wanted if abs(wanted - factor) > 0.05 * factor else None
+
+
+def keep_fine_boundaries(fine: np.ndarray, coarse: np.ndarray, coarse_labels: np.ndarray,
+                         band_px: int) -> np.ndarray:
+    """Softmax float32 (C, H, W): ``coarse`` (a pass at a smaller scale, mapped back), except
+    within ``band_px`` pixels (Chebyshev) of a class boundary of ``coarse_labels`` (uint8
+    (H, W), its argmax), where the full-scale ``fine`` softmax places the boundary. The
+    smaller pass gets the layout of a droplet too large for the network right; the measurement
+    needs the boundary at the first pass's resolution."""
+    edges = cv2.morphologyEx(coarse_labels, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    size = 2 * max(int(band_px), 0) + 1
+    band = cv2.dilate((edges > 0).view(np.uint8), np.ones((size, size), np.uint8)) > 0
+    return np.where(band[None], fine, coarse)
+
+
+def whole_droplet_radius(crop_px: int) -> float:
+    """Largest droplet radius (px) taken to fit whole in ``crop_px`` training crops."""
+    return round(WHOLE_DROPLET_FRACTION * crop_px, 1)
 
 
 def largest_droplet_radius_px(labels: np.ndarray) -> float | None:
@@ -173,8 +240,9 @@ def working_shape(height: int, width: int, factor: float) -> tuple[int, int]:
 def scale_from_labels(labels: list[np.ndarray], crop_px: int | None = None) -> WorkingScale:
     """The working scale of a model trained on ``labels`` (uint8 (H, W) each, 255 unlabeled)
     with random ``crop_px`` crops: median long side, the 1st-99th percentile of the largest
-    droplet region's equivalent radius over the labels that have one, and ``crop_px`` (capped
-    at the frame size) as the smallest frame."""
+    droplet region's equivalent radius over the labels that have one, ``crop_px`` (capped
+    at the frame size) as the smallest frame, and the whole-droplet radius of the crop (of
+    the frame without crops)."""
     if not labels:
         raise ValueError("scale_from_labels: no labels")
     frame = int(np.median([max(lab.shape) for lab in labels]))
@@ -185,4 +253,5 @@ def scale_from_labels(labels: list[np.ndarray], crop_px: int | None = None) -> W
         droplet = (round(float(low), 1), round(float(high), 1))
     frame = max(frame, MIN_WORKING_PX)
     smallest = None if crop_px is None else int(min(max(crop_px, MIN_WORKING_PX), frame))
-    return WorkingScale(frame, droplet, smallest)
+    return WorkingScale(frame, droplet, smallest,
+                        whole_droplet_radius(smallest if smallest is not None else frame))

@@ -24,8 +24,10 @@ from nwwatch.segment.contract import (
     ModelMetadataError,
 )
 from nwwatch.segment.scale import (
+    BOUNDARY_BAND_PX,
     WorkingScale,
     WorkingScaleError,
+    keep_fine_boundaries,
     largest_droplet_radius_px,
     resize_images,
     resize_probabilities,
@@ -231,15 +233,25 @@ class Segmenter:
         height, width = batch.shape[1:]
         scale = self.working_scale
         factor = scale.size_factor(height, width)
-        if factor == 1.0 and scale.droplet_radius_px is None and not self.flip_average:
+        if (factor == 1.0 and scale.droplet_radius_px is None
+                and scale.whole_droplet_radius_px is None and not self.flip_average):
             return self.segment_native(batch, probabilities)
         first = self._segment_at(batch, factor)
         probs, labels = first.probabilities, first.labels
         for i in range(batch.shape[0]):
-            radius = largest_droplet_radius_px(labels[i])
-            again = scale.droplet_factor(radius, height, width, factor)
-            if again is not None:
-                second = self._segment_at(batch[i:i + 1], again)
+            radius = largest_droplet_radius_px(labels[i])  # frame pixels
+            radius = None if radius is None else radius * factor
+            again = scale.droplet_factor(radius, height, width, factor,
+                                         self.metadata.size_multiple)
+            if again is None:
+                continue
+            second = self._segment_at(batch[i:i + 1], again)
+            if scale.droplet_too_large(radius):
+                band_px = max(1, round(BOUNDARY_BAND_PX / factor))  # frame pixels
+                probs[i] = keep_fine_boundaries(probs[i], second.probabilities[0],
+                                                second.labels[0], band_px)
+                labels[i] = class_argmax(probs[i:i + 1])[0]
+            else:
                 probs[i], labels[i] = second.probabilities[0], second.labels[0]
         return Segmentation(labels=labels, probabilities=probs if probabilities else None)
 
