@@ -16,7 +16,8 @@ labels' angle.
 Sets (written once under ``bench/out/model_angles/sets`` with ``nwwatch.synth``, or taken
 from ``--set NAME=FOLDER``): ``eval_new`` (60 frames, seed 302, the geometry variations),
 ``video_new`` (a 60-frame growth video, seed 303), ``eval_a`` (40 frames, seed 301) and
-``demo`` (the demo's main video, seed 0, 60 frames). Segmentations are cached per model hash.
+``demo`` (the demo's main video, seed 0, 60 frames). Segmentations are cached per model hash and
+segmentation-runtime source.
 
 Usage (one command per model; about 10 minutes on one busy core, half of it for the sets the
 first time)::
@@ -68,11 +69,18 @@ def ensure_set(name: str) -> Path:
 
 def segmented(model: Path, folder: Path, name: str, segmenter) -> dict[str, np.ndarray]:
     """Raw frames (float32), predicted labels, droplet probabilities, true labels, true angles
-    and pixel sizes of ``folder`` (cached per model hash)."""
+    and pixel sizes of ``folder`` (cached per model hash and runtime source: a change to the
+    segmentation runtime must not reuse labels it would no longer give)."""
     import hashlib
 
+    import nwwatch.segment
+
     where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
-    cache = OUT / f"{segmenter.model_sha256[:12]}_{name}_{where}.npz"
+    runtime = hashlib.sha256()
+    sources = sorted(Path(nwwatch.segment.__file__).parent.glob("*.py"))
+    for source in [*sources, Path(nwwatch.segment.__file__).parents[1] / "normalize.py"]:
+        runtime.update(source.read_bytes())
+    cache = OUT / f"{segmenter.model_sha256[:12]}_{runtime.hexdigest()[:8]}_{name}_{where}.npz"
     if cache.is_file():
         with np.load(cache) as data:
             return dict(data)
