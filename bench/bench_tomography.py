@@ -534,8 +534,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="auto: the small candidates' blur along Z in slices (default: "
                              "the product's; 0: single slices)")
     parser.add_argument("--forest-slices", type=int, default=None,
-                        help="auto: slices of the feature forest's slab input (default: the "
-                             "product's; 1: single Z-blurred slices, 2-D features)")
+                        help="auto: slices of the feature forest's input (default: the "
+                             "product's, 1: single Z-blurred slices, 2-D features; 7: the "
+                             "slab forest's 3-D features)")
     parser.add_argument("--family", default=None,
                         help="a name for --volume-options, stored in every record")
     parser.add_argument("--volume-options", type=json.loads, default={},

@@ -135,10 +135,10 @@ def _z_alternating_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def test_the_slab_forest_sees_z_and_round_trips_through_onnx(tmp_path):
     from nwwatch.volume import slab_stack, smooth_along_z
-    from training.volume_forest import FOREST_INPUT_SLICES
+    from training.volume_forest import FOREST_SLAB_SLICES
 
     volume, truth = _z_alternating_volume()
-    s = FOREST_INPUT_SLICES
+    s = FOREST_SLAB_SLICES
     labeled_z = (6, 7)
 
     def labels(z):

@@ -17,7 +17,7 @@ from nwwatch.volume import segment_volume
 
 torch = pytest.importorskip("torch")
 from training.config import TrainConfig  # noqa: E402  (after the skip guard)
-from training.volume_forest import FOREST_INPUT_SLICES  # noqa: E402
+from training.volume_forest import FOREST_SLAB_SLICES  # noqa: E402
 from training.volume_select import (  # noqa: E402
     CANDIDATES,
     FOREST_MARGIN,
@@ -221,10 +221,7 @@ def test_the_feature_forest_wins_where_only_texture_tells_the_classes_apart(tmp_
     volume = _checker_volume(truth)
     volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
     config = _config(tmp_path, volume_path, labels_path)
-    # Single slices as they are: the checkerboard's sign flips from slice to slice too, so
-    # any smoothing along Z (the slab forest's own) averages it away.
-    selection, out = select_and_train(config, ("threshold", "features"), z_sigma_px=0.0,
-                                      forest_slices=1)
+    selection, out = select_and_train(config, ("threshold", "features"), z_sigma_px=0.0)
     assert selection.method == "features", selection
     assert selection.scores["features"] > selection.scores["threshold"] + 0.1
     meta = Segmenter(out, providers=("cpu",)).metadata
@@ -325,14 +322,15 @@ def test_the_slab_forest_wins_where_only_the_change_along_z_tells_solid_from_por
     cv2.imwrite(str(odd_path), _patch_labels(truth[Z + 1], CORNERS))
     config = _config(tmp_path, volume_path, labels_path)
     config = replace(config, slice_index=[Z, Z + 1], labels=[str(labels_path), str(odd_path)])
-    selection, out = select_and_train(config, ("threshold", "features"))
+    selection, out = select_and_train(config, ("threshold", "features"),
+                                      forest_slices=FOREST_SLAB_SLICES)
     assert selection.method == "features", selection
     meta = Segmenter(out, providers=("cpu",)).metadata
     # The forest smooths along Z itself: the runtime feeds it the slab, not blurred slices.
-    assert meta.extra["input_slices"] == FOREST_INPUT_SLICES > 1
+    assert meta.extra["input_slices"] == FOREST_SLAB_SLICES > 1
     assert meta.extra["z_sigma_px"] == 0.0
     seg = segment_volume(Segmenter(out, providers=("cpu",)), volume)
-    half = FOREST_INPUT_SLICES // 2
+    half = FOREST_SLAB_SLICES // 2
     inner = [z for z in range(half, SHAPE[0] - half) if z not in (Z, Z + 1)]
     pred, true = seg.mask[inner].astype(bool), truth[inner]
     assert np.count_nonzero(pred & true) / np.count_nonzero(pred | true) > 0.7

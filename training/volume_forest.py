@@ -9,11 +9,11 @@ eigenvalues of each (Z-blurred) slice: scikit-image's ``multiscale_basic_feature
 forest needs to tell the darker core of a cupped (HAADF-saturated) grain from pores; a global
 threshold cannot (docs/tomography.md).
 
-With ``input_slices`` S > 1 (:data:`FOREST_INPUT_SLICES`, the slab input of
-:mod:`nwwatch.volume.slab`) the features are 3-D (:class:`training.volume_models.SlabFeatures`):
-the slab is smoothed and differentiated along Z by weights over its slices inside the graph,
-and the Z derivatives and mixed Hessian terms join the in-plane features of the Z-smoothed
-slice.
+With ``input_slices`` S > 1 (:data:`FOREST_SLAB_SLICES`, the slab input of
+:mod:`nwwatch.volume.slab`; not the default, docs/tomography.md) the features are 3-D
+(:class:`training.volume_models.SlabFeatures`): the slab is smoothed and differentiated
+along Z by weights over its slices inside the graph, and the Z derivatives and mixed Hessian
+terms join the in-plane features of the Z-smoothed slice.
 
 The graph: input ``image`` (N * S, 1, H, W) -> features (N, F, H, W) (traced from torch) ->
 (N * H * W, F) -> ``TreeEnsembleClassifier`` (the forest's leaves hold class fractions
@@ -49,10 +49,14 @@ FOREST_SIGMAS_PX = (0.7, 1.5, 3.3, 7.3, 16.0)
 #: Gaussian kernels are cut at this many sigma: the widest (48 px) stays shorter than a slice
 #: with the runtime's 16 px mirror margin on each side down to 17 px slices.
 FOREST_TRUNCATE = 3.0
-#: Slab input of the forest (``extra["input_slices"]``, nwwatch.volume.slab): each slice is
-#: seen with the 3 slices on either side, which hold the Gaussian of ``FOREST_Z_SIGMA_PX``
-#: slices to 3 sigma (``FOREST_TRUNCATE``), as the in-plane kernels.
-FOREST_INPUT_SLICES = 7
+#: Slices of the forest's input: 1, single Z-blurred slices. The slab forest
+#: (``FOREST_SLAB_SLICES``, ``extra["input_slices"]``, nwwatch.volume.slab) sees each slice
+#: with the 3 slices on either side, which hold the Gaussian of ``FOREST_Z_SIGMA_PX`` slices
+#: to 3 sigma (``FOREST_TRUNCATE``), as the in-plane kernels; on the benchmark it gained
+#: 0.005 IoU on average at r = 0.25 and lost up to 0.015 on volumes outside it, for 1.3x the
+#: training time (docs/tomography.md), so it is an option, not the default.
+FOREST_INPUT_SLICES = 1
+FOREST_SLAB_SLICES = 7
 FOREST_Z_SIGMA_PX = 1.0
 #: In-plane scales (px) of the Z features (|d/dz|, d²/dz², mixed Hessian terms): the small
 #: ones, where a boundary across Z shows; the large scales see the depth in the grain in-plane.

@@ -340,8 +340,9 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
         :data:`training.volume_models.Z_SIGMA_PX`; 0: they see single slices). A forest
         with a slab (``forest_slices`` > 1) ignores it: it smooths along Z itself.
     forest_slices : slices of the forest's slab input, odd (default
-        :data:`training.volume_forest.FOREST_INPUT_SLICES`; 1: single Z-blurred slices and
-        2-D features).
+        :data:`training.volume_forest.FOREST_INPUT_SLICES`, 1: single Z-blurred slices and
+        2-D features; :data:`training.volume_forest.FOREST_SLAB_SLICES`: the slab forest's
+        3-D features).
 
     Returns (selection, exported model path).
     """
