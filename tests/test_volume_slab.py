@@ -132,3 +132,25 @@ def test_a_bad_input_slices_is_refused_naming_the_model(tmp_path, bad):
                                  metadata={"extra": {"input_slices": bad}})
     with pytest.raises(VolumeModelError, match="bad.onnx.*input_slices"):
         segment_volume(Segmenter(path, providers=("cpu",), threads=1), np.zeros((4, 8, 8)))
+
+
+def test_the_service_feeds_a_slab_model_its_neighbours(tmp_path):
+    """``nwwatch replay`` (the service's path) segments with a slab model: solid where the
+    volume falls along Z, which no single slice shows."""
+    import pyarrow.dataset as ds
+
+    from nwwatch.io import read_volume, write_volume_tiff
+    from nwwatch.service import replay
+
+    z, _, x = np.indices((6, 24, 24))
+    falling = x >= 12
+    volume = (100 + np.where(falling, -z, z)).astype(np.float32)
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_volume_tiff(acq / "volume.tif", volume)
+    # p(solid) = sigmoid(20 * (slice below - slice above)): solid where the volume falls.
+    build_slab_model(tmp_path / "slab.onnx", (20.0, 0.0, -20.0), input_slices=3)
+    assert replay(acq, tmp_path / "out", kind="tomogram", model=tmp_path / "slab.onnx").done == 1
+    row = ds.dataset(tmp_path / "out" / "volumes").to_table().to_pandas().iloc[0]
+    mask = read_volume(tmp_path / "out" / row.mask_path).data
+    np.testing.assert_array_equal(mask, falling.astype(np.uint8))
