@@ -161,7 +161,8 @@ def auto_and_segment(args, volume_path: Path, ks: list[int], labels_paths: list[
         dice_weight=0.0, classifier_steps=args.classifier_steps, exporter="legacy",
         lr=args.lr, temperature=args.temperature, threads=1)
     start, cpu_start = time.perf_counter(), time.process_time()
-    selection, model = select_and_train(config, args.candidates, z_sigma_px=args.z_sigma_px)
+    selection, model = select_and_train(config, args.candidates, z_sigma_px=args.z_sigma_px,
+                                        forest_slices=args.forest_slices)
     train_s, train_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     segmenter = Segmenter(model, providers=("cpu",), threads=args.threads)
     start = time.perf_counter()
@@ -186,6 +187,7 @@ def held_out_scores(args, volume_path: Path, ks: list[int], labels_paths: list[P
     from training.config import TrainConfig
     from training.data import load_volume_slices
     from training.volume_folds import BLOCK_PX, make_folds, patch_groups
+    from training.volume_forest import FOREST_INPUT_SLICES
     from training.volume_models import Z_SIGMA_PX
     from training.volume_select import _cross_validate, _Trainer
 
@@ -197,7 +199,8 @@ def held_out_scores(args, volume_path: Path, ks: list[int], labels_paths: list[P
     z_sigma = Z_SIGMA_PX if args.z_sigma_px is None else args.z_sigma_px
     rows = []
     with tempfile.TemporaryDirectory() as work:
-        trainer = _Trainer(config, data, Path(work), z_sigma)
+        slices = FOREST_INPUT_SLICES if args.forest_slices is None else args.forest_slices
+        trainer = _Trainer(config, data, Path(work), z_sigma, slices)
         for grouping, block in (("grid", BLOCK_PX), ("components", 1 << 30)):
             groups = patch_groups(labels, block_px=block)
             folds = make_folds(groups, labels, seed)
@@ -373,6 +376,7 @@ def time_large(args, model: Path, log) -> dict:
     out = {"size": args.timing_size, "threads": args.threads}
     out["arch"] = segmenter.metadata.arch
     out["z_sigma_px"] = segmenter.metadata.extra.get("z_sigma_px", 0.0)
+    out["input_slices"] = segmenter.metadata.extra.get("input_slices", 1)
     start, cpu = time.perf_counter(), time.process_time()
     seg = segment_volume(segmenter, sim.volume, batch_size=8)
     out["segment_s"] = time.perf_counter() - start
@@ -486,20 +490,23 @@ def target_markdown(rows: list[dict]) -> str:
 
 def render(paths: list[Path]) -> None:
     """Print the Markdown tables of result files, records pooled (a repeated (family, seed,
-    method, rate) counts once, from the last file), and the target check of ``auto``."""
+    method, rate) counts once, from the last file), and the target check of ``auto`` on the
+    pooled records (so an ``auto``-only file is checked against the label-free and forest
+    bars of an earlier file on the same volumes)."""
     unique: dict[tuple, dict] = {}
     rates: set[float] = set()
-    targets: list[dict] = []
     for path in paths:
         result = json.loads(Path(path).read_text())
+        family = result["settings"].get("family")
         for row in result["records"]:
+            row = {"family": family, **row}
             unique[(row.get("family"), row["seed"], row["method"], row["rate"])] = row
         rates.update(result["settings"]["rates"])
-        family = result["settings"].get("family")
-        targets += [{"family": family, **row} for row in result.get("target", [])]
     families = sorted({row.get("family") or "" for row in unique.values()})
+    targets: list[dict] = []
     for family in families:
         rows = [r for r in unique.values() if (r.get("family") or "") == family]
+        targets += [{"family": family, **row} for row in target_rows(rows)]
         for key in ("iou", "iou_in_grain", "solid_in_vacuum"):
             print(f"\n{family} {key}:\n")
             print(markdown(rows, sorted(rates), key))
@@ -526,6 +533,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--z-sigma-px", type=float, default=None,
                         help="auto: the small candidates' blur along Z in slices (default: "
                              "the product's; 0: single slices)")
+    parser.add_argument("--forest-slices", type=int, default=None,
+                        help="auto: slices of the feature forest's input (default: the "
+                             "product's, 1: single Z-blurred slices, 2-D features; 7: the "
+                             "slab forest's 3-D features)")
     parser.add_argument("--family", default=None,
                         help="a name for --volume-options, stored in every record")
     parser.add_argument("--volume-options", type=json.loads, default={},

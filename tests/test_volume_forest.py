@@ -116,3 +116,64 @@ def test_vacuum_pseudo_labels_lie_far_from_the_reference_solid():
     inverted = vacuum_pseudo_labels(-volume, solid_brighter=False, slices=[10], seed=0)
     assert all(distance[z][labels == 0].min() > VACUUM_DISTANCE_PX
                for z, labels in inverted.items())
+
+
+def _z_alternating_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(volume float32 (14, 40, 40), truth bool): solid is +1 on even slices and -1 on odd
+    ones, pore 0: every slice alone shows the solid, but averaged along Z it vanishes, so
+    only the Z derivatives of a slab tell it from pore once the slices are Z-smoothed."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    shape = (14, 40, 40)
+    field = ndi.gaussian_filter(rng.standard_normal(shape), 3.0)
+    truth = field > np.quantile(field, 0.6)
+    sign = np.where(np.arange(shape[0]) % 2 == 0, 1.0, -1.0)[:, None, None]
+    volume = np.where(truth, sign, 0.0) + rng.normal(0, 0.05, shape)
+    return volume.astype(np.float32), truth
+
+
+def test_the_slab_forest_sees_z_and_round_trips_through_onnx(tmp_path):
+    from nwwatch.volume import slab_stack, smooth_along_z
+    from training.volume_forest import FOREST_SLAB_SLICES
+
+    volume, truth = _z_alternating_volume()
+    s = FOREST_SLAB_SLICES
+    labeled_z = (6, 7)
+
+    def labels(z):
+        out = np.where(truth[z], 1, 0).astype(np.uint8)
+        out[::2] = 255
+        return out
+
+    model = fit_feature_forest([(slab_stack(volume, [z], s)[0], labels(z)) for z in labeled_z])
+    assert model.input_slices == s and model.config["input_slices"] == s
+    meta = _metadata(model)
+    with pytest.raises(ValueError, match="input_slices"):
+        export_feature_forest(model, tmp_path / "no_key.onnx", meta)
+    meta = ModelMetadata(**{**meta.__dict__, "extra": {**meta.extra, "input_slices": s}})
+    path = export_feature_forest(model, tmp_path / "slab.onnx", meta)
+    assert not (tmp_path / "no_key.onnx").exists()
+    segmenter = Segmenter(path, providers=("cpu",), threads=1)
+    # The graph takes N slabs as N * S images, and gives N outputs.
+    slabs = np.pad(slab_stack(volume, [2, 9], s), ((0, 0), (0, 0), (16, 16), (16, 16)),
+                   mode="reflect")
+    onnx_probs = segmenter.segment(slabs.reshape(-1, 72, 72)).probabilities
+    want = model.probabilities(torch.from_numpy(slabs.reshape(-1, 1, 72, 72)))
+    assert onnx_probs.shape == want.shape == (2, 2, 72, 72)
+    diff = np.abs(onnx_probs - want)
+    assert np.mean(diff > 1e-4) < 1e-3 and diff.max() <= 1 / 40 + 1e-4
+
+    def iou(mask):
+        inner = [z for z in range(s // 2, volume.shape[0] - s // 2) if z not in labeled_z]
+        pred, true = mask[inner].astype(bool), truth[inner]
+        return np.count_nonzero(pred & true) / np.count_nonzero(pred | true)
+
+    seg = segment_volume(segmenter, volume, margin_px=16)
+    assert iou(seg.mask) > 0.8
+    # The same labels on single Z-blurred slices (2-D features) cannot see the solid.
+    blurred = smooth_along_z(volume, 1.0)
+    flat = fit_feature_forest([(blurred[z], labels(z)) for z in labeled_z])
+    padded = np.pad(blurred, ((0, 0), (16, 16), (16, 16)), mode="reflect")[:, None]
+    probs = flat.probabilities(torch.from_numpy(padded))[:, 1, 16:-16, 16:-16]
+    assert iou(probs > 0.5) < 0.65

@@ -4,6 +4,7 @@ patches), the choice is exported under the model contract, and too few labels wa
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ from nwwatch.volume import segment_volume
 
 torch = pytest.importorskip("torch")
 from training.config import TrainConfig  # noqa: E402  (after the skip guard)
+from training.volume_forest import FOREST_SLAB_SLICES  # noqa: E402
 from training.volume_select import (  # noqa: E402
     CANDIDATES,
     FOREST_MARGIN,
@@ -225,6 +227,7 @@ def test_the_feature_forest_wins_where_only_texture_tells_the_classes_apart(tmp_
     meta = Segmenter(out, providers=("cpu",)).metadata
     assert (meta.arch, meta.paradigm) == ("feature-forest", "features")
     assert meta.extra["selection"]["method"] == "features"
+    assert "input_slices" not in meta.extra
     seg = segment_volume(Segmenter(out, providers=("cpu",)), volume)
     keep = np.arange(SHAPE[0]) != Z
     pred, true = seg.mask[keep].astype(bool), truth[keep]
@@ -304,3 +307,30 @@ def test_cross_validation_stops_a_candidate_that_can_no_longer_be_kept():
     assert run < 3 and early.fits == run and 0.5 <= bound < 0.99
     assert _cross_validate(_FakeTrainer(full.image_), "unet", labels, groups, folds,
                            floor=0.5)[1] == 3  # reachable: every fold runs
+
+
+def test_the_slab_forest_wins_where_only_the_change_along_z_tells_solid_from_pore(tmp_path):
+    """Solid is +1 on even slices and -1 on odd ones, pore 0: no threshold separates them,
+    and the forest's Z-smoothed slices average the solid away; its Z derivatives, from the
+    slab the runtime feeds it, keep it."""
+    truth = _blobs(6)
+    sign = np.where(np.arange(SHAPE[0]) % 2 == 0, 1.0, -1.0)[:, None, None]
+    volume = np.where(truth, sign, 0.0) + np.random.default_rng(7).normal(0, 0.05, SHAPE)
+    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
+    # An even and an odd slice: the solid's curvature along Z has both signs.
+    odd_path = tmp_path / "labels_odd.png"
+    cv2.imwrite(str(odd_path), _patch_labels(truth[Z + 1], CORNERS))
+    config = _config(tmp_path, volume_path, labels_path)
+    config = replace(config, slice_index=[Z, Z + 1], labels=[str(labels_path), str(odd_path)])
+    selection, out = select_and_train(config, ("threshold", "features"),
+                                      forest_slices=FOREST_SLAB_SLICES)
+    assert selection.method == "features", selection
+    meta = Segmenter(out, providers=("cpu",)).metadata
+    # The forest smooths along Z itself: the runtime feeds it the slab, not blurred slices.
+    assert meta.extra["input_slices"] == FOREST_SLAB_SLICES > 1
+    assert meta.extra["z_sigma_px"] == 0.0
+    seg = segment_volume(Segmenter(out, providers=("cpu",)), volume)
+    half = FOREST_SLAB_SLICES // 2
+    inner = [z for z in range(half, SHAPE[0] - half) if z not in (Z, Z + 1)]
+    pred, true = seg.mask[inner].astype(bool), truth[inner]
+    assert np.count_nonzero(pred & true) / np.count_nonzero(pred | true) > 0.7

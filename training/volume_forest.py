@@ -9,7 +9,13 @@ eigenvalues of each (Z-blurred) slice: scikit-image's ``multiscale_basic_feature
 forest needs to tell the darker core of a cupped (HAADF-saturated) grain from pores; a global
 threshold cannot (docs/tomography.md).
 
-The graph: input ``image`` (N, 1, H, W) -> features (N, F, H, W) (traced from torch) ->
+With ``input_slices`` S > 1 (:data:`FOREST_SLAB_SLICES`, the slab input of
+:mod:`nwwatch.volume.slab`; not the default, docs/tomography.md) the features are 3-D
+(:class:`training.volume_models.SlabFeatures`): the slab is smoothed and differentiated
+along Z by weights over its slices inside the graph, and the Z derivatives and mixed Hessian
+terms join the in-plane features of the Z-smoothed slice.
+
+The graph: input ``image`` (N * S, 1, H, W) -> features (N, F, H, W) (traced from torch) ->
 (N * H * W, F) -> ``TreeEnsembleClassifier`` (the forest's leaves hold class fractions
 divided by the number of trees, so the sum is the forest's ``predict_proba``) ->
 ``probabilities`` (N, 2, H, W) and ``labels`` = argmax (uint8). ONNX Runtime's CPU provider
@@ -36,13 +42,25 @@ from nwwatch.segment.contract import (
     OUTPUT_PROBABILITIES,
     ModelMetadata,
 )
-from training.volume_models import FIT_MARGIN_PX, PixelFeatures
+from training.volume_models import FIT_MARGIN_PX, PixelFeatures, SlabFeatures
 
 #: Scales (px) of the forest's features (scikit-image's five scales from 0.7 to 16 px).
 FOREST_SIGMAS_PX = (0.7, 1.5, 3.3, 7.3, 16.0)
 #: Gaussian kernels are cut at this many sigma: the widest (48 px) stays shorter than a slice
 #: with the runtime's 16 px mirror margin on each side down to 17 px slices.
 FOREST_TRUNCATE = 3.0
+#: Slices of the forest's input: 1, single Z-blurred slices. The slab forest
+#: (``FOREST_SLAB_SLICES``, ``extra["input_slices"]``, nwwatch.volume.slab) sees each slice
+#: with the 3 slices on either side, which hold the Gaussian of ``FOREST_Z_SIGMA_PX`` slices
+#: to 3 sigma (``FOREST_TRUNCATE``), as the in-plane kernels; on the benchmark it gained
+#: 0.005 IoU on average at r = 0.25 and lost up to 0.015 on volumes outside it, for 1.3x the
+#: training time (docs/tomography.md), so it is an option, not the default.
+FOREST_INPUT_SLICES = 1
+FOREST_SLAB_SLICES = 7
+FOREST_Z_SIGMA_PX = 1.0
+#: In-plane scales (px) of the Z features (|d/dz|, d²/dz², mixed Hessian terms): the small
+#: ones, where a boundary across Z shows; the large scales see the depth in the grain in-plane.
+FOREST_Z_FEATURE_SIGMAS_PX = (0.7, 1.5, 3.3)
 #: Forest size: 40 trees of depth 16 (the benchmark forest has 100; at 96³ 40 gave the same
 #: IoU within 0.007 for 2.5x less segmentation time: 45 s of CPU at 256³ instead of ~110 s).
 N_TREES = 40
@@ -72,15 +90,21 @@ class FeatureForest(nn.Module):
     arch = "feature-forest"
     size_multiple = 1
 
-    def __init__(self, forest, sigmas_px: Sequence[float] = FOREST_SIGMAS_PX) -> None:
+    def __init__(self, forest, input_slices: int = 1) -> None:
         super().__init__()
-        self.features = PixelFeatures(sigmas_px, truncate=FOREST_TRUNCATE)
+        self.input_slices = int(input_slices)
+        self.features = feature_bank(self.input_slices)
         self.forest = forest
-        self.config = {"sigmas_px": list(self.features.sigmas_px), "trees": N_TREES,
-                       "max_depth": MAX_DEPTH, "truncate": FOREST_TRUNCATE}
+        self.config = {"sigmas_px": list(FOREST_SIGMAS_PX), "trees": N_TREES,
+                       "max_depth": MAX_DEPTH, "truncate": FOREST_TRUNCATE,
+                       "input_slices": self.input_slices}
+        if self.input_slices > 1:
+            self.config.update(z_sigma_px=FOREST_Z_SIGMA_PX,
+                               z_feature_sigmas_px=list(FOREST_Z_FEATURE_SIGMAS_PX))
 
     def probabilities(self, x: torch.Tensor) -> np.ndarray:
-        """float32 (N, 2, H, W) class probabilities (pore, solid)."""
+        """float32 (N, 2, H, W) class probabilities (pore, solid) of ``x`` (N * S, 1, H, W):
+        N slabs of S = ``input_slices`` consecutive slices (S = 1: N slices)."""
         with torch.no_grad():
             feats = self.features(x)
         n, f, h, w = feats.shape
@@ -92,21 +116,33 @@ class FeatureForest(nn.Module):
         return torch.log(torch.from_numpy(self.probabilities(x)).clamp_min(1e-6))
 
 
+def feature_bank(input_slices: int = 1) -> nn.Module:
+    """The forest's features: :class:`PixelFeatures` of single slices (``input_slices`` 1),
+    or :class:`SlabFeatures` (3-D) of slabs of ``input_slices`` slices."""
+    if input_slices == 1:
+        return PixelFeatures(FOREST_SIGMAS_PX, truncate=FOREST_TRUNCATE)
+    return SlabFeatures(input_slices, FOREST_SIGMAS_PX, FOREST_Z_FEATURE_SIGMAS_PX,
+                        z_sigma_px=FOREST_Z_SIGMA_PX, truncate=FOREST_TRUNCATE)
+
+
 def fit_feature_forest(labeled: Sequence[tuple[np.ndarray, np.ndarray]],
                        seed: int = 0) -> FeatureForest:
     """Train a :class:`FeatureForest` on the labeled pixels.
 
-    labeled : (normalised slice float32 (Y, X), labels uint8 (Y, X): 0 pore, 1 solid,
-        255 none) pairs; features are computed with the fit margin the runtime also uses.
+    labeled : (input, labels uint8 (Y, X): 0 pore, 1 solid, 255 none) pairs; the input is a
+        normalised slice float32 (Y, X), or for a slab forest its slab (S, Y, X) (the slice
+        in the middle, nwwatch.volume.slab_stack), the same S for every pair. Features are
+        computed with the fit margin the runtime also uses.
     """
     from sklearn.ensemble import RandomForestClassifier
 
-    images = np.stack([image for image, _ in labeled])
-    m, (height, width) = FIT_MARGIN_PX, images.shape[1:]
-    bank = PixelFeatures(FOREST_SIGMAS_PX, truncate=FOREST_TRUNCATE)
-    padded = np.pad(images, ((0, 0), (m, m), (m, m)), mode="reflect")
+    images = np.stack([image if image.ndim == 3 else image[None] for image, _ in labeled])
+    m, (slices, height, width) = FIT_MARGIN_PX, images.shape[1:]
+    bank = feature_bank(slices)
+    padded = np.pad(images, ((0, 0), (0, 0), (m, m), (m, m)), mode="reflect")
+    flat = padded.reshape(-1, 1, *padded.shape[2:])
     with torch.no_grad():
-        feats = bank(torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))[:, None])
+        feats = bank(torch.from_numpy(np.ascontiguousarray(flat, dtype=np.float32)))
     feats = feats[:, :, m:m + height, m:m + width].permute(0, 2, 3, 1).numpy()
     mask = np.stack([label != 255 for _, label in labeled])
     y = np.stack([label for _, label in labeled])[mask]
@@ -115,7 +151,7 @@ def fit_feature_forest(labeled: Sequence[tuple[np.ndarray, np.ndarray]],
     forest = RandomForestClassifier(n_estimators=N_TREES, max_depth=MAX_DEPTH, n_jobs=1,
                                     random_state=seed)
     forest.fit(feats[mask], y)
-    return FeatureForest(forest).eval()
+    return FeatureForest(forest, slices).eval()
 
 
 def vacuum_pseudo_labels(volume: np.ndarray, solid_brighter: bool, slices: Sequence[int],
@@ -206,7 +242,7 @@ def _tree_ensemble_node(forest, features: str, probabilities: str) -> onnx.NodeP
 
 
 class _FeatureGraph(nn.Module):
-    def __init__(self, features: PixelFeatures) -> None:
+    def __init__(self, features: nn.Module) -> None:
         super().__init__()
         self.features = features
 
@@ -217,9 +253,12 @@ class _FeatureGraph(nn.Module):
 
 def _forest_graph(model: FeatureForest, path: Path) -> None:
     """Write the contract graph (without metadata) of ``model`` to ``path``."""
-    sample = torch.rand((2, 1, 96, 128), generator=torch.Generator().manual_seed(1)) * 2 - 1
+    sample = torch.rand((2 * model.input_slices, 1, 96, 128),
+                        generator=torch.Generator().manual_seed(1)) * 2 - 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        # The slab's Z weights are one Conv; the exporter's note on its channel slices is moot.
+        warnings.filterwarnings("ignore", message="Constant folding")
         torch.onnx.export(_FeatureGraph(model.features).eval(), (sample,), str(path),
                           dynamo=False, opset_version=OPSET, input_names=[INPUT_NAME],
                           output_names=["features"],
@@ -229,13 +268,13 @@ def _forest_graph(model: FeatureForest, path: Path) -> None:
     graph = graph_model.graph
     c = helper.make_tensor
     graph.initializer.extend([
-        c("nhw_starts", TensorProto.INT64, [1], [0]), c("nhw_ends", TensorProto.INT64, [1], [1]),
+        c("n", TensorProto.INT64, [1], [-1]),
         c("hw_starts", TensorProto.INT64, [1], [2]), c("hw_ends", TensorProto.INT64, [1], [4]),
         c("two", TensorProto.INT64, [1], [2])])
+    # N (the outputs' batch) is the input's divided by the slab's slices: left to Reshape.
     graph.node.extend([
         _tree_ensemble_node(model.forest, "features", "forest_prob"),
         helper.make_node("Shape", [INPUT_NAME], ["in_shape"]),
-        helper.make_node("Slice", ["in_shape", "nhw_starts", "nhw_ends"], ["n"]),
         helper.make_node("Slice", ["in_shape", "hw_starts", "hw_ends"], ["hw"]),
         helper.make_node("Concat", ["n", "hw", "two"], ["nhwc_shape"], axis=0),
         helper.make_node("Reshape", ["forest_prob", "nhwc_shape"], ["nhwc"]),
@@ -274,7 +313,9 @@ def export_feature_forest(model: FeatureForest, path: str | os.PathLike[str],
                               (1, 64, 160), (3, 160, 96))) -> Path:
     """Export ``model`` to an nwwatch ONNX file at ``path``, verified before it is written.
 
-    ONNX Runtime is run on random normalised inputs of each (N, H, W) of ``verify_shapes``,
+    ``metadata.extra["input_slices"]`` (absent: 1) must be the model's ``input_slices``.
+    ONNX Runtime is run on random normalised inputs of each (N, H, W) of ``verify_shapes``
+    (N slabs of ``input_slices`` slices),
     and the two halves of the graph are checked separately:
 
     - features: ONNX Runtime's feature bank against torch's (:class:`PixelFeatures`), every
@@ -293,6 +334,10 @@ def export_feature_forest(model: FeatureForest, path: str | os.PathLike[str],
     """
     from training.export import ExportVerificationError, _finish_model_file
 
+    declared = metadata.extra.get("input_slices", 1)
+    if declared != model.input_slices:
+        raise ValueError(f"metadata extra.input_slices is {declared!r}, the forest takes "
+                         f"{model.input_slices} slices")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -302,7 +347,7 @@ def export_feature_forest(model: FeatureForest, path: str | os.PathLike[str],
         session = _verification_session(tmp)
         generator = torch.Generator().manual_seed(0)
         for n, h, w in verify_shapes:
-            image = torch.rand((n, 1, h, w), generator=generator) * 2 - 1
+            image = torch.rand((n * model.input_slices, 1, h, w), generator=generator) * 2 - 1
             labels, probs, feats = session.run(
                 [OUTPUT_LABELS, OUTPUT_PROBABILITIES, "features"], {INPUT_NAME: image.numpy()})
             where = f"shape (N, H, W) = {(n, h, w)}"

@@ -210,3 +210,63 @@ class PixelFeatures(nn.Module):
             out += [g, torch.sqrt(gx ** 2 + gy ** 2 + 1e-12), half_trace + root,
                     half_trace - root]
         return torch.cat(out, dim=1)
+
+
+def z_kernels(slices: int, sigma_px: float) -> torch.Tensor:
+    """float32 (3, S): weights over the S = 2k + 1 slices of a slab (offsets -k ... k) of the
+    Gaussian of ``sigma_px`` slices (sum 1), its first derivative (exact on a linear ramp)
+    and its second derivative (sum 0, exact on a parabola), each cut at the slab's ends."""
+    half = slices // 2
+    z = torch.arange(-half, half + 1, dtype=torch.float64)
+    g = torch.exp(-0.5 * (z / sigma_px) ** 2)
+    g = g / g.sum()
+    d1 = -z * g
+    d1 = d1 / (z * d1).sum()
+    d2 = (z ** 2 / sigma_px ** 2 - 1.0) * g
+    d2 = d2 - g * d2.sum() / g.sum()
+    d2 = d2 / (0.5 * z ** 2 * d2).sum()
+    return torch.stack([g, d1, d2]).float()
+
+
+class SlabFeatures(nn.Module):
+    """Slabs (N * S, 1, H, W) (the S slices of each slab consecutive, lowest first: the slab
+    input of nwwatch.volume.slab) -> (N, F, H, W) features of each slab's centre slice, 3-D:
+
+    - across Z, three weighted sums of the slab's slices (:func:`z_kernels`, σ = ``z_sigma_px``
+      slices): the Z-smoothed slice, its Z derivative and its second Z derivative;
+    - the Z-smoothed slice's :class:`PixelFeatures` at ``sigmas_px`` (intensity, blurred
+      intensity, gradient magnitude, both Hessian eigenvalues: 1 + 4 per scale);
+    - at each of ``z_sigmas_px`` (in-plane scales), from the derivatives blurred in-plane:
+      |d/dz|, d²/dz² and the magnitude of the mixed terms (d²/dxdz, d²/dydz) of the Hessian
+      (3 per scale).
+    """
+
+    def __init__(self, slices: int, sigmas_px: Sequence[float], z_sigmas_px: Sequence[float],
+                 z_sigma_px: float = 1.0, truncate: float = 4.0) -> None:
+        super().__init__()
+        if slices < 3 or slices % 2 == 0:
+            raise ValueError(f"a slab has an odd number of slices >= 3, got {slices}")
+        self.slices, self.z_sigma_px = int(slices), float(z_sigma_px)
+        self.sigmas_px = tuple(float(s) for s in sigmas_px)
+        self.z_sigmas_px = tuple(float(s) for s in z_sigmas_px)
+        self.plane = PixelFeatures(self.sigmas_px, truncate=truncate)
+        self.z_blurs = nn.ModuleList(GaussianBlur(s, channels=2, truncate=truncate)
+                                     for s in self.z_sigmas_px)
+        self.count = self.plane.count + 3 * len(self.z_sigmas_px)
+        self.register_buffer("z_weights", z_kernels(self.slices, self.z_sigma_px)[:, :, None,
+                                                                                    None])
+        self.register_buffer("dx", torch.tensor([[[[-0.5, 0.0, 0.5]]]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        slabs = x.reshape(-1, self.slices, x.shape[-2], x.shape[-1])
+        along_z = F.conv2d(slabs, self.z_weights)
+        out = [self.plane(along_z[:, :1])]
+        derivatives = along_z[:, 1:]
+        for blur in self.z_blurs:
+            d = blur(derivatives)
+            gz, gzz = d[:, :1], d[:, 1:]
+            # d/dx and d/dy of the Z derivative: the mixed Hessian terms.
+            gxz = F.conv2d(F.pad(gz, (1, 1, 0, 0), mode="reflect"), self.dx)
+            gyz = F.conv2d(F.pad(gz, (0, 0, 1, 1), mode="reflect"), self.dx.transpose(2, 3))
+            out += [torch.abs(gz), gzz, torch.sqrt(gxz ** 2 + gyz ** 2 + 1e-12)]
+        return torch.cat(out, dim=1)

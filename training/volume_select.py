@@ -145,13 +145,16 @@ def _balanced_accuracy(solid: np.ndarray, labels: np.ndarray) -> float:
 
 def predict_solid(model: torch.nn.Module, image: np.ndarray,
                   margin_px: int = MARGIN_PX) -> np.ndarray:
-    """float32 (H, W) p(solid) of a logits model on one normalised slice, with the runtime's
-    mirror margin and padding to the model's size multiple."""
+    """float32 (H, W) p(solid) of a logits model on one normalised slice (H, W), or for a
+    slab model on its slab (S, H, W), with the runtime's mirror margin and padding to the
+    model's size multiple."""
     from nwwatch.segment.session import pad_to_multiple
 
-    height, width = image.shape
-    padded = np.pad(image, margin_px, mode="reflect") if margin_px else image
-    padded = pad_to_multiple(padded[None], int(getattr(model, "size_multiple", 1)))
+    stack = image if image.ndim == 3 else image[None]
+    height, width = stack.shape[1:]
+    m = margin_px
+    padded = np.pad(stack, ((0, 0), (m, m), (m, m)), mode="reflect") if m else stack
+    padded = pad_to_multiple(padded, int(getattr(model, "size_multiple", 1)))
     with torch.no_grad():
         logits = model.eval()(torch.from_numpy(np.ascontiguousarray(padded))[:, None])
     prob = torch.softmax(logits, dim=1)[0, 1].numpy()
@@ -162,8 +165,8 @@ class _Trainer:
     """Trains one candidate on a set of labels; returns a torch logits model."""
 
     def __init__(self, config: TrainConfig, data: TrainingData, work: Path,
-                 z_sigma_px: float) -> None:
-        from nwwatch.volume import smooth_along_z
+                 z_sigma_px: float, forest_slices: int = 1) -> None:
+        from nwwatch.volume import slab_stack, smooth_along_z
 
         self.config, self.data, self.work = config, data, work
         self.otsu_cache: dict[float, float] = {}
@@ -177,13 +180,22 @@ class _Trainer:
         labeled = dict(zip(order, (item.image for item in data.labeled), strict=True))
         depth = len(data.labeled) + len(data.unlabeled)
         self.z_sigma_px = float(z_sigma_px)
-        self.volume = smooth_along_z(np.stack([labeled[z] if z in labeled else next(rest)
-                                               for z in range(depth)]), self.z_sigma_px)
+        raw = np.stack([labeled[z] if z in labeled else next(rest) for z in range(depth)])
+        self.volume = smooth_along_z(raw, self.z_sigma_px)
         self.smoothed = [self.volume[z] for z in order]
+        # The forest's input with a slab (forest_slices > 1): the slab of each slice, from
+        # the normalised volume as it is (the forest smooths along Z itself).
+        self.forest_slices = int(forest_slices)
+        self.slab = (lambda zs: slab_stack(raw, zs, self.forest_slices)) \
+            if self.forest_slices > 1 else None
+        self.slabs = list(self.slab(order)) if self.slab else None
 
     def image(self, method: str, index: int) -> np.ndarray:
-        """The labeled slice ``index`` as candidate ``method`` sees it (the small candidates:
-        blurred along Z; the networks: as it is)."""
+        """The labeled slice ``index`` as candidate ``method`` sees it (the threshold, and the
+        forest without a slab: blurred along Z; the slab forest: its slab (S, Y, X); the
+        networks: as it is)."""
+        if method == "features" and self.slabs is not None:
+            return self.slabs[index]
         return self.data.labeled[index].image if method in NETWORK_PARADIGMS \
             else self.smoothed[index]
 
@@ -199,7 +211,9 @@ class _Trainer:
             sigmas = {} if validated else {"sigmas_px": (DEFAULT_SIGMA_PX,)}
             return fit_threshold(self.volume, labeled, otsu_cache=self.otsu_cache, **sigmas)
         if method == "features":
-            return fit_feature_forest(labeled + self._vacuum(labeled), seed=self.config.seed)
+            inputs = self.slabs if self.slabs is not None else self.smoothed
+            pairs = [(image, label) for image, label in zip(inputs, labels, strict=True)]
+            return fit_feature_forest(pairs + self._vacuum(labeled), seed=self.config.seed)
         return self._network(method, labels, final_out)
 
     def _vacuum(self, labeled: list[tuple[np.ndarray, np.ndarray]]
@@ -224,7 +238,7 @@ class _Trainer:
                 # come back as a pseudo-label.
                 own = self.data.labeled[sorted(self.slices).index(z)].label
                 labels = np.where(own == 255, labels, 255).astype(np.uint8)
-            out.append((self.volume[z], labels))
+            out.append((self.slab([z])[0] if self.slab else self.volume[z], labels))
         return out
 
     def _network(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None):
@@ -311,7 +325,8 @@ def choose(scores: dict[str, float], tolerance: float = TIE_TOLERANCE,
 
 def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES,
                      echo: Callable[[str], None] | None = None,
-                     z_sigma_px: float | None = None) -> tuple[Selection, Path]:
+                     z_sigma_px: float | None = None,
+                     forest_slices: int | None = None) -> tuple[Selection, Path]:
     """Cross-validate ``candidates`` on the labeled patches of ``config.volume``, train the
     kept one on every label and export it to ``config.out`` (model contract, selection in
     ``extra["selection"]``).
@@ -322,7 +337,12 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
         settings are used for the ``unet`` and ``contrastive`` candidates).
     candidates : names from :data:`CANDIDATES` (a KeyError lists them).
     z_sigma_px : the small candidates' blur along Z in slices (default
-        :data:`training.volume_models.Z_SIGMA_PX`; 0: they see single slices).
+        :data:`training.volume_models.Z_SIGMA_PX`; 0: they see single slices). A forest
+        with a slab (``forest_slices`` > 1) ignores it: it smooths along Z itself.
+    forest_slices : slices of the forest's slab input, odd (default
+        :data:`training.volume_forest.FOREST_INPUT_SLICES`, 1: single Z-blurred slices and
+        2-D features; :data:`training.volume_forest.FOREST_SLAB_SLICES`: the slab forest's
+        3-D features).
 
     Returns (selection, exported model path).
     """
@@ -354,7 +374,13 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
         z_sigma = Z_SIGMA_PX if z_sigma_px is None else float(z_sigma_px)
         if not (math.isfinite(z_sigma) and z_sigma >= 0):
             raise ValueError(f"z_sigma_px must be >= 0, got {z_sigma_px}")
-        trainer = _Trainer(config, data, Path(work), z_sigma)
+        from training.volume_forest import FOREST_INPUT_SLICES
+
+        slices = FOREST_INPUT_SLICES if forest_slices is None else int(forest_slices)
+        if slices < 1 or slices % 2 == 0:
+            raise ValueError(f"forest_slices must be a positive odd integer, got "
+                             f"{forest_slices}")
+        trainer = _Trainer(config, data, Path(work), z_sigma, slices)
         if not folds:
             grouping, method = "none", "threshold"
             reason = ("too few labeled patches to hold any out (cross-validation needs two "
@@ -421,6 +447,9 @@ def _train_final(trainer: _Trainer, method: str, labels: list[np.ndarray],
                "class_pixel_counts": class_pixel_counts(data),
                "z_sigma_px": trainer.z_sigma_px,
                "selection": selection.as_dict()})
+    if method == "features" and trainer.forest_slices > 1:
+        # The slab forest smooths along Z itself; the runtime feeds it the slab.
+        metadata.extra.update(z_sigma_px=0.0, input_slices=trainer.forest_slices)
     out.parent.mkdir(parents=True, exist_ok=True)
     if method == "features":
         export_feature_forest(model, out, metadata)

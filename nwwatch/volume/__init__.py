@@ -4,6 +4,7 @@ Public API::
 
     segment_volume(segmenter, volume, *, triplanar=False, flips=False, margin_px=16, ...)
         -> VolumeSegmentation   # mask, warning signs, verdict (status + reason codes)
+    slab_stack(volume, centres, slices) -> (N, S, Y, X)   # what a slab model sees
     VolumeOptions(triplanar, flips, margin_px, min_component_voxels)   # the service's settings
     volume_metrics(mask, voxel_size_nm=None) -> VolumeMetrics
     VolumeMetrics.as_row()    # keys == names of VOLUME_METRIC_FIELDS
@@ -34,6 +35,7 @@ from nwwatch.volume.segment import (
     segment_volume,
     smooth_along_z,
 )
+from nwwatch.volume.slab import INPUT_SLICES_KEY, model_input_slices, slab_indices, slab_stack
 from nwwatch.volume.surface import surface_area
 from nwwatch.volume.verdict import (
     AGREEMENT_WARN_BELOW,
@@ -50,6 +52,7 @@ __all__ = [
     "DEFAULT_ENVELOPE_RADIUS_PX",
     "DEFAULT_MARGIN_PX",
     "DEFAULT_MIN_COMPONENT_VOXELS",
+    "INPUT_SLICES_KEY",
     "MIN_LABELED_PIXELS",
     "REASON_CODES",
     "SEGMENTATION_VERSION",
@@ -67,9 +70,12 @@ __all__ = [
     "distance_transform_edt",
     "grain_envelope",
     "label_volume",
+    "model_input_slices",
     "otsu_threshold",
     "reference_mask",
     "segment_volume",
+    "slab_indices",
+    "slab_stack",
     "smooth_along_z",
     "surface_area",
     "threshold_agreement",

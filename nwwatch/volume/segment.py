@@ -1,8 +1,8 @@
 """Segment a tomogram with a 2D model: slice by slice, optionally tri-planar and tiled.
 
 The model (an nwwatch ONNX model of kind ``tomogram``, classes pore/solid) sees one slice at a
-time, as in seed 003. Slices are normalised as the model was trained
-(``ModelMetadata.normalization_scope``): ``"volume"`` maps the whole volume's
+time, as in seed 003, or one slab of neighbouring slices (below). Slices are normalised as
+the model was trained (``ModelMetadata.normalization_scope``): ``"volume"`` maps the whole volume's
 :func:`~nwwatch.normalize.intensity_range` to [-1, 1] for every slice, ``"image"`` normalises
 each slice on its own.
 
@@ -32,6 +32,11 @@ Beyond the paper:
   volume is blurred along Z with a Gaussian of that sigma (mirrored at the first and last
   slice) before it is sliced, so each input slice is a weighted sum of the slices within
   4 sigma. The graph keeps its one input channel; the runtime feeds the neighbours.
+- **slab input**: a model whose metadata names ``extra["input_slices"] = 2k + 1`` (the
+  feature forest of ``nwwatch train --volume``) sees each slice with its k neighbours on
+  either side, fed as consecutive images of one batch (:mod:`nwwatch.volume.slab`; end slices
+  repeated), so it can compute derivatives along Z itself. Slabs follow the slicing axis, so
+  tri-planar fusion gives them along Y and X too.
 - **cleanup**: solid specks (26-connected) and pores (6-connected) smaller than
   ``min_component_voxels`` are removed and filled: isolated noise voxels, not structure.
 
@@ -68,7 +73,8 @@ from nwwatch.volume.crosscheck import (
     solid_is_brighter,
 )
 from nwwatch.volume.labeling import remove_small_components
-from nwwatch.volume.tiling import blend_weights, tile_starts
+from nwwatch.volume.runner import SliceRunner
+from nwwatch.volume.slab import SlabModelError, model_input_slices
 from nwwatch.volume.verdict import (
     UNCERTAIN_BAND,
     MaskVerdict,
@@ -144,6 +150,13 @@ class VolumeModelError(ValueError):
     """The model cannot segment tomograms; the message names the model file and why."""
 
 
+def _input_slices(segmenter: Segmenter) -> int:
+    try:
+        return model_input_slices(segmenter)
+    except SlabModelError as exc:
+        raise VolumeModelError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class VolumeSegmentation:
     """Segmentation of a tomogram.
@@ -201,80 +214,6 @@ def clean_mask(mask: np.ndarray, min_component_voxels: int) -> np.ndarray:
     return ~pores
 
 
-class _SliceRunner:
-    """Runs the model over stacks of 2D slices: normalisation, batching, tiling, blending."""
-
-    def __init__(self, segmenter: Segmenter, value_range: tuple[float, float] | None,
-                 tile: int | None, overlap: int, batch_size: int, solid_index: int,
-                 margin: int = 0, normalised: bool = False) -> None:
-        self.segmenter = segmenter
-        self.normalised = normalised
-        self.value_range = value_range
-        self.tile = tile
-        self.overlap = overlap
-        self.batch_size = batch_size
-        self.solid_index = solid_index
-        self.margin = margin
-
-    def _normalise(self, slices: np.ndarray) -> np.ndarray:
-        # Normalised before mirroring, so an "image"-scope slice keeps its own intensity range.
-        if self.normalised:
-            images = np.asarray(slices, dtype=np.float32)
-        elif self.value_range is not None:
-            images = normalize_image(slices, self.value_range)
-        else:
-            images = np.stack([normalize_image(s) for s in slices])
-        if self.margin:
-            m = self.margin
-            images = np.pad(images, ((0, 0), (m, m), (m, m)), mode="reflect")
-        return images
-
-    def _crop(self, result: np.ndarray) -> np.ndarray:
-        m = self.margin
-        return result[:, m:result.shape[1] - m, m:result.shape[2] - m] if m else result
-
-    def _run(self, images: np.ndarray) -> np.ndarray:
-        """float32 solid probability (N, H, W)."""
-        out = self.segmenter.segment(images, probabilities=True)
-        return out.probabilities[:, self.solid_index]  # type: ignore[index]
-
-    def stack(self, slices: np.ndarray) -> np.ndarray:
-        """float32 solid probability (N, H, W) of ``slices`` (N, H, W)."""
-        n, height, width = slices.shape
-        # The model sees the slices with their mirror margins; results are cropped back.
-        height, width = height + 2 * self.margin, width + 2 * self.margin
-        tiled = self.tile is not None and (height > self.tile or width > self.tile)
-        result = np.empty(slices.shape, dtype=np.float32)
-        step = self.batch_size
-        if not tiled:
-            for start in range(0, n, step):
-                images = self._normalise(slices[start:start + step])
-                result[start:start + step] = self._crop(self._run(images))
-            return result
-        assert self.tile is not None
-        tile_h, tile_w = min(self.tile, height), min(self.tile, width)
-        windows = [(r, c) for r in tile_starts(height, tile_h, min(self.overlap, tile_h - 1))
-                   for c in tile_starts(width, tile_w, min(self.overlap, tile_w - 1))]
-        weight = blend_weights((tile_h, tile_w), self.overlap)
-        # Slices per batch so that one model call sees about `batch_size` tiles.
-        per_call = max(1, step // len(windows))
-        for start in range(0, n, per_call):
-            images = self._normalise(slices[start:start + per_call])
-            tiles = np.stack([images[:, r:r + tile_h, c:c + tile_w] for r, c in windows], axis=1)
-            count = images.shape[0]
-            flat = tiles.reshape(-1, tile_h, tile_w)
-            probs = np.concatenate([
-                self._run(flat[i:i + step]) for i in range(0, flat.shape[0], step)
-            ]).reshape(count, len(windows), tile_h, tile_w)
-            total = np.zeros((count, height, width), dtype=np.float32)
-            norm = np.zeros((height, width), dtype=np.float32)
-            for k, (r, c) in enumerate(windows):
-                total[:, r:r + tile_h, c:c + tile_w] += probs[:, k] * weight
-                norm[r:r + tile_h, c:c + tile_w] += weight
-            result[start:start + count] = self._crop(total / norm)
-        return result
-
-
 def segment_volume(
     segmenter: Segmenter,
     volume: np.ndarray,
@@ -292,7 +231,9 @@ def segment_volume(
 
     Parameters
     ----------
-    segmenter : a :class:`~nwwatch.segment.session.Segmenter` on a ``tomogram`` model.
+    segmenter : a :class:`~nwwatch.segment.session.Segmenter` on a ``tomogram`` model; its
+        ``extra["z_sigma_px"]`` and ``extra["input_slices"]`` say what it is fed (the
+        volume blurred along Z; slabs of neighbouring slices, :mod:`nwwatch.volume.slab`).
     volume : ndarray (Z, Y, X), raw intensities (any real dtype).
     triplanar : also segment along Y and X and average the three solid probabilities.
     flips : test-time flip averaging: also segment every slice flipped up-down, left-right and
@@ -338,15 +279,17 @@ def segment_volume(
     scope = segmenter.metadata.normalization_scope
     value_range = intensity_range(data) if scope == "volume" else None
     z_sigma = model_z_sigma_px(segmenter)
+    slices = _input_slices(segmenter)
     source = data
-    if z_sigma > 0:
-        # The whole volume normalised as the model's scope says, then blurred along Z.
-        normalised = (normalize_image(data, value_range) if value_range is not None
-                      else np.stack([normalize_image(s) for s in data]))
-        source = smooth_along_z(normalised, z_sigma)
-        del normalised  # 4 bytes a voxel
-    runner = _SliceRunner(segmenter, value_range, tile, overlap, batch_size, solid_index,
-                          int(margin_px), normalised=z_sigma > 0)
+    if z_sigma > 0 or slices > 1:
+        # The whole volume normalised as the model's scope says (a slab's slices then share
+        # it), then blurred along Z.
+        source = (normalize_image(data, value_range) if value_range is not None
+                  else np.stack([normalize_image(s) for s in data]))
+        if z_sigma > 0:
+            source = smooth_along_z(source, z_sigma)
+    runner = SliceRunner(segmenter, value_range, tile, overlap, batch_size, solid_index,
+                          int(margin_px), normalised=source is not data, slices=slices)
 
     def along(stack: np.ndarray) -> np.ndarray:
         total = runner.stack(stack)

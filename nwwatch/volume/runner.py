@@ -1,0 +1,105 @@
+"""Run a 2D volume model over a stack of slices: normalisation, slabs of neighbouring
+slices, mirror margin, batching, tiling and blending (the loop of
+:func:`nwwatch.volume.segment_volume`, once per slicing direction and flip)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nwwatch.normalize import normalize_image
+from nwwatch.segment.session import Segmenter
+from nwwatch.volume.slab import slab_stack
+from nwwatch.volume.tiling import blend_weights, tile_starts
+
+
+class SliceRunner:
+    """Runs the model over stacks of 2D slices: normalisation, slabs, batching, tiling,
+    blending.
+
+    value_range : the volume's intensity range (``"volume"`` scope), or None to normalise
+        each slice on its own; ignored when ``normalised`` (the stacks are normalised already).
+    tile, overlap : tile side and overlap in px (None: whole slices).
+    batch_size : slabs (or tiles) per model call.  solid_index : the model's solid class.
+    margin : mirror margin in px.  slices : the model's ``input_slices`` (1: single slices).
+    """
+
+    def __init__(self, segmenter: Segmenter, value_range: tuple[float, float] | None,
+                 tile: int | None, overlap: int, batch_size: int, solid_index: int,
+                 margin: int = 0, normalised: bool = False, slices: int = 1) -> None:
+        self.segmenter = segmenter
+        self.normalised = normalised
+        self.value_range = value_range
+        self.tile = tile
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.solid_index = solid_index
+        self.margin = margin
+        self.slices = slices
+
+    def _inputs(self, stack: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """float32 (B, S, H + 2m, W + 2m): the slabs of slices ``start:stop`` of ``stack``,
+        normalised and mirrored by the margin."""
+        if self.slices > 1:
+            slabs = slab_stack(stack, np.arange(start, stop), self.slices)
+        else:
+            slabs = stack[start:stop, None]
+        b, s = slabs.shape[:2]
+        flat = slabs.reshape(b * s, *slabs.shape[2:])
+        # Normalised before mirroring, so an "image"-scope slice keeps its own intensity range.
+        if self.normalised:
+            images = np.asarray(flat, dtype=np.float32)
+        elif self.value_range is not None:
+            images = normalize_image(flat, self.value_range)
+        else:
+            images = np.stack([normalize_image(x) for x in flat])
+        if self.margin:
+            m = self.margin
+            images = np.pad(images, ((0, 0), (m, m), (m, m)), mode="reflect")
+        return images.reshape(b, s, *images.shape[1:])
+
+    def _crop(self, result: np.ndarray) -> np.ndarray:
+        m = self.margin
+        return result[:, m:result.shape[1] - m, m:result.shape[2] - m] if m else result
+
+    def _run(self, slabs: np.ndarray) -> np.ndarray:
+        """float32 solid probability (B, H, W) of slabs (B, S, H, W), fed as B * S images."""
+        flat = slabs.reshape(-1, *slabs.shape[2:])
+        out = self.segmenter.segment(flat, probabilities=True)
+        return out.probabilities[:, self.solid_index]  # type: ignore[index]
+
+    def stack(self, slices: np.ndarray) -> np.ndarray:
+        """float32 solid probability (N, H, W) of ``slices`` (N, H, W); a slab model sees each
+        slice with its neighbours along axis 0 of ``slices``."""
+        n, height, width = slices.shape
+        # The model sees the slices with their mirror margins; results are cropped back.
+        height, width = height + 2 * self.margin, width + 2 * self.margin
+        tiled = self.tile is not None and (height > self.tile or width > self.tile)
+        result = np.empty(slices.shape, dtype=np.float32)
+        step = self.batch_size
+        if not tiled:
+            for start in range(0, n, step):
+                images = self._inputs(slices, start, min(n, start + step))
+                result[start:start + step] = self._crop(self._run(images))
+            return result
+        assert self.tile is not None
+        tile_h, tile_w = min(self.tile, height), min(self.tile, width)
+        windows = [(r, c) for r in tile_starts(height, tile_h, min(self.overlap, tile_h - 1))
+                   for c in tile_starts(width, tile_w, min(self.overlap, tile_w - 1))]
+        weight = blend_weights((tile_h, tile_w), self.overlap)
+        # Slices per batch so that one model call sees about `batch_size` tiles.
+        per_call = max(1, step // len(windows))
+        for start in range(0, n, per_call):
+            images = self._inputs(slices, start, min(n, start + per_call))
+            count = images.shape[0]
+            tiles = np.stack([images[:, :, r:r + tile_h, c:c + tile_w] for r, c in windows],
+                             axis=1).reshape(count * len(windows), self.slices, tile_h, tile_w)
+            probs = np.concatenate([
+                self._run(tiles[i:i + step]) for i in range(0, tiles.shape[0], step)
+            ]).reshape(count, len(windows), tile_h, tile_w)
+            total = np.zeros((count, height, width), dtype=np.float32)
+            norm = np.zeros((height, width), dtype=np.float32)
+            for k, (r, c) in enumerate(windows):
+                total[:, r:r + tile_h, c:c + tile_w] += probs[:, k] * weight
+                norm[r:r + tile_h, c:c + tile_w] += weight
+            result[start:start + count] = self._crop(total / norm)
+        return result
