@@ -73,28 +73,34 @@ def test_consensus_is_reproducible_and_keeps_a_clean_line_whole():
     assert np.array_equal(consensus(noisy), consensus(noisy))
 
 
-def _with_text_on_the_interface(cap, start: float, stop: float, height_px: float):
+def _with_text_on_the_interface(cap, start: float, stop: float, height_px: float,
+                                seed: int = 0):
     """``cap``'s labels with wire drawn into the droplet over [start, stop] of the base
-    (0: left triple point, 1: right), up to ``height_px`` above the facet: a label drawn over
+    (0: left triple point, 1: right): glyph-like blobs (discs of 1.5-3.5 px radius at random
+    heights up to ``height_px`` above the facet, joined to it), as a label drawn over
     annotation text burned into the frame there."""
+    rng = np.random.default_rng(seed)
     labels = cap.labels.copy()
     left, right = np.array(cap.triple_left_rc), np.array(cap.triple_right_rc)
-    centre = np.array(cap.circle_center_rc)
-    along = right - left
-    up = centre - np.array(cap.facet_center_rc)
+    up = np.array(cap.circle_center_rc) - np.array(cap.facet_center_rc)
     up /= np.hypot(*up)
-    corners = [left + start * along, left + stop * along,
-               left + stop * along + height_px * up, left + start * along + height_px * up,
-               left + start * along - 3.0 * up, left + stop * along - 3.0 * up]
-    hull = cv2.convexHull(np.array([[c[1], c[0]] for c in corners], np.float32))
     mask = np.zeros(SHAPE, np.uint8)
-    cv2.fillPoly(mask, [np.round(hull).astype(np.int32)], 1)
+    chord = float(np.hypot(*(right - left)))
+    for s in np.arange(start, stop, 2.0 / chord):
+        foot = left + s * (right - left)
+        rise = rng.uniform(0.3, 1.0) * height_px
+        for h in np.arange(-2.0, rise, 1.0):  # the glyph's stem, from inside the wire
+            p = foot + h * up
+            cv2.circle(mask, (round(p[1]), round(p[0])), 1, 1, -1)
+        if rng.random() < 0.4:
+            p = foot + rise * up
+            cv2.circle(mask, (round(p[1]), round(p[0])), int(rng.integers(2, 4)), 1, -1)
     labels[(mask > 0) & (labels == DROPLET)] = NANOWIRE
     return labels
 
 
 @pytest.mark.parametrize("theta,axis,start,stop,height", [
-    (120.0, 90.0, 0.05, 0.3, 6.0),
+    (120.0, 90.0, 0.05, 0.4, 9.0),
     (135.0, 90.0, 0.1, 0.45, 9.0),
     (100.0, 23.0, 0.6, 0.95, 7.0),
     (110.0, -140.0, 0.05, 0.35, 12.0),

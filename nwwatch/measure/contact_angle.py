@@ -82,9 +82,13 @@ MIN_LINE_EXTENT_FRACTION = 0.5
 #: relative to it: several pieces (a notch, a step) or a curve, not one line with a stretch
 #: that wanders off it.
 MAX_RIVAL_FRACTION = 0.6
+#: Over a fit from all points that is itself a line, only a stretch without a second
+#: straight piece of more than this share of its length (a kinked interface: neither piece
+#: is known to be the facet, and the fit from all points at least averages them).
+MAX_RIVAL_OVERRIDE = 0.25
 #: ... and when the interface leaves it on one side only: a stretch with more than this
 #: share of the interface's length beyond both of its ends is the middle of a curve.
-MAX_FLANK_FRACTION = 0.1
+MAX_FLANK_FRACTION = 0.05
 #: The fit from all points is kept when it lies within this distance (px) of the straight
 #: stretch's line over the stretch (0.5 px costs 0.8 deg at a = 35 px) ...
 MAX_STRETCH_DISAGREEMENT_PX = 0.5
@@ -93,7 +97,7 @@ CLEAN_SCATTER_PX = 0.5
 #: ... or less than this many times the stretch's (at least ``CLEAN_SCATTER_PX``): the
 #: gentle curve of an elliptical facet or wiggles about the line scatter up to ~2x more
 #: than their straightest stretch, a stretch wandering pixels off it several times more.
-MIN_SCATTER_RATIO = 2.5
+MIN_SCATTER_RATIO = 4.0
 #: Share of the interface (about its middle) whose image profiles place the facet line.
 EDGE_SPAN = 0.6
 
@@ -227,7 +231,8 @@ def _facet_line(iface: InterfacePoints, towards: np.ndarray) -> FacetLine:
                  and _scatter_cost_deg(line) <= MAX_SCATTER_COST_DEG)
     if line_like and (
             _disagreement_px(line, stretch) <= MAX_STRETCH_DISAGREEMENT_PX
-            or line.scatter_px < MIN_SCATTER_RATIO * max(stretch.scatter_px, CLEAN_SCATTER_PX)):
+            or line.scatter_px < MIN_SCATTER_RATIO * max(stretch.scatter_px, CLEAN_SCATTER_PX)
+            or stretch.rival_fraction > MAX_RIVAL_OVERRIDE * stretch.extent_fraction):
         return line
     return stretch
 

@@ -43,6 +43,10 @@ MIN_SHARED_POINTS = 6
 #: midpoints of a straight binary boundary lie within 0.5 px of it; the margin absorbs a
 #: candidate through two such points being slightly off.
 CONSENSUS_TOL_PX = 1.25
+#: A second straight piece (a rival) scatters about its own line no more than this (px):
+#: a pixel staircase's midpoints lie within +-0.5 px (robust sigma ~0.37 px); points that
+#: fill the +-CONSENSUS_TOL_PX band evenly have a robust sigma of ~0.9 px.
+RIVAL_SCATTER_PX = 0.6
 #: Candidate lines (point pairs) drawn for the consensus. With a straight stretch holding
 #: 30 % of the points, no pair inside it is drawn with a chance of (1 - 0.3^2)^64 = 0.2 %;
 #: the best candidate is then refined (re-fitted to its supporters) twice.
@@ -78,8 +82,9 @@ class FacetLine:
     inliers along the line; ``extent_fraction`` the share of the interface's extent along the
     line (1 px bins holding any interface point) that holds inliers. For a fit started from
     the consensus only (else 0): ``rival_fraction`` the length covered by the best line
-    through the rejected points (its own 1 px bins), as a share of that same extent (a
-    second piece: the other arm of a notch, another facet level); ``flank_fraction`` the
+    through the rejected points (its own 1 px bins) if they scatter about it no more than
+    ``RIVAL_SCATTER_PX``, as a share of that same extent (a second straight piece: the other
+    arm of a notch, another facet level); ``flank_fraction`` the
     smaller of the two shares of that extent that lie beyond either end of the inliers (a
     straight stretch in the middle of a curve has the curve's flanks on both sides).
     """
@@ -323,7 +328,10 @@ def fit_facet_line(
             sel = out[rest]
             centre = sel.mean(axis=0)
             nrm = smallmath.smallest_eigenvector((sel - centre).T @ (sel - centre))
-            rival = _covered_px((sel - centre) @ np.array([-nrm[1], nrm[0]]))
+            # A second piece is straight like the first: a tangle of points (a label drawn
+            # over text) also fills a band along some line, but scatters across all of it.
+            if 1.4826 * smallmath.median(np.abs((sel - centre) @ nrm)) <= RIVAL_SCATTER_PX:
+                rival = _covered_px((sel - centre) @ np.array([-nrm[1], nrm[0]]))
     return FacetLine(
         point=point,
         normal=normal,
