@@ -51,6 +51,8 @@ RIVAL_SCATTER_PX = 0.6
 #: 30 % of the points, no pair inside it is drawn with a chance of (1 - 0.3^2)^64 = 0.2 %;
 #: the best candidate is then refined (re-fitted to its supporters) twice.
 CONSENSUS_PAIRS = 64
+#: Candidate lines are scored on at most this many of the points (evenly spread).
+CONSENSUS_SCORE_POINTS = 256
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,12 @@ def consensus(pts: np.ndarray, tol_px: float = CONSENSUS_TOL_PX,
     everything = np.ones(m, dtype=bool)
     if m < 6:
         return everything
+    # Candidates are scored on at most CONSENSUS_SCORE_POINTS points spread evenly over
+    # the list (a long interface has thousands); the refinement below uses all of them.
+    full = pts
+    if m > CONSENSUS_SCORE_POINTS:
+        pts = pts[np.linspace(0, m - 1, CONSENSUS_SCORE_POINTS).astype(np.int64)]
+        m = len(pts)
     rng = np.random.default_rng(0)
     i, j = rng.integers(0, m, pairs), rng.integers(0, m, pairs)
     d = pts[j] - pts[i]
@@ -231,6 +239,10 @@ def consensus(pts: np.ndarray, tol_px: float = CONSENSUS_TOL_PX,
     occupied[rows, bins[cols, rows]] = True
     score = occupied.sum(axis=1) + support.sum(axis=0) / (m + 1.0)
     keep = support[:, int(np.argmax(score))]
+    if full is not pts:  # the winner's supporters among all points
+        best = int(np.argmax(score))
+        keep = np.abs((full - pts[i[best]]) @ normal[best]) <= tol_px
+        pts = full
     for _ in range(2):
         sel = pts[keep]
         centre = sel.mean(axis=0)
