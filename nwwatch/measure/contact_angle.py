@@ -92,7 +92,7 @@ MAX_FLANK_FRACTION = 0.05
 #: The fit from all points is kept when it lies within this distance (px) of the straight
 #: stretch's line over the stretch (0.5 px costs 0.8 deg at a = 35 px) ...
 MAX_STRETCH_DISAGREEMENT_PX = 0.5
-#: ... or when its robust scatter is at most this with >= 90 % of the points on it ...
+#: ... or when its robust scatter is at most this (and half the points are on it) ...
 CLEAN_SCATTER_PX = 0.5
 #: ... or less than this many times the stretch's (at least ``CLEAN_SCATTER_PX``): the
 #: gentle curve of an elliptical facet or wiggles about the line scatter up to ~2x more
@@ -220,8 +220,9 @@ def _facet_line(iface: InterfacePoints, towards: np.ndarray) -> FacetLine:
     is only the middle of a gentle curve (an elliptical facet: the tilt is read from all of
     it) or where wiggles spread about one line (they average out)."""
     line = fit_facet_line(iface, towards)
-    clean = line.scatter_px <= CLEAN_SCATTER_PX and line.inliers.mean() >= 0.9
-    if clean:  # nothing far off the line is left to wander: the consensus cannot differ
+    if line.scatter_px <= CLEAN_SCATTER_PX and line.inliers.mean() >= MIN_INLIER_FRACTION:
+        # Its outlier distance (3 robust sigma) is then <= 2.2 px: whatever wanders farther
+        # is rejected already, and a stretch could not win (it must scatter 4x less).
         return line
     stretch = fit_facet_line(iface, towards, start="consensus")
     if (stretch is None or not _straight_stretch(stretch)
