@@ -34,12 +34,13 @@ from nwwatch.measure.arc import (
 from nwwatch.measure.circle import refine_on_pixel_edges, robust_fit
 from nwwatch.measure.components import select_components
 from nwwatch.measure.edges import iso_boundary_points, mask_boundary_points
-from nwwatch.measure.interface import (
-    FacetLine,
-    InterfacePoints,
-    fit_facet_line,
-    interface_points,
+from nwwatch.measure.facet import (
+    MAX_SCATTER_COST_DEG,
+    MIN_INLIER_FRACTION,
+    facet_line,
+    is_straight_stretch,
 )
+from nwwatch.measure.interface import fit_facet_line, interface_points
 from nwwatch.measure.refine import EdgeRefinement, refine_facet_line
 from nwwatch.measure.result import ContactAngleResult, MeasurementPoints
 from nwwatch.measure.tilt import facet_shape
@@ -65,39 +66,8 @@ MAX_UNCERTAINTY_DEG = 1.5
 MIN_INTERFACE_LENGTH_PX = 6.0
 MIN_INTERFACE_POINTS = 6
 MAX_FREE_ANGLE_SIGMA_DEG = 3.0
-#: Interface scatter allowed, as its cost in degrees at the droplet's size: a scatter of
-#: ``d`` px about the facet line is ``d / a`` rad of angle if it were all systematic.
-MAX_SCATTER_COST_DEG = 6.0
 #: The interface must span at least this share of the droplet's base (circle x line).
 MIN_BASE_COVERAGE = 0.25
-#: Less than this share of the interface points on one line (fitted from all points):
-#: not a line (curved, several pieces).
-MIN_INLIER_FRACTION = 0.5
-#: A line from the interface's longest straight stretch (the consensus fit) stands in for
-#: one that is not a line when the stretch holds at least this share of the interface's
-#: length. Length, not points: a stretch that wanders off the line as a staircase carries up
-#: to two points per pixel of length, a straight stretch along a pixel axis one.
-MIN_LINE_EXTENT_FRACTION = 0.5
-#: ... and when no second straight piece among the rejected points is at least this long
-#: relative to it: several pieces (a notch, a step) or a curve, not one line with a stretch
-#: that wanders off it.
-MAX_RIVAL_FRACTION = 0.6
-#: Over a fit from all points that is itself a line, only a stretch without a second
-#: straight piece of more than this share of its length (a kinked interface: neither piece
-#: is known to be the facet, and the fit from all points at least averages them).
-MAX_RIVAL_OVERRIDE = 0.25
-#: ... and when the interface leaves it on one side only: a stretch with more than this
-#: share of the interface's length beyond both of its ends is the middle of a curve.
-MAX_FLANK_FRACTION = 0.05
-#: The fit from all points is kept when it lies within this distance (px) of the straight
-#: stretch's line over the stretch (0.5 px costs 0.8 deg at a = 35 px) ...
-MAX_STRETCH_DISAGREEMENT_PX = 0.5
-#: ... or when its robust scatter is at most this (and half the points are on it) ...
-CLEAN_SCATTER_PX = 0.5
-#: ... or less than this many times the stretch's (at least ``CLEAN_SCATTER_PX``): the
-#: gentle curve of an elliptical facet or wiggles about the line scatter up to ~2x more
-#: than their straightest stretch, a stretch wandering pixels off it several times more.
-MIN_SCATTER_RATIO = 4.0
 #: Share of the interface (about its middle) whose image profiles place the facet line.
 EDGE_SPAN = 0.6
 
@@ -188,56 +158,6 @@ def _signed_deg(vector: np.ndarray, axis: np.ndarray) -> float:
     return math.degrees(math.atan2(float(vector @ left), float(vector @ axis)))
 
 
-def _scatter_cost_deg(line: FacetLine) -> float:
-    """The line's scatter as degrees over half its length (about the droplet's half base,
-    before the circle is known)."""
-    return math.degrees(line.scatter_px / max(0.5 * line.length_px, 1.0))
-
-
-def _straight_stretch(line: FacetLine) -> bool:
-    """A consensus fit that may stand in for the interface: long enough, without a rival."""
-    return (line.extent_fraction >= MIN_LINE_EXTENT_FRACTION
-            and line.rival_fraction <= MAX_RIVAL_FRACTION * line.extent_fraction
-            and line.flank_fraction <= MAX_FLANK_FRACTION
-            and line.inliers.sum() >= MIN_INTERFACE_POINTS)
-
-
-def _disagreement_px(line: FacetLine, stretch: FacetLine) -> float:
-    """How far ``line`` lies from ``stretch`` over the stretch's extent (px): the larger
-    distance at its two ends."""
-    ends = stretch.point + np.outer([-0.5, 0.5], stretch.direction) * stretch.length_px
-    return float(np.max(np.abs(line.offset(ends))))
-
-
-def _facet_line(iface: InterfacePoints, towards: np.ndarray) -> FacetLine:
-    """The interface's line: fitted from all its points, unless the line of its longest
-    straight stretch (:func:`nwwatch.measure.interface.consensus`) is a line by itself
-    (:func:`_straight_stretch`) and the fit from all points is no line (too few points on
-    it, a scatter too costly) or both leaves the stretch by more than
-    ``MAX_STRETCH_DISAGREEMENT_PX`` and scatters ``MIN_SCATTER_RATIO`` times more than it.
-    So a stretch that wanders far off the facet, e.g. a label drawn over annotation text, is
-    rejected rather than tilting the line; and the whole interface is kept where the stretch
-    is only the middle of a gentle curve (an elliptical facet: the tilt is read from all of
-    it) or where wiggles spread about one line (they average out)."""
-    line = fit_facet_line(iface, towards)
-    if line.scatter_px <= CLEAN_SCATTER_PX and line.inliers.mean() >= MIN_INLIER_FRACTION:
-        # Its outlier distance (3 robust sigma) is then <= 2.2 px: whatever wanders farther
-        # is rejected already, and a stretch could not win (it must scatter 4x less).
-        return line
-    stretch = fit_facet_line(iface, towards, start="consensus")
-    if (stretch is None or not _straight_stretch(stretch)
-            or _scatter_cost_deg(stretch) > MAX_SCATTER_COST_DEG):
-        return line
-    line_like = (line.inliers.mean() >= MIN_INLIER_FRACTION
-                 and _scatter_cost_deg(line) <= MAX_SCATTER_COST_DEG)
-    if line_like and (
-            _disagreement_px(line, stretch) <= MAX_STRETCH_DISAGREEMENT_PX
-            or line.scatter_px < MIN_SCATTER_RATIO * max(stretch.scatter_px, CLEAN_SCATTER_PX)
-            or stretch.rival_fraction > MAX_RIVAL_OVERRIDE * stretch.extent_fraction):
-        return line
-    return stretch
-
-
 def _measure(
     labels: np.ndarray, droplet_probability: np.ndarray | None, pixel_size_nm: float | None,
     image: np.ndarray | None,
@@ -287,7 +207,7 @@ def _measure(
     if len(iface) < 3:
         return _fail("interface_missing", f"only {len(iface)} wire/droplet interface points "
                      "(the droplet does not sit on the wire's end)", **base)
-    line = _facet_line(iface, towards)
+    line = facet_line(iface, towards)
     wire_border = on_border(wire_pts, shape, offset)
     wire_geo = measure_wire(sel.wire, wire_pts, towards, line.point, wire_border, line.normal,
                             sel.wire_moments)
@@ -317,7 +237,7 @@ def _measure(
         wire_width_px=wire_geo.width_px,
     )
     inlier_fraction = float(line.inliers.mean())
-    if inlier_fraction < MIN_INLIER_FRACTION and not _straight_stretch(line):
+    if inlier_fraction < MIN_INLIER_FRACTION and not is_straight_stretch(line):
         return _fail("interface_not_line", f"only {100 * inlier_fraction:.0f} % of the "
                      "wire/droplet interface lies on one line (curved or in several pieces)",
                      **geometry)
