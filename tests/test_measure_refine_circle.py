@@ -7,6 +7,7 @@ outline, keeps the labels' circle and says why."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import cv2
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
 
-from nwwatch.measure import measure_contact_angle
+from nwwatch.measure import draw_overlay, measure_contact_angle
 from nwwatch.measure.circle import geometric_fit
 from nwwatch.measure.refine_circle import CIRCLE_EDGE_STATUSES, refine_droplet_circle
 from tests.ideal_caps import axis_vectors, render_ideal_cap
@@ -81,18 +82,31 @@ def test_an_even_offset_keeps_the_labels_radius() -> None:
     labels = _eroded(cap, 1.0, near_wire_only=False)
     plain = measure_contact_angle(labels)
     r = measure_contact_angle(labels, image=_frame(cap.labels, seed=3))
-    assert r.droplet_edge == "refined"
-    assert r.droplet_radius_px == pytest.approx(plain.droplet_radius_px, abs=0.15)
+    assert r.droplet_edge == "even", r.droplet_edge
+    assert r.droplet_radius_px == plain.droplet_radius_px
+    assert r.circle_center_row == plain.circle_center_row
+    assert r.circle_center_col == plain.circle_center_col
     assert _centre_error(r, cap) < 0.3
 
 
-def test_exact_labels_are_left_nearly_where_they_are() -> None:
-    cap = _cap(60.0)
-    plain = measure_contact_angle(cap.labels)
-    r = measure_contact_angle(cap.labels, image=_frame(cap.labels, seed=5))
-    assert r.droplet_edge == "refined"
-    assert r.droplet_edge_move_px < 0.25
-    assert abs(r.contact_angle_deg - plain.contact_angle_deg) < 0.25
+def test_an_evenly_edged_frame_does_not_move_the_truth_circle() -> None:
+    """Exact labels on frames of the same droplet (noise, blur): the frame's edge is even
+    within its noise, so the labels' circle (refined on pixel edges) is kept unchanged."""
+    for seed, axis_deg in [(5, 60.0), (11, -100.0), (12, 170.0)]:
+        cap = _cap(axis_deg)
+        plain = measure_contact_angle(cap.labels)
+        r = measure_contact_angle(cap.labels, image=_frame(cap.labels, seed=seed))
+        assert r.droplet_edge == "even", (seed, r.droplet_edge)
+        assert r.circle_center_row == plain.circle_center_row
+        assert r.circle_center_col == plain.circle_center_col
+        assert r.droplet_radius_px == plain.droplet_radius_px
+    # The overlay says why the labels' circle was kept, right of the circle's centre.
+    image = _frame(cap.labels, seed=seed)
+    told = draw_overlay(image, cap.labels, r)
+    silent = draw_overlay(image, cap.labels, dataclasses.replace(r, droplet_edge="labels"))
+    row, col = int(r.circle_center_row), int(r.circle_center_col)
+    assert (told[row - 8 : row + 4, col + 8 : col + 60] != silent[row - 8 : row + 4,
+                                                                   col + 8 : col + 60]).any()
 
 
 def test_a_frame_without_a_droplet_edge_keeps_the_labels() -> None:
@@ -127,7 +141,7 @@ def test_too_few_points_and_every_status_is_documented() -> None:
     nan = np.full(cap.labels.shape, np.nan, dtype=np.float32)
     assert measure_contact_angle(cap.labels, image=nan).droplet_edge == "too_few_points"
     assert {"refined", "labels", "too_few_points", "weak_edge", "out_of_reach",
-            "not_a_circle"} == set(CIRCLE_EDGE_STATUSES)
+            "even"} == set(CIRCLE_EDGE_STATUSES)
 
 
 def test_crop_offset_is_applied() -> None:
@@ -138,8 +152,10 @@ def test_crop_offset_is_applied() -> None:
     image = _frame(cap.labels, seed=6)
     c = np.array(cap.circle_center_rc)
     ang = np.linspace(-2.5, 2.5, 300) + math.atan2(*(-axis_vectors(10.0)[0]))
-    radius = cap.droplet_radius_px - 1.0
-    pts = c + radius * np.stack([np.sin(ang), np.cos(ang)], 1)
+    unit = np.stack([np.sin(ang), np.cos(ang)], 1)
+    # The outline 1 px inside on the wire's side only (as the labels).
+    radius = cap.droplet_radius_px - 1.0 * (unit @ axis_vectors(10.0)[0] < 0)
+    pts = c + radius[:, None] * unit
     fit = geometric_fit(pts)
     whole = refine_droplet_circle(image, labels, fit, pts)
     off = np.array([40.0, 25.0])
@@ -148,3 +164,9 @@ def test_crop_offset_is_applied() -> None:
     assert whole.refined and crop.refined
     assert np.allclose(whole.fit.center, crop.fit.center + off, atol=1e-6)
     assert whole.fit.radius == pytest.approx(crop.fit.radius, abs=1e-6)
+    assert np.allclose(whole.center_move_cov, crop.center_move_cov, atol=1e-9)
+    # The given circle (for a binary mask, refined on its pixel edges) is moved, not refitted:
+    # its radius is kept, its centre moves by the frame's translation.
+    assert whole.fit.radius == fit.radius
+    assert np.allclose(whole.fit.center, fit.center + whole.center_move, atol=1e-12)
+    assert np.hypot(*(fit.center + whole.center_move - c)) < 0.5 * np.hypot(*(fit.center - c))

@@ -348,7 +348,7 @@ def _measure(
                             edge_sigma_deg(edge.status, edge.shift_px, edge.sigma_px,
                                            half_chord),
                             circle_edge_sigma_deg(label_fit, fit, line.normal, theta,
-                                                  half_chord))
+                                                  half_chord, drop_edge.center_move_cov))
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
     fitted.update(base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
                   facet_edge=edge.status, facet_edge_shift_px=edge.shift_px,

@@ -16,13 +16,17 @@ droplet and the frame's border are never sampled). The kept points, in order alo
 are grouped into at most ``MAX_SECTORS`` sectors of at least ``MIN_SECTOR_POINTS``; each
 sector's profiles are averaged (mean without the highest and lowest 15 %, as for the facet
 line) and its edge placed at the centroid of the mean profile's rising derivative (droplet
--> background; the falling parts left out) within +-``WINDOW_PX``, iterated from the label
+-> background; the falling parts left out; the derivative's mean over the plateaus, an
+illumination gradient's share, subtracted) within +-``WINDOW_PX``, iterated from the label
 outline: a short window and only the rise, so that the halo's fall beyond its peak and the
 fringes further out do not pull it. A sector counts when its plateaus differ by ``MIN_SNR``
-times the mean profile's noise and its edge lies within ``MAX_SHIFT_PX`` of the outline.
-When enough of the arc counts, every outline point used by the fit is moved along its normal
-by the sector offsets interpolated along the arc (flat beyond the outermost sectors) **less
-their median**, and the circle is fitted again.
+times the mean profile's noise and its edge lies within ``MAX_SHIFT_PX`` of the outline; its
+1-sigma is a bootstrap over its profiles. The sector offsets are fitted (weighted least
+squares) as a constant plus a translation ``t`` of the circle (``offset = c + t . normal``),
+the residual scatter beyond the bootstrap's scaling the covariance. Only when ``t`` lowers
+the chi^2 of a constant offset by more than ``CHI2_SIGNIFICANT`` (two degrees of freedom,
+after that scaling) is it applied: the given circle (for a binary mask already refined on its
+pixel edges) moves by ``t`` and keeps its radius; otherwise it is kept as ``even``.
 
 Only the unevenness is taken from the frame, not the mean offset. The edge of a projected
 sphere is not a step: its thickness falls to zero at the outline, so an intensity locator
@@ -30,6 +34,9 @@ reads it inside by an amount that depends on the optics (blur, defocus, absorpti
 px on the generator's frames, more on a purely absorbing, blurred one. That amount is the
 same all along the free surface of an untilted cap (the facet plane is seen edge-on, so no
 beam path is cut by it), so it cancels from the shape and the labels' mean radius is kept.
+Of the shape only the translation is read: it is what moves the centre, and a frame of the
+true droplet still shows sector-to-sector differences of a few tenths of a pixel (film
+texture, fringes) that a finer shape would follow.
 """
 
 from __future__ import annotations
@@ -38,10 +45,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import map_coordinates
 
 from nwwatch.classes import DROPLET
-from nwwatch.measure.circle import CircleFit, robust_fit
-from nwwatch.measure.refine import TRIM_FRACTION
+from nwwatch.measure.circle import CircleFit
+from nwwatch.measure.refine import TRIM_FRACTION, _bootstrap_means
 
 #: Sampling step of the profiles along the normal (px).
 PROFILE_STEP_PX = 0.25
@@ -69,6 +77,13 @@ MIN_ACCEPTED_SHARE = 0.6
 MIN_SAMPLED_SHARE = 0.5
 #: Contrast of a sector's edge over its mean profile's noise needed to accept it.
 MIN_SNR = 8.0
+#: Bootstrap resamples of a sector's profiles for its edge's 1-sigma, and that 1-sigma's
+#: floor (px).
+BOOTSTRAP = 48
+MIN_SECTOR_SIGMA_PX = 0.05
+#: Drop in the weighted chi^2 (2 degrees of freedom) a translation of the circle must bring
+#: over a constant offset to be applied (0.1 % false alarm for Gaussian sector errors).
+CHI2_SIGNIFICANT = 13.8
 
 #: ``droplet_edge`` values: what was done with the droplet's circle.
 CIRCLE_EDGE_STATUSES: dict[str, str] = {
@@ -79,10 +94,10 @@ CIRCLE_EDGE_STATUSES: dict[str, str] = {
                       "to sample the frame: the label outline is kept",
     "weak_edge": "too little of the arc shows a clear droplet edge in the frame: the label "
                  "outline is kept",
-    "out_of_reach": "the frame's edge lies too far from the label outline: the label "
-                    "outline is kept",
-    "not_a_circle": "the moved outline does not fit a circle close to the labels': the label "
-                    "outline is kept",
+    "out_of_reach": "the frame's edge lies too far from the label outline, or would move "
+                    "the circle's centre by more than MAX_SHIFT_PX: the label outline is kept",
+    "even": "the frame's edge lies at the same distance from the label outline all along "
+            "the arc, within its noise: the labels' circle is kept",
 }
 
 
@@ -90,13 +105,16 @@ CIRCLE_EDGE_STATUSES: dict[str, str] = {
 class CircleRefinement:
     """Outcome of :func:`refine_droplet_circle`.
 
-    ``status`` one of :data:`CIRCLE_EDGE_STATUSES`; when ``refined``, ``fit`` is the circle
-    refitted to ``points`` (the moved outline, (N, 2) float64, in the coordinates the
-    outline was given in) and ``move_px`` the RMS of the moves applied to the outline
-    points; ``offset_px`` the median distance of the frame's edge from the label outline
-    over the accepted sectors (positive outwards; None when none was located: what the
+    ``status`` one of :data:`CIRCLE_EDGE_STATUSES`; when ``refined``, ``fit`` is the given
+    circle moved by ``center_move`` (radius kept), ``points`` the outline moved along its
+    normals by the same translation ((N, 2) float64, in the coordinates the outline was
+    given in) and ``move_px`` the RMS of those moves; ``offset_px`` the frame's edge's
+    distance from the label outline (the fitted constant, or the median over the accepted
+    sectors when no fit was made; positive outwards; None when none was located: what the
     locator read, not applied); ``snr`` the median contrast over noise of the accepted
-    sectors; ``n_sectors`` how many were accepted.
+    sectors; ``n_sectors`` how many were used; ``center_move`` ((2,) px, (row, col)) and
+    ``center_move_cov`` ((2, 2) px^2) the fitted translation and its covariance, also for
+    ``even`` and ``out_of_reach`` after the fit (None before it).
     """
 
     status: str
@@ -106,6 +124,8 @@ class CircleRefinement:
     offset_px: float | None = None
     snr: float | None = None
     n_sectors: int = 0
+    center_move: np.ndarray | None = None
+    center_move_cov: np.ndarray | None = None
 
     @property
     def refined(self) -> bool:
@@ -114,8 +134,15 @@ class CircleRefinement:
 
 def _edge_centroids(profiles: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """(K,) centroids of the rising derivative of ``profiles`` (K, M) within +-WINDOW_PX,
-    iterated from 0 (the label outline); NaN where the window holds no rise."""
-    grad = np.clip(np.gradient(profiles, offsets, axis=1), 0.0, None)
+    iterated from 0 (the label outline); NaN where the window holds no rise.
+
+    The derivative's mean over both plateaus (beyond PLATEAU_PX) is subtracted first: an
+    illumination gradient across the droplet tilts every profile by its component along
+    the normal, which would otherwise shift each sector's centroid by a different amount
+    (a translation of the whole outline, read as unevenness)."""
+    grad = np.gradient(profiles, offsets, axis=1)
+    plateaus = np.abs(offsets) >= PLATEAU_PX
+    grad = np.clip(grad - grad[:, plateaus].mean(axis=1, keepdims=True), 0.0, None)
     x = np.zeros(len(profiles))
     for _ in range(8):
         w = grad * (np.abs(offsets[None, :] - x[:, None]) <= WINDOW_PX)
@@ -129,21 +156,6 @@ def _edge_centroids(profiles: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         if done:
             break
     return x
-
-
-def _bilinear(img: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """``img`` (H, W) at the (row, col) coordinates ``where`` (..., 2), bilinear, float64;
-    coordinates beyond the border take the border's values (as ``mode="nearest"``)."""
-    h, w = img.shape
-    r = np.clip(where[..., 0], 0.0, h - 1.0)
-    c = np.clip(where[..., 1], 0.0, w - 1.0)
-    r0 = np.minimum(r.astype(np.int64), h - 2) if h > 1 else np.zeros(r.shape, np.int64)
-    c0 = np.minimum(c.astype(np.int64), w - 2) if w > 1 else np.zeros(c.shape, np.int64)
-    fr, fc = r - r0, c - c0
-    r1, c1 = np.minimum(r0 + 1, h - 1), np.minimum(c0 + 1, w - 1)
-    top = img[r0, c0] * (1.0 - fc) + img[r0, c1] * fc
-    bottom = img[r1, c0] * (1.0 - fc) + img[r1, c1] * fc
-    return (top * (1.0 - fr) + bottom * fr).astype(np.float64, copy=False)
 
 
 def _quantum(img: np.ndarray, level: float) -> float:
@@ -220,7 +232,8 @@ def refine_droplet_circle(
     img = np.asarray(image)
     idx = sample[ok]
     where = base[None, None, :] + (radius + offsets)[None, :, None] * normal[idx, None, :]
-    prof = _bilinear(img, where)
+    prof = map_coordinates(img, [where[..., 0].ravel(), where[..., 1].ravel()],
+                           output=np.float64, order=1, mode="nearest").reshape(len(idx), -1)
     finite = np.isfinite(prof).all(axis=1)
     idx, prof = idx[finite], prof[finite]
     if len(idx) < MIN_SECTORS * MIN_SECTOR_POINTS:
@@ -253,20 +266,56 @@ def refine_droplet_circle(
                                 offset_px=float(np.median(shift[near])) if near.any() else None,
                                 snr=float(np.median(snr[clear])) if clear.any() else None,
                                 n_sectors=int(near.sum()))
-    centres = np.median(angle[idx[: k * m]].reshape(k, m), axis=1)[near]
     shifts, snrs = shift[near], snr[near]
-    # Only the outline's unevenness along the arc is taken from the frame, not its mean
-    # offset: every sector of a sphere's edge reads inside by the same amount (see the
-    # module doc), so the labels' mean radius is kept and only the shape is corrected.
-    move = np.interp(angle, centres, shifts)
-    move -= float(np.median(move))
-    moved = pts + move[:, None] * normal
-    new, keep = robust_fit(moved)
-    if (not new.converged or abs(new.radius - radius) > MAX_SHIFT_PX + 0.5
-            or float(np.hypot(*(new.center - center))) > MAX_SHIFT_PX + 0.5):
-        return CircleRefinement("not_a_circle", offset_px=float(np.median(shifts)),
-                                snr=float(np.median(snrs)), n_sectors=int(near.sum()))
-    return CircleRefinement("refined", fit=new, points=moved[keep],
-                            move_px=float(np.sqrt(np.mean(move**2))),
-                            offset_px=float(np.median(shifts)), snr=float(np.median(snrs)),
-                            n_sectors=int(near.sum()))
+    # Each accepted sector's 1-sigma: a bootstrap over its profiles (within the window the
+    # centroid reads), floored at MIN_SECTOR_SIGMA_PX.
+    rng = np.random.default_rng(0)
+    groups = prof[: k * m].reshape(k, m, -1) * np.where(contrast < 0, -1.0, 1.0)[:, None, None]
+    sigma = np.empty(int(near.sum()))
+    for j, s in enumerate(np.flatnonzero(near)):
+        boot = _edge_centroids(_bootstrap_means(groups[s], rng.integers(0, m, (BOOTSTRAP, m))),
+                               offsets)
+        boot = boot[np.isfinite(boot)]
+        sigma[j] = (max(float(np.std(boot, ddof=1)), MIN_SECTOR_SIGMA_PX)
+                    if boot.size >= BOOTSTRAP // 2 else math.inf)
+    usable = np.isfinite(sigma)
+    if usable.sum() < MIN_SECTORS + 1:
+        return CircleRefinement("weak_edge", offset_px=float(np.median(shifts)),
+                                snr=float(np.median(snrs)), n_sectors=int(usable.sum()))
+    shifts, snrs, sigma = shifts[usable], snrs[usable], sigma[usable]
+    # Sector directions: the mean normal of its points.
+    dirs = normal[idx[: k * m]].reshape(k, m, 2).mean(axis=1)[near][usable]
+    dirs /= np.hypot(dirs[:, 0], dirs[:, 1])[:, None]
+    # Only the outline's unevenness that moves the circle is taken from the frame, not its
+    # mean offset: every sector of a sphere's edge reads inside by the same amount (see the
+    # module doc). Offset = c + t . normal is a constant plus a translation t of the circle;
+    # weighted least squares, and t applied only when it beats a constant by CHI2_SIGNIFICANT
+    # (2 degrees of freedom), with the residual scatter beyond the bootstrap's scaling both.
+    design = np.column_stack([np.ones(len(shifts)), dirs])
+    wts = 1.0 / sigma**2
+    normal_eq = (design * wts[:, None]).T @ design
+    try:
+        cov = np.linalg.inv(normal_eq)
+    except np.linalg.LinAlgError:
+        return CircleRefinement("weak_edge", offset_px=float(np.median(shifts)),
+                                snr=float(np.median(snrs)), n_sectors=len(shifts))
+    beta = cov @ ((design * wts[:, None]).T @ shifts)
+    chi2_full = float(np.sum(wts * (shifts - design @ beta) ** 2))
+    const = float(np.sum(wts * shifts) / np.sum(wts))
+    chi2_const = float(np.sum(wts * (shifts - const) ** 2))
+    dof = len(shifts) - 3
+    scale = max(1.0, chi2_full / dof) if dof > 0 else math.inf
+    t = beta[1:]
+    t_cov = cov[1:, 1:] * scale
+    common = dict(offset_px=const, snr=float(np.median(snrs)), n_sectors=len(shifts),
+                  center_move=t, center_move_cov=t_cov)
+    if not (chi2_const - chi2_full) / scale > CHI2_SIGNIFICANT:
+        return CircleRefinement("even", **common)
+    if float(np.hypot(*t)) > MAX_SHIFT_PX:
+        return CircleRefinement("out_of_reach", **common)
+    # The circle keeps its radius and moves by t (the labels' own fit, refined on pixel edges
+    # for a binary mask, is kept otherwise); each outline point by its share along its normal.
+    move = normal @ t
+    new = CircleFit(center + t, radius, fit.covariance, fit.rms_px, fit.n_points, fit.converged)
+    return CircleRefinement("refined", fit=new, points=pts + move[:, None] * normal,
+                            move_px=float(np.sqrt(np.mean(move**2))), **common)
