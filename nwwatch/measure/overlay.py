@@ -109,15 +109,6 @@ def draw_overlay(
         cv2.circle(canvas, centre, int(round(r.droplet_radius_px * _ONE)), _ORANGE, lw,
                    cv2.LINE_AA, _SHIFT)
         cv2.circle(canvas, centre, 3 * _ONE * lw, _ORANGE, -1, cv2.LINE_AA, _SHIFT)
-        if r.droplet_edge == "refined" and r.droplet_edge_move_px is not None:
-            drop = f"droplet: frame, moved {r.droplet_edge_move_px:.2f} px"
-        elif r.droplet_edge not in (None, "labels"):
-            drop = f"droplet: labels ({r.droplet_edge})"
-        else:
-            drop = ""
-        if drop:
-            _text(canvas, drop, (int(r.circle_center_col) + 6 * lw, int(r.circle_center_row)),
-                  _ORANGE, 0.4 * scale)
     sides = (
         (r.triple_left_row, r.triple_left_col, r.contact_angle_left_deg, "L"),
         (r.triple_right_row, r.triple_right_col, r.contact_angle_right_deg, "R"),
