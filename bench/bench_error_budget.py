@@ -19,20 +19,19 @@ centre, and the median radial offset of the model's outline points from the true
 positive = drawn outside the droplet). The model's labels are measured with the frame (the
 service's way, ``model``) and alone (``model_labels``). For the frames whose line the frame
 moved, the terms of the 1-sigma (statistical, orientation choice, flat/elliptical, facet
-edge, droplet edge) as the measurement combined them. Two experiments on the droplet's edge
+edge) as the measurement combined them. Two experiments on the droplet's edge
 in the frame: where three intensity locators (steepest rise, rising-derivative centroid,
 halfway between the plateaus) put it on the median radial profile sampled at the TRUE circle
 (``edge_at_true_circle_px``, px from the true outline), and the labels' circle moved by the
-whole located offset per sector (``circle_on_frame_valid``, against the measurement's own
-correction, which keeps the mean radius). ``--speed`` times
-:func:`nwwatch.measure.refine_circle.refine_droplet_circle` alone.
+whole located offset per sector (``circle_on_frame_valid``, against the labels' circle, which
+the measurement keeps).
 
 Usage::
 
     python -m bench.bench_error_budget nwwatch/models/insitu-default.onnx \\
         --set eval_new=/work/em/eval_new --set video_new=/work/em/video_new \\
-        --set eval_a=/work/em/eval_a --speed \\
-        --json bench/results/model_angles_dropedge_budget.json
+        --set eval_a=/work/em/eval_a \\
+        --json bench/results/model_angles_budget.json
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +256,6 @@ def frame_budget(data: dict[str, np.ndarray], i: int, row: dict) -> dict[str, An
     true_fit = measure_contact_angle(data["truth_labels"][i])
     plain = measure_contact_angle(data["labels"][i], data["prob"][i])
     f["model"] = {"status": model.reason_code, "facet_edge": model.facet_edge,
-                  "droplet_edge": model.droplet_edge,
                   "sigma_deg": model.contact_angle_uncertainty_deg,
                   "sigma_terms_deg": terms}
     f["model_labels"] = {"status": plain.reason_code}
@@ -324,8 +321,6 @@ def summarise(frames: list[dict]) -> dict[str, Any]:
         out[name + "_valid_only"] = {k: stats([r.get(k) for r in valid])
                                      for k in ("err_deg", "err_circle_only_deg",
                                                "err_line_only_deg")}
-    out["droplet_edge"] = dict(sorted(Counter(str(f["model"]["droplet_edge"])
-                                              for f in frames).items()))
     for key in ("droplet_model_labels", "droplet_model_frame", "wire_model_labels",
                 "wire_model_frame"):
         errs = [f[key]["err_deg"] for f in frames if f[key]["valid"]]
@@ -361,60 +356,12 @@ def summarise(frames: list[dict]) -> dict[str, Any]:
     return out
 
 
-def circle_refine_ms(labels: np.ndarray, prob: np.ndarray | None, image: np.ndarray,
-                     repeats: int = 5) -> tuple[float | None, str | None]:
-    """CPU ms (fastest of ``repeats``) of
-    :func:`nwwatch.measure.refine_circle.refine_droplet_circle` alone on the arguments the
-    measurement passes it, and its status (None, None when it was not called)."""
-    from bench.bench_refine_speed import _fastest_ms
-
-    calls = []
-    original = ca.refine_droplet_circle
-
-    def spy(*args, **kwargs):
-        calls.append((args, kwargs))
-        return original(*args, **kwargs)
-
-    ca.refine_droplet_circle = spy
-    try:
-        measure_contact_angle(labels, prob, image=image)
-    finally:
-        ca.refine_droplet_circle = original
-    if not calls:
-        return None, None
-    args, kwargs = calls[0]
-    return (_fastest_ms(lambda: original(*args, **kwargs), repeats),
-            original(*args, **kwargs).status)
-
-
-def speed(sets: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
-    """Median CPU ms of the circle refinement: ideal 512^2 caps (a = 40, 100, 200 px, exact
-    labels, the blurred noisy image of ``bench.bench_refine_speed.ideal_cap``) and the model's
-    labels of each set."""
-    from bench.bench_refine_speed import CAP_A_PX, ideal_cap
-
-    out: dict[str, Any] = {}
-    for a in CAP_A_PX:
-        labels, image = ideal_cap(a)
-        ms, status = circle_refine_ms(labels, None, image)
-        out[f"ideal_a{a}"] = {"ms": round(ms, 2) if ms is not None else None, "status": status}
-    for name, data in sets.items():
-        ms = [circle_refine_ms(data["labels"][i], data["prob"][i], data["image"][i])[0]
-              for i in range(len(data["stem"]))]
-        ms = np.array([m for m in ms if m is not None])
-        out[name] = {"frames": int(ms.size), "median_ms": round(float(np.median(ms)), 2),
-                     "p95_ms": round(float(np.percentile(ms, 95)), 2)}
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=FOLDER")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--frames-json", type=Path, default=None)
-    parser.add_argument("--speed", action="store_true",
-                        help="also time the circle refinement (CPU, fastest of 5 calls)")
     args = parser.parse_args(argv)
     import pyarrow.parquet as pq
 
@@ -423,20 +370,15 @@ def main(argv: list[str] | None = None) -> None:
     segmenter = Segmenter(args.model, providers=("cpu",), threads=1)
     report: dict[str, Any] = {"model": str(args.model), "sets": {}}
     per_frame = {}
-    cached = {}
     for spec in args.set:
         name, folder = spec.split("=", 1)
         data = segmented(args.model, Path(folder), name, segmenter)
-        cached[name] = data
         truth = {Path(r["file"]).stem: r
                  for r in pq.read_table(Path(folder) / "truth.parquet").to_pylist()}
         frames = [frame_budget(data, i, truth[str(s)]) for i, s in enumerate(data["stem"])]
         report["sets"][name] = summarise(frames)
         per_frame[name] = frames
         print(name, json.dumps(report["sets"][name], indent=1), flush=True)
-    if args.speed:
-        report["circle_refine_cpu_ms"] = speed(cached)
-        print(json.dumps(report["circle_refine_cpu_ms"], indent=1), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1) + "\n")

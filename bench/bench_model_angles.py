@@ -108,8 +108,7 @@ def segmented(model: Path, folder: Path, name: str, segmenter) -> dict[str, np.n
 
 
 def summarise(errors: list[float | None], sigmas: list[float | None],
-              codes: list[str], edges: list[str | None],
-              drops: list[str | None] | None = None) -> dict[str, Any]:
+              codes: list[str], edges: list[str | None]) -> dict[str, Any]:
     """Scores of one way of measuring one set (errors None for frames without a valid angle)."""
     valid = [i for i, e in enumerate(errors) if e is not None]
     e = np.array([errors[i] for i in valid], dtype=float)
@@ -126,8 +125,6 @@ def summarise(errors: list[float | None], sigmas: list[float | None],
         "valid_over_3deg": int(np.sum(np.abs(e) > 3.0)),
         "reason_codes": dict(sorted(Counter(codes).items())),
         "facet_edge": dict(sorted(Counter(str(x) for x in edges).items())),
-        **({"droplet_edge": dict(sorted(Counter(str(x) for x in drops).items()))}
-           if drops is not None else {}),
     }
 
 
@@ -150,15 +147,12 @@ def score_set(data: dict[str, np.ndarray]) -> tuple[dict[str, Any], list[dict[st
         frame = {"stem": str(stem), "truth_deg": round(float(data["angle"][i]), 3)}
         for way, r in results.items():
             err = r.contact_angle_deg - float(data["angle"][i]) if r.angle_valid else None
-            ways[way].append((err, r.contact_angle_uncertainty_deg, r.reason_code, r.facet_edge,
-                              r.droplet_edge))
+            ways[way].append((err, r.contact_angle_uncertainty_deg, r.reason_code, r.facet_edge))
             frame[way] = {"status": r.status, "reason_code": r.reason_code,
                           "angle_deg": r.contact_angle_deg,
                           "sigma_deg": r.contact_angle_uncertainty_deg,
                           "facet_edge": r.facet_edge, "shift_px": r.facet_edge_shift_px,
-                          "snr": r.facet_edge_snr, "a_px": r.base_half_width_px,
-                          "droplet_edge": r.droplet_edge,
-                          "droplet_move_px": r.droplet_edge_move_px}
+                          "snr": r.facet_edge_snr, "a_px": r.base_half_width_px}
         frames.append(frame)
     summary = {way: summarise(*map(list, zip(*rows, strict=True))) for way, rows in ways.items()}
     # The frames whose facet line the image moved, valid or not: what the move did.
@@ -241,8 +235,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             print(f"{name:10s} {way:13s} valid {s['valid']:3d}/{s['frames']:3d}  RMSE "
                   f"{s['rmse_deg']:6.2f}  bias {s['bias_deg']:+6.2f}  max {s['max_abs_deg']:6.2f}"
-                  f"  <=2sigma {100 * s['within_2sigma']:5.1f} %  edge {s['facet_edge']}"
-                  f"  droplet {s.get('droplet_edge', {})}",
+                  f"  <=2sigma {100 * s['within_2sigma']:5.1f} %  edge {s['facet_edge']}",
                   flush=True)
     report["real_crops"] = real_crops(segmenter)
     for stem, entry in report["real_crops"].items():

@@ -145,18 +145,7 @@ def test_a_tilted_wires_elliptical_facet_gets_no_invented_step(tilt_deg: float) 
     assert abs(err) <= 2.0 * r.contact_angle_uncertainty_deg
 
 
-def _without_circle_refinement(monkeypatch) -> None:
-    """The droplet circle kept on the labels (``droplet_edge`` is tested in
-    test_measure_refine_circle.py): what remains of the image is the facet line's part."""
-    import nwwatch.measure.contact_angle as contact_angle
-    from nwwatch.measure.refine_circle import CircleRefinement
-
-    monkeypatch.setattr(contact_angle, "refine_droplet_circle",
-                        lambda *args, **kwargs: CircleRefinement("labels"))
-
-
-def test_nan_pixels_are_left_out_of_the_profiles(monkeypatch) -> None:
-    _without_circle_refinement(monkeypatch)
+def test_nan_pixels_are_left_out_of_the_profiles() -> None:
     cap = _cap()
     labels = _shifted_labels(cap)
     image = _frame(cap.labels, seed=2)
@@ -237,10 +226,8 @@ def test_the_intensity_scale_does_not_matter() -> None:
     assert tiny.facet_edge_snr == pytest.approx(ref.facet_edge_snr, rel=1e-6)
 
 
-def test_an_elliptical_facet_is_measured_as_without_the_image(monkeypatch) -> None:
-    """The image is not read for an elliptical facet: nothing about it enters the facet
-    line (the droplet circle aside)."""
-    _without_circle_refinement(monkeypatch)
+def test_an_elliptical_facet_is_measured_as_without_the_image() -> None:
+    """The image is not read for an elliptical facet: nothing about it enters the result."""
     cap = render_ideal_cap((256, 256), 115.0, 40.0, 20.0, (150.3, 120.4), tilt_deg=8.0)
     plain = measure_contact_angle(cap.labels)
     r = measure_contact_angle(cap.labels, image=_projected_frame(cap, seed=7))

@@ -42,13 +42,11 @@ from nwwatch.measure.facet import (
 )
 from nwwatch.measure.interface import fit_facet_line, interface_points
 from nwwatch.measure.refine import EdgeRefinement, refine_facet_line
-from nwwatch.measure.refine_circle import CircleRefinement, refine_droplet_circle
 from nwwatch.measure.result import ContactAngleResult, MeasurementPoints
 from nwwatch.measure.tilt import facet_shape
 from nwwatch.measure.uncertainty import (
     CALIBRATION,
     choice_sigma_deg,
-    circle_edge_sigma_deg,
     combine_deg,
     correlation_factor,
     edge_sigma_deg,
@@ -256,11 +254,6 @@ def _measure(
     outward = contour.outward[keep][inliers] if fine is None else None
     if outward is not None and fit.converged:  # binary mask: use what each pixel edge allows
         fit = refine_on_pixel_edges(pts, outward, fit)
-    label_fit, drop_edge = fit, CircleRefinement("labels")
-    if image is not None and fit.converged:  # the outline onto the frame's droplet edge
-        drop_edge = refine_droplet_circle(image, labels, fit, pts, offset=offset)
-        if drop_edge.refined:
-            fit, pts = drop_edge.fit, drop_edge.points
     span = arc_span_deg(pts, fit.center)
     radius = fit.radius
     points = MeasurementPoints(
@@ -274,8 +267,6 @@ def _measure(
         fit_residual_rms_px=fit.rms_px,
         arc_span_deg=span,
         n_contour_points=len(pts),
-        droplet_edge=drop_edge.status,
-        droplet_edge_move_px=drop_edge.move_px,
         points=points,
     )
     if not fit.converged or not np.isfinite(radius):
@@ -347,9 +338,7 @@ def _measure(
     sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), choice_deg,
                             facet.systematic_deg,
                             edge_sigma_deg(edge.status, edge.shift_px, edge.sigma_px,
-                                           half_chord),
-                            circle_edge_sigma_deg(label_fit, fit, line.normal, theta,
-                                                  half_chord))
+                                           half_chord))
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
     fitted.update(base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
                   facet_edge=edge.status, facet_edge_shift_px=edge.shift_px,

@@ -37,7 +37,7 @@ class MeasurementPoints:
     facet_rejected: np.ndarray
 
 #: Bumps whenever results for the same labels would change (the daemon's ledger keys on it).
-MEASUREMENT_VERSION = "2.3.0"
+MEASUREMENT_VERSION = "2.3.1"
 
 OK = "ok"
 SEVERAL_DROPLETS = "several_droplets"
@@ -107,8 +107,6 @@ MEASUREMENT_FIELDS: list[pa.Field] = [
     pa.field("facet_edge", pa.string()),
     pa.field("facet_edge_shift_px", _F),
     pa.field("facet_edge_snr", _F),
-    pa.field("droplet_edge", pa.string()),
-    pa.field("droplet_edge_move_px", _F),
     pa.field("wire_status", pa.string()),
     pa.field("wire_width_px", _F),
     pa.field("wire_axis_deg", _F),
@@ -152,11 +150,8 @@ class ContactAngleResult:
     the image's intensity step (``refined``, by ``facet_edge_shift_px`` along its normal,
     positive into the droplet; ``facet_edge_snr`` the step's contrast over noise), measured
     on labels alone (``labels``), or kept on the labels because the image's step was unclear
-    (:data:`nwwatch.measure.refine.EDGE_STATUSES`). ``droplet_edge`` says the same of the
-    droplet's circle (``refined``: the outline's unevenness read on the frame's droplet edge
-    and corrected, ``droplet_edge_move_px`` the RMS of the moves; the mean radius stays the
-    labels'; :data:`nwwatch.measure.refine_circle.CIRCLE_EDGE_STATUSES`). ``*_nm`` fields
-    are None unless ``pixel_size_nm`` was given.
+    (:data:`nwwatch.measure.refine.EDGE_STATUSES`). ``*_nm`` fields are None unless
+    ``pixel_size_nm`` was given.
     """
 
     status: str
@@ -186,8 +181,6 @@ class ContactAngleResult:
     facet_edge: str | None = None
     facet_edge_shift_px: float | None = None
     facet_edge_snr: float | None = None
-    droplet_edge: str | None = None
-    droplet_edge_move_px: float | None = None
     wire_status: str | None = None
     wire_width_px: float | None = None
     wire_axis_deg: float | None = None

@@ -135,24 +135,3 @@ def edge_sigma_deg(
     else:
         px = max(UNRESOLVED_EDGE_SIGMA_PX, abs(shift_px) if shift_px is not None else 0.0)
     return math.degrees(px / max(half_chord_px, 0.5))
-
-
-#: A circle moved onto the frame's droplet edge keeps this share of the angle the move made
-#: as a systematic 1-sigma: where the labels and the frame disagree, either may be off.
-CIRCLE_DISAGREEMENT_FRACTION = 0.25
-
-
-def circle_edge_sigma_deg(
-    label_fit: CircleFit, fit: CircleFit, normal: np.ndarray, theta_rad: float,
-    half_chord_px: float,
-) -> float:
-    """Systematic 1-sigma (degrees) of a droplet circle moved onto the frame's edge
-    (:func:`nwwatch.measure.refine_circle.refine_droplet_circle`): a share of the angle the
-    move made, ``(ds + cos(theta) dR) / a`` with ``ds`` the centre's move along the facet
-    ``normal`` (into the droplet) and ``dR`` the radius'; 0 when the circle was not moved."""
-    if fit is label_fit:
-        return 0.0
-    ds = float((np.asarray(fit.center) - np.asarray(label_fit.center)) @ normal)
-    d_theta = (ds + math.cos(theta_rad) * (fit.radius - label_fit.radius)) / max(
-        half_chord_px, 0.5)
-    return CIRCLE_DISAGREEMENT_FRACTION * math.degrees(abs(d_theta))
