@@ -72,7 +72,8 @@ def run_set(segmenter: Segmenter, folder: Path) -> list[dict[str, Any]]:
         variants["average"] = (fine + coarse) / 2
         for width in BANDS:
             variants[f"band_{width}"] = keep_fine_boundaries(
-                fine, coarse, passes[0.75].labels[0], max(1, round(width / factor)))
+                fine, coarse, passes[1.0].labels[0], passes[0.75].labels[0],
+                max(1, round(width / factor)))
         for mode in ("reflect", "edge"):
             variants[f"pad_{mode}"] = _padded(segmenter, image, mode)[0]
         true_angle = float(t.get("theta_apparent_deg") or t["theta_deg"])
