@@ -9,7 +9,7 @@ contact angle measured as the service measures it (labels, droplet probability, 
 - ``scale_S``: one pass at S times the working scale (1 = the first pass alone);
 - ``average``: mean softmax of the passes at 1 and 0.75;
 - ``band_W``: the 0.75 pass, with the first pass's softmax within W px of its class
-  boundaries (:func:`nwwatch.segment.scale.keep_fine_boundaries`; W = 4 is the runtime's);
+  boundaries (:func:`nwwatch.segment.scale.keep_fine_boundaries`; W = 8 is the runtime's);
 - ``pad_reflect`` / ``pad_edge``: one pass of the frame padded by 64 px on every side
   (reflected / edge values), cropped back: does context beyond a cut droplet help?
 

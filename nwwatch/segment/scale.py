@@ -68,7 +68,7 @@ SHRINK_STEP = 0.75
 #: Half-width (px at the first pass's scale) of the band around the smaller pass's class
 #: boundaries within which the first pass's boundaries are kept (2, 4 and 8 measured,
 #: docs/models.md).
-BOUNDARY_BAND_PX = 4
+BOUNDARY_BAND_PX = 8
 
 METADATA_KEY = "working_scale"
 
