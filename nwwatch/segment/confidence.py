@@ -89,10 +89,15 @@ def cap_confidence(probabilities: np.ndarray, labels: np.ndarray, ceiling: float
     if current <= ceiling or current <= 0.0:
         return probabilities
     keep = np.float32(max(ceiling, 0.0) / current)
-    order = np.argsort(probabilities, axis=0)
-    classes = np.arange(probabilities.shape[0])[:, None, None]
-    out = probabilities * keep
+    # The runner-up class of each pixel, a channel at a time (argsort along C is slow).
+    runner_up = np.zeros(labels.shape, np.uint8)
+    best = np.full(labels.shape, -np.inf, np.float32)
+    for c in range(probabilities.shape[0]):
+        value = np.where(labels == c, np.float32(-np.inf), probabilities[c])
+        runner_up[value > best] = c
+        np.maximum(best, value, out=best)
+    out = (probabilities * keep).astype(np.float32, copy=False)
     half = np.float32((1.0 - keep) / 2.0)
-    for top in (order[-1], order[-2]):
-        out += half * (classes == top[None])
-    return out.astype(np.float32, copy=False)
+    for c in range(probabilities.shape[0]):
+        out[c] += half * ((labels == c) | (runner_up == c))
+    return out

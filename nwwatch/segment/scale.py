@@ -209,13 +209,11 @@ def keep_fine_boundaries(fine: np.ndarray, coarse: np.ndarray, fine_labels: np.n
     count, regions = cv2.connectedComponents(disagree, connectivity=8)
     if count == 1:  # the passes agree everywhere: the labels are the same either way
         return np.where(band[None], fine, coarse)
-    outside = np.zeros(count, bool)
-    outside[np.unique(regions[~band & (disagree > 0)])] = True
+    outside = np.bincount(regions[~band & (disagree > 0)], minlength=count) > 0
     outside[0] = False
     coarse_owned = cv2.dilate(outside[regions].view(np.uint8), kernel) > 0
     # A disagreement region touching the smaller pass's neighbourhood goes to it whole.
-    touched = np.zeros(count, bool)
-    touched[np.unique(regions[coarse_owned])] = True
+    touched = np.bincount(regions[coarse_owned], minlength=count) > 0
     touched[0] = False
     use_fine = band & ~coarse_owned & ~touched[regions]
     return np.where(use_fine[None], fine, coarse)
