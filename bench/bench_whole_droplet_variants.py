@@ -9,7 +9,7 @@ contact angle measured as the service measures it (labels, droplet probability, 
 - ``scale_S``: one pass at S times the working scale (1 = the first pass alone);
 - ``average``: mean softmax of the passes at 1 and 0.75;
 - ``band_W``: the 0.75 pass, with the first pass's softmax within W px of its class
-  boundaries (:func:`nwwatch.segment.scale.keep_fine_boundaries`; W = 4 is the runtime's);
+  boundaries (:func:`nwwatch.segment.scale.keep_fine_boundaries`; W = 8 is the runtime's);
 - ``pad_reflect`` / ``pad_edge``: one pass of the frame padded by 64 px on every side
   (reflected / edge values), cropped back: does context beyond a cut droplet help?
 
@@ -72,7 +72,8 @@ def run_set(segmenter: Segmenter, folder: Path) -> list[dict[str, Any]]:
         variants["average"] = (fine + coarse) / 2
         for width in BANDS:
             variants[f"band_{width}"] = keep_fine_boundaries(
-                fine, coarse, passes[0.75].labels[0], max(1, round(width / factor)))
+                fine, coarse, passes[1.0].labels[0], passes[0.75].labels[0],
+                max(1, round(width / factor)))
         for mode in ("reflect", "edge"):
             variants[f"pad_{mode}"] = _padded(segmenter, image, mode)[0]
         true_angle = float(t.get("theta_apparent_deg") or t["theta_deg"])

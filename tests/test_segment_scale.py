@@ -129,12 +129,72 @@ def test_keep_fine_boundaries_takes_the_layout_from_the_coarse_pass():
     fine = truth.copy()
     fine[10:40, 10:40] = DROPLET  # a wrong region far from every true boundary
     _, coarse = _painted(200, 53.0)  # right layout, droplet edge 3 px out
-    out = keep_fine_boundaries(_one_hot(fine), _one_hot(coarse), coarse, band_px=4)
+    out = keep_fine_boundaries(_one_hot(fine), _one_hot(coarse), fine, coarse, band_px=4)
     assert out.shape == (3, 200, 200)
     assert np.array_equal(class_argmax(out[None])[0], truth)
     # A band narrower than the coarse pass's error leaves part of that error.
-    narrow = keep_fine_boundaries(_one_hot(fine), _one_hot(coarse), coarse, band_px=1)
+    narrow = keep_fine_boundaries(_one_hot(fine), _one_hot(coarse), fine, coarse, band_px=1)
     assert not np.array_equal(class_argmax(narrow[None])[0], truth)
+
+
+def _edges(labels: np.ndarray) -> np.ndarray:
+    return cv2.morphologyEx(labels, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+
+
+@pytest.mark.parametrize("coarse_radius", [52.0, 58.0, 64.0])
+def test_keep_fine_boundaries_puts_no_boundary_on_the_band_edge(coarse_radius):
+    from nwwatch.segment.scale import keep_fine_boundaries
+    from nwwatch.segment.session import class_argmax
+
+    _, fine = _painted(200, 50.0)
+    fine[150:170, 20:40] = DROPLET  # a wrong region of the fine pass, far from the band
+    _, coarse = _painted(200, coarse_radius)  # the passes disagree by 2, 8 or 14 px
+    out = class_argmax(keep_fine_boundaries(_one_hot(fine), _one_hot(coarse), fine, coarse,
+                                            band_px=4)[None])[0]
+    # Every class boundary is one of the passes' own, none runs along the band's edge.
+    assert not (_edges(out) & ~_edges(fine) & ~_edges(coarse)).any()
+    # Within the band the first pass's droplet edge; beyond it the smaller pass's; the
+    # first pass's wrong region, far from the smaller pass's boundaries, is dropped.
+    expected = fine.copy() if coarse_radius - 50.0 <= 4 else coarse.copy()
+    expected[150:170, 20:40] = coarse[150:170, 20:40]
+    assert np.array_equal(out, expected)
+
+
+def test_combined_pass_is_never_more_confident_than_either_pass(tmp_path):
+    from nwwatch.segment.confidence import frame_confidence
+
+    meta = {"extra": {"working_scale": {"frame_px": 512, "min_frame_px": 256}}}
+    segmenter = Segmenter(build_threshold_model(tmp_path / "m.onnx", metadata=meta,
+                                                size_multiple=32, smooth=True, sharpness=3.0),
+                          providers=("cpu",), threads=1)
+    rng = np.random.default_rng(1)
+    for radius in (110.0, 150.0, 190.0):
+        raw, _ = _painted(512, radius)
+        noisy = np.clip(raw + rng.normal(0, 25, raw.shape), 0, 255).astype(np.uint8)
+        image = normalize_image(noisy)
+        out = segmenter.segment(image)
+        passes = [segmenter._segment_at(image[None], f) for f in (1.0, 0.75)]
+        combined = frame_confidence(out.probabilities[0], out.labels[0], True)
+        alone = [frame_confidence(p.probabilities[0], p.labels[0], True) for p in passes]
+        assert combined <= min(alone) + 1e-5
+        np.testing.assert_allclose(out.probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_cap_confidence_keeps_labels_and_the_half_probability_sides():
+    from nwwatch.segment.confidence import cap_confidence, frame_confidence
+    from nwwatch.segment.session import class_argmax
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (3, 64, 64)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=0)
+    labels = class_argmax(probs[None])[0]
+    before = frame_confidence(probs, labels, True)
+    capped = cap_confidence(probs, labels, before / 2)
+    assert frame_confidence(capped, labels, True) == pytest.approx(before / 2, rel=1e-4)
+    assert np.array_equal(class_argmax(capped[None])[0], labels)
+    assert np.array_equal(capped > 0.5, probs > 0.5)
+    np.testing.assert_allclose(capped.sum(axis=0), 1.0, atol=1e-5)
+    assert cap_confidence(probs, labels, 1.0) is probs
 
 
 def test_whole_droplet_rule_compares_working_pixels(tmp_path):
@@ -173,11 +233,40 @@ def test_whole_droplet_radius_is_read_written_and_defaulted():
                                  {"frame_px": 512, "droplet_radius_px": [50, 20]},
                                  {"frame_px": 512, "min_frame_px": 1024},
                                  {"frame_px": 512, "whole_droplet_radius_px": -3},
-                                 {"frame_px": 512, "whole_droplet_radius_px": "big"}])
+                                 {"frame_px": 512, "whole_droplet_radius_px": "big"},
+                                 {"frame_px": 512, "whole_droplet_radius_px": math.nan},
+                                 {"frame_px": 512, "whole_droplet_radius_px": math.inf}])
 def test_bad_working_scale_is_refused_with_the_key(tmp_path, bad):
     model = build_threshold_model(tmp_path / "m.onnx", metadata={"extra": {"working_scale": bad}})
     with pytest.raises(ModelLoadError, match="working_scale"):
         Segmenter(model, providers=("cpu",))
+
+
+def test_tomogram_model_may_not_set_the_whole_droplet_radius(tmp_path):
+    # The rule reads class 2 as the droplet; a tomogram model's class 2 is not one.
+    meta = {"extra": {"working_scale": {"frame_px": 512, "whole_droplet_radius_px": 100.0}}}
+    model = build_threshold_model(tmp_path / "t.onnx", kind="tomogram", metadata=meta)
+    with pytest.raises(ModelLoadError, match="whole_droplet_radius_px.*in-situ"):
+        Segmenter(model, providers=("cpu",))
+
+
+def test_a_droplet_speck_on_a_large_frame_gets_no_large_pass(tmp_path):
+    meta = {"extra": {"working_scale": {"frame_px": 512, "droplet_radius_px": [14.0, 200.0],
+                                        "min_frame_px": 384}}}
+    segmenter = Segmenter(build_threshold_model(tmp_path / "m.onnx", metadata=meta,
+                                                size_multiple=64), providers=("cpu",), threads=1)
+    shapes = _spy_shapes(segmenter)
+    raw = np.full((2048, 2048), INSITU_GREY[BACKGROUND], np.uint8)
+    raw[1024:, 1004:1044] = INSITU_GREY[NANOWIRE]
+    rows, cols = np.mgrid[:2048, :2048]
+    # A speck of droplet grey, 50 frame px = 3 working px: below MIN_DROPLET_AREA_PX.
+    raw[np.hypot(rows - 300, cols - 300) <= 4.0] = INSITU_GREY[DROPLET]
+    segmenter.segment(normalize_image(raw))
+    assert shapes == [(1, 512, 512)]
+    # A small droplet that is trusted: the pass asked for is at most 4x the working scale.
+    scale = segmenter.working_scale
+    assert scale.droplet_factor(2.0, 2048, 2048, 0.25, 64) == 1.0
+    assert scale.droplet_factor(2.0, 4096, 4096, 0.125, 64) == 0.5
 
 
 def test_frames_below_min_frame_px_are_scaled_up_to_it():

@@ -71,3 +71,33 @@ def frame_confidence(probabilities: np.ndarray, labels: np.ndarray, angle_valid:
     values = np.take(flat, band, axis=1) if band.size else flat
     margin = float(np.mean(_top_two_margin(values), dtype=np.float64))
     return float(np.clip(margin, 0.0, 1.0)) * (1.0 if angle_valid else INVALID_ANGLE_FACTOR)
+
+
+def cap_confidence(probabilities: np.ndarray, labels: np.ndarray, ceiling: float,
+                   band_px: int = BAND_PX) -> np.ndarray:
+    """float32 (C, H, W) ``probabilities`` with every pixel's two most likely classes moved
+    towards an even split, just enough that :func:`frame_confidence` of the result is at
+    most ``ceiling``; unchanged when it already is.
+
+    Each pixel becomes ``k * p + (1 - k) * q``, ``q`` half on each of its two most likely
+    classes: every margin is scaled by ``k``, the argmax (``labels``, uint8 (H, W)) is kept,
+    and so is which side of 0.5 every class probability lies on (the measurement contours
+    the droplet at 0.5). Used where a frame's softmax is put together from two passes: its
+    confidence must not exceed that of either pass.
+    """
+    current = frame_confidence(probabilities, labels, True, band_px)
+    if current <= ceiling or current <= 0.0:
+        return probabilities
+    keep = np.float32(max(ceiling, 0.0) / current)
+    # The runner-up class of each pixel, a channel at a time (argsort along C is slow).
+    runner_up = np.zeros(labels.shape, np.uint8)
+    best = np.full(labels.shape, -np.inf, np.float32)
+    for c in range(probabilities.shape[0]):
+        value = np.where(labels == c, np.float32(-np.inf), probabilities[c])
+        runner_up[value > best] = c
+        np.maximum(best, value, out=best)
+    out = (probabilities * keep).astype(np.float32, copy=False)
+    half = np.float32((1.0 - keep) / 2.0)
+    for c in range(probabilities.shape[0]):
+        out[c] += half * ((labels == c) | (runner_up == c))
+    return out

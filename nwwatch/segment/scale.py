@@ -13,7 +13,8 @@ the equivalent radius ``sqrt(area / pi)`` of the largest droplet region of each 
 it (a deep network given less than the extent it learned on loses its context);
 ``whole_droplet_radius_px`` (optional): the largest droplet radius the network saw whole in its
 training crops, :data:`WHOLE_DROPLET_FRACTION` of the crop (absent: that fraction of
-``min_frame_px``, else of ``frame_px``; null: no such rule).
+``min_frame_px``, else of ``frame_px``; null: no such rule; in-situ models only, a tomogram
+model that sets it is refused).
 
 The runtime (:class:`nwwatch.segment.session.Segmenter`) then
 
@@ -22,10 +23,14 @@ The runtime (:class:`nwwatch.segment.session.Segmenter`) then
 2. when the largest droplet region found is larger than ``whole_droplet_radius_px``,
    segments once more at :data:`SHRINK_STEP` of the scale (long side rounded to the model's
    size multiple, never below ``min_frame_px``) and takes the class layout from that pass and
-   the boundaries from the first (:func:`keep_fine_boundaries`); otherwise, when the
-   model knows its droplet range and the droplet lies outside it, segments once more at the
-   scale that brings it to the nearest end of the range (at most ``MAX_UPSCALE`` x the
-   frame, at least 64 px on the long side). At most one second pass per frame;
+   the boundaries from the first where the first's lie near the smaller pass's
+   (:func:`keep_fine_boundaries`), with the frame's confidence no higher than either pass's
+   (:func:`nwwatch.segment.confidence.cap_confidence`); otherwise, when the model knows its
+   droplet range and the droplet lies outside it, segments once more at the scale that
+   brings it to the nearest end of the range (at most ``MAX_UPSCALE`` x the frame and x
+   ``frame_px``, at least 64 px on the long side). Droplet regions under
+   :data:`MIN_DROPLET_AREA_PX` working pixels are not trusted for either rule. At most one
+   second pass per frame;
 3. resizes the softmax back to the frame (bilinear, pixel-centre aligned) and takes its
    argmax, so labels and probabilities are always in the frame's own pixels.
 
@@ -61,8 +66,9 @@ WHOLE_DROPLET_FRACTION = 0.375
 #: first pass's scale (best of 0.5-0.85 on the frames it triggers on, docs/models.md).
 SHRINK_STEP = 0.75
 #: Half-width (px at the first pass's scale) of the band around the smaller pass's class
-#: boundaries where the first pass's softmax is kept (2, 4 and 8 measured, docs/models.md).
-BOUNDARY_BAND_PX = 4
+#: boundaries within which the first pass's boundaries are kept (2, 4 and 8 measured,
+#: docs/models.md).
+BOUNDARY_BAND_PX = 8
 
 METADATA_KEY = "working_scale"
 
@@ -122,9 +128,14 @@ class WorkingScale:
             crop = smallest if smallest is not None else frame
             whole = whole_droplet_radius(crop) if kind == "insitu" and crop else None
         elif whole is not None and (not isinstance(whole, int | float)
-                                    or isinstance(whole, bool) or whole <= 0):
+                                    or isinstance(whole, bool) or not math.isfinite(whole)
+                                    or whole <= 0):
             raise WorkingScaleError(f"{METADATA_KEY}.whole_droplet_radius_px: {whole!r} is not "
-                                    f"a positive number")
+                                    f"a finite positive number")
+        elif whole is not None and kind != "insitu":
+            # The rule reads the droplet class; in a tomogram model class 2 is something else.
+            raise WorkingScaleError(f"{METADATA_KEY}.whole_droplet_radius_px: only in-situ "
+                                    f"models may set it (this model is {kind!r})")
         return cls(frame, radius, smallest, None if whole is None else float(whole))
 
     def size_factor(self, height: int, width: int) -> float:
@@ -154,8 +165,9 @@ class WorkingScale:
             return None
         long_side = max(height, width)
         if self.droplet_too_large(radius_px):
-            # Long side a multiple of the model's, so the network sees no padded border (a
-            # 0.65 pass, padded by 51 px, lost 8 points of mIoU against 0.75; docs/models.md).
+            # Long side a multiple of the model's, so the long side gets no padded border (a
+            # 0.65 pass, padded by 51 px, lost 8 points of mIoU against 0.75; docs/models.md);
+            # the short side follows the aspect ratio and may still be padded.
             # Never below the training crop: step 1 scales smaller frames up to it.
             target = max(round(long_side * factor * SHRINK_STEP / size_multiple), 1)
             shortest = max(self.min_frame_px or 0, MIN_WORKING_PX)
@@ -167,22 +179,44 @@ class WorkingScale:
         if low <= radius_px <= high:
             return None
         wanted = factor * min(max(radius_px, low), high) / radius_px
-        wanted = min(wanted, MAX_UPSCALE)
+        # At most MAX_UPSCALE x the frame and MAX_UPSCALE x the working scale's long side: a
+        # speck of droplet on a large frame must not ask for a pass many times the frame.
+        cap = MAX_UPSCALE if self.frame_px is None else min(
+            MAX_UPSCALE, MAX_UPSCALE * self.frame_px / long_side)
+        wanted = min(wanted, cap)
         wanted = max(wanted, MIN_WORKING_PX / long_side)
         return wanted if abs(wanted - factor) > 0.05 * factor else None
 
 
-def keep_fine_boundaries(fine: np.ndarray, coarse: np.ndarray, coarse_labels: np.ndarray,
-                         band_px: int) -> np.ndarray:
+def keep_fine_boundaries(fine: np.ndarray, coarse: np.ndarray, fine_labels: np.ndarray,
+                         coarse_labels: np.ndarray, band_px: int) -> np.ndarray:
     """Softmax float32 (C, H, W): ``coarse`` (a pass at a smaller scale, mapped back), except
-    within ``band_px`` pixels (Chebyshev) of a class boundary of ``coarse_labels`` (uint8
-    (H, W), its argmax), where the full-scale ``fine`` softmax places the boundary. The
-    smaller pass gets the layout of a droplet too large for the network right; the measurement
-    needs the boundary at the first pass's resolution."""
+    where the full-scale ``fine`` pass places a boundary within ``band_px`` pixels
+    (Chebyshev) of a class boundary of ``coarse_labels``: there ``fine`` is taken.
+    ``fine_labels``, ``coarse_labels``: uint8 (H, W), the passes' argmax.
+
+    The smaller pass gets the layout of a droplet too large for the network right; the
+    measurement needs the boundary at the first pass's resolution. Every class boundary of
+    the result is one pass's: a region where the passes disagree (8-connected) is given the
+    first pass's classes only when it lies inside the band, else the smaller pass's, and the
+    smaller pass's softmax also covers the band around those regions, so its boundary keeps
+    its own margins. Switching softmax at the band's edge alone would put a boundary of
+    neither pass there wherever the passes disagree across it."""
+    kernel = np.ones((2 * max(int(band_px), 0) + 1,) * 2, np.uint8)
     edges = cv2.morphologyEx(coarse_labels, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    size = 2 * max(int(band_px), 0) + 1
-    band = cv2.dilate((edges > 0).view(np.uint8), np.ones((size, size), np.uint8)) > 0
-    return np.where(band[None], fine, coarse)
+    band = cv2.dilate((edges > 0).view(np.uint8), kernel) > 0
+    disagree = (fine_labels != coarse_labels).view(np.uint8)
+    count, regions = cv2.connectedComponents(disagree, connectivity=8)
+    if count == 1:  # the passes agree everywhere: the labels are the same either way
+        return np.where(band[None], fine, coarse)
+    outside = np.bincount(regions[~band & (disagree > 0)], minlength=count) > 0
+    outside[0] = False
+    coarse_owned = cv2.dilate(outside[regions].view(np.uint8), kernel) > 0
+    # A disagreement region touching the smaller pass's neighbourhood goes to it whole.
+    touched = np.bincount(regions[coarse_owned], minlength=count) > 0
+    touched[0] = False
+    use_fine = band & ~coarse_owned & ~touched[regions]
+    return np.where(use_fine[None], fine, coarse)
 
 
 def whole_droplet_radius(crop_px: int) -> float:
@@ -190,10 +224,12 @@ def whole_droplet_radius(crop_px: int) -> float:
     return round(WHOLE_DROPLET_FRACTION * crop_px, 1)
 
 
-def largest_droplet_radius_px(labels: np.ndarray) -> float | None:
-    """Equivalent radius ``sqrt(area / pi)`` (px) of the largest 8-connected droplet region of
-    ``labels`` (uint8 (H, W)); None when there is none of at least
-    :data:`MIN_DROPLET_AREA_PX` pixels."""
+def largest_droplet_radius_px(labels: np.ndarray,
+                              min_area_px: float = MIN_DROPLET_AREA_PX) -> float | None:
+    """Equivalent radius ``sqrt(area / pi)`` (px of ``labels``) of the largest 8-connected
+    droplet region of ``labels`` (uint8 (H, W)); None when there is none of at least
+    ``min_area_px`` pixels of ``labels`` (labels in frame pixels run at a working factor f:
+    ``MIN_DROPLET_AREA_PX / f**2``)."""
     mask = labels == DROPLET
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
@@ -203,7 +239,7 @@ def largest_droplet_radius_px(labels: np.ndarray) -> float | None:
     crop = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].view(np.uint8)
     count, _, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
     area = int(stats[1:, cv2.CC_STAT_AREA].max()) if count > 1 else 0
-    return math.sqrt(area / math.pi) if area >= MIN_DROPLET_AREA_PX else None
+    return math.sqrt(area / math.pi) if area >= min_area_px else None
 
 
 def resize_images(images: np.ndarray, height: int, width: int) -> np.ndarray:

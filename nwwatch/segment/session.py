@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from nwwatch.segment.confidence import cap_confidence, frame_confidence
 from nwwatch.segment.contract import (
     INPUT_NAME,
     METADATA_KEY,
@@ -25,6 +26,7 @@ from nwwatch.segment.contract import (
 )
 from nwwatch.segment.scale import (
     BOUNDARY_BAND_PX,
+    MIN_DROPLET_AREA_PX,
     WorkingScale,
     WorkingScaleError,
     keep_fine_boundaries,
@@ -239,7 +241,8 @@ class Segmenter:
         first = self._segment_at(batch, factor)
         probs, labels = first.probabilities, first.labels
         for i in range(batch.shape[0]):
-            radius = largest_droplet_radius_px(labels[i])  # frame pixels
+            # Frame pixels; the smallest trusted region is set in working pixels.
+            radius = largest_droplet_radius_px(labels[i], MIN_DROPLET_AREA_PX / factor ** 2)
             radius = None if radius is None else radius * factor
             again = scale.droplet_factor(radius, height, width, factor,
                                          self.metadata.size_multiple)
@@ -248,9 +251,14 @@ class Segmenter:
             second = self._segment_at(batch[i:i + 1], again)
             if scale.droplet_too_large(radius):
                 band_px = max(1, round(BOUNDARY_BAND_PX / factor))  # frame pixels
-                probs[i] = keep_fine_boundaries(probs[i], second.probabilities[0],
+                # Where the passes disagree the frame is less certain than either says; its
+                # confidence (the labelling queue's ranking) must not exceed either's.
+                ceiling = min(frame_confidence(probs[i], labels[i], True),
+                              frame_confidence(second.probabilities[0], second.labels[0], True))
+                probs[i] = keep_fine_boundaries(probs[i], second.probabilities[0], labels[i],
                                                 second.labels[0], band_px)
                 labels[i] = class_argmax(probs[i:i + 1])[0]
+                probs[i] = cap_confidence(probs[i], labels[i], ceiling)
             else:
                 probs[i], labels[i] = second.probabilities[0], second.labels[0]
         return Segmentation(labels=labels, probabilities=probs if probabilities else None)
