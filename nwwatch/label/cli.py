@@ -81,15 +81,16 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port} ({exc}); try --port 0") from None
+    stop = threading.Event()
+    # SIGTERM (and SIGINT where a shell left it ignored) end the session like Ctrl+C; set
+    # before the address is announced, so a signal sent as soon as the page answers is caught.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     url = f"http://{server.server_address[0]}:{server.server_address[1]}/"
     click.echo(f"labelling {len(refs)} frames into {data_dir} at {url}  (Ctrl+C to stop)")
     thread = serve_in_thread(server)
     if not no_browser:
         webbrowser.open(url)
-    stop = threading.Event()
-    # SIGTERM (and SIGINT where a shell left it ignored) end the session like Ctrl+C.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     try:
         while thread.is_alive() and not stop.wait(0.5):
             pass
