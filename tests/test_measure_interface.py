@@ -1,76 +1,21 @@
-"""The facet line from an interface with a stretch that wanders off it: the longest straight
-stretch places the line (consensus fit), while curved and several-piece interfaces are still
-refused."""
+"""The facet line from an interface that is not one clean line — a stretch labelled over
+annotation text, a curved wire tip, a stepped wire top: never a wrong angle marked valid (the
+line from all points is refused, or its angle is within 2 sigma of the truth)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from ideal_caps import render_ideal_cap
 
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure import measure_contact_angle
-from nwwatch.measure.interface import InterfacePoints, consensus, fit_facet_line
 
 SHAPE = (256, 256)
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DATA = Path(__file__).resolve().parent / "data"
-
-
-def _points(pts: np.ndarray) -> InterfacePoints:
-    none = -np.ones((len(pts), 2), np.int64)
-    return InterfacePoints(pts, np.zeros(len(pts), np.int64), none, none)
-
-
-@FAST
-@given(
-    angle=st.floats(-180, 180),
-    length=st.floats(40, 160),
-    share=st.floats(0.1, 0.4),
-    displacement=st.floats(3.0, 12.0),
-    bump=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
-def test_consensus_recovers_the_line_under_a_wandering_stretch(angle, length, share,
-                                                               displacement, bump, seed):
-    """A straight line (points 0.5 px apart, +-0.3 px noise) whose last ``share`` of points
-    wanders into the droplet, either as a constant offset or as a bump rising from the line
-    (no gap in the residuals): the consensus fit gives the line back."""
-    rng = np.random.default_rng(seed)
-    phi = math.radians(angle)
-    direction = np.array([math.sin(phi), math.cos(phi)])
-    normal = np.array([-direction[1], direction[0]])
-    origin = np.array([128.3, 127.6])
-    t = np.arange(0.0, length, 0.5)
-    off = rng.uniform(-0.3, 0.3, t.size)
-    n_out = int(share * t.size)
-    s = np.linspace(0.0, 1.0, n_out)
-    off[t.size - n_out:] += displacement * (np.sin(math.pi * s) if bump else 1.0)
-    pts = origin + t[:, None] * direction + off[:, None] * normal
-    line = fit_facet_line(_points(pts), normal, start="consensus")
-    turn = math.degrees(math.asin(min(abs(float(line.normal @ direction)), 1.0)))
-    assert turn < 0.5
-    for end in (0.0, length):  # the line itself, not only its orientation
-        assert abs(float(line.offset((origin + end * direction)[None, :])[0])) < 0.3
-    straight = np.abs(off) <= 0.3
-    assert line.inliers[straight].mean() > 0.95
-    assert not line.inliers[np.abs(off) > 2.0].any()
-    assert line.extent_fraction >= 1.0 - share - 0.05
-
-
-def test_consensus_is_reproducible_and_keeps_a_clean_line_whole():
-    t = np.arange(0.0, 60.0)
-    pts = np.stack([100.0 + 0.3 * t, 20.0 + t], axis=1)
-    assert consensus(pts).all()
-    rng = np.random.default_rng(1)
-    noisy = pts + rng.normal(0.0, 3.0, pts.shape) * (t[:, None] > 40)
-    assert np.array_equal(consensus(noisy), consensus(noisy))
 
 
 def _with_text_on_the_interface(cap, start: float, stop: float, height_px: float,
@@ -99,35 +44,51 @@ def _with_text_on_the_interface(cap, start: float, stop: float, height_px: float
     return labels
 
 
+def _refused_or_covered(r, truth_deg: float) -> None:
+    """The product's rule: a wrong angle is never marked valid."""
+    if r.angle_valid:
+        err = abs(r.contact_angle_deg - truth_deg)
+        assert err <= 2.0 * r.contact_angle_uncertainty_deg, (r.contact_angle_deg, truth_deg)
+
+
 @pytest.mark.parametrize("theta,axis,start,stop,height", [
     (120.0, 90.0, 0.05, 0.4, 9.0),
     (135.0, 90.0, 0.1, 0.45, 9.0),
-    (100.0, 23.0, 0.6, 0.95, 7.0),
+    pytest.param(100.0, 23.0, 0.6, 0.95, 7.0, marks=pytest.mark.xfail(
+        strict=True, reason="known limit (docs/measurement.md, Limits): text a few px high "
+        "over a third of the base tilts the line from all points consistently, and sigma "
+        "does not see it")),
     (110.0, -140.0, 0.05, 0.35, 12.0),
 ])
-def test_text_on_the_interface_is_rejected_not_fitted(theta, axis, start, stop, height):
+def test_text_on_the_interface_is_refused_or_covered(theta, axis, start, stop, height):
+    """Annotation text labelled as wire over a third of the base: the line from all points
+    tilts towards it and scatters, and is refused rather than given a wrong angle."""
     cap = render_ideal_cap(SHAPE, theta, 35.0, axis, (150.3, 128.6))
-    labels = _with_text_on_the_interface(cap, start, stop, height)
-    r = measure_contact_angle(labels)
-    assert r.angle_valid, (r.reason_code, r.reason)
-    assert r.facet_source == "interface"
-    assert abs(r.contact_angle_deg - cap.contact_angle_deg) < 1.0
-    assert abs(r.contact_angle_deg - cap.contact_angle_deg) <= 2.0 * r.contact_angle_uncertainty_deg
-    assert len(r.points.facet_rejected) >= 10  # drawn in the overlay as rejected points
+    r = measure_contact_angle(_with_text_on_the_interface(cap, start, stop, height))
+    _refused_or_covered(r, cap.contact_angle_deg)
 
 
-def _wire_and_droplet() -> np.ndarray:
-    labels = np.zeros(SHAPE, np.uint8)
-    labels[120:250, 100:160] = NANOWIRE
-    cv2.circle(labels, (130, 100), 30, DROPLET, -1)
-    labels[120:250, 100:160] = NANOWIRE
-    return labels
+@pytest.mark.parametrize("gap_px", [2, 3])
+@pytest.mark.parametrize("start,stop,height", [(0.05, 0.4, 9.0), (0.55, 0.95, 12.0)])
+def test_text_across_a_thin_gap_is_refused_or_covered(gap_px, start, stop, height):
+    """The droplet lifted 2-3 px off the wire (a background gap) and text labelled as wire
+    rising from the wire top: the wire/droplet boundary exists only along the text, the
+    facet lies in the gap below it."""
+    cap = render_ideal_cap(SHAPE, 120.0, 40.0, 90.0, (150.3, 128.6))
+    drop = cap.labels == DROPLET
+    labels = cap.labels.copy()
+    labels[drop] = 0
+    labels[np.roll(drop, -gap_px, axis=0)] = DROPLET
+    text = (_with_text_on_the_interface(cap, start, stop, height) == NANOWIRE) & ~(
+        cap.labels == NANOWIRE)
+    labels[text & (labels != 0)] = NANOWIRE
+    labels[text & (labels == 0)] = NANOWIRE
+    _refused_or_covered(measure_contact_angle(labels), cap.contact_angle_deg)
 
 
 @pytest.mark.parametrize("sagitta_px", [12.0, 16.0])
 def test_a_curved_interface_is_still_refused(sagitta_px):
-    """A droplet on a rounded wire tip: its flattest stretch lies in the middle, with the
-    curve's flanks on both sides, so it does not stand in for the facet."""
+    """A droplet on a rounded wire tip: no line holds half the interface."""
     labels = np.zeros(SHAPE, np.uint8)
     cv2.circle(labels, (130, 100), 30, DROPLET, -1)
     rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
@@ -140,32 +101,35 @@ def test_a_curved_interface_is_still_refused(sagitta_px):
     assert r.reason_code == "interface_not_line", (r.reason_code, r.reason)
 
 
-@pytest.mark.parametrize("depth_px", [3, 5, 8])
-def test_a_stepped_interface_in_two_pieces_is_still_refused(depth_px):
-    """The droplet on a wire top with a step halfway across: two facet levels. At 8 px the
-    longest straight stretch is a line by itself, but the angle from it is refused as
-    uncertain (the circle meets the line far from where the stretch lies)."""
-    labels = _wire_and_droplet()
-    labels[120 : 120 + depth_px, 130:160] = DROPLET
+_AVERAGED = pytest.mark.xfail(strict=True, reason="known limit (docs/measurement.md, Limits): "
+                              "a 3 px step over half the base or more is averaged, not refused")
+
+
+@pytest.mark.parametrize("depth_px,split", [
+    (3, 0.2), pytest.param(3, 0.5, marks=_AVERAGED), pytest.param(3, 0.75, marks=_AVERAGED),
+    (5, 0.2), (5, 0.5), (5, 0.75), (8, 0.2), (8, 0.5), (8, 0.75),
+])
+def test_a_stepped_interface_in_two_pieces_is_refused(depth_px, split):
+    """The droplet on a wire top (row 120, the cap's base cols 108-152) with a step: right
+    of ``split`` of the base the wire top lies ``depth_px`` lower and the droplet fills the
+    lower level. Two facet levels, neither known to be the facet: no valid angle."""
+    labels = np.zeros(SHAPE, np.uint8)
     cv2.circle(labels, (130, 100), 30, DROPLET, -1)
+    labels[120:250, 100:160] = NANOWIRE
+    col = round(108 + split * 44)
+    labels[120 : 120 + depth_px, col:160] = 0  # the lower level, beyond the cap: background
+    labels[120 : 120 + depth_px, col:152] = DROPLET  # under the cap: droplet
+    assert (labels[120 : 120 + depth_px, col] == DROPLET).all()  # a real step is drawn
     r = measure_contact_angle(labels)
-    assert not r.angle_valid
-    assert r.reason_code in ({"interface_not_line"} if depth_px < 8
-                             else {"interface_not_line", "angle_uncertain"}), r.reason
+    assert not r.angle_valid, (r.contact_angle_deg, r.contact_angle_uncertainty_deg)
 
 
-def test_fig1_crop_model_labels_give_the_straight_stretch():
+def test_fig1_crop_model_labels_are_refused():
     """The shipped model's labels of the fig1 crop with phi = 120 deg
-    (``bench/data/real/images/fig1-120deg.png``): the model labels the annotation text on the
-    interface as wire. The hand labels' facet is the pixel row boundary at row 105.5 and their
-    angle 124.7 deg; the model's straight stretch lies 2-3 px into the wire (its known bias),
-    which costs about 4 deg at a = 34 px."""
+    (``bench/data/real/images/fig1-120deg.png``; hand labels 124.7 deg): the model labels the
+    annotation text on the interface as wire, a third to a half of the interface wanders up
+    to 14 px into the droplet, and the line from all points is refused."""
     labels = cv2.imread(str(DATA / "fig1_120deg_model_labels.png"), cv2.IMREAD_UNCHANGED)
     assert labels is not None and labels.dtype == np.uint8
     r = measure_contact_angle(labels)
-    assert r.angle_valid, (r.reason_code, r.reason)
-    assert r.facet_source == "interface"
-    assert abs(abs(r.facet_angle_deg) - 180.0) < 4.0  # horizontal, not tilted by the text
-    assert 105.5 <= r.facet_row <= 109.0
-    assert abs(r.contact_angle_deg - 124.7) < 5.0
-    assert len(r.points.facet_rejected) > len(r.points.facet)  # the text's staircase
+    assert r.reason_code == "interface_not_line", (r.reason_code, r.reason)

@@ -34,12 +34,6 @@ from nwwatch.measure.arc import (
 from nwwatch.measure.circle import refine_on_pixel_edges, robust_fit
 from nwwatch.measure.components import select_components
 from nwwatch.measure.edges import iso_boundary_points, mask_boundary_points
-from nwwatch.measure.facet import (
-    MAX_SCATTER_COST_DEG,
-    MIN_INLIER_FRACTION,
-    facet_line,
-    is_straight_stretch,
-)
 from nwwatch.measure.interface import fit_facet_line, interface_points
 from nwwatch.measure.refine import EdgeRefinement, refine_facet_line
 from nwwatch.measure.result import ContactAngleResult, MeasurementPoints
@@ -66,8 +60,13 @@ MAX_UNCERTAINTY_DEG = 1.5
 MIN_INTERFACE_LENGTH_PX = 6.0
 MIN_INTERFACE_POINTS = 6
 MAX_FREE_ANGLE_SIGMA_DEG = 3.0
+#: Interface scatter allowed, as its cost in degrees at the droplet's size: a scatter of
+#: ``d`` px about the facet line is ``d / a`` rad of angle if it were all systematic.
+MAX_SCATTER_COST_DEG = 6.0
 #: The interface must span at least this share of the droplet's base (circle x line).
 MIN_BASE_COVERAGE = 0.25
+#: Less than this share of the interface points on one line: not a line (several pieces).
+MIN_INLIER_FRACTION = 0.5
 #: Share of the interface (about its middle) whose image profiles place the facet line.
 EDGE_SPAN = 0.6
 
@@ -207,7 +206,7 @@ def _measure(
     if len(iface) < 3:
         return _fail("interface_missing", f"only {len(iface)} wire/droplet interface points "
                      "(the droplet does not sit on the wire's end)", **base)
-    line = facet_line(iface, towards)
+    line = fit_facet_line(iface, towards)
     wire_border = on_border(wire_pts, shape, offset)
     wire_geo = measure_wire(sel.wire, wire_pts, towards, line.point, wire_border, line.normal,
                             sel.wire_moments)
@@ -221,6 +220,7 @@ def _measure(
         line = fit_facet_line(iface, towards, prior_normal=prior)
     else:
         free_line = None
+    inlier_fraction = float(line.inliers.mean())
     axis_deg = (math.degrees(math.atan2(-wire_geo.axis[0], wire_geo.axis[1]))
                 if wire_geo.axis is not None else None)
     geometry = dict(
@@ -236,8 +236,7 @@ def _measure(
         wire_axis_deg=axis_deg,
         wire_width_px=wire_geo.width_px,
     )
-    inlier_fraction = float(line.inliers.mean())
-    if inlier_fraction < MIN_INLIER_FRACTION and not is_straight_stretch(line):
+    if inlier_fraction < MIN_INLIER_FRACTION:
         return _fail("interface_not_line", f"only {100 * inlier_fraction:.0f} % of the "
                      "wire/droplet interface lies on one line (curved or in several pieces)",
                      **geometry)

@@ -8,15 +8,9 @@ looking from the wire into the droplet).
 Interface points are the midpoints between 4-neighbour wire and droplet pixels (the pixel
 edge they share; with a probability map, the droplet's 0.5 iso-line crossing there). When a
 thin background gap separates the two, the wire's top edge and the droplet's bottom edge are
-used as two parallel lines and the facet is midway.
-
-The fit starts from a consensus: of candidate lines through pairs of interface points (a
-fixed pseudo-random draw, so results are reproducible), the one along which the most of the
-interface's length lies within ``CONSENSUS_TOL_PX`` wins. A total-least-squares line is then
-refined from that set, with points beyond max(0.75 px, 3 robust sigma) dropped and the rest
-taken back in. So the longest straight stretch places the line: a stretch that wanders off it
-(a label drawn over annotation text, a notch) is rejected instead of tilting the line, while
-wiggles about the line, whose residuals have no gap, are taken back in and averaged.
+used as two parallel lines and the facet is midway. The fit is a total-least-squares line
+with outliers beyond max(0.75 px, 3 robust sigma) dropped: wiggles of the boundary and the
+corners (truncated facets, side walls next to a gap) do not move it.
 """
 
 from __future__ import annotations
@@ -39,20 +33,6 @@ MIN_OUTLIER_PX = 0.75
 ISO_SIGMA_PX = 0.1
 #: Shared wire|droplet pixel edges needed before the gap (two-line) fit is skipped.
 MIN_SHARED_POINTS = 6
-#: Consensus: a point within this distance (px) of a candidate line supports it. Pixel-edge
-#: midpoints of a straight binary boundary lie within 0.5 px of it; the margin absorbs a
-#: candidate through two such points being slightly off.
-CONSENSUS_TOL_PX = 1.25
-#: A second straight piece (a rival) scatters about its own line no more than this (px):
-#: a pixel staircase's midpoints lie within +-0.5 px (robust sigma ~0.37 px); points that
-#: fill the +-CONSENSUS_TOL_PX band evenly have a robust sigma of ~0.9 px.
-RIVAL_SCATTER_PX = 0.6
-#: Candidate lines (point pairs) drawn for the consensus. With a straight stretch holding
-#: 30 % of the points, no pair inside it is drawn with a chance of (1 - 0.3^2)^64 = 0.2 %;
-#: the best candidate is then refined (re-fitted to its supporters) twice.
-CONSENSUS_PAIRS = 64
-#: Candidate lines are scored on at most this many of the points (evenly spread).
-CONSENSUS_SCORE_POINTS = 256
 
 
 @dataclass(frozen=True)
@@ -81,14 +61,7 @@ class FacetLine:
     scatter of the inliers about it; ``quantisation_px`` the half-width term of a binary
     mask's feasible band (or of the iso-line's interpolation); ``gap_px`` background gap
     bridged; ``inliers`` boolean mask over the input points; ``length_px`` extent of the
-    inliers along the line; ``extent_fraction`` the share of the interface's extent along the
-    line (1 px bins holding any interface point) that holds inliers. For a fit started from
-    the consensus only (else 0): ``rival_fraction`` the length covered by the best line
-    through the rejected points (its own 1 px bins) if they scatter about it no more than
-    ``RIVAL_SCATTER_PX``, as a share of that same extent (a second straight piece: the other
-    arm of a notch, another facet level); ``flank_fraction`` the
-    smaller of the two shares of that extent that lie beyond either end of the inliers (a
-    straight stretch in the middle of a curve has the curve's flanks on both sides).
+    inliers along the line.
     """
 
     point: np.ndarray
@@ -101,9 +74,6 @@ class FacetLine:
     gap_px: float
     inliers: np.ndarray
     length_px: float
-    extent_fraction: float = 1.0
-    rival_fraction: float = 0.0
-    flank_fraction: float = 0.0
 
     def offset(self, pts: np.ndarray) -> np.ndarray:
         """Signed distances (px) of ``pts`` (N, 2) from the line, positive on the droplet side."""
@@ -193,104 +163,27 @@ def _grouped_tls(pts: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.nda
     return smallmath.smallest_eigenvector(centred.T @ centred), means
 
 
-def _covered_px(along: np.ndarray) -> int:
-    """Number of 1 px bins along a line that hold at least one of the positions ``along``
-    (px): the length of interface lying there, whatever the points' density (a staircase
-    has up to two pixel-edge points per pixel of length)."""
-    return int(np.unique(np.floor(along)).size) if along.size else 0
-
-
-def consensus(pts: np.ndarray, tol_px: float = CONSENSUS_TOL_PX,
-              pairs: int = CONSENSUS_PAIRS) -> np.ndarray:
-    """Supporters of the longest straight stretch among ``pts`` (N, 2) float64, (row, col).
-
-    Candidate lines through ``pairs`` point pairs (drawn with a fixed seed: reproducible) are
-    scored by the length of interface within ``tol_px`` of them (1 px bins along the line,
-    ties broken by the number of points); the best is re-fitted to its supporters (total
-    least squares) twice. Returns a boolean (N,) mask; all True for fewer than 6 points or
-    when no pair is at least 2 px apart.
-    """
-    m = len(pts)
-    everything = np.ones(m, dtype=bool)
-    if m < 6:
-        return everything
-    # Candidates are scored on at most CONSENSUS_SCORE_POINTS points spread evenly over
-    # the list (a long interface has thousands); the refinement below uses all of them.
-    full = pts
-    if m > CONSENSUS_SCORE_POINTS:
-        pts = pts[np.linspace(0, m - 1, CONSENSUS_SCORE_POINTS).astype(np.int64)]
-        m = len(pts)
-    rng = np.random.default_rng(0)
-    i, j = rng.integers(0, m, pairs), rng.integers(0, m, pairs)
-    d = pts[j] - pts[i]
-    length = np.hypot(d[:, 0], d[:, 1])
-    ok = length >= 2.0
-    if not ok.any():
-        return everything
-    d, length, i = d[ok], length[ok], i[ok]
-    direction = d / length[:, None]
-    normal = np.stack([-direction[:, 1], direction[:, 0]], axis=1)
-    support = np.abs(pts @ normal.T - np.sum(pts[i] * normal, axis=1)) <= tol_px  # (N, K)
-    along = pts @ direction.T
-    bins = np.floor(along - along.min(axis=0)).astype(np.int64)
-    k = len(i)
-    occupied = np.zeros((k, int(bins.max()) + 1), dtype=bool)
-    rows, cols = np.nonzero(support.T)
-    occupied[rows, bins[cols, rows]] = True
-    score = occupied.sum(axis=1) + support.sum(axis=0) / (m + 1.0)
-    keep = support[:, int(np.argmax(score))]
-    if full is not pts:  # the winner's supporters among all points
-        best = int(np.argmax(score))
-        keep = np.abs((full - pts[i[best]]) @ normal[best]) <= tol_px
-        pts = full
-    for _ in range(2):
-        sel = pts[keep]
-        centre = sel.mean(axis=0)
-        n = smallmath.smallest_eigenvector((sel - centre).T @ (sel - centre))
-        new = np.abs((pts - centre) @ n) <= tol_px
-        if new.sum() < 3 or np.array_equal(new, keep):
-            break
-        keep = new
-    return keep
-
-
 def fit_facet_line(
     iface: InterfacePoints,
     towards_droplet: np.ndarray,
     prior_normal: np.ndarray | None = None,
-    start: str = "all",
     max_iter: int = 6,
 ) -> FacetLine | None:
     """Robust line through the interface points.
 
     ``towards_droplet`` (2,) any vector from the wire into the droplet (orients the normal).
     ``prior_normal`` (2,) fixes the orientation (a prior, e.g. the wire axis); only the
-    offset is then fitted. ``start``: ``"all"`` starts from all points and re-estimates the
-    outlier distance from the kept points at every step (wiggles, and the gentle curve of
-    an elliptical facet, stay in); ``"consensus"`` starts from the :func:`consensus` (per
-    group across a gap) and sets the outlier distance once, from its scatter, so a stretch
-    that leaves the line cannot creep back in point by point. Returns None for fewer than 3
-    points.
+    offset is then fitted. Returns None for fewer than 3 points.
     """
-    if start not in ("all", "consensus"):
-        raise ValueError(f"start must be 'all' or 'consensus', got {start!r}")
     pts, group = iface.points, iface.group
     n = len(pts)
     if n < 3:
         return None
     keep = np.ones(n, dtype=bool)
     two = bool((group == 1).any() and (group == 0).any())
-    fixed = start == "consensus"
-    if fixed:
-        for g in (0, 1) if two else (0,):
-            sel = group == g if two else keep.copy()
-            keep[sel] = consensus(pts[sel])
-        if keep.sum() < 3:
-            keep[:] = True
     shared = iface.wire_side[:, 0] >= 0
     step = (iface.drop_side - iface.wire_side).astype(np.float64)
-    limit = 0.0
-    for i in range(max_iter):
+    for _ in range(max_iter):
         if prior_normal is not None:
             normal = prior_normal / np.hypot(*prior_normal)
             means = np.array([pts[keep & (group == g)].mean(axis=0) if (keep & (group == g)).any()
@@ -300,9 +193,8 @@ def fit_facet_line(
             if not two:
                 means[1] = means[0]
         res = np.where(group == 1, (pts - means[1]) @ normal, (pts - means[0]) @ normal)
-        if i == 0 or not fixed:
-            limit = max(MIN_OUTLIER_PX, 3.0 * 1.4826 * smallmath.median(np.abs(res[keep])))
-        new = np.abs(res) <= limit
+        scale = 1.4826 * smallmath.median(np.abs(res[keep]))
+        new = np.abs(res) <= max(MIN_OUTLIER_PX, 3.0 * scale)
         # A pixel pair side by side along the line (a corner step) does not cross it.
         new &= ~shared | (np.abs(step @ normal) >= 0.3)
         if new.sum() < 3 or np.array_equal(new, keep):
@@ -326,24 +218,6 @@ def fit_facet_line(
     sd = float(np.sqrt(np.mean(res**2)))
     spread = float(np.sqrt(np.mean(t**2)))
     sigma_angle = 0.0 if prior_normal is not None else sd / max(spread * math.sqrt(m), 1e-9)
-    extent = _covered_px((pts - point) @ direction)
-    flank = 0
-    if fixed:
-        t_all = (pts - point) @ direction
-        flank = min(_covered_px(t_all[t_all < t.min() - 1.0]),
-                    _covered_px(t_all[t_all > t.max() + 1.0]))
-    rival = 0
-    if fixed and n - m >= 6:
-        out = pts[~keep]
-        rest = consensus(out)
-        if rest.sum() >= 3:
-            sel = out[rest]
-            centre = sel.mean(axis=0)
-            nrm = smallmath.smallest_eigenvector((sel - centre).T @ (sel - centre))
-            # A second piece is straight like the first: a tangle of points (a label drawn
-            # over text) also fills a band along some line, but scatters across all of it.
-            if 1.4826 * smallmath.median(np.abs((sel - centre) @ nrm)) <= RIVAL_SCATTER_PX:
-                rival = _covered_px((sel - centre) @ np.array([-nrm[1], nrm[0]]))
     return FacetLine(
         point=point,
         normal=normal,
@@ -355,9 +229,6 @@ def fit_facet_line(
         gap_px=gap,
         inliers=keep,
         length_px=float(t.max() - t.min()) if m else 0.0,
-        extent_fraction=_covered_px(t) / max(extent, 1),
-        rival_fraction=rival / max(extent, 1),
-        flank_fraction=flank / max(extent, 1),
     )
 
 
