@@ -80,6 +80,7 @@ def segmented(model: Path, folder: Path, name: str, segmenter) -> dict[str, np.n
     sources = sorted(Path(nwwatch.segment.__file__).parent.glob("*.py"))
     for source in [*sources, Path(nwwatch.segment.__file__).parents[1] / "normalize.py"]:
         runtime.update(source.read_bytes())
+    runtime.update(repr(segmenter.working_scale).encode())  # e.g. --no-whole-droplet
     cache = OUT / f"{segmenter.model_sha256[:12]}_{runtime.hexdigest()[:8]}_{name}_{where}.npz"
     if cache.is_file():
         with np.load(cache) as data:
@@ -214,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
                              "generating it")
     parser.add_argument("--only", nargs="*", default=None, help="names of the sets to run")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-whole-droplet", action="store_true",
+                        help="segment without the runtime's whole-droplet second pass "
+                             "(its working scale's whole_droplet_radius_px set to None)")
     parser.add_argument("--frames-json", type=Path, default=None,
                         help="also write the per-frame results")
     args = parser.parse_args(argv)
@@ -221,6 +225,11 @@ def main(argv: list[str] | None = None) -> None:
 
     given = dict(s.split("=", 1) for s in args.set)
     segmenter = Segmenter(args.model, providers=("cpu",), threads=1)
+    if args.no_whole_droplet:
+        import dataclasses
+
+        segmenter.working_scale = dataclasses.replace(segmenter.working_scale,
+                                                      whole_droplet_radius_px=None)
     report: dict[str, Any] = {"model": str(args.model), "sha256": segmenter.model_sha256,
                               "sets": {}}
     per_frame = {}
