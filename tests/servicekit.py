@@ -155,6 +155,25 @@ def frames_table(results: Path, folder: str = "frames"):
     return ds.dataset(folder, format="parquet").to_table().to_pandas()
 
 
+#: Row columns that differ between two runs of the same frames (times, batching).
+RUN_COLUMNS = ("processed_at", "read_ms", "segment_ms", "measure_ms", "confidence_ms",
+               "batch_id")
+
+
+def assert_replay_gives_the_live_rows(live, acq: Path, out: Path, model_path: Path) -> None:
+    """``nwwatch replay`` of ``acq`` into ``out`` gives exactly the rows the live service
+    wrote (``live``), apart from :data:`RUN_COLUMNS`, each with a finite angle."""
+    from nwwatch.service import replay
+
+    replay(acq, out, kind="insitu", model=model_path)
+    offline = frames_table(out)
+    cols = [c for c in live.columns if c not in RUN_COLUMNS]
+    a = live[cols].sort_values("source").reset_index(drop=True)
+    b = offline[cols].sort_values("source").reset_index(drop=True)
+    assert a.equals(b)
+    assert np.isfinite(a.contact_angle_deg).all()
+
+
 def wait_rows(results: Path, n: int, timeout: float = 30.0, proc: DaemonProcess | None = None,
               folder: str = "frames"):
     deadline = time.monotonic() + timeout

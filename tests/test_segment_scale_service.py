@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 from onnx_models import expected_labels
-from servicekit import DaemonProcess, frames_table, model, paint_insitu, wait_rows, write_config
+from servicekit import (
+    DaemonProcess,
+    assert_replay_gives_the_live_rows,
+    model,
+    paint_insitu,
+    wait_rows,
+    write_config,
+)
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.normalize import normalize_image
 from nwwatch.segment.session import Segmenter
-from nwwatch.service import replay
 
-IGNORE = ["processed_at", "read_ms", "segment_ms", "measure_ms", "confidence_ms",
-          "batch_id"]
 #: Equivalent droplet radius of the painted caps: 6-11 px with an 8 px half width, 12-22 px
 #: with 16 px; the rule sits between.
 WHOLE_RADIUS_PX = 11.5
@@ -49,10 +53,4 @@ def test_live_rows_equal_replay_rows_with_second_passes(tmp_path):
         write_frame_tiff(acq / f"f{i}.tif", image, pixel_size_nm=0.8)
     live = wait_rows(res, 6, proc=daemon)
     assert daemon.terminate()[0] == 0
-    replay(acq, tmp_path / "replayed", kind="insitu", model=onnx_model)
-    offline = frames_table(tmp_path / "replayed")
-    cols = [c for c in live.columns if c not in IGNORE]
-    a = live[cols].sort_values("source").reset_index(drop=True)
-    b = offline[cols].sort_values("source").reset_index(drop=True)
-    assert a.equals(b)
-    assert np.isfinite(a.contact_angle_deg).all()
+    assert_replay_gives_the_live_rows(live, acq, tmp_path / "replayed", onnx_model)

@@ -9,12 +9,12 @@ import socket
 import time
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from servicekit import (
     DaemonProcess,
+    assert_replay_gives_the_live_rows,
     bad_inputs,
     frames_table,
     model,
@@ -25,12 +25,9 @@ from servicekit import (
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.results.parquet import dataset_files
-from nwwatch.service import replay
 from nwwatch.service.cli import status
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
-IGNORE = ["processed_at", "read_ms", "segment_ms", "measure_ms", "confidence_ms",
-          "batch_id"]
 
 
 def _tiff_bytes(tmp_path, angle, size=64, name="src.tif"):
@@ -233,13 +230,7 @@ def test_live_rows_equal_replay_rows(setup, polling):
                          pixel_size_nm=0.8)
     live = wait_rows(res, 7, proc=daemon)
     assert daemon.terminate()[0] == 0
-    replay(acq, tmp / "replayed", kind="insitu", model=onnx_model)
-    offline = frames_table(tmp / "replayed")
-    cols = [c for c in live.columns if c not in IGNORE]
-    a = live[cols].sort_values("source").reset_index(drop=True)
-    b = offline[cols].sort_values("source").reset_index(drop=True)
-    assert a.equals(b)
-    assert np.isfinite(a.contact_angle_deg).all()
+    assert_replay_gives_the_live_rows(live, acq, tmp / "replayed", onnx_model)
 
 
 def test_folder_missing_at_start_is_watched_once_it_appears(setup):

@@ -33,7 +33,8 @@ Beyond the paper:
   slice) before it is sliced, so each input slice is a weighted sum of the slices within
   4 sigma. The graph keeps its one input channel; the runtime feeds the neighbours.
 - **slab input**: a model whose metadata names ``extra["input_slices"] = 2k + 1`` (the
-  feature forest of ``nwwatch train --volume``) sees each slice with its k neighbours on
+  feature forest trained with ``forest_slices`` > 1; ``nwwatch train --volume`` keeps one
+  slice by default) sees each slice with its k neighbours on
   either side, fed as consecutive images of one batch (:mod:`nwwatch.volume.slab`; end slices
   repeated), so it can compute derivatives along Z itself. Slabs follow the slicing axis, so
   tri-planar fusion gives them along Y and X too.
