@@ -25,10 +25,11 @@ The runtime (:class:`nwwatch.segment.session.Segmenter`) then
    size multiple, never below ``min_frame_px``) and takes the class layout from that pass and
    the boundaries from the first where the first's lie near the smaller pass's
    (:func:`keep_fine_boundaries`), with the frame's confidence no higher than either pass's
-   (:func:`nwwatch.segment.confidence.cap_confidence`); otherwise, when the model knows its
-   droplet range and the droplet lies outside it, segments once more at the scale that
-   brings it to the nearest end of the range (at most ``MAX_UPSCALE`` x the frame and x
-   ``frame_px``, at least 64 px on the long side). Droplet regions under
+   (:func:`nwwatch.segment.confidence.cap_confidence`) where the passes disagree beyond that
+   band (:func:`passes_disagreement` over :data:`CAP_DISAGREEMENT_FRACTION`); otherwise, when
+   the model knows its droplet range and the droplet lies outside it, segments once more at
+   the scale that brings it to the nearest end of the range (at most ``MAX_UPSCALE`` x the
+   frame and x ``frame_px``, at least 64 px on the long side). Droplet regions under
    :data:`MIN_DROPLET_AREA_PX` working pixels are not trusted for either rule. At most one
    second pass per frame;
 3. resizes the softmax back to the frame (bilinear, pixel-centre aligned) and takes its
