@@ -160,24 +160,56 @@ def test_keep_fine_boundaries_puts_no_boundary_on_the_band_edge(coarse_radius):
     assert np.array_equal(out, expected)
 
 
-def test_combined_pass_is_never_more_confident_than_either_pass(tmp_path):
-    from nwwatch.segment.confidence import frame_confidence
+def _sure(labels: np.ndarray, top: float) -> np.ndarray:
+    """float32 (3, H, W): ``top`` on each pixel's class of ``labels``, the rest split evenly
+    (margin ``top - (1 - top) / 2`` everywhere)."""
+    probs = np.full((3, *labels.shape), (1.0 - top) / 2, np.float32)
+    for k in range(3):
+        probs[k][labels == k] = top
+    return probs
 
-    meta = {"extra": {"working_scale": {"frame_px": 512, "min_frame_px": 256}}}
-    segmenter = Segmenter(build_threshold_model(tmp_path / "m.onnx", metadata=meta,
-                                                size_multiple=32, smooth=True, sharpness=3.0),
+
+@pytest.mark.parametrize("disagree", [False, True])
+def test_confidence_is_capped_where_the_passes_disagree_beyond_the_band(tmp_path, disagree):
+    from nwwatch.segment.confidence import frame_confidence
+    from nwwatch.segment.scale import (
+        BOUNDARY_BAND_PX,
+        CAP_DISAGREEMENT_FRACTION,
+        passes_disagreement,
+    )
+    from nwwatch.segment.session import Segmentation
+
+    meta = {"extra": {"working_scale": {"frame_px": 512, "min_frame_px": 256}}}  # whole: 96 px
+    segmenter = Segmenter(build_threshold_model(tmp_path / "m.onnx", metadata=meta),
                           providers=("cpu",), threads=1)
-    rng = np.random.default_rng(1)
-    for radius in (110.0, 150.0, 190.0):
-        raw, _ = _painted(512, radius)
-        noisy = np.clip(raw + rng.normal(0, 25, raw.shape), 0, 255).astype(np.uint8)
-        image = normalize_image(noisy)
-        out = segmenter.segment(image)
-        passes = [segmenter._segment_at(image[None], f) for f in (1.0, 0.75)]
-        combined = frame_confidence(out.probabilities[0], out.labels[0], True)
-        alone = [frame_confidence(p.probabilities[0], p.labels[0], True) for p in passes]
-        assert combined <= min(alone) + 1e-5
-        np.testing.assert_allclose(out.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    _, fine = _painted(512, 150.0)
+    _, coarse = _painted(512, 153.0)  # same layout, edges 2-3 px apart: inside the band
+    if disagree:
+        fine[20:80, 20:80] = DROPLET  # a region only the first pass sees, far from every edge
+    passes = {True: (fine, 0.95), False: (coarse, 0.7)}  # the smaller pass is less sure
+
+    def constructed(batch, factor):
+        labels, top = passes[factor == 1.0]
+        return Segmentation(labels=labels[None].copy(), probabilities=_sure(labels, top)[None])
+
+    segmenter._segment_at = constructed
+    out = segmenter.segment(np.zeros((512, 512), np.float32))
+    confidence = frame_confidence(out.probabilities[0], out.labels[0], True)
+    first, smaller = (frame_confidence(_sure(lab, top), lab, True) for lab, top in passes.values())
+    objects = np.count_nonzero((fine != BACKGROUND) | (coarse != BACKGROUND))
+    disagreement = passes_disagreement(fine, coarse, BOUNDARY_BAND_PX)
+    assert disagreement == pytest.approx(60 * 60 / objects if disagree else 0.0)
+    assert (disagreement > CAP_DISAGREEMENT_FRACTION) == disagree
+    np.testing.assert_allclose(out.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    if disagree:
+        # The merged frame keeps the first pass's sure boundaries, but is no surer than the
+        # smaller pass.
+        assert confidence == pytest.approx(smaller, rel=1e-4)
+        assert not (out.labels[0][20:80, 20:80] == DROPLET).any()
+    else:
+        # Same layout: the merged softmax's own margins (the first pass's, on its edges).
+        assert confidence == pytest.approx(first, rel=1e-4)
+        assert confidence > smaller + 0.3
 
 
 def test_cap_confidence_keeps_labels_and_the_half_probability_sides():

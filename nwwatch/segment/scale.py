@@ -25,10 +25,11 @@ The runtime (:class:`nwwatch.segment.session.Segmenter`) then
    size multiple, never below ``min_frame_px``) and takes the class layout from that pass and
    the boundaries from the first where the first's lie near the smaller pass's
    (:func:`keep_fine_boundaries`), with the frame's confidence no higher than either pass's
-   (:func:`nwwatch.segment.confidence.cap_confidence`); otherwise, when the model knows its
-   droplet range and the droplet lies outside it, segments once more at the scale that
-   brings it to the nearest end of the range (at most ``MAX_UPSCALE`` x the frame and x
-   ``frame_px``, at least 64 px on the long side). Droplet regions under
+   (:func:`nwwatch.segment.confidence.cap_confidence`) where the passes disagree beyond that
+   band (:func:`passes_disagreement` over :data:`CAP_DISAGREEMENT_FRACTION`); otherwise, when
+   the model knows its droplet range and the droplet lies outside it, segments once more at
+   the scale that brings it to the nearest end of the range (at most ``MAX_UPSCALE`` x the
+   frame and x ``frame_px``, at least 64 px on the long side). Droplet regions under
    :data:`MIN_DROPLET_AREA_PX` working pixels are not trusted for either rule. At most one
    second pass per frame;
 3. resizes the softmax back to the frame (bilinear, pixel-centre aligned) and takes its
@@ -47,7 +48,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from nwwatch.classes import DROPLET
+from nwwatch.classes import BACKGROUND, DROPLET
 
 #: Long side assumed for in-situ models that do not record their working scale.
 DEFAULT_FRAME_PX = 512
@@ -69,6 +70,10 @@ SHRINK_STEP = 0.75
 #: boundaries within which the first pass's boundaries are kept (2, 4 and 8 measured,
 #: docs/models.md).
 BOUNDARY_BAND_PX = 8
+#: A frame's confidence is capped at the lower of its two passes' only where they disagree,
+#: outside that band, on more than this fraction of their wire and droplet pixels
+#: (:func:`passes_disagreement`; 0 and 0.01 measured, docs/models.md).
+CAP_DISAGREEMENT_FRACTION = 0.01
 
 METADATA_KEY = "working_scale"
 
@@ -203,8 +208,7 @@ def keep_fine_boundaries(fine: np.ndarray, coarse: np.ndarray, fine_labels: np.n
     its own margins. Switching softmax at the band's edge alone would put a boundary of
     neither pass there wherever the passes disagree across it."""
     kernel = np.ones((2 * max(int(band_px), 0) + 1,) * 2, np.uint8)
-    edges = cv2.morphologyEx(coarse_labels, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    band = cv2.dilate((edges > 0).view(np.uint8), kernel) > 0
+    band = _coarse_band(coarse_labels, kernel)
     disagree = (fine_labels != coarse_labels).view(np.uint8)
     count, regions = cv2.connectedComponents(disagree, connectivity=8)
     if count == 1:  # the passes agree everywhere: the labels are the same either way
@@ -217,6 +221,26 @@ def keep_fine_boundaries(fine: np.ndarray, coarse: np.ndarray, fine_labels: np.n
     touched[0] = False
     use_fine = band & ~coarse_owned & ~touched[regions]
     return np.where(use_fine[None], fine, coarse)
+
+
+def _coarse_band(coarse_labels: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """bool (H, W): pixels whose ``kernel`` neighbourhood holds a class boundary pixel of
+    ``coarse_labels``."""
+    edges = cv2.morphologyEx(coarse_labels, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    return cv2.dilate((edges > 0).view(np.uint8), kernel) > 0
+
+
+def passes_disagreement(fine_labels: np.ndarray, coarse_labels: np.ndarray,
+                        band_px: int) -> float:
+    """Fraction, in [0, 1], of the pixels that either pass calls wire or droplet on which the
+    passes' classes differ farther than ``band_px`` pixels (Chebyshev) from a class boundary
+    of ``coarse_labels`` (the band where :func:`keep_fine_boundaries` may keep the first
+    pass's boundaries); 0 when neither pass finds anything. ``fine_labels``,
+    ``coarse_labels``: uint8 (H, W), the passes' argmax in the same pixels."""
+    kernel = np.ones((2 * max(int(band_px), 0) + 1,) * 2, np.uint8)
+    differ = (fine_labels != coarse_labels) & ~_coarse_band(coarse_labels, kernel)
+    objects = np.count_nonzero((fine_labels != BACKGROUND) | (coarse_labels != BACKGROUND))
+    return float(np.count_nonzero(differ)) / objects if objects else 0.0
 
 
 def whole_droplet_radius(crop_px: int) -> float:

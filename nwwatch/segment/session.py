@@ -26,11 +26,13 @@ from nwwatch.segment.contract import (
 )
 from nwwatch.segment.scale import (
     BOUNDARY_BAND_PX,
+    CAP_DISAGREEMENT_FRACTION,
     MIN_DROPLET_AREA_PX,
     WorkingScale,
     WorkingScaleError,
     keep_fine_boundaries,
     largest_droplet_radius_px,
+    passes_disagreement,
     resize_images,
     resize_probabilities,
     working_shape,
@@ -251,14 +253,19 @@ class Segmenter:
             second = self._segment_at(batch[i:i + 1], again)
             if scale.droplet_too_large(radius):
                 band_px = max(1, round(BOUNDARY_BAND_PX / factor))  # frame pixels
-                # Where the passes disagree the frame is less certain than either says; its
-                # confidence (the labelling queue's ranking) must not exceed either's.
-                ceiling = min(frame_confidence(probs[i], labels[i], True),
-                              frame_confidence(second.probabilities[0], second.labels[0], True))
+                # Where the passes disagree beyond the band the frame is less certain than
+                # either says; its confidence (the labelling queue's ranking) must not exceed
+                # either's. Where they agree, the merged softmax's own margins stand.
+                ceiling = None
+                if (passes_disagreement(labels[i], second.labels[0], band_px)
+                        > CAP_DISAGREEMENT_FRACTION):
+                    ceiling = min(frame_confidence(probs[i], labels[i], True), frame_confidence(
+                        second.probabilities[0], second.labels[0], True))
                 probs[i] = keep_fine_boundaries(probs[i], second.probabilities[0], labels[i],
                                                 second.labels[0], band_px)
                 labels[i] = class_argmax(probs[i:i + 1])[0]
-                probs[i] = cap_confidence(probs[i], labels[i], ceiling)
+                if ceiling is not None:
+                    probs[i] = cap_confidence(probs[i], labels[i], ceiling)
             else:
                 probs[i], labels[i] = second.probabilities[0], second.labels[0]
         return Segmentation(labels=labels, probabilities=probs if probabilities else None)
