@@ -213,8 +213,10 @@ def cpu_stages(model: Path, folder: Path, threads: int, batch_size: int) -> dict
         spent["segmenter_beyond_network"] += [extra_ms / len(chunk)] * len(chunk)
         batch_rows = []
         for j, frame in enumerate(frames):
-            result, ms = cpu(measure_contact_angle, out.labels[j], out.probabilities[j, DROPLET],
-                             frame.pixel_size_nm)
+            # With the raw frame, as the service measures (the facet line's refinement).
+            result, ms = cpu(lambda labels, prob, frame: measure_contact_angle(
+                labels, prob, frame.pixel_size_nm, image=frame.image),
+                out.labels[j], out.probabilities[j, DROPLET], frame)
             spent["measure"].append(ms)
             conf, ms = cpu(frame_confidence, out.probabilities[j], out.labels[j],
                            result.angle_valid)

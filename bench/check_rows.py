@@ -154,6 +154,83 @@ def geometry_rows(per_geometry: int, seed: int) -> dict:
     return {"rows": rows}
 
 
+#: Frames of the test set (tests/data/measure_reference.npz): (npz name part, index); picked
+#: for what the measurement does with them (refined and unrefined facet lines, an elliptical
+#: facet, a refusal).
+TEST_FRAMES = (("eval_a", 4), ("video_new", 0), ("eval_new", 1), ("seed304", 2))
+TEST_MARGIN_PX = 8
+
+
+def pick_test_frames(npz_paths: list[Path]) -> dict[str, list]:
+    """Crops of :data:`TEST_FRAMES` around their labelled pixels (+ ``TEST_MARGIN_PX``):
+    model and true labels, the droplet probability quantised to 1/255 (stored exactly as
+    uint8) and the raw frame in units of 8 counts (uint16): small files, still a model's
+    labels on a real frame's noise."""
+    import cv2
+
+    out: dict[str, list] = {k: [] for k in ("labels", "truth_labels", "prob_q", "image",
+                                           "pixel_size_nm", "name")}
+    for part, index in TEST_FRAMES:
+        path = next(p for p in npz_paths if f"_{part}_" in p.name)
+        with np.load(path) as data:
+            lab, truth = data["labels"][index], data["truth_labels"][index]
+            x, y, w, h = cv2.boundingRect(np.maximum(lab, truth))
+            r0, c0 = max(y - TEST_MARGIN_PX, 0), max(x - TEST_MARGIN_PX, 0)
+            r1, c1 = y + h + TEST_MARGIN_PX, x + w + TEST_MARGIN_PX
+            crop = (slice(r0, r1), slice(c0, c1))
+            out["labels"].append(lab[crop])
+            out["truth_labels"].append(truth[crop])
+            out["prob_q"].append(np.round(data["prob"][index][crop] * 255).astype(np.uint8))
+            out["image"].append((data["image"][index][crop] / 8).astype(np.uint16))
+            out["pixel_size_nm"].append(float(data["pixel_size_nm"][index]))
+            out["name"].append(f"{part}/{index}")
+    return out
+
+
+def measure_test_frames(inputs: dict) -> list[dict]:
+    """The rows tests/test_measure_reference_rows.py compares: each test frame measured four
+    ways (model labels with probability, with and without the frame; true labels with and
+    without the frame)."""
+    from nwwatch.measure import measure_contact_angle
+
+    rows = []
+    for i, name in enumerate(inputs["name"]):
+        prob = inputs["prob_q"][i].astype(np.float32) / np.float32(255)
+        ps = float(inputs["pixel_size_nm"][i])
+        ps = ps if math.isfinite(ps) and ps > 0 else None
+        for way, lab, pr, image in (
+                ("model+image", inputs["labels"][i], prob, inputs["image"][i]),
+                ("model", inputs["labels"][i], prob, None),
+                ("truth+image", inputs["truth_labels"][i], None, inputs["image"][i]),
+                ("truth", inputs["truth_labels"][i], None, None)):
+            row = _row(measure_contact_angle(lab, pr, ps, image=image))
+            row["source"] = f"{name}/{way}"
+            rows.append(row)
+    return rows
+
+
+def write_test_data(npz_paths: list[Path], folder: Path) -> None:
+    inputs = pick_test_frames(npz_paths)
+    arrays = {"name": np.array(inputs["name"]),
+              "pixel_size_nm": np.array(inputs["pixel_size_nm"])}
+    for key in ("labels", "truth_labels", "prob_q", "image"):
+        for i, a in enumerate(inputs[key]):
+            arrays[f"{key}_{i}"] = a
+    np.savez_compressed(folder / "measure_reference.npz", **arrays)
+    rows = measure_test_frames(load_test_inputs(folder / "measure_reference.npz"))
+    (folder / "measure_reference_rows.json").write_text(json.dumps(rows, indent=0) + "\n")
+
+
+def load_test_inputs(path: Path) -> dict:
+    with np.load(path) as data:
+        n = len(data["name"])
+        out = {"name": [str(x) for x in data["name"]],
+               "pixel_size_nm": data["pixel_size_nm"].tolist()}
+        for key in ("labels", "truth_labels", "prob_q", "image"):
+            out[key] = [data[f"{key}_{i}"] for i in range(n)]
+    return out
+
+
 def compare(before: dict, after: dict, rtol: float) -> tuple[dict, list[str]]:
     bad: list[str] = []
     stats = {"rows": 0, "values": 0, "bit_identical": 0, "hashes": 0,
@@ -211,7 +288,13 @@ def main() -> None:
     ap.add_argument("--compare", type=Path, nargs=2, metavar=("BEFORE", "AFTER"))
     ap.add_argument("--rtol", type=float, default=1e-9)
     ap.add_argument("--json", type=Path, help="with --compare: write the summary here")
+    ap.add_argument("--write-test-data", type=Path, metavar="FOLDER",
+                    help="write the test frames (from the --npz files) and their rows "
+                         "measured by this checkout to FOLDER (tests/data)")
     args = ap.parse_args()
+    if args.write_test_data:
+        write_test_data(args.npz, args.write_test_data)
+        return
     if args.compare:
         before, after = (json.loads(p.read_text()) for p in args.compare)
         stats, bad = compare(before, after, args.rtol)
