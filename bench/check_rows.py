@@ -287,6 +287,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--compare", type=Path, nargs=2, metavar=("BEFORE", "AFTER"))
     ap.add_argument("--rtol", type=float, default=1e-9)
+    ap.add_argument("--opencv-threads", type=int, default=None,
+                    help="cv2.setNumThreads (default: OpenCV's; the service sets 1)")
     ap.add_argument("--json", type=Path, help="with --compare: write the summary here")
     ap.add_argument("--write-test-data", type=Path, metavar="FOLDER",
                     help="write the test frames (from the --npz files) and their rows "
@@ -308,6 +310,10 @@ def main() -> None:
         sys.exit(1 if bad else 0)
     from nwwatch.service.config import DEFAULT_MODELS
 
+    if args.opencv_threads is not None:
+        import cv2
+
+        cv2.setNumThreads(args.opencv_threads)
     model = args.model or DEFAULT_MODELS["insitu"]
     if not any(args.video.glob("*.tif")):
         from nwwatch.synth.insitu import generate_insitu

@@ -51,6 +51,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, map_coordinates
 
 from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.measure import smallmath
 from nwwatch.measure.interface import FacetLine
 
 #: Sampling step of the profiles along the normal (px).
@@ -289,7 +290,7 @@ def refine_facet_line(
             np.finfo(np.float64).eps)
         quantum = eps * max(abs(level_w), abs(level_d))
     spread = math.sqrt(math.pi / 2.0) * np.mean(np.abs(prof - _median_rows(prof)), axis=0)
-    noise = 1.1 * max(float(np.median(spread)), quantum / math.sqrt(12.0)) / math.sqrt(n)
+    noise = 1.1 * max(smallmath.median(spread), quantum / math.sqrt(12.0)) / math.sqrt(n)
     snr = abs(contrast) / noise if noise > 0 else 0.0
     if snr < MIN_SNR or abs(contrast) < MIN_ROUGH_RATIO * rough:
         return EdgeRefinement("weak_step", snr=snr, n_positions=n)
