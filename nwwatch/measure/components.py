@@ -111,14 +111,14 @@ def _box(rect: tuple[int, int, int, int], margin: int, shape: tuple[int, int]) -
 def select_components(labels: np.ndarray) -> Selection:
     """Choose the wire and droplet to measure in ``labels`` (uint8 (H, W))."""
     shape = labels.shape
-    # Everything but background lies in this box; 1 px of background around it (where the
-    # image goes on) keeps the counts and contours below those of the whole image.
+    # Every pixel but background lies in this box; with 1 px of background around it (where
+    # the image goes on), the counts and contours below are those of the whole image.
     x, y, w, h = cv2.boundingRect(labels)
     y0, x0 = max(y - 1, 0), max(x - 1, 0)
-    area = labels[y0 : y + h + 1, x0 : x + w + 1]
+    objects = labels[y0 : y + h + 1, x0 : x + w + 1]
     # cv2's vectorised compare and count: a third of numpy's cost on a 512x512 frame.
-    changes = (cv2.countNonZero(cv2.compare(area[:, 1:], area[:, :-1], cv2.CMP_NE))
-               + cv2.countNonZero(cv2.compare(area[1:], area[:-1], cv2.CMP_NE)))
+    changes = (cv2.countNonZero(cv2.compare(objects[:, 1:], objects[:, :-1], cv2.CMP_NE))
+               + cv2.countNonZero(cv2.compare(objects[1:], objects[:-1], cv2.CMP_NE)))
     pairs = max(labels.shape[0] * (labels.shape[1] - 1) + labels.shape[1] * (labels.shape[0] - 1),
                 1)
     if changes > MAX_BOUNDARY_FRACTION * pairs:
@@ -126,8 +126,8 @@ def select_components(labels: np.ndarray) -> Selection:
                          f"{100 * changes / pairs:.0f} % of neighbouring pixels differ "
                          f"(> {100 * MAX_BOUNDARY_FRACTION:.0f} %)", "labels_noisy")
     speckled = changes > _SPECKLED_FRACTION * pairs
-    wires = _blobs(area == NANOWIRE, speckled, (y0, x0))
-    drops = _blobs(area == DROPLET, speckled, (y0, x0))
+    wires = _blobs(objects == NANOWIRE, speckled, (y0, x0))
+    drops = _blobs(objects == DROPLET, speckled, (y0, x0))
     for name, blobs in (("nanowire", wires), ("droplet", drops)):
         if len(blobs) > MAX_REGIONS:
             return Selection("fit_failed", f"the label image is noise-like: more than "
