@@ -1,5 +1,6 @@
 """The frame confidence: the top-two margin against np.partition, ties included, and the
-band gathered by index against a boolean mask."""
+band gathered by index against a boolean mask, and found in the objects' box against the
+whole frame."""
 
 from __future__ import annotations
 
@@ -30,3 +31,18 @@ def test_confidence_is_the_mean_margin_over_the_band():
     expected = float(np.mean(top[1] - top[0]))
     assert frame_confidence(probs, labels, True) == pytest.approx(expected, rel=1e-6)
     assert frame_confidence(probs, labels, False) == pytest.approx(0.5 * expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("band_px", [1, 2, 3])
+def test_band_from_the_objects_box_equals_the_whole_frame_band(band_px):
+    from nwwatch.segment.confidence import _band_indices
+
+    rng = np.random.default_rng(band_px)
+    for _ in range(150):
+        labels = np.zeros((int(rng.integers(1, 40)), int(rng.integers(1, 40))), np.uint8)
+        for _ in range(int(rng.integers(0, 5))):  # blobs anywhere, at the borders too
+            r, c = rng.integers(0, labels.shape[0]), rng.integers(0, labels.shape[1])
+            labels[r:r + int(rng.integers(1, 7)), c:c + int(rng.integers(1, 7))] = \
+                rng.integers(0, 3)
+        np.testing.assert_array_equal(_band_indices(labels, band_px),
+                                      np.flatnonzero(boundary_band(labels, band_px)))

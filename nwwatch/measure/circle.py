@@ -72,15 +72,19 @@ def geometric_fit(
     cost = float(res @ res)
     trial = np.empty((3, n))
     trial[2] = -1.0
-    eye = np.eye(3)
     for _ in range(max_iter):
-        jtj = jac @ jac.T
-        grad = jac @ res
-        damp = eye * (np.diagonal(jtj) + 1e-12)
+        # The damped normal equations in Python floats: jtj + lam * diag(diag(jtj) + 1e-12),
+        # the same sums as the array expression without its per-call cost.
+        jtj = (jac @ jac.T).tolist()
+        minus_grad = (-(jac @ res)).tolist()
+        damp = [jtj[k][k] + 1e-12 for k in range(3)]
         improved = False
         for _ in range(10):
+            off = lam * 0.0  # the zeros of lam * diag(...) (NaN if lam overflowed)
+            lhs = [[jtj[i][j] + (lam * damp[i] if i == j else off) for j in range(3)]
+                   for i in range(3)]
             try:
-                step = smallmath.solve(jtj + lam * damp, -grad)
+                step = smallmath.solve_lists(lhs, minus_grad)
             except np.linalg.LinAlgError:  # degenerate points (e.g. all identical)
                 lam *= 10.0
                 continue

@@ -55,17 +55,21 @@ class Selection:
 
 
 def _blobs(
-    mask: np.ndarray, speckled: bool = False
+    mask: np.ndarray, speckled: bool = False, offset: tuple[int, int] = (0, 0)
 ) -> list[tuple[np.ndarray, float, tuple[int, int, int, int]]]:
     """Outer contours of the 8-connected blobs of ``mask`` that are large enough.
 
     Returns (contour, area_px2, (x, y, w, h)) sorted by decreasing area; the area counts
     pixels approximately (polygon area through the boundary pixel centres + half the
-    perimeter + 1), which is exact enough to rank blobs and drop specks.
+    perimeter + 1), which is exact enough to rank blobs and drop specks. ``mask`` may be a
+    crop of the image at ``offset`` (row, col) with a background margin of at least 1 px
+    where it does not reach the image border (findContours treats the array's outermost
+    pixels as background): contours and boxes are in image coordinates.
     """
     m8 = mask.view(np.uint8)
+    shift = (offset[1], offset[0])  # (x, y)
     contours = () if speckled else cv2.findContours(m8, cv2.RETR_EXTERNAL,
-                                                    cv2.CHAIN_APPROX_SIMPLE)[0]
+                                                    cv2.CHAIN_APPROX_SIMPLE, offset=shift)[0]
     if speckled or len(contours) > _MANY_CONTOURS:
         # Thousands of specks: keep only regions of MIN_AREA_PX pixels before contouring,
         # so the per-contour work below stays small.
@@ -75,15 +79,15 @@ def _blobs(
             return [(np.zeros((1, 1, 2), np.int32), float("inf"), (0, 0, 0, 0))] * (big.size)
         keep = np.zeros(n, np.uint8)
         keep[big] = 1
-        contours, _ = cv2.findContours(keep[lab], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    blobs = [
-        (c, cv2.contourArea(c) + 0.5 * cv2.arcLength(c, True) + 1.0, cv2.boundingRect(c))
-        for c in contours
-    ]
-    if not blobs:
+        contours, _ = cv2.findContours(keep[lab], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
+                                       offset=shift)
+    if not contours:
         return []
-    limit = max(MIN_AREA_PX, MIN_AREA_FRACTION * max(b[1] for b in blobs))
-    return sorted((b for b in blobs if b[1] >= limit), key=lambda b: -b[1])
+    areas = [cv2.contourArea(c) + 0.5 * cv2.arcLength(c, True) + 1.0 for c in contours]
+    limit = max(MIN_AREA_PX, MIN_AREA_FRACTION * max(areas))
+    # Boxes of the kept blobs only (most contours of a network's labels are specks).
+    return sorted(((c, a, cv2.boundingRect(c)) for c, a in zip(contours, areas, strict=True)
+                   if a >= limit), key=lambda b: -b[1])
 
 
 def _filled(contour: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -107,9 +111,14 @@ def _box(rect: tuple[int, int, int, int], margin: int, shape: tuple[int, int]) -
 def select_components(labels: np.ndarray) -> Selection:
     """Choose the wire and droplet to measure in ``labels`` (uint8 (H, W))."""
     shape = labels.shape
+    # Every pixel but background lies in this box; with 1 px of background around it (where
+    # the image goes on), the counts and contours below are those of the whole image.
+    x, y, w, h = cv2.boundingRect(labels)
+    y0, x0 = max(y - 1, 0), max(x - 1, 0)
+    objects = labels[y0 : y + h + 1, x0 : x + w + 1]
     # cv2's vectorised compare and count: a third of numpy's cost on a 512x512 frame.
-    changes = (cv2.countNonZero(cv2.compare(labels[:, 1:], labels[:, :-1], cv2.CMP_NE))
-               + cv2.countNonZero(cv2.compare(labels[1:], labels[:-1], cv2.CMP_NE)))
+    changes = (cv2.countNonZero(cv2.compare(objects[:, 1:], objects[:, :-1], cv2.CMP_NE))
+               + cv2.countNonZero(cv2.compare(objects[1:], objects[:-1], cv2.CMP_NE)))
     pairs = max(labels.shape[0] * (labels.shape[1] - 1) + labels.shape[1] * (labels.shape[0] - 1),
                 1)
     if changes > MAX_BOUNDARY_FRACTION * pairs:
@@ -117,8 +126,8 @@ def select_components(labels: np.ndarray) -> Selection:
                          f"{100 * changes / pairs:.0f} % of neighbouring pixels differ "
                          f"(> {100 * MAX_BOUNDARY_FRACTION:.0f} %)", "labels_noisy")
     speckled = changes > _SPECKLED_FRACTION * pairs
-    wires = _blobs(labels == NANOWIRE, speckled)
-    drops = _blobs(labels == DROPLET, speckled)
+    wires = _blobs(objects == NANOWIRE, speckled, (y0, x0))
+    drops = _blobs(objects == DROPLET, speckled, (y0, x0))
     for name, blobs in (("nanowire", wires), ("droplet", drops)):
         if len(blobs) > MAX_REGIONS:
             return Selection("fit_failed", f"the label image is noise-like: more than "
@@ -164,9 +173,9 @@ def select_components(labels: np.ndarray) -> Selection:
     # own pixels stay wire, so a ragged interface is not pushed into the wire by the
     # droplet's outer contour.
     outline = _filled(dcont, box)
-    wire_own = _filled(wcont, box) & (crop == NANOWIRE)
-    droplet = outline & ~wire_own
-    wire = _filled(wcont, box) & ~droplet
+    wire_outline = _filled(wcont, box)
+    droplet = outline & ~(wire_outline & (crop == NANOWIRE))
+    wire = wire_outline & ~droplet
     if (wire & ~outline).sum() < MIN_AREA_PX:  # all of the wire lies inside the droplet
         wire[:] = False
     if wire.sum() < MIN_AREA_PX:

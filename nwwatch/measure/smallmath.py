@@ -37,7 +37,10 @@ def median(values: np.ndarray) -> float:
 
 def _adjugate(matrix: np.ndarray) -> tuple[list[list[float]], float]:
     """Adjugate and determinant of a 1x1, 2x2 or 3x3 matrix, in Python floats."""
-    m = np.asarray(matrix, dtype=np.float64).tolist()
+    return _adjugate_lists(np.asarray(matrix, dtype=np.float64).tolist())
+
+
+def _adjugate_lists(m: list[list[float]]) -> tuple[list[list[float]], float]:
     n = len(m)
     if n == 1:
         return [[1.0]], m[0][0]
@@ -64,6 +67,14 @@ def solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         raise np.linalg.LinAlgError("singular matrix")
     v = np.asarray(rhs, dtype=np.float64).tolist()
     return np.array(adj, dtype=np.float64) @ np.array(v) / det
+
+
+def solve_lists(matrix: list[list[float]], rhs: list[float]) -> np.ndarray:
+    """:func:`solve` of a matrix and right-hand side given as nested lists of floats."""
+    adj, det = _adjugate_lists(matrix)
+    if not det:
+        raise np.linalg.LinAlgError("singular matrix")
+    return np.array(adj, dtype=np.float64) @ np.array(rhs) / det
 
 
 def inverse(matrix: np.ndarray) -> np.ndarray:

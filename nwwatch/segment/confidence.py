@@ -35,6 +35,25 @@ def boundary_band(labels: np.ndarray, band_px: int = BAND_PX) -> np.ndarray:
     return grad > 0
 
 
+def _band_indices(labels: np.ndarray, band_px: int) -> np.ndarray:
+    """``np.flatnonzero(boundary_band(labels, band_px))`` of uint8 (H, W) ``labels``, found
+    in the box around the pixels of classes other than 0 only: every change of class
+    involves such a pixel, so the band lies within ``band_px`` of the box, and a margin of
+    ``2 * band_px`` gives each of its pixels its whole window (the same indices, in the same
+    order, for a fraction of the work where the objects fill part of the frame)."""
+    lab = np.ascontiguousarray(labels, dtype=np.uint8)
+    height, width = lab.shape
+    x, y, w, h = cv2.boundingRect(lab)  # of the non-zero pixels
+    if w == 0 or h == 0:
+        return np.zeros(0, np.intp)
+    margin = 2 * band_px
+    r0, c0 = max(y - margin, 0), max(x - margin, 0)
+    r1, c1 = min(y + h + margin, height), min(x + w + margin, width)
+    rows, cols = np.divmod(np.flatnonzero(boundary_band(lab[r0:r1, c0:c1], band_px)),
+                           c1 - c0)
+    return (rows + r0) * width + (cols + c0)
+
+
 def _top_two_margin(values: np.ndarray) -> np.ndarray:
     """float (N,): largest minus second largest of ``values`` (C >= 2, N) along axis 0, by
     one pass over the classes (np.partition along a short axis 0 is several times slower)."""
@@ -67,7 +86,7 @@ def frame_confidence(probabilities: np.ndarray, labels: np.ndarray, angle_valid:
     flat = probs.reshape(probs.shape[0], -1)
     # The band is a thin strip: gather its pixels by index (a boolean mask over the
     # (C, H, W) array costs as much as the whole frame).
-    band = np.flatnonzero(boundary_band(labels, band_px))
+    band = _band_indices(labels, band_px)
     values = np.take(flat, band, axis=1) if band.size else flat
     margin = float(np.mean(_top_two_margin(values), dtype=np.float64))
     return float(np.clip(margin, 0.0, 1.0)) * (1.0 if angle_valid else INVALID_ANGLE_FACTOR)

@@ -261,8 +261,10 @@ def largest_droplet_radius_px(labels: np.ndarray,
     cols = np.flatnonzero(mask.any(axis=0))
     # Components of the droplet pixels' bounding box only: same areas, a fraction of the work.
     crop = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].view(np.uint8)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
-    area = int(stats[1:, cv2.CC_STAT_AREA].max()) if count > 1 else 0
+    # Areas by counting the labels: the same as connectedComponentsWithStats' areas, at a
+    # fraction of its cost (which computes centroids and boxes too).
+    count, regions = cv2.connectedComponents(crop, connectivity=8)
+    area = int(np.bincount(regions.ravel(), minlength=count)[1:].max()) if count > 1 else 0
     return math.sqrt(area / math.pi) if area >= min_area_px else None
 
 

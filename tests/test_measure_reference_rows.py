@@ -1,0 +1,31 @@
+"""The measurement gives the rows it gave before its speed-ups: four model-labelled frames of
+the benchmark's synthetic sets (crops, with their raw frames; tests/data/measure_reference.npz),
+each measured four ways (model labels with the droplet probability, with and without the
+frame; true labels with and without it), against the rows measurement 2.2.1 gave for them
+before (tests/data/measure_reference_rows.json, written by ``bench/check_rows.py
+--write-test-data`` from the code before the speed-ups). bench/check_rows.py compares
+a larger corpus (about 1900 rows)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.check_rows import compare, load_test_inputs, measure_test_frames
+from nwwatch.measure import MEASUREMENT_VERSION
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_rows_equal_the_stored_reference_rows():
+    assert MEASUREMENT_VERSION == "2.2.1"  # new results come with a new version and new rows
+    reference = json.loads((DATA / "measure_reference_rows.json").read_text())
+    rows = measure_test_frames(load_test_inputs(DATA / "measure_reference.npz"))
+    stats, bad = compare({"frames": {"rows": reference}}, {"frames": {"rows": rows}}, 1e-9)
+    assert not bad, "\n".join(bad)
+    assert stats["rows"] == 16
+    # What the frames exercise: the facet line moved onto the frame's step, kept on the
+    # labels for a reason, an elliptical facet; valid and refused angles.
+    edges = {r["facet_edge"] for r in reference}
+    assert {"refined", "not_a_step", "elliptical", "labels"} <= edges
+    assert {r["reason_code"] for r in reference} >= {"ok", "angle_uncertain"}
