@@ -43,6 +43,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -188,6 +189,78 @@ def training_summary(checkpoint: Path) -> dict:
             "loss": [round(float(h["loss"]), 4) for h in history]}
 
 
+class CheckpointWatcher(threading.Thread):
+    """Keep every version of a run's checkpoint as a hard link (``<name>.v<N>``).
+
+    The run rewrites ``MODEL.pt`` atomically after each epoch (a new file each time), and its
+    final write holds the exported (best validation) weights in both ``state`` and
+    ``inference_state``; the version written after the last epoch is the only one that still
+    holds the last epoch's weights. Linking a path costs nothing and keeps that inode intact.
+    """
+
+    def __init__(self, path: Path, poll_s: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.path, self.poll_s, self.stop = path, poll_s, threading.Event()
+        self.versions: list[Path] = []
+
+    def run(self) -> None:
+        seen = None
+        while not self.stop.is_set():
+            try:
+                inode = self.path.stat().st_ino
+                if inode != seen:
+                    link = self.path.with_name(f"{self.path.name}.v{len(self.versions)}")
+                    link.unlink(missing_ok=True)
+                    os.link(self.path, link)
+                    seen = link.stat().st_ino
+                    self.versions.append(link)
+                    # Only the newest few matter: drop older links.
+                    for old in self.versions[:-3]:
+                        old.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
+            self.stop.wait(self.poll_s)
+
+
+def export_last_epoch(versions: list[Path], mine: Path, out: Path) -> Path | None:
+    """Export the last epoch's weights (the run exports its best validation epoch) to ``out``
+    with ``mine``'s metadata, to see what the choice of epoch is worth on held-out frames.
+    ``versions``: checkpoint versions kept by :class:`CheckpointWatcher`; None when none
+    holds the last epoch (the watcher missed it)."""
+    from dataclasses import replace
+
+    import torch
+
+    from nwwatch.segment.session import Segmenter
+    from training.checkpoint import load_checkpoint
+    from training.export import export_onnx
+    from training.paradigms.base import build_inference_model
+
+    final = load_checkpoint(mine.with_suffix(".pt"))
+    epochs = final["config"]["epochs"]
+    state = None
+    for version in versions:
+        try:
+            saved = load_checkpoint(version)
+        except Exception:  # a version dropped while listed
+            continue
+        if saved["epoch"] == epochs and len(saved["history"]) == epochs:
+            candidate = saved["state"]
+            if saved["best"]["epoch"] == epochs or any(
+                    not torch.equal(candidate[k], final["state"][k]) for k in candidate):
+                state = candidate
+    if state is None:
+        return None
+    # The supervised paradigm's modules hold the logits model under "model.".
+    model = build_inference_model(final["inference"])
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    metadata = Segmenter(mine, providers=("cpu",), threads=1).metadata
+    metadata = replace(metadata, validation_metrics={},
+                       training_command=metadata.training_command + " (last epoch)")
+    export_onnx(model.eval(), out, metadata, exporter="legacy")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -224,7 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     started = time.perf_counter()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # A previous run's files would pass for this run's versions.
+    mine.unlink(missing_ok=True)
+    mine.with_suffix(".pt").unlink(missing_ok=True)
+    watcher = CheckpointWatcher(mine.with_suffix(".pt"))
+    watcher.start()
     subprocess.run(command, check=True, env=env, cwd=ROOT)
+    watcher.stop.set()
+    watcher.join()
     wall_s = time.perf_counter() - started
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     # On a shared machine the wall time says more about the neighbours than about the run;
@@ -233,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     after = evaluate(mine, test)
     training = training_summary(mine.with_suffix(".pt"))
+    last_model = export_last_epoch(watcher.versions, mine, out / "mine-last-epoch.onnx")
+    last_epoch = evaluate(last_model, test) if last_model is not None else None
+    for version in watcher.versions:
+        version.unlink(missing_ok=True)
     result = {
         "command": " ".join(["nwwatch", "train", "DATA", "--init", "insitu-default", "--out",
                              "mine.onnx"] + (["--epochs", str(args.epochs)] if args.epochs
@@ -244,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         "size": args.size, "wall_s": wall_s, "cpu_s": cpu_s,
         "load_average_1min_after": os.getloadavg()[0], "cpus": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
-        "before": before, "after": after, "training": training,
+        "before": before, "after": after, "after_last_epoch": last_epoch,
+        "training": training,
     }
     (out / "result.json").write_text(json.dumps(result, indent=1, default=float))
     if args.record:
