@@ -30,7 +30,8 @@ Usage::
     python bench/bench_finetune.py --out /tmp/ft --train 4 --test 4 --epochs 2   # smoke
 
 Writes ``OUT/result.json`` (and, with ``--record``, bench/results/finetune_10frames.json, or
-bench/results/finetune_10frames_LOOK.json for another look).
+bench/results/finetune_10frames_LOOK.json for another look; ``_valF`` appended with
+``--val-fraction F``).
 """
 
 from __future__ import annotations
@@ -271,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--epochs", type=int, default=None,
                         help="override the default epochs (smoke runs only)")
+    parser.add_argument("--val-fraction", type=float, default=None,
+                        help="passed to nwwatch train (a candidate recipe: 0 trains on every "
+                             "frame and exports the last epoch)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads of the training run (an execution setting, "
                              "not part of the recipe; 1 on a machine shared with other jobs, "
@@ -292,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
                "--init", "insitu-default", "--out", str(mine)]
     if args.epochs is not None:
         command += ["--epochs", str(args.epochs)]
+    if args.val_fraction is not None:
+        command += ["--val-fraction", str(args.val_fraction)]
     if args.threads is not None:
         command += ["--threads", str(args.threads)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -321,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["nwwatch", "train", "DATA", "--init", "insitu-default", "--out",
                              "mine.onnx"] + (["--epochs", str(args.epochs)] if args.epochs
                                               else [])
+                            + (["--val-fraction", str(args.val_fraction)]
+                               if args.val_fraction is not None else [])
                             + (["--threads", str(args.threads)] if args.threads else [])),
         "bench": " ".join(["python", "bench/bench_finetune.py", *(argv or sys.argv[1:])]),
         "look_name": args.look, "look": LOOKS[args.look][1], "seed": SEED,
@@ -333,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / "result.json").write_text(json.dumps(result, indent=1, default=float))
     if args.record:
-        name = "finetune_10frames" + ("" if args.look == "hard" else f"_{args.look}")
+        name = "finetune_10frames" + ("" if args.look == "hard" else f"_{args.look}") + (
+            "" if args.val_fraction is None else f"_val{args.val_fraction:g}")
         target = ROOT / "bench" / "results" / f"{name}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(result, indent=1, default=float))
