@@ -30,8 +30,8 @@ Usage::
     python bench/bench_finetune.py --out /tmp/ft --train 4 --test 4 --epochs 2   # smoke
 
 Writes ``OUT/result.json`` (and, with ``--record``, bench/results/finetune_10frames.json, or
-bench/results/finetune_10frames_LOOK.json for another look; ``_valF`` appended with
-``--val-fraction F``).
+bench/results/finetune_10frames_LOOK.json for another look; ``_valF`` and ``_Nepochs``
+appended with ``--val-fraction F`` and ``--epochs N``).
 """
 
 from __future__ import annotations
@@ -342,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "result.json").write_text(json.dumps(result, indent=1, default=float))
     if args.record:
         name = "finetune_10frames" + ("" if args.look == "hard" else f"_{args.look}") + (
-            "" if args.val_fraction is None else f"_val{args.val_fraction:g}")
+            "" if args.val_fraction is None else f"_val{args.val_fraction:g}") + (
+            "" if args.epochs is None else f"_{args.epochs}epochs")
         target = ROOT / "bench" / "results" / f"{name}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(result, indent=1, default=float))
