@@ -94,9 +94,11 @@ def runtime_venv(tmp_path_factory) -> Path:
     assert "matplotlib" not in dists and "torch" not in dists
     _link_into(dists, Path(purelib))
     wheel = next(wheels.glob("nwwatch-*.whl"))
+    # Without PYTHONPATH: a checkout on it makes pip see nwwatch as already installed.
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet",
                     "--no-index", "--disable-pip-version-check", str(wheel)],
-                   check=True, timeout=300)
+                   check=True, timeout=300, env=clean_env)
     return venv
 
 

@@ -22,13 +22,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 
-from bench_finetune import new_look, tool_geometry  # noqa: E402
+from bench_finetune import LOOKS  # noqa: E402
+from label_helpers import truth_geometry  # noqa: E402
 from webdriver import Browser  # noqa: E402
 
 from nwwatch.io import write_frame_tiff  # noqa: E402
 from nwwatch.label.frames import frame_refs  # noqa: E402
 from nwwatch.label.server import LabelSession, make_server, serve_in_thread  # noqa: E402
-from nwwatch.synth.insitu import frame_params, render_insitu_frame  # noqa: E402
+from nwwatch.synth.insitu import render_insitu_frame  # noqa: E402
 
 FRAME = (4242, 1001)  # (seed, frame) of the new look
 
@@ -56,7 +57,7 @@ def _clip_to_frame(polygon: np.ndarray, size: int) -> np.ndarray:
 
 def main() -> Path:
     with tempfile.TemporaryDirectory() as tmp:
-        params = new_look(frame_params(FRAME[0], FRAME[1], 512))
+        params = LOOKS["hard"][0](FRAME[0], FRAME[1], 512)
         image, _, _ = render_insitu_frame(params, np.random.default_rng(FRAME[1]))
         path = Path(tmp) / "frame_01001.tif"
         write_frame_tiff(path, image, pixel_size_nm=params.pixel_size_nm)
@@ -70,7 +71,7 @@ def main() -> Path:
                                  "&& window.nwLabel.geometry !== null")
                 target = ROOT / "docs" / "img" / "labelling-tool.png"
                 browser.screenshot(target)
-                truth = tool_geometry(params)
+                truth = truth_geometry(params)
                 wire = _clip_to_frame(np.asarray(truth.wire), params.size)
                 browser.execute(
                     "const s = window.nwLabel; s.geometry.wire = arguments[0];"
