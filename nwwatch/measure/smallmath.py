@@ -62,11 +62,8 @@ def solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     Raises ``np.linalg.LinAlgError`` for a singular matrix, as ``np.linalg.solve`` does. Meant
     for the well-conditioned normal equations of the fits here (damped or centred).
     """
-    adj, det = _adjugate(matrix)
-    if not det:
-        raise np.linalg.LinAlgError("singular matrix")
-    v = np.asarray(rhs, dtype=np.float64).tolist()
-    return np.array(adj, dtype=np.float64) @ np.array(v) / det
+    return solve_lists(np.asarray(matrix, dtype=np.float64).tolist(),
+                       np.asarray(rhs, dtype=np.float64).tolist())
 
 
 def solve_lists(matrix: list[list[float]], rhs: list[float]) -> np.ndarray:
