@@ -433,18 +433,11 @@ def trace_step(
     (n,) float64 array to an (n,) one. Never raises for a missing or unclear step: the status
     says why nothing was traced.
     """
-    dtype = np.asarray(image).dtype
-    first = None
-    for centre in (centre_px, None):  # about the curve, then about the line
-        failed, prof, offsets, positions = _profiles(image, labels, line, along_range_px,
-                                                     centre)
-        step = failed or _clear_step(prof, offsets, dtype)
-        if isinstance(step, _Step):
-            break
-        first = first or step
-    else:
-        return StepTrace(first.status, np.empty((0, 2)), first.snr, first.n_positions)
-    centre_px = centre
+    failed, prof, offsets, positions = _profiles(image, labels, line, along_range_px,
+                                                 centre_px)
+    step = failed or _clear_step(prof, offsets, np.asarray(image).dtype)
+    if isinstance(step, EdgeRefinement):
+        return StepTrace(step.status, np.empty((0, 2)), step.snr, step.n_positions)
     found = []
     for part in np.array_split(np.arange(len(positions)),
                                max(len(positions) // TRACE_BIN_POSITIONS, 1)):

@@ -161,11 +161,11 @@ def image_bulge(
         lat = np.clip((along - foot) / half_chord, -1.0, 1.0)
         return rim.offset_px - rim.k_px * np.sqrt(1.0 - lat**2)
 
-    seen = _traced_rim(image, labels, line, foot, half_chord, ellipse)
-    if seen is None:
-        return "undecided"
-    if reads_tilt(seen, half_chord):
+    about_line = _traced_rim(image, labels, line, foot, half_chord, None)
+    if about_line is not None and reads_tilt(about_line, half_chord):
         return "confirmed"
-    if rim.k_px - seen.k_px > BULGE_SIGMAS * _inflated_se_k(seen):
+    about_labels = _traced_rim(image, labels, line, foot, half_chord, ellipse)
+    if (about_labels is not None and not reads_tilt(about_labels, half_chord)
+            and rim.k_px - about_labels.k_px > REJECT_SIGMAS * _inflated_se_k(about_labels)):
         return "flat"
     return "undecided"
