@@ -9,9 +9,8 @@ away from the wire and the image border, so frame-cut droplets work), fit a geom
 (``circle``) and get ``cos(theta) = -s / R`` from the signed distance ``s`` of the circle
 centre from the facet line (positive on the droplet side), valid on both sides of 90 degrees.
 The facet is read as flat or as half an ellipse (``tilt``); the triple points are where the
-line meets the circle. Given the raw frame, an elliptical reading is checked on the frame's
-wire/droplet intensity step traced along it (read flat where the frame rejects the bulge),
-and a flat facet line is moved onto that step where it is clear (``refine``). The 1-sigma comes from
+line meets the circle. Given the raw frame, a flat facet line is moved onto the frame's
+wire/droplet intensity step where that step is clear (``refine``). The 1-sigma comes from
 ``uncertainty``. The wire's axis and width
 (``wire``) are reported but the angle does not use them.
 """
@@ -38,7 +37,7 @@ from nwwatch.measure.edges import iso_boundary_points, mask_boundary_points
 from nwwatch.measure.interface import fit_facet_line, interface_points
 from nwwatch.measure.refine import EdgeRefinement, refine_facet_line
 from nwwatch.measure.result import ContactAngleResult, MeasurementPoints
-from nwwatch.measure.tilt import facet_shape, image_bulge
+from nwwatch.measure.tilt import facet_shape
 from nwwatch.measure.uncertainty import (
     CALIBRATION,
     choice_sigma_deg,
@@ -121,12 +120,9 @@ def measure_contact_angle(
         Pixel size; fills the ``*_nm`` fields.
     image : float or integer (H, W), optional
         The frame the labels were drawn from, raw (not normalised: the normalisation clips
-        the darkest pixels, often the droplet, which moves the step). When given, an
-        elliptical facet reading is checked on the image's wire/droplet intensity step traced
-        along it (:func:`nwwatch.measure.tilt.image_bulge`: kept, ``facet_edge``
-        ``elliptical_confirmed`` or ``elliptical``, or read flat where the image rejects the
-        bulge), and a flat facet line is moved onto that step where it is clear
-        (:func:`nwwatch.measure.refine.refine_facet_line`; ``facet_edge`` says what was
+        the darkest pixels, often the droplet, which moves the step). When given, a flat
+        facet line is moved onto the image's wire/droplet intensity step where that step is
+        clear (:func:`nwwatch.measure.refine.refine_facet_line`; ``facet_edge`` says what was
         done), and the disagreement between labels and image enters the uncertainty. Without
         it the labels alone are measured.
 
@@ -301,21 +297,15 @@ def _measure(
                      **fitted)
     # Flat or elliptical (tilted) facet: the triple points sit at the ellipse's rim.
     facet = facet_shape(fit, line, iface, s, half_chord)
-    edge = EdgeRefinement("labels")
-    seen_flat = False
-    if image is not None and facet.tilt_deg > 0:
-        # A network can draw a bulge the frame does not show: check it on the image's step.
-        # An elliptical facet has no single step (the beam crosses wire and droplet over the
-        # whole ellipse), so the step is traced stretch by stretch along the labels' ellipse.
-        seen = image_bulge(image, labels, facet, off)
-        if seen == "flat":
-            facet, seen_flat = facet.flat, True
-        else:
-            edge = EdgeRefinement("elliptical_confirmed" if seen == "confirmed"
-                                  else "elliptical")
     line, shift, tilt_deg = facet.line, facet.shift_px, facet.tilt_deg
     s -= shift
-    if image is not None and tilt_deg == 0:
+    edge = EdgeRefinement("labels")
+    if image is not None and tilt_deg > 0:
+        # An elliptical facet (a wire tilted out of the image plane) has no single step: the
+        # beam crosses wire and droplet over the whole ellipse, in proportions that depend
+        # on the materials. The labels' rim is kept.
+        edge = EdgeRefinement("elliptical")
+    elif image is not None:
         # Over the middle of the interface: towards the triple points the droplet thins and
         # its contrast with the wire fades, which moves the step's centre.
         along = line.along(iface.points[line.inliers])
@@ -361,9 +351,6 @@ def _measure(
     if source != "interface":
         notes.append(f"facet oriented by the {source.replace('_', ' ')} (interface too short "
                      "to orient it)")
-    if seen_flat:
-        notes.append("the labels' facet bulges like a tilted wire's, but the image's step "
-                     "along it is flat: read as flat")
     if tilt_deg > 0:
         notes.append(f"facet seen as an ellipse: wire tilted ~{tilt_deg:.0f} deg out of "
                      "the image plane (apparent angle)")

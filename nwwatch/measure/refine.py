@@ -38,9 +38,8 @@ accepted only when
 
 Its 1-sigma: a bootstrap over the positions, and ``METHOD_FRACTION`` of the step's RMS
 width for the locator itself. A facet the labels show as an ellipse (a wire tilted out of
-the image plane) has no single step; :func:`trace_step` locates the step stretch by stretch
-along it instead, so that the bulge can be checked on the image
-(:func:`nwwatch.measure.tilt.image_bulge`).
+the image plane) has no single step; :func:`nwwatch.measure.measure_contact_angle` does not
+refine it.
 """
 
 from __future__ import annotations
@@ -102,10 +101,7 @@ EDGE_STATUSES: dict[str, str] = {
     "refined": "moved onto the image's intensity step",
     "labels": "no image given: the label boundary is used",
     "elliptical": "the labels show an elliptical facet (a wire tilted out of the image "
-                  "plane) and the image cannot check it (no clear step traced along it, or "
-                  "too few stretches to fit): the labels' rim is kept",
-    "elliptical_confirmed": "the labels show an elliptical facet and the image's step, "
-                            "traced along it, bulges too: the labels' rim is kept",
+                  "plane), which has no single step in the image: the labels' rim is kept",
     "too_short": "too few positions along the line with wire and droplet on either side",
     "weak_step": "the intensity step is not above the noise: the label boundary is kept",
     "not_a_step": "the profile is not one sharp step (a gradual ramp, fringes, halo or a "
@@ -223,24 +219,41 @@ def _centroids_at(profiles: np.ndarray, offsets: np.ndarray, x: float,
     return out
 
 
-def _profiles(
-    image: np.ndarray, labels: np.ndarray, line: FacetLine, along_range_px: tuple[float, float],
-    centre_px: np.ndarray | None = None,
-) -> tuple[EdgeRefinement | None, np.ndarray, np.ndarray, np.ndarray]:
-    """Profiles across ``line`` at 1 px positions along it: (failure or None, profiles
-    (n, M), offsets (M,), the positions (n,) they were taken at). ``centre_px``: a function of
-    the positions giving where each profile is centred along the normal (None: on the line);
-    the labels are read about that centre."""
+def refine_facet_line(
+    image: np.ndarray,
+    labels: np.ndarray,
+    line: FacetLine,
+    along_range_px: tuple[float, float],
+) -> EdgeRefinement:
+    """Locate the image's wire/droplet intensity step near a facet line.
+
+    Parameters
+    ----------
+    image : float (H, W)
+        The raw frame (any intensity scale and dtype; not a normalisation that clips, which
+        cuts one side of the step). NaN pixels are left out of the profiles.
+    labels : uint8 (H, W)
+        0 background, 1 nanowire, 2 droplet; same (row, col) frame as ``image``.
+    line : FacetLine
+        The facet line in image coordinates (``normal`` into the droplet).
+    along_range_px : (float, float)
+        Stretch of the line to sample, as coordinates along ``line.direction`` from
+        ``line.point`` (e.g. the interface points' extent).
+
+    Returns
+    -------
+    EdgeRefinement
+        ``status == "refined"`` with ``shift_px`` (the step's offset from ``line`` along its
+        normal, positive into the droplet) and ``sigma_px``, or another status saying why the
+        labels' line is kept. Never raises for a missing or unclear step.
+    """
     lo, hi = along_range_px
     positions = np.arange(math.ceil(lo), math.floor(hi) + 1, 1.0)
-    offsets = np.arange(-REACH_PX, REACH_PX + 1e-9, PROFILE_STEP_PX)
-    none = np.empty((0, offsets.size)), offsets, positions[:0]
     if positions.size < MIN_POSITIONS:
-        return EdgeRefinement("too_short", n_positions=int(positions.size)), *none
-    base = line.point[None, :] + positions[:, None] * line.direction
-    if centre_px is not None:
-        base = base + centre_px(positions)[:, None] * line.normal
-    pts = base[:, None, :] + offsets[None, :, None] * line.normal
+        return EdgeRefinement("too_short", n_positions=int(positions.size))
+    offsets = np.arange(-REACH_PX, REACH_PX + 1e-9, PROFILE_STEP_PX)
+    pts = (line.point[None, None, :] + positions[:, None, None] * line.direction
+           + offsets[None, :, None] * line.normal)
     # Positions whose labels read wire, then droplet, across the whole profile (outside the
     # reach of a possible shift): the step between them is the interface, nothing else.
     # Only the offsets beyond a possible shift are read, and the image only at the positions
@@ -253,35 +266,15 @@ def _profiles(
     n_below = int(below.sum())
     ok = (lab[:, :n_below] == NANOWIRE).all(axis=1) & (lab[:, n_below:] == DROPLET).all(axis=1)
     if ok.sum() < MIN_POSITIONS:
-        return EdgeRefinement("too_short", n_positions=int(ok.sum())), *none
-    prof = map_coordinates(np.asarray(image), [pts[ok, :, 0].ravel(), pts[ok, :, 1].ravel()],
+        return EdgeRefinement("too_short", n_positions=int(ok.sum()))
+    img = np.asarray(image)
+    prof = map_coordinates(img, [pts[ok, :, 0].ravel(), pts[ok, :, 1].ravel()],
                            output=np.float64, order=1,
                            mode="nearest").reshape(int(ok.sum()), offsets.size)
-    finite = np.isfinite(prof).all(axis=1)
-    prof = prof[finite]  # NaN pixels: leave those positions out
+    prof = prof[np.isfinite(prof).all(axis=1)]  # NaN pixels: leave those positions out
     n = prof.shape[0]
     if n < MIN_POSITIONS:
-        return EdgeRefinement("too_short", n_positions=n), *none
-    return None, prof, offsets, positions[ok][finite]
-
-
-@dataclass(frozen=True)
-class _Step:
-    """A clear step in the mean profile: its position, sign and what the later tests use."""
-
-    shift: float
-    sign: float
-    snr: float
-    noise: float
-    grad: np.ndarray
-    win: np.ndarray
-
-
-def _clear_step(prof: np.ndarray, offsets: np.ndarray,
-                dtype: np.dtype) -> EdgeRefinement | _Step:
-    """The step of the robust mean of ``prof`` (n, M) if it is clear (above the noise and
-    the plateaus' roughness, within reach, one sharp one-sided step), else why not."""
-    n = prof.shape[0]
+        return EdgeRefinement("too_short", n_positions=n)
     mean = _robust_mean(prof)
     plateau_w = offsets <= -REACH_PX + PLATEAU_PX
     plateau_d = offsets >= REACH_PX - PLATEAU_PX
@@ -290,10 +283,10 @@ def _clear_step(prof: np.ndarray, offsets: np.ndarray,
     rough = max(float(mean[plateau_w].std()), float(mean[plateau_d].std()))
     # Noise of the mean profile: spread across positions / sqrt(n), the spread at least the
     # frame's quantisation (q / sqrt(12): the spread of integer frames can read 0).
-    if dtype.kind in "biu":
+    if img.dtype.kind in "biu":
         quantum = 1.0
     else:
-        eps = float(np.finfo(dtype).eps) if dtype.kind == "f" else float(
+        eps = float(np.finfo(img.dtype).eps) if img.dtype.kind == "f" else float(
             np.finfo(np.float64).eps)
         quantum = eps * max(abs(level_w), abs(level_d))
     spread = math.sqrt(math.pi / 2.0) * np.mean(np.abs(prof - _median_rows(prof)), axis=0)
@@ -323,45 +316,6 @@ def _clear_step(prof: np.ndarray, offsets: np.ndarray,
     reverse = float(np.clip(-grad[win], 0.0, None).sum())
     if reverse > MAX_REVERSE_FRACTION * forward:
         return EdgeRefinement("not_a_step", shift_px=shift, snr=snr, n_positions=n)
-    return _Step(shift, sign, snr, noise, grad, win)
-
-
-def refine_facet_line(
-    image: np.ndarray,
-    labels: np.ndarray,
-    line: FacetLine,
-    along_range_px: tuple[float, float],
-) -> EdgeRefinement:
-    """Locate the image's wire/droplet intensity step near a facet line.
-
-    Parameters
-    ----------
-    image : float (H, W)
-        The raw frame (any intensity scale and dtype; not a normalisation that clips, which
-        cuts one side of the step). NaN pixels are left out of the profiles.
-    labels : uint8 (H, W)
-        0 background, 1 nanowire, 2 droplet; same (row, col) frame as ``image``.
-    line : FacetLine
-        The facet line in image coordinates (``normal`` into the droplet).
-    along_range_px : (float, float)
-        Stretch of the line to sample, as coordinates along ``line.direction`` from
-        ``line.point`` (e.g. the interface points' extent).
-
-    Returns
-    -------
-    EdgeRefinement
-        ``status == "refined"`` with ``shift_px`` (the step's offset from ``line`` along its
-        normal, positive into the droplet) and ``sigma_px``, or another status saying why the
-        labels' line is kept. Never raises for a missing or unclear step.
-    """
-    failed, prof, offsets, _ = _profiles(image, labels, line, along_range_px)
-    if failed is not None:
-        return failed
-    step = _clear_step(prof, offsets, np.asarray(image).dtype)
-    if isinstance(step, EdgeRefinement):
-        return step
-    n = prof.shape[0]
-    shift, sign, snr, win, grad = step.shift, step.sign, step.snr, step.win, step.grad
     # Straight: the step at the same place in three stretches along the line (the positions
     # are in order along it), within MAX_SEGMENT_SPREAD_PX (checked first: it needs no
     # bootstrap) and within their noise (each has a third of the positions).
@@ -393,59 +347,3 @@ def refine_facet_line(
              if total > 0 else 0.0)
     sigma = math.hypot(sigma_stat, max(METHOD_FRACTION * width, MIN_METHOD_SIGMA_PX))
     return EdgeRefinement("refined", shift_px=shift, sigma_px=sigma, snr=snr, n_positions=n)
-
-
-#: Positions (1 px apart) per stretch whose step is located on its own by :func:`trace_step`.
-TRACE_BIN_POSITIONS = 4
-
-
-@dataclass(frozen=True)
-class StepTrace:
-    """Outcome of :func:`trace_step`: ``status`` ``"traced"`` or why not (one of
-    :data:`EDGE_STATUSES`); ``points`` (K, 2) float64 (row, col) where the image's step lies
-    in each stretch along the line; ``snr`` the step's contrast over the mean profile's
-    noise; ``n_positions`` profile positions used."""
-
-    status: str
-    points: np.ndarray
-    snr: float | None = None
-    n_positions: int = 0
-
-
-def trace_step(
-    image: np.ndarray,
-    labels: np.ndarray,
-    line: FacetLine,
-    along_range_px: tuple[float, float],
-    centre_px=None,
-) -> StepTrace:
-    """Where the image's wire/droplet step lies along an interface, stretch by stretch.
-
-    The profiles of :func:`refine_facet_line`, taken about ``line`` or, with ``centre_px``,
-    about a curve: at position ``l`` along ``line`` about ``centre_px(l)`` (px along
-    ``line.normal``; e.g. the labels' half ellipse), with the labels read about that curve.
-    The step must be clear in their mean profile (as in :func:`refine_facet_line`: above the
-    noise and the plateaus' roughness, one sharp one-sided step within reach). Each stretch
-    of ``TRACE_BIN_POSITIONS`` positions then gets its own derivative centroid, iterated from
-    that step. On a weak or textured step the centroid leans towards the profiles' centre:
-    a trace confirms a shape best when taken about another one. Coordinates as in
-    :func:`refine_facet_line` (image frame, (row, col), pixel centres); ``centre_px`` maps an
-    (n,) float64 array to an (n,) one. Never raises for a missing or unclear step: the status
-    says why nothing was traced.
-    """
-    failed, prof, offsets, positions = _profiles(image, labels, line, along_range_px,
-                                                 centre_px)
-    step = failed or _clear_step(prof, offsets, np.asarray(image).dtype)
-    if isinstance(step, EdgeRefinement):
-        return StepTrace(step.status, np.empty((0, 2)), step.snr, step.n_positions)
-    found = []
-    for part in np.array_split(np.arange(len(positions)),
-                               max(len(positions) // TRACE_BIN_POSITIONS, 1)):
-        x = _step_centroid(_robust_mean(prof[part]), offsets, step.shift, step.sign)
-        if math.isfinite(x) and abs(x) <= MAX_SHIFT_PX:
-            along = float(positions[part].mean())
-            if centre_px is not None:
-                x += float(centre_px(np.array([along]))[0])
-            found.append(line.point + along * line.direction + x * line.normal)
-    pts = np.array(found, dtype=np.float64).reshape(-1, 2)
-    return StepTrace("traced", pts, step.snr, len(positions))

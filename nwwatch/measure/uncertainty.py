@@ -123,12 +123,12 @@ def edge_sigma_deg(
 ) -> float:
     """Systematic 1-sigma (degrees) of where the facet line lies, from the image refinement
     (:func:`nwwatch.measure.refine.refine_facet_line`): 0 for labels alone (nothing is known
-    about their bias), and 0 for an elliptical facet (the image places no line: the rim's
-    own standard error is in the facet's terms); for a refined line its locator's 1-sigma and a
+    about their bias), and 0 for an elliptical facet (the image is not read: the rim's own
+    standard error is in the facet's terms); for a refined line its locator's 1-sigma and a
     share of the shift; for an image whose step was not accepted, the larger of
     ``UNRESOLVED_EDGE_SIGMA_PX`` and the disagreement found. A shift ``d`` of the line costs
     ``d / a`` rad."""
-    if status in ("labels", "elliptical", "elliptical_confirmed"):
+    if status in ("labels", "elliptical"):
         return 0.0
     if status == "refined" and shift_px is not None and sigma_px is not None:
         px = math.hypot(sigma_px, EDGE_DISAGREEMENT_FRACTION * shift_px)
