@@ -9,8 +9,10 @@ has ``nwwatch.measure.tilt._traced_rim``, every trace's bulge (k, inflated SE) i
 per frame ("about_line": profiles about the flat line; "about_labels": about the labels'
 half ellipse).
 
-Usage: ``python bench/ellipse_image_check.py CACHE_DIR OUT.json`` (CACHE_DIR holds the
-``*_{set}_*.npz`` caches; the baseline: the same with PYTHONPATH at the base commit's code).
+Usage: ``python bench/ellipse_image_check.py CACHE_DIR OUT.json [NAME=FOLDER ...]``
+(CACHE_DIR holds the ``*_{NAME}_*.npz`` caches, FOLDER the set's frames and truth.parquet;
+the defaults are this machine's copies of the four sets; the baseline: the same with
+PYTHONPATH at the base commit's code).
 """
 import json
 import math
@@ -57,10 +59,10 @@ def row(r, truth):
             "sigma": r.contact_angle_uncertainty_deg, "traces": list(TRACES)}
 
 
-def main(cache: Path, out_path: Path) -> None:
+def main(cache: Path, out_path: Path, sets: list[tuple[str, str]]) -> None:
     out = {"code": str(Path(nwwatch.measure.__file__).parent),
            "measurement_version": MEASUREMENT_VERSION, "sets": {}, "frames": {}}
-    for name, folder in SETS:
+    for name, folder in sets:
         with np.load(next(cache.glob(f"*_{name}_*.npz"))) as z:
             data = dict(z)
         tilt = {Path(r["file"]).stem: float(r["tilt_deg"] or 0.0)
@@ -97,4 +99,5 @@ def main(cache: Path, out_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    given = dict(a.split("=", 1) for a in sys.argv[3:])
+    main(Path(sys.argv[1]), Path(sys.argv[2]), list(given.items()) or SETS)
