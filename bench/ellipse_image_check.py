@@ -1,4 +1,5 @@
-"""Elliptical facet readings checked on the raw frame: scores for bench/results/ellipse_image_check_rule.txt.
+"""Elliptical facet readings checked on the raw frame: the scores for the rule in
+bench/results/ellipse_image_check_rule.txt.
 
 Per set (segmentations cached by bench/bench_model_angles.py's ``segmented``, default model,
 one thread, whole-droplet pass): model labels + droplet probability + raw frame (the service
