@@ -141,9 +141,9 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     if meta.kind != kind or num_classes != len(class_names):
         said = "its dataset.toml" if (root / "dataset.toml").is_file() else "no dataset.toml"
         raise ModelKindError(
-            f"{model_path}: a {meta.kind!r} model with classes {list(meta.class_names)}, but "
-            f"{root} holds {kind!r} data with classes {list(class_names)} ({said}); "
-            f"evaluate it with a {kind!r} model")
+            f"{model_path}: the model's kind is {meta.kind!r} (classes "
+            f"{list(meta.class_names)}), but {root} holds {kind!r} data (classes "
+            f"{list(class_names)}; {said}): evaluate it with a model of kind {kind!r}")
     truth = _truth_angles(root) if angles and (root / "truth.parquet").is_file() else None
     if truth is not None:
         from nwwatch.measure import VALID_STATUSES, measure_contact_angle

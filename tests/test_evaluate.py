@@ -201,10 +201,10 @@ def test_a_model_of_another_kind_is_named_before_any_label_is_read(tmp_path):
     model = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
     result = CliRunner().invoke(main, ["evaluate", str(model), str(data)])
     assert result.exit_code == 1
-    assert f"{model}: a 'tomogram' model" in result.output
+    assert f"{model}: the model's kind is 'tomogram'" in result.output
     assert "holds 'insitu' data" in result.output and "label values" not in result.output
     (data / "dataset.toml").write_text('kind = "tomogram"\n')  # the other way round
     insitu = build_threshold_model(tmp_path / "insitu.onnx")
     result = CliRunner().invoke(main, ["evaluate", str(insitu), str(data)])
-    assert result.exit_code == 1 and "a 'insitu' model" in result.output
+    assert result.exit_code == 1 and "the model's kind is 'insitu'" in result.output
     assert "holds 'tomogram' data" in result.output and "its dataset.toml" in result.output
