@@ -26,8 +26,9 @@ from typing import Any
 import click
 import numpy as np
 
+from nwwatch.atomic import atomic_write
 from nwwatch.classes import DROPLET, NANOWIRE
-from nwwatch.io.dataset import DatasetLayoutError, pair_folder, read_pair
+from nwwatch.io.dataset import DatasetLayoutError, pair_folder, read_dataset_toml, read_pair
 from nwwatch.normalize import intensity_range, normalize_image
 from nwwatch.segment.metrics import (
     InterfaceOffsets,
@@ -91,6 +92,11 @@ class EvaluationReport:
         return out
 
 
+class ModelKindError(ValueError):
+    """The model is of another kind (or has another number of classes) than the DATA folder;
+    the message names the model, its kind and classes, and the folder's."""
+
+
 def _truth_angles(root: Path) -> dict[str, tuple[float, float | None]]:
     import pyarrow.parquet as pq
 
@@ -114,6 +120,12 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     softmax over the mirror images (:class:`nwwatch.segment.session.Segmenter`).
 
     Returns an :class:`EvaluationReport`; ``angles`` needs DATA/truth.parquet (in-situ models).
+
+    Raises
+    ------
+    DatasetLayoutError : a DATA folder or file that cannot be used, naming it.
+    ModelKindError : the model's kind or number of classes is not the folder's
+        (DATA/dataset.toml; in-situ without one), checked before any image is read.
     """
     from nwwatch.segment.session import Segmenter
 
@@ -125,6 +137,13 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         segmenter.working_scale = working_scale
     meta = segmenter.metadata
     num_classes = len(meta.class_names)
+    kind, class_names, _ = read_dataset_toml(root)
+    if meta.kind != kind or num_classes != len(class_names):
+        said = "its dataset.toml" if (root / "dataset.toml").is_file() else "no dataset.toml"
+        raise ModelKindError(
+            f"{model_path}: the model's kind is {meta.kind!r} (classes "
+            f"{list(meta.class_names)}), but {root} holds {kind!r} data (classes "
+            f"{list(class_names)}; {said}): evaluate it with a model of kind {kind!r}")
     truth = _truth_angles(root) if angles and (root / "truth.parquet").is_file() else None
     if truth is not None:
         from nwwatch.measure import VALID_STATUSES, measure_contact_angle
@@ -206,7 +225,7 @@ def format_report(report: EvaluationReport) -> str:
               help="CPU threads for ONNX Runtime (default: all).")
 @click.option("--no-angles", is_flag=True, help="Skip contact-angle errors even with truth.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the report as JSON.")
+              help="Also write the report as JSON (its folder is created).")
 @click.option("--flip-average", is_flag=True,
               help="Average the softmax over the frame and its mirror images (4x slower).")
 def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int | None,
@@ -214,11 +233,18 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
     """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles."""
     from nwwatch.segment.session import ModelLoadError
 
+    if json_out is not None:  # made before the run, not found missing after it
+        try:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.BadParameter(f"{json_out}: cannot create its folder ({exc.strerror})",
+                                     param_hint="--json") from None
     try:
         report = evaluate_folder(model, data, tuple(providers), threads, not no_angles,
                                  flip_average=flip_average)
-    except (DatasetLayoutError, ModelLoadError) as exc:
+    except (DatasetLayoutError, ModelLoadError, ModelKindError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))
     if json_out is not None:
-        json_out.write_text(json.dumps(report.as_dict(), indent=2, default=float))
+        with atomic_write(json_out) as handle:
+            handle.write(json.dumps(report.as_dict(), indent=2, default=float).encode())

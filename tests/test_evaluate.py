@@ -172,3 +172,39 @@ def test_model_card_holds_the_file_hash_and_each_evaluation(tmp_path):
     assert card["sha256"] == file_sha256(model) and card["status"] == "untrained"
     (evaluation,) = card["fresh_synthetic_evaluations"]
     assert evaluation["images"] == 2 and evaluation["data"] == "two frames"
+
+
+def test_json_folder_is_made_before_the_run_and_a_bad_one_refused(tmp_path):
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    model = build_threshold_model(tmp_path / "m.onnx")
+    out = tmp_path / "new" / "sub" / "report.json"
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(out),
+                                       "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["images"] == 2
+    (tmp_path / "afile").write_text("")
+    bad = tmp_path / "afile" / "report.json"
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(bad),
+                                       "--threads", "1"])
+    assert result.exit_code == 2 and "--json" in result.output and str(bad) in result.output
+    assert "mIoU" not in result.output  # refused before the evaluation ran
+
+
+def test_a_model_of_another_kind_is_named_before_any_label_is_read(tmp_path):
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)  # in-situ: no dataset.toml
+    model = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data)])
+    assert result.exit_code == 1
+    assert f"{model}: the model's kind is 'tomogram'" in result.output
+    assert "holds 'insitu' data" in result.output and "label values" not in result.output
+    (data / "dataset.toml").write_text('kind = "tomogram"\n')  # the other way round
+    insitu = build_threshold_model(tmp_path / "insitu.onnx")
+    result = CliRunner().invoke(main, ["evaluate", str(insitu), str(data)])
+    assert result.exit_code == 1 and "the model's kind is 'insitu'" in result.output
+    assert "holds 'tomogram' data" in result.output and "its dataset.toml" in result.output

@@ -121,3 +121,45 @@ def test_raw_frames_are_segmented_with_the_model_then_measured(tmp_path):
                                        "--read-as", "labels"])
     assert result.exit_code == 1
     assert "raw.tif" in result.output and "labels must be" in result.output
+
+
+def test_tiffs_are_read_as_the_service_reads_them(tmp_path):
+    # One reader for frames (nwwatch.io.read_frames): the files the service quarantines are
+    # skipped with its reasons, and a TIFF's pixel size, time and hash reach the row.
+    from datetime import UTC, datetime
+
+    from nwwatch.io import InputError, read_frames, write_frame_tiff, write_volume_tiff
+    from nwwatch.segment.session import file_sha256
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    when = datetime(2026, 1, 1, 0, 0, 9, 500000, tzinfo=UTC)
+    good = write_frame_tiff(tmp_path / "good.tif", cap.labels, pixel_size_nm=0.4,
+                            acquired_at=when)
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb, np.repeat(cap.labels[..., None], 3, axis=2), photometric="rgb")
+    f64 = tmp_path / "f64.tif"
+    tifffile.imwrite(f64, cap.labels.astype(np.float64))
+    aniso = write_volume_tiff(tmp_path / "aniso.tif", cap.labels[None],
+                              voxel_size_nm=(5.0, 6.0, 5.0))
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(good), str(rgb), str(f64), str(aniso),
+                                       "--out", str(out)])
+    assert result.exit_code == 1 and "3 file(s) could not be read" in result.output
+    assert "rgb.tif: 3 channels per pixel" in result.output
+    assert "f64.tif: pixel type float64 is not supported" in result.output
+    assert "aniso.tif: pixel size x 5 nm differs from y 6 nm" in result.output
+    for bad in (rgb, f64, aniso):  # the reasons are the service's own
+        with pytest.raises(InputError) as refused:
+            read_frames(bad)
+        assert f"{bad}: {refused.value.reason}" in result.output
+    (row,) = pq.read_table(out).to_pylist()
+    assert row["source"] == str(good) and row["status"] == "ok"
+    assert row["pixel_size_nm"] == pytest.approx(0.4)
+    assert row["droplet_radius_nm"] == pytest.approx(0.4 * row["droplet_radius_px"])
+    assert row["acquired_at"] == when and row["acquired_at_source"] == "metadata"
+    assert row["source_sha256"] == file_sha256(good)
+    # --pixel-size-nm stands in for the file's calibration.
+    result = CliRunner().invoke(main, ["measure", str(good), "--out", str(out),
+                                       "--pixel-size-nm", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == pytest.approx(0.5)

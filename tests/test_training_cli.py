@@ -107,6 +107,27 @@ def test_bad_layout_is_a_clear_error(tmp_path):
     assert "img01.tif: no label for this image" in result.output
 
 
+@pytest.mark.parametrize("given, named, listed", [
+    (["--arch", "nosucharch"], "--arch", "'nosucharch': choose one of pspnet, unet, unet-paper"),
+    (["--model-options", '{"widht": [4, 8]}'], "--model-options",
+     "unknown key(s) 'widht' for 'unet' (known: act, decoder_convs, down, dropout,"),
+    (["--arch", "unet-paper", "--model-options", '{"layers": [2]}'], "--model-options",
+     "'layers' for 'unet-paper'"),
+    (["--arch", "pspnet", "--model-options", '{"widths": [4]}'], "--model-options",
+     "(known: base_width, bins, decoder_widths, layers, ppm_channels)"),
+    (["--device", "gpu"], "--device", "'gpu': choose auto, cpu, cuda or cuda:N"),
+], ids=["arch", "option", "paper-option", "pspnet-option", "device"])
+def test_unknown_architecture_option_or_device_is_a_usage_error(tmp_path, given, named,
+                                                                  listed):
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "x.onnx"),
+                                       "--epochs", "1", "--quiet", *given])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert f"Invalid value for {named}" in result.output and listed in result.output
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_pseudo_label_records_provenance(tmp_path):
     data = make_folder(tmp_path / "data", n=4, size=32, unlabeled=3)
     teacher = TrainConfig(out=str(tmp_path / "t.onnx"), data=str(data), epochs=1,

@@ -79,6 +79,27 @@ def test_shape_mismatch(tmp_path):
     _expect(root, "shape", "img01.png")
 
 
+@pytest.mark.parametrize("write, reason", [
+    (lambda p, img: tifffile.imwrite(p, np.repeat(img[..., None], 3, 2), photometric="rgb"),
+     "3 channels per pixel"),
+    (lambda p, img: tifffile.imwrite(p, img.astype(np.float64)),
+     "pixel type float64 is not supported"),
+])
+def test_tiffs_the_service_refuses_are_refused_with_its_reason(tmp_path, write, reason):
+    # The DATA folder reads TIFFs with the service's reader (nwwatch.io.read_frames).
+    from nwwatch.io import InputError, read_frames
+
+    root = make_folder(tmp_path / "d", n=2)
+    path = root / "images" / "img01.tif"
+    write(path, tifffile.imread(path))
+    with pytest.raises(InputError) as service:
+        read_frames(path)
+    _expect(root, reason, "img01.tif")
+    with pytest.raises(DatasetLayoutError) as info:
+        load_folder(root)
+    assert info.value.reason == service.value.reason
+
+
 def test_empty_folder(tmp_path):
     (tmp_path / "d" / "images").mkdir(parents=True)
     (tmp_path / "d" / "labels").mkdir()

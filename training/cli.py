@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import shlex
 from pathlib import Path
@@ -30,6 +31,43 @@ def _model_options(text: str | None) -> dict:
     if not isinstance(value, dict):
         raise click.BadParameter("expected a JSON object", param_hint="--model-options")
     return value
+
+
+def _option_names(arch: str) -> set[str]:
+    """The ``--model-options`` keys the registered builder of ``arch`` takes."""
+    from training.models import MODELS
+
+    fixed = {"in_channels", "num_classes", "arch"}  # set by the engine or by the builder
+    params = inspect.signature(MODELS[arch]).parameters.values()
+    names = {p.name for p in params if p.kind is p.KEYWORD_ONLY} - fixed
+    if any(p.kind is p.VAR_KEYWORD for p in params):  # unet-paper: the rest go to build_unet
+        names |= _option_names("unet")
+    return names
+
+
+def _check_model(arch: str, model_options: dict, device: str) -> None:
+    """Usage errors, naming the option and the choices, for an unknown architecture, model
+    option or device; checked before any data are read."""
+    import torch
+
+    from training.models import MODELS
+
+    if arch:  # "": --init, the weights' architecture and options (the engine compares)
+        if arch not in MODELS:
+            raise click.BadParameter(f"{arch!r}: choose one of {', '.join(sorted(MODELS))}",
+                                     param_hint="--arch")
+        known = _option_names(arch)
+        unknown = sorted(set(model_options) - known)
+        if unknown:
+            raise click.BadParameter(
+                f"unknown key(s) {', '.join(map(repr, unknown))} for {arch!r} (known: "
+                f"{', '.join(sorted(known))})", param_hint="--model-options")
+    if device != "auto":
+        try:
+            torch.device(device)
+        except (RuntimeError, ValueError):
+            raise click.BadParameter(f"{device!r}: choose auto, cpu, cuda or cuda:N (a torch "
+                                     f"device name)", param_hint="--device") from None
 
 
 def _command_line(ctx: click.Context) -> str:
@@ -202,6 +240,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         # larger); a default here would silently stretch a 6-epoch tomogram run to 50.
         defaults["epochs"] = 1
     chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
+    _check_model(chosen["arch"], chosen["model_options"], device)
     # The fine-tuning split rule belongs to its default split, not to a --val-fraction given.
     val_min_images = defaults["val_min_images"] if val_fraction is None else 2
     config = TrainConfig(

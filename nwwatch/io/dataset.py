@@ -30,9 +30,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import tifffile
 
 from nwwatch.classes import INSITU_CLASSES, TOMOGRAM_CLASSES, UNLABELED
+from nwwatch.io.errors import InputError
+from nwwatch.io.records import Frame
+from nwwatch.io.tiff import read_frames
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
@@ -49,42 +51,48 @@ class DatasetLayoutError(ValueError):
 def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a grey image file (TIFF or PNG) as a stack of pages.
 
+    A TIFF goes through :func:`nwwatch.io.read_frames`, the reader the service and replay
+    use, so a file they refuse (colour, float64, non-square pixels, truncated, ...) is
+    refused here with the same reason. A PNG (label images, exported frames) is read with
+    OpenCV; an RGB PNG with three equal channels is read as grey.
+
     Returns
     -------
-    ndarray (Z, H, W) in the file's dtype; Z = 1 for a plain 2D image. A PNG saved as RGB
-    with three equal channels is read as grey.
+    ndarray (Z, H, W) in the file's dtype; Z = 1 for a plain 2D image.
 
     Raises
     ------
-    DatasetLayoutError : unreadable file, colour image, or not 2D/3D.
+    DatasetLayoutError : naming the file: unreadable, colour image, or not 2D/3D. For a
+        TIFF, ``reason`` is the :class:`~nwwatch.io.errors.InputError`'s, chained as its
+        cause.
     """
     path = Path(path)
-    try:
-        if path.suffix.lower() == ".png":
-            data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if data is None:
-                raise DatasetLayoutError(path, "cannot be read as a PNG image")
-        else:
-            data = tifffile.imread(path)
-    except DatasetLayoutError:
-        raise
-    except Exception as exc:  # tifffile raises several exception types for corrupt files
-        raise DatasetLayoutError(path, f"cannot be read ({exc})") from None
-    data = np.asarray(data)
-    if data.ndim == 3 and data.shape[-1] in (3, 4) and path.suffix.lower() == ".png":
+    if path.suffix.lower() != ".png":
+        return np.stack([frame.image for frame in read_tiff_frames(path)])
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise DatasetLayoutError(path, "cannot be read as a PNG image")
+    if data.ndim == 3 and data.shape[-1] in (3, 4):
         channels = data[..., :3]
         if not (np.array_equal(channels[..., 0], channels[..., 1])
                 and np.array_equal(channels[..., 0], channels[..., 2])):
             raise DatasetLayoutError(path, "colour image; nwwatch needs single-channel grey images")
         data = channels[..., 0]
-    if data.ndim == 2:
-        data = data[None]
-    if data.ndim != 3 or min(data.shape) == 0:
-        raise DatasetLayoutError(path, f"expected a 2D image or a stack of 2D pages, got shape "
-                                       f"{data.shape}")
-    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
-        raise DatasetLayoutError(path, f"unsupported pixel type {data.dtype}")
-    return data
+    if data.ndim != 2 or min(data.shape) == 0:
+        raise DatasetLayoutError(path, f"expected a 2D image, got shape {data.shape}")
+    return data[None]
+
+
+def read_tiff_frames(path: str | os.PathLike[str]) -> list[Frame]:
+    """:func:`nwwatch.io.read_frames` with its :class:`~nwwatch.io.errors.InputError` (and a
+    missing file) raised as :class:`DatasetLayoutError`, the error of the DATA-folder readers.
+    """
+    try:
+        return read_frames(path)
+    except InputError as exc:
+        raise DatasetLayoutError(exc.path, exc.reason) from exc
+    except FileNotFoundError as exc:
+        raise DatasetLayoutError(path, "file not found") from exc
 
 
 def read_image_2d(path: str | os.PathLike[str]) -> np.ndarray:

@@ -19,7 +19,8 @@ import numpy as np
 
 from nwwatch import DEFAULT_INSITU_MODEL, __version__
 from nwwatch.classes import DROPLET, NANOWIRE
-from nwwatch.io.dataset import DatasetLayoutError, read_pages
+from nwwatch.io import Frame
+from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
@@ -40,10 +41,22 @@ class LabelFileError(click.ClickException):
 
 
 def _read_pages(path: Path) -> list[np.ndarray]:
+    return [frame.image for frame in _read_frames(path)]
+
+
+def _read_frames(path: Path) -> list[Frame]:
+    """The pages of ``path`` as frames. A TIFF is read by :func:`nwwatch.io.read_frames`,
+    as the service reads it: the same refusals, the file's pixel size and acquisition times.
+    A PNG (label images) has neither: pixel size None, acquired at the file's mtime."""
     try:
-        return list(read_pages(path))
+        if path.suffix.lower() != ".png":
+            return read_tiff_frames(path)
+        pages = read_pages(path)
     except DatasetLayoutError as exc:
         raise LabelFileError(path, exc.reason) from None
+    mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    return [Frame(image=page, index=i, source=path, pixel_size_nm=None, acquired_at=mtime,
+                  acquired_at_source="mtime") for i, page in enumerate(pages)]
 
 
 def looks_like_labels(pages: list[np.ndarray]) -> bool:
@@ -131,7 +144,8 @@ def _write(rows: list[dict], out: Path) -> None:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file to write (one row per image or page).")
 @click.option("--pixel-size-nm", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Pixel size; fills the *_nm columns.")
+              help="Pixel size in nm; fills the *_nm columns  [default: the TIFF's own, as "
+                   "the service reads it; none for PNG].")
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for one overlay PNG per image or page.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -148,7 +162,12 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             overlays: Path | None, images: Path | None, read_as: str,
             model: Path | None) -> None:
     """Measure contact angles on INPUTS: label images (PNG/TIFF: 0 background, 1 nanowire,
-    2 droplet) or raw frames, which are segmented with the model first."""
+    2 droplet) or raw frames, which are segmented with the model first.
+
+    TIFFs are read as the service reads them: a file it refuses is named and skipped (exit
+    status 1), and each row gets the file's pixel size and acquisition time."""
+    from nwwatch.segment.session import file_sha256
+
     rows: list[dict] = []
     skipped = 0
     segment = _FrameSegmenter(model)
@@ -156,7 +175,8 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
         overlays.mkdir(parents=True, exist_ok=True)
     for path in inputs:
         try:
-            pages = _read_pages(path)
+            frames = _read_frames(path)
+            pages = [frame.image for frame in frames]
             is_labels = read_as == "labels" or (read_as == "auto" and looks_like_labels(pages))
             if is_labels:
                 pages = read_labels(path, pages)
@@ -164,6 +184,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             click.echo(f"skipped {exc.format_message()}", err=True)
             skipped += 1
             continue
+        source_sha256 = file_sha256(path)
         for index, page in enumerate(pages):
             start = time.perf_counter()
             extra: dict = {}
@@ -176,7 +197,10 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             t = time.perf_counter()
             # A raw frame also places the facet line on its intensity step, as the service
             # does; label images are measured on their labels alone.
-            result = measure_contact_angle(labels, probability, pixel_size_nm=pixel_size_nm,
+            frame = frames[index]
+            # --pixel-size-nm stands for files that declare none, or declare a wrong one.
+            size_nm = pixel_size_nm if pixel_size_nm is not None else frame.pixel_size_nm
+            result = measure_contact_angle(labels, probability, pixel_size_nm=size_nm,
                                            image=None if is_labels else page)
             elapsed_ms = 1000.0 * (time.perf_counter() - t)
             if not is_labels:
@@ -189,6 +213,9 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                 "frame": index,
                 **result.as_row(),
                 **extra,
+                "source_sha256": source_sha256,
+                "acquired_at": frame.acquired_at,
+                "acquired_at_source": frame.acquired_at_source,
                 "processed_at": datetime.now(UTC),
                 "nwwatch_version": __version__,
                 "measurement_version": MEASUREMENT_VERSION,
