@@ -156,7 +156,9 @@ SIGMA_TERMS = {
     "outline": "the droplet outline's scatter about its circle",
     "facet_line": "the facet line's scatter on the labels' wire/droplet interface",
     "facet_orientation": "the facet's orientation, which the interface does not fix",
-    "facet_shape": "a facet that may be flat or a shallow ellipse (wire tilted out of plane)",
+    "facet_shape": "the facet's shape: its interface bows like the shallow ellipse of a wire "
+                   "tilted out of plane, too little to be read as one (flat and elliptical "
+                   "readings differ)",
     "facet_edge": "where the facet line lies on the image",
 }
 
