@@ -167,6 +167,15 @@ def test_compaction_refuses_a_ledger_in_use(results):
     assert len(_files(out)) == 5
 
 
+def test_compaction_refuses_a_folder_that_is_not_a_results_folder(tmp_path):
+    acq = tmp_path / "acq"  # an acquisition folder: nothing may be written into it
+    acq.mkdir()
+    (acq / "frame_00001.tif").write_bytes(b"not read")
+    r = CliRunner().invoke(compact_cmd, [str(acq)])
+    assert r.exit_code == 1 and f"{acq}: not a results folder" in r.output, r.output
+    assert sorted(p.name for p in acq.iterdir()) == ["frame_00001.tif"]
+
+
 def test_a_compacted_file_emptied_by_a_forced_replay_is_forgotten(results):
     # replay --force replaces every row of the compacted file: the file goes, and the ledger
     # names it no more, so a second compaction neither fails nor reads it.

@@ -380,3 +380,25 @@ def test_ragged_wire_droplet_interface_is_measured_with_an_honest_uncertainty():
     assert r.angle_valid, r.reason
     assert r.facet_scatter_px > 0.5
     assert abs(r.contact_angle_deg - 110.0) <= 2.0 * r.contact_angle_uncertainty_deg
+
+
+def test_uncertain_reason_names_the_largest_term_of_sigma():
+    """A refused angle's reason names the term of sigma that refused it, not a fixed guess:
+    a small droplet on a grid-aligned facet is refused for the facet line's scatter on the
+    labels, the same droplet on an oblique wire for its outline's scatter."""
+    facet = measure_contact_angle(cap(110.0, 12.0, 0.0, (128.2, 127.9)).labels)
+    outline = measure_contact_angle(cap(110.0, 8.0, 17.0, (128.2, 127.9)).labels)
+    assert facet.reason_code == outline.reason_code == "angle_uncertain"
+    assert "mostly from the facet line's scatter" in facet.reason, facet.reason
+    assert "mostly from the droplet outline's scatter" in outline.reason, outline.reason
+    assert "other terms: outline" in facet.reason
+
+
+def test_uncertain_reason_orders_terms_and_leaves_out_zero_ones():
+    from nwwatch.measure.uncertainty import uncertain_reason
+
+    text = uncertain_reason(2.5, 1.5, {"outline": 1.5, "facet_line": 0.0, "facet_shape": 2.0},
+                            {"facet_shape": "tilted"})
+    assert text.startswith("the angle is uncertain by +-2.5 deg (> 1.5), mostly from the "
+                           "facet's shape: ")
+    assert text.endswith("readings differ): +-2.0 deg (tilted); other terms: outline +-1.5 deg")

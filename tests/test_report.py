@@ -28,12 +28,20 @@ def test_report_of_insitu_and_tomogram_folders(tmp_path):
     (results / "masks").mkdir()
     write_volume_tiff(results / "masks" / "vol-1.tif", mask)
     write(results, "volumes-1.parquet", [{
-        "source": "/acq/tomo/vol.tif", "status": "ok", "reason": "",
+        "source": "/acq/tomo/vol.tif", "status": "ok", "reason_code": "ok", "reason": "",
         "mask_path": "masks/vol-1.tif", "solid_fraction": 0.25, "pore_count": 0,
         "acquired_at": None, "processed_at": frame_rows("/x", [1.0])[0]["processed_at"],
+        "model_name": "t", "provider": "CPUExecutionProvider"}, {
+        "source": "/acq/tomo/vol2.tif", "status": "suspect", "reason_code": "method_unvalidated",
+        "reason": "the labels held no patch out <for validation>", "solid_fraction": 0.5,
+        "pore_count": 0, "acquired_at": None,
+        "processed_at": frame_rows("/x", [1.0])[0]["processed_at"],
         "model_name": "t", "provider": "CPUExecutionProvider"}], kind="volumes")
     out = write_report(results, tmp_path / "out" / "report.html")
     page = out.read_text()
+    # a suspect volume says why: its reason code and reason (escaped)
+    assert ("<td>suspect</td><td>method_unvalidated</td>"
+            "<td>the labels held no patch out &lt;for validation&gt;</td>") in page, page[-3000:]
     assert "/acq/run1" in page and "/acq/tomo" in page
     # n, valid, refused by reason, median, IQR, mean ± sd of 100, 110, 120, 130
     assert re.search(r"<td>5</td><td>4</td><td>no_droplet 1</td><td>115\.0°</td>"

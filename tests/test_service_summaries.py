@@ -150,6 +150,13 @@ def test_replay_refuses_results_inside_its_input(tmp_path, acquisition):
     # a tomogram replay whose results lie inside: refused before any mask is written
     with pytest.raises(ConfigError, match="inside the input folder"):
         replay(acq, acq, kind="tomogram", model=onnx)
+    # one file of the folder: its results may not go into the file's folder either
+    one = sorted(acq.glob("*.tif"))[0]
+    with pytest.raises(ConfigError, match=f"inside the folder of the input file {one.name}"):
+        replay(one, acq / "results", kind="insitu", model=onnx)
+    r = CliRunner().invoke(replay_cmd, [str(one), "--out", str(acq / "r"), "--model", str(onnx)])
+    assert r.exit_code == 1 and "inside the folder of the input file" in r.output, r.output
+    assert sorted(p.name for p in acq.iterdir()) == before
 
 
 # --- status --------------------------------------------------------------------------------

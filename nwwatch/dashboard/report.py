@@ -3,7 +3,8 @@
 One section per acquisition of a results folder (from the service, ``replay`` or a backfill):
 for in-situ folders the contact angle against acquisition time (the dashboard's plot, as a
 PNG) and the angle statistics — n valid / refused by reason code, median, IQR, mean ± sd; for
-tomogram folders the volume rows and the central slices of each mask; the quarantined files.
+tomogram folders the volume rows (status with its reason code and reason) and the central
+slices of each mask; the quarantined files.
 The HTML embeds its pictures (one file to mail or archive); the same PNGs are written beside it
 in ``<name>_files/``.
 """
@@ -24,8 +25,10 @@ from nwwatch.dashboard.data import Acquisition, ResultsStore, acquisition_summar
 
 #: At most this many masks of a tomogram folder are drawn (the table lists all volumes).
 MAX_MASKS = 6
-_VOLUME_COLUMNS = ("status", "solid_fraction", "porosity_envelope", "pore_count",
-                   "surface_area_nm2", "uncertain_fraction", "threshold_agreement")
+#: A volume's status comes with its reason code and reason: "suspect" alone does not say
+#: whether the mask collapsed or only lacks validation.
+_VOLUME_COLUMNS = ("status", "reason_code", "reason", "solid_fraction", "porosity_envelope",
+                   "pore_count", "surface_area_nm2", "uncertain_fraction", "threshold_agreement")
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;color:#1d2330;max-width:1000px;margin:24px auto;
 padding:0 16px}

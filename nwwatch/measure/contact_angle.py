@@ -44,7 +44,8 @@ from nwwatch.measure.uncertainty import (
     combine_deg,
     correlation_factor,
     edge_sigma_deg,
-    statistical_sigma_rad,
+    statistical_variances,
+    uncertain_reason,
 )
 from nwwatch.measure.wire import measure_wire
 
@@ -329,15 +330,21 @@ def _measure(
     res_c = np.hypot(*(pts - fit.center).T) - radius
     ang_c = np.arctan2(pts[:, 0] - fit.center[0], pts[:, 1] - fit.center[1])
     lever = float(line.along(foot[None, :])[0])
-    stat = statistical_sigma_rad(fit, line, theta, lever, correlation_factor(res_c, ang_c),
-                                 facet.line_factor)
+    circle_var, line_var = statistical_variances(
+        fit, line, theta, lever, correlation_factor(res_c, ang_c), facet.line_factor)
+    stat = math.sqrt(max(circle_var + line_var, 0.0))
     incl = (math.radians(_signed_deg(line.normal, wire_geo.axis))
             if wire_geo.axis is not None else None)
-    choice_deg = choice_sigma_deg(fit, line, free_line, shift, theta, lever, half_chord, incl)
-    sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), choice_deg,
-                            facet.systematic_deg,
-                            edge_sigma_deg(edge.status, edge.shift_px, edge.sigma_px,
-                                           half_chord))
+    terms_deg = {
+        "outline": CALIBRATION * math.degrees(math.sqrt(max(circle_var, 0.0))),
+        "facet_line": CALIBRATION * math.degrees(math.sqrt(max(line_var, 0.0))),
+        "facet_orientation": choice_sigma_deg(fit, line, free_line, shift, theta, lever,
+                                              half_chord, incl),
+        "facet_shape": facet.systematic_deg,
+        "facet_edge": edge_sigma_deg(edge.status, edge.shift_px, edge.sigma_px, half_chord),
+    }
+    sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), terms_deg["facet_orientation"],
+                            terms_deg["facet_shape"], terms_deg["facet_edge"])
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
     fitted.update(base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
                   facet_edge=edge.status, facet_edge_shift_px=edge.shift_px,
@@ -366,10 +373,11 @@ def _measure(
     if wire_geo.note:
         notes.append(f"wire {wire_geo.status.replace('_', ' ')}: {wire_geo.note}")
     if sigma_deg > MAX_UNCERTAINTY_DEG:
-        return _fail("angle_uncertain", f"the angle is uncertain by +-{sigma_deg:.1f} deg "
-                     f"(> {MAX_UNCERTAINTY_DEG:g}): too little of the droplet outline or of "
-                     f"the facet is visible ({len(pts)} points, {span:.0f} deg of arc)"
-                     + (f"; {edge_note}" if edge_note else ""),
+        details = {"outline": f"{len(pts)} points, {span:.0f} deg of arc",
+                   "facet_line": f"{int(np.count_nonzero(line.inliers))} interface points",
+                   "facet_edge": edge_note}
+        return _fail("angle_uncertain", uncertain_reason(sigma_deg, MAX_UNCERTAINTY_DEG,
+                                                         terms_deg, details),
                      contact_angle_deg=theta_deg, contact_angle_uncertainty_deg=sigma_deg,
                      **fitted)
     lo, hi = R.PHYSICAL_RANGE_DEG

@@ -63,13 +63,27 @@ def statistical_sigma_rad(
     is known best) to the foot of the circle centre; the ``*_factor`` inflate the variances
     for correlated residuals (:func:`correlation_factor`).
     """
+    circle_var, line_var = statistical_variances(fit, line, theta_rad, lever_px,
+                                                 circle_factor, line_factor)
+    return math.sqrt(max(circle_var + line_var, 0.0))
+
+
+def statistical_variances(
+    fit: CircleFit,
+    line: FacetLine,
+    theta_rad: float,
+    lever_px: float,
+    circle_factor: float = 1.0,
+    line_factor: float = 1.0,
+) -> tuple[float, float]:
+    """The two parts (rad^2) of :func:`statistical_sigma_rad`'s variance: the circle's
+    (outline scatter) and the facet line's (offset, orientation x lever, quantisation, gap)."""
     half_chord = max(fit.radius * math.sin(theta_rad), 0.5)
     grad = np.array([line.normal[0], line.normal[1], math.cos(theta_rad)]) / half_chord
-    var = float(grad @ fit.covariance @ grad) * circle_factor
+    circle_var = float(grad @ fit.covariance @ grad) * circle_factor
     offset_var = (line.sigma_offset_px**2 + (lever_px * line.sigma_angle_rad) ** 2) * line_factor
     offset_var += line.quantisation_px**2 + (line.gap_px / (2.0 * math.sqrt(3.0))) ** 2
-    var += offset_var / half_chord**2
-    return math.sqrt(max(var, 0.0))
+    return circle_var, offset_var / half_chord**2
 
 
 def combine_deg(statistical_deg: float, *systematic_deg: float) -> float:
@@ -135,3 +149,31 @@ def edge_sigma_deg(
     else:
         px = max(UNRESOLVED_EDGE_SIGMA_PX, abs(shift_px) if shift_px is not None else 0.0)
     return math.degrees(px / max(half_chord_px, 0.5))
+
+
+#: The terms of sigma, as the reason of a refused angle names them.
+SIGMA_TERMS = {
+    "outline": "the droplet outline's scatter about its circle",
+    "facet_line": "the facet line's scatter on the labels' wire/droplet interface",
+    "facet_orientation": "the facet's orientation, which the interface does not fix",
+    "facet_shape": "the facet's shape: its interface bows like the shallow ellipse of a wire "
+                   "tilted out of plane, too little to be read as one (flat and elliptical "
+                   "readings differ)",
+    "facet_edge": "where the facet line lies on the image",
+}
+
+
+def uncertain_reason(
+    sigma_deg: float, limit_deg: float, terms_deg: dict[str, float],
+    details: dict[str, str] | None = None,
+) -> str:
+    """Reason of an angle refused as uncertain: ``sigma_deg`` against ``limit_deg``, naming the
+    largest of ``terms_deg`` (1-sigma in degrees, keyed as :data:`SIGMA_TERMS`, whose
+    quadrature sum is ``sigma_deg``) with its ``details`` entry, then the other non-zero terms."""
+    ranked = sorted(terms_deg.items(), key=lambda kv: -kv[1])
+    top, top_deg = ranked[0]
+    detail = (details or {}).get(top, "")
+    text = (f"the angle is uncertain by +-{sigma_deg:.1f} deg (> {limit_deg:g}), mostly from "
+            f"{SIGMA_TERMS[top]}: +-{top_deg:.1f} deg" + (f" ({detail})" if detail else ""))
+    others = [f"{name.replace('_', ' ')} +-{deg:.1f}" for name, deg in ranked[1:] if deg >= 0.05]
+    return text + (f"; other terms: {', '.join(others)} deg" if others else "")

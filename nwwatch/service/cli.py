@@ -201,7 +201,7 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
     try:
         report = run_compact(results, ledger_path, acquisition=acquisition,
                              min_files=min_files)
-    except (LedgerBusyError, LedgerCorruptError) as exc:
+    except (LedgerBusyError, LedgerCorruptError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     if report.recovered:
         click.echo(f"finished {report.recovered} interrupted compaction(s)")

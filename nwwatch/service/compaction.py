@@ -74,10 +74,16 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
             max_attempts: int = 3) -> CompactReport:
     """Compact every acquisition of ``results_dir`` held in at least ``min_files`` batch files
     (only ``acquisition``, an input folder, when given). Finishes or undoes interrupted
-    compactions first. Raises ``LedgerBusyError`` while a service or replay holds the ledger.
+    compactions first. Raises ``LedgerBusyError`` while a service or replay holds the ledger,
+    and ``FileNotFoundError``, creating nothing, where there is no ledger (not a results
+    folder: an acquisition folder, say).
     """
     results = Path(results_dir)
-    ledger = Ledger(Path(ledger_path) if ledger_path else results / "ledger.sqlite", results)
+    ledger_file = Path(ledger_path) if ledger_path else results / "ledger.sqlite"
+    if not ledger_file.is_file():
+        raise FileNotFoundError(f"{results}: not a results folder: no ledger {ledger_file} "
+                                "(nothing processed yet? a lost ledger: nwwatch ledger rebuild)")
+    ledger = Ledger(ledger_file, results)
     report = CompactReport()
     try:
         report.recovered = len(recover_compactions(ledger))

@@ -340,13 +340,18 @@ def _overlay_settings(out: Path, folder: Path, frames: str, save_labels: bool
 
 
 def _outside_input(root: Path, path: Path, what: str) -> None:
-    """Refuse an output inside the input folder (symlinks followed): the replay would read
-    its own outputs back (masks as new tomograms) and write into an acquisition folder."""
-    if not root.is_dir():
+    """Refuse an output inside the input folder, or inside the folder of an input file
+    (symlinks followed): the replay would read its own outputs back (masks as new tomograms)
+    and write into an acquisition folder."""
+    if root.is_dir():
+        folder, where = root, "the input folder"
+    elif root.is_file():
+        folder, where = root.parent, f"the folder of the input file {root.name}:"
+    else:
         return
-    top, real = root.resolve(), path.resolve()
+    top, real = folder.resolve(), path.resolve()
     if real == top or top in real.parents:
-        raise ConfigError(None, what, f"{path} lies inside the input folder {root}; "
+        raise ConfigError(None, what, f"{path} lies inside {where} {folder}; "
                                       "give a results folder outside it")
 
 
