@@ -546,6 +546,13 @@ def main() -> None:
                   "measure_on_truth_labels": (measure_on_truth(truth_labels)
                                               if truth_labels else None)}
         print(json.dumps(result, indent=1), flush=True)
+        if rounds:
+            med = statistics.median
+            print("median of the rounds: " + ", ".join(
+                [f"bare({k}) {med(r['bare_ort_fps'][k] for r in rounds):.1f}" for k in bares]
+                + [f"replay(streams={v}) {med(r['replay_fps'][v] for r in rounds):.1f} "
+                   f"frames/s, ratio to the best bare {result['ratio_to_best_bare_median'][v]:.2f}"
+                   for v in settings]), flush=True)
         if args.latency_frames:
             rate = args.latency_rate or (max(0.5, rounds[-1]["replay_fps"][settings[-1]] / 2)
                                          if rounds else 5.0)
