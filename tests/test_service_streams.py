@@ -199,3 +199,9 @@ def test_one_segmenter_serves_concurrent_calls_as_serial_ones():
     for i, expected in enumerate(serial):
         np.testing.assert_array_equal(concurrent[i].labels, expected.labels)
         np.testing.assert_array_equal(concurrent[i].probabilities, expected.probabilities)
+    # Streams cut a small batch into smaller network calls: a frame's output must not depend
+    # on the other frames of its call.
+    whole = seg.segment(np.concatenate(batches))
+    np.testing.assert_array_equal(whole.labels, np.concatenate([o.labels for o in serial]))
+    np.testing.assert_array_equal(whole.probabilities,
+                                  np.concatenate([o.probabilities for o in serial]))
