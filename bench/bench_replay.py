@@ -341,13 +341,14 @@ def write_config(path: Path, watch: Path, results: Path, model: Path, threads: i
 
 
 def latency(model: Path, source: Path, workdir: Path, n: int, rate_hz: float, threads: int,
-            batch_size: int, flush_seconds: float | None) -> dict:
+            batch_size: int, flush_seconds: float | None,
+            streams: int | str | None = None) -> dict:
     """Daemon live: write frames at ``rate_hz`` with tmp+rename; latency rename -> the
     ``rows_written`` line of the file's batch."""
     acq, res = workdir / "live_acq", workdir / "live_res"
     acq.mkdir()
     cfg = write_config(workdir / "live.toml", acq, res, model, threads, batch_size,
-                       flush_seconds)
+                       flush_seconds, streams=streams)
     log = open(workdir / "live.log", "wb")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     proc = subprocess.Popen([sys.executable, "-m", "nwwatch.service", "run", "--config",
@@ -557,7 +558,10 @@ def main() -> None:
             rate = args.latency_rate or (max(0.5, rounds[-1]["replay_fps"][settings[-1]] / 2)
                                          if rounds else 5.0)
             result["latency"] = latency(model, frames, work, args.latency_frames, rate,
-                                        args.threads, args.batch_size, args.flush_seconds)
+                                        args.threads, args.batch_size, args.flush_seconds,
+                                        streams=(settings[-1] if settings[-1] == "auto"
+                                                 else int(settings[-1])))
+            result["latency"]["streams"] = settings[-1]
             print(json.dumps(result["latency"], indent=1), flush=True)
         if args.memory_frames:
             small = work / "small"
