@@ -1,6 +1,7 @@
 """``[inference] streams``: several frame groups processed at once give the rows, order,
-failures, label queue and QA pictures of one stream; the key is validated; one Segmenter
-serves concurrent calls with the outputs of serial ones."""
+failures, label queue and QA pictures of one stream, and are in flight at once; the key is
+validated and planned (default one stream) and the plan reaches the engine and its session;
+one Segmenter serves concurrent calls with the outputs of serial ones."""
 
 from __future__ import annotations
 
@@ -27,10 +28,14 @@ from nwwatch.service.config import (
     ConfigError,
     InferenceConfig,
     InferencePlan,
+    TomogramSettings,
     load_config,
     one_folder_config,
 )
+from nwwatch.service.engines import EngineSpec, build_engines
 from nwwatch.service.frames import frame_groups
+from nwwatch.service.ledger import Ledger
+from nwwatch.service.logsetup import get_logger
 
 #: Columns that differ between any two runs (clocks, batch ids).
 VARYING = {"processed_at", "batch_id", "read_ms", "segment_ms", "measure_ms", "confidence_ms"}
@@ -160,19 +165,87 @@ def test_streams_key_is_validated(tmp_path, value):
 
 
 def test_streams_default_and_plan(tmp_path):
-    assert load_config(_config(tmp_path, "")).inference.streams == "auto"
+    assert load_config(_config(tmp_path, "")).inference.streams == 1
     assert load_config(_config(tmp_path, "streams = 3")).inference.streams == 3
-    auto = InferenceConfig(threads=2)
+    assert load_config(_config(tmp_path, 'streams = "auto"')).inference.streams == "auto"
+    # the default: one stream, `threads` the session's intra-op threads as given
+    assert InferenceConfig().plan(gpu=False, cores=4) == InferencePlan(1, None)
+    assert InferenceConfig(threads=4).plan(gpu=False) == InferencePlan(1, 4)
+    # several streams on the CPU: one intra-op thread, so `streams` inference threads
+    assert InferenceConfig(threads=4, streams=3).plan(gpu=False) == InferencePlan(3, 1)
+    assert InferenceConfig(threads=2, streams=4).plan(gpu=False) == InferencePlan(4, 1)
+    auto = InferenceConfig(threads=2, streams="auto")
     assert auto.plan(gpu=False) == InferencePlan(2, 1)  # a stream per thread
     assert auto.plan(gpu=True) == InferencePlan(1, 2)  # a GPU: one stream, as configured
     assert auto.plan(gpu=False, frame_streams=False) == InferencePlan(1, 2)  # tomograms
-    assert InferenceConfig().plan(gpu=False, cores=4) == InferencePlan(4, 1)
-    assert InferenceConfig().plan(gpu=False, cores=64) == InferencePlan(AUTO_MAX_STREAMS,
-                                                                       64 // AUTO_MAX_STREAMS)
-    assert InferenceConfig(streams=1).plan(gpu=False, cores=4) == InferencePlan(1, None)
-    assert InferenceConfig(threads=4, streams=1).plan(gpu=False) == InferencePlan(1, 4)
-    assert InferenceConfig(threads=4, streams=3).plan(gpu=False) == InferencePlan(3, 1)
-    assert InferenceConfig(threads=2, streams=2).plan(gpu=True) == InferencePlan(2, 2)
+    assert InferenceConfig(streams="auto").plan(gpu=False, cores=4) == InferencePlan(4, 1)
+    for cores in (9, 64):
+        assert InferenceConfig(streams="auto").plan(gpu=False, cores=cores) == InferencePlan(
+            AUTO_MAX_STREAMS, 1)
+    assert InferenceConfig(streams="auto").plan(gpu=False, cores=1) == InferencePlan(1, None)
+    assert InferenceConfig(threads=2, streams=2).plan(gpu=True) == InferencePlan(1, 2)
+
+
+@pytest.mark.parametrize(("line", "streams", "intra_op"), [
+    ("", 1, 0),  # the default: one stream, ONNX Runtime's default threads (0)
+    ("threads = 2", 1, 2),
+    ("threads = 2\nstreams = 2", 2, 1),
+    ('threads = 3\nstreams = "auto"', 3, 1),
+])
+def test_build_engines_passes_the_planned_streams_on(tmp_path, line, streams, intra_op):
+    """The engine gets the plan's stream count and its session the plan's intra-op
+    threads, from the configuration file as loaded."""
+    cfg = load_config(_config(tmp_path, line))
+    out = tmp_path / "out"
+    ledger = Ledger(out / "ledger.sqlite", out)
+    try:
+        (engine,) = build_engines([EngineSpec("insitu", cfg.watches[0].model)], ledger, out,
+                                  inference=cfg.inference, max_attempts=3,
+                                  tomogram=TomogramSettings(), log=get_logger())
+        assert engine.streams == streams
+        options = engine.segmenter._session.get_session_options()
+        assert options.intra_op_num_threads == intra_op
+    finally:
+        ledger.close()
+
+
+def test_two_streams_have_two_network_calls_in_flight_at_once(tmp_path, monkeypatch):
+    """With ``streams = 2`` the first two network calls of a batch of four single frames
+    (two groups) wait for each other at a barrier: it opens only if both are in flight at
+    once. Processed one after the other, the first call waits out the timeout, the barrier
+    breaks and the frames fail."""
+    import nwwatch.segment.session as session
+
+    meet = threading.Barrier(2, timeout=30)
+    lock = threading.Lock()
+    seen = {"calls": 0, "in_flight": 0, "most": 0}
+
+    class MeetingSegmenter(session.Segmenter):
+        def segment(self, images):
+            with lock:
+                seen["calls"] += 1
+                first_two = seen["calls"] <= 2
+                seen["in_flight"] += 1
+                seen["most"] = max(seen["most"], seen["in_flight"])
+            try:
+                if first_two:
+                    meet.wait()
+                return super().segment(images)
+            finally:
+                with lock:
+                    seen["in_flight"] -= 1
+
+    monkeypatch.setattr(session, "Segmenter", MeetingSegmenter)
+    acq, onnx = tmp_path / "acq", model(tmp_path)
+    acq.mkdir()
+    for i, angle in enumerate((95.0, 110.0, 125.0, 140.0)):
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(angle), pixel_size_nm=1.5)
+    cfg = tmp_path / "two.toml"
+    cfg.write_text(one_folder_config(acq, tmp_path / "out", onnx, streams=2, batch_size=2))
+    summary = replay(acq, tmp_path / "out", kind="insitu", model=onnx, config=cfg)
+    assert not meet.broken
+    assert seen["most"] == 2
+    assert (summary.done, summary.failed, summary.frames) == (4, 0, 4)
 
 
 @pytest.mark.skipif(not DEFAULT_INSITU_MODEL.is_file(), reason="no shipped default model")
@@ -205,3 +278,28 @@ def test_one_segmenter_serves_concurrent_calls_as_serial_ones():
     np.testing.assert_array_equal(whole.labels, np.concatenate([o.labels for o in serial]))
     np.testing.assert_array_equal(whole.probabilities,
                                   np.concatenate([o.probabilities for o in serial]))
+
+
+def test_a_lone_stack_takes_the_one_stream_path(tmp_path, monkeypatch):
+    """A call holding one group (a multi-page stack) is segmented from the calling thread,
+    with reading and measurement in the worker (the one-stream path), not in a stream
+    thread of its own."""
+    import nwwatch.segment.session as session
+
+    callers = []
+
+    class RecordingSegmenter(session.Segmenter):
+        def segment(self, images):
+            callers.append(threading.current_thread().name)
+            return super().segment(images)
+
+    monkeypatch.setattr(session, "Segmenter", RecordingSegmenter)
+    acq, onnx = tmp_path / "acq", model(tmp_path)
+    acq.mkdir()
+    write_stack_tiff(acq / "stack.tif", np.stack([paint_insitu(a, top=40 + k) for k, a in
+                                                  enumerate((100.0, 120.0, 140.0))]))
+    cfg = tmp_path / "two.toml"
+    cfg.write_text(one_folder_config(acq, tmp_path / "out", onnx, streams=2, batch_size=2))
+    summary = replay(acq, tmp_path / "out", kind="insitu", model=onnx, config=cfg)
+    assert (summary.done, summary.frames) == (1, 3)
+    assert callers == [threading.current_thread().name] * 2  # two network batches

@@ -66,10 +66,11 @@ class WatchConfig:
     follow_symlinks: bool = False
 
 
-#: ``[inference] streams = "auto"`` on the CPU: at most this many concurrent frame groups; CPU
-#: threads beyond it become intra-op threads of each run. Every stream holds one network
-#: batch's activations (about 180 MB more per stream for 8 frames of 512² with the shipped
-#: model), so the count is bounded on many-core machines.
+#: ``[inference] streams = "auto"`` on the CPU: at most this many concurrent frame groups,
+#: each network call with one intra-op thread (further cores are not used for inference).
+#: Every stream holds its own group of frames and one network batch's activations (about
+#: 190 MB more per stream for 512² frames, about 840 MB for 2048², docs/service.md), so the
+#: count is bounded on many-core machines.
 AUTO_MAX_STREAMS = 8
 
 
@@ -84,8 +85,8 @@ def usable_cores() -> int:
 @dataclass(frozen=True)
 class InferencePlan:
     """How in-situ frames are segmented: ``streams`` frame groups processed concurrently
-    (each read -> segment -> measure in its own thread, one ONNX session shared), each network
-    call with ``threads`` intra-op threads (None: ONNX Runtime's default)."""
+    (each read -> segment -> measure in its own thread, one ONNX session shared), the
+    session made with ``threads`` intra-op threads (None: ONNX Runtime's default)."""
 
     streams: int
     threads: int | None
@@ -97,35 +98,39 @@ class InferenceConfig:
     require_gpu: bool = False
     batch_size: int = 8
     max_batch_latency_ms: float = 200.0
-    #: CPU threads for inference in all (None: every usable core); split among the streams.
+    #: Intra-op threads of the session with one stream (None: ONNX Runtime's default, every
+    #: core); with ``streams = "auto"`` on the CPU, the most streams.
     threads: int | None = None
-    #: Frame groups processed concurrently: "auto" or an int > 0 (see :meth:`plan`).
-    streams: int | str = "auto"
+    #: Frame groups processed concurrently: 1 (the default), an int > 1 or "auto" (see
+    #: :meth:`plan`).
+    streams: int | str = 1
 
     def plan(self, *, gpu: bool, frame_streams: bool = True,
              cores: int | None = None) -> InferencePlan:
-        """Streams and intra-op threads per network call.
+        """Streams, and the intra-op threads of the one session they share.
 
         ``gpu``: the session runs on a GPU provider; ``frame_streams``: the engine's frame
-        stage can use streams (in-situ frames; tomograms segment one volume at a time, so
-        they always get one stream with all the threads). ``"auto"`` on the CPU:
-        ``min(T, AUTO_MAX_STREAMS)`` streams with ``T // streams`` intra-op threads each, T
-        being ``threads`` or the usable cores (ONNX Runtime's intra-op scaling from one
-        thread to two is poor, and frames are independent); on a GPU one stream with
-        ``threads`` as given. An explicit count of streams gets ``threads // streams``
-        intra-op threads each on the CPU (at least one), ``threads`` each on a GPU.
-        ``streams = 1`` with ``threads`` unset keeps ONNX Runtime's default thread count.
+        stage can use streams (in-situ frames; tomograms segment one volume at a time).
+        One stream (``streams = 1``, any setting on a GPU, tomograms): the session gets
+        ``threads`` intra-op threads as given (None: ONNX Runtime's default).
+        Several streams on the CPU: the session is made with one intra-op thread, so every
+        network call runs on its calling thread alone and the process has ``streams``
+        inference threads (ONNX Runtime's intra-op pool belongs to the session and is
+        shared by concurrent calls, so a larger pool would not give each call its own
+        threads). ``"auto"`` on the CPU: ``min(T, AUTO_MAX_STREAMS)`` streams, T being
+        ``threads`` or the usable cores (``cores`` replaces the count, for tests); one
+        stream when T is 1.
         """
-        if not frame_streams:
+        if not frame_streams or gpu:
             return InferencePlan(1, self.threads)
-        if gpu:
-            return InferencePlan(1 if self.streams == "auto" else int(self.streams),
-                                 self.threads)
-        total = self.threads if self.threads is not None else (cores or usable_cores())
-        streams = min(total, AUTO_MAX_STREAMS) if self.streams == "auto" else int(self.streams)
-        if streams == 1 and self.threads is None:
-            return InferencePlan(1, None)
-        return InferencePlan(streams, max(1, total // streams))
+        if self.streams == "auto":
+            total = self.threads if self.threads is not None else (cores or usable_cores())
+            streams = min(total, AUTO_MAX_STREAMS)
+        else:
+            streams = int(self.streams)
+        if streams == 1:
+            return InferencePlan(1, self.threads)
+        return InferencePlan(streams, 1)
 
 
 @dataclass(frozen=True)
@@ -248,7 +253,7 @@ def _inference(file: Path | None, table: Any) -> InferenceConfig:
 
 def _streams(r: TableReader) -> int | str:
     r.used.add("streams")
-    value = r.table.get("streams", "auto")
+    value = r.table.get("streams", 1)
     if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
         return value
     raise r.error("streams", f'must be "auto" or an integer > 0, got {value!r}')

@@ -71,7 +71,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
             segmenters[model] = seg, plan
             log.info("model_loaded", model=str(model), model_sha256=seg.model_sha256,
                      provider=seg.provider, kind=seg.metadata.kind, streams=plan.streams,
-                     threads_per_stream=plan.threads)
+                     intra_op_threads=plan.threads)
         seg, plan = segmenters[model]
         if seg.metadata.kind != spec.kind:
             raise ConfigError(source, spec.key,

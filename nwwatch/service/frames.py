@@ -86,11 +86,14 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
     ``engine.streams`` = 1, three stages overlap: while ONNX Runtime (which releases the GIL)
     segments one group, a worker thread reads and normalises the next group and measures the
     previous one. With N > 1 streams, N groups are processed at once, each read -> segment ->
-    measure in its own thread with the one shared session (typically with one intra-op
-    thread per call: frames are independent, and ONNX Runtime's own parallel loops scale
-    poorly on few cores and stall when another runnable thread takes their core). Rows,
-    their order, failures, label-queue candidates and pictures are the same whatever the
-    number of streams; ``report.timings_ms`` sums the stages' times over the streams.
+    measure in its own thread with the one shared session (on the CPU made with one
+    intra-op thread: frames are independent, and ONNX Runtime's own parallel loops scale
+    poorly on few cores and stall when another runnable thread takes their core). A call
+    with a single group (a lone multi-page stack, one small file) takes the one-stream path
+    whatever ``engine.streams``: there is nothing to run beside it, and that path overlaps
+    its stages. Rows, their order, failures, label-queue candidates and pictures are the
+    same whatever the number of streams; ``report.timings_ms`` sums the stages' times over
+    the streams.
 
     OpenCV is set to one thread for the process: these threads already fill the cores, and
     OpenCV's own pool on top only contends with them (the same results; on two busy cores a
@@ -206,7 +209,7 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
                 row["contact_angle_deg"], it.key.model_sha256), frame.image)))
         group.spent["measure"] += (time.perf_counter() - t_chunk) * 1e3
 
-    if streams == 1:
+    if streams == 1 or len(groups) == 1:
         # One worker, first in first out: read(g+1) is queued before measure(g), so the next
         # group is ready when the network is free again, and rows keep the files' order.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwwatch-worker") as pool:
