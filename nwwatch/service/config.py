@@ -69,7 +69,7 @@ class WatchConfig:
 #: ``[inference] streams = "auto"`` on the CPU: at most this many concurrent frame groups,
 #: each network call with one intra-op thread (further cores are not used for inference).
 #: Every stream holds its own group of frames and one network batch's activations (about
-#: 190 MB more per stream for 512² frames, about 840 MB for 2048², docs/service.md), so the
+#: 190 MB more per stream for 512² frames, 600-840 MB for 2048², docs/service.md), so the
 #: count is bounded on many-core machines.
 AUTO_MAX_STREAMS = 8
 

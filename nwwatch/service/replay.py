@@ -35,7 +35,8 @@ from nwwatch.service.watcher import scan
 
 #: A replay hands ``REPLAY_CHUNKS * streams * batch_size`` frames to each ``process`` call:
 #: one ledger batch per call; measurement of one network batch overlaps inference of the
-#: next, and with several streams each gets ``REPLAY_CHUNKS`` groups of a call.
+#: next, and with several streams each gets ``REPLAY_CHUNKS`` groups of a call (the call's
+#: raw frames are held until it ends, part of the memory per stream in docs/service.md).
 REPLAY_CHUNKS = 4
 #: Rows per results file written by a replay (a file is also written every minute).
 REPLAY_FLUSH_ROWS = 20_000
