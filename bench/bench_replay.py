@@ -1,25 +1,30 @@
 """Benchmark the service's processing path.
 
-1. throughput: ``nwwatch replay`` frames/s against bare ONNX Runtime inference of the same
-   model on the same (pre-normalised) frames, in the same run and thread setting, in
-   ``--rounds`` interleaved rounds (bare, replay, bare, replay, ...: a machine shared with
-   other jobs slows both alike); per stage, the milliseconds per frame outside the network:
-   wall time from the replay's rows (``read_ms`` (read + normalise), ``measure_ms``,
-   ``confidence_ms``; hashing and the Parquet write timed on the same files and rows), and
-   CPU time (``time.thread_time``) of each stage run alone on the same frames
-   (:func:`cpu_stages`);
+1. throughput: ``nwwatch replay`` frames/s, once per ``--streams`` setting (``[inference]
+   streams``, with ``threads = --threads``), against bare ONNX Runtime inference of the same
+   model on the same (pre-normalised) frames in two configurations: one session with T
+   intra-op threads called from one thread (1xT), and one session with one intra-op thread
+   called from T threads at once (Tx1); in ``--rounds`` interleaved rounds (bare(1xT),
+   replay, bare(Tx1), replay, ...: a machine shared with other jobs slows all alike); the
+   ratio of each replay to the faster bare configuration of its round; per stage, the
+   milliseconds per frame outside the network: wall time from the replay's rows
+   (``read_ms`` (read + normalise), ``measure_ms``, ``confidence_ms``; hashing and the
+   Parquet write timed on the same files and rows), and CPU time (``time.thread_time``) of
+   each stage run alone on the same frames (:func:`cpu_stages`);
 2. latency: the daemon running, frames written one at a time (atomic rename, like a careful
    writer) at a steady rate; latency = time the writer's rename returned -> time of the
    daemon's ``rows_written`` log line for the file's batch (p50 / p95), with
    ``[output] flush_seconds = --flush-seconds``;
    and CPU time of the real replay path instrumented (:func:`pipeline_cpu`): the network,
    the measurement, the label queue and the rest;
-3. memory: resident set size of a replay over many frames, sampled every batch (flat or not).
+3. memory: resident set size of a replay over many frames, sampled every 0.5 s (flat or
+   not), per ``--streams`` setting, each in a fresh process.
 
 Usage::
 
     .venv/bin/python bench/bench_replay.py [--model M.onnx] [--frames 200] [--size 512]
-        [--threads 2] [--rounds 3] [--latency-frames 40] [--flush-seconds 0]
+        [--threads 2] [--streams 1,auto] [--no-stages] [--rounds 3] [--latency-frames 40]
+        [--flush-seconds 0]
         [--memory-frames 5000] [--frames-from DIR | --keep-frames DIR] [--stage-repeats 5]
         [--json out.json]
 
@@ -105,8 +110,14 @@ def measure_on_truth(labels: list[np.ndarray]) -> dict:
     return {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))]}
 
 
-def bare_ort(model: Path, folder: Path, threads: int, batch_size: int) -> float:
-    """Frames/s of session.run alone on pre-read, pre-normalised, pre-padded batches."""
+def bare_ort(model: Path, folder: Path, threads: int, batch_size: int,
+             streams: int = 1) -> float:
+    """Frames/s of session.run alone on pre-read, pre-normalised, pre-padded batches: one
+    session with ``threads`` intra-op threads called from one thread (``streams`` 1), or one
+    session with ``threads`` intra-op threads called from ``streams`` threads at once, each
+    taking the next batch (the concurrency of ``[inference] streams``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from nwwatch.io import read_frames
     from nwwatch.normalize import normalize_image
     from nwwatch.segment.session import Segmenter
@@ -124,19 +135,27 @@ def bare_ort(model: Path, folder: Path, threads: int, batch_size: int) -> float:
             b = np.pad(b, ((0, 0), (0, ph), (0, pw)), mode="reflect")
         batches.append(np.ascontiguousarray(b[:, None]))
     session = seg._session
-    session.run(["labels", "probabilities"], {"image": batches[0]})  # warm-up
-    t0 = time.perf_counter()
-    for b in batches:
+
+    def run(b: np.ndarray) -> None:
         session.run(["labels", "probabilities"], {"image": b})
-    return len(frames) / (time.perf_counter() - t0)
+
+    with ThreadPoolExecutor(max_workers=streams) as pool:
+        list(pool.map(run, batches[:streams]))  # warm-up, every thread
+        t0 = time.perf_counter()
+        list(pool.map(run, batches))
+        return len(frames) / (time.perf_counter() - t0)
 
 
-def replay_fps(model: Path, folder: Path, out: Path, threads: int, batch_size: int,
-               config: Path) -> tuple[float, int]:
+def replay_fps(model: Path, folder: Path, out: Path, config: Path) -> tuple[float, int, str]:
+    """Frames/s and rows of a replay with ``config``, and its streams x intra-op threads."""
+    from nwwatch.segment.session import gpu_possible
     from nwwatch.service import replay
+    from nwwatch.service.config import load_config
 
     summary = replay(folder, out, kind="insitu", model=model, config=config)
-    return summary.frames_per_s, summary.frames
+    inference = load_config(config).inference
+    plan = inference.plan(gpu=gpu_possible(inference.providers))
+    return summary.frames_per_s, summary.frames, f"{plan.streams}x{plan.threads}"
 
 
 def stage_ms(folder: Path, out: Path) -> dict:
@@ -311,23 +330,25 @@ def _queue_files(out: Path) -> int:
 
 
 def write_config(path: Path, watch: Path, results: Path, model: Path, threads: int,
-                 batch_size: int, flush_seconds: float | None = None) -> Path:
+                 batch_size: int, flush_seconds: float | None = None,
+                 streams: int | str | None = None) -> Path:
     from nwwatch.service.config import one_folder_config
 
     path.write_text(one_folder_config(watch, results, model, settle_seconds=2, threads=threads,
-                                      batch_size=batch_size, max_batch_latency_ms=20,
-                                      flush_seconds=flush_seconds))
+                                      streams=streams, batch_size=batch_size,
+                                      max_batch_latency_ms=20, flush_seconds=flush_seconds))
     return path
 
 
 def latency(model: Path, source: Path, workdir: Path, n: int, rate_hz: float, threads: int,
-            batch_size: int, flush_seconds: float | None) -> dict:
+            batch_size: int, flush_seconds: float | None,
+            streams: int | str | None = None) -> dict:
     """Daemon live: write frames at ``rate_hz`` with tmp+rename; latency rename -> the
     ``rows_written`` line of the file's batch."""
     acq, res = workdir / "live_acq", workdir / "live_res"
     acq.mkdir()
     cfg = write_config(workdir / "live.toml", acq, res, model, threads, batch_size,
-                       flush_seconds)
+                       flush_seconds, streams=streams)
     log = open(workdir / "live.log", "wb")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     proc = subprocess.Popen([sys.executable, "-m", "nwwatch.service", "run", "--config",
@@ -372,14 +393,25 @@ def latency(model: Path, source: Path, workdir: Path, n: int, rate_hz: float, th
             "p95_ms": lat[int(0.95 * (len(lat) - 1))], "max_ms": lat[-1]}
 
 
-def memory(model: Path, source: Path, workdir: Path, n: int, threads: int,
-           batch_size: int, config: Path) -> dict:
+def memory(model: Path, source: Path, workdir: Path, n: int, config: Path) -> dict:
     """RSS during a replay of ``n`` frames (the source frames copied under new names; each
-    copy gets distinct bytes so every one is processed)."""
+    copy gets distinct bytes so every one is processed), in a fresh process (spawned), so
+    that one setting's peak does not carry over into the next one's figures."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_memory, model, source, workdir, n, config).result()
+
+
+def _memory(model: Path, source: Path, workdir: Path, n: int, config: Path) -> dict:
     from nwwatch.service import replay
+    from nwwatch.service.logsetup import configure_logging
+
+    configure_logging("error")
 
     folder = workdir / "mem_acq"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     files = sorted(source.glob("*.tif"))
     for i in range(n):
         data = bytearray(files[i % len(files)].read_bytes())
@@ -418,6 +450,11 @@ def main() -> None:
                          "and keep the fastest (cpu_ms_per_frame_fastest_of)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="interleaved rounds of bare inference and replay")
+    ap.add_argument("--streams", default="1,auto",
+                    help="comma-separated [inference] streams settings, each replayed in "
+                         "every round (with threads = --threads)")
+    ap.add_argument("--no-stages", dest="stages", action="store_false",
+                    help="throughput only: skip the per-stage and CPU breakdowns")
     ap.add_argument("--flush-seconds", type=float, default=None,
                     help="[output] flush_seconds of the daemon in the latency test "
                          "(default: the service's)")
@@ -446,48 +483,95 @@ def main() -> None:
             truth_labels = make_frames(frames, args.frames, args.size)
         if args.keep_frames:
             shutil.copytree(frames, args.keep_frames, dirs_exist_ok=True)
-        cfg = write_config(work / "replay.toml", frames, work / "unused", model, args.threads,
-                           args.batch_size)
+        settings = [v.strip() for v in args.streams.split(",") if v.strip()]
+        cfgs = {v: write_config(work / f"replay-streams-{v}.toml", frames, work / "unused",
+                                model, args.threads, args.batch_size,
+                                streams=v if v == "auto" else int(v))
+                for v in settings}
+        cfg = cfgs[settings[-1]]  # stages, latency and memory: the last setting
+        bares = {f"1x{args.threads}": (args.threads, 1)}
+        if args.threads > 1:
+            bares[f"{args.threads}x1"] = (1, args.threads)
         rounds, n = [], args.frames
-        for r in range(args.rounds):  # interleaved: both see the same load
-            ort_fps = bare_ort(model, frames, args.threads, args.batch_size)
-            out = work / f"replay_out{r}"
-            fps, n = replay_fps(model, frames, out, args.threads, args.batch_size, cfg)
-            rounds.append({"bare_ort_fps": ort_fps, "replay_fps": fps, "ratio": fps / ort_fps,
-                           "stage_ms_per_frame": stage_ms(frames, out),
-                           "cpu_ms_per_frame": cpu_stages(model, frames, args.threads,
-                                                          args.batch_size),
-                           **({"cpu_ms_per_frame_fastest_of": {
-                               "repeats": args.stage_repeats, **cpu_stages(
-                                   model, frames, args.threads, args.batch_size,
-                                   args.stage_repeats)}} if args.stage_repeats > 1 else {}),
-                           "pipeline_cpu_ms_per_frame": pipeline_cpu(
-                               model, frames, work / f"cpu_out{r}", cfg)})
-            shutil.rmtree(work / f"cpu_out{r}", ignore_errors=True)
+        for r in range(args.rounds):  # interleaved: all see the same load
+            bare, fps_of, plans = {}, {}, {}
+            # bare(1xT), replay(first), bare(Tx1), replay(second), ...
+            order = [("bare", k) for k in bares]
+            for i, v in enumerate(settings):
+                order.insert(min(len(order), 2 * i + 1), ("replay", v))
+            for what, key in order:
+                if what == "bare":
+                    bare[key] = bare_ort(model, frames, *bares[key][:1], args.batch_size,
+                                         streams=bares[key][1])
+                    continue
+                out = work / f"replay_out{r}_{key}"
+                fps, n, plans[key] = replay_fps(model, frames, out, cfgs[key])
+                fps_of[key] = fps
+                if key == settings[-1] and args.stages:
+                    stages_out = out
+                else:
+                    shutil.rmtree(out, ignore_errors=True)
+            best = max(bare.values())
+            rnd = {"bare_ort_fps": bare, "replay_fps": fps_of, "replay_plan": plans,
+                   "best_bare": max(bare, key=bare.get),
+                   "ratio_to_best_bare": {k: v / best for k, v in fps_of.items()},
+                   "ratio_to_bare": {f"{k}/{b}": v / bare[b] for k, v in fps_of.items()
+                                     for b in bare}}
+            if args.stages:
+                rnd.update({
+                    "stage_ms_per_frame": stage_ms(frames, stages_out),
+                    "cpu_ms_per_frame": cpu_stages(model, frames, args.threads,
+                                                   args.batch_size),
+                    **({"cpu_ms_per_frame_fastest_of": {
+                        "repeats": args.stage_repeats, **cpu_stages(
+                            model, frames, args.threads, args.batch_size,
+                            args.stage_repeats)}} if args.stage_repeats > 1 else {}),
+                    "pipeline_cpu_ms_per_frame": pipeline_cpu(
+                        model, frames, work / f"cpu_out{r}", cfg)})
+                shutil.rmtree(work / f"cpu_out{r}", ignore_errors=True)
+                shutil.rmtree(stages_out, ignore_errors=True)
+            rounds.append(rnd)
             print(json.dumps(rounds[-1]), flush=True)
-            shutil.rmtree(out, ignore_errors=True)
+            print(f"round {r + 1}: " + ", ".join(
+                [f"bare({k}) {v:.1f}" for k, v in bare.items()]
+                + [f"replay(streams={k}: {plans[k]}) {v:.1f} frames/s, ratio to the best "
+                   f"bare {v / best:.2f}" for k, v in fps_of.items()]), flush=True)
         result = {"model": str(model), "model_note": model_note, "frame_size": args.size,
                   "frames": n, "threads": args.threads, "batch_size": args.batch_size,
+                  "streams_settings": settings,
                   "command": " ".join(sys.argv), "load_average_1min_at_end": os.getloadavg()[0],
                   "rounds": rounds,
-                  "ratio_median": (statistics.median(r["ratio"] for r in rounds)
-                                   if rounds else None),
+                  "ratio_to_best_bare_median": {
+                      v: statistics.median(r["ratio_to_best_bare"][v] for r in rounds)
+                      for v in settings} if rounds else None,
                   "measure_on_truth_labels": (measure_on_truth(truth_labels)
                                               if truth_labels else None)}
         print(json.dumps(result, indent=1), flush=True)
+        if rounds:
+            med = statistics.median
+            print("median of the rounds: " + ", ".join(
+                [f"bare({k}) {med(r['bare_ort_fps'][k] for r in rounds):.1f}" for k in bares]
+                + [f"replay(streams={v}) {med(r['replay_fps'][v] for r in rounds):.1f} "
+                   f"frames/s, ratio to the best bare {result['ratio_to_best_bare_median'][v]:.2f}"
+                   for v in settings]), flush=True)
         if args.latency_frames:
-            rate = args.latency_rate or (max(0.5, rounds[-1]["replay_fps"] / 2) if rounds
-                                         else 5.0)
+            rate = args.latency_rate or (max(0.5, rounds[-1]["replay_fps"][settings[-1]] / 2)
+                                         if rounds else 5.0)
             result["latency"] = latency(model, frames, work, args.latency_frames, rate,
-                                        args.threads, args.batch_size, args.flush_seconds)
+                                        args.threads, args.batch_size, args.flush_seconds,
+                                        streams=(settings[-1] if settings[-1] == "auto"
+                                                 else int(settings[-1])))
+            result["latency"]["streams"] = settings[-1]
             print(json.dumps(result["latency"], indent=1), flush=True)
         if args.memory_frames:
             small = work / "small"
             make_frames(small, 50, args.memory_size)
-            result["memory"] = memory(model, small, work, args.memory_frames, args.threads,
-                                      args.batch_size, cfg)
-            result["memory"]["frame_size"] = args.memory_size
-            print(json.dumps(result["memory"], indent=1), flush=True)
+            result["memory"] = {}
+            for v in settings:  # the same frames through each setting
+                mem = memory(model, small, work / f"mem-{v}", args.memory_frames, cfgs[v])
+                mem["frame_size"] = args.memory_size
+                result["memory"][v] = mem
+                print(json.dumps({f"memory streams={v}": mem}, indent=1), flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=1))
     finally:

@@ -17,6 +17,9 @@ Corpus:
   model labels, droplet probability, true labels): measured four ways (model labels with and
   without the frame, true labels with and without it); with ``--segment-npz`` its frames
   are also segmented again (whole-droplet pass included) and the outputs hashed;
+* ``replay`` (with ``--replay-threads``): the rows ``nwwatch replay`` writes for the video
+  frames (the whole service path, ``[inference] threads`` and ``streams`` as given), in the
+  order written, without the columns that differ between any two runs (clocks, batch ids);
 * ``geometry``: the real-geometry cases of bench/bench_contact_angle.py (inclined facets,
   flared/tapered/stepped walls, narrow and wide bases, corner, stub, large and cut droplets),
   ``--per-geometry`` wires each, exact labels with their droplet coverage as probability,
@@ -80,6 +83,44 @@ def video_rows(folder: Path, model: Path) -> dict:
                            "normalised": _sha(batch[j]), "labels": _sha(out.labels[j]),
                            "probabilities": _sha(out.probabilities[j])})
     return {"rows": rows, "hashes": hashes}
+
+
+#: Row columns of a replay that differ between any two runs (clocks, batch ids).
+REPLAY_VARYING = ("processed_at", "batch_id", "read_ms", "segment_ms", "measure_ms",
+                  "confidence_ms")
+
+
+def replay_rows(folder: Path, model: Path, threads: int, streams: str | None) -> dict:
+    """The rows ``nwwatch replay`` writes for the frames of ``folder`` (the whole service
+    path: ledger, groups, the network's batches, the streams), in the order written, with
+    ``[inference] threads`` and, when given, ``streams`` (omitted for code without the key),
+    without the columns of :data:`REPLAY_VARYING`."""
+    import tempfile
+
+    import pyarrow.dataset as ds
+
+    from nwwatch.service import replay
+    from nwwatch.service.config import one_folder_config
+    from nwwatch.service.logsetup import configure_logging
+
+    configure_logging("error")
+    with tempfile.TemporaryDirectory(prefix="check-rows-replay-") as tmp:
+        out, cfg = Path(tmp) / "out", Path(tmp) / "replay.toml"
+        text = one_folder_config(folder, out, model, threads=threads)
+        if streams is not None:
+            value = streams if streams == "auto" else int(streams)
+            text = text.replace("[inference]\n", f"[inference]\nstreams = {json.dumps(value)}\n")
+        cfg.write_text(text)
+        summary = replay(folder, out, kind="insitu", model=model, config=cfg)
+        table = ds.dataset(out / "frames", format="parquet").to_table()
+    rows = []
+    for row in table.drop_columns([c for c in REPLAY_VARYING if c in table.column_names]
+                                  ).to_pylist():
+        row = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}
+        row["source"] = f"{Path(row['source']).name}/{row['frame']}"
+        rows.append(row)
+    return {"rows": rows, "provider": summary.provider, "threads": threads,
+            "streams": streams}
 
 
 def npz_rows(path: Path, model: Path | None) -> dict:
@@ -290,6 +331,12 @@ def main() -> None:
     ap.add_argument("--opencv-threads", type=int, default=None,
                     help="cv2.setNumThreads (default: OpenCV's; the service sets 1)")
     ap.add_argument("--json", type=Path, help="with --compare: write the summary here")
+    ap.add_argument("--replay-threads", type=int, default=None,
+                    help="also record the rows of `nwwatch replay` of the --video frames with "
+                         "[inference] threads = this (part 'replay')")
+    ap.add_argument("--replay-streams", default=None,
+                    help="with --replay-threads: [inference] streams (default: the key left "
+                         "out, as code without it needs)")
     ap.add_argument("--write-test-data", type=Path, metavar="FOLDER",
                     help="write the test frames (from the --npz files) and their rows "
                          "measured by this checkout to FOLDER (tests/data)")
@@ -323,6 +370,9 @@ def main() -> None:
               "geometry": geometry_rows(args.per_geometry, args.seed)}
     for path in args.npz:
         result[f"npz:{path.name}"] = npz_rows(path, model if args.segment_npz else None)
+    if args.replay_threads is not None:
+        result["replay"] = replay_rows(args.video, model, args.replay_threads,
+                                       args.replay_streams)
     args.out.write_text(json.dumps(result))
     print({k: len(v["rows"]) for k, v in result.items()})
 

@@ -96,6 +96,13 @@ def _nvidia_device_present() -> bool:
     return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
 
 
+def gpu_possible(providers: tuple[str, ...]) -> bool:
+    """Whether a session asked for ``providers`` may get a GPU provider (one is requested and
+    an NVIDIA driver is present); the session's ``uses_gpu`` says whether it did."""
+    return (any(PROVIDERS.get(n) in _GPU_PROVIDERS for n in providers)
+            and _nvidia_device_present())
+
+
 def _provider_list(names: tuple[str, ...], cache_dir: Path | None) -> list:
     unknown = [n for n in names if n not in PROVIDERS]
     if unknown:
@@ -145,6 +152,11 @@ class Segmenter:
     cache_dir : where TensorRT may cache engines.
     flip_average : average the softmax over the frame and its three mirror images (4x the
         inference time; see docs/models.md for what it buys).
+
+    :meth:`segment` may be called from several threads at once on one instance: it keeps
+    no state between calls (every array it writes is made within the call), and ONNX
+    Runtime's ``InferenceSession.run`` is safe to call concurrently (each call runs on its
+    calling thread plus the session's intra-op pool; it releases the GIL).
     """
 
     def __init__(

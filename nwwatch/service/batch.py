@@ -75,6 +75,10 @@ class Engine:
     ledger: Ledger
     results_dir: Path
     batch_size: int = 8
+    #: In-situ frame groups processed concurrently (``[inference] streams``, resolved by
+    #: :meth:`nwwatch.service.config.InferenceConfig.plan`); 1: one group at a time, the
+    #: next one read and the previous one measured in a worker thread.
+    streams: int = 1
     max_attempts: int = 3
     #: How tomograms are segmented (``[tomogram]`` in the configuration).
     volume_options: VolumeOptions = field(default_factory=VolumeOptions)

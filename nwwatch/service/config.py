@@ -66,13 +66,71 @@ class WatchConfig:
     follow_symlinks: bool = False
 
 
+#: ``[inference] streams = "auto"`` on the CPU: at most this many concurrent frame groups,
+#: each network call with one intra-op thread (further cores are not used for inference).
+#: Every stream holds its own group of frames and one network batch's activations (about
+#: 190 MB more per stream for 512² frames, 600-840 MB for 2048², docs/service.md), so the
+#: count is bounded on many-core machines.
+AUTO_MAX_STREAMS = 8
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    """How in-situ frames are segmented: ``streams`` frame groups processed concurrently
+    (each read -> segment -> measure in its own thread, one ONNX session shared), the
+    session made with ``threads`` intra-op threads (None: ONNX Runtime's default)."""
+
+    streams: int
+    threads: int | None
+
+
 @dataclass(frozen=True)
 class InferenceConfig:
     providers: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
     require_gpu: bool = False
     batch_size: int = 8
     max_batch_latency_ms: float = 200.0
+    #: Intra-op threads of the session with one stream (None: ONNX Runtime's default, every
+    #: core); with ``streams = "auto"`` on the CPU, the most streams.
     threads: int | None = None
+    #: Frame groups processed concurrently: 1 (the default), an int > 1 or "auto" (see
+    #: :meth:`plan`).
+    streams: int | str = 1
+
+    def plan(self, *, gpu: bool, frame_streams: bool = True,
+             cores: int | None = None) -> InferencePlan:
+        """Streams, and the intra-op threads of the one session they share.
+
+        ``gpu``: the session runs on a GPU provider; ``frame_streams``: the engine's frame
+        stage can use streams (in-situ frames; tomograms segment one volume at a time).
+        One stream (``streams = 1``, any setting on a GPU, tomograms): the session gets
+        ``threads`` intra-op threads as given (None: ONNX Runtime's default).
+        Several streams on the CPU: the session is made with one intra-op thread, so every
+        network call runs on its calling thread alone and the process has ``streams``
+        inference threads (ONNX Runtime's intra-op pool belongs to the session and is
+        shared by concurrent calls, so a larger pool would not give each call its own
+        threads). ``"auto"`` on the CPU: ``min(T, AUTO_MAX_STREAMS)`` streams, T being
+        ``threads`` or the usable cores (``cores`` replaces the count, for tests); one
+        stream when T is 1.
+        """
+        if not frame_streams or gpu:
+            return InferencePlan(1, self.threads)
+        if self.streams == "auto":
+            total = self.threads if self.threads is not None else (cores or usable_cores())
+            streams = min(total, AUTO_MAX_STREAMS)
+        else:
+            streams = int(self.streams)
+        if streams == 1:
+            return InferencePlan(1, self.threads)
+        return InferencePlan(streams, 1)
 
 
 @dataclass(frozen=True)
@@ -187,9 +245,18 @@ def _inference(file: Path | None, table: Any) -> InferenceConfig:
         batch_size=r.positive("batch_size", int, 8),
         max_batch_latency_ms=r.positive("max_batch_latency_ms", float, 200.0, allow_zero=True),
         threads=r.positive("threads", int, None),
+        streams=_streams(r),
     )
     r.finish()
     return cfg
+
+
+def _streams(r: TableReader) -> int | str:
+    r.used.add("streams")
+    value = r.table.get("streams", 1)
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    raise r.error("streams", f'must be "auto" or an integer > 0, got {value!r}')
 
 
 def _tomogram(file: Path | None, table: Any) -> TomogramSettings:
@@ -315,7 +382,8 @@ def one_folder_config(watch: str | os.PathLike[str], results: str | os.PathLike[
                       model: str | os.PathLike[str], *, kind: str = "insitu",
                       settle_seconds: float = 5.0, rescan_seconds: float = 60.0,
                       polling: str | bool = "auto", providers: tuple[str, ...] = ("cpu",),
-                      threads: int | None = None, batch_size: int = 8,
+                      threads: int | None = None, streams: int | str | None = None,
+                      batch_size: int = 8,
                       max_batch_latency_ms: float = 200.0, max_attempts: int = 3,
                       flush_seconds: float | None = None, extra: str = "") -> str:
     """The TOML text of a configuration with one watched folder (tests, benchmarks, a first
@@ -324,6 +392,8 @@ def one_folder_config(watch: str | os.PathLike[str], results: str | os.PathLike[
     polling_toml = (str(polling).lower() if isinstance(polling, bool)
                     else json.dumps(polling))
     threads_line = "" if threads is None else f"threads = {threads}\n"
+    if streams is not None:
+        threads_line += f"streams = {json.dumps(streams)}\n"
     flush_line = "" if flush_seconds is None else f"flush_seconds = {flush_seconds}\n"
     return (
         f"[[watch]]\npath = {json.dumps(str(watch))}\nkind = {json.dumps(kind)}\n"

@@ -13,6 +13,7 @@ from nwwatch.io import InputError
 from nwwatch.service.config import (
     ConfigError,
     InferenceConfig,
+    InferencePlan,
     OverlaySettings,
     TomogramSettings,
 )
@@ -45,9 +46,9 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     the segmenter. ``flush``: when each engine writes its held rows (default: at the end of
     every ``process`` call).
     """
-    from nwwatch.segment.session import Segmenter
+    from nwwatch.segment.session import Segmenter, gpu_possible
 
-    segmenters: dict[Path, Segmenter] = {}
+    segmenters: dict[Path, tuple[Segmenter, InferencePlan]] = {}
     # One buffer for every watch: they share the ledger, and content whose rows are held
     # must be seen as processed by every watch (a copy in another folder is skipped).
     buffer = RowBuffer(flush)
@@ -56,19 +57,29 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     for spec in specs:
         model = Path(spec.model).resolve()
         if model not in segmenters:
-            segmenters[model] = Segmenter(model, providers=inference.providers,
-                                          require_gpu=inference.require_gpu,
-                                          threads=inference.threads)
-            seg = segmenters[model]
+            # The threads of a session are fixed when it is made: plan for the provider it
+            # will most likely get, and make it again in the rare case it got another.
+            streams = spec.kind == "insitu"
+            plan = inference.plan(gpu=gpu_possible(inference.providers),
+                                  frame_streams=streams)
+            seg = Segmenter(model, providers=inference.providers,
+                            require_gpu=inference.require_gpu, threads=plan.threads)
+            if inference.plan(gpu=seg.uses_gpu, frame_streams=streams) != plan:
+                plan = inference.plan(gpu=seg.uses_gpu, frame_streams=streams)
+                seg = Segmenter(model, providers=inference.providers,
+                                require_gpu=inference.require_gpu, threads=plan.threads)
+            segmenters[model] = seg, plan
             log.info("model_loaded", model=str(model), model_sha256=seg.model_sha256,
-                     provider=seg.provider, kind=seg.metadata.kind)
-        seg = segmenters[model]
+                     provider=seg.provider, kind=seg.metadata.kind, streams=plan.streams,
+                     intra_op_threads=plan.threads)
+        seg, plan = segmenters[model]
         if seg.metadata.kind != spec.kind:
             raise ConfigError(source, spec.key,
                               f"{model.name} is a {seg.metadata.kind!r} model but the folder's "
                               f"kind is {spec.kind!r}")
         engines.append(Engine(kind=spec.kind, segmenter=seg, ledger=ledger,
                               results_dir=results_dir, batch_size=inference.batch_size,
+                              streams=plan.streams if spec.kind == "insitu" else 1,
                               max_attempts=max_attempts, log=log,
                               volume_options=volume_options,
                               overlays=overlays or OverlaySettings(),

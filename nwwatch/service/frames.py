@@ -6,9 +6,12 @@ acquisition to ``RESULTS/frames/acquisition=<key>/`` (:mod:`nwwatch.service.flus
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import cv2
@@ -40,42 +43,81 @@ from nwwatch.service.ledger import Failure
 from nwwatch.service.names import source_name
 
 
+def frame_groups(items: list[Item], batch_size: int, streams: int = 1) -> list[list[Item]]:
+    """``items`` in order, cut into groups of whole files of at most ``batch_size`` frames
+    each (a file with more pages is a group of its own; page counts from the structural
+    check). With several ``streams`` the groups are smaller when the items hold fewer than
+    ``streams * batch_size`` frames, so that every stream gets a share of a small batch."""
+    total = sum(max(1, it.pages) for it in items)
+    size = max(1, min(batch_size, math.ceil(total / max(1, streams))))
+    groups: list[list[Item]] = [[]]
+    frames_in_group = 0
+    for it in items:
+        pages = max(1, it.pages)
+        if groups[-1] and frames_in_group + pages > size:
+            groups.append([])
+            frames_in_group = 0
+        groups[-1].append(it)
+        frames_in_group += pages
+    return groups
+
+
+@dataclass
+class _Group:
+    """One group's files and what processing them left: failures and label-queue candidates
+    in the order they arose, and the time spent per stage (ms). Kept per group and merged in
+    group order, so the outcome does not depend on which stream finished first."""
+
+    items: list[Item]
+    failures: list[Failure] = field(default_factory=list)
+    candidates: list[tuple[Item, label_queue.Candidate]] = field(default_factory=list)
+    spent: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("read", "segment", "measure"), 0.0))
+
+
 def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
                report: BatchReport) -> None:
     """Read, segment and measure the frames of ``items``, appending one row per frame to
     each item's ``rows`` (the frame stage of ``process``, without its ledger steps: cluster
     tasks run it through :data:`FRAME_JOB`, with ``engine.ledger`` None).
 
-    Three stages overlap: while ONNX Runtime (which releases the GIL) segments one group of
-    files, a worker thread reads and normalises the next group and measures the previous
-    one. Groups hold about ``batch_size`` frames (page counts from the structural check);
-    frames of equal shape within a group go through the network together. OpenCV is set to
-    one thread for the process: these threads already fill the cores, and OpenCV's own pool
-    on top only contends with them (the same results; on two busy cores a droplet's
-    connected components took three times as long with two OpenCV threads as with one).
+    The files are cut into groups of about ``batch_size`` frames (:func:`frame_groups`);
+    frames of equal shape within a group go through the network together. With
+    ``engine.streams`` = 1, three stages overlap: while ONNX Runtime (which releases the GIL)
+    segments one group, a worker thread reads and normalises the next group and measures the
+    previous one. With N > 1 streams, N groups are processed at once, each read -> segment ->
+    measure in its own thread with the one shared session (on the CPU made with one
+    intra-op thread: frames are independent, and ONNX Runtime's own parallel loops scale
+    poorly on few cores and stall when another runnable thread takes their core). A call
+    with a single group (a lone multi-page stack, one small file) takes the one-stream path
+    whatever ``engine.streams``: there is nothing to run beside it, and that path overlaps
+    its stages. Rows, their order, failures, label-queue candidates and pictures are the
+    same whatever the number of streams; ``report.timings_ms`` sums the stages' times over
+    the streams.
+
+    OpenCV is set to one thread for the process: these threads already fill the cores, and
+    OpenCV's own pool on top only contends with them (the same results; on two busy cores a
+    droplet's connected components took three times as long with two OpenCV threads as with
+    one).
     """
     cv2.setNumThreads(1)
-    groups: list[list[Item]] = [[]]
-    frames_in_group = 0
-    for it in items:
-        pages = max(1, it.pages)
-        if groups[-1] and frames_in_group + pages > engine.batch_size:
-            groups.append([])
-            frames_in_group = 0
-        groups[-1].append(it)
-        frames_in_group += pages
+    streams = max(1, engine.streams)
+    groups = [_Group(g) for g in frame_groups(items, engine.batch_size, streams)]
     processed_at = datetime.now(UTC)
-    spent = {"read": 0.0, "segment": 0.0, "measure": 0.0}
-    queue_candidates: list[tuple[Item, label_queue.Candidate]] = []
+    beat_lock = threading.Lock()
 
-    def read_group(group: list[Item]) -> tuple[list[tuple[Item, object, np.ndarray]],
-                                                 dict[tuple, np.ndarray]]:
+    def beat() -> None:
+        with beat_lock:  # the daemon's watchdog ping keeps its own clock
+            engine.beat()
+
+    def read_group(group: _Group) -> tuple[list[tuple[Item, object, np.ndarray]],
+                                           dict[tuple, np.ndarray]]:
         """The group's frames read and normalised: queue entries (item, frame, normalised
         frame) in file order, and per frame shape one (n, *shape) float32 array holding
         those frames in queue order (the network's batches are slices of it, not copies)."""
         t_group = time.perf_counter()
         read = []
-        for it in group:
+        for it in group.items:
             t = time.perf_counter()
             try:
                 it.frames = read_frames(it.path)
@@ -83,7 +125,7 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
                 it.failed, it.gone = True, True  # vanished: released, no attempt counted
                 continue
             except Exception as exc:
-                fail_item(it, exc, failures, engine)
+                fail_item(it, exc, group.failures, engine)
                 continue
             it.read_ms = (time.perf_counter() - t) * 1e3
             read.append(it)
@@ -102,14 +144,32 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
                     used[f.image.shape] += 1
             except Exception as exc:
                 used = before  # its slots go to the next file
-                fail_item(it, exc, failures, engine)
+                fail_item(it, exc, group.failures, engine)
                 continue
             it.read_ms = (it.read_ms + (time.perf_counter() - t) * 1e3) / max(1, len(it.frames))
             queue.extend((it, f, x) for f, x in zip(it.frames, normalised, strict=True))
-        spent["read"] += (time.perf_counter() - t_group) * 1e3
+        group.spent["read"] += (time.perf_counter() - t_group) * 1e3
         return queue, arrays
 
-    def measure_chunk(queue, chunk: list[int], out, per_frame_ms: float) -> None:
+    def network_batches(queue, arrays):
+        """(chunk of queue indices, its slice of the normalised frames) per network call."""
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, (_, _, x) in enumerate(queue):
+            by_shape.setdefault(x.shape, []).append(i)
+        for shape, indices in by_shape.items():
+            for start in range(0, len(indices), engine.batch_size):
+                chunk = indices[start:start + engine.batch_size]
+                yield chunk, arrays[shape][start:start + len(chunk)]
+
+    def segment(group: _Group, images: np.ndarray, n: int):
+        beat()
+        t = time.perf_counter()
+        out = engine.segmenter.segment(images)
+        elapsed_ms = (time.perf_counter() - t) * 1e3
+        group.spent["segment"] += elapsed_ms
+        return out, elapsed_ms / n
+
+    def measure_chunk(group: _Group, queue, chunk: list[int], out, per_frame_ms: float) -> None:
         t_chunk = time.perf_counter()
         for j, i in enumerate(chunk):
             it, frame, _ = queue[i]
@@ -127,7 +187,7 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
                                                      result.angle_valid)
                 t_end = time.perf_counter()
             except Exception as exc:
-                fail_item(it, exc, failures, engine)
+                fail_item(it, exc, group.failures, engine)
                 continue
             row.update(
                 source=source_name(it.path),
@@ -144,35 +204,53 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
             if engine.overlays.wanted(row["status"]):  # QA pictures ([output] overlays)
                 row["overlay_path"] = write_pictures(engine, it, frame, out.labels[j], result)
             it.rows.append(row)
-            queue_candidates.append((it, label_queue.Candidate(label_queue.QueueEntry(
+            group.candidates.append((it, label_queue.Candidate(label_queue.QueueEntry(
                 row["source"], row["frame"], it.key.sha256, row["confidence"], row["status"],
                 row["contact_angle_deg"], it.key.model_sha256), frame.image)))
-        spent["measure"] += (time.perf_counter() - t_chunk) * 1e3
+        group.spent["measure"] += (time.perf_counter() - t_chunk) * 1e3
 
-    # One worker, first in first out: read(g+1) is queued before measure(g), so the next
-    # group is ready when the network is free again, and rows keep the files' order.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwwatch-worker") as pool:
-        next_read = pool.submit(read_group, groups[0])
-        measured = []
-        for g in range(len(groups)):
-            queue, arrays = next_read.result()
-            if g + 1 < len(groups):
-                next_read = pool.submit(read_group, groups[g + 1])
-            by_shape: dict[tuple[int, int], list[int]] = {}
-            for i, (_, _, x) in enumerate(queue):
-                by_shape.setdefault(x.shape, []).append(i)
-            for shape, indices in by_shape.items():
-                for start in range(0, len(indices), engine.batch_size):
-                    chunk = indices[start:start + engine.batch_size]
-                    engine.beat()
-                    t = time.perf_counter()
-                    out = engine.segmenter.segment(arrays[shape][start:start + len(chunk)])
-                    elapsed_ms = (time.perf_counter() - t) * 1e3
-                    spent["segment"] += elapsed_ms
-                    measured.append(pool.submit(measure_chunk, queue, chunk, out,
-                                                elapsed_ms / len(chunk)))
-        for future in measured:
-            future.result()
+    if streams == 1 or len(groups) == 1:
+        # One worker, first in first out: read(g+1) is queued before measure(g), so the next
+        # group is ready when the network is free again, and rows keep the files' order.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwwatch-worker") as pool:
+            next_read = pool.submit(read_group, groups[0])
+            measured = []
+            for g, group in enumerate(groups):
+                queue, arrays = next_read.result()
+                if g + 1 < len(groups):
+                    next_read = pool.submit(read_group, groups[g + 1])
+                for chunk, images in network_batches(queue, arrays):
+                    out, per_frame_ms = segment(group, images, len(chunk))
+                    measured.append(pool.submit(measure_chunk, group, queue, chunk, out,
+                                                per_frame_ms))
+            for future in measured:
+                future.result()
+    else:
+        def run_group(group: _Group) -> None:
+            queue, arrays = read_group(group)
+            for chunk, images in network_batches(queue, arrays):
+                out, per_frame_ms = segment(group, images, len(chunk))
+                measure_chunk(group, queue, chunk, out, per_frame_ms)
+
+        # Groups start in order (first in first out), at most `streams` at a time; each
+        # item belongs to one group, so its rows are appended by one thread, in page order.
+        with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="nwwatch-stream") \
+                as pool:
+            futures = [pool.submit(run_group, group) for group in groups]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:  # a failed batch: start no further group
+                    future.cancel()
+                raise
+    spent = dict.fromkeys(("read", "segment", "measure"), 0.0)
+    queue_candidates = []
+    for group in groups:  # in group order: as one stream would have left them
+        failures.extend(group.failures)
+        queue_candidates.extend(group.candidates)
+        for stage, ms in group.spent.items():
+            spent[stage] += ms
     try:  # the queue is a by-product: a failure to write it never fails the frames
         label_queue.offer(engine.results_dir, [c for it, c in queue_candidates
                                                if not it.failed])

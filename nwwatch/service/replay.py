@@ -33,8 +33,10 @@ from nwwatch.service.readiness import ReadyFile
 from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.watcher import scan
 
-#: A replay hands ``REPLAY_CHUNKS * batch_size`` frames to each ``process`` call: one Parquet
-#: file per call, and measurement of one network batch overlaps inference of the next.
+#: A replay hands ``REPLAY_CHUNKS * streams * batch_size`` frames to each ``process`` call:
+#: one ledger batch per call; measurement of one network batch overlaps inference of the
+#: next, and with several streams each gets ``REPLAY_CHUNKS`` groups of a call (the call's
+#: raw frames are held until it ends, part of the memory per stream in docs/service.md).
 REPLAY_CHUNKS = 4
 #: Rows per results file written by a replay (a file is also written every minute).
 REPLAY_FLUSH_ROWS = 20_000
@@ -261,7 +263,7 @@ def replay(
         with held_rows_written_at_end(engine, summary.parquet_files):
             for file, info in todo:
                 pages = max(1, info.n_pages)
-                if batch and frames + pages > REPLAY_CHUNKS * engine.batch_size:
+                if batch and frames + pages > REPLAY_CHUNKS * engine.streams * engine.batch_size:
                     flush()
                 batch.append(ReadyFile(file, 0, info.size_bytes, 0, info, detected_at=None))
                 frames += pages
