@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import shlex
 from pathlib import Path
@@ -33,35 +32,21 @@ def _model_options(text: str | None) -> dict:
     return value
 
 
-def _option_names(arch: str) -> set[str]:
-    """The ``--model-options`` keys the registered builder of ``arch`` takes."""
-    from training.models import MODELS
-
-    fixed = {"in_channels", "num_classes", "arch"}  # set by the engine or by the builder
-    params = inspect.signature(MODELS[arch]).parameters.values()
-    names = {p.name for p in params if p.kind is p.KEYWORD_ONLY} - fixed
-    if any(p.kind is p.VAR_KEYWORD for p in params):  # unet-paper: the rest go to build_unet
-        names |= _option_names("unet")
-    return names
-
-
 def _check_model(arch: str, model_options: dict, device: str) -> None:
     """Usage errors, naming the option and the choices, for an unknown architecture, model
     option or device; checked before any data are read."""
     import torch
 
-    from training.models import MODELS
+    from training.models import MODELS, check_options
 
     if arch:  # "": --init, the weights' architecture and options (the engine compares)
         if arch not in MODELS:
             raise click.BadParameter(f"{arch!r}: choose one of {', '.join(sorted(MODELS))}",
                                      param_hint="--arch")
-        known = _option_names(arch)
-        unknown = sorted(set(model_options) - known)
-        if unknown:
-            raise click.BadParameter(
-                f"unknown key(s) {', '.join(map(repr, unknown))} for {arch!r} (known: "
-                f"{', '.join(sorted(known))})", param_hint="--model-options")
+        try:
+            check_options(arch, model_options)
+        except KeyError as exc:
+            raise click.BadParameter(str(exc.args[0]), param_hint="--model-options") from None
     if device != "auto":
         try:
             torch.device(device)
