@@ -159,8 +159,19 @@ def test_bad_options_are_rejected_with_the_option_name():
         build_model("unet", widths=(2, 4), encoder_convs=(1, 1, 1))
     with pytest.raises(ValueError, match="upsample"):
         build_model("unet", upsample="nearest")
-    with pytest.raises(TypeError):
+
+
+def test_unknown_options_are_a_key_error_listing_the_known_ones():
+    # The same check (and text) as `nwwatch train --model-options`'s usage error.
+    with pytest.raises(KeyError, match=r"'widths' for 'pspnet' \(known: base_width, bins, "
+                                       r"decoder_widths, layers, ppm_channels\)"):
         build_model("pspnet", widths=(2, 4))
+    with pytest.raises(KeyError, match=r"'widht' for 'unet' \(known: act, decoder_convs"):
+        build_model("unet", widht=(2, 4))
+    with pytest.raises(KeyError, match="'layers' for 'unet-paper'"):
+        build_model("unet-paper", layers=(2,))
+    with pytest.raises(KeyError, match="choose one of"):
+        build_model("segformer", widths=(2, 4))
 
 
 @pytest.mark.parametrize("length", [1, 2, 5, 6, 7, 12, 13, 29])

@@ -8,6 +8,7 @@ import pytest
 import tifffile
 from training_helpers import make_folder
 
+from nwwatch.io import write_volume_tiff
 from nwwatch.normalize import intensity_range, normalize_image
 from training.augment import AugmentConfig, augment, geometric, random_crop
 from training.data import (
@@ -190,3 +191,20 @@ def test_crop_keeps_a_labeled_pixel_and_pads_small_images():
         assert lab.shape == (16, 16) and (lab == 1).sum() == 1
     img, lab = random_crop(np.zeros((10, 12), np.float32), np.zeros((10, 12), np.uint8), 16, rng)
     assert img.shape == (16, 16) and (lab == 255).sum() == 16 * 16 - 120
+
+
+def test_volume_slices_are_read_as_the_service_reads_tomograms(tmp_path):
+    # One reader for tomograms (nwwatch.io.read_volume): voxels whose x and y sizes differ
+    # are a volume the service segments, so training takes them too; a time series of
+    # volumes the service refuses is refused here with the service's reason.
+    _, label_path, volume = _volume(tmp_path)
+    voxels = write_volume_tiff(tmp_path / "aniso.tif", volume, voxel_size_nm=(3.5, 1.25, 1.2))
+    data = load_volume_slice(voxels, 2, label_path)
+    expected = normalize_image(volume[2], intensity_range(volume))
+    np.testing.assert_array_equal(data.labeled[0].image, expected)
+    series = tmp_path / "tz.tif"
+    tifffile.imwrite(series, np.stack([volume, volume]), imagej=True,
+                     metadata={"axes": "TZYX"})
+    with pytest.raises(DatasetLayoutError, match="a volume has one axis besides Y and X") as err:
+        load_volume_slice(series, 2, label_path)
+    assert err.value.path == series

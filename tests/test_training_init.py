@@ -111,3 +111,19 @@ def test_cli_init_option(tmp_path):
         "--threads", "1", "--exporter", "legacy", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "--init" in json.dumps(load_checkpoint(tmp_path / "cli.pt")["config"]["command"])
+
+
+def test_init_weights_with_an_option_this_version_lacks_are_refused_naming_it(tmp_path):
+    # Weights written by another version: the same option check as --model-options, as a
+    # CheckpointError naming the file, instead of a TypeError from inside the builder.
+    from training.checkpoint import save_checkpoint
+
+    payload = load_checkpoint(shipped_weights()["insitu-default"])
+    payload["inference"] = {**payload["inference"],
+                            "config": {**payload["inference"]["config"], "skip_gates": True}}
+    payload.pop("format")
+    odd = tmp_path / "odd.pt"
+    save_checkpoint(odd, payload)
+    with pytest.raises(CheckpointError, match=r"odd\.pt: unknown key\(s\) 'skip_gates' for "
+                                              r"'unet' \(known: act, "):
+        load_initial_weights(str(odd))

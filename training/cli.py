@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
+import contextlib
 import json
+import logging
 import shlex
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -33,16 +36,36 @@ def _model_options(text: str | None) -> dict:
     return value
 
 
-def _option_names(arch: str) -> set[str]:
-    """The ``--model-options`` keys the registered builder of ``arch`` takes."""
-    from training.models import MODELS
+#: Warnings of torch's ONNX exporters that say nothing about the model nwwatch exports
+#: (whose contract is checked after export): (category, message regex at the start).
+KNOWN_HARMLESS_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    # torch's pytree deprecation, raised from inside the dynamo exporter's own code.
+    (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    # The legacy exporter's note that a Slice with steps != 1 is left unfolded.
+    (UserWarning, r"Constant folding - Only steps=1 can be constant folded"),
+)
+#: torch's exporter logs one line per torchvision operator it cannot register: nwwatch
+#: exports no torchvision operator.
+_TORCH_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
 
-    fixed = {"in_channels", "num_classes", "arch"}  # set by the engine or by the builder
-    params = inspect.signature(MODELS[arch]).parameters.values()
-    names = {p.name for p in params if p.kind is p.KEYWORD_ONLY} - fixed
-    if any(p.kind is p.VAR_KEYWORD for p in params):  # unet-paper: the rest go to build_unet
-        names |= _option_names("unet")
-    return names
+
+def _not_torchvision_note(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("torchvision is not installed")
+
+
+@contextlib.contextmanager
+def known_noise_filtered() -> Iterator[None]:
+    """Drop :data:`KNOWN_HARMLESS_WARNINGS` and the exporter's torchvision log lines; every
+    other warning and log line is shown as before."""
+    registration = logging.getLogger(_TORCH_REGISTRATION_LOGGER)
+    with warnings.catch_warnings():
+        for category, message in KNOWN_HARMLESS_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=category)
+        registration.addFilter(_not_torchvision_note)
+        try:
+            yield
+        finally:
+            registration.removeFilter(_not_torchvision_note)
 
 
 def _check_model(arch: str, model_options: dict, device: str) -> None:
@@ -50,18 +73,16 @@ def _check_model(arch: str, model_options: dict, device: str) -> None:
     option or device; checked before any data are read."""
     import torch
 
-    from training.models import MODELS
+    from training.models import MODELS, check_options
 
     if arch:  # "": --init, the weights' architecture and options (the engine compares)
         if arch not in MODELS:
             raise click.BadParameter(f"{arch!r}: choose one of {', '.join(sorted(MODELS))}",
                                      param_hint="--arch")
-        known = _option_names(arch)
-        unknown = sorted(set(model_options) - known)
-        if unknown:
-            raise click.BadParameter(
-                f"unknown key(s) {', '.join(map(repr, unknown))} for {arch!r} (known: "
-                f"{', '.join(sorted(known))})", param_hint="--model-options")
+        try:
+            check_options(arch, model_options)
+        except KeyError as exc:
+            raise click.BadParameter(str(exc.args[0]), param_hint="--model-options") from None
     if device != "auto":
         try:
             torch.device(device)
@@ -213,6 +234,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
     from training.engine import train as run
+
+    click.get_current_context().with_resource(known_noise_filtered())
 
     if volume is None and data is None and not (resume or export_only):
         raise click.UsageError("give DATA, or --volume with --slice and --labels")

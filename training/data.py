@@ -28,6 +28,7 @@ from nwwatch.io.dataset import (
     read_image_2d,
     read_pages,
     read_pair,
+    read_tiff_volume,
 )
 from nwwatch.normalize import intensity_range, normalize_image
 from nwwatch.segment.session import file_sha256
@@ -133,7 +134,8 @@ def load_volume_slices(
 
     Parameters
     ----------
-    volume_path : 3D TIFF (Z, Y, X).
+    volume_path : 3D TIFF (Z, Y, X), read by :func:`nwwatch.io.read_volume` as the service
+        reads tomograms (a file it refuses is refused here with the same reason).
     slices : (index along Z, labels path) pairs; each labels file is a uint8 (Y, X) image,
         0 pore, 1 solid, 255 unlabeled. A second slice far from the first (e.g. one with
         vacuum above or below the grain) constrains what one slice cannot.
@@ -141,14 +143,14 @@ def load_volume_slices(
 
     Raises
     ------
-    DatasetLayoutError : no slice given, a slice out of range or given twice, labels of the
-        wrong shape, label values out of range, or a class without any labeled pixel in all
-        the slices together.
+    DatasetLayoutError : a volume the service would refuse, no slice given, a slice out of
+        range or given twice, labels of the wrong shape, label values out of range, or a
+        class without any labeled pixel in all the slices together.
     """
     volume_path = Path(volume_path)
     if not slices:
         raise DatasetLayoutError(volume_path, "no labeled slice given")
-    volume = read_pages(volume_path)
+    volume = read_tiff_volume(volume_path).data
     if volume.shape[0] < 2:
         raise DatasetLayoutError(volume_path, "expected a 3D volume (Z, Y, X), got a 2D image")
     depth = volume.shape[0]

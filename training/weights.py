@@ -24,6 +24,7 @@ from training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from training.models import check_options
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "pretrained"
 
@@ -75,6 +76,10 @@ def load_initial_weights(name_or_path: str) -> InitialWeights:
     arch = config.pop("arch")
     config.pop("in_channels", None)
     num_classes = int(config.pop("num_classes"))
+    try:  # weights of another version: say so before any data are read
+        check_options(arch, config)
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}") from None
     return InitialWeights(path=path, arch=arch, model_options=config, num_classes=num_classes,
                           class_names=payload.get("class_names"),
                           state=payload["inference_state"])

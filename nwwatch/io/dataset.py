@@ -33,8 +33,8 @@ import numpy as np
 
 from nwwatch.classes import INSITU_CLASSES, TOMOGRAM_CLASSES, UNLABELED
 from nwwatch.io.errors import InputError
-from nwwatch.io.records import Frame
-from nwwatch.io.tiff import read_frames
+from nwwatch.io.records import Frame, Volume
+from nwwatch.io.tiff import read_frames, read_volume
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
@@ -89,6 +89,19 @@ def read_tiff_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """
     try:
         return read_frames(path)
+    except InputError as exc:
+        raise DatasetLayoutError(exc.path, exc.reason) from exc
+    except FileNotFoundError as exc:
+        raise DatasetLayoutError(path, "file not found") from exc
+
+
+def read_tiff_volume(path: str | os.PathLike[str]) -> Volume:
+    """:func:`nwwatch.io.read_volume`, the tomogram reader of the service, the demo and the
+    dashboard, with its :class:`~nwwatch.io.errors.InputError` (and a missing file) raised as
+    :class:`DatasetLayoutError`: a tomogram trained on is read, and refused, as it is served.
+    """
+    try:
+        return read_volume(path)
     except InputError as exc:
         raise DatasetLayoutError(exc.path, exc.reason) from exc
     except FileNotFoundError as exc:

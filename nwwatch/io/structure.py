@@ -8,6 +8,7 @@ file (a file cut short by a writer that has not finished).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import struct
@@ -35,6 +36,24 @@ from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
 from nwwatch.io.records import TiffInfo
 
 _log = structlog.get_logger("nwwatch.io")
+
+
+class _TifffileToLog(logging.Handler):
+    """tifffile's own log records as ``io.tifffile`` debug events of nwwatch's log.
+
+    tifffile logs what it finds wrong in a file (e.g. "ImageJ series metadata invalid or
+    corrupted file") as a bare line on stderr; the checks here say the same, with the file,
+    in the error that refuses it. The record is kept for debugging, not printed twice.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _log.debug("io.tifffile", message=record.getMessage(), tifffile_level=record.levelname)
+
+
+_tifffile_log = logging.getLogger("tifffile")
+if not any(isinstance(h, _TifffileToLog) for h in _tifffile_log.handlers):
+    _tifffile_log.addHandler(_TifffileToLog())
+    _tifffile_log.propagate = False  # not also to the root logger's last-resort stderr line
 
 # magic -> (struct byte order, BigTIFF)
 _MAGIC = {

@@ -18,7 +18,8 @@ from nwwatch.measure import smallmath
 class CircleFit:
     """Fitted circle: ``center`` (row, col), ``radius`` (px), ``covariance`` (3, 3) of
     (row, col, radius) from the residual variance, ``rms_px`` orthogonal residual RMS,
-    ``n_points`` used, ``converged``."""
+    ``n_points`` used, ``converged``. A failed fit is still a value: ``converged`` is False
+    and ``reason`` says why (empty for a converged fit); its numbers are the last iterate."""
 
     center: np.ndarray
     radius: float
@@ -26,6 +27,7 @@ class CircleFit:
     rms_px: float
     n_points: int
     converged: bool
+    reason: str = ""
 
 
 def kasa_fit(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -46,11 +48,19 @@ def geometric_fit(
     radius0: float | None = None,
     max_iter: int = 50,
 ) -> CircleFit:
-    """Levenberg-Marquardt fit of a circle to ``points`` (N >= 3, 2) (row, col) in pixels."""
+    """Levenberg-Marquardt fit of a circle to ``points`` (N >= 3, 2) (row, col) in pixels.
+
+    Degenerate points (coincident or collinear: no circle through them, the covariance is
+    singular) or a fit that does not converge in ``max_iter`` steps give ``converged=False``
+    with a ``reason``. Raises ``ValueError`` only for malformed points (fewer than 3, not
+    finite).
+    """
     pts = np.asarray(points, dtype=np.float64)
     n = len(pts)
     if n < 3:
         raise ValueError(f"need at least 3 points for a circle, got {n}")
+    if not np.all(np.isfinite(pts)):
+        raise ValueError("circle points must be finite")
     if center0 is None or radius0 is None:
         center0, radius0 = kasa_fit(pts)
     c = np.asarray(center0, dtype=np.float64).copy()
@@ -110,14 +120,38 @@ def geometric_fit(
         cov = smallmath.inverse(jac @ jac.T) * sigma2
     except np.linalg.LinAlgError:
         cov = np.full((3, 3), np.inf)
+    reason = _degenerate(pts)
+    if not reason and not (math.isfinite(r) and math.isfinite(cost)):
+        reason = "the fit diverged (radius or residuals not finite)"
+    elif not reason and not converged:
+        reason = f"did not converge in {max_iter} iterations"
+    elif not reason and not np.all(np.isfinite(cov)):
+        reason = "singular covariance (degenerate points)"
     return CircleFit(
         center=c,
         radius=abs(r),
         covariance=cov,
         rms_px=math.sqrt(cost / n),
         n_points=n,
-        converged=converged and bool(np.isfinite(r)),
+        converged=not reason,
+        reason=reason,
     )
+
+
+#: Points whose scatter across their main direction is below this fraction of the scatter
+#: along it (variance ratio; a sagitta of 1e-6 of the chord) are taken as collinear.
+COLLINEAR_RATIO = 1e-12
+
+
+def _degenerate(pts: np.ndarray) -> str:
+    """Why no circle passes through ``pts`` (N, 2), or "" when they span a plane."""
+    d = pts - pts.mean(axis=0)
+    low, high, _, _ = smallmath.symmetric_eig2(d.T @ d)
+    if not high > 0.0:
+        return f"the {len(pts)} points coincide"
+    if low <= COLLINEAR_RATIO * high:
+        return f"the {len(pts)} points are collinear"
+    return ""
 
 
 def robust_fit(points: np.ndarray, min_threshold_px: float = 1.0) -> tuple[CircleFit, np.ndarray]:
@@ -187,4 +221,5 @@ def refine_on_pixel_edges(
             break
     if np.hypot(*(c - fit.center)) > 1.0 or abs(r - fit.radius) > 1.0:
         return fit  # a refinement never moves this far on a clean outline: keep the plain fit
-    return CircleFit(c, abs(r), fit.covariance, fit.rms_px, fit.n_points, fit.converged)
+    return CircleFit(c, abs(r), fit.covariance, fit.rms_px, fit.n_points, fit.converged,
+                     fit.reason)

@@ -269,8 +269,8 @@ def _measure(
         n_contour_points=len(pts),
         points=points,
     )
-    if not fit.converged or not np.isfinite(radius):
-        return _fail("not_a_circle", "the circle fit did not converge", **fitted)
+    if not fit.converged:
+        return _fail("not_a_circle", f"the circle fit failed: {fit.reason}", **fitted)
     if span < MIN_ARC_SPAN_DEG:
         return _fail("arc_too_short", f"the visible arc spans {span:.0f} deg "
                      f"(need {MIN_ARC_SPAN_DEG:.0f})", **fitted)

@@ -15,6 +15,7 @@ Every model is a :class:`SegmentationModel` (encoder -> list of features -> deco
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from training.models.base import SegmentationModel
@@ -42,11 +43,33 @@ def build_model(
 
     Raises
     ------
-    KeyError : unknown ``arch``; the message lists the valid choices.
+    KeyError : unknown ``arch`` or option; the message lists the valid choices.
+    ValueError : a bad option value; the message names the option.
     """
-    if arch not in MODELS:
-        raise KeyError(f"unknown architecture {arch!r}; choose one of {sorted(MODELS)}")
+    check_options(arch, options)
     return MODELS[arch](in_channels=in_channels, num_classes=num_classes, **options)
 
 
-__all__ = ["MODELS", "SegmentationModel", "build_model", "build_unet", "build_pspnet"]
+def option_names(arch: str) -> frozenset[str]:
+    """The ``options`` keys :func:`build_model` takes for ``arch`` (a key of ``MODELS``)."""
+    if arch not in MODELS:
+        raise KeyError(f"unknown architecture {arch!r}; choose one of {sorted(MODELS)}")
+    fixed = {"in_channels", "num_classes", "arch"}  # set by build_model or by the builder
+    params = inspect.signature(MODELS[arch]).parameters.values()
+    names = {p.name for p in params if p.kind is p.KEYWORD_ONLY} - fixed
+    if any(p.kind is p.VAR_KEYWORD for p in params):  # unet-paper: the rest go to build_unet
+        names |= option_names("unet")
+    return frozenset(names)
+
+
+def check_options(arch: str, options: dict) -> None:
+    """KeyError naming the unknown ``arch`` or ``options`` keys and listing the known ones."""
+    known = option_names(arch)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise KeyError(f"unknown key(s) {', '.join(map(repr, unknown))} for {arch!r} (known: "
+                       f"{', '.join(sorted(known))})")
+
+
+__all__ = ["MODELS", "SegmentationModel", "build_model", "build_pspnet", "build_unet",
+           "check_options", "option_names"]

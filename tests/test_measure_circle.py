@@ -1,0 +1,59 @@
+"""The one circle fit recovers circles it is given and says why when there is none: a failed
+fit is a value with a reason, never a converged fit with an infinite covariance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.measure import measure_contact_angle
+from nwwatch.measure.circle import geometric_fit, robust_fit
+
+
+def test_an_arc_is_recovered_with_a_finite_covariance() -> None:
+    rng = np.random.default_rng(0)
+    phi = np.linspace(0.2, 2.4, 60)
+    pts = np.column_stack([40.0 + 25.0 * np.sin(phi), 70.0 + 25.0 * np.cos(phi)])
+    fit = geometric_fit(pts + rng.normal(0.0, 0.2, pts.shape))
+    assert fit.converged and fit.reason == ""
+    assert np.allclose(fit.center, [40.0, 70.0], atol=0.3)
+    assert fit.radius == pytest.approx(25.0, abs=0.3)
+    assert np.all(np.isfinite(fit.covariance))
+
+
+@pytest.mark.parametrize("points, word", [
+    ([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], "collinear"),
+    ([[3.0, 0.0], [3.0, 1.0], [3.0, 2.0], [3.0, 7.5]], "collinear"),
+    ([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0000001]], "collinear"),  # R of 3e7 px through 3 px
+    ([[5.0, 5.0]] * 4, "coincide"),
+])
+def test_degenerate_points_are_a_failed_fit_with_a_reason(points, word) -> None:
+    fit = geometric_fit(np.array(points))
+    assert not fit.converged
+    assert word in fit.reason
+
+
+def test_robust_fit_of_a_straight_outline_fails_with_a_reason() -> None:
+    fit, keep = robust_fit(np.column_stack([np.arange(40.0), np.full(40, 2.5)]))
+    assert not fit.converged and "collinear" in fit.reason
+    assert keep.all()
+
+
+def test_too_few_or_non_finite_points_are_malformed_arguments() -> None:
+    with pytest.raises(ValueError, match="at least 3"):
+        geometric_fit(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="finite"):
+        geometric_fit(np.array([[0.0, 0.0], [1.0, np.nan], [2.0, 3.0]]))
+
+
+def test_a_droplet_whose_free_surface_is_straight_is_not_a_circle() -> None:
+    # Wire and droplet cut by the right, bottom and top borders: the only free surface is
+    # the droplet's straight left side. The row says the circle fit failed and why.
+    labels = np.zeros((256, 256), np.uint8)
+    labels[150:, 196:] = NANOWIRE
+    labels[:150, 196:] = DROPLET
+    r = measure_contact_angle(labels)
+    assert r.status == "fit_failed" and r.reason_code == "not_a_circle"
+    assert "circle fit failed" in r.reason and "collinear" in r.reason
+    assert r.contact_angle_deg is None and not r.angle_valid
