@@ -79,6 +79,9 @@ class Engine:
     #: :meth:`nwwatch.service.config.InferenceConfig.plan`); 1: one group at a time, the
     #: next one read and the previous one measured in a worker thread.
     streams: int = 1
+    #: The session of concurrent streams' network calls (with ``streams`` > 1 on the CPU,
+    #: one intra-op thread); None: ``segmenter``, which runs any group that runs alone.
+    stream_segmenter: Segmenter | None = None
     max_attempts: int = 3
     #: How tomograms are segmented (``[tomogram]`` in the configuration).
     volume_options: VolumeOptions = field(default_factory=VolumeOptions)
