@@ -372,3 +372,52 @@ def test_concurrent_groups_leave_stacks_and_a_last_group_alone():
     # pages within a group's share are no stack: 2 + 2 frames, two streams, groups of 2
     pairs = [_item("p", 2), _item("q", 2)]
     assert concurrent_groups(pairs, frame_groups(pairs, 8, 2), 8, 2) == [True, True]
+
+
+def test_a_failed_group_stops_the_groups_not_yet_started(tmp_path, monkeypatch):
+    """Two streams, six single frames, a group each. The second group's network call
+    raises while the first is still in flight (it waits for that failure). The batch fails
+    as a whole and is retried file by file, so no further group may start: the first
+    group's call waits up to 5 s for the third file to be read, which happens only when a
+    stream starts the third group, and must not."""
+    import nwwatch.segment.session as session
+
+    raised, third_read = threading.Event(), threading.Event()
+    once = {"f0": True, "f1": True}
+    reads: list[str] = []
+    current = threading.local()
+    read = frames_module.read_frames
+
+    def read_frames(path):
+        current.name = Path(path).name
+        reads.append(current.name)
+        if current.name == "f2.tif":
+            third_read.set()
+        return read(path)
+
+    class FailingSegmenter(session.Segmenter):
+        def segment(self, images):
+            name = getattr(current, "name", None)  # streams read in their own thread
+            if name == "f0.tif" and once.pop("f0", False):
+                assert raised.wait(30)
+                third_read.wait(5)  # set only if a third group started (a failure)
+            if name == "f1.tif" and once.pop("f1", False):
+                raised.set()
+                raise RuntimeError("test: the runtime failed once")
+            return super().segment(images)
+
+    monkeypatch.setattr(frames_module, "read_frames", read_frames)
+    monkeypatch.setattr(session, "Segmenter", FailingSegmenter)
+    acq, onnx = tmp_path / "acq", model(tmp_path)
+    acq.mkdir()
+    for i in range(6):
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(95.0 + 8 * i), pixel_size_nm=1.5)
+    cfg = tmp_path / "two.toml"
+    cfg.write_text(one_folder_config(acq, tmp_path / "out", onnx, threads=2, streams=2,
+                                     batch_size=1))
+    summary = replay(acq, tmp_path / "out", kind="insitu", model=onnx, config=cfg)
+    assert (summary.done, summary.failed, summary.frames) == (6, 0, 6)
+    # the failed batch read the first two files only; then each file on its own, in order
+    assert sorted(reads[:2]) == ["f0.tif", "f1.tif"]
+    assert reads[2:] == [f"f{i}.tif" for i in range(6)]
+    assert not third_read.is_set() or reads.index("f2.tif") >= 2

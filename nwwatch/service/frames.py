@@ -250,12 +250,22 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
         """At most ``streams`` groups at a time, each in its own thread, on the session of
         one intra-op thread."""
         segmenter = engine.stream_segmenter or engine.segmenter
+        # Set by the first group that fails: the whole batch is then released and retried
+        # file by file, so groups that have not started yet are skipped, whichever group is
+        # still running (the main thread waits for the groups in submission order).
+        failed = threading.Event()
 
         def run_group(group: _Group) -> None:
-            queue, arrays = read_group(group)
-            for chunk, images in network_batches(queue, arrays):
-                out, per_frame_ms = segment(segmenter, group, images, len(chunk))
-                measure_chunk(group, queue, chunk, out, per_frame_ms)
+            if failed.is_set():
+                return
+            try:
+                queue, arrays = read_group(group)
+                for chunk, images in network_batches(queue, arrays):
+                    out, per_frame_ms = segment(segmenter, group, images, len(chunk))
+                    measure_chunk(group, queue, chunk, out, per_frame_ms)
+            except BaseException:
+                failed.set()
+                raise
 
         # Groups start in order (first in first out); each item belongs to one group, so
         # its rows are appended by one thread, in page order.
@@ -266,7 +276,8 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
                 for future in futures:
                     future.result()
             except BaseException:
-                for future in futures:  # a failed batch: start no further group
+                failed.set()  # also on KeyboardInterrupt in the main thread
+                for future in futures:
                     future.cancel()
                 raise
 
