@@ -36,6 +36,12 @@ from nwwatch.service.engines import EngineSpec, build_engines
 from nwwatch.service.frames import concurrent_groups, frame_groups
 from nwwatch.service.ledger import Ledger
 from nwwatch.service.logsetup import get_logger
+from nwwatch.service.streammemory import (
+    available_memory_bytes,
+    largest_frame_pixels,
+    memory_streams,
+    stream_bytes,
+)
 
 #: Columns that differ between any two runs (clocks, batch ids).
 VARYING = {"processed_at", "batch_id", "read_ms", "segment_ms", "measure_ms", "confidence_ms"}
@@ -421,3 +427,78 @@ def test_a_failed_group_stops_the_groups_not_yet_started(tmp_path, monkeypatch):
     assert sorted(reads[:2]) == ["f0.tif", "f1.tif"]
     assert reads[2:] == [f"f{i}.tif" for i in range(6)]
     assert not third_read.is_set() or reads.index("f2.tif") >= 2
+
+
+def test_memory_per_stream_recovers_the_measured_replays():
+    """The estimate is fitted to the replays measured in docs/service.md (batch_size 8,
+    3 classes): +187 MB per extra stream at 512², about +840 MB at 2048² (MB = 2**20 B);
+    it never falls below them and scales with the frame area."""
+    mb = 2**20
+    assert 187 * mb <= stream_bytes(512 * 512, 8, 3) <= 1.03 * 187 * mb
+    assert 840 * mb <= stream_bytes(2048 * 2048, 8, 3) <= 1.03 * 840 * mb
+    large = stream_bytes(4096 * 4096, 8, 3)
+    assert 2.8 * 2**30 < large < 3.0 * 2**30
+    assert stream_bytes(2048 * 2048, 4, 3) < stream_bytes(2048 * 2048, 8, 3)
+
+
+def test_memory_bounds_the_streams():
+    per_stream = stream_bytes(2048 * 2048, 8, 3)
+    assert memory_streams(8, 3 * per_stream, 2048 * 2048, 8, 3) == 4  # the first + 3
+    assert memory_streams(8, 3 * per_stream - 1, 2048 * 2048, 8, 3) == 3
+    assert memory_streams(8, 0, 2048 * 2048, 8, 3) == 1
+    assert memory_streams(8, 3 * per_stream, 512 * 512, 8, 3) == 8  # small frames: the cap
+    assert memory_streams(8, None, 4096 * 4096, 8, 3) == 8  # no bound
+    assert memory_streams(8, 0, 0, 8, 3) == 8  # frame size unknown: no bound
+
+
+def test_frame_pixels_come_from_the_structural_check(tmp_path):
+    from nwwatch.io import inspect_tiff
+
+    write_stack_tiff(tmp_path / "s.tif", np.zeros((3, 40, 60), np.uint16))
+    write_frame_tiff(tmp_path / "f.tif", np.zeros((50, 70), np.uint8))
+    infos = [inspect_tiff(tmp_path / "s.tif"), None, inspect_tiff(tmp_path / "f.tif")]
+    assert largest_frame_pixels(infos) == 50 * 70
+    assert largest_frame_pixels(infos[:1]) == 40 * 60
+    assert largest_frame_pixels([None]) == 0
+    assert available_memory_bytes() > 0  # this machine's figure
+
+
+@pytest.mark.parametrize("memory_streams_fit", [0, 1])
+def test_auto_streams_are_bounded_by_the_memory_available(tmp_path, monkeypatch,
+                                                          memory_streams_fit):
+    """``streams = "auto"`` with two threads: when half the available memory (monkeypatched)
+    holds no extra stream for these frames, every call runs alone on the one-stream path;
+    when it holds one, the four single frames share two streams. An explicit ``streams``
+    is not bounded."""
+    import nwwatch.service.streammemory as streammemory
+
+    calls = _recording(monkeypatch)
+    size = 96  # paint_insitu's frames
+    per_stream = stream_bytes(size * size, 2, 3)
+    available = 2 * per_stream * memory_streams_fit + 2 * per_stream // 3
+    monkeypatch.setattr(streammemory, "available_memory_bytes", lambda: available)
+    acq, onnx = tmp_path / "acq", model(tmp_path)
+    acq.mkdir()
+    for i, angle in enumerate((95.0, 110.0, 125.0, 140.0)):
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(angle, size=size), pixel_size_nm=1.5)
+    cfg = tmp_path / "auto.toml"
+    cfg.write_text(one_folder_config(acq, tmp_path / "out", onnx, threads=2, streams="auto",
+                                     batch_size=2))
+    summary = replay(acq, tmp_path / "out", kind="insitu", model=onnx, config=cfg)
+    assert (summary.done, summary.frames) == (4, 4)
+    me = threading.current_thread().name
+    if memory_streams_fit == 0:
+        assert calls == [(me, 2, 2), (me, 2, 2)]  # one stream, both threads
+    else:
+        assert len(calls) == 2  # two groups of two frames, each in a stream, one thread
+        assert all(n.startswith("nwwatch-stream") and (t, k) == (1, 2) for n, t, k in calls)
+    out = tmp_path / "out"
+    ledger = Ledger(out / "l2.sqlite", out)
+    try:
+        cfg2 = load_config(_config(tmp_path, "threads = 2\nstreams = 2"))
+        (engine,) = build_engines([EngineSpec("insitu", cfg2.watches[0].model)], ledger, out,
+                                  inference=cfg2.inference, max_attempts=3,
+                                  tomogram=TomogramSettings(), log=get_logger())
+        assert engine.stream_memory_bytes is None
+    finally:
+        ledger.close()

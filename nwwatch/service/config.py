@@ -67,10 +67,10 @@ class WatchConfig:
 
 
 #: ``[inference] streams = "auto"`` on the CPU: at most this many concurrent frame groups,
-#: each network call with one intra-op thread (further cores are not used for inference).
-#: Every stream holds its own group of frames and one network batch's activations (about
-#: 190 MB more per stream for 512² frames, 600-840 MB for 2048², docs/service.md), so the
-#: count is bounded on many-core machines.
+#: each network call with one intra-op thread (further cores are not used by the concurrent
+#: calls). Every stream holds its own group of frames and one network batch's activations,
+#: so each call of the frame stage may run fewer, as memory allows for its frame size
+#: (:mod:`nwwatch.service.streammemory`).
 AUTO_MAX_STREAMS = 8
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nwwatch.io import InputError
+from nwwatch.service import streammemory
 from nwwatch.service.config import (
     ConfigError,
     InferenceConfig,
@@ -54,6 +55,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     buffer = RowBuffer(flush)
     engines = []
     volume_options = tomogram.volume_options(**volume_overrides)
+    budget: int | None = None  # "auto": memory for the extra streams, read once
 
     def session(model: Path, threads: int | None) -> Segmenter:
         return Segmenter(model, providers=inference.providers,
@@ -75,9 +77,12 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
             # thread; a group that runs alone keeps `seg` and its full thread count.
             shared = session(model, plan.stream_threads) if plan.streams > 1 else None
             segmenters[model] = seg, shared, plan
+            if budget is None and plan.streams > 1 and inference.streams == "auto":
+                budget = streammemory.auto_stream_budget()
             log.info("model_loaded", model=str(model), model_sha256=seg.model_sha256,
                      provider=seg.provider, kind=seg.metadata.kind, streams=plan.streams,
-                     intra_op_threads=plan.threads, stream_intra_op_threads=plan.stream_threads)
+                     intra_op_threads=plan.threads, stream_intra_op_threads=plan.stream_threads,
+                     stream_memory_bytes=budget)
         seg, shared, plan = segmenters[model]
         if seg.metadata.kind != spec.kind:
             raise ConfigError(source, spec.key,
@@ -87,6 +92,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                               results_dir=results_dir, batch_size=inference.batch_size,
                               streams=plan.streams if spec.kind == "insitu" else 1,
                               stream_segmenter=shared if spec.kind == "insitu" else None,
+                              stream_memory_bytes=budget if spec.kind == "insitu" else None,
                               max_attempts=max_attempts, log=log,
                               volume_options=volume_options,
                               overlays=overlays or OverlaySettings(),

@@ -41,6 +41,7 @@ from nwwatch.service.batch import (
 from nwwatch.service.jobs import Job
 from nwwatch.service.ledger import Failure
 from nwwatch.service.names import source_name
+from nwwatch.service.streammemory import call_streams
 
 
 def group_frames(items: list[Item], batch_size: int, streams: int = 1) -> int:
@@ -121,7 +122,8 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
     one).
     """
     cv2.setNumThreads(1)
-    streams = max(1, engine.streams)
+    # "auto" runs fewer streams when this call's frames would need more memory than it has.
+    streams = call_streams(engine, [getattr(it.entry, "info", None) for it in items])
     groups = [_Group(g) for g in frame_groups(items, engine.batch_size, streams)]
     processed_at = datetime.now(UTC)
     beat_lock = threading.Lock()
