@@ -106,13 +106,15 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
     frames of equal shape within a group go through the network together. With
     ``engine.streams`` = 1, three stages overlap: while ONNX Runtime (which releases the GIL)
     segments one group, a worker thread reads and normalises the next group and measures the
-    previous one, with ``engine.segmenter`` (all its intra-op threads). With N > 1 streams, N
-    groups are processed at once, each read -> segment -> measure in its own thread with
-    ``engine.stream_segmenter`` (on the CPU one intra-op thread: frames are independent, and
-    the intra-op pool of a session is shared by its concurrent calls). Groups that run
-    alone (:func:`concurrent_groups`: stacks, or the only group of a call) take the
-    one-stream path with ``engine.segmenter`` after the concurrent ones: nothing runs beside
-    them, and that path overlaps their stages and uses every thread. Rows, their order,
+    previous one, with ``engine.segmenter`` (all its intra-op threads). With N > 1 streams
+    (``engine.streams``, for ``"auto"`` bounded by memory for the call's frame size:
+    :func:`nwwatch.service.streammemory.call_streams`), N groups are processed at once, each
+    read -> segment -> measure in its own thread with ``engine.stream_segmenter`` (on the
+    CPU one intra-op thread: frames are independent, and the intra-op pool of a session is
+    shared by its concurrent calls). Groups that run alone (:func:`concurrent_groups`:
+    stacks, or the only group of a call) take the one-stream path with ``engine.segmenter``
+    after the concurrent ones: nothing runs beside them, and that path overlaps their stages
+    and uses every thread. Rows, their order,
     failures, label-queue candidates and pictures are the same whatever the number of
     streams; ``report.timings_ms`` sums the stages' times over the streams.
 
