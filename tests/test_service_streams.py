@@ -431,13 +431,13 @@ def test_a_failed_group_stops_the_groups_not_yet_started(tmp_path, monkeypatch):
 
 def test_memory_per_stream_recovers_the_measured_replays():
     """The estimate is fitted to the replays measured in docs/service.md (batch_size 8,
-    3 classes): +187 MB per extra stream at 512², about +840 MB at 2048² (MB = 2**20 B);
+    3 classes): +194 MB per extra stream at 512², about +840 MB at 2048² (MB = 2**20 B);
     it never falls below them and scales with the frame area."""
     mb = 2**20
-    assert 187 * mb <= stream_bytes(512 * 512, 8, 3) <= 1.03 * 187 * mb
+    assert 194 * mb <= stream_bytes(512 * 512, 8, 3) <= 1.03 * 194 * mb
     assert 840 * mb <= stream_bytes(2048 * 2048, 8, 3) <= 1.03 * 840 * mb
     large = stream_bytes(4096 * 4096, 8, 3)
-    assert 2.8 * 2**30 < large < 3.0 * 2**30
+    assert 2.8 * 2**30 < large < 2.9 * 2**30
     assert stream_bytes(2048 * 2048, 4, 3) < stream_bytes(2048 * 2048, 8, 3)
 
 

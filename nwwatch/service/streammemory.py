@@ -5,10 +5,10 @@ streams").
 Each stream beyond the first holds its own group of frames (raw and normalised), one network
 batch's activations and float32 probabilities (``batch_size`` x classes x H x W x 4 B), and
 in ``nwwatch replay`` the raw frames of its share of the call. The estimate is affine in the
-size of one batch's probabilities P, fitted to the two measured replays (batch_size 8,
-3 classes): +187 MB per extra stream at 512² (P = 24 MB) and about +840 MB at 2048²
-(P = 384 MB), so 1.82 P + 144 MB (MB = 2^20 bytes here); the factor alone (840 / 384 = 2.2)
-would put 512² at 52 MB, a quarter of what was measured.
+size of one batch's probabilities P, fitted to the measured replays (batch_size 8, 3 classes):
++194 MB per extra stream at 512² (P = 24 MB; 187 MB with one session for all streams) and
+about +840 MB at 2048² (P = 384 MB), so 1.8 P + 152 MB (MB = 2^20 bytes here); the factor
+alone (840 / 384 = 2.2) would put 512² at 52 MB, a quarter of what was measured.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 
 #: Bytes an extra stream holds whatever the frame size (fit to the measured replays) ...
-STREAM_FIXED_BYTES = 144 * 2**20
+STREAM_FIXED_BYTES = 152 * 2**20
 #: ... plus this many times one network batch's float32 probabilities.
-STREAM_PROBABILITY_FACTOR = 1.82
+STREAM_PROBABILITY_FACTOR = 1.8
 #: ``"auto"`` gives the streams beyond the first at most this share of the memory available
 #: when the engine was built; the rest stays for the first stream, the acquisition software
 #: and the page cache.
