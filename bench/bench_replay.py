@@ -155,7 +155,7 @@ def replay_fps(model: Path, folder: Path, out: Path, config: Path) -> tuple[floa
     summary = replay(folder, out, kind="insitu", model=model, config=config)
     inference = load_config(config).inference
     plan = inference.plan(gpu=gpu_possible(inference.providers))
-    return summary.frames_per_s, summary.frames, f"{plan.streams}x{plan.threads}"
+    return summary.frames_per_s, summary.frames, f"{plan.streams}x{plan.stream_threads}"
 
 
 def stage_ms(folder: Path, out: Path) -> dict:

@@ -33,9 +33,15 @@ from nwwatch.service.config import (
     one_folder_config,
 )
 from nwwatch.service.engines import EngineSpec, build_engines
-from nwwatch.service.frames import frame_groups
+from nwwatch.service.frames import concurrent_groups, frame_groups
 from nwwatch.service.ledger import Ledger
 from nwwatch.service.logsetup import get_logger
+from nwwatch.service.streammemory import (
+    available_memory_bytes,
+    largest_frame_pixels,
+    memory_streams,
+    stream_bytes,
+)
 
 #: Columns that differ between any two runs (clocks, batch ids).
 VARYING = {"processed_at", "batch_id", "read_ms", "segment_ms", "measure_ms", "confidence_ms"}
@@ -171,30 +177,36 @@ def test_streams_default_and_plan(tmp_path):
     # the default: one stream, `threads` the session's intra-op threads as given
     assert InferenceConfig().plan(gpu=False, cores=4) == InferencePlan(1, None)
     assert InferenceConfig(threads=4).plan(gpu=False) == InferencePlan(1, 4)
-    # several streams on the CPU: one intra-op thread, so `streams` inference threads
-    assert InferenceConfig(threads=4, streams=3).plan(gpu=False) == InferencePlan(3, 1)
-    assert InferenceConfig(threads=2, streams=4).plan(gpu=False) == InferencePlan(4, 1)
+    # several streams on the CPU: their calls on a session of one intra-op thread, so
+    # `streams` inference threads; `threads` stays for groups that run alone
+    plan = InferenceConfig(threads=4, streams=3).plan(gpu=False)
+    assert (plan, plan.stream_threads) == (InferencePlan(3, 4), 1)
+    assert InferenceConfig(threads=2, streams=4).plan(gpu=False).stream_threads == 1
+    assert InferenceConfig(threads=2, streams=4).plan(gpu=False) == InferencePlan(4, 2)
     auto = InferenceConfig(threads=2, streams="auto")
-    assert auto.plan(gpu=False) == InferencePlan(2, 1)  # a stream per thread
+    assert auto.plan(gpu=False) == InferencePlan(2, 2)  # a stream per thread
     assert auto.plan(gpu=True) == InferencePlan(1, 2)  # a GPU: one stream, as configured
+    assert auto.plan(gpu=True).stream_threads == 2
     assert auto.plan(gpu=False, frame_streams=False) == InferencePlan(1, 2)  # tomograms
-    assert InferenceConfig(streams="auto").plan(gpu=False, cores=4) == InferencePlan(4, 1)
+    assert InferenceConfig(streams="auto").plan(gpu=False, cores=4) == InferencePlan(4, None)
     for cores in (9, 64):
         assert InferenceConfig(streams="auto").plan(gpu=False, cores=cores) == InferencePlan(
-            AUTO_MAX_STREAMS, 1)
+            AUTO_MAX_STREAMS, None)
     assert InferenceConfig(streams="auto").plan(gpu=False, cores=1) == InferencePlan(1, None)
     assert InferenceConfig(threads=2, streams=2).plan(gpu=True) == InferencePlan(1, 2)
 
 
-@pytest.mark.parametrize(("line", "streams", "intra_op"), [
-    ("", 1, 0),  # the default: one stream, ONNX Runtime's default threads (0)
-    ("threads = 2", 1, 2),
-    ("threads = 2\nstreams = 2", 2, 1),
-    ('threads = 3\nstreams = "auto"', 3, 1),
+@pytest.mark.parametrize(("line", "streams", "intra_op", "stream_intra_op"), [
+    ("", 1, 0, None),  # the default: one stream, ONNX Runtime's default threads (0)
+    ("threads = 2", 1, 2, None),
+    ("threads = 2\nstreams = 2", 2, 2, 1),
+    ('threads = 3\nstreams = "auto"', 3, 3, 1),
 ])
-def test_build_engines_passes_the_planned_streams_on(tmp_path, line, streams, intra_op):
-    """The engine gets the plan's stream count and its session the plan's intra-op
-    threads, from the configuration file as loaded."""
+def test_build_engines_passes_the_planned_streams_on(tmp_path, line, streams, intra_op,
+                                                     stream_intra_op):
+    """The engine gets the plan's stream count; its session (for groups that run alone) the
+    configured intra-op threads, and with several streams a second session of one intra-op
+    thread for the concurrent calls, from the configuration file as loaded."""
     cfg = load_config(_config(tmp_path, line))
     out = tmp_path / "out"
     ledger = Ledger(out / "ledger.sqlite", out)
@@ -203,10 +215,18 @@ def test_build_engines_passes_the_planned_streams_on(tmp_path, line, streams, in
                                   inference=cfg.inference, max_attempts=3,
                                   tomogram=TomogramSettings(), log=get_logger())
         assert engine.streams == streams
-        options = engine.segmenter._session.get_session_options()
-        assert options.intra_op_num_threads == intra_op
+        assert _intra_op(engine.segmenter) == intra_op
+        if stream_intra_op is None:
+            assert engine.stream_segmenter is None
+        else:
+            assert _intra_op(engine.stream_segmenter) == stream_intra_op
+            assert engine.stream_segmenter.model_sha256 == engine.segmenter.model_sha256
     finally:
         ledger.close()
+
+
+def _intra_op(segmenter) -> int:
+    return segmenter._session.get_session_options().intra_op_num_threads
 
 
 def test_two_streams_have_two_network_calls_in_flight_at_once(tmp_path, monkeypatch):
@@ -280,26 +300,205 @@ def test_one_segmenter_serves_concurrent_calls_as_serial_ones():
                                   np.concatenate([o.probabilities for o in serial]))
 
 
-def test_a_lone_stack_takes_the_one_stream_path(tmp_path, monkeypatch):
-    """A call holding one group (a multi-page stack) is segmented from the calling thread,
-    with reading and measurement in the worker (the one-stream path), not in a stream
-    thread of its own."""
+def _recording(monkeypatch) -> list[tuple[str, int, int]]:
+    """Every network call's (calling thread, intra-op threads of its session, frames)."""
     import nwwatch.segment.session as session
 
-    callers = []
+    calls = []
 
     class RecordingSegmenter(session.Segmenter):
         def segment(self, images):
-            callers.append(threading.current_thread().name)
+            calls.append((threading.current_thread().name, _intra_op(self), len(images)))
             return super().segment(images)
 
     monkeypatch.setattr(session, "Segmenter", RecordingSegmenter)
+    return calls
+
+
+def test_a_lone_stack_takes_the_one_stream_path_with_every_thread(tmp_path, monkeypatch):
+    """A call holding one group (a multi-page stack) is segmented from the calling thread,
+    with reading and measurement in the worker (the one-stream path), not in a stream
+    thread of its own, on the session of all ``threads``."""
+    calls = _recording(monkeypatch)
     acq, onnx = tmp_path / "acq", model(tmp_path)
     acq.mkdir()
     write_stack_tiff(acq / "stack.tif", np.stack([paint_insitu(a, top=40 + k) for k, a in
                                                   enumerate((100.0, 120.0, 140.0))]))
     cfg = tmp_path / "two.toml"
-    cfg.write_text(one_folder_config(acq, tmp_path / "out", onnx, streams=2, batch_size=2))
+    cfg.write_text(one_folder_config(acq, tmp_path / "out", onnx, threads=2, streams=2,
+                                     batch_size=2))
     summary = replay(acq, tmp_path / "out", kind="insitu", model=onnx, config=cfg)
     assert (summary.done, summary.frames) == (1, 3)
-    assert callers == [threading.current_thread().name] * 2  # two network batches
+    # two network batches, from this thread, with both intra-op threads
+    assert calls == [(threading.current_thread().name, 2, 2),
+                     (threading.current_thread().name, 2, 1)]
+
+
+def test_a_stack_among_single_frames_runs_alone_with_every_thread(tmp_path, monkeypatch):
+    """Single frames share the streams (one intra-op thread each); the stack among them is
+    a group of its own that runs after them on the one-stream path with both threads, and
+    the rows keep the files' order."""
+    calls = _recording(monkeypatch)
+    acq, onnx = tmp_path / "acq", model(tmp_path)
+    acq.mkdir()
+    for i, angle in enumerate((95.0, 110.0)):
+        write_frame_tiff(acq / f"a{i}.tif", paint_insitu(angle), pixel_size_nm=1.5)
+    write_stack_tiff(acq / "b-stack.tif", np.stack([paint_insitu(a, top=40 + k) for k, a in
+                                                    enumerate((100.0, 120.0, 140.0))]))
+    for i, angle in enumerate((125.0, 135.0)):
+        write_frame_tiff(acq / f"c{i}.tif", paint_insitu(angle), pixel_size_nm=1.5)
+    out = tmp_path / "out"
+    cfg = tmp_path / "two.toml"
+    cfg.write_text(one_folder_config(acq, out, onnx, threads=2, streams=2, batch_size=2))
+    summary = replay(acq, out, kind="insitu", model=onnx, config=cfg)
+    assert (summary.done, summary.frames) == (5, 7)
+    me = threading.current_thread().name
+    stack_calls = [c for c in calls if c[0] == me]
+    assert stack_calls == [(me, 2, 2), (me, 2, 1)]
+    stream_calls = [c for c in calls if c[0] != me]
+    assert all(name.startswith("nwwatch-stream") and threads == 1
+               for name, threads, _ in stream_calls)
+    assert sum(n for _, _, n in stream_calls) == 4
+    assert calls[-2:] == stack_calls  # after the concurrent groups
+    (table,) = [pq.read_table(f) for f in dataset_files(out / "frames")]
+    assert [Path(s).name for s in table.column("source").to_pylist()] == [
+        "a0.tif", "a1.tif", "b-stack.tif", "b-stack.tif", "b-stack.tif", "c0.tif", "c1.tif"]
+    assert table.column("frame").to_pylist() == [0, 0, 0, 1, 2, 0, 0]
+
+
+def test_concurrent_groups_leave_stacks_and_a_last_group_alone():
+    items = [_item("a", 1), _item("b", 1), _item("stack", 5), _item("c", 1), _item("d", 1)]
+    groups = frame_groups(items, 2, 2)
+    assert [[it.path.name for it in g] for g in groups] == [["a", "b"], ["stack"],
+                                                           ["c", "d"]]
+    assert concurrent_groups(items, groups, 2, 2) == [True, False, True]
+    assert concurrent_groups(items, groups, 2, 1) == [False] * 3  # one stream
+    lone = [_item("stack", 5), _item("a", 1)]
+    assert concurrent_groups(lone, frame_groups(lone, 2, 2), 2, 2) == [False, False]
+    # pages within a group's share are no stack: 2 + 2 frames, two streams, groups of 2
+    pairs = [_item("p", 2), _item("q", 2)]
+    assert concurrent_groups(pairs, frame_groups(pairs, 8, 2), 8, 2) == [True, True]
+
+
+def test_a_failed_group_stops_the_groups_not_yet_started(tmp_path, monkeypatch):
+    """Two streams, six single frames, a group each. The second group's network call
+    raises while the first is still in flight (it waits for that failure). The batch fails
+    as a whole and is retried file by file, so no further group may start: the first
+    group's call waits up to 5 s for the third file to be read, which happens only when a
+    stream starts the third group, and must not."""
+    import nwwatch.segment.session as session
+
+    raised, third_read = threading.Event(), threading.Event()
+    once = {"f0": True, "f1": True}
+    reads: list[str] = []
+    current = threading.local()
+    read = frames_module.read_frames
+
+    def read_frames(path):
+        current.name = Path(path).name
+        reads.append(current.name)
+        if current.name == "f2.tif":
+            third_read.set()
+        return read(path)
+
+    class FailingSegmenter(session.Segmenter):
+        def segment(self, images):
+            name = getattr(current, "name", None)  # streams read in their own thread
+            if name == "f0.tif" and once.pop("f0", False):
+                assert raised.wait(30)
+                third_read.wait(5)  # set only if a third group started (a failure)
+            if name == "f1.tif" and once.pop("f1", False):
+                raised.set()
+                raise RuntimeError("test: the runtime failed once")
+            return super().segment(images)
+
+    monkeypatch.setattr(frames_module, "read_frames", read_frames)
+    monkeypatch.setattr(session, "Segmenter", FailingSegmenter)
+    acq, onnx = tmp_path / "acq", model(tmp_path)
+    acq.mkdir()
+    for i in range(6):
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(95.0 + 8 * i), pixel_size_nm=1.5)
+    cfg = tmp_path / "two.toml"
+    cfg.write_text(one_folder_config(acq, tmp_path / "out", onnx, threads=2, streams=2,
+                                     batch_size=1))
+    summary = replay(acq, tmp_path / "out", kind="insitu", model=onnx, config=cfg)
+    assert (summary.done, summary.failed, summary.frames) == (6, 0, 6)
+    # the failed batch read the first two files only; then each file on its own, in order
+    assert sorted(reads[:2]) == ["f0.tif", "f1.tif"]
+    assert reads[2:] == [f"f{i}.tif" for i in range(6)]
+    assert not third_read.is_set() or reads.index("f2.tif") >= 2
+
+
+def test_memory_per_stream_recovers_the_measured_replays():
+    """The estimate is fitted to the replays measured in docs/service.md (batch_size 8,
+    3 classes): +194 MB per extra stream at 512², about +840 MB at 2048² (MB = 2**20 B);
+    it never falls below them and scales with the frame area."""
+    mb = 2**20
+    assert 194 * mb <= stream_bytes(512 * 512, 8, 3) <= 1.03 * 194 * mb
+    assert 840 * mb <= stream_bytes(2048 * 2048, 8, 3) <= 1.03 * 840 * mb
+    large = stream_bytes(4096 * 4096, 8, 3)
+    assert 2.8 * 2**30 < large < 2.9 * 2**30
+    assert stream_bytes(2048 * 2048, 4, 3) < stream_bytes(2048 * 2048, 8, 3)
+
+
+def test_memory_bounds_the_streams():
+    per_stream = stream_bytes(2048 * 2048, 8, 3)
+    assert memory_streams(8, 3 * per_stream, 2048 * 2048, 8, 3) == 4  # the first + 3
+    assert memory_streams(8, 3 * per_stream - 1, 2048 * 2048, 8, 3) == 3
+    assert memory_streams(8, 0, 2048 * 2048, 8, 3) == 1
+    assert memory_streams(8, 3 * per_stream, 512 * 512, 8, 3) == 8  # small frames: the cap
+    assert memory_streams(8, None, 4096 * 4096, 8, 3) == 8  # no bound
+    assert memory_streams(8, 0, 0, 8, 3) == 8  # frame size unknown: no bound
+
+
+def test_frame_pixels_come_from_the_structural_check(tmp_path):
+    from nwwatch.io import inspect_tiff
+
+    write_stack_tiff(tmp_path / "s.tif", np.zeros((3, 40, 60), np.uint16))
+    write_frame_tiff(tmp_path / "f.tif", np.zeros((50, 70), np.uint8))
+    infos = [inspect_tiff(tmp_path / "s.tif"), None, inspect_tiff(tmp_path / "f.tif")]
+    assert largest_frame_pixels(infos) == 50 * 70
+    assert largest_frame_pixels(infos[:1]) == 40 * 60
+    assert largest_frame_pixels([None]) == 0
+    assert available_memory_bytes() > 0  # this machine's figure
+
+
+@pytest.mark.parametrize("memory_streams_fit", [0, 1])
+def test_auto_streams_are_bounded_by_the_memory_available(tmp_path, monkeypatch,
+                                                          memory_streams_fit):
+    """``streams = "auto"`` with two threads: when half the available memory (monkeypatched)
+    holds no extra stream for these frames, every call runs alone on the one-stream path;
+    when it holds one, the four single frames share two streams. An explicit ``streams``
+    is not bounded."""
+    import nwwatch.service.streammemory as streammemory
+
+    calls = _recording(monkeypatch)
+    size = 96  # paint_insitu's frames
+    per_stream = stream_bytes(size * size, 2, 3)
+    available = 2 * per_stream * memory_streams_fit + 2 * per_stream // 3
+    monkeypatch.setattr(streammemory, "available_memory_bytes", lambda: available)
+    acq, onnx = tmp_path / "acq", model(tmp_path)
+    acq.mkdir()
+    for i, angle in enumerate((95.0, 110.0, 125.0, 140.0)):
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(angle, size=size), pixel_size_nm=1.5)
+    cfg = tmp_path / "auto.toml"
+    cfg.write_text(one_folder_config(acq, tmp_path / "out", onnx, threads=2, streams="auto",
+                                     batch_size=2))
+    summary = replay(acq, tmp_path / "out", kind="insitu", model=onnx, config=cfg)
+    assert (summary.done, summary.frames) == (4, 4)
+    me = threading.current_thread().name
+    if memory_streams_fit == 0:
+        assert calls == [(me, 2, 2), (me, 2, 2)]  # one stream, both threads
+    else:
+        assert len(calls) == 2  # two groups of two frames, each in a stream, one thread
+        assert all(n.startswith("nwwatch-stream") and (t, k) == (1, 2) for n, t, k in calls)
+    out = tmp_path / "out"
+    ledger = Ledger(out / "l2.sqlite", out)
+    try:
+        cfg2 = load_config(_config(tmp_path, "threads = 2\nstreams = 2"))
+        (engine,) = build_engines([EngineSpec("insitu", cfg2.watches[0].model)], ledger, out,
+                                  inference=cfg2.inference, max_attempts=3,
+                                  tomogram=TomogramSettings(), log=get_logger())
+        assert engine.stream_memory_bytes is None
+    finally:
+        ledger.close()

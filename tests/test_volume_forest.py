@@ -177,3 +177,43 @@ def test_the_slab_forest_sees_z_and_round_trips_through_onnx(tmp_path):
     padded = np.pad(blurred, ((0, 0), (16, 16), (16, 16)), mode="reflect")[:, None]
     probs = flat.probabilities(torch.from_numpy(padded))[:, 1, 16:-16, 16:-16]
     assert iou(probs > 0.5) < 0.65
+
+
+def test_vote_ties_fall_on_the_same_side_of_the_cut_in_training_and_at_runtime(tmp_path):
+    """A forest of 40 one-split trees on the intensity: tree t votes solid above
+    t / 40 - 0.4875, so a pixel of intensity k / 40 - 0.5 gets k solid votes, k = 0 .. 40.
+    The exported probabilities equal scikit-learn's ``predict_proba`` bit for bit (k = 20
+    is exactly 0.5, not 20 x float32(0.025)), so the runtime's cut (``solid > 0.5``,
+    nwwatch.volume.segment_volume), the graph's labels and the training side's cut
+    (``predict_solid > 0.5``) all call the 20-20 tie pore."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from training.volume_forest import FeatureForest
+    from training.volume_select import predict_solid
+
+    n_features = FeatureForest(None).features(torch.zeros((1, 1, 64, 64))).shape[1]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, n_features)).astype(np.float32)
+    forest = RandomForestClassifier(n_estimators=40, max_depth=1, random_state=0).fit(
+        x, (x[:, 0] > 0).astype(int))
+    for t, estimator in enumerate(forest.estimators_):
+        tree = estimator.tree_
+        assert tree.node_count == 3
+        tree.feature[0], tree.threshold[0] = 0, t / 40 - 0.5 + 0.0125
+        tree.value[1, 0], tree.value[2, 0] = (1.0, 0.0), (0.0, 1.0)  # left pore, right solid
+    model = FeatureForest(forest).eval()
+    levels = (np.arange(41) / 40 - 0.5).astype(np.float32)
+    image = levels[np.arange(64 * 64).reshape(64, 64) % 41]
+    votes = np.rint(forest.predict_proba(image.reshape(-1, 1) * np.eye(n_features)[0])[:, 1]
+                    * 40).reshape(64, 64)
+    np.testing.assert_array_equal(votes, np.rint((image + 0.5) * 40))  # k votes at level k
+    path = export_feature_forest(model, tmp_path / "votes.onnx", _metadata(model))
+    runtime = Segmenter(path, providers=("cpu",), threads=1).segment_native(image[None])
+    sklearn = model.probabilities(torch.from_numpy(image[None, None]))  # predict_proba
+    np.testing.assert_array_equal(runtime.probabilities, sklearn)
+    np.testing.assert_array_equal(sklearn[0, 1], (votes / 40).astype(np.float32))
+    training = predict_solid(model, image)  # through the logits: not bit for bit away from 0.5
+    tie = votes == 20
+    assert tie.any() and np.all(runtime.probabilities[0, 1][tie] == 0.5)
+    np.testing.assert_array_equal(runtime.probabilities[0, 1] > 0.5, training > 0.5)
+    np.testing.assert_array_equal(runtime.labels[0], votes > 20)

@@ -16,8 +16,9 @@ along Z by weights over its slices inside the graph, and the Z derivatives and m
 terms join the in-plane features of the Z-smoothed slice.
 
 The graph: input ``image`` (N * S, 1, H, W) -> features (N, F, H, W) (traced from torch) ->
-(N * H * W, F) -> ``TreeEnsembleClassifier`` (the forest's leaves hold class fractions
-divided by the number of trees, so the sum is the forest's ``predict_proba``) ->
+(N * H * W, F) -> ``TreeEnsembleClassifier`` (the sum of the class fractions of each tree's
+leaf) / the number of trees, the forest's ``predict_proba``, exact for votes of one-class
+leaves, so a tie is 0.5 as in scikit-learn and every cut at 0.5 agrees with training) ->
 ``probabilities`` (N, 2, H, W) and ``labels`` = argmax (uint8). ONNX Runtime's CPU provider
 runs it like any other model, so the runtime and the service do not change.
 """
@@ -209,13 +210,17 @@ def _float32_at_most(threshold: float) -> float:
     return float(t32)
 
 
-def _tree_ensemble_node(forest, features: str, probabilities: str) -> onnx.NodeProto:
-    """``TreeEnsembleClassifier`` reproducing ``forest.predict_proba`` (two classes)."""
+def _tree_ensemble_node(forest, features: str, votes: str) -> onnx.NodeProto:
+    """``TreeEnsembleClassifier`` summing the class fractions of each tree's leaf (two
+    classes): ``forest.predict_proba`` times the number of trees, as scikit-learn sums before
+    it divides. Leaves of one class add whole numbers, which float32 sums exactly, so after
+    the division a vote of k trees of n is k / n as in scikit-learn (leaves holding
+    fraction / n would add 20 x float32(0.025) = 0.50000006 for a 20-20 tie, solid where
+    scikit-learn says 0.5)."""
     attrs: dict[str, list] = {k: [] for k in (
         "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
         "nodes_truenodeids", "nodes_falsenodeids", "class_treeids", "class_nodeids",
         "class_ids", "class_weights")}
-    n_trees = len(forest.estimators_)
     for t, estimator in enumerate(forest.estimators_):
         tree = estimator.tree_
         for node in range(tree.node_count):
@@ -230,14 +235,14 @@ def _tree_ensemble_node(forest, features: str, probabilities: str) -> onnx.NodeP
             attrs["nodes_falsenodeids"].append(0 if leaf else int(tree.children_right[node]))
             if leaf:
                 value = tree.value[node][0].astype(np.float64)
-                value = value / max(value.sum(), 1e-12) / n_trees
+                value = value / max(value.sum(), 1e-12)
                 for column, class_id in enumerate(forest.classes_):
                     attrs["class_treeids"].append(t)
                     attrs["class_nodeids"].append(node)
                     attrs["class_ids"].append(int(class_id))
                     attrs["class_weights"].append(float(value[column]))
     return helper.make_node(
-        "TreeEnsembleClassifier", [features], ["forest_label", probabilities],
+        "TreeEnsembleClassifier", [features], ["forest_label", votes],
         domain="ai.onnx.ml", classlabels_int64s=[0, 1], post_transform="NONE", **attrs)
 
 
@@ -270,10 +275,12 @@ def _forest_graph(model: FeatureForest, path: Path) -> None:
     graph.initializer.extend([
         c("n", TensorProto.INT64, [1], [-1]),
         c("hw_starts", TensorProto.INT64, [1], [2]), c("hw_ends", TensorProto.INT64, [1], [4]),
-        c("two", TensorProto.INT64, [1], [2])])
+        c("two", TensorProto.INT64, [1], [2]),
+        c("n_trees", TensorProto.FLOAT, [], [float(len(model.forest.estimators_))])])
     # N (the outputs' batch) is the input's divided by the slab's slices: left to Reshape.
     graph.node.extend([
-        _tree_ensemble_node(model.forest, "features", "forest_prob"),
+        _tree_ensemble_node(model.forest, "features", "forest_votes"),
+        helper.make_node("Div", ["forest_votes", "n_trees"], ["forest_prob"]),
         helper.make_node("Shape", [INPUT_NAME], ["in_shape"]),
         helper.make_node("Slice", ["in_shape", "hw_starts", "hw_ends"], ["hw"]),
         helper.make_node("Concat", ["n", "hw", "two"], ["nhwc_shape"], axis=0),

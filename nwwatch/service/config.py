@@ -67,10 +67,10 @@ class WatchConfig:
 
 
 #: ``[inference] streams = "auto"`` on the CPU: at most this many concurrent frame groups,
-#: each network call with one intra-op thread (further cores are not used for inference).
-#: Every stream holds its own group of frames and one network batch's activations (about
-#: 190 MB more per stream for 512² frames, 600-840 MB for 2048², docs/service.md), so the
-#: count is bounded on many-core machines.
+#: each network call with one intra-op thread (further cores are not used by the concurrent
+#: calls). Every stream holds its own group of frames and one network batch's activations,
+#: so each call of the frame stage may run fewer, as memory allows for its frame size
+#: (:mod:`nwwatch.service.streammemory`).
 AUTO_MAX_STREAMS = 8
 
 
@@ -84,12 +84,19 @@ def usable_cores() -> int:
 
 @dataclass(frozen=True)
 class InferencePlan:
-    """How in-situ frames are segmented: ``streams`` frame groups processed concurrently
-    (each read -> segment -> measure in its own thread, one ONNX session shared), the
-    session made with ``threads`` intra-op threads (None: ONNX Runtime's default)."""
+    """How in-situ frames are segmented: up to ``streams`` frame groups processed
+    concurrently (each read -> segment -> measure in its own thread). ``threads``: intra-op
+    threads of the session that runs one group at a time (one stream, a group that runs
+    alone, tomograms, a GPU; None: ONNX Runtime's default). With ``streams`` > 1 the
+    concurrent groups share a second session of :attr:`stream_threads` = 1 intra-op thread."""
 
     streams: int
     threads: int | None
+
+    @property
+    def stream_threads(self) -> int | None:
+        """Intra-op threads of each concurrent stream's network calls."""
+        return 1 if self.streams > 1 else self.threads
 
 
 @dataclass(frozen=True)
@@ -107,19 +114,19 @@ class InferenceConfig:
 
     def plan(self, *, gpu: bool, frame_streams: bool = True,
              cores: int | None = None) -> InferencePlan:
-        """Streams, and the intra-op threads of the one session they share.
+        """Streams, and the intra-op threads of the session that runs one group at a time.
 
         ``gpu``: the session runs on a GPU provider; ``frame_streams``: the engine's frame
         stage can use streams (in-situ frames; tomograms segment one volume at a time).
-        One stream (``streams = 1``, any setting on a GPU, tomograms): the session gets
-        ``threads`` intra-op threads as given (None: ONNX Runtime's default).
-        Several streams on the CPU: the session is made with one intra-op thread, so every
-        network call runs on its calling thread alone and the process has ``streams``
-        inference threads (ONNX Runtime's intra-op pool belongs to the session and is
-        shared by concurrent calls, so a larger pool would not give each call its own
-        threads). ``"auto"`` on the CPU: ``min(T, AUTO_MAX_STREAMS)`` streams, T being
-        ``threads`` or the usable cores (``cores`` replaces the count, for tests); one
-        stream when T is 1.
+        The session of one group at a time always gets ``threads`` intra-op threads as
+        given (None: ONNX Runtime's default). One stream (``streams = 1``, any setting on a
+        GPU, tomograms): that session is the only one. Several streams on the CPU: their
+        concurrent calls run on a second session made with one intra-op thread, so every
+        call runs on its calling thread alone and the process has ``streams`` inference
+        threads (ONNX Runtime's intra-op pool belongs to the session and is shared by
+        concurrent calls, so a larger pool would not give each call its own threads).
+        ``"auto"`` on the CPU: ``min(T, AUTO_MAX_STREAMS)`` streams, T being ``threads`` or
+        the usable cores (``cores`` replaces the count, for tests); one stream when T is 1.
         """
         if not frame_streams or gpu:
             return InferencePlan(1, self.threads)
@@ -128,9 +135,7 @@ class InferenceConfig:
             streams = min(total, AUTO_MAX_STREAMS)
         else:
             streams = int(self.streams)
-        if streams == 1:
-            return InferencePlan(1, self.threads)
-        return InferencePlan(streams, 1)
+        return InferencePlan(streams, self.threads)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nwwatch.io import InputError
+from nwwatch.service import streammemory
 from nwwatch.service.config import (
     ConfigError,
     InferenceConfig,
@@ -48,12 +49,18 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     """
     from nwwatch.segment.session import Segmenter, gpu_possible
 
-    segmenters: dict[Path, tuple[Segmenter, InferencePlan]] = {}
+    segmenters: dict[Path, tuple[Segmenter, Segmenter | None, InferencePlan]] = {}
     # One buffer for every watch: they share the ledger, and content whose rows are held
     # must be seen as processed by every watch (a copy in another folder is skipped).
     buffer = RowBuffer(flush)
     engines = []
     volume_options = tomogram.volume_options(**volume_overrides)
+    budget: int | None = None  # "auto": memory for the extra streams, read once
+
+    def session(model: Path, threads: int | None) -> Segmenter:
+        return Segmenter(model, providers=inference.providers,
+                         require_gpu=inference.require_gpu, threads=threads)
+
     for spec in specs:
         model = Path(spec.model).resolve()
         if model not in segmenters:
@@ -62,17 +69,21 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
             streams = spec.kind == "insitu"
             plan = inference.plan(gpu=gpu_possible(inference.providers),
                                   frame_streams=streams)
-            seg = Segmenter(model, providers=inference.providers,
-                            require_gpu=inference.require_gpu, threads=plan.threads)
+            seg = session(model, plan.threads)
             if inference.plan(gpu=seg.uses_gpu, frame_streams=streams) != plan:
                 plan = inference.plan(gpu=seg.uses_gpu, frame_streams=streams)
-                seg = Segmenter(model, providers=inference.providers,
-                                require_gpu=inference.require_gpu, threads=plan.threads)
-            segmenters[model] = seg, plan
+                seg = session(model, plan.threads)
+            # Concurrent streams: a second session of the (small) model with one intra-op
+            # thread; a group that runs alone keeps `seg` and its full thread count.
+            shared = session(model, plan.stream_threads) if plan.streams > 1 else None
+            segmenters[model] = seg, shared, plan
+            if budget is None and plan.streams > 1 and inference.streams == "auto":
+                budget = streammemory.auto_stream_budget()
             log.info("model_loaded", model=str(model), model_sha256=seg.model_sha256,
                      provider=seg.provider, kind=seg.metadata.kind, streams=plan.streams,
-                     intra_op_threads=plan.threads)
-        seg, plan = segmenters[model]
+                     intra_op_threads=plan.threads, stream_intra_op_threads=plan.stream_threads,
+                     stream_memory_bytes=budget)
+        seg, shared, plan = segmenters[model]
         if seg.metadata.kind != spec.kind:
             raise ConfigError(source, spec.key,
                               f"{model.name} is a {seg.metadata.kind!r} model but the folder's "
@@ -80,6 +91,8 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
         engines.append(Engine(kind=spec.kind, segmenter=seg, ledger=ledger,
                               results_dir=results_dir, batch_size=inference.batch_size,
                               streams=plan.streams if spec.kind == "insitu" else 1,
+                              stream_segmenter=shared if spec.kind == "insitu" else None,
+                              stream_memory_bytes=budget if spec.kind == "insitu" else None,
                               max_attempts=max_attempts, log=log,
                               volume_options=volume_options,
                               overlays=overlays or OverlaySettings(),

@@ -41,15 +41,22 @@ from nwwatch.service.batch import (
 from nwwatch.service.jobs import Job
 from nwwatch.service.ledger import Failure
 from nwwatch.service.names import source_name
+from nwwatch.service.streammemory import call_streams
+
+
+def group_frames(items: list[Item], batch_size: int, streams: int = 1) -> int:
+    """The most frames a group of :func:`frame_groups` holds (a file with more pages is a
+    group of its own): ``batch_size``, or fewer with several ``streams`` when the items hold
+    fewer than ``streams * batch_size`` frames, so that every stream gets a share."""
+    total = sum(max(1, it.pages) for it in items)
+    return max(1, min(batch_size, math.ceil(total / max(1, streams))))
 
 
 def frame_groups(items: list[Item], batch_size: int, streams: int = 1) -> list[list[Item]]:
-    """``items`` in order, cut into groups of whole files of at most ``batch_size`` frames
-    each (a file with more pages is a group of its own; page counts from the structural
-    check). With several ``streams`` the groups are smaller when the items hold fewer than
-    ``streams * batch_size`` frames, so that every stream gets a share of a small batch."""
-    total = sum(max(1, it.pages) for it in items)
-    size = max(1, min(batch_size, math.ceil(total / max(1, streams))))
+    """``items`` in order, cut into groups of whole files of at most
+    :func:`group_frames` frames each (a file with more pages is a group of its own; page
+    counts from the structural check)."""
+    size = group_frames(items, batch_size, streams)
     groups: list[list[Item]] = [[]]
     frames_in_group = 0
     for it in items:
@@ -60,6 +67,20 @@ def frame_groups(items: list[Item], batch_size: int, streams: int = 1) -> list[l
         groups[-1].append(it)
         frames_in_group += pages
     return groups
+
+
+def concurrent_groups(items: list[Item], groups: list[list[Item]], batch_size: int,
+                      streams: int) -> list[bool]:
+    """Per group of :func:`frame_groups`: processed by one of several concurrent streams
+    (True), or alone on the one-stream path (False). Alone: every group with one stream;
+    a stack (one file of more pages than :func:`group_frames`), which fills network calls
+    by itself and gains from the one-stream path's overlap of its stages and from all the
+    session's threads; and the only group left to share the streams."""
+    if streams <= 1:
+        return [False] * len(groups)
+    size = group_frames(items, batch_size, streams)
+    shared = [not (len(g) == 1 and max(1, g[0].pages) > size) for g in groups]
+    return shared if sum(shared) > 1 else [False] * len(groups)
 
 
 @dataclass
@@ -85,15 +106,17 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
     frames of equal shape within a group go through the network together. With
     ``engine.streams`` = 1, three stages overlap: while ONNX Runtime (which releases the GIL)
     segments one group, a worker thread reads and normalises the next group and measures the
-    previous one. With N > 1 streams, N groups are processed at once, each read -> segment ->
-    measure in its own thread with the one shared session (on the CPU made with one
-    intra-op thread: frames are independent, and ONNX Runtime's own parallel loops scale
-    poorly on few cores and stall when another runnable thread takes their core). A call
-    with a single group (a lone multi-page stack, one small file) takes the one-stream path
-    whatever ``engine.streams``: there is nothing to run beside it, and that path overlaps
-    its stages. Rows, their order, failures, label-queue candidates and pictures are the
-    same whatever the number of streams; ``report.timings_ms`` sums the stages' times over
-    the streams.
+    previous one, with ``engine.segmenter`` (all its intra-op threads). With N > 1 streams
+    (``engine.streams``, for ``"auto"`` bounded by memory for the call's frame size:
+    :func:`nwwatch.service.streammemory.call_streams`), N groups are processed at once, each
+    read -> segment -> measure in its own thread with ``engine.stream_segmenter`` (on the
+    CPU one intra-op thread: frames are independent, and the intra-op pool of a session is
+    shared by its concurrent calls). Groups that run alone (:func:`concurrent_groups`:
+    stacks, or the only group of a call) take the one-stream path with ``engine.segmenter``
+    after the concurrent ones: nothing runs beside them, and that path overlaps their stages
+    and uses every thread. Rows, their order,
+    failures, label-queue candidates and pictures are the same whatever the number of
+    streams; ``report.timings_ms`` sums the stages' times over the streams.
 
     OpenCV is set to one thread for the process: these threads already fill the cores, and
     OpenCV's own pool on top only contends with them (the same results; on two busy cores a
@@ -101,7 +124,8 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
     one).
     """
     cv2.setNumThreads(1)
-    streams = max(1, engine.streams)
+    # "auto" runs fewer streams when this call's frames would need more memory than it has.
+    streams = call_streams(engine, [getattr(it.entry, "info", None) for it in items])
     groups = [_Group(g) for g in frame_groups(items, engine.batch_size, streams)]
     processed_at = datetime.now(UTC)
     beat_lock = threading.Lock()
@@ -161,10 +185,10 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
                 chunk = indices[start:start + engine.batch_size]
                 yield chunk, arrays[shape][start:start + len(chunk)]
 
-    def segment(group: _Group, images: np.ndarray, n: int):
+    def segment(segmenter, group: _Group, images: np.ndarray, n: int):
         beat()
         t = time.perf_counter()
-        out = engine.segmenter.segment(images)
+        out = segmenter.segment(images)
         elapsed_ms = (time.perf_counter() - t) * 1e3
         group.spent["segment"] += elapsed_ms
         return out, elapsed_ms / n
@@ -209,41 +233,69 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
                 row["contact_angle_deg"], it.key.model_sha256), frame.image)))
         group.spent["measure"] += (time.perf_counter() - t_chunk) * 1e3
 
-    if streams == 1 or len(groups) == 1:
-        # One worker, first in first out: read(g+1) is queued before measure(g), so the next
-        # group is ready when the network is free again, and rows keep the files' order.
+    def one_stream(alone: list[_Group]) -> None:
+        """One worker, first in first out: read(g+1) is queued before measure(g), so the
+        next group is ready when the network is free again; the session of all threads."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwwatch-worker") as pool:
-            next_read = pool.submit(read_group, groups[0])
+            next_read = pool.submit(read_group, alone[0])
             measured = []
-            for g, group in enumerate(groups):
+            for g, group in enumerate(alone):
                 queue, arrays = next_read.result()
-                if g + 1 < len(groups):
-                    next_read = pool.submit(read_group, groups[g + 1])
+                if g + 1 < len(alone):
+                    next_read = pool.submit(read_group, alone[g + 1])
                 for chunk, images in network_batches(queue, arrays):
-                    out, per_frame_ms = segment(group, images, len(chunk))
+                    out, per_frame_ms = segment(engine.segmenter, group, images, len(chunk))
                     measured.append(pool.submit(measure_chunk, group, queue, chunk, out,
                                                 per_frame_ms))
             for future in measured:
                 future.result()
-    else:
-        def run_group(group: _Group) -> None:
-            queue, arrays = read_group(group)
-            for chunk, images in network_batches(queue, arrays):
-                out, per_frame_ms = segment(group, images, len(chunk))
-                measure_chunk(group, queue, chunk, out, per_frame_ms)
 
-        # Groups start in order (first in first out), at most `streams` at a time; each
-        # item belongs to one group, so its rows are appended by one thread, in page order.
+    def several_streams(shared: list[_Group]) -> None:
+        """At most ``streams`` groups at a time, each in its own thread, on the session of
+        one intra-op thread."""
+        segmenter = engine.stream_segmenter or engine.segmenter
+        # Set by the first group that fails: the whole batch is then released and retried
+        # file by file, so groups that have not started yet are skipped, whichever group is
+        # still running (the main thread waits for the groups in submission order).
+        failed = threading.Event()
+
+        def run_group(group: _Group) -> None:
+            if failed.is_set():
+                return
+            try:
+                queue, arrays = read_group(group)
+                for chunk, images in network_batches(queue, arrays):
+                    out, per_frame_ms = segment(segmenter, group, images, len(chunk))
+                    measure_chunk(group, queue, chunk, out, per_frame_ms)
+            except BaseException:
+                failed.set()
+                raise
+
+        # Groups start in order (first in first out); each item belongs to one group, so
+        # its rows are appended by one thread, in page order.
         with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="nwwatch-stream") \
                 as pool:
-            futures = [pool.submit(run_group, group) for group in groups]
+            futures = [pool.submit(run_group, group) for group in shared]
             try:
                 for future in futures:
                     future.result()
             except BaseException:
-                for future in futures:  # a failed batch: start no further group
+                failed.set()  # also on KeyboardInterrupt in the main thread
+                for future in futures:
                     future.cancel()
                 raise
+
+    # The concurrent groups first, then those that run alone (stacks): each on its own,
+    # so neither takes the cores from the other. Items are not shared between groups, and
+    # what groups leave is merged in group order below, so the order of the two does not
+    # change rows, failures or the queue.
+    flags = concurrent_groups(items, [g.items for g in groups], engine.batch_size, streams)
+    shared = [g for g, flag in zip(groups, flags, strict=True) if flag]
+    alone = [g for g, flag in zip(groups, flags, strict=True) if not flag]
+    if shared:
+        several_streams(shared)
+    if alone:
+        one_stream(alone)
     spent = dict.fromkeys(("read", "segment", "measure"), 0.0)
     queue_candidates = []
     for group in groups:  # in group order: as one stream would have left them

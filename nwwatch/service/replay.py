@@ -31,9 +31,11 @@ from nwwatch.service.config import (
 from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
 from nwwatch.service.rebuild import open_ledger
+from nwwatch.service.streammemory import call_streams
 from nwwatch.service.watcher import scan
 
-#: A replay hands ``REPLAY_CHUNKS * streams * batch_size`` frames to each ``process`` call:
+#: A replay hands ``REPLAY_CHUNKS * streams * batch_size`` frames to each ``process`` call
+#: (``streams`` as the frame stage runs them, :func:`nwwatch.service.streammemory.call_streams`):
 #: one ledger batch per call; measurement of one network batch overlaps inference of the
 #: next, and with several streams each gets ``REPLAY_CHUNKS`` groups of a call (the call's
 #: raw frames are held until it ends, part of the memory per stream in docs/service.md).
@@ -263,7 +265,9 @@ def replay(
         with held_rows_written_at_end(engine, summary.parquet_files):
             for file, info in todo:
                 pages = max(1, info.n_pages)
-                if batch and frames + pages > REPLAY_CHUNKS * engine.streams * engine.batch_size:
+                # streams as the frame stage will run them for this file's frame size
+                streams = call_streams(engine, [info])
+                if batch and frames + pages > REPLAY_CHUNKS * streams * engine.batch_size:
                     flush()
                 batch.append(ReadyFile(file, 0, info.size_bytes, 0, info, detected_at=None))
                 frames += pages
