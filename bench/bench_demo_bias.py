@@ -318,7 +318,8 @@ def _mean_median(values: list[float | None]) -> dict[str, Any]:
     if not v.size:
         return {"n": 0}
     return {"n": int(v.size), "mean": round(float(v.mean()), 3),
-            "median": round(float(np.median(v)), 3), "sd": round(float(v.std()), 3)}
+            "median": round(float(np.median(v)), 3), "sd": round(float(v.std()), 3),
+            "min": round(float(v.min()), 3), "max": round(float(v.max()), 3)}
 
 
 def summarise(frames: list[dict[str, Any]]) -> dict[str, Any]:
@@ -369,6 +370,12 @@ def summarise(frames: list[dict[str, Any]]) -> dict[str, Any]:
             "steepest_px": int(np.argmax(np.abs(np.diff(mean)))) - PROFILE_PX + 0.5}
     refused = [s for s in svc if s["reason_code"] == "angle_uncertain"]
     out["uncertain_top_term"] = dict(sorted(Counter(str(s["top_term"]) for s in refused).items()))
+    out["refused_by_term"] = {
+        str(term): {"error_deg": _mean_median([s["error_deg"] for s in refused
+                                               if s["top_term"] == term]),
+                    "sigma_deg": _mean_median([s["sigma_deg"] for s in refused
+                                               if s["top_term"] == term])}
+        for term in sorted({str(s["top_term"]) for s in refused})}
     flat = [f["flat_vs_rim"] for f in frames if "flat_vs_rim" in f
             and f["service"]["top_term"] == "facet_shape"]
     out["refused_by_facet_shape"] = {
@@ -386,7 +393,9 @@ def summarise(frames: list[dict[str, Any]]) -> dict[str, Any]:
         "one_px_term_deg": _mean_median([math.degrees(1.0 / f["service"]["a_px"])
                                          for f in valid if f["service"]["a_px"]]),
         "line_cost_deg": _mean_median([f["offsets"]["line_cost_deg"] for f in valid
-                                       if "offsets" in f])}
+                                       if "offsets" in f]),
+        "line_at_foot_px": _mean_median([f["offsets"]["line_at_foot_px"] for f in valid
+                                         if "offsets" in f])}
     return out
 
 
