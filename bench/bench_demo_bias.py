@@ -31,6 +31,9 @@ Sets: ``demo_seed0`` (the demo's main video, 60 frames) and ``demo_seed1``-``3``
 each, made the same way: ``nwwatch demo OUT --seed n --frames 30``), generated once under
 ``--work``; more with ``--set NAME=FOLDER`` (a synthetic folder with ``truth.parquet``).
 
+``--unresolved-edge-px PX`` also scores the service path with another allowance for a facet
+line the frame cannot place (a candidate; the product's is 1 px), as ``service_candidate``.
+
 Usage (about 5 minutes on one busy core the first time, most of it the segmentation)::
 
     python -m bench.bench_demo_bias --set seed302=EVAL_NEW --set seed304=S304 \\
@@ -67,6 +70,8 @@ WAYS = ("service", "truth", "model_circle_true_line", "true_circle_model_line",
 #: facet normal), on an untilted wire, give the "matched" offsets: elsewhere the model drew
 #: another droplet outline or an elliptical facet, and the line's offset means little.
 MATCHED_PX = 2.0
+#: ``facet_edge`` values of a line the frame could not place (sigma's unresolved allowance).
+UNRESOLVED = ("weak_step", "not_a_step", "not_straight", "out_of_reach", "too_short")
 
 
 def demo_set(work: Path, name: str) -> Path:
@@ -228,7 +233,23 @@ def _entry(r, truth_deg: float) -> dict[str, Any]:
             "sigma_deg": r.contact_angle_uncertainty_deg}
 
 
-def measure_frame(data: dict[str, np.ndarray], i: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def unresolved_edge_px(px: float):
+    """While active, the allowance for a facet line the frame cannot place is ``px``
+    (:data:`nwwatch.measure.uncertainty.UNRESOLVED_EDGE_SIGMA_PX`): a candidate scored by
+    ``--unresolved-edge-px``, not the product."""
+    import nwwatch.measure.uncertainty as uncertainty
+
+    shipped = uncertainty.UNRESOLVED_EDGE_SIGMA_PX
+    uncertainty.UNRESOLVED_EDGE_SIGMA_PX = px
+    try:
+        yield
+    finally:
+        uncertainty.UNRESOLVED_EDGE_SIGMA_PX = shipped
+
+
+def measure_frame(data: dict[str, np.ndarray], i: int,
+                  candidate_px: float | None = None) -> dict[str, Any]:
     truth_deg = float(data["angle"][i])
     labels, true = data["labels"][i], data["truth_labels"][i]
     record: list[dict[str, float]] = []
@@ -246,6 +267,11 @@ def measure_frame(data: dict[str, np.ndarray], i: int) -> dict[str, Any]:
                         "top_term": (top_term(svc.reason) if svc.reason_code == "angle_uncertain"
                                      else None)}
     frame["truth"] = _entry(tru, truth_deg)
+    if candidate_px is not None:
+        with unresolved_edge_px(candidate_px):
+            frame["service_candidate"] = _entry(
+                measure_contact_angle(labels, data["prob"][i], image=data["image"][i]),
+                truth_deg)
     # Where the frame's step lies from the TRUE facet line (what the refinement could do with
     # a perfect interface).
     frame["truth_image_edge"] = {"facet_edge": tru_image.facet_edge,
@@ -327,7 +353,9 @@ def summarise(frames: list[dict[str, Any]]) -> dict[str, Any]:
     and over the valid frames, with the 2-sigma coverage; the offsets; the refinement; the
     flat readings of frames refused by the flat-versus-elliptical term."""
     out: dict[str, Any] = {"frames": len(frames), "ways": {}}
-    for way in WAYS:
+    for way in [*WAYS, "service_candidate"]:
+        if way not in frames[0]:
+            continue
         rows = [f[way] for f in frames]
         with_angle = [r["error_deg"] for r in rows if r.get("error_deg") is not None]
         entry = {"with_angle": _stats(with_angle)}
@@ -351,6 +379,16 @@ def summarise(frames: list[dict[str, Any]]) -> dict[str, Any]:
                and abs(f["offsets"]["radius_px"]) < MATCHED_PX
                and abs(f["offsets"]["center_along_normal_px"]) < MATCHED_PX]
     out["offsets_matched"] = {k: _mean_median([o[k] for o in matched]) for k in keys}
+    # The candidate allowance's calibration: RMS line offset at the foot where the frame could
+    # not place the line and the model circle matches (any tilt).
+    unresolved = [f["offsets"]["line_at_foot_px"] for f in frames if "offsets" in f
+                  and f["service"]["facet_edge"] in UNRESOLVED
+                  and abs(f["offsets"]["radius_px"]) < MATCHED_PX
+                  and abs(f["offsets"]["center_along_normal_px"]) < MATCHED_PX]
+    out["unresolved_line_at_foot_rms_px"] = {
+        "n": len(unresolved),
+        "rms": round(math.sqrt(float(np.mean(np.square(unresolved)))), 3) if unresolved
+        else None}
     svc = [f["service"] for f in frames]
     out["facet_edge"] = dict(sorted(Counter(str(s["facet_edge"]) for s in svc).items()))
     out["facet_edge_snr"] = _mean_median([s["facet_edge_snr"] for s in svc])
@@ -409,6 +447,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=WORK,
                         help="where the demo videos and the segmentations are kept")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--unresolved-edge-px", type=float, default=None,
+                        help="also score the service path with this allowance (px) for a "
+                             "facet line the frame cannot place (shipped: 1 px)")
     parser.add_argument("--frames-json", type=Path, default=None,
                         help="also write the per-frame results")
     args = parser.parse_args(argv)
@@ -419,12 +460,15 @@ def main(argv: list[str] | None = None) -> None:
     segmenter = Segmenter(model, providers=("cpu",), threads=1)
     given = dict(s.split("=", 1) for s in args.set)
     names = args.only or [*DEMO_SETS, *given]
-    report: dict[str, Any] = {"model": model.name, "sha256": segmenter.model_sha256, "sets": {}}
+    report: dict[str, Any] = {"model": model.name, "sha256": segmenter.model_sha256,
+                              "unresolved_edge_px_candidate": args.unresolved_edge_px,
+                              "sets": {}}
     per_frame = {}
     for name in names:
         folder = Path(given[name]) if name in given else demo_set(args.work, name)
         data = segmented(folder, name, segmenter, args.work)
-        frames = [measure_frame(data, i) for i in range(len(data["stem"]))]
+        frames = [measure_frame(data, i, args.unresolved_edge_px)
+                  for i in range(len(data["stem"]))]
         summary = summarise(frames)
         report["sets"][name] = {"data": str(folder), **summary}
         per_frame[name] = frames
