@@ -25,6 +25,7 @@ BENCHES: dict[str, list[str]] = {
     "cluster": ["bench.bench_cluster", "--json", str(OUT / "cluster_local2.json")],
     "tomography": ["bench.bench_tomography", "--out", str(OUT / "tomography.json")],
     "paradigms": ["bench.bench_paradigms", "--out", str(OUT / "paradigms")],
+    "demo_bias": ["bench.bench_demo_bias", "--json", str(OUT / "demo_bias.json")],
 }
 
 
