@@ -92,8 +92,8 @@ def main() -> None:
     args = ap.parse_args()
     from distributed import Client, LocalCluster
 
+    from nwwatch.logsetup import configure_logging
     from nwwatch.service import replay
-    from nwwatch.service.logsetup import configure_logging
 
     configure_logging("error")
     work = Path(tempfile.mkdtemp(prefix="nwwatch-bench-cluster-"))

@@ -405,8 +405,8 @@ def memory(model: Path, source: Path, workdir: Path, n: int, config: Path) -> di
 
 
 def _memory(model: Path, source: Path, workdir: Path, n: int, config: Path) -> dict:
+    from nwwatch.logsetup import configure_logging
     from nwwatch.service import replay
-    from nwwatch.service.logsetup import configure_logging
 
     configure_logging("error")
 
@@ -469,7 +469,7 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    from nwwatch.service.logsetup import configure_logging
+    from nwwatch.logsetup import configure_logging
 
     configure_logging("error")
     work = Path(tempfile.mkdtemp(prefix="nwwatch-bench-"))

@@ -40,9 +40,9 @@ def main() -> None:
 
     from nwwatch import DEFAULT_INSITU_MODEL
     from nwwatch.io import read_frames, write_stack_tiff
+    from nwwatch.logsetup import configure_logging
     from nwwatch.service import replay
     from nwwatch.service.config import one_folder_config
-    from nwwatch.service.logsetup import configure_logging
     from nwwatch.synth.insitu import generate_insitu
 
     configure_logging("error")

@@ -99,9 +99,9 @@ def replay_rows(folder: Path, model: Path, threads: int, streams: str | None) ->
 
     import pyarrow.dataset as ds
 
+    from nwwatch.logsetup import configure_logging
     from nwwatch.service import replay
     from nwwatch.service.config import one_folder_config
-    from nwwatch.service.logsetup import configure_logging
 
     configure_logging("error")
     with tempfile.TemporaryDirectory(prefix="check-rows-replay-") as tmp:

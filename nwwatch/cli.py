@@ -84,7 +84,7 @@ class _LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="nwwatch")
 def main() -> None:
     """nwwatch: segment and measure in-situ TEM frames and tomograms while they are acquired."""
-    from nwwatch.service.logsetup import configure_logging
+    from nwwatch.logsetup import configure_logging
 
     # One log format for every command: JSON lines on stderr, warnings and above (``run``
     # sets its configured level). Without this a command that never sets it up (``demo``,

@@ -18,27 +18,15 @@ import pytest
 import structlog
 import tifffile
 from structlog.testing import capture_logs
+from tiffkit import first_page_only
 from training_helpers import make_folder
 
-from nwwatch.io import read_frames, write_stack_tiff
+from nwwatch.io import read_frames
 from nwwatch.io.errors import TruncatedTiffError
 
 ROOT = Path(__file__).resolve().parents[1]
 TIFFFILE_LINE = "ImageJ series metadata invalid or corrupted file"
 REASON = "ImageJ header declares 4 images, the file holds 1"
-
-
-def _first_page_only(path: Path) -> Path:
-    """An ImageJ stack of 4 whose writer stopped after page 0 (tifffile logs about it)."""
-    write_stack_tiff(path, np.zeros((4, 16, 16), np.uint16))
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages.first
-        next_pointer_at = page.offset + 2 + 12 * len(page.tags)
-        page0_end = page.dataoffsets[0] + page.databytecounts[0]
-    raw = bytearray(path.read_bytes()[:page0_end])
-    raw[next_pointer_at : next_pointer_at + 4] = bytes(4)
-    path.write_bytes(raw)
-    return path
 
 
 def _nwwatch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -55,7 +43,7 @@ def _nwwatch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def test_a_bad_tiff_gets_nwwatchs_reason_without_tifffiles_bare_line(tmp_path, command):
     bad = tmp_path / "bad"
     bad.mkdir()
-    _first_page_only(bad / "trunc.tif")
+    first_page_only(bad / "trunc.tif", np.zeros((4, 16, 16), np.uint16))
     args = ([command, "bad/trunc.tif", "--out", "m.parquet"] if command == "measure"
             else [command, "bad", "--out", "results"])
     out = _nwwatch(args, tmp_path)
@@ -65,7 +53,7 @@ def test_a_bad_tiff_gets_nwwatchs_reason_without_tifffiles_bare_line(tmp_path, c
 
 
 def test_tifffiles_record_is_a_debug_event_of_nwwatchs_log(tmp_path):
-    trunc = _first_page_only(tmp_path / "trunc.tif")
+    trunc = first_page_only(tmp_path / "trunc.tif", np.zeros((4, 16, 16), np.uint16))
     saved = structlog.get_config()  # a command run before may have set the level above debug
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     try:

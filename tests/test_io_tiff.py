@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 from structlog.testing import capture_logs
+from tiffkit import first_page_only
 
 import nwwatch.io as nio
 from nwwatch.io import (
@@ -409,14 +410,7 @@ def test_truncated_files(tmp_path, layout):
 
 def test_imagej_stack_with_only_its_first_page_written(tmp_path):
     # What a streaming writer leaves: IFD 0 ends the chain, pixels of page 0 only.
-    path = write_stack_tiff(tmp_path / "s.tif", _image((4, 16, 16), "uint16"))
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages.first
-        next_pointer_at = page.offset + 2 + 12 * len(page.tags)
-        page0_end = page.dataoffsets[0] + page.databytecounts[0]
-    raw = bytearray(path.read_bytes()[:page0_end])
-    raw[next_pointer_at : next_pointer_at + 4] = bytes(4)
-    path.write_bytes(raw)
+    path = first_page_only(tmp_path / "s.tif", _image((4, 16, 16), "uint16"))
     with pytest.raises(TruncatedTiffError) as error:
         inspect_tiff(path)
     _assert_names_file(error, path)

@@ -18,6 +18,7 @@ from servicekit import model, paint_insitu
 import nwwatch.service.frames as frames_module
 from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.io import InputError, write_frame_tiff, write_stack_tiff
+from nwwatch.logsetup import get_logger
 from nwwatch.normalize import normalize_image
 from nwwatch.results.parquet import dataset_files
 from nwwatch.segment.session import Segmenter
@@ -35,7 +36,6 @@ from nwwatch.service.config import (
 from nwwatch.service.engines import EngineSpec, build_engines
 from nwwatch.service.frames import concurrent_groups, frame_groups
 from nwwatch.service.ledger import Ledger
-from nwwatch.service.logsetup import get_logger
 from nwwatch.service.streammemory import (
     available_memory_bytes,
     largest_frame_pixels,

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -83,29 +85,31 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
     return data[None]
 
 
-def read_tiff_frames(path: str | os.PathLike[str]) -> list[Frame]:
-    """:func:`nwwatch.io.read_frames` with its :class:`~nwwatch.io.errors.InputError` (and a
-    missing file) raised as :class:`DatasetLayoutError`, the error of the DATA-folder readers.
-    """
+T = TypeVar("T")
+
+
+def _as_layout_error(read: Callable[[str | os.PathLike[str]], T],
+                     path: str | os.PathLike[str]) -> T:
+    """``read(path)`` with its :class:`~nwwatch.io.errors.InputError` (and a missing file)
+    raised as :class:`DatasetLayoutError`, the error of the DATA-folder readers."""
     try:
-        return read_frames(path)
+        return read(path)
     except InputError as exc:
         raise DatasetLayoutError(exc.path, exc.reason) from exc
     except FileNotFoundError as exc:
         raise DatasetLayoutError(path, "file not found") from exc
+
+
+def read_tiff_frames(path: str | os.PathLike[str]) -> list[Frame]:
+    """:func:`nwwatch.io.read_frames`, raising :class:`DatasetLayoutError` for what it refuses."""
+    return _as_layout_error(read_frames, path)
 
 
 def read_tiff_volume(path: str | os.PathLike[str]) -> Volume:
     """:func:`nwwatch.io.read_volume`, the tomogram reader of the service, the demo and the
-    dashboard, with its :class:`~nwwatch.io.errors.InputError` (and a missing file) raised as
-    :class:`DatasetLayoutError`: a tomogram trained on is read, and refused, as it is served.
-    """
-    try:
-        return read_volume(path)
-    except InputError as exc:
-        raise DatasetLayoutError(exc.path, exc.reason) from exc
-    except FileNotFoundError as exc:
-        raise DatasetLayoutError(path, "file not found") from exc
+    dashboard, raising :class:`DatasetLayoutError` for what it refuses: a tomogram trained on
+    is read, and refused, as it is served."""
+    return _as_layout_error(read_volume, path)
 
 
 def read_image_2d(path: str | os.PathLike[str]) -> np.ndarray:

@@ -182,7 +182,7 @@ class Item:
 
 def log_of(engine: Engine):
     if engine.log is None:
-        from nwwatch.service.logsetup import get_logger
+        from nwwatch.logsetup import get_logger
 
         engine.log = get_logger("nwwatch.pipeline")
     return engine.log

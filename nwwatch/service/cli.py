@@ -24,11 +24,11 @@ def run(config_path: Path) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from nwwatch.logsetup import configure_logging, get_logger
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
     from nwwatch.service.config import load_config
     from nwwatch.service.daemon import Daemon
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError, LedgerLostError
-    from nwwatch.service.logsetup import configure_logging, get_logger
     from nwwatch.service.rebuild import LedgerMissingError
 
     configure_logging("info")
@@ -87,10 +87,10 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
     (configuration, model, ledger, or a results folder inside PATH); 2 wrong command line;
     3 it ran, but some files failed or are quarantined (the last line says how many).
     """
+    from nwwatch.logsetup import configure_logging
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
     from nwwatch.service.cluster import ClusterUnavailableError, ClusterUnreachableError
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError, LedgerLostError
-    from nwwatch.service.logsetup import configure_logging
     from nwwatch.service.rebuild import LedgerMissingError
     from nwwatch.service.replay import replay as run_replay
 

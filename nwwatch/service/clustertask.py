@@ -157,10 +157,10 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
 def _compute(items, spec: TaskSpec, batch_id: str):
     """Rows of ``items`` as a table, with the files that failed or vanished in its schema
     metadata (so that a re-run that finds the table knows them too)."""
+    from nwwatch.logsetup import get_logger
     from nwwatch.results.parquet import rows_to_table
     from nwwatch.service.batch import BatchReport
     from nwwatch.service.frames import FRAME_JOB
-    from nwwatch.service.logsetup import get_logger
 
     # The frame job of ``process`` itself (read -> segment -> measure -> rows), without its
     # ledger steps, which the driver does.

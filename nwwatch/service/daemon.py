@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from nwwatch.dashboard import metrics as _metrics
+from nwwatch.logsetup import get_logger
 from nwwatch.results.outcome import format_counts
 from nwwatch.service.config import ServiceConfig
 from nwwatch.service.engines import (
@@ -47,7 +48,6 @@ from nwwatch.service.engines import (
 )
 from nwwatch.service.flush import FlushPolicy, write_held
 from nwwatch.service.ledger import Ledger, LedgerLostError, LedgerWriteError
-from nwwatch.service.logsetup import get_logger
 from nwwatch.service.notify import Notifier
 from nwwatch.service.pipeline import (
     BatchReport,

@@ -173,12 +173,12 @@ def replay(
     -------
     ReplaySummary
     """
+    from nwwatch.logsetup import get_logger
     from nwwatch.service.engines import (  # ONNX Runtime: only once a replay runs
         EngineSpec,
         build_engines,
     )
     from nwwatch.service.flush import FlushPolicy, held_rows_written_at_end
-    from nwwatch.service.logsetup import get_logger
     from nwwatch.service.pipeline import process, refresh_quarantine
 
     if kind not in KINDS:
