@@ -36,8 +36,8 @@ from nwwatch.service.config import (
 from nwwatch.service.engines import EngineSpec, build_engines
 from nwwatch.service.frames import concurrent_groups, frame_groups
 from nwwatch.service.ledger import Ledger
+from nwwatch.service.resources import Limit, available_memory
 from nwwatch.service.streammemory import (
-    available_memory_bytes,
     largest_frame_pixels,
     memory_streams,
     stream_bytes,
@@ -460,7 +460,7 @@ def test_frame_pixels_come_from_the_structural_check(tmp_path):
     assert largest_frame_pixels(infos) == 50 * 70
     assert largest_frame_pixels(infos[:1]) == 40 * 60
     assert largest_frame_pixels([None]) == 0
-    assert available_memory_bytes() > 0  # this machine's figure
+    assert available_memory().value > 0  # this machine's figure
 
 
 @pytest.mark.parametrize("memory_streams_fit", [0, 1])
@@ -476,7 +476,8 @@ def test_auto_streams_are_bounded_by_the_memory_available(tmp_path, monkeypatch,
     size = 96  # paint_insitu's frames
     per_stream = stream_bytes(size * size, 2, 3)
     available = 2 * per_stream * memory_streams_fit + 2 * per_stream // 3
-    monkeypatch.setattr(streammemory, "available_memory_bytes", lambda: available)
+    monkeypatch.setattr(streammemory, "available_memory",
+                        lambda: Limit(available, "test"))
     acq, onnx = tmp_path / "acq", model(tmp_path)
     acq.mkdir()
     for i, angle in enumerate((95.0, 110.0, 125.0, 140.0)):

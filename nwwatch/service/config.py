@@ -23,6 +23,7 @@ from typing import Any
 from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.dashboard.settings import DashboardConfig, parse_listen
 from nwwatch.service.configreader import ConfigError, TableReader
+from nwwatch.service.resources import usable_cores
 
 KINDS = ("insitu", "tomogram")
 #: Which frames get a QA picture (``[output] overlays``): none, those without status "ok", all.
@@ -72,14 +73,6 @@ class WatchConfig:
 #: so each call of the frame stage may run fewer, as memory allows for its frame size
 #: (:mod:`nwwatch.service.streammemory`).
 AUTO_MAX_STREAMS = 8
-
-
-def usable_cores() -> int:
-    """CPUs this process may run on (its affinity mask, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from nwwatch.service.inputs import check_input
 from nwwatch.service.ledger import Failure, Ledger
 from nwwatch.service.names import path_key, source_name
 from nwwatch.service.pipeline import Engine, refresh_quarantine
+from nwwatch.service.resources import Limit, usable_cores_limit
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     buffer = RowBuffer(flush)
     engines = []
     volume_options = tomogram.volume_options(**volume_overrides)
-    budget: int | None = None  # "auto": memory for the extra streams, read once
+    budget: Limit | None = None  # "auto": memory for the extra streams, read once
 
     def session(model: Path, threads: int | None) -> Segmenter:
         return Segmenter(model, providers=inference.providers,
@@ -77,13 +78,21 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
             # thread; a group that runs alone keeps `seg` and its full thread count.
             shared = session(model, plan.stream_threads) if plan.streams > 1 else None
             segmenters[model] = seg, shared, plan
-            if budget is None and plan.streams > 1 and inference.streams == "auto":
+            auto = plan.streams > 1 and inference.streams == "auto"
+            if budget is None and auto:
                 budget = streammemory.auto_stream_budget()
+            # "auto" sized from these: say what bounded them (affinity or a cgroup quota;
+            # /proc/meminfo or the unit's MemoryMax), since the machine's own figures may differ.
+            cores_source = ("threads" if inference.threads is not None
+                            else usable_cores_limit().source)
+            limits = {"cores_source": cores_source,
+                      "stream_memory_source": budget.source if budget else None} if auto else {}
             log.info("model_loaded", model=str(model), model_sha256=seg.model_sha256,
                      provider=seg.provider, kind=seg.metadata.kind, streams=plan.streams,
                      intra_op_threads=plan.threads, stream_intra_op_threads=plan.stream_threads,
-                     stream_memory_bytes=budget)
+                     stream_memory_bytes=int(budget.value) if budget else None, **limits)
         seg, shared, plan = segmenters[model]
+        insitu_budget = int(budget.value) if budget and spec.kind == "insitu" else None
         if seg.metadata.kind != spec.kind:
             raise ConfigError(source, spec.key,
                               f"{model.name} is a {seg.metadata.kind!r} model but the folder's "
@@ -92,7 +101,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                               results_dir=results_dir, batch_size=inference.batch_size,
                               streams=plan.streams if spec.kind == "insitu" else 1,
                               stream_segmenter=shared if spec.kind == "insitu" else None,
-                              stream_memory_bytes=budget if spec.kind == "insitu" else None,
+                              stream_memory_bytes=insitu_budget,
                               max_attempts=max_attempts, log=log,
                               volume_options=volume_options,
                               overlays=overlays or OverlaySettings(),

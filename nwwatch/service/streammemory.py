@@ -13,10 +13,11 @@ alone (840 / 384 = 2.2) would put 512² at 52 MB, a quarter of what was measured
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
+
+from nwwatch.service.resources import Limit, available_memory
 
 #: Bytes an extra stream holds whatever the frame size (fit to the measured replays) ...
 STREAM_FIXED_BYTES = 152 * 2**20
@@ -36,27 +37,15 @@ def stream_bytes(frame_pixels: int, batch_size: int, classes: int) -> int:
     return int(STREAM_FIXED_BYTES + STREAM_PROBABILITY_FACTOR * probabilities)
 
 
-def available_memory_bytes() -> int | None:
-    """Memory available to new allocations now: ``MemAvailable`` of /proc/meminfo, else the
-    machine's physical memory (``os.sysconf``); None when neither can be read."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-def auto_stream_budget() -> int | None:
+def auto_stream_budget() -> Limit | None:
     """Bytes the extra streams of ``"auto"`` may take: ``AUTO_MEMORY_SHARE`` of the memory
-    available now (None: unknown, no bound)."""
-    available = available_memory_bytes()
-    return None if available is None else int(available * AUTO_MEMORY_SHARE)
+    available now (:func:`nwwatch.service.resources.available_memory`, which the systemd
+    unit's ``MemoryMax`` / ``MemoryHigh`` or a container's limit may lower), with the source
+    of that figure; None: unknown, no bound."""
+    available = available_memory()
+    if available is None:
+        return None
+    return Limit(int(available.value * AUTO_MEMORY_SHARE), available.source)
 
 
 def memory_streams(streams: int, budget_bytes: int | None, frame_pixels: int,
