@@ -3,6 +3,7 @@ patches), the choice is exported under the model contract, and too few labels wa
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 
@@ -235,6 +236,27 @@ def test_the_feature_forest_wins_where_only_texture_tells_the_classes_apart(tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("with_echo", [True, False])
+def test_too_few_labels_warn_once(tmp_path, caplog, with_echo):
+    """A class with fewer than 50 labeled pixels is said once: on the caller's echo when it
+    gives one (the CLI), else in the log."""
+    truth = _blobs(4)
+    volume = truth * 1.0 + np.random.default_rng(5).normal(0, 0.3, SHAPE)
+    labels = _patch_labels(truth[Z], CORNERS)
+    labels[(labels == 1) & (np.arange(48)[None, :] > 8)] = 255
+    n_solid = int(np.count_nonzero(labels == 1))
+    assert 0 < n_solid < 50
+    volume_path, labels_path = _write(tmp_path, volume, labels)
+    lines: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="training.volume_select"):
+        select_and_train(_config(tmp_path, volume_path, labels_path), ("threshold",),
+                         echo=lines.append if with_echo else None)
+    sentence = f"only {n_solid} labeled solid pixels"
+    said = [line for line in lines if sentence in line]
+    logged = [r for r in caplog.records if sentence in r.getMessage()]
+    assert (len(said), len(logged)) == ((1, 0) if with_echo else (0, 1))
+
+
 def test_train_volume_cli_chooses_and_the_service_reads_the_choice(tmp_path):
     from nwwatch.cli import main
     from nwwatch.service import replay

@@ -348,6 +348,9 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
     """
     import time
 
+    # Label warnings go where the caller's user reads (echo), else to the log; not both: a
+    # command's unconfigured stdlib log would print the same sentence a second time.
+    warn_by_echo = echo is not None
     echo = echo or (lambda line: None)
     unknown = [c for c in candidates if c not in CANDIDATES]
     if unknown or not candidates:
@@ -360,8 +363,10 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
     data = load_volume_slices(config.volume, list(zip(indices, paths, strict=True)))
     warnings = label_warnings(data)
     for warning in warnings:
-        echo(f"warning: {warning}")
-        log.warning("few_labeled_pixels: %s", warning)
+        if warn_by_echo:
+            echo(f"warning: {warning}")
+        else:
+            log.warning("few_labeled_pixels: %s", warning)
     labels = [item.label for item in data.labeled]
     groups, grouping = patch_groups(labels), "patches"
     folds = make_folds(groups, labels, config.seed)
