@@ -90,11 +90,11 @@ def demo_set(work: Path, name: str) -> Path:
 def segmented(folder: Path, name: str, segmenter, work: Path) -> dict[str, np.ndarray]:
     """Raw frames, model labels and droplet probabilities, true labels and apparent angles of
     ``folder``, segmented once (cached per model, runtime source and folder)."""
-    import cv2
     import pyarrow.parquet as pq
 
     import nwwatch.segment
     from nwwatch.io import read_frames
+    from nwwatch.io.dataset import read_label_image
     from nwwatch.normalize import normalize_image
 
     key = hashlib.sha256(str(folder.resolve()).encode())
@@ -112,7 +112,7 @@ def segmented(folder: Path, name: str, segmenter, work: Path) -> dict[str, np.nd
         path = folder / row["file"]
         frame = read_frames(path)[0]
         seg = segmenter.segment(normalize_image(frame.image))
-        true = cv2.imread(str(folder / "labels" / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED)
+        true = read_label_image(folder / "labels" / f"{path.stem}.png")
         out["image"].append(np.asarray(frame.image, dtype=np.float32))
         out["labels"].append(seg.labels[0])
         out["prob"].append(seg.probabilities[0, DROPLET].astype(np.float32))

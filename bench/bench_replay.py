@@ -85,13 +85,11 @@ def pick_model(arg: str | None, workdir: Path) -> tuple[Path, str]:
 
 def make_frames(folder: Path, n: int, size: int) -> list[np.ndarray]:
     """Write the frames; return their ground-truth label images (kept out of the folder)."""
-    import cv2
-
+    from nwwatch.io.dataset import read_label_image
     from nwwatch.synth.insitu import generate_insitu
 
     generate_insitu(folder, n, video=True, seed=1, size=size)
-    labels = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-              for p in sorted((folder / "labels").glob("*.png"))]
+    labels = [read_label_image(p) for p in sorted((folder / "labels").glob("*.png"))]
     shutil.rmtree(folder / "labels", ignore_errors=True)
     (folder / "truth.parquet").unlink(missing_ok=True)
     return labels

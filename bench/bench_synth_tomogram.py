@@ -35,7 +35,8 @@ from skimage.feature import multiscale_basic_features
 from skimage.filters import threshold_otsu
 from sklearn.ensemble import RandomForestClassifier
 
-from nwwatch.classes import UNLABELED
+from nwwatch.classes import TOMOGRAM_CLASSES, UNLABELED
+from nwwatch.io.dataset import read_label_image
 from nwwatch.synth.tomo_labels import patch_labels
 from nwwatch.synth.tomogram import generate_tomogram, simulate_tomogram
 
@@ -73,8 +74,8 @@ def write_figure(path: Path, size: int, seed: int = 0) -> None:
         summary = generate_tomogram(Path(tmp), size=size, seed=seed)
         volume = tifffile.imread(Path(tmp) / "volume.tif")
         truth = tifffile.imread(Path(tmp) / "truth.tif")
-        labels = cv2.imread(str(Path(tmp) / summary["files"]["train_labels"]),
-                            cv2.IMREAD_UNCHANGED)
+        labels = read_label_image(Path(tmp) / summary["files"]["train_labels"],
+                                  len(TOMOGRAM_CLASSES))
     clean = simulate_tomogram(size, seed=seed, tilt_max_deg=90.0, tilt_step_deg=1.0,
                               noise=False, shift_sigma_px=0.0, blur_sigma_px=0.0).volume
     k, y = summary["labeled_slice"], size // 2
@@ -156,8 +157,8 @@ def main() -> None:
             volume = tifffile.imread(Path(tmp) / "volume.tif")
             truth = tifffile.imread(Path(tmp) / "truth.tif")
             k = summary["labeled_slice"]
-            labels = cv2.imread(str(Path(tmp) / summary["files"]["train_labels"]),
-                                cv2.IMREAD_UNCHANGED)
+            labels = read_label_image(Path(tmp) / summary["files"]["train_labels"],
+                                      len(TOMOGRAM_CLASSES))
         grain = simulate_tomogram(n, seed=seed, **args.knobs).grain  # same seed, same phantom
         others = [z for z in range(n) if z != k]
         smooth = np.stack([cv2.GaussianBlur(s, (0, 0), 1.0) for s in volume])

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.io import read_frames, read_volume
+from nwwatch.io.dataset import read_label_image
 from nwwatch.normalize import stretch_to_uint8
 
 #: The main video looks like the real frames: a droplet of radius ~100 px at 512 px
@@ -45,7 +46,7 @@ def write_montage(video_dir: Path, tomogram_dir: Path, path: Path, n_frames: int
     row_frames = [_tile(stretch_to_uint8(read_frames(p)[0].image), size) for p in picks]
     row_labels = []
     for p in picks:
-        labels = cv2.imread(str(video_dir / "labels" / f"{p.stem}.png"), cv2.IMREAD_UNCHANGED)
+        labels = read_label_image(video_dir / "labels" / f"{p.stem}.png")
         row_labels.append(_tile(_LABEL_COLOURS[np.minimum(labels, 2)], size))
     volume = read_volume(tomogram_dir / "volume.tif").data
     truth = read_volume(tomogram_dir / "truth.tif").data

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
+from nwwatch.io.dataset import read_label_image
 from nwwatch.synth.geometry import WireSpec, wire_chords
 from nwwatch.synth.insitu import generate_insitu
 
@@ -115,9 +116,7 @@ def relabel_folder(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     for row in pq.read_table(src / "truth.parquet").to_pylist():
         name = Path(row["file"]).stem
         label_path = src / "labels" / f"{name}.png"
-        labels = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
-        if labels is None:
-            raise OSError(f"relabel_folder: could not read {label_path}")
+        labels = read_label_image(label_path)
         train = training_labels(labels, (wire_from_truth(row),))
         ignored += int(np.count_nonzero(train != labels))
         link = dst / f"{prefix}{row['file']}"

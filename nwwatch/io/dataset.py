@@ -214,11 +214,22 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
     return [(stem, image_by_stem[stem], label_by_stem[stem]) for stem in sorted(image_by_stem)]
 
 
+def read_label_image(path: str | os.PathLike[str],
+                     num_classes: int = len(INSITU_CLASSES)) -> np.ndarray:
+    """A label image: uint8 (H, W) class ids in [0, ``num_classes``) or 255 (unlabeled), as
+    ``nwwatch synth`` and the labelling page write them (in-situ: 3 classes; tomograms:
+    ``len(TOMOGRAM_CLASSES)``). Raises :class:`DatasetLayoutError` naming the file when it is
+    missing, unreadable, not a single 2D image or holds other values."""
+    if not Path(path).is_file():
+        raise DatasetLayoutError(path, "label image not found")
+    return check_label(read_image_2d(path), num_classes, path)
+
+
 def read_pair(image_path: Path, label_path: Path, num_classes: int
               ) -> tuple[np.ndarray, np.ndarray]:
     """(image (H, W) native dtype, label uint8 (H, W)) of one pair, checked to match."""
     image = read_image_2d(image_path)
-    label = check_label(read_image_2d(label_path), num_classes, label_path)
+    label = read_label_image(label_path, num_classes)
     if label.shape != image.shape:
         raise DatasetLayoutError(label_path, f"label shape {label.shape} != image shape "
                                              f"{image.shape} of {image_path.name}")
