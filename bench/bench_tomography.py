@@ -186,10 +186,11 @@ def held_out_scores(args, volume_path: Path, ks: list[int], labels_paths: list[P
     balanced accuracy ``cv`` (every fold run, no early stop)."""
     from training.config import TrainConfig
     from training.data import load_volume_slices
+    from training.volume_candidates import CandidateTrainer
     from training.volume_folds import BLOCK_PX, make_folds, patch_groups
     from training.volume_forest import FOREST_INPUT_SLICES
     from training.volume_models import Z_SIGMA_PX
-    from training.volume_select import _cross_validate, _Trainer
+    from training.volume_select import _cross_validate
 
     config = TrainConfig(out=str(volume_path.with_suffix(".cv.onnx")), volume=str(volume_path),
                          slice_index=ks, labels=[str(p) for p in labels_paths], seed=seed,
@@ -200,7 +201,7 @@ def held_out_scores(args, volume_path: Path, ks: list[int], labels_paths: list[P
     rows = []
     with tempfile.TemporaryDirectory() as work:
         slices = FOREST_INPUT_SLICES if args.forest_slices is None else args.forest_slices
-        trainer = _Trainer(config, data, Path(work), z_sigma, slices)
+        trainer = CandidateTrainer(config, data, Path(work), z_sigma, slices)
         for grouping, block in (("grid", BLOCK_PX), ("components", 1 << 30)):
             groups = patch_groups(labels, block_px=block)
             folds = make_folds(groups, labels, seed)

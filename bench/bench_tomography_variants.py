@@ -1,11 +1,11 @@
 """Variants of the feature forest at a given labeled rate, against the shipped forest.
 
 The forest is trained as ``nwwatch train --volume`` trains its ``features`` candidate
-(:class:`training.volume_select._Trainer`: Z-blurred slices, vacuum pseudo-labels, on every
-label of ONE central slice labeled in whole 10 x 10 patches as in ``bench_tomography``), and
-its solid probability of every slice is computed as the runtime does (16 px mirror margin).
-Each variant's mask is cleaned as ``segment_volume`` cleans it and scored by the IoU of the
-solid over every slice but the labeled one. Variants:
+(:class:`training.volume_candidates.CandidateTrainer`: Z-blurred slices, vacuum pseudo-labels,
+on every label of ONE central slice labeled in whole 10 x 10 patches as in
+``bench_tomography``), and its solid probability of every slice is computed as the runtime does
+(16 px mirror margin). Each variant's mask is cleaned as ``segment_volume`` cleans it and
+scored by the IoU of the solid over every slice but the labeled one. Variants:
 
 - ``smooth[sz,sxy]``: the probability blurred by a Gaussian of ``sz`` slices along Z and
   ``sxy`` px in-plane (cut at 3 sigma, mirrored ends), then thresholded at 0.5;
@@ -71,7 +71,7 @@ def blur(prob: np.ndarray, z_sigma_px: float, xy_sigma_px: float) -> np.ndarray:
 
 
 def probability(model, volume: np.ndarray, zs) -> np.ndarray:
-    from training.volume_select import predict_solid
+    from training.volume_candidates import predict_solid
 
     return np.stack([predict_solid(model, volume[z]) for z in zs])
 
@@ -131,7 +131,7 @@ def self_train(trainer, labels: np.ndarray, prob: np.ndarray, k: int, seed: int)
 def run_volume(family: str, seed: int, rate: float, size: int, work: Path) -> list[dict]:
     from training.config import TrainConfig
     from training.data import load_volume_slices
-    from training.volume_select import _Trainer
+    from training.volume_candidates import CandidateTrainer
 
     sim = simulate_tomogram(size, seed=seed, **FAMILIES[family])
     volume, truth, k = sim.volume, sim.truth, size // 2
@@ -142,7 +142,7 @@ def run_volume(family: str, seed: int, rate: float, size: int, work: Path) -> li
     config = TrainConfig(out=str(folder / "m.onnx"), volume=str(volume_path), slice_index=[k],
                          labels=[str(labels_path)], seed=seed, threads=1, val_fraction=0.0)
     data = load_volume_slices(config.volume, [(k, str(labels_path))])
-    trainer = _Trainer(config, data, folder, 1.0, 1)
+    trainer = CandidateTrainer(config, data, folder, 1.0, 1)
     labels = data.labeled[0].label
     rows: list[dict] = []
 

@@ -188,8 +188,8 @@ def test_vote_ties_fall_on_the_same_side_of_the_cut_in_training_and_at_runtime(t
     (``predict_solid > 0.5``) all call the 20-20 tie pore."""
     from sklearn.ensemble import RandomForestClassifier
 
+    from training.volume_candidates import predict_solid
     from training.volume_forest import FeatureForest
-    from training.volume_select import predict_solid
 
     n_features = FeatureForest(None).features(torch.zeros((1, 1, 64, 64))).shape[1]
     rng = np.random.default_rng(0)
