@@ -127,7 +127,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                    log=None) -> ClusterStats:
     """Process the ``(file, structural check)`` pairs of ``todo`` on the cluster at
     ``address``, committing each task's rows to ``engine``'s ledger as it comes back.
-    Counts go to ``summary`` (a :class:`~nwwatch.service.replay.ReplaySummary`) and ``bar``;
+    Counts go to ``summary`` (a :class:`~nwwatch.service.replaysummary.ReplaySummary`) and ``bar``;
     ``chunk_frames``: frames of the first tasks (local replay's chunk).
     """
     from distributed import as_completed

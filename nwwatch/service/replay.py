@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from nwwatch.results.outcome import format_counts
 from nwwatch.service.config import (
     DEFAULT_MODELS,
     KINDS,
@@ -31,6 +28,7 @@ from nwwatch.service.config import (
 from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
 from nwwatch.service.rebuild import open_ledger
+from nwwatch.service.replaysummary import Progress, ReplaySummary, tally
 from nwwatch.service.streammemory import call_streams
 from nwwatch.service.watcher import scan
 
@@ -42,77 +40,6 @@ from nwwatch.service.watcher import scan
 REPLAY_CHUNKS = 4
 #: Rows per results file written by a replay (a file is also written every minute).
 REPLAY_FLUSH_ROWS = 20_000
-
-
-#: Exit statuses of ``nwwatch replay``: every file done (or already done); the replay could
-#: not run (configuration, model, ledger, results folder inside the input); wrong command
-#: line (click's own); it ran, but some files failed or are quarantined.
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
-
-
-@dataclass
-class ReplaySummary:
-    """Counts of one replay. ``frames``: rows written; ``frames_per_s`` over ``seconds``.
-
-    Files: ``done`` (rows written now), ``skipped`` (already done earlier), ``failed`` (an
-    unexpected error; tried again next time), ``quarantined`` (now, or in an earlier run and
-    unchanged since: ``still_quarantined`` of them). ``rows``: the rows written now by
-    (status, reason_code).
-    """
-
-    results_dir: Path
-    files: int = 0
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    quarantined: int = 0
-    still_quarantined: int = 0
-    rows: Counter = field(default_factory=Counter)
-    frames: int = 0
-    seconds: float = 0.0
-    parquet_files: list[Path] = field(default_factory=list)
-    model_name: str = ""
-    provider: str = ""
-    #: :class:`nwwatch.service.cluster.ClusterStats` and the final
-    #: :class:`nwwatch.service.compaction.CompactReport` of a ``dask`` replay.
-    cluster: object = None
-    compaction: object = None
-    compaction_seconds: float = 0.0
-
-    @property
-    def frames_per_s(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def complete(self) -> bool:
-        """True when no file failed and none is quarantined."""
-        return self.failed == 0 and self.quarantined == 0
-
-    @property
-    def exit_status(self) -> int:
-        """:data:`EXIT_OK` or :data:`EXIT_INCOMPLETE`."""
-        return EXIT_OK if self.complete else EXIT_INCOMPLETE
-
-    def lines(self) -> list[str]:
-        """The text ``nwwatch replay`` prints; the last line says whether every file was
-        processed."""
-        earlier = f" ({self.still_quarantined} in an earlier run)" if self.still_quarantined \
-            else ""
-        out = [
-            f"{self.files} files: {self.done} done, {self.skipped} skipped (already done), "
-            f"{self.failed} failed, {self.quarantined} quarantined{earlier}",
-            f"{self.frames} rows: {format_counts(self.rows)}; in {self.seconds:.1f} s "
-            f"({self.frames_per_s:.1f} frames/s) with {self.model_name} on {self.provider}; "
-            f"results in {self.results_dir}",
-        ]
-        if self.complete:
-            out.append(f"replay complete: all {self.files} files processed")
-        else:
-            out.append(
-                f"replay INCOMPLETE: {self.failed} file(s) failed, {self.quarantined} "
-                f"quarantined (reasons: nwwatch status --out {self.results_dir}); "
-                f"exit status {EXIT_INCOMPLETE}")
-        return out
 
 
 def list_inputs(path: Path, kind: str) -> list[Path]:
@@ -234,7 +161,7 @@ def replay(
         files = list_inputs(root, kind)
         summary.files = len(files)
         t0 = time.perf_counter()
-        bar = _Progress(len(files), enabled=progress)
+        bar = Progress(len(files), enabled=progress)
         todo = _to_process(files, root, engine, force, summary, bar, log)
         if dask is not None:
             from nwwatch.service.cluster import run_on_cluster
@@ -259,7 +186,7 @@ def replay(
         def flush() -> None:
             nonlocal batch, frames
             if batch:
-                _tally(summary, process(batch, engine, force=force), bar)
+                tally(summary, process(batch, engine, force=force), bar)
             batch, frames = [], 0
 
         with held_rows_written_at_end(engine, summary.parquet_files):
@@ -281,7 +208,7 @@ def replay(
 
 
 def _to_process(files: list[Path], root: Path, engine, force: bool, summary: ReplaySummary,
-                bar: _Progress, log) -> Iterator[tuple[Path, object]]:
+                bar: Progress, log) -> Iterator[tuple[Path, object]]:
     """The files still to process, with their structural check: files the ledger lists as
     done (or quarantined) for this model are skipped without being read (unless ``force``),
     bad ones are quarantined; all counted in ``summary`` and ``bar``."""
@@ -359,54 +286,3 @@ def _outside_input(root: Path, path: Path, what: str) -> None:
     if real == top or top in real.parents:
         raise ConfigError(None, what, f"{path} lies inside {where} {folder}; "
                                       "give a results folder outside it")
-
-
-def _tally(summary: ReplaySummary, report, bar) -> None:
-    for f in report.files:
-        if f.state == "done":
-            summary.done += 1
-            summary.rows.update(f.row_counts())
-        elif f.state == "skipped" and f.reason == "already quarantined":
-            summary.quarantined += 1
-            summary.still_quarantined += 1
-        elif f.state == "skipped":
-            summary.skipped += 1
-        elif f.state == "quarantined":
-            summary.quarantined += 1
-        elif f.state == "failed":
-            summary.failed += 1
-    summary.frames += report.n_rows
-    summary.parquet_files.extend(report.parquets)
-    bar.advance(len(report.files), report.n_rows)
-
-
-class _Progress:
-    """A progress bar over files that shows frames and frames per second."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.enabled = enabled
-        self.frames = 0
-        self.t0 = time.perf_counter()
-        self._bar = None
-        if enabled:
-            import click
-
-            self._bar = click.progressbar(
-                length=total, label="replay", file=None, show_pos=True,
-                item_show_func=lambda _: self._text(),
-            )
-            self._bar.__enter__()
-
-    def _text(self) -> str:
-        dt = time.perf_counter() - self.t0
-        rate = self.frames / dt if dt > 0 else 0.0
-        return f"{self.frames} frames, {rate:.1f} frames/s"
-
-    def advance(self, files: int, frames: int) -> None:
-        self.frames += frames
-        if self._bar is not None:
-            self._bar.update(files, current_item=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)

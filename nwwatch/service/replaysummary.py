@@ -1,0 +1,135 @@
+"""What ``nwwatch replay`` reports: its counts, the lines it prints, its exit status and its
+progress bar (:mod:`nwwatch.service.replay` runs it; :mod:`nwwatch.service.cluster` counts into
+the same summary on a cluster)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nwwatch.results.outcome import format_counts
+
+#: Exit statuses of ``nwwatch replay``: every file done (or already done); the replay could
+#: not run (configuration, model, ledger, results folder inside the input); wrong command
+#: line (click's own); it ran, but some files failed or are quarantined.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+
+@dataclass
+class ReplaySummary:
+    """Counts of one replay. ``frames``: rows written; ``frames_per_s`` over ``seconds``.
+
+    Files: ``done`` (rows written now), ``skipped`` (already done earlier), ``failed`` (an
+    unexpected error; tried again next time), ``quarantined`` (now, or in an earlier run and
+    unchanged since: ``still_quarantined`` of them). ``rows``: the rows written now by
+    (status, reason_code).
+    """
+
+    results_dir: Path
+    files: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    quarantined: int = 0
+    still_quarantined: int = 0
+    rows: Counter = field(default_factory=Counter)
+    frames: int = 0
+    seconds: float = 0.0
+    parquet_files: list[Path] = field(default_factory=list)
+    model_name: str = ""
+    provider: str = ""
+    #: :class:`nwwatch.service.cluster.ClusterStats` and the final
+    #: :class:`nwwatch.service.compaction.CompactReport` of a ``dask`` replay.
+    cluster: object = None
+    compaction: object = None
+    compaction_seconds: float = 0.0
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def complete(self) -> bool:
+        """True when no file failed and none is quarantined."""
+        return self.failed == 0 and self.quarantined == 0
+
+    @property
+    def exit_status(self) -> int:
+        """:data:`EXIT_OK` or :data:`EXIT_INCOMPLETE`."""
+        return EXIT_OK if self.complete else EXIT_INCOMPLETE
+
+    def lines(self) -> list[str]:
+        """The text ``nwwatch replay`` prints; the last line says whether every file was
+        processed."""
+        earlier = f" ({self.still_quarantined} in an earlier run)" if self.still_quarantined \
+            else ""
+        out = [
+            f"{self.files} files: {self.done} done, {self.skipped} skipped (already done), "
+            f"{self.failed} failed, {self.quarantined} quarantined{earlier}",
+            f"{self.frames} rows: {format_counts(self.rows)}; in {self.seconds:.1f} s "
+            f"({self.frames_per_s:.1f} frames/s) with {self.model_name} on {self.provider}; "
+            f"results in {self.results_dir}",
+        ]
+        if self.complete:
+            out.append(f"replay complete: all {self.files} files processed")
+        else:
+            out.append(
+                f"replay INCOMPLETE: {self.failed} file(s) failed, {self.quarantined} "
+                f"quarantined (reasons: nwwatch status --out {self.results_dir}); "
+                f"exit status {EXIT_INCOMPLETE}")
+        return out
+
+
+def tally(summary: ReplaySummary, report, bar: Progress) -> None:
+    """Add one ``process`` call's :class:`~nwwatch.service.batch.BatchReport` to
+    ``summary`` and advance ``bar``."""
+    for f in report.files:
+        if f.state == "done":
+            summary.done += 1
+            summary.rows.update(f.row_counts())
+        elif f.state == "skipped" and f.reason == "already quarantined":
+            summary.quarantined += 1
+            summary.still_quarantined += 1
+        elif f.state == "skipped":
+            summary.skipped += 1
+        elif f.state == "quarantined":
+            summary.quarantined += 1
+        elif f.state == "failed":
+            summary.failed += 1
+    summary.frames += report.n_rows
+    summary.parquet_files.extend(report.parquets)
+    bar.advance(len(report.files), report.n_rows)
+
+
+class Progress:
+    """A progress bar over files that shows frames and frames per second."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.frames = 0
+        self.t0 = time.perf_counter()
+        self._bar = None
+        if enabled:
+            import click
+
+            self._bar = click.progressbar(
+                length=total, label="replay", file=None, show_pos=True,
+                item_show_func=lambda _: self._text(),
+            )
+            self._bar.__enter__()
+
+    def _text(self) -> str:
+        dt = time.perf_counter() - self.t0
+        rate = self.frames / dt if dt > 0 else 0.0
+        return f"{self.frames} frames, {rate:.1f} frames/s"
+
+    def advance(self, files: int, frames: int) -> None:
+        self.frames += frames
+        if self._bar is not None:
+            self._bar.update(files, current_item=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
