@@ -392,7 +392,7 @@ def test_the_service_counts_once_the_files_a_failed_flush_committed(tmp_path, on
     assert daemon.tally.processed_rows == len(finished)
     assert [f.path for f in watch.files] == failed and queued == set(failed)
     daemon._work([watch], queued, time.monotonic())  # the pause is over
-    assert daemon._paused_until is None and not watch.files and not queued
+    assert not daemon.pause.paused and not watch.files and not queued
     written = _written(daemon.config.results)
     assert len(written) == 5 and not written.duplicated(KEY).any()
     assert daemon.tally.processed_files == 5 and daemon.tally.processed_rows == 5

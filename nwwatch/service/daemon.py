@@ -16,8 +16,9 @@ model; watchdog's threads only record file activity in the :class:`Tracker`. The
    has waited ``max_batch_latency_ms``.
 
 While results or the ledger cannot be written (disk full), processing pauses for
-``backoff_seconds`` at a time with one warning per pause and the reason in systemd's STATUS;
-batches a failed write left unfinished are settled before anything else.
+``backoff_seconds`` at a time with one warning per pause and the reason in systemd's STATUS
+(:mod:`nwwatch.service.storagepause`); batches a failed write left unfinished are settled
+before anything else.
 
 With a ``[dashboard]`` table, the dashboard's supervised server thread starts once the service
 is ready and stops with the loop; the loop feeds :mod:`nwwatch.dashboard.metrics` (queue,
@@ -58,6 +59,7 @@ from nwwatch.service.pipeline import (
 from nwwatch.service.readiness import Tracker
 from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.stopping import StopDeadline
+from nwwatch.service.storagepause import StoragePause
 from nwwatch.service.tally import Tally
 from nwwatch.service.watcher import FolderWatcher
 from nwwatch.service.watches import Watch
@@ -97,8 +99,8 @@ class Daemon:
         # May already be set by a SIGTERM that arrived while the process was starting.
         self._stop = stop_event or threading.Event()
         self._watch_errors: dict[Path, float] = {}
-        self._paused_until: float | None = None
-        self._pause_reason = ""
+        self.pause = StoragePause(config.backoff_seconds, self.log,
+                                  lambda text: self.notifier.status(text))
         self.tally = Tally()
         # The loop's watches and queued paths (for files released after a failed write).
         self._watches: list[Watch] = []
@@ -193,7 +195,7 @@ class Daemon:
                         w.next_rescan = now + w.config.rescan_seconds
                         w.rescan(self.tracker, queued, self.log)
                 did_work = False
-                if self._paused_until is None or now >= self._paused_until:
+                if self.pause.due(now):
                     did_work = self._work(watches, queued, now)
                 if now >= next_status:
                     next_status = now + STATUS_S
@@ -228,7 +230,7 @@ class Daemon:
         """Settle what a failed write left, quarantine bad files, run due batches. Returns
         True when a batch ran. A failed write pauses processing (see module docstring)."""
         try:
-            if self._paused_until is not None:
+            if self.pause.paused:
                 # Writable again? Settle what the failure left, then one small ledger write.
                 self._settle_unfinished(raise_errors=True)
                 self.ledger.probe()
@@ -257,11 +259,9 @@ class Daemon:
                 self._write_due(w)
         except (ResultsWriteError, LedgerWriteError) as exc:
             self._released(watches, queued, requeue=True)
-            self._pause(exc)
+            self.pause.pause(exc)
             return False
-        if self._paused_until is not None:
-            self.log.info("storage_resumed", paused_because=self._pause_reason)
-            self._paused_until, self._pause_reason = None, ""
+        self.pause.resume()
         return did_work
 
     def _released(self, watches: list[Watch], queued: set[Path], requeue: bool) -> None:
@@ -320,18 +320,6 @@ class Daemon:
                 self.log.error("held_rows_not_written", error=repr(exc),
                                note="their files are processed again at the next start")
                 self._released(watches, self._queued, requeue=False)
-
-    def _pause(self, exc: Exception) -> None:
-        backoff = self.config.backoff_seconds
-        first = self._paused_until is None
-        self._pause_reason = str(exc)
-        self._paused_until = time.monotonic() + backoff
-        # One line per back-off period, without a traceback: a full disk is one condition.
-        self.log.warning("storage_paused" if first else "storage_still_paused",
-                         error=str(exc), backoff_s=backoff,
-                         action=f"nothing written; trying again in {backoff:g} s")
-        self.notifier.status(f"paused: cannot write results or ledger ({exc}); "
-                             f"retrying every {backoff:g} s")
 
     def _settle_unfinished(self, raise_errors: bool = False) -> None:
         """Adopt or undo batches a failed ledger write left ``writing`` (no attempt counted),
@@ -398,6 +386,7 @@ class Daemon:
             self.tally.quarantined_on_inspection(n)
 
     def _status_text(self, watches: list[Watch]) -> str:
-        if self._paused_until is not None:
-            return f"paused: cannot write results or ledger ({self._pause_reason})"
+        paused = self.pause.status_text()
+        if paused is not None:
+            return paused
         return self.tally.status_text(sum(len(w.files) for w in watches) + len(self.tracker))
