@@ -161,8 +161,9 @@ def test_the_same_content_in_two_watched_folders_is_written_once(tmp_path, onnx_
     """Watches share the ledger and so one row buffer: a copy in another folder, arriving
     while the first one's rows are held, is skipped, not processed into a second row."""
     from nwwatch.logsetup import get_logger
-    from nwwatch.service.config import InferenceConfig, TomogramSettings
+    from nwwatch.service.config import TomogramSettings
     from nwwatch.service.engines import EngineSpec, build_engines
+    from nwwatch.service.inference import InferenceConfig
 
     out = tmp_path / "out"
     ledger = Ledger(out / "ledger.sqlite", out)

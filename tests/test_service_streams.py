@@ -25,16 +25,14 @@ from nwwatch.segment.session import Segmenter
 from nwwatch.service import replay
 from nwwatch.service.batch import Item
 from nwwatch.service.config import (
-    AUTO_MAX_STREAMS,
     ConfigError,
-    InferenceConfig,
-    InferencePlan,
     TomogramSettings,
     load_config,
     one_folder_config,
 )
 from nwwatch.service.engines import EngineSpec, build_engines
 from nwwatch.service.frames import concurrent_groups, frame_groups
+from nwwatch.service.inference import AUTO_MAX_STREAMS, InferenceConfig, InferencePlan
 from nwwatch.service.ledger import Ledger
 from nwwatch.service.resources import Limit, available_memory
 from nwwatch.service.streammemory import (

@@ -76,7 +76,7 @@ class Engine:
     results_dir: Path
     batch_size: int = 8
     #: In-situ frame groups processed concurrently (``[inference] streams``, resolved by
-    #: :meth:`nwwatch.service.config.InferenceConfig.plan`); 1: one group at a time, the
+    #: :meth:`nwwatch.service.inference.InferenceConfig.plan`); 1: one group at a time, the
     #: next one read and the previous one measured in a worker thread.
     streams: int = 1
     #: The session of concurrent streams' network calls (with ``streams`` > 1 on the CPU,

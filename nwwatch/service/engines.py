@@ -13,12 +13,11 @@ from nwwatch.io import InputError
 from nwwatch.service import streammemory
 from nwwatch.service.config import (
     ConfigError,
-    InferenceConfig,
-    InferencePlan,
     OverlaySettings,
     TomogramSettings,
 )
 from nwwatch.service.flush import FlushPolicy, RowBuffer
+from nwwatch.service.inference import InferenceConfig, InferencePlan
 from nwwatch.service.inputs import check_input
 from nwwatch.service.ledger import Failure, Ledger
 from nwwatch.service.names import path_key, source_name

@@ -19,12 +19,12 @@ from nwwatch.service.config import (
     NO_DEFAULT_MODEL,
     OVERLAY_MODES,
     ConfigError,
-    InferenceConfig,
     OverlaySettings,
     TomogramSettings,
     WatchConfig,
     load_config,
 )
+from nwwatch.service.inference import InferenceConfig
 from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
 from nwwatch.service.rebuild import open_ledger
