@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from nwwatch.measure import measure_contact_angle
-from nwwatch.measure.profilemean import bootstrap_means, robust_mean
-from nwwatch.measure.refine import EDGE_STATUSES
+from nwwatch.measure.refine import EDGE_STATUSES, _bootstrap_means, _robust_mean
 from tests.ideal_caps import axis_vectors, render_ideal_cap
 
 SHIFT_PX = 3.0
@@ -247,5 +246,5 @@ def test_bootstrap_means_equal_trimming_every_resample(n: int, integer: bool) ->
     if integer:
         prof = np.round(prof)
     draws = rng.integers(0, n, (24, n))
-    np.testing.assert_allclose(bootstrap_means(prof, draws),
-                               robust_mean(prof[draws], axis=1), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(_bootstrap_means(prof, draws),
+                               _robust_mean(prof[draws], axis=1), rtol=0, atol=1e-12)

@@ -52,9 +52,7 @@ from scipy.ndimage import gaussian_filter1d, map_coordinates
 
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure import smallmath
-from nwwatch.measure.band import locate_band
 from nwwatch.measure.interface import FacetLine
-from nwwatch.measure.profilemean import bootstrap_means, median_rows, robust_mean
 
 #: Sampling step of the profiles along the normal (px).
 PROFILE_STEP_PX = 0.25
@@ -79,6 +77,10 @@ MIN_ROUGH_RATIO = 3.0
 #: the facet: 0.6-0.9 for nine in ten).
 MIN_STEP_SHARE = 0.6
 STEP_SIDE_PX = 4.0
+#: Share of the profile values left out at either end of the robust mean: enough to drop a
+#: stray pixel, little enough that the mean of an integer frame with noise below a count
+#: moves smoothly (a median jumps by whole counts: a 1-count ramp reads as a step).
+TRIM_FRACTION = 0.15
 #: Share of the derivative's area against the step's sign above which the step is not clear.
 MAX_REVERSE_FRACTION = 0.35
 #: The edge in three stretches along the line must agree within this (px) and within their
@@ -94,14 +96,9 @@ BOOTSTRAP = 24
 METHOD_FRACTION = 0.15
 MIN_METHOD_SIGMA_PX = 0.1
 
-#: Where the step is not clear, look for a band (:mod:`nwwatch.measure.band`).
-BAND_LOCATOR = True
-
 #: ``facet_edge`` values: what was done with the facet line.
 EDGE_STATUSES: dict[str, str] = {
     "refined": "moved onto the image's intensity step",
-    "band": "moved onto a narrow dark or bright line of the image at the interface "
-            "(nwwatch.measure.band), where the image shows no clear step",
     "labels": "no image given: the label boundary is used",
     "elliptical": "the labels show an elliptical facet (a wire tilted out of the image "
                   "plane), which has no single step in the image: the labels' rim is kept",
@@ -133,8 +130,54 @@ class EdgeRefinement:
 
     @property
     def refined(self) -> bool:
-        """The line was placed on the image (a step or a band)."""
-        return self.status in ("refined", "band")
+        return self.status == "refined"
+
+
+def _robust_mean(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Mean along ``axis`` without the highest and lowest ``TRIM_FRACTION`` of the values
+    (as ``scipy.stats.trim_mean``, without its per-call overhead: it runs 25 times a frame)."""
+    n = values.shape[axis]
+    cut = int(TRIM_FRACTION * n)
+    part = np.partition(values, (cut, n - cut - 1), axis=axis) if cut else values
+    return np.take(part, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
+
+
+def _median_rows(values: np.ndarray) -> np.ndarray:
+    """``np.median(values, axis=0)`` of finite (n, M) ``values``, from one partition (the
+    same values: the middle one, or the mean of the middle two; without np.median's NaN
+    check and its per-call overhead)."""
+    n = values.shape[0]
+    half = n // 2
+    if n % 2:
+        return np.partition(values, half, axis=0)[half]
+    part = np.partition(values, (half - 1, half), axis=0)
+    return (part[half - 1] + part[half]) / 2.0
+
+
+def _bootstrap_means(prof: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """(B, M) the :func:`_robust_mean` of each resample ``prof[draws[b]]`` of the rows of
+    ``prof`` (n, M), with ``draws`` (B, n) row indices.
+
+    Each column is sorted once; a resample is then its rows' counts, and its trimmed mean the
+    sorted values weighted by how many of each one's copies fall between the cut ranks. The
+    same values as trimming every resample (B partitions of n x M values, four times the
+    time), summed in another order: equal to within rounding (about 1e-15 relative)."""
+    n = prof.shape[0]
+    cut = int(TRIM_FRACTION * n)
+    small = np.int16 if n < np.iinfo(np.int16).max else np.int32
+    order = np.argsort(prof, axis=0)
+    ranked = np.take_along_axis(prof, order, axis=0).T  # (M, n), each column ascending
+    counts = np.bincount((draws + n * np.arange(len(draws))[:, None]).ravel(),
+                         minlength=draws.size).reshape(draws.shape).astype(small)
+    runs = counts[:, order.T]  # (B, M, n): copies of each ranked value in each resample
+    upper = np.cumsum(runs, axis=-1, dtype=small)  # rank just past each value's copies
+    lower = upper - runs
+    np.maximum(lower, cut, out=lower)
+    np.minimum(upper, n - cut, out=upper)
+    upper -= lower
+    np.maximum(upper, 0, out=upper)  # copies kept by the trim
+    kept = upper.astype(np.float64).transpose(1, 0, 2)  # (M, B, n)
+    return np.matmul(kept, ranked[:, :, None])[..., 0].T / (n - 2 * cut)
 
 
 def _step_centroid(profile: np.ndarray, offsets: np.ndarray, start: float,
@@ -232,7 +275,7 @@ def refine_facet_line(
     n = prof.shape[0]
     if n < MIN_POSITIONS:
         return EdgeRefinement("too_short", n_positions=n)
-    mean = robust_mean(prof)
+    mean = _robust_mean(prof)
     plateau_w = offsets <= -REACH_PX + PLATEAU_PX
     plateau_d = offsets >= REACH_PX - PLATEAU_PX
     level_w, level_d = float(mean[plateau_w].mean()), float(mean[plateau_d].mean())
@@ -246,22 +289,9 @@ def refine_facet_line(
         eps = float(np.finfo(img.dtype).eps) if img.dtype.kind == "f" else float(
             np.finfo(np.float64).eps)
         quantum = eps * max(abs(level_w), abs(level_d))
-    spread = math.sqrt(math.pi / 2.0) * np.mean(np.abs(prof - median_rows(prof)), axis=0)
+    spread = math.sqrt(math.pi / 2.0) * np.mean(np.abs(prof - _median_rows(prof)), axis=0)
     noise = 1.1 * max(smallmath.median(spread), quantum / math.sqrt(12.0)) / math.sqrt(n)
     snr = abs(contrast) / noise if noise > 0 else 0.0
-    step = _locate_step(prof, mean, offsets, noise, contrast, rough, snr)
-    if step.refined or not BAND_LOCATOR:
-        return step
-    band = locate_band(prof, mean, offsets, noise, (level_w, level_d), rough)
-    return band if band is not None else step
-
-
-def _locate_step(prof: np.ndarray, mean: np.ndarray, offsets: np.ndarray, noise: float,
-                 contrast: float, rough: float, snr: float) -> EdgeRefinement:
-    """The step of the mean profile ``mean`` (M,) of the profiles ``prof`` (n, M) at
-    ``offsets`` (M,) px from the labels' line: refined, or the test it failed (module
-    docstring)."""
-    n = prof.shape[0]
     if snr < MIN_SNR or abs(contrast) < MIN_ROUGH_RATIO * rough:
         return EdgeRefinement("weak_step", snr=snr, n_positions=n)
     sign = 1.0 if contrast > 0 else -1.0
@@ -290,14 +320,14 @@ def _locate_step(prof: np.ndarray, mean: np.ndarray, offsets: np.ndarray, noise:
     # are in order along it), within MAX_SEGMENT_SPREAD_PX (checked first: it needs no
     # bootstrap) and within their noise (each has a third of the positions).
     thirds = np.array_split(prof, 3)
-    parts = _centroids_at(np.stack([robust_mean(part[:, win]) for part in thirds]),
+    parts = _centroids_at(np.stack([_robust_mean(part[:, win]) for part in thirds]),
                           offsets[win], shift, sign)
     if not np.isfinite(parts).all() or float(np.ptp(parts)) > MAX_SEGMENT_SPREAD_PX:
         return EdgeRefinement("not_straight", shift_px=shift, snr=snr, n_positions=n)
     # Statistical 1-sigma of the step's position: a bootstrap over the positions, of the
     # profile within the window (all the centroid reads).
     rng = np.random.default_rng(0)
-    boot = _centroids_at(bootstrap_means(prof[:, win], rng.integers(0, n, (BOOTSTRAP, n))),
+    boot = _centroids_at(_bootstrap_means(prof[:, win], rng.integers(0, n, (BOOTSTRAP, n))),
                          offsets[win], shift, sign)
     boot = boot[np.isfinite(boot)]
     sigma_stat = float(np.std(boot, ddof=1)) if boot.size >= BOOTSTRAP // 2 else math.inf

@@ -144,7 +144,7 @@ def edge_sigma_deg(
     ``d / a`` rad."""
     if status in ("labels", "elliptical"):
         return 0.0
-    if status in ("refined", "band") and shift_px is not None and sigma_px is not None:
+    if status == "refined" and shift_px is not None and sigma_px is not None:
         px = math.hypot(sigma_px, EDGE_DISAGREEMENT_FRACTION * shift_px)
     else:
         px = max(UNRESOLVED_EDGE_SIGMA_PX, abs(shift_px) if shift_px is not None else 0.0)
