@@ -26,6 +26,7 @@ BENCHES: dict[str, list[str]] = {
     "tomography": ["bench.bench_tomography", "--out", str(OUT / "tomography.json")],
     "paradigms": ["bench.bench_paradigms", "--out", str(OUT / "paradigms")],
     "demo_bias": ["bench.bench_demo_bias", "--json", str(OUT / "demo_bias.json")],
+    "interface_band": ["bench.bench_interface_band", "--json", str(OUT / "interface_band.json")],
 }
 
 
