@@ -35,6 +35,7 @@ from nwwatch.measure.circle import refine_on_pixel_edges, robust_fit
 from nwwatch.measure.components import select_components
 from nwwatch.measure.edges import iso_boundary_points, mask_boundary_points
 from nwwatch.measure.interface import fit_facet_line, interface_points
+from nwwatch.measure.notes import result_notes
 from nwwatch.measure.refine import EdgeRefinement, refine_facet_line
 from nwwatch.measure.result import ContactAngleResult, MeasurementPoints
 from nwwatch.measure.tilt import facet_shape
@@ -350,28 +351,8 @@ def _measure(
                   facet_edge=edge.status, facet_edge_shift_px=edge.shift_px,
                   facet_edge_snr=edge.snr,
                   facet_row=float(foot[0] + off[0]), facet_col=float(foot[1] + off[1]))
-    notes = []
-    if sel.n_droplets > 1:
-        notes.append(f"{sel.n_droplets} droplets; measured the largest one on a wire")
-    if sel.droplet_cut:
-        notes.append("droplet cut by the frame")
-    if source != "interface":
-        notes.append(f"facet oriented by the {source.replace('_', ' ')} (interface too short "
-                     "to orient it)")
-    if tilt_deg > 0:
-        notes.append(f"facet seen as an ellipse: wire tilted ~{tilt_deg:.0f} deg out of "
-                     "the image plane (apparent angle)")
-    if line.gap_px > 0.5:
-        notes.append(f"{line.gap_px:.1f} px gap between droplet and wire")
-    edge_note = ""
-    if edge.refined:
-        edge_note = f"facet moved {edge.shift_px:+.1f} px onto the image's edge"
-    elif edge.status != "labels":
-        edge_note = f"facet kept on the labels ({edge.status.replace('_', ' ')} in the image)"
-    if edge_note:
-        notes.append(edge_note)
-    if wire_geo.note:
-        notes.append(f"wire {wire_geo.status.replace('_', ' ')}: {wire_geo.note}")
+    notes, edge_note = result_notes(sel.n_droplets, sel.droplet_cut, source, tilt_deg,
+                                    line.gap_px, edge, wire_geo)
     if sigma_deg > MAX_UNCERTAINTY_DEG:
         details = {"outline": f"{len(pts)} points, {span:.0f} deg of arc",
                    "facet_line": f"{int(np.count_nonzero(line.inliers))} interface points",
