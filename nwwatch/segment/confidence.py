@@ -99,13 +99,20 @@ def expected_iou(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     probs = np.asarray(probabilities)
     _check(probs, labels)
     n_classes = probs.shape[0]
-    flat_labels = np.ascontiguousarray(labels, dtype=np.uint8).ravel()
-    count = np.bincount(flat_labels, minlength=n_classes)[:n_classes].astype(np.float64)
-    flat = probs.reshape(n_classes, -1)
-    total = flat.sum(axis=1, dtype=np.float64)
-    # Each pixel's softmax of its own label: one gather instead of a mask per class.
-    own = np.take_along_axis(flat, flat_labels[None].astype(np.intp), axis=0)[0]
-    inside = np.bincount(flat_labels, weights=own, minlength=n_classes)[:n_classes]
+    lab = np.ascontiguousarray(labels, dtype=np.uint8)
+    # float32 sums: numpy's pairwise summation keeps them to ~1e-6 relative, at a third of
+    # the time of float64 ones.
+    total = probs.reshape(n_classes, -1).sum(axis=1).astype(np.float64)
+    # Classes other than 0 are labelled only inside the box around their pixels: outside it
+    # every pixel is class 0's, so per-class sums there follow from the whole-frame ones.
+    x, y, w, h = cv2.boundingRect(lab)
+    box_labels, box = lab[y:y + h, x:x + w], probs[:, y:y + h, x:x + w]
+    count = np.bincount(box_labels.ravel(), minlength=n_classes)[:n_classes].astype(np.float64)
+    count[0] += lab.size - box_labels.size
+    inside = np.zeros(n_classes)
+    for c in range(n_classes):
+        inside[c] = box[c][box_labels == c].sum()
+    inside[0] += total[0] - float(box[0].sum())
     union = count + total - inside
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0.5, inside / union, np.nan)
