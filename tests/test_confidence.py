@@ -59,6 +59,9 @@ def test_confidence_is_the_expected_miou_halved_without_a_valid_angle(seed):
     np.testing.assert_allclose(expected_iou(probs, labels), ious, rtol=1e-6)
     assert frame_confidence(probs, labels, True) == pytest.approx(np.mean(ious), rel=1e-6)
     assert frame_confidence(probs, labels, False) == pytest.approx(0.5 * np.mean(ious), rel=1e-6)
+    # A float16 softmax sums without overflow.
+    assert frame_confidence(probs.astype(np.float16), labels, True) == pytest.approx(
+        np.mean(ious), abs=1e-3)
 
 
 def test_a_class_neither_labelled_nor_expected_is_left_out():

@@ -98,6 +98,8 @@ def expected_iou(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     for a class neither labelled nor expected anywhere (union below half a pixel)."""
     probs = np.asarray(probabilities)
     _check(probs, labels)
+    if probs.dtype.itemsize < 4:  # a float16 sum over a frame overflows (65504)
+        probs = probs.astype(np.float32)
     n_classes = probs.shape[0]
     lab = np.ascontiguousarray(labels, dtype=np.uint8)
     # float32 sums: numpy's pairwise summation keeps them to ~1e-6 relative, at a third of
