@@ -3,9 +3,10 @@
 For every labeled frame of each set (``nwwatch synth insitu`` layout, ``labels/``), through
 :class:`nwwatch.segment.session.Segmenter` (one thread) with the model's working scale and
 with the whole-droplet rule off: per-frame mIoU against the labels and the frame's
-:func:`nwwatch.segment.confidence.frame_confidence` (angle taken as valid, so only the
-softmax counts); Spearman rank correlation of the two, the ten lowest-confidence and
-lowest-mIoU frames of each, and the triggered frames' values.
+:func:`nwwatch.segment.confidence.band_margin` (the frame's confidence before measurement
+2.2.3, with the angle taken as valid, so only the softmax counts; the whole-droplet pass
+still caps this margin); Spearman rank correlation of the two, the ten lowest-confidence
+and lowest-mIoU frames of each, and the triggered frames' values.
 
 On a triggered frame the two passes' softmax and labels (the arguments of
 :func:`nwwatch.segment.scale.keep_fine_boundaries`, as the runtime calls it) are recorded, and
@@ -38,7 +39,7 @@ from scipy.stats import spearmanr
 import nwwatch.segment.session as session_module
 from nwwatch.io.dataset import pair_folder, read_pair
 from nwwatch.normalize import normalize_image
-from nwwatch.segment.confidence import cap_confidence, frame_confidence
+from nwwatch.segment.confidence import band_margin, cap_confidence
 from nwwatch.segment.metrics import confusion_matrix, metrics_from_confusion
 from nwwatch.segment.scale import CAP_DISAGREEMENT_FRACTION, passes_disagreement
 from nwwatch.segment.session import Segmenter, class_argmax
@@ -59,19 +60,19 @@ class Passes:
 
 
 def _always_cap(p: Passes, merged: np.ndarray, labels: np.ndarray) -> float:
-    ceiling = min(frame_confidence(p.fine, p.fine_labels, True),
-                  frame_confidence(p.coarse, p.coarse_labels, True))
-    return frame_confidence(cap_confidence(merged, labels, ceiling), labels, True)
+    ceiling = min(band_margin(p.fine, p.fine_labels),
+                  band_margin(p.coarse, p.coarse_labels))
+    return band_margin(cap_confidence(merged, labels, ceiling), labels)
 
 
 def _merged(p: Passes, merged: np.ndarray, labels: np.ndarray) -> float:
-    return frame_confidence(merged, labels, True)
+    return band_margin(merged, labels)
 
 
 def _disagreement(weight: float) -> Callable[[Passes, np.ndarray, np.ndarray], float]:
     def variant(p: Passes, merged: np.ndarray, labels: np.ndarray) -> float:
         d = passes_disagreement(p.fine_labels, p.coarse_labels, p.band_px)
-        return frame_confidence(merged, labels, True) * max(0.0, 1.0 - weight * d)
+        return band_margin(merged, labels) * max(0.0, 1.0 - weight * d)
     return variant
 
 
@@ -79,13 +80,13 @@ def _cap_if_disagree(threshold: float) -> Callable[[Passes, np.ndarray, np.ndarr
     def variant(p: Passes, merged: np.ndarray, labels: np.ndarray) -> float:
         if passes_disagreement(p.fine_labels, p.coarse_labels, p.band_px) > threshold:
             return _always_cap(p, merged, labels)
-        return frame_confidence(merged, labels, True)
+        return band_margin(merged, labels)
     return variant
 
 
 def _cap_by_first(p: Passes, merged: np.ndarray, labels: np.ndarray) -> float:
-    return min(frame_confidence(merged, labels, True),
-               frame_confidence(p.fine, p.fine_labels, True))
+    return min(band_margin(merged, labels),
+               band_margin(p.fine, p.fine_labels))
 
 
 #: Ways to give a triggered frame its confidence from its two passes.
@@ -143,11 +144,11 @@ def score_set(on: Segmenter, off: Segmenter, folder: Path) -> dict:
             session_module.keep_fine_boundaries = original
         labels, probs = out.labels[0], out.probabilities[0]
         miou_on.append(100 * metrics_from_confusion(confusion_matrix(truth, labels, 3)).mean_iou)
-        conf_on.append(frame_confidence(probs, labels, True))
+        conf_on.append(band_margin(probs, labels))
         plain = off.segment(normalised)
         miou_off.append(100 * metrics_from_confusion(
             confusion_matrix(truth, plain.labels[0], 3)).mean_iou)
-        conf_off.append(frame_confidence(plain.probabilities[0], plain.labels[0], True))
+        conf_off.append(band_margin(plain.probabilities[0], plain.labels[0]))
         names.append(stem)
         if not recorded:
             for name in VARIANTS:

@@ -60,9 +60,11 @@ def test_confidence_is_high_for_sharp_boundaries_and_halved_without_an_angle():
     low = frame_confidence(blurred, blurred_labels, True)
     assert high > 0.99 and low < 0.8 * high
     assert frame_confidence(sharp, labels, False) == pytest.approx(0.5 * high)
-    # Nothing found: the whole frame's margin.
+    # Nothing found and a coin toss everywhere: background's expected IoU is 1/3, the
+    # classes expected but never labelled score 0.
     empty = np.zeros((16, 16), np.uint8)
-    assert frame_confidence(_softmax(np.zeros((3, 16, 16))), empty, False) == 0.0
+    assert frame_confidence(_softmax(np.zeros((3, 16, 16))), empty, False) == pytest.approx(
+        0.5 * (1 / 3) / 3)
     with pytest.raises(ValueError, match="probabilities"):
         frame_confidence(sharp[:, :10], labels, True)
 

@@ -170,8 +170,8 @@ def _sure(labels: np.ndarray, top: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("disagree", [False, True])
-def test_confidence_is_capped_where_the_passes_disagree_beyond_the_band(tmp_path, disagree):
-    from nwwatch.segment.confidence import frame_confidence
+def test_margin_is_capped_where_the_passes_disagree_beyond_the_band(tmp_path, disagree):
+    from nwwatch.segment.confidence import band_margin
     from nwwatch.segment.scale import (
         BOUNDARY_BAND_PX,
         CAP_DISAGREEMENT_FRACTION,
@@ -194,8 +194,8 @@ def test_confidence_is_capped_where_the_passes_disagree_beyond_the_band(tmp_path
 
     segmenter._segment_at = constructed
     out = segmenter.segment(np.zeros((512, 512), np.float32))
-    confidence = frame_confidence(out.probabilities[0], out.labels[0], True)
-    first, smaller = (frame_confidence(_sure(lab, top), lab, True) for lab, top in passes.values())
+    confidence = band_margin(out.probabilities[0], out.labels[0])
+    first, smaller = (band_margin(_sure(lab, top), lab) for lab, top in passes.values())
     objects = np.count_nonzero((fine != BACKGROUND) | (coarse != BACKGROUND))
     disagreement = passes_disagreement(fine, coarse, BOUNDARY_BAND_PX)
     assert disagreement == pytest.approx(60 * 60 / objects if disagree else 0.0)
@@ -213,16 +213,16 @@ def test_confidence_is_capped_where_the_passes_disagree_beyond_the_band(tmp_path
 
 
 def test_cap_confidence_keeps_labels_and_the_half_probability_sides():
-    from nwwatch.segment.confidence import cap_confidence, frame_confidence
+    from nwwatch.segment.confidence import band_margin, cap_confidence
     from nwwatch.segment.session import class_argmax
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 2, (3, 64, 64)).astype(np.float32)
     probs = np.exp(logits) / np.exp(logits).sum(axis=0)
     labels = class_argmax(probs[None])[0]
-    before = frame_confidence(probs, labels, True)
+    before = band_margin(probs, labels)
     capped = cap_confidence(probs, labels, before / 2)
-    assert frame_confidence(capped, labels, True) == pytest.approx(before / 2, rel=1e-4)
+    assert band_margin(capped, labels) == pytest.approx(before / 2, rel=1e-4)
     assert np.array_equal(class_argmax(capped[None])[0], labels)
     assert np.array_equal(capped > 0.5, probs > 0.5)
     np.testing.assert_allclose(capped.sum(axis=0), 1.0, atol=1e-5)

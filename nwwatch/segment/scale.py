@@ -24,8 +24,8 @@ The runtime (:class:`nwwatch.segment.session.Segmenter`) then
    segments once more at :data:`SHRINK_STEP` of the scale (long side rounded to the model's
    size multiple, never below ``min_frame_px``) and takes the class layout from that pass and
    the boundaries from the first where the first's lie near the smaller pass's
-   (:func:`keep_fine_boundaries`), with the frame's confidence no higher than either pass's
-   (:func:`nwwatch.segment.confidence.cap_confidence`) where the passes disagree beyond that
+   (:func:`keep_fine_boundaries`), with the frame's boundary margins no higher than either
+   pass's (:func:`nwwatch.segment.confidence.cap_confidence`) where the passes disagree beyond that
    band (:func:`passes_disagreement` over :data:`CAP_DISAGREEMENT_FRACTION`); otherwise, when
    the model knows its droplet range and the droplet lies outside it, segments once more at
    the scale that brings it to the nearest end of the range (at most ``MAX_UPSCALE`` x the
@@ -70,7 +70,7 @@ SHRINK_STEP = 0.75
 #: boundaries within which the first pass's boundaries are kept (2, 4 and 8 measured,
 #: docs/models.md).
 BOUNDARY_BAND_PX = 8
-#: A frame's confidence is capped at the lower of its two passes' only where they disagree,
+#: A frame's boundary margin is capped at the lower of its two passes' only where they disagree,
 #: outside that band, on more than this fraction of their wire and droplet pixels
 #: (:func:`passes_disagreement`; 0 and 0.01 measured, docs/models.md).
 CAP_DISAGREEMENT_FRACTION = 0.01

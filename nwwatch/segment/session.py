@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from nwwatch.segment.confidence import cap_confidence, frame_confidence
+from nwwatch.segment.confidence import band_margin, cap_confidence
 from nwwatch.segment.contract import (
     INPUT_NAME,
     METADATA_KEY,
@@ -266,13 +266,14 @@ class Segmenter:
             if scale.droplet_too_large(radius):
                 band_px = max(1, round(BOUNDARY_BAND_PX / factor))  # frame pixels
                 # Where the passes disagree beyond the band the frame is less certain than
-                # either says; its confidence (the labelling queue's ranking) must not exceed
-                # either's. Where they agree, the merged softmax's own margins stand.
+                # either says; its boundary margins (and so its confidence, the labelling
+                # queue's ranking) must not exceed either's. Where they agree, the merged
+                # softmax's own margins stand.
                 ceiling = None
                 if (passes_disagreement(labels[i], second.labels[0], band_px)
                         > CAP_DISAGREEMENT_FRACTION):
-                    ceiling = min(frame_confidence(probs[i], labels[i], True), frame_confidence(
-                        second.probabilities[0], second.labels[0], True))
+                    ceiling = min(band_margin(probs[i], labels[i]),
+                                  band_margin(second.probabilities[0], second.labels[0]))
                 probs[i] = keep_fine_boundaries(probs[i], second.probabilities[0], labels[i],
                                                 second.labels[0], band_px)
                 labels[i] = class_argmax(probs[i:i + 1])[0]
