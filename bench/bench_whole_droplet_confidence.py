@@ -122,11 +122,11 @@ def score_set(on: Segmenter, off: Segmenter, folder: Path) -> dict:
     recorded: list[Passes] = []
     original = session_module.keep_fine_boundaries
 
-    def recording(fine, coarse, fine_labels, coarse_labels, band_px):
+    def recording(fine, coarse, fine_labels, coarse_labels, band_px, band=None):
         # Copies: the runtime writes the merged softmax into the first pass's buffer.
         recorded.append(Passes(fine.copy(), coarse.copy(), fine_labels.copy(),
                                coarse_labels.copy(), band_px))
-        return original(fine, coarse, fine_labels, coarse_labels, band_px)
+        return original(fine, coarse, fine_labels, coarse_labels, band_px, band=band)
 
     names, miou_on, conf_on, miou_off, conf_off = [], [], [], [], []
     by_variant: dict[str, list[float]] = {name: [] for name in VARIANTS}

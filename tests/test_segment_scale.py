@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from onnx_models import INSITU_GREY, build_threshold_model
 
+from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE
 from nwwatch.normalize import normalize_image
 from nwwatch.segment.scale import (
@@ -358,3 +359,57 @@ def test_class_argmax_equals_numpy_argmax_including_ties():
     expected = np.argmax(probs, axis=1).astype(np.uint8)
     got = class_argmax(probs)
     assert got.dtype == np.uint8 and np.array_equal(got, expected)
+
+
+@pytest.mark.skipif(not DEFAULT_INSITU_MODEL.is_file(), reason="no shipped default model")
+def test_a_second_pass_frame_computes_the_boundary_band_once_with_the_same_results(
+        tmp_path, monkeypatch):
+    """Seed 304 frame 37 (512 px) gets the whole-droplet second pass and the confidence cap
+    with the shipped model. The runtime computes the smaller pass's boundary band once and
+    gives it to both steps; labels, softmax, confidence and the measurement row are bit for
+    bit those of each step computing its own band."""
+    import nwwatch.segment.scale as scale
+    import nwwatch.segment.session as session
+    from nwwatch.io import read_frames
+    from nwwatch.measure import measure_contact_angle
+    from nwwatch.segment.confidence import frame_confidence
+    from nwwatch.synth import generate_insitu
+
+    generate_insitu(tmp_path, 1, seed=304, first=37)
+    frame = read_frames(tmp_path / "frame_00037.tif")[0]
+    segmenter = Segmenter(DEFAULT_INSITU_MODEL, providers=("cpu",), threads=1)
+    calls: list[str] = []
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return function(*args, **kwargs)
+        return wrapper
+
+    def results():
+        calls.clear()
+        out = segmenter.segment(normalize_image(frame.image))
+        labels, probs = out.labels[0], out.probabilities[0]
+        row = measure_contact_angle(labels, probs[DROPLET], frame.pixel_size_nm,
+                                    image=frame.image).as_row()
+        return labels, probs, frame_confidence(probs, labels, True), row, list(calls)
+
+    for name in ("coarse_band", "keep_fine_boundaries", "cap_confidence"):
+        monkeypatch.setattr(session, name, counted(name, getattr(session, name)))
+    # The steps' own band, computed only when none is given.
+    monkeypatch.setattr(scale, "coarse_band", counted("step's own band", scale.coarse_band))
+    labels, probs, confidence, row, once = results()
+    assert once.count("coarse_band") == 1 and "step's own band" not in once
+    assert {"keep_fine_boundaries", "cap_confidence"} <= set(once)  # both steps ran
+
+    # Each step computing its own band (no ``band`` given), as before.
+    for name in ("keep_fine_boundaries", "passes_disagreement"):
+        original = getattr(session, name)
+        monkeypatch.setattr(session, name, lambda *a, _f=original, band=None, **k: _f(*a, **k))
+    labels_2, probs_2, confidence_2, row_2, twice = results()
+    assert twice.count("step's own band") == 2
+    np.testing.assert_array_equal(labels, labels_2)
+    assert probs.dtype == probs_2.dtype and np.array_equal(probs, probs_2)
+    assert confidence == confidence_2
+    assert row.keys() == row_2.keys()
+    assert all(row[k] == row_2[k] or (row[k] != row[k] and row_2[k] != row_2[k]) for k in row)

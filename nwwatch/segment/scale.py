@@ -194,11 +194,13 @@ class WorkingScale:
 
 
 def keep_fine_boundaries(fine: np.ndarray, coarse: np.ndarray, fine_labels: np.ndarray,
-                         coarse_labels: np.ndarray, band_px: int) -> np.ndarray:
+                         coarse_labels: np.ndarray, band_px: int,
+                         band: np.ndarray | None = None) -> np.ndarray:
     """Softmax float32 (C, H, W): ``coarse`` (a pass at a smaller scale, mapped back), except
     where the full-scale ``fine`` pass places a boundary within ``band_px`` pixels
     (Chebyshev) of a class boundary of ``coarse_labels``: there ``fine`` is taken.
-    ``fine_labels``, ``coarse_labels``: uint8 (H, W), the passes' argmax.
+    ``fine_labels``, ``coarse_labels``: uint8 (H, W), the passes' argmax. ``band``:
+    :func:`coarse_band` of ``coarse_labels`` and ``band_px`` when the caller has it already.
 
     The smaller pass gets the layout of a droplet too large for the network right; the
     measurement needs the boundary at the first pass's resolution. Every class boundary of
@@ -207,8 +209,9 @@ def keep_fine_boundaries(fine: np.ndarray, coarse: np.ndarray, fine_labels: np.n
     smaller pass's softmax also covers the band around those regions, so its boundary keeps
     its own margins. Switching softmax at the band's edge alone would put a boundary of
     neither pass there wherever the passes disagree across it."""
-    kernel = np.ones((2 * max(int(band_px), 0) + 1,) * 2, np.uint8)
-    band = _coarse_band(coarse_labels, kernel)
+    kernel = _band_kernel(band_px)
+    if band is None:
+        band = coarse_band(coarse_labels, band_px)
     disagree = (fine_labels != coarse_labels).view(np.uint8)
     count, regions = cv2.connectedComponents(disagree, connectivity=8)
     if count == 1:  # the passes agree everywhere: the labels are the same either way
@@ -223,22 +226,31 @@ def keep_fine_boundaries(fine: np.ndarray, coarse: np.ndarray, fine_labels: np.n
     return np.where(use_fine[None], fine, coarse)
 
 
-def _coarse_band(coarse_labels: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """bool (H, W): pixels whose ``kernel`` neighbourhood holds a class boundary pixel of
-    ``coarse_labels``."""
+def _band_kernel(band_px: int) -> np.ndarray:
+    """The (2 band_px + 1)² square: a Chebyshev neighbourhood of ``band_px`` pixels."""
+    return np.ones((2 * max(int(band_px), 0) + 1,) * 2, np.uint8)
+
+
+def coarse_band(coarse_labels: np.ndarray, band_px: int) -> np.ndarray:
+    """bool (H, W): pixels within ``band_px`` pixels (Chebyshev) of a class boundary pixel of
+    ``coarse_labels`` (uint8 (H, W)): where :func:`keep_fine_boundaries` may keep the first
+    pass's boundaries. The runtime computes it once per second-pass frame and gives it to
+    that function and to :func:`passes_disagreement`."""
     edges = cv2.morphologyEx(coarse_labels, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    return cv2.dilate((edges > 0).view(np.uint8), kernel) > 0
+    return cv2.dilate((edges > 0).view(np.uint8), _band_kernel(band_px)) > 0
 
 
 def passes_disagreement(fine_labels: np.ndarray, coarse_labels: np.ndarray,
-                        band_px: int) -> float:
+                        band_px: int, band: np.ndarray | None = None) -> float:
     """Fraction, in [0, 1], of the pixels that either pass calls wire or droplet on which the
     passes' classes differ farther than ``band_px`` pixels (Chebyshev) from a class boundary
     of ``coarse_labels`` (the band where :func:`keep_fine_boundaries` may keep the first
     pass's boundaries); 0 when neither pass finds anything. ``fine_labels``,
-    ``coarse_labels``: uint8 (H, W), the passes' argmax in the same pixels."""
-    kernel = np.ones((2 * max(int(band_px), 0) + 1,) * 2, np.uint8)
-    differ = (fine_labels != coarse_labels) & ~_coarse_band(coarse_labels, kernel)
+    ``coarse_labels``: uint8 (H, W), the passes' argmax in the same pixels. ``band``:
+    :func:`coarse_band` of ``coarse_labels`` and ``band_px`` when the caller has it already."""
+    if band is None:
+        band = coarse_band(coarse_labels, band_px)
+    differ = (fine_labels != coarse_labels) & ~band
     objects = np.count_nonzero((fine_labels != BACKGROUND) | (coarse_labels != BACKGROUND))
     return float(np.count_nonzero(differ)) / objects if objects else 0.0
 

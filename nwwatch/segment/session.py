@@ -30,6 +30,7 @@ from nwwatch.segment.scale import (
     MIN_DROPLET_AREA_PX,
     WorkingScale,
     WorkingScaleError,
+    coarse_band,
     keep_fine_boundaries,
     largest_droplet_radius_px,
     passes_disagreement,
@@ -270,12 +271,13 @@ class Segmenter:
                 # queue's ranking) must not exceed either's. Where they agree, the merged
                 # softmax's own margins stand.
                 ceiling = None
-                if (passes_disagreement(labels[i], second.labels[0], band_px)
+                band = coarse_band(second.labels[0], band_px)  # once: both steps read it
+                if (passes_disagreement(labels[i], second.labels[0], band_px, band=band)
                         > CAP_DISAGREEMENT_FRACTION):
                     ceiling = min(band_margin(probs[i], labels[i]),
                                   band_margin(second.probabilities[0], second.labels[0]))
                 probs[i] = keep_fine_boundaries(probs[i], second.probabilities[0], labels[i],
-                                                second.labels[0], band_px)
+                                                second.labels[0], band_px, band=band)
                 labels[i] = class_argmax(probs[i:i + 1])[0]
                 if ceiling is not None:
                     probs[i] = cap_confidence(probs[i], labels[i], ceiling)
