@@ -25,7 +25,7 @@ from nwwatch.io.dataset import (
     list_images,
     pair_folder,
     read_dataset_toml,
-    read_image_2d,
+    read_label_image,
     read_pages,
     read_pair,
     read_tiff_volume,
@@ -163,7 +163,7 @@ def load_volume_slices(
         if slice_index in labels:
             raise DatasetLayoutError(labels_path, f"slice {slice_index} is labeled twice (also "
                                                   f"by {labels[slice_index][0]})")
-        label = check_label(read_image_2d(labels_path), len(class_names), labels_path)
+        label = read_label_image(labels_path, len(class_names))
         if label.shape != volume.shape[1:]:
             raise DatasetLayoutError(labels_path, f"labels have shape {label.shape}, slices of "
                                                   f"{volume_path.name} have {volume.shape[1:]}")

@@ -133,12 +133,6 @@ def label_warnings(data: TrainingData) -> list[str]:
     return out
 
 
-def _balanced_accuracy(solid: np.ndarray, labels: np.ndarray) -> float:
-    recalls = [float(np.mean(solid[labels == c] == bool(c))) for c in (0, 1)
-               if np.any(labels == c)]
-    return float(np.mean(recalls)) if recalls else math.nan
-
-
 def _cross_validate(trainer: CandidateTrainer, method: str, labels: list[np.ndarray],
                     groups: list[np.ndarray], folds: list[list[int]],
                     floor: float = -math.inf) -> tuple[float, int]:

@@ -71,6 +71,8 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     if path.suffix.lower() != ".png":
         return np.stack([frame.image for frame in read_tiff_frames(path)])
+    if not path.is_file():
+        raise DatasetLayoutError(path, "file not found")
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise DatasetLayoutError(path, "cannot be read as a PNG image")
@@ -220,8 +222,6 @@ def read_label_image(path: str | os.PathLike[str],
     ``nwwatch synth`` and the labelling page write them (in-situ: 3 classes; tomograms:
     ``len(TOMOGRAM_CLASSES)``). Raises :class:`DatasetLayoutError` naming the file when it is
     missing, unreadable, not a single 2D image or holds other values."""
-    if not Path(path).is_file():
-        raise DatasetLayoutError(path, "label image not found")
     return check_label(read_image_2d(path), num_classes, path)
 
 

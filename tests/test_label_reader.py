@@ -1,0 +1,82 @@
+"""The one label-image reader (:func:`nwwatch.io.dataset.read_label_image`) and the callers that
+read label PNGs through it: a missing or corrupt label file is an error naming the file."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from nwwatch.classes import UNLABELED
+from nwwatch.demo import write_montage
+from nwwatch.io.dataset import DatasetLayoutError, read_label_image
+from nwwatch.synth import generate_insitu
+from training.synth_data import relabel_folder
+
+
+def test_a_label_png_reads_as_uint8_class_ids(tmp_path):
+    label = np.zeros((8, 9), np.uint8)
+    label[2:4, 3:5] = 2
+    label[0, 0] = UNLABELED
+    cv2.imwrite(str(tmp_path / "a.png"), label)
+    read = read_label_image(tmp_path / "a.png", 3)
+    assert read.dtype == np.uint8
+    np.testing.assert_array_equal(read, label)
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (None, "file not found"),
+    (b"not a png", "cannot be read as a PNG image"),
+    (np.full((4, 4), 3, np.uint8), "out of range"),
+    (np.zeros((4, 4), np.uint16) + 300, "out of range"),
+    (np.dstack([np.zeros((4, 4), np.uint8), np.ones((4, 4), np.uint8),
+                np.zeros((4, 4), np.uint8)]), "colour image"),
+])
+def test_a_bad_label_file_is_refused_naming_it(tmp_path, content, reason):
+    path = tmp_path / "bad.png"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        cv2.imwrite(str(path), content)
+    with pytest.raises(DatasetLayoutError, match=reason) as info:
+        read_label_image(path, 3)
+    assert info.value.path == path
+    assert str(path) in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def synth_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synth")
+    generate_insitu(folder, 2, seed=1, size=64)
+    return folder
+
+
+def _without_labels(synth_folder, folder):
+    """``folder``: ``synth_folder``'s frames and truth table, an empty labels folder."""
+    (folder / "labels").mkdir(parents=True)
+    for item in synth_folder.iterdir():
+        if item.name != "labels":
+            (folder / item.name).symlink_to(item)
+    return folder
+
+
+def test_relabel_folder_names_a_corrupt_label(synth_folder, tmp_path):
+    bad = _without_labels(synth_folder, tmp_path / "bad")
+    (bad / "labels" / "frame_00000.png").write_bytes(b"\x89PNG truncated")
+    with pytest.raises(DatasetLayoutError, match="cannot be read") as info:
+        relabel_folder(bad, tmp_path / "out")
+    assert info.value.path == bad / "labels" / "frame_00000.png"
+
+
+def test_relabel_folder_names_a_missing_label(synth_folder, tmp_path):
+    bad = _without_labels(synth_folder, tmp_path / "bad")
+    with pytest.raises(DatasetLayoutError, match="file not found") as info:
+        relabel_folder(bad, tmp_path / "out")
+    assert info.value.path == bad / "labels" / "frame_00000.png"
+
+
+def test_the_demo_montage_names_a_missing_label(synth_folder, tmp_path):
+    video = _without_labels(synth_folder, tmp_path / "video")
+    with pytest.raises(DatasetLayoutError, match="file not found") as info:
+        write_montage(video, tmp_path / "tomogram", tmp_path / "montage.png", n_frames=2)
+    assert info.value.path == video / "labels" / "frame_00000.png"
