@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -93,6 +94,27 @@ def test_queue_is_bounded_and_keeps_the_least_confident(tmp_path):
     assert len(again) == 4 and len({e.key for e in again}) == 4
     assert again[-1].key == worst.key and again[-1].confidence == 0.9
     assert len(list((folder / "thumbs").glob("*.png"))) == 4
+
+
+def test_entries_of_another_measurement_version_leave_the_queue(tmp_path):
+    """Confidences of two measurement versions are on two scales: frames offered under a new
+    version drop the old version's entries (and their thumbnails) instead of ranking
+    against them; entries written before the field existed count as another version."""
+    acq = tmp_path / "acq"
+    results = tmp_path / "results"
+
+    def versioned(k: int, confidence: float, version: str) -> Candidate:
+        cand = _candidate(acq / f"f{k}.tif", confidence, frame=k)
+        return Candidate(replace(cand.entry, measurement_version=version), cand.image)
+
+    offer(results, [versioned(k, 0.1 * k, "") for k in range(2)]
+          + [versioned(k, 0.1 * k, "2.2.2") for k in range(2, 4)], capacity=8)
+    assert len(read_queue(results)) == 4
+    offer(results, [versioned(9, 0.95, "2.2.3")], capacity=8)
+    queue = read_queue(results)
+    assert [(e.frame, e.measurement_version) for e in queue] == [(9, "2.2.3")]
+    folder = acquisition_folder(results, acq / "f9.tif")
+    assert [p.name for p in (folder / "thumbs").glob("*.png")] == [queue[0].thumbnail[7:]]
 
 
 def test_queue_survives_a_restart_and_a_crash_mid_update(tmp_path):

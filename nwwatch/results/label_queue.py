@@ -8,7 +8,8 @@ Layout, one folder per acquisition (the folder that holds the frame files)::
 ``queue.json`` lists at most ``capacity`` entries, least confident first: the frame's
 reference (``source`` absolute path, ``frame`` page, ``source_sha256``), its ``confidence``
 (:mod:`nwwatch.segment.confidence`), ``status`` and ``contact_angle_deg`` of the measurement,
-``model_sha256`` and the thumbnail (8-bit PNG, longest side at most ``THUMB_PX``). Nothing is
+``model_sha256``, the ``measurement_version`` the confidence was computed under, and the
+thumbnail (8-bit PNG, longest side at most ``THUMB_PX``). Nothing is
 ever written into the acquisition folder. ``nwwatch label --queue RESULTS`` opens the queued
 frames first (from their references; the thumbnails are for browsing the queue).
 
@@ -18,7 +19,10 @@ references are removed; a crash of the process leaves at most unreferenced thumb
 by the next update. A power cut may also lose thumbnails that ``queue.json`` lists (they are
 for browsing only; ``queue.json`` itself is fsynced). A frame offered again
 (processed again, e.g. by a new model) replaces its entry, so replays after a crash do not
-duplicate entries.
+duplicate entries. Confidences of another measurement version are on another scale (2.2.3
+changed what ``confidence`` is): entries of a version other than the offered frames' are
+dropped at the next update, and their frames come back when the new version processes them
+(the ledger keys on the version).
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ class QueueEntry:
     status: str = ""
     contact_angle_deg: float | None = None
     model_sha256: str = ""
+    #: "" for entries written before the field existed.
+    measurement_version: str = ""
     thumbnail: str = ""
     added_at: str = ""
     folder: str = ""
@@ -139,6 +145,14 @@ def offer(results_dir: str | os.PathLike[str], candidates: Iterable[Candidate],
 def _update(folder: Path, cands: list[Candidate], capacity: int) -> int:
     current = {e.key: e for e in _read(folder)}
     old_keys = set(current)
+    versions = {c.entry.measurement_version for c in cands}
+    stale = [k for k, e in current.items() if e.measurement_version not in versions]
+    if stale:
+        # Ranked with the offered frames, their confidences would mix two scales.
+        log.info("label queue %s: %d entries of another measurement version dropped",
+                 folder, len(stale))
+        for key in stale:
+            del current[key]
     images = {}
     now = datetime.now(UTC).isoformat()
     for cand in cands:

@@ -230,7 +230,8 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
             it.rows.append(row)
             group.candidates.append((it, label_queue.Candidate(label_queue.QueueEntry(
                 row["source"], row["frame"], it.key.sha256, row["confidence"], row["status"],
-                row["contact_angle_deg"], it.key.model_sha256), frame.image)))
+                row["contact_angle_deg"], it.key.model_sha256,
+                it.key.measurement_version), frame.image)))
         group.spent["measure"] += (time.perf_counter() - t_chunk) * 1e3
 
     def one_stream(alone: list[_Group]) -> None:
