@@ -99,8 +99,7 @@ class Daemon:
         # May already be set by a SIGTERM that arrived while the process was starting.
         self._stop = stop_event or threading.Event()
         self._watch_errors: dict[Path, float] = {}
-        self.pause = StoragePause(config.backoff_seconds, self.log,
-                                  lambda text: self.notifier.status(text))
+        self.pause = StoragePause(config.backoff_seconds, self.log, self.notifier.status)
         self.tally = Tally()
         # The loop's watches and queued paths (for files released after a failed write).
         self._watches: list[Watch] = []

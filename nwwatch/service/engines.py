@@ -77,15 +77,16 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
             # thread; a group that runs alone keeps `seg` and its full thread count.
             shared = session(model, plan.stream_threads) if plan.streams > 1 else None
             segmenters[model] = seg, shared, plan
-            auto = plan.streams > 1 and inference.streams == "auto"
-            if budget is None and auto:
-                budget = streammemory.auto_stream_budget()
-            # "auto" sized from these: say what bounded them (affinity or a cgroup quota;
-            # /proc/meminfo or the unit's MemoryMax), since the machine's own figures may differ.
-            cores_source = ("threads" if inference.threads is not None
-                            else usable_cores_limit().source)
-            limits = {"cores_source": cores_source,
-                      "stream_memory_source": budget.source if budget else None} if auto else {}
+            limits = {}
+            if plan.streams > 1 and inference.streams == "auto":
+                if budget is None:
+                    budget = streammemory.auto_stream_budget()
+                # "auto" was sized from these: say what bounded them (affinity or a cgroup
+                # quota; /proc/meminfo or the unit's MemoryMax), as the machine's figures may
+                # differ.
+                limits = {"cores_source": "threads" if inference.threads is not None
+                          else usable_cores_limit().source,
+                          "stream_memory_source": budget.source if budget else None}
             log.info("model_loaded", model=str(model), model_sha256=seg.model_sha256,
                      provider=seg.provider, kind=seg.metadata.kind, streams=plan.streams,
                      intra_op_threads=plan.threads, stream_intra_op_threads=plan.stream_threads,

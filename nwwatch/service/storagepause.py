@@ -31,8 +31,8 @@ class StoragePause:
         """Start (or extend) a pause because of the failed write ``exc``."""
         first = self.until is None
         self.reason = str(exc)
-        self.until = time.monotonic() + self.backoff_seconds
         backoff = self.backoff_seconds
+        self.until = time.monotonic() + backoff
         # One line per back-off period, without a traceback: a full disk is one condition.
         self.log.warning("storage_paused" if first else "storage_still_paused",
                          error=str(exc), backoff_s=backoff,
