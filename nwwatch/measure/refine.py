@@ -219,35 +219,6 @@ def _centroids_at(profiles: np.ndarray, offsets: np.ndarray, x: float,
     return out
 
 
-
-#: Experiment: a step refused as not one step is tested again on the profile smoothed by a
-#: Gaussian of this 1-sigma (px), which merges a Fresnel fringe pair into its step. None: off.
-FRINGE_SMOOTH_PX: float | None = None
-
-
-def _step_shape(mean: np.ndarray, offsets: np.ndarray, shift: float, sign: float,
-                contrast: float, noise: float) -> np.ndarray | None:
-    """The derivative (step's sign, smoothed over a pixel) of a profile that is one step, not a
-    ramp, and one-sided about ``shift``; None when it is not."""
-    # One step, not a ramp: the lines fitted to the profile on either side (beyond
-    # STEP_SIDE_PX of it) meet the step's position apart by most of the contrast, and by more
-    # than the noise. A ramp's two sides continue one line.
-    side_w, side_d = offsets <= shift - STEP_SIDE_PX, offsets >= shift + STEP_SIDE_PX
-    jump = sign * float(np.polyval(np.polyfit(offsets[side_d], mean[side_d], 1), shift)
-                        - np.polyval(np.polyfit(offsets[side_w], mean[side_w], 1), shift))
-    if jump < MIN_STEP_SHARE * abs(contrast) or jump < MIN_SNR * noise:
-        return None
-    # ... and the derivative against the step's sign is small within the window (on the
-    # profile smoothed over a pixel, so that the noise left in the mean does not count).
-    grad = np.gradient(gaussian_filter1d(mean, 1.0 / PROFILE_STEP_PX), offsets) * sign
-    win = np.abs(offsets - shift) <= WINDOW_PX
-    forward = float(np.clip(grad[win], 0.0, None).sum())
-    reverse = float(np.clip(-grad[win], 0.0, None).sum())
-    if reverse > MAX_REVERSE_FRACTION * forward:
-        return None
-    return grad
-
-
 def refine_facet_line(
     image: np.ndarray,
     labels: np.ndarray,
@@ -329,12 +300,21 @@ def refine_facet_line(
         return EdgeRefinement("out_of_reach", snr=snr, n_positions=n)
     if abs(shift) > MAX_SHIFT_PX:
         return EdgeRefinement("out_of_reach", shift_px=shift, snr=snr, n_positions=n)
+    # One step, not a ramp: the lines fitted to the profile on either side (beyond
+    # STEP_SIDE_PX of it) meet the step's position apart by most of the contrast, and by more
+    # than the noise. A ramp's two sides continue one line.
+    side_w, side_d = offsets <= shift - STEP_SIDE_PX, offsets >= shift + STEP_SIDE_PX
+    jump = sign * float(np.polyval(np.polyfit(offsets[side_d], mean[side_d], 1), shift)
+                        - np.polyval(np.polyfit(offsets[side_w], mean[side_w], 1), shift))
+    if jump < MIN_STEP_SHARE * abs(contrast) or jump < MIN_SNR * noise:
+        return EdgeRefinement("not_a_step", shift_px=shift, snr=snr, n_positions=n)
+    # ... and the derivative against the step's sign is small within the window (on the
+    # profile smoothed over a pixel, so that the noise left in the mean does not count).
+    grad = np.gradient(gaussian_filter1d(mean, 1.0 / PROFILE_STEP_PX), offsets) * sign
     win = np.abs(offsets - shift) <= WINDOW_PX
-    grad = _step_shape(mean, offsets, shift, sign, contrast, noise)
-    if grad is None and FRINGE_SMOOTH_PX:
-        grad = _step_shape(gaussian_filter1d(mean, FRINGE_SMOOTH_PX / PROFILE_STEP_PX),
-                           offsets, shift, sign, contrast, noise)
-    if grad is None:
+    forward = float(np.clip(grad[win], 0.0, None).sum())
+    reverse = float(np.clip(-grad[win], 0.0, None).sum())
+    if reverse > MAX_REVERSE_FRACTION * forward:
         return EdgeRefinement("not_a_step", shift_px=shift, snr=snr, n_positions=n)
     # Straight: the step at the same place in three stretches along the line (the positions
     # are in order along it), within MAX_SEGMENT_SPREAD_PX (checked first: it needs no
