@@ -8,6 +8,8 @@ of frames, labels and tomogram slices.
 from __future__ import annotations
 
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -67,24 +69,50 @@ def write_montage(video_dir: Path, tomogram_dir: Path, path: Path, n_frames: int
     return path
 
 
-def angle_vs_time(frames_table, truth_table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(time_s, true angle, measured angle) of every synthesised frame in time order, angles
-    in degrees; NaN where the frame's angle was not valid (or the frame has no row)."""
-    measured = {Path(s).name: (a, v) for s, a, v in zip(
-        frames_table.column("source").to_pylist(),
-        frames_table.column("contact_angle_deg").to_pylist(),
-        frames_table.column("angle_valid").to_pylist(), strict=True)}
+@dataclass(frozen=True)
+class AngleSeries:
+    """Every synthesised frame in time order: ``time_s``, the true (apparent) angle and what
+    the measurement gave (angles and 1-sigma in degrees; NaN where a frame has no angle or no
+    row), ``valid`` per frame and the ``reason_code`` of each refused one."""
+
+    time_s: np.ndarray
+    true_deg: np.ndarray
+    angle_deg: np.ndarray
+    sigma_deg: np.ndarray
+    valid: np.ndarray
+    reason_code: list[str]
+
+    @property
+    def valid_deg(self) -> np.ndarray:
+        """Measured angles, NaN where the angle is not valid."""
+        return np.where(self.valid, self.angle_deg, np.nan)
+
+    def refused_counts(self) -> dict[str, int]:
+        """Refused frames per reason code, most frequent first."""
+        codes = Counter(c for c, v in zip(self.reason_code, self.valid, strict=True) if not v)
+        return dict(codes.most_common())
+
+
+def angle_vs_time(frames_table, truth_table) -> AngleSeries:
+    """Join the frame rows to the video's truth table by file name, in time order."""
+    columns = ("source", "contact_angle_deg", "contact_angle_uncertainty_deg", "angle_valid",
+               "reason_code")
+    rows = frames_table.select(list(columns)).to_pydict()
+    measured = {Path(s).name: (a, u, v, c) for s, a, u, v, c in zip(
+        *(rows[c] for c in columns), strict=True)}
     truth = truth_table.to_pydict()
-    times, true_deg, meas_deg = [], [], []
-    for name, t, theta in zip(truth["file"], truth["time_s"], truth["theta_apparent_deg"],
-                              strict=True):
-        angle, valid = measured.get(Path(name).name, (None, False))
-        times.append(t)
-        true_deg.append(theta)
-        meas_deg.append(angle if valid else np.nan)
-    times, true_deg, meas_deg = map(np.asarray, (times, true_deg, meas_deg))
-    order = np.argsort(times)
-    return times[order], true_deg[order], meas_deg[order].astype(float)
+    order = np.argsort(np.asarray(truth["time_s"], float), kind="stable")
+    got = [measured.get(Path(truth["file"][i]).name, (None, None, False, "no_row"))
+           for i in order]
+
+    def floats(values) -> np.ndarray:
+        return np.array([np.nan if v is None else float(v) for v in values])
+
+    return AngleSeries(
+        time_s=floats(truth["time_s"][i] for i in order),
+        true_deg=floats(truth["theta_apparent_deg"][i] for i in order),
+        angle_deg=floats(g[0] for g in got), sigma_deg=floats(g[1] for g in got),
+        valid=np.array([bool(g[2]) for g in got]), reason_code=[str(g[3]) for g in got])
 
 
 def angle_errors(true_deg: np.ndarray, meas_deg: np.ndarray) -> dict[str, float]:
@@ -99,19 +127,26 @@ def angle_errors(true_deg: np.ndarray, meas_deg: np.ndarray) -> dict[str, float]
     }
 
 
-def summary_line(stats: dict[str, float]) -> str:
-    """The demo's one-line account of :func:`angle_errors`; no RMSE without a valid angle."""
+def summary_line(stats: dict[str, float], refused: dict[str, int] | None = None) -> str:
+    """The demo's one-line account of :func:`angle_errors`, and of the refused frames per
+    reason code; no RMSE without a valid angle."""
     counted = f"{int(stats['valid'])}/{int(stats['frames'])} frames measured"
+    why = ""
+    if refused:
+        why = (f"; {sum(refused.values())} refused ("
+               + ", ".join(f"{code} {n}" for code, n in refused.items()) + ")")
     if not stats["valid"]:
-        return f"{counted}: no valid angle"
+        return f"{counted}: no valid angle{why}"
     return (f"{counted}, RMSE {stats['rmse_deg']:.2f} deg, median |error| "
-            f"{stats['median_abs_error_deg']:.2f} deg")
+            f"{stats['median_abs_error_deg']:.2f} deg{why}")
 
 
 def plot_angle_vs_time(times: np.ndarray, true_deg: np.ndarray, meas_deg: np.ndarray,
-                       path: Path) -> bool:
-    """PNG of measured and true contact angle against time. Returns False, writing nothing,
-    when matplotlib (the ``report`` extra) is not installed."""
+                       path: Path, series: AngleSeries | None = None) -> bool:
+    """PNG of measured and true contact angle against time. With ``series``, the valid
+    angles carry their 1-sigma bars and the refused frames that still have an angle are
+    drawn hollow with theirs (their reason codes in the legend). Returns False, writing
+    nothing, when matplotlib (the ``report`` extra) is not installed."""
     try:
         import matplotlib
     except ImportError:
@@ -122,10 +157,23 @@ def plot_angle_vs_time(times: np.ndarray, true_deg: np.ndarray, meas_deg: np.nda
 
     fig, ax = plt.subplots(figsize=(8, 3.5), dpi=120)
     ax.plot(times, true_deg, "k-", lw=1.2, label="ground truth (apparent)")
-    ax.plot(times, meas_deg, "o", ms=3.5, color="tab:red", label="nwwatch")
+    if series is None:
+        ax.plot(times, meas_deg, "o", ms=3.5, color="tab:red", label="nwwatch")
+    else:
+        refused = ~series.valid & np.isfinite(series.angle_deg)
+        if refused.any():
+            codes = sorted({c for c, r in zip(series.reason_code, refused, strict=True) if r})
+            ax.errorbar(series.time_s[refused], series.angle_deg[refused],
+                        yerr=series.sigma_deg[refused], fmt="o", ms=3.5, mfc="none",
+                        color="0.6", lw=0.8, capsize=0,
+                        label=f"refused ({', '.join(codes)}), +-1 sigma")
+        ok = series.valid
+        ax.errorbar(series.time_s[ok], series.angle_deg[ok], yerr=series.sigma_deg[ok],
+                    fmt="o", ms=3.5, color="tab:red", lw=0.8, capsize=0,
+                    label="nwwatch, valid, +-1 sigma")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("contact angle (deg)")
-    ax.legend(loc="best")
+    ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -177,10 +225,11 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
     click.echo("4/4 plotting contact angle against time and drawing overlays")
     frames_table = ds.dataset(results / "frames", format="parquet").to_table()
     truth_table = pq.read_table(video / "truth.parquet")
-    times, true_deg, meas_deg = angle_vs_time(frames_table, truth_table)
-    stats = angle_errors(true_deg, meas_deg)
+    series = angle_vs_time(frames_table, truth_table)
+    stats = angle_errors(series.true_deg, series.valid_deg)
     plot = out / "contact_angle_vs_time.png"
-    if not plot_angle_vs_time(times, true_deg, meas_deg, plot):
+    if not plot_angle_vs_time(series.time_s, series.true_deg, series.valid_deg, plot,
+                              series=series):
         click.echo("    plot skipped: matplotlib is not installed (pip install 'nwwatch[report]')")
         plot = None
     overlays = out / "overlays"
@@ -197,7 +246,7 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
                                        pixel_size_nm=frame.pixel_size_nm, image=frame.image)
         cv2.imwrite(str(overlays / f"{path.stem}.png"), draw_overlay(frame.image, seg.labels[0],
                                                                      result))
-    click.echo(f"    {summary_line(stats)}")
+    click.echo(f"    {summary_line(stats, series.refused_counts())}")
     shown = f"{plot}, " if plot is not None else ""
     click.echo(f"done in {time.perf_counter() - start:.0f} s: see {shown}{out}/montage.png, "
                f"{overlays}/, Parquet in {results}/frames/")

@@ -6,10 +6,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
-from nwwatch.demo import angle_errors, demo, summary_line
+from nwwatch.demo import angle_errors, angle_vs_time, demo, summary_line
+
+nan = float("nan")
 
 
 def test_a_summary_without_a_valid_angle_says_so():
@@ -28,3 +31,30 @@ def test_the_stress_video_is_a_small_droplet_at_a_very_low_dose(tmp_path):
     assert set(truth["dose_e_per_px"]) == {35.0}
     # 35 px at 512 px, scaled to the frame size.
     assert all(math.isclose(radius, 35.0 * 128 / 512, rel_tol=0.1) for radius in truth["R_px"])
+
+
+def test_the_summary_counts_refused_frames_by_reason_code():
+    stats = angle_errors(np.array([100.0, 110.0, 120.0]), np.array([101.0, nan, nan]))
+    line = summary_line(stats, {"angle_uncertain": 1, "no_droplet": 1})
+    assert line == ("1/3 frames measured, RMSE 1.00 deg, median |error| 1.00 deg; "
+                    "2 refused (angle_uncertain 1, no_droplet 1)")
+
+
+def test_the_angle_series_joins_rows_to_the_truth_by_file_name_in_time_order():
+    frames = pa.table({
+        "source": ["/acq/frame_00001.tif", "/acq/frame_00000.tif"],
+        "contact_angle_deg": [112.0, 104.0],
+        "contact_angle_uncertainty_deg": [2.5, 0.4],
+        "angle_valid": [False, True],
+        "reason_code": ["angle_uncertain", "ok"],
+    })
+    truth = pa.table({"file": ["frame_00002.tif", "frame_00001.tif", "frame_00000.tif"],
+                      "time_s": [1.0, 0.5, 0.0], "theta_apparent_deg": [115.0, 110.0, 105.0]})
+    series = angle_vs_time(frames, truth)
+    assert series.time_s.tolist() == [0.0, 0.5, 1.0]
+    assert series.true_deg.tolist() == [105.0, 110.0, 115.0]
+    assert series.angle_deg[:2].tolist() == [104.0, 112.0] and math.isnan(series.angle_deg[2])
+    assert series.valid.tolist() == [True, False, False]
+    assert series.valid_deg[0] == 104.0 and np.isnan(series.valid_deg[1:]).all()
+    # A frame without a row is refused as such, not silently dropped.
+    assert series.refused_counts() == {"angle_uncertain": 1, "no_row": 1}
