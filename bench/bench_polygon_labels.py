@@ -5,7 +5,8 @@ each placed to within about a pixel, the classes drawn as separate polygons. Thi
 such labels from the exact ones of ``bench.bench_contact_angle``'s real-geometry cases (a >=
 30 px, untilted): per class, the outline of the exact label (``cv2.findContours``) keeps one
 vertex every ``spacing`` px of contour plus its corners (``cv2.approxPolyDP`` at 1 px), each
-vertex moves by a Gaussian of ``jitter`` px (1-sigma) per axis, and the polygons are filled
+vertex moves by a Gaussian of ``jitter`` px (1-sigma) per axis (vertices on the image border
+only along it, as a drawing tool clamps them), and the polygons are filled
 wire first, droplet over it (so the droplet's polygon wins where they overlap and a thin gap
 of background may open where they do not meet). Errors in degrees against the exact angle;
 "<= 2 sigma" is the share of valid frames within twice their stated uncertainty.
@@ -44,7 +45,14 @@ def polygon_labels(labels: np.ndarray, spacing_px: float, jitter_px: float,
             keep = set(range(0, len(points), max(1, round(spacing_px))))
             corners = cv2.approxPolyDP(points.astype(np.float32)[:, None, :], 1.0, True)[:, 0]
             keep.update(int(np.argmin(np.hypot(*(points - c).T))) for c in corners)
-            vertices = points[sorted(keep)] + rng.normal(0.0, jitter_px, (len(keep), 2))
+            vertices = points[sorted(keep)]
+            moved = vertices + rng.normal(0.0, jitter_px, vertices.shape)
+            # Along the image border a drawing tool clamps vertices to the edge: the cut
+            # side of a frame-cut object stays on it.
+            for axis, size in ((0, labels.shape[1]), (1, labels.shape[0])):
+                on_edge = (vertices[:, axis] <= 0) | (vertices[:, axis] >= size - 1)
+                moved[on_edge, axis] = np.where(vertices[on_edge, axis] <= 0, -0.5, size - 0.5)
+            vertices = moved
             # 2 fractional bits: vertices at quarter-pixel positions, as a drawing tool's.
             cv2.fillPoly(out, [np.round(vertices * 4).astype(np.int32)], int(cls), shift=2)
     return out

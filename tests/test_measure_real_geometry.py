@@ -255,3 +255,28 @@ def test_a_stub_under_a_large_droplet_beats_a_longer_wire_with_a_small_one():
     assert r.droplet_radius_px == pytest.approx(60.0, abs=1.5)
     # cos(theta) = -s / R with s = 45 px: theta = acos(-0.75)
     assert r.contact_angle_deg == pytest.approx(math.degrees(math.acos(-45 / 60)), abs=1.5)
+
+
+@pytest.mark.parametrize("theta", [95.0, 120.0, 140.0])
+@pytest.mark.parametrize("gap_px", [2.5, 3.5])
+def test_a_partial_gap_between_drawn_polygons_is_not_fitted_as_free_surface(theta, gap_px):
+    """Wire and droplet drawn as separate polygons leave a background strip between them over
+    part of the interface; the droplet's edge along it faces the wire, not the free surface,
+    so the angle is the exact labels' within the binary-mask tolerance."""
+    a, axis = 40.0, 70.0
+    cap = render_ideal_cap(SHAPE, theta, a, axis, (140.0, 120.0))
+    labels = cap.labels.copy()
+    u = np.array(axis_vectors(axis)[0])  # growth direction: from the wire into the droplet
+    v = np.array([-u[1], u[0]])
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]].astype(float)
+    rel = np.stack([rows - cap.facet_center_rc[0], cols - cap.facet_center_rc[1]], axis=-1)
+    height, along = rel @ u, rel @ v
+    # Droplet pixels within gap_px of the facet over 60 % of the base, off-centre.
+    strip = (labels == DROPLET) & (height < gap_px) & (along > -0.5 * a) & (along < 0.7 * a)
+    labels[strip] = 0
+    exact = measure_contact_angle(cap.labels)
+    r = measure_contact_angle(labels)
+    assert r.angle_valid, (r.reason_code, r.reason)
+    assert abs(r.contact_angle_deg - cap.contact_angle_deg) <= tolerance_deg(a) + 2 * (
+        r.contact_angle_uncertainty_deg), (r.contact_angle_deg, exact.contact_angle_deg)
+    assert abs(r.contact_angle_deg - cap.contact_angle_deg) <= 2.0

@@ -16,7 +16,7 @@ import numpy as np
 
 from nwwatch.measure.circle import CircleFit, geometric_fit
 from nwwatch.measure.edges import BoundaryPoints
-from nwwatch.measure.interface import FacetLine
+from nwwatch.measure.interface import GAP_PX, FacetLine
 
 #: Free-surface points closer than this to the facet line are not fitted (px).
 FACET_MARGIN_PX = 1.5
@@ -25,6 +25,12 @@ MIN_POINTS = 12
 #: Each side's circle needs this much arc (degrees).
 MIN_SIDE_SPAN_DEG = 20.0
 _NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+#: Droplet edge points between the interface's ends and nearer the facet line than
+#: FACET_MARGIN_PX + GAP_PX (+ half a bridged gap) face the wire across a background gap
+#: (labels drawn as separate polygons): they are not the free surface. "Between the ends"
+#: leaves this margin plus a 45-degree cone at each end, so that a surface leaving the
+#: triple points at any angle above 45 degrees keeps all its points.
+GAP_END_MARGIN_PX = 2.0
 
 
 def arc_span_deg(points: np.ndarray, center: np.ndarray) -> float:
@@ -72,12 +78,22 @@ def on_border(pts: BoundaryPoints, shape: tuple[int, int], offset: tuple[int, in
 
 
 def free_surface(
-    pts: BoundaryPoints, line: FacetLine, wire: np.ndarray, border: np.ndarray
+    pts: BoundaryPoints, line: FacetLine, wire: np.ndarray, border: np.ndarray,
+    interface_along_px: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """(N,) mask of droplet boundary points ``pts`` on the free surface: more than
     FACET_MARGIN_PX (+ half the gap) beyond the facet line, not within 2 px of ``wire``
-    (bool crop mask), not on the image ``border`` ((N,) bool)."""
-    keep = line.offset(pts.points) > FACET_MARGIN_PX + 0.5 * line.gap_px
+    (bool crop mask), not on the image ``border`` ((N,) bool), and, given the interface's
+    extent along the line (``interface_along_px``, coordinates along ``line.direction``
+    from ``line.point``), not a gap's side between its ends (``GAP_END_MARGIN_PX``)."""
+    offset = line.offset(pts.points)
+    keep = offset > FACET_MARGIN_PX + 0.5 * line.gap_px
+    if interface_along_px is not None:
+        lo, hi = interface_along_px
+        along = line.along(pts.points)
+        inner = GAP_END_MARGIN_PX + np.maximum(offset, 0.0)
+        keep &= ~((along > lo + inner) & (along < hi - inner)
+                  & (offset < FACET_MARGIN_PX + 0.5 * line.gap_px + GAP_PX))
     near_wire = cv2.dilate(wire.view(np.uint8), _NEAR).astype(bool)
     keep &= ~near_wire[pts.outside[:, 0], pts.outside[:, 1]]
     keep &= ~near_wire[pts.inside[:, 0], pts.inside[:, 1]]

@@ -244,7 +244,9 @@ def _measure(
                      **geometry)
     contour = fine if fine is not None else drop_pts
     border = on_border(contour, shape, offset)
-    keep = free_surface(contour, line, sel.wire, border)
+    ends = line.along(iface.points[line.inliers])
+    keep = free_surface(contour, line, sel.wire, border,
+                        (float(ends.min()), float(ends.max())) if ends.size else None)
     all_pts = contour.points[keep]
     if len(all_pts) < MIN_POINTS:
         return _fail("free_surface_too_small", f"only {len(all_pts)} droplet edge points on "
