@@ -231,14 +231,11 @@ def format_report(report: EvaluationReport) -> str:
 def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int | None,
              no_angles: bool, json_out: Path | None, flip_average: bool) -> None:
     """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles."""
+    from nwwatch.cli import require_writable
     from nwwatch.segment.session import ModelLoadError
 
-    if json_out is not None:  # made before the run, not found missing after it
-        try:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise click.BadParameter(f"{json_out}: cannot create its folder ({exc.strerror})",
-                                     param_hint="--json") from None
+    if json_out is not None:  # checked (its folder made) before the run, not after it
+        require_writable(json_out, "'--json'")
     try:
         report = evaluate_folder(model, data, tuple(providers), threads, not no_angles,
                                  flip_average=flip_average)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +209,21 @@ def test_a_model_of_another_kind_is_named_before_any_label_is_read(tmp_path):
     result = CliRunner().invoke(main, ["evaluate", str(insitu), str(data)])
     assert result.exit_code == 1 and "the model's kind is 'insitu'" in result.output
     assert "holds 'tomogram' data" in result.output and "its dataset.toml" in result.output
+
+
+def test_a_json_path_that_takes_no_file_is_refused_before_the_run(tmp_path):
+    # /proc exists, so its folder needs no making, but no file can be created in it (Linux)
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux /proc")
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    model = build_threshold_model(tmp_path / "m.onnx")
+    bad = Path("/proc") / "report.json"
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(bad),
+                                       "--threads", "1"])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert "Invalid value for '--json'" in result.output and str(bad) in result.output
+    assert "mIoU" not in result.output  # refused before the evaluation ran

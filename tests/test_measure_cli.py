@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
@@ -163,3 +165,26 @@ def test_tiffs_are_read_as_the_service_reads_them(tmp_path):
                                        "--pixel-size-nm", "0.5"])
     assert result.exit_code == 0, result.output
     assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("where", ["file-in-the-way", "proc-out", "proc-overlays"])
+def test_an_unwritable_output_is_refused_before_anything_is_measured(tmp_path, where):
+    # /proc exists but takes no new file or folder (Linux): before, found after the work
+    if where.startswith("proc") and not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux /proc")
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "good.png"), cap.labels)
+    (tmp_path / "afile").write_text("")
+    out, option = {"file-in-the-way": (tmp_path / "afile" / "rows.parquet", "--out"),
+                   "proc-out": (Path("/proc") / "rows.parquet", "--out"),
+                   "proc-overlays": (Path("/proc") / "qa", "--overlays")}[where]
+    args = ["measure", str(tmp_path / "good.png"), "--out",
+            str(out if option == "--out" else tmp_path / "rows.parquet")]
+    if option == "--overlays":
+        args += ["--overlays", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # a usage error, no traceback
+    assert f"Invalid value for '{option}'" in result.output and str(out) in result.output
+    assert "(labels)" not in result.output  # refused before the first measurement
+    assert not (tmp_path / "rows.parquet").exists()

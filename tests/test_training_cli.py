@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -219,3 +220,19 @@ def test_volume_fine_tuning_takes_the_weights_architecture(tmp_path):
     wrong = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "c.onnx"),
                                       "--init", str(tmp_path / "a.pt"), "--arch", "unet"])
     assert wrong.exit_code != 0 and "'unet-paper' model, not --arch 'unet'" in wrong.output
+
+
+@pytest.mark.parametrize("where", ["file-in-the-way", "proc"])
+def test_an_unwritable_out_is_refused_before_training(tmp_path, where):
+    # before: found at the first checkpoint, after an epoch, as a traceback
+    if where == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux /proc")
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "afile" / "m.onnx" if where == "file-in-the-way" else Path("/proc/m.onnx")
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(out), "--epochs", "1",
+                                       *FAST])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert "Invalid value for '--out'" in result.output and str(out) in result.output
+    assert "epoch" not in result.output

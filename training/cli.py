@@ -230,6 +230,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     DATA/images/<stem>.tif|png with DATA/labels/<stem>.png (255 = unlabeled), optional
     DATA/unlabeled/ and DATA/dataset.toml; or a tomogram: --volume V.tif --slice Z --labels L.png.
     """
+    from nwwatch.cli import require_writable
     from training.checkpoint import CheckpointError
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
@@ -246,6 +247,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if len(slice_index) != len(labels):
         raise click.UsageError(f"{len(slice_index)} --slice but {len(labels)} --labels: give "
                                f"one labels file per labeled slice, in the same order")
+    # Before the training, not at its first checkpoint: the .onnx and .pt go to one folder.
+    require_writable(out, "'--out'")
     given = {"arch": arch, "model_options": _model_options(model_options) or None,
              "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
              "crop": crop, "dice_weight": dice_weight, "classifier_steps": classifier_steps,

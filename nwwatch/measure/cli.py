@@ -166,13 +166,16 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
 
     TIFFs are read as the service reads them: a file it refuses is named and skipped (exit
     status 1), and each row gets the file's pixel size and acquisition time."""
+    from nwwatch.cli import require_writable
     from nwwatch.segment.session import file_sha256
 
+    # Outputs checked before the work: an unwritable --out found after it loses every row.
+    require_writable(out, "'--out'")
+    if overlays is not None:
+        require_writable(overlays, "'--overlays'", folder=True)
     rows: list[dict] = []
     skipped = 0
     segment = _FrameSegmenter(model)
-    if overlays is not None:
-        overlays.mkdir(parents=True, exist_ok=True)
     for path in inputs:
         try:
             frames = _read_frames(path)
@@ -233,7 +236,11 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                 name = path.stem + (f"_{index:04d}" if len(pages) > 1 else "") + "_overlay.png"
                 cv2.imwrite(str(overlays / name), draw_overlay(grey, labels, result))
     if rows:
-        _write(rows, out)
+        try:
+            _write(rows, out)
+        except OSError as exc:  # e.g. the disk filled up during the run
+            raise click.ClickException(f"{out}: cannot write the results "
+                                       f"({exc.strerror or exc})") from None
         click.echo(f"wrote {len(rows)} row(s) to {out}")
     if skipped:
         raise click.ClickException(f"{skipped} file(s) could not be read (see above)")
