@@ -188,3 +188,40 @@ def test_an_unwritable_output_is_refused_before_anything_is_measured(tmp_path, w
     assert f"Invalid value for '{option}'" in result.output and str(out) in result.output
     assert "(labels)" not in result.output  # refused before the first measurement
     assert not (tmp_path / "rows.parquet").exists()
+
+
+def test_a_frame_and_its_label_image_keep_both_overlays_and_rows_link_them(tmp_path):
+    from onnx_models import build_threshold_model
+    from servicekit import paint_insitu
+
+    onnx = build_threshold_model(tmp_path / "model.onnx")
+    noise = np.random.default_rng(3).integers(-3, 4, (128, 128))
+    frame = (paint_insitu(117.0, size=128, half_width=16) + noise).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "f001.tif", frame)
+    (tmp_path / "labels").mkdir()
+    cap = render_ideal_cap((128, 128), 112.0, 25.0, 35.0, (70.3, 60.8))
+    cv2.imwrite(str(tmp_path / "labels" / "f001.png"), cap.labels)  # the same stem
+    out = tmp_path / "res" / "rows.parquet"
+    result = CliRunner().invoke(main, [
+        "measure", str(tmp_path / "f001.tif"), str(tmp_path / "labels" / "f001.png"),
+        "--model", str(onnx), "--out", str(out), "--overlays", str(tmp_path / "res" / "qa")])
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(out).to_pylist()
+    paths = [row["overlay_path"] for row in rows]
+    # relative to the Parquet file's folder, like the service's (relative to RESULTS)
+    assert paths == ["qa/f001_overlay.png", "qa/f001_overlay-2.png"]
+    frame_picture = cv2.imread(str(out.parent / paths[0]))
+    labels_picture = cv2.imread(str(out.parent / paths[1]))
+    assert frame_picture.shape == labels_picture.shape == (128, 128, 3)
+    assert not np.array_equal(frame_picture, labels_picture)
+    # an overlay folder outside the Parquet file's folder is linked by its absolute path
+    elsewhere = tmp_path / "qa-elsewhere"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "labels" / "f001.png"),
+                                       "--out", str(out), "--overlays", str(elsewhere)])
+    assert result.exit_code == 0, result.output
+    (row,) = pq.read_table(out).to_pylist()
+    assert row["overlay_path"] == (elsewhere / "f001_overlay.png").resolve().as_posix()
+    # without --overlays there is no overlay and no path
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "labels" / "f001.png"),
+                                       "--out", str(out)])
+    assert pq.read_table(out).to_pylist()[0]["overlay_path"] is None

@@ -98,6 +98,25 @@ def _grey_image(images: Path | None, stem: str, index: int, shape: tuple[int, in
     return None
 
 
+def _overlay_name(path: Path, index: int, n_pages: int, used: set[str]) -> str:
+    """``<stem>[_<page>]_overlay.png``, made unique within one run (``..._overlay-2.png``):
+    a frame and its label image share a stem, and one overlay must not replace the other."""
+    base = path.stem + (f"_{index:04d}" if n_pages > 1 else "") + "_overlay"
+    name, n = f"{base}.png", 1
+    while name in used:
+        n += 1
+        name = f"{base}-{n}.png"
+    used.add(name)
+    return name
+
+
+def _overlay_path(picture: Path, out: Path) -> str:
+    """The row's ``overlay_path``: relative to the Parquet file's folder when the overlay lies
+    under it (as the service's is relative to RESULTS), else absolute; POSIX separators."""
+    picture, folder = picture.resolve(), out.resolve().parent
+    return (picture.relative_to(folder) if picture.is_relative_to(folder) else picture).as_posix()
+
+
 class _FrameSegmenter:
     """The model of ``--model``, loaded on the first raw frame (label images need none)."""
 
@@ -176,6 +195,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     rows: list[dict] = []
     skipped = 0
     segment = _FrameSegmenter(model)
+    used_names: set[str] = set()
     for path in inputs:
         try:
             frames = _read_frames(path)
@@ -211,6 +231,15 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
 
                 extra["confidence"] = frame_confidence(probabilities, labels,
                                                        result.angle_valid)
+            if overlays is not None:
+                if is_labels:
+                    grey = _grey_image(images, path.stem, index, page.shape)
+                picture = overlays / _overlay_name(path, index, len(pages), used_names)
+                if cv2.imwrite(str(picture), draw_overlay(grey, labels, result)):
+                    extra["overlay_path"] = _overlay_path(picture, out)
+                else:
+                    click.echo(f"warning: {picture}: the overlay could not be written",
+                               err=True)
             rows.append({
                 "source": str(path),
                 "frame": index,
@@ -230,11 +259,6 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             what = "labels" if is_labels else "frame"
             click.echo(f"{path}[{index}] ({what}): {result.status} [{result.reason_code}] "
                        f"{angle}{note}")
-            if overlays is not None:
-                if is_labels:
-                    grey = _grey_image(images, path.stem, index, page.shape)
-                name = path.stem + (f"_{index:04d}" if len(pages) > 1 else "") + "_overlay.png"
-                cv2.imwrite(str(overlays / name), draw_overlay(grey, labels, result))
     if rows:
         try:
             _write(rows, out)
