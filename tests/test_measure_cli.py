@@ -225,3 +225,26 @@ def test_a_frame_and_its_label_image_keep_both_overlays_and_rows_link_them(tmp_p
     result = CliRunner().invoke(main, ["measure", str(tmp_path / "labels" / "f001.png"),
                                        "--out", str(out)])
     assert pq.read_table(out).to_pylist()[0]["overlay_path"] is None
+
+
+@pytest.mark.parametrize("kind", ["tomogram", "not-onnx"])
+def test_a_wrong_model_is_refused_before_the_label_images_are_measured(tmp_path, kind):
+    from onnx_models import build_threshold_model
+
+    model = tmp_path / "model.onnx"
+    if kind == "tomogram":
+        build_threshold_model(model, kind="tomogram")
+    else:
+        model.write_bytes(b"not a model")
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "a.png"), cap.labels)
+    tifffile.imwrite(tmp_path / "raw.tif", np.random.default_rng(0).integers(
+        0, 4000, SHAPE).astype(np.uint16))
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "a.png"),
+                                       str(tmp_path / "raw.tif"), "--model", str(model),
+                                       "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Invalid value for '--model'" in result.output and str(model) in result.output
+    assert "a.png[0]" not in result.output and not out.exists()

@@ -124,21 +124,29 @@ class _FrameSegmenter:
         self.model = model
         self._segmenter = None
 
-    def __call__(self, page: np.ndarray):
-        """(labels uint8 (H, W), probabilities float32 (C, H, W), provenance dict)."""
-        from nwwatch.normalize import normalize_image
+    def load(self):
+        """The Segmenter; a model that cannot be loaded or is not in-situ is a usage error
+        naming it."""
         from nwwatch.segment.session import ModelLoadError, Segmenter
 
         if self._segmenter is None:
             path = self.model or DEFAULT_INSITU_MODEL
             try:
-                self._segmenter = Segmenter(path, providers=("cpu",))
+                segmenter = Segmenter(path, providers=("cpu",))
             except ModelLoadError as exc:
-                raise click.ClickException(str(exc)) from None
-            if self._segmenter.metadata.kind != "insitu":
-                raise click.ClickException(f"{path}: a {self._segmenter.metadata.kind!r} "
-                                           "model; raw frames need an in-situ model")
-        seg = self._segmenter
+                raise click.BadParameter(str(exc), param_hint="'--model'") from None
+            if segmenter.metadata.kind != "insitu":
+                raise click.BadParameter(f"{path}: a {segmenter.metadata.kind!r} model; raw "
+                                         "frames need an in-situ model",
+                                         param_hint="'--model'")
+            self._segmenter = segmenter
+        return self._segmenter
+
+    def __call__(self, page: np.ndarray):
+        """(labels uint8 (H, W), probabilities float32 (C, H, W), provenance dict)."""
+        from nwwatch.normalize import normalize_image
+
+        seg = self.load()
         out = seg.segment(normalize_image(page))
         return out.labels[0], out.probabilities[0], {
             "model_name": seg.name, "model_sha256": seg.model_sha256, "provider": seg.provider}
@@ -195,6 +203,8 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     rows: list[dict] = []
     skipped = 0
     segment = _FrameSegmenter(model)
+    if model is not None:  # a wrong --model found at the first raw frame loses the rows before it
+        segment.load()
     used_names: set[str] = set()
     for path in inputs:
         try:
