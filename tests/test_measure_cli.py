@@ -248,3 +248,33 @@ def test_a_wrong_model_is_refused_before_the_label_images_are_measured(tmp_path,
     assert isinstance(result.exception, SystemExit)
     assert "Invalid value for '--model'" in result.output and str(model) in result.output
     assert "a.png[0]" not in result.output and not out.exists()
+
+
+def test_a_blank_frame_read_as_labels_says_how_to_measure_it_as_a_frame(tmp_path):
+    # --read-as auto takes a frame with few grey levels (here one: the beam blanked) for labels
+    blank = tmp_path / "blank.tif"
+    tifffile.imwrite(blank, np.full(SHAPE, 500, np.uint16))
+    result = CliRunner().invoke(main, ["measure", str(blank), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1
+    assert f"{blank}: labels must be" in result.output and "--read-as frames" in result.output
+    # --read-as labels asked for labels: no hint about frames
+    result = CliRunner().invoke(main, ["measure", str(blank), "--out",
+                                       str(tmp_path / "rows.parquet"), "--read-as", "labels"])
+    assert result.exit_code == 1 and "--read-as frames" not in result.output
+
+
+def test_an_unreadable_overlay_background_is_a_warning_not_the_end_of_the_run(tmp_path):
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "good.png"), cap.labels)
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "good.tif").write_bytes(b"II*\0 truncated")
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out", str(out),
+                                       "--overlays", str(tmp_path / "qa"),
+                                       "--images", str(images)])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {images / 'good.tif'}" in result.output
+    assert (tmp_path / "qa" / "good_overlay.png").is_file()
+    assert pq.read_table(out).num_rows == 1

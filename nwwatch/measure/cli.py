@@ -88,7 +88,12 @@ def _grey_image(images: Path | None, stem: str, index: int, shape: tuple[int, in
     for suffix in _IMAGE_SUFFIXES:
         candidate = images / f"{stem}{suffix}"
         if candidate.exists():
-            pages = _read_pages(candidate)
+            try:
+                pages = _read_pages(candidate)
+            except LabelFileError as exc:  # an overlay's background: not worth the run
+                click.echo(f"warning: {exc.format_message()}; overlay drawn on the labels",
+                           err=True)
+                return None
             page = pages[min(index, len(pages) - 1)]
             if page.shape == shape:
                 return page
@@ -212,7 +217,16 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             pages = [frame.image for frame in frames]
             is_labels = read_as == "labels" or (read_as == "auto" and looks_like_labels(pages))
             if is_labels:
-                pages = read_labels(path, pages)
+                try:
+                    pages = read_labels(path, pages)
+                except LabelFileError as exc:
+                    if read_as == "labels":
+                        raise
+                    # e.g. a blank frame: few grey levels made auto read it as labels
+                    raise LabelFileError(path, f"{exc.reason} (read as labels: at most "
+                                               f"{_LABEL_MAX_VALUES} distinct values; "
+                                               "--read-as frames measures it as a raw "
+                                               "frame)") from None
         except LabelFileError as exc:
             click.echo(f"skipped {exc.format_message()}", err=True)
             skipped += 1
