@@ -215,3 +215,48 @@ def test_proposal_with_the_raw_frame_is_measured_as_the_service_measures():
     # The facet handles sit on the moved line, not on the labels' boundary.
     mid = np.mean(np.array(geometry.facet), axis=0)
     assert np.allclose(mid, [service.facet_row, service.facet_col], atol=1e-6)
+
+
+def _label_cli(*args: str):
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    return CliRunner().invoke(main, ["label", *args, "--no-browser", "--port", "0"])
+
+
+@pytest.mark.parametrize("kind", ["tomogram", "not-onnx"])
+def test_label_refuses_a_wrong_model_before_the_page_opens(tmp_path, kind):
+    # before: the page opened and each frame's proposal failed, found only in the browser
+    import tifffile
+    from onnx_models import build_threshold_model
+
+    frame = tmp_path / "f.tif"
+    tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))
+    model = tmp_path / "m.onnx"
+    if kind == "tomogram":
+        build_threshold_model(model, kind="tomogram")
+    else:
+        model.write_bytes(b"not a model")
+    result = _label_cli(str(frame), "--model", str(model), "--out", str(tmp_path / "DATA"))
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Invalid value for '--model'" in result.output and str(model) in result.output
+    assert "labelling 1 frames" not in result.output
+
+
+def test_label_refuses_an_unwritable_data_folder_and_an_unknown_address(tmp_path):
+    import tifffile
+
+    frame = tmp_path / "f.tif"
+    tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))
+    (tmp_path / "afile").write_text("")
+    bad = tmp_path / "afile" / "DATA"  # before: found at the first save, in the browser
+    result = _label_cli(str(frame), "--out", str(bad))
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--out'" in result.output and str(bad) in result.output
+    assert "labelling 1 frames" not in result.output
+    # an address this computer does not have (TEST-NET-1): the port is not the problem
+    result = _label_cli(str(frame), "--out", str(tmp_path / "DATA"), "--host", "192.0.2.1")
+    assert result.exit_code == 1, result.output
+    assert "cannot listen on 192.0.2.1:0" in result.output and "--port 0" not in result.output

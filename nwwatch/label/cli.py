@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import signal
 import threading
 import webbrowser
@@ -54,9 +55,11 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     facet line; drag them, paint what is not a circle, save. Saved frames are a DATA folder
     for `nwwatch train DATA --init insitu-default --out mine.onnx`. Stop with Ctrl+C.
     """
+    from nwwatch.cli import require_writable
     from nwwatch.io import InputError
     from nwwatch.label.frames import frame_refs
     from nwwatch.label.server import DEFAULT_MODEL, LabelSession, make_server, serve_in_thread
+    from nwwatch.segment.session import ModelLoadError
 
     paths: list[Path] = []
     pages: list[int | None] = []
@@ -75,12 +78,22 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
         refs = frame_refs(paths, infos, pages)
     except (InputError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
+    # Checked before the page opens, not at the first save or the first frame's proposal.
+    require_writable(data_dir, "'--out'", folder=True)
     session = LabelSession(refs, data_dir, model or DEFAULT_MODEL)
+    try:
+        segmenter = session.segmenter()
+    except ModelLoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--model'") from None
+    if segmenter.metadata.kind != "insitu":
+        raise click.BadParameter(f"{session.model_path}: a {segmenter.metadata.kind!r} model; "
+                                 "labelling frames needs an in-situ model",
+                                 param_hint="'--model'")
     try:
         server = make_server(session, host, port)
     except OSError as exc:
-        raise click.ClickException(
-            f"cannot listen on {host}:{port} ({exc}); try --port 0") from None
+        hint = "; try --port 0" if exc.errno == errno.EADDRINUSE else ""
+        raise click.ClickException(f"cannot listen on {host}:{port} ({exc}){hint}") from None
     stop = threading.Event()
     # SIGTERM (and SIGINT where a shell left it ignored) end the session like Ctrl+C; set
     # before the address is announced, so a signal sent as soon as the page answers is caught.
