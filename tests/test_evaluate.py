@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +228,25 @@ def test_a_json_path_that_takes_no_file_is_refused_before_the_run(tmp_path):
     assert isinstance(result.exception, SystemExit)  # no traceback
     assert "Invalid value for '--json'" in result.output and str(bad) in result.output
     assert "mIoU" not in result.output  # refused before the evaluation ran
+
+
+def test_no_angle_measured_reads_as_such_and_the_json_stays_strict(tmp_path):
+    # an untrained network measures no angle: before, "RMSE nan deg" and NaN in the JSON
+    data = tmp_path / "synth"
+    result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2",
+                                       "--size", "64", "--seed", "9"])
+    assert result.exit_code == 0, result.output
+    model = tmp_path / "m.onnx"
+    _export_untrained(model)
+    report = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(report),
+                                       "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "contact angle (predicted labels): 0/2 measured; failures: " in result.output
+    assert re.search(r"\bnan\b", result.output, re.IGNORECASE) is None
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in the JSON report")
+
+    doc = json.loads(report.read_text(), parse_constant=refuse)
+    assert doc["contact_angle"]["valid"] == 0 and doc["contact_angle"]["rmse_deg"] is None
