@@ -278,3 +278,29 @@ def test_an_unreadable_overlay_background_is_a_warning_not_the_end_of_the_run(tm
     assert f"warning: {images / 'good.tif'}" in result.output
     assert (tmp_path / "qa" / "good_overlay.png").is_file()
     assert pq.read_table(out).num_rows == 1
+
+
+def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
+    # 'nwwatch measure --out frames/*.tif': the shell hands the first frame to --out; before,
+    # it was overwritten with the Parquet rows of the others
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    frames = []
+    for k in range(2):
+        frames.append(tmp_path / f"f{k}.png")
+        cv2.imwrite(str(frames[-1]), cap.labels)
+    original = frames[0].read_bytes()
+    for args in (["--out", str(frames[0]), str(frames[1])], [str(frames[0]), "--out",
+                                                             str(frames[0])]):
+        result = CliRunner().invoke(main, ["measure", *args])
+        assert result.exit_code == 2, result.output
+        assert f"{frames[0]} exists and is not a Parquet file" in result.output
+        assert frames[0].read_bytes() == original
+    # an earlier run's Parquet file (or an empty file) is replaced as before
+    out = tmp_path / "rows.parquet"
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["measure", str(frames[1]), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    empty = tmp_path / "empty.parquet"
+    empty.write_bytes(b"")
+    result = CliRunner().invoke(main, ["measure", str(frames[1]), "--out", str(empty)])
+    assert result.exit_code == 0 and pq.read_table(empty).num_rows == 1

@@ -157,6 +157,13 @@ class _FrameSegmenter:
             "model_name": seg.name, "model_sha256": seg.model_sha256, "provider": seg.provider}
 
 
+def _is_parquet(path: Path) -> bool:
+    """True when ``path`` starts with Parquet's magic bytes (an earlier run's output) or is
+    empty."""
+    with path.open("rb") as handle:
+        return handle.read(4) in (b"PAR1", b"")
+
+
 def _write(rows: list[dict], out: Path) -> None:
     try:
         from nwwatch.results.parquet import rows_to_table, write_table_atomic
@@ -202,6 +209,10 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     from nwwatch.segment.session import file_sha256
 
     # Outputs checked before the work: an unwritable --out found after it loses every row.
+    if out.is_file() and not _is_parquet(out):
+        # e.g. 'measure --out frames/*.tif': the shell made the first frame the output
+        raise click.BadParameter(f"{out} exists and is not a Parquet file; it is not replaced",
+                                 param_hint="'--out'")
     require_writable(out, "'--out'")
     if overlays is not None:
         require_writable(overlays, "'--overlays'", folder=True)
