@@ -304,3 +304,20 @@ def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
     empty.write_bytes(b"")
     result = CliRunner().invoke(main, ["measure", str(frames[1]), "--out", str(empty)])
     assert result.exit_code == 0 and pq.read_table(empty).num_rows == 1
+
+
+def test_unlabeled_pixels_are_named_as_such_without_the_frames_hint(tmp_path):
+    # a DATA folder's label image (nwwatch label paints 255 = unlabeled), or a 0/255 mask
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    partial = cap.labels.copy()
+    partial[:20, :20] = 255
+    cv2.imwrite(str(tmp_path / "partial.png"), partial)
+    cv2.imwrite(str(tmp_path / "mask.png"), np.where(cap.labels > 0, 255, 0).astype(np.uint8))
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "partial.png"),
+                                       str(tmp_path / "mask.png"), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1
+    for name in ("partial.png", "mask.png"):
+        assert f"{tmp_path / name}: labels must be 0 background, 1 nanowire, 2 droplet; " \
+               f"found 255 (unlabeled pixels of a DATA folder, or a 0/255 mask)" in result.output
+    assert "--read-as frames" not in result.output

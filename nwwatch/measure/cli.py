@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from nwwatch import DEFAULT_INSITU_MODEL, __version__
-from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.measure.contact_angle import measure_contact_angle
@@ -74,6 +74,12 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.nd
         if not np.issubdtype(page.dtype, np.integer):
             raise LabelFileError(path, f"labels must be integers, got dtype {page.dtype}")
         bad = np.setdiff1d(np.unique(page), [0, NANOWIRE, DROPLET])
+        if bad.size == 1 and bad[0] == UNLABELED:
+            raise LabelFileError(
+                path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {UNLABELED} "
+                      "(unlabeled pixels of a DATA folder, or a 0/255 mask): every pixel needs "
+                      "a class to measure"
+            )
         if bad.size:
             raise LabelFileError(
                 path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {bad[:5]}"
@@ -231,8 +237,9 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                 try:
                     pages = read_labels(path, pages)
                 except LabelFileError as exc:
-                    if read_as == "labels":
-                        raise
+                    if read_as == "labels" or all(
+                            np.isin(p, [0, NANOWIRE, DROPLET, UNLABELED]).all() for p in pages):
+                        raise  # class ids (with unlabeled pixels): not a frame
                     # e.g. a blank frame: few grey levels made auto read it as labels
                     raise LabelFileError(path, f"{exc.reason} (read as labels: at most "
                                                f"{_LABEL_MAX_VALUES} distinct values; "
