@@ -260,3 +260,15 @@ def test_label_refuses_an_unwritable_data_folder_and_an_unknown_address(tmp_path
     result = _label_cli(str(frame), "--out", str(tmp_path / "DATA"), "--host", "192.0.2.1")
     assert result.exit_code == 1, result.output
     assert "cannot listen on 192.0.2.1:0" in result.output and "--port 0" not in result.output
+
+
+def test_label_help_says_what_out_holds():
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    result = CliRunner().invoke(main, ["label", "--help"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0
+    # before: "frames saved there before open with their saved shapes"
+    assert "frames already saved there open with their saved shapes" in text

@@ -236,3 +236,18 @@ def test_an_unwritable_out_is_refused_before_training(tmp_path, where):
     assert isinstance(result.exception, SystemExit)  # no traceback
     assert "Invalid value for '--out'" in result.output and str(out) in result.output
     assert "epoch" not in result.output
+
+
+def test_help_names_the_synth_layout_it_reads(tmp_path):
+    # DATA/<stem>.tif beside DATA/labels/ (nwwatch synth insitu) trains as DATA/images/ does;
+    # before, --help named only DATA/images/
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert result.exit_code == 0
+    assert "nwwatch synth insitu" in " ".join(result.output.split())
+    data = tmp_path / "synth"
+    assert CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2",
+                                     "--size", "32"]).exit_code == 0
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "m.onnx"),
+                                       "--epochs", "1", *FAST])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.onnx").is_file()

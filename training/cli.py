@@ -227,8 +227,9 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
           quiet) -> None:
     """Train a segmentation model on DATA and export it to ONNX.
 
-    DATA/images/<stem>.tif|png with DATA/labels/<stem>.png (255 = unlabeled), optional
-    DATA/unlabeled/ and DATA/dataset.toml; or a tomogram: --volume V.tif --slice Z --labels L.png.
+    DATA/images/<stem>.tif|png (or the frames in DATA itself, as `nwwatch synth insitu`
+    writes them) with DATA/labels/<stem>.png (255 = unlabeled), optional DATA/unlabeled/ and
+    DATA/dataset.toml; or a tomogram: --volume V.tif --slice Z --labels L.png.
     """
     from nwwatch.cli import require_writable
     from training.checkpoint import CheckpointError

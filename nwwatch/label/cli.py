@@ -34,7 +34,7 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
 @click.option("--out", "data_dir", required=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="DATA folder to write (images/, labels/, geometry/, truth.parquet); "
-                   "frames saved there before open with their saved shapes.")
+                   "frames already saved there open with their saved shapes.")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="ONNX model whose labels are the starting point  "
                                  "[default: the shipped insitu-default].")
