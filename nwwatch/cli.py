@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from pathlib import Path
 
 import click
 
@@ -51,20 +50,6 @@ _HELP = {
 #: Modules each extra provides; a command that needs an extra checks them before loading.
 _EXTRA_MODULES: dict[str, tuple[str, ...]] = {"train": ("torch", "onnx", "onnxscript"),
                                                "report": ("matplotlib",)}
-
-
-def require_writable(path: Path, param_hint: str, folder: bool = False) -> None:
-    """Raise :class:`click.BadParameter` naming ``path`` when the output file ``path`` (the
-    folder ``path`` when ``folder``) cannot be written; its folder is created if missing.
-    Called before a command's work, so an unwritable output is not found after hours of it."""
-    from nwwatch.atomic import probe_writable
-
-    target = path if folder else path.parent
-    try:
-        probe_writable(target)
-    except OSError as exc:
-        raise click.BadParameter(f"{path}: cannot write to {target} "
-                                 f"({exc.strerror or exc})", param_hint=param_hint) from None
 
 
 def _missing_modules(extra: str) -> list[str]:

@@ -247,7 +247,7 @@ def format_report(report: EvaluationReport) -> str:
 def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int | None,
              no_angles: bool, json_out: Path | None, flip_average: bool) -> None:
     """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles."""
-    from nwwatch.cli import require_writable
+    from nwwatch.options import require_writable
     from nwwatch.segment.session import ModelLoadError
 
     if json_out is not None:  # checked (its folder made) before the run, not after it

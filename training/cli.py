@@ -231,7 +231,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     writes them) with DATA/labels/<stem>.png (255 = unlabeled), optional DATA/unlabeled/ and
     DATA/dataset.toml; or a tomogram: --volume V.tif --slice Z --labels L.png.
     """
-    from nwwatch.cli import require_writable
+    from nwwatch.options import require_writable
     from training.checkpoint import CheckpointError
     from training.data import DatasetLayoutError
     from training.engine import TrainingError

@@ -55,10 +55,10 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     facet line; drag them, paint what is not a circle, save. Saved frames are a DATA folder
     for `nwwatch train DATA --init insitu-default --out mine.onnx`. Stop with Ctrl+C.
     """
-    from nwwatch.cli import require_writable
     from nwwatch.io import InputError
     from nwwatch.label.frames import frame_refs
     from nwwatch.label.server import DEFAULT_MODEL, LabelSession, make_server, serve_in_thread
+    from nwwatch.options import require_writable
     from nwwatch.segment.session import ModelLoadError
 
     paths: list[Path] = []

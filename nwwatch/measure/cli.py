@@ -211,7 +211,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
 
     TIFFs are read as the service reads them: a file it refuses is named and skipped (exit
     status 1), and each row gets the file's pixel size and acquisition time."""
-    from nwwatch.cli import require_writable
+    from nwwatch.options import require_writable
     from nwwatch.segment.session import file_sha256
 
     # Outputs checked before the work: an unwritable --out found after it loses every row.

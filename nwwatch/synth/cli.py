@@ -32,7 +32,7 @@ def insitu(out: Path, n_frames: int, video: bool, seed: int, size: int) -> None:
     OUT must be new, empty, or hold only files this run replaces (rerunning a command, or more
     --frames): frames left over from a larger run, or a labelled DATA folder's own files, would
     be trained and evaluated against a truth.parquet that does not describe them."""
-    from nwwatch.cli import require_writable
+    from nwwatch.options import require_writable
     from nwwatch.synth.insitu import generate_insitu
 
     stale = _not_replaced(out, n_frames)

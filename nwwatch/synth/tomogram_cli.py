@@ -46,7 +46,7 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
              shift_sigma_px: float, pore_length_px: float, porosity: float,
              density_variation: float, saturation_px: float, reconstruction: str) -> None:
     """Write OUT/volume.tif, OUT/truth.tif, OUT/tomogram.json and the training set OUT/train/."""
-    from nwwatch.cli import require_writable
+    from nwwatch.options import require_writable
     from nwwatch.synth.tomogram import generate_tomogram
 
     require_writable(out, "'OUT'", folder=True)

@@ -1,0 +1,25 @@
+"""Command-line parameter types and checks shared by the ``nwwatch`` commands.
+
+In the lowest layer (it needs only click and :mod:`nwwatch.atomic`) so that every command
+module, whatever its layer, checks its arguments the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def require_writable(path: Path, param_hint: str, folder: bool = False) -> None:
+    """Raise :class:`click.BadParameter` naming ``path`` when the output file ``path`` (the
+    folder ``path`` when ``folder``) cannot be written; its folder is created if missing.
+    Called before a command's work, so an unwritable output is not found after hours of it."""
+    from nwwatch.atomic import probe_writable
+
+    target = path if folder else path.parent
+    try:
+        probe_writable(target)
+    except OSError as exc:
+        raise click.BadParameter(f"{path}: cannot write to {target} "
+                                 f"({exc.strerror or exc})", param_hint=param_hint) from None
