@@ -6,9 +6,21 @@ module, whatever its layer, checks its arguments the same way.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
+
+
+class FiniteFloatRange(click.FloatRange):
+    """:class:`click.FloatRange` that also refuses ``nan`` and ``inf``: click parses both,
+    and a NaN passes every bound (each comparison with it is false)."""
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number.", param, ctx)
+        return number
 
 
 def require_writable(path: Path, param_hint: str, folder: bool = False) -> None:

@@ -321,3 +321,17 @@ def test_unlabeled_pixels_are_named_as_such_without_the_frames_hint(tmp_path):
         assert f"{tmp_path / name}: labels must be 0 background, 1 nanowire, 2 droplet; " \
                f"found 255 (unlabeled pixels of a DATA folder, or a 0/255 mask)" in result.output
     assert "--read-as frames" not in result.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_pixel_size_that_is_not_finite_is_a_usage_error(tmp_path, value):
+    # click's FloatRange lets nan (every comparison false) and inf through; before, the
+    # measurement raised ValueError with a traceback
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "good.png"), cap.labels)
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out",
+                                       str(tmp_path / "rows.parquet"), "--pixel-size-nm", value])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Invalid value for '--pixel-size-nm'" in result.output
+    assert "is not a finite number" in result.output

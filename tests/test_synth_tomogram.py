@@ -306,3 +306,16 @@ def test_cli_reports_bad_values(tmp_path):
     result = CliRunner().invoke(tomogram, [str(tmp_path / "x"), "--labeled-fraction", "0"])
     assert result.exit_code != 0
     assert "labeled-fraction" in result.output
+
+
+def test_cli_refuses_a_voxel_size_that_is_not_finite(tmp_path) -> None:
+    # before: nan passed click's FloatRange into the generator
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    result = CliRunner().invoke(main, ["synth", "tomogram", str(tmp_path / "t"), "--size", "16",
+                                       "--voxel-size-nm", "nan"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--voxel-size-nm'" in result.output
+    assert not (tmp_path / "t").exists()

@@ -251,3 +251,15 @@ def test_help_names_the_synth_layout_it_reads(tmp_path):
                                        "--epochs", "1", *FAST])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.onnx").is_file()
+
+
+@pytest.mark.parametrize("option", ["--val-fraction", "--temperature", "--boundary-weight"])
+def test_a_float_option_that_is_not_finite_is_a_usage_error(tmp_path, option):
+    # before: nan passed click's FloatRange (every comparison with it is false)
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "x.onnx"),
+                                       option, "nan", *FAST])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert "is not a finite number" in result.output
+    assert not (tmp_path / "x.pt").exists()

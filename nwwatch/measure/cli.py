@@ -24,6 +24,7 @@ from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
+from nwwatch.options import FiniteFloatRange
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: ``--read-as auto`` takes an integer image with at most this many distinct values (0, 1, 2
@@ -188,7 +189,7 @@ def _write(rows: list[dict], out: Path) -> None:
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file to write (one row per image or page).")
-@click.option("--pixel-size-nm", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--pixel-size-nm", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Pixel size in nm; fills the *_nm columns  [default: the TIFF's own, as "
                    "the service reads it; none for PNG].")
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,

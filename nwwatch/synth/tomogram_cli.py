@@ -6,36 +6,38 @@ from pathlib import Path
 
 import click
 
+from nwwatch.options import FiniteFloatRange
+
 
 @click.command("tomogram")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", type=click.IntRange(min=16), default=128, show_default=True,
               help="Side of the cubic (Z, Y, X) volume in voxels.")
-@click.option("--labeled-fraction", type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+@click.option("--labeled-fraction", type=FiniteFloatRange(min=0.0, max=1.0, min_open=True),
               default=0.02, show_default=True,
               help="Share of the training slice's pixels that keep their label.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed; the same seed writes the same files.")
-@click.option("--voxel-size-nm", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
+@click.option("--voxel-size-nm", type=FiniteFloatRange(min=0.0, min_open=True), default=1.0,
               show_default=True, help="Voxel size written into the TIFF metadata.")
 @click.option("--patch-size", "patch_px", type=click.IntRange(min=1), default=10,
               show_default=True, help="Side of a labeled square patch in pixels.")
-@click.option("--tilt-max-deg", type=click.FloatRange(min=0.0, max=90.0, min_open=True),
+@click.option("--tilt-max-deg", type=FiniteFloatRange(min=0.0, max=90.0, min_open=True),
               default=65.0, show_default=True,
               help="Tilt series from -X to +X degrees; the missing wedge is 180 - 2X.")
-@click.option("--counts-per-voxel", type=click.FloatRange(min=0.0, min_open=True), default=2.0,
+@click.option("--counts-per-voxel", type=FiniteFloatRange(min=0.0, min_open=True), default=2.0,
               show_default=True, help="Dose: expected HAADF counts per voxel of solid on a ray.")
-@click.option("--shift-sigma-px", type=click.FloatRange(min=0.0), default=0.7,
+@click.option("--shift-sigma-px", type=FiniteFloatRange(min=0.0), default=0.7,
               show_default=True, help="Std of the per-projection misalignment in pixels.")
-@click.option("--pore-length-px", type=click.FloatRange(min=0.0, min_open=True), default=3.5,
+@click.option("--pore-length-px", type=FiniteFloatRange(min=0.0, min_open=True), default=3.5,
               show_default=True, help="Correlation length of the pore field in voxels.")
-@click.option("--porosity", type=click.FloatRange(min=0.0, max=1.0, min_open=True,
+@click.option("--porosity", type=FiniteFloatRange(min=0.0, max=1.0, min_open=True,
                                                   max_open=True),
               default=0.45, show_default=True, help="Pore fraction inside the grain.")
-@click.option("--density-variation", type=click.FloatRange(min=0.0, max=1.0, max_open=True),
+@click.option("--density-variation", type=FiniteFloatRange(min=0.0, max=1.0, max_open=True),
               default=0.0, show_default=True,
               help="Relative std of a smooth variation of the solid's density.")
-@click.option("--saturation-px", type=click.FloatRange(min=0.0, max=1e6), default=0.0,
+@click.option("--saturation-px", type=FiniteFloatRange(min=0.0, max=1e6), default=0.0,
               show_default=True,
               help="HAADF signal saturation length in voxels (0: linear); a few tenths of the "
                    "grain's thickness gives cupping that defeats global thresholds.")
