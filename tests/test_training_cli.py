@@ -263,3 +263,16 @@ def test_a_float_option_that_is_not_finite_is_a_usage_error(tmp_path, option):
     assert f"Invalid value for '{option}'" in result.output
     assert "is not a finite number" in result.output
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_label_image_that_looks_like_a_binary_mask_is_warned_about(tmp_path):
+    # 255 means unlabeled: a 0/255 mask trains its foreground as "unlabeled", silently before
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    mask = data / "labels" / "img01.png"
+    label = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(mask), np.where(label > 0, 255, 0).astype(np.uint8))
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "m.onnx"),
+                                       "--epochs", "1", *FAST])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {mask}: only 0 and 255 (unlabeled); a 0/255 mask?" in result.output
+    assert "img00.png" not in result.output  # the other label image has class ids
