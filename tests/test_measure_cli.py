@@ -335,3 +335,15 @@ def test_a_pixel_size_that_is_not_finite_is_a_usage_error(tmp_path, value):
     assert isinstance(result.exception, SystemExit)
     assert "Invalid value for '--pixel-size-nm'" in result.output
     assert "is not a finite number" in result.output
+
+
+def test_a_file_of_another_format_is_told_which_formats_are_read(tmp_path):
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    jpeg = tmp_path / "labels.jpg"
+    cv2.imwrite(str(jpeg), cap.labels * 100)
+    result = CliRunner().invoke(main, ["measure", str(jpeg), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1
+    # before: only "not a TIFF file (no TIFF or BigTIFF header)"
+    assert f"{jpeg}: not a TIFF file" in result.output
+    assert "measure reads TIFF (.tif, .tiff) and PNG (.png) files" in result.output

@@ -54,7 +54,10 @@ def _read_frames(path: Path) -> list[Frame]:
             return read_tiff_frames(path)
         pages = read_pages(path)
     except DatasetLayoutError as exc:
-        raise LabelFileError(path, exc.reason) from None
+        known = path.suffix.lower() in _IMAGE_SUFFIXES
+        # e.g. a JPEG: any other name is tried as a TIFF, so say which formats are read
+        raise LabelFileError(path, exc.reason if known else f"{exc.reason}; measure reads "
+                                   "TIFF (.tif, .tiff) and PNG (.png) files") from None
     mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     return [Frame(image=page, index=i, source=path, pixel_size_nm=None, acquired_at=mtime,
                   acquired_at_source="mtime") for i, page in enumerate(pages)]
