@@ -347,3 +347,18 @@ def test_a_file_of_another_format_is_told_which_formats_are_read(tmp_path):
     # before: only "not a TIFF file (no TIFF or BigTIFF header)"
     assert f"{jpeg}: not a TIFF file" in result.output
     assert "measure reads TIFF (.tif, .tiff) and PNG (.png) files" in result.output
+
+
+def test_when_no_file_is_read_it_says_the_out_file_was_not_written(tmp_path):
+    out = tmp_path / "rows.parquet"
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "good.png"), cap.labels)
+    assert CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out",
+                                     str(out)]).exit_code == 0
+    earlier = out.read_bytes()
+    cv2.imwrite(str(tmp_path / "bad.png"), np.full(SHAPE, 7, np.uint8))
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "bad.png"), "--out", str(out)])
+    assert result.exit_code == 1
+    # the earlier run's file stays, and the user is told it is not this run's
+    assert f"1 file(s) could not be read (see above); nothing written to {out}" in result.output
+    assert out.read_bytes() == earlier

@@ -313,4 +313,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                                        f"({exc.strerror or exc})") from None
         click.echo(f"wrote {len(rows)} row(s) to {out}")
     if skipped:
-        raise click.ClickException(f"{skipped} file(s) could not be read (see above)")
+        # with no row, say so: a Parquet file already at --out is an earlier run's, not this one's
+        unwritten = "" if rows else f"; nothing written to {out}"
+        raise click.ClickException(f"{skipped} file(s) could not be read (see above)"
+                                   f"{unwritten}")
