@@ -248,8 +248,12 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
              no_angles: bool, json_out: Path | None, flip_average: bool) -> None:
     """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles."""
     from nwwatch.options import require_writable
-    from nwwatch.segment.session import ModelLoadError
+    from nwwatch.segment.session import PROVIDERS, ModelLoadError
 
+    unknown = [name for name in providers if name not in PROVIDERS]
+    if unknown:  # the session would raise a KeyError, with a traceback
+        raise click.BadParameter(f"unknown provider(s) {', '.join(unknown)}; choose from "
+                                 f"{', '.join(PROVIDERS)}", param_hint="'--provider'")
     if json_out is not None:  # checked (its folder made) before the run, not after it
         require_writable(json_out, "'--json'")
     try:

@@ -250,3 +250,17 @@ def test_no_angle_measured_reads_as_such_and_the_json_stays_strict(tmp_path):
 
     doc = json.loads(report.read_text(), parse_constant=refuse)
     assert doc["contact_angle"]["valid"] == 0 and doc["contact_angle"]["rmse_deg"] is None
+
+
+def test_an_unknown_provider_is_a_usage_error(tmp_path):
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    model = build_threshold_model(tmp_path / "m.onnx")
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--provider", "gpu"])
+    # before: KeyError from the session, with a traceback
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Invalid value for '--provider': unknown provider(s) gpu; choose from " \
+           "tensorrt, cuda, cpu" in result.output
