@@ -272,3 +272,14 @@ def test_label_help_says_what_out_holds():
     assert result.exit_code == 0
     # before: "frames saved there before open with their saved shapes"
     assert "frames already saved there open with their saved shapes" in text
+
+
+def test_label_queue_of_a_folder_that_is_not_results_says_so(tmp_path):
+    # before: "no frames: give FRAMES, or --queue RESULTS with queued frames", as for an
+    # empty queue
+    result = _label_cli("--queue", str(tmp_path), "--out", str(tmp_path / "DATA"))
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '--queue': {tmp_path} has no label-queue/ folder" in result.output
+    (tmp_path / "label-queue").mkdir()  # a results folder whose queue is empty
+    result = _label_cli("--queue", str(tmp_path), "--out", str(tmp_path / "DATA"))
+    assert result.exit_code == 2 and "no frames" in result.output

@@ -59,6 +59,7 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     from nwwatch.label.frames import frame_refs
     from nwwatch.label.server import DEFAULT_MODEL, LabelSession, make_server, serve_in_thread
     from nwwatch.options import require_writable
+    from nwwatch.results.label_queue import QUEUE_DIR
     from nwwatch.segment.session import ModelLoadError
 
     paths: list[Path] = []
@@ -73,6 +74,10 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     pages += [None] * len(frames)
     infos += [{} for _ in frames]
     if not paths:
+        if queue_dir is not None and not (queue_dir / QUEUE_DIR).is_dir():
+            raise click.BadParameter(f"{queue_dir} has no {QUEUE_DIR}/ folder: give the RESULTS "
+                                     "folder of 'nwwatch run' or 'nwwatch replay --out'",
+                                     param_hint="'--queue'")
         raise click.UsageError("no frames: give FRAMES, or --queue RESULTS with queued frames")
     try:
         refs = frame_refs(paths, infos, pages)
