@@ -283,3 +283,21 @@ def test_label_queue_of_a_folder_that_is_not_results_says_so(tmp_path):
     (tmp_path / "label-queue").mkdir()  # a results folder whose queue is empty
     result = _label_cli("--queue", str(tmp_path), "--out", str(tmp_path / "DATA"))
     assert result.exit_code == 2 and "no frames" in result.output
+
+
+@pytest.mark.parametrize("content", ["colour", "empty"])
+def test_label_refuses_a_bad_png_before_the_page_opens(tmp_path, content):
+    # TIFFs were checked at start; a PNG only when the browser asked for it
+    import cv2
+
+    png = tmp_path / "f.png"
+    if content == "colour":
+        rgb = np.zeros((32, 32, 3), np.uint8)
+        rgb[..., 2] = 200
+        cv2.imwrite(str(png), rgb)
+    else:
+        png.write_bytes(b"")
+    result = _label_cli(str(png), "--out", str(tmp_path / "DATA"))
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert f"Error: {png}: " in result.output and "labelling 1 frames" not in result.output

@@ -56,6 +56,7 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     for `nwwatch train DATA --init insitu-default --out mine.onnx`. Stop with Ctrl+C.
     """
     from nwwatch.io import InputError
+    from nwwatch.io.dataset import DatasetLayoutError
     from nwwatch.label.frames import frame_refs
     from nwwatch.label.server import DEFAULT_MODEL, LabelSession, make_server, serve_in_thread
     from nwwatch.options import require_writable
@@ -81,7 +82,7 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
         raise click.UsageError("no frames: give FRAMES, or --queue RESULTS with queued frames")
     try:
         refs = frame_refs(paths, infos, pages)
-    except (InputError, FileNotFoundError) as exc:
+    except (InputError, DatasetLayoutError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     # Checked before the page opens, not at the first save or the first frame's proposal.
     require_writable(data_dir, "'--out'", folder=True)
