@@ -247,7 +247,8 @@ def format_report(report: EvaluationReport) -> str:
 def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int | None,
              no_angles: bool, json_out: Path | None, flip_average: bool) -> None:
     """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles."""
-    from nwwatch.options import require_writable
+    from nwwatch.io.dataset import mask_like_labels
+    from nwwatch.options import mask_warning, require_writable
     from nwwatch.segment.session import PROVIDERS, ModelLoadError
 
     unknown = [name for name in providers if name not in PROVIDERS]
@@ -256,6 +257,8 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
                                  f"{', '.join(PROVIDERS)}", param_hint="'--provider'")
     if json_out is not None:  # checked (its folder made) before the run, not after it
         require_writable(json_out, "'--json'")
+    for label_path in mask_like_labels(data):
+        click.echo(mask_warning(label_path))
     try:
         report = evaluate_folder(model, data, tuple(providers), threads, not no_angles,
                                  flip_average=flip_average)

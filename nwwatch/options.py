@@ -35,3 +35,11 @@ def require_writable(path: Path, param_hint: str, folder: bool = False) -> None:
     except OSError as exc:
         raise click.BadParameter(f"{path}: cannot write to {target} "
                                  f"({exc.strerror or exc})", param_hint=param_hint) from None
+
+
+def mask_warning(label_path: Path) -> str:
+    """The warning line of ``train`` and ``evaluate`` for a label image holding only 0 and
+    255 (:func:`nwwatch.io.dataset.mask_like_labels`)."""
+    return (f"warning: {label_path}: only 0 and 255 (unlabeled); a 0/255 mask? Its 255 pixels "
+            "are left out; label images hold class ids (in-situ: 0 background, 1 nanowire, "
+            "2 droplet)")

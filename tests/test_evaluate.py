@@ -264,3 +264,20 @@ def test_an_unknown_provider_is_a_usage_error(tmp_path):
     assert isinstance(result.exception, SystemExit)
     assert "Invalid value for '--provider': unknown provider(s) gpu; choose from " \
            "tensorrt, cuda, cpu" in result.output
+
+
+def test_a_label_image_that_looks_like_a_binary_mask_is_warned_about(tmp_path):
+    # 255 means unlabeled: a 0/255 mask's foreground was left out of the scores silently
+    import cv2
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    mask = data / "labels" / "img01.png"
+    label = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(mask), np.where(label > 0, 255, 0).astype(np.uint8))
+    model = build_threshold_model(tmp_path / "m.onnx")
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {mask}: only 0 and 255 (unlabeled); a 0/255 mask?" in result.output
+    assert "img00.png" not in result.output

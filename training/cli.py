@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-import numpy as np
 from click.core import ParameterSource
 
-from nwwatch.classes import UNLABELED
-from nwwatch.options import FiniteFloatRange
+from nwwatch.io.dataset import mask_like_labels
+from nwwatch.options import FiniteFloatRange, mask_warning
 from training.config import (
     FINETUNE_DEFAULTS,
     FOLDER_DEFAULTS,
@@ -310,7 +309,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
             return
         _warn_few_labels(config)
     if config.data is not None and not (resume or export_only):
-        _warn_mask_like_labels(Path(config.data))
+        for label_path in mask_like_labels(config.data):
+            click.echo(mask_warning(label_path))
     try:
         result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
                      export_only=export_only)
@@ -342,27 +342,6 @@ def _select_volume_method(config: TrainConfig, candidates: str) -> None:
     except (DatasetLayoutError, TrainingError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"model: {out} ({selection.method})")
-
-
-def _warn_mask_like_labels(data: Path) -> None:
-    """Echo a warning for each label image of DATA holding only 0 and 255: most likely a 0/255
-    binary mask, whose foreground 255 would be trained on as unlabeled (bad layouts and
-    values: the engine says, naming the file)."""
-    from nwwatch.io.dataset import DatasetLayoutError, pair_folder, read_image_2d
-
-    try:
-        pairs = pair_folder(data)
-    except DatasetLayoutError:
-        return
-    for _, _, label_path in pairs:
-        try:
-            values = set(np.unique(read_image_2d(label_path)).tolist())
-        except DatasetLayoutError:
-            return
-        if values == {0, UNLABELED}:
-            click.echo(f"warning: {label_path}: only 0 and {UNLABELED} (unlabeled); a 0/255 "
-                       "mask? Its 255 pixels are left out of training; label images hold "
-                       "class ids (in-situ: 0 background, 1 nanowire, 2 droplet)")
 
 
 def _warn_few_labels(config: TrainConfig) -> None:
