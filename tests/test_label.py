@@ -243,6 +243,7 @@ def test_label_refuses_a_wrong_model_before_the_page_opens(tmp_path, kind):
     assert isinstance(result.exception, SystemExit)
     assert "Invalid value for '--model'" in result.output and str(model) in result.output
     assert "labelling 1 frames" not in result.output
+    assert not (tmp_path / "DATA").exists()  # a refused command makes no folder
 
 
 def test_label_refuses_an_unwritable_data_folder_and_an_unknown_address(tmp_path):

@@ -240,14 +240,15 @@ def test_a_wrong_model_is_refused_before_the_label_images_are_measured(tmp_path,
     cv2.imwrite(str(tmp_path / "a.png"), cap.labels)
     tifffile.imwrite(tmp_path / "raw.tif", np.random.default_rng(0).integers(
         0, 4000, SHAPE).astype(np.uint16))
-    out = tmp_path / "rows.parquet"
+    out = tmp_path / "new" / "rows.parquet"
     result = CliRunner().invoke(main, ["measure", str(tmp_path / "a.png"),
                                        str(tmp_path / "raw.tif"), "--model", str(model),
-                                       "--out", str(out)])
+                                       "--out", str(out), "--overlays", str(tmp_path / "qa")])
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)
     assert "Invalid value for '--model'" in result.output and str(model) in result.output
-    assert "a.png[0]" not in result.output and not out.exists()
+    assert "a.png[0]" not in result.output
+    assert not out.parent.exists() and not (tmp_path / "qa").exists()  # nothing made
 
 
 def test_a_blank_frame_read_as_labels_says_how_to_measure_it_as_a_frame(tmp_path):

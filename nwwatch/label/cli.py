@@ -84,8 +84,8 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
         refs = frame_refs(paths, infos, pages)
     except (InputError, DatasetLayoutError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
-    # Checked before the page opens, not at the first save or the first frame's proposal.
-    require_writable(data_dir, "'--out'", folder=True)
+    # Checked before the page opens, not at the first proposal or the first save; the model
+    # first, so that a refused command leaves no new DATA folder behind.
     session = LabelSession(refs, data_dir, model or DEFAULT_MODEL)
     try:
         segmenter = session.segmenter()
@@ -95,6 +95,7 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
         raise click.BadParameter(f"{session.model_path}: a {segmenter.metadata.kind!r} model; "
                                  "labelling frames needs an in-situ model",
                                  param_hint="'--model'")
+    require_writable(data_dir, "'--out'", folder=True)
     try:
         server = make_server(session, host, port)
     except OSError as exc:

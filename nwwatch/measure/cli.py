@@ -223,14 +223,15 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
         # e.g. 'measure --out frames/*.tif': the shell made the first frame the output
         raise click.BadParameter(f"{out} exists and is not a Parquet file; it is not replaced",
                                  param_hint="'--out'")
+    segment = _FrameSegmenter(model)
+    if model is not None:  # a wrong --model found at the first raw frame loses the rows before it
+        segment.load()
+    # after the model: a refused command leaves no new folder behind
     require_writable(out, "'--out'")
     if overlays is not None:
         require_writable(overlays, "'--overlays'", folder=True)
     rows: list[dict] = []
     skipped = 0
-    segment = _FrameSegmenter(model)
-    if model is not None:  # a wrong --model found at the first raw frame loses the rows before it
-        segment.load()
     used_names: set[str] = set()
     for path in inputs:
         try:
