@@ -319,3 +319,25 @@ def test_cli_refuses_a_voxel_size_that_is_not_finite(tmp_path) -> None:
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--voxel-size-nm'" in result.output
     assert not (tmp_path / "t").exists()
+
+
+def test_cli_never_leaves_a_labeled_slice_of_another_volume(tmp_path) -> None:
+    # the labeled slice's index depends on size and seed: before, a rerun with another size
+    # left the old slice_KKK beside the new one, and train read both with the new volume
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    out = tmp_path / "t"
+    args = ["synth", "tomogram", str(out), "--size", "24"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = sorted(p.name for p in (out / "train" / "images").iterdir())
+    # the same size and seed replace every file: allowed (other knobs may change)
+    result = CliRunner().invoke(main, [*args, "--porosity", "0.3"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["synth", "tomogram", str(out), "--size", "32"])
+    assert result.exit_code == 1, result.output
+    assert f"{out} already holds labeled slices of another run" in result.output
+    assert f"train/images/{before[0]}" in result.output
+    assert sorted(p.name for p in (out / "train" / "images").iterdir()) == before
+    assert json.loads((out / "tomogram.json").read_text())["size"] == 24

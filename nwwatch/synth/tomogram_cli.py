@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -51,6 +52,13 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
     from nwwatch.options import require_writable
     from nwwatch.synth.tomogram import generate_tomogram
 
+    stale = _stale_slices(out, size, seed)
+    if stale:
+        raise click.ClickException(
+            f"{out} already holds labeled slices of another run, or of another size or seed "
+            f"({', '.join(stale[:4])}{' ...' if len(stale) > 4 else ''}); this run might not "
+            "replace them and nwwatch train would read them with the new volume: choose a "
+            "new or empty folder")
     require_writable(out, "'OUT'", folder=True)
     try:
         summary = generate_tomogram(
@@ -65,3 +73,23 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
     click.echo(f"wrote a {size}^3 tomogram to {out}: porosity {summary['porosity']:.2f}, "
                f"tilts {summary['tilt_min_deg']:g}..{summary['tilt_max_deg']:g} deg, "
                f"slice {summary['labeled_slice']} labeled at {summary['labeled_fraction']:.2%}")
+
+
+def _stale_slices(out: Path, size: int, seed: int) -> list[str]:
+    """Files of ``out/train/images`` and ``out/train/labels`` that a run of ``size`` and
+    ``seed`` would leave beside its own labeled slice. The slice index depends on both (see
+    :func:`nwwatch.synth.tomogram.generate_tomogram`), so only an earlier run with the same
+    two, as recorded in ``out/tomogram.json``, is replaced file for file."""
+    found = [f"train/{sub}/{p.name}" for sub in ("images", "labels")
+             if (out / "train" / sub).is_dir()
+             for p in sorted((out / "train" / sub).iterdir()) if not p.name.startswith(".")]
+    if not found:
+        return []
+    try:
+        earlier = json.loads((out / "tomogram.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return found
+    if earlier.get("size") != size or earlier.get("seed") != seed:
+        return found
+    own = f"slice_{earlier.get('labeled_slice', -1):03d}"
+    return [name for name in found if Path(name).stem != own]
