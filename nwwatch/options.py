@@ -23,6 +23,24 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
+class InputFile(click.Path):
+    """An existing file (``click.Path(exists=True, dir_okay=False)``, as a Path) whose error
+    for a name with ``*``, ``?`` or ``[`` says it is most likely a shell pattern that matched
+    nothing (the shell then passes the pattern itself)."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, dir_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            if any(c in str(value) for c in "*?[") and not Path(value).exists():
+                self.fail(f"{exc.message.rstrip('.')} (a shell pattern that matched no "
+                          "file?).", param, ctx)
+            raise
+
+
 def require_writable(path: Path, param_hint: str, folder: bool = False) -> None:
     """Raise :class:`click.BadParameter` naming ``path`` when the output file ``path`` (the
     folder ``path`` when ``folder``) cannot be written; its folder is created if missing.

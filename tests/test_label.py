@@ -302,3 +302,10 @@ def test_label_refuses_a_bad_png_before_the_page_opens(tmp_path, content):
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)
     assert f"Error: {png}: " in result.output and "labelling 1 frames" not in result.output
+
+
+def test_label_names_a_pattern_that_matched_nothing(tmp_path):
+    pattern = str(tmp_path / "*.tif")
+    result = _label_cli(pattern, "--out", str(tmp_path / "DATA"))
+    assert result.exit_code == 2
+    assert "(a shell pattern that matched no file?)" in result.output

@@ -363,3 +363,15 @@ def test_when_no_file_is_read_it_says_the_out_file_was_not_written(tmp_path):
     # the earlier run's file stays, and the user is told it is not this run's
     assert f"1 file(s) could not be read (see above); nothing written to {out}" in result.output
     assert out.read_bytes() == earlier
+
+
+def test_a_pattern_that_matched_nothing_is_named_as_such(tmp_path):
+    # the shell passes an unmatched pattern as it is; before, only "does not exist"
+    pattern = str(tmp_path / "frames" / "*.tif")
+    result = CliRunner().invoke(main, ["measure", pattern, "--out", str(tmp_path / "r.parquet")])
+    assert result.exit_code == 2
+    assert f"File '{pattern}' does not exist (a shell pattern that matched no file?)." \
+        in result.output
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "f.tif"), "--out",
+                                       str(tmp_path / "r.parquet")])
+    assert result.exit_code == 2 and "shell pattern" not in result.output

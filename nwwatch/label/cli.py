@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from nwwatch.options import InputFile
+
 
 def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], list[str]]:
     """(paths, pages, infos, warnings) of the label queue of RESULTS, least confident first;
@@ -30,7 +32,7 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
 
 
 @click.command("label")
-@click.argument("frames", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("frames", nargs=-1, type=InputFile())
 @click.option("--out", "data_dir", required=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="DATA folder to write (images/, labels/, geometry/, truth.parquet); "

@@ -24,7 +24,7 @@ from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
-from nwwatch.options import FiniteFloatRange
+from nwwatch.options import FiniteFloatRange, InputFile
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: ``--read-as auto`` takes an integer image with at most this many distinct values (0, 1, 2
@@ -188,8 +188,7 @@ def _write(rows: list[dict], out: Path) -> None:
 
 
 @click.command("measure")
-@click.argument("inputs", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=InputFile())
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file to write (one row per image or page).")
 @click.option("--pixel-size-nm", type=FiniteFloatRange(min=0, min_open=True), default=None,
