@@ -276,3 +276,18 @@ def test_a_label_image_that_looks_like_a_binary_mask_is_warned_about(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"warning: {mask}: only 0 and 255 (unlabeled); a 0/255 mask?" in result.output
     assert "img00.png" not in result.output  # the other label image has class ids
+
+
+def test_a_crop_that_is_not_a_multiple_of_the_models_size_multiple_is_a_clear_error(tmp_path):
+    # TINY's UNet has 3 levels: size multiple 4. Before: a torch RuntimeError traceback on
+    # mismatched skip shapes in the first step.
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    args = ["train", str(data), "--out", str(tmp_path / "m.onnx"), "--epochs", "1", *FAST]
+    result = CliRunner().invoke(main, [*args, "--crop", "30"])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert "--crop 30 is not a multiple of 4, the size multiple of this unet: try 32" \
+        in result.output
+    assert not (tmp_path / "m.pt").exists()
+    result = CliRunner().invoke(main, [*args, "--crop", "28"])
+    assert result.exit_code == 0, result.output
