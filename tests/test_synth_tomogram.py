@@ -253,8 +253,13 @@ def test_generate_writes_a_consistent_training_set(tmp_path):
     unlabeled = out / "train" / "unlabeled" / "volume.tif"
     np.testing.assert_array_equal(tifffile.imread(unlabeled), volume)
     dataset = tomllib.loads((out / "train" / "dataset.toml").read_text())
-    assert dataset["kind"] == "tomogram" and dataset["classes"] == ["pore", "solid"]
-    assert dataset["labeled_slices"] == [k]
+    # only the keys the DATA reader knows (before: also images, labels, labeled_slices, ...,
+    # which read_dataset_toml refuses, so `nwwatch train OUT/train` failed on its first line)
+    assert dataset == {"kind": "tomogram", "classes": ["pore", "solid"]}
+    from nwwatch.io.dataset import pair_folder, read_dataset_toml
+
+    assert read_dataset_toml(out / "train") == ("tomogram", ("pore", "solid"), "volume")
+    assert [stem for stem, _, _ in pair_folder(out / "train")] == [f"slice_{k:03d}"]
     from nwwatch.io import read_volume
 
     assert read_volume(out / "volume.tif").voxel_size_nm == pytest.approx((1.0, 1.0, 1.0))
