@@ -7,8 +7,10 @@ footer only on close, so a crash mid-write would leave a corrupt file).
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,3 +61,18 @@ def atomic_write(path: str | os.PathLike[str], durable: bool = True) -> Iterator
         raise
     if durable:
         fsync_folder(target.parent)
+
+
+def probe_writable(folder: str | os.PathLike[str]) -> None:
+    """Create ``folder`` (and its parents) if missing, then create and remove a hidden file in
+    it, so that a command which will write there fails before its work instead of after it.
+
+    Raises ``OSError`` (e.g. read-only file system, permission denied, a file in the way).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder", str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".nwwatch-probe.", suffix=".part", dir=folder)
+    os.close(fd)
+    os.unlink(name)

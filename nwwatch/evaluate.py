@@ -92,6 +92,19 @@ class EvaluationReport:
         return out
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN float (a metric with nothing to average) replaced by None,
+    recursively through dicts, lists and tuples: ``json.dumps`` would write ``NaN``, which
+    strict JSON parsers (RFC 8259) refuse."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
 class ModelKindError(ValueError):
     """The model is of another kind (or has another number of classes) than the DATA folder;
     the message names the model, its kind and classes, and the folder's."""
@@ -209,6 +222,9 @@ def format_report(report: EvaluationReport) -> str:
                         ("contact angle (true labels)", report.angles_on_truth_labels)):
         if errs is not None:
             fails = ", ".join(f"{k} {v}" for k, v in sorted(errs.failures.items())) or "none"
+            if not errs.valid:  # no error to summarise: say so, not "RMSE nan deg"
+                lines.append(f"  {title}: 0/{errs.frames} measured; failures: {fails}")
+                continue
             lines.append(f"  {title}: {errs.valid}/{errs.frames} measured, RMSE "
                          f"{errs.rmse_deg:.2f} deg, mean |err| {errs.mean_abs_deg:.2f} deg, bias "
                          f"{errs.bias_deg:+.2f} deg, max |err| {errs.max_abs_deg:.2f} deg; "
@@ -231,14 +247,18 @@ def format_report(report: EvaluationReport) -> str:
 def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int | None,
              no_angles: bool, json_out: Path | None, flip_average: bool) -> None:
     """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles."""
-    from nwwatch.segment.session import ModelLoadError
+    from nwwatch.io.dataset import mask_like_labels
+    from nwwatch.options import mask_warning, require_writable
+    from nwwatch.segment.session import PROVIDERS, ModelLoadError
 
-    if json_out is not None:  # made before the run, not found missing after it
-        try:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise click.BadParameter(f"{json_out}: cannot create its folder ({exc.strerror})",
-                                     param_hint="--json") from None
+    unknown = [name for name in providers if name not in PROVIDERS]
+    if unknown:  # the session would raise a KeyError, with a traceback
+        raise click.BadParameter(f"unknown provider(s) {', '.join(unknown)}; choose from "
+                                 f"{', '.join(PROVIDERS)}", param_hint="'--provider'")
+    if json_out is not None:  # checked (its folder made) before the run, not after it
+        require_writable(json_out, "'--json'")
+    for label_path in mask_like_labels(data):
+        click.echo(mask_warning(label_path))
     try:
         report = evaluate_folder(model, data, tuple(providers), threads, not no_angles,
                                  flip_average=flip_average)
@@ -247,4 +267,5 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
     click.echo(format_report(report))
     if json_out is not None:
         with atomic_write(json_out) as handle:
-            handle.write(json.dumps(report.as_dict(), indent=2, default=float).encode())
+            handle.write(json.dumps(strict_json(report.as_dict()), indent=2, default=float,
+                                    allow_nan=False).encode())

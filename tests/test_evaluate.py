@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +210,74 @@ def test_a_model_of_another_kind_is_named_before_any_label_is_read(tmp_path):
     result = CliRunner().invoke(main, ["evaluate", str(insitu), str(data)])
     assert result.exit_code == 1 and "the model's kind is 'insitu'" in result.output
     assert "holds 'tomogram' data" in result.output and "its dataset.toml" in result.output
+
+
+def test_a_json_path_that_takes_no_file_is_refused_before_the_run(tmp_path):
+    # /proc exists, so its folder needs no making, but no file can be created in it (Linux)
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux /proc")
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    model = build_threshold_model(tmp_path / "m.onnx")
+    bad = Path("/proc") / "report.json"
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(bad),
+                                       "--threads", "1"])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert "Invalid value for '--json'" in result.output and str(bad) in result.output
+    assert "mIoU" not in result.output  # refused before the evaluation ran
+
+
+def test_no_angle_measured_reads_as_such_and_the_json_stays_strict(tmp_path):
+    # an untrained network measures no angle: before, "RMSE nan deg" and NaN in the JSON
+    data = tmp_path / "synth"
+    result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2",
+                                       "--size", "64", "--seed", "9"])
+    assert result.exit_code == 0, result.output
+    model = tmp_path / "m.onnx"
+    _export_untrained(model)
+    report = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(report),
+                                       "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "contact angle (predicted labels): 0/2 measured; failures: " in result.output
+    assert re.search(r"\bnan\b", result.output, re.IGNORECASE) is None
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in the JSON report")
+
+    doc = json.loads(report.read_text(), parse_constant=refuse)
+    assert doc["contact_angle"]["valid"] == 0 and doc["contact_angle"]["rmse_deg"] is None
+
+
+def test_an_unknown_provider_is_a_usage_error(tmp_path):
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    model = build_threshold_model(tmp_path / "m.onnx")
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--provider", "gpu"])
+    # before: KeyError from the session, with a traceback
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Invalid value for '--provider': unknown provider(s) gpu; choose from " \
+           "tensorrt, cuda, cpu" in result.output
+
+
+def test_a_label_image_that_looks_like_a_binary_mask_is_warned_about(tmp_path):
+    # 255 means unlabeled: a 0/255 mask's foreground was left out of the scores silently
+    import cv2
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    mask = data / "labels" / "img01.png"
+    label = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(mask), np.where(label > 0, 255, 0).astype(np.uint8))
+    model = build_threshold_model(tmp_path / "m.onnx")
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {mask}: only 0 and 255 (unlabeled); a 0/255 mask?" in result.output
+    assert "img00.png" not in result.output

@@ -215,3 +215,97 @@ def test_proposal_with_the_raw_frame_is_measured_as_the_service_measures():
     # The facet handles sit on the moved line, not on the labels' boundary.
     mid = np.mean(np.array(geometry.facet), axis=0)
     assert np.allclose(mid, [service.facet_row, service.facet_col], atol=1e-6)
+
+
+def _label_cli(*args: str):
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    return CliRunner().invoke(main, ["label", *args, "--no-browser", "--port", "0"])
+
+
+@pytest.mark.parametrize("kind", ["tomogram", "not-onnx"])
+def test_label_refuses_a_wrong_model_before_the_page_opens(tmp_path, kind):
+    # before: the page opened and each frame's proposal failed, found only in the browser
+    import tifffile
+    from onnx_models import build_threshold_model
+
+    frame = tmp_path / "f.tif"
+    tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))
+    model = tmp_path / "m.onnx"
+    if kind == "tomogram":
+        build_threshold_model(model, kind="tomogram")
+    else:
+        model.write_bytes(b"not a model")
+    result = _label_cli(str(frame), "--model", str(model), "--out", str(tmp_path / "DATA"))
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Invalid value for '--model'" in result.output and str(model) in result.output
+    assert "labelling 1 frames" not in result.output
+    assert not (tmp_path / "DATA").exists()  # a refused command makes no folder
+
+
+def test_label_refuses_an_unwritable_data_folder_and_an_unknown_address(tmp_path):
+    import tifffile
+
+    frame = tmp_path / "f.tif"
+    tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))
+    (tmp_path / "afile").write_text("")
+    bad = tmp_path / "afile" / "DATA"  # before: found at the first save, in the browser
+    result = _label_cli(str(frame), "--out", str(bad))
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--out'" in result.output and str(bad) in result.output
+    assert "labelling 1 frames" not in result.output
+    # an address this computer does not have (TEST-NET-1): the port is not the problem
+    result = _label_cli(str(frame), "--out", str(tmp_path / "DATA"), "--host", "192.0.2.1")
+    assert result.exit_code == 1, result.output
+    assert "cannot listen on 192.0.2.1:0" in result.output and "--port 0" not in result.output
+
+
+def test_label_help_says_what_out_holds():
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    result = CliRunner().invoke(main, ["label", "--help"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0
+    # before: "frames saved there before open with their saved shapes"
+    assert "frames already saved there open with their saved shapes" in text
+
+
+def test_label_queue_of_a_folder_that_is_not_results_says_so(tmp_path):
+    # before: "no frames: give FRAMES, or --queue RESULTS with queued frames", as for an
+    # empty queue
+    result = _label_cli("--queue", str(tmp_path), "--out", str(tmp_path / "DATA"))
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '--queue': {tmp_path} has no label-queue/ folder" in result.output
+    (tmp_path / "label-queue").mkdir()  # a results folder whose queue is empty
+    result = _label_cli("--queue", str(tmp_path), "--out", str(tmp_path / "DATA"))
+    assert result.exit_code == 2 and "no frames" in result.output
+
+
+@pytest.mark.parametrize("content", ["colour", "empty"])
+def test_label_refuses_a_bad_png_before_the_page_opens(tmp_path, content):
+    # TIFFs were checked at start; a PNG only when the browser asked for it
+    import cv2
+
+    png = tmp_path / "f.png"
+    if content == "colour":
+        rgb = np.zeros((32, 32, 3), np.uint8)
+        rgb[..., 2] = 200
+        cv2.imwrite(str(png), rgb)
+    else:
+        png.write_bytes(b"")
+    result = _label_cli(str(png), "--out", str(tmp_path / "DATA"))
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert f"Error: {png}: " in result.output and "labelling 1 frames" not in result.output
+
+
+def test_label_names_a_pattern_that_matched_nothing(tmp_path):
+    pattern = str(tmp_path / "*.tif")
+    result = _label_cli(pattern, "--out", str(tmp_path / "DATA"))
+    assert result.exit_code == 2
+    assert "(a shell pattern that matched no file?)" in result.output

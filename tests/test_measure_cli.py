@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
@@ -163,3 +165,213 @@ def test_tiffs_are_read_as_the_service_reads_them(tmp_path):
                                        "--pixel-size-nm", "0.5"])
     assert result.exit_code == 0, result.output
     assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("where", ["file-in-the-way", "proc-out", "proc-overlays"])
+def test_an_unwritable_output_is_refused_before_anything_is_measured(tmp_path, where):
+    # /proc exists but takes no new file or folder (Linux): before, found after the work
+    if where.startswith("proc") and not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux /proc")
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "good.png"), cap.labels)
+    (tmp_path / "afile").write_text("")
+    out, option = {"file-in-the-way": (tmp_path / "afile" / "rows.parquet", "--out"),
+                   "proc-out": (Path("/proc") / "rows.parquet", "--out"),
+                   "proc-overlays": (Path("/proc") / "qa", "--overlays")}[where]
+    args = ["measure", str(tmp_path / "good.png"), "--out",
+            str(out if option == "--out" else tmp_path / "rows.parquet")]
+    if option == "--overlays":
+        args += ["--overlays", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # a usage error, no traceback
+    assert f"Invalid value for '{option}'" in result.output and str(out) in result.output
+    assert "(labels)" not in result.output  # refused before the first measurement
+    assert not (tmp_path / "rows.parquet").exists()
+
+
+def test_a_frame_and_its_label_image_keep_both_overlays_and_rows_link_them(tmp_path):
+    from onnx_models import build_threshold_model
+    from servicekit import paint_insitu
+
+    onnx = build_threshold_model(tmp_path / "model.onnx")
+    noise = np.random.default_rng(3).integers(-3, 4, (128, 128))
+    frame = (paint_insitu(117.0, size=128, half_width=16) + noise).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "f001.tif", frame)
+    (tmp_path / "labels").mkdir()
+    cap = render_ideal_cap((128, 128), 112.0, 25.0, 35.0, (70.3, 60.8))
+    cv2.imwrite(str(tmp_path / "labels" / "f001.png"), cap.labels)  # the same stem
+    out = tmp_path / "res" / "rows.parquet"
+    result = CliRunner().invoke(main, [
+        "measure", str(tmp_path / "f001.tif"), str(tmp_path / "labels" / "f001.png"),
+        "--model", str(onnx), "--out", str(out), "--overlays", str(tmp_path / "res" / "qa")])
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(out).to_pylist()
+    paths = [row["overlay_path"] for row in rows]
+    # relative to the Parquet file's folder, like the service's (relative to RESULTS)
+    assert paths == ["qa/f001_overlay.png", "qa/f001_overlay-2.png"]
+    frame_picture = cv2.imread(str(out.parent / paths[0]))
+    labels_picture = cv2.imread(str(out.parent / paths[1]))
+    assert frame_picture.shape == labels_picture.shape == (128, 128, 3)
+    assert not np.array_equal(frame_picture, labels_picture)
+    # an overlay folder outside the Parquet file's folder is linked by its absolute path
+    elsewhere = tmp_path / "qa-elsewhere"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "labels" / "f001.png"),
+                                       "--out", str(out), "--overlays", str(elsewhere)])
+    assert result.exit_code == 0, result.output
+    (row,) = pq.read_table(out).to_pylist()
+    assert row["overlay_path"] == (elsewhere / "f001_overlay.png").resolve().as_posix()
+    # without --overlays there is no overlay and no path
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "labels" / "f001.png"),
+                                       "--out", str(out)])
+    assert pq.read_table(out).to_pylist()[0]["overlay_path"] is None
+
+
+@pytest.mark.parametrize("kind", ["tomogram", "not-onnx"])
+def test_a_wrong_model_is_refused_before_the_label_images_are_measured(tmp_path, kind):
+    from onnx_models import build_threshold_model
+
+    model = tmp_path / "model.onnx"
+    if kind == "tomogram":
+        build_threshold_model(model, kind="tomogram")
+    else:
+        model.write_bytes(b"not a model")
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "a.png"), cap.labels)
+    tifffile.imwrite(tmp_path / "raw.tif", np.random.default_rng(0).integers(
+        0, 4000, SHAPE).astype(np.uint16))
+    out = tmp_path / "new" / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "a.png"),
+                                       str(tmp_path / "raw.tif"), "--model", str(model),
+                                       "--out", str(out), "--overlays", str(tmp_path / "qa")])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Invalid value for '--model'" in result.output and str(model) in result.output
+    assert "a.png[0]" not in result.output
+    assert not out.parent.exists() and not (tmp_path / "qa").exists()  # nothing made
+
+
+def test_a_blank_frame_read_as_labels_says_how_to_measure_it_as_a_frame(tmp_path):
+    # --read-as auto takes a frame with few grey levels (here one: the beam blanked) for labels
+    blank = tmp_path / "blank.tif"
+    tifffile.imwrite(blank, np.full(SHAPE, 500, np.uint16))
+    result = CliRunner().invoke(main, ["measure", str(blank), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1
+    assert f"{blank}: labels must be" in result.output and "--read-as frames" in result.output
+    # --read-as labels asked for labels: no hint about frames
+    result = CliRunner().invoke(main, ["measure", str(blank), "--out",
+                                       str(tmp_path / "rows.parquet"), "--read-as", "labels"])
+    assert result.exit_code == 1 and "--read-as frames" not in result.output
+
+
+def test_an_unreadable_overlay_background_is_a_warning_not_the_end_of_the_run(tmp_path):
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "good.png"), cap.labels)
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "good.tif").write_bytes(b"II*\0 truncated")
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out", str(out),
+                                       "--overlays", str(tmp_path / "qa"),
+                                       "--images", str(images)])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {images / 'good.tif'}" in result.output
+    assert (tmp_path / "qa" / "good_overlay.png").is_file()
+    assert pq.read_table(out).num_rows == 1
+
+
+def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
+    # 'nwwatch measure --out frames/*.tif': the shell hands the first frame to --out; before,
+    # it was overwritten with the Parquet rows of the others
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    frames = []
+    for k in range(2):
+        frames.append(tmp_path / f"f{k}.png")
+        cv2.imwrite(str(frames[-1]), cap.labels)
+    original = frames[0].read_bytes()
+    for args in (["--out", str(frames[0]), str(frames[1])], [str(frames[0]), "--out",
+                                                             str(frames[0])]):
+        result = CliRunner().invoke(main, ["measure", *args])
+        assert result.exit_code == 2, result.output
+        assert f"{frames[0]} exists and is not a Parquet file" in result.output
+        assert frames[0].read_bytes() == original
+    # an earlier run's Parquet file (or an empty file) is replaced as before
+    out = tmp_path / "rows.parquet"
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["measure", str(frames[1]), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    empty = tmp_path / "empty.parquet"
+    empty.write_bytes(b"")
+    result = CliRunner().invoke(main, ["measure", str(frames[1]), "--out", str(empty)])
+    assert result.exit_code == 0 and pq.read_table(empty).num_rows == 1
+
+
+def test_unlabeled_pixels_are_named_as_such_without_the_frames_hint(tmp_path):
+    # a DATA folder's label image (nwwatch label paints 255 = unlabeled), or a 0/255 mask
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    partial = cap.labels.copy()
+    partial[:20, :20] = 255
+    cv2.imwrite(str(tmp_path / "partial.png"), partial)
+    cv2.imwrite(str(tmp_path / "mask.png"), np.where(cap.labels > 0, 255, 0).astype(np.uint8))
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "partial.png"),
+                                       str(tmp_path / "mask.png"), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1
+    for name in ("partial.png", "mask.png"):
+        assert f"{tmp_path / name}: labels must be 0 background, 1 nanowire, 2 droplet; " \
+               f"found 255 (unlabeled pixels of a DATA folder, or a 0/255 mask)" in result.output
+    assert "--read-as frames" not in result.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_pixel_size_that_is_not_finite_is_a_usage_error(tmp_path, value):
+    # click's FloatRange lets nan (every comparison false) and inf through; before, the
+    # measurement raised ValueError with a traceback
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "good.png"), cap.labels)
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out",
+                                       str(tmp_path / "rows.parquet"), "--pixel-size-nm", value])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Invalid value for '--pixel-size-nm'" in result.output
+    assert "is not a finite number" in result.output
+
+
+def test_a_file_of_another_format_is_told_which_formats_are_read(tmp_path):
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    jpeg = tmp_path / "labels.jpg"
+    cv2.imwrite(str(jpeg), cap.labels * 100)
+    result = CliRunner().invoke(main, ["measure", str(jpeg), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1
+    # before: only "not a TIFF file (no TIFF or BigTIFF header)"
+    assert f"{jpeg}: not a TIFF file" in result.output
+    assert "measure reads TIFF (.tif, .tiff) and PNG (.png) files" in result.output
+
+
+def test_when_no_file_is_read_it_says_the_out_file_was_not_written(tmp_path):
+    out = tmp_path / "rows.parquet"
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "good.png"), cap.labels)
+    assert CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out",
+                                     str(out)]).exit_code == 0
+    earlier = out.read_bytes()
+    cv2.imwrite(str(tmp_path / "bad.png"), np.full(SHAPE, 7, np.uint8))
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "bad.png"), "--out", str(out)])
+    assert result.exit_code == 1
+    # the earlier run's file stays, and the user is told it is not this run's
+    assert f"1 file(s) could not be read (see above); nothing written to {out}" in result.output
+    assert out.read_bytes() == earlier
+
+
+def test_a_pattern_that_matched_nothing_is_named_as_such(tmp_path):
+    # the shell passes an unmatched pattern as it is; before, only "does not exist"
+    pattern = str(tmp_path / "frames" / "*.tif")
+    result = CliRunner().invoke(main, ["measure", pattern, "--out", str(tmp_path / "r.parquet")])
+    assert result.exit_code == 2
+    assert f"File '{pattern}' does not exist (a shell pattern that matched no file?)." \
+        in result.output
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "f.tif"), "--out",
+                                       str(tmp_path / "r.parquet")])
+    assert result.exit_code == 2 and "shell pattern" not in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -378,3 +379,34 @@ def test_wire_spec_refuses_unmodelled_combinations() -> None:
                  facet_incline_deg=10)
     with pytest.raises(ValueError, match="droplet_base_px"):
         WireSpec(facet_row=0, facet_col=0, axis_deg=0, radius_px=10, droplet_base_px=0.0)
+
+
+def test_cli_never_leaves_frames_its_truth_does_not_describe(tmp_path) -> None:
+    from nwwatch.cli import main
+
+    out = tmp_path / "run"
+    args = ["synth", "insitu", str(out), "--size", "48"]
+    assert CliRunner().invoke(main, [*args, "--frames", "3"]).exit_code == 0
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    # fewer frames: frames 1 and 2 would stay beside a one-row truth.parquet (before: silently)
+    result = CliRunner().invoke(main, [*args, "--frames", "1", "--seed", "5"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"{out} already holds 4 file(s) this run would not replace" in result.output
+    assert "frame_00001.tif" in result.output and "labels/frame_00002.png" in result.output
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    # a labelled DATA folder (nwwatch label's images/, geometry/) is never written into
+    data = tmp_path / "DATA"
+    (data / "images").mkdir(parents=True)
+    (data / "images" / "mine.tif").write_bytes(b"")
+    result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "1"])
+    assert result.exit_code == 1 and "images" in result.output
+    assert not (data / "truth.parquet").exists()
+    # the same command again, or more frames, replaces everything: allowed
+    assert CliRunner().invoke(main, [*args, "--frames", "3"]).exit_code == 0
+    assert CliRunner().invoke(main, [*args, "--frames", "4"]).exit_code == 0
+    assert pq.read_table(out / "truth.parquet").num_rows == 4
+    # a folder that takes no file: a usage error naming it, no traceback
+    if Path("/proc/self").is_dir():
+        result = CliRunner().invoke(main, ["synth", "insitu", "/proc/nwwatch-synth"])
+        assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+        assert "Invalid value for 'OUT'" in result.output

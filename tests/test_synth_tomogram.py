@@ -253,8 +253,13 @@ def test_generate_writes_a_consistent_training_set(tmp_path):
     unlabeled = out / "train" / "unlabeled" / "volume.tif"
     np.testing.assert_array_equal(tifffile.imread(unlabeled), volume)
     dataset = tomllib.loads((out / "train" / "dataset.toml").read_text())
-    assert dataset["kind"] == "tomogram" and dataset["classes"] == ["pore", "solid"]
-    assert dataset["labeled_slices"] == [k]
+    # only the keys the DATA reader knows (before: also images, labels, labeled_slices, ...,
+    # which read_dataset_toml refuses, so `nwwatch train OUT/train` failed on its first line)
+    assert dataset == {"kind": "tomogram", "classes": ["pore", "solid"]}
+    from nwwatch.io.dataset import pair_folder, read_dataset_toml
+
+    assert read_dataset_toml(out / "train") == ("tomogram", ("pore", "solid"), "volume")
+    assert [stem for stem, _, _ in pair_folder(out / "train")] == [f"slice_{k:03d}"]
     from nwwatch.io import read_volume
 
     assert read_volume(out / "volume.tif").voxel_size_nm == pytest.approx((1.0, 1.0, 1.0))
@@ -306,3 +311,38 @@ def test_cli_reports_bad_values(tmp_path):
     result = CliRunner().invoke(tomogram, [str(tmp_path / "x"), "--labeled-fraction", "0"])
     assert result.exit_code != 0
     assert "labeled-fraction" in result.output
+
+
+def test_cli_refuses_a_voxel_size_that_is_not_finite(tmp_path) -> None:
+    # before: nan passed click's FloatRange into the generator
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    result = CliRunner().invoke(main, ["synth", "tomogram", str(tmp_path / "t"), "--size", "16",
+                                       "--voxel-size-nm", "nan"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--voxel-size-nm'" in result.output
+    assert not (tmp_path / "t").exists()
+
+
+def test_cli_never_leaves_a_labeled_slice_of_another_volume(tmp_path) -> None:
+    # the labeled slice's index depends on size and seed: before, a rerun with another size
+    # left the old slice_KKK beside the new one, and train read both with the new volume
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    out = tmp_path / "t"
+    args = ["synth", "tomogram", str(out), "--size", "24"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = sorted(p.name for p in (out / "train" / "images").iterdir())
+    # the same size and seed replace every file: allowed (other knobs may change)
+    result = CliRunner().invoke(main, [*args, "--porosity", "0.3"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["synth", "tomogram", str(out), "--size", "32"])
+    assert result.exit_code == 1, result.output
+    assert f"{out} already holds labeled slices of another run" in result.output
+    assert f"train/images/{before[0]}" in result.output
+    assert sorted(p.name for p in (out / "train" / "images").iterdir()) == before
+    assert json.loads((out / "tomogram.json").read_text())["size"] == 24

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -219,3 +220,74 @@ def test_volume_fine_tuning_takes_the_weights_architecture(tmp_path):
     wrong = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "c.onnx"),
                                       "--init", str(tmp_path / "a.pt"), "--arch", "unet"])
     assert wrong.exit_code != 0 and "'unet-paper' model, not --arch 'unet'" in wrong.output
+
+
+@pytest.mark.parametrize("where", ["file-in-the-way", "proc"])
+def test_an_unwritable_out_is_refused_before_training(tmp_path, where):
+    # before: found at the first checkpoint, after an epoch, as a traceback
+    if where == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux /proc")
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "afile" / "m.onnx" if where == "file-in-the-way" else Path("/proc/m.onnx")
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(out), "--epochs", "1",
+                                       *FAST])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert "Invalid value for '--out'" in result.output and str(out) in result.output
+    assert "epoch" not in result.output
+
+
+def test_help_names_the_synth_layout_it_reads(tmp_path):
+    # DATA/<stem>.tif beside DATA/labels/ (nwwatch synth insitu) trains as DATA/images/ does;
+    # before, --help named only DATA/images/
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert result.exit_code == 0
+    assert "nwwatch synth insitu" in " ".join(result.output.split())
+    data = tmp_path / "synth"
+    assert CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2",
+                                     "--size", "32"]).exit_code == 0
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "m.onnx"),
+                                       "--epochs", "1", *FAST])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.onnx").is_file()
+
+
+@pytest.mark.parametrize("option", ["--val-fraction", "--temperature", "--boundary-weight"])
+def test_a_float_option_that_is_not_finite_is_a_usage_error(tmp_path, option):
+    # before: nan passed click's FloatRange (every comparison with it is false)
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "x.onnx"),
+                                       option, "nan", *FAST])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert "is not a finite number" in result.output
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_label_image_that_looks_like_a_binary_mask_is_warned_about(tmp_path):
+    # 255 means unlabeled: a 0/255 mask trains its foreground as "unlabeled", silently before
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    mask = data / "labels" / "img01.png"
+    label = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(mask), np.where(label > 0, 255, 0).astype(np.uint8))
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "m.onnx"),
+                                       "--epochs", "1", *FAST])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {mask}: only 0 and 255 (unlabeled); a 0/255 mask?" in result.output
+    assert "img00.png" not in result.output  # the other label image has class ids
+
+
+def test_a_crop_that_is_not_a_multiple_of_the_models_size_multiple_is_a_clear_error(tmp_path):
+    # TINY's UNet has 3 levels: size multiple 4. Before: a torch RuntimeError traceback on
+    # mismatched skip shapes in the first step.
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    args = ["train", str(data), "--out", str(tmp_path / "m.onnx"), "--epochs", "1", *FAST]
+    result = CliRunner().invoke(main, [*args, "--crop", "30"])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert "--crop 30 is not a multiple of 4, the size multiple of this unet: try 32" \
+        in result.output
+    assert not (tmp_path / "m.pt").exists()
+    result = CliRunner().invoke(main, [*args, "--crop", "28"])
+    assert result.exit_code == 0, result.output

@@ -13,6 +13,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from nwwatch.io.dataset import mask_like_labels
+from nwwatch.options import FiniteFloatRange, mask_warning
 from training.config import (
     FINETUNE_DEFAULTS,
     FOLDER_DEFAULTS,
@@ -152,7 +154,7 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--crop", type=click.IntRange(min=8), default=None,
               help="Side of the random training crops (pixels)  [default: 256; 64 with --volume; "
                    "384 with --init].")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
+@click.option("--val-fraction", type=FiniteFloatRange(0, 1, max_open=True), default=None,
               help="Share of labeled images held out for validation  [default: 0.2; 0 with "
                    "--volume; 0.1 with --init, none below 6 images].")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -163,7 +165,7 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--no-augment", is_flag=True, help="Disable online augmentation.")
 @click.option("--dice-weight", type=float, default=None,
               help="Weight of the Dice term next to cross-entropy  [default: 1; 0 with --volume].")
-@click.option("--boundary-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--boundary-weight", type=FiniteFloatRange(min=0), default=0.0, show_default=True,
               help="supervised: extra cross-entropy weight on pixels within 3 px of a class "
                    "boundary.")
 @click.option("--unsupervised-weight", type=float, default=1.0, show_default=True,
@@ -184,14 +186,14 @@ def _command_line(ctx: click.Context) -> str:
               help="cct: supervised checkpoint whose encoder is loaded and frozen (model C).")
 @click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="pseudo-label: teacher MODEL.pt or MODEL.onnx.")
-@click.option("--confidence", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+@click.option("--confidence", type=FiniteFloatRange(0, 1), default=0.9, show_default=True,
               help="pseudo-label: pixels below this teacher confidence become 255.")
 @click.option("--embedding-dim", type=click.IntRange(min=2), default=16, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0,
+@click.option("--temperature", type=FiniteFloatRange(min=0, min_open=True), default=1.0,
               show_default=True,
               help="contrastive: softmax temperature on cosine similarities (1 = the paper's "
                    "plain cosine; 0.1 scatters unlabeled background, docs/tomography.md).")
-@click.option("--self-temperature", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--self-temperature", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="contrastive: temperature of the self-supervised loss  [default: "
                    "--temperature]")
 @click.option("--self-negatives", type=click.Choice(SELF_NEGATIVES), default="all",
@@ -199,9 +201,9 @@ def _command_line(ctx: click.Context) -> str:
               help="contrastive: negatives of the self-supervised loss. all: every other pixel "
                    "(the paper); other-class: only pixels the classifier puts in another "
                    "class (against the vacuum drift of longer training; docs/training.md).")
-@click.option("--contrastive-supervised-weight", type=click.FloatRange(min=0), default=1.0,
+@click.option("--contrastive-supervised-weight", type=FiniteFloatRange(min=0), default=1.0,
               show_default=True, help="contrastive: weight of the supervised contrastive loss.")
-@click.option("--contrastive-self-weight", type=click.FloatRange(min=0), default=1.0,
+@click.option("--contrastive-self-weight", type=FiniteFloatRange(min=0), default=1.0,
               show_default=True, help="contrastive: weight of the self-supervised loss.")
 @click.option("--classifier-steps", type=click.IntRange(min=0), default=None,
               help="contrastive: iterations refitting the 1x1 classifier on the frozen backbone "
@@ -227,9 +229,11 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
           quiet) -> None:
     """Train a segmentation model on DATA and export it to ONNX.
 
-    DATA/images/<stem>.tif|png with DATA/labels/<stem>.png (255 = unlabeled), optional
-    DATA/unlabeled/ and DATA/dataset.toml; or a tomogram: --volume V.tif --slice Z --labels L.png.
+    DATA/images/<stem>.tif|png (or the frames in DATA itself, as `nwwatch synth insitu`
+    writes them) with DATA/labels/<stem>.png (255 = unlabeled), optional DATA/unlabeled/ and
+    DATA/dataset.toml; or a tomogram: --volume V.tif --slice Z --labels L.png.
     """
+    from nwwatch.options import require_writable
     from training.checkpoint import CheckpointError
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
@@ -246,6 +250,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if len(slice_index) != len(labels):
         raise click.UsageError(f"{len(slice_index)} --slice but {len(labels)} --labels: give "
                                f"one labels file per labeled slice, in the same order")
+    # Before the training, not at its first checkpoint: the .onnx and .pt go to one folder.
+    require_writable(out, "'--out'")
     given = {"arch": arch, "model_options": _model_options(model_options) or None,
              "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
              "crop": crop, "dice_weight": dice_weight, "classifier_steps": classifier_steps,
@@ -302,6 +308,9 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
             _select_volume_method(config, candidates)
             return
         _warn_few_labels(config)
+    if config.data is not None and not (resume or export_only):
+        for label_path in mask_like_labels(config.data):
+            click.echo(mask_warning(label_path))
     try:
         result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
                      export_only=export_only)

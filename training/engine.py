@@ -307,18 +307,22 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             "training_data_sha256": data_sha, "provenance": paradigm.provenance,
         })
 
+    sampler = None
+    sampled = unlabeled if paradigm.uses_unlabeled else []
+    multiple = int(getattr(inference, "size_multiple", 1))
+    crop = effective_crop(config.crop, [item.image for item in pool] + list(sampled), multiple)
+    if crop % multiple:  # else torch fails in the first step, on mismatched skip shapes
+        raise TrainingError(f"--crop {crop} is not a multiple of {multiple}, the size multiple "
+                            f"of this {config.arch or 'model'}: try "
+                            f"{-(-crop // multiple) * multiple}")
+    if crop != config.crop:
+        echo(f"crop {crop} px: every training image is smaller than --crop {config.crop}")
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=steps * end_epoch, initial=iteration, desc=config.paradigm,
                    file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
-    sampler = None
-    sampled = unlabeled if paradigm.uses_unlabeled else []
-    crop = effective_crop(config.crop, [item.image for item in pool] + list(sampled),
-                          int(getattr(inference, "size_multiple", 1)))
-    if crop != config.crop:
-        echo(f"crop {crop} px: every training image is smaller than --crop {config.crop}")
     for epoch in range(start_epoch, end_epoch):
         # Seeded per epoch so that a resumed run draws the same crops as an uninterrupted one.
         rng = np.random.default_rng([config.seed, epoch])

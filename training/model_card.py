@@ -15,23 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from nwwatch.evaluate import evaluate_folder
+from nwwatch.evaluate import evaluate_folder, strict_json
 from nwwatch.segment.session import Segmenter
-
-
-def _clean(value: Any) -> Any:
-    """NaN -> None so that the card is strict JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
 def build_card(model: Path, evaluations: list[tuple[Path, str]], training_data: str,
@@ -56,7 +44,7 @@ def build_card(model: Path, evaluations: list[tuple[Path, str]], training_data: 
         report["data"] = description
         card["fresh_synthetic_evaluations"].append(report)
     card["status"] = status
-    return _clean(card)
+    return strict_json(card)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -234,3 +234,22 @@ def read_pair(image_path: Path, label_path: Path, num_classes: int
         raise DatasetLayoutError(label_path, f"label shape {label.shape} != image shape "
                                              f"{image.shape} of {image_path.name}")
     return image, label
+
+
+def mask_like_labels(root: str | os.PathLike[str]) -> list[Path]:
+    """Label images of the DATA folder ``root`` holding exactly the values 0 and 255: most
+    likely 0/255 binary masks, whose foreground (255 = unlabeled) would be left out of
+    training and scoring without a word. Empty for a folder :func:`pair_folder` refuses."""
+    try:
+        pairs = pair_folder(root)
+    except DatasetLayoutError:
+        return []
+    found = []
+    for _, _, label_path in pairs:
+        try:
+            values = set(np.unique(read_image_2d(label_path)).tolist())
+        except DatasetLayoutError:
+            continue
+        if values == {0, UNLABELED}:
+            found.append(label_path)
+    return found

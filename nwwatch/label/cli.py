@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import signal
 import threading
 import webbrowser
 from pathlib import Path
 
 import click
+
+from nwwatch.options import InputFile
 
 
 def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], list[str]]:
@@ -29,11 +32,11 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
 
 
 @click.command("label")
-@click.argument("frames", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("frames", nargs=-1, type=InputFile())
 @click.option("--out", "data_dir", required=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="DATA folder to write (images/, labels/, geometry/, truth.parquet); "
-                   "frames saved there before open with their saved shapes.")
+                   "frames already saved there open with their saved shapes.")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="ONNX model whose labels are the starting point  "
                                  "[default: the shipped insitu-default].")
@@ -55,8 +58,12 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     for `nwwatch train DATA --init insitu-default --out mine.onnx`. Stop with Ctrl+C.
     """
     from nwwatch.io import InputError
+    from nwwatch.io.dataset import DatasetLayoutError
     from nwwatch.label.frames import frame_refs
     from nwwatch.label.server import DEFAULT_MODEL, LabelSession, make_server, serve_in_thread
+    from nwwatch.options import require_writable
+    from nwwatch.results.label_queue import QUEUE_DIR
+    from nwwatch.segment.session import ModelLoadError
 
     paths: list[Path] = []
     pages: list[int | None] = []
@@ -70,17 +77,32 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     pages += [None] * len(frames)
     infos += [{} for _ in frames]
     if not paths:
+        if queue_dir is not None and not (queue_dir / QUEUE_DIR).is_dir():
+            raise click.BadParameter(f"{queue_dir} has no {QUEUE_DIR}/ folder: give the RESULTS "
+                                     "folder of 'nwwatch run' or 'nwwatch replay --out'",
+                                     param_hint="'--queue'")
         raise click.UsageError("no frames: give FRAMES, or --queue RESULTS with queued frames")
     try:
         refs = frame_refs(paths, infos, pages)
-    except (InputError, FileNotFoundError) as exc:
+    except (InputError, DatasetLayoutError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
+    # Checked before the page opens, not at the first proposal or the first save; the model
+    # first, so that a refused command leaves no new DATA folder behind.
     session = LabelSession(refs, data_dir, model or DEFAULT_MODEL)
+    try:
+        segmenter = session.segmenter()
+    except ModelLoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--model'") from None
+    if segmenter.metadata.kind != "insitu":
+        raise click.BadParameter(f"{session.model_path}: a {segmenter.metadata.kind!r} model; "
+                                 "labelling frames needs an in-situ model",
+                                 param_hint="'--model'")
+    require_writable(data_dir, "'--out'", folder=True)
     try:
         server = make_server(session, host, port)
     except OSError as exc:
-        raise click.ClickException(
-            f"cannot listen on {host}:{port} ({exc}); try --port 0") from None
+        hint = "; try --port 0" if exc.errno == errno.EADDRINUSE else ""
+        raise click.ClickException(f"cannot listen on {host}:{port} ({exc}){hint}") from None
     stop = threading.Event()
     # SIGTERM (and SIGINT where a shell left it ignored) end the session like Ctrl+C; set
     # before the address is announced, so a signal sent as soon as the page answers is caught.

@@ -27,6 +27,9 @@ class FrameRef:
 
 def _pages(path: Path) -> int:
     if path.suffix.lower() == ".png":
+        from nwwatch.io.dataset import read_image_2d
+
+        read_image_2d(path)  # refused now (colour, unreadable), not in the browser later
         return 1
     from nwwatch.io import inspect_tiff
 
@@ -43,7 +46,8 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
 
     Raises
     ------
-    FileNotFoundError, nwwatch.io.InputError : a file that is not a readable TIFF/PNG.
+    FileNotFoundError, nwwatch.io.InputError : a file that is not a readable TIFF.
+    nwwatch.io.dataset.DatasetLayoutError : a PNG that is unreadable or not one grey image.
     """
     refs: list[FrameRef] = []
     seen: set[str] = set()

@@ -18,12 +18,13 @@ import cv2
 import numpy as np
 
 from nwwatch import DEFAULT_INSITU_MODEL, __version__
-from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
+from nwwatch.options import FiniteFloatRange, InputFile
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: ``--read-as auto`` takes an integer image with at most this many distinct values (0, 1, 2
@@ -53,7 +54,10 @@ def _read_frames(path: Path) -> list[Frame]:
             return read_tiff_frames(path)
         pages = read_pages(path)
     except DatasetLayoutError as exc:
-        raise LabelFileError(path, exc.reason) from None
+        known = path.suffix.lower() in _IMAGE_SUFFIXES
+        # e.g. a JPEG: any other name is tried as a TIFF, so say which formats are read
+        raise LabelFileError(path, exc.reason if known else f"{exc.reason}; measure reads "
+                                   "TIFF (.tif, .tiff) and PNG (.png) files") from None
     mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     return [Frame(image=page, index=i, source=path, pixel_size_nm=None, acquired_at=mtime,
                   acquired_at_source="mtime") for i, page in enumerate(pages)]
@@ -74,6 +78,12 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.nd
         if not np.issubdtype(page.dtype, np.integer):
             raise LabelFileError(path, f"labels must be integers, got dtype {page.dtype}")
         bad = np.setdiff1d(np.unique(page), [0, NANOWIRE, DROPLET])
+        if bad.size == 1 and bad[0] == UNLABELED:
+            raise LabelFileError(
+                path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {UNLABELED} "
+                      "(unlabeled pixels of a DATA folder, or a 0/255 mask): every pixel needs "
+                      "a class to measure"
+            )
         if bad.size:
             raise LabelFileError(
                 path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {bad[:5]}"
@@ -88,7 +98,12 @@ def _grey_image(images: Path | None, stem: str, index: int, shape: tuple[int, in
     for suffix in _IMAGE_SUFFIXES:
         candidate = images / f"{stem}{suffix}"
         if candidate.exists():
-            pages = _read_pages(candidate)
+            try:
+                pages = _read_pages(candidate)
+            except LabelFileError as exc:  # an overlay's background: not worth the run
+                click.echo(f"warning: {exc.format_message()}; overlay drawn on the labels",
+                           err=True)
+                return None
             page = pages[min(index, len(pages) - 1)]
             if page.shape == shape:
                 return page
@@ -98,6 +113,25 @@ def _grey_image(images: Path | None, stem: str, index: int, shape: tuple[int, in
     return None
 
 
+def _overlay_name(path: Path, index: int, n_pages: int, used: set[str]) -> str:
+    """``<stem>[_<page>]_overlay.png``, made unique within one run (``..._overlay-2.png``):
+    a frame and its label image share a stem, and one overlay must not replace the other."""
+    base = path.stem + (f"_{index:04d}" if n_pages > 1 else "") + "_overlay"
+    name, n = f"{base}.png", 1
+    while name in used:
+        n += 1
+        name = f"{base}-{n}.png"
+    used.add(name)
+    return name
+
+
+def _overlay_path(picture: Path, out: Path) -> str:
+    """The row's ``overlay_path``: relative to the Parquet file's folder when the overlay lies
+    under it (as the service's is relative to RESULTS), else absolute; POSIX separators."""
+    picture, folder = picture.resolve(), out.resolve().parent
+    return (picture.relative_to(folder) if picture.is_relative_to(folder) else picture).as_posix()
+
+
 class _FrameSegmenter:
     """The model of ``--model``, loaded on the first raw frame (label images need none)."""
 
@@ -105,24 +139,39 @@ class _FrameSegmenter:
         self.model = model
         self._segmenter = None
 
-    def __call__(self, page: np.ndarray):
-        """(labels uint8 (H, W), probabilities float32 (C, H, W), provenance dict)."""
-        from nwwatch.normalize import normalize_image
+    def load(self):
+        """The Segmenter; a model that cannot be loaded or is not in-situ is a usage error
+        naming it."""
         from nwwatch.segment.session import ModelLoadError, Segmenter
 
         if self._segmenter is None:
             path = self.model or DEFAULT_INSITU_MODEL
             try:
-                self._segmenter = Segmenter(path, providers=("cpu",))
+                segmenter = Segmenter(path, providers=("cpu",))
             except ModelLoadError as exc:
-                raise click.ClickException(str(exc)) from None
-            if self._segmenter.metadata.kind != "insitu":
-                raise click.ClickException(f"{path}: a {self._segmenter.metadata.kind!r} "
-                                           "model; raw frames need an in-situ model")
-        seg = self._segmenter
+                raise click.BadParameter(str(exc), param_hint="'--model'") from None
+            if segmenter.metadata.kind != "insitu":
+                raise click.BadParameter(f"{path}: a {segmenter.metadata.kind!r} model; raw "
+                                         "frames need an in-situ model",
+                                         param_hint="'--model'")
+            self._segmenter = segmenter
+        return self._segmenter
+
+    def __call__(self, page: np.ndarray):
+        """(labels uint8 (H, W), probabilities float32 (C, H, W), provenance dict)."""
+        from nwwatch.normalize import normalize_image
+
+        seg = self.load()
         out = seg.segment(normalize_image(page))
         return out.labels[0], out.probabilities[0], {
             "model_name": seg.name, "model_sha256": seg.model_sha256, "provider": seg.provider}
+
+
+def _is_parquet(path: Path) -> bool:
+    """True when ``path`` starts with Parquet's magic bytes (an earlier run's output) or is
+    empty."""
+    with path.open("rb") as handle:
+        return handle.read(4) in (b"PAR1", b"")
 
 
 def _write(rows: list[dict], out: Path) -> None:
@@ -139,11 +188,10 @@ def _write(rows: list[dict], out: Path) -> None:
 
 
 @click.command("measure")
-@click.argument("inputs", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=InputFile())
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file to write (one row per image or page).")
-@click.option("--pixel-size-nm", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--pixel-size-nm", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Pixel size in nm; fills the *_nm columns  [default: the TIFF's own, as "
                    "the service reads it; none for PNG].")
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -166,20 +214,41 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
 
     TIFFs are read as the service reads them: a file it refuses is named and skipped (exit
     status 1), and each row gets the file's pixel size and acquisition time."""
+    from nwwatch.options import require_writable
     from nwwatch.segment.session import file_sha256
 
+    # Outputs checked before the work: an unwritable --out found after it loses every row.
+    if out.is_file() and not _is_parquet(out):
+        # e.g. 'measure --out frames/*.tif': the shell made the first frame the output
+        raise click.BadParameter(f"{out} exists and is not a Parquet file; it is not replaced",
+                                 param_hint="'--out'")
+    segment = _FrameSegmenter(model)
+    if model is not None:  # a wrong --model found at the first raw frame loses the rows before it
+        segment.load()
+    # after the model: a refused command leaves no new folder behind
+    require_writable(out, "'--out'")
+    if overlays is not None:
+        require_writable(overlays, "'--overlays'", folder=True)
     rows: list[dict] = []
     skipped = 0
-    segment = _FrameSegmenter(model)
-    if overlays is not None:
-        overlays.mkdir(parents=True, exist_ok=True)
+    used_names: set[str] = set()
     for path in inputs:
         try:
             frames = _read_frames(path)
             pages = [frame.image for frame in frames]
             is_labels = read_as == "labels" or (read_as == "auto" and looks_like_labels(pages))
             if is_labels:
-                pages = read_labels(path, pages)
+                try:
+                    pages = read_labels(path, pages)
+                except LabelFileError as exc:
+                    if read_as == "labels" or all(
+                            np.isin(p, [0, NANOWIRE, DROPLET, UNLABELED]).all() for p in pages):
+                        raise  # class ids (with unlabeled pixels): not a frame
+                    # e.g. a blank frame: few grey levels made auto read it as labels
+                    raise LabelFileError(path, f"{exc.reason} (read as labels: at most "
+                                               f"{_LABEL_MAX_VALUES} distinct values; "
+                                               "--read-as frames measures it as a raw "
+                                               "frame)") from None
         except LabelFileError as exc:
             click.echo(f"skipped {exc.format_message()}", err=True)
             skipped += 1
@@ -208,6 +277,15 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
 
                 extra["confidence"] = frame_confidence(probabilities, labels,
                                                        result.angle_valid)
+            if overlays is not None:
+                if is_labels:
+                    grey = _grey_image(images, path.stem, index, page.shape)
+                picture = overlays / _overlay_name(path, index, len(pages), used_names)
+                if cv2.imwrite(str(picture), draw_overlay(grey, labels, result)):
+                    extra["overlay_path"] = _overlay_path(picture, out)
+                else:
+                    click.echo(f"warning: {picture}: the overlay could not be written",
+                               err=True)
             rows.append({
                 "source": str(path),
                 "frame": index,
@@ -227,13 +305,15 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             what = "labels" if is_labels else "frame"
             click.echo(f"{path}[{index}] ({what}): {result.status} [{result.reason_code}] "
                        f"{angle}{note}")
-            if overlays is not None:
-                if is_labels:
-                    grey = _grey_image(images, path.stem, index, page.shape)
-                name = path.stem + (f"_{index:04d}" if len(pages) > 1 else "") + "_overlay.png"
-                cv2.imwrite(str(overlays / name), draw_overlay(grey, labels, result))
     if rows:
-        _write(rows, out)
+        try:
+            _write(rows, out)
+        except OSError as exc:  # e.g. the disk filled up during the run
+            raise click.ClickException(f"{out}: cannot write the results "
+                                       f"({exc.strerror or exc})") from None
         click.echo(f"wrote {len(rows)} row(s) to {out}")
     if skipped:
-        raise click.ClickException(f"{skipped} file(s) could not be read (see above)")
+        # with no row, say so: a Parquet file already at --out is an earlier run's, not this one's
+        unwritten = "" if rows else f"; nothing written to {out}"
+        raise click.ClickException(f"{skipped} file(s) could not be read (see above)"
+                                   f"{unwritten}")

@@ -283,18 +283,13 @@ def generate_tomogram(
     labeled = labels != 255
     n_patches = int(labeled.sum()) // patch_px**2
     achieved = float(labeled.mean())
-    dataset = {
-        "kind": "tomogram",
-        "classes": list(TOMOGRAM_CLASSES),
-        "images": "images",
-        "labels": "labels",
-        "unlabeled": "unlabeled",
-        "voxel_size_nm": float(voxel_size_nm),
-        "labeled_fraction": round(achieved, 6),
-        "labeled_slices": [k],
-        "seed": int(seed),
-    }
-    lines = ["# Training set written by `nwwatch synth tomogram`; labels: 255 = unlabeled."]
+    # Only the keys the DATA reader knows (nwwatch.io.dataset.read_dataset_toml refuses any
+    # other, so `nwwatch train OUT/train` reads this folder); the rest is said in comments and
+    # recorded in tomogram.json.
+    dataset = {"kind": "tomogram", "classes": list(TOMOGRAM_CLASSES)}
+    lines = ["# Training set written by `nwwatch synth tomogram`; labels: 255 = unlabeled.",
+             f"# labeled slice {k} ({round(achieved, 6)} of its pixels), seed {int(seed)}, "
+             f"voxel size {float(voxel_size_nm)} nm: see ../tomogram.json"]
     lines += [f"{key} = {_toml_value(value)}" for key, value in dataset.items()]
     (out / "train" / "dataset.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 

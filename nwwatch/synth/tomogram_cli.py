@@ -2,40 +2,43 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
+
+from nwwatch.options import FiniteFloatRange
 
 
 @click.command("tomogram")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", type=click.IntRange(min=16), default=128, show_default=True,
               help="Side of the cubic (Z, Y, X) volume in voxels.")
-@click.option("--labeled-fraction", type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+@click.option("--labeled-fraction", type=FiniteFloatRange(min=0.0, max=1.0, min_open=True),
               default=0.02, show_default=True,
               help="Share of the training slice's pixels that keep their label.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed; the same seed writes the same files.")
-@click.option("--voxel-size-nm", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
+@click.option("--voxel-size-nm", type=FiniteFloatRange(min=0.0, min_open=True), default=1.0,
               show_default=True, help="Voxel size written into the TIFF metadata.")
 @click.option("--patch-size", "patch_px", type=click.IntRange(min=1), default=10,
               show_default=True, help="Side of a labeled square patch in pixels.")
-@click.option("--tilt-max-deg", type=click.FloatRange(min=0.0, max=90.0, min_open=True),
+@click.option("--tilt-max-deg", type=FiniteFloatRange(min=0.0, max=90.0, min_open=True),
               default=65.0, show_default=True,
               help="Tilt series from -X to +X degrees; the missing wedge is 180 - 2X.")
-@click.option("--counts-per-voxel", type=click.FloatRange(min=0.0, min_open=True), default=2.0,
+@click.option("--counts-per-voxel", type=FiniteFloatRange(min=0.0, min_open=True), default=2.0,
               show_default=True, help="Dose: expected HAADF counts per voxel of solid on a ray.")
-@click.option("--shift-sigma-px", type=click.FloatRange(min=0.0), default=0.7,
+@click.option("--shift-sigma-px", type=FiniteFloatRange(min=0.0), default=0.7,
               show_default=True, help="Std of the per-projection misalignment in pixels.")
-@click.option("--pore-length-px", type=click.FloatRange(min=0.0, min_open=True), default=3.5,
+@click.option("--pore-length-px", type=FiniteFloatRange(min=0.0, min_open=True), default=3.5,
               show_default=True, help="Correlation length of the pore field in voxels.")
-@click.option("--porosity", type=click.FloatRange(min=0.0, max=1.0, min_open=True,
+@click.option("--porosity", type=FiniteFloatRange(min=0.0, max=1.0, min_open=True,
                                                   max_open=True),
               default=0.45, show_default=True, help="Pore fraction inside the grain.")
-@click.option("--density-variation", type=click.FloatRange(min=0.0, max=1.0, max_open=True),
+@click.option("--density-variation", type=FiniteFloatRange(min=0.0, max=1.0, max_open=True),
               default=0.0, show_default=True,
               help="Relative std of a smooth variation of the solid's density.")
-@click.option("--saturation-px", type=click.FloatRange(min=0.0, max=1e6), default=0.0,
+@click.option("--saturation-px", type=FiniteFloatRange(min=0.0, max=1e6), default=0.0,
               show_default=True,
               help="HAADF signal saturation length in voxels (0: linear); a few tenths of the "
                    "grain's thickness gives cupping that defeats global thresholds.")
@@ -46,8 +49,17 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
              shift_sigma_px: float, pore_length_px: float, porosity: float,
              density_variation: float, saturation_px: float, reconstruction: str) -> None:
     """Write OUT/volume.tif, OUT/truth.tif, OUT/tomogram.json and the training set OUT/train/."""
+    from nwwatch.options import require_writable
     from nwwatch.synth.tomogram import generate_tomogram
 
+    stale = _stale_slices(out, size, seed)
+    if stale:
+        raise click.ClickException(
+            f"{out} already holds labeled slices of another run, or of another size or seed "
+            f"({', '.join(stale[:4])}{' ...' if len(stale) > 4 else ''}); this run might not "
+            "replace them and nwwatch train would read them with the new volume: choose a "
+            "new or empty folder")
+    require_writable(out, "'OUT'", folder=True)
     try:
         summary = generate_tomogram(
             out, size=size, labeled_fraction=labeled_fraction, seed=seed,
@@ -61,3 +73,23 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
     click.echo(f"wrote a {size}^3 tomogram to {out}: porosity {summary['porosity']:.2f}, "
                f"tilts {summary['tilt_min_deg']:g}..{summary['tilt_max_deg']:g} deg, "
                f"slice {summary['labeled_slice']} labeled at {summary['labeled_fraction']:.2%}")
+
+
+def _stale_slices(out: Path, size: int, seed: int) -> list[str]:
+    """Files of ``out/train/images`` and ``out/train/labels`` that a run of ``size`` and
+    ``seed`` would leave beside its own labeled slice. The slice index depends on both (see
+    :func:`nwwatch.synth.tomogram.generate_tomogram`), so only an earlier run with the same
+    two, as recorded in ``out/tomogram.json``, is replaced file for file."""
+    found = [f"train/{sub}/{p.name}" for sub in ("images", "labels")
+             if (out / "train" / sub).is_dir()
+             for p in sorted((out / "train" / sub).iterdir()) if not p.name.startswith(".")]
+    if not found:
+        return []
+    try:
+        earlier = json.loads((out / "tomogram.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return found
+    if earlier.get("size") != size or earlier.get("seed") != seed:
+        return found
+    own = f"slice_{earlier.get('labeled_slice', -1):03d}"
+    return [name for name in found if Path(name).stem != own]

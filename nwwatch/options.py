@@ -1,0 +1,63 @@
+"""Command-line parameter types and checks shared by the ``nwwatch`` commands.
+
+In the lowest layer (it needs only click and :mod:`nwwatch.atomic`) so that every command
+module, whatever its layer, checks its arguments the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+
+class FiniteFloatRange(click.FloatRange):
+    """:class:`click.FloatRange` that also refuses ``nan`` and ``inf``: click parses both,
+    and a NaN passes every bound (each comparison with it is false)."""
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number.", param, ctx)
+        return number
+
+
+class InputFile(click.Path):
+    """An existing file (``click.Path(exists=True, dir_okay=False)``, as a Path) whose error
+    for a name with ``*``, ``?`` or ``[`` says it is most likely a shell pattern that matched
+    nothing (the shell then passes the pattern itself)."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, dir_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            if any(c in str(value) for c in "*?[") and not Path(value).exists():
+                self.fail(f"{exc.message.rstrip('.')} (a shell pattern that matched no "
+                          "file?).", param, ctx)
+            raise
+
+
+def require_writable(path: Path, param_hint: str, folder: bool = False) -> None:
+    """Raise :class:`click.BadParameter` naming ``path`` when the output file ``path`` (the
+    folder ``path`` when ``folder``) cannot be written; its folder is created if missing.
+    Called before a command's work, so an unwritable output is not found after hours of it."""
+    from nwwatch.atomic import probe_writable
+
+    target = path if folder else path.parent
+    try:
+        probe_writable(target)
+    except OSError as exc:
+        raise click.BadParameter(f"{path}: cannot write to {target} "
+                                 f"({exc.strerror or exc})", param_hint=param_hint) from None
+
+
+def mask_warning(label_path: Path) -> str:
+    """The warning line of ``train`` and ``evaluate`` for a label image holding only 0 and
+    255 (:func:`nwwatch.io.dataset.mask_like_labels`)."""
+    return (f"warning: {label_path}: only 0 and 255 (unlabeled); a 0/255 mask? Its 255 pixels "
+            "are left out; label images hold class ids (in-situ: 0 background, 1 nanowire, "
+            "2 droplet)")
