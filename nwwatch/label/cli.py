@@ -90,13 +90,9 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     # first, so that a refused command leaves no new DATA folder behind.
     session = LabelSession(refs, data_dir, model or DEFAULT_MODEL)
     try:
-        segmenter = session.segmenter()
+        session.segmenter().require_kind("insitu", "labelling frames")
     except ModelLoadError as exc:
         raise click.BadParameter(str(exc), param_hint="'--model'") from None
-    if segmenter.metadata.kind != "insitu":
-        raise click.BadParameter(f"{session.model_path}: a {segmenter.metadata.kind!r} model; "
-                                 "labelling frames needs an in-situ model",
-                                 param_hint="'--model'")
     require_writable(data_dir, "'--out'", folder=True)
     try:
         server = make_server(session, host, port)

@@ -148,12 +148,9 @@ class _FrameSegmenter:
             path = self.model or DEFAULT_INSITU_MODEL
             try:
                 segmenter = Segmenter(path, providers=("cpu",))
+                segmenter.require_kind("insitu", "measuring raw frames")
             except ModelLoadError as exc:
                 raise click.BadParameter(str(exc), param_hint="'--model'") from None
-            if segmenter.metadata.kind != "insitu":
-                raise click.BadParameter(f"{path}: a {segmenter.metadata.kind!r} model; raw "
-                                         "frames need an in-situ model",
-                                         param_hint="'--model'")
             self._segmenter = segmenter
         return self._segmenter
 

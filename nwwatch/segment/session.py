@@ -226,6 +226,13 @@ class Segmenter:
     def name(self) -> str:
         return self.model_path.stem
 
+    def require_kind(self, kind: str, task: str) -> None:
+        """Raise :class:`ModelLoadError` naming the file unless the model's metadata kind is
+        ``kind`` ("insitu" or "tomogram"); ``task`` says what needs it ("labelling frames")."""
+        if self.metadata.kind != kind:
+            raise ModelLoadError(f"{self.model_path}: a {self.metadata.kind!r} model; {task} "
+                                 f"needs an {'in-situ' if kind == 'insitu' else kind} model")
+
     def segment(self, images: np.ndarray, probabilities: bool = True) -> Segmentation:
         """Segment a batch of normalised images at the model's working scale.
 
