@@ -154,15 +154,21 @@ def test_evaluate_names_the_file_without_label(tmp_path):
     assert result.exit_code != 0 and "a.png: no label for this image" in result.output
 
 
-def test_model_card_holds_the_file_hash_and_each_evaluation(tmp_path):
-    from training.model_card import main as card_main
-
+def _two_frames_and_an_untrained_model(tmp_path):
+    """Two synthetic 64 px frames (a DATA folder) and an untrained network exported to ONNX."""
     data = tmp_path / "synth"
     result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2",
                                        "--size", "64", "--seed", "9"])
     assert result.exit_code == 0, result.output
     model = tmp_path / "m.onnx"
     _export_untrained(model)
+    return data, model
+
+
+def test_model_card_holds_the_file_hash_and_each_evaluation(tmp_path):
+    from training.model_card import main as card_main
+
+    data, model = _two_frames_and_an_untrained_model(tmp_path)
     out = tmp_path / "card.json"
     card_main([str(model), "--eval", str(data), "two frames", "--training-data", "none",
                "--status", "untrained", "--out", str(out)])
@@ -232,12 +238,7 @@ def test_a_json_path_that_takes_no_file_is_refused_before_the_run(tmp_path):
 
 def test_no_angle_measured_reads_as_such_and_the_json_stays_strict(tmp_path):
     # an untrained network measures no angle: before, "RMSE nan deg" and NaN in the JSON
-    data = tmp_path / "synth"
-    result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2",
-                                       "--size", "64", "--seed", "9"])
-    assert result.exit_code == 0, result.output
-    model = tmp_path / "m.onnx"
-    _export_untrained(model)
+    data, model = _two_frames_and_an_untrained_model(tmp_path)
     report = tmp_path / "r.json"
     result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(report),
                                        "--threads", "1"])
