@@ -19,6 +19,7 @@ from tiffkit import first_page_only
 import nwwatch.io as nio
 from nwwatch.io import (
     AnisotropicPixelsError,
+    BlankImageError,
     EmptyFileError,
     ImageTooLargeError,
     InputError,
@@ -29,6 +30,7 @@ from nwwatch.io import (
     UnsupportedCompressionError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
+    check_tomogram,
     inspect_tiff,
     read_frames,
     read_volume,
@@ -138,6 +140,30 @@ def test_volume_without_size_and_single_page(tmp_path):
     vol = read_volume(single)
     assert vol.data.shape == (1, 9, 11)
     assert vol.voxel_size_nm is None  # z unknown: not guessed
+
+
+def test_check_tomogram_refuses_one_slice_and_no_contrast(tmp_path):
+    # read_volume reads a single page as one slice; the tomogram workflow refuses it, and a
+    # volume without contrast, naming the file.
+    good = read_volume(write_volume_tiff(tmp_path / "v.tif", _image((3, 9, 11), "uint16")))
+    assert check_tomogram(good) is good
+    single = write_frame_tiff(tmp_path / "f.tif", _image((9, 11), "uint8"))
+    with pytest.raises(UnsupportedLayoutError, match="2-D image") as error:
+        check_tomogram(read_volume(single))
+    _assert_names_file(error, single)
+    blank = write_volume_tiff(tmp_path / "zero.tif", np.zeros((4, 9, 11), np.uint16))
+    with pytest.raises(BlankImageError, match="every voxel has the value 0") as error:
+        check_tomogram(read_volume(blank))
+    _assert_names_file(error, blank)
+    nan = np.full((4, 9, 11), np.nan, np.float32)
+    nan[1, 2, 3] = np.inf
+    with pytest.raises(BlankImageError, match="no finite voxel"):
+        check_tomogram(read_volume(write_volume_tiff(tmp_path / "nan.tif", nan)))
+    nan[2, 2, 2], nan[3, 3, 3] = 1.5, 1.5  # finite, but one value: no contrast either
+    with pytest.raises(BlankImageError, match="1.5"):
+        check_tomogram(read_volume(write_volume_tiff(tmp_path / "flat.tif", nan)))
+    nan[0, 0, 0] = 2.0  # some NaN voxels in a volume with contrast are no reason to refuse
+    assert check_tomogram(read_volume(write_volume_tiff(tmp_path / "some.tif", nan)))
 
 
 # ------------------------------------------------------------- metadata from other writers

@@ -244,6 +244,36 @@ def test_tomogram_gives_mask_and_volume_row(tmp_path):
         replay(acq, tmp_path / "out2", kind="tomogram", model=model(tmp_path / "m2"))
 
 
+def test_a_2d_image_or_a_blank_volume_is_quarantined_not_measured(tmp_path):
+    # A single page would be segmented as a one-slice volume (zero surface, zero porosity)
+    # and a blank volume as an empty mask with status ok: neither is a result.
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_frame_tiff, write_volume_tiff
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((12, 40, 48), TOMOGRAM_GREY[0], np.uint8)
+    vol[2:10, 5:30, 10:40] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "tomo.tif", vol)
+    write_frame_tiff(acq / "slice.tif", vol[5])
+    write_volume_tiff(acq / "blank.tif", np.zeros((12, 40, 48), np.float32))
+    out = tmp_path / "out"
+    summary = replay(acq, out, kind="tomogram", model=model(tmp_path, kind="tomogram"))
+    assert (summary.done, summary.quarantined) == (1, 2)
+    rows = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
+    assert list(rows.source) == [os.path.abspath(acq / "tomo.tif")]
+    assert sorted(p.name.split("-")[0] for p in (out / "masks").iterdir()) == ["tomo"]
+    ledger = Ledger(out / "ledger.sqlite", out)
+    reasons = {os.path.basename(q["path"]): (q["error_type"], q["reason"])
+               for q in ledger.queries.quarantined()}
+    ledger.close()
+    assert reasons["slice.tif"][0] == "UnsupportedLayoutError"
+    assert "2-D image" in reasons["slice.tif"][1]
+    assert reasons["blank.tif"] == ("BlankImageError", "every voxel has the value 0: a blank "
+                                                       "volume, nothing to segment")
+
+
 def test_a_suspect_tomogram_is_recorded_and_warned_about(tmp_path):
     from onnx_models import TOMOGRAM_GREY
     from structlog.testing import capture_logs

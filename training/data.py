@@ -151,8 +151,6 @@ def load_volume_slices(
     if not slices:
         raise DatasetLayoutError(volume_path, "no labeled slice given")
     volume = read_tiff_volume(volume_path).data
-    if volume.shape[0] < 2:
-        raise DatasetLayoutError(volume_path, "expected a 3D volume (Z, Y, X), got a 2D image")
     depth = volume.shape[0]
     labels: dict[int, tuple[Path, np.ndarray]] = {}
     for slice_index, labels_path in slices:
