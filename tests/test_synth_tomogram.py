@@ -265,6 +265,20 @@ def test_generate_writes_a_consistent_training_set(tmp_path):
     assert on_disk["solid_fraction"] == pytest.approx(float(truth.mean()), abs=1e-6)
 
 
+def test_a_second_run_into_the_same_folder_leaves_one_labeled_slice(tmp_path):
+    # Another size or seed labels another slice; the first run's slice would stay in
+    # train/ as a second labeled image (of another volume's shape) next to the new one.
+    first = generate_tomogram(tmp_path, size=48, labeled_fraction=0.1, seed=0)
+    mine = tmp_path / "train" / "labels" / "my_own.png"  # not listed by synth: kept
+    mine.write_bytes(b"x")
+    second = generate_tomogram(tmp_path, size=32, labeled_fraction=0.1, seed=0)
+    assert first["labeled_slice"] != second["labeled_slice"]
+    name = f"slice_{second['labeled_slice']:03d}"
+    assert sorted(p.name for p in (tmp_path / "train" / "images").iterdir()) == [f"{name}.tif"]
+    assert sorted(p.name for p in (tmp_path / "train" / "labels").iterdir()) == [
+        "my_own.png", f"{name}.png"]
+
+
 def test_generate_rejects_unknown_knobs(tmp_path):
     with pytest.raises(TypeError, match="dose"):
         generate_tomogram(tmp_path, size=32, dose=3)

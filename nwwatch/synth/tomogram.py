@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,22 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def _remove_previous_slices(train: Path, keep: str) -> None:
+    """Delete the labeled slice files that an earlier run wrote into ``train`` (the slices its
+    dataset.toml lists), except ``keep``: a stale slice of another volume would otherwise lie
+    next to the new one, paired by stem as a second labeled image of the training set."""
+    try:
+        previous = tomllib.loads((train / "dataset.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return  # no earlier training set of ours, or not one we can read: touch nothing
+    slices = previous.get("labeled_slices", [])
+    for k in slices if isinstance(slices, list) else []:
+        name = f"slice_{k:03d}" if isinstance(k, int) else keep
+        if name != keep:
+            (train / "images" / f"{name}.tif").unlink(missing_ok=True)
+            (train / "labels" / f"{name}.png").unlink(missing_ok=True)
+
+
 def generate_tomogram(
     out_dir: str | os.PathLike[str],
     *,
@@ -222,7 +239,8 @@ def generate_tomogram(
 ) -> dict[str, Any]:
     """Write a synthetic tomogram, its truth and a sparsely labeled training set.
 
-    Files written under ``out_dir`` (created if needed, files replaced)::
+    Files written under ``out_dir`` (created if needed, files replaced; the labeled slice of
+    an earlier run into the same folder, listed in its dataset.toml, is removed)::
 
         volume.tif                  float32 (Z, Y, X), voxel size in the metadata
         truth.tif                   uint8 (Z, Y, X), 1 solid, 0 pore or vacuum
@@ -270,9 +288,10 @@ def generate_tomogram(
     out = Path(out_dir)
     for sub in ("train/images", "train/labels", "train/unlabeled"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    name = f"slice_{k:03d}"
+    _remove_previous_slices(out / "train", keep=name)
     write_volume_tiff(out / "volume.tif", tomo.volume, voxel_size_nm=voxel_size_nm)
     write_volume_tiff(out / "truth.tif", tomo.truth, voxel_size_nm=voxel_size_nm)
-    name = f"slice_{k:03d}"
     write_frame_tiff(out / "train" / "images" / f"{name}.tif", tomo.volume[k],
                      pixel_size_nm=voxel_size_nm)
     label_path = out / "train" / "labels" / f"{name}.png"
