@@ -240,8 +240,19 @@ def test_tomogram_gives_mask_and_volume_row(tmp_path):
     # an in-situ model on a tomogram folder is refused loudly
     from nwwatch.service.config import ConfigError
 
-    with pytest.raises(ConfigError, match="insitu"):
+    with pytest.raises(ConfigError, match="insitu") as error:
         replay(acq, tmp_path / "out2", kind="tomogram", model=model(tmp_path / "m2"))
+    assert "nwwatch train --volume" in str(error.value)  # and what a tomogram needs instead
+
+
+def test_replay_help_says_a_tomogram_needs_a_model():
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    text = " ".join(CliRunner().invoke(main, ["replay", "--help"]).output.split())
+    assert "tomograms: required, a model of `nwwatch train --volume`" in text
+    assert "the shipped model of KIND" not in text  # none ships for tomograms
 
 
 def test_a_2d_image_or_a_blank_volume_is_quarantined_not_measured(tmp_path):

@@ -52,9 +52,12 @@ def run(config_path: Path) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               required=True, help="Results folder.")
-@click.option("--kind", type=click.Choice(KINDS), default="insitu", show_default=True)
+@click.option("--kind", type=click.Choice(KINDS), default="insitu", show_default=True,
+              help="insitu: TEM frames, one row each; tomogram: 3D TIFF volumes, a mask and "
+                   "one row each (docs/tomography.md).")
 @click.option("--model", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=None, help="ONNX model (default: the shipped model of KIND).")
+              default=None, help="ONNX model (default for insitu: the shipped model; "
+                                 "tomograms: required, a model of `nwwatch train --volume`).")
 @click.option("--force", is_flag=True, help="Process files the ledger lists as done again.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Use [inference]/[retry]/[tomogram] settings of this service "
