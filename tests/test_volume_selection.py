@@ -149,6 +149,22 @@ def test_two_patches_keep_the_threshold_and_say_why(tmp_path):
     assert "method_unvalidated" in seg.verdict.reason_codes
 
 
+def test_candidates_given_twice_are_tried_once_and_none_given_is_a_usage_error(tmp_path):
+    from nwwatch.cli import main
+
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
+    common = ["train", "--volume", str(volume_path), "--slice", str(Z), "--labels",
+              str(labels_path), "--out", str(tmp_path / "m.onnx"), "--threads", "1", "--quiet"]
+    none = CliRunner().invoke(main, [*common, "--candidates", " , "])
+    assert none.exit_code == 2 and "no candidate given" in none.output
+    twice = CliRunner().invoke(main, [*common, "--candidates", "threshold,threshold"])
+    assert twice.exit_code == 0, twice.output
+    scored = [line for line in twice.output.splitlines() if line.strip().startswith("threshold")]
+    assert len(scored) == 1, twice.output
+
+
 def test_ties_go_to_the_simpler_candidate():
     assert choose({"threshold": 0.95, "contrastive": 0.955})[0] == "threshold"
     kept, reason = choose({"threshold": 0.90, "unet": 0.97, "contrastive": 0.965})

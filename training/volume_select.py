@@ -225,9 +225,12 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
     # command's unconfigured stdlib log would print the same sentence a second time.
     warn_by_echo = echo is not None
     echo = echo or (lambda line: None)
+    candidates = list(dict.fromkeys(candidates))  # one named twice is trained once
+    if not candidates:
+        raise KeyError(f"no candidate given; choose one or more of {CANDIDATES}")
     unknown = [c for c in candidates if c not in CANDIDATES]
-    if unknown or not candidates:
-        raise KeyError(f"unknown candidates {unknown or '(none)'}; choose from {CANDIDATES}")
+    if unknown:
+        raise KeyError(f"unknown candidates {unknown}; choose from {CANDIDATES}")
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     indices = config.slice_index if isinstance(config.slice_index, list) \
