@@ -98,6 +98,13 @@ def test_tomogram_workflow_contrastive(tmp_path):
     assert bad.exit_code != 0 and "slice index 9 out of range" in bad.output
 
 
+def test_volume_help_says_how_slices_are_counted_and_what_0_means():
+    # Fiji numbers slices from 1; --slice counts from 0, and vacuum is labeled 0 with pore.
+    text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
+    assert "counted from 0 (Fiji's slice n is n - 1)" in text
+    assert "0 pore or vacuum, 1 solid, 255 unlabeled" in text
+
+
 def test_bad_layout_is_a_clear_error(tmp_path):
     data = make_folder(tmp_path / "data", n=2, size=32)
     (data / "labels" / "img01.png").unlink()

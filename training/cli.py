@@ -129,10 +129,11 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--volume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Tomogram workflow: the 3D TIFF volume (every other slice is unlabeled data).")
 @click.option("--slice", "slice_index", type=int, multiple=True,
-              help="Index of the labeled slice (with --volume); repeat for several slices.")
+              help="Index along Z of the labeled slice, counted from 0 (Fiji's slice n is "
+                   "n - 1), with --volume; repeat for several slices.")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              multiple=True, help="Labels of that slice: 0 pore, 1 solid, 255 unlabeled; one "
-                                  "per --slice, in the same order.")
+              multiple=True, help="Labels of that slice: 0 pore or vacuum, 1 solid, 255 "
+                                  "unlabeled; one per --slice, in the same order.")
 @click.option("--candidates", default=",".join(VOLUME_CANDIDATES), show_default=True,
               help="With --volume and no --paradigm: the methods cross-validated on the "
                    "labeled patches; the best is kept (docs/tomography.md).")
