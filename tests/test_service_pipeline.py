@@ -285,6 +285,31 @@ def test_a_2d_image_or_a_blank_volume_is_quarantined_not_measured(tmp_path):
                                                        "volume, nothing to segment")
 
 
+def test_replay_force_replaces_a_tomograms_mask_with_its_row(tmp_path):
+    # --force replaces the row; the mask the earlier row named went with it, instead of
+    # piling up (a 256^3 mask is 16 MB) where no row names it.
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_volume_tiff
+
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((6, 24, 24), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:5, 4:16, 6:20] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "a.tif", vol)
+    write_volume_tiff(acq / "b.tif", np.roll(vol, 3, axis=2))  # other content: not a copy
+    out = tmp_path / "out"
+    assert replay(acq, out, kind="tomogram", model=tomo_model).done == 2
+    first = set((out / "masks").iterdir())
+    assert replay(acq / "a.tif", out, kind="tomogram", model=tomo_model, force=True).done == 1
+    rows = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
+    assert len(rows) == 2
+    named = {out / p for p in rows.mask_path}
+    assert set((out / "masks").iterdir()) == named  # every mask has its row, and no other
+    assert len(named & first) == 1  # b's mask stays; a's earlier one was replaced
+
+
 def test_a_suspect_tomogram_is_recorded_and_warned_about(tmp_path):
     from onnx_models import TOMOGRAM_GREY
     from structlog.testing import capture_logs
