@@ -298,6 +298,10 @@ def test_cli_writes_every_file(tmp_path):
                  "train/unlabeled/volume.tif"):
         assert (out / name).is_file(), name
     assert summary["size"] == 40 and summary["seed"] == 3
+    # 5 % of 40 x 40 is 0.8 patches of 10 px: two are labeled (one per class), as --help says.
+    assert summary["labeled_patches"] == 2 and summary["labeled_fraction"] == 200 / 40**2
+    help_text = " ".join(CliRunner().invoke(main, ["synth", "tomogram", "--help"]).output.split())
+    assert "rounded to whole --patch-size squares, at least two (one per class)" in help_text
     assert summary["labeled_patches"] == 2  # round(0.05 * 1600 / 100) = 1, at least 2
 
 

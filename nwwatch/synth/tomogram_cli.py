@@ -13,7 +13,8 @@ import click
               help="Side of the cubic (Z, Y, X) volume in voxels.")
 @click.option("--labeled-fraction", type=click.FloatRange(min=0.0, max=1.0, min_open=True),
               default=0.02, show_default=True,
-              help="Share of the training slice's pixels that keep their label.")
+              help="Share of the training slice's pixels that keep their label, rounded to "
+                   "whole --patch-size squares, at least two (one per class).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed; the same seed writes the same files.")
 @click.option("--voxel-size-nm", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
