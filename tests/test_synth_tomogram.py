@@ -253,8 +253,12 @@ def test_generate_writes_a_consistent_training_set(tmp_path):
     unlabeled = out / "train" / "unlabeled" / "volume.tif"
     np.testing.assert_array_equal(tifffile.imread(unlabeled), volume)
     dataset = tomllib.loads((out / "train" / "dataset.toml").read_text())
-    assert dataset["kind"] == "tomogram" and dataset["classes"] == ["pore", "solid"]
-    assert dataset["labeled_slices"] == [k]
+    assert dataset == {"kind": "tomogram", "classes": ["pore", "solid"]}
+    # The DATA-folder reader of nwwatch train / evaluate takes it (it refuses unknown keys).
+    from nwwatch.io.dataset import pair_folder, read_dataset_toml
+
+    assert read_dataset_toml(out / "train") == ("tomogram", ("pore", "solid"), "volume")
+    assert [pair[0] for pair in pair_folder(out / "train")] == [f"slice_{k:03d}"]
     from nwwatch.io import read_volume
 
     assert read_volume(out / "volume.tif").voxel_size_nm == pytest.approx((1.0, 1.0, 1.0))

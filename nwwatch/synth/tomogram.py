@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,20 +210,18 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _remove_previous_slices(train: Path, keep: str) -> None:
-    """Delete the labeled slice files that an earlier run wrote into ``train`` (the slices its
-    dataset.toml lists), except ``keep``: a stale slice of another volume would otherwise lie
-    next to the new one, paired by stem as a second labeled image of the training set."""
+def _remove_previous_slices(out: Path, keep: dict[str, str]) -> None:
+    """Delete the labeled slice files that an earlier run wrote into ``out`` (its
+    tomogram.json names them), except those in ``keep``: a stale slice of another volume
+    would otherwise lie in train/ next to the new one, a second labeled image of the set."""
     try:
-        previous = tomllib.loads((train / "dataset.toml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return  # no earlier training set of ours, or not one we can read: touch nothing
-    slices = previous.get("labeled_slices", [])
-    for k in slices if isinstance(slices, list) else []:
-        name = f"slice_{k:03d}" if isinstance(k, int) else keep
-        if name != keep:
-            (train / "images" / f"{name}.tif").unlink(missing_ok=True)
-            (train / "labels" / f"{name}.png").unlink(missing_ok=True)
+        files = json.loads((out / "tomogram.json").read_text(encoding="utf-8"))["files"]
+        earlier = [files["train_image"], files["train_labels"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no earlier run of ours, or not one we can read: touch nothing
+    for rel in earlier:
+        if isinstance(rel, str) and rel not in keep.values() and rel.startswith("train/"):
+            (out / rel).unlink(missing_ok=True)
 
 
 def generate_tomogram(
@@ -240,7 +237,7 @@ def generate_tomogram(
     """Write a synthetic tomogram, its truth and a sparsely labeled training set.
 
     Files written under ``out_dir`` (created if needed, files replaced; the labeled slice of
-    an earlier run into the same folder, listed in its dataset.toml, is removed)::
+    an earlier run into the same folder, named in its tomogram.json, is removed)::
 
         volume.tif                  float32 (Z, Y, X), voxel size in the metadata
         truth.tif                   uint8 (Z, Y, X), 1 solid, 0 pore or vacuum
@@ -289,7 +286,11 @@ def generate_tomogram(
     for sub in ("train/images", "train/labels", "train/unlabeled"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     name = f"slice_{k:03d}"
-    _remove_previous_slices(out / "train", keep=name)
+    files = {"volume": "volume.tif", "truth": "truth.tif",
+             "train_image": f"train/images/{name}.tif",
+             "train_labels": f"train/labels/{name}.png",
+             "unlabeled": "train/unlabeled/volume.tif", "dataset": "train/dataset.toml"}
+    _remove_previous_slices(out, keep=files)
     write_volume_tiff(out / "volume.tif", tomo.volume, voxel_size_nm=voxel_size_nm)
     write_volume_tiff(out / "truth.tif", tomo.truth, voxel_size_nm=voxel_size_nm)
     write_frame_tiff(out / "train" / "images" / f"{name}.tif", tomo.volume[k],
@@ -302,18 +303,15 @@ def generate_tomogram(
     labeled = labels != 255
     n_patches = int(labeled.sum()) // patch_px**2
     achieved = float(labeled.mean())
+    # Only the keys the DATA-folder reader knows (nwwatch.io.dataset.read_dataset_toml
+    # refuses others, so `nwwatch train OUT/train` can read it); the rest as comments.
     dataset = {
         "kind": "tomogram",
         "classes": list(TOMOGRAM_CLASSES),
-        "images": "images",
-        "labels": "labels",
-        "unlabeled": "unlabeled",
-        "voxel_size_nm": float(voxel_size_nm),
-        "labeled_fraction": round(achieved, 6),
-        "labeled_slices": [k],
-        "seed": int(seed),
     }
-    lines = ["# Training set written by `nwwatch synth tomogram`; labels: 255 = unlabeled."]
+    lines = ["# Training set written by `nwwatch synth tomogram`; labels: 255 = unlabeled.",
+             f"# Labeled slice {k} ({achieved:.2%} of it), seed {int(seed)}, voxel size "
+             f"{float(voxel_size_nm):g} nm; everything else: ../tomogram.json."]
     lines += [f"{key} = {_toml_value(value)}" for key, value in dataset.items()]
     (out / "train" / "dataset.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -342,14 +340,7 @@ def generate_tomogram(
         "labeled_fraction_requested": float(labeled_fraction),
         "labeled_fraction": round(achieved, 6),
         "params": {key: value for key, value in tomo.params.items() if key != "seed"},
-        "files": {
-            "volume": "volume.tif",
-            "truth": "truth.tif",
-            "train_image": f"train/images/{name}.tif",
-            "train_labels": f"train/labels/{name}.png",
-            "unlabeled": "train/unlabeled/volume.tif",
-            "dataset": "train/dataset.toml",
-        },
+        "files": files,
     }
     (out / "tomogram.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
