@@ -96,6 +96,10 @@ def test_tomogram_workflow_contrastive(tmp_path):
     assert meta.class_names == ("pore", "solid") and meta.paradigm == "contrastive"
     bad = CliRunner().invoke(main, [*args[:4], "9", *args[5:]])
     assert bad.exit_code != 0 and "slice index 9 out of range" in bad.output
+    # A crop the network cannot halve down its levels: a clear error, not torch's traceback.
+    odd = CliRunner().invoke(main, [*args, "--crop", "30"])
+    assert odd.exit_code == 1 and isinstance(odd.exception, SystemExit)  # no traceback
+    assert "--crop 30 is not a multiple of 4" in odd.output and "use 32" in odd.output
 
 
 def test_volume_help_says_how_slices_are_counted_and_what_0_means():

@@ -294,6 +294,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     eval_items = val_items or train_items
     prefix = "val" if val_items else "train"
     inference = paradigm.inference_model()
+    multiple = int(getattr(inference, "size_multiple", 1))  # else a torch traceback, later
+    if config.crop % multiple:
+        raise TrainingError(f"--crop {config.crop} is not a multiple of {multiple}, the size "
+                            f"multiple of this network: use "
+                            f"{math.ceil(config.crop / multiple) * multiple}")
 
     def checkpoint(epoch: int) -> None:
         save_checkpoint(ckpt_file, {
@@ -315,8 +320,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                    file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
     sampler = None
     sampled = unlabeled if paradigm.uses_unlabeled else []
-    crop = effective_crop(config.crop, [item.image for item in pool] + list(sampled),
-                          int(getattr(inference, "size_multiple", 1)))
+    crop = effective_crop(config.crop, [item.image for item in pool] + list(sampled), multiple)
     if crop != config.crop:
         echo(f"crop {crop} px: every training image is smaller than --crop {config.crop}")
     for epoch in range(start_epoch, end_epoch):
