@@ -224,3 +224,16 @@ def test_a_2d_image_or_a_blank_volume_is_refused_as_the_service_refuses_it(tmp_p
     with pytest.raises(DatasetLayoutError, match="blank volume") as err:
         load_volume_slice(blank, 2, label_path)
     assert err.value.path == blank
+
+
+def test_a_label_on_a_voxel_without_data_is_refused(tmp_path):
+    # Normalisation turns NaN into the darkest grey; labeled solid there taught the model
+    # that solid is dark (the row only said threshold_disagreement, after the fact).
+    path, label_path, volume = _volume(tmp_path)
+    volume[2, 4:6, 30:34] = np.nan  # under 8 of the 16 labeled solid pixels of slice 2
+    volume[3, 20:24, 10:14] = np.nan  # no data where nothing is labeled: no reason to refuse
+    tifffile.imwrite(path, volume)
+    with pytest.raises(DatasetLayoutError, match="8 labeled pixels lie where slice 2") as err:
+        load_volume_slice(path, 2, label_path)
+    assert err.value.path == label_path and "mark them 255" in str(err.value)
+    assert len(load_volume_slice(path, 3, label_path).labeled) == 1
