@@ -143,6 +143,7 @@ def test_two_patches_keep_the_threshold_and_say_why(tmp_path):
     assert extra["selection"]["grouping"] == "none"
     assert extra["model_config"]["sigma_px"] == 1.0  # nothing held out: the reference blur
     assert extra["z_sigma_px"] == 1.0  # the runtime feeds it slices blurred along Z
+    assert extra["min_input_px"] == 5  # 1 + the blur's radius (4 sigma of 1 px)
     # Nothing was held out: every mask of this model says so.
     seg = segment_volume(Segmenter(out, providers=("cpu",)), volume)
     assert seg.verdict.status == "suspect"

@@ -306,6 +306,7 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
     from training.export import export_onnx
     from training.exporting import class_mean_intensity, class_pixel_counts
     from training.volume_forest import export_feature_forest
+    from training.volume_models import min_input_px
 
     config, data = trainer.config, trainer.data
     out = Path(config.out)
@@ -326,7 +327,7 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
                "unlabeled_images": len(data.unlabeled),
                "class_mean_intensity": class_mean_intensity(data),
                "class_pixel_counts": class_pixel_counts(data),
-               "z_sigma_px": trainer.z_sigma_px,
+               "z_sigma_px": trainer.z_sigma_px, "min_input_px": min_input_px(model),
                "selection": selection.as_dict()})
     if method == "features" and trainer.forest_slices > 1:
         # The slab forest smooths along Z itself; the runtime feeds it the slab.
