@@ -230,6 +230,7 @@ def test_tomogram_gives_mask_and_volume_row(tmp_path):
     write_volume_tiff(acq / "tomo.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
     summary = replay(acq, tmp_path / "out", kind="tomogram", model=tomo_model)
     assert (summary.done, summary.frames) == (1, 1)
+    assert "rows/s" in summary.lines()[1] and "frames" not in summary.lines()[1]  # a volume
     rows = ds.dataset(tmp_path / "out" / "volumes", format="parquet").to_table().to_pandas()
     row = rows.iloc[0]
     assert row.status == "ok" and row.source == os.path.abspath(acq / "tomo.tif")
