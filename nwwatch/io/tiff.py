@@ -135,13 +135,16 @@ def check_tomogram(volume: Volume) -> Volume:
             volume.source, f"a 2-D image ({' x '.join(map(str, data.shape[-2:]))} px), not a "
             "volume: a tomogram has at least 2 slices along Z (a multi-page TIFF, pages = Z "
             "slices)")
-    finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
-    if finite.size == 0:
+    low, high = np.inf, -np.inf
+    for page in data:  # slice by slice: no copy of the volume
+        finite = page[np.isfinite(page)] if page.dtype.kind == "f" else page
+        if finite.size:
+            low, high = min(low, float(finite.min())), max(high, float(finite.max()))
+    if low > high:
         raise BlankImageError(volume.source, "no finite voxel (every value is NaN or "
                                              "infinite): nothing to segment")
-    low, high = finite.min(), finite.max()
     if low == high:
-        raise BlankImageError(volume.source, f"every voxel has the value {low.item():g}: a blank "
+        raise BlankImageError(volume.source, f"every voxel has the value {low:g}: a blank "
                                              "volume, nothing to segment")
     return volume
 
