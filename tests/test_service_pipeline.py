@@ -246,6 +246,19 @@ def test_tomogram_gives_mask_and_volume_row(tmp_path):
     assert "nwwatch train --volume" in str(error.value)  # and what a tomogram needs instead
 
 
+def test_replay_refuses_options_of_the_other_kind(tmp_path):
+    # --overlays with --kind tomogram (and --flips with in-situ frames) did nothing, silently.
+    from nwwatch.service.config import ConfigError
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    with pytest.raises(ConfigError, match="a tomogram's picture is its mask"):
+        replay(acq, tmp_path / "out", kind="tomogram", model=model(tmp_path, kind="tomogram"),
+               overlays="qa")
+    with pytest.raises(ConfigError, match="give --kind tomogram"):
+        replay(acq, tmp_path / "out", model=model(tmp_path / "m2"), flips=True)
+
+
 def test_replay_help_says_a_tomogram_needs_a_model():
     from click.testing import CliRunner
 
