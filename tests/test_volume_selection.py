@@ -166,6 +166,26 @@ def test_candidates_given_twice_are_tried_once_and_none_given_is_a_usage_error(t
     assert len(scored) == 1, twice.output
 
 
+def test_a_slice_labeled_in_every_pixel_warns_about_the_0_convention(tmp_path):
+    # napari and ilastik export 0 as "unlabeled": here it is pore, and the whole slice
+    # becomes labels. Not an error (a slice may be labeled in full), but said.
+    from nwwatch.cli import main
+
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    painted = truth[Z].astype(np.uint8)  # solid painted 1, the rest left at 0
+    volume_path, labels_path = _write(tmp_path, volume, painted)
+    args = ["train", "--volume", str(volume_path), "--slice", str(Z), "--labels",
+            str(labels_path), "--out", str(tmp_path / "m.onnx"), "--threads", "1", "--quiet",
+            "--candidates", "threshold"]
+    full = CliRunner().invoke(main, args)
+    assert full.exit_code == 0, full.output
+    assert "warning: every pixel of volume_z00006 is labeled (none is 255)" in full.output
+    assert "if 0 meant 'unlabeled' (napari, ilastik), mark those pixels 255" in full.output
+    _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))  # patches: nothing to say
+    assert "every pixel" not in CliRunner().invoke(main, args).output
+
+
 def test_ties_go_to_the_simpler_candidate():
     assert choose({"threshold": 0.95, "contrastive": 0.955})[0] == "threshold"
     kept, reason = choose({"threshold": 0.90, "unet": 0.97, "contrastive": 0.965})

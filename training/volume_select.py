@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nwwatch.classes import UNLABELED
 from nwwatch.volume.verdict import MIN_LABELED_PIXELS
 from training.config import VOLUME_CANDIDATES, TrainConfig
 from training.data import TrainingData, load_volume_slices
@@ -123,13 +124,20 @@ class Selection:
 def label_warnings(data: TrainingData) -> list[str]:
     """A warning with advice for each class with fewer than ``MIN_LABELED_PIXELS`` labeled
     pixels: the model has too little to learn that class from, and its masks are flagged
-    ``few_labeled_pixels`` at run time."""
+    ``few_labeled_pixels`` at run time. And one for each slice labeled in every pixel: that
+    is what labels exported with 0 as "unlabeled" (napari, ilastik) look like here, where 0
+    is pore, and no error can tell them from a slice labeled in full on purpose."""
     out = []
     for class_id, name in enumerate(data.class_names):
         count = sum(int(np.count_nonzero(item.label == class_id)) for item in data.labeled)
         if count < MIN_LABELED_PIXELS:
             out.append(f"only {count} labeled {name} pixels (fewer than {MIN_LABELED_PIXELS}): "
                        f"label one more patch of {name}, on this slice or another one")
+    for item in data.labeled:
+        if not np.any(item.label == UNLABELED):
+            out.append(f"every pixel of {item.stem} is labeled (none is {UNLABELED}): if 0 "
+                       f"meant 'unlabeled' (napari, ilastik), mark those pixels {UNLABELED}; "
+                       f"0 is {data.class_names[0]} here")
     return out
 
 
