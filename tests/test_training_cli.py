@@ -109,6 +109,17 @@ def test_volume_help_says_how_slices_are_counted_and_what_0_means():
     assert "0 pore or vacuum, 1 solid, 255 unlabeled" in text
 
 
+def test_data_and_volume_together_is_a_usage_error(tmp_path):
+    # --volume won and DATA was ignored without a word.
+    volume = tmp_path / "v.tif"
+    tifffile.imwrite(volume, np.zeros((4, 16, 16), np.float32))
+    cv2.imwrite(str(tmp_path / "l.png"), np.full((16, 16), 255, np.uint8))
+    result = CliRunner().invoke(main, ["train", str(make_folder(tmp_path / "d", n=2, size=16)),
+                                       "--volume", str(volume), "--slice", "1", "--labels",
+                                       str(tmp_path / "l.png"), "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and "not both" in result.output
+
+
 def test_bad_layout_is_a_clear_error(tmp_path):
     data = make_folder(tmp_path / "data", n=2, size=32)
     (data / "labels" / "img01.png").unlink()

@@ -240,6 +240,9 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
 
     if volume is None and data is None and not (resume or export_only):
         raise click.UsageError("give DATA, or --volume with --slice and --labels")
+    if volume is not None and data is not None:  # else DATA was ignored without a word
+        raise click.UsageError("give DATA (a folder of labeled images) or --volume (a "
+                               "tomogram, with --slice and --labels), not both")
     if volume is not None and (not slice_index or not labels):
         raise click.UsageError("--volume needs --slice and --labels")
     if (slice_index or labels) and volume is None:
