@@ -109,7 +109,7 @@ def test_volume_help_says_how_slices_are_counted_and_what_0_means():
     assert "0 pore or vacuum, 1 solid, 255 unlabeled" in text
 
 
-def test_data_and_volume_together_is_a_usage_error(tmp_path):
+def test_options_that_would_be_ignored_are_usage_errors(tmp_path):
     # --volume won and DATA was ignored without a word.
     volume = tmp_path / "v.tif"
     tifffile.imwrite(volume, np.zeros((4, 16, 16), np.float32))
@@ -118,6 +118,12 @@ def test_data_and_volume_together_is_a_usage_error(tmp_path):
                                        "--volume", str(volume), "--slice", "1", "--labels",
                                        str(tmp_path / "l.png"), "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 2 and "not both" in result.output
+    # --candidates with --paradigm (one network, no selection) was ignored too.
+    result = CliRunner().invoke(main, ["train", "--volume", str(volume), "--slice", "1",
+                                       "--labels", str(tmp_path / "l.png"), "--paradigm",
+                                       "supervised", "--candidates", "threshold",
+                                       "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and "--candidates" in result.output
 
 
 def test_bad_layout_is_a_clear_error(tmp_path):

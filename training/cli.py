@@ -245,6 +245,12 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
                                "tomogram, with --slice and --labels), not both")
     if volume is not None and (not slice_index or not labels):
         raise click.UsageError("--volume needs --slice and --labels")
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("candidates") is ParameterSource.COMMANDLINE and (
+            volume is None or init_weights is not None
+            or ctx.get_parameter_source("paradigm") is ParameterSource.COMMANDLINE):
+        raise click.UsageError("--candidates chooses the method of --volume without --paradigm "
+                               "or --init; here it would be ignored")
     if (slice_index or labels) and volume is None:
         raise click.UsageError("--slice and --labels belong to --volume")
     if len(slice_index) != len(labels):
@@ -300,7 +306,6 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         command=_command_line(click.get_current_context()),
     )
     if volume is not None and not (resume or export_only):
-        ctx = click.get_current_context()
         if (ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE
                 and init_weights is None):
             _select_volume_method(config, candidates)
