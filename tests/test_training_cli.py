@@ -112,7 +112,7 @@ def test_volume_help_says_how_slices_are_counted_and_what_0_means():
 def test_options_that_would_be_ignored_are_usage_errors(tmp_path):
     # --volume won and DATA was ignored without a word.
     volume = tmp_path / "v.tif"
-    tifffile.imwrite(volume, np.zeros((4, 16, 16), np.float32))
+    tifffile.imwrite(volume, np.zeros((4, 16, 16), np.float32), photometric="minisblack")
     cv2.imwrite(str(tmp_path / "l.png"), np.full((16, 16), 255, np.uint8))
     result = CliRunner().invoke(main, ["train", str(make_folder(tmp_path / "d", n=2, size=16)),
                                        "--volume", str(volume), "--slice", "1", "--labels",
