@@ -222,6 +222,11 @@ def read_label_image(path: str | os.PathLike[str],
     ``nwwatch synth`` and the labelling page write them (in-situ: 3 classes; tomograms:
     ``len(TOMOGRAM_CLASSES)``). Raises :class:`DatasetLayoutError` naming the file when it is
     missing, unreadable, not a single 2D image or holds other values."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:  # else a JPEG was "not a TIFF file"
+        raise DatasetLayoutError(path, f"labels are read from PNG or TIFF files, not "
+                                       f"{suffix or 'a file without suffix'}: save them "
+                                       f"losslessly (JPEG changes the class ids at edges)")
     return check_label(read_image_2d(path), num_classes, path)
 
 
