@@ -63,6 +63,13 @@ _MAGIC = {
     b"MM\x00+": (">", True),
 }
 _CHANNEL_AXES = "SC"  # samples (RGB, extra samples) and channels
+# Formats a TEM user is likely to hand over instead of a TIFF: what to do with them.
+_MRC_HINT = (": an MRC volume? nwwatch reads TIFF; convert it, e.g. with IMOD's mrc2tif or "
+             "Fiji (File > Save As > Tiff)")
+_CONVERT_HINTS = {".mrc": _MRC_HINT, ".rec": _MRC_HINT, ".ali": _MRC_HINT, ".st": _MRC_HINT,
+                  ".map": _MRC_HINT,
+                  ".dm3": ": a DigitalMicrograph file? nwwatch reads TIFF; export it as TIFF",
+                  ".dm4": ": a DigitalMicrograph file? nwwatch reads TIFF; export it as TIFF"}
 
 
 @contextmanager
@@ -104,7 +111,8 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:
     if head[:4] not in _MAGIC:
         # The reason names no bytes of the file: it is logged and stored, and the file may be a
         # secret the service should not have read.
-        raise NotATiffError(path, "not a TIFF file (no TIFF or BigTIFF header)")
+        hint = _CONVERT_HINTS.get(Path(path).suffix.lower(), "")
+        raise NotATiffError(path, f"not a TIFF file (no TIFF or BigTIFF header){hint}")
     order, bigtiff = _MAGIC[head[:4]]
     if bigtiff:
         if len(head) < 16:
