@@ -579,14 +579,17 @@ def test_lzw_compressed_frames_are_read(tmp_path):
     np.testing.assert_array_equal(read_frames(path)[0].image, image)
 
 
-@pytest.mark.parametrize("dtype", ["complex64", "float64", "uint32", "int32"])
-def test_unsupported_dtypes(tmp_path, dtype):
+@pytest.mark.parametrize(("dtype", "advice"), [
+    ("complex64", ""), ("float64", "save it as float32"), ("uint32", "or uint16 if"),
+    ("int32", "or int16 if"), ("int8", "save it as int16")])
+def test_unsupported_dtypes(tmp_path, dtype, advice):
     path = tmp_path / f"{dtype}.tif"
     tifffile.imwrite(path, np.zeros((8, 8), dtype), metadata=None)
     with pytest.raises(UnsupportedDtypeError) as error:
         read_frames(path)
     _assert_names_file(error, path)
     assert dtype in str(error.value)
+    assert advice in str(error.value)  # a tomogram saved from numpy is often float64
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
