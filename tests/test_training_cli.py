@@ -107,6 +107,7 @@ def test_volume_help_says_how_slices_are_counted_and_what_0_means():
     text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
     assert "counted from 0 (Fiji's slice n is n - 1)" in text
     assert "0 pore or vacuum, 1 solid, 255 unlabeled" in text
+    assert "(the threshold and the forest of --volume have none)" in text  # no MODEL.pt
 
 
 def test_options_that_would_be_ignored_are_usage_errors(tmp_path):

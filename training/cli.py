@@ -125,7 +125,8 @@ def _command_line(ctx: click.Context) -> str:
               '\'{"widths": [8, 16, 32, 64, 128]}\'  [default: none; '
               '\'{"widths": [16, 32, 64], "dropout": 0.0}\' with --volume].')
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="MODEL.onnx to write; the checkpoint MODEL.pt goes next to it.")
+              help="MODEL.onnx to write; a network's checkpoint MODEL.pt goes next to it "
+                   "(the threshold and the forest of --volume have none).")
 @click.option("--volume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Tomogram workflow: the 3D TIFF volume (every other slice is unlabeled data).")
 @click.option("--slice", "slice_index", type=int, multiple=True,
