@@ -186,6 +186,21 @@ def test_a_slice_labeled_in_every_pixel_warns_about_the_0_convention(tmp_path):
     assert "every pixel" not in CliRunner().invoke(main, args).output
 
 
+def test_two_patches_keep_the_first_candidate_given_when_the_threshold_is_not_one(tmp_path):
+    # --candidates features: with nothing to hold out the threshold was kept all the same.
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    labels = np.full(SHAPE[1:], 255, np.uint8)
+    labels[:6, :6], labels[30:36, 30:36] = 0, 1
+    volume_path, labels_path = _write(tmp_path, volume, labels)
+    selection, out = select_and_train(_config(tmp_path, volume_path, labels_path),
+                                      ("unet", "features"), echo=lambda line: None)
+    assert (selection.method, selection.grouping) == ("features", "none")
+    assert "features, the first of the candidates given, is kept unchecked" in selection.reason
+    meta = Segmenter(out, providers=("cpu",)).metadata
+    assert meta.arch == "feature-forest" and meta.extra["selection"]["grouping"] == "none"
+
+
 def test_ties_go_to_the_simpler_candidate():
     assert choose({"threshold": 0.95, "contrastive": 0.955})[0] == "threshold"
     kept, reason = choose({"threshold": 0.90, "unet": 0.97, "contrastive": 0.965})

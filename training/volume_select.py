@@ -271,9 +271,13 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
                              f"{forest_slices}")
         trainer = CandidateTrainer(config, data, Path(work), z_sigma, slices)
         if not folds:
-            grouping, method = "none", "threshold"
+            # The first candidate in the order of preference: the threshold, unless
+            # --candidates left it out (it was kept then too, against the user's list).
+            grouping, method = "none", next(c for c in CANDIDATES if c in candidates)
+            kept = ("the smoothed threshold is kept" if method == "threshold" else
+                    f"{method}, the first of the candidates given, is kept unchecked")
             reason = ("too few labeled patches to hold any out (cross-validation needs two "
-                      "patches of each class): the smoothed threshold is kept")
+                      f"patches of each class): {kept}")
             warnings.append("the labels cannot choose the method: label at least two "
                             "separate patches of each class to let cross-validation decide")
             echo(f"warning: {warnings[-1]}")
