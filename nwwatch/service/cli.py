@@ -79,8 +79,9 @@ def run(config_path: Path) -> None:
 @click.option("--save-labels", is_flag=True,
               help="With --overlays: also write each pictured frame's label image.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
-              help="Process on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
-                   "(N worker processes on this machine). Needs the 'cluster' extra.")
+              help="Process in-situ frames on a Dask cluster (not tomograms): a scheduler "
+                   "address (tcp://host:8786) or local:N (N worker processes on this machine). "
+                   "Needs the 'cluster' extra.")
 def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
            config_path: Path | None, triplanar: bool, flips: bool, overlays: Path | None,
            overlay_frames: str, save_labels: bool, dask_address: str | None) -> None:
