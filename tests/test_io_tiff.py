@@ -19,6 +19,7 @@ from tiffkit import first_page_only
 import nwwatch.io as nio
 from nwwatch.io import (
     AnisotropicPixelsError,
+    BlankImageError,
     EmptyFileError,
     ImageTooLargeError,
     InputError,
@@ -29,6 +30,7 @@ from nwwatch.io import (
     UnsupportedCompressionError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
+    check_tomogram,
     inspect_tiff,
     read_frames,
     read_volume,
@@ -138,6 +140,30 @@ def test_volume_without_size_and_single_page(tmp_path):
     vol = read_volume(single)
     assert vol.data.shape == (1, 9, 11)
     assert vol.voxel_size_nm is None  # z unknown: not guessed
+
+
+def test_check_tomogram_refuses_one_slice_and_no_contrast(tmp_path):
+    # read_volume reads a single page as one slice; the tomogram workflow refuses it, and a
+    # volume without contrast, naming the file.
+    good = read_volume(write_volume_tiff(tmp_path / "v.tif", _image((3, 9, 11), "uint16")))
+    assert check_tomogram(good) is good
+    single = write_frame_tiff(tmp_path / "f.tif", _image((9, 11), "uint8"))
+    with pytest.raises(UnsupportedLayoutError, match="2-D image") as error:
+        check_tomogram(read_volume(single))
+    _assert_names_file(error, single)
+    blank = write_volume_tiff(tmp_path / "zero.tif", np.zeros((4, 9, 11), np.uint16))
+    with pytest.raises(BlankImageError, match="every voxel has the value 0") as error:
+        check_tomogram(read_volume(blank))
+    _assert_names_file(error, blank)
+    nan = np.full((4, 9, 11), np.nan, np.float32)
+    nan[1, 2, 3] = np.inf
+    with pytest.raises(BlankImageError, match="no finite voxel"):
+        check_tomogram(read_volume(write_volume_tiff(tmp_path / "nan.tif", nan)))
+    nan[2, 2, 2], nan[3, 3, 3] = 1.5, 1.5  # finite, but one value: no contrast either
+    with pytest.raises(BlankImageError, match="1.5"):
+        check_tomogram(read_volume(write_volume_tiff(tmp_path / "flat.tif", nan)))
+    nan[0, 0, 0] = 2.0  # some NaN voxels in a volume with contrast are no reason to refuse
+    assert check_tomogram(read_volume(write_volume_tiff(tmp_path / "some.tif", nan)))
 
 
 # ------------------------------------------------------------- metadata from other writers
@@ -359,6 +385,17 @@ def test_not_a_tiff(tmp_path):
         with pytest.raises(NotATiffError) as error:
             reader(path)
         _assert_names_file(error, path)
+    assert "convert" not in str(error.value)  # a .tif: nothing to suggest
+
+
+def test_an_mrc_tomogram_is_told_how_to_convert(tmp_path):
+    # Tomograms from IMOD and most reconstruction software are MRC (.mrc, .rec): the reason
+    # says what to do, not only that the header is not a TIFF's.
+    path = tmp_path / "tomo.rec"
+    path.write_bytes(bytes(1024))  # an MRC header starts with three int32 sizes
+    with pytest.raises(NotATiffError, match="an MRC volume.*mrc2tif") as error:
+        read_volume(path)
+    _assert_names_file(error, path)
 
 
 def test_empty_file(tmp_path):
@@ -542,14 +579,17 @@ def test_lzw_compressed_frames_are_read(tmp_path):
     np.testing.assert_array_equal(read_frames(path)[0].image, image)
 
 
-@pytest.mark.parametrize("dtype", ["complex64", "float64", "uint32", "int32"])
-def test_unsupported_dtypes(tmp_path, dtype):
+@pytest.mark.parametrize(("dtype", "advice"), [
+    ("complex64", ""), ("float64", "save it as float32"), ("uint32", "or uint16 if"),
+    ("int32", "or int16 if"), ("int8", "save it as int16")])
+def test_unsupported_dtypes(tmp_path, dtype, advice):
     path = tmp_path / f"{dtype}.tif"
     tifffile.imwrite(path, np.zeros((8, 8), dtype), metadata=None)
     with pytest.raises(UnsupportedDtypeError) as error:
         read_frames(path)
     _assert_names_file(error, path)
     assert dtype in str(error.value)
+    assert advice in str(error.value)  # a tomogram saved from numpy is often float64
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")

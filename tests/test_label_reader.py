@@ -44,6 +44,16 @@ def test_a_bad_label_file_is_refused_naming_it(tmp_path, content, reason):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".bmp", ""])
+def test_a_label_file_of_another_format_says_which_formats(tmp_path, suffix):
+    # A JPEG's message was "not a TIFF file (no TIFF or BigTIFF header)".
+    path = tmp_path / f"labels{suffix}"
+    path.write_bytes(b"\xff\xd8\xff\xe0 a JPEG, say")
+    with pytest.raises(DatasetLayoutError, match="labels are read from PNG or TIFF") as info:
+        read_label_image(path, 2)
+    assert info.value.path == path
+
+
 @pytest.fixture(scope="module")
 def synth_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("synth")

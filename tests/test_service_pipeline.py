@@ -230,6 +230,7 @@ def test_tomogram_gives_mask_and_volume_row(tmp_path):
     write_volume_tiff(acq / "tomo.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
     summary = replay(acq, tmp_path / "out", kind="tomogram", model=tomo_model)
     assert (summary.done, summary.frames) == (1, 1)
+    assert "rows/s" in summary.lines()[1] and "frames" not in summary.lines()[1]  # a volume
     rows = ds.dataset(tmp_path / "out" / "volumes", format="parquet").to_table().to_pandas()
     row = rows.iloc[0]
     assert row.status == "ok" and row.source == os.path.abspath(acq / "tomo.tif")
@@ -240,8 +241,88 @@ def test_tomogram_gives_mask_and_volume_row(tmp_path):
     # an in-situ model on a tomogram folder is refused loudly
     from nwwatch.service.config import ConfigError
 
-    with pytest.raises(ConfigError, match="insitu"):
+    with pytest.raises(ConfigError, match="insitu") as error:
         replay(acq, tmp_path / "out2", kind="tomogram", model=model(tmp_path / "m2"))
+    assert "nwwatch train --volume" in str(error.value)  # and what a tomogram needs instead
+
+
+def test_replay_refuses_options_of_the_other_kind(tmp_path):
+    # --overlays with --kind tomogram (and --flips with in-situ frames) did nothing, silently.
+    from nwwatch.service.config import ConfigError
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    with pytest.raises(ConfigError, match="a tomogram's picture is its mask"):
+        replay(acq, tmp_path / "out", kind="tomogram", model=model(tmp_path, kind="tomogram"),
+               overlays="qa")
+    with pytest.raises(ConfigError, match="give --kind tomogram"):
+        replay(acq, tmp_path / "out", model=model(tmp_path / "m2"), flips=True)
+
+
+def test_replay_help_says_a_tomogram_needs_a_model():
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    text = " ".join(CliRunner().invoke(main, ["replay", "--help"]).output.split())
+    assert "tomograms: required, a model of `nwwatch train --volume`" in text
+    assert "the shipped model of KIND" not in text  # none ships for tomograms
+    assert "Process in-situ frames on a Dask cluster (not tomograms)" in text
+
+
+def test_a_2d_image_or_a_blank_volume_is_quarantined_not_measured(tmp_path):
+    # A single page would be segmented as a one-slice volume (zero surface, zero porosity)
+    # and a blank volume as an empty mask with status ok: neither is a result.
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_frame_tiff, write_volume_tiff
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((12, 40, 48), TOMOGRAM_GREY[0], np.uint8)
+    vol[2:10, 5:30, 10:40] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "tomo.tif", vol)
+    write_frame_tiff(acq / "slice.tif", vol[5])
+    write_volume_tiff(acq / "blank.tif", np.zeros((12, 40, 48), np.float32))
+    out = tmp_path / "out"
+    summary = replay(acq, out, kind="tomogram", model=model(tmp_path, kind="tomogram"))
+    assert (summary.done, summary.quarantined) == (1, 2)
+    rows = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
+    assert list(rows.source) == [os.path.abspath(acq / "tomo.tif")]
+    assert sorted(p.name.split("-")[0] for p in (out / "masks").iterdir()) == ["tomo"]
+    ledger = Ledger(out / "ledger.sqlite", out)
+    reasons = {os.path.basename(q["path"]): (q["error_type"], q["reason"])
+               for q in ledger.queries.quarantined()}
+    ledger.close()
+    assert reasons["slice.tif"][0] == "UnsupportedLayoutError"
+    assert "2-D image" in reasons["slice.tif"][1]
+    assert reasons["blank.tif"] == ("BlankImageError", "every voxel has the value 0: a blank "
+                                                       "volume, nothing to segment")
+
+
+def test_replay_force_replaces_a_tomograms_mask_with_its_row(tmp_path):
+    # --force replaces the row; the mask the earlier row named went with it, instead of
+    # piling up (a 256^3 mask is 16 MB) where no row names it.
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_volume_tiff
+
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((6, 24, 24), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:5, 4:16, 6:20] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "a.tif", vol)
+    write_volume_tiff(acq / "b.tif", np.roll(vol, 3, axis=2))  # other content: not a copy
+    out = tmp_path / "out"
+    assert replay(acq, out, kind="tomogram", model=tomo_model).done == 2
+    first = set((out / "masks").iterdir())
+    assert replay(acq / "a.tif", out, kind="tomogram", model=tomo_model, force=True).done == 1
+    rows = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
+    assert len(rows) == 2
+    named = {out / p for p in rows.mask_path}
+    assert set((out / "masks").iterdir()) == named  # every mask has its row, and no other
+    assert len(named & first) == 1  # b's mask stays; a's earlier one was replaced
 
 
 def test_a_suspect_tomogram_is_recorded_and_warned_about(tmp_path):

@@ -270,6 +270,20 @@ def test_generate_writes_a_consistent_training_set(tmp_path):
     assert on_disk["solid_fraction"] == pytest.approx(float(truth.mean()), abs=1e-6)
 
 
+def test_a_second_run_into_the_same_folder_leaves_one_labeled_slice(tmp_path):
+    # Another size or seed labels another slice; the first run's slice would stay in
+    # train/ as a second labeled image (of another volume's shape) next to the new one.
+    first = generate_tomogram(tmp_path, size=48, labeled_fraction=0.1, seed=0)
+    mine = tmp_path / "train" / "labels" / "my_own.png"  # not listed by synth: kept
+    mine.write_bytes(b"x")
+    second = generate_tomogram(tmp_path, size=32, labeled_fraction=0.1, seed=0)
+    assert first["labeled_slice"] != second["labeled_slice"]
+    name = f"slice_{second['labeled_slice']:03d}"
+    assert sorted(p.name for p in (tmp_path / "train" / "images").iterdir()) == [f"{name}.tif"]
+    assert sorted(p.name for p in (tmp_path / "train" / "labels").iterdir()) == [
+        "my_own.png", f"{name}.png"]
+
+
 def test_generate_rejects_unknown_knobs(tmp_path):
     with pytest.raises(TypeError, match="dose"):
         generate_tomogram(tmp_path, size=32, dose=3)
@@ -289,6 +303,10 @@ def test_cli_writes_every_file(tmp_path):
                  "train/unlabeled/volume.tif"):
         assert (out / name).is_file(), name
     assert summary["size"] == 40 and summary["seed"] == 3
+    # 5 % of 40 x 40 is 0.8 patches of 10 px: two are labeled (one per class), as --help says.
+    assert summary["labeled_patches"] == 2 and summary["labeled_fraction"] == 200 / 40**2
+    help_text = " ".join(CliRunner().invoke(main, ["synth", "tomogram", "--help"]).output.split())
+    assert "rounded to whole --patch-size squares, at least two (one per class)" in help_text
     assert summary["labeled_patches"] == 2  # round(0.05 * 1600 / 100) = 1, at least 2
 
 
@@ -340,9 +358,19 @@ def test_cli_never_leaves_a_labeled_slice_of_another_volume(tmp_path) -> None:
     # the same size and seed replace every file: allowed (other knobs may change)
     result = CliRunner().invoke(main, [*args, "--porosity", "0.3"])
     assert result.exit_code == 0, result.output
+    # another size labels another slice: synth's own earlier slice is replaced
     result = CliRunner().invoke(main, ["synth", "tomogram", str(out), "--size", "32"])
+    assert result.exit_code == 0, result.output
+    k = json.loads((out / "tomogram.json").read_text())["labeled_slice"]
+    assert sorted(p.name for p in (out / "train" / "images").iterdir()) == [f"slice_{k:03d}.tif"]
+    assert [f"slice_{k:03d}.tif"] != before
+    # a labeled slice synth did not write is never read with the new volume: refused
+    foreign = out / "train" / "images" / "mine.tif"
+    foreign.write_bytes(b"x")
+    result = CliRunner().invoke(main, ["synth", "tomogram", str(out), "--size", "24"])
     assert result.exit_code == 1, result.output
-    assert f"{out} already holds labeled slices of another run" in result.output
-    assert f"train/images/{before[0]}" in result.output
-    assert sorted(p.name for p in (out / "train" / "images").iterdir()) == before
-    assert json.loads((out / "tomogram.json").read_text())["size"] == 24
+    assert f"{out} already holds labeled slices that synth did not write" in result.output
+    assert "train/images/mine.tif" in result.output
+    assert sorted(p.name for p in (out / "train" / "images").iterdir()) == [
+        "mine.tif", f"slice_{k:03d}.tif"]
+    assert json.loads((out / "tomogram.json").read_text())["size"] == 32  # untouched

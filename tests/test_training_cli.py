@@ -97,6 +97,35 @@ def test_tomogram_workflow_contrastive(tmp_path):
     assert meta.class_names == ("pore", "solid") and meta.paradigm == "contrastive"
     bad = CliRunner().invoke(main, [*args[:4], "9", *args[5:]])
     assert bad.exit_code != 0 and "slice index 9 out of range" in bad.output
+    # A crop the network cannot halve down its levels: a clear error, not torch's traceback.
+    odd = CliRunner().invoke(main, [*args, "--crop", "30"])
+    assert odd.exit_code == 1 and isinstance(odd.exception, SystemExit)  # no traceback
+    assert "--crop 30 is not a multiple of 4" in odd.output and "try 32" in odd.output
+
+
+def test_volume_help_says_how_slices_are_counted_and_what_0_means():
+    # Fiji numbers slices from 1; --slice counts from 0, and vacuum is labeled 0 with pore.
+    text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
+    assert "counted from 0 (Fiji's slice n is n - 1)" in text
+    assert "0 pore or vacuum, 1 solid, 255 unlabeled" in text
+    assert "(the threshold and the forest of --volume have none)" in text  # no MODEL.pt
+
+
+def test_options_that_would_be_ignored_are_usage_errors(tmp_path):
+    # --volume won and DATA was ignored without a word.
+    volume = tmp_path / "v.tif"
+    tifffile.imwrite(volume, np.zeros((4, 16, 16), np.float32), photometric="minisblack")
+    cv2.imwrite(str(tmp_path / "l.png"), np.full((16, 16), 255, np.uint8))
+    result = CliRunner().invoke(main, ["train", str(make_folder(tmp_path / "d", n=2, size=16)),
+                                       "--volume", str(volume), "--slice", "1", "--labels",
+                                       str(tmp_path / "l.png"), "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and "not both" in result.output
+    # --candidates with --paradigm (one network, no selection) was ignored too.
+    result = CliRunner().invoke(main, ["train", "--volume", str(volume), "--slice", "1",
+                                       "--labels", str(tmp_path / "l.png"), "--paradigm",
+                                       "supervised", "--candidates", "threshold",
+                                       "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and "--candidates" in result.output
 
 
 def test_bad_layout_is_a_clear_error(tmp_path):

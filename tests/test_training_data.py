@@ -208,3 +208,32 @@ def test_volume_slices_are_read_as_the_service_reads_tomograms(tmp_path):
     with pytest.raises(DatasetLayoutError, match="a volume has one axis besides Y and X") as err:
         load_volume_slice(series, 2, label_path)
     assert err.value.path == series
+
+
+def test_a_2d_image_or_a_blank_volume_is_refused_as_the_service_refuses_it(tmp_path):
+    # Training and the service share nwwatch.io.check_tomogram: no model is trained on a
+    # volume whose every slice looks alike (it would pick a sign and a cut at random).
+    path, label_path, volume = _volume(tmp_path)
+    single = tmp_path / "single.tif"
+    tifffile.imwrite(single, volume[2])
+    with pytest.raises(DatasetLayoutError, match="2-D image") as err:
+        load_volume_slice(single, 0, label_path)
+    assert err.value.path == single
+    blank = tmp_path / "blank.tif"
+    tifffile.imwrite(blank, np.zeros_like(volume))
+    with pytest.raises(DatasetLayoutError, match="blank volume") as err:
+        load_volume_slice(blank, 2, label_path)
+    assert err.value.path == blank
+
+
+def test_a_label_on_a_voxel_without_data_is_refused(tmp_path):
+    # Normalisation turns NaN into the darkest grey; labeled solid there taught the model
+    # that solid is dark (the row only said threshold_disagreement, after the fact).
+    path, label_path, volume = _volume(tmp_path)
+    volume[2, 4:6, 30:34] = np.nan  # under 8 of the 16 labeled solid pixels of slice 2
+    volume[3, 20:24, 10:14] = np.nan  # no data where nothing is labeled: no reason to refuse
+    tifffile.imwrite(path, volume)
+    with pytest.raises(DatasetLayoutError, match="8 labeled pixels lie where slice 2") as err:
+        load_volume_slice(path, 2, label_path)
+    assert err.value.path == label_path and "mark them 255" in str(err.value)
+    assert len(load_volume_slice(path, 3, label_path).labeled) == 1

@@ -63,6 +63,18 @@ def test_the_forest_round_trips_through_onnx_and_segments_a_volume(tmp_path):
     keep = np.arange(truth.shape[0]) != z
     pred, true = seg.mask[keep].astype(bool), truth[keep]
     assert np.count_nonzero(pred & true) / np.count_nonzero(pred | true) > 0.8
+    # A thin volume through tri-planar fusion: its Y and X slices are 6 px high, 38 px with
+    # the margin, and ONNX Runtime refused the 48 px reflect pad; the model's min_input_px
+    # (1 + the widest kernel's radius) makes the runtime mirror them wider.
+    from training.volume_models import min_input_px
+
+    assert min_input_px(model) == 49
+    meta = _metadata(model)
+    meta = ModelMetadata(**{**meta.__dict__, "extra": {**meta.extra, "min_input_px": 49}})
+    thin = Segmenter(export_feature_forest(model, tmp_path / "thin.onnx", meta),
+                     providers=("cpu",), threads=1)
+    seg = segment_volume(thin, volume[3:9], triplanar=True)
+    assert seg.mask.shape == (6, 40, 40)
 
 
 def test_a_split_between_adjacent_float32_values_goes_the_same_way_in_onnx(tmp_path):

@@ -125,6 +125,46 @@ def test_mirror_margin_keeps_a_zero_padded_border_from_being_misread(tmp_path):
     assert not mirrored[:, 12:20, 12:20].any()
 
 
+def _with_extra(metadata, **extra):
+    from dataclasses import replace
+
+    return replace(metadata, extra={**metadata.extra, **extra})
+
+
+class _NeedsWideInput:
+    """A pointwise model that, like the feature forest's graph (ONNX Runtime's reflect Pad),
+    refuses images narrower than its ``extra["min_input_px"]``."""
+
+    def __init__(self, inner: Segmenter, min_input: int) -> None:
+        self.inner, self.min_input, self.model_path = inner, min_input, inner.model_path
+        self.metadata = _with_extra(inner.metadata, min_input_px=min_input)
+        self.sides: set[int] = set()
+
+    def segment(self, images, probabilities=False):
+        side = min(images.shape[-2:])
+        self.sides.add(side)
+        if side < self.min_input:
+            raise RuntimeError(f"Pad reflect: pre-pad exceeds maximum allowed ({side} px)")
+        return self.inner.segment(images, probabilities=probabilities)
+
+
+def test_a_thin_volume_is_mirrored_wide_enough_for_the_model(models):
+    # 6 slices: along Y and X (tri-planar fusion) the slices are 6 px high, 38 px with the
+    # 16 px margin, narrower than the 49 px the forest's widest kernel needs.
+    volume, truth = _easy_volume(shape=(6, 40, 56))
+    wide = _NeedsWideInput(models["plain"], 49)
+    seg = segment_volume(wide, volume, triplanar=True, min_component_voxels=0)
+    np.testing.assert_array_equal(seg.mask, truth)  # pointwise: the margin changes nothing
+    assert min(wide.sides) == 50  # 6 + 2 * 22: the margin grew just enough
+    assert 40 + 32 in wide.sides  # slices wide enough keep the 16 px margin
+    tiled = segment_volume(wide, volume, tile=16, min_component_voxels=0)  # tiles widened too
+    np.testing.assert_array_equal(tiled.mask, truth)
+    bad = _NeedsWideInput(models["plain"], 49)
+    bad.metadata = _with_extra(bad.metadata, min_input_px=0)
+    with pytest.raises(VolumeModelError, match="min_input_px"):
+        segment_volume(bad, volume)
+
+
 def test_volume_scope_normalises_every_slice_with_the_volume_range(models):
     volume, truth = _easy_volume(shape=(8, 32, 32))
     volume[3] = TOMOGRAM_GREY[1]  # a slice of pure solid

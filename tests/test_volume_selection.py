@@ -143,10 +143,62 @@ def test_two_patches_keep_the_threshold_and_say_why(tmp_path):
     assert extra["selection"]["grouping"] == "none"
     assert extra["model_config"]["sigma_px"] == 1.0  # nothing held out: the reference blur
     assert extra["z_sigma_px"] == 1.0  # the runtime feeds it slices blurred along Z
+    assert extra["min_input_px"] == 5  # 1 + the blur's radius (4 sigma of 1 px)
     # Nothing was held out: every mask of this model says so.
     seg = segment_volume(Segmenter(out, providers=("cpu",)), volume)
     assert seg.verdict.status == "suspect"
     assert "method_unvalidated" in seg.verdict.reason_codes
+
+
+def test_candidates_given_twice_are_tried_once_and_none_given_is_a_usage_error(tmp_path):
+    from nwwatch.cli import main
+
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
+    common = ["train", "--volume", str(volume_path), "--slice", str(Z), "--labels",
+              str(labels_path), "--out", str(tmp_path / "m.onnx"), "--threads", "1", "--quiet"]
+    none = CliRunner().invoke(main, [*common, "--candidates", " , "])
+    assert none.exit_code == 2 and "no candidate given" in none.output
+    twice = CliRunner().invoke(main, [*common, "--candidates", "threshold,threshold"])
+    assert twice.exit_code == 0, twice.output
+    scored = [line for line in twice.output.splitlines() if line.strip().startswith("threshold")]
+    assert len(scored) == 1, twice.output
+
+
+def test_a_slice_labeled_in_every_pixel_warns_about_the_0_convention(tmp_path):
+    # napari and ilastik export 0 as "unlabeled": here it is pore, and the whole slice
+    # becomes labels. Not an error (a slice may be labeled in full), but said.
+    from nwwatch.cli import main
+
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    painted = truth[Z].astype(np.uint8)  # solid painted 1, the rest left at 0
+    volume_path, labels_path = _write(tmp_path, volume, painted)
+    args = ["train", "--volume", str(volume_path), "--slice", str(Z), "--labels",
+            str(labels_path), "--out", str(tmp_path / "m.onnx"), "--threads", "1", "--quiet",
+            "--candidates", "threshold"]
+    full = CliRunner().invoke(main, args)
+    assert full.exit_code == 0, full.output
+    assert "warning: every pixel of volume_z00006 is labeled (none is 255)" in full.output
+    assert "if 0 meant 'unlabeled' (napari, ilastik), mark those pixels 255" in full.output
+    _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))  # patches: nothing to say
+    assert "every pixel" not in CliRunner().invoke(main, args).output
+
+
+def test_two_patches_keep_the_first_candidate_given_when_the_threshold_is_not_one(tmp_path):
+    # --candidates features: with nothing to hold out the threshold was kept all the same.
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    labels = np.full(SHAPE[1:], 255, np.uint8)
+    labels[:6, :6], labels[30:36, 30:36] = 0, 1
+    volume_path, labels_path = _write(tmp_path, volume, labels)
+    selection, out = select_and_train(_config(tmp_path, volume_path, labels_path),
+                                      ("unet", "features"), echo=lambda line: None)
+    assert (selection.method, selection.grouping) == ("features", "none")
+    assert "features, the first of the candidates given, is kept unchecked" in selection.reason
+    meta = Segmenter(out, providers=("cpu",)).metadata
+    assert meta.arch == "feature-forest" and meta.extra["selection"]["grouping"] == "none"
 
 
 def test_ties_go_to_the_simpler_candidate():

@@ -44,6 +44,11 @@ def test_uncertain_disagreeing_and_few_labels_each_have_a_code():
     verdict = assess_mask(0.15, 0.4, 0.3, 0.15, 0.15, {"pore": 800, "solid": 11})
     assert verdict.reason_codes == ("uncertain", "threshold_disagreement", "few_labeled_pixels")
     assert "11 labeled solid pixels" in verdict.why[2]
+    assert "label one more patch of solid," in verdict.why[2]  # what to do, as training says
+    both = assess_mask(0.15, 0.0, 0.8, 0.15, 0.15, {"pore": 9, "solid": 11})
+    assert both.why[0] == ("the model was trained on only 9 labeled pore pixels, 11 labeled "
+                           "solid pixels: label one more patch of pore and one of solid, on "
+                           "the labeled slice or another one, and train again")
     assert set(verdict.reason_codes) <= set(REASON_CODES)
     assert assess_mask(0.15, 0.0, 0.8, 0.15, 0.15,
                        {"solid": MIN_LABELED_PIXELS, "pore": 900}).status == "ok"

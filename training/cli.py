@@ -127,14 +127,16 @@ def _command_line(ctx: click.Context) -> str:
               '\'{"widths": [8, 16, 32, 64, 128]}\'  [default: none; '
               '\'{"widths": [16, 32, 64], "dropout": 0.0}\' with --volume].')
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="MODEL.onnx to write; the checkpoint MODEL.pt goes next to it.")
+              help="MODEL.onnx to write; a network's checkpoint MODEL.pt goes next to it "
+                   "(the threshold and the forest of --volume have none).")
 @click.option("--volume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Tomogram workflow: the 3D TIFF volume (every other slice is unlabeled data).")
 @click.option("--slice", "slice_index", type=int, multiple=True,
-              help="Index of the labeled slice (with --volume); repeat for several slices.")
+              help="Index along Z of the labeled slice, counted from 0 (Fiji's slice n is "
+                   "n - 1), with --volume; repeat for several slices.")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              multiple=True, help="Labels of that slice: 0 pore, 1 solid, 255 unlabeled; one "
-                                  "per --slice, in the same order.")
+              multiple=True, help="Labels of that slice: 0 pore or vacuum, 1 solid, 255 "
+                                  "unlabeled; one per --slice, in the same order.")
 @click.option("--candidates", default=",".join(VOLUME_CANDIDATES), show_default=True,
               help="With --volume and no --paradigm: the methods cross-validated on the "
                    "labeled patches; the best is kept (docs/tomography.md).")
@@ -243,8 +245,17 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
 
     if volume is None and data is None and not (resume or export_only):
         raise click.UsageError("give DATA, or --volume with --slice and --labels")
+    if volume is not None and data is not None:  # else DATA was ignored without a word
+        raise click.UsageError("give DATA (a folder of labeled images) or --volume (a "
+                               "tomogram, with --slice and --labels), not both")
     if volume is not None and (not slice_index or not labels):
         raise click.UsageError("--volume needs --slice and --labels")
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("candidates") is ParameterSource.COMMANDLINE and (
+            volume is None or init_weights is not None
+            or ctx.get_parameter_source("paradigm") is ParameterSource.COMMANDLINE):
+        raise click.UsageError("--candidates chooses the method of --volume without --paradigm "
+                               "or --init; here it would be ignored")
     if (slice_index or labels) and volume is None:
         raise click.UsageError("--slice and --labels belong to --volume")
     if len(slice_index) != len(labels):
@@ -302,7 +313,6 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         command=_command_line(click.get_current_context()),
     )
     if volume is not None and not (resume or export_only):
-        ctx = click.get_current_context()
         if (ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE
                 and init_weights is None):
             _select_volume_method(config, candidates)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nwwatch.classes import TOMOGRAM_CLASSES
+from nwwatch.classes import TOMOGRAM_CLASSES, UNLABELED
 from nwwatch.io.dataset import (
     IMAGE_SUFFIXES,
     DatasetLayoutError,
@@ -144,15 +144,14 @@ def load_volume_slices(
     Raises
     ------
     DatasetLayoutError : a volume the service would refuse, no slice given, a slice out of
-        range or given twice, labels of the wrong shape, label values out of range, or a
-        class without any labeled pixel in all the slices together.
+        range or given twice, labels of the wrong shape, label values out of range, a label
+        on a NaN or infinite voxel, or a class without any labeled pixel in all the slices
+        together.
     """
     volume_path = Path(volume_path)
     if not slices:
         raise DatasetLayoutError(volume_path, "no labeled slice given")
     volume = read_tiff_volume(volume_path).data
-    if volume.shape[0] < 2:
-        raise DatasetLayoutError(volume_path, "expected a 3D volume (Z, Y, X), got a 2D image")
     depth = volume.shape[0]
     labels: dict[int, tuple[Path, np.ndarray]] = {}
     for slice_index, labels_path in slices:
@@ -167,6 +166,12 @@ def load_volume_slices(
         if label.shape != volume.shape[1:]:
             raise DatasetLayoutError(labels_path, f"labels have shape {label.shape}, slices of "
                                                   f"{volume_path.name} have {volume.shape[1:]}")
+        # Normalisation makes NaN the darkest grey: a label there would teach that.
+        blind = np.count_nonzero((label != UNLABELED) & ~np.isfinite(volume[slice_index]))
+        if blind:
+            raise DatasetLayoutError(labels_path, f"{blind} labeled pixels lie where slice "
+                                                  f"{slice_index} of {volume_path.name} is NaN "
+                                                  f"or infinite (no data): mark them 255")
         labels[slice_index] = (labels_path, label)
     for class_id, name in enumerate(class_names):
         if not any(np.any(label == class_id) for _, label in labels.values()):

@@ -73,6 +73,15 @@ class GaussianBlur(nn.Module):
         return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), self.col, groups=self.channels)
 
 
+def min_input_px(module: nn.Module) -> int:
+    """The smallest image side (px) ``module`` runs on: a mirrored pad must be shorter than
+    the side it mirrors, so 1 + the largest :class:`GaussianBlur` radius inside it (1 without
+    one). Exported as ``extra["min_input_px"]``: the runtime widens its mirror margin on
+    slices narrower than that (a thin volume sliced along Y or X by tri-planar fusion)."""
+    return 1 + max((m.radius for m in module.modules() if isinstance(m, GaussianBlur)),
+                   default=0)
+
+
 class SmoothedThreshold(nn.Module):
     """logit(solid) = slope * sign * (blur(x) - threshold); pore gets the negative half."""
 

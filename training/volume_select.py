@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nwwatch.classes import UNLABELED
 from nwwatch.volume.verdict import MIN_LABELED_PIXELS
 from training.config import VOLUME_CANDIDATES, TrainConfig
 from training.data import TrainingData, load_volume_slices
@@ -123,13 +124,20 @@ class Selection:
 def label_warnings(data: TrainingData) -> list[str]:
     """A warning with advice for each class with fewer than ``MIN_LABELED_PIXELS`` labeled
     pixels: the model has too little to learn that class from, and its masks are flagged
-    ``few_labeled_pixels`` at run time."""
+    ``few_labeled_pixels`` at run time. And one for each slice labeled in every pixel: that
+    is what labels exported with 0 as "unlabeled" (napari, ilastik) look like here, where 0
+    is pore, and no error can tell them from a slice labeled in full on purpose."""
     out = []
     for class_id, name in enumerate(data.class_names):
         count = sum(int(np.count_nonzero(item.label == class_id)) for item in data.labeled)
         if count < MIN_LABELED_PIXELS:
             out.append(f"only {count} labeled {name} pixels (fewer than {MIN_LABELED_PIXELS}): "
                        f"label one more patch of {name}, on this slice or another one")
+    for item in data.labeled:
+        if not np.any(item.label == UNLABELED):
+            out.append(f"every pixel of {item.stem} is labeled (none is {UNLABELED}): if 0 "
+                       f"meant 'unlabeled' (napari, ilastik), mark those pixels {UNLABELED}; "
+                       f"0 is {data.class_names[0]} here")
     return out
 
 
@@ -225,9 +233,12 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
     # command's unconfigured stdlib log would print the same sentence a second time.
     warn_by_echo = echo is not None
     echo = echo or (lambda line: None)
+    candidates = list(dict.fromkeys(candidates))  # one named twice is trained once
+    if not candidates:
+        raise KeyError(f"no candidate given; choose one or more of {CANDIDATES}")
     unknown = [c for c in candidates if c not in CANDIDATES]
-    if unknown or not candidates:
-        raise KeyError(f"unknown candidates {unknown or '(none)'}; choose from {CANDIDATES}")
+    if unknown:
+        raise KeyError(f"unknown candidates {unknown}; choose from {CANDIDATES}")
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     indices = config.slice_index if isinstance(config.slice_index, list) \
@@ -260,9 +271,13 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
                              f"{forest_slices}")
         trainer = CandidateTrainer(config, data, Path(work), z_sigma, slices)
         if not folds:
-            grouping, method = "none", "threshold"
+            # The first candidate in the order of preference: the threshold, unless
+            # --candidates left it out (it was kept then too, against the user's list).
+            grouping, method = "none", next(c for c in CANDIDATES if c in candidates)
+            kept = ("the smoothed threshold is kept" if method == "threshold" else
+                    f"{method}, the first of the candidates given, is kept unchecked")
             reason = ("too few labeled patches to hold any out (cross-validation needs two "
-                      "patches of each class): the smoothed threshold is kept")
+                      f"patches of each class): {kept}")
             warnings.append("the labels cannot choose the method: label at least two "
                             "separate patches of each class to let cross-validation decide")
             echo(f"warning: {warnings[-1]}")
@@ -303,6 +318,7 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
     from training.export import export_onnx
     from training.exporting import class_mean_intensity, class_pixel_counts
     from training.volume_forest import export_feature_forest
+    from training.volume_models import min_input_px
 
     config, data = trainer.config, trainer.data
     out = Path(config.out)
@@ -323,7 +339,7 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
                "unlabeled_images": len(data.unlabeled),
                "class_mean_intensity": class_mean_intensity(data),
                "class_pixel_counts": class_pixel_counts(data),
-               "z_sigma_px": trainer.z_sigma_px,
+               "z_sigma_px": trainer.z_sigma_px, "min_input_px": min_input_px(model),
                "selection": selection.as_dict()})
     if method == "features" and trainer.forest_slices > 1:
         # The slab forest smooths along Z itself; the runtime feeds it the slab.

@@ -1,12 +1,14 @@
 """TIFF input and output: frames, in-situ stacks and tomograms, with typed input errors.
 
-Read: :func:`read_frames`, :func:`read_volume`, :func:`inspect_tiff` (headers only).
+Read: :func:`read_frames`, :func:`read_volume`, :func:`inspect_tiff` (headers only);
+:func:`check_tomogram` refuses a volume that cannot be segmented (one slice, no contrast).
 Write: :func:`write_frame_tiff`, :func:`write_stack_tiff`, :func:`write_volume_tiff`
 (atomic, ImageJ-compatible). Bad input raises a subclass of :class:`InputError`.
 """
 
 from nwwatch.io.errors import (
     AnisotropicPixelsError,
+    BlankImageError,
     EmptyFileError,
     ImageTooLargeError,
     InputError,
@@ -21,7 +23,7 @@ from nwwatch.io.errors import (
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
 from nwwatch.io.metadata import unit_to_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
-from nwwatch.io.tiff import inspect_tiff, read_frames, read_volume
+from nwwatch.io.tiff import check_tomogram, inspect_tiff, read_frames, read_volume
 from nwwatch.io.write import write_frame_tiff, write_stack_tiff, write_volume_tiff
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "MAX_FRAME_PIXELS",
     "SUPPORTED_DTYPES",
     "AnisotropicPixelsError",
+    "BlankImageError",
     "EmptyFileError",
     "ImageTooLargeError",
     "InputError",
@@ -42,6 +45,7 @@ __all__ = [
     "Frame",
     "TiffInfo",
     "Volume",
+    "check_tomogram",
     "inspect_tiff",
     "read_frames",
     "read_volume",

@@ -36,7 +36,7 @@ import numpy as np
 from nwwatch.classes import INSITU_CLASSES, TOMOGRAM_CLASSES, UNLABELED
 from nwwatch.io.errors import InputError
 from nwwatch.io.records import Frame, Volume
-from nwwatch.io.tiff import read_frames, read_volume
+from nwwatch.io.tiff import check_tomogram, read_frames, read_volume
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
@@ -108,10 +108,10 @@ def read_tiff_frames(path: str | os.PathLike[str]) -> list[Frame]:
 
 
 def read_tiff_volume(path: str | os.PathLike[str]) -> Volume:
-    """:func:`nwwatch.io.read_volume`, the tomogram reader of the service, the demo and the
-    dashboard, raising :class:`DatasetLayoutError` for what it refuses: a tomogram trained on
-    is read, and refused, as it is served."""
-    return _as_layout_error(read_volume, path)
+    """:func:`nwwatch.io.read_volume` and :func:`nwwatch.io.check_tomogram`, as the service
+    reads tomograms, raising :class:`DatasetLayoutError` for what they refuse: a tomogram
+    trained on is read, and refused, as it is served."""
+    return _as_layout_error(lambda p: check_tomogram(read_volume(p)), path)
 
 
 def read_image_2d(path: str | os.PathLike[str]) -> np.ndarray:
@@ -222,6 +222,11 @@ def read_label_image(path: str | os.PathLike[str],
     ``nwwatch synth`` and the labelling page write them (in-situ: 3 classes; tomograms:
     ``len(TOMOGRAM_CLASSES)``). Raises :class:`DatasetLayoutError` naming the file when it is
     missing, unreadable, not a single 2D image or holds other values."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:  # else a JPEG was "not a TIFF file"
+        raise DatasetLayoutError(path, f"labels are read from PNG or TIFF files, not "
+                                       f"{suffix or 'a file without suffix'}: save them "
+                                       f"losslessly (JPEG changes the class ids at edges)")
     return check_label(read_image_2d(path), num_classes, path)
 
 

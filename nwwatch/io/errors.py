@@ -61,12 +61,18 @@ class UnsupportedLayoutError(InputError):
     """Image series nwwatch does not read: no 2-D pages, or a volume with 4 or more axes."""
 
 
+class BlankImageError(InputError):
+    """Pixel data without contrast: every finite value equal, or none finite (a failed
+    reconstruction or export). Nothing in it can be segmented or measured."""
+
+
 class UnreadableFileError(InputError):
     """The file exists but cannot be opened (permissions)."""
 
 
 __all__ = [
     "AnisotropicPixelsError",
+    "BlankImageError",
     "EmptyFileError",
     "ImageTooLargeError",
     "InputError",

@@ -63,6 +63,19 @@ _MAGIC = {
     b"MM\x00+": (">", True),
 }
 _CHANNEL_AXES = "SC"  # samples (RGB, extra samples) and channels
+# What to save a refused pixel type as (by kind and bytes): the nearest type read exactly.
+_DTYPE_HINTS = {"f8": ": save it as float32", "i1": ": save it as int16",
+                "i4": ": save it as float32, or int16 if the values fit",
+                "u4": ": save it as float32, or uint16 if the values fit",
+                "i8": ": save it as float32, or int16 if the values fit",
+                "u8": ": save it as float32, or uint16 if the values fit"}
+# Formats a TEM user is likely to hand over instead of a TIFF: what to do with them.
+_MRC_HINT = (": an MRC volume? nwwatch reads TIFF; convert it, e.g. with IMOD's mrc2tif or "
+             "Fiji (File > Save As > Tiff)")
+_CONVERT_HINTS = {".mrc": _MRC_HINT, ".rec": _MRC_HINT, ".ali": _MRC_HINT, ".st": _MRC_HINT,
+                  ".map": _MRC_HINT,
+                  ".dm3": ": a DigitalMicrograph file? nwwatch reads TIFF; export it as TIFF",
+                  ".dm4": ": a DigitalMicrograph file? nwwatch reads TIFF; export it as TIFF"}
 
 
 @contextmanager
@@ -104,7 +117,8 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:
     if head[:4] not in _MAGIC:
         # The reason names no bytes of the file: it is logged and stored, and the file may be a
         # secret the service should not have read.
-        raise NotATiffError(path, "not a TIFF file (no TIFF or BigTIFF header)")
+        hint = _CONVERT_HINTS.get(Path(path).suffix.lower(), "")
+        raise NotATiffError(path, f"not a TIFF file (no TIFF or BigTIFF header){hint}")
     order, bigtiff = _MAGIC[head[:4]]
     if bigtiff:
         if len(head) < 16:
@@ -206,7 +220,8 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
         )
     if dtype not in SUPPORTED_DTYPES:
         names = ", ".join(str(d) for d in SUPPORTED_DTYPES)
-        raise UnsupportedDtypeError(path, f"pixel type {dtype} is not supported ({names})")
+        hint = _DTYPE_HINTS.get(f"{dtype.kind}{dtype.itemsize}", "")
+        raise UnsupportedDtypeError(path, f"pixel type {dtype} is not supported ({names}){hint}")
     channel_axes = [a for a in axes if a in _CHANNEL_AXES]
     if channel_axes:
         n = math.prod(shape[axes.index(a)] for a in channel_axes)

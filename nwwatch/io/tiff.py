@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from nwwatch.io.errors import TruncatedTiffError, UnsupportedLayoutError
+from nwwatch.io.errors import BlankImageError, TruncatedTiffError, UnsupportedLayoutError
 from nwwatch.io.metadata import acquisition_times, frame_pixel_size_nm, physical_sizes_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.structure import open_tiff
@@ -115,6 +115,38 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
         data = _read_pixels(path, tif, info).reshape(info.n_pages, height, width)
     voxel_size_nm = None if None in sizes else (sizes[0], sizes[1], sizes[2])
     return Volume(data=data, source=path, voxel_size_nm=voxel_size_nm)
+
+
+def check_tomogram(volume: Volume) -> Volume:
+    """``volume`` unchanged when it can be segmented as a tomogram; else an InputError.
+
+    :func:`read_volume` reads a single page as a volume of one slice; the tomogram workflow
+    (training, the service, replay) refuses it here, as it refuses a volume without contrast,
+    whose mask would be empty and whose row would look like a valid result.
+
+    Raises
+    ------
+    UnsupportedLayoutError : fewer than 2 slices along Z (a 2-D image).
+    BlankImageError : no finite voxel, or every finite voxel has the same value.
+    """
+    data = volume.data
+    if data.ndim != 3 or data.shape[0] < 2:
+        raise UnsupportedLayoutError(
+            volume.source, f"a 2-D image ({' x '.join(map(str, data.shape[-2:]))} px), not a "
+            "volume: a tomogram has at least 2 slices along Z (a multi-page TIFF, pages = Z "
+            "slices)")
+    low, high = np.inf, -np.inf
+    for page in data:  # slice by slice: no copy of the volume
+        finite = page[np.isfinite(page)] if page.dtype.kind == "f" else page
+        if finite.size:
+            low, high = min(low, float(finite.min())), max(high, float(finite.max()))
+    if low > high:
+        raise BlankImageError(volume.source, "no finite voxel (every value is NaN or "
+                                             "infinite): nothing to segment")
+    if low == high:
+        raise BlankImageError(volume.source, f"every voxel has the value {low:g}: a blank "
+                                             "volume, nothing to segment")
+    return volume
 
 
 def _read_pixels(path: Path, tif: tifffile.TiffFile, info: TiffInfo) -> np.ndarray:

@@ -99,10 +99,10 @@ def write_batch(
 
 
 def drop_rows(path: str | os.PathLike[str], source_sha256: list[str],
-              keep_batch_id: str | None = None) -> bool:
+              keep_batch_id: str | None = None) -> pa.Table:
     """Remove the rows of the given input contents (``source_sha256``) from one batch file,
     except rows of batch ``keep_batch_id``; the file is rewritten atomically, or deleted when
-    nothing is left. Returns True when the file changed. Idempotent.
+    nothing is left. Returns the rows removed (none: the file is unchanged). Idempotent.
     """
     file = Path(path)
     table = pq.read_table(file)
@@ -112,10 +112,10 @@ def drop_rows(path: str | os.PathLike[str], source_sha256: list[str],
         drop = pc.and_(drop, pc.fill_null(other, True))
     drop = pc.fill_null(drop, False)
     if not pc.any(drop).as_py():
-        return False
+        return table.slice(0, 0)
     kept = table.filter(pc.invert(drop))
     if kept.num_rows:
         write_table_atomic(kept, file)
     else:
         file.unlink()
-    return True
+    return table.filter(drop)

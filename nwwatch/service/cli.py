@@ -52,9 +52,12 @@ def run(config_path: Path) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               required=True, help="Results folder.")
-@click.option("--kind", type=click.Choice(KINDS), default="insitu", show_default=True)
+@click.option("--kind", type=click.Choice(KINDS), default="insitu", show_default=True,
+              help="insitu: TEM frames, one row each; tomogram: 3D TIFF volumes, a mask and "
+                   "one row each (docs/tomography.md).")
 @click.option("--model", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=None, help="ONNX model (default: the shipped model of KIND).")
+              default=None, help="ONNX model (default for insitu: the shipped model; "
+                                 "tomograms: required, a model of `nwwatch train --volume`).")
 @click.option("--force", is_flag=True, help="Process files the ledger lists as done again.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Use [inference]/[retry]/[tomogram] settings of this service "
@@ -76,8 +79,9 @@ def run(config_path: Path) -> None:
 @click.option("--save-labels", is_flag=True,
               help="With --overlays: also write each pictured frame's label image.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
-              help="Process on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
-                   "(N worker processes on this machine). Needs the 'cluster' extra.")
+              help="Process in-situ frames on a Dask cluster (not tomograms): a scheduler "
+                   "address (tcp://host:8786) or local:N (N worker processes on this machine). "
+                   "Needs the 'cluster' extra.")
 def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
            config_path: Path | None, triplanar: bool, flips: bool, overlays: Path | None,
            overlay_frames: str, save_labels: bool, dask_address: str | None) -> None:

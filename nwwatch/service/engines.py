@@ -24,6 +24,14 @@ from nwwatch.service.names import path_key, source_name
 from nwwatch.service.pipeline import Engine, refresh_quarantine
 from nwwatch.service.resources import Limit, usable_cores_limit
 
+#: What to do when a model's kind is not its folder's (after the mismatch itself).
+KIND_MISMATCH_HINT = {
+    "tomogram": ": tomograms need a model trained on a few labeled patches of the volume "
+                "with `nwwatch train --volume` (docs/tomography.md)",
+    "insitu": ": a tomogram model segments tomograms only (replay --kind tomogram, or a "
+              "[[watch]] with kind = \"tomogram\")",
+}
+
 
 @dataclass(frozen=True)
 class EngineSpec:
@@ -96,7 +104,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
         if seg.metadata.kind != spec.kind:
             raise ConfigError(source, spec.key,
                               f"{model.name} is a {seg.metadata.kind!r} model but the folder's "
-                              f"kind is {spec.kind!r}")
+                              f"kind is {spec.kind!r}{KIND_MISMATCH_HINT.get(spec.kind, '')}")
         engines.append(Engine(kind=spec.kind, segmenter=seg, ledger=ledger,
                               results_dir=results_dir, batch_size=inference.batch_size,
                               streams=plan.streams if spec.kind == "insitu" else 1,

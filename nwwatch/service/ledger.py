@@ -237,14 +237,20 @@ class Ledger(Recovery, HeldBatches):
 
     def supersede(self, batch_id: str) -> None:
         """Remove the rows this batch replaces from earlier Parquet files (idempotent: rows
-        of this batch itself are never removed). A file left without rows is deleted, and the
-        batches that named it then name no file, so nothing later reads it."""
+        of this batch itself are never removed), then the masks those rows named (a crash
+        in between leaves a mask no row names, never a row without its mask). A file left
+        without rows is deleted, and the batches that named it then name no file, so nothing
+        later reads it."""
         row = self._db.execute("SELECT supersedes FROM batches WHERE batch_id=?",
                                (batch_id,)).fetchone()
         for rel, shas in json.loads(row[0]) if row else []:
             path = self.results_dir / rel
             if path.is_file():
-                drop_rows(path, shas, keep_batch_id=batch_id)
+                dropped = drop_rows(path, shas, keep_batch_id=batch_id)
+                masks = dropped.column("mask_path").to_pylist() \
+                    if "mask_path" in dropped.column_names else []
+                for mask in filter(None, masks):
+                    (self.results_dir / mask).unlink(missing_ok=True)
             if not path.is_file():
                 with self._tx() as db:
                     db.execute("UPDATE batches SET parquet='' WHERE parquet=?", (rel,))

@@ -110,6 +110,13 @@ def replay(
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    # Options of the other kind would be ignored without a word.
+    if kind == "tomogram" and (overlays is not None or save_labels):
+        raise ConfigError(None, "--overlays", "pictures in-situ frames; a tomogram's picture "
+                                              "is its mask (RESULTS/masks/)")
+    if kind == "insitu" and (triplanar or flips):
+        raise ConfigError(None, "--triplanar/--flips", "fuse the segmentations of a tomogram: "
+                                                       "give --kind tomogram")
     out = Path(out_dir)
     inference, max_attempts, ledger_path = InferenceConfig(), 3, out / "ledger.sqlite"
     tomogram = TomogramSettings()

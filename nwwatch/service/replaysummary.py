@@ -69,7 +69,7 @@ class ReplaySummary:
             f"{self.files} files: {self.done} done, {self.skipped} skipped (already done), "
             f"{self.failed} failed, {self.quarantined} quarantined{earlier}",
             f"{self.frames} rows: {format_counts(self.rows)}; in {self.seconds:.1f} s "
-            f"({self.frames_per_s:.1f} frames/s) with {self.model_name} on {self.provider}; "
+            f"({self.frames_per_s:.1f} rows/s) with {self.model_name} on {self.provider}; "
             f"results in {self.results_dir}",
         ]
         if self.complete:
@@ -123,7 +123,7 @@ class Progress:
     def _text(self) -> str:
         dt = time.perf_counter() - self.t0
         rate = self.frames / dt if dt > 0 else 0.0
-        return f"{self.frames} frames, {rate:.1f} frames/s"
+        return f"{self.frames} rows, {rate:.1f} rows/s"  # a tomogram is one row, not a frame
 
     def advance(self, files: int, frames: int) -> None:
         self.frames += frames

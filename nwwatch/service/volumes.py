@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nwwatch.io import read_volume, write_volume_tiff
+from nwwatch.io import check_tomogram, read_volume, write_volume_tiff
 from nwwatch.results.schema import volume_schema
 from nwwatch.service.batch import (
     BatchReport,
@@ -47,7 +47,7 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
         engine.beat()
         try:
             t = time.perf_counter()
-            volume = read_volume(it.path)
+            volume = check_tomogram(read_volume(it.path))
             read_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
             seg = segment_volume(engine.segmenter, volume.data, batch_size=engine.batch_size,

@@ -210,6 +210,20 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def _remove_previous_slices(out: Path, keep: dict[str, str]) -> None:
+    """Delete the labeled slice files that an earlier run wrote into ``out`` (its
+    tomogram.json names them), except those in ``keep``: a stale slice of another volume
+    would otherwise lie in train/ next to the new one, a second labeled image of the set."""
+    try:
+        files = json.loads((out / "tomogram.json").read_text(encoding="utf-8"))["files"]
+        earlier = [files["train_image"], files["train_labels"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no earlier run of ours, or not one we can read: touch nothing
+    for rel in earlier:
+        if isinstance(rel, str) and rel not in keep.values() and rel.startswith("train/"):
+            (out / rel).unlink(missing_ok=True)
+
+
 def generate_tomogram(
     out_dir: str | os.PathLike[str],
     *,
@@ -222,7 +236,8 @@ def generate_tomogram(
 ) -> dict[str, Any]:
     """Write a synthetic tomogram, its truth and a sparsely labeled training set.
 
-    Files written under ``out_dir`` (created if needed, files replaced)::
+    Files written under ``out_dir`` (created if needed, files replaced; the labeled slice of
+    an earlier run into the same folder, named in its tomogram.json, is removed)::
 
         volume.tif                  float32 (Z, Y, X), voxel size in the metadata
         truth.tif                   uint8 (Z, Y, X), 1 solid, 0 pore or vacuum
@@ -270,9 +285,14 @@ def generate_tomogram(
     out = Path(out_dir)
     for sub in ("train/images", "train/labels", "train/unlabeled"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    name = f"slice_{k:03d}"
+    files = {"volume": "volume.tif", "truth": "truth.tif",
+             "train_image": f"train/images/{name}.tif",
+             "train_labels": f"train/labels/{name}.png",
+             "unlabeled": "train/unlabeled/volume.tif", "dataset": "train/dataset.toml"}
+    _remove_previous_slices(out, keep=files)
     write_volume_tiff(out / "volume.tif", tomo.volume, voxel_size_nm=voxel_size_nm)
     write_volume_tiff(out / "truth.tif", tomo.truth, voxel_size_nm=voxel_size_nm)
-    name = f"slice_{k:03d}"
     write_frame_tiff(out / "train" / "images" / f"{name}.tif", tomo.volume[k],
                      pixel_size_nm=voxel_size_nm)
     label_path = out / "train" / "labels" / f"{name}.png"
@@ -318,14 +338,7 @@ def generate_tomogram(
         "labeled_fraction_requested": float(labeled_fraction),
         "labeled_fraction": round(achieved, 6),
         "params": {key: value for key, value in tomo.params.items() if key != "seed"},
-        "files": {
-            "volume": "volume.tif",
-            "truth": "truth.tif",
-            "train_image": f"train/images/{name}.tif",
-            "train_labels": f"train/labels/{name}.png",
-            "unlabeled": "train/unlabeled/volume.tif",
-            "dataset": "train/dataset.toml",
-        },
+        "files": files,
     }
     (out / "tomogram.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

@@ -16,7 +16,8 @@ from nwwatch.options import FiniteFloatRange
               help="Side of the cubic (Z, Y, X) volume in voxels.")
 @click.option("--labeled-fraction", type=FiniteFloatRange(min=0.0, max=1.0, min_open=True),
               default=0.02, show_default=True,
-              help="Share of the training slice's pixels that keep their label.")
+              help="Share of the training slice's pixels that keep their label, rounded to "
+                   "whole --patch-size squares, at least two (one per class).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed; the same seed writes the same files.")
 @click.option("--voxel-size-nm", type=FiniteFloatRange(min=0.0, min_open=True), default=1.0,
@@ -52,13 +53,12 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
     from nwwatch.options import require_writable
     from nwwatch.synth.tomogram import generate_tomogram
 
-    stale = _stale_slices(out, size, seed)
+    stale = _stale_slices(out)
     if stale:
         raise click.ClickException(
-            f"{out} already holds labeled slices of another run, or of another size or seed "
-            f"({', '.join(stale[:4])}{' ...' if len(stale) > 4 else ''}); this run might not "
-            "replace them and nwwatch train would read them with the new volume: choose a "
-            "new or empty folder")
+            f"{out} already holds labeled slices that synth did not write there "
+            f"({', '.join(stale[:4])}{' ...' if len(stale) > 4 else ''}); nwwatch train would "
+            "read them with the new volume: choose a new or empty folder")
     require_writable(out, "'OUT'", folder=True)
     try:
         summary = generate_tomogram(
@@ -75,21 +75,16 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
                f"slice {summary['labeled_slice']} labeled at {summary['labeled_fraction']:.2%}")
 
 
-def _stale_slices(out: Path, size: int, seed: int) -> list[str]:
-    """Files of ``out/train/images`` and ``out/train/labels`` that a run of ``size`` and
-    ``seed`` would leave beside its own labeled slice. The slice index depends on both (see
-    :func:`nwwatch.synth.tomogram.generate_tomogram`), so only an earlier run with the same
-    two, as recorded in ``out/tomogram.json``, is replaced file for file."""
+def _stale_slices(out: Path) -> list[str]:
+    """Files of ``out/train/images`` and ``out/train/labels`` that this run would leave beside
+    its own labeled slice: every file there but the labeled slice an earlier run of synth
+    wrote, as ``out/tomogram.json`` names it (generate_tomogram replaces or removes that)."""
     found = [f"train/{sub}/{p.name}" for sub in ("images", "labels")
              if (out / "train" / sub).is_dir()
              for p in sorted((out / "train" / sub).iterdir()) if not p.name.startswith(".")]
-    if not found:
-        return []
     try:
-        earlier = json.loads((out / "tomogram.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return found
-    if earlier.get("size") != size or earlier.get("seed") != seed:
-        return found
-    own = f"slice_{earlier.get('labeled_slice', -1):03d}"
-    return [name for name in found if Path(name).stem != own]
+        files = json.loads((out / "tomogram.json").read_text(encoding="utf-8"))["files"]
+        own = {files["train_image"], files["train_labels"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        own = set()
+    return [name for name in found if name not in own]

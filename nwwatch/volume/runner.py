@@ -21,11 +21,14 @@ class SliceRunner:
     tile, overlap : tile side and overlap in px (None: whole slices).
     batch_size : slabs (or tiles) per model call.  solid_index : the model's solid class.
     margin : mirror margin in px.  slices : the model's ``input_slices`` (1: single slices).
+    min_input : the model's ``min_input_px``: a stack whose slices (with the margin) or tiles
+        are narrower gets a wider margin, or wider tiles, instead of a runtime error.
     """
 
     def __init__(self, segmenter: Segmenter, value_range: tuple[float, float] | None,
                  tile: int | None, overlap: int, batch_size: int, solid_index: int,
-                 margin: int = 0, normalised: bool = False, slices: int = 1) -> None:
+                 margin: int = 0, normalised: bool = False, slices: int = 1,
+                 min_input: int = 1) -> None:
         self.segmenter = segmenter
         self.normalised = normalised
         self.value_range = value_range
@@ -35,8 +38,9 @@ class SliceRunner:
         self.solid_index = solid_index
         self.margin = margin
         self.slices = slices
+        self.min_input = min_input
 
-    def _inputs(self, stack: np.ndarray, start: int, stop: int) -> np.ndarray:
+    def _inputs(self, stack: np.ndarray, start: int, stop: int, m: int) -> np.ndarray:
         """float32 (B, S, H + 2m, W + 2m): the slabs of slices ``start:stop`` of ``stack``,
         normalised and mirrored by the margin."""
         if self.slices > 1:
@@ -52,13 +56,12 @@ class SliceRunner:
             images = normalize_image(flat, self.value_range)
         else:
             images = np.stack([normalize_image(x) for x in flat])
-        if self.margin:
-            m = self.margin
+        if m:
             images = np.pad(images, ((0, 0), (m, m), (m, m)), mode="reflect")
         return images.reshape(b, s, *images.shape[1:])
 
-    def _crop(self, result: np.ndarray) -> np.ndarray:
-        m = self.margin
+    @staticmethod
+    def _crop(result: np.ndarray, m: int) -> np.ndarray:
         return result[:, m:result.shape[1] - m, m:result.shape[2] - m] if m else result
 
     def _run(self, slabs: np.ndarray) -> np.ndarray:
@@ -72,24 +75,26 @@ class SliceRunner:
         slice with its neighbours along axis 0 of ``slices``."""
         n, height, width = slices.shape
         # The model sees the slices with their mirror margins; results are cropped back.
-        height, width = height + 2 * self.margin, width + 2 * self.margin
-        tiled = self.tile is not None and (height > self.tile or width > self.tile)
+        m = max(self.margin, -(-(self.min_input - min(height, width)) // 2))
+        height, width = height + 2 * m, width + 2 * m
+        tile = None if self.tile is None else max(self.tile, self.min_input)
+        tiled = tile is not None and (height > tile or width > tile)
         result = np.empty(slices.shape, dtype=np.float32)
         step = self.batch_size
         if not tiled:
             for start in range(0, n, step):
-                images = self._inputs(slices, start, min(n, start + step))
-                result[start:start + step] = self._crop(self._run(images))
+                images = self._inputs(slices, start, min(n, start + step), m)
+                result[start:start + step] = self._crop(self._run(images), m)
             return result
-        assert self.tile is not None
-        tile_h, tile_w = min(self.tile, height), min(self.tile, width)
+        assert tile is not None
+        tile_h, tile_w = min(tile, height), min(tile, width)
         windows = [(r, c) for r in tile_starts(height, tile_h, min(self.overlap, tile_h - 1))
                    for c in tile_starts(width, tile_w, min(self.overlap, tile_w - 1))]
         weight = blend_weights((tile_h, tile_w), self.overlap)
         # Slices per batch so that one model call sees about `batch_size` tiles.
         per_call = max(1, step // len(windows))
         for start in range(0, n, per_call):
-            images = self._inputs(slices, start, min(n, start + per_call))
+            images = self._inputs(slices, start, min(n, start + per_call), m)
             count = images.shape[0]
             tiles = np.stack([images[:, :, r:r + tile_h, c:c + tile_w] for r, c in windows],
                              axis=1).reshape(count * len(windows), self.slices, tile_h, tile_w)
@@ -101,5 +106,5 @@ class SliceRunner:
             for k, (r, c) in enumerate(windows):
                 total[:, r:r + tile_h, c:c + tile_w] += probs[:, k] * weight
                 norm[r:r + tile_h, c:c + tile_w] += weight
-            result[start:start + count] = self._crop(total / norm)
+            result[start:start + count] = self._crop(total / norm, m)
         return result

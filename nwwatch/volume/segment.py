@@ -151,6 +151,15 @@ class VolumeModelError(ValueError):
     """The model cannot segment tomograms; the message names the model file and why."""
 
 
+def _min_input_px(segmenter: Segmenter) -> int:
+    """``extra["min_input_px"]``: the smallest slice side the model runs on (absent: 1)."""
+    value = segmenter.metadata.extra.get("min_input_px", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise VolumeModelError(f"{segmenter.model_path}: extra.min_input_px must be a positive "
+                               f"integer, got {value!r}")
+    return value
+
+
 def _input_slices(segmenter: Segmenter) -> int:
     try:
         return model_input_slices(segmenter)
@@ -290,7 +299,8 @@ def segment_volume(
         if z_sigma > 0:
             source = smooth_along_z(source, z_sigma)
     runner = SliceRunner(segmenter, value_range, tile, overlap, batch_size, solid_index,
-                          int(margin_px), normalised=source is not data, slices=slices)
+                          int(margin_px), normalised=source is not data, slices=slices,
+                          min_input=_min_input_px(segmenter))
 
     def along(stack: np.ndarray) -> np.ndarray:
         total = runner.stack(stack)

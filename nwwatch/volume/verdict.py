@@ -147,8 +147,12 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
     few = {name: int(n) for name, n in (class_pixel_counts or {}).items()
            if int(n) < MIN_LABELED_PIXELS}
     if few:
-        codes["few_labeled_pixels"] = "the model was trained on only " + ", ".join(
-            f"{n} labeled {name} pixels" for name, n in sorted(few.items()))
+        # The same advice as the training log's warning: the row may be all a user reads.
+        codes["few_labeled_pixels"] = (
+            "the model was trained on only "
+            + ", ".join(f"{n} labeled {name} pixels" for name, n in sorted(few.items()))
+            + ": label one more patch of " + " and one of ".join(sorted(few))
+            + ", on the labeled slice or another one, and train again")
     if (selection or {}).get("grouping") == "none":
         codes["method_unvalidated"] = (
             f"the labels held no patch out, so the kept method "
