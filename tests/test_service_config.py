@@ -66,6 +66,19 @@ def test_valid_config_and_defaults(paths):
         (("[output]", "[output]\noverlays = true"), "output.overlays", "a string"),
         (("[output]", "[output]\nflush_rows = 0"), "output.flush_rows", "> 0"),
         (("flush_seconds = 0.2", "flush_seconds = -1"), "output.flush_seconds", ">= 0"),
+        # TOML has nan and inf: nan compares false with every bound (a settle time that
+        # never passes: no file is ever processed), inf is a wait that never ends.
+        (("settle_seconds = 0.5", "settle_seconds = nan"), "watch[0].settle_seconds",
+         "a finite number"),
+        (("rescan_seconds = 2.0", "rescan_seconds = inf"), "watch[0].rescan_seconds",
+         "a finite number"),
+        (("max_batch_latency_ms = 50", "max_batch_latency_ms = -nan"),
+         "inference.max_batch_latency_ms", "a finite number"),
+        (("threads = 1", "threads = 1\n[service]\nstop_timeout_seconds = inf"),
+         "service.stop_timeout_seconds", "a finite number"),
+        # no pattern matches no file: a folder watched for nothing
+        (("settle_seconds = 0.5", "settle_seconds = 0.5\npatterns = []"),
+         "watch[0].patterns", "at least one pattern"),
     ],
 )
 def test_errors_name_file_key_and_problem(paths, edit, key, words):

@@ -154,7 +154,7 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
     watch = WatchConfig(
         path=path,
         kind=kind,
-        patterns=r.strings("patterns", DEFAULT_PATTERNS),
+        patterns=r.strings("patterns", DEFAULT_PATTERNS, allow_empty=False),
         ignore_patterns=r.strings("ignore_patterns", DEFAULT_IGNORE),
         recursive=r.get("recursive", bool, True),
         model=model,
