@@ -287,3 +287,28 @@ def test_segmenter_is_exported_lazily():
             "from nwwatch.segment import Segmenter\n"
             "assert Segmenter.__module__ == 'nwwatch.segment.session'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_paths_of_the_wrong_kind_are_config_errors_not_tracebacks(paths):
+    """A watched "folder" that is a file would be watched for nothing; a results folder that
+    is a file, or one that cannot be created, made `nwwatch run` exit 1 with a traceback
+    instead of 78 naming the key."""
+    tmp, acq, res, m = paths
+    a_file = tmp / "notes.txt"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.path: .*not a folder"):
+        load_config(write_config(tmp / "c.toml", a_file, res, m))
+    with pytest.raises(ConfigError, match=r"output\.results: .*not a folder"):
+        load_config(write_config(tmp / "c.toml", acq, a_file, m))
+    with pytest.raises(ConfigError, match=r"state\.ledger: .*a folder"):
+        load_config(write_config(tmp / "c.toml", acq, res, m,
+                                 extra=f"[state]\nledger = \"{tmp}\""))
+    # a missing watched folder is fine (a share not mounted yet is retried)
+    assert load_config(write_config(tmp / "c.toml", tmp / "later", res, m)).watches
+    # a results folder below a file cannot be created: exit 78, the key named, no traceback
+    cfg = write_config(tmp / "c.toml", acq, a_file / "res", m)
+    result = CliRunner().invoke(run, ["--config", str(cfg)])
+    assert result.exit_code == 78, result.output
+    assert "output.results: cannot create" in result.output
+    assert "Traceback" not in result.output
+    assert a_file.read_text() == "x"

@@ -131,6 +131,8 @@ class ServiceConfig:
 def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig:
     r = TableReader(file, f"watch[{index}]", table)
     path = r.path("path", base, required=True)
+    if path.exists() and not path.is_dir():  # missing is fine: a share not mounted yet
+        raise r.error("path", f"not a folder: {path}")
     kind = r.get("kind", str, "insitu")
     if kind not in KINDS:
         raise r.error("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
@@ -240,6 +242,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     flush_rows = output.positive("flush_rows", int, 10_000)
     flush_seconds = output.positive("flush_seconds", float, 10.0, allow_zero=True)
     output.finish()
+    if results.exists() and not results.is_dir():
+        raise output.error("results", f"not a folder: {results}")
     _outside_watches(file, "output.results", results, paths)
 
     inference = _inference(file, top.get("inference", dict, {}))
@@ -248,6 +252,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     state = TableReader(file, "state", top.get("state", dict, {}))
     ledger = state.path("ledger", base, default=results / "ledger.sqlite")
     state.finish()
+    if ledger.is_dir():
+        raise state.error("ledger", f"is a folder, not the ledger file: {ledger}")
     _outside_watches(file, "state.ledger", ledger, paths)  # its lock file lies beside it
 
     retry = TableReader(file, "retry", top.get("retry", dict, {}))
