@@ -178,3 +178,25 @@ def test_status_counts_rows_by_status_and_reason_code(tmp_path, acquisition):
     st = json.loads(CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "out"),
                                                     "--json"]).output)
     assert st["rows_by_outcome"] == {"ok": 4, "flagged": 2}
+
+
+def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_path,
+                                                                            acquisition):
+    """The progress bar goes to stderr (a script reading stdout gets the three summary
+    lines; click's bar on a pipe printed its label "replay" there); a folder without input
+    files says so on the last line instead of "all 0 files processed"."""
+    acq, onnx = acquisition
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(tmp_path / "out"),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 3, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("6 files: 5 done"), lines
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an input")
+    r = CliRunner().invoke(replay_cmd, [str(empty), "--out", str(tmp_path / "out2"),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 0, r.output
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"replay found no input files in {empty}"), last
+    assert "*.tif" in last

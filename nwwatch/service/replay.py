@@ -152,7 +152,7 @@ def replay(
                                   flush=FlushPolicy(max_rows=REPLAY_FLUSH_ROWS, max_seconds=60.0),
                                   triplanar=triplanar or None, flips=flips or None)
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
-                                provider=engine.segmenter.provider)
+                                provider=engine.segmenter.provider, input_path=root)
         report = ledger.reconcile(max_attempts)
         if report.adopted or report.removed:
             log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)

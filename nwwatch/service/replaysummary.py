@@ -4,12 +4,14 @@ the same summary on a cluster)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.results.outcome import format_counts
+from nwwatch.service.config import DEFAULT_PATTERNS
 
 #: Exit statuses of ``nwwatch replay``: every file done (or already done); the replay could
 #: not run (configuration, model, ledger, results folder inside the input); wrong command
@@ -45,6 +47,8 @@ class ReplaySummary:
     cluster: object = None
     compaction: object = None
     compaction_seconds: float = 0.0
+    #: The folder or file replayed (named when it held no input file).
+    input_path: Path | None = None
 
     @property
     def frames_per_s(self) -> float:
@@ -72,7 +76,12 @@ class ReplaySummary:
             f"({self.frames_per_s:.1f} frames/s) with {self.model_name} on {self.provider}; "
             f"results in {self.results_dir}",
         ]
-        if self.complete:
+        if self.complete and self.files == 0:
+            where = f" in {self.input_path}" if self.input_path is not None else ""
+            out.append(f"replay found no input files{where} (patterns "
+                       f"{' '.join(DEFAULT_PATTERNS)}, searched recursively; hidden and "
+                       "temporary names skipped)")
+        elif self.complete:
             out.append(f"replay complete: all {self.files} files processed")
         else:
             out.append(
@@ -114,8 +123,10 @@ class Progress:
         if enabled:
             import click
 
+            # stderr: stdout holds only the summary lines (click's default is stdout, where
+            # on a pipe the bar's label alone came before them).
             self._bar = click.progressbar(
-                length=total, label="replay", file=None, show_pos=True,
+                length=total, label="replay", file=sys.stderr, show_pos=True,
                 item_show_func=lambda _: self._text(),
             )
             self._bar.__enter__()
