@@ -48,6 +48,11 @@ def run(config_path: Path) -> None:
     sys.exit(code)
 
 
+#: Replay options whose ConfigError is a wrong command line (exit 2), not a replay that
+#: could not run (exit 1: a model, a ledger, results inside the input).
+_OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels")
+
+
 @click.command("replay")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -70,9 +75,9 @@ def run(config_path: Path) -> None:
               help="Write the measurement overlay (PNG) of each in-situ frame into this folder, "
                    "relative to --out or inside it (default with --config: its [output] "
                    "overlays setting, else none).")
-@click.option("--overlay-frames", type=click.Choice(["all", "flagged"]), default="all",
-              show_default=True, help="With --overlays: every frame, or frames whose status "
-                                      "is not ok.")
+@click.option("--overlay-frames", type=click.Choice(["all", "flagged"]), default=None,
+              help="With --overlays (or --config's [output] overlays): every frame, or "
+                   "frames whose status is not ok.  [default: all]")
 @click.option("--save-labels", is_flag=True,
               help="With --overlays: also write each pictured frame's label image.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
@@ -80,7 +85,7 @@ def run(config_path: Path) -> None:
                    "(N worker processes on this machine). Needs the 'cluster' extra.")
 def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
            config_path: Path | None, triplanar: bool, flips: bool, overlays: Path | None,
-           overlay_frames: str, save_labels: bool, dask_address: str | None) -> None:
+           overlay_frames: str | None, save_labels: bool, dask_address: str | None) -> None:
     """Process an existing folder or file PATH through the service's code path.
 
     Exit status: 0 every file processed (or already done); 1 the replay could not run
@@ -103,6 +108,9 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
             LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError,
             ClusterUnavailableError, ClusterUnreachableError) as exc:
+        if isinstance(exc, ConfigError) and exc.file is None and exc.key in _OPTION_KEYS:
+            # an option that does not fit the others: a wrong command line, exit 2
+            raise click.UsageError(str(exc)) from None
         raise click.ClickException(str(exc)) from None
     for line in s.lines():
         click.echo(line)

@@ -64,7 +64,7 @@ def replay(
     triplanar: bool = False,
     flips: bool = False,
     overlays: str | os.PathLike[str] | None = None,
-    overlay_frames: str = "all",
+    overlay_frames: str | None = None,
     save_labels: bool = False,
     dask: str | None = None,
 ) -> ReplaySummary:
@@ -89,7 +89,9 @@ def replay(
     overlays : a folder for QA pictures of in-situ frames (the measurement overlay, PNG),
         relative to ``out_dir`` or inside it; None: the configuration's ``[output] overlays``
         (in ``out_dir/overlays``), else none. Rows get their ``overlay_path``.
-    overlay_frames : "all" or "flagged" (frames whose status is not "ok"), with ``overlays``.
+    overlay_frames : "all" or "flagged" (frames whose status is not "ok"); with
+        ``overlays`` (None: "all"), or replacing the configuration's ``[output] overlays``
+        choice when that writes pictures (an error otherwise: nothing would be pictured).
     save_labels : also write each pictured frame's label image (``*-labels.png``); needs
         ``overlays`` (or the configuration's setting).
     dask : process on a Dask distributed cluster instead of in this process: a scheduler
@@ -120,11 +122,13 @@ def replay(
             ledger_path = cfg.ledger
     pictures = cfg.overlays if config is not None else OverlaySettings()
     if overlays is not None:
-        pictures = _overlay_settings(out, Path(overlays), overlay_frames, save_labels)
-    elif save_labels:
+        pictures = _overlay_settings(out, Path(overlays), overlay_frames or "all", save_labels)
+    elif save_labels or overlay_frames is not None:
         if pictures.mode == "none":
-            raise ConfigError(None, "--save-labels", "needs --overlays (which frames, where)")
-        pictures = OverlaySettings(pictures.mode, pictures.folder, True)
+            option = "--save-labels" if save_labels else "--overlay-frames"
+            raise ConfigError(None, option, "needs --overlays (which frames, where)")
+        mode = pictures.mode if overlay_frames is None else _overlay_mode(overlay_frames)
+        pictures = OverlaySettings(mode, pictures.folder, save_labels or pictures.save_labels)
     if dask is not None:
         from nwwatch.service.cluster import check_cluster_request
 
@@ -261,15 +265,21 @@ def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None
 def _overlay_settings(out: Path, folder: Path, frames: str, save_labels: bool
                       ) -> OverlaySettings:
     """``--overlays FOLDER``: relative to ``out``, or an absolute folder inside it."""
-    if frames not in OVERLAY_MODES[1:]:
-        raise ConfigError(None, "--overlay-frames", f"{frames!r} is not one of "
-                                                    f"{', '.join(OVERLAY_MODES[1:])}")
+    frames = _overlay_mode(frames)
     target = folder if folder.is_absolute() else out / folder
     top, real = out.resolve(), target.resolve()
     if real != top and top not in real.parents:
         raise ConfigError(None, "--overlays", f"{folder} is not inside the results folder "
                                               f"{out}; QA pictures go with the results")
     return OverlaySettings(frames, real.relative_to(top), save_labels)
+
+
+def _overlay_mode(frames: str) -> str:
+    """``--overlay-frames``: "all" or "flagged"."""
+    if frames not in OVERLAY_MODES[1:]:
+        raise ConfigError(None, "--overlay-frames", f"{frames!r} is not one of "
+                                                    f"{', '.join(OVERLAY_MODES[1:])}")
+    return frames
 
 
 def _outside_input(root: Path, path: Path, what: str) -> None:
