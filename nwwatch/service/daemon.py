@@ -216,8 +216,12 @@ class Daemon:
             self.notifier.stopping()
             self._write_held(watches)
             self._settle_unfinished()
-            self.log.info("stopping", processed_files=self.tally.processed_files,
-                          processed_rows=self.tally.processed_rows, queued=len(queued),
+            t = self.tally
+            self.log.info("stopping", processed_files=t.processed_files,
+                          processed_rows=t.processed_rows,
+                          # failed: an unexpected error (tried again); quarantined: not
+                          failed_files=t.failed_files - t.quarantined_files,
+                          quarantined_files=t.quarantined_files, queued=len(queued),
                           rows=format_counts(self.tally.row_counts),
                           note="queued files are picked up by the next start's scan")
         except LedgerLostError as exc:
