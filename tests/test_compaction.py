@@ -108,6 +108,11 @@ def test_compaction_merges_each_acquisition_into_one_sorted_file(results):
     # a second compaction has nothing left to do for b; a ledger rebuilt from the results
     # knows every item
     assert compact(out, acquisition=tmp / "in" / "b").acquisitions == 0
+    # an acquisition with no results here (a typo) is an error naming it, not "compacted 0"
+    with pytest.raises(FileNotFoundError, match="no results of acquisition .*in/c"):
+        compact(out, acquisition=tmp / "in" / "c")
+    r = CliRunner().invoke(compact_cmd, [str(out), "--acquisition", str(tmp / "in" / "c")])
+    assert r.exit_code == 1 and str(tmp / "in" / "a") in r.output, r.output
     os.replace(out / "ledger.sqlite", tmp / "old.sqlite")
     for suffix in ("-wal", "-shm"):
         (out / f"ledger.sqlite{suffix}").unlink(missing_ok=True)

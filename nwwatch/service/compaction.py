@@ -76,7 +76,7 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
     (only ``acquisition``, an input folder, when given). Finishes or undoes interrupted
     compactions first. Raises ``LedgerBusyError`` while a service or replay holds the ledger,
     and ``FileNotFoundError``, creating nothing, where there is no ledger (not a results
-    folder: an acquisition folder, say).
+    folder: an acquisition folder, say), or when ``acquisition`` has no rows here.
     """
     results = Path(results_dir)
     ledger_file = Path(ledger_path) if ledger_path else results / "ledger.sqlite"
@@ -89,6 +89,7 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
         report.recovered = len(recover_compactions(ledger))
         ledger.reconcile(max_attempts)
         wanted = None if acquisition is None else os.fsdecode(os.path.abspath(acquisition))
+        seen: set[str] = set()  # every acquisition with committed rows
         for folder, (kind, keys) in _FOLDERS.items():
             # A file may hold several batches (nwwatch.service.flush): grouped by file.
             files: dict[str, list[str]] = defaultdict(list)
@@ -98,6 +99,7 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
             for rel, batch_ids in files.items():
                 sources = pq.read_table(results / rel, columns=["source"]).column("source")
                 acqs = {acquisition_of(s) for s in sources.unique().to_pylist()}
+                seen |= acqs
                 if len(acqs) != 1:
                     report.mixed_files.append(rel)
                     continue
@@ -111,6 +113,11 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                 report.files_after += 1
                 report.rows += pq.ParquetFile(results / final).metadata.num_rows
                 report.compacted.append(final)
+        if wanted is not None and wanted not in seen:
+            # a typo must not read as "nothing left to compact"
+            raise FileNotFoundError(
+                f"{results}: no results of acquisition {wanted} (acquisitions here: "
+                f"{', '.join(sorted(seen)) or 'none'})")
     finally:
         ledger.close()
     return report
