@@ -200,3 +200,25 @@ def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_pa
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith(f"replay found no input files in {empty}"), last
     assert "*.tif" in last
+
+
+def test_replay_takes_several_paths_as_a_shell_glob_gives_them(tmp_path, acquisition):
+    """`nwwatch replay acq/ok*.tif --out R` (the shell expands the glob) was refused with
+    "Got unexpected extra argument"; files and folders may be mixed, a file named twice (or
+    also inside a named folder) is processed once, and a results folder inside any of them is
+    refused."""
+    acq, onnx = acquisition
+    out = tmp_path / "out"
+    files = sorted(str(p) for p in acq.glob("ok*.tif"))
+    r = CliRunner().invoke(replay_cmd, [*files, str(acq / "small.tif"), "--out", str(out),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0].startswith("4 files: 4 done"), r.output
+    # a folder and a file inside it: the file once; the rest of the folder is new
+    s = replay([acq, acq / "ok0.tif"], out, kind="insitu", model=onnx)
+    assert (s.files, s.done, s.skipped, s.quarantined) == (6, 1, 4, 1)
+    with pytest.raises(ConfigError, match="inside the input folder"):
+        replay([acq / "ok0.tif", tmp_path], out, kind="insitu", model=onnx)
+    # an empty list of paths is not a replay of nothing
+    r = CliRunner().invoke(replay_cmd, ["--out", str(out), "--model", str(onnx)])
+    assert r.exit_code == 2

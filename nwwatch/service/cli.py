@@ -54,7 +54,8 @@ _OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels")
 
 
 @click.command("replay")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...",
+                type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               required=True, help="Results folder.")
 @click.option("--kind", type=click.Choice(KINDS), default="insitu", show_default=True)
@@ -83,10 +84,11 @@ _OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
               help="Process on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
                    "(N worker processes on this machine). Needs the 'cluster' extra.")
-def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
+def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None, force: bool,
            config_path: Path | None, triplanar: bool, flips: bool, overlays: Path | None,
            overlay_frames: str | None, save_labels: bool, dask_address: str | None) -> None:
-    """Process an existing folder or file PATH through the service's code path.
+    """Process existing folders or files (PATH..., e.g. a shell glob) through the service's
+    code path; a file named twice is processed once.
 
     Exit status: 0 every file processed (or already done); 1 the replay could not run
     (configuration, model, ledger, or a results folder inside PATH); 2 wrong command line;
@@ -101,8 +103,9 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
 
     configure_logging("warning")  # per-file lines would fight with the progress bar
     try:
-        s = run_replay(path, out_dir, kind=kind, model=model, force=force, config=config_path,
-                       progress=True, triplanar=triplanar, flips=flips, overlays=overlays,
+        s = run_replay(list(paths), out_dir, kind=kind, model=model, force=force,
+                       config=config_path, progress=True, triplanar=triplanar, flips=flips,
+                       overlays=overlays,
                        overlay_frames=overlay_frames, save_labels=save_labels,
                        dask=dask_address)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,

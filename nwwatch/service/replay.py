@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from nwwatch.service.config import (
@@ -52,7 +52,7 @@ def list_inputs(path: Path, kind: str) -> list[Path]:
 
 
 def replay(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
     kind: str = "insitu",
@@ -72,7 +72,9 @@ def replay(
 
     Parameters
     ----------
-    path : a folder (searched recursively for ``*.tif``/``*.tiff``) or one TIFF file.
+    path : a folder (searched recursively for ``*.tif``/``*.tiff``) or one TIFF file, or a
+        sequence of them (what a shell glob gives); a file named twice, or also found in a
+        named folder, is processed once.
     out_dir : results folder (``frames/``, ``volumes/``, ``masks/``, ``quarantine.parquet``,
         ``ledger.sqlite``).
     kind : "insitu" or "tomogram".
@@ -141,9 +143,13 @@ def replay(
             f"not given, and the shipped default {kind} model is missing")
         raise ConfigError(None, "model", f"{what}: {model_path}")
     log = log or get_logger("nwwatch.replay")
-    root = Path(path)
-    _outside_input(root, out, "--out")
-    _outside_input(root, ledger_path, "ledger")
+    roots = ([Path(path)] if isinstance(path, str | os.PathLike)
+             else [Path(p) for p in path])
+    if not roots:
+        raise ValueError("replay needs at least one folder or file")
+    for root in roots:
+        _outside_input(root, out, "--out")
+        _outside_input(root, ledger_path, "ledger")
     out.mkdir(parents=True, exist_ok=True)
     ledger = open_ledger(ledger_path, out, log)
     try:
@@ -156,17 +162,18 @@ def replay(
                                   flush=FlushPolicy(max_rows=REPLAY_FLUSH_ROWS, max_seconds=60.0),
                                   triplanar=triplanar or None, flips=flips or None)
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
-                                provider=engine.segmenter.provider, input_path=root)
+                                provider=engine.segmenter.provider,
+                                input_path=roots[0] if len(roots) == 1 else None)
         report = ledger.reconcile(max_attempts)
         if report.adopted or report.removed:
             log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)
         # an adopted batch may have taken a fixed file off the quarantine list
         refresh_quarantine(ledger, out, log)
-        files = list_inputs(root, kind)
+        files = _inputs_of(roots, kind)
         summary.files = len(files)
         t0 = time.perf_counter()
         bar = Progress(len(files), enabled=progress)
-        todo = _to_process(files, root, engine, force, summary, bar, log)
+        todo = _to_process(files, engine, force, summary, bar, log)
         if dask is not None:
             from nwwatch.service.cluster import run_on_cluster
 
@@ -211,15 +218,31 @@ def replay(
     return summary
 
 
-def _to_process(files: list[Path], root: Path, engine, force: bool, summary: ReplaySummary,
+def _inputs_of(roots: list[Path], kind: str) -> list[tuple[Path, Path]]:
+    """(input file, the folder its symbolic links must stay in) of every path in ``roots``,
+    each file once (by absolute path), in the order given."""
+    seen: set[str] = set()
+    out: list[tuple[Path, Path]] = []
+    for root in roots:
+        folder = root if root.is_dir() else root.parent
+        for file in list_inputs(root, kind):
+            key = os.path.abspath(file)
+            if key not in seen:
+                seen.add(key)
+                out.append((file, folder))
+    return out
+
+
+def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: ReplaySummary,
                 bar: Progress, log) -> Iterator[tuple[Path, object]]:
     """The files still to process, with their structural check: files the ledger lists as
     done (or quarantined) for this model are skipped without being read (unless ``force``),
-    bad ones are quarantined; all counted in ``summary`` and ``bar``."""
+    bad ones are quarantined; all counted in ``summary`` and ``bar``. ``files``: (file, the
+    folder its links must stay in)."""
     from nwwatch.io import InputError
     from nwwatch.service.engines import BadInput, inspect_input, quarantine_inputs
 
-    for file in files:
+    for file, folder in files:
         if not force:
             try:
                 st = file.stat()
@@ -235,7 +258,7 @@ def _to_process(files: list[Path], root: Path, engine, force: bool, summary: Rep
                 bar.advance(1, 0)
                 continue
         try:
-            info = inspect_input(file, root if root.is_dir() else root.parent)
+            info = inspect_input(file, folder)
         except InputError as exc:
             summary.quarantined += quarantine_inputs(engine, [BadInput(file, exc)], log)
             bar.advance(1, 0)
