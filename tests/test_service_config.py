@@ -312,3 +312,40 @@ def test_paths_of_the_wrong_kind_are_config_errors_not_tracebacks(paths):
     assert "output.results: cannot create" in result.output
     assert "Traceback" not in result.output
     assert a_file.read_text() == "x"
+
+
+def test_every_accepted_key_is_documented_and_every_documented_key_accepted(paths,
+                                                                           monkeypatch):
+    """The configuration table of docs/service.md names exactly the keys the parser reads
+    (each table's reader records every key it asks for, present or not)."""
+    import re
+
+    from nwwatch.service import configreader
+
+    tmp, acq, res, m = paths
+    asked: set[str] = set()
+    finish = configreader.TableReader.finish
+
+    def recording_finish(self):
+        asked.update(re.sub(r"\[\d+\]", "", self.key(k)) for k in self.used)
+        finish(self)
+
+    monkeypatch.setattr(configreader.TableReader, "finish", recording_finish)
+    extra = "".join(f"[{t}]\n" for t in ("tomogram", "state", "service", "logging",
+                                         "dashboard"))
+    load_config(write_config(tmp / "c.toml", acq, res, m, extra=extra))
+    tables = {k for k in asked if "." not in k}
+    accepted = {k for k in asked if "." in k}
+    doc = (Path(__file__).parents[1] / "docs" / "service.md").read_text()
+    section = doc.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    documented = set()
+    for cell in re.findall(r"^\| `([^`]+)`", section, flags=re.M):
+        table_key = re.fullmatch(r"\[+(\w+)\]+(?: (\w+))?", cell)
+        if table_key:  # "[output] results" or "[[watch]]"
+            name, key = table_key.groups()
+            if key:
+                documented.add(f"{name}.{key}")
+        else:
+            documented.add(cell)
+    assert documented == accepted
+    assert tables <= {k.split(".")[0] for k in documented}

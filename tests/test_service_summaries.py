@@ -222,3 +222,11 @@ def test_replay_takes_several_paths_as_a_shell_glob_gives_them(tmp_path, acquisi
     # an empty list of paths is not a replay of nothing
     r = CliRunner().invoke(replay_cmd, ["--out", str(out), "--model", str(onnx)])
     assert r.exit_code == 2
+
+
+def test_replay_help_names_every_setting_it_takes_from_config():
+    """`--config` also takes [output] overlays and, for the same results folder, [state]
+    ledger (the help named only [inference]/[retry]/[tomogram])."""
+    text = " ".join(CliRunner().invoke(replay_cmd, ["--help"]).output.split())
+    for table in ("[inference]", "[retry]", "[tomogram]", "[output] overlays", "[state] ledger"):
+        assert table in text, table

@@ -63,8 +63,9 @@ _OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels")
               default=None, help="ONNX model (default: the shipped model of KIND).")
 @click.option("--force", is_flag=True, help="Process files the ledger lists as done again.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Use [inference]/[retry]/[tomogram] settings of this service "
-                                 "config.")
+              default=None, help="Use this service configuration's [inference], [retry], "
+                                 "[tomogram] and [output] overlays settings, and its "
+                                 "[state] ledger when its results folder is --out.")
 @click.option("--triplanar", is_flag=True,
               help="Tomograms: also segment along Y and X and average (3x the work); adds to "
                    "the --config [tomogram] table.")

@@ -81,8 +81,9 @@ def replay(
     model : ONNX model; default: the shipped default model of ``kind``.
     force : process files again even when the ledger says they are done; their earlier
         rows (same file content, model and measurement version) are replaced, not duplicated.
-    config : a service TOML whose ``[inference]`` and ``[retry]`` settings are used; its
-        ledger too when its results folder is ``out_dir``.
+    config : a service TOML whose ``[inference]``, ``[retry]``, ``[tomogram]`` and
+        ``[output] overlays`` settings are used; its ledger too when its results folder is
+        ``out_dir``.
     progress : show a progress bar with frames per second on stderr.
     triplanar, flips : switch tri-planar fusion / flip averaging on for tomograms (see
         :func:`nwwatch.volume.segment_volume`), on top of the configuration's ``[tomogram]``
