@@ -349,3 +349,20 @@ def test_every_accepted_key_is_documented_and_every_documented_key_accepted(path
             documented.add(cell)
     assert documented == accepted
     assert tables <= {k.split(".")[0] for k in documented}
+
+
+def test_a_config_that_is_a_folder_or_not_utf8_is_a_config_error(paths, capsys):
+    """Both were Python tracebacks (IsADirectoryError from `python -m
+    nwwatch.service.dropin`, UnicodeDecodeError from `nwwatch run`), exit 1 instead of 78."""
+    from nwwatch.service.dropin import main as dropin_main
+
+    tmp, acq, res, m = paths
+    with pytest.raises(ConfigError, match=r"\(file\): is a folder"):
+        load_config(tmp)
+    binary = tmp / "latin1.toml"
+    binary.write_bytes("# température\n".encode("latin-1") + b"[[watch]]\n")
+    with pytest.raises(ConfigError, match=r"latin1.toml: \(syntax\): not UTF-8"):
+        load_config(binary)
+    result = CliRunner().invoke(run, ["--config", str(binary)])
+    assert result.exit_code == 78 and "not UTF-8" in result.output, result.output
+    assert dropin_main([str(tmp)]) == 78 and "is a folder" in capsys.readouterr().err

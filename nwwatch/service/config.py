@@ -313,6 +313,13 @@ def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
         raise ConfigError(file, "(file)", "does not exist") from None
     except PermissionError:
         raise ConfigError(file, "(file)", "cannot be read (permission denied)") from None
+    except IsADirectoryError:
+        raise ConfigError(file, "(file)", "is a folder, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(file, "(file)", f"cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (an editor's Latin-1 "é", say)
+        raise ConfigError(file, "(syntax)", f"not UTF-8 text: byte {exc.object[exc.start]:#04x} "
+                                            f"at offset {exc.start}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "(syntax)", f"not valid TOML: {exc}") from None
     return parse_config(data, file)
