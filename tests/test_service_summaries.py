@@ -18,7 +18,7 @@ from servicekit import model, paint_insitu
 from nwwatch.io import write_frame_tiff, write_stack_tiff
 from nwwatch.results.outcome import by_outcome, count_files, count_rows, format_counts
 from nwwatch.service import replay
-from nwwatch.service.batch import FileOutcome, outcome_log_fields
+from nwwatch.service.batch import FileOutcome, outcome_log_fields, row_summary
 from nwwatch.service.cli import replay as replay_cmd
 from nwwatch.service.cli import status as status_cmd
 from nwwatch.service.config import ConfigError
@@ -92,6 +92,19 @@ def test_log_fields_carry_status_and_angle_per_frame():
     line, frames = outcome_log_fields(two)
     assert line == {"ok": 1, "flagged": 1, "reason_codes": {"no_droplet": 1}}
     assert [f["status"] for f in frames] == ["ok", "no_droplet"]
+
+
+def test_a_refused_angle_is_logged_as_not_valid():
+    """A frame refused as angle_uncertain keeps its angle in the row (angle_valid false);
+    its log line showed "fit_failed ... contact_angle_deg: 111.93" with nothing saying the
+    value is not a measurement."""
+    row = {"frame": 1, "status": "fit_failed", "reason_code": "angle_uncertain",
+           "angle_valid": False, "contact_angle_deg": 111.926, "source": "/a/f.tif"}
+    assert row_summary(row) == {"frame": 1, "status": "fit_failed",
+                                "reason_code": "angle_uncertain", "angle_valid": False,
+                                "contact_angle_deg": 111.93}
+    volume = {"status": "suspect", "reason_code": "uncertain_mask"}  # no angle columns
+    assert "angle_valid" not in row_summary(volume)
 
 
 # --- replay --------------------------------------------------------------------------------
