@@ -243,3 +243,21 @@ def test_replay_help_names_every_setting_it_takes_from_config():
     text = " ".join(CliRunner().invoke(replay_cmd, ["--help"]).output.split())
     for table in ("[inference]", "[retry]", "[tomogram]", "[output] overlays", "[state] ledger"):
         assert table in text, table
+
+
+def test_a_file_that_vanishes_during_a_replay_is_counted(tmp_path, acquisition, monkeypatch):
+    """A file listed and then deleted (an operator tidying up mid-replay) was counted in
+    "N files" but under no outcome, and the last line said "all N files processed"."""
+    import importlib
+
+    replay_module = importlib.import_module("nwwatch.service.replay")
+    acq, onnx = acquisition
+    (acq / "junk.tif").unlink()
+    listed = replay_module.list_inputs
+    monkeypatch.setattr(replay_module, "list_inputs",
+                        lambda root, kind: [*listed(root, kind), acq / "deleted.tif"])
+    s = replay(acq, tmp_path / "out", kind="insitu", model=onnx)
+    assert (s.files, s.done, s.vanished) == (6, 5, 1)
+    assert s.exit_status == 0  # the folder as it is now was processed
+    assert "1 vanished before it was read" in s.lines()[0]
+    assert s.lines()[-1] == "replay complete: all 5 files processed (1 vanished)"

@@ -265,6 +265,8 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
             bar.advance(1, 0)
             continue
         except FileNotFoundError:
+            summary.vanished += 1
+            bar.advance(1, 0)
             continue
         yield file, info
 

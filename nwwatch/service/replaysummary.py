@@ -25,7 +25,8 @@ class ReplaySummary:
 
     Files: ``done`` (rows written now), ``skipped`` (already done earlier), ``failed`` (an
     unexpected error; tried again next time), ``quarantined`` (now, or in an earlier run and
-    unchanged since: ``still_quarantined`` of them). ``rows``: the rows written now by
+    unchanged since: ``still_quarantined`` of them), ``vanished``
+    (deleted before they were read). ``rows``: the rows written now by
     (status, reason_code).
     """
 
@@ -36,6 +37,9 @@ class ReplaySummary:
     failed: int = 0
     quarantined: int = 0
     still_quarantined: int = 0
+    #: Files listed but gone before they were read (deleted meanwhile): not processed, and
+    #: no longer part of the folder.
+    vanished: int = 0
     rows: Counter = field(default_factory=Counter)
     frames: int = 0
     seconds: float = 0.0
@@ -69,9 +73,11 @@ class ReplaySummary:
         processed."""
         earlier = f" ({self.still_quarantined} in an earlier run)" if self.still_quarantined \
             else ""
+        were = "it was" if self.vanished == 1 else "they were"
+        gone = f", {self.vanished} vanished before {were} read" if self.vanished else ""
         out = [
             f"{self.files} files: {self.done} done, {self.skipped} skipped (already done), "
-            f"{self.failed} failed, {self.quarantined} quarantined{earlier}",
+            f"{self.failed} failed, {self.quarantined} quarantined{earlier}{gone}",
             f"{self.frames} rows: {format_counts(self.rows)}; in {self.seconds:.1f} s "
             f"({self.frames_per_s:.1f} frames/s) with {self.model_name} on {self.provider}; "
             f"results in {self.results_dir}",
@@ -82,7 +88,9 @@ class ReplaySummary:
                        f"{' '.join(DEFAULT_PATTERNS)}, searched recursively; hidden and "
                        "temporary names skipped)")
         elif self.complete:
-            out.append(f"replay complete: all {self.files} files processed")
+            gone = f" ({self.vanished} vanished)" if self.vanished else ""
+            out.append(f"replay complete: all {self.files - self.vanished} files "
+                       f"processed{gone}")
         else:
             out.append(
                 f"replay INCOMPLETE: {self.failed} file(s) failed, {self.quarantined} "
@@ -107,6 +115,8 @@ def tally(summary: ReplaySummary, report, bar: Progress) -> None:
             summary.quarantined += 1
         elif f.state == "failed":
             summary.failed += 1
+        elif f.state == "gone":
+            summary.vanished += 1
     summary.frames += report.n_rows
     summary.parquet_files.extend(report.parquets)
     bar.advance(len(report.files), report.n_rows)
