@@ -366,3 +366,24 @@ def test_a_config_that_is_a_folder_or_not_utf8_is_a_config_error(paths, capsys):
     result = CliRunner().invoke(run, ["--config", str(binary)])
     assert result.exit_code == 78 and "not UTF-8" in result.output, result.output
     assert dropin_main([str(tmp)]) == 78 and "is a folder" in capsys.readouterr().err
+
+
+def test_relative_paths_become_absolute_normalised_paths(paths, monkeypatch, capsys):
+    """`--config cfg/nwwatch.toml` with `path = "../acq"` gave the relative "cfg/../acq",
+    and the drop-in printed it as is; systemd refuses relative and non-normalised paths in
+    ReadOnlyPaths=/ReadWritePaths=, so the sandbox would not open the folders."""
+    from nwwatch.service.dropin import main as dropin_main
+
+    tmp, acq, res, m = paths
+    (tmp / "cfg").mkdir()
+    text = write_config(tmp / "cfg" / "c.toml", acq, res, m).read_text()
+    text = text.replace(f'"{acq}"', '"../acq"').replace(f'"{res}"', '"../res"')
+    (tmp / "cfg" / "c.toml").write_text(text)
+    monkeypatch.chdir(tmp)
+    cfg = load_config("cfg/c.toml")
+    assert cfg.watches[0].path == acq and cfg.results == res
+    assert cfg.ledger == res / "ledger.sqlite"
+    assert dropin_main(["cfg/c.toml"]) == 0
+    dropin = capsys.readouterr().out
+    assert f"ReadOnlyPaths={acq}\n" in dropin and f"ReadWritePaths={res}\n" in dropin
+    assert ".." not in dropin

@@ -220,8 +220,11 @@ def _dashboard(file: Path | None, table: Any) -> DashboardConfig:
 
 
 def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfig:
-    """Validate a parsed TOML document; relative paths are relative to the file's folder."""
-    base = file.parent if file is not None else Path.cwd()
+    """Validate a parsed TOML document; relative paths are relative to the file's folder.
+
+    Every path comes out absolute and normalised (the folder's symbolic links resolved, ``..``
+    taken from there): the systemd drop-in refuses anything else."""
+    base = file.parent.resolve() if file is not None else Path.cwd()
     top = TableReader(file, "", data)
     watches_raw = top.get("watch", list, [])
     if not watches_raw:

@@ -88,7 +88,9 @@ class TableReader:
         if not value.strip():
             raise self.error(name, "must not be empty")
         path = Path(os.path.expanduser(value))
-        return path if path.is_absolute() else (base / path)
+        # absolute and without "." or "..": systemd's ReadOnlyPaths= and ReadWritePaths= (the
+        # drop-in) refuse paths that are not normalised
+        return Path(os.path.normpath(path if path.is_absolute() else base / path))
 
     def finish(self) -> None:
         unknown = sorted(set(self.table) - self.used)
