@@ -387,3 +387,36 @@ def test_relative_paths_become_absolute_normalised_paths(paths, monkeypatch, cap
     dropin = capsys.readouterr().out
     assert f"ReadOnlyPaths={acq}\n" in dropin and f"ReadWritePaths={res}\n" in dropin
     assert ".." not in dropin
+
+
+def test_drop_in_quotes_paths_with_spaces_and_percent_signs(paths, capsys):
+    """systemd splits ReadOnlyPaths=/ReadWritePaths=/RequiresMountsFor= at spaces and
+    expands %-specifiers: "/data/run 42" became "/data/run" and "42" ("path is not absolute,
+    ignoring"), so the sandbox never opened the folder."""
+    import shutil
+    import subprocess
+
+    from nwwatch.service.dropin import unit_dropin
+
+    tmp, _, _, m = paths
+    acq = tmp / "run 42 'a'"
+    acq.mkdir()
+    res = tmp / 'res 100% "b"'
+    cfg = load_config(write_config(tmp / "c.toml", acq, res, m))
+    text = unit_dropin(cfg)
+    assert f'ReadOnlyPaths="{acq}"\n' in text
+    assert 'res 100%% \\"b\\""\n' in text
+    # deploy/install.sh creates the writable folders from the plain paths
+    from nwwatch.service.dropin import main as dropin_main
+
+    assert dropin_main(["--writable", str(tmp / "c.toml")]) == 0
+    assert capsys.readouterr().out == f"{res}\n"
+    plain = load_config(write_config(tmp / "d.toml", tmp / "acq", tmp / "res", m))
+    assert f"ReadOnlyPaths={tmp / 'acq'}\n" in unit_dropin(plain)  # quoted only when needed
+    if shutil.which("systemd-analyze"):
+        unit = tmp / "t.service"
+        unit.write_text(f"[Unit]\nDescription=t\n[Service]\nExecStart={shutil.which('true')}\n"
+                        + text.split("\n", 1)[1])
+        out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                             text=True)
+        assert out.returncode == 0 and "ignoring" not in out.stderr, out.stderr
