@@ -261,3 +261,15 @@ def test_a_file_that_vanishes_during_a_replay_is_counted(tmp_path, acquisition, 
     assert s.exit_status == 0  # the folder as it is now was processed
     assert "1 vanished before it was read" in s.lines()[0]
     assert s.lines()[-1] == "replay complete: all 5 files processed (1 vanished)"
+
+
+def test_run_and_status_help_say_what_they_do_by_default():
+    """`nwwatch run --help` did not name exit status 78 (the one the unit does not restart);
+    `nwwatch status --help` did not say that without options it reads
+    /etc/nwwatch/nwwatch.toml."""
+    from nwwatch.service.cli import run as run_cmd
+
+    text = " ".join(CliRunner().invoke(run_cmd, ["--help"]).output.split())
+    assert "78" in text and "configuration" in text
+    text = " ".join(CliRunner().invoke(status_cmd, ["--help"]).output.split())
+    assert "/etc/nwwatch/nwwatch.toml" in text

@@ -15,7 +15,13 @@ from nwwatch.service.config import KINDS, ConfigError
               default=Path("/etc/nwwatch/nwwatch.toml"), show_default=True,
               help="Service configuration (TOML).")
 def run(config_path: Path) -> None:
-    """Run the resident watching service (systemd Type=notify; exits 0 on SIGTERM)."""
+    """Run the resident watching service (systemd Type=notify).
+
+    Exit status: 0 after SIGTERM (1 when the batch in flight outlived stop_timeout_seconds);
+    78 (EX_CONFIG, not restarted by the unit) when a person is
+    needed: invalid configuration (the message names file and key), no GPU with require_gpu,
+    a model that does not load, a busy, damaged or lost ledger (docs/service.md).
+    """
     import signal
     import threading
 
@@ -123,7 +129,8 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
 
 @click.command("status")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Service configuration (its results and ledger).")
+              default=None, help="Service configuration (its results and ledger); the "
+                                 "default without --out: /etc/nwwatch/nwwatch.toml.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="A results folder (ledger.sqlite inside), e.g. of a replay.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
