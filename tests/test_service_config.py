@@ -420,3 +420,17 @@ def test_drop_in_quotes_paths_with_spaces_and_percent_signs(paths, capsys):
         out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                              text=True)
         assert out.returncode == 0 and "ignoring" not in out.stderr, out.stderr
+
+
+def test_a_watched_folder_inside_the_results_folder_is_refused(paths, tmp_path):
+    """A tomogram watch on RESULTS/masks read the service's own masks back as new tomograms,
+    each writing another mask there: an endless loop. No watched folder may lie inside the
+    results (symlinks followed)."""
+    tmp, acq, res, m = paths
+    (res / "masks").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.path: lies inside the results folder"):
+        load_config(write_config(tmp / "c.toml", res / "masks", res, m))
+    link = tmp / "incoming"
+    link.symlink_to(res / "masks")
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.path: lies inside the results folder"):
+        load_config(write_config(tmp / "c.toml", link, res, m))

@@ -273,3 +273,15 @@ def test_run_and_status_help_say_what_they_do_by_default():
     assert "78" in text and "configuration" in text
     text = " ".join(CliRunner().invoke(status_cmd, ["--help"]).output.split())
     assert "/etc/nwwatch/nwwatch.toml" in text
+
+
+def test_replay_refuses_an_input_inside_its_results(tmp_path, acquisition):
+    """`nwwatch replay RESULTS/masks --kind tomogram --out RESULTS` read its own masks back
+    as new tomograms (the replay's promise is never to)."""
+    acq, onnx = acquisition
+    out = tmp_path / "out"
+    replay(acq, out, kind="insitu", model=onnx)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ConfigError, match="lies inside the results folder"):
+        replay(out / "frames", out, kind="insitu", model=onnx)
+    assert sorted(p.name for p in out.iterdir()) == before

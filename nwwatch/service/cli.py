@@ -98,8 +98,8 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     code path; a file named twice is processed once.
 
     Exit status: 0 every file processed (or already done); 1 the replay could not run
-    (configuration, model, ledger, or a results folder inside PATH); 2 wrong command line;
-    3 it ran, but some files failed or are quarantined (the last line says how many).
+    (configuration, model, ledger, a results folder inside PATH or PATH inside it); 2 wrong
+    command line; 3 it ran, but some files failed or are quarantined (the last line says how many).
     """
     from nwwatch.logsetup import configure_logging
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError

@@ -248,6 +248,12 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     if results.exists() and not results.is_dir():
         raise output.error("results", f"not a folder: {results}")
     _outside_watches(file, "output.results", results, paths)
+    real_results = results.resolve()
+    for i, p in enumerate(paths):  # its own outputs (masks) would come back as inputs
+        if p == real_results or real_results in p.parents:
+            raise ConfigError(file, f"watch[{i}].path", f"lies inside the results folder "
+                                                       f"{results}: {watches[i].path}; nwwatch "
+                                                       "never reads its own outputs")
 
     inference = _inference(file, top.get("inference", dict, {}))
     tomogram = _tomogram(file, top.get("tomogram", dict, {}))

@@ -151,6 +151,10 @@ def replay(
     for root in roots:
         _outside_input(root, out, "--out")
         _outside_input(root, ledger_path, "ledger")
+        top, real = out.resolve(), root.resolve()
+        if real == top or top in real.parents:  # its own masks back as new tomograms
+            raise ConfigError(None, "PATH", f"{root} lies inside the results folder {out}; "
+                                            "a replay never reads its own outputs")
     out.mkdir(parents=True, exist_ok=True)
     ledger = open_ledger(ledger_path, out, log)
     try:
