@@ -423,9 +423,9 @@ def test_drop_in_quotes_paths_with_spaces_and_percent_signs(paths, capsys):
 
 
 def test_a_watched_folder_inside_the_results_folder_is_refused(paths, tmp_path):
-    """A tomogram watch on RESULTS/masks read the service's own masks back as new tomograms,
-    each writing another mask there: an endless loop. No watched folder may lie inside the
-    results (symlinks followed)."""
+    """A tomogram watch on RESULTS/masks was accepted: it would read the service's own masks
+    back as new tomograms, each writing another mask there. No watched folder may lie inside
+    the results (symlinks followed)."""
     tmp, acq, res, m = paths
     (res / "masks").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"watch\[0\]\.path: lies inside the results folder"):
