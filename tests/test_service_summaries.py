@@ -16,7 +16,13 @@ from onnx_models import INSITU_GREY
 from servicekit import model, paint_insitu
 
 from nwwatch.io import write_frame_tiff, write_stack_tiff
-from nwwatch.results.outcome import by_outcome, count_files, count_rows, format_counts
+from nwwatch.results.outcome import (
+    by_outcome,
+    count_files,
+    count_rows,
+    flagged_reasons,
+    format_counts,
+)
 from nwwatch.service import replay
 from nwwatch.service.batch import FileOutcome, outcome_log_fields, row_summary
 from nwwatch.service.cli import replay as replay_cmd
@@ -285,3 +291,13 @@ def test_replay_refuses_an_input_inside_its_results(tmp_path, acquisition):
     with pytest.raises(ConfigError, match="lies inside the results folder"):
         replay(out / "frames", out, kind="insitu", model=onnx)
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_flagged_rows_whose_reason_code_is_ok_count_under_their_status():
+    """several_droplets rows carry reason_code "ok" (their angle is valid) but are flagged:
+    `nwwatch replay` of 60 synthetic frames printed "45 flagged (angle_uncertain 24, ...,
+    ok 5, ...)", a flagged reason that reads as none."""
+    counts = Counter({("ok", "ok"): 15, ("several_droplets", "ok"): 5,
+                      ("fit_failed", "angle_uncertain"): 2})
+    assert format_counts(counts) == "15 ok, 7 flagged (several_droplets 5, angle_uncertain 2)"
+    assert flagged_reasons(counts) == {"several_droplets": 5, "angle_uncertain": 2}

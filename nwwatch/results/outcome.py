@@ -83,11 +83,13 @@ def by_outcome(counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
 
 
 def flagged_reasons(counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
-    """Flagged rows by ``reason_code``, most frequent first."""
+    """Flagged rows by ``reason_code``, most frequent first; a flagged row whose code is
+    ``"ok"`` (``several_droplets``: a valid angle, but not the only droplet) counts under its
+    ``status``, which says why it is flagged."""
     reasons: Counter[str] = Counter()
     for (status, code), n in counts.items():
         if row_outcome(status) == "flagged":
-            reasons[code] += n
+            reasons[status if code == "ok" else code] += n
     return dict(reasons.most_common())
 
 
