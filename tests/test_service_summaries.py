@@ -5,6 +5,7 @@ replay refuses a results folder inside its input."""
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import numpy as np
@@ -301,3 +302,25 @@ def test_flagged_rows_whose_reason_code_is_ok_count_under_their_status():
                       ("fit_failed", "angle_uncertain"): 2})
     assert format_counts(counts) == "15 ok, 7 flagged (several_droplets 5, angle_uncertain 2)"
     assert flagged_reasons(counts) == {"several_droplets": 5, "angle_uncertain": 2}
+
+
+def test_status_tells_in_flight_from_left_by_a_run_that_stopped(tmp_path):
+    """After Ctrl-C on a replay (or a crash) `nwwatch status` said "32 in flight" with no
+    process running; whether the ledger's lock is held (/proc/locks) tells the two apart."""
+    from nwwatch.service.ledger import ItemKey, Ledger
+    from nwwatch.service.lock import lock_holder
+
+    out = tmp_path / "out"
+    ledger = Ledger(out / "ledger.sqlite", out)
+    assert lock_holder(out / "ledger.sqlite") == os.getpid()
+    ledger.claim("b1", "insitu", None, [(ItemKey(c * 64, "m" * 64, "2"), f"/acq/{c}.tif")
+                                        for c in "ab"])
+    text = CliRunner().invoke(status_cmd, ["--out", str(out)]).output
+    assert "files: 0 done, 2 in flight," in text, text
+    ledger.close()
+    assert lock_holder(out / "ledger.sqlite") is None
+    r = CliRunner().invoke(status_cmd, ["--out", str(out)])
+    assert "files: 0 done, 2 left in flight by a run that stopped (settled when the service " \
+           "or a replay next opens the ledger)," in r.output, r.output
+    assert json.loads(CliRunner().invoke(status_cmd, ["--out", str(out), "--json"])
+                      .output)["ledger_in_use"] is False
