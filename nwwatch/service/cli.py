@@ -189,7 +189,7 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
 
     try:
         report = rebuild_ledger(results, ledger_path)
-    except LedgerBusyError as exc:
+    except (LedgerBusyError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     for old in report.moved_aside:
         click.echo(f"moved aside: {old}")
