@@ -324,3 +324,29 @@ def test_status_tells_in_flight_from_left_by_a_run_that_stopped(tmp_path):
            "or a replay next opens the ledger)," in r.output, r.output
     assert json.loads(CliRunner().invoke(status_cmd, ["--out", str(out), "--json"])
                       .output)["ledger_in_use"] is False
+
+
+def test_status_and_compact_name_an_unreadable_results_file_instead_of_a_traceback(
+        tmp_path, acquisition):
+    """A damaged Parquet file under frames/ (a truncated copy, a disk error) made `nwwatch
+    status` and `nwwatch compact` exit 1 with a pyarrow traceback."""
+    from nwwatch.results.parquet import dataset_files
+    from nwwatch.service.cli import compact as compact_cmd
+
+    acq, onnx = acquisition
+    out = tmp_path / "out"
+    replay(acq, out, kind="insitu", model=onnx)
+    (extra := tmp_path / "more").mkdir()
+    write_frame_tiff(extra / "late.tif", _ok_frame(125.0))
+    replay(extra, out, kind="insitu", model=onnx)
+    damaged = sorted(dataset_files(out / "frames"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:300])
+    r = CliRunner().invoke(status_cmd, ["--out", str(out)])
+    assert r.exit_code == 0 and r.exception is None, r.output
+    assert "unreadable results file" in r.output and damaged.name in r.output
+    st = json.loads(CliRunner().invoke(status_cmd, ["--out", str(out), "--json"]).output)
+    assert [p.endswith(damaged.name) for p in st["unreadable_files"]] == [True]
+    r = CliRunner().invoke(compact_cmd, [str(out)])
+    assert r.exit_code == 0 and r.exception is None, r.output
+    assert "left alone (unreadable)" in r.output and damaged.name in r.output
+    assert damaged.stat().st_size == 300  # never touched

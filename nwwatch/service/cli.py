@@ -226,5 +226,7 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
         click.echo(f"finished {report.recovered} interrupted compaction(s)")
     for rel in report.mixed_files:
         click.echo(f"left alone (rows of several acquisitions): {rel}")
+    for rel in report.unreadable_files:
+        click.echo(f"left alone (unreadable): {rel}", err=True)
     click.echo(f"compacted {report.acquisitions} acquisition(s): {report.files_before} files "
                f"-> {report.files_after}, {report.rows} rows")

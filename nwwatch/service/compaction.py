@@ -60,6 +60,8 @@ class CompactReport:
     files_after: int = 0
     rows: int = 0
     mixed_files: list[str] = field(default_factory=list)
+    #: Files that cannot be read (damaged): left as they are.
+    unreadable_files: list[str] = field(default_factory=list)
     recovered: int = 0
     compacted: list[str] = field(default_factory=list)
 
@@ -97,7 +99,11 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                 files[rel].append(batch_id)
             groups: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
             for rel, batch_ids in files.items():
-                sources = pq.read_table(results / rel, columns=["source"]).column("source")
+                try:
+                    sources = pq.read_table(results / rel, columns=["source"]).column("source")
+                except (OSError, pa.ArrowInvalid):  # damaged: never rewritten or deleted here
+                    report.unreadable_files.append(rel)
+                    continue
                 acqs = {acquisition_of(s) for s in sources.unique().to_pylist()}
                 seen |= acqs
                 if len(acqs) != 1:

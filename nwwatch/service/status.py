@@ -19,7 +19,8 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     Returns a dict: ``counts`` (pending, done, failed, quarantined, rows, quarantined_files),
     ``rows_by_outcome`` ({"ok": n, "flagged": n}), ``rows_by_reason`` (list of dicts: status,
     reason_code, rows; read from the committed Parquet files, most frequent first),
-    ``ledger_in_use`` (a process holds the ledger's lock; None: unknown),
+    ``unreadable_files`` (committed results files that cannot be read: their rows are not
+    counted), ``ledger_in_use`` (a process holds the ledger's lock; None: unknown),
     ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC datetime) or
     None, ``quarantined`` (list of dicts: path, reason, error_type, attempts, quarantined_at).
     """
@@ -32,7 +33,9 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
         quarantined = ledger.quarantined()
         for q in quarantined:
             q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)
-        rows = count_files(Path(results_dir) / rel for rel in ledger.committed_parquets())
+        unreadable: list[Path] = []
+        rows = count_files((Path(results_dir) / rel for rel in ledger.committed_parquets()),
+                           unreadable)
         try:
             in_use: bool | None = lock_holder(ledger_path) is not None
         except OSError:  # no /proc/locks: unknown
@@ -43,6 +46,7 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
                                    for (st, code), n in rows.most_common()],
                 "recent_rows": recent, "rows_per_s": rate,
                 "window_s": window_s, "last": last, "quarantined": quarantined,
+                "unreadable_files": [str(p) for p in unreadable],
                 "ledger": str(Path(ledger_path)), "results": str(Path(results_dir))}
     finally:
         ledger.close()
@@ -69,6 +73,10 @@ def format_status(status: dict) -> str:
                      f"{last['processed_at']:%Y-%m-%d %H:%M:%S} UTC")
     else:
         lines.append("last: nothing processed yet")
+    if status.get("unreadable_files"):
+        lines.append(f"{len(status['unreadable_files'])} unreadable results file(s), rows not "
+                     "counted above (damaged? `nwwatch ledger rebuild` lists what it can read):")
+        lines.extend(f"  {p}" for p in status["unreadable_files"])
     if status["quarantined"]:
         lines.append("quarantined:")
         for q in status["quarantined"]:
