@@ -84,6 +84,9 @@ class ResultsStore:
             "frames": {}, "volumes": {}}
         self._quarantine_key: tuple[int, int] | None = None
         self._quarantine: list[dict] = []
+        #: Results files that could not be read at the last refresh (damaged, or replaced
+        #: while being read: tried again at every refresh); their rows are not shown.
+        self.unreadable: set[str] = set()
         self._lock = threading.Lock()
         self.snapshot: dict[str, Acquisition] = {}
         self.version = 0  # bumps whenever the snapshot changes
@@ -128,13 +131,18 @@ class ResultsStore:
                                                          if c in schema_names])
                 except (OSError, pa.ArrowInvalid):
                     present.discard(path)  # replaced or removed meanwhile: next refresh
+                    self.unreadable.add(path)
                     continue
+                self.unreadable.discard(path)
                 lost = lost or path in cache  # rewritten (rows replaced)
                 cache[path] = (entry.inode(), table)
                 added.append(table)
         for gone in set(cache) - present:
             del cache[gone]
             lost = True
+        prefix = f"{self.results / kind}{os.sep}"  # unreadable files of it that are gone
+        self.unreadable = {p for p in self.unreadable
+                           if not p.startswith(prefix) or os.path.exists(p)}
         return added, lost
 
     def _read_quarantine(self) -> bool:
