@@ -84,9 +84,10 @@ class ResultsStore:
             "frames": {}, "volumes": {}}
         self._quarantine_key: tuple[int, int] | None = None
         self._quarantine: list[dict] = []
-        #: Results files that could not be read at the last refresh (damaged, or replaced
-        #: while being read: tried again at every refresh); their rows are not shown.
-        self.unreadable: set[str] = set()
+        #: Per folder, the results files that could not be read at the last refresh
+        #: (damaged, or replaced while being read); never cached, so tried at every refresh.
+        self._unreadable: dict[str, frozenset[str]] = {"frames": frozenset(),
+                                                        "volumes": frozenset()}
         self._lock = threading.Lock()
         self.snapshot: dict[str, Acquisition] = {}
         self.version = 0  # bumps whenever the snapshot changes
@@ -104,6 +105,7 @@ class ResultsStore:
         of every file (a long run has thousands).
         """
         cache = self._files[kind]
+        bad: set[str] = set()
         added: list[pa.Table] = []
         lost = False
         present = set()
@@ -131,19 +133,21 @@ class ResultsStore:
                                                          if c in schema_names])
                 except (OSError, pa.ArrowInvalid):
                     present.discard(path)  # replaced or removed meanwhile: next refresh
-                    self.unreadable.add(path)
+                    bad.add(path)
                     continue
-                self.unreadable.discard(path)
                 lost = lost or path in cache  # rewritten (rows replaced)
                 cache[path] = (entry.inode(), table)
                 added.append(table)
         for gone in set(cache) - present:
             del cache[gone]
             lost = True
-        prefix = f"{self.results / kind}{os.sep}"  # unreadable files of it that are gone
-        self.unreadable = {p for p in self.unreadable
-                           if not p.startswith(prefix) or os.path.exists(p)}
+        self._unreadable[kind] = frozenset(bad)  # swapped whole: readers in other threads
         return added, lost
+
+    @property
+    def unreadable(self) -> frozenset[str]:
+        """Results files that could not be read at the last refresh; their rows are missing."""
+        return self._unreadable["frames"] | self._unreadable["volumes"]
 
     def _read_quarantine(self) -> bool:
         path = self.results / "quarantine.parquet"
