@@ -312,6 +312,16 @@ def _outside_watches(file: Path | None, key: str, path: Path, watched: list[Path
             )
 
 
+def make_folder(config: ServiceConfig, key: str, folder: Path) -> None:
+    """Create ``folder`` (of the configuration's ``key``); one that cannot be created (below
+    a file, no permission) is a :class:`ConfigError` naming the key, not a traceback."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(config.source, key, f"cannot create the folder {folder}: "
+                                              f"{exc.strerror or exc}") from None
+
+
 def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
     """Read and validate the TOML file at ``path``; raise :class:`ConfigError` on any problem."""
     file = Path(path)

@@ -39,7 +39,7 @@ from pathlib import Path
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.logsetup import get_logger
 from nwwatch.results.outcome import format_counts
-from nwwatch.service.config import ConfigError, ServiceConfig
+from nwwatch.service.config import ServiceConfig, make_folder
 from nwwatch.service.engines import (
     BadInput,
     EngineSpec,
@@ -70,16 +70,6 @@ SUPERVISE_S = 1.0
 STATUS_S = 1.0
 #: Idle sleep of the loop (bounds the reaction time to events and to SIGTERM).
 TICK_S = 0.05
-
-
-def _make_folder(config: ServiceConfig, key: str, folder: Path) -> None:
-    """Create ``folder`` (of the configuration's ``key``); one that cannot be created (below
-    a file, no permission) is a configuration error naming the key, not a traceback."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(config.source, key, f"cannot create the folder {folder}: "
-                                              f"{exc.strerror or exc}") from None
 
 
 def _start_dashboard(config: ServiceConfig, log):
@@ -150,8 +140,8 @@ class Daemon:
 
     def _run(self) -> int:
         cfg = self.config
-        _make_folder(cfg, "output.results", cfg.results)
-        _make_folder(cfg, "state.ledger", cfg.ledger.parent)
+        make_folder(cfg, "output.results", cfg.results)
+        make_folder(cfg, "state.ledger", cfg.ledger.parent)
         ledger = self.ledger = open_ledger(cfg.ledger, cfg.results, self.log)
         watches: list[Watch] = []
         dashboard = None
