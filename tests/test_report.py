@@ -112,3 +112,14 @@ def test_report_names_results_files_it_could_not_read(tmp_path):
     result = CliRunner().invoke(main, ["report", str(results), "--out", str(tmp_path / "s.html")])
     assert result.exit_code == 1 and "could not be read" in result.output, result.output
     assert "frames-2.parquet" in result.output
+
+
+def test_report_out_that_cannot_be_written_is_named_not_a_traceback(tmp_path):
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    result = CliRunner().invoke(main, ["report", str(results), "--out",
+                                       str(a_file / "r.html")])
+    assert result.exit_code == 1 and "cannot write" in result.output, result.output
+    assert "Traceback" not in result.output and a_file.read_text() == "x"

@@ -350,3 +350,14 @@ def test_status_and_compact_name_an_unreadable_results_file_instead_of_a_traceba
     assert r.exit_code == 0 and r.exception is None, r.output
     assert "left alone (unreadable)" in r.output and damaged.name in r.output
     assert damaged.stat().st_size == 300  # never touched
+
+
+def test_an_out_folder_that_cannot_be_created_is_named_not_a_traceback(tmp_path, acquisition):
+    """`replay --out` below a file (a typo) ended in a NotADirectoryError traceback."""
+    acq, onnx = acquisition
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(a_file / "res"),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 1 and not isinstance(r.exception, OSError), r.output
+    assert f"--out: cannot create the folder {a_file / 'res'}" in r.output, r.output

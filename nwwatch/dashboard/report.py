@@ -168,4 +168,7 @@ def report(results: Path, out: Path) -> None:
         path = write_report(results, out)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # --out below a file, no permission, a full disk
+        raise click.ClickException(f"{out}: cannot write the report "
+                                   f"({exc.strerror or exc}: {exc.filename or out})") from None
     click.echo(f"wrote {path} (pictures in {path.with_name(path.stem + '_files')})")

@@ -155,7 +155,11 @@ def replay(
         if real == top or top in real.parents:  # its own masks back as new tomograms
             raise ConfigError(None, "PATH", f"{root} lies inside the results folder {out}; "
                                             "a replay never reads its own outputs")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # below a file, no permission: name it, no traceback
+        raise ConfigError(None, "--out", f"cannot create the folder {out}: "
+                                         f"{exc.strerror or exc}") from None
     ledger = open_ledger(ledger_path, out, log)
     try:
         # True switches a fusion on over the configuration; False leaves it as configured.
