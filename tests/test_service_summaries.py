@@ -361,3 +361,22 @@ def test_an_out_folder_that_cannot_be_created_is_named_not_a_traceback(tmp_path,
                                         "--model", str(onnx)])
     assert r.exit_code == 1 and not isinstance(r.exception, OSError), r.output
     assert f"--out: cannot create the folder {a_file / 'res'}" in r.output, r.output
+
+
+def test_an_interrupted_replay_says_how_to_resume_and_exits_130(tmp_path, acquisition,
+                                                                  monkeypatch):
+    """Ctrl-C printed click's "Aborted!" with exit 1, which the exit table reserves for a
+    replay that could not run."""
+    import importlib
+
+    replay_module = importlib.import_module("nwwatch.service.replay")
+    acq, onnx = acquisition
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(replay_module, "replay", interrupted)
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(tmp_path / "out"),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 130, r.output
+    assert "replay interrupted" in r.output and "again to resume" in r.output

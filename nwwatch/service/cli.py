@@ -54,6 +54,8 @@ def run(config_path: Path) -> None:
     sys.exit(code)
 
 
+#: Exit status of a replay stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 #: Replay options whose ConfigError is a wrong command line (exit 2), not a replay that
 #: could not run (exit 1: a model, a ledger, results inside the input).
 _OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels")
@@ -99,7 +101,8 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
 
     Exit status: 0 every file processed (or already done); 1 the replay could not run
     (configuration, model, ledger, a results folder inside PATH or PATH inside it); 2 wrong
-    command line; 3 it ran, but some files failed or are quarantined (the last line says how many).
+    command line; 3 it ran, but some files failed or are quarantined (the last line says how many);
+    130 interrupted (Ctrl-C): run it again to resume.
     """
     from nwwatch.logsetup import configure_logging
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
@@ -117,7 +120,13 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
                        dask=dask_address)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
             LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError,
-            ClusterUnavailableError, ClusterUnreachableError) as exc:
+            ClusterUnavailableError, ClusterUnreachableError, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            # rows already processed are written (service.flush); a claimed batch is
+            # settled by the next run, which skips what is done
+            click.echo(f"replay interrupted: what was written is kept; run the same command "
+                       f"again to resume (nwwatch status --out {out_dir})", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         if isinstance(exc, ConfigError) and exc.file is None and exc.key in _OPTION_KEYS:
             # an option that does not fit the others: a wrong command line, exit 2
             raise click.UsageError(str(exc)) from None
