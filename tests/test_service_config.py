@@ -366,6 +366,10 @@ def test_a_config_that_is_a_folder_or_not_utf8_is_a_config_error(paths, capsys):
     result = CliRunner().invoke(run, ["--config", str(binary)])
     assert result.exit_code == 78 and "not UTF-8" in result.output, result.output
     assert dropin_main([str(tmp)]) == 78 and "is a folder" in capsys.readouterr().err
+    # `nwwatch run --config FOLDER`: 78 like every configuration problem (click's usage
+    # error was exit 2, which the unit restarts)
+    result = CliRunner().invoke(run, ["--config", str(tmp)])
+    assert result.exit_code == 78 and "is a folder" in result.output, result.output
 
 
 def test_relative_paths_become_absolute_normalised_paths(paths, monkeypatch, capsys):

@@ -11,7 +11,8 @@ from nwwatch.service.config import KINDS, ConfigError
 
 
 @click.command("run")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+# no dir_okay=False: a folder is a ConfigError (exit 78, which the unit does not restart)
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
               default=Path("/etc/nwwatch/nwwatch.toml"), show_default=True,
               help="Service configuration (TOML).")
 def run(config_path: Path) -> None:
