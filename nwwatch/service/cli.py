@@ -19,9 +19,9 @@ def run(config_path: Path) -> None:
     """Run the resident watching service (systemd Type=notify).
 
     Exit status: 0 after SIGTERM (1 when the batch in flight outlived stop_timeout_seconds);
-    78 (EX_CONFIG, not restarted by the unit) when a person is
-    needed: invalid configuration (the message names file and key), no GPU with require_gpu,
-    a model that does not load, a busy, damaged or lost ledger (docs/service.md).
+    78 (EX_CONFIG, not restarted by the unit) when a person is needed: invalid configuration
+    (the message names file and key), no GPU with require_gpu, a model that does not load, a
+    busy, damaged or lost ledger (docs/service.md).
     """
     import signal
     import threading
