@@ -30,9 +30,11 @@ write_dropin() {
     install -m 0644 "$tmp" "$DROPIN_DIR/paths.conf"
     rm -f "$tmp"
     # Results and ledger folders must exist and belong to the service user.
-    grep '^ReadWritePaths=' "$DROPIN_DIR/paths.conf" | cut -d= -f2- | while read -r dir; do
-        install -d -m 0750 -o "$SERVICE_USER" -g "$SERVICE_USER" "$dir"
-    done
+    # (plain paths from --writable: the drop-in's words are quoted and %-escaped for systemd)
+    "$PREFIX/venv/bin/python" -m nwwatch.service.dropin --writable "$CONFIG" \
+        | while IFS= read -r dir; do
+            install -d -m 0750 -o "$SERVICE_USER" -g "$SERVICE_USER" "$dir"
+        done
 }
 
 if [[ ${1:-} == --reconfigure ]]; then

@@ -108,6 +108,11 @@ def test_compaction_merges_each_acquisition_into_one_sorted_file(results):
     # a second compaction has nothing left to do for b; a ledger rebuilt from the results
     # knows every item
     assert compact(out, acquisition=tmp / "in" / "b").acquisitions == 0
+    # an acquisition with no results here (a typo) is an error naming it, not "compacted 0"
+    with pytest.raises(FileNotFoundError, match="no results of acquisition .*in/c"):
+        compact(out, acquisition=tmp / "in" / "c")
+    r = CliRunner().invoke(compact_cmd, [str(out), "--acquisition", str(tmp / "in" / "c")])
+    assert r.exit_code == 1 and str(tmp / "in" / "a") in r.output, r.output
     os.replace(out / "ledger.sqlite", tmp / "old.sqlite")
     for suffix in ("-wal", "-shm"):
         (out / f"ledger.sqlite{suffix}").unlink(missing_ok=True)
@@ -174,6 +179,26 @@ def test_compaction_refuses_a_folder_that_is_not_a_results_folder(tmp_path):
     r = CliRunner().invoke(compact_cmd, [str(acq)])
     assert r.exit_code == 1 and f"{acq}: not a results folder" in r.output, r.output
     assert sorted(p.name for p in acq.iterdir()) == ["frame_00001.tif"]
+
+
+def test_ledger_rebuild_refuses_a_folder_that_is_not_a_results_folder(tmp_path):
+    """`nwwatch ledger rebuild ACQ` (the wrong folder) wrote ledger.sqlite and its lock into
+    the acquisition folder and said "rebuilt from 0 files"."""
+    from nwwatch.service.cli import ledger as ledger_cmd
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    (acq / "frame_00001.tif").write_bytes(b"not read")
+    r = CliRunner().invoke(ledger_cmd, ["rebuild", str(acq)])
+    assert r.exit_code == 1 and f"{acq}: not a results folder" in r.output, r.output
+    assert sorted(p.name for p in acq.iterdir()) == ["frame_00001.tif"]
+    with pytest.raises(FileNotFoundError, match="not a results folder"):
+        rebuild_ledger(acq)
+    # a results folder whose damaged ledger is all there is may still be rebuilt (empty)
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "ledger.sqlite").write_bytes(b"damaged")
+    assert rebuild_ledger(res).files == 0
 
 
 def test_a_compacted_file_emptied_by_a_forced_replay_is_forgotten(results):

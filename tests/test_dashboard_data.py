@@ -241,6 +241,12 @@ def test_dashboard_config(tmp_path):
         with pytest.raises(ConfigError, match=r"dashboard\."):
             parse_config(_config(tmp_path, f"[dashboard]\n{bad}"))
     assert parse_listen("localhost:0") == ("localhost", 0)
+    assert parse_listen("[::1]:8765") == ("::1", 8765)
+    # malformed hosts and ports passed with allow_remote and left the service's dashboard
+    # failing to bind, forever ("[::1" from a missing bracket, a space, a non-ASCII digit)
+    for bad in ("[::1:8765", "::1]:8765", "host name:80", "127.0.0.1:\u0663", "[]:80"):
+        with pytest.raises(ValueError, match="is not HOST:PORT"):
+            parse_listen(bad, allow_remote=True)
 
 
 def test_a_file_replaced_by_rename_is_read_again(tmp_path):

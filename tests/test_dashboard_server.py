@@ -114,3 +114,24 @@ def test_a_crashing_server_is_logged_and_started_again(tmp_path, monkeypatch):
         assert thread.crashes == 1
     finally:
         thread.stop()
+
+
+def test_a_port_in_use_is_logged_as_a_setting_to_change_without_a_traceback(tmp_path):
+    """`[dashboard] listen` on a port another program holds: each retry logged a full
+    traceback (the bind's own frames) and did not say which setting to change."""
+    import socket
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    log = Log()
+    thread = DashboardThread(tmp_path, None, DashboardConfig(port=port), log, live=False)
+    thread.start()
+    try:
+        crash = log.wait("dashboard_crashed")
+        assert "in use" in crash["error"] and crash.get("exc_info") is None
+        assert f"127.0.0.1:{port}" in crash["hint"] and "[dashboard] listen" in crash["hint"]
+    finally:
+        thread.stop()
+        blocker.close()

@@ -124,3 +124,24 @@ def test_picture_names_are_stable_and_safe(tmp_path):
                                   overlay)
     with pytest.raises(ValueError, match="inside the results folder"):
         write_frame_pictures(tmp_path / "r", "../x", stem, overlay)
+
+
+def test_overlay_options_without_overlays_are_command_line_errors(tmp_path, acquisition):
+    """--overlay-frames alone was ignored silently (no picture, exit 0); it and --save-labels
+    without --overlays, and --overlays outside --out, are wrong command lines: exit 2, as
+    `nwwatch replay --help` says, and nothing written."""
+    acq, onnx = acquisition
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="--overlay-frames: needs --overlays"):
+        replay(acq, out, kind="insitu", model=onnx, overlay_frames="flagged")
+    for extra in (["--overlay-frames", "flagged"], ["--save-labels"],
+                  ["--overlays", str(tmp_path / "else")]):
+        r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(out), "--model", str(onnx),
+                                            *extra])
+        assert r.exit_code == 2 and extra[0] in r.output, (extra, r.output)
+        assert not out.exists()
+    # with a configuration that asks for pictures, --overlay-frames chooses which
+    cfg = write_config(tmp_path / "c.toml", acq, out, onnx)
+    cfg.write_text(cfg.read_text().replace("[output]", '[output]\noverlays = "all"'))
+    replay(acq, out, kind="insitu", model=onnx, config=cfg, overlay_frames="flagged")
+    assert _rows(out).overlay_path.notna().sum() == 1

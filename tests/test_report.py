@@ -80,3 +80,46 @@ def test_report_without_results_or_matplotlib_says_why(tmp_path, monkeypatch):
                         lambda name, *a: None if name == "matplotlib" else real(name, *a))
     result = CliRunner().invoke(main, ["report", str(tmp_path / "empty")])
     assert result.exit_code == 1 and "pip install 'nwwatch[report]'" in result.output
+
+
+def test_report_names_results_files_it_could_not_read(tmp_path):
+    """A damaged results file was left out of the report silently (and when it was the only
+    one the command said "no frames/, volumes/ or quarantine.parquet here", frames/ present);
+    the dashboard's JSON did not say either."""
+    from dashkit import get_json
+    from test_dashboard_server import Log
+
+    from nwwatch.dashboard.server import DashboardThread
+    from nwwatch.dashboard.settings import DashboardConfig
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    write(results, "frames-2.parquet", frame_rows("/acq/run1", [120.0]))
+    damaged = results / "frames" / "frames-2.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert "could not be read" in page and "frames-2.parquet" in page
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    try:
+        url = log.wait("dashboard_listening")["url"].rstrip("/")
+        body = get_json(f"{url}/api/acquisitions")
+    finally:
+        thread.stop()
+    assert [p.endswith("frames-2.parquet") for p in body["unreadable_files"]] == [True]
+    (results / "frames" / "frames-1.parquet").unlink()
+    result = CliRunner().invoke(main, ["report", str(results), "--out", str(tmp_path / "s.html")])
+    assert result.exit_code == 1 and "could not be read" in result.output, result.output
+    assert "frames-2.parquet" in result.output
+
+
+def test_report_out_that_cannot_be_written_is_named_not_a_traceback(tmp_path):
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    result = CliRunner().invoke(main, ["report", str(results), "--out",
+                                       str(a_file / "r.html")])
+    assert result.exit_code == 1 and "cannot write" in result.output, result.output
+    assert "Traceback" not in result.output and a_file.read_text() == "x"

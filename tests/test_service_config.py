@@ -66,6 +66,19 @@ def test_valid_config_and_defaults(paths):
         (("[output]", "[output]\noverlays = true"), "output.overlays", "a string"),
         (("[output]", "[output]\nflush_rows = 0"), "output.flush_rows", "> 0"),
         (("flush_seconds = 0.2", "flush_seconds = -1"), "output.flush_seconds", ">= 0"),
+        # TOML has nan and inf: nan compares false with every bound (a settle time that
+        # never passes: no file is ever processed), inf is a wait that never ends.
+        (("settle_seconds = 0.5", "settle_seconds = nan"), "watch[0].settle_seconds",
+         "a finite number"),
+        (("rescan_seconds = 2.0", "rescan_seconds = inf"), "watch[0].rescan_seconds",
+         "a finite number"),
+        (("max_batch_latency_ms = 50", "max_batch_latency_ms = -nan"),
+         "inference.max_batch_latency_ms", "a finite number"),
+        (("threads = 1", "threads = 1\n[service]\nstop_timeout_seconds = inf"),
+         "service.stop_timeout_seconds", "a finite number"),
+        # no pattern matches no file: a folder watched for nothing
+        (("settle_seconds = 0.5", "settle_seconds = 0.5\npatterns = []"),
+         "watch[0].patterns", "at least one pattern"),
     ],
 )
 def test_errors_name_file_key_and_problem(paths, edit, key, words):
@@ -274,3 +287,154 @@ def test_segmenter_is_exported_lazily():
             "from nwwatch.segment import Segmenter\n"
             "assert Segmenter.__module__ == 'nwwatch.segment.session'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_paths_of_the_wrong_kind_are_config_errors_not_tracebacks(paths):
+    """A watched "folder" that is a file would be watched for nothing; a results folder that
+    is a file, or one that cannot be created, made `nwwatch run` exit 1 with a traceback
+    instead of 78 naming the key."""
+    tmp, acq, res, m = paths
+    a_file = tmp / "notes.txt"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.path: .*not a folder"):
+        load_config(write_config(tmp / "c.toml", a_file, res, m))
+    with pytest.raises(ConfigError, match=r"output\.results: .*not a folder"):
+        load_config(write_config(tmp / "c.toml", acq, a_file, m))
+    with pytest.raises(ConfigError, match=r"state\.ledger: .*a folder"):
+        load_config(write_config(tmp / "c.toml", acq, res, m,
+                                 extra=f"[state]\nledger = \"{tmp}\""))
+    # a missing watched folder is fine (a share not mounted yet is retried)
+    assert load_config(write_config(tmp / "c.toml", tmp / "later", res, m)).watches
+    # a results folder below a file cannot be created: exit 78, the key named, no traceback
+    cfg = write_config(tmp / "c.toml", acq, a_file / "res", m)
+    result = CliRunner().invoke(run, ["--config", str(cfg)])
+    assert result.exit_code == 78, result.output
+    assert "output.results: cannot create" in result.output
+    assert "Traceback" not in result.output
+    assert a_file.read_text() == "x"
+
+
+def test_every_accepted_key_is_documented_and_every_documented_key_accepted(paths,
+                                                                           monkeypatch):
+    """The configuration table of docs/service.md names exactly the keys the parser reads
+    (each table's reader records every key it asks for, present or not)."""
+    import re
+
+    from nwwatch.service import configreader
+
+    tmp, acq, res, m = paths
+    asked: set[str] = set()
+    finish = configreader.TableReader.finish
+
+    def recording_finish(self):
+        asked.update(re.sub(r"\[\d+\]", "", self.key(k)) for k in self.used)
+        finish(self)
+
+    monkeypatch.setattr(configreader.TableReader, "finish", recording_finish)
+    extra = "".join(f"[{t}]\n" for t in ("tomogram", "state", "service", "logging",
+                                         "dashboard"))
+    load_config(write_config(tmp / "c.toml", acq, res, m, extra=extra))
+    tables = {k for k in asked if "." not in k}
+    accepted = {k for k in asked if "." in k}
+    doc = (Path(__file__).parents[1] / "docs" / "service.md").read_text()
+    section = doc.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    documented = set()
+    for cell in re.findall(r"^\| `([^`]+)`", section, flags=re.M):
+        table_key = re.fullmatch(r"\[+(\w+)\]+(?: (\w+))?", cell)
+        if table_key:  # "[output] results" or "[[watch]]"
+            name, key = table_key.groups()
+            if key:
+                documented.add(f"{name}.{key}")
+        else:
+            documented.add(cell)
+    assert documented == accepted
+    assert tables <= {k.split(".")[0] for k in documented}
+
+
+def test_a_config_that_is_a_folder_or_not_utf8_is_a_config_error(paths, capsys):
+    """Both were Python tracebacks (IsADirectoryError from `python -m
+    nwwatch.service.dropin`, UnicodeDecodeError from `nwwatch run`), exit 1 instead of 78."""
+    from nwwatch.service.dropin import main as dropin_main
+
+    tmp, acq, res, m = paths
+    with pytest.raises(ConfigError, match=r"\(file\): is a folder"):
+        load_config(tmp)
+    binary = tmp / "latin1.toml"
+    binary.write_bytes("# température\n".encode("latin-1") + b"[[watch]]\n")
+    with pytest.raises(ConfigError, match=r"latin1.toml: \(syntax\): not UTF-8"):
+        load_config(binary)
+    result = CliRunner().invoke(run, ["--config", str(binary)])
+    assert result.exit_code == 78 and "not UTF-8" in result.output, result.output
+    assert dropin_main([str(tmp)]) == 78 and "is a folder" in capsys.readouterr().err
+    # `nwwatch run --config FOLDER`: 78 like every configuration problem (click's usage
+    # error was exit 2, which the unit restarts)
+    result = CliRunner().invoke(run, ["--config", str(tmp)])
+    assert result.exit_code == 78 and "is a folder" in result.output, result.output
+
+
+def test_relative_paths_become_absolute_normalised_paths(paths, monkeypatch, capsys):
+    """`--config cfg/nwwatch.toml` with `path = "../acq"` gave the relative "cfg/../acq",
+    and the drop-in printed it as is; systemd refuses relative and non-normalised paths in
+    ReadOnlyPaths=/ReadWritePaths=, so the sandbox would not open the folders."""
+    from nwwatch.service.dropin import main as dropin_main
+
+    tmp, acq, res, m = paths
+    (tmp / "cfg").mkdir()
+    text = write_config(tmp / "cfg" / "c.toml", acq, res, m).read_text()
+    text = text.replace(f'"{acq}"', '"../acq"').replace(f'"{res}"', '"../res"')
+    (tmp / "cfg" / "c.toml").write_text(text)
+    monkeypatch.chdir(tmp)
+    cfg = load_config("cfg/c.toml")
+    assert cfg.watches[0].path == acq and cfg.results == res
+    assert cfg.ledger == res / "ledger.sqlite"
+    assert dropin_main(["cfg/c.toml"]) == 0
+    dropin = capsys.readouterr().out
+    assert f"ReadOnlyPaths={acq}\n" in dropin and f"ReadWritePaths={res}\n" in dropin
+    assert ".." not in dropin
+
+
+def test_drop_in_quotes_paths_with_spaces_and_percent_signs(paths, capsys):
+    """systemd splits ReadOnlyPaths=/ReadWritePaths=/RequiresMountsFor= at spaces and
+    expands %-specifiers: "/data/run 42" became "/data/run" and "42" ("path is not absolute,
+    ignoring"), so the sandbox never opened the folder."""
+    import shutil
+    import subprocess
+
+    from nwwatch.service.dropin import unit_dropin
+
+    tmp, _, _, m = paths
+    acq = tmp / "run 42 'a'"
+    acq.mkdir()
+    res = tmp / 'res 100% "b"'
+    cfg = load_config(write_config(tmp / "c.toml", acq, res, m))
+    text = unit_dropin(cfg)
+    assert f'ReadOnlyPaths="{acq}"\n' in text
+    assert 'res 100%% \\"b\\""\n' in text
+    # deploy/install.sh creates the writable folders from the plain paths
+    from nwwatch.service.dropin import main as dropin_main
+
+    assert dropin_main(["--writable", str(tmp / "c.toml")]) == 0
+    assert capsys.readouterr().out == f"{res}\n"
+    plain = load_config(write_config(tmp / "d.toml", tmp / "acq", tmp / "res", m))
+    assert f"ReadOnlyPaths={tmp / 'acq'}\n" in unit_dropin(plain)  # quoted only when needed
+    if shutil.which("systemd-analyze"):
+        unit = tmp / "t.service"
+        unit.write_text(f"[Unit]\nDescription=t\n[Service]\nExecStart={shutil.which('true')}\n"
+                        + text.split("\n", 1)[1])
+        out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                             text=True)
+        assert out.returncode == 0 and "ignoring" not in out.stderr, out.stderr
+
+
+def test_a_watched_folder_inside_the_results_folder_is_refused(paths, tmp_path):
+    """A tomogram watch on RESULTS/masks was accepted: it would read the service's own masks
+    back as new tomograms, each writing another mask there. No watched folder may lie inside
+    the results (symlinks followed)."""
+    tmp, acq, res, m = paths
+    (res / "masks").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.path: lies inside the results folder"):
+        load_config(write_config(tmp / "c.toml", res / "masks", res, m))
+    link = tmp / "incoming"
+    link.symlink_to(res / "masks")
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.path: lies inside the results folder"):
+        load_config(write_config(tmp / "c.toml", link, res, m))

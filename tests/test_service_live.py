@@ -94,6 +94,10 @@ def test_awkward_writers_and_bad_files(setup):
     q = pq.read_table(res / "quarantine.parquet").to_pandas()
     assert dict(zip(q.path.map(os.path.basename), q.error_type, strict=True)) == expected_bad
     assert {e["event"] for e in daemon.events()} >= {"file_processed", "file_quarantined"}
+    # the stop line's summary counts the quarantined files too, not only the processed ones
+    (stopping,) = [e for e in daemon.events() if e["event"] == "stopping"]
+    assert (stopping["processed_files"], stopping["failed_files"],
+            stopping["quarantined_files"]) == (4, 0, len(expected_bad))
     for e in daemon.events():  # each frame's line says what became of it
         if e["event"] == "file_processed":
             assert e["status"] and e["reason_code"] and "contact_angle_deg" in e

@@ -5,6 +5,7 @@ replay refuses a results folder inside its input."""
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import numpy as np
@@ -16,9 +17,15 @@ from onnx_models import INSITU_GREY
 from servicekit import model, paint_insitu
 
 from nwwatch.io import write_frame_tiff, write_stack_tiff
-from nwwatch.results.outcome import by_outcome, count_files, count_rows, format_counts
+from nwwatch.results.outcome import (
+    by_outcome,
+    count_files,
+    count_rows,
+    flagged_reasons,
+    format_counts,
+)
 from nwwatch.service import replay
-from nwwatch.service.batch import FileOutcome, outcome_log_fields
+from nwwatch.service.batch import FileOutcome, outcome_log_fields, row_summary
 from nwwatch.service.cli import replay as replay_cmd
 from nwwatch.service.cli import status as status_cmd
 from nwwatch.service.config import ConfigError
@@ -92,6 +99,19 @@ def test_log_fields_carry_status_and_angle_per_frame():
     line, frames = outcome_log_fields(two)
     assert line == {"ok": 1, "flagged": 1, "reason_codes": {"no_droplet": 1}}
     assert [f["status"] for f in frames] == ["ok", "no_droplet"]
+
+
+def test_a_refused_angle_is_logged_as_not_valid():
+    """A frame refused as angle_uncertain keeps its angle in the row (angle_valid false);
+    its log line showed "fit_failed ... contact_angle_deg: 111.93" with nothing saying the
+    value is not a measurement."""
+    row = {"frame": 1, "status": "fit_failed", "reason_code": "angle_uncertain",
+           "angle_valid": False, "contact_angle_deg": 111.926, "source": "/a/f.tif"}
+    assert row_summary(row) == {"frame": 1, "status": "fit_failed",
+                                "reason_code": "angle_uncertain", "angle_valid": False,
+                                "contact_angle_deg": 111.93}
+    volume = {"status": "suspect", "reason_code": "uncertain_mask"}  # no angle columns
+    assert "angle_valid" not in row_summary(volume)
 
 
 # --- replay --------------------------------------------------------------------------------
@@ -178,3 +198,185 @@ def test_status_counts_rows_by_status_and_reason_code(tmp_path, acquisition):
     st = json.loads(CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "out"),
                                                     "--json"]).output)
     assert st["rows_by_outcome"] == {"ok": 4, "flagged": 2}
+
+
+def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_path,
+                                                                            acquisition):
+    """The progress bar goes to stderr (a script reading stdout gets the three summary
+    lines; click's bar on a pipe printed its label "replay" there); a folder without input
+    files says so on the last line instead of "all 0 files processed"."""
+    acq, onnx = acquisition
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(tmp_path / "out"),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 3, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("6 files: 5 done"), lines
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an input")
+    r = CliRunner().invoke(replay_cmd, [str(empty), "--out", str(tmp_path / "out2"),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 0, r.output
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"replay found no input files in {empty}"), last
+    assert "*.tif" in last
+
+
+def test_replay_takes_several_paths_as_a_shell_glob_gives_them(tmp_path, acquisition):
+    """`nwwatch replay acq/ok*.tif --out R` (the shell expands the glob) was refused with
+    "Got unexpected extra argument"; files and folders may be mixed, a file named twice (or
+    also inside a named folder) is processed once, and a results folder inside any of them is
+    refused."""
+    acq, onnx = acquisition
+    out = tmp_path / "out"
+    files = sorted(str(p) for p in acq.glob("ok*.tif"))
+    r = CliRunner().invoke(replay_cmd, [*files, str(acq / "small.tif"), "--out", str(out),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0].startswith("4 files: 4 done"), r.output
+    # a folder and a file inside it: the file once; the rest of the folder is new
+    s = replay([acq, acq / "ok0.tif"], out, kind="insitu", model=onnx)
+    assert (s.files, s.done, s.skipped, s.quarantined) == (6, 1, 4, 1)
+    with pytest.raises(ConfigError, match="inside the input folder"):
+        replay([acq / "ok0.tif", tmp_path], out, kind="insitu", model=onnx)
+    # an empty list of paths is not a replay of nothing
+    r = CliRunner().invoke(replay_cmd, ["--out", str(out), "--model", str(onnx)])
+    assert r.exit_code == 2
+
+
+def test_replay_help_names_every_setting_it_takes_from_config():
+    """`--config` also takes [output] overlays and, for the same results folder, [state]
+    ledger (the help named only [inference]/[retry]/[tomogram])."""
+    text = " ".join(CliRunner().invoke(replay_cmd, ["--help"]).output.split())
+    for table in ("[inference]", "[retry]", "[tomogram]", "[output] overlays", "[state] ledger"):
+        assert table in text, table
+
+
+def test_a_file_that_vanishes_during_a_replay_is_counted(tmp_path, acquisition, monkeypatch):
+    """A file listed and then deleted (an operator tidying up mid-replay) was counted in
+    "N files" but under no outcome, and the last line said "all N files processed"."""
+    import importlib
+
+    replay_module = importlib.import_module("nwwatch.service.replay")
+    acq, onnx = acquisition
+    (acq / "junk.tif").unlink()
+    listed = replay_module.list_inputs
+    monkeypatch.setattr(replay_module, "list_inputs",
+                        lambda root, kind: [*listed(root, kind), acq / "deleted.tif"])
+    s = replay(acq, tmp_path / "out", kind="insitu", model=onnx)
+    assert (s.files, s.done, s.vanished) == (6, 5, 1)
+    assert s.exit_status == 0  # the folder as it is now was processed
+    assert "1 vanished before it was read" in s.lines()[0]
+    assert s.lines()[-1] == "replay complete: all 5 files processed (1 vanished)"
+
+
+def test_run_and_status_help_say_what_they_do_by_default():
+    """`nwwatch run --help` did not name exit status 78 (the one the unit does not restart);
+    `nwwatch status --help` did not say that without options it reads
+    /etc/nwwatch/nwwatch.toml."""
+    from nwwatch.service.cli import run as run_cmd
+
+    text = " ".join(CliRunner().invoke(run_cmd, ["--help"]).output.split())
+    assert "78" in text and "configuration" in text
+    text = " ".join(CliRunner().invoke(status_cmd, ["--help"]).output.split())
+    assert "/etc/nwwatch/nwwatch.toml" in text
+
+
+def test_replay_refuses_an_input_inside_its_results(tmp_path, acquisition):
+    """`nwwatch replay RESULTS/masks --kind tomogram --out RESULTS` read its own masks back
+    as new tomograms (the replay's promise is never to)."""
+    acq, onnx = acquisition
+    out = tmp_path / "out"
+    replay(acq, out, kind="insitu", model=onnx)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ConfigError, match="lies inside the results folder"):
+        replay(out / "frames", out, kind="insitu", model=onnx)
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_flagged_rows_whose_reason_code_is_ok_count_under_their_status():
+    """several_droplets rows carry reason_code "ok" (their angle is valid) but are flagged:
+    `nwwatch replay` of 60 synthetic frames printed "45 flagged (angle_uncertain 24, ...,
+    ok 5, ...)", a flagged reason that reads as none."""
+    counts = Counter({("ok", "ok"): 15, ("several_droplets", "ok"): 5,
+                      ("fit_failed", "angle_uncertain"): 2})
+    assert format_counts(counts) == "15 ok, 7 flagged (several_droplets 5, angle_uncertain 2)"
+    assert flagged_reasons(counts) == {"several_droplets": 5, "angle_uncertain": 2}
+
+
+def test_status_tells_in_flight_from_left_by_a_run_that_stopped(tmp_path):
+    """After Ctrl-C on a replay (or a crash) `nwwatch status` said "32 in flight" with no
+    process running; whether the ledger's lock is held (/proc/locks) tells the two apart."""
+    from nwwatch.service.ledger import ItemKey, Ledger
+    from nwwatch.service.lock import lock_holder
+
+    out = tmp_path / "out"
+    ledger = Ledger(out / "ledger.sqlite", out)
+    assert lock_holder(out / "ledger.sqlite") == os.getpid()
+    ledger.claim("b1", "insitu", None, [(ItemKey(c * 64, "m" * 64, "2"), f"/acq/{c}.tif")
+                                        for c in "ab"])
+    text = CliRunner().invoke(status_cmd, ["--out", str(out)]).output
+    assert "files: 0 done, 2 in flight," in text, text
+    ledger.close()
+    assert lock_holder(out / "ledger.sqlite") is None
+    r = CliRunner().invoke(status_cmd, ["--out", str(out)])
+    assert "files: 0 done, 2 left in flight by a run that stopped (settled when the service " \
+           "or a replay next opens the ledger)," in r.output, r.output
+    assert json.loads(CliRunner().invoke(status_cmd, ["--out", str(out), "--json"])
+                      .output)["ledger_in_use"] is False
+
+
+def test_status_and_compact_name_an_unreadable_results_file_instead_of_a_traceback(
+        tmp_path, acquisition):
+    """A damaged Parquet file under frames/ (a truncated copy, a disk error) made `nwwatch
+    status` and `nwwatch compact` exit 1 with a pyarrow traceback."""
+    from nwwatch.results.parquet import dataset_files
+    from nwwatch.service.cli import compact as compact_cmd
+
+    acq, onnx = acquisition
+    out = tmp_path / "out"
+    replay(acq, out, kind="insitu", model=onnx)
+    (extra := tmp_path / "more").mkdir()
+    write_frame_tiff(extra / "late.tif", _ok_frame(125.0))
+    replay(extra, out, kind="insitu", model=onnx)
+    damaged = sorted(dataset_files(out / "frames"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:300])
+    r = CliRunner().invoke(status_cmd, ["--out", str(out)])
+    assert r.exit_code == 0 and r.exception is None, r.output
+    assert "unreadable results file" in r.output and damaged.name in r.output
+    st = json.loads(CliRunner().invoke(status_cmd, ["--out", str(out), "--json"]).output)
+    assert [p.endswith(damaged.name) for p in st["unreadable_files"]] == [True]
+    r = CliRunner().invoke(compact_cmd, [str(out)])
+    assert r.exit_code == 0 and r.exception is None, r.output
+    assert "left alone (unreadable)" in r.output and damaged.name in r.output
+    assert damaged.stat().st_size == 300  # never touched
+
+
+def test_an_out_folder_that_cannot_be_created_is_named_not_a_traceback(tmp_path, acquisition):
+    """`replay --out` below a file (a typo) ended in a NotADirectoryError traceback."""
+    acq, onnx = acquisition
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(a_file / "res"),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 1 and not isinstance(r.exception, OSError), r.output
+    assert f"--out: cannot create the folder {a_file / 'res'}" in r.output, r.output
+
+
+def test_an_interrupted_replay_says_how_to_resume_and_exits_130(tmp_path, acquisition,
+                                                                  monkeypatch):
+    """Ctrl-C printed click's "Aborted!" with exit 1, which the exit table reserves for a
+    replay that could not run."""
+    import importlib
+
+    replay_module = importlib.import_module("nwwatch.service.replay")
+    acq, onnx = acquisition
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(replay_module, "replay", interrupted)
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(tmp_path / "out"),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 130, r.output
+    assert "replay interrupted" in r.output and "again to resume" in r.output

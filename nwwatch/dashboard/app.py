@@ -186,6 +186,7 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
         items = sorted((dash.summary(a) for a in snap.values()),
                        key=lambda s: -(s["last_processed"] or 0))
         return JSONResponse(_clean({"results": str(dash.store.results), "acquisitions": items,
+                                    "unreadable_files": sorted(dash.store.unreadable),
                                     "live": dash.live_figures()}))
 
     def find(request: Request) -> Acquisition | None:

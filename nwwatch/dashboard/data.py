@@ -84,6 +84,10 @@ class ResultsStore:
             "frames": {}, "volumes": {}}
         self._quarantine_key: tuple[int, int] | None = None
         self._quarantine: list[dict] = []
+        #: Per folder, the results files that could not be read at the last refresh
+        #: (damaged, or replaced while being read); never cached, so tried at every refresh.
+        self._unreadable: dict[str, frozenset[str]] = {"frames": frozenset(),
+                                                        "volumes": frozenset()}
         self._lock = threading.Lock()
         self.snapshot: dict[str, Acquisition] = {}
         self.version = 0  # bumps whenever the snapshot changes
@@ -101,6 +105,7 @@ class ResultsStore:
         of every file (a long run has thousands).
         """
         cache = self._files[kind]
+        bad: set[str] = set()
         added: list[pa.Table] = []
         lost = False
         present = set()
@@ -128,6 +133,7 @@ class ResultsStore:
                                                          if c in schema_names])
                 except (OSError, pa.ArrowInvalid):
                     present.discard(path)  # replaced or removed meanwhile: next refresh
+                    bad.add(path)
                     continue
                 lost = lost or path in cache  # rewritten (rows replaced)
                 cache[path] = (entry.inode(), table)
@@ -135,7 +141,13 @@ class ResultsStore:
         for gone in set(cache) - present:
             del cache[gone]
             lost = True
+        self._unreadable[kind] = frozenset(bad)  # swapped whole: readers in other threads
         return added, lost
+
+    @property
+    def unreadable(self) -> frozenset[str]:
+        """Results files that could not be read at the last refresh; their rows are missing."""
+        return self._unreadable["frames"] | self._unreadable["volumes"]
 
     def _read_quarantine(self) -> bool:
         path = self.results / "quarantine.parquet"

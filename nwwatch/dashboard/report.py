@@ -35,7 +35,7 @@ padding:0 16px}
 h1{font-size:22px}h2{font-size:17px;margin-top:32px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 8px;
 text-align:left}th{background:#f1f3f6}img{max-width:100%}.muted{color:#6b7280}
-code{font-size:13px}
+code{font-size:13px}.warn{color:#b42318;font-weight:600}
 """
 
 
@@ -122,7 +122,11 @@ def write_report(results: str | Path, out: str | Path) -> Path:
     store = ResultsStore(results)
     store.refresh()
     acqs = sorted(store.snapshot.values(), key=lambda a: a.folder)
+    unreadable = sorted(store.unreadable)
     if not acqs:
+        if unreadable:
+            raise FileNotFoundError(f"{results}: the results files could not be read "
+                                    f"(damaged?): {', '.join(unreadable)}")
         raise FileNotFoundError(f"{results}: no frames/, volumes/ or quarantine.parquet here")
     files = out.with_name(out.stem + "_files")
     files.mkdir(parents=True, exist_ok=True)
@@ -133,6 +137,11 @@ def write_report(results: str | Path, out: str | Path) -> Path:
              f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC by nwwatch {__version__}. Refused frames"
              " are named by their reason code; the trend is a rolling median of the valid"
              " angles.</p>"]
+    if unreadable:  # their rows are missing from everything below: say so first
+        parts.append("<p class='warn'>" + f"{len(unreadable)} results file(s) could not be read"
+                     " (damaged?); their rows are not in this report:</p><ul>"
+                     + "".join(f"<li><code>{html.escape(p)}</code></li>" for p in unreadable)
+                     + "</ul>")
     for acq in acqs:
         s = acquisition_summary(acq, time.time(), None)
         parts.append(f"<h2>{html.escape(acq.folder)}</h2><p class='muted'>{acq.kind}, "
@@ -159,4 +168,7 @@ def report(results: Path, out: Path) -> None:
         path = write_report(results, out)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # --out below a file, no permission, a full disk
+        raise click.ClickException(f"{out}: cannot write the report "
+                                   f"({exc.strerror or exc}: {exc.filename or out})") from None
     click.echo(f"wrote {path} (pictures in {path.with_name(path.stem + '_files')})")

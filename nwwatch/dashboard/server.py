@@ -34,8 +34,14 @@ def lower_priority() -> None:
         pass
 
 
+class ListenError(OSError):
+    """The dashboard's address cannot be bound (in use, not this machine's): a setting to
+    change, not a fault of the code."""
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on (host, port); OSError (e.g. address in use) names both."""
+    """A listening TCP socket on (host, port); :class:`ListenError` (e.g. address in use)
+    names both."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -44,7 +50,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.listen(64)
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise ListenError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") \
+            from None
     sock.set_inheritable(True)
     return sock
 
@@ -119,9 +126,18 @@ class DashboardThread:
                 self.crashes += 1
                 if time.monotonic() - started >= HEALTHY_S:
                     backoff = 1.0
-                self.log.error("dashboard_crashed", error=repr(exc), crashes=self.crashes,
-                               restart_in_s=backoff, exc_info=exc,
-                               note="processing goes on; the dashboard is started again")
+                if isinstance(exc, ListenError):  # no traceback: the bind's own frames
+                    where = f"{self.settings.host}:{self.settings.port}"
+                    self.log.error("dashboard_crashed", error=repr(exc), crashes=self.crashes,
+                                   restart_in_s=backoff,
+                                   hint=f"another program listens on {where}, or it is not "
+                                        "an address of this machine: change [dashboard] "
+                                        "listen (or stop the other program)",
+                                   note="processing goes on; the dashboard is started again")
+                else:
+                    self.log.error("dashboard_crashed", error=repr(exc), crashes=self.crashes,
+                                   restart_in_s=backoff, exc_info=exc,
+                                   note="processing goes on; the dashboard is started again")
                 self._stopping.wait(backoff)
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
         self.log.info("dashboard_stopped")

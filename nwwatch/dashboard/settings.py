@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_HOST = re.compile(r"[A-Za-z0-9._:%-]+")
+_PORT = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,10 @@ def parse_listen(text: str, allow_remote: bool = False) -> tuple[str, int]:
     """
     host, sep, port_text = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+    # ASCII digits only ("٣".isdigit() too), and a host name or address without brackets,
+    # spaces or other characters no bind accepts (a lone "[" came from a typo)
+    if (not sep or not _HOST.fullmatch(host) or not _PORT.fullmatch(port_text)
+            or int(port_text) > 65535):
         raise ValueError(f"{text!r} is not HOST:PORT (e.g. \"127.0.0.1:8765\")")
     if host not in LOOPBACK_HOSTS and not allow_remote:
         raise ValueError(f"{host!r} is not the loopback; binding elsewhere exposes the "

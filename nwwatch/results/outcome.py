@@ -55,15 +55,22 @@ def count_table(table: pa.Table) -> Counter[tuple[str, str]]:
     return count_rows({"status": s, "reason_code": c} for s, c in zip(status, codes, strict=True))
 
 
-def count_files(paths: Iterable[str | os.PathLike[str]]) -> Counter[tuple[str, str]]:
+def count_files(paths: Iterable[str | os.PathLike[str]],
+                unreadable: list[Path] | None = None) -> Counter[tuple[str, str]]:
     """Rows of the given Parquet files counted by (status, reason_code), reading only the
     ``status`` and ``reason_code`` columns. Files that no longer exist are skipped (their rows
-    were superseded)."""
+    were superseded); files that cannot be read (damaged) are skipped and appended to
+    ``unreadable`` (raised when it is None)."""
     total: Counter[tuple[str, str]] = Counter()
     for path in paths:
         try:
             parquet = pq.ParquetFile(Path(path))
         except FileNotFoundError:
+            continue
+        except (OSError, pa.ArrowInvalid):
+            if unreadable is None:
+                raise
+            unreadable.append(Path(path))
             continue
         with parquet:
             columns = [c for c in ("status", "reason_code") if c in parquet.schema_arrow.names]
@@ -83,11 +90,13 @@ def by_outcome(counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
 
 
 def flagged_reasons(counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
-    """Flagged rows by ``reason_code``, most frequent first."""
+    """Flagged rows by ``reason_code``, most frequent first; a flagged row whose code is
+    ``"ok"`` (``several_droplets``: a valid angle, but not the only droplet) counts under its
+    ``status``, which says why it is flagged."""
     reasons: Counter[str] = Counter()
     for (status, code), n in counts.items():
         if row_outcome(status) == "flagged":
-            reasons[code] += n
+            reasons[status if code == "ok" else code] += n
     return dict(reasons.most_common())
 
 

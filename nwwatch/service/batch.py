@@ -134,9 +134,12 @@ class FileOutcome:
 def row_summary(row: dict) -> dict:
     """The part of a result row that summaries and log lines show."""
     angle = row.get("contact_angle_deg")
-    return {"frame": row.get("frame"), "status": row.get("status"),
-            "reason_code": row_reason_code(row),
-            "contact_angle_deg": None if angle is None else round(float(angle), 2)}
+    out = {"frame": row.get("frame"), "status": row.get("status"),
+           "reason_code": row_reason_code(row)}
+    if "angle_valid" in row:  # frame rows: a refused frame may keep its angle (not valid)
+        out["angle_valid"] = bool(row["angle_valid"])
+    out["contact_angle_deg"] = None if angle is None else round(float(angle), 2)
+    return out
 
 
 def outcome_log_fields(outcome: FileOutcome) -> tuple[dict, list[dict]]:

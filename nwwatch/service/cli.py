@@ -11,11 +11,18 @@ from nwwatch.service.config import KINDS, ConfigError
 
 
 @click.command("run")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+# no dir_okay=False: a folder is a ConfigError (exit 78, which the unit does not restart)
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
               default=Path("/etc/nwwatch/nwwatch.toml"), show_default=True,
               help="Service configuration (TOML).")
 def run(config_path: Path) -> None:
-    """Run the resident watching service (systemd Type=notify; exits 0 on SIGTERM)."""
+    """Run the resident watching service (systemd Type=notify).
+
+    Exit status: 0 after SIGTERM (1 when the batch in flight outlived stop_timeout_seconds);
+    78 (EX_CONFIG, not restarted by the unit) when a person is needed: invalid configuration
+    (the message names file and key), no GPU with require_gpu, a model that does not load, a
+    busy, damaged or lost ledger (docs/service.md).
+    """
     import signal
     import threading
 
@@ -48,8 +55,16 @@ def run(config_path: Path) -> None:
     sys.exit(code)
 
 
+#: Exit status of a replay stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+#: Replay options whose ConfigError is a wrong command line (exit 2), not a replay that
+#: could not run (exit 1: a model, a ledger, results inside the input).
+_OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels")
+
+
 @click.command("replay")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...",
+                type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               required=True, help="Results folder.")
 @click.option("--kind", type=click.Choice(KINDS), default="insitu", show_default=True,
@@ -60,8 +75,9 @@ def run(config_path: Path) -> None:
                                  "tomograms: required, a model of `nwwatch train --volume`).")
 @click.option("--force", is_flag=True, help="Process files the ledger lists as done again.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Use [inference]/[retry]/[tomogram] settings of this service "
-                                 "config.")
+              default=None, help="Use this service configuration's [inference], [retry], "
+                                 "[tomogram] and [output] overlays settings, and its "
+                                 "[state] ledger when its results folder is --out.")
 @click.option("--triplanar", is_flag=True,
               help="Tomograms: also segment along Y and X and average (3x the work); adds to "
                    "the --config [tomogram] table.")
@@ -73,23 +89,25 @@ def run(config_path: Path) -> None:
               help="Write the measurement overlay (PNG) of each in-situ frame into this folder, "
                    "relative to --out or inside it (default with --config: its [output] "
                    "overlays setting, else none).")
-@click.option("--overlay-frames", type=click.Choice(["all", "flagged"]), default="all",
-              show_default=True, help="With --overlays: every frame, or frames whose status "
-                                      "is not ok.")
+@click.option("--overlay-frames", type=click.Choice(["all", "flagged"]), default=None,
+              help="With --overlays (or --config's [output] overlays): every frame, or "
+                   "frames whose status is not ok.  [default: all]")
 @click.option("--save-labels", is_flag=True,
               help="With --overlays: also write each pictured frame's label image.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
               help="Process in-situ frames on a Dask cluster (not tomograms): a scheduler "
                    "address (tcp://host:8786) or local:N (N worker processes on this machine). "
                    "Needs the 'cluster' extra.")
-def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool,
+def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None, force: bool,
            config_path: Path | None, triplanar: bool, flips: bool, overlays: Path | None,
-           overlay_frames: str, save_labels: bool, dask_address: str | None) -> None:
-    """Process an existing folder or file PATH through the service's code path.
+           overlay_frames: str | None, save_labels: bool, dask_address: str | None) -> None:
+    """Process existing folders or files (PATH..., e.g. a shell glob) through the service's
+    code path; a file named twice is processed once.
 
     Exit status: 0 every file processed (or already done); 1 the replay could not run
-    (configuration, model, ledger, or a results folder inside PATH); 2 wrong command line;
-    3 it ran, but some files failed or are quarantined (the last line says how many).
+    (configuration, model, ledger, a results folder inside PATH or PATH inside it); 2 wrong
+    command line; 3 it ran, but some files failed or are quarantined (the last line says how many);
+    130 interrupted (Ctrl-C): run it again to resume.
     """
     from nwwatch.logsetup import configure_logging
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
@@ -100,13 +118,23 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
 
     configure_logging("warning")  # per-file lines would fight with the progress bar
     try:
-        s = run_replay(path, out_dir, kind=kind, model=model, force=force, config=config_path,
-                       progress=True, triplanar=triplanar, flips=flips, overlays=overlays,
+        s = run_replay(list(paths), out_dir, kind=kind, model=model, force=force,
+                       config=config_path, progress=True, triplanar=triplanar, flips=flips,
+                       overlays=overlays,
                        overlay_frames=overlay_frames, save_labels=save_labels,
                        dask=dask_address)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
             LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError,
-            ClusterUnavailableError, ClusterUnreachableError) as exc:
+            ClusterUnavailableError, ClusterUnreachableError, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            # rows already processed are written (service.flush); a claimed batch is
+            # settled by the next run, which skips what is done
+            click.echo(f"replay interrupted: what was written is kept; run the same command "
+                       f"again to resume (nwwatch status --out {out_dir})", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        if isinstance(exc, ConfigError) and exc.file is None and exc.key in _OPTION_KEYS:
+            # an option that does not fit the others: a wrong command line, exit 2
+            raise click.UsageError(str(exc)) from None
         raise click.ClickException(str(exc)) from None
     for line in s.lines():
         click.echo(line)
@@ -115,7 +143,8 @@ def replay(path: Path, out_dir: Path, kind: str, model: Path | None, force: bool
 
 @click.command("status")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Service configuration (its results and ledger).")
+              default=None, help="Service configuration (its results and ledger); the "
+                                 "default without --out: /etc/nwwatch/nwwatch.toml.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="A results folder (ledger.sqlite inside), e.g. of a replay.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -174,7 +203,7 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
 
     try:
         report = rebuild_ledger(results, ledger_path)
-    except LedgerBusyError as exc:
+    except (LedgerBusyError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     for old in report.moved_aside:
         click.echo(f"moved aside: {old}")
@@ -211,5 +240,7 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
         click.echo(f"finished {report.recovered} interrupted compaction(s)")
     for rel in report.mixed_files:
         click.echo(f"left alone (rows of several acquisitions): {rel}")
+    for rel in report.unreadable_files:
+        click.echo(f"left alone (unreadable): {rel}", err=True)
     click.echo(f"compacted {report.acquisitions} acquisition(s): {report.files_before} files "
                f"-> {report.files_after}, {report.rows} rows")

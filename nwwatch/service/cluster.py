@@ -256,6 +256,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     seen: set[ItemKey] = set()
     for f in res.files:
         if f.gone:
+            summary.vanished += 1
             continue
         name = path_key(f.path)
         if f.sha256 is None:  # could not even be hashed: bad input

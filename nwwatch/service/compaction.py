@@ -60,6 +60,8 @@ class CompactReport:
     files_after: int = 0
     rows: int = 0
     mixed_files: list[str] = field(default_factory=list)
+    #: Files that cannot be read (damaged): left as they are.
+    unreadable_files: list[str] = field(default_factory=list)
     recovered: int = 0
     compacted: list[str] = field(default_factory=list)
 
@@ -76,7 +78,7 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
     (only ``acquisition``, an input folder, when given). Finishes or undoes interrupted
     compactions first. Raises ``LedgerBusyError`` while a service or replay holds the ledger,
     and ``FileNotFoundError``, creating nothing, where there is no ledger (not a results
-    folder: an acquisition folder, say).
+    folder: an acquisition folder, say), or when ``acquisition`` has no rows here.
     """
     results = Path(results_dir)
     ledger_file = Path(ledger_path) if ledger_path else results / "ledger.sqlite"
@@ -89,6 +91,7 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
         report.recovered = len(recover_compactions(ledger))
         ledger.reconcile(max_attempts)
         wanted = None if acquisition is None else os.fsdecode(os.path.abspath(acquisition))
+        seen: set[str] = set()  # every acquisition with committed rows
         for folder, (kind, keys) in _FOLDERS.items():
             # A file may hold several batches (nwwatch.service.flush): grouped by file.
             files: dict[str, list[str]] = defaultdict(list)
@@ -96,8 +99,13 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                 files[rel].append(batch_id)
             groups: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
             for rel, batch_ids in files.items():
-                sources = pq.read_table(results / rel, columns=["source"]).column("source")
+                try:
+                    sources = pq.read_table(results / rel, columns=["source"]).column("source")
+                except (OSError, pa.ArrowInvalid):  # damaged: never rewritten or deleted here
+                    report.unreadable_files.append(rel)
+                    continue
                 acqs = {acquisition_of(s) for s in sources.unique().to_pylist()}
+                seen |= acqs
                 if len(acqs) != 1:
                     report.mixed_files.append(rel)
                     continue
@@ -111,6 +119,11 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                 report.files_after += 1
                 report.rows += pq.ParquetFile(results / final).metadata.num_rows
                 report.compacted.append(final)
+        if wanted is not None and wanted not in seen:
+            # a typo must not read as "nothing left to compact"
+            raise FileNotFoundError(
+                f"{results}: no results of acquisition {wanted} (acquisitions here: "
+                f"{', '.join(sorted(seen)) or 'none'})")
     finally:
         ledger.close()
     return report

@@ -131,6 +131,8 @@ class ServiceConfig:
 def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig:
     r = TableReader(file, f"watch[{index}]", table)
     path = r.path("path", base, required=True)
+    if path.exists() and not path.is_dir():  # missing is fine: a share not mounted yet
+        raise r.error("path", f"not a folder: {path}")
     kind = r.get("kind", str, "insitu")
     if kind not in KINDS:
         raise r.error("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
@@ -154,7 +156,7 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
     watch = WatchConfig(
         path=path,
         kind=kind,
-        patterns=r.strings("patterns", DEFAULT_PATTERNS),
+        patterns=r.strings("patterns", DEFAULT_PATTERNS, allow_empty=False),
         ignore_patterns=r.strings("ignore_patterns", DEFAULT_IGNORE),
         recursive=r.get("recursive", bool, True),
         model=model,
@@ -218,8 +220,11 @@ def _dashboard(file: Path | None, table: Any) -> DashboardConfig:
 
 
 def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfig:
-    """Validate a parsed TOML document; relative paths are relative to the file's folder."""
-    base = file.parent if file is not None else Path.cwd()
+    """Validate a parsed TOML document; relative paths are relative to the file's folder.
+
+    Every path comes out absolute and normalised (the folder's symbolic links resolved, ``..``
+    taken from there): the systemd drop-in refuses anything else."""
+    base = file.parent.resolve() if file is not None else Path.cwd()
     top = TableReader(file, "", data)
     watches_raw = top.get("watch", list, [])
     if not watches_raw:
@@ -240,7 +245,15 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     flush_rows = output.positive("flush_rows", int, 10_000)
     flush_seconds = output.positive("flush_seconds", float, 10.0, allow_zero=True)
     output.finish()
+    if results.exists() and not results.is_dir():
+        raise output.error("results", f"not a folder: {results}")
     _outside_watches(file, "output.results", results, paths)
+    real_results = results.resolve()
+    for i, p in enumerate(paths):  # its own outputs (masks) would come back as inputs
+        if p == real_results or real_results in p.parents:
+            raise ConfigError(file, f"watch[{i}].path", f"lies inside the results folder "
+                                                       f"{results}: {watches[i].path}; nwwatch "
+                                                       "never reads its own outputs")
 
     inference = _inference(file, top.get("inference", dict, {}))
     tomogram = _tomogram(file, top.get("tomogram", dict, {}))
@@ -248,6 +261,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     state = TableReader(file, "state", top.get("state", dict, {}))
     ledger = state.path("ledger", base, default=results / "ledger.sqlite")
     state.finish()
+    if ledger.is_dir():
+        raise state.error("ledger", f"is a folder, not the ledger file: {ledger}")
     _outside_watches(file, "state.ledger", ledger, paths)  # its lock file lies beside it
 
     retry = TableReader(file, "retry", top.get("retry", dict, {}))
@@ -297,6 +312,16 @@ def _outside_watches(file: Path | None, key: str, path: Path, watched: list[Path
             )
 
 
+def make_folder(config: ServiceConfig, key: str, folder: Path) -> None:
+    """Create ``folder`` (of the configuration's ``key``); one that cannot be created (below
+    a file, no permission) is a :class:`ConfigError` naming the key, not a traceback."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(config.source, key, f"cannot create the folder {folder}: "
+                                              f"{exc.strerror or exc}") from None
+
+
 def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
     """Read and validate the TOML file at ``path``; raise :class:`ConfigError` on any problem."""
     file = Path(path)
@@ -307,6 +332,13 @@ def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
         raise ConfigError(file, "(file)", "does not exist") from None
     except PermissionError:
         raise ConfigError(file, "(file)", "cannot be read (permission denied)") from None
+    except IsADirectoryError:
+        raise ConfigError(file, "(file)", "is a folder, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(file, "(file)", f"cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (an editor's Latin-1 "é", say)
+        raise ConfigError(file, "(syntax)", f"not UTF-8 text: byte {exc.object[exc.start]:#04x} "
+                                            f"at offset {exc.start}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "(syntax)", f"not valid TOML: {exc}") from None
     return parse_config(data, file)

@@ -4,6 +4,7 @@ wrong; unknown keys are errors too."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,10 @@ class TableReader:
             value, ok = float(value), True
         if not ok:
             raise self.error(name, f"must be {_TYPE_NAMES[kind]}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            # TOML has nan and inf: nan passes no bound check (a settle time that never
+            # passes), inf is a wait that never ends.
+            raise self.error(name, f"must be a finite number, got {value!r}")
         return value
 
     def positive(self, name: str, kind: type, default: Any, allow_zero: bool = False) -> Any:
@@ -61,7 +66,8 @@ class TableReader:
             raise self.error(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
         return value
 
-    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    def strings(self, name: str, default: tuple[str, ...], allow_empty: bool = True
+                ) -> tuple[str, ...]:
         self.used.add(name)
         if name not in self.table:
             return default
@@ -70,6 +76,9 @@ class TableReader:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise self.error(name, f"must be a list of non-empty strings, got {value!r}")
+        if not value and not allow_empty:
+            raise self.error(name, "must hold at least one pattern (an empty list matches "
+                                   "no file)")
         return tuple(value)
 
     def path(self, name: str, base: Path, default: Path | None = None, required: bool = False):
@@ -79,7 +88,9 @@ class TableReader:
         if not value.strip():
             raise self.error(name, "must not be empty")
         path = Path(os.path.expanduser(value))
-        return path if path.is_absolute() else (base / path)
+        # absolute and without "." or "..": systemd's ReadOnlyPaths= and ReadWritePaths= (the
+        # drop-in) refuse paths that are not normalised
+        return Path(os.path.normpath(path if path.is_absolute() else base / path))
 
     def finish(self) -> None:
         unknown = sorted(set(self.table) - self.used)

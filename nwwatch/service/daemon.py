@@ -39,7 +39,7 @@ from pathlib import Path
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.logsetup import get_logger
 from nwwatch.results.outcome import format_counts
-from nwwatch.service.config import ServiceConfig
+from nwwatch.service.config import ServiceConfig, make_folder
 from nwwatch.service.engines import (
     BadInput,
     EngineSpec,
@@ -140,7 +140,8 @@ class Daemon:
 
     def _run(self) -> int:
         cfg = self.config
-        cfg.results.mkdir(parents=True, exist_ok=True)
+        make_folder(cfg, "output.results", cfg.results)
+        make_folder(cfg, "state.ledger", cfg.ledger.parent)
         ledger = self.ledger = open_ledger(cfg.ledger, cfg.results, self.log)
         watches: list[Watch] = []
         dashboard = None
@@ -205,8 +206,12 @@ class Daemon:
             self.notifier.stopping()
             self._write_held(watches)
             self._settle_unfinished()
-            self.log.info("stopping", processed_files=self.tally.processed_files,
-                          processed_rows=self.tally.processed_rows, queued=len(queued),
+            t = self.tally
+            self.log.info("stopping", processed_files=t.processed_files,
+                          processed_rows=t.processed_rows,
+                          # failed: an unexpected error (tried again); quarantined: not
+                          failed_files=t.failed_files - t.quarantined_files,
+                          quarantined_files=t.quarantined_files, queued=len(queued),
                           rows=format_counts(self.tally.row_counts),
                           note="queued files are picked up by the next start's scan")
         except LedgerLostError as exc:

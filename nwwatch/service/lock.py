@@ -62,3 +62,23 @@ class LedgerLock:
     def close(self) -> None:
         if not self._handle.closed:
             self._handle.close()
+
+
+def lock_holder(ledger_path: str | os.PathLike[str]) -> int | None:
+    """The pid of the process that holds the lock of ``ledger_path`` now, None when none
+    does; read from ``/proc/locks`` (Linux), so the lock itself is never touched (taking it,
+    even for an instant, could make a starting service fail as busy). Raises OSError when
+    that cannot be known (no lock file is "none")."""
+    ledger = Path(ledger_path)
+    try:
+        st = os.stat(ledger.with_name(ledger.name + ".lock"))
+    except FileNotFoundError:
+        return None
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with open("/proc/locks") as locks:
+        for line in locks:
+            # "1: FLOCK  ADVISORY  WRITE 4961 fe:00:16039990 0 EOF" (older kernels add "->")
+            fields = line.split()
+            if "FLOCK" in fields and device in fields:
+                return int(fields[fields.index(device) - 1])
+    return None

@@ -131,10 +131,16 @@ def rebuild_ledger(results_dir: str | os.PathLike[str],
     """``nwwatch ledger rebuild``: move an existing ledger aside (``*.replaced-<UTC time>``)
     and build a new one from the results; unreadable results files are skipped and listed.
 
-    Raises LedgerBusyError while a service or replay uses the ledger.
+    Raises LedgerBusyError while a service or replay uses the ledger, and FileNotFoundError,
+    creating nothing, for a folder with neither results nor a ledger (an acquisition folder,
+    say).
     """
     results = Path(results_dir)
     ledger_path = Path(ledger_path) if ledger_path is not None else results / "ledger.sqlite"
+    if not ledger_path.exists() and not any((results / sub).is_dir() for sub in RESULT_FOLDERS):
+        raise FileNotFoundError(
+            f"{results}: not a results folder: no {'/ or '.join(RESULT_FOLDERS)}/ folder and "
+            f"no ledger {ledger_path}; nothing to rebuild from")
     lock = LedgerLock(ledger_path)
     report = RebuildReport()
     try:

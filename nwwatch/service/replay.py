@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from nwwatch.service.config import (
@@ -52,7 +52,7 @@ def list_inputs(path: Path, kind: str) -> list[Path]:
 
 
 def replay(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
     kind: str = "insitu",
@@ -64,7 +64,7 @@ def replay(
     triplanar: bool = False,
     flips: bool = False,
     overlays: str | os.PathLike[str] | None = None,
-    overlay_frames: str = "all",
+    overlay_frames: str | None = None,
     save_labels: bool = False,
     dask: str | None = None,
 ) -> ReplaySummary:
@@ -72,15 +72,18 @@ def replay(
 
     Parameters
     ----------
-    path : a folder (searched recursively for ``*.tif``/``*.tiff``) or one TIFF file.
+    path : a folder (searched recursively for ``*.tif``/``*.tiff``) or one TIFF file, or a
+        sequence of them (what a shell glob gives); a file named twice, or also found in a
+        named folder, is processed once.
     out_dir : results folder (``frames/``, ``volumes/``, ``masks/``, ``quarantine.parquet``,
         ``ledger.sqlite``).
     kind : "insitu" or "tomogram".
     model : ONNX model; default: the shipped default model of ``kind``.
     force : process files again even when the ledger says they are done; their earlier
         rows (same file content, model and measurement version) are replaced, not duplicated.
-    config : a service TOML whose ``[inference]`` and ``[retry]`` settings are used; its
-        ledger too when its results folder is ``out_dir``.
+    config : a service TOML whose ``[inference]``, ``[retry]``, ``[tomogram]`` and
+        ``[output] overlays`` settings are used; its ledger too when its results folder is
+        ``out_dir``.
     progress : show a progress bar with frames per second on stderr.
     triplanar, flips : switch tri-planar fusion / flip averaging on for tomograms (see
         :func:`nwwatch.volume.segment_volume`), on top of the configuration's ``[tomogram]``
@@ -89,7 +92,9 @@ def replay(
     overlays : a folder for QA pictures of in-situ frames (the measurement overlay, PNG),
         relative to ``out_dir`` or inside it; None: the configuration's ``[output] overlays``
         (in ``out_dir/overlays``), else none. Rows get their ``overlay_path``.
-    overlay_frames : "all" or "flagged" (frames whose status is not "ok"), with ``overlays``.
+    overlay_frames : "all" or "flagged" (frames whose status is not "ok"); with
+        ``overlays`` (None: "all"), or replacing the configuration's ``[output] overlays``
+        choice when that writes pictures (an error otherwise: nothing would be pictured).
     save_labels : also write each pictured frame's label image (``*-labels.png``); needs
         ``overlays`` (or the configuration's setting).
     dask : process on a Dask distributed cluster instead of in this process: a scheduler
@@ -127,11 +132,13 @@ def replay(
             ledger_path = cfg.ledger
     pictures = cfg.overlays if config is not None else OverlaySettings()
     if overlays is not None:
-        pictures = _overlay_settings(out, Path(overlays), overlay_frames, save_labels)
-    elif save_labels:
+        pictures = _overlay_settings(out, Path(overlays), overlay_frames or "all", save_labels)
+    elif save_labels or overlay_frames is not None:
         if pictures.mode == "none":
-            raise ConfigError(None, "--save-labels", "needs --overlays (which frames, where)")
-        pictures = OverlaySettings(pictures.mode, pictures.folder, True)
+            option = "--save-labels" if save_labels else "--overlay-frames"
+            raise ConfigError(None, option, "needs --overlays (which frames, where)")
+        mode = pictures.mode if overlay_frames is None else _overlay_mode(overlay_frames)
+        pictures = OverlaySettings(mode, pictures.folder, save_labels or pictures.save_labels)
     if dask is not None:
         from nwwatch.service.cluster import check_cluster_request
 
@@ -144,10 +151,22 @@ def replay(
             f"not given, and the shipped default {kind} model is missing")
         raise ConfigError(None, "model", f"{what}: {model_path}")
     log = log or get_logger("nwwatch.replay")
-    root = Path(path)
-    _outside_input(root, out, "--out")
-    _outside_input(root, ledger_path, "ledger")
-    out.mkdir(parents=True, exist_ok=True)
+    roots = ([Path(path)] if isinstance(path, str | os.PathLike)
+             else [Path(p) for p in path])
+    if not roots:
+        raise ValueError("replay needs at least one folder or file")
+    for root in roots:
+        _outside_input(root, out, "--out")
+        _outside_input(root, ledger_path, "ledger")
+        top, real = out.resolve(), root.resolve()
+        if real == top or top in real.parents:  # its own masks back as new tomograms
+            raise ConfigError(None, "PATH", f"{root} lies inside the results folder {out}; "
+                                            "a replay never reads its own outputs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # below a file, no permission: name it, no traceback
+        raise ConfigError(None, "--out", f"cannot create the folder {out}: "
+                                         f"{exc.strerror or exc}") from None
     ledger = open_ledger(ledger_path, out, log)
     try:
         # True switches a fusion on over the configuration; False leaves it as configured.
@@ -159,17 +178,18 @@ def replay(
                                   flush=FlushPolicy(max_rows=REPLAY_FLUSH_ROWS, max_seconds=60.0),
                                   triplanar=triplanar or None, flips=flips or None)
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
-                                provider=engine.segmenter.provider)
+                                provider=engine.segmenter.provider,
+                                input_path=roots[0] if len(roots) == 1 else None)
         report = ledger.reconcile(max_attempts)
         if report.adopted or report.removed:
             log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)
         # an adopted batch may have taken a fixed file off the quarantine list
         refresh_quarantine(ledger, out, log)
-        files = list_inputs(root, kind)
+        files = _inputs_of(roots, kind)
         summary.files = len(files)
         t0 = time.perf_counter()
         bar = Progress(len(files), enabled=progress)
-        todo = _to_process(files, root, engine, force, summary, bar, log)
+        todo = _to_process(files, engine, force, summary, bar, log)
         if dask is not None:
             from nwwatch.service.cluster import run_on_cluster
 
@@ -214,15 +234,31 @@ def replay(
     return summary
 
 
-def _to_process(files: list[Path], root: Path, engine, force: bool, summary: ReplaySummary,
+def _inputs_of(roots: list[Path], kind: str) -> list[tuple[Path, Path]]:
+    """(input file, the folder its symbolic links must stay in) of every path in ``roots``,
+    each file once (by absolute path), in the order given."""
+    seen: set[str] = set()
+    out: list[tuple[Path, Path]] = []
+    for root in roots:
+        folder = root if root.is_dir() else root.parent
+        for file in list_inputs(root, kind):
+            key = os.path.abspath(file)
+            if key not in seen:
+                seen.add(key)
+                out.append((file, folder))
+    return out
+
+
+def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: ReplaySummary,
                 bar: Progress, log) -> Iterator[tuple[Path, object]]:
     """The files still to process, with their structural check: files the ledger lists as
     done (or quarantined) for this model are skipped without being read (unless ``force``),
-    bad ones are quarantined; all counted in ``summary`` and ``bar``."""
+    bad ones are quarantined; all counted in ``summary`` and ``bar``. ``files``: (file, the
+    folder its links must stay in)."""
     from nwwatch.io import InputError
     from nwwatch.service.engines import BadInput, inspect_input, quarantine_inputs
 
-    for file in files:
+    for file, folder in files:
         if not force:
             try:
                 st = file.stat()
@@ -238,12 +274,14 @@ def _to_process(files: list[Path], root: Path, engine, force: bool, summary: Rep
                 bar.advance(1, 0)
                 continue
         try:
-            info = inspect_input(file, root if root.is_dir() else root.parent)
+            info = inspect_input(file, folder)
         except InputError as exc:
             summary.quarantined += quarantine_inputs(engine, [BadInput(file, exc)], log)
             bar.advance(1, 0)
             continue
         except FileNotFoundError:
+            summary.vanished += 1
+            bar.advance(1, 0)
             continue
         yield file, info
 
@@ -268,15 +306,21 @@ def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None
 def _overlay_settings(out: Path, folder: Path, frames: str, save_labels: bool
                       ) -> OverlaySettings:
     """``--overlays FOLDER``: relative to ``out``, or an absolute folder inside it."""
-    if frames not in OVERLAY_MODES[1:]:
-        raise ConfigError(None, "--overlay-frames", f"{frames!r} is not one of "
-                                                    f"{', '.join(OVERLAY_MODES[1:])}")
+    frames = _overlay_mode(frames)
     target = folder if folder.is_absolute() else out / folder
     top, real = out.resolve(), target.resolve()
     if real != top and top not in real.parents:
         raise ConfigError(None, "--overlays", f"{folder} is not inside the results folder "
                                               f"{out}; QA pictures go with the results")
     return OverlaySettings(frames, real.relative_to(top), save_labels)
+
+
+def _overlay_mode(frames: str) -> str:
+    """``--overlay-frames``: "all" or "flagged"."""
+    if frames not in OVERLAY_MODES[1:]:
+        raise ConfigError(None, "--overlay-frames", f"{frames!r} is not one of "
+                                                    f"{', '.join(OVERLAY_MODES[1:])}")
+    return frames
 
 
 def _outside_input(root: Path, path: Path, what: str) -> None:

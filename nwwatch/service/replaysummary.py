@@ -4,12 +4,14 @@ the same summary on a cluster)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.results.outcome import format_counts
+from nwwatch.service.config import DEFAULT_PATTERNS
 
 #: Exit statuses of ``nwwatch replay``: every file done (or already done); the replay could
 #: not run (configuration, model, ledger, results folder inside the input); wrong command
@@ -23,7 +25,8 @@ class ReplaySummary:
 
     Files: ``done`` (rows written now), ``skipped`` (already done earlier), ``failed`` (an
     unexpected error; tried again next time), ``quarantined`` (now, or in an earlier run and
-    unchanged since: ``still_quarantined`` of them). ``rows``: the rows written now by
+    unchanged since: ``still_quarantined`` of them), ``vanished``
+    (deleted before they were read). ``rows``: the rows written now by
     (status, reason_code).
     """
 
@@ -34,6 +37,9 @@ class ReplaySummary:
     failed: int = 0
     quarantined: int = 0
     still_quarantined: int = 0
+    #: Files listed but gone before they were read (deleted meanwhile): not processed, and
+    #: no longer part of the folder.
+    vanished: int = 0
     rows: Counter = field(default_factory=Counter)
     frames: int = 0
     seconds: float = 0.0
@@ -45,6 +51,8 @@ class ReplaySummary:
     cluster: object = None
     compaction: object = None
     compaction_seconds: float = 0.0
+    #: The folder or file replayed (named when it held no input file).
+    input_path: Path | None = None
 
     @property
     def frames_per_s(self) -> float:
@@ -65,15 +73,24 @@ class ReplaySummary:
         processed."""
         earlier = f" ({self.still_quarantined} in an earlier run)" if self.still_quarantined \
             else ""
+        were = "it was" if self.vanished == 1 else "they were"
+        gone = f", {self.vanished} vanished before {were} read" if self.vanished else ""
         out = [
             f"{self.files} files: {self.done} done, {self.skipped} skipped (already done), "
-            f"{self.failed} failed, {self.quarantined} quarantined{earlier}",
+            f"{self.failed} failed, {self.quarantined} quarantined{earlier}{gone}",
             f"{self.frames} rows: {format_counts(self.rows)}; in {self.seconds:.1f} s "
             f"({self.frames_per_s:.1f} rows/s) with {self.model_name} on {self.provider}; "
             f"results in {self.results_dir}",
         ]
-        if self.complete:
-            out.append(f"replay complete: all {self.files} files processed")
+        if self.complete and self.files == 0:
+            where = f" in {self.input_path}" if self.input_path is not None else ""
+            out.append(f"replay found no input files{where} (patterns "
+                       f"{' '.join(DEFAULT_PATTERNS)}, searched recursively; hidden and "
+                       "temporary names skipped)")
+        elif self.complete:
+            gone = f" ({self.vanished} vanished)" if self.vanished else ""
+            out.append(f"replay complete: all {self.files - self.vanished} files "
+                       f"processed{gone}")
         else:
             out.append(
                 f"replay INCOMPLETE: {self.failed} file(s) failed, {self.quarantined} "
@@ -98,6 +115,8 @@ def tally(summary: ReplaySummary, report, bar: Progress) -> None:
             summary.quarantined += 1
         elif f.state == "failed":
             summary.failed += 1
+        elif f.state == "gone":
+            summary.vanished += 1
     summary.frames += report.n_rows
     summary.parquet_files.extend(report.parquets)
     bar.advance(len(report.files), report.n_rows)
@@ -114,8 +133,10 @@ class Progress:
         if enabled:
             import click
 
+            # stderr: stdout holds only the summary lines (click's default is stdout, where
+            # on a pipe the bar's label alone came before them).
             self._bar = click.progressbar(
-                length=total, label="replay", file=None, show_pos=True,
+                length=total, label="replay", file=sys.stderr, show_pos=True,
                 item_show_func=lambda _: self._text(),
             )
             self._bar.__enter__()

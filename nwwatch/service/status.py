@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nwwatch.results.outcome import by_outcome, count_files, format_counts
+from nwwatch.service.lock import lock_holder
 from nwwatch.service.reporting import open_readonly
 
 
@@ -18,6 +19,8 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     Returns a dict: ``counts`` (pending, done, failed, quarantined, rows, quarantined_files),
     ``rows_by_outcome`` ({"ok": n, "flagged": n}), ``rows_by_reason`` (list of dicts: status,
     reason_code, rows; read from the committed Parquet files, most frequent first),
+    ``unreadable_files`` (committed results files that cannot be read: their rows are not
+    counted), ``ledger_in_use`` (a process holds the ledger's lock; None: unknown),
     ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC datetime) or
     None, ``quarantined`` (list of dicts: path, reason, error_type, attempts, quarantined_at).
     """
@@ -30,12 +33,20 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
         quarantined = ledger.quarantined()
         for q in quarantined:
             q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)
-        rows = count_files(Path(results_dir) / rel for rel in ledger.committed_parquets())
+        unreadable: list[Path] = []
+        rows = count_files((Path(results_dir) / rel for rel in ledger.committed_parquets()),
+                           unreadable)
+        try:
+            in_use: bool | None = lock_holder(ledger_path) is not None
+        except OSError:  # no /proc/locks: unknown
+            in_use = None
         return {"counts": ledger.counts(), "rows_by_outcome": by_outcome(rows),
+                "ledger_in_use": in_use,
                 "rows_by_reason": [{"status": st, "reason_code": code, "rows": n}
                                    for (st, code), n in rows.most_common()],
                 "recent_rows": recent, "rows_per_s": rate,
                 "window_s": window_s, "last": last, "quarantined": quarantined,
+                "unreadable_files": [str(p) for p in unreadable],
                 "ledger": str(Path(ledger_path)), "results": str(Path(results_dir))}
     finally:
         ledger.close()
@@ -44,9 +55,13 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
 def format_status(status: dict) -> str:
     """Human-readable text of :func:`service_status`."""
     c = status["counts"]
+    # items claimed by a process that is gone (Ctrl-C, a crash) are not being processed
+    in_flight = ("left in flight by a run that stopped (settled when the service or a replay "
+                 "next opens the ledger)" if c["pending"] and status.get("ledger_in_use") is False
+                 else "in flight")
     lines = [
         f"results: {status['results']}   ledger: {status['ledger']}",
-        f"files: {c['done']} done, {c['pending']} in flight, "
+        f"files: {c['done']} done, {c['pending']} {in_flight}, "
         f"{c['failed']} failed (will retry), {c['quarantined_files']} quarantined",
         f"rows: {c['rows']} ({_rows_text(status)})",
         f"throughput: {status['recent_rows']} rows in the last {status['window_s'] / 60:.0f} min"
@@ -58,6 +73,10 @@ def format_status(status: dict) -> str:
                      f"{last['processed_at']:%Y-%m-%d %H:%M:%S} UTC")
     else:
         lines.append("last: nothing processed yet")
+    if status.get("unreadable_files"):
+        lines.append(f"{len(status['unreadable_files'])} unreadable results file(s), rows not "
+                     "counted above (damaged? `nwwatch ledger rebuild` lists what it can read):")
+        lines.extend(f"  {p}" for p in status["unreadable_files"])
     if status["quarantined"]:
         lines.append("quarantined:")
         for q in status["quarantined"]:
