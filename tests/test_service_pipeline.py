@@ -300,9 +300,9 @@ def test_a_2d_image_or_a_blank_volume_is_quarantined_not_measured(tmp_path):
                                                        "volume, nothing to segment")
 
 
-def test_replay_force_replaces_a_tomograms_mask_with_its_row(tmp_path):
-    # --force replaces the row; the mask the earlier row named went with it, instead of
-    # piling up (a 256^3 mask is 16 MB) where no row names it.
+def _tomogram_acquisition(tmp_path, name: str):
+    """A tomogram model and an acquisition folder holding one small volume ``name`` (a block
+    of solid in pore, the model's two grey levels): (model path, folder, volume)."""
     from onnx_models import TOMOGRAM_GREY
 
     from nwwatch.io import write_volume_tiff
@@ -312,7 +312,16 @@ def test_replay_force_replaces_a_tomograms_mask_with_its_row(tmp_path):
     acq.mkdir()
     vol = np.full((6, 24, 24), TOMOGRAM_GREY[0], np.uint8)
     vol[1:5, 4:16, 6:20] = TOMOGRAM_GREY[1]
-    write_volume_tiff(acq / "a.tif", vol)
+    write_volume_tiff(acq / name, vol)
+    return tomo_model, acq, vol
+
+
+def test_replay_force_replaces_a_tomograms_mask_with_its_row(tmp_path):
+    # --force replaces the row; the mask the earlier row named went with it, instead of
+    # piling up (a 256^3 mask is 16 MB) where no row names it.
+    from nwwatch.io import write_volume_tiff
+
+    tomo_model, acq, vol = _tomogram_acquisition(tmp_path, "a.tif")
     write_volume_tiff(acq / "b.tif", np.roll(vol, 3, axis=2))  # other content: not a copy
     out = tmp_path / "out"
     assert replay(acq, out, kind="tomogram", model=tomo_model).done == 2
@@ -393,17 +402,9 @@ def test_tomogram_settings_are_part_of_the_ledger_key(tmp_path):
     # The same volume segmented with other settings is another result: replay with
     # --triplanar processes it again instead of reporting it done, and each row names its
     # settings in measurement_version.
-    from onnx_models import TOMOGRAM_GREY
-
-    from nwwatch.io import write_volume_tiff
     from nwwatch.volume import VOLUME_METRICS_VERSION
 
-    tomo_model = model(tmp_path, kind="tomogram")
-    acq = tmp_path / "acq"
-    acq.mkdir()
-    vol = np.full((6, 24, 24), TOMOGRAM_GREY[0], np.uint8)
-    vol[1:5, 4:16, 6:20] = TOMOGRAM_GREY[1]
-    write_volume_tiff(acq / "tomo.tif", vol)
+    tomo_model, acq, _ = _tomogram_acquisition(tmp_path, "tomo.tif")
     out = tmp_path / "out"
     assert replay(acq, out, kind="tomogram", model=tomo_model).done == 1
     assert replay(acq, out, kind="tomogram", model=tomo_model).skipped == 1

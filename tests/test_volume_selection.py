@@ -127,12 +127,18 @@ def test_the_forest_preference_counts_whole_patches(tmp_path, monkeypatch):
     assert any("over 2 patches (8 pieces on the 20 px grid)" in line for line in lines)
 
 
-def test_two_patches_keep_the_threshold_and_say_why(tmp_path):
+def _two_patches(tmp_path):
+    """A blob volume with one pore and one solid patch labeled: (volume path, labels path,
+    volume)."""
     truth = _blobs(6)
     volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
     labels = np.full(SHAPE[1:], 255, np.uint8)
     labels[:6, :6], labels[30:36, 30:36] = 0, 1
-    volume_path, labels_path = _write(tmp_path, volume, labels)
+    return (*_write(tmp_path, volume, labels), volume)
+
+
+def test_two_patches_keep_the_threshold_and_say_why(tmp_path):
+    volume_path, labels_path, volume = _two_patches(tmp_path)
     lines = []
     selection, out = select_and_train(_config(tmp_path, volume_path, labels_path),
                                       echo=lines.append)
@@ -188,11 +194,7 @@ def test_a_slice_labeled_in_every_pixel_warns_about_the_0_convention(tmp_path):
 
 def test_two_patches_keep_the_first_candidate_given_when_the_threshold_is_not_one(tmp_path):
     # --candidates features: with nothing to hold out the threshold was kept all the same.
-    truth = _blobs(6)
-    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
-    labels = np.full(SHAPE[1:], 255, np.uint8)
-    labels[:6, :6], labels[30:36, 30:36] = 0, 1
-    volume_path, labels_path = _write(tmp_path, volume, labels)
+    volume_path, labels_path, _ = _two_patches(tmp_path)
     selection, out = select_and_train(_config(tmp_path, volume_path, labels_path),
                                       ("unet", "features"), echo=lambda line: None)
     assert (selection.method, selection.grouping) == ("features", "none")
