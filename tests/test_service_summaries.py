@@ -380,3 +380,23 @@ def test_an_interrupted_replay_says_how_to_resume_and_exits_130(tmp_path, acquis
                                         "--model", str(onnx)])
     assert r.exit_code == 130, r.output
     assert "replay interrupted" in r.output and "again to resume" in r.output
+
+
+def test_lock_holder_reads_a_lock_whose_device_number_differs(tmp_path, monkeypatch):
+    """btrfs subvolumes and overlay mounts report another device to stat than /proc/locks
+    prints: the inode with the pid the holder wrote into the lock file still counts."""
+    from nwwatch.service import lock as lock_mod
+
+    ledger = tmp_path / "ledger.sqlite"
+    lockfile = tmp_path / "ledger.sqlite.lock"
+    lockfile.write_text("4242")
+    inode = os.stat(lockfile).st_ino
+    fake = tmp_path / "locks"
+    monkeypatch.setattr(lock_mod, "PROC_LOCKS", str(fake))
+    fake.write_text(f"1: FLOCK  ADVISORY  WRITE 4242 00:2f:{inode} 0 EOF\n"
+                    f"2: POSIX  ADVISORY  WRITE 99 00:2f:{inode + 1} 0 EOF\n")
+    assert lock_mod.lock_holder(ledger) == 4242
+    fake.write_text(f"1: FLOCK  ADVISORY  WRITE 7 00:2f:{inode} 0 EOF\n")  # another pid
+    assert lock_mod.lock_holder(ledger) is None
+    fake.write_text("")
+    assert lock_mod.lock_holder(ledger) is None

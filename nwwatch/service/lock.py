@@ -64,21 +64,36 @@ class LedgerLock:
             self._handle.close()
 
 
+#: Where the kernel lists the file locks held now (Linux).
+PROC_LOCKS = "/proc/locks"
+
+
 def lock_holder(ledger_path: str | os.PathLike[str]) -> int | None:
     """The pid of the process that holds the lock of ``ledger_path`` now, None when none
     does; read from ``/proc/locks`` (Linux), so the lock itself is never touched (taking it,
     even for an instant, could make a starting service fail as busy). Raises OSError when
-    that cannot be known (no lock file is "none")."""
+    that cannot be known (no lock file is "none").
+
+    A lock line names the file by device and inode. Some file systems (btrfs subvolumes,
+    overlay mounts) report another device number to ``stat`` than the kernel prints there, so
+    a line on the same inode whose pid is the one the holder wrote into the lock file counts
+    too."""
     ledger = Path(ledger_path)
+    lock = ledger.with_name(ledger.name + ".lock")
     try:
-        st = os.stat(ledger.with_name(ledger.name + ".lock"))
+        st = os.stat(lock)
+        written = lock.read_text(encoding="ascii", errors="replace").strip()
     except FileNotFoundError:
         return None
     device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    with open("/proc/locks") as locks:
+    inode = f":{st.st_ino}"
+    with open(PROC_LOCKS) as locks:
         for line in locks:
             # "1: FLOCK  ADVISORY  WRITE 4961 fe:00:16039990 0 EOF" (older kernels add "->")
             fields = line.split()
-            if "FLOCK" in fields and device in fields:
-                return int(fields[fields.index(device) - 1])
+            if "FLOCK" not in fields:
+                continue
+            for i, field in enumerate(fields[1:], start=1):
+                if field == device or (field.endswith(inode) and fields[i - 1] == written):
+                    return int(fields[i - 1])
     return None
