@@ -300,7 +300,7 @@ def _measure(
                      f"{2 * half_chord:.0f} px wide: it does not sit on the wire's end",
                      **fitted)
     # Flat or elliptical (tilted) facet: the triple points sit at the ellipse's rim.
-    facet = facet_shape(fit, line, iface, s, half_chord)
+    facet = facet_shape(fit, line, iface, s, half_chord, network_labels=image is not None)
     line, shift, tilt_deg = facet.line, facet.shift_px, facet.tilt_deg
     s -= shift
     edge = EdgeRefinement("labels")
@@ -343,11 +343,13 @@ def _measure(
         "facet_line": CALIBRATION * math.degrees(math.sqrt(max(line_var, 0.0))),
         "facet_orientation": choice_sigma_deg(fit, line, free_line, shift, theta, lever,
                                               half_chord, incl),
-        "facet_shape": facet.systematic_deg,
+        "facet_shape": facet.systematic_deg if tilt_deg == 0 else 0.0,
+        "facet_tilt": facet.systematic_deg if tilt_deg > 0 else 0.0,
         "facet_edge": edge_sigma_deg(edge.status, edge.shift_px, edge.sigma_px, half_chord),
     }
     sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), terms_deg["facet_orientation"],
-                            terms_deg["facet_shape"], terms_deg["facet_edge"])
+                            terms_deg["facet_shape"], terms_deg["facet_tilt"],
+                            terms_deg["facet_edge"])
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
     fitted.update(base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
                   facet_edge=edge.status, facet_edge_shift_px=edge.shift_px,

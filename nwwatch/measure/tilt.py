@@ -30,6 +30,12 @@ MIN_BULGE_HALF_CHORD_PX = 10.0
 #: pixel (wires tilted 1-4 deg at a = 15-30 px: the flat reading errs by ~1.3x the
 #: difference; bench/bench_contact_angle.py, tilted wires).
 FLAT_SYSTEMATIC_FRACTION = 1.0
+#: A facet read as an ellipse on a network's labels (the measurement was given the raw frame,
+#: so the labels are a network's) may be flat with the bulge the network's: half the
+#: flat-versus-rim difference is its systematic 1-sigma (half, as for the other choices the
+#: data cannot make; bench/results/elliptical_systematic_rule.txt). Labels measured alone
+#: (human masks, label images) keep the rim reading without it.
+ELLIPTICAL_SYSTEMATIC_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,11 +54,14 @@ class FacetShape:
 
 def facet_shape(
     fit: CircleFit, line: FacetLine, iface: InterfacePoints, s_px: float, half_chord_px: float,
+    network_labels: bool = False,
 ) -> FacetShape:
     """Read the facet as flat or as half an ellipse.
 
     ``s_px`` signed distance of the circle centre from the flat ``line``; ``half_chord_px``
-    half the chord of the circle on it.
+    half the chord of the circle on it; ``network_labels``: the labels are a network's (an
+    elliptical reading then carries ELLIPTICAL_SYSTEMATIC_FRACTION of the flat-versus-rim
+    difference).
     """
     radius = fit.radius
     foot = fit.center - s_px * line.normal
@@ -75,7 +84,10 @@ def facet_shape(
         # Read as tilt: the rim level is extrapolated from the ellipse fit, whose residuals
         # (not the flat line's) measure the interface's noise.
         tilt = math.degrees(math.asin(min(rim.k_px / half_chord_px, 1.0)))
-        return FacetShape(rim.offset_px, tilt, 0.0,
+        systematic = (ELLIPTICAL_SYSTEMATIC_FRACTION
+                      * abs(angle_deg(fit, line, rim.offset_px) - angle_deg(fit, line))
+                      if network_labels else 0.0)
+        return FacetShape(rim.offset_px, tilt, systematic,
                           dataclasses.replace(line, sigma_offset_px=rim.se_offset_px),
                           rim_factor)
     # Read as flat, though the facet may be a shallow ellipse.

@@ -159,6 +159,9 @@ SIGMA_TERMS = {
     "facet_shape": "the facet's shape: its interface bows like the shallow ellipse of a wire "
                    "tilted out of plane, too little to be read as one (flat and elliptical "
                    "readings differ)",
+    "facet_tilt": "the facet's tilt: the network's interface bows like a tilted wire's ellipse "
+                  "and was read as one, but the bulge may be the network's and the facet flat "
+                  "(flat and elliptical readings differ)",
     "facet_edge": "where the facet line lies on the image",
 }
 
