@@ -66,7 +66,8 @@ class TiffInfo:
     size_bytes : int
         File size on disk.
     n_pages : int
-        Number of 2-D images (frames or slices) in the image series.
+        Number of 2-D images (frames or slices) read: those of the image series, or of all the
+        plain series read as one stack (see :func:`nwwatch.io.structure.image_series`).
     shape : tuple of int
         Series shape with singleton axes removed: (H, W) or (N, H, W) or more axes.
     axes : str
