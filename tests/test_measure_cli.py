@@ -189,6 +189,20 @@ def test_a_tiff_written_one_page_per_call_gives_one_row_per_page(tmp_path):
         assert row["contact_angle_deg"] == pytest.approx(angle, abs=3.0)
 
 
+def test_rows_are_written_only_by_the_atomic_writer(tmp_path, monkeypatch):
+    # One way to write: no fallback that writes with plain pyarrow (not atomic, no schema)
+    # when the results package cannot be imported.
+    import sys
+
+    from nwwatch.measure.cli import _write
+
+    monkeypatch.setitem(sys.modules, "nwwatch.results.parquet", None)  # import fails
+    out = tmp_path / "rows.parquet"
+    with pytest.raises(ImportError):
+        _write([{"source": "a.png", "frame": 0}], out)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("where", ["file-in-the-way", "proc-out", "proc-overlays"])
 def test_an_unwritable_output_is_refused_before_anything_is_measured(tmp_path, where):
     # /proc exists but takes no new file or folder (Linux): before, found after the work
