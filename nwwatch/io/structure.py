@@ -199,10 +199,12 @@ def image_series(
     if not _is_plain_stack(first):
         return [first], rest
     page_shape = squeezed(first)[0][-2:]
-    read = [first] + [s for s in rest
-                      if _is_plain_stack(s) and squeezed(s)[0][-2:] == page_shape
-                      and s.dtype == first.dtype]
-    return read, [s for s in rest if not any(s is r for r in read)]
+    read, ignored = [first], []
+    for series in rest:
+        same = (_is_plain_stack(series) and squeezed(series)[0][-2:] == page_shape
+                and series.dtype == first.dtype)
+        (read if same else ignored).append(series)
+    return read, ignored
 
 
 def _is_plain_stack(series: tifffile.TiffPageSeries) -> bool:
