@@ -20,7 +20,8 @@ class Frame:
     ----------
     image : ndarray (H, W), native dtype (uint8, uint16, int16 or float32), (row, col) order.
     index : int
-        Page of the frame in its file, 0-based.
+        Page of the frame in its file, 0-based, counting the pages read (a thumbnail page
+        that is not read is not counted).
     source : Path
         The file the frame was read from.
     pixel_size_nm : float or None
