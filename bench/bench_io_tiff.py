@@ -42,6 +42,24 @@ def _bench(name: str, data: np.ndarray, path: Path) -> None:
           f"tifffile.imread {bare_ms:.1f} ms")
 
 
+def _read_every_series(path: Path) -> list[np.ndarray]:
+    with tifffile.TiffFile(path) as tif:
+        return [series.asarray() for series in tif.series]
+
+
+def _bench_grown(n_pages: int, path: Path) -> None:
+    """A file grown one TiffWriter.write call per page (one tifffile series per page)."""
+    pages = np.random.default_rng(1).integers(0, 4096, (n_pages, 16, 16), np.uint16)
+    with tifffile.TiffWriter(path) as tif:
+        for page in pages:
+            tif.write(page)
+    inspect_ms = _best_ms(partial(inspect_tiff, path), 3)
+    read_ms = _best_ms(partial(read_frames, path), 3)
+    bare_ms = _best_ms(partial(_read_every_series, path), 3)
+    print(f"{n_pages} pages 16x16 uint16, one write call each: inspect {inspect_ms:.0f} ms, "
+          f"read_frames {read_ms:.0f} ms, tifffile reading every series {bare_ms:.0f} ms")
+
+
 def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
@@ -49,6 +67,7 @@ def main() -> None:
         _bench("frame 2048x2048 uint16", rng.integers(0, 4096, (1, 2048, 2048), np.uint16), path)
         _bench("stack 200x512x512 uint16", rng.integers(0, 4096, (200, 512, 512), np.uint16),
                path)
+        _bench_grown(2000, path)
 
 
 if __name__ == "__main__":

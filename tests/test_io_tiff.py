@@ -369,6 +369,68 @@ def test_pages_of_another_shape_are_ignored_with_a_warning(tmp_path):
     assert [e["event"] for e in logs] == ["io.extra_series_ignored"]
 
 
+def test_pages_written_one_call_each_are_all_read(tmp_path, local_tz):
+    # tifffile's own (shaped) format makes one series per TiffWriter.write call: a file that
+    # acquisition software grew one page at a time. Every page is a frame, with its own
+    # resolution tags and DateTime.
+    path = tmp_path / "grown.tif"
+    pages = _image((3, 16, 16), "uint16")
+    sizes_nm = [2.5, 2.5, 4.0]
+    stamps = ["2026:01:02 03:04:05", "2026:01:02 03:04:09", "2026:01:02 03:05:00"]
+    with tifffile.TiffWriter(path) as tif:
+        for page, size_nm, stamp in zip(pages, sizes_nm, stamps, strict=True):
+            tif.write(page, resolution=(1e7 / size_nm, 1e7 / size_nm),
+                      resolutionunit="CENTIMETER", datetime=stamp)
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.series) == 3  # what the reader has to put back together
+    info = inspect_tiff(path)
+    assert (info.n_pages, info.shape, info.axes) == (3, (3, 16, 16), "IYX")
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert logs == []
+    assert [f.index for f in frames] == [0, 1, 2]
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), pages)
+    assert [f.pixel_size_nm for f in frames] == pytest.approx(sizes_nm, rel=1e-6)
+    start = datetime(2026, 1, 2, 2, 4, 5, tzinfo=UTC)  # Berlin is UTC+1 in January
+    assert [f.acquired_at - start for f in frames] == [
+        timedelta(0), timedelta(seconds=4), timedelta(seconds=55)]
+    np.testing.assert_array_equal(read_volume(path).data, pages)
+
+
+def test_pages_written_one_call_each_skip_a_thumbnail(tmp_path):
+    path = tmp_path / "grown_thumb.tif"
+    pages = _image((2, 16, 16), "uint8")
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(pages[0])
+        tif.write(_image((4, 4), "uint8"))  # a thumbnail between frames
+        tif.write(pages[1])
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), pages)
+    assert [f.index for f in frames] == [0, 1]
+    assert [e["event"] for e in logs] == ["io.extra_series_ignored"]
+    assert logs[0]["read_shape"] == (2, 16, 16) and logs[0]["ignored_shapes"] == [(4, 4)]
+
+
+def test_pages_written_one_call_each_are_refused_as_a_whole(tmp_path):
+    # A grey first page does not make an RGB file readable; a later page of another pixel
+    # type is not part of the stack.
+    rgb_first = tmp_path / "rgb_first.tif"
+    with tifffile.TiffWriter(rgb_first) as tif:
+        tif.write(_image((16, 16, 3), "uint8"), photometric="rgb")
+        tif.write(_image((16, 16), "uint8"))
+    with pytest.raises(MultichannelError) as error:
+        read_frames(rgb_first)
+    _assert_names_file(error, rgb_first)
+    other_type = tmp_path / "other_type.tif"
+    with tifffile.TiffWriter(other_type) as tif:
+        tif.write(_image((16, 16), "uint8"))
+        tif.write(_image((16, 16), "uint16"))
+    with capture_logs() as logs:
+        assert len(read_frames(other_type)) == 1
+    assert [e["event"] for e in logs] == ["io.extra_series_ignored"]
+
+
 def test_unit_to_nm():
     assert unit_to_nm("µm") == 1e3 and unit_to_nm("\u03bcm") == 1e3
     assert unit_to_nm("\u212b") == 0.1 and unit_to_nm(" NM ") == 1.0
@@ -418,7 +480,7 @@ def _cut_points(path: Path) -> list[int]:
     return [3, 7, 100, size // 3, size // 2, size - 200, data_end - 1]
 
 
-@pytest.mark.parametrize("layout", ["ours", "plain", "zlib", "ome"])
+@pytest.mark.parametrize("layout", ["ours", "plain", "shaped_pages", "zlib", "ome"])
 def test_truncated_files(tmp_path, layout):
     path = tmp_path / "full.tif"
     data = _image((4, 32, 32), "uint16")
@@ -428,6 +490,10 @@ def test_truncated_files(tmp_path, layout):
         with tifffile.TiffWriter(path) as tif:
             for page in data:
                 tif.write(page, metadata=None)
+    elif layout == "shaped_pages":  # one tifffile series per page
+        with tifffile.TiffWriter(path) as tif:
+            for page in data:
+                tif.write(page)
     elif layout == "zlib":
         tifffile.imwrite(path, data, imagej=True, compression="zlib", metadata={"axes": "TYX"})
     else:

@@ -167,6 +167,42 @@ def test_tiffs_are_read_as_the_service_reads_them(tmp_path):
     assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == pytest.approx(0.5)
 
 
+def test_a_tiff_written_one_page_per_call_gives_one_row_per_page(tmp_path):
+    # Acquisition software that appends frames calls TiffWriter.write once per page; tifffile
+    # reads each page as its own series. Every page is a row, with its own pixel size.
+    caps = [render_ideal_cap((96, 96), angle, 16.0, 35.0, (55.3, 45.8))
+            for angle in (100.0, 120.0, 135.0)]
+    grown = tmp_path / "grown.tif"
+    sizes_nm = [0.5, 0.5, 0.8]
+    with tifffile.TiffWriter(grown) as tif:
+        for cap, size_nm in zip(caps, sizes_nm, strict=True):
+            tif.write(cap.labels, resolution=(1e7 / size_nm, 1e7 / size_nm),
+                      resolutionunit="CENTIMETER")
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(grown), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(out).to_pylist()
+    assert [(r["source"], r["frame"]) for r in rows] == [(str(grown), i) for i in range(3)]
+    assert [r["pixel_size_nm"] for r in rows] == pytest.approx(sizes_nm)
+    for row, angle in zip(rows, (100.0, 120.0, 135.0), strict=True):
+        assert row["status"] == "ok"
+        assert row["contact_angle_deg"] == pytest.approx(angle, abs=3.0)
+
+
+def test_rows_are_written_only_by_the_atomic_writer(tmp_path, monkeypatch):
+    # One way to write: no fallback that writes with plain pyarrow (not atomic, no schema)
+    # when the results package cannot be imported.
+    import sys
+
+    from nwwatch.measure.cli import _write
+
+    monkeypatch.setitem(sys.modules, "nwwatch.results.parquet", None)  # import fails
+    out = tmp_path / "rows.parquet"
+    with pytest.raises(ImportError):
+        _write([{"source": "a.png", "frame": 0}], out)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("where", ["file-in-the-way", "proc-out", "proc-overlays"])
 def test_an_unwritable_output_is_refused_before_anything_is_measured(tmp_path, where):
     # /proc exists but takes no new file or folder (Linux): before, found after the work

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 from dashkit import write_frames
 from servicekit import model
@@ -114,12 +116,26 @@ def test_report_names_results_files_it_could_not_read(tmp_path):
     assert "frames-2.parquet" in result.output
 
 
-def test_report_out_that_cannot_be_written_is_named_not_a_traceback(tmp_path):
+@pytest.mark.parametrize("where", ["file-in-the-way", "proc"])
+def test_report_out_that_cannot_be_written_is_a_usage_error_before_the_work(tmp_path, where,
+                                                                            monkeypatch):
+    # as measure, evaluate and train: exit 2 naming --out, before the results are read
+    if where == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux /proc")
+    import nwwatch.dashboard.report as report_module
+
     results = tmp_path / "res"
     write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
     a_file = tmp_path / "notes.txt"
     a_file.write_text("x")
-    result = CliRunner().invoke(main, ["report", str(results), "--out",
-                                       str(a_file / "r.html")])
-    assert result.exit_code == 1 and "cannot write" in result.output, result.output
+    out = a_file / "r.html" if where == "file-in-the-way" else Path("/proc") / "r.html"
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the report was made before --out was checked")
+
+    monkeypatch.setattr(report_module, "write_report", no_work)
+    result = CliRunner().invoke(main, ["report", str(results), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # a usage error, no traceback
+    assert "Invalid value for '--out'" in result.output and str(out) in result.output
     assert "Traceback" not in result.output and a_file.read_text() == "x"

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import tifffile
 from click.testing import CliRunner
 from onnx_models import INSITU_GREY
 from servicekit import model, paint_insitu
@@ -127,6 +128,25 @@ def test_replay_counts_rows_by_status_and_reason_code(tmp_path, acquisition):
     assert Counter(zip(table.status, table.reason_code, strict=True)) == s.rows
     assert s.exit_status == 3 and not s.complete
     assert s.lines()[-1].startswith("replay INCOMPLETE: 0 file(s) failed, 1 quarantined")
+
+
+def test_replay_reads_every_page_of_a_tiff_written_one_page_per_call(tmp_path):
+    """Acquisition software that appends frames calls TiffWriter.write once per page (one
+    tifffile series each): every page is a frame, a row keyed (source, frame)."""
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    with tifffile.TiffWriter(acq / "grown.tif") as tif:
+        for angle in (100.0, 120.0, 140.0):
+            tif.write(_ok_frame(angle))
+    onnx = model(tmp_path)
+    s = replay(acq, tmp_path / "out", kind="insitu", model=onnx)
+    assert (s.files, s.done, s.frames) == (1, 1, 3) and s.complete
+    table = pq.read_table(tmp_path / "out" / "frames").to_pandas().sort_values("frame")
+    assert list(table.frame) == [0, 1, 2]
+    assert set(table.source) == {table.source.iloc[0]} and table.source.iloc[0].endswith(
+        "grown.tif")
+    assert list(table.status) == ["ok"] * 3
+    np.testing.assert_allclose(table.contact_angle_deg, [100.0, 120.0, 140.0], atol=4.0)
 
 
 def test_replay_exit_status_and_last_line(tmp_path, acquisition):

@@ -282,15 +282,33 @@ def test_help_names_the_synth_layout_it_reads(tmp_path):
     assert (tmp_path / "m.onnx").is_file()
 
 
-@pytest.mark.parametrize("option", ["--val-fraction", "--temperature", "--boundary-weight"])
-def test_a_float_option_that_is_not_finite_is_a_usage_error(tmp_path, option):
+@pytest.mark.parametrize(("option", "value"), [
+    ("--val-fraction", "nan"), ("--temperature", "nan"), ("--boundary-weight", "nan"),
+    # before: plain floats, nan and inf reached the optimiser and the losses
+    ("--lr", "nan"), ("--lr", "inf"), ("--momentum", "nan"), ("--weight-decay", "inf"),
+    ("--dice-weight", "nan"), ("--unsupervised-weight", "inf"), ("--rampup-epochs", "nan")])
+def test_a_float_option_that_is_not_finite_is_a_usage_error(tmp_path, option, value):
     # before: nan passed click's FloatRange (every comparison with it is false)
     data = make_folder(tmp_path / "data", n=2, size=32)
     result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "x.onnx"),
-                                       option, "nan", *FAST])
+                                       option, value, *FAST])
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option}'" in result.output
     assert "is not a finite number" in result.output
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--lr", "0"), ("--lr", "-0.01"), ("--momentum", "-0.1"), ("--momentum", "1"),
+    ("--weight-decay", "-1e-4"), ("--dice-weight", "-1"), ("--unsupervised-weight", "-1"),
+    ("--rampup-epochs", "-1")])
+def test_a_training_float_out_of_its_range_is_a_usage_error(tmp_path, option, value):
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "x.onnx"),
+                                       option, value, *FAST])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output and "not in the range" in (
+        result.output)
     assert not (tmp_path / "x.pt").exists()
 
 

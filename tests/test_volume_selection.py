@@ -24,6 +24,7 @@ from training.volume_select import (  # noqa: E402
     FOREST_MARGIN,
     MIN_PATCHES_FOR_FEATURES,
     choose,
+    label_warnings,
     make_folds,
     patch_groups,
     select_and_train,
@@ -309,6 +310,19 @@ def test_too_few_labels_warn_once(tmp_path, caplog, with_echo):
     said = [line for line in lines if sentence in line]
     logged = [r for r in caplog.records if sentence in r.getMessage()]
     assert (len(said), len(logged)) == ((1, 0) if with_echo else (0, 1))
+
+
+def test_the_few_labels_warning_counts_one_pixel_in_the_singular():
+    from types import SimpleNamespace
+
+    label = np.full((8, 8), 255, np.uint8)
+    label[0, 0] = 0  # one pore pixel
+    label[1:, :] = 1  # 56 solid pixels
+    data = SimpleNamespace(class_names=("pore", "solid"),
+                           labeled=[SimpleNamespace(label=label, stem="s")])
+    assert label_warnings(data) == [
+        "only 1 labeled pore pixel (fewer than 50): label one more patch of pore, on this "
+        "slice or another one"]
 
 
 def test_train_volume_cli_chooses_and_the_service_reads_the_choice(tmp_path):

@@ -49,6 +49,8 @@ def test_uncertain_disagreeing_and_few_labels_each_have_a_code():
     assert both.why[0] == ("the model was trained on only 9 labeled pore pixels, 11 labeled "
                            "solid pixels: label one more patch of pore and one of solid, on "
                            "the labeled slice or another one, and train again")
+    one = assess_mask(0.15, 0.0, 0.8, 0.15, 0.15, {"pore": 1, "solid": 900})
+    assert one.why[0].startswith("the model was trained on only 1 labeled pore pixel: ")
     assert set(verdict.reason_codes) <= set(REASON_CODES)
     assert assess_mask(0.15, 0.0, 0.8, 0.15, 0.15,
                        {"solid": MIN_LABELED_PIXELS, "pore": 900}).status == "ok"

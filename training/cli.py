@@ -149,10 +149,11 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None,
               help="SGD with momentum (the papers') or AdamW  [default: sgd; adamw with "
                    "--init].")
-@click.option("--lr", type=float, default=None,
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Learning rate  [default: 0.01; 0.001 with --init].")
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--momentum", type=FiniteFloatRange(0, 1, max_open=True), default=0.9,
+              show_default=True)
+@click.option("--weight-decay", type=FiniteFloatRange(min=0), default=1e-4, show_default=True)
 @click.option("--crop", type=click.IntRange(min=8), default=None,
               help="Side of the random training crops (pixels)  [default: 256; 64 with --volume; "
                    "384 with --init].")
@@ -165,14 +166,15 @@ def _command_line(ctx: click.Context) -> str:
               help="CPU threads for torch [default: torch's]. On a shared machine 1 is often "
                    "fastest: OpenMP threads spin when cores are oversubscribed.")
 @click.option("--no-augment", is_flag=True, help="Disable online augmentation.")
-@click.option("--dice-weight", type=float, default=None,
+@click.option("--dice-weight", type=FiniteFloatRange(min=0), default=None,
               help="Weight of the Dice term next to cross-entropy  [default: 1; 0 with --volume].")
 @click.option("--boundary-weight", type=FiniteFloatRange(min=0), default=0.0, show_default=True,
               help="supervised: extra cross-entropy weight on pixels within 3 px of a class "
                    "boundary.")
-@click.option("--unsupervised-weight", type=float, default=1.0, show_default=True,
+@click.option("--unsupervised-weight", type=FiniteFloatRange(min=0), default=1.0,
+              show_default=True,
               help="cct: weight of the consistency loss after ramp-up.")
-@click.option("--rampup-epochs", type=float, default=10.0, show_default=True,
+@click.option("--rampup-epochs", type=FiniteFloatRange(min=0), default=10.0, show_default=True,
               help="cct: epochs over which the consistency weight ramps up.")
 @click.option("--perturbations", default=None,
               help="cct: comma-separated perturbations [default: all seven for pspnet; "

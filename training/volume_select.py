@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from nwwatch.classes import UNLABELED
-from nwwatch.volume.verdict import MIN_LABELED_PIXELS
+from nwwatch.volume.verdict import MIN_LABELED_PIXELS, labeled_pixels
 from training.config import VOLUME_CANDIDATES, TrainConfig
 from training.data import TrainingData, load_volume_slices
 from training.volume_candidates import NETWORK_PARADIGMS, CandidateTrainer, predict_solid
@@ -131,7 +131,7 @@ def label_warnings(data: TrainingData) -> list[str]:
     for class_id, name in enumerate(data.class_names):
         count = sum(int(np.count_nonzero(item.label == class_id)) for item in data.labeled)
         if count < MIN_LABELED_PIXELS:
-            out.append(f"only {count} labeled {name} pixels (fewer than {MIN_LABELED_PIXELS}): "
+            out.append(f"only {labeled_pixels(count, name)} (fewer than {MIN_LABELED_PIXELS}): "
                        f"label one more patch of {name}, on this slice or another one")
     for item in data.labeled:
         if not np.any(item.label == UNLABELED):

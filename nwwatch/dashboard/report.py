@@ -164,11 +164,16 @@ def write_report(results: str | Path, out: str | Path) -> Path:
               default=Path("report.html"), show_default=True, help="HTML file to write.")
 def report(results: Path, out: Path) -> None:
     """Write a static HTML report (with PNG plots) of a results folder."""
+    from nwwatch.options import require_writable
+
+    # A usage error naming --out before the results are read and the plots drawn; OSErrors
+    # below (a full disk) can still happen while writing.
+    require_writable(out, "'--out'")
     try:
         path = write_report(results, out)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:  # --out below a file, no permission, a full disk
+    except OSError as exc:  # e.g. a full disk, or <out stem>_files in the way
         raise click.ClickException(f"{out}: cannot write the report "
                                    f"({exc.strerror or exc}: {exc.filename or out})") from None
     click.echo(f"wrote {path} (pictures in {path.with_name(path.stem + '_files')})")

@@ -62,9 +62,17 @@ def unit_to_nm(unit: str) -> float | None:
     return _NM_PER_UNIT.get(text)
 
 
-def physical_sizes_nm(path: Path, tif: tifffile.TiffFile) -> Sizes:
-    """(z, y, x) pixel/voxel size in nm declared by the file; None where not declared."""
-    for source, reader in (("ome", _ome_sizes), ("imagej", _imagej_sizes), ("tags", _tag_sizes)):
+def physical_sizes_nm(
+    path: Path, tif: tifffile.TiffFile, page: tifffile.TiffPage | None = None
+) -> Sizes:
+    """(z, y, x) pixel/voxel size in nm declared by the file; None where not declared.
+
+    ``page``: whose resolution tags to read (default the first page); OME and ImageJ sizes
+    are the file's.
+    """
+    readers = (("ome", _ome_sizes), ("imagej", _imagej_sizes),
+               ("tags", lambda p, t: _tag_sizes(p, t, page)))
+    for source, reader in readers:
         sizes = reader(path, tif)
         if sizes is not None:
             checked = (_plausible(path, source, a, v) for a, v in zip("zyx", sizes, strict=True))
@@ -87,16 +95,19 @@ def frame_pixel_size_nm(path: Path, sizes: Sizes) -> float | None:
 
 
 def acquisition_times(
-    path: Path, tif: tifffile.TiffFile, n_frames: int, mtime: datetime
+    path: Path, tif: tifffile.TiffFile, pages: list, n_frames: int, mtime: datetime
 ) -> tuple[list[datetime], str]:
-    """One UTC time per frame and its source, "metadata" or "mtime"."""
+    """One UTC time per frame and its source, "metadata" or "mtime".
+
+    ``pages``: the pages read, in order (tifffile TiffPage, or TiffFrame/None for pages
+    tifffile did not parse).
+    """
     own = _nwwatch_times(path, tif)
     if own is not None:
         if len(own) == n_frames:
             return own, "metadata"
         _log.warning("io.times_ignored", path=str(path),
                      reason=f"{len(own)} nwwatch times for {n_frames} frames")
-    pages = list(tif.series[0].pages)
     first = _tag_time(path, pages[0]) if isinstance(pages[0], tifffile.TiffPage) else None
     # The other pages are looked at only when the first has a time (no log line per page).
     page_times = [first] + [
@@ -184,8 +195,10 @@ def _imagej_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
     )
 
 
-def _tag_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
-    page = tif.pages.first
+def _tag_sizes(
+    path: Path, tif: tifffile.TiffFile, page: tifffile.TiffPage | None = None
+) -> Sizes | None:
+    page = tif.pages.first if page is None else page
     unit = page.tags.valueof(296, tifffile.RESUNIT.INCH)  # TIFF default when absent
     factor = {tifffile.RESUNIT.INCH: 25.4e6, tifffile.RESUNIT.CENTIMETER: 1e7}.get(unit)
     y_per_unit, x_per_unit = _resolution(page)

@@ -20,7 +20,8 @@ class Frame:
     ----------
     image : ndarray (H, W), native dtype (uint8, uint16, int16 or float32), (row, col) order.
     index : int
-        Page of the frame in its file, 0-based.
+        Page of the frame in its file, 0-based, counting the pages read (a thumbnail page
+        that is not read is not counted).
     source : Path
         The file the frame was read from.
     pixel_size_nm : float or None
@@ -66,7 +67,8 @@ class TiffInfo:
     size_bytes : int
         File size on disk.
     n_pages : int
-        Number of 2-D images (frames or slices) in the image series.
+        Number of 2-D images (frames or slices) read: those of the image series, or of all the
+        plain series read as one stack (see :func:`nwwatch.io.structure.image_series`).
     shape : tuple of int
         Series shape with singleton axes removed: (H, W) or (N, H, W) or more axes.
     axes : str

@@ -63,6 +63,8 @@ _MAGIC = {
     b"MM\x00+": (">", True),
 }
 _CHANNEL_AXES = "SC"  # samples (RGB, extra samples) and channels
+# tifffile's series kinds of files without OME, ImageJ or vendor metadata
+_PLAIN_KINDS = frozenset({"shaped", "generic", "uniform"})
 # What to save a refused pixel type as (by kind and bytes): the nearest type read exactly.
 _DTYPE_HINTS = {"f8": ": save it as float32", "i1": ": save it as int16",
                 "i4": ": save it as float32, or int16 if the values fit",
@@ -181,6 +183,43 @@ def squeezed(series: tifffile.TiffPageSeries) -> tuple[tuple[int, ...], str]:
     return tuple(shape[i] for i in keep), "".join(axes[i] for i in keep)
 
 
+def image_series(
+    tif: tifffile.TiffFile,
+) -> tuple[list[tifffile.TiffPageSeries], list[tifffile.TiffPageSeries]]:
+    """The series read as one stack of pages, in file order, and the series not read.
+
+    tifffile makes one series per ``TiffWriter.write`` call of its own (shaped) format, so a
+    file that acquisition software grew one page at a time holds one series per page. In a
+    file without OME, ImageJ or vendor metadata (tifffile kinds "shaped", "generic",
+    "uniform"), every plain series of 2-D pages with the first series' page shape and pixel
+    type is read; the others (e.g. a thumbnail) are not. OME, ImageJ and vendor files: the
+    first series only.
+    """
+    first, rest = tif.series[0], list(tif.series[1:])
+    if not _is_plain_stack(first):
+        return [first], rest
+    page_shape = squeezed(first)[0][-2:]
+    read, ignored = [first], []
+    for series in rest:
+        same = (_is_plain_stack(series) and squeezed(series)[0][-2:] == page_shape
+                and series.dtype == first.dtype)
+        (read if same else ignored).append(series)
+    return read, ignored
+
+
+def _is_plain_stack(series: tifffile.TiffPageSeries) -> bool:
+    """A series without a metadata convention, of 2-D pages on at most one stack axis."""
+    shape, axes = squeezed(series)
+    return (series.kind in _PLAIN_KINDS and len(axes) <= 3 and axes.endswith("YX")
+            and not any(a in _CHANNEL_AXES for a in axes))
+
+
+def series_n_pages(series: tifffile.TiffPageSeries) -> int:
+    """2-D pages in ``series`` (the product of its axes before Y)."""
+    shape, axes = squeezed(series)
+    return math.prod(shape[: axes.index("Y")])
+
+
 def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> TiffInfo:
     if len(tif.pages) < n_ifds:
         raise TruncatedTiffError(
@@ -188,11 +227,14 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
         )
     if not tif.series:
         raise TruncatedTiffError(path, "no image series found")
-    series = tif.series[0]
-    if len(tif.series) > 1:  # e.g. a thumbnail, or pages of another size: not read
-        _log.warning("io.extra_series_ignored", path=str(path), n_series=len(tif.series),
-                     read_shape=series.shape, ignored_shapes=[s.shape for s in tif.series[1:]])
+    read, ignored = image_series(tif)
+    series = read[0]
     shape, axes = squeezed(series)
+    if len(read) > 1:  # plain series of single-channel (H, W) pages: one stack
+        shape, axes = (sum(series_n_pages(s) for s in read), *shape[-2:]), "IYX"
+    if ignored:  # e.g. a thumbnail, or pages of another size: not read
+        _log.warning("io.extra_series_ignored", path=str(path), n_series=len(tif.series),
+                     read_shape=shape, ignored_shapes=[s.shape for s in ignored])
     if not axes.endswith("YX") and not axes.endswith("YXS"):
         raise UnsupportedLayoutError(path, f"no 2-D image pages (axes {axes}, shape {shape})")
     y, x = axes.index("Y"), axes.index("X")
@@ -229,13 +271,11 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
             path, f"{n} channels per pixel (shape {shape}, axes {axes}); "
             "nwwatch reads single-channel grey images"
         )
-    if page.photometric == tifffile.PHOTOMETRIC.PALETTE:
-        raise MultichannelError(
-            path, f"palette (indexed colour) image of shape {shape}; save it as greyscale"
-        )
-    _check_codecs(path, page)
+    first_page = 0
+    for part in read:
+        _check_pages(path, tif, part, size, first_page)
+        first_page += series_n_pages(part)
     n_pages = math.prod(shape[: axes.index("Y")])
-    _check_data_extents(path, tif, series, size, n_pages)
     layout = "ome" if tif.is_ome else "imagej" if tif.is_imagej else "tiff"
     return TiffInfo(
         path=path,
@@ -248,6 +288,20 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
         layout=layout,
         compression=tifffile.COMPRESSION(page.compression).name,  # known: checked above
     )
+
+
+def _check_pages(
+    path: Path, tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, size: int,
+    first_page: int,
+) -> None:
+    """Colour model, codecs and data extents of one series whose pages start at ``first_page``."""
+    page = series.keyframe
+    if page.photometric == tifffile.PHOTOMETRIC.PALETTE:
+        raise MultichannelError(
+            path, f"palette (indexed colour) image of shape {series.shape}; save it as greyscale"
+        )
+    _check_codecs(path, page)
+    _check_data_extents(path, tif, series, size, first_page)
 
 
 def _check_codecs(path: Path, page: tifffile.TiffPage) -> None:
@@ -268,9 +322,11 @@ def _check_codecs(path: Path, page: tifffile.TiffPage) -> None:
 
 
 def _check_data_extents(
-    path: Path, tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, size: int, n_pages: int
+    path: Path, tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, size: int,
+    first_page: int,
 ) -> None:
-    """Every page present and its pixel data inside the file."""
+    """Every page present and its pixel data inside the file; pages numbered from ``first_page``."""
+    n_pages = series_n_pages(series)
     if tif.is_imagej:
         declared_images = int((tif.imagej_metadata or {}).get("images", 1))
         if declared_images > n_pages:
@@ -285,7 +341,7 @@ def _check_data_extents(
                 path, f"pixel data end at byte {end}, the file has only {size} bytes"
             )
         return
-    for index, page in enumerate(series.pages):
+    for index, page in enumerate(series.pages, start=first_page):
         if page is None:
             raise TruncatedTiffError(path, f"page {index} is missing")
         offsets, counts = page.dataoffsets, page.databytecounts

@@ -17,7 +17,7 @@ import tifffile
 from nwwatch.io.errors import BlankImageError, TruncatedTiffError, UnsupportedLayoutError
 from nwwatch.io.metadata import acquisition_times, frame_pixel_size_nm, physical_sizes_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
-from nwwatch.io.structure import open_tiff
+from nwwatch.io.structure import image_series, open_tiff, series_n_pages
 
 
 def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
@@ -51,13 +51,15 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
     Parameters
     ----------
     path : path of a TIFF with one page (H, W) or several pages (N, H, W); pages of
-        hyperstacks with more axes are returned in file order.
+        hyperstacks with more axes are returned in file order, and so are the pages of a
+        file written one ``TiffWriter.write`` call per page (one tifffile series each).
 
     Returns
     -------
     list of Frame, one per page, ``index`` 0..N-1. ``image`` is (H, W) in the file's dtype;
-    ``pixel_size_nm`` from the metadata or None; ``acquired_at`` UTC from the metadata
-    (``acquired_at_source`` "metadata") or else the file's mtime ("mtime").
+    ``pixel_size_nm`` from the metadata or None (resolution tags: of the page's own series);
+    ``acquired_at`` UTC from the metadata (``acquired_at_source`` "metadata") or else the
+    file's mtime ("mtime").
 
     Raises
     ------
@@ -66,16 +68,18 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """
     path = Path(path)
     with open_tiff(path) as (tif, info):
-        pixel_size_nm = frame_pixel_size_nm(path, physical_sizes_nm(path, tif))
+        series = image_series(tif)[0]
+        sizes_nm = _page_pixel_sizes_nm(path, tif, series)
         height, width = info.page_shape
         stack = _read_pixels(path, tif, info).reshape(info.n_pages, height, width)
-        times, source = acquisition_times(path, tif, info.n_pages, _mtime(tif))
+        pages = [page for part in series for page in part.pages]
+        times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
     return [
         Frame(
             image=stack[i],
             index=i,
             source=path,
-            pixel_size_nm=pixel_size_nm,
+            pixel_size_nm=sizes_nm[i],
             acquired_at=times[i],
             acquired_at_source=source,
         )
@@ -149,9 +153,33 @@ def check_tomogram(volume: Volume) -> Volume:
     return volume
 
 
+def _page_pixel_sizes_nm(
+    path: Path, tif: tifffile.TiffFile, series: list[tifffile.TiffPageSeries]
+) -> list[float | None]:
+    """Pixel size of every page: each series' own resolution tags, read once per distinct set."""
+    by_tags: dict[tuple, float | None] = {}
+    sizes: list[float | None] = []
+    for part in series:
+        page = part.keyframe
+        key = tuple(page.tags.valueof(code) for code in (282, 283, 296))  # X/YRes, ResUnit
+        if key not in by_tags:
+            by_tags[key] = frame_pixel_size_nm(path, physical_sizes_nm(path, tif, page))
+        sizes += [by_tags[key]] * series_n_pages(part)
+    return sizes
+
+
 def _read_pixels(path: Path, tif: tifffile.TiffFile, info: TiffInfo) -> np.ndarray:
+    series = image_series(tif)[0]
     try:
-        data = tif.series[0].asarray()
+        if len(series) == 1:
+            data = series[0].asarray()
+        else:  # one series per page or group of pages: filled in place, one part at a time
+            data = np.empty((info.n_pages, *info.page_shape), series[0].dtype)
+            start = 0
+            for part in series:
+                part_data = part.asarray().reshape(-1, *info.page_shape)
+                data[start:start + len(part_data)] = part_data
+                start += len(part_data)
     except (OSError, MemoryError):
         raise
     except Exception as exc:  # decoder errors of corrupt compressed data, short reads

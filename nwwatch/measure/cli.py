@@ -172,15 +172,10 @@ def _is_parquet(path: Path) -> bool:
 
 
 def _write(rows: list[dict], out: Path) -> None:
-    try:
-        from nwwatch.results.parquet import rows_to_table, write_table_atomic
-        from nwwatch.results.schema import frame_schema
-    except ImportError:  # results package not available: same columns, plain pyarrow
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    """The rows in the service's frame schema, through the one atomic Parquet writer."""
+    from nwwatch.results.parquet import rows_to_table, write_table_atomic  # pyarrow: lazily
+    from nwwatch.results.schema import frame_schema
 
-        pq.write_table(pa.Table.from_pylist(rows), out)
-        return
     write_table_atomic(rows_to_table(rows, frame_schema(MEASUREMENT_FIELDS)), out)
 
 

@@ -110,6 +110,12 @@ def labels_threshold_share(blurred: np.ndarray, value_range: tuple[float, float]
     return float(np.count_nonzero(side & finite) / count)
 
 
+def labeled_pixels(count: int, class_name: str) -> str:
+    """``"1 labeled pore pixel"``, ``"9 labeled pore pixels"``: the count of a class's labeled
+    pixels as the verdict and the training warning say it."""
+    return f"{count} labeled {class_name} pixel{'' if count == 1 else 's'}"
+
+
 def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agreement: float,
                 reference_solid_fraction: float, labels_solid_fraction: float,
                 class_pixel_counts: dict[str, int] | None = None,
@@ -150,7 +156,7 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
         # The same advice as the training log's warning: the row may be all a user reads.
         codes["few_labeled_pixels"] = (
             "the model was trained on only "
-            + ", ".join(f"{n} labeled {name} pixels" for name, n in sorted(few.items()))
+            + ", ".join(labeled_pixels(n, name) for name, n in sorted(few.items()))
             + ": label one more patch of " + " and one of ".join(sorted(few))
             + ", on the labeled slice or another one, and train again")
     if (selection or {}).get("grouping") == "none":
