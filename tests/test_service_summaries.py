@@ -380,3 +380,27 @@ def test_an_interrupted_replay_says_how_to_resume_and_exits_130(tmp_path, acquis
                                         "--model", str(onnx)])
     assert r.exit_code == 130, r.output
     assert "replay interrupted" in r.output and "again to resume" in r.output
+
+
+def test_replay_notes_a_volume_replayed_as_in_situ_frames(tmp_path):
+    """A tomogram (pages declared as Z slices) replayed without --kind tomogram is processed
+    as asked, one row a slice, and the summary says it looks like a tomogram; an in-situ
+    stack (pages declared as time) gets no such note."""
+    from nwwatch.io import write_volume_tiff
+
+    onnx = model(tmp_path)
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    frames = np.stack([_ok_frame(130.0), _ok_frame(120.0), _ok_frame(125.0)])
+    write_stack_tiff(acq / "stack.tif", frames)
+    s = replay(acq, tmp_path / "r1", kind="insitu", model=onnx)
+    assert s.frames == 3 and s.volume_like == []
+    assert not any(line.startswith("note:") for line in s.lines())
+    write_volume_tiff(acq / "tomo.tif", frames)
+    r = CliRunner().invoke(replay_cmd, [str(acq / "tomo.tif"), "--out", str(tmp_path / "r2"),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 0, r.output
+    assert "3 rows" in r.output
+    assert (f"note: {acq / 'tomo.tif'} declares its pages as Z slices" in r.output
+            and "--kind tomogram" in r.output)
+    assert r.output.rstrip().splitlines()[-1].startswith("replay complete")
