@@ -404,3 +404,21 @@ def test_replay_notes_a_volume_replayed_as_in_situ_frames(tmp_path):
     assert (f"note: {acq / 'tomo.tif'} declares its pages as Z slices" in r.output
             and "--kind tomogram" in r.output)
     assert r.output.rstrip().splitlines()[-1].startswith("replay complete")
+
+
+def test_status_counts_quarantined_items_and_quarantined_files_apart(tmp_path):
+    """counts.quarantined counts ledger items (content x model x version); a file refused
+    before it was hashed has none, yet it is on the quarantine list, which
+    counts.quarantined_files and `quarantined` describe (docs/service.md, Status)."""
+    onnx = model(tmp_path)
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for name in ("a.tif", "b.tif"):
+        (acq / name).write_bytes(b"not a TIFF at all" * 4)
+    assert replay(acq, tmp_path / "r", kind="insitu", model=onnx).quarantined == 2
+    out = CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "r"), "--json"])
+    status = json.loads(out.output)
+    assert status["counts"]["quarantined"] == 0
+    assert status["counts"]["quarantined_files"] == len(status["quarantined"]) == 2
+    text = CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "r")]).output
+    assert "2 quarantined" in text
