@@ -20,6 +20,9 @@ dataset.toml::
     kind = "insitu"                 # or "tomogram"
     classes = ["background", "nanowire", "droplet"]
     normalization_scope = "image"   # or "volume"
+
+With ``"volume"`` a labeled 2D slice is normalised with the range of the DATA/unlabeled/
+volume that holds it (:class:`VolumeRanges`), as the runtime normalises tomograms.
 """
 
 from __future__ import annotations
