@@ -28,8 +28,14 @@ import numpy as np
 
 from nwwatch.atomic import atomic_write
 from nwwatch.classes import DROPLET, NANOWIRE
-from nwwatch.io.dataset import DatasetLayoutError, pair_folder, read_dataset_toml, read_pair
-from nwwatch.normalize import intensity_range, normalize_image
+from nwwatch.io.dataset import (
+    DatasetLayoutError,
+    VolumeRanges,
+    pair_folder,
+    read_dataset_toml,
+    read_pair,
+)
+from nwwatch.normalize import normalize_image
 from nwwatch.segment.metrics import (
     InterfaceOffsets,
     SegmentationMetrics,
@@ -166,9 +172,10 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     measured = 0
     offsets: list[np.ndarray] = []
     elapsed = 0.0
+    volumes = VolumeRanges(root) if meta.normalization_scope == "volume" else None
     for stem, image_path, label_path in pairs:
         raw, label = read_pair(image_path, label_path, num_classes)
-        value_range = intensity_range(raw) if meta.normalization_scope == "volume" else None
+        value_range = volumes.range_for(image_path, raw) if volumes is not None else None
         started = time.perf_counter()
         result = segmenter.segment(normalize_image(raw, value_range), probabilities=True)
         elapsed += time.perf_counter() - started

@@ -54,6 +54,7 @@ def build_threshold_model(
     size_multiple: int = 1,
     metadata: dict | None = None,
     with_metadata: bool = True,
+    reflect_pad_px: int = 0,
 ) -> Path:
     """Write a contract-following ONNX model to ``path`` and return the path.
 
@@ -68,6 +69,9 @@ def build_threshold_model(
     size_multiple : written into the metadata (the runtime pads to it).
     metadata : extra ``ModelMetadata`` fields to override.
     with_metadata : False writes a model without nwwatch metadata (to test refusal).
+    reflect_pad_px : r > 0 mirrors the input by r px on every side and crops it back (no
+        effect on the output), so, like a wide blur's reflect pad, the graph fails in ONNX
+        Runtime on images with a side of r px or less.
     """
     if kind == "insitu":
         names: tuple[str, ...] = ("background", "nanowire", "droplet")
@@ -85,12 +89,22 @@ def build_threshold_model(
     nodes = []
     inits = [numpy_helper.from_array(weight, "cls_w"), numpy_helper.from_array(bias, "cls_b")]
     feature = INPUT_NAME
+    if reflect_pad_px > 0:
+        r = int(reflect_pad_px)
+        inits += [numpy_helper.from_array(np.array([0, 0, r, r, 0, 0, r, r], np.int64), "rp"),
+                  numpy_helper.from_array(np.array([r, r], np.int64), "rp_start"),
+                  numpy_helper.from_array(np.array([-r, -r], np.int64), "rp_end"),
+                  numpy_helper.from_array(np.array([2, 3], np.int64), "rp_axes")]
+        nodes += [helper.make_node("Pad", [INPUT_NAME, "rp"], ["mirrored"], mode="reflect"),
+                  helper.make_node("Slice", ["mirrored", "rp_start", "rp_end", "rp_axes"],
+                                   ["cropped"])]
+        feature = "cropped"
     if smooth or kernel is not None:
         box = (np.full((1, 1, 3, 3), 1.0 / 9.0, dtype=np.float32) if kernel is None
                else np.asarray(kernel, dtype=np.float32).reshape(1, 1, 3, 3))
         inits.append(numpy_helper.from_array(box, "box_w"))
         nodes.append(
-            helper.make_node("Conv", [INPUT_NAME, "box_w"], ["smoothed"], pads=[1, 1, 1, 1])
+            helper.make_node("Conv", [feature, "box_w"], ["smoothed"], pads=[1, 1, 1, 1])
         )
         feature = "smoothed"
     nodes += [

@@ -282,3 +282,21 @@ def test_a_label_image_that_looks_like_a_binary_mask_is_warned_about(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"warning: {mask}: only 0 and 255 (unlabeled); a 0/255 mask?" in result.output
     assert "img00.png" not in result.output
+
+
+def test_tomogram_slices_are_scored_with_their_volume_range(tmp_path):
+    # A "volume" model sees a slice normalised with its volume's range at run time
+    # (nwwatch.volume.segment); evaluate must feed it the same, from DATA/unlabeled/.
+    from onnx_models import build_threshold_model
+
+    from nwwatch.evaluate import evaluate_folder
+    from nwwatch.io.dataset import DatasetLayoutError
+    from nwwatch.synth.tomogram import generate_tomogram
+
+    generate_tomogram(tmp_path / "syn", size=32, seed=1)
+    root = tmp_path / "syn" / "train"
+    model = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    assert evaluate_folder(model, root).images == 1
+    (root / "unlabeled" / "volume.tif").unlink()
+    with pytest.raises(DatasetLayoutError, match="no file in .*unlabeled holds this image"):
+        evaluate_folder(model, root)

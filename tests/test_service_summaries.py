@@ -420,3 +420,45 @@ def test_lock_holder_reads_a_lock_whose_device_number_differs(tmp_path, monkeypa
     assert lock_mod.lock_holder(ledger) is None
     fake.write_text("")
     assert lock_mod.lock_holder(ledger) is None
+
+
+def test_replay_notes_a_volume_replayed_as_in_situ_frames(tmp_path):
+    """A tomogram (pages declared as Z slices) replayed without --kind tomogram is processed
+    as asked, one row a slice, and the summary says it looks like a tomogram; an in-situ
+    stack (pages declared as time) gets no such note."""
+    from nwwatch.io import write_volume_tiff
+
+    onnx = model(tmp_path)
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    frames = np.stack([_ok_frame(130.0), _ok_frame(120.0), _ok_frame(125.0)])
+    write_stack_tiff(acq / "stack.tif", frames)
+    s = replay(acq, tmp_path / "r1", kind="insitu", model=onnx)
+    assert s.frames == 3 and s.volume_like == []
+    assert not any(line.startswith("note:") for line in s.lines())
+    write_volume_tiff(acq / "tomo.tif", frames)
+    r = CliRunner().invoke(replay_cmd, [str(acq / "tomo.tif"), "--out", str(tmp_path / "r2"),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 0, r.output
+    assert "3 rows" in r.output
+    assert (f"note: {acq / 'tomo.tif'} declares its pages as Z slices" in r.output
+            and "--kind tomogram" in r.output)
+    assert r.output.rstrip().splitlines()[-1].startswith("replay complete")
+
+
+def test_status_counts_quarantined_items_and_quarantined_files_apart(tmp_path):
+    """counts.quarantined counts ledger items (content x model x version); a file refused
+    before it was hashed has none, yet it is on the quarantine list, which
+    counts.quarantined_files and `quarantined` describe (docs/service.md, Status)."""
+    onnx = model(tmp_path)
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for name in ("a.tif", "b.tif"):
+        (acq / name).write_bytes(b"not a TIFF at all" * 4)
+    assert replay(acq, tmp_path / "r", kind="insitu", model=onnx).quarantined == 2
+    out = CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "r"), "--json"])
+    status = json.loads(out.output)
+    assert status["counts"]["quarantined"] == 0
+    assert status["counts"]["quarantined_files"] == len(status["quarantined"]) == 2
+    text = CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "r")]).output
+    assert "2 quarantined" in text

@@ -237,3 +237,32 @@ def test_a_label_on_a_voxel_without_data_is_refused(tmp_path):
         load_volume_slice(path, 2, label_path)
     assert err.value.path == label_path and "mark them 255" in str(err.value)
     assert len(load_volume_slice(path, 3, label_path).labeled) == 1
+
+
+def test_tomogram_folder_slices_normalised_with_their_volume_range(tmp_path):
+    # The runtime normalises a tomogram's slices with the whole volume's range
+    # (nwwatch.volume.segment); a labeled slice of a "volume" DATA folder must be too, not
+    # with its own range (the train/serve skew of `nwwatch train OUT/train`).
+    from nwwatch.synth.tomogram import generate_tomogram
+
+    generate_tomogram(tmp_path / "syn", size=32, seed=1)
+    root = tmp_path / "syn" / "train"
+    volume = tifffile.imread(tmp_path / "syn" / "volume.tif")
+    data = load_folder(root)
+    assert data.normalization_scope == "volume"
+    (item,) = data.labeled
+    z = int(item.stem.split("_")[1])
+    np.testing.assert_array_equal(item.image, normalize_image(volume[z], intensity_range(volume)))
+    assert intensity_range(volume[z]) != intensity_range(volume)  # the test can tell them apart
+
+
+def test_tomogram_folder_slice_without_its_volume_is_an_error(tmp_path):
+    from nwwatch.synth.tomogram import generate_tomogram
+
+    generate_tomogram(tmp_path / "syn", size=32, seed=1)
+    root = tmp_path / "syn" / "train"
+    (root / "unlabeled" / "volume.tif").unlink()
+    with pytest.raises(DatasetLayoutError, match="no file in .*unlabeled holds this image"):
+        load_folder(root)
+    (root / "dataset.toml").write_text('kind = "tomogram"\nnormalization_scope = "image"\n')
+    assert len(load_folder(root).labeled) == 1

@@ -310,3 +310,25 @@ def test_a_bad_z_sigma_is_refused_naming_the_model(tmp_path):
                                  metadata={"extra": {"z_sigma_px": -1}})
     with pytest.raises(VolumeModelError, match="bad.onnx.*z_sigma_px"):
         segment_volume(Segmenter(path, providers=("cpu",), threads=1), np.zeros((4, 8, 8)))
+
+
+def test_a_model_without_min_input_px_runs_thin_slices_mirrored_wider(tmp_path):
+    # Models exported before extra["min_input_px"] existed (a forest's 48 px reflect pads)
+    # failed in ONNX Runtime on a thin volume's Y and X slices under tri-planar fusion, and
+    # the service retried the error as unexpected. The runner now widens the mirror margin.
+    volume = np.random.default_rng(0).normal(0, 1, (6, 40, 40)).astype(np.float32)
+    old = Segmenter(build_threshold_model(tmp_path / "old.onnx", kind="tomogram",
+                                          reflect_pad_px=40), providers=("cpu",), threads=1)
+    assert "min_input_px" not in old.metadata.extra
+    new = Segmenter(build_threshold_model(tmp_path / "new.onnx", kind="tomogram",
+                                          reflect_pad_px=40,
+                                          metadata={"extra": {"min_input_px": 41}}),
+                    providers=("cpu",), threads=1)
+    got = segment_volume(old, volume, triplanar=True)
+    np.testing.assert_array_equal(got.mask, segment_volume(new, volume, triplanar=True).mask)
+    # A graph that fails even at the widest input tried: a reason naming the model.
+    wide = Segmenter(build_threshold_model(tmp_path / "wide.onnx", kind="tomogram",
+                                           reflect_pad_px=300), providers=("cpu",), threads=1)
+    with pytest.raises(VolumeModelError, match="wide.onnx: ONNX Runtime cannot run the model "
+                                               "on slices of 40 x 40 px, even mirrored to 256"):
+        segment_volume(wide, volume)

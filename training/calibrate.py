@@ -252,8 +252,8 @@ def write_offset_model(model_path: str | os.PathLike[str], fit: LogitOffsetFit,
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nwwatch.io.dataset import pair_folder, read_pair
-    from nwwatch.normalize import intensity_range, normalize_image
+    from nwwatch.io.dataset import VolumeRanges, pair_folder, read_pair
+    from nwwatch.normalize import normalize_image
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path)
@@ -266,9 +266,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
     meta = _metadata(onnx.load(str(args.model), load_external_data=False), args.model)
     images, labels = [], []
+    volumes = VolumeRanges(args.data) if meta.normalization_scope == "volume" else None
     for _, image_path, label_path in pair_folder(args.data):
         raw, label = read_pair(image_path, label_path, len(meta.class_names))
-        value_range = intensity_range(raw) if meta.normalization_scope == "volume" else None
+        value_range = volumes.range_for(image_path, raw) if volumes is not None else None
         images.append(normalize_image(raw, value_range))
         labels.append(label)
     band = args.band_px if args.band_px > 0 else None

@@ -3,8 +3,10 @@
 The DATA layout, its pairing and its image reader are the runtime's
 (:mod:`nwwatch.io.dataset`, shared with ``nwwatch evaluate`` and ``nwwatch label``). Every
 image is normalised with :func:`nwwatch.normalize.normalize_image` (the runtime's function),
-per image, or with the intensity range of its whole file when
-``normalization_scope = "volume"`` in DATA/dataset.toml.
+per image, or, when ``normalization_scope = "volume"`` in DATA/dataset.toml, with the
+intensity range of the whole volume it belongs to, as the runtime normalises tomograms: an
+unlabeled file with its own range, a labeled slice with the range of the DATA/unlabeled/
+volume that holds it (:class:`nwwatch.io.dataset.VolumeRanges`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from nwwatch.classes import TOMOGRAM_CLASSES, UNLABELED
 from nwwatch.io.dataset import (
     IMAGE_SUFFIXES,
     DatasetLayoutError,
+    VolumeRanges,
     check_label,
     list_images,
     pair_folder,
@@ -96,16 +99,19 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     root = Path(root)
     pairs = pair_folder(root)  # checks the folder before reading dataset.toml's classes
     kind, class_names, scope = read_dataset_toml(root)
+    volumes = VolumeRanges(root) if scope == "volume" else None
     labeled = []
     for stem, image_path, label_path in pairs:
         raw, label = read_pair(image_path, label_path, len(class_names))
-        labeled.append(LabeledImage(stem, normalize_image(raw), label,
+        value_range = volumes.range_for(image_path, raw) if volumes is not None else None
+        labeled.append(LabeledImage(stem, normalize_image(raw, value_range), label,
                                     file_sha256(image_path), file_sha256(label_path)))
     unlabeled: list[np.ndarray] = []
     unlabeled_dir = root / "unlabeled"
     if load_unlabeled and unlabeled_dir.is_dir():
         for path in list_images(unlabeled_dir):
-            unlabeled.extend(_normalise_pages(read_pages(path), scope))
+            pages = volumes.pages[path] if volumes is not None else read_pages(path)
+            unlabeled.extend(_normalise_pages(pages, scope))
     return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root))
 
 

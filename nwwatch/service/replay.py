@@ -28,7 +28,7 @@ from nwwatch.service.inference import InferenceConfig
 from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
 from nwwatch.service.rebuild import open_ledger
-from nwwatch.service.replaysummary import Progress, ReplaySummary, tally
+from nwwatch.service.replaysummary import Progress, ReplaySummary, declares_z_slices, tally
 from nwwatch.service.streammemory import call_streams
 from nwwatch.service.watcher import scan
 
@@ -189,7 +189,7 @@ def replay(
         summary.files = len(files)
         t0 = time.perf_counter()
         bar = Progress(len(files), enabled=progress)
-        todo = _to_process(files, engine, force, summary, bar, log)
+        todo = _to_process(files, engine, force, summary, bar, log, kind)
         if dask is not None:
             from nwwatch.service.cluster import run_on_cluster
 
@@ -250,11 +250,12 @@ def _inputs_of(roots: list[Path], kind: str) -> list[tuple[Path, Path]]:
 
 
 def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: ReplaySummary,
-                bar: Progress, log) -> Iterator[tuple[Path, object]]:
+                bar: Progress, log, kind: str = "insitu") -> Iterator[tuple[Path, object]]:
     """The files still to process, with their structural check: files the ledger lists as
     done (or quarantined) for this model are skipped without being read (unless ``force``),
     bad ones are quarantined; all counted in ``summary`` and ``bar``. ``files``: (file, the
-    folder its links must stay in)."""
+    folder its links must stay in). An in-situ file whose pages are declared Z slices is
+    processed all the same and named in ``summary.volume_like``."""
     from nwwatch.io import InputError
     from nwwatch.service.engines import BadInput, inspect_input, quarantine_inputs
 
@@ -283,6 +284,10 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
             summary.vanished += 1
             bar.advance(1, 0)
             continue
+        if kind == "insitu" and declares_z_slices(info):
+            summary.volume_like.append(file)
+            log.warning("replay.volume_like_input", path=str(file), pages=info.n_pages,
+                        axes=info.axes)
         yield file, info
 
 

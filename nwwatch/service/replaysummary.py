@@ -53,6 +53,9 @@ class ReplaySummary:
     compaction_seconds: float = 0.0
     #: The folder or file replayed (named when it held no input file).
     input_path: Path | None = None
+    #: In-situ inputs whose pages the file declares as Z slices (:func:`declares_z_slices`):
+    #: replayed one row a slice as asked, but most likely tomograms.
+    volume_like: list[Path] = field(default_factory=list)
 
     @property
     def frames_per_s(self) -> float:
@@ -82,6 +85,14 @@ class ReplaySummary:
             f"({self.frames_per_s:.1f} rows/s) with {self.model_name} on {self.provider}; "
             f"results in {self.results_dir}",
         ]
+        if self.volume_like:
+            n = len(self.volume_like)
+            which = (f"{self.volume_like[0]} declares its pages" if n == 1 else
+                     f"{n} files (first {self.volume_like[0]}) declare their pages")
+            out.append(f"note: {which} as Z slices (ImageJ slices or OME SizeZ), as a "
+                       "tomogram does; replayed as in-situ frames, one row a slice. For a "
+                       "tomogram, replay with --kind tomogram --model MODEL "
+                       "(docs/tomography.md)")
         if self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
             out.append(f"replay found no input files{where} (patterns "
@@ -97,6 +108,14 @@ class ReplaySummary:
                 f"quarantined (reasons: nwwatch status --out {self.results_dir}); "
                 f"exit status {EXIT_INCOMPLETE}")
         return out
+
+
+def declares_z_slices(info) -> bool:
+    """True when a :class:`~nwwatch.io.records.TiffInfo` has several pages along a declared
+    Z axis (ImageJ ``slices``, OME ``SizeZ``): the layout of a tomogram. In-situ stacks
+    declare time (ImageJ ``frames``, OME ``SizeT``) or nothing; a stack saved with Fiji's
+    defaults may declare Z, hence a note, not a refusal."""
+    return info.n_pages > 1 and info.axes[:1] == "Z"
 
 
 def tally(summary: ReplaySummary, report, bar: Progress) -> None:

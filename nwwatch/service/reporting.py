@@ -24,6 +24,17 @@ class LedgerQueries:
         self._db.close()
 
     def counts(self) -> dict[str, int]:
+        """Items by state (``pending``, ``done``, ``failed``, ``quarantined``), ``rows`` of the
+        done items, and ``quarantined_files``.
+
+        An item is one file content for one model and measurement version, so
+        ``quarantined`` and ``quarantined_files`` differ by design: a file refused before it
+        was hashed (not a TIFF, truncated, a link out of the folder) is on the quarantine
+        list without an item; an item stays quarantined when its file is later replaced
+        (the list then drops the path) or under an earlier model; two paths with one
+        content are one item. ``quarantined_files`` (the quarantine list, one per path, what
+        quarantine.parquet holds) is the count to show.
+        """
         out = {"pending": 0, "done": 0, "failed": 0, "quarantined": 0}
         for state, n in self._db.execute("SELECT state, COUNT(*) FROM items GROUP BY state"):
             out[state] = n

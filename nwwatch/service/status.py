@@ -16,7 +16,9 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     """Counts by state, throughput over the last ``window_s`` seconds, the last file done and
     the quarantined files with their reasons.
 
-    Returns a dict: ``counts`` (pending, done, failed, quarantined, rows, quarantined_files),
+    Returns a dict: ``counts`` (pending, done, failed, quarantined, rows, quarantined_files:
+    see :meth:`nwwatch.service.reporting.LedgerQueries.counts`; ``quarantined`` counts ledger
+    items, ``quarantined_files`` the files on the quarantine list, which the text shows),
     ``rows_by_outcome`` ({"ok": n, "flagged": n}), ``rows_by_reason`` (list of dicts: status,
     reason_code, rows; read from the committed Parquet files, most frequent first),
     ``unreadable_files`` (committed results files that cannot be read: their rows are not

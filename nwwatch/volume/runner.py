@@ -11,6 +11,20 @@ from nwwatch.segment.session import Segmenter
 from nwwatch.volume.slab import slab_stack
 from nwwatch.volume.tiling import blend_weights, tile_starts
 
+#: The widest input side tried for a model without ``min_input_px`` that ONNX Runtime refuses
+#: to run on thin slices (its reflect pads are wider than the slice): models of
+#: ``nwwatch train --volume`` need at most 49 px (the feature forest, docs/tomography.md).
+MAX_INFERRED_INPUT_PX = 256
+
+
+class VolumeModelError(ValueError):
+    """The model cannot segment tomograms; the message names the model file and why."""
+
+
+def _from_onnxruntime(exc: BaseException) -> bool:
+    """An error raised by ONNX Runtime while running the graph (its own exception types)."""
+    return type(exc).__module__.startswith("onnxruntime")
+
 
 class SliceRunner:
     """Runs the model over stacks of 2D slices: normalisation, slabs, batching, tiling,
@@ -23,12 +37,16 @@ class SliceRunner:
     margin : mirror margin in px.  slices : the model's ``input_slices`` (1: single slices).
     min_input : the model's ``min_input_px``: a stack whose slices (with the margin) or tiles
         are narrower gets a wider margin, or wider tiles, instead of a runtime error.
+    infer_min_input : the model declares no ``min_input_px`` (exported before the key
+        existed): when ONNX Runtime fails on a stack whose input side is under
+        :data:`MAX_INFERRED_INPUT_PX`, the stack is run again with that side doubled (kept for
+        the next stacks), up to that limit; then :class:`VolumeModelError` says why.
     """
 
     def __init__(self, segmenter: Segmenter, value_range: tuple[float, float] | None,
                  tile: int | None, overlap: int, batch_size: int, solid_index: int,
                  margin: int = 0, normalised: bool = False, slices: int = 1,
-                 min_input: int = 1) -> None:
+                 min_input: int = 1, infer_min_input: bool = False) -> None:
         self.segmenter = segmenter
         self.normalised = normalised
         self.value_range = value_range
@@ -39,6 +57,7 @@ class SliceRunner:
         self.margin = margin
         self.slices = slices
         self.min_input = min_input
+        self.infer_min_input = infer_min_input
 
     def _inputs(self, stack: np.ndarray, start: int, stop: int, m: int) -> np.ndarray:
         """float32 (B, S, H + 2m, W + 2m): the slabs of slices ``start:stop`` of ``stack``,
@@ -70,15 +89,46 @@ class SliceRunner:
         out = self.segmenter.segment(flat, probabilities=True)
         return out.probabilities[:, self.solid_index]  # type: ignore[index]
 
-    def stack(self, slices: np.ndarray) -> np.ndarray:
-        """float32 solid probability (N, H, W) of ``slices`` (N, H, W); a slab model sees each
-        slice with its neighbours along axis 0 of ``slices``."""
-        n, height, width = slices.shape
-        # The model sees the slices with their mirror margins; results are cropped back.
+    def _geometry(self, height: int, width: int) -> tuple[int, int | None, bool, int]:
+        """(mirror margin, tile side, tiled?, the smaller side of what the model sees) for
+        slices of ``height`` x ``width`` px."""
         m = max(self.margin, -(-(self.min_input - min(height, width)) // 2))
         height, width = height + 2 * m, width + 2 * m
         tile = None if self.tile is None else max(self.tile, self.min_input)
         tiled = tile is not None and (height > tile or width > tile)
+        side = min(height, width, tile) if tiled and tile is not None else min(height, width)
+        return m, tile, tiled, side
+
+    def stack(self, slices: np.ndarray) -> np.ndarray:
+        """float32 solid probability (N, H, W) of ``slices`` (N, H, W); a slab model sees each
+        slice with its neighbours along axis 0 of ``slices``.
+
+        Raises
+        ------
+        VolumeModelError : ``infer_min_input`` and ONNX Runtime still fails at
+            :data:`MAX_INFERRED_INPUT_PX`.
+        """
+        while True:
+            try:
+                return self._stack(slices)
+            except Exception as exc:
+                side = self._geometry(*slices.shape[1:])[3]
+                if not (self.infer_min_input and _from_onnxruntime(exc)):
+                    raise
+                if side >= MAX_INFERRED_INPUT_PX:
+                    raise VolumeModelError(
+                        f"{self.segmenter.model_path}: ONNX Runtime cannot run the model on "
+                        f"slices of {slices.shape[1]} x {slices.shape[2]} px, even mirrored "
+                        f"to {side} px, and the model declares no extra.min_input_px (exported "
+                        "by an older nwwatch: export it again with `nwwatch train --volume`, "
+                        f"or segment without tri-planar fusion): {exc}") from exc
+                self.min_input = min(2 * side, MAX_INFERRED_INPUT_PX)
+
+    def _stack(self, slices: np.ndarray) -> np.ndarray:
+        n, height, width = slices.shape
+        # The model sees the slices with their mirror margins; results are cropped back.
+        m, tile, tiled, _ = self._geometry(height, width)
+        height, width = height + 2 * m, width + 2 * m
         result = np.empty(slices.shape, dtype=np.float32)
         step = self.batch_size
         if not tiled:

@@ -74,7 +74,7 @@ from nwwatch.volume.crosscheck import (
     solid_is_brighter,
 )
 from nwwatch.volume.labeling import remove_small_components
-from nwwatch.volume.runner import SliceRunner
+from nwwatch.volume.runner import SliceRunner, VolumeModelError
 from nwwatch.volume.slab import SlabModelError, model_input_slices
 from nwwatch.volume.verdict import (
     UNCERTAIN_BAND,
@@ -145,10 +145,6 @@ def model_z_sigma_px(segmenter: Segmenter) -> float:
         raise VolumeModelError(f"{segmenter.model_path}: extra.z_sigma_px must be >= 0, "
                                f"got {value!r}")
     return sigma
-
-
-class VolumeModelError(ValueError):
-    """The model cannot segment tomograms; the message names the model file and why."""
 
 
 def _min_input_px(segmenter: Segmenter) -> int:
@@ -300,7 +296,8 @@ def segment_volume(
             source = smooth_along_z(source, z_sigma)
     runner = SliceRunner(segmenter, value_range, tile, overlap, batch_size, solid_index,
                           int(margin_px), normalised=source is not data, slices=slices,
-                          min_input=_min_input_px(segmenter))
+                          min_input=_min_input_px(segmenter),
+                          infer_min_input="min_input_px" not in segmenter.metadata.extra)
 
     def along(stack: np.ndarray) -> np.ndarray:
         total = runner.stack(stack)
