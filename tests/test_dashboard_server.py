@@ -135,3 +135,27 @@ def test_a_port_in_use_is_logged_as_a_setting_to_change_without_a_traceback(tmp_
     finally:
         thread.stop()
         blocker.close()
+
+
+def test_events_of_an_unknown_acquisition_is_a_404_naming_it(served):
+    """The events stream of an acquisition the results do not hold answered 200 and sent
+    ``status`` events with a null summary for ever."""
+    url, _, _ = served
+    status, body = get(f"{url}/api/acquisitions/nope/events", timeout=5)
+    assert status == 404 and b"nope" in body, (status, body[:200])
+    status, body = get(f"{url}/api/acquisitions/nope/series")
+    assert status == 404 and b"nope" in body
+
+
+def test_the_page_of_an_unknown_acquisition_says_so(served):
+    """``/?a=UNKNOWN`` (an old bookmark, a replaced results folder) showed an empty page
+    saying "reconnecting…" for ever."""
+    from webdriver import Browser, require_browser
+
+    require_browser()
+    url, _, _ = served
+    with Browser(1024, 700) as browser:
+        browser.get(url + "/?a=nope")
+        wait_for(lambda: browser.displayed("#missing"), 30, "the missing-acquisition note")
+        assert "nope" in browser.text("#missing")
+        assert "reconnecting" not in browser.text("#conn")
