@@ -159,3 +159,27 @@ def test_the_page_of_an_unknown_acquisition_says_so(served):
         wait_for(lambda: browser.displayed("#missing"), 30, "the missing-acquisition note")
         assert "nope" in browser.text("#missing")
         assert "reconnecting" not in browser.text("#conn")
+
+
+def test_dashboard_refuses_a_folder_that_is_not_a_results_folder(tmp_path, monkeypatch):
+    """`nwwatch dashboard ACQ` (the acquisition folder, not the results) served an empty page
+    saying "No committed results yet"; it is refused as `ledger rebuild` refuses it."""
+    from click.testing import CliRunner
+
+    import nwwatch.dashboard.server as server
+    from nwwatch.cli import main
+
+    served_folders = []
+    monkeypatch.setattr(server, "serve", lambda results, *a, **k: served_folders.append(results))
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    (acq / "frame_00001.tif").write_bytes(b"not read")
+    r = CliRunner().invoke(main, ["dashboard", str(acq)])
+    assert r.exit_code == 1 and f"{acq}: not a results folder" in r.output, r.output
+    assert served_folders == []
+    # a results folder with nothing committed yet (a service just started: its ledger) is fine
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "ledger.sqlite").write_bytes(b"")
+    assert CliRunner().invoke(main, ["dashboard", str(res)]).exit_code == 0
+    assert served_folders == [res]
