@@ -257,6 +257,7 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
     folder its links must stay in)."""
     from nwwatch.io import InputError
     from nwwatch.service.engines import BadInput, inspect_input, quarantine_inputs
+    from nwwatch.service.inputs import REPLAY_LINK_REASON
 
     for file, folder in files:
         if not force:
@@ -274,7 +275,7 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
                 bar.advance(1, 0)
                 continue
         try:
-            info = inspect_input(file, folder)
+            info = inspect_input(file, folder, link_reason=REPLAY_LINK_REASON)
         except InputError as exc:
             summary.quarantined += quarantine_inputs(engine, [BadInput(file, exc)], log)
             bar.advance(1, 0)
