@@ -53,6 +53,9 @@ class ReplaySummary:
     compaction_seconds: float = 0.0
     #: The folder or file replayed (named when it held no input file).
     input_path: Path | None = None
+    #: Files named on the command line that are TIFF neither by extension nor by header
+    #: (``truth.parquet`` beside the frames of ``acq/*``): skipped, not counted in ``files``.
+    not_tiff: list[Path] = field(default_factory=list)
 
     @property
     def frames_per_s(self) -> float:
@@ -82,6 +85,11 @@ class ReplaySummary:
             f"({self.frames_per_s:.1f} rows/s) with {self.model_name} on {self.provider}; "
             f"results in {self.results_dir}",
         ]
+        if self.not_tiff:
+            n = len(self.not_tiff)
+            names = ", ".join(p.name for p in self.not_tiff[:3]) + (", …" if n > 3 else "")
+            out.append(f"{n} named file{'s' if n > 1 else ''} skipped, not TIFF by extension "
+                       f"or header: {names}")
         if self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
             out.append(f"replay found no input files{where} (patterns "
