@@ -135,3 +135,51 @@ def test_a_port_in_use_is_logged_as_a_setting_to_change_without_a_traceback(tmp_
     finally:
         thread.stop()
         blocker.close()
+
+
+def test_events_of_an_unknown_acquisition_is_a_404_naming_it(served):
+    """The events stream of an acquisition the results do not hold answered 200 and sent
+    ``status`` events with a null summary for ever."""
+    url, _, _ = served
+    status, body = get(f"{url}/api/acquisitions/nope/events", timeout=5)
+    assert status == 404 and b"nope" in body, (status, body[:200])
+    status, body = get(f"{url}/api/acquisitions/nope/series")
+    assert status == 404 and b"nope" in body
+
+
+def test_the_page_of_an_unknown_acquisition_says_so(served):
+    """``/?a=UNKNOWN`` (an old bookmark, a replaced results folder) showed an empty page
+    saying "reconnecting…" for ever."""
+    from webdriver import Browser, require_browser
+
+    require_browser()
+    url, _, _ = served
+    with Browser(1024, 700) as browser:
+        browser.get(url + "/?a=nope")
+        wait_for(lambda: browser.displayed("#missing"), 30, "the missing-acquisition note")
+        assert "nope" in browser.text("#missing")
+        assert "reconnecting" not in browser.text("#conn")
+
+
+def test_dashboard_refuses_a_folder_that_is_not_a_results_folder(tmp_path, monkeypatch):
+    """`nwwatch dashboard ACQ` (the acquisition folder, not the results) served an empty page
+    saying "No committed results yet"; it is refused as `ledger rebuild` refuses it."""
+    from click.testing import CliRunner
+
+    import nwwatch.dashboard.server as server
+    from nwwatch.cli import main
+
+    served_folders = []
+    monkeypatch.setattr(server, "serve", lambda results, *a, **k: served_folders.append(results))
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    (acq / "frame_00001.tif").write_bytes(b"not read")
+    r = CliRunner().invoke(main, ["dashboard", str(acq)])
+    assert r.exit_code == 1 and f"{acq}: not a results folder" in r.output, r.output
+    assert served_folders == []
+    # a results folder with nothing committed yet (a service just started: its ledger) is fine
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "ledger.sqlite").write_bytes(b"")
+    assert CliRunner().invoke(main, ["dashboard", str(res)]).exit_code == 0
+    assert served_folders == [res]

@@ -139,3 +139,15 @@ def test_report_out_that_cannot_be_written_is_a_usage_error_before_the_work(tmp_
     assert isinstance(result.exception, SystemExit)  # a usage error, no traceback
     assert "Invalid value for '--out'" in result.output and str(out) in result.output
     assert "Traceback" not in result.output and a_file.read_text() == "x"
+
+
+def test_report_without_a_valid_angle_says_so(tmp_path):
+    """With no valid angle the statistics cells read "—°", "—–—°" and "—°" (dashes glued to
+    degree signs); they say "no valid angle" instead."""
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [None, None],
+                                                  codes=["no_droplet"] * 2))
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert "—–—" not in page and "—°" not in page, page[-2000:]
+    assert re.search(r"<td>2</td><td>0</td><td>no_droplet 2</td>"
+                     r"(<td>no valid angle</td>){3}", page), page[-2000:]

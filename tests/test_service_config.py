@@ -76,6 +76,33 @@ def test_valid_config_and_defaults(paths):
          "inference.max_batch_latency_ms", "a finite number"),
         (("threads = 1", "threads = 1\n[service]\nstop_timeout_seconds = inf"),
          "service.stop_timeout_seconds", "a finite number"),
+        # absurd sizes and times: each key has a documented upper bound
+        (("batch_size = 4", "batch_size = 100000000000000000"), "inference.batch_size",
+         "<= 256"),
+        (("batch_size = 4", "batch_size = 1e17"), "inference.batch_size", "an integer"),
+        (("threads = 1", "threads = 100000"), "inference.threads", "<= 1024"),
+        (("threads = 1", "threads = 1\nstreams = 100000"), "inference.streams", "<= 64"),
+        (("max_batch_latency_ms = 50", "max_batch_latency_ms = 1e9"),
+         "inference.max_batch_latency_ms", "<= 60000"),
+        (("settle_seconds = 0.5", "settle_seconds = 1e9"), "watch[0].settle_seconds",
+         "<= 3600"),
+        (("rescan_seconds = 2.0", "rescan_seconds = 1e9"), "watch[0].rescan_seconds",
+         "<= 86400"),
+        (("[output]", "[output]\nflush_rows = 10000000000"), "output.flush_rows",
+         "<= 1000000"),
+        (("flush_seconds = 0.2", "flush_seconds = 1e9"), "output.flush_seconds", "<= 3600"),
+        (("max_attempts = 3", "max_attempts = 1000000"), "retry.max_attempts", "<= 100"),
+        (("max_attempts = 3", "max_attempts = 3\nbackoff_seconds = 1e9"),
+         "retry.backoff_seconds", "<= 3600"),
+        (("threads = 1", "threads = 1\n[tomogram]\nmargin_px = 100000"), "tomogram.margin_px",
+         "<= 1024"),
+        (("threads = 1", "threads = 1\n[tomogram]\nmin_component_voxels = 10000000000"),
+         "tomogram.min_component_voxels", "<= 1000000000"),
+        (("threads = 1", "threads = 1\n[dashboard]\nstale_after_s = 1e9"),
+         "dashboard.stale_after_s", "<= 86400"),
+        # the shipped unit SIGKILLs the service at TimeoutStopSec=30, mid-drain
+        (("threads = 1", "threads = 1\n[service]\nstop_timeout_seconds = 45"),
+         "service.stop_timeout_seconds", "TimeoutStopSec=30"),
         # no pattern matches no file: a folder watched for nothing
         (("settle_seconds = 0.5", "settle_seconds = 0.5\npatterns = []"),
          "watch[0].patterns", "at least one pattern"),
@@ -91,6 +118,23 @@ def test_errors_name_file_key_and_problem(paths, edit, key, words):
         load_config(path)
     err = info.value
     assert err.key == key and str(path) in str(err) and words in str(err)
+
+
+def test_stop_timeout_bound_stays_below_the_shipped_units_timeout(paths):
+    """stop_timeout_seconds above the unit's TimeoutStopSec was accepted: systemd SIGKILLs
+    the service before it gives up on the batch in flight itself."""
+    import re
+
+    from nwwatch.service.config import STOP_TIMEOUT_MAX_S, UNIT_TIMEOUT_STOP_S
+
+    unit = (Path(__file__).resolve().parents[1] / "systemd" / "nwwatch.service").read_text()
+    (timeout_stop_s,) = map(int, re.findall(r"^TimeoutStopSec=(\d+)$", unit, re.M))
+    assert UNIT_TIMEOUT_STOP_S == timeout_stop_s  # what the error message says
+    assert STOP_TIMEOUT_MAX_S <= timeout_stop_s - 5  # time to log and exit before SIGKILL
+    tmp, acq, res, m = paths
+    path = write_config(tmp / "c.toml", acq, res, m,
+                        extra=f"[service]\nstop_timeout_seconds = {STOP_TIMEOUT_MAX_S}")
+    assert load_config(path).stop_timeout_seconds == STOP_TIMEOUT_MAX_S
 
 
 def test_missing_model_syntax_error_and_results_inside_acquisition(paths):

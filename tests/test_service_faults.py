@@ -467,6 +467,27 @@ def test_following_symlinks_out_of_the_tree_is_a_setting(setup):
     assert list(table.source) == [str(acq / "linked.tif")]
 
 
+
+def test_a_link_out_of_a_replayed_folder_gets_advice_replay_can_follow(setup):
+    """Replay quarantined such a link with "watch.follow_symlinks = true allows it", a
+    setting replay never reads; its reason now says what works for replay. The service's
+    reason keeps naming the setting."""
+    from nwwatch.service.inputs import check_input
+
+    tmp, acq, res, onnx = setup
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir()
+    _frames(elsewhere, 1)
+    (acq / "linked.tif").symlink_to(elsewhere / "f000.tif")
+    assert replay(acq, res, kind="insitu", model=onnx).quarantined == 1
+    (reason,) = [r["reason"] for r in pq.read_table(res / "quarantine.parquet").to_pylist()]
+    assert "follow_symlinks" not in reason and "nwwatch replay" in reason, reason
+    with pytest.raises(Exception, match="watch.follow_symlinks = true") as service_refusal:
+        check_input(acq / "linked.tif", acq)
+    assert type(service_refusal.value).__name__ == "ExternalSymlinkError"
+    # what the reason advises: naming the file it points to replays it
+    assert replay(elsewhere / "f000.tif", res, kind="insitu", model=onnx).done == 1
+
 # --- quarantine stays consistent -----------------------------------------------------------
 
 def test_a_quarantined_file_replaced_and_processed_leaves_quarantine_parquet(setup):

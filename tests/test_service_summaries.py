@@ -264,6 +264,33 @@ def test_replay_takes_several_paths_as_a_shell_glob_gives_them(tmp_path, acquisi
     assert r.exit_code == 2
 
 
+def test_named_files_that_are_not_tiff_are_skipped_with_a_note_not_quarantined(tmp_path,
+                                                                               acquisition):
+    """`nwwatch replay acq/*` quarantined truth.parquet and a .json beside the frames as bad
+    frames (a file named on the command line was processed whatever its name), where
+    `nwwatch replay acq` never looks at them. Now a named file that is TIFF neither by
+    extension nor by content is skipped with one note line; a TIFF under another name is
+    still processed, and a .tif that is not a TIFF is still quarantined."""
+    acq, onnx = acquisition
+    (acq / "truth.parquet").write_bytes(b"PAR1" + b"\0" * 60)
+    (acq / "meta.json").write_text('{"pixel_size_nm": 0.5}')
+    write_frame_tiff(acq / "odd.frame", _ok_frame(110.0))  # a TIFF whatever its name
+    out = tmp_path / "out"
+    named = sorted(str(p) for p in acq.iterdir())  # what the shell makes of acq/*
+    r = CliRunner().invoke(replay_cmd, [*named, "--out", str(out), "--model", str(onnx)])
+    assert r.exit_code == 3, r.output  # junk.tif: a .tif that is not a TIFF, quarantined
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("7 files: 6 done, 0 skipped (already done), 0 failed, "
+                               "1 quarantined"), r.output
+    (note,) = [line for line in lines if "not TIFF" in line]
+    assert "2 named files skipped" in note and "meta.json" in note and "truth.parquet" in note
+    quarantined = pq.read_table(out / "quarantine.parquet").to_pylist()
+    assert [os.path.basename(q["path"]) for q in quarantined] == ["junk.tif"]
+    # the same for a replay of the folder (which never lists them) and of one such file
+    s = replay(acq / "meta.json", tmp_path / "out2", kind="insitu", model=onnx)
+    assert (s.files, s.quarantined, s.exit_status) == (0, 0, 0)
+    assert any("1 named file skipped" in line and "meta.json" in line for line in s.lines())
+
 def test_replay_help_names_every_setting_it_takes_from_config():
     """`--config` also takes [output] overlays and, for the same results folder, [state]
     ledger (the help named only [inference]/[retry]/[tomogram])."""

@@ -8,7 +8,8 @@ Routes
 ``/api/acquisitions/{id}/series``      JSON: rows after ``?since=CURSOR`` (all without it)
 ``/api/acquisitions/{id}/events``      SSE: the same as ``update`` events, then new rows as
                                        they are committed; a reconnecting ``EventSource`` sends
-                                       ``Last-Event-ID`` and gets only what it missed
+                                       ``Last-Event-ID`` and gets only what it missed (404,
+                                       as ``series``, for an ID the results do not hold)
 ``/api/acquisitions/{id}/mask/{i}.png`` three central slices of a tomogram's mask
 ``/results/{path}``                    an image under RESULTS (overlays), nothing else
 ``/metrics``                           Prometheus text format (live service only)
@@ -165,6 +166,13 @@ class Dashboard:
         return _clean(out)
 
 
+def _no_such(request: Request) -> Response:
+    """404 naming the acquisition ID that the results do not hold."""
+    acq_id = request.path_params["acq"]
+    return JSONResponse({"error": f"no acquisition {acq_id!r} in these results"},
+                        status_code=404)
+
+
 def create_app(results: str | Path, ledger: str | Path | None = None, *, live: bool = False,
                stale_after_s: float | None = 120.0) -> Starlette:
     """The ASGI application for the results folder ``results``.
@@ -196,12 +204,15 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
         await dash.refresh(force=True)
         acq = find(request)
         if acq is None:
-            return JSONResponse({"error": "no such acquisition"}, status_code=404)
+            return _no_such(request)
         return JSONResponse(dash.payload(acq, parse_cursor(request.query_params.get("since"))))
 
     async def events(request: Request) -> Response:
         await dash.refresh(force=True)
         acq_id = request.path_params["acq"]
+        if acq_id not in dash.store.snapshot:
+            # 200 with ``status`` events of a null summary kept a page "connected" for ever
+            return _no_such(request)
         since = parse_cursor(request.headers.get("last-event-id")
                              or request.query_params.get("since"))
 

@@ -24,6 +24,13 @@ def dashboard(results: Path, listen: str, allow_remote: bool, ledger: Path | Non
         host, port = parse_listen(listen, allow_remote)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
+    from nwwatch.service.rebuild import require_results_folder
+
+    try:  # an acquisition folder would serve an empty page, as if nothing were committed yet
+        require_results_folder(results, ledger, "give the results folder (the service's "
+                                                "[output] results, replay's --out)")
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
     from nwwatch.dashboard.server import serve
 
     try:

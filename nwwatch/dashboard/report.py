@@ -66,16 +66,18 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
     refused = ", ".join(f"{html.escape(k)} {v}" for k, v in stats["refused"].items()) or "none"
     span = (f"{datetime.fromtimestamp(series['t'].min(), UTC):%Y-%m-%d %H:%M:%S} – "
             f"{datetime.fromtimestamp(series['t'].max(), UTC):%H:%M:%S} UTC")
-    mean = (f"{stats['mean_deg']:.1f} ± {_fmt(stats['sd_deg'])}"
-            if stats["mean_deg"] is not None else "—")
+    if stats["median_deg"] is None:  # dashes glued to degree signs ("—–—°") read as a value
+        median = iqr = mean = "no valid angle"
+    else:
+        median = f"{_fmt(stats['median_deg'])}°"
+        iqr = f"{_fmt(stats['q25_deg'])}–{_fmt(stats['q75_deg'])}°"
+        mean = f"{stats['mean_deg']:.1f} ± {_fmt(stats['sd_deg'])}°"
     return (
         _img(png, f"contact angle against time, {acq.folder}")
         + "<table><tr><th>frames</th><th>valid</th><th>refused (by reason)</th>"
         "<th>median</th><th>IQR (q25–q75)</th><th>mean ± sd</th><th>acquired</th></tr>"
         f"<tr><td>{stats['n']}</td><td>{stats['n_valid']}</td><td>{refused}</td>"
-        f"<td>{_fmt(stats['median_deg'])}°</td>"
-        f"<td>{_fmt(stats['q25_deg'])}–{_fmt(stats['q75_deg'])}°</td>"
-        f"<td>{mean}°</td><td>{span}</td></tr></table>"
+        f"<td>{median}</td><td>{iqr}</td><td>{mean}</td><td>{span}</td></tr></table>"
     )
 
 

@@ -1,6 +1,7 @@
 """TIFF input and output: frames, in-situ stacks and tomograms, with typed input errors.
 
-Read: :func:`read_frames`, :func:`read_volume`, :func:`inspect_tiff` (headers only);
+Read: :func:`read_frames`, :func:`read_volume`, :func:`inspect_tiff` (headers only),
+:func:`has_tiff_header` (the first 4 bytes);
 :func:`check_tomogram` refuses a volume that cannot be segmented (one slice, no contrast).
 Write: :func:`write_frame_tiff`, :func:`write_stack_tiff`, :func:`write_volume_tiff`
 (atomic, ImageJ-compatible). Bad input raises a subclass of :class:`InputError`.
@@ -23,6 +24,7 @@ from nwwatch.io.errors import (
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
 from nwwatch.io.metadata import unit_to_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
+from nwwatch.io.structure import has_tiff_header
 from nwwatch.io.tiff import check_tomogram, inspect_tiff, read_frames, read_volume
 from nwwatch.io.write import write_frame_tiff, write_stack_tiff, write_volume_tiff
 
@@ -46,6 +48,7 @@ __all__ = [
     "TiffInfo",
     "Volume",
     "check_tomogram",
+    "has_tiff_header",
     "inspect_tiff",
     "read_frames",
     "read_volume",

@@ -80,6 +80,13 @@ _CONVERT_HINTS = {".mrc": _MRC_HINT, ".rec": _MRC_HINT, ".ali": _MRC_HINT, ".st"
                   ".dm4": ": a DigitalMicrograph file? nwwatch reads TIFF; export it as TIFF"}
 
 
+def has_tiff_header(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at ``path`` starts with a TIFF or BigTIFF header (its first 4 bytes,
+    nothing else read). Raises OSError when it cannot be opened."""
+    with open(path, "rb") as handle:
+        return handle.read(4) in _MAGIC
+
+
 @contextmanager
 def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile, TiffInfo]]:
     """Open ``path`` after checking its structure; yield the TiffFile and its :class:`TiffInfo`.

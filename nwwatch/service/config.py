@@ -44,6 +44,24 @@ NO_DEFAULT_MODEL = {
                 "with `nwwatch train --volume` (docs/tomography.md)",
 }
 
+#: Upper bounds of the numeric keys (docs/service.md, Configuration reference), checked once
+#: by load_config; each error names the key.
+SETTLE_MAX_S = 3600.0  # watch.settle_seconds: a file would wait an hour to count as complete
+RESCAN_MAX_S = 86400.0  # watch.rescan_seconds: a day between full listings
+BATCH_SIZE_MAX = 256  # inference.batch_size: 256 frames of 2048² float32 already hold 4 GiB
+BATCH_LATENCY_MAX_MS = 60_000.0  # inference.max_batch_latency_ms: a minute
+THREADS_MAX = 1024  # inference.threads
+STREAMS_MAX = 64  # inference.streams: each stream holds its frames in memory ("auto": <= 8)
+MARGIN_MAX_PX, MIN_COMPONENT_MAX_VOXELS = 1024, 1_000_000_000  # [tomogram] (10⁹: a 1000³ volume)
+FLUSH_ROWS_MAX = 1_000_000  # output.flush_rows: rows held in memory until written
+FLUSH_MAX_S = 3600.0  # output.flush_seconds
+MAX_ATTEMPTS_MAX = 100  # retry.max_attempts
+BACKOFF_MAX_S = 3600.0  # retry.backoff_seconds
+STALE_MAX_S = 86400.0  # dashboard.stale_after_s
+#: systemd/nwwatch.service SIGKILLs TimeoutStopSec=30 s after SIGTERM: the service gives up on
+#: the batch in flight 5 s before, time to log and exit (a test keeps both in step).
+UNIT_TIMEOUT_STOP_S, STOP_TIMEOUT_MAX_S = 30, 25.0
+
 
 #: Execution provider names of ``[inference] providers`` (the keys of
 #: ``nwwatch.segment.session.PROVIDERS``, which imports ONNX Runtime).
@@ -116,7 +134,7 @@ class ServiceConfig:
     #: Seconds between tries while results or the ledger cannot be written (disk full).
     backoff_seconds: float = 5.0
     #: After SIGTERM, the longest wait for the batch in flight before the process exits
-    #: anyway (below the unit's TimeoutStopSec=30).
+    #: anyway (<= STOP_TIMEOUT_MAX_S, below the unit's TimeoutStopSec=30).
     stop_timeout_seconds: float = 20.0
     log_level: str = "info"
     source: Path | None = None
@@ -151,8 +169,8 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
         polling = "true" if polling else "false"
     if not isinstance(polling, str) or polling not in ("auto", "true", "false"):
         raise r.error("polling", f"must be \"auto\", true or false, got {polling!r}")
-    settle = r.positive("settle_seconds", float, 5.0, allow_zero=True)
-    rescan = r.positive("rescan_seconds", float, 60.0)
+    settle = r.positive("settle_seconds", float, 5.0, allow_zero=True, at_most=SETTLE_MAX_S)
+    rescan = r.positive("rescan_seconds", float, 60.0, at_most=RESCAN_MAX_S)
     watch = WatchConfig(
         path=path,
         kind=kind,
@@ -178,9 +196,10 @@ def _inference(file: Path | None, table: Any) -> InferenceConfig:
     cfg = InferenceConfig(
         providers=providers,
         require_gpu=r.get("require_gpu", bool, False),
-        batch_size=r.positive("batch_size", int, 8),
-        max_batch_latency_ms=r.positive("max_batch_latency_ms", float, 200.0, allow_zero=True),
-        threads=r.positive("threads", int, None),
+        batch_size=r.positive("batch_size", int, 8, at_most=BATCH_SIZE_MAX),
+        max_batch_latency_ms=r.positive("max_batch_latency_ms", float, 200.0, allow_zero=True,
+                                        at_most=BATCH_LATENCY_MAX_MS),
+        threads=r.positive("threads", int, None, at_most=THREADS_MAX),
         streams=_streams(r),
     )
     r.finish()
@@ -190,9 +209,11 @@ def _inference(file: Path | None, table: Any) -> InferenceConfig:
 def _streams(r: TableReader) -> int | str:
     r.used.add("streams")
     value = r.table.get("streams", 1)
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                           and 0 < value <= STREAMS_MAX):
         return value
-    raise r.error("streams", f'must be "auto" or an integer > 0, got {value!r}')
+    raise r.error("streams", f'must be "auto" or an integer > 0 and <= {STREAMS_MAX}, '
+                             f'got {value!r}')
 
 
 def _tomogram(file: Path | None, table: Any) -> TomogramSettings:
@@ -200,8 +221,9 @@ def _tomogram(file: Path | None, table: Any) -> TomogramSettings:
     options = TomogramSettings(
         triplanar=r.get("triplanar", bool, None),
         flips=r.get("flips", bool, None),
-        margin_px=r.positive("margin_px", int, None, allow_zero=True),
-        min_component_voxels=r.positive("min_component_voxels", int, None, allow_zero=True),
+        margin_px=r.positive("margin_px", int, None, allow_zero=True, at_most=MARGIN_MAX_PX),
+        min_component_voxels=r.positive("min_component_voxels", int, None, allow_zero=True,
+                                        at_most=MIN_COMPONENT_MAX_VOXELS),
     )
     r.finish()
     return options
@@ -214,7 +236,8 @@ def _dashboard(file: Path | None, table: Any) -> DashboardConfig:
         host, port = parse_listen(listen, r.get("allow_remote", bool, False))
     except ValueError as exc:
         raise r.error("listen", str(exc)) from None
-    cfg = DashboardConfig(host, port, r.positive("stale_after_s", float, 120.0))
+    cfg = DashboardConfig(host, port, r.positive("stale_after_s", float, 120.0,
+                                                 at_most=STALE_MAX_S))
     r.finish()
     return cfg
 
@@ -242,8 +265,9 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     if overlay_mode not in OVERLAY_MODES:
         raise output.error("overlays", f"{overlay_mode!r} is not one of "
                                        f"{', '.join(OVERLAY_MODES)}")
-    flush_rows = output.positive("flush_rows", int, 10_000)
-    flush_seconds = output.positive("flush_seconds", float, 10.0, allow_zero=True)
+    flush_rows = output.positive("flush_rows", int, 10_000, at_most=FLUSH_ROWS_MAX)
+    flush_seconds = output.positive("flush_seconds", float, 10.0, allow_zero=True,
+                                    at_most=FLUSH_MAX_S)
     output.finish()
     if results.exists() and not results.is_dir():
         raise output.error("results", f"not a folder: {results}")
@@ -266,12 +290,15 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     _outside_watches(file, "state.ledger", ledger, paths)  # its lock file lies beside it
 
     retry = TableReader(file, "retry", top.get("retry", dict, {}))
-    max_attempts = retry.positive("max_attempts", int, 3)
-    backoff = retry.positive("backoff_seconds", float, 5.0)
+    max_attempts = retry.positive("max_attempts", int, 3, at_most=MAX_ATTEMPTS_MAX)
+    backoff = retry.positive("backoff_seconds", float, 5.0, at_most=BACKOFF_MAX_S)
     retry.finish()
 
     service = TableReader(file, "service", top.get("service", dict, {}))
-    stop_timeout = service.positive("stop_timeout_seconds", float, 20.0)
+    stop_timeout = service.positive(
+        "stop_timeout_seconds", float, 20.0, at_most=STOP_TIMEOUT_MAX_S,
+        why=f": the shipped unit (TimeoutStopSec={UNIT_TIMEOUT_STOP_S}) SIGKILLs the service "
+            f"{UNIT_TIMEOUT_STOP_S} s after SIGTERM, mid-drain; it needs seconds to log and exit")
     service.finish()
 
     logging_ = TableReader(file, "logging", top.get("logging", dict, {}))

@@ -22,6 +22,11 @@ class ConfigError(ValueError):
 
 
 
+def bound_text(bound: float) -> str:
+    """A bound as written in the documentation: ``3600``, ``1000000``, ``0.5``."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound}"
+
+
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
                dict: "a table", list: "a list of tables"}
 
@@ -60,10 +65,16 @@ class TableReader:
             raise self.error(name, f"must be a finite number, got {value!r}")
         return value
 
-    def positive(self, name: str, kind: type, default: Any, allow_zero: bool = False) -> Any:
+    def positive(self, name: str, kind: type, default: Any, allow_zero: bool = False, *,
+                 at_most: float, why: str = "") -> Any:
+        """A number > 0 (>= 0 with ``allow_zero``) and <= ``at_most``; ``why``: what a larger
+        value would do, said in the error. Every numeric key has an upper bound: a value past
+        it is a typo or a unit mistaken (ms for s) that would exhaust memory or never end."""
         value = self.get(name, kind, default)
         if value is not None and (value < 0 or (value == 0 and not allow_zero)):
             raise self.error(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+        if value is not None and value > at_most:
+            raise self.error(name, f"must be <= {bound_text(at_most)}{why}, got {value}")
         return value
 
     def strings(self, name: str, default: tuple[str, ...], allow_empty: bool = True

@@ -18,7 +18,7 @@ from nwwatch.service.config import (
 )
 from nwwatch.service.flush import FlushPolicy, RowBuffer
 from nwwatch.service.inference import InferenceConfig, InferencePlan
-from nwwatch.service.inputs import check_input
+from nwwatch.service.inputs import SERVICE_LINK_REASON, check_input
 from nwwatch.service.ledger import Failure, Ledger
 from nwwatch.service.names import path_key, source_name
 from nwwatch.service.pipeline import Engine, refresh_quarantine
@@ -117,13 +117,15 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     return engines
 
 
-def inspect_input(path: Path, root: Path, follow_symlinks: bool = False):
+def inspect_input(path: Path, root: Path, follow_symlinks: bool = False, *,
+                  link_reason: str = SERVICE_LINK_REASON):
     """The structural check of an input file (:func:`nwwatch.io.inspect_tiff`), after
-    :func:`nwwatch.service.inputs.check_input` (regular file, inside ``root``): never blocks
-    on a FIFO or device, never reads through a link out of the watched folder."""
+    :func:`nwwatch.service.inputs.check_input` (regular file, inside ``root``; ``link_reason``:
+    the refusal of a link out of it): never blocks on a FIFO or device, never reads through
+    a link out of the watched folder."""
     from nwwatch.io import inspect_tiff
 
-    check_input(path, root, follow_symlinks)
+    check_input(path, root, follow_symlinks, link_reason=link_reason)
     return inspect_tiff(path)
 
 

@@ -54,15 +54,24 @@ def check_regular(path: str | os.PathLike[str]) -> os.stat_result:
     return st
 
 
+#: Why a link out of the tree was not followed, and what to do, per command: the service has a
+#: setting for it, replay does not (it reads no [[watch]] table).
+SERVICE_LINK_REASON = ("symbolic link to a file outside the watched folder: not followed "
+                       "(watch.follow_symlinks = true allows it)")
+REPLAY_LINK_REASON = ("symbolic link to a file outside the replayed folder: not followed "
+                      "(replay follows no such link; name the file it points to, "
+                      "`nwwatch replay TARGET`, to replay it)")
+
+
 def check_input(path: str | os.PathLike[str], root: str | os.PathLike[str],
-                follow_symlinks: bool = False) -> os.stat_result:
+                follow_symlinks: bool = False, *,
+                link_reason: str = SERVICE_LINK_REASON) -> os.stat_result:
     """:func:`check_regular`, after refusing a path that resolves outside ``root`` (through a
-    symbolic link of the file or of a folder on the way) unless ``follow_symlinks``."""
+    symbolic link of the file or of a folder on the way) unless ``follow_symlinks``, with
+    :class:`ExternalSymlinkError` of ``link_reason`` (the advice of the calling command)."""
     if not follow_symlinks:
         real = Path(os.path.realpath(path))
         top = Path(os.path.realpath(root))
         if real != top and top not in real.parents:
-            raise ExternalSymlinkError(
-                path, "symbolic link to a file outside the watched folder: not followed "
-                "(watch.follow_symlinks = true allows it)")
+            raise ExternalSymlinkError(path, link_reason)
     return check_regular(path)

@@ -126,6 +126,18 @@ def open_ledger(path: str | os.PathLike[str], results_dir: str | os.PathLike[str
     return ledger
 
 
+def require_results_folder(results: Path, ledger_path: Path | None, consequence: str) -> None:
+    """Raise FileNotFoundError naming ``results`` when it holds neither a results folder
+    (``frames/``, ``volumes/``) nor the ledger (``ledger_path``, default
+    ``results/ledger.sqlite``): an acquisition folder given by mistake, say. ``consequence``
+    ends the message (what the command would have done with it)."""
+    ledger_path = ledger_path if ledger_path is not None else results / "ledger.sqlite"
+    if not ledger_path.exists() and not any((results / sub).is_dir() for sub in RESULT_FOLDERS):
+        raise FileNotFoundError(
+            f"{results}: not a results folder: no {'/ or '.join(RESULT_FOLDERS)}/ folder and "
+            f"no ledger {ledger_path}; {consequence}")
+
+
 def rebuild_ledger(results_dir: str | os.PathLike[str],
                    ledger_path: str | os.PathLike[str] | None = None) -> RebuildReport:
     """``nwwatch ledger rebuild``: move an existing ledger aside (``*.replaced-<UTC time>``)
@@ -137,10 +149,7 @@ def rebuild_ledger(results_dir: str | os.PathLike[str],
     """
     results = Path(results_dir)
     ledger_path = Path(ledger_path) if ledger_path is not None else results / "ledger.sqlite"
-    if not ledger_path.exists() and not any((results / sub).is_dir() for sub in RESULT_FOLDERS):
-        raise FileNotFoundError(
-            f"{results}: not a results folder: no {'/ or '.join(RESULT_FOLDERS)}/ folder and "
-            f"no ledger {ledger_path}; nothing to rebuild from")
+    require_results_folder(results, ledger_path, "nothing to rebuild from")
     lock = LedgerLock(ledger_path)
     report = RebuildReport()
     try:

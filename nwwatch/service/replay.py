@@ -74,7 +74,8 @@ def replay(
     ----------
     path : a folder (searched recursively for ``*.tif``/``*.tiff``) or one TIFF file, or a
         sequence of them (what a shell glob gives); a file named twice, or also found in a
-        named folder, is processed once.
+        named folder, is processed once; a named file that is TIFF neither by extension nor
+        by header is skipped (``ReplaySummary.not_tiff``), not quarantined.
     out_dir : results folder (``frames/``, ``volumes/``, ``masks/``, ``quarantine.parquet``,
         ``ledger.sqlite``).
     kind : "insitu" or "tomogram".
@@ -185,7 +186,7 @@ def replay(
             log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)
         # an adopted batch may have taken a fixed file off the quarantine list
         refresh_quarantine(ledger, out, log)
-        files = _inputs_of(roots, kind)
+        files = _inputs_of(roots, kind, summary.not_tiff)
         summary.files = len(files)
         t0 = time.perf_counter()
         bar = Progress(len(files), enabled=progress)
@@ -234,19 +235,44 @@ def replay(
     return summary
 
 
-def _inputs_of(roots: list[Path], kind: str) -> list[tuple[Path, Path]]:
+def _inputs_of(roots: list[Path], kind: str, not_tiff: list[Path]
+               ) -> list[tuple[Path, Path]]:
     """(input file, the folder its symbolic links must stay in) of every path in ``roots``,
-    each file once (by absolute path), in the order given."""
+    each file once (by absolute path), in the order given. A file named in ``roots`` that is
+    not a TIFF (:func:`_named_input`) is appended to ``not_tiff`` instead."""
     seen: set[str] = set()
     out: list[tuple[Path, Path]] = []
     for root in roots:
         folder = root if root.is_dir() else root.parent
         for file in list_inputs(root, kind):
             key = os.path.abspath(file)
-            if key not in seen:
-                seen.add(key)
+            if key in seen:
+                continue
+            seen.add(key)
+            if root.is_dir() or _named_input(file):
                 out.append((file, folder))
+            else:
+                not_tiff.append(file)
     return out
+
+
+def _named_input(file: Path) -> bool:
+    """Whether a file named on the command line is an input: a TIFF by extension or, under
+    any other name, by its header. What a shell glob adds beside the frames (``truth.parquet``,
+    a ``.json``) is not, and is left out as a folder replay leaves it out, instead of being
+    quarantined as a bad frame. A file that may not or cannot be opened (a link out of the
+    folder, a FIFO, no permission) counts as an input: the input checks quarantine it with
+    their reason."""
+    from nwwatch.io import InputError, has_tiff_header
+    from nwwatch.service.inputs import REPLAY_LINK_REASON, check_input
+
+    if file.suffix.lower() in (".tif", ".tiff"):
+        return True
+    try:
+        check_input(file, file.parent, link_reason=REPLAY_LINK_REASON)
+        return has_tiff_header(file)
+    except (InputError, OSError):
+        return True
 
 
 def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: ReplaySummary,
@@ -258,6 +284,7 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
     processed all the same and named in ``summary.volume_like``."""
     from nwwatch.io import InputError
     from nwwatch.service.engines import BadInput, inspect_input, quarantine_inputs
+    from nwwatch.service.inputs import REPLAY_LINK_REASON
 
     for file, folder in files:
         if not force:
@@ -275,7 +302,7 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
                 bar.advance(1, 0)
                 continue
         try:
-            info = inspect_input(file, folder)
+            info = inspect_input(file, folder, link_reason=REPLAY_LINK_REASON)
         except InputError as exc:
             summary.quarantined += quarantine_inputs(engine, [BadInput(file, exc)], log)
             bar.advance(1, 0)

@@ -56,6 +56,9 @@ class ReplaySummary:
     #: In-situ inputs whose pages the file declares as Z slices (:func:`declares_z_slices`):
     #: replayed one row a slice as asked, but most likely tomograms.
     volume_like: list[Path] = field(default_factory=list)
+    #: Files named on the command line that are TIFF neither by extension nor by header
+    #: (``truth.parquet`` beside the frames of ``acq/*``): skipped, not counted in ``files``.
+    not_tiff: list[Path] = field(default_factory=list)
 
     @property
     def frames_per_s(self) -> float:
@@ -93,6 +96,11 @@ class ReplaySummary:
                        "tomogram does; replayed as in-situ frames, one row a slice. For a "
                        "tomogram, replay with --kind tomogram --model MODEL "
                        "(docs/tomography.md)")
+        if self.not_tiff:
+            n = len(self.not_tiff)
+            names = ", ".join(p.name for p in self.not_tiff[:3]) + (", …" if n > 3 else "")
+            out.append(f"{n} named file{'s' if n > 1 else ''} skipped, not TIFF by extension "
+                       f"or header: {names}")
         if self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
             out.append(f"replay found no input files{where} (patterns "

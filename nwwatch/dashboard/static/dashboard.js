@@ -39,13 +39,31 @@ async function loadList() {
     `<li><a href="?a=${a.id}" class="${a.id === acqId ? "current" : ""}">` +
     `${esc(a.folder.split("/").slice(-2).join("/"))}<small>${a.kind}, ${a.n} rows` +
     `${a.stale ? ", no new file" : ""}</small></a></li>`).join("");
-  if (acqId && !source) connect();
+  // An ID the results do not hold (an old link, a replaced results folder): say so instead
+  // of opening a stream the server refuses (404); it connects once the acquisition appears.
+  const known = list.some((a) => a.id === acqId);
+  $("missing").hidden = !acqId || known;
+  if (acqId && !known) {
+    $("missing").textContent = `No acquisition "${acqId}" in these results` +
+      (list.length ? ": pick one from the list." : ".");
+    $("conn").textContent = "not found";
+    $("conn").className = "pill off";
+  }
+  if (acqId && known && !source) connect();
 }
 
 function connect() {
   source = new EventSource(`api/acquisitions/${acqId}/events`);
   source.onopen = () => { $("conn").textContent = "connected"; $("conn").className = "pill"; };
-  source.onerror = () => { $("conn").textContent = "reconnecting…"; $("conn").className = "pill off"; };
+  source.onerror = () => {
+    $("conn").className = "pill off";
+    if (source.readyState === EventSource.CLOSED) {  // refused (404): EventSource gives up
+      $("conn").textContent = "not found";
+      source = null;  // loadList connects again once the acquisition is listed
+    } else {
+      $("conn").textContent = "reconnecting…";
+    }
+  };
   source.addEventListener("update", (e) => applyUpdate(JSON.parse(e.data)));
   source.addEventListener("status", (e) => {
     const d = JSON.parse(e.data);
