@@ -1,9 +1,9 @@
 """Column schemas of the result tables: provenance columns + measurement columns.
 
 Frame rows (``RESULTS/frames/acquisition=*/*.parquet``) and volume rows (``RESULTS/volumes/...``)
-are documented column by column in the README. The results layer imports no producer: the
-layer that knows one (``nwwatch.measure``, ``nwwatch.volume``) passes its columns to
-:func:`frame_schema` or :func:`volume_schema`.
+are documented column by column in docs/service.md ("Results: Parquet schema"). The results
+layer imports no producer: the layer that knows one (``nwwatch.measure``, ``nwwatch.volume``)
+passes its columns to :func:`frame_schema` or :func:`volume_schema`.
 """
 
 from __future__ import annotations
