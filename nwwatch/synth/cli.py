@@ -1,7 +1,7 @@
 """``nwwatch synth``: generate synthetic acquisitions with exact ground truth.
 
 Subcommands: ``insitu`` (frames or a growth video of a nanowire with its catalyst droplet) and
-``tomogram`` (registered below by :mod:`nwwatch.synth.tomogram_cli`).
+``tomogram`` (:mod:`nwwatch.synth.tomogram_cli`, registered below).
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
+from nwwatch.synth.tomogram_cli import tomogram
 
 
 @click.group()
@@ -60,15 +62,4 @@ def _not_replaced(out: Path, n_frames: int) -> list[str]:
     return sorted(n for n in found if n not in written and not n.rsplit("/", 1)[-1].startswith("."))
 
 
-# --- tomogram subcommand ------------------------------------------------------------------
-# Registered by the tomogram module's owner: nwwatch/synth/tomogram_cli.py defines a click
-# command `tomogram`. The import is guarded only so that `insitu` keeps working while that
-# file does not exist yet.
-try:
-    from nwwatch.synth.tomogram_cli import tomogram as _tomogram
-except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the other module
-    if _exc.name != "nwwatch.synth.tomogram_cli":
-        raise
-else:
-    synth.add_command(_tomogram)
-# --- end tomogram subcommand --------------------------------------------------------------
+synth.add_command(tomogram)
