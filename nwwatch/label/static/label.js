@@ -11,6 +11,8 @@ const $ = (id) => document.getElementById(id);
 const state = {
   frames: [], index: 0, geometry: null, origin: "", dirty: false, facetEdge: null,
   scale: 1, drag: null, draft: null, previewSeq: 0, previewTimer: null,
+  edits: 0,  // counts changes: a save clears "dirty" only if none came while it was sent
+  savedToken: "",  // the saved file this page's geometry started from (see save)
 };
 window.nwLabel = state;  // for people debugging the page (and for tests)
 
@@ -76,6 +78,7 @@ async function openFrame(index) {
     const doc = await api(`/api/frames/${index}/geometry`);
     state.geometry = doc.geometry;
     state.origin = doc.origin;
+    state.savedToken = doc.saved_token;
     state.dirty = false;
     state.facetEdge = null;
     await loaded;
@@ -83,7 +86,7 @@ async function openFrame(index) {
     $("explicit-facet").checked = state.geometry.facet !== null;
     $("frame-origin").textContent = doc.origin === "saved" ? "saved labels" : "model proposal";
     $("frame-origin").className = "tag" + (doc.origin === "saved" ? " saved" : "");
-    $("status").textContent = "";
+    $("status").textContent = doc.note || "";
     render();
     await refreshPreview();
   } catch (err) {
@@ -180,6 +183,7 @@ function renderDraft() {
 // ---------------------------------------------------------------- editing
 function changed() {
   state.dirty = true;
+  state.edits += 1;
   $("status").textContent = "unsaved changes";
   render();
   schedulePreview();
@@ -306,15 +310,21 @@ async function refreshPreview() {
 async function save() {
   setBusy(true);
   $("status").textContent = "saving...";
+  const edits = state.edits, index = state.index;
   try {
-    const doc = await api(`/api/frames/${state.index}/save`, state.geometry);
-    state.dirty = false;
+    // base: the saved file this geometry started from; the server refuses the save (409)
+    // when another tab or session saved the frame since, instead of overwriting its work.
+    const doc = await api(`/api/frames/${index}/save?base=${state.savedToken}`,
+                          state.geometry);
+    state.savedToken = doc.saved_token;
+    state.dirty = state.edits !== edits;  // an edit made while saving is not saved yet
     state.frames[state.index].saved = true;
     const option = $("frame-select").options[state.index];
     if (!option.textContent.startsWith("\u2713")) option.textContent = "\u2713 " + option.textContent;
     $("frame-origin").textContent = "saved labels";
     $("frame-origin").className = "tag saved";
-    $("status").textContent = `saved ${doc.stem}`;
+    $("status").textContent = state.dirty ? `saved ${doc.stem}; newer changes unsaved`
+      : `saved ${doc.stem}`;
     document.body.dataset.saved = doc.stem;
   } catch (err) {
     $("status").textContent = `save failed: ${err.message}`;
@@ -349,9 +359,21 @@ function setup() {
   $("save").onclick = save;
   $("undo-stroke").onclick = () => { if (state.geometry.strokes.pop()) changed(); };
   $("reset").onclick = async () => {
-    const doc = await api(`/api/frames/${state.index}/geometry?model=1`);
-    state.geometry = doc.geometry;
-    changed();
+    if (state.dirty && !window.confirm("Discard the unsaved changes of this frame?")) return;
+    setBusy(true);
+    $("status").textContent = "computing the model's proposal...";
+    try {
+      const doc = await api(`/api/frames/${state.index}/geometry?model=1`);
+      state.geometry = doc.geometry;
+      state.facetEdge = null;
+      $("explicit-facet").checked = state.geometry.facet !== null;
+      $("frame-origin").textContent = "model proposal";
+      $("frame-origin").className = "tag";
+      changed();
+    } catch (err) {
+      $("status").textContent = `error: ${err.message}`;
+      setBusy(false);
+    }
   };
   $("explicit-facet").onchange = (e) => {
     state.geometry.facet = e.target.checked ? defaultFacet() : null;
@@ -372,6 +394,10 @@ function setup() {
   for (const id of ["contrast", "brightness", "opacity"]) $(id).oninput = viewFilter;
   $("zoom").oninput = () => { layout(); render(); };
   $("brush-radius").oninput = (e) => { $("brush-radius-value").textContent = e.target.value; };
+  // A reload, a closed tab or a typed address would drop unsaved shapes: ask first.
+  window.addEventListener("beforeunload", (e) => {
+    if (state.dirty) { e.preventDefault(); e.returnValue = ""; }
+  });
   window.addEventListener("resize", () => { if (state.geometry) { layout(); render(); } });
   document.addEventListener("keydown", (e) => {
     if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); save(); }
