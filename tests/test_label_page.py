@@ -176,3 +176,34 @@ def test_saved_labels_of_a_frame_of_another_size_open_as_the_proposal(served):
     status, _ = _http("POST", f"{url}api/frames/{BLANK}/save?base={doc['saved_token']}",
                       doc["geometry"])
     assert status == 200
+
+
+def test_page_down_on_the_focused_frame_list_opens_the_next_frame_only(served, browser):
+    _, url = served
+    _open(browser, url)
+    browser.execute("document.getElementById('frame-select').focus()")
+    browser.cmd("POST", "/actions", {"actions": [{"type": "key", "id": "keyboard", "actions": [
+        {"type": "keyDown", "value": "\ue00f"}, {"type": "keyUp", "value": "\ue00f"}]}]})
+    browser.cmd("DELETE", "/actions")
+    browser.wait_for("return window.nwLabel.index !== 0 && " + READY.removeprefix("return "))
+    assert browser.execute("return window.nwLabel.index") == 1  # not 2: one key, one frame
+    assert browser.execute("return document.getElementById('frame-select').value") == "1"
+
+
+def test_a_late_answer_for_a_frame_left_does_not_replace_the_frame_opened_after(served,
+                                                                               browser):
+    _, url = served
+    _open(browser, url)
+    # Frame 1's geometry answers 1.5 s late, as a slow proposal does; frame 2 is opened
+    # meanwhile (PageDown pressed twice).
+    browser.execute("const fetch0 = window.fetch; window.fetch = async (path, options) => {"
+                    "  const response = await fetch0(path, options);"
+                    "  if (String(path).startsWith('/api/frames/1/geometry'))"
+                    "    await new Promise((resolve) => setTimeout(resolve, 1500));"
+                    "  return response; };"
+                    "openFrame(1); openFrame(2);")
+    browser.wait_for("return window.nwLabel.index === 2 && " + READY.removeprefix("return "))
+    browser.execute("return new Promise((resolve) => setTimeout(resolve, 2500))")
+    assert browser.execute("return window.nwLabel.index") == 2
+    assert browser.execute("return window.nwLabel.geometry.shape") == [200, 300]  # frame 2's
+

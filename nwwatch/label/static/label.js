@@ -11,6 +11,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   frames: [], index: 0, geometry: null, origin: "", dirty: false, facetEdge: null,
   scale: 1, drag: null, draft: null, previewSeq: 0, previewTimer: null,
+  openSeq: 0,  // the latest openFrame: an older one's late answer is dropped
   edits: 0,  // counts changes: a save clears "dirty" only if none came while it was sent
   savedToken: "",  // the saved file this page's geometry started from (see save)
 };
@@ -68,6 +69,7 @@ async function openFrame(index) {
     return;
   }
   setBusy(true);
+  const seq = ++state.openSeq;
   state.index = index;
   $("frame-select").value = index;
   $("status").textContent = "loading...";
@@ -76,12 +78,15 @@ async function openFrame(index) {
   img.setAttribute("href", `/api/frames/${index}/image.png?${Date.now()}`);
   try {
     const doc = await api(`/api/frames/${index}/geometry`);
+    await loaded;
+    // Frames opened quickly one after another (PageDown held): a slower proposal answering
+    // late must not become the geometry of the frame opened after it (Save would write it).
+    if (seq !== state.openSeq) return;
     state.geometry = doc.geometry;
     state.origin = doc.origin;
     state.savedToken = doc.saved_token;
     state.dirty = false;
     state.facetEdge = null;
-    await loaded;
     layout();
     $("explicit-facet").checked = state.geometry.facet !== null;
     $("frame-origin").textContent = doc.origin === "saved" ? "saved labels" : "model proposal";
@@ -90,6 +95,7 @@ async function openFrame(index) {
     render();
     await refreshPreview();
   } catch (err) {
+    if (seq !== state.openSeq) return;
     $("status").textContent = `error: ${err.message}`;
     setBusy(false);
   }
@@ -404,8 +410,10 @@ function setup() {
     else if ((e.ctrlKey || e.metaKey) && e.key === "z") { $("undo-stroke").click(); }
     else if (e.key === "Enter") closePolygon();
     else if (e.key === "Escape") { state.draft = null; renderDraft(); }
-    else if (e.key === "PageDown") $("next").click();
-    else if (e.key === "PageUp") $("prev").click();
+    // preventDefault: on the focused frame list or a slider the key would also move that
+    // control (the list then opened a second frame, skipping one).
+    else if (e.key === "PageDown") { e.preventDefault(); $("next").click(); }
+    else if (e.key === "PageUp") { e.preventDefault(); $("prev").click(); }
   });
   viewFilter();
 }
