@@ -19,7 +19,7 @@ from webdriver import Browser, require_browser
 from nwwatch.io import write_frame_tiff
 from nwwatch.label.frames import frame_refs
 from nwwatch.label.geometry import Circle, LabelGeometry
-from nwwatch.label.server import LabelSession, make_server, serve_in_thread
+from nwwatch.label.server import LabelSession, _Handler, make_server, serve_in_thread
 from nwwatch.label.store import save_labeled_frame
 from nwwatch.synth import generate_insitu
 
@@ -207,3 +207,19 @@ def test_a_late_answer_for_a_frame_left_does_not_replace_the_frame_opened_after(
     assert browser.execute("return window.nwLabel.index") == 2
     assert browser.execute("return window.nwLabel.geometry.shape") == [200, 300]  # frame 2's
 
+
+def test_a_request_the_page_dropped_is_not_reported_as_a_failure(served):
+    """Opening frames quickly makes the page drop image requests; the server's write then
+    meets a closed socket, which is no error (it printed two tracebacks)."""
+    session, _ = served
+
+    class Gone:
+        def write(self, data: bytes) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    handler = object.__new__(type("H", (_Handler,), {"session": session}))
+    handler.request_version, handler.requestline = "HTTP/1.1", "GET /api/frames/1/image.png"
+    handler.command, handler.path = "GET", "/api/frames/1/image.png"
+    handler.client_address, handler.wfile = ("127.0.0.1", 1), Gone()
+    handler._send(200, b"png", "image/png")  # raised BrokenPipeError
+    assert handler.close_connection is True

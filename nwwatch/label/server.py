@@ -157,12 +157,18 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("label-server: " + format, *args)
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The page dropped the request (the next frame opened before this one's image
+            # came): nothing failed, so no traceback in the terminal.
+            log.debug("label-server: %s %s: client gone", self.command, self.path)
+            self.close_connection = True
 
     def _json(self, doc: Any, status: int = HTTPStatus.OK) -> None:
         self._send(status, json.dumps(doc).encode(), "application/json")
