@@ -223,3 +223,20 @@ def test_a_request_the_page_dropped_is_not_reported_as_a_failure(served):
     handler.client_address, handler.wfile = ("127.0.0.1", 1), Gone()
     handler._send(200, b"png", "image/png")  # raised BrokenPipeError
     assert handler.close_connection is True
+
+
+def test_buttons_with_nothing_to_act_on_are_disabled_and_view_sliders_show_their_value(
+        served, browser):
+    _, url = served
+    _open(browser, url, BLANK)  # no circle, no polygon, no stroke
+    disabled = "return document.getElementById('{}').disabled"
+    for button in ("remove-droplet", "remove-wire", "undo-stroke"):
+        assert browser.execute(disabled.format(button)) is True, button
+    browser.click("#add-droplet")
+    browser.wait_for(READY)
+    assert browser.execute(disabled.format("remove-droplet")) is False
+    assert browser.execute(disabled.format("remove-wire")) is True
+    assert browser.text("#zoom-value") == "1.00" and browser.text("#opacity-value") == "35"
+    browser.execute("const z = document.getElementById('zoom'); z.value = '2'; "
+                    "z.dispatchEvent(new Event('input'))")
+    assert browser.text("#zoom-value") == "2.00"

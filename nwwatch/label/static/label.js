@@ -170,6 +170,7 @@ function render() {
     rim.addEventListener("pointerdown", (e) => startDrag(e, {kind: "radius"}));
   }
   renderDraft();
+  updateButtons();
 }
 
 function renderDraft() {
@@ -343,6 +344,19 @@ function viewFilter() {
   const c = $("contrast").value, b = $("brightness").value;
   $("frame-image").style.filter = `contrast(${c}) brightness(${b})`;
   $("mask-image").style.opacity = $("opacity").value;
+  $("contrast-value").textContent = Number(c).toFixed(2);
+  $("brightness-value").textContent = Number(b).toFixed(2);
+  $("opacity-value").textContent = Math.round(100 * $("opacity").value);
+  $("zoom-value").textContent = Number($("zoom").value).toFixed(2);
+}
+
+// Buttons with nothing to act on are disabled (they marked the frame changed, or did
+// nothing without a word).
+function updateButtons() {
+  const g = state.geometry;
+  $("remove-droplet").disabled = !g || !g.droplet;
+  $("remove-wire").disabled = !g || !g.wire;
+  $("undo-stroke").disabled = !g || !g.strokes.length;
 }
 
 function defaultFacet() {
@@ -398,7 +412,7 @@ function setup() {
   $("remove-droplet").onclick = () => { state.geometry.droplet = null; changed(); };
   $("remove-wire").onclick = () => { state.geometry.wire = null; changed(); };
   for (const id of ["contrast", "brightness", "opacity"]) $(id).oninput = viewFilter;
-  $("zoom").oninput = () => { layout(); render(); };
+  $("zoom").oninput = () => { viewFilter(); layout(); render(); };
   $("brush-radius").oninput = (e) => { $("brush-radius-value").textContent = e.target.value; };
   // A reload, a closed tab or a typed address would drop unsaved shapes: ask first.
   window.addEventListener("beforeunload", (e) => {
