@@ -227,9 +227,17 @@ function renderVolumes(vols) {
   const show = (i) => {
     $("mask").src = `api/acquisitions/${acqId}/mask/${i}.png`;
     $("mask-name").textContent = vols[i].source.split("/").pop();
+    document.querySelectorAll("#volumes tr.pick").forEach((tr) =>
+      tr.setAttribute("aria-selected", String(Number(tr.dataset.i) === i)));
   };
-  document.querySelectorAll("#volumes tr.pick").forEach((tr) =>
-    tr.addEventListener("click", () => show(Number(tr.dataset.i))));
+  // Rows are picked by click or, focused with Tab, by Enter or Space (keyboard-only use).
+  document.querySelectorAll("#volumes tr.pick").forEach((tr) => {
+    tr.tabIndex = 0;
+    tr.addEventListener("click", () => show(Number(tr.dataset.i)));
+    tr.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); show(Number(tr.dataset.i)); }
+    });
+  });
   if (vols.length) show(vols.length - 1);
 }
 
