@@ -240,3 +240,29 @@ def test_buttons_with_nothing_to_act_on_are_disabled_and_view_sliders_show_their
     browser.execute("const z = document.getElementById('zoom'); z.value = '2'; "
                     "z.dispatchEvent(new Event('input'))")
     assert browser.text("#zoom-value") == "2.00"
+
+
+def test_save_while_a_frame_opens_does_not_write_the_previous_frames_shapes(served, browser):
+    _, url = served
+    _open(browser, url)
+    browser.click("input[name=mode][value=polygon]")
+    image = {"element-6066-11e4-a52e-4f735466cecf": browser.find("#frame-image")}
+    browser.cmd("POST", "/actions", {"actions": [{  # a polygon begun on frame 0 ...
+        "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+        "actions": [{"type": "pointerMove", "duration": 0, "origin": image, "x": -60, "y": -60},
+                    {"type": "pointerDown", "button": 0}, {"type": "pointerUp", "button": 0}]}]})
+    browser.cmd("DELETE", "/actions")
+    assert browser.execute("return window.nwLabel.draft.points.length") == 1
+    # Frame 1's geometry answers 1.5 s late; Ctrl+S is pressed meanwhile.
+    browser.execute("window.saves = []; const fetch0 = window.fetch;"
+                    "window.fetch = async (path, options) => {"
+                    "  if (String(path).includes('/save')) window.saves.push(String(path));"
+                    "  const response = await fetch0(path, options);"
+                    "  if (String(path).startsWith('/api/frames/1/geometry'))"
+                    "    await new Promise((resolve) => setTimeout(resolve, 1500));"
+                    "  return response; };"
+                    "openFrame(1); save();")
+    assert "not loaded" in browser.text("#status")
+    browser.wait_for("return window.nwLabel.index === 1 && " + READY.removeprefix("return "))
+    assert browser.execute("return window.saves") == []
+    assert browser.execute("return window.nwLabel.draft") is None  # ... is not frame 1's

@@ -11,7 +11,8 @@ const $ = (id) => document.getElementById(id);
 const state = {
   frames: [], index: 0, geometry: null, origin: "", dirty: false, facetEdge: null,
   scale: 1, drag: null, draft: null, previewSeq: 0, previewTimer: null,
-  openSeq: 0,  // the latest openFrame: an older one's late answer is dropped
+  openSeq: 0,
+  loading: false,  // a frame is opening: state.geometry still holds the previous frame's  // the latest openFrame: an older one's late answer is dropped
   edits: 0,  // counts changes: a save clears "dirty" only if none came while it was sent
   savedToken: "",  // the saved file this page's geometry started from (see save)
 };
@@ -70,6 +71,9 @@ async function openFrame(index) {
   }
   setBusy(true);
   const seq = ++state.openSeq;
+  state.loading = true;
+  state.draft = null;  // a polygon begun on the previous frame is not this frame's
+  renderDraft();
   state.index = index;
   $("frame-select").value = index;
   $("status").textContent = "loading...";
@@ -85,6 +89,7 @@ async function openFrame(index) {
     state.geometry = doc.geometry;
     state.origin = doc.origin;
     state.savedToken = doc.saved_token;
+    state.loading = false;
     state.dirty = false;
     state.facetEdge = null;
     layout();
@@ -315,6 +320,12 @@ async function refreshPreview() {
 }
 
 async function save() {
+  // While a frame opens, the geometry is still the previous frame's: saving it now wrote
+  // those shapes under the new frame's name.
+  if (state.loading || !state.geometry) {
+    $("status").textContent = "not saved: this frame's shapes have not loaded yet";
+    return;
+  }
   setBusy(true);
   $("status").textContent = "saving...";
   const edits = state.edits, index = state.index;
