@@ -266,3 +266,23 @@ def test_save_while_a_frame_opens_does_not_write_the_previous_frames_shapes(serv
     browser.wait_for("return window.nwLabel.index === 1 && " + READY.removeprefix("return "))
     assert browser.execute("return window.saves") == []
     assert browser.execute("return window.nwLabel.draft") is None  # ... is not frame 1's
+
+
+def test_a_save_after_the_server_stopped_says_what_happened(tmp_path, browser):
+    frames = tmp_path / "acquisition"
+    generate_insitu(frames, 1, seed=4, size=128)
+    session = LabelSession(frame_refs(sorted(frames.glob("*.tif"))), tmp_path / "DATA")
+    server = make_server(session)
+    serve_in_thread(server)
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        browser.wait_for(READY)
+    finally:
+        server.shutdown()
+        server.server_close()
+    browser.click("#add-droplet")  # an edit: its preview fails as well
+    browser.click("#save")
+    browser.wait_for("return document.getElementById('status').textContent"
+                     ".startsWith('save failed')")
+    assert "no answer from the nwwatch label server" in browser.text("#status")
+    assert browser.execute("return window.nwLabel.dirty") is True

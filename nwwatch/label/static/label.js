@@ -23,8 +23,14 @@ function setBusy(busy) { document.body.dataset.state = busy ? "busy" : "ready"; 
 async function api(path, body) {
   const options = body === undefined ? {} : {
     method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
-  const response = await fetch(path, options);
-  const doc = response.headers.get("Content-Type").startsWith("application/json")
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (err) {  // the browser's own words ("Failed to fetch") do not say what to do
+    throw new Error("no answer from the nwwatch label server (stopped?): the shapes are " +
+                    "still on this page; start it again on the same port, then save");
+  }
+  const doc = (response.headers.get("Content-Type") || "").startsWith("application/json")
     ? await response.json() : null;
   if (!response.ok) throw new Error((doc && doc.error) || response.statusText);
   return doc;
