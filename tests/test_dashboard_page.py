@@ -61,3 +61,25 @@ def test_a_volume_row_is_picked_with_the_keyboard_and_shows_which(two_volumes):
         selected = browser.execute("return [...document.querySelectorAll('#volumes tr.pick')]"
                                    ".map((tr) => tr.getAttribute('aria-selected'))")
         assert selected == ["true", "false"]  # the table says which volume is shown
+
+
+def test_the_page_says_when_the_server_stops_answering(tmp_path):
+    """The page's acquisition-list refresh (every 5 s) threw an uncaught error into the
+    console each time once the server had stopped, and said nothing on the page."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    url = log.wait("dashboard_listening")["url"].rstrip("/")
+    with Browser(1024, 700) as browser:
+        try:
+            browser.get(f"{url}/")
+            wait_for(lambda: browser.text("#conn") == "connected", 30, "connected")
+        finally:
+            thread.stop()
+        # The refresh itself, as the 5-s timer runs it: it resolves and says what happened.
+        assert browser.execute("return loadList().then(() => "
+                               "document.getElementById('conn').textContent)") == (
+            "server not answering")

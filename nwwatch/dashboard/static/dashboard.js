@@ -27,7 +27,16 @@ function colorOf(code) {
 }
 
 async function loadList() {
-  const data = await (await fetch("api/acquisitions")).json();
+  let data;
+  try {
+    const response = await fetch("api/acquisitions");
+    if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+    data = await response.json();
+  } catch (err) {  // server stopped or restarting: say so (was an uncaught error every 5 s)
+    $("conn").textContent = "server not answering";
+    $("conn").className = "pill off";
+    return;
+  }
   $("mode").textContent = data.live.live ? "live service" : "finished results";
   const list = data.acquisitions;
   if (!acqId && list.length) {
