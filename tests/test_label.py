@@ -176,7 +176,7 @@ def test_page_ships_as_package_data_and_loads_nothing_from_outside():
     patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"]["nwwatch"]
     static = sorted((root / "nwwatch" / "label" / "static").iterdir())
-    assert {p.name for p in static} >= {"index.html", "label.js", "label.css"}
+    assert {p.name for p in static} >= {"index.html", "label.js", "label-controls.js", "label.css"}
     for path in static:
         relative = path.relative_to(root / "nwwatch").as_posix()
         assert any(fnmatch.fnmatch(relative, p) for p in patterns), relative

@@ -5,12 +5,15 @@ Routes (JSON unless stated; frame ``i`` indexes :attr:`LabelSession.frames`):
 - ``GET /`` and ``GET /static/<file>``: the page (``nwwatch/label/static/``, shipped files);
 - ``GET /api/frames``: the frames, the DATA folder, the model;
 - ``GET /api/frames/<i>/image.png``: the frame for display (8-bit, 0.5-99.5 % stretch);
-- ``GET /api/frames/<i>/geometry``: the saved geometry, else the model's proposal;
+- ``GET /api/frames/<i>/geometry``: the saved geometry, else the model's proposal (with a
+  ``note`` when saved shapes are for a frame of another size);
 - ``POST /api/frames/<i>/preview`` (geometry): the label image it gives, as a coloured PNG
   data URL, with the contact angle and the facet line (one rasteriser: the page shows what
   will be saved);
-- ``POST /api/frames/<i>/save`` (geometry): write the frame into DATA
-  (:func:`nwwatch.label.store.save_labeled_frame`).
+- ``POST /api/frames/<i>/save?base=<token>`` (geometry): write the frame into DATA
+  (:func:`nwwatch.label.store.save_labeled_frame`); refused (409) when ``base`` is given and
+  is not the frame's current :func:`nwwatch.label.store.saved_token` (another tab saved it
+  since this one loaded it). The geometry and save answers carry ``saved_token``.
 
 It listens on 127.0.0.1 by default: the page is for the person at the acquisition PC.
 """
@@ -27,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import cv2
 import numpy as np
@@ -37,7 +41,7 @@ from nwwatch.label.frames import FrameRef, read_frame
 from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, facet_line
 from nwwatch.label.geometry import geometry_from_json as _from_json
 from nwwatch.label.raster import rasterize
-from nwwatch.label.store import load_geometry, save_labeled_frame
+from nwwatch.label.store import load_geometry, save_labeled_frame, saved_token
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ class LabelSession:
     _segmenter: Any = None
     _images: dict[int, tuple[np.ndarray, float | None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _save_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def image(self, index: int) -> tuple[np.ndarray, float | None]:
         with self._lock:
@@ -86,12 +91,24 @@ class LabelSession:
         return propose_geometry(seg.labels[0], seg.probabilities[0, DROPLET], pixel_size_nm,
                                 image=image)
 
-    def geometry(self, index: int, model: bool = False) -> tuple[LabelGeometry, str]:
-        """The saved geometry (unless ``model``), else the model's proposal; and which."""
-        saved = None if model else load_geometry(self.data_dir, self.frames[index].stem)
-        if saved is not None:
-            return saved, "saved"
-        return self.proposal(index), "model"
+    def geometry(self, index: int, model: bool = False) -> tuple[LabelGeometry, str, str]:
+        """The saved geometry (unless ``model``), else the model's proposal; which ("saved" or
+        "model"); and a note for the page ("" or why saved shapes were not opened).
+
+        Saved shapes drawn on a frame of another size (a re-acquired file of the same name)
+        are not opened on this one: they could never be saved on it (the save refuses a shape
+        mismatch), so the proposal opens with a note and a save replaces the old labels."""
+        stem = self.frames[index].stem
+        saved = None if model else load_geometry(self.data_dir, stem)
+        if saved is None:
+            return self.proposal(index), "model", ""
+        image, _ = self.image(index)
+        if tuple(saved.shape) == tuple(image.shape):
+            return saved, "saved", ""
+        note = (f"the labels saved as {stem} are for a {saved.shape[1]} x {saved.shape[0]} px "
+                f"frame, this one is {image.shape[1]} x {image.shape[0]} px: showing the model's "
+                "proposal; Save replaces the old labels")
+        return self.proposal(index), "model", note
 
     def is_saved(self, index: int) -> bool:
         return (self.data_dir / "geometry" / f"{self.frames[index].stem}.json").is_file()
@@ -140,12 +157,18 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("label-server: " + format, *args)
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The page dropped the request (the next frame opened before this one's image
+            # came): nothing failed, so no traceback in the terminal.
+            log.debug("label-server: %s %s: client gone", self.command, self.path)
+            self.close_connection = True
 
     def _json(self, doc: Any, status: int = HTTPStatus.OK) -> None:
         self._send(status, json.dumps(doc).encode(), "application/json")
@@ -183,15 +206,19 @@ class _Handler(BaseHTTPRequestHandler):
                     image, _ = self.session.image(index)
                     return self._send(HTTPStatus.OK, display_png(image), "image/png")
                 if parts[3] == "geometry":
-                    geometry, origin = self.session.geometry(index, model="model=1" in query)
-                    return self._json({"geometry": geometry.to_json(), "origin": origin})
+                    geometry, origin, note = self.session.geometry(index,
+                                                                   model="model=1" in query)
+                    token = saved_token(self.session.data_dir, self.session.frames[index].stem)
+                    return self._json({"geometry": geometry.to_json(), "origin": origin,
+                                       "note": note, "saved_token": token})
             except Exception as exc:  # a bad frame file: say so on the page, keep serving
                 log.exception("label frame %s failed", index)
                 return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
         return self._error(HTTPStatus.NOT_FOUND, f"no such page {path}")
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        parts = self.path.split("?", 1)[0].strip("/").split("/")
+        path, _, query = self.path.partition("?")
+        parts = path.strip("/").split("/")
         if len(parts) != 4 or parts[:2] != ["api", "frames"] or parts[3] not in ("preview",
                                                                                   "save"):
             return self._error(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path}")
@@ -209,8 +236,17 @@ class _Handler(BaseHTTPRequestHandler):
             ref = self.session.frames[index]
             image, _ = self.session.image(index)
             source = {"path": str(ref.path), "page": ref.page, **ref.info}
-            return self._json(save_labeled_frame(self.session.data_dir, ref.stem, image,
-                                                 geometry, source))
+            base = parse_qs(query, keep_blank_values=True).get("base")
+            with self.session._save_lock:  # the check and the write, one save at a time
+                current = saved_token(self.session.data_dir, ref.stem)
+                if base is not None and base[0].strip() != current:
+                    return self._error(HTTPStatus.CONFLICT, (
+                        f"{ref.stem} was saved from another tab or session after this page "
+                        "loaded it; not overwritten. Reload the page to see that version."))
+                doc = save_labeled_frame(self.session.data_dir, ref.stem, image, geometry,
+                                         source)
+                doc["saved_token"] = saved_token(self.session.data_dir, ref.stem)
+            return self._json(doc)
         except GeometryError as exc:
             return self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except Exception as exc:  # disk full, permissions: report, keep serving

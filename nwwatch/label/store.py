@@ -16,6 +16,7 @@ written before the image, so a pair the trainer sees always has its label.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -97,6 +98,15 @@ def save_labeled_frame(
     return {"stem": stem, "label_counts": {int(v): int(c) for v, c in zip(values, counts,
                                                                             strict=True)},
             "contact_angle_deg": angle.angle_deg}
+
+
+def saved_token(data_dir: str | os.PathLike[str], stem: str) -> str:
+    """A short hash of ``stem``'s saved geometry file ("" when it was never saved): it changes
+    with every save, so a page can tell whether someone saved the frame since it loaded it."""
+    path = Path(data_dir) / GEOMETRY_DIR / f"{stem}.json"
+    if not path.is_file():
+        return ""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def load_geometry(data_dir: str | os.PathLike[str], stem: str) -> LabelGeometry | None:

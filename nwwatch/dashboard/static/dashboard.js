@@ -27,7 +27,16 @@ function colorOf(code) {
 }
 
 async function loadList() {
-  const data = await (await fetch("api/acquisitions")).json();
+  let data;
+  try {
+    const response = await fetch("api/acquisitions");
+    if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+    data = await response.json();
+  } catch (err) {  // server stopped or restarting: say so (was an uncaught error every 5 s)
+    $("conn").textContent = "server not answering";
+    $("conn").className = "pill off";
+    return;
+  }
   $("mode").textContent = data.live.live ? "live service" : "finished results";
   const list = data.acquisitions;
   if (!acqId && list.length) {
@@ -227,9 +236,17 @@ function renderVolumes(vols) {
   const show = (i) => {
     $("mask").src = `api/acquisitions/${acqId}/mask/${i}.png`;
     $("mask-name").textContent = vols[i].source.split("/").pop();
+    document.querySelectorAll("#volumes tr.pick").forEach((tr) =>
+      tr.setAttribute("aria-selected", String(Number(tr.dataset.i) === i)));
   };
-  document.querySelectorAll("#volumes tr.pick").forEach((tr) =>
-    tr.addEventListener("click", () => show(Number(tr.dataset.i))));
+  // Rows are picked by click or, focused with Tab, by Enter or Space (keyboard-only use).
+  document.querySelectorAll("#volumes tr.pick").forEach((tr) => {
+    tr.tabIndex = 0;
+    tr.addEventListener("click", () => show(Number(tr.dataset.i)));
+    tr.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); show(Number(tr.dataset.i)); }
+    });
+  });
   if (vols.length) show(vols.length - 1);
 }
 

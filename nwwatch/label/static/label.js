@@ -11,6 +11,10 @@ const $ = (id) => document.getElementById(id);
 const state = {
   frames: [], index: 0, geometry: null, origin: "", dirty: false, facetEdge: null,
   scale: 1, drag: null, draft: null, previewSeq: 0, previewTimer: null,
+  openSeq: 0,
+  loading: false,  // a frame is opening: state.geometry still holds the previous frame's  // the latest openFrame: an older one's late answer is dropped
+  edits: 0,  // counts changes: a save clears "dirty" only if none came while it was sent
+  savedToken: "",  // the saved file this page's geometry started from (see save)
 };
 window.nwLabel = state;  // for people debugging the page (and for tests)
 
@@ -19,8 +23,14 @@ function setBusy(busy) { document.body.dataset.state = busy ? "busy" : "ready"; 
 async function api(path, body) {
   const options = body === undefined ? {} : {
     method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
-  const response = await fetch(path, options);
-  const doc = response.headers.get("Content-Type").startsWith("application/json")
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (err) {  // the browser's own words ("Failed to fetch") do not say what to do
+    throw new Error("no answer from the nwwatch label server (stopped?): the shapes are " +
+                    "still on this page; start it again on the same port, then save");
+  }
+  const doc = (response.headers.get("Content-Type") || "").startsWith("application/json")
     ? await response.json() : null;
   if (!response.ok) throw new Error((doc && doc.error) || response.statusText);
   return doc;
@@ -66,6 +76,10 @@ async function openFrame(index) {
     return;
   }
   setBusy(true);
+  const seq = ++state.openSeq;
+  state.loading = true;
+  state.draft = null;  // a polygon begun on the previous frame is not this frame's
+  renderDraft();
   state.index = index;
   $("frame-select").value = index;
   $("status").textContent = "loading...";
@@ -74,19 +88,25 @@ async function openFrame(index) {
   img.setAttribute("href", `/api/frames/${index}/image.png?${Date.now()}`);
   try {
     const doc = await api(`/api/frames/${index}/geometry`);
+    await loaded;
+    // Frames opened quickly one after another (PageDown held): a slower proposal answering
+    // late must not become the geometry of the frame opened after it (Save would write it).
+    if (seq !== state.openSeq) return;
     state.geometry = doc.geometry;
     state.origin = doc.origin;
+    state.savedToken = doc.saved_token;
+    state.loading = false;
     state.dirty = false;
     state.facetEdge = null;
-    await loaded;
     layout();
     $("explicit-facet").checked = state.geometry.facet !== null;
     $("frame-origin").textContent = doc.origin === "saved" ? "saved labels" : "model proposal";
     $("frame-origin").className = "tag" + (doc.origin === "saved" ? " saved" : "");
-    $("status").textContent = "";
+    $("status").textContent = doc.note || "";
     render();
     await refreshPreview();
   } catch (err) {
+    if (seq !== state.openSeq) return;
     $("status").textContent = `error: ${err.message}`;
     setBusy(false);
   }
@@ -161,6 +181,7 @@ function render() {
     rim.addEventListener("pointerdown", (e) => startDrag(e, {kind: "radius"}));
   }
   renderDraft();
+  updateButtons();
 }
 
 function renderDraft() {
@@ -180,6 +201,7 @@ function renderDraft() {
 // ---------------------------------------------------------------- editing
 function changed() {
   state.dirty = true;
+  state.edits += 1;
   $("status").textContent = "unsaved changes";
   render();
   schedulePreview();
@@ -304,85 +326,32 @@ async function refreshPreview() {
 }
 
 async function save() {
+  // While a frame opens, the geometry is still the previous frame's: saving it now wrote
+  // those shapes under the new frame's name.
+  if (state.loading || !state.geometry) {
+    $("status").textContent = "not saved: this frame's shapes have not loaded yet";
+    return;
+  }
   setBusy(true);
   $("status").textContent = "saving...";
+  const edits = state.edits, index = state.index;
   try {
-    const doc = await api(`/api/frames/${state.index}/save`, state.geometry);
-    state.dirty = false;
+    // base: the saved file this geometry started from; the server refuses the save (409)
+    // when another tab or session saved the frame since, instead of overwriting its work.
+    const doc = await api(`/api/frames/${index}/save?base=${state.savedToken}`,
+                          state.geometry);
+    state.savedToken = doc.saved_token;
+    state.dirty = state.edits !== edits;  // an edit made while saving is not saved yet
     state.frames[state.index].saved = true;
     const option = $("frame-select").options[state.index];
     if (!option.textContent.startsWith("\u2713")) option.textContent = "\u2713 " + option.textContent;
     $("frame-origin").textContent = "saved labels";
     $("frame-origin").className = "tag saved";
-    $("status").textContent = `saved ${doc.stem}`;
+    $("status").textContent = state.dirty ? `saved ${doc.stem}; newer changes unsaved`
+      : `saved ${doc.stem}`;
     document.body.dataset.saved = doc.stem;
   } catch (err) {
     $("status").textContent = `save failed: ${err.message}`;
   }
   setBusy(false);
 }
-
-// ---------------------------------------------------------------- controls
-function viewFilter() {
-  const c = $("contrast").value, b = $("brightness").value;
-  $("frame-image").style.filter = `contrast(${c}) brightness(${b})`;
-  $("mask-image").style.opacity = $("opacity").value;
-}
-
-function defaultFacet() {
-  const g = state.geometry, [h, w] = g.shape;
-  if (state.facetEdge) return state.facetEdge.map((p) => p.slice());
-  const c = g.droplet ? g.droplet.center : [h / 2, w / 2];
-  const r = g.droplet ? g.droplet.radius_px : w / 8;
-  return [[c[0] + r * 0.7, c[1] - r * 0.7], [c[0] + r * 0.7, c[1] + r * 0.7]];
-}
-
-function setup() {
-  const svg = $("canvas");
-  svg.addEventListener("pointerdown", onPointerDown);
-  svg.addEventListener("pointermove", onPointerMove);
-  svg.addEventListener("pointerup", onPointerUp);
-  svg.addEventListener("dblclick", () => { if (mode() === "polygon") closePolygon(); });
-  $("prev").onclick = () => state.index > 0 && openFrame(state.index - 1);
-  $("next").onclick = () => state.index < state.frames.length - 1 && openFrame(state.index + 1);
-  $("frame-select").onchange = (e) => openFrame(Number(e.target.value));
-  $("save").onclick = save;
-  $("undo-stroke").onclick = () => { if (state.geometry.strokes.pop()) changed(); };
-  $("reset").onclick = async () => {
-    const doc = await api(`/api/frames/${state.index}/geometry?model=1`);
-    state.geometry = doc.geometry;
-    changed();
-  };
-  $("explicit-facet").onchange = (e) => {
-    state.geometry.facet = e.target.checked ? defaultFacet() : null;
-    changed();
-  };
-  $("add-droplet").onclick = () => {
-    const [h, w] = state.geometry.shape;
-    state.geometry.droplet = {center: [h / 2, w / 2], radius_px: Math.min(h, w) / 8};
-    changed();
-  };
-  $("add-wire").onclick = () => {
-    const [h, w] = state.geometry.shape, a = Math.min(h, w) / 10;
-    state.geometry.wire = [[h / 2, w / 2 - a], [h, w / 2 - a], [h, w / 2 + a], [h / 2, w / 2 + a]];
-    changed();
-  };
-  $("remove-droplet").onclick = () => { state.geometry.droplet = null; changed(); };
-  $("remove-wire").onclick = () => { state.geometry.wire = null; changed(); };
-  for (const id of ["contrast", "brightness", "opacity"]) $(id).oninput = viewFilter;
-  $("zoom").oninput = () => { layout(); render(); };
-  $("brush-radius").oninput = (e) => { $("brush-radius-value").textContent = e.target.value; };
-  window.addEventListener("resize", () => { if (state.geometry) { layout(); render(); } });
-  document.addEventListener("keydown", (e) => {
-    if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); save(); }
-    else if ((e.ctrlKey || e.metaKey) && e.key === "z") { $("undo-stroke").click(); }
-    else if (e.key === "Enter") closePolygon();
-    else if (e.key === "Escape") { state.draft = null; renderDraft(); }
-    else if (e.key === "PageDown") $("next").click();
-    else if (e.key === "PageUp") $("prev").click();
-  });
-  viewFilter();
-}
-
-setup();
-loadFrames().then(() => state.frames.length ? openFrame(0) : setBusy(false));

@@ -1,0 +1,99 @@
+// nwwatch label: the page's controls, keys and start-up (label.js holds the state, drawing,
+// editing, preview and save; loaded before this file).
+"use strict";
+
+// ---------------------------------------------------------------- controls
+function viewFilter() {
+  const c = $("contrast").value, b = $("brightness").value;
+  $("frame-image").style.filter = `contrast(${c}) brightness(${b})`;
+  $("mask-image").style.opacity = $("opacity").value;
+  $("contrast-value").textContent = Number(c).toFixed(2);
+  $("brightness-value").textContent = Number(b).toFixed(2);
+  $("opacity-value").textContent = Math.round(100 * $("opacity").value);
+  $("zoom-value").textContent = Number($("zoom").value).toFixed(2);
+}
+
+// Buttons with nothing to act on are disabled (they marked the frame changed, or did
+// nothing without a word).
+function updateButtons() {
+  const g = state.geometry;
+  $("remove-droplet").disabled = !g || !g.droplet;
+  $("remove-wire").disabled = !g || !g.wire;
+  $("undo-stroke").disabled = !g || !g.strokes.length;
+}
+
+function defaultFacet() {
+  const g = state.geometry, [h, w] = g.shape;
+  if (state.facetEdge) return state.facetEdge.map((p) => p.slice());
+  const c = g.droplet ? g.droplet.center : [h / 2, w / 2];
+  const r = g.droplet ? g.droplet.radius_px : w / 8;
+  return [[c[0] + r * 0.7, c[1] - r * 0.7], [c[0] + r * 0.7, c[1] + r * 0.7]];
+}
+
+function setup() {
+  const svg = $("canvas");
+  svg.addEventListener("pointerdown", onPointerDown);
+  svg.addEventListener("pointermove", onPointerMove);
+  svg.addEventListener("pointerup", onPointerUp);
+  svg.addEventListener("dblclick", () => { if (mode() === "polygon") closePolygon(); });
+  $("prev").onclick = () => state.index > 0 && openFrame(state.index - 1);
+  $("next").onclick = () => state.index < state.frames.length - 1 && openFrame(state.index + 1);
+  $("frame-select").onchange = (e) => openFrame(Number(e.target.value));
+  $("save").onclick = save;
+  $("undo-stroke").onclick = () => { if (state.geometry.strokes.pop()) changed(); };
+  $("reset").onclick = async () => {
+    if (state.dirty && !window.confirm("Discard the unsaved changes of this frame?")) return;
+    setBusy(true);
+    $("status").textContent = "computing the model's proposal...";
+    try {
+      const doc = await api(`/api/frames/${state.index}/geometry?model=1`);
+      state.geometry = doc.geometry;
+      state.facetEdge = null;
+      $("explicit-facet").checked = state.geometry.facet !== null;
+      $("frame-origin").textContent = "model proposal";
+      $("frame-origin").className = "tag";
+      changed();
+    } catch (err) {
+      $("status").textContent = `error: ${err.message}`;
+      setBusy(false);
+    }
+  };
+  $("explicit-facet").onchange = (e) => {
+    state.geometry.facet = e.target.checked ? defaultFacet() : null;
+    changed();
+  };
+  $("add-droplet").onclick = () => {
+    const [h, w] = state.geometry.shape;
+    state.geometry.droplet = {center: [h / 2, w / 2], radius_px: Math.min(h, w) / 8};
+    changed();
+  };
+  $("add-wire").onclick = () => {
+    const [h, w] = state.geometry.shape, a = Math.min(h, w) / 10;
+    state.geometry.wire = [[h / 2, w / 2 - a], [h, w / 2 - a], [h, w / 2 + a], [h / 2, w / 2 + a]];
+    changed();
+  };
+  $("remove-droplet").onclick = () => { state.geometry.droplet = null; changed(); };
+  $("remove-wire").onclick = () => { state.geometry.wire = null; changed(); };
+  for (const id of ["contrast", "brightness", "opacity"]) $(id).oninput = viewFilter;
+  $("zoom").oninput = () => { viewFilter(); layout(); render(); };
+  $("brush-radius").oninput = (e) => { $("brush-radius-value").textContent = e.target.value; };
+  // A reload, a closed tab or a typed address would drop unsaved shapes: ask first.
+  window.addEventListener("beforeunload", (e) => {
+    if (state.dirty) { e.preventDefault(); e.returnValue = ""; }
+  });
+  window.addEventListener("resize", () => { if (state.geometry) { layout(); render(); } });
+  document.addEventListener("keydown", (e) => {
+    if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); save(); }
+    else if ((e.ctrlKey || e.metaKey) && e.key === "z") { $("undo-stroke").click(); }
+    else if (e.key === "Enter") closePolygon();
+    else if (e.key === "Escape") { state.draft = null; renderDraft(); }
+    // preventDefault: on the focused frame list or a slider the key would also move that
+    // control (the list then opened a second frame, skipping one).
+    else if (e.key === "PageDown") { e.preventDefault(); $("next").click(); }
+    else if (e.key === "PageUp") { e.preventDefault(); $("prev").click(); }
+  });
+  viewFilter();
+}
+
+setup();
+loadFrames().then(() => state.frames.length ? openFrame(0) : setBusy(false));

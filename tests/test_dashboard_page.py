@@ -1,0 +1,85 @@
+"""The dashboard page of a tomogram acquisition used from the keyboard alone, in a real
+headless browser (Debian chromium + chromedriver, ``tests/webdriver.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from dashkit import get_json, wait_for
+from test_dashboard_data import frame_rows, write
+from test_dashboard_server import Log
+from webdriver import Browser, require_browser
+
+from nwwatch.dashboard.server import DashboardThread
+from nwwatch.dashboard.settings import DashboardConfig
+
+
+@pytest.fixture()
+def two_volumes(tmp_path):
+    from nwwatch.io import write_volume_tiff
+
+    results = tmp_path / "res"
+    (results / "masks").mkdir(parents=True)
+    processed = frame_rows("/x", [1.0])[0]["processed_at"]
+    rows = []
+    for k in range(2):
+        mask = np.zeros((6, 20, 30), np.uint8)
+        mask[:, 5:15, 5:25 - 10 * k] = 1
+        write_volume_tiff(results / "masks" / f"v{k}.tif", mask)
+        rows.append({"source": f"/acq/tomo/v{k}.tif", "status": "ok", "reason": "",
+                     "mask_path": f"masks/v{k}.tif", "solid_fraction": 0.33 - 0.16 * k,
+                     "processed_at": processed, "model_name": "t",
+                     "provider": "CPUExecutionProvider"})
+    write(results, "volumes-1.parquet", rows, kind="volumes")
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    url = log.wait("dashboard_listening")["url"].rstrip("/")
+    yield url
+    thread.stop()
+
+
+def test_a_volume_row_is_picked_with_the_keyboard_and_shows_which(two_volumes):
+    require_browser()
+    url = two_volumes
+    acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+    with Browser(1024, 700) as browser:
+        browser.get(f"{url}/?a={acq['id']}")
+        wait_for(lambda: browser.execute(
+            "return document.querySelectorAll('#volumes tr.pick').length") == 2, 30, "rows")
+        assert browser.attribute("#mask", "src").endswith("/mask/1.png")  # the last volume
+        # Tab reaches the rows (they were not focusable); Enter picks the focused one.
+        assert browser.execute("return document.querySelector('#volumes tr.pick').tabIndex") == 0
+        browser.execute("document.querySelector('#volumes tr.pick').focus()")
+        browser.cmd("POST", "/actions", {"actions": [{"type": "key", "id": "keyboard",
+                    "actions": [{"type": "keyDown", "value": "\ue007"},
+                                {"type": "keyUp", "value": "\ue007"}]}]})
+        browser.cmd("DELETE", "/actions")
+        wait_for(lambda: browser.attribute("#mask", "src").endswith("/mask/0.png"), 10,
+                 "mask of the first volume")
+        assert browser.text("#mask-name") == "v0.tif"
+        selected = browser.execute("return [...document.querySelectorAll('#volumes tr.pick')]"
+                                   ".map((tr) => tr.getAttribute('aria-selected'))")
+        assert selected == ["true", "false"]  # the table says which volume is shown
+
+
+def test_the_page_says_when_the_server_stops_answering(tmp_path):
+    """The page's acquisition-list refresh (every 5 s) threw an uncaught error into the
+    console each time once the server had stopped, and said nothing on the page."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    url = log.wait("dashboard_listening")["url"].rstrip("/")
+    with Browser(1024, 700) as browser:
+        try:
+            browser.get(f"{url}/")
+            wait_for(lambda: browser.text("#conn") == "connected", 30, "connected")
+        finally:
+            thread.stop()
+        # The refresh itself, as the 5-s timer runs it: it resolves and says what happened.
+        assert browser.execute("return loadList().then(() => "
+                               "document.getElementById('conn').textContent)") == (
+            "server not answering")

@@ -1,0 +1,288 @@
+"""The labelling page used as a scientist uses it: no console errors, a frame with no droplet,
+"Back to the model's proposal", a reload or a second tab that would lose work, an edit made
+while a save is on its way, saved labels of a frame of another size.
+
+Browser tests (Debian chromium + chromedriver, ``tests/webdriver.py``) share one server and one
+browser and load the page once each; the save-conflict and frame-size checks are plain HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from webdriver import Browser, require_browser
+
+from nwwatch.io import write_frame_tiff
+from nwwatch.label.frames import frame_refs
+from nwwatch.label.geometry import Circle, LabelGeometry
+from nwwatch.label.server import LabelSession, _Handler, make_server, serve_in_thread
+from nwwatch.label.store import save_labeled_frame
+from nwwatch.synth import generate_insitu
+
+READY = "return document.body.dataset.state === 'ready' && window.nwLabel.geometry !== null"
+BLANK = 2  # index of the uniform frame: the model finds neither droplet nor wire
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("labelpage")
+    frames = tmp / "acquisition"
+    generate_insitu(frames, 2, seed=3, size=256)
+    write_frame_tiff(frames / "zblank.tif", np.full((200, 300), 1000, np.uint16),
+                     pixel_size_nm=1.0)
+    session = LabelSession(frame_refs(sorted(frames.glob("*.tif"))), tmp / "DATA")
+    server = make_server(session)
+    serve_in_thread(server)
+    yield session, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_browser()
+    with Browser() as b:
+        yield b
+
+
+def _open(browser: Browser, url: str, index: int = 0) -> None:
+    browser.get(f"{url}?{index}")  # a fresh document per test
+    browser.wait_for(READY)
+    if index:
+        browser.execute(f"const s = document.getElementById('frame-select'); s.value = "
+                        f"'{index}'; s.dispatchEvent(new Event('change'))")
+        browser.wait_for(f"return window.nwLabel.index === {index} && "
+                         f"{READY.removeprefix('return ')}")
+
+
+def _console_errors(browser: Browser) -> list[dict]:
+    logs = browser.cmd("POST", "/se/log", {"type": "browser"})
+    return [entry for entry in logs if entry["level"] == "SEVERE"]
+
+
+def _http(method: str, url: str, body: object = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_frame_without_droplet_or_wire_opens_without_console_errors(served, browser):
+    _, url = served
+    _console_errors(browser)  # drop what came before
+    _open(browser, url, BLANK)
+    geometry = browser.execute("return window.nwLabel.geometry")
+    assert geometry["droplet"] is None and geometry["wire"] is None
+    assert browser.text("#angle") == "-"
+    assert browser.text("#angle-reason")  # says why there is no angle
+    browser.click("#add-droplet")
+    browser.wait_for(READY)
+    assert browser.execute("return window.nwLabel.counts")["2"] > 0
+    # The page asked for /favicon.ico (404) before it declared its own.
+    assert _console_errors(browser) == []
+
+
+def test_back_to_the_proposal_asks_first_and_resets_the_facet_box(served, browser):
+    _, url = served
+    _open(browser, url)
+    proposed = browser.execute("return window.nwLabel.geometry.facet")
+    browser.click("#explicit-facet")  # toggles the facet's own handles: an edit
+    browser.wait_for(READY)
+    assert (browser.execute("return window.nwLabel.geometry.facet") is None) == (
+        proposed is not None)
+    browser.execute("window.asked = []; window.confirm = (q) => { window.asked.push(q); "
+                    "return false; }")
+    browser.click("#reset")
+    assert browser.execute("return window.asked.length") == 1  # it asked, was told no ...
+    assert browser.execute("return window.nwLabel.dirty") is True  # ... and kept the edit
+    browser.execute("window.confirm = () => true")
+    browser.click("#reset")
+    browser.wait_for("return window.nwLabel.origin === 'model' && window.nwLabel.geometry"
+                     ".facet !== undefined && document.getElementById('status').textContent"
+                     " === 'unsaved changes' && " + READY.removeprefix("return "))
+    facet = browser.execute("return window.nwLabel.geometry.facet")
+    assert (facet is None) == (proposed is None)
+    # the box says whether the facet has its own handles, as after opening the frame
+    assert browser.execute("return document.getElementById('explicit-facet').checked") is (
+        facet is not None)
+
+
+def test_unsaved_changes_guard_a_reload(served, browser):
+    _, url = served
+    _open(browser, url)
+    script = ("const e = new Event('beforeunload', {cancelable: true}); "
+              "window.dispatchEvent(e); return e.defaultPrevented")
+    assert browser.execute(script) is False  # nothing to lose yet
+    browser.click("#add-droplet")
+    browser.wait_for(READY)
+    assert browser.execute(script) is True
+
+
+def test_an_edit_made_while_saving_stays_unsaved(served, browser):
+    session, url = served
+    _open(browser, url, 1)
+    browser.click("#add-droplet")
+    browser.wait_for(READY)
+    # save() sends the geometry as it is now; the wire removed meanwhile is not in the file.
+    dirty = browser.execute("const saving = save(); "
+                            "document.getElementById('remove-wire').click(); "
+                            "return saving.then(() => window.nwLabel.dirty)")
+    assert dirty is True
+    assert "unsaved" in browser.text("#status")
+    saved = json.loads((session.data_dir / "geometry" / f"{session.frames[1].stem}.json")
+                       .read_text())
+    assert saved["wire"] is not None
+
+
+def test_a_second_tab_does_not_overwrite_a_newer_save(served):
+    session, url = served
+    api = f"{url}api/frames/0"
+    status, tab_a = _http("GET", f"{api}/geometry")
+    assert status == 200
+    _, tab_b = _http("GET", f"{api}/geometry")
+    assert tab_a["saved_token"] == tab_b["saved_token"]
+    status, first = _http("POST", f"{api}/save?base={tab_a['saved_token']}",
+                          tab_a["geometry"])
+    assert status == 200 and first["saved_token"] != tab_a["saved_token"]
+    edited = dict(tab_b["geometry"], droplet=None)
+    status, refused = _http("POST", f"{api}/save?base={tab_b['saved_token']}", edited)
+    assert status == 409 and "another tab" in refused["error"]
+    stem = session.frames[0].stem
+    assert json.loads((session.data_dir / "geometry" / f"{stem}.json").read_text())[
+        "droplet"] is not None  # tab A's save kept
+    # Saving twice from the same tab works: each save returns the token of its own file.
+    status, second = _http("POST", f"{api}/save?base={first['saved_token']}",
+                           tab_a["geometry"])
+    assert status == 200
+
+
+def test_saved_labels_of_a_frame_of_another_size_open_as_the_proposal(served):
+    session, url = served
+    stem = session.frames[BLANK].stem  # the frame is 200 x 300
+    old = LabelGeometry((256, 256), Circle((100.0, 100.0), 30.0), None)
+    save_labeled_frame(session.data_dir, stem, np.zeros((256, 256), np.uint16), old)
+    status, doc = _http("GET", f"{url}api/frames/{BLANK}/geometry")
+    assert status == 200
+    assert doc["geometry"]["shape"] == [200, 300] and doc["origin"] == "model"
+    assert "256 x 256" in doc["note"] and "300 x 200" in doc["note"]
+    status, _ = _http("POST", f"{url}api/frames/{BLANK}/save?base={doc['saved_token']}",
+                      doc["geometry"])
+    assert status == 200
+
+
+def test_page_down_on_the_focused_frame_list_opens_the_next_frame_only(served, browser):
+    _, url = served
+    _open(browser, url)
+    browser.execute("document.getElementById('frame-select').focus()")
+    browser.cmd("POST", "/actions", {"actions": [{"type": "key", "id": "keyboard", "actions": [
+        {"type": "keyDown", "value": "\ue00f"}, {"type": "keyUp", "value": "\ue00f"}]}]})
+    browser.cmd("DELETE", "/actions")
+    browser.wait_for("return window.nwLabel.index !== 0 && " + READY.removeprefix("return "))
+    assert browser.execute("return window.nwLabel.index") == 1  # not 2: one key, one frame
+    assert browser.execute("return document.getElementById('frame-select').value") == "1"
+
+
+def test_a_late_answer_for_a_frame_left_does_not_replace_the_frame_opened_after(served,
+                                                                               browser):
+    _, url = served
+    _open(browser, url)
+    # Frame 1's geometry answers 1.5 s late, as a slow proposal does; frame 2 is opened
+    # meanwhile (PageDown pressed twice).
+    browser.execute("const fetch0 = window.fetch; window.fetch = async (path, options) => {"
+                    "  const response = await fetch0(path, options);"
+                    "  if (String(path).startsWith('/api/frames/1/geometry'))"
+                    "    await new Promise((resolve) => setTimeout(resolve, 1500));"
+                    "  return response; };"
+                    "openFrame(1); openFrame(2);")
+    browser.wait_for("return window.nwLabel.index === 2 && " + READY.removeprefix("return "))
+    browser.execute("return new Promise((resolve) => setTimeout(resolve, 2500))")
+    assert browser.execute("return window.nwLabel.index") == 2
+    assert browser.execute("return window.nwLabel.geometry.shape") == [200, 300]  # frame 2's
+
+
+def test_a_request_the_page_dropped_is_not_reported_as_a_failure(served):
+    """Opening frames quickly makes the page drop image requests; the server's write then
+    meets a closed socket, which is no error (it printed two tracebacks)."""
+    session, _ = served
+
+    class Gone:
+        def write(self, data: bytes) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    handler = object.__new__(type("H", (_Handler,), {"session": session}))
+    handler.request_version, handler.requestline = "HTTP/1.1", "GET /api/frames/1/image.png"
+    handler.command, handler.path = "GET", "/api/frames/1/image.png"
+    handler.client_address, handler.wfile = ("127.0.0.1", 1), Gone()
+    handler._send(200, b"png", "image/png")  # raised BrokenPipeError
+    assert handler.close_connection is True
+
+
+def test_buttons_with_nothing_to_act_on_are_disabled_and_view_sliders_show_their_value(
+        served, browser):
+    _, url = served
+    _open(browser, url, BLANK)  # no circle, no polygon, no stroke
+    disabled = "return document.getElementById('{}').disabled"
+    for button in ("remove-droplet", "remove-wire", "undo-stroke"):
+        assert browser.execute(disabled.format(button)) is True, button
+    browser.click("#add-droplet")
+    browser.wait_for(READY)
+    assert browser.execute(disabled.format("remove-droplet")) is False
+    assert browser.execute(disabled.format("remove-wire")) is True
+    assert browser.text("#zoom-value") == "1.00" and browser.text("#opacity-value") == "35"
+    browser.execute("const z = document.getElementById('zoom'); z.value = '2'; "
+                    "z.dispatchEvent(new Event('input'))")
+    assert browser.text("#zoom-value") == "2.00"
+
+
+def test_save_while_a_frame_opens_does_not_write_the_previous_frames_shapes(served, browser):
+    _, url = served
+    _open(browser, url)
+    browser.click("input[name=mode][value=polygon]")
+    image = {"element-6066-11e4-a52e-4f735466cecf": browser.find("#frame-image")}
+    browser.cmd("POST", "/actions", {"actions": [{  # a polygon begun on frame 0 ...
+        "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+        "actions": [{"type": "pointerMove", "duration": 0, "origin": image, "x": -60, "y": -60},
+                    {"type": "pointerDown", "button": 0}, {"type": "pointerUp", "button": 0}]}]})
+    browser.cmd("DELETE", "/actions")
+    assert browser.execute("return window.nwLabel.draft.points.length") == 1
+    # Frame 1's geometry answers 1.5 s late; Ctrl+S is pressed meanwhile.
+    browser.execute("window.saves = []; const fetch0 = window.fetch;"
+                    "window.fetch = async (path, options) => {"
+                    "  if (String(path).includes('/save')) window.saves.push(String(path));"
+                    "  const response = await fetch0(path, options);"
+                    "  if (String(path).startsWith('/api/frames/1/geometry'))"
+                    "    await new Promise((resolve) => setTimeout(resolve, 1500));"
+                    "  return response; };"
+                    "openFrame(1); save();")
+    assert "not loaded" in browser.text("#status")
+    browser.wait_for("return window.nwLabel.index === 1 && " + READY.removeprefix("return "))
+    assert browser.execute("return window.saves") == []
+    assert browser.execute("return window.nwLabel.draft") is None  # ... is not frame 1's
+
+
+def test_a_save_after_the_server_stopped_says_what_happened(tmp_path, browser):
+    frames = tmp_path / "acquisition"
+    generate_insitu(frames, 1, seed=4, size=128)
+    session = LabelSession(frame_refs(sorted(frames.glob("*.tif"))), tmp_path / "DATA")
+    server = make_server(session)
+    serve_in_thread(server)
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        browser.wait_for(READY)
+    finally:
+        server.shutdown()
+        server.server_close()
+    browser.click("#add-droplet")  # an edit: its preview fails as well
+    browser.click("#save")
+    browser.wait_for("return document.getElementById('status').textContent"
+                     ".startsWith('save failed')")
+    assert "no answer from the nwwatch label server" in browser.text("#status")
+    assert browser.execute("return window.nwLabel.dirty") is True
