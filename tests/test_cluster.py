@@ -220,3 +220,59 @@ def test_without_the_extra_dask_names_it(acq, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import fails
     with pytest.raises(ClusterUnavailableError, match=r"nwwatch\[cluster\]"):
         replay(folder, tmp_path / "res", model=onnx, dask="local:2")
+
+
+def test_a_task_stages_the_rows_of_its_own_files_when_another_has_the_same_content(acq,
+                                                                                  tmp_path):
+    """Two tasks whose files have the same bytes under other paths (a copied acquisition)
+    compute different rows (``source``): each stages its own, never the other's."""
+    from nwwatch.measure import MEASUREMENT_VERSION
+    from nwwatch.segment.session import file_sha256
+    from nwwatch.service.clustertask import TaskSpec, run_task
+
+    folder, onnx = acq
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    names = ["f000.tif", "f001.tif"]
+    for name in names:
+        (copy / name).write_bytes((folder / name).read_bytes())
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    spec = TaskSpec(model=str(onnx), model_sha256=file_sha256(onnx),
+                    measurement_version=MEASUREMENT_VERSION, batch_size=4,
+                    providers=("cpu",), threads=1, staging=str(staging))
+    first = run_task([str(folder / n) for n in names], [1, 1], spec)
+    second = run_task([str(copy / n) for n in names], [1, 1], spec)
+    for result, where in ((first, folder), (second, copy)):
+        staged = ds.dataset(result.staged, format="parquet").to_table().to_pandas()
+        assert sorted(staged.source) == [str(where / n) for n in names]
+        assert [f.n_rows for f in result.files] == [1, 1]
+
+
+def test_a_copied_acquisition_keeps_each_row_in_the_partition_of_its_source(cluster, acq,
+                                                                            tmp_path):
+    """Local replay's rule on a cluster: the same bytes in two folders give one row, whose
+    ``source`` names a file that lies in the row's acquisition partition and is the path the
+    ledger holds for it."""
+    import sqlite3
+
+    from nwwatch.results.parquet import acquisition_partition
+
+    address, _ = cluster
+    folder, onnx = acq
+    (folder / "bad.tif").unlink()
+    archive = tmp_path / "archive"
+    for sub in ("a", "b"):
+        (archive / sub).mkdir(parents=True)
+        for f in sorted(folder.glob("f*.tif"))[:8]:
+            (archive / sub / f.name).write_bytes(f.read_bytes())
+    summary = replay(archive, tmp_path / "res", model=onnx, dask=address)
+    assert (summary.done, summary.skipped, summary.frames) == (8, 8, 8)
+    table = assert_exactly_once(tmp_path / "res", 8)
+    part = ds.dataset(tmp_path / "res" / "frames", format="parquet",
+                      partitioning="hive").to_table().to_pandas()
+    for source, acquisition in zip(part.source, part.acquisition, strict=True):
+        assert acquisition_partition(source) == f"acquisition={acquisition}", source
+    with sqlite3.connect(tmp_path / "res" / "ledger.sqlite") as db:
+        ledger_paths = dict(db.execute("SELECT sha256, source FROM items"))
+    assert {ledger_paths[s] for s in table.source_sha256} == set(table.source)

@@ -7,9 +7,9 @@ only compute (:func:`nwwatch.service.clustertask.run_task`): a task hashes its f
 segments and measures them with the code of local replay
 (:func:`nwwatch.service.pipeline.process`'s frame stage) and writes its rows to a *staged*
 Parquet file ``RESULTS/.cluster/{version}-{model12}-{digest}.parquet``, whose name is fixed by
-the content hashes of its files, the model hash and the measurement version. The driver then
-holds the rows under a new batch id (deleting the staged file) and writes them like local
-replay: one file per acquisition partition, ``RESULTS/frames/acquisition=<key>/``, by size or
+the paths and content hashes of its files, the model hash and the measurement version. The
+driver then holds the rows under a new batch id (deleting the staged file) and writes them like
+local replay: one file per acquisition partition, ``RESULTS/frames/acquisition=<key>/``, by size or
 time (:mod:`nwwatch.service.flush`).
 
 Dask runs a task again when its worker dies, so a task may run twice (at-least-once); the
