@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -276,3 +277,33 @@ def test_a_copied_acquisition_keeps_each_row_in_the_partition_of_its_source(clus
     with sqlite3.connect(tmp_path / "res" / "ledger.sqlite") as db:
         ledger_paths = dict(db.execute("SELECT sha256, source FROM items"))
     assert {ledger_paths[s] for s in table.source_sha256} == set(table.source)
+
+
+def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_path):
+    """Ctrl-C in a terminal reaches every process of the foreground group: the replay's
+    LocalCluster workers ignore it, the driver stops them and exits 130 with one line."""
+    folder, onnx = acq
+    results = tmp_path / "res"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(folder),
+         "--out", str(results), "--model", str(onnx), "--dask", "local:2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)  # its own process group, as a terminal's foreground job
+    try:
+        # once the workers have started: a staged task output, or the driver's first rows
+        deadline = time.monotonic() + 90
+        while not list(results.glob(f"{STAGING_DIR}/*.parquet")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no task output in 90 s"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the replay ended before the interrupt")
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert "replay interrupted" in err

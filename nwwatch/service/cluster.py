@@ -27,9 +27,12 @@ import logging
 import math
 import os
 import pickle
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,8 +114,10 @@ def connect(address: str):
     n = _local_workers(address)
     if n is not None:
         # Any free port: several replays (or tests) may run on one machine.
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+        with _children_ignore_ctrl_c():
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                   dashboard_address="127.0.0.1:0",
+                                   silence_logs=logging.ERROR)
         return Client(cluster), cluster
     try:
         return Client(address, timeout=CONNECT_TIMEOUT_S), None
@@ -120,6 +125,22 @@ def connect(address: str):
         raise ClusterUnreachableError(
             f"no Dask scheduler reachable at {address} within {CONNECT_TIMEOUT_S:g} s "
             f"({type(exc).__name__}: {exc})") from None
+
+
+@contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Start the LocalCluster's worker processes with SIGINT ignored (inherited through
+    their exec): Ctrl-C in a terminal reaches the whole foreground process group, and each
+    worker would print a KeyboardInterrupt traceback; the driver alone stops, closing them.
+    A Ctrl-C during these seconds of start-up is ignored by the driver too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set there; a caller's thread keeps its own
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: Engine,
