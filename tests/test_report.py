@@ -151,3 +151,43 @@ def test_report_without_a_valid_angle_says_so(tmp_path):
     assert "—–—" not in page and "—°" not in page, page[-2000:]
     assert re.search(r"<td>2</td><td>0</td><td>no_droplet 2</td>"
                      r"(<td>no valid angle</td>){3}", page), page[-2000:]
+
+
+def test_report_renders_in_a_browser_within_its_width_and_loads_nothing_else(tmp_path):
+    """Headless Chromium opens the report as a file: no console error, every picture
+    decoded, no request outside the file (its pictures are data: URLs), and no table wider
+    than the page (the volume table's ten columns overflowed it: the whole page scrolled
+    sideways)."""
+    from webdriver import Browser, require_browser
+
+    from nwwatch.io import write_volume_tiff
+
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, None, 120.0]))
+    mask = np.zeros((8, 16, 16), np.uint8)
+    mask[:, 4:12, 4:12] = 1
+    (results / "masks").mkdir()
+    write_volume_tiff(results / "masks" / "vol-1.tif", mask)
+    write(results, "volumes-1.parquet", [{
+        "source": "/acq/tomo/a_rather_long_volume_file_name_from_the_microscope.tif",
+        "status": "suspect", "reason_code": "method_unvalidated",
+        "reason": "the labels held no patch out for validation", "mask_path": "masks/vol-1.tif",
+        "solid_fraction": 0.25, "porosity_envelope": 0.5, "pore_count": 1234,
+        "surface_area_nm2": 123456.789, "uncertain_fraction": 0.02,
+        "threshold_agreement": 0.9, "acquired_at": None,
+        "processed_at": frame_rows("/x", [1.0])[0]["processed_at"], "model_name": "t",
+        "provider": "CPUExecutionProvider"}], kind="volumes")
+    out = write_report(results, tmp_path / "report.html")
+    with Browser(1280, 900, logs=True) as browser:
+        browser.get(out.as_uri())
+        browser.wait_for("return document.readyState === 'complete'", 30)
+        images = browser.execute("return [...document.images].map(i => i.naturalWidth)")
+        assert len(images) == 2 and all(w > 0 for w in images), images
+        width = browser.execute("return [document.documentElement.scrollWidth,"
+                                " document.documentElement.clientWidth]")
+        assert width[0] <= width[1], width
+        assert [m for m in browser.console() if m["level"] in ("SEVERE", "WARNING")] == []
+        outside = [u for u in browser.requested_urls()
+                   if u != out.as_uri() and not u.startswith("data:")]
+        assert outside == []

@@ -29,12 +29,14 @@ MAX_MASKS = 6
 #: whether the mask collapsed or only lacks validation.
 _VOLUME_COLUMNS = ("status", "reason_code", "reason", "solid_fraction", "porosity_envelope",
                    "pore_count", "surface_area_nm2", "uncertain_fraction", "threshold_agreement")
+#: A table still wider than the page (long values) scrolls by itself, not the whole page.
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;color:#1d2330;max-width:1000px;margin:24px auto;
 padding:0 16px}
 h1{font-size:22px}h2{font-size:17px;margin-top:32px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 8px;
-text-align:left}th{background:#f1f3f6}img{max-width:100%}.muted{color:#6b7280}
+table{border-collapse:collapse;margin:8px 0;display:block;max-width:100%;overflow-x:auto}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}th{background:#f1f3f6}
+img{max-width:100%}.muted{color:#6b7280}
 code{font-size:13px}.warn{color:#b42318;font-weight:600}
 """
 
@@ -87,7 +89,9 @@ def _tomogram_section(acq: Acquisition, results: Path, files: Path) -> str:
 
     rows = acq.table.to_pylist()
     cols = [c for c in _VOLUME_COLUMNS if c in acq.table.column_names]
-    out = ["<table><tr><th>file</th>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
+    # column names may wrap after their underscores, so the table fits the page (and print)
+    out = ["<table><tr><th>file</th>" + "".join(f"<th>{c.replace('_', '_<wbr>')}</th>"
+                                                 for c in cols) + "</tr>"]
     for row in rows:
         out.append(f"<tr><td>{html.escape(Path(row['source']).name)}</td>"
                    + "".join(f"<td>{_fmt(row.get(c), 3)}</td>" for c in cols) + "</tr>")
