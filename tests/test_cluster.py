@@ -307,3 +307,33 @@ def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     assert "replay interrupted" in err
+
+
+def test_final_compaction_that_finds_the_ledger_busy_does_not_fail_the_replay(cluster, acq,
+                                                                              tmp_path,
+                                                                              monkeypatch):
+    """The driver lets go of its ledger before compacting: an `nwwatch compact` (or another
+    replay) starting in that instant holds it. Every row is committed by then, so the replay
+    still succeeds; it says the folder was left uncompacted and how to compact it."""
+    import nwwatch.service.compaction as compaction
+    from nwwatch.service.lock import LedgerLock
+
+    address, _ = cluster
+    folder, onnx = acq
+    results = tmp_path / "res"
+    real_compact = compaction.compact
+
+    def compact_while_another_holds_the_ledger(results_dir, ledger_path=None, **kw):
+        other = LedgerLock(Path(ledger_path or Path(results_dir) / "ledger.sqlite"))
+        try:
+            return real_compact(results_dir, ledger_path, **kw)
+        finally:
+            other.close()
+
+    monkeypatch.setattr(compaction, "compact", compact_while_another_holds_the_ledger)
+    summary = replay(folder, results, model=onnx, dask=address)
+    assert (summary.done, summary.frames, summary.quarantined) == (N_FRAMES, N_FRAMES, 1)
+    assert summary.compaction is None
+    assert any("not compacted" in line and f"nwwatch compact {results}" in line
+               for line in summary.lines()), summary.lines()
+    assert_exactly_once(results, N_FRAMES)
