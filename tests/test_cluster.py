@@ -337,3 +337,21 @@ def test_final_compaction_that_finds_the_ledger_busy_does_not_fail_the_replay(cl
     assert any("not compacted" in line and f"nwwatch compact {results}" in line
                for line in summary.lines()), summary.lines()
     assert_exactly_once(results, N_FRAMES)
+
+
+@pytest.mark.parametrize("extra", [["--kind", "tomogram", "--dask", "local:2"],
+                                   ["--dask", "local:0"], ["--dask", "local:two"],
+                                   ["--overlays", "qa", "--dask", "local:2"]])
+def test_dask_with_options_it_cannot_take_is_a_wrong_command_line(acq, tmp_path, extra):
+    """Exit 2 (wrong command line), as for --overlay-frames without --overlays; exit 1 is for a
+    replay that could not run (no scheduler answering, no Dask installed). Nothing written."""
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    folder, onnx = acq
+    out = CliRunner().invoke(main, ["replay", str(folder), "--out", str(tmp_path / "res"),
+                                    "--model", str(onnx), *extra])
+    assert out.exit_code == 2, out.output
+    assert "--dask" in out.output and "Traceback" not in out.output
+    assert not (tmp_path / "res").exists()

@@ -56,6 +56,11 @@ class ClusterUnavailableError(RuntimeError):
     """Dask distributed is not installed, or the request cannot run on a cluster."""
 
 
+class ClusterRequestError(ClusterUnavailableError):
+    """``--dask`` with what it cannot take (tomograms, QA pictures, a malformed ``local:N``):
+    a wrong command line (``nwwatch replay`` exit 2)."""
+
+
 class ClusterUnreachableError(ConnectionError):
     """No Dask scheduler answered at the given address."""
 
@@ -69,9 +74,9 @@ def check_cluster_request(address: str, kind: str, overlays: str = "none") -> No
         raise ClusterUnavailableError(
             f"--dask needs Dask distributed: pip install 'nwwatch[{CLUSTER_EXTRA}]'") from None
     if kind != "insitu":
-        raise ClusterUnavailableError(f"--dask processes in-situ frames only, not {kind!r}")
+        raise ClusterRequestError(f"--dask processes in-situ frames only, not {kind!r}")
     if overlays != "none":
-        raise ClusterUnavailableError(
+        raise ClusterRequestError(
             "--dask makes no QA pictures: drop --overlays (or [output] overlays in --config)")
     _local_workers(address)
 
@@ -81,7 +86,7 @@ def _local_workers(address: str) -> int | None:
         return None
     n = address.partition(":")[2]
     if not n.isdigit() or int(n) < 1:
-        raise ClusterUnavailableError(f"--dask {address!r}: expected local:N with N >= 1")
+        raise ClusterRequestError(f"--dask {address!r}: expected local:N with N >= 1")
     return int(n)
 
 
