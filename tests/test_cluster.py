@@ -355,3 +355,26 @@ def test_dask_with_options_it_cannot_take_is_a_wrong_command_line(acq, tmp_path,
     assert out.exit_code == 2, out.output
     assert "--dask" in out.output and "Traceback" not in out.output
     assert not (tmp_path / "res").exists()
+
+
+def test_a_replay_with_nothing_left_to_do_starts_no_cluster(cluster, acq, tmp_path,
+                                                            monkeypatch):
+    """Resuming a finished backfill skips every file from the ledger: no LocalCluster is
+    started (seconds and N processes) nor a scheduler contacted; staged leftovers go."""
+    import nwwatch.service.cluster as cluster_module
+
+    address, _ = cluster
+    folder, onnx = acq
+    results = tmp_path / "res"
+    replay(folder, results, model=onnx, dask=address)
+    (results / STAGING_DIR).mkdir()
+    (results / STAGING_DIR / "left-by-a-killed-driver.parquet").write_bytes(b"x")
+
+    def no_connect(address):
+        raise AssertionError(f"connected to {address} with nothing to do")
+
+    monkeypatch.setattr(cluster_module, "connect", no_connect)
+    again = replay(folder, results, model=onnx, dask="local:2")
+    assert (again.skipped, again.still_quarantined, again.done, again.cluster.tasks) == (
+        N_FRAMES, 1, 0, 0)
+    assert not (results / STAGING_DIR).exists()

@@ -23,6 +23,7 @@ not committed is adopted, one held but not written is released: processed again)
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -158,8 +159,15 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
     """
     from distributed import as_completed
 
-    client, cluster = connect(address)
     stats = ClusterStats()
+    staging = (engine.results_dir / STAGING_DIR).resolve()
+    pending = iter(todo)
+    first = next(pending, None)
+    if first is None:  # all done already (a finished backfill resumed): no cluster needed
+        _clear_staging(staging)
+        return stats
+    pending = itertools.chain([first], pending)
+    client, cluster = connect(address)
     try:
         info = client.scheduler_info()
         stats.workers = len(info.get("workers", {}))
@@ -175,7 +183,6 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         threads = inference.threads
         if threads is None and n_local is not None:  # share this machine's cores
             threads = max(1, (os.cpu_count() or 1) // n_local)
-        staging = (engine.results_dir / STAGING_DIR).resolve()
         staging.mkdir(parents=True, exist_ok=True)
         spec = TaskSpec(model=str(Path(engine.segmenter.model_path).resolve()),
                         model_sha256=engine.segmenter.model_sha256,
@@ -188,7 +195,6 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                                                      math.ceil(summary.files
                                                                / max(1, stats.threads))))
         window = 2 * max(1, stats.threads)  # tasks queued ahead, so no worker waits
-        pending = iter(todo)
         futures = as_completed()
         inflight: dict[str, tuple[object, list[tuple[Path, int]]]] = {}
 
