@@ -79,7 +79,21 @@ def check_cluster_request(address: str, kind: str, overlays: str = "none") -> No
     if overlays != "none":
         raise ClusterRequestError(
             "--dask makes no QA pictures: drop --overlays (or [output] overlays in --config)")
-    _local_workers(address)
+    if _local_workers(address) is None:
+        _check_scheduler_address(address)
+
+
+def _check_scheduler_address(address: str) -> None:
+    """A TCP or TLS scheduler address must name a host and a numeric port (Dask's own
+    parser, which fails at once: no point in waiting for a connection)."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+
+    try:
+        if parse_address(address)[0] in ("tcp", "tls"):
+            get_address_host_port(address)
+    except ValueError as exc:
+        raise ClusterRequestError(f"--dask {address!r}: expected a scheduler address "
+                                  f"(tcp://host:port) or local:N ({exc})") from None
 
 
 def _local_workers(address: str) -> int | None:
