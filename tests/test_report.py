@@ -191,3 +191,11 @@ def test_report_renders_in_a_browser_within_its_width_and_loads_nothing_else(tmp
         outside = [u for u in browser.requested_urls()
                    if u != out.as_uri() and not u.startswith("data:")]
         assert outside == []
+
+
+def test_report_counts_one_row_in_the_singular(tmp_path):
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/one", [100.0]))
+    write(results, "frames-2.parquet", frame_rows("/acq/two", [100.0, 110.0]))
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert "insitu, 1 row;" in page and "insitu, 2 rows;" in page, page[-2000:]

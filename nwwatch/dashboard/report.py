@@ -151,7 +151,8 @@ def write_report(results: str | Path, out: str | Path) -> Path:
     for acq in acqs:
         s = acquisition_summary(acq, time.time(), None)
         parts.append(f"<h2>{html.escape(acq.folder)}</h2><p class='muted'>{acq.kind}, "
-                     f"{len(acq)} rows; model {_fmt(s['model'])} on {_fmt(s['provider'])}</p>")
+                     f"{len(acq)} row{'' if len(acq) == 1 else 's'}; model {_fmt(s['model'])}"
+                     f" on {_fmt(s['provider'])}</p>")
         if len(acq) and acq.kind == "insitu":
             parts.append(_insitu_section(acq, files))
         elif len(acq):
