@@ -199,3 +199,52 @@ def test_report_counts_one_row_in_the_singular(tmp_path):
     write(results, "frames-2.parquet", frame_rows("/acq/two", [100.0, 110.0]))
     page = write_report(results, tmp_path / "r.html").read_text()
     assert "insitu, 1 row;" in page and "insitu, 2 rows;" in page, page[-2000:]
+
+
+def test_report_reads_again_when_files_are_compacted_away_while_it_reads(tmp_path,
+                                                                         monkeypatch):
+    """`nwwatch compact` (or the end of a backfill) replaces files while the report lists
+    and reads them: the vanished files are neither "could not be read (damaged?)" nor rows
+    missing from the report; it reads the folder again."""
+    import pyarrow as pa
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    write(results, "frames-2.parquet", frame_rows("/acq/run1", [120.0], start=2))
+    read_schema = pq.read_schema
+    compacted = []
+
+    def compaction_meanwhile(path, *args, **kwargs):
+        if not compacted:  # as a compaction: the rows into a new file, the old files gone
+            old = sorted((results / "frames").glob("frames-*.parquet"))
+            rows = pa.concat_tables([pq.read_table(p) for p in old])
+            pq.write_table(rows, results / "frames" / "frames-3-compact.parquet")
+            for p in old:
+                p.unlink()
+            compacted.append(path)
+        return read_schema(path, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_schema", compaction_meanwhile)
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert compacted and "could not be read" not in page, page[-2000:]
+    assert re.search(r"<td>3</td><td>3</td><td>none</td>", page), page[-2000:]
+
+
+def test_report_says_when_files_keep_vanishing_while_it_reads(tmp_path, monkeypatch):
+    import nwwatch.dashboard.report as report_module
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    write(results, "frames-2.parquet", frame_rows("/acq/run1", [120.0], start=2))
+    read_schema = pq.read_schema
+
+    def always_gone(path, *args, **kwargs):
+        if str(path).endswith("frames-2.parquet"):
+            raise FileNotFoundError(path)
+        return read_schema(path, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_schema", always_gone)
+    monkeypatch.setattr(report_module, "_READ_TRIES", 2)
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert "1 results file(s) were replaced while this report read them" in page
+    assert "could not be read" not in page

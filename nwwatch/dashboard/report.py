@@ -23,6 +23,8 @@ import click
 from nwwatch import __version__
 from nwwatch.dashboard.data import Acquisition, ResultsStore, acquisition_summary, frame_series
 
+#: Readings of the results folder while files vanish under it (a compaction running).
+_READ_TRIES = 5
 #: At most this many masks of a tomogram folder are drawn (the table lists all volumes).
 MAX_MASKS = 6
 #: A volume's status comes with its reason code and reason: "suspect" alone does not say
@@ -125,8 +127,11 @@ def write_report(results: str | Path, out: str | Path) -> Path:
     from nwwatch.atomic import atomic_write
 
     results, out = Path(results), Path(out)
-    store = ResultsStore(results)
-    store.refresh()
+    for _ in range(_READ_TRIES):
+        store = ResultsStore(results)
+        store.refresh()
+        if not store.vanished:  # else files were replaced (compacted) while being read
+            break
     acqs = sorted(store.snapshot.values(), key=lambda a: a.folder)
     unreadable = sorted(store.unreadable)
     if not acqs:
@@ -148,6 +153,10 @@ def write_report(results: str | Path, out: str | Path) -> Path:
                      " (damaged?); their rows are not in this report:</p><ul>"
                      + "".join(f"<li><code>{html.escape(p)}</code></li>" for p in unreadable)
                      + "</ul>")
+    if store.vanished:  # still, after _READ_TRIES readings
+        parts.append(f"<p class='warn'>{len(store.vanished)} results file(s) were replaced while"
+                     " this report read them (a compaction running?); rows may be missing: "
+                     "make the report again.</p>")
     for acq in acqs:
         s = acquisition_summary(acq, time.time(), None)
         parts.append(f"<h2>{html.escape(acq.folder)}</h2><p class='muted'>{acq.kind}, "
