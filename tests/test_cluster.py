@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -220,3 +221,161 @@ def test_without_the_extra_dask_names_it(acq, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import fails
     with pytest.raises(ClusterUnavailableError, match=r"nwwatch\[cluster\]"):
         replay(folder, tmp_path / "res", model=onnx, dask="local:2")
+
+
+def test_a_task_stages_the_rows_of_its_own_files_when_another_has_the_same_content(acq,
+                                                                                  tmp_path):
+    """Two tasks whose files have the same bytes under other paths (a copied acquisition)
+    compute different rows (``source``): each stages its own, never the other's."""
+    from nwwatch.measure import MEASUREMENT_VERSION
+    from nwwatch.segment.session import file_sha256
+    from nwwatch.service.clustertask import TaskSpec, run_task
+
+    folder, onnx = acq
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    names = ["f000.tif", "f001.tif"]
+    for name in names:
+        (copy / name).write_bytes((folder / name).read_bytes())
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    spec = TaskSpec(model=str(onnx), model_sha256=file_sha256(onnx),
+                    measurement_version=MEASUREMENT_VERSION, batch_size=4,
+                    providers=("cpu",), threads=1, staging=str(staging))
+    first = run_task([str(folder / n) for n in names], [1, 1], spec)
+    second = run_task([str(copy / n) for n in names], [1, 1], spec)
+    for result, where in ((first, folder), (second, copy)):
+        staged = ds.dataset(result.staged, format="parquet").to_table().to_pandas()
+        assert sorted(staged.source) == [str(where / n) for n in names]
+        assert [f.n_rows for f in result.files] == [1, 1]
+
+
+def test_a_copied_acquisition_keeps_each_row_in_the_partition_of_its_source(cluster, acq,
+                                                                            tmp_path):
+    """Local replay's rule on a cluster: the same bytes in two folders give one row, whose
+    ``source`` names a file that lies in the row's acquisition partition and is the path the
+    ledger holds for it."""
+    import sqlite3
+
+    from nwwatch.results.parquet import acquisition_partition
+
+    address, _ = cluster
+    folder, onnx = acq
+    (folder / "bad.tif").unlink()
+    archive = tmp_path / "archive"
+    for sub in ("a", "b"):
+        (archive / sub).mkdir(parents=True)
+        for f in sorted(folder.glob("f*.tif"))[:8]:
+            (archive / sub / f.name).write_bytes(f.read_bytes())
+    summary = replay(archive, tmp_path / "res", model=onnx, dask=address)
+    assert (summary.done, summary.skipped, summary.frames) == (8, 8, 8)
+    table = assert_exactly_once(tmp_path / "res", 8)
+    part = ds.dataset(tmp_path / "res" / "frames", format="parquet",
+                      partitioning="hive").to_table().to_pandas()
+    for source, acquisition in zip(part.source, part.acquisition, strict=True):
+        assert acquisition_partition(source) == f"acquisition={acquisition}", source
+    with sqlite3.connect(tmp_path / "res" / "ledger.sqlite") as db:
+        ledger_paths = dict(db.execute("SELECT sha256, source FROM items"))
+    assert {ledger_paths[s] for s in table.source_sha256} == set(table.source)
+
+
+def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_path):
+    """Ctrl-C in a terminal reaches every process of the foreground group: the replay's
+    LocalCluster workers ignore it, the driver stops them and exits 130 with one line."""
+    folder, onnx = acq
+    results = tmp_path / "res"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(folder),
+         "--out", str(results), "--model", str(onnx), "--dask", "local:2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)  # its own process group, as a terminal's foreground job
+    try:
+        # once the workers have started: a staged task output, or the driver's first rows
+        deadline = time.monotonic() + 90
+        while not list(results.glob(f"{STAGING_DIR}/*.parquet")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no task output in 90 s"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the replay ended before the interrupt")
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert "replay interrupted" in err
+
+
+def test_final_compaction_that_finds_the_ledger_busy_does_not_fail_the_replay(cluster, acq,
+                                                                              tmp_path,
+                                                                              monkeypatch):
+    """The driver lets go of its ledger before compacting: an `nwwatch compact` (or another
+    replay) starting in that instant holds it. Every row is committed by then, so the replay
+    still succeeds; it says the folder was left uncompacted and how to compact it."""
+    import nwwatch.service.compaction as compaction
+    from nwwatch.service.lock import LedgerLock
+
+    address, _ = cluster
+    folder, onnx = acq
+    results = tmp_path / "res"
+    real_compact = compaction.compact
+
+    def compact_while_another_holds_the_ledger(results_dir, ledger_path=None, **kw):
+        other = LedgerLock(Path(ledger_path or Path(results_dir) / "ledger.sqlite"))
+        try:
+            return real_compact(results_dir, ledger_path, **kw)
+        finally:
+            other.close()
+
+    monkeypatch.setattr(compaction, "compact", compact_while_another_holds_the_ledger)
+    summary = replay(folder, results, model=onnx, dask=address)
+    assert (summary.done, summary.frames, summary.quarantined) == (N_FRAMES, N_FRAMES, 1)
+    assert summary.compaction is None
+    assert any("not compacted" in line and f"nwwatch compact {results}" in line
+               for line in summary.lines()), summary.lines()
+    assert_exactly_once(results, N_FRAMES)
+
+
+@pytest.mark.parametrize("extra", [["--kind", "tomogram", "--dask", "local:2"],
+                                   ["--dask", "local:0"], ["--dask", "local:two"],
+                                   ["--overlays", "qa", "--dask", "local:2"],
+                                   ["--dask", "sched"], ["--dask", "tcp://sched:port"]])
+def test_dask_with_options_it_cannot_take_is_a_wrong_command_line(acq, tmp_path, extra):
+    """Exit 2 (wrong command line), as for --overlay-frames without --overlays; exit 1 is for a
+    replay that could not run (no scheduler answering, no Dask installed). Nothing written."""
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    folder, onnx = acq
+    out = CliRunner().invoke(main, ["replay", str(folder), "--out", str(tmp_path / "res"),
+                                    "--model", str(onnx), *extra])
+    assert out.exit_code == 2, out.output
+    assert "--dask" in out.output and "Traceback" not in out.output
+    assert not (tmp_path / "res").exists()
+
+
+def test_a_replay_with_nothing_left_to_do_starts_no_cluster(cluster, acq, tmp_path,
+                                                            monkeypatch):
+    """Resuming a finished backfill skips every file from the ledger: no LocalCluster is
+    started (seconds and N processes) nor a scheduler contacted; staged leftovers go."""
+    import nwwatch.service.cluster as cluster_module
+
+    address, _ = cluster
+    folder, onnx = acq
+    results = tmp_path / "res"
+    replay(folder, results, model=onnx, dask=address)
+    (results / STAGING_DIR).mkdir()
+    (results / STAGING_DIR / "left-by-a-killed-driver.parquet").write_bytes(b"x")
+
+    def no_connect(address):
+        raise AssertionError(f"connected to {address} with nothing to do")
+
+    monkeypatch.setattr(cluster_module, "connect", no_connect)
+    again = replay(folder, results, model=onnx, dask="local:2")
+    assert (again.skipped, again.still_quarantined, again.done, again.cluster.tasks) == (
+        N_FRAMES, 1, 0, 0)
+    assert not (results / STAGING_DIR).exists()

@@ -151,3 +151,100 @@ def test_report_without_a_valid_angle_says_so(tmp_path):
     assert "—–—" not in page and "—°" not in page, page[-2000:]
     assert re.search(r"<td>2</td><td>0</td><td>no_droplet 2</td>"
                      r"(<td>no valid angle</td>){3}", page), page[-2000:]
+
+
+def test_report_renders_in_a_browser_within_its_width_and_loads_nothing_else(tmp_path):
+    """Headless Chromium opens the report as a file: no console error, every picture
+    decoded, no request outside the file (its pictures are data: URLs), and no table wider
+    than the page (the volume table's ten columns overflowed it: the whole page scrolled
+    sideways)."""
+    from webdriver import Browser, require_browser
+
+    from nwwatch.io import write_volume_tiff
+
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, None, 120.0]))
+    mask = np.zeros((8, 16, 16), np.uint8)
+    mask[:, 4:12, 4:12] = 1
+    (results / "masks").mkdir()
+    write_volume_tiff(results / "masks" / "vol-1.tif", mask)
+    write(results, "volumes-1.parquet", [{
+        "source": "/acq/tomo/a_rather_long_volume_file_name_from_the_microscope.tif",
+        "status": "suspect", "reason_code": "method_unvalidated",
+        "reason": "the labels held no patch out for validation", "mask_path": "masks/vol-1.tif",
+        "solid_fraction": 0.25, "porosity_envelope": 0.5, "pore_count": 1234,
+        "surface_area_nm2": 123456.789, "uncertain_fraction": 0.02,
+        "threshold_agreement": 0.9, "acquired_at": None,
+        "processed_at": frame_rows("/x", [1.0])[0]["processed_at"], "model_name": "t",
+        "provider": "CPUExecutionProvider"}], kind="volumes")
+    out = write_report(results, tmp_path / "report.html")
+    with Browser(1280, 900, logs=True) as browser:
+        browser.get(out.as_uri())
+        browser.wait_for("return document.readyState === 'complete'", 30)
+        images = browser.execute("return [...document.images].map(i => i.naturalWidth)")
+        assert len(images) == 2 and all(w > 0 for w in images), images
+        width = browser.execute("return [document.documentElement.scrollWidth,"
+                                " document.documentElement.clientWidth]")
+        assert width[0] <= width[1], width
+        assert [m for m in browser.console() if m["level"] in ("SEVERE", "WARNING")] == []
+        outside = [u for u in browser.requested_urls()
+                   if u != out.as_uri() and not u.startswith("data:")]
+        assert outside == []
+
+
+def test_report_counts_one_row_in_the_singular(tmp_path):
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/one", [100.0]))
+    write(results, "frames-2.parquet", frame_rows("/acq/two", [100.0, 110.0]))
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert "insitu, 1 row;" in page and "insitu, 2 rows;" in page, page[-2000:]
+
+
+def test_report_reads_again_when_files_are_compacted_away_while_it_reads(tmp_path,
+                                                                         monkeypatch):
+    """`nwwatch compact` (or the end of a backfill) replaces files while the report lists
+    and reads them: the vanished files are neither "could not be read (damaged?)" nor rows
+    missing from the report; it reads the folder again."""
+    import pyarrow as pa
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    write(results, "frames-2.parquet", frame_rows("/acq/run1", [120.0], start=2))
+    read_schema = pq.read_schema
+    compacted = []
+
+    def compaction_meanwhile(path, *args, **kwargs):
+        if not compacted:  # as a compaction: the rows into a new file, the old files gone
+            old = sorted((results / "frames").glob("frames-*.parquet"))
+            rows = pa.concat_tables([pq.read_table(p) for p in old])
+            pq.write_table(rows, results / "frames" / "frames-3-compact.parquet")
+            for p in old:
+                p.unlink()
+            compacted.append(path)
+        return read_schema(path, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_schema", compaction_meanwhile)
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert compacted and "could not be read" not in page, page[-2000:]
+    assert re.search(r"<td>3</td><td>3</td><td>none</td>", page), page[-2000:]
+
+
+def test_report_says_when_files_keep_vanishing_while_it_reads(tmp_path, monkeypatch):
+    import nwwatch.dashboard.report as report_module
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    write(results, "frames-2.parquet", frame_rows("/acq/run1", [120.0], start=2))
+    read_schema = pq.read_schema
+
+    def always_gone(path, *args, **kwargs):
+        if str(path).endswith("frames-2.parquet"):
+            raise FileNotFoundError(path)
+        return read_schema(path, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_schema", always_gone)
+    monkeypatch.setattr(report_module, "_READ_TRIES", 2)
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert "1 results file(s) were replaced while this report read them" in page
+    assert "could not be read" not in page

@@ -44,7 +44,9 @@ def _free_port() -> int:
 class Browser:
     """One headless chromium session; use as a context manager."""
 
-    def __init__(self, width: int = 1280, height: int = 820) -> None:
+    def __init__(self, width: int = 1280, height: int = 820, logs: bool = False) -> None:
+        """``logs``: record the console and the network requests (:meth:`console`,
+        :meth:`requested_urls`)."""
         self.port = _free_port()
         driver = CHROMEDRIVER if Path(CHROMEDRIVER).exists() else shutil.which("chromedriver")
         self.proc = subprocess.Popen([driver, f"--port={self.port}"],
@@ -66,6 +68,9 @@ class Browser:
             "goog:chromeOptions": {"binary": binary, "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 f"--window-size={width},{height}", "--force-device-scale-factor=1"]}}}}
+        if logs:
+            caps["capabilities"]["alwaysMatch"]["goog:loggingPrefs"] = {
+                "browser": "ALL", "performance": "ALL"}
         self.session = self._call("POST", "/session", caps)["sessionId"]
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
@@ -130,6 +135,20 @@ class Browser:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"browser: {script!r} still false after {timeout} s")
             time.sleep(0.1)
+
+    def console(self) -> list[dict]:
+        """Console messages since the last call (``level``, ``message``); needs ``logs``."""
+        return self.cmd("POST", "/se/log", {"type": "browser"})
+
+    def requested_urls(self) -> list[str]:
+        """URLs the page requested since the last call (data: URLs included); needs
+        ``logs``."""
+        urls = []
+        for entry in self.cmd("POST", "/se/log", {"type": "performance"}):
+            message = json.loads(entry["message"])["message"]
+            if message["method"] == "Network.requestWillBeSent":
+                urls.append(message["params"]["request"]["url"])
+        return urls
 
     def screenshot(self, path: Path) -> Path:
         path.write_bytes(base64.b64decode(self.cmd("GET", "/screenshot")))

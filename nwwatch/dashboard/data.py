@@ -88,6 +88,10 @@ class ResultsStore:
         #: (damaged, or replaced while being read); never cached, so tried at every refresh.
         self._unreadable: dict[str, frozenset[str]] = {"frames": frozenset(),
                                                         "volumes": frozenset()}
+        #: Per folder, files listed at the last refresh but gone when read (a compaction or
+        #: ``replay --force`` replaced them): not damaged; the next refresh sees their rows.
+        self._vanished: dict[str, frozenset[str]] = {"frames": frozenset(),
+                                                      "volumes": frozenset()}
         self._lock = threading.Lock()
         self.snapshot: dict[str, Acquisition] = {}
         self.version = 0  # bumps whenever the snapshot changes
@@ -106,6 +110,7 @@ class ResultsStore:
         """
         cache = self._files[kind]
         bad: set[str] = set()
+        vanished: set[str] = set()
         added: list[pa.Table] = []
         lost = False
         present = set()
@@ -131,8 +136,12 @@ class ResultsStore:
                     schema_names = pq.read_schema(path).names
                     table = pq.read_table(path, columns=[c for c in columns
                                                          if c in schema_names])
+                except FileNotFoundError:
+                    present.discard(path)  # removed meanwhile: its rows are elsewhere now
+                    vanished.add(path)
+                    continue
                 except (OSError, pa.ArrowInvalid):
-                    present.discard(path)  # replaced or removed meanwhile: next refresh
+                    present.discard(path)  # damaged, or replaced meanwhile: next refresh
                     bad.add(path)
                     continue
                 lost = lost or path in cache  # rewritten (rows replaced)
@@ -142,7 +151,14 @@ class ResultsStore:
             del cache[gone]
             lost = True
         self._unreadable[kind] = frozenset(bad)  # swapped whole: readers in other threads
+        self._vanished[kind] = frozenset(vanished)
         return added, lost
+
+    @property
+    def vanished(self) -> frozenset[str]:
+        """Results files removed between the listing and the reading of the last refresh
+        (replaced by a compaction, say): the rows read may be incomplete; read again."""
+        return self._vanished["frames"] | self._vanished["volumes"]
 
     @property
     def unreadable(self) -> frozenset[str]:

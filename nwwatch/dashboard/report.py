@@ -23,18 +23,22 @@ import click
 from nwwatch import __version__
 from nwwatch.dashboard.data import Acquisition, ResultsStore, acquisition_summary, frame_series
 
+#: Readings of the results folder while files vanish under it (a compaction running).
+_READ_TRIES = 5
 #: At most this many masks of a tomogram folder are drawn (the table lists all volumes).
 MAX_MASKS = 6
 #: A volume's status comes with its reason code and reason: "suspect" alone does not say
 #: whether the mask collapsed or only lacks validation.
 _VOLUME_COLUMNS = ("status", "reason_code", "reason", "solid_fraction", "porosity_envelope",
                    "pore_count", "surface_area_nm2", "uncertain_fraction", "threshold_agreement")
+#: A table still wider than the page (long values) scrolls by itself, not the whole page.
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;color:#1d2330;max-width:1000px;margin:24px auto;
 padding:0 16px}
 h1{font-size:22px}h2{font-size:17px;margin-top:32px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 8px;
-text-align:left}th{background:#f1f3f6}img{max-width:100%}.muted{color:#6b7280}
+table{border-collapse:collapse;margin:8px 0;display:block;max-width:100%;overflow-x:auto}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}th{background:#f1f3f6}
+img{max-width:100%}.muted{color:#6b7280}
 code{font-size:13px}.warn{color:#b42318;font-weight:600}
 """
 
@@ -87,7 +91,9 @@ def _tomogram_section(acq: Acquisition, results: Path, files: Path) -> str:
 
     rows = acq.table.to_pylist()
     cols = [c for c in _VOLUME_COLUMNS if c in acq.table.column_names]
-    out = ["<table><tr><th>file</th>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
+    # column names may wrap after their underscores, so the table fits the page (and print)
+    out = ["<table><tr><th>file</th>" + "".join(f"<th>{c.replace('_', '_<wbr>')}</th>"
+                                                 for c in cols) + "</tr>"]
     for row in rows:
         out.append(f"<tr><td>{html.escape(Path(row['source']).name)}</td>"
                    + "".join(f"<td>{_fmt(row.get(c), 3)}</td>" for c in cols) + "</tr>")
@@ -121,8 +127,11 @@ def write_report(results: str | Path, out: str | Path) -> Path:
     from nwwatch.atomic import atomic_write
 
     results, out = Path(results), Path(out)
-    store = ResultsStore(results)
-    store.refresh()
+    for _ in range(_READ_TRIES):
+        store = ResultsStore(results)
+        store.refresh()
+        if not store.vanished:  # else files were replaced (compacted) while being read
+            break
     acqs = sorted(store.snapshot.values(), key=lambda a: a.folder)
     unreadable = sorted(store.unreadable)
     if not acqs:
@@ -144,10 +153,15 @@ def write_report(results: str | Path, out: str | Path) -> Path:
                      " (damaged?); their rows are not in this report:</p><ul>"
                      + "".join(f"<li><code>{html.escape(p)}</code></li>" for p in unreadable)
                      + "</ul>")
+    if store.vanished:  # still, after _READ_TRIES readings
+        parts.append(f"<p class='warn'>{len(store.vanished)} results file(s) were replaced while"
+                     " this report read them (a compaction running?); rows may be missing: "
+                     "make the report again.</p>")
     for acq in acqs:
         s = acquisition_summary(acq, time.time(), None)
         parts.append(f"<h2>{html.escape(acq.folder)}</h2><p class='muted'>{acq.kind}, "
-                     f"{len(acq)} rows; model {_fmt(s['model'])} on {_fmt(s['provider'])}</p>")
+                     f"{len(acq)} row{'' if len(acq) == 1 else 's'}; model {_fmt(s['model'])}"
+                     f" on {_fmt(s['provider'])}</p>")
         if len(acq) and acq.kind == "insitu":
             parts.append(_insitu_section(acq, files))
         elif len(acq):

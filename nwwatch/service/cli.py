@@ -111,7 +111,11 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     """
     from nwwatch.logsetup import configure_logging
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
-    from nwwatch.service.cluster import ClusterUnavailableError, ClusterUnreachableError
+    from nwwatch.service.cluster import (
+        ClusterRequestError,
+        ClusterUnavailableError,
+        ClusterUnreachableError,
+    )
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError, LedgerLostError
     from nwwatch.service.rebuild import LedgerMissingError
     from nwwatch.service.replay import replay as run_replay
@@ -132,7 +136,8 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
             click.echo(f"replay interrupted: what was written is kept; run the same command "
                        f"again to resume (nwwatch status --out {out_dir})", err=True)
             sys.exit(EXIT_INTERRUPTED)
-        if isinstance(exc, ConfigError) and exc.file is None and exc.key in _OPTION_KEYS:
+        if isinstance(exc, ClusterRequestError) or (
+                isinstance(exc, ConfigError) and exc.file is None and exc.key in _OPTION_KEYS):
             # an option that does not fit the others: a wrong command line, exit 2
             raise click.UsageError(str(exc)) from None
         raise click.ClickException(str(exc)) from None

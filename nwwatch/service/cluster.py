@@ -7,9 +7,9 @@ only compute (:func:`nwwatch.service.clustertask.run_task`): a task hashes its f
 segments and measures them with the code of local replay
 (:func:`nwwatch.service.pipeline.process`'s frame stage) and writes its rows to a *staged*
 Parquet file ``RESULTS/.cluster/{version}-{model12}-{digest}.parquet``, whose name is fixed by
-the content hashes of its files, the model hash and the measurement version. The driver then
-holds the rows under a new batch id (deleting the staged file) and writes them like local
-replay: one file per acquisition partition, ``RESULTS/frames/acquisition=<key>/``, by size or
+the paths and content hashes of its files, the model hash and the measurement version. The
+driver then holds the rows under a new batch id (deleting the staged file) and writes them like
+local replay: one file per acquisition partition, ``RESULTS/frames/acquisition=<key>/``, by size or
 time (:mod:`nwwatch.service.flush`).
 
 Dask runs a task again when its worker dies, so a task may run twice (at-least-once); the
@@ -23,13 +23,17 @@ not committed is adopted, one held but not written is released: processed again)
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import pickle
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +57,11 @@ class ClusterUnavailableError(RuntimeError):
     """Dask distributed is not installed, or the request cannot run on a cluster."""
 
 
+class ClusterRequestError(ClusterUnavailableError):
+    """``--dask`` with what it cannot take (tomograms, QA pictures, a malformed ``local:N``):
+    a wrong command line (``nwwatch replay`` exit 2)."""
+
+
 class ClusterUnreachableError(ConnectionError):
     """No Dask scheduler answered at the given address."""
 
@@ -66,11 +75,25 @@ def check_cluster_request(address: str, kind: str, overlays: str = "none") -> No
         raise ClusterUnavailableError(
             f"--dask needs Dask distributed: pip install 'nwwatch[{CLUSTER_EXTRA}]'") from None
     if kind != "insitu":
-        raise ClusterUnavailableError(f"--dask processes in-situ frames only, not {kind!r}")
+        raise ClusterRequestError(f"--dask processes in-situ frames only, not {kind!r}")
     if overlays != "none":
-        raise ClusterUnavailableError(
+        raise ClusterRequestError(
             "--dask makes no QA pictures: drop --overlays (or [output] overlays in --config)")
-    _local_workers(address)
+    if _local_workers(address) is None:
+        _check_scheduler_address(address)
+
+
+def _check_scheduler_address(address: str) -> None:
+    """A TCP or TLS scheduler address must name a host and a numeric port (Dask's own
+    parser, which fails at once: no point in waiting for a connection)."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+
+    try:
+        if parse_address(address)[0] in ("tcp", "tls"):
+            get_address_host_port(address)
+    except ValueError as exc:
+        raise ClusterRequestError(f"--dask {address!r}: expected a scheduler address "
+                                  f"(tcp://host:port) or local:N ({exc})") from None
 
 
 def _local_workers(address: str) -> int | None:
@@ -78,7 +101,7 @@ def _local_workers(address: str) -> int | None:
         return None
     n = address.partition(":")[2]
     if not n.isdigit() or int(n) < 1:
-        raise ClusterUnavailableError(f"--dask {address!r}: expected local:N with N >= 1")
+        raise ClusterRequestError(f"--dask {address!r}: expected local:N with N >= 1")
     return int(n)
 
 
@@ -111,8 +134,10 @@ def connect(address: str):
     n = _local_workers(address)
     if n is not None:
         # Any free port: several replays (or tests) may run on one machine.
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+        with _children_ignore_ctrl_c():
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                   dashboard_address="127.0.0.1:0",
+                                   silence_logs=logging.ERROR)
         return Client(cluster), cluster
     try:
         return Client(address, timeout=CONNECT_TIMEOUT_S), None
@@ -120,6 +145,22 @@ def connect(address: str):
         raise ClusterUnreachableError(
             f"no Dask scheduler reachable at {address} within {CONNECT_TIMEOUT_S:g} s "
             f"({type(exc).__name__}: {exc})") from None
+
+
+@contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Start the LocalCluster's worker processes with SIGINT ignored (inherited through
+    their exec): Ctrl-C in a terminal reaches the whole foreground process group, and each
+    worker would print a KeyboardInterrupt traceback; the driver alone stops, closing them.
+    A Ctrl-C during these seconds of start-up is ignored by the driver too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set there; a caller's thread keeps its own
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: Engine,
@@ -132,8 +173,15 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
     """
     from distributed import as_completed
 
-    client, cluster = connect(address)
     stats = ClusterStats()
+    staging = (engine.results_dir / STAGING_DIR).resolve()
+    pending = iter(todo)
+    first = next(pending, None)
+    if first is None:  # all done already (a finished backfill resumed): no cluster needed
+        _clear_staging(staging)
+        return stats
+    pending = itertools.chain([first], pending)
+    client, cluster = connect(address)
     try:
         info = client.scheduler_info()
         stats.workers = len(info.get("workers", {}))
@@ -149,7 +197,6 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         threads = inference.threads
         if threads is None and n_local is not None:  # share this machine's cores
             threads = max(1, (os.cpu_count() or 1) // n_local)
-        staging = (engine.results_dir / STAGING_DIR).resolve()
         staging.mkdir(parents=True, exist_ok=True)
         spec = TaskSpec(model=str(Path(engine.segmenter.model_path).resolve()),
                         model_sha256=engine.segmenter.model_sha256,
@@ -162,7 +209,6 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                                                      math.ceil(summary.files
                                                                / max(1, stats.threads))))
         window = 2 * max(1, stats.threads)  # tasks queued ahead, so no worker waits
-        pending = iter(todo)
         futures = as_completed()
         inflight: dict[str, tuple[object, list[tuple[Path, int]]]] = {}
 

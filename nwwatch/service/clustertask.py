@@ -1,7 +1,7 @@
 """What a Dask worker runs for ``nwwatch replay --dask`` (:mod:`nwwatch.service.cluster`):
 hash a task's files, read, segment and measure them with the frame stage of
 :func:`nwwatch.service.pipeline.process`, and stage the rows as one Parquet file whose name is
-fixed by the files' content hashes, the model hash and the measurement version, so a task
+fixed by the files' paths and content hashes, the model hash and the measurement version, so a task
 that Dask runs twice finds (or rewrites) the same file. No ledger here: the driver commits.
 """
 
@@ -122,8 +122,12 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
         items.append(Item(Path(p), ItemKey(r.sha256, spec.model_sha256,
                                            spec.measurement_version),
                           r.size, r.mtime_ns, None, entry=p, pages=n_pages))
+    # The rows name their file (``source``), so the name covers paths and contents: a task
+    # of the same bytes under other paths (a copied folder) must not find, or overwrite,
+    # this task's rows; the same task run again finds them.
     digest = hashlib.sha256("\n".join(
-        [spec.model_sha256, spec.measurement_version] + sorted(seen)).encode()).hexdigest()
+        [spec.model_sha256, spec.measurement_version]
+        + sorted(f"{it.key.sha256} {it.entry}" for it in items)).encode()).hexdigest()
     staged = Path(spec.staging) / (f"{spec.measurement_version}-{spec.model_sha256[:12]}-"
                                    f"{digest[:32]}.parquet")
     result = TaskResult(str(staged))

@@ -51,6 +51,8 @@ class ReplaySummary:
     cluster: object = None
     compaction: object = None
     compaction_seconds: float = 0.0
+    #: Why a ``dask`` replay's final compaction did not run (the ledger busy), else "".
+    not_compacted: str = ""
     #: The folder or file replayed (named when it held no input file).
     input_path: Path | None = None
     #: In-situ inputs whose pages the file declares as Z slices (:func:`declares_z_slices`):
@@ -101,6 +103,9 @@ class ReplaySummary:
             names = ", ".join(p.name for p in self.not_tiff[:3]) + (", …" if n > 3 else "")
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, not TIFF by extension "
                        f"or header: {names}")
+        if self.not_compacted:
+            out.append(f"not compacted ({self.not_compacted}): the rows are all written; "
+                       f"compact later with: nwwatch compact {self.results_dir}")
         if self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
             out.append(f"replay found no input files{where} (patterns "
