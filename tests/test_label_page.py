@@ -281,6 +281,9 @@ def test_a_save_after_the_server_stopped_says_what_happened(tmp_path, browser):
         server.shutdown()
         server.server_close()
     browser.click("#add-droplet")  # an edit: its preview fails as well
+    # Wait for that failure first: arriving after the save's, it would replace its message.
+    browser.wait_for("return document.getElementById('status').textContent"
+                     ".startsWith('error: no answer')")
     browser.click("#save")
     browser.wait_for("return document.getElementById('status').textContent"
                      ".startsWith('save failed')")
