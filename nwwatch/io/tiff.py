@@ -71,7 +71,7 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
         series = image_series(tif)[0]
         sizes_nm = _page_pixel_sizes_nm(path, tif, series)
         height, width = info.page_shape
-        stack = _read_pixels(path, tif, info).reshape(info.n_pages, height, width)
+        stack = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
         pages = [page for part in series for page in part.pages]
         times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
     return [
@@ -116,7 +116,8 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
             )
         sizes = physical_sizes_nm(path, tif)
         height, width = info.page_shape
-        data = _read_pixels(path, tif, info).reshape(info.n_pages, height, width)
+        data = _read_pixels(path, info, image_series(tif)[0]).reshape(info.n_pages, height,
+                                                                      width)
     voxel_size_nm = None if None in sizes else (sizes[0], sizes[1], sizes[2])
     return Volume(data=data, source=path, voxel_size_nm=voxel_size_nm)
 
@@ -168,8 +169,10 @@ def _page_pixel_sizes_nm(
     return sizes
 
 
-def _read_pixels(path: Path, tif: tifffile.TiffFile, info: TiffInfo) -> np.ndarray:
-    series = image_series(tif)[0]
+def _read_pixels(path: Path, info: TiffInfo,
+                 series: list[tifffile.TiffPageSeries]) -> np.ndarray:
+    """The pixels of ``series`` (:func:`nwwatch.io.structure.image_series`'s stack), in the
+    shape of ``info``."""
     try:
         if len(series) == 1:
             data = series[0].asarray()
