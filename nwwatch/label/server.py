@@ -13,7 +13,8 @@ Routes (JSON unless stated; frame ``i`` indexes :attr:`LabelSession.frames`):
 - ``POST /api/frames/<i>/save?base=<token>`` (geometry): write the frame into DATA
   (:func:`nwwatch.label.store.save_labeled_frame`); refused (409) when ``base`` is given and
   is not the frame's current :func:`nwwatch.label.store.saved_token` (another tab saved it
-  since this one loaded it). The geometry and save answers carry ``saved_token``.
+  since this one loaded it); the 409 answer carries the current ``saved_token``, with which
+  the page may overwrite deliberately. The geometry and save answers carry ``saved_token``.
 
 It listens on 127.0.0.1 by default: the page is for the person at the acquisition PC.
 """
@@ -150,6 +151,20 @@ def preview(geometry: LabelGeometry) -> dict[str, Any]:
     }
 
 
+def _conflict(stem: str, current: str) -> dict[str, Any]:
+    """The 409 answer to a save whose ``base`` is not the frame's saved file any more: why,
+    and ``saved_token``, the token of the file now there (``""``: none). The page keeps its
+    shapes and may send them again with that token as ``base``, a deliberate overwrite of
+    exactly the version it was told about (refused again if a third save came meanwhile)."""
+    if current:
+        error = (f"{stem} was saved from another tab or session after this page loaded it; "
+                 "your shapes were not saved and the other version was not overwritten.")
+    else:
+        error = (f"the saved labels of {stem} were removed from DATA after this page loaded "
+                 "them; your shapes were not saved.")
+    return {"error": error, "conflict": True, "saved_token": current}
+
+
 class _Handler(BaseHTTPRequestHandler):
     session: LabelSession  # set on the subclass made by make_server
 
@@ -240,9 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
             with self.session._save_lock:  # the check and the write, one save at a time
                 current = saved_token(self.session.data_dir, ref.stem)
                 if base is not None and base[0].strip() != current:
-                    return self._error(HTTPStatus.CONFLICT, (
-                        f"{ref.stem} was saved from another tab or session after this page "
-                        "loaded it; not overwritten. Reload the page to see that version."))
+                    return self._json(_conflict(ref.stem, current), HTTPStatus.CONFLICT)
                 doc = save_labeled_frame(self.session.data_dir, ref.stem, image, geometry,
                                          source)
                 doc["saved_token"] = saved_token(self.session.data_dir, ref.stem)

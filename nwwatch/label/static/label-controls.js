@@ -1,5 +1,6 @@
 // nwwatch label: the page's controls, keys and start-up (label.js holds the state, drawing,
-// editing, preview and save; loaded before this file).
+// editing and preview, label-save.js the save, label-keys.js the handle keys; all loaded
+// before this file).
 "use strict";
 
 // ---------------------------------------------------------------- controls
@@ -39,7 +40,10 @@ function setup() {
   $("prev").onclick = () => state.index > 0 && openFrame(state.index - 1);
   $("next").onclick = () => state.index < state.frames.length - 1 && openFrame(state.index + 1);
   $("frame-select").onchange = (e) => openFrame(Number(e.target.value));
-  $("save").onclick = save;
+  $("save").onclick = () => save();
+  $("conflict-overwrite").onclick = () => overwriteSave();
+  $("conflict-theirs").onclick = () => openSavedVersion();
+  setupHandleKeys();
   $("undo-stroke").onclick = () => { if (state.geometry.strokes.pop()) changed(); };
   $("reset").onclick = async () => {
     if (state.dirty && !window.confirm("Discard the unsaved changes of this frame?")) return;
@@ -83,8 +87,10 @@ function setup() {
   });
   window.addEventListener("resize", () => { if (state.geometry) { layout(); render(); } });
   document.addEventListener("keydown", (e) => {
-    if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); save(); }
-    else if ((e.ctrlKey || e.metaKey) && e.key === "z") { $("undo-stroke").click(); }
+    if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); save(); return; }
+    // A text field keeps its keys (Ctrl+Z there undoes typing, not a stroke).
+    if (typingInField(e) || handleKey(e)) return;
+    if ((e.ctrlKey || e.metaKey) && e.key === "z") { $("undo-stroke").click(); }
     else if (e.key === "Enter") closePolygon();
     else if (e.key === "Escape") { state.draft = null; renderDraft(); }
     // preventDefault: on the focused frame list or a slider the key would also move that

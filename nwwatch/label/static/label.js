@@ -11,8 +11,10 @@ const $ = (id) => document.getElementById(id);
 const state = {
   frames: [], index: 0, geometry: null, origin: "", dirty: false, facetEdge: null,
   scale: 1, drag: null, draft: null, previewSeq: 0, previewTimer: null,
-  openSeq: 0,
-  loading: false,  // a frame is opening: state.geometry still holds the previous frame's  // the latest openFrame: an older one's late answer is dropped
+  openSeq: 0,  // the latest openFrame: an older one's late answer is dropped
+  selected: null,  // data-handle of the handle last focused ("wire-2"): keys act on it
+  conflict: null,  // a refused save (409) of this frame: {token} of the file now saved
+  loading: false,  // a frame is opening: state.geometry still holds the previous frame's
   edits: 0,  // counts changes: a save clears "dirty" only if none came while it was sent
   savedToken: "",  // the saved file this page's geometry started from (see save)
 };
@@ -32,7 +34,12 @@ async function api(path, body) {
   }
   const doc = (response.headers.get("Content-Type") || "").startsWith("application/json")
     ? await response.json() : null;
-  if (!response.ok) throw new Error((doc && doc.error) || response.statusText);
+  if (!response.ok) {
+    const err = new Error((doc && doc.error) || response.statusText);
+    err.status = response.status;  // save() tells a refused save (409) from a failed one
+    err.doc = doc;
+    throw err;
+  }
   return doc;
 }
 
@@ -98,6 +105,8 @@ async function openFrame(index) {
     state.loading = false;
     state.dirty = false;
     state.facetEdge = null;
+    state.selected = null;
+    showConflict(null);
     layout();
     $("explicit-facet").checked = state.geometry.facet !== null;
     $("frame-origin").textContent = doc.origin === "saved" ? "saved labels" : "model proposal";
@@ -131,6 +140,8 @@ function layout() {
 function render() {
   const g = state.geometry;
   const shapes = $("shapes"), handles = $("handles"), strokes = $("strokes");
+  // The handles are drawn anew: a focused one gets its focus back (label-keys.js).
+  const hadFocus = handles.contains(document.activeElement);
   shapes.innerHTML = handles.innerHTML = strokes.innerHTML = "";
   const hr = HANDLE_PX / state.scale;
   for (const s of g.strokes) {
@@ -153,7 +164,7 @@ function render() {
     });
     g.wire.forEach((p, i) => {
       const h = el("circle", {cx: toX(p), cy: toY(p), r: hr, class: "handle wire",
-                              "data-handle": `wire-${i}`}, handles);
+                              ...handleAttrs(`wire-${i}`)}, handles);
       h.addEventListener("pointerdown", (e) => startDrag(e, {kind: "wire", i}));
       h.addEventListener("dblclick", (e) => { e.stopPropagation(); removeVertex(i); });
     });
@@ -165,7 +176,7 @@ function render() {
     if (g.facet) {
       g.facet.forEach((p, i) => {
         const h = el("rect", {x: toX(p) - hr, y: toY(p) - hr, width: 2 * hr, height: 2 * hr,
-                              class: "handle facet", "data-handle": `facet-${i}`}, handles);
+                              class: "handle facet", ...handleAttrs(`facet-${i}`)}, handles);
         h.addEventListener("pointerdown", (e) => startDrag(e, {kind: "facet", i}));
       });
     }
@@ -174,12 +185,13 @@ function render() {
     const c = g.droplet.center, r = g.droplet.radius_px;
     el("circle", {cx: toX(c), cy: toY(c), r, class: "shape droplet"}, shapes);
     const centre = el("circle", {cx: toX(c), cy: toY(c), r: hr, class: "handle droplet",
-                                 "data-handle": "droplet-center"}, handles);
+                                 ...handleAttrs("droplet-center")}, handles);
     centre.addEventListener("pointerdown", (e) => startDrag(e, {kind: "center"}));
     const rim = el("circle", {cx: toX(c) + r, cy: toY(c), r: hr, class: "handle radius",
-                              "data-handle": "droplet-radius"}, handles);
+                              ...handleAttrs("droplet-radius")}, handles);
     rim.addEventListener("pointerdown", (e) => startDrag(e, {kind: "radius"}));
   }
+  restoreHandleFocus(hadFocus);
   renderDraft();
   updateButtons();
 }
@@ -209,8 +221,9 @@ function changed() {
 
 function startDrag(event, target) {
   if (mode() !== "edit") return;
-  event.preventDefault();
+  event.preventDefault();  // (no text selection; it also keeps the browser from focusing)
   event.stopPropagation();
+  event.currentTarget.focus({preventScroll: true});  // the keys then act on this handle
   state.drag = target;
   $("canvas").setPointerCapture(event.pointerId);
 }
@@ -293,7 +306,7 @@ function closePolygon() {
   } else renderDraft();
 }
 
-// ---------------------------------------------------------------- preview and save
+// ---------------------------------------------------------------- preview (save: label-save.js)
 function schedulePreview(delay = 120) {
   clearTimeout(state.previewTimer);
   setBusy(true);
@@ -323,35 +336,4 @@ async function refreshPreview() {
       setBusy(false);
     }
   }
-}
-
-async function save() {
-  // While a frame opens, the geometry is still the previous frame's: saving it now wrote
-  // those shapes under the new frame's name.
-  if (state.loading || !state.geometry) {
-    $("status").textContent = "not saved: this frame's shapes have not loaded yet";
-    return;
-  }
-  setBusy(true);
-  $("status").textContent = "saving...";
-  const edits = state.edits, index = state.index;
-  try {
-    // base: the saved file this geometry started from; the server refuses the save (409)
-    // when another tab or session saved the frame since, instead of overwriting its work.
-    const doc = await api(`/api/frames/${index}/save?base=${state.savedToken}`,
-                          state.geometry);
-    state.savedToken = doc.saved_token;
-    state.dirty = state.edits !== edits;  // an edit made while saving is not saved yet
-    state.frames[state.index].saved = true;
-    const option = $("frame-select").options[state.index];
-    if (!option.textContent.startsWith("\u2713")) option.textContent = "\u2713 " + option.textContent;
-    $("frame-origin").textContent = "saved labels";
-    $("frame-origin").className = "tag saved";
-    $("status").textContent = state.dirty ? `saved ${doc.stem}; newer changes unsaved`
-      : `saved ${doc.stem}`;
-    document.body.dataset.saved = doc.stem;
-  } catch (err) {
-    $("status").textContent = `save failed: ${err.message}`;
-  }
-  setBusy(false);
 }

@@ -1,0 +1,84 @@
+// nwwatch label: Save, and what the page does when the server refuses a save (409: the frame
+// was saved from another tab or session after this page opened it). The shapes stay on the
+// page, marked unsaved; the user chooses to overwrite the other version or to open it.
+// Loaded after label.js (state, api, drawing).
+"use strict";
+
+async function save() {
+  // base: the saved file this geometry started from; the server refuses the save (409)
+  // when another tab or session saved the frame since, instead of overwriting its work.
+  await sendSave(state.savedToken);
+}
+
+// The user's deliberate choice after a refused save: write this page's shapes over the
+// version the refusal named. A save made by someone else after that refusal is not the
+// version the user chose to replace: the server refuses this one too, and says so again.
+async function overwriteSave() {
+  if (state.conflict) await sendSave(state.conflict.token);
+}
+
+// The user's other choice: drop this frame's changes and open what is saved now.
+async function openSavedVersion() {
+  const dirty = state.dirty;
+  state.dirty = false;  // the button says the changes are dropped: openFrame must not ask
+  await openFrame(state.index);
+  if (state.conflict) state.dirty = dirty;  // it failed (the bar is still up): still unsaved
+}
+
+async function sendSave(base) {
+  // While a frame opens, the geometry is still the previous frame's: saving it now wrote
+  // those shapes under the new frame's name.
+  if (state.loading || !state.geometry) {
+    $("status").textContent = "not saved: this frame's shapes have not loaded yet";
+    return;
+  }
+  setBusy(true);
+  $("status").textContent = "saving...";
+  const edits = state.edits, index = state.index, stem = state.frames[index].stem;
+  try {
+    const doc = await api(`/api/frames/${index}/save?base=${encodeURIComponent(base)}`,
+                          state.geometry);
+    state.frames[index].saved = true;
+    const option = $("frame-select").options[index];
+    if (!option.textContent.startsWith("\u2713")) option.textContent = "\u2713 " + option.textContent;
+    document.body.dataset.saved = doc.stem;
+    if (index === state.index) {  // (another frame may have been opened while saving)
+      state.savedToken = doc.saved_token;
+      state.dirty = state.edits !== edits;  // an edit made while saving is not saved yet
+      showConflict(null);
+      $("frame-origin").textContent = "saved labels";
+      $("frame-origin").className = "tag saved";
+      $("status").textContent = state.dirty ? `saved ${doc.stem}; newer changes unsaved`
+        : `saved ${doc.stem}`;
+    }
+  } catch (err) {
+    if (index !== state.index) {
+      $("status").textContent = `save of ${stem} failed: ${err.message}`;
+    } else if (err.status === 409 && err.doc && err.doc.conflict) {
+      showConflict(err.doc);
+      $("status").textContent = "not saved: see above the frame";
+    } else {
+      $("status").textContent = `save failed: ${err.message}`;
+    }
+  }
+  setBusy(false);
+}
+
+// doc: the server's 409 answer ({error, saved_token}); null hides the bar.
+function showConflict(doc) {
+  state.conflict = doc ? {token: doc.saved_token} : null;
+  if ($("conflict").hidden !== !doc) {
+    $("conflict").hidden = !doc;
+    if (state.geometry) { layout(); render(); }  // the bar took or gave back room: refit
+  }
+  if (!doc) return;
+  const theirs = doc.saved_token ? "the saved version" : "the model's proposal";
+  const [mine, other] = doc.saved_token
+    ? ["Overwrite with my shapes", "Open the saved version"]
+    : ["Save my shapes", "Open the frame again"];
+  $("conflict-overwrite").textContent = mine;
+  $("conflict-theirs").textContent = `${other} (drops my changes)`;
+  $("conflict-text").textContent = `${doc.error} Your changes are still on this page. ` +
+    `\u201c${mine}\u201d writes them (nothing saved meanwhile is replaced without asking ` +
+    `again); \u201c${other}\u201d shows ${theirs} instead and drops your changes.`;
+}

@@ -1,0 +1,202 @@
+"""The labelling page without a mouse, and a save refused because someone else saved first.
+
+Real key presses (W3C WebDriver actions) in Debian's headless chromium: the handles are
+focused with H / Shift+H / Tab, moved with the arrows, a corner inserted and deleted, the frame
+saved with Ctrl+S; the saved label image is the rasterisation of the same edits made here in
+Python. A save refused with 409 keeps the edits on the page, and saves only on the user's
+explicit choice. The server and browser fixtures are those of ``test_label_page.py`` (this
+module gets its own instances: its own DATA folder).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import cv2
+import numpy as np
+import test_label_page as page
+from webdriver import Browser
+
+from nwwatch.label.geometry import geometry_from_json
+from nwwatch.label.raster import rasterize
+
+BLANK, READY, _console_errors, _http = page.BLANK, page.READY, page._console_errors, page._http
+browser, served = page.browser, page.served  # the fixtures (this module's own instances)
+
+SHIFT, CONTROL, TAB, DELETE, INSERT = "\ue008", "\ue009", "\ue004", "\ue017", "\ue016"
+LEFT, UP, RIGHT, DOWN = "\ue012", "\ue013", "\ue014", "\ue015"
+FOCUSED = "return document.activeElement.getAttribute('data-handle')"
+GEOMETRY = "return window.nwLabel.geometry"
+
+
+def _press(b: Browser, *keys: str, modifier: str | None = None) -> None:
+    """Press and release each key in turn (with ``modifier`` held throughout)."""
+    actions = [{"type": "keyDown", "value": modifier}] if modifier else []
+    for key in keys:
+        actions += [{"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]
+    if modifier:
+        actions.append({"type": "keyUp", "value": modifier})
+    b.cmd("POST", "/actions", {"actions": [
+        {"type": "key", "id": "keyboard", "actions": actions}]})
+    b.cmd("DELETE", "/actions")
+
+
+def _saved(session, index: int) -> dict:
+    path = session.data_dir / "geometry" / f"{session.frames[index].stem}.json"
+    return json.loads(path.read_text())
+
+
+def _status_after(b: Browser, action, prefix: str) -> str:
+    """Clear the status line, run ``action``, wait until the line starts with ``prefix``."""
+    b.execute("document.getElementById('status').textContent = ''")
+    action()
+    return b.wait_for("const s = document.getElementById('status').textContent; "
+                            f"return s.startsWith({prefix!r}) && "
+                            f"{READY.removeprefix('return ')} && s")
+
+
+def test_handles_move_by_keyboard_and_the_saved_mask_follows(served, browser):
+    session, url = served
+    _console_errors(browser)  # drop what came before
+    browser.get(f"{url}?keys")
+    browser.wait_for(READY)
+    g = browser.execute(GEOMETRY)
+    assert g["droplet"] is not None and g["wire"] is not None
+    opened = copy.deepcopy(g)
+    assert browser.execute(FOCUSED) is None
+    _press(browser, "h")
+    assert browser.execute(FOCUSED) == "wire-0"
+    _press(browser, TAB)  # the handles are in the Tab order
+    assert browser.execute(FOCUSED) == "wire-1"
+    _press(browser, "H", "H", "H", modifier=SHIFT)  # back: wire-0, droplet rim, centre
+    assert browser.execute(FOCUSED) == "droplet-center"
+    # Droplet centre: 3 px right, 10 px down.
+    _press(browser, RIGHT, RIGHT, RIGHT)
+    _press(browser, DOWN, modifier=SHIFT)
+    browser.wait_for(READY)
+    assert browser.execute(FOCUSED) == "droplet-center"  # kept across the redraws
+    assert "droplet centre" in browser.text("#selected-handle")
+    # The focused handle is drawn with a thick ring; the others are not.
+    widths = browser.execute("return [...document.querySelectorAll('#handles .handle')]"
+                             ".map((h) => [h === document.activeElement, "
+                             "getComputedStyle(h).strokeWidth])")
+    assert {w for focused, w in widths if focused} == {"4px"}
+    assert {w for focused, w in widths if not focused} == {"1px"}
+    # Rim: 2 px larger. Wire: corner 0 10 px left, a corner inserted after it and moved
+    # 10 px down, the next original corner deleted.
+    _press(browser, "h", UP, UP)
+    _press(browser, "h")
+    assert browser.execute(FOCUSED) == "wire-0"
+    _press(browser, LEFT, modifier=SHIFT)
+    _press(browser, INSERT)
+    assert browser.execute(FOCUSED) == "wire-1"
+    _press(browser, DOWN, modifier=SHIFT)
+    _press(browser, TAB, DELETE)
+    assert browser.execute(FOCUSED) == "wire-1"  # the corner before the deleted one
+    # A text field keeps its keys: nothing moves, the field gets the text.
+    browser.wait_for(READY)
+    before = browser.execute(GEOMETRY)
+    browser.execute("const f = document.createElement('input'); f.id = 'note'; "
+                    "document.querySelector('aside').appendChild(f); f.focus()")
+    _press(browser, "h", "h", LEFT, DELETE, UP, "\ue00f")  # (\ue00f: PageDown)
+    assert browser.execute("return document.getElementById('note').value") == "h"
+    assert browser.execute(GEOMETRY) == before
+    assert browser.execute("return window.nwLabel.index") == 0
+    browser.execute("document.getElementById('note').remove()")
+    _press(browser, "s", modifier=CONTROL)
+    stem = browser.wait_for("return document.body.dataset.saved")
+
+    # The same edits, made here on the geometry the page opened with.
+    centre, r = g["droplet"]["center"], g["droplet"]["radius_px"]
+    for _ in range(3):
+        centre[1] += 1
+    centre[0] += 10
+    g["droplet"]["radius_px"] = r + 1 + 1
+    wire = g["wire"]
+    wire[0][1] -= 10
+    middle = [(wire[0][0] + wire[1][0]) / 2, (wire[0][1] + wire[1][1]) / 2]
+    middle[0] += 10
+    g["wire"] = [wire[0], middle] + wire[2:]
+    saved = _saved(session, 0)
+    assert saved["droplet"] == g["droplet"] and saved["wire"] == g["wire"]
+    label = cv2.imread(str(session.data_dir / "labels" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+    expected = rasterize(geometry_from_json(g))
+    assert np.array_equal(label, expected)
+    # the moves show in the mask
+    assert np.count_nonzero(label != rasterize(geometry_from_json(opened))) > 100
+    assert _console_errors(browser) == []
+
+
+def test_a_refused_save_keeps_the_edits_until_the_user_chooses(served, browser):
+    session, url = served
+    api = f"{url}api/frames/1"
+    _, opened = _http("GET", f"{api}/geometry")
+    assert opened["geometry"]["droplet"] is not None
+    browser.get(f"{url}?conflict")
+    browser.wait_for(READY)
+    browser.execute("openFrame(1)")
+    browser.wait_for("return window.nwLabel.index === 1 && " + READY.removeprefix("return "))
+    _press(browser, "h", RIGHT)
+    browser.wait_for(READY)
+    mine = browser.execute(GEOMETRY)
+    assert mine != opened["geometry"]
+    # Another tab saves the frame (without its droplet) after this page opened it.
+    theirs = dict(opened["geometry"], droplet=None)
+    status, first = _http("POST", f"{api}/save?base={opened['saved_token']}", theirs)
+    assert status == 200
+    _status_after(browser, lambda: browser.click("#save"), "not saved")
+    assert browser.displayed("#conflict")
+    text = browser.text("#conflict-text")
+    assert "another tab" in text and "still on this page" in text
+    assert browser.execute("return window.nwLabel.dirty") is True
+    assert browser.execute(GEOMETRY) == mine
+    assert _saved(session, 1)["droplet"] is None  # the other tab's save stands
+    # Saving again the ordinary way is refused again: no silent overwrite.
+    _status_after(browser, lambda: _press(browser, "s", modifier=CONTROL), "not saved")
+    assert _saved(session, 1)["droplet"] is None
+    # A third save lands before the user chooses: "overwrite" named the second one, so it
+    # is refused too, and the bar now names the third.
+    # (a different file: the token is the file's hash)
+    status, _ = _http("POST", f"{api}/save?base={first['saved_token']}",
+                      dict(theirs, wire=None))
+    assert status == 200
+    _status_after(browser, lambda: browser.click("#conflict-overwrite"), "not saved")
+    assert _saved(session, 1)["wire"] is None
+    _status_after(browser, lambda: browser.click("#conflict-overwrite"), "saved")
+    assert not browser.displayed("#conflict")
+    assert browser.execute("return window.nwLabel.dirty") is False
+    saved = _saved(session, 1)
+    assert saved["droplet"] == mine["droplet"] and saved["wire"] == mine["wire"]
+    label = cv2.imread(str(session.data_dir / "labels" / f"{session.frames[1].stem}.png"),
+                       cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(label, rasterize(geometry_from_json(mine)))
+
+    # The other choice: drop the edits and open what the other tab saved.
+    _, now = _http("GET", f"{api}/geometry")
+    status, _ = _http("POST", f"{api}/save?base={now['saved_token']}", theirs)
+    assert status == 200
+    _press(browser, "h", LEFT)
+    _status_after(browser, lambda: browser.click("#save"), "not saved")
+    browser.click("#conflict-theirs")
+    browser.wait_for("return document.getElementById('conflict').hidden && "
+                     "window.nwLabel.origin === 'saved' && " + READY.removeprefix("return "))
+    assert browser.execute("return window.nwLabel.geometry.droplet") is None
+    assert browser.execute("return window.nwLabel.dirty") is False
+    _status_after(browser, lambda: browser.click("#save"), "saved")  # its token is current
+
+
+def test_a_save_after_the_labels_were_removed_is_refused_until_sent_deliberately(served):
+    session, url = served
+    api, stem = f"{url}api/frames/{BLANK}", session.frames[BLANK].stem
+    _, opened = _http("GET", f"{api}/geometry")
+    status, first = _http("POST", f"{api}/save?base={opened['saved_token']}",
+                          opened["geometry"])
+    assert status == 200
+    (session.data_dir / "geometry" / f"{stem}.json").unlink()  # removed by hand
+    status, refused = _http("POST", f"{api}/save?base={first['saved_token']}",
+                            opened["geometry"])
+    assert status == 409 and refused["saved_token"] == "" and "removed" in refused["error"]
+    assert not (session.data_dir / "geometry" / f"{stem}.json").exists()
+    status, _ = _http("POST", f"{api}/save?base={refused['saved_token']}", opened["geometry"])
+    assert status == 200
