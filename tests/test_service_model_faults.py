@@ -117,11 +117,11 @@ def test_a_model_ONNX_Runtime_cannot_run_stops_the_replay_without_charging_files
     assert _ledger(ledger, "SELECT COUNT(*) FROM quarantine") == [(0,)]
 
 
-def _tomogram_service(tmp: Path, tomo_model: Path) -> tuple[Path, Path, Path]:
+def _tomogram_service(tmp: Path, tomo_model: Path, **kw) -> tuple[Path, Path, Path]:
     acq, res = tmp / "tomo", tmp / "res"
     acq.mkdir()
     cfg = write_config(tmp / "c.toml", acq, res, tomo_model, settle=0.2, batch_size=1,
-                       latency_ms=50)
+                       latency_ms=50, **kw)
     cfg.write_text(cfg.read_text().replace('kind = "insitu"', 'kind = "tomogram"', 1))
     return cfg, acq, res
 
@@ -136,11 +136,18 @@ def test_the_service_refuses_a_tomogram_model_with_a_bad_extra_value(tmp_path):
 
 
 def test_the_service_stops_when_its_tomogram_model_cannot_run(tmp_path):
-    cfg, acq, res = _tomogram_service(tmp_path, _cannot_run(tmp_path))
+    # Rows are held for a minute: only the stop itself writes the first volume's row.
+    cfg, acq, res = _tomogram_service(tmp_path, _cannot_run(tmp_path), flush_seconds=60)
     daemon = DaemonProcess(cfg, tmp_path / "log")
+    staged = tmp_path / "staged"
+    staged.mkdir()
     try:
         daemon.wait_event("ready", timeout=60)
-        staged = tmp_path / "staged"
+        # Slices wide enough for the graph (302 px): processed, its row held.
+        big = np.full((3, 302, 302), TOMOGRAM_GREY[0], np.uint8)
+        big[:, 100:200, 100:200] = TOMOGRAM_GREY[1]
+        os.rename(write_volume_tiff(staged / "a_big.tif", big), acq / "a_big.tif")
+        daemon.wait_event("file_processed", timeout=60)
         _volumes(staged, 1)
         os.rename(staged / "v0.tif", acq / "v0.tif")
         assert daemon.wait_exit(timeout=60) == 78
@@ -152,8 +159,11 @@ def test_the_service_stops_when_its_tomogram_model_cannot_run(tmp_path):
     assert "model_unusable" in names and "unexpected_error" not in names
     stopped = next(e for e in events if e.get("event") == "stopped")
     assert stopped["error_type"] == "ModelLoadError" and "wide.onnx" in stopped["error"]
+    rows = pq.read_table(res / "volumes").to_pandas()
+    assert [os.path.basename(s) for s in rows.source] == ["a_big.tif"]
     # No attempt charged to the file, nothing quarantined, no batch left unfinished.
     ledger = res / "ledger.sqlite"
-    assert _ledger(ledger, "SELECT state, attempts FROM items WHERE state != 'pending'") == []
+    assert _ledger(ledger, "SELECT state, attempts FROM items WHERE state != 'pending'") == [
+        ("done", 0)]
     assert _ledger(ledger, "SELECT COUNT(*) FROM quarantine") == [(0,)]
     assert _ledger(ledger, "SELECT COUNT(*) FROM batches WHERE state = 'writing'") == [(0,)]
