@@ -52,9 +52,19 @@ def _ledger(path: Path, sql: str) -> list[tuple]:
         db.close()
 
 
-def _tree(folder: Path) -> dict[str, bytes | None]:
-    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}
+def _tree(folder: Path) -> dict[str, bytes | str | None]:
+    """Every path under ``folder`` with its bytes; a ledger with its SQL dump (opening it
+    rewrites its schema-version row in place: the same content, other page bytes)."""
+    def content(p: Path) -> bytes | str | None:
+        if p.name == "ledger.sqlite":
+            db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+            try:
+                return "\n".join(db.iterdump())
+            finally:
+                db.close()
+        return p.read_bytes() if p.is_file() else None
+
+    return {p.relative_to(folder).as_posix(): content(p) for p in sorted(folder.rglob("*"))}
 
 
 def test_a_tomogram_model_with_a_bad_extra_value_is_refused_before_anything_is_created(
@@ -86,6 +96,14 @@ def test_a_model_that_does_not_fit_the_folder_leaves_no_ledger_behind(tmp_path):
     with pytest.raises(ConfigError, match="insitu"):
         replay(acq, out, kind="tomogram", model=model(tmp_path))  # an in-situ model
     assert not out.exists()
+    # The results of an earlier replay, ledger included, stay exactly as they were.
+    assert replay(acq, out, kind="tomogram", model=model(tmp_path / "t", kind="tomogram")
+                  ).done == 1
+    before = _tree(out)
+    assert "ledger.sqlite" in before
+    with pytest.raises(ConfigError, match="z_sigma_px"):
+        replay(acq, out, kind="tomogram", model=_bad_extra(tmp_path))
+    assert _tree(out) == before
 
 
 def test_a_model_ONNX_Runtime_cannot_run_stops_the_replay_without_charging_files(tmp_path):

@@ -14,8 +14,11 @@ LEDGER_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
 
 
 def ledger_files(ledger_path: Path) -> list[Path]:
-    """The ledger and the files that may appear beside it."""
-    return [ledger_path.with_name(ledger_path.name + s) for s in LEDGER_SIDE_SUFFIXES]
+    """The ledger and the files that may appear beside it; beside a ledger that exists
+    already only its lock: SQLite removes its own journal files when the ledger is closed,
+    and those of a ledger another process reads may still be in use."""
+    suffixes = (".lock",) if os.path.lexists(ledger_path) else LEDGER_SIDE_SUFFIXES
+    return [ledger_path.with_name(ledger_path.name + s) for s in suffixes]
 
 
 class CreatedPaths:
