@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -214,6 +215,73 @@ def test_unreachable_scheduler_is_a_clear_error(acq, tmp_path):
                                     "--model", str(onnx), "--dask", "tcp://127.0.0.1:9"])
     assert out.exit_code == 1
     assert "no Dask scheduler reachable at tcp://127.0.0.1:9" in out.output
+
+
+def _free_port() -> int:
+    """A port nobody listens on (bound to find it, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_an_unreachable_scheduler_leaves_the_results_folder_as_it_was(acq, tmp_path,
+                                                                     monkeypatch):
+    """Was: the ledger (and quarantine.parquet, for the bad file listed before the first good
+    one) were written before the scheduler was tried. The connection comes first now."""
+    from click.testing import CliRunner
+
+    import nwwatch.service.cluster as cluster_module
+    from nwwatch.cli import main
+
+    monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT_S", 0.5)
+    folder, onnx = acq
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    with pytest.raises(ClusterUnreachableError, match="no Dask scheduler reachable"):
+        replay(folder, tmp_path / "new" / "res", model=onnx, dask=address)
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    (kept / "frames").mkdir(parents=True)
+    (kept / "notes.txt").write_text("mine")
+    before = _tree(kept)
+    out = CliRunner().invoke(main, ["replay", str(folder), "--out", str(kept),
+                                    "--model", str(onnx), "--dask", address])
+    assert out.exit_code == 1 and "Traceback" not in out.output, out.output
+    assert _tree(kept) == before
+
+
+def test_a_model_the_workers_cannot_use_stops_the_replay_without_charging_files(
+        cluster, acq, tmp_path, monkeypatch):
+    """A worker whose model file differs from the driver's (or does not load) fails every
+    task alike: was split file by file and charged to each file (quarantined after
+    max_attempts); now it stops the replay (exit 1) with the worker's reason."""
+    import dataclasses
+
+    import nwwatch.service.cluster as cluster_module
+    from nwwatch.segment.session import ModelLoadError
+    from nwwatch.service.clustertask import TaskSpec
+
+    address, _ = cluster
+    folder, onnx = acq
+    monkeypatch.setattr(cluster_module, "TaskSpec", lambda **kw: dataclasses.replace(
+        TaskSpec(**kw), model_sha256="0" * 64))  # what a worker with another file sees
+    results = tmp_path / "res"
+    with pytest.raises(ModelLoadError, match="differs on this worker"):
+        replay(folder, results, model=onnx, dask=address)
+    db = sqlite3.connect(f"file:{results / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        charged = db.execute("SELECT source, state FROM items WHERE state != 'pending'"
+                             ).fetchall()
+        quarantined = [os.path.basename(r[0]) for r in db.execute("SELECT path FROM quarantine")]
+    finally:
+        db.close()
+    assert charged == [] and quarantined == ["bad.tif"]  # bad input stays bad input
 
 
 def test_without_the_extra_dask_names_it(acq, tmp_path, monkeypatch):

@@ -83,3 +83,29 @@ def test_the_page_says_when_the_server_stops_answering(tmp_path):
         assert browser.execute("return loadList().then(() => "
                                "document.getElementById('conn').textContent)") == (
             "server not answering")
+
+
+def test_frames_without_an_acquisition_time_are_counted_not_plotted(tmp_path):
+    """``acquired_at`` is nullable: such rows reached the page with a null time, sorted as
+    1970 and stretched the time axis over 56 years. They are left out of the chart and
+    counted in its legend."""
+    require_browser()
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/run1", [100.0, 101.0, None, 103.0])
+    rows[1]["acquired_at"] = rows[2]["acquired_at"] = None
+    write(results, "frames-1.parquet", rows)
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    url = log.wait("dashboard_listening")["url"].rstrip("/")
+    try:
+        acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+        with Browser(1024, 700) as browser:
+            browser.get(f"{url}/?a={acq['id']}")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
+            assert browser.attribute("#chart", "data-untimed") == "2"
+            assert "no acquisition time: 2 (not plotted)" in browser.text("#legend")
+            x = browser.execute("return window.nwPlot.data[0]")
+            assert len(x) == 2 and all(t > 1.7e9 for t in x), x  # 2023 onwards, not 1970
+    finally:
+        thread.stop()

@@ -248,3 +248,29 @@ def test_report_says_when_files_keep_vanishing_while_it_reads(tmp_path, monkeypa
     page = write_report(results, tmp_path / "r.html").read_text()
     assert "1 results file(s) were replaced while this report read them" in page
     assert "could not be read" not in page
+
+
+def test_report_lists_frames_without_an_acquisition_time_instead_of_crashing(tmp_path):
+    """``acquired_at`` is nullable (rows of another writer, say): the report raised a
+    ValueError (NaN time) drawing the plot. Such frames are counted in the statistics,
+    listed under the plot, not drawn; a folder with no time at all gets no plot."""
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/run1", [100.0, 110.0, None, 120.0])
+    rows[1]["acquired_at"] = rows[2]["acquired_at"] = None
+    untimed = frame_rows("/acq/run2", [105.0, None])
+    for row in untimed:
+        row["acquired_at"] = None
+    write(results, "frames-1.parquet", rows + untimed)
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(main, ["report", str(results), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    run1, run2 = page.split("<h2>/acq/run2</h2>")  # sections in folder order
+    assert "2 frames without an acquisition time" in run1
+    assert "f0001.tif (frame 0), f0002.tif (frame 0)" in run1
+    # all four rows counted: n, valid, refused, median of 100, 110, 120
+    assert re.search(r"<td>4</td><td>3</td><td>fit_failed 1</td><td>110\.0°</td>", run1)
+    assert "08:00:00 – 08:00:03 UTC; 2 without" in run1
+    assert "<td>no acquisition time; 2 without</td>" in run2
+    assert run1.count("data:image/png;base64,") == 1 and "data:image/png" not in run2
+    assert len(list((tmp_path / "r_files").iterdir())) == 1

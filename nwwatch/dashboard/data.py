@@ -263,10 +263,12 @@ class ResultsStore:
 
 
 def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
-    """Columns of an in-situ acquisition as arrays, in acquisition-time order.
+    """Columns of an in-situ acquisition as arrays, in acquisition-time order (rows with a
+    null ``acquired_at`` last, by source and frame).
 
-    Keys: ``t`` (acquired_at, epoch s), ``processed`` (epoch s), ``angle`` (deg, NaN where
-    not measured), ``unc`` (deg), ``valid`` (bool), ``code`` (reason codes, "ok" when valid),
+    Keys: ``t`` (acquired_at, epoch s; NaN where null), ``processed`` (epoch s), ``angle``
+    (deg, NaN where not measured), ``unc`` (deg), ``valid`` (bool), ``code`` (reason codes,
+    "ok" when valid),
     ``trend`` (causal rolling median, deg), ``source`` (file name), ``frame``,
     ``proc_ms`` (read + segment + measure per frame); all numpy arrays of length N.
     """

@@ -2,7 +2,8 @@
 
 One section per acquisition of a results folder (from the service, ``replay`` or a backfill):
 for in-situ folders the contact angle against acquisition time (the dashboard's plot, as a
-PNG) and the angle statistics — n valid / refused by reason code, median, IQR, mean ± sd; for
+PNG; rows without an acquisition time are listed under it instead) and the angle statistics —
+n valid / refused by reason code, median, IQR, mean ± sd; for
 tomogram folders the volume rows (status with its reason code and reason) and the central
 slices of each mask; the quarantined files.
 The HTML embeds its pictures (one file to mail or archive); the same PNGs are written beside it
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import numpy as np
 
 from nwwatch import __version__
 from nwwatch.dashboard.data import Acquisition, ResultsStore, acquisition_summary, frame_series
@@ -66,10 +68,31 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
 
     series = frame_series(acq)
     stats = acquisition_summary(acq, time.time(), None)["stats"]
-    png = save_png(angle_figure(series, acq.folder), files / f"{_slug(acq)}-angle.png")
+    # A row without an acquisition time (null acquired_at: the column is nullable, e.g. rows
+    # of another writer) has no place on the time axis: counted in the statistics, listed
+    # below the plot, not drawn.
+    timed = np.isfinite(series["t"])
+    untimed = int((~timed).sum())
+    img = note = ""
+    if timed.any():
+        shown = {k: np.asarray(v)[timed] for k, v in series.items()}
+        png = save_png(angle_figure(shown, acq.folder), files / f"{_slug(acq)}-angle.png")
+        img = _img(png, f"contact angle against time, {acq.folder}")
+        t = shown["t"]
+        span = (f"{datetime.fromtimestamp(t.min(), UTC):%Y-%m-%d %H:%M:%S} – "
+                f"{datetime.fromtimestamp(t.max(), UTC):%H:%M:%S} UTC")
+    else:
+        span = "no acquisition time"
+    if untimed:
+        names = [f"{html.escape(str(n))} (frame {f})"
+                 for n, f in zip(np.asarray(series["source"])[~timed],
+                                 np.asarray(series["frame"])[~timed], strict=True)]
+        note = (f"<p class='muted'>{untimed} frame{'' if untimed == 1 else 's'} without an "
+                "acquisition time (<code>acquired_at</code> null): counted in the statistics, "
+                f"not in the plot: {', '.join(names[:20])}"
+                + (f", … ({untimed - 20} more)" if untimed > 20 else "") + "</p>")
+        span += f"; {untimed} without"
     refused = ", ".join(f"{html.escape(k)} {v}" for k, v in stats["refused"].items()) or "none"
-    span = (f"{datetime.fromtimestamp(series['t'].min(), UTC):%Y-%m-%d %H:%M:%S} – "
-            f"{datetime.fromtimestamp(series['t'].max(), UTC):%H:%M:%S} UTC")
     if stats["median_deg"] is None:  # dashes glued to degree signs ("—–—°") read as a value
         median = iqr = mean = "no valid angle"
     else:
@@ -77,7 +100,7 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         iqr = f"{_fmt(stats['q25_deg'])}–{_fmt(stats['q75_deg'])}°"
         mean = f"{stats['mean_deg']:.1f} ± {_fmt(stats['sd_deg'])}°"
     return (
-        _img(png, f"contact angle against time, {acq.folder}")
+        img + note
         + "<table><tr><th>frames</th><th>valid</th><th>refused (by reason)</th>"
         "<th>median</th><th>IQR (q25–q75)</th><th>mean ± sd</th><th>acquired</th></tr>"
         f"<tr><td>{stats['n']}</td><td>{stats['n_valid']}</td><td>{refused}</td>"

@@ -20,8 +20,8 @@ def run(config_path: Path) -> None:
 
     Exit status: 0 after SIGTERM (1 when the batch in flight outlived stop_timeout_seconds);
     78 (EX_CONFIG, not restarted by the unit) when a person is needed: invalid configuration
-    (the message names file and key), no GPU with require_gpu, a model that does not load, a
-    busy, damaged or lost ledger (docs/service.md).
+    (the message names file and key), no GPU with require_gpu, a model that does not load or
+    cannot process its folder's files, a busy, damaged or lost ledger (docs/service.md).
     """
     import signal
     import threading
@@ -40,15 +40,18 @@ def run(config_path: Path) -> None:
 
     configure_logging("info")
     log = get_logger("nwwatch.service")
+    daemon = None
     try:
         config = load_config(config_path)
         configure_logging(config.log_level)
-        code = Daemon(config, stop_event=stop).run()
+        daemon = Daemon(config, stop_event=stop)
+        code = daemon.run()
     except (ConfigError, GpuUnavailableError, ModelLoadError, LedgerBusyError,
             LedgerCorruptError, LedgerMissingError, LedgerLostError) as exc:
         # Not helped by a restart (configuration, model, a ledger that needs a person): exit
         # 78 (EX_CONFIG), which the unit lists in RestartPreventExitStatus.
-        event = "stopped" if isinstance(exc, LedgerLostError) else "startup_failed"
+        running = isinstance(exc, LedgerLostError) or (daemon is not None and daemon.started)
+        event = "stopped" if running else "startup_failed"
         log.error(event, error=str(exc), error_type=type(exc).__name__, exit_status=78)
         click.echo(f"nwwatch: {exc}", err=True)
         sys.exit(78)

@@ -28,16 +28,15 @@ import logging
 import math
 import os
 import pickle
-import signal
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.batch import Engine, crash_point, refresh_quarantine
+from nwwatch.service.childsignals import children_ignore_ctrl_c
 from nwwatch.service.clustertask import TaskResult, TaskSpec, run_task
 from nwwatch.service.flush import held_rows_written_at_end, write_held
 from nwwatch.service.ledger import Failure, ItemKey
@@ -134,7 +133,7 @@ def connect(address: str):
     n = _local_workers(address)
     if n is not None:
         # Any free port: several replays (or tests) may run on one machine.
-        with _children_ignore_ctrl_c():
+        with children_ignore_ctrl_c():
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                    dashboard_address="127.0.0.1:0",
                                    silence_logs=logging.ERROR)
@@ -147,29 +146,21 @@ def connect(address: str):
             f"({type(exc).__name__}: {exc})") from None
 
 
-@contextmanager
-def _children_ignore_ctrl_c() -> Iterator[None]:
-    """Start the LocalCluster's worker processes with SIGINT ignored (inherited through
-    their exec): Ctrl-C in a terminal reaches the whole foreground process group, and each
-    worker would print a KeyboardInterrupt traceback; the driver alone stops, closing them.
-    A Ctrl-C during these seconds of start-up is ignored by the driver too."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set there; a caller's thread keeps its own
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+def close_connection(connection) -> None:
+    """Close a ``(Client, LocalCluster or None)`` of :func:`connect`."""
+    for part in connection:
+        if part is not None:
+            part.close()
 
 
 def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: Engine,
                    summary, bar, *, inference, chunk_frames: int, force: bool = False,
-                   log=None) -> ClusterStats:
+                   log=None, connection=None) -> ClusterStats:
     """Process the ``(file, structural check)`` pairs of ``todo`` on the cluster at
     ``address``, committing each task's rows to ``engine``'s ledger as it comes back.
     Counts go to ``summary`` (a :class:`~nwwatch.service.replaysummary.ReplaySummary`) and ``bar``;
-    ``chunk_frames``: frames of the first tasks (local replay's chunk).
+    ``chunk_frames``: frames of the first tasks (local replay's chunk). ``connection``: the
+    caller's :func:`connect` (it closes it); None: connect when there is work.
     """
     from distributed import as_completed
 
@@ -181,7 +172,8 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         _clear_staging(staging)
         return stats
     pending = itertools.chain([first], pending)
-    client, cluster = connect(address)
+    own = connection is None
+    client, _ = connection = connect(address) if own else connection
     try:
         info = client.scheduler_info()
         stats.workers = len(info.get("workers", {}))
@@ -242,6 +234,8 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 try:
                     res = fut.result()
                 except Exception as exc:  # the task failed as a whole (KilledWorker included)
+                    if isinstance(exc, ModelLoadError):  # a worker's model: no file's fault
+                        raise
                     if len(chunk) > 1:
                         log.warning("cluster_task_failed", files=len(chunk), error=repr(exc))
                         stats.split += 1
@@ -274,9 +268,8 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 fill()
         _clear_staging(staging)
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        if own:
+            close_connection(connection)
     return stats
 
 
@@ -384,10 +377,8 @@ def _record_task_failure(engine: Engine, path: Path, exc: BaseException, summary
 def _clear_staging(staging: Path) -> None:
     """Staged outputs left by tasks of an earlier, interrupted driver; nothing of this run
     is left once every task is committed."""
-    for leftover in staging.glob("*.parquet"):
+    for leftover in [*staging.glob("*.parquet"), *staging.glob(".*.part")]:
         leftover.unlink(missing_ok=True)
-    for tmp in staging.glob(".*.part"):
-        tmp.unlink(missing_ok=True)
     try:
         staging.rmdir()
     except OSError:

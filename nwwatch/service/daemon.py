@@ -39,6 +39,7 @@ from pathlib import Path
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.logsetup import get_logger
 from nwwatch.results.outcome import format_counts
+from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.config import ServiceConfig, make_folder
 from nwwatch.service.engines import (
     BadInput,
@@ -87,6 +88,7 @@ class Daemon:
     """The service. ``run()`` blocks until SIGTERM/SIGINT (or :meth:`stop`) and returns 0.
 
     Raises LedgerLostError (results folder or ledger removed or replaced while running),
+    ModelLoadError (also while running: a model that cannot process its folder's files),
     and the start-up errors of the ledger, the models and the configuration.
     """
 
@@ -104,6 +106,8 @@ class Daemon:
         # The loop's watches and queued paths (for files released after a failed write).
         self._watches: list[Watch] = []
         self._queued: set[Path] = set()
+        #: Ready (serving): an error raised from here on stopped a running service.
+        self.started = False
 
     def stop(self, *_args) -> None:
         self._stop.set()
@@ -177,6 +181,7 @@ class Daemon:
                 self.log.info("initial_scan", path=str(w.config.path), candidates=n)
             next_supervise = next_status = now
             self.notifier.ready(self._status_text(watches))
+            self.started = True
             self.log.info("ready", watches=len(watches), results=str(cfg.results),
                           ledger=str(cfg.ledger))
             dashboard = _start_dashboard(cfg, self.log)  # [dashboard]: None when not configured
@@ -214,6 +219,17 @@ class Daemon:
                           quarantined_files=t.quarantined_files, queued=len(queued),
                           rows=format_counts(self.tally.row_counts),
                           note="queued files are picked up by the next start's scan")
+        except ModelLoadError as exc:
+            # A model that cannot process its folder's files (a tomogram model ONNX Runtime
+            # cannot run on the volumes' slices): the same for every file, so a person is
+            # needed, as for a model that does not load at start. Rows processed so far are
+            # written; the batch that met it was released (no attempt counted).
+            self.log.error("model_unusable", error=str(exc),
+                           action="stopped processing; fix or replace the model, then "
+                                  "restart the service")
+            self._write_held(watches)
+            self._settle_unfinished()
+            raise
         except LedgerLostError as exc:
             self.log.error("results_lost", reason=str(exc),
                            action="stopped processing (going on could write rows twice); "
@@ -361,6 +377,10 @@ class Daemon:
                 w.files[:0] = again
                 w.since = time.monotonic() - self.config.inference.max_batch_latency_ms / 1e3
             raise
+        except ModelLoadError:
+            for f in batch:
+                queued.discard(f.path)
+            raise  # a person is needed (see _run)
         except Exception as exc:  # keep serving whatever happens
             self.log.exception("batch_crashed", error=repr(exc))
             for f in batch:

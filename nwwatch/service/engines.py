@@ -50,8 +50,9 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                   **volume_overrides: object) -> list[Engine]:
     """One :class:`Engine` per spec, sharing the segmenter of the same model file.
 
-    Raises :class:`ConfigError` when a model's kind does not match its spec (naming
-    ``source`` and the spec's key), and ``GpuUnavailableError`` / ``ModelLoadError`` from
+    Raises :class:`ConfigError` when a model's kind does not match its spec, or a tomogram
+    model cannot segment tomograms (naming ``source`` and the spec's key), and
+    ``GpuUnavailableError`` / ``ModelLoadError`` from
     the segmenter. ``flush``: when each engine writes its held rows (default: at the end of
     every ``process`` call).
     """
@@ -105,6 +106,8 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
             raise ConfigError(source, spec.key,
                               f"{model.name} is a {seg.metadata.kind!r} model but the folder's "
                               f"kind is {spec.kind!r}{KIND_MISMATCH_HINT.get(spec.kind, '')}")
+        if spec.kind == "tomogram":
+            _check_tomogram_model(seg, source, spec.key)
         engines.append(Engine(kind=spec.kind, segmenter=seg, ledger=ledger,
                               results_dir=results_dir, batch_size=inference.batch_size,
                               streams=plan.streams if spec.kind == "insitu" else 1,
@@ -115,6 +118,18 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                               overlays=overlays or OverlaySettings(),
                               buffer=buffer))
     return engines
+
+
+def _check_tomogram_model(seg, source: Path | None, key: str) -> None:
+    """A tomogram model that :func:`nwwatch.volume.segment_volume` would refuse (no solid
+    class, a bad ``extra`` value) fails every tomogram alike: a configuration error now (the
+    service exits 78, a replay 1), not an error charged to each file."""
+    from nwwatch.volume import VolumeModelError, check_volume_model
+
+    try:
+        check_volume_model(seg)
+    except VolumeModelError as exc:
+        raise ConfigError(source, key, f"cannot segment tomograms: {exc}") from None
 
 
 def inspect_input(path: Path, root: Path, follow_symlinks: bool = False, *,

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.results.parquet import acquisition_partition, rows_to_table
+from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.batch import (
     BatchReport,
     Engine,
@@ -77,6 +78,9 @@ def process(
         released by the failed flush) and are to be processed again.
     LedgerLostError
         The results folder or the ledger was removed or replaced under the process.
+    ModelLoadError
+        The model cannot process these files at all (a tomogram model that ONNX Runtime
+        cannot run on the volume's slices): the batch is released, no attempt counted.
     """
     report = BatchReport(batch_id=uuid.uuid4().hex[:16])
     lost = engine.ledger.lost()
@@ -163,7 +167,10 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
         crash_point("in_batch")
         crash_on_source(items)
         job.run(items, engine, batch_id, failures, report)
-    except ResultsWriteError:
+    except (ResultsWriteError, ModelLoadError):
+        # Not the files' fault (no attempt counted): results that cannot be written, or a
+        # model that cannot process this kind of input at all (a tomogram job's
+        # VolumeModelError), which stops the caller as a model that does not load would.
         ledger.abort(batch_id, [], engine.max_attempts, remove=aux)
         raise
     except Exception as exc:  # a whole-batch failure, e.g. in the runtime

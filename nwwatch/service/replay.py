@@ -29,6 +29,7 @@ from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
 from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.replaysummary import Progress, ReplaySummary, declares_z_slices, tally
+from nwwatch.service.startundo import CreatedPaths, ledger_files
 from nwwatch.service.streammemory import call_streams
 from nwwatch.service.watcher import scan
 
@@ -100,7 +101,8 @@ def replay(
         ``overlays`` (or the configuration's setting).
     dask : process on a Dask distributed cluster instead of in this process: a scheduler
         address (``tcp://host:8786``) or ``local:N`` (a LocalCluster of N worker processes);
-        see :mod:`nwwatch.service.cluster`. In-situ frames only, without QA pictures.
+        see :mod:`nwwatch.service.cluster`. In-situ frames only, without QA pictures. A
+        replay that fails to start (no scheduler answering, a model refused) creates nothing.
 
     Returns
     -------
@@ -163,13 +165,22 @@ def replay(
         if real == top or top in real.parents:  # its own masks back as new tomograms
             raise ConfigError(None, "PATH", f"{root} lies inside the results folder {out}; "
                                             "a replay never reads its own outputs")
+    # A failed start leaves the results folder as it was: a scheduler is reached before
+    # anything is created, and what was created on the way is removed (startundo).
+    connection = None
+    if dask is not None and not dask.startswith("local:"):
+        from nwwatch.service.cluster import close_connection, connect
+
+        connection = connect(dask)
+    created = CreatedPaths([out, ledger_path.parent], ledger_files(ledger_path))
+    ledger = None
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # below a file, no permission: name it, no traceback
-        raise ConfigError(None, "--out", f"cannot create the folder {out}: "
-                                         f"{exc.strerror or exc}") from None
-    ledger = open_ledger(ledger_path, out, log)
-    try:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # below a file, no permission: name it, no traceback
+            raise ConfigError(None, "--out", f"cannot create the folder {out}: "
+                                             f"{exc.strerror or exc}") from None
+        ledger = open_ledger(ledger_path, out, log)
         # True switches a fusion on over the configuration; False leaves it as configured.
         (engine,) = build_engines([EngineSpec(kind, model_path)], ledger, out,
                                   inference=inference, max_attempts=max_attempts,
@@ -178,6 +189,14 @@ def replay(
                                   # files of up to REPLAY_FLUSH_ROWS rows (or a minute's worth)
                                   flush=FlushPolicy(max_rows=REPLAY_FLUSH_ROWS, max_seconds=60.0),
                                   triplanar=triplanar or None, flips=flips or None)
+    except BaseException:
+        if ledger is not None:
+            ledger.close()
+        if connection is not None:
+            close_connection(connection)
+        created.undo()
+        raise
+    try:
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
                                 provider=engine.segmenter.provider,
                                 input_path=roots[0] if len(roots) == 1 else None)
@@ -196,7 +215,8 @@ def replay(
 
             summary.cluster = run_on_cluster(todo, dask, engine, summary, bar,
                                              inference=inference, force=force, log=log,
-                                             chunk_frames=REPLAY_CHUNKS * engine.batch_size)
+                                             chunk_frames=REPLAY_CHUNKS * engine.batch_size,
+                                             connection=connection)
             summary.seconds = time.perf_counter() - t0
             bar.close()
             # A backfill leaves one small batch file per task: compact them, as
@@ -238,6 +258,8 @@ def replay(
         bar.close()
     finally:
         ledger.close()
+        if connection is not None:
+            close_connection(connection)
     return summary
 
 

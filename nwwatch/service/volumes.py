@@ -15,6 +15,7 @@ import numpy as np
 
 from nwwatch.io import check_tomogram, read_volume, write_volume_tiff
 from nwwatch.results.schema import volume_schema
+from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.batch import (
     BatchReport,
     Engine,
@@ -30,6 +31,7 @@ from nwwatch.service.names import source_name
 from nwwatch.volume import (
     VOLUME_METRIC_FIELDS,
     VOLUME_METRICS_VERSION,
+    VolumeModelError,
     segment_volume,
     volume_metrics,
 )
@@ -66,6 +68,11 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             measure_ms = (time.perf_counter() - t) * 1e3
         except ResultsWriteError:
             raise
+        except VolumeModelError as exc:
+            # The model's fault (it cannot run on such slices), not this file's: retrying or
+            # quarantining the file would not help and the next tomogram fails alike. Stop,
+            # as for a model that does not load (the batch is released, no attempt counted).
+            raise ModelLoadError(f"{exc} (while segmenting {source_name(it.path)})") from exc
         except FileNotFoundError:
             it.failed, it.gone = True, True
             continue

@@ -105,15 +105,21 @@ class SliceRunner:
 
         Raises
         ------
-        VolumeModelError : ``infer_min_input`` and ONNX Runtime still fails at
-            :data:`MAX_INFERRED_INPUT_PX`.
+        VolumeModelError : ``infer_min_input``, ONNX Runtime failed on these slices and
+            still fails with them mirrored to :data:`MAX_INFERRED_INPUT_PX` (a fault of the
+            model: it cannot run on slices of this size). An ONNX Runtime error on slices
+            that needed no widening propagates as it is.
         """
+        widened = False
         while True:
             try:
                 return self._stack(slices)
             except Exception as exc:
                 side = self._geometry(*slices.shape[1:])[3]
-                if not (self.infer_min_input and _from_onnxruntime(exc)):
+                # Slices that needed no widening: the remedy for thin slices has nothing to
+                # try, and the error is not theirs; it propagates as it is.
+                if not (self.infer_min_input and _from_onnxruntime(exc)) or (
+                        side >= MAX_INFERRED_INPUT_PX and not widened):
                     raise
                 if side >= MAX_INFERRED_INPUT_PX:
                     raise VolumeModelError(
@@ -123,6 +129,7 @@ class SliceRunner:
                         "by an older nwwatch: export it again with `nwwatch train --volume`, "
                         f"or segment without tri-planar fusion): {exc}") from exc
                 self.min_input = min(2 * side, MAX_INFERRED_INPUT_PX)
+                widened = True
 
     def _stack(self, slices: np.ndarray) -> np.ndarray:
         n, height, width = slices.shape

@@ -163,6 +163,17 @@ def _input_slices(segmenter: Segmenter) -> int:
         raise VolumeModelError(str(exc)) from None
 
 
+def check_volume_model(segmenter: Segmenter) -> None:
+    """Raise :class:`VolumeModelError` (naming the model file) when ``segmenter``'s model
+    cannot segment tomograms: not a ``tomogram`` model, no solid class, or an ``extra`` value
+    (``z_sigma_px``, ``min_input_px``, ``input_slices``) :func:`segment_volume` refuses. These
+    depend on the model alone, so the service checks them once, when it loads the model."""
+    _solid_index(segmenter)
+    model_z_sigma_px(segmenter)
+    _input_slices(segmenter)
+    _min_input_px(segmenter)
+
+
 @dataclass(frozen=True)
 class VolumeSegmentation:
     """Segmentation of a tomogram.

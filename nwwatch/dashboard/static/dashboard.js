@@ -167,7 +167,11 @@ function timeRange(u) {
 function renderChart(overlay, trendWindow) {
   $("insitu").hidden = false;
   $("tomo").hidden = true;
-  const all = [...rows.values()].sort((a, b) => a.t - b.t || a.frame - b.frame);
+  // A row without an acquisition time (null acquired_at) has no place on the time axis (it
+  // sorted as 1970 and squeezed the rest into one column): counted in the legend instead.
+  const everything = [...rows.values()];
+  const all = everything.filter((r) => r.t != null).sort((a, b) => a.t - b.t || a.frame - b.frame);
+  const untimed = everything.length - all.length;
   const codes = [...new Set(all.filter((r) => !r.valid).map((r) => r.code))].sort();
   const x = all.map((r) => r.t);
   const angle = all.map((r) => (r.valid ? r.angle : null));
@@ -185,6 +189,7 @@ function renderChart(overlay, trendWindow) {
   const nValid = angle.filter((v) => v != null).length;
   $("chart").dataset.points = String(nValid);
   $("chart").dataset.refused = String(all.length - nValid);
+  $("chart").dataset.untimed = String(untimed);
   const series = [
     {label: "time"},
     {label: "angle (valid)", stroke: "#1f5fbf", width: 0, points: {show: true, size: 6, fill: "#1f5fbf"}},
@@ -213,8 +218,10 @@ function renderChart(overlay, trendWindow) {
   $("legend").innerHTML = `<span style="--c:#1f5fbf">valid ${nValid} (bars: uncertainty)</span>` +
     `<span style="--c:#f28e2b">rolling median of the last ${trendWindow} valid</span>` +
     codes.map((c) => `<span style="--c:${colorOf(c)}">${esc(c)}: ` +
-      `${all.filter((r) => r.code === c).length}</span>`).join("");
-  const last = all.length ? all.reduce((a, b) => (b.t >= a.t ? b : a)) : null;
+      `${all.filter((r) => r.code === c).length}</span>`).join("") +
+    (untimed ? `<span class="untimed">no acquisition time: ${untimed} (not plotted)</span>` : "");
+  const last = all.length ? all.reduce((a, b) => (b.t >= a.t ? b : a))
+    : everything[everything.length - 1] || null;
   if (last) {
     $("latest").innerHTML = `${esc(last.source)} frame ${last.frame}: ` +
       (last.valid ? `<b>${fmt(last.angle)}° ± ${fmt(last.unc)}°</b>` : `refused (<b>${esc(last.code)}</b>)`) +
