@@ -18,3 +18,37 @@ def test_require_kind_names_the_file_the_kind_and_the_task(tmp_path):
         segmenter.require_kind("insitu", "labelling frames")
     assert str(err.value) == (f"{model}: a 'tomogram' model; labelling frames needs an "
                               "in-situ model")
+
+
+def test_tensorrt_is_asked_for_only_when_its_libraries_load(monkeypatch):
+    # Without libnvinfer, listing TensorRT first slowed every change of input shape ~5x on an
+    # H200 (docs/models.md); the provider list leaves it out instead.
+    from nwwatch.segment import session
+
+    monkeypatch.setattr(session, "_nvidia_device_present", lambda: True)
+    monkeypatch.setattr(session, "tensorrt_loadable", lambda: False)
+    names = [p if isinstance(p, str) else p[0]
+             for p in session._provider_list(("tensorrt", "cuda", "cpu"), None)]
+    assert names == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(session, "tensorrt_loadable", lambda: True)
+    names = [p if isinstance(p, str) else p[0]
+             for p in session._provider_list(("tensorrt", "cuda", "cpu"), None)]
+    assert names == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_tensorrt_loadable_tries_the_libraries_the_provider_links(monkeypatch):
+    from nwwatch.segment import session
+
+    tried = []
+
+    def fake_cdll(name):
+        tried.append(name)
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(session.ctypes, "CDLL", fake_cdll)
+    session.tensorrt_loadable.cache_clear()
+    try:
+        assert session.tensorrt_loadable() is False
+        assert tried == ["libnvinfer.so.10"]
+    finally:
+        session.tensorrt_loadable.cache_clear()

@@ -6,6 +6,8 @@ the provider actually obtained is read back from the session and compared with t
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -104,6 +106,24 @@ def gpu_possible(providers: tuple[str, ...]) -> bool:
             and _nvidia_device_present())
 
 
+#: What ONNX Runtime's TensorRT provider library needs (its ELF NEEDED entries).
+TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvonnxparser.so.10")
+
+
+@functools.cache
+def tensorrt_loadable() -> bool:
+    """Whether the TensorRT libraries that ONNX Runtime's TensorRT provider links can be
+    loaded. Asking ORT for TensorRT without them costs more than the failed load: on an
+    H200, replay's network calls after every change of input shape took 230-290 ms instead
+    of 40-60 ms with CUDA alone (docs/models.md, "On a GPU")."""
+    for name in TENSORRT_LIBRARIES:
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            return False
+    return True
+
+
 def _provider_list(names: tuple[str, ...], cache_dir: Path | None) -> list:
     unknown = [n for n in names if n not in PROVIDERS]
     if unknown:
@@ -112,6 +132,10 @@ def _provider_list(names: tuple[str, ...], cache_dir: Path | None) -> list:
     for name in names:
         full = PROVIDERS[name]
         if full in _GPU_PROVIDERS and not _nvidia_device_present():
+            continue
+        if full == "TensorrtExecutionProvider" and not tensorrt_loadable():
+            log.info("TensorRT libraries %s not found: not asking ONNX Runtime for TensorRT",
+                     " / ".join(TENSORRT_LIBRARIES))
             continue
         if full == "CUDAExecutionProvider":
             # HEURISTIC avoids an exhaustive cuDNN search per new input shape at start-up.
