@@ -26,6 +26,7 @@ from nwwatch.segment.contract import (
     ModelMetadata,
     ModelMetadataError,
 )
+from nwwatch.segment.gpushapes import ShapeSessions, pad_batch, stable_batch
 from nwwatch.segment.scale import (
     BOUNDARY_BAND_PX,
     CAP_DISAGREEMENT_FRACTION,
@@ -179,9 +180,10 @@ class Segmenter:
         inference time; see docs/models.md for what it buys).
 
     :meth:`segment` may be called from several threads at once on one instance: it keeps
-    no state between calls (every array it writes is made within the call), and ONNX
-    Runtime's ``InferenceSession.run`` is safe to call concurrently (each call runs on its
-    calling thread plus the session's intra-op pool; it releases the GIL).
+    no state between calls (every array it writes is made within the call) except, on a GPU
+    provider, the sessions per input shape (:mod:`nwwatch.segment.gpushapes`, behind a lock),
+    and ONNX Runtime's ``InferenceSession.run`` is safe to call concurrently (each call runs
+    on its calling thread plus the session's intra-op pool; it releases the GIL).
     """
 
     def __init__(
@@ -208,15 +210,17 @@ class Segmenter:
         # reading and measurement threads, and spinning steals those threads' CPU time.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         requested = _provider_list(tuple(providers), Path(cache_dir) if cache_dir else None)
+        make = functools.partial(ort.InferenceSession, str(self.model_path),
+                                 sess_options=options, providers=requested)
         try:
-            self._session = ort.InferenceSession(
-                str(self.model_path), sess_options=options, providers=requested
-            )
+            self._session = make()
         except Exception as exc:  # ORT raises its own exception types for bad files
             raise ModelLoadError(f"{self.model_path}: ONNX Runtime cannot load it ({exc})") from exc
         obtained = self._session.get_providers()
         self.provider = obtained[0]
         self.uses_gpu = self.provider in _GPU_PROVIDERS
+        # GPU providers only: sessions per input shape (nwwatch/segment/gpushapes.py).
+        self._shapes = ShapeSessions(make, self._session) if self.uses_gpu else None
         if require_gpu and not self.uses_gpu:
             raise GpuUnavailableError(
                 f"a GPU provider was required (asked for {list(providers)}) but ONNX Runtime "
@@ -358,10 +362,15 @@ class Segmenter:
         return Segmentation(labels=np.ascontiguousarray(labels), probabilities=probs)
 
     def _run_bound(self, feed: np.ndarray, wanted: list[str]) -> list[np.ndarray]:
-        # IO binding: input copied once to the device; only the requested outputs come back.
-        binding = self._session.io_binding()
+        # The batch padded to a stable size and run on its shape's own session
+        # (gpushapes.py); IO binding: input copied once to the device, only the requested
+        # outputs come back, the padding's cut off.
+        count = feed.shape[0]
+        feed = pad_batch(feed, stable_batch(count))
+        session = self._shapes.session_for(feed.shape)
+        binding = session.io_binding()
         binding.bind_cpu_input(INPUT_NAME, feed)
         for name in wanted:
             binding.bind_output(name, "cpu")
-        self._session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()
+        session.run_with_iobinding(binding)
+        return [out[:count] for out in binding.copy_outputs_to_cpu()]
