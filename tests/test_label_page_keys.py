@@ -200,3 +200,39 @@ def test_a_save_after_the_labels_were_removed_is_refused_until_sent_deliberately
     assert not (session.data_dir / "geometry" / f"{stem}.json").exists()
     status, _ = _http("POST", f"{api}/save?base={refused['saved_token']}", opened["geometry"])
     assert status == 200
+
+
+def test_saves_pressed_twice_are_sent_one_after_the_other(served, browser):
+    # Was: both were sent at once with the token the page had opened; the first replaced
+    # that file, so the second was refused (409) and the bar said another tab had saved
+    # the frame and the shapes were not saved, when this page had saved them.
+    session, url = served
+    _console_errors(browser)  # drop what came before (the refused saves above)
+    browser.get(f"{url}?twice")
+    browser.wait_for(READY)
+    _press(browser, "h", RIGHT)
+    browser.wait_for(READY)
+    mine = browser.execute(GEOMETRY)
+    _press(browser, "s", "s", modifier=CONTROL)
+    browser.wait_for("return document.body.dataset.saved && " + READY.removeprefix("return "))
+    browser.wait_for("return !document.getElementById('status').textContent"
+                     ".startsWith('saving')")
+    assert not browser.displayed("#conflict"), browser.text("#conflict-text")
+    assert browser.text("#status").startswith("saved ")
+    assert browser.execute("return window.nwLabel.dirty") is False
+    assert _saved(session, 0)["droplet"] == mine["droplet"]
+    # A save waiting its turn on a frame the user left (confirmed) is not sent: it would
+    # write the next frame's shapes, which nobody saved. (Saves answer slowly here.)
+    target = session.data_dir / "geometry" / f"{session.frames[BLANK].stem}.json"
+    _http("POST", f"{url}api/frames/{BLANK}/save", _http("GET", f"{url}api/frames/{BLANK}"
+                                                               "/geometry")[1]["geometry"])
+    before = target.stat().st_mtime_ns
+    browser.execute("window.confirm = () => true; const send = api; api = async (p, b) => {"
+                    " if (p.includes('/save')) await new Promise((r) => setTimeout(r, 1500));"
+                    " return send(p, b); }; window.nwLabel.dirty = true; save(); save();"
+                    " window.queued = false; saveQueue.then(() => { window.queued = true; })")
+    browser.wait_for("return document.getElementById('status').textContent === 'saving...'")
+    browser.execute(f"openFrame({BLANK})")  # while the first save is on its way
+    browser.wait_for("return window.queued && window.nwLabel.index === " + str(BLANK))
+    assert target.stat().st_mtime_ns == before
+    assert _console_errors(browser) == []

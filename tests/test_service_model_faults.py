@@ -185,3 +185,18 @@ def test_the_service_stops_when_its_tomogram_model_cannot_run(tmp_path):
         ("done", 0)]
     assert _ledger(ledger, "SELECT COUNT(*) FROM quarantine") == [(0,)]
     assert _ledger(ledger, "SELECT COUNT(*) FROM batches WHERE state = 'writing'") == [(0,)]
+
+
+def test_a_model_that_does_not_load_at_start_is_a_start_up_failure_only(tmp_path):
+    # Was: also logged model_unusable ("stopped processing"; the troubleshooting table's
+    # row for a tomogram model that fails while running) before startup_failed.
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an ONNX model")
+    cfg = write_config(tmp_path / "c.toml", acq, tmp_path / "res", broken, settle=0.2)
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    assert daemon.wait_exit(timeout=60) == 78
+    errors = [e for e in daemon.events() if e.get("level") == "error"]
+    assert [(e["event"], e.get("error_type")) for e in errors] == [
+        ("startup_failed", "ModelLoadError")]

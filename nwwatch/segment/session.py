@@ -115,8 +115,8 @@ TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvonnxparser.so.10")
 def tensorrt_loadable() -> bool:
     """Whether the TensorRT libraries that ONNX Runtime's TensorRT provider links can be
     loaded. Asking ORT for TensorRT without them costs more than the failed load: on an
-    H200, replay's network calls after every change of input shape took 230-290 ms instead
-    of 40-60 ms with CUDA alone (docs/models.md, "On a GPU")."""
+    H200, replay's network calls after a change of input shape took 229-253 ms (quartiles)
+    instead of 41-51 ms with CUDA alone (docs/models.md, "On a GPU")."""
     for name in TENSORRT_LIBRARIES:
         try:
             ctypes.CDLL(name)

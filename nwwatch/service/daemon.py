@@ -220,6 +220,8 @@ class Daemon:
                           rows=format_counts(self.tally.row_counts),
                           note="queued files are picked up by the next start's scan")
         except ModelLoadError as exc:
+            if not self.started:  # a model that does not load: startup_failed alone (cli.py)
+                raise
             # A model that cannot process its folder's files (a tomogram model ONNX Runtime
             # cannot run on the volumes' slices): the same for every file, so a person is
             # needed, as for a model that does not load at start. Rows processed so far are

@@ -189,12 +189,12 @@ def replay(
                                   # files of up to REPLAY_FLUSH_ROWS rows (or a minute's worth)
                                   flush=FlushPolicy(max_rows=REPLAY_FLUSH_ROWS, max_seconds=60.0),
                                   triplanar=triplanar or None, flips=flips or None)
-    except BaseException:
+    except BaseException as exc:
         if ledger is not None:
             ledger.close()
         if connection is not None:
             close_connection(connection)
-        created.undo()
+        created.undo(exc)
         raise
     try:
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,

@@ -1,13 +1,18 @@
 """A replay that fails to start (a model that does not load or cannot segment tomograms,
 a wrong kind of model, a ledger it may not use) leaves the results folder as it was: what it
 created on the way (the folder, the ledger and its lock and journal files) is removed, and
-nothing that was there before."""
+nothing that was there before.
+
+Paths are compared as the system will resolve them once the folders exist: ``new/../res``
+names ``res`` (and creates ``new`` on the way), whatever the path's text says now."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
 from pathlib import Path
+
+from nwwatch.service.lock import LedgerBusyError
 
 #: Files SQLite and :class:`nwwatch.service.lock.LedgerLock` put beside a ledger.
 LEDGER_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
@@ -17,8 +22,18 @@ def ledger_files(ledger_path: Path) -> list[Path]:
     """The ledger and the files that may appear beside it; beside a ledger that exists
     already only its lock: SQLite removes its own journal files when the ledger is closed,
     and those of a ledger another process reads may still be in use."""
+    ledger_path = _resolved(ledger_path)
     suffixes = (".lock",) if os.path.lexists(ledger_path) else LEDGER_SIDE_SUFFIXES
     return [ledger_path.with_name(ledger_path.name + s) for s in suffixes]
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` with its folder as the system will resolve it once it exists (symbolic links
+    followed; ``..`` after a folder not made yet cancels that folder), its last part kept (a
+    link there is the file, as unlink sees it). Tested for existence unresolved, ``new/../x``
+    would be missing before ``new`` is made and the ``x`` that was there removed after."""
+    path = Path(path).absolute()
+    return Path(os.path.realpath(path.parent)) / path.name
 
 
 class CreatedPaths:
@@ -29,16 +44,20 @@ class CreatedPaths:
     def __init__(self, folders: Iterable[Path], files: Iterable[Path]) -> None:
         new_folders: set[Path] = set()
         for folder in folders:
-            folder = Path(os.path.abspath(folder))
+            # Every folder mkdir(parents=True) may make: each ancestor as written, resolved
+            # (``new/../res`` makes ``new``, which is not an ancestor of ``res``).
+            folder = Path(folder).absolute()
             for f in (folder, *folder.parents):
-                if os.path.lexists(f):
-                    break
-                new_folders.add(f)
+                real = _resolved(f)
+                if f.name != ".." and not os.path.lexists(real):  # "..": a folder that exists
+                    new_folders.add(real)
         self.folders = sorted(new_folders, key=lambda p: len(p.parts), reverse=True)
-        self.files = [Path(f) for f in files if not os.path.lexists(f)]
+        self.files = [f for f in map(_resolved, files) if not os.path.lexists(f)]
 
-    def undo(self) -> None:
-        for f in self.files:
+    def undo(self, error: BaseException | None = None) -> None:
+        """``error``: why the start failed. A busy ledger was taken by another process after
+        these paths were looked at: its files are that process's, not this one's."""
+        for f in [] if isinstance(error, LedgerBusyError) else self.files:
             try:
                 f.unlink()
             except OSError:  # gone already; the error being raised matters more

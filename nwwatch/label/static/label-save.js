@@ -7,14 +7,33 @@
 async function save() {
   // base: the saved file this geometry started from; the server refuses the save (409)
   // when another tab or session saved the frame since, instead of overwriting its work.
-  await sendSave(state.savedToken);
+  await queueSave(() => state.savedToken);
 }
 
 // The user's deliberate choice after a refused save: write this page's shapes over the
 // version the refusal named. A save made by someone else after that refusal is not the
 // version the user chose to replace: the server refuses this one too, and says so again.
 async function overwriteSave() {
-  if (state.conflict) await sendSave(state.conflict.token);
+  await queueSave(() => (state.conflict ? state.conflict.token : null));
+}
+
+// One save at a time: sent together, a second Ctrl+S carried the token the first one
+// replaced, and its 409 said another tab had saved the frame when this page had. A save
+// asked for while one is on its way is sent when that one has answered, with the base read
+// then, and not at all if a frame (even this one) was opened meanwhile. With none on its
+// way it is sent at once, with the shapes as they are now.
+let saveQueue = null;  // the saves on their way and waiting, in order; null when none
+function queueSave(baseOf) {
+  const seq = state.openSeq;
+  const run = () => {
+    const base = baseOf();
+    return seq === state.openSeq && base !== null ? sendSave(base) : undefined;
+  };
+  const queued = Promise.resolve(saveQueue ? saveQueue.then(run) : run())
+    .catch((err) => { $("status").textContent = `save failed: ${err.message}`; })
+    .finally(() => { if (saveQueue === queued) saveQueue = null; });
+  saveQueue = queued;
+  return queued;
 }
 
 // The user's other choice: drop this frame's changes and open what is saved now.
@@ -35,6 +54,7 @@ async function sendSave(base) {
   setBusy(true);
   $("status").textContent = "saving...";
   const edits = state.edits, index = state.index, stem = state.frames[index].stem;
+  const seq = state.openSeq;  // this frame as opened: a late answer is not another opening's
   try {
     const doc = await api(`/api/frames/${index}/save?base=${encodeURIComponent(base)}`,
                           state.geometry);
@@ -42,7 +62,7 @@ async function sendSave(base) {
     const option = $("frame-select").options[index];
     if (!option.textContent.startsWith("\u2713")) option.textContent = "\u2713 " + option.textContent;
     document.body.dataset.saved = doc.stem;
-    if (index === state.index) {  // (another frame may have been opened while saving)
+    if (seq === state.openSeq) {  // (a frame, even this one, may have been opened since)
       state.savedToken = doc.saved_token;
       state.dirty = state.edits !== edits;  // an edit made while saving is not saved yet
       showConflict(null);
@@ -52,7 +72,7 @@ async function sendSave(base) {
         : `saved ${doc.stem}`;
     }
   } catch (err) {
-    if (index !== state.index) {
+    if (seq !== state.openSeq) {
       $("status").textContent = `save of ${stem} failed: ${err.message}`;
     } else if (err.status === 409 && err.doc && err.doc.conflict) {
       showConflict(err.doc);

@@ -1,0 +1,103 @@
+"""A replay that fails to start removes what it created and nothing else
+(:mod:`nwwatch.service.startundo`): not the ledger of another replay that took the folder
+meanwhile, not what a path through a folder made on the way (``new/../res``) names."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx_models import TOMOGRAM_GREY
+from servicekit import model
+
+from nwwatch.io import write_volume_tiff
+from nwwatch.service import replay
+from nwwatch.service.config import ConfigError
+from nwwatch.service.ledger import Ledger
+from nwwatch.service.lock import LedgerBusyError
+
+# (the package exports the function under the module's name)
+replay_module = importlib.import_module("nwwatch.service.replay")
+
+
+def _acq(tmp: Path) -> Path:
+    acq = tmp / "acq"
+    acq.mkdir()
+    vol = np.full((6, 24, 24), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:5, 4:12, 6:20] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "v.tif", vol)
+    return acq
+
+
+def _tree(folder: Path) -> dict[str, bytes | str | None]:
+    """Every path under ``folder``; a ledger by its SQL dump (opening rewrites a row)."""
+    def content(p: Path) -> bytes | str | None:
+        if p.name == "ledger.sqlite":
+            db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+            try:
+                return "\n".join(db.iterdump())
+            finally:
+                db.close()
+        return p.read_bytes() if p.is_file() else None
+
+    return {p.relative_to(folder).as_posix(): content(p) for p in sorted(folder.rglob("*"))}
+
+
+def test_a_busy_ledger_taken_by_another_replay_meanwhile_is_not_removed(tmp_path,
+                                                                       monkeypatch):
+    # Was: the ledger, its lock and journal files did not exist when this replay looked, so
+    # they were removed as its own when it found them busy: the other replay's live ledger.
+    acq, out = _acq(tmp_path), tmp_path / "res"
+    real_open, other = replay_module.open_ledger, []
+
+    def another_replay_first(path, results, log):
+        other.append(Ledger(path, results))  # started at the same moment, took it first
+        return real_open(path, results, log)
+
+    monkeypatch.setattr(replay_module, "open_ledger", another_replay_first)
+    with pytest.raises(LedgerBusyError):
+        replay(acq, out, kind="tomogram", model=model(tmp_path / "t", kind="tomogram"))
+    try:
+        assert (out / "ledger.sqlite").is_file() and (out / "ledger.sqlite.lock").is_file()
+        assert other[0].lost() is None  # still the file it opened
+    finally:
+        other[0].close()
+
+
+def test_a_path_through_a_folder_made_on_the_way_keeps_what_it_names(tmp_path, monkeypatch):
+    # Was: "new/../res/ledger.sqlite" did not exist before "new" was made, so the earlier
+    # replay's ledger (and its lock) in "res" was removed as this replay's own; "new" stayed.
+    _acq(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert replay("acq", "res", kind="tomogram",
+                  model=model(tmp_path / "t", kind="tomogram")).done == 1
+    before, top = _tree(tmp_path / "res"), sorted(os.listdir(tmp_path))
+    assert "ledger.sqlite" in before
+    insitu = model(tmp_path / "m")  # refused for tomograms
+    top.append("m")
+    with pytest.raises(ConfigError, match="insitu"):
+        replay("acq", "new/../res", kind="tomogram", model=insitu)
+    assert _tree(tmp_path / "res") == before
+    assert sorted(os.listdir(tmp_path)) == sorted(top)  # no "new"
+    # A results folder that existed empty stays; the folders made to reach it go.
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="insitu"):
+        replay("acq", "a/b/../../empty", kind="tomogram", model=insitu)
+    assert (tmp_path / "empty").is_dir() and not os.listdir(tmp_path / "empty")
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_symlinked_results_folder_keeps_its_link_and_its_results(tmp_path):
+    acq, real = _acq(tmp_path), tmp_path / "store" / "res"
+    assert replay(acq, real, kind="tomogram",
+                  model=model(tmp_path / "t", kind="tomogram")).done == 1
+    link = tmp_path / "res-link"
+    link.symlink_to(real, target_is_directory=True)
+    before = _tree(real)
+    with pytest.raises(ConfigError, match="insitu"):
+        replay(acq, link, kind="tomogram", model=model(tmp_path / "m"))
+    assert link.is_symlink() and _tree(real) == before
