@@ -38,7 +38,6 @@ from pathlib import Path
 
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.logsetup import get_logger
-from nwwatch.results.outcome import format_counts
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.config import ServiceConfig, make_folder
 from nwwatch.service.engines import (
@@ -73,17 +72,6 @@ STATUS_S = 1.0
 TICK_S = 0.05
 
 
-def _start_dashboard(config: ServiceConfig, log):
-    """The dashboard's supervised thread (``[dashboard]``), or None when not configured."""
-    if config.dashboard is None:
-        return None
-    from nwwatch.dashboard.server import DashboardThread
-
-    thread = DashboardThread(config.results, config.ledger, config.dashboard, log, live=True)
-    thread.start()
-    return thread
-
-
 class Daemon:
     """The service. ``run()`` blocks until SIGTERM/SIGINT (or :meth:`stop`) and returns 0.
 
@@ -112,8 +100,6 @@ class Daemon:
     def stop(self, *_args) -> None:
         self._stop.set()
 
-    # --- watching -----------------------------------------------------------------------
-
     def _on_change(self, index: int):
         settle = self.config.watches[index].settle_seconds
 
@@ -127,8 +113,6 @@ class Daemon:
             if watch.path == path or watch.path in path.parents:
                 return inspect_input(path, watch.path, watch.follow_symlinks)
         return inspect_input(path, path.parent)
-
-    # --- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -184,7 +168,12 @@ class Daemon:
             self.started = True
             self.log.info("ready", watches=len(watches), results=str(cfg.results),
                           ledger=str(cfg.ledger))
-            dashboard = _start_dashboard(cfg, self.log)  # [dashboard]: None when not configured
+            if cfg.dashboard is not None:  # [dashboard]: its supervised server thread
+                from nwwatch.dashboard.server import DashboardThread
+
+                dashboard = DashboardThread(cfg.results, cfg.ledger, cfg.dashboard, self.log,
+                                            live=True)
+                dashboard.start()
             while not self._stop.is_set():
                 now = time.monotonic()
                 self.notifier.watchdog(now)
@@ -211,21 +200,12 @@ class Daemon:
             self.notifier.stopping()
             self._write_held(watches)
             self._settle_unfinished()
-            t = self.tally
-            self.log.info("stopping", processed_files=t.processed_files,
-                          processed_rows=t.processed_rows,
-                          # failed: an unexpected error (tried again); quarantined: not
-                          failed_files=t.failed_files - t.quarantined_files,
-                          quarantined_files=t.quarantined_files, queued=len(queued),
-                          rows=format_counts(self.tally.row_counts),
-                          note="queued files are picked up by the next start's scan")
+            self.tally.log_stopping(self.log, len(queued))
         except ModelLoadError as exc:
             if not self.started:  # a model that does not load: startup_failed alone (cli.py)
                 raise
-            # A model that cannot process its folder's files (a tomogram model ONNX Runtime
-            # cannot run on the volumes' slices): the same for every file, so a person is
-            # needed, as for a model that does not load at start. Rows processed so far are
-            # written; the batch that met it was released (no attempt counted).
+            # A model that cannot process its folder's files (the same for every file): a person
+            # is needed. Rows so far are written; the batch was released (no attempt counted).
             self.log.error("model_unusable", error=str(exc),
                            action="stopped processing; fix or replace the model, then "
                                   "restart the service")

@@ -62,6 +62,16 @@ class Tally:
         self.quarantined_files += n
         _metrics.observe_outcomes([], None, quarantined_files=n)  # /metrics
 
+    def log_stopping(self, log, queued: int) -> None:
+        """The service's ``stopping`` log line: what this run processed."""
+        log.info("stopping", processed_files=self.processed_files,
+                 processed_rows=self.processed_rows,
+                 # failed: an unexpected error (tried again); quarantined: not
+                 failed_files=self.failed_files - self.quarantined_files,
+                 quarantined_files=self.quarantined_files, queued=queued,
+                 rows=format_counts(self.row_counts),
+                 note="queued files are picked up by the next start's scan")
+
     def status_text(self, waiting: int) -> str:
         """systemd's STATUS line while processing, with ``waiting`` files queued."""
         return (f"queue {waiting} files; processed {self.processed_files} files "
