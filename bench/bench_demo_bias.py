@@ -175,8 +175,9 @@ def facet_readings(record: list[dict[str, float]]):
 
     original = ca.facet_shape
 
-    def recording(fit, line, iface, s_px, half_chord_px):
-        shape = original(fit, line, iface, s_px, half_chord_px)
+    def recording(fit, line, iface, s_px, half_chord_px, **options):
+        # options: facet_shape's keywords (network_labels), passed through unchanged
+        shape = original(fit, line, iface, s_px, half_chord_px, **options)
         entry = {"tilt_deg": shape.tilt_deg, "systematic_deg": shape.systematic_deg,
                  "rim_angle_deg": None}
         if shape.tilt_deg == 0 and shape.systematic_deg > 0:
