@@ -1,0 +1,238 @@
+"""Training batches: random augmented crops, drawn in order from one generator per epoch,
+applied by the calling thread (``workers=0``) or by worker threads ahead of the loop.
+
+A batch is made in two parts (:mod:`training.augment`): its random draws (which image,
+window, symmetry, intensity transforms, noise image), taken from the epoch's generator in
+the order of the one-thread sampler, and the array work that applies them. With workers,
+one thread takes the draws of batch after batch in that order while ``workers`` threads
+apply them, so the batches are those of ``workers=0`` bit for bit, whatever the number.
+
+Threads, not processes: the array work is numpy and OpenCV, which release the GIL for it;
+on the 2-core machine measured (docs/training.md, "Sampler workers") two threads drew
+batches at least as fast as two processes, which must also send every batch back.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from training.augment import (
+    AugmentConfig,
+    IntensityDraw,
+    LabeledPixels,
+    apply_geometric,
+    apply_intensity,
+    crop_window,
+    draw_geometric,
+    draw_intensity,
+    draw_window,
+    padded_shape,
+)
+from training.data import LabeledImage
+
+#: (images float32 (B, 1, crop, crop), labels uint8 (B, crop, crop), unlabeled images
+#:  float32 (U, 1, crop, crop) or None). Labels stay uint8 to the device (an eighth of the
+#:  int64 bytes to copy); the loss takes ``labels.long()``.
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+class SamplerError(RuntimeError):
+    """A batch could not be drawn (in a worker thread or not); the message names the batch."""
+
+
+@dataclass(frozen=True)
+class CropDraw:
+    """The random choices of one crop: the source image, window origin, symmetry and
+    intensity transforms (None: not augmented)."""
+
+    image: np.ndarray
+    label: np.ndarray | None
+    r0: int
+    c0: int
+    turns: int = 0
+    flip: bool = False
+    intensity: IntensityDraw | None = None
+
+
+@dataclass(frozen=True)
+class BatchDraw:
+    """The draws of one batch; ``name`` says which (for error messages)."""
+
+    name: str
+    crop: int
+    labeled: list[CropDraw]
+    unlabeled: list[CropDraw] | None
+
+
+class BatchSampler:
+    """Random augmented crops of side ``crop`` from labeled items and from unlabeled images.
+
+    ``unlabeled_size``: crops per unlabeled batch (``batch_size`` when None); without
+    unlabeled images, no unlabeled batch."""
+
+    def __init__(self, items: list[LabeledImage], unlabeled: list[np.ndarray], crop: int,
+                 batch_size: int, unlabeled_size: int | None = None,
+                 augmented: bool = True) -> None:
+        self.items, self.unlabeled = items, unlabeled
+        self.crop, self.batch_size, self.augmented = crop, batch_size, augmented
+        self.unlabeled_size = unlabeled_size or batch_size
+        self._augment = AugmentConfig()
+        self._labeled_pixels: dict[int, LabeledPixels] = {}  # by item index
+
+    def _draw_crop(self, image: np.ndarray, label: np.ndarray | None,
+                   labeled: LabeledPixels | None, rng: np.random.Generator) -> CropDraw:
+        r0, c0 = draw_window(padded_shape(image.shape, self.crop), labeled, self.crop, rng)
+        if not self.augmented:
+            return CropDraw(image, label, r0, c0)
+        turns, flip = draw_geometric(rng, self._augment)
+        return CropDraw(image, label, r0, c0, turns, flip,
+                        draw_intensity((self.crop, self.crop), rng, self._augment))
+
+    def draw(self, rng: np.random.Generator, name: str = "batch",
+             with_unlabeled: bool = True) -> BatchDraw:
+        """The draws of the next batch from ``rng``: the labeled crops, then (with unlabeled
+        images and ``with_unlabeled``) the unlabeled ones. Not thread-safe: one generator is
+        drawn from in order."""
+        labeled = []
+        for k in rng.integers(0, len(self.items), self.batch_size):
+            k = int(k)
+            if k not in self._labeled_pixels:
+                self._labeled_pixels[k] = LabeledPixels(self.items[k].label)
+            labeled.append(self._draw_crop(self.items[k].image, self.items[k].label,
+                                           self._labeled_pixels[k], rng))
+        unlabeled = None
+        if self.unlabeled and with_unlabeled:
+            unlabeled = [self._draw_crop(self.unlabeled[k], None, None, rng)
+                         for k in rng.integers(0, len(self.unlabeled), self.unlabeled_size)]
+        return BatchDraw(name, self.crop, labeled, unlabeled)
+
+
+def _apply(draw: CropDraw, crop: int) -> tuple[np.ndarray, np.ndarray | None]:
+    image, label = crop_window(draw.image, draw.label, crop, draw.r0, draw.c0)
+    if draw.intensity is None:
+        return image, label
+    image, label = apply_geometric(image, label, draw.turns, draw.flip)
+    return apply_intensity(image, draw.intensity), label
+
+
+def make_batch(draw: BatchDraw) -> Batch:
+    """Apply a batch's draws: (images, labels, unlabeled images or None) as in :data:`Batch`."""
+    crops = [_apply(crop, draw.crop) for crop in draw.labeled]
+    images = torch.from_numpy(np.stack([image for image, _ in crops]))[:, None]
+    labels = torch.from_numpy(np.stack([label for _, label in crops]))
+    extra = None
+    if draw.unlabeled is not None:
+        extra = torch.from_numpy(np.stack([_apply(crop, draw.crop)[0]
+                                           for crop in draw.unlabeled]))[:, None]
+    return images, labels, extra
+
+
+def epoch_draws(sampler: BatchSampler, seed: int, epochs: range, steps: int,
+                refit: BatchSampler | None = None) -> Iterator[BatchDraw]:
+    """The draws of a run's batches: ``steps`` per epoch from ``default_rng([seed, epoch])``
+    (so a resumed run draws the same crops as an uninterrupted one), then, with ``refit``,
+    endless labeled batches of ``refit`` continuing the last epoch's generator (the
+    contrastive classifier refit; ``[seed, 2**32 - 1]`` when no epoch is left to run)."""
+    rng = None
+    for epoch in epochs:
+        rng = np.random.default_rng([seed, epoch])
+        for step in range(steps):
+            yield sampler.draw(rng, f"batch {step} of epoch {epoch}")
+    if refit is None:
+        return
+    rng = rng or np.random.default_rng([seed, 2**32 - 1])
+    step = 0
+    while True:
+        yield refit.draw(rng, f"refit batch {step}", with_unlabeled=False)
+        step += 1
+
+
+class BatchStream:
+    """The batches of ``draws`` in order: ``workers=0`` makes each when asked for, in the
+    calling thread; ``workers=N``: one thread takes the draws and N threads apply them, up
+    to ``2 N`` batches ahead (a bounded queue). A failure raises :class:`SamplerError`,
+    naming the batch, where that batch is asked for. Use as a context manager: leaving it
+    (at the end, by an exception or Ctrl-C) cancels the batches not started and waits for
+    those being made (one per thread at most).
+    """
+
+    def __init__(self, draws: Iterator[BatchDraw], workers: int = 0) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, not {workers}")
+        self._draws, self.workers, self._closed = draws, workers, False
+        self._pending: collections.deque[Future[Batch | None]] = collections.deque()
+        self._drawer = self._pool = None
+        if workers:
+            # One drawing thread: the generator is drawn from in order.
+            self._drawer = ThreadPoolExecutor(1, thread_name_prefix="nwwatch-sampler-draw")
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="nwwatch-sampler")
+            for _ in range(2 * workers):
+                self._submit()
+
+    def _next_draw(self) -> BatchDraw | None:
+        try:
+            return next(self._draws)
+        except StopIteration:
+            return None
+        except Exception as exc:
+            raise SamplerError(f"drawing the next training batch failed: "
+                               f"{type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _make(draw: BatchDraw | Future[BatchDraw | None] | None) -> Batch | None:
+        if isinstance(draw, Future):
+            draw = draw.result()
+        if draw is None:
+            return None
+        try:
+            return make_batch(draw)
+        except Exception as exc:
+            raise SamplerError(f"making training {draw.name} failed: "
+                               f"{type(exc).__name__}: {exc}") from exc
+
+    def _submit(self) -> None:
+        assert self._drawer is not None and self._pool is not None
+        drawn = self._drawer.submit(self._next_draw)
+        self._pending.append(self._pool.submit(self._make, drawn))
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    def __next__(self) -> Batch:
+        if self._closed:
+            raise SamplerError("this batch stream is closed")
+        if self._pool is None:
+            batch = self._make(self._next_draw())
+        else:
+            batch = self._pending.popleft().result()
+            self._submit()
+        if batch is None:
+            raise StopIteration
+        return batch
+
+    def labeled(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch's images and int64 labels (the contrastive refit's
+        ``sample_batch``)."""
+        images, labels, _ = next(self)
+        return images, labels.long()
+
+    def close(self) -> None:
+        """Cancel the batches not started; wait for the threads to finish theirs."""
+        self._closed = True
+        for executor in (self._pool, self._drawer):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+        self._pending.clear()
+        self._pool = self._drawer = None
+
+    def __enter__(self) -> BatchStream:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
