@@ -1,17 +1,19 @@
 """Speed of the training sampler alone (batches/s) with ``--workers`` 0, 1, 2 ... threads.
 
 The batches of ``nwwatch train`` on DATA (``load_folder``) at ``--batch-size`` and ``--crop``,
-augmented, from the epoch generators of seed 0, made by :class:`training.sampler.BatchStream`
-and consumed as fast as they come (no training step). The first ``--warmup`` batches of each
-run are not timed; runs alternate between the workers values (``--repeats`` rounds), so a
-machine shared with other jobs weighs on all alike. Also checks that every run gave the
-same batches as the first.
+augmented, from the epoch generators of seed 0 (``--steps-per-epoch`` batches each; the
+batches of one epoch take their draws one after the other), made by
+:class:`training.sampler.BatchStream` and consumed as fast as they come (no training step).
+The first ``--warmup`` batches of each run are not timed; runs alternate between the workers
+values (``--repeats`` rounds), so a machine shared with other jobs weighs on all alike.
+Also checks that every run gave the same batches as the first.
 
 Usage::
 
     nwwatch synth insitu /tmp/syn --frames 40 --size 512
-    OMP_NUM_THREADS=1 python -m bench.bench_sampler /tmp/syn --workers 0 1 2 \
-        --json bench/results/sampler_workers.json
+    OMP_NUM_THREADS=1 python -m bench.bench_sampler /tmp/syn --workers 0 1 2 --repeats 3 \
+        --batches 60 --json bench/results/sampler_workers.json
+    # the same with --steps-per-epoch 2 (this data's default: 32 training frames / 16)
 """
 
 from __future__ import annotations
@@ -27,14 +29,18 @@ from pathlib import Path
 import numpy as np
 
 from training.data import load_folder
-from training.sampler import BatchSampler, BatchStream, epoch_draws, make_batch
+from training.sampler import BatchSampler, BatchStream, make_batch, run_batches
 
 
-def measure(sampler: BatchSampler, workers: int, batches: int, warmup: int) -> dict:
+def measure(sampler: BatchSampler, workers: int, batches: int, warmup: int,
+            steps_per_epoch: int) -> dict:
     """batches/s of one run after ``warmup`` batches, and a digest of all its batches."""
     digest = hashlib.sha256()
     load_1min = os.getloadavg()[0]
-    with BatchStream(epoch_draws(sampler, 0, range(1), warmup + batches), workers) as stream:
+    total = warmup + batches
+    steps = steps_per_epoch or total
+    specs = run_batches(sampler, 0, range(-(-total // steps)), steps)
+    with BatchStream(specs, workers) as stream:
         for _ in range(warmup):
             images, labels, _ = next(stream)
             digest.update(images.numpy().tobytes() + labels.numpy().tobytes())
@@ -73,13 +79,15 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=384)
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps-per-epoch", type=int, default=0,
+                        help="batches per epoch (one generator each); 0: one epoch of all")
     parser.add_argument("--repeats", type=int, default=2, help="runs per workers value")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
     data = load_folder(args.data)
     sampler = BatchSampler(data.labeled, [], args.crop, args.batch_size)
-    runs = [measure(sampler, workers, args.batches, args.warmup)
+    runs = [measure(sampler, workers, args.batches, args.warmup, args.steps_per_epoch)
             for _ in range(args.repeats) for workers in args.workers]
     split = parts(sampler, 20)
     print(f"one thread: draws {split['draw_cpu_ms_per_batch']} ms, applying them "
@@ -95,6 +103,7 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "data": str(args.data), "images": len(data.labeled), "batch_size": args.batch_size,
+            "steps_per_epoch": args.steps_per_epoch or args.warmup + args.batches,
             "crop": args.crop, "cpu_count": os.cpu_count(), "machine": platform.machine(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "one_thread": split,
             "runs": runs}, indent=1))

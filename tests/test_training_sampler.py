@@ -18,7 +18,7 @@ from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import load_folder
 from training.engine import train
-from training.sampler import BatchSampler, BatchStream, SamplerError, epoch_draws
+from training.sampler import BatchSampler, BatchStream, SamplerError, run_batches
 
 torch.set_num_threads(1)
 TINY = {"widths": [4, 8, 16], "encoder_convs": [1, 1, 1], "decoder_convs": [1, 1]}
@@ -34,7 +34,7 @@ def _sampler_threads() -> list[threading.Thread]:
 
 
 def _draw(sampler, workers, epochs=range(2)):
-    with BatchStream(epoch_draws(sampler, 5, epochs, 3), workers) as stream:
+    with BatchStream(run_batches(sampler, 5, epochs, 3), workers) as stream:
         return list(stream)
 
 
@@ -100,7 +100,7 @@ def test_a_failure_in_a_thread_is_raised_where_the_batch_is_asked_for(tmp_path, 
 def test_leaving_the_stream_early_ends_its_threads(tmp_path):
     sampler = _sampler(tmp_path)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the training loop
-        with BatchStream(epoch_draws(sampler, 0, range(1), 2, refit=sampler), 2) as stream:
+        with BatchStream(run_batches(sampler, 0, range(1), 2, refit=sampler), 2) as stream:
             for _ in range(3):  # the refit batches after the epoch's 2 are endless
                 next(stream)
             assert _sampler_threads()

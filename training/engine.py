@@ -43,7 +43,7 @@ from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoin
 from training.config import SELF_NEGATIVES, TrainConfig
 from training.data import LabeledImage, TrainingData, load_folder, load_volume_slices, make_split
 from training.paradigms import PARADIGMS, Paradigm
-from training.sampler import BatchSampler, BatchStream, epoch_draws
+from training.sampler import BatchSampler, BatchStream, run_batches
 from training.weights import InitialWeights, load_initial_weights
 
 log = logging.getLogger(__name__)
@@ -294,11 +294,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                    file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
     sampler = BatchSampler(pool, sampled, crop, config.batch_size, config.unlabeled_batch_size,
                            config.augment)
-    # Drawn from one generator per epoch (training.sampler.epoch_draws): a resumed run draws
+    # Drawn from one generator per epoch (training.sampler.run_batches): a resumed run draws
     # the same crops as an uninterrupted one.
     refit = BatchSampler(pool, [], crop, config.batch_size, augmented=config.augment) \
         if config.paradigm == "contrastive" and not export_only else None
-    batches = BatchStream(epoch_draws(sampler, config.seed, range(start_epoch, end_epoch), steps,
+    batches = BatchStream(run_batches(sampler, config.seed, range(start_epoch, end_epoch), steps,
                                       refit), config.workers)
     with batches:
         for epoch in range(start_epoch, end_epoch):

@@ -1,11 +1,12 @@
 """Training batches: random augmented crops, drawn in order from one generator per epoch,
-applied by the calling thread (``workers=0``) or by worker threads ahead of the loop.
+made by the calling thread (``workers=0``) or by worker threads ahead of the loop.
 
 A batch is made in two parts (:mod:`training.augment`): its random draws (which image,
 window, symmetry, intensity transforms, noise image), taken from the epoch's generator in
 the order of the one-thread sampler, and the array work that applies them. With workers,
-one thread takes the draws of batch after batch in that order while ``workers`` threads
-apply them, so the batches are those of ``workers=0`` bit for bit, whatever the number.
+the draws of one epoch's batches are still taken one batch after the other (each thread
+waits for the previous batch's draws), while the array work and other epochs' batches run
+side by side: the batches are those of ``workers=0`` bit for bit, whatever the number.
 
 Threads, not processes: the array work is numpy and OpenCV, which release the GIL for it;
 on the 2-core machine measured (docs/training.md, "Sampler workers") two threads drew
@@ -15,6 +16,8 @@ batches at least as fast as two processes, which must also send every batch back
 from __future__ import annotations
 
 import collections
+import itertools
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -133,73 +136,97 @@ def make_batch(draw: BatchDraw) -> Batch:
     return images, labels, extra
 
 
-def epoch_draws(sampler: BatchSampler, seed: int, epochs: range, steps: int,
-                refit: BatchSampler | None = None) -> Iterator[BatchDraw]:
-    """The draws of a run's batches: ``steps`` per epoch from ``default_rng([seed, epoch])``
-    (so a resumed run draws the same crops as an uninterrupted one), then, with ``refit``,
-    endless labeled batches of ``refit`` continuing the last epoch's generator (the
-    contrastive classifier refit; ``[seed, 2**32 - 1]`` when no epoch is left to run)."""
-    rng = None
+@dataclass(frozen=True)
+class BatchSpec:
+    """One batch to make: ``sampler`` draws it from the generator ``default_rng(stream)``
+    after the batches before it with the same ``stream``; ``name`` says which batch."""
+
+    name: str
+    sampler: BatchSampler
+    stream: tuple[int, ...]
+    with_unlabeled: bool = True
+
+
+def run_batches(sampler: BatchSampler, seed: int, epochs: range, steps: int,
+                refit: BatchSampler | None = None) -> Iterator[BatchSpec]:
+    """A run's batches: ``steps`` per epoch from ``default_rng([seed, epoch])`` (so a resumed
+    run draws the same crops as an uninterrupted one), then, with ``refit``, endless
+    labeled batches of ``refit`` continuing the last epoch's generator (the contrastive
+    classifier refit; ``[seed, 2**32 - 1]`` when no epoch is left to run)."""
+    stream = None
     for epoch in epochs:
-        rng = np.random.default_rng([seed, epoch])
+        stream = (seed, epoch)
         for step in range(steps):
-            yield sampler.draw(rng, f"batch {step} of epoch {epoch}")
+            yield BatchSpec(f"batch {step} of epoch {epoch}", sampler, stream)
     if refit is None:
         return
-    rng = rng or np.random.default_rng([seed, 2**32 - 1])
-    step = 0
-    while True:
-        yield refit.draw(rng, f"refit batch {step}", with_unlabeled=False)
-        step += 1
+    stream = stream or (seed, 2**32 - 1)
+    for step in itertools.count():
+        yield BatchSpec(f"refit batch {step}", refit, stream, with_unlabeled=False)
 
 
 class BatchStream:
-    """The batches of ``draws`` in order: ``workers=0`` makes each when asked for, in the
-    calling thread; ``workers=N``: one thread takes the draws and N threads apply them, up
-    to ``2 N`` batches ahead (a bounded queue). A failure raises :class:`SamplerError`,
-    naming the batch, where that batch is asked for. Use as a context manager: leaving it
-    (at the end, by an exception or Ctrl-C) cancels the batches not started and waits for
-    those being made (one per thread at most).
+    """The batches of ``specs``, in order. ``workers=0``: each is made when asked for, in
+    the calling thread. ``workers=N``: N threads make them, up to ``2 N`` batches ahead (a
+    bounded queue). Batches of one generator take their draws one after the other (a
+    thread waits for the previous batch's draws, not for its array work); batches of
+    different generators (epochs) are made side by side. A failure raises
+    :class:`SamplerError`, naming the batch, where that batch is asked for. Use as a context
+    manager: leaving it (at the end, by an exception or Ctrl-C) cancels the batches not
+    started and waits for those being made (one per thread at most).
     """
 
-    def __init__(self, draws: Iterator[BatchDraw], workers: int = 0) -> None:
+    def __init__(self, specs: Iterator[BatchSpec], workers: int = 0) -> None:
         if workers < 0:
             raise ValueError(f"workers must be >= 0, not {workers}")
-        self._draws, self.workers, self._closed = draws, workers, False
-        self._pending: collections.deque[Future[Batch | None]] = collections.deque()
-        self._drawer = self._pool = None
-        if workers:
-            # One drawing thread: the generator is drawn from in order.
-            self._drawer = ThreadPoolExecutor(1, thread_name_prefix="nwwatch-sampler-draw")
-            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="nwwatch-sampler")
-            for _ in range(2 * workers):
-                self._submit()
+        self._specs, self.workers, self._closed = specs, workers, False
+        # The generator of the current stream and the event set when its last batch
+        # submitted has taken its draws (None: no batch pending).
+        self._stream: tuple[int, ...] | None = None
+        self._rng: np.random.Generator | None = None
+        self._drawn: threading.Event | None = None
+        self._pending: collections.deque[tuple[Future[Batch], threading.Event]] = \
+            collections.deque()
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="nwwatch-sampler") \
+            if workers else None
+        for _ in range(2 * workers):
+            if not self._submit():
+                break
 
-    def _next_draw(self) -> BatchDraw | None:
-        try:
-            return next(self._draws)
-        except StopIteration:
-            return None
-        except Exception as exc:
-            raise SamplerError(f"drawing the next training batch failed: "
-                               f"{type(exc).__name__}: {exc}") from exc
+    def _generator(self, spec: BatchSpec) -> np.random.Generator:
+        if spec.stream != self._stream:
+            self._stream, self._drawn = spec.stream, None
+            self._rng = np.random.default_rng(list(spec.stream))
+        assert self._rng is not None
+        return self._rng
 
-    @staticmethod
-    def _make(draw: BatchDraw | Future[BatchDraw | None] | None) -> Batch | None:
-        if isinstance(draw, Future):
-            draw = draw.result()
-        if draw is None:
-            return None
+    def _make(self, spec: BatchSpec, rng: np.random.Generator,
+              previous: threading.Event | None, drawn: threading.Event | None) -> Batch | None:
         try:
+            try:
+                if previous is not None:
+                    previous.wait()  # the generator is in its state after the previous batch
+                if self._closed:
+                    return None
+                draw = spec.sampler.draw(rng, spec.name, spec.with_unlabeled)
+            finally:
+                if drawn is not None:
+                    drawn.set()  # the next batch of this generator may draw (or give up)
             return make_batch(draw)
         except Exception as exc:
-            raise SamplerError(f"making training {draw.name} failed: "
+            raise SamplerError(f"making training {spec.name} failed: "
                                f"{type(exc).__name__}: {exc}") from exc
 
-    def _submit(self) -> None:
-        assert self._drawer is not None and self._pool is not None
-        drawn = self._drawer.submit(self._next_draw)
-        self._pending.append(self._pool.submit(self._make, drawn))
+    def _submit(self) -> bool:
+        assert self._pool is not None
+        spec = next(self._specs, None)
+        if spec is None:
+            return False
+        rng = self._generator(spec)
+        previous, drawn = self._drawn, threading.Event()
+        self._drawn = drawn
+        self._pending.append((self._pool.submit(self._make, spec, rng, previous, drawn), drawn))
+        return True
 
     def __iter__(self) -> Iterator[Batch]:
         return self
@@ -208,12 +235,15 @@ class BatchStream:
         if self._closed:
             raise SamplerError("this batch stream is closed")
         if self._pool is None:
-            batch = self._make(self._next_draw())
+            spec = next(self._specs)
+            batch = self._make(spec, self._generator(spec), None, None)
         else:
-            batch = self._pending.popleft().result()
+            if not self._pending:
+                raise StopIteration
+            future, _ = self._pending.popleft()
             self._submit()
-        if batch is None:
-            raise StopIteration
+            batch = future.result()
+        assert batch is not None
         return batch
 
     def labeled(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,11 +255,13 @@ class BatchStream:
     def close(self) -> None:
         """Cancel the batches not started; wait for the threads to finish theirs."""
         self._closed = True
-        for executor in (self._pool, self._drawer):
-            if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            for future, drawn in self._pending:
+                future.cancel()
+                drawn.set()  # wakes a thread waiting for a cancelled batch's draws
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
-        self._pool = self._drawer = None
+        self._pool = None
 
     def __enter__(self) -> BatchStream:
         return self
