@@ -178,3 +178,17 @@ def test_cli_workers_option(tmp_path, monkeypatch):
     assert seen["config"].workers == 0
     bad = CliRunner().invoke(main, [*args, "--workers", "-1"])
     assert bad.exit_code == 2 and "--workers" in bad.output
+
+
+def test_a_contrastive_resume_with_no_epoch_left_still_refits_its_classifier(tmp_path):
+    # No epoch to run: the refit draws from its own generator (it used to need the last
+    # epoch's sampler and failed on a negative seed).
+    data = make_folder(tmp_path / "data", n=4, size=40)
+    config = TrainConfig(out=str(tmp_path / "c.onnx"), data=str(data), paradigm="contrastive",
+                         epochs=1, steps_per_epoch=1, batch_size=2, crop=32, export=False,
+                         model_options=dict(TINY), classifier_steps=2, threads=1, workers=1)
+    train(config, progress=False)
+    lines = []
+    again = train(config, resume=True, progress=False, echo=lines.append)
+    assert "checkpoint already has 1 epochs; nothing to train" in lines
+    assert again.epochs == 1 and not _sampler_threads()

@@ -8,9 +8,8 @@ the draws of one epoch's batches are still taken one batch after the other (each
 waits for the previous batch's draws), while the array work and other epochs' batches run
 side by side: the batches are those of ``workers=0`` bit for bit, whatever the number.
 
-Threads, not processes: the array work is numpy and OpenCV, which release the GIL for it;
-on the 2-core machine measured (docs/training.md, "Sampler workers") two threads drew
-batches at least as fast as two processes, which must also send every batch back.
+Threads, not processes: the array work is numpy and OpenCV, which release the GIL for it,
+and processes must send every batch back (docs/training.md, "Sampler workers").
 """
 
 from __future__ import annotations
@@ -97,11 +96,10 @@ class BatchSampler:
         return CropDraw(image, label, r0, c0, turns, flip,
                         draw_intensity((self.crop, self.crop), rng, self._augment))
 
-    def draw(self, rng: np.random.Generator, name: str = "batch",
-             with_unlabeled: bool = True) -> BatchDraw:
+    def draw(self, rng: np.random.Generator, name: str = "batch") -> BatchDraw:
         """The draws of the next batch from ``rng``: the labeled crops, then (with unlabeled
-        images and ``with_unlabeled``) the unlabeled ones. Not thread-safe: one generator is
-        drawn from in order."""
+        images) the unlabeled ones. Threads may draw from different generators at once; one
+        generator is drawn from by one thread at a time, batch after batch."""
         labeled = []
         for k in rng.integers(0, len(self.items), self.batch_size):
             k = int(k)
@@ -110,7 +108,7 @@ class BatchSampler:
             labeled.append(self._draw_crop(self.items[k].image, self.items[k].label,
                                            self._labeled_pixels[k], rng))
         unlabeled = None
-        if self.unlabeled and with_unlabeled:
+        if self.unlabeled:
             unlabeled = [self._draw_crop(self.unlabeled[k], None, None, rng)
                          for k in rng.integers(0, len(self.unlabeled), self.unlabeled_size)]
         return BatchDraw(name, self.crop, labeled, unlabeled)
@@ -144,15 +142,15 @@ class BatchSpec:
     name: str
     sampler: BatchSampler
     stream: tuple[int, ...]
-    with_unlabeled: bool = True
 
 
 def run_batches(sampler: BatchSampler, seed: int, epochs: range, steps: int,
                 refit: BatchSampler | None = None) -> Iterator[BatchSpec]:
     """A run's batches: ``steps`` per epoch from ``default_rng([seed, epoch])`` (so a resumed
     run draws the same crops as an uninterrupted one), then, with ``refit``, endless
-    labeled batches of ``refit`` continuing the last epoch's generator (the contrastive
-    classifier refit; ``[seed, 2**32 - 1]`` when no epoch is left to run)."""
+    batches of ``refit`` (a sampler without unlabeled images) continuing the last epoch's
+    generator (the contrastive classifier refit; ``[seed, 2**32 - 1]`` when no epoch is
+    left to run)."""
     stream = None
     for epoch in epochs:
         stream = (seed, epoch)
@@ -162,7 +160,7 @@ def run_batches(sampler: BatchSampler, seed: int, epochs: range, steps: int,
         return
     stream = stream or (seed, 2**32 - 1)
     for step in itertools.count():
-        yield BatchSpec(f"refit batch {step}", refit, stream, with_unlabeled=False)
+        yield BatchSpec(f"refit batch {step}", refit, stream)
 
 
 class BatchStream:
@@ -180,8 +178,8 @@ class BatchStream:
         if workers < 0:
             raise ValueError(f"workers must be >= 0, not {workers}")
         self._specs, self.workers, self._closed = specs, workers, False
-        # The generator of the current stream and the event set when its last batch
-        # submitted has taken its draws (None: no batch pending).
+        # The generator of the current stream, and the event its latest submitted batch
+        # sets once it has taken its draws (None: none of this stream submitted yet).
         self._stream: tuple[int, ...] | None = None
         self._rng: np.random.Generator | None = None
         self._drawn: threading.Event | None = None
@@ -208,7 +206,7 @@ class BatchStream:
                     previous.wait()  # the generator is in its state after the previous batch
                 if self._closed:
                     return None
-                draw = spec.sampler.draw(rng, spec.name, spec.with_unlabeled)
+                draw = spec.sampler.draw(rng, spec.name)
             finally:
                 if drawn is not None:
                     drawn.set()  # the next batch of this generator may draw (or give up)
@@ -240,9 +238,10 @@ class BatchStream:
         else:
             if not self._pending:
                 raise StopIteration
-            future, _ = self._pending.popleft()
+            # Left in the queue until made, so that close() (Ctrl-C) still finds it.
+            batch = self._pending[0][0].result()
+            self._pending.popleft()
             self._submit()
-            batch = future.result()
         assert batch is not None
         return batch
 
