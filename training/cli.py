@@ -165,6 +165,10 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch [default: torch's]. On a shared machine 1 is often "
                    "fastest: OpenMP threads spin when cores are oversubscribed.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Threads that draw the augmented batches ahead of the training loop (0: "
+                   "the loop draws them); for machines with idle cores, e.g. training on a GPU. "
+                   "The batches are the same for every value.")
 @click.option("--no-augment", is_flag=True, help="Disable online augmentation.")
 @click.option("--dice-weight", type=FiniteFloatRange(min=0), default=None,
               help="Weight of the Dice term next to cross-entropy  [default: 1; 0 with --volume].")
@@ -223,8 +227,8 @@ def _command_line(ctx: click.Context) -> str:
 def train(data, paradigm, arch, model_options, out, volume, slice_index, labels, candidates,
           epochs,
           steps_per_epoch, batch_size, optimizer, lr, momentum, weight_decay, crop, val_fraction,
-          seed, device, threads, no_augment, dice_weight, boundary_weight, unsupervised_weight,
-          rampup_epochs,
+          seed, device, threads, workers, no_augment, dice_weight, boundary_weight,
+          unsupervised_weight, rampup_epochs,
           perturbations, aux_per_perturbation, perturb_skips, init_weights, frozen_encoder,
           teacher, confidence,
           embedding_dim, temperature, self_temperature, self_negatives,
@@ -242,6 +246,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
     from training.engine import train as run
+    from training.sampler import SamplerError
 
     click.get_current_context().with_resource(known_noise_filtered())
 
@@ -297,7 +302,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         batch_size=chosen["batch_size"], optimizer=chosen["optimizer"], lr=chosen["lr"],
         momentum=momentum, weight_decay=weight_decay, crop=chosen["crop"],
         val_fraction=chosen["val_fraction"], val_min_images=val_min_images, seed=seed,
-        device=device, threads=threads,
+        device=device, threads=threads, workers=workers,
         augment=not no_augment,
         dice_weight=chosen["dice_weight"], boundary_weight=boundary_weight,
         unsupervised_weight=unsupervised_weight,
@@ -326,7 +331,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     try:
         result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
                      export_only=export_only)
-    except (DatasetLayoutError, TrainingError, CheckpointError, ValueError,
+    except (DatasetLayoutError, TrainingError, CheckpointError, SamplerError, ValueError,
             FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"checkpoint: {result.checkpoint}")

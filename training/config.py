@@ -75,6 +75,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    #: threads drawing the batches ahead of the training loop (0: the loop draws them); the
+    #: batches are the same for every value (training.sampler)
+    workers: int = 0
     augment: bool = True
     dice_weight: float = 1.0
     boundary_weight: float = 0.0  # extra cross-entropy weight near class boundaries (supervised)

@@ -4,7 +4,8 @@ checkpoints, resume and export.
 - SGD (lr 0.01, momentum 0.9, weight decay 1e-4 by default), poly learning rate stepped per
   ITERATION: ``lr_t = lr * (1 - t / T) ** 0.9``.
 - Random crops with TEM augmentation (:mod:`training.augment`); labeled crops always contain
-  labeled pixels.
+  labeled pixels. Made by the loop itself or by ``config.workers`` threads ahead of it
+  (:mod:`training.sampler`): the same batches either way.
 - Validation mIoU after every epoch on the saved validation split (or, without one, on the
   labeled pixels of the training images, reported under ``train_*`` keys).
 - A checkpoint ``MODEL.pt`` after every epoch; ``resume=True`` continues from its epoch with
@@ -15,7 +16,6 @@ checkpoints, resume and export.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import random
@@ -38,11 +38,12 @@ from nwwatch.segment.metrics import (
     metrics_from_confusion,
 )
 from nwwatch.segment.session import pad_to_multiple
-from training.augment import augment, effective_crop, random_crop
+from training.augment import effective_crop
 from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from training.config import SELF_NEGATIVES, TrainConfig
 from training.data import LabeledImage, TrainingData, load_folder, load_volume_slices, make_split
 from training.paradigms import PARADIGMS, Paradigm
+from training.sampler import BatchSampler, BatchStream, run_batches
 from training.weights import InitialWeights, load_initial_weights
 
 log = logging.getLogger(__name__)
@@ -126,38 +127,6 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     return load_folder(config.data)
 
 
-class BatchSampler:
-    """Random augmented crops (seeded) from labeled items and from unlabeled images."""
-
-    def __init__(self, items: list[LabeledImage], unlabeled: list[np.ndarray], config: TrainConfig,
-                 rng: np.random.Generator) -> None:
-        self.items, self.unlabeled, self.config, self.rng = items, unlabeled, config, rng
-
-    def _crop(self, image, label):
-        image, label = random_crop(image, label, self.config.crop, self.rng)
-        if self.config.augment:
-            image, label = augment(image, label, self.rng)
-        return image, label
-
-    def labeled(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """images float32 (B, 1, crop, crop), labels int64 (B, crop, crop)."""
-        images, labels = [], []
-        for k in self.rng.integers(0, len(self.items), self.config.batch_size):
-            image, label = self._crop(self.items[k].image, self.items[k].label)
-            images.append(image)
-            labels.append(label)
-        return (torch.from_numpy(np.stack(images))[:, None],
-                torch.from_numpy(np.stack(labels).astype(np.int64)))
-
-    def unlabeled_batch(self) -> torch.Tensor | None:
-        if not self.unlabeled:
-            return None
-        size = self.config.unlabeled_batch_size or self.config.batch_size
-        crops = [self._crop(self.unlabeled[k], None)[0]
-                 for k in self.rng.integers(0, len(self.unlabeled), size)]
-        return torch.from_numpy(np.stack(crops))[:, None]
-
-
 def predict_labels(model: torch.nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
     """uint8 (H, W) argmax of a logits model on one normalised image (padded, then cropped)."""
     height, width = image.shape
@@ -198,8 +167,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     Parameters
     ----------
     config : the run's settings; with ``resume`` only ``out``, ``epochs`` (when larger),
-        ``device``, ``threads``, ``exporter`` and ``quantize`` are taken from it, the rest
-        comes from the checkpoint (``out.with_suffix(".pt")``).
+        ``device``, ``threads``, ``workers``, ``exporter`` and ``quantize`` are taken from it,
+        the rest comes from the checkpoint (``out.with_suffix(".pt")``).
     progress : show a tqdm progress bar (loss, validation mIoU).
     export_only : with ``resume``: train nothing, export the checkpoint's best weights now
         (e.g. after interrupting a run).
@@ -220,6 +189,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         saved.epochs = max(saved.epochs, config.epochs)
         saved.device, saved.exporter = config.device, config.exporter
         saved.threads, saved.out = config.threads, config.out
+        saved.workers = config.workers  # the batches do not depend on it
         if config.command and config.command != saved.command:
             # The model's recorded command must reproduce it: the first run, then the resume.
             saved.command = f"{saved.command} && {config.command}"
@@ -231,8 +201,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     if config.self_negatives not in SELF_NEGATIVES:
         raise TrainingError(f"unknown self_negatives {config.self_negatives!r}; choose from "
                             f"{list(SELF_NEGATIVES)}")
-    if config.crop < 8 or config.batch_size < 1 or config.epochs < 1:
-        raise TrainingError("crop must be >= 8, batch size and epochs >= 1")
+    if config.crop < 8 or config.batch_size < 1 or config.epochs < 1 or config.workers < 0:
+        raise TrainingError("crop must be >= 8, batch size and epochs >= 1, workers >= 0")
     device = resolve_device(config.device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -307,7 +277,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             "training_data_sha256": data_sha, "provenance": paradigm.provenance,
         })
 
-    sampler = None
     sampled = unlabeled if paradigm.uses_unlabeled else []
     multiple = int(getattr(inference, "size_multiple", 1))
     crop = effective_crop(config.crop, [item.image for item in pool] + list(sampled), multiple)
@@ -323,64 +292,66 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
         bar = tqdm(total=steps * end_epoch, initial=iteration, desc=config.paradigm,
                    file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
-    for epoch in range(start_epoch, end_epoch):
-        # Seeded per epoch so that a resumed run draws the same crops as an uninterrupted one.
-        rng = np.random.default_rng([config.seed, epoch])
-        torch.manual_seed(config.seed * 1009 + epoch)
-        sampler = BatchSampler(pool, sampled, dataclasses.replace(config, crop=crop), rng)
-        paradigm.train_mode()
-        started, losses = time.monotonic(), []
-        for step in range(steps):
-            lr = poly_lr(config.lr, iteration, total_iterations, config.poly_power)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            images, labels = sampler.labeled()
-            extra_images = sampler.unlabeled_batch()
-            loss, logs = paradigm.training_loss(
-                images.to(device), labels.to(device),
-                None if extra_images is None else extra_images.to(device),
-                epoch + step / steps)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            iteration += 1
-            losses.append(logs["loss"])
+    sampler = BatchSampler(pool, sampled, crop, config.batch_size, config.unlabeled_batch_size,
+                           config.augment)
+    # Drawn from one generator per epoch (training.sampler.run_batches): a resumed run draws
+    # the same crops as an uninterrupted one.
+    refit = BatchSampler(pool, [], crop, config.batch_size, augmented=config.augment) \
+        if config.paradigm == "contrastive" and not export_only else None
+    batches = BatchStream(run_batches(sampler, config.seed, range(start_epoch, end_epoch), steps,
+                                      refit), config.workers)
+    with batches:
+        for epoch in range(start_epoch, end_epoch):
+            torch.manual_seed(config.seed * 1009 + epoch)
+            paradigm.train_mode()
+            started, losses = time.monotonic(), []
+            for step in range(steps):
+                lr = poly_lr(config.lr, iteration, total_iterations, config.poly_power)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                images, labels, extra_images = next(batches)
+                loss, logs = paradigm.training_loss(
+                    images.to(device), labels.to(device).long(),
+                    None if extra_images is None else extra_images.to(device),
+                    epoch + step / steps)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                iteration += 1
+                losses.append(logs["loss"])
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{logs['loss']:.4f}", **{
+                        f"{prefix}_mIoU": f"{best['metrics'].get('mean_iou', 0):.3f}"})
+            offsets: list[np.ndarray] = []
+            scores = validate(inference, eval_items, num_classes, device, offsets)
+            metrics = {f"{prefix}_{k}": v for k, v in scores.as_dict(data.class_names).items()}
+            found = InterfaceOffsets.from_frames(offsets)
+            facet = {f"{prefix}_interface_bias_px": found.bias_px,
+                     f"{prefix}_interface_abs_px": found.mean_abs_px} if found.frames else {}
+            record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr,
+                      "seconds": time.monotonic() - started, **metrics, **facet}
+            history.append(record)
+            if val_items and scores.mean_iou > best["score"]:
+                best = {"epoch": epoch + 1, "score": scores.mean_iou, "metrics": scores.as_dict()}
+                best_state = _state_on_cpu(inference)
+            elif not val_items:
+                best = {"epoch": epoch + 1, "score": scores.mean_iou, "metrics": scores.as_dict()}
+                best_state = None
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{logs['loss']:.4f}",
-                                **{f"{prefix}_mIoU": f"{best['metrics'].get('mean_iou', 0):.3f}"})
-        offsets: list[np.ndarray] = []
-        scores = validate(inference, eval_items, num_classes, device, offsets)
-        metrics = {f"{prefix}_{k}": v for k, v in scores.as_dict(data.class_names).items()}
-        found = InterfaceOffsets.from_frames(offsets)
-        facet = {f"{prefix}_interface_bias_px": found.bias_px,
-                 f"{prefix}_interface_abs_px": found.mean_abs_px} if found.frames else {}
-        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr,
-                  "seconds": time.monotonic() - started, **metrics, **facet}
-        history.append(record)
-        if val_items and scores.mean_iou > best["score"]:
-            best = {"epoch": epoch + 1, "score": scores.mean_iou, "metrics": scores.as_dict()}
-            best_state = _state_on_cpu(inference)
-        elif not val_items:
-            best = {"epoch": epoch + 1, "score": scores.mean_iou, "metrics": scores.as_dict()}
-            best_state = None
+                bar.set_postfix(epoch=epoch + 1, loss=f"{record['loss']:.4f}",
+                                **{f"{prefix}_mIoU": f"{scores.mean_iou:.4f}"})
+            interface_note = (f" interface {facet[f'{prefix}_interface_bias_px']:+.2f} px"
+                              if facet else "")
+            echo(f"epoch {epoch + 1}/{config.epochs} loss {record['loss']:.4f} "
+                 f"{prefix} mIoU {scores.mean_iou:.4f}{interface_note} ({record['seconds']:.0f} s)")
+            checkpoint(epoch + 1)
         if bar is not None:
-            bar.set_postfix(epoch=epoch + 1, loss=f"{record['loss']:.4f}",
-                            **{f"{prefix}_mIoU": f"{scores.mean_iou:.4f}"})
-        interface_note = (f" interface {facet[f'{prefix}_interface_bias_px']:+.2f} px"
-                          if facet else "")
-        echo(f"epoch {epoch + 1}/{config.epochs} loss {record['loss']:.4f} "
-             f"{prefix} mIoU {scores.mean_iou:.4f}{interface_note} ({record['seconds']:.0f} s)")
-        checkpoint(epoch + 1)
-    if bar is not None:
-        bar.close()
-
-    # The weights to export: best validation epoch, or the final ones (contrastive refit).
-    if config.paradigm == "contrastive" and not export_only:
-        if sampler is None:
-            sampler = BatchSampler(pool, [], config, np.random.default_rng([config.seed, -1]))
-        paradigm.finish(sampler.labeled, device)
-        best_state = None
+            bar.close()
+        # The weights to export: best validation epoch, or the final ones (contrastive refit).
+        if refit is not None:
+            paradigm.finish(batches.labeled, device)
+            best_state = None
     if best_state is not None:
         inference.load_state_dict(best_state)
     final = validate(inference, eval_items, num_classes, device)
