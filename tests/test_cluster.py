@@ -377,6 +377,78 @@ def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_
     assert "replay interrupted" in err
 
 
+SLOW_HEARTBEATS = """
+import asyncio, sys, time
+from nwwatch.service.cluster import close_connection, connect
+
+if __name__ == "__main__":  # the worker processes import this module too
+    connection = connect("local:2")
+    scheduler = connection[1].scheduler
+    answer = scheduler.handlers["heartbeat_worker"]
+
+    async def slow_answer(*args, **kwargs):
+        await asyncio.sleep(2.0)
+        return answer(*args, **kwargs)
+
+    scheduler.handlers["heartbeat_worker"] = slow_answer
+    time.sleep(1.0)  # each worker now waits for a heartbeat's answer (sent every 0.5 s)
+    close_connection(connection)
+    print("closed", file=sys.stderr)
+"""
+
+
+def test_a_local_cluster_closed_while_its_workers_wait_for_a_heartbeat_prints_nothing():
+    """A worker that closes while its heartbeat waits for the scheduler's answer closes that
+    connection itself; distributed then logs the heartbeat's failure at ERROR, traceback and
+    all (a loaded machine answers slowly: Ctrl-C or the end of a replay showed it now and
+    then). Here every answer is 2 s late, so each worker is caught waiting."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", SLOW_HEARTBEATS], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1:] == ["closed"], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and " - ERROR - " not in proc.stderr, \
+        proc.stderr[-3000:]
+
+
+CTRL_C_IN_A_FETCH = """
+import os, signal, sys, threading, time
+from nwwatch.service.childsignals import ctrl_c_after_the_call
+from nwwatch.service.cluster import close_connection, connect
+
+if __name__ == "__main__":
+    connection = client, _ = connect("local:1")
+    future = client.submit(sum, [1, 2], pure=False)
+    while future.status != "finished":
+        time.sleep(0.05)
+    client.loop.add_callback(time.sleep, 0.5)  # the fetch cannot start for half a second
+    threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:
+        try:
+            with ctrl_c_after_the_call():
+                print("fetched", future.result(), file=sys.stderr)
+        finally:
+            close_connection(connection)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+"""
+
+
+def test_a_ctrl_c_while_the_driver_fetches_a_result_acts_after_the_fetch():
+    """Interrupted before its fetch has started on distributed's event loop, `Future.result`
+    makes that loop log a traceback (its cancel finds no call to cancel), and the fetch left
+    running makes the scheduler log `Couldn't gather keys` when the client closes: the driver
+    (run_on_cluster) lets the fetch finish, then stops."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_IN_A_FETCH], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-2:] == ["fetched 3", "interrupted"], \
+        proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and " - ERROR - " not in proc.stderr, \
+        proc.stderr[-3000:]
+
+
 def test_final_compaction_that_finds_the_ledger_busy_does_not_fail_the_replay(cluster, acq,
                                                                               tmp_path,
                                                                               monkeypatch):

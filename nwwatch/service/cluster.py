@@ -36,7 +36,7 @@ from pathlib import Path
 
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.batch import Engine, crash_point, refresh_quarantine
-from nwwatch.service.childsignals import children_ignore_ctrl_c
+from nwwatch.service.childsignals import children_ignore_ctrl_c, ctrl_c_after_the_call
 from nwwatch.service.clustertask import TaskResult, TaskSpec, run_task
 from nwwatch.service.flush import held_rows_written_at_end, write_held
 from nwwatch.service.ledger import Failure, ItemKey
@@ -132,12 +132,21 @@ def connect(address: str):
 
     n = _local_workers(address)
     if n is not None:
+        from nwwatch.service.quietclose import QuietWhileClosing
+
         # Any free port: several replays (or tests) may run on one machine.
         with children_ignore_ctrl_c():
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                    dashboard_address="127.0.0.1:0",
                                    silence_logs=logging.ERROR)
-        return Client(cluster), cluster
+            try:
+                client = Client(cluster)
+                # no worker traceback when they are closed (a Ctrl-C, or the end)
+                client.register_plugin(QuietWhileClosing())
+            except BaseException:
+                cluster.close()
+                raise
+        return client, cluster
     try:
         return Client(address, timeout=CONNECT_TIMEOUT_S), None
     except (OSError, TimeoutError, ValueError) as exc:
@@ -147,10 +156,12 @@ def connect(address: str):
 
 
 def close_connection(connection) -> None:
-    """Close a ``(Client, LocalCluster or None)`` of :func:`connect`."""
-    for part in connection:
-        if part is not None:
-            part.close()
+    """Close a ``(Client, LocalCluster or None)`` of :func:`connect` (a Ctrl-C meanwhile
+    acts once both are closed)."""
+    with ctrl_c_after_the_call():
+        for part in connection:
+            if part is not None:
+                part.close()
 
 
 def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: Engine,
@@ -175,9 +186,10 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
     own = connection is None
     client, _ = connection = connect(address) if own else connection
     try:
-        info = client.scheduler_info()
-        stats.workers = len(info.get("workers", {}))
-        stats.threads = sum(client.nthreads().values())
+        with ctrl_c_after_the_call():
+            info = client.scheduler_info()
+            stats.workers = len(info.get("workers", {}))
+            stats.threads = sum(client.nthreads().values())
         if "dashboard" in info.get("services", {}):
             stats.dashboard = client.dashboard_link
             log.info("dask_dashboard", url=stats.dashboard)
@@ -232,7 +244,8 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 if fut.status == "cancelled":
                     raise ClusterUnreachableError(f"lost the Dask scheduler at {address}")
                 try:
-                    res = fut.result()
+                    with ctrl_c_after_the_call():  # a finished task's result: a short wait
+                        res = fut.result()
                 except Exception as exc:  # the task failed as a whole (KilledWorker included)
                     if isinstance(exc, ModelLoadError):  # a worker's model: no file's fault
                         raise
