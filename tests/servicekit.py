@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -259,3 +260,18 @@ def hive_readers(results: Path, folder: str = "frames") -> dict:
     }
     return {name: t.astype({"acquisition": str, "frame": "int64"}).sort_values(HIVE_KEY)
             .reset_index(drop=True) for name, t in tables.items()}
+
+
+def folder_tree(folder: Path) -> dict[str, bytes | str | None]:
+    """Every path under ``folder`` with its bytes; a ledger with its SQL dump (opening it
+    rewrites its schema-version row in place: the same content, other page bytes)."""
+    def content(p: Path) -> bytes | str | None:
+        if p.name == "ledger.sqlite":
+            db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+            try:
+                return "\n".join(db.iterdump())
+            finally:
+                db.close()
+        return p.read_bytes() if p.is_file() else None
+
+    return {p.relative_to(folder).as_posix(): content(p) for p in sorted(folder.rglob("*"))}

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import importlib
 import os
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 from onnx_models import TOMOGRAM_GREY
-from servicekit import model
+from servicekit import folder_tree, model
 
 from nwwatch.io import write_volume_tiff
 from nwwatch.service import replay
@@ -33,18 +32,6 @@ def _acq(tmp: Path) -> Path:
     return acq
 
 
-def _tree(folder: Path) -> dict[str, bytes | str | None]:
-    """Every path under ``folder``; a ledger by its SQL dump (opening rewrites a row)."""
-    def content(p: Path) -> bytes | str | None:
-        if p.name == "ledger.sqlite":
-            db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
-            try:
-                return "\n".join(db.iterdump())
-            finally:
-                db.close()
-        return p.read_bytes() if p.is_file() else None
-
-    return {p.relative_to(folder).as_posix(): content(p) for p in sorted(folder.rglob("*"))}
 
 
 def test_a_busy_ledger_taken_by_another_replay_meanwhile_is_not_removed(tmp_path,
@@ -75,13 +62,13 @@ def test_a_path_through_a_folder_made_on_the_way_keeps_what_it_names(tmp_path, m
     monkeypatch.chdir(tmp_path)
     assert replay("acq", "res", kind="tomogram",
                   model=model(tmp_path / "t", kind="tomogram")).done == 1
-    before, top = _tree(tmp_path / "res"), sorted(os.listdir(tmp_path))
+    before, top = folder_tree(tmp_path / "res"), sorted(os.listdir(tmp_path))
     assert "ledger.sqlite" in before
     insitu = model(tmp_path / "m")  # refused for tomograms
     top.append("m")
     with pytest.raises(ConfigError, match="insitu"):
         replay("acq", "new/../res", kind="tomogram", model=insitu)
-    assert _tree(tmp_path / "res") == before
+    assert folder_tree(tmp_path / "res") == before
     assert sorted(os.listdir(tmp_path)) == sorted(top)  # no "new"
     # A results folder that existed empty stays; the folders made to reach it go.
     (tmp_path / "empty").mkdir()
@@ -97,7 +84,7 @@ def test_a_symlinked_results_folder_keeps_its_link_and_its_results(tmp_path):
                   model=model(tmp_path / "t", kind="tomogram")).done == 1
     link = tmp_path / "res-link"
     link.symlink_to(real, target_is_directory=True)
-    before = _tree(real)
+    before = folder_tree(real)
     with pytest.raises(ConfigError, match="insitu"):
         replay(acq, link, kind="tomogram", model=model(tmp_path / "m"))
-    assert link.is_symlink() and _tree(real) == before
+    assert link.is_symlink() and folder_tree(real) == before

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from onnx_models import TOMOGRAM_GREY, build_threshold_model
-from servicekit import DaemonProcess, model, write_config
+from servicekit import DaemonProcess, folder_tree, model, write_config
 
 from nwwatch.cli import main
 from nwwatch.io import write_volume_tiff
@@ -52,19 +52,6 @@ def _ledger(path: Path, sql: str) -> list[tuple]:
         db.close()
 
 
-def _tree(folder: Path) -> dict[str, bytes | str | None]:
-    """Every path under ``folder`` with its bytes; a ledger with its SQL dump (opening it
-    rewrites its schema-version row in place: the same content, other page bytes)."""
-    def content(p: Path) -> bytes | str | None:
-        if p.name == "ledger.sqlite":
-            db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
-            try:
-                return "\n".join(db.iterdump())
-            finally:
-                db.close()
-        return p.read_bytes() if p.is_file() else None
-
-    return {p.relative_to(folder).as_posix(): content(p) for p in sorted(folder.rglob("*"))}
 
 
 def test_a_tomogram_model_with_a_bad_extra_value_is_refused_before_anything_is_created(
@@ -86,7 +73,7 @@ def test_a_tomogram_model_with_a_bad_extra_value_is_refused_before_anything_is_c
                                        "tomogram", "--model", str(bad)])
     assert result.exit_code == 1, result.output
     assert "cannot segment tomograms" in result.output and "Traceback" not in result.output
-    assert _tree(kept) == {"notes.txt": b"mine"}
+    assert folder_tree(kept) == {"notes.txt": b"mine"}
 
 
 def test_a_model_that_does_not_fit_the_folder_leaves_no_ledger_behind(tmp_path):
@@ -99,11 +86,11 @@ def test_a_model_that_does_not_fit_the_folder_leaves_no_ledger_behind(tmp_path):
     # The results of an earlier replay, ledger included, stay exactly as they were.
     assert replay(acq, out, kind="tomogram", model=model(tmp_path / "t", kind="tomogram")
                   ).done == 1
-    before = _tree(out)
+    before = folder_tree(out)
     assert "ledger.sqlite" in before
     with pytest.raises(ConfigError, match="z_sigma_px"):
         replay(acq, out, kind="tomogram", model=_bad_extra(tmp_path))
-    assert _tree(out) == before
+    assert folder_tree(out) == before
 
 
 def test_a_model_ONNX_Runtime_cannot_run_stops_the_replay_without_charging_files(tmp_path):
