@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+
 import pyarrow as pa
+import pytest
 
 from nwwatch.results.parquet import write_batch
+from nwwatch.service import lock as lock_module
 from nwwatch.service.ledger import Failure, ItemKey, Ledger
+from nwwatch.service.lock import LedgerBusyError, LedgerLock
 from nwwatch.service.reporting import open_readonly
 
 SCHEMA = pa.schema([pa.field("source", pa.string()), pa.field("source_sha256", pa.string())])
@@ -127,3 +132,29 @@ def test_one_writer_per_ledger(tmp_path):
     open_readonly(tmp_path / "l.sqlite").close()  # status still works
     first.close()
     Ledger(tmp_path / "l.sqlite", tmp_path).close()
+
+
+def test_a_lock_taken_on_a_lock_file_deleted_meanwhile_is_taken_again(tmp_path, monkeypatch):
+    # A failed replay start removes the lock file it created while still holding it
+    # (startundo): another process that opened that file before, and locks it after the
+    # release, must not hold a lock on a deleted file (a third could then take the path's).
+    path = tmp_path / "l.sqlite"
+    first, real_flock, calls = LedgerLock(path), fcntl.flock, []
+
+    def first_removes_its_files_and_releases(handle, op):
+        if not calls:  # the second opener, its lock file open, about to lock it
+            first.path.unlink()
+            first.close()
+        calls.append(op)
+        return real_flock(handle, op)
+
+    monkeypatch.setattr(lock_module.fcntl, "flock", first_removes_its_files_and_releases)
+    second = LedgerLock(path)
+    monkeypatch.setattr(lock_module.fcntl, "flock", real_flock)
+    try:
+        assert len(calls) == 2  # locked the deleted file, then the one the path names
+        assert second.lost() is None
+        with pytest.raises(LedgerBusyError):
+            LedgerLock(path)
+    finally:
+        second.close()

@@ -132,12 +132,25 @@ def _tomogram_service(tmp: Path, tomo_model: Path, **kw) -> tuple[Path, Path, Pa
 
 
 def test_the_service_refuses_a_tomogram_model_with_a_bad_extra_value(tmp_path):
-    cfg, _, _ = _tomogram_service(tmp_path, _bad_extra(tmp_path))
+    bad = _bad_extra(tmp_path)
+    cfg, _, res = _tomogram_service(tmp_path, bad)
     daemon = DaemonProcess(cfg, tmp_path / "log")
     assert daemon.wait_exit(timeout=60) == 78
     failed = [e for e in daemon.events() if e.get("event") == "startup_failed"]
     assert failed and failed[0]["error_type"] == "ConfigError"
     assert "watch[0].model" in failed[0]["error"] and "z_sigma_px" in failed[0]["error"]
+    # Unlike a replay's, the service's configured folders stay, with an empty ledger
+    # (docs/service.md, Exit 78): the next start, the model fixed, takes them as they are.
+    assert sorted(folder_tree(res)) == ["ledger.sqlite", "ledger.sqlite.lock"]
+    assert _ledger(res / "ledger.sqlite", "SELECT (SELECT COUNT(*) FROM items) + "
+                                          "(SELECT COUNT(*) FROM batches)") == [(0,)]
+    good = model(tmp_path / "t", kind="tomogram")
+    cfg.write_text(cfg.read_text().replace(str(bad), str(good)))
+    daemon = DaemonProcess(cfg, tmp_path / "log2")
+    try:
+        daemon.wait_event("ready", timeout=60)
+    finally:
+        assert daemon.terminate()[0] == 0
 
 
 def test_the_service_stops_when_its_tomogram_model_cannot_run(tmp_path):

@@ -66,8 +66,10 @@ class Ledger(Recovery, HeldBatches):
     ----------
     path : the SQLite file (created with its folder).
     results_dir : the results folder; batch file names are stored relative to it.
-    lock : an already held :class:`LedgerLock` of ``path`` (``nwwatch ledger rebuild``);
-        by default the ledger takes it.
+    lock : an already held :class:`LedgerLock` of ``path`` (``nwwatch ledger rebuild``, a
+        replay's start), released by the caller, after :meth:`close`: it may still have to
+        remove files under it. By default the ledger takes the lock and :meth:`close`
+        releases it.
 
     Raises
     ------
@@ -82,6 +84,7 @@ class Ledger(Recovery, HeldBatches):
         self._seen_buffer: dict[PathKey, tuple[int, int, str]] = {}
         self.quarantine_changed = False
         self.held: set[str] = set()
+        self._owns_lock = lock is None
         self._lock = lock or LedgerLock(self.path)
         try:
             self._db = open_ledger_db(self.path)
@@ -101,7 +104,8 @@ class Ledger(Recovery, HeldBatches):
             pass  # only cached hashes: computed again next time
         finally:
             self._db.close()
-            self._lock.close()
+            if self._owns_lock:
+                self._lock.close()
 
     def lost(self) -> str | None:
         """Why this ledger can no longer be trusted to be the one on disk (its file, the

@@ -13,6 +13,9 @@ import fcntl
 import os
 from pathlib import Path
 
+#: Tries to lock a lock file that is deleted each time between its opening and its locking.
+_RETRIES = 10
+
 
 class LedgerBusyError(RuntimeError):
     """Another process holds the ledger (a running service, a replay into the same folder)."""
@@ -30,18 +33,29 @@ class LedgerLock:
     def __init__(self, ledger_path: str | os.PathLike[str]) -> None:
         ledger = Path(ledger_path)
         self.path = ledger.with_name(ledger.name + ".lock")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "a+")
-        try:
-            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._handle.seek(0)
-            holder = self._handle.read().strip() or "?"
+        for _ in range(_RETRIES):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a+")
+            try:
+                fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._handle.seek(0)
+                holder = self._handle.read().strip() or "?"
+                self._handle.close()
+                raise LedgerBusyError(
+                    f"{ledger}: in use by another nwwatch process (pid {holder}); stop it or "
+                    "use another results folder"
+                ) from None
+            # The holder may have deleted the file between the open and the lock (a failed
+            # start removes the files it created before releasing them, startundo): a lock
+            # on a deleted file protects nothing, so the path is opened again.
+            if self.lost() is None:
+                break
             self._handle.close()
-            raise LedgerBusyError(
-                f"{ledger}: in use by another nwwatch process (pid {holder}); stop it or "
-                "use another results folder"
-            ) from None
+        else:
+            raise LedgerBusyError(f"{ledger}: its lock file {self.path} was deleted "
+                                  f"{_RETRIES} times while being locked; another process is "
+                                  "removing it")
         self._handle.seek(0)
         self._handle.truncate()
         self._handle.write(str(os.getpid()))

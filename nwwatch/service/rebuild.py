@@ -99,16 +99,17 @@ def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
 
 
 def open_ledger(path: str | os.PathLike[str], results_dir: str | os.PathLike[str],
-                log) -> Ledger:
+                log, lock: LedgerLock | None = None) -> Ledger:
     """Open the ledger of a service or replay; rebuild it from the results first when it is
-    missing or empty next to existing results (logged as ``ledger_rebuilt``).
+    missing or empty next to existing results (logged as ``ledger_rebuilt``). ``lock``: the
+    ledger's lock, already held by the caller, who releases it (:class:`Ledger`).
 
     Raises
     ------
     LedgerMissingError : that is needed but some results file cannot be read.
     LedgerCorruptError, LedgerBusyError : from :class:`Ledger`.
     """
-    ledger = Ledger(path, results_dir)
+    ledger = Ledger(path, results_dir, lock=lock)
     if ledger.is_empty() and batch_files(results_dir):
         report = rebuild(ledger, strict=True)
         if report.unreadable:

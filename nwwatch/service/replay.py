@@ -25,6 +25,7 @@ from nwwatch.service.config import (
     load_config,
 )
 from nwwatch.service.inference import InferenceConfig
+from nwwatch.service.lock import LedgerBusyError, LedgerLock
 from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
 from nwwatch.service.rebuild import open_ledger
@@ -154,8 +155,7 @@ def replay(
             f"not given, and the shipped default {kind} model is missing")
         raise ConfigError(None, "model", f"{what}: {model_path}")
     log = log or get_logger("nwwatch.replay")
-    roots = ([Path(path)] if isinstance(path, str | os.PathLike)
-             else [Path(p) for p in path])
+    roots = [Path(path)] if isinstance(path, str | os.PathLike) else [Path(p) for p in path]
     if not roots:
         raise ValueError("replay needs at least one folder or file")
     for root in roots:
@@ -173,14 +173,15 @@ def replay(
 
         connection = connect(dask)
     created = CreatedPaths([out, ledger_path.parent], ledger_files(ledger_path))
-    ledger = None
+    lock = ledger = None
     try:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # below a file, no permission: name it, no traceback
             raise ConfigError(None, "--out", f"cannot create the folder {out}: "
                                              f"{exc.strerror or exc}") from None
-        ledger = open_ledger(ledger_path, out, log)
+        lock = LedgerLock(ledger_path)  # released after a failed start's clean-up (undo)
+        ledger = open_ledger(ledger_path, out, log, lock=lock)
         # True switches a fusion on over the configuration; False leaves it as configured.
         (engine,) = build_engines([EngineSpec(kind, model_path)], ledger, out,
                                   inference=inference, max_attempts=max_attempts,
@@ -194,7 +195,7 @@ def replay(
             ledger.close()
         if connection is not None:
             close_connection(connection)
-        created.undo(exc)
+        created.undo(exc, lock)
         raise
     try:
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
@@ -222,9 +223,9 @@ def replay(
             # A backfill leaves one small batch file per task: compact them, as
             # `nwwatch compact` would (it takes the ledger's lock itself).
             from nwwatch.service.compaction import compact
-            from nwwatch.service.lock import LedgerBusyError
 
             ledger.close()
+            lock.close()
             t_compact = time.perf_counter()
             try:
                 summary.compaction = compact(out, ledger_path, max_attempts=max_attempts)
@@ -258,13 +259,13 @@ def replay(
         bar.close()
     finally:
         ledger.close()
+        lock.close()
         if connection is not None:
             close_connection(connection)
     return summary
 
 
-def _inputs_of(roots: list[Path], kind: str, not_tiff: list[Path]
-               ) -> list[tuple[Path, Path]]:
+def _inputs_of(roots: list[Path], kind: str, not_tiff: list[Path]) -> list[tuple[Path, Path]]:
     """(input file, the folder its symbolic links must stay in) of every path in ``roots``,
     each file once (by absolute path), in the order given. A file named in ``roots`` that is
     not a TIFF (:func:`_named_input`) is appended to ``not_tiff`` instead."""

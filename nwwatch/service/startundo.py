@@ -12,16 +12,16 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from nwwatch.service.lock import LedgerBusyError
+from nwwatch.service.lock import LedgerBusyError, LedgerLock
 
 #: Files SQLite and :class:`nwwatch.service.lock.LedgerLock` put beside a ledger.
 LEDGER_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
 
 
 def ledger_files(ledger_path: Path) -> list[Path]:
-    """The ledger and the files that may appear beside it; beside a ledger that exists
-    already only its lock: SQLite removes its own journal files when the ledger is closed,
-    and those of a ledger another process reads may still be in use."""
+    """The ledger and the files that may appear beside it, its lock last; beside a ledger
+    that exists already only its lock: SQLite removes its own journal files when the ledger
+    is closed, and those of a ledger another process reads may still be in use."""
     ledger_path = _resolved(ledger_path)
     suffixes = (".lock",) if os.path.lexists(ledger_path) else LEDGER_SIDE_SUFFIXES
     return [ledger_path.with_name(ledger_path.name + s) for s in suffixes]
@@ -54,9 +54,22 @@ class CreatedPaths:
         self.folders = sorted(new_folders, key=lambda p: len(p.parts), reverse=True)
         self.files = [f for f in map(_resolved, files) if not os.path.lexists(f)]
 
-    def undo(self, error: BaseException | None = None) -> None:
+    def undo(self, error: BaseException | None = None, lock: LedgerLock | None = None
+             ) -> None:
         """``error``: why the start failed. A busy ledger was taken by another process after
-        these paths were looked at: its files are that process's, not this one's."""
+        these paths were looked at: its files are that process's, not this one's.
+
+        ``lock``: the ledger's lock, held by the start that failed; released once everything
+        is removed, so that no other process can have opened the ledger removed here (it
+        would stop at its first batch, the ledger lost). The lock file goes last, and a
+        process that opened it before locks it again (:class:`LedgerLock`)."""
+        try:
+            self._remove(error)
+        finally:
+            if lock is not None:
+                lock.close()
+
+    def _remove(self, error: BaseException | None) -> None:
         for f in [] if isinstance(error, LedgerBusyError) else self.files:
             try:
                 f.unlink()
