@@ -67,7 +67,21 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
 
 
 def read_frame(ref: FrameRef) -> tuple[np.ndarray, float | None]:
-    """(image (H, W) in the file's dtype, pixel size in nm or None) of one frame."""
+    """(image (H, W) in the file's dtype, pixel size in nm or None) of one frame.
+
+    Raises
+    ------
+    FileNotFoundError : the file is gone (removed or renamed after the frames were listed);
+        the message names it.
+    nwwatch.io.InputError : a TIFF that cannot be read now, or has no page ``ref.page`` any
+        more (rewritten with fewer pages).
+    nwwatch.io.dataset.DatasetLayoutError : a PNG that cannot be read now.
+    """
+    from nwwatch.io import InputError
+
+    if not ref.path.exists():  # (tifffile's own words name neither the frame nor the cause)
+        raise FileNotFoundError(f"{ref.path}: frame file not found (removed or renamed after "
+                                "the labelling started?)")
     if ref.path.suffix.lower() == ".png":
         from nwwatch.io.dataset import read_image_2d
 
@@ -76,6 +90,7 @@ def read_frame(ref: FrameRef) -> tuple[np.ndarray, float | None]:
 
     frames = read_frames(ref.path)
     if not 0 <= ref.page < len(frames):
-        raise IndexError(f"{ref.path}: page {ref.page} out of range (0..{len(frames) - 1})")
+        raise InputError(ref.path, f"page {ref.page} out of range (0..{len(frames) - 1}): "
+                                   "the file changed after the labelling started")
     frame = frames[ref.page]
     return frame.image, frame.pixel_size_nm

@@ -16,6 +16,11 @@ Routes (JSON unless stated; frame ``i`` indexes :attr:`LabelSession.frames`):
   since this one loaded it); the 409 answer carries the current ``saved_token``, with which
   the page may overwrite deliberately. The geometry and save answers carry ``saved_token``.
 
+A frame that cannot be opened any more is answered with ``{"error": ...}`` naming the file
+and the reason, and no traceback: 404 when its file is gone (removed or renamed after the
+session started), 422 when it cannot be read (not an image any more, a page missing, a broken
+saved geometry file), 500 when the model's proposal for it fails.
+
 It listens on 127.0.0.1 by default: the page is for the person at the acquisition PC.
 """
 
@@ -38,6 +43,8 @@ import numpy as np
 
 from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
+from nwwatch.io import InputError
+from nwwatch.io.dataset import DatasetLayoutError
 from nwwatch.label.frames import FrameRef, read_frame
 from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, facet_line
 from nwwatch.label.geometry import geometry_from_json as _from_json
@@ -52,6 +59,10 @@ _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; c
 #: Overlay colours (RGBA) of the preview: wire blue, droplet orange, unlabeled grey.
 OVERLAY_RGBA = {NANOWIRE: (40, 110, 255, 255), DROPLET: (255, 150, 20, 255),
                 UNLABELED: (150, 150, 150, 255)}
+
+
+class ProposalError(RuntimeError):
+    """The model's proposal for a frame failed (the frame itself was read)."""
 
 
 @dataclass
@@ -88,9 +99,14 @@ class LabelSession:
         from nwwatch.normalize import normalize_image
 
         image, pixel_size_nm = self.image(index)
-        seg = self.segmenter().segment(normalize_image(image), probabilities=True)
-        return propose_geometry(seg.labels[0], seg.probabilities[0, DROPLET], pixel_size_nm,
-                                image=image)
+        try:
+            seg = self.segmenter().segment(normalize_image(image), probabilities=True)
+            return propose_geometry(seg.labels[0], seg.probabilities[0, DROPLET],
+                                    pixel_size_nm, image=image)
+        except Exception as exc:  # ONNX Runtime, memory: the page says so for this frame
+            ref = self.frames[index]
+            raise ProposalError(f"{ref.path} (page {ref.page}): the model's proposal failed: "
+                                f"{type(exc).__name__}: {exc}") from exc
 
     def geometry(self, index: int, model: bool = False) -> tuple[LabelGeometry, str, str]:
         """The saved geometry (unless ``model``), else the model's proposal; which ("saved" or
@@ -149,6 +165,21 @@ def preview(geometry: LabelGeometry) -> dict[str, Any]:
         "facet": None if facet is None else [list(map(float, p)) for p in facet.edge],
         "counts": {int(v): int(c) for v, c in zip(values, counts, strict=True)},
     }
+
+
+def frame_failure(exc: Exception) -> tuple[int, str] | None:
+    """(HTTP status, message) for a frame that cannot be opened or saved because of its file
+    or its proposal; None for any other failure (a bug: logged with its traceback). The
+    messages name the file (:func:`nwwatch.label.frames.read_frame`)."""
+    if isinstance(exc, FileNotFoundError):
+        return HTTPStatus.NOT_FOUND, str(exc)
+    if isinstance(exc, InputError | DatasetLayoutError | GeometryError):
+        return HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)
+    if isinstance(exc, OSError) and exc.filename:  # permissions, I/O errors: the file named
+        return HTTPStatus.UNPROCESSABLE_ENTITY, f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, ProposalError):
+        return HTTPStatus.INTERNAL_SERVER_ERROR, str(exc)
+    return None
 
 
 def _conflict(stem: str, current: str) -> dict[str, Any]:
@@ -227,8 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._json({"geometry": geometry.to_json(), "origin": origin,
                                        "note": note, "saved_token": token})
             except Exception as exc:  # a bad frame file: say so on the page, keep serving
-                log.exception("label frame %s failed", index)
-                return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
+                return self._frame_failed(exc, f"frame {index} {parts[3]}", "")
         return self._error(HTTPStatus.NOT_FOUND, f"no such page {path}")
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
@@ -262,9 +292,21 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(doc)
         except GeometryError as exc:
             return self._error(HTTPStatus.BAD_REQUEST, str(exc))
-        except Exception as exc:  # disk full, permissions: report, keep serving
-            log.exception("label %s failed", parts[3])
-            return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{parts[3]} failed: {exc}")
+        except Exception as exc:  # disk full, permissions, the frame file gone: keep serving
+            return self._frame_failed(exc, f"frame {index} {parts[3]}", f"{parts[3]} failed: ")
+
+    def _frame_failed(self, exc: Exception, what: str, prefix: str) -> None:
+        """Answer a failure: the frame's file (one log line), else its proposal or a bug
+        (logged with the traceback: a fault of the program or its runtime, not of the file)."""
+        known = frame_failure(exc)
+        if known is None:
+            log.exception("label %s failed", what)
+            status, message = HTTPStatus.INTERNAL_SERVER_ERROR, str(exc)
+        else:
+            status, message = known
+            log.log(logging.ERROR if isinstance(exc, ProposalError) else logging.WARNING,
+                    "label %s: %s", what, message, exc_info=isinstance(exc, ProposalError))
+        return self._error(status, prefix + message)
 
     def _static(self, name: str) -> None:
         folder = files("nwwatch.label") / "static"

@@ -18,6 +18,10 @@ function viewFilter() {
 // nothing without a word).
 function updateButtons() {
   const g = state.geometry;
+  // No frame opened yet (the first one failed to open): nothing to edit.
+  for (const id of ["add-droplet", "add-wire", "reset", "explicit-facet", "save"]) {
+    $(id).disabled = !g;
+  }
   $("remove-droplet").disabled = !g || !g.droplet;
   $("remove-wire").disabled = !g || !g.wire;
   $("undo-stroke").disabled = !g || !g.strokes.length;
@@ -31,14 +35,21 @@ function defaultFacet() {
   return [[c[0] + r * 0.7, c[1] - r * 0.7], [c[0] + r * 0.7, c[1] + r * 0.7]];
 }
 
+// Previous/next frame; a frame that failed to open is stepped over (the list still opens it).
+function step(delta) {
+  let i = state.index + delta;
+  while (i >= 0 && i < state.frames.length && state.frames[i].failed) i += delta;
+  if (i >= 0 && i < state.frames.length) openFrame(i);
+}
+
 function setup() {
   const svg = $("canvas");
   svg.addEventListener("pointerdown", onPointerDown);
   svg.addEventListener("pointermove", onPointerMove);
   svg.addEventListener("pointerup", onPointerUp);
   svg.addEventListener("dblclick", () => { if (mode() === "polygon") closePolygon(); });
-  $("prev").onclick = () => state.index > 0 && openFrame(state.index - 1);
-  $("next").onclick = () => state.index < state.frames.length - 1 && openFrame(state.index + 1);
+  $("prev").onclick = () => step(-1);
+  $("next").onclick = () => step(1);
   $("frame-select").onchange = (e) => openFrame(Number(e.target.value));
   $("save").onclick = () => save();
   $("conflict-overwrite").onclick = () => overwriteSave();

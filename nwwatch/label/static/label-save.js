@@ -24,12 +24,13 @@ async function overwriteSave() {
 // way it is sent at once, with the shapes as they are now.
 let saveQueue = null;  // the saves on their way and waiting, in order; null when none
 function queueSave(baseOf) {
-  const seq = state.openSeq;
-  const run = () => {
+  const seq = shownSeq();
+  const run = (waited) => {  // (a frame opening since it was asked: not sent either)
     const base = baseOf();
-    return seq === state.openSeq && base !== null ? sendSave(base) : undefined;
+    if (seq !== shownSeq() || base === null || (waited && state.loading)) return undefined;
+    return sendSave(base);
   };
-  const queued = Promise.resolve(saveQueue ? saveQueue.then(run) : run())
+  const queued = Promise.resolve(saveQueue ? saveQueue.then(() => run(true)) : run(false))
     .catch((err) => { $("status").textContent = `save failed: ${err.message}`; })
     .finally(() => { if (saveQueue === queued) saveQueue = null; });
   saveQueue = queued;
@@ -44,25 +45,32 @@ async function openSavedVersion() {
   if (state.conflict) state.dirty = dirty;  // it failed (the bar is still up): still unsaved
 }
 
+// The opening of the frame shown (0: none): a frame that failed to open leaves it as it was.
+function shownSeq() { return state.shown ? state.shown.seq : 0; }
+
 async function sendSave(base) {
   // While a frame opens, the geometry is still the previous frame's: saving it now wrote
   // those shapes under the new frame's name.
-  if (state.loading || !state.geometry) {
+  if (state.loading) {
     $("status").textContent = "not saved: this frame's shapes have not loaded yet";
+    return;
+  }
+  if (!state.shown) {
+    $("status").textContent = "not saved: no frame is open";
     return;
   }
   setBusy(true);
   $("status").textContent = "saving...";
-  const edits = state.edits, index = state.index, stem = state.frames[index].stem;
-  const seq = state.openSeq;  // this frame as opened: a late answer is not another opening's
+  // The frame whose shapes these are (state.index is that frame's whenever none is loading).
+  const edits = state.edits, index = state.shown.index, stem = state.frames[index].stem;
+  const seq = shownSeq();  // this frame as opened: a late answer is not another opening's
   try {
     const doc = await api(`/api/frames/${index}/save?base=${encodeURIComponent(base)}`,
                           state.geometry);
     state.frames[index].saved = true;
-    const option = $("frame-select").options[index];
-    if (!option.textContent.startsWith("\u2713")) option.textContent = "\u2713 " + option.textContent;
+    labelOption(index);
     document.body.dataset.saved = doc.stem;
-    if (seq === state.openSeq) {  // (a frame, even this one, may have been opened since)
+    if (seq === shownSeq()) {  // (a frame, even this one, may have been opened since)
       state.savedToken = doc.saved_token;
       state.dirty = state.edits !== edits;  // an edit made while saving is not saved yet
       showConflict(null);
@@ -72,7 +80,7 @@ async function sendSave(base) {
         : `saved ${doc.stem}`;
     }
   } catch (err) {
-    if (seq !== state.openSeq) {
+    if (seq !== shownSeq()) {
       $("status").textContent = `save of ${stem} failed: ${err.message}`;
     } else if (err.status === 409 && err.doc && err.doc.conflict) {
       showConflict(err.doc);

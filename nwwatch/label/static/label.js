@@ -15,6 +15,9 @@ const state = {
   selected: null,  // data-handle of the handle last focused ("wire-2"): keys act on it
   conflict: null,  // a refused save (409) of this frame: {token} of the file now saved
   loading: false,  // a frame is opening: state.geometry still holds the previous frame's
+  // The frame whose shapes state.geometry holds (null: none yet): {index, image (its image
+  // URL), seq (the openFrame that opened it)}. A frame that fails to open gives way to it.
+  shown: null,
   edits: 0,  // counts changes: a save clears "dirty" only if none came while it was sent
   savedToken: "",  // the saved file this page's geometry started from (see save)
 };
@@ -70,11 +73,18 @@ async function loadFrames() {
   for (const f of doc.frames) {
     const option = document.createElement("option");
     option.value = f.index;
-    const conf = f.info && f.info.confidence !== undefined
-      ? ` (queue, confidence ${Number(f.info.confidence).toFixed(2)})` : "";
-    option.textContent = `${f.saved ? "\u2713 " : ""}${f.stem}${conf}`;
     select.appendChild(option);
+    labelOption(f.index);
   }
+}
+
+// The frame list's entry: saved (check mark), failed to open (cross), the queue's confidence.
+function labelOption(index) {
+  const f = state.frames[index];
+  const conf = f.info && f.info.confidence !== undefined
+    ? ` (queue, confidence ${Number(f.info.confidence).toFixed(2)})` : "";
+  const mark = f.failed ? "\u2717 " : (f.saved ? "\u2713 " : "");
+  $("frame-select").options[index].textContent = `${mark}${f.stem}${conf}`;
 }
 
 async function openFrame(index) {
@@ -85,20 +95,29 @@ async function openFrame(index) {
   setBusy(true);
   const seq = ++state.openSeq;
   state.loading = true;
+  const draft = state.draft;
   state.draft = null;  // a polygon begun on the previous frame is not this frame's
   renderDraft();
   state.index = index;
   $("frame-select").value = index;
   $("status").textContent = "loading...";
   const img = $("frame-image");
-  const loaded = new Promise((resolve) => { img.onload = resolve; img.onerror = resolve; });
-  img.setAttribute("href", `/api/frames/${index}/image.png?${Date.now()}`);
+  const image = `/api/frames/${index}/image.png?${Date.now()}`;
+  const loaded = new Promise((resolve) => {
+    img.onload = () => resolve(true);
+    img.onerror = () => resolve(false);
+  });
+  img.setAttribute("href", image);
   try {
     const doc = await api(`/api/frames/${index}/geometry`);
-    await loaded;
+    const imageLoaded = await loaded;
     // Frames opened quickly one after another (PageDown held): a slower proposal answering
     // late must not become the geometry of the frame opened after it (Save would write it).
     if (seq !== state.openSeq) return;
+    if (!imageLoaded) await imageFailure(image);
+    state.shown = {index, image, seq};
+    state.frames[index].failed = false;
+    labelOption(index);
     state.geometry = doc.geometry;
     state.origin = doc.origin;
     state.savedToken = doc.saved_token;
@@ -116,9 +135,39 @@ async function openFrame(index) {
     await refreshPreview();
   } catch (err) {
     if (seq !== state.openSeq) return;
-    $("status").textContent = `error: ${err.message}`;
-    setBusy(false);
+    openFailed(index, err, draft);
   }
+}
+
+// The image element says only that it failed: ask again for the server's reason.
+async function imageFailure(url) {
+  await api(url);  // throws with the server's message when it answers an error
+  throw new Error("its image did not load");
+}
+
+// A frame that cannot be opened (its file removed or unreadable, the proposal failed): say
+// which and why, and go back to the frame still shown, with its unsaved changes: its shapes
+// must not be saved under the failed frame's name, nor dropped.
+function openFailed(index, err, draft) {
+  state.loading = false;
+  state.frames[index].failed = true;
+  labelOption(index);
+  let text = `could not open ${state.frames[index].stem}: ${err.message}`;
+  const shown = state.shown;
+  if (shown) {
+    state.index = shown.index;
+    $("frame-select").value = shown.index;
+    $("frame-image").setAttribute("href", shown.image);
+    state.draft = draft;
+    renderDraft();
+    text += ` \u2014 still showing ${state.frames[shown.index].stem}` +
+      (state.dirty ? ", its changes unsaved" : "");
+  } else {
+    text += " \u2014 choose another frame";
+  }
+  $("status").textContent = text;
+  updateButtons();
+  setBusy(false);
 }
 
 function layout() {
@@ -255,6 +304,7 @@ function mode() { return document.querySelector("input[name=mode]:checked").valu
 function paintClass() { return Number($("paint-class").value); }
 
 function onPointerDown(event) {
+  if (!state.geometry) return;  // no frame opened (the first one failed)
   const m = mode();
   if (m === "brush") {
     event.preventDefault();

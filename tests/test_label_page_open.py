@@ -1,0 +1,194 @@
+"""A frame that cannot be opened any more: its file removed or rewritten after the page
+started, or the model's proposal failing. The server answers a proper HTTP error naming the
+file (no traceback); the page says which frame and why, leaves the loading state, stays on the
+frame it showed with its unsaved edits (Save writes them under that frame's name, never the
+failed one's) and opens other frames. Also the labelling queue with its thumbnails removed.
+
+Browser tests: Debian chromium + chromedriver (``tests/webdriver.py``); the browser fixture is
+``test_label_page.py``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import test_label_page as page
+import tifffile
+from webdriver import Browser
+
+from nwwatch.io import write_frame_tiff
+from nwwatch.label.cli import queued_frames
+from nwwatch.label.frames import frame_refs
+from nwwatch.label.server import LabelSession, make_server, serve_in_thread
+from nwwatch.results.label_queue import THUMBS_DIR, Candidate, QueueEntry, offer, read_queue
+from nwwatch.synth import generate_insitu
+
+READY, _http = page.READY, page._http
+browser = page.browser  # the fixture (this module's own instance)
+
+
+@pytest.fixture
+def served(tmp_path):
+    frames = tmp_path / "acquisition"
+    generate_insitu(frames, 4, seed=5, size=128)
+    session = LabelSession(frame_refs(sorted(frames.glob("*.tif"))), tmp_path / "DATA")
+    server = make_server(session)
+    serve_in_thread(server)
+    yield session, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def _open_failed(b: Browser, index: int) -> str:
+    """Open frame ``index`` (the user agrees to leave unsaved changes), wait for the failure."""
+    b.execute("window.confirm = () => true; "
+              "document.getElementById('status').textContent = ''; "
+              f"openFrame({index})")
+    return b.wait_for("const s = document.getElementById('status').textContent; "
+                      "return s.startsWith('could not open') && "
+                      "document.body.dataset.state === 'ready' && s")
+
+
+def _saved_stems(session) -> list[str]:
+    return sorted(p.stem for p in (session.data_dir / "geometry").glob("*.json"))
+
+
+def test_a_frame_removed_after_start_keeps_the_shown_frames_edits(served, browser, caplog):
+    session, url = served
+    browser.get(url)
+    browser.wait_for(READY)
+    browser.click("#add-droplet")  # an unsaved edit of frame 0
+    browser.wait_for(READY)
+    edited = browser.execute("return window.nwLabel.geometry")
+    draft = {"class": 2, "points": [[10.0, 10.0], [10.0, 30.0]]}  # a polygon being drawn
+    browser.execute(f"window.nwLabel.draft = {json.dumps(draft)}")
+    gone = session.frames[1]
+    gone.path.unlink()
+    with caplog.at_level(logging.WARNING, logger="nwwatch.label.server"):
+        status = _open_failed(browser, 1)
+    assert status.startswith(f"could not open {gone.stem}: {gone.path}: frame file not found")
+    assert f"still showing {session.frames[0].stem}, its changes unsaved" in status
+    state = browser.execute("return window.nwLabel")
+    assert state["loading"] is False and state["index"] == 0 and state["dirty"] is True
+    assert state["geometry"] == edited and state["draft"] == draft
+    assert browser.execute("return document.getElementById('frame-select').value") == "0"
+    assert browser.execute("return document.getElementById('frame-select').options[1]"
+                           ".textContent") == f"\u2717 {gone.stem}"
+    logged = [r for r in caplog.records if str(gone.path) in r.getMessage()]
+    assert logged and not any(r.exc_info for r in logged)  # one line, no traceback
+    # Save writes frame 0's shapes under frame 0's name, and nothing under frame 1's.
+    browser.execute("return save()")
+    assert browser.text("#status") == f"saved {session.frames[0].stem}"
+    assert _saved_stems(session) == [session.frames[0].stem]
+    saved = json.loads((session.data_dir / "geometry" / f"{session.frames[0].stem}.json")
+                       .read_text())
+    assert saved["droplet"] == edited["droplet"]
+    # Next steps over the frame that failed; another frame opens.
+    browser.click("#next")
+    browser.wait_for("return window.nwLabel.index === 2 && " + READY.removeprefix("return "))
+    assert browser.execute("return window.nwLabel.loading") is False
+    assert browser.text("#status") == ""
+
+
+def test_a_rewritten_frame_and_a_failing_proposal_are_http_errors_naming_the_file(served,
+                                                                                 browser):
+    session, url = served
+    api = f"{url}api/frames"
+    session.frames[1].path.write_bytes(b"not a tiff any more")
+    for route in ("geometry", "image.png"):
+        status, doc = _http("GET", f"{api}/1/{route}")
+        assert status == 422 and doc["error"].startswith(f"{session.frames[1].path}: not a TIFF")
+    session.frames[2].path.unlink()
+    status, doc = _http("GET", f"{api}/2/geometry")
+    assert status == 404 and str(session.frames[2].path) in doc["error"]
+
+    class Broken:
+        def segment(self, *args, **kwargs):
+            raise RuntimeError("onnxruntime: out of memory")
+
+    session._segmenter = Broken()
+    status, doc = _http("GET", f"{api}/3/geometry")
+    assert status == 500
+    assert doc["error"] == (f"{session.frames[3].path} (page 0): the model's proposal failed: "
+                            "RuntimeError: onnxruntime: out of memory")
+    # The page: the first frame (its proposal fails too) opens nothing; Save says so;
+    # a frame whose file is unreadable says why; once the model works, frame 0 opens.
+    browser.get(url)
+    status = browser.wait_for("const s = document.getElementById('status').textContent; "
+                              "return s.startsWith('could not open') && s")
+    assert status == (f"could not open {session.frames[0].stem}: {session.frames[0].path} "
+                      "(page 0): the model's proposal failed: RuntimeError: onnxruntime: out "
+                      "of memory \u2014 choose another frame")
+    assert browser.execute("return window.nwLabel.loading") is False
+    assert browser.execute("return document.getElementById('save').disabled") is True
+    browser.execute("return save()")
+    assert browser.text("#status") == "not saved: no frame is open"
+    assert "not a TIFF file" in _open_failed(browser, 1)
+    assert browser.execute("return window.nwLabel.geometry") is None
+    session._segmenter = None  # the shipped model again
+    assert "frame file not found" in _open_failed(browser, 2)
+    browser.click("#next")
+    browser.wait_for("return window.nwLabel.index === 3 && " + READY.removeprefix("return "))
+    assert browser.execute("return document.getElementById('save').disabled") is False
+    assert browser.text("#status") == ""
+    # The frame whose proposal failed opens from the list, and loses its cross.
+    browser.execute("const s = document.getElementById('frame-select'); s.value = '0'; "
+                    "s.dispatchEvent(new Event('change'))")
+    browser.wait_for("return window.nwLabel.index === 0 && " + READY.removeprefix("return "))
+    assert browser.execute("return document.getElementById('frame-select').options[0]"
+                           ".textContent") == session.frames[0].stem
+    assert _saved_stems(session) == []
+
+
+def test_the_queue_opens_without_its_thumbnails_and_names_a_vanished_frame(tmp_path):
+    acq = tmp_path / "acq"
+    generate_insitu(acq, 2, seed=6, size=128)
+    results = tmp_path / "results"
+    sources = sorted(acq.glob("*.tif"))
+    offer(results, [Candidate(QueueEntry(str(path), 0, f"{k:064d}", 0.1 * k), np.zeros((8, 8)))
+                    for k, path in enumerate(sources)])
+    for entry in read_queue(results):
+        shutil.rmtree(f"{entry.folder}/{THUMBS_DIR}", ignore_errors=True)
+    paths, pages, infos, warnings = queued_frames(results)
+    assert paths == sources and warnings == []  # the thumbnails are for browsing only
+    session = LabelSession(frame_refs(paths, infos, pages), tmp_path / "DATA")
+    server = make_server(session)
+    serve_in_thread(server)
+    try:
+        api = f"http://127.0.0.1:{server.server_address[1]}/api/frames"
+        assert _http("GET", f"{api}/0/geometry")[0] == 200
+        sources[1].unlink()  # a queued frame removed after the page started
+        status, doc = _http("GET", f"{api}/1/geometry")
+        assert status == 404
+        assert doc["error"] == (f"{sources[1]}: frame file not found (removed or renamed "
+                                "after the labelling started?)")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_stack_rewritten_with_fewer_pages_and_broken_saved_labels_name_the_file(tmp_path):
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.zeros((2, 64, 64), np.uint16), photometric="minisblack")
+    session = LabelSession(frame_refs([stack]), tmp_path / "DATA")
+    write_frame_tiff(stack, np.zeros((64, 64), np.uint16))  # rewritten: one page
+    broken = tmp_path / "DATA" / "geometry" / f"{session.frames[0].stem}.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{not json")  # and page 0's saved labels damaged
+    server = make_server(session)
+    serve_in_thread(server)
+    try:
+        api = f"http://127.0.0.1:{server.server_address[1]}/api/frames"
+        status, doc = _http("GET", f"{api}/1/image.png")
+        assert status == 422
+        assert doc["error"] == (f"{stack}: page 1 out of range (0..0): the file changed after "
+                                "the labelling started")
+        status, doc = _http("GET", f"{api}/0/geometry")
+        assert status == 422 and doc["error"].startswith(f"{broken}: ")
+    finally:
+        server.shutdown()
+        server.server_close()
