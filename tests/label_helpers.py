@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
 from nwwatch.label.geometry import Circle, LabelGeometry
+from nwwatch.label.server import LabelSession, make_server, serve_in_thread
 from nwwatch.synth.geometry import axis_vectors, droplet_geometry
 from nwwatch.synth.insitu import render_insitu_frame
 from nwwatch.synth.params import frame_rng, sample_frame_params
@@ -42,3 +45,16 @@ def truth_geometry(params) -> LabelGeometry:
 def render(params, seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
     """(image uint16, labels uint8, truth dict) of ``params``."""
     return render_insitu_frame(params, np.random.default_rng(seed))
+
+
+@contextmanager
+def serving(session: LabelSession) -> Iterator[str]:
+    """The labelling page of ``session`` served on a free local port; yields its base URL
+    (``http://127.0.0.1:PORT/``) and stops the server on leaving."""
+    server = make_server(session)
+    serve_in_thread(server)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from label_helpers import serving
 from webdriver import Browser, require_browser
 
 from nwwatch.classes import DROPLET, UNLABELED
 from nwwatch.label.frames import frame_refs
 from nwwatch.label.raster import rasterize
-from nwwatch.label.server import LabelSession, make_server, serve_in_thread
+from nwwatch.label.server import LabelSession
 from nwwatch.label.store import load_geometry
 from nwwatch.synth import generate_insitu
 
@@ -26,11 +27,8 @@ def served(tmp_path):
     generate_insitu(frames, 2, seed=3, size=256)
     refs = frame_refs(sorted(frames.glob("*.tif")))
     session = LabelSession(refs, tmp_path / "DATA")
-    server = make_server(session)
-    serve_in_thread(server)
-    yield session, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serving(session) as url:
+        yield session, url
 
 
 def test_edit_in_the_browser_and_save_a_training_folder(served):

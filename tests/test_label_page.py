@@ -14,12 +14,13 @@ import urllib.request
 
 import numpy as np
 import pytest
+from label_helpers import serving
 from webdriver import Browser, require_browser
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.label.frames import frame_refs
 from nwwatch.label.geometry import Circle, LabelGeometry
-from nwwatch.label.server import LabelSession, _Handler, make_server, serve_in_thread
+from nwwatch.label.server import LabelSession, _Handler
 from nwwatch.label.store import save_labeled_frame
 from nwwatch.synth import generate_insitu
 
@@ -35,11 +36,8 @@ def served(tmp_path_factory):
     write_frame_tiff(frames / "zblank.tif", np.full((200, 300), 1000, np.uint16),
                      pixel_size_nm=1.0)
     session = LabelSession(frame_refs(sorted(frames.glob("*.tif"))), tmp / "DATA")
-    server = make_server(session)
-    serve_in_thread(server)
-    yield session, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serving(session) as url:
+        yield session, url
 
 
 @pytest.fixture(scope="module")
@@ -272,14 +270,9 @@ def test_a_save_after_the_server_stopped_says_what_happened(tmp_path, browser):
     frames = tmp_path / "acquisition"
     generate_insitu(frames, 1, seed=4, size=128)
     session = LabelSession(frame_refs(sorted(frames.glob("*.tif"))), tmp_path / "DATA")
-    server = make_server(session)
-    serve_in_thread(server)
-    try:
-        browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+    with serving(session) as url:
+        browser.get(url)
         browser.wait_for(READY)
-    finally:
-        server.shutdown()
-        server.server_close()
     browser.click("#add-droplet")  # an edit: its preview fails as well
     # Wait for that failure first: arriving after the save's, it would replace its message.
     browser.wait_for("return document.getElementById('status').textContent"

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import test_label_page as page
 import tifffile
+from label_helpers import serving
 from webdriver import Browser
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.label.cli import queued_frames
 from nwwatch.label.frames import frame_refs
-from nwwatch.label.server import LabelSession, make_server, serve_in_thread
+from nwwatch.label.server import LabelSession
 from nwwatch.results.label_queue import THUMBS_DIR, Candidate, QueueEntry, offer, read_queue
 from nwwatch.synth import generate_insitu
 
@@ -36,11 +37,8 @@ def served(tmp_path):
     frames = tmp_path / "acquisition"
     generate_insitu(frames, 4, seed=5, size=128)
     session = LabelSession(frame_refs(sorted(frames.glob("*.tif"))), tmp_path / "DATA")
-    server = make_server(session)
-    serve_in_thread(server)
-    yield session, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serving(session) as url:
+        yield session, url
 
 
 def _open_failed(b: Browser, index: int) -> str:
@@ -156,19 +154,14 @@ def test_the_queue_opens_without_its_thumbnails_and_names_a_vanished_frame(tmp_p
     paths, pages, infos, warnings = queued_frames(results)
     assert paths == sources and warnings == []  # the thumbnails are for browsing only
     session = LabelSession(frame_refs(paths, infos, pages), tmp_path / "DATA")
-    server = make_server(session)
-    serve_in_thread(server)
-    try:
-        api = f"http://127.0.0.1:{server.server_address[1]}/api/frames"
+    with serving(session) as url:
+        api = f"{url}api/frames"
         assert _http("GET", f"{api}/0/geometry")[0] == 200
         sources[1].unlink()  # a queued frame removed after the page started
         status, doc = _http("GET", f"{api}/1/geometry")
         assert status == 404
         assert doc["error"] == (f"{sources[1]}: frame file not found (removed or renamed "
                                 "after the labelling started?)")
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_stack_rewritten_with_fewer_pages_and_broken_saved_labels_name_the_file(tmp_path):
@@ -179,16 +172,11 @@ def test_a_stack_rewritten_with_fewer_pages_and_broken_saved_labels_name_the_fil
     broken = tmp_path / "DATA" / "geometry" / f"{session.frames[0].stem}.json"
     broken.parent.mkdir(parents=True)
     broken.write_text("{not json")  # and page 0's saved labels damaged
-    server = make_server(session)
-    serve_in_thread(server)
-    try:
-        api = f"http://127.0.0.1:{server.server_address[1]}/api/frames"
+    with serving(session) as url:
+        api = f"{url}api/frames"
         status, doc = _http("GET", f"{api}/1/image.png")
         assert status == 422
         assert doc["error"] == (f"{stack}: page 1 out of range (0..0): the file changed after "
                                 "the labelling started")
         status, doc = _http("GET", f"{api}/0/geometry")
         assert status == 422 and doc["error"].startswith(f"{broken}: ")
-    finally:
-        server.shutdown()
-        server.server_close()
