@@ -36,7 +36,6 @@ export PYTHONUNBUFFERED=1
 el "bench_gpu"
 timeout 240 $PY -m bench.bench_gpu --json $OUT/gpu.json --replay-frames $REPLAY --seconds $SECS > $OUT/gpu.log 2>&1
 el "bench_gpu rc=$?"; tail -c 3000 $OUT/gpu.log
-NW="$PY -c 'import sys; from nwwatch.cli import main; sys.exit(main())'"
 nw() { $PY -c 'import sys; from nwwatch.cli import main; sys.exit(main())' "$@"; }
 el "synth $NPROC x $PER"
 W=/tmp/gtrain; rm -rf $W; mkdir -p $W/DATA/labels
