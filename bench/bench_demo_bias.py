@@ -30,6 +30,9 @@ against ``theta_apparent_deg``.
 Sets: ``demo_seed0`` (the demo's main video, 60 frames) and ``demo_seed1``-``3`` (30 frames
 each, made the same way: ``nwwatch demo OUT --seed n --frames 30``), generated once under
 ``--work``; more with ``--set NAME=FOLDER`` (a synthetic folder with ``truth.parquet``).
+``--equal-look`` makes the four videos with :data:`EQUAL_LOOK` instead: the same scene with
+the droplet's optics as each seed draws them (at seed 0 wire and droplet about equally bright
+next to their interface, which shows a dark Fresnel band; docs/measurement.md).
 
 ``--unresolved-edge-px PX`` also scores the service path with another allowance for a facet
 line the frame cannot place (a candidate; the product's is 1 px), as ``service_candidate``.
@@ -72,18 +75,23 @@ WAYS = ("service", "truth", "model_circle_true_line", "true_circle_model_line",
 MATCHED_PX = 2.0
 #: ``facet_edge`` values of a line the frame could not place (sigma's unresolved allowance).
 UNRESOLVED = ("weak_step", "not_a_step", "not_straight", "out_of_reach", "too_short")
+#: The demo's scene with the droplet's optics as the seed draws them (``nwwatch.demo``'s main
+#: video before its droplet was set darker than the wire; bench/results/demo_look_rule.txt).
+EQUAL_LOOK = {"droplet_radius_px": 100.0, "dose_e_per_px": 60.0, "facet_incline_deg": 12.0}
 
 
-def demo_set(work: Path, name: str) -> Path:
-    """The demo-scene video ``name`` of :data:`DEMO_SETS`, generated once under ``work``."""
-    from nwwatch.demo import MAIN_VIDEO
+def demo_set(work: Path, name: str, options: dict[str, float]) -> Path:
+    """The video ``name`` of :data:`DEMO_SETS` made with ``video_options`` ``options``,
+    generated once under ``work`` (the folder's name carries a hash of the options, so a
+    changed scene is never read from an old folder)."""
     from nwwatch.synth import generate_insitu
 
-    folder = work / "sets" / name
+    tag = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+    folder = work / "sets" / f"{name}-{tag}"
     if not (folder / "truth.parquet").is_file():
         frames, seed = DEMO_SETS[name]
         generate_insitu(folder, frames, video=True, seed=seed, size=512,
-                        video_options=dict(MAIN_VIDEO))
+                        video_options=dict(options))
     return folder
 
 
@@ -447,6 +455,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", default=None, help="names of the sets to run")
     parser.add_argument("--work", type=Path, default=WORK,
                         help="where the demo videos and the segmentations are kept")
+    parser.add_argument("--equal-look", action="store_true",
+                        help="make the demo videos with EQUAL_LOOK instead of MAIN_VIDEO")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--unresolved-edge-px", type=float, default=None,
                         help="also score the service path with this allowance (px) for a "
@@ -455,7 +465,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="also write the per-frame results")
     args = parser.parse_args(argv)
     from nwwatch import DEFAULT_INSITU_MODEL
+    from nwwatch.demo import MAIN_VIDEO
     from nwwatch.segment.session import Segmenter
+
+    options = EQUAL_LOOK if args.equal_look else MAIN_VIDEO
 
     model = args.model or DEFAULT_INSITU_MODEL
     segmenter = Segmenter(model, providers=("cpu",), threads=1)
@@ -463,10 +476,11 @@ def main(argv: list[str] | None = None) -> None:
     names = args.only or [*DEMO_SETS, *given]
     report: dict[str, Any] = {"model": model.name, "sha256": segmenter.model_sha256,
                               "unresolved_edge_px_candidate": args.unresolved_edge_px,
+                              "demo_video_options": options,
                               "sets": {}}
     per_frame = {}
     for name in names:
-        folder = Path(given[name]) if name in given else demo_set(args.work, name)
+        folder = Path(given[name]) if name in given else demo_set(args.work, name, options)
         data = segmented(folder, name, segmenter, args.work)
         frames = [measure_frame(data, i, args.unresolved_edge_px)
                   for i in range(len(data["stem"]))]

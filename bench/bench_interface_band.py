@@ -15,7 +15,8 @@ asks where that band comes from in the generator and whether the real frames sho
   annotations of fig1 — the angle's baseline along the facet, "ZB"/"WZ" inside the wire —
   cover up to a third of them; fig6's measurement overlay is drawn along its interface). Also
   :func:`nwwatch.measure.refine.refine_facet_line` on that line.
-* ``generator``: frame 0 of the four demo videos (``nwwatch.demo.MAIN_VIDEO``, seeds 0-3)
+* ``generator``: frame 0 of the four demo videos as the seeds draw the droplet's optics
+  (``bench.bench_demo_bias.EQUAL_LOOK``, seeds 0-3)
   rendered as drawn, with the defocus set to 0, and with the droplet's phase per nm set to
   the wire's; the raw frame's mean in 1 px bins of distance from the true facet line over the
   middle 60 % of the chord (as ``bench_demo_bias.true_line_profile``), and the phase step
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import distance_transform_edt, map_coordinates
 
-from nwwatch.demo import MAIN_VIDEO
+from bench.bench_demo_bias import EQUAL_LOOK
 from nwwatch.io.dataset import pair_folder, read_pair
 from nwwatch.measure.interface import FacetLine
 from nwwatch.measure.refine import refine_facet_line
@@ -147,7 +148,7 @@ def phase_step_rad(params: FrameParams) -> float:
 
 
 def generator_frame(seed: int) -> dict[str, Any]:
-    params = video_frame_params(seed, 512, 1, **MAIN_VIDEO)[0]
+    params = video_frame_params(seed, 512, 1, **EQUAL_LOOK)[0]
     variants = {
         "as_drawn": params,
         "defocus_0": dataclasses.replace(params, defocus_nm=0.0),

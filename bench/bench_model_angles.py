@@ -16,7 +16,9 @@ labels' angle.
 Sets (written once under ``bench/out/model_angles/sets`` with ``nwwatch.synth``, or taken
 from ``--set NAME=FOLDER``): ``eval_new`` (60 frames, seed 302, the geometry variations),
 ``video_new`` (a 60-frame growth video, seed 303), ``eval_a`` (40 frames, seed 301) and
-``demo`` (the demo's main video, seed 0, 60 frames). Segmentations are cached per model hash and
+``demo`` (seed 0, 60 frames, ``bench.bench_demo_bias.EQUAL_LOOK``: the demo's scene with the
+droplet's optics as the seed draws them, its main video until the droplet was set darker than
+the wire). Segmentations are cached per model hash and
 segmentation-runtime source.
 
 Usage (one command per model; about 10 minutes on one busy core, half of it for the sets the
@@ -38,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.bench_demo_bias import EQUAL_LOOK
 from nwwatch.classes import DROPLET
 from nwwatch.io.dataset import pair_folder, read_pair
 from nwwatch.measure import measure_contact_angle
@@ -51,8 +54,7 @@ SETS: dict[str, tuple[int, int, bool, dict[str, float] | None]] = {
     "eval_new": (60, 302, False, None),
     "video_new": (60, 303, True, None),
     "eval_a": (40, 301, False, None),
-    "demo": (60, 0, True, {"droplet_radius_px": 100.0, "dose_e_per_px": 60.0,
-                           "facet_incline_deg": 12.0}),
+    "demo": (60, 0, True, EQUAL_LOOK),
 }
 
 

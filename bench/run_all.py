@@ -27,6 +27,7 @@ BENCHES: dict[str, list[str]] = {
     "paradigms": ["bench.bench_paradigms", "--out", str(OUT / "paradigms")],
     "demo_bias": ["bench.bench_demo_bias", "--json", str(OUT / "demo_bias.json")],
     "interface_band": ["bench.bench_interface_band", "--json", str(OUT / "interface_band.json")],
+    "demo_look": ["bench.demo_look", "--search", "--json", str(OUT / "demo_look.json")],
 }
 
 

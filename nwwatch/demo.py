@@ -24,8 +24,12 @@ from nwwatch.io.dataset import read_label_image
 from nwwatch.normalize import stretch_to_uint8
 
 #: The main video looks like the real frames: a droplet of radius ~100 px at 512 px
-#: (60-150 px is typical), a moderate dose and a facet inclined to the wire axis.
-MAIN_VIDEO = {"droplet_radius_px": 100.0, "dose_e_per_px": 60.0, "facet_incline_deg": 12.0}
+#: (60-150 px is typical), a moderate dose, a facet inclined to the wire axis, and a droplet
+#: visibly darker than the wire next to their interface: half the wire's mean free path puts
+#: (droplet - wire) / (background - droplet) at about -0.46, inside the real crops' 0.32-0.70
+#: in magnitude (bench/demo_look.py, bench/results/demo_look_rule.txt).
+MAIN_VIDEO = {"droplet_radius_px": 100.0, "dose_e_per_px": 60.0, "facet_incline_deg": 12.0,
+              "liquid_mfp_ratio": 0.5}
 #: The stress video: a small droplet (radius 35 px at 512 px) at a very low dose; the wire's
 #: tilt and the rest of the scene are the seed's own draw.
 STRESS_VIDEO = {"droplet_radius_px": 35.0, "dose_e_per_px": 35.0}

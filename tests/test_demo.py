@@ -1,5 +1,6 @@
-"""`nwwatch demo`: the stress video is the scene its help describes, and a run with no valid
-angle says so instead of printing NaN figures."""
+"""`nwwatch demo`: the main video looks like the real crops where the measurement reads them,
+the stress video is the scene its help describes, and a run with no valid angle says so
+instead of printing NaN figures."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
-from nwwatch.demo import angle_errors, angle_vs_time, demo, summary_line
+from bench.demo_look import demo_frames, real_crops
+from nwwatch.demo import MAIN_VIDEO, angle_errors, angle_vs_time, demo, summary_line
 
 nan = float("nan")
 
@@ -20,6 +22,16 @@ def test_a_summary_without_a_valid_angle_says_so():
     line = summary_line(angle_errors(np.array([100.0, 110.0]), np.array([nan, nan])))
     assert line == "0/2 frames measured: no valid angle"
     assert "nan" not in line.lower()
+
+
+def test_the_main_video_shows_wire_and_droplet_apart_as_the_real_crops_do():
+    # bench/results/demo_look_rule.txt: (droplet - wire) / (background - droplet) next to the
+    # interface within the real crops' magnitudes, the droplet darker (the seed's own sign),
+    # and no dark band centred on the interface (the old scene had one on every frame).
+    real = [abs(r["ratio"]) for r in real_crops().values()]
+    frame = demo_frames(dict(MAIN_VIDEO), (0,))["frames"][0]
+    assert frame["ratio"] < 0 and min(real) <= -frame["ratio"] <= max(real)
+    assert not frame["centred_band"]
 
 
 def test_the_stress_video_is_a_small_droplet_at_a_very_low_dose(tmp_path):

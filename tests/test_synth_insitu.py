@@ -217,6 +217,20 @@ def test_video_is_smooth_and_frame_independent() -> None:
         assert g.radius_px < g.centre[1] < 255 - g.radius_px
 
 
+def test_video_droplet_optics_are_set_relative_to_the_wire_and_nothing_else_moves() -> None:
+    drawn = video_frame_params(5, 128, 2)
+    set_ = video_frame_params(5, 128, 2, liquid_mfp_ratio=0.5, liquid_phase_ratio=1.25)
+    for a, b in zip(drawn, set_, strict=True):
+        assert b.mfp_liquid_nm == pytest.approx(0.5 * a.mfp_wire_nm)
+        assert b.phase_liquid_rad_per_nm == pytest.approx(1.25 * a.phase_wire_rad_per_nm)
+        assert b.mfp_liquid_nm != a.mfp_liquid_nm
+        # Every other draw of the scene stays the seed's own.
+        assert dataclasses.replace(b, mfp_liquid_nm=a.mfp_liquid_nm,
+                                   phase_liquid_rad_per_nm=a.phase_liquid_rad_per_nm) == a
+    with pytest.raises(ValueError, match="liquid_mfp_ratio must be > 0"):
+        video_frame_params(5, 128, 1, liquid_mfp_ratio=0.0)
+
+
 def test_cut_droplet_and_distractors_are_reported() -> None:
     params = clean_params(128, seed=9, droplet_cut=True, theta_deg=120.0, a_px=20.0,
                           n_distractors=2, scale_bar=True)

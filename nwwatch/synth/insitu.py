@@ -311,7 +311,8 @@ def generate_insitu(
     (one row per frame, columns :data:`TRUTH_SCHEMA`). ``video=False``: independent random
     frames; ``video=True``: one growing wire, drifting, with the contact angle oscillating
     over layer cycles; ``video_options`` fix parts of the video's scene
-    (:func:`nwwatch.synth.video.video_scene`: droplet radius, dose, facet inclination).
+    (:func:`nwwatch.synth.video.video_scene`: droplet radius, dose, facet inclination, the
+    droplet's mean free path and phase per nm relative to the wire's).
     Frame k depends only on (seed, k, video, size, video_options). Independent frames may
     start at index ``first``; ``label_transform(labels, params)`` replaces the label image
     written (e.g. training labels with regions left unlabeled), the truth stays exact.

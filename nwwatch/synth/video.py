@@ -48,13 +48,19 @@ def video_scene(
     droplet_radius_px: float | None = None,
     dose_e_per_px: float | None = None,
     facet_incline_deg: float | None = None,
+    liquid_mfp_ratio: float | None = None,
+    liquid_phase_ratio: float | None = None,
 ) -> VideoScene:
     """Draw the scene of a growth video: one wire, no distractors, fixed imaging conditions;
     theta oscillates with the layer cycle between about 100 and 116 degrees.
 
     Keywords fix what is otherwise drawn: ``droplet_radius_px`` (at the mean angle),
-    ``dose_e_per_px``, ``facet_incline_deg`` (an inclined facet; the wire is then untilted).
-    The other draws stay the same.
+    ``dose_e_per_px``, ``facet_incline_deg`` (an inclined facet; the wire is then untilted),
+    and the droplet's optics relative to the wire's drawn ones: ``liquid_mfp_ratio`` =
+    ``mfp_liquid_nm / mfp_wire_nm`` (how dark the droplet is next to the wire) and
+    ``liquid_phase_ratio`` = ``phase_liquid_rad_per_nm / phase_wire_rad_per_nm`` (the phase
+    step at the interface, which defocus turns into fringes or a band). The other draws stay
+    the same.
     """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(VIDEO_STREAM,)))
     theta_mean = float(rng.uniform(104.0, 112.0))
@@ -69,6 +75,15 @@ def video_scene(
                                tilt_deg=tilt if facet_incline_deg is None else 0.0,
                                placement="centred", dose_e_per_px=dose_e_per_px,
                                facet_incline_deg=facet_incline_deg)
+    for name, value in (("liquid_mfp_ratio", liquid_mfp_ratio),
+                        ("liquid_phase_ratio", liquid_phase_ratio)):
+        if value is not None and not value > 0:
+            raise ValueError(f"video_scene: {name} must be > 0, got {value}")
+    if liquid_mfp_ratio is not None:
+        base = replace(base, mfp_liquid_nm=base.mfp_wire_nm * float(liquid_mfp_ratio))
+    if liquid_phase_ratio is not None:
+        base = replace(base, phase_liquid_rad_per_nm=base.phase_wire_rad_per_nm
+                       * float(liquid_phase_ratio))
     return VideoScene(
         base=base,
         frame_interval_s=float(rng.choice([0.1, 0.2, 0.5, 1.0])),
