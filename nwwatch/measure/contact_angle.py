@@ -31,6 +31,7 @@ from nwwatch.measure.arc import (
     on_border,
     side_angles,
 )
+from nwwatch.measure.capcheck import cap_excess_px, cap_excess_sigma_deg
 from nwwatch.measure.circle import refine_on_pixel_edges, robust_fit
 from nwwatch.measure.components import select_components
 from nwwatch.measure.edges import iso_boundary_points, mask_boundary_points
@@ -338,6 +339,8 @@ def _measure(
     stat = math.sqrt(max(circle_var + line_var, 0.0))
     incl = (math.radians(_signed_deg(line.normal, wire_geo.axis))
             if wire_geo.axis is not None else None)
+    excess_px = cap_excess_px(sel.droplet, (r0, c0), fit.center + off, radius, foot + off,
+                              line.normal, half_chord, fit.rms_px)
     terms_deg = {
         "outline": CALIBRATION * math.degrees(math.sqrt(max(circle_var, 0.0))),
         "facet_line": CALIBRATION * math.degrees(math.sqrt(max(line_var, 0.0))),
@@ -346,12 +349,14 @@ def _measure(
         "facet_shape": facet.systematic_deg if tilt_deg == 0 else 0.0,
         "facet_tilt": facet.systematic_deg if tilt_deg > 0 else 0.0,
         "facet_edge": edge_sigma_deg(edge.status, edge.shift_px, edge.sigma_px, half_chord),
+        "droplet_shape": cap_excess_sigma_deg(excess_px, half_chord),
     }
     sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), terms_deg["facet_orientation"],
                             terms_deg["facet_shape"], terms_deg["facet_tilt"],
-                            terms_deg["facet_edge"])
+                            terms_deg["facet_edge"], terms_deg["droplet_shape"])
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
     fitted.update(base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
+                  cap_excess_px=excess_px,
                   facet_edge=edge.status, facet_edge_shift_px=edge.shift_px,
                   facet_edge_snr=edge.snr,
                   facet_row=float(foot[0] + off[0]), facet_col=float(foot[1] + off[1]))
@@ -360,7 +365,8 @@ def _measure(
     if sigma_deg > MAX_UNCERTAINTY_DEG:
         details = {"outline": f"{len(pts)} points, {span:.0f} deg of arc",
                    "facet_line": f"{int(np.count_nonzero(line.inliers))} interface points",
-                   "facet_edge": edge_note}
+                   "facet_edge": edge_note,
+                   "droplet_shape": f"{excess_px:.1f} px of mean thickness along the base"}
         return _fail("angle_uncertain", uncertain_reason(sigma_deg, MAX_UNCERTAINTY_DEG,
                                                          terms_deg, details),
                      contact_angle_deg=theta_deg, contact_angle_uncertainty_deg=sigma_deg,

@@ -163,6 +163,9 @@ SIGMA_TERMS = {
                   "and was read as one, but the bulge may be the network's and the facet flat "
                   "(flat and elliptical readings differ)",
     "facet_edge": "where the facet line lies on the image",
+    "droplet_shape": "droplet labels beyond the fitted cap: the labelled droplet is not the "
+                     "cap of this circle and facet line (e.g. wire labelled droplet near the "
+                     "contact line, or a circle that misses part of the droplet)",
 }
 
 

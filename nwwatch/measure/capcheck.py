@@ -1,0 +1,78 @@
+"""Does the labelled droplet have the shape of the cap that was measured?
+
+The angle comes from a circle fitted to the droplet's free surface and a facet line fitted to
+the wire/droplet interface. Both can agree with the labels while the labels' droplet is not a
+cap: a network that calls a stretch of wire "droplet" draws its interface far into the wire,
+and the circle, fitted to the true free surface with the straight wire edges rejected as
+outliers, still meets that line. The droplet mask then reaches beyond the circle near the
+contact line, where a cap has nothing. On exact labels of every geometry of the benchmark no
+droplet pixel lies beyond the cap.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+#: Droplet pixels closer than this to the circle or the facet line are not counted: a binary
+#: mask's pixel centres lie within half a diagonal of the true outline.
+MIN_TOLERANCE_PX = 1.5
+#: ... nor those within this many times the circle fit's residual RMS: drawn or predicted
+#: outlines that wiggle already enter sigma through the outline's scatter.
+TOLERANCE_RMS = 3.0
+#: Fractional bits of the coordinates handed to OpenCV's rasteriser.
+_SHIFT = 4
+
+
+def cap_excess_px(
+    droplet: np.ndarray,
+    offset: tuple[int, int],
+    center: np.ndarray,
+    radius_px: float,
+    point: np.ndarray,
+    normal: np.ndarray,
+    half_chord_px: float,
+    residual_rms_px: float,
+) -> float:
+    """Mean thickness (px) of the labelled droplet beyond the measured cap, along its base.
+
+    ``droplet`` bool (h, w): the measured droplet's filled mask, whose pixel (0, 0) is the
+    image's pixel ``offset`` (row, col). ``center`` (2,) (row, col) of the fitted circle and
+    ``point`` (2,) on the facet line, in the same image coordinates, ``normal`` (2,) the
+    facet's unit normal pointing into the droplet; ``radius_px``, ``half_chord_px`` (a) and the
+    circle fit's ``residual_rms_px`` in pixels. Integer pixel centres.
+
+    Counts the droplet pixels on the droplet's side of the facet line and outside the circle,
+    both by more than max(:data:`MIN_TOLERANCE_PX`, :data:`TOLERANCE_RMS` x residual RMS)
+    (the circle and the half plane as OpenCV rasterises them, coordinates to 1/16 px: within
+    about half a pixel of a test on the pixel centres), and divides by the chord 2a. Below
+    the line nothing is counted: a wire tilted out of the image plane shows droplet there,
+    under its elliptical facet.
+    """
+    tol = max(MIN_TOLERANCE_PX, TOLERANCE_RMS * residual_rms_px)
+    beyond = droplet.astype(np.uint8)  # a copy: the cap is erased from it
+    h, w = beyond.shape
+    scale = 1 << _SHIFT
+    # Erase the circle grown by the tolerance, then the half plane up to the tolerance above
+    # the facet line; OpenCV rasterises both at 1/16 px (its ``shift``), in C.
+    cx, cy = float(center[1] - offset[1]), float(center[0] - offset[0])
+    cv2.circle(beyond, (round(cx * scale), round(cy * scale)), round((radius_px + tol) * scale),
+               0, thickness=-1, lineType=cv2.LINE_8, shift=_SHIFT)
+    n = np.asarray(normal, dtype=float)
+    d = np.array([-n[1], n[0]])
+    far = 2.0 * (h + w)
+    base = np.array([point[0] - offset[0], point[1] - offset[1]]) + tol * n
+    corners = [base + far * d, base - far * d, base - far * d - far * n, base + far * d - far * n]
+    poly = np.array([[round(q[1] * scale), round(q[0] * scale)] for q in corners], np.int32)
+    cv2.fillConvexPoly(beyond, poly, 0, lineType=cv2.LINE_8, shift=_SHIFT)
+    return float(cv2.countNonZero(beyond)) / max(2.0 * half_chord_px, 1.0)
+
+
+def cap_excess_sigma_deg(excess_px: float, half_chord_px: float) -> float:
+    """Systematic 1-sigma (degrees) for droplet labels beyond the cap: ``excess_px`` of mean
+    thickness along the base, taken as that much doubt about where the facet line lies (a
+    shift ``d`` of the line costs ``d / a`` rad). It is a lower bound: the labels beyond the
+    cap are a thin sliver of what a misplaced line leaves out."""
+    return math.degrees(excess_px / max(half_chord_px, 0.5))

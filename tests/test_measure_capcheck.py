@@ -1,0 +1,88 @@
+"""Droplet labels beyond the measured cap: a stretch of wire labelled droplet, which moves the
+facet line deep into the wire while the circle still fits the free surface, must not pass as
+a precise angle; exact labels carry no such term."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from ideal_caps import axis_vectors, render_ideal_cap
+
+from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.measure import measure_contact_angle
+from nwwatch.measure.capcheck import cap_excess_px, cap_excess_sigma_deg
+
+SHAPE = (256, 256)
+
+
+def _cap(theta: float, axis: float, a: float = 45.0):
+    u, _ = axis_vectors(axis)
+    return render_ideal_cap(SHAPE, theta, a, axis, tuple(np.array([128.0, 128.0]) - 0.3 * a * u))
+
+
+def _wire_called_droplet(cap, depth_px: float) -> np.ndarray:
+    """The cap's labels with the wire's last ``depth_px`` below the facet labelled droplet."""
+    u, _ = axis_vectors(cap.wire_axis_deg)
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]].astype(float)
+    along = (rows - cap.facet_center_rc[0]) * u[0] + (cols - cap.facet_center_rc[1]) * u[1]
+    labels = cap.labels.copy()
+    labels[(labels == NANOWIRE) & (along > -depth_px)] = DROPLET
+    return labels
+
+
+@pytest.mark.parametrize("theta", [100.0, 120.0, 140.0])
+@pytest.mark.parametrize("axis", [90.0, 17.0, -120.0])
+def test_exact_labels_have_nothing_beyond_the_cap(theta, axis):
+    cap = _cap(theta, axis)
+    r = measure_contact_angle(cap.labels)
+    assert r.angle_valid, r.reason
+    centre = np.array([r.circle_center_row, r.circle_center_col])
+    foot = np.array([r.facet_row, r.facet_col])
+    normal = (centre - foot) / np.hypot(*(centre - foot))  # above 90 deg the centre is beyond
+    droplet = cap.labels == DROPLET
+    excess = cap_excess_px(droplet, (0, 0), centre, r.droplet_radius_px, foot, normal,
+                           r.base_half_width_px, r.fit_residual_rms_px)
+    assert excess == 0.0
+
+
+@pytest.mark.parametrize("axis", [90.0, 17.0, -120.0])
+def test_wire_labelled_droplet_is_not_a_precise_angle(axis):
+    """15 px of wire called droplet: the interface line follows the labels 15 px into the wire
+    and the angle is far off; sigma must name the droplet beyond its cap and cover the error,
+    or the angle is refused."""
+    cap = _cap(120.0, axis)
+    r = measure_contact_angle(_wire_called_droplet(cap, 15.0))
+    assert r.contact_angle_deg is not None
+    error = abs(r.contact_angle_deg - cap.contact_angle_deg)
+    assert error > 5.0  # the case is what it claims: a badly placed facet line
+    assert not r.angle_valid
+    assert r.reason_code == "angle_uncertain"
+    assert "beyond the fitted cap" in r.reason
+
+
+def test_sigma_term_is_the_excess_as_a_facet_shift():
+    assert cap_excess_sigma_deg(0.0, 40.0) == 0.0
+    assert cap_excess_sigma_deg(2.0, 40.0) == pytest.approx(math.degrees(2.0 / 40.0))
+
+
+def test_a_sliver_beyond_the_circle_counts_above_the_line_only():
+    """A 10 x 4 px block of droplet outside a circle of radius 20: counted above the facet line,
+    not below it (where a tilted wire's elliptical facet holds droplet)."""
+    yy, xx = np.mgrid[0:80, 0:80]
+    droplet = (yy - 40.0) ** 2 + (xx - 40.0) ** 2 <= 20.0**2
+    droplet &= yy <= 50
+    block = droplet.copy()
+    block[30:34, 62:72] = True  # beyond the circle, above the line (rows < 50)
+    centre, normal, foot = np.array([40.0, 40.0]), np.array([-1.0, 0.0]), np.array([50.0, 40.0])
+    a = math.sqrt(20.0**2 - 10.0**2)
+    base = cap_excess_px(droplet, (0, 0), centre, 20.0, foot, normal, a, 0.0)
+    with_block = cap_excess_px(block, (0, 0), centre, 20.0, foot, normal, a, 0.0)
+    assert base == 0.0
+    # The block's pixels more than 1.5 px outside the circle, as rasterised (about 30 of 40).
+    assert 25.0 / (2 * a) <= with_block <= 40.0 / (2 * a)
+    below = droplet.copy()
+    below[54:58, 62:72] = True  # beyond the circle but below the line
+    assert cap_excess_px(below, (10, 5), centre + (10, 5), 20.0, foot + (10, 5), normal, a,
+                         0.0) == 0.0
