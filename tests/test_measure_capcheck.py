@@ -1,6 +1,7 @@
-"""Droplet labels beyond the measured cap: a stretch of wire labelled droplet, which moves the
-facet line deep into the wire while the circle still fits the free surface, must not pass as
-a precise angle; exact labels carry no such term."""
+"""Labels checked against the measured cap: a stretch of wire labelled droplet, which moves the
+facet line deep into the wire while the circle still fits the free surface, puts droplet
+labels beyond the cap and the triple points inside the wire; it must not pass as a precise
+angle. Exact labels carry neither term."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from ideal_caps import axis_vectors, render_ideal_cap
 
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure import measure_contact_angle
-from nwwatch.measure.capcheck import cap_excess_px, cap_excess_sigma_deg
+from nwwatch.measure.capcheck import (
+    TRIPLE_TOLERANCE_PX,
+    TRIPLE_WINDOW_PX,
+    cap_excess_px,
+    cap_excess_sigma_deg,
+    triple_depth_sigma_deg,
+    triple_point_depth_px,
+)
 
 SHAPE = (256, 256)
 
@@ -45,6 +53,8 @@ def test_exact_labels_have_nothing_beyond_the_cap(theta, axis):
     excess = cap_excess_px(droplet, (0, 0), centre, r.droplet_radius_px, foot, normal,
                            r.base_half_width_px, r.fit_residual_rms_px)
     assert excess == 0.0
+    assert r.cap_excess_px == 0.0
+    assert r.triple_depth_px is not None and r.triple_depth_px <= TRIPLE_TOLERANCE_PX
 
 
 @pytest.mark.parametrize("axis", [90.0, 17.0, -120.0])
@@ -59,7 +69,38 @@ def test_wire_labelled_droplet_is_not_a_precise_angle(axis):
     assert error > 5.0  # the case is what it claims: a badly placed facet line
     assert not r.angle_valid
     assert r.reason_code == "angle_uncertain"
-    assert "beyond the fitted cap" in r.reason
+    assert "beyond the fitted cap" in r.reason or "triple points inside" in r.reason
+    assert r.cap_excess_px > 0.5 and r.triple_depth_px > 5.0
+    assert r.contact_angle_uncertainty_deg >= error / 2
+
+
+def test_triple_depth_reads_the_union_and_leaves_the_frame_border_out():
+    """A 40 x 60 block of wire below a 40 x 60 block of droplet, in a 100 x 120 frame whose
+    crop starts at (20, 30): a point on the union's outline is 0-1 px deep, one in the middle
+    as deep as the nearest background, one beside the frame's border undecidable."""
+    wire = np.zeros((80, 60), bool)
+    droplet = np.zeros((80, 60), bool)
+    droplet[0:40, :] = True
+    wire[40:80, :] = True
+    offset, frame = (20, 30), (100, 90)  # the crop reaches the frame's bottom and right
+    edge = np.array([60.0, 30.0])  # row 60, the union's left edge at col 30
+    assert triple_point_depth_px(wire, droplet, offset, frame, (edge, edge)) <= 1.0
+    middle = np.array([60.0, 50.0])  # 20 px from the left edge; the right edge is the border
+    depth = triple_point_depth_px(wire, droplet, offset, frame, (middle, middle))
+    assert depth == pytest.approx(20.0, abs=1.0)
+    near_border = np.array([97.0, 80.0])  # 3 px from the bottom border, deeper than that
+    assert triple_point_depth_px(wire, droplet, offset, frame, (near_border, near_border)) \
+        is None
+    # The smaller of two decidable depths; depths saturate at the window.
+    assert triple_point_depth_px(wire, droplet, offset, frame, (edge, middle)) <= 1.0
+    big = np.ones((200, 200), bool)
+    centre = np.array([150.0, 150.0])
+    assert triple_point_depth_px(big, big, (50, 50), (400, 400), (centre, centre)) == \
+        TRIPLE_WINDOW_PX
+    assert triple_depth_sigma_deg(None, 40.0) == 0.0
+    assert triple_depth_sigma_deg(TRIPLE_TOLERANCE_PX, 40.0) == 0.0
+    assert triple_depth_sigma_deg(TRIPLE_TOLERANCE_PX + 2.0, 40.0) == pytest.approx(
+        math.degrees(2.0 / 40.0))
 
 
 def test_sigma_term_is_the_excess_as_a_facet_shift():

@@ -10,7 +10,9 @@ the side of a wire/droplet background gap out of the free surface, which none of
 2.2.5 adds half the flat-versus-rim difference to the sigma of an elliptical facet read with
 the frame: the one such row, eval_new/1/truth+image, took its new uncertainty; 2.2.6 adds the
 `cap_excess_px` column and its term of sigma, 0 on all sixteen rows, so only the column was
-added to the stored rows).
+added to the stored rows; 2.2.7 the `triple_depth_px` column and its term: the two
+seed304/2 model rows, whose triple points lie 2.8 px inside the wire and droplet, took
+their new uncertainty).
 bench/check_rows.py compares a larger corpus (about 1900 rows)."""
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def test_rows_equal_the_stored_reference_rows():
-    assert MEASUREMENT_VERSION == "2.2.6"  # new results come with a new version and new rows
+    assert MEASUREMENT_VERSION == "2.2.7"  # new results come with a new version and new rows
     reference = json.loads((DATA / "measure_reference_rows.json").read_text())
     rows = measure_test_frames(load_test_inputs(DATA / "measure_reference.npz"))
     stats, bad = compare({"frames": {"rows": reference}}, {"frames": {"rows": rows}}, 1e-9)

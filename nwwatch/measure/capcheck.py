@@ -76,3 +76,72 @@ def cap_excess_sigma_deg(excess_px: float, half_chord_px: float) -> float:
     shift ``d`` of the line costs ``d / a`` rad). It is a lower bound: the labels beyond the
     cap are a thin sliver of what a misplaced line leaves out."""
     return math.degrees(excess_px / max(half_chord_px, 0.5))
+
+
+#: Triple points nearer background than this are on the outline (true labels: at most 2.2 px,
+#: the distance transform counts to the nearest pixel centre).
+TRIPLE_TOLERANCE_PX = 2.5
+#: Depths are read up to this (px): deeper, the term refuses the angle at any size below
+#: a = 500 px anyway.
+TRIPLE_WINDOW_PX = 32
+
+
+def triple_point_depth_px(
+    wire: np.ndarray,
+    droplet: np.ndarray,
+    offset: tuple[int, int],
+    frame_shape: tuple[int, int],
+    triple_points: tuple[np.ndarray, np.ndarray],
+) -> float | None:
+    """How deep (px) the triple points lie inside the measured wire and droplet.
+
+    A triple point is where the droplet's outline, the wire's edge and the background meet, so
+    it lies on the outline of the union of the two. ``wire``, ``droplet`` bool (h, w): the
+    measured components' filled masks, whose pixel (0, 0) is the image's pixel ``offset``
+    (row, col), the frame being ``frame_shape`` (H, W); ``triple_points`` two (row, col)
+    points in image coordinates. For each triple point inside the frame: the distance from
+    the pixel centre nearest to it to the nearest background pixel (``cv2.distanceTransform``
+    in a window of :data:`TRIPLE_WINDOW_PX` about it; deeper reads as that much); the
+    frame's border counts as unknown, not background, and a point nearer the border than to
+    any background is left out. Returns the smaller of the decidable distances, or None.
+    """
+    h, w = wire.shape
+    union = np.pad((wire | droplet).view(np.uint8), 1)
+    r0, c0 = offset
+    # Where the crop meets the frame's border, what lies beyond is unknown: not background.
+    if r0 == 0:
+        union[0, :] = 1
+    if r0 + h == frame_shape[0]:
+        union[-1, :] = 1
+    if c0 == 0:
+        union[:, 0] = 1
+    if c0 + w == frame_shape[1]:
+        union[:, -1] = 1
+    depths = []
+    k = TRIPLE_WINDOW_PX
+    for point in triple_points:
+        row, col = float(point[0]), float(point[1])
+        border = min(row, frame_shape[0] - 1 - row, col, frame_shape[1] - 1 - col)
+        i, j = int(round(row)) - r0 + 1, int(round(col)) - c0 + 1
+        if border < 0 or not (0 <= i < h + 2 and 0 <= j < w + 2):
+            continue
+        # Any background nearer than k lies in this window (the disc fits in the square).
+        wi0, wj0 = max(i - k, 0), max(j - k, 0)
+        window = np.ascontiguousarray(union[wi0 : i + k + 1, wj0 : j + k + 1])
+        if window.all():
+            depth = float(k)
+        else:
+            dist = cv2.distanceTransform(window, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            depth = min(float(dist[i - wi0, j - wj0]), float(k))
+        if depth < border:
+            depths.append(depth)
+    return min(depths) if depths else None
+
+
+def triple_depth_sigma_deg(depth_px: float | None, half_chord_px: float) -> float:
+    """Systematic 1-sigma (degrees) for triple points inside the wire and droplet: the depth
+    beyond :data:`TRIPLE_TOLERANCE_PX`, taken as that much doubt about where the facet line
+    lies (``d / a`` rad)."""
+    if depth_px is None:
+        return 0.0
+    return math.degrees(max(depth_px - TRIPLE_TOLERANCE_PX, 0.0) / max(half_chord_px, 0.5))

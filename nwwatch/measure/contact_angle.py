@@ -11,8 +11,8 @@ centre from the facet line (positive on the droplet side), valid on both sides o
 The facet is read as flat or as half an ellipse (``tilt``); the triple points are where the
 line meets the circle. Given the raw frame, a flat facet line is moved onto the frame's
 wire/droplet intensity step where that step is clear (``refine``). The 1-sigma comes from
-``uncertainty``. The wire's axis and width
-(``wire``) are reported but the angle does not use them.
+``uncertainty`` and ``capcheck`` (labels that are not the measured cap). The wire's axis
+and width (``wire``) are reported but the angle does not use them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import math
 import cv2
 import numpy as np
 
+from nwwatch.measure import capcheck
 from nwwatch.measure import result as R
 from nwwatch.measure.arc import (
     MIN_POINTS,
@@ -31,7 +32,6 @@ from nwwatch.measure.arc import (
     on_border,
     side_angles,
 )
-from nwwatch.measure.capcheck import cap_excess_px, cap_excess_sigma_deg
 from nwwatch.measure.circle import refine_on_pixel_edges, robust_fit
 from nwwatch.measure.components import select_components
 from nwwatch.measure.edges import iso_boundary_points, mask_boundary_points
@@ -339,8 +339,10 @@ def _measure(
     stat = math.sqrt(max(circle_var + line_var, 0.0))
     incl = (math.radians(_signed_deg(line.normal, wire_geo.axis))
             if wire_geo.axis is not None else None)
-    excess_px = cap_excess_px(sel.droplet, (r0, c0), fit.center + off, radius, foot + off,
-                              line.normal, half_chord, fit.rms_px)
+    excess_px = capcheck.cap_excess_px(sel.droplet, (r0, c0), fit.center + off, radius,
+                                       foot + off, line.normal, half_chord, fit.rms_px)
+    depth_px = capcheck.triple_point_depth_px(sel.wire, sel.droplet, (r0, c0), shape,
+                                              (left, right))
     terms_deg = {
         "outline": CALIBRATION * math.degrees(math.sqrt(max(circle_var, 0.0))),
         "facet_line": CALIBRATION * math.degrees(math.sqrt(max(line_var, 0.0))),
@@ -349,16 +351,15 @@ def _measure(
         "facet_shape": facet.systematic_deg if tilt_deg == 0 else 0.0,
         "facet_tilt": facet.systematic_deg if tilt_deg > 0 else 0.0,
         "facet_edge": edge_sigma_deg(edge.status, edge.shift_px, edge.sigma_px, half_chord),
-        "droplet_shape": cap_excess_sigma_deg(excess_px, half_chord),
+        "droplet_shape": capcheck.cap_excess_sigma_deg(excess_px, half_chord),
+        "triple_points": capcheck.triple_depth_sigma_deg(depth_px, half_chord),
     }
-    sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), terms_deg["facet_orientation"],
-                            terms_deg["facet_shape"], terms_deg["facet_tilt"],
-                            terms_deg["facet_edge"], terms_deg["droplet_shape"])
+    sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), *(  # fits, then the systematics
+        v for k, v in terms_deg.items() if k not in ("outline", "facet_line")))
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
-    fitted.update(base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
-                  cap_excess_px=excess_px,
-                  facet_edge=edge.status, facet_edge_shift_px=edge.shift_px,
-                  facet_edge_snr=edge.snr,
+    fitted.update(base_half_width_px=half_chord, wire_tilt_deg=tilt_deg, facet_edge=edge.status,
+                  cap_excess_px=excess_px, triple_depth_px=depth_px, facet_edge_snr=edge.snr,
+                  facet_edge_shift_px=edge.shift_px,
                   facet_row=float(foot[0] + off[0]), facet_col=float(foot[1] + off[1]))
     notes, edge_note = result_notes(sel.n_droplets, sel.droplet_cut, source, tilt_deg,
                                     line.gap_px, edge, wire_geo)
@@ -366,7 +367,8 @@ def _measure(
         details = {"outline": f"{len(pts)} points, {span:.0f} deg of arc",
                    "facet_line": f"{int(np.count_nonzero(line.inliers))} interface points",
                    "facet_edge": edge_note,
-                   "droplet_shape": f"{excess_px:.1f} px of mean thickness along the base"}
+                   "droplet_shape": f"{excess_px:.1f} px of mean thickness along the base",
+                   "triple_points": f"{depth_px or 0.0:.1f} px from the background"}
         return _fail("angle_uncertain", uncertain_reason(sigma_deg, MAX_UNCERTAINTY_DEG,
                                                          terms_deg, details),
                      contact_angle_deg=theta_deg, contact_angle_uncertainty_deg=sigma_deg,

@@ -37,7 +37,7 @@ class MeasurementPoints:
     facet_rejected: np.ndarray
 
 #: Bumps whenever results for the same labels would change (the daemon's ledger keys on it).
-MEASUREMENT_VERSION = "2.2.6"
+MEASUREMENT_VERSION = "2.2.7"
 
 OK = "ok"
 SEVERAL_DROPLETS = "several_droplets"
@@ -115,6 +115,7 @@ MEASUREMENT_FIELDS: list[pa.Field] = [
     pa.field("droplet_volume_px3", _F),
     pa.field("fit_residual_rms_px", _F),
     pa.field("cap_excess_px", _F),
+    pa.field("triple_depth_px", _F),
     pa.field("arc_span_deg", _F),
     pa.field("n_contour_points", _I),
     pa.field("n_droplets", _I),
@@ -153,7 +154,9 @@ class ContactAngleResult:
     on labels alone (``labels``), or kept on the labels because the image's step was unclear
     (:data:`nwwatch.measure.refine.EDGE_STATUSES`). ``cap_excess_px`` is how far the labelled
     droplet reaches beyond the measured cap (mean thickness along the base,
-    :func:`nwwatch.measure.capcheck.cap_excess_px`); it enters the uncertainty. ``*_nm``
+    :func:`nwwatch.measure.capcheck.cap_excess_px`) and ``triple_depth_px`` how far inside the
+    measured wire and droplet the triple points lie
+    (:func:`nwwatch.measure.capcheck.triple_point_depth_px`); both enter the uncertainty. ``*_nm``
     fields are None unless ``pixel_size_nm`` was given.
     """
 
@@ -192,6 +195,7 @@ class ContactAngleResult:
     droplet_volume_px3: float | None = None
     fit_residual_rms_px: float | None = None
     cap_excess_px: float | None = None
+    triple_depth_px: float | None = None
     arc_span_deg: float | None = None
     n_contour_points: int | None = None
     n_droplets: int | None = None

@@ -166,6 +166,8 @@ SIGMA_TERMS = {
     "droplet_shape": "droplet labels beyond the fitted cap: the labelled droplet is not the "
                      "cap of this circle and facet line (e.g. wire labelled droplet near the "
                      "contact line, or a circle that misses part of the droplet)",
+    "triple_points": "triple points inside the wire and droplet: where the facet line meets "
+                     "the circle is not on their outline, as when the facet line lies too deep",
 }
 
 
