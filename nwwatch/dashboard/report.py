@@ -63,6 +63,14 @@ def _slug(acq: Acquisition) -> str:
     return f"{name}-{acq.id}"
 
 
+def _span(t: np.ndarray) -> str:
+    """First – last acquisition time (UTC, ``t`` in s since the epoch); the last one's date
+    only when it differs from the first's (an acquisition past midnight)."""
+    first, last = (datetime.fromtimestamp(x, UTC) for x in (t.min(), t.max()))
+    end = f"{last:%H:%M:%S}" if last.date() == first.date() else f"{last:%Y-%m-%d %H:%M:%S}"
+    return f"{first:%Y-%m-%d %H:%M:%S} – {end} UTC"
+
+
 def _insitu_section(acq: Acquisition, files: Path) -> str:
     from nwwatch.dashboard.plots import angle_figure, save_png
 
@@ -78,9 +86,7 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         shown = {k: np.asarray(v)[timed] for k, v in series.items()}
         png = save_png(angle_figure(shown, acq.folder), files / f"{_slug(acq)}-angle.png")
         img = _img(png, f"contact angle against time, {acq.folder}")
-        t = shown["t"]
-        span = (f"{datetime.fromtimestamp(t.min(), UTC):%Y-%m-%d %H:%M:%S} – "
-                f"{datetime.fromtimestamp(t.max(), UTC):%H:%M:%S} UTC")
+        span = _span(shown["t"])
     else:
         span = "no acquisition time"
     if untimed:
