@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -213,11 +214,25 @@ def test_status_counts_rows_by_status_and_reason_code(tmp_path, acquisition):
     text = CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "out")]).output
     assert "files: 5 done, 0 in flight, 0 failed (will retry), 1 quarantined" in text
     assert "rows: 6 (4 ok, 2 flagged (angle_uncertain 1, no_droplet 1))" in text
+    assert "stack.tif (2 rows) at " in text  # the last file done
     # rows replaced by --force are counted once (superseded files drop them)
     replay(acq, tmp_path / "out", kind="insitu", model=onnx, force=True)
     st = json.loads(CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "out"),
                                                     "--json"]).output)
     assert st["rows_by_outcome"] == {"ok": 4, "flagged": 2}
+
+
+def test_status_names_one_row_in_the_singular(tmp_path):
+    """The last file done printed "(1 rows)"."""
+    from nwwatch.service.status import format_status
+
+    status = {"results": "R", "ledger": "L", "ledger_in_use": None, "rows_by_reason": [],
+              "counts": {"done": 1, "pending": 0, "failed": 0, "quarantined_files": 0,
+                         "rows": 1},
+              "recent_rows": 1, "window_s": 600.0, "rows_per_s": 2.0, "quarantined": [],
+              "last": {"source": "/acq/f.tif", "n_rows": 1,
+                       "processed_at": datetime(2026, 1, 1, tzinfo=UTC)}}
+    assert "last: /acq/f.tif (1 row) at 2026-01-01 00:00:00 UTC" in format_status(status)
 
 
 def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_path,

@@ -71,7 +71,8 @@ def format_status(status: dict) -> str:
     ]
     last = status["last"]
     if last is not None:
-        lines.append(f"last: {last['source']} ({last['n_rows']} rows) at "
+        n = last["n_rows"]
+        lines.append(f"last: {last['source']} ({n} row{'' if n == 1 else 's'}) at "
                      f"{last['processed_at']:%Y-%m-%d %H:%M:%S} UTC")
     else:
         lines.append("last: nothing processed yet")
