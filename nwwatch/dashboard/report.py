@@ -71,6 +71,14 @@ def _span(t: np.ndarray) -> str:
     return f"{first:%Y-%m-%d %H:%M:%S} – {end} UTC"
 
 
+def _order(acq: Acquisition) -> tuple[str, float]:
+    """Sections by folder; a folder processed by several models (one series each) in the
+    order they were processed."""
+    if not len(acq):
+        return acq.folder, 0.0
+    return acq.folder, float(np.min(acq.table["processed_at"].cast("int64").to_numpy()))
+
+
 def _insitu_section(acq: Acquisition, files: Path) -> str:
     from nwwatch.dashboard.plots import angle_figure, save_png
 
@@ -161,7 +169,7 @@ def write_report(results: str | Path, out: str | Path) -> Path:
         store.refresh()
         if not store.vanished:  # else files were replaced (compacted) while being read
             break
-    acqs = sorted(store.snapshot.values(), key=lambda a: a.folder)
+    acqs = sorted(store.snapshot.values(), key=_order)
     unreadable = sorted(store.unreadable)
     if not acqs:
         if unreadable:
