@@ -344,6 +344,21 @@ def test_run_and_status_help_say_what_they_do_by_default():
     assert "/etc/nwwatch/nwwatch.toml" in text
 
 
+def test_status_without_options_names_the_default_it_looked_for(tmp_path, monkeypatch):
+    """Without options `nwwatch status` reads the default configuration, as its help says;
+    where that file did not exist it answered only "give exactly one of --config or --out",
+    as if there were no default."""
+    from nwwatch.service import cli as service_cli
+
+    missing = tmp_path / "etc" / "nwwatch.toml"
+    monkeypatch.setattr(service_cli, "DEFAULT_CONFIG", missing)
+    r = CliRunner().invoke(status_cmd, [])
+    assert r.exit_code == 2
+    assert f"the default configuration {missing} does not exist" in r.output, r.output
+    r = CliRunner().invoke(status_cmd, ["--config", str(missing), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "either --config or --out, not both" in r.output, r.output
+
+
 def test_replay_refuses_an_input_inside_its_results(tmp_path, acquisition):
     """`nwwatch replay RESULTS/masks --kind tomogram --out RESULTS` read its own masks back
     as new tomograms (the replay's promise is never to)."""
