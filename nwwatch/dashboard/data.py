@@ -218,18 +218,17 @@ class ResultsStore:
                 if self.version:
                     self.generation += 1  # rows may have gone: clients start from scratch
                 tables = {kind: [t for _, t in self._files[kind].values()] for kind in added}
-                self.snapshot = self._apply({}, tables, True)
+                self.snapshot = self._apply({}, tables)
             elif any(new for new, _ in added.values()) or quarantine_changed:
                 self.snapshot = self._apply(self.snapshot,
-                                            {k: new for k, (new, _) in added.items()},
-                                            quarantine_changed)
+                                            {k: new for k, (new, _) in added.items()})
             else:
                 return False
             self.version += 1
             return True
 
-    def _apply(self, base: dict[str, Acquisition], tables: dict[str, list[pa.Table]],
-               quarantine_changed: bool) -> dict[str, Acquisition]:
+    def _apply(self, base: dict[str, Acquisition],
+               tables: dict[str, list[pa.Table]]) -> dict[str, Acquisition]:
         """A new snapshot: ``base`` with ``tables`` appended to their acquisitions."""
         acqs = dict(base)
         for kind, sort_key in (("frames", "acquired_at"), ("volumes", "processed_at")):
@@ -249,24 +248,24 @@ class ResultsStore:
                                            "tomogram" if kind == "volumes" else "insitu",
                                            part.sort_by(order),
                                            [] if old is None else old.quarantined)
-        if quarantine_changed or tables:
-            # A folder's quarantined files go with each series of its rows; a folder with
-            # quarantined files only gets an entry of its own, dropped once it has rows.
-            by_folder: dict[str, list[dict]] = {}
-            for q in self._quarantine:
-                by_folder.setdefault(str(Path(q["path"]).parent), []).append(q)
-            with_rows = {a.folder for a in acqs.values() if a.table is not None}
-            for acq_id, acq in list(acqs.items()):
-                listed = by_folder.get(acq.folder, [])
-                if acq.table is None and (not listed or acq.folder in with_rows):
-                    del acqs[acq_id]
-                elif listed != acq.quarantined:
-                    acqs[acq_id] = Acquisition(acq.id, acq.folder, acq.kind, acq.table, listed,
-                                               acq.series_cache)
-            for folder, listed in by_folder.items():
-                if folder not in with_rows:
-                    acqs[acquisition_id(folder)] = Acquisition(acquisition_id(folder), folder,
-                                                               "insitu", None, listed)
+        # Every snapshot (new rows may be a folder's first, or a new model's series): a
+        # folder's quarantined files go with each series of its rows; a folder with
+        # quarantined files only gets an entry of its own, dropped once it has rows.
+        by_folder: dict[str, list[dict]] = {}
+        for q in self._quarantine:
+            by_folder.setdefault(str(Path(q["path"]).parent), []).append(q)
+        with_rows = {a.folder for a in acqs.values() if a.table is not None}
+        for acq_id, acq in list(acqs.items()):
+            listed = by_folder.get(acq.folder, [])
+            if acq.table is None and (not listed or acq.folder in with_rows):
+                del acqs[acq_id]
+            elif listed != acq.quarantined:
+                acqs[acq_id] = Acquisition(acq.id, acq.folder, acq.kind, acq.table, listed,
+                                           acq.series_cache)
+        for folder, listed in by_folder.items():
+            if folder not in with_rows:
+                acqs[acquisition_id(folder)] = Acquisition(acquisition_id(folder), folder,
+                                                           "insitu", None, listed)
         return acqs
 
     def pending_files(self) -> int | None:
