@@ -223,7 +223,8 @@ def test_status_counts_rows_by_status_and_reason_code(tmp_path, acquisition):
 
 
 def test_status_names_one_row_in_the_singular(tmp_path):
-    """The last file done printed "(1 rows)"."""
+    """The last file done printed "(1 rows)"; the throughput line said "0.00 rows/s while
+    busy" beside the rows of a rebuilt ledger, whose batches have no processing time."""
     from nwwatch.service.status import format_status
 
     status = {"results": "R", "ledger": "L", "ledger_in_use": None, "rows_by_reason": [],
@@ -232,7 +233,15 @@ def test_status_names_one_row_in_the_singular(tmp_path):
               "recent_rows": 1, "window_s": 600.0, "rows_per_s": 2.0, "quarantined": [],
               "last": {"source": "/acq/f.tif", "n_rows": 1,
                        "processed_at": datetime(2026, 1, 1, tzinfo=UTC)}}
-    assert "last: /acq/f.tif (1 row) at 2026-01-01 00:00:00 UTC" in format_status(status)
+    text = format_status(status)
+    assert "last: /acq/f.tif (1 row) at 2026-01-01 00:00:00 UTC" in text
+    assert "throughput: 1 rows in the last 10 min (2.00 rows/s while busy)" in text
+    # a rebuilt ledger's batches have no processing time: no "0.00 rows/s" beside rows
+    status.update(rows_per_s=0.0)
+    assert "1 rows in the last 10 min (processing time unknown: ledger rebuilt)" in \
+        format_status(status)
+    status.update(recent_rows=0)
+    assert "throughput: 0 rows in the last 10 min\n" in format_status(status)
 
 
 def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_path,

@@ -67,7 +67,9 @@ def format_status(status: dict) -> str:
         f"{c['failed']} failed (will retry), {c['quarantined_files']} quarantined",
         f"rows: {c['rows']} ({_rows_text(status)})",
         f"throughput: {status['recent_rows']} rows in the last {status['window_s'] / 60:.0f} min"
-        f" ({status['rows_per_s']:.2f} rows/s while busy)",
+        # rows without a processing time (batches of a rebuilt ledger) have no rate
+        + (f" ({status['rows_per_s']:.2f} rows/s while busy)" if status["rows_per_s"] > 0
+           else " (processing time unknown: ledger rebuilt)" if status["recent_rows"] else ""),
     ]
     last = status["last"]
     if last is not None:
