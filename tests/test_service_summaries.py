@@ -314,6 +314,8 @@ def test_named_files_that_are_not_tiff_are_skipped_with_a_note_not_quarantined(t
     s = replay(acq / "meta.json", tmp_path / "out2", kind="insitu", model=onnx)
     assert (s.files, s.quarantined, s.exit_status) == (0, 0, 0)
     assert any("1 named file skipped" in line and "meta.json" in line for line in s.lines())
+    assert s.lines()[-1] == (f"replay found no input files: {acq / 'meta.json'} is not a "
+                             "TIFF by extension or header")
 
 def test_replay_help_names_every_setting_it_takes_from_config():
     """`--config` also takes [output] overlays and, for the same results folder, [state]
