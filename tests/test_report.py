@@ -291,3 +291,10 @@ def test_report_span_names_the_last_date_when_the_acquisition_crosses_midnight(t
     last = rows[1]["acquired_at"]
     assert f"{first:%Y-%m-%d %H:%M:%S} – {last:%Y-%m-%d %H:%M:%S} UTC" in night, night[:2000]
     assert f"{first:%Y-%m-%d %H:%M:%S} – {first + timedelta(seconds=1):%H:%M:%S} UTC" in day
+    # frames within one second (a fast camera's burst) are told apart
+    burst = frame_rows("/acq/burst", [100.0, 110.0])
+    burst[1]["acquired_at"] = burst[0]["acquired_at"] + timedelta(milliseconds=700)
+    write(results, "frames-2.parquet", burst)
+    page = write_report(results, tmp_path / "r2.html").read_text()
+    assert f"{first:%Y-%m-%d %H:%M:%S}.000 – {first:%H:%M:%S}.700 UTC" in \
+        page.split("<h2>/acq/burst</h2>")[1], page[-2000:]

@@ -65,8 +65,12 @@ def _slug(acq: Acquisition) -> str:
 
 def _span(t: np.ndarray) -> str:
     """First – last acquisition time (UTC, ``t`` in s since the epoch); the last one's date
-    only when it differs from the first's (an acquisition past midnight)."""
+    only when it differs from the first's (an acquisition past midnight); milliseconds when
+    both fall in one second (a short burst of a fast camera read "08:00:00 – 08:00:00")."""
     first, last = (datetime.fromtimestamp(x, UTC) for x in (t.min(), t.max()))
+    if last != first and last.replace(microsecond=0) == first.replace(microsecond=0):
+        return (f"{first:%Y-%m-%d %H:%M:%S}.{first.microsecond // 1000:03d} – "
+                f"{last:%H:%M:%S}.{last.microsecond // 1000:03d} UTC")
     end = f"{last:%H:%M:%S}" if last.date() == first.date() else f"{last:%Y-%m-%d %H:%M:%S}"
     return f"{first:%Y-%m-%d %H:%M:%S} – {end} UTC"
 
