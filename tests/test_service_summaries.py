@@ -235,10 +235,10 @@ def test_status_names_one_row_in_the_singular(tmp_path):
                        "processed_at": datetime(2026, 1, 1, tzinfo=UTC)}}
     text = format_status(status)
     assert "last: /acq/f.tif (1 row) at 2026-01-01 00:00:00 UTC" in text
-    assert "throughput: 1 rows in the last 10 min (2.00 rows/s while busy)" in text
+    assert "throughput: 1 row in the last 10 min (2.00 rows/s while busy)" in text
     # a rebuilt ledger's batches have no processing time: no "0.00 rows/s" beside rows
     status.update(rows_per_s=0.0)
-    assert "1 rows in the last 10 min (processing time unknown: ledger rebuilt)" in \
+    assert "1 row in the last 10 min (processing time unknown: ledger rebuilt)" in \
         format_status(status)
     status.update(recent_rows=0)
     assert "throughput: 0 rows in the last 10 min\n" in format_status(status)
