@@ -82,12 +82,15 @@ class EvaluationReport:
     interface: InterfaceOffsets | None = None
     seconds_per_image: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the execution provider ONNX Runtime actually obtained (``--provider`` is a preference:
+    #: cuda asked for on a machine without a GPU runs on the CPU)
+    provider: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "model": self.model, "images": self.images,
             "metrics": self.metrics.as_dict(self.class_names),
-            "seconds_per_image": self.seconds_per_image,
+            "seconds_per_image": self.seconds_per_image, "provider": self.provider,
         }
         if self.angles is not None:
             out["contact_angle"] = self.angles.__dict__
@@ -200,7 +203,8 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                     fails[found.status] += 1
     report = EvaluationReport(str(model_path), len(pairs), tuple(meta.class_names),
                               metrics_from_confusion(confusion),
-                              seconds_per_image=elapsed / max(len(pairs), 1))
+                              seconds_per_image=elapsed / max(len(pairs), 1),
+                              provider=segmenter.provider)
     if num_classes == 3:
         report.interface = InterfaceOffsets.from_frames(offsets)
     if truth is not None:
@@ -214,7 +218,8 @@ def format_report(report: EvaluationReport) -> str:
     """Human-readable summary (percentages, degrees)."""
     m = report.metrics
     lines = [f"model {report.model}: {report.images} images, "
-             f"{report.seconds_per_image * 1000:.0f} ms/image",
+             f"{report.seconds_per_image * 1000:.0f} ms/image"
+             + (f" on {report.provider}" if report.provider else ""),
              f"  mIoU {100 * m.mean_iou:.2f} %  mean Dice {100 * m.mean_dice:.2f} %  "
              f"pixel accuracy {100 * m.pixel_accuracy:.2f} %"]
     for name, iou, dice in zip(report.class_names, m.iou, m.dice, strict=True):

@@ -97,6 +97,17 @@ def test_cluster_rows_equal_local_replay_and_bad_file_is_quarantined(cluster, ac
     q_dask = pd.read_parquet(tmp_path / "dask" / "quarantine.parquet")
     assert list(q_dask.path) == list(q_local.path) == [str(folder / "bad.tif")]
     assert list(q_dask.reason) == list(q_local.reason)
+    # `nwwatch status`'s rows per second of processing: the driver claims a task's batch
+    # once the worker is done, so the claim-to-hold span alone was the driver's few ms and
+    # the rate thousands of rows/s; the worker's time counts (2 workers in parallel)
+    from nwwatch.service.reporting import open_readonly
+
+    queries = open_readonly(tmp_path / "dask" / "ledger.sqlite")
+    n_rows, rows_per_s = queries.throughput()
+    queries.close()
+    assert n_rows == N_FRAMES
+    assert 0 < rows_per_s <= 2 * N_FRAMES / (dask.cluster.worker_seconds / 2), (
+        rows_per_s, dask.cluster.worker_seconds)
 
 
 def test_second_cluster_run_skips_everything_and_force_replaces_rows(cluster, acq, tmp_path):

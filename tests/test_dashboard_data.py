@@ -135,6 +135,63 @@ def test_quarantined_files_belong_to_their_folder(tmp_path):
     assert len(by_folder["/acq/z"]) == 0 and len(by_folder["/acq/z"].quarantined) == 1
 
 
+def test_a_folder_processed_again_with_another_model_is_one_series_per_model(tmp_path):
+    """The documented loop (fine-tune, point the service at the new model, restart) processes
+    every frame again: the folder holds one row per frame of each model. The dashboard and
+    report mixed them into one acquisition: every frame counted twice, the two models'
+    angles one series, and "model" the name of whichever row sorted last."""
+    results = tmp_path / "res"
+
+    def rows(angles, model, sha, start=0):
+        out = frame_rows("/acq/a", angles, start=start)
+        for row in out:
+            row.update(model_name=model, model_sha256=sha, measurement_version="2.2.5")
+        return out
+
+    write(results, "frames-1.parquet", rows([100.0, None, 104.0], "insitu-default", "d" * 64))
+    pq.write_table(pa.Table.from_pylist([
+        {"path": "/acq/a/bad.tif", "reason": "file is empty", "error_type": "EmptyFileError",
+         "attempts": 1}]), results / "quarantine.parquet")
+    store = ResultsStore(results)
+    store.refresh()
+    assert [len(a) for a in store.snapshot.values()] == [3]
+    # the fine-tuned model's rows arrive later, as the restarted service writes them
+    write(results, "frames-2.parquet", rows([110.0, 111.0, None], "mine", "m" * 64))
+    assert store.refresh()
+    by_model = {acquisition_summary(a, T0.timestamp(), None)["model"]: a
+                for a in store.snapshot.values()}
+    assert sorted(by_model) == ["insitu-default", "mine"]
+    assert {a.folder for a in by_model.values()} == {"/acq/a"}
+    assert len({a.id for a in by_model.values()}) == 2
+    old, new = by_model["insitu-default"], by_model["mine"]
+    assert list(frame_series(old)["angle"][[0, 2]]) == [100.0, 104.0] and len(old) == 3
+    assert list(frame_series(new)["angle"][:2]) == [110.0, 111.0] and len(new) == 3
+    assert acquisition_summary(new, T0.timestamp(), None)["stats"]["n_valid"] == 2
+    # the folder's quarantined file is listed with each series
+    assert [len(a.quarantined) for a in (old, new)] == [1, 1]
+    from nwwatch.dashboard.report import write_report
+
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert page.count("<h2>/acq/a</h2>") == 2, page[-3000:]
+    assert "insitu, 3 rows; model insitu-default" in page and "insitu, 3 rows; model mine" in page
+
+
+def test_a_folder_with_only_quarantined_files_gives_way_to_its_rows(tmp_path):
+    results = tmp_path / "res"
+    results.mkdir()
+    pq.write_table(pa.Table.from_pylist([
+        {"path": "/acq/a/bad.tif", "reason": "file is empty", "error_type": "EmptyFileError",
+         "attempts": 1}]), results / "quarantine.parquet")
+    store = ResultsStore(results)
+    store.refresh()
+    assert [(len(a), len(a.quarantined)) for a in store.snapshot.values()] == [(0, 1)]
+    rows = frame_rows("/acq/a", [100.0])
+    rows[0].update(model_sha256="d" * 64, measurement_version="2.2.5")
+    write(results, "frames-1.parquet", rows)
+    assert store.refresh()
+    assert [(len(a), len(a.quarantined)) for a in store.snapshot.values()] == [(1, 1)]
+
+
 def test_stale_only_after_an_active_acquisition_stops(tmp_path):
     results = tmp_path / "res"
     write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0, 101.0], processed=T0))

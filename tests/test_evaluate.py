@@ -134,8 +134,11 @@ def test_evaluate_end_to_end_with_synthetic_truth(tmp_path):
                                   "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert "mIoU" in result.output and "contact angle (predicted labels)" in result.output
+    # the provider obtained is named: `--provider cuda` on a machine without a GPU ran on the
+    # CPU without a word, its ms/image read as the GPU's
+    assert "ms/image on CPUExecutionProvider" in result.output.splitlines()[0], result.output
     report = json.loads(report_path.read_text())
-    assert report["images"] == 3
+    assert report["images"] == 3 and report["provider"] == "CPUExecutionProvider"
     assert 0.0 <= report["metrics"]["mean_iou"] <= 1.0
     for key in ("contact_angle", "contact_angle_on_truth_labels"):
         angles = report[key]

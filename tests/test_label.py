@@ -261,6 +261,22 @@ def test_label_refuses_an_unwritable_data_folder_and_an_unknown_address(tmp_path
     result = _label_cli(str(frame), "--out", str(tmp_path / "DATA"), "--host", "192.0.2.1")
     assert result.exit_code == 1, result.output
     assert "cannot listen on 192.0.2.1:0" in result.output and "--port 0" not in result.output
+    assert not (tmp_path / "DATA").exists()  # a refused command makes no folder
+    # a port in use (another labelling page, the dashboard): refused, and no DATA folder
+    import socket
+
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        result = CliRunner().invoke(main, ["label", str(frame), "--out", str(tmp_path / "DATA"),
+                                           "--no-browser", "--port", port])
+    assert result.exit_code == 1 and "try --port 0" in result.output, result.output
+    assert not (tmp_path / "DATA").exists()
 
 
 def test_label_help_says_what_out_holds():

@@ -274,3 +274,27 @@ def test_report_lists_frames_without_an_acquisition_time_instead_of_crashing(tmp
     assert "<td>no acquisition time; 2 without</td>" in run2
     assert run1.count("data:image/png;base64,") == 1 and "data:image/png" not in run2
     assert len(list((tmp_path / "r_files").iterdir())) == 1
+
+
+def test_report_span_names_the_last_date_when_the_acquisition_crosses_midnight(tmp_path):
+    """The span printed the last time without its date, so frames of 23:59 and of 00:01 the
+    next day (or of different months) read as one day running backwards."""
+    from datetime import timedelta
+
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/night", [100.0, 110.0])
+    rows[1]["acquired_at"] = rows[0]["acquired_at"] + timedelta(days=1, minutes=5)
+    write(results, "frames-1.parquet", rows + frame_rows("/acq/day", [100.0, 110.0]))
+    page = write_report(results, tmp_path / "r.html").read_text()
+    night, day = page.split("<h2>/acq/night</h2>")[1], page.split("<h2>/acq/day</h2>")[1]
+    first = rows[0]["acquired_at"]
+    last = rows[1]["acquired_at"]
+    assert f"{first:%Y-%m-%d %H:%M:%S} – {last:%Y-%m-%d %H:%M:%S} UTC" in night, night[:2000]
+    assert f"{first:%Y-%m-%d %H:%M:%S} – {first + timedelta(seconds=1):%H:%M:%S} UTC" in day
+    # frames within one second (a fast camera's burst) are told apart
+    burst = frame_rows("/acq/burst", [100.0, 110.0])
+    burst[1]["acquired_at"] = burst[0]["acquired_at"] + timedelta(milliseconds=700)
+    write(results, "frames-2.parquet", burst)
+    page = write_report(results, tmp_path / "r2.html").read_text()
+    assert f"{first:%Y-%m-%d %H:%M:%S}.000 – {first:%H:%M:%S}.700 UTC" in \
+        page.split("<h2>/acq/burst</h2>")[1], page[-2000:]

@@ -53,7 +53,12 @@ def test_valid_config_and_defaults(paths):
         (("providers = [\"cpu\"]", "providers = [\"rocm\"]"), "inference.providers", "rocm"),
         (("max_attempts = 3", "max_attempts = 0"), "retry.max_attempts", "> 0"),
         (("polling = \"auto\"", "polling = \"sometimes\""), "watch[0].polling", "auto"),
-        (("[output]", "[outputs]"), "output", "required"),
+        # a required key misspelt: the error names what was written, not only what is missing
+        (("[output]", "[outputs]"), "output", "is required; found 'outputs': a misspelling?"),
+        (("[output]\nresults", "[output]\nresult"), "output.results",
+         "is required; found 'result': a misspelling?"),
+        (("[[watch]]", "[[wacth]]"), "watch",
+         "table is required; found 'wacth': a misspelling?"),
         (("threads = 1", "threads = 1\n[extra]\nx = 1"), "extra", "unknown key"),
         (("threads = 1", "threads = 1\n[tomogram]\nmargin_px = -2"), "tomogram.margin_px",
          ">= 0"),

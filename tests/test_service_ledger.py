@@ -158,3 +158,37 @@ def test_a_lock_taken_on_a_lock_file_deleted_meanwhile_is_taken_again(tmp_path, 
             LedgerLock(path)
     finally:
         second.close()
+
+
+def test_throughput_is_rows_per_second_of_processing_not_of_the_idle_time_between(tmp_path):
+    """`nwwatch status` printed "N rows/s while busy" from the first batch's claim to the
+    last commit, idle time included: two replays a minute apart, each ~18 rows/s, showed
+    0.25 rows/s. Busy time is the union of the batches' claim → processed spans (held
+    batches: until held; overlapping streams counted once); a compaction's batch, which
+    spans the batches it merged, adds no time."""
+    import time
+
+    ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
+    for batch, ids in (("b1", [1, 2]), ("b2", [3, 4]), ("b3", [5])):
+        _claim(ledger, tmp_path, batch, ids)
+        ledger.commit(batch, {_key(i): 1 for i in ids}, [], 3, wrote_parquet=True)
+    t0 = time.time() - 200.0
+    with ledger.transaction() as db:
+        # b1 took 2 s; b2 1 s, then waited 9 s held for the flush; b3 ran beside b2 (a stream)
+        for batch, created, held, committed in (("b1", 0.0, None, 2.0), ("b2", 100.0, 101.0, 110.0),
+                                                ("b3", 100.5, None, 101.5)):
+            db.execute("UPDATE batches SET created_at=?, held_at=?, committed_at=?, n_rows=? "
+                       "WHERE batch_id=?", (t0 + created, None if held is None else t0 + held,
+                                            t0 + committed, 4 if batch != "b3" else 2, batch))
+        # `nwwatch compact` merged b1 and b2: their rows move to its batch, which spans both
+        db.execute("UPDATE batches SET n_rows=0 WHERE batch_id IN ('b1', 'b2')")
+        db.execute("INSERT INTO batches (batch_id, kind, state, parquet, n_rows, created_at, "
+                   "committed_at) VALUES ('compact-1', 'insitu', 'committed', 'x', 8, ?, ?)",
+                   (t0, t0 + 110.0))
+    ledger.close()
+    ro = open_readonly(tmp_path / "l.sqlite")
+    rows, rate = ro.throughput(600.0)
+    assert rows == 10
+    assert rate == pytest.approx(10 / 3.5)  # busy: 0-2 s and 100-101.5 s
+    assert ro.throughput(1.0) == (0, 0.0)
+    ro.close()

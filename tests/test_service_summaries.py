@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -213,11 +214,34 @@ def test_status_counts_rows_by_status_and_reason_code(tmp_path, acquisition):
     text = CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "out")]).output
     assert "files: 5 done, 0 in flight, 0 failed (will retry), 1 quarantined" in text
     assert "rows: 6 (4 ok, 2 flagged (angle_uncertain 1, no_droplet 1))" in text
+    assert "stack.tif (2 rows) at " in text  # the last file done
     # rows replaced by --force are counted once (superseded files drop them)
     replay(acq, tmp_path / "out", kind="insitu", model=onnx, force=True)
     st = json.loads(CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "out"),
                                                     "--json"]).output)
     assert st["rows_by_outcome"] == {"ok": 4, "flagged": 2}
+
+
+def test_status_names_one_row_in_the_singular(tmp_path):
+    """The last file done printed "(1 rows)"; the throughput line said "0.00 rows/s while
+    busy" beside the rows of a rebuilt ledger, whose batches have no processing time."""
+    from nwwatch.service.status import format_status
+
+    status = {"results": "R", "ledger": "L", "ledger_in_use": None, "rows_by_reason": [],
+              "counts": {"done": 1, "pending": 0, "failed": 0, "quarantined_files": 0,
+                         "rows": 1},
+              "recent_rows": 1, "window_s": 600.0, "rows_per_s": 2.0, "quarantined": [],
+              "last": {"source": "/acq/f.tif", "n_rows": 1,
+                       "processed_at": datetime(2026, 1, 1, tzinfo=UTC)}}
+    text = format_status(status)
+    assert "last: /acq/f.tif (1 row) at 2026-01-01 00:00:00 UTC" in text
+    assert "throughput: 1 row in the last 10 min (2.00 rows/s while busy)" in text
+    # a rebuilt ledger's batches have no processing time: no "0.00 rows/s" beside rows
+    status.update(rows_per_s=0.0)
+    assert "1 row in the last 10 min (processing time unknown: ledger rebuilt)" in \
+        format_status(status)
+    status.update(recent_rows=0)
+    assert "throughput: 0 rows in the last 10 min\n" in format_status(status)
 
 
 def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_path,
@@ -290,6 +314,8 @@ def test_named_files_that_are_not_tiff_are_skipped_with_a_note_not_quarantined(t
     s = replay(acq / "meta.json", tmp_path / "out2", kind="insitu", model=onnx)
     assert (s.files, s.quarantined, s.exit_status) == (0, 0, 0)
     assert any("1 named file skipped" in line and "meta.json" in line for line in s.lines())
+    assert s.lines()[-1] == (f"replay found no input files: {acq / 'meta.json'} is not a "
+                             "TIFF by extension or header")
 
 def test_replay_help_names_every_setting_it_takes_from_config():
     """`--config` also takes [output] overlays and, for the same results folder, [state]
@@ -327,6 +353,21 @@ def test_run_and_status_help_say_what_they_do_by_default():
     assert "78" in text and "configuration" in text
     text = " ".join(CliRunner().invoke(status_cmd, ["--help"]).output.split())
     assert "/etc/nwwatch/nwwatch.toml" in text
+
+
+def test_status_without_options_names_the_default_it_looked_for(tmp_path, monkeypatch):
+    """Without options `nwwatch status` reads the default configuration, as its help says;
+    where that file did not exist it answered only "give exactly one of --config or --out",
+    as if there were no default."""
+    from nwwatch.service import cli as service_cli
+
+    missing = tmp_path / "etc" / "nwwatch.toml"
+    monkeypatch.setattr(service_cli, "DEFAULT_CONFIG", missing)
+    r = CliRunner().invoke(status_cmd, [])
+    assert r.exit_code == 2
+    assert f"the default configuration {missing} does not exist" in r.output, r.output
+    r = CliRunner().invoke(status_cmd, ["--config", str(missing), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "either --config or --out, not both" in r.output, r.output
 
 
 def test_replay_refuses_an_input_inside_its_results(tmp_path, acquisition):

@@ -338,3 +338,16 @@ def test_a_crop_that_is_not_a_multiple_of_the_models_size_multiple_is_a_clear_er
     assert not (tmp_path / "m.pt").exists()
     result = CliRunner().invoke(main, [*args, "--crop", "28"])
     assert result.exit_code == 0, result.output
+
+
+def test_progress_bar_shows_no_validation_mIoU_before_the_first_validation(tmp_path, capsys):
+    """The bar showed `val_mIoU=0.000` through the whole first epoch (the best score so far,
+    before there was one), which reads as a collapsed model; after an epoch it shows the
+    epoch's score."""
+    data = make_folder(tmp_path / "data", n=5, size=32)
+    config = TrainConfig(out=str(tmp_path / "p.onnx"), data=str(data), epochs=2,
+                         steps_per_epoch=2, batch_size=2, crop=32, export=False,
+                         model_options=json.loads(TINY))
+    train(config, progress=True)
+    err = capsys.readouterr().err
+    assert "val_mIoU=0.000" not in err and "val_mIoU=" in err, err[-2000:]

@@ -321,8 +321,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                 losses.append(logs["loss"])
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{logs['loss']:.4f}", **{
-                        f"{prefix}_mIoU": f"{best['metrics'].get('mean_iou', 0):.3f}"})
+                    # the best mIoU so far; none before the first validation (it read 0.000,
+                    # a collapsed model, during the whole first epoch)
+                    scored = ({f"{prefix}_mIoU": f"{best['metrics']['mean_iou']:.3f}"}
+                              if "mean_iou" in best["metrics"] else {})
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{logs['loss']:.4f}", **scored)
             offsets: list[np.ndarray] = []
             scores = validate(inference, eval_items, num_classes, device, offsets)
             metrics = {f"{prefix}_{k}": v for k, v in scores.as_dict(data.class_names).items()}

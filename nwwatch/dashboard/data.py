@@ -1,7 +1,10 @@
 """Read what the service has committed, grouped per acquisition, for the dashboard and report.
 
 An acquisition is the folder that holds the input files (a watched folder or a sub-folder of
-it): rows are grouped by the parent folder of their ``source``. Only committed data is read:
+it): rows are grouped by the parent folder of their ``source``, and within a folder by the
+model and measurement version that made them (a folder processed again after a model change
+holds one row per frame of each; mixed, every frame would count twice and its angles read as
+one series). Only committed data is read:
 Parquet files under their final names (written by atomic rename; hidden temporaries are
 skipped), ``quarantine.parquet`` (rewritten atomically) and, read-only, the ledger. A file
 that vanishes or is replaced while it is read is simply read again at the next refresh.
@@ -27,25 +30,42 @@ from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_medi
 FRAME_COLUMNS = ("source", "frame", "status", "reason", "reason_code", "angle_valid",
                  "contact_angle_deg", "contact_angle_uncertainty_deg", "acquired_at",
                  "processed_at", "read_ms", "segment_ms", "measure_ms", "confidence_ms",
-                 "model_name", "model_sha256", "provider", "overlay_path")
+                 "model_name", "model_sha256", "measurement_version", "provider",
+                 "overlay_path")
 VOLUME_COLUMNS = ("source", "status", "reason", "reason_code", "mask_path", "solid_fraction",
                   "porosity_envelope", "surface_area_nm2", "surface_area_px2", "pore_count",
                   "pore_diameter_median_nm", "pore_diameter_median_px", "uncertain_fraction",
                   "threshold_agreement", "acquired_at", "processed_at", "model_name",
-                  "model_sha256", "provider")
+                  "model_sha256", "measurement_version", "provider")
 
 
-def acquisition_id(folder: str) -> str:
-    """A short stable id for an acquisition folder (used in URLs instead of the path)."""
-    return hashlib.sha1(folder.encode()).hexdigest()[:12]
+def acquisition_id(folder: str, series: str = "") -> str:
+    """A short stable id for an acquisition folder and the ``series`` of its rows (model and
+    measurement version, :func:`_series_key`), used in URLs instead of the path."""
+    key = folder if not series else f"{folder}\0{series}"
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
-def _split_by_folder(table: pa.Table) -> dict[str, pa.Table]:
-    """Rows grouped by the parent folder of ``source`` (computed per distinct source)."""
+def _series_key(table: pa.Table) -> np.ndarray:
+    """Per row, ``model_sha256`` and ``measurement_version`` joined ("" where the results
+    have neither column, e.g. rows of another writer)."""
+    parts = [table[c].cast(pa.string()).fill_null("")
+             for c in ("model_sha256", "measurement_version") if c in table.column_names]
+    if not parts:
+        return np.full(table.num_rows, "", dtype=object)
+    joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "/")
+    return joined.to_numpy(zero_copy_only=False).astype(object)
+
+
+def _split_by_series(table: pa.Table) -> dict[tuple[str, str], pa.Table]:
+    """Rows grouped by (parent folder of ``source``, :func:`_series_key`)."""
     sources = pc.unique(table["source"])
-    parents = np.array([os.path.dirname(s) for s in sources.to_pylist()])
+    parents = np.array([os.path.dirname(s) for s in sources.to_pylist()], dtype=object)
     folder_of_row = parents[pc.index_in(table["source"], sources).to_numpy()]
-    return {str(f): table.filter(pa.array(folder_of_row == f)) for f in np.unique(parents)}
+    series_of_row = _series_key(table)
+    groups = sorted(set(zip(folder_of_row, series_of_row, strict=True)))
+    return {(str(f), str(k)): table.filter(pa.array((folder_of_row == f) & (series_of_row == k)))
+            for f, k in groups}
 
 
 def _epoch_s(column: pa.ChunkedArray) -> np.ndarray:
@@ -198,27 +218,26 @@ class ResultsStore:
                 if self.version:
                     self.generation += 1  # rows may have gone: clients start from scratch
                 tables = {kind: [t for _, t in self._files[kind].values()] for kind in added}
-                self.snapshot = self._apply({}, tables, True)
+                self.snapshot = self._apply({}, tables)
             elif any(new for new, _ in added.values()) or quarantine_changed:
                 self.snapshot = self._apply(self.snapshot,
-                                            {k: new for k, (new, _) in added.items()},
-                                            quarantine_changed)
+                                            {k: new for k, (new, _) in added.items()})
             else:
                 return False
             self.version += 1
             return True
 
-    def _apply(self, base: dict[str, Acquisition], tables: dict[str, list[pa.Table]],
-               quarantine_changed: bool) -> dict[str, Acquisition]:
+    def _apply(self, base: dict[str, Acquisition],
+               tables: dict[str, list[pa.Table]]) -> dict[str, Acquisition]:
         """A new snapshot: ``base`` with ``tables`` appended to their acquisitions."""
         acqs = dict(base)
         for kind, sort_key in (("frames", "acquired_at"), ("volumes", "processed_at")):
             parts = [t for t in tables.get(kind, []) if t.num_rows]
             if not parts:
                 continue
-            for folder, part in _split_by_folder(pa.concat_tables(
+            for (folder, series), part in _split_by_series(pa.concat_tables(
                     parts, promote_options="default")).items():
-                acq_id = acquisition_id(folder)
+                acq_id = acquisition_id(folder, series)
                 old = acqs.get(acq_id)
                 if old is not None and old.table is not None:
                     part = pa.concat_tables([old.table, part], promote_options="default")
@@ -229,18 +248,22 @@ class ResultsStore:
                                            "tomogram" if kind == "volumes" else "insitu",
                                            part.sort_by(order),
                                            [] if old is None else old.quarantined)
-        if quarantine_changed:
-            by_folder: dict[str, list[dict]] = {}
-            for q in self._quarantine:
-                by_folder.setdefault(str(Path(q["path"]).parent), []).append(q)
-            for acq_id, acq in list(acqs.items()):
-                listed = by_folder.pop(acq.folder, [])
-                if acq.table is None and not listed:
-                    del acqs[acq_id]
-                elif listed != acq.quarantined:
-                    acqs[acq_id] = Acquisition(acq.id, acq.folder, acq.kind, acq.table, listed,
-                                               acq.series_cache)
-            for folder, listed in by_folder.items():
+        # Every snapshot (new rows may be a folder's first, or a new model's series): a
+        # folder's quarantined files go with each series of its rows; a folder with
+        # quarantined files only gets an entry of its own, dropped once it has rows.
+        by_folder: dict[str, list[dict]] = {}
+        for q in self._quarantine:
+            by_folder.setdefault(str(Path(q["path"]).parent), []).append(q)
+        with_rows = {a.folder for a in acqs.values() if a.table is not None}
+        for acq_id, acq in list(acqs.items()):
+            listed = by_folder.get(acq.folder, [])
+            if acq.table is None and (not listed or acq.folder in with_rows):
+                del acqs[acq_id]
+            elif listed != acq.quarantined:
+                acqs[acq_id] = Acquisition(acq.id, acq.folder, acq.kind, acq.table, listed,
+                                           acq.series_cache)
+        for folder, listed in by_folder.items():
+            if folder not in with_rows:
                 acqs[acquisition_id(folder)] = Acquisition(acquisition_id(folder), folder,
                                                            "insitu", None, listed)
         return acqs

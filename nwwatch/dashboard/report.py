@@ -63,6 +63,26 @@ def _slug(acq: Acquisition) -> str:
     return f"{name}-{acq.id}"
 
 
+def _span(t: np.ndarray) -> str:
+    """First – last acquisition time (UTC, ``t`` in s since the epoch); the last one's date
+    only when it differs from the first's (an acquisition past midnight); milliseconds when
+    both fall in one second (a short burst of a fast camera read "08:00:00 – 08:00:00")."""
+    first, last = (datetime.fromtimestamp(x, UTC) for x in (t.min(), t.max()))
+    if last != first and last.replace(microsecond=0) == first.replace(microsecond=0):
+        return (f"{first:%Y-%m-%d %H:%M:%S}.{first.microsecond // 1000:03d} – "
+                f"{last:%H:%M:%S}.{last.microsecond // 1000:03d} UTC")
+    end = f"{last:%H:%M:%S}" if last.date() == first.date() else f"{last:%Y-%m-%d %H:%M:%S}"
+    return f"{first:%Y-%m-%d %H:%M:%S} – {end} UTC"
+
+
+def _order(acq: Acquisition) -> tuple[str, float]:
+    """Sections by folder; a folder processed by several models (one series each) in the
+    order they were processed."""
+    if not len(acq):
+        return acq.folder, 0.0
+    return acq.folder, float(np.min(acq.table["processed_at"].cast("int64").to_numpy()))
+
+
 def _insitu_section(acq: Acquisition, files: Path) -> str:
     from nwwatch.dashboard.plots import angle_figure, save_png
 
@@ -78,9 +98,7 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         shown = {k: np.asarray(v)[timed] for k, v in series.items()}
         png = save_png(angle_figure(shown, acq.folder), files / f"{_slug(acq)}-angle.png")
         img = _img(png, f"contact angle against time, {acq.folder}")
-        t = shown["t"]
-        span = (f"{datetime.fromtimestamp(t.min(), UTC):%Y-%m-%d %H:%M:%S} – "
-                f"{datetime.fromtimestamp(t.max(), UTC):%H:%M:%S} UTC")
+        span = _span(shown["t"])
     else:
         span = "no acquisition time"
     if untimed:
@@ -155,7 +173,7 @@ def write_report(results: str | Path, out: str | Path) -> Path:
         store.refresh()
         if not store.vanished:  # else files were replaced (compacted) while being read
             break
-    acqs = sorted(store.snapshot.values(), key=lambda a: a.folder)
+    acqs = sorted(store.snapshot.values(), key=_order)
     unreadable = sorted(store.unreadable)
     if not acqs:
         if unreadable:

@@ -93,12 +93,16 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
         session.segmenter().require_kind("insitu", "labelling frames")
     except ModelLoadError as exc:
         raise click.BadParameter(str(exc), param_hint="'--model'") from None
-    require_writable(data_dir, "'--out'", folder=True)
-    try:
+    try:  # before --out is created: a port in use left a new, empty DATA folder behind
         server = make_server(session, host, port)
     except OSError as exc:
         hint = "; try --port 0" if exc.errno == errno.EADDRINUSE else ""
         raise click.ClickException(f"cannot listen on {host}:{port} ({exc}){hint}") from None
+    try:
+        require_writable(data_dir, "'--out'", folder=True)
+    except click.BadParameter:
+        server.server_close()
+        raise
     stop = threading.Event()
     # SIGTERM (and SIGINT where a shell left it ignored) end the session like Ctrl+C; set
     # before the address is announced, so a signal sent as soon as the page answers is caught.

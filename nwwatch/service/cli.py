@@ -9,11 +9,14 @@ import click
 
 from nwwatch.service.config import KINDS, ConfigError
 
+#: Where ``deploy/install.sh`` puts the configuration; ``run`` and ``status`` default to it.
+DEFAULT_CONFIG = Path("/etc/nwwatch/nwwatch.toml")
+
 
 @click.command("run")
 # no dir_okay=False: a folder is a ConfigError (exit 78, which the unit does not restart)
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
-              default=Path("/etc/nwwatch/nwwatch.toml"), show_default=True,
+              default=DEFAULT_CONFIG, show_default=True,
               help="Service configuration (TOML).")
 def run(config_path: Path) -> None:
     """Run the resident watching service (systemd Type=notify).
@@ -163,11 +166,16 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> Non
 
     from nwwatch.service.status import format_status, service_status
 
-    if (config_path is None) == (out_dir is None):
-        if out_dir is None and Path("/etc/nwwatch/nwwatch.toml").is_file():
-            config_path = Path("/etc/nwwatch/nwwatch.toml")
-        else:
-            raise click.UsageError("give exactly one of --config or --out")
+    if config_path is not None and out_dir is not None:
+        raise click.UsageError("give either --config or --out, not both")
+    if config_path is None and out_dir is None:
+        if not DEFAULT_CONFIG.is_file():
+            # say what the default was: the help promises it, and "give one" alone read as
+            # if the documented default did not exist
+            raise click.UsageError(f"no --config or --out given, and the default "
+                                   f"configuration {DEFAULT_CONFIG} does not exist: give "
+                                   "--config FILE or --out RESULTS")
+        config_path = DEFAULT_CONFIG
     if config_path is not None:
         from nwwatch.service.config import load_config
 

@@ -44,6 +44,7 @@ from nwwatch.atomic import fsync_folder
 from nwwatch.results.parquet import PARTITION_KEY, acquisition_partition, write_table_atomic
 from nwwatch.service.batch import crash_point
 from nwwatch.service.ledger import Ledger
+from nwwatch.service.reporting import COMPACTED_BATCH_PREFIX
 
 STAGING_DIR = "compact-staging"
 #: Dataset folder -> (ledger kind, sort keys).
@@ -137,7 +138,7 @@ def _compact_group(ledger: Ledger, folder: str, kind: str, keys: list[str],
     if table.num_rows != sum(t.num_rows for t in tables):
         raise RuntimeError(f"compaction of {files[0][0]}…: row count changed")
     table = table.sort_by([(k, "ascending") for k in keys])
-    cid = f"compact-{uuid.uuid4().hex[:12]}"
+    cid = f"{COMPACTED_BATCH_PREFIX}{uuid.uuid4().hex[:12]}"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     partition = acquisition_partition(table.column("source")[0].as_py())
     final_rel = f"{folder}/{partition}/{folder}-{stamp}-{cid}.parquet"

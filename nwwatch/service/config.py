@@ -251,7 +251,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     top = TableReader(file, "", data)
     watches_raw = top.get("watch", list, [])
     if not watches_raw:
-        raise ConfigError(file, "watch", "at least one [[watch]] table is required")
+        raise ConfigError(file, "watch", "at least one [[watch]] table is required"
+                                         f"{top.misspelt('watch')}")
     watches = tuple(_watch(file, i, t, base) for i, t in enumerate(watches_raw))
     paths = [w.path.resolve() for w in watches]
     for i, p in enumerate(paths):

@@ -4,6 +4,7 @@ wrong; unknown keys are errors too."""
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from pathlib import Path
@@ -51,7 +52,7 @@ class TableReader:
         self.used.add(name)
         if name not in self.table:
             if required:
-                raise self.error(name, "is required")
+                raise self.error(name, f"is required{self.misspelt(name)}")
             return default
         value = self.table[name]
         ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
@@ -64,6 +65,14 @@ class TableReader:
             # passes), inf is a wait that never ends.
             raise self.error(name, f"must be a finite number, got {value!r}")
         return value
+
+    def misspelt(self, name: str) -> str:
+        """``"; found 'result': a misspelling?"`` when the table holds keys that nothing reads
+        and that are close to the missing ``name`` (``[outptu]`` for ``[output]``): the error
+        then names the key the user wrote, not only the one that is missing."""
+        near = difflib.get_close_matches(name, [k for k in self.table if k not in self.used],
+                                         n=3, cutoff=0.6)
+        return f"; found {', '.join(repr(k) for k in near)}: a misspelling?" if near else ""
 
     def positive(self, name: str, kind: type, default: Any, allow_zero: bool = False, *,
                  at_most: float, why: str = "") -> Any:

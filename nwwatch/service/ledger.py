@@ -199,8 +199,14 @@ class Ledger(Recovery, HeldBatches):
         parquet: Path | None,
         items: Sequence[tuple[ItemKey, PathKey]],
         aux: Sequence[Path] = (),
+        started_at: float | None = None,
     ) -> None:
         """Step 1: record the batch and its items as in flight (see module docstring).
+
+        ``started_at`` (s since the epoch): when the work on the batch began, where that was
+        before the claim (a Dask task's batch is claimed by the driver once the worker is
+        done); default now. ``nwwatch status`` counts the time from it to the batch's hold
+        or commit as processing time.
 
         ``parquet``: the file the rows will be written to, or None when they are held for a
         larger file (:mod:`nwwatch.service.ledgerhold`), which names it later.
@@ -209,6 +215,7 @@ class Ledger(Recovery, HeldBatches):
         file is written (again on reconcile, if a crash came in between).
         """
         now = time.time()
+        created = now if started_at is None else min(started_at, now)
         with self._tx() as db:
             old: dict[str, set[str]] = {}
             for key, _ in items:
@@ -226,7 +233,7 @@ class Ledger(Recovery, HeldBatches):
                 " created_at) VALUES (?, ?, 'writing', ?, ?, ?, ?)",
                 (batch_id, kind, "" if parquet is None else self._rel(parquet),
                  json.dumps([self._rel(a) for a in aux]),
-                 json.dumps(supersedes), now),
+                 json.dumps(supersedes), created),
             )
             for key, source in items:
                 db.execute(

@@ -106,7 +106,13 @@ class ReplaySummary:
         if self.not_compacted:
             out.append(f"not compacted ({self.not_compacted}): the rows are all written; "
                        f"compact later with: nwwatch compact {self.results_dir}")
-        if self.complete and self.files == 0:
+        if self.complete and self.files == 0 and self.input_path is not None \
+                and self.input_path in self.not_tiff:
+            # one FILE named: "no input files in FILE (patterns …, searched recursively)"
+            # described a folder
+            out.append(f"replay found no input files: {self.input_path} is not a TIFF by "
+                       "extension or header")
+        elif self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
             out.append(f"replay found no input files{where} (patterns "
                        f"{' '.join(DEFAULT_PATTERNS)}, searched recursively; hidden and "

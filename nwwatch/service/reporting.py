@@ -12,6 +12,10 @@ from pathlib import Path
 
 from nwwatch.service.names import display
 
+#: The batch id of ``nwwatch compact``'s merged batch starts with this (the batches a service
+#: or replay claims are bare hex).
+COMPACTED_BATCH_PREFIX = "compact-"
+
 
 class LedgerQueries:
     """Queries on an open ledger connection (the service's own, or a read-only one from
@@ -95,16 +99,31 @@ class LedgerQueries:
                                          "processed_at": row[2]}
 
     def throughput(self, window_s: float = 600.0) -> tuple[int, float]:
-        """(rows committed in the last ``window_s`` seconds, rows per second over that span)."""
+        """(rows committed in the last ``window_s`` seconds, rows per second of the time spent
+        processing them). That time is the union of the batches' spans from claim to processed
+        (held for a later file, or committed); the idle time between batches, while no frame
+        arrived, does not count. A compaction's batch, which spans the batches it merged,
+        carries their rows but no processing time of its own."""
         since = time.time() - window_s
-        row = self._db.execute(
-            "SELECT COALESCE(SUM(n_rows), 0), MIN(created_at), MAX(committed_at) FROM batches "
-            "WHERE state='committed' AND committed_at >= ?", (since,)
-        ).fetchone()
-        n, first, last = row
-        if not n or first is None or last is None or last <= first:
+        (n,) = self._db.execute("SELECT COALESCE(SUM(n_rows), 0) FROM batches "
+                                "WHERE state='committed' AND committed_at >= ?",
+                                (since,)).fetchone()
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(batches)")}
+        # a ledger of an older version, opened read-only, may lack it (not migrated yet)
+        end = "COALESCE(held_at, committed_at)" if "held_at" in columns else "committed_at"
+        spans = self._db.execute(
+            f"SELECT created_at, {end} FROM batches WHERE state='committed' "
+            "AND committed_at >= ? AND substr(batch_id, 1, ?) != ? ORDER BY created_at",
+            (since, len(COMPACTED_BATCH_PREFIX), COMPACTED_BATCH_PREFIX)).fetchall()
+        busy_s, reach = 0.0, float("-inf")
+        for start, stop in spans:
+            start = max(start, reach)
+            if stop > start:
+                busy_s += stop - start
+                reach = stop
+        if not n or busy_s <= 0:
             return int(n or 0), 0.0
-        return int(n), n / (last - first)
+        return int(n), n / busy_s
 
 
 def open_readonly(path: str | os.PathLike[str]) -> LedgerQueries:

@@ -66,12 +66,16 @@ def format_status(status: dict) -> str:
         f"files: {c['done']} done, {c['pending']} {in_flight}, "
         f"{c['failed']} failed (will retry), {c['quarantined_files']} quarantined",
         f"rows: {c['rows']} ({_rows_text(status)})",
-        f"throughput: {status['recent_rows']} rows in the last {status['window_s'] / 60:.0f} min"
-        f" ({status['rows_per_s']:.2f} rows/s while busy)",
+        f"throughput: {status['recent_rows']} row{'' if status['recent_rows'] == 1 else 's'}"
+        f" in the last {status['window_s'] / 60:.0f} min"
+        # rows without a processing time (batches of a rebuilt ledger) have no rate
+        + (f" ({status['rows_per_s']:.2f} rows/s while busy)" if status["rows_per_s"] > 0
+           else " (processing time unknown: ledger rebuilt)" if status["recent_rows"] else ""),
     ]
     last = status["last"]
     if last is not None:
-        lines.append(f"last: {last['source']} ({last['n_rows']} rows) at "
+        n = last["n_rows"]
+        lines.append(f"last: {last['source']} ({n} row{'' if n == 1 else 's'}) at "
                      f"{last['processed_at']:%Y-%m-%d %H:%M:%S} UTC")
     else:
         lines.append("last: nothing processed yet")

@@ -47,7 +47,9 @@ async function loadList() {
   $("acqs").innerHTML = list.map((a) =>
     `<li><a href="?a=${a.id}" class="${a.id === acqId ? "current" : ""}">` +
     `${esc(a.folder.split("/").slice(-2).join("/"))}<small>${a.kind}, ${a.n} rows` +
-    `${a.stale ? ", no new file" : ""}</small></a></li>`).join("");
+    // a folder processed again with another model is one entry per model
+    `${a.model ? `, ${esc(a.model)}` : ""}${a.stale ? ", no new file" : ""}</small></a></li>`)
+    .join("");
   // An ID the results do not hold (an old link, a replaced results folder): say so instead
   // of opening a stream the server refuses (404); it connects once the acquisition appears.
   const known = list.some((a) => a.id === acqId);
