@@ -46,6 +46,14 @@ def count_patches(labels: Sequence[np.ndarray]) -> int:
                for label in labels)
 
 
+def mixed_patches(labels: Sequence[np.ndarray]) -> int:
+    """How many labeled patches (:func:`labeled_patches`) hold pixels of more than one class:
+    patches labeled side by side, or a slice labeled in full, which is one patch."""
+    return sum(len(np.unique(label[patch == k])) > 1
+               for patch, label in zip(labeled_patches(labels), labels, strict=True)
+               for k in np.unique(patch[patch >= 0]))
+
+
 def patch_groups(labels: Sequence[np.ndarray], block_px: int = BLOCK_PX) -> list[np.ndarray]:
     """Group ids of the labeled pixels of each slice: int32 (Y, X), -1 unlabeled; a group is
     the part of an 8-connected component of labeled pixels in one ``block_px`` square of the
