@@ -266,7 +266,10 @@ def format_report(report: EvaluationReport) -> str:
               help="Average the softmax over the frame and its mirror images (4x slower).")
 def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int | None,
              no_angles: bool, json_out: Path | None, flip_average: bool) -> None:
-    """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles."""
+    """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles.
+
+    A tomogram model's labeled slices are scored on the mask the service makes of the
+    DATA/unlabeled/ volume that holds them."""
     from nwwatch.io.dataset import mask_like_labels
     from nwwatch.options import mask_warning, require_writable
     from nwwatch.segment.session import PROVIDERS, ModelLoadError
