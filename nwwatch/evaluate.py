@@ -176,10 +176,23 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     offsets: list[np.ndarray] = []
     elapsed = 0.0
     volumes = VolumeRanges(root) if meta.normalization_scope == "volume" else None
+    masks: dict[Path, np.ndarray] = {}  # tomogram models: the runtime's mask of each volume
     for stem, image_path, label_path in pairs:
         raw, label = read_pair(image_path, label_path, num_classes)
-        value_range = volumes.range_for(image_path, raw) if volumes is not None else None
         started = time.perf_counter()
+        if volumes is not None and meta.kind == "tomogram":
+            # As the service segments it (Z blur, slabs, mirror margin, min_input_px,
+            # cleanup): a slice fed alone is another input than the model sees at run time.
+            from nwwatch.volume import segment_volume
+
+            volume_path, z = volumes.locate(image_path, raw)
+            if volume_path not in masks:
+                masks[volume_path] = segment_volume(segmenter, volumes.pages[volume_path]).mask
+            predicted = masks[volume_path][z]
+            elapsed += time.perf_counter() - started
+            confusion += confusion_matrix(label, predicted, num_classes)
+            continue
+        value_range = volumes.range_for(image_path, raw) if volumes is not None else None
         result = segmenter.segment(normalize_image(raw, value_range), probabilities=True)
         elapsed += time.perf_counter() - started
         predicted = result.labels[0]
@@ -258,7 +271,10 @@ def format_report(report: EvaluationReport) -> str:
               help="Average the softmax over the frame and its mirror images (4x slower).")
 def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int | None,
              no_angles: bool, json_out: Path | None, flip_average: bool) -> None:
-    """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles."""
+    """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles.
+
+    A tomogram model's labeled slices are scored on the mask the service makes of the
+    DATA/unlabeled/ volume that holds them."""
     from nwwatch.io.dataset import mask_like_labels
     from nwwatch.options import mask_warning, require_writable
     from nwwatch.segment.session import PROVIDERS, ModelLoadError

@@ -107,11 +107,19 @@ def normalize_image(
 
 def stretch_to_uint8(image: np.ndarray,
                      value_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Display scaling: the 0.5-99.5 percentile range of ``image`` (any shape, any real
-    dtype), or ``value_range`` (low, high) when given, to 0-255 (uint8, same shape); a
-    constant image maps to 0."""
+    """Display scaling: the 0.5-99.5 percentile range of ``image``'s finite values (any
+    shape, any real dtype), or ``value_range`` (low, high) when given, to 0-255 (uint8, same
+    shape); a constant image maps to 0, NaN pixels (no data) to 0."""
     img = np.asarray(image, dtype=np.float32)
-    lo, hi = np.percentile(img, (0.5, 99.5)) if value_range is None else value_range
+    finite = np.isfinite(img)
+    if value_range is not None:
+        lo, hi = value_range
+    elif finite.any():
+        lo, hi = np.percentile(img if finite.all() else img[finite], (0.5, 99.5))
+    else:
+        lo, hi = 0.0, 1.0
     if not hi > lo:
         hi = lo + 1.0
-    return np.clip((img - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    scaled = np.clip((img - lo) * (255.0 / (hi - lo)), 0, 255)
+    # NaN would be cast to an undefined value, with numpy's RuntimeWarning on stderr.
+    return np.nan_to_num(scaled, copy=False, nan=0.0).astype(np.uint8)

@@ -30,6 +30,8 @@ def two_volumes(tmp_path):
                      "mask_path": f"masks/v{k}.tif", "solid_fraction": 0.33 - 0.16 * k,
                      "processed_at": processed, "model_name": "t",
                      "provider": "CPUExecutionProvider"})
+    rows[0].update(status="suspect", reason_code="few_labeled_pixels,method_unvalidated",
+                   reason="the model was trained on only 11 labeled solid pixels")
     write(results, "volumes-1.parquet", rows, kind="volumes")
     log = Log()
     thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
@@ -61,6 +63,28 @@ def test_a_volume_row_is_picked_with_the_keyboard_and_shows_which(two_volumes):
         selected = browser.execute("return [...document.querySelectorAll('#volumes tr.pick')]"
                                    ".map((tr) => tr.getAttribute('aria-selected'))")
         assert selected == ["true", "false"]  # the table says which volume is shown
+
+
+def test_a_suspect_volume_says_why(two_volumes):
+    """The table showed `suspect` and nothing else: the operator could not see why (the row's
+    reason_code and reason were in the data, and in the report, not on the page)."""
+    require_browser()
+    url = two_volumes
+    acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+    with Browser(1024, 700) as browser:
+        browser.get(f"{url}/?a={acq['id']}")
+        wait_for(lambda: browser.execute(
+            "return document.querySelectorAll('#volumes tr.pick').length") == 2, 30, "rows")
+        cells = browser.execute("return [...document.querySelectorAll('#volumes tr')]"
+                                ".map((tr) => [...tr.children].map((td) => td.textContent))")
+        column = cells[0].index("reason_code")
+        assert [row[column] for row in cells[1:]] == ["few_labeled_pixels,method_unvalidated", ""]
+        assert browser.execute("return document.documentElement.scrollWidth <= "
+                               "document.documentElement.clientWidth")  # no sideways scroll
+        assert browser.text("#mask-reason") == ""  # the last volume, ok
+        browser.execute("document.querySelector('#volumes tr.pick').click()")
+        wait_for(lambda: browser.text("#mask-reason") ==
+                 "suspect: the model was trained on only 11 labeled solid pixels", 10, "reason")
 
 
 def test_the_page_says_when_the_server_stops_answering(tmp_path):

@@ -58,3 +58,27 @@ def test_intensity_range_is_numpys_percentiles_of_the_sample(dtype, size):
     if not expected[1] > expected[0]:
         expected[1] = expected[0] + 1.0
     np.testing.assert_allclose(intensity_range(image), expected, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("given_range", [False, True])
+def test_the_display_stretch_of_a_frame_with_nan_pixels(given_range):
+    """A float32 frame with NaN pixels (no data, e.g. an aligned stack's padding) replayed as
+    in-situ printed numpy's "RuntimeWarning: invalid value encountered in cast" on stderr
+    (the labelling queue's picture), and without a range the picture was black: the
+    percentiles were NaN. NaN pixels are black; the others scale as without them."""
+    import warnings
+
+    from nwwatch.normalize import stretch_to_uint8
+
+    image = np.linspace(0.0, 100.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+    holed = image.copy()
+    holed[:8] = np.nan
+    value_range = intensity_range(holed) if given_range else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = stretch_to_uint8(holed, value_range)
+    assert np.all(out[:8] == 0)
+    finite = image[8:]
+    expected = stretch_to_uint8(finite, value_range)
+    np.testing.assert_array_equal(out[8:], expected)
+    assert expected.max() == 255 and expected.min() == 0  # not a black picture

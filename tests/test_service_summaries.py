@@ -78,6 +78,20 @@ def test_rows_count_by_status_and_reason_code_with_or_without_the_column():
                                      "uncertain_fraction 1)")
 
 
+def test_reason_codes_of_equal_count_are_listed_by_name_whatever_the_row_order():
+    """The same rows counted in another order (a Dask replay commits tasks as they finish)
+    printed "labels_noisy 2, arc_too_short 2" where local replay printed "arc_too_short 2,
+    labels_noisy 2": most frequent first, ties by name."""
+    codes = [("fit_failed", "angle_uncertain")] * 3 + [("fit_failed", "labels_noisy")] * 2 + [
+        ("fit_failed", "arc_too_short")] * 2 + [("no_droplet", "no_droplet")]
+    for order in (codes, codes[::-1]):
+        counts = Counter()
+        for key in order:
+            counts[key] += 1
+        assert list(flagged_reasons(counts)) == ["angle_uncertain", "arc_too_short",
+                                                 "labels_noisy", "no_droplet"]
+
+
 def test_count_files_reads_only_status_columns_and_skips_vanished_files(tmp_path):
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     pq.write_table(pa.table({"status": ["ok", "fit_failed"], "reason_code": ["ok", "no_wire"],

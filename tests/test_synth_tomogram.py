@@ -374,3 +374,18 @@ def test_cli_never_leaves_a_labeled_slice_of_another_volume(tmp_path) -> None:
     assert sorted(p.name for p in (out / "train" / "images").iterdir()) == [
         "mine.tif", f"slice_{k:03d}.tif"]
     assert json.loads((out / "tomogram.json").read_text())["size"] == 32  # untouched
+
+
+def test_cli_refuses_a_size_too_small_for_two_patches_before_writing(tmp_path) -> None:
+    """`--size 16` (the option's lower bound) with the default 10 px patches rendered the
+    volume and then failed with "a (16, 16) slice holds fewer than 2 patches of 10 px",
+    leaving an empty OUT and no way forward in the message."""
+    from nwwatch.cli import main
+
+    result = CliRunner().invoke(main, ["synth", "tomogram", str(tmp_path / "t"), "--size", "16"])
+    assert result.exit_code == 2, result.output
+    assert "--size 20 or more, or --patch-size 8 or less" in result.output
+    assert not (tmp_path / "t").exists()
+    ok = CliRunner().invoke(main, ["synth", "tomogram", str(tmp_path / "t"), "--size", "16",
+                                   "--patch-size", "8"])
+    assert ok.exit_code == 0, ok.output

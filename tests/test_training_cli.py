@@ -95,12 +95,39 @@ def test_tomogram_workflow_contrastive(tmp_path):
     meta = Segmenter(out, providers=("cpu",)).metadata
     assert meta.kind == "tomogram" and meta.normalization_scope == "volume"
     assert meta.class_names == ("pore", "solid") and meta.paradigm == "contrastive"
+    # 36 labeled pixels of each class: said once (the engine says it, not also the CLI)
+    assert result.output.count("warning: only 36 labeled pore pixels (fewer than 50)") == 1
     bad = CliRunner().invoke(main, [*args[:4], "9", *args[5:]])
     assert bad.exit_code != 0 and "slice index 9 out of range" in bad.output
     # A crop the network cannot halve down its levels: a clear error, not torch's traceback.
     odd = CliRunner().invoke(main, [*args, "--crop", "30"])
     assert odd.exit_code == 1 and isinstance(odd.exception, SystemExit)  # no traceback
     assert "--crop 30 is not a multiple of 4" in odd.output and "try 32" in odd.output
+
+
+def test_a_tomogram_data_folder_with_few_labels_warns_as_train_volume_does(tmp_path):
+    """`nwwatch train OUT/train` on a tomogram DATA folder stored the few labeled pixels in the
+    model, so that every mask it made was `suspect` (`few_labeled_pixels`), but said nothing
+    while training; `train --volume` warns."""
+    from nwwatch.synth.tomogram import generate_tomogram
+
+    generate_tomogram(tmp_path / "syn", size=32, seed=1)
+    root = tmp_path / "syn" / "train"
+    (label_path,) = (root / "labels").glob("*.png")
+    label = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
+    for class_id in (0, 1):  # keep 20 pixels of each class
+        keep = np.flatnonzero(label == class_id)[:20]
+        label.flat[np.setdiff1d(np.flatnonzero(label == class_id), keep)] = 255
+    cv2.imwrite(str(label_path), label)
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(main, ["train", str(root), "--out", str(out), "--epochs", "1",
+                                       *FAST])
+    assert result.exit_code == 0, result.output
+    for name in ("pore", "solid"):
+        assert result.output.count(f"warning: only 20 labeled {name} pixels") == 1, \
+            result.output
+    assert Segmenter(out, providers=("cpu",)).metadata.extra["class_pixel_counts"] == {
+        "pore": 20, "solid": 20}
 
 
 def test_volume_help_says_how_slices_are_counted_and_what_0_means():

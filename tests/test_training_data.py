@@ -160,6 +160,31 @@ def test_volume_slice_errors(tmp_path):
     cv2.imwrite(str(one_class), labels)
     with pytest.raises(DatasetLayoutError, match=r"no labeled pixel of class 0 \(pore\)"):
         load_volume_slice(path, 1, one_class)
+    assert "0/255 mask" not in _error(load_volume_slice, path, 1, one_class)
+
+
+def _error(function, *args) -> str:
+    with pytest.raises(DatasetLayoutError) as info:
+        function(*args)
+    return str(info.value)
+
+
+def test_a_0_255_mask_given_as_volume_labels_is_named_as_such(tmp_path):
+    """A binary mask exported as 0/255 (255 = solid) is all "unlabeled" but its 0s: training
+    stopped with "no labeled pixel of class 1 (solid); label a few pixels of every class" for
+    a file with thousands of solid pixels, and did not say why."""
+    path, _, _ = _volume(tmp_path)
+    mask = tmp_path / "mask.png"
+    labels = np.zeros((32, 40), np.uint8)
+    labels[10:20, 10:30] = 255
+    cv2.imwrite(str(mask), labels)
+    message = _error(load_volume_slice, path, 1, mask)
+    assert "no labeled pixel of class 1 (solid)" in message
+    assert "holds only 0 and 255 (unlabeled): a 0/255 mask?" in message
+    assert "0 pore, 1 solid, 255 unlabeled" in message
+    cv2.imwrite(str(mask), np.full((32, 40), 255, np.uint8))  # nothing labeled at all
+    assert _error(load_volume_slice, path, 1, mask).endswith(
+        "label a few pixels of every class (every pixel is 255, unlabeled)")
 
 
 def test_geometric_augmentation_moves_image_and_label_together():

@@ -26,6 +26,7 @@ from training.volume_select import (  # noqa: E402
     choose,
     label_warnings,
     make_folds,
+    mixed_patches,
     patch_groups,
     select_and_train,
 )
@@ -136,6 +137,26 @@ def _two_patches(tmp_path):
     labels = np.full(SHAPE[1:], 255, np.uint8)
     labels[:6, :6], labels[30:36, 30:36] = 0, 1
     return (*_write(tmp_path, volume, labels), volume)
+
+
+def test_a_slice_labeled_in_full_is_told_why_nothing_was_held_out(tmp_path):
+    """A slice labeled in every pixel is one patch (labeled pixels that touch are one,
+    whatever their class): nothing can be held out, and the advice "label at least two
+    separate patches of each class" alone read as "label more" to one who had labeled all."""
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    volume_path, labels_path = _write(tmp_path, volume, truth[Z].astype(np.uint8))
+    lines = []
+    selection, _ = select_and_train(_config(tmp_path, volume_path, labels_path),
+                                    ("threshold",), echo=lines.append)
+    assert selection.grouping == "none"
+    advice = next(w for w in selection.warnings if "cannot choose" in w)
+    assert "1 of the 1 here hold both" in advice and "label a second slice" in advice
+    assert any(advice in line for line in lines)
+    # patches of one class each: the advice stays as it was
+    labels = np.full(SHAPE[1:], 255, np.uint8)
+    labels[:6, :6], labels[30:36, 30:36] = 0, 1
+    assert mixed_patches([labels]) == 0 and mixed_patches([truth[Z].astype(np.uint8)]) == 1
 
 
 def test_two_patches_keep_the_threshold_and_say_why(tmp_path):

@@ -324,7 +324,6 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
                 and init_weights is None):
             _select_volume_method(config, candidates)
             return
-        _warn_few_labels(config)
     if config.data is not None and not (resume or export_only):
         for label_path in mask_like_labels(config.data):
             click.echo(mask_warning(label_path))
@@ -359,19 +358,3 @@ def _select_volume_method(config: TrainConfig, candidates: str) -> None:
     except (DatasetLayoutError, TrainingError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"model: {out} ({selection.method})")
-
-
-def _warn_few_labels(config: TrainConfig) -> None:
-    """Echo the label warnings of a ``--volume --paradigm`` run (bad labels: the engine says)."""
-    from training.data import DatasetLayoutError, load_volume_slices
-    from training.volume_select import label_warnings
-
-    indices = config.slice_index if isinstance(config.slice_index, list) \
-        else [config.slice_index]
-    paths = config.labels if isinstance(config.labels, list) else [config.labels]
-    try:
-        data = load_volume_slices(config.volume, list(zip(indices, paths, strict=True)))
-    except (DatasetLayoutError, ValueError):
-        return
-    for warning in label_warnings(data):
-        click.echo(f"warning: {warning}")

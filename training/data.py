@@ -182,8 +182,17 @@ def load_volume_slices(
     for class_id, name in enumerate(class_names):
         if not any(np.any(label == class_id) for _, label in labels.values()):
             where = next(iter(labels.values()))[0] if len(labels) == 1 else volume_path
+            hint, values = "", [set(np.unique(label).tolist()) for _, label in labels.values()]
+            # a binary mask's foreground reads as unlabeled
+            if all(v <= {0, UNLABELED} for v in values) and any(0 in v for v in values):
+                hint = (f" ({'it holds' if len(labels) == 1 else 'the labels hold'} only 0 "
+                        f"and 255 (unlabeled): a 0/255 mask? label images hold class ids: "
+                        f"{', '.join(f'{i} {n}' for i, n in enumerate(class_names))}, "
+                        f"{UNLABELED} unlabeled)")
+            elif all(v == {UNLABELED} for v in values):
+                hint = f" (every pixel is {UNLABELED}, unlabeled)"
             raise DatasetLayoutError(where, f"no labeled pixel of class {class_id} ({name}); "
-                                            f"label a few pixels of every class")
+                                            f"label a few pixels of every class{hint}")
     pages = _normalise_pages(volume, "volume")
     volume_sha = file_sha256(volume_path)
     labeled = [LabeledImage(f"{volume_path.stem}_z{z:05d}", pages[z], label, volume_sha,

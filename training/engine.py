@@ -209,6 +209,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     seed_everything(config.seed)
 
     data = load_training_data(config)
+    if data.kind == "tomogram" and payload is None:
+        # Every mask of a model trained on too few pixels of a class is flagged at run time
+        # (the counts go into the model): say so now, whichever way the data came.
+        from training.volume_select import label_warnings
+
+        for warning in label_warnings(data):
+            echo(f"warning: {warning}")
     num_classes = data.num_classes
     initial = None
     if config.init and payload is None:  # a resumed run already holds its weights

@@ -46,6 +46,19 @@ def count_patches(labels: Sequence[np.ndarray]) -> int:
                for label in labels)
 
 
+def mixed_patches(labels: Sequence[np.ndarray]) -> int:
+    """How many labeled patches (:func:`labeled_patches`) hold pixels of more than one class:
+    patches labeled side by side, or a slice labeled in full, which is one patch."""
+    mixed = 0
+    for label in labels:
+        ids, count = ndi.label(label != 255, structure=np.ones((3, 3), dtype=bool))
+        if count:
+            index = np.arange(1, count + 1)
+            low, high = ndi.minimum(label, ids, index), ndi.maximum(label, ids, index)
+            mixed += int(np.count_nonzero(np.asarray(low) != np.asarray(high)))
+    return mixed
+
+
 def patch_groups(labels: Sequence[np.ndarray], block_px: int = BLOCK_PX) -> list[np.ndarray]:
     """Group ids of the labeled pixels of each slice: int32 (Y, X), -1 unlabeled; a group is
     the part of an 8-connected component of labeled pixels in one ``block_px`` square of the

@@ -66,6 +66,7 @@ from training.volume_folds import (
     count_patches,
     held_out_counts,
     make_folds,
+    mixed_patches,
     patch_groups,
 )
 
@@ -278,8 +279,15 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
                     f"{method}, the first of the candidates given, is kept unchecked")
             reason = ("too few labeled patches to hold any out (cross-validation needs two "
                       f"patches of each class): {kept}")
-            warnings.append("the labels cannot choose the method: label at least two "
-                            "separate patches of each class to let cross-validation decide")
+            advice = ("the labels cannot choose the method: label at least two separate "
+                      "patches of each class to let cross-validation decide")
+            mixed = mixed_patches(labels)
+            if mixed:  # the advice alone reads as "label more" to one who labeled it all
+                advice += (f"; labeled pixels that touch are one patch, whatever their class "
+                           f"({mixed} of the {count_patches(labels)} here hold both, and a "
+                           f"slice labeled in full is one): leave unlabeled (255) gaps "
+                           f"between patches, or label a second slice")
+            warnings.append(advice)
             echo(f"warning: {warnings[-1]}")
         else:
             # The rules count whole patches; the folds hold out the grid's pieces of them.

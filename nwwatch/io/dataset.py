@@ -291,15 +291,22 @@ class VolumeRanges:
         ------
         DatasetLayoutError : naming ``image_path`` when no DATA/unlabeled/ file holds it.
         """
+        path, _ = self.locate(image_path, image)
+        if path not in self._ranges:
+            self._ranges[path] = intensity_range(self.pages[path])
+        return self._ranges[path]
+
+    def locate(self, image_path: Path, image: np.ndarray) -> tuple[Path, int]:
+        """(the DATA/unlabeled/ file, the index along Z of its first page equal to ``image``);
+        raises as :meth:`range_for`."""
         equal_nan = bool(np.issubdtype(image.dtype, np.floating))
         for path, pages in self.pages.items():
             if pages.shape[1:] != image.shape:
                 continue
             nan_ok = equal_nan and bool(np.issubdtype(pages.dtype, np.floating))
-            if any(np.array_equal(page, image, equal_nan=nan_ok) for page in pages):
-                if path not in self._ranges:
-                    self._ranges[path] = intensity_range(pages)
-                return self._ranges[path]
+            for z, page in enumerate(pages):
+                if np.array_equal(page, image, equal_nan=nan_ok):
+                    return path, z
         raise DatasetLayoutError(
             image_path, "normalization_scope is 'volume' (dataset.toml), but no file in "
                         f"{self.root / 'unlabeled'} holds this image as one of its slices: "

@@ -90,14 +90,15 @@ def by_outcome(counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
 
 
 def flagged_reasons(counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
-    """Flagged rows by ``reason_code``, most frequent first; a flagged row whose code is
+    """Flagged rows by ``reason_code``, most frequent first, ties by name (the same rows give
+    the same line whatever order they were counted in); a flagged row whose code is
     ``"ok"`` (``several_droplets``: a valid angle, but not the only droplet) counts under its
     ``status``, which says why it is flagged."""
     reasons: Counter[str] = Counter()
     for (status, code), n in counts.items():
         if row_outcome(status) == "flagged":
             reasons[status if code == "ok" else code] += n
-    return dict(reasons.most_common())
+    return dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0])))
 
 
 def format_counts(counts: Mapping[tuple[str, str], int]) -> str:

@@ -17,9 +17,8 @@ result is still exactly once: a re-run finds its staged output already there (or
 same rows again under the same name), and only the driver, one task result at a time, commits
 to the ledger, which never holds a content key twice. A driver killed at any point resumes
 from its ledger like local replay (a batch claimed but not written is undone, one written but
-not committed is adopted, one held but not written is released: processed again). The hidden
-``.cluster`` folder is skipped by every results reader.
-"""
+not committed is adopted, one held but not written is released: processed again). Readers skip
+``.cluster``."""
 
 from __future__ import annotations
 
@@ -83,16 +82,19 @@ def check_cluster_request(address: str, kind: str, overlays: str = "none") -> No
 
 
 def _check_scheduler_address(address: str) -> None:
-    """A TCP or TLS scheduler address must name a host and a numeric port (Dask's own
-    parser, which fails at once: no point in waiting for a connection)."""
+    """A scheme Dask knows and, for TCP or TLS, a host and a numeric port (Dask's parser and
+    registry fail at once; the dashboard's ``http://`` link is the likely mistake)."""
     from distributed.comm.addressing import get_address_host_port, parse_address
-
+    from distributed.comm.registry import get_backend
+    scheme = parse_address(address)[0]
     try:
-        if parse_address(address)[0] in ("tcp", "tls"):
+        get_backend(scheme)
+        if scheme in ("tcp", "tls"):
             get_address_host_port(address)
     except ValueError as exc:
+        hint = "; the dashboard's http:// link is not it" if scheme.startswith("http") else ""
         raise ClusterRequestError(f"--dask {address!r}: expected a scheduler address "
-                                  f"(tcp://host:port) or local:N ({exc})") from None
+                                  f"(tcp://host:port) or local:N ({exc}){hint}") from None
 
 
 def _local_workers(address: str) -> int | None:

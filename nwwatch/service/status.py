@@ -20,7 +20,7 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     see :meth:`nwwatch.service.reporting.LedgerQueries.counts`; ``quarantined`` counts ledger
     items, ``quarantined_files`` the files on the quarantine list, which the text shows),
     ``rows_by_outcome`` ({"ok": n, "flagged": n}), ``rows_by_reason`` (list of dicts: status,
-    reason_code, rows; read from the committed Parquet files, most frequent first),
+    reason_code, rows; read from the committed Parquet files, most frequent first, ties by name),
     ``unreadable_files`` (committed results files that cannot be read: their rows are not
     counted), ``ledger_in_use`` (a process holds the ledger's lock; None: unknown),
     ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC datetime) or
@@ -45,7 +45,8 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
         return {"counts": ledger.counts(), "rows_by_outcome": by_outcome(rows),
                 "ledger_in_use": in_use,
                 "rows_by_reason": [{"status": st, "reason_code": code, "rows": n}
-                                   for (st, code), n in rows.most_common()],
+                                   for (st, code), n in sorted(
+                                       rows.items(), key=lambda kv: (-kv[1], kv[0]))],
                 "recent_rows": recent, "rows_per_s": rate,
                 "window_s": window_s, "last": last, "quarantined": quarantined,
                 "unreadable_files": [str(p) for p in unreadable],

@@ -53,6 +53,11 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
     from nwwatch.options import require_writable
     from nwwatch.synth.tomogram import generate_tomogram
 
+    if size // patch_px < 2:  # the labels need two whole patches of the slice's grid
+        raise click.BadParameter(
+            f"a {size} px slice holds fewer than 2 whole patches of {patch_px} px: use "
+            f"--size {2 * patch_px} or more, or --patch-size {size // 2} or less",
+            param_hint="'--size'")
     stale = _stale_slices(out)
     if stale:
         raise click.ClickException(

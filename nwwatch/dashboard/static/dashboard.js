@@ -235,16 +235,19 @@ function renderChart(overlay, trendWindow) {
 function renderVolumes(vols) {
   $("insitu").hidden = true;
   $("tomo").hidden = false;
-  const cols = ["status", "solid_fraction", "porosity_envelope", "pore_count",
+  const cols = ["status", "reason_code", "solid_fraction", "porosity_envelope", "pore_count",
                 "uncertain_fraction", "threshold_agreement"];
-  $("volumes").innerHTML = "<tr><th>file</th>" + cols.map((c) => `<th>${c}</th>`).join("") + "</tr>" +
+  $("volumes").innerHTML = "<tr><th>file</th>" + cols.map((c) => `<th>${c.replaceAll("_", "_<wbr>")}</th>`).join("") + "</tr>" +
     vols.map((v, i) => `<tr class="pick" data-i="${i}"><td>${esc(v.source.split("/").pop())}</td>` +
-      cols.map((c) => `<td>${typeof v[c] !== "number" ? esc(v[c]) :
+      // names break after underscores, a list of codes after its commas: the table fits
+      cols.map((c) => `<td>${typeof v[c] !== "number" ? esc(v[c]).replaceAll(",", ",<wbr>") :
         fmt(v[c], Number.isInteger(v[c]) ? 0 : 3)}</td>`).join("") +
       "</tr>").join("");
   const show = (i) => {
     $("mask").src = `api/acquisitions/${acqId}/mask/${i}.png`;
     $("mask-name").textContent = vols[i].source.split("/").pop();
+    // Why a mask is suspect (one sentence per reason code); nothing for an ok one.
+    $("mask-reason").textContent = vols[i].reason ? `${vols[i].status}: ${vols[i].reason}` : "";
     document.querySelectorAll("#volumes tr.pick").forEach((tr) =>
       tr.setAttribute("aria-selected", String(Number(tr.dataset.i) === i)));
   };
