@@ -339,8 +339,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     job = FRAME_JOB
     for partition, (claim, failures, rows_per_item) in parts.items():
         batch_id = uuid.uuid4().hex[:16]
-        # The rows' file is named when they are written (nwwatch.service.flush). The worker
-        # spent res.seconds on the task before this claim: its processing time (status).
+        # Rows' file named when written (service.flush); the task's time counts (status).
         ledger.claim(batch_id, "insitu", None, claim, started_at=time.time() - res.seconds)
         crash_point("after_claim")
         keep = pa.array(sorted(k.sha256 for k in rows_per_item), pa.string())
