@@ -91,6 +91,9 @@ def test_triple_depth_reads_the_union_and_leaves_the_frame_border_out():
     near_border = np.array([97.0, 80.0])  # 3 px from the bottom border, deeper than that
     assert triple_point_depth_px(wire, droplet, offset, frame, (near_border, near_border)) \
         is None
+    # A point in the frame but beyond the crop lies in background.
+    beyond = np.array([5.0, 5.0])
+    assert triple_point_depth_px(wire, droplet, offset, frame, (middle, beyond)) == 0.0
     # The smaller of two decidable depths; depths saturate at the window.
     assert triple_point_depth_px(wire, droplet, offset, frame, (edge, middle)) <= 1.0
     big = np.ones((200, 200), bool)

@@ -103,7 +103,8 @@ def triple_point_depth_px(
     the pixel centre nearest to it to the nearest background pixel (``cv2.distanceTransform``
     in a window of :data:`TRIPLE_WINDOW_PX` about it; deeper reads as that much); the
     frame's border counts as unknown, not background, and a point nearer the border than to
-    any background is left out. Returns the smaller of the decidable distances, or None.
+    any background is left out (a point in the frame beyond the crop lies in background: 0).
+    Returns the smaller of the decidable distances, or None.
     """
     h, w = wire.shape
     union = np.pad((wire | droplet).view(np.uint8), 1)
@@ -123,7 +124,10 @@ def triple_point_depth_px(
         row, col = float(point[0]), float(point[1])
         border = min(row, frame_shape[0] - 1 - row, col, frame_shape[1] - 1 - col)
         i, j = int(round(row)) - r0 + 1, int(round(col)) - c0 + 1
-        if border < 0 or not (0 <= i < h + 2 and 0 <= j < w + 2):
+        if border < 0:
+            continue
+        if not (0 <= i < h + 2 and 0 <= j < w + 2):
+            depths.append(0.0)  # in the frame beyond the crop: background
             continue
         # Any background nearer than k lies in this window (the disc fits in the square).
         wi0, wj0 = max(i - k, 0), max(j - k, 0)
