@@ -48,14 +48,26 @@ DOCUMENTED = {
 }
 
 
-def _documented_parameters(name: str) -> list[str]:
-    """Parameter names of the first ``name(...)`` in the doc's code blocks, else in its text
-    (parentheses inside, such as ``volume (Z,Y,X)``, are skipped)."""
+def _documented_call(name: str) -> tuple[str, str]:
+    """The argument text of the first ``name(...)`` in the doc's code blocks, else in its
+    text, and the text after its closing parenthesis."""
     blocks = "\n".join(re.findall(r"```python\n(.*?)```", DOC, re.S)) + "\n" + DOC
     match = re.search(rf"(?<![\w.]){re.escape(name)}\(", blocks)
     assert match, f"{name}( is not in ARCHITECTURE.md"
+    depth = 1
+    for end in range(match.end(), len(blocks)):
+        depth += {"(": 1, ")": -1}.get(blocks[end], 0)
+        if depth == 0:
+            return blocks[match.end():end], blocks[end + 1:]
+    raise AssertionError(f"{name}( is not closed in ARCHITECTURE.md")
+
+
+def _documented_parameters(name: str) -> list[str]:
+    """Parameter names of the first ``name(...)`` in the doc (parentheses inside, such as
+    ``volume (Z,Y,X)``, are skipped)."""
+    arguments, _ = _documented_call(name)
     depth, pieces, current = 1, [], ""
-    for ch in blocks[match.end():]:
+    for ch in arguments + ")":
         if ch == "(":
             depth += 1
         elif ch == ")":
@@ -82,6 +94,21 @@ def test_documented_signature_is_the_codes(name):
     obj = getattr(importlib.import_module(module), attr)
     params = [p.name for p in inspect.signature(obj).parameters.values() if p.name != "self"]
     assert _documented_parameters(name) == params
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED))
+def test_documented_return_type_is_the_codes(name):
+    """A return type the doc names as a class (``-> TiffInfo``) is the function's annotated
+    one; array descriptions (``-> uint8 (H, W, 3)``) and classes are not checked."""
+    module, attr = DOCUMENTED[name].split(":")
+    obj = getattr(importlib.import_module(module), attr)
+    _, after = _documented_call(name)
+    documented = re.match(r"\s*->\s*([A-Z]\w*)", after)
+    if inspect.isclass(obj) or documented is None:
+        return
+    annotation = inspect.signature(obj).return_annotation
+    assert annotation is not inspect.Signature.empty, f"{name} has no return annotation"
+    assert re.search(rf"\b{documented.group(1)}\b", str(annotation)), (name, annotation)
 
 
 def test_every_module_of_the_table_exists():

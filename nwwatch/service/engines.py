@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nwwatch.io import InputError
+from nwwatch.io import InputError, TiffInfo
 from nwwatch.service import streammemory
 from nwwatch.service.config import (
     ConfigError,
@@ -133,7 +133,7 @@ def _check_tomogram_model(seg, source: Path | None, key: str) -> None:
 
 
 def inspect_input(path: Path, root: Path, follow_symlinks: bool = False, *,
-                  link_reason: str = SERVICE_LINK_REASON):
+                  link_reason: str = SERVICE_LINK_REASON) -> TiffInfo:
     """The structural check of an input file (:func:`nwwatch.io.inspect_tiff`), after
     :func:`nwwatch.service.inputs.check_input` (regular file, inside ``root``; ``link_reason``:
     the refusal of a link out of it): never blocks on a FIFO or device, never reads through
