@@ -411,3 +411,17 @@ def test_a_pattern_that_matched_nothing_is_named_as_such(tmp_path):
     result = CliRunner().invoke(main, ["measure", str(tmp_path / "f.tif"), "--out",
                                        str(tmp_path / "r.parquet")])
     assert result.exit_code == 2 and "shell pattern" not in result.output
+
+
+@pytest.mark.parametrize("axis_deg", [0.0, 30.0, 150.0])
+def test_overlay_labels_stay_inside_the_picture(axis_deg):
+    # before: the facet's label was placed at the line's lower end; a facet near the frame's
+    # bottom edge put it below the picture, so the facet source (interface, ...) was not shown.
+    import dataclasses
+
+    c = render_ideal_cap((160, 160), 120.0, 30.0, axis_deg, (130.0, 80.0))
+    r = measure_contact_angle(c.labels)
+    assert r.facet_source == "interface"
+    with_label = draw_overlay(None, c.labels, r)
+    without = draw_overlay(None, c.labels, dataclasses.replace(r, facet_source=None))
+    assert np.count_nonzero((with_label != without).any(axis=2)) > 100

@@ -43,7 +43,12 @@ def _text(canvas: np.ndarray, text: str, org: tuple[int, int], color, scale: flo
     # thicker stroke does not line up with OpenCV 5's font engine).
     thick = max(1, int(round(scale * 2)))
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    x, y = org
+    # Kept inside the canvas: a label placed at a line's end or a point near the border (a
+    # facet reaching past the frame's edge) would otherwise be drawn off the picture.
+    height, width = canvas.shape[:2]
+    x = min(max(org[0], 2), max(width - w - 3, 2))
+    y = min(max(org[1], h + 2), max(height - base - 1, h + 2))
+    org = (x, y)
     cv2.rectangle(canvas, (x - 2, y - h - 2), (x + w + 2, y + base), (0, 0, 0), -1)
     cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
 
