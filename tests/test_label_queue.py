@@ -213,3 +213,32 @@ def test_label_command_serves_the_queue_first_and_stops_on_sigterm(tmp_path):
     assert [f["name"] for f in frames] == [Path(e.source).name for e in queue] + ["extra.tif"]
     assert [f["info"]["confidence"] for f in frames[:3]] == pytest.approx(
         [e.confidence for e in queue])
+
+
+def test_a_frame_of_another_acquisition_with_a_saved_stem_gets_its_own(tmp_path, monkeypatch):
+    # before: video frames are all frame_00000.tif, ...; labelling a second acquisition into
+    # the same DATA opened the first one's saved shapes on it, and Save overwrote its image
+    # and labels.
+    from label_helpers import plain_params, render, truth_geometry
+
+    from nwwatch.label.server import LabelSession
+    from nwwatch.label.store import save_labeled_frame
+
+    monkeypatch.chdir(tmp_path)
+    params = plain_params(21, 0)
+    first, second = render(params, seed=1)[0], render(params, seed=2)[0]
+    for folder, image in (("a", first), ("b", second)):
+        (tmp_path / folder).mkdir()
+        write_frame_tiff(tmp_path / folder / "frame_00000.tif", image, pixel_size_nm=0.5)
+    data = tmp_path / "DATA"
+    [ref_a] = frame_refs([Path("a/frame_00000.tif")], data_dir=data)
+    assert ref_a.stem == "frame_00000"
+    save_labeled_frame(data, ref_a.stem, first, truth_geometry(params),
+                       {"path": "a/frame_00000.tif", "page": 0})  # as saved before: relative
+    [ref_b] = frame_refs([tmp_path / "b/frame_00000.tif"], data_dir=data)
+    assert ref_b.stem.startswith("frame_00000_")
+    assert LabelSession([ref_b], data).is_saved(0) is False
+    # The same file, named another way, and the same frame moved elsewhere keep the stem.
+    assert frame_refs([tmp_path / "a/frame_00000.tif"], data_dir=data)[0].stem == ref_a.stem
+    (tmp_path / "a").rename(tmp_path / "moved")
+    assert frame_refs([tmp_path / "moved/frame_00000.tif"], data_dir=data)[0].stem == ref_a.stem

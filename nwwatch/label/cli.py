@@ -83,7 +83,7 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
                                      param_hint="'--queue'")
         raise click.UsageError("no frames: give FRAMES, or --queue RESULTS with queued frames")
     try:
-        refs = frame_refs(paths, infos, pages)
+        refs = frame_refs(paths, infos, pages, data_dir)
     except (InputError, DatasetLayoutError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     # Checked before the page opens, not at the first proposal or the first save; the model
