@@ -425,3 +425,17 @@ def test_overlay_labels_stay_inside_the_picture(axis_deg):
     with_label = draw_overlay(None, c.labels, r)
     without = draw_overlay(None, c.labels, dataclasses.replace(r, facet_source=None))
     assert np.count_nonzero((with_label != without).any(axis=2)) > 100
+
+
+def test_overlay_shows_the_rejected_points():
+    # before: the points were drawn first and the fitted lines over them: on this frame
+    # (the docs' figure) none of the 25 rejected interface points was left magenta.
+    from nwwatch.synth.insitu import frame_params, render_insitu_frame
+
+    image, labels, truth = render_insitu_frame(frame_params(7, 0), np.random.default_rng(0))
+    r = measure_contact_angle(labels, pixel_size_nm=truth["pixel_size_nm"])
+    rejected = np.rint(r.points.facet_rejected).astype(int)
+    assert len(rejected) >= 10
+    picture = draw_overlay(image, labels, r)
+    magenta = np.all(picture[rejected[:, 0], rejected[:, 1]] == (255, 0, 255), axis=1)
+    assert magenta.mean() > 0.8
