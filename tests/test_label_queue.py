@@ -242,3 +242,12 @@ def test_a_frame_of_another_acquisition_with_a_saved_stem_gets_its_own(tmp_path,
     assert frame_refs([tmp_path / "a/frame_00000.tif"], data_dir=data)[0].stem == ref_a.stem
     (tmp_path / "a").rename(tmp_path / "moved")
     assert frame_refs([tmp_path / "moved/frame_00000.tif"], data_dir=data)[0].stem == ref_a.stem
+
+
+def test_a_frame_named_twice_is_listed_once(tmp_path, monkeypatch):
+    # before: listed twice, the second time under a hashed stem: one frame, two stems, two
+    # copies in DATA for training.
+    monkeypatch.chdir(tmp_path)
+    write_frame_tiff(tmp_path / "f.tif", np.zeros((16, 16), np.uint16))
+    refs = frame_refs([Path("f.tif"), tmp_path / "f.tif"], [{"confidence": 0.1}, {}], [0, None])
+    assert [(r.stem, r.info) for r in refs] == [("f", {"confidence": 0.1})]

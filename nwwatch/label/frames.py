@@ -47,7 +47,8 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
     files share gets a short hash of the file's absolute path appended, and so does a stem
     that ``data_dir`` (the DATA folder) already holds for another frame (:func:`_taken`):
     ``frame_00000.tif`` of a second acquisition never opens, nor overwrites, the labels saved
-    for the first one's.
+    for the first one's. A page named twice (the same file given twice, or a queued frame
+    among FRAMES too) is listed once, at its first place (with the queue's ``info``).
 
     Raises
     ------
@@ -56,6 +57,7 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
     """
     refs: list[FrameRef] = []
     seen: set[str] = set()
+    listed: set[tuple[Path, int]] = set()
     for i, raw in enumerate(paths):
         path = Path(raw)
         if not path.is_file():
@@ -63,6 +65,9 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
         n = _pages(path)
         wanted = [pages[i]] if pages is not None and pages[i] is not None else range(n)
         for page in wanted:
+            if (path.resolve(), int(page)) in listed:
+                continue  # named twice (overlapping globs, a queued frame given again): once
+            listed.add((path.resolve(), int(page)))
             stem = safe_stem(path.stem) + (f"_p{page:04d}" if n > 1 else "")
             if stem in seen or (data_dir is not None and _taken(data_dir, stem, path, page)):
                 stem += "_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]
