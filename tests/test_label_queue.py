@@ -251,3 +251,23 @@ def test_a_frame_named_twice_is_listed_once(tmp_path, monkeypatch):
     write_frame_tiff(tmp_path / "f.tif", np.zeros((16, 16), np.uint16))
     refs = frame_refs([Path("f.tif"), tmp_path / "f.tif"], [{"confidence": 0.1}, {}], [0, None])
     assert [(r.stem, r.info) for r in refs] == [("f", {"confidence": 0.1})]
+
+
+def test_a_queued_frame_rewritten_since_is_skipped_with_a_warning(tmp_path):
+    # before: opened as the queued frame; its confidence and the recorded source_sha256 (in
+    # the saved geometry) were another frame's.
+    from nwwatch.segment.session import file_sha256
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    sources = [acq / f"f{k}.tif" for k in range(2)]
+    for k, path in enumerate(sources):
+        write_frame_tiff(path, np.full((16, 16), k, np.uint16))
+    results = tmp_path / "results"
+    offer(results, [Candidate(QueueEntry(str(p), 0, file_sha256(p), 0.1 * k), np.zeros((8, 8)))
+                    for k, p in enumerate(sources)])
+    write_frame_tiff(sources[0], np.full((16, 16), 7, np.uint16))  # re-recorded
+    paths, pages, infos, warnings = queued_frames(results)
+    assert paths == [sources[1]]
+    assert warnings == [f"{sources[0]}: rewritten since frame 0 was queued (its SHA-256 "
+                        "differs); skipped"]
