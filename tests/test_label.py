@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from label_helpers import plain_params, render, truth_geometry
 
-from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
+from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE, UNLABELED
 from nwwatch.io.dataset import DatasetLayoutError, pair_folder, read_pair
 from nwwatch.label.geometry import (
     Circle,
@@ -325,3 +325,31 @@ def test_label_names_a_pattern_that_matched_nothing(tmp_path):
     result = _label_cli(pattern, "--out", str(tmp_path / "DATA"))
     assert result.exit_code == 2
     assert "(a shell pattern that matched no file?)" in result.output
+
+
+def test_proposal_saved_as_is_keeps_the_droplet_on_the_wire():
+    # before: the facet moved onto the frame's intensity step (here 3 px off the labels'
+    # interface) cut the droplet's disk there while the wire polygon stayed on the model's
+    # wire: a strip of background between droplet and wire in the saved labels, which then
+    # measured another angle (122.0 against the proposal's 119.9, angle_uncertain).
+    from nwwatch.measure import measure_contact_angle
+    from tests.test_measure_refine import _cap, _frame, _shifted_labels
+
+    cap = _cap()
+    labels = _shifted_labels(cap)
+    geometry = propose_geometry(labels, image=_frame(cap.labels, seed=1))
+    assert geometry.extra["proposal"]["status"] == "ok"
+    mask = rasterize(geometry)
+    # Inside the circle and between the triple points, no pixel is background.
+    (a_r, a_c), (b_r, b_c) = geometry.facet
+    rows, cols = np.mgrid[:mask.shape[0], :mask.shape[1]]
+    (c_r, c_c), radius = geometry.droplet.center, geometry.droplet.radius_px
+    t_r, t_c = (b_r - a_r), (b_c - a_c)
+    along = ((rows - a_r) * t_r + (cols - a_c) * t_c) / (t_r**2 + t_c**2)
+    base = ((rows - c_r) ** 2 + (cols - c_c) ** 2 < (radius - 1) ** 2) & (along > 0.05) & (
+        along < 0.95)
+    assert np.count_nonzero(base & (mask == BACKGROUND)) == 0
+    found = measure_contact_angle(mask)
+    assert found.status == "ok"
+    assert found.contact_angle_deg == pytest.approx(
+        geometry.extra["proposal"]["contact_angle_deg"], abs=0.1)

@@ -26,6 +26,7 @@ from nwwatch.label.cli import queued_frames
 from nwwatch.label.frames import frame_refs
 from nwwatch.label.server import LabelSession
 from nwwatch.results.label_queue import THUMBS_DIR, Candidate, QueueEntry, offer, read_queue
+from nwwatch.segment.session import file_sha256
 from nwwatch.synth import generate_insitu
 
 READY, _http = page.READY, page._http
@@ -147,8 +148,8 @@ def test_the_queue_opens_without_its_thumbnails_and_names_a_vanished_frame(tmp_p
     generate_insitu(acq, 2, seed=6, size=128)
     results = tmp_path / "results"
     sources = sorted(acq.glob("*.tif"))
-    offer(results, [Candidate(QueueEntry(str(path), 0, f"{k:064d}", 0.1 * k), np.zeros((8, 8)))
-                    for k, path in enumerate(sources)])
+    offer(results, [Candidate(QueueEntry(str(path), 0, file_sha256(path), 0.1 * k),
+                              np.zeros((8, 8))) for k, path in enumerate(sources)])
     for entry in read_queue(results):
         shutil.rmtree(f"{entry.folder}/{THUMBS_DIR}", ignore_errors=True)
     paths, pages, infos, warnings = queued_frames(results)

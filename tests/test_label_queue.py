@@ -213,3 +213,61 @@ def test_label_command_serves_the_queue_first_and_stops_on_sigterm(tmp_path):
     assert [f["name"] for f in frames] == [Path(e.source).name for e in queue] + ["extra.tif"]
     assert [f["info"]["confidence"] for f in frames[:3]] == pytest.approx(
         [e.confidence for e in queue])
+
+
+def test_a_frame_of_another_acquisition_with_a_saved_stem_gets_its_own(tmp_path, monkeypatch):
+    # before: video frames are all frame_00000.tif, ...; labelling a second acquisition into
+    # the same DATA opened the first one's saved shapes on it, and Save overwrote its image
+    # and labels.
+    from label_helpers import plain_params, render, truth_geometry
+
+    from nwwatch.label.server import LabelSession
+    from nwwatch.label.store import save_labeled_frame
+
+    monkeypatch.chdir(tmp_path)
+    params = plain_params(21, 0)
+    first, second = render(params, seed=1)[0], render(params, seed=2)[0]
+    for folder, image in (("a", first), ("b", second)):
+        (tmp_path / folder).mkdir()
+        write_frame_tiff(tmp_path / folder / "frame_00000.tif", image, pixel_size_nm=0.5)
+    data = tmp_path / "DATA"
+    [ref_a] = frame_refs([Path("a/frame_00000.tif")], data_dir=data)
+    assert ref_a.stem == "frame_00000"
+    save_labeled_frame(data, ref_a.stem, first, truth_geometry(params),
+                       {"path": "a/frame_00000.tif", "page": 0})  # as saved before: relative
+    [ref_b] = frame_refs([tmp_path / "b/frame_00000.tif"], data_dir=data)
+    assert ref_b.stem.startswith("frame_00000_")
+    assert LabelSession([ref_b], data).is_saved(0) is False
+    # The same file, named another way, and the same frame moved elsewhere keep the stem.
+    assert frame_refs([tmp_path / "a/frame_00000.tif"], data_dir=data)[0].stem == ref_a.stem
+    (tmp_path / "a").rename(tmp_path / "moved")
+    assert frame_refs([tmp_path / "moved/frame_00000.tif"], data_dir=data)[0].stem == ref_a.stem
+
+
+def test_a_frame_named_twice_is_listed_once(tmp_path, monkeypatch):
+    # before: listed twice, the second time under a hashed stem: one frame, two stems, two
+    # copies in DATA for training.
+    monkeypatch.chdir(tmp_path)
+    write_frame_tiff(tmp_path / "f.tif", np.zeros((16, 16), np.uint16))
+    refs = frame_refs([Path("f.tif"), tmp_path / "f.tif"], [{"confidence": 0.1}, {}], [0, None])
+    assert [(r.stem, r.info) for r in refs] == [("f", {"confidence": 0.1})]
+
+
+def test_a_queued_frame_rewritten_since_is_skipped_with_a_warning(tmp_path):
+    # before: opened as the queued frame; its confidence and the recorded source_sha256 (in
+    # the saved geometry) were another frame's.
+    from nwwatch.segment.session import file_sha256
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    sources = [acq / f"f{k}.tif" for k in range(2)]
+    for k, path in enumerate(sources):
+        write_frame_tiff(path, np.full((16, 16), k, np.uint16))
+    results = tmp_path / "results"
+    offer(results, [Candidate(QueueEntry(str(p), 0, file_sha256(p), 0.1 * k), np.zeros((8, 8)))
+                    for k, p in enumerate(sources)])
+    write_frame_tiff(sources[0], np.full((16, 16), 7, np.uint16))  # re-recorded
+    paths, pages, infos, warnings = queued_frames(results)
+    assert paths == [sources[1]]
+    assert warnings == [f"{sources[0]}: rewritten since frame 0 was queued (its SHA-256 "
+                        "differs); skipped"]

@@ -411,3 +411,31 @@ def test_a_pattern_that_matched_nothing_is_named_as_such(tmp_path):
     result = CliRunner().invoke(main, ["measure", str(tmp_path / "f.tif"), "--out",
                                        str(tmp_path / "r.parquet")])
     assert result.exit_code == 2 and "shell pattern" not in result.output
+
+
+@pytest.mark.parametrize("axis_deg", [0.0, 30.0, 150.0])
+def test_overlay_labels_stay_inside_the_picture(axis_deg):
+    # before: the facet's label was placed at the line's lower end; a facet near the frame's
+    # bottom edge put it below the picture, so the facet source (interface, ...) was not shown.
+    import dataclasses
+
+    c = render_ideal_cap((160, 160), 120.0, 30.0, axis_deg, (130.0, 80.0))
+    r = measure_contact_angle(c.labels)
+    assert r.facet_source == "interface"
+    with_label = draw_overlay(None, c.labels, r)
+    without = draw_overlay(None, c.labels, dataclasses.replace(r, facet_source=None))
+    assert np.count_nonzero((with_label != without).any(axis=2)) > 100
+
+
+def test_overlay_shows_the_rejected_points():
+    # before: the points were drawn first and the fitted lines over them: on this frame
+    # (the docs' figure) none of the 25 rejected interface points was left magenta.
+    from nwwatch.synth.insitu import frame_params, render_insitu_frame
+
+    image, labels, truth = render_insitu_frame(frame_params(7, 0), np.random.default_rng(0))
+    r = measure_contact_angle(labels, pixel_size_nm=truth["pixel_size_nm"])
+    rejected = np.rint(r.points.facet_rejected).astype(int)
+    assert len(rejected) >= 10
+    picture = draw_overlay(image, labels, r)
+    magenta = np.all(picture[rejected[:, 0], rejected[:, 1]] == (255, 0, 255), axis=1)
+    assert magenta.mean() > 0.8

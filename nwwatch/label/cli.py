@@ -15,14 +15,23 @@ from nwwatch.options import InputFile
 
 def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], list[str]]:
     """(paths, pages, infos, warnings) of the label queue of RESULTS, least confident first;
-    entries whose source file is gone become warnings."""
+    entries whose source file is gone, or was rewritten since (its SHA-256 is not the queued
+    one: the confidence and the recorded source were another frame's), become warnings."""
     from nwwatch.results.label_queue import read_queue
+    from nwwatch.segment.session import file_sha256
 
     paths, pages, infos, warnings = [], [], [], []
+    hashes: dict[Path, str] = {}
     for entry in read_queue(results):
         source = Path(entry.source)
         if not source.is_file():
             warnings.append(f"{source}: queued frame {entry.frame} is no longer there; skipped")
+            continue
+        if source not in hashes:
+            hashes[source] = file_sha256(source)
+        if entry.source_sha256 and hashes[source] != entry.source_sha256:
+            warnings.append(f"{source}: rewritten since frame {entry.frame} was queued (its "
+                            "SHA-256 differs); skipped")
             continue
         paths.append(source)
         pages.append(entry.frame)
@@ -83,7 +92,7 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
                                      param_hint="'--queue'")
         raise click.UsageError("no frames: give FRAMES, or --queue RESULTS with queued frames")
     try:
-        refs = frame_refs(paths, infos, pages)
+        refs = frame_refs(paths, infos, pages, data_dir)
     except (InputError, DatasetLayoutError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     # Checked before the page opens, not at the first proposal or the first save; the model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,11 +39,16 @@ def _pages(path: Path) -> int:
 
 def frame_refs(paths: Sequence[str | os.PathLike[str]],
                infos: Sequence[dict[str, Any]] | None = None,
-               pages: Sequence[int | None] | None = None) -> list[FrameRef]:
+               pages: Sequence[int | None] | None = None,
+               data_dir: Path | None = None) -> list[FrameRef]:
     """One :class:`FrameRef` per page of every file (or only page ``pages[i]`` of file i).
 
     Stems are the file's stem (``_p0003`` appended for page 3 of a stack); a stem that two
-    files share gets a short hash of the file's absolute path appended.
+    files share gets a short hash of the file's absolute path appended, and so does a stem
+    that ``data_dir`` (the DATA folder) already holds for another frame (:func:`_taken`):
+    ``frame_00000.tif`` of a second acquisition never opens, nor overwrites, the labels saved
+    for the first one's. A page named twice (the same file given twice, or a queued frame
+    among FRAMES too) is listed once, at its first place (with the queue's ``info``).
 
     Raises
     ------
@@ -51,6 +57,7 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
     """
     refs: list[FrameRef] = []
     seen: set[str] = set()
+    listed: set[tuple[Path, int]] = set()
     for i, raw in enumerate(paths):
         path = Path(raw)
         if not path.is_file():
@@ -58,12 +65,42 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
         n = _pages(path)
         wanted = [pages[i]] if pages is not None and pages[i] is not None else range(n)
         for page in wanted:
+            if (path.resolve(), int(page)) in listed:
+                continue  # named twice (overlapping globs, a queued frame given again): once
+            listed.add((path.resolve(), int(page)))
             stem = safe_stem(path.stem) + (f"_p{page:04d}" if n > 1 else "")
-            if stem in seen:
+            if stem in seen or (data_dir is not None and _taken(data_dir, stem, path, page)):
                 stem += "_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]
             seen.add(stem)
             refs.append(FrameRef(path, int(page), stem, dict(infos[i]) if infos else {}))
     return refs
+
+
+def _taken(data_dir: Path, stem: str, path: Path, page: int) -> bool:
+    """Whether DATA holds ``stem`` for another frame than page ``page`` of ``path``: its
+    geometry names another source file or page (a relative source path is taken from the
+    current folder, as the command's own paths are), and its saved image is not this frame's
+    pixels either (the same frame moved to another folder is the same frame). A stem in
+    ``images/`` without a geometry file (a folder written by other means) is taken too."""
+    image_file = Path(data_dir) / "images" / f"{stem}.tif"
+    geometry_file = Path(data_dir) / "geometry" / f"{stem}.json"
+    if not image_file.exists() and not geometry_file.exists():
+        return False
+    try:
+        source = json.loads(geometry_file.read_text()).get("source") or {}
+        if (Path(str(source.get("path"))).resolve() == path.resolve()
+                and int(source.get("page", 0)) == page):
+            return False
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass  # no or broken geometry: the pixels decide
+    try:
+        from nwwatch.io import read_frames
+
+        saved = read_frames(image_file)[0].image
+        mine = read_frame(FrameRef(path, page, stem))[0]
+    except Exception:  # noqa: BLE001 - an unreadable saved image is not this frame's
+        return True
+    return not (saved.shape == mine.shape and np.array_equal(saved, mine))
 
 
 def read_frame(ref: FrameRef) -> tuple[np.ndarray, float | None]:

@@ -11,7 +11,9 @@ corrects by dragging handles:
   wire/droplet intensity step where that is clear), so the proposal matches the service's row;
 - wire polygon: the main wire's outline simplified by ``cv2.approxPolyDP`` and moved half a
   pixel outwards (the outline runs through the centres of the boundary pixels; the 50 %
-  coverage edge lies half a pixel further out);
+  coverage edge lies half a pixel further out); with a facet line, the wire first reaches up
+  to it along the base (:func:`close_seam`), so the droplet still sits on the wire where the
+  facet was moved off the model's wire (onto the frame's intensity step);
 - every other wire or droplet blob of at least ``min_area_px`` pixels: a polygon stroke of
   its class, so nothing the model saw is dropped.
 """
@@ -32,6 +34,13 @@ SIMPLIFY_PX = 1.5
 MAX_VERTICES = 12
 #: Droplet outline points closer than this to the wire are not on the free surface (px).
 WIRE_MARGIN_PX = 2
+#: How far (px) the wire is grown towards the facet line along the base: the measurement
+#: moves the facet up to ``nwwatch.measure.refine.MAX_SHIFT_PX`` (4 px) onto the frame's
+#: intensity step, plus one pixel for the labels' own boundary.
+SEAM_PX = 5.0
+#: ... and how far past the line onto the droplet's side, where the droplet covers it, so the
+#: polygon simplification (``SIMPLIFY_PX``) cannot open the seam again.
+SEAM_OVERLAP_PX = 2.0
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +85,39 @@ def _offset(poly_xy: np.ndarray, distance: float) -> np.ndarray:
     miter = n_in + n_out
     cos = np.maximum(1.0 + (n_in * n_out).sum(axis=1), 0.5)
     return poly_xy + distance * miter / cos[:, None]
+
+
+def close_seam(wire: np.ndarray, facet: tuple[tuple[float, float], tuple[float, float]],
+               droplet: Circle) -> np.ndarray:
+    """``wire`` (bool (H, W)) grown up to the facet line along the base.
+
+    The facet segment ``facet`` ((row, col), (row, col)) ends at the triple points. Pixels
+    inside ``droplet``'s disk whose centre projects between the segment's ends and lies from
+    ``SEAM_PX`` on the wire's side (the side of the wire pixels near the line) to
+    ``SEAM_OVERLAP_PX`` on the droplet's side become wire. The rasterised droplet is the disk
+    cut by the facet line, so without this a facet moved off the model's wire leaves a strip
+    of background between droplet and wire in the saved labels (a droplet that does not sit
+    on the wire: its labels measure ``interface_missing``). Returns a new bool (H, W).
+    """
+    a, b = (np.asarray(p, dtype=float) for p in facet)
+    length = float(np.hypot(*(b - a)))
+    if length == 0 or not wire.any():
+        return wire
+    t = (b - a) / length
+    n = np.array([-t[1], t[0]])
+    rows, cols = np.indices(wire.shape, dtype=float)
+    along = (rows - a[0]) * t[0] + (cols - a[1]) * t[1]
+    across = (rows - a[0]) * n[0] + (cols - a[1]) * n[1]
+    base = (along >= 0) & (along <= length)
+    near = base & (np.abs(across) <= SEAM_PX + 1) & wire
+    if not near.any():
+        return wire
+    if across[near].mean() > 0:  # measure ``across`` positive towards the droplet
+        across = -across
+    (cr, cc), radius = droplet.center, droplet.radius_px
+    disk = (rows - cr) ** 2 + (cols - cc) ** 2 <= radius**2
+    seam = base & disk & (across >= -SEAM_PX) & (across <= SEAM_OVERLAP_PX)
+    return wire | seam
 
 
 def _free_surface_circle(droplet: np.ndarray, wire: np.ndarray) -> Circle | None:
@@ -155,6 +197,8 @@ def propose_geometry(
             n = np.array([-math.sin(angle), math.cos(angle)])  # (d_row, d_col) along the facet
             p = np.array([result.facet_row, result.facet_col])
             facet = (tuple(map(float, p + half * n)), tuple(map(float, p - half * n)))
+    if main_wire and facet is not None and droplet is not None:
+        wire_mask = close_seam(wire_mask, facet, droplet)
     wire = outline_polygon(wire_mask) if main_wire else None
 
     strokes = []

@@ -280,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(preview(geometry))
             ref = self.session.frames[index]
             image, _ = self.session.image(index)
-            source = {"path": str(ref.path), "page": ref.page, **ref.info}
+            source = {"path": str(ref.path.resolve()), "page": ref.page, **ref.info}
             base = parse_qs(query, keep_blank_values=True).get("base")
             with self.session._save_lock:  # the check and the write, one save at a time
                 current = saved_token(self.session.data_dir, ref.stem)

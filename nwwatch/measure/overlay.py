@@ -43,7 +43,12 @@ def _text(canvas: np.ndarray, text: str, org: tuple[int, int], color, scale: flo
     # thicker stroke does not line up with OpenCV 5's font engine).
     thick = max(1, int(round(scale * 2)))
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    x, y = org
+    # Kept inside the canvas: a label placed at a line's end or a point near the border (a
+    # facet reaching past the frame's edge) would otherwise be drawn off the picture.
+    height, width = canvas.shape[:2]
+    x = min(max(org[0], 2), max(width - w - 3, 2))
+    y = min(max(org[1], h + 2), max(height - base - 1, h + 2))
+    org = (x, y)
     cv2.rectangle(canvas, (x - 2, y - h - 2), (x + w + 2, y + base), (0, 0, 0), -1)
     cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
 
@@ -83,11 +88,7 @@ def draw_overlay(
                                        cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(canvas, contours, -1, color, 1, cv2.LINE_AA)
     r = result
-    if r.points is not None:
-        for pts, color in ((r.points.circle, _ORANGE), (r.points.facet, _BLUE),
-                           (r.points.circle_rejected, _MAGENTA),
-                           (r.points.facet_rejected, _MAGENTA)):
-            _dots(canvas, pts, color)
+    facet_label = None  # drawn after the points, over them
     if r.facet_row is not None and r.facet_angle_deg is not None:
         phi = math.radians(r.facet_angle_deg)
         d = np.array([-math.sin(phi), math.cos(phi)])  # facet direction (row, col)
@@ -102,13 +103,21 @@ def draw_overlay(
                 edge = f", image {r.facet_edge_shift_px:+.1f} px"
             elif r.facet_edge not in (None, "labels"):
                 edge = f", labels ({r.facet_edge})"
-            _text(canvas, f"facet: {r.facet_source}{edge}", (int(end[1]) + 4 * lw, int(end[0])),
-                  _BLUE, 0.4 * scale)
+            facet_label = (f"facet: {r.facet_source}{edge}", (int(end[1]) + 4 * lw, int(end[0])))
     if r.circle_center_row is not None and r.droplet_radius_px is not None:
         centre = _pt(r.circle_center_row, r.circle_center_col)
         cv2.circle(canvas, centre, int(round(r.droplet_radius_px * _ONE)), _ORANGE, lw,
                    cv2.LINE_AA, _SHIFT)
         cv2.circle(canvas, centre, 3 * _ONE * lw, _ORANGE, -1, cv2.LINE_AA, _SHIFT)
+    # The points go over the lines: a rejected point lies on or next to the fitted line, which
+    # drawn afterwards covered every one of them.
+    if r.points is not None:
+        for pts, color in ((r.points.circle, _ORANGE), (r.points.facet, _BLUE),
+                           (r.points.circle_rejected, _MAGENTA),
+                           (r.points.facet_rejected, _MAGENTA)):
+            _dots(canvas, pts, color)
+    if facet_label is not None:
+        _text(canvas, *facet_label, _BLUE, 0.4 * scale)
     sides = (
         (r.triple_left_row, r.triple_left_col, r.contact_angle_left_deg, "L"),
         (r.triple_right_row, r.triple_right_col, r.contact_angle_right_deg, "R"),
