@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ideal_caps import axis_vectors, render_ideal_cap
 
 from nwwatch.classes import DROPLET, NANOWIRE
@@ -20,6 +22,7 @@ from nwwatch.measure.capcheck import (
     cap_excess_sigma_deg,
     triple_depth_sigma_deg,
     triple_point_depth_px,
+    triple_tolerance_px,
 )
 
 SHAPE = (256, 256)
@@ -100,10 +103,49 @@ def test_triple_depth_reads_the_union_and_leaves_the_frame_border_out():
     centre = np.array([150.0, 150.0])
     assert triple_point_depth_px(big, big, (50, 50), (400, 400), (centre, centre)) == \
         TRIPLE_WINDOW_PX
-    assert triple_depth_sigma_deg(None, 40.0) == 0.0
-    assert triple_depth_sigma_deg(TRIPLE_TOLERANCE_PX, 40.0) == 0.0
-    assert triple_depth_sigma_deg(TRIPLE_TOLERANCE_PX + 2.0, 40.0) == pytest.approx(
+    assert triple_depth_sigma_deg(None, 40.0, 120.0) == 0.0
+    assert triple_depth_sigma_deg(TRIPLE_TOLERANCE_PX, 40.0, 120.0) == 0.0
+    assert triple_depth_sigma_deg(TRIPLE_TOLERANCE_PX + 2.0, 40.0, 120.0) == pytest.approx(
         math.degrees(2.0 / 40.0))
+    # Above ~150 deg the closed background wedge sets the tolerance.
+    assert triple_depth_sigma_deg(6.0, 40.0, 170.0) == 0.0
+    assert triple_depth_sigma_deg(8.0, 40.0, 170.0) == pytest.approx(
+        math.degrees((8.0 - triple_tolerance_px(170.0)) / 40.0))
+
+
+def test_triple_tolerance_is_the_floor_up_to_148_deg_then_the_closed_wedge():
+    for theta in (30.0, 90.0, 120.0, 148.5):
+        assert triple_tolerance_px(theta) == TRIPLE_TOLERANCE_PX
+    assert triple_tolerance_px(160.0) == pytest.approx(
+        0.5 * math.sqrt(2.0) + 0.5 / math.tan(math.radians(10.0)))
+    assert triple_tolerance_px(150.0) < triple_tolerance_px(160.0) < triple_tolerance_px(170.0)
+    assert math.isfinite(triple_tolerance_px(180.0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(theta=st.floats(40.0, 170.0), a=st.floats(15.0, 60.0), axis=st.floats(-180.0, 180.0),
+       shift=st.tuples(st.floats(-0.5, 0.5), st.floats(-0.5, 0.5)),
+       wire_ratio=st.sampled_from([1.0, 1.3, 0.85]), probability=st.booleans())
+def test_exact_labels_are_a_cap_for_any_angle_size_and_base(theta, a, axis, shift,
+                                                             wire_ratio, probability):
+    """Exact labels of any angle (40-170 deg), size (a = 15-60 px), in-plane
+    orientation, sub-pixel position and base (on the wire's edge, narrower or wider than the
+    wire), from the mask or the coverage as probability: no droplet pixel beyond the cap and
+    the triple points on the outline (within the tolerance at the measured angle)."""
+    a = min(a, 100.0 * math.sin(math.radians(theta)))  # R <= 100 px: the cap fits the frame
+    u, _ = axis_vectors(axis)
+    radius = a / math.sin(math.radians(theta))
+    facet = np.array([128.0, 128.0]) + np.array(shift) - 0.3 * radius * u
+    cap = render_ideal_cap(SHAPE, theta, a, axis, tuple(facet), wire_radius_px=wire_ratio * a)
+    r = measure_contact_angle(cap.labels, cap.droplet_coverage if probability else None)
+    if cap.cap_height_px >= 10.0:  # flatter caps may have too few free-surface points
+        assert r.cap_excess_px is not None, r.reason  # the measurement reached the cap check
+    if r.cap_excess_px is None:
+        return
+    assert r.cap_excess_px == 0.0
+    if r.angle_valid:
+        assert r.triple_depth_px is not None
+        assert r.triple_depth_px <= triple_tolerance_px(r.contact_angle_deg)
 
 
 def test_sigma_term_is_the_excess_as_a_facet_shift():
@@ -130,3 +172,45 @@ def test_a_sliver_beyond_the_circle_counts_above_the_line_only():
     below[54:58, 62:72] = True  # beyond the circle but below the line
     assert cap_excess_px(below, (10, 5), centre + (10, 5), 20.0, foot + (10, 5), normal, a,
                          0.0) == 0.0
+
+
+@pytest.mark.parametrize(("theta", "a", "axis", "probability"),
+                         [(155.0, 20.0, 90.0, False), (165.0, 20.0, 90.0, False),
+                          (165.0, 30.0, 17.0, True)])
+def test_a_steep_cap_on_a_wider_facet_closes_the_background_wedge(theta, a, axis, probability):
+    """Above ~150 deg on a facet wider than the base, the background between droplet and
+    facet is a wedge of 180 deg - theta that a mask fills near its apex: exact triple points
+    then read 3 px deep or more. That is the labels' grid, not a misplaced line: no term."""
+    u, _ = axis_vectors(axis)
+    radius = a / math.sin(math.radians(theta))
+    facet = tuple(np.array([128.0, 128.0]) - 0.3 * radius * u)
+    cap = render_ideal_cap(SHAPE, theta, a, axis, facet, wire_radius_px=1.3 * a)
+    r = measure_contact_angle(cap.labels, cap.droplet_coverage if probability else None)
+    assert r.angle_valid, r.reason
+    assert r.triple_depth_px > TRIPLE_TOLERANCE_PX  # the case is what it claims
+    assert r.triple_depth_px <= triple_tolerance_px(r.contact_angle_deg)
+    assert triple_depth_sigma_deg(r.triple_depth_px, r.base_half_width_px,
+                                  r.contact_angle_deg) == 0.0
+    assert r.cap_excess_px == 0.0
+
+
+def test_pixels_within_the_tolerance_of_the_circle_or_the_line_are_not_counted():
+    """A ring 0.6-1.0 px outside the circle, and droplet 0-1 px above the facet line beyond
+    the circle, are within the 1.5 px tolerance: nothing counted. The same labels 3 px further
+    out are counted."""
+    yy, xx = np.mgrid[0:80, 0:80]
+    dist = np.hypot(yy - 40.0, xx - 40.0)
+    centre, normal, foot = np.array([40.0, 40.0]), np.array([-1.0, 0.0]), np.array([50.0, 40.0])
+    a = math.sqrt(20.0**2 - 10.0**2)
+    droplet = (dist <= 20.0) & (yy <= 50)
+    ring = droplet | ((dist > 20.6) & (dist < 21.0) & (yy < 45))
+    assert cap_excess_px(ring, (0, 0), centre, 20.0, foot, normal, a, 0.0) == 0.0
+    far_ring = droplet | ((dist > 23.6) & (dist < 24.0) & (yy < 45))
+    assert cap_excess_px(far_ring, (0, 0), centre, 20.0, foot, normal, a, 0.0) > 0.0
+    on_line = droplet.copy()
+    on_line[49:51, 61:65] = True  # 3-5 px beyond the circle, 0-1 px above the line
+    assert cap_excess_px(on_line, (0, 0), centre, 20.0, foot, normal, a, 0.0) == 0.0
+    above = droplet.copy()
+    above[45:47, 62:66] = True  # 4-5 px above the line, 2.6-6 px beyond the circle
+    assert cap_excess_px(above, (0, 0), centre, 20.0, foot, normal, a, 0.0) == pytest.approx(
+        8.0 / (2 * a))
