@@ -37,7 +37,7 @@ def _frame(r, truth_deg: float) -> dict[str, Any]:
     a = r.base_half_width_px
     terms = {"cap_excess": (cap_excess_sigma_deg(r.cap_excess_px, a)
                             if r.cap_excess_px is not None else 0.0),
-             "triple_depth": (triple_depth_sigma_deg(r.triple_depth_px, a, r.contact_angle_deg)
+             "triple_depth": (triple_depth_sigma_deg(r.triple_depth_px, a)
                               if a is not None else 0.0)}
     sigma = r.contact_angle_uncertainty_deg
     out = {"status": r.status, "reason_code": r.reason_code,
@@ -108,8 +108,7 @@ def exact_labels(per_geometry: int, per_bin: int, seed: int) -> dict[str, Any]:
            "triple_depth_decided": len(depths),
            "max_triple_depth_px": float(max(depths, default=0.0)),
            "triple_term_nonzero": sum(triple_depth_sigma_deg(r.triple_depth_px,
-                                                             r.base_half_width_px,
-                                                             r.contact_angle_deg) > 0
+                                                             r.base_half_width_px) > 0
                                       for r in measured)}
     print(f"exact labels: {out}")
     return out

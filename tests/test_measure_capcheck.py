@@ -22,8 +22,9 @@ from nwwatch.measure.capcheck import (
     cap_excess_sigma_deg,
     triple_depth_sigma_deg,
     triple_point_depth_px,
-    triple_tolerance_px,
 )
+from nwwatch.synth.geometry import WireSpec, droplet_geometry
+from nwwatch.synth.labels import scene_labels
 
 SHAPE = (256, 256)
 
@@ -103,23 +104,10 @@ def test_triple_depth_reads_the_union_and_leaves_the_frame_border_out():
     centre = np.array([150.0, 150.0])
     assert triple_point_depth_px(big, big, (50, 50), (400, 400), (centre, centre)) == \
         TRIPLE_WINDOW_PX
-    assert triple_depth_sigma_deg(None, 40.0, 120.0) == 0.0
-    assert triple_depth_sigma_deg(TRIPLE_TOLERANCE_PX, 40.0, 120.0) == 0.0
-    assert triple_depth_sigma_deg(TRIPLE_TOLERANCE_PX + 2.0, 40.0, 120.0) == pytest.approx(
+    assert triple_depth_sigma_deg(None, 40.0) == 0.0
+    assert triple_depth_sigma_deg(TRIPLE_TOLERANCE_PX, 40.0) == 0.0
+    assert triple_depth_sigma_deg(TRIPLE_TOLERANCE_PX + 2.0, 40.0) == pytest.approx(
         math.degrees(2.0 / 40.0))
-    # Above ~150 deg the closed background wedge sets the tolerance.
-    assert triple_depth_sigma_deg(6.0, 40.0, 170.0) == 0.0
-    assert triple_depth_sigma_deg(8.0, 40.0, 170.0) == pytest.approx(
-        math.degrees((8.0 - triple_tolerance_px(170.0)) / 40.0))
-
-
-def test_triple_tolerance_is_the_floor_up_to_148_deg_then_the_closed_wedge():
-    for theta in (30.0, 90.0, 120.0, 148.5):
-        assert triple_tolerance_px(theta) == TRIPLE_TOLERANCE_PX
-    assert triple_tolerance_px(160.0) == pytest.approx(
-        0.5 * math.sqrt(2.0) + 0.5 / math.tan(math.radians(10.0)))
-    assert triple_tolerance_px(150.0) < triple_tolerance_px(160.0) < triple_tolerance_px(170.0)
-    assert math.isfinite(triple_tolerance_px(180.0))
 
 
 @settings(max_examples=30, deadline=None)
@@ -130,8 +118,8 @@ def test_exact_labels_are_a_cap_for_any_angle_size_and_base(theta, a, axis, shif
                                                              wire_ratio, probability):
     """Exact labels of any angle (40-170 deg), size (a = 15-60 px), in-plane
     orientation, sub-pixel position and base (on the wire's edge, narrower or wider than the
-    wire), from the mask or the coverage as probability: no droplet pixel beyond the cap and
-    the triple points on the outline (within the tolerance at the measured angle)."""
+    wire), from the mask or the coverage as probability: no droplet pixel beyond the cap; up
+    to 150 deg the triple points on the outline (steeper: a known limit, the test below)."""
     a = min(a, 100.0 * math.sin(math.radians(theta)))  # R <= 100 px: the cap fits the frame
     u, _ = axis_vectors(axis)
     radius = a / math.sin(math.radians(theta))
@@ -143,9 +131,9 @@ def test_exact_labels_are_a_cap_for_any_angle_size_and_base(theta, a, axis, shif
     if r.cap_excess_px is None:
         return
     assert r.cap_excess_px == 0.0
-    if r.angle_valid:
+    if r.angle_valid and theta <= 150.0:
         assert r.triple_depth_px is not None
-        assert r.triple_depth_px <= triple_tolerance_px(r.contact_angle_deg)
+        assert r.triple_depth_px <= TRIPLE_TOLERANCE_PX
 
 
 def test_sigma_term_is_the_excess_as_a_facet_shift():
@@ -174,24 +162,27 @@ def test_a_sliver_beyond_the_circle_counts_above_the_line_only():
                          0.0) == 0.0
 
 
+@pytest.mark.xfail(strict=True, reason="known limit (docs/measurement.md, Limits): exact "
+                   "labels of a steep cap on a facet wider than its base read 3-7 px deep "
+                   "and are charged; the wedge tolerance that fixes it passes tilted-wire "
+                   "errors (tried, not kept)")
 @pytest.mark.parametrize(("theta", "a", "axis", "probability"),
                          [(155.0, 20.0, 90.0, False), (165.0, 20.0, 90.0, False),
                           (165.0, 30.0, 17.0, True)])
 def test_a_steep_cap_on_a_wider_facet_closes_the_background_wedge(theta, a, axis, probability):
     """Above ~150 deg on a facet wider than the base, the background between droplet and
     facet is a wedge of 180 deg - theta that a mask fills near its apex: exact triple points
-    then read 3 px deep or more. That is the labels' grid, not a misplaced line: no term."""
+    then read 3 px deep or more. That is the labels' grid, not a misplaced line, yet the
+    term charges it."""
     u, _ = axis_vectors(axis)
     radius = a / math.sin(math.radians(theta))
     facet = tuple(np.array([128.0, 128.0]) - 0.3 * radius * u)
     cap = render_ideal_cap(SHAPE, theta, a, axis, facet, wire_radius_px=1.3 * a)
     r = measure_contact_angle(cap.labels, cap.droplet_coverage if probability else None)
-    assert r.angle_valid, r.reason
-    assert r.triple_depth_px > TRIPLE_TOLERANCE_PX  # the case is what it claims
-    assert r.triple_depth_px <= triple_tolerance_px(r.contact_angle_deg)
-    assert triple_depth_sigma_deg(r.triple_depth_px, r.base_half_width_px,
-                                  r.contact_angle_deg) == 0.0
     assert r.cap_excess_px == 0.0
+    assert abs(r.contact_angle_deg - cap.contact_angle_deg) < 1.0  # the angle is right
+    assert r.triple_depth_px > TRIPLE_TOLERANCE_PX  # the case is what it claims
+    assert triple_depth_sigma_deg(r.triple_depth_px, r.base_half_width_px) == 0.0
 
 
 def test_pixels_within_the_tolerance_of_the_circle_or_the_line_are_not_counted():
@@ -214,3 +205,19 @@ def test_pixels_within_the_tolerance_of_the_circle_or_the_line_are_not_counted()
     above[45:47, 62:66] = True  # 4-5 px above the line, 2.6-6 px beyond the circle
     assert cap_excess_px(above, (0, 0), centre, 20.0, foot, normal, a, 0.0) == pytest.approx(
         8.0 / (2 * a))
+
+
+def test_a_steep_cap_on_a_tilted_wire_with_a_deep_triple_point_is_refused():
+    """Why the closed wedge may not widen the tolerance: this steep cap (164.3 deg apparent,
+    wire tilted 10.3 deg) is measured 2.6 deg too steep with its triple point 5.4 px deep;
+    the 2.5 px refuse it, a wedge tolerance at that angle (5.1 px) would pass it at
+    sigma 0.6 deg."""
+    wire = WireSpec(facet_row=217.44010519541598, facet_col=239.37525642355683,
+                    axis_deg=-66.2963655402588, radius_px=37.68559541090339,
+                    tilt_deg=10.306468212868248, theta_deg=164.33124296799616)
+    labels, coverage = scene_labels((wire,), (512, 512), factor=1, fine=10)
+    r = measure_contact_angle(labels, coverage)
+    assert abs(r.contact_angle_deg - droplet_geometry(wire).theta_apparent_deg) > 2.0
+    assert r.triple_depth_px > 5.0
+    assert not r.angle_valid
+    assert "triple points inside" in r.reason

@@ -47,9 +47,10 @@ def cap_excess_px(
     Counts the droplet pixels on the droplet's side of the facet line and outside the circle,
     both by more than max(:data:`MIN_TOLERANCE_PX`, :data:`TOLERANCE_RMS` x residual RMS)
     (the circle and the half plane as OpenCV rasterises them, coordinates to 1/16 px: within
-    about half a pixel of a test on the pixel centres; OpenCV draws a circle of 15 px or more
-    as an inscribed 72-gon, 0.001 R inside it, 0.25 px at R = 250 px), and divides by the
-    chord 2a (at least 1 px: a circle that only touches the line gives a count). Below
+    about half a pixel of a test on the pixel centres; OpenCV 5.0 draws the circle as a
+    polygon, which leaves out pixel centres up to 0.12 px inside it at R = 250 px, 0.8 px at
+    R = 1000 px), and divides by the chord 2a (at least 1 px: a circle that only touches the
+    line still gives a count). Below
     the line nothing is counted: a wire tilted out of the image plane shows droplet there,
     under its elliptical facet.
     """
@@ -81,14 +82,8 @@ def cap_excess_sigma_deg(excess_px: float, half_chord_px: float) -> float:
 
 
 #: Triple points nearer background than this are on the outline (true labels: at most 2.2 px,
-#: the distance transform counts to the nearest pixel centre) ...
+#: the distance transform counts to the nearest pixel centre).
 TRIPLE_TOLERANCE_PX = 2.5
-#: ... or nearer than the closed wedge's depth (:func:`triple_tolerance_px`): above about
-#: 150 deg the background between the droplet and a facet going on beyond the contact line is
-#: a wedge of 180 deg - theta, narrower than a pixel up to 0.5 / tan((180 deg - theta) / 2) px
-#: from its apex, where a mask shows no background; plus half a pixel's diagonal for the
-#: rounding to the nearest pixel centre.
-_HALF_DIAGONAL_PX = 0.5 * math.sqrt(2.0)
 #: Depths are read up to this (px): deeper, the term refuses the angle at any size below
 #: a = 500 px anyway.
 TRIPLE_WINDOW_PX = 32
@@ -150,20 +145,10 @@ def triple_point_depth_px(
     return min(depths) if depths else None
 
 
-def triple_tolerance_px(theta_deg: float) -> float:
-    """Depth (px) up to which a triple point counts as on the outline of a cap of contact
-    angle ``theta_deg``: max(:data:`TRIPLE_TOLERANCE_PX`, 0.71 + 0.5 / tan((180 - theta) / 2));
-    2.5 px up to theta = 148.8 deg, 3.6 px at 160, 6.4 px at 170, unbounded towards 180."""
-    wedge_rad = math.radians(max(180.0 - theta_deg, 1e-6))
-    return max(TRIPLE_TOLERANCE_PX, _HALF_DIAGONAL_PX + 0.5 / math.tan(0.5 * wedge_rad))
-
-
-def triple_depth_sigma_deg(depth_px: float | None, half_chord_px: float,
-                           theta_deg: float) -> float:
+def triple_depth_sigma_deg(depth_px: float | None, half_chord_px: float) -> float:
     """Systematic 1-sigma (degrees) for triple points inside the wire and droplet: the depth
-    beyond :func:`triple_tolerance_px` at the measured ``theta_deg``, taken as that much doubt
-    about where the facet line lies (``d / a`` rad)."""
+    beyond :data:`TRIPLE_TOLERANCE_PX`, taken as that much doubt about where the facet line
+    lies (``d / a`` rad)."""
     if depth_px is None:
         return 0.0
-    excess = max(depth_px - triple_tolerance_px(theta_deg), 0.0)
-    return math.degrees(excess / max(half_chord_px, 0.5))
+    return math.degrees(max(depth_px - TRIPLE_TOLERANCE_PX, 0.0) / max(half_chord_px, 0.5))

@@ -352,7 +352,7 @@ def _measure(
         "facet_tilt": facet.systematic_deg if tilt_deg > 0 else 0.0,
         "facet_edge": edge_sigma_deg(edge.status, edge.shift_px, edge.sigma_px, half_chord),
         "droplet_shape": capcheck.cap_excess_sigma_deg(excess_px, half_chord),
-        "triple_points": capcheck.triple_depth_sigma_deg(depth_px, half_chord, theta_deg),
+        "triple_points": capcheck.triple_depth_sigma_deg(depth_px, half_chord),
     }
     sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), *(  # fits, then the systematics
         v for k, v in terms_deg.items() if k not in ("outline", "facet_line")))
