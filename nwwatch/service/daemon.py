@@ -120,7 +120,8 @@ class Daemon:
         if hasattr(signal, "SIGXFSZ"):
             # A file size limit must read as a failed write (EFBIG), not kill the service.
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        deadline = StopDeadline(self._stop, self.config.stop_timeout_seconds, self.log)
+        deadline = StopDeadline(self._stop, self.config.stop_timeout_seconds, self.log,
+                                ledger=self.config.ledger)
         try:
             return self._run()
         finally:

@@ -1,0 +1,104 @@
+"""Faults an operator meets: a name that cannot even be stat'ed, a stop that outlasts
+``stop_timeout_seconds`` (real ``nwwatch run`` processes, real signals)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from servicekit import DaemonProcess, frames_table, model, paint_insitu, wait_rows, write_config
+
+from nwwatch.io import write_frame_tiff
+
+T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    return tmp_path, acq, res, model(tmp_path)
+
+
+def _frame(folder: Path, i: int) -> str:
+    write_frame_tiff(folder / f"f{i:03d}.tif", paint_insitu(90 + i, size=48),
+                     acquired_at=T0 + timedelta(seconds=i))
+    return f"f{i:03d}.tif"
+
+
+def test_a_symlink_loop_created_while_running_is_quarantined_not_a_crash(setup):
+    # Before the fix the event for loopa.tif reached os.stat, whose ELOOP (an OSError other
+    # than FileNotFoundError/PermissionError) ended the service with a traceback: under
+    # systemd a restart loop, since every new event of the loop did it again.
+    tmp, acq, res, onnx = setup
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        daemon.wait_event("ready")
+        (acq / "loopa.tif").symlink_to("loopb.tif")
+        (acq / "loopb.tif").symlink_to("loopa.tif")
+        names = [_frame(acq, 0)]
+        wait_rows(res, 1, proc=daemon)
+        daemon.wait_event("file_quarantined", count=2)
+        names.append(_frame(acq, 1))  # still processing
+        wait_rows(res, 2, proc=daemon)
+    finally:
+        code, _ = daemon.terminate(timeout=30) if daemon.proc.poll() is None else (
+            daemon.wait_exit(), 0)
+    assert code == 0
+    assert sorted(os.path.basename(s) for s in frames_table(res).source) == names
+    rows = pq.read_table(res / "quarantine.parquet").to_pylist()
+    assert {os.path.basename(r["path"]): r["error_type"] for r in rows} == {
+        "loopa.tif": "UnreadableFileError", "loopb.tif": "UnreadableFileError"}
+    assert all("symbolic links" in r["reason"] for r in rows), rows
+
+
+def test_a_stop_that_outlasts_the_batch_in_flight_charges_the_file_no_attempt(setup):
+    # A stack that takes longer than stop_timeout_seconds (a big file on a CPU) is not the
+    # file's fault when the operator stops the service: before the fix the next start
+    # settled its batch "like after a crash" and charged the file alone an attempt, so
+    # max_attempts restarts during it quarantined a good file (here max_attempts = 1: one).
+    tmp, acq, res, onnx = setup
+    names = [_frame(acq, 0)]
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, max_attempts=1,
+                       extra="[service]\nstop_timeout_seconds = 1")
+    daemon = DaemonProcess(cfg, tmp / "log1", env={"NWWATCH_CRASH_AT": "in_batch:1"})
+    daemon.wait_event("ready")
+    ledger = res / "ledger.sqlite"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _count(ledger, "state='writing'"):
+        time.sleep(0.05)  # the batch of f000 hangs for good once claimed
+    code, seconds = daemon.terminate(timeout=30)
+    assert code == 1 and seconds < 25
+    timeout = daemon.wait_event("stop_timeout")
+    assert timeout["batches_released"] == 1
+    assert daemon.wait_event("stop_requested")["stop_timeout_seconds"] == 1
+    again = DaemonProcess(cfg, tmp / "log2")
+    try:
+        again.wait_event("reconciled_after_crash")
+        wait_rows(res, 1, proc=again)
+    finally:
+        code, _ = again.terminate(timeout=30)
+    assert code == 0
+    assert [os.path.basename(s) for s in frames_table(res).source] == names
+    assert _count(ledger, "state='done' AND attempts=0") == 1
+    assert not (res / "quarantine.parquet").exists() or \
+        pq.read_table(res / "quarantine.parquet").num_rows == 0
+
+
+def _count(ledger: Path, where: str) -> int:
+    if not ledger.exists():
+        return 0
+    db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+    try:
+        table = "batches" if "writing" in where else "items"
+        return db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
