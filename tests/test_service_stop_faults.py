@@ -102,3 +102,36 @@ def _count(ledger: Path, where: str) -> int:
         return 0
     finally:
         db.close()
+
+
+def test_metrics_after_a_restart_keep_the_last_frame_time_and_every_stage(setup):
+    # Before the fix a restarted service served
+    # nwwatch_last_frame_processed_timestamp_seconds 0 until a new frame came (a staleness
+    # alert read "no frame since 1970"), and the confidence stage's series appeared only
+    # after the first frame.
+    import re
+    import urllib.request
+
+    tmp, acq, res, onnx = setup
+    _frame(acq, 0)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2,
+                       extra='[dashboard]\nlisten = "127.0.0.1:0"')
+    first = DaemonProcess(cfg, tmp / "log1")
+    try:
+        wait_rows(res, 1, proc=first)
+    finally:
+        assert first.terminate(timeout=30)[0] == 0
+    db = sqlite3.connect(f"file:{res / 'ledger.sqlite'}?mode=ro", uri=True)
+    (done_at,) = db.execute("SELECT MAX(processed_at) FROM items WHERE state='done'").fetchone()
+    db.close()
+    again = DaemonProcess(cfg, tmp / "log2")
+    try:
+        url = again.wait_event("dashboard_listening")["url"]
+        text = urllib.request.urlopen(f"{url}metrics", timeout=10).read().decode()
+    finally:
+        assert again.terminate(timeout=30)[0] == 0
+    last = re.search(r"^nwwatch_last_frame_processed_timestamp_seconds (\S+)$", text, re.M)
+    assert last and abs(float(last.group(1)) - done_at) < 1e-3, last
+    for stage in ("hash", "read", "segment", "measure", "confidence", "write"):
+        assert re.search(rf'^nwwatch_stage_seconds_count\{{stage="{stage}"\}} 0\.0$', text,
+                         re.M), stage

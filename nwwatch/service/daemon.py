@@ -151,6 +151,7 @@ class Daemon:
                 engine.heartbeat = self.notifier.watchdog
                 seg = engine.segmenter  # /metrics: nwwatch_model_info
                 _metrics.set_model(seg.name, seg.model_sha256, seg.provider, engine.kind)
+            _metrics.set_last_frame((ledger.queries.last_done() or {}).get("processed_at"))
             refresh_quarantine(ledger, cfg.results, self.log, force=True)
             watches = [Watch(i, w, engines[i],
                               FolderWatcher(w, self._on_change(i), self.tracker.forget))
