@@ -1,5 +1,6 @@
 """Faults an operator meets: a name that cannot even be stat'ed, a stop that outlasts
-``stop_timeout_seconds`` (real ``nwwatch run`` processes, real signals)."""
+``stop_timeout_seconds``, /metrics after a restart, a full disk at start (real ``nwwatch run``
+processes, real signals)."""
 
 from __future__ import annotations
 
@@ -135,3 +136,35 @@ def test_metrics_after_a_restart_keep_the_last_frame_time_and_every_stage(setup)
     for stage in ("hash", "read", "segment", "measure", "confidence", "write"):
         assert re.search(rf'^nwwatch_stage_seconds_count\{{stage="{stage}"\}} 0\.0$', text,
                          re.M), stage
+
+
+def test_a_full_disk_at_start_is_one_structured_line_and_status_1(setup):
+    # Before the fix the lock's first write (EFBIG/ENOSPC) ended the start with a bare
+    # traceback; the unit restarts on status 1, and the journal now says what failed.
+    import json
+    import resource
+    import subprocess
+    import sys
+
+    from servicekit import REPO
+
+    tmp, acq, res, onnx = setup
+    cfg = write_config(tmp / "c.toml", acq, res, onnx)
+
+    def no_room() -> None:  # every file write past 1 byte fails, as on a full disk
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.getrlimit(
+            resource.RLIMIT_FSIZE)[1]))
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run([sys.executable, "-m", "nwwatch.service", "run", "--config",
+                           str(cfg)], cwd=REPO, env=env, preexec_fn=no_room,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    lines = [json.loads(x) for x in done.stderr.splitlines() if x.startswith("{")]
+    failed = [x for x in lines if x["event"] == "startup_failed"]
+    assert failed and failed[0]["exit_status"] == 1 and "File too large" in failed[0]["error"]
+    assert failed[0]["ledger"] == str(res / "ledger.sqlite")
