@@ -168,3 +168,43 @@ def test_a_full_disk_at_start_is_one_structured_line_and_status_1(setup):
     failed = [x for x in lines if x["event"] == "startup_failed"]
     assert failed and failed[0]["exit_status"] == 1 and "File too large" in failed[0]["error"]
     assert failed[0]["ledger"] == str(res / "ledger.sqlite")
+
+
+def test_a_truncated_ledger_names_the_rebuild_command_to_run(setup):
+    # Before the fix the message said `nwwatch ledger rebuild RESULTS --ledger …`, a
+    # placeholder the operator had to fill in; it names the results folder now.
+    import shlex
+    import subprocess
+    import sys
+
+    from servicekit import REPO
+
+    tmp, acq, res, onnx = setup
+    _frame(acq, 0)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
+    daemon = DaemonProcess(cfg, tmp / "log1")
+    try:
+        wait_rows(res, 1, proc=daemon)
+    finally:
+        assert daemon.terminate(timeout=30)[0] == 0
+    ledger = res / "ledger.sqlite"
+    db = sqlite3.connect(ledger)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    os.truncate(ledger, 8192)
+    again = DaemonProcess(cfg, tmp / "log2")
+    assert again.wait_exit() == 78
+    failed = again.wait_event("startup_failed")
+    assert failed["error_type"] == "LedgerCorruptError"
+    command = f"nwwatch ledger rebuild {shlex.quote(str(res))}"
+    assert f"`{command}`" in failed["error"], failed["error"]
+    cli = "import sys; from nwwatch.cli import main; sys.argv[0] = 'nwwatch'; main()"
+    done = subprocess.run([sys.executable, "-c", cli, *shlex.split(command)[1:]],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    third = DaemonProcess(cfg, tmp / "log3")
+    try:
+        third.wait_event("ready")
+    finally:
+        assert third.terminate(timeout=30)[0] == 0
+    assert len(frames_table(res)) == 1

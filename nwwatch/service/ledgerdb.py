@@ -4,6 +4,7 @@ value types of :class:`nwwatch.service.ledger.Ledger`."""
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -128,8 +129,9 @@ class LedgerWriteError(OSError):
 
 
 
-def open_ledger_db(path: Path) -> sqlite3.Connection:
-    """Open (or create) the ledger, check it and bring its schema up to date."""
+def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Connection:
+    """Open (or create) the ledger, check it and bring its schema up to date. ``results_dir``
+    (the ledger's results folder) is named in the rebuild command of a damaged ledger."""
     fresh = not path.exists() or path.stat().st_size == 0
     try:
         db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
@@ -160,9 +162,9 @@ def open_ledger_db(path: Path) -> sqlite3.Connection:
     except sqlite3.OperationalError as exc:
         if "disk is full" in str(exc) or "I/O error" in str(exc):
             raise LedgerWriteError(f"{path}: cannot write the ledger ({exc})") from exc
-        raise LedgerCorruptError(_corrupt_message(path, exc)) from None
+        raise LedgerCorruptError(_corrupt_message(path, exc, results_dir)) from None
     except sqlite3.DatabaseError as exc:
-        raise LedgerCorruptError(_corrupt_message(path, exc)) from None
+        raise LedgerCorruptError(_corrupt_message(path, exc, results_dir)) from None
     return db
 
 
@@ -181,10 +183,12 @@ def mark_stopped(path: Path, timeout_s: float = 2.0) -> int:
         db.close()
 
 
-def _corrupt_message(path: Path, exc: Exception) -> str:
-    return (f"{path}: the ledger is damaged ({exc}); stop the service and run "
-            f"`nwwatch ledger rebuild RESULTS --ledger {path}` to rebuild it from the results "
-            "(docs/service.md, Recovery)")
+def _corrupt_message(path: Path, exc: Exception, results_dir: Path | None) -> str:
+    command = f"nwwatch ledger rebuild {shlex.quote(str(results_dir or 'RESULTS'))}"
+    if results_dir is None or path != results_dir / "ledger.sqlite":
+        command += f" --ledger {shlex.quote(str(path))}"
+    return (f"{path}: the ledger is damaged ({exc}); stop the service and run `{command}` "
+            "to rebuild it from the results (docs/service.md, Faults and recovery)")
 
 
 class Transaction:
