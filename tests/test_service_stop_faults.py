@@ -208,3 +208,36 @@ def test_a_truncated_ledger_names_the_rebuild_command_to_run(setup):
     finally:
         assert third.terminate(timeout=30)[0] == 0
     assert len(frames_table(res)) == 1
+
+
+def test_a_storage_pause_is_a_metric(setup):
+    # Before, /metrics had nothing to alert on while processing was paused by a full disk
+    # (the queue only grew when frames kept coming); nwwatch_storage_paused is 1 meanwhile.
+    import re
+    import resource
+    import urllib.request
+
+    tmp, acq, res, onnx = setup
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2,
+                       extra='backoff_seconds = 0.5\n[dashboard]\nlisten = "127.0.0.1:0"')
+    daemon = DaemonProcess(cfg, tmp / "log", pipe=True)
+
+    def paused(url: str) -> float:
+        text = urllib.request.urlopen(f"{url}metrics", timeout=10).read().decode()
+        return float(re.search(r"^nwwatch_storage_paused (\S+)$", text, re.M).group(1))
+
+    try:
+        url = daemon.wait_event("dashboard_listening")["url"]
+        assert paused(url) == 0
+        _, hard = resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (1, hard))
+        _frame(acq, 0)
+        daemon.wait_event("storage_paused")
+        assert paused(url) == 1
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        daemon.wait_event("storage_resumed")
+        wait_rows(res, 1, proc=daemon)
+        assert paused(url) == 0
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0

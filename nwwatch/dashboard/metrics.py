@@ -41,6 +41,9 @@ IN_FLIGHT = Gauge("nwwatch_in_flight_frames", "Frames in the batch being process
                   registry=REGISTRY)
 LAST_FRAME = Gauge("nwwatch_last_frame_processed_timestamp_seconds",
                    "Unix time of the last committed frame row", registry=REGISTRY)
+STORAGE_PAUSED = Gauge("nwwatch_storage_paused",
+                       "1 while results or the ledger cannot be written (processing paused)",
+                       registry=REGISTRY)
 MODEL_INFO = Gauge("nwwatch_model_info", "Models loaded by the service (value 1)",
                    ["name", "sha256", "provider", "kind"], registry=REGISTRY)
 for _outcome in OUTCOMES:  # every series exists from the start (0, not absent)
@@ -74,6 +77,11 @@ def observe_commit(rows: Iterable[Mapping[str, object]], timings_ms: Mapping[str
             STAGE_SECONDS.labels(stage=stage).observe(timings_ms[stage] / 1e3)
     if n:
         LAST_FRAME.set(committed_at if committed_at is not None else time.time())
+
+
+def set_storage_paused(paused: bool) -> None:
+    """``nwwatch_storage_paused``: 1 from ``storage_paused`` to ``storage_resumed``."""
+    STORAGE_PAUSED.set(1 if paused else 0)
 
 
 def set_last_frame(epoch_s: float | None) -> None:
