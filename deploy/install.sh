@@ -5,7 +5,10 @@
 #   sudo deploy/install.sh --reconfigure   # after editing /etc/nwwatch/nwwatch.toml
 #
 # Environment: PREFIX (/opt/nwwatch), CONFIG (/etc/nwwatch/nwwatch.toml), PYTHON (python3.11),
-# SERVICE_USER (nwwatch), EXTRA_PIP_ARGS (e.g. "onnxruntime-gpu[cuda,cudnn]" for the CUDA libs).
+# SERVICE_USER (nwwatch), EXTRA_PIP_ARGS (e.g. "onnxruntime-gpu[cuda,cudnn]" for the CUDA libs),
+# UNIT_DIR (/etc/systemd/system). The unit is written with PREFIX, CONFIG and SERVICE_USER in
+# place of the defaults it ships with. Run again after updating the checkout: it reinstalls and
+# restarts the service (a running one keeps its old code until restarted).
 set -euo pipefail
 
 PREFIX=${PREFIX:-/opt/nwwatch}
@@ -13,11 +16,16 @@ CONFIG=${CONFIG:-/etc/nwwatch/nwwatch.toml}
 PYTHON=${PYTHON:-python3.11}
 SERVICE_USER=${SERVICE_USER:-nwwatch}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-UNIT_DIR=/etc/systemd/system
+UNIT_DIR=${UNIT_DIR:-/etc/systemd/system}
 DROPIN_DIR=$UNIT_DIR/nwwatch.service.d
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "run as root (sudo)"
+for value in "$PREFIX" "$CONFIG" "$SERVICE_USER"; do
+    # written into the unit unquoted (ExecStart=, User=): no spaces or special characters
+    [[ $value =~ ^[A-Za-z0-9_./@+-]+$ ]] \
+        || die "'$value': PREFIX, CONFIG and SERVICE_USER may hold only letters, digits and _ . / @ + -"
+done
 command -v systemctl >/dev/null || die "systemd is required"
 
 write_dropin() {
@@ -74,10 +82,18 @@ if [[ ! -f $CONFIG ]]; then
 fi
 
 # 4. The unit and the drop-in generated from the configuration.
-install -m 0644 "$SRC/systemd/nwwatch.service" "$UNIT_DIR/nwwatch.service"
+unit=$(mktemp)
+sed -e "s#/opt/nwwatch#$PREFIX#g" -e "s#/etc/nwwatch/nwwatch.toml#$CONFIG#g" \
+    -e "s#^User=nwwatch\$#User=$SERVICE_USER#" -e "s#^Group=nwwatch\$#Group=$SERVICE_USER#" \
+    "$SRC/systemd/nwwatch.service" > "$unit"
+install -d -m 0755 "$UNIT_DIR"
+install -m 0644 "$unit" "$UNIT_DIR/nwwatch.service"
+rm -f "$unit"
 if write_dropin; then
     systemctl daemon-reload
-    systemctl enable --now nwwatch
+    systemctl enable nwwatch
+    # restart, not `enable --now`: after an update the running service must load the new code
+    systemctl restart nwwatch
     systemctl --no-pager status nwwatch || true
 else
     systemctl daemon-reload

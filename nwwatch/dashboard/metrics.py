@@ -21,9 +21,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 #: the measurement (any other status or reason code), a file quarantined (counted once per file:
 #: its frames were never read).
 OUTCOMES = ("ok", "flagged", "quarantined")
-#: Stages of ``nwwatch_stage_seconds``: per frame for read/segment/measure (the row's
+#: Stages of ``nwwatch_stage_seconds``: per frame for read/segment/measure/confidence (the row's
 #: ``*_ms`` columns), per batch for hash and write.
-STAGES = ("hash", "read", "segment", "measure", "write")
+STAGES = ("hash", "read", "segment", "measure", "confidence", "write")
 _BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
               30.0, 60.0, 300.0)
 
@@ -41,6 +41,9 @@ IN_FLIGHT = Gauge("nwwatch_in_flight_frames", "Frames in the batch being process
                   registry=REGISTRY)
 LAST_FRAME = Gauge("nwwatch_last_frame_processed_timestamp_seconds",
                    "Unix time of the last committed frame row", registry=REGISTRY)
+STORAGE_PAUSED = Gauge("nwwatch_storage_paused",
+                       "1 while results or the ledger cannot be written (processing paused)",
+                       registry=REGISTRY)
 MODEL_INFO = Gauge("nwwatch_model_info", "Models loaded by the service (value 1)",
                    ["name", "sha256", "provider", "kind"], registry=REGISTRY)
 for _outcome in OUTCOMES:  # every series exists from the start (0, not absent)
@@ -74,6 +77,19 @@ def observe_commit(rows: Iterable[Mapping[str, object]], timings_ms: Mapping[str
             STAGE_SECONDS.labels(stage=stage).observe(timings_ms[stage] / 1e3)
     if n:
         LAST_FRAME.set(committed_at if committed_at is not None else time.time())
+
+
+def set_storage_paused(paused: bool) -> None:
+    """``nwwatch_storage_paused``: 1 from ``storage_paused`` to ``storage_resumed``."""
+    STORAGE_PAUSED.set(1 if paused else 0)
+
+
+def set_last_frame(epoch_s: float | None) -> None:
+    """At start: the time of the last row the ledger records as committed (None: none yet),
+    so that a restart does not reset ``nwwatch_last_frame_processed_timestamp_seconds`` to 0,
+    which a staleness alert (``time() - …``) would read as no frame for decades."""
+    if epoch_s is not None:
+        LAST_FRAME.set(epoch_s)
 
 
 def observe_outcomes(states: Iterable[tuple[str, float | None]], committed_at: float | None,

@@ -58,6 +58,18 @@ def run(config_path: Path) -> None:
         log.error(event, error=str(exc), error_type=type(exc).__name__, exit_status=78)
         click.echo(f"nwwatch: {exc}", err=True)
         sys.exit(78)
+    except OSError as exc:
+        if daemon is None or daemon.started:
+            raise
+        # Before the loop runs, a full disk (or an unwritable results or ledger folder) is
+        # met when the lock or the ledger is written: one structured line, not a traceback,
+        # and status 1, so that systemd tries again (the unit's Restart=on-failure).
+        ledger = daemon.config.ledger
+        log.error("startup_failed", error=str(exc), error_type=type(exc).__name__,
+                  exit_status=1, ledger=str(ledger), action="cannot write the results or "
+                  "ledger folder (disk full?); systemd starts the service again")
+        click.echo(f"nwwatch: {ledger}: {exc}", err=True)
+        sys.exit(1)
     sys.exit(code)
 
 

@@ -120,7 +120,8 @@ class Daemon:
         if hasattr(signal, "SIGXFSZ"):
             # A file size limit must read as a failed write (EFBIG), not kill the service.
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        deadline = StopDeadline(self._stop, self.config.stop_timeout_seconds, self.log)
+        deadline = StopDeadline(self._stop, self.config.stop_timeout_seconds, self.log,
+                                ledger=self.config.ledger)
         try:
             return self._run()
         finally:
@@ -150,6 +151,7 @@ class Daemon:
                 engine.heartbeat = self.notifier.watchdog
                 seg = engine.segmenter  # /metrics: nwwatch_model_info
                 _metrics.set_model(seg.name, seg.model_sha256, seg.provider, engine.kind)
+            _metrics.set_last_frame((ledger.queries.last_done() or {}).get("processed_at"))
             refresh_quarantine(ledger, cfg.results, self.log, force=True)
             watches = [Watch(i, w, engines[i],
                               FolderWatcher(w, self._on_change(i), self.tracker.forget))

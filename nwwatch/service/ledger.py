@@ -87,7 +87,7 @@ class Ledger(Recovery, HeldBatches):
         self._owns_lock = lock is None
         self._lock = lock or LedgerLock(self.path)
         try:
-            self._db = open_ledger_db(self.path)
+            self._db = open_ledger_db(self.path, self.results_dir)
         except BaseException:
             if lock is None:
                 self._lock.close()

@@ -4,11 +4,13 @@ value types of :class:`nwwatch.service.ledger.Ledger`."""
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,7 +44,8 @@ CREATE TABLE IF NOT EXISTS batches (
     n_rows INTEGER,
     created_at REAL NOT NULL,
     committed_at REAL,
-    held_at REAL
+    held_at REAL,
+    stopped_at REAL
 );
 CREATE TABLE IF NOT EXISTS seen (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
@@ -126,8 +129,9 @@ class LedgerWriteError(OSError):
 
 
 
-def open_ledger_db(path: Path) -> sqlite3.Connection:
-    """Open (or create) the ledger, check it and bring its schema up to date."""
+def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Connection:
+    """Open (or create) the ledger, check it and bring its schema up to date. ``results_dir``
+    (the ledger's results folder) is named in the rebuild command of a damaged ledger."""
     fresh = not path.exists() or path.stat().st_size == 0
     try:
         db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
@@ -144,9 +148,12 @@ def open_ledger_db(path: Path) -> sqlite3.Connection:
             columns = {r[1] for r in db.execute("PRAGMA table_info(items)")}
             if "batch_cap" not in columns:  # ledgers of schema version 1
                 db.execute("ALTER TABLE items ADD COLUMN batch_cap INTEGER")
-            if "held_at" not in {r[1] for r in db.execute("PRAGMA table_info(batches)")}:
+            batch_columns = {r[1] for r in db.execute("PRAGMA table_info(batches)")}
+            if "held_at" not in batch_columns:
                 # processed, rows waiting for their file (nwwatch.service.ledgerhold)
                 db.execute("ALTER TABLE batches ADD COLUMN held_at REAL")
+            if "stopped_at" not in batch_columns:  # in flight when a stop timed out
+                db.execute("ALTER TABLE batches ADD COLUMN stopped_at REAL")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                        (str(SCHEMA_VERSION),))
         except BaseException:
@@ -155,16 +162,33 @@ def open_ledger_db(path: Path) -> sqlite3.Connection:
     except sqlite3.OperationalError as exc:
         if "disk is full" in str(exc) or "I/O error" in str(exc):
             raise LedgerWriteError(f"{path}: cannot write the ledger ({exc})") from exc
-        raise LedgerCorruptError(_corrupt_message(path, exc)) from None
+        raise LedgerCorruptError(_corrupt_message(path, exc, results_dir)) from None
     except sqlite3.DatabaseError as exc:
-        raise LedgerCorruptError(_corrupt_message(path, exc)) from None
+        raise LedgerCorruptError(_corrupt_message(path, exc, results_dir)) from None
     return db
 
 
-def _corrupt_message(path: Path, exc: Exception) -> str:
-    return (f"{path}: the ledger is damaged ({exc}); stop the service and run "
-            f"`nwwatch ledger rebuild RESULTS --ledger {path}` to rebuild it from the results "
-            "(docs/service.md, Recovery)")
+def mark_stopped(path: Path, timeout_s: float = 2.0) -> int:
+    """Record in the ledger at ``path`` that the batches in flight (``writing``, not held) were
+    cut short by a stop request (SIGTERM past ``stop_timeout_seconds``), not by a crash: the
+    next start releases their files without an attempt (:meth:`Recovery.settle`). Its own
+    connection (called from the stop-deadline thread), never creating the file; gives up
+    after ``timeout_s`` while another connection writes. Returns how many were marked."""
+    db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=timeout_s,
+                         isolation_level=None)
+    try:
+        return db.execute("UPDATE batches SET stopped_at=? WHERE state='writing' AND "
+                          "held_at IS NULL AND stopped_at IS NULL", (time.time(),)).rowcount
+    finally:
+        db.close()
+
+
+def _corrupt_message(path: Path, exc: Exception, results_dir: Path | None) -> str:
+    command = f"nwwatch ledger rebuild {shlex.quote(str(results_dir or 'RESULTS'))}"
+    if results_dir is None or path != results_dir / "ledger.sqlite":
+        command += f" --ledger {shlex.quote(str(path))}"
+    return (f"{path}: the ledger is damaged ({exc}); stop the service and run `{command}` "
+            "to rebuild it from the results (docs/service.md, Faults and recovery)")
 
 
 class Transaction:

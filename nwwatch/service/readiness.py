@@ -129,7 +129,9 @@ class Tracker:
         except FileNotFoundError:
             self.forget(cand.path)  # deleted or renamed away before it was ready
             return None
-        except PermissionError as exc:
+        except OSError as exc:
+            # permissions, a symbolic link loop (ELOOP), a name too long: no later look at
+            # the same name can do better, and an uncaught error would end the service
             return BadFile(cand.path, cand.watch, -1, -1,
                            UnreadableFileError(cand.path, f"cannot stat: {exc.strerror}"))
         stat = (st.st_size, st.st_mtime_ns)
@@ -152,6 +154,12 @@ class Tracker:
             return None
         except FileNotFoundError:
             self.forget(cand.path)
+            return None
+        except OSError as exc:  # opened a moment ago: e.g. permissions changed meanwhile
+            if observed_stable:
+                return BadFile(cand.path, cand.watch, st.st_size, st.st_mtime_ns,
+                               UnreadableFileError(cand.path, f"cannot open: {exc.strerror}"))
+            cand.next_check = cand.stable_since + cand.settle_s
             return None
         return ReadyFile(cand.path, cand.watch, st.st_size, st.st_mtime_ns, info,
                          detected_at=cand.hinted_at)

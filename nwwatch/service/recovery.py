@@ -43,11 +43,11 @@ class Recovery:
         True when adopted. ``crashed``: the batch stopped the process (its files are split
         or charged an attempt); otherwise (e.g. the ledger could not be written) its files
         are released without one."""
-        row = self._db.execute("SELECT parquet, aux, state, held_at FROM batches "
+        row = self._db.execute("SELECT parquet, aux, state, held_at, stopped_at FROM batches "
                                "WHERE batch_id=?", (batch_id,)).fetchone()
         if row is None or row[2] != "writing":
             return row is not None and row[2] == "committed"
-        parquet_rel, aux_json, _, held_at = row
+        parquet_rel, aux_json, _, held_at, stopped_at = row
         parquet = self.results_dir / parquet_rel
         if parquet_rel and parquet.is_file():
             self.supersede(batch_id)
@@ -55,8 +55,10 @@ class Recovery:
             return True
         for rel in json.loads(aux_json):
             (self.results_dir / rel).unlink(missing_ok=True)
-        # A held batch had finished: whatever stopped the process came after it.
-        if crashed and held_at is None:
+        # A held batch had finished: whatever stopped the process came after it. A batch in
+        # flight when a stop request timed out (ledgerdb.mark_stopped) was cut short by the
+        # operator, not by its files.
+        if crashed and held_at is None and stopped_at is None:
             self._release_crashed(batch_id, max_attempts)
         else:
             with self._tx() as db:

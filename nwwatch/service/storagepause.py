@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+from nwwatch.dashboard import metrics as _metrics
+
 
 class StoragePause:
     """Whether processing is paused, until when, and why. ``log``: the service's structlog
@@ -39,12 +41,14 @@ class StoragePause:
                          action=f"nothing written; trying again in {backoff:g} s")
         self.status(f"paused: cannot write results or ledger ({exc}); "
                     f"retrying every {backoff:g} s")
+        _metrics.set_storage_paused(True)  # an alert needs no log parsing
 
     def resume(self) -> None:
         """A write succeeded: end the pause (logged once)."""
         if self.until is not None:
             self.log.info("storage_resumed", paused_because=self.reason)
             self.until, self.reason = None, ""
+            _metrics.set_storage_paused(False)
 
     def status_text(self) -> str | None:
         """systemd's STATUS while paused, else None."""

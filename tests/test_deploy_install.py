@@ -1,0 +1,83 @@
+"""deploy/install.sh run for real (bash), with systemctl, useradd and the venv's pip replaced by
+recorders: the installed unit starts what the script installed, as the user it made."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _script(path: Path, text: str) -> None:
+    path.write_text("#!/bin/bash\n" + text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+@pytest.fixture()
+def sandbox(tmp_path):
+    if shutil.which("bash") is None or shutil.which("install") is None:
+        pytest.skip("needs bash and coreutils install")
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    calls = tmp_path / "calls"
+    for tool in ("systemctl", "useradd", "usermod"):
+        _script(bin_ / tool, f'echo "{tool} $*" >> {calls}\n')
+    _script(bin_ / "getent", "exit 2\n")
+    _script(bin_ / "id", '[[ $1 == -u ]] && { echo 0; exit 0; }; exit 0\n')
+    real_install = shutil.which("install")
+    # the service user does not exist here: drop -o/-g, keep everything else
+    _script(bin_ / "install", 'args=(); while (($#)); do case $1 in -o|-g) shift 2;; '
+            '*) args+=("$1"); shift;; esac; done\n'
+            f'exec {real_install} "${{args[@]}}"\n')
+    prefix = tmp_path / "srv" / "nwwatch"
+    (prefix / "venv" / "bin").mkdir(parents=True)
+    _script(prefix / "venv" / "bin" / "python",
+            '[[ $1 == -m && $2 == pip ]] && { echo "pip ${*:3}" >> ' + str(calls) + '; exit 0; }\n'
+            f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
+    config = tmp_path / "conf" / "site.toml"
+    config.parent.mkdir()
+    config.write_text(f'[[watch]]\npath = "{tmp_path / "acq"}"\n\n'
+                      f'[output]\nresults = "{tmp_path / "results"}"\n')
+    (tmp_path / "units").mkdir()
+    env = dict(os.environ, PATH=f"{bin_}:{os.environ['PATH']}", PREFIX=str(prefix),
+               CONFIG=str(config), SERVICE_USER="microscopy", UNIT_DIR=str(tmp_path / "units"))
+    return tmp_path, env, prefix, config, calls
+
+
+def test_the_unit_runs_what_install_sh_installed_and_an_update_restarts_it(sandbox):
+    # Before the fix the unit was copied as shipped: with PREFIX, CONFIG or SERVICE_USER set,
+    # ExecStart named /opt/nwwatch/venv/bin/nwwatch and /etc/nwwatch/nwwatch.toml (203/EXEC,
+    # a restart loop), and `enable --now` left a running service on its old code after an
+    # update of the checkout.
+    tmp, env, prefix, config, calls = sandbox
+    for _ in range(2):  # install, then run again as after an update
+        done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    unit = (tmp / "units" / "nwwatch.service").read_text().splitlines()
+    assert f"ExecStart={prefix}/venv/bin/nwwatch run --config {config}" in unit
+    assert "User=microscopy" in unit and "Group=microscopy" in unit
+    assert f"Documentation=file://{prefix}/docs/service.md" in unit
+    assert not [line for line in unit if "/opt/nwwatch" in line or "/etc/nwwatch" in line]
+    assert (prefix / "docs" / "service.md").is_file()
+    dropin = (tmp / "units" / "nwwatch.service.d" / "paths.conf").read_text()
+    assert str(tmp / "results") in dropin and (tmp / "results").is_dir()
+    made = calls.read_text().splitlines()
+    assert made.count("systemctl restart nwwatch") == 2, made
+    assert "systemctl enable --now nwwatch" not in made
+
+
+def test_a_prefix_the_unit_cannot_hold_is_refused(sandbox):
+    tmp, env, prefix, config, calls = sandbox
+    env["PREFIX"] = str(tmp / "with space")
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "PREFIX, CONFIG and SERVICE_USER" in done.stderr
+    assert not (tmp / "units" / "nwwatch.service").exists()

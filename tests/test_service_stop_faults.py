@@ -1,0 +1,243 @@
+"""Faults an operator meets: a name that cannot even be stat'ed, a stop that outlasts
+``stop_timeout_seconds``, /metrics after a restart, a full disk at start (real ``nwwatch run``
+processes, real signals)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from servicekit import DaemonProcess, frames_table, model, paint_insitu, wait_rows, write_config
+
+from nwwatch.io import write_frame_tiff
+
+T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    return tmp_path, acq, res, model(tmp_path)
+
+
+def _frame(folder: Path, i: int) -> str:
+    write_frame_tiff(folder / f"f{i:03d}.tif", paint_insitu(90 + i, size=48),
+                     acquired_at=T0 + timedelta(seconds=i))
+    return f"f{i:03d}.tif"
+
+
+def test_a_symlink_loop_created_while_running_is_quarantined_not_a_crash(setup):
+    # Before the fix the event for loopa.tif reached os.stat, whose ELOOP (an OSError other
+    # than FileNotFoundError/PermissionError) ended the service with a traceback: under
+    # systemd a restart loop, since every new event of the loop did it again.
+    tmp, acq, res, onnx = setup
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        daemon.wait_event("ready")
+        (acq / "loopa.tif").symlink_to("loopb.tif")
+        (acq / "loopb.tif").symlink_to("loopa.tif")
+        names = [_frame(acq, 0)]
+        wait_rows(res, 1, proc=daemon)
+        daemon.wait_event("file_quarantined", count=2)
+        names.append(_frame(acq, 1))  # still processing
+        wait_rows(res, 2, proc=daemon)
+    finally:
+        code, _ = daemon.terminate(timeout=30) if daemon.proc.poll() is None else (
+            daemon.wait_exit(), 0)
+    assert code == 0
+    assert sorted(os.path.basename(s) for s in frames_table(res).source) == names
+    rows = pq.read_table(res / "quarantine.parquet").to_pylist()
+    assert {os.path.basename(r["path"]): r["error_type"] for r in rows} == {
+        "loopa.tif": "UnreadableFileError", "loopb.tif": "UnreadableFileError"}
+    assert all("symbolic links" in r["reason"] for r in rows), rows
+
+
+def test_a_stop_that_outlasts_the_batch_in_flight_charges_the_file_no_attempt(setup):
+    # A stack that takes longer than stop_timeout_seconds (a big file on a CPU) is not the
+    # file's fault when the operator stops the service: before the fix the next start
+    # settled its batch "like after a crash" and charged the file alone an attempt, so
+    # max_attempts restarts during it quarantined a good file (here max_attempts = 1: one).
+    tmp, acq, res, onnx = setup
+    names = [_frame(acq, 0)]
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, max_attempts=1,
+                       extra="[service]\nstop_timeout_seconds = 1")
+    daemon = DaemonProcess(cfg, tmp / "log1", env={"NWWATCH_CRASH_AT": "in_batch:1"})
+    daemon.wait_event("ready")
+    ledger = res / "ledger.sqlite"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _count(ledger, "state='writing'"):
+        time.sleep(0.05)  # the batch of f000 hangs for good once claimed
+    code, seconds = daemon.terminate(timeout=30)
+    assert code == 1 and seconds < 25
+    timeout = daemon.wait_event("stop_timeout")
+    assert timeout["batches_released"] == 1
+    assert daemon.wait_event("stop_requested")["stop_timeout_seconds"] == 1
+    again = DaemonProcess(cfg, tmp / "log2")
+    try:
+        again.wait_event("reconciled_after_crash")
+        wait_rows(res, 1, proc=again)
+    finally:
+        code, _ = again.terminate(timeout=30)
+    assert code == 0
+    assert [os.path.basename(s) for s in frames_table(res).source] == names
+    assert _count(ledger, "state='done' AND attempts=0") == 1
+    assert not (res / "quarantine.parquet").exists() or \
+        pq.read_table(res / "quarantine.parquet").num_rows == 0
+
+
+def _count(ledger: Path, where: str) -> int:
+    if not ledger.exists():
+        return 0
+    db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+    try:
+        table = "batches" if "writing" in where else "items"
+        return db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+
+
+def test_metrics_after_a_restart_keep_the_last_frame_time_and_every_stage(setup):
+    # Before the fix a restarted service served
+    # nwwatch_last_frame_processed_timestamp_seconds 0 until a new frame came (a staleness
+    # alert read "no frame since 1970"), and the confidence stage's series appeared only
+    # after the first frame.
+    import re
+    import urllib.request
+
+    tmp, acq, res, onnx = setup
+    _frame(acq, 0)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2,
+                       extra='[dashboard]\nlisten = "127.0.0.1:0"')
+    first = DaemonProcess(cfg, tmp / "log1")
+    try:
+        wait_rows(res, 1, proc=first)
+    finally:
+        assert first.terminate(timeout=30)[0] == 0
+    db = sqlite3.connect(f"file:{res / 'ledger.sqlite'}?mode=ro", uri=True)
+    (done_at,) = db.execute("SELECT MAX(processed_at) FROM items WHERE state='done'").fetchone()
+    db.close()
+    again = DaemonProcess(cfg, tmp / "log2")
+    try:
+        url = again.wait_event("dashboard_listening")["url"]
+        text = urllib.request.urlopen(f"{url}metrics", timeout=10).read().decode()
+    finally:
+        assert again.terminate(timeout=30)[0] == 0
+    last = re.search(r"^nwwatch_last_frame_processed_timestamp_seconds (\S+)$", text, re.M)
+    assert last and abs(float(last.group(1)) - done_at) < 1e-3, last
+    for stage in ("hash", "read", "segment", "measure", "confidence", "write"):
+        assert re.search(rf'^nwwatch_stage_seconds_count\{{stage="{stage}"\}} 0\.0$', text,
+                         re.M), stage
+
+
+def test_a_full_disk_at_start_is_one_structured_line_and_status_1(setup):
+    # Before the fix the lock's first write (EFBIG/ENOSPC) ended the start with a bare
+    # traceback; the unit restarts on status 1, and the journal now says what failed.
+    import json
+    import resource
+    import subprocess
+    import sys
+
+    from servicekit import REPO
+
+    tmp, acq, res, onnx = setup
+    cfg = write_config(tmp / "c.toml", acq, res, onnx)
+
+    def no_room() -> None:  # every file write past 1 byte fails, as on a full disk
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.getrlimit(
+            resource.RLIMIT_FSIZE)[1]))
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run([sys.executable, "-m", "nwwatch.service", "run", "--config",
+                           str(cfg)], cwd=REPO, env=env, preexec_fn=no_room,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    lines = [json.loads(x) for x in done.stderr.splitlines() if x.startswith("{")]
+    failed = [x for x in lines if x["event"] == "startup_failed"]
+    assert failed and failed[0]["exit_status"] == 1 and "File too large" in failed[0]["error"]
+    assert failed[0]["ledger"] == str(res / "ledger.sqlite")
+
+
+def test_a_truncated_ledger_names_the_rebuild_command_to_run(setup):
+    # Before the fix the message said `nwwatch ledger rebuild RESULTS --ledger …`, a
+    # placeholder the operator had to fill in; it names the results folder now.
+    import shlex
+    import subprocess
+    import sys
+
+    from servicekit import REPO
+
+    tmp, acq, res, onnx = setup
+    _frame(acq, 0)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
+    daemon = DaemonProcess(cfg, tmp / "log1")
+    try:
+        wait_rows(res, 1, proc=daemon)
+    finally:
+        assert daemon.terminate(timeout=30)[0] == 0
+    ledger = res / "ledger.sqlite"
+    db = sqlite3.connect(ledger)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    os.truncate(ledger, 8192)
+    again = DaemonProcess(cfg, tmp / "log2")
+    assert again.wait_exit() == 78
+    failed = again.wait_event("startup_failed")
+    assert failed["error_type"] == "LedgerCorruptError"
+    command = f"nwwatch ledger rebuild {shlex.quote(str(res))}"
+    assert f"`{command}`" in failed["error"], failed["error"]
+    cli = "import sys; from nwwatch.cli import main; sys.argv[0] = 'nwwatch'; main()"
+    done = subprocess.run([sys.executable, "-c", cli, *shlex.split(command)[1:]],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    third = DaemonProcess(cfg, tmp / "log3")
+    try:
+        third.wait_event("ready")
+    finally:
+        assert third.terminate(timeout=30)[0] == 0
+    assert len(frames_table(res)) == 1
+
+
+def test_a_storage_pause_is_a_metric(setup):
+    # Before, /metrics had nothing to alert on while processing was paused by a full disk
+    # (the queue only grew when frames kept coming); nwwatch_storage_paused is 1 meanwhile.
+    import re
+    import resource
+    import urllib.request
+
+    tmp, acq, res, onnx = setup
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2,
+                       extra='backoff_seconds = 0.5\n[dashboard]\nlisten = "127.0.0.1:0"')
+    daemon = DaemonProcess(cfg, tmp / "log", pipe=True)
+
+    def paused(url: str) -> float:
+        text = urllib.request.urlopen(f"{url}metrics", timeout=10).read().decode()
+        return float(re.search(r"^nwwatch_storage_paused (\S+)$", text, re.M).group(1))
+
+    try:
+        url = daemon.wait_event("dashboard_listening")["url"]
+        assert paused(url) == 0
+        _, hard = resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (1, hard))
+        _frame(acq, 0)
+        daemon.wait_event("storage_paused")
+        assert paused(url) == 1
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        daemon.wait_event("storage_resumed")
+        wait_rows(res, 1, proc=daemon)
+        assert paused(url) == 0
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
