@@ -119,6 +119,19 @@ class ModelKindError(ValueError):
     the message names the model, its kind and classes, and the folder's."""
 
 
+def nearest_labeled(labels: np.ndarray) -> np.ndarray:
+    """``labels`` (H, W) uint8 with 255 pixels given the class of the nearest labeled pixel
+    (Euclidean, pixel centres), so a human mask's unsure band around the boundaries does not
+    become background and move the outline; all-255 labels become background."""
+    unsure = labels == 255
+    if not unsure.any() or unsure.all():
+        return np.where(unsure, 0, labels).astype(np.uint8)
+    from scipy.ndimage import distance_transform_edt
+
+    _, (rows, cols) = distance_transform_edt(unsure, return_indices=True)
+    return labels[rows, cols].astype(np.uint8)
+
+
 def _truth_angles(root: Path) -> dict[str, tuple[float, float | None]]:
     import pyarrow.parquet as pq
 
@@ -207,8 +220,7 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
             # frame); the true labels are exact and are measured alone.
             for labels, probability, image, errs, fails in (
                     (predicted, droplet_probability, raw, errors, failures),
-                    (np.where(label == 255, 0, label).astype(np.uint8), None, None,
-                     errors_truth, failures_truth)):
+                    (nearest_labeled(label), None, None, errors_truth, failures_truth)):
                 found = measure_contact_angle(labels, probability, pixel_size, image=image)
                 if found.status in VALID_STATUSES and found.contact_angle_deg is not None:
                     errs.append(found.contact_angle_deg - angle_true)

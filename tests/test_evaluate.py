@@ -336,3 +336,37 @@ def test_a_tomogram_model_is_scored_on_the_masks_the_runtime_makes(tmp_path):
     expected = metrics_from_confusion(confusion_matrix(label, mask, 2))
     assert report.images == 1
     np.testing.assert_allclose(report.metrics.iou, expected.iou)
+
+
+def test_true_labels_with_an_unsure_band_are_measured_with_the_nearest_class():
+    """A human mask's 255 band around every boundary takes the nearest drawn class for the
+    true-label angle: as background it shrank the droplet by the band and moved the angle."""
+    from ideal_caps import render_ideal_cap
+
+    from nwwatch.evaluate import nearest_labeled
+    from nwwatch.measure import measure_contact_angle
+
+    cap = render_ideal_cap((160, 160), 120.0, 35.0, 90.0, (100.0, 80.0))
+    labels = cap.labels
+    edges = np.zeros(labels.shape, bool)
+    edges[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    edges[1:, :] |= labels[1:, :] != labels[:-1, :]
+    band = edges.copy()
+    for _ in range(2):  # a 2 px unsure band either side of every boundary
+        grown = band.copy()
+        grown[1:, :] |= band[:-1, :]
+        grown[:-1, :] |= band[1:, :]
+        grown[:, 1:] |= band[:, :-1]
+        grown[:, :-1] |= band[:, 1:]
+        band = grown
+    unsure = np.where(band, 255, labels).astype(np.uint8)
+    exact = measure_contact_angle(labels)
+    filled = measure_contact_angle(nearest_labeled(unsure))
+    as_background = measure_contact_angle(np.where(unsure == 255, 0, unsure).astype(np.uint8))
+    assert exact.angle_valid and filled.angle_valid
+    assert abs(filled.contact_angle_deg - exact.contact_angle_deg) < 1.0
+    # what 255 -> background did: wire and droplet 5 px apart, the droplet "not on the wire"
+    assert not as_background.angle_valid
+    untouched = nearest_labeled(labels)
+    assert np.array_equal(untouched, labels)
+    assert not nearest_labeled(np.full((4, 4), 255, np.uint8)).any()
