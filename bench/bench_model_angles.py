@@ -182,14 +182,12 @@ def score_set(data: dict[str, np.ndarray]) -> tuple[dict[str, Any], list[dict[st
 def real_crops(segmenter) -> dict[str, Any]:
     """Angles on the real crops: model labels, with and without refinement, and the hand
     labels (their 255 'unsure' band filled with the nearest drawn class)."""
-    from scipy.ndimage import distance_transform_edt
+    from nwwatch.evaluate import nearest_labeled
 
     out = {}
     for stem, image_path, label_path in pair_folder(REAL):
         raw, hand = read_pair(image_path, label_path, 3)
-        unsure = hand == 255
-        _, (rr, cc) = distance_transform_edt(unsure, return_indices=True)
-        hand = hand[rr, cc].astype(np.uint8)
+        hand = nearest_labeled(hand)
         x = normalize_image(raw)
         seg = segmenter.segment(x)
         entry = {}

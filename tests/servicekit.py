@@ -275,3 +275,26 @@ def folder_tree(folder: Path) -> dict[str, bytes | str | None]:
         return p.read_bytes() if p.is_file() else None
 
     return {p.relative_to(folder).as_posix(): content(p) for p in sorted(folder.rglob("*"))}
+
+
+def ledger_count(results: Path, table: str, where: str) -> int:
+    """Rows of the ledger's ``table`` matching the SQL ``where`` (0 while the ledger or its
+    table does not exist yet), read without locking out the service."""
+    path = results / "ledger.sqlite"
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+
+
+def wait_batch_claimed(results: Path, timeout: float = 60.0) -> None:
+    """Until the service has claimed a batch (one is 'writing'), e.g. one made to hang."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not ledger_count(results, "batches",
+                                                           "state='writing'"):
+        time.sleep(0.05)

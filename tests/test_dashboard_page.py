@@ -41,14 +41,18 @@ def two_volumes(tmp_path):
     thread.stop()
 
 
+def _open_volume_page(browser, url: str) -> None:
+    """The acquisition of the two volumes, once both rows are on the page."""
+    acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+    browser.get(f"{url}/?a={acq['id']}")
+    wait_for(lambda: browser.execute(
+        "return document.querySelectorAll('#volumes tr.pick').length") == 2, 30, "rows")
+
+
 def test_a_volume_row_is_picked_with_the_keyboard_and_shows_which(two_volumes):
     require_browser()
-    url = two_volumes
-    acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
     with Browser(1024, 700) as browser:
-        browser.get(f"{url}/?a={acq['id']}")
-        wait_for(lambda: browser.execute(
-            "return document.querySelectorAll('#volumes tr.pick').length") == 2, 30, "rows")
+        _open_volume_page(browser, two_volumes)
         assert browser.attribute("#mask", "src").endswith("/mask/1.png")  # the last volume
         # Tab reaches the rows (they were not focusable); Enter picks the focused one.
         assert browser.execute("return document.querySelector('#volumes tr.pick').tabIndex") == 0
@@ -69,12 +73,8 @@ def test_a_suspect_volume_says_why(two_volumes):
     """The table showed `suspect` and nothing else: the operator could not see why (the row's
     reason_code and reason were in the data, and in the report, not on the page)."""
     require_browser()
-    url = two_volumes
-    acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
     with Browser(1024, 700) as browser:
-        browser.get(f"{url}/?a={acq['id']}")
-        wait_for(lambda: browser.execute(
-            "return document.querySelectorAll('#volumes tr.pick').length") == 2, 30, "rows")
+        _open_volume_page(browser, two_volumes)
         cells = browser.execute("return [...document.querySelectorAll('#volumes tr')]"
                                 ".map((tr) => [...tr.children].map((td) => td.textContent))")
         column = cells[0].index("reason_code")

@@ -23,8 +23,10 @@ from servicekit import (
     REPO,
     DaemonProcess,
     frames_table,
+    ledger_count,
     model,
     paint_insitu,
+    wait_batch_claimed,
     wait_rows,
     write_config,
 )
@@ -101,10 +103,7 @@ def test_sigterm_ends_the_service_whatever_the_main_thread_is_blocked_in(setup):
                        extra="[service]\nstop_timeout_seconds = 1")
     daemon = DaemonProcess(cfg, tmp / "log1", env={"NWWATCH_CRASH_AT": "in_batch:1"})
     daemon.wait_event("ready")
-    # The first batch hangs for good inside process(); wait until it was claimed.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not _writing_batches(res):
-        time.sleep(0.05)
+    wait_batch_claimed(res)  # the first batch hangs for good inside process()
     code, seconds = daemon.terminate(timeout=30)
     assert code == 1 and seconds < 25
     assert daemon.wait_event("stop_timeout")["seconds"] == 1
@@ -115,19 +114,6 @@ def test_sigterm_ends_the_service_whatever_the_main_thread_is_blocked_in(setup):
     finally:
         assert _stop(again) == 0
     _once(res, names)
-
-
-def _writing_batches(res: Path) -> int:
-    path = res / "ledger.sqlite"
-    if not path.exists():
-        return 0
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return db.execute("SELECT COUNT(*) FROM batches WHERE state='writing'").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        db.close()
 
 
 # --- any file name ------------------------------------------------------------------------
@@ -398,7 +384,7 @@ def test_a_full_disk_pauses_with_one_warning_per_backoff_and_leaves_no_batch_unf
     t = [datetime.fromisoformat(e["timestamp"]) for e in paused if e["event"] != "storage_resumed"]
     gaps = [(b - a).total_seconds() for a, b in zip(t, t[1:], strict=False)]
     assert min(gaps) >= 0.45  # at most one line per back-off period
-    assert _writing_batches(res) == 0
+    assert ledger_count(res, "batches", "state='writing'") == 0
 
 
 # --- live watching comes back --------------------------------------------------------------

@@ -191,4 +191,13 @@ def test_throughput_is_rows_per_second_of_processing_not_of_the_idle_time_betwee
     assert rows == 10
     assert rate == pytest.approx(10 / 3.5)  # busy: 0-2 s and 100-101.5 s
     assert ro.throughput(1.0) == (0, 0.0)
+
+
+def test_a_ledger_without_committed_batches_has_no_rate(tmp_path):
+    Ledger(tmp_path / "l.sqlite", tmp_path).close()
+    ro = open_readonly(tmp_path / "l.sqlite")
+    try:
+        assert ro.throughput(600.0) == (0, 0.0)
+    finally:
+        ro.close()
     ro.close()

@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from servicekit import DaemonProcess, frames_table, model, paint_insitu, wait_rows, write_config
+from servicekit import (
+    DaemonProcess,
+    frames_table,
+    ledger_count,
+    model,
+    paint_insitu,
+    wait_batch_claimed,
+    wait_rows,
+    write_config,
+)
 
 from nwwatch.io import write_frame_tiff
 
@@ -70,10 +78,7 @@ def test_a_stop_that_outlasts_the_batch_in_flight_charges_the_file_no_attempt(se
                        extra="[service]\nstop_timeout_seconds = 1")
     daemon = DaemonProcess(cfg, tmp / "log1", env={"NWWATCH_CRASH_AT": "in_batch:1"})
     daemon.wait_event("ready")
-    ledger = res / "ledger.sqlite"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not _count(ledger, "state='writing'"):
-        time.sleep(0.05)  # the batch of f000 hangs for good once claimed
+    wait_batch_claimed(res)  # the batch of f000 hangs for good once claimed
     code, seconds = daemon.terminate(timeout=30)
     assert code == 1 and seconds < 25
     timeout = daemon.wait_event("stop_timeout")
@@ -87,22 +92,9 @@ def test_a_stop_that_outlasts_the_batch_in_flight_charges_the_file_no_attempt(se
         code, _ = again.terminate(timeout=30)
     assert code == 0
     assert [os.path.basename(s) for s in frames_table(res).source] == names
-    assert _count(ledger, "state='done' AND attempts=0") == 1
+    assert ledger_count(res, "items", "state='done' AND attempts=0") == 1
     assert not (res / "quarantine.parquet").exists() or \
         pq.read_table(res / "quarantine.parquet").num_rows == 0
-
-
-def _count(ledger: Path, where: str) -> int:
-    if not ledger.exists():
-        return 0
-    db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
-    try:
-        table = "batches" if "writing" in where else "items"
-        return db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        db.close()
 
 
 def test_metrics_after_a_restart_keep_the_last_frame_time_and_every_stage(setup):

@@ -110,17 +110,10 @@ def triple_point_depth_px(
     Returns the smaller of the decidable distances, or None.
     """
     h, w = wire.shape
+    # One pixel of background around the crop. Where the crop meets the frame's border that
+    # pixel lies outside the frame, farther than the border: such a depth is left out below.
     union = np.pad((wire | droplet).view(np.uint8), 1)
     r0, c0 = offset
-    # Where the crop meets the frame's border, what lies beyond is unknown: not background.
-    if r0 == 0:
-        union[0, :] = 1
-    if r0 + h == frame_shape[0]:
-        union[-1, :] = 1
-    if c0 == 0:
-        union[:, 0] = 1
-    if c0 + w == frame_shape[1]:
-        union[:, -1] = 1
     depths = []
     k = TRIPLE_WINDOW_PX
     for point in triple_points:
