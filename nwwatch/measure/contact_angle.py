@@ -17,29 +17,20 @@ and width (``wire``) are reported but the angle does not use them.
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from nwwatch.measure import capcheck
 from nwwatch.measure import result as R
-from nwwatch.measure.arc import (
-    MIN_POINTS,
-    arc_span_deg,
-    free_surface,
-    on_border,
-    side_angles,
-)
-from nwwatch.measure.circle import refine_on_pixel_edges, robust_fit
-from nwwatch.measure.components import select_components
-from nwwatch.measure.edges import iso_boundary_points, mask_boundary_points
-from nwwatch.measure.interface import fit_facet_line, interface_points
+from nwwatch.measure.arc import MIN_POINTS, arc_span_deg, free_surface, on_border, side_angles
+from nwwatch.measure.circle import CircleFit, refine_on_pixel_edges, robust_fit
+from nwwatch.measure.components import Selection, select_components
+from nwwatch.measure.facet import Facet, fit_facet, place_facet, signed_deg
 from nwwatch.measure.notes import result_notes
-from nwwatch.measure.refine import EdgeRefinement, refine_facet_line
-from nwwatch.measure.result import ContactAngleResult, MeasurementPoints
-from nwwatch.measure.tilt import facet_shape
+from nwwatch.measure.outlines import PairOutlines, pair_outlines
+from nwwatch.measure.result import ContactAngleResult, MeasurementPoints, Refused, refuse
 from nwwatch.measure.uncertainty import (
     CALIBRATION,
     choice_sigma_deg,
@@ -49,7 +40,6 @@ from nwwatch.measure.uncertainty import (
     statistical_variances,
     uncertain_reason,
 )
-from nwwatch.measure.wire import measure_wire
 
 MIN_ARC_SPAN_DEG = 30.0
 #: Residual RMS of the circle fit above which the outline is not a circle arc: relative to R
@@ -58,20 +48,11 @@ MAX_RESIDUAL_RMS_PX = 3.0
 MAX_RESIDUAL_RMS_FRACTION = 0.03
 #: A 1-sigma uncertainty above this means the visible arc cannot fix the angle.
 MAX_UNCERTAINTY_DEG = 1.5
-#: The interface orients the facet when it is at least this long with this many inliers
-#: and its orientation is known to this 1-sigma; otherwise the wire-axis prior is used.
-MIN_INTERFACE_LENGTH_PX = 6.0
-MIN_INTERFACE_POINTS = 6
-MAX_FREE_ANGLE_SIGMA_DEG = 3.0
 #: Interface scatter allowed, as its cost in degrees at the droplet's size: a scatter of
 #: ``d`` px about the facet line is ``d / a`` rad of angle if it were all systematic.
 MAX_SCATTER_COST_DEG = 6.0
 #: The interface must span at least this share of the droplet's base (circle x line).
 MIN_BASE_COVERAGE = 0.25
-#: Less than this share of the interface points on one line: not a line (several pieces).
-MIN_INLIER_FRACTION = 0.5
-#: Share of the interface (about its middle) whose image profiles place the facet line.
-EDGE_SPAN = 0.6
 
 
 def _check_inputs(
@@ -138,6 +119,8 @@ def measure_contact_angle(
     _check_inputs(labels, droplet_probability, pixel_size_nm, image)
     try:
         return _measure(labels, droplet_probability, pixel_size_nm, image)
+    except Refused as refused:
+        return refused.result
     except np.linalg.LinAlgError as exc:
         # Degenerate point sets can still defeat a solver; a service must get a value back.
         return ContactAngleResult(
@@ -145,117 +128,55 @@ def measure_contact_angle(
             pixel_size_nm=pixel_size_nm)
 
 
-def _fail(code: str, reason: str, **fields) -> ContactAngleResult:
-    return ContactAngleResult(R.FIT_FAILED, reason, code, **fields)
+@dataclass(frozen=True)
+class _Cap:
+    """The droplet's circle: ``pts`` the inlier free-surface points (crop coordinates),
+    ``span_deg`` their arc, ``s_px`` the centre's signed distance from the facet line,
+    ``fields`` the result's columns so far."""
 
-
-def _centroid(mom: dict) -> np.ndarray:
-    """(row, col) centroid from ``cv2.moments``."""
-    return np.array([mom["m01"], mom["m10"]]) / max(mom["m00"], 1e-12)
-
-
-def _signed_deg(vector: np.ndarray, axis: np.ndarray) -> float:
-    """Angle from ``axis`` to ``vector`` counter-clockwise on screen (degrees)."""
-    left = np.array([-axis[1], axis[0]])
-    return math.degrees(math.atan2(float(vector @ left), float(vector @ axis)))
+    fit: CircleFit
+    pts: np.ndarray
+    span_deg: float
+    s_px: float
+    fields: dict
 
 
 def _measure(
     labels: np.ndarray, droplet_probability: np.ndarray | None, pixel_size_nm: float | None,
     image: np.ndarray | None,
 ) -> ContactAngleResult:
-    shape = labels.shape
     sel = select_components(labels)
     if sel.status is not None:
         return ContactAngleResult(sel.status, sel.reason, sel.reason_code,
                                   n_droplets=sel.n_droplets or None, pixel_size_nm=pixel_size_nm)
     base = dict(n_droplets=sel.n_droplets, droplet_cut=sel.droplet_cut,
                 droplet_area_px2=sel.droplet_area_px2, pixel_size_nm=pixel_size_nm)
-    r0, c0, r1, c1 = sel.box
-    offset = (r0, c0)
-    off = np.asarray(offset, dtype=float)
-    # The droplet's outline lies in its bounding box (+1 px for the pixel pairs across it).
-    x, y, w, h = cv2.boundingRect(sel.droplet.view(np.uint8))
-    dy0, dx0 = max(y - 1, 0), max(x - 1, 0)
-    drop_pts = mask_boundary_points(sel.droplet[dy0 : y + h + 1, dx0 : x + w + 1],
-                                    offset=(dy0, dx0))
-    # The wire's boundary matters near the droplet only (facet, gap, side edges below it):
-    # a window around the droplet keeps a long wire from costing time.
-    reach = max(24, int(1.5 * max(w, h)))
-    wy0, wx0 = max(y - reach, 0), max(x - reach, 0)
-    wire_pts = mask_boundary_points(sel.wire[wy0 : y + h + reach, wx0 : x + w + reach],
-                                    offset=(wy0, wx0))
-    fine = None
-    if droplet_probability is not None:
-        # Only the iso-line around the chosen droplet's outline (not other blobs or holes):
-        # a ring of 3 px about it, which lies within 4 px of the droplet's bounding box.
-        wr0, wc0 = max(y - 4, 0), max(x - 4, 0)
-        wr1, wc1 = min(y + h + 4, r1 - r0), min(x + w + 4, c1 - c0)
-        iso = iso_boundary_points(droplet_probability[r0 + wr0 : r0 + wr1, c0 + wc0 : c0 + wc1],
-                                  offset=(wr0, wc0))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
-        d8 = sel.droplet[wr0:wr1, wc0:wc1].view(np.uint8)
-        ring = cv2.dilate(d8, kernel).astype(bool) & ~cv2.erode(d8, kernel).astype(bool)
-        near = (ring[iso.inside[:, 0] - wr0, iso.inside[:, 1] - wc0]
-                | ring[iso.outside[:, 0] - wr0, iso.outside[:, 1] - wc0])
-        fine = iso.subset(near)
-        if len(fine) < MIN_POINTS:
-            fine = None
-    towards = _centroid(sel.droplet_moments) - _centroid(sel.wire_moments)
-    if not np.hypot(*towards) > 1e-6:
-        return _fail("droplet_not_on_wire", "wire and droplet have the same centroid", **base)
-    towards /= np.hypot(*towards)
-    iface = interface_points(sel.wire, sel.droplet, wire_pts, drop_pts, fine)
-    if len(iface) < 3:
-        return _fail("interface_missing", f"only {len(iface)} wire/droplet interface points "
-                     "(the droplet does not sit on the wire's end)", **base)
-    line = fit_facet_line(iface, towards)
-    wire_border = on_border(wire_pts, shape, offset)
-    wire_geo = measure_wire(sel.wire, wire_pts, towards, line.point, wire_border, line.normal,
-                            sel.wire_moments)
-    source = "interface"
-    n_inl = int(line.inliers.sum())
-    if (line.length_px < MIN_INTERFACE_LENGTH_PX or n_inl < MIN_INTERFACE_POINTS
-            or math.degrees(line.sigma_angle_rad) > MAX_FREE_ANGLE_SIGMA_DEG):
-        free_line = line
-        source = "wire_axis" if wire_geo.axis is not None else "centroids"
-        prior = wire_geo.axis if wire_geo.axis is not None else towards
-        line = fit_facet_line(iface, towards, prior_normal=prior)
-    else:
-        free_line = None
-    inlier_fraction = float(line.inliers.mean())
-    axis_deg = (math.degrees(math.atan2(-wire_geo.axis[0], wire_geo.axis[1]))
-                if wire_geo.axis is not None else None)
-    geometry = dict(
-        base,
-        facet_angle_deg=math.degrees(math.atan2(-line.direction[0], line.direction[1])),
-        facet_gap_px=line.gap_px,
-        facet_source=source,
-        facet_inclination_deg=(_signed_deg(line.normal, wire_geo.axis)
-                               if wire_geo.axis is not None else None),
-        facet_scatter_px=line.scatter_px,
-        n_facet_points=int(line.inliers.sum()),
-        wire_status=wire_geo.status,
-        wire_axis_deg=axis_deg,
-        wire_width_px=wire_geo.width_px,
-    )
-    if inlier_fraction < MIN_INLIER_FRACTION:
-        return _fail("interface_not_line", f"only {100 * inlier_fraction:.0f} % of the "
-                     "wire/droplet interface lies on one line (curved or in several pieces)",
-                     **geometry)
-    contour = fine if fine is not None else drop_pts
-    border = on_border(contour, shape, offset)
+    # Each stage raises Refused, with the failure as its result, when its check fails.
+    outlines = pair_outlines(sel, droplet_probability)
+    facet = fit_facet(sel, outlines, labels.shape, base)
+    cap = _circle(sel, outlines, facet, labels.shape)
+    return _angle(sel, facet, cap, labels, image)
+
+
+def _circle(sel: Selection, outlines: PairOutlines, facet: Facet,
+            shape: tuple[int, int]) -> _Cap:
+    """The circle fitted to the droplet's free surface, and the checks that it and the facet
+    line make a measurable cap."""
+    line, iface = facet.line, facet.iface
+    off = np.asarray(sel.box[:2], dtype=float)
+    contour = outlines.fine if outlines.fine is not None else outlines.droplet
+    border = on_border(contour, shape, sel.box[:2])
     ends = line.along(iface.points[line.inliers])
     keep = free_surface(contour, line, sel.wire, border,
                         (float(ends.min()), float(ends.max())) if ends.size else None)
     all_pts = contour.points[keep]
     if len(all_pts) < MIN_POINTS:
-        return _fail("free_surface_too_small", f"only {len(all_pts)} droplet edge points on "
+        raise refuse("free_surface_too_small", f"only {len(all_pts)} droplet edge points on "
                      f"the free surface (need {MIN_POINTS})", n_contour_points=len(all_pts),
-                     **geometry)
+                     **facet.fields)
     fit, inliers = robust_fit(all_pts)
     pts = all_pts[inliers]
-    outward = contour.outward[keep][inliers] if fine is None else None
+    outward = contour.outward[keep][inliers] if outlines.fine is None else None
     if outward is not None and fit.converged:  # binary mask: use what each pixel edge allows
         fit = refine_on_pixel_edges(pts, outward, fit)
     span = arc_span_deg(pts, fit.center)
@@ -264,7 +185,7 @@ def _measure(
         circle=pts + off, circle_rejected=all_pts[~inliers] + off,
         facet=iface.points[line.inliers] + off, facet_rejected=iface.points[~line.inliers] + off)
     fitted = dict(
-        geometry,
+        facet.fields,
         droplet_radius_px=radius,
         circle_center_row=float(fit.center[0] + off[0]),
         circle_center_col=float(fit.center[1] + off[1]),
@@ -274,13 +195,13 @@ def _measure(
         points=points,
     )
     if not fit.converged:
-        return _fail("not_a_circle", f"the circle fit failed: {fit.reason}", **fitted)
+        raise refuse("not_a_circle", f"the circle fit failed: {fit.reason}", **fitted)
     if span < MIN_ARC_SPAN_DEG:
-        return _fail("arc_too_short", f"the visible arc spans {span:.0f} deg "
+        raise refuse("arc_too_short", f"the visible arc spans {span:.0f} deg "
                      f"(need {MIN_ARC_SPAN_DEG:.0f})", **fitted)
     max_rms = max(MAX_RESIDUAL_RMS_PX, MAX_RESIDUAL_RMS_FRACTION * radius)
     if fit.rms_px > max_rms:
-        return _fail("not_a_circle", f"the droplet outline is not a circle arc (residual RMS "
+        raise refuse("not_a_circle", f"the droplet outline is not a circle arc (residual RMS "
                      f"{fit.rms_px:.2f} px > {max_rms:.1f} px)", **fitted)
     s = float(line.offset(fit.center[None, :])[0])
     # Scatter judged by its cost in degrees at this size: d px about the line is up to
@@ -288,41 +209,32 @@ def _measure(
     scale = math.sqrt(max(radius**2 - s**2, 0.0)) if abs(s) < radius else radius
     cost_deg = math.degrees(line.scatter_px / max(scale, 1.0))
     if cost_deg > MAX_SCATTER_COST_DEG:
-        return _fail("interface_not_line", f"the wire/droplet interface scatters "
+        raise refuse("interface_not_line", f"the wire/droplet interface scatters "
                      f"{line.scatter_px:.1f} px about its line, {cost_deg:.1f} deg at this "
                      f"droplet size (> {MAX_SCATTER_COST_DEG:g} deg)", **fitted)
     if abs(s / radius) > 1.0 + 2.0 / radius:
-        return _fail("circle_misses_facet", f"the fitted circle (R = {radius:.1f} px) does not "
-                     f"reach the facet line (centre {s:.1f} px from it)", **fitted)
+        raise refuse("circle_misses_facet", f"the fitted circle (R = {radius:.1f} px) does "
+                     f"not reach the facet line (centre {s:.1f} px from it)", **fitted)
     half_chord = math.sqrt(max(radius**2 - s**2, 0.0))
     if line.length_px < MIN_BASE_COVERAGE * 2.0 * half_chord:
-        return _fail("interface_missing", f"the droplet meets the wire over "
+        raise refuse("interface_missing", f"the droplet meets the wire over "
                      f"{line.length_px:.0f} px only, but its base would be "
                      f"{2 * half_chord:.0f} px wide: it does not sit on the wire's end",
                      **fitted)
-    # Flat or elliptical (tilted) facet: the triple points sit at the ellipse's rim.
-    facet = facet_shape(fit, line, iface, s, half_chord, network_labels=image is not None)
-    line, shift, tilt_deg = facet.line, facet.shift_px, facet.tilt_deg
-    s -= shift
-    edge = EdgeRefinement("labels")
-    if image is not None and tilt_deg > 0:
-        # An elliptical facet (a wire tilted out of the image plane) has no single step: the
-        # beam crosses wire and droplet over the whole ellipse, in proportions that depend
-        # on the materials. The labels' rim is kept.
-        edge = EdgeRefinement("elliptical")
-    elif image is not None:
-        # Over the middle of the interface: towards the triple points the droplet thins and
-        # its contrast with the wire fades, which moves the step's centre.
-        along = line.along(iface.points[line.inliers])
-        mid, half = 0.5 * (along.max() + along.min()), 0.5 * (along.max() - along.min())
-        edge = refine_facet_line(image, labels, dataclasses.replace(line, point=line.point + off),
-                                 (float(mid - EDGE_SPAN * half), float(mid + EDGE_SPAN * half)))
-        if edge.refined:
-            delta = edge.shift_px * line.normal
-            line = dataclasses.replace(line, point=line.point + delta, quantisation_px=0.0)
-            if free_line is not None:
-                free_line = dataclasses.replace(free_line, point=free_line.point + delta)
-            s -= edge.shift_px
+    return _Cap(fit, pts, span, s, fitted)
+
+
+def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
+           image: np.ndarray | None) -> ContactAngleResult:
+    """The angle, its triple points, side angles and 1-sigma; refused when that is above
+    ``MAX_UNCERTAINTY_DEG``."""
+    r0, c0 = sel.box[:2]
+    off = np.asarray((r0, c0), dtype=float)
+    fit, pts, radius = cap.fit, cap.pts, cap.fit.radius
+    placed = place_facet(facet, fit, cap.s_px, labels, image, off)
+    shape, line, free_line, s, edge = (placed.shape, placed.line, placed.free_line,
+                                       placed.s_px, placed.edge)
+    shift, tilt_deg = shape.shift_px, shape.tilt_deg
     theta = math.acos(float(np.clip(-s / radius, -1.0, 1.0)))
     theta_deg = math.degrees(theta)
     foot = fit.center - s * line.normal
@@ -335,21 +247,22 @@ def _measure(
     ang_c = np.arctan2(pts[:, 0] - fit.center[0], pts[:, 1] - fit.center[1])
     lever = float(line.along(foot[None, :])[0])
     circle_var, line_var = statistical_variances(
-        fit, line, theta, lever, correlation_factor(res_c, ang_c), facet.line_factor)
+        fit, line, theta, lever, correlation_factor(res_c, ang_c), shape.line_factor)
     stat = math.sqrt(max(circle_var + line_var, 0.0))
-    incl = (math.radians(_signed_deg(line.normal, wire_geo.axis))
-            if wire_geo.axis is not None else None)
+    wire_axis = facet.wire.axis
+    incl = (math.radians(signed_deg(line.normal, wire_axis))
+            if wire_axis is not None else None)
     excess_px = capcheck.cap_excess_px(sel.droplet, (r0, c0), fit.center + off, radius,
                                        foot + off, line.normal, half_chord, fit.rms_px)
-    depth_px = capcheck.triple_point_depth_px(sel.wire, sel.droplet, (r0, c0), shape,
+    depth_px = capcheck.triple_point_depth_px(sel.wire, sel.droplet, (r0, c0), labels.shape,
                                               (left, right))
     terms_deg = {
         "outline": CALIBRATION * math.degrees(math.sqrt(max(circle_var, 0.0))),
         "facet_line": CALIBRATION * math.degrees(math.sqrt(max(line_var, 0.0))),
         "facet_orientation": choice_sigma_deg(fit, line, free_line, shift, theta, lever,
                                               half_chord, incl),
-        "facet_shape": facet.systematic_deg if tilt_deg == 0 else 0.0,
-        "facet_tilt": facet.systematic_deg if tilt_deg > 0 else 0.0,
+        "facet_shape": shape.systematic_deg if tilt_deg == 0 else 0.0,
+        "facet_tilt": shape.systematic_deg if tilt_deg > 0 else 0.0,
         "facet_edge": edge_sigma_deg(edge.status, edge.shift_px, edge.sigma_px, half_chord),
         "droplet_shape": capcheck.cap_excess_sigma_deg(excess_px, half_chord),
         "triple_points": capcheck.triple_depth_sigma_deg(depth_px, half_chord),
@@ -357,22 +270,22 @@ def _measure(
     sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), *(  # fits, then the systematics
         v for k, v in terms_deg.items() if k not in ("outline", "facet_line")))
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
-    fitted.update(base_half_width_px=half_chord, wire_tilt_deg=tilt_deg, facet_edge=edge.status,
-                  cap_excess_px=excess_px, triple_depth_px=depth_px, facet_edge_snr=edge.snr,
-                  facet_edge_shift_px=edge.shift_px,
+    fitted = dict(cap.fields, base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
+                  facet_edge=edge.status, cap_excess_px=excess_px, triple_depth_px=depth_px,
+                  facet_edge_snr=edge.snr, facet_edge_shift_px=edge.shift_px,
                   facet_row=float(foot[0] + off[0]), facet_col=float(foot[1] + off[1]))
-    notes, edge_note = result_notes(sel.n_droplets, sel.droplet_cut, source, tilt_deg,
-                                    line.gap_px, edge, wire_geo)
+    notes, edge_note = result_notes(sel.n_droplets, sel.droplet_cut, facet.source, tilt_deg,
+                                    line.gap_px, edge, facet.wire)
     if sigma_deg > MAX_UNCERTAINTY_DEG:
-        details = {"outline": f"{len(pts)} points, {span:.0f} deg of arc",
+        details = {"outline": f"{len(pts)} points, {cap.span_deg:.0f} deg of arc",
                    "facet_line": f"{int(np.count_nonzero(line.inliers))} interface points",
                    "facet_edge": edge_note,
                    "droplet_shape": f"{excess_px:.1f} px of mean thickness along the base",
                    "triple_points": f"{depth_px or 0.0:.1f} px from the background"}
-        return _fail("angle_uncertain", uncertain_reason(sigma_deg, MAX_UNCERTAINTY_DEG,
-                                                         terms_deg, details),
-                     contact_angle_deg=theta_deg, contact_angle_uncertainty_deg=sigma_deg,
-                     **fitted)
+        return ContactAngleResult(
+            R.FIT_FAILED, uncertain_reason(sigma_deg, MAX_UNCERTAINTY_DEG, terms_deg, details),
+            "angle_uncertain", contact_angle_deg=theta_deg,
+            contact_angle_uncertainty_deg=sigma_deg, **fitted)
     lo, hi = R.PHYSICAL_RANGE_DEG
     code = "ok"
     if not lo <= theta_deg <= hi:

@@ -250,3 +250,17 @@ class ContactAngleResult:
 
     def replace(self, **changes: Any) -> ContactAngleResult:
         return dataclasses.replace(self, **changes)
+
+
+class Refused(Exception):
+    """A stage of the measurement whose check failed: ``result`` is the failure (status
+    ``fit_failed`` with its ``reason_code``), which the measurement returns."""
+
+    def __init__(self, result: ContactAngleResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+def refuse(code: str, reason: str, **fields: Any) -> Refused:
+    """The :class:`Refused` of a ``fit_failed`` result with ``reason_code`` ``code``."""
+    return Refused(ContactAngleResult(FIT_FAILED, reason, code, **fields))

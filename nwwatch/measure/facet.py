@@ -1,0 +1,164 @@
+"""The facet line of the measured pair: fitted to the wire/droplet interface with its
+orientation free (the wire's axis only as a prior where the interface cannot orient
+itself), read as flat or as a tilted wire's ellipse (``tilt``), and, given the raw frame,
+moved onto the frame's wire/droplet intensity step where that step is clear (``refine``).
+Coordinates are those of the selection's crop (``Selection.box``), (row, col).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from nwwatch.measure.arc import on_border
+from nwwatch.measure.circle import CircleFit
+from nwwatch.measure.components import Selection
+from nwwatch.measure.interface import FacetLine, InterfacePoints, fit_facet_line, interface_points
+from nwwatch.measure.outlines import PairOutlines
+from nwwatch.measure.refine import EdgeRefinement, refine_facet_line
+from nwwatch.measure.result import refuse
+from nwwatch.measure.tilt import FacetShape, facet_shape
+from nwwatch.measure.wire import WireGeometry, measure_wire
+
+#: The interface orients the facet when it is at least this long with this many inliers
+#: and its orientation is known to this 1-sigma; otherwise the wire-axis prior is used.
+MIN_INTERFACE_LENGTH_PX = 6.0
+MIN_INTERFACE_POINTS = 6
+MAX_FREE_ANGLE_SIGMA_DEG = 3.0
+#: Less than this share of the interface points on one line: not a line (several pieces).
+MIN_INLIER_FRACTION = 0.5
+#: Share of the interface (about its middle) whose image profiles place the facet line.
+EDGE_SPAN = 0.6
+
+
+def _centroid(mom: dict) -> np.ndarray:
+    """(row, col) centroid from ``cv2.moments``."""
+    return np.array([mom["m01"], mom["m10"]]) / max(mom["m00"], 1e-12)
+
+
+def signed_deg(vector: np.ndarray, axis: np.ndarray) -> float:
+    """Angle from ``axis`` to ``vector`` counter-clockwise on screen (degrees)."""
+    left = np.array([-axis[1], axis[0]])
+    return math.degrees(math.atan2(float(vector @ left), float(vector @ axis)))
+
+
+@dataclass(frozen=True)
+class Facet:
+    """The facet line fitted to the interface (crop coordinates) and what it rests on:
+    ``free_line`` the interface's own line when ``line`` was oriented by a prior
+    (``source``), else None; ``fields`` the result's geometry columns so far."""
+
+    iface: InterfacePoints
+    line: FacetLine
+    free_line: FacetLine | None
+    source: str
+    wire: WireGeometry
+    fields: dict
+
+
+def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
+              base: dict) -> Facet:
+    """The facet line of the pair ``sel`` (found) in an image of ``shape`` from the
+    wire/droplet interface, orientation free; the wire's axis as a prior only where the
+    interface cannot orient itself. ``base``: the result's columns so far. Raises
+    :class:`nwwatch.measure.result.Refused` when there is no interface or it is not a line."""
+    towards = _centroid(sel.droplet_moments) - _centroid(sel.wire_moments)
+    if not np.hypot(*towards) > 1e-6:
+        raise refuse("droplet_not_on_wire", "wire and droplet have the same centroid", **base)
+    towards /= np.hypot(*towards)
+    iface = interface_points(sel.wire, sel.droplet, outlines.wire, outlines.droplet,
+                             outlines.fine)
+    if len(iface) < 3:
+        raise refuse("interface_missing", f"only {len(iface)} wire/droplet interface points "
+                     "(the droplet does not sit on the wire's end)", **base)
+    line = fit_facet_line(iface, towards)
+    wire_border = on_border(outlines.wire, shape, sel.box[:2])
+    wire_geo = measure_wire(sel.wire, outlines.wire, towards, line.point, wire_border,
+                            line.normal, sel.wire_moments)
+    source = "interface"
+    n_inl = int(line.inliers.sum())
+    if (line.length_px < MIN_INTERFACE_LENGTH_PX or n_inl < MIN_INTERFACE_POINTS
+            or math.degrees(line.sigma_angle_rad) > MAX_FREE_ANGLE_SIGMA_DEG):
+        free_line = line
+        source = "wire_axis" if wire_geo.axis is not None else "centroids"
+        prior = wire_geo.axis if wire_geo.axis is not None else towards
+        line = fit_facet_line(iface, towards, prior_normal=prior)
+    else:
+        free_line = None
+    inlier_fraction = float(line.inliers.mean())
+    axis_deg = (math.degrees(math.atan2(-wire_geo.axis[0], wire_geo.axis[1]))
+                if wire_geo.axis is not None else None)
+    geometry = dict(
+        base,
+        facet_angle_deg=math.degrees(math.atan2(-line.direction[0], line.direction[1])),
+        facet_gap_px=line.gap_px,
+        facet_source=source,
+        facet_inclination_deg=(signed_deg(line.normal, wire_geo.axis)
+                               if wire_geo.axis is not None else None),
+        facet_scatter_px=line.scatter_px,
+        n_facet_points=int(line.inliers.sum()),
+        wire_status=wire_geo.status,
+        wire_axis_deg=axis_deg,
+        wire_width_px=wire_geo.width_px,
+    )
+    if inlier_fraction < MIN_INLIER_FRACTION:
+        raise refuse("interface_not_line", f"only {100 * inlier_fraction:.0f} % of the "
+                     "wire/droplet interface lies on one line (curved or in several pieces)",
+                     **geometry)
+    return Facet(iface, line, free_line, source, wire_geo, geometry)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where :func:`place_facet` put the facet: its ``shape`` (flat or elliptical), the
+    facet ``line`` and the interface's own ``free_line`` (None unless ``line`` was oriented
+    by a prior), both moved with the image's step; ``s_px`` the circle centre's signed
+    distance from ``line``; ``edge`` what the image refinement did."""
+
+    shape: FacetShape
+    line: FacetLine
+    free_line: FacetLine | None
+    s_px: float
+    edge: EdgeRefinement
+
+
+def place_facet(
+    facet: Facet, fit: CircleFit, s_px: float, labels: np.ndarray, image: np.ndarray | None,
+    offset: np.ndarray,
+) -> Placement:
+    """The facet of ``facet`` read as flat or elliptical against the droplet's circle
+    ``fit`` (its centre ``s_px`` from the facet line), then, given the raw frame ``image``
+    (H, W) of ``labels`` uint8 (H, W), a flat facet line moved onto the frame's intensity
+    step where that step is clear. ``offset`` float (2,): the crop's (row, col) in the
+    image."""
+    s = s_px
+    half_chord = math.sqrt(max(fit.radius**2 - s**2, 0.0))
+    # Flat or elliptical (tilted) facet: the triple points sit at the ellipse's rim.
+    shape = facet_shape(fit, facet.line, facet.iface, s, half_chord,
+                        network_labels=image is not None)
+    line, free_line = shape.line, facet.free_line
+    s -= shape.shift_px
+    edge = EdgeRefinement("labels")
+    if image is not None and shape.tilt_deg > 0:
+        # An elliptical facet (a wire tilted out of the image plane) has no single step: the
+        # beam crosses wire and droplet over the whole ellipse, in proportions that depend
+        # on the materials. The labels' rim is kept.
+        edge = EdgeRefinement("elliptical")
+    elif image is not None:
+        # Over the middle of the interface: towards the triple points the droplet thins and
+        # its contrast with the wire fades, which moves the step's centre.
+        along = line.along(facet.iface.points[line.inliers])
+        mid, half = 0.5 * (along.max() + along.min()), 0.5 * (along.max() - along.min())
+        in_image = dataclasses.replace(line, point=line.point + offset)
+        edge = refine_facet_line(image, labels, in_image, (float(mid - EDGE_SPAN * half),
+                                                           float(mid + EDGE_SPAN * half)))
+        if edge.refined:
+            delta = edge.shift_px * line.normal
+            line = dataclasses.replace(line, point=line.point + delta, quantisation_px=0.0)
+            if free_line is not None:
+                free_line = dataclasses.replace(free_line, point=free_line.point + delta)
+            s -= edge.shift_px
+    return Placement(shape, line, free_line, s, edge)
