@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     sets = label_sets(args.seed, args.per_geometry, args.per_degradation)
     sets.update(model_sets(args.model_sets))
     result: dict[str, Any] = {
-        "command": "python -m bench.bench_uncertainty_cut " + " ".join(argv or []),
+        "command": "python -m bench.bench_uncertainty_cut "
+                   + " ".join(sys.argv[1:] if argv is None else argv),
         "seed": args.seed, "cuts_deg": list(CUTS_DEG), "sets": {}}
     for name, records in sets.items():
         result["sets"][name] = {f"{c:g}": summary(records, c) for c in CUTS_DEG}
