@@ -167,9 +167,27 @@ def test_compaction_refuses_a_ledger_in_use(results):
     try:
         r = CliRunner().invoke(compact_cmd, [str(out)])
         assert r.exit_code == 1 and "ledger.sqlite" in r.output
+        # compaction needs this folder: the advice is to stop the holder, not to go elsewhere
+        assert "stop it first" in r.output and "another results folder" not in r.output
+        assert f"pid {os.getpid()}" in r.output, r.output
     finally:
         held.close()
     assert len(_files(out)) == 5
+
+
+def test_ledger_rebuild_refuses_a_ledger_in_use(results):
+    from nwwatch.service.cli import ledger as ledger_cmd
+    from nwwatch.service.ledger import Ledger
+
+    tmp, out, onnx = results
+    held = Ledger(out / "ledger.sqlite", out)
+    try:
+        r = CliRunner().invoke(ledger_cmd, ["rebuild", str(out)])
+        assert r.exit_code == 1 and "ledger.sqlite" in r.output
+        assert "stop it first" in r.output and "another results folder" not in r.output
+    finally:
+        held.close()
+    assert not list(out.glob("ledger.sqlite.replaced-*"))  # nothing moved aside
 
 
 def test_compaction_refuses_a_folder_that_is_not_a_results_folder(tmp_path):

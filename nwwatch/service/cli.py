@@ -231,7 +231,9 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
 
     try:
         report = rebuild_ledger(results, ledger_path)
-    except (LedgerBusyError, FileNotFoundError) as exc:
+    except LedgerBusyError as exc:
+        raise click.ClickException(exc.stop_first("nwwatch ledger rebuild")) from None
+    except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     for old in report.moved_aside:
         click.echo(f"moved aside: {old}")
@@ -262,7 +264,9 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
     try:
         report = run_compact(results, ledger_path, acquisition=acquisition,
                              min_files=min_files)
-    except (LedgerBusyError, LedgerCorruptError, FileNotFoundError) as exc:
+    except LedgerBusyError as exc:
+        raise click.ClickException(exc.stop_first("nwwatch compact")) from None
+    except (LedgerCorruptError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     if report.recovered:
         click.echo(f"finished {report.recovered} interrupted compaction(s)")

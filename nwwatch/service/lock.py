@@ -18,7 +18,23 @@ _RETRIES = 10
 
 
 class LedgerBusyError(RuntimeError):
-    """Another process holds the ledger (a running service, a replay into the same folder)."""
+    """Another process holds the ledger (a running service, a replay into the same folder).
+
+    ``ledger`` is its path and ``holder`` the pid written in its lock file ("?" when none):
+    a command that needs this very ledger (compaction, a rebuild) says to stop the holder
+    with :meth:`stop_first`, where a replay or service may as well use another folder."""
+
+    def __init__(self, message: str, ledger: Path | None = None, holder: str = "?") -> None:
+        super().__init__(message)
+        self.ledger = ledger
+        self.holder = holder
+
+    def stop_first(self, command: str) -> str:
+        """The message for ``command`` (e.g. "nwwatch compact"), which needs this ledger."""
+        if self.ledger is None:  # not held by a process: the message says what happened
+            return str(self)
+        return (f"{self.ledger}: in use by another nwwatch process (pid {self.holder}); stop "
+                f"it first (a service: systemctl stop nwwatch), then run {command} again")
 
 
 class LedgerLock:
@@ -44,7 +60,7 @@ class LedgerLock:
                 self._handle.close()
                 raise LedgerBusyError(
                     f"{ledger}: in use by another nwwatch process (pid {holder}); stop it or "
-                    "use another results folder"
+                    "use another results folder", ledger, holder
                 ) from None
             # The holder may have deleted the file between the open and the lock (a failed
             # start removes the files it created before releasing them, startundo): a lock
