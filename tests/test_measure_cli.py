@@ -439,3 +439,22 @@ def test_overlay_shows_the_rejected_points():
     picture = draw_overlay(image, labels, r)
     magenta = np.all(picture[rejected[:, 0], rejected[:, 1]] == (255, 0, 255), axis=1)
     assert magenta.mean() > 0.8
+
+
+def test_overlay_used_points_stand_out_from_their_fitted_lines():
+    # before: the points used for the circle were drawn in the circle's orange and those for
+    # the facet line in its blue, on top of those lines: the points on a line could not be
+    # told from the line itself.
+    from nwwatch.measure.overlay import _BLUE, _ORANGE, _PALE_BLUE, _PALE_ORANGE
+    from nwwatch.synth.insitu import frame_params, render_insitu_frame
+
+    image, labels, truth = render_insitu_frame(frame_params(7, 0), np.random.default_rng(0))
+    r = measure_contact_angle(labels, pixel_size_nm=truth["pixel_size_nm"])
+    picture = draw_overlay(image, labels, r)
+    for pts, line_colour, own in ((r.points.circle, _ORANGE, _PALE_ORANGE),
+                                  (r.points.facet, _BLUE, _PALE_BLUE)):
+        idx = np.rint(pts).astype(int)
+        drawn = picture[idx[:, 0], idx[:, 1]]
+        # (the triple points, labels and rejected points are drawn over a few of them)
+        assert np.all(drawn == line_colour, axis=1).mean() < 0.05
+        assert np.all(drawn == own, axis=1).mean() > 0.7

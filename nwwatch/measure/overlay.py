@@ -1,12 +1,12 @@
 """Draw a measurement on its frame so a scientist sees at a glance why the value is what it is.
 
 Shows the segmentation outlines (wire yellow, droplet cyan), the droplet outline points used
-for the circle (orange dots) and those rejected as outliers (magenta), the interface points
-used for the facet line (blue dots) and those rejected (magenta), the fitted circle (orange)
-and its centre, the facet line (blue) labelled with how it was oriented, the triple points
-(green, with the left/right angles), the angle with its uncertainty, the status and the
-``reason_code``; status, code and reason in red when the measurement failed. Hershey fonts
-are ASCII only, hence "deg" for the degree sign.
+for the circle (pale orange dots) and those rejected as outliers (magenta), the interface
+points used for the facet line (pale blue dots) and those rejected (magenta), the fitted
+circle (orange) and its centre, the facet line (blue) labelled with how it was oriented, the
+triple points (green, with the left/right angles), the angle with its uncertainty, the status
+and the ``reason_code``; status, code and reason in red when the measurement failed. Hershey
+fonts are ASCII only, hence "deg" for the degree sign.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ _ONE = 1 << _SHIFT
 _BLUE, _GREEN, _ORANGE = (255, 80, 0), (0, 200, 0), (0, 140, 255)
 _YELLOW, _CYAN, _RED, _WHITE = (0, 220, 220), (230, 200, 0), (0, 0, 255), (255, 255, 255)
 _MAGENTA = (255, 0, 255)
+#: The points a fit used, drawn over its line in a paler tint of the line's colour, so that
+#: each point can be told from the line it lies on.
+_PALE_ORANGE, _PALE_BLUE = (150, 215, 255), (255, 200, 140)
 
 
 def _labels_image(labels: np.ndarray) -> np.ndarray:
@@ -112,7 +115,7 @@ def draw_overlay(
     # The points go over the lines: a rejected point lies on or next to the fitted line, which
     # drawn afterwards covered every one of them.
     if r.points is not None:
-        for pts, color in ((r.points.circle, _ORANGE), (r.points.facet, _BLUE),
+        for pts, color in ((r.points.circle, _PALE_ORANGE), (r.points.facet, _PALE_BLUE),
                            (r.points.circle_rejected, _MAGENTA),
                            (r.points.facet_rejected, _MAGENTA)):
             _dots(canvas, pts, color)
