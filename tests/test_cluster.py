@@ -18,11 +18,8 @@ from servicekit import HIVE_KEY, REPO, hive_readers, model, paint_insitu
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.results.parquet import dataset_files
-from nwwatch.service.cluster import (
-    STAGING_DIR,
-    ClusterUnavailableError,
-    ClusterUnreachableError,
-)
+from nwwatch.service.cluster import STAGING_DIR
+from nwwatch.service.clusterconnect import ClusterUnavailableError, ClusterUnreachableError
 from nwwatch.service.clustertask import _EXIT_ONCE_ENV
 from nwwatch.service.replay import replay
 
@@ -248,10 +245,10 @@ def test_an_unreachable_scheduler_leaves_the_results_folder_as_it_was(acq, tmp_p
     one) were written before the scheduler was tried. The connection comes first now."""
     from click.testing import CliRunner
 
-    import nwwatch.service.cluster as cluster_module
+    import nwwatch.service.clusterconnect as connect_module
     from nwwatch.cli import main
 
-    monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(connect_module, "CONNECT_TIMEOUT_S", 0.5)
     folder, onnx = acq
     address = f"tcp://127.0.0.1:{_free_port()}"
     with pytest.raises(ClusterUnreachableError, match="no Dask scheduler reachable"):
@@ -390,7 +387,7 @@ def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_
 
 SLOW_HEARTBEATS = """
 import asyncio, sys, time
-from nwwatch.service.cluster import close_connection, connect
+from nwwatch.service.clusterconnect import close_connection, connect
 
 if __name__ == "__main__":  # the worker processes import this module too
     connection = connect("local:2")
@@ -425,7 +422,7 @@ def test_a_local_cluster_closed_while_its_workers_wait_for_a_heartbeat_prints_no
 CTRL_C_IN_A_FETCH = """
 import os, signal, sys, threading, time
 from nwwatch.service.childsignals import ctrl_c_after_the_call
-from nwwatch.service.cluster import close_connection, connect
+from nwwatch.service.clusterconnect import close_connection, connect
 
 if __name__ == "__main__":
     connection = client, _ = connect("local:1")
@@ -514,7 +511,7 @@ def test_a_replay_with_nothing_left_to_do_starts_no_cluster(cluster, acq, tmp_pa
                                                             monkeypatch):
     """Resuming a finished backfill skips every file from the ledger: no LocalCluster is
     started (seconds and N processes) nor a scheduler contacted; staged leftovers go."""
-    import nwwatch.service.cluster as cluster_module
+    import nwwatch.service.clusterconnect as connect_module
 
     address, _ = cluster
     folder, onnx = acq
@@ -526,7 +523,7 @@ def test_a_replay_with_nothing_left_to_do_starts_no_cluster(cluster, acq, tmp_pa
     def no_connect(address):
         raise AssertionError(f"connected to {address} with nothing to do")
 
-    monkeypatch.setattr(cluster_module, "connect", no_connect)
+    monkeypatch.setattr(connect_module, "connect", no_connect)
     again = replay(folder, results, model=onnx, dask="local:2")
     assert (again.skipped, again.still_quarantined, again.done, again.cluster.tasks) == (
         N_FRAMES, 1, 0, 0)

@@ -129,7 +129,7 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     """
     from nwwatch.logsetup import configure_logging
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
-    from nwwatch.service.cluster import (
+    from nwwatch.service.clusterconnect import (
         ClusterRequestError,
         ClusterUnavailableError,
         ClusterUnreachableError,

@@ -23,7 +23,6 @@ not committed is adopted, one held but not written is released: processed again)
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import os
 import pickle
@@ -34,76 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.segment.session import ModelLoadError
+from nwwatch.service import clusterconnect
 from nwwatch.service.batch import Engine, crash_point, refresh_quarantine
-from nwwatch.service.childsignals import children_ignore_ctrl_c, ctrl_c_after_the_call
+from nwwatch.service.childsignals import ctrl_c_after_the_call
 from nwwatch.service.clustertask import TaskResult, TaskSpec, run_task
 from nwwatch.service.flush import held_rows_written_at_end, write_held
 from nwwatch.service.ledger import Failure, ItemKey
 from nwwatch.service.names import path_key, source_name
 
-#: The optional dependency group that brings Dask distributed.
-CLUSTER_EXTRA = "cluster"
 #: Staged task outputs, inside the results folder (hidden: readers and rebuild skip it).
 STAGING_DIR = ".cluster"
 #: Tasks are sized to about this much work: scheduler overhead per task is a few ms.
 TARGET_TASK_S = 2.0
-#: Seconds to wait for a scheduler before giving up with :class:`ClusterUnreachableError`.
-CONNECT_TIMEOUT_S = 5.0
-
-
-class ClusterUnavailableError(RuntimeError):
-    """Dask distributed is not installed, or the request cannot run on a cluster."""
-
-
-class ClusterRequestError(ClusterUnavailableError):
-    """``--dask`` with what it cannot take (tomograms, QA pictures, a malformed ``local:N``):
-    a wrong command line (``nwwatch replay`` exit 2)."""
-
-
-class ClusterUnreachableError(ConnectionError):
-    """No Dask scheduler answered at the given address."""
-
-
-def check_cluster_request(address: str, kind: str, overlays: str = "none") -> None:
-    """Refuse early what cannot run: no ``nwwatch[cluster]`` extra, tomograms, QA pictures
-    (``overlays`` is the overlay mode asked for), a bad address."""
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        raise ClusterUnavailableError(
-            f"--dask needs Dask distributed: pip install 'nwwatch[{CLUSTER_EXTRA}]'") from None
-    if kind != "insitu":
-        raise ClusterRequestError(f"--dask processes in-situ frames only, not {kind!r}")
-    if overlays != "none":
-        raise ClusterRequestError(
-            "--dask makes no QA pictures: drop --overlays (or [output] overlays in --config)")
-    if _local_workers(address) is None:
-        _check_scheduler_address(address)
-
-
-def _check_scheduler_address(address: str) -> None:
-    """A scheme Dask knows and, for TCP or TLS, a host and a numeric port (Dask's parser and
-    registry fail at once; the dashboard's ``http://`` link is the likely mistake)."""
-    from distributed.comm.addressing import get_address_host_port, parse_address
-    from distributed.comm.registry import get_backend
-    scheme = parse_address(address)[0]
-    try:
-        get_backend(scheme)
-        if scheme in ("tcp", "tls"):
-            get_address_host_port(address)
-    except ValueError as exc:
-        hint = "; the dashboard's http:// link is not it" if scheme.startswith("http") else ""
-        raise ClusterRequestError(f"--dask {address!r}: expected a scheduler address "
-                                  f"(tcp://host:port) or local:N ({exc}){hint}") from None
-
-
-def _local_workers(address: str) -> int | None:
-    if not address.startswith("local:"):
-        return None
-    n = address.partition(":")[2]
-    if not n.isdigit() or int(n) < 1:
-        raise ClusterRequestError(f"--dask {address!r}: expected local:N with N >= 1")
-    return int(n)
 
 
 # --- the driver side ----------------------------------------------------------------------
@@ -126,46 +67,6 @@ class ClusterStats:
     dashboard: str | None = None
 
 
-def connect(address: str):
-    """A ``(Client, LocalCluster or None)`` for ``address`` (``tcp://host:port`` or
-    ``local:N``). Raises :class:`ClusterUnreachableError` naming the address when no
-    scheduler answers within :data:`CONNECT_TIMEOUT_S`."""
-    from distributed import Client, LocalCluster
-
-    n = _local_workers(address)
-    if n is not None:
-        from nwwatch.service.quietclose import QuietWhileClosing
-
-        # Any free port: several replays (or tests) may run on one machine.
-        with children_ignore_ctrl_c():
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                   dashboard_address="127.0.0.1:0",
-                                   silence_logs=logging.ERROR)
-            try:
-                client = Client(cluster)
-                # no worker traceback when they are closed (a Ctrl-C, or the end)
-                client.register_plugin(QuietWhileClosing())
-            except BaseException:
-                cluster.close()
-                raise
-        return client, cluster
-    try:
-        return Client(address, timeout=CONNECT_TIMEOUT_S), None
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterUnreachableError(
-            f"no Dask scheduler reachable at {address} within {CONNECT_TIMEOUT_S:g} s "
-            f"({type(exc).__name__}: {exc})") from None
-
-
-def close_connection(connection) -> None:
-    """Close a ``(Client, LocalCluster or None)`` of :func:`connect` (a Ctrl-C meanwhile
-    acts once both are closed)."""
-    with ctrl_c_after_the_call():
-        for part in connection:
-            if part is not None:
-                part.close()
-
-
 def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: Engine,
                    summary, bar, *, inference, chunk_frames: int, force: bool = False,
                    log=None, connection=None) -> ClusterStats:
@@ -173,7 +74,8 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
     ``address``, committing each task's rows to ``engine``'s ledger as it comes back.
     Counts go to ``summary`` (a :class:`~nwwatch.service.replaysummary.ReplaySummary`) and ``bar``;
     ``chunk_frames``: frames of the first tasks (local replay's chunk). ``connection``: the
-    caller's :func:`connect` (it closes it); None: connect when there is work.
+    caller's :func:`nwwatch.service.clusterconnect.connect` (it closes it); None: connect
+    when there is work.
     """
     from distributed import as_completed
 
@@ -186,7 +88,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         return stats
     pending = itertools.chain([first], pending)
     own = connection is None
-    client, _ = connection = connect(address) if own else connection
+    client, _ = connection = clusterconnect.connect(address) if own else connection
     try:
         with ctrl_c_after_the_call():
             info = client.scheduler_info()
@@ -199,7 +101,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 import click
 
                 click.echo(f"Dask dashboard: {stats.dashboard}", err=True)
-        n_local = _local_workers(address)
+        n_local = clusterconnect.local_workers(address)
         threads = inference.threads
         if threads is None and n_local is not None:  # share this machine's cores
             threads = max(1, (os.cpu_count() or 1) // n_local)
@@ -244,7 +146,8 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
             for fut in futures:
                 _, chunk = inflight.pop(fut.key)
                 if fut.status == "cancelled":
-                    raise ClusterUnreachableError(f"lost the Dask scheduler at {address}")
+                    raise clusterconnect.ClusterUnreachableError(
+                        f"lost the Dask scheduler at {address}")
                 try:
                     with ctrl_c_after_the_call():  # a finished task's result: a short wait
                         res = fut.result()
@@ -284,7 +187,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         _clear_staging(staging)
     finally:
         if own:
-            close_connection(connection)
+            clusterconnect.close_connection(connection)
     return stats
 
 

@@ -144,7 +144,7 @@ def replay(
         mode = pictures.mode if overlay_frames is None else _overlay_mode(overlay_frames)
         pictures = OverlaySettings(mode, pictures.folder, save_labels or pictures.save_labels)
     if dask is not None:
-        from nwwatch.service.cluster import check_cluster_request
+        from nwwatch.service.clusterconnect import check_cluster_request
 
         check_cluster_request(dask, kind, pictures.mode)
     if model is None and kind in NO_DEFAULT_MODEL:
@@ -169,7 +169,7 @@ def replay(
     # anything is created, and what was created on the way is removed (startundo).
     connection = None
     if dask is not None and not dask.startswith("local:"):
-        from nwwatch.service.cluster import close_connection, connect
+        from nwwatch.service.clusterconnect import close_connection, connect
 
         connection = connect(dask)
     created = CreatedPaths([out, ledger_path.parent], ledger_files(ledger_path))

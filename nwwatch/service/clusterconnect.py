@@ -1,0 +1,112 @@
+"""Reaching a Dask cluster for ``nwwatch replay --dask ADDRESS``: what the request may ask
+(:func:`check_cluster_request`, before anything is written), and the connection to a
+scheduler at ``tcp://host:port`` or to a LocalCluster of ``local:N`` worker processes started
+for the replay (:func:`connect`, :func:`close_connection`). The driver's work on the cluster is
+:mod:`nwwatch.service.cluster`."""
+
+from __future__ import annotations
+
+import logging
+
+from nwwatch.service.childsignals import children_ignore_ctrl_c, ctrl_c_after_the_call
+
+#: The optional dependency group that brings Dask distributed.
+CLUSTER_EXTRA = "cluster"
+#: Seconds to wait for a scheduler before giving up with :class:`ClusterUnreachableError`.
+CONNECT_TIMEOUT_S = 5.0
+
+
+class ClusterUnavailableError(RuntimeError):
+    """Dask distributed is not installed, or the request cannot run on a cluster."""
+
+
+class ClusterRequestError(ClusterUnavailableError):
+    """``--dask`` with what it cannot take (tomograms, QA pictures, a malformed ``local:N``):
+    a wrong command line (``nwwatch replay`` exit 2)."""
+
+
+class ClusterUnreachableError(ConnectionError):
+    """No Dask scheduler answered at the given address."""
+
+
+def check_cluster_request(address: str, kind: str, overlays: str = "none") -> None:
+    """Refuse early what cannot run: no ``nwwatch[cluster]`` extra, tomograms, QA pictures
+    (``overlays`` is the overlay mode asked for), a bad address."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ClusterUnavailableError(
+            f"--dask needs Dask distributed: pip install 'nwwatch[{CLUSTER_EXTRA}]'") from None
+    if kind != "insitu":
+        raise ClusterRequestError(f"--dask processes in-situ frames only, not {kind!r}")
+    if overlays != "none":
+        raise ClusterRequestError(
+            "--dask makes no QA pictures: drop --overlays (or [output] overlays in --config)")
+    if local_workers(address) is None:
+        _check_scheduler_address(address)
+
+
+def _check_scheduler_address(address: str) -> None:
+    """A scheme Dask knows and, for TCP or TLS, a host and a numeric port (Dask's parser and
+    registry fail at once; the dashboard's ``http://`` link is the likely mistake)."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+    from distributed.comm.registry import get_backend
+    scheme = parse_address(address)[0]
+    try:
+        get_backend(scheme)
+        if scheme in ("tcp", "tls"):
+            get_address_host_port(address)
+    except ValueError as exc:
+        hint = "; the dashboard's http:// link is not it" if scheme.startswith("http") else ""
+        raise ClusterRequestError(f"--dask {address!r}: expected a scheduler address "
+                                  f"(tcp://host:port) or local:N ({exc}){hint}") from None
+
+
+def local_workers(address: str) -> int | None:
+    """N of a ``local:N`` address, None for any other address."""
+    if not address.startswith("local:"):
+        return None
+    n = address.partition(":")[2]
+    if not n.isdigit() or int(n) < 1:
+        raise ClusterRequestError(f"--dask {address!r}: expected local:N with N >= 1")
+    return int(n)
+
+
+def connect(address: str):
+    """A ``(Client, LocalCluster or None)`` for ``address`` (``tcp://host:port`` or
+    ``local:N``). Raises :class:`ClusterUnreachableError` naming the address when no
+    scheduler answers within :data:`CONNECT_TIMEOUT_S`."""
+    from distributed import Client, LocalCluster
+
+    n = local_workers(address)
+    if n is not None:
+        from nwwatch.service.quietclose import QuietWhileClosing
+
+        # Any free port: several replays (or tests) may run on one machine.
+        with children_ignore_ctrl_c():
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                   dashboard_address="127.0.0.1:0",
+                                   silence_logs=logging.ERROR)
+            try:
+                client = Client(cluster)
+                # no worker traceback when they are closed (a Ctrl-C, or the end)
+                client.register_plugin(QuietWhileClosing())
+            except BaseException:
+                cluster.close()
+                raise
+        return client, cluster
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT_S), None
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterUnreachableError(
+            f"no Dask scheduler reachable at {address} within {CONNECT_TIMEOUT_S:g} s "
+            f"({type(exc).__name__}: {exc})") from None
+
+
+def close_connection(connection) -> None:
+    """Close a ``(Client, LocalCluster or None)`` of :func:`connect` (a Ctrl-C meanwhile
+    acts once both are closed)."""
+    with ctrl_c_after_the_call():
+        for part in connection:
+            if part is not None:
+                part.close()
