@@ -319,3 +319,48 @@ def test_a_file_replaced_by_rename_is_read_again(tmp_path):
     os.replace(results / "frames" / ".tmp.parquet", results / "frames" / "frames-1.parquet")
     assert store.refresh()
     assert list(frame_series(next(iter(store.snapshot.values())))["angle"]) == [90.0]
+
+
+def _stack_version(pages: int, sha: str, processed: datetime) -> list[dict]:
+    """The rows of one version of a stack ``/acq/s/stack.tif`` that its writer grows page by
+    page, closing it after each: every version is a new file content, processed whole."""
+    rows = []
+    for page in range(pages):
+        row = frame_rows("/acq/s", [100.0 + page], processed=processed)[0]
+        row.update(source="/acq/s/stack.tif", frame=page, source_sha256=sha,
+                   acquired_at=T0 + timedelta(seconds=page))
+        rows.append(row)
+    return rows
+
+
+def test_a_grown_stack_shows_each_page_once_from_its_newest_version(tmp_path):
+    """A stack closed after every page is processed again with every version (docs/service.md,
+    a file is its content). The dashboard and report showed page 0 of a 3-page stack three
+    times; they show the newest version's rows, and a client is reset when older rows go."""
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", _stack_version(1, "a" * 64, T0))
+    store = ResultsStore(results)
+    store.refresh()
+    gen = store.generation
+    write(results, "frames-2.parquet", _stack_version(2, "b" * 64, T0 + timedelta(seconds=5)))
+    assert store.refresh()
+    acq = next(iter(store.snapshot.values()))
+    assert acq.table["frame"].to_pylist() == [0, 1]
+    assert set(acq.table["source_sha256"].to_pylist()) == {"b" * 64}
+    assert store.generation == gen + 1  # rows went: clients start from scratch
+    write(results, "frames-3.parquet", _stack_version(3, "c" * 64, T0 + timedelta(seconds=9)))
+    store.refresh()
+    acq = next(iter(store.snapshot.values()))
+    assert acq.table["frame"].to_pylist() == [0, 1, 2]
+    assert frame_series(acq)["angle"].tolist() == [100.0, 101.0, 102.0]
+    # A new file of the same folder only adds rows: same generation.
+    gen = store.generation
+    more = frame_rows("/acq/s", [90.0], processed=T0 + timedelta(seconds=12))
+    more[0]["source_sha256"] = "d" * 64
+    write(results, "frames-4.parquet", more)
+    store.refresh()
+    assert store.generation == gen and len(next(iter(store.snapshot.values()))) == 4
+    # Opened from scratch (the report), the same rows.
+    fresh = ResultsStore(results)
+    fresh.refresh()
+    assert len(next(iter(fresh.snapshot.values()))) == 4

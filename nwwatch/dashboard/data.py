@@ -4,7 +4,8 @@ An acquisition is the folder that holds the input files (a watched folder or a s
 it): rows are grouped by the parent folder of their ``source``, and within a folder by the
 model and measurement version that made them (a folder processed again after a model change
 holds one row per frame of each; mixed, every frame would count twice and its angles read as
-one series). Only committed data is read:
+one series). A file processed in several versions (a stack grown page by page) counts with
+its newest version's rows only (:func:`newest_versions`). Only committed data is read:
 Parquet files under their final names (written by atomic rename; hidden temporaries are
 skipped), ``quarantine.parquet`` (rewritten atomically) and, read-only, the ledger. A file
 that vanishes or is replaced while it is read is simply read again at the next refresh.
@@ -31,7 +32,7 @@ FRAME_COLUMNS = ("source", "frame", "status", "reason", "reason_code", "angle_va
                  "contact_angle_deg", "contact_angle_uncertainty_deg", "acquired_at",
                  "processed_at", "read_ms", "segment_ms", "measure_ms", "confidence_ms",
                  "model_name", "model_sha256", "measurement_version", "provider",
-                 "overlay_path")
+                 "overlay_path", "source_sha256")
 VOLUME_COLUMNS = ("source", "status", "reason", "reason_code", "mask_path", "solid_fraction",
                   "porosity_envelope", "surface_area_nm2", "surface_area_px2", "pore_count",
                   "pore_diameter_median_nm", "pore_diameter_median_px", "uncertain_fraction",
@@ -66,6 +67,32 @@ def _split_by_series(table: pa.Table) -> dict[tuple[str, str], pa.Table]:
     groups = sorted(set(zip(folder_of_row, series_of_row, strict=True)))
     return {(str(f), str(k)): table.filter(pa.array((folder_of_row == f) & (series_of_row == k)))
             for f, k in groups}
+
+
+def newest_versions(table: pa.Table) -> pa.Table:
+    """``table`` without the rows of older versions of a file: per ``source``, only the rows
+    of the ``source_sha256`` its latest ``processed_at`` belongs to.
+
+    A file is its content (docs/service.md): a stack its writer grows page by page, closing
+    it after each page, is processed again with every version, and its first pages get a row
+    each time. The newest version is the file as it is. Rows without either column, or with
+    a null hash, are kept as they are."""
+    names = set(table.column_names)
+    if table.num_rows == 0 or not {"source", "source_sha256", "processed_at"} <= names:
+        return table
+    codes = pc.dictionary_encode(table["source"]).combine_chunks().indices
+    source = codes.to_numpy(zero_copy_only=False)
+    sha = table["source_sha256"].to_numpy(zero_copy_only=False)
+    if len(set(zip(source.tolist(), sha.tolist(), strict=True))) == len(set(source.tolist())):
+        return table  # one version per file: the usual case
+    when = _epoch_s(table["processed_at"])
+    when = np.where(np.isnan(when), -np.inf, when)
+    order = np.lexsort((when, source))  # by file, then by processing time
+    last = order[np.r_[source[order][1:] != source[order][:-1], True]]
+    newest = np.empty(int(source.max()) + 1, dtype=object)
+    newest[source[last]] = sha[last]
+    keep = (sha == newest[source]) | np.array([v is None for v in sha], dtype=bool)
+    return table.filter(pa.array(keep))
 
 
 def _epoch_s(column: pa.ChunkedArray) -> np.ndarray:
@@ -220,8 +247,12 @@ class ResultsStore:
                 tables = {kind: [t for _, t in self._files[kind].values()] for kind in added}
                 self.snapshot = self._apply({}, tables)
             elif any(new for new, _ in added.values()) or quarantine_changed:
+                before = sum(len(a) for a in self.snapshot.values())
+                new_rows = sum(t.num_rows for new, _ in added.values() for t in new)
                 self.snapshot = self._apply(self.snapshot,
                                             {k: new for k, (new, _) in added.items()})
+                if sum(len(a) for a in self.snapshot.values()) < before + new_rows:
+                    self.generation += 1  # a file's older version gave way: start again
             else:
                 return False
             self.version += 1
@@ -241,6 +272,7 @@ class ResultsStore:
                 old = acqs.get(acq_id)
                 if old is not None and old.table is not None:
                     part = pa.concat_tables([old.table, part], promote_options="default")
+                part = newest_versions(part)
                 order = [(sort_key, "ascending"), ("source", "ascending")]
                 if "frame" in part.column_names:
                     order.append(("frame", "ascending"))
