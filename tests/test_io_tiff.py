@@ -412,6 +412,27 @@ def test_pages_written_one_call_each_skip_a_thumbnail(tmp_path):
     assert logs[0]["read_shape"] == (2, 16, 16) and logs[0]["ignored_shapes"] == [(4, 4)]
 
 
+def test_a_reduced_resolution_first_page_is_not_the_frame(tmp_path):
+    # A preview written before the image and marked as such (NewSubfileType 1): tifffile
+    # makes it a series of its own, the first one. The frame is the full-resolution page.
+    path = tmp_path / "preview_first.tif"
+    image = _image((16, 16), "uint16")
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(_image((4, 4), "uint8"), subfiletype=1, metadata=None,
+                  resolution=(1e7 / 10.0, 1e7 / 10.0), resolutionunit="CENTIMETER")
+        tif.write(image, metadata=None, resolution=(1e7 / 2.5, 1e7 / 2.5),
+                  resolutionunit="CENTIMETER")
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert len(frames) == 1
+    np.testing.assert_array_equal(frames[0].image, image)
+    assert frames[0].pixel_size_nm == pytest.approx(2.5)
+    assert inspect_tiff(path).shape == (16, 16)
+    np.testing.assert_array_equal(read_volume(path).data, image[None])
+    assert [e["event"] for e in logs] == ["io.extra_series_ignored"]
+    assert logs[0]["ignored_shapes"] == [(4, 4)]
+
+
 def test_pages_written_one_call_each_are_refused_as_a_whole(tmp_path):
     # A grey first page does not make an RGB file readable; a later page of another pixel
     # type is not part of the stack.

@@ -200,18 +200,23 @@ def image_series(
     file without OME, ImageJ or vendor metadata (tifffile kinds "shaped", "generic",
     "uniform"), every plain series of 2-D pages with the first series' page shape and pixel
     type is read; the others (e.g. a thumbnail) are not. OME, ImageJ and vendor files: the
-    first series only.
+    first series only. A series of reduced-resolution pages (``NewSubfileType`` 1, e.g. a
+    preview written before the image) is never read while the file holds another.
     """
-    first, rest = tif.series[0], list(tif.series[1:])
+    full = [s for s in tif.series if not s.keyframe.is_reduced]
+    reduced = [s for s in tif.series if s.keyframe.is_reduced]
+    if not full:  # nothing but reduced pages: those are the image
+        full, reduced = reduced, []
+    first, rest = full[0], full[1:]
     if not _is_plain_stack(first):
-        return [first], rest
+        return [first], rest + reduced
     page_shape = squeezed(first)[0][-2:]
     read, ignored = [first], []
     for series in rest:
         same = (_is_plain_stack(series) and squeezed(series)[0][-2:] == page_shape
                 and series.dtype == first.dtype)
         (read if same else ignored).append(series)
-    return read, ignored
+    return read, ignored + reduced
 
 
 def _is_plain_stack(series: tifffile.TiffPageSeries) -> bool:

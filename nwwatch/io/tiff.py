@@ -114,10 +114,10 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
                 path, f"{len(info.shape)}-D data (axes {info.axes}, shape {info.shape}); "
                 "a volume has one axis besides Y and X"
             )
-        sizes = physical_sizes_nm(path, tif)
+        series = image_series(tif)[0]
+        sizes = physical_sizes_nm(path, tif, series[0].keyframe)
         height, width = info.page_shape
-        data = _read_pixels(path, info, image_series(tif)[0]).reshape(info.n_pages, height,
-                                                                      width)
+        data = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
     voxel_size_nm = None if None in sizes else (sizes[0], sizes[1], sizes[2])
     return Volume(data=data, source=path, voxel_size_nm=voxel_size_nm)
 
