@@ -572,6 +572,18 @@ def test_rgb_and_multichannel(tmp_path):
         assert "(3, 2, 10, 12)" in str(error.value)
 
 
+def test_inverted_grey_is_refused(tmp_path):
+    # PhotometricInterpretation MinIsWhite: 0 is white. Read as stored, the frame's contrast
+    # would be inverted (a dark droplet bright) and segmented without a word.
+    path = tmp_path / "min_is_white.tif"
+    tifffile.imwrite(path, _image((10, 12), "uint16"), photometric="miniswhite")
+    for reader in (inspect_tiff, read_frames, read_volume):
+        with pytest.raises(MultichannelError) as error:
+            reader(path)
+        _assert_names_file(error, path)
+        assert "MinIsWhite" in str(error.value)
+
+
 def _crafted_tiff(path: Path, width: int, height: int, n_pages: int = 1) -> None:
     """A classic little-endian TIFF whose IFDs declare width x height uint16 pages
     but hold only 16 bytes of pixel data each."""

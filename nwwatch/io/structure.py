@@ -312,6 +312,12 @@ def _check_pages(
         raise MultichannelError(
             path, f"palette (indexed colour) image of shape {series.shape}; save it as greyscale"
         )
+    if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+        # Read as stored, its contrast would be inverted: a dark droplet segmented as bright.
+        raise MultichannelError(
+            path, "inverted grey image (PhotometricInterpretation MinIsWhite: 0 is white); "
+                  "save it as ordinary greyscale (MinIsBlack)"
+        )
     _check_codecs(path, page)
     _check_data_extents(path, tif, series, size, first_page)
 
