@@ -678,6 +678,30 @@ def test_lzw_compressed_frames_are_read(tmp_path):
     np.testing.assert_array_equal(read_frames(path)[0].image, image)
 
 
+@pytest.mark.parametrize(("dtype", "options"), [
+    ("uint16", {"compression": "lzw", "predictor": True}),
+    ("uint16", {"compression": "zlib", "predictor": True}),
+    ("uint16", {"compression": "zstd"}),
+    ("uint16", {"compression": "packbits"}),
+    ("float32", {"compression": "zlib", "predictor": 3}),  # floating-point predictor
+    ("uint16", {"compression": "zlib", "tile": (16, 16), "bigtiff": True}),
+])
+def test_codecs_acquisition_software_writes_are_read(tmp_path, dtype, options):
+    image = _image((32, 48), dtype)
+    path = tmp_path / "compressed.tif"
+    tifffile.imwrite(path, image, metadata=None, **options)
+    np.testing.assert_array_equal(read_frames(path)[0].image, image)
+
+
+def test_jpeg_compressed_frames_are_read(tmp_path):
+    image = np.tile(np.arange(48, dtype=np.uint8) * 5, (32, 1))  # smooth: JPEG keeps it
+    path = tmp_path / "jpeg.tif"
+    tifffile.imwrite(path, image, compression="jpeg", metadata=None)
+    frame = read_frames(path)[0].image
+    assert frame.dtype == np.uint8 and frame.shape == image.shape
+    assert np.abs(frame.astype(int) - image).max() <= 8
+
+
 @pytest.mark.parametrize(("dtype", "advice"), [
     ("complex64", ""), ("float64", "save it as float32"), ("uint32", "or uint16 if"),
     ("int32", "or int16 if"), ("int8", "save it as int16")])
