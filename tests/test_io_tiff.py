@@ -693,6 +693,22 @@ def test_codecs_acquisition_software_writes_are_read(tmp_path, dtype, options):
     np.testing.assert_array_equal(read_frames(path)[0].image, image)
 
 
+def test_packed_12_bit_frames_are_read(tmp_path):
+    # Cameras with 10-, 12- or 14-bit converters may store their counts packed (1.5 bytes a
+    # pixel at 12 bits); they decode to uint16. Complete files are not truncated ones.
+    stack = RNG.integers(0, 4096, (3, 16, 21)).astype(np.uint16)
+    path = tmp_path / "packed12.tif"
+    tifffile.imwrite(path, stack, bitspersample=12, photometric="minisblack", metadata=None)
+    frames = read_frames(path)
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), stack)
+    assert inspect_tiff(path).dtype == np.uint16
+    short = tmp_path / "packed12_short.tif"
+    short.write_bytes(path.read_bytes()[:-100])  # the last page cut short
+    with pytest.raises(TruncatedTiffError) as error:
+        read_frames(short)
+    _assert_names_file(error, short)
+
+
 def test_jpeg_compressed_frames_are_read(tmp_path):
     image = np.tile(np.arange(48, dtype=np.uint8) * 5, (32, 1))  # smooth: JPEG keeps it
     path = tmp_path / "jpeg.tif"

@@ -370,7 +370,21 @@ def _check_data_extents(
             raise TruncatedTiffError(
                 path, f"page {index} data end at byte {end}, the file has only {size} bytes"
             )
-        if page.compression == tifffile.COMPRESSION.NONE and sum(counts) < page.nbytes:
-            raise TruncatedTiffError(
-                path, f"page {index} holds {sum(counts)} of {page.nbytes} bytes of pixels"
-            )
+        if page.compression == tifffile.COMPRESSION.NONE:
+            stored = _uncompressed_bytes(page)
+            if sum(counts) < stored:
+                raise TruncatedTiffError(
+                    path, f"page {index} holds {sum(counts)} of {stored} bytes of pixels"
+                )
+
+
+def _uncompressed_bytes(page: tifffile.TiffPage) -> int:
+    """Bytes of an uncompressed page's pixels as stored: every row padded to a whole byte, so
+    12-bit packed data (decoded to uint16) store 1.5 bytes a pixel. Tiles store more (their
+    padding), never less."""
+    if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+        planes, samples = page.samplesperpixel, 1
+    else:
+        planes, samples = 1, page.samplesperpixel
+    row_bytes = math.ceil(page.imagewidth * samples * page.bitspersample / 8)
+    return planes * page.imagedepth * page.imagelength * row_bytes
