@@ -720,7 +720,8 @@ def test_jpeg_compressed_frames_are_read(tmp_path):
 
 @pytest.mark.parametrize(("dtype", "advice"), [
     ("complex64", ""), ("float64", "save it as float32"), ("uint32", "or uint16 if"),
-    ("int32", "or int16 if"), ("int8", "save it as int16")])
+    ("int32", "or int16 if"), ("int8", "save it as int16"), ("float16", "save it as float32"),
+    ("bool", "1-bit")])
 def test_unsupported_dtypes(tmp_path, dtype, advice):
     path = tmp_path / f"{dtype}.tif"
     tifffile.imwrite(path, np.zeros((8, 8), dtype), metadata=None)

@@ -66,7 +66,9 @@ _CHANNEL_AXES = "SC"  # samples (RGB, extra samples) and channels
 # tifffile's series kinds of files without OME, ImageJ or vendor metadata
 _PLAIN_KINDS = frozenset({"shaped", "generic", "uniform"})
 # What to save a refused pixel type as (by kind and bytes): the nearest type read exactly.
-_DTYPE_HINTS = {"f8": ": save it as float32", "i1": ": save it as int16",
+_DTYPE_HINTS = {"f8": ": save it as float32", "f2": ": save it as float32",
+                "b1": " (a 1-bit black and white image): save it as 8-bit grey",
+                "i1": ": save it as int16",
                 "i4": ": save it as float32, or int16 if the values fit",
                 "u4": ": save it as float32, or uint16 if the values fit",
                 "i8": ": save it as float32, or int16 if the values fit",
