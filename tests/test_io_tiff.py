@@ -306,6 +306,18 @@ def test_imagej_frame_interval_gives_per_frame_times(tmp_path):
     assert times == [start + timedelta(seconds=0.5 * i) for i in range(4)]
 
 
+def test_imagej_frame_interval_steps_once_per_time_point_of_a_hyperstack(tmp_path, local_tz):
+    # ImageJ's finterval is the time between T frames: the Z slices of one time point of a
+    # TZYX hyperstack (read as frames in file order) share its time.
+    path = tmp_path / "tz.tif"
+    tifffile.imwrite(path, _image((2, 3, 8, 8), "uint16"), imagej=True,
+                     datetime="2026:01:02 03:04:05",
+                     metadata={"axes": "TZYX", "finterval": 10.0})
+    start = datetime(2026, 1, 2, 2, 4, 5, tzinfo=UTC)  # Berlin is UTC+1 in January
+    assert [(f.acquired_at - start).total_seconds() for f in read_frames(path)] == [
+        0.0, 0.0, 0.0, 10.0, 10.0, 10.0]
+
+
 def test_mtime_fallback(tmp_path):
     path = write_stack_tiff(tmp_path / "s.tif", _image((2, 8, 8), "uint16"))
     stamp = datetime(2025, 6, 7, 8, 9, 10, 250000, tzinfo=UTC)
