@@ -553,6 +553,34 @@ def test_imagej_stack_with_only_its_first_page_written(tmp_path):
     assert "declares 4 images" in str(error.value)
 
 
+def _with_imagej_header(path: Path, stack: np.ndarray, dimensions: str) -> Path:
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(stack, photometric="minisblack", metadata=None,
+                  description=f"ImageJ=1.54f\n{dimensions}\nunit=nm\nfinterval=1\n")
+    return path
+
+
+@pytest.mark.parametrize("dimensions", ["images=abc", "images=2\nframes=2.5", "images=1e400"])
+def test_malformed_imagej_header_is_refused_naming_the_file(tmp_path, dimensions):
+    # Hand-edited or foreign "ImageJ=" descriptions: tifffile raises TypeError or makes a
+    # series of 2.5 frames; either used to escape as a traceback (a replay ended there).
+    path = _with_imagej_header(tmp_path / "bad.tif", _image((2, 8, 8), "uint16"), dimensions)
+    for reader in (inspect_tiff, read_frames, read_volume):
+        with pytest.raises(TruncatedTiffError) as error:
+            reader(path)
+        _assert_names_file(error, path)
+        assert "ImageJ" in str(error.value) or "metadata" in str(error.value)
+
+
+def test_imagej_header_tifffile_passes_over_still_reads_the_pages(tmp_path):
+    # "slices=1e400" does not fit the pages: tifffile reads them as a plain series; the
+    # calibration's metadata readers must not fail on the number either.
+    stack = _image((2, 8, 8), "uint16")
+    path = _with_imagej_header(tmp_path / "odd.tif", stack, "images=2\nslices=1e400")
+    np.testing.assert_array_equal(np.stack([f.image for f in read_frames(path)]), stack)
+    assert read_volume(path).data.shape == (2, 8, 8)
+
+
 def test_corrupt_compressed_data_passes_inspect_but_not_read(tmp_path):
     path = tmp_path / "z.tif"
     tifffile.imwrite(path, _image((3, 64, 64), "uint16"), imagej=True, compression="zlib",

@@ -185,7 +185,7 @@ def _imagej_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
     y_per_unit, x_per_unit = _resolution(tif.pages.first)
     if "spacing" in meta:
         z_nm = _float(meta["spacing"]) * factor
-    elif int(meta.get("slices", 1)) > 1:
+    elif _float(meta.get("slices", 1)) > 1:
         z_nm = factor  # ImageJ does not write spacing when it is 1 unit
     else:
         z_nm = None

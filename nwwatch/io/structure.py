@@ -24,6 +24,7 @@ import tifffile
 from nwwatch.io.errors import (
     EmptyFileError,
     ImageTooLargeError,
+    InputError,
     MultichannelError,
     NotATiffError,
     TruncatedTiffError,
@@ -34,6 +35,7 @@ from nwwatch.io.errors import (
 )
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
 from nwwatch.io.records import TiffInfo
+from nwwatch.io.series import CHANNEL_AXES, image_series, series_n_pages, squeezed
 
 _log = structlog.get_logger("nwwatch.io")
 
@@ -62,9 +64,6 @@ _MAGIC = {
     b"II+\x00": ("<", True),
     b"MM\x00+": (">", True),
 }
-_CHANNEL_AXES = "SC"  # samples (RGB, extra samples) and channels
-# tifffile's series kinds of files without OME, ImageJ or vendor metadata
-_PLAIN_KINDS = frozenset({"shaped", "generic", "uniform"})
 # What to save a refused pixel type as (by kind and bytes): the nearest type read exactly.
 _DTYPE_HINTS = {"f8": ": save it as float32", "f2": ": save it as float32",
                 "b1": " (a 1-bit black and white image): save it as 8-bit grey",
@@ -116,7 +115,12 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
         except Exception as exc:  # tifffile raises many types on corrupt structure
             raise TruncatedTiffError(path, f"corrupt TIFF structure ({exc})") from exc
         with tif:
-            info = _describe(path, tif, size, n_ifds)
+            try:
+                info = _describe(path, tif, size, n_ifds)
+            except (InputError, OSError, MemoryError):
+                raise
+            except Exception as exc:  # tifffile's lazy parsing of a corrupt tag or header
+                raise TruncatedTiffError(path, f"corrupt TIFF structure ({exc})") from exc
             yield tif, info
 
 
@@ -184,63 +188,26 @@ def _check_tag_values(
             )
 
 
-def squeezed(series: tifffile.TiffPageSeries) -> tuple[tuple[int, ...], str]:
-    """Series shape and axes without singleton axes; Y and X always kept."""
-    shape = series.get_shape(False)
-    axes = series.get_axes(False)
-    keep = [i for i, (n, a) in enumerate(zip(shape, axes, strict=True)) if n != 1 or a in "YX"]
-    return tuple(shape[i] for i in keep), "".join(axes[i] for i in keep)
-
-
-def image_series(
-    tif: tifffile.TiffFile,
-) -> tuple[list[tifffile.TiffPageSeries], list[tifffile.TiffPageSeries]]:
-    """The series read as one stack of pages, in file order, and the series not read.
-
-    tifffile makes one series per ``TiffWriter.write`` call of its own (shaped) format, so a
-    file that acquisition software grew one page at a time holds one series per page. In a
-    file without OME, ImageJ or vendor metadata (tifffile kinds "shaped", "generic",
-    "uniform"), every plain series of 2-D pages with the first series' page shape and pixel
-    type is read; the others (e.g. a thumbnail) are not. OME, ImageJ and vendor files: the
-    first series only. A series of reduced-resolution pages (``NewSubfileType`` 1, e.g. a
-    preview written before the image) is never read while the file holds another.
-    """
-    full = [s for s in tif.series if not s.keyframe.is_reduced]
-    reduced = [s for s in tif.series if s.keyframe.is_reduced]
-    if not full:  # nothing but reduced pages: those are the image
-        full, reduced = reduced, []
-    first, rest = full[0], full[1:]
-    if not _is_plain_stack(first):
-        return [first], rest + reduced
-    page_shape = squeezed(first)[0][-2:]
-    read, ignored = [first], []
-    for series in rest:
-        same = (_is_plain_stack(series) and squeezed(series)[0][-2:] == page_shape
-                and series.dtype == first.dtype)
-        (read if same else ignored).append(series)
-    return read, ignored + reduced
-
-
-def _is_plain_stack(series: tifffile.TiffPageSeries) -> bool:
-    """A series without a metadata convention, of 2-D pages on at most one stack axis."""
-    shape, axes = squeezed(series)
-    return (series.kind in _PLAIN_KINDS and len(axes) <= 3 and axes.endswith("YX")
-            and not any(a in _CHANNEL_AXES for a in axes))
-
-
-def series_n_pages(series: tifffile.TiffPageSeries) -> int:
-    """2-D pages in ``series`` (the product of its axes before Y)."""
-    shape, axes = squeezed(series)
-    return math.prod(shape[: axes.index("Y")])
-
-
 def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> TiffInfo:
     if len(tif.pages) < n_ifds:
         raise TruncatedTiffError(
             path, f"only {len(tif.pages)} of {n_ifds} image directories could be read"
         )
-    if not tif.series:
+    try:
+        all_series = tif.series
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # e.g. TypeError from an ImageJ header saying "images=abc"
+        raise TruncatedTiffError(
+            path, f"corrupt metadata: its image series cannot be made out ({exc})") from exc
+    if not all_series:
         raise TruncatedTiffError(path, "no image series found")
+    for series in all_series:
+        # tifffile takes an ImageJ header's "frames=2.5" as a dimension of 2.5 pages
+        if not all(isinstance(n, int) for n in series.shape):
+            raise TruncatedTiffError(
+                path, f"corrupt {series.kind} metadata: dimensions {series.shape} are not "
+                      "whole numbers")
     read, ignored = image_series(tif)
     series = read[0]
     shape, axes = squeezed(series)
@@ -278,7 +245,7 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
         names = ", ".join(str(d) for d in SUPPORTED_DTYPES)
         hint = _DTYPE_HINTS.get(f"{dtype.kind}{dtype.itemsize}", "")
         raise UnsupportedDtypeError(path, f"pixel type {dtype} is not supported ({names}){hint}")
-    channel_axes = [a for a in axes if a in _CHANNEL_AXES]
+    channel_axes = [a for a in axes if a in CHANNEL_AXES]
     if channel_axes:
         n = math.prod(shape[axes.index(a)] for a in channel_axes)
         raise MultichannelError(
@@ -348,10 +315,14 @@ def _check_data_extents(
     """Every page present and its pixel data inside the file; pages numbered from ``first_page``."""
     n_pages = series_n_pages(series)
     if tif.is_imagej:
-        declared_images = int((tif.imagej_metadata or {}).get("images", 1))
-        if declared_images > n_pages:
+        images = (tif.imagej_metadata or {}).get("images", 1)
+        try:
+            declared_images = float(images)
+        except (TypeError, ValueError):
+            declared_images = math.nan
+        if not declared_images <= n_pages:  # more than present, or not a number ("1e400")
             raise TruncatedTiffError(
-                path, f"ImageJ header declares {declared_images} images, the file holds {n_pages}"
+                path, f"ImageJ header declares {images} images, the file holds {n_pages}"
             )
     contiguous_at = series.dataoffset
     if contiguous_at is not None:

@@ -17,7 +17,8 @@ import tifffile
 from nwwatch.io.errors import BlankImageError, TruncatedTiffError, UnsupportedLayoutError
 from nwwatch.io.metadata import acquisition_times, frame_pixel_size_nm, physical_sizes_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
-from nwwatch.io.structure import image_series, open_tiff, series_n_pages
+from nwwatch.io.series import image_series, series_n_pages
+from nwwatch.io.structure import open_tiff
 
 
 def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
@@ -171,7 +172,7 @@ def _page_pixel_sizes_nm(
 
 def _read_pixels(path: Path, info: TiffInfo,
                  series: list[tifffile.TiffPageSeries]) -> np.ndarray:
-    """The pixels of ``series`` (:func:`nwwatch.io.structure.image_series`'s stack), in the
+    """The pixels of ``series`` (:func:`nwwatch.io.series.image_series`'s stack), in the
     shape of ``info``."""
     try:
         if len(series) == 1:
