@@ -581,6 +581,23 @@ def test_imagej_header_tifffile_passes_over_still_reads_the_pages(tmp_path):
     assert read_volume(path).data.shape == (2, 8, 8)
 
 
+def test_corrupt_tag_of_a_later_page_is_refused_naming_the_file(tmp_path):
+    # ImageJ stacks are read as one block; a later page's IFD is parsed only for its times.
+    # A damaged ImageLength there (count 9: a tuple for tifffile) raised a bare TypeError.
+    path = tmp_path / "damaged.tif"
+    tifffile.imwrite(path, _image((3, 8, 8), "uint16"), imagej=True, metadata={"axes": "TYX"},
+                     datetime="2026:01:02 03:04:05")
+    with tifffile.TiffFile(path) as tif:
+        count_at = tif.pages[2].tags[257].offset + 4  # entry: code, type, count, value
+    raw = bytearray(path.read_bytes())
+    raw[count_at : count_at + 4] = struct.pack("<I", 9)
+    path.write_bytes(raw)
+    with pytest.raises(TruncatedTiffError) as error:
+        read_frames(path)
+    _assert_names_file(error, path)
+    assert "corrupt" in str(error.value)
+
+
 def test_corrupt_compressed_data_passes_inspect_but_not_read(tmp_path):
     path = tmp_path / "z.tif"
     tifffile.imwrite(path, _image((3, 64, 64), "uint16"), imagej=True, compression="zlib",

@@ -115,13 +115,22 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
         except Exception as exc:  # tifffile raises many types on corrupt structure
             raise TruncatedTiffError(path, f"corrupt TIFF structure ({exc})") from exc
         with tif:
-            try:
+            with corrupt_structure_refused(path):
                 info = _describe(path, tif, size, n_ifds)
-            except (InputError, OSError, MemoryError):
-                raise
-            except Exception as exc:  # tifffile's lazy parsing of a corrupt tag or header
-                raise TruncatedTiffError(path, f"corrupt TIFF structure ({exc})") from exc
             yield tif, info
+
+
+@contextmanager
+def corrupt_structure_refused(path: Path) -> Iterator[None]:
+    """Around tifffile's lazy parsing of ``path`` (series, tags of later pages): an exception
+    it raises on a corrupt tag or header becomes a TruncatedTiffError naming the file.
+    InputError, OSError and MemoryError pass unchanged."""
+    try:
+        yield
+    except (InputError, OSError, MemoryError):
+        raise
+    except Exception as exc:  # tifffile raises many types on corrupt structure
+        raise TruncatedTiffError(path, f"corrupt TIFF structure ({exc})") from exc
 
 
 def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:

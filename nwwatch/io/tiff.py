@@ -18,7 +18,7 @@ from nwwatch.io.errors import BlankImageError, TruncatedTiffError, UnsupportedLa
 from nwwatch.io.metadata import acquisition_times, frame_pixel_size_nm, physical_sizes_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.series import image_series, series_n_pages
-from nwwatch.io.structure import open_tiff
+from nwwatch.io.structure import corrupt_structure_refused, open_tiff
 
 
 def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
@@ -70,11 +70,12 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
     path = Path(path)
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
-        sizes_nm = _page_pixel_sizes_nm(path, tif, series)
+        with corrupt_structure_refused(path):  # later pages' tags are parsed here
+            sizes_nm = _page_pixel_sizes_nm(path, tif, series)
+            pages = [page for part in series for page in part.pages]
+            times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
         height, width = info.page_shape
         stack = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
-        pages = [page for part in series for page in part.pages]
-        times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
     return [
         Frame(
             image=stack[i],
@@ -116,7 +117,8 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
                 "a volume has one axis besides Y and X"
             )
         series = image_series(tif)[0]
-        sizes = physical_sizes_nm(path, tif, series[0].keyframe)
+        with corrupt_structure_refused(path):
+            sizes = physical_sizes_nm(path, tif, series[0].keyframe)
         height, width = info.page_shape
         data = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
     voxel_size_nm = None if None in sizes else (sizes[0], sizes[1], sizes[2])
