@@ -688,6 +688,24 @@ def test_absurd_declared_size_is_refused_before_allocating(tmp_path):
     assert "100000 x 100000" in str(error.value)
 
 
+def test_damaged_tile_size_is_refused_before_decoding(tmp_path):
+    # A TileWidth damaged to 822083600 on a 24 x 20 page: decoding one tile would allocate
+    # 26 GB (a MemoryError, not an InputError, where it is refused at all).
+    path = tmp_path / "tiles.tif"
+    tifffile.imwrite(path, _image((24, 20), "uint16"), tile=(16, 16), compression="zlib",
+                     metadata=None)
+    with tifffile.TiffFile(path) as tif:
+        value_at = tif.pages.first.tags[322].valueoffset  # TileWidth
+    raw = bytearray(path.read_bytes())
+    raw[value_at : value_at + 4] = struct.pack("<I", 822083600)
+    path.write_bytes(raw)
+    for reader in (inspect_tiff, read_frames):
+        with pytest.raises(ImageTooLargeError) as error:
+            reader(path)
+        _assert_names_file(error, path)
+        assert "822083600 x 16" in str(error.value)
+
+
 def test_crafted_small_tiff_reads_and_volume_limit(tmp_path, monkeypatch):
     path = tmp_path / "small.tif"
     _crafted_tiff(path, 4, 2, n_pages=3)  # the crafting helper itself makes valid files

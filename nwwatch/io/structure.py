@@ -297,6 +297,7 @@ def _check_pages(
                   "save it as ordinary greyscale (MinIsBlack)"
         )
     _check_codecs(path, page)
+    _check_tile_size(path, page, first_page)
     _check_data_extents(path, tif, series, size, first_page)
 
 
@@ -344,6 +345,8 @@ def _check_data_extents(
     for index, page in enumerate(series.pages, start=first_page):
         if page is None:
             raise TruncatedTiffError(path, f"page {index} is missing")
+        if isinstance(page, tifffile.TiffPage):  # a TiffFrame has its keyframe's tiles
+            _check_tile_size(path, page, index)
         offsets, counts = page.dataoffsets, page.databytecounts
         if not offsets:
             raise TruncatedTiffError(path, f"page {index} has no pixel data")
@@ -358,6 +361,18 @@ def _check_data_extents(
                 raise TruncatedTiffError(
                     path, f"page {index} holds {sum(counts)} of {stored} bytes of pixels"
                 )
+
+
+def _check_tile_size(path: Path, page: tifffile.TiffPage, index: int) -> None:
+    """A tile is decoded whole: one larger than the frame limit (a damaged TileWidth) would
+    allocate gigabytes for a small page."""
+    if not page.is_tiled:
+        return
+    values = page.tilewidth * page.tilelength * page.tiledepth * page.samplesperpixel
+    if values > MAX_FRAME_PIXELS:
+        raise ImageTooLargeError(
+            path, f"page {index} declares tiles of {page.tilewidth} x {page.tilelength} pixels "
+                  f"({values} values), more than the limit of {MAX_FRAME_PIXELS}")
 
 
 def _uncompressed_bytes(page: tifffile.TiffPage) -> int:
