@@ -773,10 +773,12 @@ def test_packed_12_bit_frames_are_read(tmp_path):
     # pixel at 12 bits); they decode to uint16. Complete files are not truncated ones.
     stack = RNG.integers(0, 4096, (3, 16, 21)).astype(np.uint16)
     path = tmp_path / "packed12.tif"
-    tifffile.imwrite(path, stack, bitspersample=12, photometric="minisblack", metadata=None)
-    frames = read_frames(path)
-    np.testing.assert_array_equal(np.stack([f.image for f in frames]), stack)
-    assert inspect_tiff(path).dtype == np.uint16
+    for metadata in (None, {}):  # pages parsed one by one; later pages as tifffile frames
+        tifffile.imwrite(path, stack, bitspersample=12, photometric="minisblack",
+                         metadata=metadata)
+        frames = read_frames(path)
+        np.testing.assert_array_equal(np.stack([f.image for f in frames]), stack)
+        assert inspect_tiff(path).dtype == np.uint16
     short = tmp_path / "packed12_short.tif"
     short.write_bytes(path.read_bytes()[:-100])  # the last page cut short
     with pytest.raises(TruncatedTiffError) as error:

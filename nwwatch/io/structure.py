@@ -356,7 +356,7 @@ def _check_data_extents(
                 path, f"page {index} data end at byte {end}, the file has only {size} bytes"
             )
         if page.compression == tifffile.COMPRESSION.NONE:
-            stored = _uncompressed_bytes(page)
+            stored = _uncompressed_bytes(page.keyframe)  # a TiffFrame: its keyframe's layout
             if sum(counts) < stored:
                 raise TruncatedTiffError(
                     path, f"page {index} holds {sum(counts)} of {stored} bytes of pixels"
