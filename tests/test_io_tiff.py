@@ -581,6 +581,50 @@ def test_imagej_header_tifffile_passes_over_still_reads_the_pages(tmp_path):
     assert read_volume(path).data.shape == (2, 8, 8)
 
 
+_OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+
+
+def _multifile_ome(folder: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    """A two-file OME-TIFF dataset as Micro-Manager splits one: a.ome.tif holds the metadata
+    of all 4 time points and planes 0-1, b.ome.tif planes 2-3 and a BinaryOnly reference."""
+    uuid_a, uuid_b = (f"urn:uuid:0000000{c}-0000-4000-8000-000000000000" for c in "ab")
+    tiffdata = "".join(
+        f'<TiffData FirstT="{first}" IFD="0" PlaneCount="2"><UUID FileName="{name}">{uuid}'
+        "</UUID></TiffData>" for first, name, uuid in ((0, "a.ome.tif", uuid_a),
+                                                       (2, "b.ome.tif", uuid_b)))
+    meta_a = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{_OME_NS}" UUID="{uuid_a}">'
+              '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" '
+              'SizeX="12" SizeY="10" SizeZ="1" SizeC="1" SizeT="4" PhysicalSizeX="0.25" '
+              'PhysicalSizeY="0.25" PhysicalSizeXUnit="nm" PhysicalSizeYUnit="nm">'
+              f'<Channel ID="Channel:0:0" SamplesPerPixel="1"/>{tiffdata}</Pixels></Image></OME>')
+    meta_b = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{_OME_NS}" UUID="{uuid_b}">'
+              f'<BinaryOnly MetadataFile="a.ome.tif" UUID="{uuid_a}"/></OME>')
+    planes_a, planes_b = _image((2, 10, 12), "uint16"), _image((2, 10, 12), "uint16")
+    for name, planes, meta in (("a.ome.tif", planes_a, meta_a), ("b.ome.tif", planes_b, meta_b)):
+        tifffile.imwrite(folder / name, planes, description=meta, metadata=None,
+                         photometric="minisblack")
+    return folder / "a.ome.tif", folder / "b.ome.tif", planes_a, planes_b
+
+
+@pytest.mark.parametrize("in_its_folder", [False, True])
+def test_a_file_of_a_multifile_ome_dataset_is_read_alone(tmp_path, monkeypatch, in_its_folder):
+    # tifffile follows the OME TiffData to the other files by name, relative to the working
+    # directory for an open handle: a.ome.tif gave 4 frames (b's too) when run from its
+    # folder and was refused ("page 2 is missing") from anywhere else. Each file is its own
+    # input (its readiness, its content hash): its own planes, the metadata it carries.
+    (tmp_path / "acq").mkdir()
+    first, second, planes_a, planes_b = _multifile_ome(tmp_path / "acq")
+    monkeypatch.chdir(tmp_path / "acq" if in_its_folder else tmp_path)
+    frames = read_frames(first)
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), planes_a)
+    assert [f.pixel_size_nm for f in frames] == [0.25, 0.25]
+    assert inspect_tiff(first).n_pages == 2
+    np.testing.assert_array_equal(read_volume(first).data, planes_a)
+    frames = read_frames(second)
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), planes_b)
+    assert [f.pixel_size_nm for f in frames] == [None, None]
+
+
 def test_corrupt_tag_of_a_later_page_is_refused_naming_the_file(tmp_path):
     # ImageJ stacks are read as one block; a later page's IFD is parsed only for its times.
     # A damaged ImageLength there (count 9: a tuple for tifffile) raised a bare TypeError.

@@ -109,7 +109,11 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
         n_ifds = _check_ifd_chain(path, handle, size)
         handle.seek(0)
         try:
-            tif = tifffile.TiffFile(handle, name=path.name)
+            # _multifile=False: planes an OME header places in other files (a dataset split
+            # over several files) are not looked for, by a name relative to the working
+            # directory; every file is an input of its own, read alone (tifffile's own
+            # command line offers the same switch).
+            tif = tifffile.TiffFile(handle, name=path.name, _multifile=False)
         except (OSError, MemoryError):
             raise
         except Exception as exc:  # tifffile raises many types on corrupt structure
