@@ -840,8 +840,10 @@ def test_jpeg_compressed_frames_are_read(tmp_path):
 
 
 @pytest.mark.parametrize(("dtype", "advice"), [
-    ("complex64", ""), ("float64", "save it as float32"), ("uint32", "or uint16 if"),
-    ("int32", "or int16 if"), ("int8", "save it as int16"), ("float16", "save it as float32"),
+    ("complex64", ""), ("float64", "save it as float32"),
+    ("uint32", "16 bits (uint16) if the values fit, else as float32; a label image: uint8"),
+    ("int32", "16 bits (int16) if the values fit, else as float32; a label image: uint8"),
+    ("int8", "save it as int16"), ("float16", "save it as float32"),
     ("bool", "1-bit")])
 def test_unsupported_dtypes(tmp_path, dtype, advice):
     path = tmp_path / f"{dtype}.tif"

@@ -301,6 +301,20 @@ def test_a_blank_frame_read_as_labels_says_how_to_measure_it_as_a_frame(tmp_path
     assert result.exit_code == 1 and "--read-as frames" not in result.output
 
 
+def test_a_32_bit_label_image_is_told_to_be_saved_as_8_bit(tmp_path, label_files):
+    # napari saves its Labels layer as it holds it (int32, int64). The refusal used to say
+    # "save it as float32" first: a float label image is then measured as a raw frame.
+    _, good, _ = label_files
+    path = tmp_path / "napari_labels.tif"
+    tifffile.imwrite(path, good.labels.astype(np.int32))
+    result = CliRunner().invoke(main, ["measure", str(path), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1
+    line = next(x for x in result.output.splitlines() if x.startswith("skipped"))
+    assert str(path) in line and "int32" in line and "label image: uint8" in line
+    assert "save it with 16 bits (int16) if the values fit, else as float32" in line
+
+
 def test_an_unreadable_overlay_background_is_a_warning_not_the_end_of_the_run(tmp_path):
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
     cv2.imwrite(str(tmp_path / "good.png"), cap.labels)

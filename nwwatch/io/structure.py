@@ -68,10 +68,13 @@ _MAGIC = {
 _DTYPE_HINTS = {"f8": ": save it as float32", "f2": ": save it as float32",
                 "b1": " (a 1-bit black and white image): save it as 8-bit grey",
                 "i1": ": save it as int16",
-                "i4": ": save it as float32, or int16 if the values fit",
-                "u4": ": save it as float32, or uint16 if the values fit",
-                "i8": ": save it as float32, or int16 if the values fit",
-                "u8": ": save it as float32, or uint16 if the values fit"}
+                "i4": ": save it with 16 bits (int16) if the values fit, else as float32",
+                "u4": ": save it with 16 bits (uint16) if the values fit, else as float32",
+                "i8": ": save it with 16 bits (int16) if the values fit, else as float32",
+                "u8": ": save it with 16 bits (uint16) if the values fit, else as float32"}
+# 32- and 64-bit integers are also how napari saves a Labels layer: float32 would then be
+# measured as a raw frame (nwwatch measure --read-as auto), 8 bits keeps the class ids.
+_LABEL_HINT = "; a label image: uint8"
 # Formats a TEM user is likely to hand over instead of a TIFF: what to do with them.
 _MRC_HINT = (": an MRC volume? nwwatch reads TIFF; convert it, e.g. with IMOD's mrc2tif or "
              "Fiji (File > Save As > Tiff)")
@@ -257,6 +260,8 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
     if dtype not in SUPPORTED_DTYPES:
         names = ", ".join(str(d) for d in SUPPORTED_DTYPES)
         hint = _DTYPE_HINTS.get(f"{dtype.kind}{dtype.itemsize}", "")
+        if dtype.kind in "iu" and dtype.itemsize >= 4:
+            hint += _LABEL_HINT
         raise UnsupportedDtypeError(path, f"pixel type {dtype} is not supported ({names}){hint}")
     channel_axes = [a for a in axes if a in CHANNEL_AXES]
     if channel_axes:
