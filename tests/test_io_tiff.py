@@ -544,6 +544,20 @@ def test_truncated_files(tmp_path, layout):
             read_frames(part)
 
 
+def test_imagej_stack_with_one_image_directory_for_all_pages(tmp_path):
+    # ImageJ's layout for stacks over 4 GB: one IFD, then every page's pixels back to back.
+    stack = _image((4, 16, 16), "uint16")
+    path = write_stack_tiff(tmp_path / "big_layout.tif", stack)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        next_pointer_at = page.offset + 2 + 12 * len(page.tags)
+    raw = bytearray(path.read_bytes())
+    raw[next_pointer_at : next_pointer_at + 4] = bytes(4)  # the chain ends at IFD 0
+    path.write_bytes(raw)
+    assert inspect_tiff(path).n_pages == 4
+    np.testing.assert_array_equal(np.stack([f.image for f in read_frames(path)]), stack)
+
+
 def test_imagej_stack_with_only_its_first_page_written(tmp_path):
     # What a streaming writer leaves: IFD 0 ends the chain, pixels of page 0 only.
     path = first_page_only(tmp_path / "s.tif", _image((4, 16, 16), "uint16"))
