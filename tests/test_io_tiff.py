@@ -284,6 +284,20 @@ def test_per_page_datetime_tags(tmp_path, local_tz):
     assert {f.acquired_at_source for f in frames} == {"metadata"}
 
 
+def test_per_page_datetime_tags_with_fractions_of_a_second(tmp_path, local_tz):
+    # Writers of fast series append milliseconds to the 20-byte TIFF DateTime; read without
+    # them the frames of one second shared a time, and ".250" made the tag unreadable.
+    path = tmp_path / "fast.tif"
+    stamps = ["2026:01:02 03:04:05.000", "2026:01:02 03:04:05.250", "2026/01/02 03:04:05.5"]
+    with tifffile.TiffWriter(path) as tif:
+        for stamp in stamps:  # tifffile's datetime= takes the standard form only
+            tif.write(_image((8, 8), "uint16"), metadata=None,
+                      extratags=[(306, "s", 0, stamp, True)])
+    frames = read_frames(path)
+    start = datetime(2026, 1, 2, 2, 4, 5, tzinfo=UTC)  # Berlin is UTC+1 in January
+    assert [(f.acquired_at - start).total_seconds() for f in frames] == [0.0, 0.25, 0.5]
+
+
 def test_own_writer_datetime_tag_agrees_with_precise_time(tmp_path, local_tz):
     path = write_frame_tiff(tmp_path / "f.tif", _image((8, 8), "uint16"), acquired_at=T0)
     with tifffile.TiffFile(path) as tif:

@@ -47,7 +47,10 @@ _NM_PER_UNIT = {
     "in": 25.4e6, "inch": 25.4e6, "inches": 25.4e6,
 }
 _UNCALIBRATED = {"", "pixel", "pixels", "px"}
-_TIFF_TIME_FORMATS = ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S")
+# The TIFF form, the other separators, and each with fractions of a second (writers of fast
+# series append them to the 20-byte tag).
+_TIFF_TIME_FORMATS = tuple(f"%Y{sep}%m{sep}%d %H:%M:%S{frac}" for frac in ("", ".%f")
+                           for sep in (":", "-", "/"))
 
 Sizes = tuple[float | None, float | None, float | None]  # (z, y, x) nm
 
