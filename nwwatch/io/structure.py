@@ -220,7 +220,7 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
         raise TruncatedTiffError(path, "no image series found")
     for series in all_series:
         # tifffile takes an ImageJ header's "frames=2.5" as a dimension of 2.5 pages
-        if not all(isinstance(n, int) for n in series.shape):
+        if not all(isinstance(n, (int, np.integer)) for n in series.shape):
             raise TruncatedTiffError(
                 path, f"corrupt {series.kind} metadata: dimensions {series.shape} are not "
                       "whole numbers")
