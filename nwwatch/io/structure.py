@@ -111,16 +111,12 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
             raise EmptyFileError(path, "file is empty (0 bytes)")
         n_ifds = _check_ifd_chain(path, handle, size)
         handle.seek(0)
-        try:
+        with corrupt_structure_refused(path):
             # _multifile=False: planes an OME header places in other files (a dataset split
             # over several files) are not looked for, by a name relative to the working
             # directory; every file is an input of its own, read alone (tifffile's own
             # command line offers the same switch).
             tif = tifffile.TiffFile(handle, name=path.name, _multifile=False)
-        except (OSError, MemoryError):
-            raise
-        except Exception as exc:  # tifffile raises many types on corrupt structure
-            raise TruncatedTiffError(path, f"corrupt TIFF structure ({exc})") from exc
         with tif:
             with corrupt_structure_refused(path):
                 info = _describe(path, tif, size, n_ifds)
