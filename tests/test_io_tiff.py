@@ -284,6 +284,20 @@ def test_per_page_datetime_tags(tmp_path, local_tz):
     assert {f.acquired_at_source for f in frames} == {"metadata"}
 
 
+def test_per_page_datetime_tags_with_fractions_of_a_second(tmp_path, local_tz):
+    # Writers of fast series append milliseconds to the 20-byte TIFF DateTime; read without
+    # them the frames of one second shared a time, and ".250" made the tag unreadable.
+    path = tmp_path / "fast.tif"
+    stamps = ["2026:01:02 03:04:05.000", "2026:01:02 03:04:05.250", "2026/01/02 03:04:05.5"]
+    with tifffile.TiffWriter(path) as tif:
+        for stamp in stamps:  # tifffile's datetime= takes the standard form only
+            tif.write(_image((8, 8), "uint16"), metadata=None,
+                      extratags=[(306, "s", 0, stamp, True)])
+    frames = read_frames(path)
+    start = datetime(2026, 1, 2, 2, 4, 5, tzinfo=UTC)  # Berlin is UTC+1 in January
+    assert [(f.acquired_at - start).total_seconds() for f in frames] == [0.0, 0.25, 0.5]
+
+
 def test_own_writer_datetime_tag_agrees_with_precise_time(tmp_path, local_tz):
     path = write_frame_tiff(tmp_path / "f.tif", _image((8, 8), "uint16"), acquired_at=T0)
     with tifffile.TiffFile(path) as tif:
@@ -304,6 +318,18 @@ def test_imagej_frame_interval_gives_per_frame_times(tmp_path):
     time.tzset()
     start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert times == [start + timedelta(seconds=0.5 * i) for i in range(4)]
+
+
+def test_imagej_frame_interval_steps_once_per_time_point_of_a_hyperstack(tmp_path, local_tz):
+    # ImageJ's finterval is the time between T frames: the Z slices of one time point of a
+    # TZYX hyperstack (read as frames in file order) share its time.
+    path = tmp_path / "tz.tif"
+    tifffile.imwrite(path, _image((2, 3, 8, 8), "uint16"), imagej=True,
+                     datetime="2026:01:02 03:04:05",
+                     metadata={"axes": "TZYX", "finterval": 10.0})
+    start = datetime(2026, 1, 2, 2, 4, 5, tzinfo=UTC)  # Berlin is UTC+1 in January
+    assert [(f.acquired_at - start).total_seconds() for f in read_frames(path)] == [
+        0.0, 0.0, 0.0, 10.0, 10.0, 10.0]
 
 
 def test_mtime_fallback(tmp_path):
@@ -412,6 +438,27 @@ def test_pages_written_one_call_each_skip_a_thumbnail(tmp_path):
     assert logs[0]["read_shape"] == (2, 16, 16) and logs[0]["ignored_shapes"] == [(4, 4)]
 
 
+def test_a_reduced_resolution_first_page_is_not_the_frame(tmp_path):
+    # A preview written before the image and marked as such (NewSubfileType 1): tifffile
+    # makes it a series of its own, the first one. The frame is the full-resolution page.
+    path = tmp_path / "preview_first.tif"
+    image = _image((16, 16), "uint16")
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(_image((4, 4), "uint8"), subfiletype=1, metadata=None,
+                  resolution=(1e7 / 10.0, 1e7 / 10.0), resolutionunit="CENTIMETER")
+        tif.write(image, metadata=None, resolution=(1e7 / 2.5, 1e7 / 2.5),
+                  resolutionunit="CENTIMETER")
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert len(frames) == 1
+    np.testing.assert_array_equal(frames[0].image, image)
+    assert frames[0].pixel_size_nm == pytest.approx(2.5)
+    assert inspect_tiff(path).shape == (16, 16)
+    np.testing.assert_array_equal(read_volume(path).data, image[None])
+    assert [e["event"] for e in logs] == ["io.extra_series_ignored"]
+    assert logs[0]["ignored_shapes"] == [(4, 4)]
+
+
 def test_pages_written_one_call_each_are_refused_as_a_whole(tmp_path):
     # A grey first page does not make an RGB file readable; a later page of another pixel
     # type is not part of the stack.
@@ -511,6 +558,20 @@ def test_truncated_files(tmp_path, layout):
             read_frames(part)
 
 
+def test_imagej_stack_with_one_image_directory_for_all_pages(tmp_path):
+    # ImageJ's layout for stacks over 4 GB: one IFD, then every page's pixels back to back.
+    stack = _image((4, 16, 16), "uint16")
+    path = write_stack_tiff(tmp_path / "big_layout.tif", stack)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        next_pointer_at = page.offset + 2 + 12 * len(page.tags)
+    raw = bytearray(path.read_bytes())
+    raw[next_pointer_at : next_pointer_at + 4] = bytes(4)  # the chain ends at IFD 0
+    path.write_bytes(raw)
+    assert inspect_tiff(path).n_pages == 4
+    np.testing.assert_array_equal(np.stack([f.image for f in read_frames(path)]), stack)
+
+
 def test_imagej_stack_with_only_its_first_page_written(tmp_path):
     # What a streaming writer leaves: IFD 0 ends the chain, pixels of page 0 only.
     path = first_page_only(tmp_path / "s.tif", _image((4, 16, 16), "uint16"))
@@ -518,6 +579,95 @@ def test_imagej_stack_with_only_its_first_page_written(tmp_path):
         inspect_tiff(path)
     _assert_names_file(error, path)
     assert "declares 4 images" in str(error.value)
+
+
+def _with_imagej_header(path: Path, stack: np.ndarray, dimensions: str) -> Path:
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(stack, photometric="minisblack", metadata=None,
+                  description=f"ImageJ=1.54f\n{dimensions}\nunit=nm\nfinterval=1\n")
+    return path
+
+
+@pytest.mark.parametrize("dimensions", ["images=abc", "images=2\nframes=2.5", "images=1e400"])
+def test_malformed_imagej_header_is_refused_naming_the_file(tmp_path, dimensions):
+    # Hand-edited or foreign "ImageJ=" descriptions: tifffile raises TypeError or makes a
+    # series of 2.5 frames; either used to escape as a traceback (a replay ended there).
+    path = _with_imagej_header(tmp_path / "bad.tif", _image((2, 8, 8), "uint16"), dimensions)
+    for reader in (inspect_tiff, read_frames, read_volume):
+        with pytest.raises(TruncatedTiffError) as error:
+            reader(path)
+        _assert_names_file(error, path)
+        assert "ImageJ" in str(error.value) or "metadata" in str(error.value)
+
+
+def test_imagej_header_tifffile_passes_over_still_reads_the_pages(tmp_path):
+    # "slices=1e400" does not fit the pages: tifffile reads them as a plain series; the
+    # calibration's metadata readers must not fail on the number either.
+    stack = _image((2, 8, 8), "uint16")
+    path = _with_imagej_header(tmp_path / "odd.tif", stack, "images=2\nslices=1e400")
+    np.testing.assert_array_equal(np.stack([f.image for f in read_frames(path)]), stack)
+    assert read_volume(path).data.shape == (2, 8, 8)
+
+
+_OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+
+
+def _multifile_ome(folder: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    """A two-file OME-TIFF dataset as Micro-Manager splits one: a.ome.tif holds the metadata
+    of all 4 time points and planes 0-1, b.ome.tif planes 2-3 and a BinaryOnly reference."""
+    uuid_a, uuid_b = (f"urn:uuid:0000000{c}-0000-4000-8000-000000000000" for c in "ab")
+    tiffdata = "".join(
+        f'<TiffData FirstT="{first}" IFD="0" PlaneCount="2"><UUID FileName="{name}">{uuid}'
+        "</UUID></TiffData>" for first, name, uuid in ((0, "a.ome.tif", uuid_a),
+                                                       (2, "b.ome.tif", uuid_b)))
+    meta_a = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{_OME_NS}" UUID="{uuid_a}">'
+              '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" '
+              'SizeX="12" SizeY="10" SizeZ="1" SizeC="1" SizeT="4" PhysicalSizeX="0.25" '
+              'PhysicalSizeY="0.25" PhysicalSizeXUnit="nm" PhysicalSizeYUnit="nm">'
+              f'<Channel ID="Channel:0:0" SamplesPerPixel="1"/>{tiffdata}</Pixels></Image></OME>')
+    meta_b = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{_OME_NS}" UUID="{uuid_b}">'
+              f'<BinaryOnly MetadataFile="a.ome.tif" UUID="{uuid_a}"/></OME>')
+    planes_a, planes_b = _image((2, 10, 12), "uint16"), _image((2, 10, 12), "uint16")
+    for name, planes, meta in (("a.ome.tif", planes_a, meta_a), ("b.ome.tif", planes_b, meta_b)):
+        tifffile.imwrite(folder / name, planes, description=meta, metadata=None,
+                         photometric="minisblack")
+    return folder / "a.ome.tif", folder / "b.ome.tif", planes_a, planes_b
+
+
+@pytest.mark.parametrize("in_its_folder", [False, True])
+def test_a_file_of_a_multifile_ome_dataset_is_read_alone(tmp_path, monkeypatch, in_its_folder):
+    # tifffile follows the OME TiffData to the other files by name, relative to the working
+    # directory for an open handle: a.ome.tif gave 4 frames (b's too) when run from its
+    # folder and was refused ("page 2 is missing") from anywhere else. Each file is its own
+    # input (its readiness, its content hash): its own planes, the metadata it carries.
+    (tmp_path / "acq").mkdir()
+    first, second, planes_a, planes_b = _multifile_ome(tmp_path / "acq")
+    monkeypatch.chdir(tmp_path / "acq" if in_its_folder else tmp_path)
+    frames = read_frames(first)
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), planes_a)
+    assert [f.pixel_size_nm for f in frames] == [0.25, 0.25]
+    assert inspect_tiff(first).n_pages == 2
+    np.testing.assert_array_equal(read_volume(first).data, planes_a)
+    frames = read_frames(second)
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), planes_b)
+    assert [f.pixel_size_nm for f in frames] == [None, None]
+
+
+def test_corrupt_tag_of_a_later_page_is_refused_naming_the_file(tmp_path):
+    # ImageJ stacks are read as one block; a later page's IFD is parsed only for its times.
+    # A damaged ImageLength there (count 9: a tuple for tifffile) raised a bare TypeError.
+    path = tmp_path / "damaged.tif"
+    tifffile.imwrite(path, _image((3, 8, 8), "uint16"), imagej=True, metadata={"axes": "TYX"},
+                     datetime="2026:01:02 03:04:05")
+    with tifffile.TiffFile(path) as tif:
+        count_at = tif.pages[2].tags[257].offset + 4  # entry: code, type, count, value
+    raw = bytearray(path.read_bytes())
+    raw[count_at : count_at + 4] = struct.pack("<I", 9)
+    path.write_bytes(raw)
+    with pytest.raises(TruncatedTiffError) as error:
+        read_frames(path)
+    _assert_names_file(error, path)
+    assert "corrupt" in str(error.value)
 
 
 def test_corrupt_compressed_data_passes_inspect_but_not_read(tmp_path):
@@ -549,6 +699,18 @@ def test_rgb_and_multichannel(tmp_path):
         with pytest.raises(MultichannelError) as error:
             reader(channels)
         assert "(3, 2, 10, 12)" in str(error.value)
+
+
+def test_inverted_grey_is_refused(tmp_path):
+    # PhotometricInterpretation MinIsWhite: 0 is white. Read as stored, the frame's contrast
+    # would be inverted (a dark droplet bright) and segmented without a word.
+    path = tmp_path / "min_is_white.tif"
+    tifffile.imwrite(path, _image((10, 12), "uint16"), photometric="miniswhite")
+    for reader in (inspect_tiff, read_frames, read_volume):
+        with pytest.raises(MultichannelError) as error:
+            reader(path)
+        _assert_names_file(error, path)
+        assert "MinIsWhite" in str(error.value)
 
 
 def _crafted_tiff(path: Path, width: int, height: int, n_pages: int = 1) -> None:
@@ -598,6 +760,24 @@ def test_absurd_declared_size_is_refused_before_allocating(tmp_path):
     assert "100000 x 100000" in str(error.value)
 
 
+def test_damaged_tile_size_is_refused_before_decoding(tmp_path):
+    # A TileWidth damaged to 822083600 on a 24 x 20 page: decoding one tile would allocate
+    # 26 GB (a MemoryError, not an InputError, where it is refused at all).
+    path = tmp_path / "tiles.tif"
+    tifffile.imwrite(path, _image((24, 20), "uint16"), tile=(16, 16), compression="zlib",
+                     metadata=None)
+    with tifffile.TiffFile(path) as tif:
+        value_at = tif.pages.first.tags[322].valueoffset  # TileWidth
+    raw = bytearray(path.read_bytes())
+    raw[value_at : value_at + 4] = struct.pack("<I", 822083600)
+    path.write_bytes(raw)
+    for reader in (inspect_tiff, read_frames):
+        with pytest.raises(ImageTooLargeError) as error:
+            reader(path)
+        _assert_names_file(error, path)
+        assert "822083600 x 16" in str(error.value)
+
+
 def test_crafted_small_tiff_reads_and_volume_limit(tmp_path, monkeypatch):
     path = tmp_path / "small.tif"
     _crafted_tiff(path, 4, 2, n_pages=3)  # the crafting helper itself makes valid files
@@ -645,9 +825,54 @@ def test_lzw_compressed_frames_are_read(tmp_path):
     np.testing.assert_array_equal(read_frames(path)[0].image, image)
 
 
+@pytest.mark.parametrize(("dtype", "options"), [
+    ("uint16", {"compression": "lzw", "predictor": True}),
+    ("uint16", {"compression": "zlib", "predictor": True}),
+    ("uint16", {"compression": "zstd"}),
+    ("uint16", {"compression": "packbits"}),
+    ("float32", {"compression": "zlib", "predictor": 3}),  # floating-point predictor
+    ("uint16", {"compression": "zlib", "tile": (16, 16), "bigtiff": True}),
+])
+def test_codecs_acquisition_software_writes_are_read(tmp_path, dtype, options):
+    image = _image((32, 48), dtype)
+    path = tmp_path / "compressed.tif"
+    tifffile.imwrite(path, image, metadata=None, **options)
+    np.testing.assert_array_equal(read_frames(path)[0].image, image)
+
+
+def test_packed_12_bit_frames_are_read(tmp_path):
+    # Cameras with 10-, 12- or 14-bit converters may store their counts packed (1.5 bytes a
+    # pixel at 12 bits); they decode to uint16. Complete files are not truncated ones.
+    stack = RNG.integers(0, 4096, (3, 16, 21)).astype(np.uint16)
+    path = tmp_path / "packed12.tif"
+    for metadata in (None, {}):  # pages parsed one by one; later pages as tifffile frames
+        tifffile.imwrite(path, stack, bitspersample=12, photometric="minisblack",
+                         metadata=metadata)
+        frames = read_frames(path)
+        np.testing.assert_array_equal(np.stack([f.image for f in frames]), stack)
+        assert inspect_tiff(path).dtype == np.uint16
+    short = tmp_path / "packed12_short.tif"
+    short.write_bytes(path.read_bytes()[:-100])  # the last page cut short
+    with pytest.raises(TruncatedTiffError) as error:
+        read_frames(short)
+    _assert_names_file(error, short)
+
+
+def test_jpeg_compressed_frames_are_read(tmp_path):
+    image = np.tile(np.arange(48, dtype=np.uint8) * 5, (32, 1))  # smooth: JPEG keeps it
+    path = tmp_path / "jpeg.tif"
+    tifffile.imwrite(path, image, compression="jpeg", metadata=None)
+    frame = read_frames(path)[0].image
+    assert frame.dtype == np.uint8 and frame.shape == image.shape
+    assert np.abs(frame.astype(int) - image).max() <= 8
+
+
 @pytest.mark.parametrize(("dtype", "advice"), [
-    ("complex64", ""), ("float64", "save it as float32"), ("uint32", "or uint16 if"),
-    ("int32", "or int16 if"), ("int8", "save it as int16")])
+    ("complex64", ""), ("float64", "save it as float32"),
+    ("uint32", "16 bits (uint16) if the values fit, else as float32; a label image: uint8"),
+    ("int32", "16 bits (int16) if the values fit, else as float32; a label image: uint8"),
+    ("int8", "save it as int16"), ("float16", "save it as float32"),
+    ("bool", "1-bit")])
 def test_unsupported_dtypes(tmp_path, dtype, advice):
     path = tmp_path / f"{dtype}.tif"
     tifffile.imwrite(path, np.zeros((8, 8), dtype), metadata=None)

@@ -301,6 +301,42 @@ def test_a_blank_frame_read_as_labels_says_how_to_measure_it_as_a_frame(tmp_path
     assert result.exit_code == 1 and "--read-as frames" not in result.output
 
 
+def test_a_32_bit_label_image_is_told_to_be_saved_as_8_bit(tmp_path, label_files):
+    # napari saves its Labels layer as it holds it (int32, int64). The refusal used to say
+    # "save it as float32" first: a float label image is then measured as a raw frame.
+    _, good, _ = label_files
+    path = tmp_path / "napari_labels.tif"
+    tifffile.imwrite(path, good.labels.astype(np.int32))
+    result = CliRunner().invoke(main, ["measure", str(path), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1
+    line = next(x for x in result.output.splitlines() if x.startswith("skipped"))
+    assert str(path) in line and "int32" in line and "label image: uint8" in line
+    assert "save it with 16 bits (int16) if the values fit, else as float32" in line
+
+
+def test_a_float_label_image_is_measured_as_labels(tmp_path, label_files):
+    # Fiji's image arithmetic gives 32-bit results: a label image of 0.0, 1.0 and 2.0 was
+    # taken for a raw frame by --read-as auto and segmented by the model.
+    _, good, _ = label_files
+    as_uint8, as_float = tmp_path / "labels.tif", tmp_path / "labels_float.tif"
+    tifffile.imwrite(as_uint8, good.labels)
+    tifffile.imwrite(as_float, good.labels.astype(np.float32))
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(as_uint8), str(as_float), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"{as_float}[0] (labels)" in result.output
+    rows = pq.read_table(out).to_pylist()
+    assert rows[1]["contact_angle_deg"] == rows[0]["contact_angle_deg"]
+    # a float image with other values is no label image: named, with what to save
+    fractional = tmp_path / "fractional.tif"
+    tifffile.imwrite(fractional, good.labels.astype(np.float32) / 2)
+    result = CliRunner().invoke(main, ["measure", str(fractional), "--out", str(out),
+                                       "--read-as", "labels"])
+    assert result.exit_code == 1
+    assert f"{fractional}: labels must be" in result.output and "uint8" in result.output
+
+
 def test_an_unreadable_overlay_background_is_a_warning_not_the_end_of_the_run(tmp_path):
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
     cv2.imwrite(str(tmp_path / "good.png"), cap.labels)

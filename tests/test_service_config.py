@@ -14,6 +14,7 @@ from nwwatch.segment.session import GpuUnavailableError, Segmenter
 from nwwatch.service.cli import run
 from nwwatch.service.config import ConfigError, OverlaySettings, load_config
 from nwwatch.service.notify import Notifier
+from nwwatch.service.replay import list_inputs
 from nwwatch.service.watcher import FolderWatcher, matches, mount_fstype, use_polling
 from nwwatch.volume import VolumeOptions
 
@@ -199,6 +200,20 @@ def test_patterns_skip_temporaries_and_hidden_files(paths):
     assert matches("frame_001.tif", w) and matches("stack.TIFF", w)
     for name in [".frame.tif", "frame.tif.tmp", "frame.tif.part", "frame.png", "x.tif~"]:
         assert not matches(name, w), name
+
+
+def test_default_patterns_take_any_case_of_the_extension(paths):
+    # Windows acquisition software writes names such as "Image 001.Tif"; a folder scan (the
+    # service's rescans, replay) that passed them over would lose the frames without a word.
+    tmp, acq, res, m = paths
+    w = load_config(write_config(tmp / "c.toml", acq, res, m)).watches[0]
+    for name in ["a.tif", "b.TIF", "c.Tif", "d.tIf", "e.tiff", "f.Tiff", "g.TIFF", "h.tifF"]:
+        assert matches(name, w), name
+        (acq / name).write_bytes(b"")
+    for name in ["i.tif.Part", "k.tifx", "l.ti"]:
+        (acq / name).write_bytes(b"")
+    assert [p.name for p in list_inputs(acq, "insitu")] == [
+        "a.tif", "b.TIF", "c.Tif", "d.tIf", "e.tiff", "f.Tiff", "g.TIFF", "h.tifF"]
 
 
 def test_dead_observer_is_detected_and_restarted(paths):

@@ -37,7 +37,8 @@ class TruncatedTiffError(InputError):
 
 
 class MultichannelError(InputError):
-    """RGB or multichannel image; nwwatch needs single-channel grey images."""
+    """RGB, multichannel, palette or inverted-grey (MinIsWhite) image; nwwatch needs
+    single-channel grey images with 0 as black."""
 
 
 class ImageTooLargeError(InputError):

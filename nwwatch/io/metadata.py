@@ -47,7 +47,10 @@ _NM_PER_UNIT = {
     "in": 25.4e6, "inch": 25.4e6, "inches": 25.4e6,
 }
 _UNCALIBRATED = {"", "pixel", "pixels", "px"}
-_TIFF_TIME_FORMATS = ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S")
+# The TIFF form, the other separators, and each with fractions of a second (writers of fast
+# series append them to the 20-byte tag).
+_TIFF_TIME_FORMATS = tuple(f"%Y{sep}%m{sep}%d %H:%M:%S{frac}" for frac in ("", ".%f")
+                           for sep in (":", "-", "/"))
 
 Sizes = tuple[float | None, float | None, float | None]  # (z, y, x) nm
 
@@ -123,7 +126,8 @@ def acquisition_times(
         return [mtime] * n_frames, "mtime"
     interval_s = _imagej_frame_interval_s(tif)
     step = timedelta(seconds=interval_s or 0.0)
-    return [start + i * step for i in range(n_frames)], "metadata"
+    per_time_point = _imagej_pages_per_time_point(tif)
+    return [start + (i // per_time_point) * step for i in range(n_frames)], "metadata"
 
 
 def _plausible(path: Path, source: str, axis: str, value: float | None) -> float | None:
@@ -184,7 +188,7 @@ def _imagej_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
     y_per_unit, x_per_unit = _resolution(tif.pages.first)
     if "spacing" in meta:
         z_nm = _float(meta["spacing"]) * factor
-    elif int(meta.get("slices", 1)) > 1:
+    elif _float(meta.get("slices", 1)) > 1:
         z_nm = factor  # ImageJ does not write spacing when it is 1 unit
     else:
         z_nm = None
@@ -278,6 +282,17 @@ def _tag_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
     except ValueError:
         _log.warning("io.times_ignored", path=str(path), reason=f"bad DateTime tag {text!r}")
         return None
+
+
+def _imagej_pages_per_time_point(tif: tifffile.TiffFile) -> int:
+    """Pages that share one time: the Z slices of a hyperstack with T frames (ImageJ stores
+    T, then Z, then Y X). Without a T axis every page is a time point: a stack Fiji made of an
+    image sequence has slices, not frames, and its finterval is still the frame time."""
+    meta = tif.imagej_metadata if tif.is_imagej else None
+    frames, slices = (_float((meta or {}).get(key, 1)) for key in ("frames", "slices"))
+    if not (1 < frames < math.inf and 1 <= slices < math.inf):
+        return 1
+    return int(slices)
 
 
 def _imagej_frame_interval_s(tif: tifffile.TiffFile) -> float | None:

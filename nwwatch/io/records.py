@@ -68,7 +68,7 @@ class TiffInfo:
         File size on disk.
     n_pages : int
         Number of 2-D images (frames or slices) read: those of the image series, or of all the
-        plain series read as one stack (see :func:`nwwatch.io.structure.image_series`).
+        plain series read as one stack (see :func:`nwwatch.io.series.image_series`).
     shape : tuple of int
         Series shape with singleton axes removed: (H, W) or (N, H, W) or more axes.
     axes : str

@@ -24,6 +24,7 @@ import tifffile
 from nwwatch.io.errors import (
     EmptyFileError,
     ImageTooLargeError,
+    InputError,
     MultichannelError,
     NotATiffError,
     TruncatedTiffError,
@@ -34,6 +35,7 @@ from nwwatch.io.errors import (
 )
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
 from nwwatch.io.records import TiffInfo
+from nwwatch.io.series import CHANNEL_AXES, image_series, series_n_pages, squeezed
 
 _log = structlog.get_logger("nwwatch.io")
 
@@ -62,15 +64,17 @@ _MAGIC = {
     b"II+\x00": ("<", True),
     b"MM\x00+": (">", True),
 }
-_CHANNEL_AXES = "SC"  # samples (RGB, extra samples) and channels
-# tifffile's series kinds of files without OME, ImageJ or vendor metadata
-_PLAIN_KINDS = frozenset({"shaped", "generic", "uniform"})
 # What to save a refused pixel type as (by kind and bytes): the nearest type read exactly.
-_DTYPE_HINTS = {"f8": ": save it as float32", "i1": ": save it as int16",
-                "i4": ": save it as float32, or int16 if the values fit",
-                "u4": ": save it as float32, or uint16 if the values fit",
-                "i8": ": save it as float32, or int16 if the values fit",
-                "u8": ": save it as float32, or uint16 if the values fit"}
+_DTYPE_HINTS = {"f8": ": save it as float32", "f2": ": save it as float32",
+                "b1": " (a 1-bit black and white image): save it as 8-bit grey",
+                "i1": ": save it as int16",
+                "i4": ": save it with 16 bits (int16) if the values fit, else as float32",
+                "u4": ": save it with 16 bits (uint16) if the values fit, else as float32",
+                "i8": ": save it with 16 bits (int16) if the values fit, else as float32",
+                "u8": ": save it with 16 bits (uint16) if the values fit, else as float32"}
+# 32- and 64-bit integers are also how napari saves a Labels layer: float32 would then be
+# measured as a raw frame (nwwatch measure --read-as auto), 8 bits keeps the class ids.
+_LABEL_HINT = "; a label image: uint8"
 # Formats a TEM user is likely to hand over instead of a TIFF: what to do with them.
 _MRC_HINT = (": an MRC volume? nwwatch reads TIFF; convert it, e.g. with IMOD's mrc2tif or "
              "Fiji (File > Save As > Tiff)")
@@ -107,15 +111,29 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
             raise EmptyFileError(path, "file is empty (0 bytes)")
         n_ifds = _check_ifd_chain(path, handle, size)
         handle.seek(0)
-        try:
-            tif = tifffile.TiffFile(handle, name=path.name)
-        except (OSError, MemoryError):
-            raise
-        except Exception as exc:  # tifffile raises many types on corrupt structure
-            raise TruncatedTiffError(path, f"corrupt TIFF structure ({exc})") from exc
+        with corrupt_structure_refused(path):
+            # _multifile=False: planes an OME header places in other files (a dataset split
+            # over several files) are not looked for, by a name relative to the working
+            # directory; every file is an input of its own, read alone (tifffile's own
+            # command line offers the same switch).
+            tif = tifffile.TiffFile(handle, name=path.name, _multifile=False)
         with tif:
-            info = _describe(path, tif, size, n_ifds)
+            with corrupt_structure_refused(path):
+                info = _describe(path, tif, size, n_ifds)
             yield tif, info
+
+
+@contextmanager
+def corrupt_structure_refused(path: Path) -> Iterator[None]:
+    """Around tifffile's lazy parsing of ``path`` (series, tags of later pages): an exception
+    it raises on a corrupt tag or header becomes a TruncatedTiffError naming the file.
+    InputError, OSError and MemoryError pass unchanged."""
+    try:
+        yield
+    except (InputError, OSError, MemoryError):
+        raise
+    except Exception as exc:  # tifffile raises many types on corrupt structure
+        raise TruncatedTiffError(path, f"corrupt TIFF structure ({exc})") from exc
 
 
 def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:
@@ -182,58 +200,26 @@ def _check_tag_values(
             )
 
 
-def squeezed(series: tifffile.TiffPageSeries) -> tuple[tuple[int, ...], str]:
-    """Series shape and axes without singleton axes; Y and X always kept."""
-    shape = series.get_shape(False)
-    axes = series.get_axes(False)
-    keep = [i for i, (n, a) in enumerate(zip(shape, axes, strict=True)) if n != 1 or a in "YX"]
-    return tuple(shape[i] for i in keep), "".join(axes[i] for i in keep)
-
-
-def image_series(
-    tif: tifffile.TiffFile,
-) -> tuple[list[tifffile.TiffPageSeries], list[tifffile.TiffPageSeries]]:
-    """The series read as one stack of pages, in file order, and the series not read.
-
-    tifffile makes one series per ``TiffWriter.write`` call of its own (shaped) format, so a
-    file that acquisition software grew one page at a time holds one series per page. In a
-    file without OME, ImageJ or vendor metadata (tifffile kinds "shaped", "generic",
-    "uniform"), every plain series of 2-D pages with the first series' page shape and pixel
-    type is read; the others (e.g. a thumbnail) are not. OME, ImageJ and vendor files: the
-    first series only.
-    """
-    first, rest = tif.series[0], list(tif.series[1:])
-    if not _is_plain_stack(first):
-        return [first], rest
-    page_shape = squeezed(first)[0][-2:]
-    read, ignored = [first], []
-    for series in rest:
-        same = (_is_plain_stack(series) and squeezed(series)[0][-2:] == page_shape
-                and series.dtype == first.dtype)
-        (read if same else ignored).append(series)
-    return read, ignored
-
-
-def _is_plain_stack(series: tifffile.TiffPageSeries) -> bool:
-    """A series without a metadata convention, of 2-D pages on at most one stack axis."""
-    shape, axes = squeezed(series)
-    return (series.kind in _PLAIN_KINDS and len(axes) <= 3 and axes.endswith("YX")
-            and not any(a in _CHANNEL_AXES for a in axes))
-
-
-def series_n_pages(series: tifffile.TiffPageSeries) -> int:
-    """2-D pages in ``series`` (the product of its axes before Y)."""
-    shape, axes = squeezed(series)
-    return math.prod(shape[: axes.index("Y")])
-
-
 def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> TiffInfo:
     if len(tif.pages) < n_ifds:
         raise TruncatedTiffError(
             path, f"only {len(tif.pages)} of {n_ifds} image directories could be read"
         )
-    if not tif.series:
+    try:
+        all_series = tif.series
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # e.g. TypeError from an ImageJ header saying "images=abc"
+        raise TruncatedTiffError(
+            path, f"corrupt metadata: its image series cannot be made out ({exc})") from exc
+    if not all_series:
         raise TruncatedTiffError(path, "no image series found")
+    for series in all_series:
+        # tifffile takes an ImageJ header's "frames=2.5" as a dimension of 2.5 pages
+        if not all(isinstance(n, (int, np.integer)) for n in series.shape):
+            raise TruncatedTiffError(
+                path, f"corrupt {series.kind} metadata: dimensions {series.shape} are not "
+                      "whole numbers")
     read, ignored = image_series(tif)
     series = read[0]
     shape, axes = squeezed(series)
@@ -270,8 +256,10 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
     if dtype not in SUPPORTED_DTYPES:
         names = ", ".join(str(d) for d in SUPPORTED_DTYPES)
         hint = _DTYPE_HINTS.get(f"{dtype.kind}{dtype.itemsize}", "")
+        if dtype.kind in "iu" and dtype.itemsize >= 4:
+            hint += _LABEL_HINT
         raise UnsupportedDtypeError(path, f"pixel type {dtype} is not supported ({names}){hint}")
-    channel_axes = [a for a in axes if a in _CHANNEL_AXES]
+    channel_axes = [a for a in axes if a in CHANNEL_AXES]
     if channel_axes:
         n = math.prod(shape[axes.index(a)] for a in channel_axes)
         raise MultichannelError(
@@ -307,7 +295,14 @@ def _check_pages(
         raise MultichannelError(
             path, f"palette (indexed colour) image of shape {series.shape}; save it as greyscale"
         )
+    if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+        # Read as stored, its contrast would be inverted: a dark droplet segmented as bright.
+        raise MultichannelError(
+            path, "inverted grey image (PhotometricInterpretation MinIsWhite: 0 is white); "
+                  "save it as ordinary greyscale (MinIsBlack)"
+        )
     _check_codecs(path, page)
+    _check_tile_size(path, page, first_page)
     _check_data_extents(path, tif, series, size, first_page)
 
 
@@ -335,10 +330,14 @@ def _check_data_extents(
     """Every page present and its pixel data inside the file; pages numbered from ``first_page``."""
     n_pages = series_n_pages(series)
     if tif.is_imagej:
-        declared_images = int((tif.imagej_metadata or {}).get("images", 1))
-        if declared_images > n_pages:
+        images = (tif.imagej_metadata or {}).get("images", 1)
+        try:
+            declared_images = float(images)
+        except (TypeError, ValueError):
+            declared_images = math.nan
+        if not declared_images <= n_pages:  # more than present, or not a number ("1e400")
             raise TruncatedTiffError(
-                path, f"ImageJ header declares {declared_images} images, the file holds {n_pages}"
+                path, f"ImageJ header declares {images} images, the file holds {n_pages}"
             )
     contiguous_at = series.dataoffset
     if contiguous_at is not None:
@@ -351,6 +350,8 @@ def _check_data_extents(
     for index, page in enumerate(series.pages, start=first_page):
         if page is None:
             raise TruncatedTiffError(path, f"page {index} is missing")
+        if isinstance(page, tifffile.TiffPage):  # a TiffFrame has its keyframe's tiles
+            _check_tile_size(path, page, index)
         offsets, counts = page.dataoffsets, page.databytecounts
         if not offsets:
             raise TruncatedTiffError(path, f"page {index} has no pixel data")
@@ -359,7 +360,33 @@ def _check_data_extents(
             raise TruncatedTiffError(
                 path, f"page {index} data end at byte {end}, the file has only {size} bytes"
             )
-        if page.compression == tifffile.COMPRESSION.NONE and sum(counts) < page.nbytes:
-            raise TruncatedTiffError(
-                path, f"page {index} holds {sum(counts)} of {page.nbytes} bytes of pixels"
-            )
+        if page.compression == tifffile.COMPRESSION.NONE:
+            stored = _uncompressed_bytes(page.keyframe)  # a TiffFrame: its keyframe's layout
+            if sum(counts) < stored:
+                raise TruncatedTiffError(
+                    path, f"page {index} holds {sum(counts)} of {stored} bytes of pixels"
+                )
+
+
+def _check_tile_size(path: Path, page: tifffile.TiffPage, index: int) -> None:
+    """A tile is decoded whole: one larger than the frame limit (a damaged TileWidth) would
+    allocate gigabytes for a small page."""
+    if not page.is_tiled:
+        return
+    values = page.tilewidth * page.tilelength * page.tiledepth * page.samplesperpixel
+    if values > MAX_FRAME_PIXELS:
+        raise ImageTooLargeError(
+            path, f"page {index} declares tiles of {page.tilewidth} x {page.tilelength} pixels "
+                  f"({values} values), more than the limit of {MAX_FRAME_PIXELS}")
+
+
+def _uncompressed_bytes(page: tifffile.TiffPage) -> int:
+    """Bytes of an uncompressed page's pixels as stored: every row padded to a whole byte, so
+    12-bit packed data (decoded to uint16) store 1.5 bytes a pixel. Tiles store more (their
+    padding), never less."""
+    if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+        planes, samples = page.samplesperpixel, 1
+    else:
+        planes, samples = 1, page.samplesperpixel
+    row_bytes = math.ceil(page.imagewidth * samples * page.bitspersample / 8)
+    return planes * page.imagedepth * page.imagelength * row_bytes

@@ -17,7 +17,8 @@ import tifffile
 from nwwatch.io.errors import BlankImageError, TruncatedTiffError, UnsupportedLayoutError
 from nwwatch.io.metadata import acquisition_times, frame_pixel_size_nm, physical_sizes_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
-from nwwatch.io.structure import image_series, open_tiff, series_n_pages
+from nwwatch.io.series import image_series, series_n_pages
+from nwwatch.io.structure import corrupt_structure_refused, open_tiff
 
 
 def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
@@ -69,11 +70,12 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
     path = Path(path)
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
-        sizes_nm = _page_pixel_sizes_nm(path, tif, series)
+        with corrupt_structure_refused(path):  # later pages' tags are parsed here
+            sizes_nm = _page_pixel_sizes_nm(path, tif, series)
+            pages = [page for part in series for page in part.pages]
+            times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
         height, width = info.page_shape
         stack = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
-        pages = [page for part in series for page in part.pages]
-        times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
     return [
         Frame(
             image=stack[i],
@@ -114,10 +116,11 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
                 path, f"{len(info.shape)}-D data (axes {info.axes}, shape {info.shape}); "
                 "a volume has one axis besides Y and X"
             )
-        sizes = physical_sizes_nm(path, tif)
+        series = image_series(tif)[0]
+        with corrupt_structure_refused(path):
+            sizes = physical_sizes_nm(path, tif, series[0].keyframe)
         height, width = info.page_shape
-        data = _read_pixels(path, info, image_series(tif)[0]).reshape(info.n_pages, height,
-                                                                      width)
+        data = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
     voxel_size_nm = None if None in sizes else (sizes[0], sizes[1], sizes[2])
     return Volume(data=data, source=path, voxel_size_nm=voxel_size_nm)
 
@@ -171,7 +174,7 @@ def _page_pixel_sizes_nm(
 
 def _read_pixels(path: Path, info: TiffInfo,
                  series: list[tifffile.TiffPageSeries]) -> np.ndarray:
-    """The pixels of ``series`` (:func:`nwwatch.io.structure.image_series`'s stack), in the
+    """The pixels of ``series`` (:func:`nwwatch.io.series.image_series`'s stack), in the
     shape of ``info``."""
     try:
         if len(series) == 1:

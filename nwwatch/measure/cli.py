@@ -64,9 +64,15 @@ def _read_frames(path: Path) -> list[Frame]:
 
 
 def looks_like_labels(pages: list[np.ndarray]) -> bool:
-    """True for integer pages with at most a handful of distinct values (class ids)."""
-    return all(np.issubdtype(p.dtype, np.integer)
-               and np.unique(p).size <= _LABEL_MAX_VALUES for p in pages)
+    """True for integer pages with at most a handful of distinct values (class ids), and for
+    float pages that hold nothing but the class ids 0, 1, 2 (a label image saved as 32-bit)."""
+    return all(np.unique(p).size <= _LABEL_MAX_VALUES if np.issubdtype(p.dtype, np.integer)
+               else _float_class_ids(p) for p in pages)
+
+
+def _float_class_ids(page: np.ndarray) -> bool:
+    """A float page whose every value is one of the class ids 0, 1, 2 (exactly)."""
+    return page.dtype.kind == "f" and bool(np.isin(page, (0, NANOWIRE, DROPLET)).all())
 
 
 def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.ndarray]:
@@ -75,8 +81,12 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.nd
     pages = _read_pages(path) if pages is None else pages
     out = []
     for page in pages:
+        if _float_class_ids(page):
+            page = page.astype(np.uint8)  # exact: 0.0, 1.0 and 2.0 only
         if not np.issubdtype(page.dtype, np.integer):
-            raise LabelFileError(path, f"labels must be integers, got dtype {page.dtype}")
+            raise LabelFileError(path, f"labels must be integer class ids 0, 1, 2, got dtype "
+                                       f"{page.dtype} with other values; save the label image "
+                                       "as uint8")
         bad = np.setdiff1d(np.unique(page), [0, NANOWIRE, DROPLET])
         if bad.size == 1 and bad[0] == UNLABELED:
             raise LabelFileError(
@@ -195,7 +205,8 @@ def _write(rows: list[dict], out: Path) -> None:
               default="auto", show_default=True,
               help="labels: class ids (0 background, 1 nanowire, 2 droplet); frames: raw "
                    "frames, segmented with --model first; auto: integer images with at most "
-                   f"{_LABEL_MAX_VALUES} distinct values are labels, anything else a frame.")
+                   f"{_LABEL_MAX_VALUES} distinct values, and float images of only 0, 1 and "
+                   "2, are labels, anything else a frame.")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="ONNX in-situ model for raw frames (default: the shipped one).")
 def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,

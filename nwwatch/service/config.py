@@ -28,8 +28,9 @@ from nwwatch.service.inference import InferenceConfig
 KINDS = ("insitu", "tomogram")
 #: Which frames get a QA picture (``[output] overlays``): none, those without status "ok", all.
 OVERLAY_MODES = ("none", "flagged", "all")
-#: Patterns used when a [[watch]] table gives none.
-DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.TIF", "*.TIFF")
+#: Patterns used when a [[watch]] table gives none: .tif/.tiff in any case (Windows
+#: acquisition software also writes "Image 001.Tif"; patterns are matched case-sensitively).
+DEFAULT_PATTERNS = ("*.[tT][iI][fF]", "*.[tT][iI][fF][fF]")
 #: Names that are never inputs: editors' and writers' temporary files, hidden files.
 DEFAULT_IGNORE = (".*", "*.tmp", "*.part", "*.partial", "*.crdownload", "*~")
 #: The model shipped with the package, used when an in-situ [[watch]] names none. Tomogram

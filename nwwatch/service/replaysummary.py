@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.results.outcome import format_counts
-from nwwatch.service.config import DEFAULT_PATTERNS
 
 #: Exit statuses of ``nwwatch replay``: every file done (or already done); the replay could
 #: not run (configuration, model, ledger, results folder inside the input); wrong command
@@ -114,9 +113,8 @@ class ReplaySummary:
                        "extension or header")
         elif self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
-            out.append(f"replay found no input files{where} (patterns "
-                       f"{' '.join(DEFAULT_PATTERNS)}, searched recursively; hidden and "
-                       "temporary names skipped)")
+            out.append(f"replay found no input files{where} (.tif or .tiff in any case, "
+                       "searched recursively; hidden and temporary names skipped)")
         elif self.complete:
             gone = f" ({self.vanished} vanished)" if self.vanished else ""
             out.append(f"replay complete: all {self.files - self.vanished} files "

@@ -1,0 +1,67 @@
+"""Which of a TIFF's image series are read as the frames (or slices), and their shapes.
+
+tifffile splits a file into series: one per ``TiffWriter.write`` call of its own format, one
+per OME image, one for an ImageJ hyperstack, and a separate one for a reduced-resolution page
+that comes first. :func:`image_series` picks the pages nwwatch reads, in file order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tifffile
+
+#: Axes of samples (RGB, extra samples) and channels: refused, nwwatch reads grey images.
+CHANNEL_AXES = "SC"
+# tifffile's series kinds of files without OME, ImageJ or vendor metadata
+_PLAIN_KINDS = frozenset({"shaped", "generic", "uniform"})
+
+
+def squeezed(series: tifffile.TiffPageSeries) -> tuple[tuple[int, ...], str]:
+    """Series shape and axes without singleton axes; Y and X always kept."""
+    shape = series.get_shape(False)
+    axes = series.get_axes(False)
+    keep = [i for i, (n, a) in enumerate(zip(shape, axes, strict=True)) if n != 1 or a in "YX"]
+    return tuple(shape[i] for i in keep), "".join(axes[i] for i in keep)
+
+
+def image_series(
+    tif: tifffile.TiffFile,
+) -> tuple[list[tifffile.TiffPageSeries], list[tifffile.TiffPageSeries]]:
+    """The series read as one stack of pages, in file order, and the series not read.
+
+    tifffile makes one series per ``TiffWriter.write`` call of its own (shaped) format, so a
+    file that acquisition software grew one page at a time holds one series per page. In a
+    file without OME, ImageJ or vendor metadata (tifffile kinds "shaped", "generic",
+    "uniform"), every plain series of 2-D pages with the first series' page shape and pixel
+    type is read; the others (e.g. a thumbnail) are not. OME, ImageJ and vendor files: the
+    first series only. A series of reduced-resolution pages (``NewSubfileType`` 1, e.g. a
+    preview written before the image) is never read while the file holds another.
+    """
+    full = [s for s in tif.series if not s.keyframe.is_reduced]
+    reduced = [s for s in tif.series if s.keyframe.is_reduced]
+    if not full:  # nothing but reduced pages: those are the image
+        full, reduced = reduced, []
+    first, rest = full[0], full[1:]
+    if not _is_plain_stack(first):
+        return [first], rest + reduced
+    page_shape = squeezed(first)[0][-2:]
+    read, ignored = [first], []
+    for series in rest:
+        same = (_is_plain_stack(series) and squeezed(series)[0][-2:] == page_shape
+                and series.dtype == first.dtype)
+        (read if same else ignored).append(series)
+    return read, ignored + reduced
+
+
+def _is_plain_stack(series: tifffile.TiffPageSeries) -> bool:
+    """A series without a metadata convention, of 2-D pages on at most one stack axis."""
+    shape, axes = squeezed(series)
+    return (series.kind in _PLAIN_KINDS and len(axes) <= 3 and axes.endswith("YX")
+            and not any(a in CHANNEL_AXES for a in axes))
+
+
+def series_n_pages(series: tifffile.TiffPageSeries) -> int:
+    """2-D pages in ``series`` (the product of its axes before Y)."""
+    shape, axes = squeezed(series)
+    return math.prod(shape[: axes.index("Y")])
