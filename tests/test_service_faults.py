@@ -488,6 +488,29 @@ def test_a_quarantined_file_replaced_and_processed_leaves_quarantine_parquet(set
     assert json.loads(out.output)["quarantined"] == []
 
 
+def test_a_quarantined_file_replaced_by_content_already_done_leaves_quarantine(setup):
+    """An empty file quarantined, then rewritten with the bytes of a file already done: it is
+    skipped as done (the ledger is keyed by content), and was still listed as quarantined
+    ("file is empty") by quarantine.parquet and `nwwatch status`."""
+    tmp, acq, res, onnx = setup
+    _frames(acq, 1)
+    (acq / "late.tif").write_bytes(b"")
+    first = replay(acq, res, kind="insitu", model=onnx)
+    assert (first.done, first.quarantined) == (1, 1)
+    assert _quarantine(res) == {"late.tif": "EmptyFileError"}
+    (acq / "late.tif").write_bytes((acq / "f000.tif").read_bytes())
+    again = replay(acq, res, kind="insitu", model=onnx)
+    assert (again.skipped, again.quarantined) == (2, 0)
+    assert _quarantine(res) == {}
+    out = CliRunner().invoke(status, ["--out", str(res), "--json"])
+    assert json.loads(out.output)["quarantined"] == []
+    # the same while the file is still the quarantined version: it stays listed
+    (acq / "bad.tif").write_bytes(b"")
+    assert replay(acq, res, kind="insitu", model=onnx).quarantined == 1
+    assert replay(acq, res, kind="insitu", model=onnx).still_quarantined == 1
+    assert _quarantine(res) == {"bad.tif": "EmptyFileError"}
+
+
 def test_a_raw_byte_name_and_its_escaped_spelling_are_two_files(setup):
     tmp, acq, res, onnx = setup
     raw = Path(os.fsdecode(os.fsencode(acq) + b"/q\xff.tif"))  # the byte 0xff

@@ -222,9 +222,12 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
         key = engine.key(sha)
         known = ledger.item(key)
         if known is not None and known.state in ("done", "quarantined") and not force:
+            if known.state == "done":  # its path's quarantined version has been replaced
+                ledger.release_quarantine(name, st.st_size, st.st_mtime_ns)
             report.files.append(FileOutcome(path, "skipped", reason=f"already {known.state}"))
             continue
         if engine.buffer.holds(key):  # processed, its rows wait for their file
+            ledger.release_quarantine(name, st.st_size, st.st_mtime_ns)
             report.files.append(FileOutcome(path, "skipped", reason="already done"))
             continue
         if any(it.key == key for it in items):  # same content twice in one batch

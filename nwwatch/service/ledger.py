@@ -21,7 +21,8 @@ attempt; a file that crashes the process *alone* counts one, and is quarantined 
 frame ends up exactly once in the results.
 
 File paths are stored as :func:`nwwatch.service.names.path_key` (lossless for any name).
-Reporting queries live in :mod:`nwwatch.service.reporting`, the lock in
+The quarantine list is :mod:`nwwatch.service.ledgerquarantine`. Reporting queries live in
+:mod:`nwwatch.service.reporting`, the lock in
 :mod:`nwwatch.service.lock`, rebuilding from the results in :mod:`nwwatch.service.rebuild`.
 """
 
@@ -46,6 +47,7 @@ from nwwatch.service.ledgerdb import (
     open_ledger_db,
 )
 from nwwatch.service.ledgerhold import HeldBatches
+from nwwatch.service.ledgerquarantine import QuarantineList
 from nwwatch.service.lock import LedgerBusyError, LedgerLock
 from nwwatch.service.names import file_identity
 from nwwatch.service.recovery import Recovery
@@ -59,7 +61,7 @@ class LedgerLostError(RuntimeError):
     process: going on could write rows twice."""
 
 
-class Ledger(Recovery, HeldBatches):
+class Ledger(Recovery, HeldBatches, QuarantineList):
     """The service's state. One instance per process; not shared across threads.
 
     Parameters
@@ -170,14 +172,6 @@ class Ledger(Recovery, HeldBatches):
             db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)",
                            [(p, *v) for p, v in self._seen_buffer.items()])
             self._seen_buffer.clear()
-
-    def quarantined_at(self, path: PathKey, size: int, mtime_ns: int) -> bool:
-        """True when this exact version (size, mtime) of ``path`` is quarantined."""
-        row = self._db.execute(
-            "SELECT 1 FROM quarantine WHERE path=? AND size IS ? AND mtime_ns IS ?",
-            (path, size, mtime_ns),
-        ).fetchone()
-        return row is not None
 
     def is_finished(self, path: PathKey, size: int, mtime_ns: int, model_sha256: str,
                     measurement_version: str) -> bool:
@@ -302,13 +296,6 @@ class Ledger(Recovery, HeldBatches):
              for k, n in rows_per_item.items()])
         self._unquarantine_done(db, batch_id)
 
-    def _unquarantine_done(self, db, batch_id: str) -> None:
-        """Files of the batch now done leave the quarantine list (fixed after quarantine)."""
-        gone = db.execute(
-            "DELETE FROM quarantine WHERE path IN (SELECT source FROM items "
-            "WHERE batch_id=? AND state='done')", (batch_id,)).rowcount
-        self.quarantine_changed |= gone > 0
-
     @staticmethod
     def _restore_superseded(db, batch_id: str, now: float) -> None:
         # Files processed again (force) whose new rows were never written: their earlier
@@ -350,45 +337,6 @@ class Ledger(Recovery, HeldBatches):
                     quarantined.append(failure)
             self._release_leftovers(db, batch_id, now)
         return quarantined
-
-    def record_failures(self, failures: Sequence[Failure], max_attempts: int) -> list[Failure]:
-        """Record failures that happened outside any batch (e.g. while hashing)."""
-        now = time.time()
-        with self._tx() as db:
-            return [f for f in failures if self._fail(db, f, max_attempts, now)]
-
-    def _fail(self, db, failure: Failure, max_attempts: int, now: float) -> bool:
-        attempts = 1
-        if failure.key is not None:
-            k = failure.key
-            row = db.execute(
-                "SELECT attempts FROM items WHERE sha256=? AND model_sha256=? "
-                "AND measurement_version=?", (k.sha256, k.model_sha256, k.measurement_version)
-            ).fetchone()
-            attempts = (row[0] if row else 0) + 1
-            state = "quarantined" if failure.permanent or attempts >= max_attempts else "failed"
-            db.execute(
-                "INSERT INTO items (sha256, model_sha256, measurement_version, source, kind,"
-                " state, attempts, last_error, error_type, first_seen, updated_at) "
-                "VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT DO UPDATE SET state=excluded.state, attempts=excluded.attempts,"
-                " last_error=excluded.last_error, error_type=excluded.error_type,"
-                " batch_id=NULL, updated_at=excluded.updated_at",
-                (k.sha256, k.model_sha256, k.measurement_version, failure.source, state,
-                 attempts, failure.reason, failure.error_type, now, now),
-            )
-        else:
-            state = "quarantined" if failure.permanent else "failed"
-        if state == "quarantined":
-            db.execute(
-                "INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (failure.source, failure.size, failure.mtime_ns,
-                 failure.key.sha256 if failure.key else None, None, failure.reason,
-                 failure.error_type, attempts, now),
-            )
-            self.quarantine_changed = True
-            return True
-        return False
 
     def _rel(self, path: Path) -> str:
         path = Path(path)

@@ -1,0 +1,88 @@
+"""The quarantine list of the ledger (a mixin of :class:`nwwatch.service.ledger.Ledger`):
+failures recorded against their item, a file quarantined when its failure is permanent or
+its attempts reach ``max_attempts``, and a file leaving the list once its path holds content
+that is done (fixed and processed, or replaced by bytes already done).
+
+The list is keyed by path; each entry names the file version (size, mtime) it was made for,
+so a rescan of that same version skips the file without reading it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from nwwatch.service.ledgerdb import Failure, PathKey
+
+
+class QuarantineList:
+    """Methods of :class:`~nwwatch.service.ledger.Ledger` (they use its transactions)."""
+
+    #: Set when the list changed: ``quarantine.parquet`` is rewritten
+    #: (:func:`nwwatch.service.batch.refresh_quarantine`).
+    quarantine_changed: bool
+
+    def quarantined_at(self, path: PathKey, size: int, mtime_ns: int) -> bool:
+        """True when this exact version (size, mtime) of ``path`` is quarantined."""
+        row = self._db.execute(
+            "SELECT 1 FROM quarantine WHERE path=? AND size IS ? AND mtime_ns IS ?",
+            (path, size, mtime_ns),
+        ).fetchone()
+        return row is not None
+
+    def release_quarantine(self, path: PathKey, size: int, mtime_ns: int) -> None:
+        """``path`` now holds content that is done (skipped as already done): an entry of
+        another version of it (size, mtime) leaves the list; one of this very version stays."""
+        stale = ("FROM quarantine WHERE path=? AND NOT (size IS ? AND mtime_ns IS ?)",
+                 (path, size, mtime_ns))
+        if self._db.execute("SELECT 1 " + stale[0], stale[1]).fetchone() is None:
+            return  # the usual case: no transaction
+        with self._tx() as db:
+            gone = db.execute("DELETE " + stale[0], stale[1]).rowcount
+        self.quarantine_changed |= gone > 0
+
+    def _unquarantine_done(self, db, batch_id: str) -> None:
+        """Files of the batch now done leave the quarantine list (fixed after quarantine)."""
+        gone = db.execute(
+            "DELETE FROM quarantine WHERE path IN (SELECT source FROM items "
+            "WHERE batch_id=? AND state='done')", (batch_id,)).rowcount
+        self.quarantine_changed |= gone > 0
+
+    def record_failures(self, failures: Sequence[Failure], max_attempts: int) -> list[Failure]:
+        """Record failures that happened outside any batch (e.g. while hashing)."""
+        now = time.time()
+        with self._tx() as db:
+            return [f for f in failures if self._fail(db, f, max_attempts, now)]
+
+    def _fail(self, db, failure: Failure, max_attempts: int, now: float) -> bool:
+        attempts = 1
+        if failure.key is not None:
+            k = failure.key
+            row = db.execute(
+                "SELECT attempts FROM items WHERE sha256=? AND model_sha256=? "
+                "AND measurement_version=?", (k.sha256, k.model_sha256, k.measurement_version)
+            ).fetchone()
+            attempts = (row[0] if row else 0) + 1
+            state = "quarantined" if failure.permanent or attempts >= max_attempts else "failed"
+            db.execute(
+                "INSERT INTO items (sha256, model_sha256, measurement_version, source, kind,"
+                " state, attempts, last_error, error_type, first_seen, updated_at) "
+                "VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO UPDATE SET state=excluded.state, attempts=excluded.attempts,"
+                " last_error=excluded.last_error, error_type=excluded.error_type,"
+                " batch_id=NULL, updated_at=excluded.updated_at",
+                (k.sha256, k.model_sha256, k.measurement_version, failure.source, state,
+                 attempts, failure.reason, failure.error_type, now, now),
+            )
+        else:
+            state = "quarantined" if failure.permanent else "failed"
+        if state == "quarantined":
+            db.execute(
+                "INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (failure.source, failure.size, failure.mtime_ns,
+                 failure.key.sha256 if failure.key else None, None, failure.reason,
+                 failure.error_type, attempts, now),
+            )
+            self.quarantine_changed = True
+            return True
+        return False
