@@ -88,9 +88,13 @@ def bench_insitu(quick: bool = False) -> None:
     for a_px in (15.0, 30.0, 60.0):
         errors = []
         for _ in range(4 if quick else 10):
+            # The textbook geometry: the fit's heights run along the wire axis, which is the
+            # facet normal only for an uninclined facet on a straight wire of radius a.
             p = sample_frame_params(rng, 384, theta_deg=float(rng.uniform(90, 140)),
                                     a_px=a_px, tilt_deg=0.0, truncation_px=0.0,
-                                    droplet_cut=False, n_distractors=0, scale_bar=False)
+                                    droplet_cut=False, n_distractors=0, scale_bar=False,
+                                    placement="centred", facet_incline_deg=0.0,
+                                    wire_profile="straight", base_ratio=1.0)
             _, labels, truth = render_insitu_frame(p, rng)
             errors.append(_theta_from_labels(labels, truth) - truth["theta_deg"])
         rms = math.sqrt(statistics.fmean(e * e for e in errors))

@@ -186,6 +186,8 @@ def main() -> None:
                           for key, v in row.items()}))
 
     keys = ["otsu", "otsu_smooth", "rf_2pct", "rf_2pct_draws_mean", "rf_full"]
+    if not args.draws:  # --draws 0: no extra label draws to average
+        keys.remove("rf_2pct_draws_mean")
     means = {key: float(np.mean([r[key] for r in rows])) for key in keys}
     print("mean IoU (solid): " + ", ".join(f"{key} {value:.3f}" for key, value in means.items()))
     if args.out:
