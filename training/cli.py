@@ -93,6 +93,43 @@ def _check_model(arch: str, model_options: dict, device: str) -> None:
                                      f"device name)", param_hint="--device") from None
 
 
+def _check_out(out: Path, resume: bool) -> None:
+    """Usage errors for an ``--out`` whose checkpoint would be the model itself, and, unless
+    resuming, for the files of an earlier run (or any model) that the run would replace."""
+    from training.checkpoint import checkpoint_path
+
+    if out.suffix.lower() != ".onnx":  # MODEL.pt would be overwritten by the export
+        raise click.BadParameter(f"{out}: give a MODEL.onnx file (its checkpoint goes to "
+                                 f"{checkpoint_path(out.with_suffix('.onnx')).name} next to it)",
+                                 param_hint="'--out'")
+    if resume:
+        return
+    there = [p for p in (out, checkpoint_path(out)) if p.exists()]
+    if there:
+        raise click.BadParameter(f"{' and '.join(map(str, there))} already there (an earlier "
+                                 f"run?); nothing is overwritten: give --resume to continue "
+                                 f"that run, or another --out", param_hint="'--out'")
+
+
+#: Command-line parameters of ``nwwatch train`` whose TrainConfig field has another name.
+_FIELD_OF_PARAMETER = {"init_weights": "init", "no_augment": "augment"}
+
+
+def _given_settings(ctx: click.Context) -> tuple[str, ...]:
+    """TrainConfig fields set on the command line (``--resume`` refuses those that differ from
+    the checkpoint's, instead of ignoring them)."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(TrainConfig)}
+    given = []
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+            name = _FIELD_OF_PARAMETER.get(param.name, param.name)
+            if name in known:
+                given.append(name)
+    return tuple(given)
+
+
 def _command_line(ctx: click.Context) -> str:
     """The options given on the command line, as a reproducible ``nwwatch train`` command."""
     parts = ["nwwatch", "train"]
@@ -246,6 +283,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
     from training.engine import train as run
+    from training.resume import ResumeSettingError
     from training.sampler import SamplerError
 
     click.get_current_context().with_resource(known_noise_filtered())
@@ -268,6 +306,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if len(slice_index) != len(labels):
         raise click.UsageError(f"{len(slice_index)} --slice but {len(labels)} --labels: give "
                                f"one labels file per labeled slice, in the same order")
+    _check_out(out, resume or export_only)
     # Before the training, not at its first checkpoint: the .onnx and .pt go to one folder.
     require_writable(out, "'--out'")
     given = {"arch": arch, "model_options": _model_options(model_options) or None,
@@ -329,7 +368,9 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
             click.echo(mask_warning(label_path))
     try:
         result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
-                     export_only=export_only)
+                     export_only=export_only, given=_given_settings(ctx))
+    except ResumeSettingError as exc:
+        raise click.UsageError(str(exc)) from None
     except (DatasetLayoutError, TrainingError, CheckpointError, SamplerError, ValueError,
             FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None

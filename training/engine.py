@@ -21,7 +21,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoin
 from training.config import SELF_NEGATIVES, TrainConfig
 from training.data import LabeledImage, TrainingData, load_folder, load_volume_slices, make_split
 from training.paradigms import PARADIGMS, Paradigm
+from training.resume import resumed_config
 from training.sampler import BatchSampler, BatchStream, run_batches
 from training.weights import InitialWeights, load_initial_weights
 
@@ -161,14 +162,19 @@ def _state_on_cpu(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True,
-          echo: Callable[[str], None] | None = None, export_only: bool = False) -> TrainResult:
+          echo: Callable[[str], None] | None = None, export_only: bool = False,
+          given: Collection[str] = ()) -> TrainResult:
     """Run one training (or continue it with ``resume``) and export the model.
 
     Parameters
     ----------
     config : the run's settings; with ``resume`` only ``out``, ``epochs`` (when larger),
         ``device``, ``threads``, ``workers``, ``exporter`` and ``quantize`` are taken from it,
-        the rest comes from the checkpoint (``out.with_suffix(".pt")``).
+        the rest comes from the checkpoint (``out.with_suffix(".pt")``;
+        :func:`training.resume.resumed_config`).
+    given : the fields of ``config`` set on the command line: with ``resume`` one that differs
+        from the checkpoint's is refused (``ResumeSettingError``), and ``data`` given replaces
+        the checkpoint's folder (a moved one; other data are refused by their hash).
     progress : show a tqdm progress bar (loss, validation mIoU).
     export_only : with ``resume``: train nothing, export the checkpoint's best weights now
         (e.g. after interrupting a run).
@@ -185,16 +191,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         raise TrainingError("export_only needs resume (an existing checkpoint)")
     if resume:
         payload = load_checkpoint(ckpt_file)
-        saved = TrainConfig.from_dict(payload["config"])
-        saved.epochs = max(saved.epochs, config.epochs)
-        saved.device, saved.exporter = config.device, config.exporter
-        saved.threads, saved.out = config.threads, config.out
-        saved.workers = config.workers  # the batches do not depend on it
-        if config.command and config.command != saved.command:
-            # The model's recorded command must reproduce it: the first run, then the resume.
-            saved.command = f"{saved.command} && {config.command}"
-        saved.quantize = config.quantize or saved.quantize
-        config = saved
+        config = resumed_config(config, TrainConfig.from_dict(payload["config"]), ckpt_file,
+                                given)
     if config.paradigm not in PARADIGMS:
         raise TrainingError(f"unknown paradigm {config.paradigm!r}; choose from "
                             f"{sorted(PARADIGMS)}")
@@ -224,8 +222,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     by_stem = {item.stem: item for item in data.labeled}
     if payload is not None:
         if payload["training_data_sha256"] != data_sha:
-            raise TrainingError(f"{ckpt_file}: the training data changed since this checkpoint "
-                                f"was written; start a new run instead of --resume")
+            source = config.data or config.volume
+            raise TrainingError(f"{ckpt_file}: the training data changed since this "
+                                f"checkpoint was written ({source}); start a new run instead "
+                                f"of --resume")
         split_train, split_val = payload["split"]["train"], payload["split"]["val"]
     else:
         split = make_split(list(by_stem), config.val_fraction, config.seed,

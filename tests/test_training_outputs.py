@@ -1,0 +1,99 @@
+"""`nwwatch train`'s outputs: an earlier run's files are never overwritten without --resume,
+and --resume refuses settings it would ignore."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+from training_helpers import make_folder
+
+from nwwatch.cli import main
+from training.checkpoint import load_checkpoint
+
+torch.set_num_threads(1)
+TINY = json.dumps({"widths": [4, 8, 16], "encoder_convs": [1, 1, 1], "decoder_convs": [1, 1]})
+FAST = ["--threads", "1", "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "1",
+        "--exporter", "legacy", "--quiet"]
+
+
+def _train(*args: str):
+    return CliRunner().invoke(main, ["train", *args])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished one-epoch run: (DATA, its --out)."""
+    root = tmp_path_factory.mktemp("run")
+    data = make_folder(root / "data", n=3, size=32)
+    out = root / "m.onnx"
+    result = _train(str(data), "--out", str(out), "--epochs", "1", "--model-options", TINY,
+                    *FAST)
+    assert result.exit_code == 0, result.output
+    return data, out
+
+
+def test_out_must_be_an_onnx_file(tmp_path):
+    # before: --out m.pt trained, then the export replaced the checkpoint m.pt by the model
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    for name in ("m.pt", "m"):
+        result = _train(str(data), "--out", str(tmp_path / name), "--epochs", "1", *FAST)
+        assert result.exit_code == 2, result.output
+        assert "'--out'" in result.output and ".onnx" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_a_new_run_never_overwrites_an_earlier_runs_files(run, tmp_path):
+    # before: the new run replaced the earlier checkpoint at its first epoch, then the model
+    data, out = run
+    before = {p: p.read_bytes() for p in (out, out.with_suffix(".pt"))}
+    result = _train(str(data), "--out", str(out), "--epochs", "1", *FAST)
+    assert result.exit_code == 2, result.output
+    assert str(out.with_suffix(".pt")) in result.output and "--resume" in result.output
+    assert "epoch" not in result.output
+    assert all(p.read_bytes() == content for p, content in before.items())
+    # An ONNX file alone (a model copied there, the threshold of --volume) is kept too.
+    lone = tmp_path / "lone.onnx"
+    shutil.copy(out, lone)
+    result = _train(str(data), "--out", str(lone), "--epochs", "1", *FAST)
+    assert result.exit_code == 2 and str(lone) in result.output, result.output
+    assert lone.read_bytes() == before[out]
+
+
+@pytest.mark.parametrize(("given", "named"), [
+    (["--lr", "0.5"], "--lr 0.5"),
+    (["--paradigm", "cct"], "--paradigm cct"),
+    (["--crop", "64"], "--crop 64"),
+    (["--no-augment"], "--no-augment"),
+    (["--model-options", '{"widths": [4, 8, 32]}'], "--model-options"),
+])
+def test_resume_refuses_a_setting_it_would_ignore(run, given, named):
+    # before: --resume took every setting from the checkpoint and dropped these without a word
+    data, out = run
+    checkpoint = out.with_suffix(".pt")
+    before = checkpoint.read_bytes()
+    result = _train("--resume", "--out", str(out), "--epochs", "2", *given, "--quiet")
+    assert result.exit_code == 2, result.output
+    assert named in result.output and str(checkpoint) in result.output
+    assert "epoch 2" not in result.output and checkpoint.read_bytes() == before
+
+
+def test_resume_accepts_the_run_s_own_settings_and_a_moved_data_folder(run, tmp_path):
+    data, out = run
+    work = tmp_path / "work"
+    shutil.copytree(out.parent, work)  # the run and its data, moved elsewhere
+    moved, resumed = work / "data", work / "m.onnx"
+    # The documented way: the first command again, with --resume and more epochs.
+    result = _train(str(moved), "--out", str(resumed), "--epochs", "2", "--model-options", TINY,
+                    "--resume", *FAST)
+    assert result.exit_code == 0, result.output
+    saved = load_checkpoint(resumed.with_suffix(".pt"))
+    assert saved["epoch"] == 2 and saved["config"]["data"] == str(moved)
+    # Other data under the run's own settings: refused by the data hash, naming the folder.
+    other = make_folder(tmp_path / "other", n=3, size=32, seed=5)
+    result = _train(str(other), "--out", str(resumed), "--epochs", "3", "--resume", "--quiet")
+    assert result.exit_code == 1 and str(other) in result.output, result.output
+    assert "changed" in result.output
