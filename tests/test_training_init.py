@@ -75,6 +75,19 @@ def test_init_checks_the_number_of_classes(tmp_path):
         _run(tmp_path, "x", two, init=str(tmp_path / "base.pt"))
 
 
+def test_init_checks_the_class_names(tmp_path):
+    # before: only the number was compared, so weights whose class 1 is the nanowire trained
+    # on data whose class 1 is the droplet without a word
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    _run(tmp_path, "base", data, epochs=1, model_options=dict(TINY))
+    (data / "dataset.toml").write_text('classes = ["background", "droplet", "nanowire"]\n')
+    with pytest.raises(TrainingError, match=r"base\.pt: the weights' classes \['background', "
+                                            r"'nanowire', 'droplet'\], the data's \["
+                                            r"'background', 'droplet', 'nanowire'\]"):
+        _run(tmp_path, "x", data, init=str(tmp_path / "base.pt"))
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_shipped_default_weights_are_the_shipped_model():
     """training/pretrained/insitu-default.pt must be the weights of the shipped ONNX model."""
     from importlib.resources import files

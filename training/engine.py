@@ -86,6 +86,12 @@ def _initial_weights(config: TrainConfig, num_classes: int, class_names) -> Init
         raise TrainingError(f"--init {initial.path}: the weights have {initial.num_classes} "
                             f"classes {initial.class_names or ''}, the data {num_classes} "
                             f"{list(class_names)}")
+    if initial.class_names and list(initial.class_names) != list(class_names):
+        # Same count, other meaning: class k of the weights would be trained as another class.
+        raise TrainingError(f"--init {initial.path}: the weights' classes "
+                            f"{list(initial.class_names)}, the data's {list(class_names)}: "
+                            f"name and order them as the weights do (DATA/dataset.toml "
+                            f"classes, labels to match)")
     config.model_options = dict(initial.model_options)
     return initial
 
