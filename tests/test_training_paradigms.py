@@ -93,3 +93,27 @@ def test_model_c_freezes_weights_and_batchnorm_statistics(tmp_path):
 def test_pseudo_label_threshold():
     probs = np.array([[[0.95, 0.5]], [[0.05, 0.3]], [[0.0, 0.2]]], np.float32)
     np.testing.assert_array_equal(pseudo_label(probs, 0.9), [[0, 255]])
+
+
+def test_model_c_names_a_frozen_encoder_that_does_not_fit(tmp_path):
+    # before: another width list was torch's RuntimeError (a traceback listing 36 state keys),
+    # and MODEL.onnx was "not a readable checkpoint (invalid load key, '\x08'.)"
+    from training.checkpoint import save_checkpoint
+
+    teacher = PARADIGMS["supervised"](TrainConfig(out="t.onnx", model_options=TINY), 3)
+    save_checkpoint(tmp_path / "sup.pt", {"inference": teacher.inference_spec(),
+                                          "inference_state": teacher.model.state_dict()})
+    (tmp_path / "sup.onnx").write_bytes(b"\x08 an exported model")
+    wide = {**TINY, "widths": [4, 8, 32]}
+    with pytest.raises(ValueError, match=r"sup\.pt: its encoder does not fit this run's 'unet' "
+                                         r"model: widths \[4, 8, 16\] in it, \[4, 8, 32\] here; "
+                                         r"give --model-options '\{"):
+        PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", model_options=wide,
+                                     frozen_encoder=str(tmp_path / "sup.pt")), 3)
+    with pytest.raises(ValueError, match=r"sup\.pt: .*'unet'.*give --arch unet"):
+        PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", arch="pspnet",
+                                     frozen_encoder=str(tmp_path / "sup.pt")), 3)
+    # MODEL.onnx means the checkpoint next to it, as for --init.
+    paradigm = PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", model_options=TINY,
+                                            frozen_encoder=str(tmp_path / "sup.onnx")), 3)
+    assert paradigm.provenance["frozen_encoder"] == str(tmp_path / "sup.pt")
