@@ -140,3 +140,20 @@ def test_init_weights_with_an_option_this_version_lacks_are_refused_naming_it(tm
     with pytest.raises(CheckpointError, match=r"odd\.pt: unknown key\(s\) 'skip_gates' for "
                                               r"'unet' \(known: act, "):
         load_initial_weights(str(odd))
+
+
+def test_init_with_an_onnx_model_that_has_no_checkpoint_says_so(tmp_path):
+    # before: "--init .../insitu-default.onnx: no such checkpoint file, and not shipped weights"
+    # for the shipped model itself, whose weights are --init insitu-default
+    from importlib.resources import files
+
+    shipped = str(files("nwwatch") / "models" / "insitu-default.onnx")
+    with pytest.raises(CheckpointError, match=r"insitu-default\.pt \(the checkpoint next to "
+                                              r"this ONNX model\) not found.*--init "
+                                              r"insitu-default"):
+        load_initial_weights(shipped)
+    (tmp_path / "mine.onnx").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"mine\.pt \(the checkpoint next to this ONNX "
+                                              r"model\) not found: an exported model holds "
+                                              r"no training weights$"):
+        load_initial_weights(str(tmp_path / "mine.onnx"))
