@@ -63,6 +63,13 @@ def test_mismatched_architectures_are_refused_naming_the_key(tmp_path):
     with pytest.raises(InterpolationError, match=r"wide\.pt.*model option 'widths'"):
         interpolate_checkpoints(a, wider, 0.5, tmp_path / "c.pt")
     assert not (tmp_path / "c.pt").exists()
+    # Two architectures: named by 'arch' (before: "model option 'act' is None vs 'relu'").
+    psp = _weights(tmp_path / "psp.pt", 3, {"arch": "pspnet", "in_channels": 1,
+                                            "num_classes": 3, "layers": [1, 1, 1, 1],
+                                            "base_width": 4, "ppm_channels": 8})
+    relu = _weights(tmp_path / "relu.pt", 1, {**TINY, "act": "relu"})  # as a run saves it
+    with pytest.raises(InterpolationError, match=r"model option 'arch' is 'unet' vs 'pspnet'"):
+        interpolate_checkpoints(relu, psp, 0.5, tmp_path / "c.pt")
     state = load_checkpoint(a)["inference_state"]
     last = list(state)[-1]
     renamed = {(f"{k}.renamed" if k == last else k): v for k, v in state.items()}

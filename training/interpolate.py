@@ -87,7 +87,8 @@ def _check_same_model(a: dict[str, Any], b: dict[str, Any], a_path: Path, b_path
             raise InterpolationError(f"{a_path} and {b_path} differ in inference {key!r}: "
                                      f"{spec_a.get(key)!r} vs {spec_b.get(key)!r}")
     config_a, config_b = spec_a.get("config", {}), spec_b.get("config", {})
-    for key in sorted(set(config_a) | set(config_b)):
+    # The architecture first: two architectures differ in options too.
+    for key in sorted(set(config_a) | set(config_b), key=lambda k: (k != "arch", k)):
         if config_a.get(key) != config_b.get(key):
             raise InterpolationError(
                 f"{a_path} and {b_path} are different architectures: model option {key!r} is "
