@@ -97,3 +97,13 @@ def test_resume_accepts_the_run_s_own_settings_and_a_moved_data_folder(run, tmp_
     result = _train(str(other), "--out", str(resumed), "--epochs", "3", "--resume", "--quiet")
     assert result.exit_code == 1 and str(other) in result.output, result.output
     assert "changed" in result.output
+
+
+def test_a_run_refused_on_its_data_leaves_no_new_folder(tmp_path):
+    # before: the folders of --out were created (to try a file there) and left behind
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    (data / "labels" / "img01.png").unlink()
+    out = tmp_path / "runs" / "new" / "m.onnx"
+    result = _train(str(data), "--out", str(out), "--epochs", "1", *FAST)
+    assert result.exit_code == 1 and "img01" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

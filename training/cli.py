@@ -93,24 +93,6 @@ def _check_model(arch: str, model_options: dict, device: str) -> None:
                                      f"device name)", param_hint="--device") from None
 
 
-def _check_out(out: Path, resume: bool) -> None:
-    """Usage errors for an ``--out`` whose checkpoint would be the model itself, and, unless
-    resuming, for the files of an earlier run (or any model) that the run would replace."""
-    from training.checkpoint import checkpoint_path
-
-    if out.suffix.lower() != ".onnx":  # MODEL.pt would be overwritten by the export
-        raise click.BadParameter(f"{out}: give a MODEL.onnx file (its checkpoint goes to "
-                                 f"{checkpoint_path(out.with_suffix('.onnx')).name} next to it)",
-                                 param_hint="'--out'")
-    if resume:
-        return
-    there = [p for p in (out, checkpoint_path(out)) if p.exists()]
-    if there:
-        raise click.BadParameter(f"{' and '.join(map(str, there))} already there (an earlier "
-                                 f"run?); nothing is overwritten: give --resume to continue "
-                                 f"that run, or another --out", param_hint="'--out'")
-
-
 #: Command-line parameters of ``nwwatch train`` whose TrainConfig field has another name.
 _FIELD_OF_PARAMETER = {"init_weights": "init", "no_augment": "augment"}
 
@@ -284,6 +266,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.engine import TrainingError
     from training.engine import train as run
     from training.resume import ResumeSettingError
+    from training.runfiles import check_out, remove_empty
     from training.sampler import SamplerError
 
     click.get_current_context().with_resource(known_noise_filtered())
@@ -306,8 +289,11 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if len(slice_index) != len(labels):
         raise click.UsageError(f"{len(slice_index)} --slice but {len(labels)} --labels: give "
                                f"one labels file per labeled slice, in the same order")
-    _check_out(out, resume or export_only)
+    check_out(out, resume or export_only)
     # Before the training, not at its first checkpoint: the .onnx and .pt go to one folder.
+    # Folders made for it are removed again if the run ends with nothing written there.
+    new_folders = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    ctx.call_on_close(lambda: remove_empty(new_folders))
     require_writable(out, "'--out'")
     given = {"arch": arch, "model_options": _model_options(model_options) or None,
              "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
