@@ -221,6 +221,23 @@ def test_a_model_of_another_kind_is_named_before_any_label_is_read(tmp_path):
     assert "holds 'tomogram' data" in result.output and "its dataset.toml" in result.output
 
 
+def test_a_model_of_other_classes_is_named_as_such(tmp_path):
+    # before: "the model's kind is 'insitu' (...), but DATA holds 'insitu' data (...): evaluate
+    # it with a model of kind 'insitu'" - the kind was right, the classes were not
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    (data / "dataset.toml").write_text('classes = ["background", "wire"]\n')
+    model = build_threshold_model(tmp_path / "m.onnx")
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data)])
+    assert result.exit_code == 1
+    assert (f"{model}: the model's 3 classes ['background', 'nanowire', 'droplet'], but {data} "
+            f"holds 2 (['background', 'wire']; its dataset.toml): evaluate it with a model of "
+            f"those classes") in result.output, result.output
+    assert "of kind" not in result.output
+
+
 def test_a_json_path_that_takes_no_file_is_refused_before_the_run(tmp_path):
     # /proc exists, so its folder needs no making, but no file can be created in it (Linux)
     if not Path("/proc/self").is_dir():
