@@ -101,6 +101,24 @@ def test_tiffs_the_service_refuses_are_refused_with_its_reason(tmp_path, write, 
     assert info.value.reason == service.value.reason
 
 
+def test_label_pngs_in_colour_or_with_transparent_pixels_are_refused(tmp_path):
+    root = make_folder(tmp_path / "d", n=2)
+    path = root / "labels" / "img01.png"
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(path), np.dstack([label, label, label]))  # grey saved as RGB: read as grey
+    assert np.array_equal(load_folder(root).labeled[1].label, label)
+    cv2.imwrite(str(path), np.dstack([label, label * 50, label]))
+    _expect(root, "colour image", "img01.png")
+    # before: the alpha channel was dropped, so pixels painted transparent (meant as "not
+    # labelled") trained as whatever grey lay under them, mostly background
+    alpha = np.full_like(label, 255)
+    alpha[:, :10] = 0
+    cv2.imwrite(str(path), np.dstack([label, label, label, alpha]))
+    _expect(root, "480 transparent pixels", "img01.png")
+    cv2.imwrite(str(path), np.dstack([label, label, label, np.full_like(label, 255)]))
+    assert np.array_equal(load_folder(root).labeled[1].label, label)  # opaque: the grey
+
+
 def test_empty_folder(tmp_path):
     (tmp_path / "d" / "images").mkdir(parents=True)
     (tmp_path / "d" / "labels").mkdir()

@@ -60,7 +60,8 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
     A TIFF goes through :func:`nwwatch.io.read_frames`, the reader the service and replay
     use, so a file they refuse (colour, float64, non-square pixels, truncated, ...) is
     refused here with the same reason. A PNG (label images, exported frames) is read with
-    OpenCV; an RGB PNG with three equal channels is read as grey.
+    OpenCV; an RGB PNG with three equal channels is read as grey, and so is an RGBA one
+    whose every pixel is opaque (a transparent pixel's grey is no class).
 
     Returns
     -------
@@ -81,6 +82,13 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
     if data is None:
         raise DatasetLayoutError(path, "cannot be read as a PNG image")
     if data.ndim == 3 and data.shape[-1] in (3, 4):
+        if data.shape[-1] == 4:  # a painted "transparent" pixel has no class in its grey
+            transparent = int(np.count_nonzero(data[..., 3] != np.iinfo(data.dtype).max))
+            if transparent:
+                raise DatasetLayoutError(path, f"{transparent} transparent pixels (alpha below "
+                                               f"opaque): the grey value is what is read; "
+                                               f"paint pixels to leave out 255 (unlabeled) "
+                                               f"and save without transparency")
         channels = data[..., :3]
         if not (np.array_equal(channels[..., 0], channels[..., 1])
                 and np.array_equal(channels[..., 0], channels[..., 2])):
