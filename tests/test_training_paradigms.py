@@ -117,3 +117,27 @@ def test_model_c_names_a_frozen_encoder_that_does_not_fit(tmp_path):
     paradigm = PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", model_options=TINY,
                                             frozen_encoder=str(tmp_path / "sup.onnx")), 3)
     assert paradigm.provenance["frozen_encoder"] == str(tmp_path / "sup.pt")
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".onnx"])
+def test_pseudo_label_teacher_of_other_classes_is_refused(tmp_path, suffix):
+    # before: only the number of classes was compared, so a teacher whose class 1 is the
+    # nanowire labelled the droplets of data whose class 1 is the droplet
+    from training_helpers import make_folder
+
+    from training.engine import train
+
+    data = make_folder(tmp_path / "data", n=3, size=32, unlabeled=2)
+    train(TrainConfig(out=str(tmp_path / "t.onnx"), data=str(data), epochs=1,
+                      steps_per_epoch=1, batch_size=2, crop=32, model_options=TINY,
+                      val_fraction=0.0, exporter="legacy"), progress=False)
+    (data / "dataset.toml").write_text('classes = ["background", "droplet", "nanowire"]\n')
+    student = TrainConfig(out=str(tmp_path / "s.onnx"), data=str(data), epochs=1,
+                          paradigm="pseudo-label", teacher=str(tmp_path / f"t{suffix}"),
+                          steps_per_epoch=1, batch_size=2, crop=32, export=False,
+                          model_options=TINY)
+    with pytest.raises(ValueError, match=rf"t\{suffix}: the teacher's classes \['background', "
+                                         r"'nanowire', 'droplet'\], the data's \['background', "
+                                         r"'droplet', 'nanowire'\]"):
+        train(student, progress=False)
+    assert not (tmp_path / "s.pt").exists()
