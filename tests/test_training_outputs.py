@@ -107,3 +107,31 @@ def test_a_run_refused_on_its_data_leaves_no_new_folder(tmp_path):
     result = _train(str(data), "--out", str(out), "--epochs", "1", *FAST)
     assert result.exit_code == 1 and "img01" in result.output, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_an_int8_model_not_kept_is_one_plain_line(tmp_path, monkeypatch):
+    # before: "int8 model not kept: QuantizeReport(kept=False, agreement=0.9796..., ...)", and
+    # "int8 model not kept: not kept: <error>" when the quantisation failed
+    import training.quantize
+    from training.quantize import QuantizeReport
+
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    report = QuantizeReport(kept=False, agreement=0.9796, min_agreement=0.999,
+                            per_image_agreement=(0.9796,), calibration_images=2,
+                            validation_images=1, fp32_size_bytes=1, path=None, sha256=None,
+                            int8_size_bytes=None)
+    monkeypatch.setattr(training.quantize, "quantize_int8", lambda *a, **k: report)
+    args = ["--epochs", "1", "--model-options", TINY, "--quantize", "int8", *FAST]
+    result = _train(str(data), "--out", str(tmp_path / "a.onnx"), *args)
+    assert result.exit_code == 0, result.output
+    assert ("int8 model not kept: label agreement with the float model 97.96 % on 1 held-out "
+            "image(s), below 99.90 %\n") in result.output
+    assert "QuantizeReport" not in result.output
+
+    def fail(*_, **__):
+        raise RuntimeError("no QLinearConv here")
+
+    monkeypatch.setattr(training.quantize, "quantize_int8", fail)
+    result = _train(str(data), "--out", str(tmp_path / "b.onnx"), *args)
+    assert result.exit_code == 0, result.output
+    assert "int8 model not kept: no QLinearConv here\n" in result.output
