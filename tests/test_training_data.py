@@ -119,6 +119,15 @@ def test_label_pngs_in_colour_or_with_transparent_pixels_are_refused(tmp_path):
     assert np.array_equal(load_folder(root).labeled[1].label, label)  # opaque: the grey
 
 
+def test_a_label_image_with_no_labeled_pixel_is_refused(tmp_path):
+    # before: trained on nothing (loss 0.0000, mIoU nan), then a traceback at the export
+    # ("'nwwatch' metadata does not read back unchanged": NaN metrics); held out, it made
+    # every validation score NaN
+    root = make_folder(tmp_path / "d", n=3)
+    cv2.imwrite(str(root / "labels" / "img02.png"), np.full((48, 48), 255, np.uint8))
+    _expect(root, r"no labeled pixel \(every pixel 255", "img02.png")
+
+
 def test_empty_folder(tmp_path):
     (tmp_path / "d" / "images").mkdir(parents=True)
     (tmp_path / "d" / "labels").mkdir()
