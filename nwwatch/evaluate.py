@@ -231,6 +231,9 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                     errs.append(found.contact_angle_deg - angle_true)
                 else:
                     fails[found.status] += 1
+    if not confusion.any():  # every label 255: no score, not NaN
+        raise DatasetLayoutError(root, f"no labeled pixel in any of the {len(pairs)} label "
+                                       f"images: nothing to score")
     report = EvaluationReport(str(model_path), len(pairs), tuple(meta.class_names),
                               metrics_from_confusion(confusion),
                               seconds_per_image=elapsed / max(len(pairs), 1),

@@ -238,6 +238,22 @@ def test_a_model_of_other_classes_is_named_as_such(tmp_path):
     assert "of kind" not in result.output
 
 
+def test_a_folder_without_a_labeled_pixel_is_an_error_not_nan(tmp_path):
+    # before: "mIoU nan %  mean Dice nan %  pixel accuracy nan %" and exit 0
+    import cv2
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    for label in (data / "labels").glob("*.png"):
+        cv2.imwrite(str(label), np.full((32, 32), 255, np.uint8))
+    model = build_threshold_model(tmp_path / "m.onnx")
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data)])
+    assert result.exit_code == 1, result.output
+    assert f"{data}: no labeled pixel in any of the 2 label images" in result.output
+    assert "nan" not in result.output
+
+
 def test_a_json_path_that_takes_no_file_is_refused_before_the_run(tmp_path):
     # /proc exists, so its folder needs no making, but no file can be created in it (Linux)
     if not Path("/proc/self").is_dir():
