@@ -97,6 +97,8 @@ def test_resume_accepts_the_run_s_own_settings_and_a_moved_data_folder(run, tmp_
     result = _train(str(other), "--out", str(resumed), "--epochs", "3", "--resume", "--quiet")
     assert result.exit_code == 1 and str(other) in result.output, result.output
     assert "changed" in result.output
+    # ... and says how to go on from these weights: a new run with --init.
+    assert f"--init {resumed.with_suffix('.pt')}" in result.output
 
 
 def test_a_run_refused_on_its_data_leaves_no_new_folder(tmp_path):

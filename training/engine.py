@@ -231,7 +231,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             source = config.data or config.volume
             raise TrainingError(f"{ckpt_file}: the training data changed since this "
                                 f"checkpoint was written ({source}); start a new run instead "
-                                f"of --resume")
+                                f"of --resume (--init {ckpt_file} starts it from these "
+                                f"weights)")
         split_train, split_val = payload["split"]["train"], payload["split"]["val"]
     else:
         split = make_split(list(by_stem), config.val_fraction, config.seed,
