@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.onnx is not None and args.metadata_from is None:
         parser.error("--onnx needs --metadata-from (the model whose working scale to keep)")
+    if args.out.resolve() in (args.a.resolve(), args.b.resolve()):
+        parser.error(f"--out {args.out} is one of the weights interpolated; write another file")
+    if args.onnx is not None and args.onnx.resolve() == args.metadata_from.resolve():
+        parser.error(f"--onnx {args.onnx} is the --metadata-from model; write another file")
     argv = sys.argv[1:] if argv is None else argv
     command = shlex.join(["python", "-m", "training.interpolate", *argv])
     try:
