@@ -137,3 +137,16 @@ def test_an_int8_model_not_kept_is_one_plain_line(tmp_path, monkeypatch):
     result = _train(str(data), "--out", str(tmp_path / "b.onnx"), *args)
     assert result.exit_code == 0, result.output
     assert "int8 model not kept: no QLinearConv here\n" in result.output
+
+
+def test_resume_from_slim_weights_says_what_they_are(tmp_path):
+    # before: KeyError: 'config' (a traceback) for the weights of --init under MODEL.pt
+    from training.weights import shipped_weights
+
+    shutil.copy(shipped_weights()["insitu-default"], tmp_path / "m.pt")
+    for extra in ([], ["--export-only"]):
+        result = _train("--resume", *extra, "--out", str(tmp_path / "m.onnx"), "--quiet")
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert f"{tmp_path / 'm.pt'}: weights without a training run" in result.output
+        assert f"--init {tmp_path / 'm.pt'}" in result.output
+    assert not (tmp_path / "m.onnx").exists()

@@ -197,6 +197,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         raise TrainingError("export_only needs resume (an existing checkpoint)")
     if resume:
         payload = load_checkpoint(ckpt_file)
+        if "config" not in payload:  # training.weights.write_slim_weights: no run to go on
+            raise TrainingError(f"{ckpt_file}: weights without a training run (slim weights, "
+                                f"as shipped for --init): nothing to resume; start a new run "
+                                f"with --init {ckpt_file}")
         config = resumed_config(config, TrainConfig.from_dict(payload["config"]), ckpt_file,
                                 given)
     if config.paradigm not in PARADIGMS:
