@@ -139,7 +139,9 @@ def test_dataset_toml_classes_and_bad_keys(tmp_path):
     (root / "dataset.toml").write_text('kind = "insitu"\nclasses = ["bg", "wire", "drop"]\n')
     assert load_folder(root).class_names == ("bg", "wire", "drop")
     (root / "dataset.toml").write_text('clases = ["a", "b"]\n')
-    _expect(root, "unknown keys", "dataset.toml")
+    # the keys it knows are listed (before: "unknown keys ['clases']" alone)
+    _expect(root, r"unknown keys \['clases'\] \(known: classes, kind, normalization_scope\)$",
+            "dataset.toml")
 
 
 def test_split_is_seeded_and_disjoint():

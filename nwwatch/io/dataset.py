@@ -174,9 +174,10 @@ def read_dataset_toml(root: Path) -> tuple[str, tuple[str, ...], str]:
         config = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DatasetLayoutError(path, f"not valid TOML ({exc})") from None
-    unknown = sorted(set(config) - {"kind", "classes", "normalization_scope"})
+    known = ("classes", "kind", "normalization_scope")
+    unknown = sorted(set(config) - set(known))
     if unknown:
-        raise DatasetLayoutError(path, f"unknown keys {unknown}")
+        raise DatasetLayoutError(path, f"unknown keys {unknown} (known: {', '.join(known)})")
     kind = config.get("kind", "insitu")
     if kind not in ("insitu", "tomogram"):
         raise DatasetLayoutError(path, f"kind: {kind!r} must be 'insitu' or 'tomogram'")
