@@ -132,6 +132,11 @@ def test_empty_folder(tmp_path):
     (tmp_path / "d" / "images").mkdir(parents=True)
     (tmp_path / "d" / "labels").mkdir()
     _expect(tmp_path / "d", "no images", "images")
+    # A DATA folder with nothing in it says what it should hold (before: "labels folder not
+    # found", as if the images were there).
+    (tmp_path / "e").mkdir()
+    _expect(tmp_path / "e", r"empty folder: expected DATA/images/<stem>\.tif and "
+                            r"DATA/labels/<stem>\.png", "e")
 
 
 def test_dataset_toml_classes_and_bad_keys(tmp_path):

@@ -209,6 +209,10 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
     root = Path(root)
     if not root.is_dir():
         raise DatasetLayoutError(root, "data folder not found")
+    if not any(root.iterdir()):
+        raise DatasetLayoutError(root, "empty folder: expected DATA/images/<stem>.tif and "
+                                       "DATA/labels/<stem>.png (`nwwatch label FRAMES --out "
+                                       "DATA` writes them)")
     image_dir = image_folder(root)
     label_dir = root / "labels"
     if not label_dir.is_dir():
