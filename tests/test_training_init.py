@@ -124,6 +124,13 @@ def test_cli_init_option(tmp_path):
         "--threads", "1", "--exporter", "legacy", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "--init" in json.dumps(load_checkpoint(tmp_path / "cli.pt")["config"]["command"])
+    # The model names the weights it started from by their hash (before: only the command's
+    # --init value, which says nothing once the file is retrained or replaced).
+    from nwwatch.segment.session import Segmenter, file_sha256
+
+    provenance = Segmenter(out, providers=("cpu",)).metadata.extra["provenance"]
+    assert provenance["init"] == {"weights": str(tmp_path / "base.pt"),
+                                  "sha256": file_sha256(tmp_path / "base.pt")}
 
 
 def test_init_weights_with_an_option_this_version_lacks_are_refused_naming_it(tmp_path):

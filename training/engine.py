@@ -37,7 +37,7 @@ from nwwatch.segment.metrics import (
     interface_offsets_px,
     metrics_from_confusion,
 )
-from nwwatch.segment.session import pad_to_multiple
+from nwwatch.segment.session import file_sha256, pad_to_multiple
 from training.augment import effective_crop
 from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from training.config import SELF_NEGATIVES, TrainConfig
@@ -248,6 +248,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     paradigm: Paradigm = PARADIGMS[config.paradigm](config, num_classes)
     if initial is not None:
         paradigm.inference_model().load_state_dict(initial.state)
+        # the exact weights started from: --init names a file that may be retrained later
+        paradigm.provenance["init"] = {"weights": str(initial.path),
+                                       "sha256": file_sha256(initial.path)}
     paradigm.to(device)
     extra = getattr(paradigm, "extra_labeled", None)
     pool = train_items + (extra(data, device) if extra else [])
