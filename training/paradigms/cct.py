@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nwwatch.segment.session import file_sha256
 from training.losses import ce_dice_loss, consistency_mse
 from training.paradigms.base import Paradigm
 from training.perturbations import (
@@ -94,6 +95,7 @@ class CCTParadigm(Paradigm):
         for parameter in self.frozen.parameters():
             parameter.requires_grad_(False)
         self.provenance["frozen_encoder"] = str(path)
+        self.provenance["frozen_encoder_sha256"] = file_sha256(path)
 
     def train_mode(self) -> None:
         self.modules.train()
