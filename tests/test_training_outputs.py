@@ -150,3 +150,23 @@ def test_resume_from_slim_weights_says_what_they_are(tmp_path):
         assert f"{tmp_path / 'm.pt'}: weights without a training run" in result.output
         assert f"--init {tmp_path / 'm.pt'}" in result.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--teacher", "T"], "--teacher belongs to --paradigm pseudo-label"),
+    (["--paradigm", "cct", "--teacher", "T"], "--teacher belongs to --paradigm pseudo-label"),
+    (["--frozen-encoder", "T"], "--frozen-encoder belongs to --paradigm cct"),
+    (["--paradigm", "pseudo-label", "--temperature", "0.5"],
+     "--temperature belongs to --paradigm contrastive"),
+    (["--paradigm", "cct", "--boundary-weight", "3"],
+     "--boundary-weight belongs to --paradigm supervised or pseudo-label"),
+])
+def test_an_option_of_another_paradigm_is_a_usage_error(tmp_path, args, named):
+    # before: `nwwatch train DATA --teacher D.pt` trained plain supervised, the teacher unused
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    (tmp_path / "T").write_bytes(b"")
+    args = [a if a != "T" else str(tmp_path / "T") for a in args]
+    result = _train(str(data), "--out", str(tmp_path / "m.onnx"), *args, *FAST)
+    assert result.exit_code == 2, result.output
+    assert named in result.output and "epoch" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["T", "data"]

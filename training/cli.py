@@ -93,25 +93,6 @@ def _check_model(arch: str, model_options: dict, device: str) -> None:
                                      f"device name)", param_hint="--device") from None
 
 
-#: Command-line parameters of ``nwwatch train`` whose TrainConfig field has another name.
-_FIELD_OF_PARAMETER = {"init_weights": "init", "no_augment": "augment"}
-
-
-def _given_settings(ctx: click.Context) -> tuple[str, ...]:
-    """TrainConfig fields set on the command line (``--resume`` refuses those that differ from
-    the checkpoint's, instead of ignoring them)."""
-    from dataclasses import fields
-
-    known = {f.name for f in fields(TrainConfig)}
-    given = []
-    for param in ctx.command.params:
-        if ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
-            name = _FIELD_OF_PARAMETER.get(param.name, param.name)
-            if name in known:
-                given.append(name)
-    return tuple(given)
-
-
 def _command_line(ctx: click.Context) -> str:
     """The options given on the command line, as a reproducible ``nwwatch train`` command."""
     parts = ["nwwatch", "train"]
@@ -266,7 +247,12 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.engine import TrainingError
     from training.engine import train as run
     from training.resume import ResumeSettingError
-    from training.runfiles import check_out, remove_empty
+    from training.runfiles import (
+        check_out,
+        check_paradigm_options,
+        given_settings,
+        remove_empty,
+    )
     from training.sampler import SamplerError
 
     click.get_current_context().with_resource(known_noise_filtered())
@@ -284,6 +270,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
             or ctx.get_parameter_source("paradigm") is ParameterSource.COMMANDLINE):
         raise click.UsageError("--candidates chooses the method of --volume without --paradigm "
                                "or --init; here it would be ignored")
+    if not (resume or export_only):  # a resume's paradigm is the checkpoint's
+        check_paradigm_options(ctx, volume is not None and init_weights is None, candidates)
     if (slice_index or labels) and volume is None:
         raise click.UsageError("--slice and --labels belong to --volume")
     if len(slice_index) != len(labels):
@@ -354,7 +342,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
             click.echo(mask_warning(label_path))
     try:
         result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
-                     export_only=export_only, given=_given_settings(ctx))
+                     export_only=export_only, given=given_settings(ctx))
     except ResumeSettingError as exc:
         raise click.UsageError(str(exc)) from None
     except (DatasetLayoutError, TrainingError, CheckpointError, SamplerError, ValueError,

@@ -1,14 +1,18 @@
-"""The files of a ``nwwatch train`` run: which ``--out`` it may write, and the folders made
-for it that a run ending with nothing written leaves as they were."""
+"""Checks of a ``nwwatch train`` command line before any data are read: which ``--out`` it
+may write (and the folders made for it, removed when nothing was written there), the settings
+given (which ``--resume`` compares with the checkpoint's), options of another paradigm."""
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import fields
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from training.checkpoint import checkpoint_path
+from training.config import OPTION_PARADIGMS, TrainConfig
 
 
 def remove_empty(folders: list[Path]) -> None:
@@ -32,3 +36,38 @@ def check_out(out: Path, resume: bool) -> None:
         raise click.BadParameter(f"{' and '.join(map(str, there))} already there (an earlier "
                                  f"run?); nothing is overwritten: give --resume to continue "
                                  f"that run, or another --out", param_hint="'--out'")
+
+
+#: Command-line parameters of ``nwwatch train`` whose TrainConfig field has another name.
+_FIELD_OF_PARAMETER = {"init_weights": "init", "no_augment": "augment"}
+
+
+def given_settings(ctx: click.Context) -> tuple[str, ...]:
+    """TrainConfig fields set on the command line (``--resume`` refuses those that differ from
+    the checkpoint's, instead of ignoring them)."""
+    known = {f.name for f in fields(TrainConfig)}
+    given = []
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+            name = _FIELD_OF_PARAMETER.get(param.name, param.name)
+            if name in known:
+                given.append(name)
+    return tuple(given)
+
+
+def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -> None:
+    """Usage error for an option given that the run's paradigm does not read (before:
+    ``--teacher`` without ``--paradigm pseudo-label`` trained plain supervised). ``selects``:
+    ``--volume`` choosing among ``candidates`` (its networks are supervised, contrastive)."""
+    if selects and ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE:
+        networks = {"unet": "supervised", "contrastive": "contrastive"}
+        running = {networks[c.strip()] for c in candidates.split(",") if c.strip() in networks}
+        what = f"the --volume candidates {candidates}"
+    else:
+        running = {ctx.params["paradigm"]}
+        what = f"--paradigm {ctx.params['paradigm']}"
+    for name in given_settings(ctx):
+        owners = OPTION_PARADIGMS.get(name, ())
+        if owners and not running & set(owners):
+            raise click.UsageError(f"--{name.replace('_', '-')} belongs to --paradigm "
+                                   f"{' or '.join(owners)}; {what} would not use it")
