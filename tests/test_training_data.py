@@ -60,6 +60,16 @@ def test_missing_label_names_the_image(tmp_path):
     _expect(root, "no label", "img01.tif")
 
 
+def test_a_label_saved_as_jpeg_is_named(tmp_path):
+    # before: "no label for this image (expected labels/img01.png)" beside labels/img01.jpg
+    root = make_folder(tmp_path / "d", n=3)
+    label = root / "labels" / "img01.png"
+    cv2.imwrite(str(label.with_suffix(".jpg")), cv2.imread(str(label), cv2.IMREAD_UNCHANGED))
+    label.unlink()
+    _expect(root, r"no label for this image: .*img01\.jpg is not read \(labels are PNG or "
+                  r"TIFF", "img01.tif")
+
+
 def test_label_without_image(tmp_path):
     root = make_folder(tmp_path / "d", n=3)
     (root / "images" / "img02.tif").unlink()

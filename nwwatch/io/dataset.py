@@ -27,6 +27,7 @@ volume that holds it (:class:`VolumeRanges`), as the runtime normalises tomogram
 
 from __future__ import annotations
 
+import glob
 import os
 import tomllib
 from collections.abc import Callable
@@ -224,6 +225,11 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
     label_by_stem = by_stem(list_images(label_dir))
     for stem, path in image_by_stem.items():
         if stem not in label_by_stem:
+            other = sorted(p for p in label_dir.glob(f"{glob.escape(stem)}.*") if p.is_file())
+            if other:  # a JPEG (or other) label: listed nowhere, so say why it is not read
+                raise DatasetLayoutError(path, f"no label for this image: {other[0]} is not "
+                                               f"read (labels are PNG or TIFF; save them "
+                                               f"losslessly: JPEG changes the class ids)")
             raise DatasetLayoutError(path, f"no label for this image (expected "
                                            f"{label_dir / stem}.png)")
     for stem, path in label_by_stem.items():
