@@ -185,6 +185,20 @@ def test_model_card_holds_the_file_hash_and_each_evaluation(tmp_path):
     assert evaluation["images"] == 2 and evaluation["data"] == "two frames"
 
 
+def test_model_card_names_a_bad_evaluation_folder_and_writes_nothing(tmp_path, capsys):
+    # before: a traceback (DatasetLayoutError) for an --eval folder with an image unlabelled
+    from training.model_card import main as card_main
+
+    data, model = _two_frames_and_an_untrained_model(tmp_path)
+    missing = sorted((data / "labels").iterdir())[0]
+    missing.unlink()
+    out = tmp_path / "card.json"
+    code = card_main([str(model), "--eval", str(data), "two frames", "--training-data",
+                      "none", "--status", "untrained", "--out", str(out)])
+    assert code == 2 and not out.exists()
+    assert capsys.readouterr().err.startswith(f"error: {data}")
+
+
 def test_json_folder_is_made_before_the_run_and_a_bad_one_refused(tmp_path):
     from onnx_models import build_threshold_model
     from training_helpers import make_folder
