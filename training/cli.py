@@ -128,7 +128,8 @@ def _command_line(ctx: click.Context) -> str:
               '\'{"widths": [16, 32, 64], "dropout": 0.0}\' with --volume].')
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="MODEL.onnx to write; a network's checkpoint MODEL.pt goes next to it "
-                   "(the threshold and the forest of --volume have none).")
+                   "(the threshold and the forest of --volume have none). An earlier run's "
+                   "files there are never replaced, except by --resume.")
 @click.option("--volume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Tomogram workflow: the 3D TIFF volume (every other slice is unlabeled data).")
 @click.option("--slice", "slice_index", type=int, multiple=True,
@@ -220,7 +221,8 @@ def _command_line(ctx: click.Context) -> str:
               help="Also write MODEL-int8.onnx if it keeps >= 99.9 % label agreement.")
 @click.option("--exporter", type=click.Choice(["dynamo", "legacy"]), default="dynamo",
               show_default=True, help="torch ONNX exporter (both verified against torch).")
-@click.option("--resume", is_flag=True, help="Continue from MODEL.pt (its settings and split).")
+@click.option("--resume", is_flag=True, help="Continue from MODEL.pt (its settings and split; "
+                                             "an option given that differs is refused).")
 @click.option("--export-only", is_flag=True,
               help="With --resume: train nothing, export MODEL.pt's best weights now.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
