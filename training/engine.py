@@ -188,7 +188,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
     Raises
     ------
-    TrainingError, DatasetLayoutError, CheckpointError.
+    TrainingError, DatasetLayoutError, CheckpointError; ResumeSettingError (``given``).
     """
     echo = echo or (lambda line: None)
     ckpt_file = checkpoint_path(config.out)
