@@ -113,6 +113,16 @@ def test_model_c_names_a_frozen_encoder_that_does_not_fit(tmp_path):
     with pytest.raises(ValueError, match=r"sup\.pt: .*'unet'.*give --arch unet"):
         PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", arch="pspnet",
                                      frozen_encoder=str(tmp_path / "sup.pt")), 3)
+    # A contrastive run's checkpoint: named as such, not "give --arch unet" (its arch).
+    save_checkpoint(tmp_path / "emb.pt", {"inference": {"type": "contrastive",
+                                                        "config": teacher.inference_spec()
+                                                        ["config"], "num_classes": 3},
+                                          "inference_state": {}})
+    with pytest.raises(ValueError, match=r"emb\.pt: frozen encoder must come from a "
+                                         r"segmentation checkpoint \(--paradigm supervised\), "
+                                         r"it holds a contrastive model$"):
+        PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", model_options=TINY,
+                                     frozen_encoder=str(tmp_path / "emb.pt")), 3)
     # MODEL.onnx means the checkpoint next to it, as for --init.
     paradigm = PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", model_options=TINY,
                                             frozen_encoder=str(tmp_path / "sup.onnx")), 3)

@@ -73,9 +73,13 @@ class CCTParadigm(Paradigm):
             path = checkpoint_path(path)
         spec, state = load_inference_state(path)
         theirs = dict(spec["config"])
-        if spec["type"] != "segmentation" or theirs.get("arch") != self.config.arch:
+        if spec["type"] != "segmentation":  # e.g. a contrastive run's embedding network
+            raise ValueError(f"{path}: frozen encoder must come from a segmentation "
+                             f"checkpoint (--paradigm supervised), it holds a {spec['type']} "
+                             f"model")
+        if theirs.get("arch") != self.config.arch:
             raise ValueError(f"{path}: frozen encoder must come from a {self.config.arch!r} "
-                             f"segmentation checkpoint, it holds {spec['type']} "
+                             f"segmentation checkpoint, it holds segmentation "
                              f"{theirs.get('arch')!r}; give --arch {theirs.get('arch')}")
         prefix = "encoder."
         encoder_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
