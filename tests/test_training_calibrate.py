@@ -126,6 +126,25 @@ def test_failed_fit_writes_nothing(tmp_path):
     assert not (tmp_path / "k.onnx").exists()
 
 
+def test_a_write_that_fails_leaves_no_half_model(tmp_path, monkeypatch):
+    # before: onnx.save_model wrote straight to --out, so a full disk left half a model there
+    model = build_threshold_model(tmp_path / "m.onnx")
+    fit = LogitOffsetFit((0.0, 1.0, -1.0), 1.0, 0.5, 100, 3.0, True, "ok")
+
+    def half_then_full(proto, f, **_):
+        if isinstance(f, str):
+            with open(f, "wb") as handle:
+                handle.write(b"half a model")
+        else:
+            f.write(b"half a model")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save_model", half_then_full)
+    with pytest.raises(OSError, match="No space"):
+        write_offset_model(model, fit, tmp_path / "k.onnx", "d", "c")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
 def test_cli_fits_and_writes_a_loadable_model(tmp_path):
     # Frames whose labels put the wire/droplet boundary at a different grey than the model.
     model = build_threshold_model(tmp_path / "m.onnx", metadata={"extra": {}})

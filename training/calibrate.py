@@ -39,6 +39,7 @@ from onnx import numpy_helper
 from scipy.ndimage import distance_transform_edt
 from scipy.optimize import minimize
 
+from nwwatch.atomic import atomic_write
 from nwwatch.classes import UNLABELED
 from nwwatch.segment.contract import (
     INPUT_NAME,
@@ -247,8 +248,8 @@ def write_offset_model(model_path: str | os.PathLike[str], fit: LogitOffsetFit,
     onnx.helper.set_model_props(edited, {METADATA_KEY: meta.to_json()})
     onnx.checker.check_model(edited)
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(edited, str(out), save_as_external_data=False)
+    with atomic_write(out) as handle:  # never half a model at --out (a full disk, a crash)
+        onnx.save_model(edited, handle)
     return out
 
 
