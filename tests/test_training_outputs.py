@@ -170,3 +170,21 @@ def test_an_option_of_another_paradigm_is_a_usage_error(tmp_path, args, named):
     assert result.exit_code == 2, result.output
     assert named in result.output and "epoch" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["T", "data"]
+
+
+def test_a_class_labeled_nowhere_is_warned_about(tmp_path):
+    # before: a DATA folder without one droplet pixel trained (and fine-tuned the shipped
+    # weights away from droplets) without a word
+    import cv2
+    import numpy as np
+
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    for label in (data / "labels").glob("*.png"):
+        values = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(label), np.where(values == 2, 255, values).astype(np.uint8))
+    result = _train(str(data), "--out", str(tmp_path / "m.onnx"), "--epochs", "1",
+                    "--model-options", TINY, *FAST)
+    assert result.exit_code == 0, result.output
+    assert (f"warning: no droplet pixel is labeled in {data}: the model gets no example of "
+            f"droplet\n") in result.output
+    assert "nanowire pixel" not in result.output

@@ -120,6 +120,14 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root))
 
 
+def classes_labeled_nowhere(data: TrainingData) -> list[str]:
+    """Names of the classes no label image of ``data`` holds a pixel of (in class order)."""
+    present: set[int] = set()
+    for item in data.labeled:
+        present.update(np.unique(item.label).tolist())
+    return [name for k, name in enumerate(data.class_names) if k not in present]
+
+
 def load_volume_slice(
     volume_path: str | os.PathLike[str],
     slice_index: int,

@@ -179,8 +179,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         the rest comes from the checkpoint (``out.with_suffix(".pt")``;
         :func:`training.resume.resumed_config`).
     given : the fields of ``config`` set on the command line: with ``resume`` one that differs
-        from the checkpoint's is refused (``ResumeSettingError``), and ``data`` given replaces
-        the checkpoint's folder (a moved one; other data are refused by their hash).
+        from the checkpoint's is refused, ``data`` replaces its folder (``resumed_config``).
     progress : show a tqdm progress bar (loss, validation mIoU).
     export_only : with ``resume``: train nothing, export the checkpoint's best weights now
         (e.g. after interrupting a run).
@@ -224,6 +223,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
         for warning in label_warnings(data):
             echo(f"warning: {warning}")
+    elif payload is None:
+        from training.data import classes_labeled_nowhere
+
+        for name in classes_labeled_nowhere(data):
+            echo(f"warning: no {name} pixel is labeled in {data.source}: the model gets no "
+                 f"example of {name}")
     num_classes = data.num_classes
     initial = None
     if config.init and payload is None:  # a resumed run already holds its weights
