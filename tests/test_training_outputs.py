@@ -188,3 +188,24 @@ def test_a_class_labeled_nowhere_is_warned_about(tmp_path):
     assert (f"warning: no droplet pixel is labeled in {data}: the model gets no example of "
             f"droplet\n") in result.output
     assert "nanowire pixel" not in result.output
+
+
+def test_init_and_a_frozen_encoder_from_other_weights_are_refused(run, tmp_path):
+    # before: --init loaded its whole model after the frozen encoder was loaded, so the
+    # "frozen" encoder held the --init weights while provenance named the other file
+    data, out = run
+    other = tmp_path / "other.onnx"
+    result = _train(str(data), "--out", str(other), "--epochs", "1", "--model-options", TINY,
+                    "--seed", "5", *FAST)
+    assert result.exit_code == 0, result.output
+    args = ["--paradigm", "cct", "--epochs", "1", *FAST]
+    result = _train(str(data), "--out", str(tmp_path / "c.onnx"), "--init",
+                    str(out.with_suffix(".pt")), "--frozen-encoder",
+                    str(other.with_suffix(".pt")), *args)
+    assert result.exit_code == 2, result.output
+    assert "--frozen-encoder" in result.output and str(out.with_suffix(".pt")) in result.output
+    assert not (tmp_path / "c.pt").exists()
+    # The same weights for both: the --init model with its encoder frozen.
+    result = _train(str(data), "--out", str(tmp_path / "d.onnx"), "--init",
+                    str(out.with_suffix(".pt")), "--frozen-encoder", str(out), *args)
+    assert result.exit_code == 0, result.output

@@ -250,6 +250,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.engine import train as run
     from training.resume import ResumeSettingError
     from training.runfiles import (
+        check_init_and_frozen_encoder,
         check_out,
         check_paradigm_options,
         given_settings,
@@ -274,6 +275,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
                                "or --init; here it would be ignored")
     if not (resume or export_only):  # a resume's paradigm is the checkpoint's
         check_paradigm_options(ctx, volume is not None and init_weights is None, candidates)
+        check_init_and_frozen_encoder(init_weights, frozen_encoder)
     if (slice_index or labels) and volume is None:
         raise click.UsageError("--slice and --labels belong to --volume")
     if len(slice_index) != len(labels):

@@ -71,3 +71,24 @@ def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -
         if owners and not running & set(owners):
             raise click.UsageError(f"--{name.replace('_', '-')} belongs to --paradigm "
                                    f"{' or '.join(owners)}; {what} would not use it")
+
+
+def check_init_and_frozen_encoder(init: str | None, frozen_encoder: Path | None) -> None:
+    """Usage error when ``--init`` and ``--frozen-encoder`` name different weights: the
+    ``--init`` model is loaded whole after the encoder is frozen, so the "frozen" encoder
+    would hold the ``--init`` weights. The same weights for both freeze that model's encoder."""
+    from training.checkpoint import CheckpointError
+    from training.weights import resolve_init
+
+    if init is None or frozen_encoder is None:
+        return
+    try:
+        weights = resolve_init(init).resolve()
+    except CheckpointError:
+        return  # the run names the bad --init
+    frozen = checkpoint_path(frozen_encoder) if frozen_encoder.suffix == ".onnx" \
+        else frozen_encoder
+    if frozen.resolve() != weights:
+        raise click.UsageError(f"--init {weights} and --frozen-encoder {frozen} are different "
+                               f"weights, and --init would replace the frozen encoder: give "
+                               f"the same weights to both, or only one of them")
