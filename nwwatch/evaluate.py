@@ -175,6 +175,11 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     kind, class_names, _ = read_dataset_toml(root)
     if meta.kind != kind or num_classes != len(class_names):
         said = "its dataset.toml" if (root / "dataset.toml").is_file() else "no dataset.toml"
+        if meta.kind == kind:
+            raise ModelKindError(
+                f"{model_path}: the model's {num_classes} classes {list(meta.class_names)}, "
+                f"but {root} holds {len(class_names)} ({list(class_names)}; {said}): "
+                f"evaluate it with a model of those classes")
         raise ModelKindError(
             f"{model_path}: the model's kind is {meta.kind!r} (classes "
             f"{list(meta.class_names)}), but {root} holds {kind!r} data (classes "
@@ -226,6 +231,9 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                     errs.append(found.contact_angle_deg - angle_true)
                 else:
                     fails[found.status] += 1
+    if not confusion.any():  # every label 255: no score, not NaN
+        raise DatasetLayoutError(root, f"no labeled pixel in any of the {len(pairs)} label "
+                                       f"images: nothing to score")
     report = EvaluationReport(str(model_path), len(pairs), tuple(meta.class_names),
                               metrics_from_confusion(confusion),
                               seconds_per_image=elapsed / max(len(pairs), 1),

@@ -185,6 +185,20 @@ def test_model_card_holds_the_file_hash_and_each_evaluation(tmp_path):
     assert evaluation["images"] == 2 and evaluation["data"] == "two frames"
 
 
+def test_model_card_names_a_bad_evaluation_folder_and_writes_nothing(tmp_path, capsys):
+    # before: a traceback (DatasetLayoutError) for an --eval folder with an image unlabelled
+    from training.model_card import main as card_main
+
+    data, model = _two_frames_and_an_untrained_model(tmp_path)
+    missing = sorted((data / "labels").iterdir())[0]
+    missing.unlink()
+    out = tmp_path / "card.json"
+    code = card_main([str(model), "--eval", str(data), "two frames", "--training-data",
+                      "none", "--status", "untrained", "--out", str(out)])
+    assert code == 2 and not out.exists()
+    assert capsys.readouterr().err.startswith(f"error: {data}")
+
+
 def test_json_folder_is_made_before_the_run_and_a_bad_one_refused(tmp_path):
     from onnx_models import build_threshold_model
     from training_helpers import make_folder
@@ -219,6 +233,39 @@ def test_a_model_of_another_kind_is_named_before_any_label_is_read(tmp_path):
     result = CliRunner().invoke(main, ["evaluate", str(insitu), str(data)])
     assert result.exit_code == 1 and "the model's kind is 'insitu'" in result.output
     assert "holds 'tomogram' data" in result.output and "its dataset.toml" in result.output
+
+
+def test_a_model_of_other_classes_is_named_as_such(tmp_path):
+    # before: "the model's kind is 'insitu' (...), but DATA holds 'insitu' data (...): evaluate
+    # it with a model of kind 'insitu'" - the kind was right, the classes were not
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    (data / "dataset.toml").write_text('classes = ["background", "wire"]\n')
+    model = build_threshold_model(tmp_path / "m.onnx")
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data)])
+    assert result.exit_code == 1
+    assert (f"{model}: the model's 3 classes ['background', 'nanowire', 'droplet'], but {data} "
+            f"holds 2 (['background', 'wire']; its dataset.toml): evaluate it with a model of "
+            f"those classes") in result.output, result.output
+    assert "of kind" not in result.output
+
+
+def test_a_folder_without_a_labeled_pixel_is_an_error_not_nan(tmp_path):
+    # before: "mIoU nan %  mean Dice nan %  pixel accuracy nan %" and exit 0
+    import cv2
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    for label in (data / "labels").glob("*.png"):
+        cv2.imwrite(str(label), np.full((32, 32), 255, np.uint8))
+    model = build_threshold_model(tmp_path / "m.onnx")
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data)])
+    assert result.exit_code == 1, result.output
+    assert f"{data}: no labeled pixel in any of the 2 label images" in result.output
+    assert "nan" not in result.output
 
 
 def test_a_json_path_that_takes_no_file_is_refused_before_the_run(tmp_path):

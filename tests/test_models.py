@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -159,6 +161,14 @@ def test_bad_options_are_rejected_with_the_option_name():
         build_model("unet", widths=(2, 4), encoder_convs=(1, 1, 1))
     with pytest.raises(ValueError, match="upsample"):
         build_model("unet", upsample="nearest")
+    # Values of another JSON type, as --model-options gives them: named, not "invalid literal
+    # for int() with base 10: 'a'" (a string) or truncated without a word (4.5 -> 4).
+    for arch, name, value in (("unet", "widths", "abc"), ("unet", "widths", [4, 8.5]),
+                              ("unet", "encoder_convs", [1, "2"]), ("pspnet", "layers", "1111"),
+                              ("pspnet", "bins", [1, 2.5])):
+        with pytest.raises(ValueError, match=rf"^{name}: expected a list of whole numbers, "
+                                             rf"got {re.escape(repr(value))}$"):
+            build_model(arch, **{name: value})
 
 
 def test_unknown_options_are_a_key_error_listing_the_known_ones():

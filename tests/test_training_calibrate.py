@@ -126,6 +126,25 @@ def test_failed_fit_writes_nothing(tmp_path):
     assert not (tmp_path / "k.onnx").exists()
 
 
+def test_a_write_that_fails_leaves_no_half_model(tmp_path, monkeypatch):
+    # before: onnx.save_model wrote straight to --out, so a full disk left half a model there
+    model = build_threshold_model(tmp_path / "m.onnx")
+    fit = LogitOffsetFit((0.0, 1.0, -1.0), 1.0, 0.5, 100, 3.0, True, "ok")
+
+    def half_then_full(proto, f, **_):
+        if isinstance(f, str):
+            with open(f, "wb") as handle:
+                handle.write(b"half a model")
+        else:
+            f.write(b"half a model")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save_model", half_then_full)
+    with pytest.raises(OSError, match="No space"):
+        write_offset_model(model, fit, tmp_path / "k.onnx", "d", "c")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
 def test_cli_fits_and_writes_a_loadable_model(tmp_path):
     # Frames whose labels put the wire/droplet boundary at a different grey than the model.
     model = build_threshold_model(tmp_path / "m.onnx", metadata={"extra": {}})
@@ -143,3 +162,23 @@ def test_cli_fits_and_writes_a_loadable_model(tmp_path):
     seg = Segmenter(tmp_path / "k.onnx", providers=("cpu",), threads=1)
     assert seg.metadata.extra["logit_offset"]["offsets"] == fit["offsets"]
     assert seg.metadata.training_command.startswith("python -m training.calibrate ")
+
+
+def test_cli_errors_are_one_line_and_the_model_is_never_replaced(tmp_path, capsys):
+    # before: a DATA folder with an image without label, or a missing model, was a traceback,
+    # and --out MODEL rewrote the model it was fitted on
+    model = build_threshold_model(tmp_path / "m.onnx", metadata={"extra": {}})
+    before = model.read_bytes()
+    data = tmp_path / "data"
+    (data / "labels").mkdir(parents=True)
+    tifffile.imwrite(data / "f0.tif", np.zeros((32, 48), np.uint8))
+    assert main([str(model), str(data), "--out", str(tmp_path / "k.onnx")]) == 2
+    assert capsys.readouterr().err == (f"error: {data / 'f0.tif'}: no label for this image "
+                                       f"(expected {data / 'labels' / 'f0.png'})\n")
+    assert main([str(tmp_path / "nope.onnx"), str(data), "--out",
+                 str(tmp_path / "k.onnx")]) == 2
+    assert f"{tmp_path / 'nope.onnx'}" in capsys.readouterr().err
+    cv2.imwrite(str(data / "labels" / "f0.png"), np.zeros((32, 48), np.uint8))
+    assert main([str(model), str(data), "--out", str(model)]) == 2
+    assert "--out" in capsys.readouterr().err and model.read_bytes() == before
+    assert not (tmp_path / "k.onnx").exists()

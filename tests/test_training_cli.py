@@ -97,10 +97,12 @@ def test_tomogram_workflow_contrastive(tmp_path):
     assert meta.class_names == ("pore", "solid") and meta.paradigm == "contrastive"
     # 36 labeled pixels of each class: said once (the engine says it, not also the CLI)
     assert result.output.count("warning: only 36 labeled pore pixels (fewer than 50)") == 1
-    bad = CliRunner().invoke(main, [*args[:4], "9", *args[5:]])
+    # Another --out: the finished run's files are not replaced (test_training_outputs.py).
+    again = [a if a != str(out) else str(tmp_path / "again.onnx") for a in args]
+    bad = CliRunner().invoke(main, [*again[:4], "9", *again[5:]])
     assert bad.exit_code != 0 and "slice index 9 out of range" in bad.output
     # A crop the network cannot halve down its levels: a clear error, not torch's traceback.
-    odd = CliRunner().invoke(main, [*args, "--crop", "30"])
+    odd = CliRunner().invoke(main, [*again, "--crop", "30"])
     assert odd.exit_code == 1 and isinstance(odd.exception, SystemExit)  # no traceback
     assert "--crop 30 is not a multiple of 4" in odd.output and "try 32" in odd.output
 

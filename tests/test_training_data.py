@@ -60,6 +60,16 @@ def test_missing_label_names_the_image(tmp_path):
     _expect(root, "no label", "img01.tif")
 
 
+def test_a_label_saved_as_jpeg_is_named(tmp_path):
+    # before: "no label for this image (expected labels/img01.png)" beside labels/img01.jpg
+    root = make_folder(tmp_path / "d", n=3)
+    label = root / "labels" / "img01.png"
+    cv2.imwrite(str(label.with_suffix(".jpg")), cv2.imread(str(label), cv2.IMREAD_UNCHANGED))
+    label.unlink()
+    _expect(root, r"no label for this image: .*img01\.jpg is not read \(labels are PNG or "
+                  r"TIFF", "img01.tif")
+
+
 def test_label_without_image(tmp_path):
     root = make_folder(tmp_path / "d", n=3)
     (root / "images" / "img02.tif").unlink()
@@ -101,10 +111,42 @@ def test_tiffs_the_service_refuses_are_refused_with_its_reason(tmp_path, write, 
     assert info.value.reason == service.value.reason
 
 
+def test_label_pngs_in_colour_or_with_transparent_pixels_are_refused(tmp_path):
+    root = make_folder(tmp_path / "d", n=2)
+    path = root / "labels" / "img01.png"
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(path), np.dstack([label, label, label]))  # grey saved as RGB: read as grey
+    assert np.array_equal(load_folder(root).labeled[1].label, label)
+    cv2.imwrite(str(path), np.dstack([label, label * 50, label]))
+    _expect(root, "colour image", "img01.png")
+    # before: the alpha channel was dropped, so pixels painted transparent (meant as "not
+    # labelled") trained as whatever grey lay under them, mostly background
+    alpha = np.full_like(label, 255)
+    alpha[:, :10] = 0
+    cv2.imwrite(str(path), np.dstack([label, label, label, alpha]))
+    _expect(root, "480 transparent pixels", "img01.png")
+    cv2.imwrite(str(path), np.dstack([label, label, label, np.full_like(label, 255)]))
+    assert np.array_equal(load_folder(root).labeled[1].label, label)  # opaque: the grey
+
+
+def test_a_label_image_with_no_labeled_pixel_is_refused(tmp_path):
+    # before: trained on nothing (loss 0.0000, mIoU nan), then a traceback at the export
+    # ("'nwwatch' metadata does not read back unchanged": NaN metrics); held out, it made
+    # every validation score NaN
+    root = make_folder(tmp_path / "d", n=3)
+    cv2.imwrite(str(root / "labels" / "img02.png"), np.full((48, 48), 255, np.uint8))
+    _expect(root, r"no labeled pixel \(every pixel 255", "img02.png")
+
+
 def test_empty_folder(tmp_path):
     (tmp_path / "d" / "images").mkdir(parents=True)
     (tmp_path / "d" / "labels").mkdir()
     _expect(tmp_path / "d", "no images", "images")
+    # A DATA folder with nothing in it says what it should hold (before: "labels folder not
+    # found", as if the images were there).
+    (tmp_path / "e").mkdir()
+    _expect(tmp_path / "e", r"empty folder: expected DATA/images/<stem>\.tif and "
+                            r"DATA/labels/<stem>\.png", "e")
 
 
 def test_dataset_toml_classes_and_bad_keys(tmp_path):
@@ -112,7 +154,9 @@ def test_dataset_toml_classes_and_bad_keys(tmp_path):
     (root / "dataset.toml").write_text('kind = "insitu"\nclasses = ["bg", "wire", "drop"]\n')
     assert load_folder(root).class_names == ("bg", "wire", "drop")
     (root / "dataset.toml").write_text('clases = ["a", "b"]\n')
-    _expect(root, "unknown keys", "dataset.toml")
+    # the keys it knows are listed (before: "unknown keys ['clases']" alone)
+    _expect(root, r"unknown keys \['clases'\] \(known: classes, kind, normalization_scope\)$",
+            "dataset.toml")
 
 
 def test_split_is_seeded_and_disjoint():

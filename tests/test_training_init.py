@@ -75,6 +75,19 @@ def test_init_checks_the_number_of_classes(tmp_path):
         _run(tmp_path, "x", two, init=str(tmp_path / "base.pt"))
 
 
+def test_init_checks_the_class_names(tmp_path):
+    # before: only the number was compared, so weights whose class 1 is the nanowire trained
+    # on data whose class 1 is the droplet without a word
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    _run(tmp_path, "base", data, epochs=1, model_options=dict(TINY))
+    (data / "dataset.toml").write_text('classes = ["background", "droplet", "nanowire"]\n')
+    with pytest.raises(TrainingError, match=r"base\.pt: the weights' classes \['background', "
+                                            r"'nanowire', 'droplet'\], the data's \["
+                                            r"'background', 'droplet', 'nanowire'\]"):
+        _run(tmp_path, "x", data, init=str(tmp_path / "base.pt"))
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_shipped_default_weights_are_the_shipped_model():
     """training/pretrained/insitu-default.pt must be the weights of the shipped ONNX model."""
     from importlib.resources import files
@@ -111,6 +124,13 @@ def test_cli_init_option(tmp_path):
         "--threads", "1", "--exporter", "legacy", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "--init" in json.dumps(load_checkpoint(tmp_path / "cli.pt")["config"]["command"])
+    # The model names the weights it started from by their hash (before: only the command's
+    # --init value, which says nothing once the file is retrained or replaced).
+    from nwwatch.segment.session import Segmenter, file_sha256
+
+    provenance = Segmenter(out, providers=("cpu",)).metadata.extra["provenance"]
+    assert provenance["init"] == {"weights": str(tmp_path / "base.pt"),
+                                  "sha256": file_sha256(tmp_path / "base.pt")}
 
 
 def test_init_weights_with_an_option_this_version_lacks_are_refused_naming_it(tmp_path):
@@ -127,3 +147,20 @@ def test_init_weights_with_an_option_this_version_lacks_are_refused_naming_it(tm
     with pytest.raises(CheckpointError, match=r"odd\.pt: unknown key\(s\) 'skip_gates' for "
                                               r"'unet' \(known: act, "):
         load_initial_weights(str(odd))
+
+
+def test_init_with_an_onnx_model_that_has_no_checkpoint_says_so(tmp_path):
+    # before: "--init .../insitu-default.onnx: no such checkpoint file, and not shipped weights"
+    # for the shipped model itself, whose weights are --init insitu-default
+    from importlib.resources import files
+
+    shipped = str(files("nwwatch") / "models" / "insitu-default.onnx")
+    with pytest.raises(CheckpointError, match=r"insitu-default\.pt \(the checkpoint next to "
+                                              r"this ONNX model\) not found.*--init "
+                                              r"insitu-default"):
+        load_initial_weights(shipped)
+    (tmp_path / "mine.onnx").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"mine\.pt \(the checkpoint next to this ONNX "
+                                              r"model\) not found: an exported model holds "
+                                              r"no training weights$"):
+        load_initial_weights(str(tmp_path / "mine.onnx"))

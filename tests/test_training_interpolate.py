@@ -63,6 +63,13 @@ def test_mismatched_architectures_are_refused_naming_the_key(tmp_path):
     with pytest.raises(InterpolationError, match=r"wide\.pt.*model option 'widths'"):
         interpolate_checkpoints(a, wider, 0.5, tmp_path / "c.pt")
     assert not (tmp_path / "c.pt").exists()
+    # Two architectures: named by 'arch' (before: "model option 'act' is None vs 'relu'").
+    psp = _weights(tmp_path / "psp.pt", 3, {"arch": "pspnet", "in_channels": 1,
+                                            "num_classes": 3, "layers": [1, 1, 1, 1],
+                                            "base_width": 4, "ppm_channels": 8})
+    relu = _weights(tmp_path / "relu.pt", 1, {**TINY, "act": "relu"})  # as a run saves it
+    with pytest.raises(InterpolationError, match=r"model option 'arch' is 'unet' vs 'pspnet'"):
+        interpolate_checkpoints(relu, psp, 0.5, tmp_path / "c.pt")
     state = load_checkpoint(a)["inference_state"]
     last = list(state)[-1]
     renamed = {(f"{k}.renamed" if k == last else k): v for k, v in state.items()}
@@ -115,3 +122,22 @@ def test_cli_reports_a_mismatch_as_an_error_naming_the_key(tmp_path, capsys):
     deeper = _weights(tmp_path / "deep.pt", 2, {**TINY, "encoder_convs": [1, 2]})
     assert main([str(a), str(deeper), "--alpha", "0.5", "--out", str(tmp_path / "c.pt")]) == 2
     assert "'encoder_convs'" in capsys.readouterr().err
+
+
+def test_cli_never_writes_over_its_inputs(tmp_path, capsys):
+    # before: --out A.pt replaced the weights interpolated from (and --onnx the model whose
+    # metadata it copies) without a word
+    a, b = _weights(tmp_path / "a.pt", 1), _weights(tmp_path / "b.pt", 2)
+    before = a.read_bytes()
+    with pytest.raises(SystemExit) as usage:  # argparse's usage error
+        main([str(a), str(b), "--alpha", "0.5", "--out", str(a)])
+    assert usage.value.code == 2
+    assert "--out" in capsys.readouterr().err and a.read_bytes() == before
+    base = tmp_path / "base.onnx"
+    base.write_bytes(b"model")
+    with pytest.raises(SystemExit) as usage:
+        main([str(a), str(b), "--alpha", "0.5", "--out", str(tmp_path / "c.pt"),
+              "--onnx", str(base), "--metadata-from", str(base)])
+    assert usage.value.code == 2
+    assert "--onnx" in capsys.readouterr().err and base.read_bytes() == b"model"
+    assert not (tmp_path / "c.pt").exists()

@@ -93,3 +93,64 @@ def test_model_c_freezes_weights_and_batchnorm_statistics(tmp_path):
 def test_pseudo_label_threshold():
     probs = np.array([[[0.95, 0.5]], [[0.05, 0.3]], [[0.0, 0.2]]], np.float32)
     np.testing.assert_array_equal(pseudo_label(probs, 0.9), [[0, 255]])
+
+
+def test_model_c_names_a_frozen_encoder_that_does_not_fit(tmp_path):
+    # before: another width list was torch's RuntimeError (a traceback listing 36 state keys),
+    # and MODEL.onnx was "not a readable checkpoint (invalid load key, '\x08'.)"
+    from training.checkpoint import save_checkpoint
+
+    teacher = PARADIGMS["supervised"](TrainConfig(out="t.onnx", model_options=TINY), 3)
+    save_checkpoint(tmp_path / "sup.pt", {"inference": teacher.inference_spec(),
+                                          "inference_state": teacher.model.state_dict()})
+    (tmp_path / "sup.onnx").write_bytes(b"\x08 an exported model")
+    wide = {**TINY, "widths": [4, 8, 32]}
+    with pytest.raises(ValueError, match=r"sup\.pt: its encoder does not fit this run's 'unet' "
+                                         r"model: widths \[4, 8, 16\] in it, \[4, 8, 32\] here; "
+                                         r"give --model-options '\{"):
+        PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", model_options=wide,
+                                     frozen_encoder=str(tmp_path / "sup.pt")), 3)
+    with pytest.raises(ValueError, match=r"sup\.pt: .*'unet'.*give --arch unet"):
+        PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", arch="pspnet",
+                                     frozen_encoder=str(tmp_path / "sup.pt")), 3)
+    # A contrastive run's checkpoint: named as such, not "give --arch unet" (its arch).
+    save_checkpoint(tmp_path / "emb.pt", {"inference": {"type": "contrastive",
+                                                        "config": teacher.inference_spec()
+                                                        ["config"], "num_classes": 3},
+                                          "inference_state": {}})
+    with pytest.raises(ValueError, match=r"emb\.pt: frozen encoder must come from a "
+                                         r"segmentation checkpoint \(--paradigm supervised\), "
+                                         r"it holds a contrastive model$"):
+        PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", model_options=TINY,
+                                     frozen_encoder=str(tmp_path / "emb.pt")), 3)
+    # MODEL.onnx means the checkpoint next to it, as for --init.
+    paradigm = PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", model_options=TINY,
+                                            frozen_encoder=str(tmp_path / "sup.onnx")), 3)
+    assert paradigm.provenance["frozen_encoder"] == str(tmp_path / "sup.pt")
+    from nwwatch.segment.session import file_sha256
+
+    assert paradigm.provenance["frozen_encoder_sha256"] == file_sha256(tmp_path / "sup.pt")
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".onnx"])
+def test_pseudo_label_teacher_of_other_classes_is_refused(tmp_path, suffix):
+    # before: only the number of classes was compared, so a teacher whose class 1 is the
+    # nanowire labelled the droplets of data whose class 1 is the droplet
+    from training_helpers import make_folder
+
+    from training.engine import train
+
+    data = make_folder(tmp_path / "data", n=3, size=32, unlabeled=2)
+    train(TrainConfig(out=str(tmp_path / "t.onnx"), data=str(data), epochs=1,
+                      steps_per_epoch=1, batch_size=2, crop=32, model_options=TINY,
+                      val_fraction=0.0, exporter="legacy"), progress=False)
+    (data / "dataset.toml").write_text('classes = ["background", "droplet", "nanowire"]\n')
+    student = TrainConfig(out=str(tmp_path / "s.onnx"), data=str(data), epochs=1,
+                          paradigm="pseudo-label", teacher=str(tmp_path / f"t{suffix}"),
+                          steps_per_epoch=1, batch_size=2, crop=32, export=False,
+                          model_options=TINY)
+    with pytest.raises(ValueError, match=rf"t\{suffix}: the teacher's classes \['background', "
+                                         r"'nanowire', 'droplet'\], the data's \['background', "
+                                         r"'droplet', 'nanowire'\]"):
+        train(student, progress=False)
+    assert not (tmp_path / "s.pt").exists()

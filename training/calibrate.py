@@ -39,12 +39,14 @@ from onnx import numpy_helper
 from scipy.ndimage import distance_transform_edt
 from scipy.optimize import minimize
 
+from nwwatch.atomic import atomic_write
 from nwwatch.classes import UNLABELED
 from nwwatch.segment.contract import (
     INPUT_NAME,
     METADATA_KEY,
     OUTPUT_LABELS,
     ModelMetadata,
+    ModelMetadataError,
 )
 from nwwatch.segment.scale import WorkingScale, resize_images, working_shape
 from nwwatch.segment.session import file_sha256, pad_to_multiple
@@ -246,25 +248,49 @@ def write_offset_model(model_path: str | os.PathLike[str], fit: LogitOffsetFit,
     onnx.helper.set_model_props(edited, {METADATA_KEY: meta.to_json()})
     onnx.checker.check_model(edited)
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(edited, str(out), save_as_external_data=False)
+    with atomic_write(out) as handle:  # never half a model at --out (a full disk, a crash)
+        onnx.save_model(edited, handle)
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    from nwwatch.io.dataset import VolumeRanges, pair_folder, read_pair
-    from nwwatch.normalize import normalize_image
+def main(argv: list[str] | None = None) -> int:
+    from nwwatch.io.dataset import DatasetLayoutError
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("data", type=Path, help="labeled DATA folder (not an evaluation set)")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True,
+                        help="the model with the offsets (another file than MODEL)")
     parser.add_argument("--band-px", type=float, default=3.0,
                         help="pixels within this distance of another true class (<= 0: all)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="write the fit here as well")
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
-    meta = _metadata(onnx.load(str(args.model), load_external_data=False), args.model)
+    command = "python -m training.calibrate " + shlex.join(
+        argv if argv is not None else sys.argv[1:])
+    try:
+        if args.out.resolve() == args.model.resolve():  # the fitted model would be lost
+            raise CalibrationError(f"--out {args.out} is the model itself; write the model "
+                                   f"with the offsets to another file")
+        _calibrate(args, command)
+    except (CalibrationError, DatasetLayoutError, ModelMetadataError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _calibrate(args: argparse.Namespace, command: str) -> None:
+    """``main``'s work: fit the offsets on ``args.data``, write ``args.out``."""
+    from nwwatch.io.dataset import VolumeRanges, pair_folder, read_pair
+    from nwwatch.normalize import normalize_image
+
+    if not args.model.is_file():
+        raise CalibrationError(f"{args.model}: model not found")
+    try:
+        proto = onnx.load(str(args.model), load_external_data=False)
+    except Exception as exc:  # protobuf raises its own types for a file of another kind
+        raise CalibrationError(f"{args.model}: not a readable ONNX model ({exc})") from None
+    meta = _metadata(proto, args.model)
     images, labels = [], []
     volumes = VolumeRanges(args.data) if meta.normalization_scope == "volume" else None
     for _, image_path, label_path in pair_folder(args.data):
@@ -279,11 +305,9 @@ def main(argv: list[str] | None = None) -> None:
           + f"; cross-entropy {fit.loss_before:.5f} -> {fit.loss_after:.5f} ({fit.reason})")
     if args.json:
         args.json.write_text(json.dumps(asdict(fit), indent=1) + "\n")
-    command = "python -m training.calibrate " + shlex.join(
-        argv if argv is not None else sys.argv[1:])
     write_offset_model(args.model, fit, args.out, f"{len(images)} frames of {args.data}", command)
     print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -128,7 +128,8 @@ def _command_line(ctx: click.Context) -> str:
               '\'{"widths": [16, 32, 64], "dropout": 0.0}\' with --volume].')
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="MODEL.onnx to write; a network's checkpoint MODEL.pt goes next to it "
-                   "(the threshold and the forest of --volume have none).")
+                   "(the threshold and the forest of --volume have none). An earlier run's "
+                   "files there are never replaced, except by --resume.")
 @click.option("--volume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Tomogram workflow: the 3D TIFF volume (every other slice is unlabeled data).")
 @click.option("--slice", "slice_index", type=int, multiple=True,
@@ -220,7 +221,8 @@ def _command_line(ctx: click.Context) -> str:
               help="Also write MODEL-int8.onnx if it keeps >= 99.9 % label agreement.")
 @click.option("--exporter", type=click.Choice(["dynamo", "legacy"]), default="dynamo",
               show_default=True, help="torch ONNX exporter (both verified against torch).")
-@click.option("--resume", is_flag=True, help="Continue from MODEL.pt (its settings and split).")
+@click.option("--resume", is_flag=True, help="Continue from MODEL.pt (its settings and split; "
+                                             "an option given that differs is refused).")
 @click.option("--export-only", is_flag=True,
               help="With --resume: train nothing, export MODEL.pt's best weights now.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -246,6 +248,14 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
     from training.engine import train as run
+    from training.resume import ResumeSettingError
+    from training.runfiles import (
+        check_init_and_frozen_encoder,
+        check_out,
+        check_paradigm_options,
+        given_settings,
+        remove_empty,
+    )
     from training.sampler import SamplerError
 
     click.get_current_context().with_resource(known_noise_filtered())
@@ -263,12 +273,19 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
             or ctx.get_parameter_source("paradigm") is ParameterSource.COMMANDLINE):
         raise click.UsageError("--candidates chooses the method of --volume without --paradigm "
                                "or --init; here it would be ignored")
+    if not (resume or export_only):  # a resume's paradigm is the checkpoint's
+        check_paradigm_options(ctx, volume is not None and init_weights is None, candidates)
+        check_init_and_frozen_encoder(init_weights, frozen_encoder)
     if (slice_index or labels) and volume is None:
         raise click.UsageError("--slice and --labels belong to --volume")
     if len(slice_index) != len(labels):
         raise click.UsageError(f"{len(slice_index)} --slice but {len(labels)} --labels: give "
                                f"one labels file per labeled slice, in the same order")
+    check_out(out, resume or export_only)
     # Before the training, not at its first checkpoint: the .onnx and .pt go to one folder.
+    # Folders made for it are removed again if the run ends with nothing written there.
+    new_folders = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    ctx.call_on_close(lambda: remove_empty(new_folders))
     require_writable(out, "'--out'")
     given = {"arch": arch, "model_options": _model_options(model_options) or None,
              "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
@@ -329,7 +346,9 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
             click.echo(mask_warning(label_path))
     try:
         result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
-                     export_only=export_only)
+                     export_only=export_only, given=given_settings(ctx))
+    except ResumeSettingError as exc:
+        raise click.UsageError(str(exc)) from None
     except (DatasetLayoutError, TrainingError, CheckpointError, SamplerError, ValueError,
             FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -339,9 +358,19 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if result.int8 is not None:
         click.echo(f"int8 model: {result.int8}")
     elif quantize:
-        click.echo(f"int8 model not kept: {result.reports.get('int8')}")
+        click.echo(_int8_not_kept(result.reports.get("int8")))
     for key, value in sorted(result.metrics.items()):
         click.echo(f"  {key}: {value:.4f}")
+
+
+def _int8_not_kept(report) -> str:
+    """The line for ``--quantize int8`` without an INT8 model: the agreement it missed, or
+    why the quantisation failed."""
+    if isinstance(report, str):  # training.exporting: "not kept: <the error>"
+        return f"int8 model {report}"
+    return (f"int8 model not kept: label agreement with the float model "
+            f"{100 * report.agreement:.2f} % on {report.validation_images} held-out image(s), "
+            f"below {100 * report.min_agreement:.2f} %")
 
 
 def _select_volume_method(config: TrainConfig, candidates: str) -> None:

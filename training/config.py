@@ -28,6 +28,18 @@ VOLUME_DEFAULTS: dict[str, Any] = {
     "val_fraction": 0.0,
 }
 
+#: The paradigms that read each paradigm-specific setting (TrainConfig fields); given for
+#: another paradigm it would do nothing (``nwwatch train`` refuses it).
+OPTION_PARADIGMS: dict[str, tuple[str, ...]] = {
+    "boundary_weight": ("supervised", "pseudo-label"),
+    **dict.fromkeys(("unsupervised_weight", "rampup_epochs", "perturbations",
+                     "aux_per_perturbation", "perturb_skips", "frozen_encoder"), ("cct",)),
+    **dict.fromkeys(("teacher", "confidence"), ("pseudo-label",)),
+    **dict.fromkeys(("embedding_dim", "temperature", "self_temperature", "self_negatives",
+                     "contrastive_supervised_weight", "contrastive_self_weight",
+                     "classifier_steps"), ("contrastive",)),
+}
+
 #: The methods ``nwwatch train --volume`` cross-validates when no ``--paradigm`` is given
 #: (training.volume_select; the order is the preference among tied scores).
 VOLUME_CANDIDATES = ("threshold", "features", "unet", "contrastive")

@@ -94,7 +94,8 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     Raises
     ------
     DatasetLayoutError : naming the file: missing folder, empty folder, image without label,
-        label without image, two files with one stem, shape mismatch, label values out of range.
+        label without image, two files with one stem, shape mismatch, label values out of range,
+        a label with no labeled pixel.
     """
     root = Path(root)
     pairs = pair_folder(root)  # checks the folder before reading dataset.toml's classes
@@ -103,6 +104,10 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     labeled = []
     for stem, image_path, label_path in pairs:
         raw, label = read_pair(image_path, label_path, len(class_names))
+        if not (label != UNLABELED).any():  # nothing to learn or score; NaN metrics
+            raise DatasetLayoutError(label_path, "no labeled pixel (every pixel 255, "
+                                                 "unlabeled): label some, or move the image "
+                                                 "to DATA/unlabeled/")
         value_range = volumes.range_for(image_path, raw) if volumes is not None else None
         labeled.append(LabeledImage(stem, normalize_image(raw, value_range), label,
                                     file_sha256(image_path), file_sha256(label_path)))
@@ -113,6 +118,14 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
             pages = volumes.pages[path] if volumes is not None else read_pages(path)
             unlabeled.extend(_normalise_pages(pages, scope))
     return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root))
+
+
+def classes_labeled_nowhere(data: TrainingData) -> list[str]:
+    """Names of the classes no label image of ``data`` holds a pixel of (in class order)."""
+    present: set[int] = set()
+    for item in data.labeled:
+        present.update(np.unique(item.label).tolist())
+    return [name for k, name in enumerate(data.class_names) if k not in present]
 
 
 def load_volume_slice(

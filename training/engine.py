@@ -21,7 +21,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,13 @@ from nwwatch.segment.metrics import (
     interface_offsets_px,
     metrics_from_confusion,
 )
-from nwwatch.segment.session import pad_to_multiple
+from nwwatch.segment.session import file_sha256, pad_to_multiple
 from training.augment import effective_crop
 from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from training.config import SELF_NEGATIVES, TrainConfig
 from training.data import LabeledImage, TrainingData, load_folder, load_volume_slices, make_split
 from training.paradigms import PARADIGMS, Paradigm
+from training.resume import resumed_config
 from training.sampler import BatchSampler, BatchStream, run_batches
 from training.weights import InitialWeights, load_initial_weights
 
@@ -85,6 +86,12 @@ def _initial_weights(config: TrainConfig, num_classes: int, class_names) -> Init
         raise TrainingError(f"--init {initial.path}: the weights have {initial.num_classes} "
                             f"classes {initial.class_names or ''}, the data {num_classes} "
                             f"{list(class_names)}")
+    if initial.class_names and list(initial.class_names) != list(class_names):
+        # Same count, other meaning: class k of the weights would be trained as another class.
+        raise TrainingError(f"--init {initial.path}: the weights' classes "
+                            f"{list(initial.class_names)}, the data's {list(class_names)}: "
+                            f"name and order them as the weights do (DATA/dataset.toml "
+                            f"classes, labels to match)")
     config.model_options = dict(initial.model_options)
     return initial
 
@@ -161,14 +168,18 @@ def _state_on_cpu(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True,
-          echo: Callable[[str], None] | None = None, export_only: bool = False) -> TrainResult:
+          echo: Callable[[str], None] | None = None, export_only: bool = False,
+          given: Collection[str] = ()) -> TrainResult:
     """Run one training (or continue it with ``resume``) and export the model.
 
     Parameters
     ----------
     config : the run's settings; with ``resume`` only ``out``, ``epochs`` (when larger),
         ``device``, ``threads``, ``workers``, ``exporter`` and ``quantize`` are taken from it,
-        the rest comes from the checkpoint (``out.with_suffix(".pt")``).
+        the rest comes from the checkpoint (``out.with_suffix(".pt")``;
+        :func:`training.resume.resumed_config`).
+    given : the fields of ``config`` set on the command line: with ``resume`` one that differs
+        from the checkpoint's is refused, ``data`` replaces its folder (``resumed_config``).
     progress : show a tqdm progress bar (loss, validation mIoU).
     export_only : with ``resume``: train nothing, export the checkpoint's best weights now
         (e.g. after interrupting a run).
@@ -176,7 +187,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
     Raises
     ------
-    TrainingError, DatasetLayoutError, CheckpointError.
+    TrainingError, DatasetLayoutError, CheckpointError; ResumeSettingError (``given``).
     """
     echo = echo or (lambda line: None)
     ckpt_file = checkpoint_path(config.out)
@@ -185,16 +196,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         raise TrainingError("export_only needs resume (an existing checkpoint)")
     if resume:
         payload = load_checkpoint(ckpt_file)
-        saved = TrainConfig.from_dict(payload["config"])
-        saved.epochs = max(saved.epochs, config.epochs)
-        saved.device, saved.exporter = config.device, config.exporter
-        saved.threads, saved.out = config.threads, config.out
-        saved.workers = config.workers  # the batches do not depend on it
-        if config.command and config.command != saved.command:
-            # The model's recorded command must reproduce it: the first run, then the resume.
-            saved.command = f"{saved.command} && {config.command}"
-        saved.quantize = config.quantize or saved.quantize
-        config = saved
+        if "config" not in payload:  # training.weights.write_slim_weights: no run to go on
+            raise TrainingError(f"{ckpt_file}: weights without a training run (slim weights, "
+                                f"as shipped for --init): nothing to resume; start a new run "
+                                f"with --init {ckpt_file}")
+        config = resumed_config(config, TrainConfig.from_dict(payload["config"]), ckpt_file,
+                                given)
     if config.paradigm not in PARADIGMS:
         raise TrainingError(f"unknown paradigm {config.paradigm!r}; choose from "
                             f"{sorted(PARADIGMS)}")
@@ -216,6 +223,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
         for warning in label_warnings(data):
             echo(f"warning: {warning}")
+    elif payload is None:
+        from training.data import classes_labeled_nowhere
+
+        for name in classes_labeled_nowhere(data):
+            echo(f"warning: no {name} pixel is labeled in {data.source}: the model gets no "
+                 f"example of {name}")
     num_classes = data.num_classes
     initial = None
     if config.init and payload is None:  # a resumed run already holds its weights
@@ -224,8 +237,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     by_stem = {item.stem: item for item in data.labeled}
     if payload is not None:
         if payload["training_data_sha256"] != data_sha:
-            raise TrainingError(f"{ckpt_file}: the training data changed since this checkpoint "
-                                f"was written; start a new run instead of --resume")
+            source = config.data or config.volume
+            raise TrainingError(f"{ckpt_file}: the training data changed since this "
+                                f"checkpoint was written ({source}); start a new run instead "
+                                f"of --resume (--init {ckpt_file} starts it from these "
+                                f"weights)")
         split_train, split_val = payload["split"]["train"], payload["split"]["val"]
     else:
         split = make_split(list(by_stem), config.val_fraction, config.seed,
@@ -237,6 +253,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     paradigm: Paradigm = PARADIGMS[config.paradigm](config, num_classes)
     if initial is not None:
         paradigm.inference_model().load_state_dict(initial.state)
+        # the exact weights started from: --init names a file that may be retrained later
+        paradigm.provenance["init"] = {"weights": str(initial.path),
+                                       "sha256": file_sha256(initial.path)}
     paradigm.to(device)
     extra = getattr(paradigm, "extra_labeled", None)
     pool = train_items + (extra(data, device) if extra else [])

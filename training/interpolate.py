@@ -87,7 +87,8 @@ def _check_same_model(a: dict[str, Any], b: dict[str, Any], a_path: Path, b_path
             raise InterpolationError(f"{a_path} and {b_path} differ in inference {key!r}: "
                                      f"{spec_a.get(key)!r} vs {spec_b.get(key)!r}")
     config_a, config_b = spec_a.get("config", {}), spec_b.get("config", {})
-    for key in sorted(set(config_a) | set(config_b)):
+    # The architecture first: two architectures differ in options too.
+    for key in sorted(set(config_a) | set(config_b), key=lambda k: (k != "arch", k)):
         if config_a.get(key) != config_b.get(key):
             raise InterpolationError(
                 f"{a_path} and {b_path} are different architectures: model option {key!r} is "
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.onnx is not None and args.metadata_from is None:
         parser.error("--onnx needs --metadata-from (the model whose working scale to keep)")
+    if args.out.resolve() in (args.a.resolve(), args.b.resolve()):
+        parser.error(f"--out {args.out} is one of the weights interpolated; write another file")
+    if args.onnx is not None and args.onnx.resolve() == args.metadata_from.resolve():
+        parser.error(f"--onnx {args.onnx} is the --metadata-from model; write another file")
     argv = sys.argv[1:] if argv is None else argv
     command = shlex.join(["python", "-m", "training.interpolate", *argv])
     try:

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from nwwatch.evaluate import evaluate_folder, strict_json
-from nwwatch.segment.session import Segmenter
+from nwwatch.atomic import atomic_write
+from nwwatch.evaluate import ModelKindError, evaluate_folder, strict_json
+from nwwatch.io.dataset import DatasetLayoutError
+from nwwatch.segment.session import ModelLoadError, Segmenter
 
 
 def build_card(model: Path, evaluations: list[tuple[Path, str]], training_data: str,
@@ -47,7 +50,7 @@ def build_card(model: Path, evaluations: list[tuple[Path, str]], training_data: 
     return strict_json(card)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("--eval", nargs=2, action="append", default=[],
@@ -57,11 +60,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    card = build_card(args.model, [(Path(f), d) for f, d in args.eval], args.training_data,
-                      args.status, args.threads)
-    args.out.write_text(json.dumps(card, indent=1) + "\n")
+    try:
+        card = build_card(args.model, [(Path(f), d) for f, d in args.eval], args.training_data,
+                          args.status, args.threads)
+    except (DatasetLayoutError, ModelLoadError, ModelKindError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with atomic_write(args.out) as handle:  # a card is never half written
+        handle.write((json.dumps(card, indent=1) + "\n").encode())
     print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

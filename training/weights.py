@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from nwwatch import DEFAULT_INSITU_MODEL
 from training.checkpoint import (
     CheckpointError,
     checkpoint_path,
@@ -52,11 +53,18 @@ def resolve_init(name_or_path: str) -> Path:
     Raises CheckpointError naming the value and the shipped choices when neither exists.
     """
     path = Path(name_or_path)
+    shipped = shipped_weights()
     if path.suffix == ".onnx":
         path = checkpoint_path(path)
+        if not path.is_file():
+            # The shipped models' weights are shipped under the model's name.
+            hint = f"; its weights are --init {path.stem}" if path.stem in shipped and (
+                path.parent.resolve() == DEFAULT_INSITU_MODEL.resolve().parent) else ""
+            raise CheckpointError(f"--init {name_or_path}: {path} (the checkpoint next to this "
+                                  f"ONNX model) not found: an exported model holds no training "
+                                  f"weights{hint}")
     if path.is_file():
         return path
-    shipped = shipped_weights()
     if name_or_path in shipped:
         return shipped[name_or_path]
     raise CheckpointError(f"--init {name_or_path}: no such checkpoint file, and not shipped "

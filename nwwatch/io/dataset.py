@@ -27,6 +27,7 @@ volume that holds it (:class:`VolumeRanges`), as the runtime normalises tomogram
 
 from __future__ import annotations
 
+import glob
 import os
 import tomllib
 from collections.abc import Callable
@@ -60,7 +61,8 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
     A TIFF goes through :func:`nwwatch.io.read_frames`, the reader the service and replay
     use, so a file they refuse (colour, float64, non-square pixels, truncated, ...) is
     refused here with the same reason. A PNG (label images, exported frames) is read with
-    OpenCV; an RGB PNG with three equal channels is read as grey.
+    OpenCV; an RGB PNG with three equal channels is read as grey, and so is an RGBA one
+    whose every pixel is opaque (a transparent pixel's grey is no class).
 
     Returns
     -------
@@ -81,6 +83,13 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
     if data is None:
         raise DatasetLayoutError(path, "cannot be read as a PNG image")
     if data.ndim == 3 and data.shape[-1] in (3, 4):
+        if data.shape[-1] == 4:  # a painted "transparent" pixel has no class in its grey
+            transparent = int(np.count_nonzero(data[..., 3] != np.iinfo(data.dtype).max))
+            if transparent:
+                raise DatasetLayoutError(path, f"{transparent} transparent pixels (alpha below "
+                                               f"opaque): the grey value is what is read; "
+                                               f"paint pixels to leave out 255 (unlabeled) "
+                                               f"and save without transparency")
         channels = data[..., :3]
         if not (np.array_equal(channels[..., 0], channels[..., 1])
                 and np.array_equal(channels[..., 0], channels[..., 2])):
@@ -166,9 +175,10 @@ def read_dataset_toml(root: Path) -> tuple[str, tuple[str, ...], str]:
         config = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DatasetLayoutError(path, f"not valid TOML ({exc})") from None
-    unknown = sorted(set(config) - {"kind", "classes", "normalization_scope"})
+    known = ("classes", "kind", "normalization_scope")
+    unknown = sorted(set(config) - set(known))
     if unknown:
-        raise DatasetLayoutError(path, f"unknown keys {unknown}")
+        raise DatasetLayoutError(path, f"unknown keys {unknown} (known: {', '.join(known)})")
     kind = config.get("kind", "insitu")
     if kind not in ("insitu", "tomogram"):
         raise DatasetLayoutError(path, f"kind: {kind!r} must be 'insitu' or 'tomogram'")
@@ -200,6 +210,10 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
     root = Path(root)
     if not root.is_dir():
         raise DatasetLayoutError(root, "data folder not found")
+    if not any(root.iterdir()):
+        raise DatasetLayoutError(root, "empty folder: expected DATA/images/<stem>.tif and "
+                                       "DATA/labels/<stem>.png (`nwwatch label FRAMES --out "
+                                       "DATA` writes them)")
     image_dir = image_folder(root)
     label_dir = root / "labels"
     if not label_dir.is_dir():
@@ -211,6 +225,11 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
     label_by_stem = by_stem(list_images(label_dir))
     for stem, path in image_by_stem.items():
         if stem not in label_by_stem:
+            other = sorted(p for p in label_dir.glob(f"{glob.escape(stem)}.*") if p.is_file())
+            if other:  # a JPEG (or other) label: listed nowhere, so say why it is not read
+                raise DatasetLayoutError(path, f"no label for this image: {other[0]} is not "
+                                               f"read (labels are PNG or TIFF; save them "
+                                               f"losslessly: JPEG changes the class ids)")
             raise DatasetLayoutError(path, f"no label for this image (expected "
                                            f"{label_dir / stem}.png)")
     for stem, path in label_by_stem.items():

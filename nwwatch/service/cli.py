@@ -89,13 +89,15 @@ _OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels")
               help="insitu: TEM frames, one row each; tomogram: 3D TIFF volumes, a mask and "
                    "one row each (docs/tomography.md).")
 @click.option("--model", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=None, help="ONNX model (default for insitu: the shipped model; "
+              default=None, help="ONNX model (default: with --config, the model of the "
+                                 "[[watch]] holding PATH; else for insitu the shipped model; "
                                  "tomograms: required, a model of `nwwatch train --volume`).")
 @click.option("--force", is_flag=True, help="Process files the ledger lists as done again.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Use this service configuration's [inference], [retry], "
-                                 "[tomogram] and [output] overlays settings, and its "
-                                 "[state] ledger when its results folder is --out.")
+                                 "[tomogram] and [output] overlays settings, the model of "
+                                 "the [[watch]] holding PATH, and its [state] ledger when its "
+                                 "results folder is --out.")
 @click.option("--triplanar", is_flag=True,
               help="Tomograms: also segment along Y and X and average (3x the work); adds to "
                    "the --config [tomogram] table.")

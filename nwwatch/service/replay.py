@@ -14,9 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from nwwatch.service.config import (
-    DEFAULT_MODELS,
     KINDS,
-    NO_DEFAULT_MODEL,
     OVERLAY_MODES,
     ConfigError,
     OverlaySettings,
@@ -29,6 +27,7 @@ from nwwatch.service.lock import LedgerBusyError, LedgerLock
 from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
 from nwwatch.service.rebuild import open_ledger
+from nwwatch.service.replaymodel import replay_model
 from nwwatch.service.replaysummary import Progress, ReplaySummary, declares_z_slices, tally
 from nwwatch.service.startundo import CreatedPaths, ledger_files
 from nwwatch.service.streammemory import call_streams
@@ -81,7 +80,9 @@ def replay(
     out_dir : results folder (``frames/``, ``volumes/``, ``masks/``, ``quarantine.parquet``,
         ``ledger.sqlite``).
     kind : "insitu" or "tomogram".
-    model : ONNX model; default: the shipped default model of ``kind``.
+    model : ONNX model; default: with ``config``, the model of its ``[[watch]]`` folders that
+        hold ``path`` (the service's), else the shipped default model of ``kind``
+        (:mod:`nwwatch.service.replaymodel`).
     force : process files again even when the ledger says they are done; their earlier
         rows (same file content, model and measurement version) are replaced, not duplicated.
     config : a service TOML whose ``[inference]``, ``[retry]``, ``[tomogram]`` and
@@ -147,17 +148,11 @@ def replay(
         from nwwatch.service.clusterconnect import check_cluster_request
 
         check_cluster_request(dask, kind, pictures.mode)
-    if model is None and kind in NO_DEFAULT_MODEL:
-        raise ConfigError(None, "--model", NO_DEFAULT_MODEL[kind])
-    model_path = Path(model) if model is not None else DEFAULT_MODELS[kind]
-    if not model_path.is_file():
-        what = "file not found" if model is not None else (
-            f"not given, and the shipped default {kind} model is missing")
-        raise ConfigError(None, "model", f"{what}: {model_path}")
-    log = log or get_logger("nwwatch.replay")
     roots = [Path(path)] if isinstance(path, str | os.PathLike) else [Path(p) for p in path]
     if not roots:
         raise ValueError("replay needs at least one folder or file")
+    model_path = replay_model(kind, model, cfg if config is not None else None, roots)
+    log = log or get_logger("nwwatch.replay")
     for root in roots:
         _outside_input(root, out, "--out")
         _outside_input(root, ledger_path, "ledger")

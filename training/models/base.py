@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -61,3 +62,12 @@ class SegmentationModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, size_multiple={self.size_multiple}"
+
+
+def int_tuple(name: str, value: Any) -> tuple[int, ...]:
+    """A list option of whole numbers (``--model-options`` JSON) as a tuple; ValueError naming
+    the option for a string, a fraction or another type (``int()`` truncated 4.5 to 4)."""
+    if isinstance(value, Sequence) and not isinstance(value, str) and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        return tuple(int(v) for v in value)
+    raise ValueError(f"{name}: expected a list of whole numbers, got {value!r}")

@@ -14,7 +14,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from training.models.base import SegmentationModel
+from training.models.base import SegmentationModel, int_tuple
 from training.models.blocks import ConvBNAct, init_weights
 from training.models.pooling import PyramidPooling
 from training.models.resnet import ResNet
@@ -96,8 +96,8 @@ def build_pspnet(
 
     Returns a :class:`SegmentationModel` with ``size_multiple = 8``.
     """
-    layers_t = tuple(int(n) for n in layers)
-    bins_t = tuple(int(b) for b in bins)
+    layers_t = int_tuple("layers", layers)
+    bins_t = int_tuple("bins", bins)
     if min(bins_t, default=0) < 1:
         raise ValueError(f"bins: need positive grid sizes, got {bins}")
     ppm = int(ppm_channels or 4 * base_width)

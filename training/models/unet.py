@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.models.base import SegmentationModel
+from training.models.base import SegmentationModel, int_tuple
 from training.models.blocks import ACTIVATIONS, conv_stack, init_weights
 
 DOWNSAMPLING = ("maxpool", "conv")
@@ -31,7 +31,7 @@ UPSAMPLING = ("bilinear", "transpose")
 def _per_level(
     value: int | Sequence[int], n_levels: int, name: str, *, zero_first: bool = False
 ) -> tuple[int, ...]:
-    values = (int(value),) * n_levels if isinstance(value, int) else tuple(int(v) for v in value)
+    values = (int(value),) * n_levels if isinstance(value, int) else int_tuple(name, value)
     lowest = (0 if zero_first else 1, 1)
     if len(values) != n_levels or any(v < lowest[i > 0] for i, v in enumerate(values)):
         raise ValueError(f"{name}: need {n_levels} positive counts (one per level), got {value}")
@@ -155,7 +155,7 @@ def build_unet(
 
     Returns a :class:`SegmentationModel` with ``size_multiple = 2 ** (len(widths) - 1)``.
     """
-    widths_t = tuple(int(w) for w in widths)
+    widths_t = int_tuple("widths", widths)
     if len(widths_t) < 2 or min(widths_t) < 1:
         raise ValueError(f"widths: need >= 2 positive widths, got {widths}")
     if down not in DOWNSAMPLING:

@@ -15,6 +15,7 @@ the pyramid pooling is trained as in the paper; for a UNet the whole encoder.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nwwatch.segment.session import file_sha256
 from training.losses import ce_dice_loss, consistency_mse
 from training.paradigms.base import Paradigm
 from training.perturbations import (
@@ -65,20 +67,39 @@ class CCTParadigm(Paradigm):
         self._generator = torch.Generator().manual_seed(config.seed + 17)
 
     def _freeze_from(self, path: Path) -> None:
-        from training.checkpoint import load_inference_state
+        from training.checkpoint import checkpoint_path, load_inference_state
 
+        if path.suffix == ".onnx":  # as for --init: the checkpoint next to the model
+            path = checkpoint_path(path)
         spec, state = load_inference_state(path)
-        if spec["type"] != "segmentation" or spec["config"]["arch"] != self.config.arch:
+        theirs = dict(spec["config"])
+        if spec["type"] != "segmentation":  # e.g. a contrastive run's embedding network
+            raise ValueError(f"{path}: frozen encoder must come from a segmentation "
+                             f"checkpoint (--paradigm supervised), it holds a {spec['type']} "
+                             f"model")
+        if theirs.get("arch") != self.config.arch:
             raise ValueError(f"{path}: frozen encoder must come from a {self.config.arch!r} "
-                             f"segmentation checkpoint, it holds {spec['type']} "
-                             f"{spec['config'].get('arch')!r}")
+                             f"segmentation checkpoint, it holds segmentation "
+                             f"{theirs.get('arch')!r}; give --arch {theirs.get('arch')}")
         prefix = "encoder."
         encoder_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        self.model.encoder.load_state_dict(encoder_state)
+        try:
+            self.model.encoder.load_state_dict(encoder_state)
+        except RuntimeError:  # torch lists every mismatched key: name the options instead
+            mine = self.model.config
+            fixed = ("arch", "in_channels", "num_classes")
+            differing = [f"{k} {theirs.get(k)} in it, {mine.get(k)} here"
+                         for k in sorted(set(theirs) | set(mine))
+                         if k not in fixed and theirs.get(k) != mine.get(k)]
+            options = {k: v for k, v in theirs.items() if k not in fixed}
+            raise ValueError(f"{path}: its encoder does not fit this run's "
+                             f"{self.config.arch!r} model: {'; '.join(differing)}; give "
+                             f"--model-options '{json.dumps(options)}'") from None
         self.frozen = getattr(self.model.encoder, "backbone", self.model.encoder)
         for parameter in self.frozen.parameters():
             parameter.requires_grad_(False)
         self.provenance["frozen_encoder"] = str(path)
+        self.provenance["frozen_encoder_sha256"] = file_sha256(path)
 
     def train_mode(self) -> None:
         self.modules.train()

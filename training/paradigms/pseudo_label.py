@@ -8,6 +8,7 @@ goes into the exported model's metadata.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,28 +28,39 @@ def _pad_to(image: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(image, ((0, pad_h), (0, pad_w)), mode=mode)
 
 
-def teacher_probabilities(teacher: Path, images: list[np.ndarray], num_classes: int,
+def _check_classes(teacher: Path, theirs, class_names) -> None:
+    if theirs is not None and list(theirs) != list(class_names):
+        # the count alone let a teacher label the data's droplets as its nanowire
+        raise ValueError(f"{teacher}: the teacher's classes {list(theirs)}, the data's "
+                         f"{list(class_names)}")
+
+
+def teacher_probabilities(teacher: Path, images: list[np.ndarray], class_names: Sequence[str],
                           device: torch.device) -> list[np.ndarray]:
-    """Softmax (C, H, W) float32 of a teacher (.pt checkpoint or .onnx model) on each image."""
+    """Softmax (C, H, W) float32 of a teacher (.pt checkpoint or .onnx model) on each image;
+    ValueError naming the teacher when its classes are not ``class_names`` (names, order)."""
     if teacher.suffix == ".onnx":
         from nwwatch.segment.session import Segmenter
 
         segmenter = Segmenter(teacher, providers=("cpu",))
-        if len(segmenter.metadata.class_names) != num_classes:
-            raise ValueError(f"{teacher}: teacher has {len(segmenter.metadata.class_names)} "
-                             f"classes, the data {num_classes}")
+        _check_classes(teacher, segmenter.metadata.class_names, class_names)
         return [segmenter.segment(image).probabilities[0] for image in images]
-    from training.checkpoint import load_inference_model
+    from training.checkpoint import load_checkpoint
+    from training.paradigms.base import build_inference_model
 
-    model = load_inference_model(teacher).to(device).eval()
+    payload = load_checkpoint(teacher)
+    _check_classes(teacher, payload.get("class_names"), class_names)
+    model = build_inference_model(payload["inference"])
+    model.load_state_dict(payload["inference_state"])
+    model = model.to(device).eval()
     out = []
     with torch.no_grad():
         for image in images:
             padded = _pad_to(image, model.size_multiple)
             logits = model(torch.from_numpy(padded)[None, None].to(device))
-            if logits.shape[1] != num_classes:
+            if logits.shape[1] != len(class_names):
                 raise ValueError(f"{teacher}: teacher has {logits.shape[1]} classes, the data "
-                                 f"{num_classes}")
+                                 f"{len(class_names)}")
             probs = logits.softmax(dim=1)[0, :, : image.shape[0], : image.shape[1]]
             out.append(probs.cpu().numpy())
     return out
@@ -73,7 +85,8 @@ class PseudoLabelParadigm(SupervisedParadigm):
         if not data.unlabeled:
             raise ValueError(f"{data.source}: pseudo-labeling needs unlabeled images "
                              f"(DATA/unlabeled/)")
-        probabilities = teacher_probabilities(teacher, data.unlabeled, data.num_classes, device)
+        probabilities = teacher_probabilities(teacher, data.unlabeled, data.class_names,
+                                              device)
         items, kept, total = [], 0, 0
         for k, (image, probs) in enumerate(zip(data.unlabeled, probabilities, strict=True)):
             labels = pseudo_label(probs, self.config.confidence)

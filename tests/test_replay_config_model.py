@@ -1,0 +1,55 @@
+"""`nwwatch replay --config`: a folder the configuration watches is replayed with the model
+its [[watch]] names, as the service would process it."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+from onnx_models import build_threshold_model
+from servicekit import paint_insitu, write_config
+
+from nwwatch import DEFAULT_INSITU_MODEL
+from nwwatch.io import write_frame_tiff
+from nwwatch.segment.session import file_sha256
+from nwwatch.service import replay
+from nwwatch.service.config import ConfigError
+
+
+def _acquisition(folder):
+    folder.mkdir(parents=True)
+    write_frame_tiff(folder / "f.tif", paint_insitu(120.0))
+    return folder
+
+
+def _models_used(out):
+    return set(pq.read_table(out / "frames").to_pandas().model_sha256)
+
+
+def test_replay_with_config_uses_the_watch_s_model(tmp_path):
+    # before: [[watch]] model was ignored and the shipped model ran, so a fine-tuned model
+    # put in the configuration (docs/training.md) was not the one replay checked
+    acq = _acquisition(tmp_path / "acq")
+    mine = build_threshold_model(tmp_path / "mine.onnx")
+    config = write_config(tmp_path / "c.toml", acq, tmp_path / "results", mine)
+    summary = replay(acq, tmp_path / "out", kind="insitu", config=config)
+    assert summary.complete and _models_used(tmp_path / "out") == {file_sha256(mine)}
+    # A file inside the watched folder too; --model still wins.
+    replay(acq / "f.tif", tmp_path / "out2", kind="insitu", config=config)
+    assert _models_used(tmp_path / "out2") == {file_sha256(mine)}
+    other = build_threshold_model(tmp_path / "other.onnx", sharpness=4.0)
+    replay(acq, tmp_path / "out3", kind="insitu", config=config, model=other)
+    assert _models_used(tmp_path / "out3") == {file_sha256(other)}
+
+
+def test_replay_with_config_outside_its_watches_or_across_models(tmp_path):
+    acq = _acquisition(tmp_path / "acq")
+    elsewhere = _acquisition(tmp_path / "elsewhere")
+    mine = build_threshold_model(tmp_path / "mine.onnx")
+    config = write_config(tmp_path / "c.toml", acq, tmp_path / "results", mine)
+    # A folder no [[watch]] holds: the default model, as before.
+    replay(elsewhere, tmp_path / "out", kind="insitu", config=config)
+    assert _models_used(tmp_path / "out") == {file_sha256(DEFAULT_INSITU_MODEL)}
+    # Folders the configuration would process with two models: refused, naming them.
+    with pytest.raises(ConfigError, match=r"model.*mine\.onnx.*insitu-default\.onnx.*--model"):
+        replay([acq, elsewhere], tmp_path / "out4", kind="insitu", config=config)
+    assert not (tmp_path / "out4").exists()

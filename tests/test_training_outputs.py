@@ -1,0 +1,211 @@
+"""`nwwatch train`'s outputs: an earlier run's files are never overwritten without --resume,
+and --resume refuses settings it would ignore."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+from training_helpers import make_folder
+
+from nwwatch.cli import main
+from training.checkpoint import load_checkpoint
+
+torch.set_num_threads(1)
+TINY = json.dumps({"widths": [4, 8, 16], "encoder_convs": [1, 1, 1], "decoder_convs": [1, 1]})
+FAST = ["--threads", "1", "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "1",
+        "--exporter", "legacy", "--quiet"]
+
+
+def _train(*args: str):
+    return CliRunner().invoke(main, ["train", *args])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished one-epoch run: (DATA, its --out)."""
+    root = tmp_path_factory.mktemp("run")
+    data = make_folder(root / "data", n=3, size=32)
+    out = root / "m.onnx"
+    result = _train(str(data), "--out", str(out), "--epochs", "1", "--model-options", TINY,
+                    *FAST)
+    assert result.exit_code == 0, result.output
+    return data, out
+
+
+def test_out_must_be_an_onnx_file(tmp_path):
+    # before: --out m.pt trained, then the export replaced the checkpoint m.pt by the model
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    for name in ("m.pt", "m"):
+        result = _train(str(data), "--out", str(tmp_path / name), "--epochs", "1", *FAST)
+        assert result.exit_code == 2, result.output
+        assert "'--out'" in result.output and ".onnx" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_a_new_run_never_overwrites_an_earlier_runs_files(run, tmp_path):
+    # before: the new run replaced the earlier checkpoint at its first epoch, then the model
+    data, out = run
+    before = {p: p.read_bytes() for p in (out, out.with_suffix(".pt"))}
+    result = _train(str(data), "--out", str(out), "--epochs", "1", *FAST)
+    assert result.exit_code == 2, result.output
+    assert str(out.with_suffix(".pt")) in result.output and "--resume" in result.output
+    assert "epoch" not in result.output
+    assert all(p.read_bytes() == content for p, content in before.items())
+    # An ONNX file alone (a model copied there, the threshold of --volume) is kept too.
+    lone = tmp_path / "lone.onnx"
+    shutil.copy(out, lone)
+    result = _train(str(data), "--out", str(lone), "--epochs", "1", *FAST)
+    assert result.exit_code == 2 and str(lone) in result.output, result.output
+    assert lone.read_bytes() == before[out]
+
+
+@pytest.mark.parametrize(("given", "named"), [
+    (["--lr", "0.5"], "--lr 0.5"),
+    (["--paradigm", "cct"], "--paradigm cct"),
+    (["--crop", "64"], "--crop 64"),
+    (["--no-augment"], "--no-augment"),
+    (["--model-options", '{"widths": [4, 8, 32]}'], "--model-options"),
+])
+def test_resume_refuses_a_setting_it_would_ignore(run, given, named):
+    # before: --resume took every setting from the checkpoint and dropped these without a word
+    data, out = run
+    checkpoint = out.with_suffix(".pt")
+    before = checkpoint.read_bytes()
+    result = _train("--resume", "--out", str(out), "--epochs", "2", *given, "--quiet")
+    assert result.exit_code == 2, result.output
+    assert named in result.output and str(checkpoint) in result.output
+    assert "epoch 2" not in result.output and checkpoint.read_bytes() == before
+
+
+def test_resume_accepts_the_run_s_own_settings_and_a_moved_data_folder(run, tmp_path):
+    data, out = run
+    work = tmp_path / "work"
+    shutil.copytree(out.parent, work)  # the run and its data, moved elsewhere
+    moved, resumed = work / "data", work / "m.onnx"
+    # The documented way: the first command again, with --resume and more epochs.
+    result = _train(str(moved), "--out", str(resumed), "--epochs", "2", "--model-options", TINY,
+                    "--resume", *FAST)
+    assert result.exit_code == 0, result.output
+    saved = load_checkpoint(resumed.with_suffix(".pt"))
+    assert saved["epoch"] == 2 and saved["config"]["data"] == str(moved)
+    # Other data under the run's own settings: refused by the data hash, naming the folder.
+    other = make_folder(tmp_path / "other", n=3, size=32, seed=5)
+    result = _train(str(other), "--out", str(resumed), "--epochs", "3", "--resume", "--quiet")
+    assert result.exit_code == 1 and str(other) in result.output, result.output
+    assert "changed" in result.output
+    # ... and says how to go on from these weights: a new run with --init.
+    assert f"--init {resumed.with_suffix('.pt')}" in result.output
+
+
+def test_a_run_refused_on_its_data_leaves_no_new_folder(tmp_path):
+    # before: the folders of --out were created (to try a file there) and left behind
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    (data / "labels" / "img01.png").unlink()
+    out = tmp_path / "runs" / "new" / "m.onnx"
+    result = _train(str(data), "--out", str(out), "--epochs", "1", *FAST)
+    assert result.exit_code == 1 and "img01" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_an_int8_model_not_kept_is_one_plain_line(tmp_path, monkeypatch):
+    # before: "int8 model not kept: QuantizeReport(kept=False, agreement=0.9796..., ...)", and
+    # "int8 model not kept: not kept: <error>" when the quantisation failed
+    import training.quantize
+    from training.quantize import QuantizeReport
+
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    report = QuantizeReport(kept=False, agreement=0.9796, min_agreement=0.999,
+                            per_image_agreement=(0.9796,), calibration_images=2,
+                            validation_images=1, fp32_size_bytes=1, path=None, sha256=None,
+                            int8_size_bytes=None)
+    monkeypatch.setattr(training.quantize, "quantize_int8", lambda *a, **k: report)
+    args = ["--epochs", "1", "--model-options", TINY, "--quantize", "int8", *FAST]
+    result = _train(str(data), "--out", str(tmp_path / "a.onnx"), *args)
+    assert result.exit_code == 0, result.output
+    assert ("int8 model not kept: label agreement with the float model 97.96 % on 1 held-out "
+            "image(s), below 99.90 %\n") in result.output
+    assert "QuantizeReport" not in result.output
+
+    def fail(*_, **__):
+        raise RuntimeError("no QLinearConv here")
+
+    monkeypatch.setattr(training.quantize, "quantize_int8", fail)
+    result = _train(str(data), "--out", str(tmp_path / "b.onnx"), *args)
+    assert result.exit_code == 0, result.output
+    assert "int8 model not kept: no QLinearConv here\n" in result.output
+
+
+def test_resume_from_slim_weights_says_what_they_are(tmp_path):
+    # before: KeyError: 'config' (a traceback) for the weights of --init under MODEL.pt
+    from training.weights import shipped_weights
+
+    shutil.copy(shipped_weights()["insitu-default"], tmp_path / "m.pt")
+    for extra in ([], ["--export-only"]):
+        result = _train("--resume", *extra, "--out", str(tmp_path / "m.onnx"), "--quiet")
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert f"{tmp_path / 'm.pt'}: weights without a training run" in result.output
+        assert f"--init {tmp_path / 'm.pt'}" in result.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--teacher", "T"], "--teacher belongs to --paradigm pseudo-label"),
+    (["--paradigm", "cct", "--teacher", "T"], "--teacher belongs to --paradigm pseudo-label"),
+    (["--frozen-encoder", "T"], "--frozen-encoder belongs to --paradigm cct"),
+    (["--paradigm", "pseudo-label", "--temperature", "0.5"],
+     "--temperature belongs to --paradigm contrastive"),
+    (["--paradigm", "cct", "--boundary-weight", "3"],
+     "--boundary-weight belongs to --paradigm supervised or pseudo-label"),
+])
+def test_an_option_of_another_paradigm_is_a_usage_error(tmp_path, args, named):
+    # before: `nwwatch train DATA --teacher D.pt` trained plain supervised, the teacher unused
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    (tmp_path / "T").write_bytes(b"")
+    args = [a if a != "T" else str(tmp_path / "T") for a in args]
+    result = _train(str(data), "--out", str(tmp_path / "m.onnx"), *args, *FAST)
+    assert result.exit_code == 2, result.output
+    assert named in result.output and "epoch" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["T", "data"]
+
+
+def test_a_class_labeled_nowhere_is_warned_about(tmp_path):
+    # before: a DATA folder without one droplet pixel trained (and fine-tuned the shipped
+    # weights away from droplets) without a word
+    import cv2
+    import numpy as np
+
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    for label in (data / "labels").glob("*.png"):
+        values = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(label), np.where(values == 2, 255, values).astype(np.uint8))
+    result = _train(str(data), "--out", str(tmp_path / "m.onnx"), "--epochs", "1",
+                    "--model-options", TINY, *FAST)
+    assert result.exit_code == 0, result.output
+    assert (f"warning: no droplet pixel is labeled in {data}: the model gets no example of "
+            f"droplet\n") in result.output
+    assert "nanowire pixel" not in result.output
+
+
+def test_init_and_a_frozen_encoder_from_other_weights_are_refused(run, tmp_path):
+    # before: --init loaded its whole model after the frozen encoder was loaded, so the
+    # "frozen" encoder held the --init weights while provenance named the other file
+    data, out = run
+    other = tmp_path / "other.onnx"
+    result = _train(str(data), "--out", str(other), "--epochs", "1", "--model-options", TINY,
+                    "--seed", "5", *FAST)
+    assert result.exit_code == 0, result.output
+    args = ["--paradigm", "cct", "--epochs", "1", *FAST]
+    result = _train(str(data), "--out", str(tmp_path / "c.onnx"), "--init",
+                    str(out.with_suffix(".pt")), "--frozen-encoder",
+                    str(other.with_suffix(".pt")), *args)
+    assert result.exit_code == 2, result.output
+    assert "--frozen-encoder" in result.output and str(out.with_suffix(".pt")) in result.output
+    assert not (tmp_path / "c.pt").exists()
+    # The same weights for both: the --init model with its encoder frozen.
+    result = _train(str(data), "--out", str(tmp_path / "d.onnx"), "--init",
+                    str(out.with_suffix(".pt")), "--frozen-encoder", str(out), *args)
+    assert result.exit_code == 0, result.output

@@ -1,0 +1,84 @@
+"""The settings of a resumed run (``nwwatch train --resume``): the checkpoint's own, but for
+the few a resume may change; a setting given that differs from the checkpoint's is refused
+instead of being ignored."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from training.config import TrainConfig
+
+
+class ResumeSettingError(ValueError):
+    """A setting given with ``--resume`` that differs from the checkpoint's (a usage error)."""
+
+
+#: Settings a resume takes from the command line; every other one is the checkpoint's.
+CHANGEABLE = ("out", "epochs", "device", "threads", "workers", "exporter", "quantize", "command")
+#: Settings that are paths: compared as absolute paths.
+_PATHS = ("data", "volume", "labels", "init", "frozen_encoder", "teacher")
+
+
+def _option(name: str, value: Any) -> str:
+    """The setting as it is written on the command line."""
+    if name == "augment":
+        return "augmentation on" if value else "--no-augment"
+    if name == "data":
+        return f"DATA {value}"
+    option = "--slice" if name == "slice_index" else "--" + name.replace("_", "-")
+    if name == "model_options":
+        return f"{option} {json.dumps(value)}"
+    if isinstance(value, list | tuple):
+        return " ".join(f"{option} {v}" for v in value) if name in ("slice_index", "labels") \
+            else f"{option} {','.join(map(str, value))}"
+    return f"{option} {value}"
+
+
+def _comparable(name: str, value: Any) -> Any:
+    if name in _PATHS and value is not None:
+        if isinstance(value, list | tuple):
+            return [os.path.abspath(v) for v in value]
+        return os.path.abspath(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
+                   given: Collection[str] = ()) -> TrainConfig:
+    """``saved`` (the checkpoint's settings) with :data:`CHANGEABLE` taken from ``config``.
+
+    ``given``: the fields set on the command line. One of them that differs from the
+    checkpoint's raises :class:`ResumeSettingError` naming the option, both values and the
+    checkpoint, except ``data``: a DATA folder given replaces the checkpoint's (a moved folder;
+    the caller's data hash check refuses other data). ``epochs`` only lengthens a run.
+    """
+    for name in given:
+        if name in CHANGEABLE or name == "data":
+            continue
+        mine, theirs = getattr(config, name), getattr(saved, name)
+        if name == "model_options":  # the checkpoint's hold every option of the model
+            differs = any(theirs.get(k) != v for k, v in mine.items())
+        else:
+            differs = _comparable(name, mine) != _comparable(name, theirs)
+        if differs:
+            raise ResumeSettingError(
+                f"{_option(name, mine)}: {checkpoint} was trained with "
+                f"{_option(name, theirs)}, and --resume continues a run with its own settings "
+                f"(only DATA moved, --epochs to more, --device, --threads, --workers, "
+                f"--exporter and --quantize may change); for a new run give another --out")
+    if "data" in given and config.data is not None:
+        saved.data = config.data
+    saved.epochs = max(saved.epochs, config.epochs)
+    saved.device, saved.exporter = config.device, config.exporter
+    saved.threads, saved.out = config.threads, config.out
+    saved.workers = config.workers  # the batches do not depend on it
+    if config.command and config.command != saved.command:
+        # The model's recorded command must reproduce it: the first run, then the resume.
+        saved.command = f"{saved.command} && {config.command}"
+    saved.quantize = config.quantize or saved.quantize
+    return saved

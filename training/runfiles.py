@@ -1,0 +1,94 @@
+"""Checks of a ``nwwatch train`` command line before any data are read: which ``--out`` it
+may write (and the folders made for it, removed when nothing was written there), the settings
+given (which ``--resume`` compares with the checkpoint's), options of another paradigm."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import fields
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from training.checkpoint import checkpoint_path
+from training.config import OPTION_PARADIGMS, TrainConfig
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) that are empty; keep any with a file."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def check_out(out: Path, resume: bool) -> None:
+    """Usage errors for an ``--out`` whose checkpoint would be the model itself, and, unless
+    resuming, for the files of an earlier run (or any model) that the run would replace."""
+    if out.suffix.lower() != ".onnx":  # MODEL.pt would be overwritten by the export
+        raise click.BadParameter(f"{out}: give a MODEL.onnx file (its checkpoint goes to "
+                                 f"{checkpoint_path(out.with_suffix('.onnx')).name} next to it)",
+                                 param_hint="'--out'")
+    if resume:
+        return
+    there = [p for p in (out, checkpoint_path(out)) if p.exists()]
+    if there:
+        raise click.BadParameter(f"{' and '.join(map(str, there))} already there (an earlier "
+                                 f"run?); nothing is overwritten: give --resume to continue "
+                                 f"that run, or another --out", param_hint="'--out'")
+
+
+#: Command-line parameters of ``nwwatch train`` whose TrainConfig field has another name.
+_FIELD_OF_PARAMETER = {"init_weights": "init", "no_augment": "augment"}
+
+
+def given_settings(ctx: click.Context) -> tuple[str, ...]:
+    """TrainConfig fields set on the command line (``--resume`` refuses those that differ from
+    the checkpoint's, instead of ignoring them)."""
+    known = {f.name for f in fields(TrainConfig)}
+    given = []
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+            name = _FIELD_OF_PARAMETER.get(param.name, param.name)
+            if name in known:
+                given.append(name)
+    return tuple(given)
+
+
+def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -> None:
+    """Usage error for an option given that the run's paradigm does not read (before:
+    ``--teacher`` without ``--paradigm pseudo-label`` trained plain supervised). ``selects``:
+    ``--volume`` choosing among ``candidates`` (its networks are supervised, contrastive)."""
+    if selects and ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE:
+        networks = {"unet": "supervised", "contrastive": "contrastive"}
+        running = {networks[c.strip()] for c in candidates.split(",") if c.strip() in networks}
+        what = f"the --volume candidates {candidates}"
+    else:
+        running = {ctx.params["paradigm"]}
+        what = f"--paradigm {ctx.params['paradigm']}"
+    for name in given_settings(ctx):
+        owners = OPTION_PARADIGMS.get(name, ())
+        if owners and not running & set(owners):
+            raise click.UsageError(f"--{name.replace('_', '-')} belongs to --paradigm "
+                                   f"{' or '.join(owners)}; {what} would not use it")
+
+
+def check_init_and_frozen_encoder(init: str | None, frozen_encoder: Path | None) -> None:
+    """Usage error when ``--init`` and ``--frozen-encoder`` name different weights: the
+    ``--init`` model is loaded whole after the encoder is frozen, so the "frozen" encoder
+    would hold the ``--init`` weights. The same weights for both freeze that model's encoder."""
+    from training.checkpoint import CheckpointError
+    from training.weights import resolve_init
+
+    if init is None or frozen_encoder is None:
+        return
+    try:
+        weights = resolve_init(init).resolve()
+    except CheckpointError:
+        return  # the run names the bad --init
+    frozen = checkpoint_path(frozen_encoder) if frozen_encoder.suffix == ".onnx" \
+        else frozen_encoder
+    if frozen.resolve() != weights:
+        raise click.UsageError(f"--init {weights} and --frozen-encoder {frozen} are different "
+                               f"weights, and --init would replace the frozen encoder: give "
+                               f"the same weights to both, or only one of them")
