@@ -90,3 +90,54 @@ def test_the_demo_montage_names_a_missing_label(synth_folder, tmp_path):
     with pytest.raises(DatasetLayoutError, match="file not found") as info:
         write_montage(video, tmp_path / "tomogram", tmp_path / "montage.png", n_frames=2)
     assert info.value.path == video / "labels" / "frame_00000.png"
+
+
+def _palette_png(path, indices: np.ndarray, palette: list[tuple[int, int, int]]) -> None:
+    """An indexed-colour PNG as label exports write it (PASCAL VOC, CVAT segmentation masks)."""
+    from PIL import Image
+
+    image = Image.fromarray(indices.astype(np.uint8), mode="P")
+    flat = [c for rgb in palette for c in rgb]
+    image.putpalette(flat + [0] * (768 - len(flat)))
+    image.save(path)
+
+
+#: PASCAL VOC's colours: 0 black, 1 dark red, 2 dark green; 255 (void) cream.
+VOC = [(0, 0, 0), (128, 0, 0), (0, 128, 0)] + [(0, 0, 0)] * 252 + [(224, 224, 192)]
+
+
+def test_a_palette_label_png_reads_as_its_class_ids(tmp_path):
+    """A VOC-style mask (class ids as palette indices, drawn in colours) was refused as a
+    colour image; its indices are the class ids, 255 the unlabeled pixels."""
+    label = np.zeros((12, 10), np.uint8)
+    label[2:6, 3:7] = 1
+    label[6:10, 2:8] = 2
+    label[0, :] = UNLABELED
+    VOC[3] = (1, 2, 3)  # an unused entry of another colour does not matter
+    _palette_png(tmp_path / "voc.png", label, VOC)
+    read = read_label_image(tmp_path / "voc.png", 3)
+    assert read.dtype == np.uint8
+    np.testing.assert_array_equal(read, label)
+    # measure reads it the same way (auto: labels)
+    from click.testing import CliRunner
+
+    from nwwatch.measure.cli import measure
+
+    out = CliRunner().invoke(measure, [str(tmp_path / "voc.png"), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert "colour" not in out.output and "unlabeled" in out.output, out.output
+
+
+def test_a_grey_palette_png_reads_as_its_grey_values(tmp_path):
+    grey = [(v, v, v) for v in range(256)][::-1]  # index i drawn as grey 255 - i
+    _palette_png(tmp_path / "g.png", np.array([[0, 1], [2, 2]]), grey)
+    np.testing.assert_array_equal(read_label_image(tmp_path / "g.png", 256),
+                                  [[255, 254], [253, 253]])
+
+
+def test_palette_indices_are_read_even_where_entries_share_a_colour(tmp_path):
+    """Exports pad their palettes (here with black, index 0's colour): the indices are read,
+    not recovered from the colours."""
+    same = [(0, 0, 0), (200, 10, 10), (200, 10, 10)]
+    _palette_png(tmp_path / "dup.png", np.array([[0, 1], [2, 0]]), same)
+    np.testing.assert_array_equal(read_label_image(tmp_path / "dup.png", 3), [[0, 1], [2, 0]])

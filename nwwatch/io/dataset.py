@@ -62,7 +62,8 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
     use, so a file they refuse (colour, float64, non-square pixels, truncated, ...) is
     refused here with the same reason. A PNG (label images, exported frames) is read with
     OpenCV; an RGB PNG with three equal channels is read as grey, and so is an RGBA one
-    whose every pixel is opaque (a transparent pixel's grey is no class).
+    whose every pixel is opaque (a transparent pixel's grey is no class). An indexed PNG
+    with a colour palette (a label export) is read as its palette indices.
 
     Returns
     -------
@@ -79,6 +80,9 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
         return np.stack([frame.image for frame in read_tiff_frames(path)])
     if not path.is_file():
         raise DatasetLayoutError(path, "file not found")
+    indices = _palette_indices(path)
+    if indices is not None:
+        return indices[None]
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise DatasetLayoutError(path, "cannot be read as a PNG image")
@@ -98,6 +102,25 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
     if data.ndim != 2 or min(data.shape) == 0:
         raise DatasetLayoutError(path, f"expected a 2D image, got shape {data.shape}")
     return data[None]
+
+
+def _palette_indices(path: Path) -> np.ndarray | None:
+    """The palette indices (H, W) uint8 of an indexed-colour PNG with a colour palette: label
+    exports (PASCAL VOC, CVAT's segmentation masks) store the class ids as indices and draw
+    them in colours, which is all OpenCV decodes. None for any other PNG, and for a grey
+    palette (R = G = B for every entry), whose grey values are read as for a grey PNG."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.mode != "P":
+                return None
+            palette = np.frombuffer(bytes(image.getpalette() or []), np.uint8).reshape(-1, 3)
+            if (palette[:, 0] == palette[:, 1]).all() and (palette[:, 0] == palette[:, 2]).all():
+                return None
+            return np.asarray(image, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None  # OpenCV reads it, or names it as unreadable
 
 
 T = TypeVar("T")
