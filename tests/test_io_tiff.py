@@ -965,3 +965,18 @@ def test_writer_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="2 times for 3 frames"):
         write_stack_tiff(path, _image((3, 8, 8), "uint8"), acquired_at=[T0, T0])
     assert not path.exists()
+
+
+@pytest.mark.parametrize("frames", [3, 4])
+def test_a_short_stack_that_tifffile_stored_as_rgb_says_how_to_write_it(tmp_path, frames):
+    """tifffile.imwrite of 3 or 4 grey frames (N, H, W) without ``photometric`` stores them as
+    one RGB(A) image with separate planes: refused as colour, and the reason said nothing of
+    why a stack of frames reads as colour."""
+    path = tmp_path / "stack.tif"
+    with pytest.warns(DeprecationWarning):  # tifffile's own notice that it does this
+        tifffile.imwrite(path, np.zeros((frames, 32, 32), np.uint16))
+    with pytest.raises(MultichannelError) as error:
+        read_frames(path)
+    assert "photometric='minisblack'" in error.value.reason
+    tifffile.imwrite(path, np.zeros((frames, 32, 32), np.uint16), photometric="minisblack")
+    assert len(read_frames(path)) == frames  # as the reason says

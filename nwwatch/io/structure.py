@@ -262,9 +262,15 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
     channel_axes = [a for a in axes if a in CHANNEL_AXES]
     if channel_axes:
         n = math.prod(shape[axes.index(a)] for a in channel_axes)
+        # tifffile.imwrite stores 3 or 4 grey frames (N, H, W) as one RGB(A) image with
+        # separate planes unless told otherwise: say how to write them as frames.
+        stack_hint = ("; a stack of 3 or 4 frames written by tifffile.imwrite without "
+                      "photometric='minisblack' is stored so: write it with that argument, or "
+                      "one file per frame") if (axes[0] == "S" and shape[0] in (3, 4)
+                                                and page.planarconfig == 2) else ""
         raise MultichannelError(
             path, f"{n} channels per pixel (shape {shape}, axes {axes}); "
-            "nwwatch reads single-channel grey images"
+            f"nwwatch reads single-channel grey images{stack_hint}"
         )
     first_page = 0
     for part in read:
