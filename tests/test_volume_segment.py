@@ -346,3 +346,22 @@ def test_an_onnxruntime_error_on_slices_that_needed_no_widening_is_not_the_model
         segment_volume(wide, volume)
     assert not isinstance(error.value, VolumeModelError)
     assert type(error.value).__module__.startswith("onnxruntime"), repr(error.value)
+
+
+@pytest.mark.parametrize("fusion", [{}, {"triplanar": True}])
+def test_voxels_without_data_are_never_solid_where_the_solid_is_dark(tmp_path, fusion):
+    # Bright-field contrast (solid dark): normalisation makes NaN the darkest grey, which
+    # such a model called solid, so the NaN padding of an aligned reconstruction came out
+    # as slabs of solid in an "ok" mask.
+    model = Segmenter(build_threshold_model(tmp_path / "dark.onnx", kind="tomogram",
+                                            centres=(1.0, -1.0)), providers=("cpu",), threads=1)
+    volume, truth = _easy_volume(shape=(12, 32, 32))
+    dark = np.where(truth == 1, 30.0, 220.0).astype(np.float32)
+    dark[:2] = np.nan
+    dark[6, :, :5] = np.nan
+    result = segment_volume(model, dark, min_component_voxels=0, return_probability=True,
+                            **fusion)
+    no_data = ~np.isfinite(dark)
+    assert not result.mask[no_data].any()
+    assert not result.solid_probability[no_data].any()
+    np.testing.assert_array_equal(result.mask[2:6], truth[2:6])

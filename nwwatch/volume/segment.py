@@ -272,7 +272,8 @@ def segment_volume(
     Returns
     -------
     VolumeSegmentation with ``mask`` uint8 (Z, Y, X): 1 solid, 0 pore or vacuum. A voxel is
-    solid when its (fused) solid probability is above 0.5. ``uncertain_fraction`` is the share
+    solid when its (fused) solid probability is above 0.5; a NaN or infinite voxel (no
+    data) has probability 0. ``uncertain_fraction`` is the share
     of voxels with a solid probability strictly inside ``UNCERTAIN_BAND``;
     ``threshold_agreement`` the IoU of the mask with the label-free reference (solid is the
     bright class when the model's ``extra["class_mean_intensity"]`` says so, else when the
@@ -323,6 +324,11 @@ def segment_volume(
         for axis in (1, 2):
             solid += np.moveaxis(along(np.moveaxis(source, axis, 0)), 0, axis)
         solid /= np.float32(3.0)
+    if data.dtype.kind == "f":
+        # A voxel without data (NaN or infinite: the padding of an aligned reconstruction)
+        # is never solid; normalisation makes it the darkest grey, which a model of a
+        # volume whose solid is dark (bright-field) would call solid.
+        solid[~np.isfinite(data)] = 0.0
     low, high = UNCERTAIN_BAND
     uncertain = float(np.count_nonzero((solid > low) & (solid < high)) / solid.size)
     mask = solid > 0.5
