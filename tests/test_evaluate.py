@@ -221,6 +221,22 @@ def test_a_model_of_another_kind_is_named_before_any_label_is_read(tmp_path):
     assert "holds 'tomogram' data" in result.output and "its dataset.toml" in result.output
 
 
+def test_a_model_with_other_classes_than_the_data_is_named_as_such(tmp_path):
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    (data / "dataset.toml").write_text('kind = "insitu"\nclasses = ["background", "wire"]\n')
+    model = build_threshold_model(tmp_path / "insitu.onnx")
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data)])
+    assert result.exit_code == 1
+    # Not "evaluate it with a model of kind 'insitu'" about an 'insitu' model.
+    assert "with a model of kind" not in result.output
+    assert ("3 classes ['background', 'nanowire', 'droplet']" in result.output
+            and "2 classes ['background', 'wire']" in result.output
+            and "dataset.toml" in result.output)
+
+
 def test_a_json_path_that_takes_no_file_is_refused_before_the_run(tmp_path):
     # /proc exists, so its folder needs no making, but no file can be created in it (Linux)
     if not Path("/proc/self").is_dir():

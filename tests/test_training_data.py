@@ -115,6 +115,15 @@ def test_dataset_toml_classes_and_bad_keys(tmp_path):
     _expect(root, "unknown keys", "dataset.toml")
 
 
+@pytest.mark.parametrize("classes", ['["pore", "solid", "metal"]', '["solid"]'])
+def test_a_tomogram_dataset_names_two_classes(tmp_path, classes):
+    # The tomogram workflow is binary (0 pore or vacuum, 1 solid): a third class named in
+    # dataset.toml trained a 3-class model whose third class every mask then dropped.
+    root = make_folder(tmp_path / "d", n=2)
+    (root / "dataset.toml").write_text(f'kind = "tomogram"\nclasses = {classes}\n')
+    _expect(root, "classes: a tomogram has two classes", "dataset.toml")
+
+
 def test_split_is_seeded_and_disjoint():
     stems = [f"s{k}" for k in range(20)]
     a, b = make_split(stems, 0.25, seed=3), make_split(stems, 0.25, seed=3)

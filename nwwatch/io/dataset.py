@@ -174,6 +174,12 @@ def read_dataset_toml(root: Path) -> tuple[str, tuple[str, ...], str]:
         raise DatasetLayoutError(path, f"kind: {kind!r} must be 'insitu' or 'tomogram'")
     default = INSITU_CLASSES if kind == "insitu" else TOMOGRAM_CLASSES
     classes = config.get("classes", list(default))
+    if kind == "tomogram" and (not isinstance(classes, list) or len(classes) != 2):
+        # The tomogram masks, metrics and verdicts are binary: a third class would be
+        # trained and then dropped from every mask without a word.
+        raise DatasetLayoutError(path, f"classes: a tomogram has two classes, 0 pore or "
+                                       f"vacuum and 1 solid (e.g. {list(TOMOGRAM_CLASSES)}), "
+                                       f"got {classes!r}")
     if (not isinstance(classes, list) or len(classes) < 2
             or not all(isinstance(c, str) for c in classes)):
         raise DatasetLayoutError(path, "classes: expected a list of at least two names")
