@@ -46,6 +46,10 @@ VOLUME_METRICS_VERSION = "1"
 
 #: Default closing radius (voxels) of the grain envelope.
 DEFAULT_ENVELOPE_RADIUS_PX = 10.0
+#: Voxels of the Z slabs (before their margins) in which the envelope's closing is computed:
+#: its distances only matter up to the radius, so slabs with that margin give the closing of
+#: the whole volume exactly, with the distance transform of one slab in memory at a time.
+ENVELOPE_SLAB_VOXELS = 1 << 24
 
 _F64 = pa.float64()
 _I64 = pa.int64()
@@ -179,18 +183,35 @@ def grain_envelope(solid: np.ndarray, radius_px: float = DEFAULT_ENVELOPE_RADIUS
     if radius_px > 0:
         pad = int(np.ceil(radius_px)) + 1
         padded = np.pad(solid, pad)
-        r2 = radius_px * radius_px
-        dilated = distance_transform_edt_sq(~padded, max_distance=radius_px) <= r2
-        closed = distance_transform_edt_sq(dilated, max_distance=radius_px) > r2
+        dilated = _within_radius(~padded, radius_px, pad)
+        del padded
+        closed = ~_within_radius(dilated, radius_px, pad)
         closed = closed[pad:-pad, pad:-pad, pad:-pad]
     else:
         closed = solid
     return _fill_cavities(closed)
 
 
+def _within_radius(foreground: np.ndarray, radius_px: float, margin: int) -> np.ndarray:
+    """bool (Z, Y, X): the ``foreground`` voxels whose squared distance to the nearest
+    other voxel is at most ``radius_px``², plus every other voxel; computed in Z slabs with
+    ``margin`` >= ``radius_px`` slices either side (nearer voxels lie within them)."""
+    depth, height, width = foreground.shape
+    step = max(1, ENVELOPE_SLAB_VOXELS // max(1, height * width))
+    out = np.empty(foreground.shape, dtype=bool)
+    r2 = radius_px * radius_px
+    for start in range(0, depth, step):
+        stop = min(depth, start + step)
+        low, high = max(0, start - margin), min(depth, stop + margin)
+        distance = distance_transform_edt_sq(foreground[low:high], max_distance=radius_px)
+        out[start:stop] = distance[start - low:stop - low] <= r2
+    return out
+
+
 def _medial_diameters(distance_sq: np.ndarray, pore: np.ndarray) -> np.ndarray:
     """2 x distance at the pore voxels that are local maxima of the distance (26 neighbours)."""
-    d = np.where(pore, distance_sq, 0.0).astype(np.float32)
+    d = distance_sq.astype(np.float32)  # not np.where's float64 copy first: 8 bytes a voxel
+    d[~pore] = 0.0
     kernel = np.ones((3, 3), dtype=np.uint8)
     planar = np.stack([cv2.dilate(plane, kernel) for plane in d])
     neighbourhood = planar.copy()
@@ -250,6 +271,7 @@ def volume_metrics(
     distance_sq = distance_transform_edt_sq(pore) if n_pore else None
     diameters_px = (_medial_diameters(distance_sq, pore) if distance_sq is not None
                     else np.zeros(0))
+    del distance_sq  # before the anisotropic distances below: one of them at a time
 
     nan = math.nan
     nm = dict.fromkeys(
