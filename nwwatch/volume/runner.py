@@ -15,6 +15,10 @@ from nwwatch.volume.tiling import blend_weights, tile_starts
 #: to run on thin slices (its reflect pads are wider than the slice): models of
 #: ``nwwatch train --volume`` need at most 49 px (the feature forest, docs/tomography.md).
 MAX_INFERRED_INPUT_PX = 256
+#: Most input pixels (slices x slab depth x side x side, with the margin) of one model call,
+#: unless a single slice or tile is larger: a call's memory grows with its pixels (the
+#: feature forest: ~470 bytes a pixel, 2.8 GB for 8 slices of 820 x 820 px).
+MAX_CALL_PIXELS = 1 << 20
 
 
 class VolumeModelError(ValueError):
@@ -131,14 +135,19 @@ class SliceRunner:
                 self.min_input = min(2 * side, MAX_INFERRED_INPUT_PX)
                 widened = True
 
+    def _per_call(self, pixels: int) -> int:
+        """Slabs (or tiles) of ``pixels`` px per model call: ``batch_size``, fewer when they
+        would hold more than :data:`MAX_CALL_PIXELS`, at least one."""
+        return max(1, min(self.batch_size, MAX_CALL_PIXELS // max(1, pixels * self.slices)))
+
     def _stack(self, slices: np.ndarray) -> np.ndarray:
         n, height, width = slices.shape
         # The model sees the slices with their mirror margins; results are cropped back.
         m, tile, tiled, _ = self._geometry(height, width)
         height, width = height + 2 * m, width + 2 * m
         result = np.empty(slices.shape, dtype=np.float32)
-        step = self.batch_size
         if not tiled:
+            step = self._per_call(height * width)
             for start in range(0, n, step):
                 images = self._inputs(slices, start, min(n, start + step), m)
                 result[start:start + step] = self._crop(self._run(images), m)
@@ -148,6 +157,7 @@ class SliceRunner:
         windows = [(r, c) for r in tile_starts(height, tile_h, min(self.overlap, tile_h - 1))
                    for c in tile_starts(width, tile_w, min(self.overlap, tile_w - 1))]
         weight = blend_weights((tile_h, tile_w), self.overlap)
+        step = self._per_call(tile_h * tile_w)
         # Slices per batch so that one model call sees about `batch_size` tiles.
         per_call = max(1, step // len(windows))
         for start in range(0, n, per_call):
