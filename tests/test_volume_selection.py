@@ -208,7 +208,9 @@ def test_a_slice_labeled_in_every_pixel_warns_about_the_0_convention(tmp_path):
             "--candidates", "threshold"]
     full = CliRunner().invoke(main, args)
     assert full.exit_code == 0, full.output
-    assert "warning: every pixel of volume_z00006 is labeled (none is 255)" in full.output
+    # The labels file the user gave, not the internal name of the slice (volume_z00006).
+    assert ("warning: every pixel of labels.png (slice 6 of volume.tif) is labeled (none is "
+            "255)" in full.output)
     assert "if 0 meant 'unlabeled' (napari, ilastik), mark those pixels 255" in full.output
     _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))  # patches: nothing to say
     assert "every pixel" not in CliRunner().invoke(main, args).output

@@ -53,6 +53,8 @@ class LabeledImage:
     label: np.ndarray
     image_sha256: str = ""
     label_sha256: str = ""
+    #: How messages name it: the labels file (and the slice of the volume), else ``stem``.
+    shown_as: str = ""
 
 
 @dataclass
@@ -105,7 +107,8 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
         raw, label = read_pair(image_path, label_path, len(class_names))
         value_range = volumes.range_for(image_path, raw) if volumes is not None else None
         labeled.append(LabeledImage(stem, normalize_image(raw, value_range), label,
-                                    file_sha256(image_path), file_sha256(label_path)))
+                                    file_sha256(image_path), file_sha256(label_path),
+                                    shown_as=str(label_path)))
     unlabeled: list[np.ndarray] = []
     unlabeled_dir = root / "unlabeled"
     if load_unlabeled and unlabeled_dir.is_dir():
@@ -196,7 +199,9 @@ def load_volume_slices(
     pages = _normalise_pages(volume, "volume")
     volume_sha = file_sha256(volume_path)
     labeled = [LabeledImage(f"{volume_path.stem}_z{z:05d}", pages[z], label, volume_sha,
-                            file_sha256(path)) for z, (path, label) in sorted(labels.items())]
+                            file_sha256(path),
+                            shown_as=f"{Path(path).name} (slice {z} of {volume_path.name})")
+               for z, (path, label) in sorted(labels.items())]
     unlabeled = [page for z, page in enumerate(pages) if z not in labels]
     where = ",".join(str(z) for z in sorted(labels))
     return TrainingData("tomogram", class_names, "volume", labeled, unlabeled,
