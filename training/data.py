@@ -115,7 +115,30 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
         for path in list_images(unlabeled_dir):
             pages = volumes.pages[path] if volumes is not None else read_pages(path)
             unlabeled.extend(_normalise_pages(pages, scope))
+    if kind == "tomogram":  # as `--volume` refuses them; in-situ frames may lack a class
+        require_every_class([item.label for item in labeled], class_names,
+                            pairs[0][2] if len(pairs) == 1 else root / "labels")
     return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root))
+
+
+def require_every_class(labels: Sequence[np.ndarray], class_names: tuple[str, ...],
+                        where: str | os.PathLike[str]) -> None:
+    """Raise :class:`DatasetLayoutError` naming ``where`` when a class has no labeled pixel
+    in any of ``labels`` (uint8 (H, W) class ids, 255 unlabeled): a tomogram model would
+    never see that class (a 0/255 binary mask, whose 255 reads as unlabeled, is named)."""
+    for class_id, name in enumerate(class_names):
+        if not any(np.any(label == class_id) for label in labels):
+            hint, values = "", [set(np.unique(label).tolist()) for label in labels]
+            # a binary mask's foreground reads as unlabeled
+            if all(v <= {0, UNLABELED} for v in values) and any(0 in v for v in values):
+                hint = (f" ({'it holds' if len(labels) == 1 else 'the labels hold'} only 0 "
+                        f"and 255 (unlabeled): a 0/255 mask? label images hold class ids: "
+                        f"{', '.join(f'{i} {n}' for i, n in enumerate(class_names))}, "
+                        f"{UNLABELED} unlabeled)")
+            elif all(v == {UNLABELED} for v in values):
+                hint = f" (every pixel is {UNLABELED}, unlabeled)"
+            raise DatasetLayoutError(where, f"no labeled pixel of class {class_id} ({name}); "
+                                            f"label a few pixels of every class{hint}")
 
 
 def load_volume_slice(
@@ -182,20 +205,8 @@ def load_volume_slices(
                                                   f"{slice_index} of {volume_path.name} is NaN "
                                                   f"or infinite (no data): mark them 255")
         labels[slice_index] = (labels_path, label)
-    for class_id, name in enumerate(class_names):
-        if not any(np.any(label == class_id) for _, label in labels.values()):
-            where = next(iter(labels.values()))[0] if len(labels) == 1 else volume_path
-            hint, values = "", [set(np.unique(label).tolist()) for _, label in labels.values()]
-            # a binary mask's foreground reads as unlabeled
-            if all(v <= {0, UNLABELED} for v in values) and any(0 in v for v in values):
-                hint = (f" ({'it holds' if len(labels) == 1 else 'the labels hold'} only 0 "
-                        f"and 255 (unlabeled): a 0/255 mask? label images hold class ids: "
-                        f"{', '.join(f'{i} {n}' for i, n in enumerate(class_names))}, "
-                        f"{UNLABELED} unlabeled)")
-            elif all(v == {UNLABELED} for v in values):
-                hint = f" (every pixel is {UNLABELED}, unlabeled)"
-            raise DatasetLayoutError(where, f"no labeled pixel of class {class_id} ({name}); "
-                                            f"label a few pixels of every class{hint}")
+    require_every_class([label for _, label in labels.values()], class_names,
+                        next(iter(labels.values()))[0] if len(labels) == 1 else volume_path)
     pages = _normalise_pages(volume, "volume")
     volume_sha = file_sha256(volume_path)
     labeled = [LabeledImage(f"{volume_path.stem}_z{z:05d}", pages[z], label, volume_sha,
