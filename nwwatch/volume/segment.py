@@ -324,6 +324,7 @@ def segment_volume(
         for axis in (1, 2):
             solid += np.moveaxis(along(np.moveaxis(source, axis, 0)), 0, axis)
         solid /= np.float32(3.0)
+    del source  # the normalised (and Z-blurred) copy: 4 bytes a voxel, not needed below
     if data.dtype.kind == "f":
         # A voxel without data (NaN or infinite: the padding of an aligned reconstruction)
         # is never solid; normalisation makes it the darkest grey, which a model of a
