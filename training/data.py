@@ -109,15 +109,15 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
         labeled.append(LabeledImage(stem, normalize_image(raw, value_range), label,
                                     file_sha256(image_path), file_sha256(label_path),
                                     shown_as=str(label_path)))
+    if kind == "tomogram":  # as `--volume` refuses them; in-situ frames may lack a class
+        require_every_class([item.label for item in labeled], class_names,
+                            pairs[0][2] if len(pairs) == 1 else root / "labels")
     unlabeled: list[np.ndarray] = []
     unlabeled_dir = root / "unlabeled"
     if load_unlabeled and unlabeled_dir.is_dir():
         for path in list_images(unlabeled_dir):
             pages = volumes.pages[path] if volumes is not None else read_pages(path)
             unlabeled.extend(_normalise_pages(pages, scope))
-    if kind == "tomogram":  # as `--volume` refuses them; in-situ frames may lack a class
-        require_every_class([item.label for item in labeled], class_names,
-                            pairs[0][2] if len(pairs) == 1 else root / "labels")
     return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root))
 
 
