@@ -368,8 +368,8 @@ def test_voxels_without_data_are_never_solid_where_the_solid_is_dark(tmp_path, f
 
 
 def test_a_model_call_holds_at_most_max_call_pixels(models, monkeypatch):
-    # The feature forest needs ~470 bytes a pixel while it runs: 8 slices of 820 x 820 px
-    # per call took 2.8 GB where one took 0.56 GB. The batch is cut by pixels, not only by
+    # The feature forest needs ~500 bytes a pixel while it runs: 8 slices of 820 x 820 px
+    # per call took 2795 MiB where one took 563 MiB. The batch is cut by pixels, not only by
     # slices; the probabilities stay the same.
     from nwwatch.volume import runner
 

@@ -17,7 +17,7 @@ from nwwatch.volume.tiling import blend_weights, tile_starts
 MAX_INFERRED_INPUT_PX = 256
 #: Most input pixels (slices x slab depth x side x side, with the margin) of one model call,
 #: unless a single slice or tile is larger: a call's memory grows with its pixels (the
-#: feature forest: ~470 bytes a pixel, 2.8 GB for 8 slices of 820 x 820 px).
+#: feature forest: ~500 bytes a pixel, 2795 MiB for 8 slices of 820 x 820 px, docs/tomography.md).
 MAX_CALL_PIXELS = 1 << 20
 
 
