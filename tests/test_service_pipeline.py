@@ -447,3 +447,19 @@ def test_a_failed_commit_leaves_a_batch_that_settle_adopts_without_an_attempt(tm
     assert [f.state for f in process([acq / "a.tif"], engine).files] == ["skipped"]
     rows = pq.read_table(tmp_path / "out" / "frames").to_pandas()
     assert len(rows) == 1 and engine.ledger.queries.counts()["done"] == 1
+
+
+def test_a_tomogram_beats_the_watchdog_while_it_is_segmented_and_measured(tmp_path,
+                                                                          monkeypatch):
+    # systemd's WatchdogSec=120 was pinged only between files: a volume whose segmentation
+    # and metrics took longer got the service killed (and, after max_attempts kills, the
+    # volume quarantined). Now every model call, the cleanup and each stage of the metrics
+    # beat.
+    from nwwatch.service.batch import Engine
+
+    beats = []
+    monkeypatch.setattr(Engine, "beat", lambda self: beats.append(1))
+    tomo_model, acq, _ = _tomogram_acquisition(tmp_path, "a.tif")
+    assert replay(acq, tmp_path / "out", kind="tomogram", model=tomo_model).done == 1
+    # the file's own beat, one model call, the cleanup, two envelope slabs, four stages
+    assert len(beats) >= 1 + 1 + 1 + 2 + 4

@@ -166,3 +166,16 @@ def test_the_envelope_memory_is_bounded_by_its_slabs(monkeypatch):
     # and the distances of one slab at a time: 19 bytes a voxel; the distances of the whole
     # padded volume took 72.
     assert peak / solid.size <= 24.0
+
+
+def test_volume_metrics_beats_between_its_stages_and_the_envelopes_slabs(monkeypatch):
+    from nwwatch.volume import metrics
+
+    solid = _ball((20, 24, 24), (10, 12, 12), 8)
+    solid[8:12, 10:14, 10:14] = False  # a cavity: pores to measure
+    # Padded by 11 for the radius of 10: slices of 46 x 46, 42 of them; 6 a slab.
+    monkeypatch.setattr(metrics, "ENVELOPE_SLAB_VOXELS", 46 * 46 * 6)
+    beats = []
+    volume_metrics(solid, (2.0, 1.0, 1.0), heartbeat=lambda: beats.append(1))
+    # two closings of 7 slabs, then the stages (area, pores, distances, diameters)
+    assert len(beats) >= 14 + 4

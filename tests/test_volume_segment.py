@@ -410,3 +410,17 @@ def test_the_normalised_copy_is_let_go_before_the_cleanup_and_the_cross_check(tm
     finally:
         tracemalloc.stop()
     assert peak / volume.size <= 17.0  # 15 measured; 19 with the copy held
+
+
+def test_segment_volume_beats_after_every_model_call(models):
+    # The service's watchdog ping (systemd WatchdogSec=120) came only between files: a
+    # tomogram whose segmentation took longer than that got the service killed and, after
+    # max_attempts kills, itself quarantined.
+    volume, _ = _easy_volume(shape=(6, 24, 24))
+    beats = []
+    segment_volume(models["plain"], volume, batch_size=2, heartbeat=lambda: beats.append(1))
+    assert len(beats) >= 3  # three calls of two slices
+    beats.clear()
+    segment_volume(models["plain"], volume, batch_size=2, triplanar=True,
+                   heartbeat=lambda: beats.append(1))
+    assert len(beats) >= 3 + 12 + 12  # along Z, then 24 slices along Y and along X

@@ -52,8 +52,10 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             volume = check_tomogram(read_volume(it.path))
             read_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
+            # The watchdog is pinged while one volume is segmented and measured, not only
+            # between files: a large tomogram takes longer than systemd's WatchdogSec.
             seg = segment_volume(engine.segmenter, volume.data, batch_size=engine.batch_size,
-                                 **engine.volume_options.as_kwargs())
+                                 heartbeat=engine.beat, **engine.volume_options.as_kwargs())
             mask = seg.mask
             segment_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
@@ -64,7 +66,8 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
                                   voxel_size_nm=volume.voxel_size_nm)
             except OSError as exc:
                 raise ResultsWriteError(f"{mask_path}: cannot write the mask ({exc})") from exc
-            metrics = volume_metrics(mask, volume.voxel_size_nm).as_row()
+            metrics = volume_metrics(mask, volume.voxel_size_nm,
+                                     heartbeat=engine.beat).as_row()
             measure_ms = (time.perf_counter() - t) * 1e3
         except ResultsWriteError:
             raise

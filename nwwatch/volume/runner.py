@@ -4,6 +4,8 @@ slices, mirror margin, batching, tiling and blending (the loop of
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from nwwatch.normalize import normalize_image
@@ -41,6 +43,8 @@ class SliceRunner:
     margin : mirror margin in px.  slices : the model's ``input_slices`` (1: single slices).
     min_input : the model's ``min_input_px``: a stack whose slices (with the margin) or tiles
         are narrower gets a wider margin, or wider tiles, instead of a runtime error.
+    heartbeat : called after every model call (the service's watchdog ping: one volume
+        may take minutes).
     infer_min_input : the model declares no ``min_input_px`` (exported before the key
         existed): when ONNX Runtime fails on a stack whose input side is under
         :data:`MAX_INFERRED_INPUT_PX`, the stack is run again with that side doubled (kept for
@@ -50,8 +54,10 @@ class SliceRunner:
     def __init__(self, segmenter: Segmenter, value_range: tuple[float, float] | None,
                  tile: int | None, overlap: int, batch_size: int, solid_index: int,
                  margin: int = 0, normalised: bool = False, slices: int = 1,
-                 min_input: int = 1, infer_min_input: bool = False) -> None:
+                 min_input: int = 1, infer_min_input: bool = False,
+                 heartbeat: Callable[[], None] | None = None) -> None:
         self.segmenter = segmenter
+        self.heartbeat = heartbeat
         self.normalised = normalised
         self.value_range = value_range
         self.tile = tile
@@ -91,6 +97,8 @@ class SliceRunner:
         """float32 solid probability (B, H, W) of slabs (B, S, H, W), fed as B * S images."""
         flat = slabs.reshape(-1, *slabs.shape[2:])
         out = self.segmenter.segment(flat, probabilities=True)
+        if self.heartbeat is not None:
+            self.heartbeat()
         return out.probabilities[:, self.solid_index]  # type: ignore[index]
 
     def _geometry(self, height: int, width: int) -> tuple[int, int | None, bool, int]:

@@ -59,6 +59,7 @@ into the volume row and its ``volume_suspect`` warning.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -243,6 +244,7 @@ def segment_volume(
     min_component_voxels: int = DEFAULT_MIN_COMPONENT_VOXELS,
     margin_px: int = DEFAULT_MARGIN_PX,
     return_probability: bool = False,
+    heartbeat: Callable[[], None] | None = None,
 ) -> VolumeSegmentation:
     """Segment a tomogram into solid and pore/vacuum with a 2D nwwatch model.
 
@@ -268,6 +270,9 @@ def segment_volume(
         ``tile=256`` becomes four tiles).
     return_probability : also return the fused solid probability (float32, before cleanup).
         It is computed in every case (for ``uncertain_fraction``): 4 bytes a voxel.
+    heartbeat : called after every model call and after the cleanup, so that a caller with
+        a watchdog (the service: systemd's ``WatchdogSec``) is not taken for hung while one
+        large volume is segmented.
 
     Returns
     -------
@@ -309,7 +314,8 @@ def segment_volume(
     runner = SliceRunner(segmenter, value_range, tile, overlap, batch_size, solid_index,
                           int(margin_px), normalised=source is not data, slices=slices,
                           min_input=_min_input_px(segmenter),
-                          infer_min_input="min_input_px" not in segmenter.metadata.extra)
+                          infer_min_input="min_input_px" not in segmenter.metadata.extra,
+                          heartbeat=heartbeat)
 
     def along(stack: np.ndarray) -> np.ndarray:
         total = runner.stack(stack)
@@ -337,6 +343,8 @@ def segment_volume(
     del solid  # 4 bytes a voxel, not needed through the cleanup unless returned
     if min_component_voxels > 1:
         mask = clean_mask(mask, min_component_voxels)
+        if heartbeat is not None:
+            heartbeat()
     mask = mask.astype(np.uint8)
     return VolumeSegmentation(mask=mask, solid_probability=probability,
                               uncertain_fraction=uncertain,
