@@ -274,9 +274,16 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
     channel_axes = [a for a in axes if a in _CHANNEL_AXES]
     if channel_axes:
         n = math.prod(shape[axes.index(a)] for a in channel_axes)
+        hint = ""
+        if axes == "CYX" and tif.is_imagej:
+            # tifffile.imwrite(path, stack, imagej=True) declares a (N, Y, X) array as
+            # channels: most likely Z slices (a tomogram) or frames saved without axes.
+            hint = ("; if the pages are Z slices or frames, save them so: "
+                    "tifffile.imwrite(path, data, imagej=True, metadata={'axes': 'ZYX'}) "
+                    "(or 'TYX'), or in Fiji Image > Hyperstacks > Re-order Hyperstack")
         raise MultichannelError(
             path, f"{n} channels per pixel (shape {shape}, axes {axes}); "
-            "nwwatch reads single-channel grey images"
+            f"nwwatch reads single-channel grey images{hint}"
         )
     first_page = 0
     for part in read:
