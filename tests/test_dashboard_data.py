@@ -319,3 +319,23 @@ def test_a_file_replaced_by_rename_is_read_again(tmp_path):
     os.replace(results / "frames" / ".tmp.parquet", results / "frames" / "frames-1.parquet")
     assert store.refresh()
     assert list(frame_series(next(iter(store.snapshot.values())))["angle"]) == [90.0]
+
+
+def test_a_folder_with_only_quarantined_files_is_of_no_kind_the_rows_do_not_tell(tmp_path):
+    # A tomogram folder whose one file (a 2-D image) was quarantined read "insitu, 0 rows"
+    # in the report and on the dashboard: quarantine.parquet does not record the kind.
+    results = tmp_path / "res"
+    results.mkdir()
+    pq.write_table(pa.Table.from_pylist([
+        {"path": "/acq/t/flat.tif", "reason": "a 2-D image (64 x 64 px), not a volume",
+         "error_type": "UnsupportedLayoutError", "attempts": 1}]),
+        results / "quarantine.parquet")
+    store = ResultsStore(results)
+    store.refresh()
+    (acq,) = store.snapshot.values()
+    assert acq.kind == "unknown"
+    from nwwatch.dashboard.report import write_report
+
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert "insitu, 0 rows" not in page
+    assert "quarantined files only, 0 rows" in page and "flat.tif" in page
