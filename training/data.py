@@ -62,6 +62,9 @@ class TrainingData:
     """Everything a paradigm trains on; images already normalised.
 
     unlabeled : float32 (H, W) normalised images (every page/slice of the unlabeled files).
+    valid : bool (Z, Y, X) of the ``--volume`` workflow's volume: its voxels with data (not
+        NaN or infinite); None when all have data (or for a DATA folder). The Z blur leaves
+        the others out, as the runtime does (:func:`nwwatch.volume.smooth_along_z`).
     """
 
     kind: str
@@ -70,6 +73,7 @@ class TrainingData:
     labeled: list[LabeledImage]
     unlabeled: list[np.ndarray] = field(default_factory=list)
     source: str = ""
+    valid: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -215,8 +219,10 @@ def load_volume_slices(
                for z, (path, label) in sorted(labels.items())]
     unlabeled = [page for z, page in enumerate(pages) if z not in labels]
     where = ",".join(str(z) for z in sorted(labels))
+    valid = np.isfinite(volume) if volume.dtype.kind == "f" else None
     return TrainingData("tomogram", class_names, "volume", labeled, unlabeled,
-                        source=f"{volume_path}#z={where}")
+                        source=f"{volume_path}#z={where}",
+                        valid=None if valid is None or valid.all() else valid)
 
 
 @dataclass(frozen=True)

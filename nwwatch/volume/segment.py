@@ -123,15 +123,32 @@ class VolumeOptions:
         return asdict(self)
 
 
-def smooth_along_z(volume: np.ndarray, sigma_px: float) -> np.ndarray:
+def smooth_along_z(volume: np.ndarray, sigma_px: float,
+                   valid: np.ndarray | None = None) -> np.ndarray:
     """float32 (Z, Y, X): ``volume`` blurred along axis 0 by a Gaussian of ``sigma_px`` slices
     (truncated at 4 sigma, mirrored ends: the first slice's neighbour below is the second);
     ``sigma_px <= 0`` returns a float32 copy. What a model with ``extra["z_sigma_px"]`` sees,
-    in training and at run time."""
+    in training and at run time.
+
+    valid : bool (Z, Y, X), optional: the voxels with data (finite in the raw volume). The
+        others are left out of their neighbours' average (each voxel gets the Gaussian
+        average of the valid voxels along Z, the weights renormalised) and keep their own
+        value; without it, or when all are valid, every voxel counts.
+    """
     data = np.asarray(volume, dtype=np.float32)
     if sigma_px <= 0:
         return data.copy()
-    return ndi.gaussian_filter1d(data, float(sigma_px), axis=0, mode="mirror", truncate=4.0)
+    blur = {"sigma": float(sigma_px), "axis": 0, "mode": "mirror", "truncate": 4.0}
+    if valid is None or valid.all():
+        return ndi.gaussian_filter1d(data, **blur)
+    # Normalised convolution: no data (NaN padding, normalised to the darkest grey) would
+    # otherwise darken the slices next to it, and a model whose solid is dark call them solid.
+    weights = ndi.gaussian_filter1d(valid.astype(np.float32), **blur)
+    out = ndi.gaussian_filter1d(np.where(valid, data, np.float32(0.0)), **blur)
+    keep = valid & (weights > 0)
+    out[keep] /= weights[keep]
+    out[~keep] = data[~keep]
+    return out
 
 
 def model_z_sigma_px(segmenter: Segmenter) -> float:
@@ -310,7 +327,9 @@ def segment_volume(
         source = (normalize_image(data, value_range) if value_range is not None
                   else np.stack([normalize_image(s) for s in data]))
         if z_sigma > 0:
-            source = smooth_along_z(source, z_sigma)
+            valid = np.isfinite(data) if data.dtype.kind == "f" else None
+            source = smooth_along_z(source, z_sigma, valid=valid)
+            del valid
     runner = SliceRunner(segmenter, value_range, tile, overlap, batch_size, solid_index,
                           int(margin_px), normalised=source is not data, slices=slices,
                           min_input=_min_input_px(segmenter),
