@@ -463,3 +463,33 @@ def test_a_tomogram_beats_the_watchdog_while_it_is_segmented_and_measured(tmp_pa
     assert replay(acq, tmp_path / "out", kind="tomogram", model=tomo_model).done == 1
     # the file's own beat, one model call, the cleanup, two envelope slabs, four stages
     assert len(beats) >= 1 + 1 + 1 + 2 + 4
+
+
+def test_a_tomograms_pixels_are_let_go_before_its_metrics(tmp_path, monkeypatch):
+    # The volume (4 bytes a voxel as float32) was held through volume_metrics, whose
+    # distance transform is the peak of a tomogram's memory (docs/tomography.md, Memory).
+    import gc
+    import weakref
+
+    from nwwatch.io import read_volume
+    from nwwatch.service import volumes
+
+    held = []
+
+    def reading(path):
+        volume = read_volume(path)
+        held.append(weakref.ref(volume.data))
+        return volume
+
+    measured = volumes.volume_metrics
+
+    def measuring(mask, voxel_size_nm, **kwargs):
+        gc.collect()
+        held.append(held[0]() is None)
+        return measured(mask, voxel_size_nm, **kwargs)
+
+    monkeypatch.setattr(volumes, "read_volume", reading)
+    monkeypatch.setattr(volumes, "volume_metrics", measuring)
+    tomo_model, acq, _ = _tomogram_acquisition(tmp_path, "a.tif")
+    assert replay(acq, tmp_path / "out", kind="tomogram", model=tomo_model).done == 1
+    assert held[1] is True
