@@ -90,9 +90,10 @@ DEFAULT_MIN_COMPONENT_VOXELS = 8
 DEFAULT_MARGIN_PX = 16
 
 
-#: Bumped when a default of segment_volume changes the masks it gives (2: the mirror margin),
+#: Bumped when a default of segment_volume changes the masks it gives (2: the mirror margin;
+#: 3: voxels without data, NaN or infinite, are never solid and are left out of the Z blur),
 #: so the service does not count volumes segmented the old way as done.
-SEGMENTATION_VERSION = "2"
+SEGMENTATION_VERSION = "3"
 
 
 @dataclass(frozen=True)
