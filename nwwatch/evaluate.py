@@ -173,13 +173,14 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     meta = segmenter.metadata
     num_classes = len(meta.class_names)
     kind, class_names, _ = read_dataset_toml(root)
-    if meta.kind != kind or num_classes != len(class_names):
-        said = "its dataset.toml" if (root / "dataset.toml").is_file() else "no dataset.toml"
-        if meta.kind == kind:
-            raise ModelKindError(
-                f"{model_path}: the model's {num_classes} classes {list(meta.class_names)}, "
-                f"but {root} holds {len(class_names)} ({list(class_names)}; {said}): "
-                f"evaluate it with a model of those classes")
+    said = "its dataset.toml" if (root / "dataset.toml").is_file() else "no dataset.toml"
+    if meta.kind == kind and num_classes != len(class_names):
+        raise ModelKindError(
+            f"{model_path}: the model has {num_classes} classes {list(meta.class_names)}, "
+            f"but {root} names {len(class_names)} classes {list(class_names)} ({said}): "
+            f"evaluate it with a model trained on these classes, or correct the classes of "
+            f"{root / 'dataset.toml'}")
+    if meta.kind != kind:
         raise ModelKindError(
             f"{model_path}: the model's kind is {meta.kind!r} (classes "
             f"{list(meta.class_names)}), but {root} holds {kind!r} data (classes "

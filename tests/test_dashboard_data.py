@@ -364,3 +364,23 @@ def test_a_grown_stack_shows_each_page_once_from_its_newest_version(tmp_path):
     fresh = ResultsStore(results)
     fresh.refresh()
     assert len(next(iter(fresh.snapshot.values()))) == 4
+
+
+def test_a_folder_with_only_quarantined_files_is_of_no_kind_the_rows_do_not_tell(tmp_path):
+    # A tomogram folder whose one file (a 2-D image) was quarantined read "insitu, 0 rows"
+    # in the report and on the dashboard: quarantine.parquet does not record the kind.
+    results = tmp_path / "res"
+    results.mkdir()
+    pq.write_table(pa.Table.from_pylist([
+        {"path": "/acq/t/flat.tif", "reason": "a 2-D image (64 x 64 px), not a volume",
+         "error_type": "UnsupportedLayoutError", "attempts": 1}]),
+        results / "quarantine.parquet")
+    store = ResultsStore(results)
+    store.refresh()
+    (acq,) = store.snapshot.values()
+    assert acq.kind == "unknown"
+    from nwwatch.dashboard.report import write_report
+
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert "insitu, 0 rows" not in page
+    assert "quarantined files only, 0 rows" in page and "flat.tif" in page

@@ -980,3 +980,23 @@ def test_a_short_stack_that_tifffile_stored_as_rgb_says_how_to_write_it(tmp_path
     assert "photometric='minisblack'" in error.value.reason
     tifffile.imwrite(path, np.zeros((frames, 32, 32), np.uint16), photometric="minisblack")
     assert len(read_frames(path)) == frames  # as the reason says
+
+
+def test_a_stack_imagej_declares_as_channels_says_how_to_declare_slices(tmp_path):
+    # tifffile.imwrite(path, volume, imagej=True) writes a (Z, Y, X) array as channels
+    # ("channels=64"): a tomogram saved so was refused as "64 channels per pixel", with no
+    # word on how to save it as slices.
+    path = tmp_path / "rec.tif"
+    tifffile.imwrite(path, _image((6, 10, 12), "float32"), imagej=True)
+    for reader in (read_frames, read_volume):
+        with pytest.raises(MultichannelError) as error:
+            reader(path)
+        _assert_names_file(error, path)
+        assert "6 channels per pixel" in str(error.value)
+        assert "metadata={'axes': 'ZYX'}" in str(error.value)
+        assert "Re-order Hyperstack" in str(error.value)
+    rgb = tmp_path / "rgb.tif"  # colour is colour: no such advice
+    tifffile.imwrite(rgb, _image((10, 12, 3), "uint8"), photometric="rgb")
+    with pytest.raises(MultichannelError) as error:
+        read_volume(rgb)
+    assert "axes" not in str(error.value).split(";")[-1]

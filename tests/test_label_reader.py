@@ -141,3 +141,19 @@ def test_palette_indices_are_read_even_where_entries_share_a_colour(tmp_path):
     same = [(0, 0, 0), (200, 10, 10), (200, 10, 10)]
     _palette_png(tmp_path / "dup.png", np.array([[0, 1], [2, 0]]), same)
     np.testing.assert_array_equal(read_label_image(tmp_path / "dup.png", 3), [[0, 1], [2, 0]])
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float32])
+def test_a_label_tiff_of_another_pixel_type_is_told_to_be_uint8(tmp_path, dtype):
+    # napari saves a labels layer as an int32 or int64 TIFF: the image reader's advice
+    # ("save it as float32") led to a file refused next as "not integer class ids".
+    import tifffile
+
+    label = np.zeros((6, 7), dtype)
+    label[1:3, 2:4] = 1
+    tifffile.imwrite(tmp_path / "napari.tif", label)
+    with pytest.raises(DatasetLayoutError) as info:
+        read_label_image(tmp_path / "napari.tif", 2)
+    assert info.value.path.name == "napari.tif"
+    assert "save the labels as uint8" in info.value.reason
+    assert "float32" not in info.value.reason.split("save")[-1]

@@ -411,8 +411,10 @@ def test_tomogram_settings_are_part_of_the_ledger_key(tmp_path):
     fused = replay(acq, out, kind="tomogram", model=tomo_model, triplanar=True, flips=True)
     assert fused.done == 1
     rows = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
-    assert sorted(rows.measurement_version) == [f"{VOLUME_METRICS_VERSION}+seg2",
-                                                f"{VOLUME_METRICS_VERSION}+seg2+triplanar+flips"]
+    # seg3: voxels without data are never solid and left out of the Z blur (seg2 held
+    # the masks of volumes with NaN voxels made before that)
+    assert sorted(rows.measurement_version) == [f"{VOLUME_METRICS_VERSION}+seg3",
+                                                f"{VOLUME_METRICS_VERSION}+seg3+triplanar+flips"]
     assert rows.solid_fraction.nunique() == 1  # a pointwise model: same mask either way
     from click.testing import CliRunner
 
@@ -447,3 +449,49 @@ def test_a_failed_commit_leaves_a_batch_that_settle_adopts_without_an_attempt(tm
     assert [f.state for f in process([acq / "a.tif"], engine).files] == ["skipped"]
     rows = pq.read_table(tmp_path / "out" / "frames").to_pandas()
     assert len(rows) == 1 and engine.ledger.queries.counts()["done"] == 1
+
+
+def test_a_tomogram_beats_the_watchdog_while_it_is_segmented_and_measured(tmp_path,
+                                                                          monkeypatch):
+    # systemd's WatchdogSec=120 was pinged only between files: a volume whose segmentation
+    # and metrics took longer got the service killed (and, after max_attempts kills, the
+    # volume quarantined). Now every model call, the cleanup and each stage of the metrics
+    # beat.
+    from nwwatch.service.batch import Engine
+
+    beats = []
+    monkeypatch.setattr(Engine, "beat", lambda self: beats.append(1))
+    tomo_model, acq, _ = _tomogram_acquisition(tmp_path, "a.tif")
+    assert replay(acq, tmp_path / "out", kind="tomogram", model=tomo_model).done == 1
+    # the file's own beat, one model call, the cleanup, two envelope slabs, four stages
+    assert len(beats) >= 1 + 1 + 1 + 2 + 4
+
+
+def test_a_tomograms_pixels_are_let_go_before_its_metrics(tmp_path, monkeypatch):
+    # The volume (4 bytes a voxel as float32) was held through volume_metrics, whose
+    # distance transform is the peak of a tomogram's memory (docs/tomography.md, Memory).
+    import gc
+    import weakref
+
+    from nwwatch.io import read_volume
+    from nwwatch.service import volumes
+
+    held = []
+
+    def reading(path):
+        volume = read_volume(path)
+        held.append(weakref.ref(volume.data))
+        return volume
+
+    measured = volumes.volume_metrics
+
+    def measuring(mask, voxel_size_nm, **kwargs):
+        gc.collect()
+        held.append(held[0]() is None)
+        return measured(mask, voxel_size_nm, **kwargs)
+
+    monkeypatch.setattr(volumes, "read_volume", reading)
+    monkeypatch.setattr(volumes, "volume_metrics", measuring)
+    tomo_model, acq, _ = _tomogram_acquisition(tmp_path, "a.tif")
+    assert replay(acq, tmp_path / "out", kind="tomogram", model=tomo_model).done == 1
+    assert held[1] is True

@@ -159,6 +159,15 @@ def test_dataset_toml_classes_and_bad_keys(tmp_path):
             "dataset.toml")
 
 
+@pytest.mark.parametrize("classes", ['["pore", "solid", "metal"]', '["solid"]'])
+def test_a_tomogram_dataset_names_two_classes(tmp_path, classes):
+    # The tomogram workflow is binary (0 pore or vacuum, 1 solid): a third class named in
+    # dataset.toml trained a 3-class model whose third class every mask then dropped.
+    root = make_folder(tmp_path / "d", n=2)
+    (root / "dataset.toml").write_text(f'kind = "tomogram"\nclasses = {classes}\n')
+    _expect(root, "classes: a tomogram has two classes", "dataset.toml")
+
+
 def test_split_is_seeded_and_disjoint():
     stems = [f"s{k}" for k in range(20)]
     a, b = make_split(stems, 0.25, seed=3), make_split(stems, 0.25, seed=3)
@@ -335,3 +344,22 @@ def test_tomogram_folder_slice_without_its_volume_is_an_error(tmp_path):
         load_folder(root)
     (root / "dataset.toml").write_text('kind = "tomogram"\nnormalization_scope = "image"\n')
     assert len(load_folder(root).labeled) == 1
+
+
+def test_a_tomogram_folder_without_a_labeled_class_is_refused_as_train_volume_refuses_it(
+        tmp_path):
+    # `nwwatch train --volume` stops on a class labeled nowhere; the same labels in a
+    # tomogram DATA folder (`nwwatch train OUT/train`) trained an all-solid model with a
+    # warning ("only 0 labeled pore pixels").
+    from nwwatch.synth.tomogram import generate_tomogram
+
+    generate_tomogram(tmp_path / "t", size=24, labeled_fraction=0.2, seed=0)
+    root = tmp_path / "t" / "train"
+    (label_path,) = (root / "labels").iterdir()
+    label = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
+    assert load_folder(root).class_names == ("pore", "solid")
+    label[label == 0] = 255
+    cv2.imwrite(str(label_path), label)
+    with pytest.raises(DatasetLayoutError, match=r"no labeled pixel of class 0 \(pore\)") as info:
+        load_folder(root)
+    assert info.value.path == label_path

@@ -208,7 +208,9 @@ def test_a_slice_labeled_in_every_pixel_warns_about_the_0_convention(tmp_path):
             "--candidates", "threshold"]
     full = CliRunner().invoke(main, args)
     assert full.exit_code == 0, full.output
-    assert "warning: every pixel of volume_z00006 is labeled (none is 255)" in full.output
+    # The labels file the user gave, not the internal name of the slice (volume_z00006).
+    assert ("warning: every pixel of labels.png (slice 6 of volume.tif) is labeled (none is "
+            "255)" in full.output)
     assert "if 0 meant 'unlabeled' (napari, ilastik), mark those pixels 255" in full.output
     _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))  # patches: nothing to say
     assert "every pixel" not in CliRunner().invoke(main, args).output
@@ -445,3 +447,25 @@ def test_the_slab_forest_wins_where_only_the_change_along_z_tells_solid_from_por
     inner = [z for z in range(half, SHAPE[0] - half) if z not in (Z, Z + 1)]
     pred, true = seg.mask[inner].astype(bool), truth[inner]
     assert np.count_nonzero(pred & true) / np.count_nonzero(pred | true) > 0.7
+
+
+def test_the_candidates_see_a_nan_slab_as_the_runtime_does(tmp_path):
+    # The runtime leaves voxels without data out of the Z blur; the threshold's and the
+    # forest's training input must be the same volume, or they learn another one.
+    from nwwatch.normalize import intensity_range, normalize_image
+    from nwwatch.volume import smooth_along_z
+    from training.data import load_volume_slice
+    from training.volume_candidates import CandidateTrainer
+
+    truth = _blobs(3)
+    volume = truth * 1.0 + np.random.default_rng(1).normal(0, 0.3, SHAPE)
+    volume[:2] = np.nan
+    volume[9, :10] = np.nan
+    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
+    data = load_volume_slice(volume_path, Z, labels_path)
+    config = _config(tmp_path, volume_path, labels_path)
+    trainer = CandidateTrainer(config, data, tmp_path, z_sigma_px=1.0)
+    raw = volume.astype(np.float32)
+    fed = smooth_along_z(normalize_image(raw, intensity_range(raw)), 1.0,
+                         valid=np.isfinite(raw))
+    np.testing.assert_allclose(trainer.volume, fed, atol=1e-6)

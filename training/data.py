@@ -53,6 +53,8 @@ class LabeledImage:
     label: np.ndarray
     image_sha256: str = ""
     label_sha256: str = ""
+    #: How messages name it: the labels file (and the slice of the volume), else ``stem``.
+    shown_as: str = ""
 
 
 @dataclass
@@ -60,6 +62,9 @@ class TrainingData:
     """Everything a paradigm trains on; images already normalised.
 
     unlabeled : float32 (H, W) normalised images (every page/slice of the unlabeled files).
+    valid : bool (Z, Y, X) of the ``--volume`` workflow's volume: its voxels with data (not
+        NaN or infinite); None when all have data (or for a DATA folder). The Z blur leaves
+        the others out, as the runtime does (:func:`nwwatch.volume.smooth_along_z`).
     """
 
     kind: str
@@ -68,6 +73,7 @@ class TrainingData:
     labeled: list[LabeledImage]
     unlabeled: list[np.ndarray] = field(default_factory=list)
     source: str = ""
+    valid: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -110,7 +116,11 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
                                                  "to DATA/unlabeled/")
         value_range = volumes.range_for(image_path, raw) if volumes is not None else None
         labeled.append(LabeledImage(stem, normalize_image(raw, value_range), label,
-                                    file_sha256(image_path), file_sha256(label_path)))
+                                    file_sha256(image_path), file_sha256(label_path),
+                                    shown_as=str(label_path)))
+    if kind == "tomogram":  # as `--volume` refuses them; in-situ frames may lack a class
+        require_every_class([item.label for item in labeled], class_names,
+                            pairs[0][2] if len(pairs) == 1 else root / "labels")
     unlabeled: list[np.ndarray] = []
     unlabeled_dir = root / "unlabeled"
     if load_unlabeled and unlabeled_dir.is_dir():
@@ -126,6 +136,26 @@ def classes_labeled_nowhere(data: TrainingData) -> list[str]:
     for item in data.labeled:
         present.update(np.unique(item.label).tolist())
     return [name for k, name in enumerate(data.class_names) if k not in present]
+
+
+def require_every_class(labels: Sequence[np.ndarray], class_names: tuple[str, ...],
+                        where: str | os.PathLike[str]) -> None:
+    """Raise :class:`DatasetLayoutError` naming ``where`` when a class has no labeled pixel
+    in any of ``labels`` (uint8 (H, W) class ids, 255 unlabeled): a tomogram model would
+    never see that class (a 0/255 binary mask, whose 255 reads as unlabeled, is named)."""
+    for class_id, name in enumerate(class_names):
+        if not any(np.any(label == class_id) for label in labels):
+            hint, values = "", [set(np.unique(label).tolist()) for label in labels]
+            # a binary mask's foreground reads as unlabeled
+            if all(v <= {0, UNLABELED} for v in values) and any(0 in v for v in values):
+                hint = (f" ({'it holds' if len(labels) == 1 else 'the labels hold'} only 0 "
+                        f"and 255 (unlabeled): a 0/255 mask? label images hold class ids: "
+                        f"{', '.join(f'{i} {n}' for i, n in enumerate(class_names))}, "
+                        f"{UNLABELED} unlabeled)")
+            elif all(v == {UNLABELED} for v in values):
+                hint = f" (every pixel is {UNLABELED}, unlabeled)"
+            raise DatasetLayoutError(where, f"no labeled pixel of class {class_id} ({name}); "
+                                            f"label a few pixels of every class{hint}")
 
 
 def load_volume_slice(
@@ -192,28 +222,20 @@ def load_volume_slices(
                                                   f"{slice_index} of {volume_path.name} is NaN "
                                                   f"or infinite (no data): mark them 255")
         labels[slice_index] = (labels_path, label)
-    for class_id, name in enumerate(class_names):
-        if not any(np.any(label == class_id) for _, label in labels.values()):
-            where = next(iter(labels.values()))[0] if len(labels) == 1 else volume_path
-            hint, values = "", [set(np.unique(label).tolist()) for _, label in labels.values()]
-            # a binary mask's foreground reads as unlabeled
-            if all(v <= {0, UNLABELED} for v in values) and any(0 in v for v in values):
-                hint = (f" ({'it holds' if len(labels) == 1 else 'the labels hold'} only 0 "
-                        f"and 255 (unlabeled): a 0/255 mask? label images hold class ids: "
-                        f"{', '.join(f'{i} {n}' for i, n in enumerate(class_names))}, "
-                        f"{UNLABELED} unlabeled)")
-            elif all(v == {UNLABELED} for v in values):
-                hint = f" (every pixel is {UNLABELED}, unlabeled)"
-            raise DatasetLayoutError(where, f"no labeled pixel of class {class_id} ({name}); "
-                                            f"label a few pixels of every class{hint}")
+    require_every_class([label for _, label in labels.values()], class_names,
+                        next(iter(labels.values()))[0] if len(labels) == 1 else volume_path)
     pages = _normalise_pages(volume, "volume")
     volume_sha = file_sha256(volume_path)
     labeled = [LabeledImage(f"{volume_path.stem}_z{z:05d}", pages[z], label, volume_sha,
-                            file_sha256(path)) for z, (path, label) in sorted(labels.items())]
+                            file_sha256(path),
+                            shown_as=f"{Path(path).name} (slice {z} of {volume_path.name})")
+               for z, (path, label) in sorted(labels.items())]
     unlabeled = [page for z, page in enumerate(pages) if z not in labels]
     where = ",".join(str(z) for z in sorted(labels))
+    valid = np.isfinite(volume) if volume.dtype.kind == "f" else None
     return TrainingData("tomogram", class_names, "volume", labeled, unlabeled,
-                        source=f"{volume_path}#z={where}")
+                        source=f"{volume_path}#z={where}",
+                        valid=None if valid is None or valid.all() else valid)
 
 
 @dataclass(frozen=True)

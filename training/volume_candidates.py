@@ -63,7 +63,8 @@ class CandidateTrainer:
         depth = len(data.labeled) + len(data.unlabeled)
         self.z_sigma_px = float(z_sigma_px)
         raw = np.stack([labeled[z] if z in labeled else next(rest) for z in range(depth)])
-        self.volume = smooth_along_z(raw, self.z_sigma_px)
+        # Voxels without data (NaN) left out of the blur, as segment_volume leaves them.
+        self.volume = smooth_along_z(raw, self.z_sigma_px, valid=data.valid)
         self.smoothed = [self.volume[z] for z in order]
         # The forest's input with a slab (forest_slices > 1): the slab of each slice, from
         # the normalised volume as it is (the forest smooths along Z itself).

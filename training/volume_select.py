@@ -136,9 +136,9 @@ def label_warnings(data: TrainingData) -> list[str]:
                        f"label one more patch of {name}, on this slice or another one")
     for item in data.labeled:
         if not np.any(item.label == UNLABELED):
-            out.append(f"every pixel of {item.stem} is labeled (none is {UNLABELED}): if 0 "
-                       f"meant 'unlabeled' (napari, ilastik), mark those pixels {UNLABELED}; "
-                       f"0 is {data.class_names[0]} here")
+            out.append(f"every pixel of {item.shown_as or item.stem} is labeled (none is "
+                       f"{UNLABELED}): if 0 meant 'unlabeled' (napari, ilastik), mark those "
+                       f"pixels {UNLABELED}; 0 is {data.class_names[0]} here")
     return out
 
 

@@ -107,7 +107,7 @@ class Acquisition:
 
     id: str
     folder: str
-    kind: str  # "insitu" or "tomogram"
+    kind: str  # "insitu", "tomogram", or "unknown" (only quarantined files: no row tells)
     table: pa.Table | None = None
     quarantined: list[dict] = field(default_factory=list)
     #: frame_series, computed once per snapshot (the table never changes after _build)
@@ -296,8 +296,9 @@ class ResultsStore:
                                            acq.series_cache)
         for folder, listed in by_folder.items():
             if folder not in with_rows:
+                # quarantine.parquet does not record the folder's kind
                 acqs[acquisition_id(folder)] = Acquisition(acquisition_id(folder), folder,
-                                                           "insitu", None, listed)
+                                                           "unknown", None, listed)
         return acqs
 
     def pending_files(self) -> int | None:

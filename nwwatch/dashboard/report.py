@@ -200,7 +200,8 @@ def write_report(results: str | Path, out: str | Path) -> Path:
                      "make the report again.</p>")
     for acq in acqs:
         s = acquisition_summary(acq, time.time(), None)
-        parts.append(f"<h2>{html.escape(acq.folder)}</h2><p class='muted'>{acq.kind}, "
+        kind = "quarantined files only" if acq.kind == "unknown" else acq.kind
+        parts.append(f"<h2>{html.escape(acq.folder)}</h2><p class='muted'>{kind}, "
                      f"{len(acq)} row{'' if len(acq) == 1 else 's'}; model {_fmt(s['model'])}"
                      f" on {_fmt(s['provider'])}</p>")
         if len(acq) and acq.kind == "insitu":

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from nwwatch.classes import INSITU_CLASSES, TOMOGRAM_CLASSES, UNLABELED
-from nwwatch.io.errors import InputError
+from nwwatch.io.errors import InputError, UnsupportedDtypeError
 from nwwatch.io.records import Frame, Volume
 from nwwatch.io.tiff import check_tomogram, read_frames, read_volume
 from nwwatch.normalize import intensity_range
@@ -159,10 +159,16 @@ def read_image_2d(path: str | os.PathLike[str]) -> np.ndarray:
     return pages[0]
 
 
+def _save_as_uint8(num_classes: int) -> str:
+    return (f"save the labels as uint8 (class ids 0..{num_classes - 1}, {UNLABELED} unlabeled; "
+            f"e.g. labels.astype('uint8') in numpy)")
+
+
 def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str]) -> np.ndarray:
     """Validate a label image: integer ids in [0, num_classes) or 255. Returns uint8 (H, W)."""
     if not np.issubdtype(label.dtype, np.integer):
-        raise DatasetLayoutError(path, f"labels must be integer class ids, got {label.dtype}")
+        raise DatasetLayoutError(path, f"labels must be integer class ids, got {label.dtype}: "
+                                       f"{_save_as_uint8(num_classes)}")
     values = np.unique(label)
     bad = values[(values >= num_classes) & (values != UNLABELED) | (values < 0)]
     if bad.size:
@@ -207,6 +213,12 @@ def read_dataset_toml(root: Path) -> tuple[str, tuple[str, ...], str]:
         raise DatasetLayoutError(path, f"kind: {kind!r} must be 'insitu' or 'tomogram'")
     default = INSITU_CLASSES if kind == "insitu" else TOMOGRAM_CLASSES
     classes = config.get("classes", list(default))
+    if kind == "tomogram" and (not isinstance(classes, list) or len(classes) != 2):
+        # The tomogram masks, metrics and verdicts are binary: a third class would be
+        # trained and then dropped from every mask without a word.
+        raise DatasetLayoutError(path, f"classes: a tomogram has two classes, 0 pore or "
+                                       f"vacuum and 1 solid (e.g. {list(TOMOGRAM_CLASSES)}), "
+                                       f"got {classes!r}")
     if (not isinstance(classes, list) or len(classes) < 2
             or not all(isinstance(c, str) for c in classes)):
         raise DatasetLayoutError(path, "classes: expected a list of at least two names")
@@ -273,7 +285,16 @@ def read_label_image(path: str | os.PathLike[str],
         raise DatasetLayoutError(path, f"labels are read from PNG or TIFF files, not "
                                        f"{suffix or 'a file without suffix'}: save them "
                                        f"losslessly (JPEG changes the class ids at edges)")
-    return check_label(read_image_2d(path), num_classes, path)
+    try:
+        image = read_image_2d(path)
+    except DatasetLayoutError as exc:
+        if not isinstance(exc.__cause__, UnsupportedDtypeError):
+            raise
+        # The image reader's advice (float32 for int32 pixels) is for images, not class ids.
+        kind = exc.reason.split(" is not supported")[0]
+        raise DatasetLayoutError(exc.path, f"{kind} is not read for labels: "
+                                           f"{_save_as_uint8(num_classes)}") from exc
+    return check_label(image, num_classes, path)
 
 
 def read_pair(image_path: Path, label_path: Path, num_classes: int

@@ -65,3 +65,21 @@ def series_n_pages(series: tifffile.TiffPageSeries) -> int:
     """2-D pages in ``series`` (the product of its axes before Y)."""
     shape, axes = squeezed(series)
     return math.prod(shape[: axes.index("Y")])
+
+
+def channel_hint(axes: str, shape: tuple[int, ...], imagej: bool, planar_separate: bool) -> str:
+    """Advice for a series refused as channels that is most likely grey pages written with
+    tifffile's defaults ("" otherwise): ``tifffile.imwrite(path, stack, imagej=True)`` declares
+    a (N, Y, X) array as channels (Z slices of a tomogram, or frames), and
+    ``tifffile.imwrite(path, stack)`` stores 3 or 4 grey frames as one RGB(A) image with
+    separate planes unless given ``photometric``."""
+    if axes == "CYX" and imagej:
+        return ("; if the pages are Z slices or frames, save them so: "
+                "tifffile.imwrite(path, data, imagej=True, metadata={'axes': 'ZYX'}) "
+                "(or 'TYX'), or in Fiji Image > Hyperstacks > Re-order Hyperstack")
+    if axes[:1] == "S" and shape[0] in (3, 4) and planar_separate:
+        return ("; a stack of 3 or 4 frames written by tifffile.imwrite without "
+                "photometric='minisblack' is stored so: write it with that argument, or one "
+                "file per frame")
+    return ""
+

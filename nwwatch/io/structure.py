@@ -35,7 +35,13 @@ from nwwatch.io.errors import (
 )
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
 from nwwatch.io.records import TiffInfo
-from nwwatch.io.series import CHANNEL_AXES, image_series, series_n_pages, squeezed
+from nwwatch.io.series import (
+    CHANNEL_AXES,
+    channel_hint,
+    image_series,
+    series_n_pages,
+    squeezed,
+)
 
 _log = structlog.get_logger("nwwatch.io")
 
@@ -262,15 +268,10 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
     channel_axes = [a for a in axes if a in CHANNEL_AXES]
     if channel_axes:
         n = math.prod(shape[axes.index(a)] for a in channel_axes)
-        # tifffile.imwrite stores 3 or 4 grey frames (N, H, W) as one RGB(A) image with
-        # separate planes unless told otherwise: say how to write them as frames.
-        stack_hint = ("; a stack of 3 or 4 frames written by tifffile.imwrite without "
-                      "photometric='minisblack' is stored so: write it with that argument, or "
-                      "one file per frame") if (axes[0] == "S" and shape[0] in (3, 4)
-                                                and page.planarconfig == 2) else ""
+        hint = channel_hint(axes, shape, tif.is_imagej, page.planarconfig == 2)
         raise MultichannelError(
             path, f"{n} channels per pixel (shape {shape}, axes {axes}); "
-            f"nwwatch reads single-channel grey images{stack_hint}"
+            f"nwwatch reads single-channel grey images{hint}"
         )
     first_page = 0
     for part in read:

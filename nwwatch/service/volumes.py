@@ -52,19 +52,25 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             volume = check_tomogram(read_volume(it.path))
             read_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
+            # The watchdog is pinged while one volume is segmented and measured, not only
+            # between files: a large tomogram takes longer than systemd's WatchdogSec.
             seg = segment_volume(engine.segmenter, volume.data, batch_size=engine.batch_size,
-                                 **engine.volume_options.as_kwargs())
+                                 heartbeat=engine.beat, **engine.volume_options.as_kwargs())
             mask = seg.mask
+            # The pixels are not needed past the segmentation: the metrics' distance
+            # transform is a tomogram's memory peak (docs/tomography.md, "Memory").
+            voxel_size_nm = volume.voxel_size_nm
+            del volume
             segment_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
             mask_path = mask_path_of(engine, it, batch_id)
             try:
                 mask_path.parent.mkdir(parents=True, exist_ok=True)
                 write_volume_tiff(mask_path, np.ascontiguousarray(mask, dtype=np.uint8),
-                                  voxel_size_nm=volume.voxel_size_nm)
+                                  voxel_size_nm=voxel_size_nm)
             except OSError as exc:
                 raise ResultsWriteError(f"{mask_path}: cannot write the mask ({exc})") from exc
-            metrics = volume_metrics(mask, volume.voxel_size_nm).as_row()
+            metrics = volume_metrics(mask, voxel_size_nm, heartbeat=engine.beat).as_row()
             measure_ms = (time.perf_counter() - t) * 1e3
         except ResultsWriteError:
             raise

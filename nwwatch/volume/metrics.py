@@ -31,6 +31,7 @@ nm surface and distances are recomputed with the real spacing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -46,6 +47,10 @@ VOLUME_METRICS_VERSION = "1"
 
 #: Default closing radius (voxels) of the grain envelope.
 DEFAULT_ENVELOPE_RADIUS_PX = 10.0
+#: Voxels of the Z slabs (before their margins) in which the envelope's closing is computed:
+#: its distances only matter up to the radius, so slabs with that margin give the closing of
+#: the whole volume exactly, with the distance transform of one slab in memory at a time.
+ENVELOPE_SLAB_VOXELS = 1 << 24
 
 _F64 = pa.float64()
 _I64 = pa.int64()
@@ -159,13 +164,15 @@ def _fill_cavities(closed: np.ndarray) -> np.ndarray:
     return closed | ~border[outside]
 
 
-def grain_envelope(solid: np.ndarray, radius_px: float = DEFAULT_ENVELOPE_RADIUS_PX) -> np.ndarray:
+def grain_envelope(solid: np.ndarray, radius_px: float = DEFAULT_ENVELOPE_RADIUS_PX,
+                   heartbeat: Callable[[], None] | None = None) -> np.ndarray:
     """The grain envelope: closing of the solid by a ball, cavities filled.
 
     Parameters
     ----------
     solid : bool ndarray (Z, Y, X)
     radius_px : closing radius in voxels (0 skips the closing; cavities are still filled)
+    heartbeat : called after every Z slab of the closing (a watchdog's ping)
 
     Returns
     -------
@@ -179,18 +186,38 @@ def grain_envelope(solid: np.ndarray, radius_px: float = DEFAULT_ENVELOPE_RADIUS
     if radius_px > 0:
         pad = int(np.ceil(radius_px)) + 1
         padded = np.pad(solid, pad)
-        r2 = radius_px * radius_px
-        dilated = distance_transform_edt_sq(~padded, max_distance=radius_px) <= r2
-        closed = distance_transform_edt_sq(dilated, max_distance=radius_px) > r2
+        dilated = _within_radius(~padded, radius_px, pad, heartbeat)
+        del padded
+        closed = ~_within_radius(dilated, radius_px, pad, heartbeat)
         closed = closed[pad:-pad, pad:-pad, pad:-pad]
     else:
         closed = solid
     return _fill_cavities(closed)
 
 
+def _within_radius(foreground: np.ndarray, radius_px: float, margin: int,
+                   heartbeat: Callable[[], None] | None = None) -> np.ndarray:
+    """bool (Z, Y, X): the ``foreground`` voxels whose squared distance to the nearest
+    other voxel is at most ``radius_px``², plus every other voxel; computed in Z slabs with
+    ``margin`` >= ``radius_px`` slices either side (nearer voxels lie within them)."""
+    depth, height, width = foreground.shape
+    step = max(1, ENVELOPE_SLAB_VOXELS // max(1, height * width))
+    out = np.empty(foreground.shape, dtype=bool)
+    r2 = radius_px * radius_px
+    for start in range(0, depth, step):
+        stop = min(depth, start + step)
+        low, high = max(0, start - margin), min(depth, stop + margin)
+        distance = distance_transform_edt_sq(foreground[low:high], max_distance=radius_px)
+        out[start:stop] = distance[start - low:stop - low] <= r2
+        if heartbeat is not None:
+            heartbeat()
+    return out
+
+
 def _medial_diameters(distance_sq: np.ndarray, pore: np.ndarray) -> np.ndarray:
     """2 x distance at the pore voxels that are local maxima of the distance (26 neighbours)."""
-    d = np.where(pore, distance_sq, 0.0).astype(np.float32)
+    d = distance_sq.astype(np.float32)  # not np.where's float64 copy first: 8 bytes a voxel
+    d[~pore] = 0.0
     kernel = np.ones((3, 3), dtype=np.uint8)
     planar = np.stack([cv2.dilate(plane, kernel) for plane in d])
     neighbourhood = planar.copy()
@@ -212,6 +239,7 @@ def volume_metrics(
     voxel_size_nm: float | tuple[float, float, float] | None = None,
     *,
     envelope_radius_px: float = DEFAULT_ENVELOPE_RADIUS_PX,
+    heartbeat: Callable[[], None] | None = None,
 ) -> VolumeMetrics:
     """Measure a segmented tomogram.
 
@@ -220,6 +248,8 @@ def volume_metrics(
     mask : uint8 or bool ndarray (Z, Y, X), 1 (True) solid, 0 pore or vacuum.
     voxel_size_nm : one number (cubic voxels) or (z, y, x) in nm, optional.
     envelope_radius_px : closing radius of the grain envelope, voxels (see module docstring).
+    heartbeat : called between the stages and the envelope's slabs, so that a caller with a
+        watchdog (the service) is not taken for hung while a large volume is measured.
 
     Returns
     -------
@@ -235,7 +265,8 @@ def volume_metrics(
     sizes_nm = _voxel_size(voxel_size_nm)
     solid = np.ascontiguousarray(array.astype(bool, copy=False))
 
-    envelope = grain_envelope(solid, envelope_radius_px)
+    beat = heartbeat if heartbeat is not None else (lambda: None)
+    envelope = grain_envelope(solid, envelope_radius_px, heartbeat)
     pore = envelope & ~solid
     n_total = solid.size
     n_solid = int(np.count_nonzero(solid))
@@ -243,13 +274,18 @@ def volume_metrics(
     n_pore = n_envelope - n_solid
 
     area_px2 = surface_area(solid)
+    beat()
     labels, pore_count = label_volume(pore, connectivity=6)
     largest = (float(component_sizes(labels, pore_count)[1:].max() / n_pore)
                if pore_count else math.nan)
     del labels
+    beat()
     distance_sq = distance_transform_edt_sq(pore) if n_pore else None
+    beat()
     diameters_px = (_medial_diameters(distance_sq, pore) if distance_sq is not None
                     else np.zeros(0))
+    del distance_sq  # before the anisotropic distances below: one of them at a time
+    beat()
 
     nan = math.nan
     nm = dict.fromkeys(

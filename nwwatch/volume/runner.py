@@ -4,6 +4,8 @@ slices, mirror margin, batching, tiling and blending (the loop of
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from nwwatch.normalize import normalize_image
@@ -15,6 +17,10 @@ from nwwatch.volume.tiling import blend_weights, tile_starts
 #: to run on thin slices (its reflect pads are wider than the slice): models of
 #: ``nwwatch train --volume`` need at most 49 px (the feature forest, docs/tomography.md).
 MAX_INFERRED_INPUT_PX = 256
+#: Most input pixels (slices x slab depth x side x side, with the margin) of one model call,
+#: unless a single slice or tile is larger: a call's memory grows with its pixels (the
+#: feature forest: ~500 bytes a pixel, 2795 MiB for 8 slices of 820 x 820 px, docs/tomography.md).
+MAX_CALL_PIXELS = 1 << 20
 
 
 class VolumeModelError(ValueError):
@@ -37,6 +43,8 @@ class SliceRunner:
     margin : mirror margin in px.  slices : the model's ``input_slices`` (1: single slices).
     min_input : the model's ``min_input_px``: a stack whose slices (with the margin) or tiles
         are narrower gets a wider margin, or wider tiles, instead of a runtime error.
+    heartbeat : called after every model call (the service's watchdog ping: one volume
+        may take minutes).
     infer_min_input : the model declares no ``min_input_px`` (exported before the key
         existed): when ONNX Runtime fails on a stack whose input side is under
         :data:`MAX_INFERRED_INPUT_PX`, the stack is run again with that side doubled (kept for
@@ -46,8 +54,10 @@ class SliceRunner:
     def __init__(self, segmenter: Segmenter, value_range: tuple[float, float] | None,
                  tile: int | None, overlap: int, batch_size: int, solid_index: int,
                  margin: int = 0, normalised: bool = False, slices: int = 1,
-                 min_input: int = 1, infer_min_input: bool = False) -> None:
+                 min_input: int = 1, infer_min_input: bool = False,
+                 heartbeat: Callable[[], None] | None = None) -> None:
         self.segmenter = segmenter
+        self.heartbeat = heartbeat
         self.normalised = normalised
         self.value_range = value_range
         self.tile = tile
@@ -87,6 +97,8 @@ class SliceRunner:
         """float32 solid probability (B, H, W) of slabs (B, S, H, W), fed as B * S images."""
         flat = slabs.reshape(-1, *slabs.shape[2:])
         out = self.segmenter.segment(flat, probabilities=True)
+        if self.heartbeat is not None:
+            self.heartbeat()
         return out.probabilities[:, self.solid_index]  # type: ignore[index]
 
     def _geometry(self, height: int, width: int) -> tuple[int, int | None, bool, int]:
@@ -131,14 +143,19 @@ class SliceRunner:
                 self.min_input = min(2 * side, MAX_INFERRED_INPUT_PX)
                 widened = True
 
+    def _per_call(self, pixels: int) -> int:
+        """Slabs (or tiles) of ``pixels`` px per model call: ``batch_size``, fewer when they
+        would hold more than :data:`MAX_CALL_PIXELS`, at least one."""
+        return max(1, min(self.batch_size, MAX_CALL_PIXELS // max(1, pixels * self.slices)))
+
     def _stack(self, slices: np.ndarray) -> np.ndarray:
         n, height, width = slices.shape
         # The model sees the slices with their mirror margins; results are cropped back.
         m, tile, tiled, _ = self._geometry(height, width)
         height, width = height + 2 * m, width + 2 * m
         result = np.empty(slices.shape, dtype=np.float32)
-        step = self.batch_size
         if not tiled:
+            step = self._per_call(height * width)
             for start in range(0, n, step):
                 images = self._inputs(slices, start, min(n, start + step), m)
                 result[start:start + step] = self._crop(self._run(images), m)
@@ -148,6 +165,7 @@ class SliceRunner:
         windows = [(r, c) for r in tile_starts(height, tile_h, min(self.overlap, tile_h - 1))
                    for c in tile_starts(width, tile_w, min(self.overlap, tile_w - 1))]
         weight = blend_weights((tile_h, tile_w), self.overlap)
+        step = self._per_call(tile_h * tile_w)
         # Slices per batch so that one model call sees about `batch_size` tiles.
         per_call = max(1, step // len(windows))
         for start in range(0, n, per_call):

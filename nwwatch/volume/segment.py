@@ -59,6 +59,7 @@ into the volume row and its ``volume_suspect`` warning.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -89,9 +90,10 @@ DEFAULT_MIN_COMPONENT_VOXELS = 8
 DEFAULT_MARGIN_PX = 16
 
 
-#: Bumped when a default of segment_volume changes the masks it gives (2: the mirror margin),
+#: Bumped when a default of segment_volume changes the masks it gives (2: the mirror margin;
+#: 3: voxels without data, NaN or infinite, are never solid and are left out of the Z blur),
 #: so the service does not count volumes segmented the old way as done.
-SEGMENTATION_VERSION = "2"
+SEGMENTATION_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -122,15 +124,32 @@ class VolumeOptions:
         return asdict(self)
 
 
-def smooth_along_z(volume: np.ndarray, sigma_px: float) -> np.ndarray:
+def smooth_along_z(volume: np.ndarray, sigma_px: float,
+                   valid: np.ndarray | None = None) -> np.ndarray:
     """float32 (Z, Y, X): ``volume`` blurred along axis 0 by a Gaussian of ``sigma_px`` slices
     (truncated at 4 sigma, mirrored ends: the first slice's neighbour below is the second);
     ``sigma_px <= 0`` returns a float32 copy. What a model with ``extra["z_sigma_px"]`` sees,
-    in training and at run time."""
+    in training and at run time.
+
+    valid : bool (Z, Y, X), optional: the voxels with data (finite in the raw volume). The
+        others are left out of their neighbours' average (each voxel gets the Gaussian
+        average of the valid voxels along Z, the weights renormalised) and keep their own
+        value; without it, or when all are valid, every voxel counts.
+    """
     data = np.asarray(volume, dtype=np.float32)
     if sigma_px <= 0:
         return data.copy()
-    return ndi.gaussian_filter1d(data, float(sigma_px), axis=0, mode="mirror", truncate=4.0)
+    blur = {"sigma": float(sigma_px), "axis": 0, "mode": "mirror", "truncate": 4.0}
+    if valid is None or valid.all():
+        return ndi.gaussian_filter1d(data, **blur)
+    # Normalised convolution: no data (NaN padding, normalised to the darkest grey) would
+    # otherwise darken the slices next to it, and a model whose solid is dark call them solid.
+    weights = ndi.gaussian_filter1d(valid.astype(np.float32), **blur)
+    out = ndi.gaussian_filter1d(np.where(valid, data, np.float32(0.0)), **blur)
+    keep = valid & (weights > 0)
+    out[keep] /= weights[keep]
+    out[~keep] = data[~keep]
+    return out
 
 
 def model_z_sigma_px(segmenter: Segmenter) -> float:
@@ -243,6 +262,7 @@ def segment_volume(
     min_component_voxels: int = DEFAULT_MIN_COMPONENT_VOXELS,
     margin_px: int = DEFAULT_MARGIN_PX,
     return_probability: bool = False,
+    heartbeat: Callable[[], None] | None = None,
 ) -> VolumeSegmentation:
     """Segment a tomogram into solid and pore/vacuum with a 2D nwwatch model.
 
@@ -268,11 +288,15 @@ def segment_volume(
         ``tile=256`` becomes four tiles).
     return_probability : also return the fused solid probability (float32, before cleanup).
         It is computed in every case (for ``uncertain_fraction``): 4 bytes a voxel.
+    heartbeat : called after every model call and after the cleanup, so that a caller with
+        a watchdog (the service: systemd's ``WatchdogSec``) is not taken for hung while one
+        large volume is segmented.
 
     Returns
     -------
     VolumeSegmentation with ``mask`` uint8 (Z, Y, X): 1 solid, 0 pore or vacuum. A voxel is
-    solid when its (fused) solid probability is above 0.5. ``uncertain_fraction`` is the share
+    solid when its (fused) solid probability is above 0.5; a NaN or infinite voxel (no
+    data) has probability 0. ``uncertain_fraction`` is the share
     of voxels with a solid probability strictly inside ``UNCERTAIN_BAND``;
     ``threshold_agreement`` the IoU of the mask with the label-free reference (solid is the
     bright class when the model's ``extra["class_mean_intensity"]`` says so, else when the
@@ -304,11 +328,14 @@ def segment_volume(
         source = (normalize_image(data, value_range) if value_range is not None
                   else np.stack([normalize_image(s) for s in data]))
         if z_sigma > 0:
-            source = smooth_along_z(source, z_sigma)
+            valid = np.isfinite(data) if data.dtype.kind == "f" else None
+            source = smooth_along_z(source, z_sigma, valid=valid)
+            del valid
     runner = SliceRunner(segmenter, value_range, tile, overlap, batch_size, solid_index,
                           int(margin_px), normalised=source is not data, slices=slices,
                           min_input=_min_input_px(segmenter),
-                          infer_min_input="min_input_px" not in segmenter.metadata.extra)
+                          infer_min_input="min_input_px" not in segmenter.metadata.extra,
+                          heartbeat=heartbeat)
 
     def along(stack: np.ndarray) -> np.ndarray:
         total = runner.stack(stack)
@@ -323,6 +350,12 @@ def segment_volume(
         for axis in (1, 2):
             solid += np.moveaxis(along(np.moveaxis(source, axis, 0)), 0, axis)
         solid /= np.float32(3.0)
+    del source  # the normalised (and Z-blurred) copy: 4 bytes a voxel, not needed below
+    if data.dtype.kind == "f":
+        # A voxel without data (NaN or infinite: the padding of an aligned reconstruction)
+        # is never solid; normalisation makes it the darkest grey, which a model of a
+        # volume whose solid is dark (bright-field) would call solid.
+        solid[~np.isfinite(data)] = 0.0
     low, high = UNCERTAIN_BAND
     uncertain = float(np.count_nonzero((solid > low) & (solid < high)) / solid.size)
     mask = solid > 0.5
@@ -330,6 +363,8 @@ def segment_volume(
     del solid  # 4 bytes a voxel, not needed through the cleanup unless returned
     if min_component_voxels > 1:
         mask = clean_mask(mask, min_component_voxels)
+        if heartbeat is not None:
+            heartbeat()
     mask = mask.astype(np.uint8)
     return VolumeSegmentation(mask=mask, solid_probability=probability,
                               uncertain_fraction=uncertain,
