@@ -511,6 +511,40 @@ def test_a_quarantined_file_replaced_by_content_already_done_leaves_quarantine(s
     assert _quarantine(res) == {"bad.tif": "EmptyFileError"}
 
 
+def test_a_rebuilt_ledger_keeps_the_quarantine_list(setup):
+    """`nwwatch ledger rebuild` (and the automatic rebuild at start) lost the quarantine list:
+    status listed nothing, the next start emptied quarantine.parquet, and a file quarantined
+    after hashing (a poison file, say) was processed again. The list is read back from
+    quarantine.parquet: a file whose content is the one quarantined stays quarantined without
+    being tried; one that failed before hashing is listed and checked again."""
+    from nwwatch.results.quarantine import write_quarantine
+    from nwwatch.segment.session import file_sha256
+    from nwwatch.service.cli import ledger as ledger_cmd
+
+    tmp, acq, res, onnx = setup
+    _frames(acq, 2)
+    (acq / "late.tif").write_bytes(b"")
+    assert replay(acq, res, kind="insitu", model=onnx).quarantined == 1
+    listed = pq.read_table(res / "quarantine.parquet").to_pylist()
+    # a file quarantined after it was hashed (as after max_attempts crashes of its batch)
+    _frames(acq, 1, start=2)
+    poison = {"path": str(acq / "f002.tif"), "sha256": file_sha256(acq / "f002.tif"),
+              "reason": "crashed the process 3 times", "error_type": "ProcessCrash",
+              "attempts": 3, "quarantined_at": 1.0e9}
+    write_quarantine([dict(r, quarantined_at=r["quarantined_at"].timestamp()) for r in listed]
+                     + [poison], res)
+    before = len(frames_table(res))
+    out = CliRunner().invoke(ledger_cmd, ["rebuild", str(res)])
+    assert out.exit_code == 0, out.output
+    st = json.loads(CliRunner().invoke(status, ["--out", str(res), "--json"]).output)
+    assert sorted(os.path.basename(q["path"]) for q in st["quarantined"]) == ["f002.tif",
+                                                                              "late.tif"]
+    again = replay(acq, res, kind="insitu", model=onnx)
+    assert (again.done, again.skipped) == (0, 2)  # f002 not tried, f000/f001 done
+    assert _quarantine(res) == {"late.tif": "EmptyFileError", "f002.tif": "ProcessCrash"}
+    assert len(frames_table(res)) == before
+
+
 def test_a_raw_byte_name_and_its_escaped_spelling_are_two_files(setup):
     tmp, acq, res, onnx = setup
     raw = Path(os.fsdecode(os.fsencode(acq) + b"/q\xff.tif"))  # the byte 0xff

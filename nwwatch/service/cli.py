@@ -242,7 +242,7 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
     for bad in report.unreadable:
         click.echo(f"skipped, unreadable: {bad}", err=True)
     click.echo(f"rebuilt from {report.files} files: {report.items} items done, "
-               f"{report.rows} rows")
+               f"{report.rows} rows, {report.quarantined} quarantined files kept")
 
 
 @click.command("compact")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from nwwatch.service.ledgerdb import Failure, PathKey
 
@@ -86,3 +87,35 @@ class QuarantineList:
             self.quarantine_changed = True
             return True
         return False
+
+    def restore_quarantine(self, rows: Sequence[dict]) -> int:
+        """Put back the list of ``quarantine.parquet`` (``rows``: its dicts) into a rebuilt
+        ledger. A file that still holds the content quarantined (its ``sha256``) is
+        quarantined at its present version, so it is not tried again (a file that crashed the
+        process); one that failed before it was hashed is listed without a version, so the
+        next scan checks it once more. Files gone or changed since are left out. Returns the
+        number of entries restored."""
+        from nwwatch.segment.session import file_sha256
+        from nwwatch.service.names import path_key
+
+        entries = []
+        for row in rows:
+            path = Path(row["path"])
+            try:
+                st = path.stat()
+                if row.get("sha256") is not None and file_sha256(path) != row["sha256"]:
+                    continue  # replaced since: processed as a new file
+            except OSError:
+                continue
+            version = (st.st_size, st.st_mtime_ns) if row.get("sha256") else (None, None)
+            when = row["quarantined_at"]
+            entries.append((path_key(path), *version, row.get("sha256"), None, row["reason"],
+                            row["error_type"], int(row["attempts"]),
+                            when.timestamp() if hasattr(when, "timestamp") else float(when)))
+        if entries:
+            with self._tx() as db:
+                db.executemany("INSERT OR REPLACE INTO quarantine VALUES "
+                               "(?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
+            self.quarantine_changed = True
+        return len(entries)
+

@@ -40,6 +40,7 @@ class RebuildReport:
     rows: int = 0
     unreadable: list[str] = field(default_factory=list)
     moved_aside: list[str] = field(default_factory=list)
+    quarantined: int = 0  # entries of quarantine.parquet put back in the list
 
 
 def batch_files(results_dir: str | os.PathLike[str]) -> list[Path]:
@@ -95,7 +96,28 @@ def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
         report.files += 1
         report.batches += 1
         report.rows += table.num_rows
+    report.quarantined = _restore_quarantine(ledger)
     return report
+
+
+def _restore_quarantine(ledger: Ledger) -> int:
+    """The quarantine list read back from ``quarantine.parquet`` (a copy of the list the old
+    ledger held), when it reads; 0 otherwise (the files are then tried again)."""
+    import pyarrow.parquet as pq
+
+    from nwwatch.results.quarantine import QUARANTINE_FILE, write_quarantine
+
+    try:
+        rows = pq.read_table(ledger.results_dir / QUARANTINE_FILE).to_pylist()
+    except (OSError, ValueError):  # missing or damaged (pyarrow's errors are ValueErrors)
+        return 0
+    restored = ledger.restore_quarantine(rows)
+    try:  # the copy equals the list again (files gone or changed since are not in it)
+        write_quarantine(ledger.queries.quarantined(), ledger.results_dir)
+        ledger.quarantine_changed = False
+    except OSError:  # rewritten with the list's next change
+        pass
+    return restored
 
 
 def open_ledger(path: str | os.PathLike[str], results_dir: str | os.PathLike[str],
