@@ -60,6 +60,21 @@ def write_config(path: Path, watch: Path, results: Path, model_path: Path, *,
     return path
 
 
+def without_file_access_override() -> tuple[str, ...]:
+    """A command prefix under which file permissions apply to the daemon: none for a user
+    that is not root; for root, setpriv dropping CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
+    (pytest skips when setpriv is missing)."""
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("root reads files whatever their permissions, and setpriv is missing")
+    return ("setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--")
+
+
 class DaemonProcess:
     """``python -m nwwatch.service run --config`` as a child process, JSON log to a file.
 
@@ -67,7 +82,8 @@ class DaemonProcess:
     set on the child then does not apply to its log)."""
 
     def __init__(self, config: Path, log: Path, env: dict | None = None,
-                 pipe: bool = False) -> None:
+                 pipe: bool = False, wrap: tuple[str, ...] = ()) -> None:
+        """``wrap``: a command the daemon runs under (e.g. :data:`WITHOUT_FILE_ACCESS_OVERRIDE`)."""
         import threading
 
         self.log_path = log
@@ -75,7 +91,7 @@ class DaemonProcess:
         environ.update(env or {})
         self._log = open(log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nwwatch.service", "run", "--config", str(config)],
+            [*wrap, sys.executable, "-m", "nwwatch.service", "run", "--config", str(config)],
             cwd=REPO, stdout=subprocess.PIPE if pipe else self._log,
             stderr=subprocess.STDOUT, env=environ,
         )

@@ -271,3 +271,29 @@ def test_a_queued_frame_rewritten_since_is_skipped_with_a_warning(tmp_path):
     assert paths == [sources[1]]
     assert warnings == [f"{sources[0]}: rewritten since frame 0 was queued (its SHA-256 "
                         "differs); skipped"]
+
+
+def test_a_stack_grown_page_by_page_keeps_one_entry_per_page(tmp_path):
+    """A writer that closes a stack after each page makes each version a new file (service.md,
+    "a file is its content"); every version's pages were queued as new frames, keyed by the
+    version's SHA-256, so the queue filled with the same pages again and again, and `nwwatch
+    label --queue` skipped all but the newest version's ("rewritten since"): in a live run,
+    a 12-page stack closed after each page left 3 of its 16 entries openable."""
+    import tifffile
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    stack = acq / "stack.tif"
+    results = tmp_path / "results"
+    rng = np.random.default_rng(3)
+    for k in range(4):  # the acquisition program appends a page and closes the file
+        image = paint_insitu(110.0 + 5 * k).astype(np.float32)
+        image = np.clip(image + rng.normal(0, 6 * k, image.shape), 0, 255).astype(np.uint8)
+        tifffile.imwrite(stack, image, append=True)
+        replay(acq, results, kind="insitu", model=model(tmp_path))
+    queue = read_queue(results)
+    assert sorted((e.source, e.frame) for e in queue) == [(str(stack), k) for k in range(4)]
+    paths, pages, infos, warnings = queued_frames(results)
+    assert warnings == [] and sorted(pages) == [0, 1, 2, 3]
+    folder = acquisition_folder(results, stack)
+    assert sorted((folder / "thumbs").glob("*.png")) == sorted(folder / e.thumbnail for e in queue)

@@ -106,7 +106,7 @@ def test_the_service_configuration_validates_without_onnxruntime(tmp_path):
                "import nwwatch.service.config\n"
                "print('LOADED', ' '.join(k for k in sys.modules if k.startswith('nwwatch.')))\n",
                block=("onnxruntime", "scipy"))
-    assert f"ReadOnlyPaths={tmp_path / 'tomo'}" in out
+    assert f"ReadOnlyPaths=-{tmp_path / 'tomo'}" in out
     loaded = out.split("LOADED", 1)[1].split()
     assert not [m for m in loaded if m.startswith(("nwwatch.segment", "nwwatch.volume"))]
     # ... and the blocker does block: the segmenter cannot be loaded in that interpreter

@@ -268,7 +268,7 @@ def test_example_config_is_valid_and_drop_in_opens_its_folders(paths, monkeypatc
     cfg = load_config(repo / "deploy" / "nwwatch.example.toml")
     assert cfg.watches[0].model == m and cfg.inference.batch_size == 8
     text = unit_dropin(cfg)
-    assert "ReadOnlyPaths=/data/acquisition/insitu" in text
+    assert "ReadOnlyPaths=-/data/acquisition/insitu" in text
     assert "RequiresMountsFor=/data/acquisition/insitu" in text
     assert "ReadWritePaths=/data/nwwatch-results" in text
     unit = (repo / "systemd" / "nwwatch.service").read_text()
@@ -291,7 +291,7 @@ def test_dropin_command_validates_and_exits_78(paths, capsys):
     tmp, acq, res, m = paths
     good = write_config(tmp / "c.toml", acq, res, m)
     assert main([str(good)]) == 0
-    assert f"ReadOnlyPaths={acq}" in capsys.readouterr().out
+    assert f"ReadOnlyPaths=-{acq}" in capsys.readouterr().out
     bad = write_config(tmp / "bad.toml", acq, res, m, extra="[retry]\nmax_attempts = 0")
     assert main([str(bad)]) == 78
 
@@ -453,7 +453,7 @@ def test_relative_paths_become_absolute_normalised_paths(paths, monkeypatch, cap
     assert cfg.ledger == res / "ledger.sqlite"
     assert dropin_main(["cfg/c.toml"]) == 0
     dropin = capsys.readouterr().out
-    assert f"ReadOnlyPaths={acq}\n" in dropin and f"ReadWritePaths={res}\n" in dropin
+    assert f"ReadOnlyPaths=-{acq}\n" in dropin and f"ReadWritePaths={res}\n" in dropin
     assert ".." not in dropin
 
 
@@ -472,7 +472,7 @@ def test_drop_in_quotes_paths_with_spaces_and_percent_signs(paths, capsys):
     res = tmp / 'res 100% "b"'
     cfg = load_config(write_config(tmp / "c.toml", acq, res, m))
     text = unit_dropin(cfg)
-    assert f'ReadOnlyPaths="{acq}"\n' in text
+    assert f'ReadOnlyPaths="-{acq}"\n' in text
     assert 'res 100%% \\"b\\""\n' in text
     # deploy/install.sh creates the writable folders from the plain paths
     from nwwatch.service.dropin import main as dropin_main
@@ -480,7 +480,7 @@ def test_drop_in_quotes_paths_with_spaces_and_percent_signs(paths, capsys):
     assert dropin_main(["--writable", str(tmp / "c.toml")]) == 0
     assert capsys.readouterr().out == f"{res}\n"
     plain = load_config(write_config(tmp / "d.toml", tmp / "acq", tmp / "res", m))
-    assert f"ReadOnlyPaths={tmp / 'acq'}\n" in unit_dropin(plain)  # quoted only when needed
+    assert f"ReadOnlyPaths=-{tmp / 'acq'}\n" in unit_dropin(plain)  # quoted only when needed
     if shutil.which("systemd-analyze"):
         unit = tmp / "t.service"
         unit.write_text(f"[Unit]\nDescription=t\n[Service]\nExecStart={shutil.which('true')}\n"
@@ -502,3 +502,31 @@ def test_a_watched_folder_inside_the_results_folder_is_refused(paths, tmp_path):
     link.symlink_to(res / "masks")
     with pytest.raises(ConfigError, match=r"watch\[0\]\.path: lies inside the results folder"):
         load_config(write_config(tmp / "c.toml", link, res, m))
+
+
+def test_drop_in_lets_the_unit_start_before_an_acquisition_folder_exists(paths):
+    """The service waits for a watched folder that is missing at start (a share not mounted
+    yet, the example's placeholder on a first install), but systemd refuses to start a unit
+    whose ReadOnlyPaths= folder is missing (226/NAMESPACE) unless the path carries "-"
+    (systemd.exec(5)): the drop-in said ReadOnlyPaths=/data/acquisition/insitu, so the unit
+    failed in a restart loop until the start limit instead of waiting."""
+    import shutil
+    import subprocess
+
+    from nwwatch.service.dropin import unit_dropin
+
+    tmp, _, res, m = paths
+    later = tmp / "not mounted yet"
+    cfg = load_config(write_config(tmp / "c.toml", later, res, m))
+    text = unit_dropin(cfg)
+    assert f'ReadOnlyPaths="-{later}"\n' in text  # "-" inside the quotes: read after unquoting
+    plain = load_config(write_config(tmp / "d.toml", tmp / "acq2", res, m))
+    assert f"ReadOnlyPaths=-{tmp / 'acq2'}\n" in unit_dropin(plain)
+    assert f"ReadWritePaths={res}\n" in text  # made by install.sh: no "-", a typo must fail
+    if shutil.which("systemd-analyze"):
+        unit = tmp / "t.service"
+        unit.write_text(f"[Unit]\nDescription=t\n[Service]\nExecStart={shutil.which('true')}\n"
+                        + text.split("\n", 1)[1])
+        out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                             text=True)
+        assert out.returncode == 0 and "ignoring" not in out.stderr, out.stderr

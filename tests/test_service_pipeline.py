@@ -4,6 +4,7 @@ reason, failures count attempts, results form one dataset, replay resumes."""
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -495,3 +496,46 @@ def test_a_tomograms_pixels_are_let_go_before_its_metrics(tmp_path, monkeypatch)
     tomo_model, acq, _ = _tomogram_acquisition(tmp_path, "a.tif")
     assert replay(acq, tmp_path / "out", kind="tomogram", model=tomo_model).done == 1
     assert held[1] is True
+
+
+def test_a_file_quarantined_as_unreadable_is_processed_once_it_can_be_read(tmp_path,
+                                                                          onnx_model):
+    """A file the service user may not read (mode 000, or the service user not yet in the
+    share's group) is quarantined as UnreadableFileError. Fixing the permission changes
+    neither size nor mtime, and the quarantine is kept per (path, size, mtime), so the file
+    stayed quarantined for good: the rescans, a restart and replays skipped it unread (live:
+    `chmod 644` on a quarantined frame, 70 s and a 60 s rescan later still quarantined)."""
+    from servicekit import (
+        DaemonProcess,
+        frames_table,
+        wait_rows,
+        without_file_access_override,
+        write_config,
+    )
+
+    wrap = without_file_access_override()
+    acq, results = tmp_path / "acq", tmp_path / "results"
+    acq.mkdir()
+    write_frame_tiff(acq / "good.tif", paint_insitu(110.0, size=64))
+    write_frame_tiff(acq / "locked.tif", paint_insitu(125.0, size=64))
+    os.chmod(acq / "locked.tif", 0)
+    config = write_config(tmp_path / "c.toml", acq, results, onnx_model, rescan=1.0)
+    daemon = DaemonProcess(config, tmp_path / "log.jsonl", wrap=wrap)
+    try:
+        event = daemon.wait_event("file_quarantined")
+        assert event["error"] == "UnreadableFileError" and event["source"].endswith("locked.tif")
+        wait_rows(results, 1, proc=daemon)
+        os.chmod(acq / "locked.tif", 0o644)
+        rows = wait_rows(results, 2, timeout=20, proc=daemon)
+        assert sorted(os.path.basename(s) for s in rows.source) == ["good.tif", "locked.tif"]
+        # quarantine.parquet agrees with the ledger: rewritten once the file is done
+        deadline = time.monotonic() + 10
+        while pq.read_table(results / "quarantine.parquet").num_rows and (
+                time.monotonic() < deadline):
+            time.sleep(0.1)
+        assert pq.read_table(results / "quarantine.parquet").num_rows == 0
+        assert daemon.terminate()[0] == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    assert len(frames_table(results)) == 2

@@ -19,10 +19,11 @@ references are removed; a crash of the process leaves at most unreferenced thumb
 by the next update. A power cut may also lose thumbnails that ``queue.json`` lists (they are
 for browsing only; ``queue.json`` itself is fsynced). A frame offered again
 (processed again, e.g. by a new model) replaces its entry, so replays after a crash do not
-duplicate entries. Confidences of another measurement version are on another scale (2.2.3
-changed what ``confidence`` is): entries of a version other than the offered frames' are
-dropped at the next update, and their frames come back when the new version processes them
-(the ledger keys on the version).
+duplicate entries; so does a new content of the same page of the same path (a stack grown
+and closed page by page is a new file at each page). Confidences of another measurement
+version are on another scale (2.2.3 changed what ``confidence`` is): entries of a version
+other than the offered frames' are dropped at the next update, and their frames come back
+when the new version processes them (the ledger keys on the version).
 """
 
 from __future__ import annotations
@@ -157,6 +158,13 @@ def _update(folder: Path, cands: list[Candidate], capacity: int) -> int:
     now = datetime.now(UTC).isoformat()
     for cand in cands:
         e = cand.entry
+        # The page of this path now holds the offered content: an entry of the path's former
+        # content (a stack grown and closed page by page, a file rewritten) names a frame
+        # that is no longer there, which `nwwatch label --queue` would skip.
+        for key in [k for k, old in current.items()
+                    if (old.source, old.frame) == (e.source, e.frame) and k != e.key]:
+            del current[key]
+            images.pop(key, None)
         name = f"{THUMBS_DIR}/{e.source_sha256[:12]}-{e.frame}.png"
         current[e.key] = QueueEntry(**{**asdict(e), "thumbnail": name, "added_at": now,
                                        "folder": ""})

@@ -175,7 +175,8 @@ class Ledger(Recovery, HeldBatches, QuarantineList):
 
     def is_finished(self, path: PathKey, size: int, mtime_ns: int, model_sha256: str,
                     measurement_version: str) -> bool:
-        """Cheap check for rescans: done or quarantined for this file version, without I/O."""
+        """Cheap check for rescans: done or quarantined for this file version, without I/O
+        (but an open of a file quarantined as unreadable: ``quarantined_at``)."""
         if self.quarantined_at(path, size, mtime_ns):
             return True
         sha = self.cached_sha(path, size, mtime_ns)

@@ -9,11 +9,25 @@ so a rescan of that same version skips the file without reading it.
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from nwwatch.service.ledgerdb import Failure, PathKey
+
+
+def _opens(path: PathKey) -> bool:
+    """``path`` opens for reading as a regular file (non-blocking: a FIFO never blocks)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
 
 
 class QuarantineList:
@@ -24,12 +38,18 @@ class QuarantineList:
     quarantine_changed: bool
 
     def quarantined_at(self, path: PathKey, size: int, mtime_ns: int) -> bool:
-        """True when this exact version (size, mtime) of ``path`` is quarantined."""
+        """True when this exact version (size, mtime) of ``path`` is quarantined, unless it
+        was quarantined as unreadable and now opens: a permission fixed (``chmod``, the
+        service user added to the share's group) changes neither size nor mtime, so the
+        version alone would keep the file quarantined for good. It then stays listed until
+        processed (or quarantined again for what reading it shows)."""
         row = self._db.execute(
-            "SELECT 1 FROM quarantine WHERE path=? AND size IS ? AND mtime_ns IS ?",
+            "SELECT error_type FROM quarantine WHERE path=? AND size IS ? AND mtime_ns IS ?",
             (path, size, mtime_ns),
         ).fetchone()
-        return row is not None
+        if row is None:
+            return False
+        return not (row[0] == "UnreadableFileError" and _opens(path))
 
     def release_quarantine(self, path: PathKey, size: int, mtime_ns: int) -> None:
         """``path`` now holds content that is done (skipped as already done): an entry of
