@@ -31,10 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.bench_contact_angle import DEGRADATIONS, GEOMETRIES, degrade, real_wire, render
+from bench.bench_contact_angle import DEGRADATIONS, degrade, real_geometry_frames
 from bench.bench_polygon_labels import polygon_labels
 from nwwatch.measure import VALID_STATUSES, measure_contact_angle
-from nwwatch.synth.geometry import droplet_geometry
 
 CUTS_DEG = (1.5, 2.0, 2.5, 3.0)
 SPACINGS_PX = (6.0, 10.0, 15.0, 25.0)
@@ -71,16 +70,14 @@ def summary(records: list[dict[str, Any]], cut_deg: float) -> dict[str, Any]:
 def label_sets(seed: int, per_geometry: int, per_degradation: int) -> dict[str, list]:
     """Records of the label-only sets: exact, degraded, polygon (per jitter)."""
     rng = np.random.default_rng(seed)
-    frames = []
-    for kind in GEOMETRIES:
-        for _ in range(per_geometry):
-            wire = real_wire(rng, kind)
-            labels, _ = render(wire)
-            frames.append((wire, labels, droplet_geometry(wire).theta_apparent_deg))
+    frames = [frame[1:] for frame in real_geometry_frames(rng, per_geometry)]
     out: dict[str, list] = {"exact": [], "degraded": []}
     out["exact"] = [record(measure_contact_angle(labels), truth) for _, labels, truth in frames]
     spoil = np.random.default_rng([seed, 7])
-    for wire, labels, truth in frames[: per_degradation * len(GEOMETRIES)]:
+    # the first per_degradation frames of every geometry (the frames come geometry by geometry)
+    for k, (wire, labels, truth) in enumerate(frames):
+        if k % per_geometry >= per_degradation:
+            continue
         for kind in DEGRADATIONS:
             out["degraded"].append(record(measure_contact_angle(degrade(labels, wire, kind,
                                                                         spoil)), truth))
