@@ -136,6 +136,19 @@ def real_wire(rng: np.random.Generator, kind: str) -> WireSpec:
             return wire
 
 
+def real_geometry_frames(rng: np.random.Generator, per_geometry: int
+                         ) -> list[tuple[str, WireSpec, np.ndarray, float]]:
+    """``per_geometry`` frames of each real-geometry case (:data:`GEOMETRIES`, in order):
+    (case, wire, exact labels, true apparent angle in degrees)."""
+    frames = []
+    for kind in GEOMETRIES:
+        for _ in range(per_geometry):
+            wire = real_wire(rng, kind)
+            frames.append((kind, wire, render(wire)[0],
+                           droplet_geometry(wire).theta_apparent_deg))
+    return frames
+
+
 def wiggle(labels: np.ndarray, amplitude_px: float, rng: np.random.Generator) -> np.ndarray:
     """Move every boundary by a smooth random displacement field of about +-``amplitude_px``
     (2 sigma; correlation 3-8 px), as hand-drawn or network boundaries wiggle. One field

@@ -25,10 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.bench_contact_angle import GEOMETRIES, real_wire, render
+from bench.bench_contact_angle import GEOMETRIES, real_geometry_frames
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure import measure_contact_angle
-from nwwatch.synth.geometry import droplet_geometry
 
 
 def polygon_labels(labels: np.ndarray, spacing_px: float, jitter_px: float,
@@ -60,12 +59,8 @@ def polygon_labels(labels: np.ndarray, spacing_px: float, jitter_px: float,
 
 def run(per_geometry: int, spacings: list[float], jitter_px: float, seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    frames = []
-    for kind in GEOMETRIES:
-        for _ in range(per_geometry):
-            wire = real_wire(rng, kind)
-            labels, _ = render(wire)
-            frames.append((kind, labels, droplet_geometry(wire).theta_apparent_deg))
+    frames = [(kind, labels, truth)
+              for kind, _, labels, truth in real_geometry_frames(rng, per_geometry)]
     record: dict = {"per_geometry": per_geometry, "jitter_px": jitter_px, "seed": seed,
                     "frames": len(frames), "spacings": {}}
     for spacing in spacings:

@@ -1,6 +1,20 @@
-"""Suite-wide settings: hypothesis draws the same examples on every run, so CI is repeatable."""
+"""Suite-wide settings: hypothesis draws the same examples on every run, so CI is repeatable;
+the folders of the service tests."""
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("nwwatch", derandomize=True, deadline=None, print_blob=True)
 settings.load_profile("nwwatch")
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    """(tmp_path, an empty acquisition folder, a results path, a tiny in-situ model) for the
+    tests of the service as a real process (tests/servicekit.py)."""
+    from servicekit import model
+
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    return tmp_path, acq, res, model(tmp_path)
+

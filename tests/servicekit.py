@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ import pyarrow.dataset as ds
 from onnx_models import INSITU_GREY, build_threshold_model
 
 REPO = Path(__file__).resolve().parent.parent
+#: Acquisition time of the first frame the tests write.
+T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 
 
 def paint_insitu(angle_deg: float = 120.0, size: int = 96, half_width: int = 8,
@@ -314,3 +317,17 @@ def wait_batch_claimed(results: Path, timeout: float = 60.0) -> None:
     while time.monotonic() < deadline and not ledger_count(results, "batches",
                                                            "state='writing'"):
         time.sleep(0.05)
+
+
+def write_frames(folder: Path, n: int, start: int = 0, size: int = 48) -> list[str]:
+    """``n`` frames ``f{i:03d}.tif`` (i from ``start``) with distinct bytes (the ledger is
+    keyed by content), acquired a second apart from :data:`T0`; returns their names."""
+    from nwwatch.io import write_frame_tiff
+
+    names = []
+    for i in range(start, start + n):
+        write_frame_tiff(folder / f"f{i:03d}.tif", paint_insitu(90 + i, size=size),
+                         acquired_at=T0 + timedelta(seconds=i))
+        names.append(f"f{i:03d}.tif")
+    return names
+

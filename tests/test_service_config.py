@@ -457,13 +457,27 @@ def test_relative_paths_become_absolute_normalised_paths(paths, monkeypatch, cap
     assert ".." not in dropin
 
 
+def _verify_with_systemd(tmp: Path, dropin: str) -> None:
+    """``systemd-analyze verify`` of a unit made of ``dropin`` (its first line, a comment,
+    dropped) with an existing ExecStart, where systemd-analyze is installed: no error and no
+    path "ignoring"."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("systemd-analyze"):
+        return
+    unit = tmp / "t.service"
+    unit.write_text(f"[Unit]\nDescription=t\n[Service]\nExecStart={shutil.which('true')}\n"
+                    + dropin.split("\n", 1)[1])
+    out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and "ignoring" not in out.stderr, out.stderr
+
+
 def test_drop_in_quotes_paths_with_spaces_and_percent_signs(paths, capsys):
     """systemd splits ReadOnlyPaths=/ReadWritePaths=/RequiresMountsFor= at spaces and
     expands %-specifiers: "/data/run 42" became "/data/run" and "42" ("path is not absolute,
     ignoring"), so the sandbox never opened the folder."""
-    import shutil
-    import subprocess
-
     from nwwatch.service.dropin import unit_dropin
 
     tmp, _, _, m = paths
@@ -481,13 +495,7 @@ def test_drop_in_quotes_paths_with_spaces_and_percent_signs(paths, capsys):
     assert capsys.readouterr().out == f"{res}\n"
     plain = load_config(write_config(tmp / "d.toml", tmp / "acq", tmp / "res", m))
     assert f"ReadOnlyPaths=-{tmp / 'acq'}\n" in unit_dropin(plain)  # quoted only when needed
-    if shutil.which("systemd-analyze"):
-        unit = tmp / "t.service"
-        unit.write_text(f"[Unit]\nDescription=t\n[Service]\nExecStart={shutil.which('true')}\n"
-                        + text.split("\n", 1)[1])
-        out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                             text=True)
-        assert out.returncode == 0 and "ignoring" not in out.stderr, out.stderr
+    _verify_with_systemd(tmp, text)
 
 
 def test_a_watched_folder_inside_the_results_folder_is_refused(paths, tmp_path):
@@ -510,9 +518,6 @@ def test_drop_in_lets_the_unit_start_before_an_acquisition_folder_exists(paths):
     whose ReadOnlyPaths= folder is missing (226/NAMESPACE) unless the path carries "-"
     (systemd.exec(5)): the drop-in said ReadOnlyPaths=/data/acquisition/insitu, so the unit
     failed in a restart loop until the start limit instead of waiting."""
-    import shutil
-    import subprocess
-
     from nwwatch.service.dropin import unit_dropin
 
     tmp, _, res, m = paths
@@ -523,10 +528,4 @@ def test_drop_in_lets_the_unit_start_before_an_acquisition_folder_exists(paths):
     plain = load_config(write_config(tmp / "d.toml", tmp / "acq2", res, m))
     assert f"ReadOnlyPaths=-{tmp / 'acq2'}\n" in unit_dropin(plain)
     assert f"ReadWritePaths={res}\n" in text  # made by install.sh: no "-", a typo must fail
-    if shutil.which("systemd-analyze"):
-        unit = tmp / "t.service"
-        unit.write_text(f"[Unit]\nDescription=t\n[Service]\nExecStart={shutil.which('true')}\n"
-                        + text.split("\n", 1)[1])
-        out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                             text=True)
-        assert out.returncode == 0 and "ignoring" not in out.stderr, out.stderr
+    _verify_with_systemd(tmp, text)

@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -24,35 +24,16 @@ from servicekit import (
     DaemonProcess,
     frames_table,
     ledger_count,
-    model,
     paint_insitu,
     wait_batch_claimed,
     wait_rows,
     write_config,
+    write_frames,
 )
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.service import replay
 from nwwatch.service.cli import status
-
-T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture()
-def setup(tmp_path):
-    acq, res = tmp_path / "acq", tmp_path / "res"
-    acq.mkdir()
-    return tmp_path, acq, res, model(tmp_path)
-
-
-def _frames(folder: Path, n: int, start: int = 0, size: int = 48) -> list[str]:
-    """n frames with distinct bytes (the ledger is keyed by content)."""
-    names = []
-    for i in range(start, start + n):
-        write_frame_tiff(folder / f"f{i:03d}.tif", paint_insitu(90 + i, size=size),
-                         acquired_at=T0 + timedelta(seconds=i))
-        names.append(f"f{i:03d}.tif")
-    return names
 
 
 def _once(res: Path, names: list[str]) -> None:
@@ -79,13 +60,13 @@ def _quarantine(res: Path) -> dict[str, str]:
 def test_a_fifo_is_quarantined_and_never_blocks(setup):
     tmp, acq, res, onnx = setup
     os.mkfifo(acq / "x.tif")
-    names = _frames(acq, 3)
+    names = write_frames(acq, 3)
     cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
     daemon = DaemonProcess(cfg, tmp / "log")
     try:
         wait_rows(res, 3, proc=daemon)
         daemon.wait_event("file_quarantined")
-        names += _frames(acq, 2, start=3)  # later frames are still processed
+        names += write_frames(acq, 2, start=3)  # later frames are still processed
         wait_rows(res, 5, proc=daemon)
     finally:
         code = _stop(daemon)
@@ -98,7 +79,7 @@ def test_a_fifo_is_quarantined_and_never_blocks(setup):
 
 def test_sigterm_ends_the_service_whatever_the_main_thread_is_blocked_in(setup):
     tmp, acq, res, onnx = setup
-    names = _frames(acq, 4)
+    names = write_frames(acq, 4)
     cfg = write_config(tmp / "c.toml", acq, res, onnx,
                        extra="[service]\nstop_timeout_seconds = 1")
     daemon = DaemonProcess(cfg, tmp / "log1", env={"NWWATCH_CRASH_AT": "in_batch:1"})
@@ -120,7 +101,7 @@ def test_sigterm_ends_the_service_whatever_the_main_thread_is_blocked_in(setup):
 
 def test_a_name_that_is_not_utf8_goes_through_the_service_and_replay(setup):
     tmp, acq, res, onnx = setup
-    names = _frames(acq, 2)
+    names = write_frames(acq, 2)
     raw = os.fsencode(acq) + b"/bad\xffname.tif"
     os.rename(acq / names.pop(), os.fsdecode(raw))
     (Path(os.fsdecode(os.fsencode(acq) + b"/junk\xfe.tif"))).write_bytes(b"not a tiff" * 9)
@@ -153,12 +134,12 @@ def test_a_name_that_is_not_utf8_goes_through_the_service_and_replay(setup):
 def test_results_folder_removed_while_running_stops_the_service_and_nothing_is_written_twice(
         setup):
     tmp, acq, res, onnx = setup
-    names = _frames(acq, 6)
+    names = write_frames(acq, 6)
     cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
     daemon = DaemonProcess(cfg, tmp / "log1")
     wait_rows(res, 6, proc=daemon)
     shutil.rmtree(res)
-    names += _frames(acq, 6, start=6)
+    names += write_frames(acq, 6, start=6)
     assert daemon.wait_exit(timeout=60) == 78
     lost = daemon.wait_event("results_lost")
     assert "deleted" in lost["reason"] and "twice" in lost["action"]
@@ -185,7 +166,7 @@ def test_a_second_instance_is_refused_and_a_lost_lock_stops_the_first(setup):
 
 def test_a_deleted_ledger_is_rebuilt_from_the_results(setup):
     tmp, acq, res, onnx = setup
-    names = _frames(acq, 5)
+    names = write_frames(acq, 5)
     cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
     daemon = DaemonProcess(cfg, tmp / "log1")
     try:
@@ -194,7 +175,7 @@ def test_a_deleted_ledger_is_rebuilt_from_the_results(setup):
         assert _stop(daemon) == 0
     for suffix in ("", "-wal", "-shm"):
         (res / f"ledger.sqlite{suffix}").unlink(missing_ok=True)
-    names += _frames(acq, 1, start=5)
+    names += write_frames(acq, 1, start=5)
     again = DaemonProcess(cfg, tmp / "log2")
     try:
         rebuilt = again.wait_event("ledger_rebuilt")
@@ -210,7 +191,7 @@ def test_a_deleted_ledger_is_rebuilt_from_the_results(setup):
 
 def test_a_missing_ledger_beside_unreadable_results_is_refused_with_exit_78(setup):
     tmp, acq, res, onnx = setup
-    names = _frames(acq, 3)
+    names = write_frames(acq, 3)
     cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
     daemon = DaemonProcess(cfg, tmp / "log1")
     try:
@@ -245,7 +226,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_a_corrupted_ledger_exits_78_with_a_structured_error_and_rebuild_recovers(setup,
                                                                                   damage):
     tmp, acq, res, onnx = setup
-    names = _frames(acq, 4)
+    names = write_frames(acq, 4)
     cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2, batch_size=1)
     daemon = DaemonProcess(cfg, tmp / "log1")
     try:
@@ -287,7 +268,7 @@ def test_a_corrupted_ledger_exits_78_with_a_structured_error_and_rebuild_recover
 
 def test_a_frame_that_kills_the_process_is_found_alone_and_its_batch_mates_are_processed(setup):
     tmp, acq, res, onnx = setup
-    names = _frames(acq, 7)
+    names = write_frames(acq, 7)
     write_frame_tiff(acq / "poison.tif", paint_insitu(133, size=48))
     cfg = write_config(tmp / "c.toml", acq, res, onnx, batch_size=8, latency_ms=2000,
                        max_attempts=2)
@@ -322,7 +303,7 @@ def test_a_frame_that_kills_the_process_is_found_alone_and_its_batch_mates_are_p
 
 def test_three_kills_while_one_batch_is_unfinished_quarantine_none_of_its_good_frames(setup):
     tmp, acq, res, onnx = setup
-    names = _frames(acq, 8)
+    names = write_frames(acq, 8)
     cfg = write_config(tmp / "c.toml", acq, res, onnx, batch_size=8, latency_ms=2000)
     for run in range(3):  # killed right after claiming its first batch, three times
         daemon = DaemonProcess(cfg, tmp / f"kill{run}", env={"NWWATCH_CRASH_AT": "after_claim:1"})
@@ -341,7 +322,7 @@ def test_three_kills_while_one_batch_is_unfinished_quarantine_none_of_its_good_f
 def test_a_full_disk_pauses_with_one_warning_per_backoff_and_leaves_no_batch_unfinished(
         setup):
     tmp, acq, res, onnx = setup
-    names = _frames(acq, 3)
+    names = write_frames(acq, 3)
     cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2,
                        extra="backoff_seconds = 0.5")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -355,7 +336,7 @@ def test_a_full_disk_pauses_with_one_warning_per_backoff_and_leaves_no_batch_unf
         # ledger's WAL, Parquet temporaries, the quarantine file.
         _, hard = resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE)
         resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (1, hard))
-        names += _frames(acq, 4, start=3)
+        names += write_frames(acq, 4, start=3)
         first = daemon.wait_event("storage_paused")
         daemon.wait_event("storage_still_paused", count=4)
         statuses = []
@@ -395,13 +376,13 @@ def test_a_watched_folder_renamed_away_and_recreated_is_watched_again(setup):
     daemon = DaemonProcess(cfg, tmp / "log")
     try:
         daemon.wait_event("ready")
-        names = _frames(acq, 1)
+        names = write_frames(acq, 1)
         wait_rows(res, 1, proc=daemon)
         acq.rename(tmp / "acq.old")
         acq.mkdir()
         replaced = daemon.wait_event("watch_folder_replaced")
         daemon.wait_event("watching", count=2)
-        names += _frames(acq, 1, start=1)  # found by inotify alone: the rescan is 10 min away
+        names += write_frames(acq, 1, start=1)  # found by inotify alone: the rescan is 10 min away
         wait_rows(res, 2, timeout=30, proc=daemon)
     finally:
         assert _stop(daemon) == 0
@@ -418,7 +399,7 @@ def test_symlinks_out_of_the_watched_folder_are_not_followed_and_contents_never_
     (outside / "shadow").write_text("root:SECRET-HASH-1:19000:0:99999:7:::\n")
     (acq / "shadow.tif").symlink_to(outside / "shadow")
     (acq / "notes.tif").write_text("SECRET-HASH-2 lab notes, not an image\n")
-    names = _frames(acq, 1)
+    names = write_frames(acq, 1)
     (acq / "alias.tif").symlink_to(acq / "f000.tif")  # a link inside the tree is fine
     cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
     daemon = DaemonProcess(cfg, tmp / "log")
@@ -440,7 +421,7 @@ def test_following_symlinks_out_of_the_tree_is_a_setting(setup):
     tmp, acq, res, onnx = setup
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
-    _frames(elsewhere, 1)
+    write_frames(elsewhere, 1)
     (acq / "linked.tif").symlink_to(elsewhere / "f000.tif")
     cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
     cfg.write_text(cfg.read_text().replace("rescan_seconds", "follow_symlinks = true\n"
@@ -463,7 +444,7 @@ def test_a_link_out_of_a_replayed_folder_gets_advice_replay_can_follow(setup):
     tmp, acq, res, onnx = setup
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
-    _frames(elsewhere, 1)
+    write_frames(elsewhere, 1)
     (acq / "linked.tif").symlink_to(elsewhere / "f000.tif")
     assert replay(acq, res, kind="insitu", model=onnx).quarantined == 1
     (reason,) = [r["reason"] for r in pq.read_table(res / "quarantine.parquet").to_pylist()]
@@ -493,7 +474,7 @@ def test_a_quarantined_file_replaced_by_content_already_done_leaves_quarantine(s
     skipped as done (the ledger is keyed by content), and was still listed as quarantined
     ("file is empty") by quarantine.parquet and `nwwatch status`."""
     tmp, acq, res, onnx = setup
-    _frames(acq, 1)
+    write_frames(acq, 1)
     (acq / "late.tif").write_bytes(b"")
     first = replay(acq, res, kind="insitu", model=onnx)
     assert (first.done, first.quarantined) == (1, 1)
@@ -522,12 +503,12 @@ def test_a_rebuilt_ledger_keeps_the_quarantine_list(setup):
     from nwwatch.service.cli import ledger as ledger_cmd
 
     tmp, acq, res, onnx = setup
-    _frames(acq, 2)
+    write_frames(acq, 2)
     (acq / "late.tif").write_bytes(b"")
     assert replay(acq, res, kind="insitu", model=onnx).quarantined == 1
     listed = pq.read_table(res / "quarantine.parquet").to_pylist()
     # a file quarantined after it was hashed (as after max_attempts crashes of its batch)
-    _frames(acq, 1, start=2)
+    write_frames(acq, 1, start=2)
     poison = {"path": str(acq / "f002.tif"), "sha256": file_sha256(acq / "f002.tif"),
               "reason": "crashed the process 3 times", "error_type": "ProcessCrash",
               "attempts": 3, "quarantined_at": 1.0e9}
@@ -595,7 +576,7 @@ def test_held_rows_released_by_a_failed_write_come_back_right_after_the_pause(se
     daemon = DaemonProcess(cfg, tmp / "log")
     try:
         daemon.wait_event("ready")
-        names = _frames(acq, 3)
+        names = write_frames(acq, 3)
         daemon.wait_event("storage_paused")
         blocker.unlink()
         wait_rows(res, 3, timeout=30, proc=daemon)

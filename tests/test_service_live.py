@@ -7,17 +7,17 @@ import os
 import random
 import socket
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from servicekit import (
+    T0,
     DaemonProcess,
     assert_replay_gives_the_live_rows,
     bad_inputs,
     frames_table,
-    model,
     paint_insitu,
     wait_rows,
     write_config,
@@ -27,21 +27,12 @@ from nwwatch.io import write_frame_tiff
 from nwwatch.results.parquet import dataset_files
 from nwwatch.service.cli import status
 
-T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
-
 
 def _tiff_bytes(tmp_path, angle, size=64, name="src.tif"):
     write_frame_tiff(tmp_path / name, paint_insitu(angle, size=size))
     data = (tmp_path / name).read_bytes()
     (tmp_path / name).unlink()
     return data
-
-
-@pytest.fixture()
-def setup(tmp_path):
-    acq, res = tmp_path / "acq", tmp_path / "res"
-    acq.mkdir()
-    return tmp_path, acq, res, model(tmp_path)
 
 
 def test_awkward_writers_and_bad_files(setup):

@@ -6,38 +6,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 from servicekit import (
     DaemonProcess,
     frames_table,
     ledger_count,
-    model,
-    paint_insitu,
     wait_batch_claimed,
     wait_rows,
     write_config,
+    write_frames,
 )
-
-from nwwatch.io import write_frame_tiff
-
-T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture()
-def setup(tmp_path):
-    acq, res = tmp_path / "acq", tmp_path / "res"
-    acq.mkdir()
-    return tmp_path, acq, res, model(tmp_path)
-
-
-def _frame(folder: Path, i: int) -> str:
-    write_frame_tiff(folder / f"f{i:03d}.tif", paint_insitu(90 + i, size=48),
-                     acquired_at=T0 + timedelta(seconds=i))
-    return f"f{i:03d}.tif"
 
 
 def test_a_symlink_loop_created_while_running_is_quarantined_not_a_crash(setup):
@@ -51,10 +30,10 @@ def test_a_symlink_loop_created_while_running_is_quarantined_not_a_crash(setup):
         daemon.wait_event("ready")
         (acq / "loopa.tif").symlink_to("loopb.tif")
         (acq / "loopb.tif").symlink_to("loopa.tif")
-        names = [_frame(acq, 0)]
+        names = [write_frames(acq, 1, start=0)[0]]
         wait_rows(res, 1, proc=daemon)
         daemon.wait_event("file_quarantined", count=2)
-        names.append(_frame(acq, 1))  # still processing
+        names.append(write_frames(acq, 1, start=1)[0])  # still processing
         wait_rows(res, 2, proc=daemon)
     finally:
         code, _ = daemon.terminate(timeout=30) if daemon.proc.poll() is None else (
@@ -73,7 +52,7 @@ def test_a_stop_that_outlasts_the_batch_in_flight_charges_the_file_no_attempt(se
     # settled its batch "like after a crash" and charged the file alone an attempt, so
     # max_attempts restarts during it quarantined a good file (here max_attempts = 1: one).
     tmp, acq, res, onnx = setup
-    names = [_frame(acq, 0)]
+    names = [write_frames(acq, 1, start=0)[0]]
     cfg = write_config(tmp / "c.toml", acq, res, onnx, max_attempts=1,
                        extra="[service]\nstop_timeout_seconds = 1")
     daemon = DaemonProcess(cfg, tmp / "log1", env={"NWWATCH_CRASH_AT": "in_batch:1"})
@@ -106,7 +85,7 @@ def test_metrics_after_a_restart_keep_the_last_frame_time_and_every_stage(setup)
     import urllib.request
 
     tmp, acq, res, onnx = setup
-    _frame(acq, 0)
+    write_frames(acq, 1, start=0)[0]
     cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2,
                        extra='[dashboard]\nlisten = "127.0.0.1:0"')
     first = DaemonProcess(cfg, tmp / "log1")
@@ -172,7 +151,7 @@ def test_a_truncated_ledger_names_the_rebuild_command_to_run(setup):
     from servicekit import REPO
 
     tmp, acq, res, onnx = setup
-    _frame(acq, 0)
+    write_frames(acq, 1, start=0)[0]
     cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2)
     daemon = DaemonProcess(cfg, tmp / "log1")
     try:
@@ -223,7 +202,7 @@ def test_a_storage_pause_is_a_metric(setup):
         assert paused(url) == 0
         _, hard = resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE)
         resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (1, hard))
-        _frame(acq, 0)
+        write_frames(acq, 1, start=0)[0]
         daemon.wait_event("storage_paused")
         assert paused(url) == 1
         resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))

@@ -130,11 +130,14 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root))
 
 
+def _label_values(labels: Sequence[np.ndarray]) -> list[set[int]]:
+    """The values each label image holds."""
+    return [set(np.unique(label).tolist()) for label in labels]
+
+
 def classes_labeled_nowhere(data: TrainingData) -> list[str]:
     """Names of the classes no label image of ``data`` holds a pixel of (in class order)."""
-    present: set[int] = set()
-    for item in data.labeled:
-        present.update(np.unique(item.label).tolist())
+    present = set().union(*_label_values([item.label for item in data.labeled]))
     return [name for k, name in enumerate(data.class_names) if k not in present]
 
 
@@ -143,19 +146,23 @@ def require_every_class(labels: Sequence[np.ndarray], class_names: tuple[str, ..
     """Raise :class:`DatasetLayoutError` naming ``where`` when a class has no labeled pixel
     in any of ``labels`` (uint8 (H, W) class ids, 255 unlabeled): a tomogram model would
     never see that class (a 0/255 binary mask, whose 255 reads as unlabeled, is named)."""
-    for class_id, name in enumerate(class_names):
-        if not any(np.any(label == class_id) for label in labels):
-            hint, values = "", [set(np.unique(label).tolist()) for label in labels]
-            # a binary mask's foreground reads as unlabeled
-            if all(v <= {0, UNLABELED} for v in values) and any(0 in v for v in values):
-                hint = (f" ({'it holds' if len(labels) == 1 else 'the labels hold'} only 0 "
-                        f"and 255 (unlabeled): a 0/255 mask? label images hold class ids: "
-                        f"{', '.join(f'{i} {n}' for i, n in enumerate(class_names))}, "
-                        f"{UNLABELED} unlabeled)")
-            elif all(v == {UNLABELED} for v in values):
-                hint = f" (every pixel is {UNLABELED}, unlabeled)"
-            raise DatasetLayoutError(where, f"no labeled pixel of class {class_id} ({name}); "
-                                            f"label a few pixels of every class{hint}")
+    values = _label_values(labels)
+    present = set().union(*values)
+    missing = [k for k in range(len(class_names)) if k not in present]
+    if not missing:
+        return
+    class_id, hint = missing[0], ""
+    # a binary mask's foreground reads as unlabeled
+    if all(v <= {0, UNLABELED} for v in values) and any(0 in v for v in values):
+        hint = (f" ({'it holds' if len(labels) == 1 else 'the labels hold'} only 0 "
+                f"and 255 (unlabeled): a 0/255 mask? label images hold class ids: "
+                f"{', '.join(f'{i} {n}' for i, n in enumerate(class_names))}, "
+                f"{UNLABELED} unlabeled)")
+    elif all(v == {UNLABELED} for v in values):
+        hint = f" (every pixel is {UNLABELED}, unlabeled)"
+    raise DatasetLayoutError(where, f"no labeled pixel of class {class_id} "
+                                    f"({class_names[class_id]}); label a few pixels of every "
+                                    f"class{hint}")
 
 
 def load_volume_slice(

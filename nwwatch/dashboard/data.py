@@ -80,18 +80,21 @@ def newest_versions(table: pa.Table) -> pa.Table:
     names = set(table.column_names)
     if table.num_rows == 0 or not {"source", "source_sha256", "processed_at"} <= names:
         return table
-    codes = pc.dictionary_encode(table["source"]).combine_chunks().indices
-    source = codes.to_numpy(zero_copy_only=False)
-    sha = table["source_sha256"].to_numpy(zero_copy_only=False)
-    if len(set(zip(source.tolist(), sha.tolist(), strict=True))) == len(set(source.tolist())):
+    def codes(name: str) -> np.ndarray:  # int64 per row; -1 for null
+        encoded = pc.dictionary_encode(table[name]).combine_chunks().indices
+        return encoded.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    source, sha = codes("source"), codes("source_sha256")
+    pairs = source * (int(sha.max()) + 2) + (sha + 1)
+    if np.unique(pairs).size == np.unique(source).size:
         return table  # one version per file: the usual case
     when = _epoch_s(table["processed_at"])
     when = np.where(np.isnan(when), -np.inf, when)
     order = np.lexsort((when, source))  # by file, then by processing time
     last = order[np.r_[source[order][1:] != source[order][:-1], True]]
-    newest = np.empty(int(source.max()) + 1, dtype=object)
+    newest = np.full(int(source.max()) + 1, -1, dtype=np.int64)
     newest[source[last]] = sha[last]
-    keep = (sha == newest[source]) | np.array([v is None for v in sha], dtype=bool)
+    keep = (sha == newest[source]) | (sha < 0)
     return table.filter(pa.array(keep))
 
 
