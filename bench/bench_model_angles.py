@@ -58,13 +58,15 @@ SETS: dict[str, tuple[int, int, bool, dict[str, float] | None]] = {
 }
 
 
-def ensure_set(name: str) -> Path:
-    """The synthetic set ``name`` of :data:`SETS`, generated once under ``OUT/sets``."""
+def ensure_set(name: str,
+               spec: tuple[int, int, bool, dict[str, float] | None] | None = None) -> Path:
+    """The synthetic set ``name`` of :data:`SETS` (or made from ``spec``, another bench's own
+    set), generated once under ``OUT/sets``."""
     folder = OUT / "sets" / name
     if not (folder / "truth.parquet").is_file():
         from nwwatch.synth import generate_insitu
 
-        frames, seed, video, options = SETS[name]
+        frames, seed, video, options = spec if spec is not None else SETS[name]
         generate_insitu(folder, frames, video=video, seed=seed, size=512, video_options=options)
     return folder
 

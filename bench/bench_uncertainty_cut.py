@@ -100,12 +100,12 @@ def model_sets(names: list[str]) -> dict[str, list]:
     from nwwatch.service.config import DEFAULT_MODELS
 
     extra = {"s304": (60, 304, False, None), "demonew": (60, 0, True, dict(MAIN_VIDEO))}
-    bma.SETS.update({k: v for k, v in extra.items() if k not in bma.SETS})
     model = DEFAULT_MODELS["insitu"]
     segmenter = Segmenter(model, providers=("cpu",), threads=1)
     out = {}
     for name in names:
-        _, frames = bma.score_set(bma.segmented(model, bma.ensure_set(name), name, segmenter))
+        _, frames = bma.score_set(bma.segmented(
+            model, bma.ensure_set(name, extra.get(name)), name, segmenter))
         out[f"model_{name}"] = [
             {"valid": f["refined"]["status"] in VALID_STATUSES,
              "reason_code": f["refined"]["reason_code"],
