@@ -182,3 +182,31 @@ def test_rows_of_another_model_are_a_series_of_their_own_not_an_earlier_version(
         for m, sha, s in rows])
     # A: v2 replaces v1; B: its only version; rows without a content hash are kept
     assert newest_version_mask(table).tolist() == [False, True, True, True, True]
+
+
+def test_a_tomogram_rewritten_under_its_name_counts_once_on_the_dashboard_and_in_status(
+        tmp_path):
+    """Volume rows carry source_sha256 too: the dashboard read volumes without it and showed
+    every version of a rewritten tomogram, where status counts the newest."""
+    from datetime import UTC, datetime, timedelta
+
+    import pyarrow as pa
+
+    from nwwatch.results.outcome import count_results
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    (tmp_path / "volumes").mkdir()
+    paths = []
+    for k, (sha, status) in enumerate((("a" * 64, "suspect"), ("b" * 64, "ok"))):
+        path = tmp_path / "volumes" / f"volumes-{k}.parquet"
+        pq.write_table(pa.Table.from_pylist([{
+            "source": "/acq/t/tomo.tif", "status": status, "reason_code": status,
+            "source_sha256": sha, "processed_at": t0 + timedelta(seconds=k),
+            "acquired_at": t0, "model_sha256": "m" * 64, "measurement_version": "1+seg3"}]),
+            path)
+        paths.append(path)
+    assert _dashboard_counts(tmp_path) == Counter({("ok", "ok"): 1})
+    counted = count_results(paths)
+    assert counted.current == Counter({("ok", "ok"): 1})
+    assert counted.superseded == Counter({("suspect", "suspect"): 1})
+    assert (counted.superseded_versions, counted.superseded_files) == (1, 1)
