@@ -210,3 +210,34 @@ def test_a_tomogram_rewritten_under_its_name_counts_once_on_the_dashboard_and_in
     assert counted.current == Counter({("ok", "ok"): 1})
     assert counted.superseded == Counter({("suspect", "suspect"): 1})
     assert (counted.superseded_versions, counted.superseded_files) == (1, 1)
+
+
+def test_a_stack_grown_under_the_running_service_counts_its_newest_version(setup):
+    """The live path: a stack closed after every page, each version processed by the service
+    and held for a larger file (flush_seconds), so several versions may share one file.
+    `nwwatch status` beside the running service counts the newest version's rows, as the
+    dashboard does; the service's own counts (the stopping line) are of the work done, every
+    version (docs/service.md, Summaries)."""
+    from servicekit import DaemonProcess, wait_rows, write_config
+
+    tmp, acq, res, onnx = setup
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.3, flush_seconds=2.0)
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        for k, page in enumerate((_ok_frame(110.0), _wire_only_frame(), _ok_frame(130.0))):
+            tifffile.imwrite(acq / "stack.tif", page, append=True)
+            daemon.wait_event("file_processed", timeout=60, count=k + 1)
+        wait_rows(res, 6, timeout=60, proc=daemon)  # 1 + 2 + 3: every version's rows
+        st, text = _status(res)
+        assert st["rows"] == 3 and st["rows_by_outcome"] == {"ok": 2, "flagged": 1}
+        assert st["superseded"] == {"rows": 3, "versions": 2, "files": 1,
+                                    "rows_by_outcome": {"ok": 2, "flagged": 1}}
+        assert _dashboard_counts(res) == Counter({("ok", "ok"): 2,
+                                                  ("no_droplet", "no_droplet"): 1})
+        assert "superseded: 3 rows of 2 earlier versions of 1 file" in text
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+    stopping = [e for e in daemon.events() if e.get("event") == "stopping"][-1]
+    assert stopping["processed_files"] == 3 and stopping["processed_rows"] == 6
