@@ -108,6 +108,22 @@ def test_count_results_reads_only_status_columns_and_skips_vanished_files(tmp_pa
                                        ("suspect", "suspect"): 1, ("unknown", "unknown"): 3})
     assert counted.superseded == Counter() and counted.superseded_versions == 0
     assert counted.unreadable == [damaged]
+    # two versions of one file from writers that typed the columns differently (a naive
+    # millisecond timestamp, an integer measurement version): counted together
+    from datetime import datetime as naive
+
+    old, new = tmp_path / "old.parquet", tmp_path / "new.parquet"
+    pq.write_table(pa.table({"source": ["/a/s.tif"], "source_sha256": ["1"],
+                             "status": ["ok"], "measurement_version": [5],
+                             "processed_at": pa.array([naive(2026, 1, 1)],
+                                                      pa.timestamp("ms"))}), old)
+    pq.write_table(pa.table({"source": ["/a/s.tif"] * 2, "source_sha256": ["2"] * 2,
+                             "status": ["ok", "no_droplet"], "measurement_version": ["5"] * 2,
+                             "processed_at": pa.array([datetime(2026, 1, 2, tzinfo=UTC)] * 2,
+                                                      pa.timestamp("us", tz="UTC"))}), new)
+    counted = count_results([old, new])
+    assert counted.current == Counter({("ok", "ok"): 1, ("no_droplet", "no_droplet"): 1})
+    assert counted.superseded == Counter({("ok", "ok"): 1})
 
 
 def test_log_fields_carry_status_and_angle_per_frame():
