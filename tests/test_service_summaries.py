@@ -21,8 +21,9 @@ from servicekit import model, paint_insitu
 from nwwatch.io import write_frame_tiff, write_stack_tiff
 from nwwatch.results.outcome import (
     by_outcome,
-    count_files,
+    count_results,
     count_rows,
+    count_table,
     flagged_reasons,
     format_counts,
 )
@@ -73,6 +74,8 @@ def test_rows_count_by_status_and_reason_code_with_or_without_the_column():
     assert counts == Counter({("ok", "ok"): 2, ("fit_failed", "angle_uncertain"): 2,
                               ("no_droplet", "no_droplet"): 1,
                               ("suspect", "uncertain_fraction"): 1})
+    # the same from a table (grouped in Arrow: one Python step per pair, not per row)
+    assert count_table(pa.Table.from_pylist(rows)) == counts
     assert by_outcome(counts) == {"ok": 2, "flagged": 4}
     assert format_counts(counts) == ("2 ok, 4 flagged (angle_uncertain 2, no_droplet 1, "
                                      "uncertain_fraction 1)")
@@ -92,14 +95,35 @@ def test_reason_codes_of_equal_count_are_listed_by_name_whatever_the_row_order()
                                                  "labels_noisy", "no_droplet"]
 
 
-def test_count_files_reads_only_status_columns_and_skips_vanished_files(tmp_path):
-    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+def test_count_results_reads_only_status_columns_and_skips_vanished_files(tmp_path):
+    a, b, c = (tmp_path / f"{n}.parquet" for n in "abc")
     pq.write_table(pa.table({"status": ["ok", "fit_failed"], "reason_code": ["ok", "no_wire"],
                              "x": [1.0, 2.0]}), a)
     pq.write_table(pa.table({"status": ["suspect"], "reason": ["why"]}), b)
-    counts = count_files([a, b, tmp_path / "gone.parquet"])
-    assert counts == Counter({("ok", "ok"): 1, ("fit_failed", "no_wire"): 1,
-                              ("suspect", "suspect"): 1})
+    pq.write_table(pa.table({"x": [1, 2, 3]}), c)  # another writer's rows: no status
+    damaged = tmp_path / "d.parquet"
+    damaged.write_bytes(b"PAR1" + b"\0" * 40)
+    counted = count_results([a, b, c, tmp_path / "gone.parquet", damaged])
+    assert counted.current == Counter({("ok", "ok"): 1, ("fit_failed", "no_wire"): 1,
+                                       ("suspect", "suspect"): 1, ("unknown", "unknown"): 3})
+    assert counted.superseded == Counter() and counted.superseded_versions == 0
+    assert counted.unreadable == [damaged]
+    # two versions of one file from writers that typed the columns differently (a naive
+    # millisecond timestamp, an integer measurement version): counted together
+    from datetime import datetime as naive
+
+    old, new = tmp_path / "old.parquet", tmp_path / "new.parquet"
+    pq.write_table(pa.table({"source": ["/a/s.tif"], "source_sha256": ["1"],
+                             "status": ["ok"], "measurement_version": [5],
+                             "processed_at": pa.array([naive(2026, 1, 1)],
+                                                      pa.timestamp("ms"))}), old)
+    pq.write_table(pa.table({"source": ["/a/s.tif"] * 2, "source_sha256": ["2"] * 2,
+                             "status": ["ok", "no_droplet"], "measurement_version": ["5"] * 2,
+                             "processed_at": pa.array([datetime(2026, 1, 2, tzinfo=UTC)] * 2,
+                                                      pa.timestamp("us", tz="UTC"))}), new)
+    counted = count_results([old, new])
+    assert counted.current == Counter({("ok", "ok"): 1, ("no_droplet", "no_droplet"): 1})
+    assert counted.superseded == Counter({("ok", "ok"): 1})
 
 
 def test_log_fields_carry_status_and_angle_per_frame():
@@ -242,6 +266,7 @@ def test_status_names_one_row_in_the_singular(tmp_path):
     from nwwatch.service.status import format_status
 
     status = {"results": "R", "ledger": "L", "ledger_in_use": None, "rows_by_reason": [],
+              "rows": 0, "superseded": {"rows": 0, "versions": 0, "files": 0},
               "counts": {"done": 1, "pending": 0, "failed": 0, "quarantined_files": 0,
                          "rows": 1},
               "recent_rows": 1, "window_s": 600.0, "rows_per_s": 2.0, "quarantined": [],
@@ -249,13 +274,13 @@ def test_status_names_one_row_in_the_singular(tmp_path):
                        "processed_at": datetime(2026, 1, 1, tzinfo=UTC)}}
     text = format_status(status)
     assert "last: /acq/f.tif (1 row) at 2026-01-01 00:00:00 UTC" in text
-    assert "throughput: 1 row in the last 10 min (2.00 rows/s while busy)" in text
+    assert "throughput: 1 row processed in the last 10 min (2.00 rows/s while busy)" in text
     # a rebuilt ledger's batches have no processing time: no "0.00 rows/s" beside rows
     status.update(rows_per_s=0.0)
-    assert "1 row in the last 10 min (processing time unknown: ledger rebuilt)" in \
+    assert "1 row processed in the last 10 min (processing time unknown: ledger rebuilt)" in \
         format_status(status)
     status.update(recent_rows=0)
-    assert "throughput: 0 rows in the last 10 min\n" in format_status(status)
+    assert "throughput: 0 rows processed in the last 10 min\n" in format_status(status)
 
 
 def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_path,

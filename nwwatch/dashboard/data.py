@@ -5,7 +5,8 @@ it): rows are grouped by the parent folder of their ``source``, and within a fol
 model and measurement version that made them (a folder processed again after a model change
 holds one row per frame of each; mixed, every frame would count twice and its angles read as
 one series). A file processed in several versions (a stack grown page by page) counts with
-its newest version's rows only (:func:`newest_versions`). Only committed data is read:
+its newest version's rows only (:func:`nwwatch.results.versions.newest_versions`, which
+``nwwatch status`` counts with too). Only committed data is read:
 Parquet files under their final names (written by atomic rename; hidden temporaries are
 skipped), ``quarantine.parquet`` (rewritten atomically) and, read-only, the ledger. A file
 that vanishes or is replaced while it is read is simply read again at the next refresh.
@@ -27,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_median
+from nwwatch.results.versions import epoch_s, newest_versions, series_key
 
 FRAME_COLUMNS = ("source", "frame", "status", "reason", "reason_code", "angle_valid",
                  "contact_angle_deg", "contact_angle_uncertainty_deg", "acquired_at",
@@ -37,71 +39,25 @@ VOLUME_COLUMNS = ("source", "status", "reason", "reason_code", "mask_path", "sol
                   "porosity_envelope", "surface_area_nm2", "surface_area_px2", "pore_count",
                   "pore_diameter_median_nm", "pore_diameter_median_px", "uncertain_fraction",
                   "threshold_agreement", "acquired_at", "processed_at", "model_name",
-                  "model_sha256", "measurement_version", "provider")
+                  "model_sha256", "measurement_version", "provider", "source_sha256")
 
 
 def acquisition_id(folder: str, series: str = "") -> str:
     """A short stable id for an acquisition folder and the ``series`` of its rows (model and
-    measurement version, :func:`_series_key`), used in URLs instead of the path."""
+    measurement version, :func:`series_key`), used in URLs instead of the path."""
     key = folder if not series else f"{folder}\0{series}"
     return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
-def _series_key(table: pa.Table) -> np.ndarray:
-    """Per row, ``model_sha256`` and ``measurement_version`` joined ("" where the results
-    have neither column, e.g. rows of another writer)."""
-    parts = [table[c].cast(pa.string()).fill_null("")
-             for c in ("model_sha256", "measurement_version") if c in table.column_names]
-    if not parts:
-        return np.full(table.num_rows, "", dtype=object)
-    joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "/")
-    return joined.to_numpy(zero_copy_only=False).astype(object)
-
-
 def _split_by_series(table: pa.Table) -> dict[tuple[str, str], pa.Table]:
-    """Rows grouped by (parent folder of ``source``, :func:`_series_key`)."""
+    """Rows grouped by (parent folder of ``source``, :func:`series_key`)."""
     sources = pc.unique(table["source"])
     parents = np.array([os.path.dirname(s) for s in sources.to_pylist()], dtype=object)
     folder_of_row = parents[pc.index_in(table["source"], sources).to_numpy()]
-    series_of_row = _series_key(table)
+    series_of_row = series_key(table)
     groups = sorted(set(zip(folder_of_row, series_of_row, strict=True)))
     return {(str(f), str(k)): table.filter(pa.array((folder_of_row == f) & (series_of_row == k)))
             for f, k in groups}
-
-
-def newest_versions(table: pa.Table) -> pa.Table:
-    """``table`` without the rows of older versions of a file: per ``source``, only the rows
-    of the ``source_sha256`` its latest ``processed_at`` belongs to.
-
-    A file is its content (docs/service.md): a stack its writer grows page by page, closing
-    it after each page, is processed again with every version, and its first pages get a row
-    each time. The newest version is the file as it is. Rows without either column, or with
-    a null hash, are kept as they are."""
-    names = set(table.column_names)
-    if table.num_rows == 0 or not {"source", "source_sha256", "processed_at"} <= names:
-        return table
-    def codes(name: str) -> np.ndarray:  # int64 per row; -1 for null
-        encoded = pc.dictionary_encode(table[name]).combine_chunks().indices
-        return encoded.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-
-    source, sha = codes("source"), codes("source_sha256")
-    pairs = source * (int(sha.max()) + 2) + (sha + 1)
-    if np.unique(pairs).size == np.unique(source).size:
-        return table  # one version per file: the usual case
-    when = _epoch_s(table["processed_at"])
-    when = np.where(np.isnan(when), -np.inf, when)
-    order = np.lexsort((when, source))  # by file, then by processing time
-    last = order[np.r_[source[order][1:] != source[order][:-1], True]]
-    newest = np.full(int(source.max()) + 1, -1, dtype=np.int64)
-    newest[source[last]] = sha[last]
-    keep = (sha == newest[source]) | (sha < 0)
-    return table.filter(pa.array(keep))
-
-
-def _epoch_s(column: pa.ChunkedArray) -> np.ndarray:
-    """Timestamps -> float seconds since the epoch (NaN for null)."""
-    us = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    return us.to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
 
 
 @dataclass
@@ -350,8 +306,8 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
     codes = reason_codes(status, t["reason_code"].to_numpy(zero_copy_only=False)
                          if "reason_code" in t.column_names else None, valid)
     acq.series_cache = {
-        "t": _epoch_s(t["acquired_at"]),
-        "processed": _epoch_s(t["processed_at"]),
+        "t": epoch_s(t["acquired_at"]),
+        "processed": epoch_s(t["processed_at"]),
         "angle": angle,
         "unc": floats("contact_angle_uncertainty_deg"),
         "valid": valid,
@@ -380,7 +336,7 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     if not len(acq):
         return out
     t = acq.table
-    processed = np.sort(_epoch_s(t["processed_at"]))
+    processed = np.sort(epoch_s(t["processed_at"]))
     last = float(processed[-1])
     out["last_processed"] = last
     recent = processed[processed >= last - 60.0]

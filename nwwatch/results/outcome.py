@@ -5,7 +5,9 @@ for any other status (a frame without a valid angle, an angle outside the physic
 suspect tomogram): a flagged row is a result, with its ``reason_code`` saying why a person
 should look at it. A *file* that produced no rows is ``failed`` (an unexpected error, tried
 again later) or ``quarantined`` (bad input, or out of attempts). ``replay``, ``status`` and the
-service's log lines all count with these functions, so they agree with each other.
+service's log lines all count with these functions, so they agree with each other; what the
+results hold (``status``) counts the rows of the newest version of each file, and those of
+earlier versions apart (:func:`count_results`).
 
 Rows written before ``reason_code`` existed (or volume rows without one) count under their
 ``status`` as the code.
@@ -16,10 +18,14 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from nwwatch.results.versions import VERSION_COLUMNS, bool_mask, codes, newest_version_mask
 
 #: The four outcomes, in the order summaries print them.
 OUTCOMES: tuple[str, ...] = ("ok", "flagged", "failed", "quarantined")
@@ -47,38 +53,99 @@ def count_table(table: pa.Table) -> Counter[tuple[str, str]]:
     """Rows of ``table`` counted by (status, reason_code); only those two columns are read."""
     if table.num_rows == 0:
         return Counter()
-    names = table.column_names
-    status = (table.column("status").to_pylist() if "status" in names
-              else [None] * table.num_rows)
-    codes = (table.column("reason_code").to_pylist() if "reason_code" in names
-             else [None] * table.num_rows)
-    return count_rows({"status": s, "reason_code": c} for s, c in zip(status, codes, strict=True))
-
-
-def count_files(paths: Iterable[str | os.PathLike[str]],
-                unreadable: list[Path] | None = None) -> Counter[tuple[str, str]]:
-    """Rows of the given Parquet files counted by (status, reason_code), reading only the
-    ``status`` and ``reason_code`` columns. Files that no longer exist are skipped (their rows
-    were superseded); files that cannot be read (damaged) are skipped and appended to
-    ``unreadable`` (raised when it is None)."""
+    # one Python step per (status, reason_code) pair, not per row: a long run has millions
+    n = table.num_rows
+    status, names = (codes(table["status"]) if "status" in table.column_names
+                     else (np.full(n, -1, np.int64), []))
+    code, code_names = (codes(table["reason_code"]) if "reason_code" in table.column_names
+                        else (np.full(n, -1, np.int64), []))
+    pairs, counts = np.unique((status + 1) * (len(code_names) + 1) + (code + 1),
+                              return_counts=True)
     total: Counter[tuple[str, str]] = Counter()
+    for pair, count in zip(pairs.tolist(), counts.tolist(), strict=True):
+        s, c = divmod(pair, len(code_names) + 1)
+        row = {"status": names[s - 1] if s else None,
+               "reason_code": code_names[c - 1] if c else None}
+        total[(str(row["status"] or "unknown"), row_reason_code(row))] += count
+    return total
+
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+@dataclass
+class ResultCounts:
+    """Rows of committed results files, by (status, reason_code).
+
+    ``current``: rows of the newest version of each file (:mod:`nwwatch.results.versions`):
+    what the results say about the files as they are now. ``superseded``: rows of earlier
+    versions of a file (a stack processed again as it grew), kept in the files but not
+    counted in ``current``; ``superseded_versions`` those versions (file contents),
+    ``superseded_files`` the files (paths) they belong to. ``unreadable``: files that could
+    not be read (damaged): their rows are in neither count."""
+
+    current: Counter[tuple[str, str]] = field(default_factory=Counter)
+    superseded: Counter[tuple[str, str]] = field(default_factory=Counter)
+    superseded_versions: int = 0
+    superseded_files: int = 0
+    unreadable: list[Path] = field(default_factory=list)
+
+
+def count_results(paths: Iterable[str | os.PathLike[str]]) -> ResultCounts:
+    """Count the rows of the given Parquet files, reading only the ``status`` and
+    ``reason_code`` columns and those that tell versions apart
+    (:data:`nwwatch.results.versions.VERSION_COLUMNS`). Files that no longer exist are
+    skipped (their rows were superseded by ``replay --force`` or moved by a compaction);
+    files that cannot be read are listed in ``unreadable``."""
+    out = ResultCounts()
+    tables: list[pa.Table] = []
+    wanted = ("status", "reason_code", *VERSION_COLUMNS)
     for path in paths:
         try:
             parquet = pq.ParquetFile(Path(path))
         except FileNotFoundError:
             continue
         except (OSError, pa.ArrowInvalid):
-            if unreadable is None:
-                raise
-            unreadable.append(Path(path))
+            out.unreadable.append(Path(path))
             continue
         with parquet:
-            columns = [c for c in ("status", "reason_code") if c in parquet.schema_arrow.names]
-            if columns:
-                total += count_table(parquet.read(columns=columns))
-            else:
-                total[("unknown", "unknown")] += parquet.metadata.num_rows
-    return total
+            try:
+                names = parquet.schema_arrow.names
+                # files of a few rows each: threads cost more than they save (measured:
+                # 0.4 vs 0.8 ms a file on the 500 batch files of bench/bench_status.py)
+                table = parquet.read(columns=[c for c in wanted if c in names],
+                                     use_threads=False)
+                # one type per column, whatever wrote the file, so the files concatenate
+                table = table.cast(pa.schema([
+                    (c, _TIMESTAMP if c == "processed_at" else pa.string())
+                    for c in table.column_names]))
+            except (OSError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                out.unreadable.append(Path(path))
+                continue
+        if table.num_columns == 0:  # none of the columns: rows of another writer
+            out.current[("unknown", "unknown")] += parquet.metadata.num_rows
+        elif table.num_rows:
+            tables.append(table)
+    if not tables:
+        return out
+    table = pa.concat_tables(tables, promote_options="default")
+    keep = newest_version_mask(table)
+    if keep.all():
+        out.current += count_table(table)
+        return out
+    out.current += count_table(table.filter(bool_mask(keep)))
+    old = table.filter(bool_mask(~keep))
+    out.superseded = count_table(old)
+    # versions: distinct (source, series, content); files: distinct sources
+    version = np.zeros(old.num_rows, np.int64)
+    for name in ("source", "model_sha256", "measurement_version", "source_sha256"):
+        if name in old.column_names:
+            code = codes(old[name])[0] + 1
+            version = version * (int(code.max()) + 1) + code
+            if name == "source":
+                out.superseded_files = int(np.unique(code).size)
+    out.superseded_versions = int(np.unique(version).size)
+    return out
 
 
 def by_outcome(counts: Mapping[tuple[str, str], int]) -> dict[str, int]:

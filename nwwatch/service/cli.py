@@ -174,7 +174,11 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
               default=None, help="A results folder (ledger.sqlite inside), e.g. of a replay.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> None:
-    """Show what the service has processed, failed and quarantined."""
+    """Show what the service has processed, failed and quarantined.
+
+    Rows are counted for the newest version of each file, as the dashboard shows them; the
+    rows of earlier versions (a stack processed again as it grew) are counted apart, as
+    superseded."""
     import json
     import sqlite3
 

@@ -6,7 +6,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nwwatch.results.outcome import by_outcome, count_files, format_counts
+from nwwatch.results.outcome import by_outcome, count_results, format_counts
 from nwwatch.service.lock import lock_holder
 from nwwatch.service.reporting import open_readonly
 
@@ -17,14 +17,19 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     the quarantined files with their reasons.
 
     Returns a dict: ``counts`` (pending, done, failed, quarantined, rows, quarantined_files:
-    see :meth:`nwwatch.service.reporting.LedgerQueries.counts`; ``quarantined`` counts ledger
-    items, ``quarantined_files`` the files on the quarantine list, which the text shows),
-    ``rows_by_outcome`` ({"ok": n, "flagged": n}), ``rows_by_reason`` (list of dicts: status,
-    reason_code, rows; read from the committed Parquet files, most frequent first, ties by name),
-    ``unreadable_files`` (committed results files that cannot be read: their rows are not
-    counted), ``ledger_in_use`` (a process holds the ledger's lock; None: unknown),
-    ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC datetime) or
-    None, ``quarantined`` (list of dicts: path, reason, error_type, attempts, quarantined_at).
+    see :meth:`nwwatch.service.reporting.LedgerQueries.counts`; ledger items, one per file
+    content, so every version of a file processed again counts; ``quarantined`` counts
+    ledger items, ``quarantined_files`` the files on the quarantine list, which the text
+    shows), ``rows`` (the rows of the newest version of each file, read from the committed
+    Parquet files: :func:`nwwatch.results.outcome.count_results`), ``rows_by_outcome``
+    ({"ok": n, "flagged": n}) and ``rows_by_reason`` (list of dicts: status, reason_code,
+    rows; most frequent first, ties by name) of those rows, ``superseded`` (rows of earlier
+    versions of a file, kept in the files but not counted in ``rows``: dict rows, versions,
+    files, rows_by_outcome), ``unreadable_files`` (committed results files that cannot be
+    read: their rows are not counted), ``ledger_in_use`` (a process holds the ledger's lock;
+    None: unknown), ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC
+    datetime) or None, ``quarantined`` (list of dicts: path, reason, error_type, attempts,
+    quarantined_at).
     """
     ledger = open_readonly(ledger_path)
     try:
@@ -35,21 +40,25 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
         quarantined = ledger.quarantined()
         for q in quarantined:
             q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)
-        unreadable: list[Path] = []
-        rows = count_files((Path(results_dir) / rel for rel in ledger.committed_parquets()),
-                           unreadable)
+        counted = count_results(Path(results_dir) / rel for rel in ledger.committed_parquets())
+        rows = counted.current
         try:
             in_use: bool | None = lock_holder(ledger_path) is not None
         except OSError:  # no /proc/locks: unknown
             in_use = None
-        return {"counts": ledger.counts(), "rows_by_outcome": by_outcome(rows),
+        return {"counts": ledger.counts(), "rows": sum(rows.values()),
+                "rows_by_outcome": by_outcome(rows),
+                "superseded": {"rows": sum(counted.superseded.values()),
+                               "versions": counted.superseded_versions,
+                               "files": counted.superseded_files,
+                               "rows_by_outcome": by_outcome(counted.superseded)},
                 "ledger_in_use": in_use,
                 "rows_by_reason": [{"status": st, "reason_code": code, "rows": n}
                                    for (st, code), n in sorted(
                                        rows.items(), key=lambda kv: (-kv[1], kv[0]))],
                 "recent_rows": recent, "rows_per_s": rate,
                 "window_s": window_s, "last": last, "quarantined": quarantined,
-                "unreadable_files": [str(p) for p in unreadable],
+                "unreadable_files": [str(p) for p in counted.unreadable],
                 "ledger": str(Path(ledger_path)), "results": str(Path(results_dir))}
     finally:
         ledger.close()
@@ -66,9 +75,12 @@ def format_status(status: dict) -> str:
         f"results: {status['results']}   ledger: {status['ledger']}",
         f"files: {c['done']} done, {c['pending']} {in_flight}, "
         f"{c['failed']} failed (will retry), {c['quarantined_files']} quarantined",
-        f"rows: {c['rows']} ({_rows_text(status)})",
+        f"rows: {status['rows']} ({_rows_text(status)})"
+        + (", of the newest version of each file" if status["superseded"]["rows"] else ""),
+        *_superseded_lines(status["superseded"]),
+        # processed: every version of a file processed again counts here
         f"throughput: {status['recent_rows']} row{'' if status['recent_rows'] == 1 else 's'}"
-        f" in the last {status['window_s'] / 60:.0f} min"
+        f" processed in the last {status['window_s'] / 60:.0f} min"
         # rows without a processing time (batches of a rebuilt ledger) have no rate
         + (f" ({status['rows_per_s']:.2f} rows/s while busy)" if status["rows_per_s"] > 0
            else " (processing time unknown: ledger rebuilt)" if status["recent_rows"] else ""),
@@ -90,6 +102,18 @@ def format_status(status: dict) -> str:
             lines.append(f"  {q['path']}: {q['reason']} [{q['error_type']}, "
                          f"{q['attempts']} attempt(s)]")
     return "\n".join(lines)
+
+
+def _superseded_lines(old: dict) -> list[str]:
+    """Where files were processed in several versions: how many rows the earlier ones hold."""
+    if not old["rows"]:
+        return []
+    n, versions, files = old["rows"], old["versions"], old["files"]
+    return [f"superseded: {n} row{'' if n == 1 else 's'} of {versions} earlier "
+            f"version{'' if versions == 1 else 's'} of {files} file{'' if files == 1 else 's'}"
+            f" (processed again when the file changed, e.g. a stack growing page by page; "
+            f"the files done above count every version), kept in the results files but not "
+            f"counted in rows"]
 
 
 def _rows_text(status: dict) -> str:

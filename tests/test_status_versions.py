@@ -1,0 +1,243 @@
+"""``nwwatch status`` counts what the results say about the files as they are now: the rows of
+the newest version of each file (a stack processed again as it grew page by page), the
+dashboard's and the report's rows, and states the earlier versions' rows apart. Also after
+``replay --force``, whose earlier rows leave the committed files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import tifffile
+from click.testing import CliRunner
+from onnx_models import INSITU_GREY
+from servicekit import REPO, model, paint_insitu
+
+from nwwatch.dashboard.data import ResultsStore
+from nwwatch.io import write_frame_tiff
+from nwwatch.results.outcome import count_table
+from nwwatch.service import replay
+from nwwatch.service.cli import status as status_cmd
+from nwwatch.service.reporting import open_readonly
+
+
+def _ok_frame(angle: float) -> np.ndarray:
+    return paint_insitu(angle, size=128, half_width=16)  # measured: status ok
+
+
+def _wire_only_frame() -> np.ndarray:
+    image = _ok_frame(120.0)
+    image[image == INSITU_GREY[2]] = INSITU_GREY[0]  # no droplet
+    return image
+
+
+def _status(out) -> tuple[dict, str]:
+    runner = CliRunner()
+    r = runner.invoke(status_cmd, ["--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    text = runner.invoke(status_cmd, ["--out", str(out)])
+    assert text.exit_code == 0, text.output
+    return json.loads(r.output), text.output
+
+
+def _dashboard_counts(out) -> Counter:
+    """(status, reason_code) of the rows the dashboard and report show."""
+    store = ResultsStore(out)
+    store.refresh()
+    total: Counter = Counter()
+    for acq in store.snapshot.values():
+        if acq.table is not None:
+            total += count_table(acq.table)
+    return total
+
+
+@pytest.fixture()
+def grown(tmp_path):
+    """A stack its writer grows page by page, closing it after each (3 versions: 1, 2, then
+    3 pages; page 1 has no droplet), replayed after each page, and one ordinary frame."""
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "single.tif", _ok_frame(100.0))
+    stack = acq / "stack.tif"
+    onnx = model(tmp_path)
+    out = tmp_path / "out"
+    summaries = []
+    for page in (_ok_frame(110.0), _wire_only_frame(), _ok_frame(130.0)):
+        tifffile.imwrite(stack, page, append=True)
+        summaries.append(replay(acq, out, kind="insitu", model=onnx))
+    return acq, out, onnx, summaries
+
+
+def test_status_counts_the_newest_version_of_a_grown_stack_as_the_dashboard_shows(grown):
+    acq, out, _, summaries = grown
+    # each replay says what it did: the third processed the stack's third version, 3 rows
+    assert [(s.done, s.skipped, s.frames) for s in summaries] == [(2, 0, 2), (1, 1, 2),
+                                                                  (1, 1, 3)]
+    assert summaries[-1].lines()[1].startswith("3 rows: 2 ok, 1 flagged (no_droplet 1)")
+    every = pq.read_table(out / "frames").to_pandas()
+    assert len(every) == 7  # 1 + 1 + 2 + 3: every version's rows stay in the files
+    st, text = _status(out)
+    newest = Counter({("ok", "ok"): 3, ("no_droplet", "no_droplet"): 1})
+    assert {(r["status"], r["reason_code"]): r["rows"] for r in st["rows_by_reason"]} == newest
+    assert _dashboard_counts(out) == newest  # what the dashboard and report show
+    assert st["rows"] == 4 and st["rows_by_outcome"] == {"ok": 3, "flagged": 1}
+    assert st["superseded"] == {"rows": 3, "versions": 2, "files": 1,
+                                "rows_by_outcome": {"ok": 2, "flagged": 1}}
+    assert st["counts"]["done"] == 4  # ledger items: one per version of a file
+    assert "rows: 4 (3 ok, 1 flagged (no_droplet 1)), of the newest version of each file" \
+        in text
+    assert ("superseded: 3 rows of 2 earlier versions of 1 file (processed again when the "
+            "file changed") in text
+    assert "kept in the results files but not counted in rows" in text
+
+
+def test_status_counts_a_forced_replay_once_and_keeps_earlier_versions_apart(grown):
+    acq, out, onnx, _ = grown
+    before = pq.read_table(out / "frames").num_rows
+    s = replay(acq, out, kind="insitu", model=onnx, force=True)
+    assert (s.done, s.frames) == (2, 4)  # the files as they are: 1 + 3 rows
+    # --force removed the newest version's earlier rows from the committed files that
+    # status reads; the older versions' rows (other contents) stay
+    ledger = open_readonly(out / "ledger.sqlite")
+    try:
+        files = [out / rel for rel in ledger.committed_parquets()]
+    finally:
+        ledger.close()
+    committed = pq.ParquetDataset(files).read().to_pandas()
+    assert len(committed) == before
+    stack = committed[committed.source.str.endswith("stack.tif")]
+    versions = stack.groupby("source_sha256").frame.apply(sorted).tolist()
+    assert sorted(versions) == [[0], [0, 1], [0, 1, 2]]  # each version once, not twice
+    st, text = _status(out)
+    assert st["rows"] == 4 and st["rows_by_outcome"] == {"ok": 3, "flagged": 1}
+    assert st["superseded"]["rows"] == 3 and st["superseded"]["versions"] == 2
+    assert _dashboard_counts(out) == Counter({("ok", "ok"): 3, ("no_droplet", "no_droplet"): 1})
+
+
+def test_status_without_earlier_versions_prints_no_superseded_line(tmp_path):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "a.tif", _ok_frame(100.0))
+    out = tmp_path / "out"
+    replay(acq, out, kind="insitu", model=model(tmp_path))
+    st, text = _status(out)
+    assert st["rows"] == 1 and st["superseded"]["rows"] == 0
+    assert "rows: 1 (1 ok, 0 flagged)\n" in text and "superseded" not in text
+    # fast: the command reads Parquet columns and never loads pandas (0.2-0.4 s to import)
+    code = ("import sys\nfrom nwwatch.cli import main\n"
+            f"sys.argv = ['nwwatch', 'status', '--out', {str(out)!r}]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code\n"
+            "print('PANDAS', 'pandas' in sys.modules)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    assert "rows: 1 (1 ok" in run.stdout and "PANDAS False" in run.stdout, run.stdout
+
+
+def test_integers_and_masks_cross_between_arrow_and_numpy_exactly():
+    """The buffer-level helpers (they spare `nwwatch status` pyarrow's import of pandas):
+    nulls, chunks and slices with an offset."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from nwwatch.results.versions import bool_mask, codes, epoch_s, int_values
+
+    column = pa.chunked_array([pa.array(["a", None, "b"]), pa.array(["b", "a", None, "c"])])
+    code, values = codes(column)
+    assert [values[c] if c >= 0 else None for c in code] == column.to_pylist()
+    sliced = pa.array([5, None, 7, 8, None], pa.int32()).slice(1, 4)
+    ints, valid = int_values(sliced)
+    assert valid.tolist() == [False, True, True, False] and ints[valid].tolist() == [7, 8]
+    assert int_values(pa.array([3, 4], pa.uint8()))[0].tolist() == [3, 4]
+    when = pa.array([datetime(2026, 1, 1, tzinfo=UTC), None], pa.timestamp("ms", tz="UTC"))
+    assert epoch_s(when)[0] == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    assert np.isnan(epoch_s(when)[1])
+    keep = np.array([True, False, True, True, False, False, True, False, True])
+    table = pa.table({"x": list(range(9))})
+    assert table.filter(bool_mask(keep))["x"].to_pylist() == [0, 2, 3, 6, 8]
+    assert codes(pa.chunked_array([pa.nulls(2)]))[0].tolist() == [-1, -1]
+
+
+def test_rows_of_another_model_are_a_series_of_their_own_not_an_earlier_version():
+    """A folder processed again under another model keeps both series (the dashboard shows
+    each); within each, the newest version of each file counts."""
+    from datetime import UTC, datetime, timedelta
+
+    import pyarrow as pa
+
+    from nwwatch.results.versions import newest_version_mask
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [  # (model, content, processed) of /acq/s.tif page 0
+        ("A", "v1", 0), ("B", "v1", 1), ("A", "v2", 2), ("C", None, 3), ("C", None, 4)]
+    table = pa.Table.from_pylist([
+        {"source": "/acq/s.tif", "model_sha256": m, "measurement_version": "5",
+         "source_sha256": sha, "processed_at": t0 + timedelta(seconds=s)}
+        for m, sha, s in rows])
+    # A: v2 replaces v1; B: its only version; rows without a content hash are kept
+    assert newest_version_mask(table).tolist() == [False, True, True, True, True]
+
+
+def test_a_tomogram_rewritten_under_its_name_counts_once_on_the_dashboard_and_in_status(
+        tmp_path):
+    """Volume rows carry source_sha256 too: the dashboard read volumes without it and showed
+    every version of a rewritten tomogram, where status counts the newest."""
+    from datetime import UTC, datetime, timedelta
+
+    import pyarrow as pa
+
+    from nwwatch.results.outcome import count_results
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    (tmp_path / "volumes").mkdir()
+    paths = []
+    for k, (sha, status) in enumerate((("a" * 64, "suspect"), ("b" * 64, "ok"))):
+        path = tmp_path / "volumes" / f"volumes-{k}.parquet"
+        pq.write_table(pa.Table.from_pylist([{
+            "source": "/acq/t/tomo.tif", "status": status, "reason_code": status,
+            "source_sha256": sha, "processed_at": t0 + timedelta(seconds=k),
+            "acquired_at": t0, "model_sha256": "m" * 64, "measurement_version": "1+seg3"}]),
+            path)
+        paths.append(path)
+    assert _dashboard_counts(tmp_path) == Counter({("ok", "ok"): 1})
+    counted = count_results(paths)
+    assert counted.current == Counter({("ok", "ok"): 1})
+    assert counted.superseded == Counter({("suspect", "suspect"): 1})
+    assert (counted.superseded_versions, counted.superseded_files) == (1, 1)
+
+
+def test_a_stack_grown_under_the_running_service_counts_its_newest_version(setup):
+    """The live path: a stack closed after every page, each version processed by the service
+    and held for a larger file (flush_seconds), so several versions may share one file.
+    `nwwatch status` beside the running service counts the newest version's rows, as the
+    dashboard does; the service's own counts (the stopping line) are of the work done, every
+    version (docs/service.md, Summaries)."""
+    from servicekit import DaemonProcess, wait_rows, write_config
+
+    tmp, acq, res, onnx = setup
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.3, flush_seconds=2.0)
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        for k, page in enumerate((_ok_frame(110.0), _wire_only_frame(), _ok_frame(130.0))):
+            tifffile.imwrite(acq / "stack.tif", page, append=True)
+            daemon.wait_event("file_processed", timeout=60, count=k + 1)
+        wait_rows(res, 6, timeout=60, proc=daemon)  # 1 + 2 + 3: every version's rows
+        st, text = _status(res)
+        assert st["rows"] == 3 and st["rows_by_outcome"] == {"ok": 2, "flagged": 1}
+        assert st["superseded"] == {"rows": 3, "versions": 2, "files": 1,
+                                    "rows_by_outcome": {"ok": 2, "flagged": 1}}
+        assert _dashboard_counts(res) == Counter({("ok", "ok"): 2,
+                                                  ("no_droplet", "no_droplet"): 1})
+        assert "superseded: 3 rows of 2 earlier versions of 1 file" in text
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+    stopping = [e for e in daemon.events() if e.get("event") == "stopping"][-1]
+    assert stopping["processed_files"] == 3 and stopping["processed_rows"] == 6
