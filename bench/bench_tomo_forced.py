@@ -1,26 +1,37 @@
-"""A forced tomogram method against the label-free threshold (issue 18; the rule is
-bench/results/tomo_forced_rule.txt).
+"""A forced tomogram method against the label-free threshold: a flag that was tried and not
+kept (issue 18; rules and outcome: bench/results/tomo_forced_rule.txt, docs/tomography.md
+"Tried, not kept: flagging a forced method").
+
+The check tried: when the method is forced (``nwwatch train --volume --paradigm P``), also
+cross-validate the label-free smoothed threshold on the same folds over the labeled patches
+(the default workflow's folds, :mod:`training.volume_select`), and flag the model's masks
+(``labels_favour_threshold``) when the forced network's held-out balanced accuracy is below
+the threshold's by more than ``MARGIN``; with fewer than ``--min-patches`` whole patches (rule
+2: 4; rule 1: 0, i.e. whenever folds exist) or no fold at all, flag ``method_unvalidated``.
+The product does not do this; the check lives here.
 
 For each family, seed and labeled rate (the volumes and labels of
 :mod:`bench.bench_tomography`: ``simulate_tomogram``, 10x10 patches of the central slice):
 
+- ``otsu-smooth``: the label-free bar of the benchmark (Otsu after a sigma 1 px blur);
 - ``threshold``: the product's threshold candidate alone (``nwwatch train --volume
   --candidates threshold``), segmented as the service does;
-- ``otsu-smooth``: the label-free bar of the benchmark (Otsu after a sigma 1 px blur);
-- for each ``--paradigms`` P: ``nwwatch train --volume --paradigm P`` as the CLI runs it
-  (:func:`training.volume_forced.check_forced`, then the training, then the record written
-  into the model), segmented with ``segment_volume``. The record holds the IoU (every slice
-  but the labeled one), the row's ``status`` / ``reason_code``, the status the same mask had
-  before the check existed (``status_before``: the verdict without the selection record, as
-  forced models had none), the held-out scores and the CPU seconds of the check and of the
-  final training.
+- ``forced-P`` for each ``--paradigms`` P: the check, then ``nwwatch train --volume
+  --paradigm P``'s training (:func:`training.engine.train`), segmented with
+  ``segment_volume``. ``status_before`` / ``reason_code_before``: the product's verdict;
+  ``status`` / ``reason_code``: with the check's flag added; the held-out scores and the CPU
+  seconds of the check and of the training.
+
+The records in bench/results/tomo_forced_*.json were measured with the check wired into the
+product (commit e1688b2 of branch h-tomoforce, reverted after the rules failed); this script
+runs the same computation outside it.
 
 ``--check-default FILES``: apply the check to the kept method of every default-workflow
-``auto`` record of FILES (their recorded held-out scores), the rule's first criterion.
+``auto`` record of FILES (their recorded held-out scores).
 
 Usage::
 
-    python -m bench.bench_tomo_forced --size 96 --seeds 3 4 --rates 0.02 0.06 0.25 \\
+    python -m bench.bench_tomo_forced --size 96 --seeds 5 6 --rates 0.06 0.25 \\
         --families default noise-limited saturated --out bench/out/tomo_forced.json
 """
 
@@ -31,7 +42,6 @@ import json
 import math
 import tempfile
 import time
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +58,57 @@ FAMILIES = {
     "saturated": {"tilt_max_deg": 80, "pore_length_px": 6, "counts_per_voxel": 1,
                   "saturation_px": 20},
 }
+#: The margin tried: the largest by which the default workflow keeps a candidate below the
+#: best (training.volume_select.FOREST_MARGIN).
+MARGIN = 0.05
+#: The candidate name of each forced paradigm.
+CANDIDATE_OF = {"supervised": "unet", "contrastive": "contrastive"}
+
+
+def threshold_check(method: str, scores: dict[str, float], stopped: dict[str, float],
+                    margin: float = MARGIN) -> bool:
+    """Whether the held-out labeled pixels favour the threshold over ``method`` by more than
+    ``margin`` (balanced accuracies 0..1; ``stopped``: upper bounds of early-stopped ones)."""
+    threshold = scores.get("threshold", math.nan)
+    kept = scores.get(method, math.nan)
+    kept = stopped.get(method, math.nan) if math.isnan(kept) else kept
+    if method == "threshold" or math.isnan(threshold) or math.isnan(kept):
+        return False
+    return kept < threshold - margin
+
+
+def check_forced(config, min_patches: int) -> dict:
+    """The check on ``config`` (a ``--volume`` TrainConfig of the forced paradigm): the
+    threshold's and the forced network's held-out scores on the default workflow's folds, or
+    ``grouping = "none"`` with fewer than ``min_patches`` patches or no fold. The network's
+    folds stop once it is flagged whatever the remaining folds give."""
+    from training.data import load_volume_slices
+    from training.volume_candidates import CandidateTrainer
+    from training.volume_folds import count_patches, make_folds, patch_groups
+    from training.volume_models import Z_SIGMA_PX
+    from training.volume_select import _cross_validate
+
+    data = load_volume_slices(config.volume, [(config.slice_index, config.labels)])
+    labels = [item.label for item in data.labeled]
+    groups = patch_groups(labels)
+    folds = make_folds(groups, labels, config.seed)
+    method = CANDIDATE_OF[config.paradigm]
+    scores, stopped = {"threshold": math.nan, method: math.nan}, {}
+    if not folds or count_patches(labels) < min_patches:
+        return {"grouping": "none", "cv_scores": scores, "cv_stopped": stopped,
+                "flag": "method_unvalidated"}
+    with tempfile.TemporaryDirectory(prefix="tomo_forced_check_") as work:
+        trainer = CandidateTrainer(config, data, Path(work), Z_SIGMA_PX)
+        scores["threshold"] = _cross_validate(trainer, "threshold", labels, groups, folds)[0]
+        score, run = _cross_validate(trainer, method, labels, groups, folds,
+                                     scores["threshold"] - MARGIN)
+        if run < len(folds):
+            stopped[method] = score
+        else:
+            scores[method] = score
+    flagged = threshold_check(method, scores, stopped)
+    return {"grouping": "patches", "cv_scores": scores, "cv_stopped": stopped,
+            "flag": "labels_favour_threshold" if flagged else ""}
 
 
 def _config(volume_path: Path, labels_path: Path, k: int, out: Path, paradigm: str,
@@ -64,39 +125,31 @@ def _config(volume_path: Path, labels_path: Path, k: int, out: Path, paradigm: s
         threads=1)
 
 
-def _segment(model: Path, volume: np.ndarray, truth: np.ndarray, k: int) -> dict:
+def _segment(model: Path, volume: np.ndarray, truth: np.ndarray, k: int,
+             flag: str = "") -> dict:
     from nwwatch.segment.session import Segmenter
-    from nwwatch.volume import assess_mask, segment_volume
+    from nwwatch.volume import segment_volume
 
-    segmenter = Segmenter(model, providers=("cpu",), threads=1)
-    seg = segment_volume(segmenter, volume)
+    seg = segment_volume(Segmenter(model, providers=("cpu",), threads=1), volume)
     v = seg.verdict
-    extra = segmenter.metadata.extra
-    before = assess_mask(v.solid_fraction, seg.uncertain_fraction, seg.threshold_agreement,
-                         v.reference_solid_fraction, v.labels_solid_fraction,
-                         extra.get("class_pixel_counts"), None)
-    return {"iou": iou_solid(seg.mask, truth, k), "status": v.status,
-            "reason_code": v.reason_code, "status_before": before.status,
-            "reason_code_before": before.reason_code, "solid_fraction": v.solid_fraction,
+    codes = [*v.reason_codes, *([flag] if flag and flag not in v.reason_codes else [])]
+    return {"iou": iou_solid(seg.mask, truth, k), "status": "suspect" if codes else "ok",
+            "reason_code": ",".join(codes), "status_before": v.status,
+            "reason_code_before": v.reason_code, "solid_fraction": v.solid_fraction,
             "reference_solid_fraction": v.reference_solid_fraction}
 
 
 def run_case(args, family: str, seed: int, rate: float, log) -> list[dict]:
     from training.engine import train
-    from training.volume_forced import check_forced
-    from training.volume_select import add_selection, select_and_train
+    from training.volume_folds import count_patches
+    from training.volume_select import select_and_train
 
     sim = simulate_tomogram(args.size, seed=seed, **FAMILIES[family])
     volume, truth, k = sim.volume, sim.truth, args.size // 2
     rng = np.random.default_rng([seed, int(round(rate * 1000))])
     labels = patch_labels(truth[k], rate, rng, grain=sim.grain[k])
-    from training.volume_folds import count_patches, labeled_patches
-
-    patches = labeled_patches([labels])[0]
-    per_class = {name: len({int(g) for g in np.unique(patches[labels == c])})
-                 for c, name in enumerate(("pore", "solid"))}
     base = {"family": family, "seed": seed, "rate": rate, "size": args.size,
-            "patches": count_patches([labels]), "patches_per_class": per_class,
+            "patches": count_patches([labels]),
             "labeled_px": int(np.count_nonzero(labels != 255))}
     rows = [{**base, "method": "otsu-smooth",
              "iou": iou_solid(otsu_mask(smooth_slices(volume, 1.0)), truth, k)}]
@@ -113,15 +166,12 @@ def run_case(args, family: str, seed: int, rate: float, log) -> list[dict]:
             config = _config(volume_path, labels_path, k, folder / f"{paradigm}.onnx",
                              paradigm, seed, args.size)
             cpu = time.process_time()
-            forced = check_forced(config, f"--paradigm {paradigm}")
+            check = check_forced(config, args.min_patches)
             check_cpu_s = time.process_time() - cpu
             result = train(config, progress=False)
-            add_selection(Path(result.out), forced)
             rows.append({**base, "method": f"forced-{paradigm}", "check_cpu_s": check_cpu_s,
-                         "train_cpu_s": time.process_time() - cpu - check_cpu_s,
-                         "grouping": forced.grouping, "cv_scores": forced.scores,
-                         "cv_stopped": forced.stopped, "threshold_check": forced.threshold_check,
-                         **_segment(Path(result.out), volume, truth, k)})
+                         "train_cpu_s": time.process_time() - cpu - check_cpu_s, **check,
+                         **_segment(Path(result.out), volume, truth, k, check["flag"])})
     for row in rows:
         log(json.dumps(row))
     return rows
@@ -129,32 +179,33 @@ def run_case(args, family: str, seed: int, rate: float, log) -> list[dict]:
 
 def check_default(paths: list[Path]) -> list[dict]:
     """The check on the kept method of every ``auto`` record of ``paths`` (recorded scores)."""
-    from training.volume_forced import threshold_check
-
     out = []
     for path in paths:
         for row in json.loads(path.read_text())["records"]:
             if row.get("method") != "auto":
                 continue
             scores = {k: (math.nan if v is None else v) for k, v in row["cv_scores"].items()}
-            check = threshold_check(row["chosen"], scores, row.get("cv_stopped") or {}, "")
+            flagged = threshold_check(row["chosen"], scores, row.get("cv_stopped") or {})
             out.append({"file": path.name, "family": row.get("family"), "seed": row["seed"],
                         "rate": row["rate"], "chosen": row["chosen"],
-                        "grouping": row.get("grouping"), "flagged": bool(check)})
+                        "grouping": row.get("grouping"), "flagged": flagged})
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[3, 4])
-    parser.add_argument("--rates", type=float, nargs="+", default=[0.02, 0.06, 0.25])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[5, 6])
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.06, 0.25])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     parser.add_argument("--paradigms", nargs="+", default=["supervised", "contrastive"],
-                        choices=("supervised", "contrastive"))
+                        choices=tuple(CANDIDATE_OF))
+    parser.add_argument("--min-patches", type=int, default=4,
+                        help="fewer whole labeled patches: method_unvalidated (rule 2: 4; "
+                             "rule 1: 0)")
     parser.add_argument("--check-default", type=Path, nargs="+", default=None)
     parser.add_argument("--out", type=Path, default=Path("bench/out/tomo_forced.json"))
-    args: Namespace = parser.parse_args(argv)
+    args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.check_default:
         rows = check_default(args.check_default)

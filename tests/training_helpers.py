@@ -43,11 +43,8 @@ def make_folder(root: Path, n: int = 6, size: int = 48, unlabeled: int = 0,
 
 def capture_train(monkeypatch) -> dict:
     """Replace ``training.engine.train`` with a stub that records the TrainConfig the CLI
-    built (``seen["config"]``) and stops the command with a TrainingError("captured").
-    The check of a forced ``--volume`` method (training.volume_forced), which trains its folds
-    through the same function, is skipped: the config captured is the final run's."""
+    built (``seen["config"]``) and stops the command with a TrainingError("captured")."""
     import training.engine
-    import training.volume_forced
 
     seen: dict = {}
 
@@ -56,6 +53,5 @@ def capture_train(monkeypatch) -> dict:
         raise training.engine.TrainingError("captured")
 
     monkeypatch.setattr(training.engine, "train", capture)
-    monkeypatch.setattr(training.volume_forced, "check_forced", lambda *a, **k: None)
     return seen
 

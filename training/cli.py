@@ -257,8 +257,6 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         remove_empty,
     )
     from training.sampler import SamplerError
-    from training.volume_forced import check_forced, forced_by_options
-    from training.volume_select import add_selection
 
     click.get_current_context().with_resource(known_noise_filtered())
 
@@ -338,19 +336,15 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         classifier_steps=chosen["classifier_steps"], quantize=quantize, exporter=exporter,
         command=_command_line(click.get_current_context()),
     )
-    forced_by = forced = None
     if volume is not None and not (resume or export_only):
-        paradigm_given = ctx.get_parameter_source("paradigm") is ParameterSource.COMMANDLINE
-        if not paradigm_given and init_weights is None:
+        if (ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE
+                and init_weights is None):
             _select_volume_method(config, candidates)
             return
-        forced_by = forced_by_options(paradigm if paradigm_given else None, init_weights)
     if config.data is not None and not (resume or export_only):
         for label_path in mask_like_labels(config.data):
             click.echo(mask_warning(label_path))
     try:
-        if forced_by is not None:  # the forced network against the label-free threshold
-            forced = check_forced(config, forced_by, echo=click.echo)
         result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
                      export_only=export_only, given=given_settings(ctx))
     except ResumeSettingError as exc:
@@ -359,9 +353,6 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
             FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"checkpoint: {result.checkpoint}")
-    if forced is not None:  # the check's record goes with every model the run exported
-        for path in (p for p in (result.out, result.int8) if p is not None):
-            add_selection(Path(path), forced)
     if result.out is not None:
         click.echo(f"model: {result.out}")
     if result.int8 is not None:
@@ -370,8 +361,6 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         click.echo(_int8_not_kept(result.reports.get("int8")))
     for key, value in sorted(result.metrics.items()):
         click.echo(f"  {key}: {value:.4f}")
-    if forced is not None and forced.threshold_check:  # last, where the user reads
-        click.echo(f"warning: {forced.threshold_check}")
 
 
 def _int8_not_kept(report) -> str:

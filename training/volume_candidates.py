@@ -19,11 +19,8 @@ import torch
 from training.config import TrainConfig
 from training.data import TrainingData
 
-#: The training paradigm of each network candidate (any other network name is its own
-#: paradigm: a forced ``--paradigm cct`` trains as ``cct``, training.volume_forced).
+#: The training paradigm of each network candidate.
 NETWORK_PARADIGMS = {"unet": "supervised", "contrastive": "contrastive"}
-#: The candidates that see the slices blurred along Z; every other one is a network.
-SMALL_CANDIDATES = ("threshold", "features")
 #: Mirror margin (px) of held-out predictions: the runtime's default.
 MARGIN_PX = 16
 
@@ -82,8 +79,8 @@ class CandidateTrainer:
         networks: as it is)."""
         if method == "features" and self.slabs is not None:
             return self.slabs[index]
-        return self.smoothed[index] if method in SMALL_CANDIDATES \
-            else self.data.labeled[index].image
+        return self.data.labeled[index].image if method in NETWORK_PARADIGMS \
+            else self.smoothed[index]
 
     def fit(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None = None,
             validated: bool = True):
@@ -140,8 +137,7 @@ class CandidateTrainer:
             cv2.imwrite(str(path), label)
             paths.append(str(path))
         out = final_out or self.work / f"{method}_{self.runs}.onnx"
-        config = replace(self.config, paradigm=NETWORK_PARADIGMS.get(method, method),
-                         out=str(out), slice_index=order, labels=paths,
-                         export=final_out is not None)
+        config = replace(self.config, paradigm=NETWORK_PARADIGMS[method], out=str(out),
+                         slice_index=order, labels=paths, export=final_out is not None)
         result = train(config, progress=False)
         return load_inference_model(result.checkpoint) if final_out is None else result

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from nwwatch.classes import UNLABELED
-from nwwatch.volume.verdict import MIN_LABELED_PIXELS, MIN_PATCHES_TO_CHECK, labeled_pixels
+from nwwatch.volume.verdict import MIN_LABELED_PIXELS, labeled_pixels
 from training.config import VOLUME_CANDIDATES, TrainConfig
 from training.data import TrainingData, load_volume_slices
 from training.volume_candidates import NETWORK_PARADIGMS, CandidateTrainer, predict_solid
@@ -69,7 +69,6 @@ from training.volume_folds import (
     mixed_patches,
     patch_groups,
 )
-from training.volume_forced import threshold_check
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +102,6 @@ class Selection:
     warnings (:func:`label_warnings`).  seconds : training time per candidate (all folds).
     stopped : candidates whose cross-validation stopped early because they could no longer
     be kept, with the upper bound of their score (their ``scores`` entry is NaN).
-    forced_by : the options that made ``method`` the only choice (``--paradigm``, ``--init``,
-    ``--candidates`` without the threshold, which is then scored as a reference and never
-    kept), "" when the labels chose.  threshold_check : the warning when the held-out pixels
-    favour the threshold by more than its margin, else "" (:mod:`training.volume_forced`).
     """
 
     method: str
@@ -117,8 +112,6 @@ class Selection:
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     stopped: dict[str, float] = field(default_factory=dict)
-    forced_by: str = ""
-    threshold_check: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -318,21 +311,10 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
                     scores[method] = score
                     echo(f"  {method:12s} held-out balanced accuracy {score:.4f} "
                          f"({seconds[method]:.0f} s)")
-            if "threshold" not in candidates and n_patches >= MIN_PATCHES_TO_CHECK:
-                # The label-free reference (training.volume_forced), never kept; scored last
-                # so that it stops no candidate early.
-                scores["threshold"] = _cross_validate(trainer, "threshold", labels, groups,
-                                                      folds)[0]
-                echo(f"  threshold    held-out balanced accuracy {scores['threshold']:.4f} "
-                     f"(the reference, not a candidate)")
-            method, reason = choose({c: scores[c] for c in candidates}, patches=n_patches)
-        forced_by = "" if "threshold" in candidates else f"--candidates {','.join(candidates)}"
-        check = threshold_check(method, scores, stopped, forced_by)
+            method, reason = choose(scores, patches=n_patches)
         selection = Selection(method, scores, grouping, len(folds), reason, warnings, seconds,
-                              stopped, forced_by, check)
+                              stopped)
         echo(f"kept: {method} ({reason})")
-        if check:
-            echo(f"warning: {check}")
         out = _train_final(trainer, method, labels, selection)
     return selection, out
 
@@ -350,7 +332,7 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
     out = Path(config.out)
     if method in NETWORK_PARADIGMS:
         trainer.fit(method, labels, final_out=out)
-        add_selection(out, selection)
+        _add_selection(out, selection)
         return out
     model = trainer.fit(method, labels, validated=selection.folds > 0)
     score = selection.scores.get(method, math.nan)
@@ -379,7 +361,7 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
     return out
 
 
-def add_selection(path: Path, selection: Selection) -> None:
+def _add_selection(path: Path, selection: Selection) -> None:
     """Write ``extra["selection"]`` into an exported model's nwwatch metadata (atomically)."""
     import onnx
 

@@ -21,12 +21,6 @@ compares the mask with something that does not share the model's failure modes:
   a labeled pixel it had not seen. On the benchmark's saturated volume the kept threshold was
   then 0.08 IoU below a forest trained on the same two patches, and nothing in the mask
   showed it (docs/tomography.md).
-- ``labels_favour_threshold``: the kept method was not chosen by the labels (``--paradigm``,
-  ``--init``, ``--candidates`` without the threshold), and on the same held-out labeled pixels
-  the label-free smoothed threshold scored clearly better (``extra["selection"]
-  ["threshold_check"]``, the sentence ``nwwatch train --volume`` warned with;
-  :mod:`training.volume_forced`). On the benchmark's default volume a forced U-Net gave IoU
-  0.17 where the threshold gives 0.79.
 
 The two solid-share references: the blurred-Otsu reference mask (no labels), and the same
 blurred volume cut half-way between the labeled pixels' mean intensities of solid and of the
@@ -53,19 +47,13 @@ COLLAPSE_RATIO = 0.25
 MISMATCH_FACTOR = 2.0
 #: Fewer labeled pixels of a class than this: the model had too little to learn from.
 MIN_LABELED_PIXELS = 50
-#: Fewer whole labeled patches than this: a method the labels did not choose is not checked
-#: against the threshold (a network trained on one of two or three patches is not the
-#: network trained on all of them; docs/tomography.md), and its masks are
-#: ``method_unvalidated``.
-MIN_PATCHES_TO_CHECK = 4
 #: Below this solid share in both references there is no verdict on the solid share (a volume
 #: that shows almost no solid cannot tell a collapse from a correct empty mask).
 MIN_REFERENCE_SHARE = 0.002
 
 #: Every reason code a volume row can carry, in the order they are reported.
 REASON_CODES = ("mask_collapsed", "solid_fraction_mismatch", "uncertain",
-                "threshold_disagreement", "few_labeled_pixels", "method_unvalidated",
-                "labels_favour_threshold")
+                "threshold_disagreement", "few_labeled_pixels", "method_unvalidated")
 
 
 @dataclass(frozen=True)
@@ -172,16 +160,10 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
             + ": label one more patch of " + " and one of ".join(sorted(few))
             + ", on the labeled slice or another one, and train again")
     if (selection or {}).get("grouping") == "none":
-        forced_by = selection.get("forced_by")
         codes["method_unvalidated"] = (
             f"the labels held no patch out, so the kept method "
-            f"({selection.get('method', '?')}{', kept by ' + forced_by if forced_by else ''}) "
-            f"was never checked against a labeled pixel it had not seen: label at least "
-            + (f"{MIN_PATCHES_TO_CHECK} separate patches, two of each class" if forced_by
-               else "two separate patches of each class"))
-    if (selection or {}).get("threshold_check"):
-        # Training's own warning, word for word: the row and the training log agree.
-        codes["labels_favour_threshold"] = str(selection["threshold_check"])
+            f"({selection.get('method', '?')}) was never checked against a labeled pixel it "
+            f"had not seen: label at least two separate patches of each class")
     ordered = tuple(code for code in REASON_CODES if code in codes)
     return MaskVerdict(status="suspect" if ordered else "ok", reason_codes=ordered,
                        why=tuple(codes[c] for c in ordered), solid_fraction=float(solid_fraction),
