@@ -12,7 +12,11 @@ On the same synthetic frame folder (single-frame TIFFs from ``nwwatch.synth``):
 Usage::
 
     nice -n 10 .venv/bin/python bench/bench_cluster.py [--frames 1000] [--size 512]
-        [--distinct 100] [--workers 2] [--threads 2] [--model M.onnx] [--json out.json]
+        [--distinct 100] [--workers 2] [--threads 2] [--rounds 1] [--model M.onnx]
+        [--json out.json]
+
+With ``--rounds N`` each replay runs N times in ABBA order (local, dask, dask, local, ...)
+on the one cluster; the figures are means over the rounds, ``rounds`` lists each.
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2, help="ORT threads of local replay")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="replays of each kind, in ABBA order (local, dask, dask, local, ...)")
     ap.add_argument("--json")
     args = ap.parse_args()
     from distributed import Client, LocalCluster
@@ -113,29 +119,49 @@ def main() -> None:
                                    per_worker, args.batch_size)
 
         t = time.perf_counter()
-        local = replay(frames, work / "local", model=model, config=local_cfg)
-        local_wall = time.perf_counter() - t
-        print(f"local replay: {local.frames} frames in {local_wall:.1f} s", flush=True)
-
-        t = time.perf_counter()
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                dashboard_address="127.0.0.1:0")
         client = Client(cluster)
         start_s = time.perf_counter() - t
+        rounds = []
         try:
-            t = time.perf_counter()
-            dask = replay(frames, work / "dask", model=model, config=cluster_cfg,
-                          dask=cluster.scheduler_address)
-            dask_wall = time.perf_counter() - t
-            compaction_s = dask.compaction_seconds
-            print(f"dask replay: {dask.frames} frames in {dask_wall:.1f} s", flush=True)
+            # ABBA order (local, dask, dask, local, ...): a load that drifts over the run
+            # (other jobs on a shared machine) weighs on both the same
+            for k in range(args.rounds):
+                walls: dict[str, float] = {}
+                for way in (("local", "dask") if k % 2 == 0 else ("dask", "local")):
+                    out = work / f"{way}{k}"
+                    load = os.getloadavg()[0]
+                    t = time.perf_counter()
+                    if way == "local":
+                        local = replay(frames, out, model=model, config=local_cfg)
+                    else:
+                        dask = replay(frames, out, model=model, config=cluster_cfg,
+                                      dask=cluster.scheduler_address)
+                    walls[way] = time.perf_counter() - t
+                    walls[f"{way}_load"] = load
+                    print(f"round {k}: {way} replay {args.frames} frames in {walls[way]:.1f} s "
+                          f"(load {load:.1f})", flush=True)
+                compaction_s = dask.compaction_seconds
+                # wall time of the replay call, the final compaction excluded (local replay
+                # does not compact)
+                rounds.append({"local_wall_s": walls["local"], "dask_wall_s": walls["dask"],
+                               "dask_final_compaction_s": compaction_s,
+                               "load_before_local": walls["local_load"],
+                               "load_before_dask": walls["dask_load"],
+                               "throughput_ratio": walls["local"]
+                               / (walls["dask"] - compaction_s)})
             overhead = scheduler_overhead(client)
         finally:
             client.close()
             cluster.close()
+        local_wall = sum(r["local_wall_s"] for r in rounds) / len(rounds)
+        dask_wall = sum(r["dask_wall_s"] for r in rounds) / len(rounds)
+        compaction_s = sum(r["dask_final_compaction_s"] for r in rounds) / len(rounds)
+        last = args.rounds - 1
 
-        a = rows(work / "local").drop(columns=RUN_COLUMNS)
-        b = rows(work / "dask").drop(columns=RUN_COLUMNS)
+        a = rows(work / f"local{last}").drop(columns=RUN_COLUMNS)
+        b = rows(work / f"dask{last}").drop(columns=RUN_COLUMNS)
         identical = a.equals(b)
         s = dask.cluster
         tasks = max(1, s.tasks)
@@ -145,6 +171,8 @@ def main() -> None:
             "workers": args.workers, "ort_threads_local": args.threads,
             "ort_threads_per_worker": per_worker, "batch_size": args.batch_size,
             "cpu_count": os.cpu_count(),
+            "rounds": rounds,
+            # the means over the rounds
             "local_replay": {"rows": local.frames, "wall_s": local_wall,
                              "frames_per_s": local.frames / local_wall},
             "dask_replay": {"rows": dask.frames, "wall_s": dask_wall,
@@ -153,8 +181,6 @@ def main() -> None:
                             "processing_s": dask.seconds,
                             "final_compaction_s": compaction_s,
                             "files_before_compaction": dask.compaction.files_before},
-            # wall time of the replay call, the final compaction excluded (local replay
-            # does not compact)
             "throughput_ratio": (dask.frames / (dask_wall - compaction_s))
             / (local.frames / local_wall),
             "rows_identical": identical,

@@ -23,7 +23,7 @@ For each family, seed and labeled rate (the volumes and labels of
   seconds of the check and of the training.
 
 The records in bench/results/tomo_forced_*.json were measured with the check wired into the
-product (commit e1688b2 of branch h-tomoforce, reverted after the rules failed); this script
+product (commit e1688b2, reverted after the rules failed); this script
 runs the same computation outside it.
 
 ``--check-default FILES``: apply the check to the kept method of every default-workflow
