@@ -76,6 +76,9 @@ class LabelSession:
     _images: dict[int, tuple[np.ndarray, float | None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _save_lock: threading.Lock = field(default_factory=threading.Lock)
+    _saves: threading.Condition = field(default_factory=threading.Condition)
+    _saves_in_flight: int = 0
+    _stopping: bool = False
 
     def image(self, index: int) -> tuple[np.ndarray, float | None]:
         with self._lock:
@@ -126,6 +129,33 @@ class LabelSession:
                 f"frame, this one is {image.shape[1]} x {image.shape[0]} px: showing the model's "
                 "proposal; Save replaces the old labels")
         return self.proposal(index), "model", note
+
+    def begin_save(self) -> bool:
+        """Count a save as on its way (False, and not counted, once :meth:`stop_saving` was
+        called); every True is followed by one :meth:`end_save` after the answer is sent."""
+        with self._saves:
+            if self._stopping:
+                return False
+            self._saves_in_flight += 1
+            return True
+
+    def end_save(self) -> None:
+        with self._saves:
+            self._saves_in_flight -= 1
+            self._saves.notify_all()
+
+    def saves_in_flight(self) -> int:
+        with self._saves:
+            return self._saves_in_flight
+
+    def stop_saving(self, timeout: float | None = None) -> bool:
+        """Refuse saves from now on and wait until the ones on their way are written and
+        answered (True; False when ``timeout`` seconds passed first). Called before the
+        server stops: Ctrl+C during a save ended the process between the label and the
+        image files, leaving a half-written frame in DATA and the page without an answer."""
+        with self._saves:
+            self._stopping = True
+            return self._saves.wait_for(lambda: self._saves_in_flight == 0, timeout)
 
     def is_saved(self, index: int) -> bool:
         return (self.data_dir / "geometry" / f"{self.frames[index].stem}.json").is_file()
@@ -275,8 +305,12 @@ class _Handler(BaseHTTPRequestHandler):
             geometry = _from_json(json.loads(self.rfile.read(length) or b"null"))
         except (ValueError, GeometryError) as exc:
             return self._error(HTTPStatus.BAD_REQUEST, f"geometry: {exc}")
+        saving = parts[3] == "save"
+        if saving and not self.session.begin_save():
+            return self._error(HTTPStatus.SERVICE_UNAVAILABLE, "not saved: the labelling "
+                               "server is stopping (Ctrl+C); start it again and save")
         try:
-            if parts[3] == "preview":
+            if not saving:
                 return self._json(preview(geometry))
             ref = self.session.frames[index]
             image, _ = self.session.image(index)
@@ -294,6 +328,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except Exception as exc:  # disk full, permissions, the frame file gone: keep serving
             return self._frame_failed(exc, f"frame {index} {parts[3]}", f"{parts[3]} failed: ")
+        finally:
+            if saving:  # after the answer was sent: stop_saving waits for it
+                self.session.end_save()
 
     def _frame_failed(self, exc: Exception, what: str, prefix: str) -> None:
         """Answer a failure: the frame's file (one log line), else its proposal or a bug
