@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from nwwatch.label.store import safe_stem
+from nwwatch.label.store import safe_stem, stem_files
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,11 @@ def _taken(data_dir: Path, stem: str, path: Path, page: int) -> bool:
     geometry names another source file or page (a relative source path is taken from the
     current folder, as the command's own paths are), and its saved image is not this frame's
     pixels either (the same frame moved to another folder is the same frame). A stem in
-    ``images/`` without a geometry file (a folder written by other means) is taken too."""
-    image_file = Path(data_dir) / "images" / f"{stem}.tif"
+    ``images/`` without a geometry file (a folder written by other means, its image a TIFF
+    or a PNG) is taken too, unless it holds this frame's pixels."""
+    images = stem_files(Path(data_dir) / "images", stem)
     geometry_file = Path(data_dir) / "geometry" / f"{stem}.json"
-    if not image_file.exists() and not geometry_file.exists():
+    if not images and not geometry_file.exists():
         return False
     try:
         source = json.loads(geometry_file.read_text()).get("source") or {}
@@ -94,9 +95,7 @@ def _taken(data_dir: Path, stem: str, path: Path, page: int) -> bool:
     except (OSError, ValueError, TypeError, AttributeError):
         pass  # no or broken geometry: the pixels decide
     try:
-        from nwwatch.io import read_frames
-
-        saved = read_frames(image_file)[0].image
+        saved = read_frame(FrameRef(images[0], 0, stem))[0]
         mine = read_frame(FrameRef(path, page, stem))[0]
     except Exception:  # noqa: BLE001 - an unreadable saved image is not this frame's
         return True
