@@ -381,6 +381,19 @@ def test_label_refuses_a_bad_png_before_the_page_opens(tmp_path, content):
     assert f"Error: {png}: " in result.output and "labelling 1 frames" not in result.output
 
 
+def test_label_says_what_it_reads_when_a_folder_holds_other_files(tmp_path):
+    # before: `nwwatch label frames/*` with a notes.txt among the frames said only "not a
+    # TIFF file", not what the command takes.
+    write_frame_tiff(tmp_path / "f.tif", np.zeros((32, 32), np.uint16))
+    (tmp_path / "notes.txt").write_text("sample 3, 450 C")
+    result = _label_cli(str(tmp_path / "f.tif"), str(tmp_path / "notes.txt"), "--out",
+                        str(tmp_path / "DATA"))
+    assert result.exit_code == 1, result.output
+    assert f"{tmp_path / 'notes.txt'}: not a TIFF file" in result.output
+    assert "reads TIFF frames or stacks and PNG images" in result.output
+    assert not (tmp_path / "DATA").exists()
+
+
 def test_label_names_a_pattern_that_matched_nothing(tmp_path):
     pattern = str(tmp_path / "*.tif")
     result = _label_cli(pattern, "--out", str(tmp_path / "DATA"))

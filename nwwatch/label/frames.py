@@ -33,8 +33,15 @@ def _pages(path: Path) -> int:
         read_image_2d(path)  # refused now (colour, unreadable), not in the browser later
         return 1
     from nwwatch.io import inspect_tiff
+    from nwwatch.io.errors import NotATiffError
 
-    return inspect_tiff(path).n_pages
+    try:
+        return inspect_tiff(path).n_pages
+    except NotATiffError as exc:
+        # A notes.txt or a JPEG matched by frames/*: "not a TIFF file" alone did not say
+        # what the command takes.
+        raise NotATiffError(path, f"{exc.reason}; nwwatch label reads TIFF frames or stacks "
+                                  "and PNG images: give only those (e.g. frames/*.tif)") from None
 
 
 def frame_refs(paths: Sequence[str | os.PathLike[str]],
