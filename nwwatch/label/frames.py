@@ -136,4 +136,7 @@ def read_frame(ref: FrameRef) -> tuple[np.ndarray, float | None]:
         raise InputError(ref.path, f"page {ref.page} out of range (0..{len(frames) - 1}): "
                                    "the file changed after the labelling started")
     frame = frames[ref.page]
-    return frame.image, frame.pixel_size_nm
+    # A page of a stack is a view of the whole stack: copied, so that the frames the session
+    # keeps (LabelSession.image) hold one page each, not a whole stack each.
+    image = frame.image.copy() if len(frames) > 1 else frame.image
+    return image, frame.pixel_size_nm
