@@ -25,6 +25,12 @@ class FrameRef:
     stem: str
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def key(self) -> str:
+        """A short hash of the file's absolute path and the page: which frame this is,
+        whatever its place in a session's list (a restarted session may list others)."""
+        return hashlib.sha1(f"{self.path.resolve()}\0{self.page}".encode()).hexdigest()[:16]
+
 
 def _pages(path: Path) -> int:
     if path.suffix.lower() == ".png":

@@ -10,11 +10,13 @@ Routes (JSON unless stated; frame ``i`` indexes :attr:`LabelSession.frames`):
 - ``POST /api/frames/<i>/preview`` (geometry): the label image it gives, as a coloured PNG
   data URL, with the contact angle and the facet line (one rasteriser: the page shows what
   will be saved);
-- ``POST /api/frames/<i>/save?base=<token>`` (geometry): write the frame into DATA
+- ``POST /api/frames/<i>/save?base=<token>&frame=<key>`` (geometry): write the frame into DATA
   (:func:`nwwatch.label.store.save_labeled_frame`); refused (409) when ``base`` is given and
   is not the frame's current :func:`nwwatch.label.store.saved_token` (another tab saved it
   since this one loaded it); the 409 answer carries the current ``saved_token``, with which
   the page may overwrite deliberately. The geometry and save answers carry ``saved_token``.
+  Refused (409, ``frame_changed``) too when ``frame`` is not frame ``i``'s
+  :attr:`~nwwatch.label.frames.FrameRef.key` (a page of an earlier run listing other frames).
 
 A frame that cannot be opened any more is answered with ``{"error": ...}`` naming the file
 and the reason, and no traceback: 404 when its file is gone (removed or renamed after the
@@ -226,6 +228,16 @@ def _conflict(stem: str, current: str) -> dict[str, Any]:
     return {"error": error, "conflict": True, "saved_token": current}
 
 
+def _other_frame(stem: str) -> dict[str, Any]:
+    """The 409 answer to a save whose ``frame`` key is not the frame at that place of the list:
+    the page was loaded from an earlier run of the command that listed other frames (it
+    tells the user to start the server again and save), and its shapes are another frame's."""
+    return {"error": f"not saved: this page was loaded from an earlier nwwatch label that "
+                     f"listed other frames; frame {stem} here is not the one you edited. "
+                     "Reload the page (your changes to this frame are lost) or start nwwatch "
+                     "label again with the frames it was loaded with.", "frame_changed": True}
+
+
 class _Handler(BaseHTTPRequestHandler):
     session: LabelSession  # set on the subclass made by make_server
 
@@ -271,7 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({
                 "data": str(s.data_dir), "model": s.model_path.name,
                 "frames": [{"index": i, "stem": f.stem, "name": f.path.name, "page": f.page,
-                            "saved": s.is_saved(i), "info": f.info}
+                            "key": f.key, "saved": s.is_saved(i), "info": f.info}
                            for i, f in enumerate(s.frames)]})
         if len(parts) == 4 and parts[:2] == ["api", "frames"]:
             index = self._frame(parts)
@@ -315,7 +327,10 @@ class _Handler(BaseHTTPRequestHandler):
             ref = self.session.frames[index]
             image, _ = self.session.image(index)
             source = {"path": str(ref.path.resolve()), "page": ref.page, **ref.info}
-            base = parse_qs(query, keep_blank_values=True).get("base")
+            params = parse_qs(query, keep_blank_values=True)
+            base = params.get("base")
+            if params.get("frame", [ref.key])[0] != ref.key:
+                return self._json(_other_frame(ref.stem), HTTPStatus.CONFLICT)
             with self.session._save_lock:  # the check and the write, one save at a time
                 current = saved_token(self.session.data_dir, ref.stem)
                 if base is not None and base[0].strip() != current:
