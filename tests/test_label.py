@@ -10,6 +10,7 @@ import pytest
 from label_helpers import plain_params, render, truth_geometry
 
 from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE, UNLABELED
+from nwwatch.io import write_frame_tiff
 from nwwatch.io.dataset import DatasetLayoutError, pair_folder, read_pair
 from nwwatch.label.geometry import (
     Circle,
@@ -90,6 +91,66 @@ def test_bad_geometry_names_the_key():
                               ("facet", [[1, 1], [1, 1]], "coincide")):
         with pytest.raises(GeometryError, match=match):
             geometry_from_json({**doc, key: value})
+
+
+def test_a_misspelt_key_is_named_not_read_as_a_missing_shape(tmp_path):
+    # before: "wires" or "stroke" in a geometry file edited by hand opened the frame without
+    # its polygon or strokes, and the next save wrote the labels without them.
+    geometry = truth_geometry(plain_params(21, 0)).replace(
+        strokes=(Stroke(UNLABELED, ((5.0, 5.0), (5.0, 30.0), (30.0, 5.0))),))
+    doc = geometry.to_json()
+    for bad, match in (({"wires": doc["wire"]}, "wires: unknown key"),
+                       ({"stroke": doc["strokes"]}, "stroke: unknown key"),
+                       ({"droplet": {**doc["droplet"], "radius": 3}}, "droplet.radius: unknown"),
+                       ({"strokes": [{**doc["strokes"][0], "brush": 2}]},
+                        r"strokes\[0\].brush: unknown")):
+        with pytest.raises(GeometryError, match=match):
+            geometry_from_json({**doc, **bad})
+    # The files the tool writes (with source, human angle and the proposal) still open.
+    save_labeled_frame(tmp_path, "f", np.zeros(geometry.shape, np.uint16),
+                       geometry.replace(extra={"proposal": {"status": "ok"}}), {"page": 0})
+    assert load_geometry(tmp_path, "f").extra == {"proposal": {"status": "ok"}}
+    path = tmp_path / "geometry" / "f.json"
+    hand = json.loads(path.read_text())
+    hand["wires"] = hand.pop("wire")
+    path.write_text(json.dumps(hand))
+    with pytest.raises(GeometryError, match=r"f\.json: wires: unknown key"):
+        load_geometry(tmp_path, "f")
+
+
+def test_a_frame_labelled_elsewhere_is_replaced_whatever_its_files_format(tmp_path):
+    # before: DATA with napari's labels/f.tif (or an images/g.png) beside which the tool
+    # wrote labels/f.png (images/g.tif): two files of one stem, which training refuses.
+    import cv2
+    import tifffile
+
+    from nwwatch.label.frames import frame_refs
+
+    params = plain_params(21, 0)
+    image, truth, _ = render(params, seed=1)
+    data = tmp_path / "DATA"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    write_frame_tiff(data / "images" / "f.tif", image)
+    tifffile.imwrite(data / "labels" / "f.tif", truth)
+    grey = (image // 256).astype(np.uint8)
+    cv2.imwrite(str(data / "images" / "g.PNG"), grey)
+    cv2.imwrite(str(data / "labels" / "g.png"), truth)
+    write_frame_tiff(tmp_path / "f.tif", image)
+    cv2.imwrite(str(tmp_path / "g.png"), grey)
+    refs = frame_refs([tmp_path / "f.tif", tmp_path / "g.png"], data_dir=data)
+    assert [r.stem for r in refs] == ["f", "g"]  # the same frames: their stems
+    for ref, pixels in zip(refs, (image, grey), strict=True):
+        save_labeled_frame(data, ref.stem, pixels, truth_geometry(params))
+    assert sorted(p.name for p in (data / "labels").iterdir()) == ["f.png", "g.png"]
+    assert sorted(p.name for p in (data / "images").iterdir()) == ["f.tif", "g.tif"]
+    assert [stem for stem, _, _ in pair_folder(data)] == ["f", "g"]
+    # Another frame's PNG image under that stem is another frame: a stem of its own.
+    cv2.imwrite(str(data / "images" / "h.png"), grey)
+    cv2.imwrite(str(data / "labels" / "h.png"), truth)
+    cv2.imwrite(str(tmp_path / "h.png"), 255 - grey)
+    [ref] = frame_refs([tmp_path / "h.png"], data_dir=data)
+    assert ref.stem.startswith("h_")
 
 
 def test_contact_angle_is_a_value_with_a_reason():
@@ -318,6 +379,19 @@ def test_label_refuses_a_bad_png_before_the_page_opens(tmp_path, content):
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)
     assert f"Error: {png}: " in result.output and "labelling 1 frames" not in result.output
+
+
+def test_label_says_what_it_reads_when_a_folder_holds_other_files(tmp_path):
+    # before: `nwwatch label frames/*` with a notes.txt among the frames said only "not a
+    # TIFF file", not what the command takes.
+    write_frame_tiff(tmp_path / "f.tif", np.zeros((32, 32), np.uint16))
+    (tmp_path / "notes.txt").write_text("sample 3, 450 C")
+    result = _label_cli(str(tmp_path / "f.tif"), str(tmp_path / "notes.txt"), "--out",
+                        str(tmp_path / "DATA"))
+    assert result.exit_code == 1, result.output
+    assert f"{tmp_path / 'notes.txt'}: not a TIFF file" in result.output
+    assert "reads TIFF frames or stacks and PNG images" in result.output
+    assert not (tmp_path / "DATA").exists()
 
 
 def test_label_names_a_pattern_that_matched_nothing(tmp_path):

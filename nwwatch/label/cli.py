@@ -113,10 +113,16 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
         server.server_close()
         raise
     stop = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        if stop.is_set():  # the second one: do not wait for a save any longer
+            raise KeyboardInterrupt
+        stop.set()
+
     # SIGTERM (and SIGINT where a shell left it ignored) end the session like Ctrl+C; set
     # before the address is announced, so a signal sent as soon as the page answers is caught.
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     url = f"http://{server.server_address[0]}:{server.server_address[1]}/"
     click.echo(f"labelling {len(refs)} frames into {data_dir} at {url}  (Ctrl+C to stop)")
     thread = serve_in_thread(server)
@@ -125,7 +131,11 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     try:
         while thread.is_alive() and not stop.wait(0.5):
             pass
+        if session.saves_in_flight():
+            click.echo("waiting for the save on its way to be written...")
+        session.stop_saving()  # (a second Ctrl+C still ends the process at once)
         click.echo("stopped")
     finally:
+        session.stop_saving(timeout=0)  # refuse saves: the server's threads die with us
         server.shutdown()
         server.server_close()

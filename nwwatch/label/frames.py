@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from nwwatch.label.store import safe_stem
+from nwwatch.label.store import safe_stem, stem_files
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,12 @@ class FrameRef:
     stem: str
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def key(self) -> str:
+        """A short hash of the file's absolute path and the page: which frame this is,
+        whatever its place in a session's list (a restarted session may list others)."""
+        return hashlib.sha1(f"{self.path.resolve()}\0{self.page}".encode()).hexdigest()[:16]
+
 
 def _pages(path: Path) -> int:
     if path.suffix.lower() == ".png":
@@ -33,8 +39,15 @@ def _pages(path: Path) -> int:
         read_image_2d(path)  # refused now (colour, unreadable), not in the browser later
         return 1
     from nwwatch.io import inspect_tiff
+    from nwwatch.io.errors import NotATiffError
 
-    return inspect_tiff(path).n_pages
+    try:
+        return inspect_tiff(path).n_pages
+    except NotATiffError as exc:
+        # A notes.txt or a JPEG matched by frames/*: "not a TIFF file" alone did not say
+        # what the command takes.
+        raise NotATiffError(path, f"{exc.reason}; nwwatch label reads TIFF frames or stacks "
+                                  "and PNG images: give only those (e.g. frames/*.tif)") from None
 
 
 def frame_refs(paths: Sequence[str | os.PathLike[str]],
@@ -81,10 +94,11 @@ def _taken(data_dir: Path, stem: str, path: Path, page: int) -> bool:
     geometry names another source file or page (a relative source path is taken from the
     current folder, as the command's own paths are), and its saved image is not this frame's
     pixels either (the same frame moved to another folder is the same frame). A stem in
-    ``images/`` without a geometry file (a folder written by other means) is taken too."""
-    image_file = Path(data_dir) / "images" / f"{stem}.tif"
+    ``images/`` without a geometry file (a folder written by other means, its image a TIFF
+    or a PNG) is taken too, unless it holds this frame's pixels."""
+    images = stem_files(Path(data_dir) / "images", stem)
     geometry_file = Path(data_dir) / "geometry" / f"{stem}.json"
-    if not image_file.exists() and not geometry_file.exists():
+    if not images and not geometry_file.exists():
         return False
     try:
         source = json.loads(geometry_file.read_text()).get("source") or {}
@@ -94,9 +108,7 @@ def _taken(data_dir: Path, stem: str, path: Path, page: int) -> bool:
     except (OSError, ValueError, TypeError, AttributeError):
         pass  # no or broken geometry: the pixels decide
     try:
-        from nwwatch.io import read_frames
-
-        saved = read_frames(image_file)[0].image
+        saved = read_frame(FrameRef(images[0], 0, stem))[0]
         mine = read_frame(FrameRef(path, page, stem))[0]
     except Exception:  # noqa: BLE001 - an unreadable saved image is not this frame's
         return True
@@ -130,4 +142,7 @@ def read_frame(ref: FrameRef) -> tuple[np.ndarray, float | None]:
         raise InputError(ref.path, f"page {ref.page} out of range (0..{len(frames) - 1}): "
                                    "the file changed after the labelling started")
     frame = frames[ref.page]
-    return frame.image, frame.pixel_size_nm
+    # A page of a stack is a view of the whole stack: copied, so that the frames the session
+    # keeps (LabelSession.image) hold one page each, not a whole stack each.
+    image = frame.image.copy() if len(frames) > 1 else frame.image
+    return image, frame.pixel_size_nm

@@ -29,6 +29,11 @@ from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE, UNLABELED
 GEOMETRY_FORMAT = "nwwatch-label-geometry"
 GEOMETRY_VERSION = 1
 STROKE_CLASSES = (BACKGROUND, NANOWIRE, DROPLET, UNLABELED)
+#: The keys of a geometry document: the shapes', and ``proposal`` (what the model proposed,
+#: kept as it is in :attr:`LabelGeometry.extra`).
+GEOMETRY_KEYS = ("format", "version", "shape", "pixel_size_nm", "droplet", "wire", "facet",
+                 "strokes")
+EXTRA_KEYS = ("proposal",)
 
 
 class GeometryError(ValueError):
@@ -111,6 +116,9 @@ def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
     """
     if not isinstance(doc, dict):
         raise GeometryError("geometry: expected a JSON object")
+    # A misspelt key ("wires", "stroke") read as absent dropped that shape without a word,
+    # and the next save wrote the frame's labels without it.
+    _known_keys(doc, "", GEOMETRY_KEYS + EXTRA_KEYS)
     if doc.get("format", GEOMETRY_FORMAT) != GEOMETRY_FORMAT:
         raise GeometryError(f"format: expected {GEOMETRY_FORMAT!r}, got {doc.get('format')!r}")
     if doc.get("version", GEOMETRY_VERSION) != GEOMETRY_VERSION:
@@ -125,6 +133,7 @@ def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
         d = doc["droplet"]
         if not isinstance(d, dict):
             raise GeometryError("droplet: expected {center: [row, col], radius_px: R} or null")
+        _known_keys(d, "droplet.", ("center", "radius_px"))
         radius = d.get("radius_px")
         if not isinstance(radius, int | float) or not (math.isfinite(radius) and radius > 0):
             raise GeometryError(f"droplet.radius_px: expected a positive number, got {radius!r}")
@@ -139,6 +148,8 @@ def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
     strokes = []
     for i, s in enumerate(doc.get("strokes") or []):
         key = f"strokes[{i}]"
+        if isinstance(s, dict):
+            _known_keys(s, f"{key}.", ("class", "points", "brush_px"))
         if not isinstance(s, dict) or s.get("class") not in STROKE_CLASSES:
             raise GeometryError(f"{key}.class: expected one of {list(STROKE_CLASSES)}")
         brush = s.get("brush_px")
@@ -149,11 +160,17 @@ def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
     pixel = doc.get("pixel_size_nm")
     if pixel is not None and not (isinstance(pixel, int | float) and pixel > 0):
         raise GeometryError(f"pixel_size_nm: expected a positive number or null, got {pixel!r}")
-    known = {"format", "version", "shape", "pixel_size_nm", "droplet", "wire", "facet",
-             "strokes"}
-    extra = {k: v for k, v in doc.items() if k not in known}
+    extra = {k: v for k, v in doc.items() if k in EXTRA_KEYS}
     return LabelGeometry((shape[0], shape[1]), droplet, wire, facet, tuple(strokes),
                          None if pixel is None else float(pixel), extra)
+
+
+def _known_keys(doc: dict[str, Any], prefix: str, known: tuple[str, ...]) -> None:
+    """Raise :class:`GeometryError` naming the first key of ``doc`` not in ``known``."""
+    for key in doc:
+        if key not in known:
+            raise GeometryError(f"{prefix}{key}: unknown key (expected "
+                                f"{', '.join(prefix + k for k in known)})")
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ Routes (JSON unless stated; frame ``i`` indexes :attr:`LabelSession.frames`):
 - ``POST /api/frames/<i>/preview`` (geometry): the label image it gives, as a coloured PNG
   data URL, with the contact angle and the facet line (one rasteriser: the page shows what
   will be saved);
-- ``POST /api/frames/<i>/save?base=<token>`` (geometry): write the frame into DATA
+- ``POST /api/frames/<i>/save?base=<token>&frame=<key>`` (geometry): write the frame into DATA
   (:func:`nwwatch.label.store.save_labeled_frame`); refused (409) when ``base`` is given and
   is not the frame's current :func:`nwwatch.label.store.saved_token` (another tab saved it
   since this one loaded it); the 409 answer carries the current ``saved_token``, with which
   the page may overwrite deliberately. The geometry and save answers carry ``saved_token``.
+  Refused (409, ``frame_changed``) too when ``frame`` is not frame ``i``'s
+  :attr:`~nwwatch.label.frames.FrameRef.key` (a page of an earlier run listing other frames).
 
 A frame that cannot be opened any more is answered with ``{"error": ...}`` naming the file
 and the reason, and no traceback: 404 when its file is gone (removed or renamed after the
@@ -76,6 +78,9 @@ class LabelSession:
     _images: dict[int, tuple[np.ndarray, float | None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _save_lock: threading.Lock = field(default_factory=threading.Lock)
+    _saves: threading.Condition = field(default_factory=threading.Condition)
+    _saves_in_flight: int = 0
+    _stopping: bool = False
 
     def image(self, index: int) -> tuple[np.ndarray, float | None]:
         with self._lock:
@@ -126,6 +131,33 @@ class LabelSession:
                 f"frame, this one is {image.shape[1]} x {image.shape[0]} px: showing the model's "
                 "proposal; Save replaces the old labels")
         return self.proposal(index), "model", note
+
+    def begin_save(self) -> bool:
+        """Count a save as on its way (False, and not counted, once :meth:`stop_saving` was
+        called); every True is followed by one :meth:`end_save` after the answer is sent."""
+        with self._saves:
+            if self._stopping:
+                return False
+            self._saves_in_flight += 1
+            return True
+
+    def end_save(self) -> None:
+        with self._saves:
+            self._saves_in_flight -= 1
+            self._saves.notify_all()
+
+    def saves_in_flight(self) -> int:
+        with self._saves:
+            return self._saves_in_flight
+
+    def stop_saving(self, timeout: float | None = None) -> bool:
+        """Refuse saves from now on and wait until the ones on their way are written and
+        answered (True; False when ``timeout`` seconds passed first). Called before the
+        server stops: Ctrl+C during a save ended the process between the label and the
+        image files, leaving a half-written frame in DATA and the page without an answer."""
+        with self._saves:
+            self._stopping = True
+            return self._saves.wait_for(lambda: self._saves_in_flight == 0, timeout)
 
     def is_saved(self, index: int) -> bool:
         return (self.data_dir / "geometry" / f"{self.frames[index].stem}.json").is_file()
@@ -196,6 +228,16 @@ def _conflict(stem: str, current: str) -> dict[str, Any]:
     return {"error": error, "conflict": True, "saved_token": current}
 
 
+def _other_frame(stem: str) -> dict[str, Any]:
+    """The 409 answer to a save whose ``frame`` key is not the frame at that place of the list:
+    the page was loaded from an earlier run of the command that listed other frames (it
+    tells the user to start the server again and save), and its shapes are another frame's."""
+    return {"error": f"not saved: this page was loaded from an earlier nwwatch label that "
+                     f"listed other frames; frame {stem} here is not the one you edited. "
+                     "Reload the page (your changes to this frame are lost) or start nwwatch "
+                     "label again with the frames it was loaded with.", "frame_changed": True}
+
+
 class _Handler(BaseHTTPRequestHandler):
     session: LabelSession  # set on the subclass made by make_server
 
@@ -241,7 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({
                 "data": str(s.data_dir), "model": s.model_path.name,
                 "frames": [{"index": i, "stem": f.stem, "name": f.path.name, "page": f.page,
-                            "saved": s.is_saved(i), "info": f.info}
+                            "key": f.key, "saved": s.is_saved(i), "info": f.info}
                            for i, f in enumerate(s.frames)]})
         if len(parts) == 4 and parts[:2] == ["api", "frames"]:
             index = self._frame(parts)
@@ -275,13 +317,20 @@ class _Handler(BaseHTTPRequestHandler):
             geometry = _from_json(json.loads(self.rfile.read(length) or b"null"))
         except (ValueError, GeometryError) as exc:
             return self._error(HTTPStatus.BAD_REQUEST, f"geometry: {exc}")
+        saving = parts[3] == "save"
+        if saving and not self.session.begin_save():
+            return self._error(HTTPStatus.SERVICE_UNAVAILABLE, "not saved: the labelling "
+                               "server is stopping (Ctrl+C); start it again and save")
         try:
-            if parts[3] == "preview":
+            if not saving:
                 return self._json(preview(geometry))
             ref = self.session.frames[index]
             image, _ = self.session.image(index)
             source = {"path": str(ref.path.resolve()), "page": ref.page, **ref.info}
-            base = parse_qs(query, keep_blank_values=True).get("base")
+            params = parse_qs(query, keep_blank_values=True)
+            base = params.get("base")
+            if params.get("frame", [ref.key])[0] != ref.key:
+                return self._json(_other_frame(ref.stem), HTTPStatus.CONFLICT)
             with self.session._save_lock:  # the check and the write, one save at a time
                 current = saved_token(self.session.data_dir, ref.stem)
                 if base is not None and base[0].strip() != current:
@@ -294,6 +343,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except Exception as exc:  # disk full, permissions, the frame file gone: keep serving
             return self._frame_failed(exc, f"frame {index} {parts[3]}", f"{parts[3]} failed: ")
+        finally:
+            if saving:  # after the answer was sent: stop_saving waits for it
+                self.session.end_save()
 
     def _frame_failed(self, exc: Exception, what: str, prefix: str) -> None:
         """Answer a failure: the frame's file (one log line), else its proposal or a bug

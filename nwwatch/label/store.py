@@ -16,6 +16,7 @@ written before the image, so a pair the trainer sees always has its label.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -93,11 +94,29 @@ def save_labeled_frame(
         image = image.astype(np.float32)
     write_frame_tiff(root / "images" / f"{stem}.tif", image,
                      pixel_size_nm=geometry.pixel_size_nm)
+    # The frame's label or image saved in another format (labels drawn elsewhere: napari's
+    # labels/<stem>.tif, an images/<stem>.png) is replaced too: left beside the new files,
+    # the folder had two files of one stem, which `nwwatch train` refuses.
+    for folder, kept in (("labels", f"{stem}.png"), ("images", f"{stem}.tif")):
+        for path in stem_files(root / folder, stem):
+            if path.name != kept:
+                path.unlink(missing_ok=True)
     write_truth(root)
     values, counts = np.unique(labels, return_counts=True)
     return {"stem": stem, "label_counts": {int(v): int(c) for v, c in zip(values, counts,
                                                                             strict=True)},
             "contact_angle_deg": angle.angle_deg}
+
+
+def stem_files(folder: Path, stem: str) -> list[Path]:
+    """The files of ``folder`` the DATA parser reads as ``stem`` (``<stem>.tif``, ``.tiff``,
+    ``.png``, in any case; :func:`nwwatch.io.dataset.list_images`), sorted."""
+    from nwwatch.io.dataset import IMAGE_SUFFIXES
+
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f"{glob.escape(stem)}.*") if p.is_file()
+                  and p.stem == stem and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def saved_token(data_dir: str | os.PathLike[str], stem: str) -> str:

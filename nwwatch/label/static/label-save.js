@@ -65,7 +65,10 @@ async function sendSave(base) {
   const edits = state.edits, index = state.shown.index, stem = state.frames[index].stem;
   const seq = shownSeq();  // this frame as opened: a late answer is not another opening's
   try {
-    const doc = await api(`/api/frames/${index}/save?base=${encodeURIComponent(base)}`,
+    // frame: which frame these shapes are of; a server started again with other frames
+    // refuses them rather than write them under its frame of the same place in the list.
+    const doc = await api(`/api/frames/${index}/save?base=${encodeURIComponent(base)}` +
+                          `&frame=${encodeURIComponent(state.frames[index].key)}`,
                           state.geometry);
     state.frames[index].saved = true;
     labelOption(index);
