@@ -14,8 +14,12 @@ corrects by dragging handles:
   coverage edge lies half a pixel further out); with a facet line, the wire first reaches up
   to it along the base (:func:`close_seam`), so the droplet still sits on the wire where the
   facet was moved off the model's wire (onto the frame's intensity step);
-- every other wire or droplet blob of at least ``min_area_px`` pixels: a polygon stroke of
-  its class, so nothing the model saw is dropped.
+- every other wire or droplet blob of at least :func:`min_blob_area_px` pixels, or of at least
+  ``INTERFACE_MIN_AREA_PX`` where it lies near both the main droplet and the main wire (the
+  interface): a polygon stroke of its class. The strokes are painted into the saved labels
+  (training data), so the model's labels are kept where the contact angle is decided; away
+  from the interface a blob under 20 of the model's working pixels is a speck the user would
+  otherwise delete stroke by stroke ("Undo stroke" removes one at a time).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.label.geometry import Circle, LabelGeometry, Stroke
+from nwwatch.segment.scale import DEFAULT_FRAME_PX
 
 #: approxPolyDP tolerance (px) of the wire polygon and of blob strokes; doubled until the
 #: polygon has at most MAX_VERTICES corners (a ragged prediction must stay draggable).
@@ -41,6 +46,15 @@ SEAM_PX = 5.0
 #: ... and how far past the line onto the droplet's side, where the droplet covers it, so the
 #: polygon simplification (``SIMPLIFY_PX``) cannot open the seam again.
 SEAM_OVERLAP_PX = 2.0
+#: Smallest extra blob kept as a stroke, in the model's working pixels: the model sees a frame
+#: scaled to ``working_px`` on its long side (``nwwatch.segment.scale``), so a blob of this
+#: many working pixels covers this times (long side / working_px)^2 frame pixels.
+MIN_BLOB_WORKING_PX = 20
+#: Near the interface (within ``INTERFACE_BAND_WORKING_PX`` working pixels of both the main
+#: droplet and the main wire) blobs from this many frame pixels are kept, as at every size
+#: before the rule above: that is where the labels decide the facet and the triple points.
+INTERFACE_MIN_AREA_PX = 20
+INTERFACE_BAND_WORKING_PX = 8
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +134,31 @@ def close_seam(wire: np.ndarray, facet: tuple[tuple[float, float], tuple[float, 
     return wire | seam
 
 
+def working_factor(shape: tuple[int, ...], working_px: int | None) -> float:
+    """Frame pixels per model working pixel of a frame of ``shape`` (H, W): long side /
+    ``working_px``, at least 1 (smaller frames are not counted in finer pixels; None: 1)."""
+    if not working_px:
+        return 1.0
+    return max(1.0, max(shape[:2]) / float(working_px))
+
+
+def min_blob_area_px(shape: tuple[int, ...], working_px: int | None = DEFAULT_FRAME_PX) -> int:
+    """Smallest extra blob (frame pixels) of a frame of ``shape`` (H, W) proposed as a stroke
+    away from the interface: ``MIN_BLOB_WORKING_PX`` x :func:`working_factor` squared (20 px
+    up to 512 px frames, 80 at 1024, 320 at 2048, 1280 at 4096 for a 512 px working scale)."""
+    return int(round(MIN_BLOB_WORKING_PX * working_factor(shape, working_px) ** 2))
+
+
+def _interface_zone(drop_mask: np.ndarray, wire_mask: np.ndarray, band_px: float) -> np.ndarray:
+    """bool (H, W): pixels within ``band_px`` of both masks (where droplet meets wire)."""
+    if not (drop_mask.any() and wire_mask.any()):
+        return np.zeros(drop_mask.shape, bool)
+    def near(mask: np.ndarray) -> np.ndarray:
+        dist = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
+        return dist <= band_px
+    return near(drop_mask) & near(wire_mask)
+
+
 def _free_surface_circle(droplet: np.ndarray, wire: np.ndarray) -> Circle | None:
     from nwwatch.measure.circle import robust_fit
 
@@ -146,8 +185,9 @@ def propose_geometry(
     labels: np.ndarray,
     droplet_probability: np.ndarray | None = None,
     pixel_size_nm: float | None = None,
-    min_area_px: int = 20,
+    min_area_px: int | None = None,
     image: np.ndarray | None = None,
+    working_px: int | None = DEFAULT_FRAME_PX,
 ) -> LabelGeometry:
     """Geometry fitted to a predicted label image (see the module docstring).
 
@@ -156,9 +196,12 @@ def propose_geometry(
     labels : uint8 (H, W), 0 background, 1 nanowire, 2 droplet.
     droplet_probability : float (H, W), optional; passed to the measurement (sub-pixel circle).
     pixel_size_nm : copied into the geometry.
-    min_area_px : smaller extra blobs are left out.
+    min_area_px : smaller extra blobs are left out away from the interface; None:
+        :func:`min_blob_area_px` of the frame (scaled with the frame).
     image : (H, W), optional; the raw frame the labels came from (not the normalised one),
         passed to the measurement as the service passes it.
+    working_px : long side (px) the model segmented the frame at (its ``working_scale``
+        ``frame_px``); sets the minimum blob and the interface band in frame pixels.
 
     Returns
     -------
@@ -201,11 +244,20 @@ def propose_geometry(
         wire_mask = close_seam(wire_mask, facet, droplet)
     wire = outline_polygon(wire_mask) if main_wire else None
 
+    factor = working_factor(labels.shape, working_px)
+    if min_area_px is None:
+        min_area_px = min_blob_area_px(labels.shape, working_px)
+    zone = _interface_zone(drop_mask, wire_mask, INTERFACE_BAND_WORKING_PX * factor)
     strokes = []
     for class_id, comp, areas, main in ((NANOWIRE, wire_comp, wire_areas, main_wire),
                                         (DROPLET, drop_comp, drop_areas, main_drop)):
-        for k in np.nonzero(areas >= min_area_px)[0]:
+        small = np.nonzero((areas >= min(INTERFACE_MIN_AREA_PX, min_area_px))
+                           & (areas < min_area_px))[0]
+        at_interface = set(np.unique(comp[zone & np.isin(comp, small)]).tolist())
+        for k in np.nonzero(areas >= min(INTERFACE_MIN_AREA_PX, min_area_px))[0]:
             if k == main and (class_id == NANOWIRE or droplet is not None):
+                continue
+            if areas[k] < min_area_px and k not in at_interface:
                 continue
             poly = outline_polygon(comp == k)
             if poly is not None:

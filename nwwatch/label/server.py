@@ -105,9 +105,11 @@ class LabelSession:
 
         image, pixel_size_nm = self.image(index)
         try:
-            seg = self.segmenter().segment(normalize_image(image), probabilities=True)
+            segmenter = self.segmenter()
+            seg = segmenter.segment(normalize_image(image), probabilities=True)
             return propose_geometry(seg.labels[0], seg.probabilities[0, DROPLET],
-                                    pixel_size_nm, image=image)
+                                    pixel_size_nm, image=image,
+                                    working_px=segmenter.working_scale.frame_px)
         except Exception as exc:  # ONNX Runtime, memory: the page says so for this frame
             ref = self.frames[index]
             raise ProposalError(f"{ref.path} (page {ref.page}): the model's proposal failed: "

@@ -1,0 +1,70 @@
+"""The proposal's extra blobs: the smallest kept as a stroke scales with the frame (the model
+segments at its working scale), except near the interface, where the model's labels are kept
+from 20 px as before (docs/labelling.md, bench/bench_label_proposal_blobs.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.label.propose import min_blob_area_px, propose_geometry
+
+
+def test_the_smallest_blob_scales_with_the_frame_above_the_working_scale():
+    assert min_blob_area_px((256, 256)) == 20
+    assert min_blob_area_px((512, 512)) == 20
+    assert min_blob_area_px((1024, 1024)) == 80
+    assert min_blob_area_px((2048, 1024)) == 320  # the long side, as the segmenter scales
+    assert min_blob_area_px((4096, 4096)) == 1280
+    assert min_blob_area_px((4096, 4096), working_px=1024) == 320
+    assert min_blob_area_px((4096, 4096), working_px=None) == 20
+
+
+def _frame(size: int) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
+    """A wire up from the bottom, a droplet on it, and extra blobs: (labels, the blobs'
+    top-left corners by name). Drawn at 2048 px and scaled, so every blob is the same part
+    of the frame at every size."""
+    f = size / 2048
+    labels = np.zeros((size, size), np.uint8)
+    rows, cols = np.mgrid[:size, :size]
+    labels[(rows >= 1200 * f) & (cols >= 900 * f) & (cols < 1148 * f)] = NANOWIRE
+    disk = (rows - 1100 * f) ** 2 + (cols - 1024 * f) ** 2 < (200 * f) ** 2
+    labels[disk & (rows < 1200 * f)] = DROPLET
+    blobs = {}
+    for name, (r, c), side, class_id in (
+            ("far speck", (100, 100), 10, NANOWIRE),  # 100 px at 2048
+            ("far droplet speck", (100, 1800), 8, DROPLET),  # 64 px
+            ("far blob", (1800, 100), 20, NANOWIRE),  # 400 px
+            ("interface speck", (1210, 1156), 6, NANOWIRE)):  # 36 px, 8 px beside the wire
+        r0, c0, s = round(r * f), round(c * f), max(round(side * f), 1)
+        labels[r0:r0 + s, c0:c0 + s] = class_id
+        blobs[name] = (r0, c0)
+    return labels, blobs
+
+
+def _stroked(geometry, corner: tuple[int, int]) -> bool:
+    """Whether a stroke's outline runs within 3 px of ``corner`` (row, col)."""
+    return any(np.min(np.hypot(*(np.asarray(s.points) - corner).T)) < 3
+               for s in geometry.strokes)
+
+
+def test_specks_of_a_large_frame_are_not_strokes_but_those_at_the_interface_are():
+    labels, blobs = _frame(2048)
+    geometry = propose_geometry(labels)
+    assert geometry.droplet is not None and geometry.wire is not None
+    # before: every blob of 20 px or more was a stroke, 4 here (hundreds on a real frame)
+    assert not _stroked(geometry, blobs["far speck"])
+    assert not _stroked(geometry, blobs["far droplet speck"])
+    assert _stroked(geometry, blobs["far blob"])
+    assert _stroked(geometry, blobs["interface speck"])  # the model's label kept there
+    assert len(geometry.strokes) == 2
+    # the old minimum is still there to be asked for
+    assert len(propose_geometry(labels, min_area_px=20).strokes) == 4
+
+
+def test_frames_up_to_the_working_scale_keep_blobs_from_20_px():
+    labels, _ = _frame(512)
+    labels[60:65, 60:65] = NANOWIRE  # 25 px: a stroke, as before
+    labels[60:64, 300:304] = DROPLET  # 16 px: left out, as before
+    geometry = propose_geometry(labels)
+    assert _stroked(geometry, (60, 60)) and not _stroked(geometry, (60, 300))
