@@ -42,7 +42,19 @@ function step(delta) {
   if (i >= 0 && i < state.frames.length) openFrame(i);
 }
 
+// The header is one line of fixed height (label.css): a long status or reason is cut with
+// "...", its whole text in the tooltip. (When it wrapped to a second line, "unsaved changes"
+// appearing mid-drag moved the frame under the pointer.)
+function titleFollowsText(id) {
+  const node = $(id);
+  const copy = () => { node.title = node.textContent; };
+  new MutationObserver(copy).observe(node, {childList: true, characterData: true,
+                                            subtree: true});
+  copy();
+}
+
 function setup() {
+  for (const id of ["status", "angle-reason", "data-dir"]) titleFollowsText(id);
   const svg = $("canvas");
   svg.addEventListener("pointerdown", onPointerDown);
   svg.addEventListener("pointermove", onPointerMove);

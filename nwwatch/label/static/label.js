@@ -11,6 +11,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   frames: [], index: 0, geometry: null, origin: "", dirty: false, facetEdge: null,
   scale: 1, drag: null, draft: null, previewSeq: 0, previewTimer: null,
+  previewInFlight: false,  // a preview request is on the server (one at a time: see below)
   openSeq: 0,  // the latest openFrame: an older one's late answer is dropped
   selected: null,  // data-handle of the handle last focused ("wire-2"): keys act on it
   conflict: null,  // a refused save (409) of this frame: {token} of the file now saved
@@ -357,6 +358,11 @@ function closePolygon() {
 }
 
 // ---------------------------------------------------------------- preview (save: label-save.js)
+// At most one preview of this page is on the server at a time: a large frame's rasterisation
+// takes seconds and most of a gigabyte (docs/labelling.md), and a handle dragged across it
+// started one per pause of the pointer. An edit made while one is on its way is previewed
+// when that one answers, with the shapes as they are then (the latest edit wins); the answer
+// to shapes that changed since it was asked for is not shown.
 function schedulePreview(delay = 120) {
   clearTimeout(state.previewTimer);
   setBusy(true);
@@ -364,26 +370,44 @@ function schedulePreview(delay = 120) {
 }
 
 async function refreshPreview() {
-  const seq = ++state.previewSeq;
+  clearTimeout(state.previewTimer);  // (an edit's timer still waiting is this request)
+  ++state.previewSeq;  // the shapes to preview now: any answer to older ones is stale
   setBusy(true);
+  if (state.previewInFlight) return;  // sent by the loop below once that one answers
+  state.previewInFlight = true;
   try {
-    const doc = await api(`/api/frames/${state.index}/preview`, state.geometry);
-    if (seq !== state.previewSeq) return;  // a newer edit is on its way
-    $("mask-image").setAttribute("href", doc.mask);
-    state.facetEdge = doc.facet;
-    state.counts = doc.counts;
-    const angle = doc.contact_angle_deg;
-    $("angle").textContent = angle === null ? "-" : `${angle.toFixed(1)}\u00b0`;
-    $("angle-reason").textContent = doc.contact_angle_reason || "";
-    const names = {0: "background", 1: "nanowire", 2: "droplet", 255: "unlabeled"};
-    $("counts").textContent = Object.entries(doc.counts)
-      .map(([k, v]) => `${names[k] || k} ${v}`).join(", ") + " px";
-    if (!state.geometry.facet) render();
-    setBusy(false);
-  } catch (err) {
-    if (seq === state.previewSeq) {
-      $("status").textContent = `error: ${err.message}`;
+    for (;;) {
+      const seq = state.previewSeq, index = state.index, shown = shownSeq();
+      let doc = null, error = null;
+      try {
+        doc = await api(`/api/frames/${index}/preview`, state.geometry);
+      } catch (err) {
+        error = err;
+      }
+      // Edited, or another frame opened, meanwhile: ask again for the shapes as they are.
+      if (seq !== state.previewSeq || shown !== shownSeq()) continue;
+      if (error) {
+        $("status").textContent = `error: ${error.message}`;
+      } else {
+        showPreview(doc);
+      }
       setBusy(false);
+      return;
     }
+  } finally {
+    state.previewInFlight = false;
   }
+}
+
+function showPreview(doc) {
+  $("mask-image").setAttribute("href", doc.mask);
+  state.facetEdge = doc.facet;
+  state.counts = doc.counts;
+  const angle = doc.contact_angle_deg;
+  $("angle").textContent = angle === null ? "-" : `${angle.toFixed(1)}\u00b0`;
+  $("angle-reason").textContent = doc.contact_angle_reason || "";
+  const names = {0: "background", 1: "nanowire", 2: "droplet", 255: "unlabeled"};
+  $("counts").textContent = Object.entries(doc.counts)
+    .map(([k, v]) => `${names[k] || k} ${v}`).join(", ") + " px";
+  if (!state.geometry.facet) render();
 }
