@@ -153,6 +153,7 @@ def _interface_zone(drop_mask: np.ndarray, wire_mask: np.ndarray, band_px: float
     """bool (H, W): pixels within ``band_px`` of both masks (where droplet meets wire)."""
     if not (drop_mask.any() and wire_mask.any()):
         return np.zeros(drop_mask.shape, bool)
+
     def near(mask: np.ndarray) -> np.ndarray:
         dist = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
         return dist <= band_px
