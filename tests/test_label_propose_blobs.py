@@ -68,3 +68,37 @@ def test_frames_up_to_the_working_scale_keep_blobs_from_20_px():
     labels[60:64, 300:304] = DROPLET  # 16 px: left out, as before
     geometry = propose_geometry(labels)
     assert _stroked(geometry, (60, 60)) and not _stroked(geometry, (60, 300))
+
+
+def test_a_failed_fits_huge_circle_is_not_proposed(monkeypatch):
+    """A failed measurement can return a circle that is nearly a line (radius 10^5 px, seen
+    on a synthetic 2048 px frame): proposed as is, it painted a million background pixels
+    droplet. The free-surface fit is proposed instead, and the saved labels keep the
+    model's droplet."""
+    import dataclasses
+
+    import nwwatch.measure
+    from nwwatch.label.raster import rasterize
+
+    labels, _ = _frame(512)
+    honest = propose_geometry(labels)
+    assert honest.droplet is not None
+    real = nwwatch.measure.measure_contact_angle
+
+    def failed_with_line(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), status="fit_failed",
+                                   circle_center_row=-104847.6, circle_center_col=189418.2,
+                                   droplet_radius_px=215670.9)
+
+    monkeypatch.setattr(nwwatch.measure, "measure_contact_angle", failed_with_line)
+    geometry = propose_geometry(labels)
+    drop = labels == DROPLET
+    assert geometry.droplet is not None and geometry.droplet.radius_px < 100
+    assert np.mean(rasterize(geometry)[drop] == DROPLET) > 0.97
+    assert np.count_nonzero((rasterize(geometry) == DROPLET) & ~drop) < 0.03 * drop.sum()
+    from nwwatch.label.propose import droplet_iou
+
+    line = dataclasses.replace(honest.droplet, center=(-104847.6, 189418.2),
+                               radius_px=215670.9)
+    assert droplet_iou(line, None, labels == NANOWIRE, drop) < 0.1
+    assert droplet_iou(honest.droplet, honest.facet, labels == NANOWIRE, drop) > 0.9

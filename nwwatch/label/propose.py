@@ -4,8 +4,11 @@
 corrects by dragging handles:
 
 - droplet circle: the circle :func:`nwwatch.measure.measure_contact_angle` fits to the
-  droplet's free surface; when the measurement gets no circle, the measurement's circle fit
+  droplet's free surface; when the measurement gets no circle, or one whose droplet does not
+  overlap the model's (:func:`droplet_iou` under ``MIN_DROPLET_IOU``: a failed fit can return
+  a circle of radius 10^5 px), the measurement's circle fit
   (:func:`nwwatch.measure.circle.robust_fit`) on the droplet outline away from the wire;
+  when neither overlaps the model's droplet, that droplet is proposed as a stroke;
 - facet line: the measurement's facet when it found one (two draggable end points); given
   the raw frame, measured as the service measures it (the facet line moved onto the frame's
   wire/droplet intensity step where that is clear), so the proposal matches the service's row;
@@ -55,6 +58,10 @@ MIN_BLOB_WORKING_PX = 20
 #: before the rule above: that is where the labels decide the facet and the triple points.
 INTERFACE_MIN_AREA_PX = 20
 INTERFACE_BAND_WORKING_PX = 8
+#: A droplet circle is proposed only where what it paints overlaps the model's droplet by at
+#: least this intersection over union (:func:`droplet_iou`); otherwise the model's droplet
+#: blob is proposed as a stroke, as the model drew it.
+MIN_DROPLET_IOU = 0.5
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,6 +167,31 @@ def _interface_zone(drop_mask: np.ndarray, wire_mask: np.ndarray, band_px: float
     return near(drop_mask) & near(wire_mask)
 
 
+def droplet_iou(circle: Circle, facet: tuple[tuple[float, float], tuple[float, float]] | None,
+                wire_mask: np.ndarray, drop_mask: np.ndarray) -> float:
+    """Intersection over union of the model's droplet (bool (H, W) ``drop_mask``) and the
+    droplet ``circle`` paints: its disk, on the droplet's side of ``facet`` (two (row, col)
+    end points; the side away from the centroid of ``wire_mask``, as
+    :func:`nwwatch.label.geometry.facet_line` orients it), evaluated at pixel centres."""
+    h, w = drop_mask.shape
+    rows = np.arange(h, dtype=np.float64)[:, None]
+    cols = np.arange(w, dtype=np.float64)[None, :]
+    (cr, cc), radius = circle.center, float(circle.radius_px)
+    painted = (rows - cr) ** 2 + (cols - cc) ** 2 < radius * radius
+    if facet is not None:
+        a, b = (np.asarray(p, dtype=np.float64) for p in facet)
+        t = (b - a) / max(float(np.hypot(*(b - a))), 1e-12)
+        u = np.array([-t[1], t[0]])
+        mid = 0.5 * (a + b)
+        if wire_mask.any():
+            wr, wc = np.nonzero(wire_mask)
+            if (mid - np.array([wr.mean(), wc.mean()])) @ u < 0:
+                u = -u
+        painted &= (rows - mid[0]) * u[0] + (cols - mid[1]) * u[1] >= 0
+    union = np.count_nonzero(painted | drop_mask)
+    return np.count_nonzero(painted & drop_mask) / union if union else 0.0
+
+
 def _free_surface_circle(droplet: np.ndarray, wire: np.ndarray) -> Circle | None:
     from nwwatch.measure.circle import robust_fit
 
@@ -227,12 +259,6 @@ def propose_geometry(
     wire_mask = wire_comp == main_wire if main_wire else np.zeros(labels.shape, bool)
     drop_mask = drop_comp == main_drop if main_drop else np.zeros(labels.shape, bool)
 
-    droplet = None
-    if result.circle_center_row is not None and result.droplet_radius_px:
-        droplet = Circle((result.circle_center_row, result.circle_center_col),
-                         result.droplet_radius_px)
-    elif main_drop:
-        droplet = _free_surface_circle(drop_mask, wire_mask)
     facet = None
     if result.facet_row is not None and result.facet_angle_deg is not None:
         half = result.base_half_width_px or 0.5 * (result.wire_width_px or 0.0)
@@ -241,6 +267,20 @@ def propose_geometry(
             n = np.array([-math.sin(angle), math.cos(angle)])  # (d_row, d_col) along the facet
             p = np.array([result.facet_row, result.facet_col])
             facet = (tuple(map(float, p + half * n)), tuple(map(float, p - half * n)))
+    droplet = None
+    candidates = []
+    if result.circle_center_row is not None and result.droplet_radius_px:
+        candidates.append(Circle((result.circle_center_row, result.circle_center_col),
+                                 result.droplet_radius_px))
+    if main_drop:
+        candidates.append(_free_surface_circle(drop_mask, wire_mask))
+    for circle in candidates:
+        # a failed measurement can return a circle that is nearly a line (radius 10^5 px):
+        # it would paint the frame droplet; the model's droplet is then kept as a stroke
+        if circle is not None and droplet_iou(circle, facet, wire_mask,
+                                               drop_mask) >= MIN_DROPLET_IOU:
+            droplet = circle
+            break
     if main_wire and facet is not None and droplet is not None:
         wire_mask = close_seam(wire_mask, facet, droplet)
     wire = outline_polygon(wire_mask) if main_wire else None
