@@ -133,3 +133,42 @@ def test_frames_without_an_acquisition_time_are_counted_not_plotted(tmp_path):
             assert len(x) == 2 and all(t > 1.7e9 for t in x), x  # 2023 onwards, not 1970
     finally:
         thread.stop()
+
+
+def test_a_long_acquisition_of_200000_frames_is_charted(tmp_path):
+    """The angle axis was ranged with ``Math.min(...angles)``: past some 120,000 valid rows
+    (a 6-hour acquisition at 5 frames/s) the spread overflowed the call stack, and the
+    chart stayed empty with an uncaught RangeError. The rows are made in the page (the same
+    payload as the server's, lengthened) so that the test stays quick."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    url = log.wait("dashboard_listening")["url"].rstrip("/")
+    try:
+        acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+        with Browser(1024, 700) as browser:
+            browser.get(f"{url}/?a={acq['id']}")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
+            # the payload the server sent, lengthened to 200,000 rows (one in ten refused)
+            result = browser.execute("""
+                return fetch(`api/acquisitions/${acqId}/series`).then((r) => r.json())
+                  .then((d) => {
+                    const n = 200000, t0 = d.rows.t[0];
+                    const seq = (f) => Array.from({length: n}, (_, i) => f(i));
+                    d.rows = {t: seq((i) => t0 + 0.2 * i), angle: seq((i) => 100 + (i % 50) / 10),
+                              unc: seq(() => 1), valid: seq((i) => i % 10 !== 0),
+                              code: seq((i) => (i % 10 ? "ok" : "fit_failed")),
+                              trend: seq(() => 102), source: seq((i) => `/acq/run1/f${i}.tif`),
+                              frame: seq(() => 0)};
+                    d.reset = true;
+                    try { applyUpdate(d); return "ok"; } catch (err) { return String(err); }
+                  });""")
+            assert result == "ok", result
+            assert browser.attribute("#chart", "data-points") == "180000"
+            assert browser.attribute("#chart", "data-refused") == "20000"
+            assert browser.execute("return window.nwPlot.scales.y.min") == 80
+    finally:
+        thread.stop()

@@ -181,10 +181,16 @@ function renderChart(overlay, trendWindow) {
   const trend = all.map((r) => (r.valid ? r.trend : null));
   // The angle axis spans the valid angles (with their uncertainty) plus a margin, within
   // 0-180 degrees; refused frames sit in one row of markers per reason at its bottom.
-  const lo = all.filter((r) => r.valid).map((r) => r.angle - (r.unc || 0));
-  const hi = all.filter((r) => r.valid).map((r) => r.angle + (r.unc || 0));
-  const yMin = lo.length ? Math.max(0, Math.floor((Math.min(...lo) - 10 - 6 * codes.length) / 10) * 10) : 0;
-  const yMax = hi.length ? Math.min(180, Math.ceil((Math.max(...hi) + 5) / 10) * 10) : 180;
+  // A loop, not Math.min(...array): spreading some 120,000 values (a long acquisition)
+  // overflows the call stack and the chart stayed empty.
+  let lo = Infinity, hi = -Infinity;
+  for (const r of all) {
+    if (!r.valid) continue;
+    lo = Math.min(lo, r.angle - (r.unc || 0));
+    hi = Math.max(hi, r.angle + (r.unc || 0));
+  }
+  const yMin = lo < Infinity ? Math.max(0, Math.floor((lo - 10 - 6 * codes.length) / 10) * 10) : 0;
+  const yMax = hi > -Infinity ? Math.min(180, Math.ceil((hi + 5) / 10) * 10) : 180;
   const step = (yMax - yMin) / 40;
   const refused = codes.map((c, k) => all.map((r) => (!r.valid && r.code === c ? yMin + step * (1 + 1.5 * k) : null)));
   const data = [x, angle, trend, ...refused];
