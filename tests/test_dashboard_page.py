@@ -3,6 +3,8 @@ headless browser (Debian chromium + chromedriver, ``tests/webdriver.py``)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from dashkit import get_json, wait_for
@@ -107,6 +109,14 @@ def test_the_page_says_when_the_server_stops_answering(tmp_path):
         assert browser.execute("return loadList().then(() => "
                                "document.getElementById('conn').textContent)") == (
             "server not answering")
+        # ... and it stays said: the stream's retries (every 2 s) turned it back into
+        # "reconnecting…" each time, so that the header flickered between the two
+        browser.execute("window.__seen = []; new MutationObserver(() => window.__seen.push("
+                        "document.getElementById('conn').textContent)).observe("
+                        "document.getElementById('conn'), {childList: true});")
+        time.sleep(5)
+        assert "reconnecting…" not in browser.execute("return window.__seen")
+        assert browser.text("#conn") == "server not answering"
 
 
 def test_frames_without_an_acquisition_time_are_counted_not_plotted(tmp_path):
@@ -170,5 +180,36 @@ def test_a_long_acquisition_of_200000_frames_is_charted(tmp_path):
             assert browser.attribute("#chart", "data-points") == "180000"
             assert browser.attribute("#chart", "data-refused") == "20000"
             assert browser.execute("return window.nwPlot.scales.y.min") == 80
+    finally:
+        thread.stop()
+
+
+def test_a_page_with_no_results_yet_says_so_across_a_restart(tmp_path):
+    """With no rows there is no stream to open: the header said "connecting…" for ever, and
+    after the server had stopped and come back "server not answering" for ever."""
+    require_browser()
+    results = tmp_path / "res"
+    results.mkdir()
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    url = log.wait("dashboard_listening")["url"].rstrip("/")
+    port = int(url.rsplit(":", 1)[1])
+    conn = "return loadList().then(() => document.getElementById('conn').textContent)"
+    try:
+        with Browser(1024, 700) as browser:
+            browser.get(f"{url}/")
+            wait_for(lambda: browser.text("#conn") == "waiting for results", 30, "waiting")
+            thread.stop()
+            assert browser.execute(conn) == "server not answering"
+            log = Log()
+            thread = DashboardThread(results, None, DashboardConfig(port=port), log, live=False)
+            thread.start()
+            log.wait("dashboard_listening")
+            assert browser.execute(conn) == "waiting for results"
+            write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
+            browser.execute("return loadList()")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
+            assert browser.text("#conn") == "connected"
     finally:
         thread.stop()

@@ -61,6 +61,11 @@ async function loadList() {
     $("conn").className = "pill off";
   }
   if (acqId && known && !source) connect();
+  if (!acqId) {  // nothing to stream yet: the server answers (was "connecting…" for ever, or
+    // "server not answering" after a restart of a server with no rows)
+    $("conn").textContent = "waiting for results";
+    $("conn").className = "pill";
+  }
 }
 
 function connect() {
@@ -71,7 +76,8 @@ function connect() {
     if (source.readyState === EventSource.CLOSED) {  // refused (404): EventSource gives up
       $("conn").textContent = "not found";
       source = null;  // loadList connects again once the acquisition is listed
-    } else {
+    } else if ($("conn").textContent !== "server not answering") {
+      // the list's refresh found the server gone: keep saying so until the stream is back
       $("conn").textContent = "reconnecting…";
     }
   };
