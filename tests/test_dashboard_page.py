@@ -4,11 +4,12 @@ headless browser (Debian chromium + chromedriver, ``tests/webdriver.py``)."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import numpy as np
 import pytest
 from dashkit import get_json, wait_for
-from test_dashboard_data import frame_rows, write
+from test_dashboard_data import T0, frame_rows, write
 from test_dashboard_server import Log
 from webdriver import Browser, require_browser
 
@@ -210,6 +211,41 @@ def test_a_page_with_no_results_yet_says_so_across_a_restart(tmp_path):
             write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
             browser.execute("return loadList()")
             wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
+            assert browser.text("#conn") == "connected"
+    finally:
+        thread.stop()
+
+
+def test_seven_tabs_load_and_a_tab_shown_again_catches_up(tmp_path):
+    """A browser opens at most 6 connections to one server, and every dashboard tab held one
+    (its event stream): the seventh tab did not load at all. Hidden tabs now close their
+    stream; shown again, a tab gets the rows it missed, without a reload."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    url = log.wait("dashboard_listening")["url"].rstrip("/")
+    try:
+        with Browser(1024, 700) as browser:
+            browser.get(f"{url}/")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
+            browser.execute("window.notReloaded = true")
+            first = browser.cmd("GET", "/window")
+            browser.cmd("POST", "/timeouts", {"pageLoad": 20000})  # a tab that cannot load
+            for _ in range(6):
+                tab = browser.cmd("POST", "/window/new", {"type": "tab"})["handle"]
+                browser.cmd("POST", "/window", {"handle": tab})
+                browser.get(f"{url}/")
+                wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30,
+                         "points in a new tab")
+            write(results, "frames-2.parquet", frame_rows("/acq/run1", [102.0, 103.0], start=2,
+                                                          processed=T0 + timedelta(seconds=5)))
+            browser.cmd("POST", "/window", {"handle": first})
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "4", 30,
+                     "the rows committed while the tab was hidden")
+            assert browser.execute("return window.notReloaded") is True
             assert browser.text("#conn") == "connected"
     finally:
         thread.stop()

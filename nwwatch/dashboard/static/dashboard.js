@@ -9,6 +9,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let acqId = params.get("a");
 let source = null;
+let cursor = null;  // the id of the last update: where a stream opened again resumes
 let plot = null;
 const rows = new Map();   // "file#frame" -> {t, angle, unc, valid, code, trend, source, frame}
 const codeColor = new Map();
@@ -60,7 +61,7 @@ async function loadList() {
     $("conn").textContent = "not found";
     $("conn").className = "pill off";
   }
-  if (acqId && known && !source) connect();
+  if (acqId && known && !source && !document.hidden) connect();
   if (!acqId) {  // nothing to stream yet: the server answers (was "connecting…" for ever, or
     // "server not answering" after a restart of a server with no rows)
     $("conn").textContent = "waiting for results";
@@ -69,7 +70,8 @@ async function loadList() {
 }
 
 function connect() {
-  source = new EventSource(`api/acquisitions/${acqId}/events`);
+  const since = cursor ? `?since=${encodeURIComponent(cursor)}` : "";
+  source = new EventSource(`api/acquisitions/${acqId}/events${since}`);
   source.onopen = () => { $("conn").textContent = "connected"; $("conn").className = "pill"; };
   source.onerror = () => {
     $("conn").className = "pill off";
@@ -81,7 +83,7 @@ function connect() {
       $("conn").textContent = "reconnecting…";
     }
   };
-  source.addEventListener("update", (e) => applyUpdate(JSON.parse(e.data)));
+  source.addEventListener("update", (e) => { cursor = e.lastEventId; applyUpdate(JSON.parse(e.data)); });
   source.addEventListener("status", (e) => {
     const d = JSON.parse(e.data);
     if (d.summary) renderHeader(d.summary, d.live);
@@ -273,6 +275,20 @@ function renderVolumes(vols) {
   });
   if (vols.length) show(vols.length - 1);
 }
+
+// A browser opens at most 6 connections to one server and each open stream holds one: a
+// seventh dashboard tab did not load at all. A hidden tab closes its stream and, shown
+// again, opens it from its cursor (only the rows it missed).
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden && source) {
+    source.close();
+    source = null;
+    $("conn").textContent = "paused (tab hidden)";
+    $("conn").className = "pill off";
+  } else if (!document.hidden) {
+    loadList();
+  }
+});
 
 loadList();
 setInterval(loadList, 5000);
