@@ -210,6 +210,11 @@ def test_stale_only_after_an_active_acquisition_stops(tmp_path):
     assert not acquisition_summary(acq, later, None)["stale"]  # finished results: no warning
     # Rows per second: the second commit's one row, 5 s after the first commit.
     assert acquisition_summary(acq, later, None)["frames_per_s"] == pytest.approx(0.2)
+    # Live, the minute before now: 0 once the files stopped (it said 0.2 for hours), and at
+    # 10 s after the second commit, its one row over the 15 s since the first.
+    assert acquisition_summary(acq, later, 120.0)["frames_per_s"] == 0.0
+    assert acquisition_summary(acq, T0.timestamp() + 15, 120.0)["frames_per_s"] == (
+        pytest.approx(1 / 15))
 
 
 def test_payload_cursor_sends_only_new_rows(tmp_path):

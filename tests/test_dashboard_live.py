@@ -253,8 +253,8 @@ def test_page_catches_up_after_the_server_was_away(tmp_path):
             browser.execute("window.notReloaded = true")
             proc.terminate()
             proc.wait(timeout=10)
-            wait_for(lambda: "reconnecting" in browser.text("#conn"), 30,
-                     "the page noticing the server is gone")
+            wait_for(lambda: browser.text("#conn") in ("reconnecting…", "server not answering"),
+                     30, "the page noticing the server is gone")
             write(results, "frames-2.parquet", frame_rows(str(tmp_path / "acq"),
                                                           [103.0, 104.0], start=3))
             proc, _ = serve_results(results, port=int(base.rsplit(":", 1)[1]))

@@ -3,10 +3,13 @@ headless browser (Debian chromium + chromedriver, ``tests/webdriver.py``)."""
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import numpy as np
 import pytest
 from dashkit import get_json, wait_for
-from test_dashboard_data import frame_rows, write
+from test_dashboard_data import T0, frame_rows, write
 from test_dashboard_server import Log
 from webdriver import Browser, require_browser
 
@@ -107,6 +110,14 @@ def test_the_page_says_when_the_server_stops_answering(tmp_path):
         assert browser.execute("return loadList().then(() => "
                                "document.getElementById('conn').textContent)") == (
             "server not answering")
+        # ... and it stays said: the stream's retries (every 2 s) turned it back into
+        # "reconnecting…" each time, so that the header flickered between the two
+        browser.execute("window.__seen = []; new MutationObserver(() => window.__seen.push("
+                        "document.getElementById('conn').textContent)).observe("
+                        "document.getElementById('conn'), {childList: true});")
+        time.sleep(5)
+        assert "reconnecting…" not in browser.execute("return window.__seen")
+        assert browser.text("#conn") == "server not answering"
 
 
 def test_frames_without_an_acquisition_time_are_counted_not_plotted(tmp_path):
@@ -131,5 +142,110 @@ def test_frames_without_an_acquisition_time_are_counted_not_plotted(tmp_path):
             assert "no acquisition time: 2 (not plotted)" in browser.text("#legend")
             x = browser.execute("return window.nwPlot.data[0]")
             assert len(x) == 2 and all(t > 1.7e9 for t in x), x  # 2023 onwards, not 1970
+    finally:
+        thread.stop()
+
+
+def test_a_long_acquisition_of_200000_frames_is_charted(tmp_path):
+    """The angle axis was ranged with ``Math.min(...angles)``: past some 120,000 valid rows
+    (a 6-hour acquisition at 5 frames/s) the spread overflowed the call stack, and the
+    chart stayed empty with an uncaught RangeError. The rows are made in the page (the same
+    payload as the server's, lengthened) so that the test stays quick."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    url = log.wait("dashboard_listening")["url"].rstrip("/")
+    try:
+        acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+        with Browser(1024, 700) as browser:
+            browser.get(f"{url}/?a={acq['id']}")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
+            # the payload the server sent, lengthened to 200,000 rows (one in ten refused)
+            result = browser.execute("""
+                return fetch(`api/acquisitions/${acqId}/series`).then((r) => r.json())
+                  .then((d) => {
+                    const n = 200000, t0 = d.rows.t[0];
+                    const seq = (f) => Array.from({length: n}, (_, i) => f(i));
+                    d.rows = {t: seq((i) => t0 + 0.2 * i), angle: seq((i) => 100 + (i % 50) / 10),
+                              unc: seq(() => 1), valid: seq((i) => i % 10 !== 0),
+                              code: seq((i) => (i % 10 ? "ok" : "fit_failed")),
+                              trend: seq(() => 102), source: seq((i) => `/acq/run1/f${i}.tif`),
+                              frame: seq(() => 0)};
+                    d.reset = true;
+                    try { applyUpdate(d); return "ok"; } catch (err) { return String(err); }
+                  });""")
+            assert result == "ok", result
+            assert browser.attribute("#chart", "data-points") == "180000"
+            assert browser.attribute("#chart", "data-refused") == "20000"
+            assert browser.execute("return window.nwPlot.scales.y.min") == 80
+    finally:
+        thread.stop()
+
+
+def test_a_page_with_no_results_yet_says_so_across_a_restart(tmp_path):
+    """With no rows there is no stream to open: the header said "connecting…" for ever, and
+    after the server had stopped and come back "server not answering" for ever."""
+    require_browser()
+    results = tmp_path / "res"
+    results.mkdir()
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    url = log.wait("dashboard_listening")["url"].rstrip("/")
+    port = int(url.rsplit(":", 1)[1])
+    conn = "return loadList().then(() => document.getElementById('conn').textContent)"
+    try:
+        with Browser(1024, 700) as browser:
+            browser.get(f"{url}/")
+            wait_for(lambda: browser.text("#conn") == "waiting for results", 30, "waiting")
+            thread.stop()
+            assert browser.execute(conn) == "server not answering"
+            log = Log()
+            thread = DashboardThread(results, None, DashboardConfig(port=port), log, live=False)
+            thread.start()
+            log.wait("dashboard_listening")
+            assert browser.execute(conn) == "waiting for results"
+            write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
+            browser.execute("return loadList()")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
+            assert browser.text("#conn") == "connected"
+    finally:
+        thread.stop()
+
+
+def test_seven_tabs_load_and_a_tab_shown_again_catches_up(tmp_path):
+    """A browser opens at most 6 connections to one server, and every dashboard tab held one
+    (its event stream): the seventh tab did not load at all. Hidden tabs now close their
+    stream; shown again, a tab gets the rows it missed, without a reload."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+    thread.start()
+    url = log.wait("dashboard_listening")["url"].rstrip("/")
+    try:
+        with Browser(1024, 700) as browser:
+            browser.get(f"{url}/")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
+            browser.execute("window.notReloaded = true")
+            first = browser.cmd("GET", "/window")
+            browser.cmd("POST", "/timeouts", {"pageLoad": 20000})  # a tab that cannot load
+            for _ in range(6):
+                tab = browser.cmd("POST", "/window/new", {"type": "tab"})["handle"]
+                browser.cmd("POST", "/window", {"handle": tab})
+                browser.get(f"{url}/")
+                wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30,
+                         "points in a new tab")
+            write(results, "frames-2.parquet", frame_rows("/acq/run1", [102.0, 103.0], start=2,
+                                                          processed=T0 + timedelta(seconds=5)))
+            browser.cmd("POST", "/window", {"handle": first})
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "4", 30,
+                     "the rows committed while the tab was hidden")
+            assert browser.execute("return window.notReloaded") is True
+            assert browser.text("#conn") == "connected"
     finally:
         thread.stop()

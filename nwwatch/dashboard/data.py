@@ -328,6 +328,10 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     ``stale_after_s`` None (finished results) never warns. Otherwise the acquisition is stale
     when its newest row is older than ``stale_after_s`` although at least two rows arrived
     within ``stale_after_s`` before it (it was receiving frames, then stopped).
+
+    ``frames_per_s``: rows committed after the first commit of a minute over the time since
+    that commit; the minute before ``now`` when live (0.0 once no row came in it), the
+    minute before the newest row for finished results.
     """
     out: dict = {"id": acq.id, "folder": acq.folder, "kind": acq.kind, "n": len(acq),
                  "quarantined": len(acq.quarantined), "last_processed": None,
@@ -339,8 +343,16 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     processed = np.sort(epoch_s(t["processed_at"]))
     last = float(processed[-1])
     out["last_processed"] = last
-    recent = processed[processed >= last - 60.0]
-    if len(recent) >= 2 and recent[-1] > recent[0]:
+    # Live (``stale_after_s`` given): the minute before now, so that the rate falls to 0 when
+    # the files stop (it showed the last minute of rows' rate for hours); finished results:
+    # the acquisition's last minute.
+    end = now if stale_after_s is not None else last
+    recent = processed[processed >= end - 60.0]
+    if stale_after_s is not None and len(recent) and end > recent[0]:
+        out["frames_per_s"] = float((recent > recent[0]).sum() / (end - recent[0]))
+    elif stale_after_s is not None:
+        out["frames_per_s"] = 0.0
+    elif len(recent) >= 2 and recent[-1] > recent[0]:
         # Rows committed after the window's first commit over the time since it (the rows
         # of one batch share their processed_at).
         out["frames_per_s"] = float((recent > recent[0]).sum() / (recent[-1] - recent[0]))

@@ -9,6 +9,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let acqId = params.get("a");
 let source = null;
+let cursor = null;  // the id of the last update: where a stream opened again resumes
 let plot = null;
 const rows = new Map();   // "file#frame" -> {t, angle, unc, valid, code, trend, source, frame}
 const codeColor = new Map();
@@ -60,22 +61,29 @@ async function loadList() {
     $("conn").textContent = "not found";
     $("conn").className = "pill off";
   }
-  if (acqId && known && !source) connect();
+  if (acqId && known && !source && !document.hidden) connect();
+  if (!acqId) {  // nothing to stream yet: the server answers (was "connecting…" for ever, or
+    // "server not answering" after a restart of a server with no rows)
+    $("conn").textContent = "waiting for results";
+    $("conn").className = "pill";
+  }
 }
 
 function connect() {
-  source = new EventSource(`api/acquisitions/${acqId}/events`);
+  const since = cursor ? `?since=${encodeURIComponent(cursor)}` : "";
+  source = new EventSource(`api/acquisitions/${acqId}/events${since}`);
   source.onopen = () => { $("conn").textContent = "connected"; $("conn").className = "pill"; };
   source.onerror = () => {
     $("conn").className = "pill off";
     if (source.readyState === EventSource.CLOSED) {  // refused (404): EventSource gives up
       $("conn").textContent = "not found";
       source = null;  // loadList connects again once the acquisition is listed
-    } else {
+    } else if ($("conn").textContent !== "server not answering") {
+      // the list's refresh found the server gone: keep saying so until the stream is back
       $("conn").textContent = "reconnecting…";
     }
   };
-  source.addEventListener("update", (e) => applyUpdate(JSON.parse(e.data)));
+  source.addEventListener("update", (e) => { cursor = e.lastEventId; applyUpdate(JSON.parse(e.data)); });
   source.addEventListener("status", (e) => {
     const d = JSON.parse(e.data);
     if (d.summary) renderHeader(d.summary, d.live);
@@ -181,10 +189,16 @@ function renderChart(overlay, trendWindow) {
   const trend = all.map((r) => (r.valid ? r.trend : null));
   // The angle axis spans the valid angles (with their uncertainty) plus a margin, within
   // 0-180 degrees; refused frames sit in one row of markers per reason at its bottom.
-  const lo = all.filter((r) => r.valid).map((r) => r.angle - (r.unc || 0));
-  const hi = all.filter((r) => r.valid).map((r) => r.angle + (r.unc || 0));
-  const yMin = lo.length ? Math.max(0, Math.floor((Math.min(...lo) - 10 - 6 * codes.length) / 10) * 10) : 0;
-  const yMax = hi.length ? Math.min(180, Math.ceil((Math.max(...hi) + 5) / 10) * 10) : 180;
+  // A loop, not Math.min(...array): spreading some 120,000 values (a long acquisition)
+  // overflows the call stack and the chart stayed empty.
+  let lo = Infinity, hi = -Infinity;
+  for (const r of all) {
+    if (!r.valid) continue;
+    lo = Math.min(lo, r.angle - (r.unc || 0));
+    hi = Math.max(hi, r.angle + (r.unc || 0));
+  }
+  const yMin = lo < Infinity ? Math.max(0, Math.floor((lo - 10 - 6 * codes.length) / 10) * 10) : 0;
+  const yMax = hi > -Infinity ? Math.min(180, Math.ceil((hi + 5) / 10) * 10) : 180;
   const step = (yMax - yMin) / 40;
   const refused = codes.map((c, k) => all.map((r) => (!r.valid && r.code === c ? yMin + step * (1 + 1.5 * k) : null)));
   const data = [x, angle, trend, ...refused];
@@ -261,6 +275,20 @@ function renderVolumes(vols) {
   });
   if (vols.length) show(vols.length - 1);
 }
+
+// A browser opens at most 6 connections to one server and each open stream holds one: a
+// seventh dashboard tab did not load at all. A hidden tab closes its stream and, shown
+// again, opens it from its cursor (only the rows it missed).
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden && source) {
+    source.close();
+    source = null;
+    $("conn").textContent = "paused (tab hidden)";
+    $("conn").className = "pill off";
+  } else if (!document.hidden) {
+    loadList();
+  }
+});
 
 loadList();
 setInterval(loadList, 5000);
