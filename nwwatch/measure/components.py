@@ -73,14 +73,17 @@ def _blobs(
     if speckled or len(contours) > _MANY_CONTOURS:
         # Thousands of specks: keep only regions of MIN_AREA_PX pixels before contouring,
         # so the per-contour work below stays small.
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(m8, connectivity=8)
-        big = np.nonzero(stats[1:, cv2.CC_STAT_AREA] >= MIN_AREA_PX)[0] + 1
+        # Areas by counting the labels of the blob pixels: the same counts as
+        # connectedComponentsWithStats, whose statistics cost ten times the labelling.
+        n, lab = cv2.connectedComponents(m8, connectivity=8)
+        area = np.bincount(lab[m8.view(bool)], minlength=n)
+        big = np.nonzero(area[1:] >= MIN_AREA_PX)[0] + 1
         if big.size > MAX_REGIONS:
             return [(np.zeros((1, 1, 2), np.int32), float("inf"), (0, 0, 0, 0))] * (big.size)
         keep = np.zeros(n, np.uint8)
         keep[big] = 1
-        contours, _ = cv2.findContours(keep[lab], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
-                                       offset=shift)
+        contours, _ = cv2.findContours(np.take(keep, lab), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE, offset=shift)
     if not contours:
         return []
     areas = [cv2.contourArea(c) + 0.5 * cv2.arcLength(c, True) + 1.0 for c in contours]
