@@ -167,7 +167,7 @@ def robust_fit(points: np.ndarray, min_threshold_px: float = 1.0) -> tuple[Circl
         dk = d[keep]
         mad = smallmath.median(np.abs(dk - smallmath.median(dk))) * 1.4826
         new_keep = np.abs(d) <= max(3.5 * mad, min_threshold_px)
-        if new_keep.sum() < 3 or np.array_equal(new_keep, keep):
+        if np.count_nonzero(new_keep) < 3 or np.array_equal(new_keep, keep):
             break
         keep = new_keep
         fit = geometric_fit(pts[keep], fit.center, fit.radius)

@@ -212,7 +212,7 @@ def _step_centroid(profile: np.ndarray, offsets: np.ndarray, start: float,
     x = start
     for _ in range(12):
         sel = np.abs(offsets - x) <= WINDOW_PX
-        if sel.sum() < 2:
+        if np.count_nonzero(sel) < 2:
             return math.nan
         f, u = profile[sel] * sign, offsets[sel]
         rise = float(f[-1] - f[0])
@@ -289,15 +289,15 @@ def refine_facet_line(
     outside = below | above
     lab = _nearest(labels, along_r[:, None] + across_r[outside],
                    along_c[:, None] + across_c[outside])
-    n_below = int(below.sum())
+    n_below = int(np.count_nonzero(below))
     ok = (lab[:, :n_below] == NANOWIRE).all(axis=1) & (lab[:, n_below:] == DROPLET).all(axis=1)
-    if ok.sum() < MIN_POSITIONS:
-        return EdgeRefinement("too_short", n_positions=int(ok.sum()))
+    if np.count_nonzero(ok) < MIN_POSITIONS:
+        return EdgeRefinement("too_short", n_positions=int(np.count_nonzero(ok)))
     img = np.asarray(image)
     prof = map_coordinates(img, [(along_r[ok, None] + across_r).ravel(),
                                  (along_c[ok, None] + across_c).ravel()],
                            output=np.float64, order=1,
-                           mode="nearest").reshape(int(ok.sum()), offsets.size)
+                           mode="nearest").reshape(int(np.count_nonzero(ok)), offsets.size)
     prof = prof[np.isfinite(prof).all(axis=1)]  # NaN pixels: leave those positions out
     n = prof.shape[0]
     if n < MIN_POSITIONS:
