@@ -146,7 +146,12 @@ def triple_point_depth_px(
             depth = float(k)
         else:
             dist = cv2.distanceTransform(window, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-            depth = min(float(dist[i - wi0, j - wj0]), float(k))
+            # The exact distance between pixel centres is the root of an integer; OpenCV's
+            # float32 value of it can differ in the last bit with the window's address in
+            # memory, so the root is taken again, rounded once to float32: the same value
+            # whatever the address.
+            squared = round(float(dist[i - wi0, j - wj0]) ** 2)
+            depth = min(float(np.sqrt(np.float32(squared))), float(k))
         if depth < border:
             depths.append(depth)
     return min(depths) if depths else None
