@@ -145,9 +145,13 @@ def main(argv: list[str] | None = None) -> None:
         per = times.setdefault(name, {k: [] for k in ("labels", "labels_ref", "image",
                                                       "image_ref")})
         for key, img in (("labels", None), ("image", image)):
-            if not _same(_snapshot(current(labels, prob, px, image=img)),
-                         _snapshot(reference(labels, prob, px, image=img))):
+            mine = _snapshot(current(labels, prob, px, image=img))
+            theirs = _snapshot(reference(labels, prob, px, image=img))
+            if not _same(mine, theirs):
                 differ += 1
+                print(f"differs: {name} frame {len(per[key])} ({key}): "
+                      f"{[k for k in mine[0] if mine[0][k] != theirs[0].get(k)]}",
+                      file=sys.stderr)
             args_ = (labels, prob, px)
             new_ms, ref_ms = _interleaved_ms(
                 [lambda a=args_, img=img: current(*a, image=img),
