@@ -36,26 +36,35 @@ OUT = Path("bench/out/model_angles")
 SETS = ("eval_new", "video_new", "eval_a")
 
 
+def _measure_modules() -> dict:
+    return {m: sys.modules[m] for m in list(sys.modules)
+            if m == "nwwatch.measure" or m.startswith("nwwatch.measure.")}
+
+
 def load_measure(root: Path | None):
     """``measure_contact_angle`` of the ``nwwatch/measure`` under ``root`` (None: this
-    checkout's), its modules taken out of ``sys.modules`` again so the next load is fresh."""
-    for name in [m for m in sys.modules if m == "nwwatch.measure" or
-                 m.startswith("nwwatch.measure.")]:
-        del sys.modules[name]
+    checkout's, as imported). Another copy is loaded as ``nwwatch.measure`` with its own
+    modules, which are then taken out of ``sys.modules`` again and the ones there before put
+    back: its functions keep their own module globals, everything else sees this checkout's."""
     if root is None:
         import nwwatch.measure as module
-    else:
+
+        return module.measure_contact_angle
+    before = _measure_modules()
+    for name in before:
+        del sys.modules[name]
+    try:
         package = root / "nwwatch" / "measure"
         spec = importlib.util.spec_from_file_location(
             "nwwatch.measure", package / "__init__.py", submodule_search_locations=[str(package)])
         module = importlib.util.module_from_spec(spec)
         sys.modules["nwwatch.measure"] = module
         spec.loader.exec_module(module)
-    function = module.measure_contact_angle
-    for name in [m for m in sys.modules if m == "nwwatch.measure" or
-                 m.startswith("nwwatch.measure.")]:
-        del sys.modules[name]
-    return function
+    finally:
+        for name in _measure_modules():
+            del sys.modules[name]
+        sys.modules.update(before)
+    return module.measure_contact_angle
 
 
 def _snapshot(result) -> tuple:
