@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-import nwwatch.measure.contact_angle as contact_angle
+import nwwatch.measure.facet as facet  # the module that calls refine_facet_line
 from bench.bench_contact_angle import render
 from nwwatch.measure import measure_contact_angle
 from nwwatch.synth.geometry import WireSpec
@@ -78,17 +78,17 @@ def time_frame(labels: np.ndarray, prob: np.ndarray | None, image: np.ndarray,
     """Fastest-of-``repeats`` CPU ms of the refinement alone and of the measurement without
     and with ``image``; the refinement's status (None when the measurement did not call it)."""
     calls = []
-    original = contact_angle.refine_facet_line
+    original = facet.refine_facet_line
 
     def spy(*args):
         calls.append(args)
         return original(*args)
 
-    contact_angle.refine_facet_line = spy
+    facet.refine_facet_line = spy
     try:
         measure_contact_angle(labels, prob, image=image)
     finally:
-        contact_angle.refine_facet_line = original
+        facet.refine_facet_line = original
     row = {"labels_ms": _fastest_ms(lambda: measure_contact_angle(labels, prob), repeats),
            "with_image_ms": _fastest_ms(
                lambda: measure_contact_angle(labels, prob, image=image), repeats),
@@ -153,9 +153,11 @@ def main(argv: list[str] | None = None) -> None:
     sets = dict(item.split("=", 1) for item in args.set) or {
         name: str(OUT / "sets" / name) for name in ("eval_new", "video_new", "eval_a")}
     for name, folder in sets.items():
-        # The cache name bench_model_angles.segmented gives this model, set and folder.
+        # The cache name bench_model_angles.segmented gives this model, set and folder (any
+        # runtime hash, the newest file).
         where = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:8]
-        cache = OUT / f"{sha}_{name}_{where}.npz"
+        found = sorted(OUT.glob(f"{sha}_*_{name}_{where}.npz"), key=lambda p: p.stat().st_mtime)
+        cache = found[-1] if found else OUT / f"{sha}_*_{name}_{where}.npz"
         if not cache.is_file():
             raise SystemExit(f"{cache}: no cached segmentation of set {name!r} ({folder}) for "
                              f"model {sha}: run bench/bench_model_angles.py with it first")

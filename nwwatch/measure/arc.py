@@ -94,7 +94,7 @@ def free_surface(
         inner = GAP_END_MARGIN_PX + np.maximum(offset, 0.0)
         keep &= ~((along > lo + inner) & (along < hi - inner)
                   & (offset < FACET_MARGIN_PX + 0.5 * line.gap_px + GAP_PX))
-    near_wire = cv2.dilate(wire.view(np.uint8), _NEAR).astype(bool)
+    near_wire = cv2.dilate(wire.view(np.uint8), _NEAR).view(bool)  # 0 or 1: no copy
     keep &= ~near_wire[pts.outside[:, 0], pts.outside[:, 1]]
     keep &= ~near_wire[pts.inside[:, 0], pts.inside[:, 1]]
     return keep & ~border

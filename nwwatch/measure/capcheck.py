@@ -89,6 +89,22 @@ TRIPLE_TOLERANCE_PX = 2.5
 TRIPLE_WINDOW_PX = 32
 
 
+def _union_window(wire: np.ndarray, droplet: np.ndarray, i0: int, j0: int, i1: int,
+                  j1: int) -> np.ndarray:
+    """uint8 rows ``i0:i1``, columns ``j0:j1`` of ``wire | droplet`` (bool (h, w)) with one
+    pixel of background around it (index 0 is that pixel), built for the window alone.
+    Where the crop meets the frame's border that pixel lies outside the frame, farther than
+    the border: :func:`triple_point_depth_px` leaves such a depth out."""
+    window = np.zeros((i1 - i0, j1 - j0), np.uint8)
+    ci0, cj0 = max(i0 - 1, 0), max(j0 - 1, 0)
+    ci1, cj1 = min(i1 - 1, wire.shape[0]), min(j1 - 1, wire.shape[1])
+    if ci1 > ci0 and cj1 > cj0:
+        np.bitwise_or(wire[ci0:ci1, cj0:cj1], droplet[ci0:ci1, cj0:cj1],
+                      out=window[ci0 + 1 - i0 : ci1 + 1 - i0, cj0 + 1 - j0 : cj1 + 1 - j0]
+                      .view(bool))
+    return window
+
+
 def triple_point_depth_px(
     wire: np.ndarray,
     droplet: np.ndarray,
@@ -110,9 +126,6 @@ def triple_point_depth_px(
     Returns the smaller of the decidable distances, or None.
     """
     h, w = wire.shape
-    # One pixel of background around the crop. Where the crop meets the frame's border that
-    # pixel lies outside the frame, farther than the border: such a depth is left out below.
-    union = np.pad((wire | droplet).view(np.uint8), 1)
     r0, c0 = offset
     depths = []
     k = TRIPLE_WINDOW_PX
@@ -127,12 +140,18 @@ def triple_point_depth_px(
             continue
         # Any background nearer than k lies in this window (the disc fits in the square).
         wi0, wj0 = max(i - k, 0), max(j - k, 0)
-        window = np.ascontiguousarray(union[wi0 : i + k + 1, wj0 : j + k + 1])
+        window = _union_window(wire, droplet, wi0, wj0, min(i + k + 1, h + 2),
+                               min(j + k + 1, w + 2))
         if window.all():
             depth = float(k)
         else:
             dist = cv2.distanceTransform(window, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-            depth = min(float(dist[i - wi0, j - wj0]), float(k))
+            # The exact distance between pixel centres is the root of an integer; OpenCV's
+            # float32 value of it can differ in the last bit with the window's address in
+            # memory, so the root is taken again, rounded once to float32: the same value
+            # whatever the address.
+            squared = round(float(dist[i - wi0, j - wj0]) ** 2)
+            depth = min(float(np.sqrt(np.float32(squared))), float(k))
         if depth < border:
             depths.append(depth)
     return min(depths) if depths else None

@@ -85,14 +85,15 @@ def geometric_fit(
     for _ in range(max_iter):
         # The damped normal equations in Python floats: jtj + lam * diag(diag(jtj) + 1e-12),
         # the same sums as the array expression without its per-call cost.
-        jtj = (jac @ jac.T).tolist()
+        (a11, a12, a13), (a21, a22, a23), (a31, a32, a33) = (jac @ jac.T).tolist()
         minus_grad = (-(jac @ res)).tolist()
-        damp = [jtj[k][k] + 1e-12 for k in range(3)]
+        d1, d2, d3 = a11 + 1e-12, a22 + 1e-12, a33 + 1e-12
         improved = False
         for _ in range(10):
             off = lam * 0.0  # the zeros of lam * diag(...) (NaN if lam overflowed)
-            lhs = [[jtj[i][j] + (lam * damp[i] if i == j else off) for j in range(3)]
-                   for i in range(3)]
+            lhs = [[a11 + lam * d1, a12 + off, a13 + off],
+                   [a21 + off, a22 + lam * d2, a23 + off],
+                   [a31 + off, a32 + off, a33 + lam * d3]]
             try:
                 step = smallmath.solve_lists(lhs, minus_grad)
             except np.linalg.LinAlgError:  # degenerate points (e.g. all identical)
@@ -111,7 +112,10 @@ def geometric_fit(
         if not improved:  # no step lowers the cost any more: at the minimum
             converged = bool(np.isfinite(cost))
             break
-        if prev_cost - cost <= 1e-12 * max(cost, 1e-12) or np.abs(step).max() < 1e-6:
+        # An accepted step is not NaN (its cost would be NaN): Python's max of the three
+        # is numpy's.
+        if (prev_cost - cost <= 1e-12 * max(cost, 1e-12)
+                or max(abs(v) for v in step.tolist()) < 1e-6):
             converged = True
             break
     dof = max(n - 3, 1)
@@ -167,7 +171,7 @@ def robust_fit(points: np.ndarray, min_threshold_px: float = 1.0) -> tuple[Circl
         dk = d[keep]
         mad = smallmath.median(np.abs(dk - smallmath.median(dk))) * 1.4826
         new_keep = np.abs(d) <= max(3.5 * mad, min_threshold_px)
-        if new_keep.sum() < 3 or np.array_equal(new_keep, keep):
+        if np.count_nonzero(new_keep) < 3 or np.array_equal(new_keep, keep):
             break
         keep = new_keep
         fit = geometric_fit(pts[keep], fit.center, fit.radius)

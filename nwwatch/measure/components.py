@@ -73,14 +73,17 @@ def _blobs(
     if speckled or len(contours) > _MANY_CONTOURS:
         # Thousands of specks: keep only regions of MIN_AREA_PX pixels before contouring,
         # so the per-contour work below stays small.
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(m8, connectivity=8)
-        big = np.nonzero(stats[1:, cv2.CC_STAT_AREA] >= MIN_AREA_PX)[0] + 1
+        # Areas by counting the labels of the blob pixels: the same counts as
+        # connectedComponentsWithStats, whose statistics cost ten times the labelling.
+        n, lab = cv2.connectedComponents(m8, connectivity=8)
+        area = np.bincount(lab[m8.view(bool)], minlength=n)
+        big = np.nonzero(area[1:] >= MIN_AREA_PX)[0] + 1
         if big.size > MAX_REGIONS:
             return [(np.zeros((1, 1, 2), np.int32), float("inf"), (0, 0, 0, 0))] * (big.size)
         keep = np.zeros(n, np.uint8)
         keep[big] = 1
-        contours, _ = cv2.findContours(keep[lab], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
-                                       offset=shift)
+        contours, _ = cv2.findContours(np.take(keep, lab), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE, offset=shift)
     if not contours:
         return []
     areas = [cv2.contourArea(c) + 0.5 * cv2.arcLength(c, True) + 1.0 for c in contours]
@@ -95,7 +98,7 @@ def _filled(contour: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     r0, c0, r1, c1 = box
     out = np.zeros((r1 - r0, c1 - c0), np.uint8)
     cv2.drawContours(out, [contour], -1, 1, thickness=cv2.FILLED, offset=(-c0, -r0))
-    return out.astype(bool)
+    return out.view(bool)  # 0 or 1: no copy
 
 
 def _box(rect: tuple[int, int, int, int], margin: int, shape: tuple[int, int]) -> tuple[int, ...]:
@@ -147,7 +150,7 @@ def select_components(labels: np.ndarray) -> Selection:
     pair = None  # (wire index, droplet index)
     for di, (dcont, _, drect) in enumerate(drops[:_PAIR_CANDIDATES]):
         box = _box(drect, GAP_PX + 1, shape)
-        near = cv2.dilate(_filled(dcont, box).view(np.uint8), kernel).astype(bool)
+        near = cv2.dilate(_filled(dcont, box).view(np.uint8), kernel).view(bool)
         for wi, (wcont, _, wrect) in enumerate(wires[:_PAIR_CANDIDATES]):
             wbox = _box(wrect, 0, shape)
             if wbox[0] >= box[2] or wbox[2] <= box[0] or wbox[1] >= box[3] or wbox[3] <= box[1]:
@@ -176,9 +179,9 @@ def select_components(labels: np.ndarray) -> Selection:
     wire_outline = _filled(wcont, box)
     droplet = outline & ~(wire_outline & (crop == NANOWIRE))
     wire = wire_outline & ~droplet
-    if (wire & ~outline).sum() < MIN_AREA_PX:  # all of the wire lies inside the droplet
+    if np.count_nonzero(wire & ~outline) < MIN_AREA_PX:  # all of the wire lies inside the droplet
         wire[:] = False
-    if wire.sum() < MIN_AREA_PX:
+    if np.count_nonzero(wire) < MIN_AREA_PX:
         return Selection("fit_failed", "the nanowire lies inside the droplet's outline",
                          "wire_inside_droplet", n_droplets=len(drops))
     x, y, w, h = drect
@@ -191,7 +194,7 @@ def select_components(labels: np.ndarray) -> Selection:
         droplet=droplet,
         box=box,
         n_droplets=len(drops),
-        droplet_area_px2=float(droplet.sum()),
+        droplet_area_px2=float(np.count_nonzero(droplet)),
         droplet_cut=cut,
         # Polygon moments of the outlines (crop coordinates): centroids and the wire's
         # principal axis at a fraction of the cost of image moments.

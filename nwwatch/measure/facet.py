@@ -79,7 +79,7 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
     wire_geo = measure_wire(sel.wire, outlines.wire, towards, line.point, wire_border,
                             line.normal, sel.wire_moments)
     source = "interface"
-    n_inl = int(line.inliers.sum())
+    n_inl = int(np.count_nonzero(line.inliers))
     if (line.length_px < MIN_INTERFACE_LENGTH_PX or n_inl < MIN_INTERFACE_POINTS
             or math.degrees(line.sigma_angle_rad) > MAX_FREE_ANGLE_SIGMA_DEG):
         free_line = line
@@ -99,7 +99,7 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
         facet_inclination_deg=(signed_deg(line.normal, wire_geo.axis)
                                if wire_geo.axis is not None else None),
         facet_scatter_px=line.scatter_px,
-        n_facet_points=int(line.inliers.sum()),
+        n_facet_points=int(np.count_nonzero(line.inliers)),
         wire_status=wire_geo.status,
         wire_axis_deg=axis_deg,
         wire_width_px=wire_geo.width_px,

@@ -126,8 +126,8 @@ def interface_points(
         # Crossings between a droplet pixel and a wire pixel: the interface itself (not the
         # free surface next to the triple points).
         on = wire[drop_fine.outside[:, 0], drop_fine.outside[:, 1]]
-        if on.sum() >= MIN_SHARED_POINTS:
-            n = int(on.sum())
+        if np.count_nonzero(on) >= MIN_SHARED_POINTS:
+            n = int(np.count_nonzero(on))
             return InterfacePoints(drop_fine.points[on], np.zeros(n, np.int64),
                                    -np.ones((n, 2), np.int64), -np.ones((n, 2), np.int64),
                                    iso=True)
@@ -135,14 +135,14 @@ def interface_points(
         return InterfacePoints(pts, np.zeros(len(pts), np.int64), w_side, d_side)
     # A background gap: the wire's edge facing the droplet and the droplet's facing the wire.
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GAP_PX + 1, 2 * GAP_PX + 1))
-    near_drop = cv2.dilate(droplet.view(np.uint8), kernel).astype(bool)
-    near_wire = cv2.dilate(wire.view(np.uint8), kernel).astype(bool)
+    near_drop = cv2.dilate(droplet.view(np.uint8), kernel).view(bool)
+    near_wire = cv2.dilate(wire.view(np.uint8), kernel).view(bool)
     fine = drop_fine if drop_fine is not None else drop_pts
     w_on = near_drop[wire_pts.outside[:, 0], wire_pts.outside[:, 1]]
     d_on = near_wire[fine.outside[:, 0], fine.outside[:, 1]]
     points = np.concatenate([wire_pts.points[w_on], fine.points[d_on]])
-    group = np.concatenate([np.zeros(int(w_on.sum()), np.int64), np.ones(int(d_on.sum()),
-                                                                          np.int64)])
+    group = np.concatenate([np.zeros(np.count_nonzero(w_on), np.int64),
+                            np.ones(np.count_nonzero(d_on), np.int64)])
     none = -np.ones((len(points), 2), np.int64)
     return InterfacePoints(points, group, none, none)
 
@@ -197,7 +197,7 @@ def fit_facet_line(
         new = np.abs(res) <= max(MIN_OUTLIER_PX, 3.0 * scale)
         # A pixel pair side by side along the line (a corner step) does not cross it.
         new &= ~shared | (np.abs(step @ normal) >= 0.3)
-        if new.sum() < 3 or np.array_equal(new, keep):
+        if np.count_nonzero(new) < 3 or np.array_equal(new, keep):
             break
         keep = new
     if normal @ towards_droplet < 0:
@@ -213,7 +213,7 @@ def fit_facet_line(
     t = (inl - point) @ direction
     point = point + float(t.mean()) * direction  # centre of the inliers along the line
     t = t - t.mean()
-    m = int(keep.sum())
+    m = int(np.count_nonzero(keep))
     scatter = 1.4826 * smallmath.median(np.abs(res))
     sd = float(np.sqrt(np.mean(res**2)))
     spread = float(np.sqrt(np.mean(t**2)))
@@ -242,7 +242,7 @@ def _quantisation(
     if iface.iso:
         return ISO_SIGMA_PX
     sel = keep & (iface.wire_side[:, 0] >= 0)
-    if sel.sum() < 3:
+    if np.count_nonzero(sel) < 3:
         return 0.0
     # Percentiles, not extremes: a corner step of a pixel must not close the band.
     below = smallmath.percentile((iface.wire_side[sel] - point) @ normal, 95)
@@ -283,7 +283,7 @@ def rim_shift(
     along = line.along(pts)
     lat = (along - foot_along) / half_chord
     inside = np.abs(lat) < 0.95
-    if inside.sum() < 8:
+    if np.count_nonzero(inside) < 8:
         return None
     g = np.sqrt(np.clip(1.0 - lat[inside] ** 2, 0.0, 1.0))
     y = line.offset(pts[inside])

@@ -62,7 +62,8 @@ def pair_outlines(sel: Selection, droplet_probability: np.ndarray | None) -> Pai
                                   offset=(wr0, wc0))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (RING_PX, RING_PX))
         d8 = sel.droplet[wr0:wr1, wc0:wc1].view(np.uint8)
-        ring = cv2.dilate(d8, kernel).astype(bool) & ~cv2.erode(d8, kernel).astype(bool)
+        # Dilated and not eroded: their difference, 0 or 1 (the erosion lies in the dilation).
+        ring = cv2.morphologyEx(d8, cv2.MORPH_GRADIENT, kernel).view(bool)
         near = (ring[iso.inside[:, 0] - wr0, iso.inside[:, 1] - wc0]
                 | ring[iso.outside[:, 0] - wr0, iso.outside[:, 1] - wc0])
         fine = iso.subset(near)

@@ -48,14 +48,14 @@ def _robust_line(t: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
     keep = np.ones(t.size, dtype=bool)
     c = m = 0.0
     for _ in range(3):
-        design = np.column_stack([np.ones(int(keep.sum())), t[keep]])
+        design = np.column_stack([np.ones(int(np.count_nonzero(keep))), t[keep]])
         if np.ptp(t[keep]) > 0:
             c, m = smallmath.lstsq(design, lat[keep]).tolist()
         else:  # all points at one position along the edge: the minimum-norm solution
             (c, m), *_ = np.linalg.lstsq(design, lat[keep], rcond=None)
         res = lat - (c + m * t)
         new = np.abs(res) <= max(0.75, 3.0 * 1.4826 * smallmath.median(np.abs(res[keep])))
-        if new.sum() < 3 or np.array_equal(new, keep):
+        if np.count_nonzero(new) < 3 or np.array_equal(new, keep):
             break
         keep = new
     return float(c), float(m)
@@ -106,7 +106,7 @@ def measure_wire(
           if lat_band.size else 0.0)
     left = in_band & side_out & (lat > lc)
     right = in_band & side_out & (lat < lc)
-    if left.sum() < 6 or right.sum() < 6:
+    if np.count_nonzero(left) < 6 or np.count_nonzero(right) < 6:
         return WireGeometry(axis, None, AXIS_ONLY,
                             "a side edge of the wire is not visible below the facet")
     cl, ml = _robust_line(t[left], lat[left])
