@@ -139,3 +139,29 @@ def test_refused_frames_are_in_their_own_lane_not_at_an_angle(tmp_path, serve, a
         assert lane["angleTicks"] and all(t.endswith("°") for t in lane["angleTicks"]), lane
         if None not in angles[:1]:  # the mixed acquisition: its angles, not 0-180
             assert lane["angleMin"] == 80, lane
+
+
+def test_the_latest_overlay_is_the_latest_timed_frames(tmp_path, serve):
+    """The overlay sent was the last row's, and rows with no acquisition time sort last: the
+    page captioned the latest timed frame (the one it can place on the time axis) with another
+    frame's picture, or with none."""
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/run1", [100.0, 101.0, 102.0])
+    rows[1]["overlay_path"] = "overlays/f0001.png"
+    rows[2]["overlay_path"] = "overlays/f0002.png"
+    rows[2]["acquired_at"] = None  # sorts after the timed rows
+    rows[0]["overlay_path"] = None
+    write(results, "frames-1.parquet", rows)
+    url = serve(results)
+    acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+    data = get_json(f"{url}/api/acquisitions/{acq['id']}/series")
+    assert data["latest_overlay"] == "overlays/f0001.png"
+    # with no timed row at all, the last row's
+    for row in rows:
+        row["acquired_at"] = None
+    other = tmp_path / "res2"
+    write(other, "frames-1.parquet", rows)
+    url = serve(other)
+    acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+    assert get_json(f"{url}/api/acquisitions/{acq['id']}/series")["latest_overlay"] == (
+        "overlays/f0002.png")
