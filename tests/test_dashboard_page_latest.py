@@ -165,3 +165,19 @@ def test_the_latest_overlay_is_the_latest_timed_frames(tmp_path, serve):
     acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
     assert get_json(f"{url}/api/acquisitions/{acq['id']}/series")["latest_overlay"] == (
         "overlays/f0002.png")
+
+
+def test_an_overlay_that_cannot_be_loaded_is_named(tmp_path, serve):
+    """A row naming a picture that is not there showed a broken-image icon."""
+    require_browser()
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/run1", [100.0, 101.0])
+    rows[0]["overlay_path"], rows[1]["overlay_path"] = None, "overlays/gone.png"
+    write(results, "frames-1.parquet", rows)
+    url = serve(results)
+    with Browser(1024, 700) as browser:
+        _open(browser, url, 2)
+        wait_for(lambda: "could not be loaded" in browser.text("#latest-overlay"), 30,
+                 "the page saying so")
+        assert "overlays/gone.png" in browser.text("#latest-overlay")
+        assert browser.execute("return document.querySelector('#latest-overlay img')") is None

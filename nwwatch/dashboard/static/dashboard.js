@@ -297,6 +297,13 @@ function renderOverlay(overlay) {
     "<p class=\"muted\">No overlay picture of this frame. The service writes them with " +
     "<code>[output] overlays = \"all\"</code> (every frame) or <code>\"flagged\"</code> " +
     "(refused frames only); <code>nwwatch replay … --overlays DIR</code> for a replay.</p>";
+  const img = box.querySelector("img");
+  // a row naming a picture that is gone or unreadable (results folder copied without it):
+  // say so instead of a broken-image icon
+  if (img) img.addEventListener("error", () => {
+    box.innerHTML = `<p class="muted">The overlay picture <code>${esc(overlay)}</code> ` +
+      "could not be loaded (missing or unreadable under the results folder).</p>";
+  });
 }
 
 function renderVolumes(vols) {
