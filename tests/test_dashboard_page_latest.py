@@ -71,6 +71,34 @@ def test_the_latest_frame_shows_its_overlay_picture(tmp_path, serve):
                                "document.documentElement.clientWidth")
 
 
+def test_the_live_service_shows_the_latest_overlay(tmp_path):
+    """The same for the running service with ``[output] overlays = "all"``."""
+    from dashkit import dashboard_url
+    from servicekit import DaemonProcess, wait_rows, write_config
+
+    require_browser()
+    acq, res = tmp_path / "acq" / "run1", tmp_path / "res"
+    acq.mkdir(parents=True)
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.3,
+                       extra='[dashboard]\nlisten = "127.0.0.1:0"\n')
+    cfg.write_text(cfg.read_text().replace("[output]", '[output]\noverlays = "all"'))
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        url = dashboard_url(daemon)
+        daemon.wait_event("ready")
+        write_frames(acq, [120.0, 125.0])
+        wait_rows(res, 2, proc=daemon)
+        with Browser(1024, 700) as browser:
+            _open(browser, url, 2)
+            wait_for(lambda: browser.execute(
+                "const i = document.querySelector('#latest-overlay img');"
+                "return i !== null && i.complete && i.naturalWidth > 0"), 30, "overlay loaded")
+            assert "results/overlays/" in browser.attribute("#latest-overlay img", "src")
+    finally:
+        code, _ = daemon.terminate()
+        assert code == 0
+
+
 def test_without_overlays_the_page_says_how_to_turn_them_on(tmp_path, serve):
     require_browser()
     results = tmp_path / "res"
