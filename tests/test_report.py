@@ -84,6 +84,16 @@ def test_report_without_results_or_matplotlib_says_why(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "pip install 'nwwatch[report]'" in result.output
 
 
+def test_report_on_an_empty_frames_folder_says_what_is_there(tmp_path):
+    """A results folder whose frames/ exists but holds nothing yet (a service that has not
+    flushed) was reported as "no frames/, volumes/ or quarantine.parquet here"."""
+    (tmp_path / "res" / "frames").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "res")])
+    assert result.exit_code == 1
+    assert "frames/ holds no results yet" in result.output, result.output
+    assert "no frames/" not in result.output and "volumes/" not in result.output
+
+
 def test_report_names_results_files_it_could_not_read(tmp_path):
     """A damaged results file was left out of the report silently (and when it was the only
     one the command said "no frames/, volumes/ or quarantine.parquet here", frames/ present);

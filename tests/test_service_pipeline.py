@@ -357,7 +357,14 @@ def test_a_suspect_tomogram_is_recorded_and_warned_about(tmp_path):
     clear, unsure = rows.loc[os.path.abspath(acq / "clear.tif")], \
         rows.loc[os.path.abspath(acq / "unsure.tif")]
     # The row and the warning agree: status "suspect" with the reason code, the text in both.
-    assert (clear.status, clear.reason_code) == ("ok", "")
+    # An ok mask's reason_code is "ok", as a frame row's and as its log line says (the row
+    # had "" while the line said "ok").
+    assert (clear.status, clear.reason_code) == ("ok", "ok")
+    # the service's file_processed line shows the row through row_summary
+    from nwwatch.service.batch import row_summary
+
+    logged = row_summary(clear.to_dict())
+    assert (logged["status"], logged["reason_code"]) == (clear.status, clear.reason_code)
     assert unsure.status == "suspect" and "uncertain" in unsure.reason_code.split(",")
     assert clear.uncertain_fraction == 0.0
     assert clear.threshold_agreement > 0.9  # the blurred reference is a row wider at most

@@ -154,7 +154,10 @@ class Dashboard:
                                                    "trend", "source", "frame")}
             if len(pick):
                 newest_us = max(newest_us, int(processed_us.max()))
-            last = acq.table.slice(len(acq) - 1)
+            # the latest frame the page captions: the last with an acquisition time (rows
+            # without one sort last and are not charted), else the last row
+            timed = np.flatnonzero(np.isfinite(s["t"]))
+            last = acq.table.slice(int(timed[-1]) if len(timed) else len(acq) - 1, 1)
             if "overlay_path" in last.column_names and last["overlay_path"][0].is_valid:
                 out["latest_overlay"] = last["overlay_path"][0].as_py()
         elif len(acq):

@@ -161,6 +161,18 @@ def _quarantine(acq: Acquisition) -> str:
             f"</tr>{rows}</table>")
 
 
+def _nothing_here(results: Path) -> str:
+    """Why ``results`` holds no acquisition, naming what it does hold (an empty ``frames/``
+    was reported as absent)."""
+    held = [f"{kind}/ holds no results yet" for kind in ("frames", "volumes")
+            if (results / kind).is_dir()]
+    if (results / "quarantine.parquet").is_file():
+        held.append("quarantine.parquet lists no file")
+    if not held:
+        return f"{results}: no frames/, volumes/ or quarantine.parquet here"
+    return f"{results}: nothing to report yet: {'; '.join(held)}"
+
+
 def write_report(results: str | Path, out: str | Path) -> Path:
     """Write the report of the results folder ``results`` to ``out`` (HTML) and its PNGs to
     ``<out stem>_files/``; returns ``out``. Raises FileNotFoundError when ``results`` holds no
@@ -179,7 +191,7 @@ def write_report(results: str | Path, out: str | Path) -> Path:
         if unreadable:
             raise FileNotFoundError(f"{results}: the results files could not be read "
                                     f"(damaged?): {', '.join(unreadable)}")
-        raise FileNotFoundError(f"{results}: no frames/, volumes/ or quarantine.parquet here")
+        raise FileNotFoundError(_nothing_here(results))
     files = out.with_name(out.stem + "_files")
     files.mkdir(parents=True, exist_ok=True)
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"

@@ -94,7 +94,8 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             # "suspect": still a result (the mask may be right), but one to look at first.
             status=seg.verdict.status,
             reason="; ".join(seg.verdict.why),
-            reason_code=seg.verdict.reason_code,
+            # "ok" for an ok mask, as a frame row's and the file's log line ("" before)
+            reason_code=seg.verdict.reason_code or "ok",
             mask_path=str(mask_path.relative_to(engine.results_dir)),
             uncertain_fraction=seg.uncertain_fraction,
             threshold_agreement=agreement,

@@ -110,6 +110,8 @@ function card(k, v) { return `<div class="card"><div class="v">${v}</div><div cl
 
 function renderHeader(s, live) {
   $("folder").textContent = s.folder;
+  // one tab per acquisition can be told apart (a text property: no markup is parsed)
+  document.title = `${s.folder.split("/").slice(-2).join("/")} · nwwatch`;
   const stale = $("stale");
   stale.hidden = !s.stale;
   if (s.stale) {
@@ -165,6 +167,21 @@ function errorBars(u) {
   ctx.restore();
 }
 
+// A line between the angles and the refused lane below them.
+function laneDivider(u) {
+  if (!u._yRange || u._yRange[0] >= u._yMin) return;
+  const y = Math.round(u.valToPos(u._yMin, "y", true));
+  u.ctx.save();
+  u.ctx.strokeStyle = "#9ca3af";
+  u.ctx.lineWidth = devicePixelRatio;
+  u.ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
+  u.ctx.beginPath();
+  u.ctx.moveTo(u.bbox.left, y);
+  u.ctx.lineTo(u.bbox.left + u.bbox.width, y);
+  u.ctx.stroke();
+  u.ctx.restore();
+}
+
 // The time axis spans the data with a small margin (computed here from the x values:
 // uPlot's automatic range stayed empty when the plot was created with its first data).
 function timeRange(u) {
@@ -188,7 +205,9 @@ function renderChart(overlay, trendWindow) {
   const unc = all.map((r) => (r.valid ? r.unc : null));
   const trend = all.map((r) => (r.valid ? r.trend : null));
   // The angle axis spans the valid angles (with their uncertainty) plus a margin, within
-  // 0-180 degrees; refused frames sit in one row of markers per reason at its bottom.
+  // 0-180 degrees. Refused frames have no angle: they sit in a lane of their own below the
+  // angle axis (one row of markers per reason, on their own "refused" scale and axis), so
+  // that they cannot be read as angles (they sat at about 5-10 degrees on the angle axis).
   // A loop, not Math.min(...array): spreading some 120,000 values (a long acquisition)
   // overflows the call stack and the chart stayed empty.
   let lo = Infinity, hi = -Infinity;
@@ -197,10 +216,14 @@ function renderChart(overlay, trendWindow) {
     lo = Math.min(lo, r.angle - (r.unc || 0));
     hi = Math.max(hi, r.angle + (r.unc || 0));
   }
-  const yMin = lo < Infinity ? Math.max(0, Math.floor((lo - 10 - 6 * codes.length) / 10) * 10) : 0;
+  const yMin = lo < Infinity ? Math.max(0, Math.floor((lo - 10) / 10) * 10) : 0;
   const yMax = hi > -Infinity ? Math.min(180, Math.ceil((hi + 5) / 10) * 10) : 180;
-  const step = (yMax - yMin) / 40;
-  const refused = codes.map((c, k) => all.map((r) => (!r.valid && r.code === c ? yMin + step * (1 + 1.5 * k) : null)));
+  // the lane's share of the plot's height; the y scale reaches below yMin by as much
+  const laneFrac = codes.length ? Math.min(0.4, 0.06 + 0.06 * codes.length) : 0;
+  const yLow = yMin - (yMax - yMin) * laneFrac / (1 - laneFrac);
+  // "refused" scale 0-1 over the whole plot: row k of the lane at laneRow(k)
+  const laneRow = (k) => laneFrac * (codes.length - k - 0.5) / codes.length;
+  const refused = codes.map((c, k) => all.map((r) => (!r.valid && r.code === c ? laneRow(k) : null)));
   const data = [x, angle, trend, ...refused];
   const nValid = angle.filter((v) => v != null).length;
   $("chart").dataset.points = String(nValid);
@@ -210,20 +233,35 @@ function renderChart(overlay, trendWindow) {
     {label: "time"},
     {label: "angle (valid)", stroke: "#1f5fbf", width: 0, points: {show: true, size: 6, fill: "#1f5fbf"}},
     {label: "rolling median", stroke: "#f28e2b", width: 2, spanGaps: true, points: {show: false}},
-    ...codes.map((c) => ({label: c, stroke: colorOf(c), width: 0,
+    ...codes.map((c) => ({label: c, scale: "refused", stroke: colorOf(c), width: 0,
       points: {show: true, size: 8, fill: colorOf(c), stroke: colorOf(c)}})),
   ];
   const key = series.map((s) => s.label).join("|");
   const width = Math.max(400, $("chart").clientWidth - 14);
-  if (plot) plot._yRange = [yMin, yMax];
+  $("chart").dataset.angleMin = String(yMin);
+  if (plot) { plot._yRange = [yLow, yMax]; plot._yMin = yMin; }
   if (!plot || plot._key !== key) {
     if (plot) plot.destroy();
+    const axes = [{},
+      // no angle ticks (nor grid lines) in the refused lane: from yMin up only
+      {label: "contact angle (°)", values: (u, v) => v.map((a) => `${+a.toFixed(6)}°`),
+       splits: (u, i, min, max, incr) => {
+         const out = [];
+         for (let k = Math.ceil(u._yMin / incr); k * incr <= max + 1e-9; k++) out.push(k * incr);
+         return out;
+       }}];
+    if (codes.length) {
+      axes.push({scale: "refused", side: 1, label: "refused", grid: {show: false},
+        splits: () => codes.map((c, k) => laneRow(k)), values: () => codes,
+        size: 30 + 7 * Math.max(...codes.map((c) => c.length))});
+    }
     plot = new uPlot({width, height: 380, series, legend: {show: false},
-      scales: {x: {time: true, range: timeRange}, y: {range: (u) => u._yRange || [0, 180]}},
-      axes: [{}, {label: "contact angle (°)", values: (u, v) => v.map((a) => `${a}°`)}],
-      hooks: {draw: [errorBars]}}, data, $("chart"));
+      scales: {x: {time: true, range: timeRange}, y: {range: (u) => u._yRange || [0, 180]},
+               refused: {range: [0, 1]}},
+      axes, hooks: {draw: [errorBars, laneDivider]}}, data, $("chart"));
     plot._key = key;
-    plot._yRange = [yMin, yMax];
+    plot._yRange = [yLow, yMax];
+    plot._yMin = yMin;
     plot.setData(data);
   } else {
     plot.setData(data);
@@ -241,9 +279,31 @@ function renderChart(overlay, trendWindow) {
   if (last) {
     $("latest").innerHTML = `${esc(last.source)} frame ${last.frame}: ` +
       (last.valid ? `<b>${fmt(last.angle)}° ± ${fmt(last.unc)}°</b>` : `refused (<b>${esc(last.code)}</b>)`) +
-      ` at ${timeText(last.t)}` +
-      (overlay ? ` — <a href="results/${encodeURI(overlay)}" target="_blank">overlay</a>` : "");
+      ` at ${timeText(last.t)}`;
   }
+  renderOverlay(overlay);
+}
+
+// The latest frame's overlay picture, scaled into its panel; a click opens the full-size
+// file. Set only when it changes, so that a frame's picture does not flicker on each update.
+function renderOverlay(overlay) {
+  const box = $("latest-overlay");
+  const href = overlay ? `results/${encodeURI(overlay)}` : "";
+  if (box.dataset.href === href) return;
+  box.dataset.href = href;
+  box.innerHTML = overlay ?
+    `<a href="${esc(href)}" target="_blank" title="open the full-size picture">` +
+    `<img src="${esc(href)}" alt="measurement overlay of the latest frame"></a>` :
+    "<p class=\"muted\">No overlay picture of this frame. The service writes them with " +
+    "<code>[output] overlays = \"all\"</code> (every frame) or <code>\"flagged\"</code> " +
+    "(refused frames only); <code>nwwatch replay … --overlays DIR</code> for a replay.</p>";
+  const img = box.querySelector("img");
+  // a row naming a picture that is gone or unreadable (results folder copied without it):
+  // say so instead of a broken-image icon
+  if (img) img.addEventListener("error", () => {
+    box.innerHTML = `<p class="muted">The overlay picture <code>${esc(overlay)}</code> ` +
+      "could not be loaded (missing or unreadable under the results folder).</p>";
+  });
 }
 
 function renderVolumes(vols) {

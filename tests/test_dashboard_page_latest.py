@@ -1,0 +1,211 @@
+"""The dashboard page's latest frame (its overlay picture), its tab title and its refused
+frames, in a real headless browser (Debian chromium + chromedriver, ``tests/webdriver.py``)."""
+
+from __future__ import annotations
+
+import pytest
+from dashkit import get_json, wait_for, write_frames
+from servicekit import model
+from test_dashboard_data import frame_rows, write
+from test_dashboard_server import Log
+from webdriver import Browser, require_browser
+
+from nwwatch.dashboard.server import DashboardThread
+from nwwatch.dashboard.settings import DashboardConfig
+
+
+@pytest.fixture()
+def serve():
+    """``serve(results)`` -> base URL of a dashboard on ``results`` (stopped afterwards)."""
+    threads = []
+
+    def start(results):
+        log = Log()
+        thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
+        thread.start()
+        threads.append(thread)
+        return log.wait("dashboard_listening")["url"].rstrip("/")
+
+    yield start
+    for thread in threads:
+        thread.stop()
+
+
+def _open(browser, url: str, n_rows: int) -> dict:
+    acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+    browser.get(f"{url}/?a={acq['id']}")
+    wait_for(lambda: browser.execute("return document.getElementById('latest').textContent")
+             .count("frame") >= 1 and int(browser.attribute("#chart", "data-points"))
+             + int(browser.attribute("#chart", "data-refused") or 0) == n_rows, 30, "rows")
+    return acq
+
+
+def test_the_latest_frame_shows_its_overlay_picture(tmp_path, serve):
+    """The latest frame was a text link to its overlay PNG: the picture is on the page now,
+    scaled into its panel, and a click opens the full-size file."""
+    from nwwatch.service import replay
+
+    require_browser()
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frames(acq, [120.0, 125.0])
+    out = tmp_path / "out"
+    replay(acq, out, kind="insitu", model=model(tmp_path), overlays="qa")
+    url = serve(out)
+    with Browser(1024, 700) as browser:
+        _open(browser, url, 2)
+        wait_for(lambda: browser.execute(
+            "const i = document.querySelector('#latest-overlay img');"
+            "return i !== null && i.complete && i.naturalWidth > 0"), 30, "overlay loaded")
+        src = browser.attribute("#latest-overlay img", "src")
+        link = browser.attribute("#latest-overlay a", "href")
+        assert src == link and "results/qa/" in src and src.endswith(".png")
+        assert browser.execute("return document.querySelector('#latest-overlay img')"
+                               ".naturalWidth") == 96  # the frame's own size
+        # scaled to fit its panel: no wider than the main column
+        assert browser.execute(
+            "const i = document.querySelector('#latest-overlay img');"
+            "return i.getBoundingClientRect().width <= "
+            "document.querySelector('main').clientWidth")
+        assert browser.execute("return document.documentElement.scrollWidth <= "
+                               "document.documentElement.clientWidth")
+
+
+def test_the_live_service_shows_the_latest_overlay(tmp_path):
+    """The same for the running service with ``[output] overlays = "all"``."""
+    from dashkit import dashboard_url
+    from servicekit import DaemonProcess, wait_rows, write_config
+
+    require_browser()
+    acq, res = tmp_path / "acq" / "run1", tmp_path / "res"
+    acq.mkdir(parents=True)
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.3,
+                       extra='[dashboard]\nlisten = "127.0.0.1:0"\n')
+    cfg.write_text(cfg.read_text().replace("[output]", '[output]\noverlays = "all"'))
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        url = dashboard_url(daemon)
+        daemon.wait_event("ready")
+        write_frames(acq, [120.0, 125.0])
+        wait_rows(res, 2, proc=daemon)
+        with Browser(1024, 700) as browser:
+            _open(browser, url, 2)
+            wait_for(lambda: browser.execute(
+                "const i = document.querySelector('#latest-overlay img');"
+                "return i !== null && i.complete && i.naturalWidth > 0"), 30, "overlay loaded")
+            assert "results/overlays/" in browser.attribute("#latest-overlay img", "src")
+    finally:
+        code, _ = daemon.terminate()
+        assert code == 0
+
+
+def test_without_overlays_the_page_says_how_to_turn_them_on(tmp_path, serve):
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
+    url = serve(results)
+    with Browser(1024, 700) as browser:
+        _open(browser, url, 2)
+        text = browser.text("#latest-overlay")
+        assert "[output] overlays" in text and "--overlays" in text, text
+        assert browser.execute("return document.querySelector('#latest-overlay img')") is None
+
+
+def test_the_tab_title_names_the_acquisition(tmp_path, serve):
+    """Every tab was titled "nwwatch dashboard": with several open, none could be told apart.
+    The title is text: a folder name with markup stays text."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/<b>run&1", [100.0, 101.0]))
+    url = serve(results)
+    with Browser(1024, 700) as browser:
+        _open(browser, url, 2)
+        wait_for(lambda: browser.execute("return document.title") ==
+                 "acq/<b>run&1 · nwwatch", 10, "title")
+        assert browser.execute("return document.querySelector('title').children.length") == 0
+
+
+@pytest.mark.parametrize("angles", [[None] * 4, [100.0, None, 102.0, None]],
+                         ids=["all-refused", "mixed"])
+def test_refused_frames_are_in_their_own_lane_not_at_an_angle(tmp_path, serve, angles):
+    """With every frame refused, the refusal markers sat at about 5-10 deg on a 0-180 deg
+    axis and read as angles. They have their own lane below the angle axis, labelled
+    "refused", and no value on the angle scale."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", angles))
+    url = serve(results)
+    n_refused = angles.count(None)
+    with Browser(1024, 700) as browser:
+        _open(browser, url, len(angles))
+        assert browser.attribute("#chart", "data-refused") == str(n_refused)
+        lane = browser.execute("""
+            const u = window.nwPlot;
+            const out = {angleSeries: [], laneSeries: []};
+            u.series.forEach((s, i) => {
+              if (i === 0) return;
+              (s.scale === "refused" ? out.laneSeries : out.angleSeries).push(s.label);
+            });
+            const angleMin = Number(document.getElementById("chart").dataset.angleMin);
+            const yBottom = u.valToPos(angleMin, "y");
+            // the angle axis labels only angles at or above its lowest one
+            out.angleTicks = u.axes[1]._values.filter((v) => v != null && v !== "");
+            out.lowestTick = Math.min(...u.axes[1]._splits.filter(
+              (v, i) => u.axes[1]._values[i] != null && u.axes[1]._values[i] !== ""));
+            out.angleMin = angleMin;
+            const laneTop = Math.min(...u.series.map((s, i) => s.scale === "refused" ?
+              Math.min(...u.data[i].filter((v) => v != null).map((v) => u.valToPos(v, "refused")))
+              : Infinity));
+            out.below = laneTop > yBottom;
+            out.axisLabels = u.axes.map((a) => a.label);
+            return out;""")
+        assert lane["laneSeries"] == ["fit_failed"], lane
+        assert "fit_failed" not in lane["angleSeries"]
+        assert lane["below"], lane  # every marker lies below the angle axis's lowest value
+        assert "refused" in lane["axisLabels"], lane
+        assert lane["lowestTick"] >= lane["angleMin"] >= 0, lane
+        assert lane["angleTicks"] and all(t.endswith("°") for t in lane["angleTicks"]), lane
+        if None not in angles[:1]:  # the mixed acquisition: its angles, not 0-180
+            assert lane["angleMin"] == 80, lane
+
+
+def test_the_latest_overlay_is_the_latest_timed_frames(tmp_path, serve):
+    """The overlay sent was the last row's, and rows with no acquisition time sort last: the
+    page captioned the latest timed frame (the one it can place on the time axis) with another
+    frame's picture, or with none."""
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/run1", [100.0, 101.0, 102.0])
+    rows[1]["overlay_path"] = "overlays/f0001.png"
+    rows[2]["overlay_path"] = "overlays/f0002.png"
+    rows[2]["acquired_at"] = None  # sorts after the timed rows
+    rows[0]["overlay_path"] = None
+    write(results, "frames-1.parquet", rows)
+    url = serve(results)
+    acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+    data = get_json(f"{url}/api/acquisitions/{acq['id']}/series")
+    assert data["latest_overlay"] == "overlays/f0001.png"
+    # with no timed row at all, the last row's
+    for row in rows:
+        row["acquired_at"] = None
+    other = tmp_path / "res2"
+    write(other, "frames-1.parquet", rows)
+    url = serve(other)
+    acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+    assert get_json(f"{url}/api/acquisitions/{acq['id']}/series")["latest_overlay"] == (
+        "overlays/f0002.png")
+
+
+def test_an_overlay_that_cannot_be_loaded_is_named(tmp_path, serve):
+    """A row naming a picture that is not there showed a broken-image icon."""
+    require_browser()
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/run1", [100.0, 101.0])
+    rows[0]["overlay_path"], rows[1]["overlay_path"] = None, "overlays/gone.png"
+    write(results, "frames-1.parquet", rows)
+    url = serve(results)
+    with Browser(1024, 700) as browser:
+        _open(browser, url, 2)
+        wait_for(lambda: "could not be loaded" in browser.text("#latest-overlay"), 30,
+                 "the page saying so")
+        assert "overlays/gone.png" in browser.text("#latest-overlay")
+        assert browser.execute("return document.querySelector('#latest-overlay img')") is None
