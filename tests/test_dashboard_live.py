@@ -8,11 +8,9 @@ The browser is Debian's chromium driven by its chromedriver through the stdlib c
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,9 +149,6 @@ def test_page_in_a_real_browser_draws_the_points(live):
         legend = browser.text("#legend")
         assert re.search(rf"{code_of_refused(res)}: \d+", legend), legend
         assert "empty.tif" in browser.text("#quarantine")
-        shot = os.environ.get("NWWATCH_DASHBOARD_SCREENSHOT")
-        if shot:
-            browser.screenshot(Path(shot))
 
 
 def test_events_push_new_rows_and_catch_up_after_reconnect(live):
