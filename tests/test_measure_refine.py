@@ -256,3 +256,16 @@ def test_bootstrap_means_equal_trimming_every_resample(n: int, integer: bool) ->
     draws = rng.integers(0, n, (24, n))
     np.testing.assert_allclose(_bootstrap_means(prof, draws),
                                _robust_mean(prof[draws], axis=1), rtol=0, atol=1e-12)
+
+
+def test_a_shift_that_rounds_to_zero_reads_plus_zero():
+    """The reason said "facet moved -0.0 px" for a shift of a few hundredths of a pixel."""
+    from types import SimpleNamespace
+
+    from nwwatch.measure.notes import result_notes
+
+    wire = SimpleNamespace(note="", status="measured")
+    for shift, text in ((-0.03, "+0.0"), (0.04, "+0.0"), (-0.06, "-0.1"), (1.26, "+1.3")):
+        edge = SimpleNamespace(refined=True, shift_px=shift, status="refined")
+        _, note = result_notes(1, False, "interface", 0.0, 0.0, edge, wire)
+        assert note == f"facet moved {text} px onto the image's edge"

@@ -27,7 +27,8 @@ def result_notes(n_droplets: int, droplet_cut: bool, source: str, tilt_deg: floa
         notes.append(f"{gap_px:.1f} px gap between droplet and wire")
     edge_note = ""
     if edge.refined:
-        edge_note = f"facet moved {edge.shift_px:+.1f} px onto the image's edge"
+        # + 0.0: a shift that rounds to zero reads "+0.0", not "-0.0"
+        edge_note = f"facet moved {round(edge.shift_px, 1) + 0.0:+.1f} px onto the image's edge"
     elif edge.status != "labels":
         edge_note = f"facet kept on the labels ({edge.status.replace('_', ' ')} in the image)"
     if edge_note:
