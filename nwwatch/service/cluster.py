@@ -121,7 +121,9 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         inflight: dict[str, tuple[object, list[tuple[Path, int]]]] = {}
 
         def submit(chunk: list[tuple[Path, int]]) -> None:
-            args = ([str(p) for p, _ in chunk], [n for _, n in chunk])
+            # absolute: a worker's working directory is its own (`dask worker` started
+            # elsewhere), and a relative path there names another file or none
+            args = ([os.path.abspath(p) for p, _ in chunk], [n for _, n in chunk])
             fut = client.submit(run_task, *args, spec, key=f"nwwatch-task-{uuid.uuid4().hex}",
                                 pure=False)
             stats.sent_bytes += len(pickle.dumps((args, spec)))
@@ -213,6 +215,10 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     seen: set[ItemKey] = set()
     for f in res.files:
         if f.gone:
+            if os.path.lexists(f.path):  # here, but not on the worker: every file would be
+                raise clusterconnect.InputNotSharedError(
+                    f"{f.path}: a Dask worker does not find this file, which exists here: "
+                    "the input must be shared with every worker under the same absolute path")
             summary.vanished += 1
             continue
         name = path_key(f.path)
