@@ -147,3 +147,49 @@ def test_an_address_that_is_not_a_scheduler_fails_within_the_timeout(answer, mon
     (exc,) = outcome
     assert isinstance(exc, connect_module.ClusterUnreachableError), repr(exc)
     assert address in str(exc)
+
+
+def _results_unwritable_on_workers() -> None:
+    """On a worker: writing a Parquet file is refused (the results folder is read-only
+    there, or owned by another user)."""
+    import nwwatch.results.parquet as parquet
+
+    def refuse(table, path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    parquet._real_write_table_atomic = parquet.write_table_atomic
+    parquet.write_table_atomic = refuse
+
+
+def _results_writable_again() -> None:
+    import nwwatch.results.parquet as parquet
+
+    parquet.write_table_atomic = getattr(parquet, "_real_write_table_atomic",
+                                         parquet.write_table_atomic)
+
+
+def test_a_results_folder_the_workers_cannot_write_stops_the_replay_charging_no_file(
+        client, acq, tmp_path):
+    """Was: every task failed, was retried file by file, and each file was counted as
+    failed (exit 3) and quarantined after max_attempts runs: the whole archive charged
+    for the results folder's permissions."""
+    import sqlite3
+
+    from nwwatch.service.clusterconnect import StagingUnwritableError
+
+    folder, onnx = acq
+    results = tmp_path / "res"
+    client.run(_results_unwritable_on_workers)
+    try:
+        with pytest.raises(StagingUnwritableError, match="cannot write here"):
+            replay(folder, results, model=onnx, dask=client.scheduler.address)
+    finally:
+        client.run(_results_writable_again)
+    db = sqlite3.connect(f"file:{results / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        charged = db.execute("SELECT source, state FROM items WHERE state != 'pending'"
+                             ).fetchall()
+        quarantined = db.execute("SELECT path FROM quarantine").fetchall()
+    finally:
+        db.close()
+    assert charged == [] and quarantined == []

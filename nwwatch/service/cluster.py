@@ -154,8 +154,9 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                     with ctrl_c_after_the_call():  # a finished task's result: a short wait
                         res = fut.result()
                 except Exception as exc:  # the task failed as a whole (KilledWorker included)
-                    if isinstance(exc, ModelLoadError):  # a worker's model: no file's fault
-                        raise
+                    if isinstance(exc, (ModelLoadError,  # a worker's model or results
+                                        clusterconnect.StagingUnwritableError)):  # folder:
+                        raise  # no file's fault, and every task would fail alike
                     if len(chunk) > 1:
                         log.warning("cluster_task_failed", files=len(chunk), error=repr(exc))
                         stats.split += 1

@@ -30,6 +30,11 @@ class InputNotSharedError(ClusterUnavailableError):
     shared under the same absolute path (docs/cluster.md, What must be shared)."""
 
 
+class StagingUnwritableError(ClusterUnavailableError):
+    """A worker cannot write its rows to ``RESULTS/.cluster``: the results folder is not
+    shared with it under the same path, or not writable there. No file's fault."""
+
+
 class ClusterUnreachableError(ConnectionError):
     """No Dask scheduler answered at the given address."""
 

@@ -136,7 +136,15 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
         result.reused = True
     else:
         table = _compute(items, spec, digest[:16])
-        write_table_atomic(table, staged)
+        try:
+            write_table_atomic(table, staged)
+        except OSError as exc:  # the results folder, not the files: every task would fail
+            from nwwatch.service.clusterconnect import StagingUnwritableError
+
+            raise StagingUnwritableError(
+                f"{spec.staging}: a Dask worker cannot write here ({exc.strerror or exc}): "
+                "the results folder must be shared with every worker under the same path, "
+                "and writable by them") from None
         _exit_once()
     counts: dict[str, int] = {}
     for sha in table.column("source_sha256").to_pylist():
