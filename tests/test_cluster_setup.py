@@ -193,3 +193,23 @@ def test_a_results_folder_the_workers_cannot_write_stops_the_replay_charging_no_
     finally:
         db.close()
     assert charged == [] and quarantined == []
+
+
+def test_a_model_that_does_not_load_on_a_worker_says_it_is_the_worker(client, acq, tmp_path,
+                                                                      monkeypatch):
+    """Was: `Error: MODEL: ONNX Runtime cannot load it (…)`, read as the driver's model being
+    broken, though the driver had loaded it: the worker's copy (another file at that path)
+    did not load."""
+    import dataclasses
+
+    import nwwatch.service.cluster as cluster_module
+    from nwwatch.segment.session import ModelLoadError
+    from nwwatch.service.clustertask import TaskSpec
+
+    folder, onnx = acq
+    broken = tmp_path / "worker-copy.onnx"
+    broken.write_bytes(b"not a model")
+    monkeypatch.setattr(cluster_module, "TaskSpec", lambda **kw: dataclasses.replace(
+        TaskSpec(**kw), model=str(broken)))  # what a worker with another file loads
+    with pytest.raises(ModelLoadError, match=r"^on the Dask worker at .*worker-copy\.onnx"):
+        replay(folder, tmp_path / "res", model=onnx, dask=client.scheduler.address)

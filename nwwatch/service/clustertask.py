@@ -78,7 +78,13 @@ def _segmenter(spec: TaskSpec):
     key = (spec.model, spec.model_sha256)
     with _SEGMENTERS_LOCK:
         if key not in _SEGMENTERS:
-            seg = Segmenter(spec.model, providers=spec.providers, threads=spec.threads)
+            try:
+                seg = Segmenter(spec.model, providers=spec.providers, threads=spec.threads)
+            except ModelLoadError as exc:  # the driver loaded it: say where it did not load
+                import socket
+
+                raise ModelLoadError(f"on the Dask worker at {socket.gethostname()}: {exc}"
+                                     ) from None
             if seg.model_sha256 != spec.model_sha256:
                 raise ModelLoadError(
                     f"{spec.model}: differs on this worker (sha256 {seg.model_sha256[:12]}, "
