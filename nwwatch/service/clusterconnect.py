@@ -65,7 +65,9 @@ def _check_scheduler_address(address: str) -> None:
     try:
         get_backend(scheme)
         if scheme in ("tcp", "tls"):
-            get_address_host_port(address)
+            port = get_address_host_port(address)[1]
+            if not 0 < port < 65536:  # else: 5 s of "no scheduler reachable" for a typo
+                raise ValueError(f"port {port} out of range")
     except ValueError as exc:
         hint = "; the dashboard's http:// link is not it" if scheme.startswith("http") else ""
         raise ClusterRequestError(f"--dask {address!r}: expected a scheduler address "
