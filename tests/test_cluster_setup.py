@@ -213,3 +213,16 @@ def test_a_model_that_does_not_load_on_a_worker_says_it_is_the_worker(client, ac
         TaskSpec(**kw), model=str(broken)))  # what a worker with another file loads
     with pytest.raises(ModelLoadError, match=r"^on the Dask worker at .*worker-copy\.onnx"):
         replay(folder, tmp_path / "res", model=onnx, dask=client.scheduler.address)
+
+
+def test_a_scheduler_address_connects_from_inside_a_running_event_loop(client):
+    """``replay(…, dask=ADDRESS)`` from a notebook, whose event loop runs: the address check
+    must not need the caller's thread to be free of one."""
+    import asyncio
+
+    from nwwatch.service.clusterconnect import _probe
+
+    async def inside() -> None:
+        _probe(client.scheduler.address)
+
+    asyncio.run(inside())

@@ -123,6 +123,7 @@ def _probe(address: str) -> None:
     (the scheduler's dashboard port, say) kept the replay waiting without end, and one
     that answered other bytes ended in a MemoryError traceback."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from distributed.comm import connect as comm_connect
 
@@ -130,8 +131,11 @@ def _probe(address: str) -> None:
         comm = await comm_connect(address, timeout=CONNECT_TIMEOUT_S)
         await comm.close()
 
+    # a thread of its own: the caller may be running an event loop (a notebook)
+    with ThreadPoolExecutor(1) as pool:
+        attempt = pool.submit(asyncio.run, asyncio.wait_for(handshake(), CONNECT_TIMEOUT_S))
     try:
-        asyncio.run(asyncio.wait_for(handshake(), CONNECT_TIMEOUT_S))
+        attempt.result()
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterUnreachableError(
             f"no Dask scheduler reachable at {address} within {CONNECT_TIMEOUT_S:g} s "
