@@ -226,3 +226,50 @@ def test_a_scheduler_address_connects_from_inside_a_running_event_loop(client):
         _probe(client.scheduler.address)
 
     asyncio.run(inside())
+
+
+def _block_module(name: str) -> None:
+    """On a worker: ``import name`` fails, as in a Python environment without nwwatch."""
+    import sys
+
+    sys.modules["_saved_" + name] = sys.modules.get(name)
+    sys.modules[name] = None  # import raises ModuleNotFoundError
+
+
+def _unblock_module(name: str) -> None:
+    import sys
+
+    saved = sys.modules.pop("_saved_" + name, None)
+    if saved is None:
+        sys.modules.pop(name, None)
+    else:
+        sys.modules[name] = saved
+
+
+def test_workers_without_nwwatch_stop_the_replay_naming_it(client, acq, tmp_path):
+    """Was: the task could not be unpickled on the worker, distributed dropped it and the
+    replay waited without end."""
+    from nwwatch.service.clusterconnect import ClusterUnavailableError
+
+    folder, onnx = acq
+    name = "nwwatch.service.clustertask"
+    outcome: list[BaseException | object] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(replay(folder, tmp_path / "res", model=onnx,
+                                  dask=client.scheduler.address))
+        except BaseException as exc:  # noqa: BLE001 - the test looks at what came out
+            outcome.append(exc)
+
+    client.run(_block_module, name)
+    try:
+        th = threading.Thread(target=attempt, daemon=True)
+        th.start()
+        th.join(60)
+    finally:
+        client.run(_unblock_module, name)
+    assert not th.is_alive(), "the replay still waits after 60 s"
+    (exc,) = outcome
+    assert isinstance(exc, ClusterUnavailableError), repr(exc)
+    assert "cannot import nwwatch" in str(exc)

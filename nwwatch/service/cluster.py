@@ -94,6 +94,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
             info = client.scheduler_info()
             stats.workers = len(info.get("workers", {}))
             stats.threads = sum(client.nthreads().values())
+            _check_workers_import_nwwatch(client)
         if "dashboard" in info.get("services", {}):
             stats.dashboard = client.dashboard_link
             log.info("dask_dashboard", url=stats.dashboard)
@@ -192,6 +193,21 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         if own:
             clusterconnect.close_connection(connection)
     return stats
+
+
+def _check_workers_import_nwwatch(client) -> None:
+    """Raise :class:`~nwwatch.service.clusterconnect.ClusterUnavailableError` naming a worker
+    that cannot import the task's module: a task sent to it would fail to unpickle there and
+    leave the replay waiting without end (distributed's worker drops the message). Workers
+    that join later are not checked."""
+    import importlib
+
+    try:
+        client.run(importlib.import_module, "nwwatch.service.clustertask")
+    except ImportError as exc:
+        raise clusterconnect.ClusterUnavailableError(
+            f"a Dask worker cannot import nwwatch ({exc}): install the driver's nwwatch "
+            "version in every worker's Python environment") from None
 
 
 def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
