@@ -491,6 +491,7 @@ def test_final_compaction_that_finds_the_ledger_busy_does_not_fail_the_replay(cl
                                    ["--dask", "local:0"], ["--dask", "local:two"],
                                    ["--overlays", "qa", "--dask", "local:2"],
                                    ["--dask", "sched"], ["--dask", "tcp://sched:port"],
+                                   ["--dask", "tcp://127.0.0.1:87860"],
                                    ["--dask", "http://127.0.0.1:8787/status"]])
 def test_dask_with_options_it_cannot_take_is_a_wrong_command_line(acq, tmp_path, extra):
     """Exit 2 (wrong command line), as for --overlay-frames without --overlays; exit 1 is for a

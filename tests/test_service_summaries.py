@@ -490,6 +490,18 @@ def test_an_out_folder_that_cannot_be_created_is_named_not_a_traceback(tmp_path,
     assert f"--out: cannot create the folder {a_file / 'res'}" in r.output, r.output
 
 
+def test_an_out_folder_that_cannot_be_written_is_named_not_a_traceback(tmp_path, acquisition):
+    """`replay --out` on a read-only folder (a results folder of another user, a read-only
+    mount) ended in an OSError traceback from the ledger's lock file; here the lock file's
+    name is taken by a folder, which cannot be opened as a file either."""
+    acq, onnx = acquisition
+    out = tmp_path / "res"
+    (out / "ledger.sqlite.lock").mkdir(parents=True)
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(out), "--model", str(onnx)])
+    assert r.exit_code == 1 and not isinstance(r.exception, OSError), r.output
+    assert f"--out: cannot write {out / 'ledger.sqlite.lock'}: " in r.output, r.output
+
+
 def test_an_interrupted_replay_says_how_to_resume_and_exits_130(tmp_path, acquisition,
                                                                   monkeypatch):
     """Ctrl-C printed click's "Aborted!" with exit 1, which the exit table reserves for a

@@ -94,6 +94,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
             info = client.scheduler_info()
             stats.workers = len(info.get("workers", {}))
             stats.threads = sum(client.nthreads().values())
+            _check_workers_import_nwwatch(client)
         if "dashboard" in info.get("services", {}):
             stats.dashboard = client.dashboard_link
             log.info("dask_dashboard", url=stats.dashboard)
@@ -121,7 +122,9 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         inflight: dict[str, tuple[object, list[tuple[Path, int]]]] = {}
 
         def submit(chunk: list[tuple[Path, int]]) -> None:
-            args = ([str(p) for p, _ in chunk], [n for _, n in chunk])
+            # absolute: a worker's working directory is its own (`dask worker` started
+            # elsewhere), and a relative path there names another file or none
+            args = ([os.path.abspath(p) for p, _ in chunk], [n for _, n in chunk])
             fut = client.submit(run_task, *args, spec, key=f"nwwatch-task-{uuid.uuid4().hex}",
                                 pure=False)
             stats.sent_bytes += len(pickle.dumps((args, spec)))
@@ -152,8 +155,9 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                     with ctrl_c_after_the_call():  # a finished task's result: a short wait
                         res = fut.result()
                 except Exception as exc:  # the task failed as a whole (KilledWorker included)
-                    if isinstance(exc, ModelLoadError):  # a worker's model: no file's fault
-                        raise
+                    if isinstance(exc, (ModelLoadError,  # a worker's model or results
+                                        clusterconnect.StagingUnwritableError)):  # folder:
+                        raise  # no file's fault, and every task would fail alike
                     if len(chunk) > 1:
                         log.warning("cluster_task_failed", files=len(chunk), error=repr(exc))
                         stats.split += 1
@@ -191,6 +195,21 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
     return stats
 
 
+def _check_workers_import_nwwatch(client) -> None:
+    """Raise :class:`~nwwatch.service.clusterconnect.ClusterUnavailableError` naming a worker
+    that cannot import the task's module: a task sent to it would fail to unpickle there and
+    leave the replay waiting without end (distributed's worker drops the message). Workers
+    that join later are not checked."""
+    import importlib
+
+    try:
+        client.run(importlib.import_module, "nwwatch.service.clustertask")
+    except ImportError as exc:
+        raise clusterconnect.ClusterUnavailableError(
+            f"a Dask worker cannot import nwwatch ({exc}): install the driver's nwwatch "
+            "version in every worker's Python environment") from None
+
+
 def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     """Hand one task's rows to ``engine``'s row buffer and record its failures, with the
     ledger protocol of :func:`nwwatch.service.pipeline.process`: per acquisition a batch is
@@ -213,6 +232,10 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     seen: set[ItemKey] = set()
     for f in res.files:
         if f.gone:
+            if os.path.lexists(f.path):  # here, but not on the worker: every file would be
+                raise clusterconnect.InputNotSharedError(
+                    f"{f.path}: a Dask worker does not find this file, which exists here: "
+                    "the input must be shared with every worker under the same absolute path")
             summary.vanished += 1
             continue
         name = path_key(f.path)

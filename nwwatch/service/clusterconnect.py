@@ -25,6 +25,16 @@ class ClusterRequestError(ClusterUnavailableError):
     a wrong command line (``nwwatch replay`` exit 2)."""
 
 
+class InputNotSharedError(ClusterUnavailableError):
+    """A worker does not find an input file that the driver sees: the input path is not
+    shared under the same absolute path (docs/cluster.md, What must be shared)."""
+
+
+class StagingUnwritableError(ClusterUnavailableError):
+    """A worker cannot write its rows to ``RESULTS/.cluster``: the results folder is not
+    shared with it under the same path, or not writable there. No file's fault."""
+
+
 class ClusterUnreachableError(ConnectionError):
     """No Dask scheduler answered at the given address."""
 
@@ -55,7 +65,9 @@ def _check_scheduler_address(address: str) -> None:
     try:
         get_backend(scheme)
         if scheme in ("tcp", "tls"):
-            get_address_host_port(address)
+            port = get_address_host_port(address)[1]
+            if not 0 < port < 65536:  # else: 5 s of "no scheduler reachable" for a typo
+                raise ValueError(f"port {port} out of range")
     except ValueError as exc:
         hint = "; the dashboard's http:// link is not it" if scheme.startswith("http") else ""
         raise ClusterRequestError(f"--dask {address!r}: expected a scheduler address "
@@ -95,12 +107,43 @@ def connect(address: str):
                 cluster.close()
                 raise
         return client, cluster
+    _probe(address)
     try:
         return Client(address, timeout=CONNECT_TIMEOUT_S), None
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterUnreachableError(
             f"no Dask scheduler reachable at {address} within {CONNECT_TIMEOUT_S:g} s "
             f"({type(exc).__name__}: {exc})") from None
+
+
+def _probe(address: str) -> None:
+    """Connect to ``address`` and complete Dask's handshake within :data:`CONNECT_TIMEOUT_S`,
+    or raise :class:`ClusterUnreachableError`. ``Client(address, timeout=…)`` bounds the
+    connection only, not the handshake read after it: a port where something else listens
+    (the scheduler's dashboard port, say) kept the replay waiting without end, and one
+    that answered other bytes ended in a MemoryError traceback."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect as comm_connect
+
+    async def handshake() -> None:
+        comm = await comm_connect(address, timeout=CONNECT_TIMEOUT_S)
+        await comm.close()
+
+    # a thread of its own: the caller may be running an event loop (a notebook)
+    with ThreadPoolExecutor(1) as pool:
+        attempt = pool.submit(asyncio.run, asyncio.wait_for(handshake(), CONNECT_TIMEOUT_S))
+    try:
+        attempt.result()
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterUnreachableError(
+            f"no Dask scheduler reachable at {address} within {CONNECT_TIMEOUT_S:g} s "
+            f"({type(exc).__name__}: {exc or 'no connection and handshake in time'})") from None
+    except Exception as exc:  # noqa: BLE001 - whatever answered, it is not a scheduler
+        raise ClusterUnreachableError(
+            f"{address} answered, but not as a Dask scheduler (is it the scheduler's "
+            f"address, not its dashboard's port?) ({type(exc).__name__})") from None
 
 
 def close_connection(connection) -> None:

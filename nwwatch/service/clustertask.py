@@ -78,7 +78,13 @@ def _segmenter(spec: TaskSpec):
     key = (spec.model, spec.model_sha256)
     with _SEGMENTERS_LOCK:
         if key not in _SEGMENTERS:
-            seg = Segmenter(spec.model, providers=spec.providers, threads=spec.threads)
+            try:
+                seg = Segmenter(spec.model, providers=spec.providers, threads=spec.threads)
+            except ModelLoadError as exc:  # the driver loaded it: say where it did not load
+                import socket
+
+                raise ModelLoadError(f"on the Dask worker at {socket.gethostname()}: {exc}"
+                                     ) from None
             if seg.model_sha256 != spec.model_sha256:
                 raise ModelLoadError(
                     f"{spec.model}: differs on this worker (sha256 {seg.model_sha256[:12]}, "
@@ -136,7 +142,15 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
         result.reused = True
     else:
         table = _compute(items, spec, digest[:16])
-        write_table_atomic(table, staged)
+        try:
+            write_table_atomic(table, staged)
+        except OSError as exc:  # the results folder, not the files: every task would fail
+            from nwwatch.service.clusterconnect import StagingUnwritableError
+
+            raise StagingUnwritableError(
+                f"{spec.staging}: a Dask worker cannot write here ({exc.strerror or exc}): "
+                "the results folder must be shared with every worker under the same path, "
+                "and writable by them") from None
         _exit_once()
     counts: dict[str, int] = {}
     for sha in table.column("source_sha256").to_pylist():

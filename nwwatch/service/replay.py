@@ -175,7 +175,11 @@ def replay(
         except OSError as exc:  # below a file, no permission: name it, no traceback
             raise ConfigError(None, "--out", f"cannot create the folder {out}: "
                                              f"{exc.strerror or exc}") from None
-        lock = LedgerLock(ledger_path)  # released after a failed start's clean-up (undo)
+        try:
+            lock = LedgerLock(ledger_path)  # released after a failed start's clean-up (undo)
+        except OSError as exc:  # a read-only results folder (another user's, a ro mount)
+            raise ConfigError(None, "--out", f"cannot write {exc.filename or ledger_path}: "
+                                             f"{exc.strerror or exc}") from None
         ledger = open_ledger(ledger_path, out, log, lock=lock)
         # True switches a fusion on over the configuration; False leaves it as configured.
         (engine,) = build_engines([EngineSpec(kind, model_path)], ledger, out,
