@@ -94,7 +94,7 @@ def test_compaction_merges_each_acquisition_into_one_sorted_file(results):
         assert list(table.source + table.frame.astype(str)) == sorted(
             table.source + table.frame.astype(str))  # one file, sorted
         assert table.source.map(os.path.dirname).nunique() == 1
-    assert not list((out / STAGING_DIR).iterdir())
+    assert not (out / STAGING_DIR).exists()  # no empty staging folder left behind
     # the ledger knows the new files: nothing is processed again, status counts the same
     again = replay(tmp / "in" / "a", out, kind="insitu", model=onnx)
     assert (again.done, again.skipped) == (0, 6)
@@ -150,7 +150,7 @@ def test_a_kill_at_each_step_loses_and_duplicates_nothing(results, step):
     assert (again.done, again.skipped, again.failed) == (0, 8, 0)
     pd.testing.assert_frame_equal(_comparable(_frames(out)), before)
     assert len(_files(out)) == (3 if renamed else 5)
-    assert not (out / STAGING_DIR).exists() or not list((out / STAGING_DIR).iterdir())
+    assert not (out / STAGING_DIR).exists()
     # and compaction then completes
     report = compact(out)
     assert len(_files(out)) == 2

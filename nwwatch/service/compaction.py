@@ -120,6 +120,7 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                 report.files_after += 1
                 report.rows += pq.ParquetFile(results / final).metadata.num_rows
                 report.compacted.append(final)
+        _remove_empty_staging(results)
         if wanted is not None and wanted not in seen:
             # a typo must not read as "nothing left to compact"
             raise FileNotFoundError(
@@ -234,4 +235,14 @@ def recover_compactions(ledger: Ledger) -> list[str]:
     if staging.is_dir():
         for leftover in staging.iterdir():
             leftover.unlink(missing_ok=True)
+    _remove_empty_staging(results)
     return [r["id"] for r in records]
+
+
+def _remove_empty_staging(results: Path) -> None:
+    """Remove ``RESULTS/compact-staging/`` once empty: a folder left in the results reads as
+    unfinished work to whoever looks at them."""
+    try:
+        (results / STAGING_DIR).rmdir()
+    except OSError:  # absent, or holds a file (of a compaction under way elsewhere): kept
+        pass
