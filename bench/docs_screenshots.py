@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -118,10 +117,8 @@ def labelling() -> list[Path]:
 
 def dashboard() -> list[Path]:
     """docs/img/dashboard.png: the live service's page with the latest frame's overlay."""
-    from dashkit import T0, dashboard_url
-    from servicekit import DaemonProcess, model, paint_insitu, wait_rows, write_config
-
-    from nwwatch.io import write_frame_tiff
+    from dashkit import dashboard_url, write_frames
+    from servicekit import DaemonProcess, model, wait_rows, write_config
 
     rng = np.random.default_rng(3)
     angles = [None if k % 7 == 3 else round(100 + k + float(rng.normal(0, 2.5)), 1)
@@ -137,11 +134,7 @@ def dashboard() -> list[Path]:
         try:
             url = dashboard_url(daemon)
             daemon.wait_event("ready")
-            for k, angle in enumerate(angles):  # acquired one second apart; written atomically
-                image = (np.full((256, 256), 200, np.uint8) if angle is None else
-                         paint_insitu(angle, size=256, half_width=36, top=120))
-                write_frame_tiff(acq / f"frame_{k:04d}.tif", image,
-                                 acquired_at=T0 + timedelta(seconds=k))
+            write_frames(acq, angles, size=256, half_width=36, top=120)  # 1 s apart
             (acq / "empty.tif").write_bytes(b"")  # quarantined
             wait_rows(res, len(angles), timeout=120, proc=daemon)
             daemon.wait_event("file_quarantined")

@@ -8,6 +8,8 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,7 +70,7 @@ class EventStream:
 
 
 def write_frames(folder: Path, angles: list[float | None], start: int = 0,
-                 size: int = 96, half_width: int = 24) -> list[Path]:
+                 size: int = 96, half_width: int = 24, top: int | None = None) -> list[Path]:
     """One single-frame TIFF per angle (None: a frame with no wire, refused), acquired one
     second apart from :data:`T0`; written atomically (rename), as a careful writer does.
 
@@ -83,7 +85,7 @@ def write_frames(folder: Path, angles: list[float | None], start: int = 0,
         if angle is None:
             image = np.full((size, size), 200, np.uint8)  # background only
         else:
-            image = paint_insitu(angle, size=size, half_width=half_width)
+            image = paint_insitu(angle, size=size, half_width=half_width, top=top)
         path = folder / f"frame_{k:04d}.tif"
         write_frame_tiff(path, image, acquired_at=T0 + timedelta(seconds=k))
         paths.append(path)
@@ -129,3 +131,22 @@ def serve_results(results: Path, port: int = 0):
         proc.kill()
         raise AssertionError(f"nwwatch dashboard did not start: {line}{proc.stdout.read()}")
     return proc, served.group(1)
+
+
+@contextmanager
+def dashboard_thread(results: Path, port: int = 0) -> Iterator[tuple[object, str]]:
+    """The dashboard of ``results`` in a thread of this process (as the service runs it, not
+    live), on ``port`` (0: a free one); yields (the thread, its base URL) and stops it on
+    leaving (stopping it earlier is allowed)."""
+    from test_dashboard_server import Log
+
+    from nwwatch.dashboard.server import DashboardThread
+    from nwwatch.dashboard.settings import DashboardConfig
+
+    log = Log()
+    thread = DashboardThread(results, None, DashboardConfig(port=port), log, live=False)
+    thread.start()
+    try:
+        yield thread, log.wait("dashboard_listening")["url"].rstrip("/")
+    finally:
+        thread.stop()

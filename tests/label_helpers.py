@@ -48,10 +48,10 @@ def render(params, seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
 
 
 @contextmanager
-def serving(session: LabelSession) -> Iterator[str]:
-    """The labelling page of ``session`` served on a free local port; yields its base URL
-    (``http://127.0.0.1:PORT/``) and stops the server on leaving."""
-    server = make_server(session)
+def serving(session: LabelSession, port: int = 0) -> Iterator[str]:
+    """The labelling page of ``session`` served on ``port`` (0: a free local port); yields
+    its base URL (``http://127.0.0.1:PORT/``) and stops the server on leaving."""
+    server = make_server(session, port=port)
     serve_in_thread(server)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"

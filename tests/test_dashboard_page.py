@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from dashkit import get_json, wait_for
+from dashkit import dashboard_thread, get_json, wait_for
 from test_dashboard_data import T0, frame_rows, write
 from test_dashboard_server import Log
 from webdriver import Browser, require_browser
@@ -36,12 +36,8 @@ def two_volumes(tmp_path):
     rows[0].update(status="suspect", reason_code="few_labeled_pixels,method_unvalidated",
                    reason="the model was trained on only 11 labeled solid pixels")
     write(results, "volumes-1.parquet", rows, kind="volumes")
-    log = Log()
-    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
-    thread.start()
-    url = log.wait("dashboard_listening")["url"].rstrip("/")
-    yield url
-    thread.stop()
+    with dashboard_thread(results) as (_, url):
+        yield url
 
 
 def _open_volume_page(browser, url: str) -> None:
@@ -129,11 +125,7 @@ def test_frames_without_an_acquisition_time_are_counted_not_plotted(tmp_path):
     rows = frame_rows("/acq/run1", [100.0, 101.0, None, 103.0])
     rows[1]["acquired_at"] = rows[2]["acquired_at"] = None
     write(results, "frames-1.parquet", rows)
-    log = Log()
-    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
-    thread.start()
-    url = log.wait("dashboard_listening")["url"].rstrip("/")
-    try:
+    with dashboard_thread(results) as (_, url):
         acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
         with Browser(1024, 700) as browser:
             browser.get(f"{url}/?a={acq['id']}")
@@ -142,8 +134,6 @@ def test_frames_without_an_acquisition_time_are_counted_not_plotted(tmp_path):
             assert "no acquisition time: 2 (not plotted)" in browser.text("#legend")
             x = browser.execute("return window.nwPlot.data[0]")
             assert len(x) == 2 and all(t > 1.7e9 for t in x), x  # 2023 onwards, not 1970
-    finally:
-        thread.stop()
 
 
 def test_a_long_acquisition_of_200000_frames_is_charted(tmp_path):
@@ -154,11 +144,7 @@ def test_a_long_acquisition_of_200000_frames_is_charted(tmp_path):
     require_browser()
     results = tmp_path / "res"
     write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
-    log = Log()
-    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
-    thread.start()
-    url = log.wait("dashboard_listening")["url"].rstrip("/")
-    try:
+    with dashboard_thread(results) as (_, url):
         acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
         with Browser(1024, 700) as browser:
             browser.get(f"{url}/?a={acq['id']}")
@@ -184,8 +170,6 @@ def test_a_long_acquisition_of_200000_frames_is_charted(tmp_path):
             # the refused frames
             assert browser.attribute("#chart", "data-angle-min") == "80"
             assert browser.execute("return window.nwPlot.scales.y.min") < 80
-    finally:
-        thread.stop()
 
 
 def test_a_page_with_no_results_yet_says_so_across_a_restart(tmp_path):
@@ -226,11 +210,7 @@ def test_seven_tabs_load_and_a_tab_shown_again_catches_up(tmp_path):
     require_browser()
     results = tmp_path / "res"
     write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
-    log = Log()
-    thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
-    thread.start()
-    url = log.wait("dashboard_listening")["url"].rstrip("/")
-    try:
+    with dashboard_thread(results) as (_, url):
         with Browser(1024, 700) as browser:
             browser.get(f"{url}/")
             wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
@@ -250,5 +230,3 @@ def test_seven_tabs_load_and_a_tab_shown_again_catches_up(tmp_path):
                      "the rows committed while the tab was hidden")
             assert browser.execute("return window.notReloaded") is True
             assert browser.text("#conn") == "connected"
-    finally:
-        thread.stop()

@@ -3,32 +3,20 @@ frames, in a real headless browser (Debian chromium + chromedriver, ``tests/webd
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
-from dashkit import get_json, wait_for, write_frames
+from dashkit import dashboard_thread, get_json, wait_for, write_frames
 from servicekit import model
 from test_dashboard_data import frame_rows, write
-from test_dashboard_server import Log
 from webdriver import Browser, require_browser
-
-from nwwatch.dashboard.server import DashboardThread
-from nwwatch.dashboard.settings import DashboardConfig
 
 
 @pytest.fixture()
 def serve():
     """``serve(results)`` -> base URL of a dashboard on ``results`` (stopped afterwards)."""
-    threads = []
-
-    def start(results):
-        log = Log()
-        thread = DashboardThread(results, None, DashboardConfig(port=0), log, live=False)
-        thread.start()
-        threads.append(thread)
-        return log.wait("dashboard_listening")["url"].rstrip("/")
-
-    yield start
-    for thread in threads:
-        thread.stop()
+    with ExitStack() as stack:
+        yield lambda results: stack.enter_context(dashboard_thread(results))[1]
 
 
 def _open(browser, url: str, n_rows: int) -> dict:

@@ -9,28 +9,15 @@ Browser test: Debian chromium + chromedriver (``tests/webdriver.py``); the brows
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import test_label_page as page
-from label_helpers import plain_params, render, truth_geometry
+from label_helpers import plain_params, render, serving, truth_geometry
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.label.frames import frame_refs
-from nwwatch.label.server import LabelSession, make_server, serve_in_thread
+from nwwatch.label.server import LabelSession
 
 READY, _http = page.READY, page._http
 browser = page.browser  # the fixture (this module's own instance)
-
-
-@contextmanager
-def _serving_on(session: LabelSession, port: int):
-    server = make_server(session, port=port)
-    serve_in_thread(server)
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _frames(tmp_path):
@@ -48,13 +35,13 @@ def test_a_save_from_a_page_of_an_earlier_run_with_other_frames_is_refused(tmp_p
     _, (a, b) = _frames(tmp_path)
     data = tmp_path / "DATA"
     first = LabelSession(frame_refs([a, b]), data)
-    with _serving_on(first, 0) as url:
+    with serving(first, 0) as url:
         port = int(url.rsplit(":", 1)[1].strip("/"))
         browser.get(url)
         browser.wait_for(READY)
         browser.click("#add-droplet")  # an edit of frame a
         browser.wait_for(READY)
-    with _serving_on(LabelSession(frame_refs([b]), data), port):
+    with serving(LabelSession(frame_refs([b]), data), port):
         browser.click("#save")
         status = browser.wait_for("const s = document.getElementById('status').textContent;"
                                   " return s.startsWith('save') && s")  # failed, or saved
@@ -62,7 +49,7 @@ def test_a_save_from_a_page_of_an_earlier_run_with_other_frames_is_refused(tmp_p
         assert browser.execute("return window.nwLabel.dirty") is True
     assert not (data / "geometry").exists()
     # Started again with the same frames, the same page saves.
-    with _serving_on(LabelSession(frame_refs([a, b]), data), port):
+    with serving(LabelSession(frame_refs([a, b]), data), port):
         browser.click("#save")
         assert browser.wait_for("return document.body.dataset.saved") == "a"
     assert sorted(p.name for p in (data / "geometry").iterdir()) == ["a.json"]
@@ -73,7 +60,7 @@ def test_the_server_refuses_a_frame_key_that_is_not_the_frame_at_that_place(tmp_
     session = LabelSession(frame_refs([b]), tmp_path / "DATA")
     [key_a] = [r.key for r in frame_refs([a])]
     geometry = truth_geometry(params).to_json()
-    with _serving_on(session, 0) as url:
+    with serving(session, 0) as url:
         _, listing = _http("GET", url + "api/frames")
         assert listing["frames"][0]["key"] == session.frames[0].key != key_a
         status, doc = _http("POST", f"{url}api/frames/0/save?base=&frame={key_a}", geometry)

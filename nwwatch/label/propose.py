@@ -174,9 +174,15 @@ def droplet_iou(circle: Circle, facet: tuple[tuple[float, float], tuple[float, f
     end points; the side away from the centroid of ``wire_mask``, as
     :func:`nwwatch.label.geometry.facet_line` orients it), evaluated at pixel centres."""
     h, w = drop_mask.shape
-    rows = np.arange(h, dtype=np.float64)[:, None]
-    cols = np.arange(w, dtype=np.float64)[None, :]
     (cr, cc), radius = circle.center, float(circle.radius_px)
+    # only the disk's bounding box (in the frame) can be painted
+    r0, r1 = max(0, math.floor(cr - radius)), min(h, math.ceil(cr + radius) + 1)
+    c0, c1 = max(0, math.floor(cc - radius)), min(w, math.ceil(cc + radius) + 1)
+    n_drop = np.count_nonzero(drop_mask)
+    if r0 >= r1 or c0 >= c1:
+        return 0.0
+    rows = np.arange(r0, r1, dtype=np.float64)[:, None]
+    cols = np.arange(c0, c1, dtype=np.float64)[None, :]
     painted = (rows - cr) ** 2 + (cols - cc) ** 2 < radius * radius
     if facet is not None:
         a, b = (np.asarray(p, dtype=np.float64) for p in facet)
@@ -188,8 +194,9 @@ def droplet_iou(circle: Circle, facet: tuple[tuple[float, float], tuple[float, f
             if (mid - np.array([wr.mean(), wc.mean()])) @ u < 0:
                 u = -u
         painted &= (rows - mid[0]) * u[0] + (cols - mid[1]) * u[1] >= 0
-    union = np.count_nonzero(painted | drop_mask)
-    return np.count_nonzero(painted & drop_mask) / union if union else 0.0
+    inter = np.count_nonzero(painted & drop_mask[r0:r1, c0:c1])
+    union = np.count_nonzero(painted) + n_drop - inter
+    return inter / union if union else 0.0
 
 
 def _free_surface_circle(droplet: np.ndarray, wire: np.ndarray) -> Circle | None:
