@@ -49,7 +49,7 @@ def test_the_latest_frame_shows_its_overlay_picture(tmp_path, serve):
         link = browser.attribute("#latest-overlay a", "href")
         assert src == link and "results/qa/" in src and src.endswith(".png")
         assert browser.execute("return document.querySelector('#latest-overlay img')"
-                               ".naturalWidth") == 96  # the frame's own size
+                               ".naturalWidth") == 96 * 6  # the 96 px frame drawn 6 times larger
         # scaled to fit its panel: no wider than the main column
         assert browser.execute(
             "const i = document.querySelector('#latest-overlay img');"

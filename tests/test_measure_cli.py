@@ -14,6 +14,7 @@ from ideal_caps import render_ideal_cap
 
 from nwwatch.cli import main
 from nwwatch.measure import MEASUREMENT_FIELDS, draw_overlay, measure_contact_angle
+from nwwatch.measure.overlay import overlay_zoom
 
 SHAPE = (200, 200)
 
@@ -60,7 +61,8 @@ def test_cli_writes_rows_in_the_frame_schema(label_files):
     written = sorted(p.name for p in overlays.iterdir())
     assert written == ["good_overlay.png", "stack_0000_overlay.png", "stack_0001_overlay.png"]
     picture = cv2.imread(str(overlays / "good_overlay.png"))
-    assert picture.shape == (*SHAPE, 3)
+    z = overlay_zoom(SHAPE)  # a 200 px frame is drawn 3 times larger
+    assert z == 3 and picture.shape == (SHAPE[0] * z, SHAPE[1] * z, 3)
 
 
 def test_overlay_draws_the_fit_on_the_frame():
@@ -68,18 +70,20 @@ def test_overlay_draws_the_fit_on_the_frame():
     r = measure_contact_angle(c.labels)
     image = np.random.default_rng(0).normal(1000, 50, SHAPE).astype(np.float32)
     picture = draw_overlay(image, c.labels, r)
-    assert picture.dtype == np.uint8 and picture.shape == (*SHAPE, 3)
+    z = overlay_zoom(SHAPE)
+    assert picture.dtype == np.uint8 and picture.shape == (SHAPE[0] * z, SHAPE[1] * z, 3)
     # the facet line is drawn in blue at the facet centre, the triple points in green
-    fr, fc = int(round(r.facet_row)), int(round(r.facet_col))
+    # (frame pixel (row, col) is the z x z block at (z row, z col))
+    fr, fc = int(round(r.facet_row * z + 1)), int(round(r.facet_col * z + 1))
     patch = picture[fr - 1 : fr + 2, fc - 1 : fc + 2].reshape(-1, 3).astype(int)
     assert (patch[:, 0] - patch[:, 2] > 100).any()
-    tr, tc = int(round(r.triple_left_row)), int(round(r.triple_left_col))
+    tr, tc = int(round(r.triple_left_row * z + 1)), int(round(r.triple_left_col * z + 1))
     assert picture[tr, tc, 1] > 150 and picture[tr, tc, 2] < 100
     # a failed measurement writes its status in red, on a rendering of the labels
     failed = measure_contact_angle(np.zeros(SHAPE, np.uint8))
     text = draw_overlay(None, np.zeros(SHAPE, np.uint8), failed)
     red = text[..., 2].astype(int) - text[..., 1] > 100
-    assert red[:60].any() and not red[100:].any()
+    assert red[:60 * z].any() and not red[100 * z:].any()
     with pytest.raises(ValueError, match="shape"):
         draw_overlay(np.zeros((5, 5)), c.labels, r)
 
@@ -248,7 +252,7 @@ def test_a_frame_and_its_label_image_keep_both_overlays_and_rows_link_them(tmp_p
     assert paths == ["qa/f001_overlay.png", "qa/f001_overlay-2.png"]
     frame_picture = cv2.imread(str(out.parent / paths[0]))
     labels_picture = cv2.imread(str(out.parent / paths[1]))
-    assert frame_picture.shape == labels_picture.shape == (128, 128, 3)
+    assert frame_picture.shape == labels_picture.shape == (512, 512, 3)  # 128 px, zoom 4
     assert not np.array_equal(frame_picture, labels_picture)
     # an overlay folder outside the Parquet file's folder is linked by its absolute path
     elsewhere = tmp_path / "qa-elsewhere"
@@ -494,3 +498,38 @@ def test_overlay_used_points_stand_out_from_their_fitted_lines():
         # (the triple points, labels and rejected points are drawn over a few of them)
         assert np.all(drawn == line_colour, axis=1).mean() < 0.05
         assert np.all(drawn == own, axis=1).mean() > 0.7
+
+
+def test_overlay_of_a_small_frame_is_enlarged_so_its_text_is_legible():
+    # before: a 120 px crop kept its size, and the status and reason text at its smallest
+    # legible size covered half the picture; the fit could not be seen under it.
+    from nwwatch.measure.overlay import MIN_OVERLAY_SIDE_PX
+
+    assert overlay_zoom((512, 512)) == overlay_zoom((4096, 300)) == 1
+    assert overlay_zoom((256, 200)) == 2 and overlay_zoom((119, 127)) == 5
+    assert overlay_zoom((20, 20)) == 16  # capped
+    c = render_ideal_cap((120, 127), 120.0, 15.0, 60.0, (80.2, 60.7))
+    r = measure_contact_angle(c.labels)
+    assert r.angle_valid
+    picture = draw_overlay(None, c.labels, r)
+    z = overlay_zoom(c.labels.shape)
+    assert picture.shape == (120 * z, 127 * z, 3) and max(picture.shape) >= MIN_OVERLAY_SIDE_PX
+    # each frame pixel is a z x z block: the grey rendering of a wire pixel far from any
+    # drawing fills its whole block
+    wire = np.pad(c.labels == 1, 1).astype(np.uint8)  # the frame's edge bounds it too
+    inner = cv2.erode(wire, np.ones((7, 7), np.uint8))[1:-1, 1:-1]
+    rows, cols = np.nonzero(inner)
+    far = np.argmax(np.hypot(rows - r.circle_center_row, cols - r.circle_center_col))
+    block = picture[rows[far] * z:(rows[far] + 1) * z, cols[far] * z:(cols[far] + 1) * z]
+    assert (block == 120).all()
+    # the fitted circle passes through the zoomed droplet outline: its centre maps to the
+    # centre of the frame pixel's block
+    from nwwatch.measure.overlay import _ONE, _pt
+
+    x, y = _pt(r.circle_center_row, r.circle_center_col, z)
+    assert x / _ONE == pytest.approx((r.circle_center_col + 0.5) * z - 0.5, abs=1 / _ONE)
+    assert y / _ONE == pytest.approx((r.circle_center_row + 0.5) * z - 0.5, abs=1 / _ONE)
+    # the rejected and used points fill their blocks
+    used = np.rint(r.points.circle).astype(int)[:20]
+    for row, col in used:
+        assert (picture[row * z:(row + 1) * z, col * z:(col + 1) * z] != 120).any()

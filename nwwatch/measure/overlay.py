@@ -37,8 +37,22 @@ def _labels_image(labels: np.ndarray) -> np.ndarray:
     return grey
 
 
-def _pt(row: float, col: float) -> tuple[int, int]:
-    return int(round(col * _ONE)), int(round(row * _ONE))
+#: Frames whose longer side is below this are drawn enlarged (an integer factor, each pixel a
+#: block) so that the text, the points and the lines stay legible: on a 120 px crop the text
+#: at its smallest legible size covered half the picture.
+MIN_OVERLAY_SIDE_PX = 512
+
+
+def overlay_zoom(shape: tuple[int, ...]) -> int:
+    """The integer factor :func:`draw_overlay` enlarges a frame of ``shape`` (H, W) by."""
+    side = max(int(shape[0]), int(shape[1]), 1)
+    return 1 if side >= MIN_OVERLAY_SIDE_PX else min(16, math.ceil(MIN_OVERLAY_SIDE_PX / side))
+
+
+def _pt(row: float, col: float, zoom: int = 1) -> tuple[int, int]:
+    # the centre of frame pixel (row, col) is the centre of its zoom x zoom block
+    return (int(round(((col + 0.5) * zoom - 0.5) * _ONE)),
+            int(round(((row + 0.5) * zoom - 0.5) * _ONE)))
 
 
 def _text(canvas: np.ndarray, text: str, org: tuple[int, int], color, scale: float) -> None:
@@ -56,14 +70,18 @@ def _text(canvas: np.ndarray, text: str, org: tuple[int, int], color, scale: flo
     cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
 
 
-def _dots(canvas: np.ndarray, points: np.ndarray, color) -> None:
-    """Single-pixel dots at (row, col) ``points`` (N, 2), clipped to the canvas."""
+def _dots(canvas: np.ndarray, points: np.ndarray, color, zoom: int = 1) -> None:
+    """Dots at frame (row, col) ``points`` (N, 2): each fills its pixel's zoom x zoom block
+    of ``canvas``, clipped to it."""
     if points.size == 0:
         return
     idx = np.rint(points).astype(np.int64)
-    h, w = canvas.shape[:2]
+    h, w = canvas.shape[0] // zoom, canvas.shape[1] // zoom
     inside = (idx[:, 0] >= 0) & (idx[:, 0] < h) & (idx[:, 1] >= 0) & (idx[:, 1] < w)
-    canvas[idx[inside, 0], idx[inside, 1]] = color
+    idx = idx[inside]
+    for dr in range(zoom):
+        for dc in range(zoom):
+            canvas[idx[:, 0] * zoom + dr, idx[:, 1] * zoom + dc] = color
 
 
 def draw_overlay(
@@ -72,7 +90,11 @@ def draw_overlay(
     """Render ``result`` over ``image``.
 
     ``image`` (H, W) any real dtype, contrast-stretched to its 0.5-99.5 percentiles, or None
-    to draw on a grey rendering of ``labels`` (uint8 (H, W)). Returns uint8 (H, W, 3) BGR.
+    to draw on a grey rendering of ``labels`` (uint8 (H, W)). Returns uint8 (zH, zW, 3) BGR,
+    z = :func:`overlay_zoom` of (H, W): 1 from 512 px up; a smaller frame is enlarged by the
+    smallest integer factor that brings its longer side to 512 px or more (at most 16), each
+    frame pixel a z x z block, and frame pixel (row, col) is the block starting at
+    (z row, z col).
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -83,8 +105,21 @@ def draw_overlay(
         if np.shape(image) != labels.shape:
             raise ValueError(f"image shape {np.shape(image)} != labels shape {labels.shape}")
         grey = stretch_to_uint8(image)
+    z = overlay_zoom(labels.shape)
+    if z > 1:
+        grey = np.repeat(np.repeat(grey, z, axis=0), z, axis=1)
+        labels = np.repeat(np.repeat(labels, z, axis=0), z, axis=1)
     canvas = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-    scale = max(max(labels.shape) / 512.0, 0.6)  # stays legible on small frames
+    scale = max(max(labels.shape) / 512.0, 0.6)  # labels are now at the canvas's size
+
+    def pt(row: float, col: float) -> tuple[int, int]:
+        return _pt(row, col, z)
+
+    def at(row: float, col: float) -> tuple[int, int]:
+        """Canvas (x, y) in whole pixels of frame (row, col), for text."""
+        x, y = _pt(row, col, z)
+        return x >> _SHIFT, y >> _SHIFT
+
     lw = max(1, int(round(scale)))
     for cls, color in ((NANOWIRE, _YELLOW), (DROPLET, _CYAN)):
         contours, _ = cv2.findContours((labels == cls).astype(np.uint8), cv2.RETR_LIST,
@@ -98,7 +133,7 @@ def draw_overlay(
         half = 1.6 * (r.base_half_width_px or 10.0)
         p0 = np.array([r.facet_row, r.facet_col]) - half * d
         p1 = np.array([r.facet_row, r.facet_col]) + half * d
-        cv2.line(canvas, _pt(*p0), _pt(*p1), _BLUE, lw, cv2.LINE_AA, _SHIFT)
+        cv2.line(canvas, pt(*p0), pt(*p1), _BLUE, lw, cv2.LINE_AA, _SHIFT)
         if r.facet_source:
             end = p1 if p1[0] > p0[0] else p0  # label the lower end, clear of the droplet
             edge = ""
@@ -106,10 +141,11 @@ def draw_overlay(
                 edge = f", image {r.facet_edge_shift_px:+.1f} px"
             elif r.facet_edge not in (None, "labels"):
                 edge = f", labels ({r.facet_edge})"
-            facet_label = (f"facet: {r.facet_source}{edge}", (int(end[1]) + 4 * lw, int(end[0])))
+            x, y = at(*end)
+            facet_label = (f"facet: {r.facet_source}{edge}", (x + 4 * lw, y))
     if r.circle_center_row is not None and r.droplet_radius_px is not None:
-        centre = _pt(r.circle_center_row, r.circle_center_col)
-        cv2.circle(canvas, centre, int(round(r.droplet_radius_px * _ONE)), _ORANGE, lw,
+        centre = pt(r.circle_center_row, r.circle_center_col)
+        cv2.circle(canvas, centre, int(round(r.droplet_radius_px * z * _ONE)), _ORANGE, lw,
                    cv2.LINE_AA, _SHIFT)
         cv2.circle(canvas, centre, 3 * _ONE * lw, _ORANGE, -1, cv2.LINE_AA, _SHIFT)
     # The points go over the lines: a rejected point lies on or next to the fitted line, which
@@ -118,7 +154,7 @@ def draw_overlay(
         for pts, color in ((r.points.circle, _PALE_ORANGE), (r.points.facet, _PALE_BLUE),
                            (r.points.circle_rejected, _MAGENTA),
                            (r.points.facet_rejected, _MAGENTA)):
-            _dots(canvas, pts, color)
+            _dots(canvas, pts, color, z)
     if facet_label is not None:
         _text(canvas, *facet_label, _BLUE, 0.4 * scale)
     sides = (
@@ -128,9 +164,10 @@ def draw_overlay(
     for row, col, angle, name in sides:
         if row is None:
             continue
-        cv2.circle(canvas, _pt(row, col), 4 * _ONE * lw, _GREEN, -1, cv2.LINE_AA, _SHIFT)
+        cv2.circle(canvas, pt(row, col), 4 * _ONE * lw, _GREEN, -1, cv2.LINE_AA, _SHIFT)
         label = name if angle is None else f"{name} {angle:.1f}"
-        _text(canvas, label, (int(col) + 6 * lw, int(row) - 6 * lw), _GREEN, 0.45 * scale)
+        x, y = at(row, col)
+        _text(canvas, label, (x + 6 * lw, y - 6 * lw), _GREEN, 0.45 * scale)
     y = int(22 * scale)
     if r.contact_angle_deg is not None:
         unc = r.contact_angle_uncertainty_deg
