@@ -380,3 +380,17 @@ def test_progress_bar_shows_no_validation_mIoU_before_the_first_validation(tmp_p
     train(config, progress=True)
     err = capsys.readouterr().err
     assert "val_mIoU=0.000" not in err and "val_mIoU=" in err, err[-2000:]
+
+
+def test_a_folder_given_as_volume_says_to_join_its_slices(tmp_path):
+    # A folder of one TIFF per slice (an image sequence) got click's "File '…' is a
+    # directory.", which did not say what --volume wants.
+    (tmp_path / "slices").mkdir()
+    cv2.imwrite(str(tmp_path / "l.png"), np.full((8, 8), 255, np.uint8))
+    result = CliRunner().invoke(main, ["train", "--volume", str(tmp_path / "slices"), "--slice",
+                                       "0", "--labels", str(tmp_path / "l.png"), "--out",
+                                       str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2, result.output
+    assert "is a folder" in result.output and "multi-page TIFF" in result.output
+    assert "Image Sequence" in result.output
+    assert not (tmp_path / "m.onnx").exists()

@@ -93,6 +93,17 @@ def _check_model(arch: str, model_options: dict, device: str) -> None:
                                      f"device name)", param_hint="--device") from None
 
 
+def _volume_file(ctx: click.Context, param: click.Parameter, value: Path | None
+                 ) -> Path | None:
+    """``--volume``: a file; for a folder (one TIFF per slice?) how to make one."""
+    if value is not None and value.is_dir():
+        raise click.BadParameter(f"{value} is a folder: --volume takes one multi-page TIFF "
+                                 f"(pages = Z slices); a folder of one TIFF per slice can be "
+                                 f"joined into one, e.g. in Fiji (File > Import > Image "
+                                 f"Sequence, then File > Save As > Tiff)", ctx, param)
+    return value
+
+
 def _command_line(ctx: click.Context) -> str:
     """The options given on the command line, as a reproducible ``nwwatch train`` command."""
     parts = ["nwwatch", "train"]
@@ -130,7 +141,7 @@ def _command_line(ctx: click.Context) -> str:
               help="MODEL.onnx to write; a network's checkpoint MODEL.pt goes next to it "
                    "(the threshold and the forest of --volume have none). An earlier run's "
                    "files there are never replaced, except by --resume.")
-@click.option("--volume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--volume", type=click.Path(exists=True, path_type=Path), callback=_volume_file,
               help="Tomogram workflow: the 3D TIFF volume (every other slice is unlabeled data).")
 @click.option("--slice", "slice_index", type=int, multiple=True,
               help="Index along Z of the labeled slice, counted from 0 (Fiji's slice n is "
