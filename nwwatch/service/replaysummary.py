@@ -4,7 +4,6 @@ the same summary on a cluster)."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
@@ -69,16 +68,15 @@ class ReplaySummary:
         """When the replayed folder held no input file (``files`` 0), fill
         :attr:`other_formats` with its files (hidden names skipped) of a microscope format
         nwwatch does not read but can say how to convert (MRC, DigitalMicrograph)."""
-        from nwwatch.io import conversion_hint
+        from nwwatch.service.config import WatchConfig
+        from nwwatch.service.watcher import scan
 
         if self.files or self.input_path is None or not self.input_path.is_dir():
             return
-        found = []
-        for top, dirs, names in os.walk(self.input_path):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            found += [Path(top) / n for n in names
-                      if not n.startswith(".") and conversion_hint(n)]
-        self.other_formats = sorted(found)
+        found: list[Path] = []
+        for _ in scan(WatchConfig(path=self.input_path, recursive=True), found):
+            pass  # the folder's walk, as replay lists inputs; none matched
+        self.other_formats = found
 
     @property
     def frames_per_s(self) -> float:

@@ -67,20 +67,32 @@ def matches(name: str, watch: WatchConfig) -> bool:
     return any(fnmatch.fnmatchcase(name, pat) for pat in watch.patterns)
 
 
-def scan(watch: WatchConfig) -> Iterator[Path]:
-    """Every input file currently in the folder (hidden folders skipped), in sorted order."""
+def scan(watch: WatchConfig, unread: list[Path] | None = None) -> Iterator[Path]:
+    """Every input file currently in the folder (hidden folders skipped), in sorted order.
+    ``unread``, when given, collects the files the patterns leave out that are of a
+    microscope format nwwatch does not read (MRC, DigitalMicrograph; hidden names skipped)."""
     if not watch.path.is_dir():
         return
     if not watch.recursive:
         for entry in sorted(os.scandir(watch.path), key=lambda e: e.name):
             if entry.is_file() and matches(entry.name, watch):
                 yield Path(entry.path)
+            elif unread is not None and entry.is_file() and _convertible(entry.name):
+                unread.append(Path(entry.path))
         return
     for root, dirs, files in os.walk(watch.path, onerror=None):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if matches(name, watch):
                 yield Path(root) / name
+            elif unread is not None and _convertible(name):
+                unread.append(Path(root) / name)
+
+
+def _convertible(name: str) -> bool:
+    from nwwatch.io import conversion_hint
+
+    return not name.startswith(".") and bool(conversion_hint(name))
 
 
 class _Handler(FileSystemEventHandler):
