@@ -259,6 +259,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
     from training.engine import train as run
+    from training.exporting import int8_line
     from training.resume import ResumeSettingError
     from training.runfiles import (
         check_init_and_frozen_encoder,
@@ -366,22 +367,10 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     click.echo(f"checkpoint: {result.checkpoint}")
     if result.out is not None:
         click.echo(f"model: {result.out}")
-    if result.int8 is not None:
-        click.echo(f"int8 model: {result.int8}")
-    elif quantize:
-        click.echo(_int8_not_kept(result.reports.get("int8")))
+    if quantize:
+        click.echo(int8_line(result.int8, result.reports.get("int8")))
     for key, value in sorted(result.metrics.items()):
         click.echo(f"  {key}: {value:.4f}")
-
-
-def _int8_not_kept(report) -> str:
-    """The line for ``--quantize int8`` without an INT8 model: the agreement it missed, or
-    why the quantisation failed."""
-    if isinstance(report, str):  # training.exporting: "not kept: <the error>"
-        return f"int8 model {report}"
-    return (f"int8 model not kept: label agreement with the float model "
-            f"{100 * report.agreement:.2f} % on {report.validation_images} held-out image(s), "
-            f"below {100 * report.min_agreement:.2f} %")
 
 
 def _select_volume_method(config: TrainConfig, candidates: str) -> None:
