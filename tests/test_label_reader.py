@@ -191,3 +191,17 @@ def test_a_labels_volume_and_an_empty_file_say_what_they_are(tmp_path):
     with pytest.raises(DatasetLayoutError, match="empty file") as info:
         read_label_image(empty, 2)
     assert info.value.path == empty
+
+
+def test_a_label_tiff_with_non_square_pixel_calibration_is_read(tmp_path):
+    # Fiji saves a label image with its slice's calibration; a tomogram may have x != y
+    # (read_volume takes it), and its labels were refused with "measurements need square
+    # pixels", though nothing is measured on labels.
+    import tifffile
+
+    label = np.full((6, 8), UNLABELED, np.uint8)
+    label[:2, :2], label[4:, 5:] = 0, 1
+    path = tmp_path / "labels.tif"
+    tifffile.imwrite(path, label, imagej=True, resolution=(1 / 0.5, 1 / 0.7),
+                     metadata={"unit": "nm"})
+    np.testing.assert_array_equal(read_label_image(path, 2), label)

@@ -298,7 +298,10 @@ def read_label_image(path: str | os.PathLike[str],
                                        f"{suffix or 'a file without suffix'}: save them "
                                        f"losslessly (JPEG changes the class ids at edges)")
     try:
-        pages = read_pages(path)
+        # A label image's pixel size is never used: read_volume takes any calibration (a
+        # tomogram's slice may have x != y), where read_frames refuses non-square pixels.
+        pages = read_pages(path) if suffix == ".png" else _as_layout_error(read_volume,
+                                                                           path).data
     except DatasetLayoutError as exc:
         if not isinstance(exc.__cause__, UnsupportedDtypeError):
             raise
