@@ -247,6 +247,30 @@ def test_a_watched_folder_of_mrc_volumes_is_named_with_how_to_convert_them(paths
     watch.rescan(None, set(), Log())
     assert warnings[-1][1]["files"] == [str(acq / "c.dm4")]
     assert "DigitalMicrograph" in warnings[-1][1]["reason"]
+    # a .dm4 saved with its TIFF export beside it is left out on purpose: no warning
+    class Tracker:
+        def __contains__(self, path):
+            return False
+
+        def touch(self, *args):
+            pass
+
+    class Ledger:
+        def is_finished(self, *args):
+            return False
+
+    class Engine:
+        ledger = Ledger()
+        measurement_version = "1"
+
+        class segmenter:
+            model_sha256 = "0" * 64
+
+    watch.engine = Engine()
+    (acq / "d.dm4").write_bytes(b"\0")
+    (acq / "d.tif").write_bytes(b"\0")
+    assert watch.rescan(Tracker(), set(), Log()) == 1
+    assert len(warnings) == 2
 
 
 def test_dead_observer_is_detected_and_restarted(paths):
