@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from nwwatch.io.dataset import mask_like_labels
+from nwwatch.io.dataset import mask_like_labels, read_dataset_toml
 from nwwatch.options import FiniteFloatRange, mask_warning
 from training.config import (
     FINETUNE_DEFAULTS,
@@ -356,6 +356,11 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if config.data is not None and not (resume or export_only):
         for label_path in mask_like_labels(config.data):
             click.echo(mask_warning(label_path))
+        with contextlib.suppress(DatasetLayoutError):  # the run names a bad dataset.toml
+            if read_dataset_toml(Path(config.data))[0] == "tomogram":
+                click.echo("note: a tomogram DATA folder trains one network, with no choice of "
+                           "method and no threshold to compare it with; `nwwatch train --volume "
+                           "V --slice K --labels L` chooses (docs/tomography.md)")
     try:
         result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
                      export_only=export_only, given=given_settings(ctx))
