@@ -151,6 +151,8 @@ def test_check_tomogram_refuses_one_slice_and_no_contrast(tmp_path):
     with pytest.raises(UnsupportedLayoutError, match="2-D image") as error:
         check_tomogram(read_volume(single))
     _assert_names_file(error, single)
+    # one file per slice (an image sequence) is what such a file most often is
+    assert "Image Sequence" in error.value.reason
     blank = write_volume_tiff(tmp_path / "zero.tif", np.zeros((4, 9, 11), np.uint16))
     with pytest.raises(BlankImageError, match="every voxel has the value 0") as error:
         check_tomogram(read_volume(blank))

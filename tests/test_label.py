@@ -358,6 +358,13 @@ def test_label_queue_of_a_folder_that_is_not_results_says_so(tmp_path):
     result = _label_cli("--queue", str(tmp_path), "--out", str(tmp_path / "DATA"))
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '--queue': {tmp_path} has no label-queue/ folder" in result.output
+    # the results of tomograms alone: there is a queue only for in-situ frames (it read as
+    # "give the RESULTS folder of 'nwwatch replay --out'", which this is)
+    (tmp_path / "volumes").mkdir()
+    result = _label_cli("--queue", str(tmp_path), "--out", str(tmp_path / "DATA"))
+    assert result.exit_code == 2, result.output
+    assert "tomograms" in result.output and "in-situ frames" in result.output
+    assert "give the RESULTS folder" not in result.output
     (tmp_path / "label-queue").mkdir()  # a results folder whose queue is empty
     result = _label_cli("--queue", str(tmp_path), "--out", str(tmp_path / "DATA"))
     assert result.exit_code == 2 and "no frames" in result.output

@@ -157,3 +157,51 @@ def test_a_label_tiff_of_another_pixel_type_is_told_to_be_uint8(tmp_path, dtype)
     assert info.value.path.name == "napari.tif"
     assert "save the labels as uint8" in info.value.reason
     assert "float32" not in info.value.reason.split("save")[-1]
+
+
+def test_labels_that_count_classes_from_one_name_the_convention(tmp_path):
+    # napari's and ilastik's labels leave 0 unlabeled and count classes from 1: a tomogram's
+    # 0/1/2 was "label values [2] out of range", which did not say what to change.
+    label = np.zeros((6, 6), np.uint8)
+    label[:2, :2] = 1
+    label[4:, 4:] = 2
+    cv2.imwrite(str(tmp_path / "napari.png"), label)
+    with pytest.raises(DatasetLayoutError, match="out of range") as info:
+        read_label_image(tmp_path / "napari.png", 2)
+    assert "0 unlabeled" in info.value.reason and "numpy.where(labels == 0, 255, labels - 1)" \
+        in info.value.reason
+    # with 255 in the file the ids are not shifted: only the plain range error
+    label[0, 5] = UNLABELED
+    cv2.imwrite(str(tmp_path / "mixed.png"), label)
+    with pytest.raises(DatasetLayoutError, match="out of range") as info:
+        read_label_image(tmp_path / "mixed.png", 2)
+    assert "napari" not in info.value.reason
+
+
+def test_a_labels_volume_and_an_empty_file_say_what_they_are(tmp_path):
+    import tifffile
+
+    stack = tmp_path / "labels.tif"
+    tifffile.imwrite(stack, np.full((5, 6, 6), UNLABELED, np.uint8))
+    with pytest.raises(DatasetLayoutError, match="5 pages") as info:
+        read_label_image(stack, 2)
+    assert "labels volume" in info.value.reason and "labels[Z]" in info.value.reason
+    empty = tmp_path / "empty.png"
+    empty.touch()
+    with pytest.raises(DatasetLayoutError, match="empty file") as info:
+        read_label_image(empty, 2)
+    assert info.value.path == empty
+
+
+def test_a_label_tiff_with_non_square_pixel_calibration_is_read(tmp_path):
+    # Fiji saves a label image with its slice's calibration; a tomogram may have x != y
+    # (read_volume takes it), and its labels were refused with "measurements need square
+    # pixels", though nothing is measured on labels.
+    import tifffile
+
+    label = np.full((6, 8), UNLABELED, np.uint8)
+    label[:2, :2], label[4:, 5:] = 0, 1
+    path = tmp_path / "labels.tif"
+    tifffile.imwrite(path, label, imagej=True, resolution=(1 / 0.5, 1 / 0.7),
+                     metadata={"unit": "nm"})
+    np.testing.assert_array_equal(read_label_image(path, 2), label)

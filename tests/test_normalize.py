@@ -82,3 +82,17 @@ def test_the_display_stretch_of_a_frame_with_nan_pixels(given_range):
     expected = stretch_to_uint8(finite, value_range)
     np.testing.assert_array_equal(out[8:], expected)
     assert expected.max() == 255 and expected.min() == 0  # not a black picture
+
+
+def test_a_range_wider_than_float32_holds_is_mapped_without_overflow():
+    # A float32 volume whose values span more than float32's largest number (a volume
+    # stored with -3.4e38 and +3.4e38 in it): (value - low) overflowed to inf, so every
+    # value above the middle of the range became +1.
+    top = float(np.finfo(np.float32).max)
+    image = np.linspace(-top, top, 4001, dtype=np.float32).reshape(1, -1)
+    low, high = intensity_range(image)
+    out = normalize_image(image)
+    assert np.isfinite(out).all()
+    expected = np.clip((image.astype(np.float64) - low) / (high - low) * 2 - 1, -1, 1)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert out[0, 3000] < 0.9  # three quarters up the range: was +1

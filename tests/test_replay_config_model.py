@@ -53,3 +53,32 @@ def test_replay_with_config_outside_its_watches_or_across_models(tmp_path):
     with pytest.raises(ConfigError, match=r"model.*mine\.onnx.*insitu-default\.onnx.*--model"):
         replay([acq, elsewhere], tmp_path / "out4", kind="insitu", config=config)
     assert not (tmp_path / "out4").exists()
+
+
+def test_replay_with_config_of_a_tomogram_folder_without_kind_tomogram(tmp_path):
+    """`nwwatch replay TOMOS --config C` (no --kind) on the folder of a tomogram [[watch]]
+    read every volume as in-situ frames with the shipped model: one flagged row a slice, in
+    what may be the service's own results folder. Now refused, naming the option; with
+    --kind tomogram the [[watch]]'s model runs, and --model still reads them as frames."""
+    import numpy as np
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_volume_tiff
+
+    tomos = tmp_path / "tomos"
+    tomos.mkdir()
+    volume = np.full((4, 24, 24), TOMOGRAM_GREY[0], np.uint8)
+    volume[1:3, 5:15, 5:15] = TOMOGRAM_GREY[1]
+    write_volume_tiff(tomos / "v.tif", volume)
+    tomo_model = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    config = write_config(tmp_path / "c.toml", tomos, tmp_path / "results", tomo_model)
+    config.write_text(config.read_text().replace('kind = "insitu"', 'kind = "tomogram"', 1))
+    with pytest.raises(ConfigError, match="--kind tomogram") as info:
+        replay(tomos, tmp_path / "out", kind="insitu", config=config)
+    assert "[[watch]] of kind 'tomogram'" in str(info.value) and "--model" in str(info.value)
+    assert not (tmp_path / "out").exists()
+    summary = replay(tomos, tmp_path / "out2", kind="tomogram", config=config)
+    assert summary.complete and summary.frames == 1
+    frames = replay(tomos, tmp_path / "out3", kind="insitu", config=config,
+                    model=DEFAULT_INSITU_MODEL)
+    assert frames.frames == 4  # asked for: one row a slice

@@ -308,3 +308,21 @@ def test_report_span_names_the_last_date_when_the_acquisition_crosses_midnight(t
     page = write_report(results, tmp_path / "r2.html").read_text()
     assert f"{first:%Y-%m-%d %H:%M:%S}.000 – {first:%H:%M:%S}.700 UTC" in \
         page.split("<h2>/acq/burst</h2>")[1], page[-2000:]
+
+
+def test_a_report_of_tomograms_alone_does_not_speak_of_frames_and_angles(tmp_path):
+    """The page's first paragraph said "Refused frames are named by their reason code; the
+    trend is a rolling median of the valid angles" above a table of volumes."""
+    results = tmp_path / "res"
+    write(results, "volumes-1.parquet", [{
+        "source": "/acq/tomo/vol.tif", "status": "suspect", "reason_code": "method_unvalidated",
+        "reason": "the labels held no patch out", "solid_fraction": 0.5, "pore_count": 0,
+        "acquired_at": None, "processed_at": frame_rows("/x", [1.0])[0]["processed_at"],
+        "model_name": "t", "provider": "CPUExecutionProvider"}], kind="volumes")
+    page = write_report(results, tmp_path / "report.html").read_text()
+    assert "angle" not in page and "Refused frames" not in page
+    assert "Suspect volumes are named by their reason code" in page
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    page = write_report(results, tmp_path / "report.html").read_text()
+    assert "rolling median of the valid angles" in page
+    assert "Suspect volumes are named by their reason code" in page

@@ -216,6 +216,63 @@ def test_default_patterns_take_any_case_of_the_extension(paths):
         "a.tif", "b.TIF", "c.Tif", "d.tIf", "e.tiff", "f.Tiff", "g.TIFF", "h.tifF"]
 
 
+def test_a_watched_folder_of_mrc_volumes_is_named_with_how_to_convert_them(paths):
+    """A tomography user's volumes are often MRC files: the service watched a folder of them
+    and found no candidate, without a word. Each rescan now warns once about every new file
+    of a format nwwatch does not read, with the conversion."""
+    from nwwatch.service.watches import Watch
+
+    tmp, acq, res, m = paths
+    w = load_config(write_config(tmp / "c.toml", acq, res, m)).watches[0]
+    (acq / "a.mrc").write_bytes(b"\0" * 1024)
+    (acq / "sub").mkdir()
+    (acq / "sub" / "b.rec").write_bytes(b"\0" * 1024)
+    (acq / ".hidden.mrc").write_bytes(b"")
+    (acq / "notes.txt").write_text("not a volume")
+    warnings = []
+
+    class Log:
+        def warning(self, event, **fields):
+            warnings.append((event, fields))
+
+    watch = Watch(0, w, engine=None, watcher=None)
+    assert watch.rescan(None, set(), Log()) == 0
+    ((event, fields),) = warnings
+    assert event == "unread_format" and fields["count"] == 2
+    assert fields["files"] == [str(acq / "a.mrc"), str(acq / "sub" / "b.rec")]
+    assert "mrc2tif" in fields["reason"]
+    watch.rescan(None, set(), Log())  # the same files: said once
+    assert len(warnings) == 1
+    (acq / "c.dm4").write_bytes(b"\0")
+    watch.rescan(None, set(), Log())
+    assert warnings[-1][1]["files"] == [str(acq / "c.dm4")]
+    assert "DigitalMicrograph" in warnings[-1][1]["reason"]
+    # a .dm4 saved with its TIFF export beside it is left out on purpose: no warning
+    class Tracker:
+        def __contains__(self, path):
+            return False
+
+        def touch(self, *args):
+            pass
+
+    class Ledger:
+        def is_finished(self, *args):
+            return False
+
+    class Engine:
+        ledger = Ledger()
+        measurement_version = "1"
+
+        class segmenter:
+            model_sha256 = "0" * 64
+
+    watch.engine = Engine()
+    (acq / "d.dm4").write_bytes(b"\0")
+    (acq / "d.tif").write_bytes(b"\0")
+    assert watch.rescan(Tracker(), set(), Log()) == 1
+    assert len(warnings) == 2
+
+
 def test_dead_observer_is_detected_and_restarted(paths):
     tmp, acq, res, m = paths
     w = load_config(write_config(tmp / "c.toml", acq, res, m, polling=True)).watches[0]

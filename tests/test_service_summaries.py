@@ -356,6 +356,26 @@ def test_named_files_that_are_not_tiff_are_skipped_with_a_note_not_quarantined(t
     assert s.lines()[-1] == (f"replay found no input files: {acq / 'meta.json'} is not a "
                              "TIFF by extension or header")
 
+def test_mrc_volumes_are_named_with_how_to_convert_them(tmp_path, acquisition):
+    """A tomography user's volumes are often MRC files: a folder of them replayed as "no input
+    files" and a named one was "skipped, not TIFF", both exit 0 without the conversion that
+    the reader's own refusal of an MRC file gives."""
+    _, onnx = acquisition
+    folder = tmp_path / "tomos"
+    folder.mkdir()
+    for name in ("a.mrc", "b.rec"):
+        (folder / name).write_bytes(b"\0" * 1024)
+    s = replay(folder, tmp_path / "out", kind="insitu", model=onnx)
+    assert (s.files, s.exit_status) == (0, 0)
+    last = s.lines()[-1]
+    assert last.startswith(f"replay found no input files in {folder}"), last
+    assert "2 files of a format nwwatch does not read (a.mrc, b.rec)" in last
+    assert "mrc2tif" in last
+    s = replay(folder / "a.mrc", tmp_path / "out2", kind="insitu", model=onnx)
+    (note,) = [line for line in s.lines() if "named file skipped" in line]
+    assert "a.mrc" in note and "mrc2tif" in note
+
+
 def test_replay_help_names_every_setting_it_takes_from_config():
     """`--config` also takes [output] overlays and, for the same results folder, [state]
     ledger (the help named only [inference]/[retry]/[tomogram])."""

@@ -61,6 +61,10 @@ def test_a_new_run_never_overwrites_an_earlier_runs_files(run, tmp_path):
     result = _train(str(data), "--out", str(lone), "--epochs", "1", *FAST)
     assert result.exit_code == 2 and str(lone) in result.output, result.output
     assert lone.read_bytes() == before[out]
+    # Without a checkpoint there is nothing to resume: before, the message advised --resume,
+    # which then stopped with "lone.pt: checkpoint not found".
+    assert "--resume" not in result.output
+    assert "no checkpoint" in result.output and "another --out" in result.output
 
 
 @pytest.mark.parametrize(("given", "named"), [

@@ -99,3 +99,14 @@ def test_polarity_with_other_class_names():
     means = {"vacuum": -0.8, "zeolite": 0.6, "metal": 0.9}
     assert solid_is_brighter(volume, truth, means, solid_name="zeolite") is True
     assert solid_is_brighter(volume, truth, means, solid_name="vacuum") is False
+
+
+def test_otsu_of_values_spanning_more_than_float32_holds():
+    # numpy's histogram subtracted the minimum in float32: inf, then an IndexError that
+    # failed the tomogram in the service ("unexpected error").
+    top = np.finfo(np.float32).max
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.uniform(-1.0, -0.8, 500), rng.uniform(0.8, 1.0, 500)])
+    threshold = otsu_threshold((values * top).astype(np.float32))
+    assert np.isfinite(threshold)
+    assert threshold / top == pytest.approx(otsu_threshold(values), abs=0.01)

@@ -458,3 +458,14 @@ def test_segment_volume_beats_after_every_model_call(models):
     segment_volume(models["plain"], volume, batch_size=2, triplanar=True,
                    heartbeat=lambda: beats.append(1))
     assert len(beats) >= 3 + 12 + 12  # along Z, then 24 slices along Y and along X
+
+
+def test_a_volume_spanning_float32s_whole_range_is_segmented(models):
+    # Values at -3.4e38 and +3.4e38 (float32's largest): the normalisation and the cross
+    # check's Otsu histogram overflowed, and the service failed the file with an IndexError.
+    volume, truth = _easy_volume()
+    top = np.finfo(np.float32).max
+    huge = np.where(truth == 1, top, -top).astype(np.float32)
+    result = segment_volume(models["plain"], huge, min_component_voxels=0)
+    np.testing.assert_array_equal(result.mask, truth)
+    assert result.threshold_agreement > 0.99

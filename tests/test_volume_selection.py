@@ -469,3 +469,17 @@ def test_the_candidates_see_a_nan_slab_as_the_runtime_does(tmp_path):
     fed = smooth_along_z(normalize_image(raw, intensity_range(raw)), 1.0,
                          valid=np.isfinite(raw))
     np.testing.assert_allclose(trainer.volume, fed, atol=1e-6)
+
+
+def test_quantize_says_what_became_of_the_int8_model(tmp_path):
+    # --quantize int8 with --volume: a kept threshold or forest (not a network) wrote no int8
+    # model and said nothing, so the user waited for a file that never came.
+    volume_path, labels_path, _ = _two_patches(tmp_path)
+    lines = []
+    selection, out = select_and_train(_config(tmp_path, volume_path, labels_path,
+                                              quantize="int8"), ("threshold",),
+                                      echo=lines.append)
+    assert selection.method == "threshold"
+    assert not out.with_name(f"{out.stem}-int8.onnx").exists()
+    (line,) = [line for line in lines if "int8" in line]
+    assert "applies to networks" in line and "the kept threshold is not one" in line

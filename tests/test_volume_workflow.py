@@ -109,8 +109,12 @@ def test_workflow_errors_name_the_file_and_the_reason(tmp_path, small_volume):
     good[10:15, 10:15] = 1
     with pytest.raises(DatasetLayoutError, match="out of range"):
         load_volume_slice(small_volume, 6, _labels(tmp_path, good))
-    with pytest.raises(DatasetLayoutError, match="shape"):
+    with pytest.raises(DatasetLayoutError, match="shape") as info:
         load_volume_slice(small_volume, 2, _labels(tmp_path, good[:, :20], "small.png"))
+    assert "transposed" not in info.value.reason
+    # (X, Y) for a (Y, X) slice: a label image saved from a column-major array
+    with pytest.raises(DatasetLayoutError, match="transposed"):
+        load_volume_slice(small_volume, 2, _labels(tmp_path, good.T.copy(), "t.png"))
     only_pore = np.where(good == 1, 255, good)
     with pytest.raises(DatasetLayoutError, match="class 1"):
         load_volume_slice(small_volume, 2, _labels(tmp_path, only_pore, "pore.png"))

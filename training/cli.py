@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from nwwatch.io.dataset import mask_like_labels
+from nwwatch.io.dataset import mask_like_labels, read_dataset_toml
 from nwwatch.options import FiniteFloatRange, mask_warning
 from training.config import (
     FINETUNE_DEFAULTS,
@@ -93,6 +93,17 @@ def _check_model(arch: str, model_options: dict, device: str) -> None:
                                      f"device name)", param_hint="--device") from None
 
 
+def _volume_file(ctx: click.Context, param: click.Parameter, value: Path | None
+                 ) -> Path | None:
+    """``--volume``: a file; for a folder (one TIFF per slice?) how to make one."""
+    if value is not None and value.is_dir():
+        raise click.BadParameter(f"{value} is a folder: --volume takes one multi-page TIFF "
+                                 f"(pages = Z slices); a folder of one TIFF per slice can be "
+                                 f"joined into one, e.g. in Fiji (File > Import > Image "
+                                 f"Sequence, then File > Save As > Tiff)", ctx, param)
+    return value
+
+
 def _command_line(ctx: click.Context) -> str:
     """The options given on the command line, as a reproducible ``nwwatch train`` command."""
     parts = ["nwwatch", "train"]
@@ -130,7 +141,7 @@ def _command_line(ctx: click.Context) -> str:
               help="MODEL.onnx to write; a network's checkpoint MODEL.pt goes next to it "
                    "(the threshold and the forest of --volume have none). An earlier run's "
                    "files there are never replaced, except by --resume.")
-@click.option("--volume", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--volume", type=click.Path(exists=True, path_type=Path), callback=_volume_file,
               help="Tomogram workflow: the 3D TIFF volume (every other slice is unlabeled data).")
 @click.option("--slice", "slice_index", type=int, multiple=True,
               help="Index along Z of the labeled slice, counted from 0 (Fiji's slice n is "
@@ -248,6 +259,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
     from training.engine import train as run
+    from training.exporting import int8_line
     from training.resume import ResumeSettingError
     from training.runfiles import (
         check_init_and_frozen_encoder,
@@ -344,6 +356,11 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if config.data is not None and not (resume or export_only):
         for label_path in mask_like_labels(config.data):
             click.echo(mask_warning(label_path))
+        with contextlib.suppress(DatasetLayoutError):  # the run names a bad dataset.toml
+            if read_dataset_toml(Path(config.data))[0] == "tomogram":
+                click.echo("note: a tomogram DATA folder trains one network, with no choice of "
+                           "method and no threshold to compare it with; `nwwatch train --volume "
+                           "V --slice K --labels L` chooses (docs/tomography.md)")
     try:
         result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
                      export_only=export_only, given=given_settings(ctx))
@@ -355,22 +372,10 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     click.echo(f"checkpoint: {result.checkpoint}")
     if result.out is not None:
         click.echo(f"model: {result.out}")
-    if result.int8 is not None:
-        click.echo(f"int8 model: {result.int8}")
-    elif quantize:
-        click.echo(_int8_not_kept(result.reports.get("int8")))
+    if quantize:
+        click.echo(int8_line(result.int8, result.reports.get("int8")))
     for key, value in sorted(result.metrics.items()):
         click.echo(f"  {key}: {value:.4f}")
-
-
-def _int8_not_kept(report) -> str:
-    """The line for ``--quantize int8`` without an INT8 model: the agreement it missed, or
-    why the quantisation failed."""
-    if isinstance(report, str):  # training.exporting: "not kept: <the error>"
-        return f"int8 model {report}"
-    return (f"int8 model not kept: label agreement with the float model "
-            f"{100 * report.agreement:.2f} % on {report.validation_images} held-out image(s), "
-            f"below {100 * report.min_agreement:.2f} %")
 
 
 def _select_volume_method(config: TrainConfig, candidates: str) -> None:

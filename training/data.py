@@ -220,8 +220,10 @@ def load_volume_slices(
                                                   f"by {labels[slice_index][0]})")
         label = read_label_image(labels_path, len(class_names))
         if label.shape != volume.shape[1:]:
+            turned = " (transposed?)" if label.shape == volume.shape[:0:-1] else ""
             raise DatasetLayoutError(labels_path, f"labels have shape {label.shape}, slices of "
-                                                  f"{volume_path.name} have {volume.shape[1:]}")
+                                                  f"{volume_path.name} have {volume.shape[1:]}"
+                                                  f"{turned}")
         # Normalisation makes NaN the darkest grey: a label there would teach that.
         blind = np.count_nonzero((label != UNLABELED) & ~np.isfinite(volume[slice_index]))
         if blind:

@@ -135,3 +135,16 @@ def export_trained(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
             if getattr(report, "kept", True) and candidate.is_file():
                 int8_path = candidate
     return out, int8_path, reports
+
+
+def int8_line(int8: Path | None, report: Any) -> str:
+    """What ``--quantize int8`` gave, for the user: the INT8 model's path, else the agreement
+    it missed or why the quantisation failed (``report``: :func:`export_trained`'s
+    ``reports["int8"]``)."""
+    if int8 is not None:
+        return f"int8 model: {int8}"
+    if isinstance(report, str):  # "not kept: <the error>"
+        return f"int8 model {report}"
+    return (f"int8 model not kept: label agreement with the float model "
+            f"{100 * report.agreement:.2f} % on {report.validation_images} held-out image(s), "
+            f"below {100 * report.min_agreement:.2f} %")

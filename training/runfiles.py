@@ -31,11 +31,17 @@ def check_out(out: Path, resume: bool) -> None:
                                  param_hint="'--out'")
     if resume:
         return
-    there = [p for p in (out, checkpoint_path(out)) if p.exists()]
+    checkpoint = checkpoint_path(out)
+    there = [p for p in (out, checkpoint) if p.exists()]
     if there:
+        # --resume needs the checkpoint: the threshold and the forest of --volume (and a model
+        # copied there) have none, and --resume then stopped with "checkpoint not found".
+        advice = ("give --resume to continue that run, or another --out" if checkpoint.exists()
+                  else f"there is no checkpoint ({checkpoint.name}) to resume from: give "
+                       f"another --out, or remove {out.name} to train again")
         raise click.BadParameter(f"{' and '.join(map(str, there))} already there (an earlier "
-                                 f"run?); nothing is overwritten: give --resume to continue "
-                                 f"that run, or another --out", param_hint="'--out'")
+                                 f"run?); nothing is overwritten: {advice}",
+                                 param_hint="'--out'")
 
 
 #: Command-line parameters of ``nwwatch train`` whose TrainConfig field has another name.

@@ -315,25 +315,32 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
         selection = Selection(method, scores, grouping, len(folds), reason, warnings, seconds,
                               stopped)
         echo(f"kept: {method} ({reason})")
-        out = _train_final(trainer, method, labels, selection)
+        out, int8 = _train_final(trainer, method, labels, selection)
+    if int8:  # --quantize: what became of the INT8 model (a threshold wrote none, silently)
+        echo(int8)
     return selection, out
 
 
 def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray],
-                 selection: Selection) -> Path:
+                 selection: Selection) -> tuple[Path, str]:
+    """Train ``method`` on every label and export it; (the model, the ``--quantize`` line
+    for the user, "" without ``--quantize``)."""
     from nwwatch import __version__
     from nwwatch.segment.contract import ModelMetadata
     from training.export import export_onnx
-    from training.exporting import class_mean_intensity, class_pixel_counts
+    from training.exporting import class_mean_intensity, class_pixel_counts, int8_line
     from training.volume_forest import export_feature_forest
     from training.volume_models import min_input_px
 
     config, data = trainer.config, trainer.data
     out = Path(config.out)
     if method in NETWORK_PARADIGMS:
-        trainer.fit(method, labels, final_out=out)
-        _add_selection(out, selection)
-        return out
+        result = trainer.fit(method, labels, final_out=out)
+        for path in (out, result.int8):
+            if path is not None:
+                _add_selection(path, selection)
+        return out, int8_line(result.int8, result.reports.get("int8")) if config.quantize \
+            else ""
     model = trainer.fit(method, labels, validated=selection.folds > 0)
     score = selection.scores.get(method, math.nan)
     metadata = ModelMetadata(
@@ -358,7 +365,8 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
     else:
         # The TorchScript exporter: 1 s instead of 20 s for a blur; verified the same way.
         export_onnx(model, out, metadata, exporter="legacy")
-    return out
+    return out, (f"int8 model not written: --quantize {config.quantize} applies to networks, "
+                 f"and the kept {method} is not one" if config.quantize else "")
 
 
 def _add_selection(path: Path, selection: Selection) -> None:

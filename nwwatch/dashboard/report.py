@@ -194,13 +194,18 @@ def write_report(results: str | Path, out: str | Path) -> Path:
         raise FileNotFoundError(_nothing_here(results))
     files = out.with_name(out.stem + "_files")
     files.mkdir(parents=True, exist_ok=True)
+    kinds = {acq.kind for acq in acqs}
+    # What the tables below hold: a tomogram-only page has no frames and no angles.
+    notes = ([" Refused frames are named by their reason code; the trend is a rolling median"
+              " of the valid angles."] if "insitu" in kinds else []) + (
+        [" Suspect volumes are named by their reason code and reason."]
+        if "tomogram" in kinds else [])
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>nwwatch report: {html.escape(str(results))}</title><style>{_CSS}</style>"
              f"</head><body><h1>nwwatch report</h1><p class='muted'>Results <code>"
              f"{html.escape(str(results.resolve()))}</code>, written "
-             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC by nwwatch {__version__}. Refused frames"
-             " are named by their reason code; the trend is a rolling median of the valid"
-             " angles.</p>"]
+             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC by nwwatch {__version__}."
+             f"{''.join(notes)}</p>"]
     if unreadable:  # their rows are missing from everything below: say so first
         parts.append("<p class='warn'>" + f"{len(unreadable)} results file(s) could not be read"
                      " (damaged?); their rows are not in this report:</p><ul>"

@@ -20,6 +20,7 @@ from nwwatch.io.errors import (
     UnsupportedCompressionError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
+    conversion_hint,
 )
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
 from nwwatch.io.metadata import unit_to_nm
@@ -48,6 +49,7 @@ __all__ = [
     "TiffInfo",
     "Volume",
     "check_tomogram",
+    "conversion_hint",
     "has_tiff_header",
     "inspect_tiff",
     "read_frames",

@@ -85,6 +85,9 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
         return indices[None]
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
+        if path.stat().st_size == 0:  # OpenCV says only that it cannot read it
+            raise DatasetLayoutError(path, "empty file (0 bytes): not saved, or still being "
+                                           "written")
         raise DatasetLayoutError(path, "cannot be read as a PNG image")
     if data.ndim == 3 and data.shape[-1] in (3, 4):
         if data.shape[-1] == 4:  # a painted "transparent" pixel has no class in its grey
@@ -172,9 +175,18 @@ def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str
     values = np.unique(label)
     bad = values[(values >= num_classes) & (values != UNLABELED) | (values < 0)]
     if bad.size:
+        hint = ""
+        if bad.tolist() == [num_classes] and values[0] == 0 and UNLABELED not in values:
+            # 0..N without 255: classes counted from 1 with 0 unlabeled (napari's Labels
+            # layer, ilastik), whose 0 would be read as the first class here.
+            hint = (f"; 0..{num_classes} and no {UNLABELED}: labels with 0 unlabeled and "
+                    f"classes counted from 1 (napari, ilastik)? Here class ids count from 0 "
+                    f"and {UNLABELED} is unlabeled: convert them with "
+                    f"numpy.where(labels == 0, {UNLABELED}, labels - 1) (their class 1 "
+                    f"becomes 0)")
         raise DatasetLayoutError(
             path, f"label values {bad.tolist()[:10]} out of range: expected 0..{num_classes - 1} "
-                  f"or {UNLABELED} (unlabeled)")
+                  f"or {UNLABELED} (unlabeled){hint}")
     return label.astype(np.uint8)
 
 
@@ -286,7 +298,10 @@ def read_label_image(path: str | os.PathLike[str],
                                        f"{suffix or 'a file without suffix'}: save them "
                                        f"losslessly (JPEG changes the class ids at edges)")
     try:
-        image = read_image_2d(path)
+        # A label image's pixel size is never used: read_volume takes any calibration (a
+        # tomogram's slice may have x != y), where read_frames refuses non-square pixels.
+        pages = read_pages(path) if suffix == ".png" else _as_layout_error(read_volume,
+                                                                           path).data
     except DatasetLayoutError as exc:
         if not isinstance(exc.__cause__, UnsupportedDtypeError):
             raise
@@ -294,7 +309,12 @@ def read_label_image(path: str | os.PathLike[str],
         kind = exc.reason.split(" is not supported")[0]
         raise DatasetLayoutError(exc.path, f"{kind} is not read for labels: "
                                            f"{_save_as_uint8(num_classes)}") from exc
-    return check_label(image, num_classes, path)
+    if pages.shape[0] != 1:
+        raise DatasetLayoutError(path, f"expected a 2D image, this file has {pages.shape[0]} "
+                                       f"pages (a labels volume?): labels are one 2-D image per "
+                                       f"labeled image or slice; save the page of each labeled "
+                                       f"slice alone (labels[Z] in numpy, Z its --slice)")
+    return check_label(pages[0], num_classes, path)
 
 
 def read_pair(image_path: Path, label_path: Path, num_classes: int

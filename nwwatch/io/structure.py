@@ -32,6 +32,7 @@ from nwwatch.io.errors import (
     UnsupportedCompressionError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
+    conversion_hint,
 )
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
 from nwwatch.io.records import TiffInfo
@@ -81,13 +82,6 @@ _DTYPE_HINTS = {"f8": ": save it as float32", "f2": ": save it as float32",
 # 32- and 64-bit integers are also how napari saves a Labels layer: float32 would then be
 # measured as a raw frame (nwwatch measure --read-as auto), 8 bits keeps the class ids.
 _LABEL_HINT = "; a label image: uint8"
-# Formats a TEM user is likely to hand over instead of a TIFF: what to do with them.
-_MRC_HINT = (": an MRC volume? nwwatch reads TIFF; convert it, e.g. with IMOD's mrc2tif or "
-             "Fiji (File > Save As > Tiff)")
-_CONVERT_HINTS = {".mrc": _MRC_HINT, ".rec": _MRC_HINT, ".ali": _MRC_HINT, ".st": _MRC_HINT,
-                  ".map": _MRC_HINT,
-                  ".dm3": ": a DigitalMicrograph file? nwwatch reads TIFF; export it as TIFF",
-                  ".dm4": ": a DigitalMicrograph file? nwwatch reads TIFF; export it as TIFF"}
 
 
 def has_tiff_header(path: str | os.PathLike[str]) -> bool:
@@ -150,8 +144,9 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:
     if head[:4] not in _MAGIC:
         # The reason names no bytes of the file: it is logged and stored, and the file may be a
         # secret the service should not have read.
-        hint = _CONVERT_HINTS.get(Path(path).suffix.lower(), "")
-        raise NotATiffError(path, f"not a TIFF file (no TIFF or BigTIFF header){hint}")
+        hint = conversion_hint(path)
+        raise NotATiffError(path, "not a TIFF file (no TIFF or BigTIFF header)"
+                                  + (f": {hint}" if hint else ""))
     order, bigtiff = _MAGIC[head[:4]]
     if bigtiff:
         if len(head) < 16:

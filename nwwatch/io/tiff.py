@@ -142,7 +142,8 @@ def check_tomogram(volume: Volume) -> Volume:
         raise UnsupportedLayoutError(
             volume.source, f"a 2-D image ({' x '.join(map(str, data.shape[-2:]))} px), not a "
             "volume: a tomogram has at least 2 slices along Z (a multi-page TIFF, pages = Z "
-            "slices)")
+            "slices); one file per slice? join them into one, e.g. in Fiji (File > Import > "
+            "Image Sequence, then File > Save As > Tiff)")
     low, high = np.inf, -np.inf
     for page in data:  # slice by slice: no copy of the volume
         finite = page[np.isfinite(page)] if page.dtype.kind == "f" else page

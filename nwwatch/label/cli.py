@@ -87,9 +87,13 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     infos += [{} for _ in frames]
     if not paths:
         if queue_dir is not None and not (queue_dir / QUEUE_DIR).is_dir():
-            raise click.BadParameter(f"{queue_dir} has no {QUEUE_DIR}/ folder: give the RESULTS "
-                                     "folder of 'nwwatch run' or 'nwwatch replay --out'",
-                                     param_hint="'--queue'")
+            tomograms = (queue_dir / "volumes").is_dir() and not (queue_dir / "frames").is_dir()
+            raise click.BadParameter(
+                f"{queue_dir} has no {QUEUE_DIR}/ folder: " + (
+                    "these are results of tomograms, and the queue holds in-situ frames only "
+                    "(label a tomogram's slice as docs/tomography.md says)" if tomograms else
+                    "give the RESULTS folder of 'nwwatch run' or 'nwwatch replay --out'"),
+                param_hint="'--queue'")
         raise click.UsageError("no frames: give FRAMES, or --queue RESULTS with queued frames")
     try:
         refs = frame_refs(paths, infos, pages, data_dir)

@@ -104,7 +104,8 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
         insitu_budget = int(budget.value) if budget and spec.kind == "insitu" else None
         if seg.metadata.kind != spec.kind:
             raise ConfigError(source, spec.key,
-                              f"{model.name} is a {seg.metadata.kind!r} model but the folder's "
+                              f"{model.name} is {'an' if seg.metadata.kind == 'insitu' else 'a'} "
+                              f"{seg.metadata.kind!r} model but the folder's "
                               f"kind is {spec.kind!r}{KIND_MISMATCH_HINT.get(spec.kind, '')}")
         if spec.kind == "tomogram":
             _check_tomogram_model(seg, source, spec.key)

@@ -207,6 +207,7 @@ def replay(
         refresh_quarantine(ledger, out, log)
         files = _inputs_of(roots, kind, summary.not_tiff)
         summary.files = len(files)
+        summary.look_for_other_formats()  # none found: a folder of MRC volumes?
         t0 = time.perf_counter()
         bar = Progress(len(files), enabled=progress)
         todo = _to_process(files, engine, force, summary, bar, log, kind)

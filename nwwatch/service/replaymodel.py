@@ -34,6 +34,14 @@ def replay_model(kind: str, model: str | os.PathLike[str] | None, cfg: ServiceCo
     if cfg is not None:
         for root in roots:
             watch = _watch_of(root, cfg, kind)
+            other = "tomogram" if kind == "insitu" else "insitu"
+            if watch is None and _watch_of(root, cfg, other) is not None:
+                # The service reads this folder as the other kind: the shipped frame model
+                # on its volumes wrote one flagged row a slice (into, perhaps, its results).
+                raise ConfigError(None, "--kind", f"{root} lies in the [[watch]] of kind "
+                                                  f"{other!r} of the --config: give --kind "
+                                                  f"{other} to process it as the service "
+                                                  f"does, or --model to read it as {kind}")
             # A path no [[watch]] holds is what the service never processes: the default.
             watched.setdefault(watch.model if watch else DEFAULT_MODELS.get(kind), root)
     if len(watched) > 1:

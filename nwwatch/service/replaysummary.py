@@ -60,6 +60,23 @@ class ReplaySummary:
     #: Files named on the command line that are TIFF neither by extension nor by header
     #: (``truth.parquet`` beside the frames of ``acq/*``): skipped, not counted in ``files``.
     not_tiff: list[Path] = field(default_factory=list)
+    #: Files of a microscope format nwwatch does not read (MRC, DigitalMicrograph: by
+    #: suffix) in a replayed folder that held no input file.
+    other_formats: list[Path] = field(default_factory=list)
+
+    def look_for_other_formats(self) -> None:
+        """When the replayed folder held no input file (``files`` 0), fill
+        :attr:`other_formats` with its files (hidden names skipped) of a microscope format
+        nwwatch does not read but can say how to convert (MRC, DigitalMicrograph)."""
+        from nwwatch.service.config import WatchConfig
+        from nwwatch.service.watcher import scan
+
+        if self.files or self.input_path is None or not self.input_path.is_dir():
+            return
+        found: list[Path] = []
+        for _ in scan(WatchConfig(path=self.input_path, recursive=True), found):
+            pass  # the folder's walk, as replay lists inputs; none matched
+        self.other_formats = found
 
     @property
     def frames_per_s(self) -> float:
@@ -101,7 +118,7 @@ class ReplaySummary:
             n = len(self.not_tiff)
             names = ", ".join(p.name for p in self.not_tiff[:3]) + (", …" if n > 3 else "")
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, not TIFF by extension "
-                       f"or header: {names}")
+                       f"or header: {names}{_hint_of(self.not_tiff)}")
         if self.not_compacted:
             out.append(f"not compacted ({self.not_compacted}): the rows are all written; "
                        f"compact later with: nwwatch compact {self.results_dir}")
@@ -113,8 +130,15 @@ class ReplaySummary:
                        "extension or header")
         elif self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
+            other = ""
+            if self.other_formats:
+                n = len(self.other_formats)
+                names = ", ".join(p.name for p in self.other_formats[:3]) + (
+                    ", …" if n > 3 else "")
+                other = (f"; it holds {n} file{'s' if n > 1 else ''} of a format nwwatch does "
+                         f"not read ({names}){_hint_of(self.other_formats)}")
             out.append(f"replay found no input files{where} (.tif or .tiff in any case, "
-                       "searched recursively; hidden and temporary names skipped)")
+                       f"searched recursively; hidden and temporary names skipped){other}")
         elif self.complete:
             gone = f" ({self.vanished} vanished)" if self.vanished else ""
             out.append(f"replay complete: all {self.files - self.vanished} files "
@@ -125,6 +149,15 @@ class ReplaySummary:
                 f"quarantined (reasons: nwwatch status --out {self.results_dir}); "
                 f"exit status {EXIT_INCOMPLETE}")
         return out
+
+
+def _hint_of(paths: list[Path]) -> str:
+    """``": <what to do>"`` for the first of ``paths`` whose format nwwatch knows how to get
+    converted (:func:`nwwatch.io.conversion_hint`), else ""."""
+    from nwwatch.io import conversion_hint
+
+    hints = [conversion_hint(p) for p in paths]
+    return next((f": {h}" for h in hints if h), "")
 
 
 def declares_z_slices(info) -> bool:

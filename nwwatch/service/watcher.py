@@ -67,20 +67,35 @@ def matches(name: str, watch: WatchConfig) -> bool:
     return any(fnmatch.fnmatchcase(name, pat) for pat in watch.patterns)
 
 
-def scan(watch: WatchConfig) -> Iterator[Path]:
-    """Every input file currently in the folder (hidden folders skipped), in sorted order."""
+def scan(watch: WatchConfig, unread: list[Path] | None = None) -> Iterator[Path]:
+    """Every input file currently in the folder (hidden folders skipped), in sorted order.
+    ``unread``, when given, collects the files the patterns leave out that are of a
+    microscope format nwwatch does not read (MRC, DigitalMicrograph; hidden names skipped)
+    and have no input file of the same stem beside them (a ``.dm4`` saved with its TIFF
+    export is left out on purpose)."""
     if not watch.path.is_dir():
         return
     if not watch.recursive:
-        for entry in sorted(os.scandir(watch.path), key=lambda e: e.name):
-            if entry.is_file() and matches(entry.name, watch):
-                yield Path(entry.path)
+        entries = sorted(os.scandir(watch.path), key=lambda e: e.name)
+        yield from _folder(watch.path, [e.name for e in entries if e.is_file()], watch, unread)
         return
     for root, dirs, files in os.walk(watch.path, onerror=None):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if matches(name, watch):
-                yield Path(root) / name
+        yield from _folder(Path(root), sorted(files), watch, unread)
+
+
+def _folder(folder: Path, names: list[str], watch: WatchConfig,
+            unread: list[Path] | None) -> Iterator[Path]:
+    """The input files among ``names`` (files of ``folder``, sorted); see :func:`scan`."""
+    from nwwatch.io import conversion_hint
+
+    inputs = [name for name in names if matches(name, watch)]
+    yield from (folder / name for name in inputs)
+    if unread is not None:
+        stems = {Path(name).stem for name in inputs}
+        unread += [folder / name for name in names
+                   if not name.startswith(".") and conversion_hint(name)
+                   and Path(name).stem not in stems and not matches(name, watch)]
 
 
 class _Handler(FileSystemEventHandler):

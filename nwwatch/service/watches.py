@@ -28,6 +28,7 @@ class Watch:
     next_rescan: float = 0.0
     files: list[ReadyFile] = field(default_factory=list)
     since: float | None = None  # monotonic time the oldest waiting file became ready
+    unread: set[Path] = field(default_factory=set)  # MRC files and such, warned about once
 
     def frames(self) -> int:
         return sum(max(1, getattr(f.info, "n_pages", 1)) for f in self.files)
@@ -83,9 +84,9 @@ class Watch:
     def rescan(self, tracker: Tracker, queued: set[Path], log) -> int:
         """Hand the tracker the files of the folder that are neither queued, tracked nor
         finished under this engine (known from the ledger by path, size and mtime)."""
-        found = 0
+        found, unread = 0, []
         try:
-            for path in scan(self.config):
+            for path in scan(self.config, unread):
                 if path in queued or path in tracker:
                     continue
                 try:
@@ -101,7 +102,20 @@ class Watch:
                 found += 1
         except OSError as exc:  # share gone mid-walk: the next rescan tries again
             log.error("rescan_failed", path=str(self.config.path), error=repr(exc))
+        self._warn_unread(unread, log)
         return found
+
+    def _warn_unread(self, unread: list[Path], log) -> None:
+        """Warn once about each new file of a format nwwatch does not read (a folder of MRC
+        tomograms was watched without a word), with what to do with it."""
+        from nwwatch.io import conversion_hint
+
+        new = [p for p in unread if p not in self.unread]
+        self.unread = set(unread)  # the folder's as it is now: deleted files are let go
+        if new:
+            log.warning("unread_format", path=str(self.config.path), count=len(new),
+                        files=[str(p) for p in new[:10]], reason=conversion_hint(new[0]),
+                        action="not processed: convert to TIFF")
 
     def take(self) -> list[ReadyFile]:
         """The next batch: waiting files up to ``batch_size`` frames (at least one file)."""

@@ -50,6 +50,9 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     low, high = float(data.min()), float(data.max())
     if low == high:
         return low
+    if data.dtype.kind == "f" and high - low > float(np.finfo(data.dtype).max):
+        # numpy's histogram subtracts the minimum in the data's dtype: inf past its range.
+        data = data.astype(np.float64)
     counts, edges = np.histogram(data, bins=bins, range=(low, high))
     counts = counts.astype(np.float64)  # products of voxel counts overflow int64 past ~3e9
     centres = (edges[:-1] + edges[1:]) / 2
@@ -69,9 +72,13 @@ def blurred_volume(volume: np.ndarray, sigma_px: float = REFERENCE_SIGMA_PX) -> 
     (what the model sees) and blurred per Z slice with a Gaussian of ``sigma_px`` (0: none)."""
     low, high = intensity_range(volume)
     data = np.clip(np.asarray(volume, dtype=np.float32), low, high)
+    # OpenCV adds the two taps at equal distance before weighting them: in float32 that
+    # overflows (inf - inf: NaN) for values beyond a quarter of float32's range.
+    wide = max(abs(low), abs(high)) > float(np.finfo(np.float32).max) / 4
     if sigma_px > 0:
         for z in range(data.shape[0]):  # in place: no second volume-sized copy
-            data[z] = cv2.GaussianBlur(data[z], (0, 0), sigma_px)
+            data[z] = cv2.GaussianBlur(data[z].astype(np.float64) if wide else data[z],
+                                       (0, 0), sigma_px)
     return data
 
 
@@ -135,7 +142,8 @@ def solid_is_brighter(volume: np.ndarray, mask: np.ndarray,
     rest = ~np.asarray(mask, dtype=bool) & finite
     if not solid.any() or not rest.any():
         return True
-    return bool(data[solid].mean() > data[rest].mean())
+    # float64 sums: float32 ones overflow for values near float32's largest.
+    return bool(data[solid].mean(dtype=np.float64) > data[rest].mean(dtype=np.float64))
 
 
 def threshold_agreement(volume: np.ndarray, mask: np.ndarray, solid_brighter: bool) -> float:
