@@ -5,8 +5,10 @@
    model on the same (pre-normalised) frames in two configurations: one session with T
    intra-op threads called from one thread (1xT), and one session with one intra-op thread
    called from T threads at once (Tx1); in ``--rounds`` interleaved rounds (bare(1xT),
-   replay, bare(Tx1), replay, ...: a machine shared with other jobs slows all alike); the
-   ratio of each replay to the faster bare configuration of its round; per stage, the
+   replay, bare(Tx1), replay, ...: a machine shared with other jobs slows all alike), after
+   one untimed replay of ``--batch-size`` frames (one-off imports; bare inference has its
+   warm-up run); the ratio of each replay to the faster bare configuration of its round;
+   per stage, the
    milliseconds per frame outside the network: wall time from the replay's rows
    (``read_ms`` (read + normalise), ``measure_ms``, ``confidence_ms``; hashing and the
    Parquet write timed on the same files and rows), and CPU time (``time.thread_time``) of
@@ -487,6 +489,17 @@ def main() -> None:
                                 streams=v if v == "auto" else int(v))
                 for v in settings}
         cfg = cfgs[settings[-1]]  # stages, latency and memory: the last setting
+        # One untimed replay of a few frames first: bare inference gets a warm-up run, and
+        # round 1's first replay would otherwise also pay one-off imports in its timed
+        # window (the service's modules, pandas through pyarrow's first conversion of lists:
+        # 0.3-0.6 s of a 3-4 s replay on the 2-core machine).
+        warm = work / "warm-up"
+        warm.mkdir()
+        for f in sorted(frames.glob("*.tif"))[:args.batch_size]:
+            shutil.copy(f, warm)
+        replay_fps(model, warm, work / "warm-up-out",
+                   write_config(work / "warm-up.toml", warm, work / "unused", model,
+                                args.threads, args.batch_size))
         bares = {f"1x{args.threads}": (args.threads, 1)}
         if args.threads > 1:
             bares[f"{args.threads}x1"] = (1, args.threads)

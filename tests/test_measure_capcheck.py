@@ -110,6 +110,38 @@ def test_triple_depth_reads_the_union_and_leaves_the_frame_border_out():
         math.degrees(2.0 / 40.0))
 
 
+def test_triple_depth_is_the_precise_distance_transform_at_the_point():
+    """The depth found among the window's background pixels is the value of OpenCV's precise
+    Euclidean distance transform of the padded union at the point's pixel (exact between
+    pixel centres, rounded once to float32), up to TRIPLE_WINDOW_PX: on random unions of
+    discs and bars, far from the frame's border."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(30, 140, 2))
+        rows, cols = np.mgrid[:h, :w]
+        union = np.zeros((h, w), bool)
+        for _ in range(int(rng.integers(1, 4))):
+            r, c, radius = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, 50)
+            union |= (rows - r) ** 2 + (cols - c) ** 2 < radius ** 2
+        bar = int(rng.integers(0, w // 2)), int(rng.integers(w // 2, w))  # a wire's end
+        union[int(rng.integers(0, h)):, bar[0]:bar[1]] = True
+        wire = union & (rng.random((h, w)) < 0.5)
+        droplet = union & ~wire
+        padded = np.zeros((h + 2, w + 2), np.uint8)
+        padded[1:-1, 1:-1] = union
+        exact = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        offset, frame = (100, 100), (h + 300, w + 300)
+        for _ in range(10):
+            point = np.array([rng.uniform(0, h - 1), rng.uniform(0, w - 1)]) + offset
+            i, j = int(round(point[0])) - offset[0] + 1, int(round(point[1])) - offset[1] + 1
+            squared = round(float(exact[i, j]) ** 2)
+            expected = min(float(np.sqrt(np.float32(squared))), float(TRIPLE_WINDOW_PX))
+            assert triple_point_depth_px(wire, droplet, offset, frame, (point, point)) \
+                == expected
+
+
 @settings(max_examples=30, deadline=None)
 @given(theta=st.floats(40.0, 170.0), a=st.floats(15.0, 60.0), axis=st.floats(-180.0, 180.0),
        shift=st.tuples(st.floats(-0.5, 0.5), st.floats(-0.5, 0.5)),

@@ -133,3 +133,17 @@ def test_fig1_crop_model_labels_are_refused():
     assert labels is not None and labels.dtype == np.uint8
     r = measure_contact_angle(labels)
     assert r.reason_code == "interface_not_line", (r.reason_code, r.reason)
+
+
+def test_the_shared_edges_counted_without_their_points_are_as_many():
+    """interface_points counts the wire/droplet pixel edges (without making their points)
+    where the iso-line gives the interface: the count is the number of points
+    _shared_edges makes, on random masks (touching, apart, overlapping, empty)."""
+    from nwwatch.measure.interface import _n_shared_edges, _shared_edges
+
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        a = rng.random((h, w)) < rng.uniform(0.0, 0.9)
+        b = (rng.random((h, w)) < rng.uniform(0.0, 0.9)) & (~a if rng.random() < 0.8 else True)
+        assert _n_shared_edges(a, b) == len(_shared_edges(a, b)[0])

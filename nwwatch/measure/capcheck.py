@@ -119,8 +119,9 @@ def triple_point_depth_px(
     measured components' filled masks, whose pixel (0, 0) is the image's pixel ``offset``
     (row, col), the frame being ``frame_shape`` (H, W); ``triple_points`` two (row, col)
     points in image coordinates. For each triple point inside the frame: the distance from
-    the pixel centre nearest to it to the nearest background pixel (``cv2.distanceTransform``
-    in a window of :data:`TRIPLE_WINDOW_PX` about it; deeper reads as that much); the
+    the pixel centre nearest to it to the nearest background pixel centre (the exact
+    Euclidean distance transform's value there, searched in a window of
+    :data:`TRIPLE_WINDOW_PX` about it; deeper reads as that much); the
     frame's border counts as unknown, not background, and a point nearer the border than to
     any background is left out (a point in the frame beyond the crop lies in background: 0).
     Returns the smaller of the decidable distances, or None.
@@ -145,12 +146,12 @@ def triple_point_depth_px(
         if window.all():
             depth = float(k)
         else:
-            dist = cv2.distanceTransform(window, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-            # The exact distance between pixel centres is the root of an integer; OpenCV's
-            # float32 value of it can differ in the last bit with the window's address in
-            # memory, so the root is taken again, rounded once to float32: the same value
-            # whatever the address.
-            squared = round(float(dist[i - wi0, j - wj0]) ** 2)
+            # The exact (precise) distance transform's value at the point: the root of the
+            # squared distance to the nearest background pixel centre of the window, rounded
+            # once to float32; found among the window's background pixels directly (a fifth
+            # of cv2.distanceTransform's time for the one pixel read).
+            rows, cols = np.divmod(np.flatnonzero(window == 0), window.shape[1])
+            squared = int(((rows - (i - wi0)) ** 2 + (cols - (j - wj0)) ** 2).min())
             depth = min(float(np.sqrt(np.float32(squared))), float(k))
         if depth < border:
             depths.append(depth)

@@ -86,7 +86,10 @@ def _blobs(
                                        cv2.CHAIN_APPROX_SIMPLE, offset=shift)
     if not contours:
         return []
-    areas = [cv2.contourArea(c) + 0.5 * cv2.arcLength(c, True) + 1.0 for c in contours]
+    # A one-point contour (a lone pixel: half the specks of a network's labels) has no area
+    # and no length: 1.0, without the two calls.
+    areas = [1.0 if len(c) == 1 else cv2.contourArea(c) + 0.5 * cv2.arcLength(c, True) + 1.0
+             for c in contours]
     limit = max(MIN_AREA_PX, MIN_AREA_FRACTION * max(areas))
     # Boxes of the kept blobs only (most contours of a network's labels are specks).
     return sorted(((c, a, cv2.boundingRect(c)) for c, a in zip(contours, areas, strict=True)

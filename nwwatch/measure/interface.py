@@ -84,6 +84,13 @@ class FacetLine:
         return (pts - self.point) @ self.direction
 
 
+def _n_shared_edges(a: np.ndarray, b: np.ndarray) -> int:
+    """How many pixel edges lie between ``a`` and ``b`` pixels: ``len`` of
+    :func:`_shared_edges`'s points, without making them."""
+    return (np.count_nonzero((a[:-1] & b[1:]) | (b[:-1] & a[1:]))
+            + np.count_nonzero((a[:, :-1] & b[:, 1:]) | (b[:, :-1] & a[:, 1:])))
+
+
 def _shared_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Midpoints of the pixel edges between ``a`` and ``b`` pixels (4-neighbours) with the
     pixel centres on either side: (points, a_side, b_side)."""
@@ -119,10 +126,9 @@ def interface_points(
     x, y, w, h = cv2.boundingRect(droplet.view(np.uint8))
     r0, c0 = max(y - 1, 0), max(x - 1, 0)
     r1, c1 = y + h + 1, x + w + 1
-    pts, w_side, d_side = _shared_edges(wire[r0:r1, c0:c1], droplet[r0:r1, c0:c1])
-    corner = np.array([r0, c0])
-    pts, w_side, d_side = pts + corner, w_side + corner, d_side + corner
-    if drop_fine is not None and len(pts) >= MIN_SHARED_POINTS:
+    wire_box, drop_box = wire[r0:r1, c0:c1], droplet[r0:r1, c0:c1]
+    # With the iso-line, the shared edges are only counted (their points are not used).
+    if drop_fine is not None and _n_shared_edges(wire_box, drop_box) >= MIN_SHARED_POINTS:
         # Crossings between a droplet pixel and a wire pixel: the interface itself (not the
         # free surface next to the triple points).
         on = wire[drop_fine.outside[:, 0], drop_fine.outside[:, 1]]
@@ -131,6 +137,9 @@ def interface_points(
             return InterfacePoints(drop_fine.points[on], np.zeros(n, np.int64),
                                    -np.ones((n, 2), np.int64), -np.ones((n, 2), np.int64),
                                    iso=True)
+    pts, w_side, d_side = _shared_edges(wire_box, drop_box)
+    corner = np.array([r0, c0])
+    pts, w_side, d_side = pts + corner, w_side + corner, d_side + corner
     if len(pts) >= MIN_SHARED_POINTS:
         return InterfacePoints(pts, np.zeros(len(pts), np.int64), w_side, d_side)
     # A background gap: the wire's edge facing the droplet and the droplet's facing the wire.

@@ -109,11 +109,15 @@ def expected_iou(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     # every pixel is class 0's, so per-class sums there follow from the whole-frame ones.
     x, y, w, h = cv2.boundingRect(lab)
     box_labels, box = lab[y:y + h, x:x + w], probs[:, y:y + h, x:x + w]
-    count = np.bincount(box_labels.ravel(), minlength=n_classes)[:n_classes].astype(np.float64)
-    count[0] += lab.size - box_labels.size
+    count = np.zeros(n_classes)
     inside = np.zeros(n_classes)
     for c in range(n_classes):
-        inside[c] = box[c][box_labels == c].sum()
+        # One mask per class gives the count and the sum (np.bincount of uint8 labels
+        # converts the box to intp first: a third of this function's time).
+        mask = box_labels == c
+        count[c] = np.count_nonzero(mask)
+        inside[c] = box[c][mask].sum()
+    count[0] += lab.size - box_labels.size
     inside[0] += total[0] - float(box[0].sum())
     union = count + total - inside
     with np.errstate(invalid="ignore", divide="ignore"):
