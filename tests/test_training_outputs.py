@@ -81,6 +81,24 @@ def test_resume_refuses_a_setting_it_would_ignore(run, given, named):
     assert "epoch 2" not in result.output and checkpoint.read_bytes() == before
 
 
+def test_resume_refuses_fewer_epochs_than_the_run_has(tmp_path):
+    # before: `--resume --epochs 1` of a 3-epoch run dropped the 1 without a word and trained
+    # on to epoch 3 (the user meant to stop early)
+    data = make_folder(tmp_path / "data", n=3, size=32)
+    out = tmp_path / "m.onnx"
+    result = _train(str(data), "--out", str(out), "--epochs", "3", "--model-options", TINY,
+                    *FAST)
+    assert result.exit_code == 0, result.output
+    checkpoint = out.with_suffix(".pt")
+    before = checkpoint.read_bytes()
+    for extra in ([], ["--export-only"]):
+        result = _train("--resume", *extra, "--out", str(out), "--epochs", "1", "--quiet")
+        assert result.exit_code == 2, result.output
+        assert "--epochs 1" in result.output and "3 epochs" in result.output
+        assert str(checkpoint) in result.output and "--export-only" in result.output
+        assert "epoch 1/" not in result.output and checkpoint.read_bytes() == before
+
+
 def test_resume_accepts_the_run_s_own_settings_and_a_moved_data_folder(run, tmp_path):
     data, out = run
     work = tmp_path / "work"

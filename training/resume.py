@@ -55,8 +55,16 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
     ``given``: the fields set on the command line. One of them that differs from the
     checkpoint's raises :class:`ResumeSettingError` naming the option, both values and the
     checkpoint, except ``data``: a DATA folder given replaces the checkpoint's (a moved folder;
-    the caller's data hash check refuses other data). ``epochs`` only lengthens a run.
+    the caller's data hash check refuses other data). ``epochs`` only lengthens a run: a
+    smaller count given is refused.
     """
+    if "epochs" in given and config.epochs < saved.epochs:
+        # before: the smaller count was dropped without a word and the run went on to the
+        # checkpoint's own (a --resume --epochs 40 of a 500-epoch run trained 500)
+        raise ResumeSettingError(
+            f"--epochs {config.epochs}: {checkpoint} is a run of {saved.epochs} epochs, and "
+            f"--resume only lengthens a run (give --epochs {saved.epochs} or more, or leave it "
+            f"out); to stop it where it is, --resume --export-only exports its best weights")
     for name in given:
         if name in CHANGEABLE or name == "data":
             continue
