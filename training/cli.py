@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import shlex
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -339,14 +340,16 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if volume is not None and not (resume or export_only):
         if (ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE
                 and init_weights is None):
-            _select_volume_method(config, candidates)
+            with _interrupt_explained(out, epochs=False):
+                _select_volume_method(config, candidates)
             return
     if config.data is not None and not (resume or export_only):
         for label_path in mask_like_labels(config.data):
             click.echo(mask_warning(label_path))
     try:
-        result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
-                     export_only=export_only, given=given_settings(ctx))
+        with _interrupt_explained(out):
+            result = run(config, resume=resume or export_only, progress=not quiet,
+                         echo=click.echo, export_only=export_only, given=given_settings(ctx))
     except ResumeSettingError as exc:
         raise click.UsageError(str(exc)) from None
     except (DatasetLayoutError, TrainingError, CheckpointError, SamplerError, ValueError,
@@ -361,6 +364,36 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         click.echo(_int8_not_kept(result.reports.get("int8")))
     for key, value in sorted(result.metrics.items()):
         click.echo(f"  {key}: {value:.4f}")
+
+
+#: Exit status of a run stopped by Ctrl-C (as `nwwatch replay`'s).
+EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def _interrupt_explained(out: Path, epochs: bool = True) -> Iterator[None]:
+    """Ctrl-C during a run: say what is kept and how to go on, exit 130 (before: click's bare
+    "Aborted!", exit 1, left the user to guess whether MODEL.pt or MODEL.onnx could be used).
+    The model is written under a temporary name and renamed once verified, so ``out`` is
+    never left half-written; the checkpoint is rewritten atomically after every epoch.
+    ``epochs`` False: the method selection of ``--volume``, whose folds keep no checkpoint."""
+    from training.checkpoint import checkpoint_path
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        checkpoint = checkpoint_path(out)
+        if checkpoint.is_file():
+            what = (f"{checkpoint} holds the run up to its last finished epoch: `nwwatch train "
+                    f"--resume --out {out}` continues it, `nwwatch train --resume "
+                    f"--export-only --out {out}` exports its best weights now")
+        elif epochs:
+            what = "no checkpoint was saved (no epoch had finished)"
+        else:
+            what = "nothing was saved: run the command again"
+        click.echo(f"train interrupted (Ctrl-C): {what}; a model file is only ever written "
+                   f"whole, after its verification", err=True)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def _int8_not_kept(report) -> str:
