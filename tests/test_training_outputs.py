@@ -157,6 +157,38 @@ def test_an_int8_model_not_kept_is_one_plain_line(tmp_path, monkeypatch):
     assert "int8 model not kept: no QLinearConv here\n" in result.output
 
 
+def test_an_earlier_int8_model_is_never_replaced_nor_left_as_this_models(tmp_path, monkeypatch):
+    # before: a new run with --quantize int8 replaced an earlier run's m-int8.onnx when its own
+    # was kept, and left it beside the new m.onnx (as if its INT8 copy) when it was not
+    import training.quantize
+    from training.quantize import QuantizeReport
+
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    out = tmp_path / "m.onnx"
+    earlier = tmp_path / "m-int8.onnx"
+    earlier.write_bytes(b"an earlier run's INT8 model")
+    args = ["--epochs", "1", "--model-options", TINY, *FAST]
+    result = _train(str(data), "--out", str(out), "--quantize", "int8", *args)
+    assert result.exit_code == 2 and str(earlier) in result.output, result.output
+    assert "epoch" not in result.output and not out.exists()
+    assert earlier.read_bytes() == b"an earlier run's INT8 model"
+    # Without --quantize the file is not the run's business: it trains.
+    result = _train(str(data), "--out", str(out), *args)
+    assert result.exit_code == 0, result.output
+    assert earlier.read_bytes() == b"an earlier run's INT8 model"
+    # A resume that exports again, its INT8 model not kept this time, names the stale one.
+    report = QuantizeReport(kept=False, agreement=0.98, min_agreement=0.999,
+                            per_image_agreement=(0.98,), calibration_images=2,
+                            validation_images=1, fp32_size_bytes=1, path=None, sha256=None,
+                            int8_size_bytes=None)
+    monkeypatch.setattr(training.quantize, "quantize_int8", lambda *a, **k: report)
+    result = _train("--resume", "--export-only", "--quantize", "int8", "--out", str(out),
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (f"warning: {earlier} is the INT8 model of the weights exported before, not of "
+            f"{out}") in result.output
+
+
 def test_resume_from_slim_weights_says_what_they_are(tmp_path):
     # before: KeyError: 'config' (a traceback) for the weights of --init under MODEL.pt
     from training.weights import shipped_weights

@@ -35,6 +35,11 @@ def checkpoint_path(out: str | os.PathLike[str]) -> Path:
     return Path(out).with_suffix(".pt")
 
 
+def int8_path(out: str | os.PathLike[str]) -> Path:
+    """``MODEL.onnx`` -> ``MODEL-int8.onnx``, where ``--quantize int8`` writes (same folder)."""
+    return Path(out).with_name(f"{Path(out).stem}-int8.onnx")
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` with nwwatch's atomic writer: a Ctrl-C or a failure while
     it is written leaves the previous checkpoint whole and no temporary file (before: a

@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import shlex
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,7 +244,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     DATA/dataset.toml; or a tomogram: --volume V.tif --slice Z --labels L.png.
     """
     from nwwatch.options import require_writable
-    from training.checkpoint import CheckpointError
+    from training.checkpoint import CheckpointError, int8_path
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
     from training.engine import train as run
@@ -255,6 +254,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         check_out,
         check_paradigm_options,
         given_settings,
+        interrupt_explained,
         remove_empty,
     )
     from training.sampler import SamplerError
@@ -282,7 +282,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if len(slice_index) != len(labels):
         raise click.UsageError(f"{len(slice_index)} --slice but {len(labels)} --labels: give "
                                f"one labels file per labeled slice, in the same order")
-    check_out(out, resume or export_only)
+    check_out(out, resume or export_only, quantize)
     # Before the training, not at its first checkpoint: the .onnx and .pt go to one folder.
     # Folders made for it are removed again if the run ends with nothing written there.
     new_folders = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
@@ -340,14 +340,14 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if volume is not None and not (resume or export_only):
         if (ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE
                 and init_weights is None):
-            with _interrupt_explained(out, epochs=False):
+            with interrupt_explained(out, epochs=False):
                 _select_volume_method(config, candidates)
             return
     if config.data is not None and not (resume or export_only):
         for label_path in mask_like_labels(config.data):
             click.echo(mask_warning(label_path))
     try:
-        with _interrupt_explained(out):
+        with interrupt_explained(out):
             result = run(config, resume=resume or export_only, progress=not quiet,
                          echo=click.echo, export_only=export_only, given=given_settings(ctx))
     except ResumeSettingError as exc:
@@ -360,40 +360,13 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         click.echo(f"model: {result.out}")
     if result.int8 is not None:
         click.echo(f"int8 model: {result.int8}")
-    elif quantize:
-        click.echo(_int8_not_kept(result.reports.get("int8")))
+    elif "int8" in result.reports:  # asked for now, or by the resumed run's own settings
+        click.echo(_int8_not_kept(result.reports["int8"]))
+        if int8_path(out).exists():  # a resume's earlier export: not these weights' copy
+            click.echo(f"warning: {int8_path(out)} is the INT8 model of the weights exported "
+                       f"before, not of {out}: remove it, or keep it under another name")
     for key, value in sorted(result.metrics.items()):
         click.echo(f"  {key}: {value:.4f}")
-
-
-#: Exit status of a run stopped by Ctrl-C (as `nwwatch replay`'s).
-EXIT_INTERRUPTED = 130
-
-
-@contextlib.contextmanager
-def _interrupt_explained(out: Path, epochs: bool = True) -> Iterator[None]:
-    """Ctrl-C during a run: say what is kept and how to go on, exit 130 (before: click's bare
-    "Aborted!", exit 1, left the user to guess whether MODEL.pt or MODEL.onnx could be used).
-    The model is written under a temporary name and renamed once verified, so ``out`` is
-    never left half-written; the checkpoint is rewritten atomically after every epoch.
-    ``epochs`` False: the method selection of ``--volume``, whose folds keep no checkpoint."""
-    from training.checkpoint import checkpoint_path
-
-    try:
-        yield
-    except KeyboardInterrupt:
-        checkpoint = checkpoint_path(out)
-        if checkpoint.is_file():
-            what = (f"{checkpoint} holds the run up to its last finished epoch: `nwwatch train "
-                    f"--resume --out {out}` continues it, `nwwatch train --resume "
-                    f"--export-only --out {out}` exports its best weights now")
-        elif epochs:
-            what = "no checkpoint was saved (no epoch had finished)"
-        else:
-            what = "nothing was saved: run the command again"
-        click.echo(f"train interrupted (Ctrl-C): {what}; a model file is only ever written "
-                   f"whole, after its verification", err=True)
-        sys.exit(EXIT_INTERRUPTED)
 
 
 def _int8_not_kept(report) -> str:

@@ -1,17 +1,20 @@
 """Checks of a ``nwwatch train`` command line before any data are read: which ``--out`` it
 may write (and the folders made for it, removed when nothing was written there), the settings
-given (which ``--resume`` compares with the checkpoint's), options of another paradigm."""
+given (which ``--resume`` compares with the checkpoint's), options of another paradigm; and
+what a run stopped by Ctrl-C tells the user."""
 
 from __future__ import annotations
 
 import contextlib
+import sys
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from training.checkpoint import checkpoint_path
+from training.checkpoint import checkpoint_path, int8_path
 from training.config import OPTION_PARADIGMS, TrainConfig
 
 
@@ -22,16 +25,19 @@ def remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def check_out(out: Path, resume: bool) -> None:
+def check_out(out: Path, resume: bool, quantize: str | None = None) -> None:
     """Usage errors for an ``--out`` whose checkpoint would be the model itself, and, unless
-    resuming, for the files of an earlier run (or any model) that the run would replace."""
+    resuming, for the files of an earlier run (or any model) that the run would replace:
+    with ``quantize``, ``MODEL-int8.onnx`` too (before: replaced when the new INT8 model was
+    kept, and left beside a model it is not the INT8 copy of when it was not)."""
     if out.suffix.lower() != ".onnx":  # MODEL.pt would be overwritten by the export
         raise click.BadParameter(f"{out}: give a MODEL.onnx file (its checkpoint goes to "
                                  f"{checkpoint_path(out.with_suffix('.onnx')).name} next to it)",
                                  param_hint="'--out'")
     if resume:
         return
-    there = [p for p in (out, checkpoint_path(out)) if p.exists()]
+    mine = (out, checkpoint_path(out), *((int8_path(out),) if quantize else ()))
+    there = [p for p in mine if p.exists()]
     if there:
         raise click.BadParameter(f"{' and '.join(map(str, there))} already there (an earlier "
                                  f"run?); nothing is overwritten: give --resume to continue "
@@ -92,3 +98,31 @@ def check_init_and_frozen_encoder(init: str | None, frozen_encoder: Path | None)
         raise click.UsageError(f"--init {weights} and --frozen-encoder {frozen} are different "
                                f"weights, and --init would replace the frozen encoder: give "
                                f"the same weights to both, or only one of them")
+
+
+#: Exit status of a run stopped by Ctrl-C (as `nwwatch replay`'s).
+EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def interrupt_explained(out: Path, epochs: bool = True) -> Iterator[None]:
+    """Ctrl-C during a run: say what is kept and how to go on, exit 130 (before: click's bare
+    "Aborted!", exit 1, left the user to guess whether MODEL.pt or MODEL.onnx could be used).
+    The model is written under a temporary name and renamed once verified, so ``out`` is
+    never left half-written; the checkpoint is rewritten atomically after every epoch.
+    ``epochs`` False: the method selection of ``--volume``, whose folds keep no checkpoint."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        checkpoint = checkpoint_path(out)
+        if checkpoint.is_file():
+            what = (f"{checkpoint} holds the run up to its last finished epoch: `nwwatch train "
+                    f"--resume --out {out}` continues it, `nwwatch train --resume "
+                    f"--export-only --out {out}` exports its best weights now")
+        elif epochs:
+            what = "no checkpoint was saved (no epoch had finished)"
+        else:
+            what = "nothing was saved: run the command again"
+        click.echo(f"train interrupted (Ctrl-C): {what}; a model file is only ever written "
+                   f"whole, after its verification", err=True)
+        sys.exit(EXIT_INTERRUPTED)
