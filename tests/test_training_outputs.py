@@ -119,6 +119,24 @@ def test_resume_accepts_the_run_s_own_settings_and_a_moved_data_folder(run, tmp_
     assert f"--init {resumed.with_suffix('.pt')}" in result.output
 
 
+def test_resume_after_the_data_folder_moved_says_to_give_its_new_place(tmp_path):
+    # before: "DATA: data folder not found", naming a folder the user had not given
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    out = tmp_path / "m.onnx"
+    result = _train(str(data), "--out", str(out), "--epochs", "1", "--model-options", TINY,
+                    *FAST)
+    assert result.exit_code == 0, result.output
+    data.rename(tmp_path / "moved")
+    result = _train("--resume", "--out", str(out), "--epochs", "2", "--quiet")
+    assert result.exit_code == 2, result.output
+    assert f"{data}: the DATA folder {out.with_suffix('.pt')} was trained on is not there" \
+        in result.output
+    assert "give its new place as DATA with --resume" in result.output
+    result = _train(str(tmp_path / "moved"), "--resume", "--out", str(out), "--epochs", "2",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+
+
 def test_a_run_refused_on_its_data_leaves_no_new_folder(tmp_path):
     # before: the folders of --out were created (to try a file there) and left behind
     data = make_folder(tmp_path / "data", n=2, size=32)

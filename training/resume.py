@@ -81,6 +81,11 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
                 f"--exporter and --quantize may change); for a new run give another --out")
     if "data" in given and config.data is not None:
         saved.data = config.data
+    elif saved.data is not None and not Path(saved.data).is_dir():
+        # before: "DATA: data folder not found", as if the folder named were the user's mistake
+        raise ResumeSettingError(
+            f"{saved.data}: the DATA folder {checkpoint} was trained on is not there; moved? "
+            f"give its new place as DATA with --resume (the data hash checks it is the same)")
     saved.epochs = max(saved.epochs, config.epochs)
     saved.device, saved.exporter = config.device, config.exporter
     saved.threads, saved.out = config.threads, config.out
