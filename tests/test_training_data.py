@@ -159,6 +159,20 @@ def test_dataset_toml_classes_and_bad_keys(tmp_path):
             "dataset.toml")
 
 
+@pytest.mark.parametrize(("classes", "named"), [
+    ('["background", "droplet", "nanowire"]', "names 'nanowire' as class 2"),
+    ('["bg", "Droplet"]', "names 'Droplet' as class 1"),
+])
+def test_an_insitu_dataset_naming_its_classes_in_another_order_is_refused(tmp_path, classes,
+                                                                          named):
+    # before: the model trained with class 1 = droplet, and the service (which reads class 1
+    # as the nanowire and 2 as the droplet) measured it without a word
+    root = make_folder(tmp_path / "d", n=2)
+    (root / "dataset.toml").write_text(f'kind = "insitu"\nclasses = {classes}\n')
+    _expect(root, rf"classes: .* {named}, but in-situ labels are read as 0 background, 1 "
+                  rf"nanowire, 2 droplet whatever the names", "dataset.toml")
+
+
 @pytest.mark.parametrize("classes", ['["pore", "solid", "metal"]', '["solid"]'])
 def test_a_tomogram_dataset_names_two_classes(tmp_path, classes):
     # The tomogram workflow is binary (0 pore or vacuum, 1 solid): a third class named in

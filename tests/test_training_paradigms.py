@@ -144,14 +144,16 @@ def test_pseudo_label_teacher_of_other_classes_is_refused(tmp_path, suffix):
     train(TrainConfig(out=str(tmp_path / "t.onnx"), data=str(data), epochs=1,
                       steps_per_epoch=1, batch_size=2, crop=32, model_options=TINY,
                       val_fraction=0.0, exporter="legacy"), progress=False)
-    (data / "dataset.toml").write_text('classes = ["background", "droplet", "nanowire"]\n')
+    # (a reordered in-situ list, the case this test was written for, is now refused by the
+    # DATA folder's own check, nwwatch.io.dataset; other names still reach the teacher's)
+    (data / "dataset.toml").write_text('classes = ["background", "wire", "drop"]\n')
     student = TrainConfig(out=str(tmp_path / "s.onnx"), data=str(data), epochs=1,
                           paradigm="pseudo-label", teacher=str(tmp_path / f"t{suffix}"),
                           steps_per_epoch=1, batch_size=2, crop=32, export=False,
                           model_options=TINY)
     with pytest.raises(ValueError, match=rf"t\{suffix}: the teacher's classes \['background', "
                                          r"'nanowire', 'droplet'\], the data's \['background', "
-                                         r"'droplet', 'nanowire'\]"):
+                                         r"'wire', 'drop'\]"):
         train(student, progress=False)
     assert not (tmp_path / "s.pt").exists()
 
