@@ -149,6 +149,15 @@ def test_empty_folder(tmp_path):
                             r"DATA/labels/<stem>\.png", "e")
 
 
+@pytest.mark.parametrize("sub", ["images", "labels"])
+def test_a_data_folders_images_or_labels_given_as_data_names_the_folder_to_give(tmp_path, sub):
+    # before: "DATA/images/labels: labels folder not found", which sends the user looking
+    # for a labels folder inside images/
+    root = make_folder(tmp_path / "d", n=2)
+    _expect(root / sub, rf"labels folder not found \(DATA/labels/<stem>\.png\); {root / sub} "
+                        rf"is a DATA folder's {sub}/: give {root} as DATA$", "labels")
+
+
 def test_dataset_toml_classes_and_bad_keys(tmp_path):
     root = make_folder(tmp_path / "d", n=2)
     (root / "dataset.toml").write_text('kind = "insitu"\nclasses = ["bg", "wire", "drop"]\n')

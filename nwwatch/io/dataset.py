@@ -232,10 +232,9 @@ def read_dataset_toml(root: Path) -> tuple[str, tuple[str, ...], str]:
 
 
 def _check_insitu_order(path: Path, classes: list[str]) -> None:
-    """An in-situ class list that names the wire or the droplet at another index than the
-    measurement reads them (1 nanowire, 2 droplet) is refused: before, ``["background",
-    "droplet", "nanowire"]`` trained a model whose droplet the service measured as the wire
-    without a word. Names beyond that (``["bg", "wire", "drop"]``) are the user's."""
+    """Refuse an in-situ class list naming the wire or the droplet at another index than the
+    measurement reads them (before: ``["background", "droplet", "nanowire"]`` trained a model
+    whose droplet the service measured as the wire). Other names are the user's."""
     for index, (word, name) in enumerate(zip(("", "wire", "drop"), INSITU_CLASSES,
                                              strict=True)):
         misplaced = [k for k, c in enumerate(classes) if word and word in c.lower()
@@ -271,8 +270,11 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
                                        "DATA` writes them)")
     image_dir = image_folder(root)
     label_dir = root / "labels"
-    if not label_dir.is_dir():
-        raise DatasetLayoutError(label_dir, "labels folder not found (DATA/labels/<stem>.png)")
+    if not label_dir.is_dir():  # DATA/images given as DATA: say so, not "images/labels"
+        hint = (f"; {root} is a DATA folder's {root.name}/: give {root.parent} as DATA"
+                if root.name in ("images", "labels") and (root.parent / "labels").is_dir() else "")
+        raise DatasetLayoutError(label_dir, f"labels folder not found (DATA/labels/<stem>.png)"
+                                            f"{hint}")
     images = list_images(image_dir)
     if not images:
         raise DatasetLayoutError(image_dir, "no images (.tif, .tiff, .png) in this folder")
