@@ -169,8 +169,8 @@ def test_dataset_toml_classes_and_bad_keys(tmp_path):
 
 
 @pytest.mark.parametrize(("classes", "named"), [
-    ('["background", "droplet", "nanowire"]', "names 'nanowire' as class 2"),
-    ('["bg", "Droplet"]', "names 'Droplet' as class 1"),
+    ('["background", "droplet", "nanowire"]', "name 'nanowire' as class 2"),
+    ('["bg", "Droplet"]', "name 'Droplet' as class 1"),
 ])
 def test_an_insitu_dataset_naming_its_classes_in_another_order_is_refused(tmp_path, classes,
                                                                           named):
@@ -178,8 +178,21 @@ def test_an_insitu_dataset_naming_its_classes_in_another_order_is_refused(tmp_pa
     # as the nanowire and 2 as the droplet) measured it without a word
     root = make_folder(tmp_path / "d", n=2)
     (root / "dataset.toml").write_text(f'kind = "insitu"\nclasses = {classes}\n')
-    _expect(root, rf"classes: .* {named}, but in-situ labels are read as 0 background, 1 "
-                  rf"nanowire, 2 droplet whatever the names", "dataset.toml")
+    _expect(root, rf"classes \[.*\] {named}, but in-situ labels are read as 0 background, 1 "
+                  rf"nanowire, 2 droplet whatever the names .*: renumber the labels",
+            "dataset.toml")
+
+
+def test_an_insitu_dataset_of_two_classes_is_not_trained(tmp_path):
+    # before: it trained a model that measure, replay and the service cannot measure (no
+    # droplet class 2: `measure --model` stopped with an IndexError)
+    root = make_folder(tmp_path / "d", n=2)
+    for label in (root / "labels").glob("*.png"):
+        values = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(label), np.where(values == 2, 255, values).astype(np.uint8))
+    (root / "dataset.toml").write_text('kind = "insitu"\nclasses = ["background", "wire"]\n')
+    _expect(root, r"classes \['background', 'wire'\]: an in-situ model needs 0 background, 1 "
+                  r"nanowire, 2 droplet", "dataset.toml")
 
 
 @pytest.mark.parametrize("classes", ['["pore", "solid", "metal"]', '["solid"]'])

@@ -67,7 +67,9 @@ def test_init_checks_the_number_of_classes(tmp_path):
     data = make_folder(tmp_path / "data", n=4, size=32)
     _run(tmp_path, "base", data, epochs=1, model_options=dict(TINY))
     two = make_folder(tmp_path / "two", n=4, size=32)
-    (two / "dataset.toml").write_text('classes = ["pore", "solid"]\n')
+    # (a tomogram folder: an in-situ one of two classes is refused before --init is read)
+    (two / "dataset.toml").write_text('kind = "tomogram"\nclasses = ["pore", "solid"]\n'
+                                      'normalization_scope = "image"\n')
     for label in (two / "labels").glob("*.png"):
         image = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
         cv2.imwrite(str(label), (image > 0).astype("uint8"))

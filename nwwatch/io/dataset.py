@@ -37,7 +37,12 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from nwwatch.classes import INSITU_CLASSES, TOMOGRAM_CLASSES, UNLABELED
+from nwwatch.classes import (
+    INSITU_CLASSES,
+    TOMOGRAM_CLASSES,
+    UNLABELED,
+    misplaced_insitu_class,
+)
 from nwwatch.io.errors import InputError, UnsupportedDtypeError
 from nwwatch.io.records import Frame, Volume
 from nwwatch.io.tiff import check_tomogram, read_frames, read_volume
@@ -222,30 +227,15 @@ def read_dataset_toml(root: Path) -> tuple[str, tuple[str, ...], str]:
     if (not isinstance(classes, list) or len(classes) < 2
             or not all(isinstance(c, str) for c in classes)):
         raise DatasetLayoutError(path, "classes: expected a list of at least two names")
-    if kind == "insitu":
-        _check_insitu_order(path, classes)
+    misplaced = misplaced_insitu_class(classes) if kind == "insitu" else None
+    if misplaced:  # before: a model whose droplet the service measured as the wire
+        raise DatasetLayoutError(path, f"{misplaced}: renumber the labels to that order and "
+                                       f"list the classes so")
     scope = config.get("normalization_scope", "image" if kind == "insitu" else "volume")
     if scope not in ("image", "volume"):
         raise DatasetLayoutError(path, f"normalization_scope: {scope!r} must be 'image' or "
                                        f"'volume'")
     return kind, tuple(classes), scope
-
-
-def _check_insitu_order(path: Path, classes: list[str]) -> None:
-    """Refuse an in-situ class list naming the wire or the droplet at another index than the
-    measurement reads them (before: ``["background", "droplet", "nanowire"]`` trained a model
-    whose droplet the service measured as the wire). Other names are the user's."""
-    for index, (word, name) in enumerate(zip(("", "wire", "drop"), INSITU_CLASSES,
-                                             strict=True)):
-        misplaced = [k for k, c in enumerate(classes) if word and word in c.lower()
-                     and k != index]
-        if misplaced:
-            raise DatasetLayoutError(
-                path, f"classes: {classes!r} names {classes[misplaced[0]]!r} as class "
-                      f"{misplaced[0]}, but in-situ labels are read as 0 background, 1 "
-                      f"nanowire, 2 droplet whatever the names (the measurement, the runtime "
-                      f"and the labelling tool): renumber the labels so that the {name} is "
-                      f"{index}, and list the classes in that order")
 
 
 def image_folder(root: Path) -> Path:
