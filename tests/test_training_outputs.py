@@ -137,6 +137,28 @@ def test_resume_after_the_data_folder_moved_says_to_give_its_new_place(tmp_path)
     assert result.exit_code == 0, result.output
 
 
+def test_a_resume_started_in_another_folder_finds_relative_inputs(tmp_path, monkeypatch):
+    # before: the checkpoint kept DATA and --teacher as typed ("data", "t.onnx"), so a resume
+    # from another folder looked for them there ("data: data folder not found")
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    make_folder(tmp_path / "data", n=3, size=32, unlabeled=1)
+    result = _train("data", "--out", "t.onnx", "--epochs", "1", "--model-options", TINY, *FAST)
+    assert result.exit_code == 0, result.output
+    result = _train("data", "--out", "runs/s.onnx", "--paradigm", "pseudo-label", "--teacher",
+                    "t.onnx", "--epochs", "1", "--model-options", TINY, *FAST)
+    assert result.exit_code == 0, result.output
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    out = tmp_path / "runs" / "s.onnx"
+    result = _train("--resume", "--out", str(out), "--epochs", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    config = load_checkpoint(out.with_suffix(".pt"))["config"]
+    assert os.path.realpath(config["data"]) == os.path.realpath(tmp_path / "data")
+    assert os.path.realpath(config["teacher"]) == os.path.realpath(tmp_path / "t.onnx")
+
+
 def test_a_run_refused_on_its_data_leaves_no_new_folder(tmp_path):
     # before: the folders of --out were created (to try a file there) and left behind
     data = make_folder(tmp_path / "data", n=2, size=32)

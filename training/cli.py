@@ -250,6 +250,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.engine import train as run
     from training.resume import ResumeSettingError
     from training.runfiles import (
+        absolute,
         check_init_and_frozen_encoder,
         check_out,
         check_paradigm_options,
@@ -309,12 +310,13 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     # The fine-tuning split rule belongs to its default split, not to a --val-fraction given.
     val_min_images = defaults["val_min_images"] if val_fraction is None else 2
     config = TrainConfig(
-        out=str(out), data=str(data) if data else None, paradigm=paradigm, arch=chosen["arch"],
+        # Input paths absolute: a --resume from another folder reads the same files.
+        out=str(out), data=absolute(data), paradigm=paradigm, arch=chosen["arch"],
         model_options=dict(chosen["model_options"]), init=init_weights,
-        volume=str(volume) if volume else None,
+        volume=absolute(volume),
         slice_index=(slice_index[0] if len(slice_index) == 1 else list(slice_index))
         if slice_index else None,
-        labels=(str(labels[0]) if len(labels) == 1 else [str(p) for p in labels])
+        labels=(absolute(labels[0]) if len(labels) == 1 else [absolute(p) for p in labels])
         if labels else None,
         epochs=chosen["epochs"], steps_per_epoch=chosen["steps_per_epoch"],
         batch_size=chosen["batch_size"], optimizer=chosen["optimizer"], lr=chosen["lr"],
@@ -328,8 +330,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         perturbations=tuple(p.strip() for p in perturbations.split(",")) if perturbations
         else None,
         aux_per_perturbation=aux_per_perturbation, perturb_skips=perturb_skips,
-        frozen_encoder=str(frozen_encoder) if frozen_encoder else None,
-        teacher=str(teacher) if teacher else None, confidence=confidence,
+        frozen_encoder=absolute(frozen_encoder),
+        teacher=absolute(teacher), confidence=confidence,
         embedding_dim=embedding_dim, temperature=temperature, self_temperature=self_temperature,
         self_negatives=self_negatives,
         contrastive_supervised_weight=contrastive_supervised_weight,

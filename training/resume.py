@@ -83,9 +83,12 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
         saved.data = config.data
     elif saved.data is not None and not Path(saved.data).is_dir():
         # before: "DATA: data folder not found", as if the folder named were the user's mistake
+        relative = "" if os.path.isabs(saved.data) else (
+            " (a path relative to the folder that run was started in)")
         raise ResumeSettingError(
-            f"{saved.data}: the DATA folder {checkpoint} was trained on is not there; moved? "
-            f"give its new place as DATA with --resume (the data hash checks it is the same)")
+            f"{saved.data}: the DATA folder {checkpoint} was trained on is not there"
+            f"{relative}; moved? give its new place as DATA with --resume (the data hash "
+            f"checks it is the same)")
     saved.epochs = max(saved.epochs, config.epochs)
     saved.device, saved.exporter = config.device, config.exporter
     saved.threads, saved.out = config.threads, config.out

@@ -6,6 +6,7 @@ what a run stopped by Ctrl-C tells the user."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import fields
@@ -16,6 +17,13 @@ from click.core import ParameterSource
 
 from training.checkpoint import checkpoint_path, int8_path
 from training.config import OPTION_PARADIGMS, TrainConfig
+
+
+def absolute(path: str | os.PathLike[str] | None) -> str | None:
+    """An input path as the run records it: absolute, so that a ``--resume`` started in
+    another folder reads the same files (before: a relative DATA or ``--teacher`` of the
+    checkpoint was looked up from wherever the resume ran). None stays None."""
+    return os.path.abspath(path) if path else None
 
 
 def remove_empty(folders: list[Path]) -> None:
