@@ -1,4 +1,5 @@
-"""Ctrl-C (SIGINT to a real `nwwatch train` process): what is kept, and what the user is told."""
+"""Ctrl-C (SIGINT to a real `nwwatch train` process) and a checkpoint that cannot be written:
+what is kept, and what the user is told."""
 
 from __future__ import annotations
 
@@ -51,3 +52,30 @@ def test_ctrl_c_keeps_the_checkpoint_writes_no_model_and_says_how_to_go_on(tmp_p
     from training.checkpoint import load_checkpoint
 
     assert load_checkpoint(checkpoint)["epoch"] >= 1
+
+
+def test_a_checkpoint_that_cannot_be_written_is_named_and_the_previous_one_kept(tmp_path,
+                                                                               monkeypatch):
+    # before: a full disk was an OSError traceback naming the hidden temporary file, which
+    # was left behind
+    import errno
+
+    import torch
+
+    from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, {"epoch": 1})
+
+    def full_disk(obj, handle):
+        handle.write(b"part of a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(CheckpointError) as err:
+        save_checkpoint(path, {"epoch": 2})
+    assert str(err.value) == (f"{path}: cannot write the checkpoint: No space left on device "
+                              f"(the one written before is kept)")
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]

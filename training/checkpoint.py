@@ -43,9 +43,15 @@ def int8_path(out: str | os.PathLike[str]) -> Path:
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` with nwwatch's atomic writer: a Ctrl-C or a failure while
     it is written leaves the previous checkpoint whole and no temporary file (before: a
-    hidden ``.MODEL.pt.tmp`` was left behind)."""
-    with atomic_write(path) as handle:
-        torch.save({"format": FORMAT, **payload}, handle)
+    hidden ``.MODEL.pt.tmp`` was left behind); an ``OSError`` (a full disk) is raised as
+    :class:`CheckpointError` naming ``path``."""
+    try:
+        with atomic_write(path) as handle:
+            torch.save({"format": FORMAT, **payload}, handle)
+    except OSError as exc:  # e.g. a full disk: was a traceback naming the temporary file
+        kept = " (the one written before is kept)" if path.is_file() else ""
+        raise CheckpointError(f"{path}: cannot write the checkpoint: "
+                              f"{exc.strerror or exc}{kept}") from exc
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -355,7 +355,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     except ResumeSettingError as exc:
         raise click.UsageError(str(exc)) from None
     except (DatasetLayoutError, TrainingError, CheckpointError, SamplerError, ValueError,
-            FileNotFoundError) as exc:
+            OSError) as exc:  # OSError: a full disk at export, a file gone (not a traceback)
         raise click.ClickException(str(exc)) from None
     click.echo(f"checkpoint: {result.checkpoint}")
     if result.out is not None:
