@@ -16,14 +16,19 @@ INSITU_CLASSES: tuple[str, ...] = ("background", "nanowire", "droplet")
 def misplaced_insitu_class(class_names: Sequence[str]) -> str | None:
     """Why an in-situ class list contradicts the ids every in-situ reader uses (1 nanowire, 2
     droplet: the measurement, the runtime, the labelling tool), or None: a name holding "wire"
-    at another index than 1, or "drop" at another index than 2 (``["background", "droplet",
-    "nanowire"]``). Other names (``["bg", "wire", "drop"]``) are the user's."""
+    while class 1's does not, or "drop" while class 2's does not (``["background", "droplet",
+    "nanowire"]``). Other names (``["bg", "wire", "drop"]``, a fourth ``"wire tip"``) are the
+    user's."""
+    names = [name.lower() for name in class_names]
     for index, word in ((NANOWIRE, "wire"), (DROPLET, "drop")):
-        for k, name in enumerate(class_names):
-            if word in name.lower() and k != index:
-                return (f"classes {list(class_names)} name {name!r} as class {k}, but in-situ "
-                        f"labels are read as 0 background, 1 nanowire, 2 droplet whatever "
-                        f"the names (the measurement, the runtime and the labelling tool)")
+        if index < len(names) and word in names[index]:
+            continue
+        for k, name in enumerate(names):
+            if word in name:
+                return (f"classes {list(class_names)} name {class_names[k]!r} as class {k}, "
+                        f"but in-situ labels are read as 0 background, 1 nanowire, 2 droplet "
+                        f"whatever the names (the measurement, the runtime and the labelling "
+                        f"tool)")
     return None
 
 
@@ -35,6 +40,7 @@ def insitu_model_problem(class_names: Sequence[str]) -> str | None:
                 f"this one has {len(class_names)} ({list(class_names)}), and the contact angle "
                 f"is measured on class 2")
     return misplaced_insitu_class(class_names)
+
 
 #: Tomogram classes: 0 pore or vacuum, 1 solid.
 PORE = 0
