@@ -181,3 +181,11 @@ def test_pseudo_labeling_says_how_much_the_teacher_kept(tmp_path):
         assert "2 unlabeled image(s)" in said[0]
     assert "100.0 % of the pixels" in said[0]
     assert "no pseudo-label is kept" not in said[0]
+
+
+def test_perturb_skips_of_a_model_without_skips_is_refused():
+    # before: `--paradigm cct --arch pspnet --perturb-skips` trained as if it were not given
+    config = TrainConfig(out="unused.onnx", paradigm="cct", arch="pspnet", perturb_skips=True)
+    with pytest.raises(ValueError, match=r"--perturb-skips perturbs a UNet's skip features; "
+                                         r"a 'pspnet' model has none"):
+        PARADIGMS["cct"](config, 3)
