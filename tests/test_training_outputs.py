@@ -252,6 +252,8 @@ def test_resume_from_slim_weights_says_what_they_are(tmp_path):
      "--boundary-weight belongs to --paradigm supervised or pseudo-label"),
     (["--paradigm", "contrastive", "--dice-weight", "2"],
      "--dice-weight belongs to --paradigm supervised or pseudo-label or cct"),
+    (["--optimizer", "adamw", "--momentum", "0.5"], "--momentum belongs to --optimizer sgd"),
+    (["--init", "insitu-default", "--momentum", "0.5"], "--momentum belongs to --optimizer sgd"),
 ])
 def test_an_option_of_another_paradigm_is_a_usage_error(tmp_path, args, named):
     # before: `nwwatch train DATA --teacher D.pt` trained plain supervised, the teacher unused

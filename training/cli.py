@@ -252,6 +252,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.runfiles import (
         absolute,
         check_init_and_frozen_encoder,
+        check_momentum,
         check_out,
         check_paradigm_options,
         given_settings,
@@ -307,6 +308,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         defaults["epochs"] = 1
     chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
     _check_model(chosen["arch"], chosen["model_options"], device)
+    if not (resume or export_only):  # a resume's optimiser is the checkpoint's
+        check_momentum(ctx, chosen["optimizer"])
     # The fine-tuning split rule belongs to its default split, not to a --val-fraction given.
     val_min_images = defaults["val_min_images"] if val_fraction is None else 2
     config = TrainConfig(

@@ -87,6 +87,15 @@ def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -
                                    f"{' or '.join(owners)}; {what} would not use it")
 
 
+def check_momentum(ctx: click.Context, optimizer: str) -> None:
+    """Usage error for ``--momentum`` given with AdamW, which has none (before: accepted and
+    ignored, as with ``--init``, whose optimiser is AdamW unless ``--optimizer sgd``)."""
+    if (ctx.get_parameter_source("momentum") is ParameterSource.COMMANDLINE
+            and optimizer == "adamw"):
+        raise click.UsageError("--momentum belongs to --optimizer sgd; AdamW would not use it "
+                               "(the default with --init: give --optimizer sgd to use it)")
+
+
 def check_init_and_frozen_encoder(init: str | None, frozen_encoder: Path | None) -> None:
     """Usage error when ``--init`` and ``--frozen-encoder`` name different weights: the
     ``--init`` model is loaded whole after the encoder is frozen, so the "frozen" encoder
