@@ -303,3 +303,16 @@ def test_init_and_a_frozen_encoder_from_other_weights_are_refused(run, tmp_path)
     result = _train(str(data), "--out", str(tmp_path / "d.onnx"), "--init",
                     str(out.with_suffix(".pt")), "--frozen-encoder", str(out), *args)
     assert result.exit_code == 0, result.output
+
+
+def test_quantize_with_the_volume_method_selection_is_a_usage_error(tmp_path):
+    # before: `nwwatch train --volume V --slice Z --labels L --quantize int8` wrote no INT8
+    # model and said nothing
+    (tmp_path / "v.tif").write_bytes(b"")
+    (tmp_path / "l.png").write_bytes(b"")
+    result = _train("--volume", str(tmp_path / "v.tif"), "--slice", "3", "--labels",
+                    str(tmp_path / "l.png"), "--quantize", "int8", "--out",
+                    str(tmp_path / "m.onnx"))
+    assert result.exit_code == 2, result.output
+    assert "--quantize belongs to a network trained with --paradigm" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.png", "v.tif"]

@@ -74,6 +74,11 @@ def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -
     ``--teacher`` without ``--paradigm pseudo-label`` trained plain supervised). ``selects``:
     ``--volume`` choosing among ``candidates`` (its networks are supervised, contrastive)."""
     if selects and ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE:
+        if ctx.get_parameter_source("quantize") is ParameterSource.COMMANDLINE:
+            # before: accepted, and no INT8 model written nor a word said
+            raise click.UsageError("--quantize belongs to a network trained with --paradigm; "
+                                   "the method --volume selects is exported without an INT8 "
+                                   "copy")
         networks = {"unet": "supervised", "contrastive": "contrastive"}
         running = {networks[c.strip()] for c in candidates.split(",") if c.strip() in networks}
         what = f"the --volume candidates {candidates}"
