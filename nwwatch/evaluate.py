@@ -278,8 +278,32 @@ def format_report(report: EvaluationReport) -> str:
     return "\n".join(lines)
 
 
+def shipped_models() -> dict[str, Path]:
+    """{name: path} of the ONNX models shipped with nwwatch (``insitu-default``)."""
+    from nwwatch import DEFAULT_INSITU_MODEL
+
+    return {path.stem: path for path in sorted(DEFAULT_INSITU_MODEL.parent.glob("*.onnx"))}
+
+
+def _model_argument(ctx: click.Context, param: click.Parameter, value: str) -> Path:
+    """MODEL: an ONNX file, or the name of a shipped model (before: the shipped model could not
+    be named, and a MODEL.pt checkpoint was ONNX Runtime's "Protobuf parsing failed")."""
+    path, shipped = Path(value), shipped_models()
+    if path.is_file():
+        if path.suffix.lower() == ".pt":
+            raise click.BadParameter(f"{path} is a training checkpoint, not an ONNX model: give "
+                                     f"the model `nwwatch train` exported with it, "
+                                     f"{path.with_suffix('.onnx')}", ctx, param)
+        return path
+    if value in shipped and not path.exists():
+        return shipped[value]
+    what = "a folder, not an ONNX model file" if path.is_dir() else "no such file"
+    raise click.BadParameter(f"{value}: {what}; give an ONNX model, or the name of a shipped "
+                             f"one ({', '.join(shipped)})", ctx, param)
+
+
 @click.command("evaluate")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("model", callback=_model_argument)
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--provider", "providers", multiple=True, default=("cpu",), show_default=True,
               help="Execution provider preference (cpu, cuda, tensorrt); repeatable.")
@@ -292,7 +316,8 @@ def format_report(report: EvaluationReport) -> str:
               help="Average the softmax over the frame and its mirror images (4x slower).")
 def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int | None,
              no_angles: bool, json_out: Path | None, flip_average: bool) -> None:
-    """Score MODEL (ONNX) on the labeled images of DATA: IoU, Dice, pixel accuracy, angles.
+    """Score MODEL (ONNX, or insitu-default: the shipped model) on the labeled images of
+    DATA: IoU, Dice, pixel accuracy, angles.
 
     A tomogram model's labeled slices are scored on the mask the service makes of the
     DATA/unlabeled/ volume that holds them."""

@@ -416,3 +416,27 @@ def test_true_labels_with_an_unsure_band_are_measured_with_the_nearest_class():
     untouched = nearest_labeled(labels)
     assert np.array_equal(untouched, labels)
     assert not nearest_labeled(np.full((4, 4), 255, np.uint8)).any()
+
+
+def test_evaluate_takes_the_shipped_model_by_name_and_names_a_checkpoint(tmp_path):
+    # before: the shipped model could not be named (docs/training.md asks to compare it with
+    # the fine-tuned one: "File 'insitu-default' does not exist"), and `evaluate mine.pt DATA`
+    # was ONNX Runtime's "INVALID_PROTOBUF ... Protobuf parsing failed"
+    from nwwatch import DEFAULT_INSITU_MODEL
+
+    data = tmp_path / "synth"
+    result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "1",
+                                       "--size", "64", "--seed", "9"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(data), "--threads", "1",
+                                       "--no-angles"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"model {DEFAULT_INSITU_MODEL}: 1 images")
+    (tmp_path / "mine.pt").write_bytes(b"a torch checkpoint")
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "mine.pt"), str(data)])
+    assert result.exit_code == 2, result.output
+    assert (f"{tmp_path / 'mine.pt'} is a training checkpoint, not an ONNX model: give the "
+            f"model `nwwatch train` exported with it, {tmp_path / 'mine.onnx'}") in result.output
+    result = CliRunner().invoke(main, ["evaluate", "insitu-defualt", str(data)])
+    assert result.exit_code == 2, result.output
+    assert "insitu-defualt: no such file" in result.output and "(insitu-default)" in result.output

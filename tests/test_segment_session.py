@@ -52,3 +52,42 @@ def test_tensorrt_loadable_tries_the_libraries_the_provider_links(monkeypatch):
         assert tried == ["libnvinfer.so.10"]
     finally:
         session.tensorrt_loadable.cache_clear()
+
+
+@pytest.mark.parametrize(("names", "built_as", "says"), [
+    (("background", "nanowire"), "tomogram",
+     "an in-situ model needs the classes 0 background, 1 nanowire, 2 droplet; this one has 2 "
+     "(['background', 'nanowire'])"),
+    (("background", "droplet", "nanowire"), "insitu",
+     "classes ['background', 'droplet', 'nanowire'] name 'nanowire' as class 2, but in-situ "
+     "labels are read as 0 background, 1 nanowire, 2 droplet"),
+])
+def test_an_insitu_model_the_measurement_cannot_read_is_refused(tmp_path, names, built_as,
+                                                                says):
+    # before: `nwwatch measure --model` of a 2-class in-situ model (nwwatch train on a DATA
+    # folder whose dataset.toml named two classes) stopped with an IndexError traceback and
+    # `replay` failed every frame alike; a reordered model was measured as the canonical one
+    import numpy as np
+    import tifffile
+    from click.testing import CliRunner
+    from onnx_models import build_threshold_model
+
+    from nwwatch.cli import main
+    from nwwatch.segment.session import ModelLoadError, Segmenter
+
+    model = build_threshold_model(tmp_path / "m.onnx", kind=built_as,  # its class count
+                                  metadata={"kind": "insitu", "class_names": names})
+    with pytest.raises(ModelLoadError) as err:
+        Segmenter(model, providers=("cpu",)).require_kind("insitu", "measuring raw frames")
+    assert str(err.value).startswith(f"{model}: {says}")
+    frame = tmp_path / "acq" / "f.tif"
+    frame.parent.mkdir()
+    tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))
+    result = CliRunner().invoke(main, ["measure", str(frame), "--model", str(model),
+                                       "--out", str(tmp_path / "a.parquet")])
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert not (tmp_path / "a.parquet").exists()
+    result = CliRunner().invoke(main, ["replay", str(frame.parent), "--model", str(model),
+                                       "--out", str(tmp_path / "results")])
+    assert result.exit_code == 1, result.output
+    assert f"cannot measure frames: {model}: {says}" in result.output

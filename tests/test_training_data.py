@@ -149,6 +149,15 @@ def test_empty_folder(tmp_path):
                             r"DATA/labels/<stem>\.png", "e")
 
 
+@pytest.mark.parametrize("sub", ["images", "labels"])
+def test_a_data_folders_images_or_labels_given_as_data_names_the_folder_to_give(tmp_path, sub):
+    # before: "DATA/images/labels: labels folder not found", which sends the user looking
+    # for a labels folder inside images/
+    root = make_folder(tmp_path / "d", n=2)
+    _expect(root / sub, rf"labels folder not found \(DATA/labels/<stem>\.png\); {root / sub} "
+                        rf"is a DATA folder's {sub}/: give {root} as DATA$", "labels")
+
+
 def test_dataset_toml_classes_and_bad_keys(tmp_path):
     root = make_folder(tmp_path / "d", n=2)
     (root / "dataset.toml").write_text('kind = "insitu"\nclasses = ["bg", "wire", "drop"]\n')
@@ -157,6 +166,33 @@ def test_dataset_toml_classes_and_bad_keys(tmp_path):
     # the keys it knows are listed (before: "unknown keys ['clases']" alone)
     _expect(root, r"unknown keys \['clases'\] \(known: classes, kind, normalization_scope\)$",
             "dataset.toml")
+
+
+@pytest.mark.parametrize(("classes", "named"), [
+    ('["background", "droplet", "nanowire"]', "name 'nanowire' as class 2"),
+    ('["bg", "Droplet"]', "name 'Droplet' as class 1"),
+])
+def test_an_insitu_dataset_naming_its_classes_in_another_order_is_refused(tmp_path, classes,
+                                                                          named):
+    # before: the model trained with class 1 = droplet, and the service (which reads class 1
+    # as the nanowire and 2 as the droplet) measured it without a word
+    root = make_folder(tmp_path / "d", n=2)
+    (root / "dataset.toml").write_text(f'kind = "insitu"\nclasses = {classes}\n')
+    _expect(root, rf"classes \[.*\] {named}, but in-situ labels are read as 0 background, 1 "
+                  rf"nanowire, 2 droplet whatever the names .*: renumber the labels",
+            "dataset.toml")
+
+
+def test_an_insitu_dataset_of_two_classes_is_not_trained(tmp_path):
+    # before: it trained a model that measure, replay and the service cannot measure (no
+    # droplet class 2: `measure --model` stopped with an IndexError)
+    root = make_folder(tmp_path / "d", n=2)
+    for label in (root / "labels").glob("*.png"):
+        values = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(label), np.where(values == 2, 255, values).astype(np.uint8))
+    (root / "dataset.toml").write_text('kind = "insitu"\nclasses = ["background", "wire"]\n')
+    _expect(root, r"classes \['background', 'wire'\]: an in-situ model needs 0 background, 1 "
+                  r"nanowire, 2 droplet", "dataset.toml")
 
 
 @pytest.mark.parametrize("classes", ['["pore", "solid", "metal"]', '["solid"]'])

@@ -141,3 +141,28 @@ def test_cli_never_writes_over_its_inputs(tmp_path, capsys):
     assert usage.value.code == 2
     assert "--onnx" in capsys.readouterr().err and base.read_bytes() == b"model"
     assert not (tmp_path / "c.pt").exists()
+
+
+@pytest.mark.slow
+def test_the_export_drops_the_exporter_noise_nwwatch_train_drops(tmp_path):
+    # before: `python -m training.interpolate ... --onnx` (dynamo) printed torch's pytree
+    # FutureWarning, which `nwwatch train` filters as known noise
+    import re
+    import warnings
+
+    from training.cli import KNOWN_HARMLESS_WARNINGS
+
+    a, b = _weights(tmp_path / "a.pt", 1), _weights(tmp_path / "b.pt", 2)
+    model_a = load_inference_model(a)
+    base = tmp_path / "a.onnx"
+    export_onnx(model_a, base, ModelMetadata(
+        kind="insitu", class_names=("background", "nanowire", "droplet"), arch="unet",
+        paradigm="supervised", size_multiple=model_a.size_multiple,
+        extra={"working_scale": SCALE}), exporter="legacy")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main([str(a), str(b), "--alpha", "0.5", "--out", str(tmp_path / "c.pt"),
+                     "--onnx", str(tmp_path / "c.onnx"), "--metadata-from", str(base)]) == 0
+    noise = [str(w.message) for w in shown for category, message in KNOWN_HARMLESS_WARNINGS
+             if issubclass(w.category, category) and re.match(message, str(w.message))]
+    assert noise == []

@@ -85,6 +85,24 @@ def test_resume_refuses_a_setting_it_would_ignore(run, given, named):
     assert "epoch 2" not in result.output and checkpoint.read_bytes() == before
 
 
+def test_resume_refuses_fewer_epochs_than_the_run_has(tmp_path):
+    # before: `--resume --epochs 1` of a 3-epoch run dropped the 1 without a word and trained
+    # on to epoch 3 (the user meant to stop early)
+    data = make_folder(tmp_path / "data", n=3, size=32)
+    out = tmp_path / "m.onnx"
+    result = _train(str(data), "--out", str(out), "--epochs", "3", "--model-options", TINY,
+                    *FAST)
+    assert result.exit_code == 0, result.output
+    checkpoint = out.with_suffix(".pt")
+    before = checkpoint.read_bytes()
+    for extra in ([], ["--export-only"]):
+        result = _train("--resume", *extra, "--out", str(out), "--epochs", "1", "--quiet")
+        assert result.exit_code == 2, result.output
+        assert "--epochs 1" in result.output and "3 epochs" in result.output
+        assert str(checkpoint) in result.output and "--export-only" in result.output
+        assert "epoch 1/" not in result.output and checkpoint.read_bytes() == before
+
+
 def test_resume_accepts_the_run_s_own_settings_and_a_moved_data_folder(run, tmp_path):
     data, out = run
     work = tmp_path / "work"
@@ -103,6 +121,46 @@ def test_resume_accepts_the_run_s_own_settings_and_a_moved_data_folder(run, tmp_
     assert "changed" in result.output
     # ... and says how to go on from these weights: a new run with --init.
     assert f"--init {resumed.with_suffix('.pt')}" in result.output
+
+
+def test_resume_after_the_data_folder_moved_says_to_give_its_new_place(tmp_path):
+    # before: "DATA: data folder not found", naming a folder the user had not given
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    out = tmp_path / "m.onnx"
+    result = _train(str(data), "--out", str(out), "--epochs", "1", "--model-options", TINY,
+                    *FAST)
+    assert result.exit_code == 0, result.output
+    data.rename(tmp_path / "moved")
+    result = _train("--resume", "--out", str(out), "--epochs", "2", "--quiet")
+    assert result.exit_code == 2, result.output
+    assert f"{data}: the DATA folder {out.with_suffix('.pt')} was trained on is not there" \
+        in result.output
+    assert "give its new place as DATA with --resume" in result.output
+    result = _train(str(tmp_path / "moved"), "--resume", "--out", str(out), "--epochs", "2",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_resume_started_in_another_folder_finds_relative_inputs(tmp_path, monkeypatch):
+    # before: the checkpoint kept DATA and --teacher as typed ("data", "t.onnx"), so a resume
+    # from another folder looked for them there ("data: data folder not found")
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    make_folder(tmp_path / "data", n=3, size=32, unlabeled=1)
+    result = _train("data", "--out", "t.onnx", "--epochs", "1", "--model-options", TINY, *FAST)
+    assert result.exit_code == 0, result.output
+    result = _train("data", "--out", "runs/s.onnx", "--paradigm", "pseudo-label", "--teacher",
+                    "t.onnx", "--epochs", "1", "--model-options", TINY, *FAST)
+    assert result.exit_code == 0, result.output
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    out = tmp_path / "runs" / "s.onnx"
+    result = _train("--resume", "--out", str(out), "--epochs", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    config = load_checkpoint(out.with_suffix(".pt"))["config"]
+    assert os.path.realpath(config["data"]) == os.path.realpath(tmp_path / "data")
+    assert os.path.realpath(config["teacher"]) == os.path.realpath(tmp_path / "t.onnx")
 
 
 def test_a_run_refused_on_its_data_leaves_no_new_folder(tmp_path):
@@ -143,6 +201,38 @@ def test_an_int8_model_not_kept_is_one_plain_line(tmp_path, monkeypatch):
     assert "int8 model not kept: no QLinearConv here\n" in result.output
 
 
+def test_an_earlier_int8_model_is_never_replaced_nor_left_as_this_models(tmp_path, monkeypatch):
+    # before: a new run with --quantize int8 replaced an earlier run's m-int8.onnx when its own
+    # was kept, and left it beside the new m.onnx (as if its INT8 copy) when it was not
+    import training.quantize
+    from training.quantize import QuantizeReport
+
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    out = tmp_path / "m.onnx"
+    earlier = tmp_path / "m-int8.onnx"
+    earlier.write_bytes(b"an earlier run's INT8 model")
+    args = ["--epochs", "1", "--model-options", TINY, *FAST]
+    result = _train(str(data), "--out", str(out), "--quantize", "int8", *args)
+    assert result.exit_code == 2 and str(earlier) in result.output, result.output
+    assert "epoch" not in result.output and not out.exists()
+    assert earlier.read_bytes() == b"an earlier run's INT8 model"
+    # Without --quantize the file is not the run's business: it trains.
+    result = _train(str(data), "--out", str(out), *args)
+    assert result.exit_code == 0, result.output
+    assert earlier.read_bytes() == b"an earlier run's INT8 model"
+    # A resume that exports again, its INT8 model not kept this time, names the stale one.
+    report = QuantizeReport(kept=False, agreement=0.98, min_agreement=0.999,
+                            per_image_agreement=(0.98,), calibration_images=2,
+                            validation_images=1, fp32_size_bytes=1, path=None, sha256=None,
+                            int8_size_bytes=None)
+    monkeypatch.setattr(training.quantize, "quantize_int8", lambda *a, **k: report)
+    result = _train("--resume", "--export-only", "--quantize", "int8", "--out", str(out),
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (f"warning: {earlier} is the INT8 model of the weights exported before, not of "
+            f"{out}") in result.output
+
+
 def test_resume_from_slim_weights_says_what_they_are(tmp_path):
     # before: KeyError: 'config' (a traceback) for the weights of --init under MODEL.pt
     from training.weights import shipped_weights
@@ -164,6 +254,10 @@ def test_resume_from_slim_weights_says_what_they_are(tmp_path):
      "--temperature belongs to --paradigm contrastive"),
     (["--paradigm", "cct", "--boundary-weight", "3"],
      "--boundary-weight belongs to --paradigm supervised or pseudo-label"),
+    (["--paradigm", "contrastive", "--dice-weight", "2"],
+     "--dice-weight belongs to --paradigm supervised or pseudo-label or cct"),
+    (["--optimizer", "adamw", "--momentum", "0.5"], "--momentum belongs to --optimizer sgd"),
+    (["--init", "insitu-default", "--momentum", "0.5"], "--momentum belongs to --optimizer sgd"),
 ])
 def test_an_option_of_another_paradigm_is_a_usage_error(tmp_path, args, named):
     # before: `nwwatch train DATA --teacher D.pt` trained plain supervised, the teacher unused
@@ -213,3 +307,16 @@ def test_init_and_a_frozen_encoder_from_other_weights_are_refused(run, tmp_path)
     result = _train(str(data), "--out", str(tmp_path / "d.onnx"), "--init",
                     str(out.with_suffix(".pt")), "--frozen-encoder", str(out), *args)
     assert result.exit_code == 0, result.output
+
+
+def test_quantize_with_the_volume_method_selection_is_a_usage_error(tmp_path):
+    # before: `nwwatch train --volume V --slice Z --labels L --quantize int8` wrote no INT8
+    # model and said nothing
+    (tmp_path / "v.tif").write_bytes(b"")
+    (tmp_path / "l.png").write_bytes(b"")
+    result = _train("--volume", str(tmp_path / "v.tif"), "--slice", "3", "--labels",
+                    str(tmp_path / "l.png"), "--quantize", "int8", "--out",
+                    str(tmp_path / "m.onnx"))
+    assert result.exit_code == 2, result.output
+    assert "--quantize belongs to a network trained with --paradigm" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.png", "v.tif"]

@@ -8,7 +8,7 @@ A checkpoint (``MODEL.pt`` next to ``MODEL.onnx``) is a dict saved with :func:`t
     inference_state (its weights at the best validation epoch), class_names, kind,
     normalization_scope, training_data_sha256, provenance.
 
-Writes are atomic (temporary file then ``os.replace``) so a crash never leaves half a file.
+Writes are atomic (``nwwatch.atomic.atomic_write``) so a crash never leaves half a file.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nwwatch.atomic import atomic_write
 from training.paradigms.base import build_inference_model
 
 FORMAT = 1
@@ -34,11 +35,23 @@ def checkpoint_path(out: str | os.PathLike[str]) -> Path:
     return Path(out).with_suffix(".pt")
 
 
+def int8_path(out: str | os.PathLike[str]) -> Path:
+    """``MODEL.onnx`` -> ``MODEL-int8.onnx``, where ``--quantize int8`` writes (same folder)."""
+    return Path(out).with_name(f"{Path(out).stem}-int8.onnx")
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
+    """Write ``payload`` to ``path`` with nwwatch's atomic writer: a Ctrl-C or a failure while
+    it is written leaves the previous checkpoint whole and no temporary file (before: a
+    hidden ``.MODEL.pt.tmp`` was left behind); an ``OSError`` (a full disk) is raised as
+    :class:`CheckpointError` naming ``path``."""
+    try:
+        with atomic_write(path) as handle:
+            torch.save({"format": FORMAT, **payload}, handle)
+    except OSError as exc:  # e.g. a full disk: was a traceback naming the temporary file
+        kept = " (the one written before is kept)" if path.is_file() else ""
+        raise CheckpointError(f"{path}: cannot write the checkpoint: "
+                              f"{exc.strerror or exc}{kept}") from exc
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

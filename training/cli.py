@@ -255,17 +255,20 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     DATA/dataset.toml; or a tomogram: --volume V.tif --slice Z --labels L.png.
     """
     from nwwatch.options import require_writable
-    from training.checkpoint import CheckpointError
+    from training.checkpoint import CheckpointError, int8_path
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
     from training.engine import train as run
     from training.exporting import int8_line
     from training.resume import ResumeSettingError
     from training.runfiles import (
+        absolute,
         check_init_and_frozen_encoder,
+        check_momentum,
         check_out,
         check_paradigm_options,
         given_settings,
+        interrupt_explained,
         remove_empty,
     )
     from training.sampler import SamplerError
@@ -293,7 +296,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if len(slice_index) != len(labels):
         raise click.UsageError(f"{len(slice_index)} --slice but {len(labels)} --labels: give "
                                f"one labels file per labeled slice, in the same order")
-    check_out(out, resume or export_only)
+    check_out(out, resume or export_only, quantize)
     # Before the training, not at its first checkpoint: the .onnx and .pt go to one folder.
     # Folders made for it are removed again if the run ends with nothing written there.
     new_folders = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
@@ -317,15 +320,18 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         defaults["epochs"] = 1
     chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
     _check_model(chosen["arch"], chosen["model_options"], device)
+    if not (resume or export_only):  # a resume's optimiser is the checkpoint's
+        check_momentum(ctx, chosen["optimizer"])
     # The fine-tuning split rule belongs to its default split, not to a --val-fraction given.
     val_min_images = defaults["val_min_images"] if val_fraction is None else 2
     config = TrainConfig(
-        out=str(out), data=str(data) if data else None, paradigm=paradigm, arch=chosen["arch"],
+        # Input paths absolute: a --resume from another folder reads the same files.
+        out=str(out), data=absolute(data), paradigm=paradigm, arch=chosen["arch"],
         model_options=dict(chosen["model_options"]), init=init_weights,
-        volume=str(volume) if volume else None,
+        volume=absolute(volume),
         slice_index=(slice_index[0] if len(slice_index) == 1 else list(slice_index))
         if slice_index else None,
-        labels=(str(labels[0]) if len(labels) == 1 else [str(p) for p in labels])
+        labels=(absolute(labels[0]) if len(labels) == 1 else [absolute(p) for p in labels])
         if labels else None,
         epochs=chosen["epochs"], steps_per_epoch=chosen["steps_per_epoch"],
         batch_size=chosen["batch_size"], optimizer=chosen["optimizer"], lr=chosen["lr"],
@@ -339,8 +345,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         perturbations=tuple(p.strip() for p in perturbations.split(",")) if perturbations
         else None,
         aux_per_perturbation=aux_per_perturbation, perturb_skips=perturb_skips,
-        frozen_encoder=str(frozen_encoder) if frozen_encoder else None,
-        teacher=str(teacher) if teacher else None, confidence=confidence,
+        frozen_encoder=absolute(frozen_encoder),
+        teacher=absolute(teacher), confidence=confidence,
         embedding_dim=embedding_dim, temperature=temperature, self_temperature=self_temperature,
         self_negatives=self_negatives,
         contrastive_supervised_weight=contrastive_supervised_weight,
@@ -351,7 +357,8 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if volume is not None and not (resume or export_only):
         if (ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE
                 and init_weights is None):
-            _select_volume_method(config, candidates)
+            with interrupt_explained(out, epochs=False):
+                _select_volume_method(config, candidates)
             return
     if config.data is not None and not (resume or export_only):
         for label_path in mask_like_labels(config.data):
@@ -362,18 +369,22 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
                            "method and no threshold to compare it with; `nwwatch train --volume "
                            "V --slice K --labels L` chooses (docs/tomography.md)")
     try:
-        result = run(config, resume=resume or export_only, progress=not quiet, echo=click.echo,
-                     export_only=export_only, given=given_settings(ctx))
+        with interrupt_explained(out):
+            result = run(config, resume=resume or export_only, progress=not quiet,
+                         echo=click.echo, export_only=export_only, given=given_settings(ctx))
     except ResumeSettingError as exc:
         raise click.UsageError(str(exc)) from None
     except (DatasetLayoutError, TrainingError, CheckpointError, SamplerError, ValueError,
-            FileNotFoundError) as exc:
+            OSError) as exc:  # OSError: a full disk at export, a file gone (not a traceback)
         raise click.ClickException(str(exc)) from None
     click.echo(f"checkpoint: {result.checkpoint}")
     if result.out is not None:
         click.echo(f"model: {result.out}")
-    if quantize:
+    if result.int8 is not None or "int8" in result.reports:  # asked now, or by the resumed run
         click.echo(int8_line(result.int8, result.reports.get("int8")))
+        if result.int8 is None and int8_path(out).exists():  # a resume's earlier export
+            click.echo(f"warning: {int8_path(out)} is the INT8 model of the weights exported "
+                       f"before, not of {out}: remove it, or keep it under another name")
     for key, value in sorted(result.metrics.items()):
         click.echo(f"  {key}: {value:.4f}")
 

@@ -257,8 +257,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         paradigm.provenance["init"] = {"weights": str(initial.path),
                                        "sha256": file_sha256(initial.path)}
     paradigm.to(device)
-    extra = getattr(paradigm, "extra_labeled", None)
-    pool = train_items + (extra(data, device) if extra else [])
+    pool = train_items + paradigm.extra_labeled(data, device, echo)
     unlabeled = data.unlabeled
     if paradigm.uses_unlabeled and not unlabeled:
         # CCT / contrastive without unlabeled images: the training images serve as unlabeled.

@@ -16,6 +16,7 @@ import torch
 from nwwatch.segment.contract import ModelMetadata
 from nwwatch.segment.scale import METADATA_KEY as WORKING_SCALE_KEY
 from nwwatch.segment.scale import scale_from_labels
+from training.checkpoint import int8_path
 from training.config import TrainConfig
 from training.data import TrainingData
 
@@ -117,11 +118,11 @@ def export_trained(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
     calibration = calibration_stack(calibration_images, int(model.size_multiple))
     reports: dict[str, Any] = {"export": export_onnx(model, out, metadata,
                                                      exporter=config.exporter)}
-    int8_path = None
+    kept_int8 = None
     if config.quantize == "int8":
         from training.quantize import quantize_int8
 
-        candidate = out.with_name(f"{out.stem}-int8.onnx")
+        candidate = int8_path(out)
         try:
             held_out = (calibration_stack(validation_images, int(model.size_multiple))
                         if validation_images else None)
@@ -133,8 +134,8 @@ def export_trained(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
         else:
             reports["int8"] = report
             if getattr(report, "kept", True) and candidate.is_file():
-                int8_path = candidate
-    return out, int8_path, reports
+                kept_int8 = candidate
+    return out, kept_int8, reports
 
 
 def int8_line(int8: Path | None, report: Any) -> str:

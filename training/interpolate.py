@@ -152,6 +152,7 @@ def export_interpolated(weights: str | os.PathLike[str], onnx_out: str | os.Path
     """Export slim weights written by :func:`interpolate_checkpoints` to a verified ONNX file
     whose metadata is :func:`interpolated_metadata` of ``metadata_from``'s. Returns the
     :class:`training.export.ExportReport`."""
+    from training.cli import known_noise_filtered
     from training.export import export_onnx
 
     payload = load_checkpoint(weights)
@@ -166,7 +167,8 @@ def export_interpolated(weights: str | os.PathLike[str], onnx_out: str | os.Path
     model = build_inference_model(payload["inference"])
     model.load_state_dict(payload["inference_state"])
     metadata = interpolated_metadata(base, record, command)
-    return export_onnx(model.eval(), onnx_out, metadata, exporter=exporter)
+    with known_noise_filtered():  # the exporter output `nwwatch train` drops too
+        return export_onnx(model.eval(), onnx_out, metadata, exporter=exporter)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -234,7 +234,7 @@ def quantize_int8(
             os.replace(temp, out_path)
             log.info("int8 model %s kept: label agreement %.6f", out_path, agreement)
         else:
-            log.warning(
+            log.info(  # the report says it; its caller tells the user (one line, not two)
                 "int8 model rejected: label agreement %.6f < %.6f; nothing written",
                 agreement,
                 min_agreement,

@@ -55,8 +55,16 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
     ``given``: the fields set on the command line. One of them that differs from the
     checkpoint's raises :class:`ResumeSettingError` naming the option, both values and the
     checkpoint, except ``data``: a DATA folder given replaces the checkpoint's (a moved folder;
-    the caller's data hash check refuses other data). ``epochs`` only lengthens a run.
+    the caller's data hash check refuses other data). ``epochs`` only lengthens a run: a
+    smaller count given is refused.
     """
+    if "epochs" in given and config.epochs < saved.epochs:
+        # before: the smaller count was dropped without a word and the run went on to the
+        # checkpoint's own (a --resume --epochs 40 of a 500-epoch run trained 500)
+        raise ResumeSettingError(
+            f"--epochs {config.epochs}: {checkpoint} is a run of {saved.epochs} epochs, and "
+            f"--resume only lengthens a run (give --epochs {saved.epochs} or more, or leave it "
+            f"out); to stop it where it is, --resume --export-only exports its best weights")
     for name in given:
         if name in CHANGEABLE or name == "data":
             continue
@@ -73,6 +81,14 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
                 f"--exporter and --quantize may change); for a new run give another --out")
     if "data" in given and config.data is not None:
         saved.data = config.data
+    elif saved.data is not None and not Path(saved.data).is_dir():
+        # before: "DATA: data folder not found", as if the folder named were the user's mistake
+        relative = "" if os.path.isabs(saved.data) else (
+            " (a path relative to the folder that run was started in)")
+        raise ResumeSettingError(
+            f"{saved.data}: the DATA folder {checkpoint} was trained on is not there"
+            f"{relative}; moved? give its new place as DATA with --resume (the data hash "
+            f"checks it is the same)")
     saved.epochs = max(saved.epochs, config.epochs)
     saved.device, saved.exporter = config.device, config.exporter
     saved.threads, saved.out = config.threads, config.out

@@ -1,18 +1,29 @@
 """Checks of a ``nwwatch train`` command line before any data are read: which ``--out`` it
 may write (and the folders made for it, removed when nothing was written there), the settings
-given (which ``--resume`` compares with the checkpoint's), options of another paradigm."""
+given (which ``--resume`` compares with the checkpoint's), options of another paradigm; and
+what a run stopped by Ctrl-C tells the user."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from training.checkpoint import checkpoint_path
+from training.checkpoint import checkpoint_path, int8_path
 from training.config import OPTION_PARADIGMS, TrainConfig
+
+
+def absolute(path: str | os.PathLike[str] | None) -> str | None:
+    """An input path as the run records it: absolute, so that a ``--resume`` started in
+    another folder reads the same files (before: a relative DATA or ``--teacher`` of the
+    checkpoint was looked up from wherever the resume ran). None stays None."""
+    return os.path.abspath(path) if path else None
 
 
 def remove_empty(folders: list[Path]) -> None:
@@ -22,9 +33,11 @@ def remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def check_out(out: Path, resume: bool) -> None:
+def check_out(out: Path, resume: bool, quantize: str | None = None) -> None:
     """Usage errors for an ``--out`` whose checkpoint would be the model itself, and, unless
-    resuming, for the files of an earlier run (or any model) that the run would replace."""
+    resuming, for the files of an earlier run (or any model) that the run would replace:
+    with ``quantize``, ``MODEL-int8.onnx`` too (before: replaced when the new INT8 model was
+    kept, and left beside a model it is not the INT8 copy of when it was not)."""
     if out.suffix.lower() != ".onnx":  # MODEL.pt would be overwritten by the export
         raise click.BadParameter(f"{out}: give a MODEL.onnx file (its checkpoint goes to "
                                  f"{checkpoint_path(out.with_suffix('.onnx')).name} next to it)",
@@ -32,7 +45,8 @@ def check_out(out: Path, resume: bool) -> None:
     if resume:
         return
     checkpoint = checkpoint_path(out)
-    there = [p for p in (out, checkpoint) if p.exists()]
+    mine = (out, checkpoint, *((int8_path(out),) if quantize else ()))
+    there = [p for p in mine if p.exists()]
     if there:
         # --resume needs the checkpoint: the threshold and the forest of --volume (and a model
         # copied there) have none, and --resume then stopped with "checkpoint not found".
@@ -66,6 +80,11 @@ def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -
     ``--teacher`` without ``--paradigm pseudo-label`` trained plain supervised). ``selects``:
     ``--volume`` choosing among ``candidates`` (its networks are supervised, contrastive)."""
     if selects and ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE:
+        if ctx.get_parameter_source("quantize") is ParameterSource.COMMANDLINE:
+            # before: accepted, and no INT8 model written nor a word said
+            raise click.UsageError("--quantize belongs to a network trained with --paradigm; "
+                                   "the method --volume selects is exported without an INT8 "
+                                   "copy")
         networks = {"unet": "supervised", "contrastive": "contrastive"}
         running = {networks[c.strip()] for c in candidates.split(",") if c.strip() in networks}
         what = f"the --volume candidates {candidates}"
@@ -77,6 +96,15 @@ def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -
         if owners and not running & set(owners):
             raise click.UsageError(f"--{name.replace('_', '-')} belongs to --paradigm "
                                    f"{' or '.join(owners)}; {what} would not use it")
+
+
+def check_momentum(ctx: click.Context, optimizer: str) -> None:
+    """Usage error for ``--momentum`` given with AdamW, which has none (before: accepted and
+    ignored, as with ``--init``, whose optimiser is AdamW unless ``--optimizer sgd``)."""
+    if (ctx.get_parameter_source("momentum") is ParameterSource.COMMANDLINE
+            and optimizer == "adamw"):
+        raise click.UsageError("--momentum belongs to --optimizer sgd; AdamW would not use it "
+                               "(the default with --init: give --optimizer sgd to use it)")
 
 
 def check_init_and_frozen_encoder(init: str | None, frozen_encoder: Path | None) -> None:
@@ -98,3 +126,31 @@ def check_init_and_frozen_encoder(init: str | None, frozen_encoder: Path | None)
         raise click.UsageError(f"--init {weights} and --frozen-encoder {frozen} are different "
                                f"weights, and --init would replace the frozen encoder: give "
                                f"the same weights to both, or only one of them")
+
+
+#: Exit status of a run stopped by Ctrl-C (as `nwwatch replay`'s).
+EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def interrupt_explained(out: Path, epochs: bool = True) -> Iterator[None]:
+    """Ctrl-C during a run: say what is kept and how to go on, exit 130 (before: click's bare
+    "Aborted!", exit 1, left the user to guess whether MODEL.pt or MODEL.onnx could be used).
+    The model is written under a temporary name and renamed once verified, so ``out`` is
+    never left half-written; the checkpoint is rewritten atomically after every epoch.
+    ``epochs`` False: the method selection of ``--volume``, whose folds keep no checkpoint."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        checkpoint = checkpoint_path(out)
+        if checkpoint.is_file():
+            what = (f"{checkpoint} holds the run up to its last finished epoch: `nwwatch train "
+                    f"--resume --out {out}` continues it, `nwwatch train --resume "
+                    f"--export-only --out {out}` exports its best weights now")
+        elif epochs:
+            what = "no checkpoint was saved (no epoch had finished)"
+        else:
+            what = "nothing was saved: run the command again"
+        click.echo(f"train interrupted (Ctrl-C): {what}; a model file is only ever written "
+                   f"whole, after its verification", err=True)
+        sys.exit(EXIT_INTERRUPTED)

@@ -37,7 +37,12 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from nwwatch.classes import INSITU_CLASSES, TOMOGRAM_CLASSES, UNLABELED
+from nwwatch.classes import (
+    INSITU_CLASSES,
+    TOMOGRAM_CLASSES,
+    UNLABELED,
+    misplaced_insitu_class,
+)
 from nwwatch.io.errors import InputError, UnsupportedDtypeError
 from nwwatch.io.records import Frame, Volume
 from nwwatch.io.tiff import check_tomogram, read_frames, read_volume
@@ -234,6 +239,10 @@ def read_dataset_toml(root: Path) -> tuple[str, tuple[str, ...], str]:
     if (not isinstance(classes, list) or len(classes) < 2
             or not all(isinstance(c, str) for c in classes)):
         raise DatasetLayoutError(path, "classes: expected a list of at least two names")
+    misplaced = misplaced_insitu_class(classes) if kind == "insitu" else None
+    if misplaced:  # before: a model whose droplet the service measured as the wire
+        raise DatasetLayoutError(path, f"{misplaced}: renumber the labels to that order and "
+                                       f"list the classes so")
     scope = config.get("normalization_scope", "image" if kind == "insitu" else "volume")
     if scope not in ("image", "volume"):
         raise DatasetLayoutError(path, f"normalization_scope: {scope!r} must be 'image' or "
@@ -263,8 +272,11 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
                                        "DATA` writes them)")
     image_dir = image_folder(root)
     label_dir = root / "labels"
-    if not label_dir.is_dir():
-        raise DatasetLayoutError(label_dir, "labels folder not found (DATA/labels/<stem>.png)")
+    if not label_dir.is_dir():  # DATA/images given as DATA: say so, not "images/labels"
+        hint = (f"; {root} is a DATA folder's {root.name}/: give {root.parent} as DATA"
+                if root.name in ("images", "labels") and (root.parent / "labels").is_dir() else "")
+        raise DatasetLayoutError(label_dir, f"labels folder not found (DATA/labels/<stem>.png)"
+                                            f"{hint}")
     images = list_images(image_dir)
     if not images:
         raise DatasetLayoutError(image_dir, "no images (.tif, .tiff, .png) in this folder")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from nwwatch.classes import insitu_model_problem
 from nwwatch.segment.confidence import band_margin, cap_confidence
 from nwwatch.segment.contract import (
     INPUT_NAME,
@@ -260,6 +261,9 @@ class Segmenter:
         if self.metadata.kind != kind:
             raise ModelLoadError(f"{self.model_path}: a {self.metadata.kind!r} model; {task} "
                                  f"needs an {'in-situ' if kind == 'insitu' else kind} model")
+        problem = insitu_model_problem(self.metadata.class_names) if kind == "insitu" else None
+        if problem:  # before: `measure --model` stopped with an IndexError traceback
+            raise ModelLoadError(f"{self.model_path}: {problem} ({task})")
 
     def segment(self, images: np.ndarray, probabilities: bool = True) -> Segmentation:
         """Segment a batch of normalised images at the model's working scale.

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nwwatch.classes import insitu_model_problem
 from nwwatch.io import InputError, TiffInfo
 from nwwatch.service import streammemory
 from nwwatch.service.config import (
@@ -109,6 +110,9 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                               f"kind is {spec.kind!r}{KIND_MISMATCH_HINT.get(spec.kind, '')}")
         if spec.kind == "tomogram":
             _check_tomogram_model(seg, source, spec.key)
+        elif problem := insitu_model_problem(seg.metadata.class_names):
+            # before: every frame failed alike (an IndexError on the droplet class), retried
+            raise ConfigError(source, spec.key, f"cannot measure frames: {model}: {problem}")
         engines.append(Engine(kind=spec.kind, segmenter=seg, ledger=ledger,
                               results_dir=results_dir, batch_size=inference.batch_size,
                               streams=plan.streams if spec.kind == "insitu" else 1,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,9 @@ from torch import nn
 
 from training.config import TrainConfig
 from training.models import build_model
+
+if TYPE_CHECKING:
+    from training.data import LabeledImage, TrainingData
 
 
 class ComposedModel(nn.Module):
@@ -66,6 +70,11 @@ class Paradigm:
         self.provenance: dict[str, Any] = {}
 
     # --- hooks ------------------------------------------------------------------------
+    def extra_labeled(self, data: TrainingData, device: torch.device,
+                      echo: Callable[[str], None]) -> list[LabeledImage]:
+        """Labeled images the paradigm adds to DATA's training images (pseudo-labels)."""
+        return []
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.modules.parameters() if p.requires_grad]
 

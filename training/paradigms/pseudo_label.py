@@ -8,7 +8,7 @@ goes into the exported model's metadata.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +76,8 @@ def pseudo_label(probabilities: np.ndarray, confidence: float) -> np.ndarray:
 class PseudoLabelParadigm(SupervisedParadigm):
     name = "pseudo-label"
 
-    def extra_labeled(self, data: TrainingData, device: torch.device) -> list[LabeledImage]:
+    def extra_labeled(self, data: TrainingData, device: torch.device,
+                      echo: Callable[[str], None]) -> list[LabeledImage]:
         if not self.config.teacher:
             raise ValueError("--paradigm pseudo-label needs --teacher MODEL.pt|MODEL.onnx")
         teacher = Path(self.config.teacher)
@@ -100,4 +101,17 @@ class PseudoLabelParadigm(SupervisedParadigm):
             kept_fraction=kept / max(total, 1),
             pseudo_labeled_images=len(items),
         )
+        echo(kept_summary(teacher, self.config.confidence, kept, total, len(items)))
         return items
+
+
+def kept_summary(teacher: Path, confidence: float, kept: int, total: int, images: int) -> str:
+    """The line that says how much the teacher labeled; a warning when it kept no pixel (before:
+    the student then trained on DATA's labels alone and only ``extra.provenance`` said so)."""
+    if kept == 0:
+        return (f"warning: the teacher {teacher} is below --confidence {confidence:g} on every "
+                f"pixel of the {images} unlabeled image(s): no pseudo-label is kept and the "
+                f"student trains on DATA's labels alone (lower --confidence, or give a teacher "
+                f"trained longer)")
+    return (f"pseudo-labels: the teacher {teacher} labeled {100 * kept / total:.1f} % of the "
+            f"pixels of {images} unlabeled image(s) at --confidence {confidence:g}")
