@@ -224,10 +224,13 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
         if known is not None and known.state in ("done", "quarantined") and not force:
             if known.state == "done":  # its path's quarantined version has been replaced
                 ledger.release_quarantine(name, st.st_size, st.st_mtime_ns)
+                note_skipped(engine, path, key, known)
             report.files.append(FileOutcome(path, "skipped", reason=f"already {known.state}"))
             continue
         if engine.buffer.holds(key):  # processed, its rows wait for their file
             ledger.release_quarantine(name, st.st_size, st.st_mtime_ns)
+            if known is not None:
+                note_skipped(engine, path, key, known)
             report.files.append(FileOutcome(path, "skipped", reason="already done"))
             continue
         if any(it.key == key for it in items):  # same content twice in one batch
@@ -240,6 +243,18 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
     if early_failures:
         ledger.record_failures(early_failures, engine.max_attempts)
     return items
+
+
+def note_skipped(engine: Engine, path: Path, key: ItemKey, known) -> None:
+    """``path`` skipped, its content done or held already: a file put back to content it held
+    before becomes current again in the results (:mod:`nwwatch.service.ledgerreverts`);
+    logged as ``file_reverted``. A write that fails is logged and tried at the next look."""
+    try:
+        if engine.ledger.note_skipped(path_key(path), key, known):
+            log_of(engine).info("file_reverted", source=source_name(path), sha256=key.sha256)
+    except OSError as exc:
+        log_of(engine).warning("reverted_write_failed", source=source_name(path),
+                               error=repr(exc))
 
 
 def _stat(path: Path) -> tuple[int | None, int | None]:

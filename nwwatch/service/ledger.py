@@ -21,7 +21,8 @@ attempt; a file that crashes the process *alone* counts one, and is quarantined 
 frame ends up exactly once in the results.
 
 File paths are stored as :func:`nwwatch.service.names.path_key` (lossless for any name).
-The quarantine list is :mod:`nwwatch.service.ledgerquarantine`. Reporting queries live in
+The quarantine list is :mod:`nwwatch.service.ledgerquarantine`, files put back to content
+already done :mod:`nwwatch.service.ledgerreverts`. Reporting queries live in
 :mod:`nwwatch.service.reporting`, the lock in
 :mod:`nwwatch.service.lock`, rebuilding from the results in :mod:`nwwatch.service.rebuild`.
 """
@@ -48,6 +49,7 @@ from nwwatch.service.ledgerdb import (
 )
 from nwwatch.service.ledgerhold import HeldBatches
 from nwwatch.service.ledgerquarantine import QuarantineList
+from nwwatch.service.ledgerreverts import RevertedFiles
 from nwwatch.service.lock import LedgerBusyError, LedgerLock
 from nwwatch.service.names import file_identity
 from nwwatch.service.recovery import Recovery
@@ -61,7 +63,7 @@ class LedgerLostError(RuntimeError):
     process: going on could write rows twice."""
 
 
-class Ledger(Recovery, HeldBatches, QuarantineList):
+class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
     """The service's state. One instance per process; not shared across threads.
 
     Parameters

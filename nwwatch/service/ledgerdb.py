@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_state ON items (state);
 CREATE INDEX IF NOT EXISTS items_batch ON items (batch_id);
+CREATE INDEX IF NOT EXISTS items_source ON items (source);
 CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
