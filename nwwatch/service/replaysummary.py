@@ -60,6 +60,8 @@ class ReplaySummary:
     #: Files named on the command line that are TIFF neither by extension nor by header
     #: (``truth.parquet`` beside the frames of ``acq/*``): skipped, not counted in ``files``.
     not_tiff: list[Path] = field(default_factory=list)
+    #: Folders that could not be listed (no permission): their files were not processed.
+    unlisted: list[OSError] = field(default_factory=list)
 
     @property
     def frames_per_s(self) -> float:
@@ -67,8 +69,8 @@ class ReplaySummary:
 
     @property
     def complete(self) -> bool:
-        """True when no file failed and none is quarantined."""
-        return self.failed == 0 and self.quarantined == 0
+        """True when no file failed, none is quarantined and every folder could be listed."""
+        return self.failed == 0 and self.quarantined == 0 and not self.unlisted
 
     @property
     def exit_status(self) -> int:
@@ -102,6 +104,13 @@ class ReplaySummary:
             names = ", ".join(p.name for p in self.not_tiff[:3]) + (", …" if n > 3 else "")
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, not TIFF by extension "
                        f"or header: {names}")
+        if self.unlisted:
+            n = len(self.unlisted)
+            names = ", ".join(f"{e.filename} ({e.strerror or repr(e)})"
+                              for e in self.unlisted[:3])
+            out.append(f"{n} folder{' could' if n == 1 else 's could'} not be listed, "
+                       f"{'its' if n == 1 else 'their'} files not processed: {names}"
+                       + (", …" if n > 3 else ""))
         if self.not_compacted:
             out.append(f"not compacted ({self.not_compacted}): the rows are all written; "
                        f"compact later with: nwwatch compact {self.results_dir}")
@@ -120,9 +129,10 @@ class ReplaySummary:
             out.append(f"replay complete: all {self.files - self.vanished} files "
                        f"processed{gone}")
         else:
+            unlisted = f", {len(self.unlisted)} folder(s) not listed" if self.unlisted else ""
             out.append(
                 f"replay INCOMPLETE: {self.failed} file(s) failed, {self.quarantined} "
-                f"quarantined (reasons: nwwatch status --out {self.results_dir}); "
+                f"quarantined{unlisted} (reasons: nwwatch status --out {self.results_dir}); "
                 f"exit status {EXIT_INCOMPLETE}")
         return out
 

@@ -67,16 +67,33 @@ def matches(name: str, watch: WatchConfig) -> bool:
     return any(fnmatch.fnmatchcase(name, pat) for pat in watch.patterns)
 
 
-def scan(watch: WatchConfig) -> Iterator[Path]:
-    """Every input file currently in the folder (hidden folders skipped), in sorted order."""
+def scan(watch: WatchConfig,
+         unlisted: Callable[[OSError], None] | None = None) -> Iterator[Path]:
+    """Every input file currently in the folder (hidden folders skipped), in sorted order.
+
+    ``unlisted``: called with the error of each folder that cannot be listed (no permission:
+    a run folder of another user with mode 0700), whose files are then not yielded; None:
+    such an error is raised."""
     if not watch.path.is_dir():
         return
+
+    def failed(exc: OSError) -> None:
+        if unlisted is None:
+            raise exc
+        unlisted(exc)
+
     if not watch.recursive:
-        for entry in sorted(os.scandir(watch.path), key=lambda e: e.name):
+        try:
+            entries = sorted(os.scandir(watch.path), key=lambda e: e.name)
+        except OSError as exc:
+            failed(exc)
+            return
+        for entry in entries:
             if entry.is_file() and matches(entry.name, watch):
                 yield Path(entry.path)
         return
-    for root, dirs, files in os.walk(watch.path, onerror=None):
+    # os.walk's default skips a folder it cannot list in silence (its files were lost)
+    for root, dirs, files in os.walk(watch.path, onerror=failed):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if matches(name, watch):

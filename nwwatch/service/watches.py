@@ -28,6 +28,8 @@ class Watch:
     next_rescan: float = 0.0
     files: list[ReadyFile] = field(default_factory=list)
     since: float | None = None  # monotonic time the oldest waiting file became ready
+    #: Folders the last rescans could not list (logged once each, until listed again).
+    unlisted: set[str] = field(default_factory=set)
 
     def frames(self) -> int:
         return sum(max(1, getattr(f.info, "n_pages", 1)) for f in self.files)
@@ -84,8 +86,9 @@ class Watch:
         """Hand the tracker the files of the folder that are neither queued, tracked nor
         finished under this engine (known from the ledger by path, size and mtime)."""
         found = 0
+        errors: list[OSError] = []
         try:
-            for path in scan(self.config):
+            for path in scan(self.config, errors.append):
                 if path in queued or path in tracker:
                     continue
                 try:
@@ -101,6 +104,13 @@ class Watch:
                 found += 1
         except OSError as exc:  # share gone mid-walk: the next rescan tries again
             log.error("rescan_failed", path=str(self.config.path), error=repr(exc))
+        now = {str(e.filename): e for e in errors}
+        for folder in sorted(set(now) - self.unlisted):
+            log.warning("folder_unlisted", path=folder, error=now[folder].strerror or
+                        repr(now[folder]), action="its files are processed once the service "
+                        "user can list it (permissions: docs/service.md); checked at every "
+                        "rescan")
+        self.unlisted = set(now)
         return found
 
     def take(self) -> list[ReadyFile]:
