@@ -1,0 +1,65 @@
+"""Faults an operator meets when setting the service up, with real processes: each gives one
+clear line naming what to fix, and the exit status that tells systemd whether a restart can
+help (docs/service.md, Faults and recovery)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from servicekit import REPO, model, without_file_access_override, write_config
+
+
+def _run(cfg, prefix=(), timeout=120) -> tuple[int, list[dict], str]:
+    done = subprocess.run([*prefix, sys.executable, "-m", "nwwatch.service", "run",
+                           "--config", str(cfg)], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+    lines = [json.loads(x) for x in done.stderr.splitlines() if x.startswith("{")]
+    return done.returncode, lines, done.stderr
+
+
+def test_a_results_folder_the_service_may_not_write_is_a_configuration_fault(tmp_path):
+    """It exited 1 with "cannot write the results or ledger folder (disk full?); systemd
+    starts the service again": a permission is no full disk, and ten restarts in a minute
+    cannot fix it. A results folder that cannot be created was exit 78 already."""
+    prefix = without_file_access_override()
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    res.mkdir(mode=0o555)
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path))
+    try:
+        code, lines, stderr = _run(cfg, prefix)
+    finally:
+        res.chmod(0o755)
+    assert code == 78, stderr[-2000:]
+    assert "Traceback" not in stderr
+    failed = [x for x in lines if x["event"] == "startup_failed"]
+    assert failed and failed[0]["exit_status"] == 78, lines
+    assert failed[0]["error_type"] == "ConfigError"
+    error = failed[0]["error"]
+    assert "output.results" in error and str(res) in error and "Permission denied" in error
+    assert "disk full" not in error and "disk full" not in json.dumps(failed[0])
+    assert f"chown -R root: {res}" in error or "chown -R" in error, error
+
+
+def test_a_ledger_file_the_service_may_not_write_is_not_called_damaged(tmp_path):
+    """A ledger left read-only (a results folder copied back by root, say) was reported as
+    "the ledger is damaged (attempt to write a readonly database)", naming `nwwatch ledger
+    rebuild` — which moves a sound ledger aside — where a permission needs fixing."""
+    prefix = without_file_access_override()
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path))
+    from nwwatch.service.ledger import Ledger
+
+    Ledger(res / "ledger.sqlite", res).close()  # a sound ledger
+    (res / "ledger.sqlite").chmod(0o444)
+    code, lines, stderr = _run(cfg, prefix)
+    assert code == 78, stderr[-2000:]
+    failed = [x for x in lines if x["event"] == "startup_failed"][0]
+    assert failed["error_type"] == "ConfigError", failed
+    error = failed["error"]
+    assert f"cannot write {res / 'ledger.sqlite'}" in error, error
+    assert "damaged" not in error and "rebuild" not in error
+    assert "chown -R" in error
