@@ -63,3 +63,50 @@ def test_a_ledger_file_the_service_may_not_write_is_not_called_damaged(tmp_path)
     assert f"cannot write {res / 'ledger.sqlite'}" in error, error
     assert "damaged" not in error and "rebuild" not in error
     assert "chown -R" in error
+
+
+def test_results_that_cannot_be_written_beside_a_writable_ledger_stay_paused(tmp_path):
+    """The pause's probe wrote only to the ledger: with the results folder read-only (a
+    permission, or results on a share that filled up while the ledger is local) it
+    succeeded, the service logged storage_resumed, processed the waiting files again, failed
+    to write their rows and paused again — a paused/resumed pair and every waiting file
+    "processed" once more per back-off period. The probe now writes into the results folder
+    that failed, so the pause lasts until the rows can be written, each file processed once
+    meanwhile."""
+    import time
+    from collections import Counter
+
+    from servicekit import DaemonProcess, frames_table, wait_rows, write_frames
+
+    wrap = without_file_access_override()
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.2,
+                       extra="backoff_seconds = 0.3")
+    daemon = DaemonProcess(cfg, tmp_path / "log", wrap=wrap)
+    locked = []
+    try:
+        daemon.wait_event("ready", timeout=60)
+        names = write_frames(acq, 2)
+        wait_rows(res, 2, proc=daemon)
+        locked = [res / "frames", *(res / "frames").iterdir()]
+        for folder in locked:
+            folder.chmod(0o555)
+        names += write_frames(acq, 3, start=2)
+        daemon.wait_event("storage_paused", timeout=60)
+        time.sleep(3.0)  # ten back-off periods
+        events = daemon.events()
+        assert not [e for e in events if e["event"] == "storage_resumed"], events[-5:]
+        processed = Counter(e["source"] for e in events if e["event"] == "file_processed")
+        assert max(processed.values()) == 1, processed
+        for folder in locked:
+            folder.chmod(0o755)
+        daemon.wait_event("storage_resumed", timeout=30)
+        wait_rows(res, 5, proc=daemon)
+    finally:
+        for folder in locked:
+            folder.chmod(0o755)
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+    rows = frames_table(res)
+    assert sorted(rows.source.map(lambda s: s.rsplit("/", 1)[1])) == sorted(names)

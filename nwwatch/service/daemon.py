@@ -59,7 +59,7 @@ from nwwatch.service.pipeline import (
 from nwwatch.service.readiness import Tracker
 from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.stopping import StopDeadline
-from nwwatch.service.storagepause import StoragePause
+from nwwatch.service.storagepause import StoragePause, probe_folder
 from nwwatch.service.tally import Tally
 from nwwatch.service.watcher import FolderWatcher
 from nwwatch.service.watches import Watch
@@ -235,9 +235,16 @@ class Daemon:
         True when a batch ran. A failed write pauses processing (see module docstring)."""
         try:
             if self.pause.paused:
-                # Writable again? Settle what the failure left, then one small ledger write.
+                # Writable again? Settle what the failure left, then one small ledger write
+                # and one into the results folder that failed.
                 self._settle_unfinished(raise_errors=True)
                 self.ledger.probe()
+                if self.pause.folder is not None:
+                    try:
+                        probe_folder(self.pause.folder)
+                    except OSError as exc:
+                        raise ResultsWriteError(f"{self.pause.folder}: cannot write results "
+                                                f"({exc})", folder=self.pause.folder) from exc
             ready, bad = self.tracker.poll(self._inspect, now)
             if bad:
                 self._quarantine_bad(bad, watches)

@@ -69,7 +69,8 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
                 write_volume_tiff(mask_path, np.ascontiguousarray(mask, dtype=np.uint8),
                                   voxel_size_nm=voxel_size_nm)
             except OSError as exc:
-                raise ResultsWriteError(f"{mask_path}: cannot write the mask ({exc})") from exc
+                raise ResultsWriteError(f"{mask_path}: cannot write the mask ({exc})",
+                                        folder=mask_path.parent) from exc
             metrics = volume_metrics(mask, voxel_size_nm, heartbeat=engine.beat).as_row()
             measure_ms = (time.perf_counter() - t) * 1e3
         except ResultsWriteError:
