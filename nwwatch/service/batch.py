@@ -186,7 +186,22 @@ class Item:
     rows: list[dict] = field(default_factory=list)
     failed: bool = False
     gone: bool = False
+    #: Changed since it was hashed (gone too: released, no attempt; a new version now).
+    changed: bool = False
     batch_cap: int | None = None  # from the ledger: this file's last batch crashed
+
+    def changed_since_hashed(self) -> bool:
+        """True (and ``gone``, ``changed``) when the file is no longer the version hashed —
+        another size or mtime, or removed: what was read is not the content ``key`` names,
+        and a failure to read it says nothing about that content. Checked after reading."""
+        try:
+            st = os.stat(self.path)
+            same = (st.st_size, st.st_mtime_ns) == (self.size, self.mtime_ns)
+        except OSError:
+            same = False
+        if not same:
+            self.failed = self.gone = self.changed = True
+        return not same
 
 
 def log_of(engine: Engine):
@@ -278,8 +293,9 @@ def outcomes(report: BatchReport, items: list[Item], failures: list[Failure],
     for it in items:
         name = path_key(it.path)
         if it.gone:
-            report.files.append(FileOutcome(it.path, "gone", reason="file vanished",
-                                            batch_id=batch_id))
+            why = ("changed while it was read: processed again as the new version"
+                   if it.changed else "file vanished")
+            report.files.append(FileOutcome(it.path, "gone", reason=why, batch_id=batch_id))
         elif name in reasons:
             state = "quarantined" if name in q else "failed"
             report.files.append(FileOutcome(it.path, state, reason=reasons[name],

@@ -232,7 +232,9 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     seen: set[ItemKey] = set()
     for f in res.files:
         if f.gone:
-            if os.path.lexists(f.path):  # here, but not on the worker: every file would be
+            # Never found on the worker, but here: every file would be. (One the worker
+            # hashed and then found changed or removed while reading it is no such case.)
+            if f.size is None and os.path.lexists(f.path):
                 raise clusterconnect.InputNotSharedError(
                     f"{f.path}: a Dask worker does not find this file, which exists here: "
                     "the input must be shared with every worker under the same absolute path")

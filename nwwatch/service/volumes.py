@@ -50,6 +50,9 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
         try:
             t = time.perf_counter()
             volume = check_tomogram(read_volume(it.path))
+            if it.changed_since_hashed():  # these voxels are not the content hashed
+                del volume
+                continue
             read_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
             # The watchdog is pinged while one volume is segmented and measured, not only
@@ -84,7 +87,8 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             it.failed, it.gone = True, True
             continue
         except Exception as exc:
-            fail_item(it, exc, failures, engine)
+            if not it.changed_since_hashed():  # else released: a new version now
+                fail_item(it, exc, failures, engine)
             continue
         st_time = datetime.fromtimestamp(it.mtime_ns / 1e9, UTC)
         # NaN (not computed: a sparse mask or no finite voxel) is stored and logged as null.
