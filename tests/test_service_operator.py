@@ -110,3 +110,36 @@ def test_results_that_cannot_be_written_beside_a_writable_ledger_stay_paused(tmp
     assert code == 0
     rows = frames_table(res)
     assert sorted(rows.source.map(lambda s: s.rsplit("/", 1)[1])) == sorted(names)
+
+
+def test_a_member_of_the_service_group_reads_status_of_a_stopped_service(tmp_path):
+    """The results are the service user's, readable by its group (install.sh, UMask=0027).
+    With the service stopped the ledger has no -shm file, and SQLite's read-only open of a
+    WAL ledger must create one: a group member got "cannot read the ledger (attempt to write
+    a readonly database); if it is damaged, … nwwatch ledger rebuild". The ledger is read as
+    it is on disk then (no -wal file: nothing is written to it)."""
+    import os
+
+    import pytest
+    from servicekit import paint_insitu
+
+    from nwwatch.io import write_frame_tiff
+    from nwwatch.service import replay
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the results to another user")
+    prefix = without_file_access_override()
+    acq, out = tmp_path / "acq", tmp_path / "out"
+    acq.mkdir()
+    write_frame_tiff(acq / "a.tif", paint_insitu(110.0))
+    replay(acq, out, kind="insitu", model=model(tmp_path))
+    assert not (out / "ledger.sqlite-shm").exists()  # closed: SQLite removed it
+    for path in [out, *out.rglob("*")]:  # the service user's (uid 4242), group root's
+        os.chown(path, 4242, 0)
+        path.chmod(0o750 if path.is_dir() else 0o640)
+    code = "import sys; from nwwatch.cli import main; sys.argv[0] = 'nwwatch'; main()"
+    done = subprocess.run([*prefix, sys.executable, "-c", code, "status", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "files: 1 done" in done.stdout and "rows: 1" in done.stdout, done.stdout
+    assert not (out / "ledger.sqlite-shm").exists()
