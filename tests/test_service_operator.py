@@ -143,3 +143,32 @@ def test_a_member_of_the_service_group_reads_status_of_a_stopped_service(tmp_pat
     assert done.returncode == 0, done.stderr
     assert "files: 1 done" in done.stdout and "rows: 1" in done.stdout, done.stdout
     assert not (out / "ledger.sqlite-shm").exists()
+
+
+def test_a_hangup_stops_the_service_like_sigterm_and_charges_no_attempt(tmp_path):
+    """SIGHUP (the terminal of a foreground `nwwatch run` closed, an ssh session dropped)
+    had no handler and killed the process on the spot: a single file in flight then counted
+    an attempt at the next start, as if it had killed the process itself (quarantined after
+    max_attempts). It stops the service as SIGTERM does."""
+    import signal
+
+    from servicekit import DaemonProcess, ledger_count, wait_batch_claimed, write_frames
+
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.2,
+                       extra="[service]\nstop_timeout_seconds = 1\n")
+    daemon = DaemonProcess(cfg, tmp_path / "log1", env={"NWWATCH_CRASH_AT": "in_batch:1"})
+    daemon.wait_event("ready", timeout=60)
+    write_frames(acq, 1)
+    wait_batch_claimed(res)
+    daemon.proc.send_signal(signal.SIGHUP)
+    code = daemon.wait_exit(timeout=30)
+    assert code == 1, code  # stopped at stop_timeout_seconds (the batch hangs), not killed
+    assert daemon.wait_event("stop_requested")
+    again = DaemonProcess(cfg, tmp_path / "log2")
+    try:
+        again.wait_event("file_processed", timeout=60)
+    finally:
+        assert again.terminate(timeout=30)[0] == 0
+    assert ledger_count(res, "items", "attempts > 0") == 0

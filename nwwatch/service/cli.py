@@ -22,7 +22,8 @@ DEFAULT_CONFIG = Path("/etc/nwwatch/nwwatch.toml")
 def run(config_path: Path) -> None:
     """Run the resident watching service (systemd Type=notify).
 
-    Exit status: 0 after SIGTERM (1 when the batch in flight outlived stop_timeout_seconds);
+    Exit status: 0 after SIGTERM, SIGINT or SIGHUP (1 when the batch in flight outlived
+    stop_timeout_seconds);
     78 (EX_CONFIG, not restarted by the unit) when a person is needed: invalid configuration
     (the message names file and key), results or ledger folders the service may not write,
     no GPU with require_gpu, a model that does not load or
@@ -32,9 +33,11 @@ def run(config_path: Path) -> None:
     import threading
 
     # Catch SIGTERM from the first moment: loading the model takes a while, and a stop
-    # requested meanwhile must still end in a clean exit 0.
+    # requested meanwhile must still end in a clean exit 0. SIGHUP (a foreground run's
+    # terminal closed) too: its default kills the process mid-batch, which charged the file
+    # in flight an attempt as if it had crashed the process.
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     from nwwatch.logsetup import configure_logging, get_logger
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
