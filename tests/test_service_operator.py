@@ -172,3 +172,45 @@ def test_a_hangup_stops_the_service_like_sigterm_and_charges_no_attempt(tmp_path
     finally:
         assert again.terminate(timeout=30)[0] == 0
     assert ledger_count(res, "items", "attempts > 0") == 0
+
+
+def test_a_writer_pausing_longer_than_settle_seconds_gets_its_file_processed_once_complete(
+        tmp_path):
+    """docs/service.md said a slow writer that closes between chunks is never failed; one
+    that pauses longer than settle_seconds between chunks has its partial file quarantined
+    as truncated until the file changes. What the docs now say, measured: each pause one
+    file_quarantined line, the complete file processed once, nothing left quarantined."""
+    import time
+
+    from servicekit import DaemonProcess, paint_insitu, wait_rows
+
+    from nwwatch.io import write_frame_tiff
+
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.3,
+                       rescan=0.5)
+    whole = tmp_path / "whole.tif"
+    write_frame_tiff(whole, paint_insitu(120.0, size=256))
+    data = whole.read_bytes()
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        cuts = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            with open(acq / "slow.tif", "ab") as f:  # closed after every chunk
+                f.write(data[a:b])
+            time.sleep(1.5)
+        wait_rows(res, 1, timeout=60, proc=daemon)
+        time.sleep(1.0)
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+    events = daemon.events()
+    quarantined = [e for e in events if e["event"] == "file_quarantined"]
+    assert len(quarantined) == 2 and all("the file has only" in e["reason"]
+                                         for e in quarantined), quarantined
+    assert [e["state"] for e in events if e["event"] == "file_processed"] == ["done"]
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(res / "quarantine.parquet").num_rows == 0
