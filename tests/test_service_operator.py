@@ -214,3 +214,38 @@ def test_a_writer_pausing_longer_than_settle_seconds_gets_its_file_processed_onc
     import pyarrow.parquet as pq
 
     assert pq.read_table(res / "quarantine.parquet").num_rows == 0
+
+
+def test_quarantine_parquet_is_written_again_after_a_failed_write(tmp_path):
+    """quarantine.parquet is rewritten when the quarantine list changes; a write that failed
+    (the results folder read-only for a while) was tried again only at the next change — with
+    no further bad file, never while the service ran, so the file (and the dashboard, which
+    reads it) missed a quarantined file that `nwwatch status` listed. It is tried again every
+    back-off period until it succeeds."""
+    import time
+
+    import pyarrow.parquet as pq
+    from servicekit import DaemonProcess
+
+    wrap = without_file_access_override()
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.2,
+                       extra="backoff_seconds = 0.5")
+    daemon = DaemonProcess(cfg, tmp_path / "log", wrap=wrap)
+    try:
+        daemon.wait_event("ready", timeout=60)
+        res.chmod(0o555)
+        (acq / "bad.tif").write_bytes(b"not a TIFF at all\n" * 8)
+        daemon.wait_event("quarantine_write_failed", timeout=60)
+        res.chmod(0o755)
+        deadline = time.monotonic() + 10
+        listed: list = []
+        while time.monotonic() < deadline and not listed:
+            time.sleep(0.2)
+            listed = pq.read_table(res / "quarantine.parquet").column("path").to_pylist()
+        assert listed == [str(acq / "bad.tif")], listed
+    finally:
+        res.chmod(0o755)
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0

@@ -48,6 +48,19 @@ class StoragePause:
                     f"retrying every {backoff:g} s")
         _metrics.set_storage_paused(True)  # an alert needs no log parsing
 
+    def probe(self, ledger) -> None:
+        """Raise LedgerWriteError or ResultsWriteError while the ledger, or the results
+        folder whose write failed, still cannot be written (:func:`probe_folder`)."""
+        from nwwatch.service.batch import ResultsWriteError
+
+        ledger.probe()
+        if self.folder is not None:
+            try:
+                probe_folder(self.folder)
+            except OSError as exc:
+                raise ResultsWriteError(f"{self.folder}: cannot write results ({exc})",
+                                        folder=self.folder) from exc
+
     def resume(self) -> None:
         """A write succeeded: end the pause (logged once)."""
         if self.until is not None:
