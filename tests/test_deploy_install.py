@@ -30,7 +30,9 @@ def sandbox(tmp_path):
     for tool in ("systemctl", "useradd", "usermod"):
         _script(bin_ / tool, f'echo "{tool} $*" >> {calls}\n')
     _script(bin_ / "getent", "exit 2\n")
-    _script(bin_ / "id", '[[ $1 == -u ]] && { echo 0; exit 0; }; exit 0\n')
+    # a system user gets a group of its own name (useradd's user private group)
+    _script(bin_ / "id", '[[ $1 == -u ]] && { echo 0; exit 0; }\n'
+            '[[ $1 == -gn ]] && { echo "$2"; exit 0; }; exit 0\n')
     real_install = shutil.which("install")
     # the service user does not exist here: drop -o/-g, keep everything else
     _script(bin_ / "install", 'args=(); while (($#)); do case $1 in -o|-g) shift 2;; '
@@ -81,3 +83,25 @@ def test_a_prefix_the_unit_cannot_hold_is_refused(sandbox):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "PREFIX, CONFIG and SERVICE_USER" in done.stderr
     assert not (tmp / "units" / "nwwatch.service").exists()
+
+
+def test_an_existing_service_user_runs_under_its_own_primary_group(sandbox):
+    """SERVICE_USER may be an existing account (the lab's, which can read the share): the
+    unit said Group=<user> and the results folders were made with -g <user>, a group such
+    an account need not have (systemd then fails the start with 216/GROUP; install fails
+    with "invalid group"). Its primary group is used."""
+    tmp, env, prefix, config, calls = sandbox
+    bin_ = tmp / "bin"
+    _script(bin_ / "id", '[[ $1 == -u ]] && { echo 0; exit 0; }\n'
+            '[[ $1 == -gn ]] && { echo lab; exit 0; }; exit 0\n')
+    real = (bin_ / "install").read_text()
+    (bin_ / "install").write_text(real.replace("args=();", f'echo "install $*" >> {calls}; '
+                                               'args=();', 1))
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    unit = (tmp / "units" / "nwwatch.service").read_text().splitlines()
+    assert "User=microscopy" in unit and "Group=lab" in unit, unit
+    made = [c for c in calls.read_text().splitlines()
+            if c.startswith("install ") and " -o " in c]
+    assert made and all("-o microscopy -g lab" in c for c in made), made
