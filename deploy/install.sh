@@ -28,11 +28,15 @@ for value in "$PREFIX" "$CONFIG" "$SERVICE_USER"; do
 done
 command -v systemctl >/dev/null || die "systemd is required"
 
+# The unit's PrivateTmp=yes hides /tmp and /var/tmp: the drop-in step refuses folders there.
+PRIVATE_TMP=()
+grep -qx 'PrivateTmp=yes' "$SRC/systemd/nwwatch.service" && PRIVATE_TMP=(--private-tmp)
+
 write_dropin() {
     # Validates the config (errors name the key) and opens exactly its folders to the unit.
     local tmp
     tmp=$(mktemp)
-    "$PREFIX/venv/bin/python" -m nwwatch.service.dropin "$CONFIG" > "$tmp" \
+    "$PREFIX/venv/bin/python" -m nwwatch.service.dropin "${PRIVATE_TMP[@]}" "$CONFIG" > "$tmp" \
         || { rm -f "$tmp"; die "fix $CONFIG and run: sudo $0 --reconfigure"; }
     install -d -m 0755 "$DROPIN_DIR"
     install -m 0644 "$tmp" "$DROPIN_DIR/paths.conf"

@@ -249,3 +249,31 @@ def test_quarantine_parquet_is_written_again_after_a_failed_write(tmp_path):
         res.chmod(0o755)
         code, _ = daemon.terminate(timeout=30)
     assert code == 0
+
+
+def test_the_unit_refuses_folders_its_private_tmp_would_hide(tmp_path, capsys):
+    """The unit runs with PrivateTmp=yes: the service gets its own /tmp and /var/tmp, removed
+    when it stops. A results folder configured there was written where nobody sees it and
+    deleted at every stop; a watched folder there is empty for the service. install.sh's
+    drop-in step (python -m nwwatch.service.dropin) accepted both; it names them now
+    (``--private-tmp``, which install.sh passes when the unit has PrivateTmp=yes)."""
+    from nwwatch.service.dropin import main
+
+    cfg = tmp_path / "c.toml"
+    for body, key in (
+            ('[[watch]]\npath = "/srv/acq"\n[output]\nresults = "/var/tmp/nwwatch"\n',
+             "output.results"),
+            ('[[watch]]\npath = "/srv/acq"\n[[watch]]\npath = "/tmp/acq"\n'
+             '[output]\nresults = "/srv/res"\n', "watch[1].path"),
+            ('[[watch]]\npath = "/srv/acq"\n[output]\nresults = "/srv/res"\n'
+             '[state]\nledger = "/tmp/l/ledger.sqlite"\n', "state.ledger")):
+        cfg.write_text(body)
+        assert main(["--private-tmp", str(cfg)]) == 78
+        err = capsys.readouterr().err
+        assert f"{key}: " in err and "PrivateTmp" in err, err
+    cfg.write_text('[[watch]]\npath = "/srv/acq"\n[output]\nresults = "/srv/res"\n')
+    assert main(["--private-tmp", str(cfg)]) == 0
+    # install.sh passes the flag because the unit has PrivateTmp=yes, so a folder in /tmp
+    # (the test's own configuration) fails its drop-in step
+    assert "PrivateTmp=yes" in (REPO / "systemd" / "nwwatch.service").read_text().splitlines()
+    assert '"${PRIVATE_TMP[@]}"' in (REPO / "deploy" / "install.sh").read_text()
