@@ -277,3 +277,24 @@ def test_the_unit_refuses_folders_its_private_tmp_would_hide(tmp_path, capsys):
     # (the test's own configuration) fails its drop-in step
     assert "PrivateTmp=yes" in (REPO / "systemd" / "nwwatch.service").read_text().splitlines()
     assert '"${PRIVATE_TMP[@]}"' in (REPO / "deploy" / "install.sh").read_text()
+
+
+def test_a_configuration_file_the_service_may_not_read_is_exit_78(tmp_path):
+    """click's own check of --config (readable) answered first: exit 2, a usage error the
+    unit restarts ten times, and no startup_failed line. The configuration's own reader
+    names it and exits 78, as for a missing file."""
+    import os
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the file to another user")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, tmp_path / "res", model(tmp_path))
+    os.chown(cfg, 4242, 0)
+    cfg.chmod(0o600)
+    code, lines, stderr = _run(cfg, without_file_access_override())
+    assert code == 78, stderr
+    failed = [x for x in lines if x["event"] == "startup_failed"]
+    assert failed and "(file): cannot be read (permission denied)" in failed[0]["error"], lines

@@ -15,8 +15,9 @@ DEFAULT_CONFIG = Path("/etc/nwwatch/nwwatch.toml")
 
 
 @click.command("run")
-# no dir_okay=False: a folder is a ConfigError (exit 78, which the unit does not restart)
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
+# no dir_okay=False nor click's readable check: a folder or a file the service user may not
+# read is a ConfigError (exit 78, which the unit does not restart), not a usage error (2)
+@click.option("--config", "config_path", type=click.Path(path_type=Path, readable=False),
               default=DEFAULT_CONFIG, show_default=True,
               help="Service configuration (TOML).")
 def run(config_path: Path) -> None:
