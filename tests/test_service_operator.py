@@ -298,3 +298,16 @@ def test_a_configuration_file_the_service_may_not_read_is_exit_78(tmp_path):
     assert code == 78, stderr
     failed = [x for x in lines if x["event"] == "startup_failed"]
     assert failed and "(file): cannot be read (permission denied)" in failed[0]["error"], lines
+
+
+def test_status_of_results_whose_ledger_is_elsewhere_says_to_give_the_configuration(tmp_path):
+    """`nwwatch status --out RESULTS` of a service whose [state] ledger lies outside RESULTS
+    said only "no ledger here (nothing processed yet?)" beside results it had written."""
+    from click.testing import CliRunner
+
+    from nwwatch.service.cli import status
+
+    (tmp_path / "frames").mkdir()
+    r = CliRunner().invoke(status, ["--out", str(tmp_path)])
+    assert r.exit_code == 1
+    assert "no ledger here" in r.output and "--config" in r.output, r.output

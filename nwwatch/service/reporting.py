@@ -133,7 +133,8 @@ def open_readonly(path: str | os.PathLike[str]) -> LedgerQueries:
     """
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"{file}: no ledger here (nothing processed yet?)")
+        raise FileNotFoundError(f"{file}: no ledger here (nothing processed yet? a service "
+                                "whose [state] ledger lies elsewhere: give its --config)")
     db = sqlite3.connect(f"file:{file}?mode=ro", uri=True, timeout=30.0, isolation_level=None)
     try:
         db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
