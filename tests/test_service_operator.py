@@ -311,3 +311,29 @@ def test_status_of_results_whose_ledger_is_elsewhere_says_to_give_the_configurat
     r = CliRunner().invoke(status, ["--out", str(tmp_path)])
     assert r.exit_code == 1
     assert "no ledger here" in r.output and "--config" in r.output, r.output
+
+
+def test_a_rescan_while_rows_are_held_does_not_offer_the_file_again(tmp_path):
+    """A file processed and waiting for its rows' file (flush_seconds) was not "finished"
+    for the rescans: each rescan in that window queued it again, and it was skipped with a
+    file_skipped "already done" line right after its file_processed line (seen for every
+    file a drill wrote by tmp + rename, the writing the docs recommend)."""
+    import time
+
+    from servicekit import DaemonProcess, wait_rows, write_frames
+
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.2,
+                       rescan=0.3, flush_seconds=3.0)
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        write_frames(acq, 1)
+        daemon.wait_event("file_processed", timeout=60)
+        time.sleep(1.5)  # rescans while the row is held
+        wait_rows(res, 1, timeout=30, proc=daemon)
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+    assert not [e for e in daemon.events() if e["event"] == "file_skipped"]

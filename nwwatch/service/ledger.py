@@ -177,15 +177,17 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
 
     def is_finished(self, path: PathKey, size: int, mtime_ns: int, model_sha256: str,
                     measurement_version: str) -> bool:
-        """Cheap check for rescans: done or quarantined for this file version, without I/O
-        (but an open of a file quarantined as unreadable: ``quarantined_at``)."""
+        """Cheap check for rescans: done or quarantined for this file version, or processed
+        with its rows held by this process (a failed write of them requeues the file itself),
+        without I/O (but an open of a file quarantined as unreadable: ``quarantined_at``)."""
         if self.quarantined_at(path, size, mtime_ns):
             return True
         sha = self.cached_sha(path, size, mtime_ns)
         if sha is None:
             return False
         item = self.item(ItemKey(sha, model_sha256, measurement_version))
-        return item is not None and item.state in ("done", "quarantined")
+        return item is not None and (item.state in ("done", "quarantined")
+                                     or item.batch_id in self.held)
 
     # --- the batch protocol -------------------------------------------------------------
 
