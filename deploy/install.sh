@@ -28,22 +28,32 @@ for value in "$PREFIX" "$CONFIG" "$SERVICE_USER"; do
 done
 command -v systemctl >/dev/null || die "systemd is required"
 
+# The unit's PrivateTmp=yes hides /tmp and /var/tmp: the drop-in step refuses folders there.
+PRIVATE_TMP=()
+grep -qx 'PrivateTmp=yes' "$SRC/systemd/nwwatch.service" && PRIVATE_TMP=(--private-tmp)
+
 write_dropin() {
     # Validates the config (errors name the key) and opens exactly its folders to the unit.
     local tmp
     tmp=$(mktemp)
-    "$PREFIX/venv/bin/python" -m nwwatch.service.dropin "$CONFIG" > "$tmp" \
+    "$PREFIX/venv/bin/python" -m nwwatch.service.dropin "${PRIVATE_TMP[@]}" "$CONFIG" > "$tmp" \
         || { rm -f "$tmp"; die "fix $CONFIG and run: sudo $0 --reconfigure"; }
     install -d -m 0755 "$DROPIN_DIR"
     install -m 0644 "$tmp" "$DROPIN_DIR/paths.conf"
     rm -f "$tmp"
     # Results and ledger folders must exist and belong to the service user.
     # (plain paths from --writable: the drop-in's words are quoted and %-escaped for systemd)
+    local group
+    group=$(service_group)
     "$PREFIX/venv/bin/python" -m nwwatch.service.dropin --writable "$CONFIG" \
         | while IFS= read -r dir; do
-            install -d -m 0750 -o "$SERVICE_USER" -g "$SERVICE_USER" "$dir"
+            install -d -m 0750 -o "$SERVICE_USER" -g "$group" "$dir"
         done
 }
+
+# The service user's primary group: the unit's Group= and the group of its folders. An
+# existing account (SERVICE_USER=<the lab's>) need not have a group of its own name.
+service_group() { id -gn "$SERVICE_USER"; }
 
 if [[ ${1:-} == --reconfigure ]]; then
     write_dropin
@@ -84,7 +94,7 @@ fi
 # 4. The unit and the drop-in generated from the configuration.
 unit=$(mktemp)
 sed -e "s#/opt/nwwatch#$PREFIX#g" -e "s#/etc/nwwatch/nwwatch.toml#$CONFIG#g" \
-    -e "s#^User=nwwatch\$#User=$SERVICE_USER#" -e "s#^Group=nwwatch\$#Group=$SERVICE_USER#" \
+    -e "s#^User=nwwatch\$#User=$SERVICE_USER#" -e "s#^Group=nwwatch\$#Group=$(service_group)#" \
     "$SRC/systemd/nwwatch.service" > "$unit"
 install -d -m 0755 "$UNIT_DIR"
 install -m 0644 "$unit" "$UNIT_DIR/nwwatch.service"

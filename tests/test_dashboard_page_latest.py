@@ -197,3 +197,25 @@ def test_an_overlay_that_cannot_be_loaded_is_named(tmp_path, serve):
                  "the page saying so")
         assert "overlays/gone.png" in browser.text("#latest-overlay")
         assert browser.execute("return document.querySelector('#latest-overlay img')") is None
+
+
+def test_frames_acquired_at_the_same_time_give_one_latest_frame(tmp_path, serve):
+    """Two frames with the same acquisition time: the server picked the last by source name
+    (its sort), the page the one of the highest frame number, so the caption named one frame
+    and the overlay showed the other's picture. The server names the latest frame; the page
+    captions that one."""
+    require_browser()
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/run1", [100.0, 110.0])
+    rows[0].update(frame=5, overlay_path="overlays/f0000-5.png")
+    rows[1].update(acquired_at=rows[0]["acquired_at"], overlay_path="overlays/f0001-0.png")
+    write(results, "frames-1.parquet", rows)
+    url = serve(results)
+    acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+    data = get_json(f"{url}/api/acquisitions/{acq['id']}/series")
+    assert data["latest"] == {"source": "f0001.tif", "frame": 0}
+    assert data["latest_overlay"] == "overlays/f0001-0.png"
+    with Browser(1024, 700) as browser:
+        _open(browser, url, 2)
+        caption = browser.execute("return document.getElementById('latest').textContent")
+        assert caption.startswith("f0001.tif frame 0: 110"), caption

@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,9 @@ def sandbox(tmp_path):
     for tool in ("systemctl", "useradd", "usermod"):
         _script(bin_ / tool, f'echo "{tool} $*" >> {calls}\n')
     _script(bin_ / "getent", "exit 2\n")
-    _script(bin_ / "id", '[[ $1 == -u ]] && { echo 0; exit 0; }; exit 0\n')
+    # a system user gets a group of its own name (useradd's user private group)
+    _script(bin_ / "id", '[[ $1 == -u ]] && { echo 0; exit 0; }\n'
+            '[[ $1 == -gn ]] && { echo "$2"; exit 0; }; exit 0\n')
     real_install = shutil.which("install")
     # the service user does not exist here: drop -o/-g, keep everything else
     _script(bin_ / "install", 'args=(); while (($#)); do case $1 in -o|-g) shift 2;; '
@@ -43,12 +46,21 @@ def sandbox(tmp_path):
             f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
     config = tmp_path / "conf" / "site.toml"
     config.parent.mkdir()
-    config.write_text(f'[[watch]]\npath = "{tmp_path / "acq"}"\n\n'
-                      f'[output]\nresults = "{tmp_path / "results"}"\n')
+    # The unit's PrivateTmp=yes hides /tmp and /var/tmp from the service, so the drop-in
+    # step refuses folders there (pytest's tmp_path is one): the data folders of the test
+    # lie in /dev/shm.
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("needs /dev/shm for folders outside /tmp")
+    data = Path(tempfile.mkdtemp(prefix="nwwatch-install-", dir="/dev/shm"))
+    config.write_text(f'[[watch]]\npath = "{data / "acq"}"\n\n'
+                      f'[output]\nresults = "{data / "results"}"\n')
     (tmp_path / "units").mkdir()
     env = dict(os.environ, PATH=f"{bin_}:{os.environ['PATH']}", PREFIX=str(prefix),
                CONFIG=str(config), SERVICE_USER="microscopy", UNIT_DIR=str(tmp_path / "units"))
-    return tmp_path, env, prefix, config, calls
+    try:
+        yield tmp_path, env, prefix, config, calls, data
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def test_the_unit_runs_what_install_sh_installed_and_an_update_restarts_it(sandbox):
@@ -56,7 +68,7 @@ def test_the_unit_runs_what_install_sh_installed_and_an_update_restarts_it(sandb
     # ExecStart named /opt/nwwatch/venv/bin/nwwatch and /etc/nwwatch/nwwatch.toml (203/EXEC,
     # a restart loop), and `enable --now` left a running service on its old code after an
     # update of the checkout.
-    tmp, env, prefix, config, calls = sandbox
+    tmp, env, prefix, config, calls, data = sandbox
     for _ in range(2):  # install, then run again as after an update
         done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env,
                               capture_output=True, text=True, timeout=120)
@@ -68,16 +80,52 @@ def test_the_unit_runs_what_install_sh_installed_and_an_update_restarts_it(sandb
     assert not [line for line in unit if "/opt/nwwatch" in line or "/etc/nwwatch" in line]
     assert (prefix / "docs" / "service.md").is_file()
     dropin = (tmp / "units" / "nwwatch.service.d" / "paths.conf").read_text()
-    assert str(tmp / "results") in dropin and (tmp / "results").is_dir()
+    assert str(data / "results") in dropin and (data / "results").is_dir()
     made = calls.read_text().splitlines()
     assert made.count("systemctl restart nwwatch") == 2, made
     assert "systemctl enable --now nwwatch" not in made
 
 
 def test_a_prefix_the_unit_cannot_hold_is_refused(sandbox):
-    tmp, env, prefix, config, calls = sandbox
+    tmp, env, prefix, config, calls, data = sandbox
     env["PREFIX"] = str(tmp / "with space")
     done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "PREFIX, CONFIG and SERVICE_USER" in done.stderr
     assert not (tmp / "units" / "nwwatch.service").exists()
+
+
+def test_an_existing_service_user_runs_under_its_own_primary_group(sandbox):
+    """SERVICE_USER may be an existing account (the lab's, which can read the share): the
+    unit said Group=<user> and the results folders were made with -g <user>, a group such
+    an account need not have (systemd then fails the start with 216/GROUP; install fails
+    with "invalid group"). Its primary group is used."""
+    tmp, env, prefix, config, calls, data = sandbox
+    bin_ = tmp / "bin"
+    _script(bin_ / "id", '[[ $1 == -u ]] && { echo 0; exit 0; }\n'
+            '[[ $1 == -gn ]] && { echo lab; exit 0; }; exit 0\n')
+    real = (bin_ / "install").read_text()
+    (bin_ / "install").write_text(real.replace("args=();", f'echo "install $*" >> {calls}; '
+                                               'args=();', 1))
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    unit = (tmp / "units" / "nwwatch.service").read_text().splitlines()
+    assert "User=microscopy" in unit and "Group=lab" in unit, unit
+    made = [c for c in calls.read_text().splitlines()
+            if c.startswith("install ") and " -o " in c]
+    assert made and all("-o microscopy -g lab" in c for c in made), made
+
+
+def test_results_in_the_units_private_tmp_are_refused(sandbox):
+    """PrivateTmp=yes: results under /var/tmp would be written into the service's private
+    folder, deleted at every stop; the drop-in step names the key instead."""
+    tmp, env, prefix, config, calls, data = sandbox
+    config.write_text(f'[[watch]]\npath = "{data / "acq"}"\n\n'
+                      '[output]\nresults = "/var/tmp/nwwatch-results"\n')
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "output.results: /var/tmp/nwwatch-results lies in /var/tmp" in done.stderr
+    assert "PrivateTmp=yes" in done.stderr
+    assert not Path("/var/tmp/nwwatch-results").exists()

@@ -394,7 +394,8 @@ def test_a_file_that_vanishes_during_a_replay_is_counted(tmp_path, acquisition, 
     (acq / "junk.tif").unlink()
     listed = replay_module.list_inputs
     monkeypatch.setattr(replay_module, "list_inputs",
-                        lambda root, kind: [*listed(root, kind), acq / "deleted.tif"])
+                        lambda root, kind, unlisted=None: [*listed(root, kind, unlisted),
+                                                           acq / "deleted.tif"])
     s = replay(acq, tmp_path / "out", kind="insitu", model=onnx)
     assert (s.files, s.done, s.vanished) == (6, 5, 1)
     assert s.exit_status == 0  # the folder as it is now was processed

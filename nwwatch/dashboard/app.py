@@ -155,9 +155,13 @@ class Dashboard:
             if len(pick):
                 newest_us = max(newest_us, int(processed_us.max()))
             # the latest frame the page captions: the last with an acquisition time (rows
-            # without one sort last and are not charted), else the last row
+            # without one sort last and are not charted), else the last row; frames of the
+            # same time in the table's order (source, then frame). Named here, not chosen
+            # again by the page, so caption and overlay picture are of one frame.
             timed = np.flatnonzero(np.isfinite(s["t"]))
-            last = acq.table.slice(int(timed[-1]) if len(timed) else len(acq) - 1, 1)
+            index = int(timed[-1]) if len(timed) else len(acq) - 1
+            out["latest"] = {"source": s["source"][index], "frame": s["frame"][index]}
+            last = acq.table.slice(index, 1)
             if "overlay_path" in last.column_names and last["overlay_path"][0].is_valid:
                 out["latest_overlay"] = last["overlay_path"][0].as_py()
         elif len(acq):

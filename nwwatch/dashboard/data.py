@@ -6,9 +6,11 @@ model and measurement version that made them (a folder processed again after a m
 holds one row per frame of each; mixed, every frame would count twice and its angles read as
 one series). A file processed in several versions (a stack grown page by page) counts with
 its newest version's rows only (:func:`nwwatch.results.versions.newest_versions`, which
-``nwwatch status`` counts with too). Only committed data is read:
+``nwwatch status`` counts with too; a file put back to content processed before counts with
+that content's rows, ``reverted.parquet``). Only committed data is read:
 Parquet files under their final names (written by atomic rename; hidden temporaries are
-skipped), ``quarantine.parquet`` (rewritten atomically) and, read-only, the ledger. A file
+skipped), ``quarantine.parquet`` and ``reverted.parquet`` (rewritten atomically) and,
+read-only, the ledger. A file
 that vanishes or is replaced while it is read is simply read again at the next refresh.
 """
 
@@ -28,7 +30,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_median
-from nwwatch.results.versions import epoch_s, newest_versions, series_key
+from nwwatch.results.versions import (
+    REVERTED_FILE,
+    epoch_s,
+    newest_versions,
+    read_reverted,
+    series_key,
+)
 
 FRAME_COLUMNS = ("source", "frame", "status", "reason", "reason_code", "angle_valid",
                  "contact_angle_deg", "contact_angle_uncertainty_deg", "acquired_at",
@@ -90,6 +98,8 @@ class ResultsStore:
             "frames": {}, "volumes": {}}
         self._quarantine_key: tuple[int, int] | None = None
         self._quarantine: list[dict] = []
+        self._reverted_key: tuple[int, int, int] | None = None
+        self._reverted: pa.Table | None = None  # files put back to earlier content
         #: Per folder, the results files that could not be read at the last refresh
         #: (damaged, or replaced while being read); never cached, so tried at every refresh.
         self._unreadable: dict[str, frozenset[str]] = {"frames": frozenset(),
@@ -188,6 +198,18 @@ class ResultsStore:
         self._quarantine_key = key
         return True
 
+    def _read_reverted(self) -> bool:
+        """Read ``reverted.parquet`` again when it changed; True when it did."""
+        try:
+            st = (self.results / REVERTED_FILE).stat()
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            key = None
+        if key == self._reverted_key:
+            return False
+        self._reverted_key, self._reverted = key, read_reverted(self.results)
+        return True
+
     def refresh(self) -> bool:
         """Read new or changed files; return True when the snapshot changed.
 
@@ -199,8 +221,10 @@ class ResultsStore:
             added = {kind: self._scan(kind, cols)
                      for kind, cols in (("frames", FRAME_COLUMNS), ("volumes", VOLUME_COLUMNS))}
             quarantine_changed = self._read_quarantine()
+            # a file found back at earlier content: rows dropped as superseded return
+            reverted_changed = self._read_reverted()
             self.refreshed_at = time.time()
-            if self.version == 0 or any(lost for _, lost in added.values()):
+            if self.version == 0 or reverted_changed or any(lost for _, lost in added.values()):
                 if self.version:
                     self.generation += 1  # rows may have gone: clients start from scratch
                 tables = {kind: [t for _, t in self._files[kind].values()] for kind in added}
@@ -231,7 +255,7 @@ class ResultsStore:
                 old = acqs.get(acq_id)
                 if old is not None and old.table is not None:
                     part = pa.concat_tables([old.table, part], promote_options="default")
-                part = newest_versions(part)
+                part = newest_versions(part, self._reverted)
                 order = [(sort_key, "ascending"), ("source", "ascending")]
                 if "frame" in part.column_names:
                     order.append(("frame", "ascending"))

@@ -91,12 +91,15 @@ class ResultCounts:
     unreadable: list[Path] = field(default_factory=list)
 
 
-def count_results(paths: Iterable[str | os.PathLike[str]]) -> ResultCounts:
+def count_results(paths: Iterable[str | os.PathLike[str]],
+                  reverted: pa.Table | None = None) -> ResultCounts:
     """Count the rows of the given Parquet files, reading only the ``status`` and
     ``reason_code`` columns and those that tell versions apart
     (:data:`nwwatch.results.versions.VERSION_COLUMNS`). Files that no longer exist are
     skipped (their rows were superseded by ``replay --force`` or moved by a compaction);
-    files that cannot be read are listed in ``unreadable``."""
+    files that cannot be read are listed in ``unreadable``. ``reverted``: the results
+    folder's record of files put back to earlier content
+    (:func:`nwwatch.results.versions.read_reverted`)."""
     out = ResultCounts()
     tables: list[pa.Table] = []
     wanted = ("status", "reason_code", *VERSION_COLUMNS)
@@ -129,7 +132,7 @@ def count_results(paths: Iterable[str | os.PathLike[str]]) -> ResultCounts:
     if not tables:
         return out
     table = pa.concat_tables(tables, promote_options="default")
-    keep = newest_version_mask(table)
+    keep = newest_version_mask(table, reverted)
     if keep.all():
         out.current += count_table(table)
         return out

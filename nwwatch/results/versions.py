@@ -10,9 +10,18 @@ the *newest* version's rows describe the file as it is, and those of earlier ver
 Rows of another model or measurement version (a folder processed again after a model
 change) are a series of their own (:func:`series_key`), never an earlier version: each
 series keeps the newest version of each of its files.
+
+A file put back to content already processed (v1 -> v2 -> v1 under one name) is not
+processed again (the ledger is keyed by content), so no row says that v1 is current again:
+the service records it in ``RESULTS/reverted.parquet`` (:data:`REVERTED_FILE`, one row per
+file and series: the content it holds and when it was found back), and the rule reads that
+time as a processing time of that content (:func:`newest_version_mask`).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -80,10 +89,15 @@ def series_key(table: pa.Table) -> np.ndarray:
     return joined.to_numpy(zero_copy_only=False).astype(object)
 
 
-def newest_version_mask(table: pa.Table) -> np.ndarray:
+def newest_version_mask(table: pa.Table, reverted: pa.Table | None = None) -> np.ndarray:
     """True for the rows of ``table`` that belong to the newest version of their file: per
     ``source`` and series (:func:`series_key`), the rows of the ``source_sha256`` its latest
     ``processed_at`` belongs to. Boolean array, shape (n,).
+
+    ``reverted``: the rows of ``RESULTS/reverted.parquet`` (:func:`read_reverted`): a file
+    found holding content processed before counts that content as processed at
+    ``reverted_at``. A record of content without rows of that file and series in ``table``
+    changes nothing.
 
     Rows with a null ``source_sha256`` are kept, and so is every row of a table without the
     ``source``, ``source_sha256`` or ``processed_at`` column (nothing tells versions apart).
@@ -92,27 +106,74 @@ def newest_version_mask(table: pa.Table) -> np.ndarray:
     names = set(table.column_names)
     if n == 0 or not {"source", "source_sha256", "processed_at"} <= names:
         return np.ones(n, dtype=bool)
-    group = codes(table["source"])[0]
+    columns = [c for c in VERSION_COLUMNS if c in names]
+    records = 0 if reverted is None else reverted.num_rows
+    if records:  # the records as rows of their content, processed when found back
+        both = {c: pa.chunked_array(
+            table[c].chunks + reverted[c if c != "processed_at" else "reverted_at"]
+            .cast(table[c].type).chunks, table[c].type) for c in columns}
+    else:
+        both = {c: table[c] for c in columns}
+    group = codes(both["source"])[0]
     for name in ("model_sha256", "measurement_version"):
-        if name in names:
-            code = codes(table[name])[0] + 1
+        if name in both:
+            code = codes(both[name])[0] + 1
             group = group * (int(code.max()) + 1) + code
     group = np.unique(group, return_inverse=True)[1].reshape(-1)  # 0 .. files-1
-    sha = codes(table["source_sha256"])[0]
+    sha = codes(both["source_sha256"])[0]
     pairs = group * (int(sha.max()) + 2) + (sha + 1)
-    if np.unique(pairs).size == int(group.max()) + 1:
+    if np.unique(pairs[:n]).size == np.unique(group[:n]).size:
         return np.ones(n, dtype=bool)  # one version per file: the usual case
-    when = epoch_s(table["processed_at"])
+    when = epoch_s(both["processed_at"])
     when = np.where(np.isnan(when), -np.inf, when)
+    # records count only for a (file, content) that has rows
+    use = np.r_[np.ones(n, dtype=bool), np.isin(pairs[n:], pairs[:n]) & (sha[n:] >= 0)]
+    group, sha, when = group[use], sha[use], when[use]
     order = np.lexsort((when, group))  # by file, then by processing time
     last = order[np.r_[group[order][1:] != group[order][:-1], True]]
     newest = np.full(int(group.max()) + 1, -1, dtype=np.int64)
     newest[group[last]] = sha[last]
-    return (sha == newest[group]) | (sha < 0)
+    return (sha[:n] == newest[group[:n]]) | (sha[:n] < 0)
 
 
-def newest_versions(table: pa.Table) -> pa.Table:
+def newest_versions(table: pa.Table, reverted: pa.Table | None = None) -> pa.Table:
     """``table`` without the rows of earlier versions of its files
     (:func:`newest_version_mask`)."""
-    keep = newest_version_mask(table)
+    keep = newest_version_mask(table, reverted)
     return table if keep.all() else table.filter(bool_mask(keep))
+
+
+#: Files found holding content processed before, in a results folder (module docstring).
+REVERTED_FILE = "reverted.parquet"
+
+
+def reverted_schema() -> pa.Schema:
+    """source (display form, as in the rows), source_sha256, model_sha256,
+    measurement_version (the series), reverted_at (UTC): one row per file and series."""
+    return pa.schema([pa.field("source", pa.string()), pa.field("source_sha256", pa.string()),
+                      pa.field("model_sha256", pa.string()),
+                      pa.field("measurement_version", pa.string()),
+                      pa.field("reverted_at", pa.timestamp("us", tz="UTC"))])
+
+
+def read_reverted(results_dir: str | os.PathLike[str]) -> pa.Table | None:
+    """``RESULTS/reverted.parquet``, or None when there is none (no file was ever put back)
+    or it cannot be read (damaged: then the rows' own times decide)."""
+    import pyarrow.parquet as pq
+
+    path = Path(results_dir) / REVERTED_FILE
+    if not path.is_file():
+        return None
+    try:  # ParquetFile: pq.read_table imports pandas, which `nwwatch status` spares
+        with pq.ParquetFile(path) as parquet:
+            return parquet.read(use_threads=False).cast(reverted_schema())
+    except (OSError, ValueError):  # damaged (pyarrow's errors are ValueErrors)
+        return None
+
+
+def write_reverted(table: pa.Table, results_dir: str | os.PathLike[str]) -> Path:
+    """Replace ``RESULTS/reverted.parquet`` by ``table`` (:func:`reverted_schema`),
+    atomically. Returns its path."""
+    from nwwatch.results.parquet import write_table_atomic
+
+    return write_table_atomic(table.cast(reverted_schema()), Path(results_dir) / REVERTED_FILE)

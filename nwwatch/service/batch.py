@@ -63,7 +63,13 @@ def crash_on_source(items: list[Item]) -> None:
 
 
 class ResultsWriteError(RuntimeError):
-    """Results could not be written (disk full, permissions): not the input file's fault."""
+    """Results could not be written (disk full, permissions): not the input file's fault.
+    ``folder``: the folder that could not be written, where known (the pause's probe
+    writes there, :func:`nwwatch.service.storagepause.probe_folder`)."""
+
+    def __init__(self, message: str, folder: Path | None = None) -> None:
+        super().__init__(message)
+        self.folder = folder
 
 
 @dataclass
@@ -180,7 +186,22 @@ class Item:
     rows: list[dict] = field(default_factory=list)
     failed: bool = False
     gone: bool = False
+    #: Changed since it was hashed (gone too: released, no attempt; a new version now).
+    changed: bool = False
     batch_cap: int | None = None  # from the ledger: this file's last batch crashed
+
+    def changed_since_hashed(self) -> bool:
+        """True (and ``gone``, ``changed``) when the file is no longer the version hashed —
+        another size or mtime, or removed: what was read is not the content ``key`` names,
+        and a failure to read it says nothing about that content. Checked after reading."""
+        try:
+            st = os.stat(self.path)
+            same = (st.st_size, st.st_mtime_ns) == (self.size, self.mtime_ns)
+        except OSError:
+            same = False
+        if not same:
+            self.failed = self.gone = self.changed = True
+        return not same
 
 
 def log_of(engine: Engine):
@@ -224,10 +245,13 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
         if known is not None and known.state in ("done", "quarantined") and not force:
             if known.state == "done":  # its path's quarantined version has been replaced
                 ledger.release_quarantine(name, st.st_size, st.st_mtime_ns)
+                note_skipped(engine, path, key, known)
             report.files.append(FileOutcome(path, "skipped", reason=f"already {known.state}"))
             continue
         if engine.buffer.holds(key):  # processed, its rows wait for their file
             ledger.release_quarantine(name, st.st_size, st.st_mtime_ns)
+            if known is not None:
+                note_skipped(engine, path, key, known)
             report.files.append(FileOutcome(path, "skipped", reason="already done"))
             continue
         if any(it.key == key for it in items):  # same content twice in one batch
@@ -240,6 +264,18 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
     if early_failures:
         ledger.record_failures(early_failures, engine.max_attempts)
     return items
+
+
+def note_skipped(engine: Engine, path: Path, key: ItemKey, known) -> None:
+    """``path`` skipped, its content done or held already: a file put back to content it held
+    before becomes current again in the results (:mod:`nwwatch.service.ledgerreverts`);
+    logged as ``file_reverted``. A write that fails is logged and tried at the next look."""
+    try:
+        if engine.ledger.note_skipped(path_key(path), key, known):
+            log_of(engine).info("file_reverted", source=source_name(path), sha256=key.sha256)
+    except OSError as exc:
+        log_of(engine).warning("reverted_write_failed", source=source_name(path),
+                               error=repr(exc))
 
 
 def _stat(path: Path) -> tuple[int | None, int | None]:
@@ -257,8 +293,9 @@ def outcomes(report: BatchReport, items: list[Item], failures: list[Failure],
     for it in items:
         name = path_key(it.path)
         if it.gone:
-            report.files.append(FileOutcome(it.path, "gone", reason="file vanished",
-                                            batch_id=batch_id))
+            why = ("changed while it was read: processed again as the new version"
+                   if it.changed else "file vanished")
+            report.files.append(FileOutcome(it.path, "gone", reason=why, batch_id=batch_id))
         elif name in reasons:
             state = "quarantined" if name in q else "failed"
             report.files.append(FileOutcome(it.path, state, reason=reasons[name],

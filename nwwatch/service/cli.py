@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,25 +15,30 @@ DEFAULT_CONFIG = Path("/etc/nwwatch/nwwatch.toml")
 
 
 @click.command("run")
-# no dir_okay=False: a folder is a ConfigError (exit 78, which the unit does not restart)
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
+# no dir_okay=False nor click's readable check: a folder or a file the service user may not
+# read is a ConfigError (exit 78, which the unit does not restart), not a usage error (2)
+@click.option("--config", "config_path", type=click.Path(path_type=Path, readable=False),
               default=DEFAULT_CONFIG, show_default=True,
               help="Service configuration (TOML).")
 def run(config_path: Path) -> None:
     """Run the resident watching service (systemd Type=notify).
 
-    Exit status: 0 after SIGTERM (1 when the batch in flight outlived stop_timeout_seconds);
+    Exit status: 0 after SIGTERM, SIGINT or SIGHUP (1 when the batch in flight outlived
+    stop_timeout_seconds);
     78 (EX_CONFIG, not restarted by the unit) when a person is needed: invalid configuration
-    (the message names file and key), no GPU with require_gpu, a model that does not load or
+    (the message names file and key), results or ledger folders the service may not write,
+    no GPU with require_gpu, a model that does not load or
     cannot process its folder's files, a busy, damaged or lost ledger (docs/service.md).
     """
     import signal
     import threading
 
     # Catch SIGTERM from the first moment: loading the model takes a while, and a stop
-    # requested meanwhile must still end in a clean exit 0.
+    # requested meanwhile must still end in a clean exit 0. SIGHUP (a foreground run's
+    # terminal closed) too: its default kills the process mid-batch, which charged the file
+    # in flight an attempt as if it had crashed the process.
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     from nwwatch.logsetup import configure_logging, get_logger
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
@@ -61,16 +67,47 @@ def run(config_path: Path) -> None:
     except OSError as exc:
         if daemon is None or daemon.started:
             raise
-        # Before the loop runs, a full disk (or an unwritable results or ledger folder) is
-        # met when the lock or the ledger is written: one structured line, not a traceback,
-        # and status 1, so that systemd tries again (the unit's Restart=on-failure).
         ledger = daemon.config.ledger
+        refused = _unwritable(exc, config_path, daemon.config)
+        if refused is not None:  # no permission, a read-only mount: restarts cannot help
+            log.error("startup_failed", error=refused, error_type="ConfigError",
+                      exit_status=78, ledger=str(ledger))
+            click.echo(f"nwwatch: {refused}", err=True)
+            sys.exit(78)
+        # Before the loop runs, a full disk (or a file size limit) is met when the lock or
+        # the ledger is written: one structured line, not a traceback, and status 1, so
+        # that systemd tries again (the unit's Restart=on-failure).
         log.error("startup_failed", error=str(exc), error_type=type(exc).__name__,
                   exit_status=1, ledger=str(ledger), action="cannot write the results or "
                   "ledger folder (disk full?); systemd starts the service again")
         click.echo(f"nwwatch: {ledger}: {exc}", err=True)
         sys.exit(1)
     sys.exit(code)
+
+
+def _unwritable(exc: OSError, config_path: Path, config) -> str | None:
+    """The configuration fault behind an OSError met writing the lock or the ledger at start
+    — no permission, or a read-only file system (under the unit: a folder outside the
+    drop-in's ReadWritePaths=) — naming the key and the fix, or None (a full disk: the start
+    is tried again)."""
+    import errno
+    import pwd
+    import shlex
+
+    if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return None
+    where = Path(exc.filename) if exc.filename else config.ledger
+    key = "output.results" if where.is_relative_to(config.results) else "state.ledger"
+    folder = config.results if key == "output.results" else config.ledger.parent
+    if exc.errno == errno.EROFS:
+        fix = ("a read-only file system; under systemd a folder outside the unit's "
+               "ReadWritePaths=: `sudo deploy/install.sh --reconfigure` opens the configured "
+               "results and ledger folders to it")
+    else:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        fix = (f"the user {user} must be able to write it, e.g. "
+               f"`sudo chown -R {user}: {shlex.quote(str(folder))}`")
+    return f"{config_path}: {key}: cannot write {where}: {exc.strerror}; {fix}"
 
 
 #: Exit status of a replay stopped by Ctrl-C (128 + SIGINT, as shells report it).

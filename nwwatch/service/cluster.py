@@ -34,7 +34,7 @@ from pathlib import Path
 
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service import clusterconnect
-from nwwatch.service.batch import Engine, crash_point, refresh_quarantine
+from nwwatch.service.batch import Engine, crash_point, note_skipped, refresh_quarantine
 from nwwatch.service.childsignals import ctrl_c_after_the_call
 from nwwatch.service.clustertask import TaskResult, TaskSpec, run_task
 from nwwatch.service.flush import held_rows_written_at_end, write_held
@@ -232,7 +232,9 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     seen: set[ItemKey] = set()
     for f in res.files:
         if f.gone:
-            if os.path.lexists(f.path):  # here, but not on the worker: every file would be
+            # Never found on the worker, but here: every file would be. (One the worker
+            # hashed and then found changed or removed while reading it is no such case.)
+            if f.size is None and os.path.lexists(f.path):
                 raise clusterconnect.InputNotSharedError(
                     f"{f.path}: a Dask worker does not find this file, which exists here: "
                     "the input must be shared with every worker under the same absolute path")
@@ -248,6 +250,8 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         if f.duplicate or key in seen or engine.buffer.holds(key) or (
                 known is not None and known.state in ("done", "quarantined") and not force):
             summary.skipped += 1  # done (or held) by another task or run: rows not added
+            if known is not None and known.state != "quarantined" and not f.duplicate:
+                note_skipped(engine, Path(f.path), key, known)
             continue
         seen.add(key)
         claim, failures, rows_per_item = parts.setdefault(

@@ -7,7 +7,8 @@ model; watchdog's threads only record file activity in the :class:`Tracker`. The
 2. every second: stops when the results folder, the ledger or its lock was removed or
    replaced (exit 78: going on could write rows twice); restarts a dead observer, or one
    whose folder was renamed away or replaced (device and inode compared), and retries
-   folders that were missing — each followed by a rescan;
+   folders that were missing — each followed by a rescan; and every ``backoff_seconds``
+   retries a rewrite of ``quarantine.parquet`` that failed;
 3. rescans each folder every ``rescan_seconds`` (and once at start) for files the events
    missed — files already done for this model are recognised from the ledger by
    (path, size, mtime) without being read;
@@ -15,18 +16,13 @@ model; watchdog's threads only record file activity in the :class:`Tracker`. The
    regular file), and processes a batch when ``batch_size`` frames are waiting or the oldest
    has waited ``max_batch_latency_ms``.
 
-While results or the ledger cannot be written (disk full), processing pauses for
-``backoff_seconds`` at a time with one warning per pause and the reason in systemd's STATUS
+While results or the ledger cannot be written (disk full), processing pauses
 (:mod:`nwwatch.service.storagepause`); batches a failed write left unfinished are settled
-before anything else.
+before anything else. A ``[dashboard]``'s server thread starts once the service is ready
+and stops with the loop, which feeds :mod:`nwwatch.dashboard.metrics` and never waits for it.
 
-With a ``[dashboard]`` table, the dashboard's supervised server thread starts once the service
-is ready and stops with the loop; the loop feeds :mod:`nwwatch.dashboard.metrics` (queue,
-frames in flight, outcomes, models) and never waits for the dashboard.
-
-SIGTERM/SIGINT: stop watching, finish the batch in flight, settle anything unfinished, exit 0.
-A thread woken by the signal itself ends the process after ``stop_timeout_seconds`` whatever
-the main thread is blocked in.
+SIGTERM/SIGINT/SIGHUP: stop watching, finish the batch in flight, settle anything unfinished,
+exit 0; a thread woken by the signal ends the process after ``stop_timeout_seconds`` anyway.
 """
 
 from __future__ import annotations
@@ -115,7 +111,7 @@ class Daemon:
         return inspect_input(path, path.parent)
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self.stop)
         if hasattr(signal, "SIGXFSZ"):
             # A file size limit must read as a failed write (EFBIG), not kill the service.
@@ -165,7 +161,7 @@ class Daemon:
                 n = w.rescan(self.tracker, queued, self.log)
                 w.next_rescan = now + w.config.rescan_seconds
                 self.log.info("initial_scan", path=str(w.config.path), candidates=n)
-            next_supervise = next_status = now
+            next_supervise = next_status = next_quarantine = now
             self.notifier.ready(self._status_text(watches))
             self.started = True
             self.log.info("ready", watches=len(watches), results=str(cfg.results),
@@ -186,6 +182,9 @@ class Daemon:
                         raise LedgerLostError(lost)
                     for w in watches:
                         w.supervise(self.tracker, queued, self.log, self._watch_errors)
+                    if ledger.quarantine_changed and now >= next_quarantine:
+                        next_quarantine = now + cfg.backoff_seconds  # a failed rewrite
+                        refresh_quarantine(ledger, cfg.results, self.log)
                 for w in watches:
                     if now >= w.next_rescan:
                         w.next_rescan = now + w.config.rescan_seconds
@@ -202,6 +201,7 @@ class Daemon:
             self.notifier.stopping()
             self._write_held(watches)
             self._settle_unfinished()
+            refresh_quarantine(ledger, cfg.results, self.log)  # if a rewrite failed
             self.tally.log_stopping(self.log, len(queued))
         except ModelLoadError as exc:
             if not self.started:  # a model that does not load: startup_failed alone (cli.py)
@@ -235,9 +235,9 @@ class Daemon:
         True when a batch ran. A failed write pauses processing (see module docstring)."""
         try:
             if self.pause.paused:
-                # Writable again? Settle what the failure left, then one small ledger write.
+                # Writable again? Settle what the failure left, then probe.
                 self._settle_unfinished(raise_errors=True)
-                self.ledger.probe()
+                self.pause.probe(self.ledger)
             ready, bad = self.tracker.poll(self._inspect, now)
             if bad:
                 self._quarantine_bad(bad, watches)

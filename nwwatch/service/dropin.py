@@ -1,10 +1,14 @@
-"""``python -m nwwatch.service.dropin [--writable] CONFIG``: validate a service configuration
-and print the systemd drop-in for it (``--writable``: the folders it writes, one per line; both
-used by ``deploy/install.sh``); exit 78 naming the problem if invalid."""
+"""``python -m nwwatch.service.dropin [--writable] [--private-tmp] CONFIG``: validate a service
+configuration and print the systemd drop-in for it (``--writable``: the folders it writes, one
+per line; both used by ``deploy/install.sh``, which adds ``--private-tmp`` when the unit has
+PrivateTmp=yes: folders under /tmp or /var/tmp are refused); exit 78 naming the problem if
+invalid."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from nwwatch.service.config import ConfigError, ServiceConfig, load_config
 
@@ -30,6 +34,26 @@ def unit_dropin(config: ServiceConfig) -> str:
     )
 
 
+#: The unit's PrivateTmp=yes gives the service its own /tmp and /var/tmp, removed when it stops.
+PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))
+
+
+def check_private_tmp(config: ServiceConfig) -> None:
+    """Raise ConfigError naming the key of a folder under /tmp or /var/tmp: the unit's
+    PrivateTmp=yes would hide it from the service (a watched folder would be empty) or from
+    everyone else (results written where nobody sees them, deleted at every stop)."""
+    keys = [(f"watch[{i}].path", w.path) for i, w in enumerate(config.watches)]
+    keys += [("output.results", config.results), ("state.ledger", config.ledger)]
+    for key, path in keys:
+        for where in {Path(path), Path(os.path.realpath(path))}:
+            tmp = next((t for t in PRIVATE_TMP if where.is_relative_to(t)), None)
+            if tmp is not None:
+                raise ConfigError(config.source, key, f"{path} lies in {tmp}, which the unit's "
+                                  "PrivateTmp=yes replaces by a private folder of the service, "
+                                  "removed when it stops: choose a folder outside /tmp and "
+                                  "/var/tmp")
+
+
 def writable_folders(config: ServiceConfig) -> list[str]:
     """The folders the service writes (results, the ledger's), as plain paths."""
     return sorted({str(config.results), str(config.ledger.parent)})
@@ -47,18 +71,21 @@ def _unit_path(path, missing_ok: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
     # --writable: the writable folders one per line, unquoted (deploy/install.sh creates
-    # them; the drop-in's quoted and %-escaped words are not paths a shell can use)
-    writable = args[:1] == ["--writable"]
-    if writable:
-        args = args[1:]
+    # them; the drop-in's quoted and %-escaped words are not paths a shell can use);
+    # --private-tmp: the unit has PrivateTmp=yes (install.sh reads it from the unit)
+    flags = {a for a in args if a in ("--writable", "--private-tmp")}
+    args = [a for a in args if a not in flags]
+    writable = "--writable" in flags
     if len(args) != 1:
-        print("usage: python -m nwwatch.service.dropin [--writable] /etc/nwwatch/nwwatch.toml",
-              file=sys.stderr)
+        print("usage: python -m nwwatch.service.dropin [--writable] [--private-tmp] "
+              "/etc/nwwatch/nwwatch.toml", file=sys.stderr)
         return 2
     try:
         config = load_config(args[0])
+        if "--private-tmp" in flags:
+            check_private_tmp(config)
         print("".join(f"{p}\n" for p in writable_folders(config)) if writable
               else unit_dropin(config), end="")
     except ConfigError as exc:

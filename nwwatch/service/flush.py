@@ -149,7 +149,8 @@ class RowBuffer:
                         aux.unlink(missing_ok=True)
                 ledger.release_held(ids)
                 if isinstance(exc, OSError):
-                    raise ResultsWriteError(f"{path}: cannot write results ({exc})") from exc
+                    raise ResultsWriteError(f"{path}: cannot write results ({exc})",
+                                            folder=path.parent) from exc
                 raise  # not the disk's fault: released (processed again), logged by caller
             self._drop(group)
             try:

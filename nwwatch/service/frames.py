@@ -149,7 +149,11 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
                 it.failed, it.gone = True, True  # vanished: released, no attempt counted
                 continue
             except Exception as exc:
-                fail_item(it, exc, group.failures, engine)
+                if not it.changed_since_hashed():  # else released: a new version now
+                    fail_item(it, exc, group.failures, engine)
+                continue
+            if it.changed_since_hashed():  # these pixels are not the content hashed
+                it.frames = []
                 continue
             it.read_ms = (time.perf_counter() - t) * 1e3
             read.append(it)

@@ -21,7 +21,8 @@ attempt; a file that crashes the process *alone* counts one, and is quarantined 
 frame ends up exactly once in the results.
 
 File paths are stored as :func:`nwwatch.service.names.path_key` (lossless for any name).
-The quarantine list is :mod:`nwwatch.service.ledgerquarantine`. Reporting queries live in
+The quarantine list is :mod:`nwwatch.service.ledgerquarantine`, files put back to content
+already done :mod:`nwwatch.service.ledgerreverts`. Reporting queries live in
 :mod:`nwwatch.service.reporting`, the lock in
 :mod:`nwwatch.service.lock`, rebuilding from the results in :mod:`nwwatch.service.rebuild`.
 """
@@ -48,6 +49,7 @@ from nwwatch.service.ledgerdb import (
 )
 from nwwatch.service.ledgerhold import HeldBatches
 from nwwatch.service.ledgerquarantine import QuarantineList
+from nwwatch.service.ledgerreverts import RevertedFiles
 from nwwatch.service.lock import LedgerBusyError, LedgerLock
 from nwwatch.service.names import file_identity
 from nwwatch.service.recovery import Recovery
@@ -61,7 +63,7 @@ class LedgerLostError(RuntimeError):
     process: going on could write rows twice."""
 
 
-class Ledger(Recovery, HeldBatches, QuarantineList):
+class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
     """The service's state. One instance per process; not shared across threads.
 
     Parameters
@@ -175,15 +177,17 @@ class Ledger(Recovery, HeldBatches, QuarantineList):
 
     def is_finished(self, path: PathKey, size: int, mtime_ns: int, model_sha256: str,
                     measurement_version: str) -> bool:
-        """Cheap check for rescans: done or quarantined for this file version, without I/O
-        (but an open of a file quarantined as unreadable: ``quarantined_at``)."""
+        """Cheap check for rescans: done or quarantined for this file version, or processed
+        with its rows held by this process (a failed write of them requeues the file itself),
+        without I/O (but an open of a file quarantined as unreadable: ``quarantined_at``)."""
         if self.quarantined_at(path, size, mtime_ns):
             return True
         sha = self.cached_sha(path, size, mtime_ns)
         if sha is None:
             return False
         item = self.item(ItemKey(sha, model_sha256, measurement_version))
-        return item is not None and item.state in ("done", "quarantined")
+        return item is not None and (item.state in ("done", "quarantined")
+                                     or item.batch_id in self.held)
 
     # --- the batch protocol -------------------------------------------------------------
 

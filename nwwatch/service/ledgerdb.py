@@ -4,6 +4,7 @@ value types of :class:`nwwatch.service.ledger.Ledger`."""
 
 from __future__ import annotations
 
+import errno
 import shlex
 import sqlite3
 import time
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_state ON items (state);
 CREATE INDEX IF NOT EXISTS items_batch ON items (batch_id);
+CREATE INDEX IF NOT EXISTS items_source ON items (source);
 CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -162,6 +164,10 @@ def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Conne
     except sqlite3.OperationalError as exc:
         if "disk is full" in str(exc) or "I/O error" in str(exc):
             raise LedgerWriteError(f"{path}: cannot write the ledger ({exc})") from exc
+        if "readonly database" in str(exc):  # a permission, not damage: no rebuild
+            raise PermissionError(errno.EACCES, f"Permission denied ({exc}; the file, or its "
+                                  "-wal or -shm file beside it, is not writable by this user)",
+                                  str(path)) from None
         raise LedgerCorruptError(_corrupt_message(path, exc, results_dir)) from None
     except sqlite3.DatabaseError as exc:
         raise LedgerCorruptError(_corrupt_message(path, exc, results_dir)) from None

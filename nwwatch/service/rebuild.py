@@ -15,11 +15,13 @@ files are tried again and quarantined again) and the hash cache (files are hashe
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from nwwatch.results.versions import epoch_s
 from nwwatch.service.ledger import ItemKey, Ledger
 from nwwatch.service.lock import LedgerLock
 
@@ -67,8 +69,10 @@ def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
     tables = []
     for file in batch_files(ledger.results_dir):
         try:
+            names = pq.read_schema(file).names
             table = pq.read_table(file, columns=_COLUMNS
-                                  + (["mask_path"] if _folder(file) == "volumes" else []))
+                                  + (["mask_path"] if _folder(file) == "volumes" else [])
+                                  + (["processed_at"] if "processed_at" in names else []))
         except Exception as exc:  # any damage: the file is not usable as a record
             report.unreadable.append(f"{file} ({type(exc).__name__})")
             continue
@@ -77,7 +81,14 @@ def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
         return report
     for file, table in tables:
         kind = RESULT_FOLDERS[_folder(file)]
-        columns = {c: table.column(c).to_pylist() for c in table.column_names}
+        columns = {c: table.column(c).to_pylist() for c in table.column_names
+                   if c != "processed_at"}
+        # When each content was processed, as its rows say (the file's time is that of its
+        # last write: a compaction's), so that the ledger tells which content of a file was
+        # processed last as the results do (nwwatch.service.ledgerreverts).
+        when = (epoch_s(table["processed_at"]).tolist() if "processed_at" in table.column_names
+                else [math.nan] * table.num_rows)
+        processed: dict[ItemKey, float] = {}
         items: dict[ItemKey, tuple[str | bytes, int]] = {}
         for i in range(table.num_rows):
             key = ItemKey(columns["source_sha256"][i], columns["model_sha256"][i],
@@ -88,11 +99,13 @@ def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
             # ledger only shows it.
             source, n = items.get(key, (columns["source"][i], 0))
             items[key] = (source, n + 1)
+            if math.isfinite(when[i]):
+                processed[key] = max(processed.get(key, when[i]), when[i])
         batch_ids = {b for b in columns["batch_id"] if b}
         batch_id = batch_ids.pop() if len(batch_ids) == 1 else f"rebuilt-{file.stem}"
         aux = [ledger.results_dir / m for m in columns.get("mask_path", []) if m]
         report.items += ledger.record_results_file(batch_id, kind, file, aux, items,
-                                                   file.stat().st_mtime)
+                                                   file.stat().st_mtime, processed)
         report.files += 1
         report.batches += 1
         report.rows += table.num_rows

@@ -140,9 +140,11 @@ class Recovery:
                     tmp.unlink(missing_ok=True)
 
     def record_results_file(self, batch_id: str, kind: str, parquet: Path, aux: Sequence[Path],
-                            items: dict[ItemKey, tuple[PathKey, int]], committed_at: float) -> int:
+                            items: dict[ItemKey, tuple[PathKey, int]], committed_at: float,
+                            processed_at: dict[ItemKey, float] | None = None) -> int:
         """Record an existing Parquet batch file as committed and its items as done (rebuilding
-        a lost ledger, :mod:`nwwatch.service.rebuild`). ``items``: key -> (source, rows).
+        a lost ledger, :mod:`nwwatch.service.rebuild`). ``items``: key -> (source, rows);
+        ``processed_at``: key -> when its rows were made (epoch s; default ``committed_at``).
         Items already done elsewhere keep their first file. Returns the items added."""
         added = 0
         with self._tx() as db:
@@ -158,7 +160,8 @@ class Recovery:
                     " source, kind, state, batch_id, n_rows, first_seen, updated_at,"
                     " processed_at) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?)",
                     (key.sha256, key.model_sha256, key.measurement_version, source, kind,
-                     batch_id, n_rows, committed_at, committed_at, committed_at),
+                     batch_id, n_rows, committed_at, committed_at,
+                     (processed_at or {}).get(key, committed_at)),
                 ).rowcount
         return added
 

@@ -43,13 +43,14 @@ REPLAY_CHUNKS = 4
 REPLAY_FLUSH_ROWS = 20_000
 
 
-def list_inputs(path: Path, kind: str) -> list[Path]:
-    """Input files under ``path`` (recursively, default patterns), or ``[path]`` for a file."""
+def list_inputs(path: Path, kind: str, unlisted=None) -> list[Path]:
+    """Input files under ``path`` (recursively, default patterns), or ``[path]`` for a file.
+    ``unlisted``: called with the error of each folder that cannot be listed (default: raised)."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    return list(scan(WatchConfig(path=path, kind=kind, recursive=True)))
+    return list(scan(WatchConfig(path=path, kind=kind, recursive=True), unlisted=unlisted))
 
 
 def replay(
@@ -205,7 +206,7 @@ def replay(
             log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)
         # an adopted batch may have taken a fixed file off the quarantine list
         refresh_quarantine(ledger, out, log)
-        files = _inputs_of(roots, kind, summary.not_tiff)
+        files = _inputs_of(roots, kind, summary)
         summary.files = len(files)
         summary.look_for_other_formats()  # none found: a folder of MRC volumes?
         t0 = time.perf_counter()
@@ -265,15 +266,15 @@ def replay(
     return summary
 
 
-def _inputs_of(roots: list[Path], kind: str, not_tiff: list[Path]) -> list[tuple[Path, Path]]:
+def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary) -> list[tuple[Path, Path]]:
     """(input file, the folder its symbolic links must stay in) of every path in ``roots``,
-    each file once (by absolute path), in the order given. A file named in ``roots`` that is
-    not a TIFF (:func:`_named_input`) is appended to ``not_tiff`` instead."""
+    each once (by absolute path), in order; a named file that is not a TIFF (:func:`_named_input`)
+    goes to ``summary.not_tiff``, the error of a folder that cannot be listed to ``unlisted``."""
     seen: set[str] = set()
     out: list[tuple[Path, Path]] = []
     for root in roots:
         folder = root if root.is_dir() else root.parent
-        for file in list_inputs(root, kind):
+        for file in list_inputs(root, kind, summary.unlisted.append):
             key = os.path.abspath(file)
             if key in seen:
                 continue
@@ -281,7 +282,7 @@ def _inputs_of(roots: list[Path], kind: str, not_tiff: list[Path]) -> list[tuple
             if root.is_dir() or _named_input(file):
                 out.append((file, folder))
             else:
-                not_tiff.append(file)
+                summary.not_tiff.append(file)
     return out
 
 

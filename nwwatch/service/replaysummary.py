@@ -63,6 +63,8 @@ class ReplaySummary:
     #: Files of a microscope format nwwatch does not read (MRC, DigitalMicrograph: by
     #: suffix) in a replayed folder that held no input file.
     other_formats: list[Path] = field(default_factory=list)
+    #: Folders that could not be listed (no permission): their files were not processed.
+    unlisted: list[OSError] = field(default_factory=list)
 
     def look_for_other_formats(self) -> None:
         """When the replayed folder held no input file (``files`` 0), fill
@@ -74,7 +76,8 @@ class ReplaySummary:
         if self.files or self.input_path is None or not self.input_path.is_dir():
             return
         found: list[Path] = []
-        for _ in scan(WatchConfig(path=self.input_path, recursive=True), found):
+        for _ in scan(WatchConfig(path=self.input_path, recursive=True), found,
+                      unlisted=lambda exc: None):  # already reported by the replay's walk
             pass  # the folder's walk, as replay lists inputs; none matched
         self.other_formats = found
 
@@ -84,8 +87,8 @@ class ReplaySummary:
 
     @property
     def complete(self) -> bool:
-        """True when no file failed and none is quarantined."""
-        return self.failed == 0 and self.quarantined == 0
+        """True when no file failed, none is quarantined and every folder could be listed."""
+        return self.failed == 0 and self.quarantined == 0 and not self.unlisted
 
     @property
     def exit_status(self) -> int:
@@ -119,6 +122,13 @@ class ReplaySummary:
             names = ", ".join(p.name for p in self.not_tiff[:3]) + (", …" if n > 3 else "")
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, not TIFF by extension "
                        f"or header: {names}{_hint_of(self.not_tiff)}")
+        if self.unlisted:
+            n = len(self.unlisted)
+            names = ", ".join(f"{e.filename} ({e.strerror or repr(e)})"
+                              for e in self.unlisted[:3])
+            out.append(f"{n} folder{' could' if n == 1 else 's could'} not be listed, "
+                       f"{'its' if n == 1 else 'their'} files not processed: {names}"
+                       + (", …" if n > 3 else ""))
         if self.not_compacted:
             out.append(f"not compacted ({self.not_compacted}): the rows are all written; "
                        f"compact later with: nwwatch compact {self.results_dir}")
@@ -144,9 +154,10 @@ class ReplaySummary:
             out.append(f"replay complete: all {self.files - self.vanished} files "
                        f"processed{gone}")
         else:
+            unlisted = f", {len(self.unlisted)} folder(s) not listed" if self.unlisted else ""
             out.append(
                 f"replay INCOMPLETE: {self.failed} file(s) failed, {self.quarantined} "
-                f"quarantined (reasons: nwwatch status --out {self.results_dir}); "
+                f"quarantined{unlisted} (reasons: nwwatch status --out {self.results_dir}); "
                 f"exit status {EXIT_INCOMPLETE}")
         return out
 

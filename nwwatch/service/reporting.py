@@ -133,6 +133,19 @@ def open_readonly(path: str | os.PathLike[str]) -> LedgerQueries:
     """
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"{file}: no ledger here (nothing processed yet?)")
-    return LedgerQueries(sqlite3.connect(f"file:{file}?mode=ro", uri=True, timeout=30.0,
-                                         isolation_level=None))
+        raise FileNotFoundError(f"{file}: no ledger here (nothing processed yet? a service "
+                                "whose [state] ledger lies elsewhere: give its --config)")
+    db = sqlite3.connect(f"file:{file}?mode=ro", uri=True, timeout=30.0, isolation_level=None)
+    try:
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError as exc:
+        db.close()
+        wal = file.with_name(file.name + "-wal")
+        if "readonly database" not in str(exc) or (wal.exists() and wal.stat().st_size):
+            raise
+        # A stopped service's ledger (no write-ahead log left) in a folder this user may
+        # not write (a member of the service's group): a read of a WAL database must create
+        # the -shm file beside it, which fails. The file holds everything: read it as such.
+        db = sqlite3.connect(f"file:{file}?mode=ro&immutable=1", uri=True, timeout=30.0,
+                             isolation_level=None)
+    return LedgerQueries(db)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nwwatch.results.outcome import by_outcome, count_results, format_counts
+from nwwatch.results.versions import read_reverted
 from nwwatch.service.lock import lock_holder
 from nwwatch.service.reporting import open_readonly
 
@@ -40,7 +41,8 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
         quarantined = ledger.quarantined()
         for q in quarantined:
             q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)
-        counted = count_results(Path(results_dir) / rel for rel in ledger.committed_parquets())
+        counted = count_results((Path(results_dir) / rel for rel in ledger.committed_parquets()),
+                                read_reverted(results_dir))
         rows = counted.current
         try:
             in_use: bool | None = lock_holder(ledger_path) is not None

@@ -1,4 +1,4 @@
-"""SIGTERM always ends the service, whatever its main thread is blocked in.
+"""SIGTERM (and SIGINT, SIGHUP) always ends the service, whatever its main thread is blocked in.
 
 Python runs signal handlers in the main thread between bytecodes, so a main thread stuck in a
 system call that never returns (a read on a dead network share) or in native code never sees
@@ -35,7 +35,7 @@ class StopDeadline:
         read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._write_fd, False)
         self._previous = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
-        stops = {signal.SIGTERM, signal.SIGINT}
+        stops = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
         def wait() -> None:
             with os.fdopen(read_fd, "rb", buffering=0) as wake:

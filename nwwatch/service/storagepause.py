@@ -4,7 +4,9 @@ and the reason in systemd's STATUS, until a write succeeds again."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 from nwwatch.dashboard import metrics as _metrics
 
@@ -19,6 +21,8 @@ class StoragePause:
         self.status = status
         self.until: float | None = None
         self.reason = ""
+        #: The results folder whose write failed (probed before processing resumes), or None.
+        self.folder: Path | None = None
 
     @property
     def paused(self) -> bool:
@@ -33,6 +37,7 @@ class StoragePause:
         """Start (or extend) a pause because of the failed write ``exc``."""
         first = self.until is None
         self.reason = str(exc)
+        self.folder = getattr(exc, "folder", None) or (None if first else self.folder)
         backoff = self.backoff_seconds
         self.until = time.monotonic() + backoff
         # One line per back-off period, without a traceback: a full disk is one condition.
@@ -43,13 +48,52 @@ class StoragePause:
                     f"retrying every {backoff:g} s")
         _metrics.set_storage_paused(True)  # an alert needs no log parsing
 
+    def probe(self, ledger) -> None:
+        """Raise LedgerWriteError or ResultsWriteError while the ledger, or the results
+        folder whose write failed, still cannot be written (:func:`probe_folder`)."""
+        from nwwatch.service.batch import ResultsWriteError
+
+        ledger.probe()
+        if self.folder is not None:
+            try:
+                probe_folder(self.folder)
+            except OSError as exc:
+                raise ResultsWriteError(f"{self.folder}: cannot write results ({exc})",
+                                        folder=self.folder) from exc
+
     def resume(self) -> None:
         """A write succeeded: end the pause (logged once)."""
         if self.until is not None:
             self.log.info("storage_resumed", paused_because=self.reason)
-            self.until, self.reason = None, ""
+            self.until, self.reason, self.folder = None, "", None
             _metrics.set_storage_paused(False)
 
     def status_text(self) -> str | None:
         """systemd's STATUS while paused, else None."""
         return f"paused: cannot write results or ledger ({self.reason})" if self.paused else None
+
+
+#: Bytes the probe writes: more than an empty file, which a full disk may still create.
+_PROBE_BYTES = 4096
+
+
+def probe_folder(folder: Path) -> None:
+    """Write (fsync) and remove a small hidden file in ``folder`` (created when missing):
+    raises OSError while it cannot be written. The ledger's probe alone said "resumed" while
+    a results folder stayed read-only or full (on another file system than the ledger), and
+    the waiting files were processed again every back-off period. The name ends ``.part``,
+    so a kill mid-probe leaves nothing that start-up's clean-up does not remove."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".nwwatch-probe-{os.getpid()}.part"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"\0" * _PROBE_BYTES)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        try:
+            probe.unlink()
+        except FileNotFoundError:
+            pass

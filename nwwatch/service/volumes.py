@@ -50,6 +50,9 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
         try:
             t = time.perf_counter()
             volume = check_tomogram(read_volume(it.path))
+            if it.changed_since_hashed():  # these voxels are not the content hashed
+                del volume
+                continue
             read_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
             # The watchdog is pinged while one volume is segmented and measured, not only
@@ -69,7 +72,8 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
                 write_volume_tiff(mask_path, np.ascontiguousarray(mask, dtype=np.uint8),
                                   voxel_size_nm=voxel_size_nm)
             except OSError as exc:
-                raise ResultsWriteError(f"{mask_path}: cannot write the mask ({exc})") from exc
+                raise ResultsWriteError(f"{mask_path}: cannot write the mask ({exc})",
+                                        folder=mask_path.parent) from exc
             metrics = volume_metrics(mask, voxel_size_nm, heartbeat=engine.beat).as_row()
             measure_ms = (time.perf_counter() - t) * 1e3
         except ResultsWriteError:
@@ -83,7 +87,8 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             it.failed, it.gone = True, True
             continue
         except Exception as exc:
-            fail_item(it, exc, failures, engine)
+            if not it.changed_since_hashed():  # else released: a new version now
+                fail_item(it, exc, failures, engine)
             continue
         st_time = datetime.fromtimestamp(it.mtime_ns / 1e9, UTC)
         # NaN (not computed: a sparse mask or no finite voxel) is stored and logged as null.

@@ -67,19 +67,34 @@ def matches(name: str, watch: WatchConfig) -> bool:
     return any(fnmatch.fnmatchcase(name, pat) for pat in watch.patterns)
 
 
-def scan(watch: WatchConfig, unread: list[Path] | None = None) -> Iterator[Path]:
+def scan(watch: WatchConfig, unread: list[Path] | None = None,
+         unlisted: Callable[[OSError], None] | None = None) -> Iterator[Path]:
     """Every input file currently in the folder (hidden folders skipped), in sorted order.
+
     ``unread``, when given, collects the files the patterns leave out that are of a
     microscope format nwwatch does not read (MRC, DigitalMicrograph; hidden names skipped)
     and have no input file of the same stem beside them (a ``.dm4`` saved with its TIFF
-    export is left out on purpose)."""
+    export is left out on purpose). ``unlisted``: called with the error of each folder that
+    cannot be listed (no permission: a run folder of another user with mode 0700), whose
+    files are then not yielded; None: such an error is raised."""
     if not watch.path.is_dir():
         return
+
+    def failed(exc: OSError) -> None:
+        if unlisted is None:
+            raise exc
+        unlisted(exc)
+
     if not watch.recursive:
-        entries = sorted(os.scandir(watch.path), key=lambda e: e.name)
+        try:
+            entries = sorted(os.scandir(watch.path), key=lambda e: e.name)
+        except OSError as exc:
+            failed(exc)
+            return
         yield from _folder(watch.path, [e.name for e in entries if e.is_file()], watch, unread)
         return
-    for root, dirs, files in os.walk(watch.path, onerror=None):
+    # os.walk's default skips a folder it cannot list in silence (its files were lost)
+    for root, dirs, files in os.walk(watch.path, onerror=failed):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         yield from _folder(Path(root), sorted(files), watch, unread)
 

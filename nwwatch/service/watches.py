@@ -29,6 +29,8 @@ class Watch:
     files: list[ReadyFile] = field(default_factory=list)
     since: float | None = None  # monotonic time the oldest waiting file became ready
     unread: set[Path] = field(default_factory=set)  # MRC files and such, warned about once
+    #: Folders the last rescans could not list (logged once each, until listed again).
+    unlisted: set[str] = field(default_factory=set)
 
     def frames(self) -> int:
         return sum(max(1, getattr(f.info, "n_pages", 1)) for f in self.files)
@@ -85,8 +87,9 @@ class Watch:
         """Hand the tracker the files of the folder that are neither queued, tracked nor
         finished under this engine (known from the ledger by path, size and mtime)."""
         found, unread = 0, []
+        errors: list[OSError] = []
         try:
-            for path in scan(self.config, unread):
+            for path in scan(self.config, unread, errors.append):
                 if path in queued or path in tracker:
                     continue
                 try:
@@ -103,6 +106,13 @@ class Watch:
         except OSError as exc:  # share gone mid-walk: the next rescan tries again
             log.error("rescan_failed", path=str(self.config.path), error=repr(exc))
         self._warn_unread(unread, log)
+        now = {str(e.filename): e for e in errors}
+        for folder in sorted(set(now) - self.unlisted):
+            log.warning("folder_unlisted", path=folder, error=now[folder].strerror or
+                        repr(now[folder]), action="its files are processed once the service "
+                        "user can list it (permissions: docs/service.md); checked at every "
+                        "rescan")
+        self.unlisted = set(now)
         return found
 
     def _warn_unread(self, unread: list[Path], log) -> None:

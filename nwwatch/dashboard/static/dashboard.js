@@ -103,7 +103,7 @@ function applyUpdate(d) {
   renderHeader(d.summary, d.live);
   renderQuarantine(d.quarantined);
   if (d.summary.kind === "tomogram") renderVolumes(d.volumes || []);
-  else renderChart(d.latest_overlay, d.trend_window);
+  else renderChart(d.latest_overlay, d.latest, d.trend_window);
 }
 
 function card(k, v) { return `<div class="card"><div class="v">${v}</div><div class="k">${k}</div></div>`; }
@@ -191,7 +191,7 @@ function timeRange(u) {
   return [x[0] - pad, x[x.length - 1] + pad];
 }
 
-function renderChart(overlay, trendWindow) {
+function renderChart(overlay, latest, trendWindow) {
   $("insitu").hidden = false;
   $("tomo").hidden = true;
   // A row without an acquisition time (null acquired_at) has no place on the time axis (it
@@ -274,8 +274,8 @@ function renderChart(overlay, trendWindow) {
     codes.map((c) => `<span style="--c:${colorOf(c)}">${esc(c)}: ` +
       `${all.filter((r) => r.code === c).length}</span>`).join("") +
     (untimed ? `<span class="untimed">no acquisition time: ${untimed} (not plotted)</span>` : "");
-  const last = all.length ? all.reduce((a, b) => (b.t >= a.t ? b : a))
-    : everything[everything.length - 1] || null;
+  // the frame the server names as the latest (it also sends that frame's overlay picture)
+  const last = latest ? rows.get(`${latest.source}#${latest.frame}`) || null : null;
   if (last) {
     $("latest").innerHTML = `${esc(last.source)} frame ${last.frame}: ` +
       (last.valid ? `<b>${fmt(last.angle)}° ± ${fmt(last.unc)}°</b>` : `refused (<b>${esc(last.code)}</b>)`) +

@@ -1,0 +1,75 @@
+"""A folder under a watched (or replayed) folder that the process may not list — an
+acquisition run written by another user with mode 0700, a share the service user lacks the
+group for — was skipped in silence: the service logged nothing and processed nothing there,
+and ``nwwatch replay`` said "replay complete: all N files processed". The folder is named
+(service: ``folder_unlisted`` once, until it can be listed; replay: a line and exit status 3),
+and its files are processed once it can be listed (docs/service.md, Watching and readiness)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from servicekit import (
+    REPO,
+    DaemonProcess,
+    model,
+    paint_insitu,
+    wait_rows,
+    without_file_access_override,
+    write_config,
+)
+
+from nwwatch.io import write_frame_tiff
+
+
+def _acquisition(tmp_path):
+    acq = tmp_path / "acq"
+    (acq / "run1").mkdir(parents=True)
+    (acq / "run2").mkdir()
+    write_frame_tiff(acq / "run1" / "a.tif", paint_insitu(110.0))
+    write_frame_tiff(acq / "run2" / "b.tif", paint_insitu(120.0))
+    return acq
+
+
+def test_replay_names_a_folder_it_cannot_list_and_is_incomplete(tmp_path):
+    prefix = without_file_access_override()
+    acq = _acquisition(tmp_path)
+    onnx = model(tmp_path)
+    (acq / "run1").chmod(0)
+    try:
+        run = subprocess.run(
+            [*prefix, sys.executable, "-c", "from nwwatch.cli import main; main()", "replay",
+             str(acq), "--out", str(tmp_path / "out"), "--model", str(onnx)],
+            capture_output=True, text=True, timeout=300, cwd=REPO)
+    finally:
+        (acq / "run1").chmod(0o755)
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert f"1 folder could not be listed, its files not processed: {acq / 'run1'} " \
+        "(Permission denied)" in run.stdout, run.stdout
+    assert "replay INCOMPLETE" in run.stdout and "replay complete" not in run.stdout
+
+
+def test_the_service_names_a_folder_it_cannot_list_and_processes_it_once_listed(tmp_path):
+    prefix = without_file_access_override()
+    acq = _acquisition(tmp_path)
+    res = tmp_path / "res"
+    (acq / "run1").chmod(0)
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.3,
+                       rescan=0.5)
+    daemon = DaemonProcess(cfg, tmp_path / "log", wrap=prefix)
+    try:
+        daemon.wait_event("ready", timeout=60)
+        wait_rows(res, 1, timeout=60, proc=daemon)  # run2's frame
+        line = daemon.wait_event("folder_unlisted", timeout=30)
+        assert line["path"] == str(acq / "run1") and "Permission denied" in line["error"]
+        assert line["level"] == "warning"
+        time.sleep(2.0)  # rescans every 0.5 s do not repeat the warning
+        assert len([e for e in daemon.events() if e.get("event") == "folder_unlisted"]) == 1
+        (acq / "run1").chmod(0o755)
+        wait_rows(res, 2, timeout=60, proc=daemon)  # found by the next rescan
+    finally:
+        (acq / "run1").chmod(0o755)
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0

@@ -1,0 +1,208 @@
+"""A file put back to content processed before (v1 -> v2 -> v1 under one name) is skipped as
+done (the ledger is keyed by content: v1 is never processed twice), and the results say that
+v1 is the file's current version again: ``nwwatch status``, the dashboard and ``nwwatch
+report`` (one rule, :mod:`nwwatch.results.versions`), also after ``nwwatch compact``, after a
+ledger rebuild, and under the running service (docs/service.md, Exactly once)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+
+import numpy as np
+import pyarrow.parquet as pq
+from click.testing import CliRunner
+from servicekit import model, paint_insitu
+
+from nwwatch.dashboard.data import ResultsStore, frame_series
+from nwwatch.io import write_frame_tiff
+from nwwatch.service import replay
+from nwwatch.service.cli import status as status_cmd
+
+
+def _frame(angle: float) -> np.ndarray:
+    return paint_insitu(angle, size=128, half_width=16)  # measured: status ok
+
+
+def _status(out) -> dict:
+    r = CliRunner().invoke(status_cmd, ["--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def _shown_angles(out) -> list[float]:
+    """The contact angles the dashboard (and the report, which reads the same store) shows."""
+    store = ResultsStore(out)
+    store.refresh()
+    angles = []
+    for acq in store.snapshot.values():
+        if acq.table is not None:
+            angles += [round(float(a)) for a in frame_series(acq)["angle"]]
+    return sorted(angles)
+
+
+def _versions(tmp_path):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "f.tif", _frame(100.0))
+    v1 = (acq / "f.tif").read_bytes()
+    write_frame_tiff(tmp_path / "v2.tif", _frame(130.0))
+    return acq, v1, (tmp_path / "v2.tif").read_bytes()
+
+
+def test_a_file_reverted_to_processed_content_shows_that_content_as_current(tmp_path):
+    acq, v1, v2 = _versions(tmp_path)
+    onnx = model(tmp_path)
+    out = tmp_path / "out"
+    assert replay(acq, out, kind="insitu", model=onnx).done == 1
+    (acq / "f.tif").write_bytes(v2)
+    assert replay(acq, out, kind="insitu", model=onnx).done == 1
+    assert _shown_angles(out) == [130]
+    (acq / "f.tif").write_bytes(v1)  # back to v1's bytes
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert (s.done, s.skipped) == (0, 1)  # exactly once: v1 is not processed again
+    assert pq.read_table(out / "frames").num_rows == 2  # one row per version, no copy
+    assert _shown_angles(out) == [100]
+    st = _status(out)
+    assert st["rows"] == 1 and st["superseded"]["rows"] == 1
+    assert st["counts"]["done"] == 2
+    # a replay of the unchanged file changes nothing; v2 once more is current again
+    assert replay(acq, out, kind="insitu", model=onnx).skipped == 1
+    assert _shown_angles(out) == [100]
+    (acq / "f.tif").write_bytes(v2)
+    assert replay(acq, out, kind="insitu", model=onnx).skipped == 1
+    assert _shown_angles(out) == [130]
+    (acq / "f.tif").write_bytes(v1)
+    replay(acq, out, kind="insitu", model=onnx)
+    assert _shown_angles(out) == [100]
+    # compaction merges the rows' files; the record of the current version stays
+    from nwwatch.service.compaction import compact
+
+    compact(out)
+    assert len(list((out / "frames").rglob("*.parquet"))) == 1
+    assert _shown_angles(out) == [100] and _status(out)["rows"] == 1
+
+
+def test_a_copy_of_processed_content_under_another_name_changes_nothing(tmp_path):
+    """The same bytes under another name are processed once and their rows carry the first
+    path (docs/service.md): a copy is no version of the file it was copied from."""
+    acq, v1, v2 = _versions(tmp_path)
+    onnx = model(tmp_path)
+    out = tmp_path / "out"
+    replay(acq, out, kind="insitu", model=onnx)
+    (acq / "f.tif").write_bytes(v2)
+    replay(acq, out, kind="insitu", model=onnx)
+    (acq / "g.tif").write_bytes(v1)  # v1's bytes under another name
+    assert replay(acq, out, kind="insitu", model=onnx).skipped == 2
+    assert _shown_angles(out) == [130]
+
+
+def test_the_current_version_survives_a_ledger_rebuild(tmp_path):
+    acq, v1, v2 = _versions(tmp_path)
+    onnx = model(tmp_path)
+    out = tmp_path / "out"
+    replay(acq, out, kind="insitu", model=onnx)
+    (acq / "f.tif").write_bytes(v2)
+    replay(acq, out, kind="insitu", model=onnx)
+    (acq / "f.tif").write_bytes(v1)
+    replay(acq, out, kind="insitu", model=onnx)
+    from nwwatch.service.compaction import compact
+
+    compact(out)  # one file, written after v1 was found back: its time tells nothing
+    (out / "ledger.sqlite").unlink()
+    for extra in out.glob("ledger.sqlite-*"):
+        extra.unlink()
+    # the ledger is rebuilt from the results at the next start; nothing is processed again
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert (s.done, s.skipped) == (0, 1)
+    assert _shown_angles(out) == [100]
+    (acq / "f.tif").write_bytes(v2)
+    replay(acq, out, kind="insitu", model=onnx)
+    assert _shown_angles(out) == [130]
+
+
+def test_the_running_service_shows_a_reverted_file_as_its_earlier_version(tmp_path):
+    from servicekit import DaemonProcess, wait_rows, write_config
+
+    acq, v1, v2 = _versions(tmp_path)
+    (acq / "f.tif").unlink()
+    res = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.3)
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        for k, content in enumerate((v1, v2, v1)):  # within one flush: v1 and v2 held
+            tmp = acq / ".f.tif.tmp"
+            tmp.write_bytes(content)
+            tmp.rename(acq / "f.tif")
+            daemon.wait_event("file_skipped" if k == 2 else "file_processed", timeout=60,
+                              count=1 if k == 2 else k + 1)
+        wait_rows(res, 2, timeout=60, proc=daemon)
+        assert daemon.wait_event("file_reverted")["source"] == str(acq / "f.tif")
+        assert _shown_angles(res) == [100]
+        tmp.write_bytes(v2)  # v2 once more, after its rows were written
+        tmp.rename(acq / "f.tif")
+        daemon.wait_event("file_skipped", timeout=60, count=2)
+        assert _shown_angles(res) == [130]
+        tmp.write_bytes(v1)
+        tmp.rename(acq / "f.tif")
+        daemon.wait_event("file_skipped", timeout=60, count=3)
+        assert _shown_angles(res) == [100]
+        st = _status(res)
+        assert st["rows"] == 1 and st["counts"]["done"] == 2
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+    assert pq.read_table(res / "frames").num_rows == 2
+    shutil.rmtree(acq)
+
+
+def test_the_newest_version_rule_reads_the_record_of_reverted_files():
+    from datetime import UTC, datetime, timedelta
+
+    import pyarrow as pa
+
+    from nwwatch.results.versions import newest_version_mask
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = pa.Table.from_pylist([
+        {"source": "/acq/s.tif", "model_sha256": "A", "measurement_version": "5",
+         "source_sha256": sha, "processed_at": t0 + timedelta(seconds=s)}
+        for sha, s in (("v1", 0), ("v2", 1), ("v3", 2))])
+    assert newest_version_mask(rows).tolist() == [False, False, True]
+    record = pa.Table.from_pylist([
+        {"source": "/acq/s.tif", "model_sha256": "A", "measurement_version": "5",
+         "source_sha256": "v1", "reverted_at": t0 + timedelta(seconds=s)}
+        for s in (1.5,)])
+    # put back to v1 after v2 was processed, before v3 was: v3 is still the newest
+    assert newest_version_mask(rows, record).tolist() == [False, False, True]
+    later = record.set_column(4, "reverted_at", pa.array([t0 + timedelta(seconds=3)],
+                                                         pa.timestamp("us", tz="UTC")))
+    assert newest_version_mask(rows, later).tolist() == [True, False, False]
+    # a record of another series, or of content without rows there, changes nothing
+    other = later.set_column(1, "model_sha256", pa.array(["B"]))
+    assert newest_version_mask(rows, other).tolist() == [False, False, True]
+    unknown = later.set_column(3, "source_sha256", pa.array(["v9"]))
+    assert newest_version_mask(rows, unknown).tolist() == [False, False, True]
+    assert Counter(newest_version_mask(rows.slice(2), later).tolist()) == Counter([True])
+
+
+def test_a_cluster_replay_records_a_reverted_file_as_local_replay_does(tmp_path):
+    """``replay --dask``: the workers hash the files and the driver skips a done content,
+    recording it as current as :func:`nwwatch.service.pipeline.process` does."""
+    import pytest
+
+    pytest.importorskip("distributed")
+    acq, v1, v2 = _versions(tmp_path)
+    onnx = model(tmp_path)
+    out = tmp_path / "out"
+    replay(acq, out, kind="insitu", model=onnx)
+    (acq / "f.tif").write_bytes(v2)
+    replay(acq, out, kind="insitu", model=onnx, dask="local:1")
+    assert _shown_angles(out) == [130]
+    (acq / "f.tif").write_bytes(v1)
+    s = replay(acq, out, kind="insitu", model=onnx, dask="local:1")
+    assert (s.done, s.skipped) == (0, 1)
+    assert pq.read_table(out / "frames").num_rows == 2
+    assert _shown_angles(out) == [100]
