@@ -133,6 +133,14 @@ def rf_mask(features: np.ndarray, labels: dict[int, np.ndarray], seed: int) -> n
     return (prob.reshape(z, y, x) > 0.5).astype(np.uint8)
 
 
+def beyond_reference(volume: np.ndarray, mask: np.ndarray) -> float:
+    """nwwatch.volume.crosscheck.solid_beyond_reference of ``mask`` against the label-free
+    reference of ``volume`` (solid bright, as the benchmark's volumes)."""
+    from nwwatch.volume.crosscheck import reference_mask, solid_beyond_reference
+
+    return solid_beyond_reference(mask.astype(bool), reference_mask(volume, True))
+
+
 def warning_signs(seg) -> dict[str, object]:
     """The volume row's label-free warning signs and verdict of a VolumeSegmentation."""
     return {"uncertain_fraction": seg.uncertain_fraction,
@@ -340,7 +348,9 @@ def run_seed(args, seed: int, records: list[dict], log) -> Path | None:
         if method == "auto":
             seg, info, fused = auto_and_segment(args, volume_path, ks, labels_paths, volume,
                                                 folder / f"{tag}.onnx", seed)
-            record("auto", rate, seg.mask, {**extra, **info, **warning_signs(seg)})
+            record("auto", rate, seg.mask, {**extra, **info, **warning_signs(seg),
+                                            "solid_beyond_reference": beyond_reference(
+                                                volume, seg.mask)})
             for fusion, fused_seg in fused.items():
                 record(f"auto+{fusion}", rate, fused_seg.mask,
                        {**extra, **info, **warning_signs(fused_seg)})

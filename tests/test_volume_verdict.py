@@ -97,3 +97,59 @@ def test_a_model_that_calls_everything_pore_gives_a_suspect_segmentation(tmp_pat
         metadata={"extra": {"class_mean_intensity": {"pore": -0.9, "solid": 0.9}}})
     seg = segment_volume(Segmenter(good, providers=("cpu",)), volume)
     assert seg.verdict.status == "ok" and seg.verdict.solid_fraction == pytest.approx(0.0875)
+
+
+def test_solid_far_from_the_thresholds_solid_is_suspect():
+    # The docs' workflow example (128³, seed 0): the kept network's mask agreed 0.70 with the
+    # threshold and was `ok`, while 10.7 % of its solid lay in vacuum slices and beside the
+    # grain where no threshold finds solid; its IoU was 0.59 against the threshold's 0.77.
+    from nwwatch.volume.verdict import BEYOND_WARN_ABOVE
+
+    verdict = assess_mask(0.24, 0.02, 0.70, 0.17, 0.16, solid_beyond_reference=0.107)
+    assert verdict.reason_codes == ("solid_beyond_threshold",)
+    assert verdict.why[0].startswith("10.7% of the mask's solid lies more than 4 px from any")
+    assert assess_mask(0.24, 0.02, 0.70, 0.17, 0.16,
+                       solid_beyond_reference=BEYOND_WARN_ABOVE).status == "ok"
+    # no verdict without the number, or when the reference itself finds (almost) no solid
+    assert assess_mask(0.24, 0.02, 0.70, 0.17, 0.16).status == "ok"
+    assert assess_mask(0.01, 0.02, math.nan, 0.001, math.nan,
+                       solid_beyond_reference=1.0).status == "ok"
+
+
+def test_solid_beyond_reference_counts_in_plane_distance_and_empty_slices():
+    from nwwatch.volume.crosscheck import solid_beyond_reference
+
+    reference = np.zeros((4, 40, 40), bool)
+    reference[:3, 10:20, 10:20] = True  # slice 3: the threshold finds no solid
+    mask = reference.copy()
+    assert solid_beyond_reference(mask, reference) == 0.0
+    mask[0, 10:20, 23] = True  # 4 px from the reference's last column, 19: within
+    assert solid_beyond_reference(mask, reference) == 0.0
+    mask[0, 10:20, 25] = True  # 6 px: beyond
+    mask[3, 0:10, 0] = True    # a slice without reference solid: all beyond
+    assert solid_beyond_reference(mask, reference) == pytest.approx(20 / (300 + 30))
+    assert math.isnan(solid_beyond_reference(np.zeros_like(mask), reference))
+    with pytest.raises(ValueError, match="shape"):
+        solid_beyond_reference(mask[:, :, :30], reference)
+
+
+def test_a_model_that_calls_vacuum_solid_gives_a_suspect_segmentation(tmp_path):
+    from onnx_models import TOMOGRAM_GREY, build_threshold_model
+
+    volume = np.full((10, 40, 48), TOMOGRAM_GREY[0], np.uint8)
+    volume[:, 8:20, 10:24] = TOMOGRAM_GREY[1]
+    good = build_threshold_model(
+        tmp_path / "good.onnx", kind="tomogram",
+        metadata={"extra": {"class_mean_intensity": {"pore": -0.9, "solid": 0.9}}})
+    segmenter = Segmenter(good, providers=("cpu",))
+    assert segment_volume(segmenter, volume).verdict.status == "ok"
+    # a faint haze in the vacuum, far from the grain: a threshold puts it with the pore, a model
+    # whose solid starts just above the vacuum's grey calls it solid
+    hazy = volume.copy()
+    hazy[:, 26:32, 30:44] = 60
+    low = build_threshold_model(
+        tmp_path / "low.onnx", kind="tomogram", centres=(-1.0, -0.5),
+        metadata={"extra": {"class_mean_intensity": {"pore": -0.9, "solid": 0.9}}})
+    assert segment_volume(segmenter, hazy).verdict.status == "ok"
+    seg = segment_volume(Segmenter(low, providers=("cpu",)), hazy)
+    assert seg.verdict.reason_codes == ("solid_beyond_threshold",)

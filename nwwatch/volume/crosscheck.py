@@ -169,3 +169,46 @@ def threshold_agreement(volume: np.ndarray, mask: np.ndarray, solid_brighter: bo
     except ValueError:  # no finite value: nothing to compare with
         return math.nan
     return agreement_with(reference, solid)
+
+
+#: In-plane distance (px) beyond which a mask's solid pixel is "far from the reference".
+BEYOND_DISTANCE_PX = 4.0
+
+
+def solid_beyond_reference(mask: np.ndarray, reference: np.ndarray,
+                           distance_px: float = BEYOND_DISTANCE_PX) -> float:
+    """Share (0..1) of the solid voxels of ``mask`` lying more than ``distance_px`` from every
+    solid pixel of ``reference`` in their own Z slice.
+
+    A model that calls vacuum solid far from the grain (slices the label-free threshold finds
+    empty, or pore-free vacuum beside the grain) puts solid where no threshold would: the
+    IoU with the reference barely sees it when the grain itself agrees.
+
+    Parameters
+    ----------
+    mask, reference : bool or 0/1 ndarrays (Z, Y, X) of one shape, 1 solid.
+    distance_px : in-plane Euclidean distance between pixel centres.
+
+    Returns NaN when the mask has no solid voxel. A slice whose reference has no solid counts
+    every solid pixel of the mask in it as beyond.
+    """
+    solid = np.asarray(mask, dtype=bool)
+    ref = np.asarray(reference, dtype=bool)
+    if solid.shape != ref.shape or solid.ndim != 3:
+        raise ValueError(f"mask {solid.shape} and reference {ref.shape} must be one (Z, Y, X) "
+                         f"shape")
+    total = np.count_nonzero(solid)
+    if total == 0:
+        return math.nan
+    beyond = 0
+    for z in range(solid.shape[0]):
+        if not solid[z].any():
+            continue
+        if not ref[z].any():
+            beyond += int(np.count_nonzero(solid[z]))
+            continue
+        # distance of every pixel to the nearest reference solid pixel (cv2: to the nearest 0)
+        dist = cv2.distanceTransform((~ref[z]).astype(np.uint8), cv2.DIST_L2,
+                                     cv2.DIST_MASK_PRECISE)
+        beyond += int(np.count_nonzero(solid[z] & (dist > distance_px)))
+    return beyond / total

@@ -72,6 +72,7 @@ from nwwatch.volume.crosscheck import (
     agreement_with,
     blurred_volume,
     reference_from_blurred,
+    solid_beyond_reference,
     solid_is_brighter,
 )
 from nwwatch.volume.labeling import remove_small_components
@@ -388,6 +389,8 @@ def _crosscheck(data: np.ndarray, mask: np.ndarray, uncertain: float, segmenter:
                        if reference is not None else float("nan"))
     labels_share = labels_threshold_share(blurred, intensity_range(data), means, solid_name)
     agreement = agreement_with(reference, mask)
+    beyond = (solid_beyond_reference(mask, reference) if reference is not None
+              else float("nan"))
     verdict = assess_mask(solid_fraction, uncertain, agreement, reference_share, labels_share,
-                          extra.get("class_pixel_counts"), extra.get("selection"))
+                          extra.get("class_pixel_counts"), extra.get("selection"), beyond)
     return {"threshold_agreement": agreement, "verdict": verdict}

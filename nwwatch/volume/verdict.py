@@ -14,6 +14,10 @@ compares the mask with something that does not share the model's failure modes:
   strictly inside ``UNCERTAIN_BAND``.
 - ``threshold_disagreement``: IoU with the label-free blurred-Otsu reference below
   ``AGREEMENT_WARN_BELOW`` (:mod:`nwwatch.volume.crosscheck`).
+- ``solid_beyond_threshold``: more than ``BEYOND_WARN_ABOVE`` of the mask's solid lies farther
+  than ``BEYOND_DISTANCE_PX`` (in its slice) from any solid of the same reference: vacuum
+  called solid far from the grain, which the agreement barely sees when the grain itself
+  agrees (:func:`nwwatch.volume.crosscheck.solid_beyond_reference`).
 - ``few_labeled_pixels``: the model was trained on fewer than ``MIN_LABELED_PIXELS`` labeled
   pixels of a class (``ModelMetadata.extra["class_pixel_counts"]``).
 - ``method_unvalidated``: ``nwwatch train --volume`` could hold no labeled patch out
@@ -35,12 +39,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nwwatch.volume.crosscheck import BEYOND_DISTANCE_PX
+
 #: Solid probabilities strictly inside this band count as uncertain.
 UNCERTAIN_BAND = (0.2, 0.8)
 #: Above this uncertain fraction the mask is suspect.
 UNCERTAIN_WARN_FRACTION = 0.25
 #: Below this threshold agreement (IoU with the label-free reference) the mask is suspect.
 AGREEMENT_WARN_BELOW = 0.5
+#: Above this share of the mask's solid far from the reference's solid the mask is suspect.
+BEYOND_WARN_ABOVE = 0.05
 #: A class share (solid, or non-solid) below this ratio of both references' is a collapse.
 COLLAPSE_RATIO = 0.25
 #: A solid share beyond this factor of the references' range (either side) is a mismatch.
@@ -53,7 +61,8 @@ MIN_REFERENCE_SHARE = 0.002
 
 #: Every reason code a volume row can carry, in the order they are reported.
 REASON_CODES = ("mask_collapsed", "solid_fraction_mismatch", "uncertain",
-                "threshold_disagreement", "few_labeled_pixels", "method_unvalidated")
+                "threshold_disagreement", "solid_beyond_threshold", "few_labeled_pixels",
+                "method_unvalidated")
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,8 @@ def labeled_pixels(count: int, class_name: str) -> str:
 def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agreement: float,
                 reference_solid_fraction: float, labels_solid_fraction: float,
                 class_pixel_counts: dict[str, int] | None = None,
-                selection: dict | None = None) -> MaskVerdict:
+                selection: dict | None = None,
+                solid_beyond_reference: float = math.nan) -> MaskVerdict:
     """Status and reason codes of a mask from its numbers (see the module docstring).
 
     Parameters
@@ -131,6 +141,8 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
     class_pixel_counts : labeled pixels per class the model was trained on, if recorded.
     selection : the model's ``extra["selection"]`` (how ``nwwatch train --volume`` chose its
         method), if recorded.
+    solid_beyond_reference : share 0..1 of the mask's solid far from the reference's solid
+        (:func:`nwwatch.volume.crosscheck.solid_beyond_reference`), NaN when not computed.
     """
     codes: dict[str, str] = {}
     refs = [f for f in (reference_solid_fraction, labels_solid_fraction) if math.isfinite(f)]
@@ -150,6 +162,13 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
     if math.isfinite(threshold_agreement) and threshold_agreement < AGREEMENT_WARN_BELOW:
         codes["threshold_disagreement"] = (f"threshold_agreement {threshold_agreement:.3f} < "
                                            f"{AGREEMENT_WARN_BELOW}")
+    if (math.isfinite(solid_beyond_reference) and solid_beyond_reference > BEYOND_WARN_ABOVE
+            and math.isfinite(reference_solid_fraction)
+            and reference_solid_fraction >= MIN_REFERENCE_SHARE):
+        codes["solid_beyond_threshold"] = (
+            f"{solid_beyond_reference:.1%} of the mask's solid lies more than "
+            f"{BEYOND_DISTANCE_PX:g} px from any solid a threshold finds in its slice "
+            f"(> {BEYOND_WARN_ABOVE:.0%}): vacuum called solid away from the grain?")
     few = {name: int(n) for name, n in (class_pixel_counts or {}).items()
            if int(n) < MIN_LABELED_PIXELS}
     if few:
