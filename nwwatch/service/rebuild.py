@@ -3,7 +3,9 @@
 Every result row carries ``source_sha256``, ``model_sha256``, ``measurement_version`` and
 ``batch_id``: each Parquet batch file under ``frames/`` and ``volumes/`` becomes a committed
 batch again and each (content, model, measurement version) in it a ``done`` item, so nothing
-already in the results is processed a second time. Not recovered: the quarantine list (those
+already in the results is processed a second time. An item's processing time is the latest
+``processed_at`` of its rows, a batch's commit time the latest of the file's rows (the file's
+mtime for rows without one). Not recovered: the quarantine list (those
 files are tried again and quarantined again) and the hash cache (files are hashed again once).
 
 - The service does it by itself at start when the ledger is missing or empty next to existing
@@ -67,8 +69,9 @@ def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
     tables = []
     for file in batch_files(ledger.results_dir):
         try:
-            table = pq.read_table(file, columns=_COLUMNS
-                                  + (["mask_path"] if _folder(file) == "volumes" else []))
+            extra = ["processed_at"] + (["mask_path"] if _folder(file) == "volumes" else [])
+            names = set(pq.read_schema(file).names)
+            table = pq.read_table(file, columns=_COLUMNS + [c for c in extra if c in names])
         except Exception as exc:  # any damage: the file is not usable as a record
             report.unreadable.append(f"{file} ({type(exc).__name__})")
             continue
@@ -78,7 +81,13 @@ def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
     for file, table in tables:
         kind = RESULT_FOLDERS[_folder(file)]
         columns = {c: table.column(c).to_pylist() for c in table.column_names}
-        items: dict[ItemKey, tuple[str | bytes, int]] = {}
+        # The rows say when they were processed; the file's mtime only when it was last
+        # written, which a copied or restored results folder (the usual reason to rebuild)
+        # sets to the copy's time: `nwwatch status` then showed that as the last file's
+        # processing time.
+        times = [None if t is None else t.timestamp()
+                 for t in columns.get("processed_at", [None] * table.num_rows)]
+        items: dict[ItemKey, tuple[str | bytes, int, float | None]] = {}
         for i in range(table.num_rows):
             key = ItemKey(columns["source_sha256"][i], columns["model_sha256"][i],
                           columns["measurement_version"][i])
@@ -86,18 +95,25 @@ def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
                 continue
             # The display form (a non-UTF-8 name's bytes are not recoverable from it); the
             # ledger only shows it.
-            source, n = items.get(key, (columns["source"][i], 0))
-            items[key] = (source, n + 1)
+            source, n, latest = items.get(key, (columns["source"][i], 0, None))
+            items[key] = (source, n + 1, _later(latest, times[i]))
         batch_ids = {b for b in columns["batch_id"] if b}
         batch_id = batch_ids.pop() if len(batch_ids) == 1 else f"rebuilt-{file.stem}"
         aux = [ledger.results_dir / m for m in columns.get("mask_path", []) if m]
+        known = [t for t in times if t is not None]
+        committed_at = max(known) if known else file.stat().st_mtime
         report.items += ledger.record_results_file(batch_id, kind, file, aux, items,
-                                                   file.stat().st_mtime)
+                                                   committed_at)
         report.files += 1
         report.batches += 1
         report.rows += table.num_rows
     report.quarantined = _restore_quarantine(ledger)
     return report
+
+
+def _later(a: float | None, b: float | None) -> float | None:
+    """The later of two times, either of which may be unknown (None)."""
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _restore_quarantine(ledger: Ledger) -> int:

@@ -140,25 +140,29 @@ class Recovery:
                     tmp.unlink(missing_ok=True)
 
     def record_results_file(self, batch_id: str, kind: str, parquet: Path, aux: Sequence[Path],
-                            items: dict[ItemKey, tuple[PathKey, int]], committed_at: float) -> int:
+                            items: dict[ItemKey, tuple[PathKey, int, float | None]],
+                            committed_at: float) -> int:
         """Record an existing Parquet batch file as committed and its items as done (rebuilding
-        a lost ledger, :mod:`nwwatch.service.rebuild`). ``items``: key -> (source, rows).
-        Items already done elsewhere keep their first file. Returns the items added."""
+        a lost ledger, :mod:`nwwatch.service.rebuild`). ``items``: key -> (source, rows,
+        processed_at: the latest ``processed_at`` of its rows as a Unix time, None when
+        unknown, then ``committed_at``). Items already done elsewhere keep their first file.
+        Returns the items added."""
         added = 0
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO batches (batch_id, kind, state, parquet, aux, n_rows,"
                 " created_at, committed_at) VALUES (?, ?, 'committed', ?, ?, ?, ?, ?)",
                 (batch_id, kind, self._rel(parquet), json.dumps([self._rel(a) for a in aux]),
-                 sum(n for _, n in items.values()), committed_at, committed_at),
+                 sum(item[1] for item in items.values()), committed_at, committed_at),
             )
-            for key, (source, n_rows) in items.items():
+            for key, (source, n_rows, processed_at) in items.items():
+                done_at = committed_at if processed_at is None else processed_at
                 added += db.execute(
                     "INSERT OR IGNORE INTO items (sha256, model_sha256, measurement_version,"
                     " source, kind, state, batch_id, n_rows, first_seen, updated_at,"
                     " processed_at) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?)",
                     (key.sha256, key.model_sha256, key.measurement_version, source, kind,
-                     batch_id, n_rows, committed_at, committed_at, committed_at),
+                     batch_id, n_rows, done_at, done_at, done_at),
                 ).rowcount
         return added
 
