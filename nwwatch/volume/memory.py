@@ -11,7 +11,7 @@ Where the constants come from: the peak resident memory of ``nwwatch replay`` (`
 -v``, ``OMP_NUM_THREADS=1``) on a 64 x 768 x 768 float32 volume (37.7 M voxels; docs/tomography.md,
 "Memory", with the command) was 1.22 GiB with the ``smoothed-threshold`` model and 1.51 GiB
 with the ``feature-forest``, of which the process held 0.12 GiB before the volume: 31.3 and
-39.6 bytes a voxel. The float32 voxels of that volume (4 bytes of each) are held through the
+39.5 bytes a voxel. The float32 voxels of that volume (4 bytes of each) are held through the
 segmentation, so another pixel type shifts the figure by its own item size less 4.
 """
 
