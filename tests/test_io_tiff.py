@@ -168,6 +168,38 @@ def test_check_tomogram_refuses_one_slice_and_no_contrast(tmp_path):
     assert check_tomogram(read_volume(write_volume_tiff(tmp_path / "some.tif", nan)))
 
 
+@pytest.mark.parametrize("shape", [(5, 1, 1), (5, 4, 1), (5, 1, 4), (2, 1, 1)])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_what_the_writers_write_reads_back_whatever_the_last_axis(tmp_path, shape, dtype):
+    # Was: tifffile took a trailing axis of length 1 as the samples, so write_volume_tiff wrote
+    # a (5, 1, 1) volume as one page of 5 x 1 px under an ImageJ header declaring 5 images,
+    # and read_volume refused our own file as "ImageJ header declares 5 images, the file
+    # holds 1" (a TruncatedTiffError, a damaged file, which it was not).
+    data = _image(shape, dtype)
+    vol = read_volume(write_volume_tiff(tmp_path / "v.tif", data, voxel_size_nm=(2.0, 1.0, 1.0)))
+    assert vol.data.shape == shape and np.array_equal(vol.data, data, equal_nan=True)
+    assert vol.voxel_size_nm == (2.0, 1.0, 1.0)
+    frames = read_frames(write_stack_tiff(tmp_path / "s.tif", data))
+    assert len(frames) == shape[0] and np.array_equal(np.stack([f.image for f in frames]), data)
+
+
+def test_a_volume_needs_two_voxels_along_every_axis_one_rule_for_reader_and_writer(tmp_path):
+    # The writer writes any shape and the reader reads it back (above); what is a tomogram is
+    # check_tomogram's one rule, the same for Y and X as for Z: at least 2 voxels along each
+    # axis. Training, the service and replay apply it; each refusal says what the file is.
+    for shape, kind in [((5, 1, 1), "a line of voxels"), ((5, 4, 1), "a 2-D section"),
+                        ((5, 1, 4), "a 2-D section")]:
+        path = write_volume_tiff(tmp_path / "v.tif", _image(shape, "float32"))
+        with pytest.raises(UnsupportedLayoutError) as error:
+            check_tomogram(read_volume(path))
+        _assert_names_file(error, path)
+        assert error.value.reason == (
+            f"5 slices of {shape[1]} x {shape[2]} px: {kind}, not a volume: a tomogram has at "
+            "least 2 voxels along each of Z, Y and X")
+    smallest = read_volume(write_volume_tiff(tmp_path / "v.tif", _image((2, 2, 2), "uint8")))
+    assert check_tomogram(smallest) is smallest
+
+
 # ------------------------------------------------------------- metadata from other writers
 
 

@@ -46,6 +46,17 @@ def test_systemd_memory_max_and_high_bound_the_headroom(tmp_path):
     assert got == Limit(6 * GIB - (2 * GIB - GIB // 2), str(leaf / "memory.high"))
 
 
+def test_the_kill_limit_alone_is_memory_max(tmp_path):
+    """What the process may allocate before the OOM killer ends it (the tomogram memory
+    check): memory.max, not memory.high (above which the kernel throttles, but kills nothing)."""
+    root, leaf, proc = _v2(tmp_path)
+    _write(leaf / "memory.max", str(8 * GIB))
+    _write(leaf / "memory.high", str(6 * GIB))
+    _write(leaf / "memory.current", str(2 * GIB))
+    got = memory_headroom(root, proc, v2_limits=resources.V2_KILL_LIMITS)
+    assert got == Limit(6 * GIB, str(leaf / "memory.max"))
+
+
 def test_a_parent_limit_binds_its_children_and_max_means_none(tmp_path):
     root, leaf, proc = _v2(tmp_path, "machine.slice/box/inner")
     _write(leaf / "memory.max", "max")
@@ -128,9 +139,9 @@ def test_unreadable_values_are_skipped_not_fatal(tmp_path):
 def test_the_process_figures_take_the_tighter_of_machine_and_cgroup(monkeypatch):
     """available_memory / usable_cores_limit: the cgroup figure wins when it is lower, and the
     result names its source."""
-    monkeypatch.setattr(resources, "memory_headroom", lambda: Limit(123 * 2**20, "unit"))
+    monkeypatch.setattr(resources, "memory_headroom", lambda **_: Limit(123 * 2**20, "unit"))
     assert resources.available_memory() == Limit(123 * 2**20, "unit")
-    monkeypatch.setattr(resources, "memory_headroom", lambda: Limit(2**62, "huge"))
+    monkeypatch.setattr(resources, "memory_headroom", lambda **_: Limit(2**62, "huge"))
     assert resources.available_memory().source == "/proc/meminfo"
     monkeypatch.setattr(resources, "cpu_limit", lambda: Limit(0.5, "quota"))
     assert resources.usable_cores_limit() == Limit(1, "quota")

@@ -1,5 +1,5 @@
-"""Ctrl-C (SIGINT to a real `nwwatch train` process) and a checkpoint that cannot be written:
-what is kept, and what the user is told."""
+"""Ctrl-C (SIGINT to a real `nwwatch train` process), SIGTERM, and a checkpoint that cannot be
+written: what is kept, and what the user is told."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from training_helpers import make_folder
 
@@ -79,3 +80,49 @@ def test_a_checkpoint_that_cannot_be_written_is_named_and_the_previous_one_kept(
     monkeypatch.undo()
     assert load_checkpoint(path)["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_sigterm_during_train_volume_cleans_up_as_ctrl_c_does(tmp_path):
+    # Was: SIGTERM (systemd, a batch scheduler, `kill`) ended `nwwatch train --volume` where
+    # it stood: /tmp/nwwatch-select-* (about 3 MB once the candidates had written their
+    # models) and the empty folders made for --out stayed behind; Ctrl-C removed both.
+    import cv2
+
+    from nwwatch.io import write_volume_tiff
+
+    rng = np.random.default_rng(4)
+    truth = rng.random((6, 32, 32)) < 0.4
+    volume = write_volume_tiff(tmp_path / "v.tif",
+                               (truth + rng.normal(0, 0.3, truth.shape)).astype(np.float32))
+    labels = np.full((32, 32), 255, np.uint8)
+    for r in (2, 18):
+        for c in (2, 18):
+            labels[r:r + 8, c:c + 8] = truth[3, r:r + 8, c:c + 8]
+    cv2.imwrite(str(tmp_path / "l.png"), labels)
+    scratch = tmp_path / "tmp"  # the run's TMPDIR: its temporary folders and no one else's
+    scratch.mkdir()
+    out = tmp_path / "runs" / "deep" / "m.onnx"
+    command = [sys.executable, "-c", "from nwwatch.cli import main; main()", "train",
+               "--volume", str(volume), "--slice", "3", "--labels", str(tmp_path / "l.png"),
+               "--out", str(out), "--threads", "1", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "TMPDIR": str(scratch)}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.name.startswith("nwwatch-select-") for p in scratch.iterdir()):
+            assert process.poll() is None, process.communicate()  # still selecting
+            assert time.monotonic() < deadline, "no selection folder after 120 s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, (stdout, stderr)
+    assert "Traceback" not in stderr
+    assert "train interrupted (SIGTERM): nothing was saved: run the command again" in stderr
+    # (a library writes a small ".ses" file into any TMPDIR; not ours)
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("nwwatch-")] == []
+    assert not (tmp_path / "runs").exists()

@@ -1,13 +1,15 @@
 """Checks of a ``nwwatch train`` command line before any data are read: which ``--out`` it
 may write (and the folders made for it, removed when nothing was written there), the settings
 given (which ``--resume`` compares with the checkpoint's), options of another paradigm; and
-what a run stopped by Ctrl-C tells the user."""
+what a run stopped by Ctrl-C or SIGTERM tells the user."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -130,18 +132,38 @@ def check_init_and_frozen_encoder(init: str | None, frozen_encoder: Path | None)
 
 #: Exit status of a run stopped by Ctrl-C (as `nwwatch replay`'s).
 EXIT_INTERRUPTED = 130
+#: Exit status of a run stopped by SIGTERM (128 + 15, what a shell reports for a process the
+#: signal killed).
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread where Ctrl-C raises KeyboardInterrupt, so that a
+    run stopped either way unwinds alike: temporary folders (``nwwatch-select-*`` of
+    ``--volume``) removed, folders made for ``--out`` removed when empty, the same message."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    # Once: a second SIGTERM while the first one unwinds must not cut its clean-up short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
 
 
 @contextlib.contextmanager
 def interrupt_explained(out: Path, epochs: bool = True) -> Iterator[None]:
-    """Ctrl-C during a run: say what is kept and how to go on, exit 130 (before: click's bare
-    "Aborted!", exit 1, left the user to guess whether MODEL.pt or MODEL.onnx could be used).
+    """Ctrl-C or SIGTERM during a run: say what is kept and how to go on, exit 130 (Ctrl-C)
+    or 143 (SIGTERM) (before: click's bare "Aborted!", exit 1, left the user to guess whether
+    MODEL.pt or MODEL.onnx could be used; SIGTERM killed the process where it stood, leaving
+    the selection's temporary folder in /tmp and the empty folders made for ``--out``).
     The model is written under a temporary name and renamed once verified, so ``out`` is
     never left half-written; the checkpoint is rewritten atomically after every epoch.
     ``epochs`` False: the method selection of ``--volume``, whose folds keep no checkpoint."""
+    installed = threading.current_thread() is threading.main_thread()  # signal's rule
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if installed else None
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        how = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
         checkpoint = checkpoint_path(out)
         if checkpoint.is_file():
             what = (f"{checkpoint} holds the run up to its last finished epoch: `nwwatch train "
@@ -151,6 +173,9 @@ def interrupt_explained(out: Path, epochs: bool = True) -> Iterator[None]:
             what = "no checkpoint was saved (no epoch had finished)"
         else:
             what = "nothing was saved: run the command again"
-        click.echo(f"train interrupted (Ctrl-C): {what}; a model file is only ever written "
+        click.echo(f"train interrupted ({how}): {what}; a model file is only ever written "
                    f"whole, after its verification", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED)
+    finally:
+        if installed:  # None: a handler not set from Python, i.e. the default
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -134,7 +134,8 @@ def check_tomogram(volume: Volume) -> Volume:
 
     Raises
     ------
-    UnsupportedLayoutError : fewer than 2 slices along Z (a 2-D image).
+    UnsupportedLayoutError : fewer than 2 slices along Z (a 2-D image), or slices less than
+        2 px high or wide (a section or a line of voxels: Z x 1 x X, Z x Y x 1, Z x 1 x 1).
     BlankImageError : no finite voxel, or every finite voxel has the same value.
     """
     data = volume.data
@@ -144,6 +145,14 @@ def check_tomogram(volume: Volume) -> Volume:
             "volume: a tomogram has at least 2 slices along Z (a multi-page TIFF, pages = Z "
             "slices); one file per slice? join them into one, e.g. in Fiji (File > Import > "
             "Image Sequence, then File > Save As > Tiff)")
+    if min(data.shape[1:]) < 2:
+        # The same rule as for Z: a volume extends along all three axes. A slice one pixel
+        # high or wide has no in-plane neighbours to segment with, and a mask one voxel thick
+        # has no volume metrics (its surface is all of it).
+        kind = "a line of voxels" if max(data.shape[1:]) < 2 else "a 2-D section"
+        raise UnsupportedLayoutError(
+            volume.source, f"{data.shape[0]} slices of {data.shape[1]} x {data.shape[2]} px: "
+            f"{kind}, not a volume: a tomogram has at least 2 voxels along each of Z, Y and X")
     low, high = np.inf, -np.inf
     for page in data:  # slice by slice: no copy of the volume
         finite = page[np.isfinite(page)] if page.dtype.kind == "f" else page

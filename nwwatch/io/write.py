@@ -202,6 +202,12 @@ def _atomic_write(
     path: str | os.PathLike[str], data: np.ndarray, metadata: dict, kwargs: dict
 ) -> Path:
     target = Path(path)
+    # An explicit samples axis of 1: without it tifffile takes a trailing axis of length 1 as
+    # the samples, so a (Z, Y, 1) volume (or an (N, H, 1) stack) was written as one page of
+    # Z x Y px under an ImageJ header declaring Z images, which the reader refuses as cut short.
+    # With it, every shape the checks accept round-trips; the file's bytes are the same.
+    metadata = {**metadata, "axes": f"{metadata['axes']}S"}
     with atomic_write(target) as handle:
-        tifffile.imwrite(handle, data, imagej=True, metadata=metadata, software="nwwatch", **kwargs)
+        tifffile.imwrite(handle, data[..., np.newaxis], imagej=True, metadata=metadata,
+                         software="nwwatch", **kwargs)
     return target

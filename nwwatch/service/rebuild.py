@@ -3,7 +3,9 @@
 Every result row carries ``source_sha256``, ``model_sha256``, ``measurement_version`` and
 ``batch_id``: each Parquet batch file under ``frames/`` and ``volumes/`` becomes a committed
 batch again and each (content, model, measurement version) in it a ``done`` item, so nothing
-already in the results is processed a second time. Not recovered: the quarantine list (those
+already in the results is processed a second time. An item's processing time is the latest
+``processed_at`` of its rows, a batch's commit time the latest of the file's rows (the file's
+mtime for rows without one). Not recovered: the quarantine list (those
 files are tried again and quarantined again) and the hash cache (files are hashed again once).
 
 - The service does it by itself at start when the ledger is missing or empty next to existing
@@ -104,8 +106,14 @@ def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
         batch_ids = {b for b in columns["batch_id"] if b}
         batch_id = batch_ids.pop() if len(batch_ids) == 1 else f"rebuilt-{file.stem}"
         aux = [ledger.results_dir / m for m in columns.get("mask_path", []) if m]
+        # The rows say when they were processed; the file's mtime only when it was last
+        # written, which a copied or restored results folder (the usual reason to rebuild)
+        # sets to the copy's time: `nwwatch status` then showed that as the last file's
+        # processing time.
+        known = [t for t in when if math.isfinite(t)]
+        committed_at = max(known) if known else file.stat().st_mtime
         report.items += ledger.record_results_file(batch_id, kind, file, aux, items,
-                                                   file.stat().st_mtime, processed)
+                                                   committed_at, processed)
         report.files += 1
         report.batches += 1
         report.rows += table.num_rows

@@ -152,16 +152,16 @@ class Recovery:
                 "INSERT OR IGNORE INTO batches (batch_id, kind, state, parquet, aux, n_rows,"
                 " created_at, committed_at) VALUES (?, ?, 'committed', ?, ?, ?, ?, ?)",
                 (batch_id, kind, self._rel(parquet), json.dumps([self._rel(a) for a in aux]),
-                 sum(n for _, n in items.values()), committed_at, committed_at),
+                 sum(item[1] for item in items.values()), committed_at, committed_at),
             )
             for key, (source, n_rows) in items.items():
+                done_at = (processed_at or {}).get(key, committed_at)
                 added += db.execute(
                     "INSERT OR IGNORE INTO items (sha256, model_sha256, measurement_version,"
                     " source, kind, state, batch_id, n_rows, first_seen, updated_at,"
                     " processed_at) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?)",
                     (key.sha256, key.model_sha256, key.measurement_version, source, kind,
-                     batch_id, n_rows, committed_at, committed_at,
-                     (processed_at or {}).get(key, committed_at)),
+                     batch_id, n_rows, done_at, done_at, done_at),
                 ).rowcount
         return added
 

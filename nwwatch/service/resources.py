@@ -107,16 +107,24 @@ def _reclaimable_bytes(group: Path, v2: bool) -> int:
     return 0
 
 
+#: The cgroup v2 limits that bound what the process should allocate: ``memory.max``, at which
+#: the kernel's OOM killer ends it, and ``memory.high``, above which the kernel throttles it.
+V2_LIMITS = ("memory.max", "memory.high")
+#: The v2 limit at which the process is killed (v1 has only that one, memory.limit_in_bytes).
+V2_KILL_LIMITS = ("memory.max",)
+
+
 def memory_headroom(cgroup_root: Path = Path("/sys/fs/cgroup"),
-                    proc_self: Path = Path("/proc/self")) -> Limit | None:
+                    proc_self: Path = Path("/proc/self"),
+                    v2_limits: tuple[str, ...] = V2_LIMITS) -> Limit | None:
     """Bytes this process's control groups still allow it to allocate: at each level with a
-    limit, the limit (v2: the lower of ``memory.max`` and ``memory.high``, above which the
-    kernel throttles) less what the group uses now, its inactive file cache excepted; the
-    smallest over the levels. None: no limit found."""
+    limit, the limit (v2: the lowest of the files ``v2_limits``, by default ``memory.max``
+    and ``memory.high``, above which the kernel throttles) less what the group uses now, its
+    inactive file cache excepted; the smallest over the levels. None: no limit found."""
     best: Limit | None = None
     for group, v2 in _group_dirs(cgroup_root, proc_self, "memory"):
         if v2:
-            limits = [(_bytes(_read(group / name)), name) for name in ("memory.max", "memory.high")]
+            limits = [(_bytes(_read(group / name)), name) for name in v2_limits]
             used = _bytes(_read(group / "memory.current"))
         else:
             limits = [(_bytes(_read(group / "memory.limit_in_bytes")), "memory.limit_in_bytes")]
@@ -183,11 +191,12 @@ def usable_cores() -> int:
     return int(usable_cores_limit().value)
 
 
-def available_memory() -> Limit | None:
+def available_memory(v2_limits: tuple[str, ...] = V2_LIMITS) -> Limit | None:
     """Bytes available to new allocations now, and what set the figure: ``MemAvailable`` of
     /proc/meminfo (else the machine's physical memory, ``os.sysconf``), lowered to what this
-    process's control groups still allow (:func:`memory_headroom`). None when nothing can be
-    read."""
+    process's control groups still allow (:func:`memory_headroom` with ``v2_limits``;
+    :data:`V2_KILL_LIMITS`: what it may allocate before it is killed). None when nothing can
+    be read."""
     machine: Limit | None = None
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
@@ -203,5 +212,6 @@ def available_memory() -> Limit | None:
                             "physical memory")
         except (AttributeError, OSError, ValueError):
             pass
-    known = [limit for limit in (machine, memory_headroom()) if limit is not None]
+    known = [limit for limit in (machine, memory_headroom(v2_limits=v2_limits))
+             if limit is not None]
     return min(known, key=lambda limit: limit.value) if known else None

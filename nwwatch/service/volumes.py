@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nwwatch.io import check_tomogram, read_volume, write_volume_tiff
+from nwwatch.io import check_tomogram, inspect_tiff, read_volume, write_volume_tiff
 from nwwatch.results.schema import volume_schema
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.batch import (
@@ -28,6 +28,7 @@ from nwwatch.service.batch import (
 from nwwatch.service.jobs import Job
 from nwwatch.service.ledger import Failure
 from nwwatch.service.names import source_name
+from nwwatch.service.resources import V2_KILL_LIMITS, available_memory
 from nwwatch.volume import (
     VOLUME_METRIC_FIELDS,
     VOLUME_METRICS_VERSION,
@@ -35,20 +36,43 @@ from nwwatch.volume import (
     segment_volume,
     volume_metrics,
 )
+from nwwatch.volume.memory import check_tomogram_memory
+
+_GIB = 2**30
 
 
 def mask_path_of(engine: Engine, it: Item, batch_id: str) -> Path:
     return engine.results_dir / "masks" / f"{it.path.stem}-{it.key.sha256[:12]}-{batch_id}.tif"
 
 
+def check_memory(it: Item, engine: Engine) -> None:
+    """Refuse the tomogram of ``it`` (:class:`nwwatch.volume.memory.TomogramTooLargeError`,
+    bad input: quarantined at once) when its header says it cannot fit in the memory this
+    process may still allocate before it is killed (the cgroup's ``memory.max`` less its use,
+    or ``MemAvailable``); warn when it fits only with the less hungry models."""
+    info = inspect_tiff(it.path)
+    available = available_memory(V2_KILL_LIMITS)
+    estimate = check_tomogram_memory(
+        it.path, (info.n_pages, *info.page_shape), info.dtype,
+        None if available is None else available.value,
+        "" if available is None else available.source)
+    if available is not None and estimate.high > available.value:
+        log_of(engine).warning("tomogram_memory_tight", source=source_name(it.path),
+                               needs_gib=[round(estimate.low / _GIB, 2),
+                                          round(estimate.high / _GIB, 2)],
+                               available_gib=round(available.value / _GIB, 2),
+                               available_source=available.source)
+
+
 def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
                 report: BatchReport) -> None:
     """Segment each tomogram of ``items``, write its mask and append its row to the item's
-    ``rows``."""
+    ``rows``; a tomogram that cannot fit in memory is refused from its header first."""
     for it in items:
         engine.beat()
         try:
             t = time.perf_counter()
+            check_memory(it, engine)
             volume = check_tomogram(read_volume(it.path))
             if it.changed_since_hashed():  # these voxels are not the content hashed
                 del volume

@@ -1,0 +1,99 @@
+"""The memory one tomogram needs to be segmented and measured, estimated from its shape and
+pixel type (the TIFF header) before its voxels are read, and the check that it can fit.
+
+The service and ``nwwatch replay`` hold a tomogram whole (docs/tomography.md, "Memory"). One
+too large for the memory the process may use was killed by the kernel's OOM killer, the
+service restarted, tried it again, was killed again, and after ``max_attempts`` kills
+quarantined it with the generic reason of a file that kills the process. Checked first, it
+is refused at once, saying what it needs, what there is and what to do.
+
+Where the constants come from: the peak resident memory of ``nwwatch replay`` (``/usr/bin/time
+-v``, ``OMP_NUM_THREADS=1``) on a 64 x 768 x 768 float32 volume (37.7 M voxels; docs/tomography.md,
+"Memory", with the command) was 1.22 GiB with the ``smoothed-threshold`` model and 1.51 GiB
+with the ``feature-forest``, of which the process held 0.12 GiB before the volume: 31.3 and
+39.5 bytes a voxel. The float32 voxels of that volume (4 bytes of each) are held through the
+segmentation, so another pixel type shifts the figure by its own item size less 4.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from nwwatch.io import InputError
+
+_GIB = 2**30
+#: Voxels of the volume measured (64 x 768 x 768 float32).
+MEASURED_VOXELS = 64 * 768 * 768
+#: Its item size in bytes (float32).
+MEASURED_ITEMSIZE = 4
+#: Peak resident memory measured with each model, and the process's memory before the volume.
+MEASURED_PEAK_GIB = {"smoothed-threshold": 1.22, "feature-forest": 1.51}
+MEASURED_BASE_GIB = 0.12
+#: Bytes a float32 voxel adds at the peak: the least and the most over the models measured.
+PEAK_BYTES_PER_VOXEL_LOW = (min(MEASURED_PEAK_GIB.values()) - MEASURED_BASE_GIB) * _GIB \
+    / MEASURED_VOXELS
+PEAK_BYTES_PER_VOXEL_HIGH = (max(MEASURED_PEAK_GIB.values()) - MEASURED_BASE_GIB) * _GIB \
+    / MEASURED_VOXELS
+
+
+class TomogramTooLargeError(InputError):
+    """A tomogram that needs more memory to be segmented and measured than this process may
+    use (the reason names both figures, in GiB, and what to do). Refused from its header,
+    before any voxel is read."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak memory (bytes) that segmenting and measuring a tomogram adds to the process:
+    ``low`` with the least hungry model measured (the smoothed threshold), ``high`` with the
+    most (the feature forest)."""
+
+    voxels: int
+    low: int
+    high: int
+
+
+def tomogram_peak_bytes(shape: tuple[int, ...], dtype: np.dtype | str) -> MemoryEstimate:
+    """The memory a tomogram of ``shape`` (Z, Y, X) voxels of ``dtype`` needs at the peak of
+    its segmentation and measurement, above what the process held before (module docstring)."""
+    voxels = int(np.prod(shape, dtype=np.int64))
+    shift = np.dtype(dtype).itemsize - MEASURED_ITEMSIZE
+    return MemoryEstimate(voxels, int(voxels * (PEAK_BYTES_PER_VOXEL_LOW + shift)),
+                          int(voxels * (PEAK_BYTES_PER_VOXEL_HIGH + shift)))
+
+
+def check_tomogram_memory(path: str | os.PathLike[str], shape: tuple[int, ...],
+                          dtype: np.dtype | str, available_bytes: float | None,
+                          available_source: str = "") -> MemoryEstimate:
+    """The estimate for a tomogram of ``shape`` and ``dtype`` (its TIFF header), when it may
+    fit in ``available_bytes`` (None: unknown, never refused); else TomogramTooLargeError.
+
+    It is refused only when even the lower estimate does not fit: a volume that fits with
+    the threshold but not with the forest is tried (the caller may warn), since which model
+    runs, and how far the figures measured on one volume carry to another, is not certain.
+    ``available_source``: where the figure was read (a cgroup file, /proc/meminfo), for the
+    reason.
+
+    Raises
+    ------
+    TomogramTooLargeError : ``estimate.low`` > ``available_bytes``; the reason names the
+        volume's size, the GiB needed and available, and what to do.
+    """
+    estimate = tomogram_peak_bytes(shape, dtype)
+    if available_bytes is None or estimate.low <= available_bytes:
+        return estimate
+    where = f" ({available_source})" if available_source else ""
+    # A control group's file (the unit's MemoryMax, a container's --memory) can be raised;
+    # the machine's memory (/proc/meminfo) cannot.
+    more = ("raise that limit (the service's MemoryMax: systemctl edit nwwatch)"
+            if "/memory." in available_source else "use a machine with more memory")
+    raise TomogramTooLargeError(
+        path, f"a {' x '.join(map(str, shape))} {np.dtype(dtype)} tomogram "
+        f"({estimate.voxels:,} voxels) needs about {estimate.low / _GIB:.1f} to "
+        f"{estimate.high / _GIB:.1f} GiB of memory to be segmented and measured, and "
+        f"{available_bytes / _GIB:.1f} GiB are available{where}: {more}, or bin the volume "
+        "(2 x 2 x 2: 8 times fewer voxels); then process it again (nwwatch replay FILE "
+        "--kind tomogram --force; docs/tomography.md, \"Memory\")")

@@ -1,0 +1,113 @@
+"""A tomogram too large for the memory the process may use is refused from its header, before
+its voxels are read: bad input, quarantined at once with the GiB needed and available, instead
+of an OOM kill, a restart and a retry until ``max_attempts`` kills (nwwatch/volume/memory.py).
+The available figure is injected: nothing large is allocated."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from onnx_models import TOMOGRAM_GREY
+from servicekit import model
+from structlog.testing import capture_logs
+
+from nwwatch.io import InputError, write_volume_tiff
+from nwwatch.service import replay
+from nwwatch.service.resources import Limit
+from nwwatch.volume.memory import (
+    PEAK_BYTES_PER_VOXEL_HIGH,
+    PEAK_BYTES_PER_VOXEL_LOW,
+    TomogramTooLargeError,
+    check_tomogram_memory,
+    tomogram_peak_bytes,
+)
+
+volumes_module = importlib.import_module("nwwatch.service.volumes")
+GIB = 2**30
+SHAPE = (6, 24, 24)
+
+
+def test_the_estimate_reproduces_the_measured_peaks():
+    # docs/tomography.md, "Memory": 1.22 GiB (threshold) and 1.51 GiB (forest) for a
+    # 64 x 768 x 768 float32 volume, over the process's 0.12 GiB.
+    assert round(PEAK_BYTES_PER_VOXEL_LOW, 1) == 31.3
+    assert round(PEAK_BYTES_PER_VOXEL_HIGH, 1) == 39.5
+    measured = tomogram_peak_bytes((64, 768, 768), "float32")
+    assert measured.voxels == 64 * 768 * 768
+    assert (round(measured.low / GIB, 2), round(measured.high / GIB, 2)) == (1.10, 1.39)
+    # a uint8 volume holds 1 byte a voxel where float32 held 4; the rest is float32 work
+    small = tomogram_peak_bytes((64, 768, 768), np.uint8)
+    assert measured.low - small.low == 3 * measured.voxels
+
+
+def test_the_check_refuses_only_what_cannot_fit_even_with_the_threshold(tmp_path):
+    shape = (200, 2048, 2048)  # 839 M voxels: about 24 to 31 GiB
+    need = tomogram_peak_bytes(shape, "float32")
+    path = tmp_path / "big.tif"
+    with pytest.raises(TomogramTooLargeError) as error:
+        check_tomogram_memory(path, shape, "float32", 7.6 * GIB, "/cg/memory.max")
+    assert isinstance(error.value, InputError) and error.value.path == path
+    assert error.value.reason.startswith(
+        "a 200 x 2048 x 2048 float32 tomogram (838,860,800 voxels) needs about 24.4 to 30.9 GiB of "
+        "memory to be segmented and measured, and 7.6 GiB are available (/cg/memory.max): "
+        "raise that limit (the service's MemoryMax: systemctl edit nwwatch), or bin the "
+        "volume (2 x 2 x 2: 8 times fewer voxels); then process it again (nwwatch replay FILE "
+        "--kind tomogram --force")
+    with pytest.raises(TomogramTooLargeError, match=r"\(/proc/meminfo\): use a machine with "
+                                                    "more memory, or bin the volume"):
+        check_tomogram_memory(path, shape, "float32", 7.6 * GIB, "/proc/meminfo")
+    # close: fits with the threshold, maybe not with the forest: tried
+    assert check_tomogram_memory(path, shape, "float32", (need.low + need.high) / 2) == need
+    assert check_tomogram_memory(path, shape, "float32", None) == need  # unknown: tried
+
+
+def _volume(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    vol = np.full(SHAPE, TOMOGRAM_GREY[0], np.uint8)
+    vol[1:5, 4:12, 6:20] = TOMOGRAM_GREY[1]
+    return write_volume_tiff(folder / "v.tif", vol)
+
+
+def test_replay_quarantines_a_tomogram_too_large_at_once_without_reading_it(tmp_path,
+                                                                              monkeypatch):
+    # Was: no check; the kernel killed the service on such a tomogram, which restarted, tried
+    # it again and quarantined it after three kills with "the service stopped (crash or
+    # kill) while processing this file alone".
+    path = _volume(tmp_path / "acq")
+    need = tomogram_peak_bytes(SHAPE, np.uint8)
+    asked = []
+    monkeypatch.setattr(volumes_module, "available_memory", lambda limits: asked.append(
+        limits) or Limit(need.low - 1, "/cg/test/memory.max"))
+    read = []
+    monkeypatch.setattr(volumes_module, "read_volume", lambda p: read.append(p))
+    summary = replay(tmp_path / "acq", tmp_path / "res", kind="tomogram",
+                     model=model(tmp_path / "m", kind="tomogram"))
+    assert (summary.done, summary.failed, summary.quarantined) == (0, 0, 1)
+    assert read == []  # refused from the header
+    # the limit that kills (memory.max, MemoryMax=8G of the unit), not memory.high
+    # (MemoryHigh=6G), above which the kernel only throttles
+    assert asked == [("memory.max",)]
+    entry = pq.read_table(tmp_path / "res" / "quarantine.parquet").to_pylist()[0]
+    assert entry["path"] == str(path) and entry["attempts"] == 1
+    assert entry["error_type"] == "TomogramTooLargeError"
+    assert entry["reason"].startswith(f"a 6 x 24 x 24 uint8 tomogram (3,456 voxels) needs about "
+                                      f"{need.low / GIB:.1f} to {need.high / GIB:.1f} GiB")
+    assert "are available (/cg/test/memory.max): raise that limit" in entry["reason"]
+
+
+def test_replay_tries_a_tomogram_that_may_fit_and_warns(tmp_path, monkeypatch):
+    _volume(tmp_path / "acq")
+    need = tomogram_peak_bytes(SHAPE, np.uint8)
+    monkeypatch.setattr(volumes_module, "available_memory",
+                        lambda limits: Limit((need.low + need.high) // 2, "test"))
+    with capture_logs() as logs:
+        summary = replay(tmp_path / "acq", tmp_path / "res", kind="tomogram",
+                         model=model(tmp_path / "m", kind="tomogram"))
+    assert (summary.done, summary.quarantined) == (1, 0)
+    tight = [e for e in logs if e["event"] == "tomogram_memory_tight"]
+    assert len(tight) == 1 and tight[0]["available_source"] == "test"
+
