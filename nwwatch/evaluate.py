@@ -340,6 +340,11 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))
     if json_out is not None:
-        with atomic_write(json_out) as handle:
-            handle.write(json.dumps(strict_json(report.as_dict()), indent=2, default=float,
-                                    allow_nan=False).encode())
+        try:
+            with atomic_write(json_out) as handle:
+                handle.write(json.dumps(strict_json(report.as_dict()), indent=2, default=float,
+                                        allow_nan=False).encode())
+        except OSError as exc:  # e.g. a full disk, after the check above: was a traceback
+            raise click.ClickException(f"{json_out}: cannot write the JSON report "
+                                       f"({exc.strerror or exc}); the report above is "
+                                       f"complete") from None

@@ -203,7 +203,9 @@ def test_pseudo_label_records_provenance(tmp_path):
                           export=False, model_options=json.loads(TINY))
     train(student, progress=False)
     provenance = load_checkpoint(tmp_path / "s.pt")["provenance"]
-    assert provenance["teacher"] == "t.pt" and len(provenance["teacher_sha256"]) == 64
+    # The full path, as --init's and --frozen-encoder's (before: the file name "t.pt" alone)
+    assert provenance["teacher"] == str(tmp_path / "t.pt")
+    assert len(provenance["teacher_sha256"]) == 64
     assert provenance["confidence"] == 0.5 and provenance["pseudo_labeled_images"] == 3
     assert 0.0 <= provenance["kept_fraction"] <= 1.0
 
@@ -398,3 +400,46 @@ def test_a_folder_given_as_volume_says_to_join_its_slices(tmp_path):
     assert "is a folder" in result.output and "multi-page TIFF" in result.output
     assert "Image Sequence" in result.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_model_records_the_crop_it_trained_on_not_only_the_option(tmp_path):
+    # before: extra.crop was --crop (64) although every frame was 32 px and so every crop
+    data = make_folder(tmp_path / "data", n=3, size=32)
+    out = tmp_path / "m.onnx"
+    fast = [a if a != "32" else "64" for a in FAST]  # --crop 64
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(out), "--epochs", "1",
+                                       *fast])
+    assert result.exit_code == 0, result.output
+    assert "crop 32 px: every training image is smaller than --crop 64" in result.output
+    extra = Segmenter(out, providers=("cpu",)).metadata.extra
+    assert (extra["crop"], extra["crop_option"]) == (32, 64)
+
+
+def test_export_only_without_resume_is_a_usage_error_that_says_so(tmp_path):
+    # before: taken as --resume --export-only without a word
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(main, ["train", "--export-only", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "--export-only exports the checkpoint of an earlier run: give it with --resume" \
+        in result.output
+    assert not out.exists() and not (tmp_path / "m.pt").exists()
+
+
+def test_teacher_takes_the_shipped_weights_by_name_as_init_does(tmp_path):
+    # before: "Path 'insitu-default' does not exist", though --init insitu-default is read
+    from nwwatch.segment.session import file_sha256
+    from training.weights import shipped_weights
+
+    data = make_folder(tmp_path / "data", n=3, size=32, unlabeled=2)
+    args = ["train", str(data), "--out", str(tmp_path / "s.onnx"), "--paradigm",
+            "pseudo-label", "--confidence", "0.5", "--epochs", "1", *FAST]
+    typo = CliRunner().invoke(main, [*args, "--teacher", "insitu-defualt"])
+    assert typo.exit_code == 2, typo.output
+    assert ("--teacher insitu-defualt: no such checkpoint file, and not shipped weights; "
+            "shipped: ['insitu-default']") in typo.output
+    result = CliRunner().invoke(main, [*args, "--teacher", "insitu-default"])
+    assert result.exit_code == 0, result.output
+    weights = shipped_weights()["insitu-default"]
+    provenance = Segmenter(tmp_path / "s.onnx", providers=("cpu",)).metadata.extra["provenance"]
+    assert provenance["teacher"] == str(weights)
+    assert provenance["teacher_sha256"] == file_sha256(weights)

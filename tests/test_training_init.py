@@ -117,18 +117,20 @@ def test_shipped_default_weights_are_the_shipped_model():
     assert (torch_labels == onnx_labels).mean() > 0.999
 
 
-def test_cli_init_option(tmp_path):
+def test_cli_init_option(tmp_path, monkeypatch):
     data = make_folder(tmp_path / "data", n=4, size=32)
     _run(tmp_path, "base", data, epochs=1, model_options=dict(TINY))
     out = tmp_path / "cli.onnx"
+    monkeypatch.chdir(tmp_path)  # --init relative: the model names the full path
     result = CliRunner().invoke(main, [
-        "train", str(data), "--out", str(out), "--init", str(tmp_path / "base.pt"),
+        "train", str(data), "--out", str(out), "--init", "base.pt",
         "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--crop", "32",
         "--threads", "1", "--exporter", "legacy", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "--init" in json.dumps(load_checkpoint(tmp_path / "cli.pt")["config"]["command"])
     # The model names the weights it started from by their hash (before: only the command's
-    # --init value, which says nothing once the file is retrained or replaced).
+    # --init value, which says nothing once the file is retrained or replaced), and by their
+    # absolute path (before: "base.pt" as typed).
     from nwwatch.segment.session import Segmenter, file_sha256
 
     provenance = Segmenter(out, providers=("cpu",)).metadata.extra["provenance"]

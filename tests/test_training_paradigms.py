@@ -95,7 +95,7 @@ def test_pseudo_label_threshold():
     np.testing.assert_array_equal(pseudo_label(probs, 0.9), [[0, 255]])
 
 
-def test_model_c_names_a_frozen_encoder_that_does_not_fit(tmp_path):
+def test_model_c_names_a_frozen_encoder_that_does_not_fit(tmp_path, monkeypatch):
     # before: another width list was torch's RuntimeError (a traceback listing 36 state keys),
     # and MODEL.onnx was "not a readable checkpoint (invalid load key, '\x08'.)"
     from training.checkpoint import save_checkpoint
@@ -130,6 +130,11 @@ def test_model_c_names_a_frozen_encoder_that_does_not_fit(tmp_path):
     from nwwatch.segment.session import file_sha256
 
     assert paradigm.provenance["frozen_encoder_sha256"] == file_sha256(tmp_path / "sup.pt")
+    # A relative path is recorded in full, as --init's weights and the teacher are.
+    monkeypatch.chdir(tmp_path)
+    paradigm = PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", model_options=TINY,
+                                            frozen_encoder="sup.pt"), 3)
+    assert paradigm.provenance["frozen_encoder"] == str(tmp_path / "sup.pt")
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".onnx"])

@@ -483,3 +483,35 @@ def test_quantize_says_what_became_of_the_int8_model(tmp_path):
     assert not out.with_name(f"{out.stem}-int8.onnx").exists()
     (line,) = [line for line in lines if "int8" in line]
     assert "applies to networks" in line and "the kept threshold is not one" in line
+
+
+def test_a_model_without_a_network_says_why_it_cannot_seed_or_continue_a_run(tmp_path):
+    # before: --resume, --init and --frozen-encoder of the threshold --volume kept said only
+    # "MODEL.pt not found", as if the checkpoint had been moved
+    from nwwatch.cli import main
+    from training.checkpoint import CheckpointError
+    from training.weights import load_initial_weights
+
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
+    model = tmp_path / "m.onnx"
+    inputs = ["--volume", str(volume_path), "--slice", str(Z), "--labels", str(labels_path),
+              "--threads", "1", "--quiet"]
+    kept = CliRunner().invoke(main, ["train", *inputs, "--candidates", "threshold", "--out",
+                                     str(model)])
+    assert kept.exit_code == 0, kept.output
+    what = (f"{model} is the smoothed-threshold model that `nwwatch train --volume` kept "
+            f"(method threshold), not a network: it has no checkpoint, and ")
+    resume = CliRunner().invoke(main, ["train", "--resume", "--out", str(model), "--quiet"])
+    assert resume.exit_code == 2, resume.output
+    assert f"{tmp_path / 'm.pt'}: nothing to resume: {what}it is fitted in one go" in \
+        " ".join(resume.output.split())
+    with pytest.raises(CheckpointError, match="fine-tuning starts from a network's trained "
+                                              "weights; for a network on that volume"):
+        load_initial_weights(str(model))
+    frozen = CliRunner().invoke(main, ["train", *inputs, "--paradigm", "cct",
+                                       "--frozen-encoder", str(model), "--out",
+                                       str(tmp_path / "c.onnx")])
+    assert frozen.exit_code == 1, frozen.output
+    assert f"{what}it has no encoder to freeze" in frozen.output

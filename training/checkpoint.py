@@ -54,6 +54,44 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
                               f"{exc.strerror or exc}{kept}") from exc
 
 
+#: Why a model fitted without a network cannot serve each option that reads a checkpoint.
+_NEEDS_A_NETWORK = {
+    "--init": "fine-tuning starts from a network's trained weights",
+    "--frozen-encoder": "it has no encoder to freeze",
+    "--resume": "it is fitted in one go, with no epochs to continue",
+}
+
+
+def not_a_network(checkpoint: str | os.PathLike[str], use: str) -> str:
+    """Why there is no ``checkpoint`` (``MODEL.pt``) for ``use`` (``--init``,
+    ``--frozen-encoder`` or ``--resume``) when the ``MODEL.onnx`` beside it is a method that
+    ``nwwatch train --volume`` kept and that is not a network (the smoothed threshold, the
+    feature forest: fitted whole, no checkpoint); "" for any other case (no such model, a
+    network's, an unreadable file). Before: only "MODEL.pt not found"."""
+    from training.config import PARADIGM_NAMES
+
+    model = Path(checkpoint).with_suffix(".onnx")
+    if not model.is_file():
+        return ""
+    try:
+        import onnx
+
+        from nwwatch.segment.contract import METADATA_KEY, ModelMetadata
+
+        proto = onnx.load(str(model), load_external_data=False)
+        props = {prop.key: prop.value for prop in proto.metadata_props}
+        meta = ModelMetadata.from_json(props[METADATA_KEY])
+    except Exception:  # not an nwwatch model: nothing more to say than "not found"
+        return ""
+    if meta.paradigm in PARADIGM_NAMES:  # a network whose checkpoint was moved or removed
+        return ""
+    return (f"{model} is the {meta.arch} model that `nwwatch train --volume` kept (method "
+            f"{meta.paradigm}), not a network: it has no checkpoint, and "
+            f"{_NEEDS_A_NETWORK.get(use, 'it has no weights to read')}; for a network on that "
+            f"volume, train with --paradigm supervised (or contrastive), or --candidates "
+            f"unet,contrastive")
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

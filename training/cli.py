@@ -204,8 +204,9 @@ def _command_line(ctx: click.Context) -> str:
                    "be left out); optimiser and schedule start fresh.")
 @click.option("--frozen-encoder", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="cct: supervised checkpoint whose encoder is loaded and frozen (model C).")
-@click.option("--teacher", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="pseudo-label: teacher MODEL.pt or MODEL.onnx.")
+@click.option("--teacher", metavar="MODEL",
+              help="pseudo-label: teacher MODEL.pt or MODEL.onnx, or the name of shipped "
+                   "weights (insitu-default), as --init reads it.")
 @click.option("--confidence", type=FiniteFloatRange(0, 1), default=0.9, show_default=True,
               help="pseudo-label: pixels below this teacher confidence become 255.")
 @click.option("--embedding-dim", type=click.IntRange(min=2), default=16, show_default=True)
@@ -235,7 +236,8 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--resume", is_flag=True, help="Continue from MODEL.pt (its settings and split; "
                                              "an option given that differs is refused).")
 @click.option("--export-only", is_flag=True,
-              help="With --resume: train nothing, export MODEL.pt's best weights now.")
+              help="With --resume (required): train nothing, export MODEL.pt's best weights "
+                   "now.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(data, paradigm, arch, model_options, out, volume, slice_index, labels, candidates,
           epochs,
@@ -264,39 +266,31 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.runfiles import (
         absolute,
         check_init_and_frozen_encoder,
+        check_inputs,
         check_momentum,
         check_out,
         check_paradigm_options,
         given_settings,
         interrupt_explained,
         remove_empty,
+        resolve_teacher,
     )
     from training.sampler import SamplerError
 
     click.get_current_context().with_resource(known_noise_filtered())
 
-    if volume is None and data is None and not (resume or export_only):
-        raise click.UsageError("give DATA, or --volume with --slice and --labels")
-    if volume is not None and data is not None:  # else DATA was ignored without a word
-        raise click.UsageError("give DATA (a folder of labeled images) or --volume (a "
-                               "tomogram, with --slice and --labels), not both")
-    if volume is not None and (not slice_index or not labels):
-        raise click.UsageError("--volume needs --slice and --labels")
+    check_inputs(data, volume, slice_index, labels, resume, export_only)
     ctx = click.get_current_context()
     if ctx.get_parameter_source("candidates") is ParameterSource.COMMANDLINE and (
             volume is None or init_weights is not None
             or ctx.get_parameter_source("paradigm") is ParameterSource.COMMANDLINE):
         raise click.UsageError("--candidates chooses the method of --volume without --paradigm "
                                "or --init; here it would be ignored")
-    if not (resume or export_only):  # a resume's paradigm is the checkpoint's
+    if not resume:  # a resume's paradigm is the checkpoint's
         check_paradigm_options(ctx, volume is not None and init_weights is None, candidates)
         check_init_and_frozen_encoder(init_weights, frozen_encoder)
-    if (slice_index or labels) and volume is None:
-        raise click.UsageError("--slice and --labels belong to --volume")
-    if len(slice_index) != len(labels):
-        raise click.UsageError(f"{len(slice_index)} --slice but {len(labels)} --labels: give "
-                               f"one labels file per labeled slice, in the same order")
-    check_out(out, resume or export_only, quantize)
+    check_out(out, resume, quantize)
+    teacher = resolve_teacher(teacher)
     # Before the training, not at its first checkpoint: the .onnx and .pt go to one folder.
     # Folders made for it are removed again if the run ends with nothing written there.
     new_folders = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
@@ -314,13 +308,13 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
             defaults.update(FINETUNE_DEFAULTS)
     if arch is not None:  # the default options belong to the default architecture
         defaults["model_options"] = {}
-    if resume or export_only:
+    if resume:
         # The checkpoint's own epoch count stands unless --epochs raises it (engine takes the
         # larger); a default here would silently stretch a 6-epoch tomogram run to 50.
         defaults["epochs"] = 1
     chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
     _check_model(chosen["arch"], chosen["model_options"], device)
-    if not (resume or export_only):  # a resume's optimiser is the checkpoint's
+    if not resume:  # a resume's optimiser is the checkpoint's
         check_momentum(ctx, chosen["optimizer"])
     # The fine-tuning split rule belongs to its default split, not to a --val-fraction given.
     val_min_images = defaults["val_min_images"] if val_fraction is None else 2
@@ -346,7 +340,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         else None,
         aux_per_perturbation=aux_per_perturbation, perturb_skips=perturb_skips,
         frozen_encoder=absolute(frozen_encoder),
-        teacher=absolute(teacher), confidence=confidence,
+        teacher=teacher, confidence=confidence,
         embedding_dim=embedding_dim, temperature=temperature, self_temperature=self_temperature,
         self_negatives=self_negatives,
         contrastive_supervised_weight=contrastive_supervised_weight,
@@ -354,13 +348,13 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         classifier_steps=chosen["classifier_steps"], quantize=quantize, exporter=exporter,
         command=_command_line(click.get_current_context()),
     )
-    if volume is not None and not (resume or export_only):
+    if volume is not None and not resume:
         if (ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE
                 and init_weights is None):
             with interrupt_explained(out, epochs=False):
                 _select_volume_method(config, candidates)
             return
-    if config.data is not None and not (resume or export_only):
+    if config.data is not None and not resume:
         for label_path in mask_like_labels(config.data):
             click.echo(mask_warning(label_path))
         with contextlib.suppress(DatasetLayoutError):  # the run names a bad dataset.toml
@@ -370,7 +364,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
                            "V --slice K --labels L` chooses (docs/tomography.md)")
     try:
         with interrupt_explained(out):
-            result = run(config, resume=resume or export_only, progress=not quiet,
+            result = run(config, resume=resume, progress=not quiet,
                          echo=click.echo, export_only=export_only, given=given_settings(ctx))
     except ResumeSettingError as exc:
         raise click.UsageError(str(exc)) from None

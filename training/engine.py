@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -254,7 +255,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     if initial is not None:
         paradigm.inference_model().load_state_dict(initial.state)
         # the exact weights started from: --init names a file that may be retrained later
-        paradigm.provenance["init"] = {"weights": str(initial.path),
+        paradigm.provenance["init"] = {"weights": os.path.abspath(initial.path),
                                        "sha256": file_sha256(initial.path)}
     paradigm.to(device)
     pool = train_items + paradigm.extra_labeled(data, device, echo)
@@ -394,6 +395,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         result.out, result.int8, result.reports = export_trained(
             inference, config, data, metrics, paradigm.provenance, data_sha,
             [item.image for item in train_items], __version__,
-            [item.image for item in val_items])
+            [item.image for item in val_items], crop_px=crop)
     return result
 

@@ -41,12 +41,18 @@ def class_pixel_counts(data: TrainingData) -> dict[str, int]:
 
 def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingData,
                    metrics: dict[str, float], provenance: dict[str, Any], data_sha256: str,
-                   version: str) -> ModelMetadata:
-    """The :class:`ModelMetadata` of a trained model."""
+                   version: str, crop_px: int | None = None) -> ModelMetadata:
+    """The :class:`ModelMetadata` of a trained model. ``crop_px``: the side of the crops it
+    trained on (``training.augment.effective_crop``: ``config.crop`` capped at the largest
+    image), recorded as ``extra.crop``; ``extra.crop_option`` is ``config.crop`` (``--crop``).
+    None: ``config.crop``."""
     extra: dict[str, Any] = {
         "epochs": config.epochs,
         "seed": config.seed,
-        "crop": config.crop,
+        # What the model saw, not the option: with frames smaller than --crop the crops were
+        # capped (a 384 option on 128 px frames trained on 128 px crops).
+        "crop": config.crop if crop_px is None else int(crop_px),
+        "crop_option": config.crop,
         "model_config": dict(getattr(model, "config", {})),
         "training_source": data.source,
         "labeled_images": len(data.labeled),
@@ -101,8 +107,10 @@ def export_trained(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
                    metrics: dict[str, float], provenance: dict[str, Any], data_sha256: str,
                    calibration_images: list[np.ndarray], version: str,
                    validation_images: list[np.ndarray] | None = None,
+                   crop_px: int | None = None,
                    ) -> tuple[Path, Path | None, dict[str, Any]]:
     """Write ``config.out`` (and ``<stem>-int8.onnx`` when asked and accepted).
+    ``crop_px``: the crop side the run trained with (:func:`build_metadata`).
 
     The INT8 candidate is calibrated on training images and its label agreement with fp32 is
     measured on ``validation_images`` (held out) when given.
@@ -114,7 +122,8 @@ def export_trained(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.to("cpu").eval()
-    metadata = build_metadata(model, config, data, metrics, provenance, data_sha256, version)
+    metadata = build_metadata(model, config, data, metrics, provenance, data_sha256, version,
+                              crop_px)
     calibration = calibration_stack(calibration_images, int(model.size_multiple))
     reports: dict[str, Any] = {"export": export_onnx(model, out, metadata,
                                                      exporter=config.exporter)}

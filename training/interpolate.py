@@ -35,8 +35,8 @@ from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoin
 from training.paradigms.base import build_inference_model
 
 #: Metadata ``extra`` entries that describe one training run; an interpolation has none.
-RUN_SPECIFIC_EXTRA = ("epochs", "seed", "crop", "training_source", "labeled_images",
-                      "unlabeled_images", "provenance")
+RUN_SPECIFIC_EXTRA = ("epochs", "seed", "crop", "crop_option", "training_source",
+                      "labeled_images", "unlabeled_images", "provenance")
 
 
 class InterpolationError(ValueError):

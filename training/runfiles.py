@@ -1,7 +1,8 @@
-"""Checks of a ``nwwatch train`` command line before any data are read: which ``--out`` it
-may write (and the folders made for it, removed when nothing was written there), the settings
-given (which ``--resume`` compares with the checkpoint's), options of another paradigm; and
-what a run stopped by Ctrl-C or SIGTERM tells the user."""
+"""Checks of a ``nwwatch train`` command line before any data are read: its inputs, which
+``--out`` it may write (and the folders made for it, removed when nothing was written there),
+the ``--teacher`` it names, the settings given (which ``--resume`` compares with the
+checkpoint's), options of another paradigm; and what a run stopped by Ctrl-C or SIGTERM tells
+the user."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from training.checkpoint import checkpoint_path, int8_path
+from training.checkpoint import checkpoint_path, int8_path, not_a_network
 from training.config import OPTION_PARADIGMS, TrainConfig
 
 
@@ -28,6 +29,22 @@ def absolute(path: str | os.PathLike[str] | None) -> str | None:
     return os.path.abspath(path) if path else None
 
 
+def resolve_teacher(teacher: str | None) -> str | None:
+    """``--teacher``: a MODEL.pt or MODEL.onnx file, or the name of shipped weights
+    (``insitu-default``), read as ``--init`` reads a name (:func:`training.weights.
+    resolve_weights`; before: a shipped name was "Path 'insitu-default' does not exist");
+    absolute, as :func:`absolute`. A usage error names the value and the shipped names."""
+    from training.checkpoint import CheckpointError
+    from training.weights import resolve_weights
+
+    if teacher is None:
+        return None
+    try:
+        return absolute(resolve_weights(teacher, "--teacher"))
+    except CheckpointError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def remove_empty(folders: list[Path]) -> None:
     """Remove ``folders`` (deepest first) that are empty; keep any with a file."""
     for folder in folders:
@@ -35,8 +52,32 @@ def remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
+def check_inputs(data: Path | None, volume: Path | None, slice_index: tuple[int, ...],
+                 labels: tuple[Path, ...], resume: bool, export_only: bool) -> None:
+    """Usage errors for a command line that names no input, two inputs (DATA was ignored
+    without a word when --volume was given), --volume without its labeled slices or those
+    without --volume, and ``--export-only`` without ``--resume``."""
+    if export_only and not resume:  # before: taken as --resume --export-only without a word
+        raise click.UsageError("--export-only exports the checkpoint of an earlier run: give "
+                               "it with --resume (nwwatch train --resume --export-only --out "
+                               "MODEL.onnx)")
+    if volume is None and data is None and not resume:
+        raise click.UsageError("give DATA, or --volume with --slice and --labels")
+    if volume is not None and data is not None:
+        raise click.UsageError("give DATA (a folder of labeled images) or --volume (a "
+                               "tomogram, with --slice and --labels), not both")
+    if volume is not None and (not slice_index or not labels):
+        raise click.UsageError("--volume needs --slice and --labels")
+    if (slice_index or labels) and volume is None:
+        raise click.UsageError("--slice and --labels belong to --volume")
+    if len(slice_index) != len(labels):
+        raise click.UsageError(f"{len(slice_index)} --slice but {len(labels)} --labels: give "
+                               f"one labels file per labeled slice, in the same order")
+
+
 def check_out(out: Path, resume: bool, quantize: str | None = None) -> None:
-    """Usage errors for an ``--out`` whose checkpoint would be the model itself, and, unless
+    """Usage errors for an ``--out`` whose checkpoint would be the model itself; resuming, for
+    a model fitted without a checkpoint (:func:`training.checkpoint.not_a_network`); unless
     resuming, for the files of an earlier run (or any model) that the run would replace:
     with ``quantize``, ``MODEL-int8.onnx`` too (before: replaced when the new INT8 model was
     kept, and left beside a model it is not the INT8 copy of when it was not)."""
@@ -44,9 +85,13 @@ def check_out(out: Path, resume: bool, quantize: str | None = None) -> None:
         raise click.BadParameter(f"{out}: give a MODEL.onnx file (its checkpoint goes to "
                                  f"{checkpoint_path(out.with_suffix('.onnx')).name} next to it)",
                                  param_hint="'--out'")
-    if resume:
-        return
     checkpoint = checkpoint_path(out)
+    if resume:
+        why = "" if checkpoint.is_file() else not_a_network(checkpoint, "--resume")
+        if why:  # before: "MODEL.pt: checkpoint not found", as if it had been moved
+            raise click.BadParameter(f"{checkpoint}: nothing to resume: {why}",
+                                     param_hint="'--out'")
+        return
     mine = (out, checkpoint, *((int8_path(out),) if quantize else ()))
     there = [p for p in mine if p.exists()]
     if there:

@@ -23,6 +23,7 @@ from training.checkpoint import (
     CheckpointError,
     checkpoint_path,
     load_checkpoint,
+    not_a_network,
     save_checkpoint,
 )
 from training.models import check_options
@@ -48,26 +49,43 @@ class InitialWeights:
 
 
 def resolve_init(name_or_path: str) -> Path:
-    """Path of ``--init`` weights: an existing file, or a shipped name.
+    """Path of ``--init`` weights: a checkpoint (``MODEL.onnx``: the ``MODEL.pt`` beside
+    it), or a shipped name (:func:`resolve_weights`).
 
     Raises CheckpointError naming the value and the shipped choices when neither exists.
     """
     path = Path(name_or_path)
-    shipped = shipped_weights()
     if path.suffix == ".onnx":
+        shipped = shipped_weights()
         path = checkpoint_path(path)
         if not path.is_file():
             # The shipped models' weights are shipped under the model's name.
             hint = f"; its weights are --init {path.stem}" if path.stem in shipped and (
                 path.parent.resolve() == DEFAULT_INSITU_MODEL.resolve().parent) else ""
+            why = not_a_network(path, "--init")
+            if why:
+                raise CheckpointError(f"--init {name_or_path}: {why}")
             raise CheckpointError(f"--init {name_or_path}: {path} (the checkpoint next to this "
                                   f"ONNX model) not found: an exported model holds no training "
                                   f"weights{hint}")
+        return path
+    return resolve_weights(name_or_path, "--init")
+
+
+def resolve_weights(name_or_path: str, option: str) -> Path:
+    """The weights a training option names: an existing file, else the shipped weights of
+    that name (``insitu-default``); the one way ``--init`` and ``--teacher`` read a name.
+
+    Raises CheckpointError naming ``option``, the value and the shipped choices when neither
+    exists.
+    """
+    path = Path(name_or_path)
     if path.is_file():
         return path
+    shipped = shipped_weights()
     if name_or_path in shipped:
         return shipped[name_or_path]
-    raise CheckpointError(f"--init {name_or_path}: no such checkpoint file, and not shipped "
+    raise CheckpointError(f"{option} {name_or_path}: no such checkpoint file, and not shipped "
                           f"weights; shipped: {sorted(shipped)}")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,13 @@ class CCTParadigm(Paradigm):
         self._generator = torch.Generator().manual_seed(config.seed + 17)
 
     def _freeze_from(self, path: Path) -> None:
-        from training.checkpoint import checkpoint_path, load_inference_state
+        from training.checkpoint import checkpoint_path, load_inference_state, not_a_network
 
         if path.suffix == ".onnx":  # as for --init: the checkpoint next to the model
             path = checkpoint_path(path)
+        why = "" if path.is_file() else not_a_network(path, "--frozen-encoder")
+        if why:
+            raise ValueError(f"--frozen-encoder: {path} not found: {why}")
         spec, state = load_inference_state(path)
         theirs = dict(spec["config"])
         if spec["type"] != "segmentation":  # e.g. a contrastive run's embedding network
@@ -102,7 +106,7 @@ class CCTParadigm(Paradigm):
         self.frozen = getattr(self.model.encoder, "backbone", self.model.encoder)
         for parameter in self.frozen.parameters():
             parameter.requires_grad_(False)
-        self.provenance["frozen_encoder"] = str(path)
+        self.provenance["frozen_encoder"] = os.path.abspath(path)
         self.provenance["frozen_encoder_sha256"] = file_sha256(path)
 
     def train_mode(self) -> None:

@@ -2,12 +2,13 @@
 trains with CE + Dice on labeled U pseudo-labeled images.
 
 Pixels whose teacher confidence (max softmax probability) is below ``confidence`` become 255
-and are ignored. Provenance (teacher file and sha256, threshold, kept fraction, image count)
-goes into the exported model's metadata.
+and are ignored. Provenance (the teacher's absolute path and sha256, threshold, kept fraction,
+image count) goes into the exported model's metadata.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -95,7 +96,7 @@ class PseudoLabelParadigm(SupervisedParadigm):
             total += labels.size
             items.append(LabeledImage(f"pseudo_{k:05d}", image, labels))
         self.provenance.update(
-            teacher=teacher.name,
+            teacher=os.path.abspath(teacher),  # as --init's and --frozen-encoder's
             teacher_sha256=file_sha256(teacher),
             confidence=self.config.confidence,
             kept_fraction=kept / max(total, 1),
