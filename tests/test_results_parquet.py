@@ -32,3 +32,24 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 def test_unknown_column_is_refused():
     with pytest.raises(KeyError, match="nope"):
         rows_to_table([{"source": "a", "nope": 1}], SCHEMA)
+
+
+def test_after_the_warm_up_a_first_table_imports_nothing_more():
+    # pyarrow imported pandas on the service's first batch write (0.15-0.6 s): replay counted
+    # it in its frames per second, and the live service's first rows waited for it.
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from nwwatch.results.parquet import rows_to_table, warm_up_arrow\n"
+            "import datetime, pyarrow as pa\n"
+            "schema = pa.schema([('source', pa.string()), ('x', pa.float64()),\n"
+            "                    ('at', pa.timestamp('us', tz='UTC'))])\n"
+            "warm_up_arrow()\n"
+            "before = set(sys.modules)\n"
+            "rows_to_table([{'source': 'a.tif', 'x': 1.0,\n"
+            "               'at': datetime.datetime.now(datetime.timezone.utc)}], schema)\n"
+            "print(sorted(set(sys.modules) - before))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

@@ -57,8 +57,10 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     the segmenter. ``flush``: when each engine writes its held rows (default: at the end of
     every ``process`` call).
     """
+    from nwwatch.results.parquet import warm_up_arrow
     from nwwatch.segment.session import Segmenter, gpu_possible
 
+    warm_up_arrow()  # before the first batch: its write would carry pyarrow's first imports
     segmenters: dict[Path, tuple[Segmenter, Segmenter | None, InferencePlan]] = {}
     # One buffer for every watch: they share the ledger, and content whose rows are held
     # must be seen as processed by every watch (a copy in another folder is skipped).
