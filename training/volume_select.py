@@ -216,7 +216,8 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
     Parameters
     ----------
     config : a ``--volume`` training configuration (``paradigm`` is ignored: the networks'
-        settings are used for the ``unet`` and ``contrastive`` candidates).
+        settings are used for the ``unet`` and ``contrastive`` candidates; ``quantize``
+        given is a ValueError: the kept method is exported without an INT8 copy).
     candidates : names from :data:`CANDIDATES` (a KeyError lists them).
     z_sigma_px : the small candidates' blur along Z in slices (default
         :data:`training.volume_models.Z_SIGMA_PX`; 0: they see single slices). A forest
@@ -234,6 +235,9 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
     # command's unconfigured stdlib log would print the same sentence a second time.
     warn_by_echo = echo is not None
     echo = echo or (lambda line: None)
+    if config.quantize:  # nwwatch train refuses it first, as a usage error (runfiles)
+        raise ValueError(f"quantize={config.quantize!r}: the method selection exports without "
+                         f"an INT8 copy; quantize a network trained with a paradigm instead")
     candidates = list(dict.fromkeys(candidates))  # one named twice is trained once
     if not candidates:
         raise KeyError(f"no candidate given; choose one or more of {CANDIDATES}")
@@ -315,32 +319,26 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
         selection = Selection(method, scores, grouping, len(folds), reason, warnings, seconds,
                               stopped)
         echo(f"kept: {method} ({reason})")
-        out, int8 = _train_final(trainer, method, labels, selection)
-    if int8:  # --quantize: what became of the INT8 model (a threshold wrote none, silently)
-        echo(int8)
+        out = _train_final(trainer, method, labels, selection)
     return selection, out
 
 
 def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray],
-                 selection: Selection) -> tuple[Path, str]:
-    """Train ``method`` on every label and export it; (the model, the ``--quantize`` line
-    for the user, "" without ``--quantize``)."""
+                 selection: Selection) -> Path:
+    """Train ``method`` on every label and export it to ``config.out``; returns its path."""
     from nwwatch import __version__
     from nwwatch.segment.contract import ModelMetadata
     from training.export import export_onnx
-    from training.exporting import class_mean_intensity, class_pixel_counts, int8_line
+    from training.exporting import class_mean_intensity, class_pixel_counts
     from training.volume_forest import export_feature_forest
     from training.volume_models import min_input_px
 
     config, data = trainer.config, trainer.data
     out = Path(config.out)
     if method in NETWORK_PARADIGMS:
-        result = trainer.fit(method, labels, final_out=out)
-        for path in (out, result.int8):
-            if path is not None:
-                _add_selection(path, selection)
-        return out, int8_line(result.int8, result.reports.get("int8")) if config.quantize \
-            else ""
+        trainer.fit(method, labels, final_out=out)
+        _add_selection(out, selection)
+        return out
     model = trainer.fit(method, labels, validated=selection.folds > 0)
     score = selection.scores.get(method, math.nan)
     metadata = ModelMetadata(
@@ -365,8 +363,7 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
     else:
         # The TorchScript exporter: 1 s instead of 20 s for a blur; verified the same way.
         export_onnx(model, out, metadata, exporter="legacy")
-    return out, (f"int8 model not written: --quantize {config.quantize} applies to networks, "
-                 f"and the kept {method} is not one" if config.quantize else "")
+    return out
 
 
 def _add_selection(path: Path, selection: Selection) -> None:
