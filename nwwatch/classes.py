@@ -33,12 +33,12 @@ def misplaced_insitu_class(class_names: Sequence[str]) -> str | None:
 
 
 def insitu_model_problem(class_names: Sequence[str]) -> str | None:
-    """Why an in-situ model cannot be measured (fewer than three classes: no droplet class 2;
-    or :func:`misplaced_insitu_class`), or None."""
+    """Why an in-situ model, or the DATA folder it would be trained on, cannot be measured
+    (fewer than three classes: no droplet class 2; or :func:`misplaced_insitu_class`), or
+    None."""
     if len(class_names) <= DROPLET:
-        return (f"an in-situ model needs the classes 0 background, 1 nanowire, 2 droplet; "
-                f"this one has {len(class_names)} ({list(class_names)}), and the contact angle "
-                f"is measured on class 2")
+        return (f"classes {list(class_names)}: an in-situ model needs 0 background, "
+                f"1 nanowire, 2 droplet (the contact angle is measured on class 2)")
     return misplaced_insitu_class(class_names)
 
 

@@ -56,8 +56,8 @@ def test_tensorrt_loadable_tries_the_libraries_the_provider_links(monkeypatch):
 
 @pytest.mark.parametrize(("names", "built_as", "says"), [
     (("background", "nanowire"), "tomogram",
-     "an in-situ model needs the classes 0 background, 1 nanowire, 2 droplet; this one has 2 "
-     "(['background', 'nanowire'])"),
+     "classes ['background', 'nanowire']: an in-situ model needs 0 background, 1 nanowire, "
+     "2 droplet"),
     (("background", "droplet", "nanowire"), "insitu",
      "classes ['background', 'droplet', 'nanowire'] name 'nanowire' as class 2, but in-situ "
      "labels are read as 0 background, 1 nanowire, 2 droplet"),

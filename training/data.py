@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nwwatch.classes import DROPLET, TOMOGRAM_CLASSES, UNLABELED
+from nwwatch.classes import TOMOGRAM_CLASSES, UNLABELED, insitu_model_problem
 from nwwatch.io.dataset import (
     IMAGE_SUFFIXES,
     DatasetLayoutError,
@@ -106,11 +106,9 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     root = Path(root)
     pairs = pair_folder(root)  # checks the folder before reading dataset.toml's classes
     kind, class_names, scope = read_dataset_toml(root)
-    if kind == "insitu" and len(class_names) <= DROPLET:
-        # before: trained, then refused by measure, replay and the service (no droplet class)
-        raise DatasetLayoutError(root / "dataset.toml", f"classes {list(class_names)}: an "
-                                 f"in-situ model needs 0 background, 1 nanowire, 2 droplet "
-                                 f"(the contact angle is measured on class 2)")
+    problem = insitu_model_problem(class_names) if kind == "insitu" else None
+    if problem:  # the rule measure, replay and the service apply to the model
+        raise DatasetLayoutError(root / "dataset.toml", problem)
     volumes = VolumeRanges(root) if scope == "volume" else None
     labeled = []
     for stem, image_path, label_path in pairs:
