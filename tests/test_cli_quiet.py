@@ -112,7 +112,7 @@ def test_train_volume_shows_no_constant_folding_notes(tmp_path):
 
 
 def test_the_filter_drops_only_the_known_lines():
-    from training.cli import _TORCH_REGISTRATION_LOGGER, known_noise_filtered
+    from training.exportnoise import _TORCH_REGISTRATION_LOGGER, known_noise_filtered
 
     registration = logging.getLogger(_TORCH_REGISTRATION_LOGGER)
     seen: list[str] = []

@@ -150,7 +150,7 @@ def test_the_export_drops_the_exporter_noise_nwwatch_train_drops(tmp_path):
     import re
     import warnings
 
-    from training.cli import KNOWN_HARMLESS_WARNINGS
+    from training.exportnoise import KNOWN_HARMLESS_WARNINGS
 
     a, b = _weights(tmp_path / "a.pt", 1), _weights(tmp_path / "b.pt", 2)
     model_a = load_inference_model(a)

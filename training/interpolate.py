@@ -152,8 +152,8 @@ def export_interpolated(weights: str | os.PathLike[str], onnx_out: str | os.Path
     """Export slim weights written by :func:`interpolate_checkpoints` to a verified ONNX file
     whose metadata is :func:`interpolated_metadata` of ``metadata_from``'s. Returns the
     :class:`training.export.ExportReport`."""
-    from training.cli import known_noise_filtered
     from training.export import export_onnx
+    from training.exportnoise import known_noise_filtered
 
     payload = load_checkpoint(weights)
     record = payload.get("interpolation")
