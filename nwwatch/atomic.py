@@ -63,16 +63,26 @@ def atomic_write(path: str | os.PathLike[str], durable: bool = True) -> Iterator
         fsync_folder(target.parent)
 
 
-def probe_writable(folder: str | os.PathLike[str]) -> None:
+def probe_writable(folder: str | os.PathLike[str], nbytes: int = 0) -> None:
     """Create ``folder`` (and its parents) if missing, then create and remove a hidden file in
     it, so that a command which will write there fails before its work instead of after it.
+    ``nbytes`` > 0: the file gets that many bytes, synced to disk, before it is removed (a full
+    disk may still create an empty file: the service's test for the end of a storage pause).
+    The name ends ``.part``, so a kill mid-probe leaves nothing the service's start-up
+    clean-up does not remove.
 
-    Raises ``OSError`` (e.g. read-only file system, permission denied, a file in the way).
+    Raises ``OSError`` (e.g. read-only file system, permission denied, a file in the way, no
+    space left).
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder", str(folder))
     folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=".nwwatch-probe.", suffix=".part", dir=folder)
-    os.close(fd)
-    os.unlink(name)
+    try:
+        if nbytes > 0:
+            os.write(fd, b"\0" * nbytes)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(name)

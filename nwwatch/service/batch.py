@@ -65,7 +65,7 @@ def crash_on_source(items: list[Item]) -> None:
 class ResultsWriteError(RuntimeError):
     """Results could not be written (disk full, permissions): not the input file's fault.
     ``folder``: the folder that could not be written, where known (the pause's probe
-    writes there, :func:`nwwatch.service.storagepause.probe_folder`)."""
+    writes there, :meth:`nwwatch.service.storagepause.StoragePause.probe`)."""
 
     def __init__(self, message: str, folder: Path | None = None) -> None:
         super().__init__(message)

@@ -4,7 +4,6 @@ and the reason in systemd's STATUS, until a write succeeds again."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -50,13 +49,15 @@ class StoragePause:
 
     def probe(self, ledger) -> None:
         """Raise LedgerWriteError or ResultsWriteError while the ledger, or the results
-        folder whose write failed, still cannot be written (:func:`probe_folder`)."""
+        folder whose write failed, still cannot be written
+        (:func:`nwwatch.atomic.probe_writable` of :data:`_PROBE_BYTES`)."""
+        from nwwatch.atomic import probe_writable
         from nwwatch.service.batch import ResultsWriteError
 
         ledger.probe()
         if self.folder is not None:
             try:
-                probe_folder(self.folder)
+                probe_writable(self.folder, _PROBE_BYTES)
             except OSError as exc:
                 raise ResultsWriteError(f"{self.folder}: cannot write results ({exc})",
                                         folder=self.folder) from exc
@@ -73,27 +74,8 @@ class StoragePause:
         return f"paused: cannot write results or ledger ({self.reason})" if self.paused else None
 
 
-#: Bytes the probe writes: more than an empty file, which a full disk may still create.
+#: Bytes the probe writes: more than an empty file, which a full disk may still create. The
+#: results folder is probed besides the ledger: it may stay read-only or full on another file
+#: system than the ledger, and resuming then would process the waiting files again every
+#: back-off period.
 _PROBE_BYTES = 4096
-
-
-def probe_folder(folder: Path) -> None:
-    """Write (fsync) and remove a small hidden file in ``folder`` (created when missing):
-    raises OSError while it cannot be written. The ledger's probe alone said "resumed" while
-    a results folder stayed read-only or full (on another file system than the ledger), and
-    the waiting files were processed again every back-off period. The name ends ``.part``,
-    so a kill mid-probe leaves nothing that start-up's clean-up does not remove."""
-    folder.mkdir(parents=True, exist_ok=True)
-    probe = folder / f".nwwatch-probe-{os.getpid()}.part"
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, b"\0" * _PROBE_BYTES)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    finally:
-        try:
-            probe.unlink()
-        except FileNotFoundError:
-            pass
