@@ -63,10 +63,11 @@ def _volume_file(ctx: click.Context, param: click.Parameter, value: Path | None
                  ) -> Path | None:
     """``--volume``: a file; for a folder (one TIFF per slice?) how to make one."""
     if value is not None and value.is_dir():
+        from nwwatch.io.errors import JOIN_SLICES_HINT
+
         raise click.BadParameter(f"{value} is a folder: --volume takes one multi-page TIFF "
-                                 f"(pages = Z slices); a folder of one TIFF per slice can be "
-                                 f"joined into one, e.g. in Fiji (File > Import > Image "
-                                 f"Sequence, then File > Save As > Tiff)", ctx, param)
+                                 f"(pages = Z slices); one TIFF per slice? {JOIN_SLICES_HINT}",
+                                 ctx, param)
     return value
 
 

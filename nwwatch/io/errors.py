@@ -71,6 +71,24 @@ class UnreadableFileError(InputError):
     """The file exists but cannot be opened (permissions)."""
 
 
+# Formats a TEM user is likely to hand over instead of a TIFF: what to do with them.
+_MRC_HINT = ("an MRC volume? nwwatch reads TIFF; convert it, e.g. with IMOD's mrc2tif or "
+             "Fiji (File > Save As > Tiff)")
+_DM_HINT = "a DigitalMicrograph file? nwwatch reads TIFF; export it as TIFF"
+#: How to make one multi-page TIFF (a tomogram) of a folder of one image per slice.
+JOIN_SLICES_HINT = ("join them into one, e.g. in Fiji (File > Import > Image Sequence, then "
+                    "File > Save As > Tiff)")
+_CONVERT_HINTS = {".mrc": _MRC_HINT, ".rec": _MRC_HINT, ".ali": _MRC_HINT, ".st": _MRC_HINT,
+                  ".map": _MRC_HINT, ".dm3": _DM_HINT, ".dm4": _DM_HINT}
+
+
+def conversion_hint(path: str | os.PathLike[str]) -> str:
+    """What to do with a file of a microscope format nwwatch does not read, judged by its
+    suffix (MRC, DigitalMicrograph), e.g. "an MRC volume? nwwatch reads TIFF; convert it,
+    ..."; "" for any other name (the reason of :class:`NotATiffError` ends with it)."""
+    return _CONVERT_HINTS.get(Path(path).suffix.lower(), "")
+
+
 __all__ = [
     "AnisotropicPixelsError",
     "BlankImageError",
@@ -84,19 +102,6 @@ __all__ = [
     "UnsupportedCompressionError",
     "UnsupportedDtypeError",
     "UnsupportedLayoutError",
+    "JOIN_SLICES_HINT",
+    "conversion_hint",
 ]
-
-
-# Formats a TEM user is likely to hand over instead of a TIFF: what to do with them.
-_MRC_HINT = ("an MRC volume? nwwatch reads TIFF; convert it, e.g. with IMOD's mrc2tif or "
-             "Fiji (File > Save As > Tiff)")
-_DM_HINT = "a DigitalMicrograph file? nwwatch reads TIFF; export it as TIFF"
-_CONVERT_HINTS = {".mrc": _MRC_HINT, ".rec": _MRC_HINT, ".ali": _MRC_HINT, ".st": _MRC_HINT,
-                  ".map": _MRC_HINT, ".dm3": _DM_HINT, ".dm4": _DM_HINT}
-
-
-def conversion_hint(path: str | os.PathLike[str]) -> str:
-    """What to do with a file of a microscope format nwwatch does not read, judged by its
-    suffix (MRC, DigitalMicrograph), e.g. "an MRC volume? nwwatch reads TIFF; convert it,
-    ..."; "" for any other name (the reason of :class:`NotATiffError` ends with it)."""
-    return _CONVERT_HINTS.get(Path(path).suffix.lower(), "")

@@ -14,7 +14,12 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from nwwatch.io.errors import BlankImageError, TruncatedTiffError, UnsupportedLayoutError
+from nwwatch.io.errors import (
+    JOIN_SLICES_HINT,
+    BlankImageError,
+    TruncatedTiffError,
+    UnsupportedLayoutError,
+)
 from nwwatch.io.metadata import acquisition_times, frame_pixel_size_nm, physical_sizes_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.series import image_series, series_n_pages
@@ -143,8 +148,7 @@ def check_tomogram(volume: Volume) -> Volume:
         raise UnsupportedLayoutError(
             volume.source, f"a 2-D image ({' x '.join(map(str, data.shape[-2:]))} px), not a "
             "volume: a tomogram has at least 2 slices along Z (a multi-page TIFF, pages = Z "
-            "slices); one file per slice? join them into one, e.g. in Fiji (File > Import > "
-            "Image Sequence, then File > Save As > Tiff)")
+            f"slices); one file per slice? {JOIN_SLICES_HINT}")
     if min(data.shape[1:]) < 2:
         # The same rule as for Z: a volume extends along all three axes. A slice one pixel
         # high or wide has no in-plane neighbours to segment with, and a mask one voxel thick
