@@ -205,3 +205,21 @@ def test_a_label_tiff_with_non_square_pixel_calibration_is_read(tmp_path):
     tifffile.imwrite(path, label, imagej=True, resolution=(1 / 0.5, 1 / 0.7),
                      metadata={"unit": "nm"})
     np.testing.assert_array_equal(read_label_image(path, 2), label)
+
+
+def test_a_mask_like_label_tiff_with_non_square_pixel_calibration_is_found(tmp_path):
+    # The 0/255 mask check reads labels with the label reader: a TIFF mask saved with its
+    # slice's x != y calibration is found like any other, not passed over as unreadable.
+    import tifffile
+
+    from nwwatch.io.dataset import mask_like_labels
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    image = np.random.default_rng(0).random((6, 8)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "images" / "a.tif", image)
+    mask = np.zeros((6, 8), np.uint8)
+    mask[2:4, 3:6] = UNLABELED
+    tifffile.imwrite(tmp_path / "labels" / "a.tif", mask, imagej=True,
+                     resolution=(1 / 0.5, 1 / 0.7), metadata={"unit": "nm"})
+    assert mask_like_labels(tmp_path) == [tmp_path / "labels" / "a.tif"]

@@ -343,7 +343,8 @@ def read_pair(image_path: Path, label_path: Path, num_classes: int
 def mask_like_labels(root: str | os.PathLike[str]) -> list[Path]:
     """Label images of the DATA folder ``root`` holding exactly the values 0 and 255: most
     likely 0/255 binary masks, whose foreground (255 = unlabeled) would be left out of
-    training and scoring without a word. Empty for a folder :func:`pair_folder` refuses."""
+    training and scoring without a word. Empty for a folder :func:`pair_folder` refuses; a
+    label :func:`read_label_image` refuses is passed over (the run names it)."""
     try:
         pairs = pair_folder(root)
     except DatasetLayoutError:
@@ -351,7 +352,7 @@ def mask_like_labels(root: str | os.PathLike[str]) -> list[Path]:
     found = []
     for _, _, label_path in pairs:
         try:
-            values = set(np.unique(read_image_2d(label_path)).tolist())
+            values = set(np.unique(read_label_image(label_path)).tolist())
         except DatasetLayoutError:
             continue
         if values == {0, UNLABELED}:
