@@ -51,6 +51,17 @@ def _versions(tmp_path):
     return acq, v1, (tmp_path / "v2.tif").read_bytes()
 
 
+def _v1_then_v2_processed(tmp_path):
+    """(acq, out, model, v1, v2: the bytes of each) after replays of f.tif as v1, then v2."""
+    acq, v1, v2 = _versions(tmp_path)
+    onnx = model(tmp_path)
+    out = tmp_path / "out"
+    replay(acq, out, kind="insitu", model=onnx)
+    (acq / "f.tif").write_bytes(v2)
+    replay(acq, out, kind="insitu", model=onnx)
+    return acq, out, onnx, v1, v2
+
+
 def test_a_file_reverted_to_processed_content_shows_that_content_as_current(tmp_path):
     acq, v1, v2 = _versions(tmp_path)
     onnx = model(tmp_path)
@@ -87,24 +98,14 @@ def test_a_file_reverted_to_processed_content_shows_that_content_as_current(tmp_
 def test_a_copy_of_processed_content_under_another_name_changes_nothing(tmp_path):
     """The same bytes under another name are processed once and their rows carry the first
     path (docs/service.md): a copy is no version of the file it was copied from."""
-    acq, v1, v2 = _versions(tmp_path)
-    onnx = model(tmp_path)
-    out = tmp_path / "out"
-    replay(acq, out, kind="insitu", model=onnx)
-    (acq / "f.tif").write_bytes(v2)
-    replay(acq, out, kind="insitu", model=onnx)
+    acq, out, onnx, v1, v2 = _v1_then_v2_processed(tmp_path)
     (acq / "g.tif").write_bytes(v1)  # v1's bytes under another name
     assert replay(acq, out, kind="insitu", model=onnx).skipped == 2
     assert _shown_angles(out) == [130]
 
 
 def test_the_current_version_survives_a_ledger_rebuild(tmp_path):
-    acq, v1, v2 = _versions(tmp_path)
-    onnx = model(tmp_path)
-    out = tmp_path / "out"
-    replay(acq, out, kind="insitu", model=onnx)
-    (acq / "f.tif").write_bytes(v2)
-    replay(acq, out, kind="insitu", model=onnx)
+    acq, out, onnx, v1, v2 = _v1_then_v2_processed(tmp_path)
     (acq / "f.tif").write_bytes(v1)
     replay(acq, out, kind="insitu", model=onnx)
     from nwwatch.service.compaction import compact
