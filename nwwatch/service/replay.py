@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from nwwatch.service.config import (
@@ -43,7 +43,8 @@ REPLAY_CHUNKS = 4
 REPLAY_FLUSH_ROWS = 20_000
 
 
-def list_inputs(path: Path, kind: str, unlisted=None) -> list[Path]:
+def list_inputs(path: Path, kind: str, unlisted: Callable[[OSError], None] | None = None
+                ) -> list[Path]:
     """Input files under ``path`` (recursively, default patterns), or ``[path]`` for a file.
     ``unlisted``: called with the error of each folder that cannot be listed (default: raised)."""
     if path.is_file():
@@ -112,10 +113,7 @@ def replay(
     ReplaySummary
     """
     from nwwatch.logsetup import get_logger
-    from nwwatch.service.engines import (  # ONNX Runtime: only once a replay runs
-        EngineSpec,
-        build_engines,
-    )
+    from nwwatch.service.engines import EngineSpec, build_engines  # ORT: once a replay runs
     from nwwatch.service.flush import FlushPolicy, held_rows_written_at_end
     from nwwatch.service.pipeline import process, refresh_quarantine
 
@@ -269,9 +267,9 @@ def replay(
 def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary) -> list[tuple[Path, Path]]:
     """(input file, the folder its symbolic links must stay in) of every path in ``roots``,
     each once (by absolute path), in order; a named file that is not a TIFF (:func:`_named_input`)
-    goes to ``summary.not_tiff``, the error of a folder that cannot be listed to ``unlisted``."""
-    seen: set[str] = set()
-    out: list[tuple[Path, Path]] = []
+    goes to ``summary.not_tiff``, the error of a folder that cannot be listed to
+    ``summary.unlisted``."""
+    seen, out = set(), []
     for root in roots:
         folder = root if root.is_dir() else root.parent
         for file in list_inputs(root, kind, summary.unlisted.append):
