@@ -23,7 +23,7 @@ from nwwatch.service.config import OverlaySettings
 from nwwatch.service.flush import RowBuffer
 from nwwatch.service.inputs import check_regular
 from nwwatch.service.jobs import job_for
-from nwwatch.service.ledger import Failure, ItemKey, Ledger
+from nwwatch.service.ledger import Failure, ItemKey, ItemState, Ledger
 from nwwatch.service.names import path_key, source_name
 from nwwatch.volume.segment import VolumeOptions
 
@@ -266,7 +266,7 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
     return items
 
 
-def note_skipped(engine: Engine, path: Path, key: ItemKey, known) -> None:
+def note_skipped(engine: Engine, path: Path, key: ItemKey, known: ItemState) -> None:
     """``path`` skipped, its content done or held already: a file put back to content it held
     before becomes current again in the results (:mod:`nwwatch.service.ledgerreverts`);
     logged as ``file_reverted``. A write that fails is logged and tried at the next look."""

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nwwatch.dashboard import metrics as _metrics
+
+if TYPE_CHECKING:
+    from nwwatch.service.ledger import Ledger
 
 
 class StoragePause:
@@ -47,7 +51,7 @@ class StoragePause:
                     f"retrying every {backoff:g} s")
         _metrics.set_storage_paused(True)  # an alert needs no log parsing
 
-    def probe(self, ledger) -> None:
+    def probe(self, ledger: Ledger) -> None:
         """Raise LedgerWriteError or ResultsWriteError while the ledger, or the results
         folder whose write failed, still cannot be written
         (:func:`nwwatch.atomic.probe_writable` of :data:`_PROBE_BYTES`)."""
