@@ -30,11 +30,11 @@ from nwwatch.atomic import atomic_write
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.io.dataset import (
     DatasetLayoutError,
-    VolumeRanges,
     pair_folder,
     read_dataset_toml,
     read_pair,
 )
+from nwwatch.io.volumeranges import VolumeRanges
 from nwwatch.normalize import normalize_image
 from nwwatch.segment.metrics import (
     InterfaceOffsets,

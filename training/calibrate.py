@@ -281,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _calibrate(args: argparse.Namespace, command: str) -> None:
     """``main``'s work: fit the offsets on ``args.data``, write ``args.out``."""
-    from nwwatch.io.dataset import VolumeRanges, pair_folder, read_pair
+    from nwwatch.io.dataset import pair_folder, read_pair
+    from nwwatch.io.volumeranges import VolumeRanges
     from nwwatch.normalize import normalize_image
 
     if not args.model.is_file():

@@ -6,7 +6,7 @@ image is normalised with :func:`nwwatch.normalize.normalize_image` (the runtime'
 per image, or, when ``normalization_scope = "volume"`` in DATA/dataset.toml, with the
 intensity range of the whole volume it belongs to, as the runtime normalises tomograms: an
 unlabeled file with its own range, a labeled slice with the range of the DATA/unlabeled/
-volume that holds it (:class:`nwwatch.io.dataset.VolumeRanges`).
+volume that holds it (:class:`nwwatch.io.volumeranges.VolumeRanges`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from nwwatch.classes import TOMOGRAM_CLASSES, UNLABELED, insitu_model_problem
 from nwwatch.io.dataset import (
     IMAGE_SUFFIXES,
     DatasetLayoutError,
-    VolumeRanges,
     check_label,
     list_images,
     pair_folder,
@@ -33,6 +32,7 @@ from nwwatch.io.dataset import (
     read_pair,
     read_tiff_volume,
 )
+from nwwatch.io.volumeranges import VolumeRanges
 from nwwatch.normalize import intensity_range, normalize_image
 from nwwatch.segment.session import file_sha256
 

@@ -22,7 +22,8 @@ dataset.toml::
     normalization_scope = "image"   # or "volume"
 
 With ``"volume"`` a labeled 2D slice is normalised with the range of the DATA/unlabeled/
-volume that holds it (:class:`VolumeRanges`), as the runtime normalises tomograms.
+volume that holds it (:class:`nwwatch.io.volumeranges.VolumeRanges`), as the runtime
+normalises tomograms.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ from nwwatch.classes import (
 from nwwatch.io.errors import InputError, UnsupportedDtypeError
 from nwwatch.io.records import Frame, Volume
 from nwwatch.io.tiff import check_tomogram, read_frames, read_volume
-from nwwatch.normalize import intensity_range
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
@@ -358,54 +358,3 @@ def mask_like_labels(root: str | os.PathLike[str]) -> list[Path]:
         if values == {0, UNLABELED}:
             found.append(label_path)
     return found
-
-
-class VolumeRanges:
-    """The whole-volume intensity range for labeled slices of a ``normalization_scope =
-    "volume"`` DATA folder, as the runtime normalises tomograms (``nwwatch.volume.segment``).
-
-    A labeled image in DATA/images/ is one 2D slice; its own range is not the range the
-    runtime uses for it, so it is looked up among DATA/unlabeled/'s files: the file holding a
-    page equal to the image (value by value, NaN equal to NaN) is its volume, and that
-    volume's :func:`nwwatch.normalize.intensity_range` is its range. ``nwwatch synth
-    tomogram`` writes the volume there beside its labeled slice.
-
-    ``pages`` : path -> (Z, H, W) native-dtype pages of every DATA/unlabeled/ file, read once.
-    """
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-        folder = self.root / "unlabeled"
-        self.pages = ({path: read_pages(path) for path in list_images(folder)}
-                      if folder.is_dir() else {})
-        self._ranges: dict[Path, tuple[float, float]] = {}
-
-    def range_for(self, image_path: Path, image: np.ndarray) -> tuple[float, float]:
-        """(low, high) of the unlabeled volume holding ``image`` (H, W) as one of its slices.
-
-        Raises
-        ------
-        DatasetLayoutError : naming ``image_path`` when no DATA/unlabeled/ file holds it.
-        """
-        path, _ = self.locate(image_path, image)
-        if path not in self._ranges:
-            self._ranges[path] = intensity_range(self.pages[path])
-        return self._ranges[path]
-
-    def locate(self, image_path: Path, image: np.ndarray) -> tuple[Path, int]:
-        """(the DATA/unlabeled/ file, the index along Z of its first page equal to ``image``);
-        raises as :meth:`range_for`."""
-        equal_nan = bool(np.issubdtype(image.dtype, np.floating))
-        for path, pages in self.pages.items():
-            if pages.shape[1:] != image.shape:
-                continue
-            nan_ok = equal_nan and bool(np.issubdtype(pages.dtype, np.floating))
-            for z, page in enumerate(pages):
-                if np.array_equal(page, image, equal_nan=nan_ok):
-                    return path, z
-        raise DatasetLayoutError(
-            image_path, "normalization_scope is 'volume' (dataset.toml), but no file in "
-                        f"{self.root / 'unlabeled'} holds this image as one of its slices: "
-                        "put the volume it was cut from there, unchanged (the runtime "
-                        "normalises every slice with its volume's intensity range), or set "
-                        "normalization_scope = \"image\"")
