@@ -286,8 +286,9 @@ def shipped_models() -> dict[str, Path]:
 
 
 def _model_argument(ctx: click.Context, param: click.Parameter, value: str) -> Path:
-    """MODEL: an ONNX file, or the name of a shipped model (before: the shipped model could not
-    be named, and a MODEL.pt checkpoint was ONNX Runtime's "Protobuf parsing failed")."""
+    """MODEL: an ONNX file, or the name of a shipped model; a MODEL.pt checkpoint is a usage
+    error naming the MODEL.onnx beside it (ONNX Runtime would say only "Protobuf parsing
+    failed")."""
     path, shipped = Path(value), shipped_models()
     if path.is_file():
         if path.suffix.lower() == ".pt":

@@ -42,8 +42,8 @@ def int8_path(out: str | os.PathLike[str]) -> Path:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` with nwwatch's atomic writer: a Ctrl-C or a failure while
-    it is written leaves the previous checkpoint whole and no temporary file (before: a
-    hidden ``.MODEL.pt.tmp`` was left behind); an ``OSError`` (a full disk) is raised as
+    it is written leaves the previous checkpoint whole and no temporary file; an ``OSError``
+    (a full disk) is raised as
     :class:`CheckpointError` naming ``path``."""
     try:
         with atomic_write(path) as handle:
@@ -67,7 +67,7 @@ def not_a_network(checkpoint: str | os.PathLike[str], use: str) -> str:
     ``--frozen-encoder`` or ``--resume``) when the ``MODEL.onnx`` beside it is a method that
     ``nwwatch train --volume`` kept and that is not a network (the smoothed threshold, the
     feature forest: fitted whole, no checkpoint); "" for any other case (no such model, a
-    network's, an unreadable file). Before: only "MODEL.pt not found"."""
+    network's, an unreadable file), where "MODEL.pt not found" says all there is."""
     from training.config import PARADIGM_NAMES
 
     model = Path(checkpoint).with_suffix(".onnx")

@@ -32,7 +32,7 @@ VOLUME_DEFAULTS: dict[str, Any] = {
 #: another paradigm it would do nothing (``nwwatch train`` refuses it).
 OPTION_PARADIGMS: dict[str, tuple[str, ...]] = {
     "boundary_weight": ("supervised", "pseudo-label"),
-    # the contrastive losses and its classifier's CE have no Dice term (before: ignored)
+    # the contrastive losses and its classifier's CE have no Dice term
     "dice_weight": ("supervised", "pseudo-label", "cct"),
     **dict.fromkeys(("unsupervised_weight", "rampup_epochs", "perturbations",
                      "aux_per_perturbation", "perturb_skips", "frozen_encoder"), ("cct",)),

@@ -59,8 +59,8 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
     smaller count given is refused.
     """
     if "epochs" in given and config.epochs < saved.epochs:
-        # before: the smaller count was dropped without a word and the run went on to the
-        # checkpoint's own (a --resume --epochs 40 of a 500-epoch run trained 500)
+        # not dropped without a word: the run would go on to the checkpoint's own count (a
+        # --resume --epochs 40 of a 500-epoch run would train 500)
         raise ResumeSettingError(
             f"--epochs {config.epochs}: {checkpoint} is a run of {saved.epochs} epochs, and "
             f"--resume only lengthens a run (give --epochs {saved.epochs} or more, or leave it "
@@ -82,7 +82,7 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
     if "data" in given and config.data is not None:
         saved.data = config.data
     elif saved.data is not None and not Path(saved.data).is_dir():
-        # before: "DATA: data folder not found", as if the folder named were the user's mistake
+        # named as the checkpoint's DATA, not as a folder the user gave
         relative = "" if os.path.isabs(saved.data) else (
             " (a path relative to the folder that run was started in)")
         raise ResumeSettingError(

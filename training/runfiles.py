@@ -24,16 +24,16 @@ from training.config import OPTION_PARADIGMS, TrainConfig
 
 def absolute(path: str | os.PathLike[str] | None) -> str | None:
     """An input path as the run records it: absolute, so that a ``--resume`` started in
-    another folder reads the same files (before: a relative DATA or ``--teacher`` of the
-    checkpoint was looked up from wherever the resume ran). None stays None."""
+    another folder reads the same files (a relative one would be looked up from wherever the
+    resume runs). None stays None."""
     return os.path.abspath(path) if path else None
 
 
 def resolve_teacher(teacher: str | None) -> str | None:
     """``--teacher``: a MODEL.pt or MODEL.onnx file, or the name of shipped weights
-    (``insitu-default``), read as ``--init`` reads a name (:func:`training.weights.
-    resolve_weights`; before: a shipped name was "Path 'insitu-default' does not exist");
-    absolute, as :func:`absolute`. A usage error names the value and the shipped names."""
+    (``insitu-default``), read as ``--init`` reads a name
+    (:func:`training.weights.resolve_weights`); absolute, as :func:`absolute`. A usage error
+    names the value and the shipped names."""
     from training.checkpoint import CheckpointError
     from training.weights import resolve_weights
 
@@ -57,7 +57,7 @@ def check_inputs(data: Path | None, volume: Path | None, slice_index: tuple[int,
     """Usage errors for a command line that names no input, two inputs (DATA was ignored
     without a word when --volume was given), --volume without its labeled slices or those
     without --volume, and ``--export-only`` without ``--resume``."""
-    if export_only and not resume:  # before: taken as --resume --export-only without a word
+    if export_only and not resume:  # not taken as --resume --export-only without a word
         raise click.UsageError("--export-only exports the checkpoint of an earlier run: give "
                                "it with --resume (nwwatch train --resume --export-only --out "
                                "MODEL.onnx)")
@@ -79,8 +79,8 @@ def check_out(out: Path, resume: bool, quantize: str | None = None) -> None:
     """Usage errors for an ``--out`` whose checkpoint would be the model itself; resuming, for
     a model fitted without a checkpoint (:func:`training.checkpoint.not_a_network`); unless
     resuming, for the files of an earlier run (or any model) that the run would replace:
-    with ``quantize``, ``MODEL-int8.onnx`` too (before: replaced when the new INT8 model was
-    kept, and left beside a model it is not the INT8 copy of when it was not)."""
+    with ``quantize``, ``MODEL-int8.onnx`` too (it would be replaced when the new INT8 model
+    is kept, and left beside a model it is not the INT8 copy of when it is not)."""
     if out.suffix.lower() != ".onnx":  # MODEL.pt would be overwritten by the export
         raise click.BadParameter(f"{out}: give a MODEL.onnx file (its checkpoint goes to "
                                  f"{checkpoint_path(out.with_suffix('.onnx')).name} next to it)",
@@ -88,7 +88,7 @@ def check_out(out: Path, resume: bool, quantize: str | None = None) -> None:
     checkpoint = checkpoint_path(out)
     if resume:
         why = "" if checkpoint.is_file() else not_a_network(checkpoint, "--resume")
-        if why:  # before: "MODEL.pt: checkpoint not found", as if it had been moved
+        if why:  # not "checkpoint not found", as if it had been moved
             raise click.BadParameter(f"{checkpoint}: nothing to resume: {why}",
                                      param_hint="'--out'")
         return
@@ -123,12 +123,12 @@ def given_settings(ctx: click.Context) -> tuple[str, ...]:
 
 
 def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -> None:
-    """Usage error for an option given that the run's paradigm does not read (before:
-    ``--teacher`` without ``--paradigm pseudo-label`` trained plain supervised). ``selects``:
+    """Usage error for an option given that the run's paradigm does not read (``--teacher``
+    without ``--paradigm pseudo-label`` would train plain supervised). ``selects``:
     ``--volume`` choosing among ``candidates`` (its networks are supervised, contrastive)."""
     if selects and ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE:
         if ctx.get_parameter_source("quantize") is ParameterSource.COMMANDLINE:
-            # before: accepted, and no INT8 model written nor a word said
+            # else accepted, and no INT8 model written nor a word said
             raise click.UsageError("--quantize belongs to a network trained with --paradigm; "
                                    "the method --volume selects is exported without an INT8 "
                                    "copy")
@@ -146,8 +146,8 @@ def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -
 
 
 def check_momentum(ctx: click.Context, optimizer: str) -> None:
-    """Usage error for ``--momentum`` given with AdamW, which has none (before: accepted and
-    ignored, as with ``--init``, whose optimiser is AdamW unless ``--optimizer sgd``)."""
+    """Usage error for ``--momentum`` given with AdamW, which has none (it would be ignored;
+    ``--init``'s optimiser is AdamW unless ``--optimizer sgd``)."""
     if (ctx.get_parameter_source("momentum") is ParameterSource.COMMANDLINE
             and optimizer == "adamw"):
         raise click.UsageError("--momentum belongs to --optimizer sgd; AdamW would not use it "
@@ -197,9 +197,8 @@ def _raise_terminated(signum: int, frame: object) -> None:
 @contextlib.contextmanager
 def interrupt_explained(out: Path, epochs: bool = True) -> Iterator[None]:
     """Ctrl-C or SIGTERM during a run: say what is kept and how to go on, exit 130 (Ctrl-C)
-    or 143 (SIGTERM) (before: click's bare "Aborted!", exit 1, left the user to guess whether
-    MODEL.pt or MODEL.onnx could be used; SIGTERM killed the process where it stood, leaving
-    the selection's temporary folder in /tmp and the empty folders made for ``--out``).
+    or 143 (SIGTERM, raised as :class:`Terminated` so that it unwinds as Ctrl-C does: the
+    selection's temporary folder and the empty folders made for ``--out`` are removed).
     The model is written under a temporary name and renamed once verified, so ``out`` is
     never left half-written; the checkpoint is rewritten atomically after every epoch.
     ``epochs`` False: the method selection of ``--volume``, whose folds keep no checkpoint."""

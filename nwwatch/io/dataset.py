@@ -240,7 +240,7 @@ def read_dataset_toml(root: Path) -> tuple[str, tuple[str, ...], str]:
             or not all(isinstance(c, str) for c in classes)):
         raise DatasetLayoutError(path, "classes: expected a list of at least two names")
     misplaced = misplaced_insitu_class(classes) if kind == "insitu" else None
-    if misplaced:  # before: a model whose droplet the service measured as the wire
+    if misplaced:  # else a model whose droplet the service measures as the wire
         raise DatasetLayoutError(path, f"{misplaced}: renumber the labels to that order and "
                                        f"list the classes so")
     scope = config.get("normalization_scope", "image" if kind == "insitu" else "volume")

@@ -262,7 +262,7 @@ class Segmenter:
             raise ModelLoadError(f"{self.model_path}: a {self.metadata.kind!r} model; {task} "
                                  f"needs an {'in-situ' if kind == 'insitu' else kind} model")
         problem = insitu_model_problem(self.metadata.class_names) if kind == "insitu" else None
-        if problem:  # before: `measure --model` stopped with an IndexError traceback
+        if problem:  # else `measure --model` stops with an IndexError traceback
             raise ModelLoadError(f"{self.model_path}: {problem} ({task})")
 
     def segment(self, images: np.ndarray, probabilities: bool = True) -> Segmentation:

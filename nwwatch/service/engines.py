@@ -113,7 +113,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
         if spec.kind == "tomogram":
             _check_tomogram_model(seg, source, spec.key)
         elif problem := insitu_model_problem(seg.metadata.class_names):
-            # before: every frame failed alike (an IndexError on the droplet class), retried
+            # else every frame fails alike (an IndexError on the droplet class), retried
             raise ConfigError(source, spec.key, f"cannot measure frames: {model}: {problem}")
         engines.append(Engine(kind=spec.kind, segmenter=seg, ledger=ledger,
                               results_dir=results_dir, batch_size=inference.batch_size,

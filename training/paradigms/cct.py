@@ -52,7 +52,7 @@ class CCTParadigm(Paradigm):
 
     def __init__(self, config, num_classes: int) -> None:
         if config.perturb_skips and not config.arch.startswith("unet"):
-            # before: accepted and ignored (a PSPNet decoder reads no skip features)
+            # it would do nothing: a PSPNet decoder reads no skip features
             raise ValueError(f"--perturb-skips perturbs a UNet's skip features; a "
                              f"{config.arch!r} model has none: leave it out")
         super().__init__(config, num_classes)

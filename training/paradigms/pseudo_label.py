@@ -107,8 +107,8 @@ class PseudoLabelParadigm(SupervisedParadigm):
 
 
 def kept_summary(teacher: Path, confidence: float, kept: int, total: int, images: int) -> str:
-    """The line that says how much the teacher labeled; a warning when it kept no pixel (before:
-    the student then trained on DATA's labels alone and only ``extra.provenance`` said so)."""
+    """The line that says how much the teacher labeled; a warning when it kept no pixel (the
+    student then trains on DATA's labels alone, which only ``extra.provenance`` would say)."""
     if kept == 0:
         return (f"warning: the teacher {teacher} is below --confidence {confidence:g} on every "
                 f"pixel of the {images} unlabeled image(s): no pseudo-label is kept and the "
