@@ -602,3 +602,22 @@ def test_status_counts_quarantined_items_and_quarantined_files_apart(tmp_path):
     assert status["counts"]["quarantined_files"] == len(status["quarantined"]) == 2
     text = CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "r")]).output
     assert "2 quarantined" in text
+
+
+def test_summary_lines_name_the_first_three_and_mark_the_rest():
+    from pathlib import Path
+
+    from nwwatch.service.replaysummary import ReplaySummary
+
+    s = ReplaySummary(Path("out"), not_tiff=[Path(f"t{k}.parquet") for k in range(4)],
+                      unlisted=[PermissionError(13, "Permission denied", f"/a/d{k}")
+                                for k in range(2)])
+    lines = s.lines()
+    assert "4 named files skipped, not TIFF by extension or header: t0.parquet, t1.parquet, " \
+           "t2.parquet, …" in lines
+    assert ("2 folders could not be listed, their files not processed: /a/d0 (Permission "
+            "denied), /a/d1 (Permission denied)") in lines
+    few = ReplaySummary(Path("out"), input_path=Path("acq"),
+                        other_formats=[Path("a.mrc"), Path("b.rec")])
+    assert any("it holds 2 files of a format nwwatch does not read (a.mrc, b.rec): an MRC "
+               "volume?" in line for line in few.lines())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,16 +120,14 @@ class ReplaySummary:
                        "(docs/tomography.md)")
         if self.not_tiff:
             n = len(self.not_tiff)
-            names = ", ".join(p.name for p in self.not_tiff[:3]) + (", …" if n > 3 else "")
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, not TIFF by extension "
-                       f"or header: {names}{_hint_of(self.not_tiff)}")
+                       f"or header: {_first(p.name for p in self.not_tiff)}"
+                       f"{_hint_of(self.not_tiff)}")
         if self.unlisted:
             n = len(self.unlisted)
-            names = ", ".join(f"{e.filename} ({e.strerror or repr(e)})"
-                              for e in self.unlisted[:3])
+            names = _first(f"{e.filename} ({e.strerror or repr(e)})" for e in self.unlisted)
             out.append(f"{n} folder{' could' if n == 1 else 's could'} not be listed, "
-                       f"{'its' if n == 1 else 'their'} files not processed: {names}"
-                       + (", …" if n > 3 else ""))
+                       f"{'its' if n == 1 else 'their'} files not processed: {names}")
         if self.not_compacted:
             out.append(f"not compacted ({self.not_compacted}): the rows are all written; "
                        f"compact later with: nwwatch compact {self.results_dir}")
@@ -143,8 +142,7 @@ class ReplaySummary:
             other = ""
             if self.other_formats:
                 n = len(self.other_formats)
-                names = ", ".join(p.name for p in self.other_formats[:3]) + (
-                    ", …" if n > 3 else "")
+                names = _first(p.name for p in self.other_formats)
                 other = (f"; it holds {n} file{'s' if n > 1 else ''} of a format nwwatch does "
                          f"not read ({names}){_hint_of(self.other_formats)}")
             out.append(f"replay found no input files{where} (.tif or .tiff in any case, "
@@ -160,6 +158,12 @@ class ReplaySummary:
                 f"quarantined{unlisted} (reasons: nwwatch status --out {self.results_dir}); "
                 f"exit status {EXIT_INCOMPLETE}")
         return out
+
+
+def _first(names: Iterable[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``names``, comma-separated, and ", …" when there are more."""
+    names = list(names)
+    return ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
 
 
 def _hint_of(paths: list[Path]) -> str:
