@@ -184,7 +184,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     progress : show a tqdm progress bar (loss, validation mIoU).
     export_only : with ``resume``: train nothing, export the checkpoint's best weights now
         (e.g. after interrupting a run).
-    echo : called with one line per epoch (default: nothing).
+    echo : called with each line for the user, one per epoch and the notes (default: nothing).
 
     Raises
     ------

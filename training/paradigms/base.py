@@ -72,7 +72,8 @@ class Paradigm:
     # --- hooks ------------------------------------------------------------------------
     def extra_labeled(self, data: TrainingData, device: torch.device,
                       echo: Callable[[str], None]) -> list[LabeledImage]:
-        """Labeled images the paradigm adds to DATA's training images (pseudo-labels)."""
+        """Labeled images the paradigm adds to DATA's training images (pseudo-labels);
+        ``echo`` takes a line for the user about them."""
         return []
 
     def trainable_parameters(self) -> list[nn.Parameter]:
