@@ -18,6 +18,12 @@ def test_require_kind_names_the_file_the_kind_and_the_task(tmp_path):
         segmenter.require_kind("insitu", "labelling frames")
     assert str(err.value) == (f"{model}: a 'tomogram' model; labelling frames needs an "
                               "in-situ model")
+    insitu = tmp_path / "insitu.onnx"
+    build_threshold_model(insitu, kind="insitu")
+    with pytest.raises(ModelLoadError) as err:
+        Segmenter(insitu, providers=("cpu",)).require_kind("tomogram", "segmenting volumes")
+    assert str(err.value) == (f"{insitu}: an 'insitu' model; segmenting volumes needs a "
+                              "tomogram model")
 
 
 def test_tensorrt_is_asked_for_only_when_its_libraries_load(monkeypatch):

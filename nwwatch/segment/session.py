@@ -259,8 +259,10 @@ class Segmenter:
         """Raise :class:`ModelLoadError` naming the file unless the model's metadata kind is
         ``kind`` ("insitu" or "tomogram"); ``task`` says what needs it ("labelling frames")."""
         if self.metadata.kind != kind:
-            raise ModelLoadError(f"{self.model_path}: a {self.metadata.kind!r} model; {task} "
-                                 f"needs an {'in-situ' if kind == 'insitu' else kind} model")
+            article = "an" if self.metadata.kind == "insitu" else "a"  # as the service says it
+            raise ModelLoadError(f"{self.model_path}: {article} {self.metadata.kind!r} model; "
+                                 f"{task} needs {'an in-situ' if kind == 'insitu' else 'a ' + kind}"
+                                 f" model")
         problem = insitu_model_problem(self.metadata.class_names) if kind == "insitu" else None
         if problem:  # else `measure --model` stops with an IndexError traceback
             raise ModelLoadError(f"{self.model_path}: {problem} ({task})")
