@@ -36,9 +36,7 @@ from nwwatch.volume import (
     segment_volume,
     volume_metrics,
 )
-from nwwatch.volume.memory import check_tomogram_memory
-
-_GIB = 2**30
+from nwwatch.volume.memory import GIB, check_tomogram_memory
 
 
 def mask_path_of(engine: Engine, it: Item, batch_id: str) -> Path:
@@ -58,9 +56,9 @@ def check_memory(it: Item, engine: Engine) -> None:
         "" if available is None else available.source)
     if available is not None and estimate.high > available.value:
         log_of(engine).warning("tomogram_memory_tight", source=source_name(it.path),
-                               needs_gib=[round(estimate.low / _GIB, 2),
-                                          round(estimate.high / _GIB, 2)],
-                               available_gib=round(available.value / _GIB, 2),
+                               needs_gib=[round(estimate.low / GIB, 2),
+                                          round(estimate.high / GIB, 2)],
+                               available_gib=round(available.value / GIB, 2),
                                available_source=available.source)
 
 

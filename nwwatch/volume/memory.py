@@ -24,7 +24,8 @@ import numpy as np
 
 from nwwatch.io import InputError
 
-_GIB = 2**30
+#: Bytes in a GiB, the unit of the figures the check reports.
+GIB = 2**30
 #: Voxels of the volume measured (64 x 768 x 768 float32).
 MEASURED_VOXELS = 64 * 768 * 768
 #: Its item size in bytes (float32).
@@ -33,9 +34,9 @@ MEASURED_ITEMSIZE = 4
 MEASURED_PEAK_GIB = {"smoothed-threshold": 1.22, "feature-forest": 1.51}
 MEASURED_BASE_GIB = 0.12
 #: Bytes a float32 voxel adds at the peak: the least and the most over the models measured.
-PEAK_BYTES_PER_VOXEL_LOW = (min(MEASURED_PEAK_GIB.values()) - MEASURED_BASE_GIB) * _GIB \
+PEAK_BYTES_PER_VOXEL_LOW = (min(MEASURED_PEAK_GIB.values()) - MEASURED_BASE_GIB) * GIB \
     / MEASURED_VOXELS
-PEAK_BYTES_PER_VOXEL_HIGH = (max(MEASURED_PEAK_GIB.values()) - MEASURED_BASE_GIB) * _GIB \
+PEAK_BYTES_PER_VOXEL_HIGH = (max(MEASURED_PEAK_GIB.values()) - MEASURED_BASE_GIB) * GIB \
     / MEASURED_VOXELS
 
 
@@ -92,8 +93,8 @@ def check_tomogram_memory(path: str | os.PathLike[str], shape: tuple[int, ...],
             if "/memory." in available_source else "use a machine with more memory")
     raise TomogramTooLargeError(
         path, f"a {' x '.join(map(str, shape))} {np.dtype(dtype)} tomogram "
-        f"({estimate.voxels:,} voxels) needs about {estimate.low / _GIB:.1f} to "
-        f"{estimate.high / _GIB:.1f} GiB of memory to be segmented and measured, and "
-        f"{available_bytes / _GIB:.1f} GiB are available{where}: {more}, or bin the volume "
+        f"({estimate.voxels:,} voxels) needs about {estimate.low / GIB:.1f} to "
+        f"{estimate.high / GIB:.1f} GiB of memory to be segmented and measured, and "
+        f"{available_bytes / GIB:.1f} GiB are available{where}: {more}, or bin the volume "
         "(2 x 2 x 2: 8 times fewer voxels); then process it again (nwwatch replay FILE "
         "--kind tomogram --force; docs/tomography.md, \"Memory\")")
