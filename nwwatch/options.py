@@ -11,6 +11,10 @@ from pathlib import Path
 
 import click
 
+#: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it):
+#: ``nwwatch replay`` and ``nwwatch train``.
+EXIT_INTERRUPTED = 130
+
 
 class FiniteFloatRange(click.FloatRange):
     """:class:`click.FloatRange` that also refuses ``nan`` and ``inf``: click parses both,

@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from nwwatch.options import EXIT_INTERRUPTED
 from training.checkpoint import checkpoint_path, int8_path, not_a_network
 from training.config import OPTION_PARADIGMS, TrainConfig
 
@@ -175,8 +176,6 @@ def check_init_and_frozen_encoder(init: str | None, frozen_encoder: Path | None)
                                f"the same weights to both, or only one of them")
 
 
-#: Exit status of a run stopped by Ctrl-C (as `nwwatch replay`'s).
-EXIT_INTERRUPTED = 130
 #: Exit status of a run stopped by SIGTERM (128 + 15, what a shell reports for a process the
 #: signal killed).
 EXIT_TERMINATED = 128 + signal.SIGTERM

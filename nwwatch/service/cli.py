@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from nwwatch.options import EXIT_INTERRUPTED
 from nwwatch.service.config import KINDS, ConfigError
 
 #: Where ``deploy/install.sh`` puts the configuration; ``run`` and ``status`` default to it.
@@ -110,8 +111,6 @@ def _unwritable(exc: OSError, config_path: Path, config) -> str | None:
     return f"{config_path}: {key}: cannot write {where}: {exc.strerror}; {fix}"
 
 
-#: Exit status of a replay stopped by Ctrl-C (128 + SIGINT, as shells report it).
-EXIT_INTERRUPTED = 130
 #: Replay options whose ConfigError is a wrong command line (exit 2), not a replay that
 #: could not run (exit 1: a model, a ledger, results inside the input).
 _OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels")
