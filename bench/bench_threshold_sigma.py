@@ -37,8 +37,12 @@ def probe(size: int, seed: int, family: str, rates: list[float]) -> list[dict]:
     from training.data import load_volume_slices
     from training.volume_candidates import CandidateTrainer
     from training.volume_folds import count_patches
-    from training.volume_models import THRESHOLD_SIGMAS_PX, Z_SIGMA_PX, blurred_stack, \
-        fit_threshold
+    from training.volume_models import (
+        THRESHOLD_SIGMAS_PX,
+        Z_SIGMA_PX,
+        blurred_stack,
+        fit_threshold,
+    )
 
     sim = simulate_tomogram(size, seed=seed, **FAMILIES[family])
     k = size // 2
