@@ -36,8 +36,8 @@ THRESHOLD_SIGMAS_PX = (0.0, 0.7, 1.0, 1.5, 2.0, 3.0)
 DEFAULT_SIGMA_PX = 1.0
 #: Balanced accuracy (0..1) another blur must gain on the labeled pixels to replace the
 #: default: at least this, and at least :func:`sigma_margin`'s standard error of a recall on
-#: the rarer class's labeled pixels (issue 18: on two or three labeled patches a wider blur won
-#: by 0.016 and lost 0.04 IoU; on the benchmark's seeds 0-4 no blur but 1 px gained IoU).
+#: the rarer class's labeled pixels (issue 18: on two labeled patches a wider blur won by
+#: 0.016 and lost 0.04 IoU; on the benchmark's seeds 0-4 no move away from 1 px gained IoU).
 SIGMA_MARGIN = 0.01
 #: Smoothing along Z (px) of both small candidates' input (2.5-D): every slice is seen averaged
 #: with its neighbours (``extra["z_sigma_px"]``, applied by nwwatch.volume.segment_volume). On
@@ -154,9 +154,8 @@ def sigma_margin(labels: np.ndarray) -> float:
     """Balanced accuracy another blur must gain over ``DEFAULT_SIGMA_PX`` on the labeled pixels
     ``labels`` (0 pore, 1 solid) to replace it: max(``SIGMA_MARGIN``, 0.5 / sqrt(n)), n the
     labeled pixels of the rarer class (the binomial standard error of a recall near 0.5; it
-    overstates what n pixels know, as neighbouring pixels are not independent, so 2 labeled
-    10x10 patches per class (n = 100: 0.05) keep 1 px, and the floor takes over from
-    n = 2500)."""
+    overstates what n pixels know, as neighbouring pixels are not independent: one labeled
+    10x10 patch per class (n = 100) needs 0.05, and the floor takes over from n = 2500)."""
     rarer = min(np.count_nonzero(labels == 0), np.count_nonzero(labels == 1))
     return max(SIGMA_MARGIN, 0.5 / math.sqrt(max(1, rarer)))
 
