@@ -59,20 +59,30 @@ def test_a_checkpoint_that_cannot_be_written_is_named_and_the_previous_one_kept(
                                                                                monkeypatch):
     # before: a full disk was an OSError traceback naming the hidden temporary file, which
     # was left behind
+    import contextlib
     import errno
 
-    import torch
-
+    import training.checkpoint as checkpoint_module
     from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
     path = tmp_path / "m.pt"
     save_checkpoint(path, {"epoch": 1})
+    real = checkpoint_module.atomic_write
 
-    def full_disk(obj, handle):
-        handle.write(b"part of a checkpoint")
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle = handle
 
-    monkeypatch.setattr(torch, "save", full_disk)
+        def write(self, data):
+            self.handle.write(bytes(data)[:20])  # part of the checkpoint, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    @contextlib.contextmanager
+    def full_disk(target):
+        with real(target) as handle:
+            yield FullDisk(handle)
+
+    monkeypatch.setattr(checkpoint_module, "atomic_write", full_disk)
     with pytest.raises(CheckpointError) as err:
         save_checkpoint(path, {"epoch": 2})
     assert str(err.value) == (f"{path}: cannot write the checkpoint: No space left on device "
@@ -126,3 +136,45 @@ def test_sigterm_during_train_volume_cleans_up_as_ctrl_c_does(tmp_path):
     # (a library writes a small ".ses" file into any TMPDIR; not ours)
     assert [p.name for p in scratch.iterdir() if p.name.startswith("nwwatch-")] == []
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_ctrl_c_while_the_checkpoint_is_written_stays_a_ctrl_c(tmp_path, monkeypatch):
+    # torch's zip writer wrote straight into the checkpoint file: a Ctrl-C between two of its
+    # records came out as RuntimeError ("unexpected pos"), not the interrupt, or aborted the
+    # process (SIGABRT) when the writer's destructor wrote to the file already closed.
+    import contextlib
+
+    import torch
+
+    import training.checkpoint as checkpoint_module
+    from training.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, {"epoch": 1, "w": torch.zeros(10)})
+    real = checkpoint_module.atomic_write
+
+    class Interrupted:
+        """The file as the writer sees it; Ctrl-C lands once 100 bytes are written."""
+
+        def __init__(self, handle):
+            self.handle, self.written = handle, 0
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 100:
+                raise KeyboardInterrupt
+            return self.handle.write(data)
+
+        def flush(self):
+            return self.handle.flush()
+
+    @contextlib.contextmanager
+    def interrupted_write(target):
+        with real(target) as handle:
+            yield Interrupted(handle)
+
+    monkeypatch.setattr(checkpoint_module, "atomic_write", interrupted_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"epoch": 2, "w": torch.ones(1000), "v": torch.ones(1000)})
+    assert load_checkpoint(path)["epoch"] == 1  # the one written before, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]

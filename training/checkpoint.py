@@ -13,6 +13,7 @@ Writes are atomic (``nwwatch.atomic.atomic_write``) so a crash never leaves half
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,14 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     it is written leaves the previous checkpoint whole and no temporary file; an ``OSError``
     (a full disk) is raised as
     :class:`CheckpointError` naming ``path``."""
+    # Serialised in memory first: torch's zip writer, given the file itself, turned a Ctrl-C
+    # landing between two of its records into a RuntimeError ("unexpected pos"), or aborted
+    # the process when its destructor wrote to the file already closed.
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **payload}, buffer)
     try:
         with atomic_write(path) as handle:
-            torch.save({"format": FORMAT, **payload}, handle)
+            handle.write(buffer.getbuffer())
     except OSError as exc:  # e.g. a full disk: was a traceback naming the temporary file
         kept = " (the one written before is kept)" if path.is_file() else ""
         raise CheckpointError(f"{path}: cannot write the checkpoint: "
