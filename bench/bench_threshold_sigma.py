@@ -1,4 +1,4 @@
-"""The smoothed-threshold candidate's blur on the tomogram benchmark's volumes (issue 18).
+"""The smoothed-threshold candidate's blur on the tomogram benchmark's volumes.
 
 For each family, seed and rate (the labels of ``bench.bench_tomography``: ``r`` of the
 central slice in whole 10x10 patches), fit the threshold candidate

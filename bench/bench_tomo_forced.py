@@ -1,5 +1,5 @@
 """A forced tomogram method against the label-free threshold: a flag that was tried and not
-kept (issue 18; rules and outcome: bench/results/tomo_forced_rule.txt, docs/tomography.md
+kept (rules and outcome: bench/results/tomo_forced_rule.txt, docs/tomography.md
 "Tried, not kept: flagging a forced method").
 
 The check tried: when the method is forced (``nwwatch train --volume --paradigm P``), also

@@ -180,7 +180,7 @@ def auto_and_segment(args, volume_path: Path, ks: list[int], labels_paths: list[
             "chosen": selection.method, "grouping": selection.grouping,
             "cv_scores": selection.scores, "cv_stopped": selection.stopped,
             "label_warnings": selection.warnings,
-            # The kept threshold's blur (issue 18: chosen on the labels); None for the others.
+            # The kept threshold's blur (chosen on the labels); None for the others.
             "threshold_sigma_px": segmenter.metadata.extra.get("model_config", {}).get(
                 "sigma_px") if selection.method == "threshold" else None}
     fused = {fusion: segment_volume(segmenter, volume, margin_px=args.margin,

@@ -1,5 +1,5 @@
 """The smoothed-threshold candidate keeps the reference blur (1 px) unless the labeled pixels
-are many enough to show another to be better (issue 18)."""
+are many enough to show another to be better."""
 
 from __future__ import annotations
 

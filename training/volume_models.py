@@ -36,8 +36,8 @@ THRESHOLD_SIGMAS_PX = (0.0, 0.7, 1.0, 1.5, 2.0, 3.0)
 DEFAULT_SIGMA_PX = 1.0
 #: Balanced accuracy (0..1) another blur must gain on the labeled pixels to replace the
 #: default: at least this, and at least :func:`sigma_margin`'s standard error of a recall on
-#: the rarer class's labeled pixels (issue 18: on two labeled patches a wider blur won by
-#: 0.016 and lost 0.04 IoU; on the benchmark's seeds 0-4 no move away from 1 px gained IoU).
+#: the rarer class's labeled pixels (on two labeled patches a wider blur won by 0.016 and
+#: lost 0.04 IoU on the volume; on the benchmark's seeds 0-4 no move away from 1 px gained IoU).
 SIGMA_MARGIN = 0.01
 #: Smoothing along Z (px) of both small candidates' input (2.5-D): every slice is seen averaged
 #: with its neighbours (``extra["z_sigma_px"]``, applied by nwwatch.volume.segment_volume). On
