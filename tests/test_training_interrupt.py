@@ -19,31 +19,42 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = json.dumps({"widths": [4, 8, 16], "encoder_convs": [1, 1, 1], "decoder_convs": [1, 1]})
 
 
+def interrupt_train(args: list[str], env: dict[str, str], ready, what: str, sig: int,
+                    settle_s: float = 0.0) -> tuple[subprocess.Popen, str, str]:
+    """Run ``nwwatch train ARGS``, send ``sig`` once ``ready()`` holds (and ``settle_s`` more),
+    and return the finished process with its stdout and stderr."""
+    command = [sys.executable, "-c", "from nwwatch.cli import main; main()", "train", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, f"no {what} after 120 s"
+            time.sleep(0.05)
+        time.sleep(settle_s)
+        process.send_signal(sig)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process, stdout, stderr
+
+
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_checkpoint_writes_no_model_and_says_how_to_go_on(tmp_path):
     # before: click's bare "Aborted!" with exit status 1; whether MODEL.pt or MODEL.onnx could
     # be used was left to guess
     data = make_folder(tmp_path / "data", n=3, size=32)
     out = tmp_path / "runs" / "m.onnx"
-    command = [sys.executable, "-c", "from nwwatch.cli import main; main()", "train", str(data),
-               "--out", str(out), "--epochs", "100000", "--model-options", TINY, "--threads", "1",
-               "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "1", "--quiet"]
+    args = [str(data), "--out", str(out), "--epochs", "100000", "--model-options", TINY,
+            "--threads", "1", "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "1",
+            "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env)
-    try:
-        checkpoint = out.with_suffix(".pt")
-        deadline = time.monotonic() + 120
-        while not checkpoint.is_file():  # an epoch has finished
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "no checkpoint after 120 s"
-            time.sleep(0.1)
-        time.sleep(0.5)  # a few epochs more: the signal lands mid-run
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    checkpoint = out.with_suffix(".pt")
+    # once an epoch has finished, and a few epochs more: the signal lands mid-run
+    process, stdout, stderr = interrupt_train(args, env, checkpoint.is_file, "checkpoint",
+                                              signal.SIGINT, settle_s=0.5)
     assert process.returncode == 130, (stdout, stderr)
     assert "Traceback" not in stderr and "Aborted!" not in stderr
     assert "train interrupted (Ctrl-C)" in stderr and str(checkpoint) in stderr
@@ -112,24 +123,16 @@ def test_sigterm_during_train_volume_cleans_up_as_ctrl_c_does(tmp_path):
     scratch = tmp_path / "tmp"  # the run's TMPDIR: its temporary folders and no one else's
     scratch.mkdir()
     out = tmp_path / "runs" / "deep" / "m.onnx"
-    command = [sys.executable, "-c", "from nwwatch.cli import main; main()", "train",
-               "--volume", str(volume), "--slice", "3", "--labels", str(tmp_path / "l.png"),
-               "--out", str(out), "--threads", "1", "--quiet"]
+    args = ["--volume", str(volume), "--slice", "3", "--labels", str(tmp_path / "l.png"),
+            "--out", str(out), "--threads", "1", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
            "TMPDIR": str(scratch)}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while not any(p.name.startswith("nwwatch-select-") for p in scratch.iterdir()):
-            assert process.poll() is None, process.communicate()  # still selecting
-            assert time.monotonic() < deadline, "no selection folder after 120 s"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+
+    def selecting() -> bool:
+        return any(p.name.startswith("nwwatch-select-") for p in scratch.iterdir())
+
+    process, stdout, stderr = interrupt_train(args, env, selecting, "selection folder",
+                                              signal.SIGTERM)
     assert process.returncode == 143, (stdout, stderr)
     assert "Traceback" not in stderr
     assert "train interrupted (SIGTERM): nothing was saved: run the command again" in stderr
