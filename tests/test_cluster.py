@@ -375,17 +375,20 @@ def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_
     try:
         # once the workers have started: a staged task output, or the driver's first rows
         deadline = time.monotonic() + 90
-        while not list(results.glob(f"{STAGING_DIR}/*.parquet")) and proc.poll() is None:
+        while (not list(results.glob(f"{STAGING_DIR}/*.parquet"))
+               and not list(results.glob("frames/**/*.parquet")) and proc.poll() is None):
             assert time.monotonic() < deadline, "no task output in 90 s"
             time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGINT)
+        ended_first = proc.poll() is not None  # no staged output seen while it ran
+        if not ended_first:
+            os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    if proc.returncode in (0, 3) and "replay interrupted" not in err:
-        pytest.skip("the replay ended before the interrupt")  # 3: the fixture's bad file
+    if ended_first:  # exit 3 then: the fixture's bad file
+        pytest.skip("the replay ended before the interrupt")
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     assert "replay interrupted" in err
