@@ -55,8 +55,8 @@ def test_the_check_refuses_only_what_cannot_fit_even_with_the_threshold(tmp_path
         "a 200 x 2048 x 2048 float32 tomogram (838,860,800 voxels) needs about 24.4 to 30.9 GiB of "
         "memory to be segmented and measured, and 7.6 GiB are available (/cg/memory.max): "
         "raise that limit (the service's MemoryMax: systemctl edit nwwatch), or bin the "
-        "volume (2 x 2 x 2: 8 times fewer voxels); then process it again (nwwatch replay FILE "
-        "--kind tomogram --force")
+        "volume (2 x 2 x 2: 8 times fewer voxels); it is tried again when the service or a "
+        "replay next starts with that memory (docs/tomography.md, \"Memory\")")
     with pytest.raises(TomogramTooLargeError, match=r"\(/proc/meminfo\): use a machine with "
                                                     "more memory, or bin the volume"):
         check_tomogram_memory(path, shape, "float32", 7.6 * GIB, "/proc/meminfo")
@@ -111,3 +111,81 @@ def test_replay_tries_a_tomogram_that_may_fit_and_warns(tmp_path, monkeypatch):
     tight = [e for e in logs if e["event"] == "tomogram_memory_tight"]
     assert len(tight) == 1 and tight[0]["available_source"] == "test"
 
+
+
+def test_a_tomogram_refused_for_memory_is_tried_again_once_the_limit_allows_it(tmp_path,
+                                                                               monkeypatch):
+    # Was: quarantined for good (bad input), also after the limit was raised; only
+    # `replay --force` brought it back. The refusal is about the memory, not the file.
+    path = _volume(tmp_path / "acq")
+    need = tomogram_peak_bytes(SHAPE, np.uint8)
+    limit = [need.low - 1]
+    monkeypatch.setattr(volumes_module, "available_memory",
+                        lambda limits: Limit(limit[0], "/cg/test/memory.max"))
+    onnx = model(tmp_path / "m", kind="tomogram")
+
+    def run():
+        with capture_logs() as logs:
+            summary = replay(tmp_path / "acq", tmp_path / "res", kind="tomogram", model=onnx)
+        return summary, [e for e in logs if e["event"] == "tomogram_retried"]
+
+    summary, retried = run()
+    assert (summary.done, summary.quarantined) == (0, 1) and retried == []
+    summary, retried = run()  # the same limit: still refused, its header only read again
+    assert (summary.done, summary.quarantined, summary.still_quarantined) == (0, 1, 1)
+    assert retried == []
+    limit[0] = need.high  # MemoryMax raised, the service restarted
+    summary, retried = run()
+    assert (summary.done, summary.quarantined) == (1, 0)
+    assert [e["source"] for e in retried] == [str(path)]
+    assert retried[0]["needs_gib"] == [round(need.low / GIB, 2), round(need.high / GIB, 2)]
+    assert pq.read_table(tmp_path / "res" / "quarantine.parquet").num_rows == 0
+    assert pq.read_table(tmp_path / "res" / "volumes").num_rows == 1
+
+
+# Makes the daemon's process see ``NWWATCH_TEST_AVAILABLE_BYTES`` as what it may allocate, as
+# a unit's MemoryMax would (a Python start-up hook: the real cgroup cannot be set here).
+_AVAILABLE_HOOK = """
+import os
+from nwwatch.service import resources
+_value = float(os.environ["NWWATCH_TEST_AVAILABLE_BYTES"])
+resources.available_memory = lambda v2_limits=resources.V2_LIMITS: resources.Limit(
+    _value, "/cg/test/memory.max")
+"""
+
+
+def test_the_service_restarted_with_a_higher_limit_processes_the_refused_tomogram(tmp_path):
+    import os
+
+    from servicekit import DaemonProcess, wait_rows, write_config
+
+    path = _volume(tmp_path / "acq")
+    need = tomogram_peak_bytes(SHAPE, np.uint8)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_AVAILABLE_HOOK)
+    res = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.toml", tmp_path / "acq", res,
+                       model(tmp_path / "m", kind="tomogram"), settle=0.2)
+    cfg.write_text(cfg.read_text().replace('kind = "insitu"', 'kind = "tomogram"'))
+    pythonpath = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
+
+    def start(available: int, n: int) -> DaemonProcess:
+        return DaemonProcess(cfg, tmp_path / f"log{n}", env={
+            "PYTHONPATH": pythonpath, "NWWATCH_TEST_AVAILABLE_BYTES": str(available)})
+
+    daemon = start(need.low - 1, 1)
+    try:
+        quarantined = daemon.wait_event("file_quarantined", timeout=60)
+        assert quarantined["source"] == str(path) and "GiB are available" in \
+            quarantined["reason"]
+    finally:
+        assert daemon.terminate(timeout=30)[0] == 0
+    daemon = start(need.high, 2)  # MemoryMax raised; the service restarted
+    try:
+        assert daemon.wait_event("tomogram_retried", timeout=60)["source"] == str(path)
+        daemon.wait_event("file_processed", timeout=60)
+        wait_rows(res, 1, timeout=60, proc=daemon, folder="volumes")
+    finally:
+        assert daemon.terminate(timeout=30)[0] == 0
+    assert pq.read_table(res / "quarantine.parquet").num_rows == 0

@@ -135,6 +135,10 @@ class Daemon:
             if report.adopted or report.removed:
                 self.log.warning("reconciled_after_crash", adopted=report.adopted,
                                  removed=report.removed)
+            if ledger.quarantined_as("TomogramTooLargeError"):  # the limit raised since?
+                from nwwatch.service.volumes import retry_tomograms_that_fit
+
+                retry_tomograms_that_fit(ledger, self.log)
             specs = [EngineSpec(w.kind, w.model, f"watch[{i}].model")
                      for i, w in enumerate(cfg.watches)]
             flush_policy = FlushPolicy(max_rows=cfg.flush_rows, max_seconds=cfg.flush_seconds)

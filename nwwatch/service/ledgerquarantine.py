@@ -62,6 +62,31 @@ class QuarantineList:
             gone = db.execute("DELETE " + stale[0], stale[1]).rowcount
         self.quarantine_changed |= gone > 0
 
+    def quarantined_as(self, error_type: str) -> list[tuple[PathKey, int | None, int | None]]:
+        """(path, size, mtime_ns) of each entry of the list quarantined as ``error_type``."""
+        return [tuple(r) for r in self._db.execute(
+            "SELECT path, size, mtime_ns FROM quarantine WHERE error_type=?", (error_type,))]
+
+    def retry_quarantined(self, path: PathKey, error_type: str) -> bool:
+        """Take ``path``'s entry quarantined as ``error_type`` off the list, and its content's
+        items from ``quarantined`` to ``failed`` (attempts kept): the file is tried again at
+        the next scan. For a refusal caused by what the machine lacked, not by the file (a
+        tomogram larger than the memory then allowed), once that has changed. Returns True
+        when an entry was taken off."""
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT sha256 FROM quarantine WHERE path=? AND error_type=?",
+                             (path, error_type)).fetchone()
+            if row is None:
+                return False
+            db.execute("DELETE FROM quarantine WHERE path=?", (path,))
+            if row[0] is not None:
+                db.execute("UPDATE items SET state='failed', batch_id=NULL, updated_at=? "
+                           "WHERE sha256=? AND state='quarantined' AND error_type=?",
+                           (now, row[0], error_type))
+        self.quarantine_changed = True
+        return True
+
     def _unquarantine_done(self, db, batch_id: str) -> None:
         """Files of the batch now done leave the quarantine list (fixed after quarantine)."""
         gone = db.execute(

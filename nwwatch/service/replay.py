@@ -202,7 +202,11 @@ def replay(
         report = ledger.reconcile(max_attempts)
         if report.adopted or report.removed:
             log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)
-        # an adopted batch may have taken a fixed file off the quarantine list
+        if ledger.quarantined_as("TomogramTooLargeError"):  # the limit raised since?
+            from nwwatch.service.volumes import retry_tomograms_that_fit
+
+            retry_tomograms_that_fit(ledger, log)
+        # an adopted batch (or the retry) may have taken files off the quarantine list
         refresh_quarantine(ledger, out, log)
         files = _inputs_of(roots, kind, summary)
         summary.files = len(files)

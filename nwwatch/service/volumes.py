@@ -7,13 +7,14 @@ acquisition to ``RESULTS/volumes/acquisition=<key>/`` (:mod:`nwwatch.service.flu
 from __future__ import annotations
 
 import math
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from nwwatch.io import check_tomogram, inspect_tiff, read_volume, write_volume_tiff
+from nwwatch.io import InputError, check_tomogram, inspect_tiff, read_volume, write_volume_tiff
 from nwwatch.results.schema import volume_schema
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.batch import (
@@ -26,9 +27,9 @@ from nwwatch.service.batch import (
     provenance,
 )
 from nwwatch.service.jobs import Job
-from nwwatch.service.ledger import Failure
+from nwwatch.service.ledger import Failure, Ledger
 from nwwatch.service.names import source_name
-from nwwatch.service.resources import V2_KILL_LIMITS, available_memory
+from nwwatch.service.resources import V2_KILL_LIMITS, Limit, available_memory
 from nwwatch.volume import (
     VOLUME_METRIC_FIELDS,
     VOLUME_METRICS_VERSION,
@@ -36,30 +37,77 @@ from nwwatch.volume import (
     segment_volume,
     volume_metrics,
 )
-from nwwatch.volume.memory import GIB, check_tomogram_memory
+from nwwatch.volume.memory import (
+    GIB,
+    MemoryEstimate,
+    TomogramTooLargeError,
+    check_tomogram_memory,
+)
 
 
 def mask_path_of(engine: Engine, it: Item, batch_id: str) -> Path:
     return engine.results_dir / "masks" / f"{it.path.stem}-{it.key.sha256[:12]}-{batch_id}.tif"
 
 
-def check_memory(it: Item, engine: Engine) -> None:
-    """Refuse the tomogram of ``it`` (:class:`nwwatch.volume.memory.TomogramTooLargeError`,
-    bad input: quarantined at once) when its header says it cannot fit in the memory this
-    process may still allocate before it is killed (the cgroup's ``memory.max`` less its use,
-    or ``MemAvailable``); warn when it fits only with the less hungry models."""
-    info = inspect_tiff(it.path)
+def tomogram_memory(path: str | os.PathLike[str]) -> tuple[MemoryEstimate, Limit | None]:
+    """The memory the tomogram at ``path`` needs (from its TIFF header) and what this process
+    may still allocate before it is killed (the cgroup's ``memory.max`` less its use, or
+    ``MemAvailable``; None: unknown). The service, replay and ``nwwatch train --volume``
+    check a volume with it.
+
+    Raises
+    ------
+    TomogramTooLargeError : it cannot fit, even with the least hungry model
+        (:func:`nwwatch.volume.memory.check_tomogram_memory`).
+    InputError : the file is not a readable TIFF (:func:`nwwatch.io.inspect_tiff`).
+    """
+    info = inspect_tiff(path)
     available = available_memory(V2_KILL_LIMITS)
     estimate = check_tomogram_memory(
-        it.path, (info.n_pages, *info.page_shape), info.dtype,
+        path, (info.n_pages, *info.page_shape), info.dtype,
         None if available is None else available.value,
         "" if available is None else available.source)
+    return estimate, available
+
+
+def check_memory(it: Item, engine: Engine) -> None:
+    """Refuse the tomogram of ``it`` (:class:`nwwatch.volume.memory.TomogramTooLargeError`:
+    quarantined at once, and tried again at a later start when the memory allows it,
+    :func:`retry_tomograms_that_fit`) when its header says it cannot fit
+    (:func:`tomogram_memory`); warn when it fits only with the less hungry models."""
+    estimate, available = tomogram_memory(it.path)
     if available is not None and estimate.high > available.value:
         log_of(engine).warning("tomogram_memory_tight", source=source_name(it.path),
                                needs_gib=[round(estimate.low / GIB, 2),
                                           round(estimate.high / GIB, 2)],
                                available_gib=round(available.value / GIB, 2),
                                available_source=available.source)
+
+
+def retry_tomograms_that_fit(ledger: Ledger, log) -> int:
+    """Take off the quarantine list every tomogram refused as too large for the memory
+    (``TomogramTooLargeError``) that now fits (:func:`tomogram_memory`, its header read
+    again): the limit was raised (the unit's ``MemoryMax``, then a restart) or the machine
+    has more memory. Its file is then tried again at the next scan, like a file quarantined
+    as unreadable once it opens; one that still cannot fit stays listed, unread. Run when the
+    service or a replay starts. Logs ``tomogram_retried`` per file; returns their number."""
+    retried = 0
+    for key, size, mtime_ns in ledger.quarantined_as(TomogramTooLargeError.__name__):
+        path = Path(os.fsdecode(key))
+        try:
+            st = path.stat()
+            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+                continue  # changed since: a new version, processed as such
+            estimate, available = tomogram_memory(path)
+        except (OSError, InputError):  # still too large, or no longer a readable TIFF
+            continue
+        if ledger.retry_quarantined(key, TomogramTooLargeError.__name__):
+            retried += 1
+            log.info("tomogram_retried", source=source_name(path),
+                     needs_gib=[round(estimate.low / GIB, 2), round(estimate.high / GIB, 2)],
+                     available_gib=None if available is None
+                     else round(available.value / GIB, 2))
+    return retried
 
 
 def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],

@@ -91,10 +91,12 @@ def check_tomogram_memory(path: str | os.PathLike[str], shape: tuple[int, ...],
     # the machine's memory (/proc/meminfo) cannot.
     more = ("raise that limit (the service's MemoryMax: systemctl edit nwwatch)"
             if "/memory." in available_source else "use a machine with more memory")
+    # The refusal is about the memory, not the file (nwwatch.service.volumes.
+    # retry_tomograms_that_fit).
+    then = "it is tried again when the service or a replay next starts with that memory"
     raise TomogramTooLargeError(
         path, f"a {' x '.join(map(str, shape))} {np.dtype(dtype)} tomogram "
         f"({estimate.voxels:,} voxels) needs about {estimate.low / GIB:.1f} to "
         f"{estimate.high / GIB:.1f} GiB of memory to be segmented and measured, and "
         f"{available_bytes / GIB:.1f} GiB are available{where}: {more}, or bin the volume "
-        "(2 x 2 x 2: 8 times fewer voxels); then process it again (nwwatch replay FILE "
-        "--kind tomogram --force; docs/tomography.md, \"Memory\")")
+        f"(2 x 2 x 2: 8 times fewer voxels); {then} (docs/tomography.md, \"Memory\")")
