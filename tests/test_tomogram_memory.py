@@ -189,3 +189,39 @@ def test_the_service_restarted_with_a_higher_limit_processes_the_refused_tomogra
     finally:
         assert daemon.terminate(timeout=30)[0] == 0
     assert pq.read_table(res / "quarantine.parquet").num_rows == 0
+
+
+def test_train_volume_refuses_a_volume_too_large_naming_the_file_and_the_gib(tmp_path):
+    """``nwwatch train --volume`` (its own process) checks the volume as the service does,
+    from its header: was no check, and a volume too large was killed by the OOM killer."""
+    import os
+    import subprocess
+    import sys
+
+    import cv2
+
+    pytest.importorskip("torch")
+    path = _volume(tmp_path / "acq")
+    labels = np.full(SHAPE[1:], 255, np.uint8)
+    labels[2:4, 2:10], labels[6:10, 8:18] = 0, 1
+    cv2.imwrite(str(tmp_path / "labels.png"), labels)
+    need = tomogram_peak_bytes(SHAPE, np.uint8)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_AVAILABLE_HOOK)
+    env = dict(os.environ, OMP_NUM_THREADS="1", NWWATCH_TEST_AVAILABLE_BYTES=str(need.low - 1),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(hook), str(Path.cwd()),
+                                                         os.environ.get("PYTHONPATH")])))
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; from nwwatch.cli import main; "
+         "sys.argv[0] = 'nwwatch'; main()", "train", "--volume", str(path), "--slice", "3",
+         "--labels", str(tmp_path / "labels.png"), "--candidates", "threshold",
+         "--out", str(tmp_path / "model.onnx")],
+        capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[1])
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert (f"Error: {path}: a 6 x 24 x 24 uint8 tomogram (3,456 voxels) needs about "
+            f"{need.low / GIB:.1f} to {need.high / GIB:.1f} GiB of memory to be segmented and "
+            f"measured, and {(need.low - 1) / GIB:.1f} GiB are available (/cg/test/memory.max): "
+            "raise that limit, or bin the volume (2 x 2 x 2: 8 times fewer voxels); then train "
+            "again") in out.stderr
+    assert not (tmp_path / "model.onnx").exists()

@@ -210,6 +210,7 @@ def load_volume_slices(
     volume_path = Path(volume_path)
     if not slices:
         raise DatasetLayoutError(volume_path, "no labeled slice given")
+    check_volume_memory(volume_path)
     volume = read_tiff_volume(volume_path).data
     depth = volume.shape[0]
     labels: dict[int, tuple[Path, np.ndarray]] = {}
@@ -248,6 +249,29 @@ def load_volume_slices(
     return TrainingData("tomogram", class_names, "volume", labeled, unlabeled,
                         source=f"{volume_path}#z={where}",
                         valid=None if valid is None or valid.all() else valid)
+
+
+def check_volume_memory(volume_path: str | os.PathLike[str]) -> None:
+    """Refuse, from its TIFF header, a volume that cannot fit in the memory this process may
+    use, as the service refuses it (:func:`nwwatch.service.volumes.tomogram_memory`): a
+    volume the service could not segment even with the least hungry model cannot be trained
+    on either (training holds the volume and its normalised copy too), and was killed by the
+    kernel's OOM killer part-way instead. The reason names the file and the GiB needed and
+    available.
+
+    Raises
+    ------
+    DatasetLayoutError : it cannot fit; or the file is not a readable TIFF.
+    """
+    from nwwatch.io import InputError
+    from nwwatch.service.volumes import tomogram_memory
+
+    try:
+        tomogram_memory(volume_path, training=True)
+    except InputError as exc:
+        raise DatasetLayoutError(exc.path, exc.reason) from exc
+    except FileNotFoundError as exc:
+        raise DatasetLayoutError(volume_path, "file not found") from exc
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,12 @@ def mask_path_of(engine: Engine, it: Item, batch_id: str) -> Path:
     return engine.results_dir / "masks" / f"{it.path.stem}-{it.key.sha256[:12]}-{batch_id}.tif"
 
 
-def tomogram_memory(path: str | os.PathLike[str]) -> tuple[MemoryEstimate, Limit | None]:
+def tomogram_memory(path: str | os.PathLike[str], training: bool = False
+                    ) -> tuple[MemoryEstimate, Limit | None]:
     """The memory the tomogram at ``path`` needs (from its TIFF header) and what this process
     may still allocate before it is killed (the cgroup's ``memory.max`` less its use, or
     ``MemAvailable``; None: unknown). The service, replay and ``nwwatch train --volume``
-    check a volume with it.
+    check a volume with it (``training``: the reason's advice is for training).
 
     Raises
     ------
@@ -66,7 +67,7 @@ def tomogram_memory(path: str | os.PathLike[str]) -> tuple[MemoryEstimate, Limit
     estimate = check_tomogram_memory(
         path, (info.n_pages, *info.page_shape), info.dtype,
         None if available is None else available.value,
-        "" if available is None else available.source)
+        "" if available is None else available.source, training=training)
     return estimate, available
 
 

@@ -68,7 +68,8 @@ def tomogram_peak_bytes(shape: tuple[int, ...], dtype: np.dtype | str) -> Memory
 
 def check_tomogram_memory(path: str | os.PathLike[str], shape: tuple[int, ...],
                           dtype: np.dtype | str, available_bytes: float | None,
-                          available_source: str = "") -> MemoryEstimate:
+                          available_source: str = "", *, training: bool = False
+                          ) -> MemoryEstimate:
     """The estimate for a tomogram of ``shape`` and ``dtype`` (its TIFF header), when it may
     fit in ``available_bytes`` (None: unknown, never refused); else TomogramTooLargeError.
 
@@ -76,7 +77,8 @@ def check_tomogram_memory(path: str | os.PathLike[str], shape: tuple[int, ...],
     the threshold but not with the forest is tried (the caller may warn), since which model
     runs, and how far the figures measured on one volume carry to another, is not certain.
     ``available_source``: where the figure was read (a cgroup file, /proc/meminfo), for the
-    reason.
+    reason. ``training``: the advice is for ``nwwatch train --volume`` (train again), not the
+    service's (its MemoryMax; the file is tried again at the next start).
 
     Raises
     ------
@@ -89,11 +91,13 @@ def check_tomogram_memory(path: str | os.PathLike[str], shape: tuple[int, ...],
     where = f" ({available_source})" if available_source else ""
     # A control group's file (the unit's MemoryMax, a container's --memory) can be raised;
     # the machine's memory (/proc/meminfo) cannot.
-    more = ("raise that limit (the service's MemoryMax: systemctl edit nwwatch)"
-            if "/memory." in available_source else "use a machine with more memory")
+    limit = "raise that limit" + ("" if training else
+                                  " (the service's MemoryMax: systemctl edit nwwatch)")
+    more = limit if "/memory." in available_source else "use a machine with more memory"
     # The refusal is about the memory, not the file (nwwatch.service.volumes.
     # retry_tomograms_that_fit).
-    then = "it is tried again when the service or a replay next starts with that memory"
+    then = ("then train again" if training else
+            "it is tried again when the service or a replay next starts with that memory")
     raise TomogramTooLargeError(
         path, f"a {' x '.join(map(str, shape))} {np.dtype(dtype)} tomogram "
         f"({estimate.voxels:,} voxels) needs about {estimate.low / GIB:.1f} to "
