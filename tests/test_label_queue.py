@@ -297,3 +297,35 @@ def test_a_stack_grown_page_by_page_keeps_one_entry_per_page(tmp_path):
     assert warnings == [] and sorted(pages) == [0, 1, 2, 3]
     folder = acquisition_folder(results, stack)
     assert sorted((folder / "thumbs").glob("*.png")) == sorted(folder / e.thumbnail for e in queue)
+
+
+def test_a_file_put_back_to_earlier_content_leaves_no_entry_of_the_other_content(tmp_path):
+    """v1 -> v2 -> v1 under one name: v1 is not processed again (the ledger keys on content),
+    so nothing replaced v2's entry, which stayed queued (and took one of the queue's places)
+    although its frame was no longer there; `nwwatch label --queue` skipped it with a
+    warning. Now it leaves the queue when the revert is recorded."""
+    from nwwatch.segment.session import file_sha256
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    path = acq / "f.tif"
+    write_frame_tiff(tmp_path / "v2.tif", paint_insitu(130.0, size=128, half_width=16))
+    write_frame_tiff(path, paint_insitu(100.0, size=128, half_width=16))
+    v1, v2 = path.read_bytes(), (tmp_path / "v2.tif").read_bytes()
+    write_frame_tiff(acq / "g.tif", paint_insitu(115.0, size=128, half_width=16))
+    results, onnx = tmp_path / "results", model(tmp_path)
+    replay(acq, results, kind="insitu", model=onnx)
+    path.write_bytes(v2)
+    replay(acq, results, kind="insitu", model=onnx)
+    sha_v2 = file_sha256(path)
+    assert sorted((Path(e.source).name, e.source_sha256 == sha_v2)
+                  for e in read_queue(results)) == [("f.tif", True), ("g.tif", False)]
+    path.write_bytes(v1)  # back to v1: skipped as done, recorded as reverted
+    assert replay(acq, results, kind="insitu", model=onnx).skipped == 2
+    assert (results / "reverted.parquet").is_file()
+    queue = read_queue(results)
+    assert [Path(e.source).name for e in queue] == ["g.tif"]  # v2's entry is gone
+    paths, pages, infos, warnings = queued_frames(results)
+    assert paths == [acq / "g.tif"] and warnings == []
+    folder = acquisition_folder(results, path)
+    assert sorted((folder / "thumbs").glob("*.png")) == [folder / queue[0].thumbnail]

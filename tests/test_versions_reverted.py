@@ -142,6 +142,11 @@ def test_the_running_service_shows_a_reverted_file_as_its_earlier_version(tmp_pa
         wait_rows(res, 2, timeout=60, proc=daemon)
         assert daemon.wait_event("file_reverted")["source"] == str(acq / "f.tif")
         assert _shown_angles(res) == [100]
+        # v2's frame left the labelling queue (v1's was replaced by v2's when v2 came, and
+        # v1 is not processed again); was: v2's entry stayed
+        from nwwatch.results.label_queue import read_queue
+
+        assert read_queue(res) == []
         tmp.write_bytes(v2)  # v2 once more, after its rows were written
         tmp.rename(acq / "f.tif")
         daemon.wait_event("file_skipped", timeout=60, count=2)

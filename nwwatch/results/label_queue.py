@@ -23,7 +23,10 @@ duplicate entries; so does a new content of the same page of the same path (a st
 and closed page by page is a new file at each page). Confidences of another measurement
 version are on another scale (2.2.3 changed what ``confidence`` is): entries of a version
 other than the offered frames' are dropped at the next update, and their frames come back
-when the new version processes them (the ledger keys on the version).
+when the new version processes them (the ledger keys on the version). A file put back to
+content processed before (v1 -> v2 -> v1, ``RESULTS/reverted.parquet``) is not processed
+again, so nothing is offered: :func:`forget_other_contents` drops the entries of its other
+contents (v2's), which name frames no longer there.
 """
 
 from __future__ import annotations
@@ -181,8 +184,15 @@ def _update(folder: Path, cands: list[Candidate], capacity: int) -> int:
             # cut may cost one that queue.json lists; a process crash cannot.
             with atomic_write(folder / e.thumbnail, durable=False) as handle:
                 handle.write(data.tobytes())
+    _write(folder, entries, capacity, entries[0].source)
+    return len(new)
+
+
+def _write(folder: Path, entries: list[QueueEntry], capacity: int, source: str) -> None:
+    """``queue.json`` of ``folder`` (``source``: a frame of its acquisition), then the
+    thumbnails no entry references removed."""
     doc = {"format": QUEUE_FORMAT, "version": 1, "capacity": capacity,
-           "acquisition": os.path.dirname(os.path.abspath(entries[0].source)),
+           "acquisition": os.path.dirname(os.path.abspath(source)),
            "entries": [{k: v for k, v in asdict(e).items() if k != "folder"} for e in entries]}
     with atomic_write(folder / QUEUE_FILE) as handle:
         handle.write(json.dumps(doc, indent=1).encode())
@@ -190,7 +200,25 @@ def _update(folder: Path, cands: list[Candidate], capacity: int) -> int:
     for path in (folder / THUMBS_DIR).glob("*.png"):
         if path not in wanted:
             path.unlink(missing_ok=True)
-    return len(new)
+
+
+def forget_other_contents(results_dir: str | os.PathLike[str], source: str,
+                          sha256: str) -> int:
+    """Drop the queued frames of the file ``source`` (the ``source`` column's form) made of
+    content other than ``sha256``, the content it holds again (put back to content processed
+    before, which is not processed again: module docstring). Returns how many left."""
+    folder = acquisition_folder(results_dir, source)
+    with _LOCK:
+        entries = _read(folder)
+        kept = [e for e in entries if e.source != source or e.source_sha256 == sha256]
+        if len(kept) == len(entries):
+            return 0
+        try:
+            capacity = int(json.loads((folder / QUEUE_FILE).read_text())["capacity"])
+        except (OSError, ValueError, KeyError, TypeError):
+            capacity = DEFAULT_CAPACITY
+        _write(folder, kept, capacity, source)
+    return len(entries) - len(kept)
 
 
 def read_queue(results_dir: str | os.PathLike[str]) -> list[QueueEntry]:

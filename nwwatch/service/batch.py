@@ -269,13 +269,23 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
 def note_skipped(engine: Engine, path: Path, key: ItemKey, known: ItemState) -> None:
     """``path`` skipped, its content done or held already: a file put back to content it held
     before becomes current again in the results (:mod:`nwwatch.service.ledgerreverts`);
-    logged as ``file_reverted``. A write that fails is logged and tried at the next look."""
+    logged as ``file_reverted``; the labelling queue's frames of its other contents leave
+    the queue (:func:`nwwatch.results.label_queue.forget_other_contents`). A write that fails
+    is logged and tried at the next look."""
     try:
-        if engine.ledger.note_skipped(path_key(path), key, known):
-            log_of(engine).info("file_reverted", source=source_name(path), sha256=key.sha256)
+        if not engine.ledger.note_skipped(path_key(path), key, known):
+            return
     except OSError as exc:
         log_of(engine).warning("reverted_write_failed", source=source_name(path),
                                error=repr(exc))
+        return
+    from nwwatch.results import label_queue
+
+    try:  # the queue is a by-product: its failure never fails the file (as in frames.py)
+        label_queue.forget_other_contents(engine.results_dir, source_name(path), key.sha256)
+    except Exception as exc:
+        log_of(engine).error("label_queue_failed", error=repr(exc), exc_info=exc)
+    log_of(engine).info("file_reverted", source=source_name(path), sha256=key.sha256)
 
 
 def _stat(path: Path) -> tuple[int | None, int | None]:
