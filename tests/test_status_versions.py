@@ -216,8 +216,9 @@ def test_a_stack_grown_under_the_running_service_counts_its_newest_version(setup
     """The live path: a stack closed after every page, each version processed by the service
     and held for a larger file (flush_seconds), so several versions may share one file.
     `nwwatch status` beside the running service counts the newest version's rows, as the
-    dashboard does; the service's own counts (the stopping line) are of the work done, every
-    version (docs/service.md, Summaries)."""
+    dashboard does; the service's own counts (the stopping line, STATUS) say files and
+    versions apart: one file, three versions processed, every version's rows written
+    (docs/service.md, Summaries). Was: processed_files 3 for the one stack."""
     from servicekit import DaemonProcess, wait_rows, write_config
 
     tmp, acq, res, onnx = setup
@@ -229,15 +230,29 @@ def test_a_stack_grown_under_the_running_service_counts_its_newest_version(setup
             tifffile.imwrite(acq / "stack.tif", page, append=True)
             daemon.wait_event("file_processed", timeout=60, count=k + 1)
         wait_rows(res, 6, timeout=60, proc=daemon)  # 1 + 2 + 3: every version's rows
+        tifffile.imwrite(acq / "other.tif", _ok_frame(120.0))  # a second file, one version
+        daemon.wait_event("file_processed", timeout=60, count=4)
+        wait_rows(res, 7, timeout=60, proc=daemon)
         st, text = _status(res)
-        assert st["rows"] == 3 and st["rows_by_outcome"] == {"ok": 2, "flagged": 1}
+        assert st["rows"] == 4 and st["rows_by_outcome"] == {"ok": 3, "flagged": 1}
         assert st["superseded"] == {"rows": 3, "versions": 2, "files": 1,
                                     "rows_by_outcome": {"ok": 2, "flagged": 1}}
-        assert _dashboard_counts(res) == Counter({("ok", "ok"): 2,
+        assert _dashboard_counts(res) == Counter({("ok", "ok"): 3,
                                                   ("no_droplet", "no_droplet"): 1})
         assert "superseded: 3 rows of 2 earlier versions of 1 file" in text
     finally:
         code, _ = daemon.terminate(timeout=30)
     assert code == 0
     stopping = [e for e in daemon.events() if e.get("event") == "stopping"][-1]
-    assert stopping["processed_files"] == 3 and stopping["processed_rows"] == 6
+    assert (stopping["processed_files"], stopping["processed_versions"],
+            stopping["processed_rows"]) == (2, 4, 7)
+
+
+def test_the_service_status_line_says_versions_apart_from_files():
+    from nwwatch.service.tally import Tally
+
+    tally = Tally(processed_files=2, processed_versions=4, processed_rows=7)
+    assert tally.status_text(0).startswith("queue 0 files; processed 2 files in 4 versions "
+                                           "(7 rows: ")
+    tally.processed_versions = 2  # no file processed again: as before
+    assert tally.status_text(0).startswith("queue 0 files; processed 2 files (7 rows: ")

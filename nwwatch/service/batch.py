@@ -131,6 +131,9 @@ class FileOutcome:
     detected_at: float | None = None
     batch_id: str = ""
     rows: list[dict] = field(default_factory=list)
+    #: The content processed (SHA-256), for a done file: a file changed since is another
+    #: version of it (:class:`nwwatch.service.tally.Tally`).
+    sha256: str = ""
 
     def row_counts(self) -> Counter[tuple[str, str]]:
         """This file's rows by (status, reason_code)."""
@@ -313,6 +316,7 @@ def outcomes(report: BatchReport, items: list[Item], failures: list[Failure],
         else:
             report.files.append(FileOutcome(it.path, "done", n_rows=len(it.rows),
                                             detected_at=it.detected_at, batch_id=batch_id,
+                                            sha256=it.key.sha256,
                                             rows=[row_summary(r) for r in it.rows]))
 
 

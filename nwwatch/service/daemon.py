@@ -128,6 +128,8 @@ class Daemon:
         make_folder(cfg, "output.results", cfg.results)
         make_folder(cfg, "state.ledger", cfg.ledger.parent)
         ledger = self.ledger = open_ledger(cfg.ledger, cfg.results, self.log)
+        # files processed again in this run count once (versions apart): asked of the ledger
+        self.tally.queries, self.tally.started_at = ledger.queries, time.time()
         watches: list[Watch] = []
         dashboard = None
         try:

@@ -48,6 +48,16 @@ class LedgerQueries:
         out["quarantined_files"] = self._db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
         return out
 
+    def processed_since(self, source: str | bytes, since: float,
+                        other_than: str | None = None) -> bool:
+        """True when content of the file ``source`` (a path key) other than ``other_than``
+        (SHA-256; None: any) was processed (done, or held for a larger file) at or after
+        ``since`` (epoch s): the file was processed in another version then."""
+        return self._db.execute(
+            "SELECT 1 FROM items WHERE source=? AND state IN ('done', 'pending') AND "
+            "COALESCE(processed_at, updated_at) >= ? AND sha256 IS NOT ? LIMIT 1",
+            (source, since, other_than)).fetchone() is not None
+
     def quarantined(self) -> list[dict]:
         """One dict per quarantined file: path, sha256, reason, error_type, attempts,
         quarantined_at (epoch seconds), oldest first."""

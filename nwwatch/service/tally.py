@@ -1,21 +1,36 @@
 """What the resident service has done since it started: the counts behind systemd's STATUS
 and the stop line, and one log line per file (and per frame of a multi-page file) of each
-batch :func:`nwwatch.service.pipeline.process` ran."""
+batch :func:`nwwatch.service.pipeline.process` ran.
+
+A file processed again when it changed (a stack its writer closes after every page) is one
+file in several versions: ``processed_files`` counts files (paths), ``processed_versions``
+the versions processed (the work done), and ``processed_rows`` the rows written, every
+version's (``nwwatch status`` counts those of each file's newest version as its rows and
+the others as superseded). Which files were processed before in this run is asked of the
+ledger (:meth:`nwwatch.service.reporting.LedgerQueries.processed_since`), so the counts
+take no memory per file.
+"""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.results.outcome import count_table, format_counts
 from nwwatch.service.batch import BatchReport, outcome_log_fields
-from nwwatch.service.names import source_name
+from nwwatch.service.names import path_key, source_name
+from nwwatch.service.reporting import LedgerQueries
 
 
 @dataclass
 class Tally:
+    #: The ledger's queries (None: every version counts as a file), and when the run began.
+    queries: LedgerQueries | None = None
+    started_at: float = field(default_factory=time.time)
     processed_files: int = 0
+    processed_versions: int = 0
     processed_rows: int = 0
     row_counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (status, code)
     failed_files: int = 0
@@ -29,7 +44,8 @@ class Tally:
             fields = dict(source=source_name(outcome.path), state=outcome.state,
                           rows=outcome.n_rows, batch_id=outcome.batch_id or report.batch_id)
             if outcome.state == "done":
-                self.processed_files += 1
+                self.processed_versions += 1
+                self.processed_files += not self._seen_before(outcome.path, outcome.sha256)
                 self.processed_rows += outcome.n_rows
                 if outcome.detected_at is not None and report.committed_at is not None:
                     fields["latency_ms"] = round(
@@ -48,10 +64,18 @@ class Tally:
             else:  # skipped (same content already done) or gone (deleted meanwhile)
                 log.info(f"file_{outcome.state}", reason=outcome.reason, **fields)
 
+    def _seen_before(self, path, sha256: str | None) -> bool:
+        """Another content of ``path`` was processed in this run (None: any content)."""
+        return self.queries is not None and self.queries.processed_since(
+            path_key(path), self.started_at, sha256)
+
     def uncount(self, table, n_files: int) -> None:
-        """Files counted as processed whose rows (``table``) were never written: they are
-        processed again and counted then."""
-        self.processed_files -= n_files
+        """File versions counted as processed whose rows (``table``) were never written, and
+        released in the ledger: they are processed again and counted then. A file leaves the
+        count of files when no version of it stays processed."""
+        self.processed_versions -= n_files
+        sources = set(table.column("source").to_pylist()) if table.num_rows else set()
+        self.processed_files -= sum(not self._seen_before(s, None) for s in sources)
         self.processed_rows -= table.num_rows
         self.row_counts.subtract(count_table(table))
         self.row_counts = +self.row_counts  # drop counts that reached zero
@@ -65,6 +89,7 @@ class Tally:
     def log_stopping(self, log, queued: int) -> None:
         """The service's ``stopping`` log line: what this run processed."""
         log.info("stopping", processed_files=self.processed_files,
+                 processed_versions=self.processed_versions,
                  processed_rows=self.processed_rows,
                  # failed: an unexpected error (tried again); quarantined: not
                  failed_files=self.failed_files - self.quarantined_files,
@@ -74,7 +99,9 @@ class Tally:
 
     def status_text(self, waiting: int) -> str:
         """systemd's STATUS line while processing, with ``waiting`` files queued."""
-        return (f"queue {waiting} files; processed {self.processed_files} files "
+        again = ("" if self.processed_versions == self.processed_files
+                 else f" in {self.processed_versions} versions")
+        return (f"queue {waiting} files; processed {self.processed_files} files{again} "
                 f"({self.processed_rows} rows: {format_counts(self.row_counts)}); "
                 f"failed {self.failed_files} "
                 f"(quarantined {self.quarantined_files})")
