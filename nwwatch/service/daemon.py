@@ -128,8 +128,6 @@ class Daemon:
         make_folder(cfg, "output.results", cfg.results)
         make_folder(cfg, "state.ledger", cfg.ledger.parent)
         ledger = self.ledger = open_ledger(cfg.ledger, cfg.results, self.log)
-        # files processed again in this run count once (versions apart): asked of the ledger
-        self.tally.queries, self.tally.started_at = ledger.queries, time.time()
         watches: list[Watch] = []
         dashboard = None
         try:
@@ -137,10 +135,6 @@ class Daemon:
             if report.adopted or report.removed:
                 self.log.warning("reconciled_after_crash", adopted=report.adopted,
                                  removed=report.removed)
-            if ledger.quarantined_as("TomogramTooLargeError"):  # the limit raised since?
-                from nwwatch.service.volumes import retry_tomograms_that_fit
-
-                retry_tomograms_that_fit(ledger, self.log)
             specs = [EngineSpec(w.kind, w.model, f"watch[{i}].model")
                      for i, w in enumerate(cfg.watches)]
             flush_policy = FlushPolicy(max_rows=cfg.flush_rows, max_seconds=cfg.flush_seconds)
@@ -284,7 +278,7 @@ class Daemon:
         for buffer in buffers.values():
             for batch in buffer.take_released():
                 if batch.tallied:
-                    self.tally.uncount(batch.table, len(batch.rows_per_item))
+                    self.tally.uncount(batch.table, len(batch.rows_per_item), self.ledger.queries)
                 for entry in batch.entries:
                     path = getattr(entry, "path", None)
                     if path is None or path in queued:
@@ -386,7 +380,7 @@ class Daemon:
     def _record(self, report: BatchReport, w: Watch) -> None:
         """Count and log the outcomes of ``report``; its done files whose rows are still held
         are marked, to be un-counted should their rows be released."""
-        self.tally.record(report, self.log)
+        self.tally.record(report, self.log, self.ledger.queries)
         counted = {o.batch_id for o in report.files if o.state == "done"}
         for held in w.engine.buffer.batches:
             held.tallied |= held.batch_id in counted

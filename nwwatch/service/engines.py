@@ -1,6 +1,6 @@
 """What the daemon and ``nwwatch replay`` both do around :func:`process`: build the engines
-(one segmenter per model file), vet input files before they are opened, and quarantine the
-bad ones."""
+(one segmenter per model file), vet input files before they are opened, quarantine the bad
+ones, and at a start try again the tomograms refused for memory that now fit."""
 
 from __future__ import annotations
 
@@ -124,6 +124,8 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                               volume_options=volume_options,
                               overlays=overlays or OverlaySettings(),
                               buffer=buffer))
+    if any(e.kind == "tomogram" for e in engines):
+        retry_memory_refusals(ledger, log)  # the memory limit raised since the refusal?
     return engines
 
 
@@ -182,3 +184,14 @@ def quarantine_inputs(engine: Engine, bad: Sequence[BadInput], log) -> int:
     engine.ledger.record_failures(failures, engine.max_attempts)
     refresh_quarantine(engine.ledger, engine.results_dir, log)
     return len(failures)
+
+
+def retry_memory_refusals(ledger: Ledger, log) -> int:
+    """At a start (:func:`build_engines`, for a tomogram engine): tomograms quarantined as too
+    large for the memory that fit now go back to be processed
+    (:func:`nwwatch.service.volumes.retry_tomograms_that_fit`)."""
+    if not ledger.quarantined_as("TomogramTooLargeError"):
+        return 0
+    from nwwatch.service.volumes import retry_tomograms_that_fit
+
+    return retry_tomograms_that_fit(ledger, log)

@@ -202,11 +202,7 @@ def replay(
         report = ledger.reconcile(max_attempts)
         if report.adopted or report.removed:
             log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)
-        if ledger.quarantined_as("TomogramTooLargeError"):  # the limit raised since?
-            from nwwatch.service.volumes import retry_tomograms_that_fit
-
-            retry_tomograms_that_fit(ledger, log)
-        # an adopted batch (or the retry) may have taken files off the quarantine list
+        # an adopted batch (or build_engines' retry of tomograms) may have taken files off it
         refresh_quarantine(ledger, out, log)
         files = _inputs_of(roots, kind, summary)
         summary.files = len(files)

@@ -26,8 +26,7 @@ from nwwatch.service.reporting import LedgerQueries
 
 @dataclass
 class Tally:
-    #: The ledger's queries (None: every version counts as a file), and when the run began.
-    queries: LedgerQueries | None = None
+    #: When the run began (epoch s): files processed since are files of this run.
     started_at: float = field(default_factory=time.time)
     processed_files: int = 0
     processed_versions: int = 0
@@ -36,8 +35,10 @@ class Tally:
     failed_files: int = 0
     quarantined_files: int = 0
 
-    def record(self, report: BatchReport, log) -> None:
-        """Count and log the outcomes of one batch, and feed /metrics."""
+    def record(self, report: BatchReport, log, queries: LedgerQueries | None = None) -> None:
+        """Count and log the outcomes of one batch, and feed /metrics. ``queries``: the
+        ledger's, which tell a file processed before in this run (None: every version counts
+        as a file)."""
         # Quarantined files here; latencies when their rows are written (service.flush).
         _metrics.observe_outcomes([(o.state, o.detected_at) for o in report.files], None)
         for outcome in report.files:
@@ -45,7 +46,8 @@ class Tally:
                           rows=outcome.n_rows, batch_id=outcome.batch_id or report.batch_id)
             if outcome.state == "done":
                 self.processed_versions += 1
-                self.processed_files += not self._seen_before(outcome.path, outcome.sha256)
+                self.processed_files += not self._seen_before(queries, outcome.path,
+                                                              outcome.sha256)
                 self.processed_rows += outcome.n_rows
                 if outcome.detected_at is not None and report.committed_at is not None:
                     fields["latency_ms"] = round(
@@ -64,18 +66,18 @@ class Tally:
             else:  # skipped (same content already done) or gone (deleted meanwhile)
                 log.info(f"file_{outcome.state}", reason=outcome.reason, **fields)
 
-    def _seen_before(self, path, sha256: str | None) -> bool:
+    def _seen_before(self, queries: LedgerQueries | None, path, sha256: str | None) -> bool:
         """Another content of ``path`` was processed in this run (None: any content)."""
-        return self.queries is not None and self.queries.processed_since(
+        return queries is not None and queries.processed_since(
             path_key(path), self.started_at, sha256)
 
-    def uncount(self, table, n_files: int) -> None:
+    def uncount(self, table, n_files: int, queries: LedgerQueries | None = None) -> None:
         """File versions counted as processed whose rows (``table``) were never written, and
         released in the ledger: they are processed again and counted then. A file leaves the
         count of files when no version of it stays processed."""
         self.processed_versions -= n_files
         sources = set(table.column("source").to_pylist()) if table.num_rows else set()
-        self.processed_files -= sum(not self._seen_before(s, None) for s in sources)
+        self.processed_files -= sum(not self._seen_before(queries, s, None) for s in sources)
         self.processed_rows -= table.num_rows
         self.row_counts.subtract(count_table(table))
         self.row_counts = +self.row_counts  # drop counts that reached zero
