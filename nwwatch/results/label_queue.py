@@ -206,7 +206,7 @@ def forget_other_contents(results_dir: str | os.PathLike[str], source: str,
                           sha256: str) -> int:
     """Drop the queued frames of the file ``source`` (the ``source`` column's form) made of
     content other than ``sha256``, the content it holds again (put back to content processed
-    before, which is not processed again: module docstring). Returns how many left."""
+    before, which is not processed again: module docstring). Returns how many were dropped."""
     folder = acquisition_folder(results_dir, source)
     with _LOCK:
         entries = _read(folder)
