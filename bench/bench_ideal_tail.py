@@ -6,9 +6,14 @@ measures only the a >= 30 px bins, binary labels. For each frame it records the 
 1-sigma, the facet's angle to the pixel lattice and its sub-pixel phase, and splits the
 error between the fitted circle and the fitted facet line: the angle of the fitted circle
 against the true facet line, and of the true circle against the fitted line (exact truth
-from ``nwwatch.synth.geometry.droplet_geometry``).
+from ``nwwatch.synth.geometry.droplet_geometry``). For frames over 0.2 deg it renders two
+"twins" to see what the labels allow: the cap the measurement describes (fitted circle on the
+fitted line; droplet pixels differing from the frame's) and the true circle on a facet moved
+onto the fitted line's offset (whether its label image is identical). The JSON keeps per-seed
+and per-a summaries and the frames with |error| > 0.1 deg or no valid angle.
 
-    .venv/bin/python -m bench.bench_ideal_tail --seeds 0 1 2 [--json FILE.json]
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.bench_ideal_tail --seeds 0 1 2 3 \
+        [--json bench/results/ideal_tail_shipped.json]   (about a minute)
 """
 
 from __future__ import annotations
@@ -54,16 +59,17 @@ def lattice_twin(wire: WireSpec, shift_px: float) -> tuple[WireSpec, float]:
     return twin, theta
 
 
-def circle_twin(wire: WireSpec, centre: np.ndarray, radius: float) -> WireSpec:
-    """The cap on the true facet line (same normal) under the circle (``centre`` (row, col),
-    ``radius`` px) instead of the true one; its base centre slides under the new centre."""
-    g = droplet_geometry(wire)
-    m = np.array(facet_vectors(wire)[0])
-    s = float((centre - np.array(g.facet)) @ m)
+def measured_twin(wire: WireSpec, centre: np.ndarray, radius: float, point: np.ndarray,
+                  normal: np.ndarray) -> WireSpec:
+    """The cap the measurement describes: circle (``centre`` (row, col), ``radius`` px) on the
+    fitted facet line (through ``point`` with unit ``normal`` into the droplet), on a wire
+    of the true radius along that normal."""
+    s = float((centre - point) @ normal)
     theta = math.degrees(math.acos(min(max(-s / radius, -1.0), 1.0)))
-    facet = centre - s * m
-    return replace(wire, facet_row=float(facet[0]), facet_col=float(facet[1]), theta_deg=theta,
-                   droplet_base_px=radius * math.sin(math.radians(theta)))
+    facet = centre - s * normal
+    axis = math.degrees(math.atan2(-normal[0], normal[1]))
+    return replace(wire, facet_row=float(facet[0]), facet_col=float(facet[1]), axis_deg=axis,
+                   theta_deg=theta, droplet_base_px=radius * math.sin(math.radians(theta)))
 
 
 def _minus(value: float | None, truth: float) -> float | None:
@@ -125,19 +131,16 @@ def frame_record(wire: WireSpec, seed: int, a: float, index: int, cut: bool) -> 
         cap_excess_px=r.cap_excess_px, triple_depth_px=r.triple_depth_px,
         fit_residual_rms_px=r.fit_residual_rms_px, arc_span_deg=r.arc_span_deg,
     )
-    if abs(rec["error_deg"]) > 0.2 and abs(rec["line_only_error_deg"]) >= abs(
-            rec["circle_only_error_deg"]):
-        # Would a cap whose facet lies on the fitted line (same circle) give the same labels?
+    if abs(rec["error_deg"]) > 0.2:
+        # Would the cap the measurement describes draw the same droplet pixels? Then the labels
+        # cannot tell it from the truth. And would the true cap with its facet moved onto the
+        # fitted line's offset (same circle) give the very same labels?
+        twin = measured_twin(wire, centre_fit, r.droplet_radius_px, p_fit, normal_fit)
+        rec["measured_twin_droplet_pixels_differing"] = int(np.count_nonzero(
+            (render(twin)[0] == DROPLET) != (labels == DROPLET)))
         twin, twin_theta = lattice_twin(wire, -line_offset)
         rec.update(twin_theta_deg=twin_theta,
                    twin_labels_identical=bool(np.array_equal(render(twin)[0], labels)))
-    if abs(rec["error_deg"]) > 0.2 and abs(rec["circle_only_error_deg"]) > abs(
-            rec["line_only_error_deg"]):
-        # Does the fitted circle (on the true line) draw the same droplet pixels? Pixels that
-        # differ mean the labels exclude that circle: a better circle exists in principle.
-        twin = circle_twin(wire, centre_fit, r.droplet_radius_px)
-        rec["circle_twin_droplet_pixels_differing"] = int(np.count_nonzero(
-            (render(twin)[0] == DROPLET) != (labels == DROPLET)))
     return rec
 
 
@@ -155,12 +158,30 @@ def run_seed(seed: int, per_bin: int = PER_BIN) -> list[dict]:
 
 
 def summary(frames: list[dict]) -> dict:
-    errs = np.array([abs(f["error_deg"]) for f in frames if "error_deg" in f])
+    """Median / max |error| (deg) of the valid frames, how many exceed 0.2 / 0.26 deg, how many
+    are within 2 sigma, the max over facets >= 2 deg off the pixel axes, median CPU ms."""
+    valid = [f for f in frames if "error_deg" in f]
+    errs = np.array([abs(f["error_deg"]) for f in valid])
+    off = [abs(f["error_deg"]) for f in valid if f["off_grid_deg"] >= 2.0]
     return {"n": len(frames), "valid": int(errs.size),
             "median": float(np.median(errs)) if errs.size else None,
             "max": float(errs.max()) if errs.size else None,
             "over_0.2": int((errs > 0.2).sum()), "over_0.26": int((errs > 0.26).sum()),
+            "within_2sigma": sum(abs(f["error_deg"]) <= 2 * f["sigma_deg"] for f in valid),
+            "max_off_grid_2deg": max(off) if off else None,
             "ms_median": float(np.median([f["ms"] for f in frames]))}
+
+
+def _rounded(value: object) -> object:
+    """``value`` with floats to 5 decimals (the JSON stays small; 1e-5 deg is far below
+    anything read from it)."""
+    if isinstance(value, float):
+        return round(value, 5)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def _main(argv: list[str] | None = None, report: Callable[[str], None] = print) -> None:
@@ -174,7 +195,11 @@ def _main(argv: list[str] | None = None, report: Callable[[str], None] = print) 
     for seed in args.seeds:
         frames = run_seed(seed, args.per_bin)
         s = summary(frames)
-        record["seeds"][str(seed)] = {"summary": s, "frames": frames}
+        per_a = {str(a): summary([f for f in frames if f["a_px"] == a])
+                 for a in A_BINS if a >= MIN_A_PX}
+        # Only the tail is kept frame by frame: |error| > 0.1 deg or no valid angle.
+        tail = [f for f in frames if abs(f.get("error_deg", 1.0)) > 0.1]
+        record["seeds"][str(seed)] = {"summary": s, "per_a": per_a, "tail_frames": tail}
         report(f"seed {seed}: " + json.dumps(s))
         for f in frames:
             if abs(f.get("error_deg", 0.0)) > 0.2 or "error_deg" not in f:
@@ -182,7 +207,7 @@ def _main(argv: list[str] | None = None, report: Callable[[str], None] = print) 
                                           for k, v in f.items()}))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        args.json.write_text(json.dumps(_rounded(record), indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
