@@ -6,11 +6,13 @@ The available figure is injected: nothing large is allocated."""
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import structlog
 from onnx_models import TOMOGRAM_GREY
 from servicekit import model
 from structlog.testing import capture_logs
@@ -113,7 +115,17 @@ def test_replay_tries_a_tomogram_that_may_fit_and_warns(tmp_path, monkeypatch):
 
 
 
-def test_a_tomogram_refused_for_memory_is_tried_again_once_the_limit_allows_it(tmp_path,
+@pytest.fixture
+def info_level():
+    """Info events reach capture_logs even after a test configured a quieter level (a
+    filtering wrapper drops them before any processor)."""
+    before = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    yield
+    structlog.configure(**before)
+
+
+def test_a_tomogram_refused_for_memory_is_tried_again_once_the_limit_allows_it(info_level, tmp_path,
                                                                                monkeypatch):
     # Was: quarantined for good (bad input), also after the limit was raised; only
     # `replay --force` brought it back. The refusal is about the memory, not the file.
