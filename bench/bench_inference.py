@@ -21,6 +21,10 @@ Usage::
 
     python -m bench.bench_inference                      # all architectures, table to stdout
     python -m bench.bench_inference --arch unet --int8 --repeats 30 --json bench/out/inf.json
+    python -m bench.bench_inference --model nwwatch/models/insitu-default.onnx --json J
+
+``--model PATH`` times existing ONNX files (e.g. the shipped model, trained weights) instead of
+building the architectures; their rows have ``arch`` ``file:NAME`` and no torch columns.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -150,6 +155,21 @@ def bench_arch(arch: str, out_dir: Path, image: np.ndarray, args: argparse.Names
     return rows
 
 
+def bench_file(path: Path, image: np.ndarray, args: argparse.Namespace) -> dict:
+    """The ONNX timings of an existing model file (its own weights, as shipped)."""
+    metadata = Segmenter(path, providers=("cpu",)).metadata
+    size_multiple = metadata.size_multiple
+    if image.shape[0] % size_multiple:
+        raise SystemExit(f"{path}: --size {image.shape[0]} is not a multiple of {size_multiple}")
+    return {
+        "arch": f"file:{path.name}",
+        "precision": "fp32",
+        "file_mb": path.stat().st_size / 1e6,
+        "size_multiple": size_multiple,
+        **time_onnx(path, image, args.threads, args.repeats),
+    }
+
+
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"ONNX Runtime {ort.__version__} CPU, torch {torch.__version__}, {args.threads} threads, "
@@ -183,18 +203,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--calibration", type=int, default=8, help="INT8 calibration frames")
     parser.add_argument("--exporter", default="dynamo", choices=("dynamo", "legacy"))
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--model", type=Path, nargs="+", default=None,
+                        help="time these ONNX files instead of building --arch")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)
     image = rng.uniform(-1, 1, (args.size, args.size)).astype(np.float32)
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="nwwatch-bench-") as work:
-        for arch in args.arch:
-            rows += bench_arch(arch, Path(work), image, args)
-    print(markdown(rows, args))
+    if args.model:
+        rows = [bench_file(path, image, args) for path in args.model]
+        print("\n".join(json.dumps(r) for r in rows))
+    else:
+        with tempfile.TemporaryDirectory(prefix="nwwatch-bench-") as work:
+            for arch in args.arch:
+                rows += bench_arch(arch, Path(work), image, args)
+        print(markdown(rows, args))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2))
+        record = {"command": "python -m bench.bench_inference " + " ".join(argv or sys.argv[1:]),
+                  "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                  "load_average_1_5_15_after": [round(x, 2) for x in os.getloadavg()],
+                  "cpu_count": os.cpu_count(), "onnxruntime": ort.__version__, "rows": rows}
+        args.json.write_text(json.dumps(record if args.model else rows, indent=2))
     return rows
 
 

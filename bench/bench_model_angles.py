@@ -26,6 +26,8 @@ first time)::
 
     python -m bench.bench_model_angles nwwatch/models/insitu-default.onnx \\
         --json bench/results/model_angles.json
+    python -m bench.bench_model_angles nwwatch/models/insitu-default.onnx --only \
+        --json bench/results/model_angles_real_crops.json     # the real crops alone, seconds
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -204,7 +208,7 @@ def real_crops(segmenter) -> dict[str, Any]:
                           "angle_deg": r.contact_angle_deg,
                           "sigma_deg": r.contact_angle_uncertainty_deg,
                           "facet_edge": r.facet_edge, "shift_px": r.facet_edge_shift_px,
-                          "snr": r.facet_edge_snr}
+                          "snr": r.facet_edge_snr, "triple_depth_px": r.triple_depth_px}
         out[stem] = entry
     return out
 
@@ -215,7 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=FOLDER",
                         help="use FOLDER (with truth.parquet) for set NAME instead of "
                              "generating it")
-    parser.add_argument("--only", nargs="*", default=None, help="names of the sets to run")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="names of the sets to run (given with no names: only the real "
+                             "crops)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--no-whole-droplet", action="store_true",
                         help="segment without the runtime's whole-droplet second pass "
@@ -232,10 +238,12 @@ def main(argv: list[str] | None = None) -> None:
 
         segmenter.working_scale = dataclasses.replace(segmenter.working_scale,
                                                       whole_droplet_radius_px=None)
-    report: dict[str, Any] = {"model": str(args.model), "sha256": segmenter.model_sha256,
+    report: dict[str, Any] = {"command": "python -m bench.bench_model_angles "
+                                         + " ".join(argv or sys.argv[1:]),
+                              "model": str(args.model), "sha256": segmenter.model_sha256,
                               "sets": {}}
     per_frame = {}
-    for name in args.only or list(SETS):
+    for name in list(SETS) if args.only is None else args.only:
         folder = Path(given[name]) if name in given else ensure_set(name)
         summary, frames = score_set(segmented(args.model, folder, name, segmenter))
         report["sets"][name] = {"data": str(folder), **summary}
@@ -253,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         print(stem, "  ".join(f"{w}: {e['status']} {e['angle_deg'] or float('nan'):.1f}"
                               f"+-{e['sigma_deg'] or float('nan'):.1f} ({e['facet_edge']})"
                               for w, e in entry.items()))
+    report["load_average_1_5_15_after"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1, default=float) + "\n")
