@@ -3,6 +3,7 @@ this module: starting one costs seconds), real worker and driver kills."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sqlite3
@@ -538,3 +539,45 @@ def test_a_replay_with_nothing_left_to_do_starts_no_cluster(cluster, acq, tmp_pa
     assert (again.skipped, again.still_quarantined, again.done, again.cluster.tasks) == (
         N_FRAMES, 1, 0, 0)
     assert not (results / STAGING_DIR).exists()
+
+
+def test_rows_carry_the_drivers_clock_so_a_reverted_file_is_current_despite_worker_skew(
+        cluster, tmp_path):
+    """A file put back v1 -> v2 -> v1 is recorded in reverted.parquet at the driver's time,
+    which the newest-version rule compares with the rows' ``processed_at``: stamped on a
+    worker whose clock runs an hour ahead, v2 stayed the file's newest version."""
+    from distributed import Client
+
+    from nwwatch.results.versions import newest_versions, read_reverted
+
+    address, _ = cluster
+
+    def skew(hours: float) -> None:  # on each worker: its clock `hours` ahead
+        import datetime as dt
+
+        from nwwatch.service import frames
+
+        class Skewed(dt.datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return dt.datetime.now(tz) + dt.timedelta(hours=hours)
+
+        frames.datetime = Skewed if hours else dt.datetime
+
+    folder, onnx, out = tmp_path / "acq", model(tmp_path), tmp_path / "out"
+    folder.mkdir()
+    versions = []
+    for angle in (100, 130):
+        write_frame_tiff(folder / "f.tif", paint_insitu(angle, size=64, top=30))
+        versions.append((folder / "f.tif").read_bytes())
+    with Client(address) as client:
+        client.run(skew, 1.0)
+        try:
+            for content in (*versions, versions[0]):  # v1, v2, v1 again
+                (folder / "f.tif").write_bytes(content)
+                replay(folder, out, model=onnx, dask=address)
+                assert (rows(out).processed_at <= pd.Timestamp.now(tz="UTC")).all()
+        finally:
+            client.run(skew, 0)
+    current = newest_versions(ds.dataset(out / "frames").to_table(), read_reverted(out))
+    assert current.column("source_sha256").to_pylist() == [hashlib.sha256(versions[0]).hexdigest()]

@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nwwatch.segment.session import ModelLoadError
@@ -266,6 +267,13 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         summary.quarantined += len(ledger.record_failures(early, engine.max_attempts))
     n_rows = 0
     staged = pq.read_table(res.staged) if parts else None
+    if staged is not None:
+        # The driver's clock, not the worker's: RESULTS/reverted.parquet is stamped here
+        # (ledgerreverts) and the newest-version rule compares it with this column, so a
+        # worker whose clock runs ahead would keep a file's later version current.
+        at = staged.schema.get_field_index("processed_at")
+        staged = staged.set_column(at, "processed_at", pa.array(
+            [datetime.now(UTC)] * staged.num_rows, staged.schema.field(at).type))
     job = FRAME_JOB
     for partition, (claim, failures, rows_per_item) in parts.items():
         batch_id = uuid.uuid4().hex[:16]
