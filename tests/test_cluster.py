@@ -581,3 +581,22 @@ def test_rows_carry_the_drivers_clock_so_a_reverted_file_is_current_despite_work
             client.run(skew, 0)
     current = newest_versions(ds.dataset(out / "frames").to_table(), read_reverted(out))
     assert current.column("source_sha256").to_pylist() == [hashlib.sha256(versions[0]).hexdigest()]
+
+
+def test_a_port_that_accepts_but_never_answers_is_named_with_a_reason(monkeypatch):
+    """Was `no Dask scheduler reachable at … within 0.5 s (TimeoutError: )`: the timeout's
+    empty message. (A dashboard port, a firewall that accepts and says nothing.)"""
+    import socket
+
+    import nwwatch.service.clusterconnect as connect_module
+
+    monkeypatch.setattr(connect_module, "CONNECT_TIMEOUT_S", 0.5)
+    with socket.socket() as listener:  # connections complete, but nothing is ever said
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(ClusterUnreachableError) as err:
+            connect_module.connect(address)
+    message = str(err.value)
+    assert message.startswith(f"no Dask scheduler reachable at {address} within 0.5 s (")
+    assert message.endswith(": no connection and handshake in time)"), message

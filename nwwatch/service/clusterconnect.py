@@ -113,7 +113,7 @@ def connect(address: str):
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterUnreachableError(
             f"no Dask scheduler reachable at {address} within {CONNECT_TIMEOUT_S:g} s "
-            f"({type(exc).__name__}: {exc})") from None
+            f"({type(exc).__name__}: {str(exc) or 'no answer in time'})") from None
 
 
 def _probe(address: str) -> None:
@@ -139,7 +139,9 @@ def _probe(address: str) -> None:
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterUnreachableError(
             f"no Dask scheduler reachable at {address} within {CONNECT_TIMEOUT_S:g} s "
-            f"({type(exc).__name__}: {exc or 'no connection and handshake in time'})") from None
+            # a timeout's message is empty
+            f"({type(exc).__name__}: {str(exc) or 'no connection and handshake in time'})"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - whatever answered, it is not a scheduler
         raise ClusterUnreachableError(
             f"{address} answered, but not as a Dask scheduler (is it the scheduler's "
