@@ -600,3 +600,75 @@ def test_a_port_that_accepts_but_never_answers_is_named_with_a_reason(monkeypatc
     message = str(err.value)
     assert message.startswith(f"no Dask scheduler reachable at {address} within 0.5 s (")
     assert message.endswith(": no connection and handshake in time)"), message
+
+
+CTRL_C_AT_START = """
+import os, signal, sys, time
+import distributed
+from nwwatch.service.clusterconnect import close_connection, connect
+
+
+class CtrlCOnceStarted(distributed.LocalCluster):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # its workers run now
+        os.killpg(0, signal.SIGINT)  # Ctrl-C in the terminal while connect() still starts
+        time.sleep(0.5)
+
+
+distributed.LocalCluster = CtrlCOnceStarted
+
+if __name__ == "__main__":  # the worker processes import this module too
+    try:
+        connection = connect("local:2")
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    close_connection(connection)
+    print("not interrupted", file=sys.stderr)
+"""
+
+
+def test_a_ctrl_c_while_the_local_cluster_starts_acts_once_it_has_started():
+    """Was lost: SIGINT was ignored while the workers were spawned, so that they inherited
+    that, and a replay interrupted in those seconds ran to its end. Now SIGINT is blocked
+    while they are spawned (the mask is inherited; the driver's handler holds it)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_AT_START], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          start_new_session=True)  # its own group: killpg(0) stays in it
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1:] == ["interrupted"], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and " - ERROR - " not in proc.stderr, \
+        proc.stderr[-3000:]
+
+
+CTRL_C_AFTER_A_RESTART = """
+import os, signal, sys, time
+from nwwatch.service.clusterconnect import close_connection, connect
+
+if __name__ == "__main__":
+    connection = client, _ = connect("local:1")
+    client.restart()  # as the nanny does for a worker that died or used too much memory
+    try:
+        os.killpg(0, signal.SIGINT)  # Ctrl-C in the terminal
+        time.sleep(5)
+    except KeyboardInterrupt:
+        time.sleep(1)  # a worker's traceback would be printed meanwhile
+        print("interrupted", file=sys.stderr)
+    finally:
+        close_connection(connection)
+"""
+
+
+def test_a_worker_restarted_by_its_nanny_ignores_ctrl_c_too():
+    """Was: a worker its nanny restarted during the replay (one that died, say) started
+    with SIGINT as usual, and a Ctrl-C printed its KeyboardInterrupt and CancelledError
+    tracebacks. Restarted workers inherit the blocked SIGINT of the cluster's loop thread."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_AFTER_A_RESTART], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          start_new_session=True)  # its own group: killpg(0) stays in it
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "interrupted" in proc.stderr
+    assert "Traceback" not in proc.stderr and " - ERROR - " not in proc.stderr, \
+        proc.stderr[-3000:]

@@ -94,18 +94,19 @@ def connect(address: str):
     if n is not None:
         from nwwatch.service.quietclose import QuietWhileClosing
 
-        # Any free port: several replays (or tests) may run on one machine.
-        with children_ignore_ctrl_c():
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                   dashboard_address="127.0.0.1:0",
-                                   silence_logs=logging.ERROR)
-            try:
+        client = cluster = None
+        try:
+            # Any free port: several replays (or tests) may run on one machine.
+            with children_ignore_ctrl_c():  # a Ctrl-C meanwhile is raised at its end
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                       dashboard_address="127.0.0.1:0",
+                                       silence_logs=logging.ERROR)
                 client = Client(cluster)
                 # no worker traceback when they are closed (a Ctrl-C, or the end)
                 client.register_plugin(QuietWhileClosing())
-            except BaseException:
-                cluster.close()
-                raise
+        except BaseException:
+            close_connection((client, cluster))
+            raise
         return client, cluster
     _probe(address)
     try:
