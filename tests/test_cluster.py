@@ -672,3 +672,17 @@ def test_a_worker_restarted_by_its_nanny_ignores_ctrl_c_too():
     assert "interrupted" in proc.stderr
     assert "Traceback" not in proc.stderr and " - ERROR - " not in proc.stderr, \
         proc.stderr[-3000:]
+
+
+def test_the_note_on_volume_like_files_of_a_cluster_replay_says_to_drop_dask():
+    """Was `replay with --kind tomogram --model MODEL`: with --dask kept, a wrong command
+    line (tomograms are not distributed)."""
+    from nwwatch.service.cluster import ClusterStats
+    from nwwatch.service.replaysummary import ReplaySummary
+
+    local = ReplaySummary(results_dir=Path("res"), volume_like=[Path("v.tif")])
+    on_cluster = ReplaySummary(results_dir=Path("res"), volume_like=[Path("v.tif")],
+                               cluster=ClusterStats())
+    assert not any("--dask" in line for line in local.lines())
+    assert any("--kind tomogram --model MODEL without --dask" in line
+               for line in on_cluster.lines())
