@@ -686,3 +686,43 @@ def test_the_note_on_volume_like_files_of_a_cluster_replay_says_to_drop_dask():
     assert not any("--dask" in line for line in local.lines())
     assert any("--kind tomogram --model MODEL without --dask" in line
                for line in on_cluster.lines())
+
+
+SCHEDULER_LOST = """
+import subprocess, sys, time
+from nwwatch.service.clusterconnect import close_connection, connect
+
+if __name__ == "__main__":
+    port = sys.argv[1]
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                                  "--port", port, "--dashboard-address", ":0"],
+                                 stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):  # until it answers
+            try:
+                connection = client, _ = connect(f"tcp://127.0.0.1:{port}")
+                break
+            except Exception:
+                time.sleep(0.1)
+        future = client.submit(time.sleep, 60, pure=False)
+        time.sleep(0.5)
+    finally:
+        scheduler.kill()
+        scheduler.wait()
+    while future.status == "pending":
+        time.sleep(0.05)
+    time.sleep(1)  # the client's reconnection attempts meanwhile
+    close_connection(connection)
+    print("lost", future.status, file=sys.stderr)
+"""
+
+
+def test_a_lost_scheduler_logs_no_cancelled_tracebacks_from_the_client():
+    """Was: distributed's client logged its cancelled reconnection tasks at ERROR, with a
+    CancelledError traceback each, before the replay's own `lost the Dask scheduler`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", SCHEDULER_LOST, str(_free_port())], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1:] == ["lost cancelled"], proc.stderr[-3000:]
+    assert "CancelledError" not in proc.stderr, proc.stderr[-3000:]
