@@ -726,3 +726,34 @@ def test_a_lost_scheduler_logs_no_cancelled_tracebacks_from_the_client():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1:] == ["lost cancelled"], proc.stderr[-3000:]
     assert "CancelledError" not in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.timeout(120)  # before: the replay waited for its worker without end
+def test_a_scheduler_without_workers_says_the_replay_waits_for_one(acq, tmp_path,
+                                                                    monkeypatch):
+    """Was silent: the dashboard line and a bar at 0 until a worker joined (a Slurm job
+    still queued, a worker that died with the scheduler). The replay says why it waits,
+    then goes on once one joins."""
+    import click
+    from distributed import LocalCluster
+
+    folder, onnx = acq
+    said = []
+    echo = click.echo
+
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
+                      dashboard_address="127.0.0.1:0") as empty:
+        def watch(message=None, *args, **kwargs):
+            said.append(str(message))
+            if "no Dask worker" in str(message):
+                empty.scale(1)  # one joins once the replay has said so
+            echo(message, *args, **kwargs)
+
+        monkeypatch.setattr(click, "echo", watch)
+        s = replay(folder, tmp_path / "res", model=onnx, dask=empty.scheduler_address,
+                   progress=True)
+    assert [m for m in said if "no Dask worker" in m] == [
+        f"no Dask worker at {empty.scheduler_address} yet: the tasks wait for one to join "
+        "(Ctrl-C stops the replay)"]
+    assert s.done == N_FRAMES
+    assert_exactly_once(tmp_path / "res", N_FRAMES)

@@ -96,13 +96,18 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
             stats.workers = len(info.get("workers", {}))
             stats.threads = sum(client.nthreads().values())
             _check_workers_import_nwwatch(client)
+        import click
+
         if "dashboard" in info.get("services", {}):
             stats.dashboard = client.dashboard_link
             log.info("dask_dashboard", url=stats.dashboard)
             if bar.enabled:
-                import click
-
                 click.echo(f"Dask dashboard: {stats.dashboard}", err=True)
+        if not stats.workers:  # legitimate (Slurm jobs still queued), but say why it waits
+            log.info("dask_no_workers", address=address)
+            if bar.enabled:
+                click.echo(f"no Dask worker at {address} yet: the tasks wait for one to join "
+                           "(Ctrl-C stops the replay)", err=True)
         n_local = clusterconnect.local_workers(address)
         threads = inference.threads
         if threads is None and n_local is not None:  # share this machine's cores
