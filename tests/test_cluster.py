@@ -3,6 +3,7 @@ this module: starting one costs seconds), real worker and driver kills."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sqlite3
@@ -538,3 +539,221 @@ def test_a_replay_with_nothing_left_to_do_starts_no_cluster(cluster, acq, tmp_pa
     assert (again.skipped, again.still_quarantined, again.done, again.cluster.tasks) == (
         N_FRAMES, 1, 0, 0)
     assert not (results / STAGING_DIR).exists()
+
+
+def test_rows_carry_the_drivers_clock_so_a_reverted_file_is_current_despite_worker_skew(
+        cluster, tmp_path):
+    """A file put back v1 -> v2 -> v1 is recorded in reverted.parquet at the driver's time,
+    which the newest-version rule compares with the rows' ``processed_at``: stamped on a
+    worker whose clock runs an hour ahead, v2 stayed the file's newest version."""
+    from distributed import Client
+
+    from nwwatch.results.versions import newest_versions, read_reverted
+
+    address, _ = cluster
+
+    def skew(hours: float) -> None:  # on each worker: its clock `hours` ahead
+        import datetime as dt
+
+        from nwwatch.service import frames
+
+        class Skewed(dt.datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return dt.datetime.now(tz) + dt.timedelta(hours=hours)
+
+        frames.datetime = Skewed if hours else dt.datetime
+
+    folder, onnx, out = tmp_path / "acq", model(tmp_path), tmp_path / "out"
+    folder.mkdir()
+    versions = []
+    for angle in (100, 130):
+        write_frame_tiff(folder / "f.tif", paint_insitu(angle, size=64, top=30))
+        versions.append((folder / "f.tif").read_bytes())
+    with Client(address) as client:
+        client.run(skew, 1.0)
+        try:
+            for content in (*versions, versions[0]):  # v1, v2, v1 again
+                (folder / "f.tif").write_bytes(content)
+                replay(folder, out, model=onnx, dask=address)
+                assert (rows(out).processed_at <= pd.Timestamp.now(tz="UTC")).all()
+        finally:
+            client.run(skew, 0)
+    current = newest_versions(ds.dataset(out / "frames").to_table(), read_reverted(out))
+    assert current.column("source_sha256").to_pylist() == [hashlib.sha256(versions[0]).hexdigest()]
+
+
+def test_a_port_that_accepts_but_never_answers_is_named_with_a_reason(monkeypatch):
+    """Was `no Dask scheduler reachable at … within 0.5 s (TimeoutError: )`: the timeout's
+    empty message. (A dashboard port, a firewall that accepts and says nothing.)"""
+    import socket
+
+    import nwwatch.service.clusterconnect as connect_module
+
+    monkeypatch.setattr(connect_module, "CONNECT_TIMEOUT_S", 0.5)
+    with socket.socket() as listener:  # connections complete, but nothing is ever said
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(ClusterUnreachableError) as err:
+            connect_module.connect(address)
+    message = str(err.value)
+    assert message.startswith(f"no Dask scheduler reachable at {address} within 0.5 s (")
+    assert message.endswith(": no connection and handshake in time)"), message
+
+
+CTRL_C_AT_START = """
+import os, signal, sys, time
+import distributed
+from nwwatch.service.clusterconnect import close_connection, connect
+
+
+class CtrlCOnceStarted(distributed.LocalCluster):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # its workers run now
+        os.killpg(0, signal.SIGINT)  # Ctrl-C in the terminal while connect() still starts
+        time.sleep(0.5)
+
+
+distributed.LocalCluster = CtrlCOnceStarted
+
+if __name__ == "__main__":  # the worker processes import this module too
+    try:
+        connection = connect("local:2")
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    close_connection(connection)
+    print("not interrupted", file=sys.stderr)
+"""
+
+
+def test_a_ctrl_c_while_the_local_cluster_starts_acts_once_it_has_started():
+    """Was lost: SIGINT was ignored while the workers were spawned, so that they inherited
+    that, and a replay interrupted in those seconds ran to its end. Now SIGINT is blocked
+    while they are spawned (the mask is inherited; the driver's handler holds it)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_AT_START], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          start_new_session=True)  # its own group: killpg(0) stays in it
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1:] == ["interrupted"], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and " - ERROR - " not in proc.stderr, \
+        proc.stderr[-3000:]
+
+
+CTRL_C_AFTER_A_RESTART = """
+import os, signal, sys, time
+from nwwatch.service.clusterconnect import close_connection, connect
+
+if __name__ == "__main__":
+    connection = client, _ = connect("local:1")
+    client.restart()  # as the nanny does for a worker that died or used too much memory
+    try:
+        os.killpg(0, signal.SIGINT)  # Ctrl-C in the terminal
+        time.sleep(5)
+    except KeyboardInterrupt:
+        time.sleep(1)  # a worker's traceback would be printed meanwhile
+        print("interrupted", file=sys.stderr)
+    finally:
+        close_connection(connection)
+"""
+
+
+def test_a_worker_restarted_by_its_nanny_ignores_ctrl_c_too():
+    """Was: a worker its nanny restarted during the replay (one that died, say) started
+    with SIGINT as usual, and a Ctrl-C printed its KeyboardInterrupt and CancelledError
+    tracebacks. Restarted workers inherit the blocked SIGINT of the cluster's loop thread."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_AFTER_A_RESTART], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          start_new_session=True)  # its own group: killpg(0) stays in it
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "interrupted" in proc.stderr
+    assert "Traceback" not in proc.stderr and " - ERROR - " not in proc.stderr, \
+        proc.stderr[-3000:]
+
+
+def test_the_note_on_volume_like_files_of_a_cluster_replay_says_to_drop_dask():
+    """Was `replay with --kind tomogram --model MODEL`: with --dask kept, a wrong command
+    line (tomograms are not distributed)."""
+    from nwwatch.service.cluster import ClusterStats
+    from nwwatch.service.replaysummary import ReplaySummary
+
+    local = ReplaySummary(results_dir=Path("res"), volume_like=[Path("v.tif")])
+    on_cluster = ReplaySummary(results_dir=Path("res"), volume_like=[Path("v.tif")],
+                               cluster=ClusterStats())
+    assert not any("--dask" in line for line in local.lines())
+    assert any("--kind tomogram --model MODEL without --dask" in line
+               for line in on_cluster.lines())
+
+
+SCHEDULER_LOST = """
+import subprocess, sys, time
+from nwwatch.service.clusterconnect import close_connection, connect
+
+if __name__ == "__main__":
+    port = sys.argv[1]
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                                  "--port", port, "--dashboard-address", ":0"],
+                                 stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):  # until it answers
+            try:
+                connection = client, _ = connect(f"tcp://127.0.0.1:{port}")
+                break
+            except Exception:
+                time.sleep(0.1)
+        future = client.submit(time.sleep, 60, pure=False)
+        time.sleep(0.5)
+    finally:
+        scheduler.kill()
+        scheduler.wait()
+    while future.status == "pending":
+        time.sleep(0.05)
+    time.sleep(1)  # the client's reconnection attempts meanwhile
+    close_connection(connection)
+    print("lost", future.status, file=sys.stderr)
+"""
+
+
+def test_a_lost_scheduler_logs_no_cancelled_tracebacks_from_the_client():
+    """Was: distributed's client logged its cancelled reconnection tasks at ERROR, with a
+    CancelledError traceback each, before the replay's own `lost the Dask scheduler`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", SCHEDULER_LOST, str(_free_port())], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1:] == ["lost cancelled"], proc.stderr[-3000:]
+    assert "CancelledError" not in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.timeout(120)  # before: the replay waited for its worker without end
+def test_a_scheduler_without_workers_says_the_replay_waits_for_one(acq, tmp_path,
+                                                                    monkeypatch):
+    """Was silent: the dashboard line and a bar at 0 until a worker joined (a Slurm job
+    still queued, a worker that died with the scheduler). The replay says why it waits,
+    then goes on once one joins."""
+    import click
+    from distributed import LocalCluster
+
+    folder, onnx = acq
+    said = []
+    echo = click.echo
+
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
+                      dashboard_address="127.0.0.1:0") as empty:
+        def watch(message=None, *args, **kwargs):
+            said.append(str(message))
+            if "no Dask worker" in str(message):
+                empty.scale(1)  # one joins once the replay has said so
+            echo(message, *args, **kwargs)
+
+        monkeypatch.setattr(click, "echo", watch)
+        s = replay(folder, tmp_path / "res", model=onnx, dask=empty.scheduler_address,
+                   progress=True)
+    assert [m for m in said if "no Dask worker" in m] == [
+        f"no Dask worker at {empty.scheduler_address} yet: the tasks wait for one to join "
+        "(Ctrl-C stops the replay)"]
+    assert s.done == N_FRAMES
+    assert_exactly_once(tmp_path / "res", N_FRAMES)

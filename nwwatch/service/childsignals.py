@@ -1,4 +1,4 @@
-"""Ctrl-C and ``replay --dask local:N``: its worker processes start with SIGINT ignored, and
+"""Ctrl-C and ``replay --dask local:N``: its worker processes start with SIGINT blocked, and
 the driver holds a Ctrl-C back while it waits in a Dask client call."""
 
 from __future__ import annotations
@@ -11,18 +11,28 @@ from contextlib import contextmanager
 
 @contextmanager
 def children_ignore_ctrl_c() -> Iterator[None]:
-    """Start the LocalCluster's worker processes with SIGINT ignored (inherited through
-    their exec): Ctrl-C in a terminal reaches the whole foreground process group, and each
-    worker would print a KeyboardInterrupt traceback; the driver alone stops, closing them.
-    A Ctrl-C during these seconds of start-up is ignored by the driver too."""
+    """Start the LocalCluster's worker processes with SIGINT blocked: Ctrl-C in a terminal
+    reaches the whole foreground process group, and each worker would print a
+    KeyboardInterrupt traceback; the driver alone stops, closing them. A thread's signal
+    mask is inherited by the threads it starts and through fork and exec (Python's own
+    ``multiprocessing.resource_tracker`` starts its process so), so the workers, and those
+    their nannies restart later from the event-loop thread started here, never see it. A
+    Ctrl-C during these seconds reaches the driver's handler, which holds it until the
+    block ends (:func:`ctrl_c_after_the_call`; it was ignored, and the replay ran on)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set there; a caller's thread keeps its own
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+    from multiprocessing import resource_tracker
+
+    # Started here first: the thread that starts it leaves with SIGINT unblocked (CPython's
+    # resource_tracker unblocks it after spawning), which would be the cluster's event loop.
+    resource_tracker.ensure_running()
+    with ctrl_c_after_the_call():
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:  # one that waited for this thread is delivered now, to the holding handler
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 @contextmanager

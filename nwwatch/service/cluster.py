@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nwwatch.segment.session import ModelLoadError
@@ -95,13 +96,18 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
             stats.workers = len(info.get("workers", {}))
             stats.threads = sum(client.nthreads().values())
             _check_workers_import_nwwatch(client)
+        import click
+
         if "dashboard" in info.get("services", {}):
             stats.dashboard = client.dashboard_link
             log.info("dask_dashboard", url=stats.dashboard)
             if bar.enabled:
-                import click
-
                 click.echo(f"Dask dashboard: {stats.dashboard}", err=True)
+        if not stats.workers:  # legitimate (Slurm jobs still queued), but say why it waits
+            log.info("dask_no_workers", address=address)
+            if bar.enabled:
+                click.echo(f"no Dask worker at {address} yet: the tasks wait for one to join "
+                           "(Ctrl-C stops the replay)", err=True)
         n_local = clusterconnect.local_workers(address)
         threads = inference.threads
         if threads is None and n_local is not None:  # share this machine's cores
@@ -266,6 +272,13 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         summary.quarantined += len(ledger.record_failures(early, engine.max_attempts))
     n_rows = 0
     staged = pq.read_table(res.staged) if parts else None
+    if staged is not None:
+        # The driver's clock, not the worker's: RESULTS/reverted.parquet is stamped here
+        # (ledgerreverts) and the newest-version rule compares it with this column, so a
+        # worker whose clock runs ahead would keep a file's later version current.
+        at = staged.schema.get_field_index("processed_at")
+        staged = staged.set_column(at, "processed_at", pa.array(
+            [datetime.now(UTC)] * staged.num_rows, staged.schema.field(at).type))
     job = FRAME_JOB
     for partition, (claim, failures, rows_per_item) in parts.items():
         batch_id = uuid.uuid4().hex[:16]

@@ -6,6 +6,7 @@ for the replay (:func:`connect`, :func:`close_connection`). The driver's work on
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nwwatch.service.childsignals import children_ignore_ctrl_c, ctrl_c_after_the_call
@@ -14,6 +15,30 @@ from nwwatch.service.childsignals import children_ignore_ctrl_c, ctrl_c_after_th
 CLUSTER_EXTRA = "cluster"
 #: Seconds to wait for a scheduler before giving up with :class:`ClusterUnreachableError`.
 CONNECT_TIMEOUT_S = 5.0
+
+
+class _NoCancelledTracebacks(logging.Filter):
+    """Drops what distributed's client logs, traceback and all, about its own tasks being
+    cancelled (its reconnection attempts once the scheduler is lost): the replay stops with
+    its own `lost the Dask scheduler at ADDRESS` then. Other records pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.exc_info[0] is asyncio.CancelledError)
+
+
+_CLIENT_LOG = "distributed.client"
+_QUIET_CLIENT = _NoCancelledTracebacks()
+_open_connections = 0  # the filter is on while any connection of connect() is open
+
+
+def _client_log_quiet(on: bool) -> None:
+    global _open_connections
+    _open_connections += 1 if on else -1
+    if _open_connections > 0:
+        logging.getLogger(_CLIENT_LOG).addFilter(_QUIET_CLIENT)  # once: a filter is a set
+    else:
+        _open_connections = 0
+        logging.getLogger(_CLIENT_LOG).removeFilter(_QUIET_CLIENT)
 
 
 class ClusterUnavailableError(RuntimeError):
@@ -94,26 +119,30 @@ def connect(address: str):
     if n is not None:
         from nwwatch.service.quietclose import QuietWhileClosing
 
-        # Any free port: several replays (or tests) may run on one machine.
-        with children_ignore_ctrl_c():
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                   dashboard_address="127.0.0.1:0",
-                                   silence_logs=logging.ERROR)
-            try:
+        client = cluster = None
+        try:
+            # Any free port: several replays (or tests) may run on one machine.
+            with children_ignore_ctrl_c():  # a Ctrl-C meanwhile is raised at its end
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                       dashboard_address="127.0.0.1:0",
+                                       silence_logs=logging.ERROR)
                 client = Client(cluster)
+                _client_log_quiet(True)
                 # no worker traceback when they are closed (a Ctrl-C, or the end)
                 client.register_plugin(QuietWhileClosing())
-            except BaseException:
-                cluster.close()
-                raise
+        except BaseException:
+            close_connection((client, cluster))
+            raise
         return client, cluster
     _probe(address)
     try:
-        return Client(address, timeout=CONNECT_TIMEOUT_S), None
+        client = Client(address, timeout=CONNECT_TIMEOUT_S)
+        _client_log_quiet(True)
+        return client, None
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterUnreachableError(
             f"no Dask scheduler reachable at {address} within {CONNECT_TIMEOUT_S:g} s "
-            f"({type(exc).__name__}: {exc})") from None
+            f"({type(exc).__name__}: {str(exc) or 'no answer in time'})") from None
 
 
 def _probe(address: str) -> None:
@@ -139,7 +168,9 @@ def _probe(address: str) -> None:
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterUnreachableError(
             f"no Dask scheduler reachable at {address} within {CONNECT_TIMEOUT_S:g} s "
-            f"({type(exc).__name__}: {exc or 'no connection and handshake in time'})") from None
+            # a timeout's message is empty
+            f"({type(exc).__name__}: {str(exc) or 'no connection and handshake in time'})"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - whatever answered, it is not a scheduler
         raise ClusterUnreachableError(
             f"{address} answered, but not as a Dask scheduler (is it the scheduler's "
@@ -150,6 +181,10 @@ def close_connection(connection) -> None:
     """Close a ``(Client, LocalCluster or None)`` of :func:`connect` (a Ctrl-C meanwhile
     acts once both are closed)."""
     with ctrl_c_after_the_call():
-        for part in connection:
-            if part is not None:
-                part.close()
+        try:
+            for part in connection:
+                if part is not None:
+                    part.close()
+        finally:
+            if connection[0] is not None:
+                _client_log_quiet(False)

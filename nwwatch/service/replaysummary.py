@@ -117,7 +117,9 @@ class ReplaySummary:
             out.append(f"note: {which} as Z slices (ImageJ slices or OME SizeZ), as a "
                        "tomogram does; replayed as in-situ frames, one row a slice. For a "
                        "tomogram, replay with --kind tomogram --model MODEL "
-                       "(docs/tomography.md)")
+                       + ("without --dask (tomograms are not distributed) "
+                          if self.cluster is not None else "")
+                       + "(docs/tomography.md)")
         if self.not_tiff:
             n = len(self.not_tiff)
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, not TIFF by extension "
