@@ -100,11 +100,17 @@ def iso_boundary_points(
 
     The inside is ``probability >= level``.
     """
-    p = np.asarray(probability, dtype=np.float64)
+    p = np.asarray(probability)
+    if not (p.dtype == np.float64 or (p.dtype == np.float32 and float(np.float32(level)) == level)):
+        p = p.astype(np.float64)
+    # A float32 map against a level float32 holds exactly compares as in float64, and its
+    # values convert exactly: only the crossings' values are converted, not the whole crop.
     inside = p >= level
     h, v = _pairs(inside)
-    p0h, p1h = p[h[0], h[1]], p[h[0], h[1] + 1]
-    p0v, p1v = p[v[0], v[1]], p[v[0] + 1, v[1]]
+    p0h = p[h[0], h[1]].astype(np.float64, copy=False)
+    p1h = p[h[0], h[1] + 1].astype(np.float64, copy=False)
+    p0v = p[v[0], v[1]].astype(np.float64, copy=False)
+    p1v = p[v[0] + 1, v[1]].astype(np.float64, copy=False)
     frac_h = np.clip((level - p0h) / (p1h - p0h), 0.0, 1.0)
     frac_v = np.clip((level - p0v) / (p1v - p0v), 0.0, 1.0)
     return _assemble(inside, frac_h, frac_v, h, v, offset)
