@@ -49,11 +49,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d, map_coordinates
+from scipy.ndimage import gaussian_filter1d
 
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure import smallmath
 from nwwatch.measure.interface import FacetLine
+from nwwatch.measure.sample import bilinear, nearest
 
 #: Sampling step of the profiles along the normal (px).
 PROFILE_STEP_PX = 0.25
@@ -183,52 +184,6 @@ def _bootstrap_means(prof: np.ndarray, draws: np.ndarray) -> np.ndarray:
     return np.matmul(kept, ranked[:, :, None])[..., 0].T / (n - 2 * cut)
 
 
-def _nearest(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``labels`` (H, W) at the pixels nearest (``rows``, ``cols``) (same shape, float), 0
-    outside: ``map_coordinates(order=0, mode="constant", cval=0)``. Where every point lies
-    within the array's pixel centres that is the pixel at ``floor(x + 0.5)`` (scipy's order-0
-    rule), read by indexing at a fifth of the cost; otherwise scipy reads them."""
-    if (rows.min() >= 0.0 and cols.min() >= 0.0 and rows.max() <= labels.shape[0] - 1
-            and cols.max() <= labels.shape[1] - 1):
-        return labels[np.floor(rows + 0.5).astype(np.intp), np.floor(cols + 0.5).astype(np.intp)]
-    return map_coordinates(labels, [rows.ravel(), cols.ravel()], order=0, mode="constant",
-                           cval=0).reshape(rows.shape)
-
-
-def _bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """float64 ``image`` (H, W) at (``rows``, ``cols``) (same shape) by linear interpolation:
-    ``map_coordinates(order=1, mode="nearest", output=np.float64)``. Where every point has
-    its four neighbours inside a C-contiguous array this is scipy's own arithmetic, done by
-    array operations at about half its cost: per point, the weights ``1 - f`` and
-    ``1 - (1 - f)`` of the fractional part ``f`` on either axis, each neighbour's value times
-    its row weight times its column weight, summed from 0 in scipy's order (equal to the last
-    bit: checked against scipy on millions of points in tests/test_refine.py); otherwise scipy
-    reads them."""
-    height, width = image.shape
-    if not (image.flags.c_contiguous and rows.min() >= 0.0 and cols.min() >= 0.0
-            and rows.max() < height - 1 and cols.max() < width - 1):
-        return map_coordinates(image, [rows.ravel(), cols.ravel()], output=np.float64,
-                               order=1, mode="nearest").reshape(rows.shape)
-    r0, c0 = np.floor(rows), np.floor(cols)
-    w_r0 = 1.0 - (rows - r0)
-    w_c0 = 1.0 - (cols - c0)
-    w_r1, w_c1 = 1.0 - w_r0, 1.0 - w_c0
-    index = r0.astype(np.intp)
-    index *= width
-    index += c0.astype(np.intp)
-    flat = image.ravel()
-    total = flat.take(index) * w_r0
-    total *= w_c0
-    total += 0.0  # scipy's sum starts at +0.0: a -0.0 term becomes +0.0
-    # The other three neighbours: (r0, c0 + 1), (r0 + 1, c0), (r0 + 1, c0 + 1).
-    for step, w_r, w_c in ((1, w_r0, w_c1), (width - 1, w_r1, w_c0), (1, w_r1, w_c1)):
-        index += step
-        term = flat.take(index) * w_r
-        term *= w_c
-        total += term
-    return total
-
-
 @functools.lru_cache(maxsize=64)
 def _draws(n: int) -> np.ndarray:
     """(BOOTSTRAP, n) resampled row indices, from a generator seeded 0 for every call (the
@@ -338,14 +293,14 @@ def refine_facet_line(
     below = offsets < -MAX_SHIFT_PX
     above = offsets > MAX_SHIFT_PX
     outside = below | above
-    lab = _nearest(labels, along_r[:, None] + across_r[outside],
+    lab = nearest(labels, along_r[:, None] + across_r[outside],
                    along_c[:, None] + across_c[outside])
     n_below = int(np.count_nonzero(below))
     ok = (lab[:, :n_below] == NANOWIRE).all(axis=1) & (lab[:, n_below:] == DROPLET).all(axis=1)
     if np.count_nonzero(ok) < MIN_POSITIONS:
         return EdgeRefinement("too_short", n_positions=int(np.count_nonzero(ok)))
     img = np.asarray(image)
-    prof = _bilinear(img, along_r[ok, None] + across_r, along_c[ok, None] + across_c)
+    prof = bilinear(img, along_r[ok, None] + across_r, along_c[ok, None] + across_c)
     prof = prof[np.isfinite(prof).all(axis=1)]  # NaN pixels: leave those positions out
     n = prof.shape[0]
     if n < MIN_POSITIONS:
