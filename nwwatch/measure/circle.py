@@ -72,10 +72,16 @@ def geometric_fit(
     jac = np.empty((3, n))
     jac[2] = -1.0
 
+    # Work arrays reused by every evaluation (the same arithmetic as fresh ones).
+    d, sq, scale = np.empty((2, n)), np.empty((2, n)), np.empty(n)
+
     def residuals(cc: np.ndarray, rr: float, out: np.ndarray) -> np.ndarray:
-        d = coords - cc[:, None]
-        dist = np.sqrt(d[0] * d[0] + d[1] * d[1])
-        np.divide(d, -np.maximum(dist, 1e-12), out=out[:2])
+        np.subtract(coords, cc[:, None], out=d)
+        np.multiply(d, d, out=sq)
+        dist = np.sqrt(sq[0] + sq[1])
+        np.maximum(dist, 1e-12, out=scale)
+        np.negative(scale, out=scale)
+        np.divide(d, scale, out=out[:2])
         return dist - rr
 
     res = residuals(c, r, jac)

@@ -65,15 +65,17 @@ def _assemble(
     step[:n_h, 1] = 1
     step[n_h:, 0] = 1
     # frac is the position of the crossing from the first pixel towards the second.
-    if frac_h is None:  # binary mask: the pixel-edge midpoint
-        pts = first + 0.5 * step
+    if frac_h is None:  # binary mask: the pixel-edge midpoint (first + 0.5 * step, by column)
+        pts = first.astype(np.float64)
+        pts[:n_h, 1] += 0.5
+        pts[n_h:, 0] += 0.5
     else:
         pts = first + step * np.concatenate([frac_h, frac_v])[:, None]
     in_first = inside[first[:, 0], first[:, 1]]
     outward = step * np.where(in_first, 1.0, -1.0)[:, None]
     second = first + step
     inside_px = np.where(in_first[:, None], first, second)
-    outside_px = first + second - inside_px
+    outside_px = np.where(in_first[:, None], second, first)
     if offset != (0, 0):
         off = np.asarray(offset, dtype=np.int64)
         pts += off
