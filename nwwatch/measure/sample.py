@@ -28,9 +28,12 @@ def bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarra
     array operations at about half its cost: per point, the weights ``1 - f`` and
     ``1 - (1 - f)`` of the fractional part ``f`` on either axis, each neighbour's value times
     its row weight times its column weight, summed from 0 in scipy's order (equal to the last
-    bit: tests/test_measure_refine.py compares them); otherwise scipy reads them."""
+    bit: tests/test_measure_refine.py compares them); otherwise scipy reads them (and refuses
+    what it refuses: float16, non-native byte order)."""
     height, width = image.shape
-    if not (image.flags.c_contiguous and rows.min() >= 0.0 and cols.min() >= 0.0
+    if not (image.flags.c_contiguous and image.dtype.isnative
+            and (image.dtype.kind in "biu" or image.dtype in (np.float32, np.float64))
+            and rows.min() >= 0.0 and cols.min() >= 0.0
             and rows.max() < height - 1 and cols.max() < width - 1):
         return map_coordinates(image, [rows.ravel(), cols.ravel()], output=np.float64,
                                order=1, mode="nearest").reshape(rows.shape)
