@@ -269,3 +269,75 @@ def test_a_shift_that_rounds_to_zero_reads_plus_zero():
         edge = SimpleNamespace(refined=True, shift_px=shift, status="refined")
         _, note = result_notes(1, False, "interface", 0.0, 0.0, edge, wire)
         assert note == f"facet moved {text} px onto the image's edge"
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32, np.float64])
+def test_bilinear_profiles_are_scipys_to_the_last_bit(dtype) -> None:
+    # The refinement samples the frame by array arithmetic where every neighbour is inside
+    # (scipy's map_coordinates otherwise): the same float64 values, bit for bit, so rows do
+    # not change. Negative, NaN and -0.0 pixels and points on pixel centres included.
+    from scipy.ndimage import map_coordinates
+
+    from nwwatch.measure.sample import bilinear
+
+    rng = np.random.default_rng(7)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        image = rng.integers(info.min, info.max, (64, 80), endpoint=True).astype(dtype)
+    else:
+        image = rng.normal(0.0, 1e3, (64, 80)).astype(dtype)
+        image[5, 6], image[9:11, 9:11] = np.nan, -0.0
+    rows = rng.uniform(0.0, 62.999, (300, 41))
+    cols = rng.uniform(0.0, 78.999, (300, 41))
+    rows[:40], cols[:60] = np.round(rows[:40]), np.round(cols[:60] * 4) / 4
+    rows[0, :3], cols[0, :3] = (9.0, 9.0, 9.5), (9.0, 10.0, 9.0)
+    for r, c in ((rows, cols), (rows + 0.9, cols), (rows - 0.5, cols), (rows, cols + 1.5)):
+        expected = map_coordinates(image, [r.ravel(), c.ravel()], output=np.float64, order=1,
+                                   mode="nearest").reshape(r.shape)
+        got = bilinear(image, r, c)
+        assert got.dtype == np.float64 and got.shape == r.shape
+        assert np.array_equal(got.view(np.int64), expected.view(np.int64))
+    zeros = np.full((4, 4), -0.0)  # four -0.0 terms: scipy's sum from +0.0 gives +0.0
+    assert np.array_equal(bilinear(zeros, np.ones((1, 2)), np.array([[1.0, 1.5]])).view(np.int64),
+                          np.zeros((1, 2), np.int64))
+    strided = image[:, ::2]  # not C-contiguous: scipy's own reading
+    assert np.array_equal(bilinear(strided, rows, cols / 2),
+                          map_coordinates(strided, [rows.ravel(), cols.ravel() / 2],
+                                          output=np.float64, order=1,
+                                          mode="nearest").reshape(rows.shape), equal_nan=True)
+
+
+def test_step_centroid_reads_its_cycle_as_iterating_would() -> None:
+    # The locator stops iterating once an estimate comes back: the result must be the
+    # twelfth estimate all the same (or the converged one, or NaN).
+    from nwwatch.measure import refine
+
+    def iterated(profile, offsets, start, sign):
+        x, trail = start, [start]
+        for _ in range(12):
+            sel = np.abs(offsets - x) <= refine.WINDOW_PX
+            f, u = profile[sel] * sign, offsets[sel]
+            if f.size < 2 or f[-1] - f[0] <= 0.0:
+                return math.nan, False
+            area = float(np.sum(0.5 * (f[1:] + f[:-1] - 2.0 * f[0]) * np.diff(u)))
+            new = min(max(float(u[-1] - area / float(f[-1] - f[0])), -refine.MAX_SHIFT_PX - 1.0),
+                      refine.MAX_SHIFT_PX + 1.0)
+            if abs(new - x) < 0.01:
+                return new, False
+            x = new
+            trail.append(x)
+        return x, len(set(trail)) < len(trail)
+
+    offsets = np.arange(-refine.REACH_PX, refine.REACH_PX + 1e-9, refine.PROFILE_STEP_PX)
+    rng = np.random.default_rng(3)
+    cycles = 0
+    for k in range(400):
+        step = 1.0 / (1.0 + np.exp(-(offsets - rng.uniform(-5, 5)) / rng.uniform(0.2, 3.0)))
+        fringes = rng.uniform(0, 1.5) * np.sin(offsets * rng.uniform(0.5, 4.0))
+        sign = 1.0 if k % 2 else -1.0
+        profile = sign * (step + fringes + rng.normal(0.0, rng.uniform(0.0, 0.3), offsets.size))
+        got = refine._step_centroid(profile, offsets, 0.0, sign)
+        want, cycled = iterated(profile, offsets, 0.0, sign)
+        assert (math.isnan(got) and math.isnan(want)) or got == want
+        cycles += cycled
+    assert cycles > 20  # the shortcut was taken

@@ -59,7 +59,7 @@ def geometric_fit(
     n = len(pts)
     if n < 3:
         raise ValueError(f"need at least 3 points for a circle, got {n}")
-    if not np.all(np.isfinite(pts)):
+    if not np.isfinite(pts).all():  # the method: np.all's wrapper costs more than the test
         raise ValueError("circle points must be finite")
     if center0 is None or radius0 is None:
         center0, radius0 = kasa_fit(pts)
@@ -72,10 +72,16 @@ def geometric_fit(
     jac = np.empty((3, n))
     jac[2] = -1.0
 
+    # Work arrays reused by every evaluation (the same arithmetic as fresh ones).
+    d, sq, scale = np.empty((2, n)), np.empty((2, n)), np.empty(n)
+
     def residuals(cc: np.ndarray, rr: float, out: np.ndarray) -> np.ndarray:
-        d = coords - cc[:, None]
-        dist = np.sqrt(d[0] * d[0] + d[1] * d[1])
-        np.divide(d, -np.maximum(dist, 1e-12), out=out[:2])
+        np.subtract(coords, cc[:, None], out=d)
+        np.multiply(d, d, out=sq)
+        dist = np.sqrt(sq[0] + sq[1])
+        np.maximum(dist, 1e-12, out=scale)
+        np.negative(scale, out=scale)
+        np.divide(d, scale, out=out[:2])
         return dist - rr
 
     res = residuals(c, r, jac)
@@ -129,7 +135,7 @@ def geometric_fit(
         reason = "the fit diverged (radius or residuals not finite)"
     elif not reason and not converged:
         reason = f"did not converge in {max_iter} iterations"
-    elif not reason and not np.all(np.isfinite(cov)):
+    elif not reason and not np.isfinite(cov).all():
         reason = "singular covariance (degenerate points)"
     return CircleFit(
         center=c,
@@ -219,7 +225,7 @@ def refine_on_pixel_edges(
         except np.linalg.LinAlgError:
             return fit
         c, r = c + step[:2], r + step[2]
-        if not np.all(np.isfinite(step)):
+        if not np.isfinite(step).all():
             return fit
         if np.abs(step).max() < 1e-5:
             break

@@ -65,15 +65,17 @@ def _assemble(
     step[:n_h, 1] = 1
     step[n_h:, 0] = 1
     # frac is the position of the crossing from the first pixel towards the second.
-    if frac_h is None:  # binary mask: the pixel-edge midpoint
-        pts = first + 0.5 * step
+    if frac_h is None:  # binary mask: the pixel-edge midpoint (first + 0.5 * step, by column)
+        pts = first.astype(np.float64)
+        pts[:n_h, 1] += 0.5
+        pts[n_h:, 0] += 0.5
     else:
         pts = first + step * np.concatenate([frac_h, frac_v])[:, None]
     in_first = inside[first[:, 0], first[:, 1]]
     outward = step * np.where(in_first, 1.0, -1.0)[:, None]
     second = first + step
     inside_px = np.where(in_first[:, None], first, second)
-    outside_px = first + second - inside_px
+    outside_px = np.where(in_first[:, None], second, first)
     if offset != (0, 0):
         off = np.asarray(offset, dtype=np.int64)
         pts += off
@@ -100,11 +102,17 @@ def iso_boundary_points(
 
     The inside is ``probability >= level``.
     """
-    p = np.asarray(probability, dtype=np.float64)
+    p = np.asarray(probability)
+    if not (p.dtype == np.float64 or (p.dtype == np.float32 and float(np.float32(level)) == level)):
+        p = p.astype(np.float64)
+    # A float32 map against a level float32 holds exactly compares as in float64, and its
+    # values convert exactly: only the crossings' values are converted, not the whole crop.
     inside = p >= level
     h, v = _pairs(inside)
-    p0h, p1h = p[h[0], h[1]], p[h[0], h[1] + 1]
-    p0v, p1v = p[v[0], v[1]], p[v[0] + 1, v[1]]
+    p0h = p[h[0], h[1]].astype(np.float64, copy=False)
+    p1h = p[h[0], h[1] + 1].astype(np.float64, copy=False)
+    p0v = p[v[0], v[1]].astype(np.float64, copy=False)
+    p1v = p[v[0] + 1, v[1]].astype(np.float64, copy=False)
     frac_h = np.clip((level - p0h) / (p1h - p0h), 0.0, 1.0)
     frac_v = np.clip((level - p0v) / (p1v - p0v), 0.0, 1.0)
     return _assemble(inside, frac_h, frac_v, h, v, offset)

@@ -49,11 +49,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d, map_coordinates
+from scipy.ndimage import gaussian_filter1d
 
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure import smallmath
 from nwwatch.measure.interface import FacetLine
+from nwwatch.measure.sample import bilinear, nearest
 
 #: Sampling step of the profiles along the normal (px).
 PROFILE_STEP_PX = 0.25
@@ -140,6 +141,8 @@ def _robust_mean(values: np.ndarray, axis: int = 0) -> np.ndarray:
     n = values.shape[axis]
     cut = int(TRIM_FRACTION * n)
     part = np.partition(values, (cut, n - cut - 1), axis=axis) if cut else values
+    if axis == 0:  # a slice of the rows: the same values, in the same layout, as np.take's copy
+        return part[cut:n - cut].mean(axis=0)
     return np.take(part, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
 
 
@@ -181,18 +184,6 @@ def _bootstrap_means(prof: np.ndarray, draws: np.ndarray) -> np.ndarray:
     return np.matmul(kept, ranked[:, :, None])[..., 0].T / (n - 2 * cut)
 
 
-def _nearest(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``labels`` (H, W) at the pixels nearest (``rows``, ``cols``) (same shape, float), 0
-    outside: ``map_coordinates(order=0, mode="constant", cval=0)``. Where every point lies
-    within the array's pixel centres that is the pixel at ``floor(x + 0.5)`` (scipy's order-0
-    rule), read by indexing at a fifth of the cost; otherwise scipy reads them."""
-    if (rows.min() >= 0.0 and cols.min() >= 0.0 and rows.max() <= labels.shape[0] - 1
-            and cols.max() <= labels.shape[1] - 1):
-        return labels[np.floor(rows + 0.5).astype(np.intp), np.floor(cols + 0.5).astype(np.intp)]
-    return map_coordinates(labels, [rows.ravel(), cols.ravel()], order=0, mode="constant",
-                           cval=0).reshape(rows.shape)
-
-
 @functools.lru_cache(maxsize=64)
 def _draws(n: int) -> np.ndarray:
     """(BOOTSTRAP, n) resampled row indices, from a generator seeded 0 for every call (the
@@ -211,7 +202,12 @@ def _step_centroid(profile: np.ndarray, offsets: np.ndarray, start: float,
     fringes antisymmetric about the step; NaN when the window holds no step."""
     x = start
     spacing = np.diff(offsets)  # np.diff of a window's offsets is a slice of this
-    for _ in range(12):
+    # Each estimate is a function of the previous one alone: once one comes back, the rest
+    # of the twelve repeats that cycle (its steps were all checked on the first pass), and
+    # the twelfth is read from it (nine frames in ten of the growth video cycle).
+    seen: dict[float, int] = {x: 0}
+    trail = [x]
+    for step in range(12):
         # The window |offsets - x| <= WINDOW_PX is a run of samples (offsets increase, and
         # so does offsets - x): its ends by bisection, and slices instead of a boolean mask
         # and gathers (the same values; this loop runs ten times a frame).
@@ -230,6 +226,10 @@ def _step_centroid(profile: np.ndarray, offsets: np.ndarray, start: float,
         if abs(new - x) < 0.01:
             return new
         x = new
+        first = seen.setdefault(x, step + 1)
+        if first <= step:
+            return trail[first + (12 - first) % (step + 1 - first)]
+        trail.append(x)
     return x
 
 
@@ -293,17 +293,14 @@ def refine_facet_line(
     below = offsets < -MAX_SHIFT_PX
     above = offsets > MAX_SHIFT_PX
     outside = below | above
-    lab = _nearest(labels, along_r[:, None] + across_r[outside],
+    lab = nearest(labels, along_r[:, None] + across_r[outside],
                    along_c[:, None] + across_c[outside])
     n_below = int(np.count_nonzero(below))
     ok = (lab[:, :n_below] == NANOWIRE).all(axis=1) & (lab[:, n_below:] == DROPLET).all(axis=1)
     if np.count_nonzero(ok) < MIN_POSITIONS:
         return EdgeRefinement("too_short", n_positions=int(np.count_nonzero(ok)))
     img = np.asarray(image)
-    prof = map_coordinates(img, [(along_r[ok, None] + across_r).ravel(),
-                                 (along_c[ok, None] + across_c).ravel()],
-                           output=np.float64, order=1,
-                           mode="nearest").reshape(int(np.count_nonzero(ok)), offsets.size)
+    prof = bilinear(img, along_r[ok, None] + across_r, along_c[ok, None] + across_c)
     prof = prof[np.isfinite(prof).all(axis=1)]  # NaN pixels: leave those positions out
     n = prof.shape[0]
     if n < MIN_POSITIONS:

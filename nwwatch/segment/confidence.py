@@ -22,6 +22,8 @@ pass caps a merged softmax's margins at the lower of its two passes' (:func:`cap
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -137,9 +139,19 @@ def frame_confidence(probabilities: np.ndarray, labels: np.ndarray, angle_valid:
     -------
     float in [0, 1]: the expected mIoU, halved without a valid angle.
     """
-    iou = expected_iou(probabilities, labels)
-    miou = float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
-    return float(np.clip(miou, 0.0, 1.0)) * (1.0 if angle_valid else INVALID_ANGLE_FACTOR)
+    iou = expected_iou(probabilities, labels).tolist()
+    present = [v for v in iou if not math.isnan(v)]
+    if len(iou) < 8:
+        # np.nanmean of fewer than 8 values, without its per-call cost: NaN read as 0.0,
+        # summed in order (numpy sums short arrays sequentially), divided by the count.
+        total = 0.0
+        for i, v in enumerate(iou):
+            value = 0.0 if math.isnan(v) else v
+            total = value if i == 0 else total + value
+        miou = total / len(present) if present else 0.0
+    else:
+        miou = float(np.nanmean(iou)) if present else 0.0
+    return min(max(miou, 0.0), 1.0) * (1.0 if angle_valid else INVALID_ANGLE_FACTOR)
 
 
 def cap_confidence(probabilities: np.ndarray, labels: np.ndarray, ceiling: float,
