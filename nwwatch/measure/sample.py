@@ -10,12 +10,13 @@ from scipy.ndimage import map_coordinates
 
 
 def nearest(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``labels`` (H, W) at the pixels nearest (``rows``, ``cols``) (same shape, float), 0
-    outside: ``map_coordinates(order=0, mode="constant", cval=0)``. Where every point lies
-    within the array's pixel centres that is the pixel at ``floor(x + 0.5)`` (scipy's order-0
-    rule), read by indexing at a fifth of the cost; otherwise scipy reads them."""
-    if (rows.min() >= 0.0 and cols.min() >= 0.0 and rows.max() <= labels.shape[0] - 1
-            and cols.max() <= labels.shape[1] - 1):
+    """``labels`` (H, W) at the pixels nearest (``rows``, ``cols``) (same shape, ``labels``'
+    dtype), 0 outside: ``map_coordinates(order=0, mode="constant", cval=0)``. Where every
+    point lies within the array's pixel centres that is the pixel at ``floor(x + 0.5)``
+    (scipy's order-0 rule), read by indexing at a fifth of the cost; otherwise (no points
+    included: min and max have nothing to read) scipy reads them."""
+    if (rows.size and rows.min() >= 0.0 and cols.min() >= 0.0
+            and rows.max() <= labels.shape[0] - 1 and cols.max() <= labels.shape[1] - 1):
         return labels[np.floor(rows + 0.5).astype(np.intp), np.floor(cols + 0.5).astype(np.intp)]
     return map_coordinates(labels, [rows.ravel(), cols.ravel()], order=0, mode="constant",
                            cval=0).reshape(rows.shape)
@@ -28,10 +29,11 @@ def bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarra
     array operations at about half its cost: per point, the weights ``1 - f`` and
     ``1 - (1 - f)`` of the fractional part ``f`` on either axis, each neighbour's value times
     its row weight times its column weight, summed from 0 in scipy's order (equal to the last
-    bit: tests/test_measure_refine.py compares them); otherwise scipy reads them (and refuses
-    what it refuses: float16, non-native byte order)."""
+    bit: tests/test_measure_refine.py and tests/test_measure_sample.py compare them);
+    otherwise (another layout, dtype or byte order, a point near or past the border, NaN, no
+    points at all) scipy reads them, and refuses what it refuses (float16)."""
     height, width = image.shape
-    if not (image.flags.c_contiguous and image.dtype.isnative
+    if not (rows.size and image.flags.c_contiguous and image.dtype.isnative
             and (image.dtype.kind in "biu" or image.dtype in (np.float32, np.float64))
             and rows.min() >= 0.0 and cols.min() >= 0.0
             and rows.max() < height - 1 and cols.max() < width - 1):
