@@ -256,3 +256,42 @@ def test_the_service_status_line_says_versions_apart_from_files():
                                            "(7 rows: ")
     tally.processed_versions = 2  # no file processed again: as before
     assert tally.status_text(0).startswith("queue 0 files; processed 2 files (7 rows: ")
+
+
+def test_a_released_batch_uncounts_files_by_their_ledger_keys():
+    """A held batch released (its rows not written) leaves the count of files only for the
+    files with no version still processed, asked of the ledger by each file's key: a
+    non-UTF-8 path's key is its bytes, which its ``source`` text (\\xNN) does not give back;
+    and a done file without rows is one of the batch's files too."""
+    import os
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    from nwwatch.service.flush import HeldBatch
+    from nwwatch.service.ledgerdb import ItemKey
+    from nwwatch.service.names import path_key, source_name
+    from nwwatch.service.tally import Tally
+
+    stacks = [Path(os.fsdecode(b"/acq/stack-\xff%d.tif" % k)) for k in (1, 2)]
+    empty = Path("/acq/empty.tif")  # done without rows, released with the batch
+    kept = {path_key(p) for p in stacks}  # another version of each stays done
+    asked = []
+
+    class Queries:
+        def processed_since(self, source, since, other_than=None):
+            asked.append(source)
+            return source in kept
+
+    table = pa.table({"source": [source_name(p) for p in stacks], "status": ["ok"] * 2,
+                      "reason_code": ["ok"] * 2})
+    keys = {ItemKey(c * 64, "m" * 64, "5"): n for c, n in (("a", 1), ("b", 1), ("c", 0))}
+    batch = HeldBatch("b1", "frames", "acquisition=x", table, keys,
+                      entries=[*stacks, empty])
+    tally = Tally(processed_files=3, processed_versions=5, processed_rows=4,
+                  row_counts=Counter({("ok", "ok"): 4}))
+    tally.uncount(batch, Queries())
+    assert sorted(asked, key=repr) == sorted([*kept, path_key(empty)], key=repr)
+    # was (1, 2, 2): both stacks left the count by their text, the empty file stayed
+    assert (tally.processed_files, tally.processed_versions, tally.processed_rows) == (2, 2, 2)
+    assert tally.row_counts == Counter({("ok", "ok"): 2})

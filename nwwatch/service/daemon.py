@@ -278,7 +278,7 @@ class Daemon:
         for buffer in buffers.values():
             for batch in buffer.take_released():
                 if batch.tallied:
-                    self.tally.uncount(batch.table, len(batch.rows_per_item), self.ledger.queries)
+                    self.tally.uncount(batch, self.ledger.queries)
                 for entry in batch.entries:
                     path = getattr(entry, "path", None)
                     if path is None or path in queued:

@@ -16,12 +16,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.results.outcome import count_table, format_counts
 from nwwatch.service.batch import BatchReport, outcome_log_fields
 from nwwatch.service.names import path_key, source_name
 from nwwatch.service.reporting import LedgerQueries
+
+if TYPE_CHECKING:
+    from nwwatch.service.flush import HeldBatch
 
 
 @dataclass
@@ -71,13 +75,17 @@ class Tally:
         return queries is not None and queries.processed_since(
             path_key(path), self.started_at, sha256)
 
-    def uncount(self, table, n_files: int, queries: LedgerQueries | None = None) -> None:
-        """File versions counted as processed whose rows (``table``) were never written, and
-        released in the ledger: they are processed again and counted then. A file leaves the
-        count of files when no version of it stays processed."""
-        self.processed_versions -= n_files
-        sources = set(table.column("source").to_pylist()) if table.num_rows else set()
-        self.processed_files -= sum(not self._seen_before(queries, s, None) for s in sources)
+    def uncount(self, batch: HeldBatch, queries: LedgerQueries | None = None) -> None:
+        """The file versions of ``batch``, counted as processed, whose rows were never written
+        and which the ledger released: they are processed again and counted then. A file
+        leaves the count of files when no version of it stays processed."""
+        table = batch.table
+        self.processed_versions -= len(batch.rows_per_item)
+        # The files by their entries' paths: the ``source`` column cannot give a non-UTF-8
+        # path's ledger key back (its bytes are written as \xNN), and a done file without
+        # rows has none there.
+        paths = {getattr(entry, "path", entry) for entry in batch.entries}
+        self.processed_files -= sum(not self._seen_before(queries, p, None) for p in paths)
         self.processed_rows -= table.num_rows
         self.row_counts.subtract(count_table(table))
         self.row_counts = +self.row_counts  # drop counts that reached zero
