@@ -55,7 +55,7 @@ def test_bilinear_hands_swapped_bytes_borders_and_empty_inputs_to_scipy() -> Non
                           equal_nan=True)
     empty = np.empty((0, 9))
     assert bilinear(image, empty, empty).shape == (0, 9)
-    with pytest.raises(RuntimeError):  # scipy refuses float16, as it did before
+    with pytest.raises(RuntimeError):  # scipy's refusal of float16 stands
         bilinear(image.astype(np.float16), rows, cols)
 
 

@@ -292,6 +292,6 @@ def test_a_released_batch_uncounts_files_by_their_ledger_keys():
                   row_counts=Counter({("ok", "ok"): 4}))
     tally.uncount(batch, Queries())
     assert sorted(asked, key=repr) == sorted([*kept, path_key(empty)], key=repr)
-    # was (1, 2, 2): both stacks left the count by their text, the empty file stayed
+    # read by the source text, both stacks would leave the count and the empty file stay
     assert (tally.processed_files, tally.processed_versions, tally.processed_rows) == (2, 2, 2)
     assert tally.row_counts == Counter({("ok", "ok"): 2})

@@ -18,7 +18,8 @@ def children_ignore_ctrl_c() -> Iterator[None]:
     ``multiprocessing.resource_tracker`` starts its process so), so the workers, and those
     their nannies restart later from the event-loop thread started here, never see it. A
     Ctrl-C during these seconds reaches the driver's handler, which holds it until the
-    block ends (:func:`ctrl_c_after_the_call`; it was ignored, and the replay ran on)."""
+    block ends and then stops the driver (:func:`ctrl_c_after_the_call`): ignoring it would
+    let the replay run on."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set there; a caller's thread keeps its own
         return
