@@ -64,3 +64,42 @@ def test_a_handler_of_the_callers_own_gets_the_held_ctrl_c():
         assert seen == [signal.SIGINT]
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _blocked(status: str) -> bool:
+    """SIGINT in the SigBlk mask of a /proc/*/status text."""
+    mask = int(next(line for line in status.splitlines() if line.startswith("SigBlk:"))
+               .split()[1], 16)
+    return bool(mask & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc")
+def test_the_workers_start_with_ctrl_c_blocked_and_the_driver_gets_its_own_back():
+    # What the workers inherit: the block's mask, in a thread started in it and through
+    # fork and exec. What the driver keeps: its own mask back, also after an error in the
+    # block, and a Ctrl-C sent meanwhile raised once the block ends.
+    import subprocess
+    import threading
+
+    from nwwatch.service.childsignals import children_ignore_ctrl_c
+
+    seen = {}
+
+    def thread_mask() -> None:
+        seen["thread"] = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with pytest.raises(KeyboardInterrupt) as caught:
+        with children_ignore_ctrl_c():
+            worker = threading.Thread(target=thread_mask)
+            worker.start()
+            worker.join()
+            seen["exec"] = _blocked(subprocess.run(["cat", "/proc/self/status"],
+                                                   capture_output=True, text=True).stdout)
+            ctrl_c()
+            raise ValueError("the cluster failed to start")
+    assert seen == {"thread": True, "exec": True}
+    assert isinstance(caught.value.__context__, ValueError)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+    assert signal.SIGINT not in before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -757,3 +757,52 @@ def test_a_scheduler_without_workers_says_the_replay_waits_for_one(acq, tmp_path
         "(Ctrl-C stops the replay)"]
     assert s.done == N_FRAMES
     assert_exactly_once(tmp_path / "res", N_FRAMES)
+
+
+def test_the_client_log_filter_is_on_only_while_a_connection_is_open(monkeypatch):
+    """The filter that drops distributed.client's CancelledError records (a lost scheduler)
+    stays installed while any connection of connect() is open, and no longer: a refused
+    connection leaves none behind, and other records of that logger always pass."""
+    import asyncio
+    import logging
+
+    import distributed
+
+    from nwwatch.service import clusterconnect
+
+    class Client:
+        def __init__(self, address, timeout):
+            self.address = address
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(clusterconnect, "_probe", lambda address: None)
+    monkeypatch.setattr(distributed, "Client", Client)
+    log = logging.getLogger("distributed.client")
+
+    def quiet() -> bool:
+        return any(isinstance(f, clusterconnect._NoCancelledTracebacks) for f in log.filters)
+
+    def passes(exc: BaseException | None) -> bool:
+        info = None if exc is None else (type(exc), exc, None)
+        return bool(log.filter(log.makeRecord(log.name, logging.ERROR, __file__, 1, "m", (),
+                                              info)))
+
+    first = clusterconnect.connect("tcp://127.0.0.1:1")
+    second = clusterconnect.connect("tcp://127.0.0.1:2")
+    assert quiet()
+    assert not passes(asyncio.CancelledError())
+    assert passes(OSError("other")) and passes(None)
+    clusterconnect.close_connection(first)
+    assert quiet()  # the second is still open
+    clusterconnect.close_connection(second)
+    assert not quiet() and passes(asyncio.CancelledError())
+
+    def refused(address, timeout):
+        raise OSError("refused")
+
+    monkeypatch.setattr(distributed, "Client", refused)
+    with pytest.raises(ClusterUnreachableError):
+        clusterconnect.connect("tcp://127.0.0.1:3")
+    assert not quiet()
