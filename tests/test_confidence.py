@@ -119,3 +119,21 @@ def test_band_from_the_objects_box_equals_the_whole_frame_band(band_px):
                 rng.integers(0, 3)
         np.testing.assert_array_equal(_band_indices(labels, band_px),
                                       np.flatnonzero(boundary_band(labels, band_px)))
+
+
+@pytest.mark.parametrize("n_classes", [1, 2, 3, 4, 7, 8, 9])
+def test_frame_confidence_is_the_nanmean_of_the_ious_to_the_last_bit(n_classes, monkeypatch):
+    # frame_confidence sums fewer than eight IoUs in Python (numpy's order) instead of calling
+    # np.nanmean: the same float for any values, absent (NaN) classes, none present and the
+    # clip included, on both sides of the eight.
+    import nwwatch.segment.confidence as confidence
+
+    rng = np.random.default_rng(n_classes)
+    for k in range(300):
+        iou = rng.random(n_classes) * rng.choice([1.0, 1e-3, 1e3])
+        iou[rng.random(n_classes) < (0.3 if k % 50 else 1.0)] = np.nan  # all absent, at times
+        monkeypatch.setattr(confidence, "expected_iou", lambda probs, labels, v=iou: v)
+        want = (float(np.clip(np.nanmean(iou), 0.0, 1.0)) if np.isfinite(iou).any() else 0.0)
+        for valid, factor in ((True, 1.0), (False, confidence.INVALID_ANGLE_FACTOR)):
+            got = frame_confidence(np.empty((n_classes, 1, 1)), np.empty((1, 1)), valid)
+            assert np.float64(got).view(np.int64) == np.float64(want * factor).view(np.int64)
