@@ -141,7 +141,10 @@ def _robust_mean(values: np.ndarray, axis: int = 0) -> np.ndarray:
     n = values.shape[axis]
     cut = int(TRIM_FRACTION * n)
     part = np.partition(values, (cut, n - cut - 1), axis=axis) if cut else values
-    if axis == 0:  # a slice of the rows: the same values, in the same layout, as np.take's copy
+    # Rows of a C-contiguous array (the callers' are copies made by boolean indexing) slice
+    # into np.take's copy's values and layout: the mean sums in its order (an F-ordered
+    # array's slice would not, and its mean differs in the last bits).
+    if axis == 0:
         return part[cut:n - cut].mean(axis=0)
     return np.take(part, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
 
