@@ -125,7 +125,11 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                               overlays=overlays or OverlaySettings(),
                               buffer=buffer))
     if any(e.kind == "tomogram" for e in engines):
-        retry_memory_refusals(ledger, log)  # the memory limit raised since the refusal?
+        # Tomograms refused for memory that fit now (the limit raised since) go back to be
+        # processed; imported here, as an in-situ run needs none of the volume code.
+        from nwwatch.service.volumes import retry_tomograms_that_fit
+
+        retry_tomograms_that_fit(ledger, log)
     return engines
 
 
@@ -185,13 +189,3 @@ def quarantine_inputs(engine: Engine, bad: Sequence[BadInput], log) -> int:
     refresh_quarantine(engine.ledger, engine.results_dir, log)
     return len(failures)
 
-
-def retry_memory_refusals(ledger: Ledger, log) -> int:
-    """At a start (:func:`build_engines`, for a tomogram engine): tomograms quarantined as too
-    large for the memory that fit now go back to be processed
-    (:func:`nwwatch.service.volumes.retry_tomograms_that_fit`)."""
-    if not ledger.quarantined_as("TomogramTooLargeError"):
-        return 0
-    from nwwatch.service.volumes import retry_tomograms_that_fit
-
-    return retry_tomograms_that_fit(ledger, log)
