@@ -18,3 +18,15 @@ def setup(tmp_path):
     acq.mkdir()
     return tmp_path, acq, res, model(tmp_path)
 
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config_kept():
+    """Every test starts from the suite's structlog configuration: a command run in this
+    process (click's CliRunner) configures it for warnings and up (nwwatch.cli), which would
+    hide info events from a later test's ``capture_logs``."""
+    import structlog
+
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)

@@ -6,13 +6,11 @@ The available figure is injected: nothing large is allocated."""
 from __future__ import annotations
 
 import importlib
-import logging
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import structlog
 from onnx_models import TOMOGRAM_GREY
 from servicekit import model
 from structlog.testing import capture_logs
@@ -114,18 +112,7 @@ def test_replay_tries_a_tomogram_that_may_fit_and_warns(tmp_path, monkeypatch):
     assert len(tight) == 1 and tight[0]["available_source"] == "test"
 
 
-
-@pytest.fixture
-def info_level():
-    """Info events reach capture_logs even after a test configured a quieter level (a
-    filtering wrapper drops them before any processor)."""
-    before = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
-    yield
-    structlog.configure(**before)
-
-
-def test_a_tomogram_refused_for_memory_is_tried_again_once_the_limit_allows_it(info_level, tmp_path,
+def test_a_tomogram_refused_for_memory_is_tried_again_once_the_limit_allows_it(tmp_path,
                                                                                monkeypatch):
     # Was: quarantined for good (bad input), also after the limit was raised; only
     # `replay --force` brought it back. The refusal is about the memory, not the file.
