@@ -188,11 +188,8 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
             LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError,
             ClusterUnavailableError, ClusterUnreachableError, KeyboardInterrupt) as exc:
         if isinstance(exc, KeyboardInterrupt):
-            # rows already processed are written (service.flush); a claimed batch is
-            # settled by the next run, which skips what is done
-            click.echo(f"replay interrupted ({interrupt_name(exc)}): what was written is "
-                       f"kept; run the same command again to resume (nwwatch status --out "
-                       f"{out_dir})", err=True)
+            click.echo(f"replay interrupted ({interrupt_name(exc)}): "
+                       f"{_what_an_interrupt_kept(out_dir)}", err=True)
             sys.exit(interrupt_exit_status(exc))
         if isinstance(exc, ClusterRequestError) or (
                 isinstance(exc, ConfigError) and exc.file is None and exc.key in _OPTION_KEYS):
@@ -202,6 +199,17 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     for line in s.lines():
         click.echo(line)
     sys.exit(s.exit_status)
+
+
+def _what_an_interrupt_kept(out_dir: Path) -> str:
+    """What an interrupted replay tells of ``out_dir``: nothing written when it is missing or
+    empty (stopped while a scheduler was awaited or the model loaded: a failed start removes
+    what it made, startundo); else the rows already processed are there (service.flush) and a
+    batch claimed is settled by the next run, which skips what is done."""
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return f"nothing was written to {out_dir}; run the same command again to start"
+    return (f"what was written is kept; run the same command again to resume "
+            f"(nwwatch status --out {out_dir})")
 
 
 @click.command("status")
