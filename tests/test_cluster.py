@@ -527,6 +527,17 @@ def test_dask_with_options_it_cannot_take_is_a_wrong_command_line(acq, tmp_path,
     assert not (tmp_path / "res").exists()
 
 
+def test_local_n_is_read_in_any_case():
+    """`--dask LOCAL:2` was taken for a scheduler host named LOCAL: 5 s, then 'no Dask
+    scheduler reachable at LOCAL:2'."""
+    from nwwatch.service.clusterconnect import ClusterRequestError, local_workers
+
+    addresses = ("local:2", "LOCAL:2", "Local:3", "tcp://localhost:8786", "localhost:8786")
+    assert [local_workers(a) for a in addresses] == [2, 2, 3, None, None]
+    with pytest.raises(ClusterRequestError, match="expected local:N"):
+        local_workers("LOCAL:0")
+
+
 def test_a_replay_with_nothing_left_to_do_starts_no_cluster(cluster, acq, tmp_path,
                                                             monkeypatch):
     """Resuming a finished backfill skips every file from the ledger: no LocalCluster is
@@ -544,7 +555,8 @@ def test_a_replay_with_nothing_left_to_do_starts_no_cluster(cluster, acq, tmp_pa
         raise AssertionError(f"connected to {address} with nothing to do")
 
     monkeypatch.setattr(connect_module, "connect", no_connect)
-    again = replay(folder, results, model=onnx, dask="local:2")
+    # LOCAL:2 (any case) is local:2, not a scheduler host named LOCAL that connect() awaits
+    again = replay(folder, results, model=onnx, dask="LOCAL:2")
     assert (again.skipped, again.still_quarantined, again.done, again.cluster.tasks) == (
         N_FRAMES, 1, 0, 0)
     assert not (results / STAGING_DIR).exists()
