@@ -1,4 +1,5 @@
-"""Command-line parameter types and checks shared by the ``nwwatch`` commands.
+"""Command-line parameter types and checks shared by the ``nwwatch`` commands, and how a
+command stopped by Ctrl-C or SIGTERM exits.
 
 In the lowest layer (it needs only click and :mod:`nwwatch.atomic`) so that every command
 module, whatever its layer, checks its arguments the same way.
@@ -6,7 +7,11 @@ module, whatever its layer, checks its arguments the same way.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -14,6 +19,45 @@ import click
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it):
 #: ``nwwatch replay`` and ``nwwatch train``.
 EXIT_INTERRUPTED = 130
+#: Exit status of ``nwwatch replay`` and ``nwwatch train`` stopped by SIGTERM (128 + 15, what
+#: a shell reports for a process the signal killed).
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread where Ctrl-C raises KeyboardInterrupt, so that a
+    command stopped either way unwinds alike (what was computed written, temporary folders
+    removed, the same message) by the handlers it has for Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    # Once: a second SIGTERM while the first one unwinds must not cut its clean-up short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main
+    thread; the handler in place before is restored when the block ends. Elsewhere than in
+    the main thread (where Python allows no handler) the block runs unchanged."""
+    installed = threading.current_thread() is threading.main_thread()  # signal's rule
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if installed else None
+    try:
+        yield
+    finally:
+        if installed:  # None: a handler not set from Python, i.e. the default
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def interrupt_name(stop: KeyboardInterrupt) -> str:
+    """"SIGTERM" for :class:`Terminated`, else "Ctrl-C": for the message of a stopped command."""
+    return "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+
+
+def interrupt_exit_status(stop: KeyboardInterrupt) -> int:
+    """:data:`EXIT_TERMINATED` for :class:`Terminated`, else :data:`EXIT_INTERRUPTED`."""
+    return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
 
 
 class FiniteFloatRange(click.FloatRange):

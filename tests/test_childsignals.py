@@ -103,3 +103,18 @@ def test_the_workers_start_with_ctrl_c_blocked_and_the_driver_gets_its_own_back(
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
     assert signal.SIGINT not in before
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_sigterm_taken_as_an_interrupt_is_held_like_a_ctrl_c():
+    # `replay --dask`: SIGTERM raised at once inside a client call as Ctrl-C was before
+    from nwwatch.options import Terminated, sigterm_as_interrupt
+
+    done = []
+    with sigterm_as_interrupt():
+        with pytest.raises(Terminated):
+            with ctrl_c_after_the_call():
+                os.kill(os.getpid(), signal.SIGTERM)
+                done.append("the call went on")
+    assert done == ["the call went on"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

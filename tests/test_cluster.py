@@ -356,9 +356,14 @@ def test_a_copied_acquisition_keeps_each_row_in_the_partition_of_its_source(clus
     assert {ledger_paths[s] for s in table.source_sha256} == set(table.source)
 
 
-def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_path):
+@pytest.mark.parametrize(("sig", "how", "status"), [(signal.SIGINT, "Ctrl-C", 130),
+                                                   (signal.SIGTERM, "SIGTERM", 143)])
+def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_path, sig,
+                                                                       how, status):
     """Ctrl-C in a terminal reaches every process of the foreground group: the replay's
-    LocalCluster workers ignore it, the driver stops them and exits 130 with one line."""
+    LocalCluster workers ignore it, the driver stops them and exits 130 with one line.
+    SIGTERM (`kill PID`, to the driver alone) stops it alike, exit 143; it was killed at
+    once (-15), its workers' semaphores reported leaked by the resource tracker."""
     folder, onnx = acq
     # Enough frames that the replay is still running when the interrupt comes: with the
     # fixture's few it could finish (exit 3, the bad file) between the first output and the
@@ -382,7 +387,10 @@ def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_
             time.sleep(0.02)
         ended_first = proc.poll() is not None  # no staged output seen while it ran
         if not ended_first:
-            os.killpg(proc.pid, signal.SIGINT)
+            if sig == signal.SIGINT:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -390,9 +398,10 @@ def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_
             proc.wait()
     if ended_first:  # exit 3 then: the fixture's bad file
         pytest.skip("the replay ended before the interrupt")
-    assert proc.returncode == 130, err[-3000:]
+    assert proc.returncode == status, err[-3000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
-    assert "replay interrupted" in err
+    assert "leaked semaphore" not in err, err[-3000:]
+    assert f"replay interrupted ({how})" in err
 
 
 SLOW_HEARTBEATS = """
@@ -518,6 +527,17 @@ def test_dask_with_options_it_cannot_take_is_a_wrong_command_line(acq, tmp_path,
     assert not (tmp_path / "res").exists()
 
 
+def test_local_n_is_read_in_any_case():
+    """`--dask LOCAL:2` was taken for a scheduler host named LOCAL: 5 s, then 'no Dask
+    scheduler reachable at LOCAL:2'."""
+    from nwwatch.service.clusterconnect import ClusterRequestError, local_workers
+
+    addresses = ("local:2", "LOCAL:2", "Local:3", "tcp://localhost:8786", "localhost:8786")
+    assert [local_workers(a) for a in addresses] == [2, 2, 3, None, None]
+    with pytest.raises(ClusterRequestError, match="expected local:N"):
+        local_workers("LOCAL:0")
+
+
 def test_a_replay_with_nothing_left_to_do_starts_no_cluster(cluster, acq, tmp_path,
                                                             monkeypatch):
     """Resuming a finished backfill skips every file from the ledger: no LocalCluster is
@@ -535,7 +555,8 @@ def test_a_replay_with_nothing_left_to_do_starts_no_cluster(cluster, acq, tmp_pa
         raise AssertionError(f"connected to {address} with nothing to do")
 
     monkeypatch.setattr(connect_module, "connect", no_connect)
-    again = replay(folder, results, model=onnx, dask="local:2")
+    # LOCAL:2 (any case) is local:2, not a scheduler host named LOCAL that connect() awaits
+    again = replay(folder, results, model=onnx, dask="LOCAL:2")
     assert (again.skipped, again.still_quarantined, again.done, again.cluster.tasks) == (
         N_FRAMES, 1, 0, 0)
     assert not (results / STAGING_DIR).exists()

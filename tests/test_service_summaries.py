@@ -539,7 +539,37 @@ def test_an_interrupted_replay_says_how_to_resume_and_exits_130(tmp_path, acquis
     r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(tmp_path / "out"),
                                         "--model", str(onnx)])
     assert r.exit_code == 130, r.output
-    assert "replay interrupted" in r.output and "again to resume" in r.output
+    assert "replay interrupted (Ctrl-C)" in r.output and "run the same command again" in r.output
+
+
+def test_a_replay_interrupted_before_it_wrote_anything_says_so(tmp_path, acquisition,
+                                                              monkeypatch):
+    """Interrupted while the model loads (or a scheduler is awaited), the replay removes the
+    results folder it made; its line said "what was written is kept … nwwatch status --out
+    RESULTS" of a folder that did not exist."""
+    import nwwatch.service.engines as engines
+
+    acq, onnx = acquisition
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engines, "build_engines", interrupted)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(out), "--model", str(onnx)])
+    assert r.exit_code == 130, r.output
+    assert not out.exists()
+    assert (f"replay interrupted (Ctrl-C): nothing was written to {out}; run the same "
+            "command again to start") in r.output, r.output
+    assert "nwwatch status" not in r.output
+    # a results folder of an earlier run is kept, and said to be
+    monkeypatch.undo()
+    assert CliRunner().invoke(replay_cmd, [str(acq), "--out", str(out),
+                                           "--model", str(onnx)]).exit_code == 3
+    monkeypatch.setattr(engines, "build_engines", interrupted)
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--out", str(out), "--model", str(onnx)])
+    assert r.exit_code == 130 and "what was written is kept" in r.output, r.output
+    assert f"nwwatch status --out {out}" in r.output, r.output
 
 
 def test_lock_holder_reads_a_lock_whose_device_number_differs(tmp_path, monkeypatch):

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from nwwatch.options import EXIT_INTERRUPTED
+from nwwatch.options import interrupt_exit_status, interrupt_name, sigterm_as_interrupt
 from training.checkpoint import checkpoint_path, int8_path, not_a_network
 from training.config import OPTION_PARADIGMS, TrainConfig
 
@@ -176,23 +174,6 @@ def check_init_and_frozen_encoder(init: str | None, frozen_encoder: Path | None)
                                f"the same weights to both, or only one of them")
 
 
-#: Exit status of a run stopped by SIGTERM (128 + 15, what a shell reports for a process the
-#: signal killed).
-EXIT_TERMINATED = 128 + signal.SIGTERM
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread where Ctrl-C raises KeyboardInterrupt, so that a
-    run stopped either way unwinds alike: temporary folders (``nwwatch-select-*`` of
-    ``--volume``) removed, folders made for ``--out`` removed when empty, the same message."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    # Once: a second SIGTERM while the first one unwinds must not cut its clean-up short.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated
-
-
 @contextlib.contextmanager
 def interrupt_explained(out: Path, epochs: bool = True) -> Iterator[None]:
     """Ctrl-C or SIGTERM during a run: say what is kept and how to go on, exit 130 (Ctrl-C)
@@ -201,24 +182,19 @@ def interrupt_explained(out: Path, epochs: bool = True) -> Iterator[None]:
     The model is written under a temporary name and renamed once verified, so ``out`` is
     never left half-written; the checkpoint is rewritten atomically after every epoch.
     ``epochs`` False: the method selection of ``--volume``, whose folds keep no checkpoint."""
-    installed = threading.current_thread() is threading.main_thread()  # signal's rule
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if installed else None
-    try:
-        yield
-    except KeyboardInterrupt as stop:
-        how = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
-        checkpoint = checkpoint_path(out)
-        if checkpoint.is_file():
-            what = (f"{checkpoint} holds the run up to its last finished epoch: `nwwatch train "
-                    f"--resume --out {out}` continues it, `nwwatch train --resume "
-                    f"--export-only --out {out}` exports its best weights now")
-        elif epochs:
-            what = "no checkpoint was saved (no epoch had finished)"
-        else:
-            what = "nothing was saved: run the command again"
-        click.echo(f"train interrupted ({how}): {what}; a model file is only ever written "
-                   f"whole, after its verification", err=True)
-        sys.exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED)
-    finally:
-        if installed:  # None: a handler not set from Python, i.e. the default
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    with sigterm_as_interrupt():
+        try:
+            yield
+        except KeyboardInterrupt as stop:
+            checkpoint = checkpoint_path(out)
+            if checkpoint.is_file():
+                what = (f"{checkpoint} holds the run up to its last finished epoch: `nwwatch "
+                        f"train --resume --out {out}` continues it, `nwwatch train --resume "
+                        f"--export-only --out {out}` exports its best weights now")
+            elif epochs:
+                what = "no checkpoint was saved (no epoch had finished)"
+            else:
+                what = "nothing was saved: run the command again"
+            click.echo(f"train interrupted ({interrupt_name(stop)}): {what}; a model file is "
+                       f"only ever written whole, after its verification", err=True)
+            sys.exit(interrupt_exit_status(stop))

@@ -1,5 +1,5 @@
 """Ctrl-C and ``replay --dask local:N``: its worker processes start with SIGINT blocked, and
-the driver holds a Ctrl-C back while it waits in a Dask client call."""
+the driver holds a Ctrl-C (or SIGTERM) back while it waits in a Dask client call."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def children_ignore_ctrl_c() -> Iterator[None]:
 def ctrl_c_after_the_call() -> Iterator[None]:
     """Hold a Ctrl-C that arrives during the block back until the block ends, then raise it
     (``KeyboardInterrupt``, or whatever the SIGINT handler in place does); a second Ctrl-C
-    during the block acts at once.
+    during the block acts at once. A SIGTERM is held alike when a Python handler takes it
+    (``nwwatch replay``'s, :func:`nwwatch.options.sigterm_as_interrupt`); with the default
+    one it ends the process as ever.
 
     For a blocking Dask client call of the driver (``Future.result``, ``Client.close``):
     distributed runs it on its event-loop thread and, interrupted, cancels it from there;
@@ -51,15 +53,19 @@ def ctrl_c_after_the_call() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous in (signal.SIG_IGN, None):  # Ctrl-C ignored here, or not set from Python
-        yield
-        return
+    previous = {}
+    sigint = signal.getsignal(signal.SIGINT)
+    if sigint not in (signal.SIG_IGN, None):  # Ctrl-C ignored here, or not set from Python
+        previous[signal.SIGINT] = sigint
+    sigterm = signal.getsignal(signal.SIGTERM)
+    if callable(sigterm):
+        previous[signal.SIGTERM] = sigterm
     held: list[int] = []
 
     def act(signum: int, frame) -> None:
-        if callable(previous):
-            previous(signum, frame)
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
         else:  # SIG_DFL would end the process at once; here the driver still closes
             raise KeyboardInterrupt
 
@@ -68,10 +74,12 @@ def ctrl_c_after_the_call() -> Iterator[None]:
             act(signum, frame)
         held.append(signum)
 
-    signal.signal(signal.SIGINT, hold)
+    for signum in previous:
+        signal.signal(signum, hold)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if held:
             act(held[0], None)

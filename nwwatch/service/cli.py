@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from nwwatch.options import EXIT_INTERRUPTED
+from nwwatch.options import interrupt_exit_status, interrupt_name, sigterm_as_interrupt
 from nwwatch.service.config import KINDS, ConfigError
 
 #: Where ``deploy/install.sh`` puts the configuration; ``run`` and ``status`` default to it.
@@ -163,7 +163,8 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     Exit status: 0 every file processed (or already done); 1 the replay could not run
     (configuration, model, ledger, a results folder inside PATH or PATH inside it); 2 wrong
     command line; 3 it ran, but some files failed or are quarantined (the last line says how many);
-    130 interrupted (Ctrl-C): run it again to resume.
+    130 interrupted (Ctrl-C), 143 stopped by SIGTERM: the rows of the files processed are
+    written; run it again to resume.
     """
     from nwwatch.logsetup import configure_logging
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
@@ -178,20 +179,18 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
 
     configure_logging("warning")  # per-file lines would fight with the progress bar
     try:
-        s = run_replay(list(paths), out_dir, kind=kind, model=model, force=force,
-                       config=config_path, progress=True, triplanar=triplanar, flips=flips,
-                       overlays=overlays,
-                       overlay_frames=overlay_frames, save_labels=save_labels,
-                       dask=dask_address)
+        with sigterm_as_interrupt():  # SIGTERM unwinds as Ctrl-C: held rows are written
+            s = run_replay(list(paths), out_dir, kind=kind, model=model, force=force,
+                           config=config_path, progress=True, triplanar=triplanar,
+                           flips=flips, overlays=overlays, overlay_frames=overlay_frames,
+                           save_labels=save_labels, dask=dask_address)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
             LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError,
             ClusterUnavailableError, ClusterUnreachableError, KeyboardInterrupt) as exc:
         if isinstance(exc, KeyboardInterrupt):
-            # rows already processed are written (service.flush); a claimed batch is
-            # settled by the next run, which skips what is done
-            click.echo(f"replay interrupted: what was written is kept; run the same command "
-                       f"again to resume (nwwatch status --out {out_dir})", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            click.echo(f"replay interrupted ({interrupt_name(exc)}): "
+                       f"{_what_an_interrupt_kept(out_dir)}", err=True)
+            sys.exit(interrupt_exit_status(exc))
         if isinstance(exc, ClusterRequestError) or (
                 isinstance(exc, ConfigError) and exc.file is None and exc.key in _OPTION_KEYS):
             # an option that does not fit the others: a wrong command line, exit 2
@@ -200,6 +199,17 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     for line in s.lines():
         click.echo(line)
     sys.exit(s.exit_status)
+
+
+def _what_an_interrupt_kept(out_dir: Path) -> str:
+    """What an interrupted replay tells of ``out_dir``: nothing written when it is missing or
+    empty (stopped while a scheduler was awaited or the model loaded: a failed start removes
+    what it made, startundo); else the rows already processed are there (service.flush) and a
+    batch claimed is settled by the next run, which skips what is done."""
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return f"nothing was written to {out_dir}; run the same command again to start"
+    return (f"what was written is kept; run the same command again to resume "
+            f"(nwwatch status --out {out_dir})")
 
 
 @click.command("status")

@@ -100,8 +100,10 @@ def _check_scheduler_address(address: str) -> None:
 
 
 def local_workers(address: str) -> int | None:
-    """N of a ``local:N`` address, None for any other address."""
-    if not address.startswith("local:"):
+    """N of a ``local:N`` address (``LOCAL:N`` too: no scheduler host is named ``local``,
+    and ``LOCAL:2`` was taken for one, refused as unreachable after 5 s), None for any other
+    address."""
+    if not address.lower().startswith("local:"):
         return None
     n = address.partition(":")[2]
     if not n.isdigit() or int(n) < 1:

@@ -162,10 +162,11 @@ def replay(
     # A failed start leaves the results folder as it was: a scheduler is reached before
     # anything is created, and what was created on the way is removed (startundo).
     connection = None
-    if dask is not None and not dask.startswith("local:"):
-        from nwwatch.service.clusterconnect import close_connection, connect
+    if dask is not None:
+        from nwwatch.service.clusterconnect import close_connection, connect, local_workers
 
-        connection = connect(dask)
+        if local_workers(dask) is None:
+            connection = connect(dask)
     created = CreatedPaths([out, ledger_path.parent], ledger_files(ledger_path))
     lock = ledger = None
     try:
