@@ -35,6 +35,7 @@ DOCUMENTED = {
     "assess_mask": "nwwatch.volume.verdict:assess_mask",
     "volume_metrics": "nwwatch.volume:volume_metrics",
     "check_tomogram_memory": "nwwatch.volume.memory:check_tomogram_memory",
+    "tomogram_memory": "nwwatch.volume.memory:tomogram_memory",
     "pipeline.process": "nwwatch.service.pipeline:process",
     "jobs.job_for": "nwwatch.service.jobs:job_for",
     "replay": "nwwatch.service.replay:replay",

@@ -38,7 +38,7 @@ def _run(code: str, block: tuple[str, ...] = ()) -> str:
 #: Layers of the data path, lowest first; a module imports only from its own layer and those
 #: below. Command-line modules (``cli.py``) are entry points and may import any layer.
 LAYERS = [
-    {"atomic", "classes", "normalize", "logsetup", "options"},
+    {"atomic", "classes", "normalize", "logsetup", "options", "resources"},
     {"io"},
     {"segment", "synth"},
     {"measure", "volume"},
@@ -69,6 +69,20 @@ def test_every_import_points_down_the_data_path():
                 parts = name.split(".")
                 if parts[0] == "nwwatch" and len(parts) > 1 and _rank(parts[1]) > _rank(own):
                     wrong.append(f"nwwatch/{rel.as_posix()}:{node.lineno} imports {name}")
+    assert wrong == []
+
+
+def test_training_imports_no_service():
+    # training runs the runtime's operations (nwwatch train --volume's memory check is
+    # nwwatch.volume.memory's), never the daemon's modules.
+    wrong = []
+    for path in sorted((ROOT / "training").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            wrong += [f"{path.relative_to(ROOT).as_posix()}:{node.lineno} imports {name}"
+                      for name in names if name.split(".")[:2] in (["nwwatch", "service"],
+                                                                   ["nwwatch", "dashboard"])]
     assert wrong == []
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nwwatch.service import resources
-from nwwatch.service.resources import Limit, cores_from_quota, cpu_limit, memory_headroom
+from nwwatch import resources
+from nwwatch.resources import Limit, cores_from_quota, cpu_limit, memory_headroom
 
 GIB = 2**30
 V1_NO_LIMIT = "9223372036854771712"  # what v1 writes for "no limit"

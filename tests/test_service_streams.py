@@ -20,6 +20,7 @@ from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.io import InputError, write_frame_tiff, write_stack_tiff
 from nwwatch.logsetup import get_logger
 from nwwatch.normalize import normalize_image
+from nwwatch.resources import Limit, available_memory
 from nwwatch.results.parquet import dataset_files
 from nwwatch.segment.session import Segmenter
 from nwwatch.service import replay
@@ -34,7 +35,6 @@ from nwwatch.service.engines import EngineSpec, build_engines
 from nwwatch.service.frames import concurrent_groups, frame_groups
 from nwwatch.service.inference import AUTO_MAX_STREAMS, InferenceConfig, InferencePlan
 from nwwatch.service.ledger import Ledger
-from nwwatch.service.resources import Limit, available_memory
 from nwwatch.service.streammemory import (
     largest_frame_pixels,
     memory_streams,

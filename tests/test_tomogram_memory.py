@@ -16,8 +16,8 @@ from servicekit import model
 from structlog.testing import capture_logs
 
 from nwwatch.io import InputError, write_volume_tiff
+from nwwatch.resources import Limit
 from nwwatch.service import replay
-from nwwatch.service.resources import Limit
 from nwwatch.volume.memory import (
     PEAK_BYTES_PER_VOXEL_HIGH,
     PEAK_BYTES_PER_VOXEL_LOW,
@@ -27,6 +27,7 @@ from nwwatch.volume.memory import (
 )
 
 volumes_module = importlib.import_module("nwwatch.service.volumes")
+memory_module = importlib.import_module("nwwatch.volume.memory")
 GIB = 2**30
 SHAPE = (6, 24, 24)
 
@@ -80,7 +81,7 @@ def test_replay_quarantines_a_tomogram_too_large_at_once_without_reading_it(tmp_
     path = _volume(tmp_path / "acq")
     need = tomogram_peak_bytes(SHAPE, np.uint8)
     asked = []
-    monkeypatch.setattr(volumes_module, "available_memory", lambda limits: asked.append(
+    monkeypatch.setattr(memory_module, "available_memory", lambda limits: asked.append(
         limits) or Limit(need.low - 1, "/cg/test/memory.max"))
     read = []
     monkeypatch.setattr(volumes_module, "read_volume", lambda p: read.append(p))
@@ -102,7 +103,7 @@ def test_replay_quarantines_a_tomogram_too_large_at_once_without_reading_it(tmp_
 def test_replay_tries_a_tomogram_that_may_fit_and_warns(tmp_path, monkeypatch):
     _volume(tmp_path / "acq")
     need = tomogram_peak_bytes(SHAPE, np.uint8)
-    monkeypatch.setattr(volumes_module, "available_memory",
+    monkeypatch.setattr(memory_module, "available_memory",
                         lambda limits: Limit((need.low + need.high) // 2, "test"))
     with capture_logs() as logs:
         summary = replay(tmp_path / "acq", tmp_path / "res", kind="tomogram",
@@ -119,7 +120,7 @@ def test_a_tomogram_refused_for_memory_is_tried_again_once_the_limit_allows_it(t
     path = _volume(tmp_path / "acq")
     need = tomogram_peak_bytes(SHAPE, np.uint8)
     limit = [need.low - 1]
-    monkeypatch.setattr(volumes_module, "available_memory",
+    monkeypatch.setattr(memory_module, "available_memory",
                         lambda limits: Limit(limit[0], "/cg/test/memory.max"))
     onnx = model(tmp_path / "m", kind="tomogram")
 
@@ -146,7 +147,7 @@ def test_a_tomogram_refused_for_memory_is_tried_again_once_the_limit_allows_it(t
 # a unit's MemoryMax would (a Python start-up hook: the real cgroup cannot be set here).
 _AVAILABLE_HOOK = """
 import os
-from nwwatch.service import resources
+from nwwatch import resources
 _value = float(os.environ["NWWATCH_TEST_AVAILABLE_BYTES"])
 resources.available_memory = lambda v2_limits=resources.V2_LIMITS: resources.Limit(
     _value, "/cg/test/memory.max")

@@ -253,7 +253,7 @@ def load_volume_slices(
 
 def check_volume_memory(volume_path: str | os.PathLike[str]) -> None:
     """Refuse, from its TIFF header, a volume that cannot fit in the memory this process may
-    use, as the service refuses it (:func:`nwwatch.service.volumes.tomogram_memory`): a
+    use, as the service refuses it (:func:`nwwatch.volume.memory.tomogram_memory`): a
     volume the service could not segment even with the least hungry model cannot be trained
     on either (training's peak grows by about 32.7 bytes a voxel, the check's lower figure by
     31.3; docs/tomography.md, "Memory"), and was killed by the kernel's OOM killer part-way
@@ -264,7 +264,7 @@ def check_volume_memory(volume_path: str | os.PathLike[str]) -> None:
     DatasetLayoutError : it cannot fit; or the file is not a readable TIFF.
     """
     from nwwatch.io import InputError
-    from nwwatch.service.volumes import tomogram_memory
+    from nwwatch.volume.memory import tomogram_memory
 
     try:
         tomogram_memory(volume_path, training=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nwwatch.classes import insitu_model_problem
 from nwwatch.io import InputError, TiffInfo
+from nwwatch.resources import Limit, usable_cores_limit
 from nwwatch.service import streammemory
 from nwwatch.service.config import (
     ConfigError,
@@ -23,7 +24,6 @@ from nwwatch.service.inputs import SERVICE_LINK_REASON, check_input
 from nwwatch.service.ledger import Failure, Ledger
 from nwwatch.service.names import path_key, source_name
 from nwwatch.service.pipeline import Engine, refresh_quarantine
-from nwwatch.service.resources import Limit, usable_cores_limit
 
 #: What to do when a model's kind is not its folder's (after the mismatch itself).
 KIND_MISMATCH_HINT = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nwwatch.service.resources import usable_cores
+from nwwatch.resources import usable_cores
 
 #: ``[inference] streams = "auto"`` on the CPU: at most this many concurrent frame groups,
 #: each network call with one intra-op thread (further cores are not used by the concurrent

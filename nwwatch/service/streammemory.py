@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nwwatch.service.resources import Limit, available_memory
+from nwwatch.resources import Limit, available_memory
 
 #: Bytes an extra stream holds whatever the frame size (fit to the measured replays) ...
 STREAM_FIXED_BYTES = 152 * 2**20
@@ -39,7 +39,7 @@ def stream_bytes(frame_pixels: int, batch_size: int, classes: int) -> int:
 
 def auto_stream_budget() -> Limit | None:
     """Bytes the extra streams of ``"auto"`` may take: ``AUTO_MEMORY_SHARE`` of the memory
-    available now (:func:`nwwatch.service.resources.available_memory`, which the systemd
+    available now (:func:`nwwatch.resources.available_memory`, which the systemd
     unit's ``MemoryMax`` / ``MemoryHigh`` or a container's limit may lower), with the source
     of that figure; None: unknown, no bound."""
     available = available_memory()

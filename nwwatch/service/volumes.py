@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nwwatch.io import InputError, check_tomogram, inspect_tiff, read_volume, write_volume_tiff
+from nwwatch.io import InputError, check_tomogram, read_volume, write_volume_tiff
 from nwwatch.results.schema import volume_schema
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.batch import (
@@ -29,7 +29,6 @@ from nwwatch.service.batch import (
 from nwwatch.service.jobs import Job
 from nwwatch.service.ledger import Failure, Ledger
 from nwwatch.service.names import source_name
-from nwwatch.service.resources import V2_KILL_LIMITS, Limit, available_memory
 from nwwatch.volume import (
     VOLUME_METRIC_FIELDS,
     VOLUME_METRICS_VERSION,
@@ -37,38 +36,11 @@ from nwwatch.volume import (
     segment_volume,
     volume_metrics,
 )
-from nwwatch.volume.memory import (
-    GIB,
-    MemoryEstimate,
-    TomogramTooLargeError,
-    check_tomogram_memory,
-)
+from nwwatch.volume.memory import GIB, TomogramTooLargeError, tomogram_memory
 
 
 def mask_path_of(engine: Engine, it: Item, batch_id: str) -> Path:
     return engine.results_dir / "masks" / f"{it.path.stem}-{it.key.sha256[:12]}-{batch_id}.tif"
-
-
-def tomogram_memory(path: str | os.PathLike[str], training: bool = False
-                    ) -> tuple[MemoryEstimate, Limit | None]:
-    """The memory the tomogram at ``path`` needs (from its TIFF header) and what this process
-    may still allocate before it is killed (the cgroup's ``memory.max`` less its use, or
-    ``MemAvailable``; None: unknown). The service, replay and ``nwwatch train --volume``
-    check a volume with it (``training``: the reason's advice is for training).
-
-    Raises
-    ------
-    TomogramTooLargeError : it cannot fit, even with the least hungry model
-        (:func:`nwwatch.volume.memory.check_tomogram_memory`).
-    InputError : the file is not a readable TIFF (:func:`nwwatch.io.inspect_tiff`).
-    """
-    info = inspect_tiff(path)
-    available = available_memory(V2_KILL_LIMITS)
-    estimate = check_tomogram_memory(
-        path, (info.n_pages, *info.page_shape), info.dtype,
-        None if available is None else available.value,
-        "" if available is None else available.source, training=training)
-    return estimate, available
 
 
 def check_memory(it: Item, engine: Engine) -> None:

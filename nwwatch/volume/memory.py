@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nwwatch.io import InputError
+from nwwatch.io import InputError, inspect_tiff
+from nwwatch.resources import V2_KILL_LIMITS, Limit, available_memory
 
 #: Bytes in a GiB, the unit of the figures the check reports.
 GIB = 2**30
@@ -104,3 +105,26 @@ def check_tomogram_memory(path: str | os.PathLike[str], shape: tuple[int, ...],
         f"{estimate.high / GIB:.1f} GiB of memory to be segmented and measured, and "
         f"{available_bytes / GIB:.1f} GiB are available{where}: {more}, or bin the volume "
         f"(2 x 2 x 2: 8 times fewer voxels); {then} (docs/tomography.md, \"Memory\")")
+
+
+def tomogram_memory(path: str | os.PathLike[str], training: bool = False
+                    ) -> tuple[MemoryEstimate, Limit | None]:
+    """The memory the tomogram at ``path`` needs (from its TIFF header) and what this process
+    may still allocate before it is killed (the cgroup's ``memory.max`` less its use, or
+    ``MemAvailable``: :func:`nwwatch.resources.available_memory`; None: unknown). The service,
+    replay and ``nwwatch train --volume`` check a volume with it (``training``: the reason's
+    advice is for training).
+
+    Raises
+    ------
+    TomogramTooLargeError : it cannot fit, even with the least hungry model
+        (:func:`check_tomogram_memory`).
+    InputError : the file is not a readable TIFF (:func:`nwwatch.io.inspect_tiff`).
+    """
+    info = inspect_tiff(path)
+    available = available_memory(V2_KILL_LIMITS)
+    estimate = check_tomogram_memory(
+        path, (info.n_pages, *info.page_shape), info.dtype,
+        None if available is None else available.value,
+        "" if available is None else available.source, training=training)
+    return estimate, available

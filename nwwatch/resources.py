@@ -4,11 +4,14 @@ kernel's control groups put on it.
 The shipped systemd unit caps the service at ``MemoryMax=8G`` / ``MemoryHigh=6G``, and a
 container may be started with ``--memory`` or ``--cpus``; /proc/meminfo and the affinity mask
 describe the whole machine and know nothing of these. ``[inference] streams = "auto"`` sizes
-itself from them (:mod:`nwwatch.service.streammemory`, :func:`nwwatch.service.config.
-usable_cores`), so it reads the limits here: cgroup v2 (``memory.max``, ``memory.high``,
-``memory.current``, ``cpu.max``) and v1 (``memory.limit_in_bytes``, ``memory.usage_in_bytes``,
-``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), from the process's own group up to the
-hierarchy's root, the tightest level winning (a parent's limit binds its children).
+itself from them (:mod:`nwwatch.service.streammemory`, :mod:`nwwatch.service.inference`), and
+a tomogram is refused when it cannot fit (:func:`nwwatch.volume.memory.tomogram_memory`, for
+the service, replay and ``nwwatch train --volume``: hence this module's place below every
+layer, on the standard library alone). It reads the limits: cgroup v2 (``memory.max``,
+``memory.high``, ``memory.current``, ``cpu.max``) and v1 (``memory.limit_in_bytes``,
+``memory.usage_in_bytes``, ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), from the
+process's own group up to the hierarchy's root, the tightest level winning (a parent's limit
+binds its children).
 
 Anything unreadable (no cgroup file system, another OS, a file the sandbox hides) means "no
 limit known": the callers then use the machine's figures, as before.
