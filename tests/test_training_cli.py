@@ -402,6 +402,36 @@ def test_a_folder_given_as_volume_says_to_join_its_slices(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_a_volume_that_cannot_be_opened_is_a_clear_error(tmp_path, monkeypatch):
+    # A socket passes click's exists check and open() fails with ENXIO, an OSError that
+    # nwwatch.io passes on (only a denied permission becomes its UnreadableFileError): was a
+    # traceback from the memory check's header read. Works as root, unlike a chmod 000 file.
+    import socket
+
+    monkeypatch.chdir(tmp_path)  # a short name: a socket's path is limited to ~107 bytes
+    server = socket.socket(socket.AF_UNIX)
+    server.bind("vol.tif")
+    cv2.imwrite("l.png", np.full((8, 8), 255, np.uint8))
+    try:
+        result = CliRunner().invoke(main, ["train", "--volume", "vol.tif", "--slice", "0",
+                                           "--labels", "l.png", "--out", "m.onnx"])
+    finally:
+        server.close()
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1, result.output
+    assert (f"Error: {(tmp_path / 'vol.tif').resolve()}: cannot be read (No such device or "
+            "address)") in result.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_check_volume_memory_names_a_path_that_cannot_be_opened(tmp_path):
+    from training.data import DatasetLayoutError, check_volume_memory
+
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(DatasetLayoutError, match=r"file/v\.tif: cannot be read \(Not a dir"):
+        check_volume_memory(tmp_path / "file" / "v.tif")  # NotADirectoryError, as root too
+
+
 def test_the_model_records_the_crop_it_trained_on_not_only_the_option(tmp_path):
     # before: extra.crop was --crop (64) although every frame was 32 px and so every crop
     data = make_folder(tmp_path / "data", n=3, size=32)

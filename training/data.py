@@ -37,8 +37,8 @@ from nwwatch.normalize import intensity_range, normalize_image
 from nwwatch.segment.session import file_sha256
 
 __all__ = ["IMAGE_SUFFIXES", "DatasetLayoutError", "LabeledImage", "Split", "TrainingData",
-           "check_label", "load_folder", "load_volume_slice", "load_volume_slices",
-           "make_split", "read_pages"]
+           "check_label", "check_volume_memory", "load_folder", "load_volume_slice",
+           "load_volume_slices", "make_split", "read_pages"]
 
 @dataclass(frozen=True)
 class LabeledImage:
@@ -261,17 +261,20 @@ def check_volume_memory(volume_path: str | os.PathLike[str]) -> None:
 
     Raises
     ------
-    DatasetLayoutError : it cannot fit; or the file is not a readable TIFF.
+    DatasetLayoutError : it cannot fit; or the file is not a readable TIFF, or cannot be
+        opened at all (a socket, a path through a file: ``cannot be read (strerror)``).
     """
     from nwwatch.io import InputError
     from nwwatch.volume.memory import tomogram_memory
 
     try:
         tomogram_memory(volume_path, training=True)
-    except InputError as exc:
+    except InputError as exc:  # permission denied included (nwwatch.io.UnreadableFileError)
         raise DatasetLayoutError(exc.path, exc.reason) from exc
     except FileNotFoundError as exc:
         raise DatasetLayoutError(volume_path, "file not found") from exc
+    except OSError as exc:  # was a traceback (e.g. ENXIO opening a socket given as --volume)
+        raise DatasetLayoutError(volume_path, f"cannot be read ({exc.strerror or exc})") from exc
 
 
 @dataclass(frozen=True)
