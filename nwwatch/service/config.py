@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.dashboard.settings import DashboardConfig, parse_listen
-from nwwatch.service.configreader import ConfigError, TableReader
+from nwwatch.service.configreader import ConfigError, TableReader, read_toml
 from nwwatch.service.inference import InferenceConfig
 
 KINDS = ("insitu", "tomogram")
@@ -352,25 +351,9 @@ def make_folder(config: ServiceConfig, key: str, folder: Path) -> None:
 
 
 def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
-    """Read and validate the TOML file at ``path``; raise :class:`ConfigError` on any problem."""
-    file = Path(path)
-    try:
-        with open(file, "rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(file, "(file)", "does not exist") from None
-    except PermissionError:
-        raise ConfigError(file, "(file)", "cannot be read (permission denied)") from None
-    except IsADirectoryError:
-        raise ConfigError(file, "(file)", "is a folder, not a TOML file") from None
-    except OSError as exc:
-        raise ConfigError(file, "(file)", f"cannot be read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:  # TOML is UTF-8 (an editor's Latin-1 "é", say)
-        raise ConfigError(file, "(syntax)", f"not UTF-8 text: byte {exc.object[exc.start]:#04x} "
-                                            f"at offset {exc.start}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, "(syntax)", f"not valid TOML: {exc}") from None
-    return parse_config(data, file)
+    """Read (:func:`~nwwatch.service.configreader.read_toml`) and validate the TOML file at
+    ``path``; raise :class:`ConfigError` on any problem."""
+    return parse_config(read_toml(path), Path(path))
 
 
 def one_folder_config(watch: str | os.PathLike[str], results: str | os.PathLike[str],

@@ -1,12 +1,13 @@
-"""Typed values out of the TOML tables of a configuration file, and the one error type of
-configuration problems: every error names the file, the key (``watch[1].kind``) and what is
-wrong; unknown keys are errors too."""
+"""The configuration file read as TOML, typed values out of its tables, and the one error type
+of configuration problems: every error names the file, the key (``watch[1].kind``) and what
+is wrong; unknown keys are errors too."""
 
 from __future__ import annotations
 
 import difflib
 import math
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,27 @@ class ConfigError(ValueError):
         where = f"{self.file}: " if self.file is not None else ""
         super().__init__(f"{where}{key}: {reason}")
 
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The TOML document of the file at ``path``; :class:`ConfigError` (key ``(file)`` or
+    ``(syntax)``) when it is missing, unreadable, a folder, not UTF-8 or not valid TOML."""
+    file = Path(path)
+    try:
+        with open(file, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(file, "(file)", "does not exist") from None
+    except PermissionError:
+        raise ConfigError(file, "(file)", "cannot be read (permission denied)") from None
+    except IsADirectoryError:
+        raise ConfigError(file, "(file)", "is a folder, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(file, "(file)", f"cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (an editor's Latin-1 "é", say)
+        raise ConfigError(file, "(syntax)", f"not UTF-8 text: byte {exc.object[exc.start]:#04x} "
+                                            f"at offset {exc.start}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "(syntax)", f"not valid TOML: {exc}") from None
 
 
 def bound_text(bound: float) -> str:
