@@ -24,6 +24,7 @@ from nwwatch.io import (
     ImageTooLargeError,
     InputError,
     MultichannelError,
+    NotARegularFileError,
     NotATiffError,
     TruncatedTiffError,
     UnreadableFileError,
@@ -936,7 +937,7 @@ def test_permission_error_is_wrapped(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(nio.structure, "open", denied, raising=False)
+    monkeypatch.setattr(nio.structure, "open_regular", denied)
     with pytest.raises(UnreadableFileError) as error:
         inspect_tiff(path)
     _assert_names_file(error, path)
@@ -946,7 +947,7 @@ def test_permission_error_is_wrapped(tmp_path, monkeypatch):
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_frames(tmp_path / "absent.tif")
-    with pytest.raises(UnreadableFileError) as error:
+    with pytest.raises(NotARegularFileError, match="not a regular file: a folder") as error:
         inspect_tiff(tmp_path)
     _assert_names_file(error, tmp_path)
 

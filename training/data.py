@@ -256,7 +256,7 @@ def check_volume_memory(volume_path: str | os.PathLike[str]) -> None:
     use, as the service refuses it (:func:`nwwatch.volume.memory.tomogram_memory`): a
     volume the service could not segment even with the least hungry model cannot be trained
     on either (training's peak grows by about 32.7 bytes a voxel, the check's lower figure by
-    31.3; docs/tomography.md, "Memory"), and was killed by the kernel's OOM killer part-way
+    32.3; docs/tomography.md, "Memory"), and was killed by the kernel's OOM killer part-way
     instead. The reason names the file and the GiB needed and available.
 
     Raises

@@ -1,7 +1,8 @@
 """TIFF input and output: frames, in-situ stacks and tomograms, with typed input errors.
 
 Read: :func:`read_frames`, :func:`read_volume`, :func:`inspect_tiff` (headers only),
-:func:`has_tiff_header` (the first 4 bytes);
+:func:`has_tiff_header` (the first 4 bytes); every one opens only a regular file
+(:func:`open_regular`, :func:`check_regular`: a FIFO or device is refused, never waited on);
 :func:`check_tomogram` refuses a volume that cannot be segmented (one slice, no contrast).
 Write: :func:`write_frame_tiff`, :func:`write_stack_tiff`, :func:`write_volume_tiff`
 (atomic, ImageJ-compatible). Bad input raises a subclass of :class:`InputError`.
@@ -14,6 +15,7 @@ from nwwatch.io.errors import (
     ImageTooLargeError,
     InputError,
     MultichannelError,
+    NotARegularFileError,
     NotATiffError,
     TruncatedTiffError,
     UnreadableFileError,
@@ -25,6 +27,7 @@ from nwwatch.io.errors import (
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
 from nwwatch.io.metadata import unit_to_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
+from nwwatch.io.regular import check_regular, open_regular
 from nwwatch.io.structure import has_tiff_header
 from nwwatch.io.tiff import check_tomogram, inspect_tiff, read_frames, read_volume
 from nwwatch.io.write import write_frame_tiff, write_stack_tiff, write_volume_tiff
@@ -39,6 +42,7 @@ __all__ = [
     "ImageTooLargeError",
     "InputError",
     "MultichannelError",
+    "NotARegularFileError",
     "NotATiffError",
     "TruncatedTiffError",
     "UnreadableFileError",
@@ -48,10 +52,12 @@ __all__ = [
     "Frame",
     "TiffInfo",
     "Volume",
+    "check_regular",
     "check_tomogram",
     "conversion_hint",
     "has_tiff_header",
     "inspect_tiff",
+    "open_regular",
     "read_frames",
     "read_volume",
     "unit_to_nm",

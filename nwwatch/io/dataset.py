@@ -46,6 +46,7 @@ from nwwatch.classes import (
 )
 from nwwatch.io.errors import InputError, UnsupportedDtypeError
 from nwwatch.io.records import Frame, Volume
+from nwwatch.io.regular import check_regular
 from nwwatch.io.tiff import check_tomogram, read_frames, read_volume
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
@@ -83,8 +84,7 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     if path.suffix.lower() != ".png":
         return np.stack([frame.image for frame in read_tiff_frames(path)])
-    if not path.is_file():
-        raise DatasetLayoutError(path, "file not found")
+    _as_layout_error(check_regular, path)  # a FIFO would block OpenCV and Pillow
     indices = _palette_indices(path)
     if indices is not None:
         return indices[None]

@@ -71,6 +71,10 @@ class UnreadableFileError(InputError):
     """The file exists but cannot be opened (permissions)."""
 
 
+class NotARegularFileError(InputError):
+    """A FIFO, socket, device or folder where an input file was expected."""
+
+
 # Formats a TEM user is likely to hand over instead of a TIFF: what to do with them.
 _MRC_HINT = ("an MRC volume? nwwatch reads TIFF; convert it, e.g. with IMOD's mrc2tif or "
              "Fiji (File > Save As > Tiff)")

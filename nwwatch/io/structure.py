@@ -36,6 +36,7 @@ from nwwatch.io.errors import (
 )
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
 from nwwatch.io.records import TiffInfo
+from nwwatch.io.regular import open_regular
 from nwwatch.io.series import (
     CHANNEL_AXES,
     channel_hint,
@@ -86,8 +87,9 @@ _LABEL_HINT = "; a label image: uint8"
 
 def has_tiff_header(path: str | os.PathLike[str]) -> bool:
     """Whether the file at ``path`` starts with a TIFF or BigTIFF header (its first 4 bytes,
-    nothing else read). Raises OSError when it cannot be opened."""
-    with open(path, "rb") as handle:
+    nothing else read). Raises OSError when it cannot be opened and NotARegularFileError for
+    a FIFO, device or folder."""
+    with open_regular(path) as handle:
         return handle.read(4) in _MAGIC
 
 
@@ -96,15 +98,14 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
     """Open ``path`` after checking its structure; yield the TiffFile and its :class:`TiffInfo`.
 
     Raises FileNotFoundError when the file does not exist and an :class:`InputError` subclass
-    when it is not a usable TIFF.
+    when it is not a usable TIFF (NotARegularFileError for a FIFO, device or folder: never
+    waited on).
     """
     path = Path(path)
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with block below
+        handle = open_regular(path)
     except PermissionError as exc:
         raise UnreadableFileError(path, f"permission denied ({exc.strerror})") from exc
-    except IsADirectoryError as exc:
-        raise UnreadableFileError(path, "is a directory, not a file") from exc
     with handle:
         size = os.fstat(handle.fileno()).st_size
         if size == 0:

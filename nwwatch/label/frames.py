@@ -68,13 +68,17 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
     FileNotFoundError, nwwatch.io.InputError : a file that is not a readable TIFF.
     nwwatch.io.dataset.DatasetLayoutError : a PNG that is unreadable or not one grey image.
     """
+    from nwwatch.io import check_regular
+
     refs: list[FrameRef] = []
     seen: set[str] = set()
     listed: set[tuple[Path, int]] = set()
     for i, raw in enumerate(paths):
         path = Path(raw)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: frame file not found")
+        try:
+            check_regular(path)  # a FIFO or a folder: refused by name, never waited on
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: frame file not found") from None
         n = _pages(path)
         wanted = [pages[i]] if pages is not None and pages[i] is not None else range(n)
         for page in wanted:

@@ -8,11 +8,12 @@ quarantined it with the generic reason of a file that kills the process. Checked
 is refused at once, saying what it needs, what there is and what to do.
 
 Where the constants come from: the peak resident memory of ``nwwatch replay`` (``/usr/bin/time
--v``, ``OMP_NUM_THREADS=1``) on a 64 x 768 x 768 float32 volume (37.7 M voxels; docs/tomography.md,
-"Memory", with the command) was 1.22 GiB with the ``smoothed-threshold`` model and 1.51 GiB
-with the ``feature-forest``, of which the process held 0.12 GiB before the volume: 31.3 and
-39.5 bytes a voxel. The float32 voxels of that volume (4 bytes of each) are held through the
-segmentation, so another pixel type shifts the figure by its own item size less 4.
+-v``, ``OMP_NUM_THREADS=1``) on a 64 x 768 x 768 float32 volume (37.7 M voxels), as committed in
+bench/results/tomo_memory.json (``python -m bench.bench_tomo_memory``; docs/tomography.md,
+"Memory"): 1317120 KiB (1.26 GiB) with the ``smoothed-threshold`` model and 1615648 KiB
+(1.54 GiB) with the ``feature-forest``, of which the process held 0.12 GiB before the volume:
+32.3 and 40.4 bytes a voxel. The float32 voxels of that volume (4 bytes of each) are held
+through the segmentation, so another pixel type shifts the figure by its own item size less 4.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ GIB = 2**30
 MEASURED_VOXELS = 64 * 768 * 768
 #: Its item size in bytes (float32).
 MEASURED_ITEMSIZE = 4
-#: Peak resident memory measured with each model, and the process's memory before the volume.
-MEASURED_PEAK_GIB = {"smoothed-threshold": 1.22, "feature-forest": 1.51}
+#: Peak resident memory measured with each model (KiB, ``/usr/bin/time -v``'s "Maximum
+#: resident set size": bench/results/tomo_memory.json), and the process's memory before the
+#: volume.
+MEASURED_PEAK_KIB = {"smoothed-threshold": 1317120, "feature-forest": 1615648}
 MEASURED_BASE_GIB = 0.12
 #: Bytes a float32 voxel adds at the peak: the least and the most over the models measured.
-PEAK_BYTES_PER_VOXEL_LOW = (min(MEASURED_PEAK_GIB.values()) - MEASURED_BASE_GIB) * GIB \
+PEAK_BYTES_PER_VOXEL_LOW = (min(MEASURED_PEAK_KIB.values()) * 1024 - MEASURED_BASE_GIB * GIB) \
     / MEASURED_VOXELS
-PEAK_BYTES_PER_VOXEL_HIGH = (max(MEASURED_PEAK_GIB.values()) - MEASURED_BASE_GIB) * GIB \
+PEAK_BYTES_PER_VOXEL_HIGH = (max(MEASURED_PEAK_KIB.values()) * 1024 - MEASURED_BASE_GIB * GIB) \
     / MEASURED_VOXELS
 
 
