@@ -16,7 +16,7 @@ OUT = Path(__file__).parent / "out"
 
 #: name -> argv after ``python -m``; defaults chosen to finish on 2 cores.
 BENCHES: dict[str, list[str]] = {
-    "io_tiff": ["bench.bench_io_tiff"],
+    "io_tiff": ["bench.bench_io_tiff", "--json", str(OUT / "io_tiff.json")],
     "io_files": ["bench.io_acquisition_files", "--json", str(OUT / "io_acquisition_files.json")],
     "synth": ["bench.bench_synth"],
     "synth_tomogram": ["bench.bench_synth_tomogram", "--out", str(OUT / "synth_tomogram.json")],
