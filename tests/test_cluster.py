@@ -226,6 +226,22 @@ def test_unreachable_scheduler_is_a_clear_error(acq, tmp_path):
     assert "no Dask scheduler reachable at tcp://127.0.0.1:9" in out.output
 
 
+def _run_script(script: str, *args: str, own_group: bool = False
+                ) -> subprocess.CompletedProcess:
+    """``script`` run by a fresh Python with the repository on its path (one thread), its
+    output captured; ``own_group``: in its own process group, so that its killpg(0) (a
+    terminal's Ctrl-C) reaches it and its workers, not the test run."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", script, *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          start_new_session=own_group)
+
+
+def _assert_no_tracebacks(proc: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in proc.stderr and " - ERROR - " not in proc.stderr, \
+        proc.stderr[-3000:]
+
+
 def _free_port() -> int:
     """A port nobody listens on (bound to find it, then closed)."""
     import socket
@@ -429,13 +445,10 @@ def test_a_local_cluster_closed_while_its_workers_wait_for_a_heartbeat_prints_no
     connection itself; distributed then logs the heartbeat's failure at ERROR, traceback and
     all (a loaded machine answers slowly: Ctrl-C or the end of a replay showed it now and
     then). Here every answer is 2 s late, so each worker is caught waiting."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", SLOW_HEARTBEATS], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    proc = _run_script(SLOW_HEARTBEATS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1:] == ["closed"], proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr and " - ERROR - " not in proc.stderr, \
-        proc.stderr[-3000:]
+    _assert_no_tracebacks(proc)
 
 
 CTRL_C_IN_A_FETCH = """
@@ -466,14 +479,11 @@ def test_a_ctrl_c_while_the_driver_fetches_a_result_acts_after_the_fetch():
     makes that loop log a traceback (its cancel finds no call to cancel), and the fetch left
     running makes the scheduler log `Couldn't gather keys` when the client closes: the driver
     (run_on_cluster) lets the fetch finish, then stops."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", CTRL_C_IN_A_FETCH], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    proc = _run_script(CTRL_C_IN_A_FETCH)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-2:] == ["fetched 3", "interrupted"], \
         proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr and " - ERROR - " not in proc.stderr, \
-        proc.stderr[-3000:]
+    _assert_no_tracebacks(proc)
 
 
 def test_final_compaction_that_finds_the_ledger_busy_does_not_fail_the_replay(cluster, acq,
@@ -653,14 +663,10 @@ def test_a_ctrl_c_while_the_local_cluster_starts_acts_once_it_has_started():
     """Was lost: SIGINT was ignored while the workers were spawned, so that they inherited
     that, and a replay interrupted in those seconds ran to its end. Now SIGINT is blocked
     while they are spawned (the mask is inherited; the driver's handler holds it)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", CTRL_C_AT_START], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120,
-                          start_new_session=True)  # its own group: killpg(0) stays in it
+    proc = _run_script(CTRL_C_AT_START, own_group=True)
     assert proc.returncode == 130, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1:] == ["interrupted"], proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr and " - ERROR - " not in proc.stderr, \
-        proc.stderr[-3000:]
+    _assert_no_tracebacks(proc)
 
 
 CTRL_C_AFTER_A_RESTART = """
@@ -685,14 +691,10 @@ def test_a_worker_restarted_by_its_nanny_ignores_ctrl_c_too():
     """Was: a worker its nanny restarted during the replay (one that died, say) started
     with SIGINT as usual, and a Ctrl-C printed its KeyboardInterrupt and CancelledError
     tracebacks. Restarted workers inherit the blocked SIGINT of the cluster's loop thread."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", CTRL_C_AFTER_A_RESTART], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120,
-                          start_new_session=True)  # its own group: killpg(0) stays in it
+    proc = _run_script(CTRL_C_AFTER_A_RESTART, own_group=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "interrupted" in proc.stderr
-    assert "Traceback" not in proc.stderr and " - ERROR - " not in proc.stderr, \
-        proc.stderr[-3000:]
+    _assert_no_tracebacks(proc)
 
 
 def test_the_note_on_volume_like_files_of_a_cluster_replay_says_to_drop_dask():
@@ -741,9 +743,7 @@ if __name__ == "__main__":
 def test_a_lost_scheduler_logs_no_cancelled_tracebacks_from_the_client():
     """Was: distributed's client logged its cancelled reconnection tasks at ERROR, with a
     CancelledError traceback each, before the replay's own `lost the Dask scheduler`."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", SCHEDULER_LOST, str(_free_port())], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = _run_script(SCHEDULER_LOST, str(_free_port()))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1:] == ["lost cancelled"], proc.stderr[-3000:]
     assert "CancelledError" not in proc.stderr, proc.stderr[-3000:]

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nwwatch.classes import TOMOGRAM_CLASSES, UNLABELED, insitu_model_problem
+from nwwatch.io import InputError
 from nwwatch.io.dataset import (
     IMAGE_SUFFIXES,
     DatasetLayoutError,
@@ -35,6 +36,7 @@ from nwwatch.io.dataset import (
 from nwwatch.io.volumeranges import VolumeRanges
 from nwwatch.normalize import intensity_range, normalize_image
 from nwwatch.segment.session import file_sha256
+from nwwatch.volume.memory import tomogram_memory
 
 __all__ = ["IMAGE_SUFFIXES", "DatasetLayoutError", "LabeledImage", "Split", "TrainingData",
            "check_label", "check_volume_memory", "load_folder", "load_volume_slice",
@@ -261,19 +263,17 @@ def check_volume_memory(volume_path: str | os.PathLike[str]) -> None:
 
     Raises
     ------
-    DatasetLayoutError : it cannot fit; or the file is not a readable TIFF, or cannot be
-        opened at all (a socket, a path through a file: ``cannot be read (strerror)``).
+    DatasetLayoutError : it cannot fit; or the file is not a readable regular TIFF (a
+        socket or FIFO: ``not a regular file``), or cannot be opened at all (a path through
+        a file: ``cannot be read (strerror)``).
     """
-    from nwwatch.io import InputError
-    from nwwatch.volume.memory import tomogram_memory
-
     try:
         tomogram_memory(volume_path, training=True)
     except InputError as exc:  # permission denied included (nwwatch.io.UnreadableFileError)
         raise DatasetLayoutError(exc.path, exc.reason) from exc
     except FileNotFoundError as exc:
         raise DatasetLayoutError(volume_path, "file not found") from exc
-    except OSError as exc:  # was a traceback (e.g. ENXIO opening a socket given as --volume)
+    except OSError as exc:  # any other error of the open or read, e.g. ENOTDIR
         raise DatasetLayoutError(volume_path, f"cannot be read ({exc.strerror or exc})") from exc
 
 
