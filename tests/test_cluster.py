@@ -372,14 +372,17 @@ def test_a_copied_acquisition_keeps_each_row_in_the_partition_of_its_source(clus
     assert {ledger_paths[s] for s in table.source_sha256} == set(table.source)
 
 
-@pytest.mark.parametrize(("sig", "how", "status"), [(signal.SIGINT, "Ctrl-C", 130),
-                                                   (signal.SIGTERM, "SIGTERM", 143)])
+@pytest.mark.parametrize(("sig", "to_group", "how", "status"),
+                         [(signal.SIGINT, True, "Ctrl-C", 130),
+                          (signal.SIGTERM, False, "SIGTERM", 143),
+                          (signal.SIGTERM, True, "SIGTERM", 143)])
 def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_path, sig,
-                                                                       how, status):
+                                                                       to_group, how, status):
     """Ctrl-C in a terminal reaches every process of the foreground group: the replay's
     LocalCluster workers ignore it, the driver stops them and exits 130 with one line.
-    SIGTERM (`kill PID`, to the driver alone) stops it alike, exit 143; it was killed at
-    once (-15), its workers' semaphores reported leaked by the resource tracker."""
+    SIGTERM stops it alike, exit 143, whether sent to the driver alone (`kill PID`) or to
+    the whole group, workers and nannies included, as `timeout` and batch schedulers'
+    time limits send it."""
     folder, onnx = acq
     # Enough frames that the replay is still running when the interrupt comes: with the
     # fixture's few it could finish (exit 3, the bad file) between the first output and the
@@ -403,7 +406,7 @@ def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_
             time.sleep(0.02)
         ended_first = proc.poll() is not None  # no staged output seen while it ran
         if not ended_first:
-            if sig == signal.SIGINT:
+            if to_group:
                 os.killpg(proc.pid, sig)
             else:
                 proc.send_signal(sig)
@@ -418,6 +421,15 @@ def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     assert "leaked semaphore" not in err, err[-3000:]
     assert f"replay interrupted ({how})" in err
+    # no worker, nanny or resource tracker outlives the driver
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "processes of the replay's group still run"
+        time.sleep(0.1)
 
 
 SLOW_HEARTBEATS = """
