@@ -58,6 +58,22 @@ def test_rolling_median_is_causal_over_valid_values():
     assert rolling_median(spiky, np.ones(10, bool), window=5)[5] == 100.0
 
 
+def test_centred_rolling_median_follows_a_ramp_without_lag():
+    rng = np.random.default_rng(1)
+    values = rng.normal(110, 5, 40)
+    valid = rng.random(40) > 0.2
+    trend = rolling_median(values, valid, window=5, centred=True)
+    assert np.isnan(trend[~valid]).all()
+    idx = np.flatnonzero(valid)
+    for j, i in enumerate(idx):
+        assert trend[i] == np.median(values[idx[max(0, j - 2):j + 3]])
+    # A rising series: the causal median trails it by half a window, the centred one is on it
+    ramp = np.arange(30, dtype=float)
+    every = np.ones(30, bool)
+    assert np.array_equal(rolling_median(ramp, every, window=9, centred=True)[4:-4], ramp[4:-4])
+    assert np.array_equal(rolling_median(ramp, every, window=9)[8:], ramp[8:] - 4)
+
+
 def test_angle_statistics():
     angles = np.array([100.0, 110.0, np.nan, 120.0, 130.0, np.nan])
     valid = np.isfinite(angles)

@@ -326,3 +326,27 @@ def test_a_report_of_tomograms_alone_does_not_speak_of_frames_and_angles(tmp_pat
     page = write_report(results, tmp_path / "report.html").read_text()
     assert "rolling median of the valid angles" in page
     assert "Suspect volumes are named by their reason code" in page
+
+
+def test_the_reports_trend_is_centred_on_each_frame(tmp_path, monkeypatch):
+    """A finished acquisition's trend has no lag: on a steadily rising angle the report's
+    rolling median is the angle itself away from the ends (the dashboard's causal median
+    trails it by half a window)."""
+    import nwwatch.dashboard.plots as plots
+
+    drawn = {}
+    real = plots.angle_figure
+
+    def spy(series, title, *args, **kwargs):
+        drawn["series"] = series
+        drawn["label"] = args[0] if args else kwargs.get("trend_label")
+        return real(series, title, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "angle_figure", spy)
+    angles = [100.0 + k for k in range(20)]
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", angles))
+    write_report(results, tmp_path / "report.html")
+    series = drawn["series"]
+    assert np.array_equal(series["trend"][4:-4], series["angle"][4:-4])
+    assert "centred" in drawn["label"]

@@ -12,9 +12,11 @@ _COLORS = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#1
            "#ff7f0e", "#2ca02c"]
 
 
-def angle_figure(series: dict, title: str):
+def angle_figure(series: dict, title: str,
+                 trend_label: str = f"rolling median of the last {TREND_WINDOW} valid"):
     """Contact angle against acquisition time: valid angles with their uncertainty bars, the
-    causal rolling median, refused frames as one row of markers per reason code below.
+    trend (``series["trend"]``, named by ``trend_label``), refused frames as one row of
+    markers per reason code below.
 
     ``series``: :func:`nwwatch.dashboard.data.frame_series`. Returns a matplotlib Figure.
     """
@@ -33,7 +35,7 @@ def angle_figure(series: dict, title: str):
                     color="#1f5fbf", ecolor="#1f5fbf80", elinewidth=1, capsize=0,
                     label=f"valid ({int(valid.sum())})")
         ax.plot(t[valid], series["trend"][valid], color="#f28e2b", lw=2,
-                label=f"rolling median of the last {TREND_WINDOW} valid")
+                label=trend_label)
         lo = np.nanmin(angle[valid] - np.nan_to_num(unc[valid]))
         hi = np.nanmax(angle[valid] + np.nan_to_num(unc[valid]))
     else:

@@ -24,6 +24,7 @@ import numpy as np
 
 from nwwatch import __version__
 from nwwatch.dashboard.data import Acquisition, ResultsStore, acquisition_summary, frame_series
+from nwwatch.dashboard.stats import TREND_WINDOW, rolling_median
 
 #: Readings of the results folder while files vanish under it (a compaction running).
 _READ_TRIES = 5
@@ -96,7 +97,12 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
     img = note = ""
     if timed.any():
         shown = {k: np.asarray(v)[timed] for k, v in series.items()}
-        png = save_png(angle_figure(shown, acq.folder), files / f"{_slug(acq)}-angle.png")
+        # A finished acquisition is read whole: the centred median follows the series
+        # without the live trend's lag of half a window.
+        shown["trend"] = rolling_median(shown["angle"], shown["valid"], centred=True)
+        png = save_png(angle_figure(shown, acq.folder,
+                                    f"rolling median of {TREND_WINDOW} valid, centred"),
+                       files / f"{_slug(acq)}-angle.png")
         img = _img(png, f"contact angle against time, {acq.folder}")
         span = _span(shown["t"])
     else:
@@ -197,7 +203,7 @@ def write_report(results: str | Path, out: str | Path) -> Path:
     kinds = {acq.kind for acq in acqs}
     # What the tables below hold: a tomogram-only page has no frames and no angles.
     notes = ([" Refused frames are named by their reason code; the trend is a rolling median"
-              " of the valid angles."] if "insitu" in kinds else []) + (
+              " of the valid angles, centred on each frame."] if "insitu" in kinds else []) + (
         [" Suspect volumes are named by their reason code and reason."]
         if "tomogram" in kinds else [])
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"

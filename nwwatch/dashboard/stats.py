@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: Valid angles in the causal rolling median of the trend line.
+#: Valid angles in the rolling median of the trend line.
 TREND_WINDOW = 9
 
 
@@ -38,10 +38,15 @@ def reason_codes(status: Sequence[str | None], reason_code: Sequence[str | None]
     return out
 
 
-def rolling_median(values: np.ndarray, valid: np.ndarray,
-                   window: int = TREND_WINDOW) -> np.ndarray:
-    """Causal rolling median of the valid values: at each valid index, the median of it and
-    the up to ``window - 1`` valid values before it; NaN at invalid indices.
+def rolling_median(values: np.ndarray, valid: np.ndarray, window: int = TREND_WINDOW,
+                   centred: bool = False) -> np.ndarray:
+    """Rolling median of the valid values; NaN at invalid indices.
+
+    Causal (the default, the live dashboard's): at each valid index, the median of it and the
+    up to ``window - 1`` valid values before it, so a point's trend never changes once drawn,
+    but it lags a rising or falling series by about ``window // 2`` valid frames. Centred
+    (``centred=True``, the report's, for finished acquisitions): the median of the valid values
+    from ``window // 2`` before to ``window // 2`` after it, fewer at the ends; no lag.
 
     ``values``: float (N,), in time order; ``valid``: bool (N,). Returns float64 (N,). A median,
     not a mean, so one bad fit does not drag the trend.
@@ -51,6 +56,11 @@ def rolling_median(values: np.ndarray, valid: np.ndarray,
     out = np.full(values.shape, np.nan)
     idx = np.flatnonzero(valid)
     v = values[idx]
+    if centred:
+        half = window // 2
+        for j in range(len(v)):
+            out[idx[j]] = np.median(v[max(0, j - half):j + half + 1])
+        return out
     head = min(len(v), window - 1)
     for j in range(head):  # shorter windows at the start
         out[idx[j]] = np.median(v[:j + 1])
