@@ -1,11 +1,19 @@
 """Suite-wide settings: hypothesis draws the same examples on every run, so CI is repeatable;
-the folders of the service tests."""
+Ctrl-C is an interrupt whoever started the suite; the folders of the service tests."""
+
+import signal
 
 import pytest
 from hypothesis import settings
 
 settings.register_profile("nwwatch", derandomize=True, deadline=None, print_blob=True)
 settings.load_profile("nwwatch")
+
+# A shell starts a background job (`make test &`, `nohup`, some CI runners) with SIGINT
+# ignored, and the processes the tests start inherit that: the Ctrl-C tests would then see
+# their signal dropped. The tests are of Ctrl-C in a terminal, where it is not ignored.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture()
@@ -17,7 +25,6 @@ def setup(tmp_path):
     acq, res = tmp_path / "acq", tmp_path / "res"
     acq.mkdir()
     return tmp_path, acq, res, model(tmp_path)
-
 
 
 @pytest.fixture(autouse=True)
