@@ -273,6 +273,26 @@ def test_a_queued_frame_rewritten_since_is_skipped_with_a_warning(tmp_path):
                         "differs); skipped"]
 
 
+def test_a_queued_frame_replaced_by_a_fifo_is_skipped_and_named_as_such(tmp_path):
+    # before: "no longer there", though the name was there (and hashing it would block).
+    from nwwatch.segment.session import file_sha256
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    sources = [acq / f"f{k}.tif" for k in range(2)]
+    for k, path in enumerate(sources):
+        write_frame_tiff(path, np.full((16, 16), k, np.uint16))
+    results = tmp_path / "results"
+    offer(results, [Candidate(QueueEntry(str(p), 0, file_sha256(p), 0.1 * k), np.zeros((8, 8)))
+                    for k, p in enumerate(sources)])
+    sources[0].unlink()
+    os.mkfifo(sources[0])
+    paths, pages, infos, warnings = queued_frames(results)
+    assert paths == [sources[1]]
+    assert warnings == [f"{sources[0]}: queued frame 0 cannot be opened (not a regular file: "
+                        "a FIFO (named pipe); only regular files are read); skipped"]
+
+
 def test_a_stack_grown_page_by_page_keeps_one_entry_per_page(tmp_path):
     """A writer that closes a stack after each page makes each version a new file (service.md,
     "a file is its content"); every version's pages were queued as new frames, keyed by the

@@ -17,6 +17,8 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
     """(paths, pages, infos, warnings) of the label queue of RESULTS, least confident first;
     entries whose source file is gone, or was rewritten since (its SHA-256 is not the queued
     one: the confidence and the recorded source were another frame's), become warnings."""
+    from nwwatch.io.errors import NotARegularFileError
+    from nwwatch.io.regular import check_regular
     from nwwatch.results.label_queue import read_queue
     from nwwatch.segment.session import file_sha256
 
@@ -24,8 +26,16 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
     hashes: dict[Path, str] = {}
     for entry in read_queue(results):
         source = Path(entry.source)
-        if not source.is_file():
+        try:
+            check_regular(source)
+        except FileNotFoundError:
             warnings.append(f"{source}: queued frame {entry.frame} is no longer there; skipped")
+            continue
+        except (NotARegularFileError, OSError) as exc:  # replaced by a FIFO, unreadable, ...
+            reason = exc.reason if isinstance(exc, NotARegularFileError) else (
+                exc.strerror or str(exc))
+            warnings.append(f"{source}: queued frame {entry.frame} cannot be opened ({reason});"
+                            " skipped")
             continue
         if source not in hashes:
             hashes[source] = file_sha256(source)
