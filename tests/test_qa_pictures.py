@@ -57,7 +57,8 @@ def test_replay_overlays_all_frames_under_results(tmp_path, acquisition):
         assert picture.parent == out / "qa" and picture.suffix == ".png"
         assert row.overlay_path == f"qa/{picture.name}"  # relative to RESULTS
         drawn = cv2.imread(str(picture), cv2.IMREAD_COLOR)
-        assert drawn.shape == (512, 512, 3)  # a 128 px frame drawn 4 times larger
+        # a 128 px frame drawn 4 times larger, its caption band below
+        assert drawn.shape[1:] == (512, 3) and drawn.shape[0] > 512
         labels = cv2.imread(str(picture.with_name(picture.stem + "-labels.png")),
                             cv2.IMREAD_UNCHANGED)
         # the saved labels are the model's, and the overlay is the one drawn from them

@@ -4,9 +4,9 @@ Shows the segmentation outlines (wire yellow, droplet cyan), the droplet outline
 for the circle (pale orange dots) and those rejected as outliers (magenta), the interface
 points used for the facet line (pale blue dots) and those rejected (magenta), the fitted
 circle (orange) and its centre, the facet line (blue) labelled with how it was oriented, the
-triple points (green, with the left/right angles), the angle with its uncertainty, the status
-and the ``reason_code``; status, code and reason in red when the measurement failed. Hershey
-fonts are ASCII only, hence "deg" for the degree sign.
+triple points (green, with the left/right angles); below the frame, in a caption band, the
+angle with its uncertainty, the status and the ``reason_code``, and the reason; in red when
+the measurement failed. Hershey fonts are ASCII only, hence "deg" for the degree sign.
 """
 
 from __future__ import annotations
@@ -90,11 +90,12 @@ def draw_overlay(
     """Render ``result`` over ``image``.
 
     ``image`` (H, W) any real dtype, contrast-stretched to its 0.5-99.5 percentiles, or None
-    to draw on a grey rendering of ``labels`` (uint8 (H, W)). Returns uint8 (zH, zW, 3) BGR,
-    z = :func:`overlay_zoom` of (H, W): 1 from 512 px up; a smaller frame is enlarged by the
-    smallest integer factor that brings its longer side to 512 px or more (at most 16), each
-    frame pixel a z x z block, and frame pixel (row, col) is the block starting at
-    (z row, z col).
+    to draw on a grey rendering of ``labels`` (uint8 (H, W)). Returns uint8 (zH + C, zW, 3)
+    BGR: the frame drawn on, then a black caption band of C rows with the angle, the status
+    and the reason. z = :func:`overlay_zoom` of (H, W): 1 from 512 px up; a smaller frame is
+    enlarged by the smallest integer factor that brings its longer side to 512 px or more (at
+    most 16), each frame pixel a z x z block, and frame pixel (row, col) is the block starting
+    at (z row, z col).
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -168,28 +169,47 @@ def draw_overlay(
         label = name if angle is None else f"{name} {angle:.1f}"
         x, y = at(row, col)
         _text(canvas, label, (x + 6 * lw, y - 6 * lw), _GREEN, 0.45 * scale)
-    y = int(22 * scale)
+    return _with_caption(canvas, _caption(r, labels.shape[1], scale), scale)
+
+
+def _caption(r: ContactAngleResult, width_px: int,
+             scale: float) -> list[tuple[str, tuple[int, int, int], float]]:
+    """(text, colour, font scale) of each caption line: the angle, the status, the reason
+    wrapped to the picture's width."""
+    lines = []
+    color = _WHITE if r.angle_valid else _RED
     if r.contact_angle_deg is not None:
         unc = r.contact_angle_uncertainty_deg
         text = f"theta {r.contact_angle_deg:.2f}" + (f" +- {unc:.2f}" if unc is not None else "")
-        _text(canvas, text + " deg", (int(8 * scale), y), _WHITE if r.angle_valid else _RED,
-              0.6 * scale)
-        y += int(22 * scale)
-    color = _WHITE if r.angle_valid else _RED
+        lines.append((text + " deg", color, 0.6 * scale))
     status = r.status if r.reason_code in ("ok", r.status) else f"{r.status} / {r.reason_code}"
-    _text(canvas, status, (int(8 * scale), y), color, 0.5 * scale)
+    lines.append((status, color, 0.5 * scale))
     if r.reason:
-        # Long reasons wrap over a few lines so they stay inside the frame.
-        width = max(20, int(labels.shape[1] / (9 * scale)))
-        words, line = r.reason.split(), ""
-        for word in words:
-            if len(line) + len(word) + 1 > width:
-                y += int(18 * scale)
-                _text(canvas, line, (int(8 * scale), y), color, 0.42 * scale)
+        font = 0.42 * scale
+        thick = max(1, int(round(font * 2)))
+        room = width_px - int(16 * scale)
+        line = ""
+        for word in r.reason.split():
+            wider = f"{line} {word}".strip()
+            if line and cv2.getTextSize(wider, cv2.FONT_HERSHEY_SIMPLEX, font,
+                                        thick)[0][0] > room:
+                lines.append((line, color, font))
                 line = word
             else:
-                line = f"{line} {word}".strip()
+                line = wider
         if line:
-            y += int(18 * scale)
-            _text(canvas, line, (int(8 * scale), y), color, 0.42 * scale)
-    return canvas
+            lines.append((line, color, font))
+    return lines
+
+
+def _with_caption(canvas: np.ndarray, lines, scale: float) -> np.ndarray:
+    """``canvas`` with a black band below it holding ``lines``: the text never covers the
+    frame (over it, a failure's reason hid the upper part of the picture, a triple point or
+    the wire included)."""
+    steps = [int(22 * scale) if font >= 0.5 * scale else int(18 * scale) for _, _, font in lines]
+    band = np.zeros((sum(steps) + int(10 * scale), canvas.shape[1], 3), np.uint8)
+    y = 0
+    for (text, color, font), step in zip(lines, steps, strict=True):
+        y += step
+        _text(band, text, (int(8 * scale), y), color, font)
+    return np.vstack([canvas, band])
