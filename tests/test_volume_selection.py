@@ -238,6 +238,31 @@ def test_a_slice_labeled_in_every_pixel_warns_about_the_0_convention(tmp_path):
     assert "every pixel" not in CliRunner().invoke(main, args).output
 
 
+def test_a_labels_file_that_labels_nothing_beside_others_is_said(tmp_path):
+    # Alone it is refused (no class labeled); beside another slice's labels it was taken
+    # without a word, though it adds nothing: most likely the wrong file.
+    import cv2
+
+    from nwwatch.cli import main
+
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full(SHAPE[1:], 255, np.uint8))
+    result = CliRunner().invoke(main, [
+        "train", "--volume", str(volume_path), "--slice", str(Z), "--labels", str(labels_path),
+        "--slice", "2", "--labels", str(blank), "--out", str(tmp_path / "m.onnx"),
+        "--threads", "1", "--quiet", "--candidates", "threshold"])
+    assert result.exit_code == 0, result.output
+    assert ("warning: blank.png (slice 2 of volume.tif) labels no pixel (every pixel is 255)"
+            in result.output)
+    assert "labels no pixel" not in CliRunner().invoke(main, [
+        "train", "--volume", str(volume_path), "--slice", str(Z), "--labels", str(labels_path),
+        "--out", str(tmp_path / "m2.onnx"), "--threads", "1", "--quiet",
+        "--candidates", "threshold"]).output
+
+
 def test_two_patches_keep_the_first_candidate_given_when_the_threshold_is_not_one(tmp_path):
     # --candidates features: with nothing to hold out the threshold was kept all the same.
     volume_path, labels_path, _ = _two_patches(tmp_path)
