@@ -90,3 +90,7 @@ def main() -> None:
     # sets its configured level). Without this a command that never sets it up (``demo``,
     # ``measure``) would print structlog's console lines, at every level.
     configure_logging("warning")
+
+
+if __name__ == "__main__":  # `python -m nwwatch.cli ARGS`, as the console script
+    main()

@@ -223,3 +223,27 @@ def test_a_mask_like_label_tiff_with_non_square_pixel_calibration_is_found(tmp_p
     tifffile.imwrite(tmp_path / "labels" / "a.tif", mask, imagej=True,
                      resolution=(1 / 0.5, 1 / 0.7), metadata={"unit": "nm"})
     assert mask_like_labels(tmp_path) == [tmp_path / "labels" / "a.tif"]
+
+
+def test_naparis_labels_layer_as_saved_is_told_the_whole_conversion(tmp_path):
+    """napari saves its Labels layer as an int32 volume, 0 unlabeled and classes from 1.
+    Given as it is, the refusal names the conversion and the page, so that one pass of the
+    advice gives a label image that is read (before: "labels.astype('uint8')", then a
+    labels volume, then the 0/1/2 convention, one refusal at a time)."""
+    import tifffile
+
+    layer = np.zeros((5, 6, 7), np.int32)
+    layer[3, :2, :2] = 1  # pore
+    layer[3, 4:, 4:] = 2  # solid
+    tifffile.imwrite(tmp_path / "Labels.tif", layer)
+    with pytest.raises(DatasetLayoutError) as info:
+        read_label_image(tmp_path / "Labels.tif", 2)
+    reason = info.value.reason
+    assert info.value.path.name == "Labels.tif"
+    assert "numpy.where(labels == 0, 255, labels - 1)" in reason
+    assert "labels[Z]" in reason and "5 pages" in reason
+    labels = tifffile.imread(tmp_path / "Labels.tif")[3]
+    converted = np.where(labels == 0, 255, labels - 1).astype("uint8")
+    tifffile.imwrite(tmp_path / "slice.tif", converted)
+    got = read_label_image(tmp_path / "slice.tif", 2)
+    assert got[0, 0] == 0 and got[5, 6] == 1 and got[2, 3] == UNLABELED

@@ -389,3 +389,30 @@ def test_cli_refuses_a_size_too_small_for_two_patches_before_writing(tmp_path) -
     ok = CliRunner().invoke(main, ["synth", "tomogram", str(tmp_path / "t"), "--size", "16",
                                    "--patch-size", "8"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_cli_never_replaces_a_volume_synth_did_not_write(tmp_path) -> None:
+    """`volume.tif` is what a user's own tomogram is often called: a folder that no earlier
+    synth run wrote (no tomogram.json of synth's naming the file) keeps it, and the run is
+    refused naming it, before anything is written."""
+    from nwwatch.cli import main
+
+    out = tmp_path / "mydata"
+    out.mkdir()
+    mine = {"volume.tif": b"my tomogram", "tomogram.json": b"my notes",
+            "truth.tif": b"my segmentation"}
+    for name, content in mine.items():
+        (out / name).write_bytes(content)
+    result = CliRunner().invoke(main, ["synth", "tomogram", str(out), "--size", "24"])
+    assert result.exit_code == 1, result.output
+    assert "synth did not write" in result.output
+    for name in mine:
+        assert name in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == mine  # nothing touched
+    # a folder holding only a volume.tif (no tomogram.json at all) is refused the same way
+    (out / "tomogram.json").unlink()
+    (out / "truth.tif").unlink()
+    result = CliRunner().invoke(main, ["synth", "tomogram", str(out), "--size", "24"])
+    assert result.exit_code == 1, result.output
+    assert (out / "volume.tif").read_bytes() == b"my tomogram"
+    assert sorted(p.name for p in out.iterdir()) == ["volume.tif"]

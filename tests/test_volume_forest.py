@@ -229,3 +229,32 @@ def test_vote_ties_fall_on_the_same_side_of_the_cut_in_training_and_at_runtime(t
     assert tie.any() and np.all(runtime.probabilities[0, 1][tie] == 0.5)
     np.testing.assert_array_equal(runtime.probabilities[0, 1] > 0.5, training > 0.5)
     np.testing.assert_array_equal(runtime.labels[0], votes > 20)
+
+
+def test_a_volume_of_slices_under_17_px_trains_and_predicts_as_the_runtime_segments(tmp_path):
+    """With the 16 px mirror margin a 12 px slice is 44 px wide, shorter than the widest
+    kernel's 48 px mirrored pad: the fit and the held-out prediction widen the margin to the
+    model's min_input_px as the runtime does, instead of failing in torch's reflect pad."""
+    from nwwatch.normalize import intensity_range, normalize_image
+    from training.volume_candidates import predict_solid
+    from training.volume_models import min_input_px
+
+    volume, truth = _checker_volume()
+    volume, truth = volume[:, :12, :12], truth[:, :12, :12]  # 25 % solid on slice 6
+    z = 6
+    normalised = normalize_image(volume, intensity_range(volume))
+    labels = np.where(truth[z], 1, 0).astype(np.uint8)
+    labels[::2] = 255
+    model = fit_feature_forest([(normalised[z], labels)], seed=0)
+    training = predict_solid(model, normalised[z])
+    assert training.shape == (12, 12)
+    meta = _metadata(model)
+    meta = ModelMetadata(**{**meta.__dict__, "extra": {**meta.extra,
+                                                       "min_input_px": min_input_px(model)}})
+    path = export_feature_forest(model, tmp_path / "small.onnx", meta)
+    seg = segment_volume(Segmenter(path, providers=("cpu",), threads=1), volume,
+                         return_probability=True)
+    runtime = seg.solid_probability[z]
+    # The same margin in training and at run time: the same features, so the same votes up
+    # to a tree that torch and ONNX Runtime send different ways (1/40).
+    assert np.abs(runtime - training).max() <= 1 / 40 + 1e-4

@@ -194,6 +194,28 @@ def test_candidates_given_twice_are_tried_once_and_none_given_is_a_usage_error(t
     assert len(scored) == 1, twice.output
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_device_without_cuda_stops_before_the_cross_validation(tmp_path):
+    # The networks asked for the device only when their first fold started: the threshold's
+    # and the forest's folds ran first (minutes on a large volume), then the run failed.
+    from nwwatch.cli import main
+
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
+    common = ["train", "--volume", str(volume_path), "--slice", str(Z), "--labels",
+              str(labels_path), "--out", str(tmp_path / "m.onnx"), "--threads", "1", "--quiet",
+              "--device", "cuda"]
+    result = CliRunner().invoke(main, [*common, "--candidates", "threshold,features,unet"])
+    assert result.exit_code == 1, result.output
+    assert "CUDA is not available" in result.output
+    assert "cross-validation" not in result.output and "held-out" not in result.output
+    assert not (tmp_path / "m.onnx").exists()
+    # Without a network among the candidates the device is never used: the run goes on.
+    small = CliRunner().invoke(main, [*common, "--candidates", "threshold"])
+    assert small.exit_code == 0, small.output
+
+
 def test_a_slice_labeled_in_every_pixel_warns_about_the_0_convention(tmp_path):
     # napari and ilastik export 0 as "unlabeled": here it is pore, and the whole slice
     # becomes labels. Not an error (a slice may be labeled in full), but said.
@@ -214,6 +236,31 @@ def test_a_slice_labeled_in_every_pixel_warns_about_the_0_convention(tmp_path):
     assert "if 0 meant 'unlabeled' (napari, ilastik), mark those pixels 255" in full.output
     _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))  # patches: nothing to say
     assert "every pixel" not in CliRunner().invoke(main, args).output
+
+
+def test_a_labels_file_that_labels_nothing_beside_others_is_said(tmp_path):
+    # Alone it is refused (no class labeled); beside another slice's labels it was taken
+    # without a word, though it adds nothing: most likely the wrong file.
+    import cv2
+
+    from nwwatch.cli import main
+
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], CORNERS))
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full(SHAPE[1:], 255, np.uint8))
+    result = CliRunner().invoke(main, [
+        "train", "--volume", str(volume_path), "--slice", str(Z), "--labels", str(labels_path),
+        "--slice", "2", "--labels", str(blank), "--out", str(tmp_path / "m.onnx"),
+        "--threads", "1", "--quiet", "--candidates", "threshold"])
+    assert result.exit_code == 0, result.output
+    assert ("warning: blank.png (slice 2 of volume.tif) labels no pixel (every pixel is 255)"
+            in result.output)
+    assert "labels no pixel" not in CliRunner().invoke(main, [
+        "train", "--volume", str(volume_path), "--slice", str(Z), "--labels", str(labels_path),
+        "--out", str(tmp_path / "m2.onnx"), "--threads", "1", "--quiet",
+        "--candidates", "threshold"]).output
 
 
 def test_two_patches_keep_the_first_candidate_given_when_the_threshold_is_not_one(tmp_path):

@@ -353,11 +353,16 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
 def _select_volume_method(config: TrainConfig, candidates: str) -> None:
     """``--volume`` without ``--paradigm``: cross-validate the candidates, keep the best."""
     from training.data import DatasetLayoutError
-    from training.engine import TrainingError
+    from training.engine import TrainingError, resolve_device
+    from training.volume_candidates import NETWORK_PARADIGMS
     from training.volume_select import select_and_train
 
     names = [c.strip() for c in candidates.split(",") if c.strip()]
     try:
+        # Only the networks use the device: an unusable one stops the run before any
+        # candidate's folds, not at the first network's.
+        if any(name in NETWORK_PARADIGMS for name in names):
+            resolve_device(config.device)
         selection, out = select_and_train(config, names, echo=click.echo)
     except KeyError as exc:
         raise click.BadParameter(str(exc.args[0]), param_hint="--candidates") from None

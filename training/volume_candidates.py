@@ -28,19 +28,22 @@ MARGIN_PX = 16
 def predict_solid(model: torch.nn.Module, image: np.ndarray,
                   margin_px: int = MARGIN_PX) -> np.ndarray:
     """float32 (H, W) p(solid) of a logits model on one normalised slice (H, W), or for a
-    slab model on its slab (S, H, W), with the runtime's mirror margin and padding to the
-    model's size multiple."""
+    slab model on its slab (S, H, W), with the runtime's mirror margin (widened to the
+    model's ``min_input_px`` as there) and padding to the model's size multiple."""
     from nwwatch.segment.session import pad_to_multiple
+    from nwwatch.volume.runner import mirror_margin_px
+    from training.volume_models import min_input_px
 
     stack = image if image.ndim == 3 else image[None]
     height, width = stack.shape[1:]
-    m = margin_px
+    # Widened for slices narrower than the model's widest kernel, as the runtime does.
+    m = mirror_margin_px(margin_px, min_input_px(model), height, width)
     padded = np.pad(stack, ((0, 0), (m, m), (m, m)), mode="reflect") if m else stack
     padded = pad_to_multiple(padded, int(getattr(model, "size_multiple", 1)))
     with torch.no_grad():
         logits = model.eval()(torch.from_numpy(np.ascontiguousarray(padded))[:, None])
     prob = torch.softmax(logits, dim=1)[0, 1].numpy()
-    return prob[margin_px:margin_px + height, margin_px:margin_px + width]
+    return prob[m:m + height, m:m + width]
 
 
 class CandidateTrainer:

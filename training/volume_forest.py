@@ -43,7 +43,8 @@ from nwwatch.segment.contract import (
     OUTPUT_PROBABILITIES,
     ModelMetadata,
 )
-from training.volume_models import FIT_MARGIN_PX, PixelFeatures, SlabFeatures
+from nwwatch.volume.runner import mirror_margin_px
+from training.volume_models import FIT_MARGIN_PX, PixelFeatures, SlabFeatures, min_input_px
 
 #: Scales (px) of the forest's features (scikit-image's five scales from 0.7 to 16 px).
 FOREST_SIGMAS_PX = (0.7, 1.5, 3.3, 7.3, 16.0)
@@ -138,8 +139,11 @@ def fit_feature_forest(labeled: Sequence[tuple[np.ndarray, np.ndarray]],
     from sklearn.ensemble import RandomForestClassifier
 
     images = np.stack([image if image.ndim == 3 else image[None] for image, _ in labeled])
-    m, (slices, height, width) = FIT_MARGIN_PX, images.shape[1:]
+    slices, height, width = images.shape[1:]
     bank = feature_bank(slices)
+    # Slices under 17 px need more than the 16 px margin for the widest kernel's mirrored
+    # pad; the runtime widens it by the same rule (the model's min_input_px).
+    m = mirror_margin_px(FIT_MARGIN_PX, min_input_px(bank), height, width)
     padded = np.pad(images, ((0, 0), (0, 0), (m, m), (m, m)), mode="reflect")
     flat = padded.reshape(-1, 1, *padded.shape[2:])
     with torch.no_grad():

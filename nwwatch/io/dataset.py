@@ -298,6 +298,28 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
     return [(stem, image_by_stem[stem], label_by_stem[stem]) for stem in sorted(image_by_stem)]
 
 
+def _wide_integer_hint(path: str | os.PathLike[str], kind: str) -> str:
+    """For 32- and 64-bit integer labels, what napari's saved Labels layer (an int32 or int64
+    volume, 0 unlabeled, classes counted from 1) needs besides the pixel type, said at once:
+    the conversion of its ids and, for a file of several pages, the labeled slice's page."""
+    if not any(kind.endswith(t) for t in ("int32", "int64")):
+        return ""
+    hint = (f"; from napari or ilastik (0 unlabeled, classes counted from 1)? convert them: "
+            f"numpy.where(labels == 0, {UNLABELED}, labels - 1).astype('uint8')")
+    try:  # header only: the structural checks before the pixel type passed
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.series[0].shape
+    except Exception:  # the hint is a courtesy: the refusal stands without it
+        return hint
+    pages = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    if pages > 1:
+        hint += (f"; this file has {pages} pages (a labels volume?): save the labeled "
+                 f"slice's page alone, labels[Z] with Z its --slice")
+    return hint
+
+
 def read_label_image(path: str | os.PathLike[str],
                      num_classes: int = len(INSITU_CLASSES)) -> np.ndarray:
     """A label image: uint8 (H, W) class ids in [0, ``num_classes``) or 255 (unlabeled), as
@@ -320,7 +342,8 @@ def read_label_image(path: str | os.PathLike[str],
         # The image reader's advice (float32 for int32 pixels) is for images, not class ids.
         kind = exc.reason.split(" is not supported")[0]
         raise DatasetLayoutError(exc.path, f"{kind} is not read for labels: "
-                                           f"{_save_as_uint8(num_classes)}") from exc
+                                           f"{_save_as_uint8(num_classes)}"
+                                           f"{_wide_integer_hint(path, kind)}") from exc
     if pages.shape[0] != 1:
         raise DatasetLayoutError(path, f"expected a 2D image, this file has {pages.shape[0]} "
                                        f"pages (a labels volume?): labels are one 2-D image per "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -58,6 +59,12 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
             f"a {size} px slice holds fewer than 2 whole patches of {patch_px} px: use "
             f"--size {2 * patch_px} or more, or --patch-size {size // 2} or less",
             param_hint="'--size'")
+    foreign = _not_written_by_synth(out)
+    if foreign:
+        raise click.ClickException(
+            f"{out} already holds {', '.join(foreign)}, which synth did not write there (no "
+            "tomogram.json of an earlier synth run names them); this run would replace them: "
+            "choose a new or empty folder")
     stale = _stale_slices(out)
     if stale:
         raise click.ClickException(
@@ -78,6 +85,28 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
     click.echo(f"wrote a {size}^3 tomogram to {out}: porosity {summary['porosity']:.2f}, "
                f"tilts {summary['tilt_min_deg']:g}..{summary['tilt_max_deg']:g} deg, "
                f"slice {summary['labeled_slice']} labeled at {summary['labeled_fraction']:.2%}")
+
+
+#: The files every run writes besides the labeled slice (generate_tomogram's ``files``).
+_OUTPUTS = ("volume.tif", "truth.tif", "tomogram.json", "train/dataset.toml",
+            "train/unlabeled/volume.tif")
+
+
+def _earlier_files(out: Path) -> set[str]:
+    """The files an earlier run of synth wrote into ``out``, as its tomogram.json names them
+    (with tomogram.json itself); empty when there is none, or not one of synth's."""
+    try:
+        files = json.loads((out / "tomogram.json").read_text(encoding="utf-8"))["files"]
+        return {str(v) for v in files.values()} | {"tomogram.json"}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+
+
+def _not_written_by_synth(out: Path) -> list[str]:
+    """Files of ``out`` that this run would replace and no earlier synth run wrote: a user's
+    own ``volume.tif`` (a usual name for a tomogram) must never be overwritten."""
+    own = _earlier_files(out)
+    return [rel for rel in _OUTPUTS if os.path.lexists(out / rel) and rel not in own]
 
 
 def _stale_slices(out: Path) -> list[str]:

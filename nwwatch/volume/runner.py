@@ -23,6 +23,14 @@ MAX_INFERRED_INPUT_PX = 256
 MAX_CALL_PIXELS = 1 << 20
 
 
+def mirror_margin_px(margin_px: int, min_input_px: int, height_px: int, width_px: int) -> int:
+    """The mirror margin (px) of a ``height_px`` x ``width_px`` slice: ``margin_px``, widened
+    until the slice with it is at least ``min_input_px`` on its shorter side (the model's
+    reflect pads must be shorter than what they mirror). Training uses it too, so a model is
+    fitted on the borders it will see."""
+    return max(margin_px, -(-(min_input_px - min(height_px, width_px)) // 2))
+
+
 class VolumeModelError(ValueError):
     """The model cannot segment tomograms; the message names the model file and why."""
 
@@ -104,7 +112,7 @@ class SliceRunner:
     def _geometry(self, height: int, width: int) -> tuple[int, int | None, bool, int]:
         """(mirror margin, tile side, tiled?, the smaller side of what the model sees) for
         slices of ``height`` x ``width`` px."""
-        m = max(self.margin, -(-(self.min_input - min(height, width)) // 2))
+        m = mirror_margin_px(self.margin, self.min_input, height, width)
         height, width = height + 2 * m, width + 2 * m
         tile = None if self.tile is None else max(self.tile, self.min_input)
         tiled = tile is not None and (height > tile or width > tile)
