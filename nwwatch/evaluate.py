@@ -132,15 +132,45 @@ def nearest_labeled(labels: np.ndarray) -> np.ndarray:
     return labels[rows, cols].astype(np.uint8)
 
 
-def _truth_angles(root: Path) -> dict[str, tuple[float, float | None]]:
+def _truth_angles(root: Path, stems: list[str]) -> dict[str, tuple[float, float | None]]:
+    """The true angle and pixel size of each frame DATA/truth.parquet has a row for, by stem.
+
+    Raises :class:`DatasetLayoutError` naming truth.parquet when it cannot be read, lacks the
+    ``file`` or angle column, or has rows of which none names a frame of ``stems`` (a table of
+    other files): scored as it stood, every angle line read ``0/0 measured``."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(root / "truth.parquet").to_pylist()
+    path = root / "truth.parquet"
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetLayoutError(path, f"cannot be read as a Parquet table ({exc}); remove it "
+                                       f"or give --no-angles") from None
+    if table.num_rows == 0:  # the labelling tool's, before any frame had an angle
+        return {}
+    angle_column = next((name for name in ("theta_apparent_deg", "theta_deg")
+                         if name in table.column_names), None)
+    if "file" not in table.column_names or angle_column is None:
+        have = table.column_names
+        raise DatasetLayoutError(path, "needs the columns file and theta_apparent_deg (or "
+                                       f"theta_deg); it has {', '.join(have[:8])}"
+                                       f"{', ...' if len(have) > 8 else ''}")
     out = {}
-    for row in table:
-        angle = row.get("theta_apparent_deg", row.get("theta_deg"))
-        if angle is not None and row.get("file"):
+    for row in table.select(["file", angle_column] + (
+            ["pixel_size_nm"] if "pixel_size_nm" in table.column_names else [])).to_pylist():
+        angle = row[angle_column]
+        if angle is not None and row["file"]:
             out[Path(row["file"]).stem] = (float(angle), row.get("pixel_size_nm"))
+    if not set(out) & set(stems):
+        named = sorted(out)[:3]
+        raise DatasetLayoutError(path, f"none of its {table.num_rows} rows names a labeled "
+                                       f"image of {root} (its files: "
+                                       f"{', '.join(named) or 'none with an angle'}"
+                                       f"{', ...' if len(out) > 3 else ''}; the images: "
+                                       f"{', '.join(stems[:3])}{', ...' if len(stems) > 3 else ''}"
+                                       f"): a table of other frames; give --no-angles to score "
+                                       f"the masks alone")
     return out
 
 
@@ -185,7 +215,8 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
             f"{model_path}: the model's kind is {meta.kind!r} (classes "
             f"{list(meta.class_names)}), but {root} holds {kind!r} data (classes "
             f"{list(class_names)}; {said}): evaluate it with a model of kind {kind!r}")
-    truth = _truth_angles(root) if angles and (root / "truth.parquet").is_file() else None
+    truth = (_truth_angles(root, [stem for stem, _, _ in pairs])
+             if angles and num_classes == 3 and (root / "truth.parquet").is_file() else None)
     if truth is not None:
         from nwwatch.measure import VALID_STATUSES, measure_contact_angle
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
