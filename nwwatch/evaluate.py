@@ -334,6 +334,23 @@ def _model_argument(ctx: click.Context, param: click.Parameter, value: str) -> P
                              f"one ({', '.join(shipped)})", ctx, param)
 
 
+#: A report is a few kB; a larger file is read no further.
+_JSON_REPORT_MAX_BYTES = 16 * 1024 * 1024
+
+
+def _is_json_report(path: Path) -> bool:
+    """True when ``path`` is empty or holds one JSON object (an earlier report, replaced by
+    the new one); anything else (a model, a frame) is a file a mistyped ``--json`` names."""
+    if path.stat().st_size > _JSON_REPORT_MAX_BYTES:
+        return False
+    try:
+        text = path.read_bytes().decode()
+        return not text.strip() or isinstance(json.loads(text), dict)
+    except ValueError:  # not UTF-8, not JSON
+        return False
+
+
+
 @click.command("evaluate")
 @click.argument("model", callback=_model_argument)
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -362,6 +379,10 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
         raise click.BadParameter(f"unknown provider(s) {', '.join(unknown)}; choose from "
                                  f"{', '.join(PROVIDERS)}", param_hint="'--provider'")
     if json_out is not None:  # checked (its folder made) before the run, not after it
+        if json_out.is_file() and not _is_json_report(json_out):
+            # e.g. '--json mine.onnx' or '--json frames/f.tif': replaced, the file was lost
+            raise click.BadParameter(f"{json_out} exists and is not a JSON report; it is not "
+                                     f"replaced", param_hint="'--json'")
         require_writable(json_out, "'--json'")
     for label_path in mask_like_labels(data):
         click.echo(mask_warning(label_path))

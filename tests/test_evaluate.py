@@ -511,3 +511,24 @@ def test_a_truth_table_of_some_frames_only_scores_those(tmp_path):
     result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert "contact angle (true labels): 1/1 measured" in result.output
+
+
+def test_an_existing_json_that_is_not_a_report_is_not_replaced(tmp_path):
+    # '--json mine.onnx' (or a frame) was replaced by the report: the model was lost.
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    model = build_threshold_model(tmp_path / "m.onnx")
+    before = model.read_bytes()
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(model),
+                                       "--threads", "1"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--json'" in result.output and "not replaced" in result.output
+    assert "mIoU" not in result.output and model.read_bytes() == before
+    report = tmp_path / "r.json"  # an earlier report is replaced by the new one
+    report.write_text('{"images": 0}')
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(report),
+                                       "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["images"] == 2
