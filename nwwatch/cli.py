@@ -90,3 +90,7 @@ def main() -> None:
     # sets its configured level). Without this a command that never sets it up (``demo``,
     # ``measure``) would print structlog's console lines, at every level.
     configure_logging("warning")
+
+
+if __name__ == "__main__":  # `python -m nwwatch.cli ARGS`: without this, nothing ran (exit 0)
+    main()
