@@ -80,6 +80,7 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     from nwwatch.io.dataset import DatasetLayoutError
     from nwwatch.label.frames import frame_refs
     from nwwatch.label.server import DEFAULT_MODEL, LabelSession, make_server, serve_in_thread
+    from nwwatch.label.store import foreign_data_reason
     from nwwatch.options import require_writable
     from nwwatch.results.label_queue import QUEUE_DIR
     from nwwatch.segment.session import ModelLoadError
@@ -105,6 +106,9 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
                     "give the RESULTS folder of 'nwwatch run' or 'nwwatch replay --out'"),
                 param_hint="'--queue'")
         raise click.UsageError("no frames: give FRAMES, or --queue RESULTS with queued frames")
+    foreign = foreign_data_reason(data_dir)
+    if foreign is not None:  # before any save could mix into it or rewrite its truth table
+        raise click.BadParameter(f"{data_dir}: {foreign}", param_hint="'--out'")
     try:
         refs = frame_refs(paths, infos, pages, data_dir)
     except (InputError, DatasetLayoutError, FileNotFoundError) as exc:
