@@ -36,6 +36,7 @@ from nwwatch.io.dataset import (
 )
 from nwwatch.io.volumeranges import VolumeRanges
 from nwwatch.normalize import normalize_image
+from nwwatch.options import model_file
 from nwwatch.segment.metrics import (
     InterfaceOffsets,
     SegmentationMetrics,
@@ -309,31 +310,6 @@ def format_report(report: EvaluationReport) -> str:
     return "\n".join(lines)
 
 
-def shipped_models() -> dict[str, Path]:
-    """{name: path} of the ONNX models shipped with nwwatch (``insitu-default``)."""
-    from nwwatch import DEFAULT_INSITU_MODEL
-
-    return {path.stem: path for path in sorted(DEFAULT_INSITU_MODEL.parent.glob("*.onnx"))}
-
-
-def _model_argument(ctx: click.Context, param: click.Parameter, value: str) -> Path:
-    """MODEL: an ONNX file, or the name of a shipped model; a MODEL.pt checkpoint is a usage
-    error naming the MODEL.onnx beside it (ONNX Runtime would say only "Protobuf parsing
-    failed")."""
-    path, shipped = Path(value), shipped_models()
-    if path.is_file():
-        if path.suffix.lower() == ".pt":
-            raise click.BadParameter(f"{path} is a training checkpoint, not an ONNX model: give "
-                                     f"the model `nwwatch train` exported with it, "
-                                     f"{path.with_suffix('.onnx')}", ctx, param)
-        return path
-    if value in shipped and not path.exists():
-        return shipped[value]
-    what = "a folder, not an ONNX model file" if path.is_dir() else "no such file"
-    raise click.BadParameter(f"{value}: {what}; give an ONNX model, or the name of a shipped "
-                             f"one ({', '.join(shipped)})", ctx, param)
-
-
 #: A report is a few kB; a larger file is read no further.
 _JSON_REPORT_MAX_BYTES = 16 * 1024 * 1024
 
@@ -352,7 +328,7 @@ def _is_json_report(path: Path) -> bool:
 
 
 @click.command("evaluate")
-@click.argument("model", callback=_model_argument)
+@click.argument("model", callback=model_file)
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--provider", "providers", multiple=True, default=("cpu",), show_default=True,
               help="Execution provider preference (cpu, cuda, tensorrt); repeatable.")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from nwwatch.options import InputFile
+from nwwatch.options import InputFile, model_file
 
 
 def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], list[str]]:
@@ -56,7 +56,7 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
               type=click.Path(file_okay=False, path_type=Path),
               help="DATA folder to write (images/, labels/, geometry/, truth.parquet); "
                    "frames already saved there open with their saved shapes.")
-@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--model", callback=model_file, metavar="MODEL",
               default=None, help="ONNX model whose labels are the starting point  "
                                  "[default: the shipped insitu-default].")
 @click.option("--queue", "queue_dir", type=click.Path(exists=True, file_okay=False,
