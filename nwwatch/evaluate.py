@@ -36,6 +36,7 @@ from nwwatch.io.dataset import (
 )
 from nwwatch.io.volumeranges import VolumeRanges
 from nwwatch.normalize import normalize_image
+from nwwatch.options import model_file
 from nwwatch.segment.metrics import (
     InterfaceOffsets,
     SegmentationMetrics,
@@ -132,15 +133,45 @@ def nearest_labeled(labels: np.ndarray) -> np.ndarray:
     return labels[rows, cols].astype(np.uint8)
 
 
-def _truth_angles(root: Path) -> dict[str, tuple[float, float | None]]:
+def _truth_angles(root: Path, stems: list[str]) -> dict[str, tuple[float, float | None]]:
+    """The true angle and pixel size of each frame DATA/truth.parquet has a row for, by stem.
+
+    Raises :class:`DatasetLayoutError` naming truth.parquet when it cannot be read, lacks the
+    ``file`` or angle column, or has rows of which none names a frame of ``stems`` (a table of
+    other files): scored as it stood, every angle line read ``0/0 measured``."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(root / "truth.parquet").to_pylist()
+    path = root / "truth.parquet"
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetLayoutError(path, f"cannot be read as a Parquet table ({exc}); remove it "
+                                       f"or give --no-angles") from None
+    if table.num_rows == 0:  # the labelling tool's, before any frame had an angle
+        return {}
+    angle_column = next((name for name in ("theta_apparent_deg", "theta_deg")
+                         if name in table.column_names), None)
+    if "file" not in table.column_names or angle_column is None:
+        have = table.column_names
+        raise DatasetLayoutError(path, "needs the columns file and theta_apparent_deg (or "
+                                       f"theta_deg); it has {', '.join(have[:8])}"
+                                       f"{', ...' if len(have) > 8 else ''}")
     out = {}
-    for row in table:
-        angle = row.get("theta_apparent_deg", row.get("theta_deg"))
-        if angle is not None and row.get("file"):
+    for row in table.select(["file", angle_column] + (
+            ["pixel_size_nm"] if "pixel_size_nm" in table.column_names else [])).to_pylist():
+        angle = row[angle_column]
+        if angle is not None and row["file"]:
             out[Path(row["file"]).stem] = (float(angle), row.get("pixel_size_nm"))
+    if not set(out) & set(stems):
+        named = sorted(out)[:3]
+        raise DatasetLayoutError(path, f"none of its {table.num_rows} rows names a labeled "
+                                       f"image of {root} (its files: "
+                                       f"{', '.join(named) or 'none with an angle'}"
+                                       f"{', ...' if len(out) > 3 else ''}; the images: "
+                                       f"{', '.join(stems[:3])}{', ...' if len(stems) > 3 else ''}"
+                                       f"): a table of other frames; give --no-angles to score "
+                                       f"the masks alone")
     return out
 
 
@@ -185,7 +216,8 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
             f"{model_path}: the model's kind is {meta.kind!r} (classes "
             f"{list(meta.class_names)}), but {root} holds {kind!r} data (classes "
             f"{list(class_names)}; {said}): evaluate it with a model of kind {kind!r}")
-    truth = _truth_angles(root) if angles and (root / "truth.parquet").is_file() else None
+    truth = (_truth_angles(root, [stem for stem, _, _ in pairs])
+             if angles and num_classes == 3 and (root / "truth.parquet").is_file() else None)
     if truth is not None:
         from nwwatch.measure import VALID_STATUSES, measure_contact_angle
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
@@ -278,33 +310,25 @@ def format_report(report: EvaluationReport) -> str:
     return "\n".join(lines)
 
 
-def shipped_models() -> dict[str, Path]:
-    """{name: path} of the ONNX models shipped with nwwatch (``insitu-default``)."""
-    from nwwatch import DEFAULT_INSITU_MODEL
-
-    return {path.stem: path for path in sorted(DEFAULT_INSITU_MODEL.parent.glob("*.onnx"))}
+#: A report is a few kB; a larger file is read no further.
+_JSON_REPORT_MAX_BYTES = 16 * 1024 * 1024
 
 
-def _model_argument(ctx: click.Context, param: click.Parameter, value: str) -> Path:
-    """MODEL: an ONNX file, or the name of a shipped model; a MODEL.pt checkpoint is a usage
-    error naming the MODEL.onnx beside it (ONNX Runtime would say only "Protobuf parsing
-    failed")."""
-    path, shipped = Path(value), shipped_models()
-    if path.is_file():
-        if path.suffix.lower() == ".pt":
-            raise click.BadParameter(f"{path} is a training checkpoint, not an ONNX model: give "
-                                     f"the model `nwwatch train` exported with it, "
-                                     f"{path.with_suffix('.onnx')}", ctx, param)
-        return path
-    if value in shipped and not path.exists():
-        return shipped[value]
-    what = "a folder, not an ONNX model file" if path.is_dir() else "no such file"
-    raise click.BadParameter(f"{value}: {what}; give an ONNX model, or the name of a shipped "
-                             f"one ({', '.join(shipped)})", ctx, param)
+def _is_json_report(path: Path) -> bool:
+    """True when ``path`` is empty or holds one JSON object (an earlier report, replaced by
+    the new one); anything else (a model, a frame) is a file a mistyped ``--json`` names."""
+    if path.stat().st_size > _JSON_REPORT_MAX_BYTES:
+        return False
+    try:
+        text = path.read_bytes().decode()
+        return not text.strip() or isinstance(json.loads(text), dict)
+    except ValueError:  # not UTF-8, not JSON
+        return False
+
 
 
 @click.command("evaluate")
-@click.argument("model", callback=_model_argument)
+@click.argument("model", callback=model_file)
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--provider", "providers", multiple=True, default=("cpu",), show_default=True,
               help="Execution provider preference (cpu, cuda, tensorrt); repeatable.")
@@ -331,6 +355,10 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
         raise click.BadParameter(f"unknown provider(s) {', '.join(unknown)}; choose from "
                                  f"{', '.join(PROVIDERS)}", param_hint="'--provider'")
     if json_out is not None:  # checked (its folder made) before the run, not after it
+        if json_out.is_file() and not _is_json_report(json_out):
+            # e.g. '--json mine.onnx' or '--json frames/f.tif': replaced, the file was lost
+            raise click.BadParameter(f"{json_out} exists and is not a JSON report; it is not "
+                                     f"replaced", param_hint="'--json'")
         require_writable(json_out, "'--json'")
     for label_path in mask_like_labels(data):
         click.echo(mask_warning(label_path))

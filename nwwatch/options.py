@@ -109,3 +109,32 @@ def mask_warning(label_path: Path) -> str:
     return (f"warning: {label_path}: only 0 and 255 (unlabeled); a 0/255 mask? Its 255 pixels "
             "are left out; label images hold class ids (in-situ: 0 background, 1 nanowire, "
             "2 droplet)")
+
+
+def shipped_models() -> dict[str, Path]:
+    """{name: path} of the ONNX models shipped with nwwatch (``insitu-default``)."""
+    from nwwatch import DEFAULT_INSITU_MODEL
+
+    return {path.stem: path for path in sorted(DEFAULT_INSITU_MODEL.parent.glob("*.onnx"))}
+
+
+def model_file(ctx: click.Context | None, param: click.Parameter | None,
+               value: str | None) -> Path | None:
+    """Click callback of a model argument or ``--model``: an ONNX file, or the name of a
+    shipped model (``insitu-default``); None stays None. A MODEL.pt checkpoint is a usage error
+    naming the MODEL.onnx ``nwwatch train`` wrote beside it (ONNX Runtime would say only
+    "Protobuf parsing failed"), and so are a folder and a missing file."""
+    if value is None:
+        return None
+    path, shipped = Path(value), shipped_models()
+    if path.is_file():
+        if path.suffix.lower() == ".pt":
+            raise click.BadParameter(f"{path} is a training checkpoint, not an ONNX model: give "
+                                     f"the model `nwwatch train` exported with it, "
+                                     f"{path.with_suffix('.onnx')}", ctx, param)
+        return path
+    if value in shipped and not path.exists():
+        return shipped[value]
+    what = "a folder, not an ONNX model file" if path.is_dir() else "no such file"
+    raise click.BadParameter(f"{value}: {what}; give an ONNX model, or the name of a shipped "
+                             f"one ({', '.join(shipped)})", ctx, param)

@@ -140,17 +140,3 @@ def _emit(registration: logging.Logger) -> None:
     warnings.warn("a real deprecation", FutureWarning, stacklevel=1)
     registration.warning("torchvision is not installed. Skipping torchvision::nms")
     registration.warning("a real exporter problem")
-
-
-def test_python_m_nwwatch_cli_runs_the_command(tmp_path):
-    """`python -m nwwatch.cli ARGS` is the `nwwatch` command (it exited 0 having done
-    nothing: the module defined `main` and never called it)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get(
-        "PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-m", "nwwatch.cli", "--version"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("nwwatch, version ")
-    bad = subprocess.run([sys.executable, "-m", "nwwatch.cli", "no-such-command"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "No such command" in bad.stderr

@@ -470,3 +470,65 @@ def test_a_json_report_the_disk_cannot_hold_is_one_line_naming_it(tmp_path, monk
         f"Error: {out}: cannot write the JSON report (No space left on device); the report "
         f"above is complete")
     assert "Traceback" not in result.output and not out.exists()
+
+
+@pytest.mark.parametrize("case", ["other_files", "not_parquet", "no_file_column"])
+def test_a_truth_table_that_describes_no_frame_is_an_error_naming_it(tmp_path, case):
+    # Before, a truth.parquet of other frames (or without a `file` column) was scored as
+    # "0/0 measured; failures: none", and an unreadable one was a pyarrow traceback.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data, model = _two_frames_and_an_untrained_model(tmp_path)
+    truth = data / "truth.parquet"
+    table = pq.read_table(truth)
+    if case == "other_files":
+        other = [name.replace("frame_", "other_") for name in table.column("file").to_pylist()]
+        table = table.set_column(table.column_names.index("file"), "file", pa.array(other))
+        pq.write_table(table, truth)
+    elif case == "not_parquet":
+        truth.write_text("file,theta_apparent_deg\n")
+    else:
+        pq.write_table(table.drop(["file"]), truth)
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads", "1"])
+    assert result.exit_code == 1, result.output
+    assert f"Error: {truth}: " in result.output
+    if case != "no_file_column":
+        assert "--no-angles" in result.output
+    assert "Traceback" not in result.output and "mIoU" not in result.output
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads", "1",
+                                       "--no-angles"])
+    assert result.exit_code == 0 and "mIoU" in result.output, result.output
+
+
+def test_a_truth_table_of_some_frames_only_scores_those(tmp_path):
+    # The labelling tool writes rows only for frames with a human angle: not an error.
+    import pyarrow.parquet as pq
+
+    data, model = _two_frames_and_an_untrained_model(tmp_path)
+    truth = data / "truth.parquet"
+    pq.write_table(pq.read_table(truth).slice(0, 1), truth)
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "contact angle (true labels): 1/1 measured" in result.output
+
+
+def test_an_existing_json_that_is_not_a_report_is_not_replaced(tmp_path):
+    # '--json mine.onnx' (or a frame) was replaced by the report: the model was lost.
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    model = build_threshold_model(tmp_path / "m.onnx")
+    before = model.read_bytes()
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(model),
+                                       "--threads", "1"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--json'" in result.output and "not replaced" in result.output
+    assert "mIoU" not in result.output and model.read_bytes() == before
+    report = tmp_path / "r.json"  # an earlier report is replaced by the new one
+    report.write_text('{"images": 0}')
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(report),
+                                       "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["images"] == 2

@@ -207,7 +207,8 @@ def test_evaluate_reads_the_tool_angles_as_truth(tmp_path):
     params = plain_params(21, 2)
     image, _, truth = render(params)
     save_labeled_frame(tmp_path, "only", image, truth_geometry(params))
-    assert _truth_angles(tmp_path)["only"][0] == pytest.approx(truth["theta_apparent_deg"])
+    angle_deg = _truth_angles(tmp_path, ["only"])["only"][0]
+    assert angle_deg == pytest.approx(truth["theta_apparent_deg"])
 
 
 def test_one_data_parser_rejects_duplicate_stems_for_everyone(tmp_path):
@@ -434,3 +435,54 @@ def test_proposal_saved_as_is_keeps_the_droplet_on_the_wire():
     assert found.status == "ok"
     assert found.contact_angle_deg == pytest.approx(
         geometry.extra["proposal"]["contact_angle_deg"], abs=0.1)
+
+
+@pytest.mark.parametrize("layout", ["synth_folder", "foreign_truth"])
+def test_label_refuses_a_data_folder_whose_files_a_save_would_replace(tmp_path, layout):
+    # `nwwatch label syn/*.tif --out syn` on a `nwwatch synth insitu` folder: the first save
+    # replaced the frame's exact label, rewrote truth.parquet with that one human row (the
+    # other frames' truth gone) and left a folder `nwwatch train` refuses.
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    syn = tmp_path / "syn"
+    result = CliRunner().invoke(main, ["synth", "insitu", str(syn), "--frames", "2", "--size",
+                                       "64", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    data = syn
+    if layout == "foreign_truth":
+        data = tmp_path / "DATA"
+        data.mkdir()
+        (data / "truth.parquet").write_bytes((syn / "truth.parquet").read_bytes())
+    before = {p: p.read_bytes() for p in sorted(data.rglob("*")) if p.is_file()}
+    # A child process with a timeout: a command that is not refused serves until stopped.
+    done = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "label",
+         str(syn / "frame_00000.tif"), "--out", str(data), "--no-browser", "--port", "0"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Invalid value for '--out'" in done.stderr and str(data) in done.stderr
+    assert "labelling 1 frames" not in done.stdout
+    after = {p: p.read_bytes() for p in sorted(data.rglob("*")) if p.is_file()}
+    assert after == before
+
+
+def test_label_reopens_its_own_data_folder(tmp_path):
+    # The tool's own truth.parquet (rows "human geometry", or none yet) is not refused.
+    import tifffile
+
+    from nwwatch.label.store import foreign_data_reason, write_truth
+
+    data = tmp_path / "DATA"
+    (data / "geometry").mkdir(parents=True)
+    write_truth(data)  # no frame with an angle yet: an empty table
+    assert foreign_data_reason(data) is None
+    frame = tmp_path / "f.tif"
+    tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))
+    (data / "geometry" / "f.json").write_text('{"contact_angle_deg": 120.0}')
+    write_truth(data)
+    assert foreign_data_reason(data) is None

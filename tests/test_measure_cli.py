@@ -538,3 +538,28 @@ def test_overlay_of_a_small_frame_is_enlarged_so_its_text_is_legible():
     used = np.rint(r.points.circle).astype(int)[:20]
     for row, col in used:
         assert (picture[row * z:(row + 1) * z, col * z:(col + 1) * z] != 120).any()
+
+
+@pytest.mark.parametrize("command", ["measure", "replay", "label"])
+def test_model_option_takes_a_shipped_name_and_names_a_checkpoint(tmp_path, command):
+    # After `nwwatch train --out mine.onnx`, `--model mine.pt` was ONNX Runtime's "Protobuf
+    # parsing failed" (measure, replay, label), and `--model insitu-default`, which `evaluate`
+    # reads, was "File 'insitu-default' does not exist".
+    frame = tmp_path / "acq" / "f.tif"
+    frame.parent.mkdir()
+    tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))
+    checkpoint = tmp_path / "mine.pt"
+    checkpoint.write_bytes(b"a torch checkpoint")
+    out = {"measure": ["--out", str(tmp_path / "a.parquet")],
+           "replay": ["--out", str(tmp_path / "res")],
+           "label": ["--out", str(tmp_path / "DATA"), "--no-browser", "--port", "0"]}[command]
+    target = str(frame if command != "replay" else frame.parent)
+    result = CliRunner().invoke(main, [command, target, "--model", str(checkpoint), *out])
+    assert result.exit_code == 2, result.output
+    assert (f"{checkpoint} is a training checkpoint, not an ONNX model: give the model "
+            f"`nwwatch train` exported with it, {tmp_path / 'mine.onnx'}") in result.output
+    assert not (tmp_path / "res").exists() and not (tmp_path / "DATA").exists()
+    if command == "label":  # a command that is not refused serves until stopped
+        return
+    result = CliRunner().invoke(main, [command, target, "--model", "insitu-default", *out])
+    assert result.exit_code == 0, result.output

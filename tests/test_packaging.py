@@ -115,3 +115,17 @@ def test_the_demo_plot_without_matplotlib_is_skipped_not_a_crash(tmp_path):
     assert plot_angle_vs_time([0.0, 1.0], [100.0, 110.0], [101.0, float("nan")],
                               tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("module", ["nwwatch", "nwwatch.cli"])
+def test_python_dash_m_runs_the_command(module, tmp_path):
+    # `python -m nwwatch.cli synth ...` did nothing and exited 0: no output, no folder.
+    out = tmp_path / "syn"
+    done = subprocess.run([sys.executable, "-m", module, "synth", "insitu", str(out),
+                           "--frames", "1", "--size", "64"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (out / "frame_00000.tif").is_file() and "wrote 1 frames" in done.stdout
+    done = subprocess.run([sys.executable, "-m", module, "no-such-command"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 2 and "no-such-command" in done.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from nwwatch.options import InputFile
+from nwwatch.options import InputFile, model_file
 
 
 def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], list[str]]:
@@ -56,7 +56,7 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
               type=click.Path(file_okay=False, path_type=Path),
               help="DATA folder to write (images/, labels/, geometry/, truth.parquet); "
                    "frames already saved there open with their saved shapes.")
-@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--model", callback=model_file, metavar="MODEL",
               default=None, help="ONNX model whose labels are the starting point  "
                                  "[default: the shipped insitu-default].")
 @click.option("--queue", "queue_dir", type=click.Path(exists=True, file_okay=False,
@@ -80,6 +80,7 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     from nwwatch.io.dataset import DatasetLayoutError
     from nwwatch.label.frames import frame_refs
     from nwwatch.label.server import DEFAULT_MODEL, LabelSession, make_server, serve_in_thread
+    from nwwatch.label.store import foreign_data_reason
     from nwwatch.options import require_writable
     from nwwatch.results.label_queue import QUEUE_DIR
     from nwwatch.segment.session import ModelLoadError
@@ -105,6 +106,9 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
                     "give the RESULTS folder of 'nwwatch run' or 'nwwatch replay --out'"),
                 param_hint="'--queue'")
         raise click.UsageError("no frames: give FRAMES, or --queue RESULTS with queued frames")
+    foreign = foreign_data_reason(data_dir)
+    if foreign is not None:  # before any save could mix into it or rewrite its truth table
+        raise click.BadParameter(f"{data_dir}: {foreign}", param_hint="'--out'")
     try:
         refs = frame_refs(paths, infos, pages, data_dir)
     except (InputError, DatasetLayoutError, FileNotFoundError) as exc:

@@ -33,6 +33,8 @@ from nwwatch.label.raster import rasterize
 
 GEOMETRY_DIR = "geometry"
 TRUTH_FILE = "truth.parquet"
+#: The ``truth`` column of the rows :func:`write_truth` writes.
+HUMAN_TRUTH = "human geometry"
 
 
 def safe_stem(text: str) -> str:
@@ -108,6 +110,46 @@ def save_labeled_frame(
             "contact_angle_deg": angle.angle_deg}
 
 
+def foreign_data_reason(data_dir: str | os.PathLike[str]) -> str | None:
+    """Why the tool must not save into ``data_dir``, or None.
+
+    A folder of frames directly in DATA with their ``labels/`` (the layout ``nwwatch synth
+    insitu`` writes), or a ``truth.parquet`` the tool did not write: a save would add
+    ``images/`` beside those frames (every label of theirs then lacks an image for
+    ``nwwatch train``), replace their labels of the same stem, and rewrite the truth table
+    from the tool's geometry files, dropping every other row."""
+    from nwwatch.io.dataset import list_images
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        return None
+    if (root / "labels").is_dir() and not (root / "images").is_dir() and list_images(root):
+        return ("holds frames directly in it with their labels/ (the layout `nwwatch synth "
+                "insitu` writes); saving would add images/ beside them and rewrite its "
+                f"{TRUTH_FILE}: label into another --out")
+    truth = root / TRUTH_FILE
+    if truth.is_file() and not _tool_truth(truth):
+        return (f"its {TRUTH_FILE} was not written by nwwatch label (a synthetic set's exact "
+                "truth?); every save rewrites that file from the saved shapes: label into "
+                "another --out")
+    return None
+
+
+def _tool_truth(path: Path) -> bool:
+    """True when ``path`` is a truth table :func:`write_truth` wrote (every row's ``truth``
+    is "human geometry"; an empty one too)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException):
+        return False
+    if "truth" not in table.column_names:
+        return table.num_rows == 0 and "file" in table.column_names
+    return all(value == HUMAN_TRUTH for value in table.column("truth").to_pylist())
+
+
 def stem_files(folder: Path, stem: str) -> list[Path]:
     """The files of ``folder`` the DATA parser reads as ``stem`` (``<stem>.tif``, ``.tiff``,
     ``.png``, in any case; :func:`nwwatch.io.dataset.list_images`), sorted."""
@@ -159,7 +201,7 @@ def write_truth(data_dir: str | os.PathLike[str]) -> Path | None:
             continue
         rows.append({"file": f"images/{path.stem}.tif",
                      "theta_apparent_deg": float(doc["contact_angle_deg"]),
-                     "pixel_size_nm": doc.get("pixel_size_nm"), "truth": "human geometry"})
+                     "pixel_size_nm": doc.get("pixel_size_nm"), "truth": HUMAN_TRUTH})
     schema = pa.schema([("file", pa.string()), ("theta_apparent_deg", pa.float64()),
                         ("pixel_size_nm", pa.float64()), ("truth", pa.string())])
     target = root / TRUTH_FILE

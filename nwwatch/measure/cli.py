@@ -24,7 +24,7 @@ from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
-from nwwatch.options import FiniteFloatRange, InputFile
+from nwwatch.options import FiniteFloatRange, InputFile, model_file
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: ``--read-as auto`` takes an integer image with at most this many distinct values (0, 1, 2
@@ -207,7 +207,7 @@ def _write(rows: list[dict], out: Path) -> None:
                    "frames, segmented with --model first; auto: integer images with at most "
                    f"{_LABEL_MAX_VALUES} distinct values, and float images of only 0, 1 and "
                    "2, are labels, anything else a frame.")
-@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--model", callback=model_file, metavar="MODEL",
               default=None, help="ONNX in-situ model for raw frames (default: the shipped one).")
 def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             overlays: Path | None, images: Path | None, read_as: str,

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import click
 
-from nwwatch.options import interrupt_exit_status, interrupt_name, sigterm_as_interrupt
+from nwwatch.options import (
+    interrupt_exit_status,
+    interrupt_name,
+    model_file,
+    sigterm_as_interrupt,
+)
 from nwwatch.service.config import KINDS, ConfigError
 
 #: Where ``deploy/install.sh`` puts the configuration; ``run`` and ``status`` default to it.
@@ -124,7 +129,7 @@ _OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels")
 @click.option("--kind", type=click.Choice(KINDS), default="insitu", show_default=True,
               help="insitu: TEM frames, one row each; tomogram: 3D TIFF volumes, a mask and "
                    "one row each (docs/tomography.md).")
-@click.option("--model", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+@click.option("--model", callback=model_file, metavar="MODEL",
               default=None, help="ONNX model (default: with --config, the model of the "
                                  "[[watch]] holding PATH; else for insitu the shipped model; "
                                  "tomograms: required, a model of `nwwatch train --volume`).")
