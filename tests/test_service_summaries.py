@@ -613,6 +613,31 @@ def test_replay_notes_a_volume_replayed_as_in_situ_frames(tmp_path):
     assert "3 rows" in r.output
     assert (f"note: {acq / 'tomo.tif'} declares its pages as Z slices" in r.output
             and "--kind tomogram" in r.output)
+
+
+def test_replay_notes_an_in_situ_series_replayed_as_a_tomogram(tmp_path):
+    """An in-situ series (pages declared as time) replayed with --kind tomogram is segmented
+    as asked, one volume row, and the summary says it looks like an in-situ series; it was
+    processed without a word. A volume (pages declared as Z) gets no such note."""
+    from onnx_models import build_threshold_model
+
+    from nwwatch.io import write_volume_tiff
+
+    onnx = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    rng = np.random.default_rng(0)
+    volume = (rng.random((6, 48, 48)) * 200).astype(np.uint8)
+    write_volume_tiff(acq / "vol.tif", volume)
+    s = replay(acq, tmp_path / "r1", kind="tomogram", model=onnx)
+    assert s.done == 1 and s.series_like == []
+    assert not any(line.startswith("note:") for line in s.lines())
+    write_stack_tiff(acq / "series.tif", volume)
+    r = CliRunner().invoke(replay_cmd, [str(acq / "series.tif"), "--kind", "tomogram",
+                                        "--out", str(tmp_path / "r2"), "--model", str(onnx)])
+    assert r.exit_code == 0, r.output
+    assert (f"note: {acq / 'series.tif'} declares its pages as time frames" in r.output
+            and "--kind insitu" in r.output), r.output
     assert r.output.rstrip().splitlines()[-1].startswith("replay complete")
 
 

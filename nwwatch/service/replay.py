@@ -28,7 +28,13 @@ from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
 from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.replaymodel import replay_model
-from nwwatch.service.replaysummary import Progress, ReplaySummary, declares_z_slices, tally
+from nwwatch.service.replaysummary import (
+    Progress,
+    ReplaySummary,
+    declares_time_frames,
+    declares_z_slices,
+    tally,
+)
 from nwwatch.service.startundo import CreatedPaths, ledger_files
 from nwwatch.service.streammemory import call_streams
 from nwwatch.service.watcher import scan
@@ -310,7 +316,8 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
     done (or quarantined) for this model are skipped without being read (unless ``force``),
     bad ones are quarantined; all counted in ``summary`` and ``bar``. ``files``: (file, the
     folder its links must stay in). An in-situ file whose pages are declared Z slices is
-    processed all the same and named in ``summary.volume_like``."""
+    processed all the same and named in ``summary.volume_like``; a tomogram whose pages are
+    declared time frames, in ``summary.series_like``."""
     from nwwatch.io import InputError
     from nwwatch.service.engines import BadInput, inspect_input, quarantine_inputs
     from nwwatch.service.inputs import REPLAY_LINK_REASON
@@ -343,6 +350,10 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
         if kind == "insitu" and declares_z_slices(info):
             summary.volume_like.append(file)
             log.warning("replay.volume_like_input", path=str(file), pages=info.n_pages,
+                        axes=info.axes)
+        elif kind == "tomogram" and declares_time_frames(info):
+            summary.series_like.append(file)
+            log.warning("replay.series_like_input", path=str(file), pages=info.n_pages,
                         axes=info.axes)
         yield file, info
 

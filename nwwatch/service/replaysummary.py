@@ -58,6 +58,7 @@ class ReplaySummary:
     #: In-situ inputs whose pages the file declares as Z slices (:func:`declares_z_slices`):
     #: replayed one row a slice as asked, but most likely tomograms.
     volume_like: list[Path] = field(default_factory=list)
+    series_like: list[Path] = field(default_factory=list)
     #: Files named on the command line that are TIFF neither by extension nor by header
     #: (``truth.parquet`` beside the frames of ``acq/*``): skipped, not counted in ``files``.
     not_tiff: list[Path] = field(default_factory=list)
@@ -120,6 +121,14 @@ class ReplaySummary:
                        + ("without --dask (tomograms are not distributed) "
                           if self.cluster is not None else "")
                        + "(docs/tomography.md)")
+        if self.series_like:
+            n = len(self.series_like)
+            which = (f"{self.series_like[0]} declares its pages" if n == 1 else
+                     f"{n} files (first {self.series_like[0]}) declare their pages")
+            out.append(f"note: {which} as time frames (ImageJ frames or OME SizeT), as an "
+                       "in-situ series does; segmented as a tomogram, one volume row a file. "
+                       "For contact angles, one row a frame, replay with --kind insitu "
+                       "(docs/service.md)")
         if self.not_tiff:
             n = len(self.not_tiff)
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, not TIFF by extension "
@@ -183,6 +192,13 @@ def declares_z_slices(info) -> bool:
     declare time (ImageJ ``frames``, OME ``SizeT``) or nothing; a stack saved with Fiji's
     defaults may declare Z, hence a note, not a refusal."""
     return info.n_pages > 1 and info.axes[:1] == "Z"
+
+
+def declares_time_frames(info) -> bool:
+    """True when a :class:`~nwwatch.io.records.TiffInfo` has several pages along a declared
+    time axis (ImageJ ``frames``, OME ``SizeT``): the layout of an in-situ series, which a
+    tomogram replay would segment as one volume."""
+    return info.n_pages > 1 and info.axes[:1] == "T"
 
 
 def tally(summary: ReplaySummary, report, bar: Progress) -> None:
