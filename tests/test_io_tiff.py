@@ -238,6 +238,26 @@ def test_imagej_stack_without_spacing_means_one_unit(tmp_path):
     assert read_volume(path).voxel_size_nm == pytest.approx((1.0, 0.5, 0.5))
 
 
+def test_a_depth_of_one_unit_far_beyond_the_pixel_size_is_read_with_a_warning(tmp_path):
+    # 2 nm pixels in um and no spacing= : the slices read 1 um apart, as Fiji shows them,
+    # but 500 times the pixel size is most likely a missing calibration: it was read silently.
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(path, _image((3, 8, 8), "uint8"), imagej=True,
+                     resolution=(500.0, 500.0), metadata={"axes": "ZYX", "unit": "um"})
+    with capture_logs() as logs:
+        assert read_volume(path).voxel_size_nm == pytest.approx((1000.0, 2.0, 2.0))
+    (warning,) = [e for e in logs if e["event"] == "io.voxel_depth_implied"]
+    assert warning["path"] == str(path) and "500 times the pixel size" in warning["reason"]
+    # a depth the file states, however large, is the user's: no warning
+    stated = tmp_path / "stated.tif"
+    tifffile.imwrite(stated, _image((3, 8, 8), "uint8"), imagej=True,
+                     resolution=(500.0, 500.0),
+                     metadata={"axes": "ZYX", "unit": "um", "spacing": 1.0})
+    with capture_logs() as logs:
+        assert read_volume(stated).voxel_size_nm == pytest.approx((1000.0, 2.0, 2.0))
+    assert not [e for e in logs if e["event"] == "io.voxel_depth_implied"]
+
+
 @pytest.mark.parametrize(
     ("unit", "nm_per_unit"), [("CENTIMETER", 1e7), ("INCH", 2.54e7)]
 )

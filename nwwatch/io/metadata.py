@@ -28,7 +28,11 @@ import structlog
 import tifffile
 
 from nwwatch.io.errors import AnisotropicPixelsError
-from nwwatch.io.limits import ANISOTROPY_TOLERANCE, MAX_PLAUSIBLE_PIXEL_SIZE_NM
+from nwwatch.io.limits import (
+    ANISOTROPY_TOLERANCE,
+    MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO,
+    MAX_PLAUSIBLE_PIXEL_SIZE_NM,
+)
 from nwwatch.io.write import PROPERTY_KEY
 
 _log = structlog.get_logger("nwwatch.io")
@@ -186,16 +190,24 @@ def _imagej_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
                          reason=f"unknown unit {unit!r}")
         return None
     y_per_unit, x_per_unit = _resolution(tif.pages.first)
+    x_nm = None if x_per_unit is None else factor / x_per_unit
     if "spacing" in meta:
         z_nm = _float(meta["spacing"]) * factor
     elif _float(meta.get("slices", 1)) > 1:
         z_nm = factor  # ImageJ does not write spacing when it is 1 unit
+        if x_nm and z_nm > MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO * x_nm:
+            _log.warning("io.voxel_depth_implied", path=str(path), voxel_depth_nm=z_nm,
+                         pixel_size_nm=x_nm,
+                         reason=f"no spacing= in the ImageJ metadata: the slices are read "
+                                f"as 1 {unit} apart, {z_nm / x_nm:.0f} times the pixel "
+                                "size; if they are not, set the voxel depth (Fiji: Image > "
+                                "Properties) and save again")
     else:
         z_nm = None
     return (
         z_nm,
         None if y_per_unit is None else factor / y_per_unit,
-        None if x_per_unit is None else factor / x_per_unit,
+        x_nm,
     )
 
 
