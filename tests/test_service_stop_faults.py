@@ -212,3 +212,27 @@ def test_a_storage_pause_is_a_metric(setup):
     finally:
         code, _ = daemon.terminate(timeout=30)
     assert code == 0
+
+
+def test_a_second_ctrl_c_while_the_batch_finishes_is_no_traceback(setup):
+    # An operator presses Ctrl-C again while the batch in flight finishes. Before the fix the
+    # stop thread had closed its end of the wake-up pipe after the first signal, so the
+    # second one's C-level write failed and Python printed "Exception ignored ... Broken
+    # pipe" with a traceback between the service's JSON lines.
+    import signal
+
+    tmp, acq, res, onnx = setup
+    write_frames(acq, 1, start=0)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx,
+                       extra="[service]\nstop_timeout_seconds = 2")
+    daemon = DaemonProcess(cfg, tmp / "log", env={"NWWATCH_CRASH_AT": "in_batch:1"})
+    daemon.wait_event("ready")
+    wait_batch_claimed(res)  # the batch hangs for good once claimed
+    daemon.proc.send_signal(signal.SIGINT)
+    daemon.wait_event("stop_requested")
+    daemon.proc.send_signal(signal.SIGINT)
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.wait_exit(timeout=30) == 1
+    assert daemon.wait_event("stop_timeout")
+    lines = daemon.log_path.read_text(errors="replace").splitlines()
+    assert all(line.startswith("{") for line in lines), "\n".join(lines)
