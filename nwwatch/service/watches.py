@@ -136,7 +136,8 @@ class Watch:
         self.unread = set(unread)  # the folder's as it is now: deleted files are let go
         if new:
             log.warning("unread_format", path=str(self.config.path), count=len(new),
-                        files=[str(p) for p in new[:10]], reason=conversion_hint(new[0]),
+                        files=[str(p) for p in new[:10]],
+                        reason="; ".join(dict.fromkeys(conversion_hint(p) for p in new)),
                         action="not processed: convert to TIFF")
 
     def take(self) -> list[ReadyFile]:
