@@ -600,3 +600,26 @@ def test_drop_in_lets_the_unit_start_before_an_acquisition_folder_exists(paths):
     assert f"ReadOnlyPaths=-{tmp / 'acq2'}\n" in unit_dropin(plain)
     assert f"ReadWritePaths={res}\n" in text  # made by install.sh: no "-", a typo must fail
     _verify_with_systemd(tmp, text)
+
+
+def test_unread_files_of_two_formats_get_the_conversion_of_each(paths):
+    # Before the fix the reason was the first file's hint only: a folder with a .dm4 and an
+    # MRC volume told the operator to export both from DigitalMicrograph.
+    from nwwatch.service.watches import Watch
+
+    tmp, acq, res, m = paths
+    w = load_config(write_config(tmp / "c.toml", acq, res, m)).watches[0]
+    (acq / "a.dm4").write_bytes(b"\0" * 64)
+    (acq / "b.mrc").write_bytes(b"\0" * 1024)
+    (acq / "c.dm3").write_bytes(b"\0" * 64)
+    warnings = []
+
+    class Log:
+        def warning(self, event, **fields):
+            warnings.append((event, fields))
+
+    Watch(0, w, engine=None, watcher=None).rescan(None, set(), Log())
+    ((event, fields),) = warnings
+    assert event == "unread_format" and fields["count"] == 3
+    assert "DigitalMicrograph" in fields["reason"] and "mrc2tif" in fields["reason"]
+    assert fields["reason"].count("DigitalMicrograph") == 1

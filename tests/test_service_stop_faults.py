@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 
 import pyarrow.parquet as pq
 from servicekit import (
@@ -212,3 +213,52 @@ def test_a_storage_pause_is_a_metric(setup):
     finally:
         code, _ = daemon.terminate(timeout=30)
     assert code == 0
+
+
+def test_a_second_ctrl_c_while_the_batch_finishes_is_no_traceback(setup):
+    # An operator presses Ctrl-C again while the batch in flight finishes. Before the fix the
+    # stop thread had closed its end of the wake-up pipe after the first signal, so the
+    # second one's C-level write failed and Python printed "Exception ignored ... Broken
+    # pipe" with a traceback between the service's JSON lines.
+    import signal
+
+    tmp, acq, res, onnx = setup
+    write_frames(acq, 1, start=0)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx,
+                       extra="[service]\nstop_timeout_seconds = 2")
+    daemon = DaemonProcess(cfg, tmp / "log", env={"NWWATCH_CRASH_AT": "in_batch:1"})
+    daemon.wait_event("ready")
+    wait_batch_claimed(res)  # the batch hangs for good once claimed
+    daemon.proc.send_signal(signal.SIGINT)
+    daemon.wait_event("stop_requested")
+    daemon.proc.send_signal(signal.SIGINT)
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.wait_exit(timeout=30) == 1
+    assert daemon.wait_event("stop_timeout")
+    lines = daemon.log_path.read_text(errors="replace").splitlines()
+    assert all(line.startswith("{") for line in lines), "\n".join(lines)
+
+
+def test_metrics_count_the_files_waiting_while_a_batch_runs(setup):
+    # The queue gauge was set only between batches: files that arrived in a burst and waited
+    # behind the batch in flight read 0 for as long as that batch ran (a 200-page stack:
+    # seconds), beside nwwatch_in_flight_frames of the batch.
+    import re
+    import urllib.request
+
+    tmp, acq, res, onnx = setup
+    write_frames(acq, 8, start=0)
+    cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2, batch_size=4,
+                       extra='[dashboard]\nlisten = "127.0.0.1:0"\n'
+                             '[service]\nstop_timeout_seconds = 1')
+    daemon = DaemonProcess(cfg, tmp / "log", env={"NWWATCH_CRASH_AT": "in_batch:1"})
+    try:
+        url = daemon.wait_event("dashboard_listening")["url"]
+        wait_batch_claimed(res)  # the first 4 files hang in flight for good
+        time.sleep(1.5)
+        text = urllib.request.urlopen(f"{url}metrics", timeout=10).read().decode()
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 1  # the stop deadline ends the hung batch
+    assert re.search(r"^nwwatch_in_flight_frames 4\.0$", text, re.M), text
+    assert re.search(r"^nwwatch_queue_depth_files 4\.0$", text, re.M), text

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from servicekit import (
     REPO,
     DaemonProcess,
@@ -73,3 +74,35 @@ def test_the_service_names_a_folder_it_cannot_list_and_processes_it_once_listed(
         (acq / "run1").chmod(0o755)
         code, _ = daemon.terminate(timeout=30)
     assert code == 0
+
+
+@pytest.mark.parametrize("locked", ["acq", "acq/run1"])
+def test_files_arriving_after_a_folder_became_listable_are_seen_without_a_rescan(
+        tmp_path, locked):
+    # inotify cannot watch a folder the process may not read, and watchdog skips such a
+    # folder without an error. Before the fix the observer was never started again once the
+    # permission was fixed: every later file there waited for a rescan (60 s by default),
+    # for as long as the service ran, while the log said "watching" in inotify mode.
+    prefix = without_file_access_override()
+    acq = _acquisition(tmp_path)
+    res = tmp_path / "res"
+    folder = tmp_path / locked
+    folder.chmod(0)
+    rescan_s = 12.0
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.3,
+                       rescan=rescan_s)
+    daemon = DaemonProcess(cfg, tmp_path / "log", wrap=prefix)
+    try:
+        daemon.wait_event("ready", timeout=60)
+        daemon.wait_event("folder_unlisted", timeout=30)
+        folder.chmod(0o755)
+        wait_rows(res, 2, timeout=60, proc=daemon)  # found by the next rescan
+        t0 = time.monotonic()
+        write_frame_tiff(acq / "run1" / "c.tif", paint_insitu(130.0))
+        wait_rows(res, 3, timeout=60, proc=daemon)
+        seconds = time.monotonic() - t0
+    finally:
+        folder.chmod(0o755)
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+    assert seconds < rescan_s / 2, f"c.tif waited {seconds:.1f} s: found by a rescan"

@@ -185,3 +185,31 @@ def test_an_error_between_write_and_commit_is_reconciled_and_the_service_goes_on
     assert sorted(os.path.basename(s) for s in frames.source) == ["a.tif", "b.tif"]
     assert states == {"committed": 2} and items == {"done": 2}
     assert not [e for e in daemon.events() if e.get("event") == "reconcile_failed"]
+
+
+@pytest.mark.parametrize("polling", [False, True])
+def test_a_watch_path_that_is_a_symlink_to_the_folder_sees_new_files(tmp_path, polling):
+    # /data/acquisition -> /mnt/microscope/acq: watchdog's inotify watch does not follow a
+    # symbolic link (IN_DONT_FOLLOW), so before the fix it watched the link itself and no
+    # file written while the service ran was seen until a rescan (60 s by default, here 10
+    # minutes); the rows keep the configured path, as the start-up scan's do.
+    real = tmp_path / "mnt" / "acq"
+    real.mkdir(parents=True)
+    link = tmp_path / "acquisition"
+    link.symlink_to(real, target_is_directory=True)
+    res = tmp_path / "res"
+    write_frame_tiff(real / "before.tif", paint_insitu(110.0))
+    cfg = write_config(tmp_path / "c.toml", link, res, model(tmp_path), settle=0.2,
+                       rescan=600, polling=polling)
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        wait_rows(res, 1, timeout=60, proc=daemon)
+        write_frame_tiff(link / "after.tif", paint_insitu(120.0))
+        (real / "run2").mkdir()
+        write_frame_tiff(real / "run2" / "deep.tif", paint_insitu(130.0))
+        table = wait_rows(res, 3, timeout=30, proc=daemon)
+    finally:
+        _stop(daemon)
+    assert sorted(table.source) == sorted(
+        str(p) for p in (link / "before.tif", link / "after.tif", link / "run2" / "deep.tif"))

@@ -194,7 +194,7 @@ class Daemon:
                     did_work = self._work(watches, queued, now)
                 if now >= next_status:
                     next_status = now + STATUS_S
-                    _metrics.set_queue(sum(len(w.files) for w in watches) + len(self.tracker))
+                    _metrics.set_queue(self._waiting())
                     self.notifier.status(self._status_text(watches))
                 if not did_work:
                     self._stop.wait(TICK_S)
@@ -340,8 +340,15 @@ class Daemon:
             self.log.error("batch_left_unfinished", error=str(exc),
                            note="settled at the next start")
 
+    def _waiting(self) -> int:
+        """Files seen and waiting: queued for a batch or not complete yet."""
+        return sum(len(w.files) for w in self._watches) + len(self.tracker)
+
     def _run_batch(self, w: Watch, queued: set[Path]) -> None:
         batch = w.take()
+        # The loop sets the gauge only between batches: the files left waiting behind this
+        # one (a burst, a long stack) would read as an empty queue while it runs.
+        _metrics.set_queue(self._waiting())
         try:
             with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):
                 report = process(batch, w.engine)

@@ -38,6 +38,9 @@ class StopDeadline:
         stops = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
         def wait() -> None:
+            # The read end stays open while the deadline runs: a second Ctrl-C during the
+            # wait below writes to the pipe too, and a closed read end made that write fail
+            # with EPIPE, which Python reports as a traceback on stderr.
             with os.fdopen(read_fd, "rb", buffering=0) as wake:
                 while not stop.is_set():
                     data = wake.read(64)
@@ -45,22 +48,22 @@ class StopDeadline:
                         return
                     if stops & set(data):
                         break
-            # Logged here, not in the signal handler, which may interrupt a log write.
-            log.info("stop_requested", stop_timeout_seconds=timeout_s,
-                     action="finishing the batch in flight, then exiting")
-            time.sleep(timeout_s)
-            if self._done:
-                return
-            released = 0
-            try:
-                if ledger is not None and ledger.is_file():
-                    released = mark_stopped(ledger)
-            except Exception as exc:  # noqa: BLE001 - exiting matters more than the mark
-                log.warning("stop_not_recorded", error=str(exc))
-            log.error("stop_timeout", seconds=timeout_s, batches_released=released,
-                      action="exiting now; the batch in flight is processed again at the "
-                             "next start, its files charged no attempt")
-            os._exit(1)
+                # Logged here, not in the signal handler, which may interrupt a log write.
+                log.info("stop_requested", stop_timeout_seconds=timeout_s,
+                         action="finishing the batch in flight, then exiting")
+                time.sleep(timeout_s)
+                if self._done:
+                    return
+                released = 0
+                try:
+                    if ledger is not None and ledger.is_file():
+                        released = mark_stopped(ledger)
+                except Exception as exc:  # noqa: BLE001 - exiting matters more than the mark
+                    log.warning("stop_not_recorded", error=str(exc))
+                log.error("stop_timeout", seconds=timeout_s, batches_released=released,
+                          action="exiting now; the batch in flight is processed again at "
+                                 "the next start, its files charged no attempt")
+                os._exit(1)
 
         threading.Thread(target=wait, name="nwwatch-stop-deadline", daemon=True).start()
 

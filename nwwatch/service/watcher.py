@@ -117,16 +117,19 @@ class _Handler(FileSystemEventHandler):
     def __init__(self, watch: WatchConfig, on_change: Callable[[Path, bool], None],
                  on_delete: Callable[[Path], None]) -> None:
         self.watch, self.on_change, self.on_delete = watch, on_change, on_delete
+        #: The folder the observer was given: the watched path with symbolic links resolved.
+        self.observed: str = str(watch.path)
 
     def _ours(self, path: str | bytes) -> Path | None:
-        path = os.fsdecode(path)
-        rel = os.path.relpath(path, self.watch.path)
+        """The event's file under the configured path (links in it kept, as in the rows),
+        or None for a file the watch does not process."""
+        rel = os.path.relpath(os.fsdecode(path), self.observed)
         parts = Path(rel).parts
         if any(p.startswith(".") for p in parts[:-1]):
             return None
         if not self.watch.recursive and len(parts) > 1:
             return None
-        return Path(path) if matches(parts[-1], self.watch) else None
+        return self.watch.path / rel if matches(parts[-1], self.watch) else None
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
@@ -172,8 +175,13 @@ class FolderWatcher:
         (errno 28/24); the caller logs it and tries again later."""
         observer = (PollingObserver(timeout=POLL_INTERVAL_S) if self.polling else Observer())
         observer.daemon = True
+        # A watched path that is a symbolic link (/data/acq -> /mnt/share/acq): watchdog's
+        # inotify watch does not follow it (IN_DONT_FOLLOW) and would report nothing, so the
+        # folder it leads to is observed and events are mapped back to the configured path.
+        self._handler.observed = os.path.realpath(self.watch.path)
         try:
-            observer.schedule(self._handler, str(self.watch.path), recursive=self.watch.recursive)
+            observer.schedule(self._handler, self._handler.observed,
+                              recursive=self.watch.recursive)
             observer.start()
         except OSError as exc:
             if not self.polling and exc.errno in (24, 28):

@@ -112,7 +112,19 @@ class Watch:
                         repr(now[folder]), action="its files are processed once the service "
                         "user can list it (permissions: docs/service.md); checked at every "
                         "rescan")
+        listed_again = sorted(f for f in self.unlisted - set(now) if Path(f).is_dir())
         self.unlisted = set(now)
+        if listed_again and self.started and not self.watcher.polling:
+            # inotify cannot watch a folder the process may not read, and watchdog skips it
+            # without an error: the observer is started again to watch it now, else its
+            # later files would wait for a rescan each. A rescan covers the restart's gap.
+            log.info("folder_listed", paths=listed_again[:10], count=len(listed_again),
+                     action="restarting the observer")
+            try:
+                self.watcher.restart()
+            except OSError:  # gone meanwhile: supervise() logs and starts it again
+                return found
+            found += self.rescan(tracker, queued, log)
         return found
 
     def _warn_unread(self, unread: list[Path], log) -> None:
@@ -124,7 +136,8 @@ class Watch:
         self.unread = set(unread)  # the folder's as it is now: deleted files are let go
         if new:
             log.warning("unread_format", path=str(self.config.path), count=len(new),
-                        files=[str(p) for p in new[:10]], reason=conversion_hint(new[0]),
+                        files=[str(p) for p in new[:10]],
+                        reason="; ".join(dict.fromkeys(conversion_hint(p) for p in new)),
                         action="not processed: convert to TIFF")
 
     def take(self) -> list[ReadyFile]:
