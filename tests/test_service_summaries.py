@@ -374,6 +374,11 @@ def test_mrc_volumes_are_named_with_how_to_convert_them(tmp_path, acquisition):
     s = replay(folder / "a.mrc", tmp_path / "out2", kind="insitu", model=onnx)
     (note,) = [line for line in s.lines() if "named file skipped" in line]
     assert "a.mrc" in note and "mrc2tif" in note
+    # a DigitalMicrograph file beside them: each format gets its own conversion (only the
+    # first file's was given, so the .dm4 was told to use IMOD, or the MRC to export from DM)
+    (folder / "c.dm4").write_bytes(b"\0" * 1024)
+    last = replay(folder, tmp_path / "out3", kind="insitu", model=onnx).lines()[-1]
+    assert "mrc2tif" in last and "DigitalMicrograph" in last, last
 
 
 def test_replay_help_names_every_setting_it_takes_from_config():

@@ -178,12 +178,12 @@ def _first(names: Iterable[str], shown: int = 3) -> str:
 
 
 def _hint_of(paths: list[Path]) -> str:
-    """``": <what to do>"`` for the first of ``paths`` whose format nwwatch knows how to get
-    converted (:func:`nwwatch.io.conversion_hint`), else ""."""
+    """``": <what to do>"`` for each format among ``paths`` that nwwatch knows how to get
+    converted (:func:`nwwatch.io.conversion_hint`; several joined by "; "), else ""."""
     from nwwatch.io import conversion_hint
 
-    hints = [conversion_hint(p) for p in paths]
-    return next((f": {h}" for h in hints if h), "")
+    hints = list(dict.fromkeys(h for h in map(conversion_hint, paths) if h))
+    return f": {'; '.join(hints)}" if hints else ""
 
 
 def declares_z_slices(info) -> bool:
