@@ -21,6 +21,10 @@ const state = {
   shown: null,
   edits: 0,  // counts changes: a save clears "dirty" only if none came while it was sent
   savedToken: "",  // the saved file this page's geometry started from (see save)
+  // The handle last pressed ({kind, i}; null: the last press was elsewhere). A drag captures
+  // the pointer on the canvas, so a double-click on a corner reaches the canvas, not the
+  // corner: the canvas's dblclick reads which corner it was from here.
+  pressed: null,
 };
 window.nwLabel = state;  // for people debugging the page (and for tests)
 
@@ -198,7 +202,7 @@ function render() {
     const pts = s.points.map((p) => `${toX(p)},${toY(p)}`).join(" ");
     if (s.brush_px !== undefined) {
       el("polyline", {points: pts, class: `brush stroke c${s.class}`,
-                      "stroke-width": 2 * s.brush_px}, strokes);
+                      style: brushWidth(s.brush_px)}, strokes);
     } else {
       el("polygon", {points: pts, class: `stroke c${s.class}`}, strokes);
     }
@@ -210,13 +214,17 @@ function render() {
       const q = g.wire[(i + 1) % g.wire.length];
       const edge = el("line", {x1: toX(p), y1: toY(p), x2: toX(q), y2: toY(q), class: "edge"},
                       handles);
-      edge.addEventListener("dblclick", (e) => { e.stopPropagation(); insertVertex(i, e); });
+      // (in the paint modes the double-click goes on to the canvas: it closes a polygon)
+      edge.addEventListener("dblclick", (e) => {
+        if (mode() !== "edit") return;
+        e.stopPropagation();
+        insertVertex(i, e);
+      });
     });
     g.wire.forEach((p, i) => {
       const h = el("circle", {cx: toX(p), cy: toY(p), r: hr, class: "handle wire",
                               ...handleAttrs(`wire-${i}`)}, handles);
       h.addEventListener("pointerdown", (e) => startDrag(e, {kind: "wire", i}));
-      h.addEventListener("dblclick", (e) => { e.stopPropagation(); removeVertex(i); });
     });
   }
   const facet = g.facet || state.facetEdge;
@@ -246,6 +254,10 @@ function render() {
   updateButtons();
 }
 
+// A brush stroke is drawn as wide as it paints, in frame pixels: an inline style, as the
+// stylesheet's .stroke width (1 screen px) would win over a stroke-width attribute.
+function brushWidth(radiusPx) { return `stroke-width: ${2 * radiusPx}px`; }
+
 function renderDraft() {
   const group = $("draft");
   group.innerHTML = "";
@@ -254,7 +266,7 @@ function renderDraft() {
   const pts = d.points.map((p) => `${toX(p)},${toY(p)}`).join(" ");
   if (d.brush_px !== undefined) {
     el("polyline", {points: pts, class: `brush stroke c${d.class}`,
-                    "stroke-width": 2 * d.brush_px}, group);
+                    style: brushWidth(d.brush_px)}, group);
   } else {
     el("polyline", {points: pts, class: "draft"}, group);
   }
@@ -275,6 +287,7 @@ function startDrag(event, target) {
   event.stopPropagation();
   event.currentTarget.focus({preventScroll: true});  // the keys then act on this handle
   state.drag = target;
+  state.pressed = target;
   $("canvas").setPointerCapture(event.pointerId);
 }
 
@@ -305,6 +318,7 @@ function mode() { return document.querySelector("input[name=mode]:checked").valu
 function paintClass() { return Number($("paint-class").value); }
 
 function onPointerDown(event) {
+  state.pressed = null;
   if (!state.geometry) return;  // no frame opened (the first one failed)
   const m = mode();
   if (m === "brush") {
