@@ -77,6 +77,42 @@ def test_double_click_on_a_wire_corner_removes_it(served, browser):
     assert _console_errors(browser) == []
 
 
+def test_a_corner_on_the_frame_border_is_drawn_and_grabbed_whole(served, browser):
+    _, url = served
+    page._open(browser, url)
+    height, width = browser.execute("return window.nwLabel.geometry.shape")
+    wire = browser.execute("return window.nwLabel.geometry.wire")
+    # the proposal's corners where the wire leaves the frame (pixel edge: -0.5 or size - 0.5)
+    border = [k for k, (r, c) in enumerate(wire)
+              if min(r, c) < 0 or r > height - 1 or c > width - 1]
+    assert border, wire
+    hit = ("const e = document.elementFromPoint(arguments[0], arguments[1]); "
+           "return e && e.getAttribute('data-handle')")
+    for k in border:
+        x, y = _screen(browser, *wire[k])
+        # 3 screen px from its centre, every way (the handle's radius is 6 px)
+        around = [browser.execute(hit, x + dx, y + dy)
+                  for dx, dy in ((-3, 0), (3, 0), (0, -3), (0, 3))]
+        assert around == [f"wire-{k}"] * 4, (k, wire[k], around)
+    # pressed on its outer half, the corner goes where the pointer is released, in the frame
+    k = border[0]
+    r, c = wire[k]
+    x, y = _screen(browser, r, c)
+    out = (-3 if c < 0 else 3 if c > width - 1 else 0, -3 if r < 0 else 3 if r > height - 1 else 0)
+    _pointer(browser, [
+        {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x + out[0],
+         "y": y + out[1]},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 50, "origin": "viewport", "x": x - 10 * out[0],
+         "y": y - 10 * out[1]},
+        {"type": "pointerUp", "button": 0}])
+    browser.wait_for(READY)
+    moved = browser.execute("return window.nwLabel.geometry.wire")[k]
+    scale = browser.execute("return window.nwLabel.scale")
+    assert abs(moved[1] - (c - 10 * out[0] / scale)) <= 1 and \
+        abs(moved[0] - (r - 10 * out[1] / scale)) <= 1, (wire[k], moved)
+
+
 def test_a_paint_polygon_closes_with_a_double_click_on_the_wire_outline(served, browser):
     _, url = served
     page._open(browser, url)

@@ -175,15 +175,20 @@ function openFailed(index, err, draft) {
   setBusy(false);
 }
 
+// A margin of a handle's size round the frame: a handle on the frame's border (the wire
+// polygon's corners where the wire leaves the frame) is drawn and grabbed whole; without it
+// the drawing clipped such a handle to a half, at the frame's corners to a quarter.
+const FRAME_MARGIN_PX = HANDLE_PX + 2;  // screen px
+
 function layout() {
   const [h, w] = state.geometry.shape;
-  const wrap = $("canvas-wrap");
-  const fit = Math.min((wrap.clientWidth - 4) / w, (wrap.clientHeight - 4) / h);
+  const wrap = $("canvas-wrap"), room = 4 + 2 * FRAME_MARGIN_PX;
+  const fit = Math.min((wrap.clientWidth - room) / w, (wrap.clientHeight - room) / h);
   state.scale = Math.max(fit, 0.05) * Number($("zoom").value);
-  const svg = $("canvas");
-  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
-  svg.setAttribute("width", w * state.scale);
-  svg.setAttribute("height", h * state.scale);
+  const svg = $("canvas"), m = FRAME_MARGIN_PX / state.scale;  // (frame px)
+  svg.setAttribute("viewBox", `${-m} ${-m} ${w + 2 * m} ${h + 2 * m}`);
+  svg.setAttribute("width", w * state.scale + 2 * FRAME_MARGIN_PX);
+  svg.setAttribute("height", h * state.scale + 2 * FRAME_MARGIN_PX);
   for (const id of ["frame-image", "mask-image"]) {
     $(id).setAttribute("width", w);
     $(id).setAttribute("height", h);
