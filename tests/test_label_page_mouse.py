@@ -186,3 +186,33 @@ def test_a_brush_stroke_is_drawn_as_wide_as_it_paints(served, browser):
                              " const s = getComputedStyle(n); return [s.strokeWidth, "
                              "s.vectorEffect]")
     assert stroke == [f"{2 * radius_px}px", "none"]
+
+
+def test_right_and_middle_clicks_neither_paint_nor_move_a_shape(served, browser):
+    _, url = served
+    page._open(browser, url)
+    opened = browser.execute("return window.nwLabel.geometry")
+
+    def press(button: int, row: float, col: float, to_col: float | None = None) -> None:
+        x, y = _screen(browser, row, col)
+        moves = [] if to_col is None else [
+            {"type": "pointerMove", "duration": 50, "origin": "viewport",
+             "x": _screen(browser, row, to_col)[0], "y": y}]
+        _pointer(browser, [
+            {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y},
+            {"type": "pointerDown", "button": button}, *moves,
+            {"type": "pointerUp", "button": button}])
+
+    _mode(browser, "brush")
+    press(2, 30, 30)
+    press(1, 30, 60, to_col=90)
+    _mode(browser, "polygon")
+    press(2, 40, 30)
+    press(1, 40, 60)
+    assert browser.execute("return window.nwLabel.draft") is None
+    _mode(browser, "edit")
+    centre = opened["droplet"]["center"]
+    press(2, centre[0], centre[1], to_col=centre[1] + 20)
+    browser.wait_for(READY)
+    assert browser.execute("return window.nwLabel.geometry") == opened
+    assert browser.execute("return window.nwLabel.dirty") is False

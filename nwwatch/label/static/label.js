@@ -287,7 +287,7 @@ function changed() {
 }
 
 function startDrag(event, target) {
-  if (mode() !== "edit") return;
+  if (mode() !== "edit" || event.button !== 0) return;
   event.preventDefault();  // (no text selection; it also keeps the browser from focusing)
   event.stopPropagation();
   event.currentTarget.focus({preventScroll: true});  // the keys then act on this handle
@@ -325,6 +325,9 @@ function paintClass() { return Number($("paint-class").value); }
 function onPointerDown(event) {
   state.pressed = null;
   if (!state.geometry) return;  // no frame opened (the first one failed)
+  // Only the main button paints: a right-click (its context menu) or a middle-click painted
+  // a brush dot of the class or added a polygon corner.
+  if (event.button !== 0) return;
   const m = mode();
   if (m === "brush") {
     event.preventDefault();
