@@ -216,3 +216,47 @@ def test_right_and_middle_clicks_neither_paint_nor_move_a_shape(served, browser)
     browser.wait_for(READY)
     assert browser.execute("return window.nwLabel.geometry") == opened
     assert browser.execute("return window.nwLabel.dirty") is False
+
+
+def test_the_rim_handle_of_a_droplet_at_the_frame_edge_can_be_grabbed(served, browser):
+    _, url = served
+    page._open(browser, url)
+    height, width = browser.execute("return window.nwLabel.geometry.shape")
+    droplet = browser.execute("return window.nwLabel.geometry.droplet")
+    (row, col), radius = droplet["center"], droplet["radius_px"]
+    # the droplet dragged to the frame's right edge: east of its centre is outside the frame
+    x, y = _screen(browser, row, col)
+    _pointer(browser, [
+        {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 50, "origin": "viewport",
+         "x": _screen(browser, row, width - 12)[0], "y": y},
+        {"type": "pointerUp", "button": 0}])
+    browser.wait_for(READY)
+    row, col = browser.execute("return window.nwLabel.geometry.droplet.center")
+    assert col + radius > width
+    rim = browser.execute("const r = document.querySelector('[data-handle=droplet-radius]')"
+                          ".getBoundingClientRect(); return [r.x + r.width / 2, "
+                          "r.y + r.height / 2]")
+    frame = browser.execute("const r = document.getElementById('frame-image')"
+                            ".getBoundingClientRect(); return [r.left, r.top, r.right, "
+                            "r.bottom]")
+    assert frame[0] <= rim[0] <= frame[2] and frame[1] <= rim[1] <= frame[3], (rim, frame)
+    assert browser.execute("const e = document.elementFromPoint(arguments[0], arguments[1]);"
+                           " return e && e.getAttribute('data-handle')",
+                           *rim) == "droplet-radius"
+    # dragged 20 screen px away from the centre: the circle grows by 20 / scale pixels
+    scale = browser.execute("return window.nwLabel.scale")
+    cx, cy = _screen(browser, row, col)
+    d = ((rim[0] - cx) ** 2 + (rim[1] - cy) ** 2) ** 0.5
+    ux, uy = (rim[0] - cx) / d, (rim[1] - cy) / d
+    _pointer(browser, [
+        {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": round(rim[0]),
+         "y": round(rim[1])},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 50, "origin": "viewport",
+         "x": round(rim[0] + 20 * ux), "y": round(rim[1] + 20 * uy)},
+        {"type": "pointerUp", "button": 0}])
+    browser.wait_for(READY)
+    grown = browser.execute("return window.nwLabel.geometry.droplet.radius_px")
+    assert abs(grown - (radius + 20 / scale)) <= 2 / scale, (radius, grown, scale)

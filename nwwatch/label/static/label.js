@@ -25,6 +25,7 @@ const state = {
   // the pointer on the canvas, so a double-click on a corner reaches the canvas, not the
   // corner: the canvas's dblclick reads which corner it was from here.
   pressed: null,
+  rimWay: [0, 1],  // the side of the centre the rim handle is drawn on (see rimPoint)
 };
 window.nwLabel = state;  // for people debugging the page (and for tests)
 
@@ -250,7 +251,8 @@ function render() {
     const centre = el("circle", {cx: toX(c), cy: toY(c), r: hr, class: "handle droplet",
                                  ...handleAttrs("droplet-center")}, handles);
     centre.addEventListener("pointerdown", (e) => startDrag(e, {kind: "center"}));
-    const rim = el("circle", {cx: toX(c) + r, cy: toY(c), r: hr, class: "handle radius",
+    const p = rimPoint(c, r, g.shape);
+    const rim = el("circle", {cx: toX(p), cy: toY(p), r: hr, class: "handle radius",
                               ...handleAttrs("droplet-radius")}, handles);
     rim.addEventListener("pointerdown", (e) => startDrag(e, {kind: "radius"}));
   }
@@ -262,6 +264,19 @@ function render() {
 // A brush stroke is drawn as wide as it paints, in frame pixels: an inline style, as the
 // stylesheet's .stroke width (1 screen px) would win over a stroke-width attribute.
 function brushWidth(radiusPx) { return `stroke-width: ${2 * radiusPx}px`; }
+
+// Where the rim handle is drawn: east of the centre, else the first of west, south and north
+// inside the frame (a droplet at the frame's right edge had its only radius handle outside
+// the frame, out of the mouse's reach). A rim being dragged keeps its side.
+const RIM_WAYS = [[0, 1], [0, -1], [1, 0], [-1, 0]];  // (row, col) from the centre
+function rimPoint(c, r, [h, w]) {
+  const at = (way) => [c[0] + r * way[0], c[1] + r * way[1]];
+  const inside = (p) => p[0] >= -0.5 && p[0] <= h - 0.5 && p[1] >= -0.5 && p[1] <= w - 0.5;
+  if (!(state.drag && state.drag.kind === "radius")) {
+    state.rimWay = RIM_WAYS.find((way) => inside(at(way))) || RIM_WAYS[0];
+  }
+  return at(state.rimWay);
+}
 
 function renderDraft() {
   const group = $("draft");
