@@ -260,3 +260,20 @@ def test_the_rim_handle_of_a_droplet_at_the_frame_edge_can_be_grabbed(served, br
     browser.wait_for(READY)
     grown = browser.execute("return window.nwLabel.geometry.droplet.radius_px")
     assert abs(grown - (radius + 20 / scale)) <= 2 / scale, (radius, grown, scale)
+
+
+def test_a_double_click_on_a_corner_of_a_triangle_says_why_it_stays(served, browser):
+    _, url = served
+    page._open(browser, url, page.BLANK)  # no wire proposed: the one added is alone
+    browser.click("#add-wire")  # four corners
+    browser.wait_for(READY)
+    wire = browser.execute("return window.nwLabel.geometry.wire")
+    assert len(wire) == 4
+    _click(browser, *wire[0], double=True)
+    browser.wait_for(READY)
+    triangle = browser.execute("return window.nwLabel.geometry.wire")
+    assert triangle == wire[1:]
+    _click(browser, *triangle[0], double=True)
+    browser.wait_for(READY)
+    assert browser.execute("return window.nwLabel.geometry.wire") == triangle
+    assert browser.text("#status") == "not removed: the wire polygon keeps at least 3 corners"

@@ -329,7 +329,11 @@ function insertVertex(i, event) {
 }
 
 function removeVertex(i) {
-  if (mode() !== "edit" || state.geometry.wire.length <= 3) return;
+  if (mode() !== "edit") return;
+  if (state.geometry.wire.length <= 3) {  // (as Delete says: label-keys.js)
+    $("status").textContent = "not removed: the wire polygon keeps at least 3 corners";
+    return;
+  }
   state.geometry.wire.splice(i, 1);
   changed();
 }
