@@ -236,3 +236,18 @@ def test_saves_pressed_twice_are_sent_one_after_the_other(served, browser):
     browser.wait_for("return window.queued && window.nwLabel.index === " + str(BLANK))
     assert target.stat().st_mtime_ns == before
     assert _console_errors(browser) == []
+
+
+def test_h_selects_a_handle_from_the_paint_class_list_not_from_the_frame_list(served, browser):
+    _, url = served
+    browser.get(f"{url}?paint-class")
+    browser.wait_for(READY)
+    # The paint class chosen, then a brush stroke: the list keeps the focus (the canvas takes
+    # none), and H still selects a handle.
+    browser.execute("document.getElementById('paint-class').focus()")
+    _press(browser, "h")
+    assert browser.execute(FOCUSED) == "wire-0"
+    # On the frame list letters pick a frame by its name.
+    browser.execute("document.getElementById('frame-select').focus()")
+    _press(browser, "h")
+    assert browser.execute("return document.activeElement.id") == "frame-select"

@@ -59,7 +59,12 @@ function setup() {
   svg.addEventListener("pointerdown", onPointerDown);
   svg.addEventListener("pointermove", onPointerMove);
   svg.addEventListener("pointerup", onPointerUp);
-  svg.addEventListener("dblclick", () => { if (mode() === "polygon") closePolygon(); });
+  svg.addEventListener("dblclick", () => {
+    if (mode() === "polygon") closePolygon();
+    else if (mode() === "edit" && state.pressed && state.pressed.kind === "wire") {
+      removeVertex(state.pressed.i);  // a double-click on a corner (see state.pressed)
+    }
+  });
   $("prev").onclick = () => step(-1);
   $("next").onclick = () => step(1);
   $("frame-select").onchange = (e) => openFrame(Number(e.target.value));

@@ -117,7 +117,7 @@ const ARROWS = {ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRi
 function handleKey(e) {
   if (e.ctrlKey || e.metaKey || e.altKey || typingInField(e) || !state.geometry) return false;
   if (e.key === "h" || e.key === "H") {
-    if (e.target.tagName === "SELECT") return false;  // the list's own type-ahead
+    if (e.target.id === "frame-select") return false;  // the frame list picks by name
     e.preventDefault();
     focusHandle(e.shiftKey ? -1 : 1);
     return true;

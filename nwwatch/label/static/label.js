@@ -21,6 +21,11 @@ const state = {
   shown: null,
   edits: 0,  // counts changes: a save clears "dirty" only if none came while it was sent
   savedToken: "",  // the saved file this page's geometry started from (see save)
+  // The handle last pressed ({kind, i}; null: the last press was elsewhere). A drag captures
+  // the pointer on the canvas, so a double-click on a corner reaches the canvas, not the
+  // corner: the canvas's dblclick reads which corner it was from here.
+  pressed: null,
+  rimWay: [0, 1],  // the side of the centre the rim handle is drawn on (see rimPoint)
 };
 window.nwLabel = state;  // for people debugging the page (and for tests)
 
@@ -171,15 +176,20 @@ function openFailed(index, err, draft) {
   setBusy(false);
 }
 
+// A margin of a handle's size round the frame: a handle on the frame's border (the wire
+// polygon's corners where the wire leaves the frame) is drawn and grabbed whole; without it
+// the drawing clipped such a handle to a half, at the frame's corners to a quarter.
+const FRAME_MARGIN_PX = HANDLE_PX + 2;  // screen px
+
 function layout() {
   const [h, w] = state.geometry.shape;
-  const wrap = $("canvas-wrap");
-  const fit = Math.min((wrap.clientWidth - 4) / w, (wrap.clientHeight - 4) / h);
+  const wrap = $("canvas-wrap"), room = 4 + 2 * FRAME_MARGIN_PX;
+  const fit = Math.min((wrap.clientWidth - room) / w, (wrap.clientHeight - room) / h);
   state.scale = Math.max(fit, 0.05) * Number($("zoom").value);
-  const svg = $("canvas");
-  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
-  svg.setAttribute("width", w * state.scale);
-  svg.setAttribute("height", h * state.scale);
+  const svg = $("canvas"), m = FRAME_MARGIN_PX / state.scale;  // (frame px)
+  svg.setAttribute("viewBox", `${-m} ${-m} ${w + 2 * m} ${h + 2 * m}`);
+  svg.setAttribute("width", w * state.scale + 2 * FRAME_MARGIN_PX);
+  svg.setAttribute("height", h * state.scale + 2 * FRAME_MARGIN_PX);
   for (const id of ["frame-image", "mask-image"]) {
     $(id).setAttribute("width", w);
     $(id).setAttribute("height", h);
@@ -198,7 +208,7 @@ function render() {
     const pts = s.points.map((p) => `${toX(p)},${toY(p)}`).join(" ");
     if (s.brush_px !== undefined) {
       el("polyline", {points: pts, class: `brush stroke c${s.class}`,
-                      "stroke-width": 2 * s.brush_px}, strokes);
+                      style: brushWidth(s.brush_px)}, strokes);
     } else {
       el("polygon", {points: pts, class: `stroke c${s.class}`}, strokes);
     }
@@ -210,13 +220,17 @@ function render() {
       const q = g.wire[(i + 1) % g.wire.length];
       const edge = el("line", {x1: toX(p), y1: toY(p), x2: toX(q), y2: toY(q), class: "edge"},
                       handles);
-      edge.addEventListener("dblclick", (e) => { e.stopPropagation(); insertVertex(i, e); });
+      // (in the paint modes the double-click goes on to the canvas: it closes a polygon)
+      edge.addEventListener("dblclick", (e) => {
+        if (mode() !== "edit") return;
+        e.stopPropagation();
+        insertVertex(i, e);
+      });
     });
     g.wire.forEach((p, i) => {
       const h = el("circle", {cx: toX(p), cy: toY(p), r: hr, class: "handle wire",
                               ...handleAttrs(`wire-${i}`)}, handles);
       h.addEventListener("pointerdown", (e) => startDrag(e, {kind: "wire", i}));
-      h.addEventListener("dblclick", (e) => { e.stopPropagation(); removeVertex(i); });
     });
   }
   const facet = g.facet || state.facetEdge;
@@ -237,13 +251,31 @@ function render() {
     const centre = el("circle", {cx: toX(c), cy: toY(c), r: hr, class: "handle droplet",
                                  ...handleAttrs("droplet-center")}, handles);
     centre.addEventListener("pointerdown", (e) => startDrag(e, {kind: "center"}));
-    const rim = el("circle", {cx: toX(c) + r, cy: toY(c), r: hr, class: "handle radius",
+    const p = rimPoint(c, r, g.shape);
+    const rim = el("circle", {cx: toX(p), cy: toY(p), r: hr, class: "handle radius",
                               ...handleAttrs("droplet-radius")}, handles);
     rim.addEventListener("pointerdown", (e) => startDrag(e, {kind: "radius"}));
   }
   restoreHandleFocus(hadFocus);
   renderDraft();
   updateButtons();
+}
+
+// A brush stroke is drawn as wide as it paints, in frame pixels: an inline style, as the
+// stylesheet's .stroke width (1 screen px) would win over a stroke-width attribute.
+function brushWidth(radiusPx) { return `stroke-width: ${2 * radiusPx}px`; }
+
+// Where the rim handle is drawn: east of the centre, else the first of west, south and north
+// inside the frame (a droplet at the frame's right edge had its only radius handle outside
+// the frame, out of the mouse's reach). A rim being dragged keeps its side.
+const RIM_WAYS = [[0, 1], [0, -1], [1, 0], [-1, 0]];  // (row, col) from the centre
+function rimPoint(c, r, [h, w]) {
+  const at = (way) => [c[0] + r * way[0], c[1] + r * way[1]];
+  const inside = (p) => p[0] >= -0.5 && p[0] <= h - 0.5 && p[1] >= -0.5 && p[1] <= w - 0.5;
+  if (!(state.drag && state.drag.kind === "radius")) {
+    state.rimWay = RIM_WAYS.find((way) => inside(at(way))) || RIM_WAYS[0];
+  }
+  return at(state.rimWay);
 }
 
 function renderDraft() {
@@ -254,7 +286,7 @@ function renderDraft() {
   const pts = d.points.map((p) => `${toX(p)},${toY(p)}`).join(" ");
   if (d.brush_px !== undefined) {
     el("polyline", {points: pts, class: `brush stroke c${d.class}`,
-                    "stroke-width": 2 * d.brush_px}, group);
+                    style: brushWidth(d.brush_px)}, group);
   } else {
     el("polyline", {points: pts, class: "draft"}, group);
   }
@@ -270,11 +302,12 @@ function changed() {
 }
 
 function startDrag(event, target) {
-  if (mode() !== "edit") return;
+  if (mode() !== "edit" || event.button !== 0) return;
   event.preventDefault();  // (no text selection; it also keeps the browser from focusing)
   event.stopPropagation();
   event.currentTarget.focus({preventScroll: true});  // the keys then act on this handle
   state.drag = target;
+  state.pressed = target;
   $("canvas").setPointerCapture(event.pointerId);
 }
 
@@ -296,7 +329,11 @@ function insertVertex(i, event) {
 }
 
 function removeVertex(i) {
-  if (mode() !== "edit" || state.geometry.wire.length <= 3) return;
+  if (mode() !== "edit") return;
+  if (state.geometry.wire.length <= 3) {  // (as Delete says: label-keys.js)
+    $("status").textContent = "not removed: the wire polygon keeps at least 3 corners";
+    return;
+  }
   state.geometry.wire.splice(i, 1);
   changed();
 }
@@ -305,7 +342,11 @@ function mode() { return document.querySelector("input[name=mode]:checked").valu
 function paintClass() { return Number($("paint-class").value); }
 
 function onPointerDown(event) {
+  state.pressed = null;
   if (!state.geometry) return;  // no frame opened (the first one failed)
+  // Only the main button paints: a right-click (its context menu) or a middle-click painted
+  // a brush dot of the class or added a polygon corner.
+  if (event.button !== 0) return;
   const m = mode();
   if (m === "brush") {
     event.preventDefault();

@@ -1,0 +1,279 @@
+"""The labelling page's mouse gestures as the Shapes box and docs/labelling.md describe them,
+made with real pointer actions (W3C WebDriver) at the screen position of frame pixels:
+double-clicking a wire corner removes it, a paint polygon closes with a double-click also on
+the wire's outline, and a brush stroke is drawn as wide as it paints while it is painted.
+
+The server and browser fixtures are those of ``test_label_page.py`` (this module gets its own
+instances: its own DATA folder).
+"""
+
+from __future__ import annotations
+
+import base64
+
+import cv2
+import numpy as np
+import test_label_page as page
+from webdriver import Browser
+
+READY, _console_errors = page.READY, page._console_errors
+browser, served = page.browser, page.served  # the fixtures (this module's own instances)
+
+
+def _screen(b: Browser, row: float, col: float) -> tuple[int, int]:
+    """Viewport position of frame pixel (row, col)."""
+    x, y = b.execute("const p = new DOMPoint(arguments[1] + 0.5, arguments[0] + 0.5)"
+                     ".matrixTransform(document.getElementById('canvas').getScreenCTM()); "
+                     "return [p.x, p.y]", row, col)
+    return round(x), round(y)
+
+
+def _pointer(b: Browser, actions: list[dict], release: bool = True) -> None:
+    b.cmd("POST", "/actions", {"actions": [
+        {"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+         "actions": actions}]})
+    if release:
+        b.cmd("DELETE", "/actions")
+
+
+def _click(b: Browser, row: float, col: float, double: bool = False) -> None:
+    x, y = _screen(b, row, col)
+    press = [{"type": "pointerDown", "button": 0}, {"type": "pointerUp", "button": 0}]
+    _pointer(b, [{"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y},
+                 *press, *(press if double else [])])
+
+
+def _mode(b: Browser, value: str) -> None:
+    b.execute(f"document.querySelector('input[name=mode][value={value}]').click()")
+
+
+def _lone_corner(wire: list[list[float]], avoid: list[list[float]]) -> int:
+    """A wire corner at least 12 px from the other handles (its double-click is its own)."""
+    def apart(k: int) -> float:
+        others = [q for j, q in enumerate(wire) if j != k] + avoid
+        return min((wire[k][0] - q[0]) ** 2 + (wire[k][1] - q[1]) ** 2 for q in others)
+    best = max(range(len(wire)), key=apart)
+    assert apart(best) >= 144, wire
+    return best
+
+
+def test_double_click_on_a_wire_corner_removes_it(served, browser):
+    _, url = served
+    page._open(browser, url)
+    _console_errors(browser)
+    geometry = browser.execute("return window.nwLabel.geometry")
+    wire = geometry["wire"]
+    assert len(wire) > 3
+    avoid = list(geometry["facet"] or [])
+    if geometry["droplet"]:
+        c, r = geometry["droplet"]["center"], geometry["droplet"]["radius_px"]
+        avoid += [c, [c[0], c[1] + r]]
+    k = _lone_corner(wire, avoid)
+    _click(browser, *wire[k], double=True)
+    browser.wait_for(READY)
+    after = browser.execute("return window.nwLabel.geometry.wire")
+    assert after == wire[:k] + wire[k + 1:]
+    assert browser.execute("return window.nwLabel.dirty") is True
+    assert _console_errors(browser) == []
+
+
+def test_a_corner_on_the_frame_border_is_drawn_and_grabbed_whole(served, browser):
+    _, url = served
+    page._open(browser, url)
+    height, width = browser.execute("return window.nwLabel.geometry.shape")
+    wire = browser.execute("return window.nwLabel.geometry.wire")
+    # the proposal's corners where the wire leaves the frame (pixel edge: -0.5 or size - 0.5)
+    border = [k for k, (r, c) in enumerate(wire)
+              if min(r, c) < 0 or r > height - 1 or c > width - 1]
+    assert border, wire
+    hit = ("const e = document.elementFromPoint(arguments[0], arguments[1]); "
+           "return e && e.getAttribute('data-handle')")
+    for k in border:
+        x, y = _screen(browser, *wire[k])
+        # 3 screen px from its centre, every way (the handle's radius is 6 px)
+        around = [browser.execute(hit, x + dx, y + dy)
+                  for dx, dy in ((-3, 0), (3, 0), (0, -3), (0, 3))]
+        assert around == [f"wire-{k}"] * 4, (k, wire[k], around)
+    # pressed on its outer half, the corner goes where the pointer is released, in the frame
+    k = border[0]
+    r, c = wire[k]
+    x, y = _screen(browser, r, c)
+    out = (-3 if c < 0 else 3 if c > width - 1 else 0, -3 if r < 0 else 3 if r > height - 1 else 0)
+    _pointer(browser, [
+        {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x + out[0],
+         "y": y + out[1]},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 50, "origin": "viewport", "x": x - 10 * out[0],
+         "y": y - 10 * out[1]},
+        {"type": "pointerUp", "button": 0}])
+    browser.wait_for(READY)
+    moved = browser.execute("return window.nwLabel.geometry.wire")[k]
+    scale = browser.execute("return window.nwLabel.scale")
+    assert abs(moved[1] - (c - 10 * out[0] / scale)) <= 1 and \
+        abs(moved[0] - (r - 10 * out[1] / scale)) <= 1, (wire[k], moved)
+
+
+def test_a_paint_polygon_closes_with_a_double_click_on_the_wire_outline(served, browser):
+    _, url = served
+    page._open(browser, url)
+    wire = browser.execute("return window.nwLabel.geometry.wire")
+    strokes = len(browser.execute("return window.nwLabel.geometry.strokes"))
+    height, width = browser.execute("return window.nwLabel.geometry.shape")
+
+    def middle(k: int) -> tuple[float, float]:
+        q = wire[(k + 1) % len(wire)]
+        return (wire[k][0] + q[0]) / 2, (wire[k][1] + q[1]) / 2
+
+    def length(k: int) -> float:
+        q = wire[(k + 1) % len(wire)]
+        return ((wire[k][0] - q[0]) ** 2 + (wire[k][1] - q[1]) ** 2) ** 0.5
+
+    # the longest edge inside the frame (not along its border): its midpoint is on the
+    # outline, away from the corners
+    inside = [k for k in range(len(wire))
+              if 12 <= middle(k)[0] <= height - 12 and 12 <= middle(k)[1] <= width - 12]
+    i = max(inside, key=length)
+    assert length(i) >= 30, wire
+    mid = middle(i)
+    _mode(browser, "polygon")
+    # two corners 12 px inwards of the edge (towards the polygon's mean), the third on it
+    centre = [sum(p[0] for p in wire) / len(wire), sum(p[1] for p in wire) / len(wire)]
+    d = (centre[0] - mid[0], centre[1] - mid[1])
+    n = (d[0] ** 2 + d[1] ** 2) ** 0.5
+    inward = (mid[0] + 12 * d[0] / n, mid[1] + 12 * d[1] / n)
+    _click(browser, inward[0] - 6 * d[1] / n, inward[1] + 6 * d[0] / n)
+    _click(browser, inward[0] + 6 * d[1] / n, inward[1] - 6 * d[0] / n)
+    _click(browser, *mid, double=True)
+    browser.wait_for(READY)
+    geometry = browser.execute("return window.nwLabel.geometry")
+    assert browser.execute("return window.nwLabel.draft") is None
+    assert len(geometry["strokes"]) == strokes + 1
+    assert len(geometry["strokes"][-1]["points"]) == 3
+    assert geometry["wire"] == wire  # no corner added to the wire
+
+
+def _shot(b: Browser) -> np.ndarray:
+    png = base64.b64decode(b.cmd("GET", "/screenshot"))
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).astype(np.int16)
+
+
+def test_a_brush_stroke_is_drawn_as_wide_as_it_paints(served, browser):
+    _, url = served
+    page._open(browser, url)
+    _mode(browser, "brush")
+    radius_px = int(browser.execute("return document.getElementById('brush-radius').value"))
+    scale = browser.execute("return window.nwLabel.scale")
+    x0, y0 = _screen(browser, 20, 40)
+    x1, _ = _screen(browser, 20, 100)
+    before = _shot(browser)
+    # pressed and moving: the stroke being painted (the overlay shows it only once released)
+    _pointer(browser, [
+        {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x0, "y": y0},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 50, "origin": "viewport", "x": (x0 + x1) // 2,
+         "y": y0},
+        {"type": "pointerMove", "duration": 50, "origin": "viewport", "x": x1, "y": y0}],
+        release=False)
+    during = _shot(browser)
+    browser.cmd("DELETE", "/actions")  # releases the button: the stroke is added
+    browser.wait_for(READY)
+    # the screen rows the stroke covers across its middle: the brush's diameter on screen
+    column = np.abs(during - before)[:, (x0 + x1) // 2].max(axis=1)
+    diameter_px = 2 * radius_px * scale
+    covered = np.flatnonzero(column[y0 - round(diameter_px): y0 + round(diameter_px)] > 20)
+    assert covered.size >= 0.8 * diameter_px, (covered.size, diameter_px)
+    stroke = browser.execute("const n = document.querySelector('#strokes polyline:last-child');"
+                             " const s = getComputedStyle(n); return [s.strokeWidth, "
+                             "s.vectorEffect]")
+    assert stroke == [f"{2 * radius_px}px", "none"]
+
+
+def test_right_and_middle_clicks_neither_paint_nor_move_a_shape(served, browser):
+    _, url = served
+    page._open(browser, url)
+    opened = browser.execute("return window.nwLabel.geometry")
+
+    def press(button: int, row: float, col: float, to_col: float | None = None) -> None:
+        x, y = _screen(browser, row, col)
+        moves = [] if to_col is None else [
+            {"type": "pointerMove", "duration": 50, "origin": "viewport",
+             "x": _screen(browser, row, to_col)[0], "y": y}]
+        _pointer(browser, [
+            {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y},
+            {"type": "pointerDown", "button": button}, *moves,
+            {"type": "pointerUp", "button": button}])
+
+    _mode(browser, "brush")
+    press(2, 30, 30)
+    press(1, 30, 60, to_col=90)
+    _mode(browser, "polygon")
+    press(2, 40, 30)
+    press(1, 40, 60)
+    assert browser.execute("return window.nwLabel.draft") is None
+    _mode(browser, "edit")
+    centre = opened["droplet"]["center"]
+    press(2, centre[0], centre[1], to_col=centre[1] + 20)
+    browser.wait_for(READY)
+    assert browser.execute("return window.nwLabel.geometry") == opened
+    assert browser.execute("return window.nwLabel.dirty") is False
+
+
+def test_the_rim_handle_of_a_droplet_at_the_frame_edge_can_be_grabbed(served, browser):
+    _, url = served
+    page._open(browser, url)
+    height, width = browser.execute("return window.nwLabel.geometry.shape")
+    droplet = browser.execute("return window.nwLabel.geometry.droplet")
+    (row, col), radius = droplet["center"], droplet["radius_px"]
+    # the droplet dragged to the frame's right edge: east of its centre is outside the frame
+    x, y = _screen(browser, row, col)
+    _pointer(browser, [
+        {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 50, "origin": "viewport",
+         "x": _screen(browser, row, width - 12)[0], "y": y},
+        {"type": "pointerUp", "button": 0}])
+    browser.wait_for(READY)
+    row, col = browser.execute("return window.nwLabel.geometry.droplet.center")
+    assert col + radius > width
+    rim = browser.execute("const r = document.querySelector('[data-handle=droplet-radius]')"
+                          ".getBoundingClientRect(); return [r.x + r.width / 2, "
+                          "r.y + r.height / 2]")
+    frame = browser.execute("const r = document.getElementById('frame-image')"
+                            ".getBoundingClientRect(); return [r.left, r.top, r.right, "
+                            "r.bottom]")
+    assert frame[0] <= rim[0] <= frame[2] and frame[1] <= rim[1] <= frame[3], (rim, frame)
+    assert browser.execute("const e = document.elementFromPoint(arguments[0], arguments[1]);"
+                           " return e && e.getAttribute('data-handle')",
+                           *rim) == "droplet-radius"
+    # dragged 20 screen px away from the centre: the circle grows by 20 / scale pixels
+    scale = browser.execute("return window.nwLabel.scale")
+    cx, cy = _screen(browser, row, col)
+    d = ((rim[0] - cx) ** 2 + (rim[1] - cy) ** 2) ** 0.5
+    ux, uy = (rim[0] - cx) / d, (rim[1] - cy) / d
+    _pointer(browser, [
+        {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": round(rim[0]),
+         "y": round(rim[1])},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 50, "origin": "viewport",
+         "x": round(rim[0] + 20 * ux), "y": round(rim[1] + 20 * uy)},
+        {"type": "pointerUp", "button": 0}])
+    browser.wait_for(READY)
+    grown = browser.execute("return window.nwLabel.geometry.droplet.radius_px")
+    assert abs(grown - (radius + 20 / scale)) <= 2 / scale, (radius, grown, scale)
+
+
+def test_a_double_click_on_a_corner_of_a_triangle_says_why_it_stays(served, browser):
+    _, url = served
+    page._open(browser, url, page.BLANK)  # no wire proposed: the one added is alone
+    browser.click("#add-wire")  # four corners
+    browser.wait_for(READY)
+    wire = browser.execute("return window.nwLabel.geometry.wire")
+    assert len(wire) == 4
+    _click(browser, *wire[0], double=True)
+    browser.wait_for(READY)
+    triangle = browser.execute("return window.nwLabel.geometry.wire")
+    assert triangle == wire[1:]
+    _click(browser, *triangle[0], double=True)
+    browser.wait_for(READY)
+    assert browser.execute("return window.nwLabel.geometry.wire") == triangle
+    assert browser.text("#status") == "not removed: the wire polygon keeps at least 3 corners"
