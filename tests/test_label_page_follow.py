@@ -155,3 +155,25 @@ def test_the_frame_does_not_move_when_the_status_line_changes(served, browser):
     browser.execute(f"document.getElementById('status').textContent = {long!r}")
     assert _canvas_box(browser) == before
     assert browser.wait_for("return document.getElementById('status').title") == long
+
+
+@pytest.mark.parametrize("width", [800, 1024])
+def test_the_contact_angle_stays_visible_in_a_narrow_window(served, browser, width):
+    # before: below about 900 px the header squeezed the angle to "contact a", the Save
+    # button drawn over the number, while the status and the DATA folder kept their room.
+    session, url, slow = served
+    slow.reset(0.0)
+    browser.cmd("POST", "/window/rect", {"width": width, "height": 600})
+    try:
+        _open(browser, url)
+        browser.execute("const g = window.nwLabel.geometry; g.droplet.center = [5, 5]; "
+                        "g.droplet.radius_px = 3; changed()")  # the longest reason
+        browser.wait_for(READY)
+        box = browser.execute(
+            "const r = (id) => document.getElementById(id).getBoundingClientRect(); "
+            "return {angle: r('angle').right, save: r('save').left, "
+            "header: document.querySelector('header').getBoundingClientRect().right}")
+        assert box["angle"] <= box["save"] and box["angle"] <= box["header"], box
+        assert _canvas_box(browser)["header"] <= 40  # still one line
+    finally:
+        browser.cmd("POST", "/window/rect", {"width": 1280, "height": 800})
