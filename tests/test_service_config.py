@@ -66,6 +66,9 @@ def test_valid_config_and_defaults(paths):
         (("settle_seconds = 0.5", "setle_seconds = 1"), "watch[0].setle_seconds", "unknown key"),
         (("batch_size = 4", "batch_size = \"4\""), "inference.batch_size", "an integer"),
         (("providers = [\"cpu\"]", "providers = [\"rocm\"]"), "inference.providers", "rocm"),
+        # an empty list ran on ONNX Runtime's own choice without a word
+        (("providers = [\"cpu\"]", "providers = []"), "inference.providers",
+         "at least one of"),
         (("max_attempts = 3", "max_attempts = 0"), "retry.max_attempts", "> 0"),
         (("polling = \"auto\"", "polling = \"sometimes\""), "watch[0].polling", "auto"),
         # a required key misspelt: the error names what was written, not only what is missing

@@ -190,6 +190,9 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
 def _inference(file: Path | None, table: Any) -> InferenceConfig:
     r = TableReader(file, "inference", table)
     providers = r.strings("providers", InferenceConfig.providers)
+    if not providers:
+        raise r.error("providers", f"must name at least one of {', '.join(PROVIDER_NAMES)} "
+                                   "(an empty list would leave the choice to ONNX Runtime)")
     for name in providers:
         if name not in PROVIDER_NAMES:
             raise r.error("providers", f"{name!r} is not one of {', '.join(PROVIDER_NAMES)}")
