@@ -165,6 +165,9 @@ def test_missing_model_syntax_error_and_results_inside_acquisition(paths):
     path = write_config(tmp / "c.toml", acq, res, tmp / "nope.onnx")
     with pytest.raises(ConfigError, match=r"watch\[0\]\.model: file not found"):
         load_config(path)
+    path = write_config(tmp / "c.toml", acq, res, tmp)  # was "file not found" too
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.model: a folder, not a model file"):
+        load_config(path)
     path = write_config(tmp / "c.toml", acq, acq / "results", m)
     with pytest.raises(ConfigError, match="output.results: lies inside"):
         load_config(path)

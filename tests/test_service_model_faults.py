@@ -200,3 +200,5 @@ def test_a_model_that_does_not_load_at_start_is_a_start_up_failure_only(tmp_path
     errors = [e for e in daemon.events() if e.get("level") == "error"]
     assert [(e["event"], e.get("error_type")) for e in errors] == [
         ("startup_failed", "ModelLoadError")]
+    # the error names the configuration file and key as well as the model file
+    assert errors[0]["error"].startswith(f"{cfg}: watch[0].model: {broken}: "), errors[0]

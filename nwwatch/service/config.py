@@ -161,6 +161,8 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
         model = DEFAULT_MODELS[kind]
         if not model.is_file():
             raise r.error("model", f"not set and no shipped default model for {kind!r} at {model}")
+    elif model.is_dir():
+        raise r.error("model", f"a folder, not a model file: {model}")
     elif not model.is_file():
         raise r.error("model", f"file not found: {model}")
     r.used.add("polling")

@@ -58,7 +58,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     every ``process`` call).
     """
     from nwwatch.results.parquet import warm_up_arrow
-    from nwwatch.segment.session import Segmenter, gpu_possible
+    from nwwatch.segment.session import ModelLoadError, Segmenter, gpu_possible
 
     warm_up_arrow()  # before the first batch: its write would carry pyarrow's first imports
     segmenters: dict[Path, tuple[Segmenter, Segmenter | None, InferencePlan]] = {}
@@ -81,7 +81,13 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
             streams = spec.kind == "insitu"
             plan = inference.plan(gpu=gpu_possible(inference.providers),
                                   frame_streams=streams)
-            seg = session(model, plan.threads)
+            try:
+                seg = session(model, plan.threads)
+            except ModelLoadError as exc:
+                if source is None:  # a replay's --model: the message names the file
+                    raise
+                # the service: say which setting of which configuration names the file
+                raise ModelLoadError(f"{source}: {spec.key}: {exc}") from None
             if inference.plan(gpu=seg.uses_gpu, frame_streams=streams) != plan:
                 plan = inference.plan(gpu=seg.uses_gpu, frame_streams=streams)
                 seg = session(model, plan.threads)
