@@ -242,8 +242,10 @@ def test_a_second_ctrl_c_while_the_batch_finishes_is_no_traceback(setup):
 def test_metrics_count_the_files_waiting_while_a_batch_runs(setup):
     # The queue gauge was set only between batches: files that arrived in a burst and waited
     # behind the batch in flight read 0 for as long as that batch ran (a 200-page stack:
-    # seconds), beside nwwatch_in_flight_frames of the batch.
+    # seconds), beside nwwatch_in_flight_frames of the batch. So was systemd's STATUS line
+    # ("queue 0 files" while 4 waited).
     import re
+    import socket
     import urllib.request
 
     tmp, acq, res, onnx = setup
@@ -251,14 +253,27 @@ def test_metrics_count_the_files_waiting_while_a_batch_runs(setup):
     cfg = write_config(tmp / "c.toml", acq, res, onnx, settle=0.2, batch_size=4,
                        extra='[dashboard]\nlisten = "127.0.0.1:0"\n'
                              '[service]\nstop_timeout_seconds = 1')
-    daemon = DaemonProcess(cfg, tmp / "log", env={"NWWATCH_CRASH_AT": "in_batch:1"})
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp / "notify.sock"))
+    sock.settimeout(0.1)
+    daemon = DaemonProcess(cfg, tmp / "log", env={"NWWATCH_CRASH_AT": "in_batch:1",
+                                                  "NOTIFY_SOCKET": str(tmp / "notify.sock")})
+    messages: list[str] = []
     try:
         url = daemon.wait_event("dashboard_listening")["url"]
         wait_batch_claimed(res)  # the first 4 files hang in flight for good
         time.sleep(1.5)
         text = urllib.request.urlopen(f"{url}metrics", timeout=10).read().decode()
+        while True:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except TimeoutError:
+                break
     finally:
         code, _ = daemon.terminate(timeout=30)
+        sock.close()
     assert code == 1  # the stop deadline ends the hung batch
     assert re.search(r"^nwwatch_in_flight_frames 4\.0$", text, re.M), text
     assert re.search(r"^nwwatch_queue_depth_files 4\.0$", text, re.M), text
+    statuses = [line for m in messages for line in m.splitlines() if line.startswith("STATUS=")]
+    assert statuses and statuses[-1].startswith("STATUS=queue 4 files;"), messages

@@ -346,9 +346,11 @@ class Daemon:
 
     def _run_batch(self, w: Watch, queued: set[Path]) -> None:
         batch = w.take()
-        # The loop sets the gauge only between batches: the files left waiting behind this
-        # one (a burst, a long stack) would read as an empty queue while it runs.
+        # The loop sets the gauge and systemd's STATUS only between batches: the files left
+        # waiting behind this one (a burst, a long stack) would read as an empty queue while
+        # it runs.
         _metrics.set_queue(self._waiting())
+        self.notifier.status(self._status_text(self._watches))
         try:
             with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):
                 report = process(batch, w.engine)
