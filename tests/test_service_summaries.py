@@ -618,6 +618,7 @@ def test_replay_notes_a_volume_replayed_as_in_situ_frames(tmp_path):
     assert "3 rows" in r.output
     assert (f"note: {acq / 'tomo.tif'} declares its pages as Z slices" in r.output
             and "--kind tomogram" in r.output)
+    assert r.output.rstrip().splitlines()[-1].startswith("replay complete")
 
 
 def test_replay_notes_an_in_situ_series_replayed_as_a_tomogram(tmp_path):
@@ -661,7 +662,19 @@ def test_status_counts_quarantined_items_and_quarantined_files_apart(tmp_path):
     assert status["counts"]["quarantined"] == 0
     assert status["counts"]["quarantined_files"] == len(status["quarantined"]) == 2
     text = CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "r")]).output
-    assert "2 quarantined" in text
+    assert "2 quarantined" in text and "deleted since" not in text
+    # A bad file deleted since needs nothing more: a replay of the folder is complete (exit
+    # 0), and status says so instead of listing it as a quarantined file like the others.
+    (acq / "a.tif").unlink()
+    assert replay(acq, tmp_path / "r", kind="insitu", model=onnx).exit_status == 3  # b.tif
+    text = CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "r")]).output
+    assert "2 quarantined (1 of them deleted since)" in text, text
+    (line,) = [t for t in text.splitlines() if t.strip().startswith(str(acq / "a.tif"))]
+    assert line.endswith("deleted since, nothing to do")
+    status = json.loads(CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "r"),
+                                                        "--json"]).output)
+    assert {q["path"]: q["gone"] for q in status["quarantined"]} == {
+        str(acq / "a.tif"): True, str(acq / "b.tif"): False}
 
 
 def test_summary_lines_name_the_first_three_and_mark_the_rest():

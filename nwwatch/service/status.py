@@ -30,7 +30,7 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     read: their rows are not counted), ``ledger_in_use`` (a process holds the ledger's lock;
     None: unknown), ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC
     datetime) or None, ``quarantined`` (list of dicts: path, reason, error_type, attempts,
-    quarantined_at).
+    quarantined_at, gone: the path no longer exists here).
     """
     ledger = open_readonly(ledger_path)
     try:
@@ -41,6 +41,8 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
         quarantined = ledger.quarantined()
         for q in quarantined:
             q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)
+            # a bad file deleted since needs nothing more (a replay of its folder is complete)
+            q["gone"] = not os.path.lexists(q["path"])
         counted = count_results((Path(results_dir) / rel for rel in ledger.committed_parquets()),
                                 read_reverted(results_dir))
         rows = counted.current
@@ -73,10 +75,12 @@ def format_status(status: dict) -> str:
     in_flight = ("left in flight by a run that stopped (settled when the service or a replay "
                  "next opens the ledger)" if c["pending"] and status.get("ledger_in_use") is False
                  else "in flight")
+    gone = sum(q.get("gone", False) for q in status["quarantined"])
     lines = [
         f"results: {status['results']}   ledger: {status['ledger']}",
         f"files: {c['done']} done, {c['pending']} {in_flight}, "
-        f"{c['failed']} failed (will retry), {c['quarantined_files']} quarantined",
+        f"{c['failed']} failed (will retry), {c['quarantined_files']} quarantined"
+        + (f" ({gone} of them deleted since)" if gone else ""),
         f"rows: {status['rows']} ({_rows_text(status)})"
         + (", of the newest version of each file" if status["superseded"]["rows"] else ""),
         *_superseded_lines(status["superseded"]),
@@ -102,7 +106,8 @@ def format_status(status: dict) -> str:
         lines.append("quarantined:")
         for q in status["quarantined"]:
             lines.append(f"  {q['path']}: {q['reason']} [{q['error_type']}, "
-                         f"{q['attempts']} attempt(s)]")
+                         f"{q['attempts']} attempt(s)]"
+                         + ("; deleted since, nothing to do" if q.get("gone") else ""))
     return "\n".join(lines)
 
 
