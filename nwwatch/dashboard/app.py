@@ -10,7 +10,8 @@ Routes
                                        they are committed; a reconnecting ``EventSource`` sends
                                        ``Last-Event-ID`` and gets only what it missed (404,
                                        as ``series``, for an ID the results do not hold)
-``/api/acquisitions/{id}/mask/{i}.png`` three central slices of a tomogram's mask
+``/api/acquisitions/{id}/mask/{i}.png`` three central slices of a tomogram's mask (``?m=PATH``:
+                                       the row whose ``mask_path`` is PATH)
 ``/results/{path}``                    an image under RESULTS (overlays), nothing else
 ``/metrics``                           Prometheus text format (live service only)
 
@@ -259,6 +260,14 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
         if acq is None or acq.kind != "tomogram" or not 0 <= index < len(acq):
             return Response("no such volume", status_code=404)
         rel = acq.table["mask_path"][index].as_py()
+        named = request.query_params.get("m")
+        if named is not None and named != rel:
+            # The page names the mask it shows (``?m=``): a row's index moves when a file is
+            # processed again (its newest version sorts last), and the browser keeps an
+            # answer per URL for an hour; the named mask is served, never another volume's.
+            if named not in acq.table["mask_path"].to_pylist():
+                return Response("no such volume", status_code=404)
+            rel = named
         png = await dash.run_io(mask_slices_png, dash.store.results / rel) if rel else None
         if png is None:
             return Response("mask not readable", status_code=404)
