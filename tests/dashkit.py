@@ -93,9 +93,10 @@ def write_frames(folder: Path, angles: list[float | None], start: int = 0,
 
 
 def start_service(tmp: Path, acq: Path, res: Path, listen: str = "127.0.0.1:0",
-                  stale_after_s: float = 120.0) -> DaemonProcess:
+                  stale_after_s: float = 120.0, flush_seconds: float = 0.2) -> DaemonProcess:
     extra = f'[dashboard]\nlisten = "{listen}"\nstale_after_s = {stale_after_s}\n'
-    cfg = write_config(tmp / "c.toml", acq, res, model(tmp), settle=0.3, extra=extra)
+    cfg = write_config(tmp / "c.toml", acq, res, model(tmp), settle=0.3, extra=extra,
+                       flush_seconds=flush_seconds)
     return DaemonProcess(cfg, tmp / "log")
 
 

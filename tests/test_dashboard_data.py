@@ -224,6 +224,10 @@ def test_stale_only_after_an_active_acquisition_stops(tmp_path):
     assert acquisition_summary(acq, later, 120.0)["stale"]
     assert not acquisition_summary(acq, T0.timestamp() + 60, 120.0)["stale"]  # not yet
     assert not acquisition_summary(acq, later, None)["stale"]  # finished results: no warning
+    # Rows held for [output] flush_seconds before they are written: no silence until then.
+    newest = T0.timestamp() + 5
+    assert not acquisition_summary(acq, newest + 125.0, 120.0, rows_held_s=10.0)["stale"]
+    assert acquisition_summary(acq, newest + 131.0, 120.0, rows_held_s=10.0)["stale"]
     # Rows per second: the second commit's one row, 5 s after the first commit.
     assert acquisition_summary(acq, later, None)["frames_per_s"] == pytest.approx(0.2)
     # Live, the minute before now: 0 once the files stopped (it said 0.2 for hours), and at
@@ -309,6 +313,7 @@ def test_dashboard_config(tmp_path):
     d = parse_config(_config(tmp_path, '[dashboard]\nlisten = "[::1]:9000"\n'
                                        'stale_after_s = 30')).dashboard
     assert (d.host, d.port, d.stale_after_s) == ("::1", 9000, 30.0)
+    assert d.rows_held_s == 10.0  # [output] flush_seconds: rows reach the page that late
     with pytest.raises(ConfigError, match=r"dashboard\.listen: '0\.0\.0\.0' is not the loopback"):
         parse_config(_config(tmp_path, '[dashboard]\nlisten = "0.0.0.0:8765"'))
     d = parse_config(_config(tmp_path, '[dashboard]\nlisten = "0.0.0.0:8765"\n'

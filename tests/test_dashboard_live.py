@@ -259,3 +259,35 @@ def test_page_catches_up_after_the_server_was_away(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_rows_held_for_flush_seconds_do_not_raise_the_stale_warning(tmp_path):
+    """Rows are written up to ``flush_seconds`` after they are processed: while frames keep
+    arriving the newest row on disk may be that old. With flush_seconds (4 s) above
+    stale_after_s (3 s) the warning came on between writes of a healthy acquisition (a frame
+    a second); it now waits for stale_after_s + flush_seconds, and still comes once the
+    frames stop."""
+    import time
+
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    daemon = start_service(tmp_path, acq, res, stale_after_s=3, flush_seconds=4)
+    try:
+        url = dashboard_url(daemon)
+        seen = []
+        for k in range(16):  # a frame a second; rows written every 4 s or so
+            write_frames(acq, [110.0 + k % 5], start=k)
+            for _ in range(4):
+                listed = get_json(f"{url}/api/acquisitions")["acquisitions"]
+                if listed and listed[0]["n"] >= 2:  # two commits: the acquisition is active
+                    summary = listed[0]
+                    seen.append((summary["n"], summary["stale"],
+                                 round(time.time() - summary["last_processed"], 1)))
+                time.sleep(0.25)
+        assert not any(stale for _, stale, _ in seen), seen
+        assert len({n for n, _, _ in seen}) >= 2, seen  # rows were written meanwhile
+        wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"][0]["stale"], 30,
+                 "the stale warning once the frames stop")
+    finally:
+        code, _ = daemon.terminate()
+    assert code == 0

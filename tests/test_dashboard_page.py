@@ -52,7 +52,7 @@ def test_a_volume_row_is_picked_with_the_keyboard_and_shows_which(two_volumes):
     require_browser()
     with Browser(1024, 700) as browser:
         _open_volume_page(browser, two_volumes)
-        assert browser.attribute("#mask", "src").endswith("/mask/1.png")  # the last volume
+        assert "/mask/1.png?m=masks%2Fv1.tif" in browser.attribute("#mask", "src")  # the last
         # Tab reaches the rows (they were not focusable); Enter picks the focused one.
         assert browser.execute("return document.querySelector('#volumes tr.pick').tabIndex") == 0
         browser.execute("document.querySelector('#volumes tr.pick').focus()")
@@ -60,12 +60,67 @@ def test_a_volume_row_is_picked_with_the_keyboard_and_shows_which(two_volumes):
                     "actions": [{"type": "keyDown", "value": "\ue007"},
                                 {"type": "keyUp", "value": "\ue007"}]}]})
         browser.cmd("DELETE", "/actions")
-        wait_for(lambda: browser.attribute("#mask", "src").endswith("/mask/0.png"), 10,
+        wait_for(lambda: "/mask/0.png?m=masks%2Fv0.tif" in browser.attribute("#mask", "src"), 10,
                  "mask of the first volume")
         assert browser.text("#mask-name") == "v0.tif"
         selected = browser.execute("return [...document.querySelectorAll('#volumes tr.pick')]"
                                    ".map((tr) => tr.getAttribute('aria-selected'))")
         assert selected == ["true", "false"]  # the table says which volume is shown
+
+
+def test_a_volume_processed_again_never_shows_another_volumes_mask(tmp_path):
+    """A file processed again (a tomogram exported anew) sorts last: the indices of the rows
+    move, and the page asked for ``mask/0.png`` for v0 before and for v1 after, one URL for
+    two masks (kept by the browser for an hour, and not even fetched again when the picture
+    already showed it). The page names the mask it shows; the server serves that one."""
+    import urllib.request
+
+    from nwwatch.io import write_volume_tiff
+
+    results = tmp_path / "res"
+    (results / "masks").mkdir(parents=True)
+    first = frame_rows("/x", [1.0])[0]["processed_at"]
+    rows = []
+    for k in range(2):
+        mask = np.zeros((6, 20, 30), np.uint8)
+        mask[:, 5:15, 5:25 - 10 * k] = 1
+        write_volume_tiff(results / "masks" / f"v{k}.tif", mask)
+        rows.append({"source": f"/acq/tomo/v{k}.tif", "status": "ok", "reason": "",
+                     "mask_path": f"masks/v{k}.tif", "source_sha256": f"{k}" * 64,
+                     "solid_fraction": 0.33 - 0.16 * k,
+                     "processed_at": first + timedelta(seconds=k), "model_name": "t",
+                     "provider": "CPUExecutionProvider"})
+    write(results, "volumes-1.parquet", rows, kind="volumes")
+
+    def png(url: str) -> bytes:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.read()
+
+    with dashboard_thread(results) as (_, url):
+        acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]["id"]
+        base = f"{url}/api/acquisitions/{acq}/mask"
+        v0, v1 = png(f"{base}/0.png"), png(f"{base}/1.png")
+        assert v0 != v1
+        # a page whose list is older than the server's asks by index and name: the name wins
+        assert png(f"{base}/0.png?m=masks%2Fv1.tif") == v1
+        # v0 exported anew: its new version sorts last, v1 is now row 0
+        mask = np.zeros((6, 20, 30), np.uint8)
+        mask[:, 2:18, 2:28] = 1
+        write_volume_tiff(results / "masks" / "v0-new.tif", mask)
+        again = dict(rows[0], mask_path="masks/v0-new.tif", source_sha256="2" * 64,
+                     processed_at=first + timedelta(seconds=5))
+        write(results, "volumes-2.parquet", [again], kind="volumes")
+        wait_for(lambda: get_json(f"{url}/api/acquisitions/{acq}/series")["volumes"][0]
+                 ["source"] == "/acq/tomo/v1.tif", 10, "the new order")
+        assert png(f"{base}/0.png?m=masks%2Fv1.tif") == v1
+        require_browser()
+        with Browser(1024, 700) as browser:
+            browser.get(f"{url}/?a={acq}")
+            wait_for(lambda: browser.execute(
+                "return document.querySelectorAll('#volumes tr.pick').length") == 2, 30, "rows")
+            browser.execute("document.querySelector('#volumes tr.pick').click()")
+            wait_for(lambda: browser.text("#mask-name") == "v1.tif", 10, "row 0 picked")
+            assert "m=masks%2Fv1.tif" in browser.attribute("#mask", "src")
 
 
 def test_a_suspect_volume_says_why(two_volumes):

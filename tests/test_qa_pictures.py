@@ -146,3 +146,25 @@ def test_overlay_options_without_overlays_are_command_line_errors(tmp_path, acqu
     cfg.write_text(cfg.read_text().replace("[output]", '[output]\noverlays = "all"'))
     replay(acq, out, kind="insitu", model=onnx, config=cfg, overlay_frames="flagged")
     assert _rows(out).overlay_path.notna().sum() == 1
+
+
+def test_a_replay_asked_for_pictures_of_files_already_done_says_it_drew_none(tmp_path,
+                                                                            acquisition):
+    """--overlays on a folder replayed before drew nothing (its files are done) and said
+    nothing: "replay complete", exit 0, no picture. The summary now says so and names
+    --force, which draws them."""
+    acq, onnx = acquisition
+    out = tmp_path / "out"
+    replay(acq, out, kind="insitu", model=onnx)
+    args = [str(acq), "--out", str(out), "--model", str(onnx), "--overlays", "qa"]
+    r = CliRunner().invoke(replay_cmd, args)
+    assert r.exit_code == 0, r.output
+    assert not (out / "qa").exists()
+    assert ("note: 2 files already done were not processed again, so no QA picture was drawn "
+            "for them; replay with --force") in r.output, r.output
+    r = CliRunner().invoke(replay_cmd, [*args, "--force"])
+    assert r.exit_code == 0 and "no QA picture" not in r.output, r.output
+    assert len(list((out / "qa").glob("*.png"))) == 3  # one frame and a stack of two
+    # without pictures asked for, a replay of done files says nothing of them
+    r = CliRunner().invoke(replay_cmd, args[:5])
+    assert r.exit_code == 0 and "QA picture" not in r.output, r.output

@@ -350,3 +350,44 @@ def test_the_reports_trend_is_centred_on_each_frame(tmp_path, monkeypatch):
     series = drawn["series"]
     assert np.array_equal(series["trend"][4:-4], series["angle"][4:-4])
     assert "centred" in drawn["label"]
+
+
+def test_the_reports_refused_frames_sit_in_a_lane_of_their_own_not_at_an_angle(tmp_path,
+                                                                                monkeypatch):
+    """Refused frames have no angle: the report draws them below the angle axes, in a lane
+    labelled by reason code with no degree ticks, as the dashboard does; on the angle axis
+    they sat at 70-100° and read as measured angles (every frame refused: at 72°)."""
+    import nwwatch.dashboard.plots as plots
+
+    figures = []
+    real = plots.angle_figure
+
+    def spy(*args, **kwargs):
+        figures.append(real(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(plots, "angle_figure", spy)
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet",
+          frame_rows("/acq/run1", [120.0, None, 125.0, None, 130.0],
+                     codes=["", "no_droplet", "", "angle_uncertain", ""]))
+    write(results, "frames-2.parquet",
+          frame_rows("/acq/run2", [None] * 4, codes=["angle_uncertain"] * 4))
+    write_report(results, tmp_path / "report.html")
+    assert len(figures) == 2
+    for fig in figures:
+        angle_axes = [ax for ax in fig.axes if ax.get_ylabel() == "contact angle (°)"]
+        assert len(angle_axes) == 1
+        on_angle_axis = [line.get_label() for line in angle_axes[0].get_lines()]
+        assert not any(label.startswith("refused") for label in on_angle_axis), on_angle_axis
+        lanes = [ax for ax in fig.axes if ax.get_ylabel() == "refused"]
+        assert len(lanes) == 1
+        lane = lanes[0]
+        drawn = {line.get_label().split(" (")[0].removeprefix("refused: "): len(line.get_xdata())
+                 for line in lane.get_lines() if line.get_label().startswith("refused")}
+        ticks = {t.get_text() for t in lane.get_yticklabels()}
+        assert ticks == set(drawn), (ticks, drawn)  # codes, not degrees
+    run1, run2 = figures
+    lane1 = next(ax for ax in run1.axes if ax.get_ylabel() == "refused")
+    assert {t.get_text() for t in lane1.get_yticklabels()} == {"angle_uncertain", "no_droplet"}
+    assert run1.axes[0].get_ylim()[0] >= 100.0  # the angle axis spans the valid angles

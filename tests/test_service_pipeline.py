@@ -261,6 +261,25 @@ def test_replay_refuses_options_of_the_other_kind(tmp_path):
         replay(acq, tmp_path / "out", model=model(tmp_path / "m2"), flips=True)
 
 
+def test_options_of_the_other_kind_are_a_wrong_command_line_exit_2(tmp_path):
+    """--triplanar/--flips with in-situ frames exit 2 (wrong command line), as --overlays with
+    --kind tomogram does; they exited 1, the status of a replay that could not run."""
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for extra, says in ((["--flips"], "give --kind tomogram"),
+                        (["--triplanar"], "give --kind tomogram"),
+                        (["--kind", "tomogram", "--model", str(model(tmp_path, kind="tomogram")),
+                          "--overlays", "qa"], "a tomogram's picture is its mask")):
+        r = CliRunner().invoke(main, ["replay", str(acq), "--out", str(tmp_path / "out"),
+                                      *extra])
+        assert r.exit_code == 2 and says in r.output, (extra, r.exit_code, r.output)
+        assert not (tmp_path / "out").exists()
+
+
 def test_replay_help_says_a_tomogram_needs_a_model():
     from click.testing import CliRunner
 

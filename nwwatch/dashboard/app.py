@@ -10,7 +10,8 @@ Routes
                                        they are committed; a reconnecting ``EventSource`` sends
                                        ``Last-Event-ID`` and gets only what it missed (404,
                                        as ``series``, for an ID the results do not hold)
-``/api/acquisitions/{id}/mask/{i}.png`` three central slices of a tomogram's mask
+``/api/acquisitions/{id}/mask/{i}.png`` three central slices of a tomogram's mask (``?m=PATH``:
+                                       the row whose ``mask_path`` is PATH)
 ``/results/{path}``                    an image under RESULTS (overlays), nothing else
 ``/metrics``                           Prometheus text format (live service only)
 
@@ -94,10 +95,11 @@ class Dashboard:
     """State shared by the routes: the store, the refresh throttle, the settings."""
 
     def __init__(self, results: Path, ledger: Path | None, *, live: bool,
-                 stale_after_s: float | None) -> None:
+                 stale_after_s: float | None, rows_held_s: float = 0.0) -> None:
         self.store = ResultsStore(results, ledger)
         self.live = live
         self.stale_after_s = stale_after_s if live else None
+        self.rows_held_s = rows_held_s
         self.started_ms = int(time.time() * 1e3)
         # One low-priority worker does all file reading, off the event loop.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwwatch-dash-io",
@@ -133,7 +135,7 @@ class Dashboard:
                 "frames_quarantined": snap.get("frames_quarantined")}
 
     def summary(self, acq: Acquisition) -> dict:
-        return acquisition_summary(acq, time.time(), self.stale_after_s)
+        return acquisition_summary(acq, time.time(), self.stale_after_s, self.rows_held_s)
 
     def payload(self, acq: Acquisition, since: tuple[str, int] | None) -> dict:
         """Rows of ``acq`` newer than ``since`` (all when None or of another generation)."""
@@ -181,14 +183,15 @@ def _no_such(request: Request) -> Response:
 
 
 def create_app(results: str | Path, ledger: str | Path | None = None, *, live: bool = False,
-               stale_after_s: float | None = 120.0) -> Starlette:
+               stale_after_s: float | None = 120.0, rows_held_s: float = 0.0) -> Starlette:
     """The ASGI application for the results folder ``results``.
 
     ``live``: served by the running service (``/metrics``, queue and latency figures, stale
-    warnings); otherwise a finished or replayed results folder.
+    warnings); otherwise a finished or replayed results folder. ``rows_held_s``: the
+    service's ``[output] flush_seconds``, the longest its rows wait before they are written.
     """
     dash = Dashboard(Path(results), Path(ledger) if ledger else None, live=live,
-                     stale_after_s=stale_after_s)
+                     stale_after_s=stale_after_s, rows_held_s=rows_held_s)
     static = resources.files("nwwatch.dashboard") / "static"
 
     async def page(request: Request) -> Response:
@@ -257,6 +260,14 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
         if acq is None or acq.kind != "tomogram" or not 0 <= index < len(acq):
             return Response("no such volume", status_code=404)
         rel = acq.table["mask_path"][index].as_py()
+        named = request.query_params.get("m")
+        if named is not None and named != rel:
+            # The page names the mask it shows (``?m=``): a row's index moves when a file is
+            # processed again (its newest version sorts last), and the browser keeps an
+            # answer per URL for an hour; the named mask is served, never another volume's.
+            if named not in acq.table["mask_path"].to_pylist():
+                return Response("no such volume", status_code=404)
+            rel = named
         png = await dash.run_io(mask_slices_png, dash.store.results / rel) if rel else None
         if png is None:
             return Response("mask not readable", status_code=404)

@@ -16,7 +16,8 @@ def angle_figure(series: dict, title: str,
                  trend_label: str = f"rolling median of the last {TREND_WINDOW} valid"):
     """Contact angle against acquisition time: valid angles with their uncertainty bars, the
     trend (``series["trend"]``, named by ``trend_label``), refused frames as one row of
-    markers per reason code below.
+    markers per reason code in a lane of their own below the angle axes (no degree ticks:
+    they have no angle).
 
     ``series``: :func:`nwwatch.dashboard.data.frame_series`. Returns a matplotlib Figure.
     """
@@ -29,7 +30,17 @@ def angle_figure(series: dict, title: str,
     t = np.array([datetime.fromtimestamp(s, UTC) for s in series["t"]])
     valid = series["valid"]
     angle, unc = series["angle"], series["unc"]
-    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
+    codes = sorted({c for c, ok in zip(series["code"], valid, strict=True) if not ok})
+    # Refused frames have no angle: they go in a lane of their own below the angle axes, with
+    # no degree ticks, as on the dashboard (on the angle axis they read as angles of 70-100°).
+    if codes:
+        lane_share = min(0.4, 0.06 + 0.06 * len(codes))
+        fig, (ax, lane) = plt.subplots(
+            2, 1, sharex=True, figsize=(9, 4.2), dpi=110, layout="constrained",
+            gridspec_kw={"height_ratios": [1 - lane_share, lane_share]})
+    else:
+        fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110, layout="constrained")
+        lane = None
     if valid.any():
         ax.errorbar(t[valid], angle[valid], yerr=np.nan_to_num(unc[valid]), fmt="o", ms=3.5,
                     color="#1f5fbf", ecolor="#1f5fbf80", elinewidth=1, capsize=0,
@@ -38,25 +49,38 @@ def angle_figure(series: dict, title: str,
                 label=trend_label)
         lo = np.nanmin(angle[valid] - np.nan_to_num(unc[valid]))
         hi = np.nanmax(angle[valid] + np.nan_to_num(unc[valid]))
+        y_min = max(0.0, np.floor((lo - 10) / 10) * 10)
+        y_max = min(180.0, np.ceil((hi + 5) / 10) * 10)
     else:
-        lo, hi = 90.0, 150.0
-    codes = sorted({c for c, ok in zip(series["code"], valid, strict=True) if not ok})
-    y_min = max(0.0, np.floor((lo - 10 - 6 * len(codes)) / 10) * 10)
-    y_max = min(180.0, np.ceil((hi + 5) / 10) * 10)
-    step = (y_max - y_min) / 40
-    codes_arr = np.array(series["code"])
-    for k, code in enumerate(codes):
-        pick = (codes_arr == code) & ~valid
-        ax.plot(t[pick], np.full(pick.sum(), y_min + step * (1 + 1.5 * k)), "o", ms=5,
-                color=_COLORS[k % len(_COLORS)], label=f"refused: {code} ({int(pick.sum())})")
+        y_min, y_max = 0.0, 180.0
     ax.set_ylim(y_min, y_max)
     ax.set_ylabel("contact angle (°)")
-    ax.set_xlabel("acquisition time (UTC)")
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="upper left", ncols=2)
-    fig.tight_layout()
+    bottom = ax
+    if lane is not None:
+        codes_arr = np.array(series["code"])
+        rows = np.arange(len(codes))[::-1]  # the first code on top, as on the dashboard
+        for k, code in enumerate(codes):
+            pick = (codes_arr == code) & ~valid
+            lane.plot(t[pick], np.full(pick.sum(), rows[k]), "o", ms=5,
+                      color=_COLORS[k % len(_COLORS)],
+                      label=f"refused: {code} ({int(pick.sum())})")
+        lane.set_ylim(-0.75, len(codes) - 0.25)
+        # the codes on the right, "refused" on the left where the degrees are above
+        lane.yaxis.tick_right()
+        lane.set_yticks(rows, codes, fontsize=8)
+        lane.set_ylabel("refused", fontsize=8)
+        lane.grid(alpha=0.3, axis="x")
+        bottom = lane
+    bottom.set_xlabel("acquisition time (UTC)")
+    bottom.xaxis.set_major_formatter(
+        mdates.ConciseDateFormatter(bottom.xaxis.get_major_locator()))
+    handles, labels = ax.get_legend_handles_labels()
+    if lane is not None:
+        more = lane.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, fontsize=8, loc="upper left", ncols=2)
     return fig
 
 

@@ -100,7 +100,8 @@ class DashboardThread:
         try:
             self.port = sock.getsockname()[1]
             app = create_app(self.results, self.ledger, live=self.live,
-                             stale_after_s=self.settings.stale_after_s)
+                             stale_after_s=self.settings.stale_after_s,
+                             rows_held_s=self.settings.rows_held_s)
             self._server = _server(app, sock)
             self.log.info("dashboard_listening", url=f"http://{_url_host(self.settings.host)}:"
                           f"{self.port}/", live=self.live)

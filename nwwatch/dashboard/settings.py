@@ -19,6 +19,10 @@ class DashboardConfig:
     port: int = 8765
     #: Seconds without a new row after which an acquisition that was receiving frames is flagged.
     stale_after_s: float = 120.0
+    #: The longest a processed row waits before it is written (``[output] flush_seconds``):
+    #: a row stamped ``processed_at`` t is seen by t + this at the latest, so the stale
+    #: warning waits that much longer (held rows are no silence of the microscope).
+    rows_held_s: float = 0.0
 
 
 def parse_listen(text: str, allow_remote: bool = False) -> tuple[str, int]:

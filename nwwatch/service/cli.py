@@ -118,7 +118,7 @@ def _unwritable(exc: OSError, config_path: Path, config) -> str | None:
 
 #: Replay options whose ConfigError is a wrong command line (exit 2), not a replay that
 #: could not run (exit 1: a model, a ledger, results inside the input).
-_OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels")
+_OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels", "--triplanar/--flips")
 
 
 @click.command("replay")

@@ -234,7 +234,7 @@ def _tomogram(file: Path | None, table: Any) -> TomogramSettings:
     return options
 
 
-def _dashboard(file: Path | None, table: Any) -> DashboardConfig:
+def _dashboard(file: Path | None, table: Any, flush_seconds: float) -> DashboardConfig:
     r = TableReader(file, "dashboard", table)
     listen = r.get("listen", str, "127.0.0.1:8765")
     try:
@@ -242,7 +242,8 @@ def _dashboard(file: Path | None, table: Any) -> DashboardConfig:
     except ValueError as exc:
         raise r.error("listen", str(exc)) from None
     cfg = DashboardConfig(host, port, r.positive("stale_after_s", float, 120.0,
-                                                 at_most=STALE_MAX_S))
+                                                 at_most=STALE_MAX_S),
+                          rows_held_s=flush_seconds)
     r.finish()
     return cfg
 
@@ -313,7 +314,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
         raise logging_.error("level", f"{level!r} is not one of debug, info, warning, error")
     logging_.finish()
     dashboard_table = top.get("dashboard", dict, None)  # [dashboard]
-    dashboard = None if dashboard_table is None else _dashboard(file, dashboard_table)
+    dashboard = None if dashboard_table is None else _dashboard(file, dashboard_table,
+                                                                 flush_seconds)
     top.finish()
     return ServiceConfig(
         watches=watches,

@@ -205,7 +205,8 @@ def replay(
     try:
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
                                 provider=engine.segmenter.provider,
-                                input_path=roots[0] if len(roots) == 1 else None)
+                                input_path=roots[0] if len(roots) == 1 else None,
+                                pictures_asked=kind == "insitu" and pictures.mode != "none")
         report = ledger.reconcile(max_attempts)
         if report.adopted or report.removed:
             log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)

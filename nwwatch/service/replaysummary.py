@@ -67,6 +67,9 @@ class ReplaySummary:
     other_formats: list[Path] = field(default_factory=list)
     #: Folders that could not be listed (no permission): their files were not processed.
     unlisted: list[OSError] = field(default_factory=list)
+    #: QA pictures were asked for (``--overlays`` or the configuration's setting): files
+    #: already done are not processed again, so they get none.
+    pictures_asked: bool = False
 
     def look_for_other_formats(self) -> None:
         """When the replayed folder held no input file (``files`` 0), fill
@@ -129,6 +132,12 @@ class ReplaySummary:
                        "in-situ series does; segmented as a tomogram, one volume row a file. "
                        "For contact angles, one row a frame, replay with --kind insitu "
                        "(docs/service.md)")
+        if self.pictures_asked and self.skipped:
+            n = self.skipped
+            out.append(f"note: {n} file{'s' if n > 1 else ''} already done "
+                       f"{'was' if n == 1 else 'were'} not processed again, so no QA picture "
+                       f"was drawn for {'it' if n == 1 else 'them'}; replay with --force to "
+                       "draw them (their rows are made again and replace the earlier ones)")
         if self.not_tiff:
             n = len(self.not_tiff)
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, not TIFF by extension "

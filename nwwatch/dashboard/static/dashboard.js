@@ -318,7 +318,9 @@ function renderVolumes(vols) {
         fmt(v[c], Number.isInteger(v[c]) ? 0 : 3)}</td>`).join("") +
       "</tr>").join("");
   const show = (i) => {
-    $("mask").src = `api/acquisitions/${acqId}/mask/${i}.png`;
+    // the mask named in the URL: the same index is another volume once a file is processed
+    // again (its newest row sorts last), and the same URL kept the old picture
+    $("mask").src = `api/acquisitions/${acqId}/mask/${i}.png?m=${encodeURIComponent(vols[i].mask_path || "")}`;
     $("mask-name").textContent = vols[i].source.split("/").pop();
     // Why a mask is suspect (one sentence per reason code); nothing for an ok one.
     $("mask-reason").textContent = vols[i].reason ? `${vols[i].status}: ${vols[i].reason}` : "";
