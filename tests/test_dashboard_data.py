@@ -228,6 +228,10 @@ def test_stale_only_after_an_active_acquisition_stops(tmp_path):
     newest = T0.timestamp() + 5
     assert not acquisition_summary(acq, newest + 125.0, 120.0, rows_held_s=10.0)["stale"]
     assert acquisition_summary(acq, newest + 131.0, 120.0, rows_held_s=10.0)["stale"]
+    # Stopped before the service (re)started: a finished acquisition, not one gone quiet
+    # (every old acquisition that was once active showed the warning after a restart).
+    assert not acquisition_summary(acq, later, 120.0, active_since=newest + 1.0)["stale"]
+    assert acquisition_summary(acq, later, 120.0, active_since=newest - 1.0)["stale"]
     # Rows per second: the second commit's one row, 5 s after the first commit.
     assert acquisition_summary(acq, later, None)["frames_per_s"] == pytest.approx(0.2)
     # Live, the minute before now: 0 once the files stopped (it said 0.2 for hours), and at

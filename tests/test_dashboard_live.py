@@ -291,3 +291,42 @@ def test_rows_held_for_flush_seconds_do_not_raise_the_stale_warning(tmp_path):
     finally:
         code, _ = daemon.terminate()
     assert code == 0
+
+
+def test_an_acquisition_that_stopped_before_a_restart_is_not_stale(tmp_path):
+    """After a restart every acquisition that had once received frames showed "No new file"
+    for good: the warning is for an acquisition that goes quiet while the service runs, and
+    comes again for one that receives frames after the restart, then stops."""
+    import time
+
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    daemon = start_service(tmp_path, acq, res, stale_after_s=2)
+    try:
+        url = dashboard_url(daemon)
+        write_frames(acq, [110.0])
+        wait_rows(res, 1, proc=daemon)
+        write_frames(acq, [112.0], start=1)
+        wait_rows(res, 2, proc=daemon)  # two commits: active
+        wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"][0]["stale"], 30,
+                 "the warning while the service runs")
+    finally:
+        code, _ = daemon.terminate()
+    assert code == 0
+    again = tmp_path / "again"  # its own log: the first run's URL is closed
+    again.mkdir()
+    daemon = start_service(again, acq, res, stale_after_s=2)
+    try:
+        url = dashboard_url(daemon)
+        time.sleep(3.0)  # past stale_after_s
+        (summary,) = get_json(f"{url}/api/acquisitions")["acquisitions"]
+        assert summary["n"] == 2 and not summary["stale"], summary
+        write_frames(acq, [114.0], start=2)
+        wait_rows(res, 3, proc=daemon)
+        write_frames(acq, [116.0], start=3)
+        wait_rows(res, 4, proc=daemon)
+        wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"][0]["stale"], 30,
+                 "the warning once the frames stop again")
+    finally:
+        code, _ = daemon.terminate()
+    assert code == 0

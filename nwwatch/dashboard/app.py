@@ -95,11 +95,13 @@ class Dashboard:
     """State shared by the routes: the store, the refresh throttle, the settings."""
 
     def __init__(self, results: Path, ledger: Path | None, *, live: bool,
-                 stale_after_s: float | None, rows_held_s: float = 0.0) -> None:
+                 stale_after_s: float | None, rows_held_s: float = 0.0,
+                 active_since: float | None = None) -> None:
         self.store = ResultsStore(results, ledger)
         self.live = live
         self.stale_after_s = stale_after_s if live else None
         self.rows_held_s = rows_held_s
+        self.active_since = active_since
         self.started_ms = int(time.time() * 1e3)
         # One low-priority worker does all file reading, off the event loop.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwwatch-dash-io",
@@ -135,7 +137,8 @@ class Dashboard:
                 "frames_quarantined": snap.get("frames_quarantined")}
 
     def summary(self, acq: Acquisition) -> dict:
-        return acquisition_summary(acq, time.time(), self.stale_after_s, self.rows_held_s)
+        return acquisition_summary(acq, time.time(), self.stale_after_s, self.rows_held_s,
+                                   active_since=self.active_since)
 
     def payload(self, acq: Acquisition, since: tuple[str, int] | None) -> dict:
         """Rows of ``acq`` newer than ``since`` (all when None or of another generation)."""
@@ -183,15 +186,19 @@ def _no_such(request: Request) -> Response:
 
 
 def create_app(results: str | Path, ledger: str | Path | None = None, *, live: bool = False,
-               stale_after_s: float | None = 120.0, rows_held_s: float = 0.0) -> Starlette:
+               stale_after_s: float | None = 120.0, rows_held_s: float = 0.0,
+               active_since: float | None = None) -> Starlette:
     """The ASGI application for the results folder ``results``.
 
     ``live``: served by the running service (``/metrics``, queue and latency figures, stale
     warnings); otherwise a finished or replayed results folder. ``rows_held_s``: the
     service's ``[output] flush_seconds``, the longest its rows wait before they are written.
+    ``active_since``: when the service started (epoch s); only acquisitions with rows
+    processed since can be stale.
     """
     dash = Dashboard(Path(results), Path(ledger) if ledger else None, live=live,
-                     stale_after_s=stale_after_s, rows_held_s=rows_held_s)
+                     stale_after_s=stale_after_s, rows_held_s=rows_held_s,
+                     active_since=active_since)
     static = resources.files("nwwatch.dashboard") / "static"
 
     async def page(request: Request) -> Response:

@@ -347,14 +347,17 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
 
 
 def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | None,
-                        rows_held_s: float = 0.0) -> dict:
+                        rows_held_s: float = 0.0, active_since: float | None = None) -> dict:
     """What the page header shows: counts, angle statistics, rate, model, stale warning.
 
     ``stale_after_s`` None (finished results) never warns. Otherwise the acquisition is stale
     when its newest row is older than ``stale_after_s`` although at least two rows arrived
     within ``stale_after_s`` before it (it was receiving frames, then stopped). Rows are
     written up to ``rows_held_s`` (``[output] flush_seconds``) after their ``processed_at``:
-    the newest row may be that much older without the frames having stopped.
+    the newest row may be that much older without the frames having stopped. With
+    ``active_since`` (epoch s: when the serving process started) only an acquisition whose
+    newest row was processed since can be stale: one that had stopped before a restart is a
+    finished acquisition, not one that went quiet.
 
     ``frames_per_s``: rows committed after the first commit of a minute over the time since
     that commit; the minute before ``now`` when live (0.0 once no row came in it), the
@@ -383,7 +386,8 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
         # Rows committed after the window's first commit over the time since it (the rows
         # of one batch share their processed_at).
         out["frames_per_s"] = float((recent > recent[0]).sum() / (recent[-1] - recent[0]))
-    if stale_after_s is not None and now - last > stale_after_s + rows_held_s:
+    if (stale_after_s is not None and now - last > stale_after_s + rows_held_s
+            and (active_since is None or last >= active_since)):
         # Two commits (not two rows of one multi-page file) make an acquisition "active".
         out["stale"] = bool(len(np.unique(processed[processed >= last - stale_after_s])) >= 2)
     out["model"] = t["model_name"][-1].as_py() if "model_name" in t.column_names else None

@@ -74,6 +74,9 @@ class DashboardThread:
         self.results, self.ledger, self.settings = Path(results), ledger, settings
         self.log, self.live = log, live
         self.port: int | None = None  # bound port (settings.port may be 0)
+        # When the serving process started, kept across restarts of a crashed server: the
+        # acquisitions it has processed rows of since are the ones that can go quiet.
+        self.started_at = time.time()
         self.crashes = 0
         self._stopping = threading.Event()
         self._server = None
@@ -101,7 +104,8 @@ class DashboardThread:
             self.port = sock.getsockname()[1]
             app = create_app(self.results, self.ledger, live=self.live,
                              stale_after_s=self.settings.stale_after_s,
-                             rows_held_s=self.settings.rows_held_s)
+                             rows_held_s=self.settings.rows_held_s,
+                             active_since=self.started_at)
             self._server = _server(app, sock)
             self.log.info("dashboard_listening", url=f"http://{_url_host(self.settings.host)}:"
                           f"{self.port}/", live=self.live)
