@@ -209,6 +209,8 @@ def test_report_counts_one_row_in_the_singular(tmp_path):
     write(results, "frames-2.parquet", frame_rows("/acq/two", [100.0, 110.0]))
     page = write_report(results, tmp_path / "r.html").read_text()
     assert "insitu, 1 row;" in page and "insitu, 2 rows;" in page, page[-2000:]
+    # one valid angle has no sd: "100.0 ± —°" read as a value with a missing digit
+    assert "± —" not in page and "100.0° (one angle: no sd)" in page
 
 
 def test_report_reads_again_when_files_are_compacted_away_while_it_reads(tmp_path,

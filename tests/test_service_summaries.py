@@ -294,6 +294,9 @@ def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_pa
     assert r.exit_code == 3, r.output
     lines = r.stdout.splitlines()
     assert len(lines) == 3 and lines[0].startswith("6 files: 5 done"), lines
+    # stderr that is no terminal (a pipe, a log file) gets no bar: click printed its bare
+    # label "replay" there
+    assert "replay\n" not in r.stderr and not r.stderr.startswith("replay"), r.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("not an input")
@@ -675,6 +678,14 @@ def test_status_counts_quarantined_items_and_quarantined_files_apart(tmp_path):
                                                         "--json"]).output)
     assert {q["path"]: q["gone"] for q in status["quarantined"]} == {
         str(acq / "a.tif"): True, str(acq / "b.tif"): False}
+
+
+def test_a_replay_of_one_file_is_counted_in_the_singular(tmp_path, acquisition):
+    """ "1 files: 1 done", "1 rows", "replay complete: all 1 files processed"."""
+    acq, onnx = acquisition
+    lines = replay(acq / "ok0.tif", tmp_path / "out", kind="insitu", model=onnx).lines()
+    assert lines[0].startswith("1 file: 1 done") and lines[1].startswith("1 row: "), lines
+    assert lines[-1] == "replay complete: the 1 file processed", lines
 
 
 def test_summary_lines_name_the_first_three_and_mark_the_rest():

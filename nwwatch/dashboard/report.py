@@ -122,7 +122,8 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
     else:
         median = f"{_fmt(stats['median_deg'])}°"
         iqr = f"{_fmt(stats['q25_deg'])}–{_fmt(stats['q75_deg'])}°"
-        mean = f"{stats['mean_deg']:.1f} ± {_fmt(stats['sd_deg'])}°"
+        mean = (f"{stats['mean_deg']:.1f}° (one angle: no sd)" if stats["sd_deg"] is None
+                else f"{stats['mean_deg']:.1f} ± {_fmt(stats['sd_deg'])}°")
     return (
         img + note
         + "<table><tr><th>frames</th><th>valid</th><th>refused (by reason)</th>"

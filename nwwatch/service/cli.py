@@ -186,7 +186,7 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     try:
         with sigterm_as_interrupt():  # SIGTERM unwinds as Ctrl-C: held rows are written
             s = run_replay(list(paths), out_dir, kind=kind, model=model, force=force,
-                           config=config_path, progress=True, triplanar=triplanar,
+                           config=config_path, progress=sys.stderr.isatty(), triplanar=triplanar,
                            flips=flips, overlays=overlays, overlay_frames=overlay_frames,
                            save_labels=save_labels, dask=dask_address)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,

@@ -108,9 +108,11 @@ class ReplaySummary:
         were = "it was" if self.vanished == 1 else "they were"
         gone = f", {self.vanished} vanished before {were} read" if self.vanished else ""
         out = [
-            f"{self.files} files: {self.done} done, {self.skipped} skipped (already done), "
+            f"{self.files} file{'' if self.files == 1 else 's'}: {self.done} done, "
+            f"{self.skipped} skipped (already done), "
             f"{self.failed} failed, {self.quarantined} quarantined{earlier}{gone}",
-            f"{self.frames} rows: {format_counts(self.rows)}; in {self.seconds:.1f} s "
+            f"{self.frames} row{'' if self.frames == 1 else 's'}: {format_counts(self.rows)}; "
+            f"in {self.seconds:.1f} s "
             f"({self.frames_per_s:.1f} rows/s) with {self.model_name} on {self.provider}; "
             f"results in {self.results_dir}",
         ]
@@ -169,8 +171,9 @@ class ReplaySummary:
                        f"searched recursively; hidden and temporary names skipped){other}")
         elif self.complete:
             gone = f" ({self.vanished} vanished)" if self.vanished else ""
-            out.append(f"replay complete: all {self.files - self.vanished} files "
-                       f"processed{gone}")
+            n = self.files - self.vanished
+            out.append(f"replay complete: {'the' if n == 1 else 'all'} {n} "
+                       f"file{'' if n == 1 else 's'} processed{gone}")
         else:
             unlisted = f", {len(self.unlisted)} folder(s) not listed" if self.unlisted else ""
             out.append(
