@@ -280,3 +280,30 @@ def test_a_partial_gap_between_drawn_polygons_is_not_fitted_as_free_surface(thet
     assert abs(r.contact_angle_deg - cap.contact_angle_deg) <= tolerance_deg(a) + 2 * (
         r.contact_angle_uncertainty_deg), (r.contact_angle_deg, exact.contact_angle_deg)
     assert abs(r.contact_angle_deg - cap.contact_angle_deg) <= 2.0
+
+
+def test_a_wire_whose_long_direction_runs_along_the_facet_gives_no_axis():
+    """A stub wider than it is long (and a droplet on a side wall) was `measured`: the
+    mask's moments took the visible wire's long direction, along the facet, for its axis, so
+    the width was read across the wrong direction (9.6 px for a 169 px wire on a synthetic
+    stub) and the inclination came out near 90 deg. The angle never depended on it."""
+    stub = np.zeros((512, 512), np.uint8)
+    stub[300:, 100:412] = 1
+    cap = np.zeros_like(stub)
+    cv2.circle(cap, (256, 250), 120, 1, -1)
+    stub[(cap == 1) & (stub == 0)] = 2
+    r = measure_contact_angle(stub)
+    assert r.status == "ok"
+    expected = 90.0 + np.degrees(np.arcsin(50.0 / 120.0))  # centre 50 px above the facet
+    assert r.contact_angle_deg == pytest.approx(expected, abs=0.5)
+    assert (r.wire_status, r.wire_axis_deg, r.wire_width_px, r.facet_inclination_deg) == (
+        "not_measured", None, None, None)
+    assert "runs along the facet" in r.reason
+    side = np.zeros((256, 256), np.uint8)
+    side[:, 100:140] = 1
+    cap = np.zeros_like(side)
+    cv2.circle(cap, (165, 128), 35, 1, -1)
+    side[(cap == 1) & (side == 0)] = 2
+    r = measure_contact_angle(side)
+    assert r.wire_status == "not_measured" and r.facet_inclination_deg is None
+    assert "droplet on the side wall" in r.reason

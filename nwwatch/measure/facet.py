@@ -21,7 +21,7 @@ from nwwatch.measure.outlines import PairOutlines
 from nwwatch.measure.refine import EdgeRefinement, refine_facet_line
 from nwwatch.measure.result import refuse
 from nwwatch.measure.tilt import FacetShape, facet_shape
-from nwwatch.measure.wire import WireGeometry, measure_wire
+from nwwatch.measure.wire import NOT_MEASURED, WireGeometry, measure_wire
 
 #: The interface orients the facet when it is at least this long with this many inliers
 #: and its orientation is known to this 1-sigma; otherwise the wire-axis prior is used.
@@ -32,6 +32,10 @@ MAX_FREE_ANGLE_SIGMA_DEG = 3.0
 MIN_INLIER_FRACTION = 0.5
 #: Share of the interface (about its middle) whose image profiles place the facet line.
 EDGE_SPAN = 0.6
+#: A wire axis further than this from the facet normal is not the wire's (real facets are
+#: inclined up to about 30 deg): the mask's long direction runs along the facet, as for a
+#: stub wider than it is long, a corner, or a droplet on the side wall.
+MAX_AXIS_TO_FACET_NORMAL_DEG = 45.0
 
 
 def _centroid(mom: dict) -> np.ndarray:
@@ -88,6 +92,13 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
         line = fit_facet_line(iface, towards, prior_normal=prior)
     else:
         free_line = None
+        if (wire_geo.axis is not None and abs(float(wire_geo.axis @ line.normal))
+                < math.cos(math.radians(MAX_AXIS_TO_FACET_NORMAL_DEG))):
+            # The axis serves only as a prior here, and this one is not the wire's: its
+            # width and inclination would be read across the wrong direction.
+            wire_geo = WireGeometry(None, None, NOT_MEASURED,
+                                    "its long direction runs along the facet (a stub, a "
+                                    "corner, or a droplet on the side wall)")
     inlier_fraction = float(line.inliers.mean())
     axis_deg = (math.degrees(math.atan2(-wire_geo.axis[0], wire_geo.axis[1]))
                 if wire_geo.axis is not None else None)

@@ -37,7 +37,7 @@ class MeasurementPoints:
     facet_rejected: np.ndarray
 
 #: Bumps whenever results for the same labels would change (the daemon's ledger keys on it).
-MEASUREMENT_VERSION = "2.2.7"
+MEASUREMENT_VERSION = "2.2.8"
 
 OK = "ok"
 SEVERAL_DROPLETS = "several_droplets"
