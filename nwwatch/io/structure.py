@@ -80,8 +80,9 @@ _DTYPE_HINTS = {"f8": ": save it as float32", "f2": ": save it as float32",
                 "u4": ": save it with 16 bits (uint16) if the values fit, else as float32",
                 "i8": ": save it with 16 bits (int16) if the values fit, else as float32",
                 "u8": ": save it with 16 bits (uint16) if the values fit, else as float32"}
-# 32- and 64-bit integers are also how napari saves a Labels layer: float32 would then be
-# measured as a raw frame (nwwatch measure --read-as auto), 8 bits keeps the class ids.
+# 32- and 64-bit integers are also how napari saves a Labels layer: 8 bits keeps the class
+# ids and 255 (unlabeled) as such; float32 is read as labels only when it holds nothing but
+# 0, 1 and 2 (nwwatch measure --read-as auto).
 _LABEL_HINT = "; a label image: uint8"
 
 
