@@ -455,6 +455,21 @@ def test_a_link_out_of_a_replayed_folder_gets_advice_replay_can_follow(setup):
     # what the reason advises: naming the file it points to replays it
     assert replay(elsewhere / "f000.tif", res, kind="insitu", model=onnx).done == 1
 
+def test_a_symbolic_link_loop_in_a_replayed_folder_is_quarantined_not_a_traceback(setup):
+    """Was an OSError (ELOOP) traceback that ended the replay before any file was processed:
+    the service quarantines such a name ("cannot stat"), replay now does too."""
+    tmp, acq, res, onnx = setup
+    write_frames(acq, 2)
+    (acq / "loop.tif").symlink_to("loop.tif")
+    s = replay(acq, res, kind="insitu", model=onnx)
+    assert (s.done, s.quarantined) == (2, 1)
+    (row,) = pq.read_table(res / "quarantine.parquet").to_pylist()
+    assert os.path.basename(row["path"]) == "loop.tif"
+    assert row["error_type"] == "UnreadableFileError"
+    assert row["reason"] == "cannot stat: Too many levels of symbolic links", row
+    _once(res, ["f000.tif", "f001.tif"])
+
+
 # --- quarantine stays consistent -----------------------------------------------------------
 
 def test_a_quarantined_file_replaced_and_processed_leaves_quarantine_parquet(setup):

@@ -318,7 +318,7 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
     folder its links must stay in). An in-situ file whose pages are declared Z slices is
     processed all the same and named in ``summary.volume_like``; a tomogram whose pages are
     declared time frames, in ``summary.series_like``."""
-    from nwwatch.io import InputError
+    from nwwatch.io import InputError, UnreadableFileError
     from nwwatch.service.engines import BadInput, inspect_input, quarantine_inputs
     from nwwatch.service.inputs import REPLAY_LINK_REASON
 
@@ -347,6 +347,15 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
             summary.vanished += 1
             bar.advance(1, 0)
             continue
+        except OSError as exc:
+            # a symbolic link loop (ELOOP), a name too long: quarantined with the service's
+            # reason, not a traceback that ends the replay
+            step = "open" if _stats(file) else "stat"
+            bad = BadInput(file, UnreadableFileError(file, f"cannot {step}: "
+                                                           f"{exc.strerror or exc}"))
+            summary.quarantined += quarantine_inputs(engine, [bad], log)
+            bar.advance(1, 0)
+            continue
         if kind == "insitu" and declares_z_slices(info):
             summary.volume_like.append(file)
             log.warning("replay.volume_like_input", path=str(file), pages=info.n_pages,
@@ -356,6 +365,14 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
             log.warning("replay.series_like_input", path=str(file), pages=info.n_pages,
                         axes=info.axes)
         yield file, info
+
+
+def _stats(file: Path) -> bool:
+    try:
+        file.stat()
+    except OSError:
+        return False
+    return True
 
 
 def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None:
