@@ -470,6 +470,32 @@ def test_a_symbolic_link_loop_in_a_replayed_folder_is_quarantined_not_a_tracebac
     _once(res, ["f000.tif", "f001.tif"])
 
 
+def test_a_file_replay_may_not_open_is_quarantined_not_a_traceback(setup):
+    """Was a PermissionError traceback that ended the replay (a frame of mode 000 in an
+    archive read as another user): quarantined with the service's reason now, and processed
+    by the next replay once it can be read."""
+    from servicekit import without_file_access_override
+
+    tmp, acq, res, onnx = setup
+    prefix = without_file_access_override()
+    write_frames(acq, 2)
+    (acq / "f001.tif").chmod(0)
+    cmd = [*prefix, sys.executable, "-c", "from nwwatch.cli import main; main()", "replay",
+           str(acq), "--out", str(res), "--model", str(onnx)]
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    finally:
+        (acq / "f001.tif").chmod(0o644)
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    (row,) = pq.read_table(res / "quarantine.parquet").to_pylist()
+    assert (os.path.basename(row["path"]), row["error_type"], row["reason"]) == (
+        "f001.tif", "UnreadableFileError", "cannot open: Permission denied")
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert again.returncode == 0, again.stdout + again.stderr
+    _once(res, ["f000.tif", "f001.tif"])
+
+
 # --- quarantine stays consistent -----------------------------------------------------------
 
 def test_a_quarantined_file_replaced_and_processed_leaves_quarantine_parquet(setup):

@@ -50,6 +50,10 @@ def test_replay_names_a_folder_it_cannot_list_and_is_incomplete(tmp_path):
     assert f"1 folder could not be listed, its files not processed: {acq / 'run1'} " \
         "(Permission denied)" in run.stdout, run.stdout
     assert "replay INCOMPLETE" in run.stdout and "replay complete" not in run.stdout
+    # `nwwatch status` lists no folder: the last line pointed there for "reasons"
+    assert run.stdout.splitlines()[-1] == ("replay INCOMPLETE: 0 file(s) failed, 0 quarantined"
+                                           ", 1 folder(s) not listed (named above); exit "
+                                           "status 3"), run.stdout
 
 
 def test_the_service_names_a_folder_it_cannot_list_and_processes_it_once_listed(tmp_path):
