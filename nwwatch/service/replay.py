@@ -57,7 +57,23 @@ def list_inputs(path: Path, kind: str, unlisted: Callable[[OSError], None] | Non
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    return list(scan(WatchConfig(path=path, kind=kind, recursive=True), unlisted=unlisted))
+    top = os.path.realpath(path)
+
+    def linked(link: Path) -> None:
+        # a link to a folder out of the tree: its files would be refused one by one, and
+        # os.walk never lists them; named, as a folder not listed (a link inside the tree
+        # needs nothing: its files are listed where they lie)
+        target = os.path.realpath(link)
+        if target != top and not target.startswith(top.rstrip(os.sep) + os.sep):
+            error = OSError(None, f"symbolic link to {target}, outside the replayed folder: "
+                                  "not followed; name it, `nwwatch replay TARGET`, to replay "
+                                  "it", str(link))
+            if unlisted is None:
+                raise error
+            unlisted(error)
+
+    return list(scan(WatchConfig(path=path, kind=kind, recursive=True), unlisted=unlisted,
+                     linked=linked))
 
 
 def replay(
