@@ -496,6 +496,27 @@ def test_a_file_replay_may_not_open_is_quarantined_not_a_traceback(setup):
     _once(res, ["f000.tif", "f001.tif"])
 
 
+def test_a_dangling_link_in_a_replayed_folder_is_named_not_counted_as_vanished(setup):
+    """Was "1 vanished before it was read" at every replay (a count of files deleted while
+    the replay ran, not against the exit status): a link whose target is missing is named,
+    and processed once the target is back."""
+    tmp, acq, res, onnx = setup
+    write_frames(acq, 1)
+    (acq / "link.tif").symlink_to(acq / "sub" / "f009.tif")
+    s = replay(acq, res, kind="insitu", model=onnx)
+    assert (s.done, s.quarantined, s.vanished, s.exit_status) == (1, 1, 0, 3)
+    (row,) = pq.read_table(res / "quarantine.parquet").to_pylist()
+    assert (os.path.basename(row["path"]), row["error_type"]) == ("link.tif",
+                                                                  "UnreadableFileError")
+    assert row["reason"] == (f"symbolic link to {acq / 'sub' / 'f009.tif'}, which does not exist "
+                             "(moved, deleted, or on a share not mounted)"), row
+    (acq / "sub").mkdir()
+    write_frames(acq / "sub", 1, start=9)  # the target is back
+    s = replay(acq, res, kind="insitu", model=onnx)
+    assert (s.quarantined, s.exit_status) == (0, 0)
+    assert pq.read_table(res / "quarantine.parquet").num_rows == 0
+
+
 # --- quarantine stays consistent -----------------------------------------------------------
 
 def test_a_quarantined_file_replaced_and_processed_leaves_quarantine_parquet(setup):
