@@ -363,7 +363,7 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
             if os.path.islink(file):  # listed as a link whose target is missing: not vanished
                 target = os.path.join(os.path.dirname(file), os.readlink(file))
                 bad = BadInput(file, UnreadableFileError(
-                    file, f"symbolic link to {os.path.normpath(target)}, which does not "
+                    file, f"symbolic link to {os.path.abspath(target)}, which does not "
                           "exist (moved, deleted, or on a share not mounted)"))
                 summary.quarantined += quarantine_inputs(engine, [bad], log)
             else:
