@@ -839,3 +839,41 @@ def test_the_client_log_filter_is_on_only_while_a_connection_is_open(monkeypatch
     with pytest.raises(ClusterUnreachableError):
         clusterconnect.connect("tcp://127.0.0.1:3")
     assert not quiet()
+
+
+@pytest.mark.timeout(120)
+def test_a_scheduler_lost_while_the_archive_is_listed_is_named_not_a_traceback(
+        acq, tmp_path, monkeypatch):
+    """Was a CommClosedError, RuntimeError("ConnectionPool is closed") or AttributeError
+    traceback: a scheduler that died between the connection and the driver's first calls
+    to it (while a large archive is listed) met those calls, not a cancelled future."""
+    import importlib
+    import socket
+
+    replay_module = importlib.import_module("nwwatch.service.replay")
+    folder, onnx = acq
+    port = _free_port()
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                                  "--port", str(port), "--dashboard-address", ":0"],
+                                 stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):  # until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        listing = replay_module._inputs_of
+
+        def scheduler_dies_meanwhile(*args, **kwargs):
+            scheduler.kill()
+            scheduler.wait()
+            return listing(*args, **kwargs)
+
+        monkeypatch.setattr(replay_module, "_inputs_of", scheduler_dies_meanwhile)
+        with pytest.raises(ClusterUnreachableError,
+                           match=f"^lost the Dask scheduler at tcp://127.0.0.1:{port}$"):
+            replay(folder, tmp_path / "res", model=onnx, dask=f"tcp://127.0.0.1:{port}")
+    finally:
+        scheduler.kill()
+        scheduler.wait()

@@ -349,3 +349,21 @@ def test_a_file_put_back_to_earlier_content_leaves_no_entry_of_the_other_content
     assert paths == [acq / "g.tif"] and warnings == []
     folder = acquisition_folder(results, path)
     assert sorted((folder / "thumbs").glob("*.png")) == [folder / queue[0].thumbnail]
+
+
+def test_a_folder_whose_name_is_near_the_file_name_limit_gets_its_queue(tmp_path):
+    """Was `label_queue_failed` (File name too long) for every batch of a folder whose name
+    is over 246 bytes (the queue folder adds 9): its frames were never queued. Names of
+    multi-byte characters count in bytes."""
+    results = tmp_path / "results"
+    for k, name in enumerate(("M" * 250, "ü" * 127)):
+        acq = tmp_path / name
+        acq.mkdir()
+        write_frame_tiff(acq / "f0.tif", paint_insitu(110.0 + k))  # two contents
+        replay(acq, results, kind="insitu", model=model(tmp_path))
+        folder = acquisition_folder(results, acq / "f0.tif")
+        assert len(folder.name.encode()) <= 255 and folder.name.startswith(name[:100])
+        (entry,) = [e for e in read_queue(results) if Path(e.folder) == folder]
+        assert entry.source == os.path.abspath(acq / "f0.tif")
+    short = acquisition_folder(results, tmp_path / ("S" * 246) / "f.tif")
+    assert short.name.startswith("S" * 246 + "-")  # names that fitted keep their folder

@@ -455,6 +455,68 @@ def test_a_link_out_of_a_replayed_folder_gets_advice_replay_can_follow(setup):
     # what the reason advises: naming the file it points to replays it
     assert replay(elsewhere / "f000.tif", res, kind="insitu", model=onnx).done == 1
 
+def test_a_symbolic_link_loop_in_a_replayed_folder_is_quarantined_not_a_traceback(setup):
+    """Was an OSError (ELOOP) traceback that ended the replay before any file was processed:
+    the service quarantines such a name ("cannot stat"), replay now does too."""
+    tmp, acq, res, onnx = setup
+    write_frames(acq, 2)
+    (acq / "loop.tif").symlink_to("loop.tif")
+    s = replay(acq, res, kind="insitu", model=onnx)
+    assert (s.done, s.quarantined) == (2, 1)
+    (row,) = pq.read_table(res / "quarantine.parquet").to_pylist()
+    assert os.path.basename(row["path"]) == "loop.tif"
+    assert row["error_type"] == "UnreadableFileError"
+    assert row["reason"] == "cannot stat: Too many levels of symbolic links", row
+    _once(res, ["f000.tif", "f001.tif"])
+
+
+def test_a_file_replay_may_not_open_is_quarantined_not_a_traceback(setup):
+    """Was a PermissionError traceback that ended the replay (a frame of mode 000 in an
+    archive read as another user): quarantined with the service's reason now, and processed
+    by the next replay once it can be read."""
+    from servicekit import without_file_access_override
+
+    tmp, acq, res, onnx = setup
+    prefix = without_file_access_override()
+    write_frames(acq, 2)
+    (acq / "f001.tif").chmod(0)
+    cmd = [*prefix, sys.executable, "-c", "from nwwatch.cli import main; main()", "replay",
+           str(acq), "--out", str(res), "--model", str(onnx)]
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    finally:
+        (acq / "f001.tif").chmod(0o644)
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    (row,) = pq.read_table(res / "quarantine.parquet").to_pylist()
+    assert (os.path.basename(row["path"]), row["error_type"], row["reason"]) == (
+        "f001.tif", "UnreadableFileError", "cannot open: Permission denied")
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert again.returncode == 0, again.stdout + again.stderr
+    _once(res, ["f000.tif", "f001.tif"])
+
+
+def test_a_dangling_link_in_a_replayed_folder_is_named_not_counted_as_vanished(setup):
+    """Was "1 vanished before it was read" at every replay (a count of files deleted while
+    the replay ran, not against the exit status): a link whose target is missing is named,
+    and processed once the target is back."""
+    tmp, acq, res, onnx = setup
+    write_frames(acq, 1)
+    (acq / "link.tif").symlink_to(acq / "sub" / "f009.tif")
+    s = replay(acq, res, kind="insitu", model=onnx)
+    assert (s.done, s.quarantined, s.vanished, s.exit_status) == (1, 1, 0, 3)
+    (row,) = pq.read_table(res / "quarantine.parquet").to_pylist()
+    assert (os.path.basename(row["path"]), row["error_type"]) == ("link.tif",
+                                                                  "UnreadableFileError")
+    assert row["reason"] == (f"symbolic link to {acq / 'sub' / 'f009.tif'}, which does not exist "
+                             "(moved, deleted, or on a share not mounted)"), row
+    (acq / "sub").mkdir()
+    write_frames(acq / "sub", 1, start=9)  # the target is back
+    s = replay(acq, res, kind="insitu", model=onnx)
+    assert (s.quarantined, s.exit_status) == (0, 0)
+    assert pq.read_table(res / "quarantine.parquet").num_rows == 0
+
+
 # --- quarantine stays consistent -----------------------------------------------------------
 
 def test_a_quarantined_file_replaced_and_processed_leaves_quarantine_parquet(setup):

@@ -50,6 +50,10 @@ def test_replay_names_a_folder_it_cannot_list_and_is_incomplete(tmp_path):
     assert f"1 folder could not be listed, its files not processed: {acq / 'run1'} " \
         "(Permission denied)" in run.stdout, run.stdout
     assert "replay INCOMPLETE" in run.stdout and "replay complete" not in run.stdout
+    # `nwwatch status` lists no folder: the last line pointed there for "reasons"
+    assert run.stdout.splitlines()[-1] == ("replay INCOMPLETE: 0 file(s) failed, 0 quarantined"
+                                           ", 1 folder(s) not listed (named above); exit "
+                                           "status 3"), run.stdout
 
 
 def test_the_service_names_a_folder_it_cannot_list_and_processes_it_once_listed(tmp_path):
@@ -106,3 +110,28 @@ def test_files_arriving_after_a_folder_became_listable_are_seen_without_a_rescan
         code, _ = daemon.terminate(timeout=30)
     assert code == 0
     assert seconds < rescan_s / 2, f"c.tif waited {seconds:.1f} s: found by a rescan"
+
+
+def test_replay_names_a_link_to_a_folder_out_of_the_tree_and_is_incomplete(tmp_path):
+    """Was "replay complete: all 1 files processed" for an archive whose run folder is a
+    symbolic link to another disk: os.walk enters no such link, so its frames were left out
+    without a word. A link to a folder inside the tree needs nothing: its files are listed
+    where they lie."""
+    from nwwatch.service import replay
+
+    acq = _acquisition(tmp_path)
+    elsewhere = tmp_path / "disk2" / "run3"
+    elsewhere.mkdir(parents=True)
+    write_frame_tiff(elsewhere / "c.tif", paint_insitu(130.0))
+    (acq / "run3").symlink_to(elsewhere)
+    (acq / "again").symlink_to(acq / "run1")
+    s = replay(acq, tmp_path / "out", kind="insitu", model=model(tmp_path))
+    assert (s.done, s.exit_status) == (2, 3)
+    (error,) = s.unlisted
+    assert error.filename == str(acq / "run3")
+    assert error.strerror.startswith(f"symbolic link to {elsewhere}, outside the replayed "
+                                     "folder: not followed"), error.strerror
+    assert any(line.startswith("1 folder could not be listed, its files not processed: "
+                               f"{acq / 'run3'} (symbolic link to") for line in s.lines())
+    # what the reason advises
+    assert replay(elsewhere, tmp_path / "out", kind="insitu", model=model(tmp_path)).done == 1

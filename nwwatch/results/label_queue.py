@@ -90,11 +90,17 @@ class Candidate:
     image: np.ndarray
 
 
+#: The longest file or folder name most file systems take (Linux NAME_MAX), in bytes.
+NAME_MAX_BYTES = 255
+
+
 def acquisition_folder(results_dir: str | os.PathLike[str], source: str | os.PathLike[str]
                        ) -> Path:
     """The queue folder of the acquisition ``source`` belongs to (its parent folder)."""
     parent = os.path.dirname(os.path.abspath(source))
     name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in os.path.basename(parent))
+    # a folder name is at most NAME_MAX_BYTES bytes: a long one is cut (the hash keeps it apart)
+    name = name.encode()[:NAME_MAX_BYTES - 9].decode(errors="ignore")
     digest = hashlib.sha1(parent.encode()).hexdigest()[:8]
     return Path(results_dir) / QUEUE_DIR / f"{name or 'root'}-{digest}"
 

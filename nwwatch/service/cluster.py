@@ -195,6 +195,14 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                         engine.batch_size, math.ceil(TARGET_TASK_S / max(per_frame_s, 1e-4))))
                 fill()
         _clear_staging(staging)
+    except Exception:
+        # The scheduler lost between two calls (killed, its job ended) surfaces as whatever
+        # the call met: CommClosedError, "ConnectionPool is closed", an AttributeError of a
+        # closed client. One message for all, as when a task's future is cancelled.
+        if client.status != "running":
+            raise clusterconnect.ClusterUnreachableError(
+                f"lost the Dask scheduler at {address}") from None
+        raise
     finally:
         if own:
             clusterconnect.close_connection(connection)

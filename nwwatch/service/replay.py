@@ -57,7 +57,23 @@ def list_inputs(path: Path, kind: str, unlisted: Callable[[OSError], None] | Non
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    return list(scan(WatchConfig(path=path, kind=kind, recursive=True), unlisted=unlisted))
+    top = os.path.realpath(path)
+
+    def linked(link: Path) -> None:
+        # a link to a folder out of the tree: its files would be refused one by one, and
+        # os.walk never lists them; named, as a folder not listed (a link inside the tree
+        # needs nothing: its files are listed where they lie)
+        target = os.path.realpath(link)
+        if target != top and not target.startswith(top.rstrip(os.sep) + os.sep):
+            error = OSError(None, f"symbolic link to {target}, outside the replayed folder: "
+                                  "not followed; name it, `nwwatch replay TARGET`, to replay "
+                                  "it", str(link))
+            if unlisted is None:
+                raise error
+            unlisted(error)
+
+    return list(scan(WatchConfig(path=path, kind=kind, recursive=True), unlisted=unlisted,
+                     linked=linked))
 
 
 def replay(
@@ -319,7 +335,7 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
     folder its links must stay in). An in-situ file whose pages are declared Z slices is
     processed all the same and named in ``summary.volume_like``; a tomogram whose pages are
     declared time frames, in ``summary.series_like``."""
-    from nwwatch.io import InputError
+    from nwwatch.io import InputError, UnreadableFileError
     from nwwatch.service.engines import BadInput, inspect_input, quarantine_inputs
     from nwwatch.service.inputs import REPLAY_LINK_REASON
 
@@ -345,7 +361,23 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
             bar.advance(1, 0)
             continue
         except FileNotFoundError:
-            summary.vanished += 1
+            if os.path.islink(file):  # listed as a link whose target is missing: not vanished
+                target = os.path.join(os.path.dirname(file), os.readlink(file))
+                bad = BadInput(file, UnreadableFileError(
+                    file, f"symbolic link to {os.path.abspath(target)}, which does not "
+                          "exist (moved, deleted, or on a share not mounted)"))
+                summary.quarantined += quarantine_inputs(engine, [bad], log)
+            else:
+                summary.vanished += 1
+            bar.advance(1, 0)
+            continue
+        except OSError as exc:
+            # a symbolic link loop (ELOOP), a name too long: quarantined with the service's
+            # reason, not a traceback that ends the replay
+            step = "open" if _stats(file) else "stat"
+            bad = BadInput(file, UnreadableFileError(file, f"cannot {step}: "
+                                                           f"{exc.strerror or exc}"))
+            summary.quarantined += quarantine_inputs(engine, [bad], log)
             bar.advance(1, 0)
             continue
         if kind == "insitu" and declares_z_slices(info):
@@ -357,6 +389,14 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
             log.warning("replay.series_like_input", path=str(file), pages=info.n_pages,
                         axes=info.axes)
         yield file, info
+
+
+def _stats(file: Path) -> bool:
+    try:
+        file.stat()
+    except OSError:
+        return False
+    return True
 
 
 def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None:

@@ -176,10 +176,12 @@ class ReplaySummary:
                        f"file{'' if n == 1 else 's'} processed{gone}")
         else:
             unlisted = f", {len(self.unlisted)} folder(s) not listed" if self.unlisted else ""
+            # status lists failed and quarantined files; folders not listed are named above
+            where = (f"reasons: nwwatch status --out {self.results_dir}"
+                     if self.failed or self.quarantined else "named above")
             out.append(
                 f"replay INCOMPLETE: {self.failed} file(s) failed, {self.quarantined} "
-                f"quarantined{unlisted} (reasons: nwwatch status --out {self.results_dir}); "
-                f"exit status {EXIT_INCOMPLETE}")
+                f"quarantined{unlisted} ({where}); exit status {EXIT_INCOMPLETE}")
         return out
 
 

@@ -68,7 +68,8 @@ def matches(name: str, watch: WatchConfig) -> bool:
 
 
 def scan(watch: WatchConfig, unread: list[Path] | None = None,
-         unlisted: Callable[[OSError], None] | None = None) -> Iterator[Path]:
+         unlisted: Callable[[OSError], None] | None = None,
+         linked: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Every input file currently in the folder (hidden folders skipped), in sorted order.
 
     ``unread``, when given, collects the files the patterns leave out that are of a
@@ -76,7 +77,8 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
     and have no input file of the same stem beside them (a ``.dm4`` saved with its TIFF
     export is left out on purpose). ``unlisted``: called with the error of each folder that
     cannot be listed (no permission: a run folder of another user with mode 0700), whose
-    files are then not yielded; None: such an error is raised."""
+    files are then not yielded; None: such an error is raised. ``linked``: called with each
+    symbolic link to a folder met by a recursive scan (not followed)."""
     if not watch.path.is_dir():
         return
 
@@ -96,6 +98,10 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
     # os.walk's default skips a folder it cannot list in silence (its files were lost)
     for root, dirs, files in os.walk(watch.path, onerror=failed):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if linked is not None:  # os.walk lists links to folders here and enters none
+            for d in dirs:
+                if os.path.islink(os.path.join(root, d)):
+                    linked(Path(root) / d)
         yield from _folder(Path(root), sorted(files), watch, unread)
 
 
