@@ -317,6 +317,11 @@ def test_programming_errors_raise_value_error():
         measure_contact_angle(labels, np.zeros((3, 3), np.float32))
     with pytest.raises(ValueError, match="pixel_size_nm"):
         measure_contact_angle(labels, pixel_size_nm=-1.0)
+    # a string read from a settings file raised TypeError without naming the argument
+    for wrong in ("0.5", True):
+        with pytest.raises(ValueError, match=f"pixel_size_nm .* got {wrong!r}"):
+            measure_contact_angle(labels, pixel_size_nm=wrong)
+    assert measure_contact_angle(labels, pixel_size_nm=np.float32(0.5)).pixel_size_nm == 0.5
 
 
 @pytest.mark.parametrize("value", [3, 255])

@@ -18,6 +18,7 @@ and width (``wire``) are reported but the angle does not use them.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,8 +91,11 @@ def _check_inputs(
         if not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype,
                                                                        np.integer)):
             raise ValueError(f"image must be numeric, got {image.dtype}")
-    if pixel_size_nm is not None and not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
-        raise ValueError(f"pixel_size_nm must be a positive finite number, got {pixel_size_nm}")
+    if pixel_size_nm is not None and (
+            isinstance(pixel_size_nm, bool) or not isinstance(pixel_size_nm, numbers.Real)
+            or not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0)):
+        raise ValueError(f"pixel_size_nm must be a positive finite number, got "
+                         f"{pixel_size_nm!r} ({type(pixel_size_nm).__name__})")
 
 
 def measure_contact_angle(
