@@ -448,6 +448,25 @@ def test_unlabeled_pixels_are_named_as_such_without_the_frames_hint(tmp_path):
     assert "--read-as frames" not in result.output
 
 
+def test_an_absurd_pixel_size_is_a_usage_error_not_a_traceback(tmp_path):
+    # 1e300 nm passed click's bounds, and its cube (the nm³ volume) raised OverflowError
+    # after the measurement
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "good.png"), cap.labels)
+    out = tmp_path / "rows.parquet"
+    for value in ("1e300", "20000"):
+        result = CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out",
+                                           str(out), "--pixel-size-nm", value])
+        assert result.exit_code == 2 and "'--pixel-size-nm'" in result.output, result.output
+        assert not out.exists()
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out",
+                                       str(out), "--pixel-size-nm", "10000"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == 10000.0
+    row = measure_contact_angle(cap.labels, pixel_size_nm=1e300).as_row()
+    assert row["droplet_volume_nm3"] == float("inf")
+
+
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_a_pixel_size_that_is_not_finite_is_a_usage_error(tmp_path, value):
     # click's FloatRange lets nan (every comparison false) and inf through; before, the

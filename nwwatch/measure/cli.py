@@ -21,6 +21,7 @@ from nwwatch import DEFAULT_INSITU_MODEL, __version__
 from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
+from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
@@ -201,9 +202,10 @@ def _write(rows: list[dict], out: Path) -> None:
 @click.argument("inputs", nargs=-1, required=True, type=InputFile())
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file to write (one row per image or page).")
-@click.option("--pixel-size-nm", type=FiniteFloatRange(min=0, min_open=True), default=None,
-              help="Pixel size in nm; fills the *_nm columns  [default: the TIFF's own, as "
-                   "the service reads it; none for PNG].")
+@click.option("--pixel-size-nm", default=None,
+              type=FiniteFloatRange(min=0, min_open=True, max=MAX_PLAUSIBLE_PIXEL_SIZE_NM),
+              help="Pixel size in nm (at most 10 µm, as for the files' own); fills the *_nm "
+                   "columns  [default: the TIFF's own, as the service reads it; none for PNG].")
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for one overlay PNG per image or page.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
