@@ -65,10 +65,10 @@ class FiniteFloatRange(click.FloatRange):
     and a NaN passes every bound (each comparison with it is false)."""
 
     def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):  # before the bounds: inf is named as such
             self.fail(f"{number} is not a finite number.", param, ctx)
-        return number
+        return super().convert(number, param, ctx)
 
 
 class InputFile(click.Path):

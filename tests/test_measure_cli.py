@@ -361,6 +361,50 @@ def test_an_unreadable_overlay_background_is_a_warning_not_the_end_of_the_run(tm
     assert pq.read_table(out).num_rows == 1
 
 
+def test_a_label_stack_overlay_is_drawn_on_its_own_page_of_the_grey_image(tmp_path):
+    # a label stack with a one-page grey image drew every page's labels on that one frame
+    caps = [render_ideal_cap(SHAPE, theta, 25.0, 35.0, (110.3, 90.8)) for theta in (100, 130)]
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([c.labels for c in caps]))
+    greys = [np.where(c.labels == 0, 3000, 1000 + 500 * k).astype(np.uint16)
+             for k, c in enumerate(caps)]
+    images, single = tmp_path / "images", tmp_path / "single"
+    images.mkdir()
+    single.mkdir()
+    tifffile.imwrite(images / "stack.tif", np.stack(greys))
+    tifffile.imwrite(single / "stack.tif", greys[0])
+    out, qa = tmp_path / "rows.parquet", tmp_path / "qa"
+    args = ["measure", str(tmp_path / "stack.tif"), "--out", str(out), "--overlays", str(qa)]
+    result = CliRunner().invoke(main, [*args, "--images", str(images)])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+    on_frames = [cv2.imread(str(qa / f"stack_000{k}_overlay.png")) for k in range(2)]
+    result = CliRunner().invoke(main, args)
+    on_labels = [cv2.imread(str(qa / f"stack_000{k}_overlay.png")) for k in range(2)]
+    assert not any(np.array_equal(a, b) for a, b in zip(on_frames, on_labels, strict=True))
+    result = CliRunner().invoke(main, [*args, "--images", str(single)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count(f"warning: {single / 'stack.tif'} has 1 page(s), the labels "
+                               "2; overlays drawn on the labels") == 1
+    for k in range(2):
+        picture = cv2.imread(str(qa / f"stack_000{k}_overlay.png"))
+        assert np.array_equal(picture, on_labels[k])
+
+
+def test_a_float_label_image_with_unlabeled_pixels_is_named_as_such(tmp_path):
+    # a 32-bit label image with 255 (unlabeled) was taken for a raw frame and segmented
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    partial = cap.labels.astype(np.float32)
+    partial[:20, :20] = 255
+    path = tmp_path / "partial.tif"
+    tifffile.imwrite(path, partial)
+    for read_as in ("auto", "labels"):
+        result = CliRunner().invoke(main, ["measure", str(path), "--out",
+                                           str(tmp_path / "rows.parquet"), "--read-as", read_as])
+        assert result.exit_code == 1, result.output
+        assert f"{path}: labels must be 0 background, 1 nanowire, 2 droplet; found 255 " \
+               "(unlabeled pixels" in result.output
+        assert "(frame)" not in result.output and "--read-as frames" not in result.output
+
+
 def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
     # 'nwwatch measure --out frames/*.tif': the shell hands the first frame to --out; before,
     # it was overwritten with the Parquet rows of the others
@@ -402,6 +446,25 @@ def test_unlabeled_pixels_are_named_as_such_without_the_frames_hint(tmp_path):
         assert f"{tmp_path / name}: labels must be 0 background, 1 nanowire, 2 droplet; " \
                f"found 255 (unlabeled pixels of a DATA folder, or a 0/255 mask)" in result.output
     assert "--read-as frames" not in result.output
+
+
+def test_an_absurd_pixel_size_is_a_usage_error_not_a_traceback(tmp_path):
+    # 1e300 nm passed click's bounds, and its cube (the nm³ volume) raised OverflowError
+    # after the measurement
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "good.png"), cap.labels)
+    out = tmp_path / "rows.parquet"
+    for value in ("1e300", "20000"):
+        result = CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out",
+                                           str(out), "--pixel-size-nm", value])
+        assert result.exit_code == 2 and "'--pixel-size-nm'" in result.output, result.output
+        assert not out.exists()
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out",
+                                       str(out), "--pixel-size-nm", "10000"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == 10000.0
+    row = measure_contact_angle(cap.labels, pixel_size_nm=1e300).as_row()
+    assert row["droplet_volume_nm3"] == float("inf")
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])

@@ -317,6 +317,34 @@ def test_programming_errors_raise_value_error():
         measure_contact_angle(labels, np.zeros((3, 3), np.float32))
     with pytest.raises(ValueError, match="pixel_size_nm"):
         measure_contact_angle(labels, pixel_size_nm=-1.0)
+    # a string read from a settings file raised TypeError without naming the argument
+    for wrong in ("0.5", True):
+        with pytest.raises(ValueError, match=f"pixel_size_nm .* got {wrong!r}"):
+            measure_contact_angle(labels, pixel_size_nm=wrong)
+    assert measure_contact_angle(labels, pixel_size_nm=np.float32(0.5)).pixel_size_nm == 0.5
+
+
+@pytest.mark.parametrize("value", [3, 255])
+def test_label_values_beyond_the_classes_raise_value_error(value):
+    # 255 (a DATA folder's unlabeled pixels) or a fourth class was measured as background
+    labels = cap().labels.copy()
+    labels[:4, :4] = value
+    with pytest.raises(ValueError, match=rf"found \[{value}\]" + (" .255: unlabeled"
+                                                                 if value == 255 else "")):
+        measure_contact_angle(labels)
+
+
+@pytest.mark.parametrize(("dtype", "read_as"), [(np.float16, np.float32),
+                                                (np.longdouble, np.float64)])
+def test_an_image_of_any_float_type_is_read(dtype, read_as):
+    # scipy's interpolation refuses float16 and long double: a RuntimeError escaped the
+    # measurement, which takes an image of any numeric dtype
+    c = cap()
+    image = np.where(c.labels == DROPLET, 600.0, np.where(c.labels == 1, 200.0, 1000.0))
+    reference = measure_contact_angle(c.labels, image=image.astype(read_as))
+    assert reference.facet_edge == "refined"  # the image is read
+    r = measure_contact_angle(c.labels, image=image.astype(dtype))
+    assert r.as_row() == reference.as_row()
 
 
 @settings(max_examples=60, deadline=None)

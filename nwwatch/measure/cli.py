@@ -21,6 +21,7 @@ from nwwatch import DEFAULT_INSITU_MODEL, __version__
 from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
+from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
@@ -65,14 +66,16 @@ def _read_frames(path: Path) -> list[Frame]:
 
 def looks_like_labels(pages: list[np.ndarray]) -> bool:
     """True for integer pages with at most a handful of distinct values (class ids), and for
-    float pages that hold nothing but the class ids 0, 1, 2 (a label image saved as 32-bit)."""
+    float pages that hold nothing but the class ids 0, 1, 2 and 255 (unlabeled): a label
+    image saved as 32-bit."""
     return all(np.unique(p).size <= _LABEL_MAX_VALUES if np.issubdtype(p.dtype, np.integer)
                else _float_class_ids(p) for p in pages)
 
 
 def _float_class_ids(page: np.ndarray) -> bool:
-    """A float page whose every value is one of the class ids 0, 1, 2 (exactly)."""
-    return page.dtype.kind == "f" and bool(np.isin(page, (0, NANOWIRE, DROPLET)).all())
+    """A float page whose every value is one of the class ids 0, 1, 2 or 255 (exactly)."""
+    return page.dtype.kind == "f" and bool(
+        np.isin(page, (0, NANOWIRE, DROPLET, UNLABELED)).all())
 
 
 def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.ndarray]:
@@ -82,7 +85,7 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.nd
     out = []
     for page in pages:
         if _float_class_ids(page):
-            page = page.astype(np.uint8)  # exact: 0.0, 1.0 and 2.0 only
+            page = page.astype(np.uint8)  # exact: 0.0, 1.0, 2.0 and 255.0 only
         if not np.issubdtype(page.dtype, np.integer):
             raise LabelFileError(path, f"labels must be integer class ids 0, 1, 2, got dtype "
                                        f"{page.dtype} with other values; save the label image "
@@ -102,9 +105,12 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.nd
     return out
 
 
-def _grey_image(images: Path | None, stem: str, index: int, shape: tuple[int, int]):
+def _grey_images(images: Path | None, stem: str, labels: list[np.ndarray]) -> list:
+    """The overlay backgrounds of a label file's pages: page k of the grey image with the same
+    stem in ``images``, or None per page (overlay drawn on the labels; a warning says why)."""
+    none: list = [None] * len(labels)
     if images is None:
-        return None
+        return none
     for suffix in _IMAGE_SUFFIXES:
         candidate = images / f"{stem}{suffix}"
         if candidate.exists():
@@ -113,14 +119,17 @@ def _grey_image(images: Path | None, stem: str, index: int, shape: tuple[int, in
             except LabelFileError as exc:  # an overlay's background: not worth the run
                 click.echo(f"warning: {exc.format_message()}; overlay drawn on the labels",
                            err=True)
-                return None
-            page = pages[min(index, len(pages) - 1)]
-            if page.shape == shape:
-                return page
-            click.echo(f"warning: {candidate} has shape {page.shape}, labels {shape}; "
-                       "overlay drawn on the labels", err=True)
-            return None
-    return None
+                return none
+            if len(pages) != len(labels):  # page k of the labels is not drawn on another frame
+                click.echo(f"warning: {candidate} has {len(pages)} page(s), the labels "
+                           f"{len(labels)}; overlays drawn on the labels", err=True)
+                return none
+            if pages[0].shape != labels[0].shape:
+                click.echo(f"warning: {candidate} has shape {pages[0].shape}, labels "
+                           f"{labels[0].shape}; overlay drawn on the labels", err=True)
+                return none
+            return pages
+    return none
 
 
 def _overlay_name(path: Path, index: int, n_pages: int, used: set[str]) -> str:
@@ -193,9 +202,10 @@ def _write(rows: list[dict], out: Path) -> None:
 @click.argument("inputs", nargs=-1, required=True, type=InputFile())
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file to write (one row per image or page).")
-@click.option("--pixel-size-nm", type=FiniteFloatRange(min=0, min_open=True), default=None,
-              help="Pixel size in nm; fills the *_nm columns  [default: the TIFF's own, as "
-                   "the service reads it; none for PNG].")
+@click.option("--pixel-size-nm", default=None,
+              type=FiniteFloatRange(min=0, min_open=True, max=MAX_PLAUSIBLE_PIXEL_SIZE_NM),
+              help="Pixel size in nm (at most 10 µm, as for the files' own); fills the *_nm "
+                   "columns  [default: the TIFF's own, as the service reads it; none for PNG].")
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for one overlay PNG per image or page.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -205,8 +215,8 @@ def _write(rows: list[dict], out: Path) -> None:
               default="auto", show_default=True,
               help="labels: class ids (0 background, 1 nanowire, 2 droplet); frames: raw "
                    "frames, segmented with --model first; auto: integer images with at most "
-                   f"{_LABEL_MAX_VALUES} distinct values, and float images of only 0, 1 and "
-                   "2, are labels, anything else a frame.")
+                   f"{_LABEL_MAX_VALUES} distinct values, and float images of only 0, 1, 2 "
+                   "and 255, are labels, anything else a frame.")
 @click.option("--model", callback=model_file, metavar="MODEL",
               default=None, help="ONNX in-situ model for raw frames (default: the shipped one).")
 def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
@@ -257,6 +267,8 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             skipped += 1
             continue
         source_sha256 = file_sha256(path)
+        greys = (_grey_images(images, path.stem, pages)
+                 if is_labels and overlays is not None else None)
         for index, page in enumerate(pages):
             start = time.perf_counter()
             extra: dict = {}
@@ -281,8 +293,8 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                 extra["confidence"] = frame_confidence(probabilities, labels,
                                                        result.angle_valid)
             if overlays is not None:
-                if is_labels:
-                    grey = _grey_image(images, path.stem, index, page.shape)
+                if greys is not None:
+                    grey = greys[index]
                 picture = overlays / _overlay_name(path, index, len(pages), used_names)
                 if cv2.imwrite(str(picture), draw_overlay(grey, labels, result)):
                     extra["overlay_path"] = _overlay_path(picture, out)

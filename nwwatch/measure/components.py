@@ -1,9 +1,9 @@
 """Pick the nanowire and the droplet to measure from a label image.
 
 Small blobs are ignored (below ``MIN_AREA_PX`` or ``MIN_AREA_FRACTION`` of the largest blob of
-the same class). The measured pair is the largest droplet touching - within ``GAP_PX`` pixels,
-so a thin background gap between droplet and wire is tolerated - the largest wire that carries
-a droplet.
+the same class). The measured pair is the largest droplet touching a wire - within ``GAP_PX``
+pixels, so a thin background gap between droplet and wire is tolerated - on the largest wire
+it touches.
 """
 
 from __future__ import annotations

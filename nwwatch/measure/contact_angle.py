@@ -18,10 +18,12 @@ and width (``wire``) are reported but the angle does not use them.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE, UNLABELED
 from nwwatch.measure import capcheck
 from nwwatch.measure import result as R
 from nwwatch.measure.arc import MIN_POINTS, arc_span_deg, free_surface, on_border, side_angles
@@ -66,6 +68,13 @@ def _check_inputs(
     if labels.dtype != np.uint8:
         raise ValueError(f"labels must be uint8 (0 background, 1 wire, 2 droplet), "
                          f"got dtype {labels.dtype}")
+    if labels.size and labels.max() > DROPLET:
+        # 255 (unlabeled) or a fourth class would be measured as background without a word
+        extra = np.setdiff1d(np.unique(labels), (BACKGROUND, NANOWIRE, DROPLET))
+        unlabeled = " (255: unlabeled pixels; every pixel needs a class)" if UNLABELED in extra \
+            else ""
+        raise ValueError(f"labels must hold only 0 background, 1 wire, 2 droplet, found "
+                         f"{extra[:5].tolist()}{unlabeled}")
     if droplet_probability is not None:
         p = droplet_probability
         if not isinstance(p, np.ndarray) or p.shape != labels.shape:
@@ -82,8 +91,11 @@ def _check_inputs(
         if not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype,
                                                                        np.integer)):
             raise ValueError(f"image must be numeric, got {image.dtype}")
-    if pixel_size_nm is not None and not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
-        raise ValueError(f"pixel_size_nm must be a positive finite number, got {pixel_size_nm}")
+    if pixel_size_nm is not None and (
+            isinstance(pixel_size_nm, bool) or not isinstance(pixel_size_nm, numbers.Real)
+            or not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0)):
+        raise ValueError(f"pixel_size_nm must be a positive finite number, got "
+                         f"{pixel_size_nm!r} ({type(pixel_size_nm).__name__})")
 
 
 def measure_contact_angle(
@@ -114,9 +126,15 @@ def measure_contact_angle(
     -------
     ContactAngleResult
         Always a value: bad geometry gives a failure ``status``, a ``reason_code`` and a
-        ``reason``. Raises ``ValueError`` only for malformed arguments (ndim, dtype, shape).
+        ``reason``. Raises ``ValueError`` only for malformed arguments (ndim, dtype, shape,
+        label values other than 0, 1, 2).
     """
     _check_inputs(labels, droplet_probability, pixel_size_nm, image)
+    if image is not None and image.dtype.kind == "f" and image.dtype not in (np.float32,
+                                                                             np.float64):
+        # scipy's interpolation reads float32 and float64 only: float16 widens exactly (and
+        # keeps a float's resolution near its own), long double narrows
+        image = image.astype(np.float32 if image.dtype.itemsize < 4 else np.float64)
     try:
         return _measure(labels, droplet_probability, pixel_size_nm, image)
     except Refused as refused:

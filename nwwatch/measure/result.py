@@ -18,6 +18,7 @@ angle) next to the human ``reason``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,7 +219,10 @@ class ContactAngleResult:
     def _nm(self, value: float | None, power: int = 1) -> float | None:
         if value is None or self.pixel_size_nm is None:
             return None
-        return value * self.pixel_size_nm**power
+        try:
+            return value * self.pixel_size_nm**power
+        except OverflowError:  # an absurd pixel size: float ** raises where * gives inf
+            return math.inf
 
     @property
     def base_half_width_nm(self) -> float | None:
