@@ -339,3 +339,29 @@ def test_a_rescan_while_rows_are_held_does_not_offer_the_file_again(tmp_path):
         code, _ = daemon.terminate(timeout=30)
     assert code == 0
     assert not [e for e in daemon.events() if e["event"] == "file_skipped"]
+
+
+def test_results_another_user_may_not_search_give_a_clear_line_not_a_traceback(tmp_path):
+    """The results folder is 0750 for the service user (install.sh): for anyone else the
+    configuration's check that [state] ledger is no folder met "Permission denied" and
+    raised it, so `nwwatch status --config` printed a traceback and `nwwatch run` as a user
+    who may not enter the folder exited 1 (restarted by the unit) instead of 78."""
+    prefix = without_file_access_override()
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    res.mkdir(mode=0o000)
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path))
+    code = "import sys; from nwwatch.cli import main; sys.argv[0] = 'nwwatch'; main()"
+    try:
+        status = subprocess.run([*prefix, sys.executable, "-c", code, "status", "--config",
+                                 str(cfg)], cwd=REPO, capture_output=True, text=True,
+                                timeout=120)
+        run_code, lines, stderr = _run(cfg, prefix)
+    finally:
+        res.chmod(0o755)
+    assert status.returncode == 1 and "Traceback" not in status.stderr, status.stderr
+    assert f"{res / 'ledger.sqlite'}: Permission denied" in status.stderr, status.stderr
+    assert "usermod -aG" in status.stderr
+    assert run_code == 78 and "Traceback" not in stderr, stderr[-2000:]
+    failed = [x for x in lines if x["event"] == "startup_failed"]
+    assert failed and "output.results" in failed[0]["error"], lines
