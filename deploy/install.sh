@@ -26,11 +26,25 @@ for value in "$PREFIX" "$CONFIG" "$SERVICE_USER"; do
     [[ $value =~ ^[A-Za-z0-9_./@+-]+$ ]] \
         || die "'$value': PREFIX, CONFIG and SERVICE_USER may hold only letters, digits and _ . / @ + -"
 done
+[[ $SERVICE_USER != [-.@+]* && $SERVICE_USER != */* ]] \
+    || die "'$SERVICE_USER': SERVICE_USER must be a user name (no leading - . @ +, no /)"
+for value in "$PREFIX" "$CONFIG"; do
+    # the unit runs in WorkingDirectory=/var/lib/nwwatch, and systemd refuses a relative
+    # ExecStart= path: a relative one would name another file (or none) there
+    [[ $value == /* ]] || die "'$value': PREFIX and CONFIG must be absolute paths"
+done
 command -v systemctl >/dev/null || die "systemd is required"
 
-# The unit's PrivateTmp=yes hides /tmp and /var/tmp: the drop-in step refuses folders there.
+# The unit's PrivateTmp=yes hides /tmp and /var/tmp: the drop-in step refuses folders there,
+# and the service would not find its venv (203/EXEC) or configuration there either.
 PRIVATE_TMP=()
-grep -qx 'PrivateTmp=yes' "$SRC/systemd/nwwatch.service" && PRIVATE_TMP=(--private-tmp)
+if grep -qx 'PrivateTmp=yes' "$SRC/systemd/nwwatch.service"; then
+    PRIVATE_TMP=(--private-tmp)
+    for value in "$PREFIX" "$CONFIG"; do
+        [[ $value == /tmp || $value == /tmp/* || $value == /var/tmp || $value == /var/tmp/* ]] \
+            && die "'$value' lies in /tmp or /var/tmp, which the unit's PrivateTmp=yes replaces by a private folder of the service: choose PREFIX and CONFIG elsewhere"
+    done
+fi
 
 write_dropin() {
     # Validates the config (errors name the key) and opens exactly its folders to the unit.
@@ -79,6 +93,12 @@ if [[ -f $SRC/constraints.txt ]]; then
     "$PREFIX/venv/bin/python" -m pip install --quiet -c "$SRC/constraints.txt" "$SRC" ${EXTRA_PIP_ARGS:-}
 else
     "$PREFIX/venv/bin/python" -m pip install --quiet "$SRC" ${EXTRA_PIP_ARGS:-}
+fi
+# The unit runs the venv's python as the service user: a venv made from an interpreter that
+# user may not execute (one under root's home, e.g. pyenv's) fails every start (203/EXEC).
+if command -v runuser >/dev/null \
+        && ! (cd / && runuser -u "$SERVICE_USER" -- "$PREFIX/venv/bin/python" -c '') 2>/dev/null; then
+    die "$SERVICE_USER cannot run $PREFIX/venv/bin/python (-> $(readlink -f "$PREFIX/venv/bin/python")): remove $PREFIX/venv and run again with PYTHON=<an interpreter all users may run, e.g. /usr/bin/python3.11>"
 fi
 install -d -m 0755 "$PREFIX/docs"
 cp "$SRC/docs/service.md" "$PREFIX/docs/" 2>/dev/null || true
