@@ -7,17 +7,31 @@
 # Environment: PREFIX (/opt/nwwatch), CONFIG (/etc/nwwatch/nwwatch.toml), PYTHON (python3.11),
 # SERVICE_USER (nwwatch), EXTRA_PIP_ARGS (e.g. "onnxruntime-gpu[cuda,cudnn]" for the CUDA libs),
 # UNIT_DIR (/etc/systemd/system). The unit is written with PREFIX, CONFIG and SERVICE_USER in
-# place of the defaults it ships with. Run again after updating the checkout: it reinstalls and
-# restarts the service (a running one keeps its old code until restarted).
+# place of the defaults it ships with; once installed, those of the installed unit are the
+# defaults (an update or --reconfigure need not repeat them). Run again after updating the
+# checkout: it reinstalls and restarts the service (a running one keeps its old code until
+# restarted).
 set -euo pipefail
 
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+UNIT_DIR=${UNIT_DIR:-/etc/systemd/system}
+DROPIN_DIR=$UNIT_DIR/nwwatch.service.d
+# An update or --reconfigure without PREFIX, CONFIG or SERVICE_USER keeps those the installed
+# unit runs with: the shipped defaults would install a second venv and configuration beside
+# them and point the unit there.
+if [[ -f $UNIT_DIR/nwwatch.service ]]; then
+    installed_exec=$(sed -n 's/^ExecStart=//p' "$UNIT_DIR/nwwatch.service")
+    installed_user=$(sed -n 's/^User=//p' "$UNIT_DIR/nwwatch.service")
+    if [[ $installed_exec =~ ^(/[^[:space:]]+)/venv/bin/nwwatch\ run\ --config\ ([^[:space:]]+)$ ]]; then
+        PREFIX=${PREFIX:-${BASH_REMATCH[1]}}
+        CONFIG=${CONFIG:-${BASH_REMATCH[2]}}
+    fi
+    SERVICE_USER=${SERVICE_USER:-$installed_user}
+fi
 PREFIX=${PREFIX:-/opt/nwwatch}
 CONFIG=${CONFIG:-/etc/nwwatch/nwwatch.toml}
 PYTHON=${PYTHON:-python3.11}
 SERVICE_USER=${SERVICE_USER:-nwwatch}
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-UNIT_DIR=${UNIT_DIR:-/etc/systemd/system}
-DROPIN_DIR=$UNIT_DIR/nwwatch.service.d
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "run as root (sudo)"
@@ -34,6 +48,7 @@ for value in "$PREFIX" "$CONFIG"; do
     [[ $value == /* ]] || die "'$value': PREFIX and CONFIG must be absolute paths"
 done
 command -v systemctl >/dev/null || die "systemd is required"
+echo "install.sh: PREFIX=$PREFIX CONFIG=$CONFIG SERVICE_USER=$SERVICE_USER"
 
 # The unit's PrivateTmp=yes hides /tmp and /var/tmp: the drop-in step refuses folders there,
 # and the service would not find its venv (203/EXEC) or configuration there either.

@@ -174,3 +174,33 @@ def test_a_venv_the_service_user_cannot_run_is_refused_before_the_unit(sandbox):
     assert f"runuser -u microscopy -- {prefix}/venv/bin/python -c " in made, made
     assert not [c for c in made if c.startswith("systemctl")], made
     assert not (tmp / "units" / "nwwatch.service").exists()
+
+
+@pytest.mark.parametrize("args", [[], ["--reconfigure"]])
+def test_an_update_without_the_environment_keeps_the_installed_units_values(sandbox, args):
+    """deploy/README's update and --reconfigure commands name no PREFIX, CONFIG or
+    SERVICE_USER. After an install with them, `install.sh` used the shipped defaults again:
+    a second venv in /opt/nwwatch, /etc/nwwatch/nwwatch.toml from the example and the unit
+    pointed there (the service then watched the example's folders); --reconfigure said "fix
+    /etc/nwwatch/nwwatch.toml", a file that does not exist. They come from the installed unit."""
+    tmp, env, prefix, config, calls, data = sandbox
+    assert _install(env, tmp).returncode == 0
+    unit = tmp / "units" / "nwwatch.service"
+    before = unit.read_text()
+    config_before = config.read_text()
+    again = {k: v for k, v in env.items() if k not in ("PREFIX", "CONFIG", "SERVICE_USER")}
+    # the shipped defaults are this machine's real folders: refuse to touch them
+    real_install = (tmp / "bin" / "install").read_text()
+    (tmp / "bin" / "install").write_text(real_install.replace(
+        "args=();", 'for a; do [[ $a == /opt/nwwatch* || $a == /etc/nwwatch* ]] && '
+                    '{ echo "install into $a" >&2; exit 1; }; done; args=();', 1))
+    again["PYTHON"] = "false"  # nor make a venv there
+    calls.write_text("")
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), *args], env=again,
+                          cwd=tmp, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"PREFIX={prefix} CONFIG={config} SERVICE_USER=microscopy" in done.stdout
+    assert unit.read_text() == before and config.read_text() == config_before
+    made = calls.read_text().splitlines()
+    assert "systemctl restart nwwatch" in made, made
+    assert not [c for c in made if "/opt/nwwatch" in c or "/etc/nwwatch" in c], made
