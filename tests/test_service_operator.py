@@ -365,3 +365,30 @@ def test_results_another_user_may_not_search_give_a_clear_line_not_a_traceback(t
     assert run_code == 78 and "Traceback" not in stderr, stderr[-2000:]
     failed = [x for x in lines if x["event"] == "startup_failed"]
     assert failed and "output.results" in failed[0]["error"], lines
+
+
+def test_ledger_rebuild_under_sudos_umask_keeps_the_ledger_to_the_services_group(tmp_path):
+    """deploy/README: the service's files are readable by its user and group only (the unit's
+    UMask=0027), and a lost ledger is rebuilt with `sudo -u nwwatch nwwatch ledger rebuild`,
+    whose umask is 0022: the rebuilt ledger was 0644, and the -wal/-shm files SQLite creates
+    with the database's mode stayed so for the service's life (a ledger in a folder others
+    may enter, e.g. [state] ledger in /var/lib/nwwatch, lists every acquisition's files)."""
+    import os
+
+    from servicekit import paint_insitu
+
+    from nwwatch.io import write_frame_tiff
+    from nwwatch.service import replay
+
+    acq, out = tmp_path / "acq", tmp_path / "out"
+    acq.mkdir()
+    write_frame_tiff(acq / "a.tif", paint_insitu(110.0))
+    replay(acq, out, kind="insitu", model=model(tmp_path))
+    code = "import sys; from nwwatch.cli import main; sys.argv[0] = 'nwwatch'; main()"
+    done = subprocess.run([sys.executable, "-c", code, "ledger", "rebuild", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: os.umask(0o022))
+    assert done.returncode == 0, done.stderr
+    assert "1 items done" in done.stdout, done.stdout
+    mode = (out / "ledger.sqlite").stat().st_mode & 0o777
+    assert mode & 0o007 == 0, oct(mode)

@@ -302,6 +302,10 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
     from nwwatch.service.ledger import LedgerBusyError
     from nwwatch.service.rebuild import rebuild_ledger
 
+    # The ledger is the service's, which writes with the unit's UMask=0027; run through sudo
+    # (umask 0022) the new ledger, and the -wal/-shm files SQLite gives its mode, were
+    # readable by every user.
+    os.umask(os.umask(0) | 0o027)
     try:
         report = rebuild_ledger(results, ledger_path)
     except LedgerBusyError as exc:
