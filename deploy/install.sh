@@ -63,21 +63,24 @@ fi
 
 write_dropin() {
     # Validates the config (errors name the key) and opens exactly its folders to the unit.
-    local tmp
+    local tmp dirs dir group
     tmp=$(mktemp)
     "$PREFIX/venv/bin/python" -m nwwatch.service.dropin "${PRIVATE_TMP[@]}" "$CONFIG" > "$tmp" \
         || { rm -f "$tmp"; die "fix $CONFIG and run: sudo $0 --reconfigure"; }
+    # Results and ledger folders must exist and belong to the service user before the drop-in
+    # names them: systemd does not start a unit whose ReadWritePaths= folder is missing.
+    # (plain paths from --writable: the drop-in's words are quoted and %-escaped for systemd)
+    dirs=$("$PREFIX/venv/bin/python" -m nwwatch.service.dropin --writable "$CONFIG") \
+        || { rm -f "$tmp"; die "fix $CONFIG and run: sudo $0 --reconfigure"; }
+    group=$(service_group)
+    while IFS= read -r dir; do
+        [[ -n $dir ]] || continue
+        install -d -m 0750 -o "$SERVICE_USER" -g "$group" "$dir" \
+            || { rm -f "$tmp"; die "cannot make $dir (a results or ledger folder of $CONFIG) for $SERVICE_USER:$group; fix that or the configuration, then run: sudo $0 --reconfigure"; }
+    done <<< "$dirs"
     install -d -m 0755 "$DROPIN_DIR"
     install -m 0644 "$tmp" "$DROPIN_DIR/paths.conf"
     rm -f "$tmp"
-    # Results and ledger folders must exist and belong to the service user.
-    # (plain paths from --writable: the drop-in's words are quoted and %-escaped for systemd)
-    local group
-    group=$(service_group)
-    "$PREFIX/venv/bin/python" -m nwwatch.service.dropin --writable "$CONFIG" \
-        | while IFS= read -r dir; do
-            install -d -m 0750 -o "$SERVICE_USER" -g "$group" "$dir"
-        done
 }
 
 # The service user's primary group: the unit's Group= and the group of its folders. An
@@ -134,12 +137,9 @@ sed -e "s#/opt/nwwatch#$PREFIX#g" -e "s#/etc/nwwatch/nwwatch.toml#$CONFIG#g" \
 install -d -m 0755 "$UNIT_DIR"
 install -m 0644 "$unit" "$UNIT_DIR/nwwatch.service"
 rm -f "$unit"
-if write_dropin; then
-    systemctl daemon-reload
-    systemctl enable nwwatch
-    # restart, not `enable --now`: after an update the running service must load the new code
-    systemctl restart nwwatch
-    systemctl --no-pager status nwwatch || true
-else
-    systemctl daemon-reload
-fi
+write_dropin
+systemctl daemon-reload
+systemctl enable nwwatch
+# restart, not `enable --now`: after an update the running service must load the new code
+systemctl restart nwwatch
+systemctl --no-pager status nwwatch || true

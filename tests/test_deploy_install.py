@@ -204,3 +204,27 @@ def test_an_update_without_the_environment_keeps_the_installed_units_values(sand
     made = calls.read_text().splitlines()
     assert "systemctl restart nwwatch" in made, made
     assert not [c for c in made if "/opt/nwwatch" in c or "/etc/nwwatch" in c], made
+
+
+@pytest.mark.parametrize("args", [[], ["--reconfigure"]])
+def test_a_results_folder_that_cannot_be_made_stops_the_install_with_its_name(sandbox, args):
+    """install.sh ran the drop-in step as an `if` condition, where bash ignores errors: a
+    results folder `install -d` could not make (a share refusing chown, a path through a
+    file) left the script exiting 0 after its drop-in already named the folder, without
+    enabling or restarting the service (an update kept running the old code, and the next
+    start failed on the missing ReadWritePaths= folder)."""
+    tmp, env, prefix, config, calls, data = sandbox
+    assert _install(env, tmp).returncode == 0
+    dropin = tmp / "units" / "nwwatch.service.d" / "paths.conf"
+    before = dropin.read_text()
+    (data / "afile").write_text("")
+    config.write_text(f'[[watch]]\npath = "{data / "acq"}"\n\n'
+                      f'[output]\nresults = "{data / "afile" / "results"}"\n')
+    calls.write_text("")
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), *args], env=env,
+                          cwd=tmp, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert f"cannot make {data / 'afile' / 'results'}" in done.stderr, done.stderr
+    assert "--reconfigure" in done.stderr
+    assert dropin.read_text() == before
+    assert not [c for c in calls.read_text().splitlines() if "restart" in c or "enable" in c]
