@@ -7,17 +7,31 @@
 # Environment: PREFIX (/opt/nwwatch), CONFIG (/etc/nwwatch/nwwatch.toml), PYTHON (python3.11),
 # SERVICE_USER (nwwatch), EXTRA_PIP_ARGS (e.g. "onnxruntime-gpu[cuda,cudnn]" for the CUDA libs),
 # UNIT_DIR (/etc/systemd/system). The unit is written with PREFIX, CONFIG and SERVICE_USER in
-# place of the defaults it ships with. Run again after updating the checkout: it reinstalls and
-# restarts the service (a running one keeps its old code until restarted).
+# place of the defaults it ships with; once installed, those of the installed unit are the
+# defaults (an update or --reconfigure need not repeat them). Run again after updating the
+# checkout: it reinstalls and restarts the service (a running one keeps its old code until
+# restarted).
 set -euo pipefail
 
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+UNIT_DIR=${UNIT_DIR:-/etc/systemd/system}
+DROPIN_DIR=$UNIT_DIR/nwwatch.service.d
+# An update or --reconfigure without PREFIX, CONFIG or SERVICE_USER keeps those the installed
+# unit runs with: the shipped defaults would install a second venv and configuration beside
+# them and point the unit there.
+if [[ -f $UNIT_DIR/nwwatch.service ]]; then
+    installed_exec=$(sed -n 's/^ExecStart=//p' "$UNIT_DIR/nwwatch.service")
+    installed_user=$(sed -n 's/^User=//p' "$UNIT_DIR/nwwatch.service")
+    if [[ $installed_exec =~ ^(/[^[:space:]]+)/venv/bin/nwwatch\ run\ --config\ ([^[:space:]]+)$ ]]; then
+        PREFIX=${PREFIX:-${BASH_REMATCH[1]}}
+        CONFIG=${CONFIG:-${BASH_REMATCH[2]}}
+    fi
+    SERVICE_USER=${SERVICE_USER:-$installed_user}
+fi
 PREFIX=${PREFIX:-/opt/nwwatch}
 CONFIG=${CONFIG:-/etc/nwwatch/nwwatch.toml}
 PYTHON=${PYTHON:-python3.11}
 SERVICE_USER=${SERVICE_USER:-nwwatch}
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-UNIT_DIR=${UNIT_DIR:-/etc/systemd/system}
-DROPIN_DIR=$UNIT_DIR/nwwatch.service.d
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "run as root (sudo)"
@@ -26,29 +40,47 @@ for value in "$PREFIX" "$CONFIG" "$SERVICE_USER"; do
     [[ $value =~ ^[A-Za-z0-9_./@+-]+$ ]] \
         || die "'$value': PREFIX, CONFIG and SERVICE_USER may hold only letters, digits and _ . / @ + -"
 done
+[[ $SERVICE_USER != [-.@+]* && $SERVICE_USER != */* ]] \
+    || die "'$SERVICE_USER': SERVICE_USER must be a user name (no leading - . @ +, no /)"
+for value in "$PREFIX" "$CONFIG"; do
+    # the unit runs in WorkingDirectory=/var/lib/nwwatch, and systemd refuses a relative
+    # ExecStart= path: a relative one would name another file (or none) there
+    [[ $value == /* ]] || die "'$value': PREFIX and CONFIG must be absolute paths"
+done
 command -v systemctl >/dev/null || die "systemd is required"
+echo "install.sh: PREFIX=$PREFIX CONFIG=$CONFIG SERVICE_USER=$SERVICE_USER"
 
-# The unit's PrivateTmp=yes hides /tmp and /var/tmp: the drop-in step refuses folders there.
+# The unit's PrivateTmp=yes hides /tmp and /var/tmp: the drop-in step refuses folders there,
+# and the service would not find its venv (203/EXEC) or configuration there either.
 PRIVATE_TMP=()
-grep -qx 'PrivateTmp=yes' "$SRC/systemd/nwwatch.service" && PRIVATE_TMP=(--private-tmp)
+if grep -qx 'PrivateTmp=yes' "$SRC/systemd/nwwatch.service"; then
+    PRIVATE_TMP=(--private-tmp)
+    for value in "$PREFIX" "$CONFIG"; do
+        [[ $value == /tmp || $value == /tmp/* || $value == /var/tmp || $value == /var/tmp/* ]] \
+            && die "'$value' lies in /tmp or /var/tmp, which the unit's PrivateTmp=yes replaces by a private folder of the service: choose PREFIX and CONFIG elsewhere"
+    done
+fi
 
 write_dropin() {
     # Validates the config (errors name the key) and opens exactly its folders to the unit.
-    local tmp
+    local tmp dirs dir group
     tmp=$(mktemp)
     "$PREFIX/venv/bin/python" -m nwwatch.service.dropin "${PRIVATE_TMP[@]}" "$CONFIG" > "$tmp" \
         || { rm -f "$tmp"; die "fix $CONFIG and run: sudo $0 --reconfigure"; }
+    # Results and ledger folders must exist and belong to the service user before the drop-in
+    # names them: systemd does not start a unit whose ReadWritePaths= folder is missing.
+    # (plain paths from --writable: the drop-in's words are quoted and %-escaped for systemd)
+    dirs=$("$PREFIX/venv/bin/python" -m nwwatch.service.dropin --writable "$CONFIG") \
+        || { rm -f "$tmp"; die "fix $CONFIG and run: sudo $0 --reconfigure"; }
+    group=$(service_group)
+    while IFS= read -r dir; do
+        [[ -n $dir ]] || continue
+        install -d -m 0750 -o "$SERVICE_USER" -g "$group" "$dir" \
+            || { rm -f "$tmp"; die "cannot make $dir (a results or ledger folder of $CONFIG) for $SERVICE_USER:$group; fix that or the configuration, then run: sudo $0 --reconfigure"; }
+    done <<< "$dirs"
     install -d -m 0755 "$DROPIN_DIR"
     install -m 0644 "$tmp" "$DROPIN_DIR/paths.conf"
     rm -f "$tmp"
-    # Results and ledger folders must exist and belong to the service user.
-    # (plain paths from --writable: the drop-in's words are quoted and %-escaped for systemd)
-    local group
-    group=$(service_group)
-    "$PREFIX/venv/bin/python" -m nwwatch.service.dropin --writable "$CONFIG" \
-        | while IFS= read -r dir; do
-            install -d -m 0750 -o "$SERVICE_USER" -g "$group" "$dir"
-        done
 }
 
 # The service user's primary group: the unit's Group= and the group of its folders. An
@@ -80,6 +112,12 @@ if [[ -f $SRC/constraints.txt ]]; then
 else
     "$PREFIX/venv/bin/python" -m pip install --quiet "$SRC" ${EXTRA_PIP_ARGS:-}
 fi
+# The unit runs the venv's python as the service user: a venv made from an interpreter that
+# user may not execute (one under root's home, e.g. pyenv's) fails every start (203/EXEC).
+if command -v runuser >/dev/null \
+        && ! (cd / && runuser -u "$SERVICE_USER" -- "$PREFIX/venv/bin/python" -c '') 2>/dev/null; then
+    die "$SERVICE_USER cannot run $PREFIX/venv/bin/python (-> $(readlink -f "$PREFIX/venv/bin/python")): remove $PREFIX/venv and run again with PYTHON=<an interpreter all users may run, e.g. /usr/bin/python3.11>"
+fi
 install -d -m 0755 "$PREFIX/docs"
 cp "$SRC/docs/service.md" "$PREFIX/docs/" 2>/dev/null || true
 
@@ -99,12 +137,9 @@ sed -e "s#/opt/nwwatch#$PREFIX#g" -e "s#/etc/nwwatch/nwwatch.toml#$CONFIG#g" \
 install -d -m 0755 "$UNIT_DIR"
 install -m 0644 "$unit" "$UNIT_DIR/nwwatch.service"
 rm -f "$unit"
-if write_dropin; then
-    systemctl daemon-reload
-    systemctl enable nwwatch
-    # restart, not `enable --now`: after an update the running service must load the new code
-    systemctl restart nwwatch
-    systemctl --no-pager status nwwatch || true
-else
-    systemctl daemon-reload
-fi
+write_dropin
+systemctl daemon-reload
+systemctl enable nwwatch
+# restart, not `enable --now`: after an update the running service must load the new code
+systemctl restart nwwatch
+systemctl --no-pager status nwwatch || true

@@ -34,24 +34,27 @@ def sandbox(tmp_path):
     # a system user gets a group of its own name (useradd's user private group)
     _script(bin_ / "id", '[[ $1 == -u ]] && { echo 0; exit 0; }\n'
             '[[ $1 == -gn ]] && { echo "$2"; exit 0; }; exit 0\n')
+    # the service user runs the venv's python: as root here, as themselves
+    _script(bin_ / "runuser", 'echo "runuser $*" >> ' + str(calls) + '\n'
+            '[[ $1 == -u ]] && shift 2; [[ $1 == -- ]] && shift; exec "$@"\n')
     real_install = shutil.which("install")
     # the service user does not exist here: drop -o/-g, keep everything else
     _script(bin_ / "install", 'args=(); while (($#)); do case $1 in -o|-g) shift 2;; '
             '*) args+=("$1"); shift;; esac; done\n'
             f'exec {real_install} "${{args[@]}}"\n')
-    prefix = tmp_path / "srv" / "nwwatch"
+    # The unit's PrivateTmp=yes hides /tmp and /var/tmp from the service, so install.sh
+    # refuses the venv, the configuration and the data folders there (pytest's tmp_path is
+    # one): they lie in /dev/shm.
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("needs /dev/shm for folders outside /tmp")
+    data = Path(tempfile.mkdtemp(prefix="nwwatch-install-", dir="/dev/shm"))
+    prefix = data / "srv" / "nwwatch"
     (prefix / "venv" / "bin").mkdir(parents=True)
     _script(prefix / "venv" / "bin" / "python",
             '[[ $1 == -m && $2 == pip ]] && { echo "pip ${*:3}" >> ' + str(calls) + '; exit 0; }\n'
             f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
-    config = tmp_path / "conf" / "site.toml"
+    config = data / "conf" / "site.toml"
     config.parent.mkdir()
-    # The unit's PrivateTmp=yes hides /tmp and /var/tmp from the service, so the drop-in
-    # step refuses folders there (pytest's tmp_path is one): the data folders of the test
-    # lie in /dev/shm.
-    if not Path("/dev/shm").is_dir():
-        pytest.skip("needs /dev/shm for folders outside /tmp")
-    data = Path(tempfile.mkdtemp(prefix="nwwatch-install-", dir="/dev/shm"))
     config.write_text(f'[[watch]]\npath = "{data / "acq"}"\n\n'
                       f'[output]\nresults = "{data / "results"}"\n')
     (tmp_path / "units").mkdir()
@@ -129,3 +132,99 @@ def test_results_in_the_units_private_tmp_are_refused(sandbox):
     assert "output.results: /var/tmp/nwwatch-results lies in /var/tmp" in done.stderr
     assert "PrivateTmp=yes" in done.stderr
     assert not Path("/var/tmp/nwwatch-results").exists()
+
+
+def _install(env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    # cwd: a relative PREFIX or CONFIG would land there
+    return subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("key, value", [("PREFIX", "srv/nwwatch"), ("CONFIG", "site.toml"),
+                                        ("PREFIX", "/tmp/nwwatch"),
+                                        ("CONFIG", "/var/tmp/nwwatch.toml"),
+                                        ("SERVICE_USER", "-dw")])
+def test_values_the_unit_cannot_run_with_are_refused(sandbox, key, value):
+    """A relative PREFIX was written into ExecStart= (systemd refuses the unit: "Neither a
+    valid executable name nor an absolute path"), a relative CONFIG was looked up in
+    WorkingDirectory=/var/lib/nwwatch, and a venv or configuration in /tmp or /var/tmp is
+    hidden from the service by PrivateTmp=yes (203/EXEC); all were installed and started. A
+    SERVICE_USER starting with - was passed to useradd as options."""
+    tmp, env, prefix, config, calls, data = sandbox
+    env[key] = value
+    done = _install(env, tmp)
+    assert done.returncode == 1, done.stderr
+    assert f"'{value}'" in done.stderr and key in done.stderr, done.stderr
+    assert not calls.exists(), calls.read_text()
+    assert not (tmp / "units" / "nwwatch.service").exists()
+
+
+def test_a_venv_the_service_user_cannot_run_is_refused_before_the_unit(sandbox):
+    """PYTHON=python3.11 can resolve to an interpreter in root's home (pyenv): the venv's
+    python links there, and every start as the service user failed with 203/EXEC while
+    install.sh reported success; an update kept that venv."""
+    tmp, env, prefix, config, calls, data = sandbox
+    _script(tmp / "bin" / "runuser", 'echo "runuser $*" >> ' + str(calls) + '\n'
+            'echo "runuser: failed to execute python: Permission denied" >&2; exit 126\n')
+    done = _install(env, tmp)
+    assert done.returncode == 1
+    assert f"microscopy cannot run {prefix}/venv/bin/python" in done.stderr, done.stderr
+    assert f"remove {prefix}/venv" in done.stderr and "PYTHON=" in done.stderr
+    made = calls.read_text().splitlines()
+    assert f"runuser -u microscopy -- {prefix}/venv/bin/python -c " in made, made
+    assert not [c for c in made if c.startswith("systemctl")], made
+    assert not (tmp / "units" / "nwwatch.service").exists()
+
+
+@pytest.mark.parametrize("args", [[], ["--reconfigure"]])
+def test_an_update_without_the_environment_keeps_the_installed_units_values(sandbox, args):
+    """deploy/README's update and --reconfigure commands name no PREFIX, CONFIG or
+    SERVICE_USER. After an install with them, `install.sh` used the shipped defaults again:
+    a second venv in /opt/nwwatch, /etc/nwwatch/nwwatch.toml from the example and the unit
+    pointed there (the service then watched the example's folders); --reconfigure said "fix
+    /etc/nwwatch/nwwatch.toml", a file that does not exist. They come from the installed unit."""
+    tmp, env, prefix, config, calls, data = sandbox
+    assert _install(env, tmp).returncode == 0
+    unit = tmp / "units" / "nwwatch.service"
+    before = unit.read_text()
+    config_before = config.read_text()
+    again = {k: v for k, v in env.items() if k not in ("PREFIX", "CONFIG", "SERVICE_USER")}
+    # the shipped defaults are this machine's real folders: refuse to touch them
+    real_install = (tmp / "bin" / "install").read_text()
+    (tmp / "bin" / "install").write_text(real_install.replace(
+        "args=();", 'for a; do [[ $a == /opt/nwwatch* || $a == /etc/nwwatch* ]] && '
+                    '{ echo "install into $a" >&2; exit 1; }; done; args=();', 1))
+    again["PYTHON"] = "false"  # nor make a venv there
+    calls.write_text("")
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), *args], env=again,
+                          cwd=tmp, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"PREFIX={prefix} CONFIG={config} SERVICE_USER=microscopy" in done.stdout
+    assert unit.read_text() == before and config.read_text() == config_before
+    made = calls.read_text().splitlines()
+    assert "systemctl restart nwwatch" in made, made
+    assert not [c for c in made if "/opt/nwwatch" in c or "/etc/nwwatch" in c], made
+
+
+@pytest.mark.parametrize("args", [[], ["--reconfigure"]])
+def test_a_results_folder_that_cannot_be_made_stops_the_install_with_its_name(sandbox, args):
+    """install.sh ran the drop-in step as an `if` condition, where bash ignores errors: a
+    results folder `install -d` could not make (a share refusing chown, a path through a
+    file) left the script exiting 0 after its drop-in already named the folder, without
+    enabling or restarting the service (an update kept running the old code, and the next
+    start failed on the missing ReadWritePaths= folder)."""
+    tmp, env, prefix, config, calls, data = sandbox
+    assert _install(env, tmp).returncode == 0
+    dropin = tmp / "units" / "nwwatch.service.d" / "paths.conf"
+    before = dropin.read_text()
+    (data / "afile").write_text("")
+    config.write_text(f'[[watch]]\npath = "{data / "acq"}"\n\n'
+                      f'[output]\nresults = "{data / "afile" / "results"}"\n')
+    calls.write_text("")
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), *args], env=env,
+                          cwd=tmp, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert f"cannot make {data / 'afile' / 'results'}" in done.stderr, done.stderr
+    assert "--reconfigure" in done.stderr
+    assert dropin.read_text() == before
+    assert not [c for c in calls.read_text().splitlines() if "restart" in c or "enable" in c]

@@ -205,6 +205,10 @@ def test_a_missing_ledger_beside_unreadable_results_is_refused_with_exit_78(setu
     line = refused.wait_event("startup_failed")
     assert line["error_type"] == "LedgerMissingError"
     assert "nwwatch ledger rebuild" in line["error"] and "frames-damaged" in line["error"]
+    # the command as for a damaged ledger: --ledger only where it is not the default, and
+    # the section of docs/service.md that exists
+    assert f"`nwwatch ledger rebuild {res}`" in line["error"], line["error"]
+    assert "(docs/service.md, Faults and recovery)" in line["error"]
     (res / "frames" / "frames-damaged.parquet").rename(tmp / "frames-damaged.parquet")
     out = _cli("ledger", "rebuild", str(res))
     assert out.returncode == 0 and "3 items done" in out.stdout, out.stderr

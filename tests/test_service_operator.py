@@ -339,3 +339,56 @@ def test_a_rescan_while_rows_are_held_does_not_offer_the_file_again(tmp_path):
         code, _ = daemon.terminate(timeout=30)
     assert code == 0
     assert not [e for e in daemon.events() if e["event"] == "file_skipped"]
+
+
+def test_results_another_user_may_not_search_give_a_clear_line_not_a_traceback(tmp_path):
+    """The results folder is 0750 for the service user (install.sh): for anyone else the
+    configuration's check that [state] ledger is no folder met "Permission denied" and
+    raised it, so `nwwatch status --config` printed a traceback and `nwwatch run` as a user
+    who may not enter the folder exited 1 (restarted by the unit) instead of 78."""
+    prefix = without_file_access_override()
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    res.mkdir(mode=0o000)
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path))
+    code = "import sys; from nwwatch.cli import main; sys.argv[0] = 'nwwatch'; main()"
+    try:
+        status = subprocess.run([*prefix, sys.executable, "-c", code, "status", "--config",
+                                 str(cfg)], cwd=REPO, capture_output=True, text=True,
+                                timeout=120)
+        run_code, lines, stderr = _run(cfg, prefix)
+    finally:
+        res.chmod(0o755)
+    assert status.returncode == 1 and "Traceback" not in status.stderr, status.stderr
+    assert f"{res / 'ledger.sqlite'}: Permission denied" in status.stderr, status.stderr
+    assert "usermod -aG" in status.stderr
+    assert run_code == 78 and "Traceback" not in stderr, stderr[-2000:]
+    failed = [x for x in lines if x["event"] == "startup_failed"]
+    assert failed and "output.results" in failed[0]["error"], lines
+
+
+def test_ledger_rebuild_under_sudos_umask_keeps_the_ledger_to_the_services_group(tmp_path):
+    """deploy/README: the service's files are readable by its user and group only (the unit's
+    UMask=0027), and a lost ledger is rebuilt with `sudo -u nwwatch nwwatch ledger rebuild`,
+    whose umask is 0022: the rebuilt ledger was 0644, and the -wal/-shm files SQLite creates
+    with the database's mode stayed so for the service's life (a ledger in a folder others
+    may enter, e.g. [state] ledger in /var/lib/nwwatch, lists every acquisition's files)."""
+    import os
+
+    from servicekit import paint_insitu
+
+    from nwwatch.io import write_frame_tiff
+    from nwwatch.service import replay
+
+    acq, out = tmp_path / "acq", tmp_path / "out"
+    acq.mkdir()
+    write_frame_tiff(acq / "a.tif", paint_insitu(110.0))
+    replay(acq, out, kind="insitu", model=model(tmp_path))
+    code = "import sys; from nwwatch.cli import main; sys.argv[0] = 'nwwatch'; main()"
+    done = subprocess.run([sys.executable, "-c", code, "ledger", "rebuild", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: os.umask(0o022))
+    assert done.returncode == 0, done.stderr
+    assert "1 items done" in done.stdout, done.stdout
+    mode = (out / "ledger.sqlite").stat().st_mode & 0o777
+    assert mode & 0o007 == 0, oct(mode)

@@ -259,6 +259,8 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> Non
         st = service_status(ledger, results)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
+    except PermissionError as exc:
+        raise click.ClickException(_not_readable(exc, results)) from None
     except sqlite3.DatabaseError as exc:
         raise click.ClickException(
             f"{ledger}: cannot read the ledger ({exc}); if it is damaged, stop the service and "
@@ -267,6 +269,20 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> Non
         click.echo(json.dumps(st, default=str, indent=2))
     else:
         click.echo(format_status(st))
+
+
+def _not_readable(exc: PermissionError, results: Path) -> str:
+    """Why another user may not read the service's ledger, and who may."""
+    import grp
+
+    where = exc.filename or results
+    try:
+        group = grp.getgrgid(results.stat().st_gid).gr_name
+    except (OSError, KeyError):
+        return f"{where}: {exc.strerror}; run it as the service's user"
+    return (f"{where}: {exc.strerror}; the results are readable by the group {group} only: "
+            f"run it as the service's user (`sudo -u <user> ...`) or join the group "
+            f"(`sudo usermod -aG {group} $USER`, effective at the next login)")
 
 
 @click.group("ledger")
@@ -286,6 +302,10 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
     from nwwatch.service.ledger import LedgerBusyError
     from nwwatch.service.rebuild import rebuild_ledger
 
+    # The ledger is the service's, which writes with the unit's UMask=0027; run through sudo
+    # (umask 0022) the new ledger, and the -wal/-shm files SQLite gives its mode, were
+    # readable by every user.
+    os.umask(os.umask(0) | 0o027)
     try:
         report = rebuild_ledger(results, ledger_path)
     except LedgerBusyError as exc:

@@ -292,7 +292,13 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     state = TableReader(file, "state", top.get("state", dict, {}))
     ledger = state.path("ledger", base, default=results / "ledger.sqlite")
     state.finish()
-    if ledger.is_dir():
+    try:
+        ledger_is_folder = ledger.is_dir()
+    except OSError:
+        # a folder this user may not search (another user's results): not a fault of the
+        # file; opening the ledger says so, naming the key (the service: exit 78)
+        ledger_is_folder = False
+    if ledger_is_folder:
         raise state.error("ledger", f"is a folder, not the ledger file: {ledger}")
     _outside_watches(file, "state.ledger", ledger, paths)  # its lock file lies beside it
 

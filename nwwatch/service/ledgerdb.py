@@ -189,10 +189,17 @@ def mark_stopped(path: Path, timeout_s: float = 2.0) -> int:
         db.close()
 
 
-def _corrupt_message(path: Path, exc: Exception, results_dir: Path | None) -> str:
+def rebuild_command(path: Path, results_dir: Path | None) -> str:
+    """The `nwwatch ledger rebuild` command line for the ledger ``path`` of ``results_dir``,
+    ready to paste (``--ledger`` only where it is not the default)."""
     command = f"nwwatch ledger rebuild {shlex.quote(str(results_dir or 'RESULTS'))}"
-    if results_dir is None or path != results_dir / "ledger.sqlite":
+    if results_dir is None or Path(path) != Path(results_dir) / "ledger.sqlite":
         command += f" --ledger {shlex.quote(str(path))}"
+    return command
+
+
+def _corrupt_message(path: Path, exc: Exception, results_dir: Path | None) -> str:
+    command = rebuild_command(path, results_dir)
     return (f"{path}: the ledger is damaged ({exc}); stop the service and run `{command}` "
             "to rebuild it from the results (docs/service.md, Faults and recovery)")
 

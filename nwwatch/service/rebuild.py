@@ -25,6 +25,7 @@ from pathlib import Path
 
 from nwwatch.results.versions import epoch_s
 from nwwatch.service.ledger import ItemKey, Ledger
+from nwwatch.service.ledgerdb import rebuild_command
 from nwwatch.service.lock import LedgerLock
 
 #: Result folders and the kind of their rows.
@@ -161,8 +162,8 @@ def open_ledger(path: str | os.PathLike[str], results_dir: str | os.PathLike[str
                 f"{path}: the ledger is missing or empty but {results_dir} holds results, and "
                 f"{len(report.unreadable)} of its files cannot be read "
                 f"({', '.join(report.unreadable[:3])}); move them out of the results folder "
-                f"and run `nwwatch ledger rebuild {results_dir} --ledger {path}` "
-                "(docs/service.md, Recovery)"
+                f"and run `{rebuild_command(path, results_dir)}` "
+                "(docs/service.md, Faults and recovery)"
             )
         log.warning("ledger_rebuilt", ledger=str(path), results=str(results_dir),
                     files=report.files, items=report.items, rows=report.rows,
