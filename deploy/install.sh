@@ -75,6 +75,12 @@ write_dropin() {
     group=$(service_group)
     while IFS= read -r dir; do
         [[ -n $dir ]] || continue
+        # A folder the service user can already write keeps its owner, group and mode (a lab
+        # may have given its results to its own group): an update does not take that back.
+        if [[ -d $dir ]] && (cd / && runuser -u "$SERVICE_USER" -- test -w "$dir" -a -x "$dir") \
+                2>/dev/null; then
+            continue
+        fi
         install -d -m 0750 -o "$SERVICE_USER" -g "$group" "$dir" \
             || { rm -f "$tmp"; die "cannot make $dir (a results or ledger folder of $CONFIG) for $SERVICE_USER:$group; fix that or the configuration, then run: sudo $0 --reconfigure"; }
     done <<< "$dirs"

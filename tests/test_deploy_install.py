@@ -228,3 +228,18 @@ def test_a_results_folder_that_cannot_be_made_stops_the_install_with_its_name(sa
     assert "--reconfigure" in done.stderr
     assert dropin.read_text() == before
     assert not [c for c in calls.read_text().splitlines() if "restart" in c or "enable" in c]
+
+
+def test_an_update_keeps_the_mode_and_group_of_results_folders_the_service_can_write(sandbox):
+    """Every update and --reconfigure ran `install -d -m 0750 -o USER -g GROUP` on the results
+    folder: a lab that had given it to its own group (setgid, group-writable) lost that
+    access at the next update. A folder the service user can write is now left as it is."""
+    tmp, env, prefix, config, calls, data = sandbox
+    assert _install(env, tmp).returncode == 0
+    results = data / "results"
+    results.chmod(0o2770)
+    for args in ([], ["--reconfigure"]):
+        done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), *args], env=env,
+                              cwd=tmp, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert results.stat().st_mode & 0o7777 == 0o2770, oct(results.stat().st_mode)
