@@ -92,3 +92,25 @@ def test_a_resumed_fine_tune_keeps_the_record_of_its_init_weights(tmp_path):
     meta = json.loads({p.key: p.value for p in model.metadata_props}["nwwatch"])
     assert meta["extra"]["provenance"]["init"] == first
     assert np.isfinite(meta["validation_metrics"]["train_mean_iou"])
+
+
+@pytest.mark.parametrize("paradigm", ["cct", "contrastive"])
+def test_an_interrupted_semi_supervised_run_resumes_to_the_same_weights(tmp_path, paradigm):
+    # before: the paradigm's own generator (CCT's perturbations, the contrastive copies and
+    # pixel draws) started again from its seed, so the resumed run trained on other draws
+    data = make_folder(tmp_path / "data", n=3, size=32, unlabeled=2)
+    extra = {"classifier_steps": 2} if paradigm == "contrastive" else {}
+    config = _config(tmp_path, "whole", data, paradigm=paradigm, epochs=3, **extra)
+    whole = load_checkpoint(train(config, progress=False).checkpoint)
+
+    def interrupt_in_epoch_2(line):  # echoed before epoch 2's checkpoint is written
+        if line.startswith("epoch 2/"):
+            raise KeyboardInterrupt
+
+    config.out = str(tmp_path / "cut.onnx")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False, echo=interrupt_in_epoch_2)
+    assert load_checkpoint(tmp_path / "cut.pt")["epoch"] == 1
+    resumed = load_checkpoint(train(config, resume=True, progress=False).checkpoint)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    assert all(torch.equal(whole["state"][k], resumed["state"][k]) for k in whole["state"])

@@ -311,6 +311,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     best_state: dict[str, torch.Tensor] | None = None
     if payload is not None:
         paradigm.modules.load_state_dict(payload["state"])
+        paradigm.set_rng_state(payload.get("paradigm_rng"))
         optimizer.load_state_dict(payload["optimizer"])
         start_epoch, iteration = payload["epoch"], payload["iteration"]
         history, best = payload["history"], payload["best"]
@@ -333,7 +334,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             "class_names": list(data.class_names), "kind": data.kind,
             "normalization_scope": data.normalization_scope,
             "training_data_sha256": data_sha, "unlabeled_sha256": unlabeled_sha,
-            "provenance": paradigm.provenance,
+            "provenance": paradigm.provenance, "paradigm_rng": paradigm.rng_state(),
         })
 
     sampled = unlabeled if paradigm.uses_unlabeled else []
