@@ -114,3 +114,16 @@ def test_an_interrupted_semi_supervised_run_resumes_to_the_same_weights(tmp_path
     resumed = load_checkpoint(train(config, resume=True, progress=False).checkpoint)
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
     assert all(torch.equal(whole["state"][k], resumed["state"][k]) for k in whole["state"])
+
+
+def test_a_resume_whose_frozen_encoder_is_gone_names_the_option(tmp_path):
+    data = make_folder(tmp_path / "data", n=2, size=32, unlabeled=1)
+    train(_config(tmp_path, "base", data), progress=False)
+    config = _config(tmp_path, "frozen", data, paradigm="cct",
+                     frozen_encoder=str(tmp_path / "base.pt"))
+    train(config, progress=False)
+    (tmp_path / "base.pt").unlink()
+    config.epochs = 2
+    # before: "base.pt: checkpoint not found", without saying which input it was
+    with pytest.raises(ValueError, match=r"--frozen-encoder: .*base.pt not found"):
+        train(config, resume=True, progress=False)
