@@ -127,3 +127,29 @@ def test_a_resume_whose_frozen_encoder_is_gone_names_the_option(tmp_path):
     # before: "base.pt: checkpoint not found", without saying which input it was
     with pytest.raises(ValueError, match=r"--frozen-encoder: .*base.pt not found"):
         train(config, resume=True, progress=False)
+
+
+def _metadata(path) -> dict:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return json.loads({p.key: p.value for p in model.metadata_props}["nwwatch"])
+
+
+def test_export_only_of_a_pseudo_label_run_does_not_need_its_teacher(tmp_path):
+    # before: the teacher labeled every unlabeled image again, and a teacher moved away
+    # stopped the export ("teacher model not found")
+    data = make_folder(tmp_path / "data", n=2, size=32, unlabeled=2)
+    train(_config(tmp_path, "teacher", data), progress=False)
+    config = _config(tmp_path, "student", data, paradigm="pseudo-label", export=True,
+                     teacher=str(tmp_path / "teacher.pt"), confidence=0.0)
+    train(config, progress=False)
+    first = _metadata(tmp_path / "student.onnx")
+    (tmp_path / "teacher.pt").unlink()
+    (tmp_path / "student.onnx").unlink()
+    lines: list[str] = []
+    train(config, resume=True, export_only=True, progress=False, echo=lines.append)
+    again = _metadata(tmp_path / "student.onnx")
+    assert again["extra"]["provenance"] == first["extra"]["provenance"]
+    assert again["extra"]["crop"] == first["extra"]["crop"]
+    assert not any("pseudo-labels" in line for line in lines)

@@ -123,7 +123,7 @@ UNLABELED_PARADIGMS = ("cct", "contrastive", "pseudo-label")
 
 
 def _check_resumed_inputs(ckpt_file: Path, payload: dict[str, Any], config: TrainConfig,
-                          unlabeled_sha: str | None) -> None:
+                          unlabeled_sha: str | None, export_only: bool) -> None:
     """TrainingError when a resume would train on other unlabeled images, or on the
     pseudo-labels of another teacher file, than the checkpoint's run (its record says which);
     checkpoints written before the record was kept are not checked."""
@@ -135,7 +135,8 @@ def _check_resumed_inputs(ckpt_file: Path, payload: dict[str, Any], config: Trai
                             f"on them; start a new run instead of --resume (--init "
                             f"{ckpt_file} starts it from these weights)")
     teacher_sha = (payload.get("provenance") or {}).get("teacher_sha256")
-    if config.teacher and teacher_sha is not None and Path(config.teacher).is_file() \
+    if not export_only and config.teacher and teacher_sha is not None \
+            and Path(config.teacher).is_file() \
             and file_sha256(config.teacher) != teacher_sha:
         raise TrainingError(f"{ckpt_file}: the teacher {config.teacher} changed since this "
                             f"checkpoint was written (sha256 {teacher_sha[:12]}... then), and "
@@ -270,7 +271,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                                 f"checkpoint was written ({source}); start a new run instead "
                                 f"of --resume (--init {ckpt_file} starts it from these "
                                 f"weights)")
-        _check_resumed_inputs(ckpt_file, payload, config, unlabeled_sha)
+        _check_resumed_inputs(ckpt_file, payload, config, unlabeled_sha, export_only)
         split_train, split_val = payload["split"]["train"], payload["split"]["val"]
     else:
         split = make_split(list(by_stem), config.val_fraction, config.seed,
@@ -286,7 +287,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         paradigm.provenance["init"] = {"weights": os.path.abspath(initial.path),
                                        "sha256": file_sha256(initial.path)}
     paradigm.to(device)
-    pool = train_items + paradigm.extra_labeled(data, device, echo)
+    # --resume --export-only trains nothing: the teacher is not run again (nor needed), its
+    # record is the checkpoint's, and its images count for the crop as in training
+    skip_teacher = export_only and config.paradigm == "pseudo-label"
+    pool = train_items + ([] if skip_teacher else paradigm.extra_labeled(data, device, echo))
     if payload is not None:
         # what the run started from (--init, the frozen encoder, the teacher) is the
         # checkpoint's record: a resume does not reload it
@@ -339,7 +343,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
     sampled = unlabeled if paradigm.uses_unlabeled else []
     multiple = int(getattr(inference, "size_multiple", 1))
-    crop = effective_crop(config.crop, [item.image for item in pool] + list(sampled), multiple)
+    crop = effective_crop(config.crop, [item.image for item in pool] + list(sampled)
+                          + (list(data.unlabeled) if skip_teacher else []), multiple)
     if crop % multiple:  # else torch fails in the first step, on mismatched skip shapes
         raise TrainingError(f"--crop {crop} is not a multiple of {multiple}, the size multiple "
                             f"of this {config.arch or 'model'}: try "
