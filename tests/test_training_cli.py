@@ -161,6 +161,17 @@ def test_options_that_would_be_ignored_are_usage_errors(tmp_path):
     assert result.exit_code == 2 and "--candidates" in result.output
 
 
+@pytest.mark.parametrize("value", ["", " , "])
+def test_perturbations_naming_none_is_a_usage_error(tmp_path, value):
+    # "" trained cct with the default perturbations without a word
+    data = make_folder(tmp_path / "d", n=2, size=16)
+    result = CliRunner().invoke(main, ["train", str(data), "--paradigm", "cct",
+                                       "--perturbations", value,
+                                       "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and "--perturbations names no perturbation" in result.output
+    assert not (tmp_path / "m.pt").exists()
+
+
 def test_bad_layout_is_a_clear_error(tmp_path):
     data = make_folder(tmp_path / "data", n=2, size=32)
     (data / "labels" / "img01.png").unlink()

@@ -85,6 +85,17 @@ def test_resume_refuses_a_setting_it_would_ignore(run, given, named):
     assert "epoch 2" not in result.output and checkpoint.read_bytes() == before
 
 
+@pytest.mark.parametrize(("given", "saved"), [
+    (["--init", "insitu-default"], "was trained with no --init,"),
+    (["--seed", "3"], "was trained with --seed 0,"),
+])
+def test_resume_names_the_checkpoints_setting_as_an_option(run, given, saved):
+    # before: "was trained with --init None"
+    data, out = run
+    result = _train("--resume", "--out", str(out), *given, "--quiet")
+    assert result.exit_code == 2 and saved in result.output, result.output
+
+
 def test_resume_refuses_fewer_epochs_than_the_run_has(tmp_path):
     # before: `--resume --epochs 1` of a 3-epoch run dropped the 1 without a word and trained
     # on to epoch 3 (the user meant to stop early)

@@ -256,6 +256,10 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     if not resume:  # a resume's paradigm is the checkpoint's
         check_paradigm_options(ctx, volume is not None and init_weights is None, candidates)
         check_init_and_frozen_encoder(init_weights, frozen_encoder)
+    if perturbations is not None and not any(p.strip() for p in perturbations.split(",")):
+        # an empty value trained the defaults without a word
+        raise click.UsageError("--perturbations names no perturbation: give some, "
+                               "comma-separated, or leave the option out for the defaults")
     check_out(out, resume, quantize)
     teacher = resolve_teacher(teacher)
     # Before the training, not at its first checkpoint: the .onnx and .pt go to one folder.

@@ -88,6 +88,16 @@ class TrainingData:
             digest.update(f"{item.stem}\0{item.image_sha256}\0{item.label_sha256}\n".encode())
         return digest.hexdigest()
 
+    def unlabeled_sha256(self) -> str:
+        """Hash over the normalised unlabeled images, in order (shape and float32 values):
+        what CCT, contrastive and pseudo-labeling train on besides the labeled set."""
+        digest = hashlib.sha256()
+        for image in self.unlabeled:
+            array = np.ascontiguousarray(image, dtype=np.float32)
+            digest.update(f"{array.shape}\n".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()
+
 
 def _normalise_pages(pages: np.ndarray, scope: str) -> list[np.ndarray]:
     if scope == "volume":

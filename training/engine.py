@@ -118,6 +118,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: Paradigms that train on the unlabeled images (CCT, contrastive) or on their pseudo-labels.
+UNLABELED_PARADIGMS = ("cct", "contrastive", "pseudo-label")
+
+
+def _check_resumed_inputs(ckpt_file: Path, payload: dict[str, Any], config: TrainConfig,
+                          unlabeled_sha: str | None, export_only: bool) -> None:
+    """TrainingError when a resume would train on other unlabeled images, or on the
+    pseudo-labels of another teacher file, than the checkpoint's run (its record says which);
+    checkpoints written before the record was kept are not checked."""
+    saved = payload.get("unlabeled_sha256")
+    if unlabeled_sha is not None and saved is not None and saved != unlabeled_sha:
+        where = Path(config.data) / "unlabeled" if config.data else config.volume
+        raise TrainingError(f"{ckpt_file}: the unlabeled images ({where}) changed since this "
+                            f"checkpoint was written, and --paradigm {config.paradigm} trains "
+                            f"on them; start a new run instead of --resume (--init "
+                            f"{ckpt_file} starts it from these weights)")
+    teacher_sha = (payload.get("provenance") or {}).get("teacher_sha256")
+    if not export_only and config.teacher and teacher_sha is not None \
+            and Path(config.teacher).is_file() \
+            and file_sha256(config.teacher) != teacher_sha:
+        raise TrainingError(f"{ckpt_file}: the teacher {config.teacher} changed since this "
+                            f"checkpoint was written (sha256 {teacher_sha[:12]}... then), and "
+                            f"the resumed run would train on its new pseudo-labels; start a "
+                            f"new run instead of --resume")
+
+
 def load_training_data(config: TrainConfig) -> TrainingData:
     """The DATA folder, or the tomogram workflow's volume + labeled slice."""
     if config.volume is not None:
@@ -235,6 +261,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     if config.init and payload is None:  # a resumed run already holds its weights
         initial = _initial_weights(config, num_classes, data.class_names)
     data_sha = data.sha256()
+    # the unlabeled images are training data of these paradigms; a resume must see the same
+    unlabeled_sha = data.unlabeled_sha256() if config.paradigm in UNLABELED_PARADIGMS else None
     by_stem = {item.stem: item for item in data.labeled}
     if payload is not None:
         if payload["training_data_sha256"] != data_sha:
@@ -243,6 +271,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                                 f"checkpoint was written ({source}); start a new run instead "
                                 f"of --resume (--init {ckpt_file} starts it from these "
                                 f"weights)")
+        _check_resumed_inputs(ckpt_file, payload, config, unlabeled_sha, export_only)
         split_train, split_val = payload["split"]["train"], payload["split"]["val"]
     else:
         split = make_split(list(by_stem), config.val_fraction, config.seed,
@@ -258,7 +287,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         paradigm.provenance["init"] = {"weights": os.path.abspath(initial.path),
                                        "sha256": file_sha256(initial.path)}
     paradigm.to(device)
-    pool = train_items + paradigm.extra_labeled(data, device, echo)
+    # --resume --export-only trains nothing: the teacher is not run again (nor needed), its
+    # record is the checkpoint's, and its images count for the crop as in training
+    skip_teacher = export_only and config.paradigm == "pseudo-label"
+    pool = train_items + ([] if skip_teacher else paradigm.extra_labeled(data, device, echo))
+    if payload is not None:
+        # what the run started from (--init, the frozen encoder, the teacher) is the
+        # checkpoint's record: a resume does not reload it
+        paradigm.provenance = {**paradigm.provenance, **(payload.get("provenance") or {})}
     unlabeled = data.unlabeled
     if paradigm.uses_unlabeled and not unlabeled:
         # CCT / contrastive without unlabeled images: the training images serve as unlabeled.
@@ -279,6 +315,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     best_state: dict[str, torch.Tensor] | None = None
     if payload is not None:
         paradigm.modules.load_state_dict(payload["state"])
+        paradigm.set_rng_state(payload.get("paradigm_rng"))
         optimizer.load_state_dict(payload["optimizer"])
         start_epoch, iteration = payload["epoch"], payload["iteration"]
         history, best = payload["history"], payload["best"]
@@ -300,12 +337,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             "inference_state": best_state if best_state is not None else _state_on_cpu(inference),
             "class_names": list(data.class_names), "kind": data.kind,
             "normalization_scope": data.normalization_scope,
-            "training_data_sha256": data_sha, "provenance": paradigm.provenance,
+            "training_data_sha256": data_sha, "unlabeled_sha256": unlabeled_sha,
+            "provenance": paradigm.provenance, "paradigm_rng": paradigm.rng_state(),
         })
 
     sampled = unlabeled if paradigm.uses_unlabeled else []
     multiple = int(getattr(inference, "size_multiple", 1))
-    crop = effective_crop(config.crop, [item.image for item in pool] + list(sampled), multiple)
+    crop = effective_crop(config.crop, [item.image for item in pool] + list(sampled)
+                          + (list(data.unlabeled) if skip_teacher else []), multiple)
     if crop % multiple:  # else torch fails in the first step, on mismatched skip shapes
         raise TrainingError(f"--crop {crop} is not a multiple of {multiple}, the size multiple "
                             f"of this {config.arch or 'model'}: try "

@@ -30,6 +30,10 @@ def _option(name: str, value: Any) -> str:
     if name == "data":
         return f"DATA {value}"
     option = "--slice" if name == "slice_index" else "--" + name.replace("_", "-")
+    if value is None or value is False:  # an option left out, a flag not given
+        return f"no {option}"
+    if value is True:
+        return option
     if name == "model_options":
         return f"{option} {json.dumps(value)}"
     if isinstance(value, list | tuple):

@@ -104,6 +104,19 @@ class Paradigm:
     def finish(self, sample_batch, device: torch.device) -> None:
         """Called once after the last epoch (the contrastive classifier refit)."""
 
+    def rng_state(self) -> torch.Tensor | None:
+        """State of the paradigm's own generator (CCT's perturbations, the contrastive
+        copies and pixel draws), saved in the checkpoint; None when it has none."""
+        generator = getattr(self, "_generator", None)
+        return None if generator is None else generator.get_state()
+
+    def set_rng_state(self, state: torch.Tensor | None) -> None:
+        """Continue the generator of :meth:`rng_state` (a resumed run draws what an
+        uninterrupted one would)."""
+        generator = getattr(self, "_generator", None)
+        if generator is not None and state is not None:
+            generator.set_state(state)
+
     def to(self, device: torch.device) -> Paradigm:
         self.modules.to(device)
         return self

@@ -76,9 +76,10 @@ class CCTParadigm(Paradigm):
 
         if path.suffix == ".onnx":  # as for --init: the checkpoint next to the model
             path = checkpoint_path(path)
-        why = "" if path.is_file() else not_a_network(path, "--frozen-encoder")
-        if why:
-            raise ValueError(f"--frozen-encoder: {path} not found: {why}")
+        if not path.is_file():  # a resume reads it again: the run's record names it
+            why = not_a_network(path, "--frozen-encoder")
+            raise ValueError(f"--frozen-encoder: {path} not found: "
+                             f"{why or 'the supervised checkpoint whose encoder is frozen'}")
         spec, state = load_inference_state(path)
         theirs = dict(spec["config"])
         if spec["type"] != "segmentation":  # e.g. a contrastive run's embedding network

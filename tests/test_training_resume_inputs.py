@@ -1,0 +1,155 @@
+"""`nwwatch train --resume` goes on from the inputs the run started with: the unlabeled
+images of the semi-supervised paradigms, the pseudo-labeling teacher, and the record of the
+`--init` weights it started from."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from training_helpers import make_folder
+
+from nwwatch.segment.session import file_sha256
+from training.checkpoint import load_checkpoint
+from training.config import TrainConfig
+from training.engine import TrainingError, train
+
+torch.set_num_threads(1)
+TINY = {"widths": [4, 8, 16], "encoder_convs": [1, 1, 1], "decoder_convs": [1, 1]}
+
+
+def _config(tmp_path, name, data, **kwargs) -> TrainConfig:
+    settings = dict(epochs=1, steps_per_epoch=1, batch_size=2, crop=32, export=False, seed=1,
+                    val_fraction=0.0, model_options=dict(TINY), exporter="legacy")
+    return TrainConfig(out=str(tmp_path / f"{name}.onnx"), data=str(data),
+                       **{**settings, **kwargs})
+
+
+def test_a_cct_resume_refuses_changed_unlabeled_images(tmp_path):
+    data = make_folder(tmp_path / "data", n=2, size=32, unlabeled=3)
+    config = _config(tmp_path, "cct", data, paradigm="cct")
+    train(config, progress=False)
+    config.epochs = 2
+    train(config, resume=True, progress=False)  # the same images: goes on
+    # before: the run went on with the new images, under the same training-data hash
+    stack = tifffile.imread(data / "unlabeled" / "stack.tif")
+    tifffile.imwrite(data / "unlabeled" / "stack.tif", stack[:2], photometric="minisblack")
+    config.epochs = 3
+    with pytest.raises(TrainingError, match="unlabeled images .*unlabeled. changed"):
+        train(config, resume=True, progress=False)
+    assert load_checkpoint(tmp_path / "cct.pt")["epoch"] == 2
+
+
+def test_a_supervised_resume_ignores_the_unlabeled_images_it_does_not_use(tmp_path):
+    data = make_folder(tmp_path / "data", n=2, size=32, unlabeled=2)
+    config = _config(tmp_path, "sup", data)
+    train(config, progress=False)
+    shutil.rmtree(data / "unlabeled")
+    config.epochs = 2
+    assert train(config, resume=True, progress=False).history[-1]["epoch"] == 2
+
+
+def test_a_pseudo_label_resume_refuses_a_changed_teacher(tmp_path):
+    data = make_folder(tmp_path / "data", n=2, size=32, unlabeled=2)
+    train(_config(tmp_path, "teacher", data), progress=False)
+    teacher = tmp_path / "teacher-copy.pt"
+    shutil.copy(tmp_path / "teacher.pt", teacher)
+    config = _config(tmp_path, "student", data, paradigm="pseudo-label", teacher=str(teacher),
+                     confidence=0.0)
+    train(config, progress=False)
+    saved = load_checkpoint(tmp_path / "student.pt")["provenance"]
+    assert saved["teacher_sha256"] == file_sha256(teacher)
+    # The teacher retrained in place: its pseudo-labels would change under the run.
+    retrain = _config(tmp_path, "teacher2", data, seed=7)
+    train(retrain, progress=False)
+    shutil.copy(tmp_path / "teacher2.pt", teacher)
+    config.epochs = 2
+    with pytest.raises(TrainingError, match="teacher .*teacher-copy.pt changed"):
+        train(config, resume=True, progress=False)
+
+
+def test_a_resumed_fine_tune_keeps_the_record_of_its_init_weights(tmp_path):
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    train(_config(tmp_path, "base", data), progress=False)
+    config = _config(tmp_path, "tuned", data, init=str(tmp_path / "base.pt"), model_options={},
+                     export=True)
+    train(config, progress=False)
+    first = load_checkpoint(tmp_path / "tuned.pt")["provenance"]["init"]
+    assert first["sha256"] == file_sha256(tmp_path / "base.pt")
+    config.epochs = 2
+    # before: the resumed run's checkpoint and model had no "init" record at all
+    train(config, resume=True, progress=False)
+    assert load_checkpoint(tmp_path / "tuned.pt")["provenance"]["init"] == first
+    # ... nor the model exported from it, --resume --export-only
+    train(config, resume=True, export_only=True, progress=False)
+    import onnx
+
+    model = onnx.load(str(tmp_path / "tuned.onnx"), load_external_data=False)
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["nwwatch"])
+    assert meta["extra"]["provenance"]["init"] == first
+    assert np.isfinite(meta["validation_metrics"]["train_mean_iou"])
+
+
+@pytest.mark.parametrize("paradigm", ["cct", "contrastive"])
+def test_an_interrupted_semi_supervised_run_resumes_to_the_same_weights(tmp_path, paradigm):
+    # before: the paradigm's own generator (CCT's perturbations, the contrastive copies and
+    # pixel draws) started again from its seed, so the resumed run trained on other draws
+    data = make_folder(tmp_path / "data", n=3, size=32, unlabeled=2)
+    extra = {"classifier_steps": 2} if paradigm == "contrastive" else {}
+    config = _config(tmp_path, "whole", data, paradigm=paradigm, epochs=3, **extra)
+    whole = load_checkpoint(train(config, progress=False).checkpoint)
+
+    def interrupt_in_epoch_2(line):  # echoed before epoch 2's checkpoint is written
+        if line.startswith("epoch 2/"):
+            raise KeyboardInterrupt
+
+    config.out = str(tmp_path / "cut.onnx")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False, echo=interrupt_in_epoch_2)
+    assert load_checkpoint(tmp_path / "cut.pt")["epoch"] == 1
+    resumed = load_checkpoint(train(config, resume=True, progress=False).checkpoint)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    assert all(torch.equal(whole["state"][k], resumed["state"][k]) for k in whole["state"])
+
+
+def test_a_resume_whose_frozen_encoder_is_gone_names_the_option(tmp_path):
+    data = make_folder(tmp_path / "data", n=2, size=32, unlabeled=1)
+    train(_config(tmp_path, "base", data), progress=False)
+    config = _config(tmp_path, "frozen", data, paradigm="cct",
+                     frozen_encoder=str(tmp_path / "base.pt"))
+    train(config, progress=False)
+    (tmp_path / "base.pt").unlink()
+    config.epochs = 2
+    # before: "base.pt: checkpoint not found", without saying which input it was
+    with pytest.raises(ValueError, match=r"--frozen-encoder: .*base.pt not found"):
+        train(config, resume=True, progress=False)
+
+
+def _metadata(path) -> dict:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return json.loads({p.key: p.value for p in model.metadata_props}["nwwatch"])
+
+
+def test_export_only_of_a_pseudo_label_run_does_not_need_its_teacher(tmp_path):
+    # before: the teacher labeled every unlabeled image again, and a teacher moved away
+    # stopped the export ("teacher model not found")
+    data = make_folder(tmp_path / "data", n=2, size=32, unlabeled=2)
+    train(_config(tmp_path, "teacher", data), progress=False)
+    config = _config(tmp_path, "student", data, paradigm="pseudo-label", export=True,
+                     teacher=str(tmp_path / "teacher.pt"), confidence=0.0)
+    train(config, progress=False)
+    first = _metadata(tmp_path / "student.onnx")
+    (tmp_path / "teacher.pt").unlink()
+    (tmp_path / "student.onnx").unlink()
+    lines: list[str] = []
+    train(config, resume=True, export_only=True, progress=False, echo=lines.append)
+    again = _metadata(tmp_path / "student.onnx")
+    assert again["extra"]["provenance"] == first["extra"]["provenance"]
+    assert again["extra"]["crop"] == first["extra"]["crop"]
+    assert not any("pseudo-labels" in line for line in lines)
