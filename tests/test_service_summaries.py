@@ -650,6 +650,37 @@ def test_replay_notes_an_in_situ_series_replayed_as_a_tomogram(tmp_path):
     assert r.output.rstrip().splitlines()[-1].startswith("replay complete")
 
 
+def test_copies_of_bad_content_are_quarantined_under_their_own_names(tmp_path):
+    """A copy of a bad file in the same replay was counted "1 skipped (already done)" and
+    never listed; a copy that came later was counted as quarantined "in an earlier run" but
+    never listed either, so status and quarantine.parquet did not name it."""
+    onnx = model(tmp_path)
+    acq = tmp_path / "acq"
+    (acq / "r1").mkdir(parents=True)
+    (acq / "r2").mkdir()
+    # read as bad only when its pixels are read (not by the structural check)
+    tifffile.imwrite(acq / "r1" / "bad.tif", np.full((64, 64), 100, np.uint8),
+                     resolution=(2e7, 1.5e7), resolutionunit="CENTIMETER")
+    (acq / "r2" / "bad.tif").write_bytes((acq / "r1" / "bad.tif").read_bytes())
+    out = tmp_path / "out"
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert (s.quarantined, s.skipped, s.still_quarantined) == (2, 0, 0), s.lines()
+    status = json.loads(CliRunner().invoke(status_cmd, ["--out", str(out), "--json"]).output)
+    listed = {q["path"]: q["reason"] for q in status["quarantined"]}
+    assert set(listed) == {str(acq / "r1" / "bad.tif"), str(acq / "r2" / "bad.tif")}
+    assert listed[str(acq / "r2" / "bad.tif")].startswith("same content as a quarantined "
+                                                          "file: pixel size")
+    assert len(pq.read_table(out / "quarantine.parquet")) == 2
+    # a copy made later: listed as well; the earlier two skipped unread
+    (acq / "r3").mkdir()
+    (acq / "r3" / "later.tif").write_bytes((acq / "r1" / "bad.tif").read_bytes())
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert (s.quarantined, s.still_quarantined, s.skipped) == (3, 2, 0), s.lines()
+    assert len(pq.read_table(out / "quarantine.parquet")) == 3
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert (s.quarantined, s.still_quarantined) == (3, 3), s.lines()
+
+
 def test_status_counts_quarantined_items_and_quarantined_files_apart(tmp_path):
     """counts.quarantined counts ledger items (content x model x version); a file refused
     before it was hashed has none, yet it is on the quarantine list, which

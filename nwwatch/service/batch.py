@@ -249,6 +249,13 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
             if known.state == "done":  # its path's quarantined version has been replaced
                 ledger.release_quarantine(name, st.st_size, st.st_mtime_ns)
                 note_skipped(engine, path, key, known)
+            elif not ledger.quarantined_at(name, st.st_size, st.st_mtime_ns):
+                # a copy of quarantined content: listed under its own name too
+                why = ledger.quarantine_copy(name, st.st_size, st.st_mtime_ns, key)
+                if why is not None:
+                    report.files.append(FileOutcome(path, "quarantined", reason=why,
+                                                    detected_at=detected_at))
+                    continue
             report.files.append(FileOutcome(path, "skipped", reason=f"already {known.state}"))
             continue
         if engine.buffer.holds(key):  # processed, its rows wait for their file
@@ -258,7 +265,8 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
             report.files.append(FileOutcome(path, "skipped", reason="already done"))
             continue
         if any(it.key == key for it in items):  # same content twice in one batch
-            report.files.append(FileOutcome(path, "skipped", reason="duplicate content"))
+            report.files.append(FileOutcome(path, "skipped", reason="duplicate content",
+                                            detected_at=detected_at, sha256=sha))
             continue
         info = getattr(entry, "info", None)
         items.append(Item(path, key, st.st_size, st.st_mtime_ns, detected_at, entry=entry,
@@ -360,3 +368,20 @@ def refresh_quarantine(ledger: Ledger, results_dir: Path, log, force: bool = Fal
         ledger.quarantine_changed = False
     except OSError as exc:  # tried again with the next change
         log.error("quarantine_write_failed", error=repr(exc))
+
+
+def quarantine_duplicates(report: BatchReport, engine: Engine) -> None:
+    """Files skipped as a duplicate of content processed in the same call whose content was
+    quarantined: listed under their own names and reported as quarantined too (they were
+    counted as skipped and never listed, although they hold the same bad bytes)."""
+    for i, o in enumerate(report.files):
+        if o.state != "skipped" or o.reason != "duplicate content" or not o.sha256:
+            continue
+        size, mtime = _stat(o.path)
+        if size is None:
+            continue
+        why = engine.ledger.quarantine_copy(path_key(o.path), size, mtime,
+                                            engine.key(o.sha256))
+        if why is not None:
+            report.files[i] = FileOutcome(o.path, "quarantined", reason=why,
+                                          detected_at=o.detected_at)

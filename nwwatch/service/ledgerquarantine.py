@@ -62,6 +62,26 @@ class QuarantineList:
             gone = db.execute("DELETE " + stale[0], stale[1]).rowcount
         self.quarantine_changed |= gone > 0
 
+    def quarantine_copy(self, path: PathKey, size: int, mtime_ns: int, key) -> str | None:
+        """List ``path`` (this version) as quarantined when its content (``key``, an
+        :class:`~nwwatch.service.ledgerdb.ItemKey`) is: a copy of a bad file under another
+        name (or the file touched without a change) has the same fault, and a rescan or a
+        replay should skip it unread and count it as quarantined, as it does the original.
+        Returns the reason it is listed with, or None when the content is not quarantined."""
+        row = self._db.execute(
+            "SELECT last_error, error_type, attempts FROM items WHERE sha256=? AND "
+            "model_sha256=? AND measurement_version=? AND state='quarantined'",
+            (key.sha256, key.model_sha256, key.measurement_version)).fetchone()
+        if row is None:
+            return None
+        reason = f"same content as a quarantined file: {row[0] or 'quarantined'}"
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (path, size, mtime_ns, key.sha256, None, reason, row[1], row[2],
+                        time.time()))
+        self.quarantine_changed = True
+        return reason
+
     def quarantined_as(self, error_type: str) -> list[tuple[PathKey, int | None, int | None]]:
         """(path, size, mtime_ns) of each entry of the list quarantined as ``error_type``."""
         return [tuple(r) for r in self._db.execute(

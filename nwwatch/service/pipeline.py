@@ -36,6 +36,7 @@ from nwwatch.service.batch import (
     crash_on_source,
     crash_point,
     outcomes,
+    quarantine_duplicates,
     refresh_quarantine,
 )
 from nwwatch.service.batch import Item as _Item
@@ -116,6 +117,7 @@ def process(
             if not _run_batch(chunk, engine, batch_id, report, force):
                 work[:0] = [[it] for it in chunk]
         write_held(engine, report)  # when due
+        quarantine_duplicates(report, engine)
     except (ResultsWriteError, LedgerWriteError) as exc:
         # Batches of this call may be committed or held already (a flush can stop after the
         # file of one acquisition): the caller counts those and queues only the rest again.
