@@ -736,3 +736,14 @@ def test_summary_lines_name_the_first_three_and_mark_the_rest():
                         other_formats=[Path("a.mrc"), Path("b.rec")])
     assert any("it holds 2 files of a format nwwatch does not read (a.mrc, b.rec): an MRC "
                "volume?" in line for line in few.lines())
+
+
+def test_status_of_a_damaged_ledger_names_the_rebuild_command_to_paste(tmp_path):
+    """The command always carried `--ledger PATH`, the default location included, as no
+    other message of a damaged ledger does."""
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "ledger.sqlite").write_bytes(b"not a database, " * 400)
+    r = CliRunner().invoke(status_cmd, ["--out", str(out)])
+    assert r.exit_code == 1
+    assert f"run `nwwatch ledger rebuild {out}`" in r.output, r.output

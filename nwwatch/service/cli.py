@@ -233,6 +233,7 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> Non
     import json
     import sqlite3
 
+    from nwwatch.service.ledgerdb import rebuild_command
     from nwwatch.service.status import format_status, service_status
 
     if config_path is not None and out_dir is not None:
@@ -264,7 +265,7 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> Non
     except sqlite3.DatabaseError as exc:
         raise click.ClickException(
             f"{ledger}: cannot read the ledger ({exc}); if it is damaged, stop the service and "
-            f"run `nwwatch ledger rebuild {results} --ledger {ledger}`") from None
+            f"run `{rebuild_command(Path(ledger), Path(results))}`") from None
     if as_json:
         click.echo(json.dumps(st, default=str, indent=2))
     else:
