@@ -484,3 +484,19 @@ def test_teacher_takes_the_shipped_weights_by_name_as_init_does(tmp_path):
     provenance = Segmenter(tmp_path / "s.onnx", providers=("cpu",)).metadata.extra["provenance"]
     assert provenance["teacher"] == str(weights)
     assert provenance["teacher_sha256"] == file_sha256(weights)
+
+
+def test_a_validation_split_the_data_cannot_give_is_said(tmp_path):
+    """One labeled image with --val-fraction 0.5 trained on it and reported its train_*
+    metrics without a word that nothing was held out."""
+    data = make_folder(tmp_path / "data", n=1, size=40)
+    quiet_off = [a for a in FAST if a != "--quiet"]
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "m.onnx"),
+                                       "--epochs", "1", "--val-fraction", "0.5", *quiet_off])
+    assert result.exit_code == 0, result.output
+    assert ("note: no image held out for validation (1 labeled image, fewer than the 2 a "
+            "split needs): the metrics are on the training images") in result.output
+    data = make_folder(tmp_path / "data2", n=3, size=40)
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "n.onnx"),
+                                       "--epochs", "1", "--val-fraction", "0.5", *quiet_off])
+    assert result.exit_code == 0 and "no image held out" not in result.output, result.output

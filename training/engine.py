@@ -277,6 +277,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         split = make_split(list(by_stem), config.val_fraction, config.seed,
                            config.val_min_images)
         split_train, split_val = list(split.train), list(split.val)
+        if config.val_fraction > 0 and not split_val:
+            # asked for a validation split that the data cannot give: the run's metrics are
+            # its training images' (train_*), which should not read as validation
+            n = len(split_train)
+            echo(f"note: no image held out for validation ({n} labeled image"
+                 f"{'' if n == 1 else 's'}, fewer than the "
+                 f"{max(2, config.val_min_images)} a split needs): the metrics are on the "
+                 "training images")
     train_items = [by_stem[s] for s in split_train]
     val_items = [by_stem[s] for s in split_val]
 
