@@ -153,3 +153,26 @@ def test_export_only_of_a_pseudo_label_run_does_not_need_its_teacher(tmp_path):
     assert again["extra"]["provenance"] == first["extra"]["provenance"]
     assert again["extra"]["crop"] == first["extra"]["crop"]
     assert not any("pseudo-labels" in line for line in lines)
+
+
+def test_quantize_none_on_resume_turns_the_int8_copy_off(tmp_path):
+    """A run made with --quantize int8 quantized on every re-export: --resume took
+    `--quantize` from the command line only when it named int8. `--quantize none` now turns
+    it off; left out, the run's own setting stays."""
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+    from training.config import TrainConfig
+    from training.resume import resumed_config
+
+    saved = TrainConfig(data=str(tmp_path), out=str(tmp_path / "m.onnx"), quantize="int8")
+    given_none = TrainConfig(data=None, out=str(tmp_path / "m.onnx"), quantize=None)
+    ckpt = tmp_path / "m.pt"
+    kept = resumed_config(given_none, TrainConfig(**vars(saved)), ckpt, given=("out",))
+    assert kept.quantize == "int8"
+    off = resumed_config(given_none, TrainConfig(**vars(saved)), ckpt,
+                         given=("out", "quantize"))
+    assert off.quantize is None
+    # the command line: "none" is a choice, and it is not taken for an INT8 request
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert "[int8|none]" in result.output

@@ -196,8 +196,9 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--classifier-steps", type=click.IntRange(min=0), default=None,
               help="contrastive: iterations refitting the 1x1 classifier on the frozen backbone "
                    " [default: 100; 50 with --volume].")
-@click.option("--quantize", type=click.Choice(["int8"]), default=None,
-              help="Also write MODEL-int8.onnx if it keeps >= 99.9 % label agreement.")
+@click.option("--quantize", type=click.Choice(["int8", "none"]), default=None,
+              help="int8: also write MODEL-int8.onnx if it keeps >= 99.9 % label agreement "
+                   "(none: not, e.g. on --resume of a run that had int8).")
 @click.option("--exporter", type=click.Choice(["dynamo", "legacy"]), default="dynamo",
               show_default=True, help="torch ONNX exporter (both verified against torch).")
 @click.option("--resume", is_flag=True, help="Continue from MODEL.pt (its settings and split; "
@@ -260,6 +261,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         # an empty value trained the defaults without a word
         raise click.UsageError("--perturbations names no perturbation: give some, "
                                "comma-separated, or leave the option out for the defaults")
+    quantize = None if quantize == "none" else quantize  # given (a resume takes it): no INT8
     check_out(out, resume, quantize)
     teacher = resolve_teacher(teacher)
     # Before the training, not at its first checkpoint: the .onnx and .pt go to one folder.

@@ -100,5 +100,7 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
     if config.command and config.command != saved.command:
         # The model's recorded command must reproduce it: the first run, then the resume.
         saved.command = f"{saved.command} && {config.command}"
-    saved.quantize = config.quantize or saved.quantize
+    # --quantize given (int8, or none: the CLI's None) decides; left out, the run's own
+    if "quantize" in given:
+        saved.quantize = config.quantize
     return saved

@@ -126,7 +126,8 @@ def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -
     without ``--paradigm pseudo-label`` would train plain supervised). ``selects``:
     ``--volume`` choosing among ``candidates`` (its networks are supervised, contrastive)."""
     if selects and ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE:
-        if ctx.get_parameter_source("quantize") is ParameterSource.COMMANDLINE:
+        if (ctx.get_parameter_source("quantize") is ParameterSource.COMMANDLINE
+                and ctx.params.get("quantize") == "int8"):
             # else accepted, and no INT8 model written nor a word said
             raise click.UsageError("--quantize belongs to a network trained with --paradigm; "
                                    "the method --volume selects is exported without an INT8 "
