@@ -307,3 +307,17 @@ def test_a_wire_whose_long_direction_runs_along_the_facet_gives_no_axis():
     r = measure_contact_angle(side)
     assert r.wire_status == "not_measured" and r.facet_inclination_deg is None
     assert "droplet on the side wall" in r.reason
+
+
+def test_a_base_cut_by_the_frame_is_named_as_such():
+    """A droplet whose base the frame's edge hides was refused as "it does not sit on the
+    wire's end", which points the scientist at the wrong feature."""
+    labels = np.zeros((256, 256), np.uint8)
+    labels[200:, :25] = NANOWIRE
+    cap = np.zeros_like(labels)
+    cv2.circle(cap, (-20, 180), 40, 1, -1)
+    labels[(cap == 1) & (labels == 0)] = DROPLET
+    r = measure_contact_angle(labels)
+    assert r.reason_code == "interface_missing"
+    assert r.reason.endswith("the frame cuts the droplet's base (an end of it lies outside "
+                             "the image)"), r.reason

@@ -235,10 +235,16 @@ def _circle(sel: Selection, outlines: PairOutlines, facet: Facet,
                      f"not reach the facet line (centre {s:.1f} px from it)", **fitted)
     half_chord = math.sqrt(max(radius**2 - s**2, 0.0))
     if line.length_px < MIN_BASE_COVERAGE * 2.0 * half_chord:
+        # Where the base's ends lie outside the image the frame hides the contact, which is
+        # another fault than a droplet beside the wire's end.
+        foot = fit.center - s * line.normal + off
+        ends = foot + np.outer((-half_chord, half_chord), line.direction)
+        outside = ((ends < -0.5) | (ends > np.array(shape) - 0.5)).any()
+        why = ("the frame cuts the droplet's base (an end of it lies outside the image)"
+               if outside else "it does not sit on the wire's end")
         raise refuse("interface_missing", f"the droplet meets the wire over "
                      f"{line.length_px:.0f} px only, but its base would be "
-                     f"{2 * half_chord:.0f} px wide: it does not sit on the wire's end",
-                     **fitted)
+                     f"{2 * half_chord:.0f} px wide: {why}", **fitted)
     return _Cap(fit, pts, span, s, fitted)
 
 
