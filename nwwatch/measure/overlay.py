@@ -139,7 +139,7 @@ def draw_overlay(
             end = p1 if p1[0] > p0[0] else p0  # label the lower end, clear of the droplet
             edge = ""
             if r.facet_edge == "refined" and r.facet_edge_shift_px is not None:
-                edge = f", image {r.facet_edge_shift_px:+.1f} px"
+                edge = f", image {round(r.facet_edge_shift_px, 1) + 0.0:+.1f} px"  # no "-0.0"
             elif r.facet_edge not in (None, "labels"):
                 edge = f", labels ({r.facet_edge})"
             x, y = at(*end)
