@@ -68,6 +68,26 @@ def test_a_volume_row_is_picked_with_the_keyboard_and_shows_which(two_volumes):
         assert selected == ["true", "false"]  # the table says which volume is shown
 
 
+def test_a_picked_volume_stays_while_other_acquisitions_get_rows(two_volumes, tmp_path):
+    """Every new row anywhere in the results (frames of another folder, every second on a
+    live service) sent the volume page an update, which rebuilt its table and showed the
+    latest volume again: the mask a scientist had picked was gone within a second."""
+    require_browser()
+    results = tmp_path / "res"  # the fixture's
+    with Browser(1024, 700) as browser:
+        _open_volume_page(browser, two_volumes)
+        browser.execute("document.querySelector('#volumes tr.pick').click()")
+        wait_for(lambda: browser.text("#mask-name") == "v0.tif", 10, "the picked volume")
+        for k in range(3):  # another acquisition's rows, one file at a time
+            write(results, f"frames-{k}.parquet", frame_rows("/acq/run1", [100.0], start=k))
+            wait_for(lambda k=k: [a["n"] for a in get_json(f"{two_volumes}/api/acquisitions")
+                                  ["acquisitions"] if a["kind"] == "insitu"] == [k + 1],
+                     10, "the new rows")
+            time.sleep(1.5)  # the stream's next update (one refresh a second)
+            assert browser.text("#mask-name") == "v0.tif"
+            assert "/mask/0.png?m=masks%2Fv0.tif" in browser.attribute("#mask", "src")
+
+
 def test_a_volume_processed_again_never_shows_another_volumes_mask(tmp_path):
     """A file processed again (a tomogram exported anew) sorts last: the indices of the rows
     move, and the page asked for ``mask/0.png`` for v0 before and for v1 after, one URL for

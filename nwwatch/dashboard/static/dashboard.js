@@ -306,9 +306,19 @@ function renderOverlay(overlay) {
   });
 }
 
+// The volume picked by a click or key (its source file), kept while rows arrive; null: the
+// latest.
+let pickedSource = null;
+let volumesKey = null;
+
 function renderVolumes(vols) {
   $("insitu").hidden = true;
   $("tomo").hidden = false;
+  // An update is sent whenever any acquisition of the results gets rows: rebuilding an
+  // unchanged table reset the picked volume to the latest and dropped the keyboard focus.
+  const key = JSON.stringify(vols);
+  if (key === volumesKey) return;
+  volumesKey = key;
   const cols = ["status", "reason_code", "solid_fraction", "porosity_envelope", "pore_count",
                 "uncertain_fraction", "threshold_agreement"];
   $("volumes").innerHTML = "<tr><th>file</th>" + cols.map((c) => `<th>${c.replaceAll("_", "_<wbr>")}</th>`).join("") + "</tr>" +
@@ -317,7 +327,8 @@ function renderVolumes(vols) {
       cols.map((c) => `<td>${typeof v[c] !== "number" ? esc(v[c]).replaceAll(",", ",<wbr>") :
         fmt(v[c], Number.isInteger(v[c]) ? 0 : 3)}</td>`).join("") +
       "</tr>").join("");
-  const show = (i) => {
+  const show = (i, picked) => {
+    if (picked) pickedSource = vols[i].source;
     // the mask named in the URL: the same index is another volume once a file is processed
     // again (its newest row sorts last), and the same URL kept the old picture
     $("mask").src = `api/acquisitions/${acqId}/mask/${i}.png?m=${encodeURIComponent(vols[i].mask_path || "")}`;
@@ -330,12 +341,13 @@ function renderVolumes(vols) {
   // Rows are picked by click or, focused with Tab, by Enter or Space (keyboard-only use).
   document.querySelectorAll("#volumes tr.pick").forEach((tr) => {
     tr.tabIndex = 0;
-    tr.addEventListener("click", () => show(Number(tr.dataset.i)));
+    tr.addEventListener("click", () => show(Number(tr.dataset.i), true));
     tr.addEventListener("keydown", (e) => {
-      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); show(Number(tr.dataset.i)); }
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); show(Number(tr.dataset.i), true); }
     });
   });
-  if (vols.length) show(vols.length - 1);
+  const picked = pickedSource === null ? -1 : vols.findIndex((v) => v.source === pickedSource);
+  if (vols.length) show(picked >= 0 ? picked : vols.length - 1);
 }
 
 // A browser opens at most 6 connections to one server and each open stream holds one: a
