@@ -219,3 +219,37 @@ def test_frames_acquired_at_the_same_time_give_one_latest_frame(tmp_path, serve)
         _open(browser, url, 2)
         caption = browser.execute("return document.getElementById('latest').textContent")
         assert caption.startswith("f0001.tif frame 0: 110"), caption
+
+
+def test_long_folder_and_file_names_do_not_widen_the_page(tmp_path, serve):
+    """A long acquisition path in the header, a long quarantined file name or a long latest
+    file name (one word each: no space to break at) made the whole page scroll sideways at
+    800 px. They wrap within the page."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    require_browser()
+    results = tmp_path / "res"
+    folder = "/data/microscope/" + "sample_" + "x" * 110
+    rows = frame_rows(folder, [100.0, 101.0])
+    rows[1]["source"] = f"{folder}/tilt_{'y' * 90}.tif"
+    write(results, "frames-1.parquet", rows)
+    pq.write_table(pa.Table.from_pylist([
+        {"path": f"{folder}/empty_{'z' * 90}.tif", "reason": "file is empty",
+         "error_type": "EmptyFileError", "attempts": 1}]), results / "quarantine.parquet")
+    url = serve(results)
+    with Browser(800, 700) as browser:
+        _open(browser, url, 2)
+        wait_for(lambda: browser.text("#qcount") == "(1)", 30, "the quarantined file")
+        assert "y" * 90 in browser.text("#latest")
+        wide = browser.execute(
+            "const w = document.documentElement.clientWidth;"
+            "return [...document.querySelectorAll('header *, main *')]"
+            ".filter((e) => e.getBoundingClientRect().right > w + 1)"
+            ".map((e) => e.tagName + '#' + e.id)")
+        assert wide == [], wide
+        assert browser.execute("return document.documentElement.scrollWidth <= "
+                               "document.documentElement.clientWidth")
+        # the header's pills stay on one line beside the wrapped path
+        assert browser.execute("return document.getElementById('mode').getBoundingClientRect()"
+                               ".height") < 24
