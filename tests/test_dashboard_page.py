@@ -32,7 +32,8 @@ def two_volumes(tmp_path):
         rows.append({"source": f"/acq/tomo/v{k}.tif", "status": "ok", "reason": "",
                      "mask_path": f"masks/v{k}.tif", "solid_fraction": 0.33 - 0.16 * k,
                      "processed_at": processed, "model_name": "t",
-                     "provider": "CPUExecutionProvider"})
+                     "provider": "CPUExecutionProvider", "read_ms": 5.0,
+                     "segment_ms": 20.0 + 10 * k, "measure_ms": 100.0, "confidence_ms": None})
     rows[0].update(status="suspect", reason_code="few_labeled_pixels,method_unvalidated",
                    reason="the model was trained on only 11 labeled solid pixels")
     write(results, "volumes-1.parquet", rows, kind="volumes")
@@ -86,6 +87,18 @@ def test_a_picked_volume_stays_while_other_acquisitions_get_rows(two_volumes, tm
             time.sleep(1.5)  # the stream's next update (one refresh a second)
             assert browser.text("#mask-name") == "v0.tif"
             assert "/mask/0.png?m=masks%2Fv0.tif" in browser.attribute("#mask", "src")
+
+
+def test_a_tomogram_page_shows_its_processing_time(two_volumes):
+    """Volume rows carry read_ms, segment_ms and measure_ms as frames do, but the card said
+    "—" on every tomogram page."""
+    require_browser()
+    with Browser(1024, 700) as browser:
+        _open_volume_page(browser, two_volumes)
+        cards = browser.execute("return Object.fromEntries([...document.querySelectorAll("
+                                "'#cards .card')].map((c) => [c.querySelector('.k')"
+                                ".textContent, c.querySelector('.v').textContent]))")
+        assert cards["processing / volume"] == "130 ms", cards  # median of 125 and 135
 
 
 def test_a_volume_processed_again_never_shows_another_volumes_mask(tmp_path):

@@ -127,8 +127,9 @@ function renderHeader(s, live) {
       `${fmt(st.median_deg)}° <small>(${fmt(st.q25_deg)}–${fmt(st.q75_deg)})</small>`));
     c.push(card("mean ± sd", st.mean_deg == null ? "—" : `${fmt(st.mean_deg)} ± ${fmt(st.sd_deg)}°`));
   }
-  c.push(card("frames/s (last min)", fmt(s.frames_per_s, 2)));
-  c.push(card("processing / frame", fmt(s.proc_ms_median, 0, " ms")));
+  const unit = s.kind === "tomogram" ? "volume" : "frame";
+  c.push(card(`${unit}s/s (last min)`, fmt(s.frames_per_s, 2)));
+  c.push(card(`processing / ${unit}`, fmt(s.proc_ms_median, 0, " ms")));
   if (live.live) {
     c.push(card("latency p50 / p95", live.latency_p50_s == null ? "—" :
       `${fmt(live.latency_p50_s, 2)} / ${fmt(live.latency_p95_s, 2)} s`));
