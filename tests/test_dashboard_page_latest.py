@@ -3,12 +3,14 @@ frames, in a real headless browser (Debian chromium + chromedriver, ``tests/webd
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
+from datetime import timedelta
 
 import pytest
 from dashkit import dashboard_thread, get_json, wait_for, write_frames
 from servicekit import model
-from test_dashboard_data import frame_rows, write
+from test_dashboard_data import T0, frame_rows, write
 from webdriver import Browser, require_browser
 
 
@@ -253,3 +255,33 @@ def test_long_folder_and_file_names_do_not_widen_the_page(tmp_path, serve):
         # the header's pills stay on one line beside the wrapped path
         assert browser.execute("return document.getElementById('mode').getBoundingClientRect()"
                                ".height") < 24
+
+
+def test_a_dragged_time_span_is_shown_and_kept_while_rows_arrive(tmp_path, serve):
+    """Dragging across the chart drew uPlot's selection and then did nothing: the time
+    axis's range function returned every row's span whatever was asked. The span dragged
+    across is shown, kept while rows arrive; a double click shows every row again."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0 + k for k in range(20)]))
+    url = serve(results)
+    span = "return [window.nwPlot.scales.x.min, window.nwPlot.scales.x.max]"
+    with Browser(1024, 700) as browser:
+        acq = _open(browser, url, 20)
+        full = browser.execute(span)
+        browser.drag(".u-over", 120, 0)
+        zoomed = wait_for(lambda: (s := browser.execute(span)) != full and s, 10, "the zoom")
+        assert full[0] <= zoomed[0] < zoomed[1] <= full[1]
+        assert zoomed[1] - zoomed[0] < 0.5 * (full[1] - full[0]), (zoomed, full)
+        # rows of this acquisition and of another arrive: the span stays
+        later = T0 + timedelta(seconds=30)  # committed after the rows the page has
+        write(results, "frames-2.parquet", frame_rows("/acq/run1", [130.0], start=20,
+                                                      processed=later))
+        write(results, "frames-3.parquet", frame_rows("/acq/run2", [90.0], processed=later))
+        wait_for(lambda: browser.attribute("#chart", "data-points") == "21", 30, "the new row")
+        time.sleep(1.5)
+        assert browser.execute(span) == zoomed
+        browser.execute("window.nwPlot.over.dispatchEvent(new MouseEvent('dblclick', "
+                        "{bubbles: true}))")
+        wait_for(lambda: browser.execute(span)[1] > full[1], 10, "every row again")
+        assert get_json(f"{url}/api/acquisitions/{acq['id']}/series")["summary"]["n"] == 21

@@ -183,10 +183,21 @@ function laneDivider(u) {
   u.ctx.restore();
 }
 
+// The time span picked by dragging across the chart, kept while rows arrive (and when the
+// chart is built again for a new reason code); null: every row. A double click clears it.
+let xZoom = null;
+
 // The time axis spans the data with a small margin (computed here from the x values:
-// uPlot's automatic range stayed empty when the plot was created with its first data).
-function timeRange(u) {
+// uPlot's automatic range stayed empty when the plot was created with its first data), or
+// the span dragged across: uPlot asks for the data's extent when it scales by itself (new
+// rows) and for a narrower span when the user drags (this ignored it: a drag did nothing).
+function timeRange(u, min, max) {
   const x = u.data[0];
+  if (x.length && min != null && max != null && max > min
+      && (min > x[0] || max < x[x.length - 1])) {
+    xZoom = [min, max];
+  }
+  if (xZoom) return xZoom;
   if (!x.length) return [Date.now() / 1000 - 60, Date.now() / 1000];
   const pad = Math.max(1, 0.02 * (x[x.length - 1] - x[0]));
   return [x[0] - pad, x[x.length - 1] + pad];
@@ -261,6 +272,8 @@ function renderChart(overlay, latest, trendWindow) {
                refused: {range: [0, 1]}},
       axes, hooks: {draw: [errorBars, laneDivider]}}, data, $("chart"));
     plot._key = key;
+    // before uPlot's own handler (capture), which scales to the data's extent
+    plot.root.addEventListener("dblclick", () => { xZoom = null; }, true);
     plot._yRange = [yLow, yMax];
     plot._yMin = yMin;
     plot.setData(data);
