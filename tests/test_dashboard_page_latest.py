@@ -285,3 +285,24 @@ def test_a_dragged_time_span_is_shown_and_kept_while_rows_arrive(tmp_path, serve
                         "{bubbles: true}))")
         wait_for(lambda: browser.execute(span)[1] > full[1], 10, "every row again")
         assert get_json(f"{url}/api/acquisitions/{acq['id']}/series")["summary"]["n"] == 21
+
+
+def test_a_folder_with_quarantined_files_only_shows_no_chart(tmp_path, serve):
+    """Its page showed an empty contact-angle chart and a "latest frame" advising to switch
+    overlays on, whatever the folder held (a tomogram folder's first file quarantined)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    require_browser()
+    results = tmp_path / "res"
+    (results / "frames").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([
+        {"path": "/acq/tomo2/bad.tif", "reason": "file is empty",
+         "error_type": "EmptyFileError", "attempts": 1}]), results / "quarantine.parquet")
+    url = serve(results)
+    with Browser(1024, 700) as browser:
+        browser.get(f"{url}/")
+        wait_for(lambda: browser.text("#qcount") == "(1)", 30, "the quarantined file")
+        assert browser.execute("return [document.getElementById('insitu').hidden, "
+                               "document.getElementById('tomo').hidden]") == [True, True]
+        assert "bad.tif" in browser.text("#quarantine")

@@ -103,7 +103,12 @@ function applyUpdate(d) {
   renderHeader(d.summary, d.live);
   renderQuarantine(d.quarantined);
   if (d.summary.kind === "tomogram") renderVolumes(d.volumes || []);
-  else renderChart(d.latest_overlay, d.latest, d.trend_window);
+  else if (d.summary.kind === "insitu") renderChart(d.latest_overlay, d.latest, d.trend_window);
+  else {  // quarantined files only: no rows (it showed an empty angle chart and a "latest
+    // frame" with advice on overlays, also for a tomogram folder)
+    $("insitu").hidden = true;
+    $("tomo").hidden = true;
+  }
 }
 
 function card(k, v) { return `<div class="card"><div class="v">${v}</div><div class="k">${k}</div></div>`; }
