@@ -306,3 +306,31 @@ def test_a_folder_with_quarantined_files_only_shows_no_chart(tmp_path, serve):
         assert browser.execute("return [document.getElementById('insitu').hidden, "
                                "document.getElementById('tomo').hidden]") == [True, True]
         assert "bad.tif" in browser.text("#quarantine")
+
+
+def test_the_page_follows_its_folder_when_its_first_rows_arrive(tmp_path, serve):
+    """A folder whose first file was quarantined is listed with no rows (kind "unknown");
+    its rows arriving give it another ID, and its open page said "No acquisition … in these
+    results" until the user picked it from the list. The page follows the folder."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    require_browser()
+    results = tmp_path / "res"
+    (results / "frames").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([
+        {"path": "/acq/run3/bad.tif", "reason": "file is empty",
+         "error_type": "EmptyFileError", "attempts": 1}]), results / "quarantine.parquet")
+    url = serve(results)
+    with Browser(1024, 700) as browser:
+        browser.get(f"{url}/")
+        wait_for(lambda: browser.text("#qcount") == "(1)", 30, "the quarantined file")
+        first = browser.execute("return location.search")
+        rows = frame_rows("/acq/run3", [100.0, 101.0])
+        for row in rows:  # as the service writes them: the series of a model and version
+            row.update(model_sha256="ab" * 32, measurement_version="2.2")
+        write(results, "frames-1.parquet", rows)
+        wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "the rows")
+        assert browser.execute("return location.search") != first
+        assert not browser.displayed("#missing")
+        assert browser.text("#folder") == "/acq/run3" and browser.text("#qcount") == "(1)"

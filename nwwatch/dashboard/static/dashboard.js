@@ -11,6 +11,7 @@ let acqId = params.get("a");
 let source = null;
 let cursor = null;  // the id of the last update: where a stream opened again resumes
 let plot = null;
+let shownFolder = null;  // the folder of the acquisition shown, once its data came
 const rows = new Map();   // "file#frame" -> {t, angle, unc, valid, code, trend, source, frame}
 const codeColor = new Map();
 
@@ -54,6 +55,15 @@ async function loadList() {
   // An ID the results do not hold (an old link, a replaced results folder): say so instead
   // of opening a stream the server refuses (404); it connects once the acquisition appears.
   const known = list.some((a) => a.id === acqId);
+  // The acquisition shown is gone, but its folder is listed under another ID: a folder with
+  // quarantined files only got its first rows (kind and ID change), or it was processed
+  // again with another model. Follow the folder (it said "No acquisition" instead).
+  const successor = !known && shownFolder !== null ?
+    list.find((a) => a.folder === shownFolder) : undefined;
+  if (successor) {
+    location.replace(`?a=${successor.id}`);
+    return;
+  }
   $("missing").hidden = !acqId || known;
   if (acqId && !known) {
     $("missing").textContent = `No acquisition "${acqId}" in these results` +
@@ -114,6 +124,7 @@ function applyUpdate(d) {
 function card(k, v) { return `<div class="card"><div class="v">${v}</div><div class="k">${k}</div></div>`; }
 
 function renderHeader(s, live) {
+  shownFolder = s.folder;
   $("folder").textContent = s.folder;
   // one tab per acquisition can be told apart (a text property: no markup is parsed)
   document.title = `${s.folder.split("/").slice(-2).join("/")} · nwwatch`;
