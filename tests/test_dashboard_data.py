@@ -414,3 +414,16 @@ def test_a_folder_with_only_quarantined_files_is_of_no_kind_the_rows_do_not_tell
     page = write_report(results, tmp_path / "r.html").read_text()
     assert "insitu, 0 rows" not in page
     assert "quarantined files only, 0 rows" in page and "flat.tif" in page
+
+
+def test_a_tomogram_summary_has_its_processing_time(tmp_path):
+    results = tmp_path / "res"
+    processed = frame_rows("/x", [1.0])[0]["processed_at"]
+    write(results, "volumes-1.parquet", [
+        {"source": f"/acq/tomo/v{k}.tif", "status": "ok", "mask_path": f"masks/v{k}.tif",
+         "processed_at": processed, "read_ms": 5.0, "segment_ms": 20.0 + 10 * k,
+         "measure_ms": 100.0, "confidence_ms": None} for k in range(3)], kind="volumes")
+    store = ResultsStore(results)
+    store.refresh()
+    (acq,) = store.snapshot.values()
+    assert acquisition_summary(acq, T0.timestamp(), None)["proc_ms_median"] == 135.0

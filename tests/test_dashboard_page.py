@@ -32,7 +32,8 @@ def two_volumes(tmp_path):
         rows.append({"source": f"/acq/tomo/v{k}.tif", "status": "ok", "reason": "",
                      "mask_path": f"masks/v{k}.tif", "solid_fraction": 0.33 - 0.16 * k,
                      "processed_at": processed, "model_name": "t",
-                     "provider": "CPUExecutionProvider"})
+                     "provider": "CPUExecutionProvider", "read_ms": 5.0,
+                     "segment_ms": 20.0 + 10 * k, "measure_ms": 100.0, "confidence_ms": None})
     rows[0].update(status="suspect", reason_code="few_labeled_pixels,method_unvalidated",
                    reason="the model was trained on only 11 labeled solid pixels")
     write(results, "volumes-1.parquet", rows, kind="volumes")
@@ -66,6 +67,38 @@ def test_a_volume_row_is_picked_with_the_keyboard_and_shows_which(two_volumes):
         selected = browser.execute("return [...document.querySelectorAll('#volumes tr.pick')]"
                                    ".map((tr) => tr.getAttribute('aria-selected'))")
         assert selected == ["true", "false"]  # the table says which volume is shown
+
+
+def test_a_picked_volume_stays_while_other_acquisitions_get_rows(two_volumes, tmp_path):
+    """Every new row anywhere in the results (frames of another folder, every second on a
+    live service) sent the volume page an update, which rebuilt its table and showed the
+    latest volume again: the mask a scientist had picked was gone within a second."""
+    require_browser()
+    results = tmp_path / "res"  # the fixture's
+    with Browser(1024, 700) as browser:
+        _open_volume_page(browser, two_volumes)
+        browser.execute("document.querySelector('#volumes tr.pick').click()")
+        wait_for(lambda: browser.text("#mask-name") == "v0.tif", 10, "the picked volume")
+        for k in range(3):  # another acquisition's rows, one file at a time
+            write(results, f"frames-{k}.parquet", frame_rows("/acq/run1", [100.0], start=k))
+            wait_for(lambda k=k: [a["n"] for a in get_json(f"{two_volumes}/api/acquisitions")
+                                  ["acquisitions"] if a["kind"] == "insitu"] == [k + 1],
+                     10, "the new rows")
+            time.sleep(1.5)  # the stream's next update (one refresh a second)
+            assert browser.text("#mask-name") == "v0.tif"
+            assert "/mask/0.png?m=masks%2Fv0.tif" in browser.attribute("#mask", "src")
+
+
+def test_a_tomogram_page_shows_its_processing_time(two_volumes):
+    """Volume rows carry read_ms, segment_ms and measure_ms as frames do, but the card said
+    "—" on every tomogram page."""
+    require_browser()
+    with Browser(1024, 700) as browser:
+        _open_volume_page(browser, two_volumes)
+        cards = browser.execute("return Object.fromEntries([...document.querySelectorAll("
+                                "'#cards .card')].map((c) => [c.querySelector('.k')"
+                                ".textContent, c.querySelector('.v').textContent]))")
+        assert cards["processing / volume"] == "130 ms", cards  # median of 125 and 135
 
 
 def test_a_volume_processed_again_never_shows_another_volumes_mask(tmp_path):

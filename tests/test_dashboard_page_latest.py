@@ -3,12 +3,14 @@ frames, in a real headless browser (Debian chromium + chromedriver, ``tests/webd
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
+from datetime import timedelta
 
 import pytest
 from dashkit import dashboard_thread, get_json, wait_for, write_frames
 from servicekit import model
-from test_dashboard_data import frame_rows, write
+from test_dashboard_data import T0, frame_rows, write
 from webdriver import Browser, require_browser
 
 
@@ -219,3 +221,116 @@ def test_frames_acquired_at_the_same_time_give_one_latest_frame(tmp_path, serve)
         _open(browser, url, 2)
         caption = browser.execute("return document.getElementById('latest').textContent")
         assert caption.startswith("f0001.tif frame 0: 110"), caption
+
+
+def test_long_folder_and_file_names_do_not_widen_the_page(tmp_path, serve):
+    """A long acquisition path in the header, a long quarantined file name or a long latest
+    file name (one word each: no space to break at) made the whole page scroll sideways at
+    800 px. They wrap within the page."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    require_browser()
+    results = tmp_path / "res"
+    folder = "/data/microscope/" + "sample_" + "x" * 110
+    rows = frame_rows(folder, [100.0, 101.0])
+    rows[1]["source"] = f"{folder}/tilt_{'y' * 90}.tif"
+    write(results, "frames-1.parquet", rows)
+    pq.write_table(pa.Table.from_pylist([
+        {"path": f"{folder}/empty_{'z' * 90}.tif", "reason": "file is empty",
+         "error_type": "EmptyFileError", "attempts": 1}]), results / "quarantine.parquet")
+    url = serve(results)
+    with Browser(800, 700) as browser:
+        _open(browser, url, 2)
+        wait_for(lambda: browser.text("#qcount") == "(1)", 30, "the quarantined file")
+        assert "y" * 90 in browser.text("#latest")
+        wide = browser.execute(
+            "const w = document.documentElement.clientWidth;"
+            "return [...document.querySelectorAll('header *, main *')]"
+            ".filter((e) => e.getBoundingClientRect().right > w + 1)"
+            ".map((e) => e.tagName + '#' + e.id)")
+        assert wide == [], wide
+        assert browser.execute("return document.documentElement.scrollWidth <= "
+                               "document.documentElement.clientWidth")
+        # the header's pills stay on one line beside the wrapped path
+        assert browser.execute("return document.getElementById('mode').getBoundingClientRect()"
+                               ".height") < 24
+
+
+def test_a_dragged_time_span_is_shown_and_kept_while_rows_arrive(tmp_path, serve):
+    """Dragging across the chart drew uPlot's selection and then did nothing: the time
+    axis's range function returned every row's span whatever was asked. The span dragged
+    across is shown, kept while rows arrive; a double click shows every row again."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0 + k for k in range(20)]))
+    url = serve(results)
+    span = "return [window.nwPlot.scales.x.min, window.nwPlot.scales.x.max]"
+    with Browser(1024, 700) as browser:
+        acq = _open(browser, url, 20)
+        full = browser.execute(span)
+        browser.drag(".u-over", 120, 0)
+        zoomed = wait_for(lambda: (s := browser.execute(span)) != full and s, 10, "the zoom")
+        assert full[0] <= zoomed[0] < zoomed[1] <= full[1]
+        assert zoomed[1] - zoomed[0] < 0.5 * (full[1] - full[0]), (zoomed, full)
+        # rows of this acquisition and of another arrive: the span stays
+        later = T0 + timedelta(seconds=30)  # committed after the rows the page has
+        write(results, "frames-2.parquet", frame_rows("/acq/run1", [130.0], start=20,
+                                                      processed=later))
+        write(results, "frames-3.parquet", frame_rows("/acq/run2", [90.0], processed=later))
+        wait_for(lambda: browser.attribute("#chart", "data-points") == "21", 30, "the new row")
+        time.sleep(1.5)
+        assert browser.execute(span) == zoomed
+        browser.execute("window.nwPlot.over.dispatchEvent(new MouseEvent('dblclick', "
+                        "{bubbles: true}))")
+        wait_for(lambda: browser.execute(span)[1] > full[1], 10, "every row again")
+        assert get_json(f"{url}/api/acquisitions/{acq['id']}/series")["summary"]["n"] == 21
+
+
+def test_a_folder_with_quarantined_files_only_shows_no_chart(tmp_path, serve):
+    """Its page showed an empty contact-angle chart and a "latest frame" advising to switch
+    overlays on, whatever the folder held (a tomogram folder's first file quarantined)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    require_browser()
+    results = tmp_path / "res"
+    (results / "frames").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([
+        {"path": "/acq/tomo2/bad.tif", "reason": "file is empty",
+         "error_type": "EmptyFileError", "attempts": 1}]), results / "quarantine.parquet")
+    url = serve(results)
+    with Browser(1024, 700) as browser:
+        browser.get(f"{url}/")
+        wait_for(lambda: browser.text("#qcount") == "(1)", 30, "the quarantined file")
+        assert browser.execute("return [document.getElementById('insitu').hidden, "
+                               "document.getElementById('tomo').hidden]") == [True, True]
+        assert "bad.tif" in browser.text("#quarantine")
+
+
+def test_the_page_follows_its_folder_when_its_first_rows_arrive(tmp_path, serve):
+    """A folder whose first file was quarantined is listed with no rows (kind "unknown");
+    its rows arriving give it another ID, and its open page said "No acquisition … in these
+    results" until the user picked it from the list. The page follows the folder."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    require_browser()
+    results = tmp_path / "res"
+    (results / "frames").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([
+        {"path": "/acq/run3/bad.tif", "reason": "file is empty",
+         "error_type": "EmptyFileError", "attempts": 1}]), results / "quarantine.parquet")
+    url = serve(results)
+    with Browser(1024, 700) as browser:
+        browser.get(f"{url}/")
+        wait_for(lambda: browser.text("#qcount") == "(1)", 30, "the quarantined file")
+        first = browser.execute("return location.search")
+        rows = frame_rows("/acq/run3", [100.0, 101.0])
+        for row in rows:  # as the service writes them: the series of a model and version
+            row.update(model_sha256="ab" * 32, measurement_version="2.2")
+        write(results, "frames-1.parquet", rows)
+        wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "the rows")
+        assert browser.execute("return location.search") != first
+        assert not browser.displayed("#missing")
+        assert browser.text("#folder") == "/acq/run3" and browser.text("#qcount") == "(1)"

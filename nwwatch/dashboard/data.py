@@ -48,6 +48,8 @@ VOLUME_COLUMNS = ("source", "status", "reason", "reason_code", "mask_path", "sol
                   "pore_diameter_median_nm", "pore_diameter_median_px", "uncertain_fraction",
                   "threshold_agreement", "acquired_at", "processed_at", "model_name",
                   "model_sha256", "measurement_version", "provider", "source_sha256")
+#: Read with the volume rows for the processing time per volume; not sent to the page.
+VOLUME_TIMING_COLUMNS = ("read_ms", "segment_ms", "measure_ms", "confidence_ms")
 
 
 def acquisition_id(folder: str, series: str = "") -> str:
@@ -219,7 +221,8 @@ class ResultsStore:
         """
         with self._lock:
             added = {kind: self._scan(kind, cols)
-                     for kind, cols in (("frames", FRAME_COLUMNS), ("volumes", VOLUME_COLUMNS))}
+                     for kind, cols in (("frames", FRAME_COLUMNS),
+                                        ("volumes", VOLUME_COLUMNS + VOLUME_TIMING_COLUMNS))}
             quarantine_changed = self._read_quarantine()
             # a file found back at earlier content: rows dropped as superseded return
             reverted_changed = self._read_reverted()
@@ -340,10 +343,21 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
         "source": pc.replace_substring_regex(t["source"], pattern="^.*/", replacement="")
                     .to_numpy(zero_copy_only=False),
         "frame": t["frame"].to_numpy(zero_copy_only=False),
-        "proc_ms": floats("read_ms") + floats("segment_ms") + floats("measure_ms")
-                   + np.nan_to_num(floats("confidence_ms")),  # null in older rows
+        "proc_ms": _processing_ms(t),
     }
     return acq.series_cache
+
+
+def _processing_ms(t: pa.Table) -> np.ndarray:
+    """read + segment + measure (+ confidence, null in older rows) per row, ms; NaN where a
+    stage's time is missing."""
+    def floats(name: str) -> np.ndarray:
+        if name not in t.column_names:
+            return np.full(t.num_rows, np.nan)
+        return t[name].to_numpy(zero_copy_only=False).astype(np.float64)
+
+    return (floats("read_ms") + floats("segment_ms") + floats("measure_ms")
+            + np.nan_to_num(floats("confidence_ms")))
 
 
 def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | None,
@@ -396,6 +410,8 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
         s = frame_series(acq)
         out["stats"] = angle_statistics(s["angle"], s["valid"], s["code"])
         tail = s["proc_ms"][-50:]
-        if np.isfinite(tail).any():
-            out["proc_ms_median"] = float(np.nanmedian(tail))
+    else:  # volumes: their rows time the same stages ("—" on the page for every tomogram)
+        tail = _processing_ms(t)[-50:]
+    if np.isfinite(tail).any():
+        out["proc_ms_median"] = float(np.nanmedian(tail))
     return out

@@ -11,6 +11,7 @@ let acqId = params.get("a");
 let source = null;
 let cursor = null;  // the id of the last update: where a stream opened again resumes
 let plot = null;
+let shownFolder = null;  // the folder of the acquisition shown, once its data came
 const rows = new Map();   // "file#frame" -> {t, angle, unc, valid, code, trend, source, frame}
 const codeColor = new Map();
 
@@ -54,6 +55,15 @@ async function loadList() {
   // An ID the results do not hold (an old link, a replaced results folder): say so instead
   // of opening a stream the server refuses (404); it connects once the acquisition appears.
   const known = list.some((a) => a.id === acqId);
+  // The acquisition shown is gone, but its folder is listed under another ID: a folder with
+  // quarantined files only got its first rows (kind and ID change), or it was processed
+  // again with another model. Follow the folder (it said "No acquisition" instead).
+  const successor = !known && shownFolder !== null ?
+    list.find((a) => a.folder === shownFolder) : undefined;
+  if (successor) {
+    location.replace(`?a=${successor.id}`);
+    return;
+  }
   $("missing").hidden = !acqId || known;
   if (acqId && !known) {
     $("missing").textContent = `No acquisition "${acqId}" in these results` +
@@ -103,12 +113,18 @@ function applyUpdate(d) {
   renderHeader(d.summary, d.live);
   renderQuarantine(d.quarantined);
   if (d.summary.kind === "tomogram") renderVolumes(d.volumes || []);
-  else renderChart(d.latest_overlay, d.latest, d.trend_window);
+  else if (d.summary.kind === "insitu") renderChart(d.latest_overlay, d.latest, d.trend_window);
+  else {  // quarantined files only: no rows (it showed an empty angle chart and a "latest
+    // frame" with advice on overlays, also for a tomogram folder)
+    $("insitu").hidden = true;
+    $("tomo").hidden = true;
+  }
 }
 
 function card(k, v) { return `<div class="card"><div class="v">${v}</div><div class="k">${k}</div></div>`; }
 
 function renderHeader(s, live) {
+  shownFolder = s.folder;
   $("folder").textContent = s.folder;
   // one tab per acquisition can be told apart (a text property: no markup is parsed)
   document.title = `${s.folder.split("/").slice(-2).join("/")} · nwwatch`;
@@ -127,8 +143,9 @@ function renderHeader(s, live) {
       `${fmt(st.median_deg)}° <small>(${fmt(st.q25_deg)}–${fmt(st.q75_deg)})</small>`));
     c.push(card("mean ± sd", st.mean_deg == null ? "—" : `${fmt(st.mean_deg)} ± ${fmt(st.sd_deg)}°`));
   }
-  c.push(card("frames/s (last min)", fmt(s.frames_per_s, 2)));
-  c.push(card("processing / frame", fmt(s.proc_ms_median, 0, " ms")));
+  const unit = s.kind === "tomogram" ? "volume" : "frame";
+  c.push(card(`${unit}s/s (last min)`, fmt(s.frames_per_s, 2)));
+  c.push(card(`processing / ${unit}`, fmt(s.proc_ms_median, 0, " ms")));
   if (live.live) {
     c.push(card("latency p50 / p95", live.latency_p50_s == null ? "—" :
       `${fmt(live.latency_p50_s, 2)} / ${fmt(live.latency_p95_s, 2)} s`));
@@ -182,10 +199,21 @@ function laneDivider(u) {
   u.ctx.restore();
 }
 
+// The time span picked by dragging across the chart, kept while rows arrive (and when the
+// chart is built again for a new reason code); null: every row. A double click clears it.
+let xZoom = null;
+
 // The time axis spans the data with a small margin (computed here from the x values:
-// uPlot's automatic range stayed empty when the plot was created with its first data).
-function timeRange(u) {
+// uPlot's automatic range stayed empty when the plot was created with its first data), or
+// the span dragged across: uPlot asks for the data's extent when it scales by itself (new
+// rows) and for a narrower span when the user drags (this ignored it: a drag did nothing).
+function timeRange(u, min, max) {
   const x = u.data[0];
+  if (x.length && min != null && max != null && max > min
+      && (min > x[0] || max < x[x.length - 1])) {
+    xZoom = [min, max];
+  }
+  if (xZoom) return xZoom;
   if (!x.length) return [Date.now() / 1000 - 60, Date.now() / 1000];
   const pad = Math.max(1, 0.02 * (x[x.length - 1] - x[0]));
   return [x[0] - pad, x[x.length - 1] + pad];
@@ -260,6 +288,8 @@ function renderChart(overlay, latest, trendWindow) {
                refused: {range: [0, 1]}},
       axes, hooks: {draw: [errorBars, laneDivider]}}, data, $("chart"));
     plot._key = key;
+    // before uPlot's own handler (capture), which scales to the data's extent
+    plot.root.addEventListener("dblclick", () => { xZoom = null; }, true);
     plot._yRange = [yLow, yMax];
     plot._yMin = yMin;
     plot.setData(data);
@@ -306,9 +336,19 @@ function renderOverlay(overlay) {
   });
 }
 
+// The volume picked by a click or key (its source file), kept while rows arrive; null: the
+// latest.
+let pickedSource = null;
+let volumesKey = null;
+
 function renderVolumes(vols) {
   $("insitu").hidden = true;
   $("tomo").hidden = false;
+  // An update is sent whenever any acquisition of the results gets rows: rebuilding an
+  // unchanged table reset the picked volume to the latest and dropped the keyboard focus.
+  const key = JSON.stringify(vols);
+  if (key === volumesKey) return;
+  volumesKey = key;
   const cols = ["status", "reason_code", "solid_fraction", "porosity_envelope", "pore_count",
                 "uncertain_fraction", "threshold_agreement"];
   $("volumes").innerHTML = "<tr><th>file</th>" + cols.map((c) => `<th>${c.replaceAll("_", "_<wbr>")}</th>`).join("") + "</tr>" +
@@ -317,7 +357,8 @@ function renderVolumes(vols) {
       cols.map((c) => `<td>${typeof v[c] !== "number" ? esc(v[c]).replaceAll(",", ",<wbr>") :
         fmt(v[c], Number.isInteger(v[c]) ? 0 : 3)}</td>`).join("") +
       "</tr>").join("");
-  const show = (i) => {
+  const show = (i, picked) => {
+    if (picked) pickedSource = vols[i].source;
     // the mask named in the URL: the same index is another volume once a file is processed
     // again (its newest row sorts last), and the same URL kept the old picture
     $("mask").src = `api/acquisitions/${acqId}/mask/${i}.png?m=${encodeURIComponent(vols[i].mask_path || "")}`;
@@ -330,12 +371,13 @@ function renderVolumes(vols) {
   // Rows are picked by click or, focused with Tab, by Enter or Space (keyboard-only use).
   document.querySelectorAll("#volumes tr.pick").forEach((tr) => {
     tr.tabIndex = 0;
-    tr.addEventListener("click", () => show(Number(tr.dataset.i)));
+    tr.addEventListener("click", () => show(Number(tr.dataset.i), true));
     tr.addEventListener("keydown", (e) => {
-      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); show(Number(tr.dataset.i)); }
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); show(Number(tr.dataset.i), true); }
     });
   });
-  if (vols.length) show(vols.length - 1);
+  const picked = pickedSource === null ? -1 : vols.findIndex((v) => v.source === pickedSource);
+  if (vols.length) show(picked >= 0 ? picked : vols.length - 1);
 }
 
 // A browser opens at most 6 connections to one server and each open stream holds one: a
