@@ -119,7 +119,8 @@ def stretch_to_uint8(image: np.ndarray,
                      value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Display scaling: the 0.5-99.5 percentile range of ``image``'s finite values (any
     shape, any real dtype), or ``value_range`` (low, high) when given, to 0-255 (uint8, same
-    shape); a constant image maps to 0, NaN pixels (no data) to 0."""
+    shape); a constant image maps to mid-grey 128 (black read as a dark frame, or a broken
+    picture), NaN pixels (no data) to 0."""
     img = np.asarray(image, dtype=np.float32)
     finite = np.isfinite(img)
     if value_range is not None:
@@ -128,8 +129,9 @@ def stretch_to_uint8(image: np.ndarray,
         lo, hi = np.percentile(img if finite.all() else img[finite], (0.5, 99.5))
     else:
         lo, hi = 0.0, 1.0
-    if not hi > lo:
-        hi = lo + 1.0
+    if not hi > lo:  # no contrast: every finite value at mid-grey
+        scaled = np.where(finite, np.float32(128.0), np.float32(0.0))
+        return scaled.astype(np.uint8)
     scaled = np.clip((img - lo) * (255.0 / (hi - lo)), 0, 255)
     # NaN would be cast to an undefined value, with numpy's RuntimeWarning on stderr.
     return np.nan_to_num(scaled, copy=False, nan=0.0).astype(np.uint8)

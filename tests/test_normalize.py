@@ -96,3 +96,16 @@ def test_a_range_wider_than_float32_holds_is_mapped_without_overflow():
     expected = np.clip((image.astype(np.float64) - low) / (high - low) * 2 - 1, -1, 1)
     np.testing.assert_allclose(out, expected, atol=1e-6)
     assert out[0, 3000] < 0.9  # three quarters up the range: was +1
+
+
+def test_a_constant_image_is_shown_mid_grey_not_black():
+    # the overlay of a frame without wire or droplet (a blank frame, refused) was solid black,
+    # which reads as a dark frame or a broken picture
+    from nwwatch.normalize import stretch_to_uint8
+
+    flat = np.full((8, 8), 200, np.uint16)
+    assert np.all(stretch_to_uint8(flat) == 128)
+    holed = flat.astype(np.float32)
+    holed[0] = np.nan
+    out = stretch_to_uint8(holed)
+    assert np.all(out[0] == 0) and np.all(out[1:] == 128)
