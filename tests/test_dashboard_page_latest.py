@@ -330,7 +330,18 @@ def test_the_page_follows_its_folder_when_its_first_rows_arrive(tmp_path, serve)
         for row in rows:  # as the service writes them: the series of a model and version
             row.update(model_sha256="ab" * 32, measurement_version="2.2")
         write(results, "frames-1.parquet", rows)
-        wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "the rows")
+        # read in one script call: the page reloads to follow its folder, and an element
+        # found before the reload is stale when its attribute is asked for after it
+        points = ("const c = document.getElementById('chart'); "
+                  "return c ? c.getAttribute('data-points') : null")
+
+        def shown() -> str | None:
+            try:
+                return browser.execute(points)
+            except RuntimeError:  # a script sent while the page unloads
+                return None
+
+        wait_for(lambda: shown() == "2", 30, "the rows")
         assert browser.execute("return location.search") != first
         assert not browser.displayed("#missing")
         assert browser.text("#folder") == "/acq/run3" and browser.text("#qcount") == "(1)"
