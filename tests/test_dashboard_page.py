@@ -17,23 +17,33 @@ from nwwatch.dashboard.server import DashboardThread
 from nwwatch.dashboard.settings import DashboardConfig
 
 
-@pytest.fixture()
-def two_volumes(tmp_path):
+def _volume_rows(results) -> list[dict]:
+    """Masks of two volumes under RESULTS/masks and their rows (not written), the second
+    processed a second after the first."""
     from nwwatch.io import write_volume_tiff
 
-    results = tmp_path / "res"
     (results / "masks").mkdir(parents=True)
-    processed = frame_rows("/x", [1.0])[0]["processed_at"]
+    first = frame_rows("/x", [1.0])[0]["processed_at"]
     rows = []
     for k in range(2):
         mask = np.zeros((6, 20, 30), np.uint8)
         mask[:, 5:15, 5:25 - 10 * k] = 1
         write_volume_tiff(results / "masks" / f"v{k}.tif", mask)
         rows.append({"source": f"/acq/tomo/v{k}.tif", "status": "ok", "reason": "",
-                     "mask_path": f"masks/v{k}.tif", "solid_fraction": 0.33 - 0.16 * k,
-                     "processed_at": processed, "model_name": "t",
-                     "provider": "CPUExecutionProvider", "read_ms": 5.0,
-                     "segment_ms": 20.0 + 10 * k, "measure_ms": 100.0, "confidence_ms": None})
+                     "mask_path": f"masks/v{k}.tif", "source_sha256": f"{k}" * 64,
+                     "solid_fraction": 0.33 - 0.16 * k,
+                     "processed_at": first + timedelta(seconds=k), "model_name": "t",
+                     "provider": "CPUExecutionProvider"})
+    return rows
+
+
+@pytest.fixture()
+def two_volumes(tmp_path):
+    results = tmp_path / "res"
+    rows = _volume_rows(results)
+    for k, row in enumerate(rows):
+        row.update(read_ms=5.0, segment_ms=20.0 + 10 * k, measure_ms=100.0,
+                   confidence_ms=None)
     rows[0].update(status="suspect", reason_code="few_labeled_pixels,method_unvalidated",
                    reason="the model was trained on only 11 labeled solid pixels")
     write(results, "volumes-1.parquet", rows, kind="volumes")
@@ -111,18 +121,8 @@ def test_a_volume_processed_again_never_shows_another_volumes_mask(tmp_path):
     from nwwatch.io import write_volume_tiff
 
     results = tmp_path / "res"
-    (results / "masks").mkdir(parents=True)
-    first = frame_rows("/x", [1.0])[0]["processed_at"]
-    rows = []
-    for k in range(2):
-        mask = np.zeros((6, 20, 30), np.uint8)
-        mask[:, 5:15, 5:25 - 10 * k] = 1
-        write_volume_tiff(results / "masks" / f"v{k}.tif", mask)
-        rows.append({"source": f"/acq/tomo/v{k}.tif", "status": "ok", "reason": "",
-                     "mask_path": f"masks/v{k}.tif", "source_sha256": f"{k}" * 64,
-                     "solid_fraction": 0.33 - 0.16 * k,
-                     "processed_at": first + timedelta(seconds=k), "model_name": "t",
-                     "provider": "CPUExecutionProvider"})
+    rows = _volume_rows(results)
+    first = rows[0]["processed_at"]
     write(results, "volumes-1.parquet", rows, kind="volumes")
 
     def png(url: str) -> bytes:

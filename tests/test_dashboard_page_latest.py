@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from dashkit import dashboard_thread, get_json, wait_for, write_frames
@@ -287,18 +288,24 @@ def test_a_dragged_time_span_is_shown_and_kept_while_rows_arrive(tmp_path, serve
         assert get_json(f"{url}/api/acquisitions/{acq['id']}/series")["summary"]["n"] == 21
 
 
-def test_a_folder_with_quarantined_files_only_shows_no_chart(tmp_path, serve):
-    """Its page showed an empty contact-angle chart and a "latest frame" advising to switch
-    overlays on, whatever the folder held (a tomogram folder's first file quarantined)."""
+def _quarantined_only(tmp_path: Path, folder: str) -> Path:
+    """RESULTS whose only entry is an empty file of ``folder`` quarantined (no rows)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    require_browser()
     results = tmp_path / "res"
     (results / "frames").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([
-        {"path": "/acq/tomo2/bad.tif", "reason": "file is empty",
+        {"path": f"{folder}/bad.tif", "reason": "file is empty",
          "error_type": "EmptyFileError", "attempts": 1}]), results / "quarantine.parquet")
+    return results
+
+
+def test_a_folder_with_quarantined_files_only_shows_no_chart(tmp_path, serve):
+    """Its page showed an empty contact-angle chart and a "latest frame" advising to switch
+    overlays on, whatever the folder held (a tomogram folder's first file quarantined)."""
+    require_browser()
+    results = _quarantined_only(tmp_path, "/acq/tomo2")
     url = serve(results)
     with Browser(1024, 700) as browser:
         browser.get(f"{url}/")
@@ -312,15 +319,8 @@ def test_the_page_follows_its_folder_when_its_first_rows_arrive(tmp_path, serve)
     """A folder whose first file was quarantined is listed with no rows (kind "unknown");
     its rows arriving give it another ID, and its open page said "No acquisition … in these
     results" until the user picked it from the list. The page follows the folder."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     require_browser()
-    results = tmp_path / "res"
-    (results / "frames").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist([
-        {"path": "/acq/run3/bad.tif", "reason": "file is empty",
-         "error_type": "EmptyFileError", "attempts": 1}]), results / "quarantine.parquet")
+    results = _quarantined_only(tmp_path, "/acq/run3")
     url = serve(results)
     with Browser(1024, 700) as browser:
         browser.get(f"{url}/")

@@ -253,9 +253,8 @@ def test_a_frame_named_twice_is_listed_once(tmp_path, monkeypatch):
     assert [(r.stem, r.info) for r in refs] == [("f", {"confidence": 0.1})]
 
 
-def test_a_queued_frame_rewritten_since_is_skipped_with_a_warning(tmp_path):
-    # before: opened as the queued frame; its confidence and the recorded source_sha256 (in
-    # the saved geometry) were another frame's.
+def _two_queued_frames(tmp_path: Path) -> tuple[list[Path], Path]:
+    """Two frames in an acquisition folder, both offered to the queue of RESULTS."""
     from nwwatch.segment.session import file_sha256
 
     acq = tmp_path / "acq"
@@ -266,6 +265,13 @@ def test_a_queued_frame_rewritten_since_is_skipped_with_a_warning(tmp_path):
     results = tmp_path / "results"
     offer(results, [Candidate(QueueEntry(str(p), 0, file_sha256(p), 0.1 * k), np.zeros((8, 8)))
                     for k, p in enumerate(sources)])
+    return sources, results
+
+
+def test_a_queued_frame_rewritten_since_is_skipped_with_a_warning(tmp_path):
+    # before: opened as the queued frame; its confidence and the recorded source_sha256 (in
+    # the saved geometry) were another frame's.
+    sources, results = _two_queued_frames(tmp_path)
     write_frame_tiff(sources[0], np.full((16, 16), 7, np.uint16))  # re-recorded
     paths, pages, infos, warnings = queued_frames(results)
     assert paths == [sources[1]]
@@ -275,16 +281,7 @@ def test_a_queued_frame_rewritten_since_is_skipped_with_a_warning(tmp_path):
 
 def test_a_queued_frame_replaced_by_a_fifo_is_skipped_and_named_as_such(tmp_path):
     # before: "no longer there", though the name was there (and hashing it would block).
-    from nwwatch.segment.session import file_sha256
-
-    acq = tmp_path / "acq"
-    acq.mkdir()
-    sources = [acq / f"f{k}.tif" for k in range(2)]
-    for k, path in enumerate(sources):
-        write_frame_tiff(path, np.full((16, 16), k, np.uint16))
-    results = tmp_path / "results"
-    offer(results, [Candidate(QueueEntry(str(p), 0, file_sha256(p), 0.1 * k), np.zeros((8, 8)))
-                    for k, p in enumerate(sources)])
+    sources, results = _two_queued_frames(tmp_path)
     sources[0].unlink()
     os.mkfifo(sources[0])
     paths, pages, infos, warnings = queued_frames(results)

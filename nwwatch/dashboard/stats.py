@@ -58,8 +58,11 @@ def rolling_median(values: np.ndarray, valid: np.ndarray, window: int = TREND_WI
     v = values[idx]
     if centred:
         half = window // 2
-        for j in range(len(v)):
-            out[idx[j]] = np.median(v[max(0, j - half):j + half + 1])
+        for j in [*range(min(half, len(v))), *range(max(half, len(v) - half), len(v))]:
+            out[idx[j]] = np.median(v[max(0, j - half):j + half + 1])  # shorter at the ends
+        if len(v) > 2 * half:
+            windows = np.lib.stride_tricks.sliding_window_view(v, 2 * half + 1)
+            out[idx[half:len(v) - half]] = np.median(windows, axis=1)
         return out
     head = min(len(v), window - 1)
     for j in range(head):  # shorter windows at the start

@@ -117,23 +117,17 @@ class ReplaySummary:
             f"results in {self.results_dir}",
         ]
         if self.volume_like:
-            n = len(self.volume_like)
-            which = (f"{self.volume_like[0]} declares its pages" if n == 1 else
-                     f"{n} files (first {self.volume_like[0]}) declare their pages")
-            out.append(f"note: {which} as Z slices (ImageJ slices or OME SizeZ), as a "
-                       "tomogram does; replayed as in-situ frames, one row a slice. For a "
-                       "tomogram, replay with --kind tomogram --model MODEL "
+            out.append(f"note: {_declare(self.volume_like)} as Z slices (ImageJ slices or "
+                       "OME SizeZ), as a tomogram does; replayed as in-situ frames, one "
+                       "row a slice. For a tomogram, replay with --kind tomogram --model MODEL "
                        + ("without --dask (tomograms are not distributed) "
                           if self.cluster is not None else "")
                        + "(docs/tomography.md)")
         if self.series_like:
-            n = len(self.series_like)
-            which = (f"{self.series_like[0]} declares its pages" if n == 1 else
-                     f"{n} files (first {self.series_like[0]}) declare their pages")
-            out.append(f"note: {which} as time frames (ImageJ frames or OME SizeT), as an "
-                       "in-situ series does; segmented as a tomogram, one volume row a file. "
-                       "For contact angles, one row a frame, replay with --kind insitu "
-                       "(docs/service.md)")
+            out.append(f"note: {_declare(self.series_like)} as time frames (ImageJ frames "
+                       "or OME SizeT), as an in-situ series does; segmented as a "
+                       "tomogram, one volume row a file. For contact angles, one row a "
+                       "frame, replay with --kind insitu (docs/service.md)")
         if self.pictures_asked and self.skipped:
             n = self.skipped
             out.append(f"note: {n} file{'s' if n > 1 else ''} already done "
@@ -189,6 +183,13 @@ def _first(names: Iterable[str], shown: int = 3) -> str:
     """The first ``shown`` of ``names``, comma-separated, and ", …" when there are more."""
     names = list(names)
     return ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
+
+
+def _declare(files: list[Path]) -> str:
+    """The subject of a note on files whose pages declare an axis of the other kind."""
+    if len(files) == 1:
+        return f"{files[0]} declares its pages"
+    return f"{len(files)} files (first {files[0]}) declare their pages"
 
 
 def _hint_of(paths: list[Path]) -> str:
