@@ -270,7 +270,8 @@ def test_metrics_count_rows_and_never_label_files():
     before = metrics.snapshot()
     metrics.observe_commit([{"status": "ok", "read_ms": 2.0, "source": "/acq/x.tif"},
                             {"status": "fit_failed", "source": "/acq/y.tif"}],
-                           {"hash": 1.0, "write": 3.0}, committed_at=1234.0)
+                           {"hash": 1.0}, committed_at=1234.0, kind="insitu",
+                           write_ms=[3.0])
     metrics.observe_outcomes([("done", 1000.0), ("quarantined", None)], 1001.5)
     after = metrics.snapshot()
     assert after["frames_ok"] - before["frames_ok"] == 1

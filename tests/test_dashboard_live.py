@@ -86,8 +86,8 @@ def test_metrics_count_the_frames(live):
                  "nwwatch_last_frame_processed_timestamp_seconds"):
         assert re.search(rf"^{name}\b", text, re.M), name
     for stage in ("read", "segment", "measure", "confidence", "write"):
-        count = re.search(rf'^nwwatch_stage_seconds_count\{{stage="{stage}"\}} (\S+)$', text,
-                          re.M)
+        count = re.search(rf'^nwwatch_stage_seconds_count\{{kind="insitu",stage="{stage}"\}} '
+                          r'(\S+)$', text, re.M)
         assert count and float(count.group(1)) > 0, stage
     assert re.search(r'^nwwatch_model_info\{.*name="model".*provider="CPUExecutionProvider"'
                      r'.*\} 1\.0$', text, re.M)

@@ -429,3 +429,46 @@ def test_the_service_counts_a_batch_committed_beside_a_released_held_one(tmp_pat
     write_held(watch.engine, force=True)
     assert len(_written(daemon.config.results)) == 4
     daemon.ledger.close()
+
+
+def test_metrics_keep_frames_and_volumes_apart_when_one_flush_writes_both(tmp_path, onnx_model):
+    """Watches of both kinds share one row buffer; /metrics gave a volume's seconds and a
+    frame's milliseconds one histogram per stage, so neither could be read."""
+    import numpy as np
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.dashboard import metrics
+    from nwwatch.io import write_volume_tiff
+    from nwwatch.logsetup import get_logger
+    from nwwatch.service.config import TomogramSettings
+    from nwwatch.service.engines import EngineSpec, build_engines
+    from nwwatch.service.inference import InferenceConfig
+
+    out = tmp_path / "out"
+    ledger = Ledger(out / "ledger.sqlite", out)
+    frames = _frames(tmp_path / "frames" / "acq", 3)
+    volumes = tmp_path / "tomo" / "acq"
+    volumes.mkdir(parents=True)
+    vol = np.full((6, 24, 24), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:5, 4:20, 4:20] = TOMOGRAM_GREY[1]
+    write_volume_tiff(volumes / "v.tif", vol, voxel_size_nm=(1.0, 1.0, 1.0))
+    specs = [EngineSpec("insitu", onnx_model, "watch[0].model"),
+             EngineSpec("tomogram", model(tmp_path / "t", kind="tomogram"), "watch[1].model")]
+    ei, et = build_engines(specs, ledger, out, inference=InferenceConfig(providers=("cpu",)),
+                           max_attempts=3, tomogram=TomogramSettings(), log=get_logger(),
+                           flush=HOLD)
+
+    def count(stage: str, kind: str) -> float:
+        return metrics.REGISTRY.get_sample_value("nwwatch_stage_seconds_count",
+                                                 {"stage": stage, "kind": kind})
+
+    before = {(s, k): count(s, k) for s in ("segment", "write") for k in metrics.KINDS}
+    assert [f.state for f in process(frames, ei).files] == ["done"] * 3
+    assert [f.state for f in process([volumes / "v.tif"], et).files] == ["done"]
+    write_held(ei, force=True)  # the shared buffer: both files written by one flush
+    gained = {key: count(*key) - n for key, n in before.items()}
+    assert gained == {("segment", "insitu"): 3, ("segment", "tomogram"): 1,
+                      ("write", "insitu"): 1, ("write", "tomogram"): 1}
+    with pytest.raises(ValueError, match="not one of insitu, tomogram"):
+        metrics.observe_commit([], {}, kind="frames")
+    ledger.close()

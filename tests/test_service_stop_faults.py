@@ -106,8 +106,9 @@ def test_metrics_after_a_restart_keep_the_last_frame_time_and_every_stage(setup)
     last = re.search(r"^nwwatch_last_frame_processed_timestamp_seconds (\S+)$", text, re.M)
     assert last and abs(float(last.group(1)) - done_at) < 1e-3, last
     for stage in ("hash", "read", "segment", "measure", "confidence", "write"):
-        assert re.search(rf'^nwwatch_stage_seconds_count\{{stage="{stage}"\}} 0\.0$', text,
-                         re.M), stage
+        for kind in ("insitu", "tomogram"):
+            assert re.search(rf'^nwwatch_stage_seconds_count\{{kind="{kind}",stage="{stage}"\}} '
+                             r'0\.0$', text, re.M), (stage, kind)
 
 
 def test_a_full_disk_at_start_is_one_structured_line_and_status_1(setup):

@@ -21,9 +21,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 #: the measurement (any other status or reason code), a file quarantined (counted once per file:
 #: its frames were never read).
 OUTCOMES = ("ok", "flagged", "quarantined")
-#: Stages of ``nwwatch_stage_seconds``: per frame for read/segment/measure/confidence (the row's
-#: ``*_ms`` columns), per batch for hash and write.
+#: Stages of ``nwwatch_stage_seconds``: per frame (volume) for read/segment/measure/confidence
+#: (the row's ``*_ms`` columns), per batch for hash and write.
 STAGES = ("hash", "read", "segment", "measure", "confidence", "write")
+#: Its ``kind`` label: the watch's kind, so that a 30 s volume never shares a histogram with
+#: 20 ms frames (the same words as ``nwwatch_model_info``'s ``kind``).
+KINDS = ("insitu", "tomogram")
 _BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
               30.0, 60.0, 300.0)
 
@@ -31,7 +34,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 FRAMES = Counter("nwwatch_frames_processed", "Frames (volumes) committed, by outcome",
                  ["outcome"], registry=REGISTRY)
 STAGE_SECONDS = Histogram("nwwatch_stage_seconds", "Processing time per stage",
-                          ["stage"], buckets=_BUCKETS_S, registry=REGISTRY)
+                          ["stage", "kind"], buckets=_BUCKETS_S, registry=REGISTRY)
 LATENCY_SECONDS = Histogram("nwwatch_file_latency_seconds",
                             "From the file being seen complete to its rows committed",
                             buckets=_BUCKETS_S, registry=REGISTRY)
@@ -49,7 +52,8 @@ MODEL_INFO = Gauge("nwwatch_model_info", "Models loaded by the service (value 1)
 for _outcome in OUTCOMES:  # every series exists from the start (0, not absent)
     FRAMES.labels(outcome=_outcome)
 for _stage in STAGES:
-    STAGE_SECONDS.labels(stage=_stage)
+    for _kind in KINDS:
+        STAGE_SECONDS.labels(stage=_stage, kind=_kind)
 
 # Recent end-to-end latencies for the dashboard's page (Prometheus keeps only buckets).
 _recent_latency_s: collections.deque[float] = collections.deque(maxlen=200)
@@ -62,8 +66,13 @@ def row_outcome(row: Mapping[str, object]) -> str:
 
 
 def observe_commit(rows: Iterable[Mapping[str, object]], timings_ms: Mapping[str, float],
-                   committed_at: float | None = None) -> None:
-    """Count the rows of a committed batch and observe their per-stage times."""
+                   committed_at: float | None = None, *, kind: str,
+                   write_ms: Iterable[float] = ()) -> None:
+    """Count the committed rows of a watch of ``kind`` (one of :data:`KINDS`) and observe
+    their per-stage times; ``timings_ms`` holds per-batch stages (``hash``), ``write_ms``
+    the time of each results file written."""
+    if kind not in KINDS:
+        raise ValueError(f"metrics kind {kind!r} is not one of {', '.join(KINDS)}")
     n = 0
     for row in rows:
         n += 1
@@ -71,10 +80,11 @@ def observe_commit(rows: Iterable[Mapping[str, object]], timings_ms: Mapping[str
         for stage in ("read", "segment", "measure", "confidence"):
             value = row.get(f"{stage}_ms")
             if isinstance(value, int | float) and value == value:
-                STAGE_SECONDS.labels(stage=stage).observe(value / 1e3)
-    for stage in ("hash", "write"):
-        if stage in timings_ms:
-            STAGE_SECONDS.labels(stage=stage).observe(timings_ms[stage] / 1e3)
+                STAGE_SECONDS.labels(stage=stage, kind=kind).observe(value / 1e3)
+    if "hash" in timings_ms:
+        STAGE_SECONDS.labels(stage="hash", kind=kind).observe(timings_ms["hash"] / 1e3)
+    for ms in write_ms:
+        STAGE_SECONDS.labels(stage="write", kind=kind).observe(ms / 1e3)
     if n:
         LAST_FRAME.set(committed_at if committed_at is not None else time.time())
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from nwwatch.results.parquet import write_table_atomic
 from nwwatch.service.ledgerdb import ItemKey
+from nwwatch.service.rebuild import RESULT_FOLDERS
 
 #: The columns of a row kept in memory for counts and /metrics after the flush.
 SUMMARY_KEYS = ("status", "reason_code", "read_ms", "segment_ms", "measure_ms",
@@ -70,7 +71,10 @@ class Flushed:
     batch_ids: list[str] = field(default_factory=list)
     committed_at: float | None = None
     write_ms: float = 0.0
-    summaries: list[dict] = field(default_factory=list)
+    #: Per watch kind ("insitu", "tomogram": the buffer may hold both): the summaries of its
+    #: rows and the time each of its files took to write, for /metrics.
+    summaries: dict[str, list[dict]] = field(default_factory=dict)
+    file_write_ms: dict[str, list[float]] = field(default_factory=dict)
     detected_at: list[float] = field(default_factory=list)
 
 
@@ -124,6 +128,8 @@ class RowBuffer:
             groups.setdefault((b.folder, b.partition), []).append(b)
         t0 = time.perf_counter()
         for (folder, partition), group in groups.items():
+            t_file = time.perf_counter()
+            kind = RESULT_FOLDERS[folder]
             ids = [b.batch_id for b in group]
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
             path = (results_dir / folder / partition
@@ -169,8 +175,9 @@ class RowBuffer:
             out.rows += table.num_rows
             out.batch_ids += ids
             for b in group:
-                out.summaries += b.summaries
+                out.summaries.setdefault(kind, []).extend(b.summaries)
                 out.detected_at += b.detected_at
+            out.file_write_ms.setdefault(kind, []).append((time.perf_counter() - t_file) * 1e3)
             out.write_ms = (time.perf_counter() - t0) * 1e3
         return out
 
@@ -233,8 +240,10 @@ def _report_written(engine, flushed: Flushed, report) -> None:
     from nwwatch.dashboard import metrics as _metrics
     from nwwatch.service.batch import log_of as _log
 
-    _metrics.observe_commit(flushed.summaries, {"write": flushed.write_ms},
-                            flushed.committed_at)
+    for kind in sorted(flushed.summaries.keys() | flushed.file_write_ms.keys()):
+        _metrics.observe_commit(flushed.summaries.get(kind, []), {},
+                                flushed.committed_at, kind=kind,
+                                write_ms=flushed.file_write_ms.get(kind, []))
     _metrics.observe_outcomes([("done", t) for t in flushed.detected_at], flushed.committed_at)
     if report is not None:
         report.parquets += flushed.files

@@ -217,7 +217,7 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     report.timings_ms["hold"] = (time.perf_counter() - t_write) * 1e3
     # /metrics: the hashing of the whole call once, with its first batch.
     if batch_id == report.batch_id and "hash" in report.timings_ms:
-        _metrics.observe_commit([], {"hash": report.timings_ms["hash"]})
+        _metrics.observe_commit([], {"hash": report.timings_ms["hash"]}, kind=engine.kind)
     report.n_rows += len(rows)
     outcomes(report, items, failures, quarantined, batch_id)
     return True
