@@ -95,6 +95,18 @@ def test_cluster_rows_equal_local_replay_and_bad_file_is_quarantined(cluster, ac
     q_dask = pd.read_parquet(tmp_path / "dask" / "quarantine.parquet")
     assert list(q_dask.path) == list(q_local.path) == [str(folder / "bad.tif")]
     assert list(q_dask.reason) == list(q_local.reason)
+    # the labelling queue: the same least confident frames, the same thumbnails (the workers
+    # left it to the driver; it was not filled at all)
+    from nwwatch.results.label_queue import DEFAULT_CAPACITY, read_queue
+
+    fields = ("source", "frame", "source_sha256", "confidence", "status", "contact_angle_deg",
+              "model_sha256", "measurement_version", "thumbnail")
+    queues = [read_queue(tmp_path / r) for r in ("local", "dask")]
+    assert len(queues[0]) == DEFAULT_CAPACITY < N_FRAMES
+    assert [[tuple(getattr(e, k) for k in fields) for e in q] for q in queues[1:]] == [
+        [tuple(getattr(e, k) for k in fields) for e in queues[0]]]
+    assert [(Path(e.folder) / e.thumbnail).read_bytes() for e in queues[1]] == [
+        (Path(e.folder) / e.thumbnail).read_bytes() for e in queues[0]]
     # `nwwatch status`'s rows per second of processing: the driver claims a task's batch
     # once the worker is done, so the claim-to-hold span alone was the driver's few ms and
     # the rate thousands of rows/s; the worker's time counts (2 workers in parallel)
@@ -877,3 +889,25 @@ def test_a_scheduler_lost_while_the_archive_is_listed_is_named_not_a_traceback(
     finally:
         scheduler.kill()
         scheduler.wait()
+
+
+def test_the_driver_does_not_queue_a_frame_whose_file_changed_after_the_worker_read_it(
+        acq, tmp_path):
+    """The driver reads a queued frame's image itself (workers keep theirs); a file rewritten
+    since the worker processed it holds another frame, so it is not queued with that image."""
+    import pyarrow as pa
+
+    from nwwatch.service.cluster import _queue_candidates
+    from nwwatch.service.clustertask import FileResult
+
+    folder, _ = acq
+    paths = [folder / "f000.tif", folder / "f001.tif"]
+    files = [FileResult(str(p), "s" * 64, p.stat().st_size, p.stat().st_mtime_ns)
+             for p in paths]
+    table = pa.Table.from_pylist([
+        {"source": str(p), "frame": 0, "source_sha256": f"{k}" * 64, "confidence": 0.5,
+         "status": "ok", "contact_angle_deg": 100.0, "model_sha256": "m" * 64,
+         "measurement_version": "v", "other": 1} for k, p in enumerate(paths)])
+    write_frame_tiff(paths[1], paint_insitu(150, size=64))  # rewritten after the worker
+    kept, changed = (c.image() for c in _queue_candidates(table, files))
+    assert kept is not None and kept.shape == (64, 64) and changed is None

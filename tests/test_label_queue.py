@@ -96,6 +96,35 @@ def test_queue_is_bounded_and_keeps_the_least_confident(tmp_path):
     assert len(list((folder / "thumbs").glob("*.png"))) == 4
 
 
+def test_an_image_read_on_demand_is_read_only_for_frames_that_enter_the_queue(tmp_path):
+    """A cluster's driver holds rows, not images: each candidate brings a reader, called only
+    when its frame enters the queue; a frame it cannot read again (None) is not queued, and
+    the next least confident takes its place."""
+    acq = tmp_path / "acq"
+    results = tmp_path / "results"
+    calls: list[int] = []
+
+    def lazy(k: int, confidence: float, gone: bool = False) -> Candidate:
+        eager = _candidate(acq / f"f{k}.tif", confidence, size=64)
+
+        def read():
+            calls.append(k)
+            return None if gone else eager.image
+        return Candidate(eager.entry, read)
+
+    offer(results, [lazy(0, 0.1, gone=True), lazy(1, 0.2), lazy(2, 0.3), lazy(3, 0.9)],
+          capacity=2)
+    assert [e.confidence for e in read_queue(results)] == [0.2, 0.3]
+    assert sorted(calls) == [0, 1, 2]  # f3 never enters: never read
+    folder = acquisition_folder(results, acq / "f1.tif")
+    assert len(list((folder / "thumbs").glob("*.png"))) == 2
+    calls.clear()
+    assert offer(results, [lazy(4, 0.95)], capacity=2) == 0 and calls == []
+    # every frame offered unreadable and nothing queued before: no queue, no error
+    assert offer(tmp_path / "other", [lazy(5, 0.1, gone=True)], capacity=2) == 0
+    assert read_queue(tmp_path / "other") == []
+
+
 def test_entries_of_another_measurement_version_leave_the_queue(tmp_path):
     """Confidences of two measurement versions are on two scales: frames offered under a new
     version drop the old version's entries (and their thumbnails) instead of ranking

@@ -36,7 +36,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,10 +84,13 @@ class QueueEntry:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A processed frame offered to the queue: its entry fields and its image (H, W)."""
+    """A processed frame offered to the queue: its entry fields and its image (H, W), or a
+    function that reads the image, called only when the frame enters the queue (a cluster's
+    driver holds rows, not images); it returns None when the frame is no longer what was
+    processed, which is then not queued."""
 
     entry: QueueEntry
-    image: np.ndarray
+    image: np.ndarray | Callable[[], np.ndarray | None]
 
 
 #: The longest file or folder name most file systems take (Linux NAME_MAX), in bytes.
@@ -178,19 +181,28 @@ def _update(folder: Path, cands: list[Candidate], capacity: int) -> int:
         current[e.key] = QueueEntry(**{**asdict(e), "thumbnail": name, "added_at": now,
                                        "folder": ""})
         images[e.key] = cand.image
-    entries = sorted(current.values(), key=lambda e: (e.confidence, e.source, e.frame))
-    entries = entries[:capacity]
-    new = [e for e in entries if e.key in images]
+    entries: list[QueueEntry] = []
+    thumbs: dict[tuple[str, int], np.ndarray] = {}
+    for e in sorted(current.values(), key=lambda e: (e.confidence, e.source, e.frame)):
+        if len(entries) == capacity:
+            break
+        if e.key in images:
+            image = images[e.key]() if callable(images[e.key]) else images[e.key]
+            if image is None:
+                continue
+            thumbs[e.key] = image
+        entries.append(e)
+    new = [e for e in entries if e.key in thumbs]
     if not new and {e.key for e in entries} == old_keys:
         return 0  # nothing changes: none of the offered frames is among the least confident
     for e in new:
-        ok, data = cv2.imencode(".png", thumbnail(images[e.key]))
+        ok, data = cv2.imencode(".png", thumbnail(thumbs[e.key]))
         if ok:
             # Not fsynced (~10 ms each): a thumbnail is for browsing the queue, and a power
             # cut may cost one that queue.json lists; a process crash cannot.
             with atomic_write(folder / e.thumbnail, durable=False) as handle:
                 handle.write(data.tobytes())
-    _write(folder, entries, capacity, entries[0].source)
+    _write(folder, entries, capacity, cands[0].entry.source)
     return len(new)
 
 

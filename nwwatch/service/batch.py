@@ -97,6 +97,9 @@ class Engine:
     volume_options: VolumeOptions = field(default_factory=VolumeOptions)
     #: QA pictures of in-situ frames (``[output] overlays``, ``replay --overlays``).
     overlays: OverlaySettings = field(default_factory=OverlaySettings)
+    #: Offer processed frames to ``RESULTS/label-queue`` (:mod:`nwwatch.results.label_queue`).
+    #: Off on a Dask worker: the cluster's driver offers them from the rows it commits.
+    label_queue: bool = True
     log: object = None
     #: Rows of processed batches waiting for a larger Parquet file (nwwatch.service.flush);
     #: by default written at the end of every ``process`` call.

@@ -37,7 +37,7 @@ from nwwatch.segment.session import ModelLoadError
 from nwwatch.service import clusterconnect
 from nwwatch.service.batch import Engine, crash_point, note_skipped, refresh_quarantine
 from nwwatch.service.childsignals import ctrl_c_after_the_call
-from nwwatch.service.clustertask import TaskResult, TaskSpec, run_task
+from nwwatch.service.clustertask import FileResult, TaskResult, TaskSpec, run_task
 from nwwatch.service.flush import held_rows_written_at_end, write_held
 from nwwatch.service.ledger import Failure, ItemKey
 from nwwatch.service.names import path_key, source_name
@@ -237,7 +237,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     from nwwatch.results.outcome import count_table
     from nwwatch.results.parquet import acquisition_partition
     from nwwatch.service.flush import SUMMARY_KEYS, HeldBatch
-    from nwwatch.service.frames import FRAME_JOB
+    from nwwatch.service.frames import FRAME_JOB, offer_to_label_queue
 
     ledger = engine.ledger
     early: list[Failure] = []
@@ -304,6 +304,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
             engine.buffer.add(HeldBatch(
                 batch_id, job.folder, partition, table, rows_per_item, supersede=force,
                 summaries=table.select(list(SUMMARY_KEYS)).to_pylist()))
+            offer_to_label_queue(engine, _queue_candidates(table, res.files))
         else:
             quarantined = ledger.commit(batch_id, rows_per_item, failures,
                                         engine.max_attempts, wrote_parquet=False)
@@ -318,6 +319,38 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     # processes the files again (the ledger releases held batches whose file is missing).
     Path(res.staged).unlink(missing_ok=True)
     return n_rows
+
+
+def _queue_candidates(table, files: list[FileResult]) -> list:
+    """The labelling-queue candidates of a task's committed rows (``table``). Workers hold the
+    images and the driver the rows, so each candidate's image is read here, and only if the
+    frame enters the queue: from the file, unless it is not the one the worker processed
+    (size or modification time changed since)."""
+    from nwwatch.io import InputError, read_frames
+    from nwwatch.results.label_queue import Candidate, QueueEntry
+
+    processed = {source_name(f.path): f for f in files}
+    pages: dict[str, dict[int, object] | None] = {}  # a stack is read once per task
+
+    def reader(source: str, page: int):
+        def read():
+            if source not in pages:
+                f = processed.get(source)
+                try:
+                    st = os.stat(f.path) if f is not None else None
+                    same = st is not None and (st.st_size, st.st_mtime_ns) == (f.size,
+                                                                              f.mtime_ns)
+                    pages[source] = ({fr.index: fr.image for fr in read_frames(f.path)}
+                                     if same else None)
+                except (OSError, InputError):
+                    pages[source] = None
+            return (pages[source] or {}).get(page)
+        return read
+
+    columns = ("source", "frame", "source_sha256", "confidence", "status",
+               "contact_angle_deg", "model_sha256", "measurement_version")
+    return [Candidate(QueueEntry(*(row[c] for c in columns)), reader(row["source"], row["frame"]))
+            for row in table.select(list(columns)).to_pylist()]
 
 
 def _record_task_failure(engine: Engine, path: Path, exc: BaseException, summary, log) -> None:

@@ -185,12 +185,14 @@ def _compute(items, spec: TaskSpec, batch_id: str):
     job = FRAME_JOB
     seg = _segmenter(spec)
     failures: list[Failure] = []
-    # The label queue (a by-product written by the frame stage) goes to a private folder
-    # that is dropped: several processes must not rewrite one queue file at once.
+    # No labelling queue here (the driver offers the frames from the rows it commits:
+    # several processes must not rewrite one queue file at once), so nothing is written under
+    # results_dir: a private folder, dropped, keeps it so.
     scratch = Path(tempfile.mkdtemp(prefix="nwwatch-task-"))
     try:
         engine = Engine(kind="insitu", segmenter=seg, ledger=None, results_dir=scratch,
-                        batch_size=spec.batch_size, log=get_logger("nwwatch.cluster"))
+                        batch_size=spec.batch_size, log=get_logger("nwwatch.cluster"),
+                        label_queue=False)
         job.run(items, engine, batch_id, failures, BatchReport(batch_id))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

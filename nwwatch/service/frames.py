@@ -232,10 +232,11 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
             if engine.overlays.wanted(row["status"]):  # QA pictures ([output] overlays)
                 row["overlay_path"] = write_pictures(engine, it, frame, out.labels[j], result)
             it.rows.append(row)
-            group.candidates.append((it, label_queue.Candidate(label_queue.QueueEntry(
-                row["source"], row["frame"], it.key.sha256, row["confidence"], row["status"],
-                row["contact_angle_deg"], it.key.model_sha256,
-                it.key.measurement_version), frame.image)))
+            if engine.label_queue:
+                group.candidates.append((it, label_queue.Candidate(label_queue.QueueEntry(
+                    row["source"], row["frame"], it.key.sha256, row["confidence"],
+                    row["status"], row["contact_angle_deg"], it.key.model_sha256,
+                    it.key.measurement_version), frame.image)))
         group.spent["measure"] += (time.perf_counter() - t_chunk) * 1e3
 
     def one_stream(alone: list[_Group]) -> None:
@@ -308,12 +309,19 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
         queue_candidates.extend(group.candidates)
         for stage, ms in group.spent.items():
             spent[stage] += ms
-    try:  # the queue is a by-product: a failure to write it never fails the frames
-        label_queue.offer(engine.results_dir, [c for it, c in queue_candidates
-                                               if not it.failed])
+    offer_to_label_queue(engine, [c for it, c in queue_candidates if not it.failed])
+    report.timings_ms.update(spent)
+
+
+def offer_to_label_queue(engine: Engine, candidates: list[label_queue.Candidate]) -> None:
+    """Offer processed frames to ``engine``'s labelling queue; the queue is a by-product, so
+    a failure to write it is logged (``label_queue_failed``) and never fails the frames."""
+    if not candidates:
+        return
+    try:
+        label_queue.offer(engine.results_dir, candidates)
     except Exception as exc:
         log_of(engine).error("label_queue_failed", error=repr(exc), exc_info=exc)
-    report.timings_ms.update(spent)
 
 
 def write_pictures(engine: Engine, it: Item, frame, labels, result) -> str | None:
