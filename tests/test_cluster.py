@@ -120,6 +120,26 @@ def test_cluster_rows_equal_local_replay_and_bad_file_is_quarantined(cluster, ac
         rows_per_s, dask.cluster.worker_seconds)
 
 
+def test_cluster_qa_pictures_equal_local_replays(cluster, acq, tmp_path):
+    """--overlays with --dask: the workers write each frame's pictures into the shared results
+    folder (it was refused), the same files and rows as local replay's."""
+    address, _ = cluster
+    folder, onnx = acq
+    runs = {}
+    for name, dask in (("local", None), ("dask", address)):
+        out = tmp_path / name
+        summary = replay(folder, out, model=onnx, dask=dask, overlays=out / "qa",
+                         overlay_frames="all", save_labels=True)
+        assert (summary.done, summary.frames) == (N_FRAMES, N_FRAMES)
+        table = rows(out)
+        assert table.overlay_path.notna().all()
+        runs[name] = (table.overlay_path.tolist(),
+                      {p.relative_to(out).as_posix(): p.read_bytes()
+                       for p in sorted((out / "qa").iterdir())})
+    assert runs["dask"] == runs["local"]
+    assert len(runs["dask"][1]) == 2 * N_FRAMES  # an overlay and a label image per frame
+
+
 def test_second_cluster_run_skips_everything_and_force_replaces_rows(cluster, acq, tmp_path):
     address, _ = cluster
     folder, onnx = acq
@@ -542,7 +562,6 @@ def test_final_compaction_that_finds_the_ledger_busy_does_not_fail_the_replay(cl
 
 @pytest.mark.parametrize("extra", [["--kind", "tomogram", "--dask", "local:2"],
                                    ["--dask", "local:0"], ["--dask", "local:two"],
-                                   ["--overlays", "qa", "--dask", "local:2"],
                                    ["--dask", "sched"], ["--dask", "tcp://sched:port"],
                                    ["--dask", "tcp://127.0.0.1:87860"],
                                    ["--dask", "http://127.0.0.1:8787/status"]])

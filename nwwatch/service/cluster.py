@@ -117,7 +117,9 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                         model_sha256=engine.segmenter.model_sha256,
                         measurement_version=engine.measurement_version,
                         batch_size=engine.batch_size, providers=tuple(inference.providers),
-                        threads=threads, staging=str(staging), force=force)
+                        threads=threads, staging=str(staging), force=force,
+                        overlays=engine.overlays,
+                        results_dir=str(engine.results_dir.resolve()))
         # Until the first task tells how long a frame takes: local replay's chunk, or fewer
         # frames so that every worker gets a share of a small folder.
         frames_per_task = max(engine.batch_size, min(chunk_frames,

@@ -64,9 +64,9 @@ class ClusterUnreachableError(ConnectionError):
     """No Dask scheduler answered at the given address."""
 
 
-def check_cluster_request(address: str, kind: str, overlays: str = "none") -> None:
-    """Refuse early what cannot run: no ``nwwatch[cluster]`` extra, tomograms, QA pictures
-    (``overlays`` is the overlay mode asked for), a bad address."""
+def check_cluster_request(address: str, kind: str) -> None:
+    """Refuse early what cannot run: no ``nwwatch[cluster]`` extra, tomograms, a bad
+    address."""
     try:
         import distributed  # noqa: F401
     except ImportError:
@@ -74,9 +74,6 @@ def check_cluster_request(address: str, kind: str, overlays: str = "none") -> No
             f"--dask needs Dask distributed: pip install 'nwwatch[{CLUSTER_EXTRA}]'") from None
     if kind != "insitu":
         raise ClusterRequestError(f"--dask processes in-situ frames only, not {kind!r}")
-    if overlays != "none":
-        raise ClusterRequestError(
-            "--dask makes no QA pictures: drop --overlays (or [output] overlays in --config)")
     if local_workers(address) is None:
         _check_scheduler_address(address)
 

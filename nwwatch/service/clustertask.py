@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.service.batch import Engine
+from nwwatch.service.config import OverlaySettings
 from nwwatch.service.ledger import Failure, ItemKey
 
 #: Test hook, unset in production: a path; the first task to find that file there removes it
@@ -39,6 +40,11 @@ class TaskSpec:
     threads: int | None
     staging: str
     force: bool = False
+    #: QA pictures (``--overlays``): written by the worker under ``results_dir`` (shared with
+    #: every worker, as ``staging`` is); their file names depend only on the file's path and
+    #: content, the model and the page, so a task run twice rewrites the same files.
+    overlays: OverlaySettings = OverlaySettings()
+    results_dir: str = ""
 
 
 @dataclass
@@ -186,13 +192,16 @@ def _compute(items, spec: TaskSpec, batch_id: str):
     seg = _segmenter(spec)
     failures: list[Failure] = []
     # No labelling queue here (the driver offers the frames from the rows it commits:
-    # several processes must not rewrite one queue file at once), so nothing is written under
-    # results_dir: a private folder, dropped, keeps it so.
+    # several processes must not rewrite one queue file at once); the only files a task
+    # writes under the results folder are its QA pictures, one per frame. Without pictures a
+    # private folder, dropped, stands for it.
     scratch = Path(tempfile.mkdtemp(prefix="nwwatch-task-"))
+    pictures = spec.overlays.mode != "none"
     try:
-        engine = Engine(kind="insitu", segmenter=seg, ledger=None, results_dir=scratch,
+        engine = Engine(kind="insitu", segmenter=seg, ledger=None,
+                        results_dir=Path(spec.results_dir) if pictures else scratch,
                         batch_size=spec.batch_size, log=get_logger("nwwatch.cluster"),
-                        label_queue=False)
+                        overlays=spec.overlays, label_queue=False)
         job.run(items, engine, batch_id, failures, BatchReport(batch_id))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -127,7 +127,8 @@ def replay(
         ``overlays`` (or the configuration's setting).
     dask : process on a Dask distributed cluster instead of in this process: a scheduler
         address (``tcp://host:8786``) or ``local:N`` (a LocalCluster of N worker processes);
-        see :mod:`nwwatch.service.cluster`. In-situ frames only, without QA pictures. A
+        see :mod:`nwwatch.service.cluster`. In-situ frames only; QA pictures are written by
+        the workers into ``out_dir`` (shared with them). A
         replay that fails to start (no scheduler answering, a model refused) creates nothing.
 
     Returns
@@ -168,7 +169,7 @@ def replay(
     if dask is not None:
         from nwwatch.service.clusterconnect import check_cluster_request
 
-        check_cluster_request(dask, kind, pictures.mode)
+        check_cluster_request(dask, kind)
     roots = [Path(path)] if isinstance(path, str | os.PathLike) else [Path(p) for p in path]
     if not roots:
         raise ValueError("replay needs at least one folder or file")
