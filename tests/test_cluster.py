@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
@@ -560,8 +561,7 @@ def test_final_compaction_that_finds_the_ledger_busy_does_not_fail_the_replay(cl
     assert_exactly_once(results, N_FRAMES)
 
 
-@pytest.mark.parametrize("extra", [["--kind", "tomogram", "--dask", "local:2"],
-                                   ["--dask", "local:0"], ["--dask", "local:two"],
+@pytest.mark.parametrize("extra", [["--dask", "local:0"], ["--dask", "local:two"],
                                    ["--dask", "sched"], ["--dask", "tcp://sched:port"],
                                    ["--dask", "tcp://127.0.0.1:87860"],
                                    ["--dask", "http://127.0.0.1:8787/status"]])
@@ -740,18 +740,73 @@ def test_a_worker_restarted_by_its_nanny_ignores_ctrl_c_too():
     _assert_no_tracebacks(proc)
 
 
-def test_the_note_on_volume_like_files_of_a_cluster_replay_says_to_drop_dask():
-    """Was `replay with --kind tomogram --model MODEL`: with --dask kept, a wrong command
-    line (tomograms are not distributed)."""
-    from nwwatch.service.cluster import ClusterStats
-    from nwwatch.service.replaysummary import ReplaySummary
+def test_tomograms_on_the_cluster_equal_local_replay_with_their_masks(cluster, tmp_path):
+    """--kind tomogram --dask (it was refused): a task per volume, each mask staged by its
+    worker and moved into RESULTS/masks once the driver has claimed its batch; rows and masks
+    equal local replay's, nothing staged left, and --force replaces the masks."""
+    from onnx_models import TOMOGRAM_GREY
 
-    local = ReplaySummary(results_dir=Path("res"), volume_like=[Path("v.tif")])
-    on_cluster = ReplaySummary(results_dir=Path("res"), volume_like=[Path("v.tif")],
-                               cluster=ClusterStats())
-    assert not any("--dask" in line for line in local.lines())
-    assert any("--kind tomogram --model MODEL without --dask" in line
-               for line in on_cluster.lines())
+    from nwwatch.io import read_volume, write_volume_tiff
+
+    address, _ = cluster
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for k in range(3):
+        vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
+        vol[1:7, 3:20, 4:10 + 5 * k] = TOMOGRAM_GREY[1]
+        write_volume_tiff(acq / f"t{k}.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    (acq / "bad.tif").write_bytes(b"not a TIFF at all\n" * 8)
+
+    def volumes(out: Path) -> pd.DataFrame:
+        table = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
+        return table.sort_values("source").reset_index(drop=True)
+
+    runs = {}
+    for name, dask in (("local", None), ("dask", address)):
+        summary = replay(acq, tmp_path / name, kind="tomogram", model=tomo_model, dask=dask)
+        assert (summary.done, summary.quarantined, summary.frames) == (3, 1, 3)
+        runs[name] = volumes(tmp_path / name)
+    assert runs["dask"].batch_id.nunique() == 3  # a task, and so a batch, per volume
+    masks = {name: [read_volume(tmp_path / name / m).data for m in table.mask_path]
+             for name, table in runs.items()}
+    for a, b in zip(masks["local"], masks["dask"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for table in runs.values():  # named as local replay names them: stem, content, batch
+        named = zip(table.mask_path, table.source, table.source_sha256, table.batch_id,
+                    strict=True)
+        assert all(m == f"masks/{Path(src).stem}-{sha[:12]}-{b}.tif" for m, src, sha, b in named)
+    volatile = RUN_COLUMNS + ["mask_path"]
+    pd.testing.assert_frame_equal(runs["local"].drop(columns=volatile),
+                                  runs["dask"].drop(columns=volatile))
+    dask_out = tmp_path / "dask"
+    assert not (dask_out / STAGING_DIR).exists()
+    assert sorted(p.name for p in (dask_out / "masks").iterdir()) == sorted(
+        Path(m).name for m in runs["dask"].mask_path)
+    # --force: new masks under the new batches, the old ones gone with their rows
+    forced = replay(acq, dask_out, kind="tomogram", model=tomo_model, dask=address, force=True)
+    assert (forced.done, forced.frames) == (3, 3)
+    again = volumes(dask_out)
+    assert len(again) == 3 and set(again.batch_id).isdisjoint(runs["dask"].batch_id)
+    assert sorted(p.name for p in (dask_out / "masks").iterdir()) == sorted(
+        Path(m).name for m in again.mask_path)
+
+
+def test_a_driver_that_stops_after_moving_some_masks_makes_them_again(tmp_path):
+    """A staged table whose masks were moved away (the driver stopped after the move, before
+    deleting the table) is not reused: its rows would name masks that are gone."""
+    import pyarrow as pa
+
+    from nwwatch.service.clustertask import _side_files_present
+
+    side = tmp_path / "x.side"
+    (side / "masks").mkdir(parents=True)
+    (side / "masks" / "a.tif").write_bytes(b"mask")
+    table = pa.table({"mask_path": ["masks/a.tif", "masks/b.tif"]})
+    assert not _side_files_present(table, side)
+    (side / "masks" / "b.tif").write_bytes(b"mask")
+    assert _side_files_present(table, side)
+    assert _side_files_present(pa.table({"contact_angle_deg": [1.0]}), side)  # frames
 
 
 SCHEDULER_LOST = """

@@ -288,7 +288,7 @@ def test_replay_help_says_a_tomogram_needs_a_model():
     text = " ".join(CliRunner().invoke(main, ["replay", "--help"]).output.split())
     assert "tomograms: required, a model of `nwwatch train --volume`" in text
     assert "the shipped model of KIND" not in text  # none ships for tomograms
-    assert "Process in-situ frames on a Dask cluster (not tomograms)" in text
+    assert "Process on a Dask cluster (tomograms: one a task)" in text
 
 
 def test_a_2d_image_or_a_blank_volume_is_quarantined_not_measured(tmp_path):

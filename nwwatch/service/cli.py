@@ -156,7 +156,7 @@ _OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels", "--triplanar/
 @click.option("--save-labels", is_flag=True,
               help="With --overlays: also write each pictured frame's label image.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
-              help="Process in-situ frames on a Dask cluster (not tomograms): a scheduler "
+              help="Process on a Dask cluster (tomograms: one a task): a scheduler "
                    "address (tcp://host:8786) or local:N (N worker processes on this machine). "
                    "Needs the 'cluster' extra.")
 def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None, force: bool,

@@ -5,12 +5,14 @@ its ledger lists as done, and commits results with the ledger's claim -> hold ->
 commit protocol (:mod:`nwwatch.service.ledger`), one batch per task and acquisition. Workers
 only compute (:func:`nwwatch.service.clustertask.run_task`): a task hashes its files, reads,
 segments and measures them with the code of local replay
-(:func:`nwwatch.service.pipeline.process`'s frame stage) and writes its rows to a *staged*
-Parquet file ``RESULTS/.cluster/{version}-{model12}-{digest}.parquet``, whose name is fixed by
-the paths and content hashes of its files, the model hash and the measurement version. The
-driver then holds the rows under a new batch id (deleting the staged file) and writes them like
-local replay: one file per acquisition partition, ``RESULTS/frames/acquisition=<key>/``, by size or
-time (:mod:`nwwatch.service.flush`).
+(:func:`nwwatch.service.pipeline.process`'s frame or tomogram job) and writes its rows to a
+*staged* Parquet file ``RESULTS/.cluster/{version}-{model12}-{digest}.parquet``, whose name is
+fixed by the paths and content hashes of its files, the model hash and the measurement version
+(a tomogram's mask beside it, in ``{name}.side/``). The driver then holds the rows under a new
+batch id (deleting the staged file; moving a mask to ``RESULTS/masks/``, named as local replay
+names it, once the batch is claimed) and writes them like local replay: one file per
+acquisition partition, ``RESULTS/frames/acquisition=<key>/`` (``volumes/``), by size or time
+(:mod:`nwwatch.service.flush`). A tomogram is a task of its own.
 
 Dask runs a task again when its worker dies, so a task may run twice (at-least-once); the
 result is still exactly once: a re-run finds its staged output already there (or writes the
@@ -26,6 +28,7 @@ import itertools
 import math
 import os
 import pickle
+import shutil
 import time
 import uuid
 from collections.abc import Iterable
@@ -119,12 +122,17 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                         batch_size=engine.batch_size, providers=tuple(inference.providers),
                         threads=threads, staging=str(staging), force=force,
                         overlays=engine.overlays,
-                        results_dir=str(engine.results_dir.resolve()))
+                        results_dir=str(engine.results_dir.resolve()), kind=engine.kind,
+                        volume_options=(engine.volume_options if engine.kind == "tomogram"
+                                        else None))
         # Until the first task tells how long a frame takes: local replay's chunk, or fewer
         # frames so that every worker gets a share of a small folder.
         frames_per_task = max(engine.batch_size, min(chunk_frames,
                                                      math.ceil(summary.files
                                                                / max(1, stats.threads))))
+        volumes = engine.kind == "tomogram"
+        if volumes:  # a tomogram is a task of its own: minutes, and a worker's memory
+            frames_per_task = 1
         window = 2 * max(1, stats.threads)  # tasks queued ahead, so no worker waits
         futures = as_completed()
         inflight: dict[str, tuple[object, list[tuple[Path, int]]]] = {}
@@ -191,7 +199,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 stats.staged_bytes += res.staged_bytes
                 stats.frames_per_task.append(res.frames)
                 bar.advance(len(chunk), n_rows)
-                if res.frames and not res.reused:  # size later tasks to TARGET_TASK_S
+                if res.frames and not res.reused and not volumes:  # tasks of TARGET_TASK_S
                     per_frame_s = res.seconds / res.frames
                     frames_per_task = min(64 * engine.batch_size, max(
                         engine.batch_size, math.ceil(TARGET_TASK_S / max(per_frame_s, 1e-4))))
@@ -238,8 +246,9 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
 
     from nwwatch.results.outcome import count_table
     from nwwatch.results.parquet import acquisition_partition
+    from nwwatch.service.batch import ResultsWriteError
     from nwwatch.service.flush import SUMMARY_KEYS, HeldBatch
-    from nwwatch.service.frames import FRAME_JOB, offer_to_label_queue
+    from nwwatch.service.jobs import job_for
 
     ledger = engine.ledger
     early: list[Failure] = []
@@ -289,24 +298,47 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         at = staged.schema.get_field_index("processed_at")
         staged = staged.set_column(at, "processed_at", pa.array(
             [datetime.now(UTC)] * staged.num_rows, staged.schema.field(at).type))
-    job = FRAME_JOB
+    job = job_for(engine.kind)
     for partition, (claim, failures, rows_per_item) in parts.items():
         batch_id = uuid.uuid4().hex[:16]
-        # Rows' file named when written (service.flush); the task's time counts (status).
-        ledger.claim(batch_id, "insitu", None, claim, started_at=time.time() - res.seconds)
-        crash_point("after_claim")
         keep = pa.array(sorted(k.sha256 for k in rows_per_item), pa.string())
         table = staged.filter(pc.is_in(staged.column("source_sha256"), keep))
         table = table.set_column(table.schema.get_field_index("batch_id"), "batch_id",
                                  pa.array([batch_id] * table.num_rows, pa.string()))
+        # A tomogram's mask, staged by the worker, goes where local replay writes it, named
+        # after this batch; claimed first, so a driver stopped in between removes it.
+        moves = _mask_moves(table, res.side, batch_id) if res.side else []
+        aux = [engine.results_dir / final for _, final in moves]
+        # Rows' file named when written (service.flush); the task's time counts (status).
+        ledger.claim(batch_id, engine.kind, None, claim, aux=aux,
+                     started_at=time.time() - res.seconds)
+        crash_point("after_claim")
+        if moves:
+            try:
+                (engine.results_dir / "masks").mkdir(exist_ok=True)
+                for staged_mask, final in moves:
+                    os.replace(staged_mask, engine.results_dir / final)
+            except OSError as exc:
+                ledger.abort(batch_id, [], engine.max_attempts, remove=aux)
+                raise ResultsWriteError(f"{engine.results_dir / 'masks'}: cannot move a "
+                                        f"tomogram's mask into place ({exc})",
+                                        folder=engine.results_dir / "masks") from exc
+            finals = dict((str(s.relative_to(res.side)), f) for s, f in moves)
+            table = table.set_column(table.schema.get_field_index("mask_path"), "mask_path",
+                                     pa.array([finals.get(m) for m in
+                                               table.column("mask_path").to_pylist()],
+                                              pa.string()))
         table = table.replace_schema_metadata(None).cast(job.schema())
         if table.num_rows:
             quarantined = ledger.hold(batch_id, list(rows_per_item), failures,
                                       engine.max_attempts)
             engine.buffer.add(HeldBatch(
                 batch_id, job.folder, partition, table, rows_per_item, supersede=force,
-                summaries=table.select(list(SUMMARY_KEYS)).to_pylist()))
-            offer_to_label_queue(engine, _queue_candidates(table, res.files))
+                aux=aux, summaries=table.select(list(SUMMARY_KEYS)).to_pylist()))
+            if engine.kind == "insitu":
+                from nwwatch.service.frames import offer_to_label_queue
+
+                offer_to_label_queue(engine, _queue_candidates(table, res.files))
         else:
             quarantined = ledger.commit(batch_id, rows_per_item, failures,
                                         engine.max_attempts, wrote_parquet=False)
@@ -320,7 +352,20 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     # The rows are held in this process now: a driver killed before they are written
     # processes the files again (the ledger releases held batches whose file is missing).
     Path(res.staged).unlink(missing_ok=True)
+    if res.side:
+        shutil.rmtree(res.side, ignore_errors=True)  # masks of rows not kept (done already)
     return n_rows
+
+
+def _mask_moves(table, side: str, batch_id: str) -> list[tuple[Path, str]]:
+    """(staged mask, final ``mask_path``) of each row of ``table`` that names a mask."""
+    from nwwatch.service.volumes import mask_name
+
+    return [(Path(side) / staged, mask_name(source, sha256, batch_id))
+            for source, sha256, staged in zip(table.column("source").to_pylist(),
+                                              table.column("source_sha256").to_pylist(),
+                                              table.column("mask_path").to_pylist(),
+                                              strict=True) if staged]
 
 
 def _queue_candidates(table, files: list[FileResult]) -> list:
@@ -380,6 +425,8 @@ def _clear_staging(staging: Path) -> None:
     is left once every task is committed."""
     for leftover in [*staging.glob("*.parquet"), *staging.glob(".*.part")]:
         leftover.unlink(missing_ok=True)
+    for side in staging.glob("*.side"):  # tomograms' staged masks
+        shutil.rmtree(side, ignore_errors=True)
     try:
         staging.rmdir()
     except OSError:

@@ -65,15 +65,12 @@ class ClusterUnreachableError(ConnectionError):
 
 
 def check_cluster_request(address: str, kind: str) -> None:
-    """Refuse early what cannot run: no ``nwwatch[cluster]`` extra, tomograms, a bad
-    address."""
+    """Refuse early what cannot run: no ``nwwatch[cluster]`` extra, a bad address."""
     try:
         import distributed  # noqa: F401
     except ImportError:
         raise ClusterUnavailableError(
             f"--dask needs Dask distributed: pip install 'nwwatch[{CLUSTER_EXTRA}]'") from None
-    if kind != "insitu":
-        raise ClusterRequestError(f"--dask processes in-situ frames only, not {kind!r}")
     if local_workers(address) is None:
         _check_scheduler_address(address)
 

@@ -1,8 +1,10 @@
 """What a Dask worker runs for ``nwwatch replay --dask`` (:mod:`nwwatch.service.cluster`):
-hash a task's files, read, segment and measure them with the frame stage of
-:func:`nwwatch.service.pipeline.process`, and stage the rows as one Parquet file whose name is
-fixed by the files' paths and content hashes, the model hash and the measurement version, so a task
-that Dask runs twice finds (or rewrites) the same file. No ledger here: the driver commits.
+hash a task's files, read, segment and measure them with the job of
+:func:`nwwatch.service.pipeline.process` (frames, or tomograms), and stage the rows as one
+Parquet file whose name is fixed by the files' paths and content hashes, the model hash and the
+measurement version, so a task that Dask runs twice finds (or rewrites) the same file. A
+tomogram's mask is staged beside it, in ``<staged name>.side/masks/``, for the driver to move
+into place once it has claimed the batch. No ledger here: the driver commits.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nwwatch.service.batch import Engine
 from nwwatch.service.config import OverlaySettings
 from nwwatch.service.ledger import Failure, ItemKey
+
+if TYPE_CHECKING:
+    from nwwatch.volume.segment import VolumeOptions
 
 #: Test hook, unset in production: a path; the first task to find that file there removes it
 #: and ends its worker process with ``os._exit`` right after writing its staged output (a
@@ -45,6 +51,10 @@ class TaskSpec:
     #: content, the model and the page, so a task run twice rewrites the same files.
     overlays: OverlaySettings = OverlaySettings()
     results_dir: str = ""
+    #: "insitu" or "tomogram" (the replay's ``--kind``), and how tomograms are segmented
+    #: (None: in-situ; the volume code is not imported for frames).
+    kind: str = "insitu"
+    volume_options: VolumeOptions | None = None
 
 
 @dataclass
@@ -66,6 +76,9 @@ class FileResult:
 @dataclass
 class TaskResult:
     staged: str
+    #: Files the rows name besides the Parquet file (a tomogram's mask), staged here under
+    #: the path the ``mask_path`` column gives.
+    side: str = ""
     files: list[FileResult] = field(default_factory=list)
     frames: int = 0
     seconds: float = 0.0  # compute time on the worker
@@ -142,12 +155,13 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
         + sorted(f"{it.key.sha256} {it.entry}" for it in items)).encode()).hexdigest()
     staged = Path(spec.staging) / (f"{spec.measurement_version}-{spec.model_sha256[:12]}-"
                                    f"{digest[:32]}.parquet")
-    result = TaskResult(str(staged))
-    if staged.is_file() and not spec.force:
-        table = pq.read_table(staged)  # a re-run: the first run's output is complete
-        result.reused = True
+    side = staged.with_suffix(".side")
+    result = TaskResult(str(staged), str(side) if spec.kind == "tomogram" else "")
+    table = pq.read_table(staged) if staged.is_file() and not spec.force else None
+    if table is not None and _side_files_present(table, side):
+        result.reused = True  # a re-run: the first run's output is complete
     else:
-        table = _compute(items, spec, digest[:16])
+        table = _compute(items, spec, digest[:16], side)
         try:
             write_table_atomic(table, staged)
         except OSError as exc:  # the results folder, not the files: every task would fail
@@ -178,31 +192,52 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     return result
 
 
-def _compute(items, spec: TaskSpec, batch_id: str):
+def _side_files_present(table, side: Path) -> bool:
+    """Whether the staged masks that a staged table's rows name are all there (a driver
+    stopped after moving some into place leaves a table whose masks must be made again)."""
+    if "mask_path" not in table.column_names:
+        return True
+    return all((side / m).is_file() for m in table.column("mask_path").to_pylist() if m)
+
+
+def _compute(items, spec: TaskSpec, batch_id: str, side: Path):
     """Rows of ``items`` as a table, with the files that failed or vanished in its schema
-    metadata (so that a re-run that finds the table knows them too)."""
+    metadata (so that a re-run that finds the table knows them too); a tomogram's mask is
+    written under ``side``."""
     from nwwatch.logsetup import get_logger
     from nwwatch.results.parquet import rows_to_table
-    from nwwatch.service.batch import BatchReport
-    from nwwatch.service.frames import FRAME_JOB
+    from nwwatch.service.batch import BatchReport, ResultsWriteError
+    from nwwatch.service.jobs import job_for
 
-    # The frame job of ``process`` itself (read -> segment -> measure -> rows), without its
+    # The job of ``process`` itself (read -> segment -> measure -> rows), without its
     # ledger steps, which the driver does.
-    job = FRAME_JOB
+    job = job_for(spec.kind)
     seg = _segmenter(spec)
     failures: list[Failure] = []
     # No labelling queue here (the driver offers the frames from the rows it commits:
     # several processes must not rewrite one queue file at once); the only files a task
-    # writes under the results folder are its QA pictures, one per frame. Without pictures a
-    # private folder, dropped, stands for it.
+    # writes under the results folder are its QA pictures, one per frame, and a tomogram's
+    # masks go to ``side`` (the driver moves them into place). Otherwise a private folder,
+    # dropped, stands for the results folder.
     scratch = Path(tempfile.mkdtemp(prefix="nwwatch-task-"))
-    pictures = spec.overlays.mode != "none"
+    if spec.kind == "tomogram":
+        shutil.rmtree(side, ignore_errors=True)  # an earlier run's partial masks
+        results_dir = side
+    else:
+        results_dir = Path(spec.results_dir) if spec.overlays.mode != "none" else scratch
+    extra = {"volume_options": spec.volume_options} if spec.volume_options is not None else {}
     try:
-        engine = Engine(kind="insitu", segmenter=seg, ledger=None,
-                        results_dir=Path(spec.results_dir) if pictures else scratch,
+        engine = Engine(kind=spec.kind, segmenter=seg, ledger=None, results_dir=results_dir,
                         batch_size=spec.batch_size, log=get_logger("nwwatch.cluster"),
-                        overlays=spec.overlays, label_queue=False)
-        job.run(items, engine, batch_id, failures, BatchReport(batch_id))
+                        overlays=spec.overlays, label_queue=False, **extra)
+        try:
+            job.run(items, engine, batch_id, failures, BatchReport(batch_id))
+        except ResultsWriteError as exc:  # a staged mask: the results folder, every task
+            from nwwatch.service.clusterconnect import StagingUnwritableError
+
+            raise StagingUnwritableError(
+                f"{exc}: a Dask worker cannot write here; the results folder must be shared "
+                "with every worker under the same path, and writable by them") from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     rows = [row for it in items if not it.failed for row in it.rows]

@@ -120,9 +120,7 @@ class ReplaySummary:
             out.append(f"note: {_declare(self.volume_like)} as Z slices (ImageJ slices or "
                        "OME SizeZ), as a tomogram does; replayed as in-situ frames, one "
                        "row a slice. For a tomogram, replay with --kind tomogram --model MODEL "
-                       + ("without --dask (tomograms are not distributed) "
-                          if self.cluster is not None else "")
-                       + "(docs/tomography.md)")
+                       "(docs/tomography.md)")
         if self.series_like:
             out.append(f"note: {_declare(self.series_like)} as time frames (ImageJ frames "
                        "or OME SizeT), as an in-situ series does; segmented as a "

@@ -39,8 +39,13 @@ from nwwatch.volume import (
 from nwwatch.volume.memory import GIB, TomogramTooLargeError, tomogram_memory
 
 
+def mask_name(source: str | os.PathLike[str], sha256: str, batch_id: str) -> str:
+    """The mask file's path relative to the results folder (the ``mask_path`` column)."""
+    return f"masks/{Path(source).stem}-{sha256[:12]}-{batch_id}.tif"
+
+
 def mask_path_of(engine: Engine, it: Item, batch_id: str) -> Path:
-    return engine.results_dir / "masks" / f"{it.path.stem}-{it.key.sha256[:12]}-{batch_id}.tif"
+    return engine.results_dir / mask_name(it.path, it.key.sha256, batch_id)
 
 
 def check_memory(it: Item, engine: Engine) -> None:
