@@ -20,8 +20,15 @@ REF``) on the same labels:
   * the facet line's part of the error (the true circle on the fitted line, degrees) on the
     measured polygon labels, mean and RMS, per jitter.
 
+``--model-npz FILE ...`` instead: the cached segmentations of ``bench/bench_model_angles.py``
+(``bench/out/model_angles/*.npz``), each frame measured both ways with its droplet probability
+and raw frame (as the service measures a network's output), with the probability alone, and
+from the model's labels alone and the true labels alone: per set and way the rows that differ
+and, over the frames whose angle moved, the RMSE and validity before and after.
+
     python -m bench.bench_interface_gap --reference REF --seed 0 [--per-geometry 20]
         [--per-bin 40] [--polygon-per-geometry 20] [--json FILE.json]
+    python -m bench.bench_interface_gap --reference REF --model-npz FILE ... [--json FILE.json]
 """
 
 from __future__ import annotations
@@ -154,6 +161,46 @@ def run(reference: Callable, seed: int, per_geometry: int, per_bin: int,
     return out
 
 
+def model_rows(reference: Callable, npz_paths: list[Path]) -> dict:
+    """Reference against candidate on cached model segmentations (see the module doc)."""
+    from bench.bench_measure_speed import _same, _snapshot
+    from nwwatch.measure import measure_contact_angle
+
+    out: dict = {}
+    for path in npz_paths:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in ("labels", "prob", "truth_labels", "image", "angle",
+                                           "pixel_size_nm")}
+        name = path.stem
+        for way in ("prob+image", "prob", "labels alone", "true labels alone"):
+            moved: list[tuple[float, float, bool, bool]] = []
+            differ = 0
+            for i in range(len(arrays["angle"])):
+                labels = arrays["truth_labels" if way.startswith("true") else "labels"][i]
+                prob = arrays["prob"][i] if way.startswith("prob") else None
+                image = arrays["image"][i] if way == "prob+image" else None
+                px = float(arrays["pixel_size_nm"][i])
+                a = reference(labels, prob, px, image=image)
+                b = measure_contact_angle(labels, prob, px, image=image)
+                if _same(_snapshot(a), _snapshot(b)):
+                    continue
+                differ += 1
+                if a.contact_angle_deg is not None and b.contact_angle_deg is not None:
+                    truth = float(arrays["angle"][i])
+                    moved.append((a.contact_angle_deg - truth, b.contact_angle_deg - truth,
+                                  bool(a.angle_valid), bool(b.angle_valid)))
+            rec: dict = {"frames": len(arrays["angle"]), "rows_differ": differ,
+                         "angles_moved": len(moved)}
+            if moved:
+                m = np.array(moved, dtype=float)
+                rec.update(rmse_before_deg=round(float(np.sqrt(np.mean(m[:, 0] ** 2))), 4),
+                           rmse_after_deg=round(float(np.sqrt(np.mean(m[:, 1] ** 2))), 4),
+                           max_angle_change_deg=round(float(np.abs(m[:, 1] - m[:, 0]).max()), 4),
+                           valid_before=int(m[:, 2].sum()), valid_after=int(m[:, 3].sum()))
+            out[f"{name} {way}"] = rec
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", type=Path, required=True,
@@ -162,11 +209,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-geometry", type=int, default=20)
     parser.add_argument("--per-bin", type=int, default=40)
     parser.add_argument("--polygon-per-geometry", type=int, default=20)
+    parser.add_argument("--model-npz", type=Path, nargs="+",
+                        help="cached segmentations of bench_model_angles instead of the sets")
     parser.add_argument("--json", type=Path)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if not (args.reference / "nwwatch" / "measure" / "__init__.py").is_file():
         raise SystemExit(f"{args.reference}: no nwwatch/measure/__init__.py in it")
+    if args.model_npz:
+        missing = [str(p) for p in args.model_npz if not p.is_file()]
+        if missing:
+            raise SystemExit(f"no such segmentation cache: {', '.join(missing)}")
+        rows = model_rows(load_measure(args.reference), args.model_npz)
+        for name, rec in rows.items():
+            print(name, rec)
+        if args.json:
+            args.json.write_text(json.dumps(
+                {"command": "python -m bench.bench_interface_gap " + " ".join(argv),
+                 "model_rows": rows}, indent=1) + "\n")
+        return
     out = run(load_measure(args.reference), args.seed, args.per_geometry, args.per_bin,
               args.polygon_per_geometry)
     record = {"command": "python -m bench.bench_interface_gap " + " ".join(argv),
