@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -99,10 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jitter", type=float, default=0.7)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     record = run(args.per_geometry, args.spacings, args.jitter, args.seed)
-    record["command"] = ("python -m bench.bench_polygon_labels " + " ".join(argv)
-                         if argv else "python -m bench.bench_polygon_labels")
+    record["command"] = " ".join(["python -m bench.bench_polygon_labels", *argv])
     for spacing, s in record["spacings"].items():
         print(f"vertex every {spacing} px: {s['valid']}/{record['frames']} valid, median "
               f"{s['median_abs_deg']:.3f} deg, RMSE {s['rmse_deg']:.3f}, max "

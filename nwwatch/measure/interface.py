@@ -6,9 +6,13 @@ normal turned 90 degrees counter-clockwise on screen (towards the left triple po
 looking from the wire into the droplet).
 
 Interface points are the midpoints between 4-neighbour wire and droplet pixels (the pixel
-edge they share; with a probability map, the droplet's 0.5 iso-line crossing there). When a
-thin background gap separates the two, the wire's top edge and the droplet's bottom edge are
-used as two parallel lines and the facet is midway. The fit is a total-least-squares line
+edge they share; with a probability map, the droplet's 0.5 iso-line crossing there). Where a
+thin background gap separates the two along part of the interface (wire and droplet drawn as
+separate polygons that overlap in places and miss each other in others), both sides of the gap
+are interface points too: the shared edges alone are where the class drawn on top reaches
+deepest, a line through them is biased towards the class underneath. When a thin gap separates
+the two all along, the wire's top edge and the droplet's bottom edge are used as two parallel
+lines and the facet is midway. The fit is a total-least-squares line
 with outliers beyond max(0.75 px, 3 robust sigma) dropped: wiggles of the boundary and the
 corners (truncated facets, side walls next to a gap) do not move it.
 """
@@ -39,13 +43,16 @@ MIN_SHARED_POINTS = 6
 class InterfacePoints:
     """Points on the interface: ``points`` (N, 2) float64; ``group`` (N,) int (0: shared
     edge or wire top, 1: droplet bottom across a gap); ``wire_side``/``drop_side`` (N, 2)
-    int64 the pixel centres on either side (shared edges only, else -1)."""
+    int64 the pixel centres on either side (shared edges only, else -1); ``gap_step``
+    (N, 2) float64, for a side of a partial gap (:func:`gap_sides`) the unit pixel step
+    across it, else 0 (None: no such points)."""
 
     points: np.ndarray
     group: np.ndarray
     wire_side: np.ndarray
     drop_side: np.ndarray
     iso: bool = False
+    gap_step: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
@@ -113,6 +120,39 @@ def _shared_edges(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray,
             np.concatenate(out_b))
 
 
+def gap_sides(drop_pts: BoundaryPoints, classes: np.ndarray, max_gap_px: int = GAP_PX - 1,
+              origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both sides of thin background gaps between droplet and wire.
+
+    ``classes`` uint8: 0 background, 1 wire, 2 droplet, its pixel (0, 0) at ``origin`` of
+    the points' coordinates; it must hold every pixel within ``max_gap_px + 1`` of the
+    droplet's points (beyond it counts as the image's edge). A droplet boundary point of
+    ``drop_pts`` faces the wire across a gap when the pixel outside it is background and,
+    stepping on in the same direction, a wire pixel comes within ``max_gap_px`` pixels, before
+    any droplet pixel or the edge; the wire's side of that gap is the pixel edge before that
+    wire pixel. Returns the (N,) mask over ``drop_pts``, the wire's side points (M, 2) (row,
+    col) and the unit step (M, 2) across each gap.
+    """
+    n = len(drop_pts)
+    if n == 0:
+        return np.zeros(0, dtype=bool), np.zeros((0, 2)), np.zeros((0, 2))
+    pad = max_gap_px
+    # A border that stops every ray: one gather per ray, no bounds checks.
+    padded = cv2.copyMakeBorder(classes, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=255)
+    width = padded.shape[1]
+    out = drop_pts.outside - np.asarray(origin)
+    step = drop_pts.outward.astype(np.int64)
+    flat = (out[:, 0] + pad) * width + (out[:, 1] + pad)
+    along = step[:, 0] * width + step[:, 1]
+    vals = padded.ravel()[flat[:, None] + along[:, None] * np.arange(max_gap_px + 1)]
+    ahead = vals[:, 1:]
+    first = np.argmax(ahead != 0, axis=1)  # the first pixel beyond that is not background
+    facing = (vals[:, 0] == 0) & (ahead[np.arange(n), first] == 1)
+    steps = drop_pts.outward[facing]
+    wire_side = drop_pts.outside[facing] + (first[facing] + 0.5)[:, None] * steps
+    return facing, wire_side, steps
+
+
 def interface_points(
     wire: np.ndarray,
     droplet: np.ndarray,
@@ -141,7 +181,27 @@ def interface_points(
     corner = np.array([r0, c0])
     pts, w_side, d_side = pts + corner, w_side + corner, d_side + corner
     if len(pts) >= MIN_SHARED_POINTS:
-        return InterfacePoints(pts, np.zeros(len(pts), np.int64), w_side, d_side)
+        # Both sides of the stretches where a thin gap opens: the shared edges alone follow
+        # whichever class was drawn on top where the two overlap. (A binary mask only: an
+        # iso-line's droplet side is not on the pixel lattice the wire's is.)
+        if drop_fine is not None:
+            return InterfacePoints(pts, np.zeros(len(pts), np.int64), w_side, d_side)
+        # About the droplet's box, as far as a gap's side can lie: 1 wire, 2 droplet.
+        g0, h0 = max(y - GAP_PX, 0), max(x - GAP_PX, 0)
+        g1, h1 = y + h + GAP_PX, x + w + GAP_PX
+        classes = (wire[g0:g1, h0:h1].view(np.uint8)
+                   | (droplet[g0:g1, h0:h1].view(np.uint8) << 1))
+        d_gap, w_gap_pts, steps = gap_sides(drop_pts, classes, origin=(g0, h0))
+        n_gap = 2 * len(steps)
+        if n_gap == 0:
+            return InterfacePoints(pts, np.zeros(len(pts), np.int64), w_side, d_side)
+        none = -np.ones((n_gap, 2), np.int64)
+        gap_step = np.zeros((len(pts) + n_gap, 2))
+        gap_step[len(pts):] = np.concatenate([steps, steps])
+        return InterfacePoints(
+            np.concatenate([pts, w_gap_pts, drop_pts.points[d_gap]]),
+            np.zeros(len(pts) + n_gap, np.int64), np.concatenate([w_side, none]),
+            np.concatenate([d_side, none]), gap_step=gap_step)
     # A background gap: the wire's edge facing the droplet and the droplet's facing the wire.
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GAP_PX + 1, 2 * GAP_PX + 1))
     near_drop = cv2.dilate(droplet.view(np.uint8), kernel).view(bool)
@@ -190,8 +250,13 @@ def fit_facet_line(
         return None
     keep = np.ones(n, dtype=bool)
     two = bool((group == 1).any() and (group == 0).any())
-    shared = iface.wire_side[:, 0] >= 0
+    # Points with a pixel step across the interface: shared edges and a partial gap's sides.
+    stepped = iface.wire_side[:, 0] >= 0
     step = (iface.drop_side - iface.wire_side).astype(np.float64)
+    if iface.gap_step is not None:
+        on_gap = iface.gap_step.any(axis=1)
+        stepped = stepped | on_gap
+        step = np.where(on_gap[:, None], iface.gap_step, step)
     for _ in range(max_iter):
         if prior_normal is not None:
             normal = prior_normal / np.hypot(*prior_normal)
@@ -204,8 +269,9 @@ def fit_facet_line(
         res = np.where(group == 1, (pts - means[1]) @ normal, (pts - means[0]) @ normal)
         scale = 1.4826 * smallmath.median(np.abs(res[keep]))
         new = np.abs(res) <= max(MIN_OUTLIER_PX, 3.0 * scale)
-        # A pixel pair side by side along the line (a corner step) does not cross it.
-        new &= ~shared | (np.abs(step @ normal) >= 0.3)
+        # A pixel pair side by side along the line (a corner step) does not cross it, nor
+        # does a gap's side whose step runs along the line.
+        new &= ~stepped | (np.abs(step @ normal) >= 0.3)
         if np.count_nonzero(new) < 3 or np.array_equal(new, keep):
             break
         keep = new
