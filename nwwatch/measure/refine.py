@@ -246,7 +246,11 @@ def _step_centroid(profile: np.ndarray, offsets: np.ndarray, start: float,
     window [x0, x1], unbiased for zero-mean noise (the derivative is not clipped) and for
     fringes antisymmetric about the step; NaN when the window holds no step."""
     x = start
-    spacing = np.diff(offsets)  # np.diff of a window's offsets is a slice of this
+    # Slices of these whole-profile arrays hold each window's values: np.diff of its
+    # offsets, its profile times ``sign``, and the sums of neighbours the trapezoids take.
+    spacing = offsets[1:] - offsets[:-1]
+    signed = profile * sign
+    pairs = signed[1:] + signed[:-1]
     # Each estimate is a function of the previous one alone: once one comes back, the rest
     # of the twelve repeats that cycle (its steps were all checked on the first pass), and
     # the twelfth is read from it (nine frames in ten of the growth video cycle).
@@ -261,12 +265,12 @@ def _step_centroid(profile: np.ndarray, offsets: np.ndarray, start: float,
         hi = int(deviation.searchsorted(WINDOW_PX, "right"))
         if hi - lo < 2:
             return math.nan
-        f, u = profile[lo:hi] * sign, offsets[lo:hi]
-        rise = float(f[-1] - f[0])
+        f0 = signed[lo]
+        rise = float(signed[hi - 1] - f0)
         if rise <= 0.0:
             return math.nan
-        area = float((0.5 * (f[1:] + f[:-1] - 2.0 * f[0]) * spacing[lo:hi - 1]).sum())
-        new = float(u[-1] - area / rise)
+        area = float((0.5 * (pairs[lo:hi - 1] - 2.0 * f0) * spacing[lo:hi - 1]).sum())
+        new = float(offsets[hi - 1] - area / rise)
         new = min(max(new, -MAX_SHIFT_PX - 1.0), MAX_SHIFT_PX + 1.0)
         if abs(new - x) < 0.01:
             return new
