@@ -129,8 +129,11 @@ def normalize_image(
     # float32 by a copy first (the cast np.subtract's dtype makes, in a fraction of its time).
     if out is None:
         out = np.empty(np.shape(image), np.float32)
-    np.copyto(out, image)
-    np.subtract(out, np.float32(low), out=out)
+    if out.dtype == np.float32:
+        np.copyto(out, image)
+        np.subtract(out, np.float32(low), out=out)
+    else:  # another output dtype: the difference still taken in float32
+        np.subtract(image, np.float32(low), dtype=np.float32, out=out)
     out *= scale
     out -= np.float32(1.0)
     np.clip(out, -1.0, 1.0, out=out)

@@ -156,3 +156,15 @@ def test_normalized_values_are_the_float32_arithmetic_bit_for_bit(dtype):
     for got in (normalize_image(image), normalize_image(image, out=into)):
         assert got.dtype == np.float32 and got.shape == image.shape
         assert got.tobytes() == expected.tobytes()
+
+
+def test_a_float64_output_array_holds_the_float32_arithmetic():
+    image = np.random.default_rng(4).integers(0, 4096, (33, 47)).astype(np.uint16)
+    wide = np.empty(image.shape, np.float64)
+    assert normalize_image(image, out=wide) is wide
+    low, high = intensity_range(image)
+    expected = np.subtract(image, np.float32(low), dtype=np.float32).astype(np.float64)
+    expected *= np.float32(2.0 / (high - low))
+    expected -= np.float32(1.0)
+    np.clip(expected, -1.0, 1.0, out=expected)
+    assert wide.tobytes() == expected.tobytes()
