@@ -28,7 +28,7 @@ Usage::
         [--threads 2] [--streams 1,auto] [--no-stages] [--rounds 3] [--latency-frames 40]
         [--flush-seconds 0]
         [--memory-frames 5000] [--frames-from DIR | --keep-frames DIR] [--stage-repeats 5]
-        [--json out.json]
+        [--stages-only] [--json out.json]
 
 Without ``--model``: the shipped default model when it exists, else an untrained UNet of the
 training package exported on the fly (same compute, random weights; said in the output).
@@ -455,6 +455,10 @@ def main() -> None:
                          "every round (with threads = --threads)")
     ap.add_argument("--no-stages", dest="stages", action="store_false",
                     help="throughput only: skip the per-stage and CPU breakdowns")
+    ap.add_argument("--stages-only", action="store_true",
+                    help="only the CPU of each stage outside the network, run alone "
+                         "(cpu_ms_per_frame_fastest_of with --stage-repeats): no replay, "
+                         "bare inference, latency or memory test")
     ap.add_argument("--flush-seconds", type=float, default=None,
                     help="[output] flush_seconds of the daemon in the latency test "
                          "(default: the service's)")
@@ -483,6 +487,18 @@ def main() -> None:
             truth_labels = make_frames(frames, args.frames, args.size)
         if args.keep_frames:
             shutil.copytree(frames, args.keep_frames, dirs_exist_ok=True)
+        if args.stages_only:
+            stages = {"repeats": args.stage_repeats, **cpu_stages(
+                model, frames, args.threads, args.batch_size, args.stage_repeats)}
+            result = {"model": str(model), "model_note": model_note, "frame_size": args.size,
+                      "frames": len(list(frames.glob("*.tif"))), "threads": args.threads,
+                      "batch_size": args.batch_size, "command": " ".join(sys.argv),
+                      "load_average_1min_at_end": os.getloadavg()[0],
+                      "cpu_ms_per_frame_fastest_of": stages}
+            print(json.dumps(result, indent=1), flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(result, indent=1))
+            return
         settings = [v.strip() for v in args.streams.split(",") if v.strip()]
         cfgs = {v: write_config(work / f"replay-streams-{v}.toml", frames, work / "unused",
                                 model, args.threads, args.batch_size,

@@ -341,3 +341,28 @@ def test_step_centroid_reads_its_cycle_as_iterating_would() -> None:
         assert (math.isnan(got) and math.isnan(want)) or got == want
         cycles += cycled
     assert cycles > 20  # the shortcut was taken
+
+
+def test_profile_helpers_are_numpys_arithmetic_bit_for_bit() -> None:
+    from nwwatch.measure.refine import (
+        PROFILE_STEP_PX,
+        REACH_PX,
+        _gradient,
+        _line_at,
+        _mean_std,
+    )
+
+    rng = np.random.default_rng(5)
+    offsets = np.arange(-REACH_PX, REACH_PX + 1e-9, PROFILE_STEP_PX)
+    uneven = np.cumsum(rng.uniform(0.1, 0.4, offsets.size))
+    for _ in range(200):
+        scale = rng.uniform(1e-3, 1e4)
+        mean = scale * (np.tanh(offsets) + rng.normal(0.0, rng.uniform(0.01, 1.0), offsets.size))
+        shift = float(rng.uniform(-4.0, 4.0))
+        for side in (offsets >= shift + 4.0, offsets <= shift - 4.0):
+            assert _line_at(offsets[side], mean[side], shift) == float(
+                np.polyval(np.polyfit(offsets[side], mean[side], 1), shift))
+        assert _gradient(mean, offsets).tobytes() == np.gradient(mean, offsets).tobytes()
+        assert _gradient(mean, uneven).tobytes() == np.gradient(mean, uneven).tobytes()
+        for part in (mean[:9], mean[-9:], mean):
+            assert _mean_std(part) == (float(part.mean()), float(part.std()))

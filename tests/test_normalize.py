@@ -109,3 +109,62 @@ def test_a_constant_image_is_shown_mid_grey_not_black():
     holed[0] = np.nan
     out = stretch_to_uint8(holed)
     assert np.all(out[0] == 0) and np.all(out[1:] == 128)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ranked_values_are_those_of_the_whole_cumulative_count(seed):
+    from nwwatch.normalize import _RANK_BLOCK, _ranked_values
+
+    rng = np.random.default_rng(seed)
+    # Empty leading bins, a histogram shorter than one block, exactly some blocks, and long.
+    size = [1, 7, _RANK_BLOCK, 3 * _RANK_BLOCK, 3 * _RANK_BLOCK + 1, 25_000][seed]
+    counts = rng.integers(0, 4, size) * (rng.random(size) < 0.3)
+    counts[rng.integers(0, size)] += 1  # at least one value
+    counts[: size // 3] = 0
+    n = int(counts.sum())
+    cumulative = np.cumsum(counts)
+    ranks = sorted({0, n - 1, n // 2, min(1, n - 1), max(n - 2, 0),
+                    *rng.integers(0, n, 8).tolist(),
+                    *(int(c) for c in cumulative[:: max(1, size // 5)] if c < n)})
+    expected = np.searchsorted(cumulative, ranks, side="right").tolist()
+    assert _ranked_values(counts, ranks) == dict(zip(ranks, expected, strict=True))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("q", [(0.5, 99.5), (0.0, 100.0), (50.0,), (1.0, 25.0, 99.0)])
+def test_counted_percentiles_equal_numpys_exactly(dtype, q):
+    from nwwatch.normalize import _percentiles
+
+    rng = np.random.default_rng(len(q))
+    high = np.iinfo(dtype).max
+    for size in (1, 2, 999, 65_536):
+        sample = rng.normal(0.6 * high, 0.1 * high, size).clip(0, high).astype(dtype)
+        assert _percentiles(sample, q) == np.percentile(sample, q).tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32,
+                                   np.float64])
+def test_normalized_values_are_the_float32_arithmetic_bit_for_bit(dtype):
+    rng = np.random.default_rng(3)
+    image = (rng.gamma(2.0, 300.0, size=(3, 40, 50)) - 200.0 * (dtype == np.int16))
+    image = image.astype(dtype)
+    low, high = intensity_range(image)
+    scale = np.float32(2.0 / (high - low))
+    expected = np.subtract(image, np.float32(low), dtype=np.float32) * scale - np.float32(1.0)
+    expected = np.clip(expected, -1.0, 1.0)
+    into = np.full((3, 40, 50), np.nan, np.float32)
+    for got in (normalize_image(image), normalize_image(image, out=into)):
+        assert got.dtype == np.float32 and got.shape == image.shape
+        assert got.tobytes() == expected.tobytes()
+
+
+def test_a_float64_output_array_holds_the_float32_arithmetic():
+    image = np.random.default_rng(4).integers(0, 4096, (33, 47)).astype(np.uint16)
+    wide = np.empty(image.shape, np.float64)
+    assert normalize_image(image, out=wide) is wide
+    low, high = intensity_range(image)
+    expected = np.subtract(image, np.float32(low), dtype=np.float32).astype(np.float64)
+    expected *= np.float32(2.0 / (high - low))
+    expected -= np.float32(1.0)
+    np.clip(expected, -1.0, 1.0, out=expected)
+    assert wide.tobytes() == expected.tobytes()

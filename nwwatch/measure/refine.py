@@ -144,8 +144,8 @@ def _robust_mean(values: np.ndarray, axis: int = 0) -> np.ndarray:
     # Rows of a C-contiguous array (the callers' are copies made by boolean indexing) slice
     # into np.take's copy's values and layout: the mean sums in its order (an F-ordered
     # array's slice would not, and its mean differs in the last bits).
-    if axis == 0:
-        return part[cut:n - cut].mean(axis=0)
+    if axis == 0:  # the mean's own sum and division, without its per-call overhead
+        return part[cut:n - cut].sum(axis=0) / (n - 2 * cut)
     return np.take(part, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
 
 
@@ -187,6 +187,48 @@ def _bootstrap_means(prof: np.ndarray, draws: np.ndarray) -> np.ndarray:
     return np.matmul(kept, ranked[:, :, None])[..., 0].T / (n - 2 * cut)
 
 
+def _line_at(x: np.ndarray, y: np.ndarray, at: float) -> float:
+    """``np.polyval(np.polyfit(x, y, 1), at)`` of float64 (N >= 2,) ``x`` and ``y``: the same
+    arithmetic (the Vandermonde columns scaled to unit norm, ``np.linalg.lstsq`` with
+    polyfit's ``rcond``, the coefficients scaled back, Horner's rule from 0) without
+    polyfit's and polyval's per-call checks (a third of their time)."""
+    lhs = np.empty((x.size, 2))
+    lhs[:, 0] = x
+    lhs[:, 1] = 1.0
+    scale = np.sqrt((lhs * lhs).sum(axis=0))
+    lhs /= scale
+    coef = np.linalg.lstsq(lhs, y, x.size * _EPS64)[0] / scale
+    return float((0.0 * at + coef[0]) * at + coef[1])
+
+
+def _gradient(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``np.gradient(values, offsets)`` of float64 (M >= 2,) ``values``: where ``offsets``
+    are evenly spaced (the profiles' are: multiples of PROFILE_STEP_PX, exact in binary),
+    numpy's uniform-spacing arithmetic (central differences over twice the spacing,
+    one-sided ones at the ends) without its per-call checks; numpy's otherwise."""
+    spacing = offsets[1] - offsets[0]
+    if not (np.diff(offsets) == spacing).all():
+        return np.gradient(values, offsets)
+    out = np.empty_like(values)
+    out[1:-1] = (values[2:] - values[:-2]) / (2.0 * spacing)
+    out[0] = (values[1] - values[0]) / spacing
+    out[-1] = (values[-1] - values[-2]) / spacing
+    return out
+
+
+def _mean_std(values: np.ndarray) -> tuple[float, float]:
+    """``(values.mean(), values.std())`` of a float64 1-D array, by numpy's arithmetic (the
+    sum over the count; the root of the mean squared deviation from it) with one sum
+    shared and without the methods' per-call overhead."""
+    n = values.size
+    mean = values.sum() / n
+    dev = values - mean
+    return float(mean), math.sqrt(float((dev * dev).sum() / n))
+
+
+_EPS64 = float(np.finfo(np.float64).eps)
+
+
 @functools.lru_cache(maxsize=64)
 def _draws(n: int) -> np.ndarray:
     """(BOOTSTRAP, n) resampled row indices, from a generator seeded 0 for every call (the
@@ -204,7 +246,11 @@ def _step_centroid(profile: np.ndarray, offsets: np.ndarray, start: float,
     window [x0, x1], unbiased for zero-mean noise (the derivative is not clipped) and for
     fringes antisymmetric about the step; NaN when the window holds no step."""
     x = start
-    spacing = np.diff(offsets)  # np.diff of a window's offsets is a slice of this
+    # Slices of these whole-profile arrays hold each window's values: np.diff of its
+    # offsets, its profile times ``sign``, and the sums of neighbours the trapezoids take.
+    spacing = offsets[1:] - offsets[:-1]
+    signed = profile * sign
+    pairs = signed[1:] + signed[:-1]
     # Each estimate is a function of the previous one alone: once one comes back, the rest
     # of the twelve repeats that cycle (its steps were all checked on the first pass), and
     # the twelfth is read from it (nine frames in ten of the growth video cycle).
@@ -215,16 +261,16 @@ def _step_centroid(profile: np.ndarray, offsets: np.ndarray, start: float,
         # so does offsets - x): its ends by bisection, and slices instead of a boolean mask
         # and gathers (the same values; this loop runs ten times a frame).
         deviation = offsets - x
-        lo = int(np.searchsorted(deviation, -WINDOW_PX, "left"))
-        hi = int(np.searchsorted(deviation, WINDOW_PX, "right"))
+        lo = int(deviation.searchsorted(-WINDOW_PX, "left"))
+        hi = int(deviation.searchsorted(WINDOW_PX, "right"))
         if hi - lo < 2:
             return math.nan
-        f, u = profile[lo:hi] * sign, offsets[lo:hi]
-        rise = float(f[-1] - f[0])
+        f0 = signed[lo]
+        rise = float(signed[hi - 1] - f0)
         if rise <= 0.0:
             return math.nan
-        area = float(np.sum(0.5 * (f[1:] + f[:-1] - 2.0 * f[0]) * spacing[lo:hi - 1]))
-        new = float(u[-1] - area / rise)
+        area = float((0.5 * (pairs[lo:hi - 1] - 2.0 * f0) * spacing[lo:hi - 1]).sum())
+        new = float(offsets[hi - 1] - area / rise)
         new = min(max(new, -MAX_SHIFT_PX - 1.0), MAX_SHIFT_PX + 1.0)
         if abs(new - x) < 0.01:
             return new
@@ -304,16 +350,18 @@ def refine_facet_line(
         return EdgeRefinement("too_short", n_positions=int(np.count_nonzero(ok)))
     img = np.asarray(image)
     prof = bilinear(img, along_r[ok, None] + across_r, along_c[ok, None] + across_c)
-    prof = prof[np.isfinite(prof).all(axis=1)]  # NaN pixels: leave those positions out
+    if img.dtype.kind not in "biu":  # NaN pixels: leave those positions out
+        prof = prof[np.isfinite(prof).all(axis=1)]
     n = prof.shape[0]
     if n < MIN_POSITIONS:
         return EdgeRefinement("too_short", n_positions=n)
     mean = _robust_mean(prof)
     plateau_w = offsets <= -REACH_PX + PLATEAU_PX
     plateau_d = offsets >= REACH_PX - PLATEAU_PX
-    level_w, level_d = float(mean[plateau_w].mean()), float(mean[plateau_d].mean())
+    (level_w, rough_w), (level_d, rough_d) = _mean_std(mean[plateau_w]), _mean_std(
+        mean[plateau_d])
     contrast = level_d - level_w
-    rough = max(float(mean[plateau_w].std()), float(mean[plateau_d].std()))
+    rough = max(rough_w, rough_d)
     # Noise of the mean profile: spread across positions / sqrt(n), the spread at least the
     # frame's quantisation (q / sqrt(12): the spread of integer frames can read 0).
     if img.dtype.kind in "biu":
@@ -322,7 +370,8 @@ def refine_facet_line(
         eps = float(np.finfo(img.dtype).eps) if img.dtype.kind == "f" else float(
             np.finfo(np.float64).eps)
         quantum = eps * max(abs(level_w), abs(level_d))
-    spread = math.sqrt(math.pi / 2.0) * np.mean(np.abs(prof - _median_rows(prof)), axis=0)
+    deviation = prof - _median_rows(prof)
+    spread = math.sqrt(math.pi / 2.0) * (np.abs(deviation, out=deviation).sum(axis=0) / n)
     noise = 1.1 * max(smallmath.median(spread), quantum / math.sqrt(12.0)) / math.sqrt(n)
     snr = abs(contrast) / noise if noise > 0 else 0.0
     if snr < MIN_SNR or abs(contrast) < MIN_ROUGH_RATIO * rough:
@@ -337,13 +386,13 @@ def refine_facet_line(
     # STEP_SIDE_PX of it) meet the step's position apart by most of the contrast, and by more
     # than the noise. A ramp's two sides continue one line.
     side_w, side_d = offsets <= shift - STEP_SIDE_PX, offsets >= shift + STEP_SIDE_PX
-    jump = sign * float(np.polyval(np.polyfit(offsets[side_d], mean[side_d], 1), shift)
-                        - np.polyval(np.polyfit(offsets[side_w], mean[side_w], 1), shift))
+    jump = sign * (_line_at(offsets[side_d], mean[side_d], shift)
+                   - _line_at(offsets[side_w], mean[side_w], shift))
     if jump < MIN_STEP_SHARE * abs(contrast) or jump < MIN_SNR * noise:
         return EdgeRefinement("not_a_step", shift_px=shift, snr=snr, n_positions=n)
     # ... and the derivative against the step's sign is small within the window (on the
     # profile smoothed over a pixel, so that the noise left in the mean does not count).
-    grad = np.gradient(gaussian_filter1d(mean, 1.0 / PROFILE_STEP_PX), offsets) * sign
+    grad = _gradient(gaussian_filter1d(mean, 1.0 / PROFILE_STEP_PX), offsets) * sign
     win = np.abs(offsets - shift) <= WINDOW_PX
     forward = float(np.clip(grad[win], 0.0, None).sum())
     reverse = float(np.clip(-grad[win], 0.0, None).sum())
