@@ -4,6 +4,7 @@ Ctrl-C is an interrupt whoever started the suite; the folders of the service tes
 import signal
 
 import pytest
+import structlog
 from hypothesis import settings
 
 settings.register_profile("nwwatch", derandomize=True, deadline=None, print_blob=True)
@@ -27,13 +28,20 @@ def setup(tmp_path):
     return tmp_path, acq, res, model(tmp_path)
 
 
+_SUITE_STRUCTLOG = structlog.get_config()
+
+
+def _configure_as_the_suite() -> None:
+    structlog.configure(**{**_SUITE_STRUCTLOG,
+                           "processors": list(_SUITE_STRUCTLOG["processors"])})
+
+
 @pytest.fixture(autouse=True)
 def _structlog_config_kept():
     """Every test starts from the suite's structlog configuration: a command run in this
     process (click's CliRunner) configures it for warnings and up (nwwatch.cli), which would
-    hide info events from a later test's ``capture_logs``."""
-    import structlog
-
-    saved = structlog.get_config()
+    hide info events from a later test's ``capture_logs``. Set before the test too: a
+    module-scoped fixture that runs a command does so before any test's own fixtures."""
+    _configure_as_the_suite()
     yield
-    structlog.configure(**saved)
+    _configure_as_the_suite()

@@ -243,7 +243,12 @@ def test_readers_see_every_row_once_during_and_after_a_cluster_replay(cluster, a
         pd.testing.assert_frame_equal(table[HIVE_KEY], want, obj=name)
 
 
-def test_unreachable_scheduler_is_a_clear_error(acq, tmp_path):
+def test_unreachable_scheduler_is_a_clear_error(acq, tmp_path, monkeypatch):
+    import nwwatch.service.clusterconnect as connect_module
+
+    # nothing listens on port 9: the connection is refused at once, and retried until the
+    # timeout (5 s by default, twice here)
+    monkeypatch.setattr(connect_module, "CONNECT_TIMEOUT_S", 0.5)
     folder, onnx = acq
     with pytest.raises(ClusterUnreachableError, match=r"tcp://127\.0\.0\.1:9"):
         replay(folder, tmp_path / "res", model=onnx, dask="tcp://127.0.0.1:9")
