@@ -985,3 +985,67 @@ def test_the_driver_does_not_queue_a_frame_whose_file_changed_after_the_worker_r
     write_frame_tiff(paths[1], paint_insitu(150, size=64))  # rewritten after the worker
     kept, changed = (c.image() for c in _queue_candidates(table, files))
     assert kept is not None and kept.shape == (64, 64) and changed is None
+
+
+def test_a_driver_killed_while_committing_a_finished_task_charges_its_file_nothing(
+        cluster, tmp_path):
+    """The driver claims a task's batch once the worker is done with its files: a driver
+    killed between that claim and the hold is not the files' doing. It was charged as a
+    crash of the file: three unlucky driver kills quarantined a good tomogram as
+    `Interrupted`."""
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_volume_tiff
+
+    address, _ = cluster
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:7, 3:20, 4:14] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    results = tmp_path / "res"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": "after_claim:1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(acq),
+         "--out", str(results), "--kind", "tomogram", "--model", str(tomo_model),
+         "--dask", address], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    summary = replay(acq, results, kind="tomogram", model=tomo_model, dask=address)
+    assert (summary.done, summary.quarantined, summary.frames) == (1, 0, 1)
+    with sqlite3.connect(results / "ledger.sqlite") as db:
+        assert db.execute("SELECT state, attempts FROM items").fetchall() == [("done", 0)]
+    (mask,) = (results / "masks").iterdir()  # the killed run's mask was removed
+    assert ds.dataset(results / "volumes", format="parquet").to_table().column(
+        "mask_path").to_pylist() == [f"masks/{mask.name}"]
+
+
+def _die_on_importing(name: str) -> None:
+    """In a worker process: end the process the next time ``name`` is imported."""
+    import importlib.abc
+
+    class Die(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path, target=None):
+            if fullname == name:
+                os._exit(1)
+            return None
+
+    sys.modules.pop(name, None)
+    sys.meta_path.insert(0, Die())
+
+
+def test_a_worker_lost_while_the_replay_checks_the_workers_is_not_an_error(cluster, acq,
+                                                                            tmp_path):
+    """A worker that dies while the replay asks every worker to import nwwatch (a Slurm job
+    at its walltime, a worker killed): it was a CommClosedError traceback and exit 1; its
+    tasks go to the other workers like any lost worker's."""
+    from distributed import Client
+
+    address, _ = cluster
+    folder, onnx = acq
+    with Client(address, timeout=30) as client:
+        victim = sorted(client.scheduler_info()["workers"])[0]
+        client.run(_die_on_importing, "nwwatch.service.clustertask", workers=[victim])
+    summary = replay(folder, tmp_path / "res", model=onnx, dask=address)
+    assert (summary.done, summary.quarantined) == (N_FRAMES, 1)
+    assert_exactly_once(tmp_path / "res", N_FRAMES)

@@ -223,15 +223,20 @@ def _check_workers_import_nwwatch(client) -> None:
     """Raise :class:`~nwwatch.service.clusterconnect.ClusterUnavailableError` naming a worker
     that cannot import the task's module: a task sent to it would fail to unpickle there and
     leave the replay waiting without end (distributed's worker drops the message). Workers
-    that join later are not checked."""
+    that join later are not checked, nor one lost while it is asked."""
     import importlib
 
-    try:
-        client.run(importlib.import_module, "nwwatch.service.clustertask")
-    except ImportError as exc:
-        raise clusterconnect.ClusterUnavailableError(
-            f"a Dask worker cannot import nwwatch ({exc}): install the driver's nwwatch "
-            "version in every worker's Python environment") from None
+    answers = client.run(importlib.import_module, "nwwatch.service.clustertask",
+                         on_error="return")
+    for answer in answers.values():
+        if isinstance(answer, ImportError):
+            raise clusterconnect.ClusterUnavailableError(
+                f"a Dask worker cannot import nwwatch ({answer}): install the driver's nwwatch "
+                "version in every worker's Python environment") from None
+        # A connection error: the worker was lost meanwhile (killed, its job ended); its
+        # tasks go to the others, as when one is lost mid-run.
+        if isinstance(answer, BaseException) and not isinstance(answer, OSError):
+            raise answer
 
 
 def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
@@ -310,8 +315,10 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         moves = _mask_moves(table, res.side, batch_id) if res.side else []
         aux = [engine.results_dir / final for _, final in moves]
         # Rows' file named when written (service.flush); the task's time counts (status).
+        # The worker is done with the files: a driver stopped before the hold charges them
+        # nothing (``processed``).
         ledger.claim(batch_id, engine.kind, None, claim, aux=aux,
-                     started_at=time.time() - res.seconds)
+                     started_at=time.time() - res.seconds, processed=True)
         crash_point("after_claim")
         if moves:
             try:
