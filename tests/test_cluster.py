@@ -1049,3 +1049,31 @@ def test_a_worker_lost_while_the_replay_checks_the_workers_is_not_an_error(clust
     summary = replay(folder, tmp_path / "res", model=onnx, dask=address)
     assert (summary.done, summary.quarantined) == (N_FRAMES, 1)
     assert_exactly_once(tmp_path / "res", N_FRAMES)
+
+
+def test_a_copy_of_a_tomogram_a_worker_refused_is_listed_as_local_replay_lists_it(cluster,
+                                                                                  tmp_path):
+    """Two copies of a file that only the worker finds bad (a 2-D image, not a volume):
+    local replay lists both in quarantine.parquet; the cluster listed the first and counted
+    the copy as "skipped (already done)", on every later run too."""
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_frame_tiff, write_volume_tiff
+
+    address, _ = cluster
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:7, 3:20, 4:14] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    write_frame_tiff(acq / "flat.tif", vol[3])
+    (acq / "flat-copy.tif").write_bytes((acq / "flat.tif").read_bytes())
+    listed = {}
+    for name, dask in (("local", None), ("dask", address)):
+        summary = replay(acq, tmp_path / name, kind="tomogram", model=tomo_model, dask=dask)
+        assert (summary.done, summary.skipped, summary.quarantined) == (1, 0, 2), name
+        q = pd.read_parquet(tmp_path / name / "quarantine.parquet")
+        listed[name] = sorted(zip(q.path, q.error_type, strict=True))
+    assert listed["dask"] == listed["local"]
+    assert [Path(p).name for p, _ in listed["dask"]] == ["flat-copy.tif", "flat.tif"]

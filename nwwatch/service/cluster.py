@@ -260,6 +260,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     # per acquisition partition: the items to claim, their failures, rows per item
     parts: dict[str, tuple[list, list[Failure], dict[ItemKey, int]]] = {}
     seen: set[ItemKey] = set()
+    copies: list[tuple[str, FileResult, ItemKey]] = []  # skipped: done or held elsewhere
     for f in res.files:
         if f.gone:
             # Never found on the worker, but here: every file would be. (One the worker
@@ -279,9 +280,10 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         known = ledger.item(key)
         if f.duplicate or key in seen or engine.buffer.holds(key) or (
                 known is not None and known.state in ("done", "quarantined") and not force):
-            summary.skipped += 1  # done (or held) by another task or run: rows not added
+            # done (or held) by another task or run: rows not added
             if known is not None and known.state != "quarantined" and not f.duplicate:
                 note_skipped(engine, Path(f.path), key, known)
+            copies.append((name, f, key))
             continue
         seen.add(key)
         claim, failures, rows_per_item = parts.setdefault(
@@ -355,6 +357,13 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         summary.failed += len(failures) - len(quarantined)
         summary.frames += table.num_rows
         summary.rows.update(count_table(table))
+    # A copy of a quarantined content (the first may have been refused just now) is listed
+    # under its own name, as local replay lists it (batch.quarantine_duplicates).
+    for name, f, key in copies:
+        if ledger.quarantine_copy(name, f.size, f.mtime_ns, key) is not None:
+            summary.quarantined += 1
+        else:
+            summary.skipped += 1
     refresh_quarantine(ledger, engine.results_dir, log)
     # The rows are held in this process now: a driver killed before they are written
     # processes the files again (the ledger releases held batches whose file is missing).
