@@ -1055,8 +1055,10 @@ def test_a_copy_of_a_tomogram_a_worker_refused_is_listed_as_local_replay_lists_i
                                                                                   tmp_path):
     """Two copies of a file that only the worker finds bad (a 2-D image, not a volume):
     local replay lists both in quarantine.parquet; the cluster listed the first and counted
-    the copy as "skipped (already done)", on every later run too."""
+    the copy as "skipped (already done)", on every later run too. The driver's log names the
+    refused file as local replay's does (only the worker's log named it)."""
     from onnx_models import TOMOGRAM_GREY
+    from structlog.testing import capture_logs
 
     from nwwatch.io import write_frame_tiff, write_volume_tiff
 
@@ -1069,11 +1071,18 @@ def test_a_copy_of_a_tomogram_a_worker_refused_is_listed_as_local_replay_lists_i
     write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
     write_frame_tiff(acq / "flat.tif", vol[3])
     (acq / "flat-copy.tif").write_bytes((acq / "flat.tif").read_bytes())
-    listed = {}
+    listed, logged = {}, {}
     for name, dask in (("local", None), ("dask", address)):
-        summary = replay(acq, tmp_path / name, kind="tomogram", model=tomo_model, dask=dask)
+        with capture_logs() as logs:
+            summary = replay(acq, tmp_path / name, kind="tomogram", model=tomo_model,
+                             dask=dask)
         assert (summary.done, summary.skipped, summary.quarantined) == (1, 0, 2), name
         q = pd.read_parquet(tmp_path / name / "quarantine.parquet")
         listed[name] = sorted(zip(q.path, q.error_type, strict=True))
+        logged[name] = [(e["source"], e["error"]) for e in logs if e["event"] == "bad_input"]
     assert listed["dask"] == listed["local"]
+    # one of the copies (on the cluster the one committed first), with local replay's error
+    for name in logged:
+        assert [(Path(src).parent, e) for src, e in logged[name]] == [
+            (acq, "UnsupportedLayoutError")], name
     assert [Path(p).name for p, _ in listed["dask"]] == ["flat-copy.tif", "flat.tif"]

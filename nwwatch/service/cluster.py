@@ -292,6 +292,12 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         if f.reason:
             failures.append(Failure(key, name, f.reason, f.error_type, f.permanent, f.size,
                                     f.mtime_ns))
+            # logged by the worker, in its own log; here too, as local replay logs it
+            if f.permanent:
+                log.warning("bad_input", source=source_name(f.path), reason=f.reason,
+                            error=f.error_type)
+            else:
+                log.error("unexpected_error", source=source_name(f.path), reason=f.reason)
         else:
             rows_per_item[key] = f.n_rows
     if early:
