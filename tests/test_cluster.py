@@ -1086,3 +1086,87 @@ def test_a_copy_of_a_tomogram_a_worker_refused_is_listed_as_local_replay_lists_i
         assert [(Path(src).parent, e) for src, e in logged[name]] == [
             (acq, "UnsupportedLayoutError")], name
     assert [Path(p).name for p, _ in listed["dask"]] == ["flat-copy.tif", "flat.tif"]
+
+
+def _staging_refused_for(marker: str, delay_s: float) -> None:
+    """On a worker: staging the rows of a task whose files' paths hold ``marker`` is refused
+    (``delay_s`` later), as in a results folder that worker cannot write."""
+    import nwwatch.results.parquet as parquet
+
+    real = parquet.write_table_atomic
+
+    def refuse(table, path):
+        if any(marker in s for s in table.column("source").to_pylist()):
+            time.sleep(delay_s)
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(table, path)
+
+    parquet._real_write_table_atomic = real
+    parquet.write_table_atomic = refuse
+
+
+def _staging_allowed_again() -> None:
+    import nwwatch.results.parquet as parquet
+
+    parquet.write_table_atomic = getattr(parquet, "_real_write_table_atomic",
+                                         parquet.write_table_atomic)
+
+
+def test_rows_held_when_a_cluster_error_stops_the_replay_are_written(cluster, acq, tmp_path):
+    """A worker that cannot write the results folder stops the replay (no file's fault):
+    the rows the driver already held, of tasks that had finished, were dropped with it and
+    computed again by the next run, although docs/cluster.md says they are written."""
+    from distributed import Client
+
+    from nwwatch.service.clusterconnect import StagingUnwritableError
+
+    address, _ = cluster
+    folder, onnx = acq
+    (folder / "z-unshared").mkdir()
+    write_frame_tiff(folder / "z-unshared" / "late.tif", paint_insitu(140, size=64))
+    results = tmp_path / "res"
+    with Client(address, timeout=30) as client:
+        client.run(_staging_refused_for, "z-unshared", 3.0)
+        try:
+            with pytest.raises(StagingUnwritableError, match="cannot write here"):
+                replay(folder, results, model=onnx, dask=address)
+        finally:
+            client.run(_staging_allowed_again)
+    written = rows(results)  # the tasks done before the refused one, each row once
+    assert len(written) >= 1 and not written.duplicated(["source", "frame"]).any()
+    summary = replay(folder, results, model=onnx, dask=address)
+    assert summary.skipped == len(written)
+    assert_exactly_once(results, N_FRAMES + 1)
+
+
+def test_a_result_that_cannot_be_fetched_charges_its_file_nothing(cluster, acq, tmp_path,
+                                                                  monkeypatch):
+    """The scheduler lost while the driver fetched a finished task's result (a
+    CommClosedError from the fetch, the task itself fine): its file was charged an attempt,
+    `failed on the cluster: CommClosedError(...)`, as if the task had failed. The replay
+    now stops with `lost the Dask scheduler`, charging nothing, the rows before written."""
+    from distributed import Future
+    from distributed.comm.core import CommClosedError
+
+    address, _ = cluster
+    folder, onnx = acq
+    results = tmp_path / "res"
+    real, calls = Future.result, []
+
+    def fetch(self, *a, **kw):
+        calls.append(self.key)
+        if len(calls) == 2:  # the scheduler's connection closes during the 2nd fetch
+            raise CommClosedError("in <TCP (closed) ConnectionPool.gather>: Stream is closed")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Future, "result", fetch)
+    with pytest.raises(ClusterUnreachableError, match="lost the Dask scheduler"):
+        replay(folder, results, model=onnx, dask=address)
+    monkeypatch.undo()
+    with sqlite3.connect(results / "ledger.sqlite") as db:
+        charged = db.execute("SELECT source FROM items WHERE attempts > 0 AND state != "
+                             "'quarantined'").fetchall()
+    assert charged == []
+    assert len(rows(results)) >= 1  # the first task's rows
+    replay(folder, results, model=onnx, dask=address)
+    assert_exactly_once(results, N_FRAMES)

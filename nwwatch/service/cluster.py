@@ -31,7 +31,8 @@ import pickle
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -161,7 +162,13 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 submit(chunk)
 
         fill()
-        with held_rows_written_at_end(engine, summary.parquet_files):
+        # The cluster failing (its scheduler lost, a worker that cannot see the input or
+        # write the results folder) says nothing against the rows of the tasks done before:
+        # they are written, not computed again.
+        with held_rows_written_at_end(engine, summary.parquet_files,
+                                      also=(clusterconnect.ClusterUnavailableError,
+                                            clusterconnect.ClusterUnreachableError)), \
+                _scheduler_lost_named(client, address):
             for fut in futures:
                 _, chunk = inflight.pop(fut.key)
                 if fut.status == "cancelled":
@@ -171,6 +178,11 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                     with ctrl_c_after_the_call():  # a finished task's result: a short wait
                         res = fut.result()
                 except Exception as exc:  # the task failed as a whole (KilledWorker included)
+                    if fut.status != "error":  # not the task: fetching its result failed
+                        _raise_if_scheduler_lost(client, address)
+                        raise clusterconnect.ClusterUnreachableError(
+                            f"lost the Dask scheduler at {address} (fetching a task's result: "
+                            f"{exc!r})") from None
                     if isinstance(exc, (ModelLoadError,  # a worker's model or results
                                         clusterconnect.StagingUnwritableError)):  # folder:
                         raise  # no file's fault, and every task would fail alike
@@ -206,17 +218,32 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 fill()
         _clear_staging(staging)
     except Exception:
-        # The scheduler lost between two calls (killed, its job ended) surfaces as whatever
-        # the call met: CommClosedError, "ConnectionPool is closed", an AttributeError of a
-        # closed client. One message for all, as when a task's future is cancelled.
-        if client.status != "running":
-            raise clusterconnect.ClusterUnreachableError(
-                f"lost the Dask scheduler at {address}") from None
+        _raise_if_scheduler_lost(client, address)
         raise
     finally:
         if own:
             clusterconnect.close_connection(connection)
     return stats
+
+
+def _raise_if_scheduler_lost(client, address: str) -> None:
+    """The scheduler lost between two calls (killed, its job ended) surfaces as whatever the
+    call met: CommClosedError, "ConnectionPool is closed", an AttributeError of a closed
+    client. One message for all, as when a task's future is cancelled."""
+    if client.status != "running":
+        raise clusterconnect.ClusterUnreachableError(
+            f"lost the Dask scheduler at {address}") from None
+
+
+@contextmanager
+def _scheduler_lost_named(client, address: str) -> Iterator[None]:
+    """An error of the block raised as ``ClusterUnreachableError`` when the scheduler is
+    lost (:func:`_raise_if_scheduler_lost`)."""
+    try:
+        yield
+    except Exception:
+        _raise_if_scheduler_lost(client, address)
+        raise
 
 
 def _check_workers_import_nwwatch(client) -> None:
