@@ -1170,3 +1170,51 @@ def test_a_result_that_cannot_be_fetched_charges_its_file_nothing(cluster, acq, 
     assert len(rows(results)) >= 1  # the first task's rows
     replay(folder, results, model=onnx, dask=address)
     assert_exactly_once(results, N_FRAMES)
+
+
+def _memory_available_bytes(n_bytes: int | None) -> None:
+    """In a process: the memory a tomogram may use is ``n_bytes`` (None: the real figure),
+    as on a machine with that much memory."""
+    import nwwatch.volume.memory as memory
+    from nwwatch.resources import Limit
+
+    real = getattr(memory, "_real_available_memory", memory.available_memory)
+    memory._real_available_memory = real
+    memory.available_memory = real if n_bytes is None else (
+        lambda *a, **kw: Limit(n_bytes, "test"))
+
+
+def test_a_tomogram_refused_for_the_workers_memory_is_retried_when_the_workers_have_more(
+        cluster, tmp_path):
+    """On a cluster the workers' memory decides whether a tomogram fits, not the driver's:
+    one the workers refused was retried only when it fitted in the driver's memory, so a
+    driver on a smaller machine (a login node) kept it quarantined after the workers got
+    more memory."""
+    from distributed import Client
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_volume_tiff
+
+    address, _ = cluster
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:7, 3:20, 4:14] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    results = tmp_path / "res"
+    with Client(address, timeout=30) as client:
+        client.run(_memory_available_bytes, 1000)  # small workers
+        try:
+            first = replay(acq, results, kind="tomogram", model=tomo_model, dask=address)
+        finally:
+            client.run(_memory_available_bytes, None)  # the workers get their memory back
+    assert (first.done, first.quarantined) == (0, 1)
+    _memory_available_bytes(1000)  # the driver's machine is the small one now
+    try:
+        second = replay(acq, results, kind="tomogram", model=tomo_model, dask=address)
+    finally:
+        _memory_available_bytes(None)
+    assert (second.done, second.quarantined, second.frames) == (1, 0, 1)
+    assert not (results / "quarantine.parquet").exists() or pd.read_parquet(
+        results / "quarantine.parquet").empty
