@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -1218,3 +1220,37 @@ def test_a_tomogram_refused_for_the_workers_memory_is_retried_when_the_workers_h
     assert (second.done, second.quarantined, second.frames) == (1, 0, 1)
     assert not (results / "quarantine.parquet").exists() or pd.read_parquet(
         results / "quarantine.parquet").empty
+
+
+def test_masks_on_another_file_system_are_moved_into_place(cluster, tmp_path):
+    """RESULTS/masks a link to another file system (a larger disk for the masks): local
+    replay writes masks there; the driver's rename of a staged mask failed (EXDEV) and the
+    replay stopped with a traceback, `cannot move a tomogram's mask into place`."""
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import read_volume, write_volume_tiff
+
+    elsewhere = Path("/dev/shm")
+    if not elsewhere.is_dir() or os.stat(elsewhere).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system at /dev/shm")
+    address, _ = cluster
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:7, 3:20, 4:14] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    results = tmp_path / "res"
+    results.mkdir()
+    disk = Path(tempfile.mkdtemp(dir=elsewhere, prefix="nwwatch-test-masks-"))
+    try:
+        (results / "masks").symlink_to(disk)
+        summary = replay(acq, results, kind="tomogram", model=tomo_model, dask=address)
+        assert (summary.done, summary.frames) == (1, 1)
+        (mask_path,) = ds.dataset(results / "volumes", format="parquet").to_table().column(
+            "mask_path").to_pylist()
+        assert [p.name for p in disk.iterdir()] == [Path(mask_path).name]  # nothing else
+        assert read_volume(results / mask_path).data.shape == vol.shape
+        assert not (results / STAGING_DIR).exists()
+    finally:
+        shutil.rmtree(disk, ignore_errors=True)

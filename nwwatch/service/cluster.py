@@ -359,7 +359,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
             try:
                 (engine.results_dir / "masks").mkdir(exist_ok=True)
                 for staged_mask, final in moves:
-                    os.replace(staged_mask, engine.results_dir / final)
+                    _move_into_place(staged_mask, engine.results_dir / final)
             except OSError as exc:
                 ledger.abort(batch_id, [], engine.max_attempts, remove=aux)
                 raise ResultsWriteError(f"{engine.results_dir / 'masks'}: cannot move a "
@@ -404,6 +404,24 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     if res.side:
         shutil.rmtree(res.side, ignore_errors=True)  # masks of rows not kept (done already)
     return n_rows
+
+
+def _move_into_place(staged: Path, final: Path) -> None:
+    """Rename ``staged`` to ``final``; where ``final``'s folder lies on another file system
+    (``RESULTS/masks`` a link to a larger disk) copy it there under a hidden temporary name
+    first (nwwatch.atomic), so that ``final`` is never a partial file."""
+    import errno
+
+    from nwwatch.atomic import atomic_write
+
+    try:
+        os.replace(staged, final)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        with atomic_write(final) as out, open(staged, "rb") as src:
+            shutil.copyfileobj(src, out)
+        staged.unlink()
 
 
 def _mask_moves(table, side: str, batch_id: str) -> list[tuple[Path, str]]:
