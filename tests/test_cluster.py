@@ -1051,6 +1051,8 @@ def test_a_worker_lost_while_the_replay_checks_the_workers_is_not_an_error(clust
     summary = replay(folder, tmp_path / "res", model=onnx, dask=address)
     assert (summary.done, summary.quarantined) == (N_FRAMES, 1)
     assert_exactly_once(tmp_path / "res", N_FRAMES)
+    with Client(address, timeout=30) as client:  # its nanny's new one, for the next tests
+        client.wait_for_workers(2, timeout=60)
 
 
 def test_a_copy_of_a_tomogram_a_worker_refused_is_listed_as_local_replay_lists_it(cluster,
@@ -1128,6 +1130,7 @@ def test_rows_held_when_a_cluster_error_stops_the_replay_are_written(cluster, ac
     write_frame_tiff(folder / "z-unshared" / "late.tif", paint_insitu(140, size=64))
     results = tmp_path / "res"
     with Client(address, timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)  # each one refuses
         client.run(_staging_refused_for, "z-unshared", 3.0)
         try:
             with pytest.raises(StagingUnwritableError, match="cannot write here"):
@@ -1206,6 +1209,7 @@ def test_a_tomogram_refused_for_the_workers_memory_is_retried_when_the_workers_h
     write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
     results = tmp_path / "res"
     with Client(address, timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)
         client.run(_memory_available_bytes, 1000)  # small workers
         try:
             first = replay(acq, results, kind="tomogram", model=tomo_model, dask=address)
