@@ -1258,3 +1258,22 @@ def test_masks_on_another_file_system_are_moved_into_place(cluster, tmp_path):
         assert not (results / STAGING_DIR).exists()
     finally:
         shutil.rmtree(disk, ignore_errors=True)
+
+
+@pytest.mark.parametrize("on_dask", [False, True])
+def test_results_that_cannot_be_written_are_an_error_line_not_a_traceback(cluster, acq,
+                                                                          tmp_path, on_dask):
+    """`nwwatch replay` whose rows cannot be written (a full disk; here RESULTS/frames a
+    file): it printed a ResultsWriteError traceback, local replay and --dask alike."""
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    folder, onnx = acq
+    results = tmp_path / "res"
+    results.mkdir()
+    (results / "frames").write_text("not a folder\n")
+    args = ["replay", str(folder), "--out", str(results), "--model", str(onnx)]
+    result = CliRunner().invoke(main, args + (["--dask", cluster[0]] if on_dask else []))
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+    assert "cannot write results" in result.output and "Traceback" not in result.output
