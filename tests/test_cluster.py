@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -990,3 +992,293 @@ def test_the_driver_does_not_queue_a_frame_whose_file_changed_after_the_worker_r
     write_frame_tiff(paths[1], paint_insitu(150, size=64))  # rewritten after the worker
     kept, changed = (c.image() for c in _queue_candidates(table, files))
     assert kept is not None and kept.shape == (64, 64) and changed is None
+
+
+def test_a_driver_killed_while_committing_a_finished_task_charges_its_file_nothing(
+        cluster, tmp_path):
+    """The driver claims a task's batch once the worker is done with its files: a driver
+    killed between that claim and the hold is not the files' doing. It was charged as a
+    crash of the file: three unlucky driver kills quarantined a good tomogram as
+    `Interrupted`."""
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_volume_tiff
+
+    address, _ = cluster
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:7, 3:20, 4:14] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    results = tmp_path / "res"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": "after_claim:1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(acq),
+         "--out", str(results), "--kind", "tomogram", "--model", str(tomo_model),
+         "--dask", address], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    summary = replay(acq, results, kind="tomogram", model=tomo_model, dask=address)
+    assert (summary.done, summary.quarantined, summary.frames) == (1, 0, 1)
+    with sqlite3.connect(results / "ledger.sqlite") as db:
+        assert db.execute("SELECT state, attempts FROM items").fetchall() == [("done", 0)]
+    (mask,) = (results / "masks").iterdir()  # the killed run's mask was removed
+    assert ds.dataset(results / "volumes", format="parquet").to_table().column(
+        "mask_path").to_pylist() == [f"masks/{mask.name}"]
+
+
+def _die_on_importing(name: str) -> None:
+    """In a worker process: end the process the next time ``name`` is imported."""
+    import importlib.abc
+
+    class Die(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path, target=None):
+            if fullname == name:
+                os._exit(1)
+            return None
+
+    sys.modules.pop(name, None)
+    sys.meta_path.insert(0, Die())
+
+
+def test_a_worker_lost_while_the_replay_checks_the_workers_is_not_an_error(cluster, acq,
+                                                                            tmp_path):
+    """A worker that dies while the replay asks every worker to import nwwatch (a Slurm job
+    at its walltime, a worker killed): it was a CommClosedError traceback and exit 1; its
+    tasks go to the other workers like any lost worker's."""
+    from distributed import Client
+
+    address, _ = cluster
+    folder, onnx = acq
+    with Client(address, timeout=30) as client:
+        victim = sorted(client.scheduler_info()["workers"])[0]
+        client.run(_die_on_importing, "nwwatch.service.clustertask", workers=[victim])
+    summary = replay(folder, tmp_path / "res", model=onnx, dask=address)
+    assert (summary.done, summary.quarantined) == (N_FRAMES, 1)
+    assert_exactly_once(tmp_path / "res", N_FRAMES)
+    with Client(address, timeout=30) as client:  # its nanny's new one, for the next tests
+        client.wait_for_workers(2, timeout=60)
+
+
+def test_a_copy_of_a_tomogram_a_worker_refused_is_listed_as_local_replay_lists_it(cluster,
+                                                                                  tmp_path):
+    """Two copies of a file that only the worker finds bad (a 2-D image, not a volume):
+    local replay lists both in quarantine.parquet; the cluster listed the first and counted
+    the copy as "skipped (already done)", on every later run too. The driver's log names the
+    refused file as local replay's does (only the worker's log named it)."""
+    from onnx_models import TOMOGRAM_GREY
+    from structlog.testing import capture_logs
+
+    from nwwatch.io import write_frame_tiff, write_volume_tiff
+
+    address, _ = cluster
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:7, 3:20, 4:14] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    write_frame_tiff(acq / "flat.tif", vol[3])
+    (acq / "flat-copy.tif").write_bytes((acq / "flat.tif").read_bytes())
+    listed, logged = {}, {}
+    for name, dask in (("local", None), ("dask", address)):
+        with capture_logs() as logs:
+            summary = replay(acq, tmp_path / name, kind="tomogram", model=tomo_model,
+                             dask=dask)
+        assert (summary.done, summary.skipped, summary.quarantined) == (1, 0, 2), name
+        q = pd.read_parquet(tmp_path / name / "quarantine.parquet")
+        listed[name] = sorted(zip(q.path, q.error_type, strict=True))
+        logged[name] = [(e["source"], e["error"]) for e in logs if e["event"] == "bad_input"]
+    assert listed["dask"] == listed["local"]
+    # one of the copies (on the cluster the one committed first), with local replay's error
+    for name in logged:
+        assert [(Path(src).parent, e) for src, e in logged[name]] == [
+            (acq, "UnsupportedLayoutError")], name
+    assert [Path(p).name for p, _ in listed["dask"]] == ["flat-copy.tif", "flat.tif"]
+
+
+def _staging_refused_for(marker: str, delay_s: float) -> None:
+    """On a worker: staging the rows of a task whose files' paths hold ``marker`` is refused
+    (``delay_s`` later), as in a results folder that worker cannot write."""
+    import nwwatch.results.parquet as parquet
+
+    real = parquet.write_table_atomic
+
+    def refuse(table, path):
+        if any(marker in s for s in table.column("source").to_pylist()):
+            time.sleep(delay_s)
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(table, path)
+
+    parquet._real_write_table_atomic = real
+    parquet.write_table_atomic = refuse
+
+
+def _staging_allowed_again() -> None:
+    import nwwatch.results.parquet as parquet
+
+    parquet.write_table_atomic = getattr(parquet, "_real_write_table_atomic",
+                                         parquet.write_table_atomic)
+
+
+def test_rows_held_when_a_cluster_error_stops_the_replay_are_written(cluster, acq, tmp_path):
+    """A worker that cannot write the results folder stops the replay (no file's fault):
+    the rows the driver already held, of tasks that had finished, were dropped with it and
+    computed again by the next run, although docs/cluster.md says they are written."""
+    from distributed import Client
+
+    from nwwatch.service.clusterconnect import StagingUnwritableError
+
+    address, _ = cluster
+    folder, onnx = acq
+    (folder / "z-unshared").mkdir()
+    write_frame_tiff(folder / "z-unshared" / "late.tif", paint_insitu(140, size=64))
+    results = tmp_path / "res"
+    with Client(address, timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)  # each one refuses
+        client.run(_staging_refused_for, "z-unshared", 3.0)
+        try:
+            with pytest.raises(StagingUnwritableError, match="cannot write here"):
+                replay(folder, results, model=onnx, dask=address)
+        finally:
+            client.run(_staging_allowed_again)
+    written = rows(results)  # the tasks done before the refused one, each row once
+    assert len(written) >= 1 and not written.duplicated(["source", "frame"]).any()
+    summary = replay(folder, results, model=onnx, dask=address)
+    assert summary.skipped == len(written)
+    assert_exactly_once(results, N_FRAMES + 1)
+
+
+def test_a_result_that_cannot_be_fetched_charges_its_file_nothing(cluster, acq, tmp_path,
+                                                                  monkeypatch):
+    """The scheduler lost while the driver fetched a finished task's result (a
+    CommClosedError from the fetch, the task itself fine): its file was charged an attempt,
+    `failed on the cluster: CommClosedError(...)`, as if the task had failed. The replay
+    now stops with `lost the Dask scheduler`, charging nothing, the rows before written."""
+    from distributed import Future
+    from distributed.comm.core import CommClosedError
+
+    address, _ = cluster
+    folder, onnx = acq
+    results = tmp_path / "res"
+    real, calls = Future.result, []
+
+    def fetch(self, *a, **kw):
+        calls.append(self.key)
+        if len(calls) == 2:  # the scheduler's connection closes during the 2nd fetch
+            raise CommClosedError("in <TCP (closed) ConnectionPool.gather>: Stream is closed")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Future, "result", fetch)
+    with pytest.raises(ClusterUnreachableError, match="lost the Dask scheduler"):
+        replay(folder, results, model=onnx, dask=address)
+    monkeypatch.undo()
+    with sqlite3.connect(results / "ledger.sqlite") as db:
+        charged = db.execute("SELECT source FROM items WHERE attempts > 0 AND state != "
+                             "'quarantined'").fetchall()
+    assert charged == []
+    assert len(rows(results)) >= 1  # the first task's rows
+    replay(folder, results, model=onnx, dask=address)
+    assert_exactly_once(results, N_FRAMES)
+
+
+def _memory_available_bytes(n_bytes: int | None) -> None:
+    """In a process: the memory a tomogram may use is ``n_bytes`` (None: the real figure),
+    as on a machine with that much memory."""
+    import nwwatch.volume.memory as memory
+    from nwwatch.resources import Limit
+
+    real = getattr(memory, "_real_available_memory", memory.available_memory)
+    memory._real_available_memory = real
+    memory.available_memory = real if n_bytes is None else (
+        lambda *a, **kw: Limit(n_bytes, "test"))
+
+
+def test_a_tomogram_refused_for_the_workers_memory_is_retried_when_the_workers_have_more(
+        cluster, tmp_path):
+    """On a cluster the workers' memory decides whether a tomogram fits, not the driver's:
+    one the workers refused was retried only when it fitted in the driver's memory, so a
+    driver on a smaller machine (a login node) kept it quarantined after the workers got
+    more memory."""
+    from distributed import Client
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_volume_tiff
+
+    address, _ = cluster
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:7, 3:20, 4:14] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    results = tmp_path / "res"
+    with Client(address, timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)
+        client.run(_memory_available_bytes, 1000)  # small workers
+        try:
+            first = replay(acq, results, kind="tomogram", model=tomo_model, dask=address)
+        finally:
+            client.run(_memory_available_bytes, None)  # the workers get their memory back
+    assert (first.done, first.quarantined) == (0, 1)
+    _memory_available_bytes(1000)  # the driver's machine is the small one now
+    try:
+        second = replay(acq, results, kind="tomogram", model=tomo_model, dask=address)
+    finally:
+        _memory_available_bytes(None)
+    assert (second.done, second.quarantined, second.frames) == (1, 0, 1)
+    assert not (results / "quarantine.parquet").exists() or pd.read_parquet(
+        results / "quarantine.parquet").empty
+
+
+def test_masks_on_another_file_system_are_moved_into_place(cluster, tmp_path):
+    """RESULTS/masks a link to another file system (a larger disk for the masks): local
+    replay writes masks there; the driver's rename of a staged mask failed (EXDEV) and the
+    replay stopped with a traceback, `cannot move a tomogram's mask into place`."""
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import read_volume, write_volume_tiff
+
+    elsewhere = Path("/dev/shm")
+    if not elsewhere.is_dir() or os.stat(elsewhere).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system at /dev/shm")
+    address, _ = cluster
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:7, 3:20, 4:14] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    results = tmp_path / "res"
+    results.mkdir()
+    disk = Path(tempfile.mkdtemp(dir=elsewhere, prefix="nwwatch-test-masks-"))
+    try:
+        (results / "masks").symlink_to(disk)
+        summary = replay(acq, results, kind="tomogram", model=tomo_model, dask=address)
+        assert (summary.done, summary.frames) == (1, 1)
+        (mask_path,) = ds.dataset(results / "volumes", format="parquet").to_table().column(
+            "mask_path").to_pylist()
+        assert [p.name for p in disk.iterdir()] == [Path(mask_path).name]  # nothing else
+        assert read_volume(results / mask_path).data.shape == vol.shape
+        assert not (results / STAGING_DIR).exists()
+    finally:
+        shutil.rmtree(disk, ignore_errors=True)
+
+
+@pytest.mark.parametrize("on_dask", [False, True])
+def test_results_that_cannot_be_written_are_an_error_line_not_a_traceback(cluster, acq,
+                                                                          tmp_path, on_dask):
+    """`nwwatch replay` whose rows cannot be written (a full disk; here RESULTS/frames a
+    file): it printed a ResultsWriteError traceback, local replay and --dask alike."""
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    folder, onnx = acq
+    results = tmp_path / "res"
+    results.mkdir()
+    (results / "frames").write_text("not a folder\n")
+    args = ["replay", str(folder), "--out", str(results), "--model", str(onnx)]
+    result = CliRunner().invoke(main, args + (["--dask", cluster[0]] if on_dask else []))
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+    assert "cannot write results" in result.output and "Traceback" not in result.output

@@ -166,13 +166,15 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     code path; a file named twice is processed once.
 
     Exit status: 0 every file processed (or already done); 1 the replay could not run
-    (configuration, model, ledger, a results folder inside PATH or PATH inside it); 2 wrong
+    (configuration, model, ledger, a results folder inside PATH or PATH inside it) or could
+    not write its results (a full disk: the one line names the file); 2 wrong
     command line; 3 it ran, but some files failed or are quarantined (the last line says how many);
     130 interrupted (Ctrl-C), 143 stopped by SIGTERM: the rows of the files processed are
     written; run it again to resume.
     """
     from nwwatch.logsetup import configure_logging
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
+    from nwwatch.service.batch import ResultsWriteError
     from nwwatch.service.clusterconnect import (
         ClusterRequestError,
         ClusterUnavailableError,
@@ -191,7 +193,8 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
                            save_labels=save_labels, dask=dask_address)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
             LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError,
-            ClusterUnavailableError, ClusterUnreachableError, KeyboardInterrupt) as exc:
+            ClusterUnavailableError, ClusterUnreachableError, ResultsWriteError,
+            KeyboardInterrupt) as exc:
         if isinstance(exc, KeyboardInterrupt):
             click.echo(f"replay interrupted ({interrupt_name(exc)}): "
                        f"{_what_an_interrupt_kept(out_dir)}", err=True)

@@ -31,7 +31,8 @@ import pickle
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -161,7 +162,13 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 submit(chunk)
 
         fill()
-        with held_rows_written_at_end(engine, summary.parquet_files):
+        # The cluster failing (its scheduler lost, a worker that cannot see the input or
+        # write the results folder) says nothing against the rows of the tasks done before:
+        # they are written, not computed again.
+        with held_rows_written_at_end(engine, summary.parquet_files,
+                                      also=(clusterconnect.ClusterUnavailableError,
+                                            clusterconnect.ClusterUnreachableError)), \
+                _scheduler_lost_named(client, address):
             for fut in futures:
                 _, chunk = inflight.pop(fut.key)
                 if fut.status == "cancelled":
@@ -171,6 +178,11 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                     with ctrl_c_after_the_call():  # a finished task's result: a short wait
                         res = fut.result()
                 except Exception as exc:  # the task failed as a whole (KilledWorker included)
+                    if fut.status != "error":  # not the task: fetching its result failed
+                        _raise_if_scheduler_lost(client, address)
+                        raise clusterconnect.ClusterUnreachableError(
+                            f"lost the Dask scheduler at {address} (fetching a task's result: "
+                            f"{exc!r})") from None
                     if isinstance(exc, (ModelLoadError,  # a worker's model or results
                                         clusterconnect.StagingUnwritableError)):  # folder:
                         raise  # no file's fault, and every task would fail alike
@@ -206,12 +218,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 fill()
         _clear_staging(staging)
     except Exception:
-        # The scheduler lost between two calls (killed, its job ended) surfaces as whatever
-        # the call met: CommClosedError, "ConnectionPool is closed", an AttributeError of a
-        # closed client. One message for all, as when a task's future is cancelled.
-        if client.status != "running":
-            raise clusterconnect.ClusterUnreachableError(
-                f"lost the Dask scheduler at {address}") from None
+        _raise_if_scheduler_lost(client, address)
         raise
     finally:
         if own:
@@ -219,19 +226,44 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
     return stats
 
 
+def _raise_if_scheduler_lost(client, address: str) -> None:
+    """The scheduler lost between two calls (killed, its job ended) surfaces as whatever the
+    call met: CommClosedError, "ConnectionPool is closed", an AttributeError of a closed
+    client. One message for all, as when a task's future is cancelled."""
+    if client.status != "running":
+        raise clusterconnect.ClusterUnreachableError(
+            f"lost the Dask scheduler at {address}") from None
+
+
+@contextmanager
+def _scheduler_lost_named(client, address: str) -> Iterator[None]:
+    """An error of the block raised as ``ClusterUnreachableError`` when the scheduler is
+    lost (:func:`_raise_if_scheduler_lost`)."""
+    try:
+        yield
+    except Exception:
+        _raise_if_scheduler_lost(client, address)
+        raise
+
+
 def _check_workers_import_nwwatch(client) -> None:
     """Raise :class:`~nwwatch.service.clusterconnect.ClusterUnavailableError` naming a worker
     that cannot import the task's module: a task sent to it would fail to unpickle there and
     leave the replay waiting without end (distributed's worker drops the message). Workers
-    that join later are not checked."""
+    that join later are not checked, nor one lost while it is asked."""
     import importlib
 
-    try:
-        client.run(importlib.import_module, "nwwatch.service.clustertask")
-    except ImportError as exc:
-        raise clusterconnect.ClusterUnavailableError(
-            f"a Dask worker cannot import nwwatch ({exc}): install the driver's nwwatch "
-            "version in every worker's Python environment") from None
+    answers = client.run(importlib.import_module, "nwwatch.service.clustertask",
+                         on_error="return")
+    for answer in answers.values():
+        if isinstance(answer, ImportError):
+            raise clusterconnect.ClusterUnavailableError(
+                f"a Dask worker cannot import nwwatch ({answer}): install the driver's nwwatch "
+                "version in every worker's Python environment") from None
+        # A connection error: the worker was lost meanwhile (killed, its job ended); its
+        # tasks go to the others, as when one is lost mid-run.
+        if isinstance(answer, BaseException) and not isinstance(answer, OSError):
+            raise answer
 
 
 def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
@@ -255,6 +287,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     # per acquisition partition: the items to claim, their failures, rows per item
     parts: dict[str, tuple[list, list[Failure], dict[ItemKey, int]]] = {}
     seen: set[ItemKey] = set()
+    copies: list[tuple[str, FileResult, ItemKey]] = []  # skipped: done or held elsewhere
     for f in res.files:
         if f.gone:
             # Never found on the worker, but here: every file would be. (One the worker
@@ -274,9 +307,10 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         known = ledger.item(key)
         if f.duplicate or key in seen or engine.buffer.holds(key) or (
                 known is not None and known.state in ("done", "quarantined") and not force):
-            summary.skipped += 1  # done (or held) by another task or run: rows not added
+            # done (or held) by another task or run: rows not added
             if known is not None and known.state != "quarantined" and not f.duplicate:
                 note_skipped(engine, Path(f.path), key, known)
+            copies.append((name, f, key))
             continue
         seen.add(key)
         claim, failures, rows_per_item = parts.setdefault(
@@ -285,6 +319,12 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         if f.reason:
             failures.append(Failure(key, name, f.reason, f.error_type, f.permanent, f.size,
                                     f.mtime_ns))
+            # logged by the worker, in its own log; here too, as local replay logs it
+            if f.permanent:
+                log.warning("bad_input", source=source_name(f.path), reason=f.reason,
+                            error=f.error_type)
+            else:
+                log.error("unexpected_error", source=source_name(f.path), reason=f.reason)
         else:
             rows_per_item[key] = f.n_rows
     if early:
@@ -310,14 +350,16 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         moves = _mask_moves(table, res.side, batch_id) if res.side else []
         aux = [engine.results_dir / final for _, final in moves]
         # Rows' file named when written (service.flush); the task's time counts (status).
+        # The worker is done with the files: a driver stopped before the hold charges them
+        # nothing (``processed``).
         ledger.claim(batch_id, engine.kind, None, claim, aux=aux,
-                     started_at=time.time() - res.seconds)
+                     started_at=time.time() - res.seconds, processed=True)
         crash_point("after_claim")
         if moves:
             try:
                 (engine.results_dir / "masks").mkdir(exist_ok=True)
                 for staged_mask, final in moves:
-                    os.replace(staged_mask, engine.results_dir / final)
+                    _move_into_place(staged_mask, engine.results_dir / final)
             except OSError as exc:
                 ledger.abort(batch_id, [], engine.max_attempts, remove=aux)
                 raise ResultsWriteError(f"{engine.results_dir / 'masks'}: cannot move a "
@@ -348,6 +390,13 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         summary.failed += len(failures) - len(quarantined)
         summary.frames += table.num_rows
         summary.rows.update(count_table(table))
+    # A copy of a quarantined content (the first may have been refused just now) is listed
+    # under its own name, as local replay lists it (batch.quarantine_duplicates).
+    for name, f, key in copies:
+        if ledger.quarantine_copy(name, f.size, f.mtime_ns, key) is not None:
+            summary.quarantined += 1
+        else:
+            summary.skipped += 1
     refresh_quarantine(ledger, engine.results_dir, log)
     # The rows are held in this process now: a driver killed before they are written
     # processes the files again (the ledger releases held batches whose file is missing).
@@ -355,6 +404,24 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     if res.side:
         shutil.rmtree(res.side, ignore_errors=True)  # masks of rows not kept (done already)
     return n_rows
+
+
+def _move_into_place(staged: Path, final: Path) -> None:
+    """Rename ``staged`` to ``final``; where ``final``'s folder lies on another file system
+    (``RESULTS/masks`` a link to a larger disk) copy it there under a hidden temporary name
+    first (nwwatch.atomic), so that ``final`` is never a partial file."""
+    import errno
+
+    from nwwatch.atomic import atomic_write
+
+    try:
+        os.replace(staged, final)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        with atomic_write(final) as out, open(staged, "rb") as src:
+            shutil.copyfileobj(src, out)
+        staged.unlink()
 
 
 def _mask_moves(table, side: str, batch_id: str) -> list[tuple[Path, str]]:

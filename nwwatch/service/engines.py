@@ -48,6 +48,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                   tomogram: TomogramSettings, log, source: Path | None = None,
                   overlays: OverlaySettings | None = None,
                   flush: FlushPolicy | None = None,
+                  memory_checked_here: bool = True,
                   **volume_overrides: object) -> list[Engine]:
     """One :class:`Engine` per spec, sharing the segmenter of the same model file.
 
@@ -55,7 +56,9 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     model cannot segment tomograms (naming ``source`` and the spec's key), and
     ``GpuUnavailableError`` / ``ModelLoadError`` from
     the segmenter. ``flush``: when each engine writes its held rows (default: at the end of
-    every ``process`` call).
+    every ``process`` call). ``memory_checked_here``: False when tomograms are segmented in
+    other processes (Dask workers) whose memory this one does not know: every tomogram
+    refused for memory is then tried again, for the worker to check it against its own.
     """
     from nwwatch.results.parquet import warm_up_arrow
     from nwwatch.segment.session import ModelLoadError, Segmenter, gpu_possible
@@ -135,7 +138,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
         # processed; imported here, as an in-situ run needs none of the volume code.
         from nwwatch.service.volumes import retry_tomograms_that_fit
 
-        retry_tomograms_that_fit(ledger, log)
+        retry_tomograms_that_fit(ledger, log, check_memory=memory_checked_here)
     return engines
 
 

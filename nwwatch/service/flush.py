@@ -215,17 +215,19 @@ def write_held(engine, report=None, force: bool = False) -> Flushed | None:
 
 
 @contextmanager
-def held_rows_written_at_end(engine, parquet_files: list[Path]) -> Iterator[None]:
+def held_rows_written_at_end(engine, parquet_files: list[Path],
+                             also: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Write ``engine``'s held rows when the block ends, and on Ctrl-C too (what was processed
     is written, not done again), and when the model turns out unable to process the files
-    (``ModelLoadError``: the rows before it are results); the files written are appended to
-    ``parquet_files``. Any other error leaves the held rows unwritten, to be processed
+    (``ModelLoadError``: the rows before it are results), or on an error of ``also`` (errors
+    of the caller's that say nothing against the held rows); the files written are appended
+    to ``parquet_files``. Any other error leaves the held rows unwritten, to be processed
     again."""
     from nwwatch.segment.session import ModelLoadError
 
     try:
         yield
-    except (KeyboardInterrupt, ModelLoadError):
+    except (KeyboardInterrupt, ModelLoadError, *also):
         written = write_held(engine, force=True)
         if written is not None:
             parquet_files.extend(written.files)

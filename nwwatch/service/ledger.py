@@ -199,6 +199,7 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         items: Sequence[tuple[ItemKey, PathKey]],
         aux: Sequence[Path] = (),
         started_at: float | None = None,
+        processed: bool = False,
     ) -> None:
         """Step 1: record the batch and its items as in flight (see module docstring).
 
@@ -206,6 +207,10 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         before the claim (a Dask task's batch is claimed by the driver once the worker is
         done); default now. ``nwwatch status`` counts the time from it to the batch's hold
         or commit as processing time.
+
+        ``processed``: the files were processed before the claim, elsewhere (a Dask task): a
+        crash before the batch is held is not their doing, and the next start releases them
+        without an attempt, as for a held batch (:meth:`Recovery.settle`).
 
         ``parquet``: the file the rows will be written to, or None when they are held for a
         larger file (:mod:`nwwatch.service.ledgerhold`), which names it later.
@@ -229,10 +234,10 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
             supersedes = [[f, sorted(shas)] for f, shas in sorted(old.items())]
             db.execute(
                 "INSERT INTO batches (batch_id, kind, state, parquet, aux, supersedes,"
-                " created_at) VALUES (?, ?, 'writing', ?, ?, ?, ?)",
+                " created_at, held_at) VALUES (?, ?, 'writing', ?, ?, ?, ?, ?)",
                 (batch_id, kind, "" if parquet is None else self._rel(parquet),
                  json.dumps([self._rel(a) for a in aux]),
-                 json.dumps(supersedes), created),
+                 json.dumps(supersedes), created, now if processed else None),
             )
             for key, source in items:
                 db.execute(

@@ -211,7 +211,9 @@ def replay(
                                   overlays=pictures,
                                   # files of up to REPLAY_FLUSH_ROWS rows (or a minute's worth)
                                   flush=FlushPolicy(max_rows=REPLAY_FLUSH_ROWS, max_seconds=60.0),
-                                  triplanar=triplanar or None, flips=flips or None)
+                                  triplanar=triplanar or None, flips=flips or None,
+                                  # on Dask the workers' memory decides what fits
+                                  memory_checked_here=dask is None)
     except BaseException as exc:
         if ledger is not None:
             ledger.close()

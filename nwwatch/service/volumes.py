@@ -62,13 +62,16 @@ def check_memory(it: Item, engine: Engine) -> None:
                                available_source=available.source)
 
 
-def retry_tomograms_that_fit(ledger: Ledger, log) -> int:
+def retry_tomograms_that_fit(ledger: Ledger, log, check_memory: bool = True) -> int:
     """Take off the quarantine list every tomogram refused as too large for the memory
     (``TomogramTooLargeError``) that now fits (:func:`tomogram_memory`, its header read
     again): the limit was raised (the unit's ``MemoryMax``, then a restart) or the machine
     has more memory. Its file is then tried again at the next scan, like a file quarantined
     as unreadable once it opens; one that still cannot fit stays listed, unread. Run when the
-    service or a replay starts. Logs ``tomogram_retried`` per file; returns their number."""
+    service or a replay starts. ``check_memory`` False: every one whose file is unchanged is
+    tried again, unread (a Dask replay: the workers' memory decides, and a worker refuses
+    one that still cannot fit from its header). Logs ``tomogram_retried`` per file; returns
+    their number."""
     retried = 0
     for key, size, mtime_ns in ledger.quarantined_as(TomogramTooLargeError.__name__):
         path = Path(os.fsdecode(key))
@@ -76,13 +79,14 @@ def retry_tomograms_that_fit(ledger: Ledger, log) -> int:
             st = path.stat()
             if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
                 continue  # changed since: a new version, processed as such
-            estimate, available = tomogram_memory(path)
+            estimate, available = tomogram_memory(path) if check_memory else (None, None)
         except (OSError, InputError):  # still too large, or no longer a readable TIFF
             continue
         if ledger.retry_quarantined(key, TomogramTooLargeError.__name__):
             retried += 1
             log.info("tomogram_retried", source=source_name(path),
-                     needs_gib=[round(estimate.low / GIB, 2), round(estimate.high / GIB, 2)],
+                     needs_gib=None if estimate is None
+                     else [round(estimate.low / GIB, 2), round(estimate.high / GIB, 2)],
                      available_gib=None if available is None
                      else round(available.value / GIB, 2))
     return retried
