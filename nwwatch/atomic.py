@@ -17,6 +17,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def remove_if_present(path: str | os.PathLike[str]) -> None:
+    """Delete the file ``path`` if it exists. A path below something that is not a folder
+    (``RESULTS/masks`` made a file) names no file either: not an error, as a missing one is
+    not, so that undoing a batch whose mask could not be written does not fail in turn."""
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+
+
 def fsync_folder(folder: str | os.PathLike[str]) -> None:
     """Make a rename inside ``folder`` durable; a no-op where folders cannot be opened."""
     try:

@@ -566,3 +566,28 @@ def test_a_file_quarantined_as_unreadable_is_processed_once_it_can_be_read(tmp_p
         if daemon.proc.poll() is None:
             daemon.kill()
     assert len(frames_table(results)) == 2
+
+
+def test_a_masks_path_that_is_a_file_is_one_error_naming_it(tmp_path):
+    """RESULTS/masks a file: the mask cannot be written, and undoing the batch tried to delete
+    the mask under it, whose NotADirectoryError escaped as a traceback instead of the replay's
+    one results-write error."""
+    from click.testing import CliRunner
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.cli import main
+    from nwwatch.io import write_volume_tiff
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:7, 3:20, 4:12] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(1.0, 1.0, 1.0))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "masks").write_text("not a folder")
+    result = CliRunner().invoke(main, ["replay", str(acq), "--kind", "tomogram", "--model",
+                                       str(model(tmp_path, kind="tomogram")), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"{out / 'masks'}" in result.output and "cannot write the mask" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

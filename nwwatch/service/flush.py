@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from nwwatch.atomic import remove_if_present
 from nwwatch.results.parquet import write_table_atomic
 from nwwatch.service.ledgerdb import ItemKey
 from nwwatch.service.rebuild import RESULT_FOLDERS
@@ -152,7 +153,7 @@ class RowBuffer:
                 self.released += group
                 for b in group:
                     for aux in b.aux:
-                        aux.unlink(missing_ok=True)
+                        remove_if_present(aux)
                 ledger.release_held(ids)
                 if isinstance(exc, OSError):
                     raise ResultsWriteError(f"{path}: cannot write results ({exc})",

@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from nwwatch.atomic import remove_if_present
 from nwwatch.results.parquet import drop_rows
 from nwwatch.service.ledgerdb import (
     Failure,
@@ -265,7 +266,7 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
                 masks = dropped.column("mask_path").to_pylist() \
                     if "mask_path" in dropped.column_names else []
                 for mask in filter(None, masks):
-                    (self.results_dir / mask).unlink(missing_ok=True)
+                    remove_if_present(self.results_dir / mask)
             if not path.is_file():
                 with self._tx() as db:
                     db.execute("UPDATE batches SET parquet='' WHERE parquet=?", (rel,))
@@ -337,7 +338,7 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
               remove: Iterable[Path] = ()) -> list[Failure]:
         """The batch failed as a whole (an unexpected error): no rows, failures recorded."""
         for path in remove:
-            path.unlink(missing_ok=True)
+            remove_if_present(path)
         now = time.time()
         quarantined = []
         with self._tx() as db:

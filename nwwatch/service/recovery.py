@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from nwwatch.atomic import remove_if_present
 from nwwatch.service.ledgerdb import Failure, ItemKey, PathKey, ReconcileReport
 
 
@@ -54,7 +55,7 @@ class Recovery:
             self._adopt(batch_id, parquet)
             return True
         for rel in json.loads(aux_json):
-            (self.results_dir / rel).unlink(missing_ok=True)
+            remove_if_present(self.results_dir / rel)
         # A held batch had finished: whatever stopped the process came after it. A batch in
         # flight when a stop request timed out (ledgerdb.mark_stopped) was cut short by the
         # operator, not by its files.
