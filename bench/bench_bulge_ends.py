@@ -7,7 +7,9 @@ points within 3 or 5 px of the triple points, and within |l/a| < 0.85 (``pass``:
 still meets ``tilt.facet_shape``'s evidence test, MIN_BULGE_PX and 4 inflated standard
 errors). ``prof``: the mean offset of the points from the flat line (per group, its mean
 removed), over the bulge, in bands of |l/a| (0-0.2, 0.2-0.4, 0.4-0.6, 0.6-0.8, 0.8-0.9,
-0.9-0.95): a half ellipse rises steeply at the ends. ``parabola_better``: the parabola
+0.9-0.95): a half ellipse rises steeply at the ends. ``bow_into_wire`` / ``bow_into_droplet``:
+frames whose bulge passes the same evidence test either way (only the first is read as
+tilt). ``parabola_better``: the parabola
 1 - (l/a)^2 in place of the half ellipse leaves the smaller residual sum of squares.
 
 Frames: ``bench_ellipse_labels.tilted_frames`` (exact labels, tilts 1-10 deg) and the polygon
@@ -100,8 +102,16 @@ def frame_row(labels: np.ndarray, truth: float, name: str) -> dict:
            "error_deg": None if r.contact_angle_deg is None
            else round(r.contact_angle_deg - truth, 3),
            "sigma_deg": r.contact_angle_uncertainty_deg}
-    if row["tilt_deg"] > 0 and _CALLS:
+    if _CALLS:
+        # The same evidence test for a bulge either way (a bow into the droplet is read flat).
         line, iface, foot, a = _CALLS[-1]
+        fit = refit(line, iface, foot, a, 0.95, 0.0)
+        if fit is not None:
+            k, need = fit["k_px"], max(tilt.MIN_BULGE_PX, 4.0 * fit["se_k_px"])
+            row["bulge_k_px"] = k
+            row["bow"] = ("into wire" if need <= k < 0.5 * a
+                          else "into droplet" if need <= -k < 0.5 * a else None)
+    if row["tilt_deg"] > 0 and _CALLS:
         row["half_chord_px"] = round(a, 1)
         for name_v, (lat_max, ends) in VARIANTS.items():
             row[name_v] = refit(line, iface, foot, a, lat_max, ends)
@@ -134,7 +144,11 @@ def frames(seed: int):
 
 def summary(rows: list[dict]) -> dict:
     ell = [r for r in rows if r["tilt_deg"] > 0 and r.get("shipped")]
+    ks = [r["bulge_k_px"] for r in rows if "bulge_k_px" in r]
     out = {"n": len(rows), "elliptical": len(ell),
+           "bow_into_wire": sum(r.get("bow") == "into wire" for r in rows),
+           "bow_into_droplet": sum(r.get("bow") == "into droplet" for r in rows),
+           "mean_bulge_k_px": round(float(np.mean(ks)), 3) if ks else None,
            "elliptical_valid_over_2sigma": sum(
                r["valid"] and abs(r["error_deg"]) > 2 * r["sigma_deg"] for r in ell)}
     for v in VARIANTS:
@@ -163,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.write_text(json.dumps(
             {"command": "python -m bench.bench_bulge_ends " + " ".join(argv), "seed": args.seed,
-             "sets": sets, "elliptical_frames": [r for r in rows if r["tilt_deg"] > 0]},
+             "sets": sets,
+             "elliptical_frames": [r for r in rows if r["tilt_deg"] > 0]},
             indent=1) + "\n")
 
 
