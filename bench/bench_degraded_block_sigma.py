@@ -208,12 +208,18 @@ def main(argv: list[str] | None = None) -> None:
     record = {"command": "python -m bench.bench_degraded_block_sigma "
                          + " ".join(argv),
               "seed": args.seed, "block_px": args.block_px, "sets": out}
-    for name, both in out.items():
+    report_sets(record, args.json)
+
+
+def report_sets(record: dict, json_path: Path | None) -> None:
+    """Print ``record["sets"]`` (per set, each method's summary) and write ``record`` as JSON
+    to ``json_path`` when given."""
+    for name, both in record["sets"].items():
         print(name)
         for m, s in both.items():
             print(f"   {m:9s} {s}")
-    if args.json:
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
+    if json_path:
+        json_path.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from bench.bench_contact_angle import (
     real_wire,
     render,
 )
+from bench.bench_degraded_block_sigma import report_sets
 from bench.bench_measure_speed import load_measure
 from bench.bench_polygon_labels import polygon_labels
 from nwwatch.synth.geometry import WireSpec, droplet_geometry, facet_vectors
@@ -232,12 +233,7 @@ def main(argv: list[str] | None = None) -> None:
               args.polygon_per_geometry)
     record = {"command": "python -m bench.bench_interface_gap " + " ".join(argv),
               "seed": args.seed, "sets": out}
-    for name, both in out.items():
-        print(name)
-        for m, s in both.items():
-            print(f"   {m:9s} {s}")
-    if args.json:
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
+    report_sets(record, args.json)
 
 
 if __name__ == "__main__":

@@ -239,12 +239,7 @@ def main(argv: list[str] | None = None) -> None:
             both[m].pop("pairs")
     record = {"command": "python -m bench.bench_worstvalid " + " ".join(argv),
               "seed": args.seed, "sets": out}
-    for name, both in out.items():
-        print(name)
-        for m, s in both.items():
-            print(f"   {m:9s} {s}")
-    if args.json:
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
+    block_sigma.report_sets(record, args.json)
 
 
 if __name__ == "__main__":

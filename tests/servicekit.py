@@ -319,6 +319,20 @@ def wait_batch_claimed(results: Path, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def write_small_tomogram(path: Path, width: int = 10) -> np.ndarray:
+    """Write an 8 x 24 x 28 uint8 tomogram at ``path`` (voxels 2 x 1 x 1 nm): pore grey with
+    one solid block ``width`` voxels wide in x, the greys of the threshold test model
+    (``model(tmp, kind="tomogram")``); returns the voxels."""
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_volume_tiff
+
+    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
+    vol[1:7, 3:20, 4:4 + width] = TOMOGRAM_GREY[1]
+    write_volume_tiff(path, vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    return vol
+
+
 def write_frames(folder: Path, n: int, start: int = 0, size: int = 48) -> list[str]:
     """``n`` frames ``f{i:03d}.tif`` (i from ``start``) with distinct bytes (the ledger is
     keyed by content), acquired a second apart from :data:`T0`; returns their names."""

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
-from servicekit import HIVE_KEY, REPO, hive_readers, model, paint_insitu
+from servicekit import HIVE_KEY, REPO, hive_readers, model, paint_insitu, write_small_tomogram
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.results.parquet import dataset_files
@@ -751,18 +751,15 @@ def test_tomograms_on_the_cluster_equal_local_replay_with_their_masks(cluster, t
     """--kind tomogram --dask (it was refused): a task per volume, each mask staged by its
     worker and moved into RESULTS/masks once the driver has claimed its batch; rows and masks
     equal local replay's, nothing staged left, and --force replaces the masks."""
-    from onnx_models import TOMOGRAM_GREY
 
-    from nwwatch.io import read_volume, write_volume_tiff
+    from nwwatch.io import read_volume
 
     address, _ = cluster
     tomo_model = model(tmp_path, kind="tomogram")
     acq = tmp_path / "acq"
     acq.mkdir()
     for k in range(3):
-        vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
-        vol[1:7, 3:20, 4:10 + 5 * k] = TOMOGRAM_GREY[1]
-        write_volume_tiff(acq / f"t{k}.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+        write_small_tomogram(acq / f"t{k}.tif", width=6 + 5 * k)
     (acq / "bad.tif").write_bytes(b"not a TIFF at all\n" * 8)
 
     def volumes(out: Path) -> pd.DataFrame:
@@ -1000,17 +997,13 @@ def test_a_driver_killed_while_committing_a_finished_task_charges_its_file_nothi
     killed between that claim and the hold is not the files' doing. It was charged as a
     crash of the file: three unlucky driver kills quarantined a good tomogram as
     `Interrupted`."""
-    from onnx_models import TOMOGRAM_GREY
 
-    from nwwatch.io import write_volume_tiff
 
     address, _ = cluster
     tomo_model = model(tmp_path, kind="tomogram")
     acq = tmp_path / "acq"
     acq.mkdir()
-    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
-    vol[1:7, 3:20, 4:14] = TOMOGRAM_GREY[1]
-    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    write_small_tomogram(acq / "t.tif")
     results = tmp_path / "res"
     env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": "after_claim:1"}
     proc = subprocess.run(
@@ -1066,18 +1059,15 @@ def test_a_copy_of_a_tomogram_a_worker_refused_is_listed_as_local_replay_lists_i
     local replay lists both in quarantine.parquet; the cluster listed the first and counted
     the copy as "skipped (already done)", on every later run too. The driver's log names the
     refused file as local replay's does (only the worker's log named it)."""
-    from onnx_models import TOMOGRAM_GREY
     from structlog.testing import capture_logs
 
-    from nwwatch.io import write_frame_tiff, write_volume_tiff
+    from nwwatch.io import write_frame_tiff
 
     address, _ = cluster
     tomo_model = model(tmp_path, kind="tomogram")
     acq = tmp_path / "acq"
     acq.mkdir()
-    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
-    vol[1:7, 3:20, 4:14] = TOMOGRAM_GREY[1]
-    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    vol = write_small_tomogram(acq / "t.tif")
     write_frame_tiff(acq / "flat.tif", vol[3])
     (acq / "flat-copy.tif").write_bytes((acq / "flat.tif").read_bytes())
     listed, logged = {}, {}
@@ -1201,17 +1191,13 @@ def test_a_tomogram_refused_for_the_workers_memory_is_retried_when_the_workers_h
     driver on a smaller machine (a login node) kept it quarantined after the workers got
     more memory."""
     from distributed import Client
-    from onnx_models import TOMOGRAM_GREY
 
-    from nwwatch.io import write_volume_tiff
 
     address, _ = cluster
     tomo_model = model(tmp_path, kind="tomogram")
     acq = tmp_path / "acq"
     acq.mkdir()
-    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
-    vol[1:7, 3:20, 4:14] = TOMOGRAM_GREY[1]
-    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    write_small_tomogram(acq / "t.tif")
     results = tmp_path / "res"
     with Client(address, timeout=30) as client:
         client.wait_for_workers(2, timeout=60)
@@ -1235,9 +1221,8 @@ def test_masks_on_another_file_system_are_moved_into_place(cluster, tmp_path):
     """RESULTS/masks a link to another file system (a larger disk for the masks): local
     replay writes masks there; the driver's rename of a staged mask failed (EXDEV) and the
     replay stopped with a traceback, `cannot move a tomogram's mask into place`."""
-    from onnx_models import TOMOGRAM_GREY
 
-    from nwwatch.io import read_volume, write_volume_tiff
+    from nwwatch.io import read_volume
 
     elsewhere = Path("/dev/shm")
     if not elsewhere.is_dir() or os.stat(elsewhere).st_dev == os.stat(tmp_path).st_dev:
@@ -1246,9 +1231,7 @@ def test_masks_on_another_file_system_are_moved_into_place(cluster, tmp_path):
     tomo_model = model(tmp_path, kind="tomogram")
     acq = tmp_path / "acq"
     acq.mkdir()
-    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
-    vol[1:7, 3:20, 4:14] = TOMOGRAM_GREY[1]
-    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(2.0, 1.0, 1.0))
+    vol = write_small_tomogram(acq / "t.tif")
     results = tmp_path / "res"
     results.mkdir()
     disk = Path(tempfile.mkdtemp(dir=elsewhere, prefix="nwwatch-test-masks-"))

@@ -11,7 +11,14 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from servicekit import DaemonProcess, model, paint_insitu, wait_rows, write_config
+from servicekit import (
+    DaemonProcess,
+    model,
+    paint_insitu,
+    wait_rows,
+    write_config,
+    write_small_tomogram,
+)
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.results.parquet import acquisition_partition, dataset_files
@@ -434,11 +441,7 @@ def test_the_service_counts_a_batch_committed_beside_a_released_held_one(tmp_pat
 def test_metrics_keep_frames_and_volumes_apart_when_one_flush_writes_both(tmp_path, onnx_model):
     """Watches of both kinds share one row buffer; /metrics gave a volume's seconds and a
     frame's milliseconds one histogram per stage, so neither could be read."""
-    import numpy as np
-    from onnx_models import TOMOGRAM_GREY
-
     from nwwatch.dashboard import metrics
-    from nwwatch.io import write_volume_tiff
     from nwwatch.logsetup import get_logger
     from nwwatch.service.config import TomogramSettings
     from nwwatch.service.engines import EngineSpec, build_engines
@@ -449,9 +452,7 @@ def test_metrics_keep_frames_and_volumes_apart_when_one_flush_writes_both(tmp_pa
     frames = _frames(tmp_path / "frames" / "acq", 3)
     volumes = tmp_path / "tomo" / "acq"
     volumes.mkdir(parents=True)
-    vol = np.full((6, 24, 24), TOMOGRAM_GREY[0], np.uint8)
-    vol[1:5, 4:20, 4:20] = TOMOGRAM_GREY[1]
-    write_volume_tiff(volumes / "v.tif", vol, voxel_size_nm=(1.0, 1.0, 1.0))
+    write_small_tomogram(volumes / "v.tif")
     specs = [EngineSpec("insitu", onnx_model, "watch[0].model"),
              EngineSpec("tomogram", model(tmp_path / "t", kind="tomogram"), "watch[1].model")]
     ei, et = build_engines(specs, ledger, out, inference=InferenceConfig(providers=("cpu",)),

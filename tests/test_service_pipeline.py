@@ -12,7 +12,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from onnx_models import expected_labels
-from servicekit import bad_inputs, model, paint_insitu
+from servicekit import bad_inputs, model, paint_insitu, write_small_tomogram
 
 from nwwatch.io import write_frame_tiff, write_stack_tiff
 from nwwatch.measure import measure_contact_angle
@@ -573,16 +573,12 @@ def test_a_masks_path_that_is_a_file_is_one_error_naming_it(tmp_path):
     the mask under it, whose NotADirectoryError escaped as a traceback instead of the replay's
     one results-write error."""
     from click.testing import CliRunner
-    from onnx_models import TOMOGRAM_GREY
 
     from nwwatch.cli import main
-    from nwwatch.io import write_volume_tiff
 
     acq = tmp_path / "acq"
     acq.mkdir()
-    vol = np.full((8, 24, 28), TOMOGRAM_GREY[0], np.uint8)
-    vol[1:7, 3:20, 4:12] = TOMOGRAM_GREY[1]
-    write_volume_tiff(acq / "t.tif", vol, voxel_size_nm=(1.0, 1.0, 1.0))
+    write_small_tomogram(acq / "t.tif")
     out = tmp_path / "out"
     out.mkdir()
     (out / "masks").write_text("not a folder")
