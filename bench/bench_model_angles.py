@@ -28,6 +28,8 @@ first time)::
         --json bench/results/model_angles.json
     python -m bench.bench_model_angles nwwatch/models/insitu-default.onnx --only \
         --json bench/results/model_angles_real_crops.json     # the real crops alone, seconds
+    python -m bench.bench_model_angles nwwatch/models/insitu-default.onnx --flip-average \
+        --only eval_new video_new --json bench/results/model_angles_flip.json
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ def segmented(model: Path, folder: Path, name: str, segmenter) -> dict[str, np.n
     for source in [*sources, Path(nwwatch.segment.__file__).parents[1] / "normalize.py"]:
         runtime.update(source.read_bytes())
     runtime.update(repr(segmenter.working_scale).encode())  # e.g. --no-whole-droplet
+    runtime.update(b"flip" if segmenter.flip_average else b"")
     cache = OUT / f"{segmenter.model_sha256[:12]}_{runtime.hexdigest()[:8]}_{name}_{where}.npz"
     if cache.is_file():
         with np.load(cache) as data:
@@ -226,13 +229,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-whole-droplet", action="store_true",
                         help="segment without the runtime's whole-droplet second pass "
                              "(its working scale's whole_droplet_radius_px set to None)")
+    parser.add_argument("--flip-average", action="store_true",
+                        help="segment with the softmax averaged over the frame's four mirror "
+                             "images (Segmenter(flip_average=True))")
     parser.add_argument("--frames-json", type=Path, default=None,
                         help="also write the per-frame results")
     args = parser.parse_args(argv)
     from nwwatch.segment.session import Segmenter
 
     given = dict(s.split("=", 1) for s in args.set)
-    segmenter = Segmenter(args.model, providers=("cpu",), threads=1)
+    segmenter = Segmenter(args.model, providers=("cpu",), threads=1,
+                          flip_average=args.flip_average)
     if args.no_whole_droplet:
         import dataclasses
 
