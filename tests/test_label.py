@@ -371,6 +371,31 @@ def test_label_queue_of_a_folder_that_is_not_results_says_so(tmp_path):
     assert result.exit_code == 2 and "no frames" in result.output
 
 
+def test_label_queue_of_a_folder_that_is_not_results_is_refused_with_frames_too(tmp_path):
+    # before: with FRAMES given, a --queue folder without a queue (RESULTS/frames, or the
+    # label-queue/ folder itself) was ignored without a word: the page opened with FRAMES
+    # alone and the queued frames were never listed
+    import subprocess
+    import sys
+
+    frame = tmp_path / "f.tif"
+    write_frame_tiff(frame, np.zeros((32, 32), np.uint16))
+    results = tmp_path / "RESULTS"
+    (results / "label-queue").mkdir(parents=True)
+    (results / "frames").mkdir()
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "nwwatch", "label", str(frame), "--queue",
+             str(results / "frames"), "--out", str(tmp_path / "DATA"), "--no-browser",
+             "--port", "0"], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the page was served instead of refusing --queue: {exc.stdout!r}")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert (f"{results / 'frames'} has no label-queue/ folder: give the RESULTS folder that "
+            f"holds it, {results}") in " ".join(run.stderr.split())
+    assert not (tmp_path / "DATA").exists()
+
+
 @pytest.mark.parametrize("content", ["colour", "empty"])
 def test_label_refuses_a_bad_png_before_the_page_opens(tmp_path, content):
     # TIFFs were checked at start; a PNG only when the browser asked for it

@@ -89,6 +89,18 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     pages: list[int | None] = []
     infos: list[dict] = []
     if queue_dir is not None:
+        # Checked with FRAMES given too: a wrong --queue (the frames/ or label-queue/ folder
+        # of RESULTS) was otherwise ignored without a word, the queue's frames never listed.
+        if not (queue_dir / QUEUE_DIR).is_dir():
+            tomograms = (queue_dir / "volumes").is_dir() and not (queue_dir / "frames").is_dir()
+            above = next((p for p in queue_dir.parents if (p / QUEUE_DIR).is_dir()), None)
+            raise click.BadParameter(
+                f"{queue_dir} has no {QUEUE_DIR}/ folder: " + (
+                    "these are results of tomograms, and the queue holds in-situ frames only "
+                    "(label a tomogram's slice as docs/tomography.md says)" if tomograms else
+                    f"give the RESULTS folder that holds it, {above}" if above else
+                    "give the RESULTS folder of 'nwwatch run' or 'nwwatch replay --out'"),
+                param_hint="'--queue'")
         q_paths, q_pages, q_infos, warnings = queued_frames(queue_dir)
         for line in warnings:
             click.echo(f"warning: {line}", err=True)
@@ -97,14 +109,6 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     pages += [None] * len(frames)
     infos += [{} for _ in frames]
     if not paths:
-        if queue_dir is not None and not (queue_dir / QUEUE_DIR).is_dir():
-            tomograms = (queue_dir / "volumes").is_dir() and not (queue_dir / "frames").is_dir()
-            raise click.BadParameter(
-                f"{queue_dir} has no {QUEUE_DIR}/ folder: " + (
-                    "these are results of tomograms, and the queue holds in-situ frames only "
-                    "(label a tomogram's slice as docs/tomography.md says)" if tomograms else
-                    "give the RESULTS folder of 'nwwatch run' or 'nwwatch replay --out'"),
-                param_hint="'--queue'")
         raise click.UsageError("no frames: give FRAMES, or --queue RESULTS with queued frames")
     foreign = foreign_data_reason(data_dir)
     if foreign is not None:  # before any save could mix into it or rewrite its truth table
