@@ -396,6 +396,28 @@ def test_label_queue_of_a_folder_that_is_not_results_is_refused_with_frames_too(
     assert not (tmp_path / "DATA").exists()
 
 
+def test_labels_drawn_elsewhere_open_as_the_proposal_with_a_note(tmp_path):
+    # before: a frame whose label image in DATA was drawn elsewhere (napari, CVAT) opened
+    # with the model's proposal and no word about it; Save replaced those labels unasked
+    from nwwatch.label.frames import frame_refs
+    from nwwatch.label.server import LabelSession
+
+    image, labels, _ = render(plain_params(3, 0, size=128))
+    write_frame_tiff(tmp_path / "acq" / "f.tif", image)
+    data = tmp_path / "DATA"
+    write_frame_tiff(data / "images" / "f.tif", image)
+    (data / "labels").mkdir()
+    import cv2
+
+    cv2.imwrite(str(data / "labels" / "f.png"), labels)
+    session = LabelSession(frame_refs([tmp_path / "acq" / "f.tif"], data_dir=data), data)
+    assert session.frames[0].stem == "f"  # the same pixels: DATA's frame
+    geometry, origin, note = session.geometry(0)
+    assert origin == "model" and geometry.shape == labels.shape
+    assert "labels/f.png" in note and "drawn elsewhere" in note and "Save replaces" in note
+    assert session.geometry(0, model=True)[2] == ""  # "Back to the model's proposal"
+
+
 @pytest.mark.parametrize("content", ["colour", "empty"])
 def test_label_refuses_a_bad_png_before_the_page_opens(tmp_path, content):
     # TIFFs were checked at start; a PNG only when the browser asked for it

@@ -51,7 +51,7 @@ from nwwatch.label.frames import FrameRef, read_frame
 from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, facet_line
 from nwwatch.label.geometry import geometry_from_json as _from_json
 from nwwatch.label.raster import rasterize
-from nwwatch.label.store import load_geometry, save_labeled_frame, saved_token
+from nwwatch.label.store import load_geometry, save_labeled_frame, saved_token, stem_files
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,16 @@ class LabelSession:
 
         Saved shapes drawn on a frame of another size (a re-acquired file of the same name)
         are not opened on this one: they could never be saved on it (the save refuses a shape
-        mismatch), so the proposal opens with a note and a save replaces the old labels."""
+        mismatch), so the proposal opens with a note and a save replaces the old labels.
+        So do labels drawn elsewhere (``labels/<stem>.png`` without a geometry file): they
+        are pixels, not shapes; the note says a save replaces them."""
         stem = self.frames[index].stem
         saved = None if model else load_geometry(self.data_dir, stem)
         if saved is None:
-            return self.proposal(index), "model", ""
+            drawn = [] if model else stem_files(self.data_dir / "labels", stem)
+            note = (f"labels/{drawn[0].name} in DATA holds labels drawn elsewhere (pixels, not "
+                    "shapes): showing the model's proposal; Save replaces them" if drawn else "")
+            return self.proposal(index), "model", note
         image, _ = self.image(index)
         if tuple(saved.shape) == tuple(image.shape):
             return saved, "saved", ""
