@@ -396,6 +396,36 @@ def test_label_queue_of_a_folder_that_is_not_results_is_refused_with_frames_too(
     assert not (tmp_path / "DATA").exists()
 
 
+def test_label_warns_when_data_is_in_the_frames_folder(tmp_path):
+    # before: `cd ACQ && nwwatch label *.tif --out DATA` said nothing; the service watching
+    # ACQ (recursive by default) and `nwwatch replay ACQ` then took every saved copy in
+    # DATA/images/ for a new frame
+    import signal
+    import subprocess
+    import sys
+
+    image, _, _ = render(plain_params(3, 0, size=64))
+    write_frame_tiff(tmp_path / "acq" / "f.tif", image)
+    warnings = []
+    for out in (tmp_path / "acq" / "DATA", tmp_path / "DATA"):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nwwatch", "label", str(tmp_path / "acq" / "f.tif"),
+             "--out", str(out), "--no-browser", "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().startswith("labelling 1 frames")
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        warnings.append(" ".join(err.split()))
+    assert warnings[0] == (f"warning: {tmp_path / 'acq' / 'DATA'} is in {tmp_path / 'acq'}, a "
+                           "folder of the frames: a service or `nwwatch replay` watching it "
+                           "would process the copies saved in images/ as new frames; label "
+                           "into a folder outside it")
+    assert warnings[1] == ""
+
+
 def test_labels_drawn_elsewhere_open_as_the_proposal_with_a_note(tmp_path):
     # before: a frame whose label image in DATA was drawn elsewhere (napari, CVAT) opened
     # with the model's proposal and no word about it; Save replaced those labels unasked

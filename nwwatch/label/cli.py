@@ -117,6 +117,14 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
         refs = frame_refs(paths, infos, pages, data_dir)
     except (InputError, DatasetLayoutError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
+    # DATA inside an acquisition folder: the service (recursive by default) and replay would
+    # take every saved images/<stem>.tif, a copy of a frame, for a new frame of their own.
+    inside = next((folder for folder in sorted({ref.path.resolve().parent for ref in refs})
+                   if data_dir.resolve().is_relative_to(folder)), None)
+    if inside is not None:
+        click.echo(f"warning: {data_dir} is in {inside}, a folder of the frames: a service "
+                   "or `nwwatch replay` watching it would process the copies saved in "
+                   "images/ as new frames; label into a folder outside it", err=True)
     # Checked before the page opens, not at the first proposal or the first save; the model
     # first, so that a refused command leaves no new DATA folder behind.
     session = LabelSession(refs, data_dir, model or DEFAULT_MODEL)
