@@ -353,6 +353,16 @@ def test_label_help_says_what_out_holds():
     assert "frames already saved there open with their saved shapes" in text
 
 
+def test_label_page_and_dashboard_default_to_different_ports():
+    # before: both 8765; with the service's dashboard on, `nwwatch label frames/*.tif --out
+    # DATA` on the acquisition PC stopped with "cannot listen on 127.0.0.1:8765"
+    from nwwatch.dashboard.settings import DashboardConfig
+    from nwwatch.label.cli import label
+
+    port = next(p for p in label.params if p.name == "port").default
+    assert port != DashboardConfig().port
+
+
 def test_label_queue_of_a_folder_that_is_not_results_says_so(tmp_path):
     # before: "no frames: give FRAMES, or --queue RESULTS with queued frames", as for an
     # empty queue

@@ -12,6 +12,10 @@ import click
 
 from nwwatch.options import InputFile, model_file
 
+#: Not the dashboard's 8765 (``nwwatch.dashboard.settings.DashboardConfig``): the page is
+#: used on the acquisition PC, where the service's dashboard listens by default.
+DEFAULT_PORT = 8766
+
 
 def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], list[str]]:
     """(paths, pages, infos, warnings) of the label queue of RESULTS, least confident first;
@@ -65,7 +69,7 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
                                  "confident frames open first.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (127.0.0.1: this computer only).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port (0: any free port).")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser; print the address.")
 def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_dir: Path | None,
