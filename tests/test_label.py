@@ -524,11 +524,14 @@ def test_proposal_saved_as_is_keeps_the_droplet_on_the_wire():
         geometry.extra["proposal"]["contact_angle_deg"], abs=0.1)
 
 
-@pytest.mark.parametrize("layout", ["synth_folder", "foreign_truth"])
+@pytest.mark.parametrize("layout", ["synth_folder", "foreign_truth", "tomogram_set",
+                                    "broken_dataset_toml"])
 def test_label_refuses_a_data_folder_whose_files_a_save_would_replace(tmp_path, layout):
     # `nwwatch label syn/*.tif --out syn` on a `nwwatch synth insitu` folder: the first save
     # replaced the frame's exact label, rewrote truth.parquet with that one human row (the
-    # other frames' truth gone) and left a folder `nwwatch train` refuses.
+    # other frames' truth gone) and left a folder `nwwatch train` refuses. A tomogram's
+    # training set (dataset.toml kind = "tomogram") took the in-situ frame and its labels 0-2
+    # too, and `nwwatch train` then refused the folder over that label.
     import subprocess
     import sys
 
@@ -545,6 +548,11 @@ def test_label_refuses_a_data_folder_whose_files_a_save_would_replace(tmp_path, 
         data = tmp_path / "DATA"
         data.mkdir()
         (data / "truth.parquet").write_bytes((syn / "truth.parquet").read_bytes())
+    elif layout in ("tomogram_set", "broken_dataset_toml"):
+        data = tmp_path / "DATA"
+        data.mkdir()
+        (data / "dataset.toml").write_text('kind = "tomogram"\n' if layout == "tomogram_set"
+                                           else "kind = tomogram\n")
     before = {p: p.read_bytes() for p in sorted(data.rglob("*")) if p.is_file()}
     # A child process with a timeout: a command that is not refused serves until stopped.
     done = subprocess.run(
@@ -567,6 +575,8 @@ def test_label_reopens_its_own_data_folder(tmp_path):
     data = tmp_path / "DATA"
     (data / "geometry").mkdir(parents=True)
     write_truth(data)  # no frame with an angle yet: an empty table
+    assert foreign_data_reason(data) is None
+    (data / "dataset.toml").write_text('kind = "insitu"\nclasses = ["bg", "wire", "drop"]\n')
     assert foreign_data_reason(data) is None
     frame = tmp_path / "f.tif"
     tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))
