@@ -114,11 +114,12 @@ def foreign_data_reason(data_dir: str | os.PathLike[str]) -> str | None:
     """Why the tool must not save into ``data_dir``, or None.
 
     A folder of frames directly in DATA with their ``labels/`` (the layout ``nwwatch synth
-    insitu`` writes), a ``dataset.toml`` of another kind than in-situ (a tomogram's training
-    set) or one that cannot be read, or a ``truth.parquet`` the tool did not write: a save would add
+    insitu`` writes), or a ``truth.parquet`` the tool did not write: a save would add
     ``images/`` beside those frames (every label of theirs then lacks an image for
     ``nwwatch train``), replace their labels of the same stem, and rewrite the truth table
-    from the tool's geometry files, dropping every other row."""
+    from the tool's geometry files, dropping every other row. A ``dataset.toml`` of another
+    kind than in-situ (a tomogram's training set), or one that cannot be read: the frames
+    saved there, labelled 0-2, are refused by ``nwwatch train`` with the whole folder."""
     from nwwatch.io.dataset import list_images
 
     root = Path(data_dir)
