@@ -353,6 +353,16 @@ def test_label_help_says_what_out_holds():
     assert "frames already saved there open with their saved shapes" in text
 
 
+def test_label_page_and_dashboard_default_to_different_ports():
+    # before: both 8765; with the service's dashboard on, `nwwatch label frames/*.tif --out
+    # DATA` on the acquisition PC stopped with "cannot listen on 127.0.0.1:8765"
+    from nwwatch.dashboard.settings import DashboardConfig
+    from nwwatch.label.cli import label
+
+    port = next(p for p in label.params if p.name == "port").default
+    assert port != DashboardConfig().port
+
+
 def test_label_queue_of_a_folder_that_is_not_results_says_so(tmp_path):
     # before: "no frames: give FRAMES, or --queue RESULTS with queued frames", as for an
     # empty queue
@@ -369,6 +379,83 @@ def test_label_queue_of_a_folder_that_is_not_results_says_so(tmp_path):
     (tmp_path / "label-queue").mkdir()  # a results folder whose queue is empty
     result = _label_cli("--queue", str(tmp_path), "--out", str(tmp_path / "DATA"))
     assert result.exit_code == 2 and "no frames" in result.output
+
+
+def test_label_queue_of_a_folder_that_is_not_results_is_refused_with_frames_too(tmp_path):
+    # before: with FRAMES given, a --queue folder without a queue (RESULTS/frames, or the
+    # label-queue/ folder itself) was ignored without a word: the page opened with FRAMES
+    # alone and the queued frames were never listed
+    import subprocess
+    import sys
+
+    frame = tmp_path / "f.tif"
+    write_frame_tiff(frame, np.zeros((32, 32), np.uint16))
+    results = tmp_path / "RESULTS"
+    (results / "label-queue").mkdir(parents=True)
+    (results / "frames").mkdir()
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "nwwatch", "label", str(frame), "--queue",
+             str(results / "frames"), "--out", str(tmp_path / "DATA"), "--no-browser",
+             "--port", "0"], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the page was served instead of refusing --queue: {exc.stdout!r}")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert (f"{results / 'frames'} has no label-queue/ folder: give the RESULTS folder that "
+            f"holds it, {results}") in " ".join(run.stderr.split())
+    assert not (tmp_path / "DATA").exists()
+
+
+def test_label_warns_when_data_is_in_the_frames_folder(tmp_path):
+    # before: `cd ACQ && nwwatch label *.tif --out DATA` said nothing; the service watching
+    # ACQ (recursive by default) and `nwwatch replay ACQ` then took every saved copy in
+    # DATA/images/ for a new frame
+    import signal
+    import subprocess
+    import sys
+
+    image, _, _ = render(plain_params(3, 0, size=64))
+    write_frame_tiff(tmp_path / "acq" / "f.tif", image)
+    warnings = []
+    for out in (tmp_path / "acq" / "DATA", tmp_path / "DATA"):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nwwatch", "label", str(tmp_path / "acq" / "f.tif"),
+             "--out", str(out), "--no-browser", "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().startswith("labelling 1 frames")
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        warnings.append(" ".join(err.split()))
+    assert warnings[0] == (f"warning: {tmp_path / 'acq' / 'DATA'} is in {tmp_path / 'acq'}, a "
+                           "folder of the frames: a service or `nwwatch replay` watching it "
+                           "would process the copies saved in images/ as new frames; label "
+                           "into a folder outside it")
+    assert warnings[1] == ""
+
+
+def test_labels_drawn_elsewhere_open_as_the_proposal_with_a_note(tmp_path):
+    # before: a frame whose label image in DATA was drawn elsewhere (napari, CVAT) opened
+    # with the model's proposal and no word about it; Save replaced those labels unasked
+    from nwwatch.label.frames import frame_refs
+    from nwwatch.label.server import LabelSession
+
+    image, labels, _ = render(plain_params(3, 0, size=128))
+    write_frame_tiff(tmp_path / "acq" / "f.tif", image)
+    data = tmp_path / "DATA"
+    write_frame_tiff(data / "images" / "f.tif", image)
+    (data / "labels").mkdir()
+    import cv2
+
+    cv2.imwrite(str(data / "labels" / "f.png"), labels)
+    session = LabelSession(frame_refs([tmp_path / "acq" / "f.tif"], data_dir=data), data)
+    assert session.frames[0].stem == "f"  # the same pixels: DATA's frame
+    geometry, origin, note = session.geometry(0)
+    assert origin == "model" and geometry.shape == labels.shape
+    assert "labels/f.png" in note and "drawn elsewhere" in note and "Save replaces" in note
+    assert session.geometry(0, model=True)[2] == ""  # "Back to the model's proposal"
 
 
 @pytest.mark.parametrize("content", ["colour", "empty"])
@@ -437,11 +524,14 @@ def test_proposal_saved_as_is_keeps_the_droplet_on_the_wire():
         geometry.extra["proposal"]["contact_angle_deg"], abs=0.1)
 
 
-@pytest.mark.parametrize("layout", ["synth_folder", "foreign_truth"])
+@pytest.mark.parametrize("layout", ["synth_folder", "foreign_truth", "tomogram_set",
+                                    "broken_dataset_toml"])
 def test_label_refuses_a_data_folder_whose_files_a_save_would_replace(tmp_path, layout):
     # `nwwatch label syn/*.tif --out syn` on a `nwwatch synth insitu` folder: the first save
     # replaced the frame's exact label, rewrote truth.parquet with that one human row (the
-    # other frames' truth gone) and left a folder `nwwatch train` refuses.
+    # other frames' truth gone) and left a folder `nwwatch train` refuses. A tomogram's
+    # training set (dataset.toml kind = "tomogram") took the in-situ frame and its labels 0-2
+    # too, and `nwwatch train` then refused the folder over that label.
     import subprocess
     import sys
 
@@ -458,6 +548,11 @@ def test_label_refuses_a_data_folder_whose_files_a_save_would_replace(tmp_path, 
         data = tmp_path / "DATA"
         data.mkdir()
         (data / "truth.parquet").write_bytes((syn / "truth.parquet").read_bytes())
+    elif layout in ("tomogram_set", "broken_dataset_toml"):
+        data = tmp_path / "DATA"
+        data.mkdir()
+        (data / "dataset.toml").write_text('kind = "tomogram"\n' if layout == "tomogram_set"
+                                           else "kind = tomogram\n")
     before = {p: p.read_bytes() for p in sorted(data.rglob("*")) if p.is_file()}
     # A child process with a timeout: a command that is not refused serves until stopped.
     done = subprocess.run(
@@ -480,6 +575,8 @@ def test_label_reopens_its_own_data_folder(tmp_path):
     data = tmp_path / "DATA"
     (data / "geometry").mkdir(parents=True)
     write_truth(data)  # no frame with an angle yet: an empty table
+    assert foreign_data_reason(data) is None
+    (data / "dataset.toml").write_text('kind = "insitu"\nclasses = ["bg", "wire", "drop"]\n')
     assert foreign_data_reason(data) is None
     frame = tmp_path / "f.tif"
     tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))

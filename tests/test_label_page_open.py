@@ -181,3 +181,35 @@ def test_a_stack_rewritten_with_fewer_pages_and_broken_saved_labels_name_the_fil
                                 "the labelling started")
         status, doc = _http("GET", f"{api}/0/geometry")
         assert status == 422 and doc["error"].startswith(f"{broken}: ")
+
+
+def test_a_frame_opened_before_its_file_changed_is_read_again_when_opened_again(tmp_path):
+    # before: the frames opened last were kept in memory and served as they were read: a file
+    # removed or rewritten after its frame was first opened still opened (200), its old pixels
+    acq = tmp_path / "acq"
+    generate_insitu(acq, 3, seed=5, size=128)
+    session = LabelSession(frame_refs(sorted(acq.glob("*.tif"))), tmp_path / "DATA")
+    with serving(session) as url:
+        api = f"{url}api/frames"
+        opened = [_http("GET", f"{api}/{i}/geometry") for i in range(3)]
+        assert [status for status, _ in opened] == [200, 200, 200]
+        session.frames[0].path.write_bytes(b"not a tiff any more")
+        for route in ("geometry", "image.png"):
+            status, doc = _http("GET", f"{api}/0/{route}")
+            assert status == 422, doc
+            assert doc["error"].startswith(f"{session.frames[0].path}: not a TIFF")
+        session.frames[1].path.unlink()
+        status, doc = _http("GET", f"{api}/1/geometry")
+        assert status == 404 and "frame file not found" in doc["error"]
+        # A save of shapes drawn before the file changed writes the pixels the page showed.
+        shown = tifffile.imread(session.frames[2].path)
+        write_frame_tiff(session.frames[2].path, np.zeros((64, 64), np.uint16))
+        _, doc = opened[2]
+        status, saved = _http("POST", f"{api}/2/save?base={doc['saved_token']}",
+                              doc["geometry"])
+        assert status == 200, saved
+        stem = session.frames[2].stem
+        assert np.array_equal(tifffile.imread(session.data_dir / "images" / f"{stem}.tif"),
+                              shown)
+        status, doc = _http("GET", f"{api}/2/geometry")  # opened again: the new 64 x 64 frame
+        assert status == 200 and doc["geometry"]["shape"] == [64, 64] and doc["note"]

@@ -126,6 +126,27 @@ def test_report_names_results_files_it_could_not_read(tmp_path):
     assert "frames-2.parquet" in result.output
 
 
+def test_report_out_that_is_another_file_is_not_replaced(tmp_path):
+    # before: `nwwatch report RES --out DATA/images/f.tif` wrote the page over the labelled
+    # frame (exit 0); `measure --out` and `evaluate --json` refuse such a file
+    from nwwatch.io import write_frame_tiff
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    frame = tmp_path / "DATA" / "images" / "f.tif"
+    write_frame_tiff(frame, np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
+    before = frame.read_bytes()
+    result = CliRunner().invoke(main, ["report", str(results), "--out", str(frame)])
+    assert result.exit_code == 2, result.output
+    assert (f"Invalid value for '--out': {frame} exists and is not an nwwatch report; it is "
+            "not replaced") in " ".join(result.output.split())
+    assert frame.read_bytes() == before and not (frame.parent / "f_files").exists()
+    page = tmp_path / "r.html"
+    for _ in range(2):  # an earlier report is replaced
+        result = CliRunner().invoke(main, ["report", str(results), "--out", str(page)])
+        assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("where", ["file-in-the-way", "proc"])
 def test_report_out_that_cannot_be_written_is_a_usage_error_before_the_work(tmp_path, where,
                                                                             monkeypatch):

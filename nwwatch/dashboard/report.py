@@ -240,6 +240,15 @@ def write_report(results: str | Path, out: str | Path) -> Path:
     return out
 
 
+def _is_report(path: Path) -> bool:
+    """True when ``path`` is empty or a page :func:`write_report` wrote (an earlier report,
+    replaced by the new one); anything else (a frame, a notebook page) is a file a mistyped
+    ``--out`` names."""
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    return head == b"" or b"<title>nwwatch report: " in head
+
+
 @click.command("report")
 @click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
@@ -250,6 +259,10 @@ def report(results: Path, out: Path) -> None:
 
     # A usage error naming --out before the results are read and the plots drawn; OSErrors
     # below (a full disk) can still happen while writing.
+    if out.is_file() and not _is_report(out):
+        # e.g. '--out DATA/images/f.tif' from a tab completion: replaced by HTML, it was lost
+        raise click.BadParameter(f"{out} exists and is not an nwwatch report; it is not "
+                                 "replaced", param_hint="'--out'")
     require_writable(out, "'--out'")
     try:
         path = write_report(results, out)

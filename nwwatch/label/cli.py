@@ -12,6 +12,10 @@ import click
 
 from nwwatch.options import InputFile, model_file
 
+#: Not the dashboard's 8765 (``nwwatch.dashboard.settings.DashboardConfig``): the page is
+#: used on the acquisition PC, where the service's dashboard listens by default.
+DEFAULT_PORT = 8766
+
 
 def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], list[str]]:
     """(paths, pages, infos, warnings) of the label queue of RESULTS, least confident first;
@@ -65,7 +69,7 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
                                  "confident frames open first.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (127.0.0.1: this computer only).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port (0: any free port).")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser; print the address.")
 def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_dir: Path | None,
@@ -89,6 +93,18 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     pages: list[int | None] = []
     infos: list[dict] = []
     if queue_dir is not None:
+        # Checked with FRAMES given too: a wrong --queue (the frames/ or label-queue/ folder
+        # of RESULTS) was otherwise ignored without a word, the queue's frames never listed.
+        if not (queue_dir / QUEUE_DIR).is_dir():
+            tomograms = (queue_dir / "volumes").is_dir() and not (queue_dir / "frames").is_dir()
+            above = next((p for p in queue_dir.parents if (p / QUEUE_DIR).is_dir()), None)
+            raise click.BadParameter(
+                f"{queue_dir} has no {QUEUE_DIR}/ folder: " + (
+                    "these are results of tomograms, and the queue holds in-situ frames only "
+                    "(label a tomogram's slice as docs/tomography.md says)" if tomograms else
+                    f"give the RESULTS folder that holds it, {above}" if above else
+                    "give the RESULTS folder of 'nwwatch run' or 'nwwatch replay --out'"),
+                param_hint="'--queue'")
         q_paths, q_pages, q_infos, warnings = queued_frames(queue_dir)
         for line in warnings:
             click.echo(f"warning: {line}", err=True)
@@ -97,14 +113,6 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     pages += [None] * len(frames)
     infos += [{} for _ in frames]
     if not paths:
-        if queue_dir is not None and not (queue_dir / QUEUE_DIR).is_dir():
-            tomograms = (queue_dir / "volumes").is_dir() and not (queue_dir / "frames").is_dir()
-            raise click.BadParameter(
-                f"{queue_dir} has no {QUEUE_DIR}/ folder: " + (
-                    "these are results of tomograms, and the queue holds in-situ frames only "
-                    "(label a tomogram's slice as docs/tomography.md says)" if tomograms else
-                    "give the RESULTS folder of 'nwwatch run' or 'nwwatch replay --out'"),
-                param_hint="'--queue'")
         raise click.UsageError("no frames: give FRAMES, or --queue RESULTS with queued frames")
     foreign = foreign_data_reason(data_dir)
     if foreign is not None:  # before any save could mix into it or rewrite its truth table
@@ -113,6 +121,14 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
         refs = frame_refs(paths, infos, pages, data_dir)
     except (InputError, DatasetLayoutError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
+    # DATA inside an acquisition folder: the service (recursive by default) and replay would
+    # take every saved images/<stem>.tif, a copy of a frame, for a new frame of their own.
+    inside = next((folder for folder in sorted({ref.path.resolve().parent for ref in refs})
+                   if data_dir.resolve().is_relative_to(folder)), None)
+    if inside is not None:
+        click.echo(f"warning: {data_dir} is in {inside}, a folder of the frames: a service "
+                   "or `nwwatch replay` watching it would process the copies saved in "
+                   "images/ as new frames; label into a folder outside it", err=True)
     # Checked before the page opens, not at the first proposal or the first save; the model
     # first, so that a refused command leaves no new DATA folder behind.
     session = LabelSession(refs, data_dir, model or DEFAULT_MODEL)

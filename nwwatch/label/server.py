@@ -51,7 +51,7 @@ from nwwatch.label.frames import FrameRef, read_frame
 from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, facet_line
 from nwwatch.label.geometry import geometry_from_json as _from_json
 from nwwatch.label.raster import rasterize
-from nwwatch.label.store import load_geometry, save_labeled_frame, saved_token
+from nwwatch.label.store import load_geometry, save_labeled_frame, saved_token, stem_files
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class LabelSession:
     model_path: Path = DEFAULT_MODEL
     _segmenter: Any = None
     _images: dict[int, tuple[np.ndarray, float | None]] = field(default_factory=dict)
+    _stamps: dict[int, tuple[int, int] | None] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _save_lock: threading.Lock = field(default_factory=threading.Lock)
     _saves: threading.Condition = field(default_factory=threading.Condition)
@@ -87,8 +88,19 @@ class LabelSession:
             if index not in self._images:
                 if len(self._images) > 8:  # a few frames in memory, not a whole stack
                     self._images.pop(next(iter(self._images)))
+                self._stamps[index] = _file_stamp(self.frames[index].path)
                 self._images[index] = read_frame(self.frames[index])
             return self._images[index]
+
+    def forget_if_changed(self, index: int) -> None:
+        """Drop frame ``index`` from memory when its file was rewritten or removed since it
+        was read, so that opening the frame again reads the file as it is now (or says why it
+        cannot). Called when a frame is opened, not at a save: a save writes the pixels the
+        page showed when its shapes were drawn."""
+        with self._lock:
+            if index in self._images and (_file_stamp(self.frames[index].path)
+                                          != self._stamps.get(index)):
+                del self._images[index]
 
     def segmenter(self):
         from nwwatch.segment.session import Segmenter
@@ -121,11 +133,16 @@ class LabelSession:
 
         Saved shapes drawn on a frame of another size (a re-acquired file of the same name)
         are not opened on this one: they could never be saved on it (the save refuses a shape
-        mismatch), so the proposal opens with a note and a save replaces the old labels."""
+        mismatch), so the proposal opens with a note and a save replaces the old labels.
+        So do labels drawn elsewhere (``labels/<stem>.png`` without a geometry file): they
+        are pixels, not shapes; the note says a save replaces them."""
         stem = self.frames[index].stem
         saved = None if model else load_geometry(self.data_dir, stem)
         if saved is None:
-            return self.proposal(index), "model", ""
+            drawn = [] if model else stem_files(self.data_dir / "labels", stem)
+            note = (f"labels/{drawn[0].name} in DATA holds labels drawn elsewhere (pixels, not "
+                    "shapes): showing the model's proposal; Save replaces them" if drawn else "")
+            return self.proposal(index), "model", note
         image, _ = self.image(index)
         if tuple(saved.shape) == tuple(image.shape):
             return saved, "saved", ""
@@ -163,6 +180,15 @@ class LabelSession:
 
     def is_saved(self, index: int) -> bool:
         return (self.data_dir / "geometry" / f"{self.frames[index].stem}.json").is_file()
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """(modification time in ns, size in bytes) of ``path``; None when it cannot be read."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def display_png(image: np.ndarray) -> bytes:
@@ -292,6 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
             if index is None:
                 return self._error(HTTPStatus.NOT_FOUND, f"no frame {parts[2]}")
             try:
+                self.session.forget_if_changed(index)
                 if parts[3] == "image.png":
                     image, _ = self.session.image(index)
                     return self._send(HTTPStatus.OK, display_png(image), "image/png")

@@ -117,7 +117,9 @@ def foreign_data_reason(data_dir: str | os.PathLike[str]) -> str | None:
     insitu`` writes), or a ``truth.parquet`` the tool did not write: a save would add
     ``images/`` beside those frames (every label of theirs then lacks an image for
     ``nwwatch train``), replace their labels of the same stem, and rewrite the truth table
-    from the tool's geometry files, dropping every other row."""
+    from the tool's geometry files, dropping every other row. A ``dataset.toml`` of another
+    kind than in-situ (a tomogram's training set), or one that cannot be read: the frames
+    saved there, labelled 0-2, are refused by ``nwwatch train`` with the whole folder."""
     from nwwatch.io.dataset import list_images
 
     root = Path(data_dir)
@@ -127,6 +129,17 @@ def foreign_data_reason(data_dir: str | os.PathLike[str]) -> str | None:
         return ("holds frames directly in it with their labels/ (the layout `nwwatch synth "
                 "insitu` writes); saving would add images/ beside them and rewrite its "
                 f"{TRUTH_FILE}: label into another --out")
+    if (root / "dataset.toml").is_file():  # a tomogram set: its labels are 0 / 1 / 255
+        from nwwatch.io.dataset import DatasetLayoutError, read_dataset_toml
+
+        try:
+            kind = read_dataset_toml(root)[0]
+        except DatasetLayoutError as exc:
+            return f"{exc}: fix it, or label into another --out"
+        if kind != "insitu":
+            return (f"its dataset.toml says kind = {kind!r}: the frames saved here (0 "
+                    "background, 1 nanowire, 2 droplet) would be trained as that kind's "
+                    "classes, which `nwwatch train` refuses: label into another --out")
     truth = root / TRUTH_FILE
     if truth.is_file() and not _tool_truth(truth):
         return (f"its {TRUTH_FILE} was not written by nwwatch label (a synthetic set's exact "
