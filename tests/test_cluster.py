@@ -1265,3 +1265,64 @@ def test_results_that_cannot_be_written_are_an_error_line_not_a_traceback(cluste
     result = CliRunner().invoke(main, args + (["--dask", cluster[0]] if on_dask else []))
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
     assert "cannot write results" in result.output and "Traceback" not in result.output
+
+
+def test_names_that_are_not_utf8_or_long_give_the_rows_and_masks_of_local_replay(cluster,
+                                                                                 acq,
+                                                                                 tmp_path):
+    """A task's staged file is named by a digest of its files' paths: a path that is not
+    UTF-8 failed to encode there (UnicodeEncodeError), so every task holding such a frame
+    failed, and the frame was charged an attempt at each replay (local replay measures it).
+    A tomogram of such a name, or of a long one, gets a mask named as local replay names it
+    (it could not be written, and that stopped the replay: 'a Dask worker cannot write
+    here')."""
+    address, _ = cluster
+    folder, onnx = acq
+    (folder / "f000.tif").rename(folder / os.fsdecode(b"f\xff0.tif"))
+    tomo_model = model(tmp_path / "tomo", kind="tomogram")
+    tomograms = tmp_path / "tomograms"
+    tomograms.mkdir()
+    names = [os.fsdecode(b"t\xff1.tif"), "t" * 246 + ".tif"]
+    for i, name in enumerate(names):
+        write_small_tomogram(tomograms / f"{i}.tif", width=6 + 4 * i)
+        (tomograms / f"{i}.tif").rename(tomograms / name)
+    for name, dask in (("local", None), ("dask", address)):
+        summary = replay(folder, tmp_path / name, model=onnx, dask=dask)
+        assert (summary.done, summary.failed, summary.frames) == (N_FRAMES, 0, N_FRAMES)
+    pd.testing.assert_frame_equal(rows(tmp_path / "local").drop(columns=RUN_COLUMNS),
+                                  assert_exactly_once(tmp_path / "dask", N_FRAMES).drop(
+                                      columns=RUN_COLUMNS))
+    volumes = {}
+    for name, dask in (("local", None), ("dask", address)):
+        out = tmp_path / f"{name}-tomograms"
+        summary = replay(tomograms, out, kind="tomogram", model=tomo_model, dask=dask)
+        assert (summary.done, summary.failed, summary.frames) == (2, 0, 2)
+        table = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
+        table = table.sort_values("source").reset_index(drop=True)
+        assert {out / m for m in table.mask_path} == set((out / "masks").iterdir())
+        volumes[name] = table.assign(mask_path=[  # the batch id apart
+            m.rsplit("-", 1)[0] for m in table.mask_path])
+    pd.testing.assert_frame_equal(volumes["local"].drop(columns=RUN_COLUMNS),
+                                  volumes["dask"].drop(columns=RUN_COLUMNS))
+
+
+def test_a_replay_with_pictures_does_not_take_rows_staged_without_them(cluster, acq,
+                                                                        tmp_path):
+    """A driver killed mid-run leaves its tasks' staged rows in RESULTS/.cluster. They were
+    taken by the next replay whatever it asked for: resumed with --overlays, the frames of
+    those tasks got no picture and no overlay_path, and the replay said it was complete."""
+    address, _ = cluster
+    folder, onnx = acq
+    results = tmp_path / "res"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": "after_claim:1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(folder),
+         "--out", str(results), "--model", str(onnx), "--dask", address],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert list((results / STAGING_DIR).glob("*.parquet"))  # rows staged without pictures
+    summary = replay(folder, results, model=onnx, dask=address, overlays="qa")
+    assert (summary.done, summary.frames) == (N_FRAMES, N_FRAMES)
+    table = assert_exactly_once(results, N_FRAMES)
+    assert table.overlay_path.notna().all()
+    assert {results / p for p in table.overlay_path} == set((results / "qa").iterdir())
