@@ -1326,3 +1326,28 @@ def test_a_replay_with_pictures_does_not_take_rows_staged_without_them(cluster, 
     table = assert_exactly_once(results, N_FRAMES)
     assert table.overlay_path.notna().all()
     assert {results / p for p in table.overlay_path} == set((results / "qa").iterdir())
+
+
+def test_force_with_other_settings_keeps_the_rows_and_masks_of_the_first_settings(cluster,
+                                                                                  tmp_path):
+    """The same tomograms with other settings (--triplanar) are other rows and masks. The
+    replay compacts at the end, so one file of the acquisition holds both; --force with
+    --triplanar then removed every row of those contents from it, and the masks they named,
+    while the ledger still listed the first settings' rows as done (never made again)."""
+    address, _ = cluster
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for k in range(2):
+        write_small_tomogram(acq / f"t{k}.tif", width=6 + 5 * k)
+    results = tmp_path / "res"
+    for options in ({}, {"triplanar": True}, {"triplanar": True, "force": True}):
+        summary = replay(acq, results, kind="tomogram", model=tomo_model, dask=address,
+                         **options)
+        assert (summary.done, summary.frames) == (2, 2)
+    table = ds.dataset(results / "volumes", format="parquet").to_table().to_pandas()
+    assert sorted(table.measurement_version.str.endswith("+triplanar")) == [False] * 2 + [
+        True] * 2
+    assert {results / m for m in table.mask_path} == set((results / "masks").iterdir())
+    again = replay(acq, results, kind="tomogram", model=tomo_model, dask=address)
+    assert (again.skipped, again.done) == (2, 0)

@@ -614,3 +614,25 @@ def test_a_tomogram_whose_name_is_not_utf8_or_long_gets_its_mask_and_row(tmp_pat
     long_mask = Path(by_source[str(acq / names[1])]).name
     # room left for the atomic writer's temporary name, ``.{name}.{8 hex}.part``
     assert long_mask.startswith("t" * 100) and len(long_mask.encode()) <= 255 - 15
+
+
+def test_force_replaces_only_its_own_models_rows_in_a_compacted_file(tmp_path, onnx_model):
+    """Two models' rows of the same frames, compacted into one file of the acquisition: a
+    --force replay with one model removed the other model's rows too (matched by content
+    alone), while the ledger still listed them as done, so no replay made them again."""
+    from nwwatch.service.compaction import compact
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for i in range(3):
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(100 + 4 * i, size=64))
+    other = model(tmp_path / "other", sharpness=6.0)
+    out = tmp_path / "out"
+    for onnx in (onnx_model, other):
+        assert replay(acq, out, model=onnx).done == 3
+    compact(out)
+    assert len(dataset_files(out / "frames")) == 1
+    assert replay(acq, out, model=other, force=True).done == 3
+    rows = ds.dataset(out / "frames", format="parquet").to_table().to_pandas()
+    assert sorted(rows.groupby("model_sha256").size()) == [3, 3]
+    assert replay(acq, out, model=onnx_model).skipped == 3
