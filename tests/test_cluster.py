@@ -1351,3 +1351,32 @@ def test_force_with_other_settings_keeps_the_rows_and_masks_of_the_first_setting
     assert {results / m for m in table.mask_path} == set((results / "masks").iterdir())
     again = replay(acq, results, kind="tomogram", model=tomo_model, dask=address)
     assert (again.skipped, again.done) == (2, 0)
+
+
+def test_copies_under_other_names_leave_no_pictures_that_no_row_names(cluster, acq,
+                                                                       tmp_path):
+    """The same frames under other names in another folder (another task): the driver keeps
+    one copy's rows, as local replay does, but the other copy's worker had drawn its pictures
+    too, left in the QA folder with no row naming them (local replay, which skips a copy
+    before reading it, draws none)."""
+    address, _ = cluster
+    folder, onnx = acq
+    archive = tmp_path / "archive"
+    for sub in ("a", "b"):
+        (archive / sub).mkdir(parents=True)
+    for i, f in enumerate(sorted(folder.glob("f*.tif"))[:8]):
+        (archive / "a" / f.name).write_bytes(f.read_bytes())
+        (archive / "b" / f"copy{i}.tif").write_bytes(f.read_bytes())
+    # a copy of the same name: its pictures' names are the kept copy's, which stay
+    (archive / "b" / "f000.tif").write_bytes((archive / "a" / "f000.tif").read_bytes())
+    pictures = {}
+    for name, dask in (("local", None), ("dask", address)):
+        out = tmp_path / name
+        summary = replay(archive, out, model=onnx, dask=dask, overlays="qa", save_labels=True)
+        assert (summary.done, summary.skipped, summary.frames) == (8, 9, 8)
+        table = rows(out)
+        named = {out / p for p in table.overlay_path}
+        named |= {p.with_name(f"{p.stem}-labels.png") for p in named}
+        pictures[name] = set((out / "qa").iterdir())
+        assert pictures[name] == named
+    assert len(pictures["dask"]) == len(pictures["local"]) == 16
