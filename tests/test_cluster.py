@@ -1380,3 +1380,22 @@ def test_copies_under_other_names_leave_no_pictures_that_no_row_names(cluster, a
         pictures[name] = set((out / "qa").iterdir())
         assert pictures[name] == named
     assert len(pictures["dask"]) == len(pictures["local"]) == 16
+
+
+def test_a_staging_folder_that_cannot_be_made_is_an_error_line_not_a_traceback(cluster, acq,
+                                                                                tmp_path):
+    """RESULTS/.cluster a file (the driver cannot make the folder of the staged rows): the
+    replay printed a FileExistsError traceback."""
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    folder, onnx = acq
+    results = tmp_path / "res"
+    results.mkdir()
+    (results / STAGING_DIR).write_text("not a folder\n")
+    result = CliRunner().invoke(main, ["replay", str(folder), "--out", str(results), "--model",
+                                       str(onnx), "--dask", cluster[0]])
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+    assert f"{results / STAGING_DIR}: cannot create" in result.output
+    assert "Traceback" not in result.output

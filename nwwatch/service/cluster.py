@@ -116,7 +116,14 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         threads = inference.threads
         if threads is None and n_local is not None:  # share this machine's cores
             threads = max(1, (os.cpu_count() or 1) // n_local)
-        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            staging.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # RESULTS/.cluster a file, say: one error line, no traceback
+            from nwwatch.service.batch import ResultsWriteError
+
+            raise ResultsWriteError(f"{staging}: cannot create the folder of the tasks' "
+                                    f"staged rows ({exc.strerror or exc})",
+                                    folder=staging) from None
         spec = TaskSpec(model=str(Path(engine.segmenter.model_path).resolve()),
                         model_sha256=engine.segmenter.model_sha256,
                         measurement_version=engine.measurement_version,
