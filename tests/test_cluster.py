@@ -1265,3 +1265,137 @@ def test_results_that_cannot_be_written_are_an_error_line_not_a_traceback(cluste
     result = CliRunner().invoke(main, args + (["--dask", cluster[0]] if on_dask else []))
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
     assert "cannot write results" in result.output and "Traceback" not in result.output
+
+
+def test_names_that_are_not_utf8_or_long_give_the_rows_and_masks_of_local_replay(cluster,
+                                                                                 acq,
+                                                                                 tmp_path):
+    """A task's staged file is named by a digest of its files' paths: a path that is not
+    UTF-8 failed to encode there (UnicodeEncodeError), so every task holding such a frame
+    failed, and the frame was charged an attempt at each replay (local replay measures it).
+    A tomogram of such a name, or of a long one, gets a mask named as local replay names it
+    (it could not be written, and that stopped the replay: 'a Dask worker cannot write
+    here')."""
+    address, _ = cluster
+    folder, onnx = acq
+    (folder / "f000.tif").rename(folder / os.fsdecode(b"f\xff0.tif"))
+    tomo_model = model(tmp_path / "tomo", kind="tomogram")
+    tomograms = tmp_path / "tomograms"
+    tomograms.mkdir()
+    names = [os.fsdecode(b"t\xff1.tif"), "t" * 246 + ".tif"]
+    for i, name in enumerate(names):
+        write_small_tomogram(tomograms / f"{i}.tif", width=6 + 4 * i)
+        (tomograms / f"{i}.tif").rename(tomograms / name)
+    for name, dask in (("local", None), ("dask", address)):
+        summary = replay(folder, tmp_path / name, model=onnx, dask=dask)
+        assert (summary.done, summary.failed, summary.frames) == (N_FRAMES, 0, N_FRAMES)
+    pd.testing.assert_frame_equal(rows(tmp_path / "local").drop(columns=RUN_COLUMNS),
+                                  assert_exactly_once(tmp_path / "dask", N_FRAMES).drop(
+                                      columns=RUN_COLUMNS))
+    volumes = {}
+    for name, dask in (("local", None), ("dask", address)):
+        out = tmp_path / f"{name}-tomograms"
+        summary = replay(tomograms, out, kind="tomogram", model=tomo_model, dask=dask)
+        assert (summary.done, summary.failed, summary.frames) == (2, 0, 2)
+        table = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
+        table = table.sort_values("source").reset_index(drop=True)
+        assert {out / m for m in table.mask_path} == set((out / "masks").iterdir())
+        volumes[name] = table.assign(mask_path=[  # the batch id apart
+            m.rsplit("-", 1)[0] for m in table.mask_path])
+    pd.testing.assert_frame_equal(volumes["local"].drop(columns=RUN_COLUMNS),
+                                  volumes["dask"].drop(columns=RUN_COLUMNS))
+
+
+def test_a_replay_with_pictures_does_not_take_rows_staged_without_them(cluster, acq,
+                                                                        tmp_path):
+    """A driver killed mid-run leaves its tasks' staged rows in RESULTS/.cluster. They were
+    taken by the next replay whatever it asked for: resumed with --overlays, the frames of
+    those tasks got no picture and no overlay_path, and the replay said it was complete."""
+    address, _ = cluster
+    folder, onnx = acq
+    results = tmp_path / "res"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": "after_claim:1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(folder),
+         "--out", str(results), "--model", str(onnx), "--dask", address],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert list((results / STAGING_DIR).glob("*.parquet"))  # rows staged without pictures
+    summary = replay(folder, results, model=onnx, dask=address, overlays="qa")
+    assert (summary.done, summary.frames) == (N_FRAMES, N_FRAMES)
+    table = assert_exactly_once(results, N_FRAMES)
+    assert table.overlay_path.notna().all()
+    assert {results / p for p in table.overlay_path} == set((results / "qa").iterdir())
+
+
+def test_force_with_other_settings_keeps_the_rows_and_masks_of_the_first_settings(cluster,
+                                                                                  tmp_path):
+    """The same tomograms with other settings (--triplanar) are other rows and masks. The
+    replay compacts at the end, so one file of the acquisition holds both; --force with
+    --triplanar then removed every row of those contents from it, and the masks they named,
+    while the ledger still listed the first settings' rows as done (never made again)."""
+    address, _ = cluster
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for k in range(2):
+        write_small_tomogram(acq / f"t{k}.tif", width=6 + 5 * k)
+    results = tmp_path / "res"
+    for options in ({}, {"triplanar": True}, {"triplanar": True, "force": True}):
+        summary = replay(acq, results, kind="tomogram", model=tomo_model, dask=address,
+                         **options)
+        assert (summary.done, summary.frames) == (2, 2)
+    table = ds.dataset(results / "volumes", format="parquet").to_table().to_pandas()
+    assert sorted(table.measurement_version.str.endswith("+triplanar")) == [False] * 2 + [
+        True] * 2
+    assert {results / m for m in table.mask_path} == set((results / "masks").iterdir())
+    again = replay(acq, results, kind="tomogram", model=tomo_model, dask=address)
+    assert (again.skipped, again.done) == (2, 0)
+
+
+def test_copies_under_other_names_leave_no_pictures_that_no_row_names(cluster, acq,
+                                                                       tmp_path):
+    """The same frames under other names in another folder (another task): the driver keeps
+    one copy's rows, as local replay does, but the other copy's worker had drawn its pictures
+    too, left in the QA folder with no row naming them (local replay, which skips a copy
+    before reading it, draws none)."""
+    address, _ = cluster
+    folder, onnx = acq
+    archive = tmp_path / "archive"
+    for sub in ("a", "b"):
+        (archive / sub).mkdir(parents=True)
+    for i, f in enumerate(sorted(folder.glob("f*.tif"))[:8]):
+        (archive / "a" / f.name).write_bytes(f.read_bytes())
+        (archive / "b" / f"copy{i}.tif").write_bytes(f.read_bytes())
+    # a copy of the same name: its pictures' names are the kept copy's, which stay
+    (archive / "b" / "f000.tif").write_bytes((archive / "a" / "f000.tif").read_bytes())
+    pictures = {}
+    for name, dask in (("local", None), ("dask", address)):
+        out = tmp_path / name
+        summary = replay(archive, out, model=onnx, dask=dask, overlays="qa", save_labels=True)
+        assert (summary.done, summary.skipped, summary.frames) == (8, 9, 8)
+        table = rows(out)
+        named = {out / p for p in table.overlay_path}
+        named |= {p.with_name(f"{p.stem}-labels.png") for p in named}
+        pictures[name] = set((out / "qa").iterdir())
+        assert pictures[name] == named
+    assert len(pictures["dask"]) == len(pictures["local"]) == 16
+
+
+def test_a_staging_folder_that_cannot_be_made_is_an_error_line_not_a_traceback(cluster, acq,
+                                                                                tmp_path):
+    """RESULTS/.cluster a file (the driver cannot make the folder of the staged rows): the
+    replay printed a FileExistsError traceback."""
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    folder, onnx = acq
+    results = tmp_path / "res"
+    results.mkdir()
+    (results / STAGING_DIR).write_text("not a folder\n")
+    result = CliRunner().invoke(main, ["replay", str(folder), "--out", str(results), "--model",
+                                       str(onnx), "--dask", cluster[0]])
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+    assert f"{results / STAGING_DIR}: cannot create" in result.output
+    assert "Traceback" not in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -587,3 +588,51 @@ def test_a_masks_path_that_is_a_file_is_one_error_naming_it(tmp_path):
     assert result.exit_code == 1, result.output
     assert f"{out / 'masks'}" in result.output and "cannot write the mask" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_tomogram_whose_name_is_not_utf8_or_long_gets_its_mask_and_row(tmp_path):
+    """A mask is named after its tomogram's file. A name that is not UTF-8 put its surrogate
+    escapes into the ``mask_path`` column (a UnicodeEncodeError traceback from Parquet, the
+    mask left behind), and a long name (a file name may take 255 bytes) made a mask name the
+    file system refuses (ENAMETOOLONG: a traceback from undoing the batch). Both stems are
+    written as the ``source`` column writes them, cut to fit."""
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    names = [os.fsdecode(b"t\xff1.tif"), "t" * 246 + ".tif"]
+    for i, name in enumerate(names):
+        write_small_tomogram(acq / f"{i}.tif", width=6 + 4 * i)  # a temporary name beside
+        (acq / f"{i}.tif").rename(acq / name)
+    out = tmp_path / "out"
+    summary = replay(acq, out, kind="tomogram", model=model(tmp_path, kind="tomogram"))
+    assert (summary.done, summary.failed, summary.frames) == (2, 0, 2)
+    rows = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
+    assert sorted(rows.source) == sorted(
+        os.fsencode(acq / n).decode("utf-8", "backslashreplace") for n in names)
+    assert {out / m for m in rows.mask_path} == set((out / "masks").iterdir())
+    by_source = dict(zip(rows.source, rows.mask_path, strict=True))
+    assert Path(by_source[str(acq / "t\\xff1.tif")]).name.startswith("t\\xff1-")
+    long_mask = Path(by_source[str(acq / names[1])]).name
+    # room left for the atomic writer's temporary name, ``.{name}.{8 hex}.part``
+    assert long_mask.startswith("t" * 100) and len(long_mask.encode()) <= 255 - 15
+
+
+def test_force_replaces_only_its_own_models_rows_in_a_compacted_file(tmp_path, onnx_model):
+    """Two models' rows of the same frames, compacted into one file of the acquisition: a
+    --force replay with one model removed the other model's rows too (matched by content
+    alone), while the ledger still listed them as done, so no replay made them again."""
+    from nwwatch.service.compaction import compact
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for i in range(3):
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(100 + 4 * i, size=64))
+    other = model(tmp_path / "other", sharpness=6.0)
+    out = tmp_path / "out"
+    for onnx in (onnx_model, other):
+        assert replay(acq, out, model=onnx).done == 3
+    compact(out)
+    assert len(dataset_files(out / "frames")) == 1
+    assert replay(acq, out, model=other, force=True).done == 3
+    rows = ds.dataset(out / "frames", format="parquet").to_table().to_pandas()
+    assert sorted(rows.groupby("model_sha256").size()) == [3, 3]
+    assert replay(acq, out, model=onnx_model).skipped == 3

@@ -109,14 +109,21 @@ def write_batch(
 
 
 def drop_rows(path: str | os.PathLike[str], source_sha256: list[str],
-              keep_batch_id: str | None = None) -> pa.Table:
+              keep_batch_id: str | None = None, same: dict[str, str] | None = None
+              ) -> pa.Table:
     """Remove the rows of the given input contents (``source_sha256``) from one batch file,
-    except rows of batch ``keep_batch_id``; the file is rewritten atomically, or deleted when
-    nothing is left. Returns the rows removed (none: the file is unchanged). Idempotent.
+    except rows of batch ``keep_batch_id``; with ``same`` (column -> value, such as the
+    ``model_sha256`` and ``measurement_version`` of the rows to replace) only rows with
+    those values (a compacted file also holds the rows of the same contents made by other
+    models). The file is rewritten atomically, or deleted when nothing is left. Returns the
+    rows removed (none: the file is unchanged). Idempotent.
     """
     file = Path(path)
     table = pq.read_table(file)
     drop = pc.is_in(table.column("source_sha256"), pa.array(source_sha256, pa.string()))
+    for column, value in (same or {}).items():
+        if column in table.column_names:
+            drop = pc.and_(drop, pc.equal(table.column(column), value))
     if keep_batch_id is not None and "batch_id" in table.column_names:
         other = pc.not_equal(table.column("batch_id"), keep_batch_id)
         drop = pc.and_(drop, pc.fill_null(other, True))

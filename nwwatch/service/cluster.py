@@ -116,7 +116,14 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         threads = inference.threads
         if threads is None and n_local is not None:  # share this machine's cores
             threads = max(1, (os.cpu_count() or 1) // n_local)
-        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            staging.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # RESULTS/.cluster a file, say: one error line, no traceback
+            from nwwatch.service.batch import ResultsWriteError
+
+            raise ResultsWriteError(f"{staging}: cannot create the folder of the tasks' "
+                                    f"staged rows ({exc.strerror or exc})",
+                                    folder=staging) from None
         spec = TaskSpec(model=str(Path(engine.segmenter.model_path).resolve()),
                         model_sha256=engine.segmenter.model_sha256,
                         measurement_version=engine.measurement_version,
@@ -397,6 +404,8 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
             summary.quarantined += 1
         else:
             summary.skipped += 1
+    if copies and engine.overlays.mode != "none":
+        _remove_pictures_of_copies(engine, res, copies)
     refresh_quarantine(ledger, engine.results_dir, log)
     # The rows are held in this process now: a driver killed before they are written
     # processes the files again (the ledger releases held batches whose file is missing).
@@ -404,6 +413,38 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     if res.side:
         shutil.rmtree(res.side, ignore_errors=True)  # masks of rows not kept (done already)
     return n_rows
+
+
+def _remove_pictures_of_copies(engine: Engine, res: TaskResult,
+                               copies: list[tuple[str, FileResult, ItemKey]]) -> None:
+    """Remove the QA pictures that a task's worker drew for files whose rows the driver
+    dropped (copies of a content whose rows another task holds): local replay, which skips
+    them before reading, draws none, and no row names them. A picture of the same name as
+    the kept copy's (the same file stem) is that copy's, and stays."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from nwwatch.atomic import remove_if_present
+    from nwwatch.results.pictures import picture_stem
+
+    kept_source = {}
+    for _, f, key in copies:
+        item = engine.ledger.item(key)
+        if item is not None:
+            kept_source[source_name(f.path)] = (item.source, key)
+    table = pq.read_table(res.staged, columns=["source", "frame", "overlay_path"])
+    copied = pa.array(list(kept_source), pa.string())
+    table = table.filter(pc.is_in(table.column("source"), copied))
+    for row in table.to_pylist():
+        if not row["overlay_path"]:
+            continue
+        source, key = kept_source[row["source"]]
+        stem = picture_stem(os.fsdecode(source), key.sha256, key.model_sha256, row["frame"])
+        if row["overlay_path"] != (engine.overlays.folder / f"{stem}.png").as_posix():
+            overlay = engine.results_dir / row["overlay_path"]
+            remove_if_present(overlay)
+            remove_if_present(overlay.with_name(f"{overlay.stem}-labels.png"))
 
 
 def _move_into_place(staged: Path, final: Path) -> None:

@@ -46,7 +46,7 @@ class ClusterUnavailableError(RuntimeError):
 
 
 class ClusterRequestError(ClusterUnavailableError):
-    """``--dask`` with what it cannot take (tomograms, QA pictures, a malformed ``local:N``):
+    """``--dask`` with what it cannot take (a malformed ``local:N`` or scheduler address):
     a wrong command line (``nwwatch replay`` exit 2)."""
 
 

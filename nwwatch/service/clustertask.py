@@ -149,10 +149,15 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
                           r.size, r.mtime_ns, None, entry=p, pages=n_pages))
     # The rows name their file (``source``), so the name covers paths and contents: a task
     # of the same bytes under other paths (a copied folder) must not find, or overwrite,
-    # this task's rows; the same task run again finds them.
-    digest = hashlib.sha256("\n".join(
-        [spec.model_sha256, spec.measurement_version]
-        + sorted(f"{it.key.sha256} {it.entry}" for it in items)).encode()).hexdigest()
+    # this task's rows; the same task run again finds them. The QA pictures asked for are
+    # in the rows too (``overlay_path``): a table staged by a stopped driver's replay with
+    # other pictures is not this one's. Paths as bytes: a name that is not UTF-8 is lossless.
+    pictures = spec.overlays
+    digest = hashlib.sha256(b"\n".join(
+        [spec.model_sha256.encode(), spec.measurement_version.encode(),
+         f"{pictures.mode} {pictures.save_labels} ".encode() + os.fsencode(pictures.folder)]
+        + sorted(f"{it.key.sha256} ".encode() + os.fsencode(it.entry) for it in items)
+    )).hexdigest()
     staged = Path(spec.staging) / (f"{spec.measurement_version}-{spec.model_sha256[:12]}-"
                                    f"{digest[:32]}.parquet")
     side = staged.with_suffix(".side")

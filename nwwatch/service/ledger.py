@@ -216,13 +216,15 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         ``parquet``: the file the rows will be written to, or None when they are held for a
         larger file (:mod:`nwwatch.service.ledgerhold`), which names it later.
         Items already ``done`` (``--force``) are *superseded*: the batch records which earlier
-        Parquet files hold their rows, and :meth:`supersede` removes those rows after the new
-        file is written (again on reconcile, if a crash came in between).
+        Parquet files hold their rows (``[file, content hashes, model hash, measurement
+        version]``: a file may also hold rows of the same contents made by another model or
+        with other settings, which stay), and :meth:`supersede` removes those rows after the
+        new file is written (again on reconcile, if a crash came in between).
         """
         now = time.time()
         created = now if started_at is None else min(started_at, now)
         with self._tx() as db:
-            old: dict[str, set[str]] = {}
+            old: dict[tuple[str, str, str], set[str]] = {}
             for key, _ in items:
                 row = db.execute(
                     "SELECT b.parquet FROM items i JOIN batches b ON b.batch_id = i.batch_id "
@@ -231,8 +233,10 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
                     (key.sha256, key.model_sha256, key.measurement_version),
                 ).fetchone()
                 if row is not None:
-                    old.setdefault(row[0], set()).add(key.sha256)
-            supersedes = [[f, sorted(shas)] for f, shas in sorted(old.items())]
+                    old.setdefault((row[0], key.model_sha256, key.measurement_version),
+                                   set()).add(key.sha256)
+            supersedes = [[f, sorted(shas), model, version]
+                          for (f, model, version), shas in sorted(old.items())]
             db.execute(
                 "INSERT INTO batches (batch_id, kind, state, parquet, aux, supersedes,"
                 " created_at, held_at) VALUES (?, ?, 'writing', ?, ?, ?, ?, ?)",
@@ -259,10 +263,13 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         later reads it."""
         row = self._db.execute("SELECT supersedes FROM batches WHERE batch_id=?",
                                (batch_id,)).fetchone()
-        for rel, shas in json.loads(row[0]) if row else []:
+        for rel, shas, *made_by in json.loads(row[0]) if row else []:
             path = self.results_dir / rel
             if path.is_file():
-                dropped = drop_rows(path, shas, keep_batch_id=batch_id)
+                # only the rows of this batch's model and measurement version (entries of a
+                # ledger written before they were recorded: every row of these contents)
+                same = dict(zip(("model_sha256", "measurement_version"), made_by, strict=False))
+                dropped = drop_rows(path, shas, keep_batch_id=batch_id, same=same)
                 masks = dropped.column("mask_path").to_pylist() \
                     if "mask_path" in dropped.column_names else []
                 for mask in filter(None, masks):
@@ -314,7 +321,7 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         # again (deleting them would let a later run add their rows a second time).
         row = db.execute("SELECT supersedes FROM batches WHERE batch_id=?",
                          (batch_id,)).fetchone()
-        for rel, shas in json.loads(row[0]) if row and row[0] else []:
+        for rel, shas, *_ in json.loads(row[0]) if row and row[0] else []:
             earlier = db.execute("SELECT batch_id FROM batches WHERE parquet=? AND "
                                  "state='committed' AND batch_id<>? LIMIT 1",
                                  (rel, batch_id)).fetchone()

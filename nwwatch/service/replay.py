@@ -127,9 +127,9 @@ def replay(
         ``overlays`` (or the configuration's setting).
     dask : process on a Dask distributed cluster instead of in this process: a scheduler
         address (``tcp://host:8786``) or ``local:N`` (a LocalCluster of N worker processes);
-        see :mod:`nwwatch.service.cluster`. In-situ frames only; QA pictures are written by
-        the workers into ``out_dir`` (shared with them). A
-        replay that fails to start (no scheduler answering, a model refused) creates nothing.
+        see :mod:`nwwatch.service.cluster`. A tomogram is a task of its own; QA pictures are
+        written by the workers into ``out_dir`` (shared with them). A replay that fails to
+        start (no scheduler answering, a model refused) creates nothing.
 
     Returns
     -------

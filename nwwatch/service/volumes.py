@@ -38,10 +38,22 @@ from nwwatch.volume import (
 )
 from nwwatch.volume.memory import GIB, TomogramTooLargeError, tomogram_memory
 
+#: The longest mask file name (bytes): Linux's NAME_MAX (255) less what the atomic writer adds
+#: to the name of its temporary file (``.{name}.{8 hex}.part``, nwwatch.atomic).
+MASK_NAME_MAX_BYTES = 255 - 15
+
 
 def mask_name(source: str | os.PathLike[str], sha256: str, batch_id: str) -> str:
-    """The mask file's path relative to the results folder (the ``mask_path`` column)."""
-    return f"masks/{Path(source).stem}-{sha256[:12]}-{batch_id}.tif"
+    """The mask file's path relative to the results folder (the ``mask_path`` column):
+    ``masks/{stem}-{sha256[:12]}-{batch_id}.tif``. The stem is written as the ``source``
+    column writes it (bytes that are not UTF-8 as ``\\xNN``: the column is text), so a path
+    and its ``source`` form give the same name, and cut short where the name would be too
+    long for the file system (the content hash and batch keep the names apart)."""
+    stem = os.fsencode(Path(source).stem).decode("utf-8", "backslashreplace")
+    tail = f"-{sha256[:12]}-{batch_id}.tif"
+    room = max(0, MASK_NAME_MAX_BYTES - len(tail.encode()))
+    stem = stem.encode()[:room].decode("utf-8", "ignore")
+    return f"masks/{stem}{tail}"
 
 
 def mask_path_of(engine: Engine, it: Item, batch_id: str) -> Path:
