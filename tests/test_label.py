@@ -304,7 +304,7 @@ def test_label_refuses_a_wrong_model_before_the_page_opens(tmp_path, kind):
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)
     assert "Invalid value for '--model'" in result.output and str(model) in result.output
-    assert "labelling 1 frames" not in result.output
+    assert "labelling 1 frame " not in result.output
     assert not (tmp_path / "DATA").exists()  # a refused command makes no folder
 
 
@@ -318,7 +318,7 @@ def test_label_refuses_an_unwritable_data_folder_and_an_unknown_address(tmp_path
     result = _label_cli(str(frame), "--out", str(bad))
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--out'" in result.output and str(bad) in result.output
-    assert "labelling 1 frames" not in result.output
+    assert "labelling 1 frame " not in result.output
     # an address this computer does not have (TEST-NET-1): the port is not the problem
     result = _label_cli(str(frame), "--out", str(tmp_path / "DATA"), "--host", "192.0.2.1")
     assert result.exit_code == 1, result.output
@@ -423,7 +423,7 @@ def test_label_warns_when_data_is_in_the_frames_folder(tmp_path):
              "--out", str(out), "--no-browser", "--port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            assert proc.stdout.readline().startswith("labelling 1 frames")
+            assert proc.stdout.readline().startswith("labelling 1 frame ")
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=60)
         finally:
@@ -473,7 +473,7 @@ def test_label_refuses_a_bad_png_before_the_page_opens(tmp_path, content):
     result = _label_cli(str(png), "--out", str(tmp_path / "DATA"))
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)
-    assert f"Error: {png}: " in result.output and "labelling 1 frames" not in result.output
+    assert f"Error: {png}: " in result.output and "labelling 1 frame " not in result.output
 
 
 def test_label_says_what_it_reads_when_a_folder_holds_other_files(tmp_path):
@@ -561,7 +561,7 @@ def test_label_refuses_a_data_folder_whose_files_a_save_would_replace(tmp_path, 
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Invalid value for '--out'" in done.stderr and str(data) in done.stderr
-    assert "labelling 1 frames" not in done.stdout
+    assert "labelling 1 frame " not in done.stdout
     after = {p: p.read_bytes() for p in sorted(data.rglob("*")) if p.is_file()}
     assert after == before
 

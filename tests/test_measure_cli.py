@@ -153,7 +153,7 @@ def test_tiffs_are_read_as_the_service_reads_them(tmp_path):
     out = tmp_path / "rows.parquet"
     result = CliRunner().invoke(main, ["measure", str(good), str(rgb), str(f64), str(aniso),
                                        "--out", str(out)])
-    assert result.exit_code == 1 and "3 file(s) could not be read" in result.output
+    assert result.exit_code == 1 and "3 file(s) skipped, unreadable or refused" in result.output
     assert "rgb.tif: 3 channels per pixel" in result.output
     assert "f64.tif: pixel type float64 is not supported" in result.output
     assert "aniso.tif: pixel size x 5 nm differs from y 6 nm" in result.output
@@ -504,7 +504,8 @@ def test_when_no_file_is_read_it_says_the_out_file_was_not_written(tmp_path):
     result = CliRunner().invoke(main, ["measure", str(tmp_path / "bad.png"), "--out", str(out)])
     assert result.exit_code == 1
     # the earlier run's file stays, and the user is told it is not this run's
-    assert f"1 file(s) could not be read (see above); nothing written to {out}" in result.output
+    assert ("1 file(s) skipped, unreadable or refused (see above); "
+            f"nothing written to {out}") in result.output
     assert out.read_bytes() == earlier
 
 

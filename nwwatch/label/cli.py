@@ -158,7 +158,8 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     url = f"http://{server.server_address[0]}:{server.server_address[1]}/"
-    click.echo(f"labelling {len(refs)} frames into {data_dir} at {url}  (Ctrl+C to stop)")
+    frames = "1 frame" if len(refs) == 1 else f"{len(refs)} frames"
+    click.echo(f"labelling {frames} into {data_dir} at {url}  (Ctrl+C to stop)")
     thread = serve_in_thread(server)
     if not no_browser:
         webbrowser.open(url)

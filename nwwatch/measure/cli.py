@@ -330,5 +330,5 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     if skipped:
         # with no row, say so: a Parquet file already at --out is an earlier run's, not this one's
         unwritten = "" if rows else f"; nothing written to {out}"
-        raise click.ClickException(f"{skipped} file(s) could not be read (see above)"
+        raise click.ClickException(f"{skipped} file(s) skipped, unreadable or refused (see above)"
                                    f"{unwritten}")
