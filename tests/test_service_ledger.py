@@ -201,3 +201,26 @@ def test_a_ledger_without_committed_batches_has_no_rate(tmp_path):
     finally:
         ro.close()
     ro.close()
+
+
+def test_a_ledger_without_claim_times_gets_the_column_and_keeps_its_items(tmp_path):
+    """Ledgers made before items recorded their claim time open with the column added; the
+    items they hold keep their state (and the revert rule falls back to their times)."""
+    import sqlite3
+
+    from nwwatch.service.ledgerdb import open_ledger_db
+
+    path = tmp_path / "ledger.sqlite"
+    db = open_ledger_db(path)
+    db.execute("INSERT INTO items (sha256, model_sha256, measurement_version, source, kind, "
+               "state, first_seen, updated_at, processed_at) "
+               "VALUES ('s', 'm', 'v', '/a/f.tif', 'insitu', 'done', 1, 2, 3)")
+    db.execute("ALTER TABLE items DROP COLUMN claimed_at")
+    db.close()
+    db = open_ledger_db(path)
+    assert "claimed_at" in {r[1] for r in db.execute("PRAGMA table_info(items)")}
+    assert db.execute("SELECT state, claimed_at, processed_at FROM items").fetchall() == [
+        ("done", None, 3.0)]
+    db.close()
+    assert sqlite3.connect(path).execute(
+        "SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("5",)

@@ -164,6 +164,37 @@ def test_the_running_service_shows_a_reverted_file_as_its_earlier_version(tmp_pa
     shutil.rmtree(acq)
 
 
+def test_a_file_reverted_after_both_versions_were_written_in_one_flush(tmp_path):
+    """v1 and v2 processed and their rows written together (one flush commits both batches
+    at one time), then v1 put back: v1 is current again. Was: the tie in the ledger's
+    times read v1 as the newer content, and the revert was not recorded."""
+    from servicekit import DaemonProcess, wait_rows, write_config
+
+    acq, v1, v2 = _versions(tmp_path)
+    (acq / "f.tif").unlink()
+    res = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.3,
+                       flush_seconds=3.0)
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        tmp = acq / ".f.tif.tmp"
+        for k, content in enumerate((v1, v2)):
+            tmp.write_bytes(content)
+            tmp.rename(acq / "f.tif")
+            daemon.wait_event("file_processed", timeout=60, count=k + 1)
+        wait_rows(res, 2, timeout=60, proc=daemon)
+        assert len([e for e in daemon.events() if e.get("event") == "rows_written"]) == 1
+        assert _shown_angles(res) == [130]
+        tmp.write_bytes(v1)
+        tmp.rename(acq / "f.tif")
+        assert daemon.wait_event("file_reverted")["source"] == str(acq / "f.tif")
+        assert _shown_angles(res) == [100]
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+
+
 def test_the_newest_version_rule_reads_the_record_of_reverted_files():
     from datetime import UTC, datetime, timedelta
 

@@ -247,12 +247,13 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
             for key, source in items:
                 db.execute(
                     "INSERT INTO items (sha256, model_sha256, measurement_version, source, kind,"
-                    " state, batch_id, first_seen, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
+                    " state, batch_id, first_seen, updated_at, claimed_at) "
+                    "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) "
                     "ON CONFLICT DO UPDATE SET state='pending', batch_id=excluded.batch_id,"
-                    " source=excluded.source, updated_at=excluded.updated_at",
+                    " source=excluded.source, updated_at=excluded.updated_at,"
+                    " claimed_at=excluded.claimed_at",
                     (key.sha256, key.model_sha256, key.measurement_version, source, kind,
-                     batch_id, now, now),
+                     batch_id, now, now, created),
                 )
 
     def supersede(self, batch_id: str) -> None:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS items (
     updated_at REAL NOT NULL,
     processed_at REAL,
     batch_cap INTEGER,
+    claimed_at REAL,
     PRIMARY KEY (sha256, model_sha256, measurement_version)
 );
 CREATE INDEX IF NOT EXISTS items_state ON items (state);
@@ -150,6 +151,8 @@ def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Conne
             columns = {r[1] for r in db.execute("PRAGMA table_info(items)")}
             if "batch_cap" not in columns:  # ledgers of schema version 1
                 db.execute("ALTER TABLE items ADD COLUMN batch_cap INTEGER")
+            if "claimed_at" not in columns:  # when the file last held the content
+                db.execute("ALTER TABLE items ADD COLUMN claimed_at REAL")
             batch_columns = {r[1] for r in db.execute("PRAGMA table_info(batches)")}
             if "held_at" not in batch_columns:
                 # processed, rows waiting for their file (nwwatch.service.ledgerhold)

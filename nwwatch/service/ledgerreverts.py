@@ -47,10 +47,13 @@ class RevertedFiles:
         of the hash cache, so it is hashed and recorded at the next look."""
         if item.source != path:
             return False
+        # A content is as recent as its last claim, when the file held it: not its commit,
+        # which a flush makes at one time for every batch it writes (after skips of the path
+        # may have been recorded), nor its batch, which a compaction replaces.
         latest = self._db.execute(
-            "SELECT sha256, COALESCE(processed_at, updated_at) FROM items WHERE source=? AND "
-            "model_sha256=? AND measurement_version=? AND state IN ('done', 'pending') "
-            "ORDER BY 2 DESC LIMIT 1",
+            "SELECT sha256, COALESCE(claimed_at, processed_at, updated_at) FROM items "
+            "WHERE source=? AND model_sha256=? AND measurement_version=? "
+            "AND state IN ('done', 'pending') ORDER BY 2 DESC LIMIT 1",
             (path, key.model_sha256, key.measurement_version)).fetchone()
         records = self._reverted_records()
         series = (display(path), key.model_sha256, key.measurement_version)
