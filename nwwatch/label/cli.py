@@ -84,7 +84,7 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     from nwwatch.io.dataset import DatasetLayoutError
     from nwwatch.label.frames import frame_refs
     from nwwatch.label.server import DEFAULT_MODEL, LabelSession, make_server, serve_in_thread
-    from nwwatch.label.store import foreign_data_reason
+    from nwwatch.label.store import data_lock, foreign_data_reason, repair_interrupted_save
     from nwwatch.options import require_writable
     from nwwatch.results.label_queue import QUEUE_DIR
     from nwwatch.segment.session import ModelLoadError
@@ -146,6 +146,12 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     except click.BadParameter:
         server.server_close()
         raise
+    # A save stopped midway by a kill or a crash of an earlier session: made consistent
+    # before any frame opens (a session still saving is waited for).
+    with data_lock(data_dir):
+        repaired = repair_interrupted_save(data_dir)
+    if repaired:
+        click.echo(f"warning: {repaired}", err=True)
     stop = threading.Event()
 
     def on_signal(*_: object) -> None:

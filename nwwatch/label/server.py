@@ -13,8 +13,10 @@ Routes (JSON unless stated; frame ``i`` indexes :attr:`LabelSession.frames`):
 - ``POST /api/frames/<i>/save?base=<token>&frame=<key>`` (geometry): write the frame into DATA
   (:func:`nwwatch.label.store.save_labeled_frame`); refused (409) when ``base`` is given and
   is not the frame's current :func:`nwwatch.label.store.saved_token` (another tab saved it
-  since this one loaded it); the 409 answer carries the current ``saved_token``, with which
-  the page may overwrite deliberately. The geometry and save answers carry ``saved_token``.
+  since this one loaded it, from this process or another; checked under DATA's lock,
+  :func:`nwwatch.label.store.data_lock`); the 409 answer carries the current
+  ``saved_token``, with which the page may overwrite deliberately. The geometry and save
+  answers carry ``saved_token``.
   Refused (409, ``frame_changed``) too when ``frame`` is not frame ``i``'s
   :attr:`~nwwatch.label.frames.FrameRef.key` (a page of an earlier run listing other frames).
 
@@ -51,7 +53,13 @@ from nwwatch.label.frames import FrameRef, read_frame
 from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, facet_line
 from nwwatch.label.geometry import geometry_from_json as _from_json
 from nwwatch.label.raster import rasterize
-from nwwatch.label.store import load_geometry, save_labeled_frame, saved_token, stem_files
+from nwwatch.label.store import (
+    SavedSinceError,
+    load_geometry,
+    save_labeled_frame,
+    saved_token,
+    stem_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +86,6 @@ class LabelSession:
     _images: dict[int, tuple[np.ndarray, float | None]] = field(default_factory=dict)
     _stamps: dict[int, tuple[int, int] | None] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _save_lock: threading.Lock = field(default_factory=threading.Lock)
     _saves: threading.Condition = field(default_factory=threading.Condition)
     _saves_in_flight: int = 0
     _stopping: bool = False
@@ -360,14 +367,15 @@ class _Handler(BaseHTTPRequestHandler):
             base = params.get("base")
             if params.get("frame", [ref.key])[0] != ref.key:
                 return self._json(_other_frame(ref.stem), HTTPStatus.CONFLICT)
-            with self.session._save_lock:  # the check and the write, one save at a time
-                current = saved_token(self.session.data_dir, ref.stem)
-                if base is not None and base[0].strip() != current:
-                    return self._json(_conflict(ref.stem, current), HTTPStatus.CONFLICT)
-                doc = save_labeled_frame(self.session.data_dir, ref.stem, image, geometry,
-                                         source)
-                doc["saved_token"] = saved_token(self.session.data_dir, ref.stem)
+            # The check and the write under DATA's lock: one save at a time, from this
+            # process or another nwwatch label on the same DATA.
+            doc = save_labeled_frame(self.session.data_dir, ref.stem, image, geometry, source,
+                                     base_token=None if base is None else base[0])
+            if doc["repaired"]:
+                log.warning("%s", doc["repaired"])
             return self._json(doc)
+        except SavedSinceError as exc:
+            return self._json(_conflict(ref.stem, exc.current), HTTPStatus.CONFLICT)
         except GeometryError as exc:
             return self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except Exception as exc:  # disk full, permissions, the frame file gone: keep serving

@@ -12,15 +12,26 @@ Per labeled frame ``<stem>`` (layout: :mod:`nwwatch.io.dataset`):
 
 Every file goes through :func:`nwwatch.atomic.atomic_write`; the label and the geometry are
 written before the image, so a pair the trainer sees always has its label.
+
+A save holds DATA's lock (:func:`data_lock`, ``DATA/.nwwatch-label.lock``) from its
+``saved_token`` check to its truth table, so saves from several ``nwwatch label`` processes
+into one DATA follow each other: each truth table is built after the previous save's geometry
+file was written, and a frame's label and geometry files are one save's. A save also leaves
+``DATA/.nwwatch-label-saving.json`` (its stem) until its truth table is written: found by the
+next holder of the lock, it names a save that was stopped midway (``kill -9``, a power cut,
+a full disk), which :func:`repair_interrupted_save` makes consistent again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +46,57 @@ GEOMETRY_DIR = "geometry"
 TRUTH_FILE = "truth.parquet"
 #: The ``truth`` column of the rows :func:`write_truth` writes.
 HUMAN_TRUTH = "human geometry"
+#: Held (``flock``) by a save from its ``saved_token`` check to its truth table.
+LOCK_FILE = ".nwwatch-label.lock"
+#: Present while a save writes its files: the stem of that save.
+SAVING_FILE = ".nwwatch-label-saving.json"
+#: Tries to lock a lock file that another process deletes between its opening and its locking.
+_LOCK_RETRIES = 10
+
+
+class SavedSinceError(RuntimeError):
+    """The frame's saved geometry file is not the one the save started from: ``current`` is
+    its :func:`saved_token` now ("" when there is none)."""
+
+    def __init__(self, stem: str, current: str) -> None:
+        super().__init__(f"{stem}: saved since ({current or 'removed'})")
+        self.stem = stem
+        self.current = current
+
+
+@contextmanager
+def data_lock(data_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the exclusive lock of the DATA folder ``data_dir`` (created when missing), waiting
+    for the process or thread holding it. An advisory ``flock`` on ``DATA/.nwwatch-label.lock``:
+    the kernel releases it when its process dies (``kill -9`` included), so it is never stale.
+    Not re-entrant: a thread holding it that asks again waits for ever."""
+    root = Path(data_dir)
+    path = root / LOCK_FILE
+    for _ in range(_LOCK_RETRIES):
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            # A lock on a file deleted meanwhile (DATA emptied by hand) excludes no one who
+            # opens the path now: open it again.
+            mine = os.fstat(handle.fileno())
+            now = os.stat(path)
+        except FileNotFoundError:
+            handle.close()
+            continue
+        except BaseException:
+            handle.close()
+            raise
+        if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            break
+        handle.close()
+    else:
+        raise OSError(f"{path}: deleted {_LOCK_RETRIES} times while being locked; another "
+                      "process is removing it")
+    try:
+        yield
+    finally:
+        handle.close()
 
 
 def safe_stem(text: str) -> str:
@@ -64,6 +126,7 @@ def save_labeled_frame(
     image: np.ndarray,
     geometry: LabelGeometry,
     source: dict[str, Any] | None = None,
+    base_token: str | None = None,
 ) -> dict[str, Any]:
     """Save one labeled frame (see the module docstring).
 
@@ -74,40 +137,123 @@ def save_labeled_frame(
     image : (H, W) frame in its native dtype; its shape must be ``geometry.shape``.
     geometry : the shapes; rasterised here.
     source : where the frame came from (path, page, sha256), stored in the geometry file.
+    base_token : the :func:`saved_token` of the version the shapes were drawn on ("": none
+        was saved); None saves whatever is there.
 
     Returns
     -------
-    dict with ``stem``, ``label_counts`` ({class id: pixels}) and ``contact_angle_deg``.
-    """
-    from nwwatch.io import write_frame_tiff
+    dict with ``stem``, ``label_counts`` ({class id: pixels}), ``contact_angle_deg``,
+    ``saved_token`` (of the file this save wrote) and ``repaired`` (what
+    :func:`repair_interrupted_save` found, or None).
 
+    Raises
+    ------
+    SavedSinceError
+        ``base_token`` is not the frame's saved file now (checked under :func:`data_lock`,
+        so a save from another process cannot come between the check and the write).
+    """
     if tuple(image.shape) != tuple(geometry.shape):
         raise GeometryError(f"shape: geometry {list(geometry.shape)} != frame "
                             f"{list(image.shape)}")
     root = Path(data_dir)
-    labels = rasterize(geometry)
+    labels = rasterize(geometry)  # before the lock: seconds on a large frame
     angle = contact_angle(geometry)
     doc = geometry.to_json()
     doc.update(source=source or {}, contact_angle_deg=angle.angle_deg,
                contact_angle_reason=angle.reason)
+    with data_lock(root):
+        repaired = repair_interrupted_save(root)
+        current = saved_token(root, stem)
+        if base_token is not None and base_token.strip() != current:
+            raise SavedSinceError(stem, current)
+        write_json(root / SAVING_FILE, {"stem": stem})
+        _write_frame_files(root, stem, labels, doc, image, geometry.pixel_size_nm)
+        write_truth(root)
+        (root / SAVING_FILE).unlink()
+        token = saved_token(root, stem)
+    values, counts = np.unique(labels, return_counts=True)
+    return {"stem": stem, "label_counts": {int(v): int(c) for v, c in zip(values, counts,
+                                                                            strict=True)},
+            "contact_angle_deg": angle.angle_deg, "saved_token": token, "repaired": repaired}
+
+
+def _write_frame_files(root: Path, stem: str, labels: np.ndarray, doc: dict[str, Any],
+                       image: np.ndarray, pixel_size_nm: float | None) -> None:
+    from nwwatch.io import write_frame_tiff
+
     write_png(root / "labels" / f"{stem}.png", labels)
     write_json(root / GEOMETRY_DIR / f"{stem}.json", doc)
     if image.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
         image = image.astype(np.float32)
-    write_frame_tiff(root / "images" / f"{stem}.tif", image,
-                     pixel_size_nm=geometry.pixel_size_nm)
-    # The frame's label or image saved in another format (labels drawn elsewhere: napari's
-    # labels/<stem>.tif, an images/<stem>.png) is replaced too: left beside the new files,
-    # the folder had two files of one stem, which `nwwatch train` refuses.
+    write_frame_tiff(root / "images" / f"{stem}.tif", image, pixel_size_nm=pixel_size_nm)
+    _remove_other_formats(root, stem)
+
+
+def _remove_other_formats(root: Path, stem: str) -> None:
+    """Remove the frame's label or image saved in another format (labels drawn elsewhere:
+    napari's labels/<stem>.tif, an images/<stem>.png) once the tool's file of that folder is
+    there: left beside it, the folder had two files of one stem, which `nwwatch train`
+    refuses."""
     for folder, kept in (("labels", f"{stem}.png"), ("images", f"{stem}.tif")):
+        if not (root / folder / kept).is_file():
+            continue
         for path in stem_files(root / folder, stem):
             if path.name != kept:
                 path.unlink(missing_ok=True)
+
+
+def repair_interrupted_save(data_dir: str | os.PathLike[str]) -> str | None:
+    """Make a frame whose save was stopped midway consistent again; what was done, or None
+    when no save was interrupted. Call it holding :func:`data_lock` (a save on its way leaves
+    the same mark).
+
+    The save writes the label image, the geometry file, the image, then the truth table, so
+    the frame named by ``DATA/.nwwatch-label-saving.json`` is left as one of: its geometry
+    file and image there (the shapes last written, old or new): its label image is
+    rasterised again from that geometry file, so label and shapes agree; a geometry file but
+    no image (its first save, stopped before the image): its label and geometry files are
+    removed, since ``nwwatch train`` refuses a label without its image; no geometry file and
+    no image: a label image written by that first save is removed. Then the truth table is
+    rebuilt from the geometry files."""
+    root = Path(data_dir)
+    marker = root / SAVING_FILE
+    if not marker.is_file():
+        return None
+    try:
+        stem = safe_stem(str(json.loads(marker.read_text())["stem"]))
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        stem = None  # atomic_write never leaves a partial file; written by hand
+    done = []
+    if stem is not None:
+        geometry_file = root / GEOMETRY_DIR / f"{stem}.json"
+        has_image = bool(stem_files(root / "images", stem))
+        label_png = root / "labels" / f"{stem}.png"
+        if geometry_file.is_file() and has_image:
+            try:
+                geometry = load_geometry(root, stem)
+            except GeometryError as exc:  # edited by hand: saves go on, the frame names it
+                done.append(f"{exc}; fix or remove it")
+            else:
+                if geometry is not None:
+                    write_png(label_png, rasterize(geometry))
+                    _remove_other_formats(root, stem)
+                done.append(f"labels/{stem}.png was rasterised again from geometry/{stem}.json"
+                            " (the shapes last written: check the frame)")
+        elif geometry_file.is_file():
+            label_png.unlink(missing_ok=True)
+            geometry_file.unlink()
+            done.append(f"its first save had not written images/{stem}.tif yet: "
+                        f"labels/{stem}.png and geometry/{stem}.json were removed; label it "
+                        "again")
+        elif label_png.is_file() and not has_image:
+            label_png.unlink()
+            done.append(f"its first save had written only labels/{stem}.png, which was "
+                        "removed; label it again")
     write_truth(root)
-    values, counts = np.unique(labels, return_counts=True)
-    return {"stem": stem, "label_counts": {int(v): int(c) for v, c in zip(values, counts,
-                                                                            strict=True)},
-            "contact_angle_deg": angle.angle_deg}
+    marker.unlink()
+    done.append(f"{TRUTH_FILE} was rebuilt from geometry/")
+    return (f"{root}: the save of {stem or 'a frame'} was stopped midway (the process was "
+            f"killed, or a write failed): " + "; ".join(done))
 
 
 def foreign_data_reason(data_dir: str | os.PathLike[str]) -> str | None:
