@@ -650,6 +650,23 @@ def test_replay_notes_an_in_situ_series_replayed_as_a_tomogram(tmp_path):
     assert r.output.rstrip().splitlines()[-1].startswith("replay complete")
 
 
+def test_a_time_series_of_volumes_is_refused_without_a_note_that_it_was_segmented(tmp_path):
+    """A TZYX hyperstack in a tomogram replay is quarantined as 4-D data; the summary said
+    it was "segmented as a tomogram, one volume row a file" all the same."""
+    from onnx_models import build_threshold_model
+
+    onnx = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    volumes = (np.random.default_rng(0).random((2, 4, 32, 32)) * 200).astype(np.uint8)
+    tifffile.imwrite(acq / "tzyx.tif", volumes, imagej=True, metadata={"axes": "TZYX"})
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--kind", "tomogram",
+                                        "--out", str(tmp_path / "r"), "--model", str(onnx)])
+    assert r.exit_code == 3, r.output
+    assert "0 done" in r.output and "1 quarantined" in r.output
+    assert "note:" not in r.output and "segmented as a tomogram" not in r.output
+
+
 def test_copies_of_bad_content_are_quarantined_under_their_own_names(tmp_path):
     """A copy of a bad file in the same replay was counted "1 skipped (already done)" and
     never listed; a copy that came later was counted as quarantined "in an earlier run" but
