@@ -154,6 +154,16 @@ def test_a_refused_angle_is_logged_as_not_valid():
     assert "angle_valid" not in row_summary(volume)
 
 
+def test_a_tomograms_log_line_carries_its_solid_fraction_not_a_frame_and_angle():
+    """A tomogram's file_processed line said "frame": null, "contact_angle_deg": null."""
+    one = FileOutcome(path=None, state="done", n_rows=1, rows=[row_summary(
+        {"source": "/a/t.tif", "status": "suspect", "reason_code": "uncertain",
+         "solid_fraction": 0.273456, "mask_path": "masks/t.tif"})])
+    line, frames = outcome_log_fields(one)
+    assert line == {"status": "suspect", "reason_code": "uncertain",
+                    "solid_fraction": 0.2735} and frames == []
+
+
 # --- replay --------------------------------------------------------------------------------
 
 def test_replay_counts_rows_by_status_and_reason_code(tmp_path, acquisition):
