@@ -77,7 +77,7 @@ def blurred_volume(volume: np.ndarray, sigma_px: float = REFERENCE_SIGMA_PX) -> 
     """
     low, high = intensity_range(volume)
     raw = np.asarray(volume)
-    data = np.clip(raw.astype(np.float32), low, high)
+    data = np.clip(np.asarray(raw, dtype=np.float32), low, high)
     # OpenCV adds the two taps at equal distance before weighting them: in float32 that
     # overflows (inf - inf: NaN) for values beyond a quarter of float32's range.
     wide = max(abs(low), abs(high)) > float(np.finfo(np.float32).max) / 4
