@@ -4,7 +4,9 @@ this module: starting one costs seconds), real worker and driver kills."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
+import tifffile
 from servicekit import HIVE_KEY, REPO, hive_readers, model, paint_insitu, write_small_tomogram
 
 from nwwatch.io import write_frame_tiff
@@ -794,6 +797,36 @@ def test_tomograms_on_the_cluster_equal_local_replay_with_their_masks(cluster, t
     assert len(again) == 3 and set(again.batch_id).isdisjoint(runs["dask"].batch_id)
     assert sorted(p.name for p in (dask_out / "masks").iterdir()) == sorted(
         Path(m).name for m in again.mask_path)
+
+
+def test_a_local_cluster_worker_logs_json_lines_as_every_command_does(tmp_path):
+    """A ``local:N`` worker shares the replay's stdout and stderr: its ``bad_input`` (and a
+    suspect volume's ``volume_suspect``) came in structlog's console format, `2026-…
+    [warning ] bad_input …`, on stdout, which holds only the summary."""
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_small_tomogram(acq / "t.tif")
+    tifffile.imwrite(acq / "slice.tif", np.arange(64, dtype=np.uint8).reshape(8, 8))
+    import nwwatch
+
+    # the nwwatch under test, wherever it was imported from
+    env = {**os.environ, "PYTHONPATH": str(Path(nwwatch.__file__).parents[1]),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(acq),
+         "--out", str(tmp_path / "res"), "--kind", "tomogram", "--model", str(tomo_model),
+         "--dask", "local:1"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    # stdout holds only the summary, stderr the JSON lines
+    assert proc.stdout.splitlines()[0].startswith("2 files: 1 done"), proc.stdout
+    assert all(re.match(r"\d+ (files?|rows?): |replay ", line)
+               for line in proc.stdout.splitlines()), proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    console = [line for line in lines if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[", line)]
+    assert console == [], proc.stderr[-3000:]
+    events = [json.loads(line)["event"] for line in lines if line.startswith("{")]
+    assert "bad_input" in events, proc.stderr[-3000:]
 
 
 def test_a_driver_that_stops_after_moving_some_masks_makes_them_again(tmp_path):

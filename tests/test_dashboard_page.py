@@ -156,6 +156,26 @@ def test_a_volume_processed_again_never_shows_another_volumes_mask(tmp_path):
             assert "m=masks%2Fv1.tif" in browser.attribute("#mask", "src")
 
 
+def test_a_mask_that_cannot_be_loaded_is_named_not_a_broken_picture(tmp_path):
+    """A row whose mask is gone from RESULTS (or damaged) showed a broken-image icon."""
+    results = tmp_path / "res"
+    rows = _volume_rows(results)
+    (results / "masks" / "v0.tif").unlink()
+    write(results, "volumes-1.parquet", rows, kind="volumes")
+    require_browser()
+    with dashboard_thread(results) as (_, url), Browser(1024, 700) as browser:
+        _open_volume_page(browser, url)
+        browser.execute("document.querySelector('#volumes tr.pick').click()")  # v0
+        wait_for(lambda: browser.text("#mask-missing") ==
+                 "The mask masks/v0.tif could not be loaded (missing or unreadable under the "
+                 "results folder).", 10, "the missing mask named")
+        assert browser.execute("return document.getElementById('mask').hidden")
+        browser.execute("document.querySelectorAll('#volumes tr.pick')[1].click()")  # v1
+        wait_for(lambda: browser.execute("return !document.getElementById('mask').hidden && "
+                                         "document.getElementById('mask-missing').hidden"),
+                 10, "the next mask shown")
+
+
 def test_a_suspect_volume_says_why(two_volumes):
     """The table showed `suspect` and nothing else: the operator could not see why (the row's
     reason_code and reason were in the data, and in the report, not on the page)."""

@@ -351,6 +351,30 @@ def test_a_report_of_tomograms_alone_does_not_speak_of_frames_and_angles(tmp_pat
     assert "Suspect volumes are named by their reason code" in page
 
 
+def test_a_mask_missing_or_unreadable_is_named_not_left_out(tmp_path):
+    """A volume whose mask was deleted or damaged got no picture and no word on the page."""
+    from nwwatch.io import write_volume_tiff
+
+    results = tmp_path / "res"
+    (results / "masks").mkdir(parents=True)
+    mask = np.zeros((8, 16, 16), np.uint8)
+    mask[:, 4:12, 4:12] = 1
+    write_volume_tiff(results / "masks" / "good-1.tif", mask)
+    (results / "masks" / "bad-1.tif").write_bytes(b"garbage")
+    at = frame_rows("/x", [1.0])[0]["processed_at"]
+    write(results, "volumes-1.parquet", [
+        {"source": f"/acq/tomo/{name}.tif", "status": "ok", "reason_code": "ok", "reason": "",
+         "mask_path": f"masks/{name}-1.tif", "solid_fraction": 0.25, "pore_count": 0,
+         "acquired_at": None, "processed_at": at, "model_name": "t",
+         "provider": "CPUExecutionProvider"} for name in ("good", "gone", "bad")],
+        kind="volumes")
+    page = write_report(results, tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 1
+    assert "good.tif: central z, y, x slices of the mask" in page
+    assert "gone.tif: its mask masks/gone-1.tif is missing in the results folder" in page
+    assert "bad.tif: its mask masks/bad-1.tif is unreadable in the results folder" in page
+
+
 def test_the_reports_trend_is_centred_on_each_frame(tmp_path, monkeypatch):
     """A finished acquisition's trend has no lag: on a steadily rising angle the report's
     rolling median is the angle itself away from the ends (the dashboard's causal median

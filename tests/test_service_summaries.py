@@ -154,6 +154,16 @@ def test_a_refused_angle_is_logged_as_not_valid():
     assert "angle_valid" not in row_summary(volume)
 
 
+def test_a_tomograms_log_line_carries_its_solid_fraction_not_a_frame_and_angle():
+    """A tomogram's file_processed line said "frame": null, "contact_angle_deg": null."""
+    one = FileOutcome(path=None, state="done", n_rows=1, rows=[row_summary(
+        {"source": "/a/t.tif", "status": "suspect", "reason_code": "uncertain",
+         "solid_fraction": 0.273456, "mask_path": "masks/t.tif"})])
+    line, frames = outcome_log_fields(one)
+    assert line == {"status": "suspect", "reason_code": "uncertain",
+                    "solid_fraction": 0.2735} and frames == []
+
+
 # --- replay --------------------------------------------------------------------------------
 
 def test_replay_counts_rows_by_status_and_reason_code(tmp_path, acquisition):
@@ -648,6 +658,23 @@ def test_replay_notes_an_in_situ_series_replayed_as_a_tomogram(tmp_path):
     assert (f"note: {acq / 'series.tif'} declares its pages as time frames" in r.output
             and "--kind insitu" in r.output), r.output
     assert r.output.rstrip().splitlines()[-1].startswith("replay complete")
+
+
+def test_a_time_series_of_volumes_is_refused_without_a_note_that_it_was_segmented(tmp_path):
+    """A TZYX hyperstack in a tomogram replay is quarantined as 4-D data; the summary said
+    it was "segmented as a tomogram, one volume row a file" all the same."""
+    from onnx_models import build_threshold_model
+
+    onnx = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    volumes = (np.random.default_rng(0).random((2, 4, 32, 32)) * 200).astype(np.uint8)
+    tifffile.imwrite(acq / "tzyx.tif", volumes, imagej=True, metadata={"axes": "TZYX"})
+    r = CliRunner().invoke(replay_cmd, [str(acq), "--kind", "tomogram",
+                                        "--out", str(tmp_path / "r"), "--model", str(onnx)])
+    assert r.exit_code == 3, r.output
+    assert "0 done" in r.output and "1 quarantined" in r.output
+    assert "note:" not in r.output and "segmented as a tomogram" not in r.output
 
 
 def test_copies_of_bad_content_are_quarantined_under_their_own_names(tmp_path):

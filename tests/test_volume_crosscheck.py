@@ -110,3 +110,19 @@ def test_otsu_of_values_spanning_more_than_float32_holds():
     threshold = otsu_threshold((values * top).astype(np.float32))
     assert np.isfinite(threshold)
     assert threshold / top == pytest.approx(otsu_threshold(values), abs=0.01)
+
+
+@pytest.mark.parametrize(("fill", "brighter"), [(np.nan, True), (np.inf, True), (-np.inf, False)])
+def test_voxels_without_data_beside_the_data_change_nothing(fill, brighter):
+    # Padding of an aligned reconstruction: never solid in the reference (clipped, +inf was
+    # the brightest grey), and no ring of the data lost to it (a NaN spread over the blur's
+    # kernel, 4 px, where the reference then had no solid).
+    truth, volume = _blobs()
+    volume = volume if brighter else -volume
+    clean = threshold_agreement(volume, truth, brighter)
+    padded = np.concatenate([volume, np.full((10, 40, 24), fill, np.float32)], axis=2)
+    padded_truth = np.concatenate([truth, np.zeros((10, 40, 24), bool)], axis=2)
+    reference = reference_mask(padded, brighter)
+    assert not reference[:, :, 48:].any()
+    assert reference[:, :, 44:48].sum() == pytest.approx(truth[:, :, 44:48].sum(), rel=0.1)
+    assert threshold_agreement(padded, padded_truth, brighter) == pytest.approx(clean, abs=0.01)

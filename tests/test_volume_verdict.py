@@ -77,6 +77,39 @@ def test_labels_threshold_share_cuts_half_way_between_the_class_means():
     assert math.isnan(labels_threshold_share(blurred, (0.0, 1.0), {"solid": 0.9}))
 
 
+def test_labels_threshold_share_counts_voxels_without_data_in_the_whole():
+    # As the mask's solid share and the reference's do, the numbers it is compared with.
+    volume = np.zeros((2, 10, 20), np.float32)
+    volume[:, :3, :10] = 1.0  # 30 % of the data bright, 15 % of the volume
+    volume[:, :, 10:] = np.nan
+    blurred = blurred_volume(volume, 0.0)
+    share = labels_threshold_share(blurred, (0.0, 1.0), {"pore": -0.9, "solid": 0.9})
+    assert share == pytest.approx(0.15)
+
+
+def test_a_good_mask_of_a_padded_volume_is_ok(tmp_path):
+    # +inf padding beside the grain was solid in both references: a false mask_collapsed
+    # and threshold_disagreement on a correct mask.
+    from onnx_models import TOMOGRAM_GREY, build_threshold_model
+
+    volume = np.full((10, 40, 48), TOMOGRAM_GREY[0], np.float32)
+    volume[:, 8:20, 10:24] = TOMOGRAM_GREY[1]
+    padded = volume.copy()
+    padded[:, :, 30:] = np.inf
+    good = build_threshold_model(
+        tmp_path / "good.onnx", kind="tomogram",
+        metadata={"extra": {"class_mean_intensity": {"pore": -0.9, "solid": 0.9}}})
+    segmenter = Segmenter(good, providers=("cpu",))
+    clean = segment_volume(segmenter, volume)
+    seg = segment_volume(segmenter, padded)
+    assert seg.verdict.solid_fraction == pytest.approx(0.0875)
+    assert (seg.verdict.status, seg.verdict.reason_codes) == ("ok", ())
+    assert seg.verdict.reference_solid_fraction == pytest.approx(
+        clean.verdict.reference_solid_fraction)
+    assert seg.verdict.labels_solid_fraction == pytest.approx(0.0875, abs=0.02)
+    assert seg.threshold_agreement == pytest.approx(clean.threshold_agreement)
+
+
 def test_a_model_that_calls_everything_pore_gives_a_suspect_segmentation(tmp_path):
     from onnx_models import TOMOGRAM_GREY, build_threshold_model
 

@@ -147,8 +147,15 @@ def _tomogram_section(acq: Acquisition, results: Path, files: Path) -> str:
                    + "".join(f"<td>{_fmt(row.get(c), 3)}</td>" for c in cols) + "</tr>")
     out.append("</table>")
     for i, row in enumerate(rows[-MAX_MASKS:]):
-        png = mask_slices_png(results / row["mask_path"]) if row.get("mask_path") else None
+        if not row.get("mask_path"):
+            continue
+        png = mask_slices_png(results / row["mask_path"])
         if png is None:
+            # named, not left out: a page without the picture would look like no mask
+            gone = "missing" if not (results / row["mask_path"]).exists() else "unreadable"
+            out.append(f"<p>{html.escape(Path(row['source']).name)}: its mask "
+                       f"{html.escape(str(row['mask_path']))} is {gone} in the results "
+                       "folder</p>")
             continue
         with atomic_write(files / f"{_slug(acq)}-mask{i}.png") as handle:
             handle.write(png)

@@ -6,6 +6,7 @@ turning input files into items (hashes from the ledger's cache, regular files on
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -144,7 +145,14 @@ class FileOutcome:
 
 
 def row_summary(row: dict) -> dict:
-    """The part of a result row that summaries and log lines show."""
+    """The part of a result row that summaries and log lines show: a frame's number and
+    angle, a volume's solid fraction (a tomogram's line said ``"frame": null,
+    "contact_angle_deg": null``)."""
+    if "frame" not in row:  # a volume row
+        solid = row.get("solid_fraction")
+        return {"status": row.get("status"), "reason_code": row_reason_code(row),
+                "solid_fraction": None if solid is None or not math.isfinite(solid)
+                else round(float(solid), 4)}
     angle = row.get("contact_angle_deg")
     out = {"frame": row.get("frame"), "status": row.get("status"),
            "reason_code": row_reason_code(row)}

@@ -214,6 +214,7 @@ def _compute(items, spec: TaskSpec, batch_id: str, side: Path):
     from nwwatch.service.batch import BatchReport, ResultsWriteError
     from nwwatch.service.jobs import job_for
 
+    _json_logs()
     # The job of ``process`` itself (read -> segment -> measure -> rows), without its
     # ledger steps, which the driver does.
     job = job_for(spec.kind)
@@ -258,6 +259,18 @@ def _compute(items, spec: TaskSpec, batch_id: str, side: Path):
     gone = [str(it.path) for it in items if it.gone]
     meta[_FAILURES_META] = json.dumps({"failed": failed, "gone": gone}).encode()
     return table.replace_schema_metadata(meta)
+
+
+def _json_logs() -> None:
+    """The worker's lines (``bad_input``, ``volume_suspect``) as one JSON object per line, as
+    every nwwatch command writes them: a worker process starts with structlog's console
+    format, and a ``local:N`` worker writes to the replay's own stderr."""
+    import structlog
+
+    from nwwatch.logsetup import configure_logging
+
+    if not structlog.is_configured():
+        configure_logging("warning")  # the level of replay's own log
 
 
 def _exit_once() -> None:

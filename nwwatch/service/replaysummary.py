@@ -210,8 +210,9 @@ def declares_z_slices(info) -> bool:
 def declares_time_frames(info) -> bool:
     """True when a :class:`~nwwatch.io.records.TiffInfo` has several pages along a declared
     time axis (ImageJ ``frames``, OME ``SizeT``): the layout of an in-situ series, which a
-    tomogram replay would segment as one volume."""
-    return info.n_pages > 1 and info.axes[:1] == "T"
+    tomogram replay would segment as one volume. Not when it declares Z too: a time series
+    of volumes is refused, not segmented, and its quarantine reason says so."""
+    return info.n_pages > 1 and info.axes[:1] == "T" and "Z" not in info.axes
 
 
 def tally(summary: ReplaySummary, report, bar: Progress) -> None:

@@ -69,16 +69,35 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 def blurred_volume(volume: np.ndarray, sigma_px: float = REFERENCE_SIGMA_PX) -> np.ndarray:
     """float32 (Z, Y, X): ``volume`` clipped to its :func:`~nwwatch.normalize.intensity_range`
-    (what the model sees) and blurred per Z slice with a Gaussian of ``sigma_px`` (0: none)."""
+    (what the model sees) and blurred per Z slice with a Gaussian of ``sigma_px`` (0: none).
+
+    Voxels without data (NaN or infinite in ``volume``) are NaN here, so no reference calls
+    them solid, and are left out of their neighbours' average (the Gaussian weights of the
+    voxels with data renormalised, as :func:`nwwatch.volume.smooth_along_z` does along Z).
+    """
     low, high = intensity_range(volume)
-    data = np.clip(np.asarray(volume, dtype=np.float32), low, high)
+    raw = np.asarray(volume)
+    data = np.clip(np.asarray(raw, dtype=np.float32), low, high)
     # OpenCV adds the two taps at equal distance before weighting them: in float32 that
     # overflows (inf - inf: NaN) for values beyond a quarter of float32's range.
     wide = max(abs(low), abs(high)) > float(np.finfo(np.float32).max) / 4
-    if sigma_px > 0:
-        for z in range(data.shape[0]):  # in place: no second volume-sized copy
-            data[z] = cv2.GaussianBlur(data[z].astype(np.float64) if wide else data[z],
-                                       (0, 0), sigma_px)
+    for z in range(data.shape[0]):  # in place, a slice at a time: no volume-sized copy
+        # Clipping made +-inf the brightest / darkest grey, and a NaN would spread over the
+        # whole kernel: either way the reference near padding would be wrong.
+        have = np.isfinite(raw[z]) if raw.dtype.kind == "f" else None
+        if have is not None and have.all():
+            have = None
+        if sigma_px > 0:
+            plane = data[z].astype(np.float64) if wide else data[z]
+            if have is None:
+                data[z] = cv2.GaussianBlur(plane, (0, 0), sigma_px)
+            else:
+                plane = np.where(have, plane, 0.0).astype(plane.dtype)
+                weights = cv2.GaussianBlur(have.astype(np.float32), (0, 0), sigma_px)
+                blurred = cv2.GaussianBlur(plane, (0, 0), sigma_px)
+                data[z] = blurred / np.where(have, weights, 1.0)
+        if have is not None:
+            data[z][~have] = np.nan
     return data
 
 

@@ -94,7 +94,10 @@ class MaskVerdict:
 def labels_threshold_share(blurred: np.ndarray, value_range: tuple[float, float],
                            class_mean_intensity: dict[str, float] | None,
                            solid_name: str = "solid") -> float:
-    """Share of finite voxels of ``blurred`` on the solid side of the labeled class means.
+    """Share of the voxels of ``blurred`` on the solid side of the labeled class means.
+
+    Voxels without data (NaN) are on neither side but count in the whole, as they do in the
+    mask's solid share and the reference's, the numbers this share is compared with.
 
     Parameters
     ----------
@@ -113,10 +116,8 @@ def labels_threshold_share(blurred: np.ndarray, value_range: tuple[float, float]
         return math.nan
     low, high = value_range
     cut = low + (0.5 * (solid_mean + other_mean) + 1.0) * 0.5 * (high - low)
-    finite = np.isfinite(blurred)
-    count = max(1, np.count_nonzero(finite))
     side = blurred > cut if solid_mean > other_mean else blurred < cut
-    return float(np.count_nonzero(side & finite) / count)
+    return float(np.count_nonzero(side) / max(1, blurred.size))
 
 
 def labeled_pixels(count: int, class_name: str) -> str:

@@ -361,7 +361,16 @@ function renderVolumes(vols) {
     if (picked) pickedSource = vols[i].source;
     // the mask named in the URL: the same index is another volume once a file is processed
     // again (its newest row sorts last), and the same URL kept the old picture
-    $("mask").src = `api/acquisitions/${acqId}/mask/${i}.png?m=${encodeURIComponent(vols[i].mask_path || "")}`;
+    const img = $("mask");
+    // a row naming a mask that is gone or unreadable: say so instead of a broken-image icon
+    img.onerror = () => {
+      img.hidden = true;
+      $("mask-missing").hidden = false;
+      $("mask-missing").textContent = `The mask ${vols[i].mask_path || ""} could not be ` +
+        "loaded (missing or unreadable under the results folder).";
+    };
+    img.onload = () => { img.hidden = false; $("mask-missing").hidden = true; };
+    img.src = `api/acquisitions/${acqId}/mask/${i}.png?m=${encodeURIComponent(vols[i].mask_path || "")}`;
     $("mask-name").textContent = vols[i].source.split("/").pop();
     // Why a mask is suspect (one sentence per reason code); nothing for an ok one.
     $("mask-reason").textContent = vols[i].reason ? `${vols[i].status}: ${vols[i].reason}` : "";
