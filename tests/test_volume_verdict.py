@@ -186,3 +186,180 @@ def test_a_model_that_calls_vacuum_solid_gives_a_suspect_segmentation(tmp_path):
     assert segment_volume(segmenter, hazy).verdict.status == "ok"
     seg = segment_volume(Segmenter(low, providers=("cpu",)), hazy)
     assert seg.verdict.reason_codes == ("solid_beyond_threshold",)
+
+
+# The walkthrough's numbers (64³ synthetic volumes, a feature forest trained on seed 0):
+# the training volume cut at the labels' class means is 3.60 pooled standard deviations apart,
+# its solid side 1.81 x as variable as the rest.
+TRAINED = (3.60, 1.81, 0.151)
+
+
+def _contrast(separation: float, ratio: float, share: float):
+    from nwwatch.volume.crosscheck import ClassContrast
+
+    return ClassContrast(separation, ratio, share)
+
+
+def test_an_inverted_and_a_contrastless_volume_are_suspect_a_normal_one_is_not():
+    trained = _contrast(*TRAINED)
+    normal = assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, contrast=_contrast(3.42, 2.05, 0.134),
+                         trained=trained)
+    assert normal.status == "ok"
+    # inverted grey levels: the model calls the vacuum solid, which is bright and flat now
+    inverted = assess_mask(0.927, 0.12, 0.94, 0.89, 0.89,
+                           contrast=_contrast(3.65, 0.79, 0.927), trained=trained)
+    assert inverted.reason_codes == ("contrast_inverted",)
+    assert "standard deviation 0.79 x the rest's" in inverted.why[0]
+    # vacuum only: the model's solid is the bright half of the noise
+    vacuum = assess_mask(0.113, 0.13, 0.55, 0.10, 0.10, contrast=_contrast(1.79, 2.35, 0.113),
+                         trained=trained)
+    assert vacuum.reason_codes == ("no_contrast",)
+    assert "1.79 pooled standard deviations apart" in vacuum.why[0]
+    # a mask whose solid is darker than its pore while the labels' solid is brighter
+    darker = assess_mask(0.2, 0.05, math.nan, 0.2, 0.2, contrast=_contrast(-1.0, 2.0, 0.2),
+                         trained=trained)
+    assert darker.reason_codes == ("contrast_inverted",)
+    # the cut itself: 0.55 x 3.60 = 1.98
+    assert assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, contrast=_contrast(1.99, 2.0, 0.134),
+                       trained=trained).status == "ok"
+    assert assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, contrast=_contrast(1.97, 2.0, 0.134),
+                       trained=trained).reason_codes == ("no_contrast",)
+
+
+def test_contrast_verdicts_follow_the_labels_direction_and_need_both_numbers():
+    # bright-field: the labels' solid is the dark class; the same rules mirrored
+    trained = _contrast(-3.6, 1.81, 0.151)
+    assert assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, contrast=_contrast(-3.4, 2.0, 0.134),
+                       trained=trained).status == "ok"
+    assert assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, contrast=_contrast(3.4, 2.0, 0.134),
+                       trained=trained).reason_codes == ("contrast_inverted",)
+    # a training volume whose solid side was not clearly the more variable: no spread test
+    flat = _contrast(3.6, 1.1, 0.151)
+    assert assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, contrast=_contrast(3.4, 0.8, 0.134),
+                       trained=flat).status == "ok"
+    # the reverse: the training solid clearly the flatter, the mask's the more variable
+    assert assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, contrast=_contrast(3.4, 1.2, 0.134),
+                       trained=_contrast(3.6, 0.7, 0.151)).reason_codes == ("contrast_inverted",)
+    # a model without the training volume's numbers: today's verdict
+    assert assess_mask(0.113, 0.13, 0.55, 0.10, 0.10,
+                       contrast=_contrast(1.79, 2.35, 0.113)).status == "ok"
+    # an (almost) empty mask is the collapse check's case
+    assert assess_mask(0.001, 0.0, math.nan, 0.0005, 0.0005, contrast=_contrast(0.5, 1.0, 0.001),
+                       trained=_contrast(*TRAINED)).status == "ok"
+
+
+def test_mask_contrast_is_in_normalised_units_and_leaves_out_voxels_without_data():
+    from nwwatch.volume.crosscheck import mask_contrast
+
+    rng = np.random.default_rng(0)
+    volume = rng.normal(100.0, 2.0, (6, 30, 30)).astype(np.float32)
+    mask = np.zeros(volume.shape, bool)
+    mask[:, 10:20, 10:20] = True
+    volume[mask] += rng.normal(20.0, 4.0, int(mask.sum())).astype(np.float32)
+    contrast = mask_contrast(volume, mask)
+    # the separation and the ratio are those of the raw values: normalisation is affine
+    # (the clipping to the 0.5-99.5 percentiles moves them a little)
+    solid, rest = volume[mask].astype(np.float64), volume[~mask].astype(np.float64)
+    pooled = math.sqrt(((solid.size - 1) * solid.var(ddof=1) + (rest.size - 1) * rest.var(ddof=1))
+                       / (solid.size + rest.size - 2))
+    assert contrast.separation_sd == pytest.approx((solid.mean() - rest.mean()) / pooled,
+                                                   rel=0.05)
+    assert contrast.solid_sd_ratio == pytest.approx(solid.std() / rest.std(), rel=0.1)
+    assert contrast.solid_share == pytest.approx(mask.mean())
+    # NaN voxels (no data) count on neither side
+    padded = volume.copy()
+    padded[0] = np.nan
+    assert mask_contrast(padded, mask).solid_share == pytest.approx(mask.mean())
+    assert math.isnan(mask_contrast(volume, np.zeros(volume.shape, bool)).separation_sd)
+    with pytest.raises(ValueError, match="shape"):
+        mask_contrast(volume, mask[:, :, :20])
+
+
+def test_a_bad_contrast_value_in_the_model_is_refused_naming_the_file_and_key(tmp_path):
+    from onnx_models import build_threshold_model
+
+    from nwwatch.volume import VolumeModelError, check_volume_model
+
+    bad = build_threshold_model(
+        tmp_path / "bad.onnx", kind="tomogram",
+        metadata={"extra": {"contrast": {"volume": {"separation_sd": "wide"}}}})
+    with pytest.raises(VolumeModelError, match=r'bad\.onnx: extra\["contrast"\]\["volume"\]'):
+        check_volume_model(Segmenter(bad, providers=("cpu",)))
+    zero = build_threshold_model(
+        tmp_path / "zero.onnx", kind="tomogram",
+        metadata={"extra": {"contrast": {"volume": {"separation_sd": 0.0,
+                                                    "solid_sd_ratio": 1.0}}}})
+    with pytest.raises(VolumeModelError, match="non-zero separation_sd"):
+        check_volume_model(Segmenter(zero, providers=("cpu",)))
+    # labels' numbers only (no volume part): nothing to check, no contrast verdict
+    labels_only = build_threshold_model(
+        tmp_path / "labels.onnx", kind="tomogram",
+        metadata={"extra": {"contrast": {"labels": {"separation_sd": 4.0}}}})
+    check_volume_model(Segmenter(labels_only, providers=("cpu",)))
+
+
+def _without_contrast(path, out):
+    """A copy of the model at ``path`` whose metadata lacks ``extra["contrast"]`` (a model
+    exported before it was recorded)."""
+    import json
+
+    import onnx
+
+    from nwwatch.segment.contract import METADATA_KEY
+
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            meta = json.loads(prop.value)
+            del meta["extra"]["contrast"]
+            prop.value = json.dumps(meta, sort_keys=True)
+    onnx.save(model, str(out))
+    return out
+
+
+def test_trained_models_flag_an_inverted_and_a_vacuum_volume(tmp_path):
+    pytest.importorskip("torch")
+    import cv2
+
+    from nwwatch.io import write_volume_tiff
+    from nwwatch.synth.tomo_labels import patch_labels
+    from nwwatch.synth.tomogram import simulate_tomogram
+    from training.config import TrainConfig
+    from training.volume_select import select_and_train
+
+    sim = simulate_tomogram(64, seed=0)
+    volume_path = write_volume_tiff(tmp_path / "volume.tif", sim.volume.astype(np.float32))
+    labels = patch_labels(sim.truth[32], 0.25, np.random.default_rng(0), grain=sim.grain[32])
+    cv2.imwrite(str(tmp_path / "labels.png"), labels)
+    models = {}
+    for method in ("threshold", "features"):
+        config = TrainConfig(out=str(tmp_path / f"{method}.onnx"), volume=str(volume_path),
+                             slice_index=32, labels=str(tmp_path / "labels.png"), threads=1,
+                             device="cpu", val_fraction=0.0)
+        selection, out = select_and_train(config, (method,))
+        assert selection.grouping == "patches"
+        models[method] = Segmenter(out, providers=("cpu",))
+        recorded = models[method].metadata.extra["contrast"]
+        assert recorded["labels"]["separation_sd"] > 0 < recorded["volume"]["separation_sd"]
+        assert recorded["volume"]["solid_sd_ratio"] > 1.25  # the grain is the textured class
+
+    other = simulate_tomogram(64, seed=1)
+    empty = np.flatnonzero(sim.truth.reshape(sim.truth.shape[0], -1).max(axis=1) == 0)
+    for segmenter in models.values():
+        assert segment_volume(segmenter, other.volume).verdict.status == "ok"
+    # grey levels inverted: the threshold calls the vacuum solid
+    inverted = segment_volume(models["threshold"], -other.volume)
+    assert inverted.verdict.solid_fraction > 0.8
+    assert inverted.verdict.reason_codes == ("contrast_inverted",)
+    # the 21 slices of vacuum above and below the grain: the forest calls 13 % of them solid,
+    # its classes 0.49 x as far apart as the training volume's (the threshold's 0.55 x: not
+    # flagged, docs/tomography.md "Limits")
+    vacuum = segment_volume(models["features"], sim.volume[empty])
+    assert vacuum.verdict.solid_fraction > 0.1
+    assert vacuum.verdict.reason_codes == ("no_contrast",)
+
+    # the same models without the record: the verdicts of models exported before it
+    older = {name: Segmenter(_without_contrast(segmenter.model_path, tmp_path / f"{name}0.onnx"),
+                             providers=("cpu",)) for name, segmenter in models.items()}
+    assert segment_volume(older["threshold"], -other.volume).verdict.status == "ok"
+    assert segment_volume(older["features"], sim.volume[empty]).verdict.status == "ok"

@@ -55,6 +55,19 @@ def test_label_train_segment_measure(tmp_path):
     assert means["pore"] == pytest.approx(image[labels == 0].mean(), abs=1e-5)
     assert means["solid"] == pytest.approx(image[labels == 1].mean(), abs=1e-5)
     assert means["solid"] > means["pore"]  # HAADF: solid is bright
+    # For the contrast verdicts: the labeled classes' separation in pooled standard
+    # deviations, and the whole volume's at the cut half-way between the class means.
+    contrast = segmenter.metadata.extra["contrast"]
+    assert contrast["labels"]["separation_sd"] == pytest.approx(
+        _separation(image[labels == 1], image[labels == 0]), rel=1e-3)
+    whole = normalize_image(sim.volume, intensity_range(sim.volume))
+    blurred = np.stack([cv2.GaussianBlur(page, (0, 0), 1.0) for page in whole])
+    side = blurred > 0.5 * (means["solid"] + means["pore"])
+    assert contrast["volume"]["separation_sd"] == pytest.approx(
+        _separation(whole[side], whole[~side]), rel=1e-3)
+    assert contrast["volume"]["solid_sd_ratio"] == pytest.approx(
+        whole[side].std() / whole[~side].std(), rel=1e-3)
+    assert contrast["volume"]["solid_share"] == pytest.approx(side.mean(), abs=1e-6)
 
     volume = read_volume(volume_path)
     seg = segment_volume(segmenter, volume.data, return_probability=True)
@@ -84,6 +97,46 @@ def test_label_train_segment_measure(tmp_path):
     assert list(row) == [f.name for f in VOLUME_METRIC_FIELDS]
     assert row["voxel_size_z_nm"] == pytest.approx(1.5)
     assert row["solid_fraction"] == pytest.approx(seg.mask.mean())
+
+
+def _separation(solid: np.ndarray, rest: np.ndarray) -> float:
+    """(mean solid - mean rest) / pooled sample standard deviation."""
+    a, b = solid.astype(np.float64), rest.astype(np.float64)
+    pooled = np.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1))
+                     / (a.size + b.size - 2))
+    return float((a.mean() - b.mean()) / pooled)
+
+
+def test_the_recorded_contrast_leaves_out_voxels_without_data(tmp_path):
+    from nwwatch.io import write_volume_tiff
+    from training.data import load_volume_slices
+    from training.exporting import class_contrast
+
+    sim = simulate_tomogram(32, seed=5)
+    labels = np.full(sim.truth.shape[1:], 255, dtype=np.uint8)
+    labels[4:12, 4:28] = sim.truth[16, 4:12, 4:28]
+    labels[18:26, 4:28] = sim.truth[16, 18:26, 4:28]
+    cv2.imwrite(str(tmp_path / "l.png"), labels)
+    plain = class_contrast(load_volume_slices(
+        write_volume_tiff(tmp_path / "plain.tif", sim.volume), [(16, tmp_path / "l.png")]))
+    # NaN slices (the padding of an aligned reconstruction) become the darkest grey: counted,
+    # they would add a block of flat "pore" to the training volume's statistics
+    padded = sim.volume.astype(np.float32).copy()
+    padded[:3] = np.nan
+    data = load_volume_slices(write_volume_tiff(tmp_path / "padded.tif", padded),
+                              [(16, tmp_path / "l.png")])
+    assert data.valid is not None
+    recorded = class_contrast(data)["volume"]
+    whole = normalize_image(padded, intensity_range(padded))[3:]
+    blurred = np.stack([cv2.GaussianBlur(page, (0, 0), 1.0) for page in whole])
+    image = whole[16 - 3]
+    means = (image[labels == 1].mean(), image[labels == 0].mean())
+    side = blurred > 0.5 * sum(means)
+    assert recorded["separation_sd"] == pytest.approx(_separation(whole[side], whole[~side]),
+                                                      rel=1e-3)
+    assert recorded["solid_share"] == pytest.approx(side.mean(), abs=1e-6)
+    assert plain["volume"]["separation_sd"] != pytest.approx(recorded["separation_sd"],
+                                                              rel=1e-3)
 
 
 @pytest.fixture()

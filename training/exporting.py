@@ -7,15 +7,20 @@ when label agreement with fp32 is >= 99.9 %).
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
+from nwwatch.classes import SOLID, UNLABELED
 from nwwatch.segment.contract import ModelMetadata
 from nwwatch.segment.scale import METADATA_KEY as WORKING_SCALE_KEY
 from nwwatch.segment.scale import scale_from_labels
+from nwwatch.volume.crosscheck import REFERENCE_SIGMA_PX, ContrastAccumulator
 from training.checkpoint import int8_path
 from training.config import TrainConfig
 from training.data import TrainingData
@@ -30,6 +35,67 @@ def class_mean_intensity(data: TrainingData) -> dict[str, float]:
         values = [v for v in values if v.size]
         if values:
             out[name] = round(float(np.concatenate(values).mean()), 6)
+    return out
+
+
+def _solid_id(class_names: tuple[str, ...]) -> int:
+    """The solid class's id as the runtime finds it (``nwwatch.volume.segment``)."""
+    return class_names.index("solid") if "solid" in class_names else SOLID
+
+
+def _volume_pages(data: TrainingData) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Every normalised page of the training volume with its voxels that have data (None: all
+    of them). The ``--volume`` workflow's labeled slices are named ``..._zNNNNN`` and the
+    unlabeled ones are the others in order, which places ``data.valid``'s slices."""
+    pages = [item.image for item in data.labeled] + list(data.unlabeled)
+    if data.valid is None:
+        return [(page, None) for page in pages]
+    labeled_z = [re.search(r"_z(\d+)$", item.stem) for item in data.labeled]
+    depth = data.valid.shape[0]
+    if None in labeled_z or len(pages) != depth:
+        return [(page, None) for page in pages]
+    taken = [int(match.group(1)) for match in labeled_z]
+    order = taken + [z for z in range(depth) if z not in set(taken)]
+    return [(page, data.valid[z]) for page, z in zip(pages, order, strict=True)]
+
+
+def class_contrast(data: TrainingData) -> dict[str, dict[str, float]]:
+    """How far apart the solid and the other classes lie in normalised intensity, for the
+    runtime's ``contrast_inverted`` / ``no_contrast`` verdicts (``nwwatch.volume.verdict``).
+
+    ``labels``: the labeled solid pixels against all other labeled pixels. ``volume``: every
+    page of the training data (the ``--volume`` workflow: the whole volume) blurred per slice
+    as the runtime's reference (``REFERENCE_SIGMA_PX``) and cut half-way between the labeled
+    solid mean and the mean of the other classes' means (the cut of
+    ``nwwatch.volume.verdict.labels_threshold_share``); the statistics of the unblurred
+    values on each side. Each is :meth:`ClassContrast.as_dict`; a part is left out when a side
+    has fewer than two pixels.
+    """
+    solid_id = _solid_id(tuple(data.class_names))
+    labels = ContrastAccumulator()
+    for item in data.labeled:
+        labeled = (item.label != UNLABELED) & (item.label < len(data.class_names))
+        labels.add(item.image, item.label == solid_id, labeled)
+    out: dict[str, dict[str, float]] = {}
+    on_labels = labels.result()
+    if math.isfinite(on_labels.separation_sd):
+        out["labels"] = on_labels.as_dict()
+    means = class_mean_intensity(data)
+    solid_name = data.class_names[solid_id]
+    others = [v for k, v in means.items() if k != solid_name]
+    if solid_name not in means or not others:
+        return out
+    cut = 0.5 * (means[solid_name] + sum(others) / len(others))
+    brighter = means[solid_name] > sum(others) / len(others)
+    volume = ContrastAccumulator()
+    for page, valid in _volume_pages(data):
+        blurred = cv2.GaussianBlur(page, (0, 0), REFERENCE_SIGMA_PX)
+        volume.add(page, blurred > cut if brighter else blurred < cut,
+                   np.isfinite(page) if valid is None else valid)
+    on_volume = volume.result()
+    if (math.isfinite(on_volume.separation_sd) and on_volume.separation_sd != 0
+            and math.isfinite(on_volume.solid_sd_ratio) and on_volume.solid_sd_ratio > 0):
+        out["volume"] = on_volume.as_dict()
     return out
 
 
@@ -67,6 +133,8 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
         extra["class_mean_intensity"] = class_mean_intensity(data)
         # The runtime flags models trained on too few pixels of a class (nwwatch.volume.verdict).
         extra["class_pixel_counts"] = class_pixel_counts(data)
+        # The runtime's contrast verdicts compare the mask's classes with these.
+        extra["contrast"] = class_contrast(data)
     if provenance:
         extra["provenance"] = provenance
     return ModelMetadata(

@@ -334,7 +334,7 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
     from nwwatch import __version__
     from nwwatch.segment.contract import ModelMetadata
     from training.export import export_onnx
-    from training.exporting import class_mean_intensity, class_pixel_counts
+    from training.exporting import class_contrast, class_mean_intensity, class_pixel_counts
     from training.volume_forest import export_feature_forest
     from training.volume_models import min_input_px
 
@@ -357,6 +357,7 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
                "unlabeled_images": len(data.unlabeled),
                "class_mean_intensity": class_mean_intensity(data),
                "class_pixel_counts": class_pixel_counts(data),
+               "contrast": class_contrast(data),
                "z_sigma_px": trainer.z_sigma_px, "min_input_px": min_input_px(model),
                "selection": selection.as_dict()})
     if method == "features" and trainer.forest_slices > 1:

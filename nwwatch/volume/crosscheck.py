@@ -17,11 +17,12 @@ masks that call less than ``MIN_SOLID_SHARE`` of the volume solid.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from nwwatch.normalize import intensity_range
+from nwwatch.normalize import intensity_range, normalize_image
 
 #: Gaussian sigma (px) of the per-slice blur before the reference threshold.
 REFERENCE_SIGMA_PX = 1.0
@@ -231,3 +232,88 @@ def solid_beyond_reference(mask: np.ndarray, reference: np.ndarray,
                                      cv2.DIST_MASK_PRECISE)
         beyond += int(np.count_nonzero(solid[z] & (dist > distance_px)))
     return beyond / total
+
+
+@dataclass(frozen=True)
+class ClassContrast:
+    """How far apart in intensity the two sides of a solid / non-solid split lie.
+
+    separation_sd : (mean of the solid side - mean of the rest) / their pooled standard
+        deviation; positive when the solid side is the brighter one. NaN when a side has
+        fewer than two voxels.
+    solid_sd_ratio : standard deviation of the solid side / that of the rest (NaN likewise,
+        or when the rest is constant).
+    solid_share : share (0..1) of the counted voxels on the solid side.
+    """
+
+    separation_sd: float
+    solid_sd_ratio: float
+    solid_share: float
+
+    def as_dict(self) -> dict[str, float]:
+        """Rounded for a model's metadata."""
+        return {"separation_sd": round(self.separation_sd, 4),
+                "solid_sd_ratio": round(self.solid_sd_ratio, 4),
+                "solid_share": round(self.solid_share, 6)}
+
+
+class ContrastAccumulator:
+    """Count, sum and sum of squares of each side of a split, slice by slice (float64), so
+    that a volume's statistics need no volume-sized copy."""
+
+    def __init__(self) -> None:
+        self._n = np.zeros(2)
+        self._sum = np.zeros(2)
+        self._squares = np.zeros(2)
+
+    def add(self, values: np.ndarray, solid: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Add the voxels of ``values`` (normalised units) where ``valid`` (default: finite),
+        split by the bool ``solid`` of the same shape."""
+        data = np.asarray(values, dtype=np.float64)
+        keep = np.isfinite(data) if valid is None else np.asarray(valid, dtype=bool)
+        side = np.asarray(solid, dtype=bool)
+        for i, where in enumerate((keep & ~side, keep & side)):
+            chosen = data[where]
+            self._n[i] += chosen.size
+            self._sum[i] += chosen.sum()
+            self._squares[i] += np.square(chosen).sum()
+
+    def result(self) -> ClassContrast:
+        """The :class:`ClassContrast` of everything added."""
+        n, total = self._n, self._n.sum()
+        share = float(n[1] / total) if total else math.nan
+        if n.min() < 2:
+            return ClassContrast(math.nan, math.nan, share)
+        mean = self._sum / n
+        # sample variances; clipped at 0 against rounding in the difference
+        var = np.maximum(self._squares - n * mean ** 2, 0.0) / (n - 1)
+        pooled = math.sqrt(float(((n - 1) * var).sum() / (total - 2)))
+        separation = float(mean[1] - mean[0]) / pooled if pooled > 0 else math.nan
+        ratio = math.sqrt(float(var[1] / var[0])) if var[0] > 0 else math.nan
+        return ClassContrast(separation, ratio, share)
+
+
+def mask_contrast(volume: np.ndarray, mask: np.ndarray,
+                  value_range: tuple[float, float] | None = None) -> ClassContrast:
+    """The :class:`ClassContrast` of a mask's solid against the rest, on the volume in the
+    normalised units the model sees (:func:`~nwwatch.normalize.normalize_image` with
+    ``value_range``, default the volume's :func:`~nwwatch.normalize.intensity_range`).
+    Non-finite voxels (no data) are left out. One slice at a time: no volume-sized copy.
+
+    Parameters
+    ----------
+    volume : ndarray (Z, Y, X), raw intensities.
+    mask : bool or 0/1 ndarray of the same shape, 1 solid.
+    """
+    data = np.asarray(volume)
+    solid = np.asarray(mask, dtype=bool)
+    if solid.shape != data.shape or data.ndim != 3:
+        raise ValueError(f"mask {solid.shape} and volume {data.shape} must be one (Z, Y, X) "
+                         f"shape")
+    value_range = intensity_range(data) if value_range is None else value_range
+    floating = data.dtype.kind == "f"
+    acc = ContrastAccumulator()
+    for z in range(data.shape[0]):
+        valid = np.isfinite(data[z]) if floating else np.ones(data.shape[1:], bool)
+        acc.add(normalize_image(data[z], value_range), solid[z], valid)
+    return acc.result()

@@ -69,8 +69,10 @@ from nwwatch.classes import SOLID
 from nwwatch.normalize import intensity_range, normalize_image
 from nwwatch.segment.session import Segmenter
 from nwwatch.volume.crosscheck import (
+    ClassContrast,
     agreement_with,
     blurred_volume,
+    mask_contrast,
     reference_from_blurred,
     solid_beyond_reference,
     solid_is_brighter,
@@ -83,6 +85,7 @@ from nwwatch.volume.verdict import (
     MaskVerdict,
     assess_mask,
     labels_threshold_share,
+    trained_contrast,
 )
 
 #: Default size (voxels) below which solid specks are removed and pores filled: a 2x2x2 cube.
@@ -186,12 +189,21 @@ def _input_slices(segmenter: Segmenter) -> int:
 def check_volume_model(segmenter: Segmenter) -> None:
     """Raise :class:`VolumeModelError` (naming the model file) when ``segmenter``'s model
     cannot segment tomograms: not a ``tomogram`` model, no solid class, or an ``extra`` value
-    (``z_sigma_px``, ``min_input_px``, ``input_slices``) :func:`segment_volume` refuses. These
-    depend on the model alone, so the service checks them once, when it loads the model."""
+    (``z_sigma_px``, ``min_input_px``, ``input_slices``, ``contrast``) :func:`segment_volume`
+    refuses. These depend on the model alone, so the service checks them once, when it loads
+    the model."""
     _solid_index(segmenter)
     model_z_sigma_px(segmenter)
     _input_slices(segmenter)
     _min_input_px(segmenter)
+    _trained_contrast(segmenter)
+
+
+def _trained_contrast(segmenter: Segmenter) -> ClassContrast | None:
+    try:
+        return trained_contrast(segmenter.metadata.extra)
+    except ValueError as exc:
+        raise VolumeModelError(f"{segmenter.model_path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -391,6 +403,10 @@ def _crosscheck(data: np.ndarray, mask: np.ndarray, uncertain: float, segmenter:
     agreement = agreement_with(reference, mask)
     beyond = (solid_beyond_reference(mask, reference) if reference is not None
               else float("nan"))
+    trained = _trained_contrast(segmenter)
+    # only for models that recorded the training volume's contrast: one more pass
+    contrast = mask_contrast(data, mask) if trained is not None else None
     verdict = assess_mask(solid_fraction, uncertain, agreement, reference_share, labels_share,
-                          extra.get("class_pixel_counts"), extra.get("selection"), beyond)
+                          extra.get("class_pixel_counts"), extra.get("selection"), beyond,
+                          contrast, trained)
     return {"threshold_agreement": agreement, "verdict": verdict}

@@ -26,6 +26,22 @@ compares the mask with something that does not share the model's failure modes:
   then 0.08 IoU below a forest trained on the same two patches, and nothing in the mask
   showed it (docs/tomography.md).
 
+- ``contrast_inverted`` (models that recorded ``extra["contrast"]``): the mask's solid is
+  darker than the rest while the labels' solid is brighter (or the reverse), or the mask's
+  solid is the flatter of its two classes (standard-deviation ratio on the other side of 1)
+  while on the training volume, cut half-way between the labeled class means, the solid was
+  clearly the more variable one (ratio beyond ``SD_RATIO_CLEAR``), or the reverse. A volume
+  whose grey levels are inverted keeps the labels' bright class separated from the dark one,
+  so the first test alone does not see it: the model calls the vacuum solid, and the vacuum
+  is the flat class.
+- ``no_contrast`` (same models): the mask's classes lie less than ``NO_CONTRAST_RATIO`` times
+  as many pooled standard deviations apart as the training volume's two sides of that cut (a
+  volume of vacuum only, or a blank one: each volume is scaled to its own intensity range, so
+  noise alone fills the range the model sees, and the model calls its bright half solid).
+  Both compare statistics of the volume in the normalised units the model sees
+  (:func:`nwwatch.volume.crosscheck.mask_contrast`) and need the mask to call between
+  ``MIN_REFERENCE_SHARE`` and 1 - ``MIN_REFERENCE_SHARE`` of the voxels solid.
+
 The two solid-share references: the blurred-Otsu reference mask (no labels), and the same
 blurred volume cut half-way between the labeled pixels' mean intensities of solid and of the
 other classes (``extra["class_mean_intensity"]``, normalised units, written by ``nwwatch train
@@ -39,7 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nwwatch.volume.crosscheck import BEYOND_DISTANCE_PX
+from nwwatch.volume.crosscheck import BEYOND_DISTANCE_PX, ClassContrast
 
 #: Solid probabilities strictly inside this band count as uncertain.
 UNCERTAIN_BAND = (0.2, 0.8)
@@ -59,10 +75,17 @@ MIN_LABELED_PIXELS = 50
 #: that shows almost no solid cannot tell a collapse from a correct empty mask).
 MIN_REFERENCE_SHARE = 0.002
 
+#: The mask's classes this far apart (in pooled standard deviations), or less, times the
+#: training volume's separation at the labels' cut: no contrast.
+NO_CONTRAST_RATIO = 0.55
+#: The training volume's solid is clearly the more variable class when its standard
+#: deviation is at least this factor that of the rest (clearly the flatter at the inverse).
+SD_RATIO_CLEAR = 1.25
+
 #: Every reason code a volume row can carry, in the order they are reported.
 REASON_CODES = ("mask_collapsed", "solid_fraction_mismatch", "uncertain",
-                "threshold_disagreement", "solid_beyond_threshold", "few_labeled_pixels",
-                "method_unvalidated")
+                "threshold_disagreement", "solid_beyond_threshold", "contrast_inverted",
+                "no_contrast", "few_labeled_pixels", "method_unvalidated")
 
 
 @dataclass(frozen=True)
@@ -120,6 +143,69 @@ def labels_threshold_share(blurred: np.ndarray, value_range: tuple[float, float]
     return float(np.count_nonzero(side) / max(1, blurred.size))
 
 
+def trained_contrast(extra: dict) -> ClassContrast | None:
+    """The training volume's :class:`ClassContrast` at the labels' cut, from a model's
+    ``extra["contrast"]["volume"]`` (written by ``nwwatch train --volume``); None when the
+    model recorded none.
+
+    Raises
+    ------
+    ValueError : the key holds something else than finite numbers with a non-zero
+        ``separation_sd`` and a positive ``solid_sd_ratio`` (the message names the key).
+    """
+    contrast = extra.get("contrast")
+    if contrast is None:
+        return None
+    volume = contrast.get("volume") if isinstance(contrast, dict) else None
+    if volume is None and isinstance(contrast, dict):
+        return None
+    try:
+        separation = float(volume["separation_sd"])
+        ratio = float(volume["solid_sd_ratio"])
+        share = float(volume.get("solid_share", math.nan))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f'extra["contrast"]["volume"] must hold the numbers separation_sd and '
+                         f'solid_sd_ratio, got {volume!r} ({exc})') from None
+    if not (math.isfinite(separation) and separation != 0.0 and math.isfinite(ratio)
+            and ratio > 0.0):
+        raise ValueError(f'extra["contrast"]["volume"] must have a finite, non-zero '
+                         f'separation_sd and a finite, positive solid_sd_ratio, got {volume!r}')
+    return ClassContrast(separation, ratio, share)
+
+
+def _contrast_codes(contrast: ClassContrast | None, trained: ClassContrast | None
+                    ) -> dict[str, str]:
+    """``contrast_inverted`` / ``no_contrast`` (module docstring) of a mask's contrast."""
+    if contrast is None or trained is None or not math.isfinite(contrast.separation_sd):
+        return {}
+    if not MIN_REFERENCE_SHARE <= contrast.solid_share <= 1.0 - MIN_REFERENCE_SHARE:
+        return {}  # an (almost) empty or full mask: the collapse check's case
+    brighter = trained.separation_sd > 0
+    # positive: apart in the direction the labels say
+    along = contrast.separation_sd if brighter else -contrast.separation_sd
+    expected = abs(trained.separation_sd)
+    bright, dark = ("brighter", "darker") if brighter else ("darker", "brighter")
+    ratio, trained_ratio = contrast.solid_sd_ratio, trained.solid_sd_ratio
+    if along < 0:
+        return {"contrast_inverted": (
+            f"the mask's solid is {dark} than the rest ({abs(along):.2f} pooled standard "
+            f"deviations) while the labeled solid is {bright}: is the contrast inverted?")}
+    if math.isfinite(ratio) and ((trained_ratio >= SD_RATIO_CLEAR and ratio < 1.0)
+                                 or (trained_ratio <= 1.0 / SD_RATIO_CLEAR and ratio > 1.0)):
+        return {"contrast_inverted": (
+            f"the mask's solid is the {'flatter' if ratio < 1.0 else 'more variable'} of its "
+            f"two classes (standard deviation {ratio:.2f} x the rest's) while on the training "
+            f"volume, cut between the labeled class means, the solid was the "
+            f"{'more variable' if ratio < 1.0 else 'flatter'} ({trained_ratio:.2f} x): is the "
+            f"contrast inverted?")}
+    if along < NO_CONTRAST_RATIO * expected:
+        return {"no_contrast": (
+            f"the mask's solid and the rest are {along:.2f} pooled standard deviations apart "
+            f"in intensity, under {NO_CONTRAST_RATIO:g} x the training volume's {expected:.2f} "
+            f"at the labels' cut: a volume without contrast (vacuum only, blank)?")}
+    return {}
+
+
 def labeled_pixels(count: int, class_name: str) -> str:
     """``"1 labeled pore pixel"``, ``"9 labeled pore pixels"``: the count of a class's labeled
     pixels as the verdict and the training warning say it."""
@@ -130,7 +216,9 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
                 reference_solid_fraction: float, labels_solid_fraction: float,
                 class_pixel_counts: dict[str, int] | None = None,
                 selection: dict | None = None,
-                solid_beyond_reference: float = math.nan) -> MaskVerdict:
+                solid_beyond_reference: float = math.nan,
+                contrast: ClassContrast | None = None,
+                trained: ClassContrast | None = None) -> MaskVerdict:
     """Status and reason codes of a mask from its numbers (see the module docstring).
 
     Parameters
@@ -144,6 +232,10 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
         method), if recorded.
     solid_beyond_reference : share 0..1 of the mask's solid far from the reference's solid
         (:func:`nwwatch.volume.crosscheck.solid_beyond_reference`), NaN when not computed.
+    contrast : the mask's solid against the rest on the volume
+        (:func:`nwwatch.volume.crosscheck.mask_contrast`), if computed.
+    trained : the training volume's at the labels' cut (:func:`trained_contrast`), if the
+        model recorded it; without both, no ``contrast_inverted`` / ``no_contrast``.
     """
     codes: dict[str, str] = {}
     refs = [f for f in (reference_solid_fraction, labels_solid_fraction) if math.isfinite(f)]
@@ -170,6 +262,7 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
             f"{solid_beyond_reference:.1%} of the mask's solid lies more than "
             f"{BEYOND_DISTANCE_PX:g} px from any solid a threshold finds in its slice "
             f"(> {BEYOND_WARN_ABOVE:.0%}): vacuum called solid away from the grain?")
+    codes.update(_contrast_codes(contrast, trained))
     few = {name: int(n) for name, n in (class_pixel_counts or {}).items()
            if int(n) < MIN_LABELED_PIXELS}
     if few:
