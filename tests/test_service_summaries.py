@@ -774,3 +774,39 @@ def test_status_of_a_damaged_ledger_names_the_rebuild_command_to_paste(tmp_path)
     r = CliRunner().invoke(status_cmd, ["--out", str(out)])
     assert r.exit_code == 1
     assert f"run `nwwatch ledger rebuild {out}`" in r.output, r.output
+
+
+def test_the_service_warns_of_an_in_situ_series_in_a_tomogram_folder(tmp_path):
+    """The running service segments an in-situ series (pages declared as time) in a
+    tomogram folder as one volume, as replay does, and says so in a warning naming the file
+    (replay's summary notes it); a volume (pages declared as Z) gets no warning. Was: no
+    word from the service."""
+    from onnx_models import build_threshold_model
+    from servicekit import DaemonProcess, wait_rows, write_config
+
+    from nwwatch.io import write_volume_tiff
+
+    onnx = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    res = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.toml", acq, res, onnx, settle=0.3)
+    cfg.write_text(cfg.read_text().replace('kind = "insitu"', 'kind = "tomogram"', 1))
+    rng = np.random.default_rng(0)
+    volume = (rng.random((6, 48, 48)) * 200).astype(np.uint8)
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        write_volume_tiff(tmp_path / "vol.tif", volume)
+        (tmp_path / "vol.tif").rename(acq / "vol.tif")
+        write_stack_tiff(tmp_path / "series.tif", volume)
+        (tmp_path / "series.tif").rename(acq / "series.tif")
+        daemon.wait_event("file_processed", timeout=60, count=2)
+        wait_rows(res, 2, timeout=60, proc=daemon, folder="volumes")
+        warned = [e for e in daemon.events() if e.get("event") == "input_layout_of_other_kind"]
+        assert [(e["source"], e["declares"]) for e in warned] == [
+            (str(acq / "series.tif"), "time_frames")], warned
+        assert 'kind = "insitu"' in warned[0]["note"]
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0

@@ -44,6 +44,7 @@ from nwwatch.service.engines import (
     quarantine_inputs,
 )
 from nwwatch.service.flush import FlushPolicy, write_held
+from nwwatch.service.inputs import LAYOUT_NOTES, layout_of_other_kind
 from nwwatch.service.ledger import Ledger, LedgerLostError, LedgerWriteError
 from nwwatch.service.notify import Notifier
 from nwwatch.service.pipeline import (
@@ -245,6 +246,12 @@ class Daemon:
                 if item.path in queued:
                     continue
                 w = watches[item.watch]
+                layout = layout_of_other_kind(w.config.kind, item.info)
+                if layout is not None:  # processed as the watch's kind, as replay does
+                    self.log.warning("input_layout_of_other_kind", source=str(item.path),
+                                     kind=w.config.kind, pages=item.info.n_pages,
+                                     axes=item.info.axes, declares=layout,
+                                     note=LAYOUT_NOTES[layout])
                 w.files.append(item)
                 w.since = w.since if w.since is not None else now
                 queued.add(item.path)

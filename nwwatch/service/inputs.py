@@ -15,7 +15,8 @@ from pathlib import Path
 
 from nwwatch.io import InputError, NotARegularFileError, check_regular
 
-__all__ = ["ExternalSymlinkError", "NotARegularFileError", "check_input", "check_regular"]
+__all__ = ["ExternalSymlinkError", "NotARegularFileError", "check_input", "check_regular",
+           "declares_time_frames", "declares_z_slices", "layout_of_other_kind", "LAYOUT_NOTES"]
 
 
 class ExternalSymlinkError(InputError):
@@ -43,3 +44,41 @@ def check_input(path: str | os.PathLike[str], root: str | os.PathLike[str],
         if real != top and top not in real.parents:
             raise ExternalSymlinkError(path, link_reason)
     return check_regular(path)
+
+
+def declares_z_slices(info) -> bool:
+    """True when a :class:`~nwwatch.io.records.TiffInfo` has several pages along a declared
+    Z axis (ImageJ ``slices``, OME ``SizeZ``): the layout of a tomogram. In-situ stacks
+    declare time (ImageJ ``frames``, OME ``SizeT``) or nothing; a stack saved with Fiji's
+    defaults may declare Z, hence a note, not a refusal."""
+    return info.n_pages > 1 and info.axes[:1] == "Z"
+
+
+def declares_time_frames(info) -> bool:
+    """True when a :class:`~nwwatch.io.records.TiffInfo` has several pages along a declared
+    time axis (ImageJ ``frames``, OME ``SizeT``): the layout of an in-situ series, which a
+    tomogram replay would segment as one volume. Not when it declares Z too: a time series
+    of volumes is refused, not segmented, and its quarantine reason says so."""
+    return info.n_pages > 1 and info.axes[:1] == "T" and "Z" not in info.axes
+
+
+#: What the service's ``input_layout_of_other_kind`` warning says of each layout.
+LAYOUT_NOTES = {
+    "z_slices": "its pages are declared Z slices, as a tomogram's are; segmented as in-situ "
+                "frames, one row a slice (a tomogram belongs in a [[watch]] with kind = "
+                "\"tomogram\")",
+    "time_frames": "its pages are declared time frames, as an in-situ series' are; segmented "
+                   "as one tomogram (a series belongs in a [[watch]] with kind = \"insitu\")",
+}
+
+
+def layout_of_other_kind(kind: str, info) -> str | None:
+    """What the pages of a file of a ``kind`` watch or replay declare when that is the other
+    kind's layout (Z slices in an in-situ folder, time frames in a tomogram folder), or None.
+    Such a file is processed all the same (a stack saved with Fiji's defaults declares Z);
+    the caller says so."""
+    if kind == "insitu" and declares_z_slices(info):
+        return "z_slices"
+    if kind == "tomogram" and declares_time_frames(info):
+        return "time_frames"
+    return None

@@ -23,6 +23,7 @@ from nwwatch.service.config import (
     load_config,
 )
 from nwwatch.service.inference import InferenceConfig
+from nwwatch.service.inputs import layout_of_other_kind
 from nwwatch.service.lock import LedgerBusyError, LedgerLock
 from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
@@ -31,8 +32,6 @@ from nwwatch.service.replaymodel import replay_model
 from nwwatch.service.replaysummary import (
     Progress,
     ReplaySummary,
-    declares_time_frames,
-    declares_z_slices,
     tally,
 )
 from nwwatch.service.startundo import CreatedPaths, ledger_files
@@ -383,11 +382,12 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
             summary.quarantined += quarantine_inputs(engine, [bad], log)
             bar.advance(1, 0)
             continue
-        if kind == "insitu" and declares_z_slices(info):
+        layout = layout_of_other_kind(kind, info)
+        if layout == "z_slices":
             summary.volume_like.append(file)
             log.warning("replay.volume_like_input", path=str(file), pages=info.n_pages,
                         axes=info.axes)
-        elif kind == "tomogram" and declares_time_frames(info):
+        elif layout == "time_frames":
             summary.series_like.append(file)
             log.warning("replay.series_like_input", path=str(file), pages=info.n_pages,
                         axes=info.axes)

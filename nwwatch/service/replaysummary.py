@@ -55,8 +55,9 @@ class ReplaySummary:
     not_compacted: str = ""
     #: The folder or file replayed (named when it held no input file).
     input_path: Path | None = None
-    #: In-situ inputs whose pages the file declares as Z slices (:func:`declares_z_slices`):
-    #: replayed one row a slice as asked, but most likely tomograms.
+    #: In-situ inputs whose pages the file declares as Z slices
+    #: (:func:`nwwatch.service.inputs.declares_z_slices`): replayed one row a slice as
+    #: asked, but most likely tomograms.
     volume_like: list[Path] = field(default_factory=list)
     series_like: list[Path] = field(default_factory=list)
     #: Files named on the command line that are TIFF neither by extension nor by header
@@ -197,22 +198,6 @@ def _hint_of(paths: list[Path]) -> str:
 
     hints = list(dict.fromkeys(h for h in map(conversion_hint, paths) if h))
     return f": {'; '.join(hints)}" if hints else ""
-
-
-def declares_z_slices(info) -> bool:
-    """True when a :class:`~nwwatch.io.records.TiffInfo` has several pages along a declared
-    Z axis (ImageJ ``slices``, OME ``SizeZ``): the layout of a tomogram. In-situ stacks
-    declare time (ImageJ ``frames``, OME ``SizeT``) or nothing; a stack saved with Fiji's
-    defaults may declare Z, hence a note, not a refusal."""
-    return info.n_pages > 1 and info.axes[:1] == "Z"
-
-
-def declares_time_frames(info) -> bool:
-    """True when a :class:`~nwwatch.io.records.TiffInfo` has several pages along a declared
-    time axis (ImageJ ``frames``, OME ``SizeT``): the layout of an in-situ series, which a
-    tomogram replay would segment as one volume. Not when it declares Z too: a time series
-    of volumes is refused, not segmented, and its quarantine reason says so."""
-    return info.n_pages > 1 and info.axes[:1] == "T" and "Z" not in info.axes
 
 
 def tally(summary: ReplaySummary, report, bar: Progress) -> None:
