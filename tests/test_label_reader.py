@@ -247,3 +247,18 @@ def test_naparis_labels_layer_as_saved_is_told_the_whole_conversion(tmp_path):
     tifffile.imwrite(tmp_path / "slice.tif", converted)
     got = read_label_image(tmp_path / "slice.tif", 2)
     assert got[0, 0] == 0 and got[5, 6] == 1 and got[2, 3] == UNLABELED
+
+
+def test_a_linearly_resized_insitu_label_is_refused_naming_the_interpolation(tmp_path):
+    label = np.zeros((60, 60), np.uint8)
+    label[40:, :] = 1  # wire
+    cv2.circle(label, (30, 40), 15, 2, -1)  # droplet on it
+    label[40:, :] = np.where(label[40:, :] == 2, 1, label[40:, :])
+    cv2.imwrite(str(tmp_path / "nearest.png"), cv2.resize(label, (120, 120),
+                                                          interpolation=cv2.INTER_NEAREST))
+    cv2.imwrite(str(tmp_path / "linear.png"), cv2.resize(label, (120, 120),
+                                                         interpolation=cv2.INTER_LINEAR))
+    assert read_label_image(tmp_path / "nearest.png", 3).shape == (120, 120)
+    with pytest.raises(DatasetLayoutError, match="nearest-neighbour") as caught:
+        read_label_image(tmp_path / "linear.png", 3)
+    assert caught.value.path == tmp_path / "linear.png"

@@ -42,6 +42,7 @@ from nwwatch.classes import (
     INSITU_CLASSES,
     TOMOGRAM_CLASSES,
     UNLABELED,
+    interpolated_rim_problem,
     misplaced_insitu_class,
 )
 from nwwatch.io.errors import InputError, UnsupportedDtypeError
@@ -192,6 +193,9 @@ def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str
         raise DatasetLayoutError(
             path, f"label values {bad.tolist()[:10]} out of range: expected 0..{num_classes - 1} "
                   f"or {UNLABELED} (unlabeled){hint}")
+    rim = interpolated_rim_problem(label) if num_classes >= len(INSITU_CLASSES) else None
+    if rim:  # trained or scored, the rim teaches and grades a wire around every droplet
+        raise DatasetLayoutError(path, rim)
     return label.astype(np.uint8)
 
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from nwwatch import DEFAULT_INSITU_MODEL, __version__
-from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
+from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED, interpolated_rim_problem
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM
@@ -95,12 +95,17 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.nd
             raise LabelFileError(
                 path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {UNLABELED} "
                       "(unlabeled pixels of a DATA folder, or a 0/255 mask): every pixel needs "
-                      "a class to measure"
+                      "a class to measure (an unsure band of a hand-drawn mask: give it the class "
+                      "of the nearest labeled pixel, docs/measurement.md, 'Masks from other "
+                      "tools')"
             )
         if bad.size:
             raise LabelFileError(
                 path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {bad[:5]}"
             )
+        rim = interpolated_rim_problem(page)
+        if rim:  # else a wire rim around the droplet moves or refuses the angle, unexplained
+            raise LabelFileError(path, rim)
         out.append(page.astype(np.uint8))
     return out
 
@@ -129,6 +134,12 @@ def _grey_images(images: Path | None, stem: str, labels: list[np.ndarray]) -> li
                            f"{labels[0].shape}; overlay drawn on the labels", err=True)
                 return none
             return pages
+    # e.g. labels named frame_mask.png beside frame.tif: said, not paired by a guess
+    near = sorted(p.name for p in images.iterdir()
+                  if p.suffix.lower() in _IMAGE_SUFFIXES and stem.startswith(p.stem))
+    named = f" ({', '.join(near[:3])} there: name the labels after their frame)" if near else ""
+    click.echo(f"warning: no {stem}.tif, .tiff or .png in {images}{named}; overlay drawn "
+               f"on the labels", err=True)
     return none
 
 
@@ -257,11 +268,16 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                     if read_as == "labels" or all(
                             np.isin(p, [0, NANOWIRE, DROPLET, UNLABELED]).all() for p in pages):
                         raise  # class ids (with unlabeled pixels): not a frame
-                    # e.g. a blank frame: few grey levels made auto read it as labels
+                    # a blank frame (few grey levels made auto read it as labels), or a
+                    # mask of another tool's ids (0/127/255 grey, classes counted from 1):
+                    # which ids mean which class is the user's to say, not guessed here
                     raise LabelFileError(path, f"{exc.reason} (read as labels: at most "
-                                               f"{_LABEL_MAX_VALUES} distinct values; "
-                                               "--read-as frames measures it as a raw "
-                                               "frame)") from None
+                                               f"{_LABEL_MAX_VALUES} distinct values; a mask "
+                                               "with other class ids, e.g. 0/127/255 grey "
+                                               "or counted from 1: renumber it to 0, 1, 2 "
+                                               "(docs/measurement.md, 'Masks from other "
+                                               "tools'); a raw frame: --read-as frames "
+                                               "measures it as one)") from None
         except LabelFileError as exc:
             click.echo(f"skipped {exc.format_message()}", err=True)
             skipped += 1
