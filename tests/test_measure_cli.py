@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from ideal_caps import render_ideal_cap
 
 from nwwatch.cli import main
+from nwwatch.io.write import write_frame_tiff
 from nwwatch.measure import MEASUREMENT_FIELDS, draw_overlay, measure_contact_angle
 from nwwatch.measure.overlay import overlay_zoom
 
@@ -704,3 +705,31 @@ def test_the_recipe_for_masks_from_other_tools_runs(tmp_path, monkeypatch):
     row = pq.read_table(out).to_pylist()[0]
     assert row["status"] == "ok"
     assert abs(row["contact_angle_deg"] - cap.contact_angle_deg) < 3.0
+
+
+def test_label_images_take_the_pixel_size_of_their_frame_of_the_same_shape(tmp_path):
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    masks, images = tmp_path / "masks", tmp_path / "images"
+    masks.mkdir()
+    images.mkdir()
+    cv2.imwrite(str(masks / "same.png"), cap.labels)
+    cv2.imwrite(str(masks / "half.png"), cv2.resize(cap.labels, (100, 100),
+                                                    interpolation=cv2.INTER_NEAREST))
+    grey = np.where(cap.labels == 0, 3000, 1000).astype(np.uint16)
+    for stem in ("same", "half"):
+        write_frame_tiff(images / f"{stem}.tif", grey, pixel_size_nm=0.5)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(masks / "same.png"), str(masks / "half.png"),
+                                       "--out", str(out), "--images", str(images)])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {images / 'half.tif'} has shape (200, 200), labels (100, 100)" \
+        in result.output and "its pixel size not used" in result.output
+    same, half = pq.read_table(out).to_pylist()
+    assert same["pixel_size_nm"] == pytest.approx(0.5)
+    assert same["base_half_width_nm"] == pytest.approx(0.5 * same["base_half_width_px"])
+    assert half["pixel_size_nm"] is None and half["base_half_width_nm"] is None
+    # --pixel-size-nm, the size of the mask's own pixels, comes first
+    result = CliRunner().invoke(main, ["measure", str(masks / "half.png"), "--out", str(out),
+                                       "--images", str(images), "--pixel-size-nm", "1.0"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == pytest.approx(1.0)

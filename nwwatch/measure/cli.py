@@ -110,9 +110,10 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.nd
     return out
 
 
-def _grey_images(images: Path | None, stem: str, labels: list[np.ndarray]) -> list:
-    """The overlay backgrounds of a label file's pages: page k of the grey image with the same
-    stem in ``images``, or None per page (overlay drawn on the labels; a warning says why)."""
+def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> list:
+    """The frames a label file's pages were drawn on: page k of the grey image with the same
+    stem in ``images``, or None per page (a warning says why). They are the overlays'
+    backgrounds, and their pixel size is the labels' when the shapes match."""
     none: list = [None] * len(labels)
     if images is None:
         return none
@@ -120,20 +121,23 @@ def _grey_images(images: Path | None, stem: str, labels: list[np.ndarray]) -> li
         candidate = images / f"{stem}{suffix}"
         if candidate.exists():
             try:
-                pages = _read_pages(candidate)
+                frames = _read_frames(candidate)
             except LabelFileError as exc:  # an overlay's background: not worth the run
                 click.echo(f"warning: {exc.format_message()}; overlay drawn on the labels",
                            err=True)
                 return none
-            if len(pages) != len(labels):  # page k of the labels is not drawn on another frame
-                click.echo(f"warning: {candidate} has {len(pages)} page(s), the labels "
-                           f"{len(labels)}; overlays drawn on the labels", err=True)
+            if len(frames) != len(labels):  # page k of the labels is not drawn on another frame
+                click.echo(f"warning: {candidate} has {len(frames)} page(s), the labels "
+                           f"{len(labels)}; overlays drawn on the labels, its pixel size "
+                           "not used", err=True)
                 return none
-            if pages[0].shape != labels[0].shape:
-                click.echo(f"warning: {candidate} has shape {pages[0].shape}, labels "
-                           f"{labels[0].shape}; overlay drawn on the labels", err=True)
+            if frames[0].image.shape != labels[0].shape:
+                # a resized mask's pixels are not the frame's: its size would be wrong
+                click.echo(f"warning: {candidate} has shape {frames[0].image.shape}, labels "
+                           f"{labels[0].shape}; overlay drawn on the labels, its pixel size "
+                           "not used", err=True)
                 return none
-            return pages
+            return frames
     # e.g. labels named frame_mask.png beside frame.tif: said, not paired by a guess
     near = sorted(p.name for p in images.iterdir()
                   if p.suffix.lower() in _IMAGE_SUFFIXES and stem.startswith(p.stem))
@@ -220,8 +224,9 @@ def _write(rows: list[dict], out: Path) -> None:
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for one overlay PNG per image or page.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Folder of grey images with the labels' stems, for overlays "
-                                 "of label images.")
+              default=None, help="Folder of the frames the label images were drawn on, by "
+                                 "stem: the overlays' backgrounds, and the labels' pixel "
+                                 "size when they declare none and the shapes match.")
 @click.option("--read-as", "read_as", type=click.Choice(["auto", "labels", "frames"]),
               default="auto", show_default=True,
               help="labels: class ids (0 background, 1 nanowire, 2 droplet); frames: raw "
@@ -283,8 +288,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             skipped += 1
             continue
         source_sha256 = file_sha256(path)
-        greys = (_grey_images(images, path.stem, pages)
-                 if is_labels and overlays is not None else None)
+        greys = _grey_frames(images, path.stem, pages) if is_labels else None
         for index, page in enumerate(pages):
             start = time.perf_counter()
             extra: dict = {}
@@ -298,8 +302,11 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             # A raw frame also places the facet line on its intensity step, as the service
             # does; label images are measured on their labels alone.
             frame = frames[index]
-            # --pixel-size-nm stands for files that declare none, or declare a wrong one.
+            # --pixel-size-nm stands for files that declare none, or declare a wrong one; a
+            # label image declaring none has the pixels of its frame in --images
             size_nm = pixel_size_nm if pixel_size_nm is not None else frame.pixel_size_nm
+            if size_nm is None and greys is not None and greys[index] is not None:
+                size_nm = greys[index].pixel_size_nm
             result = measure_contact_angle(labels, probability, pixel_size_nm=size_nm,
                                            image=None if is_labels else page)
             elapsed_ms = 1000.0 * (time.perf_counter() - t)
@@ -309,8 +316,8 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                 extra["confidence"] = frame_confidence(probabilities, labels,
                                                        result.angle_valid)
             if overlays is not None:
-                if greys is not None:
-                    grey = greys[index]
+                if greys is not None and greys[index] is not None:
+                    grey = greys[index].image
                 picture = overlays / _overlay_name(path, index, len(pages), used_names)
                 if cv2.imwrite(str(picture), draw_overlay(grey, labels, result)):
                     extra["overlay_path"] = _overlay_path(picture, out)
