@@ -262,3 +262,23 @@ def test_a_linearly_resized_insitu_label_is_refused_naming_the_interpolation(tmp
     with pytest.raises(DatasetLayoutError, match="nearest-neighbour") as caught:
         read_label_image(tmp_path / "linear.png", 3)
     assert caught.value.path == tmp_path / "linear.png"
+
+
+def test_a_label_named_with_a_suffix_is_named_and_not_paired(tmp_path):
+    from nwwatch.io.dataset import pair_folder
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "img01.png"), np.zeros((8, 8), np.uint8))
+    cv2.imwrite(str(tmp_path / "labels" / "img01_mask.png"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(DatasetLayoutError, match="img01_mask.png is there: name each label "
+                                                 "file after its image"):
+        pair_folder(tmp_path)
+
+
+def test_a_colour_label_mask_is_told_to_be_renumbered(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[4:, :] = (0, 255, 0)
+    cv2.imwrite(str(tmp_path / "rgb.png"), rgb)
+    with pytest.raises(DatasetLayoutError, match="colour image.*Masks from other tools"):
+        read_label_image(tmp_path / "rgb.png", 3)
