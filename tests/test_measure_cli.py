@@ -733,3 +733,13 @@ def test_label_images_take_the_pixel_size_of_their_frame_of_the_same_shape(tmp_p
                                        "--images", str(images), "--pixel-size-nm", "1.0"])
     assert result.exit_code == 0, result.output
     assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == pytest.approx(1.0)
+
+
+def test_a_grey_mask_read_as_labels_is_told_to_be_renumbered(tmp_path):
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), np.array([0, 127, 255], np.uint8)[cap.labels])
+    result = CliRunner().invoke(main, ["measure", str(grey), "--read-as", "labels", "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1
+    assert "renumber it to 0, 1, 2" in result.output and "--read-as frames" not in result.output

@@ -100,8 +100,11 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.nd
                       "tools')"
             )
         if bad.size:
+            # which of another tool's ids means which class is the user's to say, not guessed
             raise LabelFileError(
-                path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {bad[:5]}"
+                path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {bad[:5]} "
+                      "(a mask with other class ids, e.g. 0/127/255 grey or counted from 1? "
+                      "renumber it to 0, 1, 2: docs/measurement.md, 'Masks from other tools')"
             )
         rim = interpolated_rim_problem(page)
         if rim:  # else a wire rim around the droplet moves or refuses the angle, unexplained
@@ -273,16 +276,11 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                     if read_as == "labels" or all(
                             np.isin(p, [0, NANOWIRE, DROPLET, UNLABELED]).all() for p in pages):
                         raise  # class ids (with unlabeled pixels): not a frame
-                    # a blank frame (few grey levels made auto read it as labels), or a
-                    # mask of another tool's ids (0/127/255 grey, classes counted from 1):
-                    # which ids mean which class is the user's to say, not guessed here
-                    raise LabelFileError(path, f"{exc.reason} (read as labels: at most "
-                                               f"{_LABEL_MAX_VALUES} distinct values; a mask "
-                                               "with other class ids, e.g. 0/127/255 grey "
-                                               "or counted from 1: renumber it to 0, 1, 2 "
-                                               "(docs/measurement.md, 'Masks from other "
-                                               "tools'); a raw frame: --read-as frames "
-                                               "measures it as one)") from None
+                    # e.g. a blank frame: few grey levels made auto read it as labels
+                    raise LabelFileError(path, f"{exc.reason}; read as labels: at most "
+                                               f"{_LABEL_MAX_VALUES} distinct values (a raw "
+                                               "frame: --read-as frames measures it as "
+                                               "one)") from None
         except LabelFileError as exc:
             click.echo(f"skipped {exc.format_message()}", err=True)
             skipped += 1
