@@ -282,3 +282,13 @@ def test_a_colour_label_mask_is_told_to_be_renumbered(tmp_path):
     cv2.imwrite(str(tmp_path / "rgb.png"), rgb)
     with pytest.raises(DatasetLayoutError, match="colour image.*Masks from other tools"):
         read_label_image(tmp_path / "rgb.png", 3)
+
+
+def test_a_label_of_another_size_than_its_image_says_how_to_resize_it(tmp_path):
+    from nwwatch.io.dataset import read_pair
+
+    cv2.imwrite(str(tmp_path / "img.png"), np.zeros((16, 16), np.uint8))
+    cv2.imwrite(str(tmp_path / "label.png"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(DatasetLayoutError, match=r"label shape \(8, 8\) != image shape "
+                                                 r"\(16, 16\) of img.png: .*nearest-neighbour"):
+        read_pair(tmp_path / "img.png", tmp_path / "label.png", 3)

@@ -370,7 +370,10 @@ def read_pair(image_path: Path, label_path: Path, num_classes: int
     label = read_label_image(label_path, num_classes)
     if label.shape != image.shape:
         raise DatasetLayoutError(label_path, f"label shape {label.shape} != image shape "
-                                             f"{image.shape} of {image_path.name}")
+                                             f"{image.shape} of {image_path.name}: a label "
+                                             f"image has one class per pixel of its image; "
+                                             f"resize it with nearest-neighbour interpolation "
+                                             f"(never linear) or label the image at its size")
     return image, label
 
 
