@@ -532,3 +532,27 @@ def test_an_existing_json_that_is_not_a_report_is_not_replaced(tmp_path):
                                        "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert json.loads(report.read_text())["images"] == 2
+
+
+def test_the_recipe_for_the_angles_of_masks_drawn_elsewhere_runs(tmp_path, monkeypatch):
+    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    recipe = text.split("**Masks drawn in other tools.**", 1)[1]
+    recipe = recipe.split("```python\n", 1)[1].split("```", 1)[0]
+    data = tmp_path / "DATA"
+    result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2",
+                                       "--size", "256", "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    (data / "truth.parquet").unlink()
+    monkeypatch.chdir(tmp_path)
+    exec(compile(recipe, "docs/training.md", "exec"), {})
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(data / "truth.parquet").num_rows
+    assert rows >= 1
+    report_path = tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(data), "--threads", "1",
+                                       "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    truth_labels = json.loads(report_path.read_text())["contact_angle_on_truth_labels"]
+    assert truth_labels["frames"] == truth_labels["valid"] == rows
+    assert truth_labels["max_abs_deg"] == pytest.approx(0.0, abs=1e-9)

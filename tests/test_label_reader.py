@@ -247,3 +247,48 @@ def test_naparis_labels_layer_as_saved_is_told_the_whole_conversion(tmp_path):
     tifffile.imwrite(tmp_path / "slice.tif", converted)
     got = read_label_image(tmp_path / "slice.tif", 2)
     assert got[0, 0] == 0 and got[5, 6] == 1 and got[2, 3] == UNLABELED
+
+
+def test_a_linearly_resized_insitu_label_is_refused_naming_the_interpolation(tmp_path):
+    label = np.zeros((60, 60), np.uint8)
+    label[40:, :] = 1  # wire
+    cv2.circle(label, (30, 40), 15, 2, -1)  # droplet on it
+    label[40:, :] = np.where(label[40:, :] == 2, 1, label[40:, :])
+    cv2.imwrite(str(tmp_path / "nearest.png"), cv2.resize(label, (120, 120),
+                                                          interpolation=cv2.INTER_NEAREST))
+    cv2.imwrite(str(tmp_path / "linear.png"), cv2.resize(label, (120, 120),
+                                                         interpolation=cv2.INTER_LINEAR))
+    assert read_label_image(tmp_path / "nearest.png", 3).shape == (120, 120)
+    with pytest.raises(DatasetLayoutError, match="nearest-neighbour") as caught:
+        read_label_image(tmp_path / "linear.png", 3)
+    assert caught.value.path == tmp_path / "linear.png"
+
+
+def test_a_label_named_with_a_suffix_is_named_and_not_paired(tmp_path):
+    from nwwatch.io.dataset import pair_folder
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "img01.png"), np.zeros((8, 8), np.uint8))
+    cv2.imwrite(str(tmp_path / "labels" / "img01_mask.png"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(DatasetLayoutError, match="img01_mask.png is there: name each label "
+                                                 "file after its image"):
+        pair_folder(tmp_path)
+
+
+def test_a_colour_label_mask_is_told_to_be_renumbered(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[4:, :] = (0, 255, 0)
+    cv2.imwrite(str(tmp_path / "rgb.png"), rgb)
+    with pytest.raises(DatasetLayoutError, match="colour image.*Masks from other tools"):
+        read_label_image(tmp_path / "rgb.png", 3)
+
+
+def test_a_label_of_another_size_than_its_image_says_how_to_resize_it(tmp_path):
+    from nwwatch.io.dataset import read_pair
+
+    cv2.imwrite(str(tmp_path / "img.png"), np.zeros((16, 16), np.uint8))
+    cv2.imwrite(str(tmp_path / "label.png"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(DatasetLayoutError, match=r"label shape \(8, 8\) != image shape "
+                                                 r"\(16, 16\) of img.png: .*nearest-neighbour"):
+        read_pair(tmp_path / "img.png", tmp_path / "label.png", 3)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from ideal_caps import render_ideal_cap
 
 from nwwatch.cli import main
+from nwwatch.io.write import write_frame_tiff
 from nwwatch.measure import MEASUREMENT_FIELDS, draw_overlay, measure_contact_angle
 from nwwatch.measure.overlay import overlay_zoom
 
@@ -633,3 +634,112 @@ def test_model_option_takes_a_shipped_name_and_names_a_checkpoint(tmp_path, comm
         return
     result = CliRunner().invoke(main, [command, target, "--model", "insitu-default", *out])
     assert result.exit_code == 0, result.output
+
+
+def test_a_linearly_resized_mask_is_refused_naming_the_interpolation(tmp_path):
+    # linear interpolation turns the 0-to-2 step around the droplet into a rim of 1 (wire)
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    linear, nearest = tmp_path / "linear.png", tmp_path / "nearest.png"
+    cv2.imwrite(str(linear), cv2.resize(cap.labels, (400, 400), interpolation=cv2.INTER_LINEAR))
+    cv2.imwrite(str(nearest), cv2.resize(cap.labels, (400, 400),
+                                         interpolation=cv2.INTER_NEAREST))
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(linear), str(nearest), "--out", str(out)])
+    assert result.exit_code == 1
+    assert f"skipped {linear}: " in result.output and "nearest-neighbour" in result.output
+    rows = pq.read_table(out).to_pylist()
+    assert [r["source"] for r in rows] == [str(nearest)]
+    assert rows[0]["status"] == "ok"
+    assert abs(rows[0]["contact_angle_deg"] - cap.contact_angle_deg) < 1.0
+
+
+def test_a_grey_mask_is_told_to_be_renumbered_not_read_as_a_frame(tmp_path):
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), np.array([0, 127, 255], np.uint8)[cap.labels])
+    result = CliRunner().invoke(main, ["measure", str(grey), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1
+    assert f"{grey}: labels must be" in result.output
+    assert "renumber it to 0, 1, 2" in result.output and "Masks from other tools" in result.output
+
+
+def test_a_label_without_a_grey_image_of_its_stem_is_warned_about(tmp_path):
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    mask = tmp_path / "good_mask.png"
+    cv2.imwrite(str(mask), cap.labels)
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "good.tif", np.where(cap.labels == 0, 3000, 1000).astype(np.uint16))
+    result = CliRunner().invoke(main, ["measure", str(mask), "--out", str(tmp_path / "r.parquet"),
+                                       "--overlays", str(tmp_path / "qa"),
+                                       "--images", str(images)])
+    assert result.exit_code == 0, result.output
+    assert f"warning: no good_mask.tif, .tiff or .png in {images}" in result.output
+    assert "good.tif there" in result.output
+
+
+def test_the_recipe_for_masks_from_other_tools_runs(tmp_path, monkeypatch):
+    text = (Path(__file__).parents[1] / "docs" / "measurement.md").read_text()
+    section = text.split("### Masks from other tools", 1)[1]
+    recipe = section.split("```python\n", 1)[1].split("```", 1)[0]
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    for folder in ("masks", "frames", "labels"):
+        (tmp_path / folder).mkdir()
+    # another tool's export: 0/127/255 grey, half the frame's size, an unsure band of 128
+    half = cv2.resize(cap.labels, (100, 100), interpolation=cv2.INTER_NEAREST)
+    grey = np.array([0, 127, 255], np.uint8)[half]
+    edge = cv2.dilate(half, np.ones((3, 3), np.uint8)) != cv2.erode(half, np.ones((3, 3),
+                                                                            np.uint8))
+    grey[edge] = 128
+    cv2.imwrite(str(tmp_path / "masks" / "frame_0001_mask.png"), grey)
+    tifffile.imwrite(tmp_path / "frames" / "frame_0001.tif",
+                     np.where(cap.labels == 0, 3000, 1000).astype(np.uint16))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(recipe, "docs/measurement.md", "exec"), {})
+    labels = cv2.imread(str(tmp_path / "labels" / "frame_0001.png"), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == SHAPE and set(np.unique(labels)) == {0, 1, 2}
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", "labels/frame_0001.png", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    row = pq.read_table(out).to_pylist()[0]
+    assert row["status"] == "ok"
+    assert abs(row["contact_angle_deg"] - cap.contact_angle_deg) < 3.0
+
+
+def test_label_images_take_the_pixel_size_of_their_frame_of_the_same_shape(tmp_path):
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    masks, images = tmp_path / "masks", tmp_path / "images"
+    masks.mkdir()
+    images.mkdir()
+    cv2.imwrite(str(masks / "same.png"), cap.labels)
+    cv2.imwrite(str(masks / "half.png"), cv2.resize(cap.labels, (100, 100),
+                                                    interpolation=cv2.INTER_NEAREST))
+    grey = np.where(cap.labels == 0, 3000, 1000).astype(np.uint16)
+    for stem in ("same", "half"):
+        write_frame_tiff(images / f"{stem}.tif", grey, pixel_size_nm=0.5)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(masks / "same.png"), str(masks / "half.png"),
+                                       "--out", str(out), "--images", str(images)])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {images / 'half.tif'} has shape (200, 200), labels (100, 100)" \
+        in result.output and "its pixel size not used" in result.output
+    same, half = pq.read_table(out).to_pylist()
+    assert same["pixel_size_nm"] == pytest.approx(0.5)
+    assert same["base_half_width_nm"] == pytest.approx(0.5 * same["base_half_width_px"])
+    assert half["pixel_size_nm"] is None and half["base_half_width_nm"] is None
+    # --pixel-size-nm, the size of the mask's own pixels, comes first
+    result = CliRunner().invoke(main, ["measure", str(masks / "half.png"), "--out", str(out),
+                                       "--images", str(images), "--pixel-size-nm", "1.0"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == pytest.approx(1.0)
+
+
+def test_a_grey_mask_read_as_labels_is_told_to_be_renumbered(tmp_path):
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), np.array([0, 127, 255], np.uint8)[cap.labels])
+    result = CliRunner().invoke(main, ["measure", str(grey), "--read-as", "labels", "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1
+    assert "renumber it to 0, 1, 2" in result.output and "--read-as frames" not in result.output

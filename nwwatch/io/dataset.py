@@ -42,6 +42,7 @@ from nwwatch.classes import (
     INSITU_CLASSES,
     TOMOGRAM_CLASSES,
     UNLABELED,
+    interpolated_rim_problem,
     misplaced_insitu_class,
 )
 from nwwatch.io.errors import InputError, UnsupportedDtypeError
@@ -105,7 +106,10 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
         channels = data[..., :3]
         if not (np.array_equal(channels[..., 0], channels[..., 1])
                 and np.array_equal(channels[..., 0], channels[..., 2])):
-            raise DatasetLayoutError(path, "colour image; nwwatch needs single-channel grey images")
+            raise DatasetLayoutError(path, "colour image; nwwatch needs single-channel grey "
+                                           "images (a colour label mask: renumber its colours "
+                                           "to class ids, docs/measurement.md, 'Masks from "
+                                           "other tools')")
         data = channels[..., 0]
     if data.ndim != 2 or min(data.shape) == 0:
         raise DatasetLayoutError(path, f"expected a 2D image, got shape {data.shape}")
@@ -192,6 +196,9 @@ def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str
         raise DatasetLayoutError(
             path, f"label values {bad.tolist()[:10]} out of range: expected 0..{num_classes - 1} "
                   f"or {UNLABELED} (unlabeled){hint}")
+    rim = interpolated_rim_problem(label) if num_classes >= len(INSITU_CLASSES) else None
+    if rim:  # trained or scored, the rim teaches and grades a wire around every droplet
+        raise DatasetLayoutError(path, rim)
     return label.astype(np.uint8)
 
 
@@ -289,8 +296,12 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
                 raise DatasetLayoutError(path, f"no label for this image: {other[0]} is not "
                                                f"read (labels are PNG or TIFF; save them "
                                                f"losslessly: JPEG changes the class ids)")
+            # e.g. labels/img01_mask.png: said, not paired by a guess at the suffix
+            longer = sorted(name for name in label_by_stem if name.startswith(stem))
+            named = (f"; {label_by_stem[longer[0]].name} is there: name each label file "
+                     f"after its image" if longer else "")
             raise DatasetLayoutError(path, f"no label for this image (expected "
-                                           f"{label_dir / stem}.png)")
+                                           f"{label_dir / stem}.png){named}")
     for stem, path in label_by_stem.items():
         if stem not in image_by_stem:
             raise DatasetLayoutError(path, f"label without an image (expected {image_dir / stem}"
@@ -359,7 +370,10 @@ def read_pair(image_path: Path, label_path: Path, num_classes: int
     label = read_label_image(label_path, num_classes)
     if label.shape != image.shape:
         raise DatasetLayoutError(label_path, f"label shape {label.shape} != image shape "
-                                             f"{image.shape} of {image_path.name}")
+                                             f"{image.shape} of {image_path.name}: a label "
+                                             f"image has one class per pixel of its image; "
+                                             f"resize it with nearest-neighbour interpolation "
+                                             f"(never linear) or label the image at its size")
     return image, label
 
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from nwwatch import DEFAULT_INSITU_MODEL, __version__
-from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
+from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED, interpolated_rim_problem
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM
@@ -95,19 +95,28 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.nd
             raise LabelFileError(
                 path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {UNLABELED} "
                       "(unlabeled pixels of a DATA folder, or a 0/255 mask): every pixel needs "
-                      "a class to measure"
+                      "a class to measure (an unsure band of a hand-drawn mask: give it the class "
+                      "of the nearest labeled pixel, docs/measurement.md, 'Masks from other "
+                      "tools')"
             )
         if bad.size:
+            # which of another tool's ids means which class is the user's to say, not guessed
             raise LabelFileError(
-                path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {bad[:5]}"
+                path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {bad[:5]} "
+                      "(a mask with other class ids, e.g. 0/127/255 grey or counted from 1? "
+                      "renumber it to 0, 1, 2: docs/measurement.md, 'Masks from other tools')"
             )
+        rim = interpolated_rim_problem(page)
+        if rim:  # else a wire rim around the droplet moves or refuses the angle, unexplained
+            raise LabelFileError(path, rim)
         out.append(page.astype(np.uint8))
     return out
 
 
-def _grey_images(images: Path | None, stem: str, labels: list[np.ndarray]) -> list:
-    """The overlay backgrounds of a label file's pages: page k of the grey image with the same
-    stem in ``images``, or None per page (overlay drawn on the labels; a warning says why)."""
+def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> list:
+    """The frames a label file's pages were drawn on: page k of the grey image with the same
+    stem in ``images``, or None per page (a warning says why). They are the overlays'
+    backgrounds, and their pixel size is the labels' when the shapes match."""
     none: list = [None] * len(labels)
     if images is None:
         return none
@@ -115,20 +124,29 @@ def _grey_images(images: Path | None, stem: str, labels: list[np.ndarray]) -> li
         candidate = images / f"{stem}{suffix}"
         if candidate.exists():
             try:
-                pages = _read_pages(candidate)
+                frames = _read_frames(candidate)
             except LabelFileError as exc:  # an overlay's background: not worth the run
                 click.echo(f"warning: {exc.format_message()}; overlay drawn on the labels",
                            err=True)
                 return none
-            if len(pages) != len(labels):  # page k of the labels is not drawn on another frame
-                click.echo(f"warning: {candidate} has {len(pages)} page(s), the labels "
-                           f"{len(labels)}; overlays drawn on the labels", err=True)
+            if len(frames) != len(labels):  # page k of the labels is not drawn on another frame
+                click.echo(f"warning: {candidate} has {len(frames)} page(s), the labels "
+                           f"{len(labels)}; overlays drawn on the labels, its pixel size "
+                           "not used", err=True)
                 return none
-            if pages[0].shape != labels[0].shape:
-                click.echo(f"warning: {candidate} has shape {pages[0].shape}, labels "
-                           f"{labels[0].shape}; overlay drawn on the labels", err=True)
+            if frames[0].image.shape != labels[0].shape:
+                # a resized mask's pixels are not the frame's: its size would be wrong
+                click.echo(f"warning: {candidate} has shape {frames[0].image.shape}, labels "
+                           f"{labels[0].shape}; overlay drawn on the labels, its pixel size "
+                           "not used", err=True)
                 return none
-            return pages
+            return frames
+    # e.g. labels named frame_mask.png beside frame.tif: said, not paired by a guess
+    near = sorted(p.name for p in images.iterdir()
+                  if p.suffix.lower() in _IMAGE_SUFFIXES and stem.startswith(p.stem))
+    named = f" ({', '.join(near[:3])} there: name the labels after their frame)" if near else ""
+    click.echo(f"warning: no {stem}.tif, .tiff or .png in {images}{named}; overlay drawn "
+               f"on the labels", err=True)
     return none
 
 
@@ -209,8 +227,9 @@ def _write(rows: list[dict], out: Path) -> None:
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for one overlay PNG per image or page.")
 @click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Folder of grey images with the labels' stems, for overlays "
-                                 "of label images.")
+              default=None, help="Folder of the frames the label images were drawn on, by "
+                                 "stem: the overlays' backgrounds, and the labels' pixel "
+                                 "size when they declare none and the shapes match.")
 @click.option("--read-as", "read_as", type=click.Choice(["auto", "labels", "frames"]),
               default="auto", show_default=True,
               help="labels: class ids (0 background, 1 nanowire, 2 droplet); frames: raw "
@@ -258,17 +277,16 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                             np.isin(p, [0, NANOWIRE, DROPLET, UNLABELED]).all() for p in pages):
                         raise  # class ids (with unlabeled pixels): not a frame
                     # e.g. a blank frame: few grey levels made auto read it as labels
-                    raise LabelFileError(path, f"{exc.reason} (read as labels: at most "
-                                               f"{_LABEL_MAX_VALUES} distinct values; "
-                                               "--read-as frames measures it as a raw "
-                                               "frame)") from None
+                    raise LabelFileError(path, f"{exc.reason}; read as labels: at most "
+                                               f"{_LABEL_MAX_VALUES} distinct values (a raw "
+                                               "frame: --read-as frames measures it as "
+                                               "one)") from None
         except LabelFileError as exc:
             click.echo(f"skipped {exc.format_message()}", err=True)
             skipped += 1
             continue
         source_sha256 = file_sha256(path)
-        greys = (_grey_images(images, path.stem, pages)
-                 if is_labels and overlays is not None else None)
+        greys = _grey_frames(images, path.stem, pages) if is_labels else None
         for index, page in enumerate(pages):
             start = time.perf_counter()
             extra: dict = {}
@@ -282,8 +300,11 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             # A raw frame also places the facet line on its intensity step, as the service
             # does; label images are measured on their labels alone.
             frame = frames[index]
-            # --pixel-size-nm stands for files that declare none, or declare a wrong one.
+            # --pixel-size-nm stands for files that declare none, or declare a wrong one; a
+            # label image declaring none has the pixels of its frame in --images
             size_nm = pixel_size_nm if pixel_size_nm is not None else frame.pixel_size_nm
+            if size_nm is None and greys is not None and greys[index] is not None:
+                size_nm = greys[index].pixel_size_nm
             result = measure_contact_angle(labels, probability, pixel_size_nm=size_nm,
                                            image=None if is_labels else page)
             elapsed_ms = 1000.0 * (time.perf_counter() - t)
@@ -293,8 +314,8 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                 extra["confidence"] = frame_confidence(probabilities, labels,
                                                        result.angle_valid)
             if overlays is not None:
-                if greys is not None:
-                    grey = greys[index]
+                if greys is not None and greys[index] is not None:
+                    grey = greys[index].image
                 picture = overlays / _overlay_name(path, index, len(pages), used_names)
                 if cv2.imwrite(str(picture), draw_overlay(grey, labels, result)):
                     extra["overlay_path"] = _overlay_path(picture, out)
