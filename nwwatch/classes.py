@@ -50,13 +50,35 @@ SOLID = 1
 TOMOGRAM_CLASSES: tuple[str, ...] = ("pore", "solid")
 
 
-#: A wire pixel between droplet and background along more than this fraction of the droplet's
-#: edge pixels (and on more than ``_RIM_MIN_PX`` pixels) is the rim that linear (or area)
-#: interpolation leaves where 0 meets 2 in a resized label image. Drawn and exact masks have
-#: such pixels only at the triple points: at most 3 on the synthetic sets (a droplet edge of
-#: 120-1,200 px); masks resized linearly to 512², 1024² and 700 x 540 have 30-80 %.
-_RIM_MAX_FRACTION = 0.1
+#: A thin wire rim between droplet and background along more than this fraction of the
+#: droplet's edge pixels (and on more than ``_RIM_MIN_PX`` pixels) is the rim that linear (or
+#: area) interpolation leaves where 0 meets 2 in a resized label image: masks of the
+#: benchmark's real geometries resized by 0.5-1.3 have 13-80 % (a few of those shrunk, at
+#: 13-15 %, pass). Their exact, wiggled, blob, hole, gap and polygon labels have none beyond
+#: the triple points; with a quarter of their boundary pixels flipped ("ragged"), up to 15 %
+#: (one of 220 refused).
+_RIM_MAX_FRACTION = 0.15
 _RIM_MIN_PX = 8
+
+
+def _erode3(mask: np.ndarray) -> np.ndarray:
+    """3 x 3 erosion of a boolean mask (outside the image counts as set)."""
+    padded = np.pad(mask, 1, mode="edge")
+    out = np.ones_like(mask)
+    for dr in range(3):
+        for dc in range(3):
+            out &= padded[dr:dr + mask.shape[0], dc:dc + mask.shape[1]]
+    return out
+
+
+def _dilate3(mask: np.ndarray) -> np.ndarray:
+    """3 x 3 dilation of a boolean mask."""
+    padded = np.pad(mask, 1)
+    out = np.zeros_like(mask)
+    for dr in range(3):
+        for dc in range(3):
+            out |= padded[dr:dr + mask.shape[0], dc:dc + mask.shape[1]]
+    return out
 
 
 def interpolated_rim_problem(labels: np.ndarray) -> str | None:
@@ -74,7 +96,11 @@ def interpolated_rim_problem(labels: np.ndarray) -> str | None:
         near[:, :-1] |= mask[:, 1:]
         return near
 
-    rim_px = int(np.count_nonzero(wire & touches(droplet) & touches(background)))
+    # Only a thin rim counts: wire pixels left of the wire after a 3 x 3 opening are the
+    # wire's own edge, which touches both where a ragged or hand-drawn interface leaves
+    # background between wire and droplet.
+    body = _dilate3(_erode3(wire))
+    rim_px = int(np.count_nonzero(wire & ~body & touches(droplet) & touches(background)))
     edge_px = int(np.count_nonzero(droplet & touches(~droplet)))
     if rim_px <= max(_RIM_MIN_PX, _RIM_MAX_FRACTION * edge_px):
         return None
