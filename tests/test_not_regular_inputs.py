@@ -97,3 +97,23 @@ def test_label_refuses_a_fifo_by_name(tmp_path):
                    tmp_path)
     _refused(out, "frame.tif")
     assert not (tmp_path / "data").exists()
+
+
+def test_an_interrupt_once_the_file_object_owns_the_descriptor_stays_an_interrupt(
+        tmp_path, monkeypatch):
+    """Ctrl-C, or SIGTERM raised as one, arriving in ``os.fdopen`` after its file object took
+    the descriptor: the interrupt propagates. Was: the descriptor closed a second time, and
+    an OSError (EBADF) replaced the interrupt, a traceback where replay prints 'stopped'."""
+    from nwwatch.io import regular
+
+    path = tmp_path / "f.tif"
+    path.write_bytes(b"II*\x00")
+    real_fdopen = os.fdopen
+
+    def interrupted_fdopen(fd, mode):
+        real_fdopen(fd, mode)  # the object owns fd and, dropped here, closes it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(regular.os, "fdopen", interrupted_fdopen)
+    with pytest.raises(KeyboardInterrupt):
+        regular.open_regular(path)

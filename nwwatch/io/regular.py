@@ -42,10 +42,13 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):  # a FIFO, or swapped for something else since the stat
             raise _not_regular(path, mode)
-        return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+    # Outside the try: a signal (Ctrl-C, SIGTERM as KeyboardInterrupt) raised once fdopen's
+    # file object owns the descriptor would close it twice, the second time with EBADF in
+    # place of the interrupt.
+    return os.fdopen(fd, "rb")
 
 
 def check_regular(path: str | os.PathLike[str]) -> os.stat_result:
