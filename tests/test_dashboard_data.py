@@ -4,6 +4,8 @@ rolling trend, angle statistics, cursors, the stale warning, ``[dashboard]`` val
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -428,3 +430,17 @@ def test_a_tomogram_summary_has_its_processing_time(tmp_path):
     store.refresh()
     (acq,) = store.snapshot.values()
     assert acquisition_summary(acq, T0.timestamp(), None)["proc_ms_median"] == 135.0
+
+
+def test_allow_remote_of_the_wrong_type_is_named_alone(tmp_path):
+    """`nwwatch run` exits 78 naming `dashboard.allow_remote` once, not as a `listen` error
+    that repeats the file name."""
+    (tmp_path / "acq").mkdir()
+    cfg = tmp_path / "nwwatch.toml"
+    cfg.write_text(f'[[watch]]\npath = "{tmp_path / "acq"}"\n[output]\n'
+                   f'results = "{tmp_path / "res"}"\n[dashboard]\nallow_remote = "yes"\n')
+    proc = subprocess.run([sys.executable, "-m", "nwwatch", "run", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 78, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"nwwatch: {cfg}: dashboard.allow_remote: must be a boolean, got 'yes'"
