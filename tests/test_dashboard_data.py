@@ -444,3 +444,27 @@ def test_allow_remote_of_the_wrong_type_is_named_alone(tmp_path):
     assert proc.returncode == 78, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last == f"nwwatch: {cfg}: dashboard.allow_remote: must be a boolean, got 'yes'"
+
+
+def test_a_stack_growing_page_by_page_goes_stale_when_it_stops(tmp_path):
+    """Each version of a growing stack is one commit; only the newest version's rows are
+    kept, all of one commit, yet the acquisition was receiving frames and then stopped."""
+    results = tmp_path / "res"
+    store = ResultsStore(results)
+    for pages in (1, 2, 3):
+        rows = frame_rows("/acq/a", [100.0] * pages,
+                          processed=T0 + timedelta(seconds=5 * pages))
+        for k, row in enumerate(rows):
+            row.update(source="/acq/a/stack.tif", frame=k, source_sha256=f"{pages}" * 64)
+        write(results, f"frames-{pages}.parquet", rows)
+        store.refresh()  # versions arrive one refresh at a time, as from the service
+    acq = next(iter(store.snapshot.values()))
+    assert len(acq) == 3  # the newest version's rows only
+    newest = T0.timestamp() + 15
+    assert not acquisition_summary(acq, newest + 10, 120.0)["stale"]
+    assert acquisition_summary(acq, newest + 300, 120.0)["stale"]
+    # The same seen at once (a dashboard started after the stack grew).
+    fresh = ResultsStore(results)
+    fresh.refresh()
+    acq = next(iter(fresh.snapshot.values()))
+    assert len(acq) == 3 and acquisition_summary(acq, newest + 300, 120.0)["stale"]

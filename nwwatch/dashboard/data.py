@@ -81,6 +81,10 @@ class Acquisition:
     quarantined: list[dict] = field(default_factory=list)
     #: frame_series, computed once per snapshot (the table never changes after _build)
     series_cache: dict | None = field(default=None, repr=False)
+    #: The distinct ``processed_at`` (epoch s) of every commit of the folder's rows, earlier
+    #: versions of its files included: a stack grown page by page keeps only its newest
+    #: version's rows in ``table``, one commit, yet it was receiving frames.
+    commits_s: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return 0 if self.table is None else self.table.num_rows
@@ -256,6 +260,10 @@ class ResultsStore:
                     parts, promote_options="default")).items():
                 acq_id = acquisition_id(folder, series)
                 old = acqs.get(acq_id)
+                commits_s = (np.unique(epoch_s(part["processed_at"]))
+                             if "processed_at" in part.column_names else None)
+                if commits_s is not None and old is not None and old.commits_s is not None:
+                    commits_s = np.union1d(old.commits_s, commits_s)
                 if old is not None and old.table is not None:
                     part = pa.concat_tables([old.table, part], promote_options="default")
                 part = newest_versions(part, self._reverted)
@@ -265,7 +273,8 @@ class ResultsStore:
                 acqs[acq_id] = Acquisition(acq_id, folder,
                                            "tomogram" if kind == "volumes" else "insitu",
                                            part.sort_by(order),
-                                           [] if old is None else old.quarantined)
+                                           [] if old is None else old.quarantined,
+                                           commits_s=commits_s)
         # Every snapshot (new rows may be a folder's first, or a new model's series): a
         # folder's quarantined files go with each series of its rows; a folder with
         # quarantined files only gets an entry of its own, dropped once it has rows.
@@ -279,7 +288,7 @@ class ResultsStore:
                 del acqs[acq_id]
             elif listed != acq.quarantined:
                 acqs[acq_id] = Acquisition(acq.id, acq.folder, acq.kind, acq.table, listed,
-                                           acq.series_cache)
+                                           acq.series_cache, acq.commits_s)
         for folder, listed in by_folder.items():
             if folder not in with_rows:
                 # quarantine.parquet does not record the folder's kind
@@ -402,8 +411,10 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
         out["frames_per_s"] = float((recent > recent[0]).sum() / (recent[-1] - recent[0]))
     if (stale_after_s is not None and now - last > stale_after_s + rows_held_s
             and (active_since is None or last >= active_since)):
-        # Two commits (not two rows of one multi-page file) make an acquisition "active".
-        out["stale"] = bool(len(np.unique(processed[processed >= last - stale_after_s])) >= 2)
+        # Two commits (not two rows of one multi-page file) make an acquisition "active";
+        # those of a file's earlier versions count (a stack growing page by page).
+        commits = np.unique(processed) if acq.commits_s is None else acq.commits_s
+        out["stale"] = bool((commits >= last - stale_after_s).sum() >= 2)
     out["model"] = t["model_name"][-1].as_py() if "model_name" in t.column_names else None
     out["provider"] = t["provider"][-1].as_py() if "provider" in t.column_names else None
     if acq.kind == "insitu":
