@@ -446,9 +446,10 @@ def test_allow_remote_of_the_wrong_type_is_named_alone(tmp_path):
     assert last == f"nwwatch: {cfg}: dashboard.allow_remote: must be a boolean, got 'yes'"
 
 
-def test_a_stack_growing_page_by_page_goes_stale_when_it_stops(tmp_path):
+def test_a_stack_growing_page_by_page_has_a_rate_and_goes_stale_when_it_stops(tmp_path):
     """Each version of a growing stack is one commit; only the newest version's rows are
-    kept, all of one commit, yet the acquisition was receiving frames and then stopped."""
+    kept, all of one commit, yet the acquisition was receiving frames (one page each 5 s)
+    and then stopped."""
     results = tmp_path / "res"
     store = ResultsStore(results)
     for pages in (1, 2, 3):
@@ -463,8 +464,13 @@ def test_a_stack_growing_page_by_page_goes_stale_when_it_stops(tmp_path):
     newest = T0.timestamp() + 15
     assert not acquisition_summary(acq, newest + 10, 120.0)["stale"]
     assert acquisition_summary(acq, newest + 300, 120.0)["stale"]
+    # Pages new to the stack after the minute's first commit: 2 in the 20 s since it (live),
+    # 2 in the 10 s up to the newest (finished); each page once, not with every version.
+    assert acquisition_summary(acq, newest + 10, 120.0)["frames_per_s"] == pytest.approx(0.1)
+    assert acquisition_summary(acq, newest, None)["frames_per_s"] == pytest.approx(0.2)
     # The same seen at once (a dashboard started after the stack grew).
     fresh = ResultsStore(results)
     fresh.refresh()
     acq = next(iter(fresh.snapshot.values()))
     assert len(acq) == 3 and acquisition_summary(acq, newest + 300, 120.0)["stale"]
+    assert acquisition_summary(acq, newest, None)["frames_per_s"] == pytest.approx(0.2)
