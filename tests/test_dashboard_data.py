@@ -4,6 +4,8 @@ rolling trend, angle statistics, cursors, the stale warning, ``[dashboard]`` val
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -428,3 +430,47 @@ def test_a_tomogram_summary_has_its_processing_time(tmp_path):
     store.refresh()
     (acq,) = store.snapshot.values()
     assert acquisition_summary(acq, T0.timestamp(), None)["proc_ms_median"] == 135.0
+
+
+def test_allow_remote_of_the_wrong_type_is_named_alone(tmp_path):
+    """`nwwatch run` exits 78 naming `dashboard.allow_remote` once, not as a `listen` error
+    that repeats the file name."""
+    (tmp_path / "acq").mkdir()
+    cfg = tmp_path / "nwwatch.toml"
+    cfg.write_text(f'[[watch]]\npath = "{tmp_path / "acq"}"\n[output]\n'
+                   f'results = "{tmp_path / "res"}"\n[dashboard]\nallow_remote = "yes"\n')
+    proc = subprocess.run([sys.executable, "-m", "nwwatch", "run", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 78, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"nwwatch: {cfg}: dashboard.allow_remote: must be a boolean, got 'yes'"
+
+
+def test_a_stack_growing_page_by_page_has_a_rate_and_goes_stale_when_it_stops(tmp_path):
+    """Each version of a growing stack is one commit; only the newest version's rows are
+    kept, all of one commit, yet the acquisition was receiving frames (one page each 5 s)
+    and then stopped."""
+    results = tmp_path / "res"
+    store = ResultsStore(results)
+    for pages in (1, 2, 3):
+        rows = frame_rows("/acq/a", [100.0] * pages,
+                          processed=T0 + timedelta(seconds=5 * pages))
+        for k, row in enumerate(rows):
+            row.update(source="/acq/a/stack.tif", frame=k, source_sha256=f"{pages}" * 64)
+        write(results, f"frames-{pages}.parquet", rows)
+        store.refresh()  # versions arrive one refresh at a time, as from the service
+    acq = next(iter(store.snapshot.values()))
+    assert len(acq) == 3  # the newest version's rows only
+    newest = T0.timestamp() + 15
+    assert not acquisition_summary(acq, newest + 10, 120.0)["stale"]
+    assert acquisition_summary(acq, newest + 300, 120.0)["stale"]
+    # Pages new to the stack after the minute's first commit: 2 in the 20 s since it (live),
+    # 2 in the 10 s up to the newest (finished); each page once, not with every version.
+    assert acquisition_summary(acq, newest + 10, 120.0)["frames_per_s"] == pytest.approx(0.1)
+    assert acquisition_summary(acq, newest, None)["frames_per_s"] == pytest.approx(0.2)
+    # The same seen at once (a dashboard started after the stack grew).
+    fresh = ResultsStore(results)
+    fresh.refresh()
+    acq = next(iter(fresh.snapshot.values()))
+    assert len(acq) == 3 and acquisition_summary(acq, newest + 300, 120.0)["stale"]
+    assert acquisition_summary(acq, newest, None)["frames_per_s"] == pytest.approx(0.2)

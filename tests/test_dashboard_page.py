@@ -338,3 +338,16 @@ def test_seven_tabs_load_and_a_tab_shown_again_catches_up(tmp_path):
                      "the rows committed while the tab was hidden")
             assert browser.execute("return window.notReloaded") is True
             assert browser.text("#conn") == "connected"
+
+
+def test_side_bar_counts_one_row_in_the_singular(tmp_path):
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/one", [100.0]))
+    write(results, "frames-2.parquet", frame_rows("/acq/two", [100.0, 101.0]))
+    with dashboard_thread(results) as (_, url), Browser() as browser:
+        browser.get(url)
+        wait_for(lambda: browser.execute(
+            "return document.querySelectorAll('#acqs li').length") == 2, 30, "side bar")
+        text = browser.text("#acqs")
+        assert "insitu, 1 row," in text and "insitu, 2 rows," in text, text

@@ -81,6 +81,12 @@ class Acquisition:
     quarantined: list[dict] = field(default_factory=list)
     #: frame_series, computed once per snapshot (the table never changes after _build)
     series_cache: dict | None = field(default=None, repr=False)
+    #: The distinct ``processed_at`` (epoch s) of every commit of the folder's rows, earlier
+    #: versions of its files included: a stack grown page by page keeps only its newest
+    #: version's rows in ``table``, one commit, yet it was receiving frames.
+    commits_s: np.ndarray | None = field(default=None, repr=False)
+    #: Per commit in ``commits_s``, the frames (source, frame) it was the first to commit.
+    new_frames: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return 0 if self.table is None else self.table.num_rows
@@ -256,6 +262,15 @@ class ResultsStore:
                     parts, promote_options="default")).items():
                 acq_id = acquisition_id(folder, series)
                 old = acqs.get(acq_id)
+                commits_s = new_frames = None
+                if "processed_at" in part.column_names:
+                    commits_s, new_frames = _new_frames_per_commit(
+                        None if old is None else old.table, part)
+                    if old is not None and old.commits_s is not None:
+                        commits_s, at = np.unique(np.concatenate([old.commits_s, commits_s]),
+                                                  return_inverse=True)
+                        new_frames = np.bincount(at, np.concatenate(
+                            [old.new_frames, new_frames])).astype(np.int64)
                 if old is not None and old.table is not None:
                     part = pa.concat_tables([old.table, part], promote_options="default")
                 part = newest_versions(part, self._reverted)
@@ -265,7 +280,8 @@ class ResultsStore:
                 acqs[acq_id] = Acquisition(acq_id, folder,
                                            "tomogram" if kind == "volumes" else "insitu",
                                            part.sort_by(order),
-                                           [] if old is None else old.quarantined)
+                                           [] if old is None else old.quarantined,
+                                           commits_s=commits_s, new_frames=new_frames)
         # Every snapshot (new rows may be a folder's first, or a new model's series): a
         # folder's quarantined files go with each series of its rows; a folder with
         # quarantined files only gets an entry of its own, dropped once it has rows.
@@ -279,7 +295,7 @@ class ResultsStore:
                 del acqs[acq_id]
             elif listed != acq.quarantined:
                 acqs[acq_id] = Acquisition(acq.id, acq.folder, acq.kind, acq.table, listed,
-                                           acq.series_cache)
+                                           acq.series_cache, acq.commits_s, acq.new_frames)
         for folder, listed in by_folder.items():
             if folder not in with_rows:
                 # quarantine.parquet does not record the folder's kind
@@ -348,6 +364,37 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
     return acq.series_cache
 
 
+def _frame_keys(t: pa.Table) -> np.ndarray:
+    """``source`` and ``frame`` (0 for volumes) of each row as one string."""
+    frame = (pc.cast(t["frame"], pa.string()) if "frame" in t.column_names
+             else pa.array(["0"] * t.num_rows))
+    return pc.binary_join_element_wise(pc.fill_null(t["source"], ""),
+                                       pc.fill_null(frame, "0"), "\x00").to_numpy(
+                                           zero_copy_only=False)
+
+
+def _new_frames_per_commit(old: pa.Table | None,
+                           new: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """The commits of ``new`` (distinct ``processed_at``, epoch s) and, per commit, the
+    frames it committed first: not in ``old`` nor in an earlier commit of ``new`` (every
+    version of a stack grown page by page commits its first pages again)."""
+    when = epoch_s(new["processed_at"])
+    order = np.argsort(when, kind="stable")
+    keys = _frame_keys(new)[order]
+    if old is not None and old.num_rows and "source" in old.column_names:
+        old = old.filter(pc.is_in(old["source"], value_set=pc.unique(new["source"])))
+        keys = np.concatenate([_frame_keys(old), keys])
+        n_old = old.num_rows
+    else:
+        n_old = 0
+    _, first = np.unique(keys, return_index=True)
+    first = first[first >= n_old] - n_old
+    commits = np.unique(when)
+    counts = np.zeros(len(commits), np.int64)
+    np.add.at(counts, np.searchsorted(commits, when[order][first]), 1)
+    return commits, counts
+
+
 def _processing_ms(t: pa.Table) -> np.ndarray:
     """read + segment + measure (+ confidence, null in older rows) per row, ms; NaN where a
     stage's time is missing."""
@@ -374,8 +421,9 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     finished acquisition, not one that went quiet.
 
     ``frames_per_s``: rows committed after the first commit of a minute over the time since
-    that commit; the minute before ``now`` when live (0.0 once no row came in it), the
-    minute before the newest row for finished results.
+    that commit, each frame once, at the commit that first brought it; the minute before
+    ``now`` when live (0.0 once no row came in it), the minute before the newest row for
+    finished results.
     """
     out: dict = {"id": acq.id, "folder": acq.folder, "kind": acq.kind, "n": len(acq),
                  "quarantined": len(acq.quarantined), "last_processed": None,
@@ -391,7 +439,11 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     # the files stop (it showed the last minute of rows' rate for hours); finished results:
     # the acquisition's last minute.
     end = now if stale_after_s is not None else last
-    recent = processed[processed >= end - 60.0]
+    # Frames new to the acquisition, at the commit that brought them: a grown stack's
+    # pages count once, not with every version, nor never (its older versions are gone).
+    firsts = (processed if acq.new_frames is None
+              else np.repeat(acq.commits_s, acq.new_frames))
+    recent = firsts[firsts >= end - 60.0]
     if stale_after_s is not None and len(recent) and end > recent[0]:
         out["frames_per_s"] = float((recent > recent[0]).sum() / (end - recent[0]))
     elif stale_after_s is not None:
@@ -402,8 +454,10 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
         out["frames_per_s"] = float((recent > recent[0]).sum() / (recent[-1] - recent[0]))
     if (stale_after_s is not None and now - last > stale_after_s + rows_held_s
             and (active_since is None or last >= active_since)):
-        # Two commits (not two rows of one multi-page file) make an acquisition "active".
-        out["stale"] = bool(len(np.unique(processed[processed >= last - stale_after_s])) >= 2)
+        # Two commits (not two rows of one multi-page file) make an acquisition "active";
+        # those of a file's earlier versions count (a stack growing page by page).
+        commits = np.unique(processed) if acq.commits_s is None else acq.commits_s
+        out["stale"] = bool((commits >= last - stale_after_s).sum() >= 2)
     out["model"] = t["model_name"][-1].as_py() if "model_name" in t.column_names else None
     out["provider"] = t["provider"][-1].as_py() if "provider" in t.column_names else None
     if acq.kind == "insitu":

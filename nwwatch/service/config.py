@@ -237,8 +237,10 @@ def _tomogram(file: Path | None, table: Any) -> TomogramSettings:
 def _dashboard(file: Path | None, table: Any, flush_seconds: float) -> DashboardConfig:
     r = TableReader(file, "dashboard", table)
     listen = r.get("listen", str, "127.0.0.1:8765")
+    # Read before the try: its own ConfigError (a ValueError) names its own key.
+    allow_remote = r.get("allow_remote", bool, False)
     try:
-        host, port = parse_listen(listen, r.get("allow_remote", bool, False))
+        host, port = parse_listen(listen, allow_remote)
     except ValueError as exc:
         raise r.error("listen", str(exc)) from None
     cfg = DashboardConfig(host, port, r.positive("stale_after_s", float, 120.0,

@@ -48,7 +48,7 @@ async function loadList() {
   $("empty").hidden = list.length > 0;
   $("acqs").innerHTML = list.map((a) =>
     `<li><a href="?a=${a.id}" class="${a.id === acqId ? "current" : ""}">` +
-    `${esc(a.folder.split("/").slice(-2).join("/"))}<small>${a.kind}, ${a.n} rows` +
+    `${esc(a.folder.split("/").slice(-2).join("/"))}<small>${a.kind}, ${a.n} row${a.n === 1 ? "" : "s"}` +
     // a folder processed again with another model is one entry per model
     `${a.model ? `, ${esc(a.model)}` : ""}${a.stale ? ", no new file" : ""}</small></a></li>`)
     .join("");
