@@ -31,7 +31,8 @@ _BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
               30.0, 60.0, 300.0)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
-FRAMES = Counter("nwwatch_frames_processed", "Frames (volumes) committed, by outcome",
+FRAMES = Counter("nwwatch_frames_processed",
+                 "Rows committed (a frame or volume each) by outcome; quarantined: files",
                  ["outcome"], registry=REGISTRY)
 STAGE_SECONDS = Histogram("nwwatch_stage_seconds", "Processing time per stage",
                           ["stage", "kind"], buckets=_BUCKETS_S, registry=REGISTRY)
