@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,24 +31,56 @@ class Terminated(KeyboardInterrupt):
     removed, the same message) by the handlers it has for Ctrl-C."""
 
 
+#: An interrupt (Ctrl-C's KeyboardInterrupt, SIGTERM's Terminated) raised within
+#: :func:`sigterm_as_interrupt` and lost, for :func:`raise_if_terminated`.
+_lost: list[KeyboardInterrupt] = []
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
     # Once: a second SIGTERM while the first one unwinds must not cut its clean-up short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated
 
 
+def raise_if_terminated() -> None:
+    """Raise again an interrupt (:class:`Terminated` or KeyboardInterrupt) that came within
+    :func:`sigterm_as_interrupt` and was lost: a signal handler's exception raised inside a
+    callback that Python runs with exceptions ignored (distributed's garbage-collector
+    callback, a ``__del__``) goes to ``sys.unraisablehook`` and is dropped. Called where a
+    command can stop cleanly, and when the block ends."""
+    if _lost:
+        raise _lost[0]
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main
-    thread; the handler in place before is restored when the block ends. Elsewhere than in
-    the main thread (where Python allows no handler) the block runs unchanged."""
+    thread, and an interrupt that a callback dropped is kept for :func:`raise_if_terminated`;
+    the handler in place before is restored when the block ends. Elsewhere than in the main
+    thread (where Python allows no handler) the block runs unchanged."""
     installed = threading.current_thread() is threading.main_thread()  # signal's rule
+    _lost.clear()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if installed else None
+    previous_hook = sys.unraisablehook
+
+    def keep_lost_interrupts(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # acted on at the next check, without the "Exception ignored" traceback: a
+            # command stopped by Ctrl-C or SIGTERM says so in one line
+            _lost.append(unraisable.exc_value)
+        else:
+            previous_hook(unraisable)
+
+    if installed:
+        sys.unraisablehook = keep_lost_interrupts
     try:
         yield
+        raise_if_terminated()
     finally:
         if installed:  # None: a handler not set from Python, i.e. the default
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+            sys.unraisablehook = previous_hook
+        _lost.clear()  # outside the block no command stops for it
 
 
 def interrupt_name(stop: KeyboardInterrupt) -> str:

@@ -118,3 +118,25 @@ def test_a_sigterm_taken_as_an_interrupt_is_held_like_a_ctrl_c():
     assert done == ["the call went on"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_sigterm_whose_exception_a_callback_dropped_still_stops_the_command(capsys):
+    """SIGTERM's exception raised inside a callback that Python runs with exceptions ignored
+    (distributed's garbage-collector callback, a ``__del__``) is printed and dropped: the
+    command must stop all the same, at its next check or at the end of the block. Was:
+    `replay --dask` went on to the end and exited 3 instead of 143."""
+    from nwwatch import options
+
+    class DropsIt:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # its handler runs within __del__
+            for _ in range(100):  # bytecodes for the handler to run at
+                pass
+
+    with pytest.raises(options.Terminated):
+        with options.sigterm_as_interrupt():
+            DropsIt()  # __del__ runs at once; its Terminated is dropped, without a traceback
+            with pytest.raises(options.Terminated):
+                options.raise_if_terminated()  # where replay checks between batches
+    options.raise_if_terminated()  # outside the block nothing stops
+    assert "Traceback" not in capsys.readouterr().err

@@ -29,16 +29,28 @@ class _NoCancelledTracebacks(logging.Filter):
 _CLIENT_LOG = "distributed.client"
 _QUIET_CLIENT = _NoCancelledTracebacks()
 _open_connections = 0  # the filter is on while any connection of connect() is open
+_level_before: int | None = None  # distributed's logger level before the first connection
 
 
 def _client_log_quiet(on: bool) -> None:
-    global _open_connections
+    global _open_connections, _level_before
     _open_connections += 1 if on else -1
+    distributed_log = logging.getLogger("distributed")
     if _open_connections > 0:
         logging.getLogger(_CLIENT_LOG).addFilter(_QUIET_CLIENT)  # once: a filter is a set
+        if _level_before is None:
+            # This process's own distributed records below ERROR (the scheduler of a local
+            # cluster closing its comms: "Batched Comm Closed", traceback and all) are not
+            # the replay's to print. LocalCluster's silence_logs sets its handlers' level, and
+            # restores it when the cluster closes, before those records come.
+            _level_before = distributed_log.level
+            distributed_log.setLevel(logging.ERROR)
     else:
         _open_connections = 0
         logging.getLogger(_CLIENT_LOG).removeFilter(_QUIET_CLIENT)
+        if _level_before is not None:
+            distributed_log.setLevel(_level_before)
+            _level_before = None
 
 
 class ClusterUnavailableError(RuntimeError):
