@@ -61,26 +61,6 @@ _RIM_MAX_FRACTION = 0.15
 _RIM_MIN_PX = 8
 
 
-def _erode3(mask: np.ndarray) -> np.ndarray:
-    """3 x 3 erosion of a boolean mask (outside the image counts as set)."""
-    padded = np.pad(mask, 1, mode="edge")
-    out = np.ones_like(mask)
-    for dr in range(3):
-        for dc in range(3):
-            out &= padded[dr:dr + mask.shape[0], dc:dc + mask.shape[1]]
-    return out
-
-
-def _dilate3(mask: np.ndarray) -> np.ndarray:
-    """3 x 3 dilation of a boolean mask."""
-    padded = np.pad(mask, 1)
-    out = np.zeros_like(mask)
-    for dr in range(3):
-        for dc in range(3):
-            out |= padded[dr:dr + mask.shape[0], dc:dc + mask.shape[1]]
-    return out
-
-
 def interpolated_rim_problem(labels: np.ndarray) -> str | None:
     """Why an in-situ label image (uint8 (H, W), ids 0, 1, 2, maybe 255) looks resized with
     interpolation, or None: wire pixels (1) with a droplet (2) and a background (0)
@@ -99,7 +79,10 @@ def interpolated_rim_problem(labels: np.ndarray) -> str | None:
     # Only a thin rim counts: wire pixels left of the wire after a 3 x 3 opening are the
     # wire's own edge, which touches both where a ragged or hand-drawn interface leaves
     # background between wire and droplet.
-    body = _dilate3(_erode3(wire))
+    import cv2
+
+    body = cv2.morphologyEx(wire.astype(np.uint8), cv2.MORPH_OPEN,
+                            np.ones((3, 3), np.uint8)).astype(bool)
     rim_px = int(np.count_nonzero(wire & ~body & touches(droplet) & touches(background)))
     edge_px = int(np.count_nonzero(droplet & touches(~droplet)))
     if rim_px <= max(_RIM_MIN_PX, _RIM_MAX_FRACTION * edge_px):

@@ -32,7 +32,7 @@ class Terminated(KeyboardInterrupt):
 
 
 #: An interrupt (Ctrl-C's KeyboardInterrupt, SIGTERM's Terminated) raised within
-#: :func:`sigterm_as_interrupt` and lost, for :func:`raise_if_terminated`.
+#: :func:`sigterm_as_interrupt` and lost, for :func:`raise_lost_interrupt`.
 _lost: list[KeyboardInterrupt] = []
 
 
@@ -42,7 +42,7 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def raise_if_terminated() -> None:
+def raise_lost_interrupt() -> None:
     """Raise again an interrupt (:class:`Terminated` or KeyboardInterrupt) that came within
     :func:`sigterm_as_interrupt` and was lost: a signal handler's exception raised inside a
     callback that Python runs with exceptions ignored (distributed's garbage-collector
@@ -55,7 +55,7 @@ def raise_if_terminated() -> None:
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main
-    thread, and an interrupt that a callback dropped is kept for :func:`raise_if_terminated`;
+    thread, and an interrupt that a callback dropped is kept for :func:`raise_lost_interrupt`;
     the handler in place before is restored when the block ends. Elsewhere than in the main
     thread (where Python allows no handler) the block runs unchanged."""
     installed = threading.current_thread() is threading.main_thread()  # signal's rule
@@ -75,7 +75,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         sys.unraisablehook = keep_lost_interrupts
     try:
         yield
-        raise_if_terminated()
+        raise_lost_interrupt()
     finally:
         if installed:  # None: a handler not set from Python, i.e. the default
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -137,6 +137,6 @@ def test_a_sigterm_whose_exception_a_callback_dropped_still_stops_the_command(ca
         with options.sigterm_as_interrupt():
             DropsIt()  # __del__ runs at once; its Terminated is dropped, without a traceback
             with pytest.raises(options.Terminated):
-                options.raise_if_terminated()  # where replay checks between batches
-    options.raise_if_terminated()  # outside the block nothing stops
+                options.raise_lost_interrupt()  # where replay checks between batches
+    options.raise_lost_interrupt()  # outside the block nothing stops
     assert "Traceback" not in capsys.readouterr().err

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nwwatch.options import raise_if_terminated
+from nwwatch.options import raise_lost_interrupt
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service import clusterconnect
 from nwwatch.service.batch import Engine, crash_point, note_skipped, refresh_quarantine
@@ -178,7 +178,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                                             clusterconnect.ClusterUnreachableError)), \
                 _scheduler_lost_named(client, address):
             for fut in futures:
-                raise_if_terminated()  # a SIGTERM whose exception a callback swallowed
+                raise_lost_interrupt()  # a SIGTERM whose exception a callback swallowed
                 _, chunk = inflight.pop(fut.key)
                 if fut.status == "cancelled":
                     raise clusterconnect.ClusterUnreachableError(

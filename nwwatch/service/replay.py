@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from nwwatch.options import raise_if_terminated
+from nwwatch.options import raise_lost_interrupt
 from nwwatch.service.config import (
     KINDS,
     OVERLAY_MODES,
@@ -266,7 +266,7 @@ def replay(
 
         def flush() -> None:
             nonlocal batch, frames
-            raise_if_terminated()  # a SIGTERM whose exception a callback swallowed
+            raise_lost_interrupt()  # a SIGTERM whose exception a callback swallowed
             if batch:
                 tally(summary, process(batch, engine, force=force), bar)
             batch, frames = [], 0
