@@ -15,6 +15,15 @@ UNLABELED = 255
 INSITU_CLASSES: tuple[str, ...] = ("background", "nanowire", "droplet")
 
 
+def exchange_wire_and_droplet(labels: np.ndarray) -> np.ndarray:
+    """In-situ labels (H, W) with the nanowire and droplet ids exchanged (a copy): another
+    tool's class order (1 droplet, 2 nanowire) read in this one's, or back."""
+    out = labels.copy()
+    out[labels == NANOWIRE] = DROPLET
+    out[labels == DROPLET] = NANOWIRE
+    return out
+
+
 def misplaced_insitu_class(class_names: Sequence[str]) -> str | None:
     """Why an in-situ class list contradicts the ids every in-situ reader uses (1 nanowire, 2
     droplet: the measurement, the runtime, the labelling tool), or None: a name holding "wire"

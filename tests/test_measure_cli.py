@@ -771,3 +771,31 @@ def test_a_ragged_hand_drawn_interface_is_not_taken_for_an_interpolated_rim(tmp_
     result = CliRunner().invoke(main, ["measure", str(ragged), "--out",
                                        str(tmp_path / "rows.parquet")])
     assert result.exit_code == 0, result.output
+
+
+def test_a_mask_with_droplet_and_wire_ids_exchanged_is_named(tmp_path):
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    exchanged = np.choose(cap.labels, [0, 2, 1]).astype(np.uint8)  # 1 droplet, 2 nanowire
+    cv2.imwrite(str(tmp_path / "exchanged.png"), exchanged)
+    cv2.imwrite(str(tmp_path / "right.png"), cap.labels)
+    no_wire = np.where(cap.labels == 2, 2, 0).astype(np.uint8)  # refused in either order
+    cv2.imwrite(str(tmp_path / "no_wire.png"), no_wire)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", *(str(tmp_path / f"{n}.png") for n in
+                                                    ("exchanged", "right", "no_wire")),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["source"]).stem: r for r in pq.read_table(out).to_pylist()}
+    # the row keeps the refusal of the mask as given; the note says what the order would give
+    assert not rows["exchanged"]["angle_valid"]
+    assert rows["right"]["status"] == "ok" and not rows["no_wire"]["angle_valid"]
+    right = rows["right"]["contact_angle_deg"]
+    notes = [line for line in result.output.splitlines() if "exchanged (1 droplet" in line]
+    assert notes == [f"  note: with 1 and 2 exchanged (1 droplet, 2 nanowire) it gives "
+                     f"{right:.2f} deg; if your tool numbers them so, renumber the mask "
+                     "(docs/measurement.md, 'Masks from other tools')"]
+    lines = result.output.splitlines()
+    assert lines[lines.index(notes[0]) - 1].startswith(f"{tmp_path / 'exchanged.png'}[0]")
+    assert (f"1 refused label page(s) give an angle with the nanowire and droplet ids "
+            f"exchanged: check the masks' class order (first: {tmp_path / 'exchanged.png'}[0])"
+            in result.output)

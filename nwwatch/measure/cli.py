@@ -18,7 +18,13 @@ import cv2
 import numpy as np
 
 from nwwatch import DEFAULT_INSITU_MODEL, __version__
-from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED, interpolated_rim_problem
+from nwwatch.classes import (
+    DROPLET,
+    NANOWIRE,
+    UNLABELED,
+    exchange_wire_and_droplet,
+    interpolated_rim_problem,
+)
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM
@@ -263,6 +269,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
         require_writable(overlays, "'--overlays'", folder=True)
     rows: list[dict] = []
     skipped = 0
+    swapped_valid: list[str] = []
     used_names: set[str] = set()
     for path in inputs:
         try:
@@ -341,6 +348,23 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             what = "labels" if is_labels else "frame"
             click.echo(f"{path}[{index}] ({what}): {result.status} [{result.reason_code}] "
                        f"{angle}{note}")
+            if is_labels and not result.angle_valid:
+                # Another tool's order (1 droplet, 2 wire) reads as a wire on a droplet and is
+                # refused for a geometric reason. Said, not corrected: the row keeps the
+                # refusal. Of the benchmark's real-geometry labels refused in the right order,
+                # none gives an angle exchanged (bench/bench_exchanged_ids.py).
+                swapped = measure_contact_angle(exchange_wire_and_droplet(labels),
+                                                pixel_size_nm=size_nm)
+                if swapped.angle_valid:
+                    swapped_valid.append(f"{path}[{index}]")
+                    click.echo(f"  note: with 1 and 2 exchanged (1 droplet, 2 nanowire) it "
+                               f"gives {swapped.contact_angle_deg:.2f} deg; if your tool "
+                               "numbers them so, renumber the mask (docs/measurement.md, "
+                               "'Masks from other tools')")
+    if swapped_valid:
+        click.echo(f"{len(swapped_valid)} refused label page(s) give an angle with the "
+                   "nanowire and droplet ids exchanged: check the masks' class order (first: "
+                   + ", ".join(swapped_valid[:3]) + ")", err=True)
     if rows:
         try:
             _write(rows, out)
