@@ -364,7 +364,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     if swapped_valid:
         click.echo(f"{len(swapped_valid)} refused label page(s) give an angle with the "
                    "nanowire and droplet ids exchanged: check the masks' class order (first: "
-                   + ", ".join(swapped_valid[:3]) + ")", err=True)
+                   + ", ".join(swapped_valid[:3]) + ")")
     if rows:
         try:
             _write(rows, out)
