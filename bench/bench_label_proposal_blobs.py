@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         folders += _hard_look_frames(Path(tmp.name), args.hard_look)
     for folder in folders:
         for ref in frame_refs(sorted(folder.glob("frame_*.tif"))):
-            image, pixel_size_nm = read_frame(ref)
+            image, pixel_size_nm, _ = read_frame(ref)
             seg = segmenter.segment(normalize_image(image), probabilities=True)
             labels = seg.labels[0]
             prob = seg.probabilities[0, DROPLET]

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         table = pd.read_parquet(folder / "truth.parquet")
         for rec in table.itertuples():
             path = folder / rec.file
-            image, _ = read_frame(frame_refs([path])[0])
+            image = read_frame(frame_refs([path])[0]).image
             pixel_size_nm = float(rec.pixel_size_nm)
             truth = np.asarray(read_image_2d(folder / "labels" / (path.stem + ".png")),
                                dtype=np.uint8)

@@ -162,6 +162,27 @@ def test_a_second_tab_does_not_overwrite_a_newer_save(served):
     assert status == 200
 
 
+def test_a_saved_frame_keeps_its_acquisition_time(served):
+    from nwwatch.io import read_frames
+
+    session, url = served
+    for index, declared in ((0, True), (BLANK, False)):
+        status, doc = _http("GET", f"{url}api/frames/{index}/geometry")
+        assert status == 200
+        status, _ = _http("POST", f"{url}api/frames/{index}/save?base={doc['saved_token']}",
+                          doc["geometry"])
+        assert status == 200
+        original = read_frames(session.frames[index].path)[0]
+        saved = read_frames(session.data_dir / "images" / f"{session.frames[index].stem}.tif")[0]
+        assert saved.pixel_size_nm == pytest.approx(original.pixel_size_nm)
+        if declared:  # the acquisition software's time, to the microsecond
+            assert original.acquired_at_source == "metadata"
+            assert (saved.acquired_at, saved.acquired_at_source) == (original.acquired_at,
+                                                                     "metadata")
+        else:  # a file's modification time is not written as an acquisition time
+            assert original.acquired_at_source == saved.acquired_at_source == "mtime"
+
+
 def test_saved_labels_of_a_frame_of_another_size_open_as_the_proposal(served):
     session, url = served
     stem = session.frames[BLANK].stem  # the frame is 200 x 300

@@ -26,7 +26,7 @@ def test_pages_kept_by_the_session_do_not_keep_their_stacks(tmp_path):
     tracemalloc.start()
     try:
         for k in range(6):
-            image, _ = session.image(k)
+            image = session.image(k).image
             assert image.dtype == np.uint16 and np.array_equal(image, stack[k])
         gc.collect()
         kept, _ = tracemalloc.get_traced_memory()

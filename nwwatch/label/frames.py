@@ -7,8 +7,9 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -119,8 +120,18 @@ def _taken(data_dir: Path, stem: str, path: Path, page: int) -> bool:
     return not (saved.shape == mine.shape and np.array_equal(saved, mine))
 
 
-def read_frame(ref: FrameRef) -> tuple[np.ndarray, float | None]:
-    """(image (H, W) in the file's dtype, pixel size in nm or None) of one frame.
+class FramePixels(NamedTuple):
+    """One frame as the labelling tool keeps it."""
+
+    image: np.ndarray  #: (H, W) in the file's dtype
+    pixel_size_nm: float | None
+    #: UTC, from the file's metadata; None when only its modification time is known (a PNG,
+    #: a TIFF without a time), which is not written into DATA as an acquisition time
+    acquired_at: datetime | None
+
+
+def read_frame(ref: FrameRef) -> FramePixels:
+    """One frame's pixels, pixel size and acquisition time.
 
     Raises
     ------
@@ -138,7 +149,7 @@ def read_frame(ref: FrameRef) -> tuple[np.ndarray, float | None]:
     if ref.path.suffix.lower() == ".png":
         from nwwatch.io.dataset import read_image_2d
 
-        return read_image_2d(ref.path), None
+        return FramePixels(read_image_2d(ref.path), None, None)
     from nwwatch.io import read_frames
 
     frames = read_frames(ref.path)
@@ -149,4 +160,5 @@ def read_frame(ref: FrameRef) -> tuple[np.ndarray, float | None]:
     # A page of a stack is a view of the whole stack: copied, so that the frames the session
     # keeps (LabelSession.image) hold one page each, not a whole stack each.
     image = frame.image.copy() if len(frames) > 1 else frame.image
-    return image, frame.pixel_size_nm
+    return FramePixels(image, frame.pixel_size_nm,
+                       frame.acquired_at if frame.acquired_at_source == "metadata" else None)

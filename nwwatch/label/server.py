@@ -49,7 +49,7 @@ from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
 from nwwatch.io import InputError
 from nwwatch.io.dataset import DatasetLayoutError
-from nwwatch.label.frames import FrameRef, read_frame
+from nwwatch.label.frames import FramePixels, FrameRef, read_frame
 from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, facet_line
 from nwwatch.label.geometry import geometry_from_json as _from_json
 from nwwatch.label.raster import rasterize
@@ -90,7 +90,7 @@ class LabelSession:
     _saves_in_flight: int = 0
     _stopping: bool = False
 
-    def image(self, index: int) -> tuple[np.ndarray, float | None]:
+    def image(self, index: int) -> FramePixels:
         with self._lock:
             if index not in self._images:
                 if len(self._images) > 8:  # a few frames in memory, not a whole stack
@@ -122,7 +122,7 @@ class LabelSession:
         from nwwatch.label.propose import propose_geometry
         from nwwatch.normalize import normalize_image
 
-        image, pixel_size_nm = self.image(index)
+        image, pixel_size_nm, _ = self.image(index)
         try:
             segmenter = self.segmenter()
             seg = segmenter.segment(normalize_image(image), probabilities=True)
@@ -150,7 +150,7 @@ class LabelSession:
             note = (f"labels/{drawn[0].name} in DATA holds labels drawn elsewhere (pixels, not "
                     "shapes): showing the model's proposal; Save replaces them" if drawn else "")
             return self.proposal(index), "model", note
-        image, _ = self.image(index)
+        image = self.image(index).image
         if tuple(saved.shape) == tuple(image.shape):
             return saved, "saved", ""
         note = (f"the labels saved as {stem} are for a {saved.shape[1]} x {saved.shape[0]} px "
@@ -327,7 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 self.session.forget_if_changed(index)
                 if parts[3] == "image.png":
-                    image, _ = self.session.image(index)
+                    image = self.session.image(index).image
                     return self._send(HTTPStatus.OK, display_png(image), "image/png")
                 if parts[3] == "geometry":
                     geometry, origin, note = self.session.geometry(index,
@@ -361,7 +361,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not saving:
                 return self._json(preview(geometry))
             ref = self.session.frames[index]
-            image, _ = self.session.image(index)
+            frame = self.session.image(index)
             source = {"path": str(ref.path.resolve()), "page": ref.page, **ref.info}
             params = parse_qs(query, keep_blank_values=True)
             base = params.get("base")
@@ -369,8 +369,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(_other_frame(ref.stem), HTTPStatus.CONFLICT)
             # The check and the write under DATA's lock: one save at a time, from this
             # process or another nwwatch label on the same DATA.
-            doc = save_labeled_frame(self.session.data_dir, ref.stem, image, geometry, source,
-                                     base_token=None if base is None else base[0])
+            doc = save_labeled_frame(self.session.data_dir, ref.stem, frame.image, geometry,
+                                     source, base_token=None if base is None else base[0],
+                                     acquired_at=frame.acquired_at)
             if doc["repaired"]:
                 log.warning("%s", doc["repaired"])
             return self._json(doc)

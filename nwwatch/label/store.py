@@ -2,7 +2,8 @@
 
 Per labeled frame ``<stem>`` (layout: :mod:`nwwatch.io.dataset`):
 
-- ``DATA/images/<stem>.tif``: the frame's pixels as acquired (native dtype, pixel size);
+- ``DATA/images/<stem>.tif``: the frame's pixels as acquired (native dtype, pixel size,
+  acquisition time when its file declared one);
 - ``DATA/labels/<stem>.png``: uint8 labels rasterised from the geometry (255 unlabeled);
 - ``DATA/geometry/<stem>.json``: the geometry (:meth:`LabelGeometry.to_json`) plus where the
   frame came from and the human contact angle;
@@ -32,6 +33,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,7 @@ def save_labeled_frame(
     geometry: LabelGeometry,
     source: dict[str, Any] | None = None,
     base_token: str | None = None,
+    acquired_at: datetime | None = None,
 ) -> dict[str, Any]:
     """Save one labeled frame (see the module docstring).
 
@@ -139,6 +142,8 @@ def save_labeled_frame(
     source : where the frame came from (path, page, sha256), stored in the geometry file.
     base_token : the :func:`saved_token` of the version the shapes were drawn on ("": none
         was saved); None saves whatever is there.
+    acquired_at : the frame's acquisition time (timezone-aware) from its file's metadata,
+        written into ``images/<stem>.tif`` as the acquisition software's is; None: none.
 
     Returns
     -------
@@ -167,7 +172,7 @@ def save_labeled_frame(
         if base_token is not None and base_token.strip() != current:
             raise SavedSinceError(stem, current)
         write_json(root / SAVING_FILE, {"stem": stem})
-        _write_frame_files(root, stem, labels, doc, image, geometry.pixel_size_nm)
+        _write_frame_files(root, stem, labels, doc, image, geometry.pixel_size_nm, acquired_at)
         write_truth(root)
         (root / SAVING_FILE).unlink()
         token = saved_token(root, stem)
@@ -178,14 +183,16 @@ def save_labeled_frame(
 
 
 def _write_frame_files(root: Path, stem: str, labels: np.ndarray, doc: dict[str, Any],
-                       image: np.ndarray, pixel_size_nm: float | None) -> None:
+                       image: np.ndarray, pixel_size_nm: float | None,
+                       acquired_at: datetime | None) -> None:
     from nwwatch.io import write_frame_tiff
 
     write_png(root / "labels" / f"{stem}.png", labels)
     write_json(root / GEOMETRY_DIR / f"{stem}.json", doc)
     if image.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
         image = image.astype(np.float32)
-    write_frame_tiff(root / "images" / f"{stem}.tif", image, pixel_size_nm=pixel_size_nm)
+    write_frame_tiff(root / "images" / f"{stem}.tif", image, pixel_size_nm=pixel_size_nm,
+                     acquired_at=acquired_at)
     _remove_other_formats(root, stem)
 
 
