@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 
 import click
 
@@ -87,9 +88,10 @@ def main() -> None:
     from nwwatch.logsetup import configure_logging
 
     # One log format for every command: JSON lines on stderr, warnings and above (``run``
-    # sets its configured level). Without this a command that never sets it up (``demo``,
+    # sets its configured level and keeps JSON, the journal's format), plain lines when
+    # stderr is a terminal. Without this a command that never sets it up (``demo``,
     # ``measure``) would print structlog's console lines, at every level.
-    configure_logging("warning")
+    configure_logging("warning", plain=sys.stderr.isatty())
 
 
 if __name__ == "__main__":  # `python -m nwwatch.cli ARGS`, as the console script

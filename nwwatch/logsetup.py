@@ -1,4 +1,5 @@
-"""structlog configured to write one JSON object per line (journald and ``jq`` read it)."""
+"""structlog configured to write one JSON object per line (journald and ``jq`` read it), or,
+for a person at a terminal, one plain line per event."""
 
 from __future__ import annotations
 
@@ -12,25 +13,47 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
            "error": logging.ERROR}
 
 
-def configure_logging(level: str = "info", stream=None) -> None:
-    """JSON lines on ``stream`` (stderr by default) at ``level`` and above.
+def _plain_line(_logger, _name: str, event: dict) -> str:
+    """``level: event (key=value, ...)``, then the traceback when there is one."""
+    level = event.pop("level", "info")
+    text = f"{level}: {event.pop('event', '')}"
+    event.pop("timestamp", None)
+    trace = event.pop("exception", None)
+    if event:
+        text += " (" + ", ".join(f"{key}={value}" for key, value in event.items()) + ")"
+    return f"{text}\n{trace}" if trace else text
+
+
+def configure_logging(level: str = "info", stream=None, plain: bool = False) -> None:
+    """JSON lines on ``stream`` (stderr by default) at ``level`` and above; with ``plain``,
+    ``warning: event (key=value, ...)`` lines instead (a command run at a terminal).
 
     Exceptions logged with ``log.exception`` carry a structured ``exception`` field (the
-    traceback as a list of frames) so an unexpected error is diagnosable from the journal.
+    traceback as a list of frames) so an unexpected error is diagnosable from the journal;
+    plain lines carry the traceback as Python prints it.
     """
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+    stream = stream or sys.stderr
+    if plain:
+        ending = [structlog.processors.format_exc_info, _plain_line]
+        if stream.isatty():  # over a progress bar's unfinished line: clear it first
+            ending.append(lambda _logger, _name, line: "\r\x1b[2K" + line)
+    else:
+        ending = [
             # Frames without local variables: those can hold whole images and paths.
             structlog.processors.ExceptionRenderer(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             ),
             structlog.processors.JSONRenderer(),
+        ]
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *ending,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
 

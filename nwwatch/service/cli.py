@@ -184,7 +184,8 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     from nwwatch.service.rebuild import LedgerMissingError
     from nwwatch.service.replay import replay as run_replay
 
-    configure_logging("warning")  # per-file lines would fight with the progress bar
+    # per-file lines would fight with the progress bar; plain warnings at a terminal
+    configure_logging("warning", plain=sys.stderr.isatty())
     try:
         with sigterm_as_interrupt():  # SIGTERM unwinds as Ctrl-C: held rows are written
             s = run_replay(list(paths), out_dir, kind=kind, model=model, force=force,
