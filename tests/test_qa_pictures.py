@@ -86,6 +86,21 @@ def test_replay_overlays_only_flagged_frames(tmp_path, acquisition):
     assert len(list((out / "flagged").iterdir())) == 1
 
 
+def test_overlays_typed_from_here_into_the_results_folder_go_there(tmp_path, acquisition,
+                                                                   monkeypatch):
+    acq, onnx = acquisition
+    monkeypatch.chdir(tmp_path)
+    for overlays, folder in (("out/qa", "qa"), ("flagged", "flagged")):
+        r = CliRunner().invoke(replay_cmd, [str(acq), "--out", "out", "--model", str(onnx),
+                                            "--overlays", overlays, "--force"])
+        assert r.exit_code == 0, r.output
+        # a path that names a folder of --out from here is that folder; another is under --out
+        paths = _rows(tmp_path / "out").overlay_path.dropna()
+        assert len(paths) and all(p.startswith(f"{folder}/") for p in paths), list(paths)
+        assert all((tmp_path / "out" / p).is_file() for p in paths)
+    assert not (tmp_path / "out" / "out").exists() and not (tmp_path / "flagged").exists()
+
+
 def test_overlays_outside_results_are_refused(tmp_path, acquisition):
     acq, onnx = acquisition
     with pytest.raises(ConfigError, match="not inside the results folder"):
