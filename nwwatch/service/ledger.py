@@ -71,10 +71,10 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
     ----------
     path : the SQLite file (created with its folder).
     results_dir : the results folder; batch file names are stored relative to it.
-    lock : an already held :class:`LedgerLock` of ``path`` (``nwwatch ledger rebuild``, a
-        replay's start), released by the caller, after :meth:`close`: it may still have to
-        remove files under it. By default the ledger takes the lock and :meth:`close`
-        releases it.
+    lock : an already held :class:`LedgerLock` of ``path`` and ``results_dir`` (``nwwatch
+        ledger rebuild``, a replay's start), released by the caller, after :meth:`close`: it
+        may still have to remove files under it. By default the ledger takes the lock and
+        :meth:`close` releases it.
 
     Raises
     ------
@@ -90,7 +90,7 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         self.quarantine_changed = False
         self.held: set[str] = set()
         self._owns_lock = lock is None
-        self._lock = lock or LedgerLock(self.path)
+        self._lock = lock or LedgerLock(self.path, self.results_dir)
         try:
             self._db = open_ledger_db(self.path, self.results_dir)
         except BaseException:

@@ -195,7 +195,7 @@ def rebuild_ledger(results_dir: str | os.PathLike[str],
     results = Path(results_dir)
     ledger_path = Path(ledger_path) if ledger_path is not None else results / "ledger.sqlite"
     require_results_folder(results, ledger_path, "nothing to rebuild from")
-    lock = LedgerLock(ledger_path)
+    lock = LedgerLock(ledger_path, results)
     report = RebuildReport()
     try:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

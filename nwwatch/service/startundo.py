@@ -12,19 +12,26 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from nwwatch.service.lock import LedgerBusyError, LedgerLock
+from nwwatch.service.lock import LedgerBusyError, LedgerLock, results_lock_path
 
 #: Files SQLite and :class:`nwwatch.service.lock.LedgerLock` put beside a ledger.
 LEDGER_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
 
 
-def ledger_files(ledger_path: Path) -> list[Path]:
+def ledger_files(ledger_path: Path, results_dir: Path | None = None) -> list[Path]:
     """The ledger and the files that may appear beside it, its lock last; beside a ledger
     that exists already only its lock: SQLite removes its own journal files when the ledger
-    is closed, and those of a ledger another process reads may still be in use."""
+    is closed, and those of a ledger another process reads may still be in use. With
+    ``results_dir``, a ledger kept elsewhere adds the results folder's lock
+    (:func:`~nwwatch.service.lock.results_lock_path`), which its :class:`LedgerLock` takes."""
     ledger_path = _resolved(ledger_path)
     suffixes = (".lock",) if os.path.lexists(ledger_path) else LEDGER_SIDE_SUFFIXES
-    return [ledger_path.with_name(ledger_path.name + s) for s in suffixes]
+    files = [ledger_path.with_name(ledger_path.name + s) for s in suffixes]
+    if results_dir is not None:
+        shared = _resolved(results_lock_path(results_dir))
+        if shared not in files:
+            files.append(shared)
+    return files
 
 
 def _resolved(path: Path) -> Path:
