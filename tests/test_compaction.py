@@ -230,3 +230,30 @@ def test_a_compacted_file_emptied_by_a_forced_replay_is_forgotten(results):
     compact(out)
     df = _frames(out)
     assert len(df) == 8 and not df.duplicated(KEY).any()
+
+
+@pytest.mark.parametrize("command", [["compact"], ["ledger", "rebuild"]])
+def test_a_results_folder_this_user_may_not_write_is_named_not_a_traceback(results, command):
+    """`nwwatch compact RESULTS` / `nwwatch ledger rebuild RESULTS` run as a user who may only
+    read the service's results (deploy/README: run them as the service user) ended in a
+    PermissionError traceback from opening the ledger's lock file."""
+    from servicekit import without_file_access_override
+
+    tmp, out, onnx = results
+    wrap = without_file_access_override()
+    before = sorted(p.name for p in out.rglob("*"))
+    modes = {p: p.stat().st_mode for p in [out, *out.rglob("*")]}
+    for p in modes:
+        p.chmod(modes[p] & ~0o222)
+    try:
+        proc = subprocess.run([*wrap, sys.executable, "-m", "nwwatch.service", *command,
+                               str(out)], cwd=REPO, capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert f"cannot write {out / 'ledger.sqlite.lock'}: Permission denied" in proc.stderr
+    assert "sudo -u" in proc.stderr and "nwwatch" in proc.stderr
+    assert sorted(p.name for p in out.rglob("*")) == before
