@@ -5,6 +5,7 @@ old files untouched."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -257,3 +258,24 @@ def test_a_results_folder_this_user_may_not_write_is_named_not_a_traceback(resul
     assert f"cannot write {out / 'ledger.sqlite.lock'}: Permission denied" in proc.stderr
     assert "sudo -u" in proc.stderr and "nwwatch" in proc.stderr
     assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def test_the_dashboard_counts_the_rows_of_a_compaction_cut_short_once_as_status_does(results):
+    """Killed between the rename of the compacted file and the deletion of the old ones, the
+    folder holds acquisition a's rows twice until the next start recovers it: `nwwatch status`
+    (the ledger's files) counted 8 rows, the dashboard and `nwwatch report` (every file
+    listed) 14."""
+    from nwwatch.dashboard.data import ResultsStore
+
+    tmp, out, onnx = results
+    env = dict(os.environ, NWWATCH_CRASH_AT="compact_renamed:1", OMP_NUM_THREADS="1",
+               PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "nwwatch.service", "compact", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stdout + proc.stderr
+    assert len(_frames(out)) == 14  # a reader of the folder sees a's 6 rows twice
+    store = ResultsStore(out)
+    store.refresh()
+    assert sum(len(a) for a in store.snapshot.values()) == 8
+    r = CliRunner().invoke(status_cmd, ["--out", str(out), "--json"])
+    assert json.loads(r.output)["rows"] == 8

@@ -36,6 +36,7 @@ from nwwatch.results.versions import (
     newest_versions,
     read_reverted,
     series_key,
+    without_repeated_rows,
 )
 
 FRAME_COLUMNS = ("source", "frame", "status", "reason", "reason_code", "angle_valid",
@@ -273,7 +274,7 @@ class ResultsStore:
                             [old.new_frames, new_frames])).astype(np.int64)
                 if old is not None and old.table is not None:
                     part = pa.concat_tables([old.table, part], promote_options="default")
-                part = newest_versions(part, self._reverted)
+                part = newest_versions(without_repeated_rows(part), self._reverted)
                 order = [(sort_key, "ascending"), ("source", "ascending")]
                 if "frame" in part.column_names:
                     order.append(("frame", "ascending"))
