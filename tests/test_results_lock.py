@@ -75,3 +75,41 @@ def test_the_results_lock_is_released_and_a_lost_one_stops_the_service(setup):
     # released with the process: the folder's own ledger can be used again
     LedgerLock(res / "ledger.sqlite", res).close()
     assert os.path.exists(elsewhere)
+
+
+def test_a_second_ledger_is_not_made_beside_the_results_of_a_ledger_kept_elsewhere(setup):
+    """With the service stopped, `nwwatch replay ACQ --out RESULTS` without --config rebuilt a
+    ledger of its own, RESULTS/ledger.sqlite, processed the new frames into the results, and
+    the service processed them again at its next start (two rows each); `nwwatch compact
+    RESULTS`'s advice for a missing ledger, `nwwatch ledger rebuild RESULTS`, made such a
+    ledger too, and the compaction that followed deleted the files the service's ledger
+    named (`nwwatch status --config` then counted 0 rows)."""
+    tmp, acq, res, onnx = setup
+    cfg, elsewhere = _service_with_its_ledger_elsewhere(tmp, acq, res, onnx)
+    write_frames(acq, 2)
+    daemon = DaemonProcess(cfg, tmp / "log")
+    try:
+        wait_rows(res, 2, proc=daemon)
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+    write_frames(acq, 2, start=2)
+    marker = res / "ledger.sqlite.elsewhere"
+    assert marker.read_text().strip() == str(elsewhere)
+    before = sorted(p.name for p in res.iterdir())
+    with pytest.raises(LedgerBusyError, match=f"its ledger is {elsewhere}"):
+        replay(acq, res, model=onnx)
+    with pytest.raises(LedgerBusyError, match=f"its ledger is {elsewhere}"):
+        rebuild_ledger(res)
+    assert sorted(p.name for p in res.iterdir()) == before  # nothing made, nothing moved
+    # the service's own ledger is used as before, by a replay given its configuration
+    assert replay(acq, res, model=onnx, config=cfg).done == 2
+    _once(res, 4)
+    # a ledger moved into the folder (the configuration changed to match) is the folder's
+    for suffix in ("", "-wal", "-shm"):
+        moved = elsewhere.with_name(elsewhere.name + suffix)
+        if moved.exists():
+            moved.rename(res / f"ledger.sqlite{suffix}")
+    write_frames(acq, 1, start=4)
+    assert replay(acq, res, model=onnx).done == 1
+    _once(res, 5)

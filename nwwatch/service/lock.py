@@ -43,6 +43,20 @@ class LedgerBusyError(RuntimeError):
                 f"it first (a service: systemctl stop nwwatch), then run {command} again")
 
 
+class LedgerElsewhereError(LedgerBusyError):
+    """The results folder is kept by another ledger, outside it, that still exists
+    (:func:`ledger_kept_elsewhere`): a ledger here would process files into it again."""
+
+    def __init__(self, results_dir: Path, ledger: Path, other: Path) -> None:
+        marker = elsewhere_path(results_dir)
+        super().__init__(
+            f"{results_dir}: its ledger is {other} ([state] ledger of the service that "
+            f"writes here, recorded in {marker}), not {ledger}; a second ledger would process "
+            f"files into these results again. Use that one (nwwatch replay --config with the "
+            f"service's configuration; nwwatch compact / ledger rebuild --ledger {other}), "
+            f"or move it to {ledger} and delete {marker}")
+
+
 class LedgerLock:
     """Hold the exclusive lock of ``ledger_path`` until :meth:`close`; with ``results_dir``
     also that of the results folder's own ledger when ``ledger_path`` is another file (see
@@ -103,6 +117,57 @@ class LedgerLock:
 def results_lock_path(results_dir: str | os.PathLike[str]) -> Path:
     """The lock file every writer of ``results_dir`` holds: its own ledger's."""
     return Path(results_dir) / "ledger.sqlite.lock"
+
+
+def elsewhere_path(results_dir: str | os.PathLike[str]) -> Path:
+    """``RESULTS/ledger.sqlite.elsewhere``: the path of the ledger kept outside the results
+    folder (``[state] ledger``) by the last process that wrote into it with one."""
+    return Path(results_dir) / "ledger.sqlite.elsewhere"
+
+
+def record_ledger_elsewhere(ledger_path: str | os.PathLike[str],
+                            results_dir: str | os.PathLike[str]) -> None:
+    """Record in ``results_dir`` that ``ledger_path``, a file outside it, is its ledger
+    (nothing when it is the folder's own ``ledger.sqlite``)."""
+    ledger = Path(ledger_path).absolute()
+    own = Path(results_dir) / "ledger.sqlite"
+    if _same_place(ledger, own):
+        return
+    marker = elsewhere_path(results_dir)
+    text = f"{ledger}\n"
+    try:
+        if marker.read_text(encoding="utf-8", errors="replace") == text:
+            return
+    except OSError:
+        pass
+    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, marker)
+
+
+def ledger_kept_elsewhere(results_dir: str | os.PathLike[str],
+                          ledger_path: str | os.PathLike[str]) -> Path | None:
+    """The ledger recorded for ``results_dir`` (:func:`record_ledger_elsewhere`) when it is
+    another file than ``ledger_path`` and still exists, else None: a second ledger made
+    from the same results would know none of the files that ledger processes later, and
+    processing them into the results again would write their rows twice."""
+    try:
+        text = elsewhere_path(results_dir).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text:
+        return None
+    other = Path(text)
+    try:
+        if not other.is_file():
+            return None  # moved (into the results folder, say) or lost: nothing to protect
+        if os.path.lexists(ledger_path) and os.path.samefile(other, ledger_path):
+            return None
+    except OSError:
+        return None
+    if _same_place(other.absolute(), Path(ledger_path).absolute()):
+        return None
+    return other
 
 
 def _same_place(a: Path, b: Path) -> bool:

@@ -12,7 +12,13 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from nwwatch.service.lock import LedgerBusyError, LedgerLock, results_lock_path
+from nwwatch.service.lock import (
+    LedgerBusyError,
+    LedgerElsewhereError,
+    LedgerLock,
+    elsewhere_path,
+    results_lock_path,
+)
 
 #: Files SQLite and :class:`nwwatch.service.lock.LedgerLock` put beside a ledger.
 LEDGER_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
@@ -29,7 +35,8 @@ def ledger_files(ledger_path: Path, results_dir: Path | None = None) -> list[Pat
     files = [ledger_path.with_name(ledger_path.name + s) for s in suffixes]
     if results_dir is not None:
         shared = _resolved(results_lock_path(results_dir))
-        if shared not in files:
+        if shared not in files:  # a ledger elsewhere: its record in the folder, its lock
+            files[-1:-1] = [_resolved(elsewhere_path(results_dir))]
             files.append(shared)
     return files
 
@@ -77,7 +84,10 @@ class CreatedPaths:
                 lock.close()
 
     def _remove(self, error: BaseException | None) -> None:
-        for f in [] if isinstance(error, LedgerBusyError) else self.files:
+        # busy: another process's files (a ledger kept elsewhere: none of them is)
+        theirs = isinstance(error, LedgerBusyError) and not isinstance(error,
+                                                                        LedgerElsewhereError)
+        for f in [] if theirs else self.files:
             try:
                 f.unlink()
             except OSError:  # gone already; the error being raised matters more
