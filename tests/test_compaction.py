@@ -279,3 +279,19 @@ def test_the_dashboard_counts_the_rows_of_a_compaction_cut_short_once_as_status_
     assert sum(len(a) for a in store.snapshot.values()) == 8
     r = CliRunner().invoke(status_cmd, ["--out", str(out), "--json"])
     assert json.loads(r.output)["rows"] == 8
+
+
+def test_compaction_under_sudos_umask_keeps_the_file_to_the_services_group(results):
+    """The service's files are its user's and group's only (the unit's UMask=0027); `sudo -u
+    nwwatch nwwatch compact` runs with umask 0022, and the compacted file, which holds every
+    row of the acquisition, was 0644: readable by every user of the PC."""
+    tmp, out, onnx = results
+    done = subprocess.run([sys.executable, "-m", "nwwatch.service", "compact", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)),
+                          preexec_fn=lambda: os.umask(0o022))
+    assert done.returncode == 0, done.stderr
+    made = [p for p in (out / "frames").rglob("*compact*.parquet")]
+    assert made
+    for p in made:
+        assert p.stat().st_mode & 0o007 == 0, (p, oct(p.stat().st_mode))

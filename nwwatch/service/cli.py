@@ -364,6 +364,9 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
     from nwwatch.service.compaction import compact as run_compact
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError
 
+    # The results are the service's, written with the unit's UMask=0027; through sudo (umask
+    # 0022) the compacted file, every row of an acquisition, was readable by every user.
+    os.umask(os.umask(0) | 0o027)
     try:
         report = run_compact(results, ledger_path, acquisition=acquisition,
                              min_files=min_files)
