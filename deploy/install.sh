@@ -12,6 +12,9 @@
 # checkout: it reinstalls and restarts the service (a running one keeps its old code until
 # restarted).
 set -euo pipefail
+# sudo keeps the admin's umask where it is stricter (027 on hardened systems): the venv and
+# pip's files would be root's alone and the service user could not import nwwatch.
+umask 022
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 UNIT_DIR=${UNIT_DIR:-/etc/systemd/system}
@@ -120,9 +123,15 @@ else
 fi
 # The unit runs the venv's python as the service user: a venv made from an interpreter that
 # user may not execute (one under root's home, e.g. pyenv's) fails every start (203/EXEC).
+# Importing nwwatch also finds package files the service user may not read (a venv updated
+# earlier under a stricter umask).
 if command -v runuser >/dev/null \
         && ! (cd / && runuser -u "$SERVICE_USER" -- "$PREFIX/venv/bin/python" -c '') 2>/dev/null; then
     die "$SERVICE_USER cannot run $PREFIX/venv/bin/python (-> $(readlink -f "$PREFIX/venv/bin/python")): remove $PREFIX/venv and run again with PYTHON=<an interpreter all users may run, e.g. /usr/bin/python3.11>"
+fi
+if command -v runuser >/dev/null \
+        && ! (cd / && runuser -u "$SERVICE_USER" -- "$PREFIX/venv/bin/python" -c 'import nwwatch.cli') 2>/dev/null; then
+    die "$SERVICE_USER cannot import nwwatch from $PREFIX/venv (files only root may read?): remove $PREFIX/venv and run again"
 fi
 install -d -m 0755 "$PREFIX/docs"
 cp "$SRC/docs/service.md" "$PREFIX/docs/" 2>/dev/null || true

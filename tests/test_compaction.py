@@ -5,6 +5,7 @@ old files untouched."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -230,3 +231,67 @@ def test_a_compacted_file_emptied_by_a_forced_replay_is_forgotten(results):
     compact(out)
     df = _frames(out)
     assert len(df) == 8 and not df.duplicated(KEY).any()
+
+
+@pytest.mark.parametrize("command", [["compact"], ["ledger", "rebuild"]])
+def test_a_results_folder_this_user_may_not_write_is_named_not_a_traceback(results, command):
+    """`nwwatch compact RESULTS` / `nwwatch ledger rebuild RESULTS` run as a user who may only
+    read the service's results (deploy/README: run them as the service user) ended in a
+    PermissionError traceback from opening the ledger's lock file."""
+    from servicekit import without_file_access_override
+
+    tmp, out, onnx = results
+    wrap = without_file_access_override()
+    before = sorted(p.name for p in out.rglob("*"))
+    modes = {p: p.stat().st_mode for p in [out, *out.rglob("*")]}
+    for p in modes:
+        p.chmod(modes[p] & ~0o222)
+    try:
+        proc = subprocess.run([*wrap, sys.executable, "-m", "nwwatch.service", *command,
+                               str(out)], cwd=REPO, capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert f"cannot write {out / 'ledger.sqlite.lock'}: Permission denied" in proc.stderr
+    assert "sudo -u" in proc.stderr and "nwwatch" in proc.stderr
+    assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def test_the_dashboard_counts_the_rows_of_a_compaction_cut_short_once_as_status_does(results):
+    """Killed between the rename of the compacted file and the deletion of the old ones, the
+    folder holds acquisition a's rows twice until the next start recovers it: `nwwatch status`
+    (the ledger's files) counted 8 rows, the dashboard and `nwwatch report` (every file
+    listed) 14."""
+    from nwwatch.dashboard.data import ResultsStore
+
+    tmp, out, onnx = results
+    env = dict(os.environ, NWWATCH_CRASH_AT="compact_renamed:1", OMP_NUM_THREADS="1",
+               PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "nwwatch.service", "compact", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stdout + proc.stderr
+    assert len(_frames(out)) == 14  # a reader of the folder sees a's 6 rows twice
+    store = ResultsStore(out)
+    store.refresh()
+    assert sum(len(a) for a in store.snapshot.values()) == 8
+    r = CliRunner().invoke(status_cmd, ["--out", str(out), "--json"])
+    assert json.loads(r.output)["rows"] == 8
+
+
+def test_compaction_under_sudos_umask_keeps_the_file_to_the_services_group(results):
+    """The service's files are its user's and group's only (the unit's UMask=0027); `sudo -u
+    nwwatch nwwatch compact` runs with umask 0022, and the compacted file, which holds every
+    row of the acquisition, was 0644: readable by every user of the PC."""
+    tmp, out, onnx = results
+    done = subprocess.run([sys.executable, "-m", "nwwatch.service", "compact", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)),
+                          preexec_fn=lambda: os.umask(0o022))
+    assert done.returncode == 0, done.stderr
+    made = [p for p in (out / "frames").rglob("*compact*.parquet")]
+    assert made
+    for p in made:
+        assert p.stat().st_mode & 0o007 == 0, (p, oct(p.stat().st_mode))

@@ -474,3 +474,35 @@ def test_a_stack_growing_page_by_page_has_a_rate_and_goes_stale_when_it_stops(tm
     acq = next(iter(fresh.snapshot.values()))
     assert len(acq) == 3 and acquisition_summary(acq, newest + 300, 120.0)["stale"]
     assert acquisition_summary(acq, newest, None)["frames_per_s"] == pytest.approx(0.2)
+
+
+def test_a_foreign_parquet_file_in_the_results_is_listed_not_a_crash(tmp_path):
+    """A Parquet file of another program under frames/ (an analysis saved beside the rows,
+    one without `source`, or one whose `frame` holds text) made `nwwatch report` end in a
+    traceback (TypeError, ArrowTypeError "Field frame has incompatible types") and every
+    refresh of the dashboard fail; status, which reads the ledger's files, was unaffected."""
+    from servicekit import REPO, model, paint_insitu
+
+    from nwwatch.io import write_frame_tiff
+    from nwwatch.service import replay
+
+    acq, out = tmp_path / "acq", tmp_path / "out"
+    acq.mkdir()
+    for i in range(3):
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(100.0 + 10 * i))
+    replay(acq, out, kind="insitu", model=model(tmp_path))
+    (partition,) = (out / "frames").iterdir()
+    pq.write_table(pa.table({"a": [1, 2, 3]}), partition / "mine.parquet")
+    pq.write_table(pa.table({"source": [str(acq / "x.tif")], "frame": ["zero"],
+                             "status": ["ok"]}), out / "frames" / "odd.parquet")
+    store = ResultsStore(out)
+    store.refresh()
+    assert sum(len(a) for a in store.snapshot.values()) == 3
+    assert store.unreadable == {str(partition / "mine.parquet"),
+                                str(out / "frames" / "odd.parquet")}
+    done = subprocess.run([sys.executable, "-m", "nwwatch", "report", str(out), "--out",
+                           str(tmp_path / "r.html")], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "another program" in page and "mine.parquet" in page

@@ -243,3 +243,26 @@ def test_an_update_keeps_the_mode_and_group_of_results_folders_the_service_can_w
                               cwd=tmp, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert results.stat().st_mode & 0o7777 == 0o2770, oct(results.stat().st_mode)
+
+
+def test_the_venv_is_installed_readable_by_the_service_user_under_a_strict_umask(sandbox):
+    """sudo runs install.sh with the admin's umask where it is stricter than 022 (027 on
+    hardened systems): the venv and pip's files were made 0750/0640 root:root, so the service
+    user could not import nwwatch (a restart loop after an update); the check that the
+    service user can run the venv's python did not import anything. Files are made 022."""
+    tmp, env, prefix, config, calls, data = sandbox
+    python = prefix / "venv" / "bin" / "python"
+    _script(python, '[[ $1 == -m && $2 == pip ]] && { echo "pip umask $(umask)" >> '
+            + str(calls) + '; exit 0; }\n'
+            f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env, cwd=tmp,
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: os.umask(0o027))
+    assert done.returncode == 0, done.stderr
+    made = calls.read_text().splitlines()
+    pips = [c for c in made if c.startswith("pip ")]
+    assert pips and all(c == "pip umask 0022" for c in pips), made
+    assert (prefix / "docs" / "service.md").stat().st_mode & 0o777 == 0o644
+    # the service user's check imports the package, not only the interpreter
+    assert [c for c in made if c.startswith(f"runuser -u microscopy -- {python} -c ")
+            and "import nwwatch" in c], made

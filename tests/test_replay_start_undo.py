@@ -40,9 +40,9 @@ def test_a_busy_ledger_taken_by_another_replay_meanwhile_is_not_removed(tmp_path
     acq, out = _acq(tmp_path), tmp_path / "res"
     other = []
 
-    def another_replay_first(path):
+    def another_replay_first(path, results_dir=None):
         other.append(Ledger(path, out))  # started at the same moment, took it first
-        return LedgerLock(path)
+        return LedgerLock(path, results_dir)
 
     monkeypatch.setattr(replay_module, "LedgerLock", another_replay_first)
     with pytest.raises(LedgerBusyError):

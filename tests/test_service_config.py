@@ -629,3 +629,16 @@ def test_unread_files_of_two_formats_get_the_conversion_of_each(paths):
     assert event == "unread_format" and fields["count"] == 3
     assert "DigitalMicrograph" in fields["reason"] and "mrc2tif" in fields["reason"]
     assert fields["reason"].count("DigitalMicrograph") == 1
+
+
+def test_a_config_saved_with_a_byte_order_mark_and_crlf_reads_as_without(paths):
+    """Windows editors (Notepad) save UTF-8 with a byte-order mark and CRLF line ends: the
+    file was refused as "(syntax): not valid TOML: Invalid statement (at line 1, column 1)",
+    pointing at nothing visible in it."""
+    tmp, acq, res, m = paths
+    text = f'[[watch]]\npath = "{acq}"\nmodel = "{m}"\n\n[output]\nresults = "{res}"\n'
+    plain, windows = tmp / "plain.toml", tmp / "windows.toml"
+    plain.write_text(text)
+    windows.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    a, b = load_config(plain), load_config(windows)
+    assert (a.watches, a.results, a.ledger) == (b.watches, b.results, b.ledger)

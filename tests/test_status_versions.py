@@ -295,3 +295,22 @@ def test_a_released_batch_uncounts_files_by_their_ledger_keys():
     # read by the source text, both stacks would leave the count and the empty file stay
     assert (tally.processed_files, tally.processed_versions, tally.processed_rows) == (2, 2, 2)
     assert tally.row_counts == Counter({("ok", "ok"): 2})
+
+
+def test_a_results_file_the_ledger_names_that_is_gone_is_named_not_silently_left_out(tmp_path):
+    """A committed results file deleted by hand: its files stay done in the ledger (never
+    processed again), and `nwwatch status` counted the rows left without a word, as though
+    the results were complete."""
+    onnx = model(tmp_path)
+    acq, out = tmp_path / "acq", tmp_path / "out"
+    acq.mkdir()
+    for i in range(2):  # two replays: two results files
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(100.0 + 10 * i))
+        replay(acq, out, kind="insitu", model=onnx)
+    files = sorted((out / "frames").rglob("*.parquet"))
+    assert len(files) == 2
+    files[0].unlink()
+    s, text = _status(out)
+    assert s["rows"] == 1 and s["missing_files"] == [str(files[0])], s
+    assert "1 results file(s) the ledger names are missing" in text, text
+    assert str(files[0]) in text and "nwwatch ledger rebuild" in text

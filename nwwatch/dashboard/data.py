@@ -36,6 +36,7 @@ from nwwatch.results.versions import (
     newest_versions,
     read_reverted,
     series_key,
+    without_repeated_rows,
 )
 
 FRAME_COLUMNS = ("source", "frame", "status", "reason", "reason_code", "angle_valid",
@@ -50,6 +51,49 @@ VOLUME_COLUMNS = ("source", "status", "reason", "reason_code", "mask_path", "sol
                   "model_sha256", "measurement_version", "provider", "source_sha256")
 #: Read with the volume rows for the processing time per volume; not sent to the page.
 VOLUME_TIMING_COLUMNS = ("read_ms", "segment_ms", "measure_ms", "confidence_ms")
+
+_STRING, _INTEGER, _NUMBER, _BOOL, _TIME = "string", "integer", "number", "bool", "timestamp"
+#: The kind of value of each column read (docs/service.md, "Results: Parquet schema"): a
+#: Parquet file under frames/ or volumes/ whose column holds another kind, or that has no
+#: ``source``, is no nwwatch result (another program's, put there) and is not read.
+_COLUMN_KINDS = {
+    **dict.fromkeys(("source", "status", "reason", "reason_code", "model_name", "model_sha256",
+                     "measurement_version", "provider", "overlay_path", "source_sha256",
+                     "mask_path"), _STRING),
+    "frame": _INTEGER, "pore_count": _INTEGER, "angle_valid": _BOOL,
+    **dict.fromkeys(("acquired_at", "processed_at"), _TIME),
+}
+
+
+def _kind_of(type_: pa.DataType) -> str | None:
+    if pa.types.is_dictionary(type_):
+        type_ = type_.value_type
+    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+        return _STRING
+    if pa.types.is_integer(type_):
+        return _INTEGER
+    if pa.types.is_floating(type_):
+        return _NUMBER
+    if pa.types.is_boolean(type_):
+        return _BOOL
+    if pa.types.is_timestamp(type_):
+        return _TIME
+    return None
+
+
+def _not_results(table: pa.Table) -> bool:
+    """Whether ``table`` (the columns read from a file) is not nwwatch's rows: no ``source``,
+    or a column of another kind of value than the results' (all-null columns fit any)."""
+    if "source" not in table.column_names:
+        return True
+    for field_ in table.schema:
+        if pa.types.is_null(field_.type):
+            continue
+        want = _COLUMN_KINDS.get(field_.name, _NUMBER)
+        got = _kind_of(field_.type)
+        if got != want and not (want == _NUMBER and got == _INTEGER):
+            return True
+    return False
 
 
 def acquisition_id(folder: str, series: str = "") -> str:
@@ -168,6 +212,10 @@ class ResultsStore:
                     present.discard(path)  # damaged, or replaced meanwhile: next refresh
                     bad.add(path)
                     continue
+                if _not_results(table):  # another program's file: its rows would not fit
+                    present.discard(path)
+                    bad.add(path)
+                    continue
                 lost = lost or path in cache  # rewritten (rows replaced)
                 cache[path] = (entry.inode(), table)
                 added.append(table)
@@ -258,8 +306,9 @@ class ResultsStore:
             parts = [t for t in tables.get(kind, []) if t.num_rows]
             if not parts:
                 continue
+            # permissive: int32 and int64, float32 and float64 of different writers
             for (folder, series), part in _split_by_series(pa.concat_tables(
-                    parts, promote_options="default")).items():
+                    parts, promote_options="permissive")).items():
                 acq_id = acquisition_id(folder, series)
                 old = acqs.get(acq_id)
                 commits_s = new_frames = None
@@ -272,8 +321,8 @@ class ResultsStore:
                         new_frames = np.bincount(at, np.concatenate(
                             [old.new_frames, new_frames])).astype(np.int64)
                 if old is not None and old.table is not None:
-                    part = pa.concat_tables([old.table, part], promote_options="default")
-                part = newest_versions(part, self._reverted)
+                    part = pa.concat_tables([old.table, part], promote_options="permissive")
+                part = newest_versions(without_repeated_rows(part), self._reverted)
                 order = [(sort_key, "ascending"), ("source", "ascending")]
                 if "frame" in part.column_names:
                     order.append(("frame", "ascending"))

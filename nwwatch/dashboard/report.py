@@ -222,7 +222,8 @@ def write_report(results: str | Path, out: str | Path) -> Path:
              f"{''.join(notes)}</p>"]
     if unreadable:  # their rows are missing from everything below: say so first
         parts.append("<p class='warn'>" + f"{len(unreadable)} results file(s) could not be read"
-                     " (damaged?); their rows are not in this report:</p><ul>"
+                     " as nwwatch results (damaged, or another program's file?); their rows"
+                     " are not in this report:</p><ul>"
                      + "".join(f"<li><code>{html.escape(p)}</code></li>" for p in unreadable)
                      + "</ul>")
     if store.vanished:  # still, after _READ_TRIES readings

@@ -82,13 +82,15 @@ class ResultCounts:
     versions of a file (a stack processed again as it grew), kept in the files but not
     counted in ``current``; ``superseded_versions`` those versions (file contents),
     ``superseded_files`` the files (paths) they belong to. ``unreadable``: files that could
-    not be read (damaged): their rows are in neither count."""
+    not be read (damaged): their rows are in neither count; ``missing``: files that do not
+    exist (nor are their rows)."""
 
     current: Counter[tuple[str, str]] = field(default_factory=Counter)
     superseded: Counter[tuple[str, str]] = field(default_factory=Counter)
     superseded_versions: int = 0
     superseded_files: int = 0
     unreadable: list[Path] = field(default_factory=list)
+    missing: list[Path] = field(default_factory=list)
 
 
 def count_results(paths: Iterable[str | os.PathLike[str]],
@@ -96,9 +98,9 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
     """Count the rows of the given Parquet files, reading only the ``status`` and
     ``reason_code`` columns and those that tell versions apart
     (:data:`nwwatch.results.versions.VERSION_COLUMNS`). Files that no longer exist are
-    skipped (their rows were superseded by ``replay --force`` or moved by a compaction);
-    files that cannot be read are listed in ``unreadable``. ``reverted``: the results
-    folder's record of files put back to earlier content
+    skipped and listed in ``missing`` (their rows may have been moved by a compaction since
+    they were listed); files that cannot be read are listed in ``unreadable``. ``reverted``:
+    the results folder's record of files put back to earlier content
     (:func:`nwwatch.results.versions.read_reverted`)."""
     out = ResultCounts()
     tables: list[pa.Table] = []
@@ -107,6 +109,7 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
         try:
             parquet = pq.ParquetFile(Path(path))
         except FileNotFoundError:
+            out.missing.append(Path(path))
             continue
         except (OSError, pa.ArrowInvalid):
             out.unreadable.append(Path(path))

@@ -143,6 +143,40 @@ def newest_versions(table: pa.Table, reverted: pa.Table | None = None) -> pa.Tab
     return table if keep.all() else table.filter(bool_mask(keep))
 
 
+#: The columns that make a result row unique in a results folder: a content is processed once
+#: per model and measurement version (the ledger's key), one row per page of it.
+ROW_KEY_COLUMNS: tuple[str, ...] = ("source_sha256", "frame", "model_sha256",
+                                    "measurement_version")
+
+
+def without_repeated_rows(table: pa.Table) -> pa.Table:
+    """``table`` with each row of one content, page, model and measurement version
+    (:data:`ROW_KEY_COLUMNS`, those the table has) kept once, the newest by ``processed_at``.
+
+    A results folder holds such a row twice only for a moment a folder cannot avoid (a
+    compaction between the rename of its file and the deletion of the files it replaces, or
+    cut short there until the next start; ``replay --force`` before it rewrites the earlier
+    files), or when someone copied a results file inside it. Rows with a null
+    ``source_sha256`` are kept, and so is a table without that column."""
+    n = table.num_rows
+    if n < 2 or "source_sha256" not in table.column_names:
+        return table
+    keys = np.stack([codes(table[c].combine_chunks().dictionary_decode()
+                           if pa.types.is_dictionary(table[c].type) else table[c])[0]
+                     for c in ROW_KEY_COLUMNS if c in table.column_names], axis=1)
+    unique, group = np.unique(keys, axis=0, return_inverse=True)
+    if len(unique) == n:
+        return table  # the usual case
+    group = group.reshape(-1)
+    when = (epoch_s(table["processed_at"]) if "processed_at" in table.column_names
+            else np.zeros(n))
+    when = np.where(np.isnan(when), -np.inf, when)
+    order = np.lexsort((when, group))
+    last = np.zeros(n, dtype=bool)
+    last[order[np.r_[group[order][1:] != group[order][:-1], True]]] = True
+    return table.filter(bool_mask(last | (keys[:, 0] < 0)))
+
+
 #: Files found holding content processed before, in a results folder (module docstring).
 REVERTED_FILE = "reverted.parquet"
 

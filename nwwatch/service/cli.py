@@ -328,12 +328,34 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
         raise click.ClickException(exc.stop_first("nwwatch ledger rebuild")) from None
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise _not_writable(exc, results, "nwwatch ledger rebuild") from None
     for old in report.moved_aside:
         click.echo(f"moved aside: {old}")
     for bad in report.unreadable:
         click.echo(f"skipped, unreadable: {bad}", err=True)
     click.echo(f"rebuilt from {report.files} files: {report.items} items done, "
                f"{report.rows} rows, {report.quarantined} quarantined files kept")
+
+
+def _not_writable(exc: OSError, results: Path, command: str) -> BaseException:
+    """The error of a maintenance ``command`` that may not write the results or ledger (run as
+    a user who may only read the service's results): which file, and whose they are; any
+    other OSError is raised as it is."""
+    import errno
+    import pwd
+
+    if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return exc
+    where = f"cannot write {exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+    if exc.errno == errno.EROFS:
+        return click.ClickException(f"{where} (a read-only file system)")
+    try:
+        owner = pwd.getpwuid(results.stat().st_uid).pw_name
+    except (KeyError, OSError):
+        owner = "the service user"
+    return click.ClickException(f"{where}; {command} writes the ledger and the results: run "
+                                f"it as their owner, e.g. sudo -u {owner} {command} {results}")
 
 
 @click.command("compact")
@@ -354,6 +376,9 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
     from nwwatch.service.compaction import compact as run_compact
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError
 
+    # The results are the service's, written with the unit's UMask=0027; through sudo (umask
+    # 0022) the compacted file, every row of an acquisition, was readable by every user.
+    os.umask(os.umask(0) | 0o027)
     try:
         report = run_compact(results, ledger_path, acquisition=acquisition,
                              min_files=min_files)
@@ -361,6 +386,8 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
         raise click.ClickException(exc.stop_first("nwwatch compact")) from None
     except (LedgerCorruptError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise _not_writable(exc, results, "nwwatch compact") from None
     if report.recovered:
         click.echo(f"finished {report.recovered} interrupted compaction(s)")
     for rel in report.mixed_files:

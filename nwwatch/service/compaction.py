@@ -44,6 +44,7 @@ from nwwatch.atomic import fsync_folder
 from nwwatch.results.parquet import PARTITION_KEY, acquisition_partition, write_table_atomic
 from nwwatch.service.batch import crash_point
 from nwwatch.service.ledger import Ledger
+from nwwatch.service.lock import ledger_kept_elsewhere
 from nwwatch.service.reporting import COMPACTED_BATCH_PREFIX
 
 STAGING_DIR = "compact-staging"
@@ -84,6 +85,10 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
     results = Path(results_dir)
     ledger_file = Path(ledger_path) if ledger_path else results / "ledger.sqlite"
     if not ledger_file.is_file():
+        other = ledger_kept_elsewhere(results, ledger_file)
+        if other is not None:  # not a lost ledger: a rebuild here would make a second one
+            raise FileNotFoundError(f"{results}: its ledger is {other} ([state] ledger of the "
+                                    f"service that writes here): give --ledger {other}")
         raise FileNotFoundError(f"{results}: not a results folder: no ledger {ledger_file} "
                                 "(nothing processed yet? a lost ledger: nwwatch ledger rebuild)")
     ledger = Ledger(ledger_file, results)

@@ -29,7 +29,9 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     file = Path(path)
     try:
         with open(file, "rb") as handle:
-            return tomllib.load(handle)
+            data = handle.read()
+        # a byte-order mark (Windows editors save UTF-8 with one) is no TOML statement
+        return tomllib.loads(data.removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(file, "(file)", "does not exist") from None
     except PermissionError:

@@ -51,7 +51,13 @@ from nwwatch.service.ledgerdb import (
 from nwwatch.service.ledgerhold import HeldBatches
 from nwwatch.service.ledgerquarantine import QuarantineList
 from nwwatch.service.ledgerreverts import RevertedFiles
-from nwwatch.service.lock import LedgerBusyError, LedgerLock
+from nwwatch.service.lock import (
+    LedgerBusyError,
+    LedgerElsewhereError,
+    LedgerLock,
+    ledger_kept_elsewhere,
+    record_ledger_elsewhere,
+)
 from nwwatch.service.names import file_identity
 from nwwatch.service.recovery import Recovery
 from nwwatch.service.reporting import LedgerQueries
@@ -71,14 +77,15 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
     ----------
     path : the SQLite file (created with its folder).
     results_dir : the results folder; batch file names are stored relative to it.
-    lock : an already held :class:`LedgerLock` of ``path`` (``nwwatch ledger rebuild``, a
-        replay's start), released by the caller, after :meth:`close`: it may still have to
-        remove files under it. By default the ledger takes the lock and :meth:`close`
-        releases it.
+    lock : an already held :class:`LedgerLock` of ``path`` and ``results_dir`` (``nwwatch
+        ledger rebuild``, a replay's start), released by the caller, after :meth:`close`: it
+        may still have to remove files under it. By default the ledger takes the lock and
+        :meth:`close` releases it.
 
     Raises
     ------
-    LedgerBusyError : another process holds the ledger.
+    LedgerBusyError : another process holds the ledger; :class:`LedgerElsewhereError`, a
+        ledger outside the results folder keeps it and this is another.
     LedgerCorruptError : the file is not a readable SQLite database.
     """
 
@@ -90,8 +97,12 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         self.quarantine_changed = False
         self.held: set[str] = set()
         self._owns_lock = lock is None
-        self._lock = lock or LedgerLock(self.path)
+        self._lock = lock or LedgerLock(self.path, self.results_dir)
         try:
+            other = ledger_kept_elsewhere(self.results_dir, self.path)
+            if other is not None:
+                raise LedgerElsewhereError(self.results_dir, self.path, other)
+            record_ledger_elsewhere(self.path, self.results_dir)
             self._db = open_ledger_db(self.path, self.results_dir)
         except BaseException:
             if lock is None:

@@ -5,6 +5,12 @@ Deleting the folder that holds it releases it silently (the lock belongs to the 
 so :meth:`LedgerLock.lost` compares the device and inode of the open lock file with what the
 path names now: the service checks it with the ledger's own identity and stops when either
 changed (:class:`nwwatch.service.ledger.LedgerLostError`).
+
+A ledger configured outside its results folder (``[state] ledger``) also takes the lock of
+the results folder's own ledger, ``RESULTS/ledger.sqlite.lock`` (:func:`results_lock_path`):
+the ledger is what keeps rows from being written twice, and two processes with two ledgers
+over one results folder (a service whose ledger lies in /var/lib, a replay into its results
+without ``--config``) would each process the same files into it.
 """
 
 from __future__ import annotations
@@ -37,61 +43,177 @@ class LedgerBusyError(RuntimeError):
                 f"it first (a service: systemctl stop nwwatch), then run {command} again")
 
 
+class LedgerElsewhereError(LedgerBusyError):
+    """The results folder is kept by another ledger, outside it, that still exists
+    (:func:`ledger_kept_elsewhere`): a ledger here would process files into it again."""
+
+    def __init__(self, results_dir: Path, ledger: Path, other: Path) -> None:
+        marker = elsewhere_path(results_dir)
+        super().__init__(
+            f"{results_dir}: its ledger is {other} ([state] ledger of the service that "
+            f"writes here, recorded in {marker}), not {ledger}; a second ledger would process "
+            f"files into these results again. Use that one (nwwatch replay --config with the "
+            f"service's configuration; nwwatch compact / ledger rebuild --ledger {other}), "
+            f"or move it to {ledger} and delete {marker}")
+
+
 class LedgerLock:
-    """Hold the exclusive lock of ``ledger_path`` until :meth:`close`.
+    """Hold the exclusive lock of ``ledger_path`` until :meth:`close`; with ``results_dir``
+    also that of the results folder's own ledger when ``ledger_path`` is another file (see
+    the module docstring).
 
     Raises
     ------
     LedgerBusyError
-        Another process holds it; the message names that process's pid.
+        Another process holds either; the message names that process's pid.
     """
 
-    def __init__(self, ledger_path: str | os.PathLike[str]) -> None:
+    def __init__(self, ledger_path: str | os.PathLike[str],
+                 results_dir: str | os.PathLike[str] | None = None) -> None:
         ledger = Path(ledger_path)
         self.path = ledger.with_name(ledger.name + ".lock")
-        for _ in range(_RETRIES):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a+")
-            try:
-                fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._handle.seek(0)
-                holder = self._handle.read().strip() or "?"
-                self._handle.close()
-                raise LedgerBusyError(
-                    f"{ledger}: in use by another nwwatch process (pid {holder}); stop it or "
-                    "use another results folder", ledger, holder
-                ) from None
-            # The holder may have deleted the file between the open and the lock (a failed
-            # start removes the files it created before releasing them, startundo): a lock
-            # on a deleted file protects nothing, so the path is opened again.
-            if self.lost() is None:
-                break
+        self._handle = _take(self.path, lambda holder: LedgerBusyError(
+            f"{ledger}: in use by another nwwatch process (pid {holder}); stop it or "
+            "use another results folder", ledger, holder))
+        #: The results folder's lock, held besides when the ledger lies elsewhere.
+        self.results_path: Path | None = None
+        self._results_handle = None
+        if results_dir is None:
+            return
+        shared = results_lock_path(results_dir)
+        if _same_place(shared, self.path):
+            return
+        results = Path(results_dir)
+        try:
+            self._results_handle = _take(shared, lambda holder: LedgerBusyError(
+                f"{results}: results folder in use by another nwwatch process (pid {holder}) "
+                f"that keeps another ledger than {ledger}; two ledgers over one results "
+                "folder would write rows twice: stop it, give this command the same "
+                "configuration (--config) or ledger, or use another results folder",
+                results, holder))
+        except BaseException:
             self._handle.close()
-        else:
-            raise LedgerBusyError(f"{ledger}: its lock file {self.path} was deleted "
-                                  f"{_RETRIES} times while being locked; another process is "
-                                  "removing it")
-        self._handle.seek(0)
-        self._handle.truncate()
-        self._handle.write(str(os.getpid()))
-        self._handle.flush()
+            raise
+        self.results_path = shared
 
     def lost(self) -> str | None:
-        """Why the lock no longer protects the ledger (its file was deleted or replaced), or
-        None while it does."""
-        mine = os.fstat(self._handle.fileno())
-        try:
-            now = os.stat(self.path)
-        except FileNotFoundError:
-            return f"{self.path} was deleted"
-        if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
-            return f"{self.path} was replaced by another file"
+        """Why the lock no longer protects the ledger (its file, or the results folder's,
+        was deleted or replaced), or None while it does."""
+        held = [(self.path, self._handle)]
+        if self._results_handle is not None:
+            held.append((self.results_path, self._results_handle))
+        for path, handle in held:
+            why = _lost(path, handle)
+            if why is not None:
+                return why
         return None
 
     def close(self) -> None:
-        if not self._handle.closed:
-            self._handle.close()
+        for handle in (self._results_handle, self._handle):
+            if handle is not None and not handle.closed:
+                handle.close()
+
+
+def results_lock_path(results_dir: str | os.PathLike[str]) -> Path:
+    """The lock file every writer of ``results_dir`` holds: its own ledger's."""
+    return Path(results_dir) / "ledger.sqlite.lock"
+
+
+def elsewhere_path(results_dir: str | os.PathLike[str]) -> Path:
+    """``RESULTS/ledger.sqlite.elsewhere``: the path of the ledger kept outside the results
+    folder (``[state] ledger``) by the last process that wrote into it with one."""
+    return Path(results_dir) / "ledger.sqlite.elsewhere"
+
+
+def record_ledger_elsewhere(ledger_path: str | os.PathLike[str],
+                            results_dir: str | os.PathLike[str]) -> None:
+    """Record in ``results_dir`` that ``ledger_path``, a file outside it, is its ledger
+    (nothing when it is the folder's own ``ledger.sqlite``)."""
+    ledger = Path(ledger_path).absolute()
+    own = Path(results_dir) / "ledger.sqlite"
+    if _same_place(ledger, own):
+        return
+    marker = elsewhere_path(results_dir)
+    text = f"{ledger}\n"
+    try:
+        if marker.read_text(encoding="utf-8", errors="replace") == text:
+            return
+    except OSError:
+        pass
+    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, marker)
+
+
+def ledger_kept_elsewhere(results_dir: str | os.PathLike[str],
+                          ledger_path: str | os.PathLike[str]) -> Path | None:
+    """The ledger recorded for ``results_dir`` (:func:`record_ledger_elsewhere`) when it is
+    another file than ``ledger_path`` and still exists, else None: a second ledger made
+    from the same results would know none of the files that ledger processes later, and
+    processing them into the results again would write their rows twice."""
+    try:
+        text = elsewhere_path(results_dir).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text:
+        return None
+    other = Path(text)
+    try:
+        if not other.is_file():
+            return None  # moved (into the results folder, say) or lost: nothing to protect
+        if os.path.lexists(ledger_path) and os.path.samefile(other, ledger_path):
+            return None
+    except OSError:
+        return None
+    if _same_place(other.absolute(), Path(ledger_path).absolute()):
+        return None
+    return other
+
+
+def _same_place(a: Path, b: Path) -> bool:
+    """Whether two file paths name one file, their folders' symbolic links followed (the
+    files need not exist)."""
+    return (os.path.realpath(a.parent), a.name) == (os.path.realpath(b.parent), b.name)
+
+
+def _lost(path: Path, handle) -> str | None:
+    mine = os.fstat(handle.fileno())
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return f"{path} was deleted"
+    if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+        return f"{path} was replaced by another file"
+    return None
+
+
+def _take(path: Path, busy):
+    """Open ``path`` (made with its folder), lock it exclusively and write this pid into it;
+    ``busy(holder)``: the error raised when another process holds it."""
+    for _ in range(_RETRIES):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise busy(holder) from None
+        # The holder may have deleted the file between the open and the lock (a failed
+        # start removes the files it created before releasing them, startundo): a lock
+        # on a deleted file protects nothing, so the path is opened again.
+        if _lost(path, handle) is None:
+            break
+        handle.close()
+    else:
+        raise LedgerBusyError(f"{path}: this lock file was deleted {_RETRIES} times while "
+                              "being locked; another process is removing it")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 #: Where the kernel lists the file locks held now (Linux).

@@ -26,7 +26,7 @@ from pathlib import Path
 from nwwatch.results.versions import epoch_s
 from nwwatch.service.ledger import ItemKey, Ledger
 from nwwatch.service.ledgerdb import rebuild_command
-from nwwatch.service.lock import LedgerLock
+from nwwatch.service.lock import LedgerElsewhereError, LedgerLock, ledger_kept_elsewhere
 
 #: Result folders and the kind of their rows.
 RESULT_FOLDERS = {"frames": "insitu", "volumes": "tomogram"}
@@ -195,9 +195,12 @@ def rebuild_ledger(results_dir: str | os.PathLike[str],
     results = Path(results_dir)
     ledger_path = Path(ledger_path) if ledger_path is not None else results / "ledger.sqlite"
     require_results_folder(results, ledger_path, "nothing to rebuild from")
-    lock = LedgerLock(ledger_path)
+    lock = LedgerLock(ledger_path, results)
     report = RebuildReport()
     try:
+        other = ledger_kept_elsewhere(results, ledger_path)
+        if other is not None:  # before anything is moved aside
+            raise LedgerElsewhereError(results, ledger_path, other)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         for suffix in ("", "-wal", "-shm"):
             old = ledger_path.with_name(ledger_path.name + suffix)

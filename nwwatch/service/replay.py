@@ -190,7 +190,7 @@ def replay(
 
         if local_workers(dask) is None:
             connection = connect(dask)
-    created = CreatedPaths([out, ledger_path.parent], ledger_files(ledger_path))
+    created = CreatedPaths([out, ledger_path.parent], ledger_files(ledger_path, out))
     lock = ledger = None
     try:
         try:
@@ -199,7 +199,8 @@ def replay(
             raise ConfigError(None, "--out", f"cannot create the folder {out}: "
                                              f"{exc.strerror or exc}") from None
         try:
-            lock = LedgerLock(ledger_path)  # released after a failed start's clean-up (undo)
+            # released after a failed start's clean-up (undo)
+            lock = LedgerLock(ledger_path, results_dir=out)
         except OSError as exc:  # a read-only results folder (another user's, a ro mount)
             raise ConfigError(None, "--out", f"cannot write {exc.filename or ledger_path}: "
                                              f"{exc.strerror or exc}") from None

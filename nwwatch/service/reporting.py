@@ -10,6 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from nwwatch.service.lock import ledger_kept_elsewhere
 from nwwatch.service.names import display
 
 #: The batch id of ``nwwatch compact``'s merged batch starts with this (the batches a service
@@ -143,6 +144,11 @@ def open_readonly(path: str | os.PathLike[str]) -> LedgerQueries:
     """
     file = Path(path)
     if not file.is_file():
+        other = ledger_kept_elsewhere(file.parent, file)
+        if other is not None:
+            raise FileNotFoundError(f"{file}: no ledger here; the service that writes these "
+                                    f"results keeps it in {other} ([state] ledger): give its "
+                                    "--config")
         raise FileNotFoundError(f"{file}: no ledger here (nothing processed yet? a service "
                                 "whose [state] ledger lies elsewhere: give its --config)")
     db = sqlite3.connect(f"file:{file}?mode=ro", uri=True, timeout=30.0, isolation_level=None)

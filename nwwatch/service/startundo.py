@@ -12,19 +12,33 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from nwwatch.service.lock import LedgerBusyError, LedgerLock
+from nwwatch.service.lock import (
+    LedgerBusyError,
+    LedgerElsewhereError,
+    LedgerLock,
+    elsewhere_path,
+    results_lock_path,
+)
 
 #: Files SQLite and :class:`nwwatch.service.lock.LedgerLock` put beside a ledger.
 LEDGER_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal", ".lock")
 
 
-def ledger_files(ledger_path: Path) -> list[Path]:
+def ledger_files(ledger_path: Path, results_dir: Path | None = None) -> list[Path]:
     """The ledger and the files that may appear beside it, its lock last; beside a ledger
     that exists already only its lock: SQLite removes its own journal files when the ledger
-    is closed, and those of a ledger another process reads may still be in use."""
+    is closed, and those of a ledger another process reads may still be in use. With
+    ``results_dir``, a ledger kept elsewhere adds the results folder's lock
+    (:func:`~nwwatch.service.lock.results_lock_path`), which its :class:`LedgerLock` takes."""
     ledger_path = _resolved(ledger_path)
     suffixes = (".lock",) if os.path.lexists(ledger_path) else LEDGER_SIDE_SUFFIXES
-    return [ledger_path.with_name(ledger_path.name + s) for s in suffixes]
+    files = [ledger_path.with_name(ledger_path.name + s) for s in suffixes]
+    if results_dir is not None:
+        shared = _resolved(results_lock_path(results_dir))
+        if shared not in files:  # a ledger elsewhere: its record in the folder, its lock
+            files[-1:-1] = [_resolved(elsewhere_path(results_dir))]
+            files.append(shared)
+    return files
 
 
 def _resolved(path: Path) -> Path:
@@ -70,7 +84,10 @@ class CreatedPaths:
                 lock.close()
 
     def _remove(self, error: BaseException | None) -> None:
-        for f in [] if isinstance(error, LedgerBusyError) else self.files:
+        # busy: another process's files (a ledger kept elsewhere: none of them is)
+        theirs = isinstance(error, LedgerBusyError) and not isinstance(error,
+                                                                        LedgerElsewhereError)
+        for f in [] if theirs else self.files:
             try:
                 f.unlink()
             except OSError:  # gone already; the error being raised matters more

@@ -27,7 +27,9 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     rows; most frequent first, ties by name) of those rows, ``superseded`` (rows of earlier
     versions of a file, kept in the files but not counted in ``rows``: dict rows, versions,
     files, rows_by_outcome), ``unreadable_files`` (committed results files that cannot be
-    read: their rows are not counted), ``ledger_in_use`` (a process holds the ledger's lock;
+    read: their rows are not counted), ``missing_files`` (committed results files that no
+    longer exist, e.g. deleted by hand: their rows are not counted and their input files
+    stay done), ``ledger_in_use`` (a process holds the ledger's lock;
     None: unknown), ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC
     datetime) or None, ``quarantined`` (list of dicts: path, reason, error_type, attempts,
     quarantined_at, gone: the path no longer exists here).
@@ -46,6 +48,12 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
         counted = count_results((Path(results_dir) / rel for rel in ledger.committed_parquets()),
                                 read_reverted(results_dir))
         rows = counted.current
+        # A file the ledger still names once read again is gone for good (deleted by hand):
+        # its files stay done and are never processed again. One it no longer names was
+        # replaced meanwhile (a compaction, a forced replay).
+        named = ({Path(results_dir) / rel for rel in ledger.committed_parquets()}
+                 if counted.missing else set())
+        missing = [str(p) for p in counted.missing if p in named and not p.exists()]
         try:
             in_use: bool | None = lock_holder(ledger_path) is not None
         except OSError:  # no /proc/locks: unknown
@@ -63,6 +71,7 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
                 "recent_rows": recent, "rows_per_s": rate,
                 "window_s": window_s, "last": last, "quarantined": quarantined,
                 "unreadable_files": [str(p) for p in counted.unreadable],
+                "missing_files": missing,
                 "ledger": str(Path(ledger_path)), "results": str(Path(results_dir))}
     finally:
         ledger.close()
@@ -102,6 +111,12 @@ def format_status(status: dict) -> str:
         lines.append(f"{len(status['unreadable_files'])} unreadable results file(s), rows not "
                      "counted above (damaged? `nwwatch ledger rebuild` lists what it can read):")
         lines.extend(f"  {p}" for p in status["unreadable_files"])
+    if status.get("missing_files"):
+        lines.append(f"{len(status['missing_files'])} results file(s) the ledger names are "
+                     "missing, rows not counted above (deleted? their input files stay done; "
+                     "`nwwatch ledger rebuild`, with the service stopped, lets them be "
+                     "processed again):")
+        lines.extend(f"  {p}" for p in status["missing_files"])
     if status["quarantined"]:
         lines.append("quarantined:")
         for q in status["quarantined"]:
