@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.io import read_frames, read_volume
 from nwwatch.io.dataset import read_label_image
+from nwwatch.io.png import write_image_file
 from nwwatch.normalize import stretch_to_uint8
 
 #: The main video looks like the real frames: a droplet of radius ~100 px at 512 px
@@ -69,7 +70,7 @@ def write_montage(video_dir: Path, tomogram_dir: Path, path: Path, n_frames: int
         cv2.putText(montage, text, (8, 22 + i * size), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
                     (0, 255, 255), 1, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), montage)
+    write_image_file(path, montage)
     return path
 
 
@@ -248,8 +249,8 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
         seg = segmenter.segment(normalize_image(frame.image))
         result = measure_contact_angle(seg.labels[0], seg.probabilities[0, 2],
                                        pixel_size_nm=frame.pixel_size_nm, image=frame.image)
-        cv2.imwrite(str(overlays / f"{path.stem}.png"), draw_overlay(frame.image, seg.labels[0],
-                                                                     result))
+        write_image_file(overlays / f"{path.stem}.png",
+                         draw_overlay(frame.image, seg.labels[0], result))
     click.echo(f"    {summary_line(stats, series.refused_counts())}")
     shown = f"{plot}, " if plot is not None else ""
     click.echo(f"done in {time.perf_counter() - start:.0f} s: see {shown}{out}/montage.png, "

@@ -137,8 +137,11 @@ def _truth_angles(root: Path, stems: list[str]) -> dict[str, tuple[float, float 
     """The true angle and pixel size of each frame DATA/truth.parquet has a row for, by stem.
 
     Raises :class:`DatasetLayoutError` naming truth.parquet when it cannot be read, lacks the
-    ``file`` or angle column, or has rows of which none names a frame of ``stems`` (a table of
-    other files): scored as it stood, every angle line read ``0/0 measured``."""
+    ``file`` or angle column, holds a column of another type (names that are not text, angles
+    or pixel sizes that are not numbers); for a labeled image of ``stems``, a pixel size that
+    is not a positive number or two rows of its stem with different angles (files of other
+    folders: which is the image's cannot be told); or rows of which none names a labeled image
+    (a table of other files): scored as it stood, every angle line read ``0/0 measured``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -157,13 +160,44 @@ def _truth_angles(root: Path, stems: list[str]) -> dict[str, tuple[float, float 
         raise DatasetLayoutError(path, "needs the columns file and theta_apparent_deg (or "
                                        f"theta_deg); it has {', '.join(have[:8])}"
                                        f"{', ...' if len(have) > 8 else ''}")
-    out = {}
-    for row in table.select(["file", angle_column] + (
-            ["pixel_size_nm"] if "pixel_size_nm" in table.column_names else [])).to_pylist():
-        angle = row[angle_column]
-        if angle is not None and row["file"]:
-            out[Path(row["file"]).stem] = (float(angle), row.get("pixel_size_nm"))
-    if not set(out) & set(stems):
+    size_column = "pixel_size_nm" if "pixel_size_nm" in table.column_names else None
+    # Checked by type before any value is used: a column of text angles was a ValueError
+    # traceback, file numbers a TypeError one.
+    def holds(name: str, *tests: Any) -> bool:
+        kind = table.schema.field(name).type
+        if pa.types.is_dictionary(kind):  # a pandas Categorical column
+            kind = kind.value_type
+        return pa.types.is_null(kind) or any(test(kind) for test in tests)
+
+    wanted = {"file": (holds("file", pa.types.is_string, pa.types.is_large_string), "text")}
+    for name in (angle_column, size_column):
+        if name is not None:
+            wanted[name] = (holds(name, pa.types.is_floating, pa.types.is_integer), "numbers")
+    for name, (ok, what) in wanted.items():
+        if not ok:
+            raise DatasetLayoutError(path, f"column {name} holds {table.schema.field(name).type}"
+                                           f", not {what}; correct it, or give --no-angles")
+    out: dict[str, tuple[float, float | None]] = {}
+    source: dict[str, str] = {}
+    labeled = set(stems)
+    for row in table.select(["file", angle_column] + ([size_column] if size_column else [])
+                            ).to_pylist():
+        angle, name = row[angle_column], row["file"]
+        if angle is None or not math.isfinite(angle) or not name:
+            continue  # no angle for this frame (NaN as null)
+        stem = Path(name).stem
+        pixel_size = row.get(size_column) if size_column else None
+        if stem in labeled and pixel_size is not None and not (
+                math.isfinite(pixel_size) and pixel_size > 0):
+            raise DatasetLayoutError(path, f"{size_column} {pixel_size} for {name}: not a "
+                                           f"positive number; correct it or leave it empty")
+        if stem in labeled and stem in out and out[stem][0] != float(angle):
+            raise DatasetLayoutError(path, f"two rows for the frame {stem!r}: {source[stem]} "
+                                           f"({out[stem][0]:g} deg) and {name} ({angle:g} deg); "
+                                           f"keep the row of the labeled image in {root}")
+        out[stem] = (float(angle), None if pixel_size is None else float(pixel_size))
+        source.setdefault(stem, name)
+    if not set(out) & labeled:
         named = sorted(out)[:3]
         raise DatasetLayoutError(path, f"none of its {table.num_rows} rows names a labeled "
                                        f"image of {root} (its files: "

@@ -501,6 +501,69 @@ def test_a_truth_table_that_describes_no_frame_is_an_error_naming_it(tmp_path, c
     assert result.exit_code == 0 and "mIoU" in result.output, result.output
 
 
+@pytest.mark.parametrize("case", ["angle_text", "file_numbers", "pixel_size_text",
+                                  "pixel_size_negative", "other_folders_row"])
+def test_a_truth_table_of_wrong_types_or_rows_is_an_error_naming_it(tmp_path, case):
+    # Before: angles or pixel sizes written as text, or file numbers, were a ValueError /
+    # TypeError traceback; a negative pixel size one from the measurement; and a row of
+    # another folder's frame of the same stem silently replaced the frame's angle (the
+    # angle error then was that of another frame: RMSE 97 deg).
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data, model = _two_frames_and_an_untrained_model(tmp_path)
+    truth = data / "truth.parquet"
+    table = pq.read_table(truth)
+
+    def replaced(name, values):
+        return table.set_column(table.column_names.index(name), name, pa.array(values))
+
+    n = table.num_rows
+    if case == "angle_text":
+        table, named = replaced("theta_apparent_deg", ["n/a"] * n), "column theta_apparent_deg"
+    elif case == "file_numbers":
+        table, named = replaced("file", list(range(n))), "column file holds int64, not text"
+    elif case == "pixel_size_text":
+        table, named = replaced("pixel_size_nm", ["0.5 nm"] * n), "column pixel_size_nm"
+    elif case == "pixel_size_negative":
+        table, named = replaced("pixel_size_nm", [-1.0] * n), "pixel_size_nm -1.0 for frame_"
+    else:
+        other = replaced("file", [f"other/{f}" for f in table.column("file").to_pylist()])
+        other = other.set_column(other.column_names.index("theta_apparent_deg"),
+                                 "theta_apparent_deg", pa.array([10.0] * n))
+        table = pa.concat_tables([table, other])
+        named = "two rows for the frame 'frame_00000'"
+    pq.write_table(table, truth)
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads", "1"])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.output  # no traceback
+    assert f"Error: {truth}: " in result.output and named in result.output, result.output
+    assert "mIoU" not in result.output
+
+
+def test_a_truth_row_of_a_frame_not_in_data_or_without_an_angle_is_passed_over(tmp_path):
+    # Rows for frames DATA does not hold (a table of a whole acquisition) are not checked,
+    # and a NaN angle is no angle, as a null one is.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data, model = _two_frames_and_an_untrained_model(tmp_path)
+    truth = data / "truth.parquet"
+    table = pq.read_table(truth)
+    angles = table.column("theta_apparent_deg").to_pylist()
+    table = table.set_column(table.column_names.index("theta_apparent_deg"),
+                             "theta_apparent_deg", pa.array([angles[0], float("nan")]))
+    extra = table.slice(0, 1)
+    extra = extra.set_column(extra.column_names.index("file"), "file",
+                             pa.array(["elsewhere/frame_09999.tif"]))
+    extra = extra.set_column(extra.column_names.index("pixel_size_nm"), "pixel_size_nm",
+                             pa.array([-1.0]))
+    pq.write_table(pa.concat_tables([table, extra, extra]), truth)
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "contact angle (true labels): 1/1 measured" in result.output
+
+
 def test_a_truth_table_of_some_frames_only_scores_those(tmp_path):
     # The labelling tool writes rows only for frames with a human angle: not an error.
     import pyarrow.parquet as pq

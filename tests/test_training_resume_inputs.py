@@ -176,3 +176,33 @@ def test_quantize_none_on_resume_turns_the_int8_copy_off(tmp_path):
     # the command line: "none" is a choice, and it is not taken for an INT8 request
     result = CliRunner().invoke(main, ["train", "--help"])
     assert "[int8|none]" in result.output
+
+
+def test_a_resume_keeps_the_runs_threads_and_exporter_unless_given(tmp_path):
+    """`nwwatch train --resume --out M.onnx`, the command a Ctrl-C prints, went on with
+    torch's own thread count and the dynamo exporter whatever the run had been given
+    (--threads 1 on a shared machine: up to 100x slower; an exporter chosen because the
+    other failed: an export failure after the whole training)."""
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    out = tmp_path / "m.onnx"
+    first = CliRunner().invoke(main, [
+        "train", str(data), "--out", str(out), "--epochs", "1", "--threads", "1",
+        "--exporter", "legacy", "--workers", "1", "--batch-size", "2", "--crop", "32",
+        "--val-fraction", "0", "--quiet", "--model-options", json.dumps(TINY)])
+    assert first.exit_code == 0, first.output
+    resumed = CliRunner().invoke(main, ["train", "--resume", "--epochs", "2", "--out", str(out),
+                                        "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    config = load_checkpoint(tmp_path / "m.pt")["config"]
+    assert config["epochs"] == 2
+    assert (config["threads"], config["exporter"], config["workers"]) == (1, "legacy", 1)
+    given = CliRunner().invoke(main, ["train", "--resume", "--epochs", "3", "--out", str(out),
+                                      "--threads", "2", "--workers", "0", "--quiet"])
+    assert given.exit_code == 0, given.output
+    config = load_checkpoint(tmp_path / "m.pt")["config"]
+    assert (config["threads"], config["exporter"], config["workers"]) == (2, "legacy", 0)
+    torch.set_num_threads(1)

@@ -147,7 +147,8 @@ def test_a_resumed_run_may_use_other_workers_and_trains_the_same(tmp_path):
     assert not _sampler_threads()
     assert load_checkpoint(tmp_path / "b.pt")["epoch"] == 1
     config.workers = 1
-    resumed = load_checkpoint(train(config, resume=True, progress=False).checkpoint)
+    resumed = load_checkpoint(train(config, resume=True, progress=False,
+                                    given=("workers",)).checkpoint)
     assert resumed["config"]["workers"] == 1 and resumed["epoch"] == 3
     assert all(torch.equal(whole["state"][k], resumed["state"][k]) for k in whole["state"])
 

@@ -202,9 +202,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     Parameters
     ----------
     config : the run's settings; with ``resume`` only ``out``, ``epochs`` (when larger),
-        ``device``, ``threads``, ``workers``, ``exporter`` and ``quantize`` are taken from it,
-        the rest comes from the checkpoint (``out.with_suffix(".pt")``;
-        :func:`training.resume.resumed_config`).
+        ``device``, and when in ``given`` ``threads``, ``workers``, ``exporter`` and
+        ``quantize`` are taken from it, the rest comes from the checkpoint
+        (``out.with_suffix(".pt")``; :func:`training.resume.resumed_config`).
     given : the fields of ``config`` set on the command line: with ``resume`` one that differs
         from the checkpoint's is refused, ``data`` replaces its folder (``resumed_config``).
     progress : show a tqdm progress bar (loss, validation mIoU).

@@ -54,7 +54,9 @@ def _comparable(name: str, value: Any) -> Any:
 
 def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
                    given: Collection[str] = ()) -> TrainConfig:
-    """``saved`` (the checkpoint's settings) with :data:`CHANGEABLE` taken from ``config``.
+    """``saved`` (the checkpoint's settings) with :data:`CHANGEABLE` taken from ``config``:
+    ``out``, ``device`` and ``command`` always; ``epochs`` when larger; ``threads``,
+    ``exporter``, ``workers`` and ``quantize`` when ``given`` (left out, the run's own).
 
     ``given``: the fields set on the command line. One of them that differs from the
     checkpoint's raises :class:`ResumeSettingError` naming the option, both values and the
@@ -94,9 +96,13 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
             f"{relative}; moved? give its new place as DATA with --resume (the data hash "
             f"checks it is the same)")
     saved.epochs = max(saved.epochs, config.epochs)
-    saved.device, saved.exporter = config.device, config.exporter
-    saved.threads, saved.out = config.threads, config.out
-    saved.workers = config.workers  # the batches do not depend on it
+    saved.device, saved.out = config.device, config.out
+    # Left out, the run's own: `nwwatch train --resume --out M.onnx` (what a Ctrl-C says to
+    # run) of a --threads 1 --exporter legacy run went on with torch's threads (on a shared
+    # machine up to 100x slower) and exported with the other exporter.
+    for name in ("threads", "exporter", "workers"):  # the batches do not depend on workers
+        if name in given:
+            setattr(saved, name, getattr(config, name))
     if config.command and config.command != saved.command:
         # The model's recorded command must reproduce it: the first run, then the resume.
         saved.command = f"{saved.command} && {config.command}"

@@ -84,6 +84,16 @@ def check_out(out: Path, resume: bool, quantize: str | None = None) -> None:
         raise click.BadParameter(f"{out}: give a MODEL.onnx file (its checkpoint goes to "
                                  f"{checkpoint_path(out.with_suffix('.onnx')).name} next to it)",
                                  param_hint="'--out'")
+    try:
+        os.path.abspath(out).encode("utf-8")
+    except UnicodeEncodeError:
+        # Found here, not by the export after the whole training: the torch exporter and
+        # ONNX Runtime take only UTF-8 paths, and the service's configuration (TOML) is UTF-8.
+        shown = os.fsencode(os.path.abspath(out)).decode("utf-8", "backslashreplace")
+        raise click.BadParameter(f"{shown}: the path is not UTF-8 text; the ONNX exporter, "
+                                 f"ONNX Runtime and the service's configuration cannot name "
+                                 f"such a file: give a path of UTF-8 characters",
+                                 param_hint="'--out'") from None
     checkpoint = checkpoint_path(out)
     if resume:
         why = "" if checkpoint.is_file() else not_a_network(checkpoint, "--resume")

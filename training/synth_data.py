@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
 from nwwatch.io.dataset import read_label_image
+from nwwatch.io.png import write_image_file
 from nwwatch.synth.geometry import WireSpec, wire_chords
 from nwwatch.synth.insitu import generate_insitu
 
@@ -122,8 +123,7 @@ def relabel_folder(src: str | os.PathLike[str], dst: str | os.PathLike[str],
         link = dst / f"{prefix}{row['file']}"
         if not link.exists():
             link.symlink_to((src / row["file"]).resolve())
-        if not cv2.imwrite(str(dst / "labels" / f"{prefix}{name}.png"), train):
-            raise OSError(f"relabel_folder: could not write {dst / 'labels' / prefix}{name}.png")
+        write_image_file(dst / "labels" / f"{prefix}{name}.png", train)
     return ignored
 
 

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
+from nwwatch.io.png import write_image_file
 from training.config import TrainConfig
 from training.data import TrainingData
 
@@ -137,7 +137,7 @@ class CandidateTrainer:
         paths = []
         for z, label in zip(order, labels, strict=True):
             path = self.work / f"labels_{self.runs}_z{z}.png"
-            cv2.imwrite(str(path), label)
+            write_image_file(path, label)
             paths.append(str(path))
         out = final_out or self.work / f"{method}_{self.runs}.onnx"
         config = replace(self.config, paradigm=NETWORK_PARADIGMS[method], out=str(out),

@@ -35,7 +35,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import cv2
 import numpy as np
 
 from nwwatch.classes import (
@@ -46,6 +45,7 @@ from nwwatch.classes import (
     misplaced_insitu_class,
 )
 from nwwatch.io.errors import InputError, UnsupportedDtypeError
+from nwwatch.io.png import decode_image_file
 from nwwatch.io.records import Frame, Volume
 from nwwatch.io.regular import check_regular
 from nwwatch.io.tiff import check_tomogram, read_frames, read_volume
@@ -89,7 +89,10 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
     indices = _palette_indices(path)
     if indices is not None:
         return indices[None]
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    try:
+        data = _as_layout_error(decode_image_file, path)
+    except OSError as exc:
+        raise DatasetLayoutError(path, f"cannot be read ({exc.strerror or exc})") from exc
     if data is None:
         if path.stat().st_size == 0:  # OpenCV says only that it cannot read it
             raise DatasetLayoutError(path, "empty file (0 bytes): not saved, or still being "

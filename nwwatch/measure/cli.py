@@ -9,12 +9,12 @@ did this frame fail?" is one command. Optional overlays show every fit on its fr
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import cv2
 import numpy as np
 
 from nwwatch import DEFAULT_INSITU_MODEL, __version__
@@ -28,6 +28,7 @@ from nwwatch.classes import (
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM
+from nwwatch.io.png import write_image_file
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
@@ -172,7 +173,14 @@ def _overlay_path(picture: Path, out: Path) -> str:
     """The row's ``overlay_path``: relative to the Parquet file's folder when the overlay lies
     under it (as the service's is relative to RESULTS), else absolute; POSIX separators."""
     picture, folder = picture.resolve(), out.resolve().parent
-    return (picture.relative_to(folder) if picture.is_relative_to(folder) else picture).as_posix()
+    return _text((picture.relative_to(folder) if picture.is_relative_to(folder)
+                  else picture).as_posix())
+
+
+def _text(path: str | os.PathLike[str]) -> str:
+    """``path`` as a Parquet string column holds it: a byte of the name that is not UTF-8
+    written ``\\xNN`` (as the service's ``source`` column), which Arrow can encode."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 class _FrameSegmenter:
@@ -324,13 +332,14 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                 if greys is not None and greys[index] is not None:
                     grey = greys[index].image
                 picture = overlays / _overlay_name(path, index, len(pages), used_names)
-                if cv2.imwrite(str(picture), draw_overlay(grey, labels, result)):
+                try:
+                    write_image_file(picture, draw_overlay(grey, labels, result))
                     extra["overlay_path"] = _overlay_path(picture, out)
-                else:
-                    click.echo(f"warning: {picture}: the overlay could not be written",
-                               err=True)
+                except OSError as exc:
+                    click.echo(f"warning: {picture}: the overlay could not be written "
+                               f"({exc.strerror or exc})", err=True)
             rows.append({
-                "source": str(path),
+                "source": _text(path),
                 "frame": index,
                 **result.as_row(),
                 **extra,

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -320,6 +319,7 @@ def generate_insitu(
     Returns the truth table (pyarrow.Table).
     """
     from nwwatch.io import write_frame_tiff
+    from nwwatch.io.png import write_image_file
 
     if n_frames < 1:
         raise ValueError(f"generate_insitu: n_frames must be >= 1, got {n_frames}")
@@ -338,9 +338,11 @@ def generate_insitu(
         name = f"frame_{k:05d}"
         write_frame_tiff(out / f"{name}.tif", image, pixel_size_nm=params.pixel_size_nm,
                          acquired_at=params.acquired_at)
-        if not cv2.imwrite(str(out / "labels" / f"{name}.png"), labels):
-            raise OSError(f"generate_insitu: could not write {out / 'labels' / name}.png")
+        write_image_file(out / "labels" / f"{name}.png", labels)
         rows.append({"file": f"{name}.tif", **truth, "seed": seed, "video": video})
     table = pa.Table.from_pylist(rows, schema=TRUTH_SCHEMA)
-    pq.write_table(table, out / "truth.parquet")
+    # A file object, not the path: pyarrow parses a path as a URI, which a folder name that
+    # is not UTF-8 cannot be encoded as.
+    with open(out / "truth.parquet", "wb") as handle:
+        pq.write_table(table, handle)
     return table

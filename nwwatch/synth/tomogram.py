@@ -267,6 +267,7 @@ def generate_tomogram(
     dict, JSON-serialisable summary (also written to ``tomogram.json``).
     """
     from nwwatch.io import write_frame_tiff, write_volume_tiff
+    from nwwatch.io.png import write_image_file
 
     if not voxel_size_nm > 0:
         raise ValueError(f"voxel_size_nm must be > 0, got {voxel_size_nm}")
@@ -296,8 +297,7 @@ def generate_tomogram(
     write_frame_tiff(out / "train" / "images" / f"{name}.tif", tomo.volume[k],
                      pixel_size_nm=voxel_size_nm)
     label_path = out / "train" / "labels" / f"{name}.png"
-    if not cv2.imwrite(str(label_path), labels):
-        raise OSError(f"{label_path}: OpenCV could not write the label PNG")
+    write_image_file(label_path, labels)
     _link_or_copy(out / "volume.tif", out / "train" / "unlabeled" / "volume.tif")
 
     labeled = labels != 255

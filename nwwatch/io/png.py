@@ -1,0 +1,41 @@
+"""PNG (and other OpenCV image) files read and written through Python's own file calls.
+
+``cv2.imread`` and ``cv2.imwrite`` take the path as a C string: OpenCV's Python binding
+crashes the interpreter (SIGSEGV) on a ``str`` path holding a byte that is not UTF-8 (Python
+keeps such a byte as a lone surrogate, ``'fr\\udce9me.png'``), a name a Windows share or an
+old acquisition PC writes. Here the bytes go through ``open``, which takes every name the
+file system does, and OpenCV only encodes or decodes them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def decode_image_file(path: str | os.PathLike[str], flags: int = cv2.IMREAD_UNCHANGED
+                      ) -> np.ndarray | None:
+    """The image in the file at ``path`` as ``cv2.imread(path, flags)`` returns it: an
+    array, or None when OpenCV cannot decode the bytes (an empty file too).
+
+    Raises OSError (naming the path) when the file cannot be read."""
+    data = Path(path).read_bytes()
+    if not data:
+        return None
+    return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+
+
+def write_image_file(path: str | os.PathLike[str], image: np.ndarray,
+                     params: list[int] | None = None) -> None:
+    """Write ``image`` to ``path`` in the format its suffix names (as ``cv2.imwrite``).
+
+    Raises OSError naming the path when OpenCV cannot encode the image or the file cannot
+    be written."""
+    path = Path(path)
+    ok, data = cv2.imencode(path.suffix or ".png", image, params or [])
+    if not ok:
+        raise OSError(f"{path}: OpenCV could not encode the image as {path.suffix or '.png'}")
+    path.write_bytes(data.tobytes())
