@@ -314,3 +314,36 @@ def test_a_results_file_the_ledger_names_that_is_gone_is_named_not_silently_left
     assert s["rows"] == 1 and s["missing_files"] == [str(files[0])], s
     assert "1 results file(s) the ledger names are missing" in text, text
     assert str(files[0]) in text and "nwwatch ledger rebuild" in text
+
+
+def test_status_says_whose_rows_after_the_model_file_is_replaced(tmp_path):
+    """A fine-tuned model copied over the configured path: the folder is processed again,
+    a row per frame of each model. status counts both (as the dashboard's pages do), and says
+    how many rows each model holds, newest first, so the new model's are not read as the
+    old one's."""
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "a.tif", _ok_frame(100.0))
+    write_frame_tiff(acq / "b.tif", _wire_only_frame())
+    out = tmp_path / "out"
+    onnx = model(tmp_path)
+    replay(acq, out, kind="insitu", model=onnx)
+    model(tmp_path, sharpness=9.0)  # same path and name, new content
+    replay(acq, out, kind="insitu", model=onnx)
+    write_frame_tiff(acq / "c.tif", _ok_frame(110.0))
+    replay(acq, out, kind="insitu", model=onnx)
+    st, text = _status(out)
+    assert st["rows"] == 5
+    by_model = st["rows_by_model"]
+    assert [(m["model_name"], m["rows"], m["rows_by_outcome"]) for m in by_model] == [
+        ("model", 3, {"ok": 2, "flagged": 1}), ("model", 2, {"ok": 1, "flagged": 1})]
+    rows = pq.read_table(out / "frames").to_pandas()
+    newest = rows[rows.source.str.endswith("c.tif")].model_sha256.iloc[0]
+    assert by_model[0]["model_sha256"] == newest != by_model[1]["model_sha256"]
+    assert ("by model, newest first (2 models: a frame processed by several counts once per "
+            "model):") in text
+    assert f"    model {newest[:12]}: 3 rows (2 ok, 1 flagged (no_droplet 1)), last " in text
+    # one model: no such lines
+    only = tmp_path / "only"
+    replay(acq, only, kind="insitu", model=onnx)
+    assert "by model" not in _status(only)[1]

@@ -25,7 +25,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nwwatch.results.versions import VERSION_COLUMNS, bool_mask, codes, newest_version_mask
+from nwwatch.results.versions import (
+    VERSION_COLUMNS,
+    bool_mask,
+    codes,
+    epoch_s,
+    newest_version_mask,
+)
 
 #: The four outcomes, in the order summaries print them.
 OUTCOMES: tuple[str, ...] = ("ok", "flagged", "failed", "quarantined")
@@ -91,6 +97,11 @@ class ResultCounts:
     superseded_files: int = 0
     unreadable: list[Path] = field(default_factory=list)
     missing: list[Path] = field(default_factory=list)
+    #: ``current`` per model: (model_name, model_sha256, measurement_version) -> (counts,
+    #: newest ``processed_at`` in epoch s). A frame processed by two models is a row of
+    #: each, so ``current`` counts it twice; this says whose rows they are.
+    by_model: dict[tuple[str, str, str], tuple[Counter[tuple[str, str]], float]] = \
+        field(default_factory=dict)
 
 
 def count_results(paths: Iterable[str | os.PathLike[str]],
@@ -104,7 +115,7 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
     (:func:`nwwatch.results.versions.read_reverted`)."""
     out = ResultCounts()
     tables: list[pa.Table] = []
-    wanted = ("status", "reason_code", *VERSION_COLUMNS)
+    wanted = ("status", "reason_code", "model_name", *VERSION_COLUMNS)
     for path in paths:
         try:
             parquet = pq.ParquetFile(Path(path))
@@ -138,8 +149,11 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
     keep = newest_version_mask(table, reverted)
     if keep.all():
         out.current += count_table(table)
+        out.by_model = _by_model(table)
         return out
-    out.current += count_table(table.filter(bool_mask(keep)))
+    current = table.filter(bool_mask(keep))
+    out.current += count_table(current)
+    out.by_model = _by_model(current)
     old = table.filter(bool_mask(~keep))
     out.superseded = count_table(old)
     # versions: distinct (source, series, content); files: distinct sources
@@ -151,6 +165,34 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
             if name == "source":
                 out.superseded_files = int(np.unique(code).size)
     out.superseded_versions = int(np.unique(version).size)
+    return out
+
+
+def _by_model(table: pa.Table) -> dict[tuple[str, str, str],
+                                          tuple[Counter[tuple[str, str]], float]]:
+    """``table``'s rows counted per (model_name, model_sha256, measurement_version), each
+    with its newest ``processed_at`` (epoch s; NaN without the column)."""
+    n = table.num_rows
+    group = np.zeros(n, np.int64)
+    values: list[list] = []
+    for name in ("model_name", "model_sha256", "measurement_version"):
+        code, names = (codes(table[name]) if name in table.column_names
+                       else (np.full(n, -1, np.int64), []))
+        group = group * (len(names) + 1) + code + 1
+        values.append(names)
+    processed = (epoch_s(table["processed_at"]) if "processed_at" in table.column_names
+                 else np.full(n, np.nan))
+    out = {}
+    for g in np.unique(group).tolist():
+        rows = group == g
+        parts = []
+        for names in reversed(values):
+            g, c = divmod(g, len(names) + 1)
+            parts.append(str(names[c - 1]) if c else "")
+        newest = processed[rows]
+        out[(parts[2], parts[1], parts[0])] = (
+            count_table(table.filter(bool_mask(rows))),
+            float(np.nanmax(newest)) if np.isfinite(newest).any() else float("nan"))
     return out
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,13 +28,17 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     ({"ok": n, "flagged": n}) and ``rows_by_reason`` (list of dicts: status, reason_code,
     rows; most frequent first, ties by name) of those rows, ``superseded`` (rows of earlier
     versions of a file, kept in the files but not counted in ``rows``: dict rows, versions,
-    files, rows_by_outcome), ``unreadable_files`` (committed results files that cannot be
-    read: their rows are not counted), ``missing_files`` (committed results files that no
-    longer exist, e.g. deleted by hand: their rows are not counted and their input files
-    stay done), ``ledger_in_use`` (a process holds the ledger's lock;
-    None: unknown), ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC
-    datetime) or None, ``quarantined`` (list of dicts: path, reason, error_type, attempts,
-    quarantined_at, gone: the path no longer exists here).
+    files, rows_by_outcome), ``rows_by_model`` (the same rows per model and measurement
+    version, newest first: list of dicts model_name, model_sha256, measurement_version, rows,
+    rows_by_outcome, rows_by_reason, last_processed_at UTC datetime or None; a folder
+    processed again after a model change holds a row per frame of each model, so ``rows``
+    counts such a frame once per model), ``unreadable_files`` (committed results files that
+    cannot be read: their rows are not counted), ``missing_files`` (committed results files
+    that no longer exist, e.g. deleted by hand: their rows are not counted and their input
+    files stay done), ``ledger_in_use`` (a process holds the ledger's lock; None: unknown),
+    ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC datetime) or
+    None, ``quarantined`` (list of dicts: path, reason, error_type, attempts, quarantined_at,
+    gone: the path no longer exists here).
     """
     ledger = open_readonly(ledger_path)
     try:
@@ -64,10 +70,9 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
                                "versions": counted.superseded_versions,
                                "files": counted.superseded_files,
                                "rows_by_outcome": by_outcome(counted.superseded)},
+                "rows_by_model": _rows_by_model(counted.by_model),
                 "ledger_in_use": in_use,
-                "rows_by_reason": [{"status": st, "reason_code": code, "rows": n}
-                                   for (st, code), n in sorted(
-                                       rows.items(), key=lambda kv: (-kv[1], kv[0]))],
+                "rows_by_reason": _reasons(rows),
                 "recent_rows": recent, "rows_per_s": rate,
                 "window_s": window_s, "last": last, "quarantined": quarantined,
                 "unreadable_files": [str(p) for p in counted.unreadable],
@@ -75,6 +80,26 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
                 "ledger": str(Path(ledger_path)), "results": str(Path(results_dir))}
     finally:
         ledger.close()
+
+
+def _reasons(rows: Counter[tuple[str, str]]) -> list[dict]:
+    return [{"status": st, "reason_code": code, "rows": n}
+            for (st, code), n in sorted(rows.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def _rows_by_model(by_model: dict) -> list[dict]:
+    out = []
+    for (name, sha, version), (rows, newest_s) in by_model.items():
+        out.append({"model_name": name, "model_sha256": sha, "measurement_version": version,
+                    "rows": sum(rows.values()), "rows_by_outcome": by_outcome(rows),
+                    "rows_by_reason": _reasons(rows),
+                    "last_processed_at": (None if math.isnan(newest_s)
+                                          else datetime.fromtimestamp(newest_s, UTC))})
+    # newest first: the series the service writes now leads
+    out.sort(key=lambda m: (m["last_processed_at"] is None, -(
+        m["last_processed_at"].timestamp() if m["last_processed_at"] else 0.0),
+        m["model_name"], m["model_sha256"]))
+    return out
 
 
 def format_status(status: dict) -> str:
@@ -92,6 +117,7 @@ def format_status(status: dict) -> str:
         + (f" ({gone} of them deleted since)" if gone else ""),
         f"rows: {status['rows']} ({_rows_text(status)})"
         + (", of the newest version of each file" if status["superseded"]["rows"] else ""),
+        *_model_lines(status.get("rows_by_model", [])),
         *_superseded_lines(status["superseded"]),
         # processed: every version of a file processed again counts here
         f"throughput: {status['recent_rows']} row{'' if status['recent_rows'] == 1 else 's'}"
@@ -126,6 +152,27 @@ def format_status(status: dict) -> str:
     return "\n".join(lines)
 
 
+def _model_lines(models: list[dict]) -> list[str]:
+    """Where rows of several models (or measurement versions) are held: each one's rows,
+    newest first; a frame processed by each counts in each."""
+    if len(models) < 2:
+        return []
+    versions = {m["measurement_version"] for m in models}
+    lines = [f"  by model, newest first ({len(models)} models: a frame processed by several "
+             "counts once per model):"]
+    for m in models:
+        when = m["last_processed_at"]
+        n = m["rows"]
+        lines.append(
+            f"    {m['model_name'] or '?'} {m['model_sha256'][:12] or '?'}"
+            + (f" measurement {m['measurement_version'] or '?'}" if len(versions) > 1 else "")
+            + f": {n} row{'' if n == 1 else 's'} ("
+            + format_counts(Counter({(r["status"], r["reason_code"]): r["rows"]
+                                     for r in m["rows_by_reason"]}))
+            + ")" + (f", last {when:%Y-%m-%d %H:%M:%S} UTC" if when else ""))
+    return lines
+
+
 def _superseded_lines(old: dict) -> list[str]:
     """Where files were processed in several versions: how many rows the earlier ones hold."""
     if not old["rows"]:
@@ -139,7 +186,5 @@ def _superseded_lines(old: dict) -> list[str]:
 
 
 def _rows_text(status: dict) -> str:
-    from collections import Counter
-
     return format_counts(Counter({(r["status"], r["reason_code"]): r["rows"]
                                   for r in status["rows_by_reason"]}))
