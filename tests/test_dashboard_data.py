@@ -194,6 +194,35 @@ def test_a_folder_processed_again_with_another_model_is_one_series_per_model(tmp
     assert "insitu, 3 rows; model insitu-default" in page and "insitu, 3 rows; model mine" in page
 
 
+def test_two_models_of_one_file_name_are_told_apart_by_their_hash(tmp_path):
+    """A model retrained into the configured path (same file, same stem, new content): the
+    folder's rows are two series, and the report and dashboard named both by the stem alone
+    ("model mine" twice), so the new model's page could not be told from the old one's."""
+    results = tmp_path / "res"
+
+    def rows(angles, sha, processed):
+        out = frame_rows("/acq/a", angles, processed=processed)
+        for row in out:
+            row.update(model_name="mine", model_sha256=sha, measurement_version="2.2.9")
+        return out
+
+    old, new = "0a1b2c3d4e5f" + "0" * 52, "f5e4d3c2b1a0" + "1" * 52
+    write(results, "frames-1.parquet", rows([100.0, 101.0], old, T0))
+    write(results, "frames-2.parquet", rows([110.0, None], new, T0 + timedelta(minutes=5)))
+    store = ResultsStore(results)
+    store.refresh()
+    summaries = [acquisition_summary(a, T0.timestamp(), None) for a in store.snapshot.values()]
+    assert sorted((s["model"], s["model_sha256"]) for s in summaries) == [
+        ("mine", old), ("mine", new)]
+    from nwwatch.dashboard.report import write_report
+
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert "insitu, 2 rows; model mine <code title='sha256 " + old + "'>0a1b2c3d4e5f</code>" \
+        in page
+    assert "insitu, 2 rows; model mine <code title='sha256 " + new + "'>f5e4d3c2b1a0</code>" \
+        in page
+
+
 def test_a_folder_with_only_quarantined_files_gives_way_to_its_rows(tmp_path):
     results = tmp_path / "res"
     results.mkdir()

@@ -351,3 +351,24 @@ def test_side_bar_counts_one_row_in_the_singular(tmp_path):
             "return document.querySelectorAll('#acqs li').length") == 2, 30, "side bar")
         text = browser.text("#acqs")
         assert "insitu, 1 row," in text and "insitu, 2 rows," in text, text
+
+
+def test_side_bar_and_header_tell_two_models_of_one_name_apart(tmp_path):
+    """A model retrained into the configured path keeps its file's name: the side bar said
+    "mine" for both series and the header's model card too; each carries its hash's start."""
+    require_browser()
+    results = tmp_path / "res"
+    old, new = "0a1b2c3d4e5f" + "0" * 52, "f5e4d3c2b1a0" + "1" * 52
+    for name, sha, minutes in (("frames-1.parquet", old, 0), ("frames-2.parquet", new, 5)):
+        rows = frame_rows("/acq/a", [100.0, 101.0], processed=T0 + timedelta(minutes=minutes))
+        for row in rows:
+            row.update(model_name="mine", model_sha256=sha, measurement_version="2.2.9")
+        write(results, name, rows)
+    with dashboard_thread(results) as (_, url), Browser() as browser:
+        browser.get(url)
+        wait_for(lambda: browser.execute(
+            "return document.querySelectorAll('#acqs li').length") == 2, 30, "side bar")
+        text = browser.text("#acqs")
+        assert "mine 0a1b2c3d4e5f" in text and "mine f5e4d3c2b1a0" in text, text
+        # the newest series opens first, and its header names its model so
+        wait_for(lambda: "mine f5e4d3c2b1a0" in browser.text("#cards"), 30, "model card")

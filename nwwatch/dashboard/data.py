@@ -477,7 +477,7 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     out: dict = {"id": acq.id, "folder": acq.folder, "kind": acq.kind, "n": len(acq),
                  "quarantined": len(acq.quarantined), "last_processed": None,
                  "frames_per_s": None, "proc_ms_median": None, "stale": False,
-                 "model": None, "provider": None}
+                 "model": None, "model_sha256": None, "provider": None}
     if not len(acq):
         return out
     t = acq.table
@@ -508,6 +508,9 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
         commits = np.unique(processed) if acq.commits_s is None else acq.commits_s
         out["stale"] = bool((commits >= last - stale_after_s).sum() >= 2)
     out["model"] = t["model_name"][-1].as_py() if "model_name" in t.column_names else None
+    # the name is the file's stem: a model retrained into the same path keeps it
+    out["model_sha256"] = (t["model_sha256"][-1].as_py() if "model_sha256" in t.column_names
+                           else None)
     out["provider"] = t["provider"][-1].as_py() if "provider" in t.column_names else None
     if acq.kind == "insitu":
         s = frame_series(acq)

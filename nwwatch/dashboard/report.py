@@ -76,6 +76,16 @@ def _span(t: np.ndarray) -> str:
     return f"{first:%Y-%m-%d %H:%M:%S} – {end} UTC"
 
 
+def _model(summary: dict) -> str:
+    """The model's name and the start of its hash (HTML): two models of one file name, a
+    model retrained into the configured path, are two series that the name alone cannot
+    tell apart."""
+    name = _fmt(summary["model"])
+    sha = summary.get("model_sha256")
+    return f"{name} <code title='sha256 {html.escape(sha)}'>{html.escape(sha[:12])}</code>" \
+        if sha else name
+
+
 def _order(acq: Acquisition) -> tuple[str, float]:
     """Sections by folder; a folder processed by several models (one series each) in the
     order they were processed."""
@@ -234,7 +244,7 @@ def write_report(results: str | Path, out: str | Path) -> Path:
         s = acquisition_summary(acq, time.time(), None)
         kind = "quarantined files only" if acq.kind == "unknown" else acq.kind
         parts.append(f"<h2>{html.escape(acq.folder)}</h2><p class='muted'>{kind}, "
-                     f"{len(acq)} row{'' if len(acq) == 1 else 's'}; model {_fmt(s['model'])}"
+                     f"{len(acq)} row{'' if len(acq) == 1 else 's'}; model {_model(s)}"
                      f" on {_fmt(s['provider'])}</p>")
         if len(acq) and acq.kind == "insitu":
             parts.append(_insitu_section(acq, files))

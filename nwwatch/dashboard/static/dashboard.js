@@ -50,7 +50,8 @@ async function loadList() {
     `<li><a href="?a=${a.id}" class="${a.id === acqId ? "current" : ""}">` +
     `${esc(a.folder.split("/").slice(-2).join("/"))}<small>${a.kind}, ${a.n} row${a.n === 1 ? "" : "s"}` +
     // a folder processed again with another model is one entry per model
-    `${a.model ? `, ${esc(a.model)}` : ""}${a.stale ? ", no new file" : ""}</small></a></li>`)
+    // with the start of its hash: a model retrained into the same file keeps its name
+    `${a.model ? `, ${esc(modelText(a))}` : ""}${a.stale ? ", no new file" : ""}</small></a></li>`)
     .join("");
   // An ID the results do not hold (an old link, a replaced results folder): say so instead
   // of opening a stream the server refuses (404); it connects once the acquisition appears.
@@ -154,9 +155,15 @@ function renderHeader(s, live) {
     c.push(card("in flight (ledger)", fmt(live.pending_files, 0)));
   }
   c.push(card("quarantined", s.quarantined));
-  c.push(card("model · provider", `<small>${esc(s.model ?? "—")} · ${esc(s.provider ?? "—")}</small>`));
+  c.push(card("model · provider", `<small title="sha256 ${esc(s.model_sha256 ?? "—")}">` +
+    `${esc(s.model == null ? "—" : modelText(s))} · ${esc(s.provider ?? "—")}</small>`));
   c.push(card("last row", `<small>${timeText(s.last_processed)}</small>`));
   $("cards").innerHTML = c.join("");
+}
+
+// A model's name and the start of its hash (as nwwatch status and report write it).
+function modelText(s) {
+  return s.model_sha256 ? `${s.model} ${s.model_sha256.slice(0, 12)}` : s.model;
 }
 
 function renderQuarantine(q) {
