@@ -189,3 +189,26 @@ def test_two_threads_get_the_plain_results(tmp_path, monkeypatch):
     with ThreadPoolExecutor(2) as pool:
         assert all(pool.map(work, orders))
     assert len(gpu._shapes.shapes) <= GPU_SESSIONS
+
+
+def test_a_model_file_replaced_in_place_does_not_reach_later_sessions(tmp_path, monkeypatch):
+    """A fine-tuned model copied over the configured path while the service runs: the rows
+    carry the hash of the file as loaded, so every session made later for a new input shape
+    must run that model too, not the file now at the path (it made them from the path)."""
+    model = _tiny(tmp_path)
+    gpu = _gpu_path(model, monkeypatch)
+    loaded_sha = gpu.model_sha256
+    plain = Segmenter(model, providers=("cpu",), threads=1)
+    a, b = _images([(1, 64, 64), (1, 96, 96)])
+    for _ in range(2):  # the first recurring shape takes the first session
+        gpu.segment_native(a)
+    # the new file: other class centres, so its labels differ on these images
+    build_threshold_model(tmp_path / "m.onnx", smooth=True, size_multiple=32,
+                          centres=(0.9, 0.0, -0.9))
+    other = Segmenter(model, providers=("cpu",), threads=1)
+    assert other.model_sha256 != loaded_sha
+    assert not np.array_equal(other.segment_native(b).labels, plain.segment_native(b).labels)
+    for _ in range(2):  # the second sighting of b makes a session of its own
+        out = gpu.segment_native(b)
+    assert (1, 1, 96, 96) in gpu._shapes.shapes and gpu.model_sha256 == loaded_sha
+    _same(out, plain.segment_native(b))

@@ -200,7 +200,14 @@ class Segmenter:
         self.flip_average = flip_average
         if not self.model_path.is_file():
             raise ModelLoadError(f"{self.model_path}: model file not found")
-        self.model_sha256 = file_sha256(self.model_path)
+        # Read once: the hash the rows carry and every session (those made later per input
+        # shape on a GPU too) are of these bytes, even if the file is replaced meanwhile
+        # (a fine-tuned model copied over the configured path while the service runs).
+        try:
+            model_bytes = self.model_path.read_bytes()
+        except OSError as exc:
+            raise ModelLoadError(f"{self.model_path}: cannot read it ({exc})") from None
+        self.model_sha256 = hashlib.sha256(model_bytes).hexdigest()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
@@ -211,7 +218,7 @@ class Segmenter:
         # reading and measurement threads, and spinning steals those threads' CPU time.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         requested = _provider_list(tuple(providers), Path(cache_dir) if cache_dir else None)
-        make = functools.partial(ort.InferenceSession, str(self.model_path),
+        make = functools.partial(ort.InferenceSession, model_bytes,
                                  sess_options=options, providers=requested)
         try:
             self._session = make()
