@@ -86,9 +86,11 @@ def test_queue_is_bounded_and_keeps_the_least_confident(tmp_path):
     assert sorted(folder / e.thumbnail for e in queue) == thumbs
     thumb = cv2.imread(str(thumbs[0]), cv2.IMREAD_UNCHANGED)
     assert thumb.dtype == np.uint8 and max(thumb.shape) == THUMB_PX
-    # The same frame offered again (e.g. a new model) replaces its entry: no duplicates.
+    # The same frame offered again (processed again: replay --force) replaces its entry: no
+    # duplicates. (Another model's offer drops the other entries: see below.)
     worst = queue[0]
-    offer(results, [Candidate(QueueEntry(worst.source, worst.frame, worst.source_sha256, 0.9),
+    offer(results, [Candidate(QueueEntry(worst.source, worst.frame, worst.source_sha256, 0.9,
+                                         "ok", 120.0, worst.model_sha256),
                               np.zeros((8, 8), np.uint16))], capacity=4)
     again = read_queue(results)
     assert len(again) == 4 and len({e.key for e in again}) == 4
@@ -144,6 +146,42 @@ def test_entries_of_another_measurement_version_leave_the_queue(tmp_path):
     assert [(e.frame, e.measurement_version) for e in queue] == [(9, "2.2.3")]
     folder = acquisition_folder(results, acq / "f9.tif")
     assert list((folder / "thumbs").glob("*.png")) == [folder / queue[0].thumbnail]
+
+
+def test_a_new_model_leaves_no_entry_of_the_model_before_it(tmp_path):
+    """The loop's model change: the service restarted with a fine-tuned model processes the
+    folder again and its frames replace their entries; a frame whose file was removed before
+    is not processed again, so its entry of the old model stayed, first in the queue when it
+    was the least confident: another model's confidence, and a frame `nwwatch label --queue`
+    can only skip. Frames offered by another model drop the other model's entries."""
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    rng = np.random.default_rng(3)
+    for k, noise in enumerate((30, 0, 6, 12)):
+        image = paint_insitu(110.0 + 5 * k).astype(np.float32)
+        image = np.clip(image + rng.normal(0, noise, image.shape), 0, 255).astype(np.uint8)
+        write_frame_tiff(acq / f"f{k}.tif", image)
+    results = tmp_path / "results"
+    old = model(tmp_path)
+    replay(acq, results, kind="insitu", model=old)
+    queue = read_queue(results)
+    assert len(queue) == 4
+    gone = Path(queue[0].source)  # the least confident frame's file, removed
+    gone.unlink()
+    (tmp_path / "new").mkdir()
+    new = model(tmp_path / "new", sharpness=9.0)
+    replay(acq, results, kind="insitu", model=new)
+    queue = read_queue(results)
+    shas = {e.model_sha256 for e in queue}
+    assert len(queue) == 3 and len(shas) == 1 and shas != {queue_sha(old)}
+    assert str(gone) not in {e.source for e in queue}
+    folder = acquisition_folder(results, acq / "f1.tif")
+    assert sorted((folder / "thumbs").glob("*.png")) == sorted(folder / e.thumbnail
+                                                               for e in queue)
+
+
+def queue_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_queue_survives_a_restart_and_a_crash_mid_update(tmp_path):

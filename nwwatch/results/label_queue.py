@@ -18,12 +18,13 @@ Crash safety: thumbnails are written first, then ``queue.json`` (both through
 references are removed; a crash of the process leaves at most unreferenced thumbnails, removed
 by the next update. A power cut may also lose thumbnails that ``queue.json`` lists (they are
 for browsing only; ``queue.json`` itself is fsynced). A frame offered again
-(processed again, e.g. by a new model) replaces its entry, so replays after a crash do not
+(processed again, e.g. by ``replay --force``) replaces its entry, so replays after a crash do not
 duplicate entries; so does a new content of the same page of the same path (a stack grown
 and closed page by page is a new file at each page). Confidences of another measurement
-version are on another scale (2.2.3 changed what ``confidence`` is): entries of a version
-other than the offered frames' are dropped at the next update, and their frames come back
-when the new version processes them (the ledger keys on the version). A file put back to
+version are on another scale (2.2.3 changed what ``confidence`` is), and another model's
+on another model's: entries of a model or version other than the offered frames' are
+dropped at the next update, and their frames come back when the new model or version
+processes them (the ledger keys on both). A file put back to
 content processed before (v1 -> v2 -> v1, ``RESULTS/reverted.parquet``) is not processed
 again, so nothing is offered: :func:`forget_other_contents` drops the entries of its other
 contents (v2's), which name frames no longer there.
@@ -158,12 +159,15 @@ def offer(results_dir: str | os.PathLike[str], candidates: Iterable[Candidate],
 def _update(folder: Path, cands: list[Candidate], capacity: int) -> int:
     current = {e.key: e for e in _read(folder)}
     old_keys = set(current)
-    versions = {c.entry.measurement_version for c in cands}
-    stale = [k for k, e in current.items() if e.measurement_version not in versions]
+    series = {(c.entry.model_sha256, c.entry.measurement_version) for c in cands}
+    stale = [k for k, e in current.items()
+             if (e.model_sha256, e.measurement_version) not in series]
     if stale:
-        # Ranked with the offered frames, their confidences would mix two scales.
-        log.info("label queue %s: %d entries of another measurement version dropped",
-                 folder, len(stale))
+        # Ranked with the offered frames, their confidences would mix two scales (another
+        # measurement version) or two models' doubts; a frame the offering model has not
+        # processed (its file removed before a model change) would stay queued for ever.
+        log.info("label queue %s: %d entries of another model or measurement version "
+                 "dropped", folder, len(stale))
         for key in stale:
             del current[key]
     images = {}
