@@ -34,6 +34,8 @@ class Terminated(KeyboardInterrupt):
 #: An interrupt (Ctrl-C's KeyboardInterrupt, SIGTERM's Terminated) raised within
 #: :func:`sigterm_as_interrupt` and lost, for :func:`raise_lost_interrupt`.
 _lost: list[KeyboardInterrupt] = []
+#: One entry per :func:`sigterm_as_interrupt` block open (they nest).
+_depth: list[None] = []
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -59,7 +61,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
     the handler in place before is restored when the block ends. Elsewhere than in the main
     thread (where Python allows no handler) the block runs unchanged."""
     installed = threading.current_thread() is threading.main_thread()  # signal's rule
-    _lost.clear()
+    outermost = not _depth
+    if outermost:  # within another block (a command's, then its run's) one lost is kept
+        _lost.clear()
+    _depth.append(None)
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if installed else None
     previous_hook = sys.unraisablehook
 
@@ -80,7 +85,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
         if installed:  # None: a handler not set from Python, i.e. the default
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
             sys.unraisablehook = previous_hook
-        _lost.clear()  # outside the block no command stops for it
+        _depth.pop()
+        if outermost:
+            _lost.clear()  # outside the block no command stops for it
 
 
 def interrupt_name(stop: KeyboardInterrupt) -> str:

@@ -45,7 +45,7 @@ LAYERS = [
     {"results"},
     {"service", "dashboard"},  # the dashboard reads the service's ledger; the service feeds
                                # the dashboard's metrics and starts its thread
-    {"label", "evaluate", "demo", "cli", "__main__"},
+    {"label", "evaluate", "modelinfo", "demo", "cli", "__main__"},
 ]
 
 

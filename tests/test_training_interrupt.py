@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -181,3 +182,97 @@ def test_a_ctrl_c_while_the_checkpoint_is_written_stays_a_ctrl_c(tmp_path, monke
         save_checkpoint(path, {"epoch": 2, "w": torch.ones(1000), "v": torch.ones(1000)})
     assert load_checkpoint(path)["epoch"] == 1  # the one written before, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def _torch_loading(pid: int) -> bool:
+    """Whether process ``pid`` has mapped torch's library: its ``import torch`` has begun (the
+    slow first seconds of ``nwwatch train``, before any of its own work)."""
+    try:
+        return "libtorch_cpu" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def _early_signal(tmp_path: Path, sig: int, ready) -> tuple[subprocess.Popen, str, str, Path]:
+    """A real `nwwatch train` of a tiny folder, sent ``sig`` once ``ready(pid, out)`` holds."""
+    data = make_folder(tmp_path / "data", n=3, size=32)
+    out = tmp_path / "runs" / "deep" / "m.onnx"
+    command = [sys.executable, "-c", "from nwwatch.cli import main; main()", "train", str(data),
+               "--out", str(out), "--epochs", "1", "--model-options", TINY, "--threads", "1",
+               "--batch-size", "2", "--crop", "32", "--quiet", "--exporter", "legacy"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready(process.pid, out):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "not ready after 60 s"
+            time.sleep(0.002)
+        process.send_signal(sig)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process, stdout, stderr, out
+
+
+@pytest.mark.parametrize(("sig", "status", "name"), [(signal.SIGINT, 130, "Ctrl-C"),
+                                                     (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_signal_while_torch_is_imported_ends_train_as_later(tmp_path, sig, status, name):
+    # The first seconds (torch's import, the checks) are part of the command: a Ctrl-C there
+    # must not be click's bare "Aborted!" (exit 1), nor a SIGTERM a silent kill.
+    process, stdout, stderr, out = _early_signal(tmp_path, sig,
+                                                 lambda pid, out: _torch_loading(pid))
+    assert process.returncode == status, (stdout, stderr)
+    assert "Aborted!" not in stderr and "Traceback" not in stderr
+    assert f"train interrupted ({name}): nothing was written: run the command again" in stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sigterm_once_the_out_folder_is_made_removes_it(tmp_path):
+    # `--out runs/deep/m.onnx` makes runs/deep before the run: a SIGTERM right after it must
+    # leave no empty folders behind, as a Ctrl-C does not.
+    process, stdout, stderr, out = _early_signal(tmp_path, signal.SIGTERM,
+                                                 lambda pid, out: out.parent.is_dir())
+    assert process.returncode == 143, (stdout, stderr)
+    assert "train interrupted (SIGTERM)" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_closed_stdout_stops_the_printing_not_the_training(tmp_path):
+    # `nwwatch train ... | head -2`: the reader ends after two epoch lines. The run goes on to
+    # its model and says once, on stderr, where its files are.
+    data = make_folder(tmp_path / "data", n=3, size=32)
+    out = tmp_path / "runs" / "m.onnx"
+    train = shlex.join([sys.executable, "-c", "from nwwatch.cli import main; main()", "train",
+                        str(data), "--out", str(out), "--epochs", "4", "--model-options", TINY,
+                        "--threads", "1", "--batch-size", "2", "--crop", "32", "--quiet",
+                        "--exporter", "legacy"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    shell = subprocess.run(["bash", "-c", f"{train} 2>{tmp_path / 'err'} | head -2; "
+                                          f"exit ${{PIPESTATUS[0]}}"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    stderr = (tmp_path / "err").read_text()
+    assert shell.returncode == 0, (shell.stdout, stderr)
+    assert shell.stdout.splitlines()[0].startswith("epoch 1/4")
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr
+    assert "standard output was closed" in stderr and str(out.with_suffix(".pt")) in stderr
+    from training.checkpoint import load_checkpoint
+
+    assert out.is_file() and load_checkpoint(out.with_suffix(".pt"))["epoch"] == 4
+
+
+def test_a_lost_sigterm_within_nested_blocks_is_raised(tmp_path):
+    # A command's block holds its run's: an interrupt that a callback dropped before the inner
+    # block began must still stop the command when the inner block ends.
+    from nwwatch.options import Terminated, sigterm_as_interrupt
+
+    class DropsIt:
+        def __del__(self) -> None:
+            raise Terminated
+
+    with pytest.raises(Terminated), sigterm_as_interrupt():
+        DropsIt()  # its __del__'s exception goes to sys.unraisablehook
+        with sigterm_as_interrupt():
+            pass

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from nwwatch.atomic import atomic_write
+from training.modelfiles import checkpoint_path, int8_path  # noqa: F401 - read from here too
 from training.paradigms.base import build_inference_model
 
 FORMAT = 1
@@ -29,16 +30,6 @@ FORMAT = 1
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; the message names the file."""
-
-
-def checkpoint_path(out: str | os.PathLike[str]) -> Path:
-    """``MODEL.onnx`` -> ``MODEL.pt`` (same folder)."""
-    return Path(out).with_suffix(".pt")
-
-
-def int8_path(out: str | os.PathLike[str]) -> Path:
-    """``MODEL.onnx`` -> ``MODEL-int8.onnx``, where ``--quantize int8`` writes (same folder)."""
-    return Path(out).with_name(f"{Path(out).stem}-int8.onnx")
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:

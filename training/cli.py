@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -90,6 +92,35 @@ def _command_line(ctx: click.Context) -> str:
         else:
             parts += [param.opts[0], str(value)]
     return shlex.join(parts)
+
+
+class RunEcho:
+    """``click.echo`` for the lines of a run. Once standard output is closed (``nwwatch train
+    ... | head -2``: the reader has ended) the run goes on without printing them, and says once
+    on stderr where its files go: a pipe's reader ending is no reason to lose the training."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.closed = False
+
+    def __call__(self, message: str = "") -> None:
+        if self.closed:
+            return
+        try:
+            click.echo(message)
+        except BrokenPipeError:
+            self.closed = True
+            # Later writes, and the flush of what is buffered at exit, go nowhere instead of
+            # failing again (the remedy Python's documentation gives for SIGPIPE).
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            from training.modelfiles import checkpoint_path
+
+            with contextlib.suppress(OSError):  # stderr may be closed too
+                click.echo(f"note: standard output was closed (its reader ended); the run goes "
+                           f"on without printing: checkpoint {checkpoint_path(self.out)}, "
+                           f"model {self.out}", err=True)
 
 
 @click.command("train")
@@ -207,23 +238,33 @@ def _command_line(ctx: click.Context) -> str:
               help="With --resume (required): train nothing, export MODEL.pt's best weights "
                    "now.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(data, paradigm, arch, model_options, out, volume, slice_index, labels, candidates,
-          epochs,
-          steps_per_epoch, batch_size, optimizer, lr, momentum, weight_decay, crop, val_fraction,
-          seed, device, threads, workers, no_augment, dice_weight, boundary_weight,
-          unsupervised_weight, rampup_epochs,
-          perturbations, aux_per_perturbation, perturb_skips, init_weights, frozen_encoder,
-          teacher, confidence,
-          embedding_dim, temperature, self_temperature, self_negatives,
-          contrastive_supervised_weight,
-          contrastive_self_weight, classifier_steps, quantize, exporter, resume, export_only,
-          quiet) -> None:
+def train(**options) -> None:
     """Train a segmentation model on DATA and export it to ONNX.
 
     DATA/images/<stem>.tif|png (or the frames in DATA itself, as `nwwatch synth insitu`
     writes them) with DATA/labels/<stem>.png (255 = unlabeled), optional DATA/unlabeled/ and
     DATA/dataset.toml; or a tomogram: --volume V.tif --slice Z --labels L.png.
     """
+    from training.runfiles import interrupt_explained
+
+    # From the first line on, not only around the training: the torch import and the checks
+    # take seconds, and a Ctrl-C or SIGTERM there must end the command as later (exit 130 or
+    # 143, a message, the folders made for --out removed).
+    with interrupt_explained(options["out"], before_run=True):
+        _train(**options)
+
+
+def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels, candidates,
+           epochs,
+           steps_per_epoch, batch_size, optimizer, lr, momentum, weight_decay, crop, val_fraction,
+           seed, device, threads, workers, no_augment, dice_weight, boundary_weight,
+           unsupervised_weight, rampup_epochs,
+           perturbations, aux_per_perturbation, perturb_skips, init_weights, frozen_encoder,
+           teacher, confidence,
+           embedding_dim, temperature, self_temperature, self_negatives,
+           contrastive_supervised_weight,
+           contrastive_self_weight, classifier_steps, quantize, exporter, resume, export_only,
+           quiet) -> None:
     from nwwatch.options import require_writable
     from training.checkpoint import CheckpointError, int8_path
     from training.data import DatasetLayoutError
@@ -246,6 +287,7 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
     from training.sampler import SamplerError
 
     click.get_current_context().with_resource(known_noise_filtered())
+    echo = RunEcho(out)
 
     check_inputs(data, volume, slice_index, labels, resume, export_only)
     ctx = click.get_current_context()
@@ -325,38 +367,38 @@ def train(data, paradigm, arch, model_options, out, volume, slice_index, labels,
         if (ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE
                 and init_weights is None):
             with interrupt_explained(out, epochs=False):
-                _select_volume_method(config, candidates)
+                _select_volume_method(config, candidates, echo)
             return
     if config.data is not None and not resume:
         for label_path in mask_like_labels(config.data):
-            click.echo(mask_warning(label_path))
+            echo(mask_warning(label_path))
         with contextlib.suppress(DatasetLayoutError):  # the run names a bad dataset.toml
             if read_dataset_toml(Path(config.data))[0] == "tomogram":
-                click.echo("note: a tomogram DATA folder trains one network, with no choice of "
-                           "method and no threshold to compare it with; `nwwatch train --volume "
-                           "V --slice K --labels L` chooses (docs/tomography.md)")
+                echo("note: a tomogram DATA folder trains one network, with no choice of "
+                     "method and no threshold to compare it with; `nwwatch train --volume "
+                     "V --slice K --labels L` chooses (docs/tomography.md)")
     try:
         with interrupt_explained(out):
             result = run(config, resume=resume, progress=not quiet,
-                         echo=click.echo, export_only=export_only, given=given_settings(ctx))
+                         echo=echo, export_only=export_only, given=given_settings(ctx))
     except ResumeSettingError as exc:
         raise click.UsageError(str(exc)) from None
     except (DatasetLayoutError, TrainingError, CheckpointError, SamplerError, ValueError,
             OSError) as exc:  # OSError: a full disk at export, a file gone (not a traceback)
         raise click.ClickException(str(exc)) from None
-    click.echo(f"checkpoint: {result.checkpoint}")
+    echo(f"checkpoint: {result.checkpoint}")
     if result.out is not None:
-        click.echo(f"model: {result.out}")
+        echo(f"model: {result.out}")
     if result.int8 is not None or "int8" in result.reports:  # asked now, or by the resumed run
-        click.echo(int8_line(result.int8, result.reports.get("int8")))
+        echo(int8_line(result.int8, result.reports.get("int8")))
         if result.int8 is None and int8_path(out).exists():  # a resume's earlier export
-            click.echo(f"warning: {int8_path(out)} is the INT8 model of the weights exported "
+            echo(f"warning: {int8_path(out)} is the INT8 model of the weights exported "
                        f"before, not of {out}: remove it, or keep it under another name")
     for key, value in sorted(result.metrics.items()):
-        click.echo(f"  {key}: {value:.4f}")
+        echo(f"  {key}: {value:.4f}")
 
 
-def _select_volume_method(config: TrainConfig, candidates: str) -> None:
+def _select_volume_method(config: TrainConfig, candidates: str, echo: RunEcho) -> None:
     """``--volume`` without ``--paradigm``: cross-validate the candidates, keep the best."""
     from training.data import DatasetLayoutError
     from training.engine import TrainingError, resolve_device
@@ -369,9 +411,9 @@ def _select_volume_method(config: TrainConfig, candidates: str) -> None:
         # candidate's folds, not at the first network's.
         if any(name in NETWORK_PARADIGMS for name in names):
             resolve_device(config.device)
-        selection, out = select_and_train(config, names, echo=click.echo)
+        selection, out = select_and_train(config, names, echo=echo)
     except KeyError as exc:
         raise click.BadParameter(str(exc.args[0]), param_hint="--candidates") from None
     except (DatasetLayoutError, TrainingError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"model: {out} ({selection.method})")
+    echo(f"model: {out} ({selection.method})")

@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import time
-import uuid
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from nwwatch.segment.contract import (
     ModelMetadata,
 )
 from nwwatch.segment.session import file_sha256
+from training.modelfiles import temporary_model_path
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ def export_onnx(
     wrapper = ContractWrapper(network).eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    temp = temporary_model_path(path)
     started = time.perf_counter()
     try:
         try:

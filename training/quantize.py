@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import os
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from nwwatch.segment.contract import (
     ModelMetadata,
 )
 from nwwatch.segment.session import file_sha256, pad_to_multiple
+from training.modelfiles import temporary_model_path
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def quantize_int8(
     validation = pad_to_multiple(validation, multiple)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    temp = out_path.with_name(f".{out_path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    temp = temporary_model_path(out_path)
     try:
         with tempfile.TemporaryDirectory(prefix="nwwatch-quant-") as work, _quiet_root_logger():
             prepared = Path(work) / "prepared.onnx"

@@ -52,6 +52,11 @@ def _comparable(name: str, value: Any) -> Any:
     return value
 
 
+def _ends_with(chain: str, command: str) -> bool:
+    """Whether the recorded ``chain`` of commands (joined by `` && ``) ends with ``command``."""
+    return chain == command or chain.endswith(f" && {command}")
+
+
 def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
                    given: Collection[str] = ()) -> TrainConfig:
     """``saved`` (the checkpoint's settings) with :data:`CHANGEABLE` taken from ``config``:
@@ -103,8 +108,10 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
     for name in ("threads", "exporter", "workers"):  # the batches do not depend on workers
         if name in given:
             setattr(saved, name, getattr(config, name))
-    if config.command and config.command != saved.command:
-        # The model's recorded command must reproduce it: the first run, then the resume.
+    if config.command and not _ends_with(saved.command, config.command):
+        # The model's recorded command must reproduce it: the first run, then the resume. The
+        # same command again (a second `--resume --export-only` of one checkpoint) adds nothing
+        # to what reproduces the weights: recorded once, so re-exporting gives the same files.
         saved.command = f"{saved.command} && {config.command}"
     # --quantize given (int8, or none: the CLI's None) decides; left out, the run's own
     if "quantize" in given:

@@ -17,8 +17,8 @@ import click
 from click.core import ParameterSource
 
 from nwwatch.options import interrupt_exit_status, interrupt_name, sigterm_as_interrupt
-from training.checkpoint import checkpoint_path, int8_path, not_a_network
 from training.config import OPTION_PARADIGMS, TrainConfig
+from training.modelfiles import checkpoint_path, int8_path
 
 
 def absolute(path: str | os.PathLike[str] | None) -> str | None:
@@ -94,6 +94,8 @@ def check_out(out: Path, resume: bool, quantize: str | None = None) -> None:
                                  f"ONNX Runtime and the service's configuration cannot name "
                                  f"such a file: give a path of UTF-8 characters",
                                  param_hint="'--out'") from None
+    from training.checkpoint import not_a_network  # torch: after the interrupt handler is set
+
     checkpoint = checkpoint_path(out)
     if resume:
         why = "" if checkpoint.is_file() else not_a_network(checkpoint, "--resume")
@@ -186,13 +188,16 @@ def check_init_and_frozen_encoder(init: str | None, frozen_encoder: Path | None)
 
 
 @contextlib.contextmanager
-def interrupt_explained(out: Path, epochs: bool = True) -> Iterator[None]:
+def interrupt_explained(out: Path, epochs: bool = True, before_run: bool = False
+                        ) -> Iterator[None]:
     """Ctrl-C or SIGTERM during a run: say what is kept and how to go on, exit 130 (Ctrl-C)
     or 143 (SIGTERM, raised as :class:`Terminated` so that it unwinds as Ctrl-C does: the
     selection's temporary folder and the empty folders made for ``--out`` are removed).
     The model is written under a temporary name and renamed once verified, so ``out`` is
     never left half-written; the checkpoint is rewritten atomically after every epoch.
-    ``epochs`` False: the method selection of ``--volume``, whose folds keep no checkpoint."""
+    ``epochs`` False: the method selection of ``--volume``, whose folds keep no checkpoint.
+    ``before_run``: the whole command, from its first line (the torch import and the checks
+    take seconds); a run's own block inside it says what the run kept."""
     with sigterm_as_interrupt():
         try:
             yield
@@ -202,6 +207,8 @@ def interrupt_explained(out: Path, epochs: bool = True) -> Iterator[None]:
                 what = (f"{checkpoint} holds the run up to its last finished epoch: `nwwatch "
                         f"train --resume --out {out}` continues it, `nwwatch train --resume "
                         f"--export-only --out {out}` exports its best weights now")
+            elif before_run:
+                what = "nothing was written: run the command again"
             elif epochs:
                 what = "no checkpoint was saved (no epoch had finished)"
             else:

@@ -262,6 +262,20 @@ class Segmenter:
     def name(self) -> str:
         return self.model_path.stem
 
+    def graph_signature(self) -> dict[str, list[dict[str, object]]]:
+        """The graph's inputs and outputs as ONNX Runtime reads them: ``{"inputs": [...],
+        "outputs": [...]}``, each ``{"name", "type", "shape"}`` with ``type`` as ONNX Runtime
+        spells it (``tensor(float)``) and ``shape`` a list whose entries are a size, the name
+        of a dynamic dimension (``"N"``, ``"H"``) or None (dynamic, unnamed)."""
+
+        def describe(args) -> list[dict[str, object]]:
+            return [{"name": a.name, "type": a.type,
+                     "shape": [d if isinstance(d, int | str) else None for d in a.shape]}
+                    for a in args]
+
+        return {"inputs": describe(self._session.get_inputs()),
+                "outputs": describe(self._session.get_outputs())}
+
     def require_kind(self, kind: str, task: str) -> None:
         """Raise :class:`ModelLoadError` naming the file unless the model's metadata kind is
         ``kind`` ("insitu" or "tomogram"); ``task`` says what needs it ("labelling frames")."""

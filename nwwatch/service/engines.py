@@ -119,11 +119,8 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                               f"{model.name} is {'an' if seg.metadata.kind == 'insitu' else 'a'} "
                               f"{seg.metadata.kind!r} model but the folder's "
                               f"kind is {spec.kind!r}{KIND_MISMATCH_HINT.get(spec.kind, '')}")
-        if spec.kind == "tomogram":
-            _check_tomogram_model(seg, source, spec.key)
-        elif problem := insitu_model_problem(seg.metadata.class_names):
-            # else every frame fails alike (an IndexError on the droplet class), retried
-            raise ConfigError(source, spec.key, f"cannot measure frames: {model}: {problem}")
+        if problem := model_problem(seg):
+            raise ConfigError(source, spec.key, problem)
         engines.append(Engine(kind=spec.kind, segmenter=seg, ledger=ledger,
                               results_dir=results_dir, batch_size=inference.batch_size,
                               streams=plan.streams if spec.kind == "insitu" else 1,
@@ -142,16 +139,28 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     return engines
 
 
-def _check_tomogram_model(seg, source: Path | None, key: str) -> None:
-    """A tomogram model that :func:`nwwatch.volume.segment_volume` would refuse (no solid
-    class, a bad ``extra`` value) fails every tomogram alike: a configuration error now (the
-    service exits 78, a replay 1), not an error charged to each file."""
-    from nwwatch.volume import VolumeModelError, check_volume_model
+def model_problem(seg) -> str | None:
+    """Why the service would refuse the model of ``seg`` (a :class:`Segmenter`, which has
+    already checked the file against the model contract) for folders of the model's own kind,
+    or None. Such a model fails every file alike, so the service refuses it when it loads it
+    (exit 78; a replay 1) instead of charging the error to each file:
 
-    try:
-        check_volume_model(seg)
-    except VolumeModelError as exc:
-        raise ConfigError(source, key, f"cannot segment tomograms: {exc}") from None
+    - in-situ: fewer than three classes, or class names that contradict the ids every in-situ
+      reader uses (else every frame fails alike, an IndexError on the droplet class);
+    - tomogram: what :func:`nwwatch.volume.segment_volume` would refuse (no solid class, a bad
+      ``extra`` value).
+
+    ``nwwatch model`` reports the same verdict."""
+    if seg.metadata.kind == "tomogram":
+        from nwwatch.volume import VolumeModelError, check_volume_model
+
+        try:
+            check_volume_model(seg)
+        except VolumeModelError as exc:
+            return f"cannot segment tomograms: {exc}"
+        return None
+    problem = insitu_model_problem(seg.metadata.class_names)
+    return f"cannot measure frames: {seg.model_path}: {problem}" if problem else None
 
 
 def inspect_input(path: Path, root: Path, follow_symlinks: bool = False, *,

@@ -1,0 +1,206 @@
+"""``nwwatch model``: what a model file is, and whether the service would load it.
+
+Everything shown is read the way the runtime reads it: the model is loaded by
+:class:`nwwatch.segment.session.Segmenter` (the model contract: metadata, input and outputs,
+working scale) and judged by :func:`nwwatch.service.engines.model_problem`, the check the
+service makes when it loads a model. The fresh-synthetic evaluations come from the model's card
+(``MODEL.json`` beside it, written by ``python -m training.model_card``), shown only when the
+card's sha256 is the file's. Needs no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nwwatch.options import model_file
+
+#: What the service does with a model of each kind.
+_USE = {"insitu": "an in-situ model (frames: segmentation and contact angles)",
+        "tomogram": "a tomogram model (3D masks and volume metrics)"}
+
+
+def _card(model: Path, sha256: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the card beside ``model`` when it describes this very file, a note when there is a
+    card that does not or cannot be read)."""
+    path = model.with_suffix(".json")
+    if not path.is_file():
+        return None, None
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"{path}: not a model card ({exc}); its evaluations are not shown"
+    if not isinstance(card, dict) or "sha256" not in card:
+        return None, f"{path}: not a model card (no sha256); its evaluations are not shown"
+    if card["sha256"] != sha256:
+        return None, (f"{path}: the card of another file (sha256 {str(card['sha256'])[:16]}…); "
+                      f"its evaluations are not shown")
+    return card, None
+
+
+def describe_model(path: Path) -> tuple[dict[str, Any], str | None]:
+    """(the description of the ONNX model ``path``, why the service would refuse it or None).
+
+    Raises :class:`nwwatch.segment.session.ModelLoadError` naming the file when the runtime
+    cannot load it at all (not ONNX, no nwwatch metadata, another contract version)."""
+    from nwwatch.segment.session import Segmenter
+    from nwwatch.service.engines import model_problem
+
+    segmenter = Segmenter(path, providers=("cpu",), threads=1)
+    meta = segmenter.metadata
+    problem = model_problem(segmenter)
+    card, card_note = _card(path, segmenter.model_sha256)
+    extra = meta.extra
+    info: dict[str, Any] = {
+        "file": str(path),
+        "sha256": segmenter.model_sha256,
+        "size_bytes": path.stat().st_size,
+        "kind": meta.kind,
+        "class_names": list(meta.class_names),
+        "arch": meta.arch,
+        "architecture": extra.get("model_config"),
+        "paradigm": meta.paradigm,
+        "normalization": meta.normalization,
+        "normalization_scope": meta.normalization_scope,
+        "size_multiple": meta.size_multiple,
+        "working_scale": segmenter.working_scale.to_dict(),
+        "contract_version": meta.contract_version,
+        "nwwatch_version": meta.nwwatch_version,
+        "training_command": meta.training_command,
+        "training_data_sha256": meta.training_data_sha256,
+        "training_data": {
+            "source": extra.get("training_source"),
+            "labeled_images": extra.get("labeled_images"),
+            "unlabeled_images": extra.get("unlabeled_images"),
+            "description": card.get("training_data") if card else None,
+        },
+        "validation_metrics": meta.validation_metrics,
+        "extra": extra,
+        "onnx": segmenter.graph_signature(),
+        "card": str(path.with_suffix(".json")) if card else None,
+        "card_note": card_note,
+        "fresh_synthetic_evaluations": card.get("fresh_synthetic_evaluations", [])
+        if card else [],
+        "service": {"loads": problem is None, "as": meta.kind, "problem": problem},
+    }
+    from nwwatch.evaluate import strict_json
+
+    return strict_json(info), problem
+
+
+def _shape(shape: list) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _scale_line(scale: dict[str, Any]) -> str:
+    if scale["frame_px"] is None:
+        return "none (every frame or slice run as it is)"
+    parts = [f"frames resized to {scale['frame_px']} px"]
+    if scale["min_frame_px"] is not None:
+        parts.append(f"smaller than {scale['min_frame_px']} px scaled up")
+    if scale["droplet_radius_px"]:
+        low, high = scale["droplet_radius_px"]
+        parts.append(f"droplet radius {low:g}-{high:g} px")
+    if scale["whole_droplet_radius_px"] is not None:
+        parts.append(f"droplets beyond {scale['whole_droplet_radius_px']:g} px seen whole")
+    return "; ".join(parts)
+
+
+def _evaluation_line(report: dict[str, Any]) -> str:
+    metrics = report.get("metrics") or {}
+    line = f"{report.get('images', '?')} images"
+    if metrics.get("mean_iou") is not None:
+        line += f", mIoU {100 * metrics['mean_iou']:.1f} %"
+    angles = report.get("contact_angle")
+    if angles:
+        line += f", angles {angles.get('valid')}/{angles.get('frames')} valid"
+        if angles.get("rmse_deg") is not None:
+            line += (f" (RMSE {angles['rmse_deg']:.2f} deg, bias {angles['bias_deg']:+.2f} deg, "
+                     f"max {angles['max_abs_deg']:.2f} deg)")
+    offset = report.get("interface_offset")
+    if offset and offset.get("bias_px") is not None:
+        line += f", interface offset {offset['bias_px']:+.2f} px"
+    data = report.get("data")
+    return f"{line}: {data}" if data else line
+
+
+def format_model(info: dict[str, Any]) -> str:
+    """The text ``nwwatch model`` prints for ``info`` (:func:`describe_model`)."""
+    classes = ", ".join(f"{i} {name}" for i, name in enumerate(info["class_names"]))
+    data = info["training_data"]
+    source = data["source"] or "not recorded in the model"
+    counts = [f"{data[k]} {k.split('_')[0]}" for k in ("labeled_images", "unlabeled_images")
+              if data[k] is not None]
+    if counts:
+        source += f" ({', '.join(counts)} images)"
+    architecture = info["arch"]
+    if info["architecture"]:
+        options = {k: v for k, v in info["architecture"].items() if k != "arch"}
+        architecture += " " + json.dumps(options, sort_keys=True)
+    lines = [
+        f"model: {info['file']}",
+        f"sha256: {info['sha256']} (the model_sha256 of the rows it makes; "
+        f"{info['size_bytes']} bytes)",
+        f"kind: {info['kind']}",
+        f"classes: {classes}",
+        f"architecture: {architecture}",
+        f"paradigm: {info['paradigm']}",
+        f"normalisation: {info['normalization']}, per {info['normalization_scope']}",
+        f"working scale: {_scale_line(info['working_scale'])}",
+        f"size multiple: {info['size_multiple']} (frames padded to it)",
+        f"training command: {info['training_command'] or 'not recorded'}",
+        f"training data: {source}",
+        f"training data sha256: {info['training_data_sha256'] or 'not recorded'}",
+    ]
+    if data["description"]:
+        lines.append(f"training data (card): {data['description']}")
+    if info["validation_metrics"]:
+        shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in sorted(info["validation_metrics"].items()))
+        lines.append(f"validation metrics: {shown}")
+    lines.append(f"nwwatch version: {info['nwwatch_version'] or 'not recorded'}; "
+                 f"contract version {info['contract_version']}")
+    for direction in ("inputs", "outputs"):
+        for tensor in info["onnx"][direction]:
+            lines.append(f"ONNX {direction[:-1]}: {tensor['name']} {tensor['type']} "
+                         f"{_shape(tensor['shape'])}")
+    if info["fresh_synthetic_evaluations"]:
+        lines.append(f"fresh-synthetic evaluations ({info['card']}):")
+        lines += [f"  {_evaluation_line(r)}" for r in info["fresh_synthetic_evaluations"]]
+    else:
+        lines.append("fresh-synthetic evaluations: none recorded (no card beside the model "
+                     "with this file's sha256)")
+    if info["card_note"]:
+        lines.append(f"note: {info['card_note']}")
+    service = info["service"]
+    if service["loads"]:
+        lines.append(f"service: loads it as {_USE[service['as']]}")
+    else:
+        lines.append(f"service: refuses it: {service['problem']}")
+    return "\n".join(lines)
+
+
+@click.command("model")
+@click.argument("model", metavar="MODEL", callback=model_file)
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def model(model: Path, as_json: bool) -> None:
+    """Show what an ONNX model is and whether the service would load it.
+
+    MODEL is an ONNX file or the name of a model shipped with nwwatch (insitu-default). Shows
+    kind, classes, architecture, paradigm, normalisation, working scale, size multiple, the
+    training command and data, the file's sha256 (the model_sha256 of its rows), the ONNX
+    input and outputs, the fresh-synthetic evaluations of its card, and whether the service
+    would load it as an in-situ or tomogram model. Exit status 1 when it would not.
+    """
+    from nwwatch.segment.session import ModelLoadError
+
+    try:
+        info, problem = describe_model(model)
+    except ModelLoadError as exc:
+        raise click.ClickException(" ".join(str(exc).split())) from None
+    click.echo(json.dumps(info, indent=1) if as_json else format_model(info))
+    if problem is not None:
+        raise click.ClickException(f"the service would not load it: {problem}")

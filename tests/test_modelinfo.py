@@ -1,0 +1,154 @@
+"""`nwwatch model`: what a model file is, and whether the service would load it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from onnx_models import build_threshold_model
+
+from nwwatch.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "nwwatch" / "models" / "insitu-default.onnx"
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["model", *args])
+
+
+def test_the_shipped_model_by_name_without_torch():
+    # A fresh interpreter in which torch (and the train extra's onnx) cannot be imported, as
+    # on a runtime-only install: the command works there.
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'onnx', 'onnxscript'):\n"
+            "            raise ImportError(name + ' blocked by the test')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from nwwatch.cli import main\n"
+            "main(['model', 'insitu-default', '--json'])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    sha = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
+    assert info["file"] == str(SHIPPED) and info["sha256"] == sha
+    assert info["kind"] == "insitu"
+    assert info["class_names"] == ["background", "nanowire", "droplet"]
+    assert info["arch"] == "unet" and info["architecture"]["widths"][-1] == 160
+    assert info["size_multiple"] == 64 and info["working_scale"]["frame_px"] == 512
+    assert info["normalization"].startswith("percentile")
+    assert info["training_command"].startswith("python -m training.interpolate")
+    assert [t["name"] for t in info["onnx"]["inputs"]] == ["image"]
+    assert [t["name"] for t in info["onnx"]["outputs"]] == ["labels", "probabilities"]
+    assert info["onnx"]["outputs"][1]["shape"][1] == 3
+    # the card beside it is of this very file: its fresh-synthetic evaluations are shown
+    card = json.loads(SHIPPED.with_suffix(".json").read_text())
+    assert card["sha256"] == sha
+    assert info["fresh_synthetic_evaluations"] == card["fresh_synthetic_evaluations"]
+    assert info["training_data"]["description"] == card["training_data"]
+    assert info["service"] == {"loads": True, "as": "insitu", "problem": None}
+
+
+def test_text_of_a_trained_like_model_matches_the_rows_hash(tmp_path):
+    path = build_threshold_model(tmp_path / "m.onnx", size_multiple=8, metadata={
+        "training_command": "nwwatch train DATA --out m.onnx", "training_data_sha256": "ab" * 32,
+        "validation_metrics": {"val_mean_iou": 0.91},
+        "extra": {"training_source": "/data/mine", "labeled_images": 10,
+                  "unlabeled_images": 0}})
+    result = run(str(path))
+    assert result.exit_code == 0, result.output
+    from nwwatch.segment.session import Segmenter
+
+    rows_hash = Segmenter(path, providers=("cpu",)).model_sha256  # what rows carry
+    lines = result.output.splitlines()
+    assert f"sha256: {rows_hash} " in result.output
+    assert "kind: insitu" in lines and "classes: 0 background, 1 nanowire, 2 droplet" in lines
+    assert "size multiple: 8 (frames padded to it)" in lines
+    assert "training command: nwwatch train DATA --out m.onnx" in lines
+    assert "training data: /data/mine (10 labeled, 0 unlabeled images)" in lines
+    assert f"training data sha256: {'ab' * 32}" in lines
+    assert "validation metrics: val_mean_iou 0.9100" in lines
+    assert "ONNX input: image tensor(float) [N, 1, H, W]" in lines
+    assert "ONNX output: probabilities tensor(float) [N, 3, H, W]" in lines
+    assert lines[-1] == ("service: loads it as an in-situ model (frames: segmentation and "
+                         "contact angles)")
+    assert "fresh-synthetic evaluations: none recorded" in result.output
+
+
+def test_a_card_of_another_file_is_not_shown(tmp_path):
+    path = build_threshold_model(tmp_path / "m.onnx")
+    card = {"sha256": "0" * 64, "fresh_synthetic_evaluations": [{"images": 60}]}
+    path.with_suffix(".json").write_text(json.dumps(card))
+    result = run(str(path), "--json")
+    info = json.loads(result.output)
+    assert result.exit_code == 0 and info["fresh_synthetic_evaluations"] == []
+    assert "the card of another file" in info["card_note"]
+
+
+def test_a_tomogram_model_loads_as_one(tmp_path):
+    result = run(str(build_threshold_model(tmp_path / "t.onnx", kind="tomogram")), "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["service"] == {"loads": True, "as": "tomogram", "problem": None}
+    assert info["normalization_scope"] == "volume" and info["class_names"] == ["pore", "solid"]
+
+
+def test_a_model_the_service_refuses_exits_1_with_the_services_reason(tmp_path):
+    path = build_threshold_model(tmp_path / "two.onnx", kind="tomogram", metadata={
+        "kind": "insitu", "class_names": ("background", "nanowire"),
+        "normalization_scope": "image"})
+    result = run(str(path))
+    assert result.exit_code == 1
+    assert "service: refuses it: cannot measure frames" in result.output
+    reason = result.output.strip().splitlines()[-1].removeprefix("Error: ")
+    assert reason.startswith("the service would not load it: cannot measure frames: ")
+    # the reason is the service's own: `nwwatch replay` with the model stops with it
+    frames = tmp_path / "acq"
+    frames.mkdir()
+    replay = CliRunner().invoke(main, ["replay", str(frames), "--out", str(tmp_path / "r"),
+                                       "--model", str(path)])
+    assert replay.exit_code != 0
+    assert reason.removeprefix("the service would not load it: ") in " ".join(
+        replay.output.split())
+
+
+def test_a_tomogram_model_with_a_bad_extra_value_is_refused(tmp_path):
+    path = build_threshold_model(tmp_path / "t.onnx", kind="tomogram",
+                                 metadata={"extra": {"z_sigma_px": -1}})
+    result = run(str(path), "--json")
+    assert result.exit_code == 1
+    info = json.loads(result.output[:result.output.rindex("}") + 1])
+    assert info["service"]["loads"] is False
+    assert "cannot segment tomograms" in info["service"]["problem"]
+    assert "z_sigma_px" in info["service"]["problem"]
+
+
+@pytest.mark.parametrize(("name", "content", "status", "words"), [
+    ("missing.onnx", None, 2, "no such file"),
+    ("m.pt", b"PK\x03\x04", 2, "is a training checkpoint, not an ONNX model"),
+    ("notes.onnx", b"not a model\n", 1, "ONNX Runtime cannot load it"),
+    ("frame.tif", b"II*\x00" + bytes(64), 1, "ONNX Runtime cannot load it"),
+])
+def test_bad_input_is_one_error_line_naming_the_file(tmp_path, name, content, status, words):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    result = run(str(path))
+    assert result.exit_code == status
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and str(path) in errors[0] and words in errors[0]
+    assert "Traceback" not in result.output
+
+
+def test_a_model_without_nwwatch_metadata_is_named(tmp_path):
+    path = build_threshold_model(tmp_path / "plain.onnx", with_metadata=False)
+    result = run(str(path))
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: {path}: no 'nwwatch' metadata in the model"
