@@ -67,6 +67,9 @@ class TrainConfig:
     arch: str = "unet"
     model_options: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # start from these weights (fine-tuning); see training.weights
+    #: set by a run from ``init``'s model (training.weights.init_working_scale): the working
+    #: scale its frames are brought into and its model records; None: read from its labels
+    working_scale: dict[str, Any] | None = None
     # tomogram workflow (--volume)
     volume: str | None = None
     # one labeled slice, or several (lists of the same length, paired in order)

@@ -47,6 +47,7 @@ from training.paradigms import PARADIGMS, Paradigm
 from training.resume import resumed_config
 from training.sampler import BatchSampler, BatchStream, run_batches
 from training.weights import InitialWeights, load_initial_weights
+from training.working_scale import to_working_scale
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,16 @@ def _initial_weights(config: TrainConfig, num_classes: int, class_names) -> Init
                             f"classes, labels to match)")
     config.model_options = dict(initial.model_options)
     return initial
+
+
+def _scale_text(scale: dict[str, Any]) -> str:
+    """``frames of 384-512 px, droplet radius 14-208 px`` for a working-scale dict."""
+    if scale.get("frame_px") is None:
+        return "frames at their own size"
+    frames = f"{scale.get('min_frame_px') or scale['frame_px']}-{scale['frame_px']} px"
+    radius = scale.get("droplet_radius_px")
+    droplet = (f", droplet radius {radius[0]:.0f}-{radius[1]:.0f} px" if radius else "")
+    return f"frames of {frames}{droplet}"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -260,6 +271,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     initial = None
     if config.init and payload is None:  # a resumed run already holds its weights
         initial = _initial_weights(config, num_classes, data.class_names)
+        if data.kind == "insitu" and initial.working_scale is not None:
+            config.working_scale = dict(initial.working_scale)
+            echo(f"working scale of {initial.working_scale_source.name} kept: "
+                 f"{_scale_text(initial.working_scale)}")
+    if data.kind == "insitu" and config.working_scale is not None:  # a resume: the same
+        data, note = to_working_scale(data, config.working_scale)
+        if note:
+            echo(note)
     data_sha = data.sha256()
     # the unlabeled images are training data of these paradigms; a resume must see the same
     unlabeled_sha = data.unlabeled_sha256() if config.paradigm in UNLABELED_PARADIGMS else None

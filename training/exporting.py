@@ -124,7 +124,10 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
         "labeled_images": len(data.labeled),
         "unlabeled_images": len(data.unlabeled),
     }
-    if data.kind == "insitu" and data.labeled:
+    if data.kind == "insitu" and config.working_scale is not None:
+        # a fine-tune trained on its frames brought into its starting model's scale
+        extra[WORKING_SCALE_KEY] = dict(config.working_scale)
+    elif data.kind == "insitu" and data.labeled:
         # The runtime resizes frames into the object scale the model learned (frame pixels).
         extra[WORKING_SCALE_KEY] = scale_from_labels(
             [item.label for item in data.labeled], config.crop).to_dict()

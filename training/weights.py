@@ -3,7 +3,9 @@
 ``--init`` takes a training checkpoint (``MODEL.pt``, or ``MODEL.onnx`` whose checkpoint lies
 next to it) or the name of weights shipped in ``training/pretrained/`` (``insitu-default``: the
 weights of ``nwwatch/models/insitu-default.onnx``). The run's architecture is taken from the
-weights; the optimiser, the learning-rate schedule and the data split start fresh.
+weights; the optimiser, the learning-rate schedule and the data split start fresh. The working
+scale of the in-situ model exported from the weights (:func:`init_working_scale`) is the
+fine-tune's: its frames are brought into it (``training.working_scale``).
 
 Shipped weights are slim checkpoints: ``format``, ``inference`` (spec), ``inference_state``,
 ``class_names``, ``kind`` and ``source`` (which run produced them) — no optimiser state.
@@ -46,6 +48,10 @@ class InitialWeights:
     num_classes: int
     class_names: list[str] | None
     state: dict[str, torch.Tensor]
+    #: ``extra.working_scale`` of the in-situ model exported from these weights
+    #: (:func:`init_working_scale`), and that model's file; None: no such model
+    working_scale: dict[str, Any] | None = None
+    working_scale_source: Path | None = None
 
 
 def resolve_init(name_or_path: str) -> Path:
@@ -106,9 +112,40 @@ def load_initial_weights(name_or_path: str) -> InitialWeights:
         check_options(arch, config)
     except KeyError as exc:
         raise CheckpointError(f"{path}: {exc.args[0]}") from None
+    scale, source = init_working_scale(path)
     return InitialWeights(path=path, arch=arch, model_options=config, num_classes=num_classes,
                           class_names=payload.get("class_names"),
-                          state=payload["inference_state"])
+                          state=payload["inference_state"], working_scale=scale,
+                          working_scale_source=source)
+
+
+def init_working_scale(checkpoint: Path) -> tuple[dict[str, Any] | None, Path | None]:
+    """(working scale, model file) of the in-situ ONNX model exported from the weights in
+    ``checkpoint``: ``MODEL.onnx`` beside ``MODEL.pt``, the shipped model of the same name for
+    shipped weights. The scale is the runtime's reading of the model's metadata
+    (:meth:`nwwatch.segment.scale.WorkingScale.from_metadata`: the default for a model that
+    records none). (None, None) when there is no such model, it is not in-situ, or it cannot
+    be read: the fine-tune then reads its scale from its own labels."""
+    import onnx
+
+    from nwwatch.segment.contract import METADATA_KEY, ModelMetadata
+    from nwwatch.segment.scale import WorkingScale
+
+    shipped = {p.resolve(): name for name, p in shipped_weights().items()}
+    name = shipped.get(checkpoint.resolve())
+    model = (DEFAULT_INSITU_MODEL.parent / f"{name}.onnx" if name is not None
+             else checkpoint.with_suffix(".onnx"))
+    if not model.is_file():
+        return None, None
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+        props = {prop.key: prop.value for prop in proto.metadata_props}
+        meta = ModelMetadata.from_json(props[METADATA_KEY])
+        if meta.kind != "insitu":
+            return None, None
+        return WorkingScale.from_metadata(meta.kind, meta.extra).to_dict(), model
+    except Exception:  # not an nwwatch model, a broken file: nothing to inherit
+        return None, None
 
 
 def write_slim_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
