@@ -163,11 +163,17 @@ def model_file(ctx: click.Context | None, param: click.Parameter | None,
     """Click callback of a model argument or ``--model``: an ONNX file, or the name of a
     shipped model (``insitu-default``); None stays None. A MODEL.pt checkpoint is a usage error
     naming the MODEL.onnx ``nwwatch train`` wrote beside it (ONNX Runtime would say only
-    "Protobuf parsing failed"), and so are a folder and a missing file."""
+    "Protobuf parsing failed"), and so are a folder, a missing file and a path that is not
+    UTF-8 text (:func:`nwwatch.service.names.model_name_problem`)."""
+    from nwwatch.service.names import model_name_problem
+
     if value is None:
         return None
     path, shipped = Path(value), shipped_models()
     if path.is_file():
+        problem = model_name_problem(path)
+        if problem:
+            raise click.BadParameter(problem, ctx, param)
         if path.suffix.lower() == ".pt":
             raise click.BadParameter(f"{path} is a training checkpoint, not an ONNX model: give "
                                      f"the model `nwwatch train` exported with it, "

@@ -619,3 +619,39 @@ def test_the_recipe_for_the_angles_of_masks_drawn_elsewhere_runs(tmp_path, monke
     truth_labels = json.loads(report_path.read_text())["contact_angle_on_truth_labels"]
     assert truth_labels["frames"] == truth_labels["valid"] == rows
     assert truth_labels["max_abs_deg"] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "replay", "measure", "label"])
+def test_a_model_whose_path_is_not_utf8_is_a_usage_error_saying_to_rename_it(tmp_path, command):
+    # before: evaluate ran and wrote the path with a surrogate into its JSON report; replay and
+    # measure processed the frames, then stopped with a traceback (UnicodeEncodeError) writing
+    # the rows, which name the model by its path as text; label opened its page.
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from nwwatch import DEFAULT_INSITU_MODEL
+
+    model = tmp_path / os.fsdecode(b"m\xe9.onnx")
+    shutil.copy(DEFAULT_INSITU_MODEL, model)
+    data = tmp_path / "synth"
+    result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "1",
+                                       "--size", "64", "--seed", "9"])
+    assert result.exit_code == 0, result.output
+    frame = next(data.glob("*.tif"))
+    args = {"evaluate": [str(model), str(data)],
+            "replay": [str(data), "--model", str(model), "--out", str(tmp_path / "results")],
+            "measure": [str(frame), "--model", str(model), "--out", str(tmp_path / "m.parquet")],
+            "label": [str(frame), "--model", str(model), "--out", str(tmp_path / "labels"),
+                      "--port", "0", "--no-browser"]}[command]
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.run([sys.executable, "-c", "from nwwatch.cli import main; main()",
+                              command, *args], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PYTHONPATH": str(root)})
+    assert process.returncode == 2, process.stderr
+    assert "Traceback" not in process.stderr
+    assert (f"{tmp_path}/m\\xe9.onnx: the model's path is not UTF-8 text (byte 0xe9)"
+            in process.stderr), process.stderr
+    assert "rename the file" in process.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "m.parquet").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -642,3 +643,24 @@ def test_a_config_saved_with_a_byte_order_mark_and_crlf_reads_as_without(paths):
     windows.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
     a, b = load_config(plain), load_config(windows)
     assert (a.watches, a.results, a.ledger) == (b.watches, b.results, b.ledger)
+
+
+def test_a_model_path_that_is_not_utf8_is_a_config_error(paths):
+    # before: accepted; the service then stopped with a traceback (UnicodeEncodeError) when it
+    # wrote the rows, which name the model by its path as text. A TOML string is UTF-8, so
+    # such a path comes from a relative model in a folder whose name is not.
+    import os
+    import shutil
+
+    tmp, acq, res, m = paths
+    folder = tmp / os.fsdecode(b"conf\xe9")
+    folder.mkdir()
+    shutil.copy(m, folder / "model.onnx")
+    config = folder / "c.toml"
+    write_config(config, acq, res, m)
+    config.write_text(config.read_text().replace(f"model = {json.dumps(str(m))}",
+                                                 'model = "model.onnx"'))
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.model: .*conf\\xe9/model\.onnx: the "
+                                          r"model's path is not UTF-8 text \(byte 0xe9\).*"
+                                          r"rename the file"):
+        load_config(config)

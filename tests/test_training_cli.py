@@ -500,3 +500,25 @@ def test_a_validation_split_the_data_cannot_give_is_said(tmp_path):
     result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "n.onnx"),
                                        "--epochs", "1", "--val-fraction", "0.5", *quiet_off])
     assert result.exit_code == 0 and "no image held out" not in result.output, result.output
+
+
+def test_resume_keeps_the_runs_quiet_unless_progress_is_given(tmp_path):
+    # before: --quiet was not recorded, so `nwwatch train --resume --out M.onnx` (what a
+    # Ctrl-C says to run) of a --quiet run drew the progress bar, e.g. into a batch job's log.
+    data = make_folder(tmp_path / "data", n=3, size=32)
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(out), *FAST,
+                                       "--epochs", "1"])  # FAST holds --quiet
+    assert result.exit_code == 0, result.output
+    assert "it/s" not in result.stderr
+    result = CliRunner().invoke(main, ["train", "--resume", "--out", str(out), "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "epoch 2/2" in result.stdout and "it/s" not in result.stderr, result.stderr
+    result = CliRunner().invoke(main, ["train", "--resume", "--out", str(out), "--epochs", "3",
+                                       "--progress"])
+    assert result.exit_code == 0, result.output
+    assert "it/s" in result.stderr
+    assert load_checkpoint(out.with_suffix(".pt"))["config"]["quiet"] is False
+    result = CliRunner().invoke(main, ["train", "--resume", "--out", str(out), "--epochs", "4"])
+    assert result.exit_code == 0, result.output
+    assert "it/s" in result.stderr  # the resumed run's own now

@@ -276,3 +276,28 @@ def test_a_lost_sigterm_within_nested_blocks_is_raised(tmp_path):
         DropsIt()  # its __del__'s exception goes to sys.unraisablehook
         with sigterm_as_interrupt():
             pass
+
+
+@pytest.mark.parametrize("pipe", ["2>&1 >{stdout} | head -c 1", "2>&1 | head -3"],
+                         ids=["stderr", "both"])
+def test_a_closed_stderr_stops_the_progress_bar_not_the_training(tmp_path, pipe):
+    # `nwwatch train ... 2>&1 | head -3`: the progress bar writes to stderr. Before, its first
+    # write after the reader ended stopped the run with exit 1 ("[Errno 32] Broken pipe"),
+    # without its model.
+    data = make_folder(tmp_path / "data", n=3, size=32)
+    out = tmp_path / "runs" / "m.onnx"
+    train = shlex.join([sys.executable, "-c", "from nwwatch.cli import main; main()", "train",
+                        str(data), "--out", str(out), "--epochs", "4", "--model-options", TINY,
+                        "--threads", "1", "--batch-size", "2", "--crop", "32",
+                        "--steps-per-epoch", "3", "--exporter", "legacy"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    redirect = pipe.format(stdout=shlex.quote(str(tmp_path / "stdout")))
+    shell = subprocess.run(["bash", "-c", f"{train} {redirect} >/dev/null; "
+                                          f"exit ${{PIPESTATUS[0]}}"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert shell.returncode == 0, shell.stderr
+    from training.checkpoint import load_checkpoint
+
+    assert out.is_file() and load_checkpoint(out.with_suffix(".pt"))["epoch"] == 4
+    if pipe.startswith("2>&1 >"):  # stdout still open: every line written
+        assert f"model: {out}" in (tmp_path / "stdout").read_text()

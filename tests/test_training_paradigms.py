@@ -90,6 +90,24 @@ def test_model_c_freezes_weights_and_batchnorm_statistics(tmp_path):
     assert not paradigm.model.encoder.training
 
 
+def test_a_cct_checkpoint_gives_the_encoder_of_the_model_it_exports(tmp_path):
+    # A frozen encoder from a cct run (not model C, whose encoder is a supervised run's) is
+    # the encoder of that run's exported model, loaded and frozen as a supervised one is.
+    from training.checkpoint import save_checkpoint
+
+    first = PARADIGMS["cct"](TrainConfig(out="b.onnx", paradigm="cct", model_options=TINY), 3)
+    _fit(first, steps=2)
+    save_checkpoint(tmp_path / "cct.pt", {"inference": first.inference_spec(),
+                                          "inference_state": first.inference_model()
+                                          .state_dict()})
+    second = PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", model_options=TINY,
+                                          frozen_encoder=str(tmp_path / "cct.pt"), seed=1), 3)
+    _fit(second, steps=2)
+    for k, v in first.model.encoder.state_dict().items():
+        assert torch.equal(second.model.encoder.state_dict()[k], v), k
+    assert not any(p.requires_grad for p in second.model.encoder.parameters())
+
+
 def test_pseudo_label_threshold():
     probs = np.array([[[0.95, 0.5]], [[0.05, 0.3]], [[0.0, 0.2]]], np.float32)
     np.testing.assert_array_equal(pseudo_label(probs, 0.9), [[0, 255]])
@@ -119,8 +137,10 @@ def test_model_c_names_a_frozen_encoder_that_does_not_fit(tmp_path, monkeypatch)
                                                         ["config"], "num_classes": 3},
                                           "inference_state": {}})
     with pytest.raises(ValueError, match=r"emb\.pt: frozen encoder must come from a "
-                                         r"segmentation checkpoint \(--paradigm supervised\), "
-                                         r"it holds a contrastive model$"):
+                                         r"segmentation checkpoint, it holds a contrastive "
+                                         r"model \(an embedding network, .*\): give the "
+                                         r"MODEL\.pt of a --paradigm supervised run \(model "
+                                         r"C\), or of a cct or pseudo-label run$"):
         PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", model_options=TINY,
                                      frozen_encoder=str(tmp_path / "emb.pt")), 3)
     # MODEL.onnx means the checkpoint next to it, as for --init.

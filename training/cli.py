@@ -123,6 +123,42 @@ class RunEcho:
                            f"model {self.out}", err=True)
 
 
+class ProgressStream:
+    """Standard error for the progress bar. Once it is closed (``nwwatch train ... 2>&1 |
+    head -3``: the reader has ended) the bar stops and the run goes on, as :class:`RunEcho`
+    does for standard output: a progress bar is no reason to lose the training."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def write(self, text: str) -> int:
+        if self.closed:
+            return len(text)
+        try:
+            return sys.stderr.write(text)
+        except BrokenPipeError:
+            self._close()
+            return len(text)
+
+    def flush(self) -> None:
+        if self.closed:
+            return
+        try:
+            sys.stderr.flush()
+        except BrokenPipeError:
+            self._close()
+
+    def _close(self) -> None:
+        self.closed = True
+        # Later writes to stderr (a warning, the flush at exit) go nowhere instead of failing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stderr.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str):  # fileno, isatty, encoding: tqdm sizes the bar by them
+        return getattr(sys.stderr, name)
+
+
 @click.command("train")
 @click.argument("data", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--paradigm", type=click.Choice(PARADIGM_NAMES), default="supervised",
@@ -201,7 +237,8 @@ class RunEcho:
                    "The architecture is the weights' (--arch must match, --model-options may "
                    "be left out); optimiser and schedule start fresh.")
 @click.option("--frozen-encoder", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="cct: supervised checkpoint whose encoder is loaded and frozen (model C).")
+              help="cct: MODEL.pt whose encoder is loaded and frozen: a supervised run's "
+                   "(model C), or a cct or pseudo-label run's.")
 @click.option("--teacher", metavar="MODEL",
               help="pseudo-label: teacher MODEL.pt or MODEL.onnx, or the name of shipped "
                    "weights (insitu-default), as --init reads it.")
@@ -237,7 +274,9 @@ class RunEcho:
 @click.option("--export-only", is_flag=True,
               help="With --resume (required): train nothing, export MODEL.pt's best weights "
                    "now.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet/--progress", default=False,
+              help="No progress bar (--progress: show it). Left out, --resume keeps the "
+                   "run's own.")
 def train(**options) -> None:
     """Train a segmentation model on DATA and export it to ONNX.
 
@@ -346,7 +385,7 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
         batch_size=chosen["batch_size"], optimizer=chosen["optimizer"], lr=chosen["lr"],
         momentum=momentum, weight_decay=weight_decay, crop=chosen["crop"],
         val_fraction=chosen["val_fraction"], val_min_images=val_min_images, seed=seed,
-        device=device, threads=threads, workers=workers,
+        device=device, threads=threads, workers=workers, quiet=quiet,
         augment=not no_augment,
         dice_weight=chosen["dice_weight"], boundary_weight=boundary_weight,
         unsupervised_weight=unsupervised_weight,
@@ -379,7 +418,7 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
                      "V --slice K --labels L` chooses (docs/tomography.md)")
     try:
         with interrupt_explained(out):
-            result = run(config, resume=resume, progress=not quiet,
+            result = run(config, resume=resume, progress=not quiet, progress_file=ProgressStream(),
                          echo=echo, export_only=export_only, given=given_settings(ctx))
     except ResumeSettingError as exc:
         raise click.UsageError(str(exc)) from None

@@ -95,6 +95,8 @@ class TrainConfig:
     #: threads drawing the batches ahead of the training loop (0: the loop draws them); the
     #: batches are the same for every value (training.sampler)
     workers: int = 0
+    #: no progress bar (a resume keeps the run's own unless --quiet or --progress is given)
+    quiet: bool = False
     augment: bool = True
     dice_weight: float = 1.0
     boundary_weight: float = 0.0  # extra cross-entropy weight near class boundaries (supervised)

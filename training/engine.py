@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -207,7 +207,7 @@ def _state_on_cpu(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True,
           echo: Callable[[str], None] | None = None, export_only: bool = False,
-          given: Collection[str] = ()) -> TrainResult:
+          given: Collection[str] = (), progress_file: TextIO | None = None) -> TrainResult:
     """Run one training (or continue it with ``resume``) and export the model.
 
     Parameters
@@ -218,7 +218,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         (``out.with_suffix(".pt")``; :func:`training.resume.resumed_config`).
     given : the fields of ``config`` set on the command line: with ``resume`` one that differs
         from the checkpoint's is refused, ``data`` replaces its folder (``resumed_config``).
-    progress : show a tqdm progress bar (loss, validation mIoU).
+    progress : show a tqdm progress bar (loss, validation mIoU), unless ``config.quiet`` (a
+        resume's, the checkpoint's unless given).
+    progress_file : the bar's stream (default: standard error).
     export_only : with ``resume``: train nothing, export the checkpoint's best weights now
         (e.g. after interrupting a run).
     echo : called with each line for the user, one per epoch and the notes (default: nothing).
@@ -240,6 +242,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                                 f"with --init {ckpt_file}")
         config = resumed_config(config, TrainConfig.from_dict(payload["config"]), ckpt_file,
                                 given)
+    progress = progress and not config.quiet
     if config.paradigm not in PARADIGMS:
         raise TrainingError(f"unknown paradigm {config.paradigm!r}; choose from "
                             f"{sorted(PARADIGMS)}")
@@ -383,7 +386,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         from tqdm import tqdm
 
         bar = tqdm(total=steps * end_epoch, initial=iteration, desc=config.paradigm,
-                   file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+                   file=progress_file or sys.stderr, dynamic_ncols=True, mininterval=1.0)
     sampler = BatchSampler(pool, sampled, crop, config.batch_size, config.unlabeled_batch_size,
                            config.augment)
     # Drawn from one generator per epoch (training.sampler.run_batches): a resumed run draws

@@ -18,7 +18,8 @@ class ResumeSettingError(ValueError):
 
 
 #: Settings a resume takes from the command line; every other one is the checkpoint's.
-CHANGEABLE = ("out", "epochs", "device", "threads", "workers", "exporter", "quantize", "command")
+CHANGEABLE = ("out", "epochs", "device", "threads", "workers", "quiet", "exporter", "quantize",
+              "command")
 #: Settings that are paths: compared as absolute paths.
 _PATHS = ("data", "volume", "labels", "init", "frozen_encoder", "teacher")
 
@@ -61,7 +62,8 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
                    given: Collection[str] = ()) -> TrainConfig:
     """``saved`` (the checkpoint's settings) with :data:`CHANGEABLE` taken from ``config``:
     ``out``, ``device`` and ``command`` always; ``epochs`` when larger; ``threads``,
-    ``exporter``, ``workers`` and ``quantize`` when ``given`` (left out, the run's own).
+    ``exporter``, ``workers``, ``quiet`` and ``quantize`` when ``given`` (left out, the run's
+    own).
 
     ``given``: the fields set on the command line. One of them that differs from the
     checkpoint's raises :class:`ResumeSettingError` naming the option, both values and the
@@ -89,7 +91,7 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
                 f"{_option(name, mine)}: {checkpoint} was trained with "
                 f"{_option(name, theirs)}, and --resume continues a run with its own settings "
                 f"(only DATA moved, --epochs to more, --device, --threads, --workers, "
-                f"--exporter and --quantize may change); for a new run give another --out")
+                f"--quiet, --exporter and --quantize may change); for a new run give another --out")
     if "data" in given and config.data is not None:
         saved.data = config.data
     elif saved.data is not None and not Path(saved.data).is_dir():
@@ -105,7 +107,9 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
     # Left out, the run's own: `nwwatch train --resume --out M.onnx` (what a Ctrl-C says to
     # run) of a --threads 1 --exporter legacy run went on with torch's threads (on a shared
     # machine up to 100x slower) and exported with the other exporter.
-    for name in ("threads", "exporter", "workers"):  # the batches do not depend on workers
+    # A --quiet run (a batch job's log) resumed by that command filled its log with progress
+    # bars; --progress given shows them again.
+    for name in ("threads", "exporter", "workers", "quiet"):  # batches do not depend on workers
         if name in given:
             setattr(saved, name, getattr(config, name))
     if config.command and not _ends_with(saved.command, config.command):

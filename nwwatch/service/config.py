@@ -23,6 +23,7 @@ from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.dashboard.settings import DashboardConfig, parse_listen
 from nwwatch.service.configreader import ConfigError, TableReader, read_toml
 from nwwatch.service.inference import InferenceConfig
+from nwwatch.service.names import model_name_problem
 
 KINDS = ("insitu", "tomogram")
 #: Which frames get a QA picture (``[output] overlays``): none, those without status "ok", all.
@@ -165,6 +166,8 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
         raise r.error("model", f"a folder, not a model file: {model}")
     elif not model.is_file():
         raise r.error("model", f"file not found: {model}")
+    elif model_name_problem(model):
+        raise r.error("model", model_name_problem(model))
     r.used.add("polling")
     polling = r.table.get("polling", "auto")
     if isinstance(polling, bool):

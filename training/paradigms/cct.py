@@ -9,8 +9,10 @@ it never ramped).
 
 Model C: ``frozen_encoder`` = a supervised checkpoint whose encoder weights are loaded and
 frozen - parameters without gradients AND BatchNorm running statistics frozen (the frozen
-part stays in eval mode). For PSPNet the frozen part is the ResNet (``encoder.backbone``),
-the pyramid pooling is trained as in the paper; for a UNet the whole encoder.
+part stays in eval mode); any segmentation checkpoint is taken (a cct or pseudo-label run's
+gives the encoder of the model it exports). For PSPNet the frozen part is the ResNet
+(``encoder.backbone``), the pyramid pooling is trained as in the paper; for a UNet the whole
+encoder.
 """
 
 from __future__ import annotations
@@ -84,8 +86,10 @@ class CCTParadigm(Paradigm):
         theirs = dict(spec["config"])
         if spec["type"] != "segmentation":  # e.g. a contrastive run's embedding network
             raise ValueError(f"{path}: frozen encoder must come from a segmentation "
-                             f"checkpoint (--paradigm supervised), it holds a {spec['type']} "
-                             f"model")
+                             f"checkpoint, it holds a {spec['type']} model (an embedding "
+                             f"network, not an encoder of a segmentation model): give the "
+                             f"MODEL.pt of a --paradigm supervised run (model C), or of a "
+                             f"cct or pseudo-label run")
         if theirs.get("arch") != self.config.arch:
             raise ValueError(f"{path}: frozen encoder must come from a {self.config.arch!r} "
                              f"segmentation checkpoint, it holds segmentation "
