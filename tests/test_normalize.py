@@ -140,29 +140,16 @@ def test_the_display_stretch_of_integer_frames_is_numpys_percentile_stretch(dtyp
         np.testing.assert_array_equal(out, _float_stretch(image), err_msg=f"{low}..{high}")
 
 
-def test_the_display_stretch_of_a_16_bit_frame_needs_no_float_copies():
-    """A 4096² 16-bit camera frame took 1.0-1.3 s to stretch for its overlay picture and the
-    labelling page (float32 copy, percentile partition, float64 arithmetic on every pixel).
-    Timed against the same frame as float32, which still goes through floats."""
-    import time
-
+def test_the_display_stretch_of_a_2048_frame_is_the_float_stretch():
+    """8- and 16-bit frames are stretched from their histogram through a lookup table, not
+    float copies (a 4096² frame's overlay took 1.1 s, 1.0 s of it the stretch:
+    docs/service.md): on a camera-sized frame the same pixels as the float path."""
     from nwwatch.normalize import stretch_to_uint8
 
     rng = np.random.default_rng(0)
     frame = rng.normal(2000.0, 300.0, (2048, 2048)).astype(np.uint16)
-    as_float = frame.astype(np.float32)
-
-    def best_s(image: np.ndarray) -> float:
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            stretch_to_uint8(image)
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    np.testing.assert_array_equal(stretch_to_uint8(frame), stretch_to_uint8(as_float))
-    integer_s, float_s = best_s(frame), best_s(as_float)
-    assert integer_s < float_s / 2, (integer_s, float_s)  # ~3x at 2048², ~8x at 4096²
+    np.testing.assert_array_equal(stretch_to_uint8(frame),
+                                  stretch_to_uint8(frame.astype(np.float32)))
 
 
 @pytest.mark.parametrize("seed", range(6))
