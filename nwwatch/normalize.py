@@ -148,7 +148,10 @@ def stretch_to_uint8(image: np.ndarray,
     shape, any real dtype), or ``value_range`` (low, high) when given, to 0-255 (uint8, same
     shape); a constant image maps to mid-grey 128 (black read as a dark frame, or a broken
     picture), NaN pixels (no data) to 0."""
-    img = np.asarray(image, dtype=np.float32)
+    raw = np.asarray(image)
+    if value_range is None and raw.dtype in _SMALL_INTS and raw.size:
+        return _stretch_small_ints(raw)
+    img = np.asarray(raw, dtype=np.float32)
     finite = np.isfinite(img)
     if value_range is not None:
         lo, hi = value_range
@@ -162,3 +165,41 @@ def stretch_to_uint8(image: np.ndarray,
     scaled = np.clip((img - lo) * (255.0 / (hi - lo)), 0, 255)
     # NaN would be cast to an undefined value, with numpy's RuntimeWarning on stderr.
     return np.nan_to_num(scaled, copy=False, nan=0.0).astype(np.uint8)
+
+
+#: Integer dtypes whose values a histogram and a lookup table cover cheaply (camera frames).
+_SMALL_INTS = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.uint16), np.dtype(np.int16))
+
+
+def _stretch_small_ints(image: np.ndarray) -> np.ndarray:
+    """:func:`stretch_to_uint8` of an 8- or 16-bit integer image without float copies of it:
+    the percentiles from its histogram, interpolated between the order statistics as
+    ``np.percentile`` does (same values, same rounding), and the scaling as a table over the
+    dtype's values. A 4096² 16-bit frame took ~1.1 s through float arrays (a partition and
+    float64 arithmetic on every pixel), ~0.1 s so."""
+    flat = image.ravel()
+    if image.dtype.kind == "i":  # signed: flip the sign bit, which keeps the order
+        unsigned = np.dtype(f"u{image.dtype.itemsize}")
+        flat = flat.view(unsigned) ^ unsigned.type(1 << (8 * image.dtype.itemsize - 1))
+        offset = -(1 << (8 * image.dtype.itemsize - 1))
+    else:
+        offset = 0
+    cumulative = np.cumsum(np.bincount(flat, minlength=1 << (8 * image.dtype.itemsize)))
+    last = int(cumulative[-1]) - 1
+
+    def order_statistic(k: int) -> float:
+        return float(np.searchsorted(cumulative, k, side="right") + offset)
+
+    ends = []
+    for q in (_LOW_PERCENTILE, _HIGH_PERCENTILE):
+        position = last * (q / 100.0)
+        k = int(np.floor(position))
+        a, b = order_statistic(k), order_statistic(min(k + 1, last))
+        gamma = position - k
+        ends.append(b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma)
+    lo, hi = np.float64(ends[0]), np.float64(ends[1])  # float64 arithmetic, as before
+    if not hi > lo:
+        return np.full(image.shape, 128, np.uint8)
+    values = np.arange(offset, offset + cumulative.size, dtype=np.float32)
+    table = np.clip((values - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    return table[flat].reshape(image.shape)

@@ -89,6 +89,35 @@ def test_results_route_serves_overlays_only(served):
     assert get(f"{url}/")[0] == 200 and get(f"{url}/static/uPlot.iife.min.js")[0] == 200
 
 
+def test_the_latest_frame_panel_gets_a_scaled_copy_of_a_large_overlay(served, tmp_path):
+    """The panel loaded the full-size overlay whenever the latest frame changed: 3-6 MB of
+    PNG for a 2048² frame, 22 MB for a 4096² one, shown a few hundred pixels wide."""
+    import cv2
+
+    url, _, _ = served
+    results = tmp_path / "res"
+    rng = np.random.default_rng(0)
+    # a 2048² frame's overlay: the noisy frame above a caption band, as draw_overlay makes it
+    picture = np.repeat(rng.integers(0, 256, (2552, 2048, 1), dtype=np.uint8), 3, axis=2)
+    ok, png = cv2.imencode(".png", picture, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    (results / "overlays" / "big.png").write_bytes(png.tobytes())
+    status, full = get(f"{url}/results/overlays/big.png")
+    assert status == 200 and full == png.tobytes()  # the link: the file as written
+    status, small = get(f"{url}/results/overlays/big.png?max_px=512")
+    assert status == 200 and small[:3] == b"\xff\xd8\xff"  # JPEG
+    decoded = cv2.imdecode(np.frombuffer(small, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (512, 411, 3)
+    assert len(small) < len(full) / 20
+    # a picture no larger than asked for, or one that cannot be decoded: the file itself
+    assert get(f"{url}/results/overlays/big.png?max_px=4096") == (200, png.tobytes())
+    assert get(f"{url}/results/overlays/f0000.png?max_px=256") == (
+        200, b"\x89PNG\r\n\x1a\nfake")
+    for bad in ("0", "abc", "100000"):
+        status, body = get(f"{url}/results/overlays/big.png?max_px={bad}")
+        assert status == 400 and b"max_px" in body
+    assert get(f"{url}/results/frames/frames-1.parquet?max_px=512")[0] == 404
+
+
 def test_a_crashing_server_is_logged_and_started_again(tmp_path, monkeypatch):
     import nwwatch.dashboard.app as app_module
 

@@ -799,3 +799,27 @@ def test_a_mask_with_droplet_and_wire_ids_exchanged_is_named(tmp_path):
     assert (f"1 refused label page(s) give an angle with the nanowire and droplet ids "
             f"exchanged: check the masks' class order (first: {tmp_path / 'exchanged.png'}[0])"
             in result.output)
+
+
+def test_overlays_of_noisy_frames_are_written_as_compactly_as_the_services(tmp_path):
+    """`measure --overlays` wrote PNGs at OpenCV's default settings: 42 MB for a 4096² raw
+    frame's overlay where the service's QA picture of the same frame is 22.5 MB (zlib level
+    1). A noisy 1024² frame behind its label image shows the same ratio."""
+    from nwwatch.results.pictures import _png
+
+    shape = (1024, 1024)
+    cap = render_ideal_cap(shape, 112.0, 125.0, 35.0, (550.3, 450.8))
+    cv2.imwrite(str(tmp_path / "f.png"), cap.labels)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    grey = np.where(cap.labels == 0, 3000, 1000) + rng.normal(0, 300, shape)
+    tifffile.imwrite(images / "f.tif", grey.astype(np.uint16))
+    result = CliRunner().invoke(main, [
+        "measure", str(tmp_path / "f.png"), "--out", str(tmp_path / "a.parquet"),
+        "--overlays", str(tmp_path / "ov"), "--images", str(images)])
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "ov" / "f_overlay.png").read_bytes()
+    picture = cv2.imdecode(np.frombuffer(written, np.uint8), cv2.IMREAD_COLOR)
+    assert picture.shape[1] == 1024
+    assert len(written) <= 1.05 * len(_png(picture))

@@ -12,7 +12,9 @@ Routes
                                        as ``series``, for an ID the results do not hold)
 ``/api/acquisitions/{id}/mask/{i}.png`` three central slices of a tomogram's mask (``?m=PATH``:
                                        the row whose ``mask_path`` is PATH)
-``/results/{path}``                    an image under RESULTS (overlays), nothing else
+``/results/{path}``                    an image under RESULTS (overlays), nothing else;
+                                       ``?max_px=N``: a JPEG of it scaled to N px on its
+                                       longer side when it is larger (the latest-frame panel)
 ``/metrics``                           Prometheus text format (live service only)
 
 A cursor is ``GENERATION:MICROSECONDS``: the newest ``processed_at`` the client has, and a
@@ -48,6 +50,7 @@ from nwwatch.dashboard.data import (
     frame_series,
 )
 from nwwatch.dashboard.masks import mask_slices_png
+from nwwatch.dashboard.previews import MAX_PREVIEW_PX, MIN_PREVIEW_PX, picture_preview_jpeg
 from nwwatch.dashboard.server import lower_priority
 from nwwatch.dashboard.stats import TREND_WINDOW
 
@@ -287,6 +290,18 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
         if (root not in path.parents or path.suffix.lower() not in _IMAGE_SUFFIXES
                 or not path.is_file()):
             return Response("not found", status_code=404)
+        max_px = request.query_params.get("max_px")
+        if max_px is not None:
+            try:
+                max_px = int(max_px)
+            except ValueError:
+                max_px = 0
+            if not MIN_PREVIEW_PX <= max_px <= MAX_PREVIEW_PX:
+                return Response(f"max_px must be an integer from {MIN_PREVIEW_PX} to "
+                                f"{MAX_PREVIEW_PX}", status_code=400)
+            preview = await dash.run_io(picture_preview_jpeg, path, max_px)
+            if preview is not None:
+                return Response(preview, media_type="image/jpeg")
         media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
         return Response(await dash.run_io(path.read_bytes), media_type=media)
 

@@ -189,12 +189,20 @@ def inside_polygon(poly: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.n
     inside = np.zeros(np.broadcast_shapes(np.shape(rows), np.shape(cols)), dtype=bool)
     r0, c0 = poly[:, 0], poly[:, 1]
     r1, c1 = np.roll(r0, -1), np.roll(c0, -1)
+    # A grid (rows a column, cols a row, as the rasteriser's coarse pass): each edge touches
+    # only the grid rows it crosses, a few of the 16384 rows of a 4096² frame's grid.
+    grid = (np.ndim(rows) == 2 and np.ndim(cols) == 2 and np.shape(rows)[1] == 1
+            and np.shape(cols)[0] == 1 and inside.shape == (np.shape(rows)[0], np.shape(cols)[1]))
     for a_r, a_c, b_r, b_c in zip(r0, c0, r1, c1, strict=True):
         if a_r == b_r:
             continue  # horizontal edge: never crossed by a horizontal ray
         crosses = (a_r > rows) != (b_r > rows)
         col_at = a_c + (rows - a_r) * ((b_c - a_c) / (b_r - a_r))
-        inside ^= crosses & (cols < col_at)
+        if grid:
+            hit = np.flatnonzero(crosses[:, 0])
+            inside[hit] ^= cols < col_at[hit]
+        else:
+            inside ^= crosses & (cols < col_at)
     return inside
 
 

@@ -31,7 +31,20 @@ def subsample_offsets(factor: int) -> np.ndarray:
 def block_mean(mask: np.ndarray, factor: int) -> np.ndarray:
     """Mean of non-overlapping ``factor`` x ``factor`` blocks: (H*f, W*f) -> float32 (H, W)."""
     h, w = mask.shape[0] // factor, mask.shape[1] // factor
-    blocks = mask[: h * factor, : w * factor].reshape(h, factor, w, factor)
+    mask = mask[: h * factor, : w * factor]
+    area = factor * factor
+    if mask.dtype == np.bool_ and area <= 255 and h and w:
+        # Each sub-sample worth `area`, so a block's area average (OpenCV's, exact for an
+        # integer factor) is its count: the same fractions as numpy's mean, ~10x faster on
+        # the 16384² grids of a 4096² frame.
+        out = np.empty((h, w), np.float32)
+        for r in range(0, h, 256):  # strips: a copy of 256 block rows at a time, not the grid
+            weighted = mask[r * factor:(r + 256) * factor].view(np.uint8) * np.uint8(area)
+            counts = cv2.resize(weighted, (w, weighted.shape[0] // factor),
+                                interpolation=cv2.INTER_AREA)
+            out[r:r + 256] = counts / np.float32(area)
+        return out
+    blocks = mask.reshape(h, factor, w, factor)
     return blocks.mean(axis=(1, 3), dtype=np.float32)
 
 
@@ -93,8 +106,9 @@ def coverage_labels(
         wire_f, drop_f = members(sub_r.reshape(-1), sub_c.reshape(-1))
         wire_f = wire_f.reshape(pr.size, fine * fine)
         drop_f = drop_f.reshape(pr.size, fine * fine)
-        cov_d[pr, pc] = drop_f.mean(axis=1)
-        cov_w[pr, pc] = (wire_f & ~drop_f).mean(axis=1)
+        n = fine * fine  # counts over n: numpy's mean of booleans, without float copies
+        cov_d[pr, pc] = np.count_nonzero(drop_f, axis=1) / n
+        cov_w[pr, pc] = np.count_nonzero(wire_f & ~drop_f, axis=1) / n
     return classify(cov_d, cov_w), cov_d, cov_w
 
 

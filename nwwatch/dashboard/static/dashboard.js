@@ -321,16 +321,27 @@ function renderChart(overlay, latest, trendWindow) {
   renderOverlay(overlay);
 }
 
+// Longer side, in device pixels, of the picture the panel asks for: its width or 70 % of
+// the window's height (its CSS limits), rounded up to 256 px so that a few sizes are cached.
+function overlayPreviewPx(box) {
+  const css = Math.max(box.clientWidth || 1024, 0.7 * window.innerHeight);
+  const px = Math.ceil(css * (window.devicePixelRatio || 1) / 256) * 256;
+  return Math.min(8192, Math.max(256, px));
+}
+
 // The latest frame's overlay picture, scaled into its panel; a click opens the full-size
-// file. Set only when it changes, so that a frame's picture does not flicker on each update.
+// file. The panel loads a copy scaled by the server to its size (?max_px): a 4096² frame's
+// overlay is a 22 MB PNG. Set only when it changes, so that a frame's picture does not
+// flicker on each update.
 function renderOverlay(overlay) {
   const box = $("latest-overlay");
   const href = overlay ? `results/${encodeURI(overlay)}` : "";
   if (box.dataset.href === href) return;
   box.dataset.href = href;
+  const src = overlay ? `${href}?max_px=${overlayPreviewPx(box)}` : "";
   box.innerHTML = overlay ?
     `<a href="${esc(href)}" target="_blank" title="open the full-size picture">` +
-    `<img src="${esc(href)}" alt="measurement overlay of the latest frame"></a>` :
+    `<img src="${esc(src)}" alt="measurement overlay of the latest frame"></a>` :
     "<p class=\"muted\">No overlay picture of this frame. The service writes them with " +
     "<code>[output] overlays = \"all\"</code> (every frame) or <code>\"flagged\"</code> " +
     "(refused frames only); <code>nwwatch replay … --overlays DIR</code> for a replay.</p>";
