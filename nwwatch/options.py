@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
@@ -158,14 +159,30 @@ def shipped_models() -> dict[str, Path]:
     return {path.stem: path for path in sorted(DEFAULT_INSITU_MODEL.parent.glob("*.onnx"))}
 
 
+def model_name_problem(path: str | os.PathLike[str]) -> str | None:
+    """What is wrong with a model file's path that is not UTF-8 text, for the user (None when
+    it is): the results name their model by its path as text (Parquet, JSON, SQLite), and
+    ONNX Runtime and the service's configuration (TOML) take no other. One check for every
+    command's model (``--model``, ``evaluate MODEL``, a ``[[watch]]``'s ``model``)."""
+    raw = os.fsencode(os.path.abspath(path))
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        shown = raw.decode("utf-8", "backslashreplace")
+        return (f"{shown}: the model's path is not UTF-8 text (byte {raw[exc.start]:#04x}); the "
+                f"results name the model by its path as text, and ONNX Runtime and the "
+                f"service's configuration take no other: rename the file (or its folder) to "
+                f"UTF-8 characters")
+    return None
+
+
 def model_file(ctx: click.Context | None, param: click.Parameter | None,
                value: str | None) -> Path | None:
     """Click callback of a model argument or ``--model``: an ONNX file, or the name of a
     shipped model (``insitu-default``); None stays None. A MODEL.pt checkpoint is a usage error
     naming the MODEL.onnx ``nwwatch train`` wrote beside it (ONNX Runtime would say only
     "Protobuf parsing failed"), and so are a folder, a missing file and a path that is not
-    UTF-8 text (:func:`nwwatch.service.names.model_name_problem`)."""
-    from nwwatch.service.names import model_name_problem
+    UTF-8 text (:func:`model_name_problem`)."""
 
     if value is None:
         return None

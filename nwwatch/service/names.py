@@ -23,23 +23,6 @@ def source_name(path: str | os.PathLike[str]) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def model_name_problem(path: str | os.PathLike[str]) -> str | None:
-    """What is wrong with a model file's path that is not UTF-8 text, for the user (None when
-    it is): the results name their model by its path as text (Parquet, JSON, SQLite), and
-    ONNX Runtime and the service's configuration (TOML) take no other. One check for every
-    command's model (``--model``, ``evaluate MODEL``, a ``[[watch]]``'s ``model``)."""
-    raw = os.fsencode(os.path.abspath(path))
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        shown = raw.decode("utf-8", "backslashreplace")
-        return (f"{shown}: the model's path is not UTF-8 text (byte {raw[exc.start]:#04x}); the "
-                f"results name the model by its path as text, and ONNX Runtime and the "
-                f"service's configuration take no other: rename the file (or its folder) to "
-                f"UTF-8 characters")
-    return None
-
-
 def path_key(path: str | os.PathLike[str]) -> str | bytes:
     """The lossless ledger key of ``path`` (see the module docstring)."""
     raw = os.fsencode(os.path.abspath(path))
