@@ -45,11 +45,12 @@ from nwwatch.segment.contract import (
     INPUT_NAME,
     METADATA_KEY,
     OUTPUT_LABELS,
-    ModelMetadata,
     ModelMetadataError,
+    read_metadata,
 )
 from nwwatch.segment.scale import WorkingScale, resize_images, working_shape
 from nwwatch.segment.session import file_sha256, pad_to_multiple
+from training.modelmeta import model_file_metadata
 
 #: Name of the initializer holding the offsets, shape (1, C, 1, 1).
 OFFSET_NAME = "nwwatch_logit_offset"
@@ -112,7 +113,7 @@ def network_logits(model_path: str | os.PathLike[str], images: list[np.ndarray],
     size multiple, the padding cut off, the logits resized back (bilinear) to the frame.
     """
     model = onnx.load(str(model_path))
-    meta = _metadata(model, model_path)
+    meta = read_metadata(model.metadata_props, model_path)
     scale = WorkingScale.from_metadata(meta.kind, meta.extra)
     name = logits_tensor(model)
     model.graph.output.append(onnx.ValueInfoProto(name=name))
@@ -218,13 +219,6 @@ def add_logit_offsets(model: onnx.ModelProto, offsets: tuple[float, ...]) -> onn
     return out
 
 
-def _metadata(model: onnx.ModelProto, path: str | os.PathLike[str]) -> ModelMetadata:
-    props = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in props:
-        raise CalibrationError(f"{path}: no {METADATA_KEY!r} metadata in the model")
-    return ModelMetadata.from_json(props[METADATA_KEY])
-
-
 def write_offset_model(model_path: str | os.PathLike[str], fit: LogitOffsetFit,
                        out_path: str | os.PathLike[str], data: str, command: str) -> Path:
     """Write ``model_path`` with ``fit``'s offsets to ``out_path``; the metadata keeps the
@@ -233,7 +227,7 @@ def write_offset_model(model_path: str | os.PathLike[str], fit: LogitOffsetFit,
     if not fit.ok:
         raise CalibrationError(f"{model_path}: the fit failed ({fit.reason}); nothing written")
     model = onnx.load(str(model_path))
-    meta = _metadata(model, model_path)
+    meta = read_metadata(model.metadata_props, model_path)
     extra = dict(meta.extra)
     record = {"offsets": list(fit.offsets), "class_names": list(meta.class_names),
               "fit": {k: v for k, v in asdict(fit).items() if k != "offsets"},
@@ -287,11 +281,7 @@ def _calibrate(args: argparse.Namespace, command: str) -> None:
 
     if not args.model.is_file():
         raise CalibrationError(f"{args.model}: model not found")
-    try:
-        proto = onnx.load(str(args.model), load_external_data=False)
-    except Exception as exc:  # protobuf raises its own types for a file of another kind
-        raise CalibrationError(f"{args.model}: not a readable ONNX model ({exc})") from None
-    meta = _metadata(proto, args.model)
+    meta = model_file_metadata(args.model)
     images, labels = [], []
     volumes = VolumeRanges(args.data) if meta.normalization_scope == "volume" else None
     for _, image_path, label_path in pair_folder(args.data):

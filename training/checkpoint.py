@@ -71,14 +71,10 @@ def not_a_network(checkpoint: str | os.PathLike[str], use: str) -> str:
     if not model.is_file():
         return ""
     try:
-        import onnx
+        from training.modelmeta import model_file_metadata
 
-        from nwwatch.segment.contract import METADATA_KEY, ModelMetadata
-
-        proto = onnx.load(str(model), load_external_data=False)
-        props = {prop.key: prop.value for prop in proto.metadata_props}
-        meta = ModelMetadata.from_json(props[METADATA_KEY])
-    except Exception:  # not an nwwatch model: nothing more to say than "not found"
+        meta = model_file_metadata(model)
+    except (OSError, ValueError):  # not an nwwatch model: nothing more to say than "not found"
         return ""
     if meta.paradigm in PARADIGM_NAMES:  # a network whose checkpoint was moved or removed
         return ""

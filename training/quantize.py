@@ -36,7 +36,7 @@ from nwwatch.segment.contract import (
     METADATA_KEY,
     OUTPUT_LABELS,
     OUTPUT_PROBABILITIES,
-    ModelMetadata,
+    read_metadata,
 )
 from nwwatch.segment.session import file_sha256, pad_to_multiple
 from training.modelfiles import temporary_model_path
@@ -95,13 +95,6 @@ def _quiet_root_logger():
         yield
     finally:
         root.setLevel(level)
-
-
-def _read_metadata(model: onnx.ModelProto, path: Path) -> ModelMetadata:
-    props = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in props:
-        raise QuantizationError(f"{path}: no {METADATA_KEY!r} metadata; export it with export_onnx")
-    return ModelMetadata.from_json(props[METADATA_KEY])
 
 
 def _float_tail(model: onnx.ModelProto) -> list[str]:
@@ -183,7 +176,7 @@ def quantize_int8(
         raise ValueError(f"min_agreement: {min_agreement} must be in [0, 1]")
 
     original = onnx.load(str(fp32_path))
-    metadata = _read_metadata(original, fp32_path)
+    metadata = read_metadata(original.metadata_props, fp32_path)
     multiple = metadata.size_multiple
     images = pad_to_multiple(images, multiple)
     validation = pad_to_multiple(validation, multiple)

@@ -126,10 +126,8 @@ def init_working_scale(checkpoint: Path) -> tuple[dict[str, Any] | None, Path | 
     (:meth:`nwwatch.segment.scale.WorkingScale.from_metadata`: the default for a model that
     records none). (None, None) when there is no such model, it is not in-situ, or it cannot
     be read: the fine-tune then reads its scale from its own labels."""
-    import onnx
-
-    from nwwatch.segment.contract import METADATA_KEY, ModelMetadata
     from nwwatch.segment.scale import WorkingScale
+    from training.modelmeta import model_file_metadata
 
     shipped = {p.resolve(): name for name, p in shipped_weights().items()}
     name = shipped.get(checkpoint.resolve())
@@ -138,13 +136,11 @@ def init_working_scale(checkpoint: Path) -> tuple[dict[str, Any] | None, Path | 
     if not model.is_file():
         return None, None
     try:
-        proto = onnx.load(str(model), load_external_data=False)
-        props = {prop.key: prop.value for prop in proto.metadata_props}
-        meta = ModelMetadata.from_json(props[METADATA_KEY])
+        meta = model_file_metadata(model)
         if meta.kind != "insitu":
             return None, None
         return WorkingScale.from_metadata(meta.kind, meta.extra).to_dict(), model
-    except Exception:  # not an nwwatch model, a broken file: nothing to inherit
+    except (OSError, ValueError):  # not an nwwatch model, a broken file: nothing to inherit
         return None, None
 
 

@@ -11,12 +11,16 @@ Graph
 Metadata
 --------
 ``model.metadata_props`` holds one key, ``nwwatch``, whose value is the JSON of
-:class:`ModelMetadata`. Read it back with ``session.get_modelmeta().custom_metadata_map``.
+:class:`ModelMetadata`. Read it back with :func:`read_metadata` of
+``session.get_modelmeta().custom_metadata_map`` (ONNX Runtime) or of the ``metadata_props``
+of an ``onnx`` model (training).
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -103,3 +107,19 @@ class ModelMetadata:
                 f"normalises with {NORMALIZATION!r}"
             )
         return cls(**raw)
+
+
+def read_metadata(props: Mapping[str, str] | Iterable[Any],
+                  path: str | os.PathLike[str]) -> ModelMetadata:
+    """The :class:`ModelMetadata` of the model file ``path`` from its metadata properties:
+    ONNX Runtime's ``custom_metadata_map`` or an ``onnx`` model's ``metadata_props`` (entries
+    with ``key`` and ``value``). Raises :class:`ModelMetadataError` naming ``path`` (and the
+    key) when there is no nwwatch metadata or it is not valid."""
+    if not isinstance(props, Mapping):
+        props = {prop.key: prop.value for prop in props}
+    if METADATA_KEY not in props:
+        raise ModelMetadataError(f"{path}: no {METADATA_KEY!r} metadata in the model")
+    try:
+        return ModelMetadata.from_json(props[METADATA_KEY])
+    except ModelMetadataError as exc:
+        raise ModelMetadataError(f"{path}: {exc}") from None

@@ -21,11 +21,11 @@ from nwwatch.classes import insitu_model_problem
 from nwwatch.segment.confidence import band_margin, cap_confidence
 from nwwatch.segment.contract import (
     INPUT_NAME,
-    METADATA_KEY,
     OUTPUT_LABELS,
     OUTPUT_PROBABILITIES,
     ModelMetadata,
     ModelMetadataError,
+    read_metadata,
 )
 from nwwatch.segment.gpushapes import ShapeSessions, pad_batch, stable_batch
 from nwwatch.segment.scale import (
@@ -250,13 +250,11 @@ class Segmenter:
             )
 
     def _read_metadata(self) -> ModelMetadata:
-        props = self._session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in props:
-            raise ModelLoadError(f"{self.model_path}: no {METADATA_KEY!r} metadata in the model")
         try:
-            return ModelMetadata.from_json(props[METADATA_KEY])
+            return read_metadata(self._session.get_modelmeta().custom_metadata_map,
+                                 self.model_path)
         except ModelMetadataError as exc:
-            raise ModelLoadError(f"{self.model_path}: {exc}") from None
+            raise ModelLoadError(str(exc)) from None
 
     @property
     def name(self) -> str:
