@@ -98,3 +98,20 @@ def test_a_latin1_out_is_refused_before_training(tmp_path, latin1_ok):
     assert "not UTF-8" in result.stderr and "fr\\xe9me.onnx" in result.stderr
     assert "epoch" not in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_the_dashboard_previews_an_overlay_in_a_latin1_folder(tmp_path, latin1_ok):
+    folder = tmp_path / LATIN1
+    folder.mkdir()
+    overlay = folder / "overlay.png"
+    cv2.imencode(".png", np.full((400, 200, 3), 90, np.uint8))[1].tofile(os.fsencode(overlay))
+    code = ("import sys, cv2, numpy as np\n"
+            "from pathlib import Path\n"
+            "from nwwatch.dashboard.previews import picture_preview_jpeg\n"
+            "jpeg = picture_preview_jpeg(Path(sys.argv[1]), 100)\n"
+            "print(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code, os.fsencode(overlay)],
+                         capture_output=True, text=True, errors="replace", env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(100, 50, 3)"

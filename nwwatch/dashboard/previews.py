@@ -24,7 +24,12 @@ PREVIEW_JPEG_QUALITY = 90
 def _preview(path: Path, mtime_ns: int, size_bytes: int, max_px: int) -> bytes | None:
     import cv2
 
-    picture = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    from nwwatch.io.png import decode_image_file
+
+    try:
+        picture = decode_image_file(path, cv2.IMREAD_COLOR)
+    except OSError:  # removed or unreadable since the stat: the caller serves or names it
+        return None
     if picture is None:
         return None
     height, width = picture.shape[:2]
