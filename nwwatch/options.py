@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from nwwatch.pathtext import path_text
+
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it):
 #: ``nwwatch replay`` and ``nwwatch train``.
 EXIT_INTERRUPTED = 130
@@ -168,11 +170,10 @@ def model_name_problem(path: str | os.PathLike[str]) -> str | None:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        shown = raw.decode("utf-8", "backslashreplace")
-        return (f"{shown}: the model's path is not UTF-8 text (byte {raw[exc.start]:#04x}); the "
-                f"results name the model by its path as text, and ONNX Runtime and the "
-                f"service's configuration take no other: rename the file (or its folder) to "
-                f"UTF-8 characters")
+        return (f"{path_text(raw)}: the model's path is not UTF-8 text (byte "
+                f"{raw[exc.start]:#04x}); the results name the model by its path as text, and "
+                f"ONNX Runtime and the service's configuration take no other: rename the file "
+                f"(or its folder) to UTF-8 characters")
     return None
 
 

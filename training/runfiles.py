@@ -17,6 +17,7 @@ import click
 from click.core import ParameterSource
 
 from nwwatch.options import interrupt_exit_status, interrupt_name, sigterm_as_interrupt
+from nwwatch.pathtext import path_text
 from training.config import OPTION_PARADIGMS, TrainConfig
 from training.modelfiles import checkpoint_path, int8_path
 
@@ -89,10 +90,10 @@ def check_out(out: Path, resume: bool, quantize: str | None = None) -> None:
     except UnicodeEncodeError:
         # Found here, not by the export after the whole training: the torch exporter and
         # ONNX Runtime take only UTF-8 paths, and the service's configuration (TOML) is UTF-8.
-        shown = os.fsencode(os.path.abspath(out)).decode("utf-8", "backslashreplace")
-        raise click.BadParameter(f"{shown}: the path is not UTF-8 text; the ONNX exporter, "
-                                 f"ONNX Runtime and the service's configuration cannot name "
-                                 f"such a file: give a path of UTF-8 characters",
+        raise click.BadParameter(f"{path_text(os.path.abspath(out))}: the path is not UTF-8 "
+                                 f"text; the ONNX exporter, ONNX Runtime and the service's "
+                                 f"configuration cannot name such a file: give a path of "
+                                 f"UTF-8 characters",
                                  param_hint="'--out'") from None
     from training.checkpoint import not_a_network  # torch: after the interrupt handler is set
 

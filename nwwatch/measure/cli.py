@@ -9,7 +9,6 @@ did this frame fail?" is one command. Optional overlays show every fit on its fr
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
 from nwwatch.options import FiniteFloatRange, InputFile, model_file
+from nwwatch.pathtext import path_text
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: ``--read-as auto`` takes an integer image with at most this many distinct values (0, 1, 2
@@ -174,14 +174,8 @@ def _overlay_path(picture: Path, out: Path) -> str:
     """The row's ``overlay_path``: relative to the Parquet file's folder when the overlay lies
     under it (as the service's is relative to RESULTS), else absolute; POSIX separators."""
     picture, folder = picture.resolve(), out.resolve().parent
-    return _text((picture.relative_to(folder) if picture.is_relative_to(folder)
-                  else picture).as_posix())
-
-
-def _text(path: str | os.PathLike[str]) -> str:
-    """``path`` as a Parquet string column holds it: a byte of the name that is not UTF-8
-    written ``\\xNN`` (as the service's ``source`` column), which Arrow can encode."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    return path_text((picture.relative_to(folder) if picture.is_relative_to(folder)
+                      else picture).as_posix())
 
 
 class _FrameSegmenter:
@@ -343,7 +337,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                     click.echo(f"warning: {picture}: the overlay could not be written "
                                f"({exc.strerror or exc})", err=True)
             rows.append({
-                "source": _text(path),
+                "source": path_text(path),  # text Arrow can encode, as the service's
                 "frame": index,
                 **result.as_row(),
                 **extra,

@@ -5,7 +5,8 @@ Linux file names are bytes. Python decodes the ones that are not valid UTF-8 wit
 escapes, which SQLite, Parquet and JSON refuse to encode. Two forms therefore exist:
 
 - :func:`source_name` — text for people, logs and the Parquet ``source`` column: the absolute
-  path, with every byte that is not valid UTF-8 written ``\\xNN``;
+  path, with every byte that is not valid UTF-8 written ``\\xNN``
+  (:func:`nwwatch.pathtext.path_text`);
 - :func:`path_key` — the ledger's key, lossless: that same text when the name is valid UTF-8
   (so existing ledgers keep their keys), else the raw bytes (an SQLite BLOB, which never equals
   a TEXT value, so no name can collide with another's display form).
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import os
 
+from nwwatch.pathtext import path_text
+
 
 def source_name(path: str | os.PathLike[str]) -> str:
     """The ``source`` column: the absolute path, without resolving symlinks (live watching and
     replay of the same folder write the same string); non-UTF-8 bytes as ``\\xNN``."""
-    raw = os.fsencode(os.path.abspath(path))
-    return raw.decode("utf-8", "backslashreplace")
+    return path_text(os.path.abspath(path))
 
 
 def path_key(path: str | os.PathLike[str]) -> str | bytes:
@@ -34,7 +36,7 @@ def path_key(path: str | os.PathLike[str]) -> str | bytes:
 
 def display(key: str | bytes) -> str:
     """The text form of a ledger key (:func:`path_key`)."""
-    return key if isinstance(key, str) else key.decode("utf-8", "backslashreplace")
+    return key if isinstance(key, str) else path_text(key)
 
 
 def file_identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from nwwatch.io import InputError, check_tomogram, read_volume, write_volume_tiff
+from nwwatch.pathtext import path_text
 from nwwatch.results.schema import volume_schema
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.batch import (
@@ -49,7 +50,7 @@ def mask_name(source: str | os.PathLike[str], sha256: str, batch_id: str) -> str
     column writes it (bytes that are not UTF-8 as ``\\xNN``: the column is text), so a path
     and its ``source`` form give the same name, and cut short where the name would be too
     long for the file system (the content hash and batch keep the names apart)."""
-    stem = os.fsencode(Path(source).stem).decode("utf-8", "backslashreplace")
+    stem = path_text(Path(source).stem)
     tail = f"-{sha256[:12]}-{batch_id}.tif"
     room = max(0, MASK_NAME_MAX_BYTES - len(tail.encode()))
     stem = stem.encode()[:room].decode("utf-8", "ignore")
