@@ -161,8 +161,8 @@ def _truth_angles(root: Path, stems: list[str]) -> dict[str, tuple[float, float 
                                        f"theta_deg); it has {', '.join(have[:8])}"
                                        f"{', ...' if len(have) > 8 else ''}")
     size_column = "pixel_size_nm" if "pixel_size_nm" in table.column_names else None
-    # Checked by type before any value is used: a column of text angles was a ValueError
-    # traceback, file numbers a TypeError one.
+    # Checked by type before any value is used: a column of text angles would raise a
+    # ValueError deep in the scoring, file numbers a TypeError.
     def holds(name: str, *tests: Any) -> bool:
         kind = table.schema.field(name).type
         if pa.types.is_dictionary(kind):  # a pandas Categorical column

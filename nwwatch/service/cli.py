@@ -377,7 +377,7 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError
 
     # The results are the service's, written with the unit's UMask=0027; through sudo (umask
-    # 0022) the compacted file, every row of an acquisition, was readable by every user.
+    # 0022) the compacted file, every row of an acquisition, would be readable by every user.
     os.umask(os.umask(0) | 0o027)
     try:
         report = run_compact(results, ledger_path, acquisition=acquisition,
