@@ -318,10 +318,7 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
     from nwwatch.service.ledger import LedgerBusyError
     from nwwatch.service.rebuild import rebuild_ledger
 
-    # The ledger is the service's, which writes with the unit's UMask=0027; run through sudo
-    # (umask 0022) the new ledger, and the -wal/-shm files SQLite gives its mode, were
-    # readable by every user.
-    os.umask(os.umask(0) | 0o027)
+    _umask_of_the_service()
     try:
         report = rebuild_ledger(results, ledger_path)
     except LedgerBusyError as exc:
@@ -336,6 +333,13 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
         click.echo(f"skipped, unreadable: {bad}", err=True)
     click.echo(f"rebuilt from {report.files} files: {report.items} items done, "
                f"{report.rows} rows, {report.quarantined} quarantined files kept")
+
+
+def _umask_of_the_service() -> None:
+    """Make files with at least the unit's UMask=0027, as the service does: run through sudo
+    (umask 0022) a rebuilt ledger (and the -wal/-shm files SQLite gives its mode) or a
+    compacted file, every row of an acquisition, would be readable by every user."""
+    os.umask(os.umask(0) | 0o027)
 
 
 def _not_writable(exc: OSError, results: Path, command: str) -> BaseException:
@@ -376,9 +380,7 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
     from nwwatch.service.compaction import compact as run_compact
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError
 
-    # The results are the service's, written with the unit's UMask=0027; through sudo (umask
-    # 0022) the compacted file, every row of an acquisition, would be readable by every user.
-    os.umask(os.umask(0) | 0o027)
+    _umask_of_the_service()
     try:
         report = run_compact(results, ledger_path, acquisition=acquisition,
                              min_files=min_files)
