@@ -19,6 +19,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from nwwatch.atomic import atomic_write
+
 #: Tries to lock a lock file that is deleted each time between its opening and its locking.
 _RETRIES = 10
 
@@ -140,9 +142,8 @@ def record_ledger_elsewhere(ledger_path: str | os.PathLike[str],
             return
     except OSError:
         pass
-    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, marker)
+    with atomic_write(marker) as handle:  # never half a path: a reader would trust it
+        handle.write(text.encode("utf-8"))
 
 
 def ledger_kept_elsewhere(results_dir: str | os.PathLike[str],
