@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 from click.core import ParameterSource
@@ -94,6 +95,15 @@ def _command_line(ctx: click.Context) -> str:
     return shlex.join(parts)
 
 
+def _to_devnull(stream: TextIO) -> None:
+    """Point the file descriptor of ``stream``, whose reader has ended, at /dev/null: later
+    writes and the flush of what is buffered at exit go nowhere instead of failing again (the
+    remedy Python's documentation gives for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
 class RunEcho:
     """``click.echo`` for the lines of a run. Once standard output is closed (``nwwatch train
     ... | head -2``: the reader has ended) the run goes on without printing them, and says once
@@ -110,11 +120,7 @@ class RunEcho:
             click.echo(message)
         except BrokenPipeError:
             self.closed = True
-            # Later writes, and the flush of what is buffered at exit, go nowhere instead of
-            # failing again (the remedy Python's documentation gives for SIGPIPE).
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+            _to_devnull(sys.stdout)
             from training.modelfiles import checkpoint_path
 
             with contextlib.suppress(OSError):  # stderr may be closed too
@@ -150,10 +156,7 @@ class ProgressStream:
 
     def _close(self) -> None:
         self.closed = True
-        # Later writes to stderr (a warning, the flush at exit) go nowhere instead of failing.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stderr.fileno())
-        os.close(devnull)
+        _to_devnull(sys.stderr)
 
     def __getattr__(self, name: str):  # fileno, isatty, encoding: tqdm sizes the bar by them
         return getattr(sys.stderr, name)

@@ -105,10 +105,10 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
     saved.epochs = max(saved.epochs, config.epochs)
     saved.device, saved.out = config.device, config.out
     # Left out, the run's own: `nwwatch train --resume --out M.onnx` (what a Ctrl-C says to
-    # run) of a --threads 1 --exporter legacy run went on with torch's threads (on a shared
-    # machine up to 100x slower) and exported with the other exporter.
-    # A --quiet run (a batch job's log) resumed by that command filled its log with progress
-    # bars; --progress given shows them again.
+    # run) of a --threads 1 --exporter legacy run would otherwise go on with torch's threads
+    # (on a shared machine up to 100x slower) and export with the other exporter, and a
+    # --quiet run (a batch job's log) would fill its log with progress bars; --progress given
+    # shows them again.
     for name in ("threads", "exporter", "workers", "quiet"):  # batches do not depend on workers
         if name in given:
             setattr(saved, name, getattr(config, name))
