@@ -156,7 +156,8 @@ def stretch_to_uint8(image: np.ndarray,
     if value_range is not None:
         lo, hi = value_range
     elif finite.any():
-        lo, hi = np.percentile(img if finite.all() else img[finite], (0.5, 99.5))
+        lo, hi = np.percentile(img if finite.all() else img[finite],
+                               (_LOW_PERCENTILE, _HIGH_PERCENTILE))
     else:
         lo, hi = 0.0, 1.0
     if not hi > lo:  # no contrast: every finite value at mid-grey
@@ -197,7 +198,7 @@ def _stretch_small_ints(image: np.ndarray) -> np.ndarray:
         a, b = order_statistic(k), order_statistic(min(k + 1, last))
         gamma = position - k
         ends.append(b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma)
-    lo, hi = np.float64(ends[0]), np.float64(ends[1])  # float64 arithmetic, as before
+    lo, hi = np.float64(ends[0]), np.float64(ends[1])  # float64, as np.percentile's ends
     if not hi > lo:
         return np.full(image.shape, 128, np.uint8)
     values = np.arange(offset, offset + cumulative.size, dtype=np.float32)
