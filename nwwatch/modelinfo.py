@@ -203,4 +203,4 @@ def model(model: Path, as_json: bool) -> None:
         raise click.ClickException(" ".join(str(exc).split())) from None
     click.echo(json.dumps(info, indent=1) if as_json else format_model(info))
     if problem is not None:
-        raise click.ClickException(f"the service would not load it: {problem}")
+        raise click.ClickException(f"{model}: the service would not load it: {problem}")

@@ -108,14 +108,14 @@ def test_a_model_the_service_refuses_exits_1_with_the_services_reason(tmp_path):
     assert result.exit_code == 1
     assert "service: refuses it: cannot measure frames" in result.output
     reason = result.output.strip().splitlines()[-1].removeprefix("Error: ")
-    assert reason.startswith("the service would not load it: cannot measure frames: ")
+    assert reason.startswith(f"{path}: the service would not load it: cannot measure frames: ")
     # the reason is the service's own: `nwwatch replay` with the model stops with it
     frames = tmp_path / "acq"
     frames.mkdir()
     replay = CliRunner().invoke(main, ["replay", str(frames), "--out", str(tmp_path / "r"),
                                        "--model", str(path)])
     assert replay.exit_code != 0
-    assert reason.removeprefix("the service would not load it: ") in " ".join(
+    assert reason.removeprefix(f"{path}: the service would not load it: ") in " ".join(
         replay.output.split())
 
 
