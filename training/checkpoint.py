@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from nwwatch.atomic import atomic_write
-from training.modelfiles import checkpoint_path, int8_path  # noqa: F401 - read from here too
 from training.paradigms.base import build_inference_model
 
 FORMAT = 1

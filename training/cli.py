@@ -308,11 +308,12 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
            contrastive_self_weight, classifier_steps, quantize, exporter, resume, export_only,
            quiet) -> None:
     from nwwatch.options import require_writable
-    from training.checkpoint import CheckpointError, int8_path
+    from training.checkpoint import CheckpointError
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
     from training.engine import train as run
     from training.exporting import int8_line
+    from training.modelfiles import int8_path
     from training.resume import ResumeSettingError
     from training.runfiles import (
         absolute,

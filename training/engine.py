@@ -40,9 +40,10 @@ from nwwatch.segment.metrics import (
 )
 from nwwatch.segment.session import file_sha256, pad_to_multiple
 from training.augment import effective_crop
-from training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import SELF_NEGATIVES, TrainConfig
 from training.data import LabeledImage, TrainingData, load_folder, load_volume_slices, make_split
+from training.modelfiles import checkpoint_path
 from training.paradigms import PARADIGMS, Paradigm
 from training.resume import resumed_config
 from training.sampler import BatchSampler, BatchStream, run_batches

@@ -21,9 +21,9 @@ from nwwatch.segment.contract import ModelMetadata
 from nwwatch.segment.scale import METADATA_KEY as WORKING_SCALE_KEY
 from nwwatch.segment.scale import scale_from_labels
 from nwwatch.volume.crosscheck import REFERENCE_SIGMA_PX, ContrastAccumulator
-from training.checkpoint import int8_path
 from training.config import TrainConfig
 from training.data import TrainingData
+from training.modelfiles import int8_path
 
 
 def class_mean_intensity(data: TrainingData) -> dict[str, float]:

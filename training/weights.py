@@ -23,11 +23,11 @@ import torch
 from nwwatch import DEFAULT_INSITU_MODEL
 from training.checkpoint import (
     CheckpointError,
-    checkpoint_path,
     load_checkpoint,
     not_a_network,
     save_checkpoint,
 )
+from training.modelfiles import checkpoint_path
 from training.models import check_options
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "pretrained"

@@ -74,7 +74,8 @@ class CCTParadigm(Paradigm):
         self._generator = torch.Generator().manual_seed(config.seed + 17)
 
     def _freeze_from(self, path: Path) -> None:
-        from training.checkpoint import checkpoint_path, load_inference_state, not_a_network
+        from training.checkpoint import load_inference_state, not_a_network
+        from training.modelfiles import checkpoint_path
 
         if path.suffix == ".onnx":  # as for --init: the checkpoint next to the model
             path = checkpoint_path(path)
