@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 import structlog.tracebacks
@@ -24,7 +25,8 @@ def _plain_line(_logger, _name: str, event: dict) -> str:
     return f"{text}\n{trace}" if trace else text
 
 
-def configure_logging(level: str = "info", stream=None, plain: bool = False) -> None:
+def configure_logging(level: str = "info", stream: TextIO | None = None,
+                      plain: bool = False) -> None:
     """JSON lines on ``stream`` (stderr by default) at ``level`` and above; with ``plain``,
     ``warning: event (key=value, ...)`` lines instead (a command run at a terminal).
 

@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nwwatch.classes import insitu_model_problem
 from nwwatch.io import InputError, TiffInfo
@@ -24,6 +25,9 @@ from nwwatch.service.inputs import SERVICE_LINK_REASON, check_input
 from nwwatch.service.ledger import Failure, Ledger
 from nwwatch.service.names import path_key, source_name
 from nwwatch.service.pipeline import Engine, refresh_quarantine
+
+if TYPE_CHECKING:  # onnxruntime: imported when a model is loaded, not to read a configuration
+    from nwwatch.segment.session import Segmenter
 
 #: What to do when a model's kind is not its folder's (after the mismatch itself).
 KIND_MISMATCH_HINT = {
@@ -139,7 +143,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     return engines
 
 
-def model_problem(seg) -> str | None:
+def model_problem(seg: Segmenter) -> str | None:
     """Why the service would refuse the model of ``seg`` (a :class:`Segmenter`, which has
     already checked the file against the model contract) for folders of the model's own kind,
     or None. Such a model fails every file alike, so the service refuses it when it loads it
