@@ -504,10 +504,10 @@ def test_a_truth_table_that_describes_no_frame_is_an_error_naming_it(tmp_path, c
 @pytest.mark.parametrize("case", ["angle_text", "file_numbers", "pixel_size_text",
                                   "pixel_size_negative", "other_folders_row"])
 def test_a_truth_table_of_wrong_types_or_rows_is_an_error_naming_it(tmp_path, case):
-    # Before: angles or pixel sizes written as text, or file numbers, were a ValueError /
-    # TypeError traceback; a negative pixel size one from the measurement; and a row of
-    # another folder's frame of the same stem silently replaced the frame's angle (the
-    # angle error then was that of another frame: RMSE 97 deg).
+    # Unchecked, angles or pixel sizes written as text, or file numbers, end in a ValueError /
+    # TypeError traceback, a negative pixel size in one from the measurement, and a row of
+    # another folder's frame of the same stem silently replaces the frame's angle (the angle
+    # error is then that of another frame).
     import pyarrow as pa
     import pyarrow.parquet as pq
 

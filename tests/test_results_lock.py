@@ -37,8 +37,8 @@ def test_a_replay_into_the_results_of_a_service_with_another_ledger_is_refused(s
     try:
         wait_rows(res, 3, proc=daemon)
         write_frames(acq, 3, start=3)  # arriving while the replay is started
-        # Was: the replay rebuilt a second ledger, res/ledger.sqlite, from the results and
-        # processed the new frames beside the service: each of them had two rows.
+        # Unrefused, the replay would rebuild a second ledger, res/ledger.sqlite, from the
+        # results and process the new frames beside the service: two rows each.
         with pytest.raises(LedgerBusyError, match="in use by another nwwatch process"):
             replay(acq, res, model=onnx)
         assert not (res / "ledger.sqlite").exists()

@@ -503,8 +503,8 @@ def test_a_validation_split_the_data_cannot_give_is_said(tmp_path):
 
 
 def test_resume_keeps_the_runs_quiet_unless_progress_is_given(tmp_path):
-    # before: --quiet was not recorded, so `nwwatch train --resume --out M.onnx` (what a
-    # Ctrl-C says to run) of a --quiet run drew the progress bar, e.g. into a batch job's log.
+    # `nwwatch train --resume --out M.onnx` (what a Ctrl-C says to run) of a --quiet run
+    # keeps it quiet: no progress bar in, e.g., a batch job's log.
     data = make_folder(tmp_path / "data", n=3, size=32)
     out = tmp_path / "m.onnx"
     result = CliRunner().invoke(main, ["train", str(data), "--out", str(out), *FAST,

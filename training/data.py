@@ -85,8 +85,8 @@ class TrainingData:
         """Hash over the sorted (stem, image sha256, label sha256) triples of the labeled set."""
         digest = hashlib.sha256()
         for item in sorted(self.labeled, key=lambda s: s.stem):
-            # surrogateescape: a file name that is not UTF-8 hashes as its bytes (the same
-            # bytes as before for every UTF-8 name)
+            # surrogateescape: a file name that is not UTF-8 hashes as its bytes (a UTF-8
+            # name as its UTF-8 encoding)
             digest.update(f"{item.stem}\0{item.image_sha256}\0{item.label_sha256}\n"
                           .encode("utf-8", "surrogateescape"))
         return digest.hexdigest()
