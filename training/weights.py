@@ -126,14 +126,15 @@ def init_working_scale(checkpoint: Path) -> tuple[dict[str, Any] | None, Path | 
     (:meth:`nwwatch.segment.scale.WorkingScale.from_metadata`: the default for a model that
     records none). (None, None) when there is no such model, it is not in-situ, or it cannot
     be read: the fine-tune then reads its scale from its own labels."""
+    from nwwatch.options import shipped_models
     from nwwatch.segment.scale import WorkingScale
     from training.modelmeta import model_file_metadata
 
     shipped = {p.resolve(): name for name, p in shipped_weights().items()}
     name = shipped.get(checkpoint.resolve())
-    model = (DEFAULT_INSITU_MODEL.parent / f"{name}.onnx" if name is not None
+    model = (shipped_models().get(name) if name is not None
              else checkpoint.with_suffix(".onnx"))
-    if not model.is_file():
+    if model is None or not model.is_file():
         return None, None
     try:
         meta = model_file_metadata(model)
