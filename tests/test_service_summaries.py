@@ -394,6 +394,23 @@ def test_mrc_volumes_are_named_with_how_to_convert_them(tmp_path, acquisition):
     assert "mrc2tif" in last and "DigitalMicrograph" in last, last
 
 
+def test_velox_tia_and_video_files_are_named_with_how_to_convert_them(tmp_path, acquisition):
+    """In-situ runs are often recorded as Velox EMD, TIA SER or video files: a folder of them
+    replayed as "no input files (.tif or .tiff ...)" without a word on what to do."""
+    _, onnx = acquisition
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("growth.emd", "growth2.ser", "growth3.avi", "notes.txt"):
+        (folder / name).write_bytes(b"\0" * 1024)
+    s = replay(folder, tmp_path / "out", kind="insitu", model=onnx)
+    assert (s.files, s.exit_status) == (0, 0)
+    last = s.lines()[-1]
+    assert "3 files of a format nwwatch does not read (growth.emd, growth2.ser, growth3.avi)" \
+        in last, last
+    assert "Velox" in last and "TIA" in last and "ffmpeg -i VIDEO -pix_fmt gray" in last
+    assert "notes.txt" not in last
+
+
 def test_replay_help_names_every_setting_it_takes_from_config():
     """`--config` also takes [output] overlays and, for the same results folder, [state]
     ledger (the help named only [inference]/[retry]/[tomogram])."""
