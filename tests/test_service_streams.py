@@ -223,6 +223,41 @@ def test_build_engines_passes_the_planned_streams_on(tmp_path, line, streams, in
         ledger.close()
 
 
+def test_a_model_file_replaced_while_its_sessions_are_made_gives_sessions_of_one_model(
+        tmp_path, monkeypatch):
+    """The sessions of a model (the engine's, and its concurrent streams') are of the bytes
+    read once: the file replaced between the first session and the second (a fine-tuned model
+    copied over the configured path as the service starts) gave the second session another
+    model, whose rows would carry the first one's hash."""
+    cfg = load_config(_config(tmp_path, "threads = 2\nstreams = 2"))
+    model_path = Path(cfg.watches[0].model)
+    other = model(tmp_path / "other.onnx", centres=(0.1, 0.5, 0.9))
+    assert other.read_bytes() != model_path.read_bytes()
+    made = []
+
+    class CopiedOverAfterTheFirst(Segmenter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.model_sha256)
+            if len(made) == 1:  # the copy lands between the two sessions
+                model_path.write_bytes(other.read_bytes())
+
+    monkeypatch.setattr("nwwatch.segment.session.Segmenter", CopiedOverAfterTheFirst)
+    out = tmp_path / "out"
+    ledger = Ledger(out / "ledger.sqlite", out)
+    try:
+        (engine,) = build_engines([EngineSpec("insitu", str(model_path))], ledger, out,
+                                  inference=cfg.inference, max_attempts=3,
+                                  tomogram=TomogramSettings(), log=get_logger())
+        assert len(made) == 2
+        assert engine.stream_segmenter.model_sha256 == engine.segmenter.model_sha256
+        probe = normalize_image(paint_insitu(120.0))
+        np.testing.assert_array_equal(engine.stream_segmenter.segment(probe).probabilities,
+                                      engine.segmenter.segment(probe).probabilities)
+    finally:
+        ledger.close()
+
+
 def _intra_op(segmenter) -> int:
     return segmenter._session.get_session_options().intra_op_num_threads
 

@@ -195,18 +195,22 @@ class Segmenter:
         threads: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         flip_average: bool = False,
+        model_bytes: bytes | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.flip_average = flip_average
-        if not self.model_path.is_file():
+        if model_bytes is None and not self.model_path.is_file():
             raise ModelLoadError(f"{self.model_path}: model file not found")
         # Read once: the hash the rows carry and every session (those made later per input
         # shape on a GPU too) are of these bytes, even if the file is replaced meanwhile
         # (a fine-tuned model copied over the configured path while the service runs).
-        try:
-            model_bytes = self.model_path.read_bytes()
-        except OSError as exc:
-            raise ModelLoadError(f"{self.model_path}: cannot read it ({exc})") from None
+        # ``model_bytes``: the file's content as read already (several sessions of one model
+        # are of the same bytes).
+        if model_bytes is None:
+            try:
+                model_bytes = self.model_path.read_bytes()
+            except OSError as exc:
+                raise ModelLoadError(f"{self.model_path}: cannot read it ({exc})") from None
         self.model_sha256 = hashlib.sha256(model_bytes).hexdigest()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -76,20 +76,30 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     volume_options = tomogram.volume_options(**volume_overrides)
     budget: Limit | None = None  # "auto": memory for the extra streams, read once
 
-    def session(model: Path, threads: int | None) -> Segmenter:
+    def session(model: Path, threads: int | None, content: bytes) -> Segmenter:
         return Segmenter(model, providers=inference.providers,
-                         require_gpu=inference.require_gpu, threads=threads)
+                         require_gpu=inference.require_gpu, threads=threads,
+                         model_bytes=content)
 
     for spec in specs:
         model = Path(spec.model).resolve()
         if model not in segmenters:
+            # One read for every session of the model: a file replaced between two reads
+            # would give sessions of two models, and rows of one under the other's hash.
+            try:
+                content = model.read_bytes()
+            except OSError as exc:
+                why = ("model file not found" if isinstance(exc, FileNotFoundError)
+                       else f"cannot read it ({exc})")
+                raise ModelLoadError(f"{source}: {spec.key}: {model}: {why}" if source
+                                     else f"{model}: {why}") from None
             # The threads of a session are fixed when it is made: plan for the provider it
             # will most likely get, and make it again in the rare case it got another.
             streams = spec.kind == "insitu"
             plan = inference.plan(gpu=gpu_possible(inference.providers),
                                   frame_streams=streams)
             try:
-                seg = session(model, plan.threads)
+                seg = session(model, plan.threads, content)
             except ModelLoadError as exc:
                 if source is None:  # a replay's --model: the message names the file
                     raise
@@ -97,10 +107,11 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                 raise ModelLoadError(f"{source}: {spec.key}: {exc}") from None
             if inference.plan(gpu=seg.uses_gpu, frame_streams=streams) != plan:
                 plan = inference.plan(gpu=seg.uses_gpu, frame_streams=streams)
-                seg = session(model, plan.threads)
+                seg = session(model, plan.threads, content)
             # Concurrent streams: a second session of the (small) model with one intra-op
             # thread; a group that runs alone keeps `seg` and its full thread count.
-            shared = session(model, plan.stream_threads) if plan.streams > 1 else None
+            shared = (session(model, plan.stream_threads, content) if plan.streams > 1
+                      else None)
             segmenters[model] = seg, shared, plan
             limits = {}
             if plan.streams > 1 and inference.streams == "auto":
