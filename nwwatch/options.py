@@ -193,9 +193,15 @@ def model_file(ctx: click.Context | None, param: click.Parameter | None,
         if problem:
             raise click.BadParameter(problem, ctx, param)
         if path.suffix.lower() == ".pt":
-            raise click.BadParameter(f"{path} is a training checkpoint, not an ONNX model: give "
-                                     f"the model `nwwatch train` exported with it, "
-                                     f"{path.with_suffix('.onnx')}", ctx, param)
+            exported = path.with_suffix(".onnx")
+            if not exported.exists() and path.stem in shipped:
+                # training/pretrained/<name>.pt: the shipped model is nwwatch/models/<name>.onnx
+                hint = (f"give the shipped model by its name, {path.stem} "
+                        f"({shipped[path.stem]})")
+            else:
+                hint = f"give the model `nwwatch train` exported with it, {exported}"
+            raise click.BadParameter(f"{path} is a training checkpoint, not an ONNX model: "
+                                     f"{hint}", ctx, param)
         return path
     if value in shipped and not path.exists():
         return shipped[value]

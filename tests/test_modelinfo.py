@@ -147,6 +147,18 @@ def test_bad_input_is_one_error_line_naming_the_file(tmp_path, name, content, st
     assert "Traceback" not in result.output
 
 
+def test_the_shipped_weights_point_to_the_shipped_model_by_name():
+    # training/pretrained/insitu-default.pt has no insitu-default.onnx beside it: the error
+    # names the shipped model's name, not a file that does not exist.
+    weights = ROOT / "training" / "pretrained" / "insitu-default.pt"
+    result = run(str(weights))
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "is a training checkpoint, not an ONNX model" in errors[0]
+    assert "give the shipped model by its name, insitu-default" in errors[0]
+    assert str(weights.with_suffix(".onnx")) not in errors[0]
+
+
 def test_a_model_without_nwwatch_metadata_is_named(tmp_path):
     path = build_threshold_model(tmp_path / "plain.onnx", with_metadata=False)
     result = run(str(path))
