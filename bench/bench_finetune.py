@@ -140,7 +140,8 @@ def make_frames(folder: Path, indices: range, size: int, labelled_by_tool: bool,
     import pyarrow.parquet as pq
 
     from nwwatch.io import write_frame_tiff
-    from nwwatch.label.store import save_labeled_frame, write_png
+    from nwwatch.io.png import write_image_file
+    from nwwatch.label.store import save_labeled_frame
     from nwwatch.synth.insitu import render_insitu_frame
 
     helpers = _label_helpers()
@@ -156,7 +157,7 @@ def make_frames(folder: Path, indices: range, size: int, labelled_by_tool: bool,
         else:
             write_frame_tiff(folder / "images" / f"{stem}.tif", image,
                              pixel_size_nm=params.pixel_size_nm)
-            write_png(folder / "labels" / f"{stem}.png", labels)
+            write_image_file(folder / "labels" / f"{stem}.png", labels, durable=True)
             rows.append({"file": f"{stem}.tif", "theta_apparent_deg":
                          truth["theta_apparent_deg"], "pixel_size_nm": params.pixel_size_nm})
     if rows:

@@ -8,7 +8,7 @@ Per size, on a frame made here (a droplet cap on a wire, Poisson-like noise, 16-
   with the frame;
 * ``overlay_s`` / ``overlay_png_s`` / ``overlay_png_mb``: :func:`nwwatch.measure.draw_overlay`
   and the PNG encoding of the QA picture as the service writes it
-  (:func:`nwwatch.results.pictures.write_frame_pictures`'s zlib level);
+  (``nwwatch.io.png.PICTURE_PNG_PARAMS``);
 * ``rasterize_s``: :func:`nwwatch.label.raster.rasterize` of the labelling tool's geometry
   of the frame (the droplet circle and an 11-vertex wire polygon), what each preview and save
   of the labelling page costs.
@@ -33,11 +33,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from nwwatch.io.png import PICTURE_PNG_PARAMS
 from nwwatch.label.geometry import Circle, LabelGeometry
 from nwwatch.label.raster import rasterize
 from nwwatch.measure import draw_overlay, measure_contact_angle
 from nwwatch.normalize import stretch_to_uint8
-from nwwatch.results.pictures import _png
 
 
 def scene(size: int, rng: np.random.Generator) -> tuple[np.ndarray, LabelGeometry]:
@@ -85,7 +85,8 @@ def run(sizes: list[int], repeats: int, seed: int) -> dict:
             lambda lab=labels, f=frame: measure_contact_angle(lab, image=f), repeats)
         overlay_s, picture = fastest(
             lambda f=frame, lab=labels, r=result: draw_overlay(f, lab, r), repeats)
-        png_s, data = fastest(lambda p=picture: _png(p), repeats)
+        png_s, data = fastest(
+            lambda p=picture: cv2.imencode(".png", p, PICTURE_PNG_PARAMS)[1], repeats)
         record["sizes"][str(size)] = {
             "stretch_s": round(stretch_s, 3), "measure_s": round(measure_s, 3),
             "overlay_s": round(overlay_s, 3), "overlay_png_s": round(png_s, 3),

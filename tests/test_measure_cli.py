@@ -805,7 +805,7 @@ def test_overlays_of_noisy_frames_are_written_as_compactly_as_the_services(tmp_p
     """`measure --overlays` wrote PNGs at OpenCV's default settings: 42 MB for a 4096² raw
     frame's overlay where the service's QA picture of the same frame is 22.5 MB (zlib level
     1). A noisy 1024² frame behind its label image shows the same ratio."""
-    from nwwatch.results.pictures import _png
+    from nwwatch.io.png import PICTURE_PNG_PARAMS
 
     shape = (1024, 1024)
     cap = render_ideal_cap(shape, 112.0, 125.0, 35.0, (550.3, 450.8))
@@ -822,4 +822,4 @@ def test_overlays_of_noisy_frames_are_written_as_compactly_as_the_services(tmp_p
     written = (tmp_path / "ov" / "f_overlay.png").read_bytes()
     picture = cv2.imdecode(np.frombuffer(written, np.uint8), cv2.IMREAD_COLOR)
     assert picture.shape[1] == 1024
-    assert len(written) <= 1.05 * len(_png(picture))
+    assert len(written) <= 1.05 * len(cv2.imencode(".png", picture, PICTURE_PNG_PARAMS)[1])

@@ -15,6 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+#: ``cv2.imencode`` parameters of QA pictures (overlays, their label images): zlib level 1.
+#: Encoding is most of a picture's cost (bench/bench_ops.py); files ~10 % larger than at
+#: OpenCV's default level 3, which wrote noisy frames' overlays ~1.9x larger than level 1.
+PICTURE_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+
 
 def decode_image_file(path: str | os.PathLike[str], flags: int = cv2.IMREAD_UNCHANGED
                       ) -> np.ndarray | None:
@@ -29,13 +34,19 @@ def decode_image_file(path: str | os.PathLike[str], flags: int = cv2.IMREAD_UNCH
 
 
 def write_image_file(path: str | os.PathLike[str], image: np.ndarray,
-                     params: list[int] | None = None) -> None:
-    """Write ``image`` to ``path`` in the format its suffix names (as ``cv2.imwrite``).
+                     params: list[int] | None = None, durable: bool = False) -> Path:
+    """Write ``image`` to ``path`` in the format its suffix names (as ``cv2.imwrite`` with
+    ``params``), atomically (:func:`nwwatch.atomic.atomic_write`: never a partial file at
+    ``path``); ``durable``: fsynced, for files that must survive a power cut. Returns ``path``.
 
     Raises OSError naming the path when OpenCV cannot encode the image or the file cannot
     be written."""
+    from nwwatch.atomic import atomic_write
+
     path = Path(path)
     ok, data = cv2.imencode(path.suffix or ".png", image, params or [])
     if not ok:
         raise OSError(f"{path}: OpenCV could not encode the image as {path.suffix or '.png'}")
-    path.write_bytes(data.tobytes())
+    with atomic_write(path, durable=durable) as handle:
+        handle.write(data.tobytes())
+    return path

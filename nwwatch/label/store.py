@@ -37,10 +37,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from nwwatch.atomic import atomic_write
+from nwwatch.io.png import write_image_file
 from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, geometry_from_json
 from nwwatch.label.raster import rasterize
 
@@ -104,16 +104,6 @@ def data_lock(data_dir: str | os.PathLike[str]) -> Iterator[None]:
 def safe_stem(text: str) -> str:
     """A file stem made of letters, digits, ``-``, ``_`` and ``.`` only."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "frame"
-
-
-def write_png(path: Path, image: np.ndarray) -> Path:
-    """Write a uint8/uint16 (H, W) or (H, W, 3|4) image as PNG, atomically."""
-    ok, data = cv2.imencode(".png", image)
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    with atomic_write(path) as handle:
-        handle.write(data.tobytes())
-    return path
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> Path:
@@ -187,7 +177,7 @@ def _write_frame_files(root: Path, stem: str, labels: np.ndarray, doc: dict[str,
                        acquired_at: datetime | None) -> None:
     from nwwatch.io import write_frame_tiff
 
-    write_png(root / "labels" / f"{stem}.png", labels)
+    write_image_file(root / "labels" / f"{stem}.png", labels, durable=True)
     write_json(root / GEOMETRY_DIR / f"{stem}.json", doc)
     if image.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
         image = image.astype(np.float32)
@@ -242,7 +232,7 @@ def repair_interrupted_save(data_dir: str | os.PathLike[str]) -> str | None:
                 done.append(f"{exc}; fix or remove it")
             else:
                 if geometry is not None:
-                    write_png(label_png, rasterize(geometry))
+                    write_image_file(label_png, rasterize(geometry), durable=True)
                     _remove_other_formats(root, stem)
                 done.append(f"labels/{stem}.png was rasterised again from geometry/{stem}.json"
                             " (the shapes last written: check the frame)")

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import cv2
 import numpy as np
 
 from nwwatch import DEFAULT_INSITU_MODEL, __version__
@@ -28,7 +27,7 @@ from nwwatch.classes import (
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM
-from nwwatch.io.png import write_image_file
+from nwwatch.io.png import PICTURE_PNG_PARAMS, write_image_file
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
@@ -328,10 +327,10 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                     grey = greys[index].image
                 picture = overlays / _overlay_name(path, index, len(pages), used_names)
                 try:
-                    # zlib level 1, as the service's QA pictures: OpenCV's default wrote
-                    # files ~1.9x larger (42 MB for a 4096² frame's overlay, not 22.5 MB)
+                    # as the service's QA pictures (42 MB for a 4096² frame's overlay at
+                    # OpenCV's default compression, 22.5 MB so)
                     write_image_file(picture, draw_overlay(grey, labels, result),
-                                     [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                                     PICTURE_PNG_PARAMS)
                     extra["overlay_path"] = _overlay_path(picture, out)
                 except OSError as exc:
                     click.echo(f"warning: {picture}: the overlay could not be written "

@@ -13,10 +13,9 @@ import os
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from nwwatch.atomic import atomic_write
+from nwwatch.io.png import PICTURE_PNG_PARAMS, write_image_file
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -31,13 +30,6 @@ def picture_stem(source: str | os.PathLike[str], source_sha256: str, model_sha25
     return f"{stem}-{source_sha256[:12]}-{model}-p{frame:04d}"
 
 
-def _png(image: np.ndarray) -> bytes:
-    # zlib level 1: encoding is most of a picture's cost (bench/bench_ops.py); files ~10 %
-    # larger than at OpenCV's default level 3.
-    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise OSError("PNG encoding failed")
-    return data.tobytes()
 
 
 def write_frame_pictures(
@@ -72,10 +64,9 @@ def write_frame_pictures(
     target = root / folder
     if not (target.resolve() == root.resolve() or root.resolve() in target.resolve().parents):
         raise ValueError(f"{target}: QA pictures go inside the results folder {root}")
-    path = target / f"{stem}.png"
-    with atomic_write(path) as handle:
-        handle.write(_png(overlay))
+    path = write_image_file(target / f"{stem}.png", overlay, PICTURE_PNG_PARAMS, durable=True)
     if labels is not None:
-        with atomic_write(target / f"{stem}-labels.png") as handle:
-            handle.write(_png(np.ascontiguousarray(labels, dtype=np.uint8)))
+        write_image_file(target / f"{stem}-labels.png",
+                         np.ascontiguousarray(labels, dtype=np.uint8), PICTURE_PNG_PARAMS,
+                         durable=True)
     return path.relative_to(root).as_posix()
