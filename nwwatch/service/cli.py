@@ -187,10 +187,6 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
 
     # per-file lines would fight with the progress bar; plain warnings at a terminal
     configure_logging("warning", plain=sys.stderr.isatty())
-    if overlays is not None and not overlays.is_absolute() and _inside(overlays, out_dir):
-        # 'replay acq --out res --overlays res/qa': a path typed from here that already
-        # names a folder of --out is that folder, not res/res/qa
-        overlays = overlays.absolute()
     try:
         with sigterm_as_interrupt():  # SIGTERM unwinds as Ctrl-C: held rows are written
             s = run_replay(list(paths), out_dir, kind=kind, model=model, force=force,
@@ -213,12 +209,6 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     for line in s.lines():
         click.echo(line)
     sys.exit(s.exit_status)
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    """True when ``path`` (from the current directory) is ``folder`` or lies inside it."""
-    real, top = path.resolve(), folder.resolve()
-    return real == top or top in real.parents
 
 
 def _what_an_interrupt_kept(out_dir: Path) -> str:

@@ -117,8 +117,9 @@ def replay(
         :func:`nwwatch.volume.segment_volume`), on top of the configuration's ``[tomogram]``
         table (or :class:`~nwwatch.volume.segment.VolumeOptions` defaults); False leaves the
         configuration's setting as it is. In-situ frames ignore them.
-    overlays : a folder for QA pictures of in-situ frames (the measurement overlay, PNG),
-        relative to ``out_dir`` or inside it; None: the configuration's ``[output] overlays``
+    overlays : a folder for QA pictures of in-situ frames (the measurement overlay, PNG)
+        inside ``out_dir``: named from the current directory or absolutely, else relative
+        to ``out_dir``; None: the configuration's ``[output] overlays``
         (in ``out_dir/overlays``), else none. Rows get their ``overlay_path``.
     overlay_frames : "all" or "flagged" (frames whose status is not "ok"); with
         ``overlays`` (None: "all"), or replacing the configuration's ``[output] overlays``
@@ -424,11 +425,18 @@ def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None
 
 def _overlay_settings(out: Path, folder: Path, frames: str, save_labels: bool
                       ) -> OverlaySettings:
-    """``--overlays FOLDER``: relative to ``out``, or an absolute folder inside it."""
+    """``--overlays FOLDER``: a folder inside ``out``, named from the current directory
+    (``res/qa`` with ``out`` ``res``) or absolutely, else relative to ``out`` (``qa``)."""
     frames = _overlay_mode(frames)
-    target = folder if folder.is_absolute() else out / folder
-    top, real = out.resolve(), target.resolve()
-    if real != top and top not in real.parents:
+    top = out.resolve()
+
+    def inside(path: Path) -> bool:
+        return path == top or top in path.parents
+
+    real = folder.resolve()  # from the current directory; an absolute folder as it is
+    if not inside(real):
+        real = (out / folder).resolve()
+    if not inside(real):
         raise ConfigError(None, "--overlays", f"{folder} is not inside the results folder "
                                               f"{out}; QA pictures go with the results")
     return OverlaySettings(frames, real.relative_to(top), save_labels)
