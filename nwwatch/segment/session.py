@@ -167,6 +167,18 @@ def class_argmax(probs: np.ndarray) -> np.ndarray:
     return labels
 
 
+def read_model_file(path: str | os.PathLike[str]) -> bytes:
+    """The content of the model file ``path``; :class:`ModelLoadError` naming it when it is
+    missing or cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: model file not found")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot read it ({exc})") from None
+
+
 class Segmenter:
     """Run an nwwatch ONNX model on normalised frames.
 
@@ -199,18 +211,13 @@ class Segmenter:
     ) -> None:
         self.model_path = Path(model_path)
         self.flip_average = flip_average
-        if model_bytes is None and not self.model_path.is_file():
-            raise ModelLoadError(f"{self.model_path}: model file not found")
         # Read once: the hash the rows carry and every session (those made later per input
         # shape on a GPU too) are of these bytes, even if the file is replaced meanwhile
         # (a fine-tuned model copied over the configured path while the service runs).
         # ``model_bytes``: the file's content as read already (several sessions of one model
         # are of the same bytes).
         if model_bytes is None:
-            try:
-                model_bytes = self.model_path.read_bytes()
-            except OSError as exc:
-                raise ModelLoadError(f"{self.model_path}: cannot read it ({exc})") from None
+            model_bytes = read_model_file(self.model_path)
         self.model_sha256 = hashlib.sha256(model_bytes).hexdigest()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -65,7 +65,12 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     refused for memory is then tried again, for the worker to check it against its own.
     """
     from nwwatch.results.parquet import warm_up_arrow
-    from nwwatch.segment.session import ModelLoadError, Segmenter, gpu_possible
+    from nwwatch.segment.session import (
+        ModelLoadError,
+        Segmenter,
+        gpu_possible,
+        read_model_file,
+    )
 
     warm_up_arrow()  # before the first batch: its write would carry pyarrow's first imports
     segmenters: dict[Path, tuple[Segmenter, Segmenter | None, InferencePlan]] = {}
@@ -87,12 +92,11 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
             # One read for every session of the model: a file replaced between two reads
             # would give sessions of two models, and rows of one under the other's hash.
             try:
-                content = model.read_bytes()
-            except OSError as exc:
-                why = ("model file not found" if isinstance(exc, FileNotFoundError)
-                       else f"cannot read it ({exc})")
-                raise ModelLoadError(f"{source}: {spec.key}: {model}: {why}" if source
-                                     else f"{model}: {why}") from None
+                content = read_model_file(model)
+            except ModelLoadError as exc:
+                if source is None:  # a replay's --model: the message names the file
+                    raise
+                raise ModelLoadError(f"{source}: {spec.key}: {exc}") from None
             # The threads of a session are fixed when it is made: plan for the provider it
             # will most likely get, and make it again in the rare case it got another.
             streams = spec.kind == "insitu"
