@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from nwwatch.options import model_file
+from nwwatch.segment.scale import METADATA_KEY, WorkingScale
 
 #: What the service does with a model of each kind.
 _USE = {"insitu": "an in-situ model (frames: segmentation and contact angles)",
@@ -95,18 +96,9 @@ def _shape(shape: list) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-def _scale_line(scale: dict[str, Any]) -> str:
-    if scale["frame_px"] is None:
-        return "none (every frame or slice run as it is)"
-    parts = [f"frames resized to {scale['frame_px']} px"]
-    if scale["min_frame_px"] is not None:
-        parts.append(f"smaller than {scale['min_frame_px']} px scaled up")
-    if scale["droplet_radius_px"]:
-        low, high = scale["droplet_radius_px"]
-        parts.append(f"droplet radius {low:g}-{high:g} px")
-    if scale["whole_droplet_radius_px"] is not None:
-        parts.append(f"droplets beyond {scale['whole_droplet_radius_px']:g} px seen whole")
-    return "; ".join(parts)
+def _scale(info: dict[str, Any]) -> WorkingScale:
+    """The model's working scale from its description (``working_scale`` as ``to_dict``)."""
+    return WorkingScale.from_metadata(info["kind"], {METADATA_KEY: info["working_scale"]})
 
 
 def _evaluation_line(report: dict[str, Any]) -> str:
@@ -149,7 +141,7 @@ def format_model(info: dict[str, Any]) -> str:
         f"architecture: {architecture}",
         f"paradigm: {info['paradigm']}",
         f"normalisation: {info['normalization']}, per {info['normalization_scope']}",
-        f"working scale: {_scale_line(info['working_scale'])}",
+        f"working scale: {_scale(info).describe()}",
         f"size multiple: {info['size_multiple']} (frames padded to it)",
         f"training command: {info['training_command'] or 'not recorded'}",
         f"training data: {source}",

@@ -68,7 +68,9 @@ def test_a_fine_tune_keeps_its_starting_models_scale_also_when_resumed(tmp_path)
     out = tmp_path / "m.onnx"
     output = _train([str(data), "--init", "insitu-default", "--out", str(out), "--epochs", "1",
                      "--crop", "128"])
-    assert "working scale of insitu-default.onnx kept: frames of 384-512 px" in output
+    assert ("working scale of insitu-default.onnx kept: frames resized to 512 px; smaller than "
+            "384 px scaled up; droplet radius 14-207.6 px; droplets beyond 144 px seen whole"
+            in output)
     assert "3 of 3 training images scaled by 3 into the starting model's working scale" in output
     shipped = Segmenter(SHIPPED, providers=("cpu",)).working_scale
     assert Segmenter(out, providers=("cpu",)).working_scale == shipped

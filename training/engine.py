@@ -38,6 +38,7 @@ from nwwatch.segment.metrics import (
     interface_offsets_px,
     metrics_from_confusion,
 )
+from nwwatch.segment.scale import WorkingScale
 from nwwatch.segment.session import file_sha256, pad_to_multiple
 from training.augment import effective_crop
 from training.checkpoint import load_checkpoint, save_checkpoint
@@ -97,16 +98,6 @@ def _initial_weights(config: TrainConfig, num_classes: int, class_names) -> Init
                             f"classes, labels to match)")
     config.model_options = dict(initial.model_options)
     return initial
-
-
-def _scale_text(scale: dict[str, Any]) -> str:
-    """``frames of 384-512 px, droplet radius 14-208 px`` for a working-scale dict."""
-    if scale.get("frame_px") is None:
-        return "frames at their own size"
-    frames = f"{scale.get('min_frame_px') or scale['frame_px']}-{scale['frame_px']} px"
-    radius = scale.get("droplet_radius_px")
-    droplet = (f", droplet radius {radius[0]:.0f}-{radius[1]:.0f} px" if radius else "")
-    return f"frames of {frames}{droplet}"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -277,8 +268,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         initial = _initial_weights(config, num_classes, data.class_names)
         if data.kind == "insitu" and initial.working_scale is not None:
             config.working_scale = dict(initial.working_scale)
+            kept = WorkingScale.from_metadata("insitu", {"working_scale": initial.working_scale})
             echo(f"working scale of {initial.working_scale_source.name} kept: "
-                 f"{_scale_text(initial.working_scale)}")
+                 f"{kept.describe()}")
     if data.kind == "insitu" and config.working_scale is not None:  # a resume: the same
         data, note = to_working_scale(data, config.working_scale)
         if note:

@@ -100,6 +100,21 @@ class WorkingScale:
                 "min_frame_px": self.min_frame_px,
                 "whole_droplet_radius_px": self.whole_droplet_radius_px}
 
+    def describe(self) -> str:
+        """The scale for people, e.g. ``frames resized to 512 px; smaller than 384 px scaled
+        up; droplet radius 14-207.6 px; droplets beyond 144 px seen whole``."""
+        if self.frame_px is None:
+            return "none (every frame or slice run as it is)"
+        parts = [f"frames resized to {self.frame_px} px"]
+        if self.min_frame_px is not None:
+            parts.append(f"smaller than {self.min_frame_px} px scaled up")
+        if self.droplet_radius_px:
+            low, high = self.droplet_radius_px
+            parts.append(f"droplet radius {low:g}-{high:g} px")
+        if self.whole_droplet_radius_px is not None:
+            parts.append(f"droplets beyond {self.whole_droplet_radius_px:g} px seen whole")
+        return "; ".join(parts)
+
     @classmethod
     def from_metadata(cls, kind: str, extra: dict[str, Any]) -> WorkingScale:
         """Read ``extra["working_scale"]`` of a model of ``kind``; the default when absent."""
