@@ -611,6 +611,41 @@ def test_overlay_of_a_small_frame_is_enlarged_so_its_text_is_legible():
         assert (picture[row * z:(row + 1) * z, col * z:(col + 1) * z] != 120).any()
 
 
+def test_overlay_of_a_large_frame_is_reduced_with_its_drawing_in_place():
+    # before: a 4096² camera frame's picture was drawn at full size, a 21 MB PNG whose
+    # encoding took most of a second of the measuring thread per frame
+    from nwwatch.measure.overlay import _ONE, MAX_OVERLAY_SIDE_PX, _pt, overlay_reduction
+
+    assert overlay_reduction((2048, 2048)) == overlay_reduction((512, 300)) == 1
+    assert overlay_reduction((4096, 4096)) == 2 and overlay_reduction((2049, 100)) == 2
+    assert overlay_reduction((5000, 6145)) == 4
+    shape = (4100, 2500)  # reduced by 3, neither side a multiple of it
+    c = render_ideal_cap(shape, 120.0, 300.0, 60.0, (2400.2, 1300.7))
+    r = measure_contact_angle(c.labels)
+    assert r.angle_valid
+    image = np.where(c.labels == 2, 800.0, np.where(c.labels == 1, 1500.0, 3000.0))
+    picture = draw_overlay(image.astype(np.float32), c.labels, r)
+    k = overlay_reduction(shape)
+    assert k == 3 and picture.shape[1:] == (834, 3) and picture.shape[0] > 1367
+    assert max(picture.shape[:2]) < MAX_OVERLAY_SIDE_PX
+    # each canvas pixel is the mean of its 3 x 3 block of frame pixels: inside the wire, away
+    # from any drawing, the wire's grey (1500 between 800 and 3000: 81 of 255)
+    grey = cv2.cvtColor(picture[:1367], cv2.COLOR_BGR2GRAY)
+    wire = cv2.erode((c.labels[1::3, 1::3] == 1).astype(np.uint8), np.ones((9, 9), np.uint8))
+    grey = grey[:wire.shape[0], :wire.shape[1]]  # the padded last blocks left out
+    assert wire.sum() > 1000 and np.median(grey[wire > 0]) == pytest.approx(81, abs=3)
+    # the circle's centre and a triple point are drawn where their frame pixels went
+    x, y = _pt(r.circle_center_row, r.circle_center_col, 1 / k)
+    assert x / _ONE == pytest.approx((r.circle_center_col + 0.5) / k - 0.5, abs=1 / _ONE)
+    row, col = (round((v + 0.5) / k - 0.5) for v in (r.triple_left_row, r.triple_left_col))
+    patch = picture[row - 1:row + 2, col - 1:col + 2].reshape(-1, 3).astype(int)
+    assert np.any(np.all(np.abs(patch - (0, 200, 0)) < 60, axis=1))  # green triple point
+    # the points the circle used are pale orange dots on the reduced outline
+    used = np.rint((r.points.circle + 0.5) / k - 0.5).astype(int)
+    colours = picture[used[:, 0], used[:, 1]].astype(int)
+    assert np.all(colours == (150, 215, 255), axis=1).mean() > 0.7
+
+
 @pytest.mark.parametrize("command", ["measure", "replay", "label"])
 def test_model_option_takes_a_shipped_name_and_names_a_checkpoint(tmp_path, command):
     # After `nwwatch train --out mine.onnx`, `--model mine.pt` was ONNX Runtime's "Protobuf

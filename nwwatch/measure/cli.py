@@ -327,8 +327,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                     grey = greys[index].image
                 picture = overlays / _overlay_name(path, index, len(pages), used_names)
                 try:
-                    # as the service's QA pictures (42 MB for a 4096² frame's overlay at
-                    # OpenCV's default compression, 22.5 MB so)
+                    # encoded as the service's QA pictures are
                     write_image_file(picture, draw_overlay(grey, labels, result),
                                      PICTURE_PNG_PARAMS)
                     extra["overlay_path"] = _overlay_path(picture, out)

@@ -43,16 +43,45 @@ def _labels_image(labels: np.ndarray) -> np.ndarray:
 MIN_OVERLAY_SIDE_PX = 512
 
 
+#: Frames whose longer side is above this are drawn reduced (an integer factor, each block of
+#: frame pixels averaged into one): a 4096² camera frame's picture at full size is a 21 MB
+#: PNG whose encoding takes most of a second of the measuring thread, for detail a QA
+#: picture does not need (bench/results/large_frames.json).
+MAX_OVERLAY_SIDE_PX = 2048
+
+
 def overlay_zoom(shape: tuple[int, ...]) -> int:
     """The integer factor :func:`draw_overlay` enlarges a frame of ``shape`` (H, W) by."""
     side = max(int(shape[0]), int(shape[1]), 1)
     return 1 if side >= MIN_OVERLAY_SIDE_PX else min(16, math.ceil(MIN_OVERLAY_SIDE_PX / side))
 
 
-def _pt(row: float, col: float, zoom: int = 1) -> tuple[int, int]:
-    # the centre of frame pixel (row, col) is the centre of its zoom x zoom block
+def overlay_reduction(shape: tuple[int, ...]) -> int:
+    """The integer factor :func:`draw_overlay` reduces a frame of ``shape`` (H, W) by: 1 up
+    to :data:`MAX_OVERLAY_SIDE_PX`, else the smallest that brings the longer side to it or
+    below."""
+    side = max(int(shape[0]), int(shape[1]), 1)
+    return max(1, math.ceil(side / MAX_OVERLAY_SIDE_PX))
+
+
+def _pt(row: float, col: float, zoom: float = 1.0) -> tuple[int, int]:
+    # the centre of frame pixel (row, col) is the centre of its zoom x zoom block (zoom < 1:
+    # of the canvas pixel its 1/zoom x 1/zoom block of frame pixels became)
     return (int(round(((col + 0.5) * zoom - 0.5) * _ONE)),
             int(round(((row + 0.5) * zoom - 0.5) * _ONE)))
+
+
+def _reduce(image: np.ndarray, factor: int, average: bool) -> np.ndarray:
+    """``image`` (H, W) reduced by ``factor``: each factor x factor block (the last ones
+    padded with the edge) becomes its mean, or its centre pixel (``average`` False: label
+    ids, which must not be mixed)."""
+    h, w = image.shape
+    hr, wr = -(-h // factor), -(-w // factor)
+    padded = np.pad(image, ((0, hr * factor - h), (0, wr * factor - w)), mode="edge")
+    if not average:
+        return np.ascontiguousarray(padded[factor // 2::factor, factor // 2::factor])
+    # with an integer factor OpenCV's area interpolation is the block mean, and faster than numpy
+    return cv2.resize(padded, (wr, hr), interpolation=cv2.INTER_AREA)
 
 
 def _text(canvas: np.ndarray, text: str, org: tuple[int, int], color, scale: float) -> None:
@@ -70,11 +99,15 @@ def _text(canvas: np.ndarray, text: str, org: tuple[int, int], color, scale: flo
     cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
 
 
-def _dots(canvas: np.ndarray, points: np.ndarray, color, zoom: int = 1) -> None:
+def _dots(canvas: np.ndarray, points: np.ndarray, color, zoom: float = 1.0) -> None:
     """Dots at frame (row, col) ``points`` (N, 2): each fills its pixel's zoom x zoom block
-    of ``canvas``, clipped to it."""
+    of ``canvas`` (zoom < 1: the canvas pixel holding it), clipped to it."""
     if points.size == 0:
         return
+    if zoom < 1:
+        points = (np.asarray(points, float) + 0.5) * zoom - 0.5
+        zoom = 1
+    zoom = int(zoom)
     idx = np.rint(points).astype(np.int64)
     h, w = canvas.shape[0] // zoom, canvas.shape[1] // zoom
     inside = (idx[:, 0] >= 0) & (idx[:, 0] < h) & (idx[:, 1] >= 0) & (idx[:, 1] < w)
@@ -95,7 +128,10 @@ def draw_overlay(
     and the reason. z = :func:`overlay_zoom` of (H, W): 1 from 512 px up; a smaller frame is
     enlarged by the smallest integer factor that brings its longer side to 512 px or more (at
     most 16), each frame pixel a z x z block, and frame pixel (row, col) is the block starting
-    at (z row, z col).
+    at (z row, z col). A frame longer than :data:`MAX_OVERLAY_SIDE_PX` is reduced instead by
+    k = :func:`overlay_reduction` (z = 1/k, H and W rounded up): each k x k block of frame
+    pixels, starting at (k r, k c), is canvas pixel (r, c); the drawing keeps its sub-pixel
+    positions.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -106,10 +142,13 @@ def draw_overlay(
         if np.shape(image) != labels.shape:
             raise ValueError(f"image shape {np.shape(image)} != labels shape {labels.shape}")
         grey = stretch_to_uint8(image)
-    z = overlay_zoom(labels.shape)
+    z: float = overlay_zoom(labels.shape)
+    k = overlay_reduction(labels.shape)
     if z > 1:
         grey = np.repeat(np.repeat(grey, z, axis=0), z, axis=1)
         labels = np.repeat(np.repeat(labels, z, axis=0), z, axis=1)
+    elif k > 1:
+        grey, labels, z = _reduce(grey, k, True), _reduce(labels, k, False), 1.0 / k
     canvas = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     scale = max(max(labels.shape) / 512.0, 0.6)  # labels are now at the canvas's size
 
