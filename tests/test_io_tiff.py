@@ -552,16 +552,6 @@ def test_not_a_tiff(tmp_path):
     assert "convert" not in str(error.value)  # a .tif: nothing to suggest
 
 
-def test_an_mrc_tomogram_is_told_how_to_convert(tmp_path):
-    # Tomograms from IMOD and most reconstruction software are MRC (.mrc, .rec): the reason
-    # says what to do, not only that the header is not a TIFF's.
-    path = tmp_path / "tomo.rec"
-    path.write_bytes(bytes(1024))  # an MRC header starts with three int32 sizes
-    with pytest.raises(NotATiffError, match="an MRC volume.*mrc2tif") as error:
-        read_volume(path)
-    _assert_names_file(error, path)
-
-
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.tif"
     path.touch()

@@ -237,18 +237,19 @@ def test_default_patterns_take_any_case_of_the_extension(paths):
         "a.tif", "b.TIF", "c.Tif", "d.tIf", "e.tiff", "f.Tiff", "g.TIFF", "h.tifF"]
 
 
-def test_a_watched_folder_of_mrc_volumes_is_named_with_how_to_convert_them(paths):
-    """A tomography user's volumes are often MRC files: the service watched a folder of them
-    and found no candidate, without a word. Each rescan now warns once about every new file
-    of a format nwwatch does not read, with the conversion."""
+def test_a_watched_folder_of_tilt_series_is_named_with_what_to_do(paths):
+    """A tomography user's folder often holds tilt series (IMOD's .st, .ali), not only
+    reconstructions: the service watched a folder of them and found no candidate, without a
+    word. Each rescan warns once about every new file of a format nwwatch does not read,
+    with what to do."""
     from nwwatch.service.watches import Watch
 
     tmp, acq, res, m = paths
     w = load_config(write_config(tmp / "c.toml", acq, res, m)).watches[0]
-    (acq / "a.mrc").write_bytes(b"\0" * 1024)
+    (acq / "a.st").write_bytes(b"\0" * 1024)
     (acq / "sub").mkdir()
-    (acq / "sub" / "b.rec").write_bytes(b"\0" * 1024)
-    (acq / ".hidden.mrc").write_bytes(b"")
+    (acq / "sub" / "b.ali").write_bytes(b"\0" * 1024)
+    (acq / ".hidden.st").write_bytes(b"")
     (acq / "notes.txt").write_text("not a volume")
     warnings = []
 
@@ -260,8 +261,8 @@ def test_a_watched_folder_of_mrc_volumes_is_named_with_how_to_convert_them(paths
     assert watch.rescan(None, set(), Log()) == 0
     ((event, fields),) = warnings
     assert event == "unread_format" and fields["count"] == 2
-    assert fields["files"] == [str(acq / "a.mrc"), str(acq / "sub" / "b.rec")]
-    assert "mrc2tif" in fields["reason"]
+    assert fields["files"] == [str(acq / "a.st"), str(acq / "sub" / "b.ali")]
+    assert "reconstruct it first" in fields["reason"]
     watch.rescan(None, set(), Log())  # the same files: said once
     assert len(warnings) == 1
     (acq / "c.dm4").write_bytes(b"\0")
@@ -611,13 +612,13 @@ def test_drop_in_lets_the_unit_start_before_an_acquisition_folder_exists(paths):
 
 def test_unread_files_of_two_formats_get_the_conversion_of_each(paths):
     # Before the fix the reason was the first file's hint only: a folder with a .dm4 and an
-    # MRC volume told the operator to export both from DigitalMicrograph.
+    # tilt series told the operator to export both from DigitalMicrograph.
     from nwwatch.service.watches import Watch
 
     tmp, acq, res, m = paths
     w = load_config(write_config(tmp / "c.toml", acq, res, m)).watches[0]
     (acq / "a.dm4").write_bytes(b"\0" * 64)
-    (acq / "b.mrc").write_bytes(b"\0" * 1024)
+    (acq / "b.st").write_bytes(b"\0" * 1024)
     (acq / "c.dm3").write_bytes(b"\0" * 64)
     warnings = []
 
@@ -628,7 +629,7 @@ def test_unread_files_of_two_formats_get_the_conversion_of_each(paths):
     Watch(0, w, engine=None, watcher=None).rescan(None, set(), Log())
     ((event, fields),) = warnings
     assert event == "unread_format" and fields["count"] == 3
-    assert "DigitalMicrograph" in fields["reason"] and "mrc2tif" in fields["reason"]
+    assert "DigitalMicrograph" in fields["reason"] and "reconstruct" in fields["reason"]
     assert fields["reason"].count("DigitalMicrograph") == 1
 
 

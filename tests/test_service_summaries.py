@@ -315,7 +315,7 @@ def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_pa
     assert r.exit_code == 0, r.output
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith(f"replay found no input files in {empty}"), last
-    assert ".tif or .tiff in any case" in last
+    assert ".tif, .tiff, .mrc or .mrcs in any case" in last
 
 
 def test_replay_takes_several_paths_as_a_shell_glob_gives_them(tmp_path, acquisition):
@@ -358,7 +358,7 @@ def test_named_files_that_are_not_tiff_are_skipped_with_a_note_not_quarantined(t
     lines = r.stdout.splitlines()
     assert lines[0].startswith("7 files: 6 done, 0 skipped (already done), 0 failed, "
                                "1 quarantined"), r.output
-    (note,) = [line for line in lines if "not TIFF" in line]
+    (note,) = [line for line in lines if "neither TIFF" in line]
     assert "2 named files skipped" in note and "meta.json" in note and "truth.parquet" in note
     quarantined = pq.read_table(out / "quarantine.parquet").to_pylist()
     assert [os.path.basename(q["path"]) for q in quarantined] == ["junk.tif"]
@@ -366,32 +366,37 @@ def test_named_files_that_are_not_tiff_are_skipped_with_a_note_not_quarantined(t
     s = replay(acq / "meta.json", tmp_path / "out2", kind="insitu", model=onnx)
     assert (s.files, s.quarantined, s.exit_status) == (0, 0, 0)
     assert any("1 named file skipped" in line and "meta.json" in line for line in s.lines())
-    assert s.lines()[-1] == (f"replay found no input files: {acq / 'meta.json'} is not a "
-                             "TIFF by extension or header")
+    assert s.lines()[-1] == (f"replay found no input files: {acq / 'meta.json'} is neither a "
+                             "TIFF (by extension or header) nor an MRC file (by extension)")
 
-def test_mrc_volumes_are_named_with_how_to_convert_them(tmp_path, acquisition):
-    """A tomography user's volumes are often MRC files: a folder of them replayed as "no input
-    files" and a named one was "skipped, not TIFF", both exit 0 without the conversion that
-    the reader's own refusal of an MRC file gives."""
+
+def test_tilt_series_are_named_with_what_to_do(tmp_path, acquisition):
+    """A tomography user's folder often holds tilt series (IMOD's .st, .ali): a folder of
+    them replayed as "no input files" and a named one was "skipped, not TIFF", both exit 0
+    without what the reader's own refusal of such a file says."""
     _, onnx = acquisition
-    folder = tmp_path / "tomos"
+    folder = tmp_path / "tilts"
     folder.mkdir()
-    for name in ("a.mrc", "b.rec"):
+    for name in ("a.st", "b.ali"):
         (folder / name).write_bytes(b"\0" * 1024)
-    s = replay(folder, tmp_path / "out", kind="insitu", model=onnx)
+    (tmp_path / "tomo").mkdir()
+    tomo_model = model(tmp_path / "tomo", kind="tomogram")
+    s = replay(folder, tmp_path / "out", kind="tomogram", model=tomo_model)
     assert (s.files, s.exit_status) == (0, 0)
     last = s.lines()[-1]
     assert last.startswith(f"replay found no input files in {folder}"), last
-    assert "2 files of a format nwwatch does not read (a.mrc, b.rec)" in last
-    assert "mrc2tif" in last
-    s = replay(folder / "a.mrc", tmp_path / "out2", kind="insitu", model=onnx)
+    assert "(.tif, .tiff, .mrc or .rec in any case" in last
+    assert "2 files of a format nwwatch does not read (a.st, b.ali)" in last
+    assert "reconstruct it first" in last
+    s = replay(folder / "a.st", tmp_path / "out2", kind="insitu", model=onnx)
     (note,) = [line for line in s.lines() if "named file skipped" in line]
-    assert "a.mrc" in note and "mrc2tif" in note
-    # a DigitalMicrograph file beside them: each format gets its own conversion (only the
-    # first file's was given, so the .dm4 was told to use IMOD, or the MRC to export from DM)
+    assert "a.st" in note and "reconstruct it first" in note
+    # a DigitalMicrograph file beside them: each format gets its own advice (only the
+    # first file's was given, so the .dm4 was told to reconstruct, or the tilt series to
+    # export from DM)
     (folder / "c.dm4").write_bytes(b"\0" * 1024)
     last = replay(folder, tmp_path / "out3", kind="insitu", model=onnx).lines()[-1]
-    assert "mrc2tif" in last and "DigitalMicrograph" in last, last
+    assert "reconstruct it first" in last and "DigitalMicrograph" in last, last
 
 
 def test_velox_tia_and_video_files_are_named_with_how_to_convert_them(tmp_path, acquisition):
@@ -772,14 +777,15 @@ def test_summary_lines_name_the_first_three_and_mark_the_rest():
                       unlisted=[PermissionError(13, "Permission denied", f"/a/d{k}")
                                 for k in range(2)])
     lines = s.lines()
-    assert "4 named files skipped, not TIFF by extension or header: t0.parquet, t1.parquet, " \
+    assert "4 named files skipped, neither TIFF (by extension or header) nor MRC (by " \
+           "extension): t0.parquet, t1.parquet, " \
            "t2.parquet, …" in lines
     assert ("2 folders could not be listed, their files not processed: /a/d0 (Permission "
             "denied), /a/d1 (Permission denied)") in lines
     few = ReplaySummary(Path("out"), input_path=Path("acq"),
-                        other_formats=[Path("a.mrc"), Path("b.rec")])
-    assert any("it holds 2 files of a format nwwatch does not read (a.mrc, b.rec): an MRC "
-               "volume?" in line for line in few.lines())
+                        other_formats=[Path("a.st"), Path("b.ali")])
+    assert any("it holds 2 files of a format nwwatch does not read (a.st, b.ali): a tilt "
+               "series?" in line for line in few.lines())
 
 
 def test_status_of_a_damaged_ledger_names_the_rebuild_command_to_paste(tmp_path):

@@ -213,3 +213,45 @@ def test_a_watch_path_that_is_a_symlink_to_the_folder_sees_new_files(tmp_path, p
         _stop(daemon)
     assert sorted(table.source) == sorted(
         str(p) for p in (link / "before.tif", link / "after.tif", link / "run2" / "deep.tif"))
+
+
+def test_an_mrc_reconstruction_written_in_pieces_is_processed_once_complete(tmp_path):
+    """IMOD and AreTomo write a reconstruction (.rec) straight into the folder, the header
+    first: the service waits while the data are shorter than the header declares, then gives
+    the row and mask a TIFF of the same voxels gives."""
+    import mrcfile
+
+    acq, res = tmp_path / "tomo", tmp_path / "res"
+    acq.mkdir()
+    # settled 5 s: a writer pausing 1.5 s is still writing (a longer pause quarantines the
+    # cut file until it changes, as for a TIFF)
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path, kind="tomogram"),
+                       settle=5.0, batch_size=1, latency_ms=50)
+    cfg.write_text(cfg.read_text().replace('kind = "insitu"', 'kind = "tomogram"', 1))
+    vol = _volume(3)
+    staged = tmp_path / "whole.rec"
+    with mrcfile.new(staged) as mrc:
+        mrc.set_data(vol.view(np.int8))  # bytes; IMOD's stamp below says unsigned
+        mrc.voxel_size = (10.0, 10.0, 20.0)  # Å (x, y, z)
+    raw = bytearray(staged.read_bytes())
+    raw[152:160] = np.array([1146047817, 0], "<i4").tobytes()
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        with open(acq / "run.rec", "wb") as out:
+            half = 1024 + vol.size // 2
+            out.write(raw[:half])
+            out.flush()
+            time.sleep(1.5)  # several settle periods with the data cut short
+            out.write(raw[half:])
+        wait_rows(res, 1, timeout=60, proc=daemon, folder="volumes")
+    finally:
+        _stop(daemon)
+    _check_volume_rows(res, {"run.rec": vol})
+    row = next(_volumes_table(res).itertuples())
+    assert row.status == "ok" and row.voxel_size_z_nm == pytest.approx(2.0)
+    import pyarrow.parquet as pq
+
+    quarantined = res / "quarantine.parquet"
+    assert not quarantined.exists() or pq.read_table(quarantined).num_rows == 0, \
+        pq.read_table(quarantined).to_pylist()  # never refused while cut short

@@ -59,7 +59,8 @@ class Volume:
 
 @dataclass(frozen=True)
 class TiffInfo:
-    """Structure of a TIFF file, read from its headers only (no pixel data).
+    """Structure of an input file (TIFF, or MRC: ``layout`` "mrc"), read from its headers
+    only (no pixel data).
 
     Attributes
     ----------
@@ -76,7 +77,7 @@ class TiffInfo:
     dtype : numpy dtype, native byte order
     declared_bytes : int
         Bytes the decoded pixel data will take.
-    layout : "imagej", "ome" or "tiff"
+    layout : "imagej", "ome", "tiff" or "mrc"
         Which metadata convention the file follows.
     compression : str
         tifffile's name of the compression, e.g. "NONE", "LZW", "ADOBE_DEFLATE".
@@ -89,7 +90,7 @@ class TiffInfo:
     axes: str
     dtype: np.dtype
     declared_bytes: int
-    layout: Literal["imagej", "ome", "tiff"]
+    layout: Literal["imagej", "ome", "tiff", "mrc"]
     compression: str
 
     @property

@@ -2,7 +2,9 @@
 
 All readers check the file's structure first (:func:`inspect_tiff`), so bad input raises an
 :class:`~nwwatch.io.errors.InputError` subclass naming the file before any pixel memory is
-allocated. Pixel data keep their native dtype (uint8, uint16, int16 or float32).
+allocated. Pixel data keep their native dtype (uint8, uint16, int16 or float32). A file named
+as an MRC file (:data:`nwwatch.io.mrc.MRC_SUFFIXES`) is read by :mod:`nwwatch.io.mrc`
+through the same three functions, so every caller reads both formats.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from nwwatch.io.errors import (
     UnsupportedLayoutError,
 )
 from nwwatch.io.metadata import acquisition_times, frame_pixel_size_nm, physical_sizes_nm
+from nwwatch.io.mrc import inspect_mrc, is_mrc, read_mrc_frames, read_mrc_volume
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.series import image_series, series_n_pages
 from nwwatch.io.structure import corrupt_structure_refused, open_tiff
@@ -33,7 +36,8 @@ def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
 
     Parameters
     ----------
-    path : path of a .tif/.tiff file (plain, ImageJ, OME or BigTIFF).
+    path : path of a .tif/.tiff file (plain, ImageJ, OME or BigTIFF), or of an MRC file
+        (:func:`nwwatch.io.mrc.inspect_mrc`).
 
     Returns
     -------
@@ -47,6 +51,8 @@ def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
         EmptyFileError, NotATiffError, TruncatedTiffError, ImageTooLargeError,
         UnsupportedDtypeError, MultichannelError or UnreadableFileError.
     """
+    if is_mrc(path):
+        return inspect_mrc(path)
     with open_tiff(path) as (_, info):
         return info
 
@@ -70,9 +76,12 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
     Raises
     ------
     FileNotFoundError, InputError (see :func:`inspect_tiff`), and
-    AnisotropicPixelsError when the file declares different x and y pixel sizes.
+    AnisotropicPixelsError when the file declares different x and y pixel sizes. An MRC
+    file: :func:`nwwatch.io.mrc.read_mrc_frames` (one frame per section).
     """
     path = Path(path)
+    if is_mrc(path):
+        return read_mrc_frames(path)
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
         with corrupt_structure_refused(path):  # later pages' tags are parsed here
@@ -95,7 +104,8 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
 
 
 def read_volume(path: str | os.PathLike[str]) -> Volume:
-    """Read a tomogram: a plain multi-page TIFF, an ImageJ hyperstack or an OME-TIFF.
+    """Read a tomogram: a plain multi-page TIFF, an ImageJ hyperstack, an OME-TIFF or an MRC
+    file.
 
     Singleton channel and time axes are dropped; a single page is a volume of one slice.
 
@@ -111,9 +121,12 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
     Raises
     ------
     FileNotFoundError, InputError (see :func:`inspect_tiff`), and UnsupportedLayoutError
-    for data with more than one axis besides Y and X (e.g. a time series of volumes).
+    for data with more than one axis besides Y and X (e.g. a time series of volumes). An MRC
+    file: :func:`nwwatch.io.mrc.read_mrc_volume` (sections are Z slices).
     """
     path = Path(path)
+    if is_mrc(path):
+        return read_mrc_volume(path)
     with open_tiff(path) as (tif, info):
         stack_axes = info.axes[: info.axes.index("Y")]
         if len(stack_axes) > 1:

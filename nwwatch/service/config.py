@@ -28,9 +28,23 @@ from nwwatch.service.inference import InferenceConfig
 KINDS = ("insitu", "tomogram")
 #: Which frames get a QA picture (``[output] overlays``): none, those without status "ok", all.
 OVERLAY_MODES = ("none", "flagged", "all")
-#: Patterns used when a [[watch]] table gives none: .tif/.tiff in any case (Windows
-#: acquisition software also writes "Image 001.Tif"; patterns are matched case-sensitively).
-DEFAULT_PATTERNS = ("*.[tT][iI][fF]", "*.[tT][iI][fF][fF]")
+#: The names a [[watch]] table without ``patterns`` takes, per kind, in any case: TIFF, and
+#: MRC as the tools of each kind name it (SerialEM's movie stacks .mrcs, reconstructions
+#: .rec from IMOD or AreTomo).
+DEFAULT_SUFFIXES = {"insitu": (".tif", ".tiff", ".mrc", ".mrcs"),
+                    "tomogram": (".tif", ".tiff", ".mrc", ".rec")}
+
+
+def _any_case(suffix: str) -> str:
+    # patterns are matched case-sensitively, and Windows acquisition software also writes
+    # "Image 001.Tif"
+    return "*." + "".join(f"[{c.lower()}{c.upper()}]" for c in suffix.lstrip("."))
+
+
+#: ``patterns`` when a [[watch]] table gives none (:data:`DEFAULT_SUFFIXES`, e.g.
+#: "*.[tT][iI][fF]").
+DEFAULT_PATTERNS = {kind: tuple(map(_any_case, suffixes))
+                    for kind, suffixes in DEFAULT_SUFFIXES.items()}
 #: Names that are never inputs: editors' and writers' temporary files, hidden files.
 DEFAULT_IGNORE = (".*", "*.tmp", "*.part", "*.partial", "*.crdownload", "*~")
 #: The model shipped with the package, used when an in-situ [[watch]] names none. Tomogram
@@ -75,7 +89,8 @@ class WatchConfig:
 
     path: Path
     kind: str = "insitu"
-    patterns: tuple[str, ...] = DEFAULT_PATTERNS
+    #: None: the kind's DEFAULT_PATTERNS
+    patterns: tuple[str, ...] | None = None
     ignore_patterns: tuple[str, ...] = DEFAULT_IGNORE
     recursive: bool = True
     model: Path | None = None  # resolved to the default model by load_config
@@ -84,6 +99,11 @@ class WatchConfig:
     rescan_seconds: float = 60.0
     #: Follow symbolic links that lead outside the folder (off: such links are quarantined).
     follow_symlinks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.patterns is None:
+            object.__setattr__(self, "patterns", DEFAULT_PATTERNS.get(
+                self.kind, DEFAULT_PATTERNS["insitu"]))
 
 
 @dataclass(frozen=True)
@@ -179,7 +199,7 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
     watch = WatchConfig(
         path=path,
         kind=kind,
-        patterns=r.strings("patterns", DEFAULT_PATTERNS, allow_empty=False),
+        patterns=r.strings("patterns", DEFAULT_PATTERNS[kind], allow_empty=False),
         ignore_patterns=r.strings("ignore_patterns", DEFAULT_IGNORE),
         recursive=r.get("recursive", bool, True),
         model=model,

@@ -60,29 +60,40 @@ class ReplaySummary:
     #: asked, but most likely tomograms.
     volume_like: list[Path] = field(default_factory=list)
     series_like: list[Path] = field(default_factory=list)
-    #: Files named on the command line that are TIFF neither by extension nor by header
-    #: (``truth.parquet`` beside the frames of ``acq/*``): skipped, not counted in ``files``.
+    #: Files named on the command line that are TIFF neither by extension nor by header, nor
+    #: MRC by extension (``truth.parquet`` beside the frames of ``acq/*``): skipped, not
+    #: counted in ``files``.
     not_tiff: list[Path] = field(default_factory=list)
-    #: Files of a microscope format nwwatch does not read (MRC, DigitalMicrograph: by
-    #: suffix) in a replayed folder that held no input file.
+    #: Files of a microscope format nwwatch does not read (tilt series, DigitalMicrograph:
+    #: by suffix) in a replayed folder that held no input file.
     other_formats: list[Path] = field(default_factory=list)
     #: Folders that could not be listed (no permission): their files were not processed.
     unlisted: list[OSError] = field(default_factory=list)
     #: QA pictures were asked for (``--overlays`` or the configuration's setting): files
     #: already done are not processed again, so they get none.
     pictures_asked: bool = False
+    #: What was replayed ("insitu" or "tomogram"): which names a folder is searched for.
+    kind: str = "insitu"
+
+    @property
+    def kind_suffixes(self) -> str:
+        """The suffixes a folder is searched for, e.g. ".tif, .tiff, .mrc or .rec"."""
+        from nwwatch.service.config import DEFAULT_SUFFIXES
+
+        names = DEFAULT_SUFFIXES[self.kind]
+        return ", ".join(names[:-1]) + " or " + names[-1]
 
     def look_for_other_formats(self) -> None:
         """When the replayed folder held no input file (``files`` 0), fill
         :attr:`other_formats` with its files (hidden names skipped) of a microscope format
-        nwwatch does not read but can say how to convert (MRC, DigitalMicrograph)."""
+        nwwatch does not read but can say what to do with (tilt series, DigitalMicrograph)."""
         from nwwatch.service.config import WatchConfig
         from nwwatch.service.watcher import scan
 
         if self.files or self.input_path is None or not self.input_path.is_dir():
             return
         found: list[Path] = []
-        for _ in scan(WatchConfig(path=self.input_path, recursive=True), found,
+        for _ in scan(WatchConfig(path=self.input_path, kind=self.kind, recursive=True), found,
                       unlisted=lambda exc: None):  # already reported by the replay's walk
             pass  # the folder's walk, as replay lists inputs; none matched
         self.other_formats = found
@@ -135,8 +146,9 @@ class ReplaySummary:
                        "draw them (their rows are made again and replace the earlier ones)")
         if self.not_tiff:
             n = len(self.not_tiff)
-            out.append(f"{n} named file{'s' if n > 1 else ''} skipped, not TIFF by extension "
-                       f"or header: {_first(p.name for p in self.not_tiff)}"
+            out.append(f"{n} named file{'s' if n > 1 else ''} skipped, neither TIFF (by "
+                       f"extension or header) nor MRC (by extension): "
+                       f"{_first(p.name for p in self.not_tiff)}"
                        f"{_hint_of(self.not_tiff)}")
         if self.unlisted:
             n = len(self.unlisted)
@@ -150,8 +162,8 @@ class ReplaySummary:
                 and self.input_path in self.not_tiff:
             # one FILE named: "no input files in FILE (patterns …, searched recursively)"
             # described a folder
-            out.append(f"replay found no input files: {self.input_path} is not a TIFF by "
-                       "extension or header")
+            out.append(f"replay found no input files: {self.input_path} is neither a TIFF "
+                       "(by extension or header) nor an MRC file (by extension)")
         elif self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
             other = ""
@@ -160,8 +172,9 @@ class ReplaySummary:
                 names = _first(p.name for p in self.other_formats)
                 other = (f"; it holds {n} file{'s' if n > 1 else ''} of a format nwwatch does "
                          f"not read ({names}){_hint_of(self.other_formats)}")
-            out.append(f"replay found no input files{where} (.tif or .tiff in any case, "
-                       f"searched recursively; hidden and temporary names skipped){other}")
+            out.append(f"replay found no input files{where} ({self.kind_suffixes} in any "
+                       f"case, searched recursively; hidden and temporary names skipped)"
+                       f"{other}")
         elif self.complete:
             gone = f" ({self.vanished} vanished)" if self.vanished else ""
             n = self.files - self.vanished

@@ -73,7 +73,7 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
     """Every input file currently in the folder (hidden folders skipped), in sorted order.
 
     ``unread``, when given, collects the files the patterns leave out that are of a
-    microscope format nwwatch does not read (MRC, DigitalMicrograph, Velox EMD, TIA SER,
+    microscope format nwwatch does not read (tilt series, DigitalMicrograph, Velox EMD, TIA SER,
     videos: :func:`nwwatch.io.conversion_hint`; hidden names skipped)
     and have no input file of the same stem beside them (a ``.dm4`` saved with its TIFF
     export is left out on purpose). ``unlisted``: called with the error of each folder that

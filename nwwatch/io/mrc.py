@@ -1,0 +1,203 @@
+"""Read tomograms and frame stacks from MRC files (IMOD, AreTomo, SerialEM, CCP-EM).
+
+The MRC2014 format: a 1024-byte header (nx, ny, nz, the mode that gives the pixel type, the
+cell size in Å), an optional extended header, then the sections, each (ny, nx), written one
+after the other. The header is read with ``mrcfile`` (CCP-EM); the checks are this module's,
+so that bad input raises an :class:`~nwwatch.io.errors.InputError` naming the file before
+any pixel memory is allocated, as :mod:`nwwatch.io.structure` does for TIFF.
+
+Pixel types: mode 1 int16, mode 2 float32 and mode 6 uint16 are returned as stored; mode 0
+(bytes) as uint8 when IMOD's header flags say its bytes are unsigned, else widened to int16
+(signed bytes, as MRC2014 defines them: no supported type holds them); mode 12 (float16)
+widened to float32. Complex and 4-bit modes are refused.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from mrcfile.mrcinterpreter import MrcInterpreter
+
+from nwwatch.io.errors import (
+    AnisotropicPixelsError,
+    EmptyFileError,
+    ImageTooLargeError,
+    TruncatedTiffError,
+    UnreadableFileError,
+    UnsupportedDtypeError,
+    UnsupportedLayoutError,
+)
+from nwwatch.io.limits import ANISOTROPY_TOLERANCE, MAX_FILE_BYTES, MAX_FRAME_PIXELS
+from nwwatch.io.records import Frame, TiffInfo, Volume
+from nwwatch.io.regular import open_regular
+
+#: Names read as MRC files: reconstructions (.rec), maps and movie stacks (.mrcs). Tilt
+#: series (.st, .ali) are projections, not volumes: their names get a hint instead.
+MRC_SUFFIXES = (".mrc", ".rec", ".mrcs", ".map")
+
+_HEADER_BYTES = 1024
+#: mode -> (stored dtype, returned dtype); mode 0 is resolved per file (IMOD's flags)
+_MODES = {1: ("i2", np.int16), 2: ("f4", np.float32), 6: ("u2", np.uint16),
+          12: ("f2", np.float32)}
+_MODE_NAMES = {3: "complex int16", 4: "complex float32", 101: "4-bit"}
+#: IMOD's stamp at header byte 152 and its flags at 156 (bit 0: mode 0 bytes are signed)
+_IMOD_STAMP = 1146047817
+
+
+def is_mrc(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is named as an MRC file (:data:`MRC_SUFFIXES`, any case)."""
+    return Path(path).suffix.lower() in MRC_SUFFIXES
+
+
+def _header(path: Path):
+    """(mrcfile header record, file size, raw header bytes) of ``path``, checked as a
+    regular, non-empty file of at least one header."""
+    try:
+        handle = open_regular(path)
+    except PermissionError as exc:
+        raise UnreadableFileError(path, f"permission denied ({exc.strerror})") from exc
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            raise EmptyFileError(path, "file is empty (0 bytes)")
+        raw = handle.read(_HEADER_BYTES)
+        if len(raw) < _HEADER_BYTES:
+            raise TruncatedTiffError(path, f"MRC header cut short ({size} bytes of "
+                                           f"{_HEADER_BYTES}): still being written?")
+        handle.seek(0)
+        with warnings.catch_warnings():
+            # permissive: a header mrcfile doubts is judged by the checks below, not by
+            # warnings on stderr
+            warnings.simplefilter("ignore")
+            try:
+                header = MrcInterpreter(iostream=handle, permissive=True,
+                                        header_only=True).header
+            except (OSError, MemoryError):
+                raise
+            except Exception as exc:  # mrcfile raises ValueError and others on garbage
+                raise TruncatedTiffError(path, f"not a readable MRC header ({exc})") from exc
+    return header, size, raw
+
+
+def _layout(path: Path) -> tuple[TiffInfo, int, str, np.dtype, tuple[float, float, float] | None]:
+    """(info, data offset, stored dtype, returned dtype, voxel size (z, y, x) in nm or None)
+    of the MRC file ``path``, from its header only."""
+    header, size, raw = _header(path)
+    order = header.dtype["nx"].byteorder  # mrcfile reads the machine stamp
+    if order in ("=", "|"):
+        order = "<" if sys.byteorder == "little" else ">"
+    nx, ny, nz, mode = (int(header.nx), int(header.ny), int(header.nz), int(header.mode))
+    if min(nx, ny, nz) < 1 or max(nx, ny, nz) > 2**31 // 2:
+        raise TruncatedTiffError(
+            path, f"not an MRC file, or a corrupt one: the header declares {nx} x {ny} x {nz} "
+                  "voxels")
+    if (int(header.mapc), int(header.mapr), int(header.maps)) != (1, 2, 3):
+        raise UnsupportedLayoutError(
+            path, f"MRC axes stored in the order (mapc, mapr, maps) = ({int(header.mapc)}, "
+                  f"{int(header.mapr)}, {int(header.maps)}); nwwatch reads (1, 2, 3): columns "
+                  "X, rows Y, sections Z (reorder it, e.g. with IMOD's clip or mrcfile)")
+    if mode == 0:
+        stamp, flags = np.frombuffer(raw[152:160], dtype=order + "i4")
+        unsigned = int(stamp) == _IMOD_STAMP and not int(flags) & 1
+        stored, returned = ("u1", np.uint8) if unsigned else ("i1", np.int16)
+    elif mode in _MODES:
+        stored, returned = _MODES[mode]
+    else:
+        what = _MODE_NAMES.get(mode, "unknown")
+        raise UnsupportedDtypeError(
+            path, f"MRC mode {mode} ({what}) is not supported (modes 0, 1, 2, 6 and 12: bytes, "
+                  "int16, float32, uint16, float16)")
+    if nx * ny > MAX_FRAME_PIXELS:
+        raise ImageTooLargeError(path, f"declares {ny} x {nx} pixels per section, more than "
+                                       f"the limit of {MAX_FRAME_PIXELS}")
+    declared = nx * ny * nz * np.dtype(returned).itemsize
+    if declared > MAX_FILE_BYTES:
+        raise ImageTooLargeError(path, f"declares {declared} bytes of pixels (shape {nz} x "
+                                       f"{ny} x {nx}), more than the limit of {MAX_FILE_BYTES}")
+    offset = _HEADER_BYTES + max(int(header.nsymbt), 0)
+    needed = offset + nx * ny * nz * np.dtype(stored).itemsize
+    if size < needed:
+        raise TruncatedTiffError(path, f"MRC data cut short: {size} of the {needed} bytes its "
+                                       "header declares (still being written?)")
+    shape = (ny, nx) if nz == 1 else (nz, ny, nx)
+    info = TiffInfo(path=path, size_bytes=size, n_pages=nz, shape=shape,
+                    axes="YX" if nz == 1 else "ZYX", dtype=np.dtype(returned),
+                    declared_bytes=declared, layout="mrc", compression="NONE")
+    cell = [float(header.cella[axis]) for axis in ("z", "y", "x")]
+    counts = [int(header.mz), int(header.my), int(header.mx)]
+    sizes = [c / n / 10.0 if n > 0 and math.isfinite(c) and c > 0 else None
+             for c, n in zip(cell, counts, strict=True)]
+    voxel_nm = None if None in sizes else (sizes[0], sizes[1], sizes[2])
+    return info, offset, order + stored, np.dtype(returned), voxel_nm
+
+
+def inspect_mrc(path: str | os.PathLike[str]) -> TiffInfo:
+    """Check that ``path`` is a complete, readable MRC file, reading its header only.
+
+    Returns a :class:`TiffInfo` (``layout`` "mrc", ``axes`` "ZYX", or "YX" for one section).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    InputError
+        EmptyFileError, TruncatedTiffError (a header cut short or not an MRC header, data
+        shorter than the header declares: still being written), ImageTooLargeError,
+        UnsupportedDtypeError (complex or 4-bit modes), UnsupportedLayoutError (axes not
+        stored as X, Y, Z) or UnreadableFileError.
+    """
+    return _layout(Path(path))[0]
+
+
+def _read(path: Path) -> tuple[np.ndarray, TiffInfo, tuple[float, float, float] | None,
+                               datetime]:
+    info, offset, stored, returned, voxel_nm = _layout(path)
+    count = math.prod(info.shape)
+    with open_regular(path) as handle:
+        handle.seek(offset)
+        data = np.fromfile(handle, dtype=stored, count=count)
+        mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
+    if data.size < count:  # shortened since the header check
+        raise TruncatedTiffError(path, f"MRC data cut short: {data.size} of {count} voxels")
+    data = data.astype(returned, copy=data.dtype != returned or not data.dtype.isnative)
+    return data.reshape(info.n_pages, *info.page_shape), info, voxel_nm, mtime
+
+
+def read_mrc_volume(path: str | os.PathLike[str]) -> Volume:
+    """Read a tomogram from an MRC file: sections are Z slices, (Z, Y, X).
+
+    ``voxel_size_nm`` (z, y, x) comes from the header's cell size over its sampling (Å ->
+    nm); None when any of the three is zero (no calibration). Raises as
+    :func:`inspect_mrc`.
+    """
+    path = Path(path)
+    data, _, voxel_nm, _ = _read(path)
+    return Volume(data=data, source=path, voxel_size_nm=voxel_nm)
+
+
+def read_mrc_frames(path: str | os.PathLike[str]) -> list[Frame]:
+    """Read every section of an MRC file (a movie stack, or one image) as a :class:`Frame`.
+
+    ``pixel_size_nm`` from the header (None without a calibration); ``acquired_at`` is the
+    file's mtime (an MRC header holds no acquisition time). Raises as :func:`inspect_mrc`,
+    and AnisotropicPixelsError when the x and y pixel sizes differ.
+    """
+    path = Path(path)
+    data, info, voxel_nm, mtime = _read(path)
+    pixel_nm = None
+    if voxel_nm is not None:
+        _, size_y, size_x = voxel_nm
+        if abs(size_x - size_y) > ANISOTROPY_TOLERANCE * max(size_x, size_y):
+            raise AnisotropicPixelsError(
+                path, f"x and y pixel sizes differ ({size_x:g} nm vs {size_y:g} nm); "
+                      "measurements need square pixels")
+        pixel_nm = size_x
+    return [Frame(image=data[i], index=i, source=path, pixel_size_nm=pixel_nm,
+                  acquired_at=mtime, acquired_at_source="mtime")
+            for i in range(info.n_pages)]

@@ -1,0 +1,195 @@
+"""MRC files (nwwatch.io.mrc), written by mrcfile as IMOD, AreTomo and SerialEM write them, read
+through the same readers as TIFF: pixel types, calibration, incomplete and bad files, and the
+replay of an MRC tomogram giving the rows of its TIFF twin."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+from servicekit import model
+
+from nwwatch.io import (
+    AnisotropicPixelsError,
+    EmptyFileError,
+    NotARegularFileError,
+    NotATiffError,
+    TruncatedTiffError,
+    UnsupportedDtypeError,
+    UnsupportedLayoutError,
+    check_tomogram,
+    inspect_tiff,
+    read_frames,
+    read_volume,
+)
+
+
+def _write(path: Path, data: np.ndarray, voxel_size_a=None, extended: bytes | None = None
+           ) -> Path:
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(data)
+        if voxel_size_a is not None:
+            mrc.voxel_size = voxel_size_a  # (x, y, z) in Å
+        if extended is not None:
+            mrc.set_extended_header(np.frombuffer(extended, dtype="V1"))
+    return path
+
+
+def _patch_header(path: Path, offset: int, fmt: str, *values) -> None:
+    raw = bytearray(path.read_bytes())
+    struct.pack_into("<" + fmt, raw, offset, *values)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("stored, returned", [
+    (np.int16, np.int16), (np.float32, np.float32), (np.uint16, np.uint16),
+    (np.float16, np.float32), (np.int8, np.int16)])
+def test_every_mode_reads_back_its_values(tmp_path, stored, returned):
+    rng = np.random.default_rng(0)
+    data = (rng.random((5, 6, 7)) * 100 - (30 if np.dtype(stored).kind in "if" else 0))
+    data = data.astype(stored)
+    path = _write(tmp_path / "tomo.rec", data, voxel_size_a=(2.0, 3.0, 4.0))
+    volume = read_volume(path)
+    assert volume.data.dtype == returned and volume.data.shape == (5, 6, 7)
+    np.testing.assert_array_equal(volume.data, data.astype(returned))
+    assert volume.voxel_size_nm == pytest.approx((0.4, 0.3, 0.2))  # (z, y, x), Å -> nm
+    assert volume.source == path
+    info = inspect_tiff(path)
+    assert (info.layout, info.n_pages, info.shape, info.axes) == ("mrc", 5, (5, 6, 7), "ZYX")
+    assert info.dtype == returned and info.declared_bytes == data.size * np.dtype(
+        returned).itemsize
+
+
+def test_imods_unsigned_bytes_are_read_as_uint8(tmp_path):
+    # IMOD writes mode 0 as unsigned bytes unless its header flags say signed: 200 is 200,
+    # not -56
+    data = np.array([[[0, 200], [100, 255]]] * 2, np.uint8)
+    path = _write(tmp_path / "t.mrc", data.view(np.int8))
+    _patch_header(path, 152, "ii", 1146047817, 0)  # imodStamp, flags without "signed"
+    assert read_volume(path).data.dtype == np.uint8
+    np.testing.assert_array_equal(read_volume(path).data, data)
+    _patch_header(path, 152, "ii", 1146047817, 1)  # signed
+    np.testing.assert_array_equal(read_volume(path).data, data.view(np.int8).astype(np.int16))
+
+
+def test_big_endian_and_extended_header_files(tmp_path):
+    data = np.arange(2 * 3 * 4, dtype=">f4").reshape(2, 3, 4)
+    path = _write(tmp_path / "be.mrc", data, extended=bytes(range(256)) * 4)
+    volume = read_volume(path)
+    assert volume.data.dtype.isnative and volume.data.dtype == np.float32
+    np.testing.assert_array_equal(volume.data, data.astype(np.float32))
+    assert volume.voxel_size_nm is None  # no calibration: cell size 0
+
+
+def test_an_mrcs_stack_reads_as_frames_with_its_pixel_size(tmp_path):
+    data = np.random.default_rng(1).integers(0, 4000, (3, 16, 20)).astype(np.uint16)
+    path = _write(tmp_path / "movie.mrcs", data, voxel_size_a=(4.2, 4.2, 1.0))
+    frames = read_frames(path)
+    assert [f.index for f in frames] == [0, 1, 2]
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), data)
+    assert all(f.pixel_size_nm == pytest.approx(0.42) for f in frames)
+    assert all(f.acquired_at_source == "mtime" for f in frames)
+    one = read_frames(_write(tmp_path / "one.mrc", data[:1]))
+    assert len(one) == 1 and one[0].pixel_size_nm is None
+    assert inspect_tiff(tmp_path / "one.mrc").axes == "YX"
+    _write(tmp_path / "aniso.mrc", data, voxel_size_a=(4.0, 5.0, 1.0))
+    with pytest.raises(AnisotropicPixelsError, match="aniso.mrc"):
+        read_frames(tmp_path / "aniso.mrc")
+
+
+def test_an_mrc_being_written_is_truncated_at_every_cut(tmp_path):
+    # the service keeps a file that fails its structural check as a candidate until its size
+    # settles: every cut must be an InputError, never a partial volume
+    full = _write(tmp_path / "full.rec", np.ones((4, 8, 8), np.float32)).read_bytes()
+    path = tmp_path / "part.rec"
+    for cut in (1, 100, 1023, 1024, 1025, len(full) - 1):
+        path.write_bytes(full[:cut])
+        with pytest.raises(TruncatedTiffError, match="part.rec.*(cut short|still being)"):
+            inspect_tiff(path)
+        with pytest.raises(TruncatedTiffError):
+            read_volume(path)
+    path.write_bytes(b"")
+    with pytest.raises(EmptyFileError, match="part.rec"):
+        read_volume(path)
+    path.write_bytes(full)
+    assert read_volume(path).data.shape == (4, 8, 8)
+
+
+def test_bad_mrc_files_are_refused_naming_the_file_and_the_reason(tmp_path):
+    garbage = tmp_path / "notes.mrc"
+    garbage.write_bytes(b"these are not voxels " * 100)
+    with pytest.raises(TruncatedTiffError, match="notes.mrc: not an MRC file"):
+        read_volume(garbage)
+    complex_ = _write(tmp_path / "c.mrc", np.ones((2, 4, 4), np.complex64))
+    with pytest.raises(UnsupportedDtypeError, match=r"c.mrc: MRC mode 4 \(complex float32\)"):
+        read_volume(complex_)
+    swapped = _write(tmp_path / "s.mrc", np.ones((2, 4, 4), np.float32))
+    _patch_header(swapped, 64, "iii", 2, 1, 3)  # mapc, mapr, maps: rows first
+    with pytest.raises(UnsupportedLayoutError, match=r"s.mrc: MRC axes .*\(2, 1, 3\)"):
+        read_volume(swapped)
+    one = _write(tmp_path / "slice.rec", np.arange(16, dtype=np.float32).reshape(1, 4, 4))
+    with pytest.raises(UnsupportedLayoutError, match="slice.rec: a 2-D image"):
+        check_tomogram(read_volume(one))
+    fifo = tmp_path / "pipe.mrc"
+    os.mkfifo(fifo)
+    with pytest.raises(NotARegularFileError, match="pipe.mrc"):
+        inspect_tiff(fifo)
+
+
+def test_a_tilt_series_is_told_to_be_reconstructed(tmp_path):
+    path = tmp_path / "tilt.st"
+    path.write_bytes(bytes(1024))
+    with pytest.raises(NotATiffError, match="a tilt series.*reconstruct"):
+        read_volume(path)
+
+
+def test_an_mrc_tomogram_replays_to_the_rows_of_its_tiff_twin(tmp_path):
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import write_volume_tiff
+    from nwwatch.service import replay
+    from nwwatch.service.replay import list_inputs
+
+    tomo_model = model(tmp_path, kind="tomogram")
+    vol = np.full((12, 40, 48), TOMOGRAM_GREY[0], np.uint8)
+    vol[2:10, 5:30, 10:40] = TOMOGRAM_GREY[1]
+    rows = {}
+    for name in ("tomo.tif", "tomo.rec"):
+        acq = tmp_path / f"acq-{name}"
+        acq.mkdir()
+        if name.endswith(".tif"):
+            write_volume_tiff(acq / name, vol, voxel_size_nm=(2.0, 1.0, 1.0))
+        else:
+            # IMOD's unsigned bytes; voxel size (x, y, z) in Å
+            _write(acq / name, vol.view(np.int8), voxel_size_a=(10.0, 10.0, 20.0))
+            _patch_header(acq / name, 152, "ii", 1146047817, 0)
+        assert list_inputs(acq, "tomogram") == [acq / name]  # found by the default patterns
+        summary = replay(acq, tmp_path / f"out-{name}", kind="tomogram", model=tomo_model)
+        assert (summary.done, summary.quarantined, summary.exit_status) == (1, 0, 0)
+        rows[name] = ds.dataset(tmp_path / f"out-{name}" / "volumes",
+                                format="parquet").to_table().to_pylist()[0]
+    tif, rec = rows["tomo.tif"], rows["tomo.rec"]
+    assert rec["status"] == "ok" and rec["source"] == str(tmp_path / "acq-tomo.rec" / "tomo.rec")
+    # what names the file, when it came and what it cost; everything measured is equal
+    differ = {"source", "source_sha256", "mask_path", "batch_id", "processed_at", "file_mtime",
+              "file_size_bytes", "acquisition", "acquired_at", "detected_at"}
+    same = {k: v for k, v in tif.items()
+            if k not in differ and not k.endswith(("_s", "_ms"))}
+    assert same == {k: rec[k] for k in same}
+    assert rec["voxel_size_z_nm"] == pytest.approx(2.0)
+    assert rec["solid_fraction"] == pytest.approx(8 * 25 * 30 / vol.size)
+
+
+def test_default_patterns_take_mrc_names_by_kind(tmp_path):
+    from nwwatch.service.replay import list_inputs
+
+    for name in ("a.tif", "b.MRC", "c.rec", "d.mrcs", "e.Rec", "f.st"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_inputs(tmp_path, "tomogram")] == [
+        "a.tif", "b.MRC", "c.rec", "e.Rec"]
+    assert [p.name for p in list_inputs(tmp_path, "insitu")] == ["a.tif", "b.MRC", "d.mrcs"]
