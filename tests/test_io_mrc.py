@@ -88,7 +88,12 @@ def test_big_endian_and_extended_header_files(tmp_path):
 
 def test_an_mrcs_stack_reads_as_frames_with_its_pixel_size(tmp_path):
     data = np.random.default_rng(1).integers(0, 4000, (3, 16, 20)).astype(np.uint16)
-    path = _write(tmp_path / "movie.mrcs", data, voxel_size_a=(4.2, 4.2, 1.0))
+    path = tmp_path / "movie.mrcs"
+    with mrcfile.new(path) as mrc:  # as SerialEM writes a movie: a stack of images
+        mrc.set_data(data)
+        mrc.set_image_stack()
+        mrc.voxel_size = (4.2, 4.2, 1.0)
+    assert inspect_tiff(path).axes == "IYX"  # not declared Z slices: no tomogram note
     frames = read_frames(path)
     assert [f.index for f in frames] == [0, 1, 2]
     np.testing.assert_array_equal(np.stack([f.image for f in frames]), data)

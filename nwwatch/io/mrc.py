@@ -126,8 +126,11 @@ def _layout(path: Path) -> tuple[TiffInfo, int, str, np.dtype, tuple[float, floa
         raise TruncatedTiffError(path, f"MRC data cut short: {size} of the {needed} bytes its "
                                        "header declares (still being written?)")
     shape = (ny, nx) if nz == 1 else (nz, ny, nx)
+    # space group 0: a stack of images (a movie, a tilt series), not declared Z slices, so an
+    # in-situ stack gets no "declares Z slices" note; any other: a volume
+    axes = "YX" if nz == 1 else ("IYX" if int(header.ispg) == 0 else "ZYX")
     info = TiffInfo(path=path, size_bytes=size, n_pages=nz, shape=shape,
-                    axes="YX" if nz == 1 else "ZYX", dtype=np.dtype(returned),
+                    axes=axes, dtype=np.dtype(returned),
                     declared_bytes=declared, layout="mrc", compression="NONE")
     cell = [float(header.cella[axis]) for axis in ("z", "y", "x")]
     counts = [int(header.mz), int(header.my), int(header.mx)]
@@ -140,7 +143,8 @@ def _layout(path: Path) -> tuple[TiffInfo, int, str, np.dtype, tuple[float, floa
 def inspect_mrc(path: str | os.PathLike[str]) -> TiffInfo:
     """Check that ``path`` is a complete, readable MRC file, reading its header only.
 
-    Returns a :class:`TiffInfo` (``layout`` "mrc", ``axes`` "ZYX", or "YX" for one section).
+    Returns a :class:`TiffInfo` (``layout`` "mrc", ``axes`` "ZYX" for a volume, "IYX" for a
+    stack of images (space group 0), "YX" for one section).
 
     Raises
     ------
