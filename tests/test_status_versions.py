@@ -164,6 +164,34 @@ def test_integers_and_masks_cross_between_arrow_and_numpy_exactly():
     assert codes(pa.chunked_array([pa.nulls(2)]))[0].tolist() == [-1, -1]
 
 
+def test_rows_are_grouped_by_equal_values_and_the_newest_of_each_group_is_found():
+    """row_groups and newest_of_groups, the grouping the newest-version rule, the repeated-row
+    rule and status's count of superseded versions share: nulls equal each other, a column
+    the table lacks is left out, dictionary chunks with dictionaries of their own (and a
+    null among a dictionary's values) group by value."""
+    import pyarrow as pa
+
+    from nwwatch.results.versions import newest_of_groups, row_groups
+
+    table = pa.table({
+        "a": pa.chunked_array([pa.array(["x", "y", None]).dictionary_encode(),
+                               pa.DictionaryArray.from_arrays(pa.array([0, 1, 1, 2], pa.int32()),
+                                                              pa.array(["y", "x", None]))]),
+        "b": [1, 1, 2, 2, 1, 1, None]})
+    assert row_groups(table, ("a", "b", "missing")).tolist() == [2, 3, 1, 4, 2, 2, 0]
+    assert row_groups(table, ("a",)).tolist() == [1, 2, 0, 2, 1, 1, 0]
+    assert row_groups(table, ("missing",)).tolist() == [0] * 7
+    assert row_groups(table.slice(0, 0), ("a", "b")).tolist() == []
+    # many columns of many values: numbered without overflowing
+    wide = pa.table({f"c{i}": [j % 5 for j in range(3000)] for i in range(40)})
+    assert row_groups(wide, wide.column_names).tolist() == [j % 5 for j in range(3000)]
+    group = np.array([0, 1, 0, 1, 0, 2])
+    when = np.array([5.0, np.nan, 7.0, np.nan, 7.0, np.nan])
+    # latest time; of one time the later row; NaN rows only: the last of them
+    assert newest_of_groups(group, when).tolist() == [4, 3, 5]
+    assert newest_of_groups(np.zeros(0, np.int64), np.zeros(0)).tolist() == []
+
+
 def test_rows_of_another_model_are_a_series_of_their_own_not_an_earlier_version():
     """A folder processed again under another model keeps both series (the dashboard shows
     each); within each, the newest version of each file counts."""

@@ -31,6 +31,7 @@ from nwwatch.results.versions import (
     codes,
     epoch_s,
     newest_version_mask,
+    row_groups,
 )
 
 #: The four outcomes, in the order summaries print them.
@@ -157,14 +158,10 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
     old = table.filter(bool_mask(~keep))
     out.superseded = count_table(old)
     # versions: distinct (source, series, content); files: distinct sources
-    version = np.zeros(old.num_rows, np.int64)
-    for name in ("source", "model_sha256", "measurement_version", "source_sha256"):
-        if name in old.column_names:
-            code = codes(old[name])[0] + 1
-            version = version * (int(code.max()) + 1) + code
-            if name == "source":
-                out.superseded_files = int(np.unique(code).size)
-    out.superseded_versions = int(np.unique(version).size)
+    version = row_groups(old, ("source", "model_sha256", "measurement_version", "source_sha256"))
+    out.superseded_versions = int(version.max()) + 1
+    if "source" in old.column_names:
+        out.superseded_files = int(row_groups(old, ("source",)).max()) + 1
     return out
 
 

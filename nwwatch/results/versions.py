@@ -21,6 +21,7 @@ time as a processing time of that content (:func:`newest_version_mask`).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,9 @@ def codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list]:
     indexed by code)."""
     if pa.types.is_null(column.type):  # a column with no value at all
         return np.full(len(column), -1, dtype=np.int64), []
+    if pa.types.is_dictionary(column.type):  # chunks of dictionaries of their own
+        column = pa.chunked_array([c.dictionary_decode() for c in column.chunks],
+                                  column.type.value_type)
     encoded = pc.dictionary_encode(column)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
@@ -76,6 +80,34 @@ def codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list]:
     if valid is not None:
         values = np.where(valid, values, -1)
     return values, encoded.dictionary.to_pylist()
+
+
+def row_groups(table: pa.Table, names: Iterable[str]) -> np.ndarray:
+    """Per row of ``table``, the number of its group, 0 .. groups-1: rows equal in each of the
+    columns ``names`` that ``table`` has (null equal to null) share one; numbered in the order
+    of the columns' values (:func:`codes`). int64, shape (n,); all 0 without such a column."""
+    group = np.zeros(table.num_rows, dtype=np.int64)
+    size = 1  # group < size
+    for name in names:
+        if name not in table.column_names:
+            continue
+        code, values = codes(table[name])
+        radix = len(values) + 1
+        if size * radix >= 1 << 62:  # renumber before the product could overflow int64
+            group = np.unique(group, return_inverse=True)[1].reshape(-1)
+            size = int(group.max()) + 1
+        group, size = group * radix + (code + 1), size * radix
+    return np.unique(group, return_inverse=True)[1].reshape(-1)
+
+
+def newest_of_groups(group: np.ndarray, when_s: np.ndarray) -> np.ndarray:
+    """Per group of :func:`row_groups`, the index of its row with the latest ``when_s`` (epoch s,
+    shape (n,); NaN before any time; of rows at one time the last). int64, ascending group."""
+    if group.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    when_s = np.where(np.isnan(when_s), -np.inf, when_s)
+    order = np.lexsort((when_s, group))  # by group, then by time (stable: then by row)
+    return order[np.r_[group[order][1:] != group[order][:-1], True]]
 
 
 def series_key(table: pa.Table) -> np.ndarray:
@@ -114,23 +146,15 @@ def newest_version_mask(table: pa.Table, reverted: pa.Table | None = None) -> np
             .cast(table[c].type).chunks, table[c].type) for c in columns}
     else:
         both = {c: table[c] for c in columns}
-    group = codes(both["source"])[0]
-    for name in ("model_sha256", "measurement_version"):
-        if name in both:
-            code = codes(both[name])[0] + 1
-            group = group * (int(code.max()) + 1) + code
-    group = np.unique(group, return_inverse=True)[1].reshape(-1)  # 0 .. files-1
+    group = row_groups(pa.table(both), ("source", "model_sha256", "measurement_version"))
     sha = codes(both["source_sha256"])[0]
     pairs = group * (int(sha.max()) + 2) + (sha + 1)
     if np.unique(pairs[:n]).size == np.unique(group[:n]).size:
         return np.ones(n, dtype=bool)  # one version per file: the usual case
-    when = epoch_s(both["processed_at"])
-    when = np.where(np.isnan(when), -np.inf, when)
     # records count only for a (file, content) that has rows
     use = np.r_[np.ones(n, dtype=bool), np.isin(pairs[n:], pairs[:n]) & (sha[n:] >= 0)]
-    group, sha, when = group[use], sha[use], when[use]
-    order = np.lexsort((when, group))  # by file, then by processing time
-    last = order[np.r_[group[order][1:] != group[order][:-1], True]]
+    group, sha = group[use], sha[use]
+    last = newest_of_groups(group, epoch_s(both["processed_at"])[use])
     newest = np.full(int(group.max()) + 1, -1, dtype=np.int64)
     newest[group[last]] = sha[last]
     return (sha[:n] == newest[group[:n]]) | (sha[:n] < 0)
@@ -161,20 +185,14 @@ def without_repeated_rows(table: pa.Table) -> pa.Table:
     n = table.num_rows
     if n < 2 or "source_sha256" not in table.column_names:
         return table
-    keys = np.stack([codes(table[c].combine_chunks().dictionary_decode()
-                           if pa.types.is_dictionary(table[c].type) else table[c])[0]
-                     for c in ROW_KEY_COLUMNS if c in table.column_names], axis=1)
-    unique, group = np.unique(keys, axis=0, return_inverse=True)
-    if len(unique) == n:
+    group = row_groups(table, ROW_KEY_COLUMNS)
+    if int(group.max()) + 1 == n:
         return table  # the usual case
-    group = group.reshape(-1)
     when = (epoch_s(table["processed_at"]) if "processed_at" in table.column_names
             else np.zeros(n))
-    when = np.where(np.isnan(when), -np.inf, when)
-    order = np.lexsort((when, group))
     last = np.zeros(n, dtype=bool)
-    last[order[np.r_[group[order][1:] != group[order][:-1], True]]] = True
-    return table.filter(bool_mask(last | (keys[:, 0] < 0)))
+    last[newest_of_groups(group, when)] = True
+    return table.filter(bool_mask(last | (codes(table["source_sha256"])[0] < 0)))
 
 
 #: Files found holding content processed before, in a results folder (module docstring).
