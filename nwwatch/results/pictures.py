@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from nwwatch.io.png import PICTURE_PNG_PARAMS, write_image_file
+from nwwatch.paths import lies_inside
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -62,7 +63,7 @@ def write_frame_pictures(
     """
     root = Path(results_dir)
     target = root / folder
-    if not (target.resolve() == root.resolve() or root.resolve() in target.resolve().parents):
+    if not lies_inside(target, root):
         raise ValueError(f"{target}: QA pictures go inside the results folder {root}")
     path = write_image_file(target / f"{stem}.png", overlay, PICTURE_PNG_PARAMS, durable=True)
     if labels is not None:

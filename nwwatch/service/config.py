@@ -22,6 +22,7 @@ from typing import Any
 from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.dashboard.settings import DashboardConfig, parse_listen
 from nwwatch.options import model_name_problem
+from nwwatch.paths import lies_inside
 from nwwatch.service.configreader import ConfigError, TableReader, read_toml
 from nwwatch.service.inference import InferenceConfig
 
@@ -288,7 +289,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     paths = [w.path.resolve() for w in watches]
     for i, p in enumerate(paths):
         for j, q in enumerate(paths):
-            if i < j and (p == q or p in q.parents or q in p.parents):
+            if i < j and (lies_inside(p, q) or lies_inside(q, p)):
                 raise ConfigError(file, f"watch[{j}].path", f"overlaps watch[{i}].path ({p})")
 
     output = TableReader(file, "output", top.get("output", dict, None, required=True))
@@ -304,9 +305,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     if results.exists() and not results.is_dir():
         raise output.error("results", f"not a folder: {results}")
     _outside_watches(file, "output.results", results, paths)
-    real_results = results.resolve()
     for i, p in enumerate(paths):  # its own outputs (masks) would come back as inputs
-        if p == real_results or real_results in p.parents:
+        if lies_inside(p, results):
             raise ConfigError(file, f"watch[{i}].path", f"lies inside the results folder "
                                                        f"{results}: {watches[i].path}; nwwatch "
                                                        "never reads its own outputs")
@@ -369,9 +369,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
 def _outside_watches(file: Path | None, key: str, path: Path, watched: list[Path]) -> None:
     """Refuse an output path inside (or equal to) an acquisition folder, symlinks followed
     (``resolve`` also follows them in the part of the path that exists)."""
-    real = path.resolve()
     for i, p in enumerate(watched):
-        if real == p or p in real.parents:
+        if lies_inside(path, p):
             raise ConfigError(
                 file, key, f"lies inside acquisition folder watch[{i}].path ({p}): {path}; "
                 "nwwatch never writes into acquisition folders"

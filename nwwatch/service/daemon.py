@@ -107,7 +107,7 @@ class Daemon:
 
     def _inspect(self, path: Path):
         for watch in self.config.watches:
-            if watch.path == path or watch.path in path.parents:
+            if path.is_relative_to(watch.path):
                 return inspect_input(path, watch.path, watch.follow_symlinks)
         return inspect_input(path, path.parent)
 

@@ -39,9 +39,9 @@ def check_input(path: str | os.PathLike[str], root: str | os.PathLike[str],
     symbolic link of the file or of a folder on the way) unless ``follow_symlinks``, with
     :class:`ExternalSymlinkError` of ``link_reason`` (the advice of the calling command)."""
     if not follow_symlinks:
-        real = Path(os.path.realpath(path))
-        top = Path(os.path.realpath(root))
-        if real != top and top not in real.parents:
+        # realpath, not Path.resolve (nwwatch.paths): a symbolic link loop is check_regular's
+        # error to report, not a RuntimeError
+        if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):
             raise ExternalSymlinkError(path, link_reason)
     return check_regular(path)
 

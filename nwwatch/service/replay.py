@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from nwwatch.options import raise_lost_interrupt
+from nwwatch.paths import lies_inside
 from nwwatch.service.config import (
     KINDS,
     OVERLAY_MODES,
@@ -179,8 +180,7 @@ def replay(
     for root in roots:
         _outside_input(root, out, "--out")
         _outside_input(root, ledger_path, "ledger")
-        top, real = out.resolve(), root.resolve()
-        if real == top or top in real.parents:  # its own masks back as new tomograms
+        if lies_inside(root, out):  # its own masks back as new tomograms
             raise ConfigError(None, "PATH", f"{root} lies inside the results folder {out}; "
                                             "a replay never reads its own outputs")
     # A failed start leaves the results folder as it was: a scheduler is reached before
@@ -430,18 +430,13 @@ def _overlay_settings(out: Path, folder: Path, frames: str, save_labels: bool
     """``--overlays FOLDER``: a folder inside ``out``, named from the current directory
     (``res/qa`` with ``out`` ``res``) or absolutely, else relative to ``out`` (``qa``)."""
     frames = _overlay_mode(frames)
-    top = out.resolve()
-
-    def inside(path: Path) -> bool:
-        return path == top or top in path.parents
-
     real = folder.resolve()  # from the current directory; an absolute folder as it is
-    if not inside(real):
+    if not lies_inside(real, out):
         real = (out / folder).resolve()
-    if not inside(real):
+    if not lies_inside(real, out):
         raise ConfigError(None, "--overlays", f"{folder} is not inside the results folder "
                                               f"{out}; QA pictures go with the results")
-    return OverlaySettings(frames, real.relative_to(top), save_labels)
+    return OverlaySettings(frames, real.relative_to(out.resolve()), save_labels)
 
 
 def _overlay_mode(frames: str) -> str:
@@ -462,7 +457,6 @@ def _outside_input(root: Path, path: Path, what: str) -> None:
         folder, where = root.parent, f"the folder of the input file {root.name}:"
     else:
         return
-    top, real = folder.resolve(), path.resolve()
-    if real == top or top in real.parents:
+    if lies_inside(path, folder):
         raise ConfigError(None, what, f"{path} lies inside {where} {folder}; "
                                       "give a results folder outside it")

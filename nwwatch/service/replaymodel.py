@@ -8,15 +8,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from nwwatch.paths import lies_inside
 from nwwatch.service.config import DEFAULT_MODELS, NO_DEFAULT_MODEL, ConfigError, ServiceConfig
 
 
 def _watch_of(root: Path, cfg: ServiceConfig, kind: str):
     """The [[watch]] of ``kind`` whose folder holds ``root`` (symlinks followed), or None."""
-    real = root.resolve()
     for watch in cfg.watches:
-        top = watch.path.resolve()
-        if watch.kind == kind and (real == top or top in real.parents):
+        if watch.kind == kind and lies_inside(root, watch.path):
             return watch
     return None
 
