@@ -171,16 +171,21 @@ def check_tomogram(volume: Volume) -> Volume:
             volume.source, f"{data.shape[0]} slices of {data.shape[1]} x {data.shape[2]} px: "
             f"{kind}, not a volume: a tomogram has at least 2 voxels along each of Z, Y and X")
     low, high = np.inf, -np.inf
+    no_data = 0  # NaN or infinite voxels
     for page in data:  # slice by slice: no copy of the volume
-        finite = page[np.isfinite(page)] if page.dtype.kind == "f" else page
+        finite = page[np.isfinite(page)] if page.dtype.kind == "f" else page.ravel()
+        no_data += page.size - finite.size
         if finite.size:
             low, high = min(low, float(finite.min())), max(high, float(finite.max()))
     if low > high:
         raise BlankImageError(volume.source, "no finite voxel (every value is NaN or "
                                              "infinite): nothing to segment")
     if low == high:
-        raise BlankImageError(volume.source, f"every voxel has the value {low:g}: a blank "
-                                             "volume, nothing to segment")
+        # A padded reconstruction whose data is one value: "every voxel" would misstate
+        # a volume that is mostly NaN padding.
+        which = (f"every voxel with data has the value {low:g} (the other {no_data:,} are "
+                 "NaN or infinite)" if no_data else f"every voxel has the value {low:g}")
+        raise BlankImageError(volume.source, f"{which}: a blank volume, nothing to segment")
     return volume
 
 
