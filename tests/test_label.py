@@ -436,6 +436,38 @@ def test_label_warns_when_data_is_in_the_frames_folder(tmp_path):
     assert warnings[1] == ""
 
 
+def test_label_warns_when_a_file_declares_z_slices_as_a_tomogram_does(tmp_path):
+    # before: `nwwatch label volume.tif` opened each slice of a tomogram as an in-situ frame
+    # (wire, droplet) without a word, where replay notes such a file
+    import signal
+    import subprocess
+    import sys
+
+    from nwwatch.io import write_volume_tiff
+
+    rng = np.random.default_rng(0)
+    volume = write_volume_tiff(tmp_path / "acq" / "volume.tif",
+                               rng.random((3, 64, 64)).astype(np.float32))
+    image, _, _ = render(plain_params(3, 0, size=64))
+    frame = write_frame_tiff(tmp_path / "acq" / "f.tif", image)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nwwatch", "label", str(volume), str(frame), "--out",
+         str(tmp_path / "DATA"), "--no-browser", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("labelling 4 frames ")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    # the volume is named, the single frame is not
+    assert " ".join(err.split()) == (
+        f"warning: {volume} declares its 3 pages as Z slices (ImageJ slices or OME SizeZ), as "
+        "a tomogram does: each opens as an in-situ frame (wire, droplet); a tomogram's slice "
+        "is labelled 0 pore, 1 solid, 255 unlabeled with another tool (docs/tomography.md, "
+        "'Drawing them')")
+
+
 def test_labels_drawn_elsewhere_open_as_the_proposal_with_a_note(tmp_path):
     # before: a frame whose label image in DATA was drawn elsewhere (napari, CVAT) opened
     # with the model's proposal and no word about it; Save replaced those labels unasked

@@ -6,6 +6,7 @@ import errno
 import signal
 import threading
 import webbrowser
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -53,6 +54,30 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
         infos.append({"confidence": entry.confidence, "status": entry.status,
                       "source_sha256": entry.source_sha256})
     return paths, pages, infos, warnings
+
+
+def _tomogram_notes(frames: Sequence[Path]) -> list[str]:
+    """One note per FRAMES file whose pages are declared Z slices, as a tomogram's are: the
+    page would draw wire and droplet on each slice, which a tomogram's labels (0 pore, 1 solid)
+    never hold. A warning, not a refusal: a stack saved with Fiji's defaults declares Z too."""
+    from nwwatch.io import InputError, inspect_tiff
+    from nwwatch.service.inputs import declares_z_slices
+
+    notes = []
+    for path in dict.fromkeys(frames):
+        if path.suffix.lower() == ".png":
+            continue
+        try:
+            info = inspect_tiff(path)
+        except (InputError, OSError):  # frame_refs has read it: refused there, not here
+            continue
+        if declares_z_slices(info):
+            notes.append(f"{path} declares its {info.n_pages} pages as Z slices (ImageJ "
+                         "slices or OME SizeZ), as a tomogram does: each opens as an in-situ "
+                         "frame (wire, droplet); a tomogram's slice is labelled 0 pore, 1 "
+                         "solid, 255 unlabeled with another tool (docs/tomography.md, "
+                         "'Drawing them')")
+    return notes
 
 
 @click.command("label")
@@ -122,6 +147,8 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
         refs = frame_refs(paths, infos, pages, data_dir)
     except (InputError, DatasetLayoutError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
+    for line in _tomogram_notes(frames):
+        click.echo(f"warning: {line}", err=True)
     # DATA inside an acquisition folder: the service (recursive by default) and replay would
     # take every saved images/<stem>.tif, a copy of a frame, for a new frame of their own.
     inside = next((folder for folder in sorted({ref.path.resolve().parent for ref in refs})
