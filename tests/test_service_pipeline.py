@@ -247,6 +247,9 @@ def test_tomogram_gives_mask_and_volume_row(tmp_path):
         replay(acq, tmp_path / "out2", kind="tomogram", model=model(tmp_path / "m2"))
     assert "nwwatch train --volume" in str(error.value)  # and what a tomogram needs instead
     assert "is an 'insitu' model" in str(error.value)  # was "is a 'insitu' model"
+    # a replay names its own options, not a folder's kind it does not have
+    assert str(error.value).startswith("--model: model.onnx is an 'insitu' model but --kind "
+                                       "is 'tomogram': ")
 
 
 def test_replay_refuses_options_of_the_other_kind(tmp_path):

@@ -45,6 +45,7 @@ class EngineSpec:
     kind: str
     model: Path
     key: str = "model"  # configuration key named in errors, e.g. "watch[1].model"
+    kind_name: str = "the folder's kind"  # what set the kind, in errors ("--kind": a replay)
 
 
 def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path, *,
@@ -136,8 +137,8 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
         if seg.metadata.kind != spec.kind:
             raise ConfigError(source, spec.key,
                               f"{model.name} is {'an' if seg.metadata.kind == 'insitu' else 'a'} "
-                              f"{seg.metadata.kind!r} model but the folder's "
-                              f"kind is {spec.kind!r}{KIND_MISMATCH_HINT.get(spec.kind, '')}")
+                              f"{seg.metadata.kind!r} model but {spec.kind_name} is "
+                              f"{spec.kind!r}{KIND_MISMATCH_HINT.get(spec.kind, '')}")
         if problem := model_problem(seg):
             raise ConfigError(source, spec.key, problem)
         engines.append(Engine(kind=spec.kind, segmenter=seg, ledger=ledger,

@@ -207,7 +207,10 @@ def replay(
                                              f"{exc.strerror or exc}") from None
         ledger = open_ledger(ledger_path, out, log, lock=lock)
         # True switches a fusion on over the configuration; False leaves it as configured.
-        (engine,) = build_engines([EngineSpec(kind, model_path)], ledger, out,
+        # a replay's kind is its --kind (insitu when not given), not a folder's setting
+        spec = EngineSpec(kind, model_path, "--model" if model is not None else "model",
+                          "--kind")
+        (engine,) = build_engines([spec], ledger, out,
                                   inference=inference, max_attempts=max_attempts,
                                   tomogram=tomogram, log=log,
                                   overlays=pictures,
