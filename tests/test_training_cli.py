@@ -413,6 +413,19 @@ def test_a_folder_given_as_volume_says_to_join_its_slices(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_a_volume_given_as_data_says_to_give_it_as_volume(tmp_path):
+    # A tomogram given as DATA (`nwwatch train volume.tif --out m.onnx`) got click's
+    # "Directory '…' is a file.", which did not say what a volume is given as.
+    from nwwatch.io import write_volume_tiff
+
+    volume = write_volume_tiff(tmp_path / "volume.tif", np.zeros((3, 8, 8), np.float32))
+    result = CliRunner().invoke(main, ["train", str(volume), "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2, result.output
+    assert (f"{volume} is a file: DATA is a folder (images/ and labels/); a tomogram? give "
+            f"--volume {volume} --slice Z --labels L.png") in " ".join(result.output.split())
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_a_volume_that_is_a_socket_is_a_clear_error(tmp_path, monkeypatch):
     # A socket passes click's exists check; nwwatch.io refuses it before open() (which would
     # fail with ENXIO) as not a regular file. Works as root, unlike a chmod 000 file; another

@@ -74,6 +74,16 @@ def _volume_file(ctx: click.Context, param: click.Parameter, value: Path | None
     return value
 
 
+def _data_folder(ctx: click.Context, param: click.Parameter, value: Path | None
+                 ) -> Path | None:
+    """DATA: a folder; for a file (a tomogram given as DATA?) what to give instead."""
+    if value is not None and value.is_file():
+        raise click.BadParameter(f"{value} is a file: DATA is a folder (images/ and labels/); "
+                                 "a tomogram? give --volume " f"{value} --slice Z --labels "
+                                 "L.png (docs/tomography.md)", ctx, param)
+    return value
+
+
 def _command_line(ctx: click.Context) -> str:
     """The options given on the command line, as a reproducible ``nwwatch train`` command."""
     parts = ["nwwatch", "train"]
@@ -163,7 +173,8 @@ class ProgressStream:
 
 
 @click.command("train")
-@click.argument("data", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("data", required=False, type=click.Path(path_type=Path),
+                callback=_data_folder)
 @click.option("--paradigm", type=click.Choice(PARADIGM_NAMES), default="supervised",
               show_default=True, help="supervised (A, D), cct (B, C, E), pseudo-label (F), "
                                       "contrastive (seed 003). With --volume and no "
