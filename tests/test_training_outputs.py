@@ -281,6 +281,39 @@ def test_an_option_of_another_paradigm_is_a_usage_error(tmp_path, args, named):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["T", "data"]
 
 
+@pytest.mark.parametrize(("args", "named"), [
+    (["--epochs", "3"], "--epochs"),
+    (["--no-augment"], "--no-augment"),
+    (["--arch", "pspnet"], "--arch"),
+    (["--crop", "32"], "--crop"),
+])
+def test_a_network_option_without_a_network_candidate_is_a_usage_error(tmp_path, args, named):
+    # before: `nwwatch train --volume V --candidates threshold,features --epochs 3` trained
+    # the threshold and the forest, --epochs unused without a word
+    import cv2
+    import numpy as np
+
+    from nwwatch.io import write_volume_tiff
+
+    rng = np.random.default_rng(0)
+    volume = write_volume_tiff(tmp_path / "v.tif", rng.random((4, 24, 24)).astype(np.float32))
+    labels = np.full((24, 24), 255, np.uint8)
+    labels[2:6, 2:6], labels[10:14, 10:14] = 0, 1
+    cv2.imwrite(str(tmp_path / "l.png"), labels)
+    volume_args = ["--volume", str(volume), "--slice", "1", "--labels", str(tmp_path / "l.png"),
+                   "--out", str(tmp_path / "m.onnx"), "--threads", "1"]
+    result = _train(*volume_args, "--candidates", "threshold,features", *args)
+    assert result.exit_code == 2, result.output
+    assert (f"{named} sets the training of a network; the --volume candidates "
+            "threshold,features hold none and would not use it: add unet or contrastive to "
+            "--candidates, or train one network with --paradigm") in " ".join(
+        result.output.split())
+    assert not (tmp_path / "m.onnx").exists()
+    # an option the threshold reads (its folds' seed) is no error
+    result = _train(*volume_args, "--candidates", "threshold", "--seed", "3")
+    assert result.exit_code == 0, result.output
+
+
 def test_a_class_labeled_nowhere_is_warned_about(tmp_path):
     # before: a DATA folder without one droplet pixel trained (and fine-tuned the shipped
     # weights away from droplets) without a word

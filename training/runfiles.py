@@ -134,6 +134,21 @@ def given_settings(ctx: click.Context) -> tuple[str, ...]:
     return tuple(given)
 
 
+#: TrainConfig fields that only a network's training reads (the threshold and the forest of
+#: ``--volume`` are fitted without epochs, batches or an optimiser).
+NETWORK_SETTINGS = frozenset({
+    "arch", "model_options", "epochs", "steps_per_epoch", "batch_size", "optimizer", "lr",
+    "momentum", "weight_decay", "crop", "val_fraction", "workers", "augment"})
+
+
+def _flag(ctx: click.Context, name: str) -> str:
+    """The command-line option of TrainConfig field ``name`` (``augment``: --no-augment)."""
+    for param in ctx.command.params:
+        if _FIELD_OF_PARAMETER.get(param.name, param.name) == name and param.opts:
+            return param.opts[0]
+    return f"--{name.replace('_', '-')}"
+
+
 def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -> None:
     """Usage error for an option given that the run's paradigm does not read (``--teacher``
     without ``--paradigm pseudo-label`` would train plain supervised). ``selects``:
@@ -148,6 +163,13 @@ def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -
         networks = {"unet": "supervised", "contrastive": "contrastive"}
         running = {networks[c.strip()] for c in candidates.split(",") if c.strip() in networks}
         what = f"the --volume candidates {candidates}"
+        if not running:  # the threshold and the forest are fitted in one go, without a network
+            for name in given_settings(ctx):
+                if name in NETWORK_SETTINGS:
+                    raise click.UsageError(
+                        f"{_flag(ctx, name)} sets the training of a network; {what} hold none "
+                        "and would not use it: add unet or contrastive to --candidates, or "
+                        "train one network with --paradigm")
     else:
         running = {ctx.params["paradigm"]}
         what = f"--paradigm {ctx.params['paradigm']}"
