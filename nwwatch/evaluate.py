@@ -317,7 +317,8 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
 def format_report(report: EvaluationReport) -> str:
     """Human-readable summary (percentages, degrees)."""
     m = report.metrics
-    lines = [f"model {report.model}: {report.images} images, "
+    noun = "image" if report.images == 1 else "images"  # a tomogram's one labeled slice
+    lines = [f"model {report.model}: {report.images} {noun}, "
              f"{report.seconds_per_image * 1000:.0f} ms/image"
              + (f" on {report.provider}" if report.provider else ""),
              f"  mIoU {100 * m.mean_iou:.2f} %  mean Dice {100 * m.mean_dice:.2f} %  "

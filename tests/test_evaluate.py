@@ -382,6 +382,10 @@ def test_a_tomogram_model_is_scored_on_the_masks_the_runtime_makes(tmp_path):
     expected = metrics_from_confusion(confusion_matrix(label, mask, 2))
     assert report.images == 1
     np.testing.assert_allclose(report.metrics.iou, expected.iou)
+    # one labeled slice is "1 image", not "1 images"
+    from nwwatch.evaluate import format_report
+
+    assert format_report(report).startswith(f"model {model}: 1 image, ")
 
 
 def test_true_labels_with_an_unsure_band_are_measured_with_the_nearest_class():
@@ -431,7 +435,7 @@ def test_evaluate_takes_the_shipped_model_by_name_and_names_a_checkpoint(tmp_pat
     result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(data), "--threads", "1",
                                        "--no-angles"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"model {DEFAULT_INSITU_MODEL}: 1 images")
+    assert result.output.startswith(f"model {DEFAULT_INSITU_MODEL}: 1 image, ")
     (tmp_path / "mine.pt").write_bytes(b"a torch checkpoint")
     result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "mine.pt"), str(data)])
     assert result.exit_code == 2, result.output
