@@ -529,6 +529,33 @@ def test_a_tomograms_pixels_are_let_go_before_its_metrics(tmp_path, monkeypatch)
     assert held[1] is True
 
 
+def test_a_tomogram_that_fails_in_its_metrics_leaves_no_mask_behind(tmp_path, monkeypatch):
+    # The mask was written before volume_metrics ran: a tomogram whose metrics failed (a
+    # MemoryError in the distance transform) left a mask no row names, one per attempt.
+    import pyarrow.dataset as pads
+
+    from nwwatch.io import write_volume_tiff
+    from nwwatch.service import volumes
+
+    measured = volumes.volume_metrics
+
+    def measuring(mask, voxel_size_nm, **kwargs):
+        if mask.shape[0] == 7:  # the second tomogram's
+            raise MemoryError("the distance transform")
+        return measured(mask, voxel_size_nm, **kwargs)
+
+    monkeypatch.setattr(volumes, "volume_metrics", measuring)
+    tomo_model, acq, vol = _tomogram_acquisition(tmp_path, "a.tif")
+    write_volume_tiff(acq / "b.tif", np.concatenate([vol, vol[:1]]))
+    out = tmp_path / "out"
+    for _ in range(3):  # every attempt until it is quarantined
+        replay(acq, out, kind="tomogram", model=tomo_model)
+    rows = pads.dataset(out / "volumes", format="parquet").to_table().to_pandas()
+    assert [os.path.basename(s) for s in rows.source] == ["a.tif"]
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [
+        os.path.basename(p) for p in rows.mask_path]
+
+
 def test_a_file_quarantined_as_unreadable_is_processed_once_it_can_be_read(tmp_path,
                                                                           onnx_model):
     """A file the service user may not read (mode 000, or the service user not yet in the

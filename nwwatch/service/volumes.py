@@ -1,5 +1,5 @@
-"""Tomograms: read -> :func:`nwwatch.volume.segment_volume` -> 3-D uint8 mask written
-atomically as ``RESULTS/masks/{stem}-{sha12}-{batch_id}.tif`` -> :func:`volume_metrics` -> one
+"""Tomograms: read -> :func:`nwwatch.volume.segment_volume` -> :func:`volume_metrics` -> 3-D
+uint8 mask written atomically as ``RESULTS/masks/{stem}-{sha12}-{batch_id}.tif`` -> one
 row, held by :func:`nwwatch.service.pipeline.process` and written with other batches of the
 acquisition to ``RESULTS/volumes/acquisition=<key>/`` (:mod:`nwwatch.service.flush`).
 """
@@ -131,6 +131,9 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             del volume
             segment_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
+            # The metrics first: a tomogram that fails in them (a MemoryError in the distance
+            # transform) must leave no mask that no row names, one per attempt.
+            metrics = volume_metrics(mask, voxel_size_nm, heartbeat=engine.beat).as_row()
             mask_path = mask_path_of(engine, it, batch_id)
             try:
                 mask_path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +142,6 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             except OSError as exc:
                 raise ResultsWriteError(f"{mask_path}: cannot write the mask ({exc})",
                                         folder=mask_path.parent) from exc
-            metrics = volume_metrics(mask, voxel_size_nm, heartbeat=engine.beat).as_row()
             measure_ms = (time.perf_counter() - t) * 1e3
         except ResultsWriteError:
             raise
