@@ -224,7 +224,7 @@ def test_replay_exit_status_and_last_line(tmp_path, acquisition):
     assert r.exit_code == 2
 
 
-def test_replay_refuses_results_inside_its_input(tmp_path, acquisition):
+def test_replay_refuses_results_inside_its_input(tmp_path, acquisition, monkeypatch):
     acq, onnx = acquisition
     before = sorted(p.name for p in acq.iterdir())
     with pytest.raises(ConfigError, match="inside the input folder"):
@@ -245,6 +245,13 @@ def test_replay_refuses_results_inside_its_input(tmp_path, acquisition):
         replay(one, acq / "results", kind="insitu", model=onnx)
     r = CliRunner().invoke(replay_cmd, [str(one), "--out", str(acq / "r"), "--model", str(onnx)])
     assert r.exit_code == 1 and "inside the folder of the input file" in r.output, r.output
+    # a file named without its folder (`nwwatch replay vol.tif --out R` where it lies): the
+    # folder is named as a path, not "."
+    monkeypatch.chdir(acq)
+    with pytest.raises(ConfigError) as error:
+        replay(one.name, "R", kind="insitu", model=onnx)
+    assert str(error.value) == (f"--out: R lies inside the folder of the input file {one.name}: "
+                                f"{acq}; give a results folder outside it")
     assert sorted(p.name for p in acq.iterdir()) == before
 
 

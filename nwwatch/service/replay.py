@@ -461,5 +461,6 @@ def _outside_input(root: Path, path: Path, what: str) -> None:
     else:
         return
     if lies_inside(path, folder):
-        raise ConfigError(None, what, f"{path} lies inside {where} {folder}; "
+        # absolute: the folder of a file named without one is "." ("…vol.tif: .")
+        raise ConfigError(None, what, f"{path} lies inside {where} {os.path.abspath(folder)}; "
                                       "give a results folder outside it")
