@@ -462,10 +462,10 @@ def test_label_warns_when_a_file_declares_z_slices_as_a_tomogram_does(tmp_path):
         proc.kill()
     # the volume is named, the single frame is not
     assert " ".join(err.split()) == (
-        f"warning: {volume} declares its 3 pages as Z slices (ImageJ slices or OME SizeZ), as "
-        "a tomogram does: each opens as an in-situ frame (wire, droplet); a tomogram's slice "
-        "is labelled 0 pore, 1 solid, 255 unlabeled with another tool (docs/tomography.md, "
-        "'Drawing them')")
+        f"warning: {volume} declares its 3 pages as Z slices (ImageJ slices, OME SizeZ or an "
+        "MRC volume), as a tomogram does: each opens as an in-situ frame (wire, droplet); a "
+        "tomogram's slice is labelled 0 pore, 1 solid, 255 unlabeled with another tool "
+        "(docs/tomography.md, 'Drawing them')")
 
 
 def test_labels_drawn_elsewhere_open_as_the_proposal_with_a_note(tmp_path):

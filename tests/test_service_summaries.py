@@ -661,6 +661,16 @@ def test_replay_notes_a_volume_replayed_as_in_situ_frames(tmp_path):
     assert (f"note: {acq / 'tomo.tif'} declares its pages as Z slices" in r.output
             and "--kind tomogram" in r.output)
     assert r.output.rstrip().splitlines()[-1].startswith("replay complete")
+    # an MRC reconstruction declares no ImageJ slices nor OME SizeZ: the note names MRC too
+    import mrcfile
+
+    with mrcfile.new(acq / "tomo.rec") as mrc:
+        mrc.set_data(frames.astype(np.float32))
+    r = CliRunner().invoke(replay_cmd, [str(acq / "tomo.rec"), "--out",
+                                        str(tmp_path / "r3"), "--model", str(onnx)])
+    assert r.exit_code == 0, r.output
+    assert (f"note: {acq / 'tomo.rec'} declares its pages as Z slices (ImageJ slices, OME "
+            "SizeZ or an MRC volume), as a tomogram does") in " ".join(r.output.split())
 
 
 def test_replay_notes_an_in_situ_series_replayed_as_a_tomogram(tmp_path):

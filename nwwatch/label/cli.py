@@ -61,7 +61,7 @@ def _tomogram_notes(frames: Sequence[Path]) -> list[str]:
     page would draw wire and droplet on each slice, which a tomogram's labels (0 pore, 1 solid)
     never hold. A warning, not a refusal: a stack saved with Fiji's defaults declares Z too."""
     from nwwatch.io import InputError, inspect_tiff
-    from nwwatch.service.inputs import declares_z_slices
+    from nwwatch.service.inputs import Z_DECLARATIONS, declares_z_slices
 
     notes = []
     for path in dict.fromkeys(frames):
@@ -72,8 +72,8 @@ def _tomogram_notes(frames: Sequence[Path]) -> list[str]:
         except (InputError, OSError):  # frame_refs has read it: refused there, not here
             continue
         if declares_z_slices(info):
-            notes.append(f"{path} declares its {info.n_pages} pages as Z slices (ImageJ "
-                         "slices or OME SizeZ), as a tomogram does: each opens as an in-situ "
+            notes.append(f"{path} declares its {info.n_pages} pages as Z slices "
+                         f"({Z_DECLARATIONS}), as a tomogram does: each opens as an in-situ "
                          "frame (wire, droplet); a tomogram's slice is labelled 0 pore, 1 "
                          "solid, 255 unlabeled with another tool (docs/tomography.md, "
                          "'Drawing them')")

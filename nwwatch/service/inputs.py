@@ -46,6 +46,11 @@ def check_input(path: str | os.PathLike[str], root: str | os.PathLike[str],
     return check_regular(path)
 
 
+#: What declares a file's pages Z slices, as notes name it (an MRC file that is not a stack
+#: of images, space group 0, is a volume).
+Z_DECLARATIONS = "ImageJ slices, OME SizeZ or an MRC volume"
+
+
 def declares_z_slices(info) -> bool:
     """True when a :class:`~nwwatch.io.records.TiffInfo` has several pages along a declared
     Z axis (ImageJ ``slices``, OME ``SizeZ``): the layout of a tomogram. In-situ stacks

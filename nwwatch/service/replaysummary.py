@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.results.outcome import format_counts
+from nwwatch.service.inputs import Z_DECLARATIONS
 
 #: Exit statuses of ``nwwatch replay``: every file done (or already done); the replay could
 #: not run (configuration, model, ledger, results folder inside the input); wrong command
@@ -129,8 +130,8 @@ class ReplaySummary:
             f"results in {self.results_dir}",
         ]
         if self.volume_like:
-            out.append(f"note: {_declare(self.volume_like)} as Z slices (ImageJ slices or "
-                       "OME SizeZ), as a tomogram does; replayed as in-situ frames, one "
+            out.append(f"note: {_declare(self.volume_like)} as Z slices ({Z_DECLARATIONS}), "
+                       "as a tomogram does; replayed as in-situ frames, one "
                        "row a slice. For a tomogram, replay with --kind tomogram --model MODEL "
                        "(docs/tomography.md)")
         if self.series_like:
