@@ -915,6 +915,47 @@ def test_a_scheduler_without_workers_says_the_replay_waits_for_one(acq, tmp_path
     assert_exactly_once(tmp_path / "res", N_FRAMES)
 
 
+@pytest.mark.timeout(120)
+def test_a_replay_waiting_for_a_worker_says_so_without_a_terminal(acq, tmp_path):
+    """stderr not a terminal (a batch job's log, a pipe): the replay said nothing while it
+    waited for a worker, the one case where a line is needed. Now its warning line names
+    the address; the replay goes on once a worker joins."""
+    import threading
+
+    from distributed import LocalCluster
+
+    folder, onnx = acq
+    lines: list[str] = []
+    said = threading.Event()
+
+    def read(stream) -> None:
+        for line in stream:
+            lines.append(line)
+            if "dask_no_workers" in line:
+                said.set()
+
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
+                      dashboard_address="127.0.0.1:0") as empty:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay",
+             str(folder), "--out", str(tmp_path / "res"), "--model", str(onnx),
+             "--dask", empty.scheduler_address],
+            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        reader = threading.Thread(target=read, args=(proc.stderr,), daemon=True)
+        reader.start()
+        waited = said.wait(30)
+        empty.scale(1)  # let it finish either way
+        out, _ = proc.communicate(timeout=90)
+        reader.join(5)
+    assert waited, "".join(lines)[-2000:]
+    (line,) = [json.loads(x) for x in lines if "dask_no_workers" in x]
+    assert line["level"] == "warning" and line["address"] == empty.scheduler_address
+    assert line["message"].startswith(f"no Dask worker at {empty.scheduler_address} yet")
+    assert proc.returncode == 3, out  # bad.tif quarantined; every frame written
+    assert_exactly_once(tmp_path / "res", N_FRAMES)
+
+
 def test_the_client_log_filter_is_on_only_while_a_connection_is_open(monkeypatch):
     """The filter that drops distributed.client's CancelledError records (a lost scheduler)
     stays installed while any connection of connect() is open, and no longer: a refused
