@@ -418,14 +418,17 @@ def test_a_copied_acquisition_keeps_each_row_in_the_partition_of_its_source(clus
 @pytest.mark.parametrize(("sig", "to_group", "how", "status"),
                          [(signal.SIGINT, True, "Ctrl-C", 130),
                           (signal.SIGTERM, False, "SIGTERM", 143),
-                          (signal.SIGTERM, True, "SIGTERM", 143)])
+                          (signal.SIGTERM, True, "SIGTERM", 143),
+                          (signal.SIGHUP, True, "SIGHUP", 129)])
 def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_path, sig,
                                                                        to_group, how, status):
     """Ctrl-C in a terminal reaches every process of the foreground group: the replay's
     LocalCluster workers ignore it, the driver stops them and exits 130 with one line.
     SIGTERM stops it alike, exit 143, whether sent to the driver alone (`kill PID`) or to
     the whole group, workers and nannies included, as `timeout` and batch schedulers'
-    time limits send it."""
+    time limits send it. A hang-up (SIGHUP to the group: the terminal closed) stops it alike,
+    exit 129: the workers and the resource tracker were killed by it, the tracker relaunched
+    with a warning and a traceback, and the driver killed with its held rows."""
     folder, onnx = acq
     # Enough frames that the replay is still running when the interrupt comes: with the
     # fixture's few it could finish (exit 3, the bad file) between the first output and the
