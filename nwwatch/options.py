@@ -26,12 +26,19 @@ EXIT_INTERRUPTED = 130
 #: Exit status of ``nwwatch replay`` and ``nwwatch train`` stopped by SIGTERM (128 + 15, what
 #: a shell reports for a process the signal killed).
 EXIT_TERMINATED = 128 + signal.SIGTERM
+#: Exit status of ``nwwatch replay`` ended by a hang-up (SIGHUP: its terminal closed, an ssh
+#: session dropped), 128 + 1.
+EXIT_HUNG_UP = 128 + signal.SIGHUP
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread where Ctrl-C raises KeyboardInterrupt, so that a
     command stopped either way unwinds alike (what was computed written, temporary folders
     removed, the same message) by the handlers it has for Ctrl-C."""
+
+
+class HungUp(Terminated):
+    """SIGHUP (the terminal closed, an ssh session dropped), unwound as SIGTERM is."""
 
 
 #: An interrupt (Ctrl-C's KeyboardInterrupt, SIGTERM's Terminated) raised within
@@ -47,6 +54,11 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _raise_hung_up(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # once, as for SIGTERM
+    raise HungUp
+
+
 def raise_lost_interrupt() -> None:
     """Raise again an interrupt (:class:`Terminated` or KeyboardInterrupt) that came within
     :func:`sigterm_as_interrupt` and was lost: a signal handler's exception raised inside a
@@ -58,17 +70,22 @@ def raise_lost_interrupt() -> None:
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt(hangup: bool = False) -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main
     thread, and an interrupt that a callback dropped is kept for :func:`raise_lost_interrupt`;
-    the handler in place before is restored when the block ends. Elsewhere than in the main
-    thread (where Python allows no handler) the block runs unchanged."""
+    the handler in place before is restored when the block ends. With ``hangup``, SIGHUP
+    raises :class:`HungUp` alike, unless it is ignored (``nohup``), which it stays. Elsewhere
+    than in the main thread (where Python allows no handler) the block runs unchanged."""
     installed = threading.current_thread() is threading.main_thread()  # signal's rule
     outermost = not _depth
     if outermost:  # within another block (a command's, then its run's) one lost is kept
         _lost.clear()
     _depth.append(None)
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if installed else None
+    # the default would end the process at once, the rows held in memory unwritten
+    hup = installed and hangup and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+    if hup:
+        signal.signal(signal.SIGHUP, _raise_hung_up)
     previous_hook = sys.unraisablehook
 
     def keep_lost_interrupts(unraisable) -> None:
@@ -88,18 +105,26 @@ def sigterm_as_interrupt() -> Iterator[None]:
         if installed:  # None: a handler not set from Python, i.e. the default
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
             sys.unraisablehook = previous_hook
+        if hup:
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
         _depth.pop()
         if outermost:
             _lost.clear()  # outside the block no command stops for it
 
 
 def interrupt_name(stop: KeyboardInterrupt) -> str:
-    """"SIGTERM" for :class:`Terminated`, else "Ctrl-C": for the message of a stopped command."""
+    """"SIGHUP" for :class:`HungUp`, "SIGTERM" for :class:`Terminated`, else "Ctrl-C": for
+    the message of a stopped command."""
+    if isinstance(stop, HungUp):
+        return "SIGHUP"
     return "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
 
 
 def interrupt_exit_status(stop: KeyboardInterrupt) -> int:
-    """:data:`EXIT_TERMINATED` for :class:`Terminated`, else :data:`EXIT_INTERRUPTED`."""
+    """:data:`EXIT_HUNG_UP` for :class:`HungUp`, :data:`EXIT_TERMINATED` for
+    :class:`Terminated`, else :data:`EXIT_INTERRUPTED`."""
+    if isinstance(stop, HungUp):
+        return EXIT_HUNG_UP
     return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
 
 

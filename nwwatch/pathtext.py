@@ -9,8 +9,24 @@ column and mask names, ``nwwatch measure``'s rows and the path checks of model f
 from __future__ import annotations
 
 import os
+import re
 
 
 def path_text(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
     """``path`` as text (not made absolute): bytes that are not valid UTF-8 as ``\\xNN``."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+_ESCAPED_BYTE = re.compile(rb"\\x([89a-f][0-9a-f])")
+
+
+def path_of_text(text: str) -> str:
+    """The file that ``text`` (a :func:`path_text` form, e.g. a ``source`` column or a label
+    queue entry) names: ``text`` itself when something is there, else, when it holds
+    ``\\xNN`` escapes of bytes 0x80-0xFF, the name with those bytes (a name that is not
+    UTF-8), when something is there. ``text`` when neither exists."""
+    if os.path.lexists(text) or "\\x" not in text:
+        return text
+    raw = _ESCAPED_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), text.encode("utf-8"))
+    name = os.fsdecode(raw)
+    return name if os.path.lexists(name) else text

@@ -418,14 +418,17 @@ def test_a_copied_acquisition_keeps_each_row_in_the_partition_of_its_source(clus
 @pytest.mark.parametrize(("sig", "to_group", "how", "status"),
                          [(signal.SIGINT, True, "Ctrl-C", 130),
                           (signal.SIGTERM, False, "SIGTERM", 143),
-                          (signal.SIGTERM, True, "SIGTERM", 143)])
+                          (signal.SIGTERM, True, "SIGTERM", 143),
+                          (signal.SIGHUP, True, "SIGHUP", 129)])
 def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_path, sig,
                                                                        to_group, how, status):
     """Ctrl-C in a terminal reaches every process of the foreground group: the replay's
     LocalCluster workers ignore it, the driver stops them and exits 130 with one line.
     SIGTERM stops it alike, exit 143, whether sent to the driver alone (`kill PID`) or to
     the whole group, workers and nannies included, as `timeout` and batch schedulers'
-    time limits send it."""
+    time limits send it. A hang-up (SIGHUP to the group: the terminal closed) stops it alike,
+    exit 129: the workers and the resource tracker were killed by it, the tracker relaunched
+    with a warning and a traceback, and the driver killed with its held rows."""
     folder, onnx = acq
     # Enough frames that the replay is still running when the interrupt comes: with the
     # fixture's few it could finish (exit 3, the bad file) between the first output and the
@@ -912,6 +915,47 @@ def test_a_scheduler_without_workers_says_the_replay_waits_for_one(acq, tmp_path
         f"no Dask worker at {empty.scheduler_address} yet: the tasks wait for one to join "
         "(Ctrl-C stops the replay)"]
     assert s.done == N_FRAMES
+    assert_exactly_once(tmp_path / "res", N_FRAMES)
+
+
+@pytest.mark.timeout(120)
+def test_a_replay_waiting_for_a_worker_says_so_without_a_terminal(acq, tmp_path):
+    """stderr not a terminal (a batch job's log, a pipe): the replay said nothing while it
+    waited for a worker, the one case where a line is needed. Now its warning line names
+    the address; the replay goes on once a worker joins."""
+    import threading
+
+    from distributed import LocalCluster
+
+    folder, onnx = acq
+    lines: list[str] = []
+    said = threading.Event()
+
+    def read(stream) -> None:
+        for line in stream:
+            lines.append(line)
+            if "dask_no_workers" in line:
+                said.set()
+
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
+                      dashboard_address="127.0.0.1:0") as empty:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay",
+             str(folder), "--out", str(tmp_path / "res"), "--model", str(onnx),
+             "--dask", empty.scheduler_address],
+            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        reader = threading.Thread(target=read, args=(proc.stderr,), daemon=True)
+        reader.start()
+        waited = said.wait(30)
+        empty.scale(1)  # let it finish either way
+        out, _ = proc.communicate(timeout=90)
+        reader.join(5)
+    assert waited, "".join(lines)[-2000:]
+    (line,) = [json.loads(x) for x in lines if "dask_no_workers" in x]
+    assert line["level"] == "warning" and line["address"] == empty.scheduler_address
+    assert line["message"].startswith(f"no Dask worker at {empty.scheduler_address} yet")
+    assert proc.returncode == 3, out  # bad.tif quarantined; every frame written
     assert_exactly_once(tmp_path / "res", N_FRAMES)
 
 

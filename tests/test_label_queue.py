@@ -247,6 +247,32 @@ def test_replay_records_confidence_and_fills_the_queue_outside_the_acquisition(t
     assert [r.info["confidence"] for r in refs] == sorted(r.info["confidence"] for r in refs)
 
 
+def test_a_queued_frame_whose_name_is_not_utf8_is_opened(tmp_path):
+    """A frame named with a byte that is not UTF-8 (0xE9, Latin-1's é) is queued under its
+    text form (``\\xe9``, as the ``source`` column writes it). `nwwatch label --queue` looked
+    for that text, which names no file, and skipped the frame as "no longer there"."""
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    latin1 = acq / os.fsdecode(b"caf\xe9 0.tif")
+    try:
+        write_frame_tiff(latin1, paint_insitu(115.0))
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    write_frame_tiff(acq / "plain.tif", paint_insitu(120.0))
+    results = tmp_path / "results"
+    assert replay(acq, results, kind="insitu", model=model(tmp_path)).frames == 2
+    assert {e.source for e in read_queue(results)} == {
+        str(acq / "caf\\xe9 0.tif"), str(acq / "plain.tif")}
+    paths, pages, infos, warnings = queued_frames(results)
+    assert warnings == []
+    assert sorted(paths) == sorted([latin1, acq / "plain.tif"])
+    assert len(frame_refs(paths, infos, pages)) == 2
+    latin1.unlink()  # gone: named by its text form
+    paths, pages, infos, warnings = queued_frames(results)
+    assert paths == [acq / "plain.tif"]
+    assert warnings == [f"{acq}/caf\\xe9 0.tif: queued frame 0 is no longer there; skipped"]
+
+
 def test_label_command_serves_the_queue_first_and_stops_on_sigterm(tmp_path):
     import signal
     import subprocess

@@ -1,13 +1,15 @@
-"""SIGTERM to a real `nwwatch replay` process: stopped as Ctrl-C stops it (the rows of the
-files processed written, the interrupted line) with exit status 143; the next run completes
-the rest exactly once."""
+"""SIGTERM or a hang-up to a real `nwwatch replay` process: stopped as Ctrl-C stops it (the
+rows of the files processed written, the interrupted line) with exit status 143 or 129; the
+next run completes the rest exactly once."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import termios
 import time
 
 import pytest
@@ -18,8 +20,11 @@ from nwwatch.service.replay import replay
 N_FILES = 600
 
 
-def test_sigterm_writes_what_was_processed_exits_143_and_the_next_run_completes(tmp_path):
-    # before: killed at once (exit -15), no line, the held rows not written, and a
+@pytest.mark.parametrize(("sig", "how", "status"), [(signal.SIGTERM, "SIGTERM", 143),
+                                                  (signal.SIGHUP, "SIGHUP", 129)])
+def test_sigterm_writes_what_was_processed_exits_143_and_the_next_run_completes(tmp_path, sig,
+                                                                               how, status):
+    # before: killed at once (exit -15, -1), no line, the held rows not written, and a
     # resource_tracker warning about leaked semaphores
     acq, results = tmp_path / "acq", tmp_path / "res"
     acq.mkdir()
@@ -39,7 +44,7 @@ def test_sigterm_writes_what_was_processed_exits_143_and_the_next_run_completes(
             time.sleep(0.02)
         ended_first = proc.poll() is not None
         if not ended_first:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -47,9 +52,9 @@ def test_sigterm_writes_what_was_processed_exits_143_and_the_next_run_completes(
             proc.wait()
     if ended_first:
         pytest.skip("the replay ended before the signal")
-    assert proc.returncode == 143, err[-3000:]
+    assert proc.returncode == status, err[-3000:]
     assert "Traceback" not in err and "leaked semaphore" not in err, err[-3000:]
-    assert f"replay interrupted (SIGTERM): what was written is kept; run the same command " \
+    assert f"replay interrupted ({how}): what was written is kept; run the same command " \
            f"again to resume (nwwatch status --out {results})" in err, err[-3000:]
     table = frames_table(results)
     written = 0 if table is None else len(table)
@@ -59,3 +64,53 @@ def test_sigterm_writes_what_was_processed_exits_143_and_the_next_run_completes(
     assert (again.skipped, again.done) == (written, N_FILES - written)
     table = frames_table(results)
     assert len(table) == N_FILES and not table.duplicated(["source", "frame"]).any()
+
+
+def test_a_replay_whose_terminal_closes_writes_what_was_processed(tmp_path):
+    """The terminal of a foreground replay closed (an ssh session dropped): the kernel sends
+    SIGHUP, and the terminal takes no more output. Was killed at once (exit -1), the rows
+    held in memory lost; now they are written and the replay exits 129, its line to a
+    terminal that is gone dropped."""
+    acq, results = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    write_frames(acq, N_FILES)
+    onnx = model(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    master, slave = os.openpty()
+
+    def controlling_terminal() -> None:  # in the child: the pty is its session's terminal
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(acq),
+         "--out", str(results), "--model", str(onnx)],
+        env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_terminal)
+    os.close(slave)
+    os.set_blocking(master, False)
+    try:
+        deadline = time.monotonic() + 90
+        while not ledger_count(results, "batches", "held_at IS NOT NULL") and \
+                proc.poll() is None:
+            assert time.monotonic() < deadline, "no batch held in 90 s"
+            try:
+                os.read(master, 65536)  # the progress bar, so the replay never blocks on it
+            except BlockingIOError:
+                pass
+            time.sleep(0.02)
+        ended_first = proc.poll() is not None
+        os.close(master)  # the terminal closes: SIGHUP to its session
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if ended_first:
+        pytest.skip("the replay ended before the terminal closed")
+    assert proc.returncode == 129
+    table = frames_table(results)
+    written = 0 if table is None else len(table)
+    assert 0 < written < N_FILES
+    assert ledger_count(results, "items", "state='done'") == written
+    again = replay(acq, results, model=onnx)
+    assert (again.skipped, again.done) == (written, N_FILES - written)

@@ -777,6 +777,36 @@ def test_status_counts_quarantined_items_and_quarantined_files_apart(tmp_path):
         str(acq / "a.tif"): True, str(acq / "b.tif"): False}
 
 
+def test_status_finds_a_quarantined_file_whose_name_is_not_utf8(tmp_path):
+    """A quarantined file named with a byte that is not UTF-8 (0xE9, Latin-1's é) was said to
+    be "deleted since, nothing to do" while it was there: status looked for its text form
+    (``\\xe9``), which names no file. It is listed like the others until it is deleted."""
+    onnx = model(tmp_path)
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    latin1 = acq / os.fsdecode(b"caf\xe9 1.tif")
+    try:
+        latin1.write_bytes(b"not a TIFF at all" * 4)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    assert replay(acq, tmp_path / "r", kind="insitu", model=onnx).quarantined == 1
+
+    def listed() -> tuple[str, dict[str, bool]]:
+        text = CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "r")]).output
+        status = json.loads(CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "r"),
+                                                            "--json"]).output)
+        return text, {q["path"]: q["gone"] for q in status["quarantined"]}
+
+    shown = str(acq / "caf\\xe9 1.tif")
+    text, gone = listed()
+    assert "deleted since" not in text, text
+    assert gone == {shown: False}
+    latin1.unlink()
+    text, gone = listed()
+    assert "1 quarantined (1 of them deleted since)" in text, text
+    assert gone == {shown: True}
+
+
 def test_a_replay_of_one_file_is_counted_in_the_singular(tmp_path, acquisition):
     """ "1 files: 1 done", "1 rows", "replay complete: all 1 files processed"."""
     acq, onnx = acquisition

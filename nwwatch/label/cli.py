@@ -25,28 +25,30 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
     one: the confidence and the recorded source were another frame's), become warnings."""
     from nwwatch.io.errors import NotARegularFileError
     from nwwatch.io.regular import check_regular
+    from nwwatch.pathtext import path_of_text
     from nwwatch.results.label_queue import read_queue
     from nwwatch.segment.session import file_sha256
 
     paths, pages, infos, warnings = [], [], [], []
     hashes: dict[Path, str] = {}
     for entry in read_queue(results):
-        source = Path(entry.source)
+        shown = entry.source  # text: a name that is not UTF-8 as \xNN
+        source = Path(path_of_text(shown))
         try:
             check_regular(source)
         except FileNotFoundError:
-            warnings.append(f"{source}: queued frame {entry.frame} is no longer there; skipped")
+            warnings.append(f"{shown}: queued frame {entry.frame} is no longer there; skipped")
             continue
         except (NotARegularFileError, OSError) as exc:  # replaced by a FIFO, unreadable, ...
             reason = exc.reason if isinstance(exc, NotARegularFileError) else (
                 exc.strerror or str(exc))
-            warnings.append(f"{source}: queued frame {entry.frame} cannot be opened ({reason});"
+            warnings.append(f"{shown}: queued frame {entry.frame} cannot be opened ({reason});"
                             " skipped")
             continue
         if source not in hashes:
             hashes[source] = file_sha256(source)
         if entry.source_sha256 and hashes[source] != entry.source_sha256:
-            warnings.append(f"{source}: rewritten since frame {entry.frame} was queued (its "
+            warnings.append(f"{shown}: rewritten since frame {entry.frame} was queued (its "
                             "SHA-256 differs); skipped")
             continue
         paths.append(source)

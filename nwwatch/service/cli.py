@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -170,8 +171,8 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     (configuration, model, ledger, a results folder inside PATH or PATH inside it) or could
     not write its results (a full disk: the one line names the file); 2 wrong
     command line; 3 it ran, but some files failed or are quarantined (the last line says how many);
-    130 interrupted (Ctrl-C), 143 stopped by SIGTERM: the rows of the files processed are
-    written; run it again to resume.
+    130 interrupted (Ctrl-C), 143 stopped by SIGTERM, 129 by a hang-up (SIGHUP: the terminal
+    closed): the rows of the files processed are written; run it again to resume.
     """
     from nwwatch.logsetup import configure_logging
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
@@ -188,7 +189,8 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     # per-file lines would fight with the progress bar; plain warnings at a terminal
     configure_logging("warning", plain=sys.stderr.isatty())
     try:
-        with sigterm_as_interrupt():  # SIGTERM unwinds as Ctrl-C: held rows are written
+        # SIGTERM and a hang-up unwind as Ctrl-C: held rows are written
+        with sigterm_as_interrupt(hangup=True):
             s = run_replay(list(paths), out_dir, kind=kind, model=model, force=force,
                            config=config_path, progress=sys.stderr.isatty(), triplanar=triplanar,
                            flips=flips, overlays=overlays, overlay_frames=overlay_frames,
@@ -198,8 +200,9 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
             ClusterUnavailableError, ClusterUnreachableError, ResultsWriteError,
             KeyboardInterrupt) as exc:
         if isinstance(exc, KeyboardInterrupt):
-            click.echo(f"replay interrupted ({interrupt_name(exc)}): "
-                       f"{_what_an_interrupt_kept(out_dir)}", err=True)
+            with contextlib.suppress(OSError):  # a terminal hung up takes no more lines
+                click.echo(f"replay interrupted ({interrupt_name(exc)}): "
+                           f"{_what_an_interrupt_kept(out_dir)}", err=True)
             sys.exit(interrupt_exit_status(exc))
         if isinstance(exc, ClusterRequestError) or (
                 isinstance(exc, ConfigError) and exc.file is None and exc.key in _OPTION_KEYS):

@@ -109,10 +109,13 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
             if bar.enabled:
                 click.echo(f"Dask dashboard: {stats.dashboard}", err=True)
         if not stats.workers:  # legitimate (Slurm jobs still queued), but say why it waits
-            log.info("dask_no_workers", address=address)
+            waiting = (f"no Dask worker at {address} yet: the tasks wait for one to join "
+                       "(Ctrl-C stops the replay)")
             if bar.enabled:
-                click.echo(f"no Dask worker at {address} yet: the tasks wait for one to join "
-                           "(Ctrl-C stops the replay)", err=True)
+                log.info("dask_no_workers", address=address)
+                click.echo(waiting, err=True)
+            else:  # a batch job's log, a pipe: the one line that explains the silence
+                log.warning("dask_no_workers", address=address, message=waiting)
         n_local = clusterconnect.local_workers(address)
         threads = inference.threads
         if threads is None and n_local is not None:  # share this machine's cores

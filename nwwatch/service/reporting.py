@@ -72,6 +72,13 @@ class LedgerQueries:
             row["path"] = display(row["path"])
         return rows
 
+    def quarantined_gone(self) -> set[str]:
+        """The paths (text, as :meth:`quarantined` gives them) of the quarantined files no
+        longer found here. Looked up by the ledger's key, the name's own bytes: the text form
+        of a name that is not UTF-8 (``\\xNN``) names no file."""
+        return {display(key) for (key,) in self._db.execute("SELECT path FROM quarantine")
+                if not os.path.lexists(key)}
+
     def committed_parquets(self) -> list[str]:
         """Parquet files (relative to the results folder) of committed batches, oldest first:
         the files that hold the rows the ledger counts as done."""

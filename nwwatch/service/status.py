@@ -47,10 +47,11 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
         if last is not None:
             last["processed_at"] = datetime.fromtimestamp(last["processed_at"], UTC)
         quarantined = ledger.quarantined()
+        gone = ledger.quarantined_gone()
         for q in quarantined:
             q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)
             # a bad file deleted since needs nothing more (a replay of its folder is complete)
-            q["gone"] = not os.path.lexists(q["path"])
+            q["gone"] = q["path"] in gone
         counted = count_results((Path(results_dir) / rel for rel in ledger.committed_parquets()),
                                 read_reverted(results_dir))
         rows = counted.current
