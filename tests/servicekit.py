@@ -48,6 +48,13 @@ def model(tmp: Path, **kw) -> Path:
     return build_threshold_model(tmp / "model.onnx", **kw)
 
 
+def hangup_as_a_terminal_gives_it() -> None:
+    """A ``preexec_fn``: the child starts with SIGHUP at its default, as a command typed at a
+    terminal does, whatever the test runner was started with (``nohup`` ignores SIGHUP, and
+    a replay keeps an ignored SIGHUP ignored)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def write_config(path: Path, watch: Path, results: Path, model_path: Path, *,
                  settle: float = 0.5, batch_size: int = 4, latency_ms: float = 50,
                  polling: str | bool = "auto", max_attempts: int = 3, rescan: float = 2.0,

@@ -21,7 +21,15 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 import tifffile
-from servicekit import HIVE_KEY, REPO, hive_readers, model, paint_insitu, write_small_tomogram
+from servicekit import (
+    HIVE_KEY,
+    REPO,
+    hangup_as_a_terminal_gives_it,
+    hive_readers,
+    model,
+    paint_insitu,
+    write_small_tomogram,
+)
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.results.parquet import dataset_files
@@ -442,7 +450,8 @@ def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_
         [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(folder),
          "--out", str(results), "--model", str(onnx), "--dask", "local:2"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)  # its own process group, as a terminal's foreground job
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=hangup_as_a_terminal_gives_it)
     try:
         # once the workers have started: a staged task output, or the driver's first rows
         deadline = time.monotonic() + 90

@@ -13,7 +13,14 @@ import termios
 import time
 
 import pytest
-from servicekit import REPO, frames_table, ledger_count, model, write_frames
+from servicekit import (
+    REPO,
+    frames_table,
+    hangup_as_a_terminal_gives_it,
+    ledger_count,
+    model,
+    write_frames,
+)
 
 from nwwatch.service.replay import replay
 
@@ -34,7 +41,8 @@ def test_sigterm_writes_what_was_processed_exits_143_and_the_next_run_completes(
     proc = subprocess.Popen(
         [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(acq),
          "--out", str(results), "--model", str(onnx)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=hangup_as_a_terminal_gives_it)
     try:
         deadline = time.monotonic() + 90
         # once a processed batch waits in memory for its Parquet file (written every minute)
@@ -81,6 +89,7 @@ def test_a_replay_whose_terminal_closes_writes_what_was_processed(tmp_path):
     def controlling_terminal() -> None:  # in the child: the pty is its session's terminal
         os.setsid()
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        hangup_as_a_terminal_gives_it()
 
     proc = subprocess.Popen(
         [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(acq),
