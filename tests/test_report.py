@@ -438,3 +438,21 @@ def test_the_reports_refused_frames_sit_in_a_lane_of_their_own_not_at_an_angle(t
     lane1 = next(ax for ax in run1.axes if ax.get_ylabel() == "refused")
     assert {t.get_text() for t in lane1.get_yticklabels()} == {"angle_uncertain", "no_droplet"}
     assert run1.axes[0].get_ylim()[0] >= 100.0  # the angle axis spans the valid angles
+
+
+def test_a_volume_without_voxel_size_shows_its_surface_area_in_pixels(tmp_path):
+    # The table showed surface_area_nm2 only: "—" for a volume without a voxel size, whose
+    # row holds surface_area_px2, read as no surface at all.
+    results = tmp_path / "res"
+    base = {"status": "ok", "reason_code": "ok", "reason": "", "mask_path": None,
+            "solid_fraction": 0.25, "porosity_envelope": 0.5, "pore_count": 3,
+            "uncertain_fraction": 0.02, "threshold_agreement": 0.9, "acquired_at": None,
+            "processed_at": frame_rows("/x", [1.0])[0]["processed_at"], "model_name": "t",
+            "provider": "CPUExecutionProvider"}
+    write(results, "volumes-1.parquet", [
+        {**base, "source": "/acq/tomo/calibrated.tif", "surface_area_nm2": 4321.5,
+         "surface_area_px2": 1080.4},
+        {**base, "source": "/acq/tomo/bare.tif", "surface_area_nm2": None,
+         "surface_area_px2": 2222.25}], kind="volumes")
+    page = write_report(results, tmp_path / "r.html").read_text()
+    assert "<td>4321.5 nm²</td>" in page and "<td>2222.2 px²</td>" in page, page[-3000:]

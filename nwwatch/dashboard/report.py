@@ -33,7 +33,16 @@ MAX_MASKS = 6
 #: A volume's status comes with its reason code and reason: "suspect" alone does not say
 #: whether the mask collapsed or only lacks validation.
 _VOLUME_COLUMNS = ("status", "reason_code", "reason", "solid_fraction", "porosity_envelope",
-                   "pore_count", "surface_area_nm2", "uncertain_fraction", "threshold_agreement")
+                   "pore_count", "surface_area", "uncertain_fraction", "threshold_agreement")
+
+
+def _surface_area(row: dict) -> str:
+    """The surface area with its unit: nm² when the volume declares its voxel size, else
+    px² (a "—" alone read as no surface)."""
+    for column, unit in (("surface_area_nm2", "nm²"), ("surface_area_px2", "px²")):
+        if row.get(column) is not None:
+            return f"{_fmt(row[column])} {unit}"
+    return "—"
 #: A table still wider than the page (long values) scrolls by itself, not the whole page.
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;color:#1d2330;max-width:1000px;margin:24px auto;
@@ -148,13 +157,17 @@ def _tomogram_section(acq: Acquisition, results: Path, files: Path) -> str:
     from nwwatch.dashboard.masks import mask_slices_png
 
     rows = acq.table.to_pylist()
-    cols = [c for c in _VOLUME_COLUMNS if c in acq.table.column_names]
+    names = acq.table.column_names
+    cols = [c for c in _VOLUME_COLUMNS if c in names
+            or (c == "surface_area" and {"surface_area_nm2", "surface_area_px2"} & set(names))]
     # column names may wrap after their underscores, so the table fits the page (and print)
     out = ["<table><tr><th>file</th>" + "".join(f"<th>{c.replace('_', '_<wbr>')}</th>"
                                                  for c in cols) + "</tr>"]
     for row in rows:
+        cells = (_surface_area(row) if c == "surface_area" else _fmt(row.get(c), 3)
+                 for c in cols)
         out.append(f"<tr><td>{html.escape(Path(row['source']).name)}</td>"
-                   + "".join(f"<td>{_fmt(row.get(c), 3)}</td>" for c in cols) + "</tr>")
+                   + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     out.append("</table>")
     for i, row in enumerate(rows[-MAX_MASKS:]):
         if not row.get("mask_path"):

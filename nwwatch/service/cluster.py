@@ -43,6 +43,7 @@ from nwwatch.service import clusterconnect
 from nwwatch.service.batch import Engine, crash_point, note_skipped, refresh_quarantine
 from nwwatch.service.childsignals import ctrl_c_after_the_call
 from nwwatch.service.clustertask import FileResult, TaskResult, TaskSpec, run_task
+from nwwatch.service.clusterworkers import WorkerWatch
 from nwwatch.service.flush import held_rows_written_at_end, write_held
 from nwwatch.service.ledger import Failure, ItemKey
 from nwwatch.service.names import path_key, source_name
@@ -176,10 +177,12 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         # The cluster failing (its scheduler lost, a worker that cannot see the input or
         # write the results folder) says nothing against the rows of the tasks done before:
         # they are written, not computed again.
+        watch = WorkerWatch(client, address, stats.workers, log,
+                            echo=bar.note if bar.enabled else None)
         with held_rows_written_at_end(engine, summary.parquet_files,
                                       also=(clusterconnect.ClusterUnavailableError,
                                             clusterconnect.ClusterUnreachableError)), \
-                _scheduler_lost_named(client, address):
+                _scheduler_lost_named(client, address), watch:
             for fut in futures:
                 raise_lost_interrupt()  # a SIGTERM whose exception a callback swallowed
                 _, chunk = inflight.pop(fut.key)

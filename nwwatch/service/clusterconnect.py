@@ -180,9 +180,12 @@ def _probe(address: str) -> None:
             f"({type(exc).__name__}: {str(exc) or 'no connection and handshake in time'})"
         ) from None
     except Exception as exc:  # noqa: BLE001 - whatever answered, it is not a scheduler
+        # Dask reads another server's first bytes as a message length, so a MemoryError
+        # here is that, not this machine short of memory: only the kind of answer is said
         raise ClusterUnreachableError(
             f"{address} answered, but not as a Dask scheduler (is it the scheduler's "
-            f"address, not its dashboard's port?) ({type(exc).__name__})") from None
+            f"address, not its dashboard's port?): its first bytes are no Dask handshake"
+            f"{'' if isinstance(exc, MemoryError) else f' ({type(exc).__name__})'}") from None
 
 
 def close_connection(connection) -> None:

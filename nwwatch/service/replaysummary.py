@@ -266,6 +266,16 @@ class Progress:
         if self._bar is not None:
             self._bar.update(files, current_item=True)
 
+    def note(self, text: str) -> None:
+        """``text`` on a line of its own above the bar (stderr), the bar drawn again below."""
+        import click
+
+        if self._bar is None:
+            click.echo(text, err=True)
+            return
+        click.echo("\r\033[K" + text, file=sys.stderr)  # over the bar's line, then below it
+        self._bar.render_progress()
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)

@@ -1,0 +1,76 @@
+"""Say so when a cluster replay is left without workers, and when one joins again.
+
+A replay waits for its tasks; with every worker gone (killed, its Slurm job ended) the tasks
+wait for one to join, and the replay looked hung: the bar stood still, the log said nothing.
+:class:`WorkerWatch` reads the client's copy of the scheduler's worker list (refreshed by the
+client itself every few seconds, so a look costs no message) in a thread of its own while the
+driver waits, and says each change between "no worker" and "some" once: a line at a terminal,
+else a log line.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+#: How often the worker list is looked at (seconds); the client refreshes its copy every 2 s.
+POLL_S = 1.0
+
+
+class WorkerWatch:
+    """While entered, says when ``client``'s cluster at ``address`` loses its last worker
+    (``dask_workers_gone``, a warning) and when one joins again (``dask_workers_back``).
+
+    ``workers``: how many there were when the replay started (none: the replay has said so
+    already, and only a join is news). ``echo``: where a terminal's line goes (None: the log
+    line alone, a warning when workers are gone).
+    """
+
+    def __init__(self, client, address: str, workers: int, log,
+                 echo: Callable[[str], None] | None = None, poll_s: float = POLL_S) -> None:
+        self.client, self.address, self.log, self.echo = client, address, log, echo
+        self.poll_s = poll_s
+        self.present = workers > 0
+        self.changes: list[str] = []  # "gone" / "back", in order (for tests and the summary)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nwwatch-dask-workers",
+                                        daemon=True)
+
+    def count(self) -> int | None:
+        """Workers in the client's latest copy of the scheduler's list; None when it cannot
+        be read (a client closing)."""
+        try:
+            return len(self.client.scheduler_info().get("workers", {}))
+        except Exception:  # noqa: BLE001 - a closing client: the driver reports that itself
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            n = self.count()
+            if n is None:
+                continue
+            if self.present and n == 0:
+                self.present = False
+                self.changes.append("gone")
+                text = (f"every Dask worker at {self.address} left: the tasks wait for one "
+                        "to join (Ctrl-C stops the replay; what was written is kept)")
+                if self.echo is not None:
+                    self.log.info("dask_workers_gone", address=self.address)
+                    self.echo(text)
+                else:
+                    self.log.warning("dask_workers_gone", address=self.address, message=text)
+            elif not self.present and n > 0:
+                self.present = True
+                self.changes.append("back")
+                self.log.info("dask_workers_back", address=self.address, workers=n)
+                if self.echo is not None:
+                    self.echo(f"{n} Dask worker{'s' if n > 1 else ''} at {self.address}: "
+                              "going on")
+
+    def __enter__(self) -> WorkerWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5 * self.poll_s)

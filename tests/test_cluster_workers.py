@@ -1,0 +1,76 @@
+"""A cluster replay left without workers says so, and says when one joins again
+(nwwatch.service.clusterworkers), against a real Dask LocalCluster."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("distributed")
+
+
+class Log:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict]] = []
+
+    def info(self, event: str, **fields) -> None:
+        self.lines.append(("info", event, fields))
+
+    def warning(self, event: str, **fields) -> None:
+        self.lines.append(("warning", event, fields))
+
+
+def _until(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.timeout(120)
+def test_every_worker_leaving_and_one_joining_are_said_once_each():
+    """Was: with its only worker killed mid-run a tcp replay stalled without a word, even at a
+    terminal (the bar stood still), until a worker joined."""
+    from distributed import Client, LocalCluster
+
+    from nwwatch.service.clusterworkers import WorkerWatch
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        address = cluster.scheduler_address
+        quiet, said = Log(), []  # without a terminal / at a terminal
+        with WorkerWatch(client, address, 1, quiet, poll_s=0.2) as batch_job, \
+                WorkerWatch(client, address, 1, Log(), echo=said.append, poll_s=0.2) as tty:
+            time.sleep(1.0)  # a worker present: nothing to say
+            assert batch_job.changes == tty.changes == []
+            cluster.scale(0)
+            assert _until(lambda: batch_job.changes == tty.changes == ["gone"]), \
+                (batch_job.changes, tty.changes)
+            time.sleep(1.0)  # still none: said once
+            cluster.scale(1)
+            assert _until(lambda: batch_job.changes == tty.changes == ["gone", "back"])
+    assert [(level, event) for level, event, _ in quiet.lines] == [
+        ("warning", "dask_workers_gone"), ("info", "dask_workers_back")]
+    assert quiet.lines[0][2]["message"] == (
+        f"every Dask worker at {address} left: the tasks wait for one to join (Ctrl-C stops "
+        "the replay; what was written is kept)")
+    assert said == [quiet.lines[0][2]["message"], f"1 Dask worker at {address}: going on"]
+
+
+def test_a_replay_that_started_without_workers_hears_only_of_the_join():
+    from distributed import Client, LocalCluster
+
+    from nwwatch.service.clusterworkers import WorkerWatch
+
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        log = Log()
+        with WorkerWatch(client, cluster.scheduler_address, 0, log, poll_s=0.2) as watch:
+            time.sleep(0.6)
+            assert watch.changes == []  # the replay's start said "no Dask worker yet"
+            cluster.scale(1)
+            assert _until(lambda: watch.changes == ["back"])
+    assert [event for _, event, _ in log.lines] == ["dask_workers_back"]
