@@ -198,3 +198,47 @@ def test_default_patterns_take_mrc_names_by_kind(tmp_path):
     assert [p.name for p in list_inputs(tmp_path, "tomogram")] == [
         "a.tif", "b.MRC", "c.rec", "e.Rec"]
     assert [p.name for p in list_inputs(tmp_path, "insitu")] == ["a.tif", "b.MRC", "d.mrcs"]
+
+
+def test_an_extended_header_size_is_checked_before_anything_is_allocated(tmp_path):
+    """Was: mrcfile allocated and read the declared extended header (nsymbt) with the header,
+    2 GiB for a corrupt 1 kB file: a MemoryError under a memory limit, not an InputError."""
+    import subprocess
+    import sys
+
+    path = _write(tmp_path / "ext.mrc", np.ones((3, 4, 5), np.float32))
+    _patch_header(path, 92, "i", 2**31 - 1)
+    script = (
+        "import resource, sys\n"
+        "from nwwatch.io import InputError, inspect_tiff\n"
+        "used = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    inspect_tiff(sys.argv[1])\n"
+        "except InputError as exc:\n"
+        "    print(type(exc).__name__, exc)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=60,
+                          env={**os.environ, "OMP_NUM_THREADS": "1",
+                               "OPENBLAS_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"TruncatedTiffError {path}: MRC data cut short"), proc.stdout
+    _patch_header(path, 92, "i", -8)
+    with pytest.raises(TruncatedTiffError,
+                       match=r"ext.mrc: .*corrupt.*extended header of -8 bytes"):
+        read_volume(path)
+
+
+def test_a_stack_of_volumes_is_not_read_as_one_tomogram(tmp_path):
+    """Was: a volume stack (space group 401, 2 volumes of 3 sections) read as one tomogram of
+    6 slices, the second volume stacked under the first."""
+    data = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    path = tmp_path / "stack.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(data)  # 4-D: mrcfile writes nz 6, mz 3, ispg 401
+        mrc.voxel_size = 10.0
+    with pytest.raises(UnsupportedLayoutError,
+                       match=r"stack.mrc: a stack of volumes .*6 sections of 3 per volume"):
+        read_volume(path)
+    frames = read_frames(path)  # each section an image, as for any volume
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), data.reshape(6, 4, 5))

@@ -14,12 +14,14 @@ widened to float32. Complex and 4-bit modes are refused.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import sys
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from mrcfile.mrcinterpreter import MrcInterpreter
@@ -55,40 +57,56 @@ def is_mrc(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in MRC_SUFFIXES
 
 
-def _header(path: Path):
-    """(mrcfile header record, file size, raw header bytes) of ``path``, checked as a
-    regular, non-empty file of at least one header."""
-    try:
-        handle = open_regular(path)
-    except PermissionError as exc:
-        raise UnreadableFileError(path, f"permission denied ({exc.strerror})") from exc
-    with handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size == 0:
-            raise EmptyFileError(path, "file is empty (0 bytes)")
-        raw = handle.read(_HEADER_BYTES)
-        if len(raw) < _HEADER_BYTES:
-            raise TruncatedTiffError(path, f"MRC header cut short ({size} bytes of "
-                                           f"{_HEADER_BYTES}): still being written?")
-        handle.seek(0)
-        with warnings.catch_warnings():
-            # permissive: a header mrcfile doubts is judged by the checks below, not by
-            # warnings on stderr
-            warnings.simplefilter("ignore")
-            try:
-                header = MrcInterpreter(iostream=handle, permissive=True,
-                                        header_only=True).header
-            except (OSError, MemoryError):
-                raise
-            except Exception as exc:  # mrcfile raises ValueError and others on garbage
-                raise TruncatedTiffError(path, f"not a readable MRC header ({exc})") from exc
+class _HeaderOnly(MrcInterpreter):
+    """mrcfile's header parsing (byte order from the machine stamp, or from the mode when the
+    stamp is wrong) without its extended header, whose declared size mrcfile allocates and
+    reads before anything is checked (2 GiB for a corrupt ``nsymbt``)."""
+
+    def _read_extended_header(self) -> None:
+        self._extended_header = np.zeros(0, dtype="V1")
+
+
+def _header(path: Path, handle: BinaryIO):
+    """(mrcfile header record, file size, raw header bytes) of ``path`` open as ``handle``,
+    checked as a non-empty file of at least one header."""
+    size = os.fstat(handle.fileno()).st_size
+    if size == 0:
+        raise EmptyFileError(path, "file is empty (0 bytes)")
+    raw = handle.read(_HEADER_BYTES)
+    if len(raw) < _HEADER_BYTES:
+        raise TruncatedTiffError(path, f"MRC header cut short ({size} bytes of "
+                                       f"{_HEADER_BYTES}): still being written?")
+    with warnings.catch_warnings():
+        # permissive: a header mrcfile doubts is judged by the checks below, not by
+        # warnings on stderr
+        warnings.simplefilter("ignore")
+        try:
+            # parsed from a copy: the interpreter writes its header back to its stream when
+            # it is collected
+            header = _HeaderOnly(iostream=io.BytesIO(raw), permissive=True,
+                                 header_only=True).header
+        except MemoryError:
+            raise
+        except Exception as exc:  # mrcfile raises ValueError and others on garbage
+            raise TruncatedTiffError(path, f"not a readable MRC header ({exc})") from exc
     return header, size, raw
 
 
-def _layout(path: Path) -> tuple[TiffInfo, int, str, np.dtype, tuple[float, float, float] | None]:
-    """(info, data offset, stored dtype, returned dtype, voxel size (z, y, x) in nm or None)
-    of the MRC file ``path``, from its header only."""
-    header, size, raw = _header(path)
+def _open(path: Path) -> BinaryIO:
+    try:
+        return open_regular(path)
+    except PermissionError as exc:
+        raise UnreadableFileError(path, f"permission denied ({exc.strerror})") from exc
+
+
+_Layout = tuple[TiffInfo, int, str, np.dtype, tuple[float, float, float] | None, int | None]
+
+
+def _layout(path: Path, handle: BinaryIO) -> _Layout:
+    """(info, data offset, stored dtype, returned dtype, voxel size (z, y, x) in nm or None,
+    sections per volume of a stack of volumes or None) of the MRC file ``path`` open as
+    ``handle``, from its header only."""
+    header, size, raw = _header(path, handle)
     order = header.dtype["nx"].byteorder  # mrcfile reads the machine stamp
     if order in ("=", "|"):
         order = "<" if sys.byteorder == "little" else ">"
@@ -120,7 +138,11 @@ def _layout(path: Path) -> tuple[TiffInfo, int, str, np.dtype, tuple[float, floa
     if declared > MAX_FILE_BYTES:
         raise ImageTooLargeError(path, f"declares {declared} bytes of pixels (shape {nz} x "
                                        f"{ny} x {nx}), more than the limit of {MAX_FILE_BYTES}")
-    offset = _HEADER_BYTES + max(int(header.nsymbt), 0)
+    extended = int(header.nsymbt)
+    if extended < 0:
+        raise TruncatedTiffError(path, f"not an MRC file, or a corrupt one: the header declares "
+                                       f"an extended header of {extended} bytes")
+    offset = _HEADER_BYTES + extended
     needed = offset + nx * ny * nz * np.dtype(stored).itemsize
     if size < needed:
         raise TruncatedTiffError(path, f"MRC data cut short: {size} of the {needed} bytes its "
@@ -137,7 +159,10 @@ def _layout(path: Path) -> tuple[TiffInfo, int, str, np.dtype, tuple[float, floa
     sizes = [c / n / 10.0 if n > 0 and math.isfinite(c) and c > 0 else None
              for c, n in zip(cell, counts, strict=True)]
     voxel_nm = None if None in sizes else (sizes[0], sizes[1], sizes[2])
-    return info, offset, order + stored, np.dtype(returned), voxel_nm
+    # space groups 401-630: a stack of volumes of mz sections each (MRC2014)
+    ispg, mz = int(header.ispg), int(header.mz)
+    per_volume = mz if 401 <= ispg <= 630 and 0 < mz != nz else None
+    return info, offset, order + stored, np.dtype(returned), voxel_nm, per_volume
 
 
 def inspect_mrc(path: str | os.PathLike[str]) -> TiffInfo:
@@ -156,21 +181,23 @@ def inspect_mrc(path: str | os.PathLike[str]) -> TiffInfo:
         UnsupportedDtypeError (complex or 4-bit modes), UnsupportedLayoutError (axes not
         stored as X, Y, Z) or UnreadableFileError.
     """
-    return _layout(Path(path))[0]
+    path = Path(path)
+    with _open(path) as handle:
+        return _layout(path, handle)[0]
 
 
 def _read(path: Path) -> tuple[np.ndarray, TiffInfo, tuple[float, float, float] | None,
-                               datetime]:
-    info, offset, stored, returned, voxel_nm = _layout(path)
-    count = math.prod(info.shape)
-    with open_regular(path) as handle:
+                               datetime, int | None]:
+    with _open(path) as handle:  # header and data of one file, even if renamed over meanwhile
+        info, offset, stored, returned, voxel_nm, per_volume = _layout(path, handle)
+        count = math.prod(info.shape)
         handle.seek(offset)
         data = np.fromfile(handle, dtype=stored, count=count)
         mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
     if data.size < count:  # shortened since the header check
         raise TruncatedTiffError(path, f"MRC data cut short: {data.size} of {count} voxels")
     data = data.astype(returned, copy=data.dtype != returned or not data.dtype.isnative)
-    return data.reshape(info.n_pages, *info.page_shape), info, voxel_nm, mtime
+    return data.reshape(info.n_pages, *info.page_shape), info, voxel_nm, mtime, per_volume
 
 
 def read_mrc_volume(path: str | os.PathLike[str]) -> Volume:
@@ -181,7 +208,12 @@ def read_mrc_volume(path: str | os.PathLike[str]) -> Volume:
     :func:`inspect_mrc`.
     """
     path = Path(path)
-    data, _, voxel_nm, _ = _read(path)
+    data, info, voxel_nm, _, per_volume = _read(path)
+    if per_volume is not None:
+        raise UnsupportedLayoutError(
+            path, f"a stack of volumes (MRC space group 401-630): {info.n_pages} sections of "
+                  f"{per_volume} per volume; a tomogram is one volume: give one file per "
+                  "volume")
     return Volume(data=data, source=path, voxel_size_nm=voxel_nm)
 
 
@@ -193,7 +225,7 @@ def read_mrc_frames(path: str | os.PathLike[str]) -> list[Frame]:
     and AnisotropicPixelsError when the x and y pixel sizes differ.
     """
     path = Path(path)
-    data, info, voxel_nm, mtime = _read(path)
+    data, info, voxel_nm, mtime, _ = _read(path)
     pixel_nm = None
     if voxel_nm is not None:
         _, size_y, size_x = voxel_nm
