@@ -74,3 +74,51 @@ def test_a_replay_that_started_without_workers_hears_only_of_the_join():
             cluster.scale(1)
             assert _until(lambda: watch.changes == ["back"])
     assert [event for _, event, _ in log.lines] == ["dask_workers_back"]
+
+
+@pytest.mark.timeout(120)
+def test_a_lost_scheduler_is_not_said_to_have_lost_its_workers():
+    """Was: with the scheduler killed, the watch thread sat in its look at the worker list
+    past the replay's end of the watch (which waits 5 polls for it), and when the client
+    closed (its copy of the list emptied) said 'every Dask worker … left: the tasks wait for
+    one to join', after the replay had stopped on the lost scheduler."""
+    import socket
+    import subprocess
+    import sys
+
+    import dask
+    from distributed import Client
+
+    from nwwatch.service.clusterworkers import WorkerWatch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+         "--port", str(port), "--no-dashboard"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        with dask.config.set({"distributed.comm.timeouts.connect": "3s"}):
+            client = Client(address, timeout=30)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
+                 "1", "--no-nanny", "--no-dashboard"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            client.wait_for_workers(1, timeout=60)
+            log, said = Log(), []
+            with WorkerWatch(client, address, 1, log, echo=said.append, poll_s=0.2) as watch:
+                time.sleep(0.5)
+                scheduler.kill()
+                scheduler.wait()
+                time.sleep(1.0)  # the watch is now waiting for an answer
+            client.close(timeout=5)
+            assert _until(lambda: not watch._thread.is_alive(), timeout=30)
+    finally:
+        for proc in (scheduler, worker):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert watch.changes == [] and said == [] and log.lines == [], (said, log.lines)

@@ -2,10 +2,12 @@
 
 A replay waits for its tasks; with every worker gone (killed, its Slurm job ended) the tasks
 wait for one to join, and the replay looked hung: the bar stood still, the log said nothing.
-:class:`WorkerWatch` reads the client's copy of the scheduler's worker list (refreshed by the
-client itself every few seconds, so a look costs no message) in a thread of its own while the
-driver waits, and says each change between "no worker" and "some" once: a line at a terminal,
-else a log line.
+:class:`WorkerWatch` asks for the scheduler's worker list (``Client.scheduler_info``: a short
+message to the scheduler, once a second) in a thread of its own while the driver waits, and
+says each change between "no worker" and "some" once: a line at a terminal, else a log line.
+A client that is not running (reconnecting to a lost scheduler, closing: its copy of the list
+emptied) tells nothing about the workers, and a look answered once the watch is told to stop
+is not said: the driver reports a lost scheduler itself.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-#: How often the worker list is looked at (seconds); the client refreshes its copy every 2 s.
+#: How often the worker list is asked for (seconds).
 POLL_S = 1.0
 
 
@@ -38,15 +40,19 @@ class WorkerWatch:
 
     def count(self) -> int | None:
         """Workers in the client's latest copy of the scheduler's list; None when it cannot
-        be read (a client closing)."""
+        be read (a client reconnecting or closing)."""
         try:
+            if self.client.status != "running":
+                return None
             return len(self.client.scheduler_info().get("workers", {}))
         except Exception:  # noqa: BLE001 - a closing client: the driver reports that itself
             return None
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
-            n = self.count()
+            n = self.count()  # a message to the scheduler: it may answer after a stop
+            if self._stop.is_set():
+                break
             if n is None:
                 continue
             if self.present and n == 0:
