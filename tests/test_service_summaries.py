@@ -880,3 +880,32 @@ def test_the_service_warns_of_an_in_situ_series_in_a_tomogram_folder(tmp_path):
     finally:
         code, _ = daemon.terminate(timeout=30)
     assert code == 0
+
+
+def test_mrc_files_of_the_other_kinds_names_are_named_with_what_to_do(tmp_path, acquisition):
+    """A folder of reconstructions (.rec) replayed without --kind tomogram said only "no input
+    files" (before MRC was read, such files got a hint), and so did a folder of SerialEM
+    stacks (.mrcs) replayed as tomograms; a .map is read only when named."""
+    import mrcfile
+
+    _, onnx = acquisition
+    folder = tmp_path / "recs"
+    folder.mkdir()
+    for name in ("a.rec", "b.map"):
+        with mrcfile.new(folder / name) as mrc:
+            mrc.set_data(np.zeros((2, 4, 4), np.float32))
+    s = replay(folder, tmp_path / "out", kind="insitu", model=onnx)
+    assert (s.files, s.exit_status) == (0, 0)
+    last = s.lines()[-1]
+    assert last.startswith(f"replay found no input files in {folder}"), last
+    assert ("it holds 2 MRC files whose names an in-situ replay does not look for (a.rec, "
+            "b.map): a reconstruction (.rec) is a tomogram: replay with --kind tomogram "
+            "--model MODEL; a map (.map) is read when named: give the file itself") in last
+    (folder / "a.rec").rename(folder / "movie.mrcs")
+    (folder / "b.map").unlink()
+    (tmp_path / "tomo").mkdir()
+    s = replay(folder, tmp_path / "out2", kind="tomogram",
+               model=model(tmp_path / "tomo", kind="tomogram"))
+    assert s.lines()[-1].endswith(
+        "it holds 1 MRC file whose name a tomogram replay does not look for (movie.mrcs): a "
+        "stack of images (.mrcs) holds in-situ frames: replay without --kind tomogram"), s.lines()

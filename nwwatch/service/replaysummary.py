@@ -68,6 +68,10 @@ class ReplaySummary:
     #: Files of a microscope format nwwatch does not read (tilt series, DigitalMicrograph:
     #: by suffix) in a replayed folder that held no input file.
     other_formats: list[Path] = field(default_factory=list)
+    #: MRC files (by suffix) in a replayed folder that held no input file, whose names this
+    #: kind does not look for: a reconstruction (.rec) in an in-situ replay, a stack of
+    #: images (.mrcs) in a tomogram replay, a map (.map) in either.
+    mrc_of_other_names: list[Path] = field(default_factory=list)
     #: Folders that could not be listed (no permission): their files were not processed.
     unlisted: list[OSError] = field(default_factory=list)
     #: QA pictures were asked for (``--overlays`` or the configuration's setting): files
@@ -98,6 +102,13 @@ class ReplaySummary:
                       unlisted=lambda exc: None):  # already reported by the replay's walk
             pass  # the folder's walk, as replay lists inputs; none matched
         self.other_formats = found
+        from nwwatch.io.mrc import MRC_SUFFIXES
+        from nwwatch.service.config import DEFAULT_SUFFIXES, any_case
+
+        others = tuple(any_case(x) for x in MRC_SUFFIXES if x not in DEFAULT_SUFFIXES[self.kind])
+        self.mrc_of_other_names = list(scan(
+            WatchConfig(path=self.input_path, kind=self.kind, recursive=True, patterns=others),
+            unlisted=lambda exc: None))
 
     @property
     def frames_per_s(self) -> float:
@@ -112,6 +123,16 @@ class ReplaySummary:
     def exit_status(self) -> int:
         """:data:`EXIT_OK` or :data:`EXIT_INCOMPLETE`."""
         return EXIT_OK if self.complete else EXIT_INCOMPLETE
+
+    def _other_names(self) -> str:
+        """The clause on :attr:`mrc_of_other_names`: how many, which, what to do."""
+        files = self.mrc_of_other_names
+        n = len(files)
+        names = _first(p.name for p in files)
+        replay = "an in-situ replay" if self.kind == "insitu" else "a tomogram replay"
+        advice = _what_to_do_with({p.suffix.lower() for p in files}, self.kind)
+        return (f"it holds {n} MRC file{'s' if n > 1 else ''} whose name{'s' if n > 1 else ''} "
+                f"{replay} does not look for ({names}): {advice}")
 
     def lines(self) -> list[str]:
         """The text ``nwwatch replay`` prints; the last line says whether every file was
@@ -173,6 +194,8 @@ class ReplaySummary:
                 names = _first(p.name for p in self.other_formats)
                 other = (f"; it holds {n} file{'s' if n > 1 else ''} of a format nwwatch does "
                          f"not read ({names}){_hint_of(self.other_formats)}")
+            if self.mrc_of_other_names:
+                other += f"; {self._other_names()}"
             out.append(f"replay found no input files{where} ({self.kind_suffixes} in any "
                        f"case, searched recursively; hidden and temporary names skipped)"
                        f"{other}")
@@ -190,6 +213,20 @@ class ReplaySummary:
                 f"replay INCOMPLETE: {self.failed} file(s) failed, {self.quarantined} "
                 f"quarantined{unlisted} ({where}); exit status {EXIT_INCOMPLETE}")
         return out
+
+
+def _what_to_do_with(suffixes: set[str], kind: str) -> str:
+    """What to do with MRC files of ``suffixes`` that a replay of ``kind`` does not look for."""
+    advice = []
+    if ".rec" in suffixes and kind == "insitu":
+        advice.append("a reconstruction (.rec) is a tomogram: replay with --kind tomogram "
+                      "--model MODEL")
+    if ".mrcs" in suffixes and kind == "tomogram":
+        advice.append("a stack of images (.mrcs) holds in-situ frames: replay without "
+                      "--kind tomogram")
+    if ".map" in suffixes:
+        advice.append("a map (.map) is read when named: give the file itself")
+    return "; ".join(advice)
 
 
 def _first(names: Iterable[str], shown: int = 3) -> str:
