@@ -633,6 +633,50 @@ def test_unread_files_of_two_formats_get_the_conversion_of_each(paths):
     assert fields["reason"].count("DigitalMicrograph") == 1
 
 
+def test_mrc_files_a_watch_leaves_out_are_named_with_the_kind_or_pattern_that_takes_them(
+        paths):
+    """Before MRC was read, a .rec in a watched folder got a warning (convert it); since,
+    a reconstruction in an in-situ watch, like a .map in any, was left out without a word."""
+    from nwwatch.service.watches import Watch
+
+    tmp, acq, res, m = paths
+    w = load_config(write_config(tmp / "c.toml", acq, res, m)).watches[0]
+    assert w.kind == "insitu"
+    for name in ("tomo.rec", "map.map", "movie.mrcs", "frame.mrc"):  # the last two are taken
+        (acq / name).write_bytes(b"\0" * 1024)
+    warnings = []
+
+    class Log:
+        def warning(self, event, **fields):
+            warnings.append((event, fields))
+
+    class Tracker:
+        def __contains__(self, path):
+            return False
+
+        def touch(self, *args):
+            pass
+
+    class Ledger:
+        def is_finished(self, *args):
+            return False
+
+    class Engine:
+        ledger = Ledger()
+        segmenter = type("S", (), {"model_sha256": "x"})()
+        measurement_version = 1
+
+    watch = Watch(0, w, engine=Engine(), watcher=None)
+    assert watch.rescan(Tracker(), set(), Log()) == 2
+    ((event, fields),) = warnings
+    assert event == "unread_format" and fields["count"] == 2
+    assert fields["files"] == [str(acq / "map.map"), str(acq / "tomo.rec")]
+    assert fields["reason"] == (
+        "an MRC file whose name this watch does not take: add its pattern (e.g. \"*.map\") to "
+        "the watch's patterns, or name the file to nwwatch replay; a reconstruction? nwwatch "
+        "reads it as a tomogram: watch or replay it as kind \"tomogram\"")
+
+
 def test_a_config_saved_with_a_byte_order_mark_and_crlf_reads_as_without(paths):
     """Windows editors (Notepad) save UTF-8 with a byte-order mark and CRLF line ends: the
     file was refused as "(syntax): not valid TOML: Invalid statement (at line 1, column 1)",

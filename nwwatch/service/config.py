@@ -36,8 +36,7 @@ DEFAULT_SUFFIXES = {"insitu": (".tif", ".tiff", ".mrc", ".mrcs"),
                     "tomogram": (".tif", ".tiff", ".mrc", ".rec")}
 
 
-def any_case(suffix: str) -> str:
-    """A pattern taking names ending in ``suffix`` in any case, e.g. "*.[tT][iI][fF]"."""
+def _any_case(suffix: str) -> str:
     # patterns are matched case-sensitively, and Windows acquisition software also writes
     # "Image 001.Tif"
     return "*." + "".join(f"[{c.lower()}{c.upper()}]" for c in suffix.lstrip("."))
@@ -45,7 +44,7 @@ def any_case(suffix: str) -> str:
 
 #: ``patterns`` when a [[watch]] table gives none (:data:`DEFAULT_SUFFIXES`, e.g.
 #: "*.[tT][iI][fF]").
-DEFAULT_PATTERNS = {kind: tuple(map(any_case, suffixes))
+DEFAULT_PATTERNS = {kind: tuple(map(_any_case, suffixes))
                     for kind, suffixes in DEFAULT_SUFFIXES.items()}
 #: Names that are never inputs: editors' and writers' temporary files, hidden files.
 DEFAULT_IGNORE = (".*", "*.tmp", "*.part", "*.partial", "*.crdownload", "*~")

@@ -92,6 +92,7 @@ class ReplaySummary:
         """When the replayed folder held no input file (``files`` 0), fill
         :attr:`other_formats` with its files (hidden names skipped) of a microscope format
         nwwatch does not read but can say what to do with (tilt series, DigitalMicrograph)."""
+        from nwwatch.io.mrc import is_mrc
         from nwwatch.service.config import WatchConfig
         from nwwatch.service.watcher import scan
 
@@ -101,14 +102,8 @@ class ReplaySummary:
         for _ in scan(WatchConfig(path=self.input_path, kind=self.kind, recursive=True), found,
                       unlisted=lambda exc: None):  # already reported by the replay's walk
             pass  # the folder's walk, as replay lists inputs; none matched
-        self.other_formats = found
-        from nwwatch.io.mrc import MRC_SUFFIXES
-        from nwwatch.service.config import DEFAULT_SUFFIXES, any_case
-
-        others = tuple(any_case(x) for x in MRC_SUFFIXES if x not in DEFAULT_SUFFIXES[self.kind])
-        self.mrc_of_other_names = list(scan(
-            WatchConfig(path=self.input_path, kind=self.kind, recursive=True, patterns=others),
-            unlisted=lambda exc: None))
+        self.other_formats = [p for p in found if not is_mrc(p)]
+        self.mrc_of_other_names = [p for p in found if is_mrc(p)]
 
     @property
     def frames_per_s(self) -> float:

@@ -74,7 +74,8 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
 
     ``unread``, when given, collects the files the patterns leave out that are of a
     microscope format nwwatch does not read (tilt series, DigitalMicrograph, Velox EMD, TIA SER,
-    videos: :func:`nwwatch.io.conversion_hint`; hidden names skipped)
+    videos: :func:`nwwatch.io.conversion_hint`) or MRC files (:func:`unread_hint`; hidden
+    names skipped)
     and have no input file of the same stem beside them (a ``.dm4`` saved with its TIFF
     export is left out on purpose). ``unlisted``: called with the error of each folder that
     cannot be listed (no permission: a run folder of another user with mode 0700), whose
@@ -106,17 +107,36 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
         yield from _folder(Path(root), sorted(files), watch, unread)
 
 
+def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
+    """What to do with a file a watch of ``kind`` leaves out, judged by its suffix: for a
+    microscope format nwwatch does not read, :func:`nwwatch.io.conversion_hint`; for an MRC
+    file (read, but not under this watch's names), which kind or pattern takes it; "" for
+    any other name."""
+    from nwwatch.io import conversion_hint
+    from nwwatch.io.mrc import is_mrc
+
+    if not is_mrc(name):
+        return conversion_hint(name)
+    suffix = Path(name).suffix.lower()
+    if suffix == ".rec" and kind == "insitu":
+        return ('a reconstruction? nwwatch reads it as a tomogram: watch or replay it as kind '
+                '"tomogram"')
+    if suffix == ".mrcs" and kind == "tomogram":
+        return ('a stack of images? nwwatch reads it as in-situ frames: watch or replay it as '
+                'kind "insitu"')
+    return ("an MRC file whose name this watch does not take: add its pattern (e.g. "
+            f'"*{suffix}") to the watch\'s patterns, or name the file to nwwatch replay')
+
+
 def _folder(folder: Path, names: list[str], watch: WatchConfig,
             unread: list[Path] | None) -> Iterator[Path]:
     """The input files among ``names`` (files of ``folder``, sorted); see :func:`scan`."""
-    from nwwatch.io import conversion_hint
-
     inputs = [name for name in names if matches(name, watch)]
     yield from (folder / name for name in inputs)
     if unread is not None:
         stems = {Path(name).stem for name in inputs}
         unread += [folder / name for name in names
-                   if not name.startswith(".") and conversion_hint(name)
+                   if not name.startswith(".") and unread_hint(name, watch.kind)
                    and Path(name).stem not in stems and not matches(name, watch)]
 
 

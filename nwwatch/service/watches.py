@@ -128,17 +128,20 @@ class Watch:
         return found
 
     def _warn_unread(self, unread: list[Path], log) -> None:
-        """Warn once about each new file of a format nwwatch does not read (a folder of MRC
-        tomograms was watched without a word), with what to do with it."""
-        from nwwatch.io import conversion_hint
+        """Warn once about each new file the patterns leave out that is of a format nwwatch
+        does not read, or MRC under a name of the other kind (a folder of tilt series, or of
+        reconstructions in an in-situ watch, was watched without a word), with what to do
+        with it."""
+        from nwwatch.service.watcher import unread_hint
 
         new = [p for p in unread if p not in self.unread]
         self.unread = set(unread)  # the folder's as it is now: deleted files are let go
         if new:
+            kind = self.config.kind
             log.warning("unread_format", path=str(self.config.path), count=len(new),
                         files=[str(p) for p in new[:10]],
-                        reason="; ".join(dict.fromkeys(conversion_hint(p) for p in new)),
-                        action="not processed: convert to TIFF")
+                        reason="; ".join(dict.fromkeys(unread_hint(p, kind) for p in new)),
+                        action="not processed")
 
     def take(self) -> list[ReadyFile]:
         """The next batch: waiting files up to ``batch_size`` frames (at least one file)."""
