@@ -122,3 +122,19 @@ def test_a_lost_scheduler_is_not_said_to_have_lost_its_workers():
                 proc.kill()
                 proc.wait()
     assert watch.changes == [] and said == [] and log.lines == [], (said, log.lines)
+
+
+def test_a_note_to_a_terminal_that_is_gone_is_dropped(monkeypatch):
+    """The worker watch writes from its own thread: a terminal hung up (EIO) killed the
+    thread with a traceback."""
+    import io
+    import sys
+
+    from nwwatch.service.replaysummary import Progress
+
+    class Gone(io.StringIO):
+        def write(self, text):
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sys, "stderr", Gone())
+    Progress(10, enabled=False).note("every Dask worker at tcp://x:1 left")

@@ -77,6 +77,13 @@ def test_imods_unsigned_bytes_are_read_as_uint8(tmp_path):
     np.testing.assert_array_equal(read_volume(path).data, data.view(np.int8).astype(np.int16))
 
 
+def test_imods_4_bit_mode_is_refused_as_such_not_as_a_file_cut_short(tmp_path):
+    path = _write(tmp_path / "packed.mrc", np.zeros((2, 4, 8), np.int8))
+    _patch_header(path, 152, "ii", 1146047817, 16)  # imodStamp, flags: 4-bit
+    with pytest.raises(UnsupportedDtypeError, match="packed.mrc: MRC mode 0 with IMOD's 4-bit"):
+        read_volume(path)
+
+
 def test_big_endian_and_extended_header_files(tmp_path):
     data = np.arange(2 * 3 * 4, dtype=">f4").reshape(2, 3, 4)
     path = _write(tmp_path / "be.mrc", data, extended=bytes(range(256)) * 4)

@@ -48,7 +48,8 @@ _HEADER_BYTES = 1024
 _MODES = {1: ("i2", np.int16), 2: ("f4", np.float32), 6: ("u2", np.uint16),
           12: ("f2", np.float32)}
 _MODE_NAMES = {3: "complex int16", 4: "complex float32", 101: "4-bit"}
-#: IMOD's stamp at header byte 152 and its flags at 156 (bit 0: mode 0 bytes are signed)
+#: IMOD's stamp at header byte 152 and its flags at 156 (bit 0: mode 0 bytes are signed; bit 4:
+#: mode 0 packs two 4-bit voxels a byte)
 _IMOD_STAMP = 1146047817
 
 
@@ -122,7 +123,14 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
                   "X, rows Y, sections Z (reorder it, e.g. with IMOD's clip or mrcfile)")
     if mode == 0:
         stamp, flags = np.frombuffer(raw[152:160], dtype=order + "i4")
-        unsigned = int(stamp) == _IMOD_STAMP and not int(flags) & 1
+        imod = int(stamp) == _IMOD_STAMP
+        if imod and int(flags) & 16:
+            # IMOD's 4-bit mode: two voxels a byte, nx/2 bytes a row; read as bytes it would
+            # be "cut short"
+            raise UnsupportedDtypeError(
+                path, "MRC mode 0 with IMOD's 4-bit flag (two voxels a byte) is not "
+                      "supported; write it as bytes or 16 bits (e.g. IMOD's newstack -mode)")
+        unsigned = imod and not int(flags) & 1
         stored, returned = ("u1", np.uint8) if unsigned else ("i1", np.int16)
     elif mode in _MODES:
         stored, returned = _MODES[mode]

@@ -5,6 +5,7 @@ the same summary on a cluster)."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -275,6 +276,7 @@ class Progress:
     def __init__(self, total: int, enabled: bool) -> None:
         self.enabled = enabled
         self.frames = 0
+        self._lock = threading.Lock()  # a note from another thread does not cut a redraw
         self.t0 = time.perf_counter()
         self._bar = None
         if enabled:
@@ -294,19 +296,27 @@ class Progress:
         return f"{self.frames} rows, {rate:.1f} rows/s"  # a tomogram is one row, not a frame
 
     def advance(self, files: int, frames: int) -> None:
-        self.frames += frames
-        if self._bar is not None:
-            self._bar.update(files, current_item=True)
+        with self._lock:
+            self.frames += frames
+            if self._bar is not None:
+                self._bar.update(files, current_item=True)
 
     def note(self, text: str) -> None:
-        """``text`` on a line of its own above the bar (stderr), the bar drawn again below."""
+        """``text`` on a line of its own above the bar (stderr), the bar drawn again below;
+        safe from another thread (the cluster's worker watch). A terminal that is gone
+        takes no line, and that is no error."""
         import click
 
-        if self._bar is None:
-            click.echo(text, err=True)
-            return
-        click.echo("\r\033[K" + text, file=sys.stderr)  # over the bar's line, then below it
-        self._bar.render_progress()
+        with self._lock:
+            try:
+                if self._bar is None:
+                    click.echo(text, err=True)
+                    return
+                # over the bar's line, then the bar below it
+                click.echo("\r\033[K" + text, file=sys.stderr)
+                self._bar.render_progress()
+            except (OSError, ValueError):  # EIO from a hung-up terminal; a closed stream
+                pass
 
     def close(self) -> None:
         if self._bar is not None:
