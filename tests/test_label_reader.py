@@ -292,3 +292,23 @@ def test_a_label_of_another_size_than_its_image_says_how_to_resize_it(tmp_path):
     with pytest.raises(DatasetLayoutError, match=r"label shape \(8, 8\) != image shape "
                                                  r"\(16, 16\) of img.png: .*nearest-neighbour"):
         read_pair(tmp_path / "img.png", tmp_path / "label.png", 3)
+
+
+def test_a_one_bit_png_of_a_binary_mask_reads_as_classes_0_and_1(tmp_path):
+    """A binary mask saved as a 1-bit PNG (Pillow's mode "1", Fiji's binary) holds 0 and 1,
+    which OpenCV decodes as 0 and 255: its foreground read as unlabeled, and the run asked
+    only whether it was a 0/255 mask."""
+    from PIL import Image
+
+    from nwwatch.io.dataset import read_label_image
+
+    mask = np.zeros((12, 16), bool)
+    mask[3:9, 4:12] = True
+    path = tmp_path / "slice.png"
+    Image.fromarray(mask).save(path)  # mode "1": bit depth 1
+    labels = read_label_image(path, num_classes=2)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, mask.astype(np.uint8))
+    # an 8-bit PNG of 0 and 255 is still read as stored (255: unlabeled)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+    assert set(np.unique(read_label_image(path, num_classes=2)).tolist()) == {0, 255}

@@ -45,7 +45,7 @@ from nwwatch.classes import (
     misplaced_insitu_class,
 )
 from nwwatch.io.errors import InputError, UnsupportedDtypeError
-from nwwatch.io.png import decode_image_file
+from nwwatch.io.png import decode_image_file, is_one_bit_grey_png
 from nwwatch.io.records import Frame, Volume
 from nwwatch.io.regular import check_regular
 from nwwatch.io.tiff import check_tomogram, read_frames, read_volume
@@ -358,6 +358,10 @@ def read_label_image(path: str | os.PathLike[str],
         raise DatasetLayoutError(exc.path, f"{kind} is not read for labels: "
                                            f"{_save_as_uint8(num_classes)}"
                                            f"{_wide_integer_hint(path, kind)}") from exc
+    if suffix == ".png" and is_one_bit_grey_png(path):
+        # a 1-bit image holds 0 and 1, classes 0 and 1 (a binary mask saved so), which
+        # OpenCV scales to 0 and 255: read as unlabeled, the mask's foreground was lost
+        pages = (pages > 0).astype(np.uint8)
     if pages.shape[0] != 1:
         raise DatasetLayoutError(path, f"expected a 2D image, this file has {pages.shape[0]} "
                                        f"pages (a labels volume?): labels are one 2-D image per "

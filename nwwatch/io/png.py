@@ -50,3 +50,17 @@ def write_image_file(path: str | os.PathLike[str], image: np.ndarray,
     with atomic_write(path, durable=durable) as handle:
         handle.write(data.tobytes())
     return path
+
+
+def is_one_bit_grey_png(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a PNG of 1-bit grey pixels (IHDR bit depth 1, colour type 0):
+    values 0 and 1, which OpenCV decodes as 0 and 255. False for any other file, or one that
+    cannot be read (its reader then says why)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(26)
+    except OSError:
+        return False
+    return (len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+            and head[24] == 1 and head[25] == 0)
+
