@@ -77,3 +77,27 @@ def test_old_file_found_by_a_scan_is_tried_at_once_and_deleted_files_are_forgott
     gone.unlink()
     ready, bad = t.poll(_inspect_ok, now=100.0)
     assert [r.path for r in ready] == [old] and not bad and len(t) == 0
+
+
+def test_a_header_check_out_of_memory_is_bad_input_not_the_end_of_the_service(tmp_path,
+                                                                               monkeypatch):
+    """MemoryError (a header declaring absurd sizes that a library allocated before any
+    check) passed out of the readiness poll and ended the service; systemd's restart met the
+    same file again. The check's caller, the service or replay, now quarantines the file."""
+    import nwwatch.io
+    from nwwatch.io import InputError
+    from nwwatch.service.engines import inspect_input
+
+    f = tmp_path / "a.tif"
+    _write(f, b"II*\x00" + b"\0" * 60)
+
+    def absurd(path):
+        raise MemoryError
+
+    monkeypatch.setattr(nwwatch.io, "inspect_tiff", absurd)
+    try:
+        inspect_input(f, tmp_path)
+    except InputError as exc:
+        assert exc.path == f and "ran out of memory" in exc.reason
+    else:
+        raise AssertionError("no InputError")

@@ -188,11 +188,18 @@ def inspect_input(path: Path, root: Path, follow_symlinks: bool = False, *,
     """The structural check of an input file (:func:`nwwatch.io.inspect_tiff`), after
     :func:`nwwatch.service.inputs.check_input` (regular file, inside ``root``; ``link_reason``:
     the refusal of a link out of it): never blocks on a FIFO or device, never reads through
-    a link out of the watched folder."""
+    a link out of the watched folder. Running out of memory there is the file's fault (a
+    header check reads headers only: a header declaring absurd sizes that a library
+    allocated before any check) and an InputError: uncaught it ended the service, whose
+    restart met the same file again."""
     from nwwatch.io import inspect_tiff
 
     check_input(path, root, follow_symlinks, link_reason=link_reason)
-    return inspect_tiff(path)
+    try:
+        return inspect_tiff(path)
+    except MemoryError:
+        raise InputError(path, "checking its headers ran out of memory: a corrupt header "
+                               "declaring absurd sizes?") from None
 
 
 @dataclass(frozen=True)
