@@ -249,3 +249,31 @@ def test_a_stack_of_volumes_is_not_read_as_one_tomogram(tmp_path):
         read_volume(path)
     frames = read_frames(path)  # each section an image, as for any volume
     np.testing.assert_array_equal(np.stack([f.image for f in frames]), data.reshape(6, 4, 5))
+
+
+def test_a_tomogram_data_folder_takes_its_unlabeled_volume_as_the_reconstruction(tmp_path):
+    """A DATA folder's labeled slice is normalised with the range of the DATA/unlabeled/
+    volume that holds it, which may be the reconstruction itself (.rec): it is found, scored
+    as its TIFF twin is, and its slices are unlabeled training data."""
+    import tifffile
+    from onnx_models import build_threshold_model
+
+    from nwwatch.evaluate import evaluate_folder
+    from nwwatch.io.volumeranges import VolumeRanges
+    from nwwatch.synth.tomogram import generate_tomogram
+    from training.data import load_folder
+
+    generate_tomogram(tmp_path / "syn", size=32, seed=1)
+    root = tmp_path / "syn" / "train"
+    model = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    with_tiff = evaluate_folder(model, root)
+    volume = tifffile.imread(root / "unlabeled" / "volume.tif")
+    (root / "unlabeled" / "volume.tif").unlink()
+    _write(root / "unlabeled" / "volume.rec", volume, voxel_size_a=10.0)
+
+    (image_path,) = (root / "images").iterdir()
+    found, _ = VolumeRanges(root).locate(image_path, tifffile.imread(image_path))
+    assert found == root / "unlabeled" / "volume.rec"
+    with_rec = evaluate_folder(model, root)
+    np.testing.assert_array_equal(with_rec.metrics.iou, with_tiff.metrics.iou)
+    assert len(load_folder(root).unlabeled) == 32  # its slices are training data too

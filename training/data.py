@@ -25,7 +25,7 @@ from nwwatch.io.dataset import (
     IMAGE_SUFFIXES,
     DatasetLayoutError,
     check_label,
-    list_images,
+    list_unlabeled,
     pair_folder,
     read_dataset_toml,
     read_label_image,
@@ -142,7 +142,7 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     unlabeled: list[np.ndarray] = []
     unlabeled_dir = root / "unlabeled"
     if load_unlabeled and unlabeled_dir.is_dir():
-        for path in list_images(unlabeled_dir):
+        for path in list_unlabeled(unlabeled_dir):
             pages = volumes.pages[path] if volumes is not None else read_pages(path)
             unlabeled.extend(_normalise_pages(pages, scope))
     return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root))
