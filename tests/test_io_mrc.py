@@ -277,3 +277,16 @@ def test_a_tomogram_data_folder_takes_its_unlabeled_volume_as_the_reconstruction
     with_rec = evaluate_folder(model, root)
     np.testing.assert_array_equal(with_rec.metrics.iou, with_tiff.metrics.iou)
     assert len(load_folder(root).unlabeled) == 32  # its slices are training data too
+
+
+@pytest.mark.parametrize("cell_z_a, mz", [(0.0, 1), (42.0, 0)])
+def test_a_frames_pixel_size_needs_only_its_x_and_y(tmp_path, cell_z_a, mz):
+    """A single image or movie stack calibrated in x and y but not along z (cell z 0, or no
+    sampling mz) is a calibrated frame: the sections' spacing is no part of it."""
+    path = _write(tmp_path / "image.mrc", np.arange(64 * 48, dtype=np.uint16).reshape(48, 64),
+                  voxel_size_a=(8.0, 8.0, 1.0))
+    _patch_header(path, 48, "f", cell_z_a)  # cella z (bytes 40-51 hold x, y, z)
+    _patch_header(path, 36, "i", mz)  # mz
+    (frame,) = read_frames(path)
+    assert frame.pixel_size_nm == pytest.approx(0.8)
+    assert read_volume(path).voxel_size_nm is None  # a volume needs all three
