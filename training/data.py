@@ -208,7 +208,7 @@ def load_volume_slices(
 
     Parameters
     ----------
-    volume_path : 3D TIFF (Z, Y, X), read by :func:`nwwatch.io.read_volume` as the service
+    volume_path : 3D TIFF or MRC (Z, Y, X), read by :func:`nwwatch.io.read_volume` as the service
         reads tomograms (a file it refuses is refused here with the same reason).
     slices : (index along Z, labels path) pairs; each labels file is a uint8 (Y, X) image,
         0 pore, 1 solid, 255 unlabeled. A second slice far from the first (e.g. one with
