@@ -290,3 +290,31 @@ def test_a_frames_pixel_size_needs_only_its_x_and_y(tmp_path, cell_z_a, mz):
     (frame,) = read_frames(path)
     assert frame.pixel_size_nm == pytest.approx(0.8)
     assert read_volume(path).voxel_size_nm is None  # a volume needs all three
+
+
+def test_a_movie_stack_replayed_as_a_tomogram_gets_the_series_note(tmp_path):
+    """A SerialEM movie (.mrcs, space group 0) replayed with --kind tomogram is segmented as
+    one volume, as asked, and the summary names it as a TIFF time series is named; a
+    reconstruction written with space group 0 under another name gets no such note."""
+    from onnx_models import build_threshold_model
+
+    from nwwatch.service.replay import replay
+
+    onnx = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    rng = np.random.default_rng(0)
+    stack = (rng.random((6, 48, 48)) * 200).astype(np.int16)
+    for name in ("movie.mrcs", "tomo.rec"):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        with mrcfile.new(folder / name) as mrc:
+            mrc.header.ispg = 0  # a stack of images
+            mrc.set_data(stack)
+        assert inspect_tiff(folder / name).axes == "IYX"
+        s = replay(folder / name, tmp_path / f"out-{name}", kind="tomogram", model=onnx)
+        assert s.done == 1
+        notes = [line for line in s.lines() if "declares its pages as time frames" in line]
+        if name == "movie.mrcs":
+            assert s.series_like == [folder / name]
+            assert len(notes) == 1 and "--kind insitu" in notes[0], s.lines()
+        else:
+            assert s.series_like == [] and notes == [], s.lines()

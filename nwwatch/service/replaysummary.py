@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.results.outcome import format_counts
-from nwwatch.service.inputs import Z_DECLARATIONS
+from nwwatch.service.inputs import T_DECLARATIONS, Z_DECLARATIONS
 
 #: Exit statuses of ``nwwatch replay``: every file done (or already done); the replay could
 #: not run (configuration, model, ledger, results folder inside the input); wrong command
@@ -162,8 +162,8 @@ class ReplaySummary:
                        "row a slice. For a tomogram, replay with --kind tomogram --model MODEL "
                        "(docs/tomography.md)")
         if self.series_like:
-            out.append(f"note: {_declare(self.series_like)} as time frames (ImageJ frames "
-                       "or OME SizeT), as an in-situ series does; segmented as a "
+            out.append(f"note: {_declare(self.series_like)} as time frames ({T_DECLARATIONS}"
+                       "), as an in-situ series does; segmented as a "
                        "tomogram, one volume row a file. For contact angles, one row a "
                        "frame, replay with --kind insitu (docs/service.md)")
         if self.pictures_asked and self.skipped:
