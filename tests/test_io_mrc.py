@@ -249,3 +249,72 @@ def test_a_stack_of_volumes_is_not_read_as_one_tomogram(tmp_path):
         read_volume(path)
     frames = read_frames(path)  # each section an image, as for any volume
     np.testing.assert_array_equal(np.stack([f.image for f in frames]), data.reshape(6, 4, 5))
+
+
+def test_a_tomogram_data_folder_takes_its_unlabeled_volume_as_the_reconstruction(tmp_path):
+    """A DATA folder's labeled slice is normalised with the range of the DATA/unlabeled/
+    volume that holds it, which may be the reconstruction itself (.rec): it is found, scored
+    as its TIFF twin is, and its slices are unlabeled training data."""
+    import tifffile
+    from onnx_models import build_threshold_model
+
+    from nwwatch.evaluate import evaluate_folder
+    from nwwatch.io.volumeranges import VolumeRanges
+    from nwwatch.synth.tomogram import generate_tomogram
+    from training.data import load_folder
+
+    generate_tomogram(tmp_path / "syn", size=32, seed=1)
+    root = tmp_path / "syn" / "train"
+    model = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    with_tiff = evaluate_folder(model, root)
+    volume = tifffile.imread(root / "unlabeled" / "volume.tif")
+    (root / "unlabeled" / "volume.tif").unlink()
+    _write(root / "unlabeled" / "volume.rec", volume, voxel_size_a=10.0)
+
+    (image_path,) = (root / "images").iterdir()
+    found, _ = VolumeRanges(root).locate(image_path, tifffile.imread(image_path))
+    assert found == root / "unlabeled" / "volume.rec"
+    with_rec = evaluate_folder(model, root)
+    np.testing.assert_array_equal(with_rec.metrics.iou, with_tiff.metrics.iou)
+    assert len(load_folder(root).unlabeled) == 32  # its slices are training data too
+
+
+@pytest.mark.parametrize("cell_z_a, mz", [(0.0, 1), (42.0, 0)])
+def test_a_frames_pixel_size_needs_only_its_x_and_y(tmp_path, cell_z_a, mz):
+    """A single image or movie stack calibrated in x and y but not along z (cell z 0, or no
+    sampling mz) is a calibrated frame: the sections' spacing is no part of it."""
+    path = _write(tmp_path / "image.mrc", np.arange(64 * 48, dtype=np.uint16).reshape(48, 64),
+                  voxel_size_a=(8.0, 8.0, 1.0))
+    _patch_header(path, 48, "f", cell_z_a)  # cella z (bytes 40-51 hold x, y, z)
+    _patch_header(path, 36, "i", mz)  # mz
+    (frame,) = read_frames(path)
+    assert frame.pixel_size_nm == pytest.approx(0.8)
+    assert read_volume(path).voxel_size_nm is None  # a volume needs all three
+
+
+def test_a_movie_stack_replayed_as_a_tomogram_gets_the_series_note(tmp_path):
+    """A SerialEM movie (.mrcs, space group 0) replayed with --kind tomogram is segmented as
+    one volume, as asked, and the summary names it as a TIFF time series is named; a
+    reconstruction written with space group 0 under another name gets no such note."""
+    from onnx_models import build_threshold_model
+
+    from nwwatch.service.replay import replay
+
+    onnx = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    rng = np.random.default_rng(0)
+    stack = (rng.random((6, 48, 48)) * 200).astype(np.int16)
+    for name in ("movie.mrcs", "tomo.rec"):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        with mrcfile.new(folder / name) as mrc:
+            mrc.header.ispg = 0  # a stack of images
+            mrc.set_data(stack)
+        assert inspect_tiff(folder / name).axes == "IYX"
+        s = replay(folder / name, tmp_path / f"out-{name}", kind="tomogram", model=onnx)
+        assert s.done == 1
+        notes = [line for line in s.lines() if "declares its pages as time frames" in line]
+        if name == "movie.mrcs":
+            assert s.series_like == [folder / name]
+            assert len(notes) == 1 and "--kind insitu" in notes[0], s.lines()
+        else:
+            assert s.series_like == [] and notes == [], s.lines()

@@ -346,6 +346,8 @@ def test_example_config_is_valid_and_drop_in_opens_its_folders(paths, monkeypatc
     repo = Path(__file__).resolve().parent.parent
     cfg = load_config(repo / "deploy" / "nwwatch.example.toml")
     assert cfg.watches[0].model == m and cfg.inference.batch_size == 8
+    # the kind's default names, MRC stacks included
+    assert tuple(cfg.watches[0].patterns) == config_module.DEFAULT_PATTERNS["insitu"]
     text = unit_dropin(cfg)
     assert "ReadOnlyPaths=-/data/acquisition/insitu" in text
     assert "RequiresMountsFor=/data/acquisition/insitu" in text

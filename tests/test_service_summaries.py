@@ -441,8 +441,8 @@ def test_a_file_that_vanishes_during_a_replay_is_counted(tmp_path, acquisition, 
     (acq / "junk.tif").unlink()
     listed = replay_module.list_inputs
     monkeypatch.setattr(replay_module, "list_inputs",
-                        lambda root, kind, unlisted=None: [*listed(root, kind, unlisted),
-                                                           acq / "deleted.tif"])
+                        lambda root, kind, unlisted=None, unread=None: [
+                            *listed(root, kind, unlisted, unread), acq / "deleted.tif"])
     s = replay(acq, tmp_path / "out", kind="insitu", model=onnx)
     assert (s.files, s.done, s.vanished) == (6, 5, 1)
     assert s.exit_status == 0  # the folder as it is now was processed
@@ -830,7 +830,7 @@ def test_summary_lines_name_the_first_three_and_mark_the_rest():
     assert ("2 folders could not be listed, their files not processed: /a/d0 (Permission "
             "denied), /a/d1 (Permission denied)") in lines
     few = ReplaySummary(Path("out"), input_path=Path("acq"),
-                        other_formats=[Path("a.st"), Path("b.ali")])
+                        left_out=[Path("a.st"), Path("b.ali")])
     assert any("it holds 2 files of a format nwwatch does not read (a.st, b.ali): a tilt "
                "series?" in line for line in few.lines())
 
@@ -909,3 +909,30 @@ def test_mrc_files_of_the_other_kinds_names_are_named_with_what_to_do(tmp_path, 
     assert s.lines()[-1].endswith(
         "it holds 1 MRC file whose name a tomogram replay does not look for (movie.mrcs): a "
         "stack of images (.mrcs) holds in-situ frames: replay without --kind tomogram"), s.lines()
+
+
+def test_a_folder_with_inputs_names_the_files_its_kind_leaves_out(tmp_path, acquisition):
+    """A session folder with frames and a reconstruction (.rec) or a tilt series replayed
+    in-situ: the frames are processed and the others named with what to do, as the service's
+    unread_format names them, not left out behind "replay complete"."""
+    import mrcfile
+
+    acq, onnx = acquisition
+    (acq / "junk.tif").unlink()
+    with mrcfile.new(acq / "tomo.rec") as mrc:
+        mrc.set_data(np.zeros((2, 4, 4), np.float32))
+    (acq / "tilt.st").write_bytes(b"\0" * 1024)
+    s = replay(acq, tmp_path / "out", kind="insitu", model=onnx)
+    assert (s.files, s.exit_status) == (5, 0)
+    lines = s.lines()
+    assert lines[-1] == "replay complete: all 5 files processed"
+    (note,) = [line for line in lines if line.startswith("note: left out of this replay: ")]
+    assert "1 file of a format nwwatch does not read (tilt.st): a tilt series?" in note, note
+    assert ("1 MRC file whose name an in-situ replay does not look for (tomo.rec): a "
+            "reconstruction (.rec) is a tomogram: replay with --kind tomogram --model MODEL"
+            ) in note, note
+    # a folder of frames alone gets no such note
+    (acq / "tomo.rec").unlink()
+    (acq / "tilt.st").unlink()
+    s = replay(acq, tmp_path / "out2", kind="insitu", model=onnx)
+    assert not any("left out" in line for line in s.lines()), s.lines()

@@ -190,7 +190,8 @@ class ProgressStream:
                    "(the threshold and the forest of --volume have none). An earlier run's "
                    "files there are never replaced, except by --resume.")
 @click.option("--volume", type=click.Path(exists=True, path_type=Path), callback=_volume_file,
-              help="Tomogram workflow: the 3D TIFF volume (every other slice is unlabeled data).")
+              help="Tomogram workflow: the 3D TIFF or MRC volume (.rec, .mrc; every other slice "
+                   "is unlabeled data).")
 @click.option("--slice", "slice_index", type=int, multiple=True,
               help="Index along Z of the labeled slice, counted from 0 (Fiji's slice n is "
                    "n - 1), with --volume; repeat for several slices.")

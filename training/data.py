@@ -25,7 +25,7 @@ from nwwatch.io.dataset import (
     IMAGE_SUFFIXES,
     DatasetLayoutError,
     check_label,
-    list_images,
+    list_unlabeled,
     pair_folder,
     read_dataset_toml,
     read_label_image,
@@ -142,7 +142,7 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     unlabeled: list[np.ndarray] = []
     unlabeled_dir = root / "unlabeled"
     if load_unlabeled and unlabeled_dir.is_dir():
-        for path in list_images(unlabeled_dir):
+        for path in list_unlabeled(unlabeled_dir):
             pages = volumes.pages[path] if volumes is not None else read_pages(path)
             unlabeled.extend(_normalise_pages(pages, scope))
     return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root))
@@ -208,7 +208,7 @@ def load_volume_slices(
 
     Parameters
     ----------
-    volume_path : 3D TIFF (Z, Y, X), read by :func:`nwwatch.io.read_volume` as the service
+    volume_path : 3D TIFF or MRC (Z, Y, X), read by :func:`nwwatch.io.read_volume` as the service
         reads tomograms (a file it refuses is refused here with the same reason).
     slices : (index along Z, labels path) pairs; each labels file is a uint8 (Y, X) image,
         0 pore, 1 solid, 255 unlabeled. A second slice far from the first (e.g. one with

@@ -5,7 +5,8 @@ One parser for everyone who reads a DATA folder: ``nwwatch train`` (:mod:`traini
 
     DATA/images/<stem>.tif|png      2D grey images (any size)
     DATA/labels/<stem>.png|tif      uint8 class ids, 255 = unlabeled (partial labels allowed)
-    DATA/unlabeled/*.tif|png        optional: 2D images, multi-page stacks or 3D volumes
+    DATA/unlabeled/*.tif|png|mrc…   optional: 2D images, multi-page stacks or 3D volumes
+                                    (also MRC files: .mrc, .rec, .mrcs, .map)
     DATA/dataset.toml               optional: kind, class names, normalisation scope
     DATA/truth.parquet              optional: per-image true contact angle (``file``,
                                     ``theta_apparent_deg``, ``pixel_size_nm``) for evaluate
@@ -209,6 +210,16 @@ def list_images(folder: Path) -> list[Path]:
     """Image files (.tif, .tiff, .png; not hidden) of ``folder``, sorted."""
     return sorted(p for p in folder.iterdir() if p.is_file()
                   and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def list_unlabeled(folder: Path) -> list[Path]:
+    """The files of a DATA/unlabeled/ ``folder`` (not hidden), sorted: images as
+    :func:`list_images`, and MRC files (:data:`nwwatch.io.mrc.MRC_SUFFIXES`): a tomogram's
+    unlabeled volume is often the reconstruction itself (.rec, .mrc)."""
+    from nwwatch.io.mrc import is_mrc
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and (p.suffix.lower() in IMAGE_SUFFIXES or is_mrc(p)))
 
 
 def by_stem(paths: list[Path]) -> dict[str, Path]:

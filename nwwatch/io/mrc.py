@@ -100,13 +100,14 @@ def _open(path: Path) -> BinaryIO:
         raise UnreadableFileError(path, f"permission denied ({exc.strerror})") from exc
 
 
-_Layout = tuple[TiffInfo, int, str, np.dtype, tuple[float, float, float] | None, int | None]
+_Sizes = tuple[float | None, float | None, float | None]
+_Layout = tuple[TiffInfo, int, str, np.dtype, _Sizes, int | None]
 
 
 def _layout(path: Path, handle: BinaryIO) -> _Layout:
-    """(info, data offset, stored dtype, returned dtype, voxel size (z, y, x) in nm or None,
-    sections per volume of a stack of volumes or None) of the MRC file ``path`` open as
-    ``handle``, from its header only."""
+    """(info, data offset, stored dtype, returned dtype, voxel size (z, y, x) in nm, each None
+    when not calibrated, sections per volume of a stack of volumes or None) of the MRC file
+    ``path`` open as ``handle``, from its header only."""
     header, size, raw = _header(path, handle)
     order = header.dtype["nx"].byteorder  # mrcfile reads the machine stamp
     if order in ("=", "|"):
@@ -164,13 +165,12 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
                     declared_bytes=declared, layout="mrc", compression="NONE")
     cell = [float(header.cella[axis]) for axis in ("z", "y", "x")]
     counts = [int(header.mz), int(header.my), int(header.mx)]
-    sizes = [c / n / 10.0 if n > 0 and math.isfinite(c) and c > 0 else None
-             for c, n in zip(cell, counts, strict=True)]
-    voxel_nm = None if None in sizes else (sizes[0], sizes[1], sizes[2])
+    size_z, size_y, size_x = (c / n / 10.0 if n > 0 and math.isfinite(c) and c > 0 else None
+                              for c, n in zip(cell, counts, strict=True))
     # space groups 401-630: a stack of volumes of mz sections each (MRC2014)
     ispg, mz = int(header.ispg), int(header.mz)
     per_volume = mz if 401 <= ispg <= 630 and 0 < mz != nz else None
-    return info, offset, order + stored, np.dtype(returned), voxel_nm, per_volume
+    return info, offset, order + stored, np.dtype(returned), (size_z, size_y, size_x), per_volume
 
 
 def inspect_mrc(path: str | os.PathLike[str]) -> TiffInfo:
@@ -194,10 +194,9 @@ def inspect_mrc(path: str | os.PathLike[str]) -> TiffInfo:
         return _layout(path, handle)[0]
 
 
-def _read(path: Path) -> tuple[np.ndarray, TiffInfo, tuple[float, float, float] | None,
-                               datetime, int | None]:
+def _read(path: Path) -> tuple[np.ndarray, TiffInfo, _Sizes, datetime, int | None]:
     with _open(path) as handle:  # header and data of one file, even if renamed over meanwhile
-        info, offset, stored, returned, voxel_nm, per_volume = _layout(path, handle)
+        info, offset, stored, returned, sizes_nm, per_volume = _layout(path, handle)
         count = math.prod(info.shape)
         handle.seek(offset)
         data = np.fromfile(handle, dtype=stored, count=count)
@@ -205,7 +204,7 @@ def _read(path: Path) -> tuple[np.ndarray, TiffInfo, tuple[float, float, float] 
     if data.size < count:  # shortened since the header check
         raise TruncatedTiffError(path, f"MRC data cut short: {data.size} of {count} voxels")
     data = data.astype(returned, copy=data.dtype != returned or not data.dtype.isnative)
-    return data.reshape(info.n_pages, *info.page_shape), info, voxel_nm, mtime, per_volume
+    return data.reshape(info.n_pages, *info.page_shape), info, sizes_nm, mtime, per_volume
 
 
 def read_mrc_volume(path: str | os.PathLike[str]) -> Volume:
@@ -216,27 +215,31 @@ def read_mrc_volume(path: str | os.PathLike[str]) -> Volume:
     :func:`inspect_mrc`.
     """
     path = Path(path)
-    data, info, voxel_nm, _, per_volume = _read(path)
+    data, info, sizes_nm, _, per_volume = _read(path)
     if per_volume is not None:
         raise UnsupportedLayoutError(
             path, f"a stack of volumes (MRC space group 401-630): {info.n_pages} sections of "
                   f"{per_volume} per volume; a tomogram is one volume: give one file per "
                   "volume")
+    size_z, size_y, size_x = sizes_nm
+    voxel_nm = (None if size_z is None or size_y is None or size_x is None
+                else (size_z, size_y, size_x))
     return Volume(data=data, source=path, voxel_size_nm=voxel_nm)
 
 
 def read_mrc_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """Read every section of an MRC file (a movie stack, or one image) as a :class:`Frame`.
 
-    ``pixel_size_nm`` from the header (None without a calibration); ``acquired_at`` is the
-    file's mtime (an MRC header holds no acquisition time). Raises as :func:`inspect_mrc`,
-    and AnisotropicPixelsError when the x and y pixel sizes differ.
+    ``pixel_size_nm`` from the header's x and y (None when either is not calibrated; z, the
+    sections' spacing, is no part of a frame's calibration and may be 0); ``acquired_at`` is
+    the file's mtime (an MRC header holds no acquisition time). Raises as
+    :func:`inspect_mrc`, and AnisotropicPixelsError when the x and y pixel sizes differ.
     """
     path = Path(path)
-    data, info, voxel_nm, mtime, _ = _read(path)
+    data, info, sizes_nm, mtime, _ = _read(path)
     pixel_nm = None
-    if voxel_nm is not None:
-        _, size_y, size_x = voxel_nm
+    _, size_y, size_x = sizes_nm
+    if size_y is not None and size_x is not None:
         if abs(size_x - size_y) > ANISOTROPY_TOLERANCE * max(size_x, size_y):
             raise AnisotropicPixelsError(
                 path, f"x and y pixel sizes differ ({size_x:g} nm vs {size_y:g} nm); "

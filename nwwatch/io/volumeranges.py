@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nwwatch.io.dataset import DatasetLayoutError, list_images, read_pages
+from nwwatch.io.dataset import DatasetLayoutError, list_unlabeled, read_pages
 from nwwatch.normalize import intensity_range
 
 
@@ -28,7 +28,7 @@ class VolumeRanges:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         folder = self.root / "unlabeled"
-        self.pages = ({path: read_pages(path) for path in list_images(folder)}
+        self.pages = ({path: read_pages(path) for path in list_unlabeled(folder)}
                       if folder.is_dir() else {})
         self._ranges: dict[Path, tuple[float, float]] = {}
 

@@ -128,8 +128,8 @@ _OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels", "--triplanar/
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               required=True, help="Results folder.")
 @click.option("--kind", type=click.Choice(KINDS), default="insitu", show_default=True,
-              help="insitu: TEM frames, one row each; tomogram: 3D TIFF volumes, a mask and "
-                   "one row each (docs/tomography.md).")
+              help="insitu: TEM frames, one row each; tomogram: 3D TIFF or MRC volumes, a mask "
+                   "and one row each (docs/tomography.md).")
 @click.option("--model", callback=model_file, metavar="MODEL",
               default=None, help="ONNX model (default: with --config, the model of the "
                                  "[[watch]] holding PATH; else for insitu the shipped model; "

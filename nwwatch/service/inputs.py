@@ -59,11 +59,19 @@ def declares_z_slices(info) -> bool:
     return info.n_pages > 1 and info.axes[:1] == "Z"
 
 
+#: What declares a file's pages time frames, as notes name it.
+T_DECLARATIONS = "ImageJ frames, OME SizeT or an MRC stack of images, .mrcs"
+
+
 def declares_time_frames(info) -> bool:
     """True when a :class:`~nwwatch.io.records.TiffInfo` has several pages along a declared
-    time axis (ImageJ ``frames``, OME ``SizeT``): the layout of an in-situ series, which a
-    tomogram replay would segment as one volume. Not when it declares Z too: a time series
-    of volumes is refused, not segmented, and its quarantine reason says so."""
+    time axis (ImageJ ``frames``, OME ``SizeT``), or is an MRC stack of images (space group
+    0) named ``.mrcs``, as SerialEM names its movies: the layout of an in-situ series, which
+    a tomogram replay would segment as one volume. Not when it declares Z too: a time series
+    of volumes is refused, not segmented, and its quarantine reason says so. (An MRC stack
+    of images named otherwise is not: a reconstruction may be written with space group 0.)"""
+    if info.n_pages > 1 and info.layout == "mrc":
+        return info.axes == "IYX" and Path(info.path).suffix.lower() == ".mrcs"
     return info.n_pages > 1 and info.axes[:1] == "T" and "Z" not in info.axes
 
 
@@ -72,7 +80,8 @@ LAYOUT_NOTES = {
     "z_slices": "its pages are declared Z slices, as a tomogram's are; segmented as in-situ "
                 "frames, one row a slice (a tomogram belongs in a [[watch]] with kind = "
                 "\"tomogram\")",
-    "time_frames": "its pages are declared time frames, as an in-situ series' are; segmented "
+    "time_frames": "its pages are declared time frames (an MRC stack of images, .mrcs, "
+                   "included), as an in-situ series' are; segmented "
                    "as one tomogram (a series belongs in a [[watch]] with kind = \"insitu\")",
 }
 

@@ -50,10 +50,12 @@ REPLAY_CHUNKS = 4
 REPLAY_FLUSH_ROWS = 20_000
 
 
-def list_inputs(path: Path, kind: str, unlisted: Callable[[OSError], None] | None = None
-                ) -> list[Path]:
+def list_inputs(path: Path, kind: str, unlisted: Callable[[OSError], None] | None = None,
+                unread: list[Path] | None = None) -> list[Path]:
     """Input files under ``path`` (recursively, default patterns), or ``[path]`` for a file.
-    ``unlisted``: called with the error of each folder that cannot be listed (default: raised)."""
+    ``unlisted``: called with the error of each folder that cannot be listed (default: raised).
+    ``unread``: collects the files of a folder that the kind's names leave out and that nwwatch
+    can say what to do with (:func:`nwwatch.service.watcher.scan`)."""
     if path.is_file():
         return [path]
     if not path.is_dir():
@@ -73,8 +75,8 @@ def list_inputs(path: Path, kind: str, unlisted: Callable[[OSError], None] | Non
                 raise error
             unlisted(error)
 
-    return list(scan(WatchConfig(path=path, kind=kind, recursive=True), unlisted=unlisted,
-                     linked=linked))
+    return list(scan(WatchConfig(path=path, kind=kind, recursive=True), unread,
+                     unlisted=unlisted, linked=linked))
 
 
 def replay(
@@ -239,7 +241,6 @@ def replay(
         refresh_quarantine(ledger, out, log)
         files = _inputs_of(roots, kind, summary)
         summary.files = len(files)
-        summary.look_for_other_formats()  # none found: a folder of MRC volumes?
         t0 = time.perf_counter()
         bar = Progress(len(files), enabled=progress)
         todo = _to_process(files, engine, force, summary, bar, log, kind)
@@ -302,11 +303,12 @@ def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary) -> list[tup
     """(input file, the folder its symbolic links must stay in) of every path in ``roots``,
     each once (by absolute path), in order; a named file that is not a TIFF (:func:`_named_input`)
     goes to ``summary.not_tiff``, the error of a folder that cannot be listed to
-    ``summary.unlisted``."""
+    ``summary.unlisted``, a folder's files its kind leaves out (MRC files of the other kind's
+    names, tilt series, ...) to ``summary.left_out``."""
     seen, out = set(), []
     for root in roots:
         folder = root if root.is_dir() else root.parent
-        for file in list_inputs(root, kind, summary.unlisted.append):
+        for file in list_inputs(root, kind, summary.unlisted.append, summary.left_out):
             key = os.path.abspath(file)
             if key in seen:
                 continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.results.outcome import format_counts
-from nwwatch.service.inputs import Z_DECLARATIONS
+from nwwatch.service.inputs import T_DECLARATIONS, Z_DECLARATIONS
 
 #: Exit statuses of ``nwwatch replay``: every file done (or already done); the replay could
 #: not run (configuration, model, ledger, results folder inside the input); wrong command
@@ -66,13 +66,10 @@ class ReplaySummary:
     #: MRC by extension (``truth.parquet`` beside the frames of ``acq/*``): skipped, not
     #: counted in ``files``.
     not_tiff: list[Path] = field(default_factory=list)
-    #: Files of a microscope format nwwatch does not read (tilt series, DigitalMicrograph:
-    #: by suffix) in a replayed folder that held no input file.
-    other_formats: list[Path] = field(default_factory=list)
-    #: MRC files (by suffix) in a replayed folder that held no input file, whose names this
-    #: kind does not look for: a reconstruction (.rec) in an in-situ replay, a stack of
-    #: images (.mrcs) in a tomogram replay, a map (.map) in either.
-    mrc_of_other_names: list[Path] = field(default_factory=list)
+    #: Files the replayed folders' walk left out that nwwatch can say what to do with
+    #: (:func:`nwwatch.service.watcher.scan`'s ``unread``): :attr:`other_formats` and
+    #: :attr:`mrc_of_other_names`.
+    left_out: list[Path] = field(default_factory=list)
     #: Folders that could not be listed (no permission): their files were not processed.
     unlisted: list[OSError] = field(default_factory=list)
     #: QA pictures were asked for (``--overlays`` or the configuration's setting): files
@@ -89,22 +86,35 @@ class ReplaySummary:
         names = DEFAULT_SUFFIXES[self.kind]
         return ", ".join(names[:-1]) + " or " + names[-1]
 
-    def look_for_other_formats(self) -> None:
-        """When the replayed folder held no input file (``files`` 0), fill
-        :attr:`other_formats` with its files (hidden names skipped) of a microscope format
-        nwwatch does not read but can say what to do with (tilt series, DigitalMicrograph)."""
+    @property
+    def other_formats(self) -> list[Path]:
+        """Files of a microscope format nwwatch does not read (tilt series, DigitalMicrograph:
+        by suffix) in the replayed folders."""
         from nwwatch.io.mrc import is_mrc
-        from nwwatch.service.config import WatchConfig
-        from nwwatch.service.watcher import scan
 
-        if self.files or self.input_path is None or not self.input_path.is_dir():
-            return
-        found: list[Path] = []
-        for _ in scan(WatchConfig(path=self.input_path, kind=self.kind, recursive=True), found,
-                      unlisted=lambda exc: None):  # already reported by the replay's walk
-            pass  # the folder's walk, as replay lists inputs; none matched
-        self.other_formats = [p for p in found if not is_mrc(p)]
-        self.mrc_of_other_names = [p for p in found if is_mrc(p)]
+        return [p for p in self.left_out if not is_mrc(p)]
+
+    @property
+    def mrc_of_other_names(self) -> list[Path]:
+        """MRC files (by suffix) in the replayed folders whose names this kind does not look
+        for: a reconstruction (.rec) in an in-situ replay, a stack of images (.mrcs) in a
+        tomogram replay, a map (.map) in either."""
+        from nwwatch.io.mrc import is_mrc
+
+        return [p for p in self.left_out if is_mrc(p)]
+
+    def _left_out_clauses(self) -> list[str]:
+        """What :attr:`left_out` holds, with what to do: one clause per group ("2 files of a
+        format nwwatch does not read (a.st, b.ali): a tilt series? …")."""
+        clauses = []
+        if self.other_formats:
+            n = len(self.other_formats)
+            names = _first(p.name for p in self.other_formats)
+            clauses.append(f"{n} file{'s' if n > 1 else ''} of a format nwwatch does not read "
+                           f"({names}){_hint_of(self.other_formats)}")
+        if self.mrc_of_other_names:
+            clauses.append(self._other_names())
+        return clauses
 
     @property
     def frames_per_s(self) -> float:
@@ -127,7 +137,7 @@ class ReplaySummary:
         names = _first(p.name for p in files)
         replay = "an in-situ replay" if self.kind == "insitu" else "a tomogram replay"
         advice = _what_to_do_with({p.suffix.lower() for p in files}, self.kind)
-        return (f"it holds {n} MRC file{'s' if n > 1 else ''} whose name{'s' if n > 1 else ''} "
+        return (f"{n} MRC file{'s' if n > 1 else ''} whose name{'s' if n > 1 else ''} "
                 f"{replay} does not look for ({names}): {advice}")
 
     def lines(self) -> list[str]:
@@ -152,8 +162,8 @@ class ReplaySummary:
                        "row a slice. For a tomogram, replay with --kind tomogram --model MODEL "
                        "(docs/tomography.md)")
         if self.series_like:
-            out.append(f"note: {_declare(self.series_like)} as time frames (ImageJ frames "
-                       "or OME SizeT), as an in-situ series does; segmented as a "
+            out.append(f"note: {_declare(self.series_like)} as time frames ({T_DECLARATIONS}"
+                       "), as an in-situ series does; segmented as a "
                        "tomogram, one volume row a file. For contact angles, one row a "
                        "frame, replay with --kind insitu (docs/service.md)")
         if self.pictures_asked and self.skipped:
@@ -162,6 +172,10 @@ class ReplaySummary:
                        f"{'was' if n == 1 else 'were'} not processed again, so no QA picture "
                        f"was drawn for {'it' if n == 1 else 'them'}; replay with --force to "
                        "draw them (their rows are made again and replace the earlier ones)")
+        if self.files and self.left_out:
+            # the service logs these as unread_format; a replay that found other files
+            # still leaves them out
+            out.append(f"note: left out of this replay: {'; '.join(self._left_out_clauses())}")
         if self.not_tiff:
             n = len(self.not_tiff)
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, neither TIFF (by "
@@ -184,14 +198,7 @@ class ReplaySummary:
                        "(by extension or header) nor an MRC file (by extension)")
         elif self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
-            other = ""
-            if self.other_formats:
-                n = len(self.other_formats)
-                names = _first(p.name for p in self.other_formats)
-                other = (f"; it holds {n} file{'s' if n > 1 else ''} of a format nwwatch does "
-                         f"not read ({names}){_hint_of(self.other_formats)}")
-            if self.mrc_of_other_names:
-                other += f"; {self._other_names()}"
+            other = "".join(f"; it holds {clause}" for clause in self._left_out_clauses())
             out.append(f"replay found no input files{where} ({self.kind_suffixes} in any "
                        f"case, searched recursively; hidden and temporary names skipped)"
                        f"{other}")
