@@ -44,7 +44,10 @@ class WorkerWatch:
         try:
             if self.client.status != "running":
                 return None
-            return len(self.client.scheduler_info().get("workers", {}))
+            # the count alone: a list of every worker's details, each second, is a large
+            # message on a large cluster
+            info = self.client.scheduler_info(n_workers=0)
+            return int(info.get("n_workers", len(info.get("workers", {}))))
         except Exception:  # noqa: BLE001 - a closing client: the driver reports that itself
             return None
 
