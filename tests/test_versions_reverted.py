@@ -184,6 +184,8 @@ def test_a_file_reverted_after_both_versions_were_written_in_one_flush(tmp_path)
             tmp.rename(acq / "f.tif")
             daemon.wait_event("file_processed", timeout=60, count=k + 1)
         wait_rows(res, 2, timeout=60, proc=daemon)
+        # the rows file is there before its log line: wait for the line, then count
+        daemon.wait_event("rows_written", timeout=60)
         assert len([e for e in daemon.events() if e.get("event") == "rows_written"]) == 1
         assert _shown_angles(res) == [130]
         tmp.write_bytes(v1)
