@@ -36,7 +36,7 @@ from nwwatch.io.dataset import (
 )
 from nwwatch.io.volumeranges import VolumeRanges
 from nwwatch.normalize import normalize_image
-from nwwatch.options import model_file
+from nwwatch.options import OutputFile, model_file
 from nwwatch.segment.metrics import (
     InterfaceOffsets,
     SegmentationMetrics,
@@ -370,7 +370,7 @@ def _is_json_report(path: Path) -> bool:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for ONNX Runtime (default: all).")
 @click.option("--no-angles", is_flag=True, help="Skip contact-angle errors even with truth.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_out", type=OutputFile("report.json"),
               help="Also write the report as JSON (its folder is created).")
 @click.option("--flip-average", is_flag=True,
               help="Average the softmax over the frame and its mirror images (4x slower).")

@@ -157,6 +157,23 @@ class InputFile(click.Path):
             raise
 
 
+class OutputFile(click.Path):
+    """A file to write (``click.Path(dir_okay=False)``, as a Path) that refuses a name ending
+    in a path separator: ``--out results/`` means a folder, and :class:`~pathlib.Path` drops
+    the separator, so a file named ``results`` was written where a folder was meant."""
+
+    def __init__(self, example: str) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+        self.example = example
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        text = os.fsdecode(value) if isinstance(value, bytes) else str(value)
+        if text.endswith(("/", os.sep)):
+            self.fail(f"{text} names a folder (it ends in '/'); give the file to write in it, "
+                      f"e.g. {text.rstrip('/' + os.sep)}/{self.example}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def require_writable(path: Path, param_hint: str, folder: bool = False) -> None:
     """Raise :class:`click.BadParameter` naming ``path`` when the output file ``path`` (the
     folder ``path`` when ``folder``) cannot be written; its folder is created if missing.

@@ -25,6 +25,7 @@ import numpy as np
 from nwwatch import __version__
 from nwwatch.dashboard.data import Acquisition, ResultsStore, acquisition_summary, frame_series
 from nwwatch.dashboard.stats import TREND_WINDOW, rolling_median
+from nwwatch.options import OutputFile
 
 #: Readings of the results folder while files vanish under it (a compaction running).
 _READ_TRIES = 5
@@ -293,7 +294,7 @@ def _inside_results_dataset(results: Path, out: Path) -> Path | None:
 
 @click.command("report")
 @click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", "out", type=OutputFile("report.html"),
               default=Path("report.html"), show_default=True, help="HTML file to write.")
 def report(results: Path, out: Path) -> None:
     """Write a static HTML report (with PNG plots) of a results folder."""

@@ -31,7 +31,7 @@ from nwwatch.io.png import PICTURE_PNG_PARAMS, write_image_file
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
-from nwwatch.options import FiniteFloatRange, InputFile, model_file
+from nwwatch.options import FiniteFloatRange, InputFile, OutputFile, model_file
 from nwwatch.pathtext import path_text
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
@@ -226,7 +226,7 @@ def _write(rows: list[dict], out: Path) -> None:
 
 @click.command("measure")
 @click.argument("inputs", nargs=-1, required=True, type=InputFile())
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", "out", required=True, type=OutputFile("angles.parquet"),
               help="Parquet file to write (one row per image or page).")
 @click.option("--pixel-size-nm", default=None,
               type=FiniteFloatRange(min=0, min_open=True, max=MAX_PLAUSIBLE_PIXEL_SIZE_NM),
