@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tifffile
@@ -419,8 +420,19 @@ def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
                                                              str(frames[0])]):
         result = CliRunner().invoke(main, ["measure", *args])
         assert result.exit_code == 2, result.output
-        assert f"{frames[0]} exists and is not a Parquet file" in result.output
+        assert f"{frames[0]} exists and is not an earlier output of nwwatch measure" in \
+            " ".join(result.output.split())
         assert frames[0].read_bytes() == original
+    # Another table is not replaced either: 'measure DATA/labels/*.png --out DATA/truth.parquet'
+    # replaced the truth that evaluate scores against.
+    truth = tmp_path / "truth.parquet"
+    pq.write_table(pa.table({"file": ["f0.png"], "theta_apparent_deg": [112.0]}), truth)
+    table_before = truth.read_bytes()
+    result = CliRunner().invoke(main, ["measure", str(frames[1]), "--out", str(truth)])
+    assert result.exit_code == 2, result.output
+    assert f"{truth} exists and is not an earlier output of nwwatch measure; it is not " \
+           "replaced" in " ".join(result.output.split())
+    assert truth.read_bytes() == table_before
     # an earlier run's Parquet file (or an empty file) is replaced as before
     out = tmp_path / "rows.parquet"
     for _ in range(2):
