@@ -174,6 +174,16 @@ class OutputFile(click.Path):
         return super().convert(value, param, ctx)
 
 
+def results_dataset_of(path: Path) -> Path | None:
+    """The ``frames/`` or ``volumes/`` folder of a results folder (one with a ledger) that
+    ``path`` would lie in, else None: every Parquet file there is read as the service's
+    results, and a file written there replaces or adds to them."""
+    for folder in path.resolve().parents:
+        if folder.name in ("frames", "volumes") and (folder.parent / "ledger.sqlite").exists():
+            return folder
+    return None
+
+
 def require_writable(path: Path, param_hint: str, folder: bool = False) -> None:
     """Raise :class:`click.BadParameter` naming ``path`` when the output file ``path`` (the
     folder ``path`` when ``folder``) cannot be written; its folder is created if missing.
