@@ -264,9 +264,11 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> Non
         ledger, results = cfg.ledger, cfg.results
     else:
         ledger, results = out_dir / "ledger.sqlite", out_dir
+    from nwwatch.service.lock import LedgerElsewhereError
+
     try:
         st = service_status(ledger, results)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, LedgerElsewhereError) as exc:
         raise click.ClickException(str(exc)) from None
     except PermissionError as exc:
         raise click.ClickException(_not_readable(exc, results)) from None
