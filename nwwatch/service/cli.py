@@ -391,5 +391,9 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
         click.echo(f"left alone (rows of several acquisitions): {rel}")
     for rel in report.unreadable_files:
         click.echo(f"left alone (unreadable): {rel}", err=True)
+    for rel in report.missing_files:
+        click.echo(f"missing (the ledger names it, the file is gone: deleted? its input files "
+                   f"stay done; nwwatch ledger rebuild lets them be processed again): {rel}",
+                   err=True)
     click.echo(f"compacted {report.acquisitions} acquisition(s): {report.files_before} files "
                f"-> {report.files_after}, {report.rows} rows")
