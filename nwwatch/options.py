@@ -252,6 +252,9 @@ def model_file(ctx: click.Context | None, param: click.Parameter | None,
                         f"({shipped[path.stem]})")
             else:
                 hint = f"give the model `nwwatch train` exported with it, {exported}"
+                if not exported.exists():  # moved or renamed: the name alone would mislead
+                    hint += (" (not there: find the .onnx file the run wrote beside its "
+                             f"{path.name})")
             raise click.BadParameter(f"{path} is a training checkpoint, not an ONNX model: "
                                      f"{hint}", ctx, param)
         return path
