@@ -36,7 +36,7 @@ from nwwatch.io.dataset import (
 )
 from nwwatch.io.volumeranges import VolumeRanges
 from nwwatch.normalize import normalize_image
-from nwwatch.options import model_file
+from nwwatch.options import OutputFile, model_file
 from nwwatch.segment.metrics import (
     InterfaceOffsets,
     SegmentationMetrics,
@@ -347,18 +347,24 @@ def format_report(report: EvaluationReport) -> str:
 
 #: A report is a few kB; a larger file is read no further.
 _JSON_REPORT_MAX_BYTES = 16 * 1024 * 1024
+#: Keys of every ``--json`` report (:meth:`EvaluationReport.as_dict`).
+_REPORT_KEYS = {"model", "images", "metrics", "seconds_per_image", "provider"}
 
 
 def _is_json_report(path: Path) -> bool:
-    """True when ``path`` is empty or holds one JSON object (an earlier report, replaced by
-    the new one); anything else (a model, a frame) is a file a mistyped ``--json`` names."""
+    """True when ``path`` is empty or holds an earlier report (a JSON object with the keys
+    every report has), replaced by the new one; anything else (a model, a frame, the model's
+    card ``MODEL.json``, another program's JSON) is a file a mistyped ``--json`` names."""
     if path.stat().st_size > _JSON_REPORT_MAX_BYTES:
         return False
     try:
         text = path.read_bytes().decode()
-        return not text.strip() or isinstance(json.loads(text), dict)
+        if not text.strip():
+            return True
+        report = json.loads(text)
     except ValueError:  # not UTF-8, not JSON
         return False
+    return isinstance(report, dict) and _REPORT_KEYS <= report.keys()
 
 
 
@@ -370,7 +376,7 @@ def _is_json_report(path: Path) -> bool:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for ONNX Runtime (default: all).")
 @click.option("--no-angles", is_flag=True, help="Skip contact-angle errors even with truth.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_out", type=OutputFile("report.json"),
               help="Also write the report as JSON (its folder is created).")
 @click.option("--flip-average", is_flag=True,
               help="Average the softmax over the frame and its mirror images (4x slower).")

@@ -157,6 +157,33 @@ class InputFile(click.Path):
             raise
 
 
+class OutputFile(click.Path):
+    """A file to write (``click.Path(dir_okay=False)``, as a Path) that refuses a name ending
+    in a path separator: ``--out results/`` means a folder, and :class:`~pathlib.Path` drops
+    the separator, so a file named ``results`` was written where a folder was meant."""
+
+    def __init__(self, example: str) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+        self.example = example
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        text = os.fsdecode(value) if isinstance(value, bytes) else str(value)
+        if text.endswith(("/", os.sep)):
+            self.fail(f"{text} names a folder (it ends in '/'); give the file to write in it, "
+                      f"e.g. {text.rstrip('/' + os.sep)}/{self.example}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def results_dataset_of(path: Path) -> Path | None:
+    """The ``frames/`` or ``volumes/`` folder of a results folder (one with a ledger) that
+    ``path`` would lie in, else None: every Parquet file there is read as the service's
+    results, and a file written there replaces or adds to them."""
+    for folder in path.resolve().parents:
+        if folder.name in ("frames", "volumes") and (folder.parent / "ledger.sqlite").exists():
+            return folder
+    return None
+
+
 def require_writable(path: Path, param_hint: str, folder: bool = False) -> None:
     """Raise :class:`click.BadParameter` naming ``path`` when the output file ``path`` (the
     folder ``path`` when ``folder``) cannot be written; its folder is created if missing.
@@ -225,6 +252,9 @@ def model_file(ctx: click.Context | None, param: click.Parameter | None,
                         f"({shipped[path.stem]})")
             else:
                 hint = f"give the model `nwwatch train` exported with it, {exported}"
+                if not exported.exists():  # moved or renamed: the name alone would mislead
+                    hint += (" (not there: find the .onnx file the run wrote beside its "
+                             f"{path.name})")
             raise click.BadParameter(f"{path} is a training checkpoint, not an ONNX model: "
                                      f"{hint}", ctx, param)
         return path

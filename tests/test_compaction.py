@@ -295,3 +295,23 @@ def test_compaction_under_sudos_umask_keeps_the_file_to_the_services_group(resul
     assert made
     for p in made:
         assert p.stat().st_mode & 0o007 == 0, (p, oct(p.stat().st_mode))
+
+
+def test_a_results_file_deleted_by_hand_is_named_missing_not_unreadable(results):
+    # Was: "left alone (unreadable)" for a file that is not there, where `status` says
+    # missing and what to do
+    tmp, out, onnx = results
+    gone, damaged = sorted(p.relative_to(out).as_posix()
+                           for p in dataset_files(out / "frames"))[:2]
+    (out / gone).unlink()
+    (out / damaged).write_bytes(b"PAR1 not a parquet file")
+    r = subprocess.run([sys.executable, "-m", "nwwatch", "compact", str(out)],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert f"left alone (unreadable): {damaged}" in lines
+    assert [line for line in lines if line.startswith("missing (")] == [
+        f"missing (the ledger names it, the file is gone: deleted? its input files stay done; "
+        f"nwwatch ledger rebuild lets them be processed again): {gone}"]
+    assert not any(gone in line for line in lines if "unreadable" in line)

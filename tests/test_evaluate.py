@@ -593,12 +593,23 @@ def test_an_existing_json_that_is_not_a_report_is_not_replaced(tmp_path):
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--json'" in result.output and "not replaced" in result.output
     assert "mIoU" not in result.output and model.read_bytes() == before
-    report = tmp_path / "r.json"  # an earlier report is replaced by the new one
-    report.write_text('{"images": 0}')
-    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(report),
+    # The model's card (MODEL.json, what `nwwatch model` shows the evaluations of) is JSON
+    # too, and was replaced by the report as any JSON object was.
+    card = model.with_suffix(".json")
+    card.write_text(json.dumps({"file": "m.onnx", "sha256": "0" * 64,
+                                "fresh_synthetic_evaluations": []}))
+    card_before = card.read_bytes()
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(card),
                                        "--threads", "1"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(report.read_text())["images"] == 2
+    assert result.exit_code == 2, result.output
+    assert f"{card} exists and is not a JSON report" in " ".join(result.output.split())
+    assert card.read_bytes() == card_before
+    report = tmp_path / "r.json"  # an earlier report is replaced by the new one
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json",
+                                           str(report), "--threads", "1"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(report.read_text())["images"] == 2
 
 
 def test_the_recipe_for_the_angles_of_masks_drawn_elsewhere_runs(tmp_path, monkeypatch):

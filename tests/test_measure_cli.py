@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tifffile
@@ -419,8 +420,19 @@ def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
                                                              str(frames[0])]):
         result = CliRunner().invoke(main, ["measure", *args])
         assert result.exit_code == 2, result.output
-        assert f"{frames[0]} exists and is not a Parquet file" in result.output
+        assert f"{frames[0]} exists and is not an earlier output of nwwatch measure" in \
+            " ".join(result.output.split())
         assert frames[0].read_bytes() == original
+    # Another table is not replaced either: 'measure DATA/labels/*.png --out DATA/truth.parquet'
+    # replaced the truth that evaluate scores against.
+    truth = tmp_path / "truth.parquet"
+    pq.write_table(pa.table({"file": ["f0.png"], "theta_apparent_deg": [112.0]}), truth)
+    table_before = truth.read_bytes()
+    result = CliRunner().invoke(main, ["measure", str(frames[1]), "--out", str(truth)])
+    assert result.exit_code == 2, result.output
+    assert f"{truth} exists and is not an earlier output of nwwatch measure; it is not " \
+           "replaced" in " ".join(result.output.split())
+    assert truth.read_bytes() == table_before
     # an earlier run's Parquet file (or an empty file) is replaced as before
     out = tmp_path / "rows.parquet"
     for _ in range(2):
@@ -858,3 +870,34 @@ def test_overlays_of_noisy_frames_are_written_as_compactly_as_the_services(tmp_p
     picture = cv2.imdecode(np.frombuffer(written, np.uint8), cv2.IMREAD_COLOR)
     assert picture.shape[1] == 1024
     assert len(written) <= 1.05 * len(cv2.imencode(".png", picture, PICTURE_PNG_PARAMS)[1])
+
+
+def test_an_out_inside_a_results_folders_frames_is_refused(tmp_path):
+    # before: '--out RESULTS/frames/acquisition=.../frames-....parquet' replaced the service's
+    # results file with these rows (the ledger still counted the lost ones done), and a new
+    # name there added rows that status, the dashboard and pandas took for results
+    from dashkit import write_frames
+    from servicekit import model
+
+    from nwwatch.service import replay
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frames(acq, [105.0, 110.0])
+    res = tmp_path / "res"
+    replay(acq, res, model=model(tmp_path))
+    (batch,) = (res / "frames").rglob("*.parquet")
+    before = batch.read_bytes()
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    labels = tmp_path / "f.png"
+    cv2.imwrite(str(labels), cap.labels)
+    for out in (batch, batch.parent / "mine.parquet", res / "frames" / "mine.parquet"):
+        result = CliRunner().invoke(main, ["measure", str(labels), "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        said = " ".join(result.output.split())
+        assert f"{out} is inside {res / 'frames'}" in said
+        assert f"--out {res / out.name}" in said
+    assert batch.read_bytes() == before
+    assert list((res / "frames").rglob("*.parquet")) == [batch]
+    result = CliRunner().invoke(main, ["measure", str(labels), "--out", str(res / "mine.parquet")])
+    assert result.exit_code == 0, result.output  # beside frames/: not a results file

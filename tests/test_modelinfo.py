@@ -164,3 +164,18 @@ def test_a_model_without_nwwatch_metadata_is_named(tmp_path):
     result = run(str(path))
     assert result.exit_code == 1
     assert result.output.strip() == f"Error: {path}: no 'nwwatch' metadata in the model"
+
+
+def test_a_checkpoint_without_its_onnx_beside_it_says_that_file_is_not_there(tmp_path):
+    # The error named MODEL.onnx as the model to give even when no such file existed.
+    checkpoint = tmp_path / "m.pt"
+    checkpoint.write_bytes(b"PK\x03\x04")
+    result = run(str(checkpoint))
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert (f"give the model `nwwatch train` exported with it, {tmp_path / 'm.onnx'} (not "
+            "there: find the .onnx file the run wrote beside its m.pt)") in said
+    build_threshold_model(tmp_path / "m.onnx")  # there: named alone
+    result = run(str(checkpoint))
+    assert result.exit_code == 2 and "not there" not in result.output
+    assert f"exported with it, {tmp_path / 'm.onnx'}" in " ".join(result.output.split())

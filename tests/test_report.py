@@ -456,3 +456,25 @@ def test_a_volume_without_voxel_size_shows_its_surface_area_in_pixels(tmp_path):
          "surface_area_px2": 2222.25}], kind="volumes")
     page = write_report(results, tmp_path / "r.html").read_text()
     assert "<td>4321.5 nm²</td>" in page and "<td>2222.2 px²</td>" in page, page[-3000:]
+
+
+@pytest.mark.parametrize("inside", ["frames", "frames/acquisition=x", "volumes"])
+def test_report_out_inside_the_results_datasets_is_refused(tmp_path, inside):
+    # before: `--out RES/frames/report.html` was written, and pd.read_parquet("RES/frames"),
+    # as the README reads the results, then failed on the page ("Parquet magic bytes not found")
+    import pandas as pd
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    out = results / inside / "report.html"
+    result = CliRunner().invoke(main, ["report", str(results), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"{out} is inside {results / inside.split('/')[0]}" in said
+    assert f"--out {results / 'report.html'}" in said
+    assert not out.exists() and not (out.parent / "report_files").exists()
+    assert len(pd.read_parquet(results / "frames")) == 2
+    beside = results / "report.html"  # inside RESULTS but beside its datasets: fine
+    result = CliRunner().invoke(main, ["report", str(results), "--out", str(beside)])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_parquet(results / "frames")) == 2

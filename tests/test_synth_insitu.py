@@ -248,8 +248,12 @@ def test_cli_writes_files_and_metadata_round_trips(tmp_path) -> None:
     result = CliRunner().invoke(synth, ["insitu", str(out), "--frames", "2", "--size", "64",
                                         "--seed", "3"])
     assert result.exit_code == 0, result.output
+    assert result.output == f"wrote 2 frames to {out}\n"
     truth = pq.read_table(out / "truth.parquet")
     assert truth.num_rows == 2
+    one = CliRunner().invoke(synth, ["insitu", str(tmp_path / "one"), "--frames", "1",
+                                     "--size", "48"])
+    assert one.output == f"wrote 1 frame to {tmp_path / 'one'}\n"  # was "1 frames"
     for k in range(2):
         assert (out / f"frame_{k:05d}.tif").is_file()
         label = cv2.imread(str(out / "labels" / f"frame_{k:05d}.png"), cv2.IMREAD_UNCHANGED)

@@ -14,7 +14,7 @@ import click
 from click.core import ParameterSource
 
 from nwwatch.io.dataset import mask_like_labels, read_dataset_toml
-from nwwatch.options import FiniteFloatRange, mask_warning
+from nwwatch.options import FiniteFloatRange, OutputFile, mask_warning
 from training.config import (
     FINETUNE_DEFAULTS,
     FOLDER_DEFAULTS,
@@ -185,7 +185,7 @@ class ProgressStream:
 @click.option("--model-options", default=None, help='Architecture options as JSON, e.g. '
               '\'{"widths": [8, 16, 32, 64, 128]}\'  [default: none; '
               '\'{"widths": [16, 32, 64], "dropout": 0.0}\' with --volume].')
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", required=True, type=OutputFile("model.onnx"),
               help="MODEL.onnx to write; a network's checkpoint MODEL.pt goes next to it "
                    "(the threshold and the forest of --volume have none). An earlier run's "
                    "files there are never replaced, except by --resume.")

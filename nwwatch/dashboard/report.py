@@ -25,6 +25,7 @@ import numpy as np
 from nwwatch import __version__
 from nwwatch.dashboard.data import Acquisition, ResultsStore, acquisition_summary, frame_series
 from nwwatch.dashboard.stats import TREND_WINDOW, rolling_median
+from nwwatch.options import OutputFile
 
 #: Readings of the results folder while files vanish under it (a compaction running).
 _READ_TRIES = 5
@@ -280,9 +281,20 @@ def _is_report(path: Path) -> bool:
     return head == b"" or b"<title>nwwatch report: " in head
 
 
+def _inside_results_dataset(results: Path, out: Path) -> Path | None:
+    """The ``frames/`` or ``volumes/`` folder of ``results`` that ``out`` would lie in, else
+    None."""
+    where = out.resolve().parent
+    for sub in ("frames", "volumes"):
+        dataset = (results / sub).resolve()
+        if where == dataset or where.is_relative_to(dataset):
+            return results / sub
+    return None
+
+
 @click.command("report")
 @click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", "out", type=OutputFile("report.html"),
               default=Path("report.html"), show_default=True, help="HTML file to write.")
 def report(results: Path, out: Path) -> None:
     """Write a static HTML report (with PNG plots) of a results folder."""
@@ -294,6 +306,14 @@ def report(results: Path, out: Path) -> None:
         # e.g. '--out DATA/images/f.tif' from a tab completion: replaced by HTML, it was lost
         raise click.BadParameter(f"{out} exists and is not an nwwatch report; it is not "
                                  "replaced", param_hint="'--out'")
+    inside = _inside_results_dataset(results, out)
+    if inside is not None:
+        # pandas, pyarrow, polars and DuckDB read every file under frames/ as Parquet
+        raise click.BadParameter(
+            f"{out} is inside {inside}, which readers of the results read as Parquet files "
+            f"(the page and its {out.stem}_files/ pictures would break "
+            f"pd.read_parquet('{inside}')); write it elsewhere, e.g. "
+            f"--out {results / out.name}", param_hint="'--out'")
     require_writable(out, "'--out'")
     try:
         path = write_report(results, out)

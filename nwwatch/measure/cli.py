@@ -31,7 +31,7 @@ from nwwatch.io.png import PICTURE_PNG_PARAMS, write_image_file
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
-from nwwatch.options import FiniteFloatRange, InputFile, model_file
+from nwwatch.options import FiniteFloatRange, InputFile, OutputFile, model_file
 from nwwatch.pathtext import path_text
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
@@ -209,11 +209,29 @@ class _FrameSegmenter:
             "model_name": seg.name, "model_sha256": seg.model_sha256, "provider": seg.provider}
 
 
-def _is_parquet(path: Path) -> bool:
-    """True when ``path`` starts with Parquet's magic bytes (an earlier run's output) or is
-    empty."""
+#: Columns of every frame row ``measure`` writes, whatever its version.
+_OUTPUT_KEY_COLUMNS = {"source", "frame", "status", "reason_code", "contact_angle_deg",
+                       "measurement_version"}
+
+
+def _is_earlier_output(path: Path) -> bool:
+    """True when ``path`` is empty or a Parquet file with the columns this command writes (an
+    earlier run's output). Another Parquet file (a DATA folder's truth.parquet, another
+    program's table) is not one to replace."""
     with path.open("rb") as handle:
-        return handle.read(4) in (b"PAR1", b"")
+        magic = handle.read(4)
+    if magic == b"":
+        return True
+    if magic != b"PAR1":
+        return False
+    import pyarrow.parquet as pq  # lazily, as in _write
+
+    try:
+        names = set(pq.read_schema(path).names)
+    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError: not readable
+        return False
+    # columns of every version's rows, not the whole schema: an upgrade adds columns
+    return _OUTPUT_KEY_COLUMNS <= names
 
 
 def _write(rows: list[dict], out: Path) -> None:
@@ -226,7 +244,7 @@ def _write(rows: list[dict], out: Path) -> None:
 
 @click.command("measure")
 @click.argument("inputs", nargs=-1, required=True, type=InputFile())
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", "out", required=True, type=OutputFile("angles.parquet"),
               help="Parquet file to write (one row per image or page).")
 @click.option("--pixel-size-nm", default=None,
               type=FiniteFloatRange(min=0, min_open=True, max=MAX_PLAUSIBLE_PIXEL_SIZE_NM),
@@ -255,14 +273,22 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
 
     TIFF and MRC files are read as the service reads them: a file it refuses is named and
     skipped (exit status 1), and each row gets the file's pixel size and acquisition time."""
-    from nwwatch.options import require_writable
+    from nwwatch.options import require_writable, results_dataset_of
     from nwwatch.segment.session import file_sha256
 
     # Outputs checked before the work: an unwritable --out found after it loses every row.
-    if out.is_file() and not _is_parquet(out):
-        # e.g. 'measure --out frames/*.tif': the shell made the first frame the output
-        raise click.BadParameter(f"{out} exists and is not a Parquet file; it is not replaced",
-                                 param_hint="'--out'")
+    dataset = results_dataset_of(out)
+    if dataset is not None:
+        # a results file there is the service's: replaced, its rows were lost to the ledger
+        raise click.BadParameter(
+            f"{out} is inside {dataset}, where the service, status and every reader of the "
+            f"results folder take each Parquet file for results; write it elsewhere, e.g. "
+            f"--out {dataset.parent / out.name}", param_hint="'--out'")
+    if out.is_file() and not _is_earlier_output(out):
+        # e.g. 'measure --out frames/*.tif': the shell made the first frame the output; or
+        # '--out DATA/truth.parquet', the truth evaluate scores against
+        raise click.BadParameter(f"{out} exists and is not an earlier output of nwwatch "
+                                 "measure; it is not replaced", param_hint="'--out'")
     segment = _FrameSegmenter(model)
     if model is not None:  # a wrong --model found at the first raw frame loses the rows before it
         segment.load()

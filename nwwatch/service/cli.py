@@ -264,9 +264,11 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> Non
         ledger, results = cfg.ledger, cfg.results
     else:
         ledger, results = out_dir / "ledger.sqlite", out_dir
+    from nwwatch.service.lock import LedgerElsewhereError
+
     try:
         st = service_status(ledger, results)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, LedgerElsewhereError) as exc:
         raise click.ClickException(str(exc)) from None
     except PermissionError as exc:
         raise click.ClickException(_not_readable(exc, results)) from None
@@ -389,5 +391,9 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
         click.echo(f"left alone (rows of several acquisitions): {rel}")
     for rel in report.unreadable_files:
         click.echo(f"left alone (unreadable): {rel}", err=True)
+    for rel in report.missing_files:
+        click.echo(f"missing (the ledger names it, the file is gone: deleted? its input files "
+                   f"stay done; nwwatch ledger rebuild lets them be processed again): {rel}",
+                   err=True)
     click.echo(f"compacted {report.acquisitions} acquisition(s): {report.files_before} files "
                f"-> {report.files_after}, {report.rows} rows")

@@ -64,6 +64,8 @@ class CompactReport:
     mixed_files: list[str] = field(default_factory=list)
     #: Files that cannot be read (damaged): left as they are.
     unreadable_files: list[str] = field(default_factory=list)
+    #: Files the ledger names that no longer exist (deleted by hand).
+    missing_files: list[str] = field(default_factory=list)
     recovered: int = 0
     compacted: list[str] = field(default_factory=list)
 
@@ -108,7 +110,8 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                 try:
                     sources = pq.read_table(results / rel, columns=["source"]).column("source")
                 except (OSError, pa.ArrowInvalid):  # damaged: never rewritten or deleted here
-                    report.unreadable_files.append(rel)
+                    missing = not (results / rel).exists()
+                    (report.missing_files if missing else report.unreadable_files).append(rel)
                     continue
                 acqs = {acquisition_of(s) for s in sources.unique().to_pylist()}
                 seen |= acqs

@@ -183,6 +183,22 @@ def require_results_folder(results: Path, ledger_path: Path | None, consequence:
             f"no ledger {ledger_path}; {consequence}")
 
 
+_LEDGER_SUFFIXES = ("", "-wal", "-shm")
+
+
+def _aside_stamp(ledger_path: Path) -> str:
+    """The UTC time for ``<ledger>.replaced-<stamp>``, with ``-2``, ``-3``, ... when a ledger
+    was already moved aside under it: two rebuilds within one second would otherwise replace
+    the first one's copy, the original ledger, with the second's."""
+    base = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp, n = base, 1
+    while any(ledger_path.with_name(f"{ledger_path.name}{suffix}.replaced-{stamp}").exists()
+              for suffix in _LEDGER_SUFFIXES):
+        n += 1
+        stamp = f"{base}-{n}"
+    return stamp
+
+
 def rebuild_ledger(results_dir: str | os.PathLike[str],
                    ledger_path: str | os.PathLike[str] | None = None) -> RebuildReport:
     """``nwwatch ledger rebuild``: move an existing ledger aside (``*.replaced-<UTC time>``)
@@ -201,8 +217,8 @@ def rebuild_ledger(results_dir: str | os.PathLike[str],
         other = ledger_kept_elsewhere(results, ledger_path)
         if other is not None:  # before anything is moved aside
             raise LedgerElsewhereError(results, ledger_path, other)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        for suffix in ("", "-wal", "-shm"):
+        stamp = _aside_stamp(ledger_path)
+        for suffix in _LEDGER_SUFFIXES:
             old = ledger_path.with_name(ledger_path.name + suffix)
             if old.exists():
                 aside = old.with_name(f"{old.name}.replaced-{stamp}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nwwatch.results.outcome import by_outcome, count_results, format_counts
 from nwwatch.results.versions import read_reverted
-from nwwatch.service.lock import lock_holder
+from nwwatch.service.lock import LedgerElsewhereError, ledger_kept_elsewhere, lock_holder
 from nwwatch.service.reporting import open_readonly
 
 
@@ -39,7 +39,15 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC datetime) or
     None, ``quarantined`` (list of dicts: path, reason, error_type, attempts, quarantined_at,
     gone: the path no longer exists here).
+
+    Raises FileNotFoundError when there is no ledger at ``ledger_path``, and
+    :class:`~nwwatch.service.lock.LedgerElsewhereError` when the results are kept by another
+    ledger (a results folder's own ledger left behind when ``[state] ledger`` moved, or
+    ``nwwatch ledger rebuild --ledger``): its counts stopped at that moment.
     """
+    other = ledger_kept_elsewhere(results_dir, ledger_path)
+    if other is not None:
+        raise LedgerElsewhereError(Path(results_dir), Path(ledger_path), other)
     ledger = open_readonly(ledger_path)
     try:
         recent, rate = ledger.throughput(window_s)

@@ -45,7 +45,8 @@ def insitu(out: Path, n_frames: int, video: bool, seed: int, size: int) -> None:
             "they would not match the new truth.parquet: choose a new or empty folder")
     require_writable(out, "'OUT'", folder=True)
     table = generate_insitu(out, n_frames, video=video, seed=seed, size=size)
-    click.echo(f"wrote {table.num_rows} frames to {out}")
+    n = table.num_rows
+    click.echo(f"wrote {n} frame{'' if n == 1 else 's'} to {out}")
 
 
 def _not_replaced(out: Path, n_frames: int) -> list[str]:
