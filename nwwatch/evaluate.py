@@ -388,7 +388,7 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
     A tomogram model's labeled slices are scored on the mask the service makes of the
     DATA/unlabeled/ volume that holds them."""
     from nwwatch.io.dataset import mask_like_labels
-    from nwwatch.options import mask_warning, require_writable
+    from nwwatch.options import mask_warning, refuse_inside_results, require_writable
     from nwwatch.segment.session import PROVIDERS, ModelLoadError
 
     unknown = [name for name in providers if name not in PROVIDERS]
@@ -400,6 +400,7 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
             # e.g. '--json mine.onnx' or '--json frames/f.tif': replaced, the file was lost
             raise click.BadParameter(f"{json_out} exists and is not a JSON report; it is not "
                                      f"replaced", param_hint="'--json'")
+        refuse_inside_results(json_out, "'--json'")  # no Parquet: it breaks their readers
         require_writable(json_out, "'--json'")
     for label_path in mask_like_labels(data):
         click.echo(mask_warning(label_path))

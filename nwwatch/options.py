@@ -174,14 +174,30 @@ class OutputFile(click.Path):
         return super().convert(value, param, ctx)
 
 
-def results_dataset_of(path: Path) -> Path | None:
-    """The ``frames/`` or ``volumes/`` folder of a results folder (one with a ledger) that
-    ``path`` would lie in, else None: every Parquet file there is read as the service's
-    results, and a file written there replaces or adds to them."""
+def results_dataset_of(path: Path, results: Path | None = None) -> Path | None:
+    """The ``frames/`` or ``volumes/`` folder of a results folder (``results``, or any with
+    a ledger) that ``path`` would lie in, else None: every file there is read as the
+    service's results, and a file written there replaces or adds to them, or breaks their
+    readers (a page or a JSON file is no Parquet)."""
+    top = None if results is None else results.resolve()
     for folder in path.resolve().parents:
-        if folder.name in ("frames", "volumes") and (folder.parent / "ledger.sqlite").exists():
+        if folder.name in ("frames", "volumes") and (
+                folder.parent == top or (folder.parent / "ledger.sqlite").exists()):
             return folder
     return None
+
+
+def refuse_inside_results(path: Path, param_hint: str, results: Path | None = None) -> None:
+    """Raise :class:`click.BadParameter` when the output ``path`` would lie in a results
+    folder's ``frames/`` or ``volumes/`` (:func:`results_dataset_of`), naming a place beside
+    them."""
+    dataset = results_dataset_of(path, results)
+    if dataset is not None:
+        option = param_hint.strip("'")
+        raise click.BadParameter(
+            f"{path} is inside {dataset}, where the service, status and every reader of the "
+            f"results (pandas, pyarrow, polars, DuckDB) take each file for results; write it "
+            f"elsewhere, e.g. {option} {dataset.parent / path.name}", param_hint=param_hint)
 
 
 def require_writable(path: Path, param_hint: str, folder: bool = False) -> None:
@@ -234,8 +250,8 @@ def model_file(ctx: click.Context | None, param: click.Parameter | None,
     """Click callback of a model argument or ``--model``: an ONNX file, or the name of a
     shipped model (``insitu-default``); None stays None. A MODEL.pt checkpoint is a usage error
     naming the MODEL.onnx ``nwwatch train`` wrote beside it (ONNX Runtime would say only
-    "Protobuf parsing failed"), and so are a folder, a missing file and a path that is not
-    UTF-8 text (:func:`model_name_problem`)."""
+    "Protobuf parsing failed"), and so are the model's card MODEL.json beside its MODEL.onnx,
+    a folder, a missing file and a path that is not UTF-8 text (:func:`model_name_problem`)."""
 
     if value is None:
         return None
@@ -257,6 +273,10 @@ def model_file(ctx: click.Context | None, param: click.Parameter | None,
                              f"{path.name})")
             raise click.BadParameter(f"{path} is a training checkpoint, not an ONNX model: "
                                      f"{hint}", ctx, param)
+        if path.suffix.lower() == ".json" and path.with_suffix(".onnx").is_file():
+            # MODEL.json, the card `nwwatch train` writes beside the model
+            raise click.BadParameter(f"{path} is the model's card, not the model: give "
+                                     f"{path.with_suffix('.onnx')}", ctx, param)
         return path
     if value in shipped and not path.exists():
         return shipped[value]

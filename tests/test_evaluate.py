@@ -670,3 +670,24 @@ def test_a_model_whose_path_is_not_utf8_is_a_usage_error_saying_to_rename_it(tmp
             in process.stderr), process.stderr
     assert "rename the file" in process.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "m.parquet").exists()
+
+
+def test_a_json_report_inside_a_results_dataset_is_refused_before_the_run(tmp_path):
+    # `--json RESULTS/frames/eval.json` was written, and pd.read_parquet(RESULTS/frames), as
+    # the README reads the results, then failed on it ("Parquet magic bytes not found")
+    from onnx_models import build_threshold_model
+    from training_helpers import make_folder
+
+    data = make_folder(tmp_path / "d", n=2, size=32)
+    model = build_threshold_model(tmp_path / "m.onnx")
+    results = tmp_path / "res"
+    (results / "frames").mkdir(parents=True)
+    (results / "ledger.sqlite").write_bytes(b"")
+    out = results / "frames" / "eval.json"
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(out),
+                                       "--threads", "1"])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"{out} is inside {results / 'frames'}" in said
+    assert f"--json {results / 'eval.json'}" in said
+    assert not out.exists() and "mIoU" not in result.output

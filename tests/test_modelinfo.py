@@ -179,3 +179,16 @@ def test_a_checkpoint_without_its_onnx_beside_it_says_that_file_is_not_there(tmp
     result = run(str(checkpoint))
     assert result.exit_code == 2 and "not there" not in result.output
     assert f"exported with it, {tmp_path / 'm.onnx'}" in " ".join(result.output.split())
+
+
+def test_the_models_card_given_as_the_model_names_the_model(tmp_path):
+    # `nwwatch model mine.json` (the card train writes beside mine.onnx) was ONNX Runtime's
+    # "protobuf parsing failed"
+    (tmp_path / "mine.onnx").write_bytes(b"an exported model")
+    card = tmp_path / "mine.json"
+    card.write_text('{"evaluations": []}')
+    result = run(str(card))
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "is the model's card, not the model" in errors[0]
+    assert str(tmp_path / "mine.onnx") in errors[0]

@@ -478,3 +478,22 @@ def test_report_out_inside_the_results_datasets_is_refused(tmp_path, inside):
     result = CliRunner().invoke(main, ["report", str(results), "--out", str(beside)])
     assert result.exit_code == 0, result.output
     assert len(pd.read_parquet(results / "frames")) == 2
+
+
+def test_a_report_written_again_keeps_no_picture_of_the_earlier_one(tmp_path):
+    # the pictures of an acquisition since gone (compacted away, deleted) stayed in
+    # report_files/ beside the new report's
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    write(results, "frames-2.parquet", frame_rows("/acq/run2", [105.0, 115.0]))
+    out = tmp_path / "report.html"
+    write_report(results, out)
+    files = tmp_path / "report_files"
+    before = sorted(p.name for p in files.iterdir())
+    assert len(before) == 2
+    for p in (results / "frames").rglob("frames-2.parquet"):
+        p.unlink()
+    write_report(results, out)
+    after = sorted(p.name for p in files.iterdir())
+    assert len(after) == 1 and after[0] in before and "run1" in after[0]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing left

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -230,8 +231,13 @@ def write_report(results: str | Path, out: str | Path) -> Path:
             raise FileNotFoundError(f"{results}: the results files could not be read "
                                     f"(damaged?): {', '.join(unreadable)}")
         raise FileNotFoundError(_nothing_here(results))
-    files = out.with_name(out.stem + "_files")
-    files.mkdir(parents=True, exist_ok=True)
+    # The pictures go to a fresh folder that then replaces <out stem>_files/: a picture of
+    # an earlier report (an acquisition since compacted away, a mask no longer among the
+    # last ones) would otherwise stay there beside this report's.
+    final = out.with_name(out.stem + "_files")
+    files = out.with_name(f".{out.stem}_files.partial")
+    shutil.rmtree(files, ignore_errors=True)
+    files.mkdir(parents=True)
     kinds = {acq.kind for acq in acqs}
     # What the tables below hold: a tomogram-only page has no frames and no angles.
     notes = ([" Refused frames are named by their reason code; the trend is a rolling median"
@@ -269,6 +275,12 @@ def write_report(results: str | Path, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(out) as handle:
         handle.write("\n".join(parts).encode())
+    old = out.with_name(f".{out.stem}_files.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.is_dir():
+        final.rename(old)
+    files.rename(final)  # a file named so in the way: OSError, named by the command
+    shutil.rmtree(old, ignore_errors=True)
     return out
 
 
@@ -281,24 +293,13 @@ def _is_report(path: Path) -> bool:
     return head == b"" or b"<title>nwwatch report: " in head
 
 
-def _inside_results_dataset(results: Path, out: Path) -> Path | None:
-    """The ``frames/`` or ``volumes/`` folder of ``results`` that ``out`` would lie in, else
-    None."""
-    where = out.resolve().parent
-    for sub in ("frames", "volumes"):
-        dataset = (results / sub).resolve()
-        if where == dataset or where.is_relative_to(dataset):
-            return results / sub
-    return None
-
-
 @click.command("report")
 @click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out", type=OutputFile("report.html"),
               default=Path("report.html"), show_default=True, help="HTML file to write.")
 def report(results: Path, out: Path) -> None:
     """Write a static HTML report (with PNG plots) of a results folder."""
-    from nwwatch.options import require_writable
+    from nwwatch.options import refuse_inside_results, require_writable
 
     # A usage error naming --out before the results are read and the plots drawn; OSErrors
     # below (a full disk) can still happen while writing.
@@ -306,14 +307,8 @@ def report(results: Path, out: Path) -> None:
         # e.g. '--out DATA/images/f.tif' from a tab completion: replaced by HTML, it was lost
         raise click.BadParameter(f"{out} exists and is not an nwwatch report; it is not "
                                  "replaced", param_hint="'--out'")
-    inside = _inside_results_dataset(results, out)
-    if inside is not None:
-        # pandas, pyarrow, polars and DuckDB read every file under frames/ as Parquet
-        raise click.BadParameter(
-            f"{out} is inside {inside}, which readers of the results read as Parquet files "
-            f"(the page and its {out.stem}_files/ pictures would break "
-            f"pd.read_parquet('{inside}')); write it elsewhere, e.g. "
-            f"--out {results / out.name}", param_hint="'--out'")
+    # the page and its pictures there would break pd.read_parquet('RESULTS/frames')
+    refuse_inside_results(out, "'--out'", results)
     require_writable(out, "'--out'")
     try:
         path = write_report(results, out)

@@ -273,17 +273,12 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
 
     TIFF and MRC files are read as the service reads them: a file it refuses is named and
     skipped (exit status 1), and each row gets the file's pixel size and acquisition time."""
-    from nwwatch.options import require_writable, results_dataset_of
+    from nwwatch.options import refuse_inside_results, require_writable
     from nwwatch.segment.session import file_sha256
 
     # Outputs checked before the work: an unwritable --out found after it loses every row.
-    dataset = results_dataset_of(out)
-    if dataset is not None:
-        # a results file there is the service's: replaced, its rows were lost to the ledger
-        raise click.BadParameter(
-            f"{out} is inside {dataset}, where the service, status and every reader of the "
-            f"results folder take each Parquet file for results; write it elsewhere, e.g. "
-            f"--out {dataset.parent / out.name}", param_hint="'--out'")
+    # A results file is the service's: replaced, its rows were lost to the ledger.
+    refuse_inside_results(out, "'--out'")
     if out.is_file() and not _is_earlier_output(out):
         # e.g. 'measure --out frames/*.tif': the shell made the first frame the output; or
         # '--out DATA/truth.parquet', the truth evaluate scores against
