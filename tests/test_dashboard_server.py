@@ -212,3 +212,30 @@ def test_dashboard_refuses_a_folder_that_is_not_a_results_folder(tmp_path, monke
     (res / "ledger.sqlite").write_bytes(b"")
     assert CliRunner().invoke(main, ["dashboard", str(res)]).exit_code == 0
     assert served_folders == [res]
+
+
+def test_dashboard_reads_the_ledger_the_results_are_kept_by(tmp_path, monkeypatch):
+    """After `ledger rebuild RES --ledger OTHER` (or a moved [state] ledger) the dashboard of
+    RES read RES/ledger.sqlite, left behind with counts stopped at that moment, without a
+    word; it now reads the ledger recorded in RES/ledger.sqlite.elsewhere, and says so."""
+    from click.testing import CliRunner
+
+    import nwwatch.dashboard.server as server
+    from nwwatch.cli import main
+    from nwwatch.service.lock import elsewhere_path
+
+    served = []
+    monkeypatch.setattr(server, "serve", lambda results, ledger, *a, **k:
+                        served.append((results, ledger)))
+    res, other = tmp_path / "res", tmp_path / "state" / "ledger.sqlite"
+    res.mkdir()
+    other.parent.mkdir()
+    (res / "ledger.sqlite").write_bytes(b"")  # the one left behind
+    other.write_bytes(b"")
+    elsewhere_path(res).write_text(f"{other}\n", encoding="utf-8")
+    r = CliRunner().invoke(main, ["dashboard", str(res)])
+    assert r.exit_code == 0, r.output
+    assert served == [(res, other)]
+    assert f"the results are kept by the ledger {other}" in " ".join(r.output.split())
+    r = CliRunner().invoke(main, ["dashboard", str(res), "--ledger", str(res / "ledger.sqlite")])
+    assert served[-1] == (res, res / "ledger.sqlite")  # given by name: as given
