@@ -125,7 +125,7 @@ def test_python_dash_m_runs_the_command(module, tmp_path):
                            "--frames", "1", "--size", "64"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert (out / "frame_00000.tif").is_file() and "wrote 1 frames" in done.stdout
+    assert (out / "frame_00000.tif").is_file() and "wrote 1 frame to" in done.stdout
     done = subprocess.run([sys.executable, "-m", module, "no-such-command"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 2 and "no-such-command" in done.stderr
