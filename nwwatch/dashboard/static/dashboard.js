@@ -148,9 +148,12 @@ function renderHeader(s, live) {
   c.push(card(`${unit}s/s (last min)`, fmt(s.frames_per_s, 2)));
   c.push(card(`processing / ${unit}`, fmt(s.proc_ms_median, 0, " ms")));
   if (live.live) {
-    c.push(card("latency p50 / p95", live.latency_p50_s == null ? "—" :
+    // the service's figures, of every watched folder: not this acquisition's alone (a
+    // tomogram page showed the in-situ frames' latency as if it were its volumes')
+    c.push(card("latency p50 / p95 (all folders)", live.latency_p50_s == null ? "—" :
       `${fmt(live.latency_p50_s, 2)} / ${fmt(live.latency_p95_s, 2)} s`));
-    c.push(card("queue / in flight", `${fmt(live.queue_depth_files, 0)} / ${fmt(live.in_flight_frames, 0)}`));
+    c.push(card("queue / in flight (all folders)",
+      `${fmt(live.queue_depth_files, 0)} / ${fmt(live.in_flight_frames, 0)}`));
   } else {
     c.push(card("in flight (ledger)", fmt(live.pending_files, 0)));
   }
