@@ -149,6 +149,10 @@ def test_page_in_a_real_browser_draws_the_points(live):
         legend = browser.text("#legend")
         assert re.search(rf"{code_of_refused(res)}: \d+", legend), legend
         assert "empty.tif" in browser.text("#quarantine")
+        # the service's latency and queue are of every watched folder, and say so
+        cards = browser.text("#cards")
+        assert "latency p50 / p95 (all folders)" in cards, cards
+        assert "queue / in flight (all folders)" in cards, cards
 
 
 def test_events_push_new_rows_and_catch_up_after_reconnect(live):

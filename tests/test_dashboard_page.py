@@ -79,6 +79,36 @@ def test_a_volume_row_is_picked_with_the_keyboard_and_shows_which(two_volumes):
         assert selected == ["true", "false"]  # the table says which volume is shown
 
 
+def test_a_second_volume_committed_later_reaches_the_open_page(tmp_path):
+    """A tomogram folder's second volume, committed after the dashboard had read the first,
+    raised in the dashboard's refresh (the first volume's rows, filtered to the new source,
+    gave an untyped empty list): the live page and /api/acquisitions kept the one volume."""
+    from dashkit import serve_results
+
+    require_browser()
+    results = tmp_path / "res"
+    first, second = _volume_rows(results)
+    write(results, "volumes-1.parquet", [first], kind="volumes")
+    proc, url = serve_results(results)
+    try:
+        with Browser(1024, 700) as browser:
+            acq = wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"], 20,
+                           "the first volume")[0]
+            browser.get(f"{url}/?a={acq['id']}")
+            wait_for(lambda: browser.text("#mask-name") == "v0.tif", 30, "the first volume")
+            write(results, "volumes-2.parquet", [second], kind="volumes")
+            wait_for(lambda: get_json(f"{url}/api/acquisitions")["acquisitions"][0]["n"] == 2,
+                     20, "the second volume listed")
+            wait_for(lambda: browser.execute(
+                "return document.querySelectorAll('#volumes tr.pick').length") == 2, 30,
+                "the second volume on the open page")
+            wait_for(lambda: browser.text("#mask-name") == "v1.tif", 10, "its mask")
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0]
+    assert "Traceback" not in out, out
+
+
 def test_a_picked_volume_stays_while_other_acquisitions_get_rows(two_volumes, tmp_path):
     """Every new row anywhere in the results (frames of another folder, every second on a
     live service) sent the volume page an update, which rebuilt its table and showed the

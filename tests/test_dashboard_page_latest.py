@@ -291,6 +291,30 @@ def test_a_dragged_time_span_is_shown_and_kept_while_rows_arrive(tmp_path, serve
         assert get_json(f"{url}/api/acquisitions/{acq['id']}/series")["summary"]["n"] == 21
 
 
+def test_the_time_axis_grows_with_rows_pushed_to_an_open_page(tmp_path, serve):
+    """Rows pushed to an open page were added to the chart's data, but the time axis kept
+    the span of the rows the chart was first drawn with: uPlot asks the range function for
+    the span last shown when data change, which was taken for a drag. Later points fell
+    outside the chart until a reload (or a new reason code rebuilt it)."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0, 102.0]))
+    url = serve(results)
+    shown = ("const u = window.nwPlot; "
+             "return [u.scales.x.min, u.scales.x.max, u.data[0][u.data[0].length - 1]]")
+    with Browser(1024, 700) as browser:
+        _open(browser, url, 3)
+        browser.execute("window.notReloaded = true")
+        later = T0 + timedelta(seconds=30)
+        write(results, "frames-2.parquet", frame_rows("/acq/run1", [110.0, 111.0], start=60,
+                                                      processed=later))
+        wait_for(lambda: browser.attribute("#chart", "data-points") == "5", 30, "pushed rows")
+        x_min, x_max, newest = browser.execute(shown)
+        assert newest == (T0 + timedelta(seconds=61)).timestamp()
+        assert x_min < T0.timestamp() and x_max > newest, (x_min, x_max, newest)
+        assert browser.execute("return window.notReloaded") is True
+
+
 def _quarantined_only(tmp_path: Path, folder: str) -> Path:
     """RESULTS whose only entry is an empty file of ``folder`` quarantined (no rows)."""
     import pyarrow as pa

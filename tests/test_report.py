@@ -215,6 +215,11 @@ def test_report_renders_in_a_browser_within_its_width_and_loads_nothing_else(tmp
         browser.wait_for("return document.readyState === 'complete'", 30)
         images = browser.execute("return [...document.images].map(i => i.naturalWidth)")
         assert len(images) == 2 and all(w > 0 for w in images), images
+        # a small volume's mask slices (here 56 px wide) are drawn large enough to see, as on
+        # the dashboard, not at one screen pixel a voxel
+        drawn = browser.execute("const r = document.querySelector('img[alt=\"mask slices\"]')"
+                                ".getBoundingClientRect(); return [r.width, r.height]")
+        assert drawn[1] >= 240, drawn
         width = browser.execute("return [document.documentElement.scrollWidth,"
                                 " document.documentElement.clientWidth]")
         assert width[0] <= width[1], width

@@ -415,8 +415,10 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
 
 def _frame_keys(t: pa.Table) -> np.ndarray:
     """``source`` and ``frame`` (0 for volumes) of each row as one string."""
+    # typed: an empty list alone is of Arrow's null type, whose fill_null("0") raised (the
+    # earlier rows of a tomogram folder, none of the new volume's source)
     frame = (pc.cast(t["frame"], pa.string()) if "frame" in t.column_names
-             else pa.array(["0"] * t.num_rows))
+             else pa.array(["0"] * t.num_rows, pa.string()))
     return pc.binary_join_element_wise(pc.fill_null(t["source"], ""),
                                        pc.fill_null(frame, "0"), "\x00").to_numpy(
                                            zero_copy_only=False)

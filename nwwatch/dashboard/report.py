@@ -53,6 +53,7 @@ h1{font-size:22px}h2{font-size:17px;margin-top:32px;border-bottom:1px solid #ddd
 table{border-collapse:collapse;margin:8px 0;display:block;max-width:100%;overflow-x:auto}
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}th{background:#f1f3f6}
 img{max-width:100%}.muted{color:#6b7280}
+img.mask{min-height:240px;object-fit:contain;object-position:left;image-rendering:pixelated;background:#000}
 code{font-size:13px}.warn{color:#b42318;font-weight:600}
 """
 
@@ -65,8 +66,9 @@ def _fmt(value, digits: int = 1) -> str:
     return html.escape(str(value))
 
 
-def _img(data: bytes, alt: str) -> str:
-    return (f'<img alt="{html.escape(alt)}" '
+def _img(data: bytes, alt: str, css_class: str = "") -> str:
+    cls = f' class="{css_class}"' if css_class else ""
+    return (f'<img{cls} alt="{html.escape(alt)}" '
             f'src="data:image/png;base64,{base64.b64encode(data).decode()}">')
 
 
@@ -185,7 +187,7 @@ def _tomogram_section(acq: Acquisition, results: Path, files: Path) -> str:
         with atomic_write(files / f"{_slug(acq)}-mask{i}.png") as handle:
             handle.write(png)
         out.append(f"<p>{html.escape(Path(row['source']).name)}: central z, y, x slices of the"
-                   f" mask</p>{_img(png, 'mask slices')}")
+                   f" mask</p>{_img(png, 'mask slices', 'mask')}")
     return "".join(out)
 
 

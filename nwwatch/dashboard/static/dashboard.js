@@ -148,9 +148,12 @@ function renderHeader(s, live) {
   c.push(card(`${unit}s/s (last min)`, fmt(s.frames_per_s, 2)));
   c.push(card(`processing / ${unit}`, fmt(s.proc_ms_median, 0, " ms")));
   if (live.live) {
-    c.push(card("latency p50 / p95", live.latency_p50_s == null ? "—" :
+    // the service's figures, of every watched folder: not this acquisition's alone (a
+    // tomogram page showed the in-situ frames' latency as if it were its volumes')
+    c.push(card("latency p50 / p95 (all folders)", live.latency_p50_s == null ? "—" :
       `${fmt(live.latency_p50_s, 2)} / ${fmt(live.latency_p95_s, 2)} s`));
-    c.push(card("queue / in flight", `${fmt(live.queue_depth_files, 0)} / ${fmt(live.in_flight_frames, 0)}`));
+    c.push(card("queue / in flight (all folders)",
+      `${fmt(live.queue_depth_files, 0)} / ${fmt(live.in_flight_frames, 0)}`));
   } else {
     c.push(card("in flight (ledger)", fmt(live.pending_files, 0)));
   }
@@ -212,18 +215,26 @@ let xZoom = null;
 
 // The time axis spans the data with a small margin (computed here from the x values:
 // uPlot's automatic range stayed empty when the plot was created with its first data), or
-// the span dragged across: uPlot asks for the data's extent when it scales by itself (new
-// rows) and for a narrower span when the user drags (this ignored it: a drag did nothing).
+// the span dragged across. New rows (setData) ask again for the span last shown, which
+// then no longer reaches the newest rows: that is no drag (taken for one, the axis stayed
+// at the first rows' span while later points fell outside it). A drag asks for a span
+// narrower than the data's that was never shown.
 function timeRange(u, min, max) {
   const x = u.data[0];
-  if (x.length && min != null && max != null && max > min
+  const shownBefore = u._xShown && min === u._xShown[0] && max === u._xShown[1];
+  if (!shownBefore && x.length && min != null && max != null && max > min
       && (min > x[0] || max < x[x.length - 1])) {
     xZoom = [min, max];
   }
-  if (xZoom) return xZoom;
-  if (!x.length) return [Date.now() / 1000 - 60, Date.now() / 1000];
-  const pad = Math.max(1, 0.02 * (x[x.length - 1] - x[0]));
-  return [x[0] - pad, x[x.length - 1] + pad];
+  let range;
+  if (xZoom) range = xZoom;
+  else if (!x.length) range = [Date.now() / 1000 - 60, Date.now() / 1000];
+  else {
+    const pad = Math.max(1, 0.02 * (x[x.length - 1] - x[0]));
+    range = [x[0] - pad, x[x.length - 1] + pad];
+  }
+  u._xShown = range;
+  return range;
 }
 
 function renderChart(overlay, latest, trendWindow) {
