@@ -355,7 +355,7 @@ function renderOverlay(overlay) {
     `<img src="${esc(src)}" alt="measurement overlay of the latest frame"></a>` :
     "<p class=\"muted\">No overlay picture of this frame. The service writes them with " +
     "<code>[output] overlays = \"all\"</code> (every frame) or <code>\"flagged\"</code> " +
-    "(refused frames only); <code>nwwatch replay … --overlays DIR</code> for a replay.</p>";
+    "(frames whose status is not ok); <code>nwwatch replay … --overlays DIR</code> for a replay.</p>";
   const img = box.querySelector("img");
   // a row naming a picture that is gone or unreadable (results folder copied without it):
   // say so instead of a broken-image icon
