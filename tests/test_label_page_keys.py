@@ -251,3 +251,38 @@ def test_h_selects_a_handle_from_the_paint_class_list_not_from_the_frame_list(se
     browser.execute("document.getElementById('frame-select').focus()")
     _press(browser, "h")
     assert browser.execute("return document.activeElement.id") == "frame-select"
+
+
+def _caps_lock_ctrl(b: Browser, letter: str) -> None:
+    """Ctrl+``letter`` as chromium receives it with Caps Lock on: the key upper case, Shift
+    not held. (WebDriver has no Caps Lock key; this is a trusted key event sent through the
+    DevTools protocol, as the keyboard sends it.)"""
+    upper = letter.upper()
+    for kind in ("rawKeyDown", "keyUp"):
+        b.cmd("POST", "/goog/cdp/execute", {"cmd": "Input.dispatchKeyEvent", "params": {
+            "type": kind, "modifiers": 2, "key": upper, "code": f"Key{upper}",
+            "windowsVirtualKeyCode": ord(upper)}})
+
+
+def test_ctrl_s_and_ctrl_z_work_with_caps_lock_on(served, browser):
+    # Was: the keys were compared as typed ("s", "z"): with Caps Lock on Ctrl+S saved
+    # nothing (the browser's "Save page as" took the key) and Ctrl+Z undid nothing.
+    session, url = served
+    browser.get(f"{url}?capslock")
+    browser.wait_for(READY)
+    browser.execute("window.prevented = []; document.addEventListener('keydown', "
+                    "(e) => window.prevented.push(e.defaultPrevented))")
+    browser.execute("window.nwLabel.geometry.strokes.push({class: 255, points: "
+                    "[[4, 4], [4, 30], [30, 30]]}); changed()")
+    browser.wait_for(READY)
+    strokes = browser.execute("return window.nwLabel.geometry.strokes.length")
+    _press(browser, "Z", modifier=CONTROL)  # Ctrl+Shift+Z (redo elsewhere) undoes nothing
+    assert browser.execute("return window.nwLabel.geometry.strokes.length") == strokes
+    _caps_lock_ctrl(browser, "z")
+    browser.wait_for(READY)
+    assert browser.execute("return window.nwLabel.geometry.strokes.length") == strokes - 1
+    mine = browser.execute(GEOMETRY)
+    _status_after(browser, lambda: _caps_lock_ctrl(browser, "s"), "saved ")
+    assert browser.execute("return window.prevented.at(-1)") is True  # not the browser's
+    assert _saved(session, 0)["strokes"] == mine["strokes"]
+    assert browser.execute("return window.nwLabel.dirty") is False

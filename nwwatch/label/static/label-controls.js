@@ -115,10 +115,14 @@ function setup() {
   });
   window.addEventListener("resize", () => { if (state.geometry) { layout(); render(); } });
   document.addEventListener("keydown", (e) => {
-    if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); save(); return; }
+    // With Caps Lock on the key is "S" or "Z": compared as typed, Ctrl+S left the page
+    // unsaved and opened the browser's own "Save page as" dialog instead.
+    const letter = (e.key || "").toLowerCase(), ctrl = e.ctrlKey || e.metaKey;
+    if (ctrl && letter === "s") { e.preventDefault(); save(); return; }
     // A text field keeps its keys (Ctrl+Z there undoes typing, not a stroke).
     if (typingInField(e) || handleKey(e)) return;
-    if ((e.ctrlKey || e.metaKey) && e.key === "z") { $("undo-stroke").click(); }
+    // (Ctrl+Shift+Z is redo elsewhere: it does not undo a stroke here)
+    if (ctrl && !e.shiftKey && letter === "z") { $("undo-stroke").click(); }
     else if (e.key === "Enter") closePolygon();
     else if (e.key === "Escape") { state.draft = null; renderDraft(); }
     // preventDefault: on the focused frame list or a slider the key would also move that
