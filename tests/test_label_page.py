@@ -303,3 +303,24 @@ def test_a_save_after_the_server_stopped_says_what_happened(tmp_path, browser):
                      ".startsWith('save failed')")
     assert "no answer from the nwwatch label server" in browser.text("#status")
     assert browser.execute("return window.nwLabel.dirty") is True
+
+
+def test_a_save_the_disk_refuses_says_so_once_naming_the_file(tmp_path, browser):
+    # Was: "save failed: save failed: …": the server's answer began with it, and the page
+    # put it before the answer again.
+    frames = tmp_path / "acquisition"
+    generate_insitu(frames, 1, seed=4, size=128)
+    data = tmp_path / "DATA"
+    session = LabelSession(frame_refs(sorted(frames.glob("*.tif"))), data)
+    with serving(session) as url:
+        browser.get(url)
+        browser.wait_for(READY)
+        data.mkdir(exist_ok=True)
+        (data / "labels").write_text("not a folder")  # labels/ cannot be made
+        browser.click("#save")
+        status = browser.wait_for("const s = document.getElementById('status').textContent; "
+                                  "return s.startsWith('save failed') && s")
+    assert status.startswith(f"save failed: {data / 'labels'}: "), status
+    assert status.count("failed") == 1, status
+    assert browser.execute("return window.nwLabel.dirty") is False  # (nothing was edited)
+    assert not (data / "geometry").exists() or not any((data / "geometry").iterdir())

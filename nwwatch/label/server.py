@@ -380,7 +380,9 @@ class _Handler(BaseHTTPRequestHandler):
         except GeometryError as exc:
             return self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except Exception as exc:  # disk full, permissions, the frame file gone: keep serving
-            return self._frame_failed(exc, f"frame {index} {parts[3]}", f"{parts[3]} failed: ")
+            # (the page puts "save failed: " before a save's error itself)
+            return self._frame_failed(exc, f"frame {index} {parts[3]}",
+                                      "" if saving else "preview failed: ")
         finally:
             if saving:  # after the answer was sent: stop_saving waits for it
                 self.session.end_save()
