@@ -261,6 +261,17 @@ def test_buttons_with_nothing_to_act_on_are_disabled_and_view_sliders_show_their
     assert browser.text("#zoom-value") == "2.00"
 
 
+def test_the_side_panel_scrolls_up_and_down_only(served, browser):
+    # Was: the View box (its slider rows do not wrap) was 1.4 px wider than the panel beside
+    # its vertical scroll bar, and the panel had a horizontal scroll bar under the controls.
+    _, url = served
+    _open(browser, url)
+    sizes = browser.execute("const a = document.querySelector('aside'); return [a.scrollWidth, "
+                            "a.clientWidth, a.scrollHeight, a.clientHeight]")
+    assert sizes[2] > sizes[3], sizes  # (the window is short enough to scroll: the case)
+    assert sizes[0] <= sizes[1], sizes
+
+
 def test_save_while_a_frame_opens_does_not_write_the_previous_frames_shapes(served, browser):
     _, url = served
     _open(browser, url)
