@@ -8,10 +8,12 @@ browser and load the page once each; the save-conflict and frame-size checks are
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
 
+import cv2
 import numpy as np
 import pytest
 from label_helpers import serving
@@ -335,3 +337,22 @@ def test_a_save_the_disk_refuses_says_so_once_naming_the_file(tmp_path, browser)
     assert status.count("failed") == 1, status
     assert browser.execute("return window.nwLabel.dirty") is False  # (nothing was edited)
     assert not (data / "geometry").exists() or not any((data / "geometry").iterdir())
+
+
+def test_unlabeled_paint_stands_out_on_a_grey_frame(served, browser):
+    # Was: unlabeled was drawn grey (150, 150, 150) in the overlay and its stroke grey too:
+    # at the page's 35 % over a mid-grey frame a stroke painted unlabeled could not be seen.
+    _, url = served
+    _open(browser, url)
+    browser.execute("window.nwLabel.geometry.strokes.push({class: 255, brush_px: 6, points: "
+                    "[[40, 40], [40, 90]]}); changed()")
+    browser.wait_for(READY)
+    mask = browser.attribute("#mask-image", "href")
+    rgba = cv2.imdecode(np.frombuffer(base64.b64decode(mask.split(",", 1)[1]), np.uint8),
+                        cv2.IMREAD_UNCHANGED)
+    b, g, r, a = (int(v) for v in rgba[40, 65])
+    assert a == 255 and max(r, g, b) - min(r, g, b) >= 100, (r, g, b)  # a colour, not grey
+    stroke = browser.execute("return getComputedStyle(document.querySelector("
+                             "'#strokes .stroke.c255')).stroke")
+    r, g, b = (int(v) for v in stroke.removeprefix("rgb(").removesuffix(")").split(","))
+    assert max(r, g, b) - min(r, g, b) >= 100, stroke

@@ -66,9 +66,10 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = DEFAULT_INSITU_MODEL
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
-#: Overlay colours (RGBA) of the preview: wire blue, droplet orange, unlabeled grey.
+#: Overlay colours (RGBA) of the preview: wire blue, droplet orange, unlabeled green (a grey
+#: one, drawn at the page's 35 % over a grey frame, could not be told from the frame).
 OVERLAY_RGBA = {NANOWIRE: (40, 110, 255, 255), DROPLET: (255, 150, 20, 255),
-                UNLABELED: (150, 150, 150, 255)}
+                UNLABELED: (40, 220, 90, 255)}
 
 
 class ProposalError(RuntimeError):
