@@ -286,3 +286,48 @@ def test_ctrl_s_and_ctrl_z_work_with_caps_lock_on(served, browser):
     assert browser.execute("return window.prevented.at(-1)") is True  # not the browser's
     assert _saved(session, 0)["strokes"] == mine["strokes"]
     assert browser.execute("return window.nwLabel.dirty") is False
+
+
+def test_a_handle_selected_or_moved_by_key_on_a_zoomed_frame_is_scrolled_into_view(served,
+                                                                                     browser):
+    # Was: at zoom 3 H selected handles outside the visible part of the frame (the line
+    # under Shapes named one the user could not see), and arrows moved one out of view.
+    _, url = served
+    browser.get(f"{url}?zoomed")
+    browser.wait_for(READY)
+    browser.execute("const z = document.getElementById('zoom'); z.value = '3'; "
+                    "z.dispatchEvent(new Event('input'))")
+    browser.wait_for(READY)
+    # (a handle moved off the frame by an earlier test cannot be shown: it is not checked)
+    in_view = ("const h = document.activeElement, r = h.getBoundingClientRect(), "
+               "w = document.getElementById('canvas-wrap').getBoundingClientRect(), "
+               "b = h.getBBox(), [fh, fw] = window.nwLabel.geometry.shape, "
+               "y = b.y + b.height / 2, x = b.x + b.width / 2; "
+               "return [h.getAttribute('data-handle'), r.left >= w.left "
+               "&& r.right <= w.right && r.top >= w.top && r.bottom <= w.bottom, "
+               "y >= 0 && y <= fh && x >= 0 && x <= fw]")
+    handles = browser.execute("return document.querySelectorAll('#handles .handle').length")
+    seen, checked = [], 0
+    for _ in range(handles):
+        _press(browser, "h")
+        name, visible, on_frame = browser.execute(in_view)
+        seen.append(name)
+        checked += on_frame
+        assert visible or not on_frame, name
+    assert len(set(seen)) == handles and checked >= 4
+    # The droplet's centre, scrolled to the edge of the view, moved 100 frame px (over 800
+    # screen px) away from it: still on the frame, out of the part in view before.
+    while browser.execute(FOCUSED) != "droplet-center":
+        _press(browser, "h")
+    row = browser.execute("return window.nwLabel.geometry.droplet.center[0]")
+    height = browser.execute("return window.nwLabel.geometry.shape[0]")
+    down = row + 100 < height
+    browser.execute("const w = document.getElementById('canvas-wrap'), "
+                    "r = document.activeElement.getBoundingClientRect(), "
+                    "top = w.getBoundingClientRect().top; w.scrollTop += arguments[0] "
+                    "? r.top - top - 40 : r.bottom - top - w.clientHeight + 40", down)
+    assert browser.execute(in_view)[1]
+    _press(browser, *[DOWN if down else UP] * 10, modifier=SHIFT)
+    browser.wait_for(READY)
+    name, visible, on_frame = browser.execute(in_view)
+    assert name == "droplet-center" and visible and on_frame, name
