@@ -8,10 +8,12 @@ browser and load the page once each; the save-conflict and frame-size checks are
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
 
+import cv2
 import numpy as np
 import pytest
 from label_helpers import serving
@@ -261,6 +263,17 @@ def test_buttons_with_nothing_to_act_on_are_disabled_and_view_sliders_show_their
     assert browser.text("#zoom-value") == "2.00"
 
 
+def test_the_side_panel_scrolls_up_and_down_only(served, browser):
+    # Was: the View box (its slider rows do not wrap) was 1.4 px wider than the panel beside
+    # its vertical scroll bar, and the panel had a horizontal scroll bar under the controls.
+    _, url = served
+    _open(browser, url)
+    sizes = browser.execute("const a = document.querySelector('aside'); return [a.scrollWidth, "
+                            "a.clientWidth, a.scrollHeight, a.clientHeight]")
+    assert sizes[2] > sizes[3], sizes  # (the window is short enough to scroll: the case)
+    assert sizes[0] <= sizes[1], sizes
+
+
 def test_save_while_a_frame_opens_does_not_write_the_previous_frames_shapes(served, browser):
     _, url = served
     _open(browser, url)
@@ -303,3 +316,43 @@ def test_a_save_after_the_server_stopped_says_what_happened(tmp_path, browser):
                      ".startsWith('save failed')")
     assert "no answer from the nwwatch label server" in browser.text("#status")
     assert browser.execute("return window.nwLabel.dirty") is True
+
+
+def test_a_save_the_disk_refuses_says_so_once_naming_the_file(tmp_path, browser):
+    # Was: "save failed: save failed: …": the server's answer began with it, and the page
+    # put it before the answer again.
+    frames = tmp_path / "acquisition"
+    generate_insitu(frames, 1, seed=4, size=128)
+    data = tmp_path / "DATA"
+    session = LabelSession(frame_refs(sorted(frames.glob("*.tif"))), data)
+    with serving(session) as url:
+        browser.get(url)
+        browser.wait_for(READY)
+        data.mkdir(exist_ok=True)
+        (data / "labels").write_text("not a folder")  # labels/ cannot be made
+        browser.click("#save")
+        status = browser.wait_for("const s = document.getElementById('status').textContent; "
+                                  "return s.startsWith('save failed') && s")
+    assert status.startswith(f"save failed: {data / 'labels'}: "), status
+    assert status.count("failed") == 1, status
+    assert browser.execute("return window.nwLabel.dirty") is False  # (nothing was edited)
+    assert not (data / "geometry").exists() or not any((data / "geometry").iterdir())
+
+
+def test_unlabeled_paint_stands_out_on_a_grey_frame(served, browser):
+    # Was: unlabeled was drawn grey (150, 150, 150) in the overlay and its stroke grey too:
+    # at the page's 35 % over a mid-grey frame a stroke painted unlabeled could not be seen.
+    _, url = served
+    _open(browser, url)
+    browser.execute("window.nwLabel.geometry.strokes.push({class: 255, brush_px: 6, points: "
+                    "[[40, 40], [40, 90]]}); changed()")
+    browser.wait_for(READY)
+    mask = browser.attribute("#mask-image", "href")
+    rgba = cv2.imdecode(np.frombuffer(base64.b64decode(mask.split(",", 1)[1]), np.uint8),
+                        cv2.IMREAD_UNCHANGED)
+    b, g, r, a = (int(v) for v in rgba[40, 65])
+    assert a == 255 and max(r, g, b) - min(r, g, b) >= 100, (r, g, b)  # a colour, not grey
+    stroke = browser.execute("return getComputedStyle(document.querySelector("
+                             "'#strokes .stroke.c255')).stroke")
+    r, g, b = (int(v) for v in stroke.removeprefix("rgb(").removesuffix(")").split(","))
+    assert max(r, g, b) - min(r, g, b) >= 100, stroke

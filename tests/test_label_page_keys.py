@@ -251,3 +251,83 @@ def test_h_selects_a_handle_from_the_paint_class_list_not_from_the_frame_list(se
     browser.execute("document.getElementById('frame-select').focus()")
     _press(browser, "h")
     assert browser.execute("return document.activeElement.id") == "frame-select"
+
+
+def _caps_lock_ctrl(b: Browser, letter: str) -> None:
+    """Ctrl+``letter`` as chromium receives it with Caps Lock on: the key upper case, Shift
+    not held. (WebDriver has no Caps Lock key; this is a trusted key event sent through the
+    DevTools protocol, as the keyboard sends it.)"""
+    upper = letter.upper()
+    for kind in ("rawKeyDown", "keyUp"):
+        b.cmd("POST", "/goog/cdp/execute", {"cmd": "Input.dispatchKeyEvent", "params": {
+            "type": kind, "modifiers": 2, "key": upper, "code": f"Key{upper}",
+            "windowsVirtualKeyCode": ord(upper)}})
+
+
+def test_ctrl_s_and_ctrl_z_work_with_caps_lock_on(served, browser):
+    # Was: the keys were compared as typed ("s", "z"): with Caps Lock on Ctrl+S saved
+    # nothing (the browser's "Save page as" took the key) and Ctrl+Z undid nothing.
+    session, url = served
+    browser.get(f"{url}?capslock")
+    browser.wait_for(READY)
+    browser.execute("window.prevented = []; document.addEventListener('keydown', "
+                    "(e) => window.prevented.push(e.defaultPrevented))")
+    browser.execute("window.nwLabel.geometry.strokes.push({class: 255, points: "
+                    "[[4, 4], [4, 30], [30, 30]]}); changed()")
+    browser.wait_for(READY)
+    strokes = browser.execute("return window.nwLabel.geometry.strokes.length")
+    _press(browser, "Z", modifier=CONTROL)  # Ctrl+Shift+Z (redo elsewhere) undoes nothing
+    assert browser.execute("return window.nwLabel.geometry.strokes.length") == strokes
+    _caps_lock_ctrl(browser, "z")
+    browser.wait_for(READY)
+    assert browser.execute("return window.nwLabel.geometry.strokes.length") == strokes - 1
+    mine = browser.execute(GEOMETRY)
+    _status_after(browser, lambda: _caps_lock_ctrl(browser, "s"), "saved ")
+    assert browser.execute("return window.prevented.at(-1)") is True  # not the browser's
+    assert _saved(session, 0)["strokes"] == mine["strokes"]
+    assert browser.execute("return window.nwLabel.dirty") is False
+
+
+def test_a_handle_selected_or_moved_by_key_on_a_zoomed_frame_is_scrolled_into_view(served,
+                                                                                     browser):
+    # Was: at zoom 3 H selected handles outside the visible part of the frame (the line
+    # under Shapes named one the user could not see), and arrows moved one out of view.
+    _, url = served
+    browser.get(f"{url}?zoomed")
+    browser.wait_for(READY)
+    browser.execute("const z = document.getElementById('zoom'); z.value = '3'; "
+                    "z.dispatchEvent(new Event('input'))")
+    browser.wait_for(READY)
+    # (a handle moved off the frame by an earlier test cannot be shown: it is not checked)
+    in_view = ("const h = document.activeElement, r = h.getBoundingClientRect(), "
+               "w = document.getElementById('canvas-wrap').getBoundingClientRect(), "
+               "b = h.getBBox(), [fh, fw] = window.nwLabel.geometry.shape, "
+               "y = b.y + b.height / 2, x = b.x + b.width / 2; "
+               "return [h.getAttribute('data-handle'), r.left >= w.left "
+               "&& r.right <= w.right && r.top >= w.top && r.bottom <= w.bottom, "
+               "y >= 0 && y <= fh && x >= 0 && x <= fw]")
+    handles = browser.execute("return document.querySelectorAll('#handles .handle').length")
+    seen, checked = [], 0
+    for _ in range(handles):
+        _press(browser, "h")
+        name, visible, on_frame = browser.execute(in_view)
+        seen.append(name)
+        checked += on_frame
+        assert visible or not on_frame, name
+    assert len(set(seen)) == handles and checked >= 4
+    # The droplet's centre, scrolled to the edge of the view, moved 100 frame px (over 800
+    # screen px) away from it: still on the frame, out of the part in view before.
+    while browser.execute(FOCUSED) != "droplet-center":
+        _press(browser, "h")
+    row = browser.execute("return window.nwLabel.geometry.droplet.center[0]")
+    height = browser.execute("return window.nwLabel.geometry.shape[0]")
+    down = row + 100 < height
+    browser.execute("const w = document.getElementById('canvas-wrap'), "
+                    "r = document.activeElement.getBoundingClientRect(), "
+                    "top = w.getBoundingClientRect().top; w.scrollTop += arguments[0] "
+                    "? r.top - top - 40 : r.bottom - top - w.clientHeight + 40", down)
+    assert browser.execute(in_view)[1]
+    _press(browser, *[DOWN if down else UP] * 10, modifier=SHIFT)
+    browser.wait_for(READY)
+    name, visible, on_frame = browser.execute(in_view)
+    assert name == "droplet-center" and visible and on_frame, name

@@ -277,3 +277,40 @@ def test_a_double_click_on_a_corner_of_a_triangle_says_why_it_stays(served, brow
     browser.wait_for(READY)
     assert browser.execute("return window.nwLabel.geometry.wire") == triangle
     assert browser.text("#status") == "not removed: the wire polygon keeps at least 3 corners"
+
+
+def test_ctrl_z_while_drawing_a_polygon_removes_its_last_corner(served, browser):
+    # Was: Ctrl+Z removed the last finished stroke (one the user or the model drew before)
+    # and left the polygon being drawn as it was, the misplaced corner still in it.
+    _, url = served
+    page._open(browser, url)
+    browser.execute("window.nwLabel.geometry.strokes.push({class: 255, points: "
+                    "[[4, 4], [4, 30], [30, 30]]}); changed()")
+    browser.wait_for(READY)
+    strokes = browser.execute("return window.nwLabel.geometry.strokes")
+    _mode(browser, "polygon")
+    corners = [(150.0, 40.0), (150.0, 80.0), (200.0, 200.0)]  # the last one misplaced
+    for row, col in corners:
+        _click(browser, row, col)
+    assert len(browser.execute("return window.nwLabel.draft.points")) == 3
+    _ctrl_z(browser)
+    assert browser.execute("return window.nwLabel.geometry.strokes") == strokes
+    assert len(browser.execute("return window.nwLabel.draft.points")) == 2
+    _click(browser, 190.0, 60.0, double=True)  # the right third corner, closed
+    browser.wait_for(READY)
+    after = browser.execute("return window.nwLabel.geometry.strokes")
+    assert after[:-1] == strokes and len(after) == len(strokes) + 1
+    drawn = after[-1]["points"]
+    assert len(drawn) == 3 and abs(drawn[2][0] - 190) < 1 and abs(drawn[2][1] - 60) < 1
+    _ctrl_z(browser)  # no polygon being drawn: the last stroke goes
+    browser.wait_for(READY)
+    assert browser.execute("return window.nwLabel.geometry.strokes") == strokes
+    _mode(browser, "edit")
+
+
+def _ctrl_z(b: Browser) -> None:
+    keys = [{"type": "keyDown", "value": "\ue009"}, {"type": "keyDown", "value": "z"},
+            {"type": "keyUp", "value": "z"}, {"type": "keyUp", "value": "\ue009"}]
+    b.cmd("POST", "/actions", {"actions": [{"type": "key", "id": "keyboard",
+                                            "actions": keys}]})
+    b.cmd("DELETE", "/actions")

@@ -66,9 +66,10 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = DEFAULT_INSITU_MODEL
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
-#: Overlay colours (RGBA) of the preview: wire blue, droplet orange, unlabeled grey.
+#: Overlay colours (RGBA) of the preview: wire blue, droplet orange, unlabeled green (a grey
+#: one, drawn at the page's 35 % over a grey frame, could not be told from the frame).
 OVERLAY_RGBA = {NANOWIRE: (40, 110, 255, 255), DROPLET: (255, 150, 20, 255),
-                UNLABELED: (150, 150, 150, 255)}
+                UNLABELED: (40, 220, 90, 255)}
 
 
 class ProposalError(RuntimeError):
@@ -380,7 +381,9 @@ class _Handler(BaseHTTPRequestHandler):
         except GeometryError as exc:
             return self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except Exception as exc:  # disk full, permissions, the frame file gone: keep serving
-            return self._frame_failed(exc, f"frame {index} {parts[3]}", f"{parts[3]} failed: ")
+            # (the page puts "save failed: " before a save's error itself)
+            return self._frame_failed(exc, f"frame {index} {parts[3]}",
+                                      "" if saving else "preview failed: ")
         finally:
             if saving:  # after the answer was sent: stop_saving waits for it
                 self.session.end_save()

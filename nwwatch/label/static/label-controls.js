@@ -42,6 +42,23 @@ function step(delta) {
   if (i >= 0 && i < state.frames.length) openFrame(i);
 }
 
+// Ctrl+Z: while a paint polygon is being drawn, its last corner; else the last stroke. (It
+// removed the last finished stroke under the polygon being drawn, which stayed as it was: an
+// earlier stroke lost unnoticed, and the misplaced corner still there.)
+function undoKey() {
+  const d = state.draft;
+  if (d && d.brush_px === undefined && d.points.length) {
+    d.points.pop();
+    if (!d.points.length) state.draft = null;
+    renderDraft();
+    $("status").textContent = d.points.length
+      ? `polygon being drawn: ${d.points.length} corner${d.points.length > 1 ? "s" : ""}`
+      : "polygon being drawn: no corner left";
+    return;
+  }
+  $("undo-stroke").click();
+}
+
 // The header is one line of fixed height (label.css): a long status or reason is cut with
 // "...", its whole text in the tooltip. (When it wrapped to a second line, "unsaved changes"
 // appearing mid-drag moved the frame under the pointer.)
@@ -115,10 +132,14 @@ function setup() {
   });
   window.addEventListener("resize", () => { if (state.geometry) { layout(); render(); } });
   document.addEventListener("keydown", (e) => {
-    if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); save(); return; }
+    // With Caps Lock on the key is "S" or "Z": compared as typed, Ctrl+S left the page
+    // unsaved and opened the browser's own "Save page as" dialog instead.
+    const letter = (e.key || "").toLowerCase(), ctrl = e.ctrlKey || e.metaKey;
+    if (ctrl && letter === "s") { e.preventDefault(); save(); return; }
     // A text field keeps its keys (Ctrl+Z there undoes typing, not a stroke).
     if (typingInField(e) || handleKey(e)) return;
-    if ((e.ctrlKey || e.metaKey) && e.key === "z") { $("undo-stroke").click(); }
+    // (Ctrl+Shift+Z is redo elsewhere: it does not undo a stroke here)
+    if (ctrl && !e.shiftKey && letter === "z") undoKey();
     else if (e.key === "Enter") closePolygon();
     else if (e.key === "Escape") { state.draft = null; renderDraft(); }
     // preventDefault: on the focused frame list or a slider the key would also move that

@@ -63,6 +63,14 @@ function focusHandle(step) {
   const next = current < 0 ? (step > 0 ? 0 : nodes.length - 1)
     : (current + step + nodes.length) % nodes.length;
   nodes[next].focus({preventScroll: true});
+  revealHandle(nodes[next]);
+}
+
+// A handle selected or moved by key is scrolled into view when it is outside it (a zoomed
+// frame: H selected handles off screen, named under Shapes but nowhere to be seen). Only
+// then: a redraw mid-drag or a handle in view does not move the frame.
+function revealHandle(node) {
+  if (node) node.scrollIntoView({block: "nearest", inline: "nearest"});
 }
 
 // Move a handle by (dRow, dCol) frame pixels; the rim handle changes the radius instead
@@ -136,6 +144,7 @@ function handleKey(e) {
     e.preventDefault();
     insertAfterHandle(t);
   } else return false;
+  revealHandle(handleElement(state.selected));
   return true;
 }
 
