@@ -138,3 +138,36 @@ def test_a_note_to_a_terminal_that_is_gone_is_dropped(monkeypatch):
 
     monkeypatch.setattr(sys, "stderr", Gone())
     Progress(10, enabled=False).note("every Dask worker at tcp://x:1 left")
+
+
+def test_a_progress_bar_whose_terminal_hangs_up_stops_drawing_without_an_error(monkeypatch):
+    """The terminal of a replay closed: drawing the bar raised EIO in the replay's loop, an
+    error that left its held rows unwritten before the SIGHUP on its way could stop it as
+    one (exit 129, no rows)."""
+    import io
+    import sys
+
+    from nwwatch.service.replaysummary import Progress
+
+    class Terminal(io.StringIO):
+        hung_up = False
+
+        def isatty(self):
+            return True
+
+        def write(self, text):
+            if self.hung_up:
+                raise OSError(5, "Input/output error")
+            return super().write(text)
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    bar = Progress(10, enabled=True)
+    bar.advance(1, 1)
+    assert "replay" in term.getvalue()  # it drew
+    term.hung_up = True
+    bar.advance(1, 1)  # raised OSError
+    bar.advance(1, 1)
+    bar.note("every Dask worker left")
+    bar.close()
+    assert bar.frames == 3 and not bar.enabled

@@ -306,7 +306,17 @@ class Progress:
         with self._lock:
             self.frames += frames
             if self._bar is not None:
-                self._bar.update(files, current_item=True)
+                try:
+                    self._bar.update(files, current_item=True)
+                except (OSError, ValueError):
+                    self._gone()
+
+    def _gone(self) -> None:
+        # The terminal hung up (EIO) or the stream closed: drawing stops. Raised, the error
+        # ended the replay with its held rows unwritten, before the SIGHUP that was on its
+        # way could stop it as one.
+        self._bar = None
+        self.enabled = False
 
     def note(self, text: str) -> None:
         """``text`` on a line of its own above the bar (stderr), the bar drawn again below;
@@ -323,8 +333,12 @@ class Progress:
                 click.echo("\r\033[K" + text, file=sys.stderr)
                 self._bar.render_progress()
             except (OSError, ValueError):  # EIO from a hung-up terminal; a closed stream
-                pass
+                if self._bar is not None:
+                    self._gone()
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.__exit__(None, None, None)
+            try:
+                self._bar.__exit__(None, None, None)
+            except (OSError, ValueError):
+                self._gone()
