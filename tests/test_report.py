@@ -502,3 +502,42 @@ def test_a_report_written_again_keeps_no_picture_of_the_earlier_one(tmp_path):
     after = sorted(p.name for p in files.iterdir())
     assert len(after) == 1 and after[0] in before and "run1" in after[0]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing left
+
+
+def test_a_file_in_the_way_of_the_pictures_stops_the_report_before_it_is_written(tmp_path):
+    # the page was written, then the command failed naming a '.report_files.partial' folder
+    # it left behind
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    (tmp_path / "report_files").write_text("mine")
+    result = CliRunner().invoke(main, ["report", str(results), "--out",
+                                       str(tmp_path / "report.html")])
+    assert result.exit_code == 1 and "report_files" in result.output, result.output
+    assert "partial" not in result.output and "in the way" in result.output, result.output
+    assert not (tmp_path / "report.html").exists()
+    assert (tmp_path / "report_files").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report_files", "res"]
+
+
+def test_reports_to_one_out_at_once_each_leave_all_their_pictures(tmp_path):
+    # they shared one '.report_files.partial': one removed the other's pictures while it drew
+    # them, one failed on 'File exists', and report_files/ kept a picture or two of six
+    import os
+    import subprocess
+    import sys
+
+    results = tmp_path / "res"
+    for i in range(6):
+        write(results, f"frames-{i}.parquet", frame_rows(f"/acq/run{i}", [100.0 + i, 110.0]))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    runs = [subprocess.Popen([sys.executable, "-m", "nwwatch.cli", "report", str(results),
+                              "--out", "report.html"], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _ in range(3)]
+    outputs = [(run.wait(timeout=120), run.stdout.read()) for run in runs]
+    assert [rc for rc, _ in outputs] == [0, 0, 0], outputs
+    pictures = sorted(p.name for p in (tmp_path / "report_files").iterdir())
+    assert len(pictures) == 6, pictures
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report_files", "res"]
+    assert oct((tmp_path / "report_files").stat().st_mode & 0o777) == oct(
+        (tmp_path / "res").stat().st_mode & 0o777)  # the umask's, as the results folder's

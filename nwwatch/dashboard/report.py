@@ -13,10 +13,13 @@ in ``<name>_files/``.
 from __future__ import annotations
 
 import base64
+import errno
 import html
+import os
 import re
 import shutil
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -218,8 +221,6 @@ def write_report(results: str | Path, out: str | Path) -> Path:
     """Write the report of the results folder ``results`` to ``out`` (HTML) and its PNGs to
     ``<out stem>_files/``; returns ``out``. Raises FileNotFoundError when ``results`` holds no
     results at all."""
-    from nwwatch.atomic import atomic_write
-
     results, out = Path(results), Path(out)
     for _ in range(_READ_TRIES):
         store = ResultsStore(results)
@@ -237,9 +238,52 @@ def write_report(results: str | Path, out: str | Path) -> Path:
     # an earlier report (an acquisition since compacted away, a mask no longer among the
     # last ones) would otherwise stay there beside this report's.
     final = out.with_name(out.stem + "_files")
-    files = out.with_name(f".{out.stem}_files.partial")
-    shutil.rmtree(files, ignore_errors=True)
-    files.mkdir(parents=True)
+    if final.exists() and not final.is_dir():  # before the work, not after the page is written
+        raise FileExistsError(errno.EEXIST, "a file is in the way of the report's pictures; "
+                              "remove it or give another --out", str(final))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a folder of this run's own: two reports to one --out at once each fill their own
+    # (mkdir, not mkdtemp: the pictures' folder keeps the umask's permissions, not 0700)
+    files = out.with_name(f".{out.stem}_files.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+    files.mkdir()
+    try:
+        _write_page(results, out, store, acqs, unreadable, files)
+        _swap_in(files, final)
+    finally:
+        shutil.rmtree(files, ignore_errors=True)
+    return out
+
+
+def _swap_in(files: Path, final: Path) -> None:
+    """Put the folder ``files`` in the place of ``final`` (an earlier report's pictures moved
+    aside and removed). Another report swapping its own in at the same moment wins or loses
+    whole: each attempt moves whatever folder is there aside first."""
+    old = files.with_name(files.name + ".old")
+    for _ in range(_READ_TRIES):
+        if final.is_dir():
+            try:
+                final.rename(old)
+            except FileNotFoundError:  # another report moved it aside first
+                pass
+        try:
+            files.rename(final)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not final.is_dir():
+                raise
+            continue  # another report's folder arrived in between: move it aside too
+        finally:
+            if old.is_symlink():  # a link to the pictures' folder: the link alone goes
+                old.unlink()
+            shutil.rmtree(old, ignore_errors=True)
+        return
+    raise FileExistsError(errno.EEXIST, "kept being replaced by another report", str(final))
+
+
+def _write_page(results: Path, out: Path, store: ResultsStore, acqs: list[Acquisition],
+                unreadable: list[str], files: Path) -> None:
+    """The page of ``acqs`` to ``out``, its pictures to the folder ``files``."""
+    from nwwatch.atomic import atomic_write
+
     kinds = {acq.kind for acq in acqs}
     # What the tables below hold: a tomogram-only page has no frames and no angles.
     notes = ([" Refused frames are named by their reason code; the trend is a rolling median"
@@ -274,16 +318,8 @@ def write_report(results: str | Path, out: str | Path) -> Path:
             parts.append(_tomogram_section(acq, results, files))
         parts.append(_quarantine(acq))
     parts.append("</body></html>")
-    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(out) as handle:
         handle.write("\n".join(parts).encode())
-    old = out.with_name(f".{out.stem}_files.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.is_dir():
-        final.rename(old)
-    files.rename(final)  # a file named so in the way: OSError, named by the command
-    shutil.rmtree(old, ignore_errors=True)
-    return out
 
 
 def _is_report(path: Path) -> bool:
