@@ -312,3 +312,49 @@ def test_a_one_bit_png_of_a_binary_mask_reads_as_classes_0_and_1(tmp_path):
     # an 8-bit PNG of 0 and 255 is still read as stored (255: unlabeled)
     Image.fromarray(mask.astype(np.uint8) * 255).save(path)
     assert set(np.unique(read_label_image(path, num_classes=2)).tolist()) == {0, 255}
+
+
+def _grey_png(path, values: np.ndarray, bits: int) -> None:
+    """A grey PNG of ``bits`` bits a pixel (as optipng or oxipng store a mask of small
+    values), written by hand: Pillow writes grey at 1 or 8 bits only."""
+    import struct
+    import zlib
+
+    per_byte = 8 // bits
+    rows = []
+    for row in values:
+        padded = list(row) + [0] * (-len(row) % per_byte)
+        packed = bytearray([0])  # filter: none
+        for i in range(0, len(padded), per_byte):
+            byte = 0
+            for v in padded[i:i + per_byte]:
+                byte = (byte << bits) | int(v)
+            packed.append(byte)
+        rows.append(bytes(packed))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    h, w = values.shape
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits,
+                                                                       0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("bits, num_classes", [(2, 3), (4, 5)])
+def test_a_two_or_four_bit_png_of_class_ids_reads_as_those_ids(tmp_path, bits, num_classes):
+    # a fully labeled mask of classes 0..2 that an optimiser stored at 2 bits was refused
+    # with 'label values [85, 170] out of range' (OpenCV scales the values to 0..255)
+    from nwwatch.io.dataset import read_label_image
+
+    ids = np.zeros((12, 16), np.uint8)
+    ids[:, 10:] = 2  # droplet beside the background, a wire apart
+    ids[2:5, 2:5] = 1
+    for c in range(3, num_classes):
+        ids[6:9, 2 * c - 4:2 * c - 3] = c
+    path = tmp_path / "slice.png"
+    _grey_png(path, ids, bits)
+    np.testing.assert_array_equal(read_label_image(path, num_classes=num_classes), ids)
+    _grey_png(path, ids % 2, 1)  # and 1 bit still gives 0 and 1
+    np.testing.assert_array_equal(read_label_image(path, num_classes=num_classes), ids % 2)

@@ -46,7 +46,7 @@ from nwwatch.classes import (
     misplaced_insitu_class,
 )
 from nwwatch.io.errors import InputError, UnsupportedDtypeError
-from nwwatch.io.png import decode_image_file, is_one_bit_grey_png
+from nwwatch.io.png import decode_image_file, low_grey_bit_depth
 from nwwatch.io.records import Frame, Volume
 from nwwatch.io.regular import check_regular
 from nwwatch.io.tiff import check_tomogram, read_frames, read_volume
@@ -369,10 +369,12 @@ def read_label_image(path: str | os.PathLike[str],
         raise DatasetLayoutError(exc.path, f"{kind} is not read for labels: "
                                            f"{_save_as_uint8(num_classes)}"
                                            f"{_wide_integer_hint(path, kind)}") from exc
-    if suffix == ".png" and is_one_bit_grey_png(path):
-        # a 1-bit image holds 0 and 1, classes 0 and 1 (a binary mask saved so), which
-        # OpenCV scales to 0 and 255: read as unlabeled, the mask's foreground was lost
-        pages = (pages > 0).astype(np.uint8)
+    depth = low_grey_bit_depth(path) if suffix == ".png" else None
+    if depth is not None:
+        # a 1-, 2- or 4-bit image holds class ids 0..2**depth - 1 (a binary mask, a fully
+        # labeled mask an optimiser shrank), which OpenCV scales to 0..255: a 1-bit mask's
+        # foreground read as unlabeled, a 2-bit one's classes 1 and 2 as 85 and 170
+        pages = (pages // (255 // (2 ** depth - 1))).astype(np.uint8)
     if pages.shape[0] != 1:
         raise DatasetLayoutError(path, f"expected a 2D image, this file has {pages.shape[0]} "
                                        f"pages (a labels volume?): labels are one 2-D image per "

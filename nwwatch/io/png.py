@@ -52,15 +52,17 @@ def write_image_file(path: str | os.PathLike[str], image: np.ndarray,
     return path
 
 
-def is_one_bit_grey_png(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a PNG of 1-bit grey pixels (IHDR bit depth 1, colour type 0):
-    values 0 and 1, which OpenCV decodes as 0 and 255. False for any other file, or one that
-    cannot be read (its reader then says why)."""
+def low_grey_bit_depth(path: str | os.PathLike[str]) -> int | None:
+    """The bit depth (1, 2 or 4) of a PNG of grey pixels stored in fewer than 8 bits (IHDR
+    colour type 0), whose values 0..2**depth - 1 OpenCV decodes scaled to 0..255; None for
+    any other file, or one that cannot be read (its reader then says why). Optimisers
+    (optipng, oxipng) store a mask of few small values so, and Pillow a mode "1" image."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(26)
     except OSError:
-        return False
-    return (len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
-            and head[24] == 1 and head[25] == 0)
-
+        return None
+    if (len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+            and head[24] in (1, 2, 4) and head[25] == 0):
+        return head[24]
+    return None
