@@ -176,15 +176,21 @@ class OutputFile(click.Path):
 
 def results_dataset_of(path: Path, results: Path | None = None) -> Path | None:
     """The ``frames/`` or ``volumes/`` folder of a results folder (``results``, or any with
-    a ledger) that ``path`` would lie in, else None: every file there is read as the
-    service's results, and a file written there replaces or adds to them, or breaks their
-    readers (a page or a JSON file is no Parquet)."""
+    a ledger or the record of one kept elsewhere) that ``path`` would lie in, else None:
+    every file there is read as the service's results, and a file written there replaces or
+    adds to them, or breaks their readers (a page or a JSON file is no Parquet)."""
     top = None if results is None else results.resolve()
     for folder in path.resolve().parents:
         if folder.name in ("frames", "volumes") and (
-                folder.parent == top or (folder.parent / "ledger.sqlite").exists()):
+                folder.parent == top or any((folder.parent / name).exists()
+                                            for name in _RESULTS_MARKS)):
             return folder
     return None
+
+
+#: What a results folder holds beside its datasets: its ledger, or, when the ledger is kept
+#: elsewhere ([state] ledger, ``ledger rebuild --ledger``), the record of where and the lock.
+_RESULTS_MARKS = ("ledger.sqlite", "ledger.sqlite.elsewhere", "ledger.sqlite.lock")
 
 
 def refuse_inside_results(path: Path, param_hint: str, results: Path | None = None) -> None:

@@ -901,3 +901,33 @@ def test_an_out_inside_a_results_folders_frames_is_refused(tmp_path):
     assert list((res / "frames").rglob("*.parquet")) == [batch]
     result = CliRunner().invoke(main, ["measure", str(labels), "--out", str(res / "mine.parquet")])
     assert result.exit_code == 0, result.output  # beside frames/: not a results file
+
+
+def test_an_out_inside_the_frames_of_results_whose_ledger_is_kept_elsewhere_is_refused(
+        tmp_path):
+    # a [state] ledger outside the results folder leaves no RESULTS/ledger.sqlite, only
+    # ledger.sqlite.elsewhere and the lock: '--out RESULTS/frames/...' was written there
+    from dashkit import write_frames
+    from servicekit import model
+
+    from nwwatch.service import replay
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frames(acq, [105.0, 110.0])
+    res = tmp_path / "res"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[[watch]]\npath = "{acq}"\nkind = "insitu"\nmodel = '
+                      f'"{model(tmp_path)}"\n[output]\nresults = "{res}"\n[state]\n'
+                      f'ledger = "{tmp_path / "state" / "ledger.sqlite"}"\n')
+    replay(acq, res, config=config)
+    assert not (res / "ledger.sqlite").exists() and (tmp_path / "state" / "ledger.sqlite").exists()
+    (batch,) = (res / "frames").rglob("*.parquet")
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    labels = tmp_path / "f.png"
+    cv2.imwrite(str(labels), cap.labels)
+    out = batch.parent / "mine.parquet"
+    result = CliRunner().invoke(main, ["measure", str(labels), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"{out} is inside {res / 'frames'}" in " ".join(result.output.split())
+    assert list((res / "frames").rglob("*.parquet")) == [batch]
