@@ -936,3 +936,16 @@ def test_a_folder_with_inputs_names_the_files_its_kind_leaves_out(tmp_path, acqu
     (acq / "tilt.st").unlink()
     s = replay(acq, tmp_path / "out2", kind="insitu", model=onnx)
     assert not any("left out" in line for line in s.lines()), s.lines()
+
+
+def test_a_left_out_file_is_counted_once_when_its_folder_is_walked_twice(tmp_path,
+                                                                         acquisition):
+    # 'replay acq acq/sub acq': the inputs were processed once each, but the note counted
+    # '5 files of a format nwwatch does not read (a.dm4, tilt.st, tilt.st, ...)' for two
+    acq, onnx = acquisition
+    (acq / "sub").mkdir()
+    (acq / "sub" / "tilt.st").write_bytes(b"\0" * 1024)
+    (acq / "a.dm4").write_bytes(b"\0" * 1024)
+    s = replay([acq, acq / "sub", acq], tmp_path / "out", kind="insitu", model=onnx)
+    (note,) = [line for line in s.lines() if line.startswith("note: left out of this replay: ")]
+    assert "2 files of a format nwwatch does not read (a.dm4, tilt.st)" in note, note

@@ -317,6 +317,8 @@ def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary) -> list[tup
                 out.append((file, folder))
             else:
                 summary.not_tiff.append(file)
+    # each once, as the inputs: folders named twice, or one inside another, walk it again
+    summary.left_out[:] = list({os.path.abspath(p): p for p in summary.left_out}.values())
     return out
 
 
