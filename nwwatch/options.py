@@ -168,9 +168,16 @@ class OutputFile(click.Path):
 
     def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
         text = os.fsdecode(value) if isinstance(value, bytes) else str(value)
-        if text.endswith(("/", os.sep)):
-            self.fail(f"{text} names a folder (it ends in '/'); give the file to write in it, "
-                      f"e.g. {text.rstrip('/' + os.sep)}/{self.example}", param, ctx)
+        seps = "/" + os.sep
+        last = text.rstrip(seps)
+        for sep in seps:
+            last = last.rsplit(sep, 1)[-1]
+        # 'out/.' too: Path drops the '.' as it drops the '/', and writes a file 'out'
+        if text.endswith(tuple(seps)) or (last in (".", "..") and text.strip(seps)):
+            ends = "/" if text.endswith(tuple(seps)) else f"/{last}"
+            self.fail(f"{text} names a folder (it ends in '{ends}'); give the file to write "
+                      f"in it, e.g. {Path(text.rstrip(seps)).as_posix().rstrip('/')}/"
+                      f"{self.example}", param, ctx)
         return super().convert(value, param, ctx)
 
 

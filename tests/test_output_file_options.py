@@ -47,3 +47,22 @@ def test_an_output_file_that_ends_in_a_slash_is_refused(tmp_path, command):
     run = _nwwatch(command, *args, option, f"{out}/{example}")  # the file in it: written
     assert run.returncode == 0, run.stdout + run.stderr
     assert (out / example).is_file()
+
+
+@pytest.mark.parametrize("command", ["measure", "report"])
+def test_an_output_file_that_ends_in_a_dot_is_refused(tmp_path, command):
+    # 'out/.' means the folder too, and Path drops the '.' as it drops a '/': a file named
+    # 'out' was written
+    labels = tmp_path / "labels.png"
+    cv2.imwrite(str(labels), render_ideal_cap((128, 128), 112.0, 25.0, 35.0, (70.3, 60.8)).labels)
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    out = tmp_path / "out"
+    example = {"measure": "angles.parquet", "report": "report.html"}[command]
+    args = {"measure": [str(labels)], "report": [str(results)]}[command]
+    run = _nwwatch(command, *args, "--out", f"{out}/.")
+    assert run.returncode == 2, run.stdout + run.stderr
+    said = " ".join(run.stderr.split())
+    assert (f"{out}/. names a folder (it ends in '/.'); give the file to write in it, e.g. "
+            f"{out}/{example}") in said, said
+    assert not out.exists()
