@@ -174,7 +174,8 @@ class OutputFile(click.Path):
             last = last.rsplit(sep, 1)[-1]
         # 'out/.' too: Path drops the '.' as it drops the '/', and writes a file 'out'
         if text.endswith(tuple(seps)) or (last in (".", "..") and text.strip(seps)):
-            ends = "/" if text.endswith(tuple(seps)) else f"/{last}"
+            ends = ("/" if text.endswith(tuple(seps))
+                    else f"/{last}" if any(sep in text for sep in seps) else last)
             self.fail(f"{text} names a folder (it ends in '{ends}'); give the file to write "
                       f"in it, e.g. {Path(text.rstrip(seps)).as_posix().rstrip('/')}/"
                       f"{self.example}", param, ctx)
