@@ -112,6 +112,58 @@ def sigterm_as_interrupt(hangup: bool = False) -> Iterator[None]:
             _lost.clear()  # outside the block no command stops for it
 
 
+@contextlib.contextmanager
+def ctrl_c_after_the_call() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives during the block back until the block ends, then raise it
+    (``KeyboardInterrupt``, or whatever the SIGINT handler in place does); a second Ctrl-C
+    during the block acts at once. A SIGTERM or SIGHUP is held alike when a Python handler
+    takes it (``nwwatch replay``'s, :func:`nwwatch.options.sigterm_as_interrupt`); with the
+    default one it ends the process as ever.
+
+    For a native library's import (``nwwatch train --volume``'s candidates: an interrupt
+    raised inside one left it half initialised, and the process died of SIGSEGV), and for a
+    blocking Dask client call of the driver (``Future.result``, ``Client.close``):
+    distributed runs it on its event-loop thread and, interrupted, cancels it from there;
+    when the interrupt comes before the call has started, that cancel fails and the loop
+    thread logs a traceback (``distributed/utils.py``: ``sync``), and a result fetch left
+    running makes the scheduler log ``Couldn't gather keys`` once the driver lets go of the
+    task. The calls held back are short: the result of a finished task, a close."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    sigint = signal.getsignal(signal.SIGINT)
+    if sigint not in (signal.SIG_IGN, None):  # Ctrl-C ignored here, or not set from Python
+        previous[signal.SIGINT] = sigint
+    for other in (signal.SIGTERM, signal.SIGHUP):
+        handler = signal.getsignal(other)
+        if callable(handler):
+            previous[other] = handler
+    held: list[int] = []
+
+    def act(signum: int, frame) -> None:
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        else:  # SIG_DFL would end the process at once; here the driver still closes
+            raise KeyboardInterrupt
+
+    def hold(signum: int, frame) -> None:
+        if held:
+            act(signum, frame)
+        held.append(signum)
+
+    for signum in previous:
+        signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            act(held[0], None)
+
+
 def interrupt_name(stop: KeyboardInterrupt) -> str:
     """"SIGHUP" for :class:`HungUp`, "SIGTERM" for :class:`Terminated`, else "Ctrl-C": for
     the message of a stopped command."""

@@ -210,6 +210,24 @@ def choose(scores: dict[str, float], tolerance: float = TIE_TOLERANCE,
                   f"({finite[best]:.3f}), {why}")
 
 
+def _import_candidates() -> None:
+    """Import what the candidates and their export load lazily, with a Ctrl-C or SIGTERM
+    held until the imports are done: one raised inside a native library's import (onnx,
+    scikit-learn, ONNX Runtime, SciPy; slow the first time in a fresh environment, while
+    bytecode is compiled) left it half initialised, and the process died of SIGSEGV instead
+    of stopping with its temporary files removed."""
+    from nwwatch.options import ctrl_c_after_the_call
+
+    with ctrl_c_after_the_call():
+        import onnxruntime  # noqa: F401
+        import scipy.ndimage  # noqa: F401
+        import sklearn.ensemble  # noqa: F401
+
+        import training.export  # noqa: F401
+        import training.volume_forest  # noqa: F401
+        import training.volume_models  # noqa: F401
+
+
 def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES,
                      echo: Callable[[str], None] | None = None,
                      z_sigma_px: float | None = None,
@@ -267,6 +285,7 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
     scores = {c: math.nan for c in candidates}
     seconds: dict[str, float] = {}
     stopped: dict[str, float] = {}
+    _import_candidates()
     with tempfile.TemporaryDirectory(prefix="nwwatch-select-") as work:
         from training.volume_models import Z_SIGMA_PX
 

@@ -8,6 +8,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from nwwatch.options import ctrl_c_after_the_call
+
 
 @contextmanager
 def children_ignore_ctrl_c() -> Iterator[None]:
@@ -42,52 +44,4 @@ def children_ignore_ctrl_c() -> Iterator[None]:
         finally:  # one that waited for this thread is delivered now, to the holding handler
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
-
-@contextmanager
-def ctrl_c_after_the_call() -> Iterator[None]:
-    """Hold a Ctrl-C that arrives during the block back until the block ends, then raise it
-    (``KeyboardInterrupt``, or whatever the SIGINT handler in place does); a second Ctrl-C
-    during the block acts at once. A SIGTERM or SIGHUP is held alike when a Python handler
-    takes it (``nwwatch replay``'s, :func:`nwwatch.options.sigterm_as_interrupt`); with the
-    default one it ends the process as ever.
-
-    For a blocking Dask client call of the driver (``Future.result``, ``Client.close``):
-    distributed runs it on its event-loop thread and, interrupted, cancels it from there;
-    when the interrupt comes before the call has started, that cancel fails and the loop
-    thread logs a traceback (``distributed/utils.py``: ``sync``), and a result fetch left
-    running makes the scheduler log ``Couldn't gather keys`` once the driver lets go of the
-    task. The calls held back are short: the result of a finished task, a close."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-    sigint = signal.getsignal(signal.SIGINT)
-    if sigint not in (signal.SIG_IGN, None):  # Ctrl-C ignored here, or not set from Python
-        previous[signal.SIGINT] = sigint
-    for other in (signal.SIGTERM, signal.SIGHUP):
-        handler = signal.getsignal(other)
-        if callable(handler):
-            previous[other] = handler
-    held: list[int] = []
-
-    def act(signum: int, frame) -> None:
-        handler = previous[signum]
-        if callable(handler):
-            handler(signum, frame)
-        else:  # SIG_DFL would end the process at once; here the driver still closes
-            raise KeyboardInterrupt
-
-    def hold(signum: int, frame) -> None:
-        if held:
-            act(signum, frame)
-        held.append(signum)
-
-    for signum in previous:
-        signal.signal(signum, hold)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if held:
-            act(held[0], None)
+__all__ = ["children_ignore_ctrl_c", "ctrl_c_after_the_call"]
