@@ -48,6 +48,14 @@ def model(tmp: Path, **kw) -> Path:
     return build_threshold_model(tmp / "model.onnx", **kw)
 
 
+def run_nwwatch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m nwwatch ARGS`` in a process of its own (this checkout's code), its output
+    captured as text."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "nwwatch", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
 def hangup_as_a_terminal_gives_it() -> None:
     """A ``preexec_fn``: the child starts with SIGHUP at its default, as a command typed at a
     terminal does, whatever the test runner was started with (``nohup`` ignores SIGHUP, and

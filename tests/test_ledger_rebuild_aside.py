@@ -3,26 +3,11 @@ already moved aside under the same second's name is kept, not replaced."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import numpy as np
-from onnx_models import TOMOGRAM_GREY
-from servicekit import model
+from servicekit import model, run_nwwatch, write_small_tomogram
 
-from nwwatch.io import write_volume_tiff
 from nwwatch.service import replay
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _rebuild(res: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "nwwatch", "ledger", "rebuild", str(res)],
-                          capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_two_rebuilds_in_one_second_keep_both_ledgers_moved_aside(tmp_path):
@@ -30,9 +15,7 @@ def test_two_rebuilds_in_one_second_keep_both_ledgers_moved_aside(tmp_path):
     # second rebuild's ledger over the first one's copy: the original ledger was lost.
     acq, res = tmp_path / "acq", tmp_path / "res"
     acq.mkdir()
-    vol = np.full((6, 24, 24), TOMOGRAM_GREY[0], np.uint8)
-    vol[1:5, 4:12, 6:20] = TOMOGRAM_GREY[1]
-    write_volume_tiff(acq / "v.tif", vol)
+    write_small_tomogram(acq / "v.tif")
     assert replay(acq, res, kind="tomogram", model=model(tmp_path / "m", kind="tomogram")).done
     ledger = res / "ledger.sqlite"
     original = ledger.read_bytes()
@@ -45,10 +28,10 @@ def test_two_rebuilds_in_one_second_keep_both_ledgers_moved_aside(tmp_path):
     for path, data in earlier.items():
         path.write_bytes(data)
 
-    first = _rebuild(res)
+    first = run_nwwatch("ledger", "rebuild", str(res))
     assert first.returncode == 0, first.stderr
     rebuilt = ledger.read_bytes()
-    second = _rebuild(res)
+    second = run_nwwatch("ledger", "rebuild", str(res))
     assert second.returncode == 0, second.stderr
 
     for path, data in earlier.items():

@@ -4,23 +4,11 @@ every command that writes one file: Path dropped the trailing '/', and a file na
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import cv2
 import pytest
 from ideal_caps import render_ideal_cap
+from servicekit import run_nwwatch
 from test_dashboard_data import frame_rows, write
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _nwwatch(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "nwwatch", *args], capture_output=True,
-                          text=True, env=env, timeout=120)
 
 
 @pytest.mark.parametrize("command", ["measure", "report", "evaluate"])
@@ -38,13 +26,13 @@ def test_an_output_file_that_ends_in_a_slash_is_refused(tmp_path, command):
                        "evaluate": ("--json", "report.json")}[command]
     args = {"measure": [str(labels)], "report": [str(results)],
             "evaluate": ["insitu-default", str(data)]}[command]
-    run = _nwwatch(command, *args, option, f"{out}/")
+    run = run_nwwatch(command, *args, option, f"{out}/")
     assert run.returncode == 2, run.stdout + run.stderr
     said = " ".join(run.stderr.split())
     assert (f"Invalid value for '{option}': {out}/ names a folder (it ends in '/'); give the "
             f"file to write in it, e.g. {out}/{example}") in said
     assert not out.exists()
-    run = _nwwatch(command, *args, option, f"{out}/{example}")  # the file in it: written
+    run = run_nwwatch(command, *args, option, f"{out}/{example}")  # the file in it: written
     assert run.returncode == 0, run.stdout + run.stderr
     assert (out / example).is_file()
 
@@ -60,7 +48,7 @@ def test_an_output_file_that_ends_in_a_dot_is_refused(tmp_path, command):
     out = tmp_path / "out"
     example = {"measure": "angles.parquet", "report": "report.html"}[command]
     args = {"measure": [str(labels)], "report": [str(results)]}[command]
-    run = _nwwatch(command, *args, "--out", f"{out}/.")
+    run = run_nwwatch(command, *args, "--out", f"{out}/.")
     assert run.returncode == 2, run.stdout + run.stderr
     said = " ".join(run.stderr.split())
     assert (f"{out}/. names a folder (it ends in '/.'); give the file to write in it, e.g. "

@@ -237,6 +237,31 @@ def test_default_patterns_take_any_case_of_the_extension(paths):
         "a.tif", "b.TIF", "c.Tif", "d.tIf", "e.tiff", "f.Tiff", "g.TIFF", "h.tifF"]
 
 
+class _NoCandidates:
+    """A readiness tracker for :meth:`Watch.rescan` that holds no file yet and takes each."""
+
+    def __contains__(self, path):
+        return False
+
+    def touch(self, *args):
+        pass
+
+
+class _NothingDoneLedger:
+    def is_finished(self, *args):
+        return False
+
+
+class _NothingDoneEngine:
+    """The engine a rescan asks whether a file is done: none is."""
+
+    ledger = _NothingDoneLedger()
+    measurement_version = "1"
+
+    class segmenter:
+        model_sha256 = "0" * 64
+
+
 def test_a_watched_folder_of_tilt_series_is_named_with_what_to_do(paths):
     """A tomography user's folder often holds tilt series (IMOD's .st, .ali), not only
     reconstructions: the service watched a folder of them and found no candidate, without a
@@ -270,28 +295,10 @@ def test_a_watched_folder_of_tilt_series_is_named_with_what_to_do(paths):
     assert warnings[-1][1]["files"] == [str(acq / "c.dm4")]
     assert "DigitalMicrograph" in warnings[-1][1]["reason"]
     # a .dm4 saved with its TIFF export beside it is left out on purpose: no warning
-    class Tracker:
-        def __contains__(self, path):
-            return False
-
-        def touch(self, *args):
-            pass
-
-    class Ledger:
-        def is_finished(self, *args):
-            return False
-
-    class Engine:
-        ledger = Ledger()
-        measurement_version = "1"
-
-        class segmenter:
-            model_sha256 = "0" * 64
-
-    watch.engine = Engine()
+    watch.engine = _NothingDoneEngine()
     (acq / "d.dm4").write_bytes(b"\0")
     (acq / "d.tif").write_bytes(b"\0")
-    assert watch.rescan(Tracker(), set(), Log()) == 1
+    assert watch.rescan(_NoCandidates(), set(), Log()) == 1
     assert len(warnings) == 2
 
 
@@ -652,24 +659,8 @@ def test_mrc_files_a_watch_leaves_out_are_named_with_the_kind_or_pattern_that_ta
         def warning(self, event, **fields):
             warnings.append((event, fields))
 
-    class Tracker:
-        def __contains__(self, path):
-            return False
-
-        def touch(self, *args):
-            pass
-
-    class Ledger:
-        def is_finished(self, *args):
-            return False
-
-    class Engine:
-        ledger = Ledger()
-        segmenter = type("S", (), {"model_sha256": "x"})()
-        measurement_version = 1
-
-    watch = Watch(0, w, engine=Engine(), watcher=None)
-    assert watch.rescan(Tracker(), set(), Log()) == 2
+    watch = Watch(0, w, engine=_NothingDoneEngine(), watcher=None)
+    assert watch.rescan(_NoCandidates(), set(), Log()) == 2
     ((event, fields),) = warnings
     assert event == "unread_format" and fields["count"] == 2
     assert fields["files"] == [str(acq / "map.map"), str(acq / "tomo.rec")]
