@@ -1,10 +1,12 @@
-"""Whether a path lies inside a folder, symbolic links resolved. Standard library only, below
-every layer: the checks that keep outputs out of acquisition folders, inputs out of results
-folders and QA pictures inside them use it."""
+"""Paths, below every layer (standard library only): whether a path lies inside a folder,
+symbolic links resolved (the checks that keep outputs out of acquisition folders, inputs out
+of results folders and QA pictures inside them), and which acquisition an input file belongs
+to (its results partition, batch, dashboard page and label queue)."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -14,3 +16,24 @@ def lies_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) ->
     loop raises RuntimeError, the folder's first)."""
     top = Path(folder).resolve()
     return Path(path).resolve().is_relative_to(top)
+
+
+#: Gatan's In-Situ recorder stores a recording as one file per frame in a time tree,
+#: ``NAME/Hour_00/Minute_00/Second_00/NAME_Hour_00_Minute_00_Second_00_Frame_0000.dm4``:
+#: the three levels below NAME only split one acquisition by the second.
+_TIME_TREE_LEVELS = (re.compile(r"Second_\d+"), re.compile(r"Minute_\d+"),
+                     re.compile(r"Hour_\d+"))
+
+
+def acquisition_of(source: str) -> str:
+    """The acquisition an input file belongs to, as a path string: the folder ``source`` lies
+    in, or, for a frame in the Hour_NN/Minute_NN/Second_NN folders of Gatan's In-Situ
+    recorder, the recording's folder above ``Hour_NN`` (so a recording is one acquisition,
+    not one per second). Works on the string alone; nothing is read from the disk."""
+    folder = os.path.dirname(source)
+    top = folder
+    for level in _TIME_TREE_LEVELS:
+        if not level.fullmatch(os.path.basename(top)):
+            return folder
+        top = os.path.dirname(top)
+    return top

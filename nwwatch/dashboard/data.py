@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_median
+from nwwatch.paths import acquisition_of
 from nwwatch.results.versions import (
     REVERTED_FILE,
     epoch_s,
@@ -104,9 +105,10 @@ def acquisition_id(folder: str, series: str = "") -> str:
 
 
 def _split_by_series(table: pa.Table) -> dict[tuple[str, str], pa.Table]:
-    """Rows grouped by (parent folder of ``source``, :func:`series_key`)."""
+    """Rows grouped by (acquisition of ``source``, :func:`nwwatch.paths.acquisition_of`;
+    :func:`series_key`)."""
     sources = pc.unique(table["source"])
-    parents = np.array([os.path.dirname(s) for s in sources.to_pylist()], dtype=object)
+    parents = np.array([acquisition_of(s) for s in sources.to_pylist()], dtype=object)
     folder_of_row = parents[pc.index_in(table["source"], sources).to_numpy()]
     series_of_row = series_key(table)
     groups = sorted(set(zip(folder_of_row, series_of_row, strict=True)))
@@ -336,7 +338,7 @@ class ResultsStore:
         # quarantined files only gets an entry of its own, dropped once it has rows.
         by_folder: dict[str, list[dict]] = {}
         for q in self._quarantine:
-            by_folder.setdefault(str(Path(q["path"]).parent), []).append(q)
+            by_folder.setdefault(acquisition_of(str(q["path"])), []).append(q)
         with_rows = {a.folder for a in acqs.values() if a.table is not None}
         for acq_id, acq in list(acqs.items()):
             listed = by_folder.get(acq.folder, [])

@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 
 from nwwatch.atomic import atomic_write
+from nwwatch.paths import acquisition_of
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,9 @@ NAME_MAX_BYTES = 255
 
 def acquisition_folder(results_dir: str | os.PathLike[str], source: str | os.PathLike[str]
                        ) -> Path:
-    """The queue folder of the acquisition ``source`` belongs to (its parent folder)."""
-    parent = os.path.dirname(os.path.abspath(source))
+    """The queue folder of the acquisition ``source`` belongs to
+    (:func:`nwwatch.paths.acquisition_of`)."""
+    parent = acquisition_of(os.path.abspath(source))
     name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in os.path.basename(parent))
     # a folder name is at most NAME_MAX_BYTES bytes: a long one is cut (the hash keeps it apart)
     name = name.encode()[:NAME_MAX_BYTES - 9].decode(errors="ignore")

@@ -22,9 +22,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nwwatch.atomic import atomic_write
+from nwwatch.paths import acquisition_of
 
-#: The hive partition key of the result folders: one directory per acquisition (the folder
-#: the input files lie in), ``acquisition=<folder name>-<8 hex of its path>``.
+#: The hive partition key of the result folders: one directory per acquisition
+#: (:func:`nwwatch.paths.acquisition_of`: the folder the input files lie in),
+#: ``acquisition=<folder name>-<8 hex of its path>``.
 PARTITION_KEY = "acquisition"
 
 
@@ -34,7 +36,7 @@ def acquisition_partition(source: str) -> str:
     name readable (characters other than letters, digits, ``-_.`` become ``_``) and adds a
     hash of the whole folder path, so that two folders of the same name never share a
     partition; it needs no escaping in a path or a hive reader."""
-    parent = os.path.dirname(source)
+    parent = acquisition_of(source)
     name = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_"
                    for ch in os.path.basename(parent))[:60]
     digest = hashlib.sha1(parent.encode("utf-8", "surrogateescape")).hexdigest()[:8]

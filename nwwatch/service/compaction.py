@@ -3,10 +3,11 @@ sorted by (source, frame), in the acquisition's partition directory
 (``frames/acquisition=<key>/``, :func:`nwwatch.results.parquet.acquisition_partition`),
 without a crash ever losing or doubling a row.
 
-An acquisition is the folder its input files lie in (the parent of ``source``). A batch file
-is compacted when all its rows belong to one acquisition (files that mix acquisitions, at the
-boundary of two, stay as they are). Steps, each recorded in the ledger's ``compactions``
-table so that a kill at any point is finished or undone at the next start (``reconcile``):
+An acquisition is the folder its input files lie in (:func:`nwwatch.paths.acquisition_of`).
+A batch file is compacted when all its rows belong to one acquisition (files that mix
+acquisitions, at the boundary of two, stay as they are). Steps, each recorded in the
+ledger's ``compactions`` table so that a kill at any point is finished or undone at the
+next start (``reconcile``):
 
 1. read the acquisition's committed batch files, sort, check the row count, and write the
    result to ``RESULTS/compact-staging/`` (outside the dataset folders: readers never see it),
@@ -41,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nwwatch.atomic import fsync_folder
+from nwwatch.paths import acquisition_of
 from nwwatch.results.parquet import PARTITION_KEY, acquisition_partition, write_table_atomic
 from nwwatch.service.batch import crash_point
 from nwwatch.service.ledger import Ledger
@@ -68,11 +70,6 @@ class CompactReport:
     missing_files: list[str] = field(default_factory=list)
     recovered: int = 0
     compacted: list[str] = field(default_factory=list)
-
-
-def acquisition_of(source: str) -> str:
-    """The acquisition of a row: the folder of its input file (display form)."""
-    return os.path.dirname(source)
 
 
 def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[str] | None =

@@ -19,12 +19,12 @@ other batches of the acquisition, by size or time, to
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Sequence
 
 from nwwatch.dashboard import metrics as _metrics
+from nwwatch.paths import acquisition_of
 from nwwatch.results.parquet import acquisition_partition, rows_to_table
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.batch import (
@@ -138,7 +138,8 @@ def _finished_part(report: BatchReport, engine: Engine) -> BatchReport:
 
 
 def _by_acquisition(items) -> list[list[_Item]]:
-    """``items`` grouped by the folder their file lies in, in order of first appearance."""
+    """``items`` grouped by acquisition (:func:`nwwatch.paths.acquisition_of`), in order of
+    first appearance."""
     groups: dict[str, list[_Item]] = {}
     for it in items:
         groups.setdefault(_acquisition(it), []).append(it)
@@ -146,7 +147,7 @@ def _by_acquisition(items) -> list[list[_Item]]:
 
 
 def _acquisition(it: _Item) -> str:
-    return os.path.dirname(source_name(it.path))
+    return acquisition_of(source_name(it.path))
 
 
 def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchReport,
