@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 from pathlib import Path
 
 import mrcfile
@@ -151,6 +152,65 @@ def test_bad_mrc_files_are_refused_naming_the_file_and_the_reason(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(NotARegularFileError, match="pipe.mrc"):
         inspect_tiff(fifo)
+
+
+def test_an_axis_map_that_is_no_order_is_read_as_x_y_z(tmp_path):
+    """A header whose mapc, mapr, maps are no permutation of 1, 2, 3 (0, 0, 0: left unset by
+    its writer) declares no order: its sections are read as X, Y, Z, as IMOD, mrcfile and
+    ChimeraX read them; a true permutation other than 1, 2, 3 is still refused."""
+    data = np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5)
+    path = _write(tmp_path / "unset.rec", data, voxel_size_a=12.0)
+    _patch_header(path, 64, "iii", 0, 0, 0)
+    assert inspect_tiff(path).axes == "ZYX"
+    volume = read_volume(path)
+    np.testing.assert_array_equal(volume.data, data)
+    assert volume.voxel_size_nm == pytest.approx((1.2, 1.2, 1.2))
+    _patch_header(path, 64, "iii", 3, 1, 2)  # EMDB's crystallographic order (EMD-3001)
+    with pytest.raises(UnsupportedLayoutError,
+                       match=r"unset.rec: MRC axes .*\(3, 1, 2\).*ChimeraX"):
+        read_volume(path)
+
+
+@pytest.mark.parametrize("quirk", ["no map id, zero stamp", "old serialem", "negative cell"])
+def test_headers_of_other_writers_read_as_mrcfile_reads_them(tmp_path, quirk):
+    """Header quirks of real files: stacks without the MAP ID and with a zero machine stamp
+    (cryoDRGN's test data), a 2002 SerialEM header (stamp 0x44 0 0 0, a 1024-byte extended
+    header whose type bytes are 0xcd fill), a Direct Electron movie's negative cell (no
+    calibration)."""
+    data = np.arange(4 * 6 * 8, dtype=np.int16).reshape(4, 6, 8)
+    extended = bytes(1024) if quirk == "old serialem" else None
+    path = _write(tmp_path / "stack.mrcs", data, voxel_size_a=(3.17, 3.17, 3.17),
+                  extended=extended)
+    if quirk == "no map id, zero stamp":
+        _patch_header(path, 208, "4s4s", b"\0" * 4, b"\0" * 4)
+    elif quirk == "old serialem":
+        _patch_header(path, 104, "4si", b"\xcd" * 4, -842150451)  # exttyp, nversion
+        _patch_header(path, 208, "4s4s", b"MAP ", b"D\0\0\0")
+    else:
+        _patch_header(path, 40, "fff", -25.36, -19.02, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mrcfile's doubts about these headers
+        with mrcfile.open(path, permissive=True) as mrc:
+            expected = np.array(mrc.data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nwwatch reads them without a warning
+        frames = read_frames(path)
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), expected)
+    assert np.array_equal(expected, data)
+    pixel_nm = None if quirk == "negative cell" else pytest.approx(0.317)
+    assert frames[0].pixel_size_nm == pixel_nm
+
+
+def test_another_format_under_an_mrc_name_is_no_mrc_file(tmp_path):
+    """A JEOL EDS map (.map) has no MRC pixel mode and no axis map where an MRC header holds
+    them: it is refused as no MRC file, not as an MRC file with its axes out of order."""
+    path = _write(tmp_path / "View000_0000001.map", np.zeros((2, 4, 4), np.float32))
+    _patch_header(path, 12, "i", 1651067962)  # mode: text bytes of the JEOL header
+    _patch_header(path, 64, "iii", 0, 0, 0)
+    for read in (inspect_tiff, read_volume, read_frames):
+        with pytest.raises(TruncatedTiffError,
+                           match=r"View000_0000001.map: not an MRC file.*mode 1651067962"):
+            read(path)
 
 
 def test_a_tilt_series_is_told_to_be_reconstructed(tmp_path):

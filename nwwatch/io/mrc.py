@@ -47,7 +47,9 @@ _HEADER_BYTES = 1024
 #: mode -> (stored dtype, returned dtype); mode 0 is resolved per file (IMOD's flags)
 _MODES = {1: ("i2", np.int16), 2: ("f4", np.float32), 6: ("u2", np.uint16),
           12: ("f2", np.float32)}
-_MODE_NAMES = {3: "complex int16", 4: "complex float32", 101: "4-bit"}
+_MODE_NAMES = {3: "complex int16", 4: "complex float32", 16: "RGB", 101: "4-bit"}
+#: IMOD reads modes 0-31 (MRC2014 adds 101); a larger or negative mode is no MRC header
+_MAX_MODE = 31
 #: IMOD's stamp at header byte 152 and its flags at 156 (bit 0: mode 0 bytes are signed; bit 4:
 #: mode 0 packs two 4-bit voxels a byte)
 _IMOD_STAMP = 1146047817
@@ -117,11 +119,18 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
         raise TruncatedTiffError(
             path, f"not an MRC file, or a corrupt one: the header declares {nx} x {ny} x {nz} "
                   "voxels")
-    if (int(header.mapc), int(header.mapr), int(header.maps)) != (1, 2, 3):
+    if not (0 <= mode <= _MAX_MODE or mode in _MODE_NAMES):
+        # no MRC writer's pixel type: another format under an MRC name (JEOL's EDS .map)
+        raise TruncatedTiffError(path, f"not an MRC file, or a corrupt one: the header declares "
+                                       f"pixel mode {mode}")
+    axis_map = (int(header.mapc), int(header.mapr), int(header.maps))
+    # only a true permutation is an order; anything else (some writers leave 0, 0, 0) is no
+    # order at all and the sections are read as X, Y, Z, as IMOD, mrcfile and ChimeraX do
+    if sorted(axis_map) == [1, 2, 3] and axis_map != (1, 2, 3):
         raise UnsupportedLayoutError(
-            path, f"MRC axes stored in the order (mapc, mapr, maps) = ({int(header.mapc)}, "
-                  f"{int(header.mapr)}, {int(header.maps)}); nwwatch reads (1, 2, 3): columns "
-                  "X, rows Y, sections Z (reorder it, e.g. with IMOD's clip or mrcfile)")
+            path, f"MRC axes stored in the order (mapc, mapr, maps) = {axis_map}; nwwatch "
+                  "reads (1, 2, 3): columns X, rows Y, sections Z (reorder it, e.g. open it "
+                  "in UCSF ChimeraX and save it as .mrc: ChimeraX writes X, Y, Z)")
     if mode == 0:
         stamp, flags = np.frombuffer(raw[152:160], dtype=order + "i4")
         imod = int(stamp) == _IMOD_STAMP
