@@ -378,3 +378,22 @@ def test_a_movie_stack_replayed_as_a_tomogram_gets_the_series_note(tmp_path):
             assert len(notes) == 1 and "--kind insitu" in notes[0], s.lines()
         else:
             assert s.series_like == [] and notes == [], s.lines()
+
+
+def test_sections_far_apart_against_the_pixel_size_are_read_with_a_warning(tmp_path):
+    """A stack exported with its cell's Z spanning the whole stack (Amira's segmentations:
+    sections 388 nm apart for 1.24 nm pixels) was read without a word, and the volume
+    metrics came out in such voxels."""
+    from structlog.testing import capture_logs
+
+    data = np.zeros((4, 8, 8), np.uint8)
+    far = _write(tmp_path / "stack.mrc", data, voxel_size_a=(12.4, 12.4, 3880.0))
+    with capture_logs() as logs:
+        assert read_volume(far).voxel_size_nm == pytest.approx((388.0, 1.24, 1.24))
+    (warning,) = [e for e in logs if e["event"] == "io.voxel_depth_implied"]
+    assert warning["path"] == str(far) and "313 times the pixel size" in warning["reason"]
+    # a binned or thick-sectioned but plausible depth is read silently
+    near = _write(tmp_path / "tomo.rec", data, voxel_size_a=(12.4, 12.4, 24.8))
+    with capture_logs() as logs:
+        assert read_volume(near).voxel_size_nm == pytest.approx((2.48, 1.24, 1.24))
+    assert not [e for e in logs if e["event"] == "io.voxel_depth_implied"]

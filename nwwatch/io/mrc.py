@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import structlog
 from mrcfile.mrcinterpreter import MrcInterpreter
 
 from nwwatch.io.errors import (
@@ -35,9 +36,16 @@ from nwwatch.io.errors import (
     UnsupportedDtypeError,
     UnsupportedLayoutError,
 )
-from nwwatch.io.limits import ANISOTROPY_TOLERANCE, MAX_FILE_BYTES, MAX_FRAME_PIXELS
+from nwwatch.io.limits import (
+    ANISOTROPY_TOLERANCE,
+    MAX_FILE_BYTES,
+    MAX_FRAME_PIXELS,
+    MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO,
+)
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import open_regular
+
+_log = structlog.get_logger("nwwatch.io")
 
 #: Names read as MRC files: reconstructions (.rec), maps and movie stacks (.mrcs). Tilt
 #: series (.st, .ali) are projections, not volumes: their names get a hint instead.
@@ -233,6 +241,15 @@ def read_mrc_volume(path: str | os.PathLike[str]) -> Volume:
     size_z, size_y, size_x = sizes_nm
     voxel_nm = (None if size_z is None or size_y is None or size_x is None
                 else (size_z, size_y, size_x))
+    if voxel_nm is not None and size_z > MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO * size_x:
+        # a reconstruction's voxels are about cubic; sections this far apart are most often
+        # an image stack whose cell spans the whole stack (Amira's exports)
+        _log.warning("io.voxel_depth_implied", path=str(path), voxel_depth_nm=size_z,
+                     pixel_size_nm=size_x,
+                     reason=f"the MRC header's cell puts the sections {size_z:.6g} nm apart, "
+                            f"{size_z / size_x:.0f} times the pixel size; if they are not, "
+                            "set the voxel size in the header (e.g. mrcfile's "
+                            "voxel_size) and save again")
     return Volume(data=data, source=path, voxel_size_nm=voxel_nm)
 
 
