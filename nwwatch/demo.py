@@ -23,17 +23,12 @@ from nwwatch.io import read_frames, read_volume
 from nwwatch.io.dataset import read_label_image
 from nwwatch.io.png import write_image_file
 from nwwatch.normalize import stretch_to_uint8
+from nwwatch.synth.video import VIDEO_SCENES, scene_options
 
-#: The main video looks like the real frames: a droplet of radius ~100 px at 512 px
-#: (60-150 px is typical), a moderate dose, a facet inclined to the wire axis, and a droplet
-#: visibly darker than the wire next to their interface: half the wire's mean free path puts
-#: (droplet - wire) / (background - droplet) at about -0.46, inside the real crops' 0.32-0.70
-#: in magnitude (bench/demo_look.py, bench/results/demo_look_rule.txt).
-MAIN_VIDEO = {"droplet_radius_px": 100.0, "dose_e_per_px": 60.0, "facet_incline_deg": 12.0,
-              "liquid_mfp_ratio": 0.5}
-#: The stress video: a small droplet (radius 35 px at 512 px) at a very low dose; the wire's
-#: tilt and the rest of the scene are the seed's own draw.
-STRESS_VIDEO = {"droplet_radius_px": 35.0, "dose_e_per_px": 35.0}
+#: The main video (looks like the real frames) and the stress video (a small droplet at a
+#: very low dose): :data:`nwwatch.synth.video.VIDEO_SCENES`, at 512 px.
+MAIN_VIDEO = VIDEO_SCENES["realistic"]
+STRESS_VIDEO = VIDEO_SCENES["stress"]
 
 
 _LABEL_COLOURS = np.array([[0, 0, 0], [60, 160, 60], [40, 80, 230]], np.uint8)  # BGR
@@ -211,8 +206,7 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
 
     start = time.perf_counter()
     click.echo(f"1/4 synthesising a {n_frames}-frame growth video ({size}x{size}) in {video}")
-    options = {k: v * size / 512.0 if k == "droplet_radius_px" else v
-               for k, v in (STRESS_VIDEO if stress else MAIN_VIDEO).items()}
+    options = scene_options("stress" if stress else "realistic", size)
     generate_insitu(video, n_frames, video=True, seed=seed, size=size, video_options=options)
     click.echo(f"2/4 synthesising a 64^3 tomogram in {tomo}")
     generate_tomogram(tomo, size=64, seed=seed)

@@ -428,3 +428,66 @@ def test_cli_never_leaves_frames_its_truth_does_not_describe(tmp_path) -> None:
         result = CliRunner().invoke(main, ["synth", "insitu", "/proc/nwwatch-synth"])
         assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
         assert "Invalid value for 'OUT'" in result.output
+
+
+def _synth(args: list[str]):
+    from nwwatch.cli import main
+
+    return CliRunner().invoke(main, ["synth", "insitu", *args])
+
+
+def test_cli_video_is_realistic_by_default_and_drawn_on_request(tmp_path) -> None:
+    from nwwatch.demo import MAIN_VIDEO, STRESS_VIDEO
+    from nwwatch.synth.video import VIDEO_SCENES, scene_options
+
+    # the demo's scenes are the presets themselves
+    assert MAIN_VIDEO is VIDEO_SCENES["realistic"] and STRESS_VIDEO is VIDEO_SCENES["stress"]
+    common = ["--video", "--frames", "2", "--size", "64", "--seed", "3"]
+    assert _synth([str(tmp_path / "cli"), *common]).exit_code == 0
+    default = pq.read_table(tmp_path / "cli" / "truth.parquet")
+    assert default.column("dose_e_per_px").to_pylist() == [60.0, 60.0]
+    assert default.column("facet_incline_deg").to_pylist() == [12.0, 12.0]
+    generate_insitu(tmp_path / "py", 2, video=True, seed=3, size=64,
+                    video_options=scene_options("realistic", 64))
+    assert default.equals(pq.read_table(tmp_path / "py" / "truth.parquet"))
+    # --scene drawn writes what generate_insitu(video=True) draws from Python, byte for byte
+    assert _synth([str(tmp_path / "drawn"), *common, "--scene", "drawn"]).exit_code == 0
+    generate_insitu(tmp_path / "plain", 2, video=True, seed=3, size=64)
+    for name in ("frame_00000.tif", "frame_00001.tif", "labels/frame_00001.png",
+                 "truth.parquet"):
+        assert (tmp_path / "drawn" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+    assert pq.read_table(tmp_path / "drawn" / "truth.parquet").column(
+        "dose_e_per_px").to_pylist() != [60.0, 60.0]
+
+
+def test_cli_video_overrides_replace_the_scenes_values(tmp_path) -> None:
+    from nwwatch.synth.video import video_scene
+
+    result = _synth([str(tmp_path / "v"), "--video", "--frames", "1", "--size", "64",
+                     "--scene", "stress", "--droplet-radius-px", "20", "--dose-e-per-px",
+                     "42.5", "--facet-incline-deg", "-7"])
+    assert result.exit_code == 0, result.output
+    row = pq.read_table(tmp_path / "v" / "truth.parquet").to_pylist()[0]
+    assert (row["dose_e_per_px"], row["facet_incline_deg"], row["tilt_deg"]) == (42.5, -7.0, 0.0)
+    # the radius is in pixels of the frame written (not scaled like the scene's), at the
+    # scene's mean angle
+    theta_mean = video_scene(0, 64).theta_mean_deg
+    assert row["a_px"] == pytest.approx(20.0 * math.sin(math.radians(theta_mean)))
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--video", "--droplet-radius-px", "30"], "'--droplet-radius-px': 30 px does not fit a 64"),
+    (["--video", "--droplet-radius-px", "1"], "'--droplet-radius-px'"),
+    (["--video", "--dose-e-per-px", "nan"], "'--dose-e-per-px': nan is not a finite number"),
+    (["--video", "--dose-e-per-px", "0"], "'--dose-e-per-px'"),
+    (["--video", "--facet-incline-deg", "80"], "'--facet-incline-deg'"),
+    (["--video", "--scene", "pretty"], "'--scene'"),
+    (["--scene", "drawn"], "--scene: only for a --video"),
+    (["--dose-e-per-px", "60", "--facet-incline-deg", "5"],
+     "--dose-e-per-px, --facet-incline-deg: only for a --video"),
+])
+def test_cli_refuses_bad_scene_options_naming_them(tmp_path, args, named) -> None:
+    result = _synth([str(tmp_path / "v"), "--frames", "1", "--size", "64", *args])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert named in " ".join(result.output.split())
+    assert not (tmp_path / "v").exists()

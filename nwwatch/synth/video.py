@@ -22,6 +22,32 @@ from nwwatch.synth.params import (
     sample_frame_params,
 )
 
+#: Named scenes of a growth video: keyword arguments of :func:`video_scene`, the droplet
+#: radius in pixels of a 512 px frame (:func:`scene_options` scales it to the frame size).
+#: ``realistic`` looks like the real frames: a droplet of radius ~100 px at 512 px (60-150 px
+#: is typical), a moderate dose, a facet inclined to the wire axis, and a droplet visibly
+#: darker than the wire next to their interface: half the wire's mean free path puts
+#: (droplet - wire) / (background - droplet) at about -0.46, inside the real crops' 0.32-0.70
+#: in magnitude (bench/demo_look.py, bench/results/demo_look_rule.txt). ``drawn`` fixes
+#: nothing: the whole scene is the seed's own draw. ``stress``: a small droplet at a very low
+#: dose, the rest the seed's own draw.
+VIDEO_SCENES: dict[str, dict[str, float]] = {
+    "realistic": {"droplet_radius_px": 100.0, "dose_e_per_px": 60.0, "facet_incline_deg": 12.0,
+                  "liquid_mfp_ratio": 0.5},
+    "drawn": {},
+    "stress": {"droplet_radius_px": 35.0, "dose_e_per_px": 35.0},
+}
+
+
+def scene_options(name: str, size: int = 512) -> dict[str, float]:
+    """The ``video_scene`` keywords of the scene ``name`` of :data:`VIDEO_SCENES` for frames
+    of ``size`` px: the droplet radius scaled by ``size / 512`` so the scene keeps its look."""
+    if name not in VIDEO_SCENES:
+        raise ValueError(f"scene_options: unknown scene {name!r}; "
+                         f"choose one of {', '.join(VIDEO_SCENES)}")
+    return {k: v * size / 512.0 if k == "droplet_radius_px" else v
+            for k, v in VIDEO_SCENES[name].items()}
+
 
 @dataclass(frozen=True)
 class VideoScene:
