@@ -59,8 +59,8 @@ class Volume:
 
 @dataclass(frozen=True)
 class TiffInfo:
-    """Structure of an input file (TIFF, or MRC: ``layout`` "mrc"), read from its headers
-    only (no pixel data).
+    """Structure of an input file (TIFF, MRC: ``layout`` "mrc", or DigitalMicrograph: "dm"),
+    read from its headers only (no pixel data).
 
     Attributes
     ----------
@@ -77,7 +77,7 @@ class TiffInfo:
     dtype : numpy dtype, native byte order
     declared_bytes : int
         Bytes the decoded pixel data will take.
-    layout : "imagej", "ome", "tiff" or "mrc"
+    layout : "imagej", "ome", "tiff", "mrc" or "dm"
         Which metadata convention the file follows.
     compression : str
         tifffile's name of the compression, e.g. "NONE", "LZW", "ADOBE_DEFLATE".
@@ -90,7 +90,7 @@ class TiffInfo:
     axes: str
     dtype: np.dtype
     declared_bytes: int
-    layout: Literal["imagej", "ome", "tiff", "mrc"]
+    layout: Literal["imagej", "ome", "tiff", "mrc", "dm"]
     compression: str
 
     @property

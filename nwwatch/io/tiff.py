@@ -3,8 +3,10 @@
 All readers check the file's structure first (:func:`inspect_tiff`), so bad input raises an
 :class:`~nwwatch.io.errors.InputError` subclass naming the file before any pixel memory is
 allocated. Pixel data keep their native dtype (uint8, uint16, int16 or float32). A file named
-as an MRC file (:data:`nwwatch.io.mrc.MRC_SUFFIXES`) is read by :mod:`nwwatch.io.mrc`
-through the same three functions, so every caller reads both formats.
+as an MRC file (:data:`nwwatch.io.mrc.MRC_SUFFIXES`) is read by :mod:`nwwatch.io.mrc`, and
+one named as a DigitalMicrograph file (:data:`nwwatch.io.dm.DM_SUFFIXES`) by
+:mod:`nwwatch.io.dm`, through the same three functions, so every caller reads all three
+formats (DigitalMicrograph as in-situ frames only: :func:`read_volume` refuses it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from nwwatch.io.dm import inspect_dm, is_dm, read_dm_frames, read_dm_volume
 from nwwatch.io.errors import (
     JOIN_SLICES_HINT,
     BlankImageError,
@@ -36,8 +39,9 @@ def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
 
     Parameters
     ----------
-    path : path of a .tif/.tiff file (plain, ImageJ, OME or BigTIFF), or of an MRC file
-        (:func:`nwwatch.io.mrc.inspect_mrc`).
+    path : path of a .tif/.tiff file (plain, ImageJ, OME or BigTIFF), of an MRC file
+        (:func:`nwwatch.io.mrc.inspect_mrc`) or of a DigitalMicrograph file
+        (:func:`nwwatch.io.dm.inspect_dm`).
 
     Returns
     -------
@@ -53,6 +57,8 @@ def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
     """
     if is_mrc(path):
         return inspect_mrc(path)
+    if is_dm(path):
+        return inspect_dm(path)
     with open_tiff(path) as (_, info):
         return info
 
@@ -77,11 +83,15 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
     ------
     FileNotFoundError, InputError (see :func:`inspect_tiff`), and
     AnisotropicPixelsError when the file declares different x and y pixel sizes. An MRC
-    file: :func:`nwwatch.io.mrc.read_mrc_frames` (one frame per section).
+    file: :func:`nwwatch.io.mrc.read_mrc_frames` (one frame per section); a
+    DigitalMicrograph file: :func:`nwwatch.io.dm.read_dm_frames` (one frame, or one per
+    plane of a 3-D image).
     """
     path = Path(path)
     if is_mrc(path):
         return read_mrc_frames(path)
+    if is_dm(path):
+        return read_dm_frames(path)
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
         with corrupt_structure_refused(path):  # later pages' tags are parsed here
@@ -122,11 +132,15 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
     ------
     FileNotFoundError, InputError (see :func:`inspect_tiff`), and UnsupportedLayoutError
     for data with more than one axis besides Y and X (e.g. a time series of volumes). An MRC
-    file: :func:`nwwatch.io.mrc.read_mrc_volume` (sections are Z slices).
+    file: :func:`nwwatch.io.mrc.read_mrc_volume` (sections are Z slices); a
+    DigitalMicrograph file is refused (:func:`nwwatch.io.dm.read_dm_volume`: its 3-D images
+    are series in time).
     """
     path = Path(path)
     if is_mrc(path):
         return read_mrc_volume(path)
+    if is_dm(path):
+        return read_dm_volume(path)
     with open_tiff(path) as (tif, info):
         stack_axes = info.axes[: info.axes.index("Y")]
         if len(stack_axes) > 1:

@@ -271,8 +271,9 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     """Measure contact angles on INPUTS: label images (PNG/TIFF: 0 background, 1 nanowire,
     2 droplet) or raw frames, which are segmented with the model first.
 
-    TIFF and MRC files are read as the service reads them: a file it refuses is named and
-    skipped (exit status 1), and each row gets the file's pixel size and acquisition time."""
+    TIFF, MRC and DigitalMicrograph files are read as the service reads them: a file it
+    refuses is named and skipped (exit status 1), and each row gets the file's pixel size and
+    acquisition time."""
     from nwwatch.options import refuse_inside_results, require_writable
     from nwwatch.segment.session import file_sha256
 

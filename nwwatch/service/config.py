@@ -29,10 +29,11 @@ from nwwatch.service.inference import InferenceConfig
 KINDS = ("insitu", "tomogram")
 #: Which frames get a QA picture (``[output] overlays``): none, those without status "ok", all.
 OVERLAY_MODES = ("none", "flagged", "all")
-#: The names a [[watch]] table without ``patterns`` takes, per kind, in any case: TIFF, and
-#: MRC as the tools of each kind name it (SerialEM's movie stacks .mrcs, reconstructions
-#: .rec from IMOD or AreTomo).
-DEFAULT_SUFFIXES = {"insitu": (".tif", ".tiff", ".mrc", ".mrcs"),
+#: The names a [[watch]] table without ``patterns`` takes, per kind, in any case: TIFF, MRC
+#: as the tools of each kind name it (SerialEM's movie stacks .mrcs, reconstructions .rec
+#: from IMOD or AreTomo), and for in-situ frames Gatan's DigitalMicrograph files (a
+#: DigitalMicrograph 3-D image is a series in time, not a tomogram: nwwatch.io.dm).
+DEFAULT_SUFFIXES = {"insitu": (".tif", ".tiff", ".mrc", ".mrcs", ".dm3", ".dm4"),
                     "tomogram": (".tif", ".tiff", ".mrc", ".rec")}
 
 

@@ -63,12 +63,12 @@ class ReplaySummary:
     volume_like: list[Path] = field(default_factory=list)
     series_like: list[Path] = field(default_factory=list)
     #: Files named on the command line that are TIFF neither by extension nor by header, nor
-    #: MRC by extension (``truth.parquet`` beside the frames of ``acq/*``): skipped, not
-    #: counted in ``files``.
+    #: MRC or DigitalMicrograph by extension (``truth.parquet`` beside the frames of
+    #: ``acq/*``): skipped, not counted in ``files``.
     not_tiff: list[Path] = field(default_factory=list)
     #: Files the replayed folders' walk left out that nwwatch can say what to do with
-    #: (:func:`nwwatch.service.watcher.scan`'s ``unread``): :attr:`other_formats` and
-    #: :attr:`mrc_of_other_names`.
+    #: (:func:`nwwatch.service.watcher.scan`'s ``unread``): :attr:`other_formats`,
+    #: :attr:`mrc_of_other_names` and :attr:`dm_of_other_kind`.
     left_out: list[Path] = field(default_factory=list)
     #: Folders that could not be listed (no permission): their files were not processed.
     unlisted: list[OSError] = field(default_factory=list)
@@ -88,11 +88,12 @@ class ReplaySummary:
 
     @property
     def other_formats(self) -> list[Path]:
-        """Files of a microscope format nwwatch does not read (tilt series, DigitalMicrograph:
-        by suffix) in the replayed folders."""
+        """Files of a microscope format nwwatch does not read (tilt series, Velox EMD: by
+        suffix) in the replayed folders."""
+        from nwwatch.io.dm import is_dm
         from nwwatch.io.mrc import is_mrc
 
-        return [p for p in self.left_out if not is_mrc(p)]
+        return [p for p in self.left_out if not is_mrc(p) and not is_dm(p)]
 
     @property
     def mrc_of_other_names(self) -> list[Path]:
@@ -102,6 +103,14 @@ class ReplaySummary:
         from nwwatch.io.mrc import is_mrc
 
         return [p for p in self.left_out if is_mrc(p)]
+
+    @property
+    def dm_of_other_kind(self) -> list[Path]:
+        """DigitalMicrograph files (by suffix) in the replayed folders: read as in-situ frames,
+        so left out of a tomogram replay."""
+        from nwwatch.io.dm import is_dm
+
+        return [p for p in self.left_out if is_dm(p)]
 
     def _left_out_clauses(self) -> list[str]:
         """What :attr:`left_out` holds, with what to do: one clause per group ("2 files of a
@@ -114,6 +123,14 @@ class ReplaySummary:
                            f"({names}){_hint_of(self.other_formats)}")
         if self.mrc_of_other_names:
             clauses.append(self._other_names())
+        if self.dm_of_other_kind:
+            n = len(self.dm_of_other_kind)
+            names = _first(p.name for p in self.dm_of_other_kind)
+            advice = ("replay without --kind tomogram" if self.kind == "tomogram"
+                      else "name the file to nwwatch replay")
+            clauses.append(f"{n} DigitalMicrograph file{'s' if n > 1 else ''} ({names}): "
+                           f"nwwatch reads {'it' if n == 1 else 'them'} as in-situ frames "
+                           f"(a 3-D DigitalMicrograph image is a series in time); {advice}")
         return clauses
 
     @property
@@ -179,7 +196,7 @@ class ReplaySummary:
         if self.not_tiff:
             n = len(self.not_tiff)
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, neither TIFF (by "
-                       f"extension or header) nor MRC (by extension): "
+                       f"extension or header) nor MRC or DigitalMicrograph (by extension): "
                        f"{_first(p.name for p in self.not_tiff)}"
                        f"{_hint_of(self.not_tiff)}")
         if self.unlisted:
@@ -195,7 +212,8 @@ class ReplaySummary:
             # one FILE named: "no input files in FILE (patterns …, searched recursively)"
             # described a folder
             out.append(f"replay found no input files: {self.input_path} is neither a TIFF "
-                       "(by extension or header) nor an MRC file (by extension)")
+                       "(by extension or header) nor an MRC or DigitalMicrograph file (by "
+                       "extension)")
         elif self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
             other = "".join(f"; it holds {clause}" for clause in self._left_out_clauses())
