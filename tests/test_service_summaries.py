@@ -322,7 +322,7 @@ def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_pa
     assert r.exit_code == 0, r.output
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith(f"replay found no input files in {empty}"), last
-    assert ".tif, .tiff, .mrc or .mrcs in any case" in last
+    assert ".tif, .tiff, .mrc, .mrcs or .emd in any case" in last
 
 
 def test_replay_takes_several_paths_as_a_shell_glob_gives_them(tmp_path, acquisition):
@@ -406,20 +406,19 @@ def test_tilt_series_are_named_with_what_to_do(tmp_path, acquisition):
     assert "reconstruct it first" in last and "DigitalMicrograph" in last, last
 
 
-def test_velox_tia_and_video_files_are_named_with_how_to_convert_them(tmp_path, acquisition):
-    """In-situ runs are often recorded as Velox EMD, TIA SER or video files: a folder of them
-    replayed as "no input files (.tif or .tiff ...)" without a word on what to do."""
+def test_tia_and_video_files_are_named_with_how_to_convert_them(tmp_path, acquisition):
+    """In-situ runs are often recorded as TIA SER or video files: a folder of them replayed
+    as "no input files (.tif or .tiff ...)" without a word on what to do."""
     _, onnx = acquisition
     folder = tmp_path / "run"
     folder.mkdir()
-    for name in ("growth.emd", "growth2.ser", "growth3.avi", "notes.txt"):
+    for name in ("growth2.ser", "growth3.avi", "notes.txt"):
         (folder / name).write_bytes(b"\0" * 1024)
     s = replay(folder, tmp_path / "out", kind="insitu", model=onnx)
     assert (s.files, s.exit_status) == (0, 0)
     last = s.lines()[-1]
-    assert "3 files of a format nwwatch does not read (growth.emd, growth2.ser, growth3.avi)" \
-        in last, last
-    assert "Velox" in last and "TIA" in last and "ffmpeg -i VIDEO -pix_fmt gray" in last
+    assert "2 files of a format nwwatch does not read (growth2.ser, growth3.avi)" in last, last
+    assert "TIA" in last and "ffmpeg -i VIDEO -pix_fmt gray" in last
     assert "notes.txt" not in last
 
 

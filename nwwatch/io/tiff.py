@@ -3,8 +3,9 @@
 All readers check the file's structure first (:func:`inspect_tiff`), so bad input raises an
 :class:`~nwwatch.io.errors.InputError` subclass naming the file before any pixel memory is
 allocated. Pixel data keep their native dtype (uint8, uint16, int16 or float32). A file named
-as an MRC file (:data:`nwwatch.io.mrc.MRC_SUFFIXES`) is read by :mod:`nwwatch.io.mrc`
-through the same three functions, so every caller reads both formats.
+as an MRC file (:data:`nwwatch.io.mrc.MRC_SUFFIXES`) is read by :mod:`nwwatch.io.mrc`, and
+one named as a Velox EMD file (``.emd``) by :mod:`nwwatch.io.emd`, through the same three
+functions, so every caller reads every format.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from nwwatch.io.emd import inspect_emd, is_emd, read_emd_frames, read_emd_volume
 from nwwatch.io.errors import (
     JOIN_SLICES_HINT,
     BlankImageError,
@@ -36,8 +38,9 @@ def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
 
     Parameters
     ----------
-    path : path of a .tif/.tiff file (plain, ImageJ, OME or BigTIFF), or of an MRC file
-        (:func:`nwwatch.io.mrc.inspect_mrc`).
+    path : path of a .tif/.tiff file (plain, ImageJ, OME or BigTIFF), of an MRC file
+        (:func:`nwwatch.io.mrc.inspect_mrc`) or of a Velox EMD file
+        (:func:`nwwatch.io.emd.inspect_emd`).
 
     Returns
     -------
@@ -53,6 +56,8 @@ def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
     """
     if is_mrc(path):
         return inspect_mrc(path)
+    if is_emd(path):
+        return inspect_emd(path)
     with open_tiff(path) as (_, info):
         return info
 
@@ -77,11 +82,14 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
     ------
     FileNotFoundError, InputError (see :func:`inspect_tiff`), and
     AnisotropicPixelsError when the file declares different x and y pixel sizes. An MRC
-    file: :func:`nwwatch.io.mrc.read_mrc_frames` (one frame per section).
+    file: :func:`nwwatch.io.mrc.read_mrc_frames` (one frame per section); a Velox EMD file:
+    :func:`nwwatch.io.emd.read_emd_frames`.
     """
     path = Path(path)
     if is_mrc(path):
         return read_mrc_frames(path)
+    if is_emd(path):
+        return read_emd_frames(path)
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
         with corrupt_structure_refused(path):  # later pages' tags are parsed here
@@ -122,11 +130,14 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
     ------
     FileNotFoundError, InputError (see :func:`inspect_tiff`), and UnsupportedLayoutError
     for data with more than one axis besides Y and X (e.g. a time series of volumes). An MRC
-    file: :func:`nwwatch.io.mrc.read_mrc_volume` (sections are Z slices).
+    file: :func:`nwwatch.io.mrc.read_mrc_volume` (sections are Z slices); a Velox EMD file is
+    refused (:func:`nwwatch.io.emd.read_emd_volume`: image series, not tomograms).
     """
     path = Path(path)
     if is_mrc(path):
         return read_mrc_volume(path)
+    if is_emd(path):
+        return read_emd_volume(path)
     with open_tiff(path) as (tif, info):
         stack_axes = info.axes[: info.axes.index("Y")]
         if len(stack_axes) > 1:

@@ -47,7 +47,7 @@ def _pages(path: Path) -> int:
     except NotATiffError as exc:
         # A notes.txt or a JPEG matched by frames/*: "not a TIFF file" alone did not say
         # what the command takes.
-        raise NotATiffError(path, f"{exc.reason}; nwwatch label reads TIFF or MRC frames or "
+        raise NotATiffError(path, f"{exc.reason}; nwwatch label reads TIFF, MRC or EMD frames or "
                                   "stacks and PNG images: give only those (e.g. frames/*.tif)"
                             ) from None
 

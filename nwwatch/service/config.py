@@ -31,8 +31,8 @@ KINDS = ("insitu", "tomogram")
 OVERLAY_MODES = ("none", "flagged", "all")
 #: The names a [[watch]] table without ``patterns`` takes, per kind, in any case: TIFF, and
 #: MRC as the tools of each kind name it (SerialEM's movie stacks .mrcs, reconstructions
-#: .rec from IMOD or AreTomo).
-DEFAULT_SUFFIXES = {"insitu": (".tif", ".tiff", ".mrc", ".mrcs"),
+#: .rec from IMOD or AreTomo); in-situ also Velox EMD (.emd: image series).
+DEFAULT_SUFFIXES = {"insitu": (".tif", ".tiff", ".mrc", ".mrcs", ".emd"),
                     "tomogram": (".tif", ".tiff", ".mrc", ".rec")}
 
 

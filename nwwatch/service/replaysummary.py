@@ -90,9 +90,18 @@ class ReplaySummary:
     def other_formats(self) -> list[Path]:
         """Files of a microscope format nwwatch does not read (tilt series, DigitalMicrograph:
         by suffix) in the replayed folders."""
+        from nwwatch.io.emd import is_emd
         from nwwatch.io.mrc import is_mrc
 
-        return [p for p in self.left_out if not is_mrc(p)]
+        return [p for p in self.left_out if not is_mrc(p) and not is_emd(p)]
+
+    @property
+    def emd_of_other_kind(self) -> list[Path]:
+        """Velox EMD files (by suffix) in the replayed folders of a tomogram replay: image
+        series, read as in-situ frames."""
+        from nwwatch.io.emd import is_emd
+
+        return [p for p in self.left_out if is_emd(p)]
 
     @property
     def mrc_of_other_names(self) -> list[Path]:
@@ -114,6 +123,11 @@ class ReplaySummary:
                            f"({names}){_hint_of(self.other_formats)}")
         if self.mrc_of_other_names:
             clauses.append(self._other_names())
+        if self.emd_of_other_kind:
+            n = len(self.emd_of_other_kind)
+            names = _first(p.name for p in self.emd_of_other_kind)
+            clauses.append(f"{n} Velox EMD file{'s' if n > 1 else ''} ({names}): image series, "
+                           "read as in-situ frames: replay without --kind tomogram")
         return clauses
 
     @property

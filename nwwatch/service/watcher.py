@@ -73,9 +73,9 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
     """Every input file currently in the folder (hidden folders skipped), in sorted order.
 
     ``unread``, when given, collects the files the patterns leave out that are of a
-    microscope format nwwatch does not read (tilt series, DigitalMicrograph, Velox EMD, TIA SER,
-    videos: :func:`nwwatch.io.conversion_hint`) or MRC files (:func:`unread_hint`; hidden
-    names skipped)
+    microscope format nwwatch does not read (tilt series, DigitalMicrograph, TIA SER, videos:
+    :func:`nwwatch.io.conversion_hint`) or MRC and Velox EMD files (:func:`unread_hint`;
+    hidden names skipped)
     and have no input file of the same stem beside them (a ``.dm4`` saved with its TIFF
     export is left out on purpose). ``unlisted``: called with the error of each folder that
     cannot be listed (no permission: a run folder of another user with mode 0700), whose
@@ -110,11 +110,18 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
 def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
     """What to do with a file a watch of ``kind`` leaves out, judged by its suffix: for a
     microscope format nwwatch does not read, :func:`nwwatch.io.conversion_hint`; for an MRC
-    file (read, but not under this watch's names), which kind or pattern takes it; "" for
-    any other name."""
+    or Velox EMD file (read, but not under this watch's names), which kind or pattern takes
+    it; "" for any other name."""
     from nwwatch.io import conversion_hint
+    from nwwatch.io.emd import is_emd
     from nwwatch.io.mrc import is_mrc
 
+    if is_emd(name):
+        if kind == "tomogram":
+            return ('a Velox EMD file? nwwatch reads its image series as in-situ frames: watch '
+                    'or replay it as kind "insitu"')
+        return ('a Velox EMD file whose name this watch does not take: add its pattern (e.g. '
+                '"*.emd") to the watch\'s patterns, or name the file to nwwatch replay')
     if not is_mrc(name):
         return conversion_hint(name)
     suffix = Path(name).suffix.lower()
