@@ -434,7 +434,8 @@ def test_default_patterns_take_dm_names_for_in_situ_frames_only(tmp_path):
 
     for name in ("a.tif", "b.dm3", "c.DM4", "d.emd"):
         (tmp_path / name).write_bytes(b"")
-    assert [p.name for p in list_inputs(tmp_path, "insitu")] == ["a.tif", "b.dm3", "c.DM4"]
+    assert [p.name for p in list_inputs(tmp_path, "insitu")] == ["a.tif", "b.dm3", "c.DM4",
+                                                                  "d.emd"]
     left: list[Path] = []
     assert [p.name for p in list_inputs(tmp_path, "tomogram", unread=left)] == ["a.tif"]
     assert [p.name for p in left] == ["b.dm3", "c.DM4", "d.emd"]

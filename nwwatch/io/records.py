@@ -18,7 +18,8 @@ class Frame:
 
     Attributes
     ----------
-    image : ndarray (H, W), native dtype (uint8, uint16, int16 or float32), (row, col) order.
+    image : ndarray (H, W), native dtype (uint8, uint16, int16 or float32; a Velox EMD file's
+        also uint32, int32 or float64), (row, col) order.
     index : int
         Page of the frame in its file, 0-based, counting the pages read (a thumbnail page
         that is not read is not counted).
@@ -59,8 +60,8 @@ class Volume:
 
 @dataclass(frozen=True)
 class TiffInfo:
-    """Structure of an input file (TIFF, MRC: ``layout`` "mrc", or DigitalMicrograph: "dm"),
-    read from its headers only (no pixel data).
+    """Structure of an input file (TIFF, MRC: ``layout`` "mrc", DigitalMicrograph: "dm", or
+    Velox EMD: "emd"), read from its headers only (no pixel data).
 
     Attributes
     ----------
@@ -77,7 +78,7 @@ class TiffInfo:
     dtype : numpy dtype, native byte order
     declared_bytes : int
         Bytes the decoded pixel data will take.
-    layout : "imagej", "ome", "tiff", "mrc" or "dm"
+    layout : "imagej", "ome", "tiff", "mrc", "dm" or "emd"
         Which metadata convention the file follows.
     compression : str
         tifffile's name of the compression, e.g. "NONE", "LZW", "ADOBE_DEFLATE".
@@ -90,7 +91,7 @@ class TiffInfo:
     axes: str
     dtype: np.dtype
     declared_bytes: int
-    layout: Literal["imagej", "ome", "tiff", "mrc", "dm"]
+    layout: Literal["imagej", "ome", "tiff", "mrc", "dm", "emd"]
     compression: str
 
     @property

@@ -5,8 +5,9 @@ All readers check the file's structure first (:func:`inspect_tiff`), so bad inpu
 allocated. Pixel data keep their native dtype (uint8, uint16, int16 or float32). A file named
 as an MRC file (:data:`nwwatch.io.mrc.MRC_SUFFIXES`) is read by :mod:`nwwatch.io.mrc`, and
 one named as a DigitalMicrograph file (:data:`nwwatch.io.dm.DM_SUFFIXES`) by
-:mod:`nwwatch.io.dm`, through the same three functions, so every caller reads all three
-formats (DigitalMicrograph as in-situ frames only: :func:`read_volume` refuses it).
+:mod:`nwwatch.io.dm`, and one named as a Velox EMD file (``.emd``) by :mod:`nwwatch.io.emd`,
+through the same three functions, so every caller reads every format (DigitalMicrograph and
+EMD as in-situ frames only: :func:`read_volume` refuses them).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import tifffile
 
 from nwwatch.io.dm import inspect_dm, is_dm, read_dm_frames, read_dm_volume
+from nwwatch.io.emd import inspect_emd, is_emd, read_emd_frames, read_emd_volume
 from nwwatch.io.errors import (
     JOIN_SLICES_HINT,
     BlankImageError,
@@ -40,8 +42,9 @@ def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
     Parameters
     ----------
     path : path of a .tif/.tiff file (plain, ImageJ, OME or BigTIFF), of an MRC file
-        (:func:`nwwatch.io.mrc.inspect_mrc`) or of a DigitalMicrograph file
-        (:func:`nwwatch.io.dm.inspect_dm`).
+        (:func:`nwwatch.io.mrc.inspect_mrc`), of a DigitalMicrograph file
+        (:func:`nwwatch.io.dm.inspect_dm`) or of a Velox EMD file
+        (:func:`nwwatch.io.emd.inspect_emd`).
 
     Returns
     -------
@@ -59,6 +62,8 @@ def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
         return inspect_mrc(path)
     if is_dm(path):
         return inspect_dm(path)
+    if is_emd(path):
+        return inspect_emd(path)
     with open_tiff(path) as (_, info):
         return info
 
@@ -85,13 +90,15 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
     AnisotropicPixelsError when the file declares different x and y pixel sizes. An MRC
     file: :func:`nwwatch.io.mrc.read_mrc_frames` (one frame per section); a
     DigitalMicrograph file: :func:`nwwatch.io.dm.read_dm_frames` (one frame, or one per
-    plane of a 3-D image).
+    plane of a 3-D image); a Velox EMD file: :func:`nwwatch.io.emd.read_emd_frames`.
     """
     path = Path(path)
     if is_mrc(path):
         return read_mrc_frames(path)
     if is_dm(path):
         return read_dm_frames(path)
+    if is_emd(path):
+        return read_emd_frames(path)
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
         with corrupt_structure_refused(path):  # later pages' tags are parsed here
@@ -134,13 +141,16 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
     for data with more than one axis besides Y and X (e.g. a time series of volumes). An MRC
     file: :func:`nwwatch.io.mrc.read_mrc_volume` (sections are Z slices); a
     DigitalMicrograph file is refused (:func:`nwwatch.io.dm.read_dm_volume`: its 3-D images
-    are series in time).
+    are series in time), and so is a Velox EMD file (:func:`nwwatch.io.emd.read_emd_volume`:
+    image series, not tomograms).
     """
     path = Path(path)
     if is_mrc(path):
         return read_mrc_volume(path)
     if is_dm(path):
         return read_dm_volume(path)
+    if is_emd(path):
+        return read_emd_volume(path)
     with open_tiff(path) as (tif, info):
         stack_axes = info.axes[: info.axes.index("Y")]
         if len(stack_axes) > 1:

@@ -47,9 +47,9 @@ def _pages(path: Path) -> int:
     except NotATiffError as exc:
         # A notes.txt or a JPEG matched by frames/*: "not a TIFF file" alone did not say
         # what the command takes.
-        raise NotATiffError(path, f"{exc.reason}; nwwatch label reads TIFF, MRC or "
-                                  "DigitalMicrograph frames or stacks and PNG images: give "
-                                  "only those (e.g. frames/*.tif)") from None
+        raise NotATiffError(path, f"{exc.reason}; nwwatch label reads TIFF, MRC, "
+                                  "DigitalMicrograph or Velox EMD frames or stacks and PNG "
+                                  "images: give only those (e.g. frames/*.tif)") from None
 
 
 def frame_refs(paths: Sequence[str | os.PathLike[str]],

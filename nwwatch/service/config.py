@@ -31,9 +31,9 @@ KINDS = ("insitu", "tomogram")
 OVERLAY_MODES = ("none", "flagged", "all")
 #: The names a [[watch]] table without ``patterns`` takes, per kind, in any case: TIFF, MRC
 #: as the tools of each kind name it (SerialEM's movie stacks .mrcs, reconstructions .rec
-#: from IMOD or AreTomo), and for in-situ frames Gatan's DigitalMicrograph files (a
-#: DigitalMicrograph 3-D image is a series in time, not a tomogram: nwwatch.io.dm).
-DEFAULT_SUFFIXES = {"insitu": (".tif", ".tiff", ".mrc", ".mrcs", ".dm3", ".dm4"),
+#: from IMOD or AreTomo), and for in-situ frames Gatan's DigitalMicrograph files and Velox
+#: EMD files (their 3-D images are series in time, not tomograms: nwwatch.io.dm, .emd).
+DEFAULT_SUFFIXES = {"insitu": (".tif", ".tiff", ".mrc", ".mrcs", ".dm3", ".dm4", ".emd"),
                     "tomogram": (".tif", ".tiff", ".mrc", ".rec")}
 
 

@@ -88,12 +88,13 @@ class ReplaySummary:
 
     @property
     def other_formats(self) -> list[Path]:
-        """Files of a microscope format nwwatch does not read (tilt series, Velox EMD: by
+        """Files of a microscope format nwwatch does not read (tilt series, TIA SER: by
         suffix) in the replayed folders."""
         from nwwatch.io.dm import is_dm
+        from nwwatch.io.emd import is_emd
         from nwwatch.io.mrc import is_mrc
 
-        return [p for p in self.left_out if not is_mrc(p) and not is_dm(p)]
+        return [p for p in self.left_out if not (is_mrc(p) or is_dm(p) or is_emd(p))]
 
     @property
     def mrc_of_other_names(self) -> list[Path]:
@@ -106,11 +107,9 @@ class ReplaySummary:
 
     @property
     def dm_of_other_kind(self) -> list[Path]:
-        """DigitalMicrograph files (by suffix) in the replayed folders: read as in-situ frames,
-        so left out of a tomogram replay."""
-        from nwwatch.io.dm import is_dm
-
-        return [p for p in self.left_out if is_dm(p)]
+        """DigitalMicrograph and Velox EMD files (by suffix) in the replayed folders: read as
+        in-situ frames only, so left out of a tomogram replay."""
+        return [p for p in self.left_out if _frames_only_format(p)]
 
     def _left_out_clauses(self) -> list[str]:
         """What :attr:`left_out` holds, with what to do: one clause per group ("2 files of a
@@ -126,11 +125,13 @@ class ReplaySummary:
         if self.dm_of_other_kind:
             n = len(self.dm_of_other_kind)
             names = _first(p.name for p in self.dm_of_other_kind)
+            formats = " and ".join(sorted({_frames_only_format(p)
+                                           for p in self.dm_of_other_kind}))
             advice = ("replay without --kind tomogram" if self.kind == "tomogram"
                       else "name the file to nwwatch replay")
-            clauses.append(f"{n} DigitalMicrograph file{'s' if n > 1 else ''} ({names}): "
+            clauses.append(f"{n} {formats} file{'s' if n > 1 else ''} ({names}): "
                            f"nwwatch reads {'it' if n == 1 else 'them'} as in-situ frames "
-                           f"(a 3-D DigitalMicrograph image is a series in time); {advice}")
+                           f"(their 3-D images are series in time); {advice}")
         return clauses
 
     @property
@@ -196,7 +197,8 @@ class ReplaySummary:
         if self.not_tiff:
             n = len(self.not_tiff)
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, neither TIFF (by "
-                       f"extension or header) nor MRC or DigitalMicrograph (by extension): "
+                       f"extension or header) nor MRC, DigitalMicrograph or Velox EMD (by "
+                       f"extension): "
                        f"{_first(p.name for p in self.not_tiff)}"
                        f"{_hint_of(self.not_tiff)}")
         if self.unlisted:
@@ -212,8 +214,8 @@ class ReplaySummary:
             # one FILE named: "no input files in FILE (patterns …, searched recursively)"
             # described a folder
             out.append(f"replay found no input files: {self.input_path} is neither a TIFF "
-                       "(by extension or header) nor an MRC or DigitalMicrograph file (by "
-                       "extension)")
+                       "(by extension or header) nor an MRC, DigitalMicrograph or Velox EMD "
+                       "file (by extension)")
         elif self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
             other = "".join(f"; it holds {clause}" for clause in self._left_out_clauses())
@@ -248,6 +250,15 @@ def _what_to_do_with(suffixes: set[str], kind: str) -> str:
     if ".map" in suffixes:
         advice.append("a map (.map) is read when named: give the file itself")
     return "; ".join(advice)
+
+
+def _frames_only_format(path: Path) -> str:
+    """"DigitalMicrograph" or "Velox EMD" for a file named as one (formats read as in-situ
+    frames only), else ""."""
+    from nwwatch.io.dm import is_dm
+    from nwwatch.io.emd import is_emd
+
+    return "DigitalMicrograph" if is_dm(path) else "Velox EMD" if is_emd(path) else ""
 
 
 def _first(names: Iterable[str], shown: int = 3) -> str:

@@ -73,14 +73,14 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
     """Every input file currently in the folder (hidden folders skipped), in sorted order.
 
     ``unread``, when given, collects the files the patterns leave out that are of a
-    microscope format nwwatch does not read (tilt series, Velox EMD, TIA SER, videos:
-    :func:`nwwatch.io.conversion_hint`), MRC or DigitalMicrograph files (:func:`unread_hint`;
-    hidden names skipped) and have no input file of the same stem beside them (an ``.emd``
-    saved with its TIFF export is left out on purpose). ``unlisted``: called with the error
-    of each folder that cannot be listed (no permission: a run folder of another user with
-    mode 0700), whose files are then not yielded; None: such an error is raised.
-    ``linked``: called with each symbolic link to a folder met by a recursive scan (not
-    followed)."""
+    microscope format nwwatch does not read (tilt series, TIA SER, videos:
+    :func:`nwwatch.io.conversion_hint`), MRC, DigitalMicrograph or Velox EMD files
+    (:func:`unread_hint`; hidden names skipped) and have no input file of the same stem
+    beside them (a ``.ser`` saved with its TIFF export is left out on purpose). ``unlisted``:
+    called with the error of each folder that cannot be listed (no permission: a run folder
+    of another user with mode 0700), whose files are then not yielded; None: such an error is
+    raised. ``linked``: called with each symbolic link to a folder met by a recursive scan
+    (not followed)."""
     if not watch.path.is_dir():
         return
 
@@ -110,18 +110,19 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
 def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
     """What to do with a file a watch of ``kind`` leaves out, judged by its suffix: for a
     microscope format nwwatch does not read, :func:`nwwatch.io.conversion_hint`; for an MRC
-    or DigitalMicrograph file (read, but not under this watch's names), which kind or
-    pattern takes it; "" for any other name."""
+    DigitalMicrograph or Velox EMD file (read, but not under this watch's names), which kind
+    or pattern takes it; "" for any other name."""
     from nwwatch.io import conversion_hint
     from nwwatch.io.dm import is_dm
+    from nwwatch.io.emd import is_emd
     from nwwatch.io.mrc import is_mrc
 
-    if is_dm(name):
+    if is_dm(name) or is_emd(name):
+        what = "a DigitalMicrograph file" if is_dm(name) else "a Velox EMD file"
         if kind == "tomogram":
-            return ('a DigitalMicrograph file? nwwatch reads it as in-situ frames (a 3-D '
-                    'DigitalMicrograph image is a series in time): watch or replay it as kind '
-                    '"insitu"')
-        return ("a DigitalMicrograph file whose name this watch does not take: add its pattern "
+            return (f'{what}? nwwatch reads it as in-situ frames (its 3-D images are series '
+                    'in time): watch or replay it as kind "insitu"')
+        return (f"{what} whose name this watch does not take: add its pattern "
                 f'(e.g. "*{Path(name).suffix.lower()}") to the watch\'s patterns, or name the '
                 "file to nwwatch replay")
     if not is_mrc(name):
