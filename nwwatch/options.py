@@ -234,17 +234,25 @@ class OutputFile(click.Path):
         return super().convert(value, param, ctx)
 
 
-def results_dataset_of(path: Path, results: Path | None = None) -> Path | None:
+def results_mark(folder: Path) -> str | None:
+    """The name of the file that makes ``folder`` a results folder (its ledger, or the record
+    of a ledger kept elsewhere, or the lock), else None."""
+    return next((name for name in _RESULTS_MARKS if (folder / name).exists()), None)
+
+
+def results_dataset_of(path: Path, results: Path | None = None,
+                       folder: bool = False) -> Path | None:
     """The ``frames/`` or ``volumes/`` folder of a results folder (``results``, or any with
-    a ledger or the record of one kept elsewhere) that ``path`` would lie in, else None:
-    every file there is read as the service's results, and a file written there replaces or
-    adds to them, or breaks their readers (a page or a JSON file is no Parquet)."""
+    a ledger or the record of one kept elsewhere) that ``path`` would lie in (with
+    ``folder``, ``path`` a folder to write into, or be), else None: every file there is read
+    as the service's results, and a file written there replaces or adds to them, or breaks
+    their readers (a page or a JSON file is no Parquet)."""
     top = None if results is None else results.resolve()
-    for folder in path.resolve().parents:
-        if folder.name in ("frames", "volumes") and (
-                folder.parent == top or any((folder.parent / name).exists()
-                                            for name in _RESULTS_MARKS)):
-            return folder
+    resolved = path.resolve()
+    for above in (resolved, *resolved.parents) if folder else resolved.parents:
+        if above.name in ("frames", "volumes") and (
+                above.parent == top or results_mark(above.parent) is not None):
+            return above
     return None
 
 
@@ -253,17 +261,34 @@ def results_dataset_of(path: Path, results: Path | None = None) -> Path | None:
 _RESULTS_MARKS = ("ledger.sqlite", "ledger.sqlite.elsewhere", "ledger.sqlite.lock")
 
 
-def refuse_inside_results(path: Path, param_hint: str, results: Path | None = None) -> None:
+def refuse_inside_results(path: Path, param_hint: str, results: Path | None = None,
+                          folder_example: str | None = None) -> None:
     """Raise :class:`click.BadParameter` when the output ``path`` would lie in a results
     folder's ``frames/`` or ``volumes/`` (:func:`results_dataset_of`), naming a place beside
-    them."""
-    dataset = results_dataset_of(path, results)
+    them. With ``folder_example`` (a name for the example given), ``path`` is a folder the
+    command writes files into: refused too when it is such a folder, or a results folder
+    itself (a reader of the whole folder, ``pandas.read_parquet(RESULTS)``, takes every
+    Parquet file in it for results, and the files written mix with the service's own)."""
+    option = param_hint.strip("'")
+    if folder_example is not None:
+        mark = results_mark(path)
+        if mark is not None:
+            raise click.BadParameter(
+                f"{path} is a results folder of the service or replay (it holds {mark}): "
+                f"what is written there would mix with its results; write into a folder of "
+                f"its own, e.g. {option} "
+                f"{path.resolve().parent / folder_example}", param_hint=param_hint)
+    dataset = results_dataset_of(path, results, folder=folder_example is not None)
     if dataset is not None:
-        option = param_hint.strip("'")
+        where = (f"is the {dataset.name}/ folder of the results {dataset.parent}"
+                 if path.resolve() == dataset else f"is inside {dataset}")
+        # a folder of the command's own goes beside the results folder, not in it
+        beside = (dataset.parent / path.name if folder_example is None
+                  else dataset.parent.parent / folder_example)
         raise click.BadParameter(
-            f"{path} is inside {dataset}, where the service, status and every reader of the "
-            f"results (pandas, pyarrow, polars, DuckDB) take each file for results; write it "
-            f"elsewhere, e.g. {option} {dataset.parent / path.name}", param_hint=param_hint)
+            f"{path} {where}, where the service, status and every reader of the results "
+            f"(pandas, pyarrow, polars, DuckDB) take each file for results; write it "
+            f"elsewhere, e.g. {option} {beside}", param_hint=param_hint)
 
 
 def require_writable(path: Path, param_hint: str, folder: bool = False) -> None:

@@ -52,12 +52,16 @@ def test_every_worker_leaving_and_one_joining_are_said_once_each():
             time.sleep(1.0)  # still none: said once
             cluster.scale(1)
             assert _until(lambda: batch_job.changes == tty.changes == ["gone", "back"])
+    # both at warning without a terminal: a batch job's log kept at warning level showed
+    # every loss of the workers and never their return (dask_workers_back was info)
     assert [(level, event) for level, event, _ in quiet.lines] == [
-        ("warning", "dask_workers_gone"), ("info", "dask_workers_back")]
+        ("warning", "dask_workers_gone"), ("warning", "dask_workers_back")]
     assert quiet.lines[0][2]["message"] == (
         f"every Dask worker at {address} left: the tasks wait for one to join (Ctrl-C stops "
         "the replay; what was written is kept)")
-    assert said == [quiet.lines[0][2]["message"], f"1 Dask worker at {address}: going on"]
+    assert quiet.lines[1][2]["message"] == f"1 Dask worker at {address}: going on"
+    assert quiet.lines[1][2]["workers"] == 1
+    assert said == [quiet.lines[0][2]["message"], quiet.lines[1][2]["message"]]
 
 
 def test_a_replay_that_started_without_workers_hears_only_of_the_join():
@@ -73,7 +77,9 @@ def test_a_replay_that_started_without_workers_hears_only_of_the_join():
             assert watch.changes == []  # the replay's start said "no Dask worker yet"
             cluster.scale(1)
             assert _until(lambda: watch.changes == ["back"])
-    assert [event for _, event, _ in log.lines] == ["dask_workers_back"]
+    # the end of the wait the replay's start logged as a dask_no_workers warning
+    assert [(level, event) for level, event, _ in log.lines] == [
+        ("warning", "dask_workers_back")]
 
 
 @pytest.mark.timeout(120)

@@ -402,3 +402,51 @@ def test_side_bar_and_header_tell_two_models_of_one_name_apart(tmp_path):
         assert "mine 0a1b2c3d4e5f" in text and "mine f5e4d3c2b1a0" in text, text
         # the newest series opens first, and its header names its model so
         wait_for(lambda: "mine f5e4d3c2b1a0" in browser.text("#cards"), 30, "model card")
+
+
+def test_time_labels_under_the_ticks_do_not_run_into_each_other_across_midnight(tmp_path):
+    """uPlot writes the date under the first tick and under the tick where the day changes:
+    a minute of frames from 13 s before midnight put "11/21/26 11:59pm" and "11/22 12:00am"
+    under neighbouring ticks 72 px apart, drawn 29 px into one another. The rows are made in
+    the page around its own local midnight (uPlot's dates are local time)."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
+    with dashboard_thread(results) as (_, url):
+        acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+        with Browser(860, 700) as browser:
+            browser.get(f"{url}/?a={acq['id']}")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
+            result = browser.execute("""
+                return fetch(`api/acquisitions/${acqId}/series`).then((r) => r.json())
+                  .then((d) => {
+                    const midnight = new Date(2026, 10, 22).getTime() / 1000;  // local
+                    const n = 60, t0 = midnight - 13;
+                    const seq = (f) => Array.from({length: n}, (_, i) => f(i));
+                    d.rows = {t: seq((i) => t0 + i), angle: seq((i) => 100 + (i % 7)),
+                              unc: seq(() => 1), valid: seq(() => true), code: seq(() => "ok"),
+                              trend: seq(() => 102), source: seq((i) => `/acq/run1/f${i}.tif`),
+                              frame: seq(() => 0)};
+                    d.reset = true;
+                    applyUpdate(d);
+                    return "ok";
+                  });""")
+            assert result == "ok", result
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "60", 30, "points")
+            # each tick's second line, where it is drawn and how wide, in CSS pixels
+            ticks = browser.execute("""
+                const u = window.nwPlot, axis = u.axes[0];
+                const ctx = document.createElement("canvas").getContext("2d");
+                ctx.font = axis.font[0];
+                return axis._splits.map((t, k) => {
+                  const [own, under] = String(axis._values[k]).split("\\n");
+                  return {t, own, under: under || null, x: u.valToPos(t, "x"),
+                          width: under ? ctx.measureText(under).width / devicePixelRatio : 0};
+                });""")
+    shown = [tick for tick in ticks if tick["under"]]
+    assert [tick["own"] for tick in ticks][:2] == [":50", ":00"], ticks
+    midnight = next(tick for tick in ticks if tick["own"] == ":00")
+    assert midnight["under"] == "11/22 12:00am", ticks  # the new day is named
+    for left, right in zip(shown, shown[1:], strict=False):
+        gap_px = (right["x"] - right["width"] / 2) - (left["x"] + left["width"] / 2)
+        assert gap_px > 0, f"{left['under']!r} runs into {right['under']!r}: {ticks}"

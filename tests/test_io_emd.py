@@ -344,8 +344,8 @@ def test_watch_and_replay_hints_for_emd_files(tmp_path):
     assert unread_hint("run.EMD", "insitu").startswith(
         'a Velox EMD file whose name this watch does not take: add its pattern (e.g. "*.emd")')
     assert unread_hint("run.emd", "tomogram") == (
-        'a Velox EMD file? nwwatch reads it as in-situ frames (its 3-D images are series in '
-        'time): watch or replay it as kind "insitu"')
+        'a stack of images? nwwatch reads it as in-situ frames: watch or replay it as kind '
+        '"insitu"')
     folder = tmp_path / "run"
     folder.mkdir()
     for name in ("a.emd", "b.Emd", "c.rec"):
@@ -360,8 +360,8 @@ def test_watch_and_replay_hints_for_emd_files(tmp_path):
                model=model(tmp_path / "tomo", kind="tomogram"))
     assert (s.files, s.exit_status) == (0, 0)
     last = s.lines()[-1]
-    assert "2 Velox EMD files (a.emd, b.Emd): nwwatch reads them as in-situ frames (their " \
-           "3-D images are series in time); replay without --kind tomogram" in last, last
+    assert "2 files whose names a tomogram replay does not look for (a.emd, b.Emd): a stack " \
+           "of images (.emd) holds in-situ frames: replay without --kind tomogram" in last, last
     assert "format nwwatch does not read" not in last
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -616,3 +617,35 @@ def test_label_reopens_its_own_data_folder(tmp_path):
     (data / "geometry" / "f.json").write_text('{"contact_angle_deg": 120.0}')
     write_truth(data)
     assert foreign_data_reason(data) is None
+
+
+def test_label_refuses_a_results_folder_and_its_datasets_as_data(tmp_path):
+    # `nwwatch label --queue RESULTS --out RESULTS` served the page and saved images/,
+    # labels/ and truth.parquet among the service's results (into frames/ too)
+    from servicekit import model, paint_insitu, run_nwwatch
+
+    from nwwatch.service import replay
+
+    acq = tmp_path / "acq"
+    write_frame_tiff(acq / "f.tif", paint_insitu(120.0))
+    results = tmp_path / "RESULTS"
+    replay(acq, results, kind="insitu", model=model(tmp_path))
+    assert (results / "ledger.sqlite").is_file() and (results / "frames").is_dir()
+    before = {p: p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()}
+    for out, said in ((results, f"{results} is a results folder of the service or replay "
+                                "(it holds ledger.sqlite)"),
+                      (results / "frames", f"{results / 'frames'} is the frames/ folder of "
+                                           f"the results {results}"),
+                      (results / "frames" / "DATA", f"{results / 'frames' / 'DATA'} is "
+                                                    f"inside {results / 'frames'}")):
+        try:  # a command not refused serves until stopped
+            done = run_nwwatch("label", str(acq / "f.tif"), "--out", str(out), "--no-browser",
+                               "--port", "0", "--model", str(model(tmp_path)), timeout=60)
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"--out {out} was served, not refused: {exc.stdout!r}")
+        err = " ".join(done.stderr.split())
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"Invalid value for '--out': {said}" in err
+        assert f"e.g. --out {tmp_path / 'DATA'}" in err
+    assert {p: p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()} == before
+    assert not (results / "frames" / "DATA").exists()

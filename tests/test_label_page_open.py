@@ -213,3 +213,27 @@ def test_a_frame_opened_before_its_file_changed_is_read_again_when_opened_again(
                               shown)
         status, doc = _http("GET", f"{api}/2/geometry")  # opened again: the new 64 x 64 frame
         assert status == 200 and doc["geometry"]["shape"] == [64, 64] and doc["note"]
+
+
+def test_the_queue_entries_show_their_rank_and_confidences_that_differ(tmp_path, browser):
+    # before: "(queue, confidence 0.40)" for each of 0.4012, 0.4014 and 0.4049: a queue of
+    # one model's frames, within 0.01 of each other, read alike. Now as many decimals as
+    # tell them apart (4 here: 0.401 twice with 3), and the rank.
+    acq = tmp_path / "acq"
+    generate_insitu(acq, 4, seed=6, size=128)
+    sources = sorted(acq.glob("*.tif"))
+    results = tmp_path / "results"
+    confidences = (0.4012, 0.4014, 0.4049)
+    offer(results, [Candidate(QueueEntry(str(path), 0, file_sha256(path), c), np.zeros((8, 8)))
+                    for path, c in zip(sources, confidences, strict=False)])
+    paths, pages, infos, _ = queued_frames(results)
+    session = LabelSession(frame_refs([*paths, sources[3]], [*infos, {}], [*pages, None]),
+                           tmp_path / "DATA")
+    with serving(session) as url:
+        browser.get(url)
+        browser.wait_for(READY)
+        shown = browser.execute("return [...document.getElementById('frame-select').options]"
+                                ".map((o) => o.textContent)")
+    assert shown == [f"{path.stem} (queue {k + 1} of 3, confidence {c})"
+                     for k, (path, c) in enumerate(zip(paths, ("0.4012", "0.4014", "0.4049"),
+                                                       strict=True))] + [sources[3].stem]

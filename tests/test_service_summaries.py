@@ -910,6 +910,41 @@ def test_mrc_files_of_the_other_kinds_names_are_named_with_what_to_do(tmp_path, 
         "stack of images (.mrcs) holds in-situ frames: replay without --kind tomogram"), s.lines()
 
 
+@pytest.mark.parametrize("kind", ["insitu", "tomogram"])
+def test_a_suffix_added_to_one_kinds_default_names_is_advised_by_the_other(tmp_path, kind,
+                                                                          monkeypatch):
+    """Which kind takes which suffix is DEFAULT_SUFFIXES' alone: the service's unread_format
+    reason (watcher.unread_hint) and the replay's note each said so by hard-coded .rec and
+    .mrcs, so a suffix added there (DigitalMicrograph's, say) was left out in silence by the
+    other kind, or called a format nwwatch does not read. A suffix no format has (.nwx) makes
+    sure the advice comes from that table alone."""
+    from nwwatch.service import config
+    from nwwatch.service.watcher import unread_hint
+
+    other = "tomogram" if kind == "insitu" else "insitu"
+    monkeypatch.setitem(config.DEFAULT_SUFFIXES, other,
+                        (*config.DEFAULT_SUFFIXES[other], ".nwx"))
+    said = {"tomogram": 'a reconstruction? nwwatch reads it as a tomogram: watch or replay it '
+                        'as kind "tomogram"',
+            "insitu": 'a stack of images? nwwatch reads it as in-situ frames: watch or replay '
+                      'it as kind "insitu"'}
+    assert unread_hint("a.NWX", kind) == said[other]
+    assert unread_hint("a.nwx", other) == ""  # its own kind takes it: nothing to advise
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    (acq / "a.nwx").write_bytes(b"\0" * 64)
+    onnx = model(tmp_path) if kind == "insitu" else model(tmp_path, kind="tomogram")
+    s = replay(acq, tmp_path / "out", kind=kind, model=onnx)
+    assert (s.files, s.exit_status) == (0, 0)
+    replay_of = "an in-situ replay" if kind == "insitu" else "a tomogram replay"
+    advice = ("a reconstruction (.nwx) is a tomogram: replay with --kind tomogram --model MODEL"
+              if other == "tomogram" else
+              "a stack of images (.nwx) holds in-situ frames: replay without --kind tomogram")
+    assert s.lines()[-1].endswith(
+        f"; it holds 1 file whose name {replay_of} does not look for (a.nwx): {advice}"
+    ), s.lines()
+
+
 def test_a_folder_with_inputs_names_the_files_its_kind_leaves_out(tmp_path, acquisition):
     """A session folder with frames and a reconstruction (.rec) or a tilt series replayed
     in-situ: the frames are processed and the others named with what to do, as the service's

@@ -368,10 +368,31 @@ def test_status_says_whose_rows_after_the_model_file_is_replaced(tmp_path):
     rows = pq.read_table(out / "frames").to_pandas()
     newest = rows[rows.source.str.endswith("c.tif")].model_sha256.iloc[0]
     assert by_model[0]["model_sha256"] == newest != by_model[1]["model_sha256"]
-    assert ("by model, newest first (2 models: a frame processed by several counts once per "
-            "model):") in text
+    assert ("by model, newest first (2 models: 2 files processed by several, their rows "
+            "counted once per model):") in text
+    assert st["files_of_several_models"] == 2  # a and b; c only by the new model
     assert f"    model {newest[:12]}: 3 rows (2 ok, 1 flagged (no_droplet 1)), last " in text
     # one model: no such lines
     only = tmp_path / "only"
     replay(acq, only, kind="insitu", model=onnx)
     assert "by model" not in _status(only)[1]
+
+
+def test_status_of_an_in_situ_and_a_tomogram_model_says_no_file_counts_twice(tmp_path):
+    """Results of an in-situ model and a tomogram model (two watches, or two replays into one
+    folder): the heading said "a frame processed by several counts once per model", though
+    neither had processed a file of the other."""
+    from servicekit import write_small_tomogram
+
+    acq, tomo, out = tmp_path / "acq", tmp_path / "tomo", tmp_path / "out"
+    acq.mkdir()
+    tomo.mkdir()
+    write_frame_tiff(acq / "a.tif", _ok_frame(100.0))
+    write_small_tomogram(tomo / "v.tif")
+    replay(acq, out, kind="insitu", model=model(tmp_path))
+    replay(tomo, out, kind="tomogram", model=model(tmp_path / "t", kind="tomogram"))
+    st, text = _status(out)
+    assert st["rows"] == 2 and len(st["rows_by_model"]) == 2
+    assert "  by model, newest first (2 models):\n" in text, text
+    assert "processed by several" not in text
+    assert st["files_of_several_models"] == 0

@@ -114,7 +114,7 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     from nwwatch.label.frames import frame_refs
     from nwwatch.label.server import DEFAULT_MODEL, LabelSession, make_server, serve_in_thread
     from nwwatch.label.store import data_lock, foreign_data_reason, repair_interrupted_save
-    from nwwatch.options import require_writable
+    from nwwatch.options import refuse_inside_results, require_writable
     from nwwatch.results.label_queue import QUEUE_DIR
     from nwwatch.segment.session import ModelLoadError
 
@@ -143,6 +143,7 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     infos += [{} for _ in frames]
     if not paths:
         raise click.UsageError("no frames: give FRAMES, or --queue RESULTS with queued frames")
+    refuse_inside_results(data_dir, "'--out'", folder_example="DATA")
     foreign = foreign_data_reason(data_dir)
     if foreign is not None:  # before any save could mix into it or rewrite its truth table
         raise click.BadParameter(f"{data_dir}: {foreign}", param_hint="'--out'")

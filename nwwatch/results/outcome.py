@@ -103,6 +103,10 @@ class ResultCounts:
     #: each, so ``current`` counts it twice; this says whose rows they are.
     by_model: dict[tuple[str, str, str], tuple[Counter[tuple[str, str]], float]] = \
         field(default_factory=dict)
+    #: Files (sources) with rows of more than one model in ``current``: their frames count
+    #: once per model. None when ``by_model`` has one model or none, or the rows name no
+    #: source.
+    files_of_several_models: int | None = None
 
 
 def count_results(paths: Iterable[str | os.PathLike[str]],
@@ -148,13 +152,13 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
         return out
     table = pa.concat_tables(tables, promote_options="default")
     keep = newest_version_mask(table, reverted)
-    if keep.all():
-        out.current += count_table(table)
-        out.by_model = _by_model(table)
-        return out
-    current = table.filter(bool_mask(keep))
+    current = table if keep.all() else table.filter(bool_mask(keep))
     out.current += count_table(current)
     out.by_model = _by_model(current)
+    if len(out.by_model) > 1:
+        out.files_of_several_models = _files_of_several_models(current)
+    if keep.all():
+        return out
     old = table.filter(bool_mask(~keep))
     out.superseded = count_table(old)
     # versions: distinct (source, series, content); files: distinct sources
@@ -165,6 +169,20 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
     return out
 
 
+#: The columns that tell one model's rows from another's (:func:`_by_model`).
+_MODEL_COLUMNS = ("model_name", "model_sha256", "measurement_version")
+
+
+def _files_of_several_models(table: pa.Table) -> int | None:
+    """How many sources of ``table`` have rows of more than one model (:data:`_MODEL_COLUMNS`);
+    None without a ``source`` column (rows of another writer): not known."""
+    if "source" not in table.column_names:
+        return None
+    source = row_groups(table, ("source",))
+    pairs = np.unique(np.stack([source, row_groups(table, _MODEL_COLUMNS)]), axis=1)
+    return int((np.bincount(pairs[0]) > 1).sum())
+
+
 def _by_model(table: pa.Table) -> dict[tuple[str, str, str],
                                           tuple[Counter[tuple[str, str]], float]]:
     """``table``'s rows counted per (model_name, model_sha256, measurement_version), each
@@ -172,7 +190,7 @@ def _by_model(table: pa.Table) -> dict[tuple[str, str, str],
     n = table.num_rows
     group = np.zeros(n, np.int64)
     values: list[list] = []
-    for name in ("model_name", "model_sha256", "measurement_version"):
+    for name in _MODEL_COLUMNS:
         code, names = (codes(table[name]) if name in table.column_names
                        else (np.full(n, -1, np.int64), []))
         group = group * (len(names) + 1) + code + 1

@@ -21,11 +21,12 @@ POLL_S = 1.0
 
 class WorkerWatch:
     """While entered, says when ``client``'s cluster at ``address`` loses its last worker
-    (``dask_workers_gone``, a warning) and when one joins again (``dask_workers_back``).
+    (``dask_workers_gone``) and when one joins again (``dask_workers_back``).
 
     ``workers``: how many there were when the replay started (none: the replay has said so
     already, and only a join is news). ``echo``: where a terminal's line goes (None: the log
-    line alone, a warning when workers are gone).
+    line alone, a warning for either change, so that a log kept at warning level shows the
+    end of every wait it shows the start of, ``dask_no_workers``'s too).
     """
 
     def __init__(self, client, address: str, workers: int, log,
@@ -71,10 +72,13 @@ class WorkerWatch:
             elif not self.present and n > 0:
                 self.present = True
                 self.changes.append("back")
-                self.log.info("dask_workers_back", address=self.address, workers=n)
+                text = f"{n} Dask worker{'s' if n > 1 else ''} at {self.address}: going on"
                 if self.echo is not None:
-                    self.echo(f"{n} Dask worker{'s' if n > 1 else ''} at {self.address}: "
-                              "going on")
+                    self.log.info("dask_workers_back", address=self.address, workers=n)
+                    self.echo(text)
+                else:  # at the warning's level: a log read at warning sees the wait end
+                    self.log.warning("dask_workers_back", address=self.address, workers=n,
+                                     message=text)
 
     def __enter__(self) -> WorkerWatch:
         self._thread.start()

@@ -37,6 +37,16 @@ DEFAULT_SUFFIXES = {"insitu": (".tif", ".tiff", ".mrc", ".mrcs", ".dm3", ".dm4",
                     "tomogram": (".tif", ".tiff", ".mrc", ".rec")}
 
 
+def other_kind_reading(suffix: str, kind: str) -> str | None:
+    """The kind whose default names (:data:`DEFAULT_SUFFIXES`) take a file ending in ``suffix``
+    (any case) when ``kind``'s do not (".rec" for "insitu": "tomogram"), else None: what a
+    watch or replay of ``kind`` that leaves such a file out advises."""
+    suffix = suffix.lower()
+    if suffix in DEFAULT_SUFFIXES[kind]:
+        return None
+    return next((other for other in KINDS if suffix in DEFAULT_SUFFIXES[other]), None)
+
+
 def _any_case(suffix: str) -> str:
     # patterns are matched case-sensitively, and Windows acquisition software also writes
     # "Image 001.Tif"

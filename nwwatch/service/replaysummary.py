@@ -67,8 +67,8 @@ class ReplaySummary:
     #: ``acq/*``): skipped, not counted in ``files``.
     not_tiff: list[Path] = field(default_factory=list)
     #: Files the replayed folders' walk left out that nwwatch can say what to do with
-    #: (:func:`nwwatch.service.watcher.scan`'s ``unread``): :attr:`other_formats`,
-    #: :attr:`mrc_of_other_names` and :attr:`dm_of_other_kind`.
+    #: (:func:`nwwatch.service.watcher.scan`'s ``unread``): :attr:`other_formats` and
+    #: :attr:`of_other_names`.
     left_out: list[Path] = field(default_factory=list)
     #: Folders that could not be listed (no permission): their files were not processed.
     unlisted: list[OSError] = field(default_factory=list)
@@ -90,26 +90,21 @@ class ReplaySummary:
     def other_formats(self) -> list[Path]:
         """Files of a microscope format nwwatch does not read (tilt series, TIA SER: by
         suffix) in the replayed folders."""
-        from nwwatch.io.dm import is_dm
-        from nwwatch.io.emd import is_emd
-        from nwwatch.io.mrc import is_mrc
-
-        return [p for p in self.left_out if not (is_mrc(p) or is_dm(p) or is_emd(p))]
+        return [p for p in self.left_out if not self._read_by_nwwatch(p)]
 
     @property
-    def mrc_of_other_names(self) -> list[Path]:
-        """MRC files (by suffix) in the replayed folders whose names this kind does not look
-        for: a reconstruction (.rec) in an in-situ replay, a stack of images (.mrcs) in a
-        tomogram replay, a map (.map) in either."""
+    def of_other_names(self) -> list[Path]:
+        """Files nwwatch reads (by suffix) in the replayed folders whose names this kind does
+        not look for: those the other kind's default names take (a reconstruction, .rec, in an
+        in-situ replay; a stack of images, .mrcs, in a tomogram replay), and MRC files that
+        no kind looks for (a map, .map)."""
+        return [p for p in self.left_out if self._read_by_nwwatch(p)]
+
+    def _read_by_nwwatch(self, path: Path) -> bool:
         from nwwatch.io.mrc import is_mrc
+        from nwwatch.service.config import other_kind_reading
 
-        return [p for p in self.left_out if is_mrc(p)]
-
-    @property
-    def dm_of_other_kind(self) -> list[Path]:
-        """DigitalMicrograph and Velox EMD files (by suffix) in the replayed folders: read as
-        in-situ frames only, so left out of a tomogram replay."""
-        return [p for p in self.left_out if _frames_only_format(p)]
+        return is_mrc(path) or other_kind_reading(path.suffix, self.kind) is not None
 
     def _left_out_clauses(self) -> list[str]:
         """What :attr:`left_out` holds, with what to do: one clause per group ("2 files of a
@@ -120,18 +115,8 @@ class ReplaySummary:
             names = _first(p.name for p in self.other_formats)
             clauses.append(f"{n} file{'s' if n > 1 else ''} of a format nwwatch does not read "
                            f"({names}){_hint_of(self.other_formats)}")
-        if self.mrc_of_other_names:
+        if self.of_other_names:
             clauses.append(self._other_names())
-        if self.dm_of_other_kind:
-            n = len(self.dm_of_other_kind)
-            names = _first(p.name for p in self.dm_of_other_kind)
-            formats = " and ".join(sorted({_frames_only_format(p)
-                                           for p in self.dm_of_other_kind}))
-            advice = ("replay without --kind tomogram" if self.kind == "tomogram"
-                      else "name the file to nwwatch replay")
-            clauses.append(f"{n} {formats} file{'s' if n > 1 else ''} ({names}): "
-                           f"nwwatch reads {'it' if n == 1 else 'them'} as in-situ frames "
-                           f"(their 3-D images are series in time); {advice}")
         return clauses
 
     @property
@@ -149,13 +134,16 @@ class ReplaySummary:
         return EXIT_OK if self.complete else EXIT_INCOMPLETE
 
     def _other_names(self) -> str:
-        """The clause on :attr:`mrc_of_other_names`: how many, which, what to do."""
-        files = self.mrc_of_other_names
+        """The clause on :attr:`of_other_names`: how many, which, what to do."""
+        from nwwatch.io.mrc import is_mrc
+
+        files = self.of_other_names
         n = len(files)
         names = _first(p.name for p in files)
         replay = "an in-situ replay" if self.kind == "insitu" else "a tomogram replay"
         advice = _what_to_do_with({p.suffix.lower() for p in files}, self.kind)
-        return (f"{n} MRC file{'s' if n > 1 else ''} whose name{'s' if n > 1 else ''} "
+        mrc = "MRC " if all(is_mrc(p) for p in files) else ""
+        return (f"{n} {mrc}file{'s' if n > 1 else ''} whose name{'s' if n > 1 else ''} "
                 f"{replay} does not look for ({names}): {advice}")
 
     def lines(self) -> list[str]:
@@ -238,27 +226,30 @@ class ReplaySummary:
         return out
 
 
+#: What a file that a kind's default names take is, and how a replay takes it ({suffixes}:
+#: those found, e.g. ".rec").
+_REPLAY_AS = {"tomogram": "a reconstruction ({suffixes}) is a tomogram: replay with --kind "
+                          "tomogram --model MODEL",
+              "insitu": "a stack of images ({suffixes}) holds in-situ frames: replay without "
+                        "--kind tomogram"}
+
+
 def _what_to_do_with(suffixes: set[str], kind: str) -> str:
-    """What to do with MRC files of ``suffixes`` that a replay of ``kind`` does not look for."""
-    advice = []
-    if ".rec" in suffixes and kind == "insitu":
-        advice.append("a reconstruction (.rec) is a tomogram: replay with --kind tomogram "
-                      "--model MODEL")
-    if ".mrcs" in suffixes and kind == "tomogram":
-        advice.append("a stack of images (.mrcs) holds in-situ frames: replay without "
-                      "--kind tomogram")
+    """What to do with files of ``suffixes`` (lower case) that nwwatch reads and a replay of
+    ``kind`` does not look for: those of the other kind's default names
+    (:func:`nwwatch.service.config.other_kind_reading`), and maps (.map)."""
+    from nwwatch.service.config import other_kind_reading
+
+    by_kind: dict[str, list[str]] = {}
+    for suffix in sorted(suffixes):
+        other = other_kind_reading(suffix, kind)
+        if other is not None:
+            by_kind.setdefault(other, []).append(suffix)
+    advice = [_REPLAY_AS[other].format(suffixes=", ".join(found))
+              for other, found in by_kind.items()]
     if ".map" in suffixes:
         advice.append("a map (.map) is read when named: give the file itself")
     return "; ".join(advice)
-
-
-def _frames_only_format(path: Path) -> str:
-    """"DigitalMicrograph" or "Velox EMD" for a file named as one (formats read as in-situ
-    frames only), else ""."""
-    from nwwatch.io.dm import is_dm
-    from nwwatch.io.emd import is_emd
-
-    return "DigitalMicrograph" if is_dm(path) else "Velox EMD" if is_emd(path) else ""
 
 
 def _first(names: Iterable[str], shown: int = 3) -> str:

@@ -19,26 +19,27 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     """Counts by state, throughput over the last ``window_s`` seconds, the last file done and
     the quarantined files with their reasons.
 
-    Returns a dict: ``counts`` (pending, done, failed, quarantined, rows, quarantined_files:
-    see :meth:`nwwatch.service.reporting.LedgerQueries.counts`; ledger items, one per file
-    content, so every version of a file processed again counts; ``quarantined`` counts
-    ledger items, ``quarantined_files`` the files on the quarantine list, which the text
-    shows), ``rows`` (the rows of the newest version of each file, read from the committed
-    Parquet files: :func:`nwwatch.results.outcome.count_results`), ``rows_by_outcome``
-    ({"ok": n, "flagged": n}) and ``rows_by_reason`` (list of dicts: status, reason_code,
-    rows; most frequent first, ties by name) of those rows, ``superseded`` (rows of earlier
-    versions of a file, kept in the files but not counted in ``rows``: dict rows, versions,
-    files, rows_by_outcome), ``rows_by_model`` (the same rows per model and measurement
-    version, newest first: list of dicts model_name, model_sha256, measurement_version, rows,
-    rows_by_outcome, rows_by_reason, last_processed_at UTC datetime or None; a folder
-    processed again after a model change holds a row per frame of each model, so ``rows``
-    counts such a frame once per model), ``unreadable_files`` (committed results files that
-    cannot be read: their rows are not counted), ``missing_files`` (committed results files
-    that no longer exist, e.g. deleted by hand: their rows are not counted and their input
-    files stay done), ``ledger_in_use`` (a process holds the ledger's lock; None: unknown),
-    ``recent_rows``, ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC datetime) or
-    None, ``quarantined`` (list of dicts: path, reason, error_type, attempts, quarantined_at,
-    gone: the path no longer exists here).
+    Returns a dict: ``counts`` (pending, done, failed, quarantined, rows, quarantined_files: see
+    :meth:`nwwatch.service.reporting.LedgerQueries.counts`; ledger items, one per file content,
+    so every version of a file processed again counts; ``quarantined`` counts ledger items,
+    ``quarantined_files`` the files on the quarantine list, which the text shows), ``rows`` (the
+    rows of the newest version of each file, read from the committed Parquet files:
+    :func:`nwwatch.results.outcome.count_results`), ``rows_by_outcome`` ({"ok": n, "flagged":
+    n}) and ``rows_by_reason`` (list of dicts: status, reason_code, rows; most frequent first,
+    ties by name) of those rows, ``superseded`` (rows of earlier versions of a file, kept in the
+    files but not counted in ``rows``: dict rows, versions, files, rows_by_outcome),
+    ``rows_by_model`` (the same rows per model and measurement version, newest first: list of
+    dicts model_name, model_sha256, measurement_version, rows, rows_by_outcome, rows_by_reason,
+    last_processed_at UTC datetime or None; a folder processed again after a model change holds
+    a row per frame of each model, so ``rows`` counts such a frame once per model),
+    ``files_of_several_models`` (how many files have rows of more than one model; None with
+    fewer than two models), ``unreadable_files`` (committed results files that cannot be read:
+    their rows are not counted), ``missing_files`` (committed results files that no longer
+    exist, e.g. deleted by hand: their rows are not counted and their input files stay done),
+    ``ledger_in_use`` (a process holds the ledger's lock; None: unknown), ``recent_rows``,
+    ``rows_per_s``, ``last`` (source, n_rows, processed_at UTC datetime) or None,
+    ``quarantined`` (list of dicts: path, reason, error_type, attempts, quarantined_at, gone:
+    the path no longer exists here).
 
     Raises FileNotFoundError when there is no ledger at ``ledger_path``, and
     :class:`~nwwatch.service.lock.LedgerElsewhereError` when the results are kept by another
@@ -80,6 +81,7 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
                                "files": counted.superseded_files,
                                "rows_by_outcome": by_outcome(counted.superseded)},
                 "rows_by_model": _rows_by_model(counted.by_model),
+                "files_of_several_models": counted.files_of_several_models,
                 "ledger_in_use": in_use,
                 "rows_by_reason": _reasons(rows),
                 "recent_rows": recent, "rows_per_s": rate,
@@ -126,7 +128,7 @@ def format_status(status: dict) -> str:
         + (f" ({gone} of them deleted since)" if gone else ""),
         f"rows: {status['rows']} ({_rows_text(status)})"
         + (", of the newest version of each file" if status["superseded"]["rows"] else ""),
-        *_model_lines(status.get("rows_by_model", [])),
+        *_model_lines(status.get("rows_by_model", []), status.get("files_of_several_models")),
         *_superseded_lines(status["superseded"]),
         # processed: every version of a file processed again counts here
         f"throughput: {status['recent_rows']} row{'' if status['recent_rows'] == 1 else 's'}"
@@ -161,14 +163,17 @@ def format_status(status: dict) -> str:
     return "\n".join(lines)
 
 
-def _model_lines(models: list[dict]) -> list[str]:
+def _model_lines(models: list[dict], shared_files: int | None) -> list[str]:
     """Where rows of several models (or measurement versions) are held: each one's rows,
-    newest first; a frame processed by each counts in each."""
+    newest first; ``shared_files`` files have rows of several (a frame of theirs counts
+    once per model)."""
     if len(models) < 2:
         return []
     versions = {m["measurement_version"] for m in models}
-    lines = [f"  by model, newest first ({len(models)} models: a frame processed by several "
-             "counts once per model):"]
+    shared = ("" if not shared_files else
+              f": {shared_files} file{'' if shared_files == 1 else 's'} processed by several, "
+              "their rows counted once per model")
+    lines = [f"  by model, newest first ({len(models)} models{shared}):"]
     for m in models:
         when = m["last_processed_at"]
         n = m["rows"]

@@ -22,7 +22,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from nwwatch.service.config import WatchConfig
+from nwwatch.service.config import WatchConfig, other_kind_reading
 
 #: File system types on which inotify misses remote writes.
 NETWORK_FS = frozenset({
@@ -107,34 +107,32 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
         yield from _folder(Path(root), sorted(files), watch, unread)
 
 
+#: What a file that a kind's default names take is most likely, and how nwwatch reads it.
+READ_AS = {"tomogram": "a reconstruction? nwwatch reads it as a tomogram",
+           "insitu": "a stack of images? nwwatch reads it as in-situ frames"}
+
+
 def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
-    """What to do with a file a watch of ``kind`` leaves out, judged by its suffix: for a
-    microscope format nwwatch does not read, :func:`nwwatch.io.conversion_hint`; for an MRC
-    DigitalMicrograph or Velox EMD file (read, but not under this watch's names), which kind
-    or pattern takes it; "" for any other name."""
+    """What to do with a file a watch of ``kind`` leaves out, judged by its suffix: for one
+    the other kind's default names take (:func:`nwwatch.service.config.other_kind_reading`),
+    that kind; for a microscope format nwwatch does not read,
+    :func:`nwwatch.io.conversion_hint`; for another MRC, DigitalMicrograph or Velox EMD file
+    (read, but not under this watch's names), the pattern that takes it; "" for any other
+    name."""
     from nwwatch.io import conversion_hint
     from nwwatch.io.dm import is_dm
     from nwwatch.io.emd import is_emd
     from nwwatch.io.mrc import is_mrc
 
-    if is_dm(name) or is_emd(name):
-        what = "a DigitalMicrograph file" if is_dm(name) else "a Velox EMD file"
-        if kind == "tomogram":
-            return (f'{what}? nwwatch reads it as in-situ frames (its 3-D images are series '
-                    'in time): watch or replay it as kind "insitu"')
-        return (f"{what} whose name this watch does not take: add its pattern "
-                f'(e.g. "*{Path(name).suffix.lower()}") to the watch\'s patterns, or name the '
-                "file to nwwatch replay")
-    if not is_mrc(name):
-        return conversion_hint(name)
     suffix = Path(name).suffix.lower()
-    if suffix == ".rec" and kind == "insitu":
-        return ('a reconstruction? nwwatch reads it as a tomogram: watch or replay it as kind '
-                '"tomogram"')
-    if suffix == ".mrcs" and kind == "tomogram":
-        return ('a stack of images? nwwatch reads it as in-situ frames: watch or replay it as '
-                'kind "insitu"')
-    return ("an MRC file whose name this watch does not take: add its pattern (e.g. "
+    other = other_kind_reading(suffix, kind)
+    if other is not None:
+        return f'{READ_AS[other]}: watch or replay it as kind "{other}"'
+    what = ("an MRC file" if is_mrc(name) else "a DigitalMicrograph file" if is_dm(name)
+            else "a Velox EMD file" if is_emd(name) else "")
+    if not what:
+        return conversion_hint(name)
+    return (f"{what} whose name this watch does not take: add its pattern (e.g. "
             f'"*{suffix}") to the watch\'s patterns, or name the file to nwwatch replay')
 
 

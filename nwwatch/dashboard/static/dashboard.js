@@ -194,6 +194,34 @@ function errorBars(u) {
   ctx.restore();
 }
 
+// uPlot's time labels put a second line under a tick: the date (the first tick, and where the
+// day changes) or the hour (where it changes). Lines of neighbouring ticks ran into each
+// other ("11/21/26 11:59pm11/22 12:00am" on a seconds-scale chart that crosses midnight).
+// A second line that would touch one already kept is left out, kept in this order: the
+// day's changes, the first tick's date, the hours, each from the left.
+function spacedTimeLabels(u, splits, labels) {
+  const lines = labels.map((l) => (l == null ? [l] : String(l).split("\n")));
+  const day = (t) => new Date(t * 1000).toDateString();  // uPlot's dates: local time
+  const rank = (k) => (k === 0 ? 1 : day(splits[k]) !== day(splits[k - 1]) ? 2 : 0);
+  const order = lines.map((_, k) => k).filter((k) => lines[k].length > 1)
+    .sort((a, b) => rank(b) - rank(a) || a - b);
+  const ctx = spacedTimeLabels.ctx || (spacedTimeLabels.ctx =
+    document.createElement("canvas").getContext("2d"));
+  ctx.font = u.axes[0].font[0];  // in device pixels
+  const gapPx = 6;
+  const kept = [];
+  for (const k of order) {
+    const x = u.valToPos(splits[k], "x");
+    const half = ctx.measureText(lines[k][1]).width / devicePixelRatio / 2 + gapPx / 2;
+    if (kept.some(([left, right]) => x - half < right && x + half > left)) {
+      lines[k] = [lines[k][0]];
+    } else {
+      kept.push([x - half, x + half]);
+    }
+  }
+  return lines.map((l) => (l[0] == null ? l[0] : l.join("\n")));
+}
+
 // A line between the angles and the refused lane below them.
 function laneDivider(u) {
   if (!u._yRange || u._yRange[0] >= u._yMin) return;
@@ -306,6 +334,11 @@ function renderChart(overlay, latest, trendWindow) {
                refused: {range: [0, 1]}},
       axes, hooks: {draw: [errorBars, laneDivider]}}, data, $("chart"));
     plot._key = key;
+    // uPlot's own time labels (its table of formats), spaced: a function set here wraps
+    // them, which the axis' options cannot (they replace them)
+    const timeLabels = plot.axes[0].values;
+    plot.axes[0].values = (u, splits, ...rest) =>
+      spacedTimeLabels(u, splits, timeLabels(u, splits, ...rest));
     // before uPlot's own handler (capture), which scales to the data's extent
     plot.root.addEventListener("dblclick", () => { xZoom = null; }, true);
     plot._yRange = [yLow, yMax];

@@ -12,6 +12,7 @@ const state = {
   frames: [], index: 0, geometry: null, origin: "", dirty: false, facetEdge: null,
   scale: 1, drag: null, draft: null, previewSeq: 0, previewTimer: null,
   previewInFlight: false,  // a preview request is on the server (one at a time: see below)
+  confidenceDigits: 2, queueLength: 0,  // the queue's entries in the frame list
   openSeq: 0,  // the latest openFrame: an older one's late answer is dropped
   selected: null,  // data-handle of the handle last focused ("wire-2"): keys act on it
   conflict: null,  // a refused save (409) of this frame: {token} of the file now saved
@@ -73,6 +74,10 @@ function imagePoint(event) {
 async function loadFrames() {
   const doc = await api("/api/frames");
   state.frames = doc.frames;
+  state.confidenceDigits = confidenceDigits(doc.frames);
+  const queued = doc.frames.filter(isQueued);  // listed least confident first
+  queued.forEach((f, k) => { f.queueRank = k + 1; });
+  state.queueLength = queued.length;
   $("data-dir").textContent = `DATA: ${doc.data}   model: ${doc.model}`;
   const select = $("frame-select");
   select.innerHTML = "";
@@ -84,11 +89,29 @@ async function loadFrames() {
   }
 }
 
-// The frame list's entry: saved (check mark), failed to open (cross), the queue's confidence.
+// Decimals that show every two different confidences of the queue apart: a model's queue
+// often lies within 0.01 (every entry read 0.40 with two). At least 2, at most 6 (the rank
+// in the entry tells closer ones apart).
+function confidenceDigits(frames) {
+  const values = frames.filter(isQueued).map((f) => Number(f.info.confidence));
+  const distinct = new Set(values).size;
+  for (let digits = 2; digits < 6; digits++) {
+    if (new Set(values.map((v) => v.toFixed(digits))).size === distinct) return digits;
+  }
+  return 6;
+}
+
+function isQueued(f) {
+  return Boolean(f.info) && f.info.confidence !== undefined;
+}
+
+// The frame list's entry: saved (check mark), failed to open (cross), the queue's rank
+// (least confident first, as listed) and confidence.
 function labelOption(index) {
   const f = state.frames[index];
-  const conf = f.info && f.info.confidence !== undefined
-    ? ` (queue, confidence ${Number(f.info.confidence).toFixed(2)})` : "";
+  const conf = isQueued(f)
+    ? ` (queue ${f.queueRank} of ${state.queueLength}, confidence `
+      + `${Number(f.info.confidence).toFixed(state.confidenceDigits)})` : "";
   const mark = f.failed ? "\u2717 " : (f.saved ? "\u2713 " : "");
   $("frame-select").options[index].textContent = `${mark}${f.stem}${conf}`;
 }
