@@ -296,6 +296,27 @@ def test_the_acquisition_time_is_the_os_time_else_the_databar_text_else_the_mtim
                                                           for frame in read_frames(os_time)}
 
 
+@pytest.mark.parametrize("date", ["01.01.0001", "12/31/9999", "01.06.1601"])
+def test_a_databar_date_of_an_implausible_year_reads_as_no_time(tmp_path, monkeypatch, date):
+    # year 1 east of UTC, or 9999 west of it, does not convert to UTC (ValueError,
+    # OverflowError): raised out of the structural check, it stopped the service
+    import time as time_module
+
+    try:
+        for zone in ("Europe/Berlin", "America/New_York"):
+            monkeypatch.setenv("TZ", zone)
+            time_module.tzset()
+            clock = "00:30" if zone == "Europe/Berlin" else "23:30"
+            path = dm_file(tmp_path / "old.dm4", np.ones((3, 3), np.float32), 2,
+                           tags=databar(None, date, clock))
+            assert inspect_tiff(path).n_pages == 1
+            (frame,) = read_frames(path)
+            assert frame.acquired_at_source == "mtime", (zone, date)
+    finally:
+        monkeypatch.undo()
+        time_module.tzset()
+
+
 @pytest.mark.parametrize("date, time, expected", [
     ("5/17/2015", "5:00:16 PM", datetime(2015, 5, 17, 17, 0, 16)),  # US
     ("27/08/2016", "08:55:59 p.m.", datetime(2016, 8, 27, 20, 55, 59)),  # Mexico

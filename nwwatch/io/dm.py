@@ -33,8 +33,9 @@ read as local time of this machine (the TIFF convention, :mod:`nwwatch.io.metada
 date is three numbers: with a 4-digit year first, Y M D; with the year last, D.M.Y when
 separated by "." or "-" (European forms), else (by "/") M/D/Y, the US default, unless the
 first number is above 12 (27/08/2016: D/M/Y; 03/04/2016 is read as March 4). The time is
-H:M[:S] with an optional AM/PM (any case, also "p.m."). Every frame of a stack gets that
-time; without these tags, or when they cannot be read, every frame gets the file's mtime.
+H:M[:S] with an optional AM/PM (any case, also "p.m."); a year outside 1990-2200 is not
+read. Every frame of a stack gets that time; without these tags, or when they cannot be
+read, every frame gets the file's mtime.
 
 Pixel types: uint8, uint16, int16 and float32 are returned as stored; int8 widened to int16
 (no supported type holds it; exact); int32, uint32 and float64 converted to float32
@@ -413,7 +414,9 @@ def _acquired_at(path: Path, image: _Group) -> datetime | None:
     if date is None or clock is None:
         return None
     when = parse_dm_time(date, clock)
-    if when is None:
+    if when is None or not _PLAUSIBLE_YEARS[0] <= when.year < _PLAUSIBLE_YEARS[1]:
+        # an implausible year is a corrupt or unset tag; year 1 or 9999 would also overflow
+        # the conversion to UTC below
         _log.warning("io.times_ignored", path=str(path),
                      reason=f"DataBar Acquisition Date/Time {date!r} {clock!r} not read")
         return None
