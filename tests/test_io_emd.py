@@ -211,6 +211,32 @@ def test_the_image_series_is_chosen_among_image_groups_or_the_file_refused(tmp_p
     assert "export the frames wanted as TIFF from Velox" in str(caught.value)
 
 
+def test_detectors_whose_metadata_the_writer_has_not_extended_are_waited_for(tmp_path):
+    """Two detectors' first frames written before their Metadata columns: the look that lists
+    the groups (no rule tells which to read) met an empty Metadata and raised IndexError, no
+    InputError, out of the service's structural check."""
+    path = tmp_path / "live.emd"
+    with h5py.File(path, "w") as hdf:
+        for name in ("haadf", "bf"):
+            group = hdf.create_group(f"Data/Image/{name}")
+            group.create_dataset("Data", data=np.zeros((4, 4, 1), np.uint16),
+                                 maxshape=(4, 4, None))
+            group.create_dataset("Metadata", shape=(4096, 0), dtype=np.uint8,
+                                 maxshape=(4096, None))
+    for reader in (inspect_tiff, read_frames):
+        with pytest.raises(TruncatedTiffError, match=r"live.emd: Data/Image/\w+/Metadata "
+                                                     r"holds no text for frame 0: still being"):
+            reader(path)
+    with h5py.File(path, "r+") as hdf:  # the writer catches up
+        for name, detector in (("haadf", "HAADF"), ("bf", "BF")):
+            text = np.frombuffer(json.dumps(_metadata(detector=detector)).encode(), np.uint8)
+            metadata = hdf[f"Data/Image/{name}/Metadata"]
+            metadata.resize((4096, 1))
+            metadata[:len(text), 0] = text
+    with pytest.raises(UnsupportedLayoutError, match=r"live.emd: 2 images .*\(HAADF, 1 frame"):
+        inspect_tiff(path)
+
+
 def test_spectrum_files_and_other_hdf5_files_are_refused_as_such(tmp_path):
     spectra = tmp_path / "eds.emd"
     with h5py.File(spectra, "w") as hdf:

@@ -210,6 +210,11 @@ def _frame_metadata(path: Path, name: str, metadata: h5py.Dataset | None,
         except Exception as exc:
             raise TruncatedTiffError(path, f"{name}/Metadata could not be read ({exc}): cut "
                                            "short or damaged") from exc
+        if block.ndim != 2 or block.shape[1] < stop - start:
+            # fewer columns than frames: a group whose Metadata the writer has not extended
+            raise TruncatedTiffError(path, f"{name}/Metadata holds no text for frame "
+                                           f"{start + (block.shape[-1] if block.ndim else 0)}: "
+                                           "still being written, or damaged")
         for i in range(stop - start):
             yield _metadata_text(path, name, block[:, i], start + i)
 
