@@ -237,6 +237,54 @@ def test_detectors_whose_metadata_the_writer_has_not_extended_are_waited_for(tmp
         inspect_tiff(path)
 
 
+def test_metadata_declaring_absurd_text_lengths_is_refused_before_it_is_read(tmp_path):
+    """A damaged Metadata dataspace of 2**33 bytes a frame in a 20 kB file (its chunks never
+    written): the frames' read allocated 2**33 bytes per frame for texts of zeros, and the
+    look that names each group's detector 2**33 bytes."""
+    import subprocess
+    import sys
+
+    def write(path: Path, groups: int) -> Path:
+        with h5py.File(path, "w") as hdf:
+            for k in range(groups):
+                group = hdf.create_group(f"Data/Image/g{k}")
+                group.create_dataset("Data", data=np.zeros((8, 8, 3), np.uint16))
+                metadata = group.create_dataset("Metadata", shape=(2**33, 3), dtype=np.uint8,
+                                                chunks=(4096, 1))
+                text = np.frombuffer(json.dumps(_metadata()).encode(), np.uint8)
+                for i in range(3):
+                    metadata[:len(text), i] = text
+        return path
+
+    one, two = write(tmp_path / "one.emd", 1), write(tmp_path / "two.emd", 2)
+    assert one.stat().st_size < 2**20
+    script = (
+        "import resource, sys\n"
+        "from nwwatch.io import InputError, inspect_tiff, read_frames\n"
+        "import h5py\n"
+        "used = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, resource.RLIM_INFINITY))\n"
+        "for p in sys.argv[1:]:\n"
+        "    for read in (inspect_tiff, read_frames):\n"
+        "        try:\n"
+        "            read(p)\n"
+        "        except InputError as exc:\n"
+        "            print(type(exc).__name__, exc)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(one), str(two)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1",
+                               "OPENBLAS_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 4, proc.stdout
+    for line in lines[:2]:
+        assert line.startswith(f"ImageTooLargeError {one}: Data/Image/g0/Metadata declares "
+                               "texts of 8589934592 bytes a frame"), line
+    for line in lines[2:]:  # which group is read: the detectors are not named
+        assert line.startswith(f"UnsupportedLayoutError {two}: 2 images"), line
+        assert "(detector not named, 3 frames of 8 x 8 px)" in line, line
+
+
 def test_spectrum_files_and_other_hdf5_files_are_refused_as_such(tmp_path):
     spectra = tmp_path / "eds.emd"
     with h5py.File(spectra, "w") as hdf:
