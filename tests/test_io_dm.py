@@ -296,6 +296,24 @@ def test_the_acquisition_time_is_the_os_time_else_the_databar_text_else_the_mtim
                                                           for frame in read_frames(os_time)}
 
 
+def test_the_structural_check_leaves_the_metadata_warnings_to_the_read(tmp_path):
+    # the service checks each file (inspect_tiff) before it reads it: a warning of both
+    # was logged twice per file, 80 lines a second at 40 frames a second
+    from structlog.testing import capture_logs
+
+    path = dm_file(tmp_path / "noisy.dm4", np.ones((3, 3), np.float32), 2,
+                   calibration=nm_calibration(0.05, "1/nm"),
+                   tags=databar(None, "yesterday", "noon"))
+    with capture_logs() as logs:
+        inspect_tiff(path)
+    assert [e["event"] for e in logs] == []
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    assert sorted(e["event"] for e in logs) == ["io.pixel_size_ignored",
+                                                "io.pixel_size_ignored", "io.times_ignored"]
+    assert frame.pixel_size_nm is None and frame.acquired_at_source == "mtime"
+
+
 @pytest.mark.parametrize("date", ["01.01.0001", "12/31/9999", "01.06.1601"])
 def test_a_databar_date_of_an_implausible_year_reads_as_no_time(tmp_path, monkeypatch, date):
     # year 1 east of UTC, or 9999 west of it, does not convert to UTC (ValueError,

@@ -436,9 +436,11 @@ def _spectral(image: _Group, calibrations: list[tuple[float | None, str]]) -> st
     return None
 
 
-def _layout(path: Path, handle: BinaryIO) -> _Layout:
+def _layout(path: Path, handle: BinaryIO, metadata: bool = True) -> _Layout:
     """What :func:`inspect_dm` and the readers need, from the tags of the DigitalMicrograph
-    file ``path`` open as ``handle``: no pixel data read."""
+    file ``path`` open as ``handle``: no pixel data read. ``metadata``: also the pixel size
+    and acquisition time (else None), whose warnings belong to the read, not to the
+    structural check before it."""
     size = os.fstat(handle.fileno()).st_size
     parser = _Parser(path, handle, size)
     parser.header()
@@ -502,11 +504,11 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
                     axes="YX" if n_frames == 1 else "IYX", dtype=np.dtype(returned),
                     declared_bytes=declared, layout="dm", compression="NONE")
     sizes_nm = (None, None)
-    if len(calibrations) >= 2:
+    if metadata and len(calibrations) >= 2:
         sizes_nm = (_pixel_size_nm(path, calibrations[1], "y"),
                     _pixel_size_nm(path, calibrations[0], "x"))
     return _Layout(info, ref, np.dtype(returned), sizes_nm,
-                   _acquired_at(path, images[best]))
+                   _acquired_at(path, images[best]) if metadata else None)
 
 
 def _data_ref(parser: _Parser, image: _Group, stored: str) -> _ArrayRef:
@@ -543,7 +545,7 @@ def inspect_dm(path: str | os.PathLike[str]) -> TiffInfo:
     """
     path = Path(path)
     with _open(path) as handle:
-        return _layout(path, handle).info
+        return _layout(path, handle, metadata=False).info
 
 
 def read_dm_frames(path: str | os.PathLike[str]) -> list[Frame]:
