@@ -271,6 +271,19 @@ def test_the_thumbnail_is_skipped_and_the_largest_image_read(tmp_path):
         read_frames(thumb)
 
 
+@pytest.mark.parametrize("index", [A(np.array([0], np.uint32)), T("0"), S("f4", 0.0)])
+def test_a_thumbnail_index_of_another_type_names_no_entry(tmp_path, index):
+    # a corrupt ImageIndex (an array reads as a list) raised TypeError (unhashable) out of
+    # the structural check; a text one named no entry, and the larger thumbnail was read
+    data = np.arange(16, dtype=np.float32).reshape(4, 4)
+    root = G([("ImageList", G([("", thumbnail()), ("", image_group(data, 2))])),
+              ("Thumbnails", G([("", G([("ImageIndex", index)]))]))])
+    path = tmp_path / "index.dm4"
+    path.write_bytes(Writer(4).file(root))
+    assert inspect_tiff(path).shape == (4, 4)
+    np.testing.assert_array_equal(read_frames(path)[0].image, data)
+
+
 def test_the_acquisition_time_is_the_os_time_else_the_databar_text_else_the_mtime(tmp_path):
     when = datetime(2024, 3, 5, 14, 7, 9, 250000, tzinfo=UTC)
     data = np.ones((3, 3), np.float32)

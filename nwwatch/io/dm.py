@@ -308,8 +308,10 @@ def _images(root: _Group) -> list[_Group]:
     listed = root.group("ImageList")
     entries = [v for v in listed.values() if isinstance(v, _Group)] if listed else []
     thumbs = root.group("Thumbnails")
-    indices = {v.get("ImageIndex") for v in thumbs.values()
-               if isinstance(v, _Group)} if thumbs else set()
+    named = [v.get("ImageIndex") for v in thumbs.values() if isinstance(v, _Group)] \
+        if thumbs else []
+    # an index of another type (a corrupt tag: an array is a list) names no entry
+    indices = {i for i in named if isinstance(i, int) and not isinstance(i, bool)}
     if not indices and len(entries) > 1:
         indices = {0}  # DigitalMicrograph writes its thumbnail first
     return [e for i, e in enumerate(entries) if i not in indices]
