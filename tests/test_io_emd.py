@@ -183,6 +183,26 @@ def test_frame_times_fall_back_to_the_scan_start_then_to_the_mtime(tmp_path):
         (datetime.fromtimestamp(1_600_000_000, UTC), "mtime")}
 
 
+@pytest.mark.parametrize("frame_time_s", [1e12, 1e300, 3e9])
+def test_a_frame_time_that_puts_frames_past_2200_gives_every_frame_the_start(tmp_path,
+                                                                           frame_time_s):
+    # a damaged Scan.FrameTime: start + i * FrameTime raised OverflowError out of the read
+    # (the service retried the file as an unexpected error, then quarantined it), or gave
+    # frames in the 23rd century
+    from structlog.testing import capture_logs
+
+    start = 1_650_000_000
+    metas = [_metadata(detector="HAADF", start_s=start, frame_time_s=frame_time_s)
+             for _ in range(3)]
+    path = _write(tmp_path / "scan.emd", _stack(), metas)
+    with capture_logs() as logs:
+        read = read_frames(path)
+    t0 = datetime.fromtimestamp(start, UTC)
+    assert [(f.acquired_at, f.acquired_at_source) for f in read] == [(t0, "metadata")] * 3
+    (warning,) = [e for e in logs if e["event"] == "io.times_ignored"]
+    assert warning["path"] == str(path) and "Scan.FrameTime" in warning["reason"]
+
+
 def test_the_image_series_is_chosen_among_image_groups_or_the_file_refused(tmp_path):
     series, survey = _stack(n=4), _stack(n=1, h=8, w=8)
     path = tmp_path / "two.emd"

@@ -465,6 +465,25 @@ def _start(meta: dict[str, Any]) -> tuple[datetime | None, float | None]:
     return when, frame_s if frame_s is not None and frame_s > 0 else None
 
 
+def _scan_times(path: Path, start: datetime, frame_s: float | None,
+                n_frames: int) -> list[datetime]:
+    """``start + i * frame_s`` for each frame, or ``start`` for every frame when that would
+    put a frame past the plausible years (a damaged ``Scan.FrameTime``: the sum overflows, or
+    is no acquisition's time)."""
+    if frame_s:
+        try:
+            last = start + timedelta(seconds=frame_s * (n_frames - 1))
+        except OverflowError:
+            last = None
+        if last is not None and last.year < _PLAUSIBLE_YEARS[1]:
+            step = timedelta(seconds=frame_s)
+            return [start + i * step for i in range(n_frames)]
+        _log.warning("io.times_ignored", path=str(path),
+                     reason=f"Scan.FrameTime {frame_s:.6g} s puts frame {n_frames - 1} past "
+                            f"{_PLAUSIBLE_YEARS[1]}: every frame gets the acquisition start")
+    return [start] * n_frames
+
+
 def read_emd_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """Read every frame of a Velox EMD file's image series as a :class:`Frame`.
 
@@ -486,8 +505,7 @@ def read_emd_frames(path: str | os.PathLike[str]) -> list[Frame]:
     if all(stamps):
         times, source = stamps, "metadata"
     elif start is not None:
-        step = timedelta(seconds=frame_s or 0.0)
-        times, source = [start + i * step for i in range(n_frames)], "metadata"
+        times, source = _scan_times(path, start, frame_s, n_frames), "metadata"
     else:
         times, source = [mtime] * n_frames, "mtime"
     return [Frame(image=stack[i], index=i, source=path, pixel_size_nm=sizes[i],
