@@ -5,6 +5,8 @@ queue, not one per second."""
 
 from __future__ import annotations
 
+import json
+
 import pyarrow.parquet as pq
 import pytest
 from servicekit import model, paint_insitu
@@ -12,7 +14,7 @@ from servicekit import model, paint_insitu
 from nwwatch.dashboard.data import ResultsStore
 from nwwatch.io import write_frame_tiff
 from nwwatch.paths import acquisition_of
-from nwwatch.results.label_queue import QUEUE_DIR
+from nwwatch.results.label_queue import QUEUE_DIR, QUEUE_FILE
 from nwwatch.results.parquet import dataset_files
 from nwwatch.service import replay
 from nwwatch.service.compaction import compact
@@ -66,6 +68,8 @@ def test_a_recording_in_seconds_folders_is_one_acquisition_everywhere(tmp_path):
 
     queues = sorted(p.name for p in (out / QUEUE_DIR).iterdir() if p.is_dir())
     assert len(queues) == 2 and queues[0].startswith("growth-"), queues
+    queue_doc = json.loads((out / QUEUE_DIR / queues[0] / QUEUE_FILE).read_text())
+    assert queue_doc["acquisition"] == str(rec)  # not the folder of its last frame's second
 
     # a second replay of the recording's last second adds a batch file to the same partition,
     # and compacting the recording by its folder merges them

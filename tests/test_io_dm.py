@@ -271,6 +271,19 @@ def test_the_thumbnail_is_skipped_and_the_largest_image_read(tmp_path):
         read_frames(thumb)
 
 
+@pytest.mark.parametrize("index", [A(np.array([0], np.uint32)), T("0"), S("f4", 0.0)])
+def test_a_thumbnail_index_of_another_type_names_no_entry(tmp_path, index):
+    # a corrupt ImageIndex (an array reads as a list) raised TypeError (unhashable) out of
+    # the structural check; a text one named no entry, and the larger thumbnail was read
+    data = np.arange(16, dtype=np.float32).reshape(4, 4)
+    root = G([("ImageList", G([("", thumbnail()), ("", image_group(data, 2))])),
+              ("Thumbnails", G([("", G([("ImageIndex", index)]))]))])
+    path = tmp_path / "index.dm4"
+    path.write_bytes(Writer(4).file(root))
+    assert inspect_tiff(path).shape == (4, 4)
+    np.testing.assert_array_equal(read_frames(path)[0].image, data)
+
+
 def test_the_acquisition_time_is_the_os_time_else_the_databar_text_else_the_mtime(tmp_path):
     when = datetime(2024, 3, 5, 14, 7, 9, 250000, tzinfo=UTC)
     data = np.ones((3, 3), np.float32)
@@ -294,6 +307,45 @@ def test_the_acquisition_time_is_the_os_time_else_the_databar_text_else_the_mtim
                     tags=databar(filetime(when)))
     assert {f.acquired_at for f in read_frames(stack)} == {frame.acquired_at
                                                           for frame in read_frames(os_time)}
+
+
+def test_the_structural_check_leaves_the_metadata_warnings_to_the_read(tmp_path):
+    # the service checks each file (inspect_tiff) before it reads it: a warning of both
+    # was logged twice per file, 80 lines a second at 40 frames a second
+    from structlog.testing import capture_logs
+
+    path = dm_file(tmp_path / "noisy.dm4", np.ones((3, 3), np.float32), 2,
+                   calibration=nm_calibration(0.05, "1/nm"),
+                   tags=databar(None, "yesterday", "noon"))
+    with capture_logs() as logs:
+        inspect_tiff(path)
+    assert [e["event"] for e in logs] == []
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    assert sorted(e["event"] for e in logs) == ["io.pixel_size_ignored",
+                                                "io.pixel_size_ignored", "io.times_ignored"]
+    assert frame.pixel_size_nm is None and frame.acquired_at_source == "mtime"
+
+
+@pytest.mark.parametrize("date", ["01.01.0001", "12/31/9999", "01.06.1601"])
+def test_a_databar_date_of_an_implausible_year_reads_as_no_time(tmp_path, monkeypatch, date):
+    # year 1 east of UTC, or 9999 west of it, does not convert to UTC (ValueError,
+    # OverflowError): raised out of the structural check, it stopped the service
+    import time as time_module
+
+    try:
+        for zone in ("Europe/Berlin", "America/New_York"):
+            monkeypatch.setenv("TZ", zone)
+            time_module.tzset()
+            clock = "00:30" if zone == "Europe/Berlin" else "23:30"
+            path = dm_file(tmp_path / "old.dm4", np.ones((3, 3), np.float32), 2,
+                           tags=databar(None, date, clock))
+            assert inspect_tiff(path).n_pages == 1
+            (frame,) = read_frames(path)
+            assert frame.acquired_at_source == "mtime", (zone, date)
+    finally:
+        monkeypatch.undo()
+        time_module.tzset()
 
 
 @pytest.mark.parametrize("date, time, expected", [

@@ -183,6 +183,26 @@ def test_frame_times_fall_back_to_the_scan_start_then_to_the_mtime(tmp_path):
         (datetime.fromtimestamp(1_600_000_000, UTC), "mtime")}
 
 
+@pytest.mark.parametrize("frame_time_s", [1e12, 1e300, 3e9])
+def test_a_frame_time_that_puts_frames_past_2200_gives_every_frame_the_start(tmp_path,
+                                                                           frame_time_s):
+    # a damaged Scan.FrameTime: start + i * FrameTime raised OverflowError out of the read
+    # (the service retried the file as an unexpected error, then quarantined it), or gave
+    # frames in the 23rd century
+    from structlog.testing import capture_logs
+
+    start = 1_650_000_000
+    metas = [_metadata(detector="HAADF", start_s=start, frame_time_s=frame_time_s)
+             for _ in range(3)]
+    path = _write(tmp_path / "scan.emd", _stack(), metas)
+    with capture_logs() as logs:
+        read = read_frames(path)
+    t0 = datetime.fromtimestamp(start, UTC)
+    assert [(f.acquired_at, f.acquired_at_source) for f in read] == [(t0, "metadata")] * 3
+    (warning,) = [e for e in logs if e["event"] == "io.times_ignored"]
+    assert warning["path"] == str(path) and "Scan.FrameTime" in warning["reason"]
+
+
 def test_the_image_series_is_chosen_among_image_groups_or_the_file_refused(tmp_path):
     series, survey = _stack(n=4), _stack(n=1, h=8, w=8)
     path = tmp_path / "two.emd"
@@ -209,6 +229,80 @@ def test_the_image_series_is_chosen_among_image_groups_or_the_file_refused(tmp_p
     for name, detector in ((haadf, "HAADF"), (bf, "BF")):
         assert f"{name} ({detector}, 4 frames of 6 x 5 px)" in str(caught.value)
     assert "export the frames wanted as TIFF from Velox" in str(caught.value)
+
+
+def test_detectors_whose_metadata_the_writer_has_not_extended_are_waited_for(tmp_path):
+    """Two detectors' first frames written before their Metadata columns: the look that lists
+    the groups (no rule tells which to read) met an empty Metadata and raised IndexError, no
+    InputError, out of the service's structural check."""
+    path = tmp_path / "live.emd"
+    with h5py.File(path, "w") as hdf:
+        for name in ("haadf", "bf"):
+            group = hdf.create_group(f"Data/Image/{name}")
+            group.create_dataset("Data", data=np.zeros((4, 4, 1), np.uint16),
+                                 maxshape=(4, 4, None))
+            group.create_dataset("Metadata", shape=(4096, 0), dtype=np.uint8,
+                                 maxshape=(4096, None))
+    for reader in (inspect_tiff, read_frames):
+        with pytest.raises(TruncatedTiffError, match=r"live.emd: Data/Image/\w+/Metadata "
+                                                     r"holds no text for frame 0: still being"):
+            reader(path)
+    with h5py.File(path, "r+") as hdf:  # the writer catches up
+        for name, detector in (("haadf", "HAADF"), ("bf", "BF")):
+            text = np.frombuffer(json.dumps(_metadata(detector=detector)).encode(), np.uint8)
+            metadata = hdf[f"Data/Image/{name}/Metadata"]
+            metadata.resize((4096, 1))
+            metadata[:len(text), 0] = text
+    with pytest.raises(UnsupportedLayoutError, match=r"live.emd: 2 images .*\(HAADF, 1 frame"):
+        inspect_tiff(path)
+
+
+def test_metadata_declaring_absurd_text_lengths_is_refused_before_it_is_read(tmp_path):
+    """A damaged Metadata dataspace of 2**33 bytes a frame in a 20 kB file (its chunks never
+    written): the frames' read allocated 2**33 bytes per frame for texts of zeros, and the
+    look that names each group's detector 2**33 bytes."""
+    import subprocess
+    import sys
+
+    def write(path: Path, groups: int) -> Path:
+        with h5py.File(path, "w") as hdf:
+            for k in range(groups):
+                group = hdf.create_group(f"Data/Image/g{k}")
+                group.create_dataset("Data", data=np.zeros((8, 8, 3), np.uint16))
+                metadata = group.create_dataset("Metadata", shape=(2**33, 3), dtype=np.uint8,
+                                                chunks=(4096, 1))
+                text = np.frombuffer(json.dumps(_metadata()).encode(), np.uint8)
+                for i in range(3):
+                    metadata[:len(text), i] = text
+        return path
+
+    one, two = write(tmp_path / "one.emd", 1), write(tmp_path / "two.emd", 2)
+    assert one.stat().st_size < 2**20
+    script = (
+        "import resource, sys\n"
+        "from nwwatch.io import InputError, inspect_tiff, read_frames\n"
+        "import h5py\n"
+        "used = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, resource.RLIM_INFINITY))\n"
+        "for p in sys.argv[1:]:\n"
+        "    for read in (inspect_tiff, read_frames):\n"
+        "        try:\n"
+        "            read(p)\n"
+        "        except InputError as exc:\n"
+        "            print(type(exc).__name__, exc)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(one), str(two)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1",
+                               "OPENBLAS_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 4, proc.stdout
+    for line in lines[:2]:
+        assert line.startswith(f"ImageTooLargeError {one}: Data/Image/g0/Metadata declares "
+                               "texts of 8589934592 bytes a frame"), line
+    for line in lines[2:]:  # which group is read: the detectors are not named
+        assert line.startswith(f"UnsupportedLayoutError {two}: 2 images"), line
+        assert "(detector not named, 3 frames of 8 x 8 px)" in line, line
 
 
 def test_spectrum_files_and_other_hdf5_files_are_refused_as_such(tmp_path):

@@ -33,8 +33,9 @@ read as local time of this machine (the TIFF convention, :mod:`nwwatch.io.metada
 date is three numbers: with a 4-digit year first, Y M D; with the year last, D.M.Y when
 separated by "." or "-" (European forms), else (by "/") M/D/Y, the US default, unless the
 first number is above 12 (27/08/2016: D/M/Y; 03/04/2016 is read as March 4). The time is
-H:M[:S] with an optional AM/PM (any case, also "p.m."). Every frame of a stack gets that
-time; without these tags, or when they cannot be read, every frame gets the file's mtime.
+H:M[:S] with an optional AM/PM (any case, also "p.m."); a year outside 1990-2200 is not
+read. Every frame of a stack gets that time; without these tags, or when they cannot be
+read, every frame gets the file's mtime.
 
 Pixel types: uint8, uint16, int16 and float32 are returned as stored; int8 widened to int16
 (no supported type holds it; exact); int32, uint32 and float64 converted to float32
@@ -307,8 +308,10 @@ def _images(root: _Group) -> list[_Group]:
     listed = root.group("ImageList")
     entries = [v for v in listed.values() if isinstance(v, _Group)] if listed else []
     thumbs = root.group("Thumbnails")
-    indices = {v.get("ImageIndex") for v in thumbs.values()
-               if isinstance(v, _Group)} if thumbs else set()
+    named = [v.get("ImageIndex") for v in thumbs.values() if isinstance(v, _Group)] \
+        if thumbs else []
+    # an index of another type (a corrupt tag: an array is a list) names no entry
+    indices = {i for i in named if isinstance(i, int) and not isinstance(i, bool)}
     if not indices and len(entries) > 1:
         indices = {0}  # DigitalMicrograph writes its thumbnail first
     return [e for i, e in enumerate(entries) if i not in indices]
@@ -413,7 +416,9 @@ def _acquired_at(path: Path, image: _Group) -> datetime | None:
     if date is None or clock is None:
         return None
     when = parse_dm_time(date, clock)
-    if when is None:
+    if when is None or not _PLAUSIBLE_YEARS[0] <= when.year < _PLAUSIBLE_YEARS[1]:
+        # an implausible year is a corrupt or unset tag; year 1 or 9999 would also overflow
+        # the conversion to UTC below
         _log.warning("io.times_ignored", path=str(path),
                      reason=f"DataBar Acquisition Date/Time {date!r} {clock!r} not read")
         return None
@@ -433,9 +438,11 @@ def _spectral(image: _Group, calibrations: list[tuple[float | None, str]]) -> st
     return None
 
 
-def _layout(path: Path, handle: BinaryIO) -> _Layout:
+def _layout(path: Path, handle: BinaryIO, metadata: bool = True) -> _Layout:
     """What :func:`inspect_dm` and the readers need, from the tags of the DigitalMicrograph
-    file ``path`` open as ``handle``: no pixel data read."""
+    file ``path`` open as ``handle``: no pixel data read. ``metadata``: also the pixel size
+    and acquisition time (else None), whose warnings belong to the read, not to the
+    structural check before it."""
     size = os.fstat(handle.fileno()).st_size
     parser = _Parser(path, handle, size)
     parser.header()
@@ -499,11 +506,11 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
                     axes="YX" if n_frames == 1 else "IYX", dtype=np.dtype(returned),
                     declared_bytes=declared, layout="dm", compression="NONE")
     sizes_nm = (None, None)
-    if len(calibrations) >= 2:
+    if metadata and len(calibrations) >= 2:
         sizes_nm = (_pixel_size_nm(path, calibrations[1], "y"),
                     _pixel_size_nm(path, calibrations[0], "x"))
     return _Layout(info, ref, np.dtype(returned), sizes_nm,
-                   _acquired_at(path, images[best]))
+                   _acquired_at(path, images[best]) if metadata else None)
 
 
 def _data_ref(parser: _Parser, image: _Group, stored: str) -> _ArrayRef:
@@ -540,7 +547,7 @@ def inspect_dm(path: str | os.PathLike[str]) -> TiffInfo:
     """
     path = Path(path)
     with _open(path) as handle:
-        return _layout(path, handle).info
+        return _layout(path, handle, metadata=False).info
 
 
 def read_dm_frames(path: str | os.PathLike[str]) -> list[Frame]:

@@ -85,6 +85,9 @@ _SUPPORTED_NAMES = "uint8, uint16, uint32, int8, int16, int32, float16, float32,
 #: Pixel data are read this many bytes at a time (beside the frames themselves).
 _BLOCK_BYTES = 64 * 2**20
 _METADATA_COLUMNS = 64  # frames' metadata texts read at a time
+#: Longest metadata text a frame may have: Velox writes tens of kB; a corrupt dataspace may
+#: declare any length, which every read of a frame's metadata would allocate.
+_MAX_METADATA_BYTES = 2**24
 #: Unix times outside these years are not an acquisition's (a zeroed field, a counter).
 _PLAUSIBLE_YEARS = (1990, 2200)
 
@@ -198,8 +201,10 @@ def _metadata_text(path: Path, name: str, column: np.ndarray, frame: int) -> dic
 def _frame_metadata(path: Path, name: str, metadata: h5py.Dataset | None,
                     frames: range) -> Iterator[dict[str, Any]]:
     """The metadata of each frame of ``frames``, a block of columns read at a time."""
-    for start in range(frames.start, frames.stop, _METADATA_COLUMNS):
-        stop = min(start + _METADATA_COLUMNS, frames.stop)
+    columns = _METADATA_COLUMNS if metadata is None else max(
+        1, min(_METADATA_COLUMNS, _BLOCK_BYTES // max(1, metadata.shape[0])))
+    for start in range(frames.start, frames.stop, columns):
+        stop = min(start + columns, frames.stop)
         if metadata is None:
             yield from ({} for _ in range(start, stop))
             continue
@@ -210,6 +215,11 @@ def _frame_metadata(path: Path, name: str, metadata: h5py.Dataset | None,
         except Exception as exc:
             raise TruncatedTiffError(path, f"{name}/Metadata could not be read ({exc}): cut "
                                            "short or damaged") from exc
+        if block.ndim != 2 or block.shape[1] < stop - start:
+            # fewer columns than frames: a group whose Metadata the writer has not extended
+            raise TruncatedTiffError(path, f"{name}/Metadata holds no text for frame "
+                                           f"{start + (block.shape[-1] if block.ndim else 0)}: "
+                                           "still being written, or damaged")
         for i in range(stop - start):
             yield _metadata_text(path, name, block[:, i], start + i)
 
@@ -232,6 +242,10 @@ def _metadata_of(path: Path, name: str, group: h5py.Group, n_frames: int) -> h5p
             or metadata.dtype.kind not in "iu" or metadata.dtype.itemsize != 1:
         raise UnsupportedLayoutError(path, f"{name}/Metadata is not a 2-D byte array (shape "
                                            f"{getattr(metadata, 'shape', None)})")
+    if metadata.shape[0] > _MAX_METADATA_BYTES:
+        raise ImageTooLargeError(path, f"{name}/Metadata declares texts of {metadata.shape[0]} "
+                                       f"bytes a frame, more than the limit of "
+                                       f"{_MAX_METADATA_BYTES}: damaged")
     if metadata.shape[1] != n_frames:
         raise TruncatedTiffError(path, f"{name}/Metadata describes {metadata.shape[1]} frames "
                                        f"and Data holds {n_frames}: still being written, or "
@@ -282,7 +296,10 @@ def _choose(path: Path, groups: list[tuple[str, h5py.Group]]) -> tuple[str, h5py
     listed = []
     for (name, group, data), n in zip(real, frames, strict=True):
         metadata = group.get("Metadata")
+        # only to name the detector: a Metadata of no byte texts, or of texts longer than any
+        # Velox writes (a damaged dataspace: read, it would allocate that much), is none
         metadata = metadata if isinstance(metadata, h5py.Dataset) and metadata.ndim == 2 \
+            and metadata.dtype.itemsize == 1 and metadata.shape[0] <= _MAX_METADATA_BYTES \
             and n > 0 else None
         meta = next(_frame_metadata(path, name, metadata, range(1)))
         listed.append(f"{name} ({_detector(meta)}, {n} frame{'s' if n != 1 else ''} of "
@@ -448,6 +465,25 @@ def _start(meta: dict[str, Any]) -> tuple[datetime | None, float | None]:
     return when, frame_s if frame_s is not None and frame_s > 0 else None
 
 
+def _scan_times(path: Path, start: datetime, frame_s: float | None,
+                n_frames: int) -> list[datetime]:
+    """``start + i * frame_s`` for each frame, or ``start`` for every frame when that would
+    put a frame past the plausible years (a damaged ``Scan.FrameTime``: the sum overflows, or
+    is no acquisition's time)."""
+    if frame_s:
+        try:
+            last = start + timedelta(seconds=frame_s * (n_frames - 1))
+        except OverflowError:
+            last = None
+        if last is not None and last.year < _PLAUSIBLE_YEARS[1]:
+            step = timedelta(seconds=frame_s)
+            return [start + i * step for i in range(n_frames)]
+        _log.warning("io.times_ignored", path=str(path),
+                     reason=f"Scan.FrameTime {frame_s:.6g} s puts frame {n_frames - 1} past "
+                            f"{_PLAUSIBLE_YEARS[1]}: every frame gets the acquisition start")
+    return [start] * n_frames
+
+
 def read_emd_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """Read every frame of a Velox EMD file's image series as a :class:`Frame`.
 
@@ -469,8 +505,7 @@ def read_emd_frames(path: str | os.PathLike[str]) -> list[Frame]:
     if all(stamps):
         times, source = stamps, "metadata"
     elif start is not None:
-        step = timedelta(seconds=frame_s or 0.0)
-        times, source = [start + i * step for i in range(n_frames)], "metadata"
+        times, source = _scan_times(path, start, frame_s, n_frames), "metadata"
     else:
         times, source = [mtime] * n_frames, "mtime"
     return [Frame(image=stack[i], index=i, source=path, pixel_size_nm=sizes[i],

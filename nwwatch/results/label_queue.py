@@ -1,6 +1,7 @@
 """The labelling queue: the least confident frames of each acquisition, kept in RESULTS.
 
-Layout, one folder per acquisition (the folder that holds the frame files)::
+Layout, one folder per acquisition (:func:`nwwatch.paths.acquisition_of`: the folder that
+holds the frame files, or the recording folder of Gatan's In-Situ time tree)::
 
     RESULTS/label-queue/<folder name>-<hash of its path>/queue.json
     RESULTS/label-queue/<folder name>-<hash of its path>/thumbs/<sha12>-<frame>.png
@@ -216,7 +217,7 @@ def _write(folder: Path, entries: list[QueueEntry], capacity: int, source: str) 
     """``queue.json`` of ``folder`` (``source``: a frame of its acquisition), then the
     thumbnails no entry references removed."""
     doc = {"format": QUEUE_FORMAT, "version": 1, "capacity": capacity,
-           "acquisition": os.path.dirname(os.path.abspath(source)),
+           "acquisition": acquisition_of(os.path.abspath(source)),
            "entries": [{k: v for k, v in asdict(e).items() if k != "folder"} for e in entries]}
     with atomic_write(folder / QUEUE_FILE) as handle:
         handle.write(json.dumps(doc, indent=1).encode())
