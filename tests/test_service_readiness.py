@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from nwwatch.io import TruncatedTiffError
 from nwwatch.service.readiness import Tracker
@@ -101,3 +102,44 @@ def test_a_header_check_out_of_memory_is_bad_input_not_the_end_of_the_service(tm
         assert exc.path == f and "ran out of memory" in exc.reason
     else:
         raise AssertionError("no InputError")
+
+
+def test_a_reader_that_fails_unexpectedly_on_a_file_makes_it_bad_input(tmp_path, monkeypatch):
+    """Any exception but an OSError out of a reader's header check (a TypeError or an
+    IndexError on bytes the reader does not handle) passed out of the readiness poll and
+    ended the service, whose restart met the same file again. It is bad input now, logged
+    with its traceback; replay quarantines the file and goes on with the others."""
+    from structlog.testing import capture_logs
+
+    import nwwatch.io
+    from nwwatch.io import InputError
+    from nwwatch.service.engines import inspect_input
+
+    f = tmp_path / "a.tif"
+    _write(f, b"II*\x00" + b"\0" * 60)
+    real = nwwatch.io.inspect_tiff
+
+    def buggy(path):
+        if Path(path).name == "a.tif":
+            return {}["no such key"]
+        return real(path)
+
+    monkeypatch.setattr(nwwatch.io, "inspect_tiff", buggy)
+    with capture_logs() as logs:
+        try:
+            inspect_input(f, tmp_path)
+        except InputError as exc:
+            assert exc.path == f and "failed unexpectedly (KeyError" in exc.reason
+        else:
+            raise AssertionError("no InputError")
+    (event,) = [e for e in logs if e["event"] == "inspect_crashed"]
+    assert event["source"] == str(f) and event["exc_info"] is True
+    # an OSError stays itself: the service retries it or names it as it always did
+    monkeypatch.setattr(nwwatch.io, "inspect_tiff", lambda path: (_ for _ in ()).throw(
+        PermissionError(13, "Permission denied")))
+    try:
+        inspect_input(f, tmp_path)
+    except PermissionError:
+        pass
+    else:
+        raise AssertionError("no PermissionError")

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import structlog
+
 from nwwatch.classes import insitu_model_problem
 from nwwatch.io import InputError, TiffInfo
 from nwwatch.resources import Limit, usable_cores_limit
@@ -25,6 +27,8 @@ from nwwatch.service.inputs import SERVICE_LINK_REASON, check_input
 from nwwatch.service.ledger import Failure, Ledger
 from nwwatch.service.names import path_key, source_name
 from nwwatch.service.pipeline import Engine, refresh_quarantine
+
+_log = structlog.get_logger("nwwatch.service")
 
 if TYPE_CHECKING:  # onnxruntime: imported when a model is loaded, not to read a configuration
     from nwwatch.segment.session import Segmenter
@@ -190,8 +194,9 @@ def inspect_input(path: Path, root: Path, follow_symlinks: bool = False, *,
     the refusal of a link out of it): never blocks on a FIFO or device, never reads through
     a link out of the watched folder. Running out of memory there is the file's fault (a
     header check reads headers only: a header declaring absurd sizes that a library
-    allocated before any check) and an InputError: uncaught it ended the service, whose
-    restart met the same file again."""
+    allocated before any check) and an InputError, and so is any other exception but an
+    OSError (a reader's fault on these bytes, logged as ``inspect_crashed`` with its
+    traceback): uncaught it ended the service, whose restart met the same file again."""
     from nwwatch.io import inspect_tiff
 
     check_input(path, root, follow_symlinks, link_reason=link_reason)
@@ -200,6 +205,16 @@ def inspect_input(path: Path, root: Path, follow_symlinks: bool = False, *,
     except MemoryError:
         raise InputError(path, "checking its headers ran out of memory: a corrupt header "
                                "declaring absurd sizes?") from None
+    except (InputError, OSError):
+        raise
+    except Exception as exc:
+        # a reader's own fault on this file's bytes: logged with its traceback, and the file
+        # is bad input (quarantined once its size settles) instead of the end of the service,
+        # which systemd's restart would meet again at the same file
+        _log.exception("inspect_crashed", source=str(path), error=repr(exc))
+        raise InputError(path, f"its structural check failed unexpectedly ({exc!r}): a file "
+                               "nwwatch's reader does not handle; please report it with the "
+                               "file") from exc
 
 
 @dataclass(frozen=True)
