@@ -23,10 +23,11 @@ Frame times (``acquired_at``, UTC), first match wins: every frame's detector ``T
 ``AcquisitionStartDatetime`` plus ``i * Scan.FrameTime`` (a scanned series' time axis);
 ``AcquisitionStartDatetime`` for every frame; the file's modification time (source "mtime").
 
-Pixel types are returned as stored: uint8, uint16, uint32, int16, int32, float32 and
-float64; int8 is widened to int16 and float16 to float32. Complex data and other types are
-refused. Velox EMD files hold image series, not reconstructions: no file is read as a
-tomogram.
+Pixel types: uint8, uint16, int16 and float32 are returned as stored; int8 is widened to
+int16 and float16 to float32; int32, uint32 and float64 are converted to float32
+(:data:`nwwatch.io.limits.SUPPORTED_DTYPES`, what every reader returns). Complex data and
+other types are refused. Velox EMD files hold image series, not reconstructions: no file is
+read as a tomogram.
 
 HDF5 is read through ``h5py`` from the file opened with
 :func:`~nwwatch.io.regular.open_regular` (no HDF5 file lock is taken: the writer is never
@@ -78,9 +79,13 @@ _log = structlog.get_logger("nwwatch.io")
 EMD_SUFFIXES = (".emd",)
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-#: stored dtype -> returned dtype
-_DTYPES = {np.dtype(t): np.dtype(t) for t in ("u1", "u2", "u4", "i2", "i4", "f4", "f8")}
-_DTYPES |= {np.dtype("i1"): np.dtype("i2"), np.dtype("f2"): np.dtype("f4")}
+#: stored dtype -> returned dtype: one of SUPPORTED_DTYPES, as the other readers return (int8
+#: widened to int16, float16 to float32, both exact; int32, uint32 and float64 to float32,
+#: exact for counts up to 2**24)
+_DTYPES = {np.dtype(t): np.dtype(t) for t in ("u1", "u2", "i2", "f4")}
+_DTYPES |= {np.dtype("i1"): np.dtype("i2"), np.dtype("f2"): np.dtype("f4"),
+            np.dtype("i4"): np.dtype("f4"), np.dtype("u4"): np.dtype("f4"),
+            np.dtype("f8"): np.dtype("f4")}
 _SUPPORTED_NAMES = "uint8, uint16, uint32, int8, int16, int32, float16, float32, float64"
 #: Pixel data are read this many bytes at a time (beside the frames themselves).
 _BLOCK_BYTES = 64 * 2**20
