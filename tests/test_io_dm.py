@@ -226,6 +226,19 @@ def test_the_pixel_size_is_the_x_and_y_scale_in_nm_and_none_for_other_units(tmp_
     assert frame.pixel_size_nm == (None if nm is None else pytest.approx(nm, rel=1e-6))
 
 
+def test_an_implausible_pixel_size_is_ignored_with_a_warning_as_for_tiff(tmp_path):
+    """A 50 µm pixel is no microscope's calibration (a desktop program's default): TIFF and
+    EMD ignored it with io.pixel_size_ignored, DigitalMicrograph and MRC took it."""
+    from structlog.testing import capture_logs
+
+    path = dm_file(tmp_path / "big.dm4", np.ones((4, 6), np.float32), 2,
+                   calibration=nm_calibration(50.0, "µm"))
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    assert frame.pixel_size_nm is None
+    assert [e["axis"] for e in logs if e["event"] == "io.pixel_size_ignored"] == ["y", "x"]
+
+
 def test_different_x_and_y_pixel_sizes_are_refused(tmp_path):
     path = dm_file(tmp_path / "aniso.dm4", np.ones((4, 6), np.float32), 2,
                    calibration=[(0.5, "nm"), (0.7, "nm")])

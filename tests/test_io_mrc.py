@@ -397,3 +397,19 @@ def test_sections_far_apart_against_the_pixel_size_are_read_with_a_warning(tmp_p
     with capture_logs() as logs:
         assert read_volume(near).voxel_size_nm == pytest.approx((2.48, 1.24, 1.24))
     assert not [e for e in logs if e["event"] == "io.voxel_depth_implied"]
+
+
+def test_an_implausible_pixel_size_is_ignored_with_a_warning_as_for_tiff(tmp_path):
+    from structlog.testing import capture_logs
+
+    path = _write(tmp_path / "big.mrc", np.zeros((1, 8, 8), np.float32),
+                  voxel_size_a=(5e5, 5e5, 5e5))  # 50 µm
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    assert frame.pixel_size_nm is None
+    assert {e["axis"] for e in logs if e["event"] == "io.pixel_size_ignored"} == {"x", "y", "z"}
+    # no calibration at all (a zero cell) is said nowhere
+    plain = _write(tmp_path / "plain.mrc", np.zeros((1, 8, 8), np.float32))
+    with capture_logs() as logs:
+        assert read_frames(plain)[0].pixel_size_nm is None
+    assert not [e for e in logs if e["event"] == "io.pixel_size_ignored"]

@@ -58,7 +58,6 @@ import numpy as np
 import structlog
 
 from nwwatch.io.errors import (
-    AnisotropicPixelsError,
     EmptyFileError,
     ImageTooLargeError,
     TruncatedTiffError,
@@ -66,8 +65,8 @@ from nwwatch.io.errors import (
     UnsupportedDtypeError,
     UnsupportedLayoutError,
 )
-from nwwatch.io.limits import ANISOTROPY_TOLERANCE, MAX_FILE_BYTES, MAX_FRAME_PIXELS
-from nwwatch.io.metadata import unit_to_nm
+from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS
+from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm, unit_to_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import open_regular
 
@@ -345,8 +344,8 @@ def _pixel_size_nm(path: Path, calibration: tuple[float | None, str], axis: str)
             _log.info("io.pixel_size_ignored", path=str(path), source="dm", axis=axis,
                       reason=f"units {units!r} are not a length")
         return None
-    size = abs(scale) * factor
-    return size if math.isfinite(size) and size > 0 else None
+    # the magnitude: the sign of a scale is the axis' direction, not part of its size
+    return plausible_pixel_size_nm(path, "dm", axis, abs(scale) * factor)
 
 
 def _text(group: _Group | None, label: str) -> str | None:
@@ -571,14 +570,7 @@ def read_dm_frames(path: str | os.PathLike[str]) -> list[Frame]:
     returned = layout.returned
     data = data.astype(returned, copy=data.dtype != returned or not data.dtype.isnative)
     data = data.reshape(info.n_pages, *info.page_shape)
-    size_y, size_x = layout.sizes_nm
-    pixel_nm = None
-    if size_y is not None and size_x is not None:
-        if abs(size_x - size_y) > ANISOTROPY_TOLERANCE * max(size_x, size_y):
-            raise AnisotropicPixelsError(
-                path, f"x and y pixel sizes differ ({size_x:g} nm vs {size_y:g} nm); "
-                      "measurements need square pixels")
-        pixel_nm = size_x
+    pixel_nm = frame_pixel_size_nm(path, (None, *layout.sizes_nm))
     when, source = ((layout.acquired_at, "metadata") if layout.acquired_at is not None
                     else (mtime, "mtime"))
     return [Frame(image=data[i], index=i, source=path, pixel_size_nm=pixel_nm,

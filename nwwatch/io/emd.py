@@ -52,7 +52,6 @@ import numpy as np
 import structlog
 
 from nwwatch.io.errors import (
-    AnisotropicPixelsError,
     EmptyFileError,
     ImageTooLargeError,
     TruncatedTiffError,
@@ -61,12 +60,10 @@ from nwwatch.io.errors import (
     UnsupportedLayoutError,
 )
 from nwwatch.io.limits import (
-    ANISOTROPY_TOLERANCE,
     MAX_FILE_BYTES,
     MAX_FRAME_PIXELS,
-    MAX_PLAUSIBLE_PIXEL_SIZE_NM,
 )
-from nwwatch.io.metadata import unit_to_nm
+from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm, unit_to_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import open_regular
 
@@ -427,18 +424,12 @@ def _pixel_size_nm(path: Path, name: str, meta: dict[str, Any], frame: int) -> f
         number = _number(value)
         if per_unit is None or number is None:
             return None
-        size = number * per_unit
-        if not 0 < size <= MAX_PLAUSIBLE_PIXEL_SIZE_NM:
-            _log.warning("io.pixel_size_ignored", path=str(path), source="emd", axis=axis,
-                         reason=f"{size:.6g} nm is not a plausible pixel size")
+        size = plausible_pixel_size_nm(path, "emd", axis, number * per_unit)
+        if size is None:
             return None
         sizes.append(size)
     size_x, size_y = sizes
-    if abs(size_x - size_y) > ANISOTROPY_TOLERANCE * max(size_x, size_y):
-        raise AnisotropicPixelsError(
-            path, f"{name} frame {frame}: x and y pixel sizes differ ({size_x:g} nm vs "
-                  f"{size_y:g} nm); measurements need square pixels")
-    return size_x
+    return frame_pixel_size_nm(path, (None, size_y, size_x))
 
 
 def _unix_time(seconds: float | None) -> datetime | None:

@@ -82,7 +82,8 @@ def physical_sizes_nm(
     for source, reader in readers:
         sizes = reader(path, tif)
         if sizes is not None:
-            checked = (_plausible(path, source, a, v) for a, v in zip("zyx", sizes, strict=True))
+            checked = (plausible_pixel_size_nm(path, source, a, v)
+                       for a, v in zip("zyx", sizes, strict=True))
             return tuple(checked)
     return (None, None, None)
 
@@ -134,7 +135,12 @@ def acquisition_times(
     return [start + (i // per_time_point) * step for i in range(n_frames)], "metadata"
 
 
-def _plausible(path: Path, source: str, axis: str, value: float | None) -> float | None:
+def plausible_pixel_size_nm(path: Path, source: str, axis: str, value: float | None
+                            ) -> float | None:
+    """``value`` (nm) when it can be a microscope's pixel size: positive, finite and at most
+    :data:`~nwwatch.io.limits.MAX_PLAUSIBLE_PIXEL_SIZE_NM`; otherwise None, with an
+    ``io.pixel_size_ignored`` warning naming ``path``, the metadata ``source`` and ``axis``.
+    Every reader's calibration passes through it."""
     if value is None:
         return None
     if not (math.isfinite(value) and value > 0):

@@ -28,7 +28,6 @@ import structlog
 from mrcfile.mrcinterpreter import MrcInterpreter
 
 from nwwatch.io.errors import (
-    AnisotropicPixelsError,
     EmptyFileError,
     ImageTooLargeError,
     TruncatedTiffError,
@@ -37,11 +36,11 @@ from nwwatch.io.errors import (
     UnsupportedLayoutError,
 )
 from nwwatch.io.limits import (
-    ANISOTROPY_TOLERANCE,
     MAX_FILE_BYTES,
     MAX_FRAME_PIXELS,
     MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO,
 )
+from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import open_regular
 
@@ -182,8 +181,11 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
                     declared_bytes=declared, layout="mrc", compression="NONE")
     cell = [float(header.cella[axis]) for axis in ("z", "y", "x")]
     counts = [int(header.mz), int(header.my), int(header.mx)]
-    size_z, size_y, size_x = (c / n / 10.0 if n > 0 and math.isfinite(c) and c > 0 else None
-                              for c, n in zip(cell, counts, strict=True))
+    # a zero or negative cell is no calibration (Direct Electron's movies), said nowhere
+    size_z, size_y, size_x = (
+        plausible_pixel_size_nm(path, "mrc", axis, c / n / 10.0)
+        if n > 0 and math.isfinite(c) and c > 0 else None
+        for axis, c, n in zip("zyx", cell, counts, strict=True))
     # space groups 401-630: a stack of volumes of mz sections each (MRC2014)
     ispg, mz = int(header.ispg), int(header.mz)
     per_volume = mz if 401 <= ispg <= 630 and 0 < mz != nz else None
@@ -263,14 +265,7 @@ def read_mrc_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """
     path = Path(path)
     data, info, sizes_nm, mtime, _ = _read(path)
-    pixel_nm = None
-    _, size_y, size_x = sizes_nm
-    if size_y is not None and size_x is not None:
-        if abs(size_x - size_y) > ANISOTROPY_TOLERANCE * max(size_x, size_y):
-            raise AnisotropicPixelsError(
-                path, f"x and y pixel sizes differ ({size_x:g} nm vs {size_y:g} nm); "
-                      "measurements need square pixels")
-        pixel_nm = size_x
+    pixel_nm = frame_pixel_size_nm(path, sizes_nm)
     return [Frame(image=data[i], index=i, source=path, pixel_size_nm=pixel_nm,
                   acquired_at=mtime, acquired_at_source="mtime")
             for i in range(info.n_pages)]
