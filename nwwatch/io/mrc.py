@@ -181,11 +181,10 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
                     declared_bytes=declared, layout="mrc", compression="NONE")
     cell = [float(header.cella[axis]) for axis in ("z", "y", "x")]
     counts = [int(header.mz), int(header.my), int(header.mx)]
-    # a zero or negative cell is no calibration (Direct Electron's movies), said nowhere
-    size_z, size_y, size_x = (
-        plausible_pixel_size_nm(path, "mrc", axis, c / n / 10.0)
-        if n > 0 and math.isfinite(c) and c > 0 else None
-        for axis, c, n in zip("zyx", cell, counts, strict=True))
+    # a zero or negative cell is no calibration (Direct Electron's movies), said nowhere;
+    # plausibility is the read's (_read), so that its warning comes once a file
+    size_z, size_y, size_x = (c / n / 10.0 if n > 0 and math.isfinite(c) and c > 0 else None
+                              for c, n in zip(cell, counts, strict=True))
     # space groups 401-630: a stack of volumes of mz sections each (MRC2014)
     ispg, mz = int(header.ispg), int(header.mz)
     per_volume = mz if 401 <= ispg <= 630 and 0 < mz != nz else None
@@ -223,6 +222,8 @@ def _read(path: Path) -> tuple[np.ndarray, TiffInfo, _Sizes, datetime, int | Non
     if data.size < count:  # shortened since the header check
         raise TruncatedTiffError(path, f"MRC data cut short: {data.size} of {count} voxels")
     data = data.astype(returned, copy=data.dtype != returned or not data.dtype.isnative)
+    sizes_nm = tuple(None if size is None else plausible_pixel_size_nm(path, "mrc", axis, size)
+                     for axis, size in zip("zyx", sizes_nm, strict=True))
     return data.reshape(info.n_pages, *info.page_shape), info, sizes_nm, mtime, per_volume
 
 
