@@ -519,8 +519,8 @@ def test_a_tomogram_replay_names_the_dm_files_it_leaves_out(tmp_path):
     dm_file(acq / "frame.dm4", np.ones((4, 4), np.float32), 2)
     s = replay(acq, tmp_path / "out", kind="tomogram", model=model(tmp_path, kind="tomogram"))
     (note,) = [line for line in s.lines() if line.startswith("note: left out of this replay")]
-    assert ("1 file whose name a tomogram replay does not look for (frame.dm4): a stack of "
-            "images (.dm4) holds in-situ frames: replay without --kind tomogram") in note, note
+    assert ("1 file whose name a tomogram replay does not look for (frame.dm4): in-situ "
+            "frames (.dm4): replay without --kind tomogram") in note, note
     assert "a format nwwatch does not read" not in note
 
 

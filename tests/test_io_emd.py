@@ -163,7 +163,8 @@ def test_calibration_units_and_anisotropic_pixels(tmp_path):
     bare = _write(tmp_path / "bare.emd", frames, [_metadata(pixel_m=None)])
     assert read_frames(bare)[0].pixel_size_nm is None
     aniso = _write(tmp_path / "aniso.emd", frames, [_metadata(pixel_m=1e-9, height_m=2e-9)])
-    with pytest.raises(AnisotropicPixelsError, match="aniso.emd: pixel size x 1 nm differs from y 2 nm"):
+    with pytest.raises(AnisotropicPixelsError,
+                       match="aniso.emd: pixel size x 1 nm differs from y 2 nm"):
         read_frames(aniso)
 
 
@@ -441,8 +442,8 @@ def test_watch_and_replay_hints_for_emd_files(tmp_path):
     assert unread_hint("run.EMD", "insitu").startswith(
         'a Velox EMD file whose name this watch does not take: add its pattern (e.g. "*.emd")')
     assert unread_hint("run.emd", "tomogram") == (
-        'a stack of images? nwwatch reads it as in-situ frames: watch or replay it as kind '
-        '"insitu"')
+        'a frame or a stack of frames? nwwatch reads it as in-situ frames: watch or replay it '
+        'as kind "insitu"')
     folder = tmp_path / "run"
     folder.mkdir()
     for name in ("a.emd", "b.Emd", "c.rec"):
@@ -457,8 +458,8 @@ def test_watch_and_replay_hints_for_emd_files(tmp_path):
                model=model(tmp_path / "tomo", kind="tomogram"))
     assert (s.files, s.exit_status) == (0, 0)
     last = s.lines()[-1]
-    assert "2 files whose names a tomogram replay does not look for (a.emd, b.Emd): a stack " \
-           "of images (.emd) holds in-situ frames: replay without --kind tomogram" in last, last
+    assert "2 files whose names a tomogram replay does not look for (a.emd, b.Emd): in-situ " \
+           "frames (.emd): replay without --kind tomogram" in last, last
     assert "format nwwatch does not read" not in last
 
 

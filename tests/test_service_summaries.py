@@ -906,8 +906,8 @@ def test_mrc_files_of_the_other_kinds_names_are_named_with_what_to_do(tmp_path, 
     s = replay(folder, tmp_path / "out2", kind="tomogram",
                model=model(tmp_path / "tomo", kind="tomogram"))
     assert s.lines()[-1].endswith(
-        "it holds 1 MRC file whose name a tomogram replay does not look for (movie.mrcs): a "
-        "stack of images (.mrcs) holds in-situ frames: replay without --kind tomogram"), s.lines()
+        "it holds 1 MRC file whose name a tomogram replay does not look for (movie.mrcs): "
+        "in-situ frames (.mrcs): replay without --kind tomogram"), s.lines()
 
 
 @pytest.mark.parametrize("kind", ["insitu", "tomogram"])
@@ -926,8 +926,8 @@ def test_a_suffix_added_to_one_kinds_default_names_is_advised_by_the_other(tmp_p
                         (*config.DEFAULT_SUFFIXES[other], ".nwx"))
     said = {"tomogram": 'a reconstruction? nwwatch reads it as a tomogram: watch or replay it '
                         'as kind "tomogram"',
-            "insitu": 'a stack of images? nwwatch reads it as in-situ frames: watch or replay '
-                      'it as kind "insitu"'}
+            "insitu": 'a frame or a stack of frames? nwwatch reads it as in-situ frames: '
+                      'watch or replay it as kind "insitu"'}
     assert unread_hint("a.NWX", kind) == said[other]
     assert unread_hint("a.nwx", other) == ""  # its own kind takes it: nothing to advise
     acq = tmp_path / "acq"
@@ -939,7 +939,7 @@ def test_a_suffix_added_to_one_kinds_default_names_is_advised_by_the_other(tmp_p
     replay_of = "an in-situ replay" if kind == "insitu" else "a tomogram replay"
     advice = ("a reconstruction (.nwx) is a tomogram: replay with --kind tomogram --model MODEL"
               if other == "tomogram" else
-              "a stack of images (.nwx) holds in-situ frames: replay without --kind tomogram")
+              "in-situ frames (.nwx): replay without --kind tomogram")
     assert s.lines()[-1].endswith(
         f"; it holds 1 file whose name {replay_of} does not look for (a.nwx): {advice}"
     ), s.lines()

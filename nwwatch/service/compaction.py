@@ -95,7 +95,9 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
     try:
         report.recovered = len(recover_compactions(ledger))
         ledger.reconcile(max_attempts)
-        wanted = None if acquisition is None else os.fsdecode(os.path.abspath(acquisition))
+        # a Second_NN folder of a Gatan recording names the recording (acquisition_of)
+        wanted = None if acquisition is None else acquisition_of(
+            os.path.join(os.fsdecode(os.path.abspath(acquisition)), "_"))
         seen: set[str] = set()  # every acquisition with committed rows
         for folder, (kind, keys) in _FOLDERS.items():
             # A file may hold several batches (nwwatch.service.flush): grouped by file.

@@ -230,8 +230,7 @@ class ReplaySummary:
 #: those found, e.g. ".rec").
 _REPLAY_AS = {"tomogram": "a reconstruction ({suffixes}) is a tomogram: replay with --kind "
                           "tomogram --model MODEL",
-              "insitu": "a stack of images ({suffixes}) holds in-situ frames: replay without "
-                        "--kind tomogram"}
+              "insitu": "in-situ frames ({suffixes}): replay without --kind tomogram"}
 
 
 def _what_to_do_with(suffixes: set[str], kind: str) -> str:

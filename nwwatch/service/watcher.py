@@ -109,7 +109,7 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
 
 #: What a file that a kind's default names take is most likely, and how nwwatch reads it.
 READ_AS = {"tomogram": "a reconstruction? nwwatch reads it as a tomogram",
-           "insitu": "a stack of images? nwwatch reads it as in-situ frames"}
+           "insitu": "a frame or a stack of frames? nwwatch reads it as in-situ frames"}
 
 
 def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
