@@ -25,17 +25,16 @@ FFT, none) reads as uncalibrated. A 2-D image is one frame, a 3-D image a stack 
 (``ImageTags`` ``Meta Data`` ``Format`` "Spectrum" or "Spectrum image", or a third axis in
 eV) are refused.
 
-The acquisition time comes from ``ImageTags`` ``DataBar``: ``Acquisition Time (OS)``, a
-Windows FILETIME (100 ns ticks since 1601-01-01 UTC, stored as a double: to a few
-microseconds) when it is a time between 1990 and 2200; else ``Acquisition Date`` and
-``Acquisition Time``, text in the Windows format of the acquisition PC (to the second),
-read as local time of this machine (the TIFF convention, :mod:`nwwatch.io.metadata`). The
-date is three numbers: with a 4-digit year first, Y M D; with the year last, D.M.Y when
-separated by "." or "-" (European forms), else (by "/") M/D/Y, the US default, unless the
-first number is above 12 (27/08/2016: D/M/Y; 03/04/2016 is read as March 4). The time is
-H:M[:S] with an optional AM/PM (any case, also "p.m."); a year outside 1990-2200 is not
-read. Every frame of a stack gets that time; without these tags, or when they cannot be
-read, every frame gets the file's mtime.
+The acquisition time comes from ``ImageTags`` ``DataBar``: ``Acquisition Time (OS)``, a Windows
+FILETIME (100 ns ticks since 1601-01-01 UTC, stored as a double: to a few microseconds) when it
+is a time between 1990 and 2200; else ``Acquisition Date`` and ``Acquisition Time``, text in
+the Windows format of the acquisition PC (seconds and any fraction written), read as local time
+of this machine (the TIFF convention, :mod:`nwwatch.io.metadata`). The date is three numbers:
+with a 4-digit year first, Y M D; with the year last, D.M.Y when separated by "." or "-"
+(European forms), else (by "/") M/D/Y, the US default, unless the first number is above 12
+(27/08/2016: D/M/Y; 03/04/2016 is read as March 4). The time is H:M[:S] with an optional AM/PM
+(any case, also "p.m."); a year outside 1990-2200 is not read. Every frame of a stack gets that
+time; without these tags, or when they cannot be read, every frame gets the file's mtime.
 
 Pixel types: uint8, uint16, int16 and float32 are returned as stored; int8 widened to int16
 (no supported type holds it; exact); int32, uint32 and float64 converted to float32
