@@ -417,10 +417,16 @@ def test_label_warns_when_data_is_in_the_frames_folder(tmp_path):
 
     image, _, _ = render(plain_params(3, 0, size=64))
     write_frame_tiff(tmp_path / "acq" / "f.tif", image)
+    # a frame of a Gatan In-Situ recording lies in rec/Hour_00/Minute_00/Second_00: DATA
+    # beside Hour_00 is in the recording, which the service watches as one acquisition
+    second = tmp_path / "rec" / "Hour_00" / "Minute_00" / "Second_00"
+    write_frame_tiff(second / "rec_Hour_00_Minute_00_Second_00_Frame_0000.tif", image)
     warnings = []
-    for out in (tmp_path / "acq" / "DATA", tmp_path / "DATA"):
+    for frame, out in ((tmp_path / "acq" / "f.tif", tmp_path / "acq" / "DATA"),
+                       (tmp_path / "acq" / "f.tif", tmp_path / "DATA"),
+                       (next(second.iterdir()), tmp_path / "rec" / "DATA")):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nwwatch", "label", str(tmp_path / "acq" / "f.tif"),
+            [sys.executable, "-m", "nwwatch", "label", str(frame),
              "--out", str(out), "--no-browser", "--port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -430,10 +436,13 @@ def test_label_warns_when_data_is_in_the_frames_folder(tmp_path):
         finally:
             proc.kill()
         warnings.append(" ".join(err.split()))
-    assert warnings[0] == (f"warning: {tmp_path / 'acq' / 'DATA'} is in {tmp_path / 'acq'}, a "
-                           "folder of the frames: a service or `nwwatch replay` watching it "
-                           "would process the copies saved in images/ as new frames; label "
-                           "into a folder outside it")
+    for warning, (data, folder) in zip(
+            (warnings[0], warnings[2]),
+            ((tmp_path / "acq" / "DATA", tmp_path / "acq"),
+             (tmp_path / "rec" / "DATA", tmp_path / "rec")), strict=True):
+        assert warning == (f"warning: {data} is in {folder}, a folder of the frames: a "
+                           "service or `nwwatch replay` watching it would process the copies "
+                           "saved in images/ as new frames; label into a folder outside it")
     assert warnings[1] == ""
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from nwwatch.options import InputFile, model_file
-from nwwatch.paths import lies_inside
+from nwwatch.paths import acquisition_of, lies_inside
 
 #: Not the dashboard's 8765 (``nwwatch.dashboard.settings.DashboardConfig``): the page is
 #: used on the acquisition PC, where the service's dashboard listens by default.
@@ -154,9 +154,10 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     for line in _tomogram_notes(frames):
         click.echo(f"warning: {line}", err=True)
     # DATA inside an acquisition folder: the service (recursive by default) and replay would
-    # take every saved images/<stem>.tif, a copy of a frame, for a new frame of their own.
-    inside = next((folder for folder in sorted({ref.path.resolve().parent for ref in refs})
-                   if lies_inside(data_dir, folder)), None)
+    # take every saved images/<stem>.tif, a copy of a frame, for a new frame of their own. A
+    # Gatan In-Situ recording's folder holds its frames a few levels down (Hour_NN/...).
+    folders = {Path(acquisition_of(str(ref.path.resolve()))) for ref in refs}
+    inside = next((folder for folder in sorted(folders) if lies_inside(data_dir, folder)), None)
     if inside is not None:
         click.echo(f"warning: {data_dir} is in {inside}, a folder of the frames: a service "
                    "or `nwwatch replay` watching it would process the copies saved in "
