@@ -355,6 +355,17 @@ def test_example_config_is_valid_and_drop_in_opens_its_folders(paths, monkeypatc
     assert cfg.watches[0].model == m and cfg.inference.batch_size == 8
     # the kind's default names, MRC stacks included
     assert tuple(cfg.watches[0].patterns) == config_module.DEFAULT_PATTERNS["insitu"]
+    # and the default the file writes out in a comment for an operator to copy and narrow
+    import tomllib
+
+    text = (repo / "deploy" / "nwwatch.example.toml").read_text()
+    block = []
+    for line in text.split("# The in-situ default, written out:\n", 1)[1].splitlines():
+        block.append(line.removeprefix("#"))
+        if line.rstrip().endswith("]"):
+            break
+    shown = tomllib.loads("\n".join(block))["patterns"]
+    assert tuple(shown) == config_module.DEFAULT_PATTERNS["insitu"], shown
     text = unit_dropin(cfg)
     assert "ReadOnlyPaths=-/data/acquisition/insitu" in text
     assert "RequiresMountsFor=/data/acquisition/insitu" in text

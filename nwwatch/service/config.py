@@ -50,7 +50,8 @@ def other_kind_reading(suffix: str, kind: str) -> str | None:
 def _any_case(suffix: str) -> str:
     # patterns are matched case-sensitively, and Windows acquisition software also writes
     # "Image 001.Tif"
-    return "*." + "".join(f"[{c.lower()}{c.upper()}]" for c in suffix.lstrip("."))
+    return "*." + "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c
+                          for c in suffix.lstrip("."))
 
 
 #: ``patterns`` when a [[watch]] table gives none (:data:`DEFAULT_SUFFIXES`, e.g.
