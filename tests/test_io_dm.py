@@ -398,6 +398,30 @@ def test_a_file_being_written_is_truncated_at_every_cut(tmp_path, suffix):
     assert len(read_frames(path)) == 2
 
 
+def test_a_file_of_its_final_size_still_zeros_at_the_end_is_being_written(tmp_path):
+    # a writer that sets the file's size first (or a share that shows it) leaves zeros where
+    # the rest comes: read at any moment, the file must be "still being written", never a
+    # frame without the tags that follow the pixels (the acquisition time, so the mtime)
+    when = datetime(2024, 1, 1, 12, 0, 0, 300000, tzinfo=UTC)
+    full = dm_file(tmp_path / "full.dm4", np.arange(256, dtype=np.uint16).reshape(16, 16), 10,
+                   calibration=nm_calibration(0.4),
+                   tags=databar(filetime(when), "1/1/2024", "12:00:00 PM")).read_bytes()
+    path = tmp_path / "sized.dm4"
+    refused = 0
+    for cut in range(16, len(full) - 8):  # every byte of the tags, the trailer's zeros aside
+        path.write_bytes(full[:cut] + bytes(len(full) - cut))
+        try:
+            (frame,) = read_frames(path)
+        except TruncatedTiffError:  # what the service waits on (then quarantines if it stays)
+            refused += 1
+        else:  # a cut inside the last values can leave the same bytes as the whole file
+            assert frame.acquired_at_source == "metadata", cut
+            assert abs(frame.acquired_at - when) < timedelta(microseconds=5), cut
+    assert refused > len(full) - 24 - 64, refused
+    path.write_bytes(full)
+    assert read_frames(path)[0].acquired_at_source == "metadata"
+
+
 def _patched(tmp_path: Path, name: str, find: bytes, replace: bytes, after: bytes = b"",
              nth: int = 1) -> Path:
     """A file of a 4 x 4 uint16 image with the first ``find`` after the ``nth`` ``after``
@@ -581,3 +605,49 @@ def test_damaged_files_raise_input_errors_only(tmp_path, suffix):
             assert exc.path == path
         else:
             assert frames and all(f.image.ndim == 2 for f in frames)
+
+
+def test_the_service_waits_for_a_dm4_whose_size_was_set_before_its_tags_were_written(tmp_path):
+    # a writer that sets the final size first, writes all but the image's tags, closes the
+    # file and pauses (under settle_seconds): a real service must wait and give one row with
+    # the DataBar time, not a row timed by the mtime and then the file's second version
+    import time
+
+    from servicekit import DaemonProcess, ledger_count, wait_rows, write_config
+
+    acq, res = tmp_path / "in", tmp_path / "res"
+    second = acq / "growth" / "Hour_00" / "Minute_00" / "Second_00"
+    second.mkdir(parents=True)
+    when = datetime(2025, 6, 1, 9, 30, 15, 100000, tzinfo=UTC)
+    staged = dm_file(tmp_path / "whole.dm4", paint_insitu(110.0, size=64), 6,
+                     calibration=nm_calibration(0.5), tags=databar(filetime(when)))
+    raw = staged.read_bytes()
+    cut = raw.rfind(b"\x14\x00\x09ImageTags")  # the frame's tags, after its pixels
+    assert cut > raw.rfind(b"\x15\x00\x04Data")  # after the pixels of the frame
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=5.0,
+                       batch_size=1, latency_ms=50)
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        target = second / "growth_Hour_00_Minute_00_Second_00_Frame_0000.dm4"
+        with open(target, "wb") as out:
+            out.truncate(len(raw))
+            out.write(raw[:cut])
+        time.sleep(2.0)  # closed, final size, zeros where the tags come
+        with open(target, "r+b") as out:
+            out.seek(cut)
+            out.write(raw[cut:])
+        table = wait_rows(res, 1, timeout=60, proc=daemon)
+        time.sleep(1.5)  # a second version would be processed by now
+        code, _ = daemon.terminate(timeout=30)
+        assert code == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    processed = [e for e in daemon.events() if e.get("event") == "file_processed"]
+    assert len(processed) == 1, processed
+    assert ledger_count(res, "items", "state = 'done'") == 1
+    (row,) = ds.dataset(res / "frames", format="parquet").to_table().to_pylist()
+    assert row["acquired_at_source"] == "metadata"
+    assert abs(row["acquired_at"] - when) < timedelta(microseconds=5)
+    assert len(table) == 1

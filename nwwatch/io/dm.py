@@ -4,8 +4,9 @@ The format (unpublished by Gatan; as described by those who read it, e.g. the Im
 DM3 format page): a header of three big-endian fields, the version (3 or 4), the length of
 the tag tree (4 bytes in DM3, 8 in DM4) and the byte order of the tag data (1: little
 endian, 0: big endian), then one tag group. A group is "sorted" and "open" flags (1 byte
-each) and its number of tags (4 or 8 bytes); a tag is its kind (20: a group, 21: data, 0:
-the end), the length of its label (2 bytes) and the label, in DM4 the tag's length in bytes
+each) and its number of tags (4 or 8 bytes); a tag is its kind (20: a group, 21: data; the
+file ends in 4 or 8 zero bytes after the root group, and a tag of kind 0 is a file still
+being written), the length of its label (2 bytes) and the label, in DM4 the tag's length in bytes
 (8 bytes), then the group, or for data "%%%%", the number of type fields (4 or 8 bytes), the
 type fields (as many, 4 or 8 bytes each: a simple type code; 18 and a length for a string;
 15, the name length, the field count and (name length, type) per field for a struct; 20,
@@ -79,7 +80,7 @@ DM_SUFFIXES = (".dm3", ".dm4")
 _SIMPLE = {2: "i2", 3: "i4", 4: "u2", 5: "u4", 6: "f4", 7: "f8", 8: "u1", 9: "i1",
            10: "u1", 11: "i8", 12: "u8"}
 _STRUCT, _STRING, _ARRAY = 15, 18, 20
-_GROUP, _DATA, _END = 20, 21, 0
+_GROUP, _DATA, _END = 20, 21, 0  # 0: the zeros after the root group, never a tag
 #: Arrays longer than this are not read while the tags are parsed: their offset is kept (the
 #: image data, the thumbnail's pixels).
 _INLINE_ARRAY_BYTES = 4096
@@ -194,9 +195,15 @@ class _Parser:
         out = _Group()
         for _ in range(count):
             kind = self._read(1)[0]
-            label = self._read(int.from_bytes(self._read(2), "big")).decode("latin-1")
             if kind == _END:
-                break
+                # no tag of a group's count is kind 0 (DigitalMicrograph's files end in zeros
+                # after the root group): a file whose final size was set before its tags
+                # were written, read while the rest is still zeros
+                raise TruncatedTiffError(
+                    self.path, f"DigitalMicrograph tags cut short at byte "
+                               f"{self.handle.tell() - 1} of {self.size}: zeros where a tag "
+                               "of the group should be (still being written?) or corrupt")
+            label = self._read(int.from_bytes(self._read(2), "big")).decode("latin-1")
             if self.version == 4:
                 self._field()  # the tag's length in bytes: every part is read instead
             if kind == _GROUP:
@@ -445,6 +452,10 @@ def _layout(path: Path, handle: BinaryIO, metadata: bool = True) -> _Layout:
     parser = _Parser(path, handle, size)
     parser.header()
     root = parser.group()
+    if not root.entries:  # a file of its final size whose tags are still zeros
+        raise TruncatedTiffError(path, "DigitalMicrograph root tag group holds no tag: zeros "
+                                       "where the tags should be (still being written?) or "
+                                       "corrupt")
     images = _images(root)
     if not images:
         raise UnsupportedLayoutError(path, "no image in its ImageList (only a thumbnail, or "
