@@ -527,8 +527,8 @@ def test_label_says_what_it_reads_when_a_folder_holds_other_files(tmp_path):
                         str(tmp_path / "DATA"))
     assert result.exit_code == 1, result.output
     assert f"{tmp_path / 'notes.txt'}: not a TIFF file" in result.output
-    assert ("reads TIFF, MRC, DigitalMicrograph or Velox EMD frames or stacks and PNG images"
-            in result.output)
+    assert ("reads TIFF, MRC, DigitalMicrograph, Velox EMD or TIA series frames or stacks and "
+            "PNG images" in result.output)
     assert not (tmp_path / "DATA").exists()
 
 

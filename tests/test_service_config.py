@@ -290,13 +290,13 @@ def test_a_watched_folder_of_tilt_series_is_named_with_what_to_do(paths):
     assert "reconstruct it first" in fields["reason"]
     watch.rescan(None, set(), Log())  # the same files: said once
     assert len(warnings) == 1
-    (acq / "c.ser").write_bytes(b"\0")
+    (acq / "c.avi").write_bytes(b"\0")
     watch.rescan(None, set(), Log())
-    assert warnings[-1][1]["files"] == [str(acq / "c.ser")]
-    assert "TIA" in warnings[-1][1]["reason"]
-    # a .ser saved with its TIFF export beside it is left out on purpose: no warning
+    assert warnings[-1][1]["files"] == [str(acq / "c.avi")]
+    assert "ffmpeg" in warnings[-1][1]["reason"]
+    # a video saved with its TIFF export beside it is left out on purpose: no warning
     watch.engine = _NothingDoneEngine()
-    (acq / "d.ser").write_bytes(b"\0")
+    (acq / "d.avi").write_bytes(b"\0")
     (acq / "d.tif").write_bytes(b"\0")
     assert watch.rescan(_NoCandidates(), set(), Log()) == 1
     assert len(warnings) == 2
@@ -631,15 +631,15 @@ def test_drop_in_lets_the_unit_start_before_an_acquisition_folder_exists(paths):
 
 
 def test_unread_files_of_two_formats_get_the_conversion_of_each(paths):
-    # Before the fix the reason was the first file's hint only: a folder with a .ser and a
-    # tilt series told the operator to export both from TIA.
+    # each format's hint, once: not the first file's for all (a folder with a video and a
+    # tilt series told to split both into frames)
     from nwwatch.service.watches import Watch
 
     tmp, acq, res, m = paths
     w = load_config(write_config(tmp / "c.toml", acq, res, m)).watches[0]
-    (acq / "a.ser").write_bytes(b"\0" * 64)
+    (acq / "a.avi").write_bytes(b"\0" * 64)
     (acq / "b.st").write_bytes(b"\0" * 1024)
-    (acq / "c.SER").write_bytes(b"\0" * 64)
+    (acq / "c.AVI").write_bytes(b"\0" * 64)
     warnings = []
 
     class Log:
@@ -649,8 +649,8 @@ def test_unread_files_of_two_formats_get_the_conversion_of_each(paths):
     Watch(0, w, engine=None, watcher=None).rescan(None, set(), Log())
     ((event, fields),) = warnings
     assert event == "unread_format" and fields["count"] == 3
-    assert "TIA" in fields["reason"] and "reconstruct" in fields["reason"]
-    assert fields["reason"].count("a TIA series?") == 1
+    assert "ffmpeg" in fields["reason"] and "reconstruct" in fields["reason"]
+    assert fields["reason"].count("a video?") == 1
 
 
 def test_mrc_files_a_watch_leaves_out_are_named_with_the_kind_or_pattern_that_takes_them(

@@ -322,7 +322,7 @@ def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_pa
     assert r.exit_code == 0, r.output
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith(f"replay found no input files in {empty}"), last
-    assert ".tif, .tiff, .mrc, .mrcs, .dm3, .dm4 or .emd in any case" in last
+    assert ".tif, .tiff, .mrc, .mrcs, .dm3, .dm4, .emd or .ser in any case" in last
 
 
 def test_replay_takes_several_paths_as_a_shell_glob_gives_them(tmp_path, acquisition):
@@ -374,8 +374,8 @@ def test_named_files_that_are_not_tiff_are_skipped_with_a_note_not_quarantined(t
     assert (s.files, s.quarantined, s.exit_status) == (0, 0, 0)
     assert any("1 named file skipped" in line and "meta.json" in line for line in s.lines())
     assert s.lines()[-1] == (f"replay found no input files: {acq / 'meta.json'} is neither a "
-                             "TIFF (by extension or header) nor an MRC, DigitalMicrograph "
-                             "or Velox EMD file (by extension)")
+                             "TIFF (by extension or header) nor an MRC, DigitalMicrograph, "
+                             "Velox EMD or TIA series file (by extension)")
 
 
 def test_tilt_series_are_named_with_what_to_do(tmp_path, acquisition):
@@ -399,26 +399,26 @@ def test_tilt_series_are_named_with_what_to_do(tmp_path, acquisition):
     s = replay(folder / "a.st", tmp_path / "out2", kind="insitu", model=onnx)
     (note,) = [line for line in s.lines() if "named file skipped" in line]
     assert "a.st" in note and "reconstruct it first" in note
-    # a TIA file beside them: each format gets its own advice (only the first file's was
-    # given, so the .ser was told to reconstruct, or the tilt series to export from TIA)
-    (folder / "c.ser").write_bytes(b"\0" * 1024)
+    # a video beside them: each format gets its own advice (not the first file's for all:
+    # the video told to reconstruct, or the tilt series to split into frames)
+    (folder / "c.avi").write_bytes(b"\0" * 1024)
     last = replay(folder, tmp_path / "out3", kind="insitu", model=onnx).lines()[-1]
-    assert "reconstruct it first" in last and "TIA" in last, last
+    assert "reconstruct it first" in last and "ffmpeg -i VIDEO" in last, last
 
 
-def test_tia_and_video_files_are_named_with_how_to_convert_them(tmp_path, acquisition):
-    """In-situ runs are often recorded as TIA SER or video files: a folder of them replayed
-    as "no input files (.tif or .tiff ...)" without a word on what to do."""
+def test_video_files_are_named_with_how_to_convert_them(tmp_path, acquisition):
+    """In-situ runs are often recorded as video files: a folder of them replayed as "no
+    input files (.tif or .tiff ...)" without a word on what to do."""
     _, onnx = acquisition
     folder = tmp_path / "run"
     folder.mkdir()
-    for name in ("growth2.ser", "growth3.avi", "notes.txt"):
+    for name in ("growth2.mp4", "growth3.avi", "notes.txt"):
         (folder / name).write_bytes(b"\0" * 1024)
     s = replay(folder, tmp_path / "out", kind="insitu", model=onnx)
     assert (s.files, s.exit_status) == (0, 0)
     last = s.lines()[-1]
-    assert "2 files of a format nwwatch does not read (growth2.ser, growth3.avi)" in last, last
-    assert "TIA" in last and "ffmpeg -i VIDEO -pix_fmt gray" in last
+    assert "2 files of a format nwwatch does not read (growth2.mp4, growth3.avi)" in last, last
+    assert "ffmpeg -i VIDEO -pix_fmt gray" in last and last.count("a video?") == 1, last
     assert "notes.txt" not in last
 
 
@@ -824,8 +824,8 @@ def test_summary_lines_name_the_first_three_and_mark_the_rest():
                                 for k in range(2)])
     lines = s.lines()
     assert "4 named files skipped, neither TIFF (by extension or header) nor MRC, " \
-           "DigitalMicrograph or Velox EMD (by extension): t0.parquet, t1.parquet, " \
-           "t2.parquet, …" in lines
+           "DigitalMicrograph, Velox EMD or TIA series (by extension): t0.parquet, " \
+           "t1.parquet, t2.parquet, …" in lines
     assert ("2 folders could not be listed, their files not processed: /a/d0 (Permission "
             "denied), /a/d1 (Permission denied)") in lines
     few = ReplaySummary(Path("out"), input_path=Path("acq"),
@@ -975,11 +975,11 @@ def test_a_folder_with_inputs_names_the_files_its_kind_leaves_out(tmp_path, acqu
 def test_a_left_out_file_is_counted_once_when_its_folder_is_walked_twice(tmp_path,
                                                                          acquisition):
     # 'replay acq acq/sub acq': the inputs were processed once each, but the note counted
-    # '5 files of a format nwwatch does not read (a.ser, tilt.st, tilt.st, ...)' for two
+    # '5 files of a format nwwatch does not read (a.avi, tilt.st, tilt.st, ...)' for two
     acq, onnx = acquisition
     (acq / "sub").mkdir()
     (acq / "sub" / "tilt.st").write_bytes(b"\0" * 1024)
-    (acq / "a.ser").write_bytes(b"\0" * 1024)
+    (acq / "a.avi").write_bytes(b"\0" * 1024)
     s = replay([acq, acq / "sub", acq], tmp_path / "out", kind="insitu", model=onnx)
     (note,) = [line for line in s.lines() if line.startswith("note: left out of this replay: ")]
-    assert "2 files of a format nwwatch does not read (a.ser, tilt.st)" in note, note
+    assert "2 files of a format nwwatch does not read (a.avi, tilt.st)" in note, note

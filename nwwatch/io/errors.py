@@ -33,7 +33,8 @@ class EmptyFileError(InputError):
 
 
 class TruncatedTiffError(InputError):
-    """The header is a TIFF header (or the file is named as an MRC or DigitalMicrograph file)
+    """The header is a TIFF header (or the file is named as an MRC, DigitalMicrograph or TIA
+    series file)
     but structure or pixel data are missing or corrupt: cut short while still being written,
     or damaged."""
 
@@ -77,12 +78,10 @@ class NotARegularFileError(InputError):
     """A FIFO, socket, device or folder where an input file was expected."""
 
 
-# Formats a TEM user is likely to hand over instead of a TIFF, MRC, DigitalMicrograph or Velox
-# EMD file: what to do with them.
+# Formats a TEM user is likely to hand over instead of a TIFF, MRC, DigitalMicrograph, Velox
+# EMD or TIA series file: what to do with them.
 _TILT_HINT = ("a tilt series? nwwatch segments reconstructed tomograms: reconstruct it first "
               "(e.g. IMOD, AreTomo) and give the reconstruction (.rec, .mrc)")
-_SER_HINT = ("a TIA series? nwwatch reads TIFF, MRC, DigitalMicrograph and Velox EMD; export "
-             "it as TIFF from TIA, or read it with RosettaSciIO (HyperSpy) and save TIFF")
 _VIDEO_HINT = ("a video? nwwatch reads TIFF frames: save the acquisition's frames as TIFF "
                "where the camera software can (a video's compression changes grey levels, "
                "and it carries no pixel size or acquisition time), or split it into grey "
@@ -90,15 +89,14 @@ _VIDEO_HINT = ("a video? nwwatch reads TIFF frames: save the acquisition's frame
 #: How to make one multi-page TIFF (a tomogram) of a folder of one image per slice.
 JOIN_SLICES_HINT = ("join them into one, e.g. in Fiji (File > Import > Image Sequence, then "
                     "File > Save As > Tiff)")
-_CONVERT_HINTS = {".ali": _TILT_HINT, ".st": _TILT_HINT, ".ser": _SER_HINT,
-                  ".avi": _VIDEO_HINT, ".mp4": _VIDEO_HINT, ".mov": _VIDEO_HINT,
-                  ".mkv": _VIDEO_HINT}
+_CONVERT_HINTS = {".ali": _TILT_HINT, ".st": _TILT_HINT, ".avi": _VIDEO_HINT,
+                  ".mp4": _VIDEO_HINT, ".mov": _VIDEO_HINT, ".mkv": _VIDEO_HINT}
 
 
 def conversion_hint(path: str | os.PathLike[str]) -> str:
     """What to do with a file of a microscope format nwwatch does not read, judged by its
-    suffix (tilt series, TIA SER, videos), e.g. "a tilt series?
-    nwwatch segments reconstructed tomograms: ..."; "" for any other name (the reason of
+    suffix (tilt series, videos), e.g. "a tilt series? nwwatch segments reconstructed
+    tomograms: ..."; "" for any other name (the reason of
     :class:`NotATiffError` ends with it)."""
     return _CONVERT_HINTS.get(Path(path).suffix.lower(), "")
 

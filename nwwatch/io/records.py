@@ -60,8 +60,8 @@ class Volume:
 
 @dataclass(frozen=True)
 class TiffInfo:
-    """Structure of an input file (TIFF, MRC: ``layout`` "mrc", DigitalMicrograph: "dm", or
-    Velox EMD: "emd"), read from its headers only (no pixel data).
+    """Structure of an input file (TIFF, MRC: ``layout`` "mrc", DigitalMicrograph: "dm",
+    Velox EMD: "emd", or TIA series: "ser"), read from its headers only (no pixel data).
 
     Attributes
     ----------
@@ -78,7 +78,7 @@ class TiffInfo:
     dtype : numpy dtype, native byte order
     declared_bytes : int
         Bytes the decoded pixel data will take.
-    layout : "imagej", "ome", "tiff", "mrc", "dm" or "emd"
+    layout : "imagej", "ome", "tiff", "mrc", "dm", "emd" or "ser"
         Which metadata convention the file follows.
     compression : str
         tifffile's name of the compression, e.g. "NONE", "LZW", "ADOBE_DEFLATE".
@@ -91,7 +91,7 @@ class TiffInfo:
     axes: str
     dtype: np.dtype
     declared_bytes: int
-    layout: Literal["imagej", "ome", "tiff", "mrc", "dm", "emd"]
+    layout: Literal["imagej", "ome", "tiff", "mrc", "dm", "emd", "ser"]
     compression: str
 
     @property

@@ -5,9 +5,10 @@ All readers check the file's structure first (:func:`inspect_tiff`), so bad inpu
 allocated. Pixel data keep their native dtype (uint8, uint16, int16 or float32). A file named
 as an MRC file (:data:`nwwatch.io.mrc.MRC_SUFFIXES`) is read by :mod:`nwwatch.io.mrc`, and
 one named as a DigitalMicrograph file (:data:`nwwatch.io.dm.DM_SUFFIXES`) by
-:mod:`nwwatch.io.dm`, and one named as a Velox EMD file (``.emd``) by :mod:`nwwatch.io.emd`,
-through the same three functions, so every caller reads every format (DigitalMicrograph and
-EMD as in-situ frames only: :func:`read_volume` refuses them).
+:mod:`nwwatch.io.dm`, one named as a Velox EMD file (``.emd``) by :mod:`nwwatch.io.emd`, and
+one named as a TIA series file (``.ser``) by :mod:`nwwatch.io.ser`, through the same three
+functions, so every caller reads every format (DigitalMicrograph, EMD and TIA as in-situ
+frames only: :func:`read_volume` refuses them).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from nwwatch.io.errors import (
 from nwwatch.io.metadata import acquisition_times, frame_pixel_size_nm, physical_sizes_nm
 from nwwatch.io.mrc import inspect_mrc, is_mrc, read_mrc_frames, read_mrc_volume
 from nwwatch.io.records import Frame, TiffInfo, Volume
+from nwwatch.io.ser import inspect_ser, is_ser, read_ser_frames, read_ser_volume
 from nwwatch.io.series import image_series, series_n_pages
 from nwwatch.io.structure import corrupt_structure_refused, open_tiff
 
@@ -43,8 +45,9 @@ def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
     ----------
     path : path of a .tif/.tiff file (plain, ImageJ, OME or BigTIFF), of an MRC file
         (:func:`nwwatch.io.mrc.inspect_mrc`), of a DigitalMicrograph file
-        (:func:`nwwatch.io.dm.inspect_dm`) or of a Velox EMD file
-        (:func:`nwwatch.io.emd.inspect_emd`).
+        (:func:`nwwatch.io.dm.inspect_dm`), of a Velox EMD file
+        (:func:`nwwatch.io.emd.inspect_emd`) or of a TIA series file
+        (:func:`nwwatch.io.ser.inspect_ser`).
 
     Returns
     -------
@@ -64,6 +67,8 @@ def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
         return inspect_dm(path)
     if is_emd(path):
         return inspect_emd(path)
+    if is_ser(path):
+        return inspect_ser(path)
     with open_tiff(path) as (_, info):
         return info
 
@@ -90,7 +95,8 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
     AnisotropicPixelsError when the file declares different x and y pixel sizes. An MRC
     file: :func:`nwwatch.io.mrc.read_mrc_frames` (one frame per section); a
     DigitalMicrograph file: :func:`nwwatch.io.dm.read_dm_frames` (one frame, or one per
-    plane of a 3-D image); a Velox EMD file: :func:`nwwatch.io.emd.read_emd_frames`.
+    plane of a 3-D image); a Velox EMD file: :func:`nwwatch.io.emd.read_emd_frames`; a TIA
+    series file: :func:`nwwatch.io.ser.read_ser_frames` (one frame per valid element).
     """
     path = Path(path)
     if is_mrc(path):
@@ -99,6 +105,8 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
         return read_dm_frames(path)
     if is_emd(path):
         return read_emd_frames(path)
+    if is_ser(path):
+        return read_ser_frames(path)
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
         with corrupt_structure_refused(path):  # later pages' tags are parsed here
@@ -141,8 +149,9 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
     for data with more than one axis besides Y and X (e.g. a time series of volumes). An MRC
     file: :func:`nwwatch.io.mrc.read_mrc_volume` (sections are Z slices); a
     DigitalMicrograph file is refused (:func:`nwwatch.io.dm.read_dm_volume`: its 3-D images
-    are series in time), and so is a Velox EMD file (:func:`nwwatch.io.emd.read_emd_volume`:
-    image series, not tomograms).
+    are series in time), and so are a Velox EMD file (:func:`nwwatch.io.emd.read_emd_volume`)
+    and a TIA series file (:func:`nwwatch.io.ser.read_ser_volume`): image series, not
+    tomograms.
     """
     path = Path(path)
     if is_mrc(path):
@@ -151,6 +160,8 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
         return read_dm_volume(path)
     if is_emd(path):
         return read_emd_volume(path)
+    if is_ser(path):
+        return read_ser_volume(path)
     with open_tiff(path) as (tif, info):
         stack_axes = info.axes[: info.axes.index("Y")]
         if len(stack_axes) > 1:

@@ -102,8 +102,8 @@ def _tomogram_notes(frames: Sequence[Path]) -> list[str]:
 @click.option("--no-browser", is_flag=True, help="Do not open a browser; print the address.")
 def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_dir: Path | None,
           host: str, port: int, no_browser: bool) -> None:
-    """Label FRAMES (TIFF, MRC, DigitalMicrograph or Velox EMD frames or stacks, PNG images)
-    in a local browser page.
+    """Label FRAMES (TIFF, MRC, DigitalMicrograph, Velox EMD or TIA series frames or stacks,
+    PNG images) in a local browser page.
 
     Each frame starts from the model's prediction as a droplet circle, a wire polygon and a
     facet line; drag them, paint what is not a circle, save. Saved frames are a DATA folder

@@ -48,8 +48,9 @@ def _pages(path: Path) -> int:
         # A notes.txt or a JPEG matched by frames/*: "not a TIFF file" alone did not say
         # what the command takes.
         raise NotATiffError(path, f"{exc.reason}; nwwatch label reads TIFF, MRC, "
-                                  "DigitalMicrograph or Velox EMD frames or stacks and PNG "
-                                  "images: give only those (e.g. frames/*.tif)") from None
+                                  "DigitalMicrograph, Velox EMD or TIA series frames or "
+                                  "stacks and PNG images: give only those (e.g. "
+                                  "frames/*.tif)") from None
 
 
 def frame_refs(paths: Sequence[str | os.PathLike[str]],

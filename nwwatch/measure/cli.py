@@ -249,7 +249,7 @@ def _write(rows: list[dict], out: Path) -> None:
 @click.option("--pixel-size-nm", default=None,
               type=FiniteFloatRange(min=0, min_open=True, max=MAX_PLAUSIBLE_PIXEL_SIZE_NM),
               help="Pixel size in nm (at most 10 µm, as for the files' own); fills the *_nm "
-                   "columns  [default: the file's own (TIFF, MRC, DigitalMicrograph, EMD), "
+                   "columns  [default: the file's own (TIFF, MRC, DigitalMicrograph, EMD, TIA), "
                    "as the service reads it; none for PNG].")
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for one overlay PNG per image or page.")
@@ -271,9 +271,9 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     """Measure contact angles on INPUTS: label images (PNG/TIFF: 0 background, 1 nanowire,
     2 droplet) or raw frames, which are segmented with the model first.
 
-    TIFF, MRC, DigitalMicrograph and Velox EMD files are read as the service reads them: a
-    file it refuses is named and skipped (exit status 1), and each row gets the file's pixel
-    size and acquisition time."""
+    TIFF, MRC, DigitalMicrograph, Velox EMD and TIA series files are read as the service
+    reads them: a file it refuses is named and skipped (exit status 1), and each row gets the
+    file's pixel size and acquisition time."""
     from nwwatch.options import refuse_inside_results, require_writable
     from nwwatch.segment.session import file_sha256
 

@@ -31,9 +31,11 @@ KINDS = ("insitu", "tomogram")
 OVERLAY_MODES = ("none", "flagged", "all")
 #: The names a [[watch]] table without ``patterns`` takes, per kind, in any case: TIFF, MRC
 #: as the tools of each kind name it (SerialEM's movie stacks .mrcs, reconstructions .rec
-#: from IMOD or AreTomo), and for in-situ frames Gatan's DigitalMicrograph files and Velox
-#: EMD files (their 3-D images are series in time, not tomograms: nwwatch.io.dm, .emd).
-DEFAULT_SUFFIXES = {"insitu": (".tif", ".tiff", ".mrc", ".mrcs", ".dm3", ".dm4", ".emd"),
+#: from IMOD or AreTomo), and for in-situ frames Gatan's DigitalMicrograph files, Velox EMD
+#: files and TIA series files (their 3-D images are series in time, not tomograms:
+#: nwwatch.io.dm, .emd, .ser; TIA's companion .emi file holds no image and is no input).
+DEFAULT_SUFFIXES = {"insitu": (".tif", ".tiff", ".mrc", ".mrcs", ".dm3", ".dm4", ".emd",
+                               ".ser"),
                     "tomogram": (".tif", ".tiff", ".mrc", ".rec")}
 
 

@@ -323,20 +323,21 @@ def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary) -> list[tup
 
 
 def _named_input(file: Path) -> bool:
-    """Whether a file named on the command line is an input: a TIFF, MRC, DigitalMicrograph
-    or Velox EMD file by extension or, under any other name, a TIFF by its header. What a
-    shell glob adds beside the frames (``truth.parquet``, a ``.json``) is not, and is left out
-    as a folder replay leaves it out, instead of being quarantined as a bad frame. A file
+    """Whether a file named on the command line is an input: a TIFF, MRC, DigitalMicrograph,
+    Velox EMD or TIA series file by extension or, under any other name, a TIFF by its header.
+    What a shell glob adds beside the frames (``truth.parquet``, a ``.json``) is not, and is
+    left out as a folder replay leaves it out, instead of being quarantined as a bad frame. A file
     that may not or cannot be opened (a link out of the folder, a FIFO, no permission) counts
     as an input: the input checks quarantine it with their reason."""
     from nwwatch.io import InputError, has_tiff_header
     from nwwatch.io.dm import is_dm
     from nwwatch.io.emd import is_emd
     from nwwatch.io.mrc import is_mrc
+    from nwwatch.io.ser import is_ser
     from nwwatch.service.inputs import REPLAY_LINK_REASON, check_input
 
     if (file.suffix.lower() in (".tif", ".tiff") or is_mrc(file) or is_dm(file)
-            or is_emd(file)):
+            or is_emd(file) or is_ser(file)):
         return True
     try:
         check_input(file, file.parent, link_reason=REPLAY_LINK_REASON)

@@ -63,8 +63,8 @@ class ReplaySummary:
     volume_like: list[Path] = field(default_factory=list)
     series_like: list[Path] = field(default_factory=list)
     #: Files named on the command line that are TIFF neither by extension nor by header, nor
-    #: MRC or DigitalMicrograph by extension (``truth.parquet`` beside the frames of
-    #: ``acq/*``): skipped, not counted in ``files``.
+    #: MRC, DigitalMicrograph, Velox EMD or TIA series by extension (``truth.parquet`` beside
+    #: the frames of ``acq/*``): skipped, not counted in ``files``.
     not_tiff: list[Path] = field(default_factory=list)
     #: Files the replayed folders' walk left out that nwwatch can say what to do with
     #: (:func:`nwwatch.service.watcher.scan`'s ``unread``): :attr:`other_formats` and
@@ -88,7 +88,7 @@ class ReplaySummary:
 
     @property
     def other_formats(self) -> list[Path]:
-        """Files of a microscope format nwwatch does not read (tilt series, TIA SER: by
+        """Files of a microscope format nwwatch does not read (tilt series, videos: by
         suffix) in the replayed folders."""
         return [p for p in self.left_out if not self._read_by_nwwatch(p)]
 
@@ -185,8 +185,8 @@ class ReplaySummary:
         if self.not_tiff:
             n = len(self.not_tiff)
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, neither TIFF (by "
-                       f"extension or header) nor MRC, DigitalMicrograph or Velox EMD (by "
-                       f"extension): "
+                       f"extension or header) nor MRC, DigitalMicrograph, Velox EMD or TIA "
+                       f"series (by extension): "
                        f"{_first(p.name for p in self.not_tiff)}"
                        f"{_hint_of(self.not_tiff)}")
         if self.unlisted:
@@ -202,8 +202,8 @@ class ReplaySummary:
             # one FILE named: "no input files in FILE (patterns …, searched recursively)"
             # described a folder
             out.append(f"replay found no input files: {self.input_path} is neither a TIFF "
-                       "(by extension or header) nor an MRC, DigitalMicrograph or Velox EMD "
-                       "file (by extension)")
+                       "(by extension or header) nor an MRC, DigitalMicrograph, Velox EMD "
+                       "or TIA series file (by extension)")
         elif self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
             other = "".join(f"; it holds {clause}" for clause in self._left_out_clauses())

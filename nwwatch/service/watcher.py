@@ -73,10 +73,10 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
     """Every input file currently in the folder (hidden folders skipped), in sorted order.
 
     ``unread``, when given, collects the files the patterns leave out that are of a
-    microscope format nwwatch does not read (tilt series, TIA SER, videos:
-    :func:`nwwatch.io.conversion_hint`), MRC, DigitalMicrograph or Velox EMD files
-    (:func:`unread_hint`; hidden names skipped) and have no input file of the same stem
-    beside them (a ``.ser`` saved with its TIFF export is left out on purpose). ``unlisted``:
+    microscope format nwwatch does not read (tilt series, videos:
+    :func:`nwwatch.io.conversion_hint`), MRC, DigitalMicrograph, Velox EMD or TIA series
+    files (:func:`unread_hint`; hidden names skipped) and have no input file of the same
+    stem beside them (a video saved with its TIFF export is left out on purpose). ``unlisted``:
     called with the error of each folder that cannot be listed (no permission: a run folder
     of another user with mode 0700), whose files are then not yielded; None: such an error is
     raised. ``linked``: called with each symbolic link to a folder met by a recursive scan
@@ -116,20 +116,22 @@ def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
     """What to do with a file a watch of ``kind`` leaves out, judged by its suffix: for one
     the other kind's default names take (:func:`nwwatch.service.config.other_kind_reading`),
     that kind; for a microscope format nwwatch does not read,
-    :func:`nwwatch.io.conversion_hint`; for another MRC, DigitalMicrograph or Velox EMD file
-    (read, but not under this watch's names), the pattern that takes it; "" for any other
-    name."""
+    :func:`nwwatch.io.conversion_hint`; for another MRC, DigitalMicrograph, Velox EMD or TIA
+    series file (read, but not under this watch's names), the pattern that takes it; "" for
+    any other name (TIA's companion ``.emi`` among them: it holds no image)."""
     from nwwatch.io import conversion_hint
     from nwwatch.io.dm import is_dm
     from nwwatch.io.emd import is_emd
     from nwwatch.io.mrc import is_mrc
+    from nwwatch.io.ser import is_ser
 
     suffix = Path(name).suffix.lower()
     other = other_kind_reading(suffix, kind)
     if other is not None:
         return f'{READ_AS[other]}: watch or replay it as kind "{other}"'
     what = ("an MRC file" if is_mrc(name) else "a DigitalMicrograph file" if is_dm(name)
-            else "a Velox EMD file" if is_emd(name) else "")
+            else "a Velox EMD file" if is_emd(name)
+            else "a TIA series file" if is_ser(name) else "")
     if not what:
         return conversion_hint(name)
     return (f"{what} whose name this watch does not take: add its pattern (e.g. "

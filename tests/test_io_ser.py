@@ -1,0 +1,424 @@
+"""TIA series files (nwwatch.io.ser), written by this module's own small writer of the format
+as TIA lays it out (header, dimension array, both offset arrays in full, then each element's
+data followed by its tag), read through the same readers as TIFF: pixel types, calibration,
+both series versions, time tags, series with fewer valid than total elements, incomplete and
+bad files, and an in-situ replay of a .ser giving the rows of its TIFF twin.
+
+The writer follows FEI's description of the TIA series file: little-endian; offsets 4 bytes
+in SeriesVersion 0x0210, 8 bytes in 0x0220; a 2-D element is its x and y calibration (offset,
+delta in metres, element), DataType, ArraySizeX, ArraySizeY and the pixels, x fastest, the
+bottom row first; a tag is TagTypeID (4 bytes), the time (seconds since 1970) and, for
+0x4142, the stage position."""
+
+from __future__ import annotations
+
+import os
+import struct
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+from servicekit import model, paint_insitu
+
+from nwwatch.io import (
+    AnisotropicPixelsError,
+    EmptyFileError,
+    ImageTooLargeError,
+    InputError,
+    TruncatedTiffError,
+    UnsupportedDtypeError,
+    UnsupportedLayoutError,
+    inspect_tiff,
+    read_frames,
+    read_volume,
+)
+
+# --- a writer of the series format ----------------------------------------------------------
+
+_TYPES = {1: "<u1", 2: "<u2", 3: "<u4", 4: "<i1", 5: "<i2", 6: "<i4", 7: "<f4", 8: "<f8",
+          9: "<c8", 10: "<c16"}
+_WHEN = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def _dimension(size: int, description: str = "Number", units: str = "") -> bytes:
+    return (struct.pack("<iddi", size, 0.0, 1.0, 0)
+            + struct.pack("<i", len(description)) + description.encode()
+            + struct.pack("<i", len(units)) + units.encode())
+
+
+def ser_bytes(frames: list[np.ndarray], datatype: int = 2, *, version: int = 0x0220,
+              delta_m: tuple[float, float] = (0.5e-9, 0.5e-9), times: list[int] | None = None,
+              total: int | None = None, tag_type: int = 0x4152, data_type_id: int = 0x4122,
+              dims: list[bytes] | None = None) -> bytes:
+    """A series of ``frames`` (rows top first, as shown), DataType ``datatype``; ``total``
+    elements declared (default: as many as frames, all valid); ``times`` seconds since 1970
+    per frame (default: one a second from 2024-03-01 12:00 UTC)."""
+    width = 4 if version == 0x0210 else 8
+    offset = "<i" if width == 4 else "<q"
+    total = len(frames) if total is None else total
+    times = times if times is not None else [int(_WHEN.timestamp()) + i
+                                             for i in range(len(frames))]
+    dims = dims if dims is not None else [_dimension(total)]
+    head_size = 26 + width + sum(len(d) for d in dims)
+    array_at = head_size
+    body_at = array_at + 2 * total * width
+    body, data_at, tags_at = b"", [], []
+    for frame, seconds in zip(frames, times, strict=True):
+        if data_type_id == 0x4122:
+            height, cols = frame.shape
+            element = struct.pack("<ddiddihii", -1e-7, delta_m[0], 0, -1e-7, delta_m[1], 0,
+                                  datatype, cols, height)
+            pixels = np.ascontiguousarray(frame[::-1]).astype(_TYPES[datatype]).tobytes()
+        else:  # a spectrum
+            element = struct.pack("<ddihi", 100.0, 0.2, 0, datatype, frame.size)
+            pixels = frame.astype(_TYPES[datatype]).tobytes()
+        data_at.append(body_at + len(body))
+        body += element + pixels
+        tags_at.append(body_at + len(body))
+        tag = struct.pack("<ii", tag_type, seconds)
+        if tag_type == 0x4142:
+            tag += struct.pack("<dd", 1e-6, -2e-6)
+        body += tag
+    pad = [0] * (total - len(frames))
+    head = (struct.pack("<HHHiiii", 0x4949, 0x0197, version, data_type_id, tag_type, total,
+                        len(frames))
+            + struct.pack(offset, array_at) + struct.pack("<i", len(dims)) + b"".join(dims))
+    arrays = b"".join(struct.pack(offset, v) for v in data_at + pad + tags_at + pad)
+    return head + arrays + body
+
+
+def ser_file(path: Path, frames: list[np.ndarray], datatype: int = 2, **kwargs) -> Path:
+    path.write_bytes(ser_bytes(frames, datatype, **kwargs))
+    return path
+
+
+def _frames(n: int = 2, shape: tuple[int, int] = (5, 6), dtype=np.uint16) -> list[np.ndarray]:
+    return [(np.arange(shape[0] * shape[1]).reshape(shape) + 7 * i).astype(dtype)
+            for i in range(n)]
+
+
+# --- pixels ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [0x0210, 0x0220])
+@pytest.mark.parametrize(("datatype", "returned"), [
+    (1, np.uint8), (2, np.uint16), (3, np.float32), (4, np.int16), (5, np.int16),
+    (6, np.float32), (7, np.float32), (8, np.float32)])
+def test_every_grey_pixel_type_reads_back_its_values_in_both_versions(tmp_path, version,
+                                                                      datatype, returned):
+    values = np.array([[0, 1, 2, 3], [4, 5, 6, 100], [7, 8, 9, 120]])
+    if datatype in (4, 5, 6, 7, 8):
+        values = values - 60  # signed
+    stored = np.dtype(_TYPES[datatype])
+    frames = [values.astype(stored), (values[::-1] + 1).astype(stored)]
+    path = ser_file(tmp_path / "s_1.ser", frames, datatype, version=version)
+    info = inspect_tiff(path)
+    assert (info.layout, info.axes, info.shape, info.dtype) == ("ser", "IYX", (2, 3, 4),
+                                                                 np.dtype(returned))
+    read = read_frames(path)
+    assert [f.index for f in read] == [0, 1]
+    for frame, expected in zip(read, frames, strict=True):
+        assert frame.image.dtype == returned and frame.image.flags.c_contiguous
+        np.testing.assert_array_equal(frame.image, expected.astype(returned))
+        assert frame.source == path
+
+
+def test_rows_are_returned_top_row_first_as_tia_shows_them(tmp_path):
+    # TIA stores the bottom row first (its y axis points up)
+    image = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    raw = ser_bytes([image])
+    pixels_at = raw.index(image[-1].tobytes())
+    assert raw[pixels_at:pixels_at + 24] == image[::-1].tobytes()  # as stored
+    path = tmp_path / "one.ser"
+    path.write_bytes(raw)
+    (frame,) = read_frames(path)
+    np.testing.assert_array_equal(frame.image, image)
+    assert inspect_tiff(path).axes == "YX"
+
+
+@pytest.mark.parametrize(("datatype", "what"), [(9, "complex"), (10, "complex"),
+                                                (11, "unknown")])
+def test_complex_and_unknown_pixel_types_are_refused_naming_the_file_and_type(tmp_path,
+                                                                              datatype, what):
+    frames = [np.ones((3, 3), np.complex64)] if datatype != 11 else [np.ones((3, 3))]
+    raw = ser_bytes(frames, 9 if datatype != 11 else 1)
+    if datatype != 9:  # the DataType field of the first element
+        at = raw.index(struct.pack("<hii", 9 if datatype == 10 else 1, 3, 3))
+        raw = raw[:at] + struct.pack("<h", datatype) + raw[at + 2:]
+    path = tmp_path / "c.ser"
+    path.write_bytes(raw)
+    for check in (inspect_tiff, read_frames):
+        with pytest.raises(UnsupportedDtypeError, match=rf"c.ser: .*DataType {datatype} "
+                                                        rf"\({what}"):
+            check(path)
+
+
+# --- calibration ----------------------------------------------------------------------------
+
+
+def test_the_pixel_size_is_the_calibration_delta_in_nm(tmp_path):
+    path = ser_file(tmp_path / "a.ser", _frames(), delta_m=(2.5e-9, -2.5e-9))
+    assert [f.pixel_size_nm for f in read_frames(path)] == [2.5, 2.5]
+
+
+def test_a_diffraction_calibration_is_ignored_with_a_warning(tmp_path):
+    # reciprocal metres in the same fields (the unit is only in the .emi): implausible as nm
+    from structlog.testing import capture_logs
+
+    path = ser_file(tmp_path / "dp.ser", _frames(3), delta_m=(1.0157e8, 1.0157e8))
+    with capture_logs() as logs:
+        inspect_tiff(path)
+    assert logs == []  # the structural check reads no metadata and warns of none
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert [f.pixel_size_nm for f in frames] == [None] * 3
+    # one warning per axis for the file, not per frame
+    assert sorted((e["event"], e["axis"]) for e in logs) == [
+        ("io.pixel_size_ignored", "x"), ("io.pixel_size_ignored", "y")]
+    assert all(e["source"] == "ser" for e in logs)
+
+
+def test_different_x_and_y_pixel_sizes_are_refused(tmp_path):
+    path = ser_file(tmp_path / "aniso.ser", _frames(), delta_m=(1e-9, 2e-9))
+    with pytest.raises(AnisotropicPixelsError, match="aniso.ser: pixel size x 1 nm differs"):
+        read_frames(path)
+
+
+# --- times ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tag_type", [0x4152, 0x4142])
+def test_each_frame_gets_its_tag_time_and_frames_of_one_second_share_it(tmp_path, tag_type):
+    start = int(_WHEN.timestamp())
+    times = [start, start, start + 1, start + 1, start + 3]
+    path = ser_file(tmp_path / "t.ser", _frames(5), times=times, tag_type=tag_type)
+    frames = read_frames(path)
+    assert [f.acquired_at for f in frames] == [_WHEN + timedelta(seconds=s - start)
+                                               for s in times]
+    assert {f.acquired_at_source for f in frames} == {"metadata"}
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4]  # the order within a second
+
+
+def test_an_unset_time_tag_gives_every_frame_the_mtime(tmp_path):
+    from structlog.testing import capture_logs
+
+    path = ser_file(tmp_path / "t0.ser", _frames(3), times=[int(_WHEN.timestamp()), 0, 0])
+    mtime = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    os.utime(path, (mtime.timestamp(), mtime.timestamp()))
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert [(f.acquired_at, f.acquired_at_source) for f in frames] == [(mtime, "mtime")] * 3
+    assert [e["event"] for e in logs] == ["io.times_ignored"]
+    assert "before 1990" in logs[0]["reason"]
+
+
+def test_a_tag_of_another_type_than_the_header_declares_gives_the_mtime(tmp_path):
+    raw = bytearray(ser_bytes(_frames(2)))
+    at = raw.rindex(struct.pack("<i", 0x4152))  # the last tag
+    raw[at:at + 4] = struct.pack("<i", 0x4142)
+    path = tmp_path / "mixed.ser"
+    path.write_bytes(bytes(raw))
+    assert {f.acquired_at_source for f in read_frames(path)} == {"mtime"}
+
+
+# --- valid and total elements ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [0x0210, 0x0220])
+def test_a_series_of_fewer_valid_than_total_elements_reads_the_valid_ones(tmp_path, version):
+    # a series stopped early (or read while recording) declares all its elements
+    frames = _frames(3)
+    path = ser_file(tmp_path / "early.ser", frames, total=200, version=version)
+    info = inspect_tiff(path)
+    assert (info.n_pages, info.shape) == (3, (3, 5, 6))
+    read = read_frames(path)
+    assert len(read) == 3
+    np.testing.assert_array_equal(read[2].image, frames[2])
+
+
+def test_a_series_with_no_valid_element_yet_is_being_written(tmp_path):
+    path = ser_file(tmp_path / "none.ser", [], total=10)
+    with pytest.raises(TruncatedTiffError, match="none.ser: .*none of its 10 elements yet"):
+        inspect_tiff(path)
+
+
+# --- incomplete and bad files ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [0x0210, 0x0220])
+def test_a_file_being_written_is_truncated_at_every_cut(tmp_path, version):
+    # the service keeps a file that fails its structural check as a candidate until its size
+    # settles: every cut must be an InputError saying so, never a partial series
+    full = ser_bytes(_frames(2, (3, 4), np.uint8), 1, version=version,
+                     tag_type=0x4142, total=3)
+    path = tmp_path / "part.ser"
+    for cut in range(1, len(full)):
+        path.write_bytes(full[:cut])
+        with pytest.raises(TruncatedTiffError, match=r"part.ser: TIA series .*cut short"):
+            inspect_tiff(path)
+        with pytest.raises(TruncatedTiffError):
+            read_frames(path)
+    path.write_bytes(b"")
+    with pytest.raises(EmptyFileError, match="part.ser"):
+        read_frames(path)
+    path.write_bytes(full)
+    assert len(read_frames(path)) == 2
+
+
+def _patched(raw: bytes, at: int, value: bytes) -> bytes:
+    return raw[:at] + value + raw[at + len(value):]
+
+
+def test_corrupt_headers_are_refused_naming_the_file_and_what_is_wrong(tmp_path):
+    raw = ser_bytes(_frames(2), version=0x0210)
+    array_at = 30 + len(_dimension(2))
+    cases = {
+        "tiff.ser": (b"II*\0" + raw[4:], "not a TIA series file: its first bytes are 49 49 2a"),
+        "version.ser": (_patched(raw, 4, struct.pack("<H", 0x0300)), "SeriesVersion 0x0300"),
+        "datatype.ser": (_patched(raw, 6, struct.pack("<i", 0x4121)), "DataTypeID 0x4121"),
+        "tagtype.ser": (_patched(raw, 10, struct.pack("<i", 7)), "TagTypeID 0x7"),
+        "valid.ser": (_patched(raw, 18, struct.pack("<i", 3)), "3 valid of 2 elements"),
+        "nototal.ser": (_patched(raw, 14, struct.pack("<ii", 0, 0)), "0 valid of 0"),
+        "dims.ser": (_patched(raw, 26, struct.pack("<i", 10**6)), "1000000 dimensions"),
+        "nodims.ser": (_patched(raw, 26, struct.pack("<i", 0)), "0 dimensions"),
+        "description.ser": (_patched(raw, 30 + 24, struct.pack("<i", 2**30)),
+                            "description of 1073741824 bytes"),
+        "arrays.ser": (_patched(raw, 22, struct.pack("<i", 8)), "OffsetArrayOffset 8 before"),
+        "element.ser": (_patched(raw, array_at, struct.pack("<i", 4)), "element 0 at byte 4"),
+        "tag.ser": (_patched(raw, array_at + 8, struct.pack("<i", -5)), "tag 0 at byte -5"),
+    }
+    for name, (data, reason) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(TruncatedTiffError, match=rf"{name}: .*{reason}"):
+            inspect_tiff(path)
+
+
+def test_absurd_declared_sizes_are_refused_before_anything_is_allocated(tmp_path):
+    raw = ser_bytes(_frames(1, (3, 4)), version=0x0220)
+    at = raw.index(struct.pack("<hii", 2, 4, 3))
+    huge = tmp_path / "huge.ser"
+    huge.write_bytes(_patched(raw, at + 2, struct.pack("<ii", 2**20, 2**20)))
+    with pytest.raises(ImageTooLargeError, match="huge.ser: declares 1048576 x 1048576"):
+        read_frames(huge)
+    many = tmp_path / "many.ser"  # an element count no file holds: arrays past the end
+    many.write_bytes(_patched(raw, 14, struct.pack("<ii", 2**31 - 1, 1)))
+    with pytest.raises(TruncatedTiffError, match="many.ser: TIA series offset arrays"):
+        read_frames(many)
+    far = tmp_path / "far.ser"  # offset arrays past the end
+    far.write_bytes(_patched(raw, 22, struct.pack("<q", 2**62)))
+    with pytest.raises(TruncatedTiffError, match="far.ser: TIA series offset arrays"):
+        read_frames(far)
+
+
+def test_spectra_scans_profiles_and_mixed_elements_are_refused(tmp_path):
+    spectra = [np.arange(1024, dtype=np.float32)] * 2
+    cases = {
+        "spectrum.ser": (ser_bytes(spectra, 7, data_type_id=0x4120, tag_type=0x4142),
+                         r"TIA spectra \(DataTypeID 0x4120"),
+        "grid.ser": (ser_bytes(_frames(4), tag_type=0x4142,
+                               dims=[_dimension(2, "Position", "meters")] * 2),
+                     r"2 dimensions \(2 x 2 images: a scan grid"),
+        "line.ser": (ser_bytes(_frames(3), tag_type=0x4142,
+                               dims=[_dimension(3, "Position", "meters")]),
+                     "images at 3 positions .*line scan"),
+        "profile.ser": (ser_bytes([np.ones((1, 64), np.uint16)]), "64 x 1 px .*profile"),
+        "mixed.ser": (ser_bytes([np.ones((4, 4), np.uint16), np.ones((4, 5), np.uint16)]),
+                      "element 0 is 4 x 4 px of DataType 2, element 1 5 x 4 px"),
+    }
+    raw = ser_bytes(_frames(2))  # the second element's DataType changed to uint8
+    second = raw.rindex(struct.pack("<hii", 2, 6, 5))
+    cases["types.ser"] = (_patched(raw, second, struct.pack("<h", 1)),
+                          "element 1 6 x 5 px of DataType 1")
+    for name, (data, reason) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(UnsupportedLayoutError, match=rf"{name}: .*{reason}"):
+            read_frames(path)
+
+
+def test_read_volume_refuses_a_series_as_in_situ_frames(tmp_path):
+    path = ser_file(tmp_path / "v.ser", _frames(3))
+    with pytest.raises(UnsupportedLayoutError,
+                       match=r'v.ser: a TIA series file \(a series of 3 images\).*image series, '
+                             r'not tomograms.*kind "insitu"'):
+        read_volume(path)
+
+
+def test_damaged_files_raise_input_errors_only(tmp_path):
+    # a few random bytes changed, and the file cut short: the service quarantines (or waits
+    # for) an InputError; any other exception would stop the batch
+    src = ser_bytes(_frames(3, (5, 6)), 2, version=0x0210, total=4, tag_type=0x4142)
+    rng = np.random.default_rng(5)
+    path = tmp_path / "damaged.ser"
+    for i in range(500):
+        damaged = bytearray(src)
+        for _ in range(rng.integers(1, 4)):
+            damaged[rng.integers(len(damaged))] = rng.integers(256)
+        path.write_bytes(bytes(damaged[:rng.integers(len(damaged))] if i % 4 == 0
+                               else damaged))
+        try:
+            frames = read_frames(path)
+        except InputError as exc:
+            assert exc.path == path
+        else:
+            assert frames and all(f.image.ndim == 2 for f in frames)
+
+
+# --- the service ----------------------------------------------------------------------------
+
+
+def test_default_patterns_take_ser_for_in_situ_frames_and_never_the_emi(tmp_path):
+    from nwwatch.io import conversion_hint
+    from nwwatch.service.replay import list_inputs
+    from nwwatch.service.watcher import unread_hint
+
+    for name in ("a.tif", "run.emi", "run_1.ser", "b.SER"):
+        (tmp_path / name).write_bytes(b"")
+    left: list[Path] = []
+    assert [p.name for p in list_inputs(tmp_path, "insitu", unread=left)] == [
+        "a.tif", "b.SER", "run_1.ser"]
+    assert left == []  # the .emi companion holds no image: no input, not reported
+    assert [p.name for p in list_inputs(tmp_path, "tomogram", unread=left)] == ["a.tif"]
+    assert [p.name for p in left] == ["b.SER", "run_1.ser"]
+    assert 'kind "insitu"' in unread_hint("run_1.ser", "tomogram")
+    assert unread_hint("x.ser", "insitu").startswith("a TIA series file whose name")
+    assert conversion_hint("x.ser") == "" and unread_hint("run.emi", "insitu") == ""
+
+
+def test_a_ser_series_replays_to_the_rows_of_its_tiff_twins(tmp_path):
+    from nwwatch.io import write_frame_tiff
+    from nwwatch.service import replay
+
+    onnx = model(tmp_path)
+    images = [paint_insitu(100.0, size=64), paint_insitu(120.0, size=64)]
+    start = int(_WHEN.timestamp())
+    acq_tif, acq_ser = tmp_path / "acq-tif", tmp_path / "acq-ser"
+    acq_tif.mkdir()
+    acq_ser.mkdir()
+    for i, img in enumerate(images):
+        write_frame_tiff(acq_tif / f"frame{i}.tif", img, pixel_size_nm=0.25,
+                         acquired_at=_WHEN + timedelta(seconds=i))
+    ser_file(acq_ser / "run_1.ser", images, 1, delta_m=(0.25e-9, 0.25e-9),
+             times=[start, start + 1])
+    (acq_ser / "run.emi").write_bytes(b"\0" * 64)
+    rows = {}
+    for acq in (acq_tif, acq_ser):
+        summary = replay(acq, tmp_path / f"out-{acq.name}", kind="insitu", model=onnx)
+        assert (summary.done, summary.quarantined, summary.exit_status) == (
+            2 if acq is acq_tif else 1, 0, 0)
+        assert not any("left out" in line for line in summary.lines())
+        table = ds.dataset(tmp_path / f"out-{acq.name}" / "frames", format="parquet")
+        rows[acq.name] = sorted(table.to_table().to_pylist(), key=lambda r: r["acquired_at"])
+    differ = {"source", "source_sha256", "mask_path", "batch_id", "processed_at", "file_mtime",
+              "file_size_bytes", "acquisition", "detected_at", "frame"}
+    assert len(rows["acq-ser"]) == 2
+    for tif, ser in zip(rows["acq-tif"], rows["acq-ser"], strict=True):
+        same = {k: v for k, v in tif.items() if k not in differ and not k.endswith(("_s", "_ms"))}
+        assert same == {k: ser[k] for k in same}
+        assert ser["source"] == str(acq_ser / "run_1.ser")
+        assert ser["pixel_size_nm"] == 0.25 and ser["acquired_at_source"] == "metadata"
+        assert np.isfinite(ser["contact_angle_deg"])
+    assert [r["acquired_at"] for r in rows["acq-ser"]] == [_WHEN, _WHEN + timedelta(seconds=1)]
