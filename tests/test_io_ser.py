@@ -380,7 +380,7 @@ def test_default_patterns_take_ser_for_in_situ_frames_and_never_the_emi(tmp_path
     left: list[Path] = []
     assert [p.name for p in list_inputs(tmp_path, "insitu", unread=left)] == [
         "a.tif", "b.SER", "run_1.ser"]
-    assert left == []  # the .emi companion holds no image: no input, not reported
+    assert left == []  # the .emi companion (metadata): no input, not reported
     assert [p.name for p in list_inputs(tmp_path, "tomogram", unread=left)] == ["a.tif"]
     assert [p.name for p in left] == ["b.SER", "run_1.ser"]
     assert 'kind "insitu"' in unread_hint("run_1.ser", "tomogram")

@@ -33,7 +33,7 @@ OVERLAY_MODES = ("none", "flagged", "all")
 #: as the tools of each kind name it (SerialEM's movie stacks .mrcs, reconstructions .rec
 #: from IMOD or AreTomo), and for in-situ frames Gatan's DigitalMicrograph files, Velox EMD
 #: files and TIA series files (their 3-D images are series in time, not tomograms:
-#: nwwatch.io.dm, .emd, .ser; TIA's companion .emi file holds no image and is no input).
+#: nwwatch.io.dm, .emd, .ser; TIA's companion .emi, its metadata, is no input).
 DEFAULT_SUFFIXES = {"insitu": (".tif", ".tiff", ".mrc", ".mrcs", ".dm3", ".dm4", ".emd",
                                ".ser"),
                     "tomogram": (".tif", ".tiff", ".mrc", ".rec")}

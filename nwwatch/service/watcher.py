@@ -118,7 +118,7 @@ def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
     that kind; for a microscope format nwwatch does not read,
     :func:`nwwatch.io.conversion_hint`; for another MRC, DigitalMicrograph, Velox EMD or TIA
     series file (read, but not under this watch's names), the pattern that takes it; "" for
-    any other name (TIA's companion ``.emi`` among them: it holds no image)."""
+    any other name (TIA's companion ``.emi`` among them: the series' metadata, not read)."""
     from nwwatch.io import conversion_hint
     from nwwatch.io.dm import is_dm
     from nwwatch.io.emd import is_emd
