@@ -90,7 +90,15 @@ class ReplaySummary:
     def other_formats(self) -> list[Path]:
         """Files of a microscope format nwwatch does not read (tilt series, videos: by
         suffix) in the replayed folders."""
-        return [p for p in self.left_out if not self._read_by_nwwatch(p)]
+        return [p for p in self.left_out if not self._read_by_nwwatch(p)
+                and p not in self.exports]
+
+    @property
+    def exports(self) -> list[Path]:
+        """TIFFs left out as exports of a DigitalMicrograph, Velox EMD or TIA file of the
+        same stem beside them (:func:`nwwatch.service.watcher.original_beside`), which is
+        read instead."""
+        return [p for p in self.left_out if p.suffix.lower() in (".tif", ".tiff")]
 
     @property
     def of_other_names(self) -> list[Path]:
@@ -117,6 +125,15 @@ class ReplaySummary:
                            f"({names}){_hint_of(self.other_formats)}")
         if self.of_other_names:
             clauses.append(self._other_names())
+        if self.exports:
+            n = len(self.exports)
+            many = n > 1
+            names = _first(p.name for p in self.exports)
+            clauses.append(f"{n} TIFF export{'s' if many else ''} of the "
+                           f"file{'s' if many else ''} of the same name beside "
+                           f"{'them' if many else 'it'} ({names}): the "
+                           f"original{'s are' if many else ' is'} read, with "
+                           f"{'their' if many else 'its'} metadata")
         return clauses
 
     @property

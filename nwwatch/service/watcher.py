@@ -118,7 +118,8 @@ def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
     that kind; for a microscope format nwwatch does not read,
     :func:`nwwatch.io.conversion_hint`; for another MRC, DigitalMicrograph, Velox EMD or TIA
     series file (read, but not under this watch's names), the pattern that takes it; "" for
-    any other name (TIA's companion ``.emi`` among them: the series' metadata, not read)."""
+    any other name (TIA's companion ``.emi`` among them: the series' metadata, not read). A
+    TIFF beside an original of its stem (:func:`original_beside`): that it is an export."""
     from nwwatch.io import conversion_hint
     from nwwatch.io.dm import is_dm
     from nwwatch.io.emd import is_emd
@@ -126,6 +127,8 @@ def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
     from nwwatch.io.ser import is_ser
 
     suffix = Path(name).suffix.lower()
+    if suffix in _TIFF_SUFFIXES:
+        return _export_hint(Path(name))
     other = other_kind_reading(suffix, kind)
     if other is not None:
         return f'{READ_AS[other]}: watch or replay it as kind "{other}"'
@@ -138,16 +141,56 @@ def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
             f'"*{suffix}") to the watch\'s patterns, or name the file to nwwatch replay')
 
 
+#: Files the acquisition software writes itself (DigitalMicrograph, Velox, TIA): a TIFF of the
+#: same stem beside one of them is an export of the same frames ("Save Display As"), not a
+#: second acquisition.
+ORIGINAL_SUFFIXES = (".dm3", ".dm4", ".emd", ".ser")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def original_beside(path: str | os.PathLike[str], watch: WatchConfig) -> Path | None:
+    """The original that a TIFF ``path`` is an export of: a file of the same stem and an
+    :data:`ORIGINAL_SUFFIXES` suffix (lower or upper case) in its folder that ``watch`` takes
+    as an input; None for any other file. Such a TIFF is left out, so a frame saved in both
+    forms gives one row, with the original's metadata."""
+    path = Path(path)
+    if path.suffix.lower() not in _TIFF_SUFFIXES:
+        return None
+    for suffix in ORIGINAL_SUFFIXES:
+        for variant in (suffix, suffix.upper()):
+            original = path.with_suffix(variant)
+            if matches(original.name, watch) and original.is_file():
+                return original
+    return None
+
+
+def _export_hint(path: Path) -> str:
+    """What to do with a TIFF left out as the export of an original beside it ("" when no
+    original of its stem lies there)."""
+    originals = [path.with_suffix(v) for s in ORIGINAL_SUFFIXES for v in (s, s.upper())]
+    found = next((o for o in originals if o.is_file()), None)
+    if found is None:
+        return ""
+    return (f"a TIFF export of {found.name} beside it: the original is read, with its "
+            "metadata (to read the TIFFs instead, give patterns that leave the original's "
+            "suffix out)")
+
+
 def _folder(folder: Path, names: list[str], watch: WatchConfig,
             unread: list[Path] | None) -> Iterator[Path]:
     """The input files among ``names`` (files of ``folder``, sorted); see :func:`scan`."""
     inputs = [name for name in names if matches(name, watch)]
-    yield from (folder / name for name in inputs)
+    originals = {os.path.splitext(name)[0] for name in inputs
+                 if os.path.splitext(name)[1].lower() in ORIGINAL_SUFFIXES}
+    exports = [name for name in inputs if os.path.splitext(name)[0] in originals
+               and os.path.splitext(name)[1].lower() in _TIFF_SUFFIXES]
+    yield from (folder / name for name in inputs if name not in exports)
     if unread is not None:
         stems = {Path(name).stem for name in inputs}
         unread += [folder / name for name in names
-                   if not name.startswith(".") and unread_hint(name, watch.kind)
+                   if not name.startswith(".") and unread_hint(folder / name, watch.kind)
                    and Path(name).stem not in stems and not matches(name, watch)]
+        unread += [folder / name for name in exports]
 
 
 class _Handler(FileSystemEventHandler):
@@ -166,7 +209,10 @@ class _Handler(FileSystemEventHandler):
             return None
         if not self.watch.recursive and len(parts) > 1:
             return None
-        return self.watch.path / rel if matches(parts[-1], self.watch) else None
+        if not matches(parts[-1], self.watch):
+            return None
+        path = self.watch.path / rel
+        return None if original_beside(path, self.watch) is not None else path
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:

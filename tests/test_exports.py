@@ -1,0 +1,88 @@
+"""A TIFF beside a DigitalMicrograph, Velox EMD or TIA file of the same stem is that file's
+export (GMS "Save Display As", a batch export): the service and replay read the original,
+with its own times and calibration, and leave the TIFF out, so a frame saved in both forms
+gives one row, not two (the TIFF's timed by its mtime, which stretched the dashboard's time
+axis)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.dataset as ds
+from servicekit import DaemonProcess, model, paint_insitu, wait_rows, write_config
+from test_io_dm import databar, dm_file, filetime, nm_calibration
+
+from nwwatch.io import write_frame_tiff
+from nwwatch.service import replay
+from nwwatch.service.config import WatchConfig
+from nwwatch.service.watcher import _Handler, original_beside, scan, unread_hint
+
+WHEN = datetime(2025, 6, 1, 9, 30, 15, 250000, tzinfo=UTC)
+
+
+def _pair(folder: Path, stem: str, angle_deg: float, dm_suffix: str = ".dm4") -> None:
+    img = paint_insitu(angle_deg, size=64)
+    dm_file(folder / f"{stem}{dm_suffix}", img, 6, calibration=nm_calibration(0.5),
+            tags=databar(filetime(WHEN)))
+    write_frame_tiff(folder / f"{stem}.tif", img, pixel_size_nm=0.5)
+
+
+def test_a_scan_reads_the_original_and_names_its_tiff_export(tmp_path):
+    _pair(tmp_path, "a", 110.0)
+    _pair(tmp_path, "b", 112.0, dm_suffix=".DM4")
+    write_frame_tiff(tmp_path / "c.tif", paint_insitu(114.0, size=64))  # no original
+    unread: list[Path] = []
+    watch = WatchConfig(path=tmp_path, kind="insitu")
+    assert [p.name for p in scan(watch, unread)] == ["a.dm4", "b.DM4", "c.tif"]
+    assert [p.name for p in unread] == ["a.tif", "b.tif"]
+    assert unread_hint(tmp_path / "a.tif", "insitu").startswith(
+        "a TIFF export of a.dm4 beside it: the original is read")
+    assert original_beside(tmp_path / "b.tif", watch) == tmp_path / "b.DM4"
+    assert original_beside(tmp_path / "c.tif", watch) is None
+    # patterns that leave the originals out read the TIFFs
+    tiffs = WatchConfig(path=tmp_path, kind="insitu", patterns=("*.tif",))
+    assert [p.name for p in scan(tiffs)] == ["a.tif", "b.tif", "c.tif"]
+    assert original_beside(tmp_path / "a.tif", tiffs) is None
+    # the observer's events: the export is not the watch's, the original and a lone TIFF are
+    handler = _Handler(watch, lambda path, closed: None, lambda path: None)
+    assert handler._ours(str(tmp_path / "a.tif")) is None
+    assert handler._ours(str(tmp_path / "a.dm4")) == tmp_path / "a.dm4"
+    assert handler._ours(str(tmp_path / "c.tif")) == tmp_path / "c.tif"
+
+
+def test_replay_gives_one_row_a_frame_saved_in_both_forms(tmp_path):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    _pair(acq, "frame_0000", 110.0)
+    s = replay(acq, tmp_path / "out", kind="insitu", model=model(tmp_path))
+    assert (s.files, s.done, s.exit_status) == (1, 1, 0)
+    (row,) = ds.dataset(tmp_path / "out" / "frames", format="parquet").to_table().to_pylist()
+    assert row["source"] == str(acq / "frame_0000.dm4")
+    assert abs(row["acquired_at"] - WHEN) < timedelta(microseconds=5)
+    (note,) = [line for line in s.lines() if line.startswith("note: left out of this replay")]
+    assert ("1 TIFF export of the file of the same name beside it (frame_0000.tif): the "
+            "original is read, with its metadata") in note, note
+
+
+def test_the_service_measures_a_frame_saved_with_its_tiff_export_once(tmp_path):
+    acq, res = tmp_path / "in", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=1.0,
+                       batch_size=1, latency_ms=50)
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        _pair(acq, "frame_0000", 110.0)  # the original first, its export a moment later
+        wait_rows(res, 1, timeout=60, proc=daemon)
+        time.sleep(3.0)  # the export's events and a settle period: a second row by now
+        code, _ = daemon.terminate(timeout=30)
+        assert code == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    processed = [e for e in daemon.events() if e.get("event") == "file_processed"]
+    assert [e["source"] for e in processed] == [str(acq / "frame_0000.dm4")], processed
+    (row,) = ds.dataset(res / "frames", format="parquet").to_table().to_pylist()
+    assert row["source"] == str(acq / "frame_0000.dm4")
