@@ -37,3 +37,19 @@ def acquisition_of(source: str) -> str:
             return folder
         top = os.path.dirname(top)
     return top
+
+
+def acquisition_named(folder: str) -> str:
+    """The acquisition a folder names when a person gives it (``compact --acquisition``):
+    the folder itself, or for a folder of a Gatan In-Situ recording's time tree (``Hour_NN``,
+    ``Hour_NN/Minute_NN`` or ``Hour_NN/Minute_NN/Second_NN``), the recording's folder, as
+    :func:`acquisition_of` names it for the files there."""
+    for start in range(len(_TIME_TREE_LEVELS)):  # the folder is a Second, Minute or Hour one
+        top = folder
+        for level in _TIME_TREE_LEVELS[start:]:
+            if not level.fullmatch(os.path.basename(top)):
+                break
+            top = os.path.dirname(top)
+        else:
+            return top
+    return folder

@@ -13,7 +13,7 @@ from servicekit import model, paint_insitu
 
 from nwwatch.dashboard.data import ResultsStore
 from nwwatch.io import write_frame_tiff
-from nwwatch.paths import acquisition_of
+from nwwatch.paths import acquisition_named, acquisition_of
 from nwwatch.results.label_queue import QUEUE_DIR, QUEUE_FILE
 from nwwatch.results.parquet import dataset_files
 from nwwatch.service import replay
@@ -38,6 +38,20 @@ from nwwatch.service.compaction import compact
 ])
 def test_acquisition_of(source, acquisition):
     assert acquisition_of(source) == acquisition
+
+
+@pytest.mark.parametrize(("folder", "named"), [
+    ("/data/run1", "/data/run1"),
+    ("/data/run1/Hour_00", "/data/run1"),
+    ("/data/run1/Hour_00/Minute_03", "/data/run1"),
+    ("/data/run1/Hour_00/Minute_03/Second_59", "/data/run1"),
+    ("/data/run1/Minute_03", "/data/run1/Minute_03"),
+    ("/data/run1/Second_59", "/data/run1/Second_59"),
+    ("/data/run1/Minute_03/Second_59", "/data/run1/Minute_03/Second_59"),
+    ("/data/Hour_00/Minute_03/x", "/data/Hour_00/Minute_03/x"),
+])
+def test_acquisition_named(folder, named):
+    assert acquisition_named(folder) == named
 
 
 def test_a_recording_in_seconds_folders_is_one_acquisition_everywhere(tmp_path):
@@ -79,8 +93,8 @@ def test_a_recording_in_seconds_folders_is_one_acquisition_everywhere(tmp_path):
     growth = [f for f in dataset_files(out / "frames")
               if f.parent.name.startswith("acquisition=growth-")]
     assert len(growth) == 2
-    # the folder of one second names the whole recording, as the recording's folder does
-    report = compact(out, acquisition=rec / "Hour_00" / "Minute_00" / "Second_01")
+    # the folder of one hour names the whole recording, as the recording's folder does
+    report = compact(out, acquisition=rec / "Hour_00")
     assert len(report.compacted) == 1, report
     growth = [f for f in dataset_files(out / "frames")
               if f.parent.name.startswith("acquisition=growth-")]

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nwwatch.atomic import fsync_folder
-from nwwatch.paths import acquisition_of
+from nwwatch.paths import acquisition_named, acquisition_of
 from nwwatch.results.parquet import PARTITION_KEY, acquisition_partition, write_table_atomic
 from nwwatch.service.batch import crash_point
 from nwwatch.service.ledger import Ledger
@@ -95,9 +95,8 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
     try:
         report.recovered = len(recover_compactions(ledger))
         ledger.reconcile(max_attempts)
-        # a Second_NN folder of a Gatan recording names the recording (acquisition_of)
-        wanted = None if acquisition is None else acquisition_of(
-            os.path.join(os.fsdecode(os.path.abspath(acquisition)), "_"))
+        wanted = None if acquisition is None else acquisition_named(
+            os.fsdecode(os.path.abspath(acquisition)))
         seen: set[str] = set()  # every acquisition with committed rows
         for folder, (kind, keys) in _FOLDERS.items():
             # A file may hold several batches (nwwatch.service.flush): grouped by file.
