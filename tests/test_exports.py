@@ -86,3 +86,40 @@ def test_the_service_measures_a_frame_saved_with_its_tiff_export_once(tmp_path):
     assert [e["source"] for e in processed] == [str(acq / "frame_0000.dm4")], processed
     (row,) = ds.dataset(res / "frames", format="parquet").to_table().to_pylist()
     assert row["source"] == str(acq / "frame_0000.dm4")
+
+
+def test_a_rescan_of_tiff_frames_looks_for_no_original_on_the_disk(tmp_path, monkeypatch):
+    # the service's rescan collects the left-out files every minute: a folder of TIFF frames
+    # without originals must not cost a lookup of every possible original per frame (8 per
+    # TIFF, on a network share)
+    import os
+
+    for i in range(50):
+        (tmp_path / f"frame_{i:04d}.tif").write_bytes(b"")
+    (tmp_path / "lone.dm4").write_bytes(b"")
+    (tmp_path / "LONE.tif").write_bytes(b"")  # another stem by case: no export
+    watch = WatchConfig(path=tmp_path, kind="insitu")
+    stat, looked_up = os.stat, []
+
+    def counting_stat(path, *args, **kwargs):
+        looked_up.append(os.fspath(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    unread: list[Path] = []
+    assert len(list(scan(watch, unread))) == 52
+    assert unread == []
+    assert not [p for p in looked_up if p.endswith((".dm3", ".dm4", ".emd", ".ser", ".DM3",
+                                                    ".DM4", ".EMD", ".SER"))], looked_up[:5]
+
+
+def test_a_folder_of_many_frames_saved_in_both_forms_is_scanned_in_linear_time():
+    from nwwatch.service.watcher import _folder
+
+    n = 60_000
+    names = sorted([f"f{i:06d}.dm4" for i in range(n)] + [f"f{i:06d}.tif" for i in range(n)])
+    watch = WatchConfig(path=Path("/nonexistent"), kind="insitu")
+    started = time.perf_counter()
+    read = list(_folder(Path("/nonexistent"), names, watch, None))
+    assert len(read) == n and all(p.suffix == ".dm4" for p in read)
+    assert time.perf_counter() - started < 10.0  # quadratic: about a minute

@@ -182,15 +182,19 @@ def _folder(folder: Path, names: list[str], watch: WatchConfig,
     inputs = [name for name in names if matches(name, watch)]
     originals = {os.path.splitext(name)[0] for name in inputs
                  if os.path.splitext(name)[1].lower() in ORIGINAL_SUFFIXES}
-    exports = [name for name in inputs if os.path.splitext(name)[0] in originals
-               and os.path.splitext(name)[1].lower() in _TIFF_SUFFIXES]
+    # a set: a folder of thousands of frames saved in both forms is scanned every minute
+    exports = {name for name in inputs if os.path.splitext(name)[0] in originals
+               and os.path.splitext(name)[1].lower() in _TIFF_SUFFIXES}
     yield from (folder / name for name in inputs if name not in exports)
     if unread is not None:
         stems = {Path(name).stem for name in inputs}
+        taken = set(inputs)
+        # unread_hint last: for a TIFF it looks for originals on the disk, which the inputs
+        # (every frame of a TIFF acquisition, at every rescan) must not cost
         unread += [folder / name for name in names
-                   if not name.startswith(".") and unread_hint(folder / name, watch.kind)
-                   and Path(name).stem not in stems and not matches(name, watch)]
-        unread += [folder / name for name in exports]
+                   if not name.startswith(".") and name not in taken
+                   and Path(name).stem not in stems and unread_hint(folder / name, watch.kind)]
+        unread += [folder / name for name in inputs if name in exports]
 
 
 class _Handler(FileSystemEventHandler):
