@@ -123,3 +123,17 @@ def test_a_folder_of_many_frames_saved_in_both_forms_is_scanned_in_linear_time()
     read = list(_folder(Path("/nonexistent"), names, watch, None))
     assert len(read) == n and all(p.suffix == ".dm4" for p in read)
     assert time.perf_counter() - started < 10.0  # quadratic: about a minute
+
+
+def test_replay_names_thousands_of_exports_at_once():
+    from nwwatch.service.replaysummary import ReplaySummary
+
+    n = 20_000
+    s = ReplaySummary(Path("out"), input_path=Path("acq"),
+                      files=n, left_out=[Path(f"acq/f{i:06d}.tif") for i in range(n)]
+                      + [Path("acq/tilt.st")])
+    started = time.perf_counter()
+    assert [p.name for p in s.other_formats] == ["tilt.st"]
+    (note,) = [line for line in s.lines() if line.startswith("note: left out")]
+    assert f"{n} TIFF exports of the files of the same name beside them" in note
+    assert time.perf_counter() - started < 10.0  # each export against the list: minutes
