@@ -75,6 +75,9 @@ SER_SUFFIXES = (".ser",)
 _MAGIC = b"II\x97\x01"
 #: SeriesVersion -> bytes of an offset (OffsetArrayOffset and the offset arrays).
 _OFFSET_BYTES = {0x0210: 4, 0x0220: 8}
+#: Offsets are unsigned: a 0x0210 series reaches 4 GiB, and its offsets past 2 GiB are not
+#: negative.
+_OFFSET_TYPES = {4: "<u4", 8: "<u8"}
 _SPECTRA, _IMAGES = 0x4120, 0x4122
 #: TagTypeID -> bytes of one tag: type and time; type, time and stage position x, y.
 _TAG_BYTES = {0x4152: 8, 0x4142: 24}
@@ -182,7 +185,7 @@ def _check_text(reader: _Reader, at: int, nbytes: int, what: str) -> None:
 
 def _offsets(reader: _Reader, at: int, count: int, width: int, what: str) -> list[int]:
     raw = reader.read(at, count * width, what)
-    return np.frombuffer(raw, "<i4" if width == 4 else "<i8").tolist()
+    return np.frombuffer(raw, _OFFSET_TYPES[width]).tolist()
 
 
 def _layout(path: Path, handle: BinaryIO) -> _Layout:
@@ -203,7 +206,7 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
         raise reader.corrupt(f"SeriesVersion 0x{version:04x} (0x0210 or 0x0220)")
     width = _OFFSET_BYTES[version]
     data_type, tag_type, total, valid = struct.unpack("<iiii", reader.read(6, 16, "header"))
-    (array_at,) = struct.unpack("<i" if width == 4 else "<q",
+    (array_at,) = struct.unpack("<I" if width == 4 else "<Q",
                                 reader.read(22, width, "header"))
     (n_dims,) = struct.unpack("<i", reader.read(22 + width, 4, "header"))
     if data_type == _SPECTRA:
