@@ -137,3 +137,14 @@ def test_replay_names_thousands_of_exports_at_once():
     (note,) = [line for line in s.lines() if line.startswith("note: left out")]
     assert f"{n} TIFF exports of the files of the same name beside them" in note
     assert time.perf_counter() - started < 10.0  # each export against the list: minutes
+
+
+def test_a_tiff_the_patterns_leave_out_is_not_named_an_export_of_an_unread_original(tmp_path):
+    # neither is read: "the original is read" beside "add its pattern" contradicted itself
+    for name in ("a.tif", "a.dm4", "b.mrc"):
+        (tmp_path / name).write_bytes(b"")
+    watch = WatchConfig(path=tmp_path, kind="insitu", patterns=("*.mrc",))
+    unread: list[Path] = []
+    assert [p.name for p in scan(watch, unread)] == ["b.mrc"]
+    assert [p.name for p in unread] == ["a.dm4"]
+    assert "add its pattern" in unread_hint(unread[0], "insitu")

@@ -76,7 +76,8 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
     microscope format nwwatch does not read (tilt series, videos:
     :func:`nwwatch.io.conversion_hint`), MRC, DigitalMicrograph, Velox EMD or TIA series
     files (:func:`unread_hint`; hidden names skipped) and have no input file of the same
-    stem beside them (a video saved with its TIFF export is left out on purpose). ``unlisted``:
+    stem beside them (a video saved with its TIFF export is left out on purpose), and the
+    TIFFs left out as exports of an original beside them (:func:`original_beside`). ``unlisted``:
     called with the error of each folder that cannot be listed (no permission: a run folder
     of another user with mode 0700), whose files are then not yielded; None: such an error is
     raised. ``linked``: called with each symbolic link to a folder met by a recursive scan
@@ -189,11 +190,14 @@ def _folder(folder: Path, names: list[str], watch: WatchConfig,
     if unread is not None:
         stems = {Path(name).stem for name in inputs}
         taken = set(inputs)
-        # unread_hint last: for a TIFF it looks for originals on the disk, which the inputs
-        # (every frame of a TIFF acquisition, at every rescan) must not cost
+        # a TIFF the patterns leave out is no export (the original beside it is not read
+        # either): only the exports below are named. unread_hint last: it may look at the
+        # disk, which the inputs (every frame, at every rescan) must not cost
         unread += [folder / name for name in names
                    if not name.startswith(".") and name not in taken
-                   and Path(name).stem not in stems and unread_hint(folder / name, watch.kind)]
+                   and Path(name).stem not in stems
+                   and os.path.splitext(name)[1].lower() not in _TIFF_SUFFIXES
+                   and unread_hint(folder / name, watch.kind)]
         unread += [folder / name for name in inputs if name in exports]
 
 
