@@ -148,3 +148,19 @@ def test_a_tiff_the_patterns_leave_out_is_not_named_an_export_of_an_unread_origi
     assert [p.name for p in scan(watch, unread)] == ["b.mrc"]
     assert [p.name for p in unread] == ["a.dm4"]
     assert "add its pattern" in unread_hint(unread[0], "insitu")
+
+
+def test_the_service_leaves_out_a_tiff_beside_an_original_of_any_suffix_case(tmp_path):
+    # a scan took "a.Dm4" for the original of "a.tif"; the observer's events looked for
+    # a.dm4 and a.DM4 only, and processed the export as well
+    for name in ("a.Dm4", "a.tif", "b.sEr", "b.TIFF"):
+        (tmp_path / name).write_bytes(b"")
+    watch = WatchConfig(path=tmp_path, kind="insitu")
+    unread: list[Path] = []
+    assert [p.name for p in scan(watch, unread)] == ["a.Dm4", "b.sEr"]
+    assert [p.name for p in unread] == ["a.tif", "b.TIFF"]
+    handler = _Handler(watch, lambda path, closed: None, lambda path: None)
+    assert handler._ours(str(tmp_path / "a.tif")) is None
+    assert handler._ours(str(tmp_path / "b.TIFF")) is None
+    assert original_beside(tmp_path / "a.tif", watch) == tmp_path / "a.Dm4"
+    assert unread_hint(tmp_path / "b.TIFF", "insitu").startswith("a TIFF export of b.sEr")

@@ -8,6 +8,7 @@ writes to an acquisition folder: it only lists and stats.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -149,27 +150,31 @@ ORIGINAL_SUFFIXES = (".dm3", ".dm4", ".emd", ".ser")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
+def _original_names(path: Path) -> list[Path]:
+    """The names an original of the TIFF ``path`` may have: its stem with an
+    :data:`ORIGINAL_SUFFIXES` suffix in any case (``a.Dm4`` too, as :func:`scan` takes it)."""
+    return [path.with_suffix("." + "".join(letters))
+            for suffix in ORIGINAL_SUFFIXES
+            for letters in itertools.product(*((c.lower(), c.upper()) if c.isalpha() else (c,)
+                                               for c in suffix.lstrip(".")))]
+
+
 def original_beside(path: str | os.PathLike[str], watch: WatchConfig) -> Path | None:
     """The original that a TIFF ``path`` is an export of: a file of the same stem and an
-    :data:`ORIGINAL_SUFFIXES` suffix (lower or upper case) in its folder that ``watch`` takes
-    as an input; None for any other file. Such a TIFF is left out, so a frame saved in both
-    forms gives one row, with the original's metadata."""
+    :data:`ORIGINAL_SUFFIXES` suffix (any case) in its folder that ``watch`` takes as an
+    input; None for any other file. Such a TIFF is left out, so a frame saved in both forms
+    gives one row, with the original's metadata."""
     path = Path(path)
     if path.suffix.lower() not in _TIFF_SUFFIXES:
         return None
-    for suffix in ORIGINAL_SUFFIXES:
-        for variant in (suffix, suffix.upper()):
-            original = path.with_suffix(variant)
-            if matches(original.name, watch) and original.is_file():
-                return original
-    return None
+    return next((o for o in _original_names(path) if matches(o.name, watch) and o.is_file()),
+                None)
 
 
 def _export_hint(path: Path) -> str:
     """What to do with a TIFF left out as the export of an original beside it ("" when no
     original of its stem lies there)."""
-    originals = [path.with_suffix(v) for s in ORIGINAL_SUFFIXES for v in (s, s.upper())]
-    found = next((o for o in originals if o.is_file()), None)
+    found = next((o for o in _original_names(path) if o.is_file()), None)
     if found is None:
         return ""
     return (f"a TIFF export of {found.name} beside it: the original is read, with its "
