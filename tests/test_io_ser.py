@@ -346,6 +346,41 @@ def test_absurd_declared_sizes_are_refused_before_anything_is_allocated(tmp_path
         read_frames(far)
 
 
+def test_a_corrupt_count_or_text_length_in_a_large_file_is_refused_before_it_is_read(
+        tmp_path):
+    # the file's size bounds nothing much when the file is large: a count of millions of
+    # elements is refused by the frame size it implies before its offset arrays are read,
+    # and a dimension's text longer than a word before it is read
+    total = 4_000_000
+    dim = _dimension(total)
+    arrays = 34 + len(dim)
+    first = arrays + 2 * total * 8
+    path = tmp_path / "count.ser"
+    with open(path, "wb") as f:  # a sparse file: the offset arrays are zeros but the first
+        f.write(struct.pack("<HHHiiii", 0x4949, 0x0197, 0x0220, 0x4122, 0x4152, total, total)
+                + struct.pack("<q", arrays) + struct.pack("<i", 1) + dim
+                + struct.pack("<q", first))
+        f.seek(first)
+        f.write(struct.pack("<ddiddihii", 0.0, 1e-9, 0, 0.0, 1e-9, 0, 2, 1024, 1024))
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageTooLargeError, match=r"count.ser: declares \d+ bytes of "
+                                                     r"pixels \(4000000 x 1024 x 1024\)"):
+            inspect_tiff(path)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 4 * 2**20  # the offset arrays: 64 MB, and more as Python integers
+    text = tmp_path / "text.ser"
+    ser_file(text, _frames(2), dims=[_dimension(2, description="x" * 5000)])
+    with pytest.raises(TruncatedTiffError, match="text.ser: .*corrupt.*description of 5000"):
+        inspect_tiff(text)
+    ser_file(text, _frames(2), dims=[_dimension(2, description="x" * 4096)])
+    assert len(read_frames(text)) == 2
+
+
 def test_spectra_scans_profiles_and_mixed_elements_are_refused(tmp_path):
     spectra = [np.arange(1024, dtype=np.float32)] * 2
     cases = {
