@@ -86,3 +86,81 @@ def test_the_service_measures_a_frame_saved_with_its_tiff_export_once(tmp_path):
     assert [e["source"] for e in processed] == [str(acq / "frame_0000.dm4")], processed
     (row,) = ds.dataset(res / "frames", format="parquet").to_table().to_pylist()
     assert row["source"] == str(acq / "frame_0000.dm4")
+
+
+def test_a_rescan_of_tiff_frames_looks_for_no_original_on_the_disk(tmp_path, monkeypatch):
+    # the service's rescan collects the left-out files every minute: a folder of TIFF frames
+    # without originals must not cost a lookup of every possible original per frame (8 per
+    # TIFF, on a network share)
+    import os
+
+    for i in range(50):
+        (tmp_path / f"frame_{i:04d}.tif").write_bytes(b"")
+    (tmp_path / "lone.dm4").write_bytes(b"")
+    (tmp_path / "LONE.tif").write_bytes(b"")  # another stem by case: no export
+    watch = WatchConfig(path=tmp_path, kind="insitu")
+    stat, looked_up = os.stat, []
+
+    def counting_stat(path, *args, **kwargs):
+        looked_up.append(os.fspath(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    unread: list[Path] = []
+    assert len(list(scan(watch, unread))) == 52
+    assert unread == []
+    assert not [p for p in looked_up if p.endswith((".dm3", ".dm4", ".emd", ".ser", ".DM3",
+                                                    ".DM4", ".EMD", ".SER"))], looked_up[:5]
+
+
+def test_a_folder_of_many_frames_saved_in_both_forms_is_scanned_in_linear_time():
+    from nwwatch.service.watcher import _folder
+
+    n = 60_000
+    names = sorted([f"f{i:06d}.dm4" for i in range(n)] + [f"f{i:06d}.tif" for i in range(n)])
+    watch = WatchConfig(path=Path("/nonexistent"), kind="insitu")
+    started = time.perf_counter()
+    read = list(_folder(Path("/nonexistent"), names, watch, None))
+    assert len(read) == n and all(p.suffix == ".dm4" for p in read)
+    assert time.perf_counter() - started < 10.0  # quadratic: about a minute
+
+
+def test_replay_names_thousands_of_exports_at_once():
+    from nwwatch.service.replaysummary import ReplaySummary
+
+    n = 20_000
+    s = ReplaySummary(Path("out"), input_path=Path("acq"),
+                      files=n, left_out=[Path(f"acq/f{i:06d}.tif") for i in range(n)]
+                      + [Path("acq/tilt.st")])
+    started = time.perf_counter()
+    assert [p.name for p in s.other_formats] == ["tilt.st"]
+    (note,) = [line for line in s.lines() if line.startswith("note: left out")]
+    assert f"{n} TIFF exports of the files of the same name beside them" in note
+    assert time.perf_counter() - started < 10.0  # each export against the list: minutes
+
+
+def test_a_tiff_the_patterns_leave_out_is_not_named_an_export_of_an_unread_original(tmp_path):
+    # neither is read: "the original is read" beside "add its pattern" contradicted itself
+    for name in ("a.tif", "a.dm4", "b.mrc"):
+        (tmp_path / name).write_bytes(b"")
+    watch = WatchConfig(path=tmp_path, kind="insitu", patterns=("*.mrc",))
+    unread: list[Path] = []
+    assert [p.name for p in scan(watch, unread)] == ["b.mrc"]
+    assert [p.name for p in unread] == ["a.dm4"]
+    assert "add its pattern" in unread_hint(unread[0], "insitu")
+
+
+def test_the_service_leaves_out_a_tiff_beside_an_original_of_any_suffix_case(tmp_path):
+    # a scan took "a.Dm4" for the original of "a.tif"; the observer's events looked for
+    # a.dm4 and a.DM4 only, and processed the export as well
+    for name in ("a.Dm4", "a.tif", "b.sEr", "b.TIFF"):
+        (tmp_path / name).write_bytes(b"")
+    watch = WatchConfig(path=tmp_path, kind="insitu")
+    unread: list[Path] = []
+    assert [p.name for p in scan(watch, unread)] == ["a.Dm4", "b.sEr"]
+    assert [p.name for p in unread] == ["a.tif", "b.TIFF"]
+    handler = _Handler(watch, lambda path, closed: None, lambda path: None)
+    assert handler._ours(str(tmp_path / "a.tif")) is None
+    assert handler._ours(str(tmp_path / "b.TIFF")) is None
+    assert original_beside(tmp_path / "a.tif", watch) == tmp_path / "a.Dm4"
+    assert unread_hint(tmp_path / "b.TIFF", "insitu").startswith("a TIFF export of b.sEr")

@@ -287,13 +287,46 @@ def test_corrupt_headers_are_refused_naming_the_file_and_what_is_wrong(tmp_path)
                             "description of 1073741824 bytes"),
         "arrays.ser": (_patched(raw, 22, struct.pack("<i", 8)), "OffsetArrayOffset 8 before"),
         "element.ser": (_patched(raw, array_at, struct.pack("<i", 4)), "element 0 at byte 4"),
-        "tag.ser": (_patched(raw, array_at + 8, struct.pack("<i", -5)), "tag 0 at byte -5"),
+        "tag.ser": (_patched(raw, array_at + 8, struct.pack("<i", 5)), "tag 0 at byte 5"),
+        # offsets are unsigned: -5 is past the end of the file
+        "past.ser": (_patched(raw, array_at + 8, struct.pack("<i", -5)),
+                     "tag 0 .bytes 4294967291 to"),
     }
     for name, (data, reason) in cases.items():
         path = tmp_path / name
         path.write_bytes(data)
         with pytest.raises(TruncatedTiffError, match=rf"{name}: .*{reason}"):
             inspect_tiff(path)
+
+
+def test_a_version_0x0210_series_past_2_gib_reads_its_unsigned_offsets(tmp_path):
+    # 4-byte offsets reach 4 GiB: the second element and the offset arrays lie past 2 GiB
+    # (a sparse file), where offsets read as signed were negative and the file "corrupt"
+    dim = _dimension(2)
+    first, second, arrays = 30 + len(dim), 2**31 + 1024, 2**31 + 4096
+    images = [np.arange(12, dtype=np.uint16).reshape(3, 4) + 100 * i for i in range(2)]
+    times = [int(_WHEN.timestamp()), int(_WHEN.timestamp()) + 1]
+
+    def element(image: np.ndarray, seconds: int) -> bytes:
+        return (struct.pack("<ddiddihii", 0.0, 1e-9, 0, 0.0, 1e-9, 0, 2, 4, 3)
+                + image[::-1].tobytes() + struct.pack("<ii", 0x4152, seconds))
+
+    path = tmp_path / "big.ser"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<HHHiiii", 0x4949, 0x0197, 0x0210, 0x4122, 0x4152, 2, 2)
+                + struct.pack("<I", arrays) + struct.pack("<i", 1) + dim)
+        for at, image, seconds in ((first, images[0], times[0]),
+                                   (second, images[1], times[1])):
+            f.seek(at)
+            f.write(element(image, seconds))
+        f.seek(arrays)
+        f.write(struct.pack("<IIII", first, second, first + 74, second + 74))
+    info = inspect_tiff(path)
+    assert (info.layout, info.shape) == ("ser", (2, 3, 4))
+    frames = read_frames(path)
+    for frame, image in zip(frames, images, strict=True):
+        np.testing.assert_array_equal(frame.image, image)
+    assert [f.acquired_at for f in frames] == [_WHEN, _WHEN + timedelta(seconds=1)]
 
 
 def test_absurd_declared_sizes_are_refused_before_anything_is_allocated(tmp_path):
@@ -311,6 +344,41 @@ def test_absurd_declared_sizes_are_refused_before_anything_is_allocated(tmp_path
     far.write_bytes(_patched(raw, 22, struct.pack("<q", 2**62)))
     with pytest.raises(TruncatedTiffError, match="far.ser: TIA series offset arrays"):
         read_frames(far)
+
+
+def test_a_corrupt_count_or_text_length_in_a_large_file_is_refused_before_it_is_read(
+        tmp_path):
+    # the file's size bounds nothing much when the file is large: a count of millions of
+    # elements is refused by the frame size it implies before its offset arrays are read,
+    # and a dimension's text longer than a word before it is read
+    total = 4_000_000
+    dim = _dimension(total)
+    arrays = 34 + len(dim)
+    first = arrays + 2 * total * 8
+    path = tmp_path / "count.ser"
+    with open(path, "wb") as f:  # a sparse file: the offset arrays are zeros but the first
+        f.write(struct.pack("<HHHiiii", 0x4949, 0x0197, 0x0220, 0x4122, 0x4152, total, total)
+                + struct.pack("<q", arrays) + struct.pack("<i", 1) + dim
+                + struct.pack("<q", first))
+        f.seek(first)
+        f.write(struct.pack("<ddiddihii", 0.0, 1e-9, 0, 0.0, 1e-9, 0, 2, 1024, 1024))
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageTooLargeError, match=r"count.ser: declares \d+ bytes of "
+                                                     r"pixels \(4000000 x 1024 x 1024\)"):
+            inspect_tiff(path)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 4 * 2**20  # the offset arrays: 64 MB, and more as Python integers
+    text = tmp_path / "text.ser"
+    ser_file(text, _frames(2), dims=[_dimension(2, description="x" * 5000)])
+    with pytest.raises(TruncatedTiffError, match="text.ser: .*corrupt.*description of 5000"):
+        inspect_tiff(text)
+    ser_file(text, _frames(2), dims=[_dimension(2, description="x" * 4096)])
+    assert len(read_frames(text)) == 2
 
 
 def test_spectra_scans_profiles_and_mixed_elements_are_refused(tmp_path):

@@ -75,6 +75,9 @@ SER_SUFFIXES = (".ser",)
 _MAGIC = b"II\x97\x01"
 #: SeriesVersion -> bytes of an offset (OffsetArrayOffset and the offset arrays).
 _OFFSET_BYTES = {0x0210: 4, 0x0220: 8}
+#: Offsets are unsigned: a 0x0210 series reaches 4 GiB, and its offsets past 2 GiB are not
+#: negative.
+_OFFSET_TYPES = {4: "<u4", 8: "<u8"}
 _SPECTRA, _IMAGES = 0x4120, 0x4122
 #: TagTypeID -> bytes of one tag: type and time; type, time and stage position x, y.
 _TAG_BYTES = {0x4152: 8, 0x4142: 24}
@@ -89,6 +92,9 @@ _PIXELS = {1: ("<u1", np.uint8), 2: ("<u2", np.uint16), 3: ("<u4", np.float32),
            4: ("<i1", np.int16), 5: ("<i2", np.int16), 6: ("<i4", np.float32),
            7: ("<f4", np.float32), 8: ("<f8", np.float32)}
 _PIXEL_NAMES = {9: "complex (2 x float32)", 10: "complex (2 x float64)"}
+#: A dimension's description or units longer than this is a corrupt length, not a text (TIA
+#: writes words: "Number", "meters"): refused before it is read, whatever the file's size.
+_MAX_TEXT_BYTES = 4096
 #: Acquisition times before this are an unset tag, not a time (the tag is a signed 32-bit
 #: count of seconds: it cannot reach past 2038).
 _EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
@@ -172,7 +178,7 @@ def _dimensions(reader: _Reader, at: int, count: int) -> tuple[list[tuple[int, s
 def _check_text(reader: _Reader, at: int, nbytes: int, what: str) -> None:
     """Refuse a text of ``nbytes`` at ``at`` that cannot be (negative) or that the file does
     not hold (yet)."""
-    if nbytes < 0:
+    if not 0 <= nbytes <= _MAX_TEXT_BYTES:
         raise reader.corrupt(f"{what} of {nbytes} bytes")
     if nbytes > reader.size - at:
         raise TruncatedTiffError(
@@ -182,7 +188,7 @@ def _check_text(reader: _Reader, at: int, nbytes: int, what: str) -> None:
 
 def _offsets(reader: _Reader, at: int, count: int, width: int, what: str) -> list[int]:
     raw = reader.read(at, count * width, what)
-    return np.frombuffer(raw, "<i4" if width == 4 else "<i8").tolist()
+    return np.frombuffer(raw, _OFFSET_TYPES[width]).tolist()
 
 
 def _layout(path: Path, handle: BinaryIO) -> _Layout:
@@ -203,7 +209,7 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
         raise reader.corrupt(f"SeriesVersion 0x{version:04x} (0x0210 or 0x0220)")
     width = _OFFSET_BYTES[version]
     data_type, tag_type, total, valid = struct.unpack("<iiii", reader.read(6, 16, "header"))
-    (array_at,) = struct.unpack("<i" if width == 4 else "<q",
+    (array_at,) = struct.unpack("<I" if width == 4 else "<Q",
                                 reader.read(22, width, "header"))
     (n_dims,) = struct.unpack("<i", reader.read(22 + width, 4, "header"))
     if data_type == _SPECTRA:
@@ -239,20 +245,19 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
     # both arrays hold TotalNumberElements offsets, whatever the number of valid ones
     if 2 * total * width > size - array_at:
         raise reader.cut_short(f"offset arrays ({total} elements from byte {array_at})")
+    # the first element's size and type bound the valid count before the offset arrays are
+    # read: a corrupt count in a large file allocates no array of millions of offsets
+    (first_at,) = _offsets(reader, array_at, 1, width, "data offset array")
+    first = _element_header(reader, 0, first_at, header_end)[6:]
+    stored, returned = _element_type(path, first[0])
+    _check_size(reader, first[1], first[2], valid, returned)
     data_at = _offsets(reader, array_at, valid, width, "data offset array")
     tags_at = _offsets(reader, array_at + total * width, valid, width, "tag offset array")
-    elements, first = [], None
+    elements = []
     for i, at in enumerate(data_at):
-        if at < header_end:
-            raise reader.corrupt(f"element {i} at byte {at}, before the header's end "
-                                 f"({header_end})")
-        values = _ELEMENT.unpack(reader.read(at, _ELEMENT.size, f"element {i}"))
+        values = _element_header(reader, i, at, header_end)
         _, delta_x, _, _, delta_y, _, code, size_x, size_y = values
-        if first is None:
-            first = (code, size_x, size_y)
-            stored, returned = _element_type(path, code)
-            _check_size(reader, size_x, size_y, valid, returned)
-        elif (code, size_x, size_y) != first:
+        if (code, size_x, size_y) != first:
             raise UnsupportedLayoutError(
                 path, f"TIA series elements differ: element 0 is {first[1]} x {first[2]} px "
                       f"of DataType {first[0]}, element {i} {size_x} x {size_y} px of "
@@ -268,7 +273,6 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
                                  f"({header_end})")
         if at + _TAG_BYTES[tag_type] > size:
             raise reader.cut_short(f"tag {i} (bytes {at} to {at + _TAG_BYTES[tag_type]})")
-    assert first is not None  # valid >= 1
     width_px, height_px = first[1], first[2]
     shape = (height_px, width_px) if valid == 1 else (valid, height_px, width_px)
     info = TiffInfo(path=path, size_bytes=size, n_pages=valid, shape=shape,
@@ -276,6 +280,14 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
                     declared_bytes=valid * width_px * height_px * returned.itemsize,
                     layout="ser", compression="NONE")
     return _Layout(info, elements, stored, returned, tags_at, tag_type)
+
+
+def _element_header(reader: _Reader, i: int, at: int, header_end: int) -> tuple:
+    """The unpacked 50-byte header of element ``i`` at byte ``at``."""
+    if at < header_end:
+        raise reader.corrupt(f"element {i} at byte {at}, before the header's end "
+                             f"({header_end})")
+    return _ELEMENT.unpack(reader.read(at, _ELEMENT.size, f"element {i}"))
 
 
 def _element_type(path: Path, code: int) -> tuple[np.dtype, np.dtype]:

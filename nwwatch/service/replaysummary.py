@@ -90,8 +90,9 @@ class ReplaySummary:
     def other_formats(self) -> list[Path]:
         """Files of a microscope format nwwatch does not read (tilt series, videos: by
         suffix) in the replayed folders."""
+        exports = set(self.exports)  # once: a folder may hold thousands of exports
         return [p for p in self.left_out if not self._read_by_nwwatch(p)
-                and p not in self.exports]
+                and p not in exports]
 
     @property
     def exports(self) -> list[Path]:

@@ -8,6 +8,7 @@ writes to an acquisition folder: it only lists and stats.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,7 +77,8 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
     microscope format nwwatch does not read (tilt series, videos:
     :func:`nwwatch.io.conversion_hint`), MRC, DigitalMicrograph, Velox EMD or TIA series
     files (:func:`unread_hint`; hidden names skipped) and have no input file of the same
-    stem beside them (a video saved with its TIFF export is left out on purpose). ``unlisted``:
+    stem beside them (a video saved with its TIFF export is left out on purpose), and the
+    TIFFs left out as exports of an original beside them (:func:`original_beside`). ``unlisted``:
     called with the error of each folder that cannot be listed (no permission: a run folder
     of another user with mode 0700), whose files are then not yielded; None: such an error is
     raised. ``linked``: called with each symbolic link to a folder met by a recursive scan
@@ -148,27 +150,31 @@ ORIGINAL_SUFFIXES = (".dm3", ".dm4", ".emd", ".ser")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
+def _original_names(path: Path) -> list[Path]:
+    """The names an original of the TIFF ``path`` may have: its stem with an
+    :data:`ORIGINAL_SUFFIXES` suffix in any case (``a.Dm4`` too, as :func:`scan` takes it)."""
+    return [path.with_suffix("." + "".join(letters))
+            for suffix in ORIGINAL_SUFFIXES
+            for letters in itertools.product(*((c.lower(), c.upper()) if c.isalpha() else (c,)
+                                               for c in suffix.lstrip(".")))]
+
+
 def original_beside(path: str | os.PathLike[str], watch: WatchConfig) -> Path | None:
     """The original that a TIFF ``path`` is an export of: a file of the same stem and an
-    :data:`ORIGINAL_SUFFIXES` suffix (lower or upper case) in its folder that ``watch`` takes
-    as an input; None for any other file. Such a TIFF is left out, so a frame saved in both
-    forms gives one row, with the original's metadata."""
+    :data:`ORIGINAL_SUFFIXES` suffix (any case) in its folder that ``watch`` takes as an
+    input; None for any other file. Such a TIFF is left out, so a frame saved in both forms
+    gives one row, with the original's metadata."""
     path = Path(path)
     if path.suffix.lower() not in _TIFF_SUFFIXES:
         return None
-    for suffix in ORIGINAL_SUFFIXES:
-        for variant in (suffix, suffix.upper()):
-            original = path.with_suffix(variant)
-            if matches(original.name, watch) and original.is_file():
-                return original
-    return None
+    return next((o for o in _original_names(path) if matches(o.name, watch) and o.is_file()),
+                None)
 
 
 def _export_hint(path: Path) -> str:
     """What to do with a TIFF left out as the export of an original beside it ("" when no
     original of its stem lies there)."""
-    originals = [path.with_suffix(v) for s in ORIGINAL_SUFFIXES for v in (s, s.upper())]
-    found = next((o for o in originals if o.is_file()), None)
+    found = next((o for o in _original_names(path) if o.is_file()), None)
     if found is None:
         return ""
     return (f"a TIFF export of {found.name} beside it: the original is read, with its "
@@ -182,15 +188,22 @@ def _folder(folder: Path, names: list[str], watch: WatchConfig,
     inputs = [name for name in names if matches(name, watch)]
     originals = {os.path.splitext(name)[0] for name in inputs
                  if os.path.splitext(name)[1].lower() in ORIGINAL_SUFFIXES}
-    exports = [name for name in inputs if os.path.splitext(name)[0] in originals
-               and os.path.splitext(name)[1].lower() in _TIFF_SUFFIXES]
+    # a set: a folder of thousands of frames saved in both forms is scanned every minute
+    exports = {name for name in inputs if os.path.splitext(name)[0] in originals
+               and os.path.splitext(name)[1].lower() in _TIFF_SUFFIXES}
     yield from (folder / name for name in inputs if name not in exports)
     if unread is not None:
         stems = {Path(name).stem for name in inputs}
+        taken = set(inputs)
+        # a TIFF the patterns leave out is no export (the original beside it is not read
+        # either): only the exports below are named. unread_hint last: it may look at the
+        # disk, which the inputs (every frame, at every rescan) must not cost
         unread += [folder / name for name in names
-                   if not name.startswith(".") and unread_hint(folder / name, watch.kind)
-                   and Path(name).stem not in stems and not matches(name, watch)]
-        unread += [folder / name for name in exports]
+                   if not name.startswith(".") and name not in taken
+                   and Path(name).stem not in stems
+                   and os.path.splitext(name)[1].lower() not in _TIFF_SUFFIXES
+                   and unread_hint(folder / name, watch.kind)]
+        unread += [folder / name for name in inputs if name in exports]
 
 
 class _Handler(FileSystemEventHandler):
