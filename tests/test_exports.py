@@ -113,16 +113,16 @@ def test_a_rescan_of_tiff_frames_looks_for_no_original_on_the_disk(tmp_path, mon
                                                     ".DM4", ".EMD", ".SER"))], looked_up[:5]
 
 
-def test_a_folder_of_many_frames_saved_in_both_forms_is_scanned_in_linear_time():
+def test_a_folder_of_many_frames_saved_in_both_forms_reads_each_original_once():
+    # (the scan's cost per name is constant: 60,000 pairs took about a minute when each
+    # export was looked up in a list, 1 s now; timed in no test, see bench/ for speed)
     from nwwatch.service.watcher import _folder
 
-    n = 60_000
+    n = 5_000
     names = sorted([f"f{i:06d}.dm4" for i in range(n)] + [f"f{i:06d}.tif" for i in range(n)])
     watch = WatchConfig(path=Path("/nonexistent"), kind="insitu")
-    started = time.perf_counter()
     read = list(_folder(Path("/nonexistent"), names, watch, None))
     assert len(read) == n and all(p.suffix == ".dm4" for p in read)
-    assert time.perf_counter() - started < 10.0  # quadratic: about a minute
 
 
 def test_replay_names_thousands_of_exports_at_once():
@@ -132,11 +132,9 @@ def test_replay_names_thousands_of_exports_at_once():
     s = ReplaySummary(Path("out"), input_path=Path("acq"),
                       files=n, left_out=[Path(f"acq/f{i:06d}.tif") for i in range(n)]
                       + [Path("acq/tilt.st")])
-    started = time.perf_counter()
     assert [p.name for p in s.other_formats] == ["tilt.st"]
     (note,) = [line for line in s.lines() if line.startswith("note: left out")]
     assert f"{n} TIFF exports of the files of the same name beside them" in note
-    assert time.perf_counter() - started < 10.0  # each export against the list: minutes
 
 
 def test_a_tiff_the_patterns_leave_out_is_not_named_an_export_of_an_unread_original(tmp_path):
