@@ -82,8 +82,9 @@ class NotARegularFileError(InputError):
 # EMD or TIA series file: what to do with them.
 _TILT_HINT = ("a tilt series? nwwatch segments reconstructed tomograms: reconstruct it first "
               "(e.g. IMOD, AreTomo) and give the reconstruction (.rec, .mrc)")
-_VIDEO_HINT = ("a video? nwwatch reads TIFF frames: save the acquisition's frames as TIFF "
-               "where the camera software can (a video's compression changes grey levels, "
+_VIDEO_HINT = ("a video? nwwatch reads frames as images (TIFF, MRC, DigitalMicrograph, Velox "
+               "EMD, TIA), not videos: save the acquisition's frames so where the camera "
+               "software can (a video's compression changes grey levels, "
                "and it carries no pixel size or acquisition time), or split it into grey "
                "TIFF frames, e.g. ffmpeg -i VIDEO -pix_fmt gray frame_%05d.tif")
 #: How to make one multi-page TIFF (a tomogram) of a folder of one image per slice.
