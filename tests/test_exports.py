@@ -17,7 +17,7 @@ from test_io_dm import databar, dm_file, filetime, nm_calibration
 from nwwatch.io import write_frame_tiff
 from nwwatch.service import replay
 from nwwatch.service.config import WatchConfig
-from nwwatch.service.watcher import _Handler, original_beside, scan, unread_hint
+from nwwatch.service.watcher import original_beside, scan, unread_hint
 
 WHEN = datetime(2025, 6, 1, 9, 30, 15, 250000, tzinfo=UTC)
 
@@ -45,11 +45,9 @@ def test_a_scan_reads_the_original_and_names_its_tiff_export(tmp_path):
     tiffs = WatchConfig(path=tmp_path, kind="insitu", patterns=("*.tif",))
     assert [p.name for p in scan(tiffs)] == ["a.tif", "b.tif", "c.tif"]
     assert original_beside(tmp_path / "a.tif", tiffs) is None
-    # the observer's events: the export is not the watch's, the original and a lone TIFF are
-    handler = _Handler(watch, lambda path, closed: None, lambda path: None)
-    assert handler._ours(str(tmp_path / "a.tif")) is None
-    assert handler._ours(str(tmp_path / "a.dm4")) == tmp_path / "a.dm4"
-    assert handler._ours(str(tmp_path / "c.tif")) == tmp_path / "c.tif"
+    # what the service asks of a file its events brought, once it is ready
+    assert original_beside(tmp_path / "a.tif", watch) == tmp_path / "a.dm4"
+    assert original_beside(tmp_path / "a.dm4", watch) is None
 
 
 def test_replay_gives_one_row_a_frame_saved_in_both_forms(tmp_path):
@@ -157,8 +155,6 @@ def test_the_service_leaves_out_a_tiff_beside_an_original_of_any_suffix_case(tmp
     unread: list[Path] = []
     assert [p.name for p in scan(watch, unread)] == ["a.Dm4", "b.sEr"]
     assert [p.name for p in unread] == ["a.tif", "b.TIFF"]
-    handler = _Handler(watch, lambda path, closed: None, lambda path: None)
-    assert handler._ours(str(tmp_path / "a.tif")) is None
-    assert handler._ours(str(tmp_path / "b.TIFF")) is None
     assert original_beside(tmp_path / "a.tif", watch) == tmp_path / "a.Dm4"
+    assert original_beside(tmp_path / "b.TIFF", watch) == tmp_path / "b.sEr"
     assert unread_hint(tmp_path / "b.TIFF", "insitu").startswith("a TIFF export of b.sEr")

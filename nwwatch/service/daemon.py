@@ -58,7 +58,7 @@ from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.stopping import StopDeadline
 from nwwatch.service.storagepause import StoragePause
 from nwwatch.service.tally import Tally
-from nwwatch.service.watcher import FolderWatcher
+from nwwatch.service.watcher import FolderWatcher, original_beside
 from nwwatch.service.watches import Watch
 
 #: Seconds between checks of observers, watched folders and the results folder.
@@ -246,6 +246,8 @@ class Daemon:
                 if item.path in queued:
                     continue
                 w = watches[item.watch]
+                if original_beside(item.path, w.config) is not None:
+                    continue  # a TIFF export: its original is read (the rescan names it)
                 layout = layout_of_other_kind(w.config.kind, item.info)
                 if layout is not None:  # processed as the watch's kind, as replay does
                     self.log.warning("input_layout_of_other_kind", source=str(item.path),

@@ -23,6 +23,9 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from nwwatch.io.dm import DM_SUFFIXES
+from nwwatch.io.emd import EMD_SUFFIXES
+from nwwatch.io.ser import SER_SUFFIXES
 from nwwatch.service.config import WatchConfig, other_kind_reading
 
 #: File system types on which inotify misses remote writes.
@@ -146,7 +149,7 @@ def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
 #: Files the acquisition software writes itself (DigitalMicrograph, Velox, TIA): a TIFF of the
 #: same stem beside one of them is an export of the same frames ("Save Display As"), not a
 #: second acquisition.
-ORIGINAL_SUFFIXES = (".dm3", ".dm4", ".emd", ".ser")
+ORIGINAL_SUFFIXES = DM_SUFFIXES + EMD_SUFFIXES + SER_SUFFIXES
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
 
@@ -162,8 +165,9 @@ def _original_names(path: Path) -> list[Path]:
 def original_beside(path: str | os.PathLike[str], watch: WatchConfig) -> Path | None:
     """The original that a TIFF ``path`` is an export of: a file of the same stem and an
     :data:`ORIGINAL_SUFFIXES` suffix (any case) in its folder that ``watch`` takes as an
-    input; None for any other file. Such a TIFF is left out, so a frame saved in both forms
-    gives one row, with the original's metadata."""
+    input; None for any other file. Such a TIFF is left out (by :func:`scan`, and by the
+    service once the file is ready: looked up once a file, not at each of its events), so a
+    frame saved in both forms gives one row, with the original's metadata."""
     path = Path(path)
     if path.suffix.lower() not in _TIFF_SUFFIXES:
         return None
@@ -222,10 +226,7 @@ class _Handler(FileSystemEventHandler):
             return None
         if not self.watch.recursive and len(parts) > 1:
             return None
-        if not matches(parts[-1], self.watch):
-            return None
-        path = self.watch.path / rel
-        return None if original_beside(path, self.watch) is not None else path
+        return self.watch.path / rel if matches(parts[-1], self.watch) else None
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
