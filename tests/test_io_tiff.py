@@ -950,7 +950,7 @@ def test_permission_error_is_wrapped(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(nio.structure, "open_regular", denied)
+    monkeypatch.setattr(nio.regular, "open_regular", denied)  # what every reader opens with
     with pytest.raises(UnreadableFileError) as error:
         inspect_tiff(path)
     _assert_names_file(error, path)

@@ -61,14 +61,13 @@ from nwwatch.io.errors import (
     EmptyFileError,
     ImageTooLargeError,
     TruncatedTiffError,
-    UnreadableFileError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
 )
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS
 from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm, unit_to_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
-from nwwatch.io.regular import open_regular
+from nwwatch.io.regular import open_input
 
 _log = structlog.get_logger("nwwatch.io")
 
@@ -299,13 +298,6 @@ class _Layout:
     returned: np.dtype
     sizes_nm: _Sizes
     acquired_at: datetime | None
-
-
-def _open(path: Path) -> BinaryIO:
-    try:
-        return open_regular(path)
-    except PermissionError as exc:
-        raise UnreadableFileError(path, f"permission denied ({exc.strerror})") from exc
 
 
 def _images(root: _Group) -> list[_Group]:
@@ -555,7 +547,7 @@ def inspect_dm(path: str | os.PathLike[str]) -> TiffInfo:
         (no image, 1-D, 4-D, a spectrum image) or UnreadableFileError.
     """
     path = Path(path)
-    with _open(path) as handle:
+    with open_input(path) as handle:
         return _layout(path, handle, metadata=False).info
 
 
@@ -568,7 +560,7 @@ def read_dm_frames(path: str | os.PathLike[str]) -> list[Frame]:
     pixel sizes differ.
     """
     path = Path(path)
-    with _open(path) as handle:  # tags and data of one file, even if renamed over meanwhile
+    with open_input(path) as handle:  # tags and data of one file, even if renamed over meanwhile
         layout = _layout(path, handle)
         info, ref = layout.info, layout.data
         handle.seek(ref.offset)

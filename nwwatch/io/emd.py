@@ -30,7 +30,7 @@ other types are refused. Velox EMD files hold image series, not reconstructions:
 read as a tomogram.
 
 HDF5 is read through ``h5py`` from the file opened with
-:func:`~nwwatch.io.regular.open_regular` (no HDF5 file lock is taken: the writer is never
+:func:`~nwwatch.io.regular.open_input` (no HDF5 file lock is taken: the writer is never
 blocked). A file HDF5 cannot open (cut short, still being written, no HDF5 signature)
 raises :class:`~nwwatch.io.errors.TruncatedTiffError`, as a TIFF or MRC file cut short does,
 so the service waits and looks again.
@@ -55,7 +55,6 @@ from nwwatch.io.errors import (
     EmptyFileError,
     ImageTooLargeError,
     TruncatedTiffError,
-    UnreadableFileError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
 )
@@ -65,7 +64,7 @@ from nwwatch.io.limits import (
 )
 from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm, unit_to_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
-from nwwatch.io.regular import open_regular
+from nwwatch.io.regular import open_input
 
 if TYPE_CHECKING:
     import h5py
@@ -115,11 +114,7 @@ def _open(path: Path) -> Iterator[tuple[h5py.File, BinaryIO]]:
     """``path`` open as an HDF5 file (and the file object under it)."""
     import h5py  # here: 0.2 s, for EMD files only
 
-    try:
-        handle = open_regular(path)
-    except PermissionError as exc:
-        raise UnreadableFileError(path, f"permission denied ({exc.strerror})") from exc
-    with handle:
+    with open_input(path) as handle:
         size = os.fstat(handle.fileno()).st_size
         if size == 0:
             raise EmptyFileError(path, "file is empty (0 bytes)")

@@ -31,7 +31,6 @@ from nwwatch.io.errors import (
     EmptyFileError,
     ImageTooLargeError,
     TruncatedTiffError,
-    UnreadableFileError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
 )
@@ -42,7 +41,7 @@ from nwwatch.io.limits import (
 )
 from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
-from nwwatch.io.regular import open_regular
+from nwwatch.io.regular import open_input
 
 _log = structlog.get_logger("nwwatch.io")
 
@@ -100,13 +99,6 @@ def _header(path: Path, handle: BinaryIO):
         except Exception as exc:  # mrcfile raises ValueError and others on garbage
             raise TruncatedTiffError(path, f"not a readable MRC header ({exc})") from exc
     return header, size, raw
-
-
-def _open(path: Path) -> BinaryIO:
-    try:
-        return open_regular(path)
-    except PermissionError as exc:
-        raise UnreadableFileError(path, f"permission denied ({exc.strerror})") from exc
 
 
 _Sizes = tuple[float | None, float | None, float | None]
@@ -208,12 +200,12 @@ def inspect_mrc(path: str | os.PathLike[str]) -> TiffInfo:
         stored as X, Y, Z) or UnreadableFileError.
     """
     path = Path(path)
-    with _open(path) as handle:
+    with open_input(path) as handle:
         return _layout(path, handle)[0]
 
 
 def _read(path: Path) -> tuple[np.ndarray, TiffInfo, _Sizes, datetime, int | None]:
-    with _open(path) as handle:  # header and data of one file, even if renamed over meanwhile
+    with open_input(path) as handle:  # header and data of one file, even if renamed over meanwhile
         info, offset, stored, returned, sizes_nm, per_volume = _layout(path, handle)
         count = math.prod(info.shape)
         handle.seek(offset)

@@ -12,7 +12,7 @@ import os
 import stat
 from typing import BinaryIO
 
-from nwwatch.io.errors import NotARegularFileError
+from nwwatch.io.errors import NotARegularFileError, UnreadableFileError
 
 _TYPES = [(stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -49,6 +49,15 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     # file object owns the descriptor would close it twice, the second time with EBADF in
     # place of the interrupt.
     return os.fdopen(fd, "rb")
+
+
+def open_input(path: str | os.PathLike[str]) -> BinaryIO:
+    """:func:`open_regular` for a reader of input files: a file the process may not read is
+    bad input (:class:`UnreadableFileError` naming it), not an OS error."""
+    try:
+        return open_regular(path)
+    except PermissionError as exc:
+        raise UnreadableFileError(path, f"permission denied ({exc.strerror})") from exc
 
 
 def check_regular(path: str | os.PathLike[str]) -> os.stat_result:

@@ -57,14 +57,13 @@ from nwwatch.io.errors import (
     EmptyFileError,
     ImageTooLargeError,
     TruncatedTiffError,
-    UnreadableFileError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
 )
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS
 from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm, unit_to_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
-from nwwatch.io.regular import open_regular
+from nwwatch.io.regular import open_input
 
 _log = structlog.get_logger("nwwatch.io")
 
@@ -122,13 +121,6 @@ class _Layout:
     returned: np.dtype
     tags_at: list[int]
     tag_type: int
-
-
-def _open(path: Path) -> BinaryIO:
-    try:
-        return open_regular(path)
-    except PermissionError as exc:
-        raise UnreadableFileError(path, f"permission denied ({exc.strerror})") from exc
 
 
 class _Reader:
@@ -336,7 +328,7 @@ def inspect_ser(path: str | os.PathLike[str]) -> TiffInfo:
         different sizes or types, 1 px high or wide) or UnreadableFileError.
     """
     path = Path(path)
-    with _open(path) as handle:
+    with open_input(path) as handle:
         return _layout(path, handle).info
 
 
@@ -389,7 +381,7 @@ def read_ser_frames(path: str | os.PathLike[str]) -> list[Frame]:
     and AnisotropicPixelsError when an element's x and y pixel sizes differ.
     """
     path = Path(path)
-    with _open(path) as handle:  # structure and data of one file, even if renamed over
+    with open_input(path) as handle:  # structure and data of one file, even if renamed over
         layout = _layout(path, handle)
         info = layout.info
         height, width = info.page_shape

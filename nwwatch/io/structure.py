@@ -28,7 +28,6 @@ from nwwatch.io.errors import (
     MultichannelError,
     NotATiffError,
     TruncatedTiffError,
-    UnreadableFileError,
     UnsupportedCompressionError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
@@ -36,7 +35,7 @@ from nwwatch.io.errors import (
 )
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
 from nwwatch.io.records import TiffInfo
-from nwwatch.io.regular import open_regular
+from nwwatch.io.regular import open_input, open_regular
 from nwwatch.io.series import (
     CHANNEL_AXES,
     channel_hint,
@@ -103,11 +102,7 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
     waited on).
     """
     path = Path(path)
-    try:
-        handle = open_regular(path)
-    except PermissionError as exc:
-        raise UnreadableFileError(path, f"permission denied ({exc.strerror})") from exc
-    with handle:
+    with open_input(path) as handle:
         size = os.fstat(handle.fileno()).st_size
         if size == 0:
             raise EmptyFileError(path, "file is empty (0 bytes)")
