@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
+from damage import assert_damage_reads_or_raises_input_errors
 from servicekit import model, paint_insitu
 
 from nwwatch.io import (
@@ -585,26 +586,12 @@ def test_a_dm4_frame_replays_to_the_row_of_its_tiff_twin(tmp_path):
 def test_damaged_files_raise_input_errors_only(tmp_path, suffix):
     # a few random bytes changed, and the file cut short: the service quarantines (or waits
     # for) an InputError; any other exception would stop the batch
-    from nwwatch.io import InputError
 
     src = dm_file(tmp_path / f"src{suffix}", np.arange(60, dtype=np.uint16).reshape(2, 5, 6),
                   10, calibration=nm_calibration(0.5),
                   tags=databar(filetime(datetime(2024, 1, 1, tzinfo=UTC)), "1/1/2024",
                                "1:00 PM")).read_bytes()
-    rng = np.random.default_rng(3)
-    path = tmp_path / f"damaged{suffix}"
-    for i in range(400):
-        damaged = bytearray(src)
-        for _ in range(rng.integers(1, 4)):
-            damaged[rng.integers(len(damaged))] = rng.integers(256)
-        path.write_bytes(bytes(damaged[:rng.integers(len(damaged))] if i % 4 == 0
-                               else damaged))
-        try:
-            frames = read_frames(path)
-        except InputError as exc:
-            assert exc.path == path
-        else:
-            assert frames and all(f.image.ndim == 2 for f in frames)
+    assert_damage_reads_or_raises_input_errors(src, tmp_path / f"damaged{suffix}", 400, seed=3)
 
 
 def test_the_service_waits_for_a_dm4_whose_size_was_set_before_its_tags_were_written(tmp_path):
