@@ -64,7 +64,11 @@ from nwwatch.io.errors import (
     UnsupportedDtypeError,
     UnsupportedLayoutError,
 )
-from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS
+from nwwatch.io.limits import (
+    MAX_FILE_BYTES,
+    MAX_FRAME_PIXELS,
+    PLAUSIBLE_ACQUISITION_YEARS,
+)
 from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm, unit_to_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import open_input
@@ -388,10 +392,6 @@ def parse_dm_time(date_text: str, time_text: str) -> datetime | None:
 
 #: Windows FILETIME: 100 ns ticks since 1601-01-01 UTC.
 _FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
-#: Acquisition times outside these years are a corrupt or unset tag, not a time.
-_PLAUSIBLE_YEARS = (1990, 2200)
-
-
 def _os_time(value: object) -> datetime | None:
     """A FILETIME tag as a UTC datetime, or None when it is not a plausible time."""
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -400,7 +400,7 @@ def _os_time(value: object) -> datetime | None:
         when = _FILETIME_EPOCH + timedelta(microseconds=value / 10)
     except OverflowError:
         return None
-    return when if _PLAUSIBLE_YEARS[0] <= when.year < _PLAUSIBLE_YEARS[1] else None
+    return when if when.year in range(*PLAUSIBLE_ACQUISITION_YEARS) else None
 
 
 def _acquired_at(path: Path, image: _Group) -> datetime | None:
@@ -413,7 +413,7 @@ def _acquired_at(path: Path, image: _Group) -> datetime | None:
     if date is None or clock is None:
         return None
     when = parse_dm_time(date, clock)
-    if when is None or not _PLAUSIBLE_YEARS[0] <= when.year < _PLAUSIBLE_YEARS[1]:
+    if when is None or when.year not in range(*PLAUSIBLE_ACQUISITION_YEARS):
         # an implausible year is a corrupt or unset tag; year 1 or 9999 would also overflow
         # the conversion to UTC below
         _log.warning("io.times_ignored", path=str(path),

@@ -61,6 +61,7 @@ from nwwatch.io.errors import (
 from nwwatch.io.limits import (
     MAX_FILE_BYTES,
     MAX_FRAME_PIXELS,
+    PLAUSIBLE_ACQUISITION_YEARS,
 )
 from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm, unit_to_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
@@ -89,10 +90,6 @@ _METADATA_COLUMNS = 64  # frames' metadata texts read at a time
 #: Longest metadata text a frame may have: Velox writes tens of kB; a corrupt dataspace may
 #: declare any length, which every read of a frame's metadata would allocate.
 _MAX_METADATA_BYTES = 2**24
-#: Unix times outside these years are not an acquisition's (a zeroed field, a counter).
-_PLAUSIBLE_YEARS = (1990, 2200)
-
-
 def is_emd(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is named as a Velox EMD file (:data:`EMD_SUFFIXES`, any case)."""
     return Path(path).suffix.lower() in EMD_SUFFIXES
@@ -434,7 +431,7 @@ def _unix_time(seconds: float | None) -> datetime | None:
         when = datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
         return None
-    return when if _PLAUSIBLE_YEARS[0] <= when.year < _PLAUSIBLE_YEARS[1] else None
+    return when if when.year in range(*PLAUSIBLE_ACQUISITION_YEARS) else None
 
 
 def _time_stamp(meta: dict[str, Any]) -> datetime | None:
@@ -466,12 +463,13 @@ def _scan_times(path: Path, start: datetime, frame_s: float | None,
             last = start + timedelta(seconds=frame_s * (n_frames - 1))
         except OverflowError:
             last = None
-        if last is not None and last.year < _PLAUSIBLE_YEARS[1]:
+        if last is not None and last.year < PLAUSIBLE_ACQUISITION_YEARS[1]:
             step = timedelta(seconds=frame_s)
             return [start + i * step for i in range(n_frames)]
         _log.warning("io.times_ignored", path=str(path),
                      reason=f"Scan.FrameTime {frame_s:.6g} s puts frame {n_frames - 1} past "
-                            f"{_PLAUSIBLE_YEARS[1]}: every frame gets the acquisition start")
+                            f"{PLAUSIBLE_ACQUISITION_YEARS[1]}: every frame gets the acquisition "
+                            "start")
     return [start] * n_frames
 
 

@@ -32,3 +32,8 @@ ANISOTROPY_TOLERANCE = 1.0e-3
 #: that is more than this many times the pixel size (1 um slices of 2 nm pixels: 500), the
 #: depth is most likely a missing calibration, and reading it says so with a warning.
 MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO = 20.0
+
+#: Acquisition times a reader takes from a file's own tags lie in these years (the first
+#: included, the last not); others are an unset, zeroed or corrupt tag, and the file's mtime
+#: is used with a warning.
+PLAUSIBLE_ACQUISITION_YEARS = (1990, 2200)

@@ -60,7 +60,11 @@ from nwwatch.io.errors import (
     UnsupportedDtypeError,
     UnsupportedLayoutError,
 )
-from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS
+from nwwatch.io.limits import (
+    MAX_FILE_BYTES,
+    MAX_FRAME_PIXELS,
+    PLAUSIBLE_ACQUISITION_YEARS,
+)
 from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm, unit_to_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import open_input
@@ -95,8 +99,8 @@ _PIXEL_NAMES = {9: "complex (2 x float32)", 10: "complex (2 x float64)"}
 #: writes words: "Number", "meters"): refused before it is read, whatever the file's size.
 _MAX_TEXT_BYTES = 4096
 #: Acquisition times before this are an unset tag, not a time (the tag is a signed 32-bit
-#: count of seconds: it cannot reach past 2038).
-_EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+#: count of seconds: it cannot reach past 2038, within the plausible years).
+_EARLIEST = datetime(PLAUSIBLE_ACQUISITION_YEARS[0], 1, 1, tzinfo=UTC)
 
 
 def is_ser(path: str | os.PathLike[str]) -> bool:
@@ -366,7 +370,8 @@ def _times(path: Path, handle: BinaryIO, layout: _Layout) -> list[datetime] | No
         when = datetime.fromtimestamp(seconds, UTC)
         if when < _EARLIEST:
             _log.warning("io.times_ignored", path=str(path),
-                         reason=f"tag {i} time {seconds} s ({when:%Y-%m-%d}) is before 1990")
+                         reason=f"tag {i} time {seconds} s ({when:%Y-%m-%d}) is before "
+                                f"{PLAUSIBLE_ACQUISITION_YEARS[0]}")
             return None
         times.append(when)
     return times
