@@ -197,6 +197,57 @@ def test_two_pixel_gap_between_droplet_and_wire():
     assert "gap" in r.reason
 
 
+def _gapped(c, gap_px: float, shape=SHAPE) -> np.ndarray:
+    """The cap's labels with a background band ``gap_px`` wide, centred on the facet line
+    (hand labels that leave the dark interface band unlabeled)."""
+    t = t_coordinate(c, shape)
+    labels = c.labels.copy()
+    labels[(labels == NANOWIRE) & (t > -0.5 * gap_px)] = 0
+    labels[(labels == DROPLET) & (t < 0.5 * gap_px)] = 0
+    return labels
+
+
+def _equivalent_radius_px(labels: np.ndarray) -> float:
+    return math.sqrt(np.count_nonzero(labels == DROPLET) / math.pi)
+
+
+@pytest.mark.parametrize("share", [0.08, 0.12, 0.17])
+@pytest.mark.parametrize(("theta", "axis"), [(100.0, 90.0), (135.0, 20.0), (120.0, -65.0)])
+def test_a_wide_unlabeled_interface_band_is_bridged_with_its_uncertainty(share, theta, axis):
+    c = cap(theta, 45.0, axis, center=(128.3, 127.6))
+    # A band wider than GAP_PX, up to nearly a fifth of the droplet's radius.
+    gap_px = max(share * _equivalent_radius_px(c.labels), 5.0)
+    r = measure_contact_angle(_gapped(c, gap_px))
+    # Found on the wire, the facet in the band's middle, and the band's width in sigma.
+    assert r.reason_code in ("ok", "angle_uncertain"), r.reason
+    assert r.facet_gap_px == pytest.approx(gap_px, abs=1.0)
+    error = abs(r.contact_angle_deg - theta)
+    assert error <= binary_tolerance_deg(45.0) + 0.3
+    sin_t = math.sin(math.radians(theta))
+    assert r.contact_angle_uncertainty_deg >= math.degrees(
+        gap_px / math.sqrt(12.0) / (c.droplet_radius_px * sin_t))
+    if r.reason_code == "angle_uncertain":
+        assert "mostly from the background gap between the droplet and wire labels" in r.reason
+
+
+def test_a_large_droplet_across_a_wide_band_keeps_a_valid_angle():
+    # 7 px of band under a 150 px base: the band's position term alone is 0.8 deg.
+    c = render_ideal_cap((512, 512), 105.0, 150.0, 90.0, (300.4, 255.7))
+    r = measure_contact_angle(_gapped(c, 7.0, (512, 512)))
+    assert r.status == "ok", r.reason
+    assert r.facet_gap_px == pytest.approx(7.0, abs=1.0)
+    assert abs(r.contact_angle_deg - 105.0) <= 2.0 * r.contact_angle_uncertainty_deg
+    assert "px gap between droplet and wire" in r.reason
+
+
+def test_a_droplet_farther_from_the_wire_than_a_fifth_of_its_radius_is_not_on_it():
+    c = cap(115.0, 30.0, 90.0, center=(150.3, 127.6))
+    r = measure_contact_angle(_gapped(c, 0.2 * _equivalent_radius_px(c.labels) + 3.0))
+    assert r.status == "droplet_not_on_wire"
+    assert r.reason_code == "droplet_not_on_wire"
+    assert "20 % of its radius" in r.reason
+
+
 def test_spurious_blobs_holes_and_ragged_edges():
     rng = np.random.default_rng(3)
     c = cap(105.0, 35.0, -40.0, (140.2, 110.7))

@@ -3,11 +3,15 @@
 Small blobs are ignored (below ``MIN_AREA_PX`` or ``MIN_AREA_FRACTION`` of the largest blob of
 the same class). The measured pair is the largest droplet touching a wire - within ``GAP_PX``
 pixels, so a thin background gap between droplet and wire is tolerated - on the largest wire
-it touches.
+it touches. Where no droplet comes that close to a wire, a droplet is paired with a wire
+across a wider gap, up to ``WIDE_GAP_FRACTION`` of its equivalent radius: hand-drawn labels
+often leave the dark wire/droplet interface band unlabeled. The angle's uncertainty then
+carries where in that gap the facet may lie.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -30,6 +34,11 @@ _MANY_CONTOURS = 200
 _PAIR_CANDIDATES = 16
 #: Largest background gap (px) between droplet and wire that still counts as "on the wire".
 GAP_PX = 4
+#: Where no droplet lies within GAP_PX of a wire: the widest gap bridged, as a share of the
+#: droplet's equivalent radius sqrt(area / pi). Its position uncertainty (gap / sqrt(12))
+#: alone puts sigma above the refusal cut beyond about 0.1 of the radius, so such frames keep
+#: their angle with the reason instead of "not on a wire".
+WIDE_GAP_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Selection:
     n_droplets: int = 0
     droplet_area_px2: float | None = None
     droplet_cut: bool = False
+    max_gap_px: int = GAP_PX
     wire_moments: dict | None = None
     droplet_moments: dict | None = None
 
@@ -114,6 +124,32 @@ def _box(rect: tuple[int, int, int, int], margin: int, shape: tuple[int, int]) -
     )
 
 
+def wide_gap_px(droplet_area_px2: float) -> int:
+    """The widest background gap (px) bridged to a droplet of this area when none lies
+    within ``GAP_PX`` of a wire: ``WIDE_GAP_FRACTION`` of its equivalent radius, at least
+    ``GAP_PX``."""
+    return max(GAP_PX, math.ceil(WIDE_GAP_FRACTION * math.sqrt(droplet_area_px2 / math.pi)))
+
+
+def _pair(wires: list, drops: list, shape: tuple[int, int],
+          wide: bool) -> tuple[int, int] | None:
+    """(wire index, droplet index) of the largest droplet within reach of a wire, on the
+    largest wire it reaches: within ``GAP_PX``, or (``wide``) within :func:`wide_gap_px`
+    of the droplet's area; None when no droplet reaches one."""
+    for di, (dcont, darea, drect) in enumerate(drops[:_PAIR_CANDIDATES]):
+        gap = wide_gap_px(darea) if wide else GAP_PX
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
+        box = _box(drect, gap + 1, shape)
+        near = cv2.dilate(_filled(dcont, box).view(np.uint8), kernel).view(bool)
+        for wi, (wcont, _, wrect) in enumerate(wires[:_PAIR_CANDIDATES]):
+            wbox = _box(wrect, 0, shape)
+            if wbox[0] >= box[2] or wbox[2] <= box[0] or wbox[1] >= box[3] or wbox[3] <= box[1]:
+                continue
+            if (near & _filled(wcont, box)).any():
+                return wi, di
+    return None
+
+
 def select_components(labels: np.ndarray) -> Selection:
     """Choose the wire and droplet to measure in ``labels`` (uint8 (H, W))."""
     shape = labels.shape
@@ -146,28 +182,19 @@ def select_components(labels: np.ndarray) -> Selection:
     if not drops:
         return Selection("no_droplet", f"no droplet region of at least {MIN_AREA_PX} px",
                          "no_droplet")
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GAP_PX + 1, 2 * GAP_PX + 1))
     # The largest droplet that touches a wire, on the largest wire it touches (wires and
     # droplets are sorted by area). Ranking by droplet, not by wire: at high magnification the
     # measured wire can be a short stub smaller than a distant wire with its own small droplet.
-    pair = None  # (wire index, droplet index)
-    for di, (dcont, _, drect) in enumerate(drops[:_PAIR_CANDIDATES]):
-        box = _box(drect, GAP_PX + 1, shape)
-        near = cv2.dilate(_filled(dcont, box).view(np.uint8), kernel).view(bool)
-        for wi, (wcont, _, wrect) in enumerate(wires[:_PAIR_CANDIDATES]):
-            wbox = _box(wrect, 0, shape)
-            if wbox[0] >= box[2] or wbox[2] <= box[0] or wbox[1] >= box[3] or wbox[3] <= box[1]:
-                continue
-            if (near & _filled(wcont, box)).any():
-                pair = (wi, di)
-                break
+    pair, gap_px = _pair(wires, drops, shape, wide=False), GAP_PX
+    if pair is None:
+        pair = _pair(wires, drops, shape, wide=True)
         if pair is not None:
-            break
+            gap_px = wide_gap_px(drops[pair[1]][1])
     if pair is None:
         return Selection(
             "droplet_not_on_wire",
-            f"no droplet lies within {GAP_PX} px of a nanowire "
-            f"({len(drops)} droplet(s), {len(wires)} wire(s))",
+            f"no droplet lies within {GAP_PX} px, or {100 * WIDE_GAP_FRACTION:.0f} % of its "
+            f"radius, of a nanowire ({len(drops)} droplet(s), {len(wires)} wire(s))",
             "droplet_not_on_wire",
         )
     wcont, _, wrect = wires[pair[0]]
@@ -199,6 +226,7 @@ def select_components(labels: np.ndarray) -> Selection:
         n_droplets=len(drops),
         droplet_area_px2=float(np.count_nonzero(droplet)),
         droplet_cut=cut,
+        max_gap_px=gap_px,
         # Polygon moments of the outlines (crop coordinates): centroids and the wire's
         # principal axis at a fraction of the cost of image moments.
         wire_moments=cv2.moments(wcont - np.array([box[1], box[0]], np.int32)),

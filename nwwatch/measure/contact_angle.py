@@ -39,6 +39,7 @@ from nwwatch.measure.uncertainty import (
     combine_deg,
     correlation_factor,
     edge_sigma_deg,
+    gap_variance,
     statistical_variances,
     uncertain_reason,
 )
@@ -280,9 +281,11 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
                                        foot + off, line.normal, half_chord, fit.rms_px)
     depth_px = capcheck.triple_point_depth_px(sel.wire, sel.droplet, (r0, c0), labels.shape,
                                               (left, right))
+    gap_var = gap_variance(line, max(radius * math.sin(theta), 0.5))
     terms_deg = {
         "outline": CALIBRATION * math.degrees(math.sqrt(max(circle_var, 0.0))),
-        "facet_line": CALIBRATION * math.degrees(math.sqrt(max(line_var, 0.0))),
+        "facet_line": CALIBRATION * math.degrees(math.sqrt(max(line_var - gap_var, 0.0))),
+        "facet_gap": CALIBRATION * math.degrees(math.sqrt(gap_var)),
         "facet_orientation": choice_sigma_deg(fit, line, free_line, shift, theta, lever,
                                               half_chord, incl),
         "facet_shape": shape.systematic_deg if tilt_deg == 0 else 0.0,
@@ -292,7 +295,7 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
         "triple_points": capcheck.triple_depth_sigma_deg(depth_px, half_chord),
     }
     sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), *(  # fits, then the systematics
-        v for k, v in terms_deg.items() if k not in ("outline", "facet_line")))
+        v for k, v in terms_deg.items() if k not in ("outline", "facet_line", "facet_gap")))
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
     fitted = dict(cap.fields, base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
                   facet_edge=edge.status, cap_excess_px=excess_px, triple_depth_px=depth_px,
@@ -303,6 +306,7 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
     if sigma_deg > MAX_UNCERTAINTY_DEG:
         details = {"outline": f"{len(pts)} points, {cap.span_deg:.0f} deg of arc",
                    "facet_line": f"{int(np.count_nonzero(line.inliers))} interface points",
+                   "facet_gap": f"{line.gap_px:.1f} px wide",
                    "facet_edge": edge_note,
                    "droplet_shape": f"{excess_px:.1f} px of mean thickness along the base",
                    "triple_points": f"{depth_px or 0.0:.1f} px from the background"}

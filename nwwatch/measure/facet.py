@@ -74,7 +74,7 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
         raise refuse("droplet_not_on_wire", "wire and droplet have the same centroid", **base)
     towards /= np.hypot(*towards)
     iface = interface_points(sel.wire, sel.droplet, outlines.wire, outlines.droplet,
-                             outlines.fine)
+                             outlines.fine, sel.max_gap_px)
     if len(iface) < 3:
         raise refuse("interface_missing", f"only {len(iface)} wire/droplet interface points "
                      "(the droplet does not sit on the wire's end)", **base)

@@ -82,8 +82,16 @@ def statistical_variances(
     grad = np.array([line.normal[0], line.normal[1], math.cos(theta_rad)]) / half_chord
     circle_var = float(grad @ fit.covariance @ grad) * circle_factor
     offset_var = (line.sigma_offset_px**2 + (lever_px * line.sigma_angle_rad) ** 2) * line_factor
-    offset_var += line.quantisation_px**2 + (line.gap_px / (2.0 * math.sqrt(3.0))) ** 2
-    return circle_var, offset_var / half_chord**2
+    offset_var += line.quantisation_px**2
+    return circle_var, offset_var / half_chord**2 + gap_variance(line, half_chord)
+
+
+def gap_variance(line: FacetLine, half_chord_px: float) -> float:
+    """Variance (rad^2) of theta from where the facet lies in a background gap between the
+    droplet and wire labels (``line.gap_px`` wide, the line in its middle): uniform across
+    the gap, gap / sqrt(12) of offset over the half chord (part of the facet line's
+    variance in :func:`statistical_variances`)."""
+    return (line.gap_px / (2.0 * math.sqrt(3.0)) / max(half_chord_px, 0.5)) ** 2
 
 
 def combine_deg(statistical_deg: float, *systematic_deg: float) -> float:
@@ -155,6 +163,8 @@ def edge_sigma_deg(
 SIGMA_TERMS = {
     "outline": "the droplet outline's scatter about its circle",
     "facet_line": "the facet line's scatter on the labels' wire/droplet interface",
+    "facet_gap": "the background gap between the droplet and wire labels: the facet line is "
+                 "taken in its middle, and may lie anywhere across it",
     "facet_orientation": "the facet's orientation, which the interface does not fix",
     "facet_shape": "the facet's shape: its interface bows like the shallow ellipse of a wire "
                    "tilted out of plane, too little to be read as one (flat and elliptical "
