@@ -101,6 +101,11 @@ def _check_inputs(
                          f"{pixel_size_nm!r} ({type(pixel_size_nm).__name__})")
 
 
+#: Failures that a ring of nanowire labels round the droplet does not cause.
+_NOT_FROM_SEAMS = frozenset({"labels_noisy", "no_wire", "no_droplet",
+                             "out_of_physical_range"})
+
+
 def measure_contact_angle(
     labels: np.ndarray,
     droplet_probability: np.ndarray | None = None,
@@ -157,11 +162,6 @@ def measure_contact_angle(
                    f"(resize label images with nearest neighbour); measured as drawn: "
                    f"{result.reason}")
     return result
-
-
-#: Failures that a ring of nanowire labels round the droplet does not cause.
-_NOT_FROM_SEAMS = frozenset({"labels_noisy", "no_wire", "no_droplet",
-                             "out_of_physical_range"})
 
 
 @dataclass(frozen=True)
