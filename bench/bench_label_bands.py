@@ -9,11 +9,7 @@ way and measures them as ``nwwatch measure`` does (labels alone):
 * ``band G``: background across the facet line, G px wide and centred on it (wire pixels
   within G/2 of the line below it, droplet pixels within G/2 above it removed);
 * ``inside rim K``: the droplet eroded by K px (a disc), so a band of about K px opens too;
-* ``with rim K``: the droplet dilated by K px into the background (not over the wire);
-* ``resized from N (how)``: the labels brought to N x N by nearest neighbour, then back to
-  512 x 512 bilinearly or by area, as a label image resized with interpolation instead of
-  nearest neighbour (class 1 falls between 0 and 2: a thin band of "nanowire" rings the
-  droplet where the factor is 2).
+* ``with rim K``: the droplet dilated by K px into the background (not over the wire).
 
 Errors in degrees against the exact angle of the cap (the mask's own geometry differs from
 it for the rim conventions, by design: they show what the convention costs); "<= 2 sigma"
@@ -42,8 +38,6 @@ from nwwatch.synth.geometry import WireSpec, facet_vectors
 
 BANDS_PX = (2, 4, 6, 8, 12, 16)
 RIMS_PX = (1, 2, 3, 4)
-RESIZES = ((256, "bilinear"), (384, "bilinear"), (768, "area"))
-_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
 
 
 def band(labels: np.ndarray, wire: WireSpec, width_px: float) -> np.ndarray:
@@ -69,12 +63,6 @@ def rim(labels: np.ndarray, radius_px: int, inside: bool) -> np.ndarray:
     return out
 
 
-def resized(labels: np.ndarray, size_px: int, how: str) -> np.ndarray:
-    """``labels`` brought to ``size_px`` square by nearest neighbour and back by ``how``."""
-    small = cv2.resize(labels, (size_px, size_px), interpolation=cv2.INTER_NEAREST)
-    return cv2.resize(small, SHAPE[::-1], interpolation=_INTERPOLATION[how])
-
-
 def _summary(errors: list[float], sigmas: list[float], codes: Counter, n: int) -> dict:
     e = np.abs(np.array(errors))
     out = {"frames": n, "valid": len(errors), "reason_codes": dict(sorted(codes.items()))}
@@ -89,9 +77,7 @@ def run(per_geometry: int, seed: int) -> dict:
     frames = real_geometry_frames(np.random.default_rng(seed), per_geometry)
     ways = ([(f"band {g}", lambda lab, w, g=g: band(lab, w, g)) for g in BANDS_PX]
             + [(f"inside rim {k}", lambda lab, w, k=k: rim(lab, k, True)) for k in RIMS_PX]
-            + [(f"with rim {k}", lambda lab, w, k=k: rim(lab, k, False)) for k in RIMS_PX]
-            + [(f"resized from {n} ({how})", lambda lab, w, n=n, how=how: resized(lab, n, how))
-               for n, how in RESIZES])
+            + [(f"with rim {k}", lambda lab, w, k=k: rim(lab, k, False)) for k in RIMS_PX])
     record: dict = {"per_geometry": per_geometry, "seed": seed, "frames": len(frames),
                     "measurement_version": MEASUREMENT_VERSION, "ways": {}}
     for name, redraw in ways:
@@ -120,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, s in record["ways"].items():
         fig = (f"RMSE {s['rmse_deg']:.2f}, max {s['max_abs_deg']:.2f}, <= 2 sigma "
                f"{100 * s['within_2sigma']:.0f} %" if s["valid"] else "-")
-        print(f"{name:26s} {s['valid']:3d}/{s['frames']} valid, {s['with_an_angle']:3d} with an "
+        print(f"{name:13s} {s['valid']:3d}/{s['frames']} valid, {s['with_an_angle']:3d} with an "
               f"angle; {fig}; {s['reason_codes']}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(record, indent=1) + "\n")

@@ -17,7 +17,6 @@ and width (``wire``) are reported but the angle does not use them.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ from nwwatch.measure.facet import Facet, fit_facet, place_facet, signed_deg
 from nwwatch.measure.notes import result_notes
 from nwwatch.measure.outlines import PairOutlines, pair_outlines
 from nwwatch.measure.result import ContactAngleResult, MeasurementPoints, Refused, refuse
-from nwwatch.measure.seams import MIN_SEAM_SHARE, interpolation_seam_share
 from nwwatch.measure.uncertainty import (
     CALIBRATION,
     choice_sigma_deg,
@@ -101,11 +99,6 @@ def _check_inputs(
                          f"{pixel_size_nm!r} ({type(pixel_size_nm).__name__})")
 
 
-#: Failures that a ring of nanowire labels round the droplet does not cause.
-_NOT_FROM_SEAMS = frozenset({"labels_noisy", "no_wire", "no_droplet",
-                             "out_of_physical_range"})
-
-
 def measure_contact_angle(
     labels: np.ndarray,
     droplet_probability: np.ndarray | None = None,
@@ -144,24 +137,14 @@ def measure_contact_angle(
         # keeps a float's resolution near its own), long double narrows
         image = image.astype(np.float32 if image.dtype.itemsize < 4 else np.float64)
     try:
-        result = _measure(labels, droplet_probability, pixel_size_nm, image)
+        return _measure(labels, droplet_probability, pixel_size_nm, image)
     except Refused as refused:
-        result = refused.result
+        return refused.result
     except np.linalg.LinAlgError as exc:
         # Degenerate point sets can still defeat a solver; a service must get a value back.
         return ContactAngleResult(
             R.FIT_FAILED, f"numerical failure in the geometry fit ({exc})", "numerical_failure",
             pixel_size_nm=pixel_size_nm)
-    if (not result.angle_valid and result.reason_code not in _NOT_FROM_SEAMS
-            and (share := interpolation_seam_share(labels)) >= MIN_SEAM_SHARE):
-        # The failure's own reason names a symptom; the cause is the label image's resize.
-        return dataclasses.replace(
-            result, status=R.FIT_FAILED, reason_code="labels_interpolated",
-            reason=f"{100 * share:.0f} % of the droplet's outline is ringed by a thin band of "
-                   f"nanowire labels, as when a label image is resized with interpolation "
-                   f"(resize label images with nearest neighbour); measured as drawn: "
-                   f"{result.reason}")
-    return result
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,6 @@ REASON_CODES: dict[str, str] = {
     "not_a_circle": "the droplet outline is not a circle arc",
     "circle_misses_facet": "the fitted circle does not reach the facet line",
     "angle_uncertain": "the angle's uncertainty is too large",
-    "labels_interpolated": "a failure on a label image resized with interpolation: a thin band "
-                           "of nanowire labels rings the droplet",
     "out_of_physical_range": "measured, but outside the physical range",
     "numerical_failure": "a solver failed on degenerate points",
 }
