@@ -754,6 +754,28 @@ def test_the_recipe_for_masks_from_other_tools_runs(tmp_path, monkeypatch):
     assert abs(row["contact_angle_deg"] - cap.contact_angle_deg) < 3.0
 
 
+def test_the_recipe_for_masks_from_other_tools_reads_an_rgba_colour_mask(tmp_path, monkeypatch):
+    # GIMP, napari and Label Studio save colour masks with an alpha channel; before, the
+    # recipe's (B, G, R) keys failed to broadcast against OpenCV's four channels
+    text = (Path(__file__).parents[1] / "docs" / "measurement.md").read_text()
+    section = text.split("### Masks from other tools", 1)[1]
+    recipe = section.split("```python\n", 1)[1].split("```", 1)[0]
+    grey_table = "table = {0: 0, 127: 1, 255: 2}"
+    assert grey_table in recipe
+    recipe = recipe.replace(grey_table, "table = {(0, 0, 0): 0, (255, 0, 0): 1, (0, 255, 0): 2}")
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    for folder in ("masks", "frames", "labels"):
+        (tmp_path / folder).mkdir()
+    bgra = np.array([[0, 0, 0, 255], [255, 0, 0, 255], [0, 255, 0, 255]], np.uint8)[cap.labels]
+    cv2.imwrite(str(tmp_path / "masks" / "frame_0001_mask.png"), bgra)
+    tifffile.imwrite(tmp_path / "frames" / "frame_0001.tif",
+                     np.where(cap.labels == 0, 3000, 1000).astype(np.uint16))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(recipe, "docs/measurement.md", "exec"), {})
+    labels = cv2.imread(str(tmp_path / "labels" / "frame_0001.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(labels, cap.labels)
+
+
 def test_label_images_take_the_pixel_size_of_their_frame_of_the_same_shape(tmp_path):
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
     masks, images = tmp_path / "masks", tmp_path / "images"
