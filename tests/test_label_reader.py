@@ -178,6 +178,21 @@ def test_labels_that_count_classes_from_one_name_the_convention(tmp_path):
     assert "napari" not in info.value.reason
 
 
+@pytest.mark.parametrize("values", [(0, 127, 255), (1, 2, 3)])
+def test_another_tools_grey_levels_or_ids_are_told_to_be_renumbered(tmp_path, values):
+    # before: only "label values [127] out of range" for a 0/127/255 grey mask, whose
+    # droplet (255) was silently taken for unlabeled
+    classes = np.zeros((6, 6), np.uint8)
+    classes[:2, :2] = 1
+    classes[4:, 4:] = 2
+    cv2.imwrite(str(tmp_path / "grey.png"), np.array(values, np.uint8)[classes])
+    with pytest.raises(DatasetLayoutError, match="out of range") as info:
+        read_label_image(tmp_path / "grey.png", 3)
+    assert "renumber them to 0..2" in info.value.reason
+    assert "'Masks from other tools'" in info.value.reason
+    assert ("255 reads as unlabeled" in info.value.reason) == (255 in values)
+
+
 def test_a_labels_volume_and_an_empty_file_say_what_they_are(tmp_path):
     import tifffile
 
