@@ -504,6 +504,7 @@ def test_a_file_of_another_format_is_told_which_formats_are_read(tmp_path):
     # before: only "not a TIFF file (no TIFF or BigTIFF header)"
     assert f"{jpeg}: not a TIFF file" in result.output
     assert "measure reads TIFF (.tif, .tiff) and PNG (.png) files" in result.output
+    assert "save the mask losslessly, as PNG" in " ".join(result.output.split())
 
 
 def test_when_no_file_is_read_it_says_the_out_file_was_not_written(tmp_path):
@@ -532,6 +533,18 @@ def test_a_pattern_that_matched_nothing_is_named_as_such(tmp_path):
     result = CliRunner().invoke(main, ["measure", str(tmp_path / "f.tif"), "--out",
                                        str(tmp_path / "r.parquet")])
     assert result.exit_code == 2 and "shell pattern" not in result.output
+
+
+def test_a_folder_given_as_input_is_told_to_give_its_files(tmp_path):
+    # before: only click's "File '...' is a directory."
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for given in (str(masks), f"{masks}/"):
+        result = CliRunner().invoke(main, ["measure", given, "--out",
+                                           str(tmp_path / "r.parquet")])
+        assert result.exit_code == 2
+        assert (f"is a directory: give the files in it, e.g. {masks}/*.png or {masks}/*.tif."
+                in " ".join(result.output.split()))
 
 
 @pytest.mark.parametrize("axis_deg", [0.0, 30.0, 150.0])

@@ -64,8 +64,11 @@ def _read_frames(path: Path) -> list[Frame]:
     except DatasetLayoutError as exc:
         known = path.suffix.lower() in _IMAGE_SUFFIXES
         # e.g. a JPEG: any other name is tried as a TIFF, so say which formats are read
+        jpeg = (" (a JPEG mask: its lossy compression changed the class ids along every "
+                "edge, so save the mask losslessly, as PNG; a JPEG frame: convert it to PNG)"
+                if path.suffix.lower() in (".jpg", ".jpeg") else "")
         raise LabelFileError(path, exc.reason if known else f"{exc.reason}; measure reads "
-                                   "TIFF (.tif, .tiff) and PNG (.png) files") from None
+                                   f"TIFF (.tif, .tiff) and PNG (.png) files{jpeg}") from None
     mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     return [Frame(image=page, index=i, source=path, pixel_size_nm=None, acquired_at=mtime,
                   acquired_at_source="mtime") for i, page in enumerate(pages)]
