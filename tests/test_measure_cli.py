@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import tifffile
 from click.testing import CliRunner
+from grey_png import grey_png
 from ideal_caps import render_ideal_cap
 
 from nwwatch.cli import main
@@ -533,6 +534,27 @@ def test_a_pattern_that_matched_nothing_is_named_as_such(tmp_path):
     result = CliRunner().invoke(main, ["measure", str(tmp_path / "f.tif"), "--out",
                                        str(tmp_path / "r.parquet")])
     assert result.exit_code == 2 and "shell pattern" not in result.output
+
+
+def test_a_label_png_of_2_or_4_bits_is_read_as_its_class_ids(tmp_path):
+    # a PNG optimiser (optipng, oxipng) stores 0/1/2 in 2 bits, which OpenCV decodes as
+    # 0/85/170; before, measure refused it with the advice to renumber the mask
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    exact = measure_contact_angle(cap.labels)
+    for bits in (2, 4):
+        path = tmp_path / f"labels_{bits}bit.png"
+        grey_png(path, cap.labels, bits)
+        out = tmp_path / f"rows_{bits}.parquet"
+        result = CliRunner().invoke(main, ["measure", str(path), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        row = pq.read_table(out).to_pylist()[0]
+        assert row["status"] == exact.status
+        assert row["contact_angle_deg"] == pytest.approx(exact.contact_angle_deg)
+    # a 1-bit image holds two classes at most: still refused as a 0/255 mask
+    grey_png(tmp_path / "binary.png", (cap.labels == 2).astype(np.uint8), 1)
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "binary.png"), "--out",
+                                       str(tmp_path / "b.parquet")])
+    assert result.exit_code == 1 and "a 0/255 mask" in result.output
 
 
 def test_a_folder_given_as_input_is_told_to_give_its_files(tmp_path):

@@ -27,7 +27,7 @@ from nwwatch.classes import (
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM
-from nwwatch.io.png import PICTURE_PNG_PARAMS, write_image_file
+from nwwatch.io.png import PICTURE_PNG_PARAMS, low_grey_bit_depth, write_image_file
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
@@ -61,6 +61,12 @@ def _read_frames(path: Path) -> list[Frame]:
         if path.suffix.lower() != ".png":
             return read_tiff_frames(path)
         pages = read_pages(path)
+        depth = low_grey_bit_depth(path)
+        if depth in (2, 4):
+            # class ids stored in 2 or 4 bits (a PNG optimiser's lossless choice) decode
+            # scaled to 0..255 (0, 85, 170); read as stored, as train and evaluate read them.
+            # A 1-bit image stays 0/255: two classes at most, refused as a 0/255 mask.
+            pages = (pages // (255 // (2 ** depth - 1))).astype(np.uint8)
     except DatasetLayoutError as exc:
         known = path.suffix.lower() in _IMAGE_SUFFIXES
         # e.g. a JPEG: any other name is tried as a TIFF, so say which formats are read
