@@ -557,6 +557,33 @@ def test_a_label_png_of_2_or_4_bits_is_read_as_its_class_ids(tmp_path):
     assert result.exit_code == 1 and "a 0/255 mask" in result.output
 
 
+def test_a_palette_tiff_label_mask_is_told_to_keep_its_indices(tmp_path):
+    # before: only "save it as greyscale", which in an image editor converts the colours
+    # to grey levels instead of keeping the class ids
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    colormap = np.zeros((3, 256), np.uint16)
+    colormap[0, 1] = colormap[1, 2] = 65535
+    path = tmp_path / "mask.tif"
+    tifffile.imwrite(path, cap.labels, photometric="palette", colormap=colormap)
+    result = CliRunner().invoke(main, ["measure", str(path), "--out",
+                                       str(tmp_path / "r.parquet")])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert f"{path}: palette (indexed colour) image" in output
+    assert "save the indices as 8-bit grey, not its colours converted to grey" in output
+    # the indexed PNG the error offers is read as its indices
+    from PIL import Image
+
+    png = Image.fromarray(cap.labels, mode="P")
+    png.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0, 0, 0] * 253)
+    png.save(tmp_path / "mask.png")
+    out = tmp_path / "p.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "mask.png"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).to_pylist()[0]["contact_angle_deg"] == pytest.approx(
+        measure_contact_angle(cap.labels).contact_angle_deg)
+
+
 def test_a_folder_given_as_input_is_told_to_give_its_files(tmp_path):
     # before: only click's "File '...' is a directory."
     masks = tmp_path / "masks"
