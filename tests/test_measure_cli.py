@@ -557,7 +557,7 @@ def test_a_label_png_of_2_or_4_bits_is_read_as_its_class_ids(tmp_path):
     assert result.exit_code == 1 and "a 0/255 mask" in result.output
 
 
-def test_a_palette_tiff_label_mask_is_told_to_keep_its_indices(tmp_path):
+def test_a_palette_or_inverted_tiff_label_mask_is_told_to_keep_its_ids(tmp_path):
     # before: only "save it as greyscale", which in an image editor converts the colours
     # to grey levels instead of keeping the class ids
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
@@ -571,6 +571,13 @@ def test_a_palette_tiff_label_mask_is_told_to_keep_its_indices(tmp_path):
     output = " ".join(result.output.split())
     assert f"{path}: palette (indexed colour) image" in output
     assert "save the indices as 8-bit grey, not its colours converted to grey" in output
+    # Fiji saves an image with an inverting LUT as MinIsWhite: the fix keeps the ids
+    path = tmp_path / "inverted.tif"
+    tifffile.imwrite(path, cap.labels, photometric="miniswhite")
+    result = CliRunner().invoke(main, ["measure", str(path), "--out",
+                                       str(tmp_path / "r.parquet")])
+    assert result.exit_code == 1
+    assert "Invert LUT keeps its class ids" in " ".join(result.output.split())
     # the indexed PNG the error offers is read as its indices
     from PIL import Image
 

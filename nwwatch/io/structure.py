@@ -301,7 +301,9 @@ def _check_pages(
         # Read as stored, its contrast would be inverted: a dark droplet segmented as bright.
         raise MultichannelError(
             path, "inverted grey image (PhotometricInterpretation MinIsWhite: 0 is white); "
-                  "save it as ordinary greyscale (MinIsBlack)"
+                  "save it as ordinary greyscale (MinIsBlack; a label mask with Fiji's "
+                  "inverting LUT: Image > Lookup Tables > Invert LUT keeps its class ids, "
+                  "Edit > Invert would change them)"
         )
     _check_codecs(path, page)
     _check_tile_size(path, page, first_page)
