@@ -791,7 +791,8 @@ def test_a_label_without_a_grey_image_of_its_stem_is_warned_about(tmp_path):
                                        "--overlays", str(tmp_path / "qa"),
                                        "--images", str(images)])
     assert result.exit_code == 0, result.output
-    assert f"warning: no good_mask.tif, .tiff or .png in {images}" in result.output
+    assert ("warning: no good_mask.tif, .tiff or .png (or good_mask in another format measure "
+            f"reads) in {images}") in " ".join(result.output.split())
     assert "good.tif there" in result.output
 
 
@@ -843,6 +844,26 @@ def test_the_recipe_for_masks_from_other_tools_reads_an_rgba_colour_mask(tmp_pat
     exec(compile(recipe, "docs/measurement.md", "exec"), {})
     labels = cv2.imread(str(tmp_path / "labels" / "frame_0001.png"), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(labels, cap.labels)
+
+
+def test_a_label_image_takes_its_frame_in_another_format_the_service_reads(tmp_path):
+    # before: --images looked for .tif, .tiff and .png only, so the mask of an MRC (or DM,
+    # EMD, TIA) frame got no pixel size and a warning that its frame was not there
+    import mrcfile
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    images = tmp_path / "frames"
+    images.mkdir()
+    with mrcfile.new(images / "frame_0001.mrc") as mrc:
+        mrc.set_data(np.where(cap.labels == 0, 3000, 1000).astype(np.int16))
+        mrc.voxel_size = (2.5, 2.5, 2.5)  # Å
+    cv2.imwrite(str(tmp_path / "frame_0001.png"), cap.labels)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "frame_0001.png"), "--out",
+                                       str(out), "--images", str(images)])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == pytest.approx(0.25)
 
 
 def test_label_images_take_the_pixel_size_of_their_frame_of_the_same_shape(tmp_path):

@@ -26,8 +26,12 @@ from nwwatch.classes import (
 )
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
+from nwwatch.io.dm import DM_SUFFIXES
+from nwwatch.io.emd import EMD_SUFFIXES
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM
+from nwwatch.io.mrc import MRC_SUFFIXES
 from nwwatch.io.png import PICTURE_PNG_PARAMS, low_grey_bit_depth, write_image_file
+from nwwatch.io.ser import SER_SUFFIXES
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
@@ -35,6 +39,8 @@ from nwwatch.options import FiniteFloatRange, InputFile, OutputFile, model_file
 from nwwatch.pathtext import path_text
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+#: the frames --images pairs with a label file: every format measure reads, TIFF and PNG first
+_FRAME_SUFFIXES = _IMAGE_SUFFIXES + DM_SUFFIXES + EMD_SUFFIXES + MRC_SUFFIXES + SER_SUFFIXES
 #: ``--read-as auto`` takes an integer image with at most this many distinct values (0, 1, 2
 #: and perhaps 255) for a label image; a raw TEM frame has many grey levels.
 _LABEL_MAX_VALUES = 4
@@ -136,7 +142,7 @@ def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> li
     none: list = [None] * len(labels)
     if images is None:
         return none
-    for suffix in _IMAGE_SUFFIXES:
+    for suffix in _FRAME_SUFFIXES:
         candidate = images / f"{stem}{suffix}"
         if candidate.exists():
             try:
@@ -159,10 +165,10 @@ def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> li
             return frames
     # e.g. labels named frame_mask.png beside frame.tif: said, not paired by a guess
     near = sorted(p.name for p in images.iterdir()
-                  if p.suffix.lower() in _IMAGE_SUFFIXES and stem.startswith(p.stem))
+                  if p.suffix.lower() in _FRAME_SUFFIXES and stem.startswith(p.stem))
     named = f" ({', '.join(near[:3])} there: name the labels after their frame)" if near else ""
-    click.echo(f"warning: no {stem}.tif, .tiff or .png in {images}{named}; overlay drawn "
-               f"on the labels", err=True)
+    click.echo(f"warning: no {stem}.tif, .tiff or .png (or {stem} in another format measure "
+               f"reads) in {images}{named}; overlay drawn on the labels", err=True)
     return none
 
 
