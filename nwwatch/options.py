@@ -194,7 +194,8 @@ class FiniteFloatRange(click.FloatRange):
 class InputFile(click.Path):
     """An existing file (``click.Path(exists=True, dir_okay=False)``, as a Path) whose error
     for a name with ``*``, ``?`` or ``[`` says it is most likely a shell pattern that matched
-    nothing (the shell then passes the pattern itself)."""
+    nothing (the shell then passes the pattern itself), and for a folder, how to give its
+    files."""
 
     def __init__(self) -> None:
         super().__init__(exists=True, dir_okay=False, path_type=Path)
@@ -206,6 +207,10 @@ class InputFile(click.Path):
             if any(c in str(value) for c in "*?[") and not Path(value).exists():
                 self.fail(f"{exc.message.rstrip('.')} (a shell pattern that matched no "
                           "file?).", param, ctx)
+            if Path(value).is_dir():  # a folder is not read: its files are given one by one
+                folder = os.fsdecode(value).rstrip("/" + os.sep) or os.sep
+                self.fail(f"{exc.message.rstrip('.')}: give the files in it, e.g. "
+                          f"{folder}/*.png or {folder}/*.tif.", param, ctx)
             raise
 
 

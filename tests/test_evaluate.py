@@ -7,8 +7,10 @@ import math
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import tifffile
 from click.testing import CliRunner
 
 from nwwatch.cli import main
@@ -618,15 +620,27 @@ def test_the_recipe_for_the_angles_of_masks_drawn_elsewhere_runs(tmp_path, monke
     recipe = recipe.split("```python\n", 1)[1].split("```", 1)[0]
     data = tmp_path / "DATA"
     result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2",
-                                       "--size", "256", "--seed", "5"])
+                                       "--size", "256", "--seed", "1"])
     assert result.exit_code == 0, result.output
     (data / "truth.parquet").unlink()
+    # labels as other tools save them, both read by evaluate: a palette PNG (CVAT's
+    # segmentation mask) and a TIFF; before, the recipe crashed on the first and skipped
+    # the second
+    from PIL import Image
+
+    first, second = sorted((data / "labels").glob("*.png"))
+    palette = Image.fromarray(cv2.imread(str(first), cv2.IMREAD_UNCHANGED), mode="P")
+    palette.putpalette([0, 0, 0, 250, 50, 83, 36, 179, 83] + [0, 0, 0] * 253)
+    palette.save(first)
+    tifffile.imwrite(second.with_suffix(".tif"), cv2.imread(str(second), cv2.IMREAD_UNCHANGED))
+    second.unlink()
     monkeypatch.chdir(tmp_path)
     exec(compile(recipe, "docs/training.md", "exec"), {})
     import pyarrow.parquet as pq
 
-    rows = pq.read_table(data / "truth.parquet").num_rows
-    assert rows >= 1
+    files = pq.read_table(data / "truth.parquet").column("file").to_pylist()
+    assert sorted(files) == [first.name, second.with_suffix(".tif").name]  # both valid
+    rows = len(files)
     report_path = tmp_path / "report.json"
     result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(data), "--threads", "1",
                                        "--json", str(report_path)])

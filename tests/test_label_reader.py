@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from grey_png import grey_png
 
 from nwwatch.classes import UNLABELED
 from nwwatch.demo import write_montage
@@ -178,6 +179,21 @@ def test_labels_that_count_classes_from_one_name_the_convention(tmp_path):
     assert "napari" not in info.value.reason
 
 
+@pytest.mark.parametrize("values", [(0, 127, 255), (1, 2, 3)])
+def test_another_tools_grey_levels_or_ids_are_told_to_be_renumbered(tmp_path, values):
+    # before: only "label values [127] out of range" for a 0/127/255 grey mask, whose
+    # droplet (255) was silently taken for unlabeled
+    classes = np.zeros((6, 6), np.uint8)
+    classes[:2, :2] = 1
+    classes[4:, 4:] = 2
+    cv2.imwrite(str(tmp_path / "grey.png"), np.array(values, np.uint8)[classes])
+    with pytest.raises(DatasetLayoutError, match="out of range") as info:
+        read_label_image(tmp_path / "grey.png", 3)
+    assert "renumber them to 0..2" in info.value.reason
+    assert "'Masks from other tools'" in info.value.reason
+    assert ("255 reads as unlabeled" in info.value.reason) == (255 in values)
+
+
 def test_a_labels_volume_and_an_empty_file_say_what_they_are(tmp_path):
     import tifffile
 
@@ -314,34 +330,6 @@ def test_a_one_bit_png_of_a_binary_mask_reads_as_classes_0_and_1(tmp_path):
     assert set(np.unique(read_label_image(path, num_classes=2)).tolist()) == {0, 255}
 
 
-def _grey_png(path, values: np.ndarray, bits: int) -> None:
-    """A grey PNG of ``bits`` bits a pixel (as optipng or oxipng store a mask of small
-    values), written by hand: Pillow writes grey at 1 or 8 bits only."""
-    import struct
-    import zlib
-
-    per_byte = 8 // bits
-    rows = []
-    for row in values:
-        padded = list(row) + [0] * (-len(row) % per_byte)
-        packed = bytearray([0])  # filter: none
-        for i in range(0, len(padded), per_byte):
-            byte = 0
-            for v in padded[i:i + per_byte]:
-                byte = (byte << bits) | int(v)
-            packed.append(byte)
-        rows.append(bytes(packed))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    h, w = values.shape
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits,
-                                                                       0, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
-
-
 @pytest.mark.parametrize("bits, num_classes", [(2, 3), (4, 5)])
 def test_a_two_or_four_bit_png_of_class_ids_reads_as_those_ids(tmp_path, bits, num_classes):
     # a fully labeled mask of classes 0..2 that an optimiser stored at 2 bits was refused
@@ -354,7 +342,7 @@ def test_a_two_or_four_bit_png_of_class_ids_reads_as_those_ids(tmp_path, bits, n
     for c in range(3, num_classes):
         ids[6:9, 2 * c - 4:2 * c - 3] = c
     path = tmp_path / "slice.png"
-    _grey_png(path, ids, bits)
+    grey_png(path, ids, bits)
     np.testing.assert_array_equal(read_label_image(path, num_classes=num_classes), ids)
-    _grey_png(path, ids % 2, 1)  # and 1 bit still gives 0 and 1
+    grey_png(path, ids % 2, 1)  # and 1 bit still gives 0 and 1
     np.testing.assert_array_equal(read_label_image(path, num_classes=num_classes), ids % 2)

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import tifffile
 from click.testing import CliRunner
+from grey_png import grey_png
 from ideal_caps import render_ideal_cap
 
 from nwwatch.cli import main
@@ -504,6 +505,7 @@ def test_a_file_of_another_format_is_told_which_formats_are_read(tmp_path):
     # before: only "not a TIFF file (no TIFF or BigTIFF header)"
     assert f"{jpeg}: not a TIFF file" in result.output
     assert "measure reads TIFF (.tif, .tiff) and PNG (.png) files" in result.output
+    assert "save the mask losslessly, as PNG" in " ".join(result.output.split())
 
 
 def test_when_no_file_is_read_it_says_the_out_file_was_not_written(tmp_path):
@@ -532,6 +534,73 @@ def test_a_pattern_that_matched_nothing_is_named_as_such(tmp_path):
     result = CliRunner().invoke(main, ["measure", str(tmp_path / "f.tif"), "--out",
                                        str(tmp_path / "r.parquet")])
     assert result.exit_code == 2 and "shell pattern" not in result.output
+
+
+def test_a_label_png_of_2_or_4_bits_is_read_as_its_class_ids(tmp_path):
+    # a PNG optimiser (optipng, oxipng) stores 0/1/2 in 2 bits, which OpenCV decodes as
+    # 0/85/170; before, measure refused it with the advice to renumber the mask
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    exact = measure_contact_angle(cap.labels)
+    for bits in (2, 4):
+        path = tmp_path / f"labels_{bits}bit.png"
+        grey_png(path, cap.labels, bits)
+        out = tmp_path / f"rows_{bits}.parquet"
+        result = CliRunner().invoke(main, ["measure", str(path), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        row = pq.read_table(out).to_pylist()[0]
+        assert row["status"] == exact.status
+        assert row["contact_angle_deg"] == pytest.approx(exact.contact_angle_deg)
+    # a 1-bit image holds two classes at most: still refused as a 0/255 mask
+    grey_png(tmp_path / "binary.png", (cap.labels == 2).astype(np.uint8), 1)
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "binary.png"), "--out",
+                                       str(tmp_path / "b.parquet")])
+    assert result.exit_code == 1 and "a 0/255 mask" in result.output
+
+
+def test_a_palette_or_inverted_tiff_label_mask_is_told_to_keep_its_ids(tmp_path):
+    # before: only "save it as greyscale", which in an image editor converts the colours
+    # to grey levels instead of keeping the class ids
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    colormap = np.zeros((3, 256), np.uint16)
+    colormap[0, 1] = colormap[1, 2] = 65535
+    path = tmp_path / "mask.tif"
+    tifffile.imwrite(path, cap.labels, photometric="palette", colormap=colormap)
+    result = CliRunner().invoke(main, ["measure", str(path), "--out",
+                                       str(tmp_path / "r.parquet")])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert f"{path}: palette (indexed colour) image" in output
+    assert "save the indices as 8-bit grey, not its colours converted to grey" in output
+    # Fiji saves an image with an inverting LUT as MinIsWhite: the fix keeps the ids
+    path = tmp_path / "inverted.tif"
+    tifffile.imwrite(path, cap.labels, photometric="miniswhite")
+    result = CliRunner().invoke(main, ["measure", str(path), "--out",
+                                       str(tmp_path / "r.parquet")])
+    assert result.exit_code == 1
+    assert "Invert LUT keeps its class ids" in " ".join(result.output.split())
+    # the indexed PNG the error offers is read as its indices
+    from PIL import Image
+
+    png = Image.fromarray(cap.labels, mode="P")
+    png.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0, 0, 0] * 253)
+    png.save(tmp_path / "mask.png")
+    out = tmp_path / "p.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "mask.png"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).to_pylist()[0]["contact_angle_deg"] == pytest.approx(
+        measure_contact_angle(cap.labels).contact_angle_deg)
+
+
+def test_a_folder_given_as_input_is_told_to_give_its_files(tmp_path):
+    # before: only click's "File '...' is a directory."
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for given in (str(masks), f"{masks}/"):
+        result = CliRunner().invoke(main, ["measure", given, "--out",
+                                           str(tmp_path / "r.parquet")])
+        assert result.exit_code == 2
+        assert (f"is a directory: give the files in it, e.g. {masks}/*.png or {masks}/*.tif."
+                in " ".join(result.output.split()))
 
 
 @pytest.mark.parametrize("axis_deg", [0.0, 30.0, 150.0])
@@ -722,7 +791,8 @@ def test_a_label_without_a_grey_image_of_its_stem_is_warned_about(tmp_path):
                                        "--overlays", str(tmp_path / "qa"),
                                        "--images", str(images)])
     assert result.exit_code == 0, result.output
-    assert f"warning: no good_mask.tif, .tiff or .png in {images}" in result.output
+    assert ("warning: no good_mask.tif, .tiff or .png (or good_mask in another format measure "
+            f"reads) in {images}") in " ".join(result.output.split())
     assert "good.tif there" in result.output
 
 
@@ -752,6 +822,48 @@ def test_the_recipe_for_masks_from_other_tools_runs(tmp_path, monkeypatch):
     row = pq.read_table(out).to_pylist()[0]
     assert row["status"] == "ok"
     assert abs(row["contact_angle_deg"] - cap.contact_angle_deg) < 3.0
+
+
+def test_the_recipe_for_masks_from_other_tools_reads_an_rgba_colour_mask(tmp_path, monkeypatch):
+    # GIMP, napari and Label Studio save colour masks with an alpha channel; before, the
+    # recipe's (B, G, R) keys failed to broadcast against OpenCV's four channels
+    text = (Path(__file__).parents[1] / "docs" / "measurement.md").read_text()
+    section = text.split("### Masks from other tools", 1)[1]
+    recipe = section.split("```python\n", 1)[1].split("```", 1)[0]
+    grey_table = "table = {0: 0, 127: 1, 255: 2}"
+    assert grey_table in recipe
+    recipe = recipe.replace(grey_table, "table = {(0, 0, 0): 0, (255, 0, 0): 1, (0, 255, 0): 2}")
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    for folder in ("masks", "frames", "labels"):
+        (tmp_path / folder).mkdir()
+    bgra = np.array([[0, 0, 0, 255], [255, 0, 0, 255], [0, 255, 0, 255]], np.uint8)[cap.labels]
+    cv2.imwrite(str(tmp_path / "masks" / "frame_0001_mask.png"), bgra)
+    tifffile.imwrite(tmp_path / "frames" / "frame_0001.tif",
+                     np.where(cap.labels == 0, 3000, 1000).astype(np.uint16))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(recipe, "docs/measurement.md", "exec"), {})
+    labels = cv2.imread(str(tmp_path / "labels" / "frame_0001.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(labels, cap.labels)
+
+
+def test_a_label_image_takes_its_frame_in_another_format_the_service_reads(tmp_path):
+    # before: --images looked for .tif, .tiff and .png only, so the mask of an MRC (or DM,
+    # EMD, TIA) frame got no pixel size and a warning that its frame was not there
+    import mrcfile
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    images = tmp_path / "frames"
+    images.mkdir()
+    with mrcfile.new(images / "frame_0001.mrc") as mrc:
+        mrc.set_data(np.where(cap.labels == 0, 3000, 1000).astype(np.int16))
+        mrc.voxel_size = (2.5, 2.5, 2.5)  # Å
+    cv2.imwrite(str(tmp_path / "frame_0001.png"), cap.labels)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "frame_0001.png"), "--out",
+                                       str(out), "--images", str(images)])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == pytest.approx(0.25)
 
 
 def test_label_images_take_the_pixel_size_of_their_frame_of_the_same_shape(tmp_path):

@@ -197,6 +197,14 @@ def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str
                     f"and {UNLABELED} is unlabeled: convert them with "
                     f"numpy.where(labels == 0, {UNLABELED}, labels - 1) (their class 1 "
                     f"becomes 0)")
+        else:
+            # another tool's grey levels or ids: which value means which class is the
+            # user's to say, so the table is theirs to write
+            hint = (f"; another tool's grey levels or ids (a 0/127/255 grey mask, ids counted "
+                    f"from 1)? renumber them to 0..{num_classes - 1} with a table: "
+                    f"docs/measurement.md, 'Masks from other tools'")
+            if UNLABELED in values:
+                hint += f" (here {UNLABELED} reads as unlabeled, not as a class)"
         raise DatasetLayoutError(
             path, f"label values {bad.tolist()[:10]} out of range: expected 0..{num_classes - 1} "
                   f"or {UNLABELED} (unlabeled){hint}")

@@ -292,13 +292,18 @@ def _check_pages(
     page = series.keyframe
     if page.photometric == tifffile.PHOTOMETRIC.PALETTE:
         raise MultichannelError(
-            path, f"palette (indexed colour) image of shape {series.shape}; save it as greyscale"
+            path, f"palette (indexed colour) image of shape {series.shape}; save it as greyscale "
+                  f"(a label mask: its indices are the class ids, so save the indices as 8-bit "
+                  f"grey, not its colours converted to grey, or as an indexed PNG, which is "
+                  f"read as its indices)"
         )
     if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
         # Read as stored, its contrast would be inverted: a dark droplet segmented as bright.
         raise MultichannelError(
             path, "inverted grey image (PhotometricInterpretation MinIsWhite: 0 is white); "
-                  "save it as ordinary greyscale (MinIsBlack)"
+                  "save it as ordinary greyscale (MinIsBlack; a label mask with Fiji's "
+                  "inverting LUT: Image > Lookup Tables > Invert LUT keeps its class ids, "
+                  "Edit > Invert would change them)"
         )
     _check_codecs(path, page)
     _check_tile_size(path, page, first_page)

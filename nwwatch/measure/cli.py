@@ -26,8 +26,12 @@ from nwwatch.classes import (
 )
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
+from nwwatch.io.dm import DM_SUFFIXES
+from nwwatch.io.emd import EMD_SUFFIXES
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM
-from nwwatch.io.png import PICTURE_PNG_PARAMS, write_image_file
+from nwwatch.io.mrc import MRC_SUFFIXES
+from nwwatch.io.png import PICTURE_PNG_PARAMS, low_grey_bit_depth, write_image_file
+from nwwatch.io.ser import SER_SUFFIXES
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
@@ -35,6 +39,8 @@ from nwwatch.options import FiniteFloatRange, InputFile, OutputFile, model_file
 from nwwatch.pathtext import path_text
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+#: the frames --images pairs with a label file: every format measure reads, TIFF and PNG first
+_FRAME_SUFFIXES = _IMAGE_SUFFIXES + DM_SUFFIXES + EMD_SUFFIXES + MRC_SUFFIXES + SER_SUFFIXES
 #: ``--read-as auto`` takes an integer image with at most this many distinct values (0, 1, 2
 #: and perhaps 255) for a label image; a raw TEM frame has many grey levels.
 _LABEL_MAX_VALUES = 4
@@ -61,11 +67,20 @@ def _read_frames(path: Path) -> list[Frame]:
         if path.suffix.lower() != ".png":
             return read_tiff_frames(path)
         pages = read_pages(path)
+        depth = low_grey_bit_depth(path)
+        if depth in (2, 4):
+            # class ids stored in 2 or 4 bits (a PNG optimiser's lossless choice) decode
+            # scaled to 0..255 (0, 85, 170); read as stored, as train and evaluate read them.
+            # A 1-bit image stays 0/255: two classes at most, refused as a 0/255 mask.
+            pages = (pages // (255 // (2 ** depth - 1))).astype(np.uint8)
     except DatasetLayoutError as exc:
         known = path.suffix.lower() in _IMAGE_SUFFIXES
         # e.g. a JPEG: any other name is tried as a TIFF, so say which formats are read
+        jpeg = (" (a JPEG mask: its lossy compression changed the class ids along every "
+                "edge, so save the mask losslessly, as PNG; a JPEG frame: convert it to PNG)"
+                if path.suffix.lower() in (".jpg", ".jpeg") else "")
         raise LabelFileError(path, exc.reason if known else f"{exc.reason}; measure reads "
-                                   "TIFF (.tif, .tiff) and PNG (.png) files") from None
+                                   f"TIFF (.tif, .tiff) and PNG (.png) files{jpeg}") from None
     mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     return [Frame(image=page, index=i, source=path, pixel_size_nm=None, acquired_at=mtime,
                   acquired_at_source="mtime") for i, page in enumerate(pages)]
@@ -127,7 +142,7 @@ def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> li
     none: list = [None] * len(labels)
     if images is None:
         return none
-    for suffix in _IMAGE_SUFFIXES:
+    for suffix in _FRAME_SUFFIXES:
         candidate = images / f"{stem}{suffix}"
         if candidate.exists():
             try:
@@ -150,10 +165,10 @@ def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> li
             return frames
     # e.g. labels named frame_mask.png beside frame.tif: said, not paired by a guess
     near = sorted(p.name for p in images.iterdir()
-                  if p.suffix.lower() in _IMAGE_SUFFIXES and stem.startswith(p.stem))
+                  if p.suffix.lower() in _FRAME_SUFFIXES and stem.startswith(p.stem))
     named = f" ({', '.join(near[:3])} there: name the labels after their frame)" if near else ""
-    click.echo(f"warning: no {stem}.tif, .tiff or .png in {images}{named}; overlay drawn "
-               f"on the labels", err=True)
+    click.echo(f"warning: no {stem}.tif, .tiff or .png (or {stem} in another format measure "
+               f"reads) in {images}{named}; overlay drawn on the labels", err=True)
     return none
 
 
