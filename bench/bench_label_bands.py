@@ -9,7 +9,9 @@ way and measures them as ``nwwatch measure`` does (labels alone):
 * ``band G``: background across the facet line, G px wide and centred on it (wire pixels
   within G/2 of the line below it, droplet pixels within G/2 above it removed);
 * ``inside rim K``: the droplet eroded by K px (a disc), so a band of about K px opens too;
-* ``with rim K``: the droplet dilated by K px into the background (not over the wire).
+* ``with rim K``: the droplet dilated by K px into the background (not over the wire);
+* ``polygons J, band G``: the labels with a band of G px redrawn as hand-drawn polygons
+  (``bench.bench_polygon_labels``: a vertex every 10 px, each moved by J px).
 
 Errors in degrees against the exact angle of the cap (the mask's own geometry differs from
 it for the rim conventions, by design: they show what the convention costs); "<= 2 sigma"
@@ -32,12 +34,16 @@ import cv2
 import numpy as np
 
 from bench.bench_contact_angle import SHAPE, real_geometry_frames
+from bench.bench_polygon_labels import polygon_labels
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure import MEASUREMENT_VERSION, measure_contact_angle
 from nwwatch.synth.geometry import WireSpec, facet_vectors
 
 BANDS_PX = (2, 4, 6, 8, 12, 16)
 RIMS_PX = (1, 2, 3, 4)
+POLYGON_JITTERS_PX = (0.7, 1.5)
+POLYGON_BANDS_PX = (0, 4, 8)
+POLYGON_SPACING_PX = 10.0
 
 
 def band(labels: np.ndarray, wire: WireSpec, width_px: float) -> np.ndarray:
@@ -63,6 +69,14 @@ def rim(labels: np.ndarray, radius_px: int, inside: bool) -> np.ndarray:
     return out
 
 
+def _polygons(jitter_px: float, band_px: int, rng: np.random.Generator):
+    """A redraw: a band of ``band_px`` (none for 0), then hand-drawn polygons."""
+    def redraw(labels: np.ndarray, wire: WireSpec) -> np.ndarray:
+        banded = band(labels, wire, band_px) if band_px else labels
+        return polygon_labels(banded, POLYGON_SPACING_PX, jitter_px, rng)
+    return redraw
+
+
 def _summary(errors: list[float], sigmas: list[float], codes: Counter, n: int) -> dict:
     e = np.abs(np.array(errors))
     out = {"frames": n, "valid": len(errors), "reason_codes": dict(sorted(codes.items()))}
@@ -77,7 +91,9 @@ def run(per_geometry: int, seed: int) -> dict:
     frames = real_geometry_frames(np.random.default_rng(seed), per_geometry)
     ways = ([(f"band {g}", lambda lab, w, g=g: band(lab, w, g)) for g in BANDS_PX]
             + [(f"inside rim {k}", lambda lab, w, k=k: rim(lab, k, True)) for k in RIMS_PX]
-            + [(f"with rim {k}", lambda lab, w, k=k: rim(lab, k, False)) for k in RIMS_PX])
+            + [(f"with rim {k}", lambda lab, w, k=k: rim(lab, k, False)) for k in RIMS_PX]
+            + [(f"polygons {j}, band {g}", _polygons(j, g, np.random.default_rng([seed, g])))
+               for j in POLYGON_JITTERS_PX for g in POLYGON_BANDS_PX])
     record: dict = {"per_geometry": per_geometry, "seed": seed, "frames": len(frames),
                     "measurement_version": MEASUREMENT_VERSION, "ways": {}}
     for name, redraw in ways:
@@ -106,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, s in record["ways"].items():
         fig = (f"RMSE {s['rmse_deg']:.2f}, max {s['max_abs_deg']:.2f}, <= 2 sigma "
                f"{100 * s['within_2sigma']:.0f} %" if s["valid"] else "-")
-        print(f"{name:13s} {s['valid']:3d}/{s['frames']} valid, {s['with_an_angle']:3d} with an "
+        print(f"{name:22s} {s['valid']:3d}/{s['frames']} valid, {s['with_an_angle']:3d} with an "
               f"angle; {fig}; {s['reason_codes']}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(record, indent=1) + "\n")

@@ -60,6 +60,7 @@ class Selection:
     droplet_area_px2: float | None = None
     droplet_cut: bool = False
     max_gap_px: int = GAP_PX
+    wide_gap: bool = False
     wire_moments: dict | None = None
     droplet_moments: dict | None = None
 
@@ -185,11 +186,10 @@ def select_components(labels: np.ndarray) -> Selection:
     # The largest droplet that touches a wire, on the largest wire it touches (wires and
     # droplets are sorted by area). Ranking by droplet, not by wire: at high magnification the
     # measured wire can be a short stub smaller than a distant wire with its own small droplet.
-    pair, gap_px = _pair(wires, drops, shape, wide=False), GAP_PX
-    if pair is None:
+    pair = _pair(wires, drops, shape, wide=False)
+    wide = pair is None
+    if wide:
         pair = _pair(wires, drops, shape, wide=True)
-        if pair is not None:
-            gap_px = wide_gap_px(drops[pair[1]][1])
     if pair is None:
         return Selection(
             "droplet_not_on_wire",
@@ -226,7 +226,8 @@ def select_components(labels: np.ndarray) -> Selection:
         n_droplets=len(drops),
         droplet_area_px2=float(np.count_nonzero(droplet)),
         droplet_cut=cut,
-        max_gap_px=gap_px,
+        max_gap_px=wide_gap_px(drops[pair[1]][1]),
+        wide_gap=wide,
         # Polygon moments of the outlines (crop coordinates): centroids and the wire's
         # principal axis at a fraction of the cost of image moments.
         wire_moments=cv2.moments(wcont - np.array([box[1], box[0]], np.int32)),

@@ -73,8 +73,11 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
     if not np.hypot(*towards) > 1e-6:
         raise refuse("droplet_not_on_wire", "wire and droplet have the same centroid", **base)
     towards /= np.hypot(*towards)
+    # A network's labels (an iso-line) keep the fixed thin-gap reach unless the pair was
+    # found only across a wider gap.
+    reach = sel.max_gap_px if outlines.fine is None or sel.wide_gap else None
     iface = interface_points(sel.wire, sel.droplet, outlines.wire, outlines.droplet,
-                             outlines.fine, sel.max_gap_px)
+                             outlines.fine, reach)
     if len(iface) < 3:
         raise refuse("interface_missing", f"only {len(iface)} wire/droplet interface points "
                      "(the droplet does not sit on the wire's end)", **base)

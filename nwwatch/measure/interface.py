@@ -159,11 +159,13 @@ def interface_points(
     wire_pts: BoundaryPoints,
     drop_pts: BoundaryPoints,
     drop_fine: BoundaryPoints | None = None,
-    max_gap_px: int = GAP_PX,
+    max_gap_px: int | None = None,
 ) -> InterfacePoints:
     """Points of the wire/droplet interface from the masks (bool, same crop) and their
     boundary points; ``drop_fine`` (probability iso-line) replaces the pixel edges.
-    ``max_gap_px`` (> ``GAP_PX``): the pair was found only across a gap this wide."""
+    Where a gap runs all along the interface, ``max_gap_px`` is how far across it the
+    droplet's edge may face the wire; None: a thin gap (up to ``GAP_PX``) beside the
+    iso-line."""
     # Shared edges lie next to the droplet: search only its bounding box (+1 px).
     x, y, w, h = cv2.boundingRect(droplet.view(np.uint8))
     r0, c0 = max(y - 1, 0), max(x - 1, 0)
@@ -204,10 +206,12 @@ def interface_points(
             np.concatenate([pts, w_gap_pts, drop_pts.points[d_gap]]),
             np.zeros(len(pts) + n_gap, np.int64), np.concatenate([w_side, none]),
             np.concatenate([d_side, none]), gap_step=gap_step)
-    if max_gap_px > GAP_PX:
-        # A wide gap all along: the droplet's edge points whose outward pixel step meets the
-        # wire across it, and the wire's edge where each such ray lands. (Dilating by so wide
-        # a gap would also take in the free surface next to the triple points.)
+    if max_gap_px is not None:
+        # A gap all along (labels alone, or a pair found only across a wide gap): the
+        # droplet's edge points whose outward pixel step meets the wire within
+        # ``max_gap_px``, and the wire's edge where each such ray lands. (Dilating by the gap
+        # would also take in the free surface next to the triple points, and a fixed reach
+        # would see only the parts of a wider, uneven gap that come within it.)
         g0, h0 = max(y - max_gap_px - 1, 0), max(x - max_gap_px - 1, 0)
         g1, h1 = y + h + max_gap_px + 1, x + w + max_gap_px + 1
         classes = (wire[g0:g1, h0:h1].view(np.uint8)
@@ -217,7 +221,8 @@ def interface_points(
         none = -np.ones((2 * m, 2), np.int64)
         return InterfacePoints(np.concatenate([w_gap_pts, drop_pts.points[d_gap]]),
                                np.repeat(np.array([0, 1], np.int64), m), none, none)
-    # A background gap: the wire's edge facing the droplet and the droplet's facing the wire.
+    # A thin background gap beside the iso-line: the wire's edge facing the droplet and the
+    # droplet's facing the wire.
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GAP_PX + 1, 2 * GAP_PX + 1))
     near_drop = cv2.dilate(droplet.view(np.uint8), kernel).view(bool)
     near_wire = cv2.dilate(wire.view(np.uint8), kernel).view(bool)
