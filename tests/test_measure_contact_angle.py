@@ -230,6 +230,23 @@ def test_a_wide_unlabeled_interface_band_is_bridged_with_its_uncertainty(share, 
         assert "mostly from the background gap between the droplet and wire labels" in r.reason
 
 
+def test_an_uneven_band_is_read_in_full_not_only_where_it_narrows():
+    # Both edges of a 5 px band wander by +-1.5 px (a hand-drawn band): a reach of 4 px
+    # would see only where they come close, and take the gap for narrower than drawn.
+    c = cap(120.0, 45.0, 90.0, center=(150.3, 127.6))
+    t = t_coordinate(c)
+    u, _ = axis_vectors(c.wire_axis_deg)
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]].astype(float)
+    along = (rows - c.facet_center_rc[0]) * -u[1] + (cols - c.facet_center_rc[1]) * u[0]
+    labels = c.labels.copy()
+    labels[(labels == NANOWIRE) & (t > -2.5 + 1.5 * np.sin(along / 5.0))] = 0
+    labels[(labels == DROPLET) & (t < 2.5 + 1.5 * np.sin(along / 7.0 + 1.0))] = 0
+    r = measure_contact_angle(labels)
+    assert r.reason_code in ("ok", "angle_uncertain"), r.reason
+    assert r.facet_gap_px == pytest.approx(5.0, abs=0.6)
+    assert abs(r.contact_angle_deg - 120.0) <= 2.0 * r.contact_angle_uncertainty_deg
+
+
 def test_a_large_droplet_across_a_wide_band_keeps_a_valid_angle():
     # 7 px of band under a 150 px base: the band's position term alone is 0.8 deg.
     c = render_ideal_cap((512, 512), 105.0, 150.0, 90.0, (300.4, 255.7))
