@@ -88,6 +88,11 @@ def test_compaction_merges_each_acquisition_into_one_sorted_file(results):
     assert r.exit_code == 0, r.output
     assert "compacted 2 acquisition(s): 5 files -> 2, 8 rows" in r.output
     assert len(_files(out)) == 2
+    # run again, it has nothing to merge and says why ("compacted 0" alone read as a failure)
+    r = CliRunner().invoke(compact_cmd, [str(out)])
+    assert r.exit_code == 0, r.output
+    assert ("compacted 0 acquisition(s): 0 files -> 0, 0 rows; 2 acquisition(s) in fewer "
+            "than 2 files left as they are") in r.output, r.output
     pd.testing.assert_frame_equal(_comparable(_frames(out)), before)
     _assert_readers_agree(out, before)
     for path in dataset_files(out / "frames"):

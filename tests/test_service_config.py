@@ -713,3 +713,22 @@ def test_a_model_path_that_is_not_utf8_is_a_config_error(paths):
                                           r"model's path is not UTF-8 text \(byte 0xe9\).*"
                                           r"rename the file"):
         load_config(config)
+
+
+def test_drop_in_command_answers_help_and_refuses_unknown_options(paths):
+    """`python -m nwwatch.service.dropin --help` said "--help: (file): does not exist" and
+    exited 78 (a configuration fault), as if --help were the configuration file."""
+    import subprocess
+    import sys
+
+    tmp, acq, res, m = paths
+    cfg = write_config(tmp / "c.toml", acq, res, m)
+    command = [sys.executable, "-m", "nwwatch.service.dropin"]
+    shown = subprocess.run([*command, "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("usage: python -m nwwatch.service.dropin")
+    assert "does not exist" not in shown.stdout + shown.stderr
+    typo = subprocess.run([*command, "--writeable", str(cfg)], capture_output=True, text=True)
+    assert typo.returncode == 2 and "no such option: --writeable" in typo.stderr, typo.stderr
+    plain = subprocess.run([*command, str(cfg)], capture_output=True, text=True)
+    assert plain.returncode == 0 and f"ReadWritePaths={res}" in plain.stdout, plain.stderr

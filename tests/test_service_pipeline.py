@@ -666,3 +666,35 @@ def test_force_replaces_only_its_own_models_rows_in_a_compacted_file(tmp_path, o
     rows = ds.dataset(out / "frames", format="parquet").to_table().to_pandas()
     assert sorted(rows.groupby("model_sha256").size()) == [3, 3]
     assert replay(acq, out, model=onnx_model).skipped == 3
+
+
+def test_a_tomogram_batch_reports_its_stage_times_in_the_file_processed_line(tmp_path):
+    """The service's file_processed line of a tomogram had hash_ms and hold_ms only, while
+    docs/service.md (Logs) promises the read, segment and measure times of its batch, as a
+    frame batch's line has them."""
+    from onnx_models import TOMOGRAM_GREY
+    from structlog.testing import capture_logs
+
+    from nwwatch.io import write_volume_tiff
+    from nwwatch.logsetup import get_logger
+    from nwwatch.service.tally import Tally
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((12, 40, 48), TOMOGRAM_GREY[0], np.uint8)
+    vol[2:10, 5:30, 10:40] = TOMOGRAM_GREY[1]
+    write_volume_tiff(acq / "tomo.tif", vol)
+    ledger = Ledger(tmp_path / "out" / "ledger.sqlite", tmp_path / "out")
+    seg = Segmenter(model(tmp_path, kind="tomogram"), providers=("cpu",), threads=1)
+    engine = Engine("tomogram", seg, ledger, tmp_path / "out", batch_size=4, max_attempts=2)
+    report = process([acq / "tomo.tif"], engine)
+    assert [f.state for f in report.files] == ["done"]
+    rows = ds.dataset(tmp_path / "out" / "volumes").to_table().to_pylist()
+    assert report.timings_ms["read"] == pytest.approx(rows[0]["read_ms"])
+    assert report.timings_ms["segment"] == pytest.approx(rows[0]["segment_ms"])
+    assert report.timings_ms["measure"] == pytest.approx(rows[0]["measure_ms"])
+    with capture_logs() as logs:
+        Tally().record(report, get_logger("nwwatch.service"), ledger.queries)
+    line = next(e for e in logs if e["event"] == "file_processed")
+    assert {"hash_ms", "read_ms", "segment_ms", "measure_ms"} <= set(line), line
+    assert line["segment_ms"] > 0 and line["status"] == "ok"

@@ -395,5 +395,8 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
         click.echo(f"missing (the ledger names it, the file is gone: deleted? its input files "
                    f"stay done; nwwatch ledger rebuild lets them be processed again): {rel}",
                    err=True)
+    # "compacted 0" alone reads like a failure: say the others need nothing
+    left = (f"; {report.below_min_files} acquisition(s) in fewer than {min_files} files "
+            "left as they are" if report.below_min_files else "")
     click.echo(f"compacted {report.acquisitions} acquisition(s): {report.files_before} files "
-               f"-> {report.files_after}, {report.rows} rows")
+               f"-> {report.files_after}, {report.rows} rows{left}")

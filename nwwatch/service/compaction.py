@@ -70,6 +70,9 @@ class CompactReport:
     missing_files: list[str] = field(default_factory=list)
     recovered: int = 0
     compacted: list[str] = field(default_factory=list)
+    #: Acquisitions asked for (all, or ``acquisition``) held in fewer than ``min_files``
+    #: files: nothing to merge (one file already, e.g. a replay's or a compacted one).
+    below_min_files: int = 0
 
 
 def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[str] | None =
@@ -118,7 +121,10 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                     continue
                 groups[acqs.pop()].append((rel, batch_ids))
             for acq, group in groups.items():
-                if len(group) < min_files or (wanted is not None and acq != wanted):
+                if wanted is not None and acq != wanted:
+                    continue
+                if len(group) < min_files:
+                    report.below_min_files += 1
                     continue
                 final = _compact_group(ledger, folder, kind, keys, group)
                 report.acquisitions += 1

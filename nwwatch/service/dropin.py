@@ -75,12 +75,24 @@ def main(argv: list[str] | None = None) -> int:
     # --writable: the writable folders one per line, unquoted (deploy/install.sh creates
     # them; the drop-in's quoted and %-escaped words are not paths a shell can use);
     # --private-tmp: the unit has PrivateTmp=yes (install.sh reads it from the unit)
+    usage = ("usage: python -m nwwatch.service.dropin [--writable] [--private-tmp] "
+             "/etc/nwwatch/nwwatch.toml")
+    if "-h" in args or "--help" in args:
+        print(f"{usage}\n\nValidate a service configuration and print the systemd drop-in "
+              "that deploy/install.sh installs\n(--writable: the writable folders, one per "
+              "line; --private-tmp: refuse folders in /tmp and /var/tmp,\nwhich the unit's "
+              "PrivateTmp=yes hides).")
+        return 0
     flags = {a for a in args if a in ("--writable", "--private-tmp")}
     args = [a for a in args if a not in flags]
     writable = "--writable" in flags
+    # An option this command does not know is a wrong command line, not a missing file.
+    unknown = [a for a in args if a.startswith("-")]
+    if unknown:
+        print(f"{usage}\nerror: no such option: {unknown[0]}", file=sys.stderr)
+        return 2
     if len(args) != 1:
-        print("usage: python -m nwwatch.service.dropin [--writable] [--private-tmp] "
-              "/etc/nwwatch/nwwatch.toml", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     try:
         config = load_config(args[0])

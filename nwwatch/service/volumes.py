@@ -186,6 +186,9 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
                                  threshold_agreement=None if agreement is None
                                  else round(agreement, 4))
         it.rows.append(row)
+        # The batch's stage times, as a frame batch reports them (the file_processed line).
+        for stage, ms in (("read", read_ms), ("segment", segment_ms), ("measure", measure_ms)):
+            report.timings_ms[stage] = report.timings_ms.get(stage, 0.0) + ms
 
 
 def _measurement_version(engine: Engine) -> str:
