@@ -5,7 +5,8 @@ runs), normalised by :func:`nwwatch.normalize.normalize_image`. Reported: datase
 per-class IoU and Dice, mIoU, mean Dice and pixel accuracy (pixels labeled 255 ignored), and,
 when DATA/truth.parquet exists (written by ``nwwatch synth insitu``), the contact-angle errors
 of :func:`nwwatch.measure.measure_contact_angle` on the predicted labels against the true
-apparent angle, with every failed frame counted by status (never dropped silently), next to
+apparent angle, with every failed frame counted by ``reason_code`` (never dropped silently), as
+replay, status and report count them, next to
 the same measurement on the true labels.
 
 DATA layout and image reading: :mod:`nwwatch.io.dataset` (the parser ``nwwatch train`` uses).
@@ -297,7 +298,7 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                 if found.status in VALID_STATUSES and found.contact_angle_deg is not None:
                     errs.append(found.contact_angle_deg - angle_true)
                 else:
-                    fails[found.status] += 1
+                    fails[found.reason_code] += 1
     if not confusion.any():  # every label 255: no score, not NaN
         raise DatasetLayoutError(root, f"no labeled pixel in any of the {len(pairs)} label "
                                        f"images: nothing to score")

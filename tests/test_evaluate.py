@@ -14,6 +14,7 @@ import tifffile
 from click.testing import CliRunner
 
 from nwwatch.cli import main
+from nwwatch.measure import REASON_CODES
 from nwwatch.segment.metrics import (
     InterfaceOffsets,
     confusion_matrix,
@@ -144,8 +145,9 @@ def test_evaluate_end_to_end_with_synthetic_truth(tmp_path):
     assert 0.0 <= report["metrics"]["mean_iou"] <= 1.0
     for key in ("contact_angle", "contact_angle_on_truth_labels"):
         angles = report[key]
-        # every frame is either measured or counted as a failure with its status
+        # every frame is either measured or counted as a failure with its reason code
         assert angles["valid"] + sum(angles["failures"].values()) == angles["frames"] == 3
+        assert set(angles["failures"]) <= set(REASON_CODES) - {"ok"}
     # In-situ models always report the interface offset (frames 0 without an interface).
     assert set(report["interface_offset"]) == {"frames", "bias_px", "rms_px", "mean_abs_px"}
 
