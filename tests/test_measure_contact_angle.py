@@ -247,6 +247,21 @@ def test_an_uneven_band_is_read_in_full_not_only_where_it_narrows():
     assert abs(r.contact_angle_deg - 120.0) <= 2.0 * r.contact_angle_uncertainty_deg
 
 
+def test_a_band_bridged_in_one_place_is_still_read_as_a_band():
+    # The droplet drawn down to the wire over 12 px of a 6 px band: its shared edges alone
+    # would make the facet line, and the band's droplet edge would be fitted as the circle.
+    c = cap(120.0, 45.0, 90.0, center=(150.3, 127.6))
+    labels = _gapped(c, 6.0)
+    t = t_coordinate(c)
+    bridge = (np.abs(t) <= 3.5) & (np.abs(np.arange(SHAPE[1]) - 127.6)[None, :] < 6.0)
+    labels[bridge & (t < 0) & (c.labels == NANOWIRE)] = NANOWIRE
+    labels[bridge & (t >= 0) & (c.labels == DROPLET)] = DROPLET
+    r = measure_contact_angle(labels)
+    assert r.reason_code in ("ok", "angle_uncertain"), r.reason
+    assert r.facet_gap_px == pytest.approx(6.0, abs=0.6)
+    assert abs(r.contact_angle_deg - 120.0) <= 2.0 * r.contact_angle_uncertainty_deg
+
+
 def test_a_large_droplet_across_a_wide_band_keeps_a_valid_angle():
     # 7 px of band under a 150 px base: the band's position term alone is 0.8 deg.
     c = render_ideal_cap((512, 512), 105.0, 150.0, 90.0, (300.4, 255.7))

@@ -153,6 +153,27 @@ def gap_sides(drop_pts: BoundaryPoints, classes: np.ndarray, max_gap_px: int = G
     return facing, wire_side, steps
 
 
+def _gap_rays(wire: np.ndarray, droplet: np.ndarray, drop_pts: BoundaryPoints,
+              drop_rect: tuple[int, int, int, int], reach_px: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`gap_sides` of ``drop_pts`` within ``reach_px``, on the classes of the droplet's
+    bounding box (``drop_rect`` (x, y, w, h) in the masks' crop) grown by the reach."""
+    x, y, w, h = drop_rect
+    g0, h0 = max(y - reach_px - 1, 0), max(x - reach_px - 1, 0)
+    g1, h1 = y + h + reach_px + 1, x + w + reach_px + 1
+    classes = (wire[g0:g1, h0:h1].view(np.uint8)
+               | (droplet[g0:g1, h0:h1].view(np.uint8) << 1))
+    return gap_sides(drop_pts, classes, reach_px, origin=(g0, h0))
+
+
+def _two_edges(wire_edge: np.ndarray, drop_edge: np.ndarray) -> InterfacePoints:
+    """The two edges of a background band, (M, 2) points each: groups 0 and 1."""
+    m = len(wire_edge)
+    none = -np.ones((2 * m, 2), np.int64)
+    return InterfacePoints(np.concatenate([wire_edge, drop_edge]),
+                           np.repeat(np.array([0, 1], np.int64), m), none, none)
+
+
 def interface_points(
     wire: np.ndarray,
     droplet: np.ndarray,
@@ -190,12 +211,20 @@ def interface_points(
         # iso-line's droplet side is not on the pixel lattice the wire's is.)
         if drop_fine is not None:
             return InterfacePoints(pts, np.zeros(len(pts), np.int64), w_side, d_side)
-        # About the droplet's box, as far as a gap's side can lie: 1 wire, 2 droplet.
-        g0, h0 = max(y - GAP_PX, 0), max(x - GAP_PX, 0)
-        g1, h1 = y + h + GAP_PX, x + w + GAP_PX
-        classes = (wire[g0:g1, h0:h1].view(np.uint8)
-                   | (droplet[g0:g1, h0:h1].view(np.uint8) << 1))
-        d_gap, w_gap_pts, steps = gap_sides(drop_pts, classes, origin=(g0, h0))
+        reach = max(GAP_PX - 1, max_gap_px or 0)
+        d_gap, w_gap_pts, steps = _gap_rays(wire, droplet, drop_pts, (x, y, w, h), reach)
+        # Background pixels crossed by each ray: more than a thin polygon gap's is a band.
+        crossed = np.einsum("ij,ij->i", w_gap_pts - drop_pts.points[d_gap], steps)
+        wide = crossed > GAP_PX - 0.5
+        if np.count_nonzero(wide) > len(pts):
+            # A band left unlabeled with a few bridges across it: the band's two edges as
+            # two parallel lines, the facet midway (the bridges' few shared edges dropped).
+            return _two_edges(w_gap_pts, drop_pts.points[d_gap])
+        # Both sides of the stretches where a thin gap opens.
+        keep = np.flatnonzero(d_gap)[~wide]
+        d_gap = np.zeros_like(d_gap)
+        d_gap[keep] = True
+        w_gap_pts, steps = w_gap_pts[~wide], steps[~wide]
         n_gap = 2 * len(steps)
         if n_gap == 0:
             return InterfacePoints(pts, np.zeros(len(pts), np.int64), w_side, d_side)
@@ -212,15 +241,8 @@ def interface_points(
         # ``max_gap_px``, and the wire's edge where each such ray lands. (Dilating by the gap
         # would also take in the free surface next to the triple points, and a fixed reach
         # would see only the parts of a wider, uneven gap that come within it.)
-        g0, h0 = max(y - max_gap_px - 1, 0), max(x - max_gap_px - 1, 0)
-        g1, h1 = y + h + max_gap_px + 1, x + w + max_gap_px + 1
-        classes = (wire[g0:g1, h0:h1].view(np.uint8)
-                   | (droplet[g0:g1, h0:h1].view(np.uint8) << 1))
-        d_gap, w_gap_pts, _ = gap_sides(drop_pts, classes, max_gap_px, origin=(g0, h0))
-        m = len(w_gap_pts)
-        none = -np.ones((2 * m, 2), np.int64)
-        return InterfacePoints(np.concatenate([w_gap_pts, drop_pts.points[d_gap]]),
-                               np.repeat(np.array([0, 1], np.int64), m), none, none)
+        d_gap, w_gap_pts, _ = _gap_rays(wire, droplet, drop_pts, (x, y, w, h), max_gap_px)
+        return _two_edges(w_gap_pts, drop_pts.points[d_gap])
     # A thin background gap beside the iso-line: the wire's edge facing the droplet and the
     # droplet's facing the wire.
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GAP_PX + 1, 2 * GAP_PX + 1))
