@@ -37,6 +37,11 @@ MIN_OUTLIER_PX = 0.75
 ISO_SIGMA_PX = 0.1
 #: Shared wire|droplet pixel edges needed before the gap (two-line) fit is skipped.
 MIN_SHARED_POINTS = 6
+#: A gap wider than a thin one's (GAP_PX - 1 px) along more than this many times the shared
+#: edges is a band bridged in a few places, read as a band: the shared edges then cover less
+#: than a third of the interface. Below it the shared edges place the facet (a polygon that
+#: falls 3-4 px short of the other over part of the interface: the other's edge is the facet).
+BRIDGED_BAND_RATIO = 2.0
 
 
 @dataclass(frozen=True)
@@ -216,7 +221,7 @@ def interface_points(
         # Background pixels crossed by each ray: more than a thin polygon gap's is a band.
         crossed = np.einsum("ij,ij->i", w_gap_pts - drop_pts.points[d_gap], steps)
         wide = crossed > GAP_PX - 0.5
-        if np.count_nonzero(wide) > len(pts):
+        if np.count_nonzero(wide) > BRIDGED_BAND_RATIO * len(pts):
             # A band left unlabeled with a few bridges across it: the band's two edges as
             # two parallel lines, the facet midway (the bridges' few shared edges dropped).
             return _two_edges(w_gap_pts, drop_pts.points[d_gap])
