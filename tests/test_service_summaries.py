@@ -323,6 +323,13 @@ def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_pa
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith(f"replay found no input files in {empty}"), last
     assert ".tif, .tiff, .mrc, .mrcs, .dm3, .dm4, .emd or .ser in any case" in last
+    # The results folder it made for nothing is gone again (it held an empty ledger): a
+    # mistyped input leaves nothing behind. One that existed before stays as it was.
+    assert not (tmp_path / "out2").exists()
+    r = CliRunner().invoke(replay_cmd, [str(empty), "--out", str(tmp_path / "out"),
+                                        "--model", str(onnx)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "ledger.sqlite").is_file()
 
 
 def test_replay_takes_several_paths_as_a_shell_glob_gives_them(tmp_path, acquisition):

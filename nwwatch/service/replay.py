@@ -241,6 +241,13 @@ def replay(
         refresh_quarantine(ledger, out, log)
         files = _inputs_of(roots, kind, summary)
         summary.files = len(files)
+        if not files and created.made(out):
+            # Nothing to process: the results folder this run made goes again (with its empty
+            # ledger), so a mistyped input leaves nothing behind.
+            ledger.close()
+            ledger = None
+            created.undo(None, lock)
+            return summary
         t0 = time.perf_counter()
         bar = Progress(len(files), enabled=progress)
         todo = _to_process(files, engine, force, summary, bar, log, kind)
@@ -292,7 +299,8 @@ def replay(
         summary.seconds = time.perf_counter() - t0
         bar.close()
     finally:
-        ledger.close()
+        if ledger is not None:
+            ledger.close()
         lock.close()
         if connection is not None:
             close_connection(connection)

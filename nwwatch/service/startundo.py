@@ -68,6 +68,10 @@ class CreatedPaths:
         self.folders = sorted(new_folders, key=lambda p: len(p.parts), reverse=True)
         self.files = [f for f in map(_resolved, files) if not os.path.lexists(f)]
 
+    def made(self, folder: Path) -> bool:
+        """Whether ``folder`` did not exist when these paths were looked at."""
+        return _resolved(Path(folder).absolute()) in self.folders
+
     def undo(self, error: BaseException | None = None, lock: LedgerLock | None = None
              ) -> None:
         """``error``: why the start failed. A busy ledger was taken by another process after
