@@ -796,10 +796,15 @@ def test_a_label_without_a_grey_image_of_its_stem_is_warned_about(tmp_path):
     assert "good.tif there" in result.output
 
 
-def test_the_recipe_for_masks_from_other_tools_runs(tmp_path, monkeypatch):
+def _masks_recipe() -> str:
+    """The Python recipe of docs/measurement.md's "Masks from other tools", as printed."""
     text = (Path(__file__).parents[1] / "docs" / "measurement.md").read_text()
     section = text.split("### Masks from other tools", 1)[1]
-    recipe = section.split("```python\n", 1)[1].split("```", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_recipe_for_masks_from_other_tools_runs(tmp_path, monkeypatch):
+    recipe = _masks_recipe()
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
     for folder in ("masks", "frames", "labels"):
         (tmp_path / folder).mkdir()
@@ -827,9 +832,7 @@ def test_the_recipe_for_masks_from_other_tools_runs(tmp_path, monkeypatch):
 def test_the_recipe_for_masks_from_other_tools_reads_an_rgba_colour_mask(tmp_path, monkeypatch):
     # GIMP, napari and Label Studio save colour masks with an alpha channel; before, the
     # recipe's (B, G, R) keys failed to broadcast against OpenCV's four channels
-    text = (Path(__file__).parents[1] / "docs" / "measurement.md").read_text()
-    section = text.split("### Masks from other tools", 1)[1]
-    recipe = section.split("```python\n", 1)[1].split("```", 1)[0]
+    recipe = _masks_recipe()
     grey_table = "table = {0: 0, 127: 1, 255: 2}"
     assert grey_table in recipe
     recipe = recipe.replace(grey_table, "table = {(0, 0, 0): 0, (255, 0, 0): 1, (0, 255, 0): 2}")

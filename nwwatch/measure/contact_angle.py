@@ -281,7 +281,7 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
                                        foot + off, line.normal, half_chord, fit.rms_px)
     depth_px = capcheck.triple_point_depth_px(sel.wire, sel.droplet, (r0, c0), labels.shape,
                                               (left, right))
-    gap_var = gap_variance(line, max(radius * math.sin(theta), 0.5))
+    gap_var = gap_variance(line, radius * math.sin(theta))
     terms_deg = {
         "outline": CALIBRATION * math.degrees(math.sqrt(max(circle_var, 0.0))),
         "facet_line": CALIBRATION * math.degrees(math.sqrt(max(line_var - gap_var, 0.0))),
