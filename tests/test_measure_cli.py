@@ -1046,3 +1046,35 @@ def test_an_out_inside_the_frames_of_results_whose_ledger_is_kept_elsewhere_is_r
     assert result.exit_code == 2, result.output
     assert f"{out} is inside {res / 'frames'}" in " ".join(result.output.split())
     assert list((res / "frames").rglob("*.parquet")) == [batch]
+
+
+def test_a_mask_damaged_by_jpeg_or_resizing_is_refused_not_segmented(tmp_path):
+    # --read-as auto took such masks for frames (more than 4 grey values) and segmented a
+    # picture of labels with the model, giving rows as if of a frame
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    damaged = []
+    for name, grey, quality in (("grey.jpg.png", np.array([0, 127, 255], np.uint8), 95),
+                                ("ids.jpg.png", np.array([0, 1, 2], np.uint8), 50)):
+        ok, data = cv2.imencode(".jpg", grey[cap.labels], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        cv2.imwrite(str(tmp_path / name), cv2.imdecode(data, cv2.IMREAD_GRAYSCALE))
+        damaged.append(tmp_path / name)
+    resized = tmp_path / "resized.tif"
+    tifffile.imwrite(resized, cv2.resize(cap.labels.astype(np.float32), (300, 300),
+                                         interpolation=cv2.INTER_CUBIC))
+    damaged.append(resized)
+    # a real frame (a crop of a published in-situ frame) is still a frame
+    real = Path(__file__).parents[1] / "bench" / "data" / "real" / "images" / "fig6.png"
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", *map(str, damaged), str(real), "--out",
+                                       str(out)])
+    assert result.exit_code == 1
+    for path in damaged:
+        line = next(x for x in result.output.splitlines() if x.startswith(f"skipped {path}:"))
+        assert "reads as a damaged mask, not a frame" in line and "--read-as frames" in line
+    assert f"{real}[0] (frame)" in result.output
+    assert [r["source"] for r in pq.read_table(out).to_pylist()] == [str(real)]
+    # asked for, they are segmented as frames
+    result = CliRunner().invoke(main, ["measure", str(damaged[0]), "--read-as", "frames",
+                                       "--out", str(tmp_path / "frames.parquet")])
+    assert result.exit_code == 0, result.output
+    assert f"{damaged[0]}[0] (frame)" in result.output

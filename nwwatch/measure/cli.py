@@ -44,6 +44,12 @@ _FRAME_SUFFIXES = _IMAGE_SUFFIXES + DM_SUFFIXES + EMD_SUFFIXES + MRC_SUFFIXES + 
 #: ``--read-as auto`` takes an integer image with at most this many distinct values (0, 1, 2
 #: and perhaps 255) for a label image; a raw TEM frame has many grey levels.
 _LABEL_MAX_VALUES = 4
+#: ``--read-as auto`` refuses as a damaged mask an image whose :data:`_LABEL_MAX_VALUES` most
+#: common grey values hold at least this share of its pixels: lossy compression (JPEG) or
+#: resizing with interpolation leaves a mask's areas at their values and scatters values only
+#: along its edges (masks so damaged: 0.94-0.99); a TEM frame's noise spreads its pixels over
+#: many values (our real crops and figure frames: at most 0.23).
+_DAMAGED_MASK_SHARE = 0.9
 
 
 class LabelFileError(click.ClickException):
@@ -92,6 +98,25 @@ def looks_like_labels(pages: list[np.ndarray]) -> bool:
     image saved as 32-bit."""
     return all(np.unique(p).size <= _LABEL_MAX_VALUES if np.issubdtype(p.dtype, np.integer)
                else _float_class_ids(p) for p in pages)
+
+
+def damaged_mask_problem(page: np.ndarray) -> str | None:
+    """Why ``page`` (H, W) reads as a label image damaged by lossy compression or
+    interpolation rather than as a frame, or None: its few most common grey values hold
+    nearly all its pixels (:data:`_DAMAGED_MASK_SHARE`)."""
+    values, counts = np.unique(page, return_counts=True)
+    top = np.argsort(counts)[::-1][:_LABEL_MAX_VALUES]
+    share = float(counts[top].sum()) / page.size
+    if values.size <= _LABEL_MAX_VALUES or share < _DAMAGED_MASK_SHARE:
+        return None
+    areas = np.sort(values[top][counts[top] >= 0.01 * page.size])  # named: 1 % or more
+    held = ", ".join(f"{v:g}" for v in areas)
+    return (f"reads as a damaged mask, not a frame: {100 * share:.1f} % of its pixels "
+            f"hold its {len(top)} most common grey values (areas of {held}), and "
+            f"{values.size - len(top)} other values lie along their edges, as JPEG "
+            "compression or resizing with interpolation leaves a mask; export the mask "
+            "again losslessly (PNG or TIFF) at its frame's size, or measure it as a frame "
+            "with --read-as frames")
 
 
 def _float_class_ids(page: np.ndarray) -> bool:
@@ -277,7 +302,8 @@ def _write(rows: list[dict], out: Path) -> None:
               help="labels: class ids (0 background, 1 nanowire, 2 droplet); frames: raw "
                    "frames, segmented with --model first; auto: integer images with at most "
                    f"{_LABEL_MAX_VALUES} distinct values, and float images of only 0, 1, 2 "
-                   "and 255, are labels, anything else a frame.")
+                   "and 255, are labels; images with nearly all pixels on so few values "
+                   "(a mask saved as JPEG or resized) are refused; anything else a frame.")
 @click.option("--model", callback=model_file, metavar="MODEL",
               default=None, help="ONNX in-situ model for raw frames (default: the shipped one).")
 def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
@@ -328,6 +354,11 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                                                f"{_LABEL_MAX_VALUES} distinct values (a raw "
                                                "frame: --read-as frames measures it as "
                                                "one)") from None
+            elif read_as == "auto":
+                # segmented by the model, a damaged mask would give rows of a picture of labels
+                damaged = next((why for why in map(damaged_mask_problem, pages) if why), None)
+                if damaged is not None:
+                    raise LabelFileError(path, damaged)
         except LabelFileError as exc:
             click.echo(f"skipped {exc.format_message()}", err=True)
             skipped += 1
