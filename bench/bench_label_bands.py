@@ -11,7 +11,14 @@ way and measures them as ``nwwatch measure`` does (labels alone):
 * ``inside rim K``: the droplet eroded by K px (a disc), so a band of about K px opens too;
 * ``with rim K``: the droplet dilated by K px into the background (not over the wire);
 * ``polygons J, band G``: the labels with a band of G px redrawn as hand-drawn polygons
-  (``bench.bench_polygon_labels``: a vertex every 10 px, each moved by J px).
+  (``bench.bench_polygon_labels``: a vertex every 10 px, each moved by J px);
+* ``unsure band U``: an unsure band left unlabeled (255) along every boundary, each class's
+  pixels within U/2 of another class, given the nearest class as ``nwwatch measure`` gives
+  it (:func:`nwwatch.classes.nearest_labeled`; refused as ``unsure_band_too_wide`` where
+  :func:`nwwatch.classes.unsure_band_problem` says so);
+* ``unsure band U, uneven``: the same with each class's depth drawn per frame between 0 and
+  U px, so the band is not centred on the boundaries and the nearest class moves them by up
+  to U/2.
 
 Errors in degrees against the exact angle of the cap (the mask's own geometry differs from
 it for the rim conventions, by design: they show what the convention costs); "<= 2 sigma"
@@ -35,7 +42,14 @@ import numpy as np
 
 from bench.bench_contact_angle import SHAPE, real_geometry_frames
 from bench.bench_polygon_labels import polygon_labels
-from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.classes import (
+    BACKGROUND,
+    DROPLET,
+    NANOWIRE,
+    UNLABELED,
+    nearest_labeled,
+    unsure_band_problem,
+)
 from nwwatch.measure import MEASUREMENT_VERSION, measure_contact_angle
 from nwwatch.synth.geometry import WireSpec, facet_vectors
 
@@ -44,6 +58,7 @@ RIMS_PX = (1, 2, 3, 4)
 POLYGON_JITTERS_PX = (0.7, 1.5)
 POLYGON_BANDS_PX = (0, 4, 8)
 POLYGON_SPACING_PX = 10.0
+UNSURE_BANDS_PX = (2, 4, 8, 16)
 
 
 def band(labels: np.ndarray, wire: WireSpec, width_px: float) -> np.ndarray:
@@ -77,6 +92,27 @@ def _polygons(jitter_px: float, band_px: int, rng: np.random.Generator):
     return redraw
 
 
+def unsure_band(labels: np.ndarray, depths_px: tuple[float, float, float]) -> np.ndarray:
+    """``labels`` with the pixels of class k (background, wire, droplet) within
+    ``depths_px[k]`` of another class set to 255 (unlabeled)."""
+    from scipy.ndimage import distance_transform_edt
+
+    out = labels.copy()
+    for cls, depth in zip((BACKGROUND, NANOWIRE, DROPLET), depths_px, strict=True):
+        inside = labels == cls
+        out[inside & (distance_transform_edt(inside) <= depth)] = UNLABELED
+    return out
+
+
+def _unsure(width_px: float, uneven: bool, rng: np.random.Generator):
+    def redraw(labels: np.ndarray, wire: WireSpec) -> np.ndarray | None:
+        depths = (tuple(rng.uniform(0.0, width_px, 3)) if uneven
+                  else (width_px / 2,) * 3)
+        drawn = unsure_band(labels, depths)
+        return None if unsure_band_problem(drawn) else nearest_labeled(drawn)
+    return redraw
+
+
 def _summary(errors: list[float], sigmas: list[float], codes: Counter, n: int) -> dict:
     e = np.abs(np.array(errors))
     out = {"frames": n, "valid": len(errors), "reason_codes": dict(sorted(codes.items()))}
@@ -93,13 +129,20 @@ def run(per_geometry: int, seed: int) -> dict:
             + [(f"inside rim {k}", lambda lab, w, k=k: rim(lab, k, True)) for k in RIMS_PX]
             + [(f"with rim {k}", lambda lab, w, k=k: rim(lab, k, False)) for k in RIMS_PX]
             + [(f"polygons {j}, band {g}", _polygons(j, g, np.random.default_rng([seed, g])))
-               for j in POLYGON_JITTERS_PX for g in POLYGON_BANDS_PX])
+               for j in POLYGON_JITTERS_PX for g in POLYGON_BANDS_PX]
+            + [(f"unsure band {u}" + (", uneven" if uneven else ""),
+                _unsure(u, uneven, np.random.default_rng([seed, 100 + u])))
+               for uneven in (False, True) for u in UNSURE_BANDS_PX])
     record: dict = {"per_geometry": per_geometry, "seed": seed, "frames": len(frames),
                     "measurement_version": MEASUREMENT_VERSION, "ways": {}}
     for name, redraw in ways:
         errors, sigmas, codes, with_angle = [], [], Counter(), 0
         for _, wire, labels, truth in frames:
-            r = measure_contact_angle(redraw(labels, wire))
+            drawn = redraw(labels, wire)
+            if drawn is None:  # refused before the measurement
+                codes["unsure_band_too_wide"] += 1
+                continue
+            r = measure_contact_angle(drawn)
             codes[r.reason_code] += 1
             with_angle += r.contact_angle_deg is not None
             if r.angle_valid:

@@ -191,7 +191,7 @@ def score_set(data: dict[str, np.ndarray]) -> tuple[dict[str, Any], list[dict[st
 def real_crops(segmenter) -> dict[str, Any]:
     """Angles on the real crops: model labels, with and without refinement, and the hand
     labels (their 255 'unsure' band filled with the nearest drawn class)."""
-    from nwwatch.evaluate import nearest_labeled
+    from nwwatch.classes import nearest_labeled
 
     out = {}
     for stem, image_path, label_path in pair_folder(REAL):

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from nwwatch.evaluate import nearest_labeled
+from nwwatch.classes import nearest_labeled
 from nwwatch.io.dataset import pair_folder, read_pair
 from nwwatch.measure import VALID_STATUSES, measure_contact_angle
 from nwwatch.normalize import normalize_image

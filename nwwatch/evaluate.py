@@ -28,7 +28,7 @@ import click
 import numpy as np
 
 from nwwatch.atomic import atomic_write
-from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.classes import DROPLET, NANOWIRE, nearest_labeled
 from nwwatch.io.dataset import (
     DatasetLayoutError,
     pair_folder,
@@ -119,19 +119,6 @@ def strict_json(value: Any) -> Any:
 class ModelKindError(ValueError):
     """The model is of another kind (or has another number of classes) than the DATA folder;
     the message names the model, its kind and classes, and the folder's."""
-
-
-def nearest_labeled(labels: np.ndarray) -> np.ndarray:
-    """``labels`` (H, W) uint8 with 255 pixels given the class of the nearest labeled pixel
-    (Euclidean, pixel centres), so a human mask's unsure band around the boundaries does not
-    become background and move the outline; all-255 labels become background."""
-    unsure = labels == 255
-    if not unsure.any() or unsure.all():
-        return np.where(unsure, 0, labels).astype(np.uint8)
-    from scipy.ndimage import distance_transform_edt
-
-    _, (rows, cols) = distance_transform_edt(unsure, return_indices=True)
-    return labels[rows, cols].astype(np.uint8)
 
 
 def _truth_angles(root: Path, stems: list[str]) -> dict[str, tuple[float, float | None]]:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bench.bench_contact_angle import real_geometry_frames
-from bench.bench_label_bands import band, rim
-from nwwatch.classes import DROPLET, NANOWIRE
+from bench.bench_label_bands import band, rim, unsure_band
+from nwwatch.classes import DROPLET, NANOWIRE, nearest_labeled, unsure_band_problem
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +44,20 @@ def test_rims_shrink_or_grow_the_droplet_only(frame):
     assert np.array_equal(inside == NANOWIRE, labels == NANOWIRE)
     assert np.array_equal(outside == NANOWIRE, labels == NANOWIRE)
     assert not ((inside == DROPLET) & ~drop).any()
+
+
+def test_a_centred_unsure_band_straddles_every_boundary_and_fills_back(frame):
+    _, labels = frame
+    out = unsure_band(labels, (2.0, 2.0, 2.0))
+    unsure = out == 255
+    # only pixels next to another class were taken, every boundary pixel among them
+    assert np.all((out == labels) | unsure)
+    kernel = np.ones((3, 3), np.uint8)
+    for cls in (0, NANOWIRE, DROPLET):
+        mine = (labels == cls).astype(np.uint8)
+        boundary = (mine == 1) & (cv2.dilate(1 - mine, kernel) == 1)
+        assert unsure[boundary].all()
+        assert not unsure[(cv2.erode(mine, np.ones((7, 7), np.uint8)) == 1)].any()
+    # given the nearest class back, only a few pixels near corners differ from the labels
+    assert unsure_band_problem(out) is None
+    assert np.count_nonzero(nearest_labeled(out) != labels) < 0.02 * np.count_nonzero(unsure)

@@ -397,7 +397,7 @@ def test_true_labels_with_an_unsure_band_are_measured_with_the_nearest_class():
     true-label angle: as background it shrank the droplet by the band and moved the angle."""
     from ideal_caps import render_ideal_cap
 
-    from nwwatch.evaluate import nearest_labeled
+    from nwwatch.classes import nearest_labeled
     from nwwatch.measure import measure_contact_angle
 
     cap = render_ideal_cap((160, 160), 120.0, 35.0, 90.0, (100.0, 80.0))

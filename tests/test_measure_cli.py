@@ -392,7 +392,7 @@ def test_a_label_stack_overlay_is_drawn_on_its_own_page_of_the_grey_image(tmp_pa
         assert np.array_equal(picture, on_labels[k])
 
 
-def test_a_float_label_image_with_unlabeled_pixels_is_named_as_such(tmp_path):
+def test_a_float_label_image_with_unlabeled_pixels_is_read_as_labels(tmp_path):
     # a 32-bit label image with 255 (unlabeled) was taken for a raw frame and segmented
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
     partial = cap.labels.astype(np.float32)
@@ -402,10 +402,9 @@ def test_a_float_label_image_with_unlabeled_pixels_is_named_as_such(tmp_path):
     for read_as in ("auto", "labels"):
         result = CliRunner().invoke(main, ["measure", str(path), "--out",
                                            str(tmp_path / "rows.parquet"), "--read-as", read_as])
-        assert result.exit_code == 1, result.output
-        assert f"{path}: labels must be 0 background, 1 nanowire, 2 droplet; found 255 " \
-               "(unlabeled pixels" in result.output
-        assert "(frame)" not in result.output and "--read-as frames" not in result.output
+        assert result.exit_code == 0, result.output
+        assert f"{path}[0] (labels): ok" in result.output
+        assert "400 unlabeled (255) px of partial.tif were given the class" in result.output
 
 
 def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
@@ -445,20 +444,48 @@ def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
     assert result.exit_code == 0 and pq.read_table(empty).num_rows == 1
 
 
-def test_unlabeled_pixels_are_named_as_such_without_the_frames_hint(tmp_path):
-    # a DATA folder's label image (nwwatch label paints 255 = unlabeled), or a 0/255 mask
+def test_an_unsure_band_takes_the_nearest_class_and_a_wide_region_is_refused(tmp_path):
+    # A DATA folder's label image (nwwatch label paints 255 = unlabeled), or a hand-drawn
+    # mask with an unsure band along every boundary: each class's pixels within 2 px of
+    # another class left unlabeled. Refused before ("every pixel needs a class"); evaluate
+    # already measured such labels with the band given to the nearest class.
+    from scipy.ndimage import distance_transform_edt
+
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
-    partial = cap.labels.copy()
-    partial[:20, :20] = 255
-    cv2.imwrite(str(tmp_path / "partial.png"), partial)
-    cv2.imwrite(str(tmp_path / "mask.png"), np.where(cap.labels > 0, 255, 0).astype(np.uint8))
-    result = CliRunner().invoke(main, ["measure", str(tmp_path / "partial.png"),
-                                       str(tmp_path / "mask.png"), "--out",
-                                       str(tmp_path / "rows.parquet")])
+    exact = measure_contact_angle(cap.labels)
+    banded = cap.labels.copy()
+    for cls in (0, 1, 2):
+        inside = cap.labels == cls
+        banded[inside & (distance_transform_edt(inside) <= 2)] = 255
+    corner = cap.labels.copy()
+    corner[:40, :40] = 255  # left out of the background only: its class is not in doubt
+    wide = cap.labels.copy()
+    rows, cols = np.nonzero(cap.labels == 2)
+    # the droplet and 10 px about it left out: which class lies where is not in the labels
+    wide[rows.min() - 10:rows.max() + 10, cols.min() - 10:cols.max() + 10] = 255
+    names = {"banded.png": banded, "corner.png": corner, "wide.png": wide,
+             "mask.png": np.where(cap.labels > 0, 255, 0).astype(np.uint8)}
+    for name, labels in names.items():
+        cv2.imwrite(str(tmp_path / name), labels)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", *(str(tmp_path / n) for n in names),
+                                       "--out", str(out)])
     assert result.exit_code == 1
-    for name in ("partial.png", "mask.png"):
-        assert f"{tmp_path / name}: labels must be 0 background, 1 nanowire, 2 droplet; " \
-               f"found 255 (unlabeled pixels of a DATA folder, or a 0/255 mask)" in result.output
+    rows_out = {Path(r["source"]).name: r for r in pq.read_table(out).to_pylist()}
+    assert set(rows_out) == {"banded.png", "corner.png"}
+    for name in rows_out:
+        assert rows_out[name]["status"] == "ok"
+        assert rows_out[name]["contact_angle_deg"] == pytest.approx(exact.contact_angle_deg,
+                                                                    abs=0.5)
+        count = int(np.count_nonzero(names[name] == 255))
+        assert f"{count} unlabeled (255) px of {name} were given the class" in result.output
+    refused = " ".join(result.output.split())
+    assert (f"{tmp_path / 'wide.png'}: labels must be 0 background, 1 nanowire, 2 droplet; "
+            "an unlabeled (255) region of") in refused
+    assert "px from any labeled pixel (an unsure band is given the nearest class up to 16 px)" \
+        in refused
+    assert (f"{tmp_path / 'mask.png'}: labels must be 0 background, 1 nanowire, 2 droplet; "
+            "found 255 and no nanowire (1) or droplet (2) pixel: a 0/255 mask") in refused
     assert "--read-as frames" not in result.output
 
 
@@ -820,10 +847,12 @@ def test_the_recipe_for_masks_from_other_tools_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(recipe, "docs/measurement.md", "exec"), {})
     labels = cv2.imread(str(tmp_path / "labels" / "frame_0001.png"), cv2.IMREAD_UNCHANGED)
-    assert labels.shape == SHAPE and set(np.unique(labels)) == {0, 1, 2}
+    # the unsure band stays unlabeled: a DATA folder leaves it out, measure fills it
+    assert labels.shape == SHAPE and set(np.unique(labels)) == {0, 1, 2, 255}
     out = tmp_path / "rows.parquet"
     result = CliRunner().invoke(main, ["measure", "labels/frame_0001.png", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert "unlabeled (255) px of frame_0001.png were given the class" in result.output
     row = pq.read_table(out).to_pylist()[0]
     assert row["status"] == "ok"
     assert abs(row["contact_angle_deg"] - cap.contact_angle_deg) < 3.0

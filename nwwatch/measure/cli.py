@@ -23,6 +23,8 @@ from nwwatch.classes import (
     UNLABELED,
     exchange_wire_and_droplet,
     interpolated_rim_problem,
+    nearest_labeled,
+    unsure_band_problem,
 )
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
@@ -125,11 +127,15 @@ def _float_class_ids(page: np.ndarray) -> bool:
         np.isin(page, (0, NANOWIRE, DROPLET, UNLABELED)).all())
 
 
-def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.ndarray]:
+def read_labels(path: Path, pages: list[np.ndarray] | None = None
+                ) -> tuple[list[np.ndarray], int]:
     """Label pages of ``path`` (PNG or TIFF) as uint8 (H, W) arrays with values in {0, 1, 2}
-    (``pages``: the file's pages when already read)."""
+    (``pages``: the file's pages when already read), and how many unlabeled (255) pixels of
+    an unsure band were given the class of the nearest labeled pixel
+    (:func:`nwwatch.classes.unsure_band_problem` says when they cannot be)."""
     pages = _read_pages(path) if pages is None else pages
     out = []
+    filled_px = 0
     for page in pages:
         if _float_class_ids(page):
             page = page.astype(np.uint8)  # exact: 0.0, 1.0, 2.0 and 255.0 only
@@ -139,13 +145,15 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.nd
                                        "as uint8")
         bad = np.setdiff1d(np.unique(page), [0, NANOWIRE, DROPLET])
         if bad.size == 1 and bad[0] == UNLABELED:
-            raise LabelFileError(
-                path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {UNLABELED} "
-                      "(unlabeled pixels of a DATA folder, or a 0/255 mask): every pixel needs "
-                      "a class to measure (an unsure band of a hand-drawn mask: give it the class "
-                      "of the nearest labeled pixel, docs/measurement.md, 'Masks from other "
-                      "tools')"
-            )
+            page = page.astype(np.uint8)
+            problem = unsure_band_problem(page)
+            if problem:
+                raise LabelFileError(
+                    path, f"labels must be 0 background, 1 nanowire, 2 droplet; {problem}")
+            # as evaluate measures a DATA folder's labels: the band's boundary midway
+            filled_px += int(np.count_nonzero(page == UNLABELED))
+            page = nearest_labeled(page)
+            bad = bad[:0]
         if bad.size:
             # which of another tool's ids means which class is the user's to say, not guessed
             raise LabelFileError(
@@ -157,7 +165,7 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None) -> list[np.nd
         if rim:  # else a wire rim around the droplet moves or refuses the angle, unexplained
             raise LabelFileError(path, rim)
         out.append(page.astype(np.uint8))
-    return out
+    return out, filled_px
 
 
 def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> list:
@@ -338,13 +346,14 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     swapped_valid: list[str] = []
     used_names: set[str] = set()
     for path in inputs:
+        filled_px = 0
         try:
             frames = _read_frames(path)
             pages = [frame.image for frame in frames]
             is_labels = read_as == "labels" or (read_as == "auto" and looks_like_labels(pages))
             if is_labels:
                 try:
-                    pages = read_labels(path, pages)
+                    pages, filled_px = read_labels(path, pages)
                 except LabelFileError as exc:
                     if read_as == "labels" or all(
                             np.isin(p, [0, NANOWIRE, DROPLET, UNLABELED]).all() for p in pages):
@@ -435,6 +444,10 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                                f"gives {swapped.contact_angle_deg:.2f} deg; if your tool "
                                "numbers them so, renumber the mask (docs/measurement.md, "
                                "'Masks from other tools')")
+        if filled_px:
+            click.echo(f"  note: {filled_px} unlabeled ({UNLABELED}) px of {path.name} were "
+                       "given the class of the nearest labeled pixel (an unsure band's "
+                       "boundary midway)")
     if swapped_valid:
         click.echo(f"{len(swapped_valid)} refused label page(s) give an angle with the "
                    "nanowire and droplet ids exchanged: check the masks' class order (first: "
