@@ -405,6 +405,16 @@ def read_pair(image_path: Path, label_path: Path, num_classes: int
     return image, label
 
 
+def folder_class_names(root: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The class names of the DATA folder ``root`` (its ``dataset.toml``'s, else in-situ's),
+    for messages written before the run reads the folder: the in-situ ones when its
+    ``dataset.toml`` is refused (the run names that file)."""
+    try:
+        return read_dataset_toml(Path(root))[1]
+    except DatasetLayoutError:
+        return INSITU_CLASSES
+
+
 def mask_like_labels(root: str | os.PathLike[str]) -> list[Path]:
     """Label images of the DATA folder ``root`` holding exactly the values 0 and 255: most
     likely 0/255 binary masks, whose foreground (255 = unlabeled) would be left out of
