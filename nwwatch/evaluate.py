@@ -375,7 +375,7 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
 
     A tomogram model's labeled slices are scored on the mask the service makes of the
     DATA/unlabeled/ volume that holds them."""
-    from nwwatch.io.dataset import mask_like_labels
+    from nwwatch.io.dataset import folder_class_names, mask_like_labels
     from nwwatch.options import mask_warning, refuse_inside_results, require_writable
     from nwwatch.segment.session import PROVIDERS, ModelLoadError
 
@@ -391,7 +391,7 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
         refuse_inside_results(json_out, "'--json'")  # no Parquet: it breaks their readers
         require_writable(json_out, "'--json'")
     for label_path in mask_like_labels(data):
-        click.echo(mask_warning(label_path))
+        click.echo(mask_warning(label_path, folder_class_names(data)))
     try:
         report = evaluate_folder(model, data, tuple(providers), threads, not no_angles,
                                  flip_average=flip_average)

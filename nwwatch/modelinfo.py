@@ -119,6 +119,53 @@ def _evaluation_line(report: dict[str, Any]) -> str:
     return f"{line}: {data}" if data else line
 
 
+def _score(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "not scored"
+
+
+def _selection_lines(extra: dict[str, Any]) -> list[str]:
+    """How ``nwwatch train --volume`` chose a tomogram model's method (``extra["selection"]``)
+    and the verdict codes the model alone gives every mask: the held-out scores and the
+    reason are what tell such models apart, and the training log is rarely at hand."""
+    from nwwatch.volume.verdict import assess_mask
+
+    selection = extra.get("selection")
+    counts = extra.get("class_pixel_counts")
+    lines = []
+    if isinstance(selection, dict) and selection.get("method"):
+        lines.append(f"method selection: {selection['method']} kept "
+                     f"({selection.get('reason') or 'no reason recorded'})")
+        scores = selection.get("scores") if isinstance(selection.get("scores"), dict) else {}
+        stopped = selection.get("stopped") if isinstance(selection.get("stopped"), dict) else {}
+        if selection.get("grouping") == "none":
+            lines.append("  held-out balanced accuracy: none (no labeled patch could be held "
+                         "out)")
+        elif scores:
+            def rank(item: tuple[str, Any]) -> float:  # best first, stopped ones last
+                return -item[1] if isinstance(item[1], (int, float)) else 1.0
+
+            shown = [f"{name} {_score(value)}" if name not in stopped else
+                     f"{name} stopped at most {_score(stopped[name])}"
+                     for name, value in sorted(scores.items(), key=rank)]
+            lines.append(f"  held-out balanced accuracy ({selection.get('folds', '?')} folds): "
+                         + ", ".join(shown))
+        lines += [f"  warning: {w}" for w in selection.get("warnings") or []
+                  if isinstance(w, str)]
+    if isinstance(counts, dict) and counts:
+        lines.append("labeled pixels: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+    try:
+        # No volume: only the codes that come from the model itself are given.
+        verdict = assess_mask(float("nan"), 0.0, float("nan"), float("nan"), float("nan"),
+                              counts if isinstance(counts, dict) else None,
+                              selection if isinstance(selection, dict) else None)
+    except (TypeError, ValueError):  # a malformed record is the service's to refuse
+        return lines
+    if verdict.reason_codes:
+        lines.append(f"every mask of this model is suspect "
+                     f"({', '.join(verdict.reason_codes)}): " + "; ".join(verdict.why))
+    return lines
+
+
 def format_model(info: dict[str, Any]) -> str:
     """The text ``nwwatch model`` prints for ``info`` (:func:`describe_model`)."""
     classes = ", ".join(f"{i} {name}" for i, name in enumerate(info["class_names"]))
@@ -153,6 +200,8 @@ def format_model(info: dict[str, Any]) -> str:
         shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in sorted(info["validation_metrics"].items()))
         lines.append(f"validation metrics: {shown}")
+    if info["kind"] == "tomogram":
+        lines += _selection_lines(info["extra"] or {})
     lines.append(f"nwwatch version: {info['nwwatch_version'] or 'not recorded'}; "
                  f"contract version {info['contract_version']}")
     for direction in ("inputs", "outputs"):
@@ -184,8 +233,9 @@ def model(model: Path, as_json: bool) -> None:
     MODEL is an ONNX file or the name of a model shipped with nwwatch (insitu-default). Shows
     kind, classes, architecture, paradigm, normalisation, working scale, size multiple, the
     training command and data, the file's sha256 (the model_sha256 of its rows), the ONNX
-    input and outputs, the fresh-synthetic evaluations of its card, and whether the service
-    would load it as an in-situ or tomogram model. Exit status 1 when it would not.
+    input and outputs, the fresh-synthetic evaluations of its card, for a tomogram model how
+    its method was chosen (held-out scores, reason, warnings), and whether the service would
+    load it as an in-situ or tomogram model. Exit status 1 when it would not.
     """
     from nwwatch.segment.session import ModelLoadError
 

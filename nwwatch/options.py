@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import click
@@ -310,12 +310,13 @@ def require_writable(path: Path, param_hint: str, folder: bool = False) -> None:
                                  f"({exc.strerror or exc})", param_hint=param_hint) from None
 
 
-def mask_warning(label_path: Path) -> str:
+def mask_warning(label_path: Path, class_names: Sequence[str]) -> str:
     """The warning line of ``train`` and ``evaluate`` for a label image holding only 0 and
-    255 (:func:`nwwatch.io.dataset.mask_like_labels`)."""
+    255 (:func:`nwwatch.io.dataset.mask_like_labels`), naming the class ids of its DATA
+    folder (``class_names``: a tomogram's are 0 pore, 1 solid)."""
+    ids = ", ".join(f"{i} {name}" for i, name in enumerate(class_names))
     return (f"warning: {label_path}: only 0 and 255 (unlabeled); a 0/255 mask? Its 255 pixels "
-            "are left out; label images hold class ids (in-situ: 0 background, 1 nanowire, "
-            "2 droplet)")
+            f"are left out; label images hold class ids ({ids})")
 
 
 def shipped_models() -> dict[str, Path]:

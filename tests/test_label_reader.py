@@ -160,6 +160,21 @@ def test_a_label_tiff_of_another_pixel_type_is_told_to_be_uint8(tmp_path, dtype)
     assert "float32" not in info.value.reason.split("save")[-1]
 
 
+def test_a_grey_image_given_as_labels_is_named_as_one(tmp_path):
+    # The slice's own image (train/images/slice_032.tif) given to --labels was told to be
+    # saved with labels.astype('uint8'), which turns grey levels into no class ids.
+    import tifffile
+
+    image = np.linspace(-0.6, 1.3, 42, dtype=np.float32).reshape(6, 7)
+    tifffile.imwrite(tmp_path / "slice_032.tif", image)
+    with pytest.raises(DatasetLayoutError) as info:
+        read_label_image(tmp_path / "slice_032.tif", 2)
+    assert info.value.reason == ("labels must be integer class ids, got float32: it holds "
+                                 "values from -0.6 to 1.3, not whole numbers: an image rather "
+                                 "than its labels? Labels hold class ids 0..1, 255 unlabeled, "
+                                 "as uint8")
+
+
 def test_labels_that_count_classes_from_one_name_the_convention(tmp_path):
     # napari's and ilastik's labels leave 0 unlabeled and count classes from 1: a tomogram's
     # 0/1/2 was "label values [2] out of range", which did not say what to change.

@@ -192,3 +192,46 @@ def test_the_models_card_given_as_the_model_names_the_model(tmp_path):
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "is the model's card, not the model" in errors[0]
     assert str(tmp_path / "mine.onnx") in errors[0]
+
+
+def test_a_tomogram_model_shows_how_its_method_was_chosen(tmp_path):
+    # The held-out scores, the kept method, its reason and the codes every mask of the model
+    # gets were in the --json output's extra only: the text said nothing of them.
+    from nwwatch.synth.tomogram import generate_tomogram
+
+    generate_tomogram(tmp_path / "syn", size=32, seed=0)
+    (labels,) = (tmp_path / "syn" / "train" / "labels").glob("*.png")
+    out = tmp_path / "t.onnx"
+    trained = CliRunner().invoke(main, [
+        "train", "--volume", str(tmp_path / "syn" / "volume.tif"), "--slice",
+        str(int(labels.stem[-3:])), "--labels", str(labels), "--out", str(out),
+        "--candidates", "threshold"])
+    assert trained.exit_code == 0, trained.output
+    lines = run(str(out)).output.splitlines()
+    assert ("method selection: threshold kept (too few labeled patches to hold any out "
+            "(cross-validation needs two patches of each class): the smoothed threshold is "
+            "kept)") in lines
+    assert "  held-out balanced accuracy: none (no labeled patch could be held out)" in lines
+    assert any(line.startswith("  warning: the labels cannot choose the method") for line in lines)
+    assert any(line.startswith("labeled pixels: pore ") for line in lines)
+    assert any(line.startswith("every mask of this model is suspect (method_unvalidated): the "
+                               "labels held no patch out") for line in lines)
+
+
+def test_a_tomogram_models_held_out_scores_are_listed_best_first(tmp_path):
+    selection = {"method": "features", "grouping": "patches", "folds": 3,
+                 "reason": "features (0.944) is within 0.05 of the best, contrastive (0.946), "
+                           "and sees context",
+                 "scores": {"threshold": 0.9392, "features": 0.9438, "unet": None,
+                            "contrastive": 0.9464},
+                 "stopped": {"unet": 0.8802}, "warnings": []}
+    path = build_threshold_model(tmp_path / "t.onnx", kind="tomogram", metadata={"extra": {
+        "selection": selection, "class_pixel_counts": {"pore": 694, "solid": 458}}})
+    result = run(str(path))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert (f"method selection: features kept ({selection['reason']})") in lines
+    assert ("  held-out balanced accuracy (3 folds): contrastive 0.9464, features 0.9438, "
+            "threshold 0.9392, unet stopped at most 0.8802") in lines
+    assert "labeled pixels: pore 694, solid 458" in lines
+    assert not any("is suspect" in line for line in lines)  # enough labels, checked method

@@ -416,3 +416,25 @@ def test_cli_never_replaces_a_volume_synth_did_not_write(tmp_path) -> None:
     assert result.exit_code == 1, result.output
     assert (out / "volume.tif").read_bytes() == b"my tomogram"
     assert sorted(p.name for p in out.iterdir()) == ["volume.tif"]
+
+
+def test_cli_says_a_size_that_does_not_fit_in_memory(tmp_path) -> None:
+    # --size 3000 ended in numpy's ArrayMemoryError traceback. The process gets a 3 GiB
+    # address-space limit, so that --size 1024 (8 GiB arrays) fails alike on any machine.
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    out = tmp_path / "big"
+    run = subprocess.run([sys.executable, "-m", "nwwatch", "synth", "tomogram", str(out),
+                          "--size", "1024"], capture_output=True, text=True, timeout=120,
+                         preexec_fn=limit)
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.startswith("Error: --size 1024: a 1024^3 volume needs more memory than "
+                                 "this process can allocate (Unable to allocate ")
+    assert "choose a smaller --size" in run.stderr
+    assert not out.exists()  # the folder it made for the run is removed again

@@ -368,7 +368,27 @@ def test_a_label_image_that_looks_like_a_binary_mask_is_warned_about(tmp_path):
                                        "--epochs", "1", *FAST])
     assert result.exit_code == 0, result.output
     assert f"warning: {mask}: only 0 and 255 (unlabeled); a 0/255 mask?" in result.output
+    assert "label images hold class ids (0 background, 1 nanowire, 2 droplet)" in result.output
     assert "img00.png" not in result.output  # the other label image has class ids
+
+
+def test_a_binary_mask_in_a_tomogram_data_folder_is_warned_about_with_its_classes(tmp_path):
+    # The warning named the in-situ classes (0 background, 1 nanowire, 2 droplet) in a
+    # tomogram folder, whose labels are 0 pore, 1 solid.
+    from nwwatch.synth.tomogram import generate_tomogram
+
+    generate_tomogram(tmp_path / "syn", size=32, seed=1)
+    root = tmp_path / "syn" / "train"
+    (label_path,) = (root / "labels").glob("*.png")
+    truth = tifffile.imread(tmp_path / "syn" / "truth.tif")
+    cv2.imwrite(str(label_path), np.where(truth[int(label_path.stem[-3:])] > 0, 255, 0)
+                .astype(np.uint8))
+    result = CliRunner().invoke(main, ["train", str(root), "--out", str(tmp_path / "m.onnx"),
+                                       "--epochs", "1", *FAST])
+    assert f"warning: {label_path}: only 0 and 255 (unlabeled); a 0/255 mask? Its 255 " \
+           f"pixels are left out; label images hold class ids (0 pore, 1 solid)" in \
+           result.output
+    assert "nanowire" not in result.output
 
 
 def test_a_crop_that_is_not_a_multiple_of_the_models_size_multiple_is_a_clear_error(tmp_path):

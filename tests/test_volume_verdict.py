@@ -30,8 +30,15 @@ def test_an_empty_mask_under_two_percent_solid_is_collapsed(solid_fraction):
 def test_a_flooded_mask_is_collapsed_and_a_doubled_one_mismatched():
     assert assess_mask(0.97, 0.0, 0.2, 0.15, 0.2).reason_codes == ("mask_collapsed",
                                                                   "threshold_disagreement")
-    assert assess_mask(0.45, 0.0, 0.6, 0.15, 0.2).reason_codes == ("solid_fraction_mismatch",)
-    assert assess_mask(0.05, 0.0, 0.6, 0.15, 0.2).reason_codes == ("solid_fraction_mismatch",)
+    doubled = assess_mask(0.45, 0.0, 0.6, 0.15, 0.2)
+    assert doubled.reason_codes == ("solid_fraction_mismatch",)
+    assert doubled.why[0] == ("solid fraction 45.00% is above 2x the higher of the "
+                              "references' 15.00%-20.00%")
+    halved = assess_mask(0.05, 0.0, 0.6, 0.15, 0.2)
+    assert halved.reason_codes == ("solid_fraction_mismatch",)
+    # Too little solid is said to be too little, not "beyond 2x".
+    assert halved.why[0] == ("solid fraction 5.00% is below 1/2 of the lower of the "
+                             "references' 15.00%-20.00%")
 
 
 def test_no_verdict_on_the_solid_share_without_references():

@@ -13,7 +13,7 @@ from typing import TextIO
 import click
 from click.core import ParameterSource
 
-from nwwatch.io.dataset import mask_like_labels, read_dataset_toml
+from nwwatch.io.dataset import folder_class_names, mask_like_labels, read_dataset_toml
 from nwwatch.options import FiniteFloatRange, OutputFile, mask_warning
 from training.config import (
     FINETUNE_DEFAULTS,
@@ -426,7 +426,7 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
             return
     if config.data is not None and not resume:
         for label_path in mask_like_labels(config.data):
-            echo(mask_warning(label_path))
+            echo(mask_warning(label_path, folder_class_names(Path(config.data))))
         with contextlib.suppress(DatasetLayoutError):  # the run names a bad dataset.toml
             if read_dataset_toml(Path(config.data))[0] == "tomogram":
                 echo("note: a tomogram DATA folder trains one network, with no choice of "

@@ -183,8 +183,18 @@ def _save_as_uint8(num_classes: int) -> str:
 def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str]) -> np.ndarray:
     """Validate a label image: integer ids in [0, num_classes) or 255. Returns uint8 (H, W)."""
     if not np.issubdtype(label.dtype, np.integer):
+        advice = _save_as_uint8(num_classes)
+        if np.issubdtype(label.dtype, np.floating) and label.size:
+            finite = label[np.isfinite(label)]
+            if finite.size == 0 or np.any(finite != np.round(finite)):
+                # Converting grey levels to uint8 gives no class ids: most likely the image
+                # was given where its labels belong.
+                shown = (f"values from {finite.min():.4g} to {finite.max():.4g}, not whole "
+                         f"numbers" if finite.size else "no finite value")
+                advice = (f"it holds {shown}: an image rather than its labels? Labels hold "
+                          f"class ids 0..{num_classes - 1}, {UNLABELED} unlabeled, as uint8")
         raise DatasetLayoutError(path, f"labels must be integer class ids, got {label.dtype}: "
-                                       f"{_save_as_uint8(num_classes)}")
+                                       f"{advice}")
     values = np.unique(label)
     bad = values[(values >= num_classes) & (values != UNLABELED) | (values < 0)]
     if bad.size:
@@ -403,6 +413,16 @@ def read_pair(image_path: Path, label_path: Path, num_classes: int
                                              f"resize it with nearest-neighbour interpolation "
                                              f"(never linear) or label the image at its size")
     return image, label
+
+
+def folder_class_names(root: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The class names of the DATA folder ``root`` (its ``dataset.toml``'s, else in-situ's),
+    for messages written before the run reads the folder: the in-situ ones when its
+    ``dataset.toml`` is refused (the run names that file)."""
+    try:
+        return read_dataset_toml(Path(root))[1]
+    except DatasetLayoutError:
+        return INSITU_CLASSES
 
 
 def mask_like_labels(root: str | os.PathLike[str]) -> list[Path]:

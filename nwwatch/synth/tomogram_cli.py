@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -71,6 +72,7 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
             f"{out} already holds labeled slices that synth did not write there "
             f"({', '.join(stale[:4])}{' ...' if len(stale) > 4 else ''}); nwwatch train would "
             "read them with the new volume: choose a new or empty folder")
+    made = not os.path.lexists(out)
     require_writable(out, "'OUT'", folder=True)
     try:
         summary = generate_tomogram(
@@ -82,6 +84,13 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
             reconstruction=reconstruction)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    except MemoryError as exc:  # numpy refuses an array larger than memory can back
+        if made:
+            with contextlib.suppress(OSError):  # only when nothing was written into it
+                out.rmdir()
+        raise click.ClickException(
+            f"--size {size}: a {size}^3 volume needs more memory than this process can allocate "
+            f"({exc}); choose a smaller --size (256 needs about 0.5 GiB)") from None
     click.echo(f"wrote a {size}^3 tomogram to {out}: porosity {summary['porosity']:.2f}, "
                f"tilts {summary['tilt_min_deg']:g}..{summary['tilt_max_deg']:g} deg, "
                f"slice {summary['labeled_slice']} labeled at {summary['labeled_fraction']:.2%}")

@@ -246,9 +246,15 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
             codes["mask_collapsed"] = (f"the mask calls {solid_fraction:.2%} of the volume solid; "
                                        f"the references suggest {low:.2%}-{high:.2%}")
         elif not low / MISMATCH_FACTOR <= solid_fraction <= min(1.0, high * MISMATCH_FACTOR):
+            # Say which side it fell off: "beyond 2x" read as too much solid for a mask
+            # with too little.
+            if solid_fraction < low / MISMATCH_FACTOR:
+                side = f"below 1/{MISMATCH_FACTOR:g} of the lower"
+            else:
+                side = f"above {MISMATCH_FACTOR:g}x the higher"
             codes["solid_fraction_mismatch"] = (
-                f"solid fraction {solid_fraction:.2%} is beyond {MISMATCH_FACTOR:g}x the "
-                f"references' {low:.2%}-{high:.2%}")
+                f"solid fraction {solid_fraction:.2%} is {side} of the references' "
+                f"{low:.2%}-{high:.2%}")
     if uncertain_fraction > UNCERTAIN_WARN_FRACTION:
         codes["uncertain"] = (f"uncertain_fraction {uncertain_fraction:.3f} > "
                               f"{UNCERTAIN_WARN_FRACTION}")
