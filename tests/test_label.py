@@ -692,3 +692,31 @@ def test_a_saved_label_image_edited_in_another_tool_opens_with_a_note(tmp_path):
     assert "labels/f.png is missing" in session.geometry(0)[2]
     save_labeled_frame(data, "f", image, geometry)  # Save: the shapes' label image again
     assert session.geometry(0)[2] == ""
+
+
+@pytest.mark.parametrize("part", ["images", "labels", "geometry"])
+def test_label_refuses_a_data_folders_own_subfolder_as_out(tmp_path, part):
+    # before: `nwwatch label f.tif --out DATA/images` served the page and saved the frame into
+    # DATA/images/images/, DATA/images/labels/, ...: `nwwatch train DATA` trained without it,
+    # without a word
+    import sys
+
+    params = plain_params(3, 0, size=64)
+    image, _, _ = render(params)
+    frame = tmp_path / "acq" / "f.tif"
+    write_frame_tiff(frame, image)
+    data = tmp_path / "DATA"
+    save_labeled_frame(data, "g", image, truth_geometry(params))
+    before = {p: p.read_bytes() for p in sorted(data.rglob("*")) if p.is_file()}
+    done = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "label", str(frame),
+         "--out", str(data / part), "--no-browser", "--port", "0"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"is the {part}/ folder of the DATA folder {data}" in done.stderr
+    assert f"give --out {data}" in done.stderr
+    assert {p: p.read_bytes() for p in sorted(data.rglob("*")) if p.is_file()} == before
+    from nwwatch.label.store import foreign_data_reason
+
+    assert foreign_data_reason(tmp_path / "labels") is None  # a DATA folder named labels
+    assert foreign_data_reason(data) is None

@@ -260,6 +260,9 @@ def repair_interrupted_save(data_dir: str | os.PathLike[str]) -> str | None:
 def foreign_data_reason(data_dir: str | os.PathLike[str]) -> str | None:
     """Why the tool must not save into ``data_dir``, or None.
 
+    A DATA folder's ``images/``, ``labels/`` or ``geometry/`` (a sibling of the others): the
+    saves would go into folders inside it, which ``nwwatch train DATA`` does not read.
+
     A folder of frames directly in DATA with their ``labels/`` (the layout ``nwwatch synth
     insitu`` writes), or a ``truth.parquet`` the tool did not write: a save would add
     ``images/`` beside those frames (every label of theirs then lacks an image for
@@ -270,6 +273,14 @@ def foreign_data_reason(data_dir: str | os.PathLike[str]) -> str | None:
     from nwwatch.io.dataset import list_images
 
     root = Path(data_dir)
+    parts = ("images", "labels", GEOMETRY_DIR)
+    if root.name in parts and any((root.parent / name).is_dir() for name in parts
+                                  if name != root.name):
+        # DATA/images given as DATA: its saves went to DATA/images/images/..., which
+        # `nwwatch train DATA` does not read
+        return (f"is the {root.name}/ folder of the DATA folder {root.parent}: a save writes "
+                f"images/, labels/ and geometry/ inside --out, where `nwwatch train "
+                f"{root.parent}` would not find them: give --out {root.parent}")
     if not root.is_dir():
         return None
     if (root / "labels").is_dir() and not (root / "images").is_dir() and list_images(root):
