@@ -658,3 +658,65 @@ def test_label_refuses_a_results_folder_and_its_datasets_as_data(tmp_path):
         assert f"e.g. --out {tmp_path / 'DATA'}" in err
     assert {p: p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()} == before
     assert not (results / "frames" / "DATA").exists()
+
+
+def test_a_saved_label_image_edited_in_another_tool_opens_with_a_note(tmp_path):
+    # before: a saved frame whose labels/<stem>.png was edited in another tool (GIMP, napari)
+    # opened with its saved shapes and no word about it: the page showed other labels than
+    # the ones `nwwatch train` reads, and Save overwrote the edit unasked
+    import cv2
+
+    from nwwatch.label.frames import frame_refs
+    from nwwatch.label.server import LabelSession
+
+    params = plain_params(3, 0, size=128)
+    image, _, _ = render(params)
+    write_frame_tiff(tmp_path / "acq" / "f.tif", image)
+    data = tmp_path / "DATA"
+    save_labeled_frame(data, "f", image, truth_geometry(params))
+    session = LabelSession(frame_refs([tmp_path / "acq" / "f.tif"], data_dir=data), data)
+    assert session.geometry(0)[1:] == ("saved", "")
+    png = data / "labels" / "f.png"
+    cv2.imwrite(str(png), cv2.imread(str(png), cv2.IMREAD_UNCHANGED))  # same pixels again
+    assert session.geometry(0)[1:] == ("saved", "")
+    edited = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    edited[:20, :20] = UNLABELED
+    cv2.imwrite(str(png), edited)
+    geometry, origin, note = session.geometry(0)
+    assert origin == "saved" and geometry == truth_geometry(params)
+    assert "labels/f.png" in note and "changed since nwwatch label saved f" in note
+    assert "Save replaces it" in note
+    png.rename(png.with_suffix(".tif"))  # re-exported in another format
+    assert "labels/f.tif" in session.geometry(0)[2]
+    png.with_suffix(".tif").unlink()
+    assert "labels/f.png is missing" in session.geometry(0)[2]
+    save_labeled_frame(data, "f", image, geometry)  # Save: the shapes' label image again
+    assert session.geometry(0)[2] == ""
+
+
+@pytest.mark.parametrize("part", ["images", "labels", "geometry"])
+def test_label_refuses_a_data_folders_own_subfolder_as_out(tmp_path, part):
+    # before: `nwwatch label f.tif --out DATA/images` served the page and saved the frame into
+    # DATA/images/images/, DATA/images/labels/, ...: `nwwatch train DATA` trained without it,
+    # without a word
+    import sys
+
+    params = plain_params(3, 0, size=64)
+    image, _, _ = render(params)
+    frame = tmp_path / "acq" / "f.tif"
+    write_frame_tiff(frame, image)
+    data = tmp_path / "DATA"
+    save_labeled_frame(data, "g", image, truth_geometry(params))
+    before = {p: p.read_bytes() for p in sorted(data.rglob("*")) if p.is_file()}
+    done = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "label", str(frame),
+         "--out", str(data / part), "--no-browser", "--port", "0"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"is the {part}/ folder of the DATA folder {data}" in done.stderr
+    assert f"give --out {data}" in done.stderr
+    assert {p: p.read_bytes() for p in sorted(data.rglob("*")) if p.is_file()} == before
+    from nwwatch.label.store import foreign_data_reason
+
+    assert foreign_data_reason(tmp_path / "labels") is None  # a DATA folder named labels
+    assert foreign_data_reason(data) is None

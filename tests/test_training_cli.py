@@ -446,6 +446,21 @@ def test_a_volume_given_as_data_says_to_give_it_as_volume(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.parametrize("name", ["mine.onnx", "mine.pt"])
+def test_a_model_given_as_data_says_what_data_is(tmp_path, name):
+    # `nwwatch train mine.onnx --init insitu-default --out m.onnx` (the model in DATA's place)
+    # was told "a tomogram? give --volume mine.onnx --slice Z --labels L.png"
+    model = tmp_path / name
+    model.write_bytes(b"\0")
+    result = CliRunner().invoke(main, ["train", str(model), "--init", "insitu-default",
+                                       "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"{model} is a model, not a DATA folder: DATA is the folder of labeled frames" in text
+    assert "--volume" not in text
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_a_volume_that_is_a_socket_is_a_clear_error(tmp_path, monkeypatch):
     # A socket passes click's exists check; nwwatch.io refuses it before open() (which would
     # fail with ENXIO) as not a regular file. Works as root, unlike a chmod 000 file; another

@@ -169,3 +169,14 @@ def test_init_with_an_onnx_model_that_has_no_checkpoint_says_so(tmp_path):
                                               r"model\) not found: an exported model holds "
                                               r"no training weights$"):
         load_initial_weights(str(tmp_path / "mine.onnx"))
+
+
+def test_init_with_an_onnx_model_that_does_not_exist_says_so(tmp_path):
+    # before: "--init .../mine2.onnx: .../mine2.pt (the checkpoint next to this ONNX model) not
+    # found: an exported model holds no training weights" for a mistyped model path, as if
+    # the model were there and its checkpoint lost
+    missing = tmp_path / "mine2.onnx"
+    with pytest.raises(CheckpointError, match=r"mine2\.onnx: no such file \(nor .*mine2\.pt, "
+                                              r"the checkpoint .*shipped weights: "
+                                              r"\['insitu-default'\]$"):
+        load_initial_weights(str(missing))

@@ -77,6 +77,13 @@ def _volume_file(ctx: click.Context, param: click.Parameter, value: Path | None
 def _data_folder(ctx: click.Context, param: click.Parameter, value: Path | None
                  ) -> Path | None:
     """DATA: a folder; for a file (a tomogram given as DATA?) what to give instead."""
+    if value is not None and value.is_file() and value.suffix.lower() in (".onnx", ".pt"):
+        # `nwwatch train mine.onnx --init insitu-default`: --out or --init given as DATA
+        raise click.BadParameter(f"{value} is a model, not a DATA folder: DATA is the folder "
+                                 "of labeled frames to train on (images/ and labels/), a model "
+                                 "to start from is --init and the model to write --out "
+                                 "(nwwatch train DATA --init insitu-default --out mine.onnx)",
+                                 ctx, param)
     if value is not None and value.is_file():
         raise click.BadParameter(f"{value} is a file: DATA is a folder (images/ and labels/); "
                                  "a tomogram? give --volume " f"{value} --slice Z --labels "

@@ -63,7 +63,11 @@ def resolve_init(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".onnx":
         shipped = shipped_weights()
-        path = checkpoint_path(path)
+        model, path = path, checkpoint_path(path)
+        if not path.is_file() and not model.is_file():  # a mistyped path, not a lost checkpoint
+            raise CheckpointError(f"--init {name_or_path}: no such file (nor {path}, the "
+                                  f"checkpoint `nwwatch train` writes beside its model); "
+                                  f"shipped weights: {sorted(shipped)}")
         if not path.is_file():
             # The shipped models' weights are shipped under the model's name.
             hint = f"; its weights are --init {path.stem}" if path.stem in shipped and (

@@ -55,6 +55,7 @@ from nwwatch.label.geometry import geometry_from_json as _from_json
 from nwwatch.label.raster import rasterize
 from nwwatch.label.store import (
     SavedSinceError,
+    edited_labels_note,
     load_geometry,
     save_labeled_frame,
     saved_token,
@@ -143,7 +144,9 @@ class LabelSession:
         are not opened on this one: they could never be saved on it (the save refuses a shape
         mismatch), so the proposal opens with a note and a save replaces the old labels.
         So do labels drawn elsewhere (``labels/<stem>.png`` without a geometry file): they
-        are pixels, not shapes; the note says a save replaces them."""
+        are pixels, not shapes; the note says a save replaces them. Saved shapes whose label
+        image was edited in another tool since open with a note saying so
+        (:func:`nwwatch.label.store.edited_labels_note`)."""
         stem = self.frames[index].stem
         saved = None if model else load_geometry(self.data_dir, stem)
         if saved is None:
@@ -153,7 +156,7 @@ class LabelSession:
             return self.proposal(index), "model", note
         image = self.image(index).image
         if tuple(saved.shape) == tuple(image.shape):
-            return saved, "saved", ""
+            return saved, "saved", edited_labels_note(self.data_dir, stem)
         note = (f"the labels saved as {stem} are for a {saved.shape[1]} x {saved.shape[0]} px "
                 f"frame, this one is {image.shape[1]} x {image.shape[0]} px: showing the model's "
                 "proposal; Save replaces the old labels")

@@ -6,7 +6,9 @@ Per labeled frame ``<stem>`` (layout: :mod:`nwwatch.io.dataset`):
   acquisition time when its file declared one);
 - ``DATA/labels/<stem>.png``: uint8 labels rasterised from the geometry (255 unlabeled);
 - ``DATA/geometry/<stem>.json``: the geometry (:meth:`LabelGeometry.to_json`) plus where the
-  frame came from and the human contact angle;
+  frame came from, the human contact angle and a digest of the label image it gives
+  (``labels_sha256``, :func:`labels_digest`: a label image changed afterwards in another tool
+  is told apart, :func:`edited_labels_note`);
 - ``DATA/truth.parquet``: one row per geometry file with a contact angle - ``file``,
   ``theta_apparent_deg`` (the human angle), ``pixel_size_nm`` - which ``nwwatch evaluate``
   uses as ground truth. Rewritten whole after every save.
@@ -52,6 +54,8 @@ HUMAN_TRUTH = "human geometry"
 LOCK_FILE = ".nwwatch-label.lock"
 #: Present while a save writes its files: the stem of that save.
 SAVING_FILE = ".nwwatch-label-saving.json"
+#: Keys of a geometry file that record the save, not the shapes.
+_RECORD_KEYS = ("source", "contact_angle_deg", "contact_angle_reason", "labels_sha256")
 #: Tries to lock a lock file that another process deletes between its opening and its locking.
 _LOCK_RETRIES = 10
 
@@ -155,7 +159,7 @@ def save_labeled_frame(
     angle = contact_angle(geometry)
     doc = geometry.to_json()
     doc.update(source=source or {}, contact_angle_deg=angle.angle_deg,
-               contact_angle_reason=angle.reason)
+               contact_angle_reason=angle.reason, labels_sha256=labels_digest(labels))
     with data_lock(root):
         repaired = repair_interrupted_save(root)
         current = saved_token(root, stem)
@@ -256,6 +260,9 @@ def repair_interrupted_save(data_dir: str | os.PathLike[str]) -> str | None:
 def foreign_data_reason(data_dir: str | os.PathLike[str]) -> str | None:
     """Why the tool must not save into ``data_dir``, or None.
 
+    A DATA folder's ``images/``, ``labels/`` or ``geometry/`` (a sibling of the others): the
+    saves would go into folders inside it, which ``nwwatch train DATA`` does not read.
+
     A folder of frames directly in DATA with their ``labels/`` (the layout ``nwwatch synth
     insitu`` writes), or a ``truth.parquet`` the tool did not write: a save would add
     ``images/`` beside those frames (every label of theirs then lacks an image for
@@ -266,6 +273,14 @@ def foreign_data_reason(data_dir: str | os.PathLike[str]) -> str | None:
     from nwwatch.io.dataset import list_images
 
     root = Path(data_dir)
+    parts = ("images", "labels", GEOMETRY_DIR)
+    if root.name in parts and any((root.parent / name).is_dir() for name in parts
+                                  if name != root.name):
+        # DATA/images given as DATA: its saves went to DATA/images/images/..., which
+        # `nwwatch train DATA` does not read
+        return (f"is the {root.name}/ folder of the DATA folder {root.parent}: a save writes "
+                f"images/, labels/ and geometry/ inside --out, where `nwwatch train "
+                f"{root.parent}` would not find them: give --out {root.parent}")
     if not root.is_dir():
         return None
     if (root / "labels").is_dir() and not (root / "images").is_dir() and list_images(root):
@@ -334,10 +349,50 @@ def load_geometry(data_dir: str | os.PathLike[str], stem: str) -> LabelGeometry 
     try:
         doc = json.loads(path.read_text())
         doc = {k: v for k, v in doc.items()
-               if k not in ("source", "contact_angle_deg", "contact_angle_reason")}
+               if k not in _RECORD_KEYS}
         return geometry_from_json(doc)
     except (json.JSONDecodeError, GeometryError) as exc:
         raise GeometryError(f"{path}: {exc}") from None
+
+
+def labels_digest(labels: np.ndarray) -> str:
+    """A short hash of a label image's class ids and shape (not of its file's bytes: the same
+    pixels saved again by another program keep it)."""
+    digest = hashlib.sha256(repr(tuple(labels.shape)).encode())
+    digest.update(np.ascontiguousarray(labels, dtype=np.uint8).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def edited_labels_note(data_dir: str | os.PathLike[str], stem: str) -> str:
+    """Why the label image of a saved frame is not the one its shapes give ("" when it is):
+    edited in another tool, replaced or removed since the tool saved it. The page opens the
+    shapes, so those pixels are not what it shows, and its Save writes the shapes' label image
+    in their place. Geometry files without ``labels_sha256`` are not checked."""
+    from nwwatch.io.dataset import DatasetLayoutError, read_label_image
+
+    root = Path(data_dir)
+    try:
+        expected = json.loads((root / GEOMETRY_DIR / f"{stem}.json").read_text()).get(
+            "labels_sha256")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if not isinstance(expected, str):
+        return ""
+    saved = f"labels/{stem}.png"
+    found = stem_files(root / "labels", stem)
+    if not found:
+        return (f"{saved} is missing from DATA (nwwatch train refuses its image without it): "
+                "showing the saved shapes; Save writes it again")
+    names = ", ".join(f"labels/{p.name}" for p in found)
+    if [p.name for p in found] == [f"{stem}.png"]:
+        try:
+            if labels_digest(read_label_image(found[0])) == expected:
+                return ""
+        except DatasetLayoutError:
+            pass
+    return (f"{names} in DATA changed since nwwatch label saved {stem} (edited in another "
+            "tool?): showing the saved shapes, not those pixels; Save replaces "
+            f"{'them' if len(found) > 1 else 'it'} with the shapes' {saved}")
 
 
 def write_truth(data_dir: str | os.PathLike[str]) -> Path | None:
