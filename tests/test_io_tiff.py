@@ -390,6 +390,58 @@ def test_imagej_frame_interval_steps_once_per_time_point_of_a_hyperstack(tmp_pat
         0.0, 0.0, 0.0, 10.0, 10.0, 10.0]
 
 
+_OME_DATE = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/'
+             'Schemas/OME/2016-06"><Image ID="Image:0"><AcquisitionDate>{}</AcquisitionDate>'
+             '<Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" SizeX="8" SizeY="8" '
+             'SizeZ="1" SizeC="1" SizeT="1"><Channel ID="Channel:0:0" SamplesPerPixel="1"/>'
+             '<TiffData IFD="0" PlaneCount="1"/></Pixels></Image></OME>')
+
+
+@pytest.mark.parametrize(("name", "kind", "stamp"), [
+    ("net_min.ome.tif", "ome", "0001-01-01T00:00:00"),  # .NET's DateTime.MinValue: unset
+    ("net_min_zone.ome.tif", "ome", "0001-01-01T00:00:00+01:00"),
+    ("net_min_utc.ome.tif", "ome", "0001-01-01T00:00:00Z"),
+    ("max.ome.tif", "ome", "9999-12-31T23:59:59-05:00"),
+    ("unset_clock.tif", "tag", "1970:01:01 00:00:00"),
+    ("max.tif", "tag", "9999:12:31 23:59:59"),
+])
+def test_a_time_outside_the_plausible_years_is_ignored_not_a_refusal(tmp_path, local_tz, name,
+                                                                     kind, stamp):
+    # as the DigitalMicrograph, EMD and TIA readers do; before, year 1 or 9999 overflowed the
+    # conversion to UTC and refused a sound frame as "corrupt TIFF structure", and year 1 in
+    # UTC or 1970 (a clock never set) were rows stamped with that year as "metadata"
+    path = tmp_path / name
+    if kind == "ome":
+        tifffile.imwrite(path, _image((8, 8), "uint16"), description=_OME_DATE.format(stamp),
+                         metadata=None)
+    else:
+        tifffile.imwrite(path, _image((8, 8), "uint16"), metadata=None,
+                         extratags=[(306, "s", 0, stamp, True)])
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    assert frame.acquired_at_source == "mtime"
+    assert frame.acquired_at == datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    assert [e["path"] for e in logs if e["event"] == "io.times_ignored"] == [str(path)]
+
+
+@pytest.mark.parametrize("interval_s", [1e12, 1e300])
+def test_an_imagej_interval_that_puts_frames_past_the_plausible_years_is_ignored(tmp_path,
+                                                                                 interval_s):
+    path = tmp_path / "fi.tif"
+    tifffile.imwrite(path, _image((3, 8, 8), "uint16"), imagej=True,
+                     datetime="2026:01:02 03:04:05",
+                     metadata={"axes": "TYX", "finterval": interval_s})
+    with pytest.MonkeyPatch.context() as mp, capture_logs() as logs:
+        mp.setenv("TZ", "UTC")
+        time.tzset()
+        frames = read_frames(path)
+    time.tzset()
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert [f.acquired_at for f in frames] == [start] * 3
+    assert {f.acquired_at_source for f in frames} == {"metadata"}
+    assert [e["path"] for e in logs if e["event"] == "io.times_ignored"] == [str(path)]
+
+
 def test_mtime_fallback(tmp_path):
     path = write_stack_tiff(tmp_path / "s.tif", _image((2, 8, 8), "uint16"))
     stamp = datetime(2025, 6, 7, 8, 9, 10, 250000, tzinfo=UTC)

@@ -11,7 +11,8 @@ Pixel size sources, first match wins:
 Acquisition time sources, first match wins: nwwatch's JSON property (per page, microseconds,
 UTC), OME ``AcquisitionDate``, the ``DateTime`` tag of each page (or of the first page, plus
 ``i * finterval`` for ImageJ series). Times without a zone are local time of this machine
-(TIFF/EXIF convention). Without any, the file's modification time is used.
+(TIFF/EXIF convention); a year outside ``PLAUSIBLE_ACQUISITION_YEARS`` is an unset clock or
+tag and is not read. Without any, the file's modification time is used.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from nwwatch.io.limits import (
     ANISOTROPY_TOLERANCE,
     MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO,
     MAX_PLAUSIBLE_PIXEL_SIZE_NM,
+    PLAUSIBLE_ACQUISITION_YEARS,
 )
 from nwwatch.io.write import PROPERTY_KEY
 
@@ -129,10 +131,30 @@ def acquisition_times(
     start = _ome_acquisition_date(path, tif) or first
     if start is None:
         return [mtime] * n_frames, "mtime"
-    interval_s = _imagej_frame_interval_s(tif)
-    step = timedelta(seconds=interval_s or 0.0)
     per_time_point = _imagej_pages_per_time_point(tif)
+    step = _frame_step(path, start, _imagej_frame_interval_s(tif),
+                       (n_frames - 1) // per_time_point)
     return [start + (i // per_time_point) * step for i in range(n_frames)], "metadata"
+
+
+def _frame_step(path: Path, start: datetime, interval_s: float | None,
+                last_time_point: int) -> timedelta:
+    """The ImageJ frame interval, or none when it would put the last time point past the
+    plausible years (a damaged ``finterval``: the sum overflows, or is no acquisition's
+    time): every frame then gets the start."""
+    if not interval_s:
+        return timedelta(0)
+    try:
+        step = timedelta(seconds=interval_s)
+        if (start + last_time_point * step).year < PLAUSIBLE_ACQUISITION_YEARS[1]:
+            return step
+    except OverflowError:
+        pass
+    _log.warning("io.times_ignored", path=str(path),
+                 reason=f"ImageJ finterval {interval_s:.6g} s puts time point {last_time_point} "
+                        f"past {PLAUSIBLE_ACQUISITION_YEARS[1]}: every frame gets the first "
+                        "time")
+    return timedelta(0)
 
 
 def plausible_pixel_size_nm(path: Path, source: str, axis: str, value: float | None
@@ -255,7 +277,14 @@ def _float(value: object) -> float:
 
 
 def _as_utc(when: datetime) -> datetime:
-    # A naive time is local time of this machine (the TIFF/EXIF convention).
+    """``when`` in UTC; a naive time is local time of this machine (the TIFF/EXIF convention).
+
+    Raises ValueError for a year outside :data:`PLAUSIBLE_ACQUISITION_YEARS`: an unset clock
+    or tag (.NET's 0001-01-01, 1970), as the other readers take it; year 1 or 9999 would
+    also overflow the conversion."""
+    first, end = PLAUSIBLE_ACQUISITION_YEARS
+    if when.year not in range(first, end):
+        raise ValueError(f"year {when.year} is outside {first}-{end - 1}")
     return when.astimezone(UTC)
 
 
@@ -279,9 +308,9 @@ def _ome_acquisition_date(path: Path, tif: tifffile.TiffFile) -> datetime | None
         return None
     try:
         return _as_utc(datetime.fromisoformat(element.text.strip()))
-    except ValueError:
+    except ValueError as exc:
         _log.warning("io.times_ignored", path=str(path),
-                     reason=f"bad OME AcquisitionDate {element.text!r}")
+                     reason=f"bad OME AcquisitionDate {element.text!r}: {exc}")
         return None
 
 
@@ -290,16 +319,21 @@ def _tag_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
     if not isinstance(text, str) or not text.strip(" :\x00"):
         return None
     text = text.strip().rstrip("\x00")
+    try:
+        return _as_utc(_parse_tag_time(text))
+    except ValueError as exc:
+        _log.warning("io.times_ignored", path=str(path),
+                     reason=f"bad DateTime tag {text!r}: {exc}")
+        return None
+
+
+def _parse_tag_time(text: str) -> datetime:
     for fmt in _TIFF_TIME_FORMATS:
         try:
-            return _as_utc(datetime.strptime(text, fmt))
+            return datetime.strptime(text, fmt)
         except ValueError:
             continue
-    try:
-        return _as_utc(datetime.fromisoformat(text))
-    except ValueError:
-        _log.warning("io.times_ignored", path=str(path), reason=f"bad DateTime tag {text!r}")
-        return None
+    return datetime.fromisoformat(text)
 
 
 def _imagej_pages_per_time_point(tif: tifffile.TiffFile) -> int:
