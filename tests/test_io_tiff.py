@@ -685,6 +685,19 @@ def test_imagej_stack_with_only_its_first_page_written(tmp_path):
     assert str(error.value).endswith("cut short (still being written?)")
 
 
+def test_ome_stack_with_fewer_pages_written_than_its_header_declares(tmp_path):
+    # an OME writer that puts the header first and appends planes: 3 of 5 written so far
+    path = tmp_path / "growing.ome.tif"
+    description = _OME_DATE.format("2026-01-02T03:04:05Z").replace(
+        'SizeT="1"', 'SizeT="5"').replace('PlaneCount="1"', 'PlaneCount="5"')
+    tifffile.imwrite(path, _image((3, 8, 8), "uint16"), description=description,
+                     metadata=None, photometric="minisblack")
+    with pytest.raises(TruncatedTiffError) as error:
+        read_frames(path)
+    _assert_names_file(error, path)
+    assert str(error.value).endswith("page 3 is missing: cut short (still being written?)")
+
+
 def _with_imagej_header(path: Path, stack: np.ndarray, dimensions: str) -> Path:
     with tifffile.TiffWriter(path) as tif:
         tif.write(stack, photometric="minisblack", metadata=None,

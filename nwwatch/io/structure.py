@@ -363,7 +363,7 @@ def _check_data_extents(
         return
     for index, page in enumerate(series.pages, start=first_page):
         if page is None:
-            raise TruncatedTiffError(path, f"page {index} is missing")
+            raise TruncatedTiffError(path, f"page {index} is missing{CUT_SHORT}")
         if isinstance(page, tifffile.TiffPage):  # a TiffFrame has its keyframe's tiles
             _check_tile_size(path, page, index)
         offsets, counts = page.dataoffsets, page.databytecounts
