@@ -533,6 +533,37 @@ def test_pages_written_one_call_each_are_all_read(tmp_path, local_tz):
     np.testing.assert_array_equal(read_volume(path).data, pages)
 
 
+@pytest.mark.parametrize(("n_pages", "kind"), [(3, "generic"), (8, "uniform")])
+def test_plain_pages_each_get_their_own_pixel_size_and_time(tmp_path, local_tz, n_pages, kind):
+    # a writer without tifffile's description (libtiff, camera software), one page at a time:
+    # tifffile makes one series of all pages of one shape whatever their tags say ("uniform",
+    # from 8 pages, gives the later pages without their tags); the magnification changed
+    # halfway, and every page has its DateTime
+    path = tmp_path / "zoomed.tif"
+    pages = _image((n_pages, 16, 16), "uint16")
+    sizes_nm = [2.5 if i < n_pages // 2 else 4.0 for i in range(n_pages)]
+    with tifffile.TiffWriter(path) as tif:
+        for i, (page, size_nm) in enumerate(zip(pages, sizes_nm, strict=True)):
+            tif.write(page, resolution=(1e7 / size_nm, 1e7 / size_nm),
+                      resolutionunit="CENTIMETER", metadata=None,
+                      extratags=[(306, "s", 0, f"2026:01:02 03:04:{i:02d}.5", True)])
+    with tifffile.TiffFile(path) as tif:
+        assert [s.kind for s in tif.series] == [kind]
+    frames = read_frames(path)
+    assert [f.pixel_size_nm for f in frames] == pytest.approx(sizes_nm, rel=1e-6)
+    start = datetime(2026, 1, 2, 2, 4, 0, 500000, tzinfo=UTC)  # Berlin is UTC+1 in January
+    assert [f.acquired_at - start for f in frames] == [timedelta(seconds=i)
+                                                        for i in range(n_pages)]
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), pages)
+    anisotropic = tmp_path / "anisotropic_page.tif"
+    with tifffile.TiffWriter(anisotropic) as tif:
+        for i in range(n_pages):
+            tif.write(pages[i], resolution=(4e6, 4e6 if i < n_pages - 1 else 2.5e6),
+                      resolutionunit="CENTIMETER", metadata=None)
+    with pytest.raises(AnisotropicPixelsError, match="differs from y 4 nm"):
+        read_frames(anisotropic)
+
+
 def test_pages_written_one_call_each_skip_a_thumbnail(tmp_path):
     path = tmp_path / "grown_thumb.tif"
     pages = _image((2, 16, 16), "uint8")
