@@ -287,6 +287,24 @@ def test_resolution_unit_none_and_desktop_dpi_give_no_size(tmp_path):
     assert any(entry["event"] == "io.pixel_size_ignored" for entry in logs)
 
 
+def test_a_size_below_a_picometre_is_no_calibration(tmp_path):
+    # metres written without a unit, read in OME's default micrometres: 5e-10 um = 5e-7 nm,
+    # which filled every *_nm column a million times too small without a word
+    path = tmp_path / "metres.ome.tif"
+    tifffile.imwrite(path, _image((2, 8, 8), "uint16"), metadata={
+        "axes": "TYX", "PhysicalSizeX": 5e-10, "PhysicalSizeY": 5e-10})
+    with capture_logs() as logs:
+        assert [f.pixel_size_nm for f in read_frames(path)] == [None, None]
+    assert {(e["event"], e["axis"]) for e in logs} == {
+        ("io.pixel_size_ignored", "x"), ("io.pixel_size_ignored", "y")}
+    assert "below" in logs[0]["reason"]
+    finest = tmp_path / "finest.ome.tif"  # 5 pm, an atomic-resolution STEM image's pixel
+    tifffile.imwrite(finest, _image((8, 8), "uint16"), metadata={
+        "axes": "YX", "PhysicalSizeX": 5, "PhysicalSizeXUnit": "pm",
+        "PhysicalSizeY": 5, "PhysicalSizeYUnit": "pm"})
+    assert read_frames(finest)[0].pixel_size_nm == pytest.approx(0.005)
+
+
 def test_ome_tiff_physical_sizes_and_acquisition_date(tmp_path):
     path = tmp_path / "tomo.ome.tif"
     volume = _image((4, 10, 12), "uint16")

@@ -33,6 +33,7 @@ from nwwatch.io.limits import (
     ANISOTROPY_TOLERANCE,
     MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO,
     MAX_PLAUSIBLE_PIXEL_SIZE_NM,
+    MIN_PLAUSIBLE_PIXEL_SIZE_NM,
     PLAUSIBLE_ACQUISITION_YEARS,
 )
 from nwwatch.io.write import PROPERTY_KEY
@@ -159,7 +160,8 @@ def _frame_step(path: Path, start: datetime, interval_s: float | None,
 
 def plausible_pixel_size_nm(path: Path, source: str, axis: str, value: float | None
                             ) -> float | None:
-    """``value`` (nm) when it can be a microscope's pixel size: positive, finite and at most
+    """``value`` (nm) when it can be a microscope's pixel size: finite, at least
+    :data:`~nwwatch.io.limits.MIN_PLAUSIBLE_PIXEL_SIZE_NM` and at most
     :data:`~nwwatch.io.limits.MAX_PLAUSIBLE_PIXEL_SIZE_NM`; otherwise None, with an
     ``io.pixel_size_ignored`` warning naming ``path``, the metadata ``source`` and ``axis``.
     Every reader's calibration passes through it."""
@@ -173,6 +175,11 @@ def plausible_pixel_size_nm(path: Path, source: str, axis: str, value: float | N
         # 72/96/300 dpi defaults of desktop software, not a microscope calibration.
         _log.warning("io.pixel_size_ignored", path=str(path), source=source, axis=axis,
                      reason=f"{value:.6g} nm is above {MAX_PLAUSIBLE_PIXEL_SIZE_NM:g} nm")
+        return None
+    if value < MIN_PLAUSIBLE_PIXEL_SIZE_NM:
+        _log.warning("io.pixel_size_ignored", path=str(path), source=source, axis=axis,
+                     reason=f"{value:.6g} nm is below {MIN_PLAUSIBLE_PIXEL_SIZE_NM:g} nm "
+                            "(metres, or a unit left out?)")
         return None
     return float(value)
 
