@@ -396,6 +396,35 @@ def test_imagej_frame_interval_gives_per_frame_times(tmp_path):
     assert times == [start + timedelta(seconds=0.5 * i) for i in range(4)]
 
 
+@pytest.mark.parametrize(("tunit", "step_s"), [
+    ("ms", 0.04), ("msec", 0.04), ("\\u00B5s", 40e-6), ("min", 2400.0), ("sec", 40.0)])
+def test_imagej_frame_interval_is_in_the_time_unit_imagej_wrote(tmp_path, tunit, step_s):
+    # Fiji's Image > Properties: "Frame interval: 40 ms" is saved as finterval=40 with
+    # tunit=ms (no tunit line for seconds); read as seconds, the frames lay 1000x too far apart
+    path = tmp_path / "fast.tif"
+    tifffile.imwrite(path, _image((3, 8, 8), "uint16"), imagej=True,
+                     datetime="2026:01:02 03:04:05",
+                     metadata={"axes": "TYX", "finterval": 40, "tunit": tunit})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TZ", "UTC")
+        time.tzset()
+        times = [f.acquired_at for f in read_frames(path)]
+    time.tzset()
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert times == [start + timedelta(seconds=step_s * i) for i in range(3)]
+
+
+def test_imagej_frame_interval_in_an_unknown_time_unit_is_not_read(tmp_path):
+    path = tmp_path / "frames.tif"
+    tifffile.imwrite(path, _image((3, 8, 8), "uint16"), imagej=True,
+                     datetime="2026:01:02 03:04:05",
+                     metadata={"axes": "TYX", "finterval": 2, "tunit": "frame"})
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert len({f.acquired_at for f in frames}) == 1
+    assert [e["path"] for e in logs if e["event"] == "io.times_ignored"] == [str(path)]
+
+
 def test_imagej_frame_interval_steps_once_per_time_point_of_a_hyperstack(tmp_path, local_tz):
     # ImageJ's finterval is the time between T frames: the Z slices of one time point of a
     # TZYX hyperstack (read as frames in file order) share its time.

@@ -10,9 +10,9 @@ Pixel size sources, first match wins:
 
 Acquisition time sources, first match wins: nwwatch's JSON property (per page, microseconds,
 UTC), OME ``AcquisitionDate``, the ``DateTime`` tag of each page (or of the first page, plus
-``i * finterval`` for ImageJ series). Times without a zone are local time of this machine
-(TIFF/EXIF convention); a year outside ``PLAUSIBLE_ACQUISITION_YEARS`` is an unset clock or
-tag and is not read. Without any, the file's modification time is used.
+``i * finterval``, in its ``tunit``, for ImageJ series). Times without a zone are local time
+of this machine (TIFF/EXIF convention); a year outside ``PLAUSIBLE_ACQUISITION_YEARS`` is an
+unset clock or tag and is not read. Without any, the file's modification time is used.
 """
 
 from __future__ import annotations
@@ -54,6 +54,15 @@ _NM_PER_UNIT = {
     "in": 25.4e6, "inch": 25.4e6, "inches": 25.4e6,
 }
 _UNCALIBRATED = {"", "pixel", "pixels", "px"}
+# ImageJ's time units (``tunit``, after NFKC and lower-casing) in seconds
+_SECONDS_PER_TIME_UNIT = {
+    **dict.fromkeys(("sec", "s", "second", "seconds"), 1.0),
+    **dict.fromkeys(("ms", "msec", "millisecond", "milliseconds"), 1e-3),
+    **dict.fromkeys(("μs", "us", "usec", "microsecond", "microseconds"), 1e-6),
+    **dict.fromkeys(("ns", "nsec", "nanosecond", "nanoseconds"), 1e-9),
+    **dict.fromkeys(("min", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hr", "hour", "hours"), 3600.0),
+}
 # The TIFF form, the other separators, and each with fractions of a second (writers of fast
 # series append them to the 20-byte tag).
 _TIFF_TIME_FORMATS = tuple(f"%Y{sep}%m{sep}%d %H:%M:%S{frac}" for frac in ("", ".%f")
@@ -67,9 +76,13 @@ def unit_to_nm(unit: str) -> float | None:
 
     Accepts ImageJ's escaped forms such as ``\\u00B5m``.
     """
+    return _NM_PER_UNIT.get(_unit_key(unit))
+
+
+def _unit_key(unit: str) -> str:
+    """``unit`` with ImageJ's escapes (``\\u00B5``) resolved, NFKC-normalised, lower case."""
     text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), unit)
-    text = unicodedata.normalize("NFKC", text).strip().lower()
-    return _NM_PER_UNIT.get(text)
+    return unicodedata.normalize("NFKC", text).strip().lower()
 
 
 def physical_sizes_nm(
@@ -133,7 +146,7 @@ def acquisition_times(
     if start is None:
         return [mtime] * n_frames, "mtime"
     per_time_point = _imagej_pages_per_time_point(tif)
-    step = _frame_step(path, start, _imagej_frame_interval_s(tif),
+    step = _frame_step(path, start, _imagej_frame_interval_s(path, tif),
                        (n_frames - 1) // per_time_point)
     return [start + (i // per_time_point) * step for i in range(n_frames)], "metadata"
 
@@ -354,12 +367,20 @@ def _imagej_pages_per_time_point(tif: tifffile.TiffFile) -> int:
     return int(slices)
 
 
-def _imagej_frame_interval_s(tif: tifffile.TiffFile) -> float | None:
+def _imagej_frame_interval_s(path: Path, tif: tifffile.TiffFile) -> float | None:
+    """ImageJ's ``finterval`` in seconds: in its ``tunit`` (ImageJ writes that line for any
+    unit but seconds: Fiji's "Frame interval: 40 ms"); else ``1/fps``."""
     meta = tif.imagej_metadata if tif.is_imagej else None
     if not meta:
         return None
     interval = _float(meta.get("finterval"))
     if math.isfinite(interval) and interval > 0:
-        return interval
+        unit = str(meta.get("tunit", "sec"))
+        per_unit = _SECONDS_PER_TIME_UNIT.get(_unit_key(unit))
+        if per_unit is None:
+            _log.warning("io.times_ignored", path=str(path),
+                         reason=f"ImageJ finterval {interval:g} in unknown time unit {unit!r}")
+            return None
+        return interval * per_unit
     fps = _float(meta.get("fps"))
     return 1.0 / fps if math.isfinite(fps) and fps > 0 else None
