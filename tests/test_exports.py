@@ -64,6 +64,27 @@ def test_replay_gives_one_row_a_frame_saved_in_both_forms(tmp_path):
             "original is read, with its metadata") in note, note
 
 
+def test_a_replay_of_a_shell_glob_naming_both_forms_reads_the_original_once(tmp_path):
+    # `nwwatch replay acq/*` names the original and its export; each was processed, giving
+    # the frame twice (the TIFF's timed by its mtime). A TIFF named without its original is
+    # still read: the user asked for it.
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    _pair(acq, "frame_0000", 110.0)
+    _pair(acq, "frame_0001", 112.0)
+    named = sorted(acq.iterdir()) + [acq / "frame_0000.dm4"]  # the shell's order; twice
+    s = replay(named, tmp_path / "out", kind="insitu", model=model(tmp_path))
+    assert (s.files, s.done, s.exit_status) == (2, 2, 0)
+    rows = ds.dataset(tmp_path / "out" / "frames", format="parquet").to_table().to_pylist()
+    assert sorted(r["source"] for r in rows) == [str(acq / "frame_0000.dm4"),
+                                                 str(acq / "frame_0001.dm4")]
+    (note,) = [line for line in s.lines() if line.startswith("note: left out of this replay")]
+    assert "2 TIFF exports of the files of the same name beside them" in note, note
+    alone = replay([acq / "frame_0001.tif"], tmp_path / "out2", kind="insitu",
+                   model=model(tmp_path))
+    assert (alone.files, alone.done) == (1, 1)
+
+
 def test_the_service_measures_a_frame_saved_with_its_tiff_export_once(tmp_path):
     acq, res = tmp_path / "in", tmp_path / "res"
     acq.mkdir()

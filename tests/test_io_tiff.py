@@ -287,6 +287,24 @@ def test_resolution_unit_none_and_desktop_dpi_give_no_size(tmp_path):
     assert any(entry["event"] == "io.pixel_size_ignored" for entry in logs)
 
 
+def test_a_size_below_a_picometre_is_no_calibration(tmp_path):
+    # metres written without a unit, read in OME's default micrometres: 5e-10 um = 5e-7 nm,
+    # which filled every *_nm column a million times too small without a word
+    path = tmp_path / "metres.ome.tif"
+    tifffile.imwrite(path, _image((2, 8, 8), "uint16"), metadata={
+        "axes": "TYX", "PhysicalSizeX": 5e-10, "PhysicalSizeY": 5e-10})
+    with capture_logs() as logs:
+        assert [f.pixel_size_nm for f in read_frames(path)] == [None, None]
+    assert {(e["event"], e["axis"]) for e in logs} == {
+        ("io.pixel_size_ignored", "x"), ("io.pixel_size_ignored", "y")}
+    assert "below" in logs[0]["reason"]
+    finest = tmp_path / "finest.ome.tif"  # 5 pm, an atomic-resolution STEM image's pixel
+    tifffile.imwrite(finest, _image((8, 8), "uint16"), metadata={
+        "axes": "YX", "PhysicalSizeX": 5, "PhysicalSizeXUnit": "pm",
+        "PhysicalSizeY": 5, "PhysicalSizeYUnit": "pm"})
+    assert read_frames(finest)[0].pixel_size_nm == pytest.approx(0.005)
+
+
 def test_ome_tiff_physical_sizes_and_acquisition_date(tmp_path):
     path = tmp_path / "tomo.ome.tif"
     volume = _image((4, 10, 12), "uint16")
@@ -378,6 +396,35 @@ def test_imagej_frame_interval_gives_per_frame_times(tmp_path):
     assert times == [start + timedelta(seconds=0.5 * i) for i in range(4)]
 
 
+@pytest.mark.parametrize(("tunit", "step_s"), [
+    ("ms", 0.04), ("msec", 0.04), ("\\u00B5s", 40e-6), ("min", 2400.0), ("sec", 40.0)])
+def test_imagej_frame_interval_is_in_the_time_unit_imagej_wrote(tmp_path, tunit, step_s):
+    # Fiji's Image > Properties: "Frame interval: 40 ms" is saved as finterval=40 with
+    # tunit=ms (no tunit line for seconds); read as seconds, the frames lay 1000x too far apart
+    path = tmp_path / "fast.tif"
+    tifffile.imwrite(path, _image((3, 8, 8), "uint16"), imagej=True,
+                     datetime="2026:01:02 03:04:05",
+                     metadata={"axes": "TYX", "finterval": 40, "tunit": tunit})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TZ", "UTC")
+        time.tzset()
+        times = [f.acquired_at for f in read_frames(path)]
+    time.tzset()
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert times == [start + timedelta(seconds=step_s * i) for i in range(3)]
+
+
+def test_imagej_frame_interval_in_an_unknown_time_unit_is_not_read(tmp_path):
+    path = tmp_path / "frames.tif"
+    tifffile.imwrite(path, _image((3, 8, 8), "uint16"), imagej=True,
+                     datetime="2026:01:02 03:04:05",
+                     metadata={"axes": "TYX", "finterval": 2, "tunit": "frame"})
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert len({f.acquired_at for f in frames}) == 1
+    assert [e["path"] for e in logs if e["event"] == "io.times_ignored"] == [str(path)]
+
+
 def test_imagej_frame_interval_steps_once_per_time_point_of_a_hyperstack(tmp_path, local_tz):
     # ImageJ's finterval is the time between T frames: the Z slices of one time point of a
     # TZYX hyperstack (read as frames in file order) share its time.
@@ -388,6 +435,58 @@ def test_imagej_frame_interval_steps_once_per_time_point_of_a_hyperstack(tmp_pat
     start = datetime(2026, 1, 2, 2, 4, 5, tzinfo=UTC)  # Berlin is UTC+1 in January
     assert [(f.acquired_at - start).total_seconds() for f in read_frames(path)] == [
         0.0, 0.0, 0.0, 10.0, 10.0, 10.0]
+
+
+_OME_DATE = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/'
+             'Schemas/OME/2016-06"><Image ID="Image:0"><AcquisitionDate>{}</AcquisitionDate>'
+             '<Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" SizeX="8" SizeY="8" '
+             'SizeZ="1" SizeC="1" SizeT="1"><Channel ID="Channel:0:0" SamplesPerPixel="1"/>'
+             '<TiffData IFD="0" PlaneCount="1"/></Pixels></Image></OME>')
+
+
+@pytest.mark.parametrize(("name", "kind", "stamp"), [
+    ("net_min.ome.tif", "ome", "0001-01-01T00:00:00"),  # .NET's DateTime.MinValue: unset
+    ("net_min_zone.ome.tif", "ome", "0001-01-01T00:00:00+01:00"),
+    ("net_min_utc.ome.tif", "ome", "0001-01-01T00:00:00Z"),
+    ("max.ome.tif", "ome", "9999-12-31T23:59:59-05:00"),
+    ("unset_clock.tif", "tag", "1970:01:01 00:00:00"),
+    ("max.tif", "tag", "9999:12:31 23:59:59"),
+])
+def test_a_time_outside_the_plausible_years_is_ignored_not_a_refusal(tmp_path, local_tz, name,
+                                                                     kind, stamp):
+    # as the DigitalMicrograph, EMD and TIA readers do; before, year 1 or 9999 overflowed the
+    # conversion to UTC and refused a sound frame as "corrupt TIFF structure", and year 1 in
+    # UTC or 1970 (a clock never set) were rows stamped with that year as "metadata"
+    path = tmp_path / name
+    if kind == "ome":
+        tifffile.imwrite(path, _image((8, 8), "uint16"), description=_OME_DATE.format(stamp),
+                         metadata=None)
+    else:
+        tifffile.imwrite(path, _image((8, 8), "uint16"), metadata=None,
+                         extratags=[(306, "s", 0, stamp, True)])
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    assert frame.acquired_at_source == "mtime"
+    assert frame.acquired_at == datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    assert [e["path"] for e in logs if e["event"] == "io.times_ignored"] == [str(path)]
+
+
+@pytest.mark.parametrize("interval_s", [1e12, 1e300])
+def test_an_imagej_interval_that_puts_frames_past_the_plausible_years_is_ignored(tmp_path,
+                                                                                 interval_s):
+    path = tmp_path / "fi.tif"
+    tifffile.imwrite(path, _image((3, 8, 8), "uint16"), imagej=True,
+                     datetime="2026:01:02 03:04:05",
+                     metadata={"axes": "TYX", "finterval": interval_s})
+    with pytest.MonkeyPatch.context() as mp, capture_logs() as logs:
+        mp.setenv("TZ", "UTC")
+        time.tzset()
+        frames = read_frames(path)
+    time.tzset()
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert [f.acquired_at for f in frames] == [start] * 3
+    assert {f.acquired_at_source for f in frames} == {"metadata"}
+    assert [e["path"] for e in logs if e["event"] == "io.times_ignored"] == [str(path)]
 
 
 def test_mtime_fallback(tmp_path):
@@ -479,6 +578,37 @@ def test_pages_written_one_call_each_are_all_read(tmp_path, local_tz):
     assert [f.acquired_at - start for f in frames] == [
         timedelta(0), timedelta(seconds=4), timedelta(seconds=55)]
     np.testing.assert_array_equal(read_volume(path).data, pages)
+
+
+@pytest.mark.parametrize(("n_pages", "kind"), [(3, "generic"), (8, "uniform")])
+def test_plain_pages_each_get_their_own_pixel_size_and_time(tmp_path, local_tz, n_pages, kind):
+    # a writer without tifffile's description (libtiff, camera software), one page at a time:
+    # tifffile makes one series of all pages of one shape whatever their tags say ("uniform",
+    # from 8 pages, gives the later pages without their tags); the magnification changed
+    # halfway, and every page has its DateTime
+    path = tmp_path / "zoomed.tif"
+    pages = _image((n_pages, 16, 16), "uint16")
+    sizes_nm = [2.5 if i < n_pages // 2 else 4.0 for i in range(n_pages)]
+    with tifffile.TiffWriter(path) as tif:
+        for i, (page, size_nm) in enumerate(zip(pages, sizes_nm, strict=True)):
+            tif.write(page, resolution=(1e7 / size_nm, 1e7 / size_nm),
+                      resolutionunit="CENTIMETER", metadata=None,
+                      extratags=[(306, "s", 0, f"2026:01:02 03:04:{i:02d}.5", True)])
+    with tifffile.TiffFile(path) as tif:
+        assert [s.kind for s in tif.series] == [kind]
+    frames = read_frames(path)
+    assert [f.pixel_size_nm for f in frames] == pytest.approx(sizes_nm, rel=1e-6)
+    start = datetime(2026, 1, 2, 2, 4, 0, 500000, tzinfo=UTC)  # Berlin is UTC+1 in January
+    assert [f.acquired_at - start for f in frames] == [timedelta(seconds=i)
+                                                        for i in range(n_pages)]
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), pages)
+    anisotropic = tmp_path / "anisotropic_page.tif"
+    with tifffile.TiffWriter(anisotropic) as tif:
+        for i in range(n_pages):
+            tif.write(pages[i], resolution=(4e6, 4e6 if i < n_pages - 1 else 2.5e6),
+                      resolutionunit="CENTIMETER", metadata=None)
+    with pytest.raises(AnisotropicPixelsError, match="differs from y 4 nm"):
+        read_frames(anisotropic)
 
 
 def test_pages_written_one_call_each_skip_a_thumbnail(tmp_path):
@@ -602,6 +732,9 @@ def test_truncated_files(tmp_path, layout):
         with pytest.raises(TruncatedTiffError) as error:
             inspect_tiff(part)
         _assert_names_file(error, part)
+        # what to do: as the other formats' refusals of a file cut short say
+        assert "cut short" in error.value.reason, error.value.reason
+        assert "still being written?" in error.value.reason, error.value.reason
         with pytest.raises(TruncatedTiffError):
             read_frames(part)
 
@@ -627,6 +760,20 @@ def test_imagej_stack_with_only_its_first_page_written(tmp_path):
         inspect_tiff(path)
     _assert_names_file(error, path)
     assert "declares 4 images" in str(error.value)
+    assert str(error.value).endswith("cut short (still being written?)")
+
+
+def test_ome_stack_with_fewer_pages_written_than_its_header_declares(tmp_path):
+    # an OME writer that puts the header first and appends planes: 3 of 5 written so far
+    path = tmp_path / "growing.ome.tif"
+    description = _OME_DATE.format("2026-01-02T03:04:05Z").replace(
+        'SizeT="1"', 'SizeT="5"').replace('PlaneCount="1"', 'PlaneCount="5"')
+    tifffile.imwrite(path, _image((3, 8, 8), "uint16"), description=description,
+                     metadata=None, photometric="minisblack")
+    with pytest.raises(TruncatedTiffError) as error:
+        read_frames(path)
+    _assert_names_file(error, path)
+    assert str(error.value).endswith("page 3 is missing: cut short (still being written?)")
 
 
 def _with_imagej_header(path: Path, stack: np.ndarray, dimensions: str) -> Path:

@@ -531,8 +531,23 @@ def test_a_file_of_another_format_is_told_which_formats_are_read(tmp_path):
     assert result.exit_code == 1
     # before: only "not a TIFF file (no TIFF or BigTIFF header)"
     assert f"{jpeg}: not a TIFF file" in result.output
-    assert "measure reads TIFF (.tif, .tiff) and PNG (.png) files" in result.output
+    assert ("measure reads TIFF (.tif, .tiff), PNG (.png), MRC (.mrc, .rec, .mrcs, .map), "
+            "DigitalMicrograph (.dm3, .dm4), Velox EMD (.emd) and TIA series (.ser) files"
+            in " ".join(result.output.split()))
     assert "save the mask losslessly, as PNG" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("name", ["frames.mrcs", "frame.dm4", "series.emd", "series_1.ser"])
+def test_a_refused_file_of_a_format_measure_reads_is_not_told_its_format_is_unread(tmp_path,
+                                                                                name):
+    # a file cut short while the microscope still writes it: the reason alone says so
+    path = tmp_path / name
+    path.write_bytes(b"\x00\x01" * 10)
+    result = CliRunner().invoke(main, ["measure", str(path), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1
+    assert f"skipped {path}: " in result.output
+    assert "measure reads" not in result.output
 
 
 def test_when_no_file_is_read_it_says_the_out_file_was_not_written(tmp_path):

@@ -24,6 +24,11 @@ MAX_FILE_BYTES = 2**33
 #: (72/96/300 dpi = 353/265/85 um): it is ignored (read as None) with a warning.
 MAX_PLAUSIBLE_PIXEL_SIZE_NM = 1.0e4
 
+#: A pixel size below 1 pm is no electron microscope's either (an atomic-resolution STEM
+#: image has some 5 pm): most likely metres or a unit left out (5e-10 read as micrometres).
+#: It is ignored (read as None) with a warning.
+MIN_PLAUSIBLE_PIXEL_SIZE_NM = 1.0e-3
+
 #: x and y pixel sizes within this relative difference count as square (rational tags
 #: round); a larger difference makes a frame unreadable (AnisotropicPixelsError).
 ANISOTROPY_TOLERANCE = 1.0e-3

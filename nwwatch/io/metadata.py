@@ -10,8 +10,9 @@ Pixel size sources, first match wins:
 
 Acquisition time sources, first match wins: nwwatch's JSON property (per page, microseconds,
 UTC), OME ``AcquisitionDate``, the ``DateTime`` tag of each page (or of the first page, plus
-``i * finterval`` for ImageJ series). Times without a zone are local time of this machine
-(TIFF/EXIF convention). Without any, the file's modification time is used.
+``i * finterval``, in its ``tunit``, for ImageJ series). Times without a zone are local time
+of this machine (TIFF/EXIF convention); a year outside ``PLAUSIBLE_ACQUISITION_YEARS`` is an
+unset clock or tag and is not read. Without any, the file's modification time is used.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from nwwatch.io.limits import (
     ANISOTROPY_TOLERANCE,
     MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO,
     MAX_PLAUSIBLE_PIXEL_SIZE_NM,
+    MIN_PLAUSIBLE_PIXEL_SIZE_NM,
+    PLAUSIBLE_ACQUISITION_YEARS,
 )
 from nwwatch.io.write import PROPERTY_KEY
 
@@ -51,6 +54,15 @@ _NM_PER_UNIT = {
     "in": 25.4e6, "inch": 25.4e6, "inches": 25.4e6,
 }
 _UNCALIBRATED = {"", "pixel", "pixels", "px"}
+# ImageJ's time units (``tunit``, after NFKC and lower-casing) in seconds
+_SECONDS_PER_TIME_UNIT = {
+    **dict.fromkeys(("sec", "s", "second", "seconds"), 1.0),
+    **dict.fromkeys(("ms", "msec", "millisecond", "milliseconds"), 1e-3),
+    **dict.fromkeys(("μs", "us", "usec", "microsecond", "microseconds"), 1e-6),
+    **dict.fromkeys(("ns", "nsec", "nanosecond", "nanoseconds"), 1e-9),
+    **dict.fromkeys(("min", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hr", "hour", "hours"), 3600.0),
+}
 # The TIFF form, the other separators, and each with fractions of a second (writers of fast
 # series append them to the 20-byte tag).
 _TIFF_TIME_FORMATS = tuple(f"%Y{sep}%m{sep}%d %H:%M:%S{frac}" for frac in ("", ".%f")
@@ -64,9 +76,13 @@ def unit_to_nm(unit: str) -> float | None:
 
     Accepts ImageJ's escaped forms such as ``\\u00B5m``.
     """
+    return _NM_PER_UNIT.get(_unit_key(unit))
+
+
+def _unit_key(unit: str) -> str:
+    """``unit`` with ImageJ's escapes (``\\u00B5``) resolved, NFKC-normalised, lower case."""
     text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), unit)
-    text = unicodedata.normalize("NFKC", text).strip().lower()
-    return _NM_PER_UNIT.get(text)
+    return unicodedata.normalize("NFKC", text).strip().lower()
 
 
 def physical_sizes_nm(
@@ -129,15 +145,36 @@ def acquisition_times(
     start = _ome_acquisition_date(path, tif) or first
     if start is None:
         return [mtime] * n_frames, "mtime"
-    interval_s = _imagej_frame_interval_s(tif)
-    step = timedelta(seconds=interval_s or 0.0)
     per_time_point = _imagej_pages_per_time_point(tif)
+    step = _frame_step(path, start, _imagej_frame_interval_s(path, tif),
+                       (n_frames - 1) // per_time_point)
     return [start + (i // per_time_point) * step for i in range(n_frames)], "metadata"
+
+
+def _frame_step(path: Path, start: datetime, interval_s: float | None,
+                last_time_point: int) -> timedelta:
+    """The ImageJ frame interval, or none when it would put the last time point past the
+    plausible years (a damaged ``finterval``: the sum overflows, or is no acquisition's
+    time): every frame then gets the start."""
+    if not interval_s:
+        return timedelta(0)
+    try:
+        step = timedelta(seconds=interval_s)
+        if (start + last_time_point * step).year < PLAUSIBLE_ACQUISITION_YEARS[1]:
+            return step
+    except OverflowError:
+        pass
+    _log.warning("io.times_ignored", path=str(path),
+                 reason=f"ImageJ finterval {interval_s:.6g} s puts time point {last_time_point} "
+                        f"past {PLAUSIBLE_ACQUISITION_YEARS[1]}: every frame gets the first "
+                        "time")
+    return timedelta(0)
 
 
 def plausible_pixel_size_nm(path: Path, source: str, axis: str, value: float | None
                             ) -> float | None:
-    """``value`` (nm) when it can be a microscope's pixel size: positive, finite and at most
+    """``value`` (nm) when it can be a microscope's pixel size: finite, at least
+    :data:`~nwwatch.io.limits.MIN_PLAUSIBLE_PIXEL_SIZE_NM` and at most
     :data:`~nwwatch.io.limits.MAX_PLAUSIBLE_PIXEL_SIZE_NM`; otherwise None, with an
     ``io.pixel_size_ignored`` warning naming ``path``, the metadata ``source`` and ``axis``.
     Every reader's calibration passes through it."""
@@ -151,6 +188,11 @@ def plausible_pixel_size_nm(path: Path, source: str, axis: str, value: float | N
         # 72/96/300 dpi defaults of desktop software, not a microscope calibration.
         _log.warning("io.pixel_size_ignored", path=str(path), source=source, axis=axis,
                      reason=f"{value:.6g} nm is above {MAX_PLAUSIBLE_PIXEL_SIZE_NM:g} nm")
+        return None
+    if value < MIN_PLAUSIBLE_PIXEL_SIZE_NM:
+        _log.warning("io.pixel_size_ignored", path=str(path), source=source, axis=axis,
+                     reason=f"{value:.6g} nm is below {MIN_PLAUSIBLE_PIXEL_SIZE_NM:g} nm "
+                            "(metres, or a unit left out?)")
         return None
     return float(value)
 
@@ -255,7 +297,14 @@ def _float(value: object) -> float:
 
 
 def _as_utc(when: datetime) -> datetime:
-    # A naive time is local time of this machine (the TIFF/EXIF convention).
+    """``when`` in UTC; a naive time is local time of this machine (the TIFF/EXIF convention).
+
+    Raises ValueError for a year outside :data:`PLAUSIBLE_ACQUISITION_YEARS`: an unset clock
+    or tag (.NET's 0001-01-01, 1970), as the other readers take it; year 1 or 9999 would
+    also overflow the conversion."""
+    first, end = PLAUSIBLE_ACQUISITION_YEARS
+    if when.year not in range(first, end):
+        raise ValueError(f"year {when.year} is outside {first}-{end - 1}")
     return when.astimezone(UTC)
 
 
@@ -279,9 +328,9 @@ def _ome_acquisition_date(path: Path, tif: tifffile.TiffFile) -> datetime | None
         return None
     try:
         return _as_utc(datetime.fromisoformat(element.text.strip()))
-    except ValueError:
+    except ValueError as exc:
         _log.warning("io.times_ignored", path=str(path),
-                     reason=f"bad OME AcquisitionDate {element.text!r}")
+                     reason=f"bad OME AcquisitionDate {element.text!r}: {exc}")
         return None
 
 
@@ -290,16 +339,21 @@ def _tag_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
     if not isinstance(text, str) or not text.strip(" :\x00"):
         return None
     text = text.strip().rstrip("\x00")
+    try:
+        return _as_utc(_parse_tag_time(text))
+    except ValueError as exc:
+        _log.warning("io.times_ignored", path=str(path),
+                     reason=f"bad DateTime tag {text!r}: {exc}")
+        return None
+
+
+def _parse_tag_time(text: str) -> datetime:
     for fmt in _TIFF_TIME_FORMATS:
         try:
-            return _as_utc(datetime.strptime(text, fmt))
+            return datetime.strptime(text, fmt)
         except ValueError:
             continue
-    try:
-        return _as_utc(datetime.fromisoformat(text))
-    except ValueError:
-        _log.warning("io.times_ignored", path=str(path), reason=f"bad DateTime tag {text!r}")
-        return None
+    return datetime.fromisoformat(text)
 
 
 def _imagej_pages_per_time_point(tif: tifffile.TiffFile) -> int:
@@ -313,12 +367,20 @@ def _imagej_pages_per_time_point(tif: tifffile.TiffFile) -> int:
     return int(slices)
 
 
-def _imagej_frame_interval_s(tif: tifffile.TiffFile) -> float | None:
+def _imagej_frame_interval_s(path: Path, tif: tifffile.TiffFile) -> float | None:
+    """ImageJ's ``finterval`` in seconds: in its ``tunit`` (ImageJ writes that line for any
+    unit but seconds: Fiji's "Frame interval: 40 ms"); else ``1/fps``."""
     meta = tif.imagej_metadata if tif.is_imagej else None
     if not meta:
         return None
     interval = _float(meta.get("finterval"))
     if math.isfinite(interval) and interval > 0:
-        return interval
+        unit = str(meta.get("tunit", "sec"))
+        per_unit = _SECONDS_PER_TIME_UNIT.get(_unit_key(unit))
+        if per_unit is None:
+            _log.warning("io.times_ignored", path=str(path),
+                         reason=f"ImageJ finterval {interval:g} in unknown time unit {unit!r}")
+            return None
+        return interval * per_unit
     fps = _float(meta.get("fps"))
     return 1.0 / fps if math.isfinite(fps) and fps > 0 else None

@@ -83,3 +83,18 @@ def channel_hint(axes: str, shape: tuple[int, ...], imagej: bool, planar_separat
                 "file per frame")
     return ""
 
+
+def tagged_pages(series: list[tifffile.TiffPageSeries]) -> list:
+    """The pages of ``series`` in file order; those of a plain series (no OME, ImageJ or vendor
+    metadata) each as a TiffPage with its own tags. tifffile gives the pages after the first
+    of a "uniform" series (8 or more pages of one shape) as TiffFrames, which carry no tags
+    but the pixels' offsets, while a plain writer stamps every page with its own DateTime and
+    may change its resolution (the magnification) between pages. Pages of other series are
+    as tifffile gives them: their sizes and times are the file's metadata."""
+    pages: list = []
+    for part in series:
+        plain = part.kind in _PLAIN_KINDS
+        pages += [page.aspage() if plain and isinstance(page, tifffile.TiffFrame) else page
+                  for page in part.pages]
+    return pages
+

@@ -64,6 +64,11 @@ if not any(isinstance(h, _TifffileToLog) for h in _tifffile_log.handlers):
     _tifffile_log.addHandler(_TifffileToLog())
     _tifffile_log.propagate = False  # not also to the root logger's last-resort stderr line
 
+#: ends the reason of a file whose header, IFDs or pixels end past the end of the file: what a
+#: file still being written looks like (the service waits for it; a replay quarantines it
+#: until it changes), as the other formats' readers say it
+CUT_SHORT = ": cut short (still being written?)"
+
 # magic -> (struct byte order, BigTIFF)
 _MAGIC = {
     b"II*\x00": ("<", False),
@@ -137,7 +142,8 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:
     """Follow the IFD chain; return its length. A pointer beyond the end means truncation."""
     head = handle.read(16)
     if len(head) < 4 and any(magic.startswith(head) for magic in _MAGIC):
-        raise TruncatedTiffError(path, f"TIFF header cut short ({size} bytes)")
+        raise TruncatedTiffError(
+            path, f"TIFF header cut short ({size} bytes): still being written?")
     if head[:4] not in _MAGIC:
         # The reason names no bytes of the file: it is logged and stored, and the file may be a
         # secret the service should not have read.
@@ -147,12 +153,14 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:
     order, bigtiff = _MAGIC[head[:4]]
     if bigtiff:
         if len(head) < 16:
-            raise TruncatedTiffError(path, f"BigTIFF header cut short ({size} bytes)")
+            raise TruncatedTiffError(
+                path, f"BigTIFF header cut short ({size} bytes): still being written?")
         count_fmt, entry_size, offset_fmt = "Q", 20, "Q"
         offset = struct.unpack(order + "Q", head[8:16])[0]
     else:
         if len(head) < 8:
-            raise TruncatedTiffError(path, f"TIFF header cut short ({size} bytes)")
+            raise TruncatedTiffError(
+                path, f"TIFF header cut short ({size} bytes): still being written?")
         count_fmt, entry_size, offset_fmt = "H", 12, "I"
         offset = struct.unpack(order + "I", head[4:8])[0]
     count_size = struct.calcsize(count_fmt)
@@ -163,13 +171,15 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:
         if offset in seen:
             raise TruncatedTiffError(path, f"{where} loops back (corrupt IFD chain)")
         if offset + count_size > size:
-            raise TruncatedTiffError(path, f"{where} lies beyond the end of the {size}-byte file")
+            raise TruncatedTiffError(path, f"{where} lies beyond the end of the {size}-byte file"
+                                           f"{CUT_SHORT}")
         seen.add(offset)
         handle.seek(offset)
         n_entries = struct.unpack(order + count_fmt, handle.read(count_size))[0]
         next_at = offset + count_size + n_entries * entry_size
         if next_at + offset_size > size:
-            raise TruncatedTiffError(path, f"{where} is cut short by the end of the file")
+            raise TruncatedTiffError(path, f"{where} is cut short by the end of the file: "
+                                           "still being written?")
         entries = handle.read(n_entries * entry_size)
         _check_tag_values(path, where, entries, order, bigtiff, size)
         offset = struct.unpack(order + offset_fmt, handle.read(offset_size))[0]
@@ -194,7 +204,7 @@ def _check_tag_values(
         if n_bytes > inline and value_at + n_bytes > size:
             raise TruncatedTiffError(
                 path, f"{where}: value of tag {code} ends at byte {value_at + n_bytes}, "
-                f"beyond the end of the {size}-byte file"
+                f"beyond the end of the {size}-byte file{CUT_SHORT}"
             )
 
 
@@ -342,18 +352,18 @@ def _check_data_extents(
         if not declared_images <= n_pages:  # more than present, or not a number ("1e400")
             raise TruncatedTiffError(
                 path, f"ImageJ header declares {images} images, the file holds {n_pages}"
-            )
+                      + (CUT_SHORT if math.isfinite(declared_images) else ""))
     contiguous_at = series.dataoffset
     if contiguous_at is not None:
         end = contiguous_at + series.nbytes
         if end > size:
             raise TruncatedTiffError(
-                path, f"pixel data end at byte {end}, the file has only {size} bytes"
+                path, f"pixel data end at byte {end}, the file has only {size} bytes{CUT_SHORT}"
             )
         return
     for index, page in enumerate(series.pages, start=first_page):
         if page is None:
-            raise TruncatedTiffError(path, f"page {index} is missing")
+            raise TruncatedTiffError(path, f"page {index} is missing{CUT_SHORT}")
         if isinstance(page, tifffile.TiffPage):  # a TiffFrame has its keyframe's tiles
             _check_tile_size(path, page, index)
         offsets, counts = page.dataoffsets, page.databytecounts
@@ -363,13 +373,13 @@ def _check_data_extents(
         if end > size:
             raise TruncatedTiffError(
                 path, f"page {index} data end at byte {end}, the file has only {size} bytes"
-            )
+                      f"{CUT_SHORT}")
         if page.compression == tifffile.COMPRESSION.NONE:
             stored = _uncompressed_bytes(page.keyframe)  # a TiffFrame: its keyframe's layout
             if sum(counts) < stored:
                 raise TruncatedTiffError(
                     path, f"page {index} holds {sum(counts)} of {stored} bytes of pixels"
-                )
+                          f"{CUT_SHORT}")
 
 
 def _check_tile_size(path: Path, page: tifffile.TiffPage, index: int) -> None:

@@ -32,7 +32,7 @@ from nwwatch.io.metadata import acquisition_times, frame_pixel_size_nm, physical
 from nwwatch.io.mrc import inspect_mrc, is_mrc, read_mrc_frames, read_mrc_volume
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.ser import inspect_ser, is_ser, read_ser_frames, read_ser_volume
-from nwwatch.io.series import image_series, series_n_pages
+from nwwatch.io.series import image_series, tagged_pages
 from nwwatch.io.structure import corrupt_structure_refused, open_tiff
 
 
@@ -110,8 +110,8 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
         with corrupt_structure_refused(path):  # later pages' tags are parsed here
-            sizes_nm = _page_pixel_sizes_nm(path, tif, series)
-            pages = [page for part in series for page in part.pages]
+            pages = tagged_pages(series)
+            sizes_nm = _page_pixel_sizes_nm(path, tif, pages, info.n_pages)
             times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
         height, width = info.page_shape
         stack = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
@@ -225,17 +225,21 @@ def check_tomogram(volume: Volume) -> Volume:
 
 
 def _page_pixel_sizes_nm(
-    path: Path, tif: tifffile.TiffFile, series: list[tifffile.TiffPageSeries]
+    path: Path, tif: tifffile.TiffFile, pages: list, n_pages: int
 ) -> list[float | None]:
-    """Pixel size of every page: each series' own resolution tags, read once per distinct set."""
+    """Pixel size of every page (``pages``: :func:`nwwatch.io.series.tagged_pages`): its own
+    resolution tags, or its keyframe's for a TiffFrame (a page of an OME or ImageJ series,
+    whose sizes are the file's), read once per distinct set."""
+    if len(pages) != n_pages:  # ImageJ's layout for large stacks: one IFD for all pages
+        pages = pages[:1] * n_pages
     by_tags: dict[tuple, float | None] = {}
     sizes: list[float | None] = []
-    for part in series:
-        page = part.keyframe
+    for page in pages:
+        page = page if isinstance(page, tifffile.TiffPage) else page.keyframe
         key = tuple(page.tags.valueof(code) for code in (282, 283, 296))  # X/YRes, ResUnit
         if key not in by_tags:
             by_tags[key] = frame_pixel_size_nm(path, physical_sizes_nm(path, tif, page))
-        sizes += [by_tags[key]] * series_n_pages(part)
+        sizes.append(by_tags[key])
     return sizes
 
 

@@ -43,6 +43,16 @@ from nwwatch.pathtext import path_text
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: the frames --images pairs with a label file: every format measure reads, TIFF and PNG first
 _FRAME_SUFFIXES = _IMAGE_SUFFIXES + DM_SUFFIXES + EMD_SUFFIXES + MRC_SUFFIXES + SER_SUFFIXES
+
+def _listed(suffixes: tuple[str, ...]) -> str:
+    return ", ".join(suffixes)
+
+
+#: said of a file of any other name (tried as a TIFF and refused)
+_FORMATS_READ = (
+    f"measure reads TIFF ({_listed(_IMAGE_SUFFIXES[:2])}), PNG (.png), "
+    f"MRC ({_listed(MRC_SUFFIXES)}), DigitalMicrograph ({_listed(DM_SUFFIXES)}), "
+    f"Velox EMD ({_listed(EMD_SUFFIXES)}) and TIA series ({_listed(SER_SUFFIXES)}) files")
 #: ``--read-as auto`` takes an integer image with at most this many distinct values (0, 1, 2
 #: and perhaps 255) for a label image; a raw TEM frame has many grey levels.
 _LABEL_MAX_VALUES = 4
@@ -82,13 +92,13 @@ def _read_frames(path: Path) -> list[Frame]:
             # A 1-bit image stays 0/255: two classes at most, refused as a 0/255 mask.
             pages = (pages // (255 // (2 ** depth - 1))).astype(np.uint8)
     except DatasetLayoutError as exc:
-        known = path.suffix.lower() in _IMAGE_SUFFIXES
+        known = path.suffix.lower() in _FRAME_SUFFIXES
         # e.g. a JPEG: any other name is tried as a TIFF, so say which formats are read
         jpeg = (" (a JPEG mask: its lossy compression changed the class ids along every "
                 "edge, so save the mask losslessly, as PNG; a JPEG frame: convert it to PNG)"
                 if path.suffix.lower() in (".jpg", ".jpeg") else "")
-        raise LabelFileError(path, exc.reason if known else f"{exc.reason}; measure reads "
-                                   f"TIFF (.tif, .tiff) and PNG (.png) files{jpeg}") from None
+        raise LabelFileError(path, exc.reason if known else f"{exc.reason}; {_FORMATS_READ}"
+                                                            f"{jpeg}") from None
     mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     return [Frame(image=page, index=i, source=path, pixel_size_nm=None, acquired_at=mtime,
                   acquired_at_source="mtime") for i, page in enumerate(pages)]

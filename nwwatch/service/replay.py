@@ -38,7 +38,7 @@ from nwwatch.service.replaysummary import (
 )
 from nwwatch.service.startundo import CreatedPaths, ledger_files
 from nwwatch.service.streammemory import call_streams
-from nwwatch.service.watcher import scan
+from nwwatch.service.watcher import original_beside, scan
 
 #: A replay hands ``REPLAY_CHUNKS * streams * batch_size`` frames to each ``process`` call
 #: (``streams`` as the frame stage runs them, :func:`nwwatch.service.streammemory.call_streams`):
@@ -313,7 +313,7 @@ def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary) -> list[tup
     goes to ``summary.not_tiff``, the error of a folder that cannot be listed to
     ``summary.unlisted``, a folder's files its kind leaves out (MRC files of the other kind's
     names, tilt series, ...) to ``summary.left_out``."""
-    seen, out = set(), []
+    seen, out, named = set(), [], []
     for root in roots:
         folder = root if root.is_dir() else root.parent
         for file in list_inputs(root, kind, summary.unlisted.append, summary.left_out):
@@ -323,11 +323,26 @@ def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary) -> list[tup
             seen.add(key)
             if root.is_dir() or _named_input(file):
                 out.append((file, folder))
+                if not root.is_dir():
+                    named.append(file)
             else:
                 summary.not_tiff.append(file)
+    # a shell glob names an original and its TIFF export: the frame once, as a folder gives it
+    # (a TIFF named without its original is read: it was asked for)
+    exports = {os.path.abspath(file) for file in named if _export_of_named(file, kind, seen)}
+    if exports:
+        summary.left_out.extend(file for file, _ in out if os.path.abspath(file) in exports)
+        out = [(file, folder) for file, folder in out if os.path.abspath(file) not in exports]
     # each once, as the inputs: folders named twice, or one inside another, walk it again
     summary.left_out[:] = list({os.path.abspath(p): p for p in summary.left_out}.values())
     return out
+
+
+def _export_of_named(file: Path, kind: str, inputs: set[str]) -> bool:
+    """Whether a TIFF named on the command line is the export of an original beside it that
+    is among the replay's ``inputs`` (absolute paths)."""
+    original = original_beside(file, WatchConfig(path=file.parent, kind=kind))
+    return original is not None and os.path.abspath(original) in inputs
 
 
 def _named_input(file: Path) -> bool:
