@@ -508,6 +508,25 @@ def test_an_absurd_pixel_size_is_a_usage_error_not_a_traceback(tmp_path):
     assert row["droplet_volume_nm3"] == float("inf")
 
 
+def test_the_pixel_size_option_has_the_bounds_of_the_files_own(tmp_path):
+    # A file's pixel size below 1 pm is ignored as no calibration (metres read as
+    # micrometres), but --pixel-size-nm took 1e-6 nm and filled the *_nm columns with it.
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "good.png"), cap.labels)
+    out = tmp_path / "rows.parquet"
+    for value in ("0.0009", "5e-10"):
+        result = CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out",
+                                           str(out), "--pixel-size-nm", value])
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for '--pixel-size-nm'" in result.output
+        assert "0.001<=x<=10000.0" in result.output
+        assert not out.exists()
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out",
+                                       str(out), "--pixel-size-nm", "0.001"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == 0.001
+
+
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_a_pixel_size_that_is_not_finite_is_a_usage_error(tmp_path, value):
     # click's FloatRange lets nan (every comparison false) and inf through; before, the

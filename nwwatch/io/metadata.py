@@ -5,14 +5,20 @@ Pixel size sources, first match wins:
 1. OME-XML ``Pixels`` ``PhysicalSizeX/Y/Z`` with their units (OME default: micrometre);
 2. ImageJ: ``unit`` in the description with ``XResolution``/``YResolution`` in pixels per
    ``unit`` and ``spacing`` for z (ImageJ omits ``spacing`` when it is 1 unit);
-3. ``XResolution``/``YResolution`` with ``ResolutionUnit`` INCH or CENTIMETER (a missing
+3. FEI / Thermo Fisher: ``[Scan] PixelWidth``/``PixelHeight`` (metres) of the private tag
+   34682 (FEI_HELIOS, as tifffile parses it), written by xT and the other FEI/Thermo
+   microscope software, whose resolution tags are a screen's 64 or 96 dpi;
+4. ``XResolution``/``YResolution`` with ``ResolutionUnit`` INCH or CENTIMETER (a missing
    ``ResolutionUnit`` means INCH, the TIFF default); NONE means unknown.
 
 Acquisition time sources, first match wins: nwwatch's JSON property (per page, microseconds,
-UTC), OME ``AcquisitionDate``, the ``DateTime`` tag of each page (or of the first page, plus
-``i * finterval``, in its ``tunit``, for ImageJ series). Times without a zone are local time
-of this machine (TIFF/EXIF convention); a year outside ``PLAUSIBLE_ACQUISITION_YEARS`` is an
-unset clock or tag and is not read. Without any, the file's modification time is used.
+UTC); OME ``AcquisitionDate`` plus each plane's ``DeltaT`` (in its ``DeltaTUnit``); per page,
+when every page has one and they differ, the FEI ``[User] Date``/``Time`` and then the
+``DateTime`` tag; one start for every frame: OME ``AcquisitionDate``, the first page's FEI
+time or ``DateTime`` (plus ``i * finterval``, in its ``tunit``, for ImageJ series). Times
+without a zone are local time of this machine (TIFF/EXIF convention); a year outside
+``PLAUSIBLE_ACQUISITION_YEARS`` is an unset clock or tag and is not read. Without any, the
+file's modification time is used.
 """
 
 from __future__ import annotations
@@ -67,6 +73,16 @@ _SECONDS_PER_TIME_UNIT = {
 # series append them to the 20-byte tag).
 _TIFF_TIME_FORMATS = tuple(f"%Y{sep}%m{sep}%d %H:%M:%S{frac}" for frac in ("", ".%f")
                            for sep in (":", "-", "/"))
+# OME's UnitsTime symbols for DeltaTUnit, case-sensitive ("Ms" is megaseconds, "ms" not)
+_SECONDS_PER_OME_TIME_UNIT = {
+    "s": 1.0, "ds": 1e-1, "cs": 1e-2, "ms": 1e-3, "µs": 1e-6, "μs": 1e-6, "ns": 1e-9,
+    "ps": 1e-12, "fs": 1e-15, "das": 10.0, "hs": 100.0, "ks": 1e3, "min": 60.0, "h": 3600.0,
+    "d": 86400.0,
+}
+#: FEI / Thermo Fisher metadata tag that holds ``[Scan] PixelWidth`` and ``[User] Date``:
+#: 34682 FEI_HELIOS (xT and later software of FEI and Thermo Fisher SEMs, DualBeams and
+#: others). The older 34680 FEI_SFEG holds a magnification, no pixel size, and is not read.
+FEI_TAG = 34682
 
 Sizes = tuple[float | None, float | None, float | None]  # (z, y, x) nm
 
@@ -90,10 +106,11 @@ def physical_sizes_nm(
 ) -> Sizes:
     """(z, y, x) pixel/voxel size in nm declared by the file; None where not declared.
 
-    ``page``: whose resolution tags to read (default the first page); OME and ImageJ sizes
-    are the file's.
+    ``page``: whose resolution tags and FEI metadata to read (default the first page); OME
+    and ImageJ sizes are the file's.
     """
     readers = (("ome", _ome_sizes), ("imagej", _imagej_sizes),
+               ("fei", lambda p, t: _fei_sizes(t, page)),
                ("tags", lambda p, t: _tag_sizes(p, t, page)))
     for source, reader in readers:
         sizes = reader(path, tif)
@@ -110,10 +127,17 @@ def frame_pixel_size_nm(path: Path, sizes: Sizes) -> float | None:
     if x_nm is None or y_nm is None:
         return x_nm if y_nm is None else y_nm
     if abs(x_nm - y_nm) > ANISOTROPY_TOLERANCE * max(x_nm, y_nm):
+        ratio = y_nm / x_nm
         raise AnisotropicPixelsError(
             path,
-            f"pixel size x {x_nm:.6g} nm differs from y {y_nm:.6g} nm; "
-            "measurements need square pixels",
+            f"pixel size x {x_nm:.6g} nm differs from y {y_nm:.6g} nm (y/x {ratio:.4g}); "
+            "measurements need square pixels (contact angles are measured in pixel space). "
+            "Check the calibration the file declares (Fiji: Image > Properties shows both "
+            "sizes; a y size set wrongly is corrected there and the file saved again) and the "
+            "acquisition (a scan of different x and y steps, asymmetric binning, a frame "
+            "stretched on export); pixels that really differ need resampling to square "
+            f"pixels first (Fiji: Image > Scale with X scale 1 and Y scale {ratio:.4g} gives "
+            f"{x_nm:.6g} nm both ways)",
         )
     return x_nm
 
@@ -132,17 +156,25 @@ def acquisition_times(
             return own, "metadata"
         _log.warning("io.times_ignored", path=str(path),
                      reason=f"{len(own)} nwwatch times for {n_frames} frames")
-    first = _tag_time(path, pages[0]) if isinstance(pages[0], tifffile.TiffPage) else None
-    # The other pages are looked at only when the first has a time (no log line per page).
-    page_times = [first] + [
-        _tag_time(path, page) if first and isinstance(page, tifffile.TiffPage) else None
-        for page in pages[1:]
-    ]
-    # Per-page DateTime tags count only when they differ (some writers stamp every page
-    # with the save time).
-    if len(page_times) == n_frames > 1 and all(page_times) and len(set(page_times)) > 1:
-        return page_times, "metadata"
-    start = _ome_acquisition_date(path, tif) or first
+    ome_start = _ome_acquisition_date(path, tif)
+    planes = _ome_plane_times(path, tif, ome_start, n_frames) if ome_start else None
+    if planes is not None:
+        return planes, "metadata"
+    firsts = []
+    for reader in (_fei_time, _tag_time):
+        first = reader(path, pages[0]) if isinstance(pages[0], tifffile.TiffPage) else None
+        # The other pages are looked at only when the first has a time (no log line per
+        # page).
+        page_times = [first] + [
+            reader(path, page) if first and isinstance(page, tifffile.TiffPage) else None
+            for page in pages[1:]
+        ]
+        # Per-page times count only when they differ (some writers stamp every page with
+        # the save time).
+        if len(page_times) == n_frames > 1 and all(page_times) and len(set(page_times)) > 1:
+            return page_times, "metadata"
+        firsts.append(first)
+    start = ome_start or firsts[0] or firsts[1]
     if start is None:
         return [mtime] * n_frames, "mtime"
     per_time_point = _imagej_pages_per_time_point(tif)
@@ -275,6 +307,39 @@ def _tag_sizes(
     )
 
 
+def _fei_metadata(page: tifffile.TiffPage) -> dict | None:
+    """The FEI / Thermo Fisher metadata of ``page`` (tag :data:`FEI_TAG`), as tifffile parses
+    its INI text: ``{section: {key: value}}``; None without it or when it is no such text."""
+    value = page.tags.valueof(FEI_TAG)
+    return value if isinstance(value, dict) and value else None
+
+
+def _fei_sizes(tif: tifffile.TiffFile, page: tifffile.TiffPage | None = None
+               ) -> Sizes | None:
+    """(None, y, x) nm from ``[Scan] PixelHeight``/``PixelWidth``, which FEI's software
+    writes in metres; None without them (a navigation camera's photograph has no [Scan])."""
+    meta = _fei_metadata(tif.pages.first if page is None else page)
+    scan = (meta or {}).get("Scan")
+    if not isinstance(scan, dict):
+        return None
+    x_m, y_m = scan.get("PixelWidth"), scan.get("PixelHeight")
+    if x_m is None and y_m is None:
+        return None
+    return (
+        None,
+        None if y_m is None else _float(y_m) * 1e9,
+        None if x_m is None else _float(x_m) * 1e9,
+    )
+
+
+def fei_calibration_key(page: tifffile.TiffPage) -> tuple:
+    """What of ``page``'s FEI metadata its pixel size depends on (for caching per page)."""
+    scan = (_fei_metadata(page) or {}).get("Scan")
+    if not isinstance(scan, dict):
+        return (None, None)
+    return (scan.get("PixelWidth"), scan.get("PixelHeight"))
+
+
 def _resolution(page: tifffile.TiffPage) -> tuple[float | None, float | None]:
     """(y, x) pixels per resolution unit from the rational tags; None if absent or zero."""
     values = []
@@ -331,6 +396,85 @@ def _ome_acquisition_date(path: Path, tif: tifffile.TiffFile) -> datetime | None
     except ValueError as exc:
         _log.warning("io.times_ignored", path=str(path),
                      reason=f"bad OME AcquisitionDate {element.text!r}: {exc}")
+        return None
+
+
+def _ome_plane_times(path: Path, tif: tifffile.TiffFile, start: datetime,
+                     n_frames: int) -> list[datetime] | None:
+    """``start`` (the OME ``AcquisitionDate``) plus each plane's ``DeltaT`` in its
+    ``DeltaTUnit`` (OME's default: s), one per frame in page order; None when no plane has a
+    ``DeltaT``, or, with an ``io.times_ignored`` warning, when they do not give one time for
+    each of the ``n_frames`` pages read (planes missing or of another file of a multi-file
+    dataset, an unknown unit, a time outside the plausible years)."""
+    _, pixels = _ome_pixels(tif)
+    planes = [] if pixels is None else pixels.findall("{*}Plane")
+    if not any(plane.get("DeltaT") is not None for plane in planes):
+        return None
+    try:
+        return _plane_times(pixels, planes, start, n_frames)
+    except ValueError as exc:
+        _log.warning("io.times_ignored", path=str(path),
+                     reason=f"OME Plane DeltaT not read: {exc}; every frame gets the "
+                            "AcquisitionDate")
+        return None
+
+
+def _plane_times(pixels: ET.Element, planes: list[ET.Element], start: datetime,
+                 n_frames: int) -> list[datetime]:
+    """The times of :func:`_ome_plane_times`; ValueError says why there are none."""
+    if len(planes) != n_frames:
+        raise ValueError(f"{len(planes)} planes for {n_frames} pages")
+    order = pixels.get("DimensionOrder", "XYZCT")[2:]
+    if sorted(order) != ["C", "T", "Z"]:
+        raise ValueError(f"DimensionOrder {pixels.get('DimensionOrder')!r}")
+    sizes = {axis: int(_float(pixels.get(f"Size{axis}", 1))) for axis in "ZCT"}
+    times: list[datetime | None] = [None] * n_frames
+    for plane in planes:
+        # the page of plane (z, c, t): the first axis of DimensionOrder after XY varies
+        # fastest, as tifffile orders an OME series' pages
+        index, stride = 0, 1
+        for axis in order:
+            index += int(_float(plane.get(f"The{axis}", 0))) * stride
+            stride *= sizes[axis]
+        delta, unit = _float(plane.get("DeltaT")), plane.get("DeltaTUnit", "s")
+        per_unit = _SECONDS_PER_OME_TIME_UNIT.get(unit.strip())
+        if per_unit is None:
+            raise ValueError(f"unknown DeltaTUnit {unit!r}")
+        if not math.isfinite(delta):
+            raise ValueError(f"DeltaT {plane.get('DeltaT')!r} of plane {index}")
+        if not 0 <= index < n_frames or times[index] is not None:
+            raise ValueError(f"plane {plane.attrib} is not one of the {n_frames} pages")
+        try:
+            when = start + timedelta(seconds=delta * per_unit)
+        except OverflowError:
+            when = None
+        if when is None or when.year not in range(*PLAUSIBLE_ACQUISITION_YEARS):
+            raise ValueError(f"DeltaT {delta:g} {unit} puts plane {index} past the "
+                             "plausible years")
+        times[index] = when
+    return times  # every index filled: as many planes as pages, none twice
+
+
+def _fei_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
+    """The FEI ``[User] Date`` and ``Time`` of ``page`` (local time of the microscope PC),
+    in UTC; the date is month first (``06/13/2016``), as FEI's software writes it, unless
+    its first number is above 12; the time ``05:06:40 PM`` or 24-hour."""
+    from nwwatch.io.dm import parse_dm_time  # dm imports this module
+
+    user = (_fei_metadata(page) or {}).get("User")
+    date, clock = (user.get(key) if isinstance(user, dict) else None
+                   for key in ("Date", "Time"))
+    if not (isinstance(date, str) and isinstance(clock, str) and date.strip()
+            and clock.strip()):
+        return None
+    when = parse_dm_time(date, clock)
+    try:
+        if when is None:
+            raise ValueError("not a date and time")
+        return _as_utc(when)
+    except ValueError as exc:
+        _log.warning("io.times_ignored", path=str(path),
+                     reason=f"bad FEI [User] Date/Time {date!r} {clock!r}: {exc}")
         return None
 
 

@@ -68,11 +68,13 @@ def series_n_pages(series: tifffile.TiffPageSeries) -> int:
 
 
 def channel_hint(axes: str, shape: tuple[int, ...], imagej: bool, planar_separate: bool) -> str:
-    """Advice for a series refused as channels that is most likely grey pages written with
-    tifffile's defaults ("" otherwise): ``tifffile.imwrite(path, stack, imagej=True)`` declares
-    a (N, Y, X) array as channels (Z slices of a tomogram, or frames), and
-    ``tifffile.imwrite(path, stack)`` stores 3 or 4 grey frames as one RGB(A) image with
-    separate planes unless given ``photometric``."""
+    """What to do with a series refused as channels, starting "; ". Grey pages written with
+    tifffile's defaults are told how to write them: ``tifffile.imwrite(path, stack,
+    imagej=True)`` declares a (N, Y, X) array as channels (Z slices of a tomogram, or
+    frames), and ``tifffile.imwrite(path, stack)`` stores 3 or 4 grey frames as one RGB(A)
+    image with separate planes unless given ``photometric``. Other colour pictures (samples
+    per pixel) are told to give the raw single-channel data, not a picture saved as
+    displayed; other channels, to save the one to measure."""
     if axes == "CYX" and imagej:
         return ("; if the pages are Z slices or frames, save them so: "
                 "tifffile.imwrite(path, data, imagej=True, metadata={'axes': 'ZYX'}) "
@@ -81,7 +83,17 @@ def channel_hint(axes: str, shape: tuple[int, ...], imagej: bool, planar_separat
         return ("; a stack of 3 or 4 frames written by tifffile.imwrite without "
                 "photometric='minisblack' is stored so: write it with that argument, or one "
                 "file per frame")
-    return ""
+    if "S" in axes:
+        # Several samples per pixel: RGB(A) or grey with alpha, what a view saved as shown
+        # on screen is, with its contrast, colour table and annotations applied.
+        return ("; a colour picture is most likely the image saved as displayed (a "
+                "screenshot, or 'Save as displayed' / export as picture, with the display's "
+                "contrast, colour table, scale bar and annotations burnt in): give the raw "
+                "single-channel data instead, the acquisition software's own file (.dm3/"
+                ".dm4, .emd, .ser, read as they are) or its raw grey TIFF export (one value "
+                "per pixel: 8- or 16-bit integers or 32-bit float)")
+    return ("; save the one channel to measure as a grey image (Fiji: Image > Color > Split "
+            "Channels, then File > Save As > Tiff of that channel)")
 
 
 def tagged_pages(series: list[tifffile.TiffPageSeries]) -> list:

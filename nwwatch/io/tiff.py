@@ -28,7 +28,12 @@ from nwwatch.io.errors import (
     TruncatedTiffError,
     UnsupportedLayoutError,
 )
-from nwwatch.io.metadata import acquisition_times, frame_pixel_size_nm, physical_sizes_nm
+from nwwatch.io.metadata import (
+    acquisition_times,
+    fei_calibration_key,
+    frame_pixel_size_nm,
+    physical_sizes_nm,
+)
 from nwwatch.io.mrc import inspect_mrc, is_mrc, read_mrc_frames, read_mrc_volume
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.ser import inspect_ser, is_ser, read_ser_frames, read_ser_volume
@@ -228,15 +233,16 @@ def _page_pixel_sizes_nm(
     path: Path, tif: tifffile.TiffFile, pages: list, n_pages: int
 ) -> list[float | None]:
     """Pixel size of every page (``pages``: :func:`nwwatch.io.series.tagged_pages`): its own
-    resolution tags, or its keyframe's for a TiffFrame (a page of an OME or ImageJ series,
-    whose sizes are the file's), read once per distinct set."""
+    resolution tags and FEI metadata, or its keyframe's for a TiffFrame (a page of an OME or
+    ImageJ series, whose sizes are the file's), read once per distinct set."""
     if len(pages) != n_pages:  # ImageJ's layout for large stacks: one IFD for all pages
         pages = pages[:1] * n_pages
     by_tags: dict[tuple, float | None] = {}
     sizes: list[float | None] = []
     for page in pages:
         page = page if isinstance(page, tifffile.TiffPage) else page.keyframe
-        key = tuple(page.tags.valueof(code) for code in (282, 283, 296))  # X/YRes, ResUnit
+        key = (*(page.tags.valueof(code) for code in (282, 283, 296)),  # X/YRes, ResUnit
+               *fei_calibration_key(page))
         if key not in by_tags:
             by_tags[key] = frame_pixel_size_nm(path, physical_sizes_nm(path, tif, page))
         sizes.append(by_tags[key])

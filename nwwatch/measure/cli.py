@@ -30,7 +30,7 @@ from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.io.dm import DM_SUFFIXES
 from nwwatch.io.emd import EMD_SUFFIXES
-from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM
+from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM, MIN_PLAUSIBLE_PIXEL_SIZE_NM
 from nwwatch.io.mrc import MRC_SUFFIXES
 from nwwatch.io.png import PICTURE_PNG_PARAMS, low_grey_bit_depth, write_image_file
 from nwwatch.io.ser import SER_SUFFIXES
@@ -305,8 +305,9 @@ def _write(rows: list[dict], out: Path) -> None:
 @click.option("--out", "out", required=True, type=OutputFile("angles.parquet"),
               help="Parquet file to write (one row per image or page).")
 @click.option("--pixel-size-nm", default=None,
-              type=FiniteFloatRange(min=0, min_open=True, max=MAX_PLAUSIBLE_PIXEL_SIZE_NM),
-              help="Pixel size in nm (at most 10 µm, as for the files' own); fills the *_nm "
+              type=FiniteFloatRange(min=MIN_PLAUSIBLE_PIXEL_SIZE_NM,
+                                    max=MAX_PLAUSIBLE_PIXEL_SIZE_NM),
+              help="Pixel size in nm (1 pm to 10 µm, as for the files' own); fills the *_nm "
                    "columns  [default: the file's own (TIFF, MRC, DigitalMicrograph, EMD, TIA), "
                    "as the service reads it; none for PNG].")
 @click.option("--overlays", type=click.Path(file_okay=False, path_type=Path), default=None,

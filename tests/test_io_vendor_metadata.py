@@ -1,0 +1,210 @@
+"""Pixel size and time from FEI / Thermo Fisher TIFF metadata and OME plane times; what the
+refusals of non-square pixels and colour pictures tell the user to do."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from structlog.testing import capture_logs
+
+from nwwatch.io import AnisotropicPixelsError, MultichannelError, read_frames, read_volume
+
+RNG = np.random.default_rng(20261205)
+_OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+
+
+@pytest.fixture
+def berlin():
+    """The machine's local time zone set to Europe/Berlin; restored afterwards."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Berlin"
+    time.tzset()
+    yield
+    if old is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
+def _fei_text(*, date: str = "06/13/2016", clock: str = "05:06:40 PM",
+              width_m: str = "2.5e-010", height_m: str = "2.5e-010",
+              scan: bool = True) -> str:
+    """The INI text of tag 34682 as FEI's xT software writes it (an abridged copy of the
+    layout of RosettaSciIO's FEI-Helios-Ebeam-8bits.tif): CRLF lines, [Section]s, values in
+    SI units with three-digit exponents, the US date and a 12-hour clock."""
+    sections = [
+        "[User]", f"Date={date}", f"Time={clock}", "User=supervisor",
+        "UserText=in situ", "", "[System]", "Type=DualBeam", "Dnumber=9922607",
+        "Software=5.5.1.3318", "Source=FEG", 'SystemType=Helios NanoLab" 660', "",
+        "[Beam]", "HV=5000", "Spot=1", "Beam=EBeam", "Scan=EScan", "",
+    ]
+    if scan:
+        sections += [
+            "[Scan]", "InternalScan=true", "Dwelltime=1e-005", f"PixelWidth={width_m}",
+            f"PixelHeight={height_m}", "HorFieldsize=1.28e-007", "VerFieldsize=1.105e-007",
+            "Average=0", "Integrate=1", "FrameTime=2.62", "",
+        ]
+    else:  # a navigation camera's photograph: no scan, a field of view in metres
+        sections += ["[IRBeam]", "HFW=0.202732", "VFW=0.135155", ""]
+    sections += ["[Image]", "ResolutionX=512", "ResolutionY=442", "", "[PrivateFei]",
+                 "TimeOfCreation=13.06.2016 17:06:40", "DatabarHeight=29", ""]
+    return "\r\n".join(sections)
+
+
+def _write_fei(path: Path, pages: list[str], shape: tuple[int, int] = (16, 16)) -> Path:
+    """One page per FEI text, each with the 96 dpi resolution tags FEI's files carry."""
+    with tifffile.TiffWriter(path) as tif:
+        for text in pages:
+            tif.write(RNG.integers(0, 255, shape, dtype=np.uint8), metadata=None,
+                      resolution=(96, 96), resolutionunit="INCH",
+                      extratags=[(34682, "s", 0, text, True)])
+    return path
+
+
+def test_fei_pixel_size_and_acquisition_time_are_read(tmp_path, berlin):
+    # The [Scan] pixel size (metres) and [User] date and time were ignored: the resolution
+    # tags' 96 dpi (265 um) were read, found implausible, and the frame had no pixel size
+    # and the file's mtime as its time.
+    path = _write_fei(tmp_path / "fei.tif", [_fei_text()])
+    assert tifffile.TiffFile(path).fei_metadata["Scan"]["PixelWidth"] == pytest.approx(2.5e-10)
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    assert frame.pixel_size_nm == pytest.approx(0.25)
+    # 05:06:40 PM in Berlin on 13 June (summer time, UTC+2)
+    assert frame.acquired_at == datetime(2016, 6, 13, 15, 6, 40, tzinfo=UTC)
+    assert frame.acquired_at_source == "metadata"
+    assert not [e for e in logs if e["event"] == "io.pixel_size_ignored"]
+    # 24-hour clocks and a day above 12 are read too
+    path = _write_fei(tmp_path / "fei24.tif", [_fei_text(date="13/06/2016", clock="17:06:40")])
+    assert read_frames(path)[0].acquired_at == datetime(2016, 6, 13, 15, 6, 40, tzinfo=UTC)
+
+
+def test_fei_pixel_sizes_pass_the_plausibility_checks(tmp_path):
+    tiny = _write_fei(tmp_path / "tiny.tif", [_fei_text(width_m="2.5e-013",
+                                                        height_m="2.5e-013")])
+    with capture_logs() as logs:
+        assert read_frames(tiny)[0].pixel_size_nm is None
+    ignored = [e for e in logs if e["event"] == "io.pixel_size_ignored"]
+    assert {(e["source"], e["axis"]) for e in ignored} == {("fei", "x"), ("fei", "y")}
+    assert "below" in ignored[0]["reason"]
+    odd = _write_fei(tmp_path / "odd.tif", [_fei_text(width_m="2.5e-010",
+                                                      height_m="3e-010")])
+    with pytest.raises(AnisotropicPixelsError) as error:
+        read_frames(odd)
+    assert "x 0.25 nm differs from y 0.3 nm" in error.value.reason
+    # no [Scan] (a navigation camera's photograph): the resolution tags, 96 dpi, no size
+    photo = _write_fei(tmp_path / "navcam.tif", [_fei_text(scan=False)])
+    with capture_logs() as logs:
+        assert read_frames(photo)[0].pixel_size_nm is None
+    assert {e["source"] for e in logs if e["event"] == "io.pixel_size_ignored"} == {"tags"}
+
+
+def test_fei_times_and_sizes_of_each_page(tmp_path, berlin):
+    texts = [_fei_text(clock="05:06:40 PM", width_m="2.5e-010", height_m="2.5e-010"),
+             _fei_text(clock="05:06:43 PM", width_m="5e-010", height_m="5e-010"),
+             _fei_text(clock="05:07:10 PM", width_m="5e-010", height_m="5e-010")]
+    frames = read_frames(_write_fei(tmp_path / "pages.tif", texts))
+    assert [f.pixel_size_nm for f in frames] == pytest.approx([0.25, 0.5, 0.5])
+    start = datetime(2016, 6, 13, 15, 6, 40, tzinfo=UTC)
+    assert [f.acquired_at - start for f in frames] == [
+        timedelta(0), timedelta(seconds=3), timedelta(seconds=30)]
+
+
+def test_an_unreadable_fei_time_falls_back_with_a_warning(tmp_path):
+    path = _write_fei(tmp_path / "bad.tif", [_fei_text(date="00/00/0000")])
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    assert frame.acquired_at_source == "mtime"
+    assert frame.pixel_size_nm == pytest.approx(0.25)
+    assert [e["path"] for e in logs if e["event"] == "io.times_ignored"] == [str(path)]
+
+
+def test_ome_plane_delta_t_gives_each_frame_its_time(tmp_path):
+    # Every frame got the AcquisitionDate: a series of 3 frames had one time.
+    path = tmp_path / "dt.ome.tif"
+    tifffile.imwrite(path, RNG.integers(0, 4095, (3, 8, 8), dtype=np.uint16), metadata={
+        "axes": "TYX", "AcquisitionDate": "2026-11-21T07:45:01+00:00",
+        "Plane": {"DeltaT": [0.0, 250.0, 1500.0], "DeltaTUnit": ["ms"] * 3}})
+    start = datetime(2026, 11, 21, 7, 45, 1, tzinfo=UTC)
+    assert [f.acquired_at - start for f in read_frames(path)] == [
+        timedelta(0), timedelta(milliseconds=250), timedelta(milliseconds=1500)]
+
+
+def _ome_planes(order: str, planes: str, date: str = "2026-11-21T07:45:01Z") -> str:
+    return (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{_OME_NS}"><Image '
+            f'ID="Image:0"><AcquisitionDate>{date}</AcquisitionDate><Pixels ID="Pixels:0" '
+            f'DimensionOrder="{order}" Type="uint16" SizeX="8" SizeY="8" SizeZ="2" SizeC="1" '
+            'SizeT="3"><Channel ID="Channel:0:0" SamplesPerPixel="1"/><TiffData IFD="0" '
+            f'PlaneCount="6"/>{planes}</Pixels></Image></OME>')
+
+
+def test_ome_planes_are_matched_to_pages_by_the_dimension_order(tmp_path):
+    # XYTZC: T varies fastest, so page t + 3 z; the planes listed in another order, in
+    # minutes (t minutes apart, the second slice 6 s after the first)
+    coords = [(z, t) for t in range(3) for z in range(2)]
+    planes = "".join(f'<Plane TheZ="{z}" TheC="0" TheT="{t}" DeltaT="{t + 0.1 * z:g}" '
+                     'DeltaTUnit="min"/>' for z, t in coords)
+    path = tmp_path / "xytzc.ome.tif"
+    tifffile.imwrite(path, np.zeros((6, 8, 8), np.uint16), metadata=None,
+                     description=_ome_planes("XYTZC", planes), photometric="minisblack")
+    start = datetime(2026, 11, 21, 7, 45, 1, tzinfo=UTC)
+    offsets_s = [(f.acquired_at - start).total_seconds() for f in read_frames(path)]
+    assert offsets_s == pytest.approx([0, 60, 120, 6, 66, 126])
+
+
+@pytest.mark.parametrize(("planes", "why"), [
+    ('<Plane TheZ="0" TheT="0" DeltaT="0"/><Plane TheZ="1" TheT="0" DeltaT="1"/>',
+     "2 planes for 6 pages"),
+    ("".join(f'<Plane TheZ="{z}" TheT="{t}" DeltaT="{t}" DeltaTUnit="fortnight"/>'
+             for t in range(3) for z in range(2)), "unknown DeltaTUnit"),
+    ("".join(f'<Plane TheZ="{z}" TheT="{t}" DeltaT="{t * 1e12}"/>'
+             for t in range(3) for z in range(2)), "plausible years"),
+])
+def test_ome_plane_times_that_do_not_fit_give_every_frame_the_acquisition_date(tmp_path,
+                                                                              planes, why):
+    path = tmp_path / "bad.ome.tif"
+    tifffile.imwrite(path, np.zeros((6, 8, 8), np.uint16), metadata=None,
+                     description=_ome_planes("XYZCT", planes), photometric="minisblack")
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert {f.acquired_at for f in frames} == {datetime(2026, 11, 21, 7, 45, 1, tzinfo=UTC)}
+    (warning,) = [e for e in logs if e["event"] == "io.times_ignored"]
+    assert why in warning["reason"]
+
+
+def test_non_square_pixels_are_refused_saying_what_to_check_and_do(tmp_path):
+    path = tmp_path / "stretched.ome.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint16), metadata={
+        "axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeXUnit": "nm",
+        "PhysicalSizeY": 0.6, "PhysicalSizeYUnit": "nm"})
+    with pytest.raises(AnisotropicPixelsError) as error:
+        read_frames(path)
+    reason = error.value.reason
+    assert "x 0.5 nm differs from y 0.6 nm" in reason
+    assert "Image > Properties" in reason  # where to check the calibration
+    assert "binning" in reason  # what of the acquisition to check
+    assert "Image > Scale with X scale 1 and Y scale 1.2 gives 0.5 nm both ways" in reason
+    assert read_volume(path).voxel_size_nm is None  # volumes keep both sizes: no refusal
+
+
+def test_a_colour_picture_is_told_to_give_the_raw_single_channel_data(tmp_path):
+    rgb = tmp_path / "as_displayed.tif"
+    tifffile.imwrite(rgb, np.zeros((10, 12, 3), np.uint8), photometric="rgb")
+    with pytest.raises(MultichannelError) as error:
+        read_frames(rgb)
+    assert "saved as displayed" in error.value.reason
+    assert "raw single-channel data" in error.value.reason
+    assert ".dm4, .emd, .ser" in error.value.reason
+    channels = tmp_path / "two_channels.tif"
+    tifffile.imwrite(channels, np.zeros((3, 2, 10, 12), np.uint16), imagej=True,
+                     metadata={"axes": "ZCYX"})
+    with pytest.raises(MultichannelError) as error:
+        read_frames(channels)
+    assert "Split Channels" in error.value.reason
