@@ -233,3 +233,29 @@ def refine_on_pixel_edges(
         return fit  # a refinement never moves this far on a clean outline: keep the plain fit
     return CircleFit(c, abs(r), fit.covariance, fit.rms_px, fit.n_points, fit.converged,
                      fit.reason)
+
+
+def with_quantisation_floor(fit: CircleFit, points: np.ndarray, outward: np.ndarray
+                            ) -> CircleFit:
+    """``fit`` with its covariance raised, where its residuals are smaller, to what the
+    pixel-edge midpoints ``points`` (N, 2) of a binary mask allow at best.
+
+    Each midpoint places the outline only within ``0.5 |cos(phi)|`` along the normal (see
+    :func:`refine_on_pixel_edges`; ``outward`` (N, 2) the unit pixel steps): a variance of
+    ``(0.5 cos(phi))^2 / 3`` per point, about (0.2 px)^2 over a whole circle. An outline
+    that runs along the pixel axes (the straight sides of a rectangle near a circle's
+    equator) fits with residuals far below that, and its covariance would claim a precision
+    the mask cannot hold. The centre and radius are kept."""
+    n = len(points)
+    if n <= 3 or not np.isfinite(fit.covariance).all():
+        return fit
+    radial = np.asarray(points, dtype=np.float64) - fit.center
+    radial /= np.maximum(np.hypot(radial[:, 0], radial[:, 1]), 1e-12)[:, None]
+    cos_phi = np.abs(np.einsum("ij,ij->i", radial, np.asarray(outward, dtype=np.float64)))
+    floor_var = float(np.mean((0.5 * cos_phi) ** 2) / 3.0)
+    fit_var = fit.rms_px**2 * n / (n - 3)  # the residual variance the covariance was scaled by
+    if fit_var >= floor_var:
+        return fit
+    scale = floor_var / max(fit_var, 1e-12)
+    return CircleFit(fit.center, fit.radius, fit.covariance * scale, fit.rms_px, fit.n_points,
+                     fit.converged, fit.reason)

@@ -27,7 +27,12 @@ from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE, UNLABELED
 from nwwatch.measure import capcheck
 from nwwatch.measure import result as R
 from nwwatch.measure.arc import MIN_POINTS, arc_span_deg, free_surface, on_border, side_angles
-from nwwatch.measure.circle import CircleFit, refine_on_pixel_edges, robust_fit
+from nwwatch.measure.circle import (
+    CircleFit,
+    refine_on_pixel_edges,
+    robust_fit,
+    with_quantisation_floor,
+)
 from nwwatch.measure.components import Selection, select_components
 from nwwatch.measure.facet import Facet, fit_facet, place_facet, signed_deg
 from nwwatch.measure.notes import result_notes
@@ -197,7 +202,7 @@ def _circle(sel: Selection, outlines: PairOutlines, facet: Facet,
     pts = all_pts[inliers]
     outward = contour.outward[keep][inliers] if outlines.fine is None else None
     if outward is not None and fit.converged:  # binary mask: use what each pixel edge allows
-        fit = refine_on_pixel_edges(pts, outward, fit)
+        fit = with_quantisation_floor(refine_on_pixel_edges(pts, outward, fit), pts, outward)
     span = arc_span_deg(pts, fit.center)
     radius = fit.radius
     points = MeasurementPoints(
