@@ -160,6 +160,9 @@ PAGES = {"labelling": labelling, "dashboard": dashboard}
 
 
 def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return 0
     names = argv or list(PAGES)
     unknown = [n for n in names if n not in PAGES]
     if unknown:

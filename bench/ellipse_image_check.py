@@ -100,5 +100,8 @@ def main(cache: Path, out_path: Path, sets: list[tuple[str, str]]) -> None:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]) or len(sys.argv) < 3:
+        print(__doc__)
+        sys.exit(0 if len(sys.argv) >= 2 and {"-h", "--help"} & set(sys.argv[1:]) else 2)
     given = dict(a.split("=", 1) for a in sys.argv[3:])
     main(Path(sys.argv[1]), Path(sys.argv[2]), list(given.items()) or SETS)
