@@ -80,7 +80,9 @@ def angle_figure(series: dict, title: str,
     if lane is not None:
         more = lane.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
-    ax.legend(handles, labels, fontsize=8, loc="upper left", ncols=2)
+    # below the plot, as on the dashboard: inside the axes it covered the first points of
+    # an acquisition whose angle falls (the axis leaves only 5-15° above the highest)
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=4)
     return fig
 
 
