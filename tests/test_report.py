@@ -572,3 +572,33 @@ def test_the_reports_legend_covers_no_point(tmp_path, monkeypatch):
         for line in ax.get_lines():
             xy = ax.transData.transform(np.column_stack(line.get_data(orig=False)))
             assert not any(box.contains(x, y) for x, y in xy), line.get_label()
+
+
+def test_the_reports_time_axis_names_the_minute_of_its_frames(tmp_path, monkeypatch):
+    """Frames seconds apart across a minute's end: matplotlib's concise labels gave the
+    seconds alone ("20", "25", ...) under an offset naming the last tick's minute, so frames
+    of one minute read as the next minute's."""
+    from datetime import UTC
+
+    import nwwatch.dashboard.plots as plots
+
+    figures = []
+    real = plots.angle_figure
+
+    def spy(*args, **kwargs):
+        figures.append(real(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(plots, "angle_figure", spy)
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/run1", [110.0 + 0.1 * k for k in range(50)], start=20)
+    write(results, "frames-1.parquet", rows)
+    write_report(results, tmp_path / "report.html")
+    (fig,) = figures
+    fig.canvas.draw()
+    axis = fig.axes[-1].xaxis
+    first = rows[0]["acquired_at"].astimezone(UTC)
+    assert first.second == 20 and first.minute != rows[-1]["acquired_at"].minute
+    assert first.strftime("%H:%M:%S") in [t.get_text() for t in axis.get_ticklabels()]
+    offset = axis.get_major_formatter().get_offset()
+    assert offset == first.strftime("%Y-%b-%d"), offset
