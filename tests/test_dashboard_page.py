@@ -74,6 +74,10 @@ def test_a_volume_row_is_picked_with_the_keyboard_and_shows_which(two_volumes):
         wait_for(lambda: "/mask/0.png?m=masks%2Fv0.tif" in browser.attribute("#mask", "src"), 10,
                  "mask of the first volume")
         assert browser.text("#mask-name") == "v0.tif"
+        # which slice is which: three unlabelled black-and-white panels did not say
+        heading = browser.execute("return document.getElementById('mask-name')"
+                                  ".parentElement.textContent")
+        assert "central z, y, x" in heading
         selected = browser.execute("return [...document.querySelectorAll('#volumes tr.pick')]"
                                    ".map((tr) => tr.getAttribute('aria-selected'))")
         assert selected == ["true", "false"]  # the table says which volume is shown

@@ -678,6 +678,27 @@ def test_overlay_labels_stay_inside_the_picture(axis_deg):
     assert np.count_nonzero((with_label != without).any(axis=2)) > 100
 
 
+def test_overlay_facet_label_is_not_covered_by_a_triple_point_label():
+    # before: on the real fig1-88deg crop's labels (facet square to the picture, the right
+    # triple point near the facet line's drawn end) "R 98.9" was drawn over the start of
+    # "facet: interface"; so on the dashboard's docs picture.
+    import dataclasses
+
+    from nwwatch.measure.cli import read_labels
+
+    path = Path(__file__).resolve().parents[1] / "bench/data/real/labels/fig1-88deg.png"
+    labels = read_labels(path)[0][0]  # its unsure band given to the nearest class, as measure
+    r = measure_contact_angle(labels)
+    assert r.triple_right_row is not None and r.facet_source == "interface"
+    picture = draw_overlay(None, labels, r)
+    bare = draw_overlay(None, labels, dataclasses.replace(r, facet_source=None))
+    # the label's dark box differs from the grey label rendering at every pixel: the
+    # difference fills its bounding box unless something drawn later covers part of it
+    rows, cols = np.nonzero((picture != bare).any(axis=2))
+    assert len(rows) > 100
+    assert len(rows) == (np.ptp(rows) + 1) * (np.ptp(cols) + 1)
+
+
 def test_overlay_shows_the_rejected_points():
     # before: the points were drawn first and the fitted lines over them: on this frame
     # (the docs' figure) none of the 25 rejected interface points was left magenta.

@@ -541,3 +541,64 @@ def test_reports_to_one_out_at_once_each_leave_all_their_pictures(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report_files", "res"]
     assert oct((tmp_path / "report_files").stat().st_mode & 0o777) == oct(
         (tmp_path / "res").stat().st_mode & 0o777)  # the umask's, as the results folder's
+
+
+def test_the_reports_legend_covers_no_point(tmp_path, monkeypatch):
+    """An acquisition whose angle falls has its highest points first, under the top left
+    corner of the axes: the legend drawn there covered them."""
+    import nwwatch.dashboard.plots as plots
+
+    figures = []
+    real = plots.angle_figure
+
+    def spy(*args, **kwargs):
+        figures.append(real(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(plots, "angle_figure", spy)
+    angles = [123.5 - 0.6 * k for k in range(40)]  # with its 1.5° bar: 5° below the top
+    codes = [""] * 40
+    for k in (5, 17):
+        angles[k], codes[k] = None, "angle_uncertain"
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", angles, codes=codes))
+    write_report(results, tmp_path / "report.html")
+    (fig,) = figures
+    fig.canvas.draw()
+    legends = [*fig.legends, *(a.get_legend() for a in fig.axes if a.get_legend())]
+    assert len(legends) == 1
+    box = legends[0].get_window_extent()
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            xy = ax.transData.transform(np.column_stack(line.get_data(orig=False)))
+            assert not any(box.contains(x, y) for x, y in xy), line.get_label()
+
+
+def test_the_reports_time_axis_names_the_minute_of_its_frames(tmp_path, monkeypatch):
+    """Frames seconds apart across a minute's end: matplotlib's concise labels gave the
+    seconds alone ("20", "25", ...) under an offset naming the last tick's minute, so frames
+    of one minute read as the next minute's."""
+    from datetime import UTC
+
+    import nwwatch.dashboard.plots as plots
+
+    figures = []
+    real = plots.angle_figure
+
+    def spy(*args, **kwargs):
+        figures.append(real(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(plots, "angle_figure", spy)
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/run1", [110.0 + 0.1 * k for k in range(50)], start=20)
+    write(results, "frames-1.parquet", rows)
+    write_report(results, tmp_path / "report.html")
+    (fig,) = figures
+    fig.canvas.draw()
+    axis = fig.axes[-1].xaxis
+    first = rows[0]["acquired_at"].astimezone(UTC)
+    assert first.second == 20 and first.minute != rows[-1]["acquired_at"].minute
+    assert first.strftime("%H:%M:%S") in [t.get_text() for t in axis.get_ticklabels()]
+    offset = axis.get_major_formatter().get_offset()
+    assert offset == first.strftime("%Y-%b-%d"), offset

@@ -74,13 +74,20 @@ def angle_figure(series: dict, title: str,
         lane.grid(alpha=0.3, axis="x")
         bottom = lane
     bottom.set_xlabel("acquisition time (UTC)")
-    bottom.xaxis.set_major_formatter(
-        mdates.ConciseDateFormatter(bottom.xaxis.get_major_locator()))
+    # Ticks seconds apart carry their hour and minute, and the offset below them only the
+    # date: matplotlib's offset names the last tick's minute, so the seconds of frames
+    # 22:13:20-22:13:59 read as 22:14:20-22:14:59.
+    bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(
+        bottom.xaxis.get_major_locator(),
+        formats=["%Y", "%b", "%d", "%H:%M", "%H:%M", "%H:%M:%S.%f"],
+        offset_formats=["", "%Y", "%Y-%b", "%Y-%b-%d", "%Y-%b-%d", "%Y-%b-%d"]))
     handles, labels = ax.get_legend_handles_labels()
     if lane is not None:
         more = lane.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
-    ax.legend(handles, labels, fontsize=8, loc="upper left", ncols=2)
+    # below the plot, as on the dashboard: inside the axes it covered the first points of
+    # an acquisition whose angle falls (the axis leaves only 5-15° above the highest)
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=4)
     return fig
 
 

@@ -84,19 +84,42 @@ def _reduce(image: np.ndarray, factor: int, average: bool) -> np.ndarray:
     return cv2.resize(padded, (wr, hr), interpolation=cv2.INTER_AREA)
 
 
-def _text(canvas: np.ndarray, text: str, org: tuple[int, int], color, scale: float) -> None:
-    # A dark box behind the text keeps it readable on any frame (an outline drawn with a
-    # thicker stroke does not line up with OpenCV 5's font engine).
+def _text_box(shape: tuple[int, ...], text: str, org: tuple[int, int],
+              scale: float) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """Where :func:`_text` draws ``text`` asked at ``org`` on a canvas of ``shape``: the
+    origin it uses and its dark box (x0, y0, x1, y1), both inclusive."""
     thick = max(1, int(round(scale * 2)))
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     # Kept inside the canvas: a label placed at a line's end or a point near the border (a
     # facet reaching past the frame's edge) would otherwise be drawn off the picture.
-    height, width = canvas.shape[:2]
+    height, width = shape[:2]
     x = min(max(org[0], 2), max(width - w - 3, 2))
     y = min(max(org[1], h + 2), max(height - base - 1, h + 2))
-    org = (x, y)
-    cv2.rectangle(canvas, (x - 2, y - h - 2), (x + w + 2, y + base), (0, 0, 0), -1)
+    return (x, y), (x - 2, y - h - 2, x + w + 2, y + base)
+
+
+def _text(canvas: np.ndarray, text: str, org: tuple[int, int], color, scale: float) -> None:
+    # A dark box behind the text keeps it readable on any frame (an outline drawn with a
+    # thicker stroke does not line up with OpenCV 5's font engine).
+    thick = max(1, int(round(scale * 2)))
+    org, (x0, y0, x1, y1) = _text_box(canvas.shape, text, org, scale)
+    cv2.rectangle(canvas, (x0, y0), (x1, y1), (0, 0, 0), -1)
     cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
+
+
+def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+def _free_org(shape: tuple[int, ...], text: str, candidates: list[tuple[int, int]],
+              scale: float, taken: list[tuple[int, int, int, int]]) -> tuple[int, int]:
+    """The first of ``candidates`` (text origins) where ``text``'s box covers none of the
+    boxes ``taken``, else the first."""
+    for org in candidates:
+        box = _text_box(shape, text, org, scale)[1]
+        if not any(_overlaps(box, other) for other in taken):
+            return org
+    return candidates[0]
 
 
 def _dots(canvas: np.ndarray, points: np.ndarray, color, zoom: float = 1.0) -> None:
@@ -181,8 +204,8 @@ def draw_overlay(
                 edge = f", image {round(r.facet_edge_shift_px, 1) + 0.0:+.1f} px"  # no "-0.0"
             elif r.facet_edge not in (None, "labels"):
                 edge = f", labels ({r.facet_edge})"
-            x, y = at(*end)
-            facet_label = (f"facet: {r.facet_source}{edge}", (x + 4 * lw, y))
+            other = p0 if end is p1 else p1
+            facet_label = (f"facet: {r.facet_source}{edge}", at(*end), at(*other))
     if r.circle_center_row is not None and r.droplet_radius_px is not None:
         centre = pt(r.circle_center_row, r.circle_center_col)
         cv2.circle(canvas, centre, int(round(r.droplet_radius_px * z * _ONE)), _ORANGE, lw,
@@ -195,19 +218,39 @@ def draw_overlay(
                            (r.points.circle_rejected, _MAGENTA),
                            (r.points.facet_rejected, _MAGENTA)):
             _dots(canvas, pts, color, z)
-    if facet_label is not None:
-        _text(canvas, *facet_label, _BLUE, 0.4 * scale)
-    sides = (
-        (r.triple_left_row, r.triple_left_col, r.contact_angle_left_deg, "L"),
-        (r.triple_right_row, r.triple_right_col, r.contact_angle_right_deg, "R"),
-    )
-    for row, col, angle, name in sides:
-        if row is None:
-            continue
-        cv2.circle(canvas, pt(row, col), 4 * _ONE * lw, _GREEN, -1, cv2.LINE_AA, _SHIFT)
-        label = name if angle is None else f"{name} {angle:.1f}"
+    sides = [
+        (row, col, name if angle is None else f"{name} {angle:.1f}")
+        for row, col, angle, name in (
+            (r.triple_left_row, r.triple_left_col, r.contact_angle_left_deg, "L"),
+            (r.triple_right_row, r.triple_right_col, r.contact_angle_right_deg, "R"))
+        if row is not None]
+    # The facet's label goes where it covers neither a triple point's disc nor its label
+    # (at the line's lower end, else its upper end or further along past either): a triple
+    # point near the lower end had its label drawn over the facet's.
+    disc = 4 * lw
+    taken = [(x - disc, y - disc, x + disc, y + disc)
+             for x, y in (at(row, col) for row, col, _ in sides)]
+    font_triple, font_facet = 0.45 * scale, 0.4 * scale
+    placed = []
+    for row, col, label in sides:
         x, y = at(row, col)
-        _text(canvas, label, (x + 6 * lw, y - 6 * lw), _GREEN, 0.45 * scale)
+        org = (x + 6 * lw, y - 6 * lw)
+        placed.append((label, org))
+        taken.append(_text_box(canvas.shape, label, org, font_triple)[1])
+    if facet_label is not None:
+        text, (xe, ye), (xo, yo) = facet_label
+        (_, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_facet,
+                                    max(1, int(round(font_facet * 2))))
+        step = h + 6 * lw
+        candidates = [(xe + 4 * lw, ye), (xo + 4 * lw, yo)]
+        for k in range(1, 4):
+            candidates += [(xe + 4 * lw, ye + k * step), (xo + 4 * lw, yo - k * step)]
+        _text(canvas, text, _free_org(canvas.shape, text, candidates, font_facet, taken),
+              _BLUE, font_facet)
+    for row, col, _ in sides:
+        cv2.circle(canvas, pt(row, col), 4 * _ONE * lw, _GREEN, -1, cv2.LINE_AA, _SHIFT)
+    for label, org in placed:
+        _text(canvas, label, org, _GREEN, font_triple)
     return _with_caption(canvas, _caption(r, labels.shape[1], scale), scale)
 
 
