@@ -100,10 +100,11 @@ def replay(
 
     Parameters
     ----------
-    path : a folder (searched recursively for ``*.tif``/``*.tiff``) or one TIFF file, or a
-        sequence of them (what a shell glob gives); a file named twice, or also found in a
-        named folder, is processed once; a named file that is TIFF neither by extension nor
-        by header is skipped (``ReplaySummary.not_tiff``), not quarantined.
+    path : a folder (searched recursively for the files the service reads: TIFF, MRC,
+        DigitalMicrograph, Velox EMD, TIA series) or one such file, or a sequence of them
+        (what a shell glob gives); a file named twice, or also found in a named folder, is
+        processed once; a named file that is none of these by extension, nor a TIFF by its
+        header, is skipped (``ReplaySummary.not_tiff``), not quarantined.
     out_dir : results folder (``frames/``, ``volumes/``, ``masks/``, ``quarantine.parquet``,
         ``ledger.sqlite``).
     kind : "insitu" or "tomogram".
@@ -116,6 +117,10 @@ def replay(
         ``[output] overlays`` settings are used; its ledger too when its results folder is
         ``out_dir``.
     progress : show a progress bar with frames per second on stderr.
+    log : the structlog logger of the replay's events (default: ``nwwatch.replay``'s). Called
+        from a script, they are printed as structlog is configured there; the ``nwwatch``
+        commands configure it with :func:`nwwatch.logsetup.configure_logging`, which a
+        script may call too (e.g. ``configure_logging("warning")``).
     triplanar, flips : switch tri-planar fusion / flip averaging on for tomograms (see
         :func:`nwwatch.volume.segment_volume`), on top of the configuration's ``[tomogram]``
         table (or :class:`~nwwatch.volume.segment.VolumeOptions` defaults); False leaves the
