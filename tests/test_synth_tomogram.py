@@ -337,11 +337,14 @@ def test_cli_refuses_a_voxel_size_that_is_not_finite(tmp_path) -> None:
 
     from nwwatch.cli import main
 
-    result = CliRunner().invoke(main, ["synth", "tomogram", str(tmp_path / "t"), "--size", "16",
-                                       "--voxel-size-nm", "nan"])
-    assert result.exit_code == 2, result.output
-    assert "Invalid value for '--voxel-size-nm'" in result.output
-    assert not (tmp_path / "t").exists()
+    for value in ("nan", "1e-6", "2e4"):
+        # 1e-6 nm and 20 um: sizes every reader ignores as implausible (nwwatch.io.limits),
+        # so the volume would have been written with a calibration no command uses
+        result = CliRunner().invoke(main, ["synth", "tomogram", str(tmp_path / "t"),
+                                           "--size", "16", "--voxel-size-nm", value])
+        assert result.exit_code == 2, result.output
+        assert "Invalid value for '--voxel-size-nm'" in result.output
+        assert not (tmp_path / "t").exists()
 
 
 def test_cli_never_leaves_a_labeled_slice_of_another_volume(tmp_path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM, MIN_PLAUSIBLE_PIXEL_SIZE_NM
 from nwwatch.options import FiniteFloatRange
 
 
@@ -22,8 +23,11 @@ from nwwatch.options import FiniteFloatRange
                    "whole --patch-size squares, at least two (one per class).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed; the same seed writes the same files.")
-@click.option("--voxel-size-nm", type=FiniteFloatRange(min=0.0, min_open=True), default=1.0,
-              show_default=True, help="Voxel size written into the TIFF metadata.")
+@click.option("--voxel-size-nm", type=FiniteFloatRange(min=MIN_PLAUSIBLE_PIXEL_SIZE_NM,
+                                                     max=MAX_PLAUSIBLE_PIXEL_SIZE_NM),
+              default=1.0, show_default=True,
+              help="Voxel size written into the TIFF metadata (1 pm to 10 µm: the sizes "
+                   "the readers take as plausible).")
 @click.option("--patch-size", "patch_px", type=click.IntRange(min=1), default=10,
               show_default=True, help="Side of a labeled square patch in pixels.")
 @click.option("--tilt-max-deg", type=FiniteFloatRange(min=0.0, max=90.0, min_open=True),
