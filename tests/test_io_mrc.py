@@ -415,3 +415,210 @@ def test_an_implausible_pixel_size_is_ignored_with_a_warning_as_for_tiff(tmp_pat
     with capture_logs() as logs:
         assert read_frames(plain)[0].pixel_size_nm is None
     assert not [e for e in logs if e["event"] == "io.pixel_size_ignored"]
+
+
+# --- SerialEM's .mdoc beside an MRC file ----------------------------------------------------
+
+#: As SerialEM writes it for a stack of separately saved images (Record, then Save to the open
+#: file): global keys, the file's titles as [T] sections, then one [ZValue] section an image.
+_MDOC_HEAD = """PixelSpacing = 4.603
+ImageFile = {name}
+ImageSize = 20 16
+DataMode = 6
+
+[T = SerialEM: Talos in-situ holder                            05-Dec-26  14:22:29    ]
+
+[T =     Tilt axis angle = 85.3, binning = 2  spot = 8  camera = 0]
+"""
+_MDOC_SECTION = """
+[ZValue = {z}]
+TiltAngle = 0.000999877
+StagePosition = 20.7936 155.287
+StageZ = 163.803
+Magnification = 105000
+Intensity = 0.00900259
+ExposureDose = 0
+PixelSpacing = {pixel}
+SpotSize = 8
+Defocus = 2.68083
+ImageShift = -0.0108126 -0.121079
+RotationAngle = 175.3
+ExposureTime = 0.8
+Binning = 2
+CameraIndex = 0
+DividedBy2 = 0
+MagIndex = 31
+MinMaxMean = 5 1403 623.699
+TargetDefocus = -4
+DateTime = {when}
+TimeStamp = {stamp}
+"""
+
+
+def _serialem_stack(path: Path, n: int, voxel_size_a=None) -> np.ndarray:
+    data = np.random.default_rng(3).integers(0, 4000, (n, 16, 20)).astype(np.uint16)
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(data)
+        mrc.set_image_stack()
+        if voxel_size_a is not None:
+            mrc.voxel_size = voxel_size_a
+    return data
+
+
+def _mdoc(path: Path, whens: list[str], pixel: str = "4.603", head: str = _MDOC_HEAD) -> Path:
+    text = head.format(name=path.name) + "".join(
+        _MDOC_SECTION.format(z=z, when=when, pixel=pixel, stamp=218_000_000 + z)
+        for z, when in enumerate(whens))
+    mdoc = path.with_name(path.name + ".mdoc")
+    mdoc.write_bytes(text.replace("\n", "\r\n").encode())  # written on Windows
+    return mdoc
+
+
+@pytest.fixture
+def berlin(monkeypatch):
+    """The machine's local time zone set to Europe/Berlin (UTC+1 in December)."""
+    import time
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_serialem_stack_takes_each_images_time_from_its_mdoc(tmp_path, berlin):
+    from datetime import UTC, datetime
+
+    from structlog.testing import capture_logs
+
+    path = tmp_path / "heating.mrc"
+    _serialem_stack(path, 3, voxel_size_a=(4.2, 4.2, 4.2))
+    # SerialEM before 4.1 wrote two-digit years, since then four; local time of its PC
+    _mdoc(path, ["05-Dec-26  14:22:31", "05-Dec-2026  14:22:33", "05-Dec-2026  14:23:02"])
+    frames = read_frames(path)
+    assert [f.acquired_at_source for f in frames] == ["metadata"] * 3
+    assert [f.acquired_at for f in frames] == [
+        datetime(2026, 12, 5, 13, 22, 31, tzinfo=UTC),
+        datetime(2026, 12, 5, 13, 22, 33, tzinfo=UTC),
+        datetime(2026, 12, 5, 13, 23, 2, tzinfo=UTC)]
+    # the header's calibration comes first: the mdoc's pixel size is not read over it, nor
+    # warned about
+    assert all(f.pixel_size_nm == pytest.approx(0.42) for f in frames)
+    _mdoc(path, ["05-Dec-26  14:22:31"] * 3, pixel="5e6")
+    with capture_logs() as logs:
+        assert [f.pixel_size_nm for f in read_frames(path)] == pytest.approx([0.42] * 3)
+    assert logs == []
+
+
+def test_the_mdoc_gives_the_pixel_size_a_header_without_calibration_lacks(tmp_path, berlin):
+    from structlog.testing import capture_logs
+
+    path = tmp_path / "movie.mrcs"
+    _serialem_stack(path, 2)  # cell 0: no calibration in the header
+    _mdoc(path, ["05-Dec-26  14:22:31"] * 2, pixel="9.206")  # binned by 2: 2 x 4.603 Å
+    assert [f.pixel_size_nm for f in read_frames(path)] == pytest.approx([0.9206] * 2)
+    # a diffraction pattern's PixelSpacing is in 1/Å: no length
+    text = path.with_name("movie.mrcs.mdoc").read_text()
+    path.with_name("movie.mrcs.mdoc").write_text(
+        text.replace("Magnification = 105000", "CameraLength = 520"))
+    assert [f.pixel_size_nm for f in read_frames(path)] == [None, None]
+    # an implausible one is ignored with the warning every calibration gets
+    _mdoc(path, ["05-Dec-26  14:22:31"] * 2, pixel="5e6")
+    with capture_logs() as logs:
+        assert [f.pixel_size_nm for f in read_frames(path)] == [None, None]
+    assert [e["source"] for e in logs if e["event"] == "io.pixel_size_ignored"] == ["mdoc"]
+
+
+@pytest.mark.parametrize("whens, reason", [
+    (["05-Dec-26  14:22:31"] * 2, "2 sections"),  # the stack holds 3: not its mdoc
+    (["05-Dec-26  14:22:31", "05-Dec-26  14:22:32", "31-Foo-26  14:22:33"], "31-Foo-26"),
+    (["05-Dec-26  14:22:31", "05-Dec-26  14:22:32", "01-Jan-1970  00:00:00"], "1970"),
+])
+def test_an_mdoc_that_does_not_fit_the_stack_gives_the_mtime_with_a_warning(
+        tmp_path, berlin, whens, reason):
+    from structlog.testing import capture_logs
+
+    path = tmp_path / "heating.mrc"
+    _serialem_stack(path, 3)
+    mdoc = _mdoc(path, whens)
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert [f.acquired_at_source for f in frames] == ["mtime"] * 3
+    (warning,) = [e for e in logs if e["event"] == "io.times_ignored"]
+    assert warning["path"] == str(path) and str(mdoc) in warning["reason"]
+    assert reason in warning["reason"], warning["reason"]
+    # an mdoc of this file whose times cannot be read still gives its pixel size
+    expected = None if reason == "2 sections" else pytest.approx(0.4603)
+    assert [f.pixel_size_nm for f in frames] == [expected] * 3
+
+
+def test_an_unreadable_mdoc_gives_the_mtime_with_a_warning(tmp_path, berlin):
+    from structlog.testing import capture_logs
+
+    path = tmp_path / "heating.mrc"
+    _serialem_stack(path, 2)
+    mdoc = path.with_name("heating.mrc.mdoc")
+    mdoc.mkdir()  # not a file: not waited on, not read
+    with capture_logs() as logs:
+        assert [f.acquired_at_source for f in read_frames(path)] == ["mtime"] * 2
+    (warning,) = [e for e in logs if e["event"] == "io.times_ignored"]
+    assert str(mdoc) in warning["reason"] and "not a regular file" in warning["reason"]
+    mdoc.rmdir()
+    mdoc.write_bytes(b"\x00\xff" * 100)  # no autodoc text
+    with capture_logs() as logs:
+        assert [f.acquired_at_source for f in read_frames(path)] == ["mtime"] * 2
+    assert [e["event"] for e in logs] == ["io.times_ignored"]
+
+
+def test_a_frame_stacks_mdoc_gives_every_frame_the_exposures_time(tmp_path, berlin):
+    from datetime import UTC, datetime
+
+    path = tmp_path / "frames_001.mrc"
+    _serialem_stack(path, 4)
+    frame_set = ("T = SerialEM: Krios Camera -> 0:K3         05-Dec-26  14:22:29    \n"
+                 "Voltage = 300\n\n[FrameSet = 0]\nPixelSpacing = 1.2827\nBinning = 0.5\n"
+                 "NumSubFrames = 4\nDateTime = 05-Dec-26  14:22:31\n\n"
+                 # a tilt series within the exposure: tilts of its frames, not sections
+                 "[ZValue = 0]\nTiltAngle = 33\nFrameTSStartEndFrames = 0 1\n\n"
+                 "[ZValue = 1]\nTiltAngle = 36\nFrameTSStartEndFrames = 2 3\n")
+    path.with_name("frames_001.mrc.mdoc").write_text(frame_set)
+    frames = read_frames(path)
+    assert {(f.acquired_at, f.acquired_at_source) for f in frames} == {
+        (datetime(2026, 12, 5, 13, 22, 31, tzinfo=UTC), "metadata")}
+    assert [f.pixel_size_nm for f in frames] == pytest.approx([0.12827] * 4)
+    # the mdoc of a stack of another frame count is not this file's
+    path.with_name("frames_001.mrc.mdoc").write_text(frame_set.replace("= 4", "= 8"))
+    assert {f.acquired_at_source for f in read_frames(path)} == {"mtime"}
+
+
+def test_the_mdoc_is_no_input_and_its_stack_replays_with_its_times(tmp_path, berlin):
+    from datetime import UTC, datetime
+
+    from servicekit import paint_insitu
+
+    from nwwatch.service import replay
+    from nwwatch.service.replay import list_inputs
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    path = acq / "heating.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.stack([paint_insitu(100.0, size=64), paint_insitu(120.0, size=64)]
+                              ).astype(np.float32))
+        mrc.set_image_stack()
+    _mdoc(path, ["05-Dec-26  14:22:31", "05-Dec-26  14:22:33"], pixel="2.5")
+    left: list[Path] = []
+    assert list_inputs(acq, "insitu", unread=left) == [path] and left == []
+    summary = replay(acq, tmp_path / "out", kind="insitu", model=model(tmp_path))
+    assert (summary.done, summary.quarantined, summary.exit_status) == (1, 0, 0)
+    assert not any("left out" in line for line in summary.lines())
+    rows = sorted(ds.dataset(tmp_path / "out" / "frames", format="parquet").to_table()
+                  .to_pylist(), key=lambda r: r["frame"])
+    assert [(r["acquired_at"], r["acquired_at_source"], r["pixel_size_nm"]) for r in rows] == [
+        (datetime(2026, 12, 5, 13, 22, 31, tzinfo=UTC), "metadata", 0.25),
+        (datetime(2026, 12, 5, 13, 22, 33, tzinfo=UTC), "metadata", 0.25)]
+    # named with its stack by a shell glob: left out as no TIFF, not quarantined
+    again = replay([acq / "heating.mrc", acq / "heating.mrc.mdoc"], tmp_path / "out2",
+                   kind="insitu", model=model(tmp_path))
+    assert (again.done, again.quarantined) == (1, 0)
+    assert again.not_tiff == [acq / "heating.mrc.mdoc"]

@@ -39,6 +39,7 @@ from nwwatch.io.limits import (
     MAX_FRAME_PIXELS,
     MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO,
 )
+from nwwatch.io.mdoc import read_mdoc
 from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import open_input
@@ -252,13 +253,20 @@ def read_mrc_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """Read every section of an MRC file (a movie stack, or one image) as a :class:`Frame`.
 
     ``pixel_size_nm`` from the header's x and y (None when either is not calibrated; z, the
-    sections' spacing, is no part of a frame's calibration and may be 0); ``acquired_at`` is
-    the file's mtime (an MRC header holds no acquisition time). Raises as
-    :func:`inspect_mrc`, and AnisotropicPixelsError when the x and y pixel sizes differ.
+    sections' spacing, is no part of a frame's calibration and may be 0), else from
+    SerialEM's mdoc beside the file (:mod:`nwwatch.io.mdoc`); ``acquired_at`` from the mdoc
+    (each section's ``DateTime``), else the file's mtime (an MRC header holds no acquisition
+    time). Raises as :func:`inspect_mrc`, and AnisotropicPixelsError when the x and y pixel
+    sizes differ.
     """
     path = Path(path)
     data, info, sizes_nm, mtime, _ = _read(path)
     pixel_nm = frame_pixel_size_nm(path, sizes_nm)
-    return [Frame(image=data[i], index=i, source=path, pixel_size_nm=pixel_nm,
-                  acquired_at=mtime, acquired_at_source="mtime")
-            for i in range(info.n_pages)]
+    n = info.n_pages
+    mdoc = read_mdoc(path, n, pixel_sizes=pixel_nm is None)
+    pixels = [pixel_nm] * n if pixel_nm is not None or mdoc is None else mdoc.pixel_sizes_nm
+    times, source = ((mdoc.times, "metadata") if mdoc is not None and mdoc.times is not None
+                     else ([mtime] * n, "mtime"))
+    return [Frame(image=data[i], index=i, source=path, pixel_size_nm=pixels[i],
+                  acquired_at=times[i], acquired_at_source=source)
+            for i in range(n)]
