@@ -190,7 +190,10 @@ def test_bad_layout_is_a_clear_error(tmp_path):
     (["--arch", "pspnet", "--model-options", '{"widths": [4]}'], "--model-options",
      "(known: base_width, bins, decoder_widths, layers, ppm_channels)"),
     (["--device", "gpu"], "--device", "'gpu': choose auto, cpu, cuda or cuda:N"),
-], ids=["arch", "option", "paper-option", "pspnet-option", "device"])
+    (["--paradigm", "cct", "--perturbations", "dropout,bogus"], "--perturbations",
+     "'bogus': choose from dropout, feature_drop, feature_noise, vat, cutout, context_masking, "
+     "object_masking"),
+], ids=["arch", "option", "paper-option", "pspnet-option", "device", "perturbation"])
 def test_unknown_architecture_option_or_device_is_a_usage_error(tmp_path, given, named,
                                                                   listed):
     data = make_folder(tmp_path / "data", n=2, size=32)

@@ -365,6 +365,16 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
         # an empty value trained the defaults without a word
         raise click.UsageError("--perturbations names no perturbation: give some, "
                                "comma-separated, or leave the option out for the defaults")
+    if perturbations is not None:
+        # Checked here, before any data are read, not when the cct paradigm is built.
+        from training.perturbations import PERTURBATIONS
+
+        unknown = [p.strip() for p in perturbations.split(",")
+                   if p.strip() and p.strip() not in PERTURBATIONS]
+        if unknown:
+            raise click.BadParameter(f"{', '.join(map(repr, unknown))}: choose from "
+                                     f"{', '.join(PERTURBATIONS)} (comma-separated)",
+                                     param_hint="--perturbations")
     quantize = None if quantize == "none" else quantize  # given (a resume takes it): no INT8
     check_out(out, resume, quantize)
     teacher = resolve_teacher(teacher)
