@@ -331,7 +331,7 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
     from training.engine import train as run
-    from training.exporting import int8_line
+    from training.exporting import export_line, int8_line
     from training.modelfiles import int8_path
     from training.resume import ResumeSettingError
     from training.runfiles import (
@@ -461,6 +461,8 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
     echo(f"checkpoint: {result.checkpoint}")
     if result.out is not None:
         echo(f"model: {result.out}")
+        if "export" in result.reports:
+            echo(export_line(result.reports["export"]))
     if result.int8 is not None or "int8" in result.reports:  # asked now, or by the resumed run
         echo(int8_line(result.int8, result.reports.get("int8")))
         if result.int8 is None and int8_path(out).exists():  # a resume's earlier export
