@@ -274,6 +274,24 @@ def test_an_earlier_int8_model_is_never_replaced_nor_left_as_this_models(tmp_pat
             f"{out}") in result.output
 
 
+def test_a_resume_without_int8_names_the_earlier_int8_model_left_beside_it(tmp_path):
+    # before: `--resume --quantize none` (or a resume of a run without INT8) exported new
+    # weights beside an earlier m-int8.onnx without a word
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    out = tmp_path / "m.onnx"
+    result = _train(str(data), "--out", str(out), "--epochs", "1", "--model-options", TINY,
+                    *FAST)
+    assert result.exit_code == 0, result.output
+    earlier = tmp_path / "m-int8.onnx"
+    earlier.write_bytes(b"an earlier export's INT8 model")
+    for quantize in (["--quantize", "none"], []):
+        result = _train("--resume", "--export-only", *quantize, "--out", str(out), "--quiet")
+        assert result.exit_code == 0, result.output
+        assert (f"warning: {earlier} is the INT8 model of the weights exported before, not of "
+                f"{out}") in result.output
+    assert earlier.read_bytes() == b"an earlier export's INT8 model"
+
+
 def test_resume_from_slim_weights_says_what_they_are(tmp_path):
     # before: KeyError: 'config' (a traceback) for the weights of --init under MODEL.pt
     from training.weights import shipped_weights

@@ -465,9 +465,11 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
             echo(export_line(result.reports["export"]))
     if result.int8 is not None or "int8" in result.reports:  # asked now, or by the resumed run
         echo(int8_line(result.int8, result.reports.get("int8")))
-        if result.int8 is None and int8_path(out).exists():  # a resume's earlier export
-            echo(f"warning: {int8_path(out)} is the INT8 model of the weights exported "
-                       f"before, not of {out}: remove it, or keep it under another name")
+    if result.out is not None and result.int8 is None and int8_path(out).exists():
+        # an earlier export's, also when this one was not asked for an INT8 model
+        # (--quantize none): beside the new model its name says it is this model's
+        echo(f"warning: {int8_path(out)} is the INT8 model of the weights exported "
+             f"before, not of {out}: remove it, or keep it under another name")
     for key, value in sorted(result.metrics.items()):
         echo(f"  {key}: {value:.4f}")
 
