@@ -251,7 +251,8 @@ class ProgressStream:
 @click.option("--perturbations", default=None,
               help="cct: comma-separated perturbations [default: all seven for pspnet; "
                    "dropout,feature_drop,feature_noise for UNets].")
-@click.option("--aux-per-perturbation", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--aux-per-perturbation", type=click.IntRange(min=1), default=1, show_default=True,
+              help="cct: auxiliary decoders per perturbation.")
 @click.option("--perturb-skips", is_flag=True, help="cct with a UNet: perturb skip features too.")
 @click.option("--init", "init_weights", default=None, metavar="WEIGHTS",
               help="Start from trained weights instead of random ones (fine-tuning): a "
@@ -266,7 +267,8 @@ class ProgressStream:
                    "weights (insitu-default), as --init reads it.")
 @click.option("--confidence", type=FiniteFloatRange(0, 1), default=0.9, show_default=True,
               help="pseudo-label: pixels below this teacher confidence become 255.")
-@click.option("--embedding-dim", type=click.IntRange(min=2), default=16, show_default=True)
+@click.option("--embedding-dim", type=click.IntRange(min=2), default=16, show_default=True,
+              help="contrastive: channels of the pixel embedding (the backbone's output).")
 @click.option("--temperature", type=FiniteFloatRange(min=0, min_open=True), default=1.0,
               show_default=True,
               help="contrastive: softmax temperature on cosine similarities (1 = the paper's "
