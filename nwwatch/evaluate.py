@@ -87,12 +87,16 @@ class EvaluationReport:
     #: the execution provider ONNX Runtime actually obtained (``--provider`` is a preference:
     #: cuda asked for on a machine without a GPU runs on the CPU)
     provider: str = ""
+    #: the softmax averaged over the frame and its mirror images (``--flip-average``): the
+    #: report says so, as its figures differ from those of the model run as the service runs it
+    flip_average: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "model": self.model, "images": self.images,
             "metrics": self.metrics.as_dict(self.class_names),
             "seconds_per_image": self.seconds_per_image, "provider": self.provider,
+            "flip_average": self.flip_average,
         }
         if self.angles is not None:
             out["contact_angle"] = self.angles.__dict__
@@ -292,7 +296,7 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     report = EvaluationReport(str(model_path), len(pairs), tuple(meta.class_names),
                               metrics_from_confusion(confusion),
                               seconds_per_image=elapsed / max(len(pairs), 1),
-                              provider=segmenter.provider)
+                              provider=segmenter.provider, flip_average=flip_average)
     if num_classes == 3:
         report.interface = InterfaceOffsets.from_frames(offsets)
     if truth is not None:
@@ -308,7 +312,9 @@ def format_report(report: EvaluationReport) -> str:
     noun = "image" if report.images == 1 else "images"  # a tomogram's one labeled slice
     lines = [f"model {report.model}: {report.images} {noun}, "
              f"{report.seconds_per_image * 1000:.0f} ms/image"
-             + (f" on {report.provider}" if report.provider else ""),
+             + (f" on {report.provider}" if report.provider else "")
+             + (", flip-averaged (the frame and its mirror images)" if report.flip_average
+                else ""),
              f"  mIoU {100 * m.mean_iou:.2f} %  mean Dice {100 * m.mean_dice:.2f} %  "
              f"pixel accuracy {100 * m.pixel_accuracy:.2f} %"]
     for name, iou, dice in zip(report.class_names, m.iou, m.dice, strict=True):

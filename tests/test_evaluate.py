@@ -306,6 +306,19 @@ def test_no_angle_measured_reads_as_such_and_the_json_stays_strict(tmp_path):
     assert doc["contact_angle"]["valid"] == 0 and doc["contact_angle"]["rmse_deg"] is None
 
 
+def test_a_flip_averaged_report_says_so(tmp_path):
+    # before: the line and the --json report of --flip-average read as those of a plain run
+    data, model = _two_frames_and_an_untrained_model(tmp_path)
+    for flags, said in (([], False), (["--flip-average"], True)):
+        report = tmp_path / f"r{len(flags)}.json"
+        result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--no-angles",
+                                           "--threads", "1", "--json", str(report), *flags])
+        assert result.exit_code == 0, result.output
+        first = result.output.splitlines()[0]
+        assert first.endswith(", flip-averaged (the frame and its mirror images)") is said
+        assert json.loads(report.read_text())["flip_average"] is said
+
+
 def test_an_unknown_provider_is_a_usage_error(tmp_path):
     from onnx_models import build_threshold_model
     from training_helpers import make_folder

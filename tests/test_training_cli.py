@@ -144,6 +144,18 @@ def test_volume_help_says_how_slices_are_counted_and_what_0_means():
     assert "(the threshold and the forest of --volume have none)" in text  # no MODEL.pt
 
 
+def test_the_help_of_each_paradigms_own_option_names_its_paradigm():
+    # before: --embedding-dim and --aux-per-perturbation had no help, though given with another
+    # paradigm they are a usage error
+    from training.cli import train as command
+    from training.config import OPTION_PARADIGMS
+
+    helps = {param.name: param.help or "" for param in command.params}
+    for name, owners in OPTION_PARADIGMS.items():
+        if len(owners) == 1:
+            assert helps[name].startswith(owners[0]), (name, helps[name])
+
+
 def test_options_that_would_be_ignored_are_usage_errors(tmp_path):
     # --volume won and DATA was ignored without a word.
     volume = tmp_path / "v.tif"
@@ -190,7 +202,10 @@ def test_bad_layout_is_a_clear_error(tmp_path):
     (["--arch", "pspnet", "--model-options", '{"widths": [4]}'], "--model-options",
      "(known: base_width, bins, decoder_widths, layers, ppm_channels)"),
     (["--device", "gpu"], "--device", "'gpu': choose auto, cpu, cuda or cuda:N"),
-], ids=["arch", "option", "paper-option", "pspnet-option", "device"])
+    (["--paradigm", "cct", "--perturbations", "dropout,bogus"], "--perturbations",
+     "'bogus': choose from dropout, feature_drop, feature_noise, vat, cutout, context_masking, "
+     "object_masking"),
+], ids=["arch", "option", "paper-option", "pspnet-option", "device", "perturbation"])
 def test_unknown_architecture_option_or_device_is_a_usage_error(tmp_path, given, named,
                                                                   listed):
     data = make_folder(tmp_path / "data", n=2, size=32)

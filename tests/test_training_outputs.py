@@ -212,6 +212,36 @@ def test_an_int8_model_not_kept_is_one_plain_line(tmp_path, monkeypatch):
     assert "int8 model not kept: no QLinearConv here\n" in result.output
 
 
+def test_the_export_verification_and_a_kept_int8_models_agreement_are_printed(tmp_path):
+    # before: "model: m.onnx" alone; the comparison of ONNX Runtime with torch ran unseen, and
+    # a kept INT8 model was named without the agreement that kept it
+    import re
+
+    from training.exporting import int8_line
+    from training.quantize import QuantizeReport
+
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    out = tmp_path / "m.onnx"
+    runs = [_train(str(data), "--out", str(out), "--epochs", "1", "--model-options", TINY,
+                   *FAST),
+            _train("--resume", "--export-only", "--out", str(out), "--quiet")]
+    for result in runs:
+        assert result.exit_code == 0, result.output
+        line = re.search(r"^export verified: ONNX Runtime against torch \(legacy exporter\) on 3 "
+                         r"input shapes \(N x H x W: 1x64x160, 3x160x96, 2x224x224\): max "
+                         r"\|probability difference\| (\S+), labels agree on at least "
+                         r"(\S+) % of the pixels of each$", result.output, re.M)
+        assert line, result.output
+        assert float(line.group(1)) <= 1e-4 and float(line.group(2)) > 99
+    report = QuantizeReport(kept=True, agreement=0.99934, min_agreement=0.999,
+                            per_image_agreement=(0.99934,), calibration_images=2,
+                            validation_images=2, fp32_size_bytes=1, path=tmp_path / "m-int8.onnx",
+                            sha256="0" * 64, int8_size_bytes=1)
+    assert int8_line(tmp_path / "m-int8.onnx", report) == (
+        f"int8 model: {tmp_path / 'm-int8.onnx'} (label agreement with the float model 99.93 % "
+        f"on 2 held-out image(s))")
+
+
 def test_an_earlier_int8_model_is_never_replaced_nor_left_as_this_models(tmp_path, monkeypatch):
     # before: a new run with --quantize int8 replaced an earlier run's m-int8.onnx when its own
     # was kept, and left it beside the new m.onnx (as if its INT8 copy) when it was not
@@ -242,6 +272,24 @@ def test_an_earlier_int8_model_is_never_replaced_nor_left_as_this_models(tmp_pat
     assert result.exit_code == 0, result.output
     assert (f"warning: {earlier} is the INT8 model of the weights exported before, not of "
             f"{out}") in result.output
+
+
+def test_a_resume_without_int8_names_the_earlier_int8_model_left_beside_it(tmp_path):
+    # before: `--resume --quantize none` (or a resume of a run without INT8) exported new
+    # weights beside an earlier m-int8.onnx without a word
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    out = tmp_path / "m.onnx"
+    result = _train(str(data), "--out", str(out), "--epochs", "1", "--model-options", TINY,
+                    *FAST)
+    assert result.exit_code == 0, result.output
+    earlier = tmp_path / "m-int8.onnx"
+    earlier.write_bytes(b"an earlier export's INT8 model")
+    for quantize in (["--quantize", "none"], []):
+        result = _train("--resume", "--export-only", *quantize, "--out", str(out), "--quiet")
+        assert result.exit_code == 0, result.output
+        assert (f"warning: {earlier} is the INT8 model of the weights exported before, not of "
+                f"{out}") in result.output
+    assert earlier.read_bytes() == b"an earlier export's INT8 model"
 
 
 def test_resume_from_slim_weights_says_what_they_are(tmp_path):

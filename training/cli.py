@@ -251,7 +251,8 @@ class ProgressStream:
 @click.option("--perturbations", default=None,
               help="cct: comma-separated perturbations [default: all seven for pspnet; "
                    "dropout,feature_drop,feature_noise for UNets].")
-@click.option("--aux-per-perturbation", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--aux-per-perturbation", type=click.IntRange(min=1), default=1, show_default=True,
+              help="cct: auxiliary decoders per perturbation.")
 @click.option("--perturb-skips", is_flag=True, help="cct with a UNet: perturb skip features too.")
 @click.option("--init", "init_weights", default=None, metavar="WEIGHTS",
               help="Start from trained weights instead of random ones (fine-tuning): a "
@@ -266,7 +267,8 @@ class ProgressStream:
                    "weights (insitu-default), as --init reads it.")
 @click.option("--confidence", type=FiniteFloatRange(0, 1), default=0.9, show_default=True,
               help="pseudo-label: pixels below this teacher confidence become 255.")
-@click.option("--embedding-dim", type=click.IntRange(min=2), default=16, show_default=True)
+@click.option("--embedding-dim", type=click.IntRange(min=2), default=16, show_default=True,
+              help="contrastive: channels of the pixel embedding (the backbone's output).")
 @click.option("--temperature", type=FiniteFloatRange(min=0, min_open=True), default=1.0,
               show_default=True,
               help="contrastive: softmax temperature on cosine similarities (1 = the paper's "
@@ -331,7 +333,7 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
     from training.data import DatasetLayoutError
     from training.engine import TrainingError
     from training.engine import train as run
-    from training.exporting import int8_line
+    from training.exporting import export_line, int8_line
     from training.modelfiles import int8_path
     from training.resume import ResumeSettingError
     from training.runfiles import (
@@ -365,6 +367,16 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
         # an empty value trained the defaults without a word
         raise click.UsageError("--perturbations names no perturbation: give some, "
                                "comma-separated, or leave the option out for the defaults")
+    if perturbations is not None:
+        # Checked here, before any data are read, not when the cct paradigm is built.
+        from training.perturbations import PERTURBATIONS
+
+        unknown = [p.strip() for p in perturbations.split(",")
+                   if p.strip() and p.strip() not in PERTURBATIONS]
+        if unknown:
+            raise click.BadParameter(f"{', '.join(map(repr, unknown))}: choose from "
+                                     f"{', '.join(PERTURBATIONS)} (comma-separated)",
+                                     param_hint="--perturbations")
     quantize = None if quantize == "none" else quantize  # given (a resume takes it): no INT8
     check_out(out, resume, quantize)
     teacher = resolve_teacher(teacher)
@@ -451,11 +463,15 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
     echo(f"checkpoint: {result.checkpoint}")
     if result.out is not None:
         echo(f"model: {result.out}")
+        if "export" in result.reports:
+            echo(export_line(result.reports["export"]))
     if result.int8 is not None or "int8" in result.reports:  # asked now, or by the resumed run
         echo(int8_line(result.int8, result.reports.get("int8")))
-        if result.int8 is None and int8_path(out).exists():  # a resume's earlier export
-            echo(f"warning: {int8_path(out)} is the INT8 model of the weights exported "
-                       f"before, not of {out}: remove it, or keep it under another name")
+    if result.out is not None and result.int8 is None and int8_path(out).exists():
+        # an earlier export's, also when this one was not asked for an INT8 model
+        # (--quantize none): beside the new model its name says it is this model's
+        echo(f"warning: {int8_path(out)} is the INT8 model of the weights exported "
+             f"before, not of {out}: remove it, or keep it under another name")
     for key, value in sorted(result.metrics.items()):
         echo(f"  {key}: {value:.4f}")
 

@@ -218,12 +218,24 @@ def export_trained(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
     return out, kept_int8, reports
 
 
+def export_line(report: Any) -> str:
+    """How the exported model was verified against torch, for the user (``report``: the
+    :class:`training.export.ExportReport` of :func:`export_trained`'s ``reports["export"]``)."""
+    shapes = ", ".join("x".join(map(str, check.shape)) for check in report.checks)
+    return (f"export verified: ONNX Runtime against torch ({report.exporter} exporter) on "
+            f"{len(report.checks)} input shapes (N x H x W: {shapes}): max |probability "
+            f"difference| {report.max_abs_diff:.2g}, labels agree on at least "
+            f"{100 * report.min_argmax_agreement:.4f} % of the pixels of each")
+
+
 def int8_line(int8: Path | None, report: Any) -> str:
     """What ``--quantize int8`` gave, for the user: the INT8 model's path, else the agreement
     it missed or why the quantisation failed (``report``: :func:`export_trained`'s
     ``reports["int8"]``)."""
     if int8 is not None:
-        return f"int8 model: {int8}"
+        return (f"int8 model: {int8} (label agreement with the float model "
+                f"{100 * report.agreement:.2f} % on {report.validation_images} held-out "
+                f"image(s))")
     if isinstance(report, str):  # "not kept: <the error>"
         return f"int8 model {report}"
     return (f"int8 model not kept: label agreement with the float model "
