@@ -191,5 +191,5 @@ def test_a_contrastive_resume_with_no_epoch_left_still_refits_its_classifier(tmp
     train(config, progress=False)
     lines = []
     again = train(config, resume=True, progress=False, echo=lines.append)
-    assert "checkpoint already has 1 epochs; nothing to train" in lines
+    assert "checkpoint already has 1 epoch; nothing to train" in lines
     assert again.epochs == 1 and not _sampler_threads()

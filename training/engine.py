@@ -344,7 +344,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         history, best = payload["history"], payload["best"]
         best_state = payload.get("inference_state")
         if start_epoch >= config.epochs:
-            echo(f"checkpoint already has {start_epoch} epochs; nothing to train")
+            plural = "" if start_epoch == 1 else "s"
+            echo(f"checkpoint already has {start_epoch} epoch{plural}; nothing to train")
 
     end_epoch = start_epoch if export_only else config.epochs
     eval_items = val_items or train_items
