@@ -585,3 +585,18 @@ def test_resume_keeps_the_runs_quiet_unless_progress_is_given(tmp_path):
     result = CliRunner().invoke(main, ["train", "--resume", "--out", str(out), "--epochs", "4"])
     assert result.exit_code == 0, result.output
     assert "it/s" in result.stderr  # the resumed run's own now
+
+
+@pytest.mark.parametrize("init", ["nosuch", "mine2.onnx", "missing.pt"])
+def test_an_init_that_names_no_weights_is_a_usage_error_before_the_data_are_read(tmp_path,
+                                                                                 init):
+    # --teacher nosuch was a usage error (exit 2); --init nosuch ended with exit 1 once the
+    # data had been read
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "x.onnx"),
+                                       "--epochs", "1", "--quiet", "--init",
+                                       str(tmp_path / init) if "." in init else init])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "--init" in result.output and "insitu-default" in result.output
+    assert not (tmp_path / "x.pt").exists()

@@ -338,6 +338,7 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
     from training.resume import ResumeSettingError
     from training.runfiles import (
         absolute,
+        check_init,
         check_init_and_frozen_encoder,
         check_inputs,
         check_momentum,
@@ -380,6 +381,7 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
     quantize = None if quantize == "none" else quantize  # given (a resume takes it): no INT8
     check_out(out, resume, quantize)
     teacher = resolve_teacher(teacher)
+    check_init(init_weights)
     # Before the training, not at its first checkpoint: the .onnx and .pt go to one folder.
     # Folders made for it are removed again if the run ends with nothing written there.
     new_folders = [p for p in (out.parent, *out.parent.parents) if not p.exists()]

@@ -45,6 +45,21 @@ def resolve_teacher(teacher: str | None) -> str | None:
         raise click.UsageError(str(exc)) from None
 
 
+def check_init(init: str | None) -> None:
+    """``--init``: a usage error naming the value and the shipped names when it is neither a
+    checkpoint (nor an ONNX model with one beside it) nor shipped weights, before any data are
+    read, as ``--teacher`` (:func:`resolve_teacher`)."""
+    from training.checkpoint import CheckpointError
+    from training.weights import resolve_init
+
+    if init is None:
+        return
+    try:
+        resolve_init(init)
+    except CheckpointError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def remove_empty(folders: list[Path]) -> None:
     """Remove ``folders`` (deepest first) that are empty; keep any with a file."""
     for folder in folders:
