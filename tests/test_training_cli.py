@@ -600,3 +600,19 @@ def test_an_init_that_names_no_weights_is_a_usage_error_before_the_data_are_read
     assert isinstance(result.exception, SystemExit)
     assert "--init" in result.output and "insitu-default" in result.output
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("axes", ["TYX", "ZYX"])
+def test_a_volume_that_declares_time_frames_is_warned_about(tmp_path, axes):
+    # replay and the service note an in-situ series (ImageJ frames) in a tomogram folder;
+    # train --volume trained on one without a word
+    volume = tmp_path / "v.tif"
+    grey = np.random.default_rng(0).normal(50.0, 8.0, (4, 16, 16)).astype(np.float32)
+    tifffile.imwrite(volume, grey, imagej=True, metadata={"axes": axes})
+    cv2.imwrite(str(tmp_path / "l.png"), np.full((8, 8), 255, np.uint8))  # wrong shape: stops
+    result = CliRunner().invoke(main, ["train", "--volume", str(volume), "--slice", "1",
+                                       "--labels", str(tmp_path / "l.png"),
+                                       "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 1 and "labels have shape (8, 8)" in result.output
+    warned = f"warning: {volume} declares its 4 pages as time frames" in result.output
+    assert warned == (axes == "TYX"), result.output

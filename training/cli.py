@@ -348,6 +348,7 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
         interrupt_explained,
         remove_empty,
         resolve_teacher,
+        series_note,
     )
     from training.sampler import SamplerError
 
@@ -440,6 +441,9 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
         command=_command_line(click.get_current_context()),
     )
     if volume is not None and not resume:
+        note = series_note(volume)
+        if note:
+            echo(note)
         if (ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE
                 and init_weights is None):
             with interrupt_explained(out, epochs=False):

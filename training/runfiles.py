@@ -60,6 +60,26 @@ def check_init(init: str | None) -> None:
         raise click.UsageError(str(exc)) from None
 
 
+def series_note(volume: Path) -> str | None:
+    """A warning when the ``--volume`` file declares its pages time frames (an in-situ
+    series: :func:`nwwatch.io.layout.declares_time_frames`), as replay and the service warn
+    of one in a tomogram folder; it is trained on as one volume all the same. None
+    otherwise, and for a file whose check fails (the run names it)."""
+    from nwwatch.io import InputError, inspect_tiff
+    from nwwatch.io.layout import T_DECLARATIONS, declares_time_frames
+
+    try:
+        info = inspect_tiff(volume)
+    except (InputError, OSError):
+        return None
+    if not declares_time_frames(info):
+        return None
+    return (f"warning: {volume} declares its {info.n_pages} pages as time frames "
+            f"({T_DECLARATIONS}), as an in-situ series does: trained on as one tomogram "
+            "(Z, Y, X); frames of a series are labelled as a DATA folder for `nwwatch train "
+            "DATA` (docs/training.md)")
+
+
 def remove_empty(folders: list[Path]) -> None:
     """Remove ``folders`` (deepest first) that are empty; keep any with a file."""
     for folder in folders:

@@ -63,7 +63,7 @@ def _tomogram_notes(frames: Sequence[Path]) -> list[str]:
     page would draw wire and droplet on each slice, which a tomogram's labels (0 pore, 1 solid)
     never hold. A warning, not a refusal: a stack saved with Fiji's defaults declares Z too."""
     from nwwatch.io import InputError, inspect_tiff
-    from nwwatch.service.inputs import Z_DECLARATIONS, declares_z_slices
+    from nwwatch.io.layout import Z_DECLARATIONS, declares_z_slices
 
     notes = []
     for path in dict.fromkeys(frames):

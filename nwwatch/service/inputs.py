@@ -14,9 +14,16 @@ import os
 from pathlib import Path
 
 from nwwatch.io import InputError, NotARegularFileError, check_regular
+from nwwatch.io.layout import (
+    T_DECLARATIONS,
+    Z_DECLARATIONS,
+    declares_time_frames,
+    declares_z_slices,
+)
 
 __all__ = ["ExternalSymlinkError", "NotARegularFileError", "check_input", "check_regular",
-           "declares_time_frames", "declares_z_slices", "layout_of_other_kind", "LAYOUT_NOTES"]
+           "declares_time_frames", "declares_z_slices", "layout_of_other_kind", "LAYOUT_NOTES",
+           "T_DECLARATIONS", "Z_DECLARATIONS"]
 
 
 class ExternalSymlinkError(InputError):
@@ -44,35 +51,6 @@ def check_input(path: str | os.PathLike[str], root: str | os.PathLike[str],
         if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):
             raise ExternalSymlinkError(path, link_reason)
     return check_regular(path)
-
-
-#: What declares a file's pages Z slices, as notes name it (an MRC file that is not a stack
-#: of images, space group 0, is a volume).
-Z_DECLARATIONS = "ImageJ slices, OME SizeZ or an MRC volume"
-
-
-def declares_z_slices(info) -> bool:
-    """True when a :class:`~nwwatch.io.records.TiffInfo` has several pages along a declared
-    Z axis (ImageJ ``slices``, OME ``SizeZ``): the layout of a tomogram. In-situ stacks
-    declare time (ImageJ ``frames``, OME ``SizeT``) or nothing; a stack saved with Fiji's
-    defaults may declare Z, hence a note, not a refusal."""
-    return info.n_pages > 1 and info.axes[:1] == "Z"
-
-
-#: What declares a file's pages time frames, as notes name it.
-T_DECLARATIONS = "ImageJ frames, OME SizeT or an MRC stack of images, .mrcs"
-
-
-def declares_time_frames(info) -> bool:
-    """True when a :class:`~nwwatch.io.records.TiffInfo` has several pages along a declared
-    time axis (ImageJ ``frames``, OME ``SizeT``), or is an MRC stack of images (space group
-    0) named ``.mrcs``, as SerialEM names its movies: the layout of an in-situ series, which
-    a tomogram replay would segment as one volume. Not when it declares Z too: a time series
-    of volumes is refused, not segmented, and its quarantine reason says so. (An MRC stack
-    of images named otherwise is not: a reconstruction may be written with space group 0.)"""
-    if info.n_pages > 1 and info.layout == "mrc":
-        return info.axes == "IYX" and Path(info.path).suffix.lower() == ".mrcs"
-    return info.n_pages > 1 and info.axes[:1] == "T" and "Z" not in info.axes
 
 
 #: What the service's ``input_layout_of_other_kind`` warning says of each layout.
