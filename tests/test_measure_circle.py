@@ -103,3 +103,37 @@ def test_a_frame_cut_rectangle_read_as_a_droplet_is_not_measured_as_precise() ->
         r = measure_contact_angle(exchange_wire_and_droplet(labels))
         assert not r.angle_valid and r.reason_code == "angle_uncertain", name
         assert "droplet outline's scatter" in r.reason, r.reason
+
+
+def test_points_exactly_on_a_circle_get_the_quantisation_floor_too() -> None:
+    from nwwatch.measure.circle import with_quantisation_floor
+
+    # The eight pixel-edge midpoints of a 2 x 2 block lie exactly on a circle: residuals and
+    # fitted covariance are zero, which no scaling can raise to the floor.
+    points = np.array([[-0.5, 0.0], [-0.5, 1.0], [1.5, 0.0], [1.5, 1.0],
+                       [0.0, -0.5], [1.0, -0.5], [0.0, 1.5], [1.0, 1.5]])
+    outward = np.array([[-1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [1.0, 0.0],
+                        [0.0, -1.0], [0.0, -1.0], [0.0, 1.0], [0.0, 1.0]])
+    fit = geometric_fit(points)
+    assert fit.converged and fit.rms_px == 0.0 and not fit.covariance.any()
+    floored = with_quantisation_floor(fit, points, outward)
+    # each midpoint at |cos phi| = 2 / sqrt(5) from the centre (0.5, 0.5): a floor variance
+    # of 0.25 * 0.8 / 3 a point, over the 8 points' (J^T J) of diagonal (4, 4, 8)
+    floor_var = 0.25 * 0.8 / 3.0
+    assert np.allclose(np.diag(floored.covariance), [floor_var / 4, floor_var / 4,
+                                                     floor_var / 8])
+    assert np.array_equal(floored.center, fit.center) and floored.radius == fit.radius
+    # residuals far below the floor but not zero (an exact circle's points in floats) are
+    # raised to the same floor as their Jacobian gives, not left near zero
+    phi = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
+    ring = np.column_stack([50.0 + 20.0 * np.sin(phi), 50.0 + 20.0 * np.cos(phi)])
+    steps = np.where(np.abs(np.cos(phi))[:, None] > np.abs(np.sin(phi))[:, None],
+                     np.column_stack([0.0 * phi, np.sign(np.cos(phi))]),
+                     np.column_stack([np.sign(np.sin(phi)), 0.0 * phi]))
+    fit = geometric_fit(ring)
+    assert 0.0 < fit.rms_px < 1e-6
+    floored = with_quantisation_floor(fit, ring, steps)
+    radial = (ring - fit.center) / np.hypot(*(ring - fit.center).T)[:, None]
+    floor_var = np.mean((0.5 * np.abs((radial * steps).sum(axis=1))) ** 2) / 3.0
+    jac = np.column_stack([-radial, -np.ones(len(ring))])
+    assert np.allclose(floored.covariance, np.linalg.inv(jac.T @ jac) * floor_var, rtol=1e-6)

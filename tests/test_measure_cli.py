@@ -1162,3 +1162,37 @@ def test_a_mask_damaged_by_jpeg_or_resizing_is_refused_not_segmented(tmp_path):
                                        "--out", str(tmp_path / "frames.parquet")])
     assert result.exit_code == 0, result.output
     assert f"{damaged[0]}[0] (frame)" in result.output
+
+
+def test_an_unsure_band_on_one_page_or_in_a_float_image_and_an_all_unlabeled_page(tmp_path):
+    from scipy.ndimage import distance_transform_edt
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    exact = measure_contact_angle(cap.labels)
+    banded = cap.labels.copy()
+    for cls in (0, 1, 2):
+        inside = cap.labels == cls
+        banded[inside & (distance_transform_edt(inside) <= 2)] = 255
+    count = int(np.count_nonzero(banded == 255))
+    # a stack whose second page alone has the band, and the band saved as 32-bit float
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([cap.labels, banded]))
+    tifffile.imwrite(tmp_path / "float.tif", banded.astype(np.float32))
+    cv2.imwrite(str(tmp_path / "blank.png"), np.full(SHAPE, 255, np.uint8))
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", *(str(tmp_path / n) for n in
+                                                    ("stack.tif", "float.tif", "blank.png")),
+                                       "--out", str(out)])
+    assert result.exit_code == 1
+    rows = pq.read_table(out).to_pylist()
+    assert [(Path(r["source"]).name, r["frame"]) for r in rows] == [
+        ("stack.tif", 0), ("stack.tif", 1), ("float.tif", 0)]
+    for row in rows:
+        assert row["status"] == "ok"
+        assert row["contact_angle_deg"] == pytest.approx(exact.contact_angle_deg, abs=0.5)
+    assert f"{count} unlabeled (255) px of stack.tif were given the class" in result.output
+    assert f"{count} unlabeled (255) px of float.tif were given the class" in result.output
+    # nothing labeled is said so, not read as a 0/255 mask of one object
+    refused = " ".join(result.output.split())
+    assert (f"{tmp_path / 'blank.png'}: labels must be 0 background, 1 nanowire, 2 droplet; "
+            "every pixel is 255 (unlabeled): nothing to measure") in refused
+    assert "0/255 mask" not in refused

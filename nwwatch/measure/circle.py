@@ -256,6 +256,15 @@ def with_quantisation_floor(fit: CircleFit, points: np.ndarray, outward: np.ndar
     fit_var = fit.rms_px**2 * n / (n - 3)  # the residual variance the covariance was scaled by
     if fit_var >= floor_var:
         return fit
-    scale = floor_var / max(fit_var, 1e-12)
-    return CircleFit(fit.center, fit.radius, fit.covariance * scale, fit.rms_px, fit.n_points,
+    if fit_var > 0.0:
+        covariance = fit.covariance * (floor_var / fit_var)
+    else:
+        # points exactly on the circle (a small symmetric outline): the fitted covariance is
+        # zero, with no shape left to scale, so it is formed from the fit's Jacobian
+        jac = np.column_stack([-radial, -np.ones(n)])
+        try:
+            covariance = smallmath.inverse(jac.T @ jac) * floor_var
+        except np.linalg.LinAlgError:
+            covariance = np.full((3, 3), np.inf)
+    return CircleFit(fit.center, fit.radius, covariance, fit.rms_px, fit.n_points,
                      fit.converged, fit.reason)
