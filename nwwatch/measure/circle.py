@@ -238,14 +238,15 @@ def refine_on_pixel_edges(
 def with_quantisation_floor(fit: CircleFit, points: np.ndarray, outward: np.ndarray
                             ) -> CircleFit:
     """``fit`` with its covariance raised, where its residuals are smaller, to what the
-    pixel-edge midpoints ``points`` (N, 2) of a binary mask allow at best.
+    pixel-edge midpoints ``points`` (N, 2) (row, col) in px of a binary mask allow at best.
 
     Each midpoint places the outline only within ``0.5 |cos(phi)|`` along the normal (see
     :func:`refine_on_pixel_edges`; ``outward`` (N, 2) the unit pixel steps): a variance of
-    ``(0.5 cos(phi))^2 / 3`` per point, about (0.2 px)^2 over a whole circle. An outline
+    ``(0.5 cos(phi))^2 / 3`` per point, (0.24 px)^2 averaged over a whole circle. An outline
     that runs along the pixel axes (the straight sides of a rectangle near a circle's
     equator) fits with residuals far below that, and its covariance would claim a precision
-    the mask cannot hold. The centre and radius are kept."""
+    the mask cannot hold. The centre and radius are kept; with 3 points or fewer, or a
+    covariance that is not finite, ``fit`` is returned as it is."""
     n = len(points)
     if n <= 3 or not np.isfinite(fit.covariance).all():
         return fit
