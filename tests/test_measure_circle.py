@@ -75,7 +75,7 @@ def test_the_covariance_of_a_binary_outline_is_floored_at_its_pixel_quantisation
     assert np.trace(floored.covariance) <= 1.5 * np.trace(fit.covariance)
     # Two straight columns of pixel edges 8 rows long, 80 px apart (a rectangle's sides,
     # read as a circle's equator): residuals far below the quantisation (0.29 px along the
-    # step), and a covariance that claimed the centre's row to a fraction of a pixel;
+    # step), and a fitted covariance that puts the centre's row to a fraction of a pixel;
     # floored, it allows what the mask allows.
     sides = np.array([[r, c] for r in np.arange(100.0, 108.0) for c in (19.5, 99.5)])
     outward = np.array([[0.0, -1.0] if c < 50 else [0.0, 1.0] for _, c in sides])
@@ -89,8 +89,8 @@ def test_the_covariance_of_a_binary_outline_is_floored_at_its_pixel_quantisation
 def test_a_frame_cut_rectangle_read_as_a_droplet_is_not_measured_as_precise() -> None:
     # A real crop's hand labels with the class ids exchanged (bench/data/real: the wire's
     # stub at the frame's foot is read as a droplet hanging from the droplet): the stub's
-    # two straight sides fitted a circle with residuals of 0.07 px, and the angle was given
-    # as valid at +-1.0 deg, so measure's exchanged-ids note fired on correct masks.
+    # two straight sides fit a circle with residuals of 0.07 px; without the floor the angle
+    # reads as valid at +-1.0-1.1 deg, and measure's exchanged-ids note fires on correct masks.
     from pathlib import Path
 
     import cv2

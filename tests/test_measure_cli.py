@@ -447,8 +447,8 @@ def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
 def test_an_unsure_band_takes_the_nearest_class_and_a_wide_region_is_refused(tmp_path):
     # A DATA folder's label image (nwwatch label paints 255 = unlabeled), or a hand-drawn
     # mask with an unsure band along every boundary: each class's pixels within 2 px of
-    # another class left unlabeled. Refused before ("every pixel needs a class"); evaluate
-    # already measured such labels with the band given to the nearest class.
+    # another class left unlabeled: measured with the band given to the nearest class, as
+    # evaluate measures such labels.
     from scipy.ndimage import distance_transform_edt
 
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
@@ -1133,8 +1133,8 @@ def test_an_out_inside_the_frames_of_results_whose_ledger_is_kept_elsewhere_is_r
 
 
 def test_a_mask_damaged_by_jpeg_or_resizing_is_refused_not_segmented(tmp_path):
-    # --read-as auto took such masks for frames (more than 4 grey values) and segmented a
-    # picture of labels with the model, giving rows as if of a frame
+    # such masks hold more than 4 grey values: segmented as frames, a picture of labels
+    # would give rows as if of a frame
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
     damaged = []
     for name, grey, quality in (("grey.jpg.png", np.array([0, 127, 255], np.uint8), 95),
