@@ -137,3 +137,22 @@ def test_points_exactly_on_a_circle_get_the_quantisation_floor_too() -> None:
     floor_var = np.mean((0.5 * np.abs((radial * steps).sum(axis=1))) ** 2) / 3.0
     jac = np.column_stack([-radial, -np.ones(len(ring))])
     assert np.allclose(floored.covariance, np.linalg.inv(jac.T @ jac) * floor_var, rtol=1e-6)
+
+
+def test_three_points_left_by_the_robust_fit_get_the_floor() -> None:
+    from nwwatch.measure.circle import with_quantisation_floor
+
+    # three points fit their circle exactly (no residual left): the fitted covariance is
+    # zero, and the floor is all the pixels say of the circle
+    points = np.array([[0.0, 10.5], [10.5, 0.0], [0.0, -10.5]])
+    outward = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0]])
+    fit = geometric_fit(points)
+    assert fit.converged and np.abs(fit.covariance).max() < 1e-20
+    floored = with_quantisation_floor(fit, points, outward)
+    radial = (points - fit.center) / np.hypot(*(points - fit.center).T)[:, None]
+    floor_var = np.mean((0.5 * np.abs((radial * outward).sum(axis=1))) ** 2) / 3.0
+    jac = np.column_stack([-radial, -np.ones(3)])
+    assert np.allclose(floored.covariance, np.linalg.inv(jac.T @ jac) * floor_var)
+    # two points are no circle: returned as given
+    two = geometric_fit(points)
+    assert with_quantisation_floor(two, points[:2], outward[:2]) is two
