@@ -1196,3 +1196,27 @@ def test_an_unsure_band_on_one_page_or_in_a_float_image_and_an_all_unlabeled_pag
     assert (f"{tmp_path / 'blank.png'}: labels must be 0 background, 1 nanowire, 2 droplet; "
             "every pixel is 255 (unlabeled): nothing to measure") in refused
     assert "0/255 mask" not in refused
+
+
+def test_a_series_with_one_dark_page_is_frames_and_a_stack_of_damaged_masks_is_refused(
+        tmp_path):
+    # a beam-blanked page (a few counts a pixel) holds nearly all its pixels on 4 values, as
+    # a damaged mask does; the series' other pages are frames, so the file is measured
+    rng = np.random.default_rng(0)
+    series = rng.poisson(3000, (3, 128, 128)).astype(np.uint16)
+    series[1] = rng.poisson(0.5, (128, 128))
+    tifffile.imwrite(tmp_path / "series.tif", series, photometric="minisblack")
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    resized = cv2.resize(cap.labels.astype(np.float32), (300, 300),
+                         interpolation=cv2.INTER_CUBIC)
+    tifffile.imwrite(tmp_path / "masks.tif", np.stack([resized, resized]),
+                     photometric="minisblack")
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "series.tif"),
+                                       str(tmp_path / "masks.tif"), "--out", str(out)])
+    assert result.exit_code == 1
+    assert [(Path(r["source"]).name, r["frame"]) for r in pq.read_table(out).to_pylist()] == [
+        ("series.tif", 0), ("series.tif", 1), ("series.tif", 2)]
+    line = next(x for x in result.output.splitlines()
+                if x.startswith(f"skipped {tmp_path / 'masks.tif'}:"))
+    assert "reads as a damaged mask, not a frame" in line
