@@ -136,6 +136,9 @@ def unsure_band_problem(labels: np.ndarray,
     unsure = labels == UNLABELED
     if not unsure.any():
         return None
+    if unsure.all():
+        return (f"every pixel is {UNLABELED} (unlabeled): nothing to measure; give every class "
+                "its id (docs/measurement.md, 'Masks from other tools')")
     if not ((labels == NANOWIRE) | (labels == DROPLET)).any():
         return (f"found {UNLABELED} and no nanowire (1) or droplet (2) pixel: a 0/255 mask of "
                 "one object, not class ids; give every class its id (docs/measurement.md, "

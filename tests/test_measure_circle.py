@@ -75,7 +75,7 @@ def test_the_covariance_of_a_binary_outline_is_floored_at_its_pixel_quantisation
     assert np.trace(floored.covariance) <= 1.5 * np.trace(fit.covariance)
     # Two straight columns of pixel edges 8 rows long, 80 px apart (a rectangle's sides,
     # read as a circle's equator): residuals far below the quantisation (0.29 px along the
-    # step), and a covariance that claimed the centre's row to a fraction of a pixel;
+    # step), and a fitted covariance that puts the centre's row to a fraction of a pixel;
     # floored, it allows what the mask allows.
     sides = np.array([[r, c] for r in np.arange(100.0, 108.0) for c in (19.5, 99.5)])
     outward = np.array([[0.0, -1.0] if c < 50 else [0.0, 1.0] for _, c in sides])
@@ -89,8 +89,8 @@ def test_the_covariance_of_a_binary_outline_is_floored_at_its_pixel_quantisation
 def test_a_frame_cut_rectangle_read_as_a_droplet_is_not_measured_as_precise() -> None:
     # A real crop's hand labels with the class ids exchanged (bench/data/real: the wire's
     # stub at the frame's foot is read as a droplet hanging from the droplet): the stub's
-    # two straight sides fitted a circle with residuals of 0.07 px, and the angle was given
-    # as valid at +-1.0 deg, so measure's exchanged-ids note fired on correct masks.
+    # two straight sides fit a circle with residuals of 0.07 px; without the floor the angle
+    # reads as valid at +-1.0-1.1 deg, and measure's exchanged-ids note fires on correct masks.
     from pathlib import Path
 
     import cv2
@@ -103,3 +103,56 @@ def test_a_frame_cut_rectangle_read_as_a_droplet_is_not_measured_as_precise() ->
         r = measure_contact_angle(exchange_wire_and_droplet(labels))
         assert not r.angle_valid and r.reason_code == "angle_uncertain", name
         assert "droplet outline's scatter" in r.reason, r.reason
+
+
+def test_points_exactly_on_a_circle_get_the_quantisation_floor_too() -> None:
+    from nwwatch.measure.circle import with_quantisation_floor
+
+    # The eight pixel-edge midpoints of a 2 x 2 block lie exactly on a circle: residuals and
+    # fitted covariance are zero, which no scaling can raise to the floor.
+    points = np.array([[-0.5, 0.0], [-0.5, 1.0], [1.5, 0.0], [1.5, 1.0],
+                       [0.0, -0.5], [1.0, -0.5], [0.0, 1.5], [1.0, 1.5]])
+    outward = np.array([[-1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [1.0, 0.0],
+                        [0.0, -1.0], [0.0, -1.0], [0.0, 1.0], [0.0, 1.0]])
+    fit = geometric_fit(points)
+    assert fit.converged and fit.rms_px == 0.0 and not fit.covariance.any()
+    floored = with_quantisation_floor(fit, points, outward)
+    # each midpoint at |cos phi| = 2 / sqrt(5) from the centre (0.5, 0.5): a floor variance
+    # of 0.25 * 0.8 / 3 a point, over the 8 points' (J^T J) of diagonal (4, 4, 8)
+    floor_var = 0.25 * 0.8 / 3.0
+    assert np.allclose(np.diag(floored.covariance), [floor_var / 4, floor_var / 4,
+                                                     floor_var / 8])
+    assert np.array_equal(floored.center, fit.center) and floored.radius == fit.radius
+    # residuals far below the floor but not zero (an exact circle's points in floats) are
+    # raised to the same floor as their Jacobian gives, not left near zero
+    phi = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
+    ring = np.column_stack([50.0 + 20.0 * np.sin(phi), 50.0 + 20.0 * np.cos(phi)])
+    steps = np.where(np.abs(np.cos(phi))[:, None] > np.abs(np.sin(phi))[:, None],
+                     np.column_stack([0.0 * phi, np.sign(np.cos(phi))]),
+                     np.column_stack([np.sign(np.sin(phi)), 0.0 * phi]))
+    fit = geometric_fit(ring)
+    assert 0.0 < fit.rms_px < 1e-6
+    floored = with_quantisation_floor(fit, ring, steps)
+    radial = (ring - fit.center) / np.hypot(*(ring - fit.center).T)[:, None]
+    floor_var = np.mean((0.5 * np.abs((radial * steps).sum(axis=1))) ** 2) / 3.0
+    jac = np.column_stack([-radial, -np.ones(len(ring))])
+    assert np.allclose(floored.covariance, np.linalg.inv(jac.T @ jac) * floor_var, rtol=1e-6)
+
+
+def test_three_points_left_by_the_robust_fit_get_the_floor() -> None:
+    from nwwatch.measure.circle import with_quantisation_floor
+
+    # three points fit their circle exactly (no residual left): the fitted covariance is
+    # zero, and the floor is all the pixels say of the circle
+    points = np.array([[0.0, 10.5], [10.5, 0.0], [0.0, -10.5]])
+    outward = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0]])
+    fit = geometric_fit(points)
+    assert fit.converged and np.abs(fit.covariance).max() < 1e-20
+    floored = with_quantisation_floor(fit, points, outward)
+    radial = (points - fit.center) / np.hypot(*(points - fit.center).T)[:, None]
+    floor_var = np.mean((0.5 * np.abs((radial * outward).sum(axis=1))) ** 2) / 3.0
+    jac = np.column_stack([-radial, -np.ones(3)])
+    assert np.allclose(floored.covariance, np.linalg.inv(jac.T @ jac) * floor_var)
+    # two points are no circle: returned as given
+    two = geometric_fit(points)
+    assert with_quantisation_floor(two, points[:2], outward[:2]) is two

@@ -447,8 +447,8 @@ def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
 def test_an_unsure_band_takes_the_nearest_class_and_a_wide_region_is_refused(tmp_path):
     # A DATA folder's label image (nwwatch label paints 255 = unlabeled), or a hand-drawn
     # mask with an unsure band along every boundary: each class's pixels within 2 px of
-    # another class left unlabeled. Refused before ("every pixel needs a class"); evaluate
-    # already measured such labels with the band given to the nearest class.
+    # another class left unlabeled: measured with the band given to the nearest class, as
+    # evaluate measures such labels.
     from scipy.ndimage import distance_transform_edt
 
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
@@ -1133,8 +1133,8 @@ def test_an_out_inside_the_frames_of_results_whose_ledger_is_kept_elsewhere_is_r
 
 
 def test_a_mask_damaged_by_jpeg_or_resizing_is_refused_not_segmented(tmp_path):
-    # --read-as auto took such masks for frames (more than 4 grey values) and segmented a
-    # picture of labels with the model, giving rows as if of a frame
+    # such masks hold more than 4 grey values: segmented as frames, a picture of labels
+    # would give rows as if of a frame
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
     damaged = []
     for name, grey, quality in (("grey.jpg.png", np.array([0, 127, 255], np.uint8), 95),
@@ -1162,3 +1162,61 @@ def test_a_mask_damaged_by_jpeg_or_resizing_is_refused_not_segmented(tmp_path):
                                        "--out", str(tmp_path / "frames.parquet")])
     assert result.exit_code == 0, result.output
     assert f"{damaged[0]}[0] (frame)" in result.output
+
+
+def test_an_unsure_band_on_one_page_or_in_a_float_image_and_an_all_unlabeled_page(tmp_path):
+    from scipy.ndimage import distance_transform_edt
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    exact = measure_contact_angle(cap.labels)
+    banded = cap.labels.copy()
+    for cls in (0, 1, 2):
+        inside = cap.labels == cls
+        banded[inside & (distance_transform_edt(inside) <= 2)] = 255
+    count = int(np.count_nonzero(banded == 255))
+    # a stack whose second page alone has the band, and the band saved as 32-bit float
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([cap.labels, banded]))
+    tifffile.imwrite(tmp_path / "float.tif", banded.astype(np.float32))
+    cv2.imwrite(str(tmp_path / "blank.png"), np.full(SHAPE, 255, np.uint8))
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", *(str(tmp_path / n) for n in
+                                                    ("stack.tif", "float.tif", "blank.png")),
+                                       "--out", str(out)])
+    assert result.exit_code == 1
+    rows = pq.read_table(out).to_pylist()
+    assert [(Path(r["source"]).name, r["frame"]) for r in rows] == [
+        ("stack.tif", 0), ("stack.tif", 1), ("float.tif", 0)]
+    for row in rows:
+        assert row["status"] == "ok"
+        assert row["contact_angle_deg"] == pytest.approx(exact.contact_angle_deg, abs=0.5)
+    assert f"{count} unlabeled (255) px of stack.tif were given the class" in result.output
+    assert f"{count} unlabeled (255) px of float.tif were given the class" in result.output
+    # nothing labeled is said so, not read as a 0/255 mask of one object
+    refused = " ".join(result.output.split())
+    assert (f"{tmp_path / 'blank.png'}: labels must be 0 background, 1 nanowire, 2 droplet; "
+            "every pixel is 255 (unlabeled): nothing to measure") in refused
+    assert "0/255 mask" not in refused
+
+
+def test_a_series_with_one_dark_page_is_frames_and_a_stack_of_damaged_masks_is_refused(
+        tmp_path):
+    # a beam-blanked page (a few counts a pixel) holds nearly all its pixels on 4 values, as
+    # a damaged mask does; the series' other pages are frames, so the file is measured
+    rng = np.random.default_rng(0)
+    series = rng.poisson(3000, (3, 128, 128)).astype(np.uint16)
+    series[1] = rng.poisson(0.5, (128, 128))
+    tifffile.imwrite(tmp_path / "series.tif", series, photometric="minisblack")
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    resized = cv2.resize(cap.labels.astype(np.float32), (300, 300),
+                         interpolation=cv2.INTER_CUBIC)
+    tifffile.imwrite(tmp_path / "masks.tif", np.stack([resized, resized]),
+                     photometric="minisblack")
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "series.tif"),
+                                       str(tmp_path / "masks.tif"), "--out", str(out)])
+    assert result.exit_code == 1
+    assert [(Path(r["source"]).name, r["frame"]) for r in pq.read_table(out).to_pylist()] == [
+        ("series.tif", 0), ("series.tif", 1), ("series.tif", 2)]
+    line = next(x for x in result.output.splitlines()
+                if x.startswith(f"skipped {tmp_path / 'masks.tif'}:"))
+    assert "reads as a damaged mask, not a frame" in line

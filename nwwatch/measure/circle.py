@@ -238,24 +238,36 @@ def refine_on_pixel_edges(
 def with_quantisation_floor(fit: CircleFit, points: np.ndarray, outward: np.ndarray
                             ) -> CircleFit:
     """``fit`` with its covariance raised, where its residuals are smaller, to what the
-    pixel-edge midpoints ``points`` (N, 2) of a binary mask allow at best.
+    pixel-edge midpoints ``points`` (N, 2) (row, col) in px of a binary mask allow at best.
 
     Each midpoint places the outline only within ``0.5 |cos(phi)|`` along the normal (see
     :func:`refine_on_pixel_edges`; ``outward`` (N, 2) the unit pixel steps): a variance of
-    ``(0.5 cos(phi))^2 / 3`` per point, about (0.2 px)^2 over a whole circle. An outline
+    ``(0.5 cos(phi))^2 / 3`` per point, (0.24 px)^2 averaged over a whole circle. An outline
     that runs along the pixel axes (the straight sides of a rectangle near a circle's
     equator) fits with residuals far below that, and its covariance would claim a precision
-    the mask cannot hold. The centre and radius are kept."""
+    the mask cannot hold. The centre and radius are kept; with fewer than 3 points, or a
+    covariance that is not finite, ``fit`` is returned as it is."""
     n = len(points)
-    if n <= 3 or not np.isfinite(fit.covariance).all():
+    if n < 3 or not np.isfinite(fit.covariance).all():
         return fit
     radial = np.asarray(points, dtype=np.float64) - fit.center
     radial /= np.maximum(np.hypot(radial[:, 0], radial[:, 1]), 1e-12)[:, None]
     cos_phi = np.abs(np.einsum("ij,ij->i", radial, np.asarray(outward, dtype=np.float64)))
     floor_var = float(np.mean((0.5 * cos_phi) ** 2) / 3.0)
-    fit_var = fit.rms_px**2 * n / (n - 3)  # the residual variance the covariance was scaled by
+    # the residual variance the covariance was scaled by; three points leave no residual
+    fit_var = fit.rms_px**2 * n / (n - 3) if n > 3 else 0.0
     if fit_var >= floor_var:
         return fit
-    scale = floor_var / max(fit_var, 1e-12)
-    return CircleFit(fit.center, fit.radius, fit.covariance * scale, fit.rms_px, fit.n_points,
+    if fit_var > 0.0:
+        covariance = fit.covariance * (floor_var / fit_var)
+    else:
+        # three points, or points exactly on the circle (a small symmetric outline): the
+        # fitted covariance is zero, with no shape left to scale, so it is formed from the
+        # fit's Jacobian
+        jac = np.column_stack([-radial, -np.ones(n)])
+        try:
+            covariance = smallmath.inverse(jac.T @ jac) * floor_var
+        except np.linalg.LinAlgError:
+            covariance = np.full((3, 3), np.inf)
+    return CircleFit(fit.center, fit.radius, covariance, fit.rms_px, fit.n_points,
                      fit.converged, fit.reason)

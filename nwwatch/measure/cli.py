@@ -322,7 +322,8 @@ def _write(rows: list[dict], out: Path) -> None:
                    "frames, segmented with --model first; auto: integer images with at most "
                    f"{_LABEL_MAX_VALUES} distinct values, and float images of only 0, 1, 2 "
                    "and 255, are labels; images with nearly all pixels on so few values "
-                   "(a mask saved as JPEG or resized) are refused; anything else a frame.")
+                   "on every page (a mask saved as JPEG or resized) are refused; anything "
+                   "else a frame.")
 @click.option("--model", callback=model_file, metavar="MODEL",
               default=None, help="ONNX in-situ model for raw frames (default: the shipped one).")
 def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
@@ -375,9 +376,11 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                                                "frame: --read-as frames measures it as "
                                                "one)") from None
             elif read_as == "auto":
-                # segmented by the model, a damaged mask would give rows of a picture of labels
-                damaged = next((why for why in map(damaged_mask_problem, pages) if why), None)
-                if damaged is not None:
+                # segmented by the model, a damaged mask would give rows of a picture of labels.
+                # A damaged mask file is so on every page; a series with one dark page (beam
+                # blanked: a few counts) is frames.
+                damaged = damaged_mask_problem(pages[0]) if pages else None
+                if damaged is not None and all(map(damaged_mask_problem, pages[1:])):
                     raise LabelFileError(path, damaged)
         except LabelFileError as exc:
             click.echo(f"skipped {exc.format_message()}", err=True)
