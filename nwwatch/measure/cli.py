@@ -124,11 +124,11 @@ def damaged_mask_problem(page: np.ndarray) -> str | None:
     areas = np.sort(values[top][counts[top] >= 0.01 * page.size])  # named: 1 % or more
     held = ", ".join(f"{v:g}" for v in areas)
     return (f"reads as a damaged mask, not a frame: {100 * share:.1f} % of its pixels "
-            f"hold its {len(top)} most common grey values (areas of {held}), and "
-            f"{values.size - len(top)} other values lie along their edges, as JPEG "
-            "compression or resizing with interpolation leaves a mask; export the mask "
-            "again losslessly (PNG or TIFF) at its frame's size, or measure it as a frame "
-            "with --read-as frames")
+            f"hold its {len(top)} most common grey values (areas of {held}) and the rest "
+            f"{values.size - len(top)} other values, as JPEG compression or resizing with "
+            "interpolation leaves a mask; export the mask again losslessly (PNG or TIFF) at "
+            "its frame's size; a frame of so few grey levels (a blank or very low-dose "
+            "frame) is measured with --read-as frames")
 
 
 def _float_class_ids(page: np.ndarray) -> bool:
