@@ -1,7 +1,9 @@
 """Suite-wide settings: hypothesis draws the same examples on every run, so CI is repeatable;
 Ctrl-C is an interrupt whoever started the suite; the folders of the service tests."""
 
+import os
 import signal
+import time
 
 import pytest
 import structlog
@@ -45,3 +47,19 @@ def _structlog_config_kept():
     _configure_as_the_suite()
     yield
     _configure_as_the_suite()
+
+
+@pytest.fixture()
+def local_tz():
+    """The machine's local time zone set to Europe/Berlin (UTC+1 in winter, +2 in summer), for
+    the readers' zone-less times (TIFF DateTime, OME without a zone, FEI, SerialEM .mdoc);
+    restored afterwards."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Berlin"
+    time.tzset()
+    yield
+    if old is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = old
+    time.tzset()

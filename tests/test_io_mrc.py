@@ -474,19 +474,7 @@ def _mdoc(path: Path, whens: list[str], pixel: str = "4.603", head: str = _MDOC_
     return mdoc
 
 
-@pytest.fixture
-def berlin(monkeypatch):
-    """The machine's local time zone set to Europe/Berlin (UTC+1 in December)."""
-    import time
-
-    monkeypatch.setenv("TZ", "Europe/Berlin")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-def test_a_serialem_stack_takes_each_images_time_from_its_mdoc(tmp_path, berlin):
+def test_a_serialem_stack_takes_each_images_time_from_its_mdoc(tmp_path, local_tz):
     from datetime import UTC, datetime
 
     from structlog.testing import capture_logs
@@ -510,7 +498,7 @@ def test_a_serialem_stack_takes_each_images_time_from_its_mdoc(tmp_path, berlin)
     assert logs == []
 
 
-def test_the_mdoc_gives_the_pixel_size_a_header_without_calibration_lacks(tmp_path, berlin):
+def test_the_mdoc_gives_the_pixel_size_a_header_without_calibration_lacks(tmp_path, local_tz):
     from structlog.testing import capture_logs
 
     path = tmp_path / "movie.mrcs"
@@ -535,7 +523,7 @@ def test_the_mdoc_gives_the_pixel_size_a_header_without_calibration_lacks(tmp_pa
     (["05-Dec-26  14:22:31", "05-Dec-26  14:22:32", "01-Jan-1970  00:00:00"], "1970"),
 ])
 def test_an_mdoc_that_does_not_fit_the_stack_gives_the_mtime_with_a_warning(
-        tmp_path, berlin, whens, reason):
+        tmp_path, local_tz, whens, reason):
     from structlog.testing import capture_logs
 
     path = tmp_path / "heating.mrc"
@@ -552,7 +540,7 @@ def test_an_mdoc_that_does_not_fit_the_stack_gives_the_mtime_with_a_warning(
     assert [f.pixel_size_nm for f in frames] == [expected] * 3
 
 
-def test_an_unreadable_mdoc_gives_the_mtime_with_a_warning(tmp_path, berlin):
+def test_an_unreadable_mdoc_gives_the_mtime_with_a_warning(tmp_path, local_tz):
     from structlog.testing import capture_logs
 
     path = tmp_path / "heating.mrc"
@@ -570,7 +558,7 @@ def test_an_unreadable_mdoc_gives_the_mtime_with_a_warning(tmp_path, berlin):
     assert [e["event"] for e in logs] == ["io.times_ignored"]
 
 
-def test_a_frame_stacks_mdoc_gives_every_frame_the_exposures_time(tmp_path, berlin):
+def test_a_frame_stacks_mdoc_gives_every_frame_the_exposures_time(tmp_path, local_tz):
     from datetime import UTC, datetime
 
     path = tmp_path / "frames_001.mrc"
@@ -591,7 +579,7 @@ def test_a_frame_stacks_mdoc_gives_every_frame_the_exposures_time(tmp_path, berl
     assert {f.acquired_at_source for f in read_frames(path)} == {"mtime"}
 
 
-def test_the_mdoc_is_no_input_and_its_stack_replays_with_its_times(tmp_path, berlin):
+def test_the_mdoc_is_no_input_and_its_stack_replays_with_its_times(tmp_path, local_tz):
     from datetime import UTC, datetime
 
     from servicekit import paint_insitu

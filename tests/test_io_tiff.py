@@ -53,18 +53,15 @@ def _image(shape, dtype):
     return RNG.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
 
 
-@pytest.fixture
-def local_tz():
-    """Run with the machine's local time zone set to Europe/Berlin; restore afterwards."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "Europe/Berlin"
+def _frames_in_utc(path: Path) -> list:
+    """``read_frames(path)`` with the machine's local time zone set to UTC (zone-less times
+    read as they are written); the zone is restored afterwards."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TZ", "UTC")
+        time.tzset()
+        frames = read_frames(path)
     time.tzset()
-    yield
-    if old is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
+    return frames
 
 
 def _assert_names_file(error: pytest.ExceptionInfo, path: Path) -> None:
@@ -387,11 +384,7 @@ def test_imagej_frame_interval_gives_per_frame_times(tmp_path):
     tifffile.imwrite(path, _image((4, 8, 8), "uint16"), imagej=True,
                      datetime="2026:01:02 03:04:05",
                      metadata={"axes": "TYX", "finterval": 0.5})
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TZ", "UTC")
-        time.tzset()
-        times = [f.acquired_at for f in read_frames(path)]
-    time.tzset()
+    times = [f.acquired_at for f in _frames_in_utc(path)]
     start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert times == [start + timedelta(seconds=0.5 * i) for i in range(4)]
 
@@ -405,11 +398,7 @@ def test_imagej_frame_interval_is_in_the_time_unit_imagej_wrote(tmp_path, tunit,
     tifffile.imwrite(path, _image((3, 8, 8), "uint16"), imagej=True,
                      datetime="2026:01:02 03:04:05",
                      metadata={"axes": "TYX", "finterval": 40, "tunit": tunit})
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TZ", "UTC")
-        time.tzset()
-        times = [f.acquired_at for f in read_frames(path)]
-    time.tzset()
+    times = [f.acquired_at for f in _frames_in_utc(path)]
     start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert times == [start + timedelta(seconds=step_s * i) for i in range(3)]
 
@@ -478,11 +467,8 @@ def test_an_imagej_interval_that_puts_frames_past_the_plausible_years_is_ignored
     tifffile.imwrite(path, _image((3, 8, 8), "uint16"), imagej=True,
                      datetime="2026:01:02 03:04:05",
                      metadata={"axes": "TYX", "finterval": interval_s})
-    with pytest.MonkeyPatch.context() as mp, capture_logs() as logs:
-        mp.setenv("TZ", "UTC")
-        time.tzset()
-        frames = read_frames(path)
-    time.tzset()
+    with capture_logs() as logs:
+        frames = _frames_in_utc(path)
     start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert [f.acquired_at for f in frames] == [start] * 3
     assert {f.acquired_at_source for f in frames} == {"metadata"}

@@ -3,8 +3,6 @@ refusals of non-square pixels and colour pictures tell the user to do."""
 
 from __future__ import annotations
 
-import os
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,20 +15,6 @@ from nwwatch.io import AnisotropicPixelsError, MultichannelError, read_frames, r
 
 RNG = np.random.default_rng(20261205)
 _OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
-
-
-@pytest.fixture
-def berlin():
-    """The machine's local time zone set to Europe/Berlin; restored afterwards."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "Europe/Berlin"
-    time.tzset()
-    yield
-    if old is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
 
 
 def _fei_text(*, date: str = "06/13/2016", clock: str = "05:06:40 PM",
@@ -68,7 +52,7 @@ def _write_fei(path: Path, pages: list[str], shape: tuple[int, int] = (16, 16)) 
     return path
 
 
-def test_fei_pixel_size_and_acquisition_time_are_read(tmp_path, berlin):
+def test_fei_pixel_size_and_acquisition_time_are_read(tmp_path, local_tz):
     # The [Scan] pixel size (metres) and [User] date and time were ignored: the resolution
     # tags' 96 dpi (265 um) were read, found implausible, and the frame had no pixel size
     # and the file's mtime as its time.
@@ -106,7 +90,7 @@ def test_fei_pixel_sizes_pass_the_plausibility_checks(tmp_path):
     assert {e["source"] for e in logs if e["event"] == "io.pixel_size_ignored"} == {"tags"}
 
 
-def test_fei_times_and_sizes_of_each_page(tmp_path, berlin):
+def test_fei_times_and_sizes_of_each_page(tmp_path, local_tz):
     texts = [_fei_text(clock="05:06:40 PM", width_m="2.5e-010", height_m="2.5e-010"),
              _fei_text(clock="05:06:43 PM", width_m="5e-010", height_m="5e-010"),
              _fei_text(clock="05:07:10 PM", width_m="5e-010", height_m="5e-010")]

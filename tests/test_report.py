@@ -19,6 +19,22 @@ from nwwatch.cli import main
 from nwwatch.dashboard.report import write_report
 
 
+def _angle_figures(monkeypatch) -> list:
+    """The matplotlib figures the report draws of each acquisition's angles, in order (the
+    list fills as :func:`nwwatch.dashboard.plots.angle_figure` is called)."""
+    import nwwatch.dashboard.plots as plots
+
+    figures = []
+    real = plots.angle_figure
+
+    def spy(*args, **kwargs):
+        figures.append(real(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(plots, "angle_figure", spy)
+    return figures
+
+
 def test_report_of_insitu_and_tomogram_folders(tmp_path):
     from nwwatch.io import write_volume_tiff
 
@@ -409,16 +425,7 @@ def test_the_reports_refused_frames_sit_in_a_lane_of_their_own_not_at_an_angle(t
     """Refused frames have no angle: the report draws them below the angle axes, in a lane
     labelled by reason code with no degree ticks, as the dashboard does; on the angle axis
     they sat at 70-100° and read as measured angles (every frame refused: at 72°)."""
-    import nwwatch.dashboard.plots as plots
-
-    figures = []
-    real = plots.angle_figure
-
-    def spy(*args, **kwargs):
-        figures.append(real(*args, **kwargs))
-        return figures[-1]
-
-    monkeypatch.setattr(plots, "angle_figure", spy)
+    figures = _angle_figures(monkeypatch)
     results = tmp_path / "res"
     write(results, "frames-1.parquet",
           frame_rows("/acq/run1", [120.0, None, 125.0, None, 130.0],
@@ -546,16 +553,7 @@ def test_reports_to_one_out_at_once_each_leave_all_their_pictures(tmp_path):
 def test_the_reports_legend_covers_no_point(tmp_path, monkeypatch):
     """An acquisition whose angle falls has its highest points first, under the top left
     corner of the axes: the legend drawn there covered them."""
-    import nwwatch.dashboard.plots as plots
-
-    figures = []
-    real = plots.angle_figure
-
-    def spy(*args, **kwargs):
-        figures.append(real(*args, **kwargs))
-        return figures[-1]
-
-    monkeypatch.setattr(plots, "angle_figure", spy)
+    figures = _angle_figures(monkeypatch)
     angles = [123.5 - 0.6 * k for k in range(40)]  # with its 1.5° bar: 5° below the top
     codes = [""] * 40
     for k in (5, 17):
@@ -580,16 +578,7 @@ def test_the_reports_time_axis_names_the_minute_of_its_frames(tmp_path, monkeypa
     of one minute read as the next minute's."""
     from datetime import UTC
 
-    import nwwatch.dashboard.plots as plots
-
-    figures = []
-    real = plots.angle_figure
-
-    def spy(*args, **kwargs):
-        figures.append(real(*args, **kwargs))
-        return figures[-1]
-
-    monkeypatch.setattr(plots, "angle_figure", spy)
+    figures = _angle_figures(monkeypatch)
     results = tmp_path / "res"
     rows = frame_rows("/acq/run1", [110.0 + 0.1 * k for k in range(50)], start=20)
     write(results, "frames-1.parquet", rows)
