@@ -160,11 +160,10 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
             if problem:
                 raise LabelFileError(
                     path, f"labels must be 0 background, 1 nanowire, 2 droplet; {problem}")
-            # as evaluate measures a DATA folder's labels: the band's boundary midway
+            # as evaluate fills a DATA folder's labels: the band's boundary midway
             filled_px += int(np.count_nonzero(page == UNLABELED))
             page = nearest_labeled(page)
-            bad = bad[:0]
-        if bad.size:
+        elif bad.size:
             # which of another tool's ids means which class is the user's to say, not guessed
             raise LabelFileError(
                 path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {bad[:5]} "
