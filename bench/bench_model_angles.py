@@ -190,7 +190,8 @@ def score_set(data: dict[str, np.ndarray]) -> tuple[dict[str, Any], list[dict[st
 
 def real_crops(segmenter) -> dict[str, Any]:
     """Angles on the real crops: model labels, with and without refinement, and the hand
-    labels (their 255 'unsure' band filled with the nearest drawn class)."""
+    labels (their 255 'unsure' band filled with the nearest drawn class), alone and with the
+    raw frame (as the service would measure labels as good as a human's)."""
     from nwwatch.classes import nearest_labeled
 
     out = {}
@@ -202,6 +203,7 @@ def real_crops(segmenter) -> dict[str, Any]:
         entry = {}
         for way, r in (
                 ("hand_labels", measure_contact_angle(hand)),
+                ("hand_with_frame", measure_contact_angle(hand, image=raw)),
                 ("model_labels", measure_contact_angle(seg.labels[0],
                                                        seg.probabilities[0, DROPLET])),
                 ("model_refined", measure_contact_angle(seg.labels[0],
