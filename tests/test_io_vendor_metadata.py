@@ -19,10 +19,13 @@ _OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 
 def _fei_text(*, date: str = "06/13/2016", clock: str = "05:06:40 PM",
               width_m: str = "2.5e-010", height_m: str = "2.5e-010",
-              scan: bool = True) -> str:
+              scan: bool = True, image: tuple[int, int] | None = (442, 512),
+              databar_rows: int = 29) -> str:
     """The INI text of tag 34682 as FEI's xT software writes it (an abridged copy of the
     layout of RosettaSciIO's FEI-Helios-Ebeam-8bits.tif): CRLF lines, [Section]s, values in
-    SI units with three-digit exponents, the US date and a 12-hour clock."""
+    SI units with three-digit exponents, the US date and a 12-hour clock. ``image``: the
+    [Image] (ResolutionY, ResolutionX), the scanned image above the ``databar_rows``
+    (DatabarHeight) rows of the page; None: no [Image] section."""
     sections = [
         "[User]", f"Date={date}", f"Time={clock}", "User=supervisor",
         "UserText=in situ", "", "[System]", "Type=DualBeam", "Dnumber=9922607",
@@ -37,8 +40,13 @@ def _fei_text(*, date: str = "06/13/2016", clock: str = "05:06:40 PM",
         ]
     else:  # a navigation camera's photograph: no scan, a field of view in metres
         sections += ["[IRBeam]", "HFW=0.202732", "VFW=0.135155", ""]
-    sections += ["[Image]", "ResolutionX=512", "ResolutionY=442", "", "[PrivateFei]",
-                 "TimeOfCreation=13.06.2016 17:06:40", "DatabarHeight=29", ""]
+    if image is not None:
+        sections += ["[Image]", "DigitalContrast=1", "DigitalBrightness=0", "Average=0",
+                     "Integrate=1", f"ResolutionX={image[1]}", f"ResolutionY={image[0]}",
+                     "ZoomFactor=1", "MagnificationMode=3", ""]
+    sections += ["[PrivateFei]", "BitShift=0",
+                 "DataBarSelected=HV curr tilt mag HFW WD Label MicronBar",
+                 "TimeOfCreation=13.06.2016 17:06:40", f"DatabarHeight={databar_rows}", ""]
     return "\r\n".join(sections)
 
 
@@ -108,6 +116,112 @@ def test_an_unreadable_fei_time_falls_back_with_a_warning(tmp_path):
     assert frame.acquired_at_source == "mtime"
     assert frame.pixel_size_nm == pytest.approx(0.25)
     assert [e["path"] for e in logs if e["event"] == "io.times_ignored"] == [str(path)]
+
+
+def _scene_and_bar(rows: int, columns: int, bar_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scene, page): grey noise of ``rows`` x ``columns``, and it above a data bar as xT
+    draws one: a white line, blocks of white "text" and a scale bar on black."""
+    scene = RNG.integers(20, 200, (rows, columns), dtype=np.uint8)
+    bar = np.zeros((bar_rows, columns), np.uint8)
+    bar[0] = 255
+    bar[4:10, 2:columns // 2] = RNG.choice([0, 255], (6, columns // 2 - 2))
+    bar[bar_rows - 4:bar_rows - 2, columns - 20:columns - 4] = 255
+    return scene, np.vstack([scene, bar])
+
+
+def _write_fei_pages(path: Path, pages: list[np.ndarray], texts: list[str]) -> Path:
+    with tifffile.TiffWriter(path) as tif:
+        for page, text in zip(pages, texts, strict=True):
+            tif.write(page, metadata=None, resolution=(96, 96), resolutionunit="INCH",
+                      extratags=[(34682, "s", 0, text, True)])
+    return path
+
+
+def _events(logs: list[dict], name: str) -> list[dict]:
+    return [e for e in logs if e["event"] == name]
+
+
+def test_the_fei_data_bar_below_the_image_is_not_read(tmp_path):
+    # xT's data bar (29 rows of text and a scale bar below the 442 x 512 image, a 471-row
+    # page as in RosettaSciIO's Helios files) was read as part of the frame: segmented and
+    # measured as if it were the scene.
+    scene, page = _scene_and_bar(442, 512, 29)
+    path = _write_fei_pages(tmp_path / "helios.tif", [page], [_fei_text()])
+    assert tifffile.imread(path).shape == (471, 512)
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    assert frame.image.shape == (442, 512)
+    np.testing.assert_array_equal(frame.image, scene)
+    assert frame.image.flags.c_contiguous
+    assert frame.pixel_size_nm == pytest.approx(0.25)  # the page's, unchanged
+    (said,) = _events(logs, "io.databar_cropped")  # once for the file
+    assert (said["path"], said["image_rows"], said["page_rows"]) == (str(path), 442, 471)
+    assert "29 rows below the image" in said["reason"]
+    with capture_logs() as logs:
+        volume = read_volume(path)
+    assert volume.data.shape == (1, 442, 512)
+    np.testing.assert_array_equal(volume.data[0], scene)
+    assert len(_events(logs, "io.databar_cropped")) == 1
+
+
+def test_every_page_of_an_fei_stack_loses_its_data_bar(tmp_path, local_tz):
+    parts = [_scene_and_bar(40, 48, 12) for _ in range(3)]
+    texts = [_fei_text(clock=f"05:06:4{i} PM", image=(40, 48), databar_rows=12)
+             for i in range(3)]
+    path = _write_fei_pages(tmp_path / "stack.tif", [p for _, p in parts], texts)
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert [f.image.shape for f in frames] == [(40, 48)] * 3
+    for frame, (scene, _) in zip(frames, parts, strict=True):
+        np.testing.assert_array_equal(frame.image, scene)
+    assert [f.acquired_at.second for f in frames] == [40, 41, 42]
+    assert len(_events(logs, "io.databar_cropped")) == 1
+    volume = read_volume(path)
+    assert volume.data.shape == (3, 40, 48) and volume.data.flags.c_contiguous
+    np.testing.assert_array_equal(volume.data, np.stack([scene for scene, _ in parts]))
+
+
+@pytest.mark.parametrize("image, databar_rows", [
+    ((52, 48), 0),     # saved without the data bar: ResolutionY is the page's height
+    ((60, 48), 0),     # more rows declared than the page has
+    (None, 29),        # no [Image] section
+])
+def test_an_fei_page_without_a_bar_below_its_image_is_read_whole(tmp_path, image,
+                                                                 databar_rows):
+    page = RNG.integers(0, 255, (52, 48), dtype=np.uint8)
+    path = _write_fei_pages(tmp_path / "whole.tif", [page],
+                            [_fei_text(image=image, databar_rows=databar_rows)])
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    np.testing.assert_array_equal(frame.image, page)
+    np.testing.assert_array_equal(read_volume(path).data[0], page)
+    assert not [e for e in logs if e["event"].startswith("io.databar")]
+
+
+def test_fei_sizes_that_do_not_fit_the_page_leave_it_whole_with_a_warning(tmp_path):
+    # ResolutionX is not the page's width: the page was resampled or edited after xT saved
+    # it, and its rows are not the scan's.
+    _, page = _scene_and_bar(40, 48, 12)
+    path = _write_fei_pages(tmp_path / "resampled.tif", [page],
+                            [_fei_text(image=(40, 96), databar_rows=12)])
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    np.testing.assert_array_equal(frame.image, page)
+    (said,) = _events(logs, "io.databar_kept")
+    assert said["path"] == str(path)
+    assert "ResolutionX 96 is not the page's width 48" in said["reason"]
+    assert not _events(logs, "io.databar_cropped")
+    # pages of one file that declare different image sizes: every row of every page
+    pages = [_scene_and_bar(40, 48, 12)[1] for _ in range(2)]
+    path = tmp_path / "mixed.tif"
+    with tifffile.TiffWriter(path) as tif:  # one series per page: each page its own keyframe
+        for page, rows in zip(pages, (40, 44), strict=True):
+            tif.write(page, metadata=None, extratags=[
+                (34682, "s", 0, _fei_text(image=(rows, 48), databar_rows=52 - rows), True)])
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert [f.image.shape for f in frames] == [(52, 48)] * 2
+    assert "different FEI [Image] sizes" in _events(logs, "io.databar_kept")[0]["reason"]
 
 
 def test_ome_plane_delta_t_gives_each_frame_its_time(tmp_path):

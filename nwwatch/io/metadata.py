@@ -79,7 +79,8 @@ _SECONDS_PER_OME_TIME_UNIT = {
     "ps": 1e-12, "fs": 1e-15, "das": 10.0, "hs": 100.0, "ks": 1e3, "min": 60.0, "h": 3600.0,
     "d": 86400.0,
 }
-#: FEI / Thermo Fisher metadata tag that holds ``[Scan] PixelWidth`` and ``[User] Date``:
+#: FEI / Thermo Fisher metadata tag that holds ``[Scan] PixelWidth``, ``[User] Date`` and
+#: ``[Image] ResolutionY`` (the rows above the data bar):
 #: 34682 FEI_HELIOS (xT and later software of FEI and Thermo Fisher SEMs, DualBeams and
 #: others). The older 34680 FEI_SFEG holds a magnification, no pixel size, and is not read.
 FEI_TAG = 34682
@@ -338,6 +339,24 @@ def fei_calibration_key(page: tifffile.TiffPage) -> tuple:
     if not isinstance(scan, dict):
         return (None, None)
     return (scan.get("PixelWidth"), scan.get("PixelHeight"))
+
+
+def fei_image_size(page: tifffile.TiffPage) -> tuple[int | None, int | None]:
+    """(rows, columns) of the scanned image in ``page``'s FEI metadata, ``[Image]``
+    ``ResolutionY`` and ``ResolutionX``: the page without the data bar that xT draws below
+    the image (``[PrivateFei] DatabarHeight`` rows). None for a value that is absent or not a
+    positive whole number."""
+    image = (_fei_metadata(page) or {}).get("Image")
+    if not isinstance(image, dict):
+        return (None, None)
+    return (_positive_int(image.get("ResolutionY")), _positive_int(image.get("ResolutionX")))
+
+
+def _positive_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    number = _float(value)
+    return int(number) if math.isfinite(number) and number >= 1 and number.is_integer() else None
 
 
 def _resolution(page: tifffile.TiffPage) -> tuple[float | None, float | None]:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import structlog
 import tifffile
 
 from nwwatch.io.dm import inspect_dm, is_dm, read_dm_frames, read_dm_volume
@@ -31,6 +32,7 @@ from nwwatch.io.errors import (
 from nwwatch.io.metadata import (
     acquisition_times,
     fei_calibration_key,
+    fei_image_size,
     frame_pixel_size_nm,
     physical_sizes_nm,
 )
@@ -39,6 +41,8 @@ from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.ser import inspect_ser, is_ser, read_ser_frames, read_ser_volume
 from nwwatch.io.series import image_series, tagged_pages
 from nwwatch.io.structure import corrupt_structure_refused, open_tiff
+
+_log = structlog.get_logger("nwwatch.io")
 
 
 def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
@@ -89,7 +93,8 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
 
     Returns
     -------
-    list of Frame, one per page, ``index`` 0..N-1. ``image`` is (H, W) in the file's dtype;
+    list of Frame, one per page, ``index`` 0..N-1. ``image`` is (H, W) in the file's dtype,
+    H without the rows of an FEI / Thermo Fisher page's data bar (:func:`_image_rows`);
     ``pixel_size_nm`` from the metadata or None (resolution tags: of the page's own series);
     ``acquired_at`` UTC from the metadata (``acquired_at_source`` "metadata") or else the
     file's mtime ("mtime").
@@ -118,11 +123,12 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
             pages = tagged_pages(series)
             sizes_nm = _page_pixel_sizes_nm(path, tif, pages, info.n_pages)
             times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
+            rows = _image_rows(path, series, info.page_shape, pages)
         height, width = info.page_shape
         stack = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
     return [
         Frame(
-            image=stack[i],
+            image=stack[i, :rows],  # each a C-contiguous block of the stack's page
             index=i,
             source=path,
             pixel_size_nm=sizes_nm[i],
@@ -145,8 +151,9 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
 
     Returns
     -------
-    Volume with ``data`` (Z, Y, X) in the file's dtype and ``voxel_size_nm`` (z, y, x) when
-    the file declares all three sizes, else None.
+    Volume with ``data`` (Z, Y, X) in the file's dtype, Y without the rows of an FEI /
+    Thermo Fisher page's data bar (:func:`_image_rows`), and ``voxel_size_nm`` (z, y, x)
+    when the file declares all three sizes, else None.
 
     Raises
     ------
@@ -177,8 +184,11 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
         series = image_series(tif)[0]
         with corrupt_structure_refused(path):
             sizes = physical_sizes_nm(path, tif, series[0].keyframe)
+            rows = _image_rows(path, series, info.page_shape)
         height, width = info.page_shape
         data = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
+        if rows < height:
+            data = np.ascontiguousarray(data[:, :rows])
     voxel_size_nm = None if None in sizes else (sizes[0], sizes[1], sizes[2])
     return Volume(data=data, source=path, voxel_size_nm=voxel_size_nm)
 
@@ -247,6 +257,48 @@ def _page_pixel_sizes_nm(
             by_tags[key] = frame_pixel_size_nm(path, physical_sizes_nm(path, tif, page))
         sizes.append(by_tags[key])
     return sizes
+
+
+def _image_rows(path: Path, series: list[tifffile.TiffPageSeries],
+                page_shape: tuple[int, int], pages: list | None = None) -> int:
+    """Rows of each page that hold the image: all ``page_shape[0]``, or the ``[Image]``
+    ``ResolutionY`` of FEI / Thermo Fisher pages (tag 34682) whose data bar (text and a
+    scale bar) lies in the rows below (:func:`~nwwatch.io.metadata.fei_image_size`); said
+    in an ``io.databar_cropped`` warning. Every page read (``pages``: those of
+    :func:`nwwatch.io.series.tagged_pages`, found here when not given) has to declare the
+    same size, with fewer rows than the page and its width (``ResolutionX``). Metadata that
+    declares fewer rows but does not fit the pages (another width, other sizes on other
+    pages: a resampled or edited file) leaves every row, with an ``io.databar_kept``
+    warning."""
+    height, width = page_shape
+
+    def declared(sizes: set) -> bool:
+        return any(rows is not None and rows < height for rows, _ in sizes)
+
+    # The first page of each series first: a file without a shorter FEI image (nearly every
+    # file) is not parsed page by page.
+    if not declared({fei_image_size(part.keyframe) for part in series}):
+        return height
+    pages = tagged_pages(series) if pages is None else pages
+    sizes = {fei_image_size(page if isinstance(page, tifffile.TiffPage) else page.keyframe)
+             for page in pages}
+    if len(sizes) > 1:
+        _log.warning("io.databar_kept", path=str(path), page_rows=height,
+                     reason=f"pages declare different FEI [Image] sizes (rows, columns) "
+                            f"{sorted(sizes, key=str)}: every row is read, data bar included")
+        return height
+    ((rows, columns),) = sizes
+    if columns != width:
+        _log.warning("io.databar_kept", path=str(path), page_rows=height,
+                     reason=f"FEI [Image] ResolutionX {columns} is not the page's width "
+                            f"{width} (resampled or edited after saving?): every row is read, "
+                            f"data bar included")
+        return height
+    _log.warning("io.databar_cropped", path=str(path), image_rows=rows, page_rows=height,
+                 reason=f"FEI [Image] ResolutionY {rows} of the page's {height} rows: the "
+                        f"{height - rows} rows below the image (the microscope's data bar) "
+                        "are not read")
+    return rows
 
 
 def _read_pixels(path: Path, info: TiffInfo,
