@@ -116,11 +116,36 @@ def nearest_labeled(labels: np.ndarray) -> np.ndarray:
     return labels[rows, cols].astype(np.uint8)
 
 
-#: An unlabeled region that borders two or more classes is given to the nearest class only
-#: where none of its pixels lies farther than this from a labeled pixel (a band up to about
-#: twice as wide): the nearest class then places the boundary midway, as drawn on each side.
-#: Our hand labels of the real crops leave bands reaching 3.0-8.5 px (119-368 px frames).
+#: Where the nearest-class fill of an unlabeled region puts a boundary between two classes
+#: farther than this from any labeled pixel, the boundary must run on from where the two
+#: classes meet on the region's edge (:func:`unsure_band_problem`); nearer, it may also lie
+#: midway across a band between them, as drawn on each side (a band up to about twice as
+#: wide). Our hand labels of the real crops leave bands reaching 3.0-8.5 px (119-368 px
+#: frames).
 UNSURE_BAND_MAX_REACH_PX = 16.0
+#: Seen from such a boundary pixel, the nearest labeled pixels of its two classes lie within
+#: this angle of each other where the boundary runs on from where the classes meet (the
+#: bottom rows left out across wire and background: both at the wire's edge, a few px apart
+#: seen from over 16 px, under 30 degrees), and farther apart where the fill chooses it: midway
+#: across a band between the classes (180 degrees), or on the diagonal of a corner where one
+#: class lies along one side of the region and the other along the next (90 degrees).
+_JUNCTION_MAX_ANGLE_DEG = 60.0
+
+
+class UnsureBandError(ValueError):
+    """Labels whose unlabeled pixels cannot be given the nearest class: the reason of
+    :func:`unsure_band_problem`."""
+
+
+def fill_unsure_band(labels: np.ndarray) -> np.ndarray:
+    """In-situ labels (uint8 (H, W), ids 0, 1, 2, maybe 255) with every unlabeled pixel given
+    the class of the nearest labeled pixel (:func:`nearest_labeled`), as ``nwwatch measure``
+    and ``nwwatch evaluate`` measure them. Raises :class:`UnsureBandError` with the reason of
+    :func:`unsure_band_problem` where the labels do not say which class such pixels hold."""
+    problem = unsure_band_problem(labels)
+    if problem:
+        raise UnsureBandError(problem)
+    return nearest_labeled(labels)
 
 
 def unsure_band_problem(labels: np.ndarray,
@@ -129,10 +154,14 @@ def unsure_band_problem(labels: np.ndarray,
     class of the nearest labeled pixel (:func:`nearest_labeled`) for a measurement, or None.
 
     A region of 255 that borders one class only (a scale bar left out in the background)
-    takes that class whatever its size. A region that borders several is an unsure band
-    between them: at most ``max_reach_px`` from a labeled pixel everywhere, else which class
-    it holds is the annotator's to say. Labels without a nanowire or droplet pixel (a 0/255
-    mask, or nothing labeled) have no band to fill."""
+    takes that class whatever its size. Where the fill puts a boundary between two classes,
+    it is the labels' up to ``max_reach_px`` from a labeled pixel (an unsure band's boundary
+    midway), and beyond only where it runs on from where the two classes meet on the region's
+    edge (:data:`_JUNCTION_MAX_ANGLE_DEG`): a strip along the frame's border left out across
+    wire and background extends each class straight out to the border whatever its depth,
+    while a wider band between two classes, or a corner with one class along one side and
+    the other along the next, is the annotator's to say. Labels without a nanowire or droplet
+    pixel (a 0/255 mask, or nothing labeled) have no band to fill."""
     unsure = labels == UNLABELED
     if not unsure.any():
         return None
@@ -143,28 +172,49 @@ def unsure_band_problem(labels: np.ndarray,
         return (f"found {UNLABELED} and no nanowire (1) or droplet (2) pixel: a 0/255 mask of "
                 "one object, not class ids; give every class its id (docs/measurement.md, "
                 "'Masks from other tools')")
-    import cv2
     from scipy.ndimage import distance_transform_edt
 
-    count, regions = cv2.connectedComponents(unsure.astype(np.uint8), connectivity=8)
-    reach = distance_transform_edt(unsure)
-    farthest = np.zeros(count, np.float64)
-    np.maximum.at(farthest, regions[unsure], reach[unsure])
-    # the classes each region touches (8-neighbours): one bit per class
-    touched = np.zeros(count, np.int64)
-    kernel = np.ones((3, 3), np.uint8)
-    for bit, cls in enumerate((BACKGROUND, NANOWIRE, DROPLET)):
-        near = cv2.dilate((labels == cls).astype(np.uint8), kernel).astype(bool) & unsure
-        touched[np.unique(regions[near])] |= 1 << bit
-    several = np.array([bin(int(t)).count("1") > 1 for t in touched])
-    several[0] = False  # label 0 of connectedComponents: the labeled pixels
-    wide = np.flatnonzero(several & (farthest > max_reach_px))
-    if wide.size == 0:
+    reach, (near_rows, near_cols) = distance_transform_edt(unsure, return_indices=True)
+    if not (reach > max_reach_px).any():
         return None
-    worst = wide[np.argmax(farthest[wide])]
-    rows, cols = np.nonzero(regions == worst)
-    names = [name for bit, name in enumerate(INSITU_CLASSES) if touched[worst] >> bit & 1]
-    return (f"an unlabeled ({UNLABELED}) region of {rows.size} px about (row, col) "
-            f"({int(rows.mean())}, {int(cols.mean())}) borders {' and '.join(names)} and "
-            f"reaches {farthest[worst]:.1f} px from any labeled pixel (an unsure band is given "
-            f"the nearest class up to {max_reach_px:g} px): give it its classes")
+    filled = labels[near_rows, near_cols]
+    rows, cols = np.indices(labels.shape)
+    to_row, to_col = near_rows - rows, near_cols - cols  # to each pixel's nearest label
+    cos_limit = np.cos(np.radians(_JUNCTION_MAX_ANGLE_DEG))
+    worst: tuple[float, int, int, int, int] | None = None
+    height, width = labels.shape
+    # each pixel and its right, then its lower neighbour: a boundary of the fill between them
+    for step_row, step_col in ((0, 1), (1, 0)):
+        a = (slice(0, height - step_row), slice(0, width - step_col))
+        b = (slice(step_row, height), slice(step_col, width))
+        pair_reach = np.maximum(reach[a], reach[b])
+        boundary = (filled[a] != filled[b]) & (pair_reach > max_reach_px)
+        if not boundary.any():
+            continue
+        # seen from the first pixel: its nearest label, and its neighbour's (of the other
+        # class), one step farther
+        ar, ac = to_row[a][boundary], to_col[a][boundary]
+        br, bc = to_row[b][boundary] + step_row, to_col[b][boundary] + step_col
+        dot = (ar * br + ac * bc).astype(np.float64)
+        chosen = dot < cos_limit * np.hypot(ar, ac) * np.hypot(br, bc)
+        if not chosen.any():
+            continue
+        k = int(np.argmax(np.where(chosen, pair_reach[boundary], -1.0)))
+        if worst is None or pair_reach[boundary][k] > worst[0]:
+            at_rows, at_cols = np.nonzero(boundary)  # a's slices start at (0, 0)
+            r, c = int(at_rows[k]), int(at_cols[k])
+            worst = (float(pair_reach[boundary][k]), r, c, int(filled[r, c]),
+                     int(filled[r + step_row, c + step_col]))
+    if worst is None:
+        return None
+    farthest, row, col, first, second = worst
+    import cv2
+
+    _, regions = cv2.connectedComponents(unsure.astype(np.uint8), connectivity=8)
+    size_px = int(np.count_nonzero(regions == regions[row, col]))
+    names = " and ".join(INSITU_CLASSES[k] for k in sorted((first, second)))
+    return (f"an unlabeled ({UNLABELED}) region of {size_px} px about (row, col) ({row}, {col}) "
+            f"lies between {names} and reaches {farthest:.1f} px from any labeled pixel there "
+            f"(an unsure band between classes is given the nearest class up to "
+            f"{max_reach_px:g} px; beyond, a region is only extended from where its classes "
+            f"meet, as a strip along the frame's border is): give it its classes")

@@ -28,7 +28,7 @@ import click
 import numpy as np
 
 from nwwatch.atomic import atomic_write
-from nwwatch.classes import DROPLET, NANOWIRE, nearest_labeled
+from nwwatch.classes import DROPLET, NANOWIRE, UnsureBandError, fill_unsure_band
 from nwwatch.io.dataset import (
     DatasetLayoutError,
     pair_folder,
@@ -90,6 +90,10 @@ class EvaluationReport:
     #: the softmax averaged over the frame and its mirror images (``--flip-average``): the
     #: report says so, as its figures differ from those of the model run as the service runs it
     flip_average: bool = False
+    #: label images (their path under DATA) whose true-label angle was not measured, with
+    #: why: unlabeled (255) pixels :func:`nwwatch.classes.fill_unsure_band` gives no class,
+    #: as ``nwwatch measure`` refuses them
+    truth_labels_not_measured: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -102,6 +106,7 @@ class EvaluationReport:
             out["contact_angle"] = self.angles.__dict__
         if self.angles_on_truth_labels is not None:
             out["contact_angle_on_truth_labels"] = self.angles_on_truth_labels.__dict__
+            out["truth_labels_not_measured"] = dict(self.truth_labels_not_measured)
         if self.interface is not None:
             out["interface_offset"] = self.interface.__dict__
         return out
@@ -201,6 +206,11 @@ def _truth_angles(root: Path, stems: list[str]) -> dict[str, tuple[float, float 
     return out
 
 
+def _under(path: Path, root: Path) -> str:
+    """``path`` relative to the DATA folder ``root`` (POSIX separators), else as given."""
+    return (path.relative_to(root) if path.is_relative_to(root) else path).as_posix()
+
+
 def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[str, ...] = ("cpu",),
                     threads: int | None = None, angles: bool = True,
                     working_scale: WorkingScale | None = None,
@@ -250,6 +260,7 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     errors, errors_truth = [], []
     failures, failures_truth = Counter(), Counter()
     measured = 0
+    not_measured: dict[str, str] = {}  # true labels without an angle: why, by label file
     offsets: list[np.ndarray] = []
     elapsed = 0.0
     volumes = VolumeRanges(root) if meta.normalization_scope == "volume" else None
@@ -281,10 +292,15 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
             measured += 1
             droplet_probability = result.probabilities[0, 2]
             # The model's labels are measured as the service measures them (with the raw
-            # frame); the true labels are exact and are measured alone.
-            for labels, probability, image, errs, fails in (
-                    (predicted, droplet_probability, raw, errors, failures),
-                    (nearest_labeled(label), None, None, errors_truth, failures_truth)):
+            # frame); the true labels are exact and are measured alone, their unlabeled
+            # pixels filled as nwwatch measure fills them, or not measured where it refuses.
+            measurements = [(predicted, droplet_probability, raw, errors, failures)]
+            try:
+                measurements.append((fill_unsure_band(label), None, None, errors_truth,
+                                     failures_truth))
+            except UnsureBandError as exc:
+                not_measured[_under(label_path, root)] = str(exc)
+            for labels, probability, image, errs, fails in measurements:
                 found = measure_contact_angle(labels, probability, pixel_size, image=image)
                 if found.status in VALID_STATUSES and found.contact_angle_deg is not None:
                     errs.append(found.contact_angle_deg - angle_true)
@@ -301,9 +317,14 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         report.interface = InterfaceOffsets.from_frames(offsets)
     if truth is not None:
         report.angles = AngleErrors.from_errors(errors, measured, failures)
-        report.angles_on_truth_labels = AngleErrors.from_errors(errors_truth, measured,
-                                                                failures_truth)
+        report.angles_on_truth_labels = AngleErrors.from_errors(
+            errors_truth, measured - len(not_measured), failures_truth)
+        report.truth_labels_not_measured = not_measured
     return report
+
+
+#: true-label images not measured that the text report names (``--json`` names them all)
+_NOT_MEASURED_SHOWN = 5
 
 
 def format_report(report: EvaluationReport) -> str:
@@ -336,6 +357,17 @@ def format_report(report: EvaluationReport) -> str:
                          f"{errs.rmse_deg:.2f} deg, mean |err| {errs.mean_abs_deg:.2f} deg, bias "
                          f"{errs.bias_deg:+.2f} deg, max |err| {errs.max_abs_deg:.2f} deg; "
                          f"failures: {fails}")
+    unmeasured = report.truth_labels_not_measured
+    if unmeasured:
+        images = "label image" if len(unmeasured) == 1 else "label images"
+        lines.append(f"  not measured on the true labels: {len(unmeasured)} {images} whose "
+                     f"unlabeled (255) pixels nwwatch measure refuses too (their masks and "
+                     f"predicted angles are scored):")
+        for name, reason in list(unmeasured.items())[:_NOT_MEASURED_SHOWN]:
+            lines.append(f"    {name}: {reason}")
+        if len(unmeasured) > _NOT_MEASURED_SHOWN:
+            lines.append(f"    ... and {len(unmeasured) - _NOT_MEASURED_SHOWN} more "
+                         f"(truth_labels_not_measured in --json)")
     return "\n".join(lines)
 
 

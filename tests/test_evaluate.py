@@ -720,3 +720,71 @@ def test_a_json_report_inside_a_results_dataset_is_refused_before_the_run(tmp_pa
     assert f"{out} is inside {results / 'frames'}" in said
     assert f"--json {results / 'eval.json'}" in said
     assert not out.exists() and "mIoU" not in result.output
+
+
+def test_true_labels_measure_refuses_have_no_angle_and_are_named_with_why(tmp_path):
+    """A DATA label whose 255 region nwwatch measure refuses (a band 40 px wide between wire
+    and droplet) gets no true-label angle here either (before: filled without the limit and
+    measured); a strip along the frame's border is extended in both. IoU still leaves the 255
+    pixels out."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ideal_caps import render_ideal_cap
+
+    cap = render_ideal_cap((256, 256), 120.0, 50.0, 90.0, (150.0, 128.0))
+    rows = np.arange(256)[:, None]
+    data = tmp_path / "DATA"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    band = np.where((np.abs(rows - 150) <= 20) & (cap.labels > 0), 255, cap.labels)
+    strip = np.where(rows >= 236, 255, cap.labels)
+    for stem, labels in (("band", band), ("strip", strip)):
+        frame = np.choose(cap.labels, [3000, 1200, 600]).astype(np.uint16)
+        tifffile.imwrite(data / "images" / f"{stem}.tif", frame)
+        cv2.imwrite(str(data / "labels" / f"{stem}.png"), labels.astype(np.uint8))
+    pq.write_table(pa.table({"file": ["band.tif", "strip.tif"],
+                             "theta_apparent_deg": [cap.contact_angle_deg] * 2}),
+                   data / "truth.parquet")
+    report_path = tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(data), "--threads", "1",
+                                       "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    measured = CliRunner().invoke(main, ["measure", str(data / "labels" / "band.png"),
+                                         str(data / "labels" / "strip.png"),
+                                         "--out", str(tmp_path / "rows.parquet")])
+    assert measured.exit_code == 1, measured.output
+    why = measured.output.split("labels must be 0 background, 1 nanowire, 2 droplet; ", 1)[1]
+    why = why.split("\n", 1)[0]
+    assert f"skipped {data / 'labels' / 'band.png'}: " in measured.output
+    assert f"{data / 'labels' / 'strip.png'}[0] (labels): ok" in measured.output
+    assert "lies between" in why
+    report = json.loads(report_path.read_text())
+    assert report["truth_labels_not_measured"] == {"labels/band.png": why}  # the same reason
+    truth_labels = report["contact_angle_on_truth_labels"]
+    assert truth_labels["frames"] == truth_labels["valid"] == 1  # the strip's
+    assert truth_labels["max_abs_deg"] < 1.0
+    assert report["contact_angle"]["frames"] == 2  # the model's angle of both frames
+    lines = result.output.splitlines()
+    k = lines.index("  not measured on the true labels: 1 label image whose unlabeled (255) "
+                    "pixels nwwatch measure refuses too (their masks and predicted angles are "
+                    "scored):")
+    assert lines[k + 1] == f"    labels/band.png: {why}"
+    assert "contact angle (true labels): 1/1 measured" in result.output
+    # the masks are scored as before: the 255 pixels left out, the same with --no-angles
+    again = CliRunner().invoke(main, ["evaluate", "insitu-default", str(data), "--threads", "1",
+                                      "--no-angles", "--json", str(report_path)])
+    assert again.exit_code == 0, again.output
+    assert json.loads(report_path.read_text())["metrics"] == report["metrics"]
+    from nwwatch import DEFAULT_INSITU_MODEL
+    from nwwatch.normalize import normalize_image
+    from nwwatch.segment.session import Segmenter
+
+    segmenter = Segmenter(DEFAULT_INSITU_MODEL, providers=("cpu",), threads=1)
+    confusion = np.zeros((3, 3), np.int64)
+    for stem, labels in (("band", band), ("strip", strip)):
+        raw = tifffile.imread(data / "images" / f"{stem}.tif")
+        predicted = segmenter.segment(normalize_image(raw)).labels[0]
+        confusion += confusion_matrix(labels, predicted, 3)
+    assert confusion.sum() == np.count_nonzero(band != 255) + np.count_nonzero(strip != 255)
+    assert report["metrics"]["mean_iou"] == pytest.approx(
+        metrics_from_confusion(confusion).mean_iou)

@@ -404,7 +404,7 @@ def test_a_float_label_image_with_unlabeled_pixels_is_read_as_labels(tmp_path):
                                            str(tmp_path / "rows.parquet"), "--read-as", read_as])
         assert result.exit_code == 0, result.output
         assert f"{path}[0] (labels): ok" in result.output
-        assert "400 unlabeled (255) px of partial.tif were given the class" in result.output
+        assert "400 unlabeled (255) px of partial.tif[0] were given the class" in result.output
 
 
 def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
@@ -478,12 +478,13 @@ def test_an_unsure_band_takes_the_nearest_class_and_a_wide_region_is_refused(tmp
         assert rows_out[name]["contact_angle_deg"] == pytest.approx(exact.contact_angle_deg,
                                                                     abs=0.5)
         count = int(np.count_nonzero(names[name] == 255))
-        assert f"{count} unlabeled (255) px of {name} were given the class" in result.output
+        assert f"{count} unlabeled (255) px of {name}[0] were given the class" in result.output
     refused = " ".join(result.output.split())
     assert (f"{tmp_path / 'wide.png'}: labels must be 0 background, 1 nanowire, 2 droplet; "
             "an unlabeled (255) region of") in refused
-    assert "px from any labeled pixel (an unsure band is given the nearest class up to 16 px)" \
-        in refused
+    assert ("px from any labeled pixel there (an unsure band between classes is given the "
+            "nearest class up to 16 px; beyond, a region is only extended from where its "
+            "classes meet, as a strip along the frame's border is)") in refused
     assert (f"{tmp_path / 'mask.png'}: labels must be 0 background, 1 nanowire, 2 droplet; "
             "found 255 and no nanowire (1) or droplet (2) pixel: a 0/255 mask") in refused
     assert "--read-as frames" not in result.output
@@ -892,7 +893,7 @@ def test_the_recipe_for_masks_from_other_tools_runs(tmp_path, monkeypatch):
     out = tmp_path / "rows.parquet"
     result = CliRunner().invoke(main, ["measure", "labels/frame_0001.png", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "unlabeled (255) px of frame_0001.png were given the class" in result.output
+    assert "unlabeled (255) px of frame_0001.png[0] were given the class" in result.output
     row = pq.read_table(out).to_pylist()[0]
     assert row["status"] == "ok"
     assert abs(row["contact_angle_deg"] - cap.contact_angle_deg) < 3.0
@@ -1174,8 +1175,9 @@ def test_an_unsure_band_on_one_page_or_in_a_float_image_and_an_all_unlabeled_pag
     for row in rows:
         assert row["status"] == "ok"
         assert row["contact_angle_deg"] == pytest.approx(exact.contact_angle_deg, abs=0.5)
-    assert f"{count} unlabeled (255) px of stack.tif were given the class" in result.output
-    assert f"{count} unlabeled (255) px of float.tif were given the class" in result.output
+    assert f"{count} unlabeled (255) px of stack.tif[1] were given the class" in result.output
+    assert "px of stack.tif[0]" not in result.output  # the page without 255
+    assert f"{count} unlabeled (255) px of float.tif[0] were given the class" in result.output
     # nothing labeled is said so, not read as a 0/255 mask of one object
     refused = " ".join(result.output.split())
     assert (f"{tmp_path / 'blank.png'}: labels must be 0 background, 1 nanowire, 2 droplet; "
@@ -1205,3 +1207,99 @@ def test_a_series_with_one_dark_page_is_frames_and_a_stack_of_damaged_masks_is_r
     line = next(x for x in result.output.splitlines()
                 if x.startswith(f"skipped {tmp_path / 'masks.tif'}:"))
     assert "reads as a damaged mask, not a frame" in line
+
+
+def _vertical_cap() -> np.ndarray:
+    """A droplet (120 deg) on a vertical wire, cols 78-178, that runs to the bottom of a
+    256 x 256 frame; the facet on row 150."""
+    return render_ideal_cap((256, 256), 120.0, 50.0, 90.0, (150.0, 128.0)).labels
+
+
+def test_a_strip_along_the_border_takes_its_classes_and_a_wide_band_between_them_not():
+    from scipy.ndimage import distance_transform_edt
+
+    from nwwatch.classes import UnsureBandError, fill_unsure_band, unsure_band_problem
+
+    exact = _vertical_cap()
+    rows, cols = np.indices(exact.shape)
+
+    def band(labels, depth_px):  # each class's pixels within depth_px of another unlabeled
+        out = labels.copy()
+        for cls in (0, 1, 2):
+            inside = labels == cls
+            out[inside & (distance_transform_edt(inside) <= depth_px)] = 255
+        return out
+
+    ragged = exact.copy()
+    ragged[-40:] = 255
+    ragged[-60:-40][np.random.default_rng(0).random((20, 256)) < 0.5] = 255
+    extended = {  # the classes on the region's one side: each runs straight on to the border
+        "bottom 20 rows": np.where(rows >= 236, 255, exact),
+        "bottom 60 rows and a 2 px band round every class": np.where(rows >= 196, 255,
+                                                                     band(exact, 2)),
+        "bottom 40 rows, ragged": ragged,
+        "bottom and left 30 px": np.where((rows >= 226) | (cols < 30), 255, exact),
+    }
+    for name, labels in extended.items():
+        assert unsure_band_problem(labels.astype(np.uint8)) is None, name
+        filled = fill_unsure_band(labels.astype(np.uint8))
+        assert np.count_nonzero(filled != exact) <= 200, name  # the ragged strip's corners
+    wide = {  # where the boundary lies in these is the annotator's to say
+        "a 40 px band across the frame between droplet and wire":
+            (np.where(np.abs(rows - 150) <= 20, 255, exact), ""),
+        "a 40 px band on the wire's edge to the border":
+            (np.where((np.abs(cols - 78) <= 20) & (rows > 170), 255, exact),
+             "background and nanowire"),
+        "a 40 px band between wire and droplet":
+            (np.where((np.abs(rows - 150) <= 20) & (exact > 0), 255, exact), ""),
+        "a bottom strip ending beside the wire: background along one side, wire the next":
+            (np.where((rows >= 216) & (cols < 216), 255, exact), "background and nanowire"),
+    }
+    for name, (labels, between) in wide.items():
+        problem = unsure_band_problem(labels.astype(np.uint8))
+        assert problem is not None and "px from any labeled pixel there" in problem, name
+        assert f"lies between {between}" in problem, name
+        with pytest.raises(UnsureBandError, match="give it its classes"):
+            fill_unsure_band(labels.astype(np.uint8))
+    # a 28 px band between wire and droplet is an unsure band: its boundary midway
+    assert unsure_band_problem(
+        np.where((np.abs(rows - 150) <= 14) & (exact > 0), 255, exact).astype(np.uint8)) is None
+
+
+def test_measure_extends_a_border_strip_and_notes_the_filled_pixels_per_page(tmp_path):
+    exact = _vertical_cap()
+    strip = exact.copy()
+    strip[-20:] = 255  # the bottom rows left out, across wire and background
+    wide = exact.copy()
+    wide[130:171] = 255  # a 40 px band across the frame between droplet and wire
+    tifffile.imwrite(tmp_path / "pages.tif", np.stack([strip, exact, strip[::-1, ::-1]]),
+                     photometric="minisblack")
+    tifffile.imwrite(tmp_path / "refused.tif", np.stack([exact, wide]),
+                     photometric="minisblack")
+    cv2.imwrite(str(tmp_path / "strip.png"), strip)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", *(str(tmp_path / n) for n in
+                                                    ("pages.tif", "refused.tif", "strip.png")),
+                                       "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    expected = measure_contact_angle(exact).contact_angle_deg
+    rows = pq.read_table(out).to_pylist()
+    assert [(Path(r["source"]).name, r["frame"]) for r in rows] == [
+        ("pages.tif", 0), ("pages.tif", 1), ("pages.tif", 2), ("strip.png", 0)]
+    for row in rows:
+        assert row["status"] == "ok"
+        assert row["contact_angle_deg"] == pytest.approx(expected, abs=0.01)
+    lines = result.output.splitlines()
+    note = ("  note: 5120 unlabeled (255) px of {} were given the class of the nearest labeled "
+            "pixel (a boundary midway across an unsure band, or run on to the frame's border)")
+    # each under its page's line; the page without 255 has none
+    for source, page in (("pages.tif", 0), ("pages.tif", 2), ("strip.png", 0)):
+        k = next(i for i, line in enumerate(lines) if line.startswith(
+            f"{tmp_path / source}[{page}] (labels): ok"))
+        assert lines[k + 1] == note.format(f"{source}[{page}]")
+    k = next(i for i, line in enumerate(lines) if line.startswith(f"{tmp_path}/pages.tif[1]"))
+    assert not lines[k + 1].startswith("  note:")
+    assert sum("unlabeled (255) px of" in line for line in lines) == 3
+    refused = " ".join(result.output.split())
+    assert (f"skipped {tmp_path / 'refused.tif'}: labels must be 0 background, 1 nanowire, "
+            "2 droplet; page 1: an unlabeled (255) region of") in refused

@@ -21,10 +21,10 @@ from nwwatch.classes import (
     DROPLET,
     NANOWIRE,
     UNLABELED,
+    UnsureBandError,
     exchange_wire_and_droplet,
+    fill_unsure_band,
     interpolated_rim_problem,
-    nearest_labeled,
-    unsure_band_problem,
 )
 from nwwatch.io import Frame
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
@@ -138,14 +138,14 @@ def _float_class_ids(page: np.ndarray) -> bool:
 
 
 def read_labels(path: Path, pages: list[np.ndarray] | None = None
-                ) -> tuple[list[np.ndarray], int]:
+                ) -> tuple[list[np.ndarray], list[int]]:
     """Label pages of ``path`` (PNG or TIFF) as uint8 (H, W) arrays with values in {0, 1, 2}
-    (``pages``: the file's pages when already read), and how many unlabeled (255) pixels of
-    an unsure band were given the class of the nearest labeled pixel
-    (:func:`nwwatch.classes.unsure_band_problem` says when they cannot be)."""
+    (``pages``: the file's pages when already read), and per page how many unlabeled (255)
+    pixels were given the class of the nearest labeled pixel
+    (:func:`nwwatch.classes.fill_unsure_band`, which says when they cannot be)."""
     pages = _read_pages(path) if pages is None else pages
     out = []
-    filled_px = 0
+    filled_px = []
     for page in pages:
         if _float_class_ids(page):
             page = page.astype(np.uint8)  # exact: 0.0, 1.0, 2.0 and 255.0 only
@@ -154,15 +154,18 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
                                        f"{page.dtype} with other values; save the label image "
                                        "as uint8")
         bad = np.setdiff1d(np.unique(page), [0, NANOWIRE, DROPLET])
+        filled_px.append(0)
         if bad.size == 1 and bad[0] == UNLABELED:
             page = page.astype(np.uint8)
-            problem = unsure_band_problem(page)
-            if problem:
+            try:  # as evaluate measures a DATA folder's labels: one rule
+                filled = fill_unsure_band(page)
+            except UnsureBandError as exc:
+                page_said = f"page {len(out)}: " if len(pages) > 1 else ""
                 raise LabelFileError(
-                    path, f"labels must be 0 background, 1 nanowire, 2 droplet; {problem}")
-            # as evaluate fills a DATA folder's labels: the band's boundary midway
-            filled_px += int(np.count_nonzero(page == UNLABELED))
-            page = nearest_labeled(page)
+                    path, f"labels must be 0 background, 1 nanowire, 2 droplet; {page_said}{exc}"
+                ) from None
+            filled_px[-1] = int(np.count_nonzero(page == UNLABELED))
+            page = filled
         elif bad.size:
             # which of another tool's ids means which class is the user's to say, not guessed
             raise LabelFileError(
@@ -357,7 +360,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     swapped_valid: list[str] = []
     used_names: set[str] = set()
     for path in inputs:
-        filled_px = 0
+        filled_px: list[int] = []
         try:
             frames = _read_frames(path)
             pages = [frame.image for frame in frames]
@@ -444,6 +447,11 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             what = "labels" if is_labels else "frame"
             click.echo(f"{path}[{index}] ({what}): {result.status} [{result.reason_code}] "
                        f"{angle}{note}")
+            if filled_px and filled_px[index]:
+                click.echo(f"  note: {filled_px[index]} unlabeled ({UNLABELED}) px of "
+                           f"{path.name}[{index}] were given the class of the nearest labeled "
+                           "pixel (a boundary midway across an unsure band, or run on to the "
+                           "frame's border)")
             if is_labels and not result.angle_valid:
                 # Another tool's order (1 droplet, 2 wire) reads as a wire on a droplet and is
                 # refused for a geometric reason. Said, not corrected: the row keeps the
@@ -457,10 +465,6 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                                f"gives {swapped.contact_angle_deg:.2f} deg; if your tool "
                                "numbers them so, renumber the mask (docs/measurement.md, "
                                "'Masks from other tools')")
-        if filled_px:
-            click.echo(f"  note: {filled_px} unlabeled ({UNLABELED}) px of {path.name} were "
-                       "given the class of the nearest labeled pixel (an unsure band's "
-                       "boundary midway)")
     if swapped_valid:
         click.echo(f"{len(swapped_valid)} refused label page(s) give an angle with the "
                    "nanowire and droplet ids exchanged: check the masks' class order (first: "
