@@ -605,8 +605,76 @@ def test_the_mdoc_is_no_input_and_its_stack_replays_with_its_times(tmp_path, loc
     assert [(r["acquired_at"], r["acquired_at_source"], r["pixel_size_nm"]) for r in rows] == [
         (datetime(2026, 12, 5, 13, 22, 31, tzinfo=UTC), "metadata", 0.25),
         (datetime(2026, 12, 5, 13, 22, 33, tzinfo=UTC), "metadata", 0.25)]
-    # named with its stack by a shell glob: left out as no TIFF, not quarantined
-    again = replay([acq / "heating.mrc", acq / "heating.mrc.mdoc"], tmp_path / "out2",
+    # named with its stack by a shell glob: read with it, passed over without a word
+    again = replay([acq / "heating.mrc.mdoc", acq / "heating.mrc"], tmp_path / "out2",
                    kind="insitu", model=model(tmp_path))
-    assert (again.done, again.quarantined) == (1, 0)
-    assert again.not_tiff == [acq / "heating.mrc.mdoc"]
+    assert (again.done, again.quarantined, again.exit_status) == (1, 0, 0)
+    assert again.not_tiff == [] and again.mdocs == []
+    assert not any(".mdoc" in line for line in again.lines()), again.lines()
+    # named alone: skipped, saying what it is and what to give instead
+    alone = replay(acq / "heating.mrc.mdoc", tmp_path / "out3", kind="insitu",
+                   model=model(tmp_path))
+    assert (alone.files, alone.quarantined, alone.exit_status) == (0, 0, 0)
+    assert alone.not_tiff == [] and alone.mdocs == [acq / "heating.mrc.mdoc"]
+    lines = alone.lines()
+    assert not any("neither TIFF" in line for line in lines), lines
+    assert (f"named file skipped: {acq / 'heating.mrc.mdoc'}: SerialEM metadata (an .mdoc), "
+            "read with its stack heating.mrc, not an image: give heating.mrc") in "\n".join(lines)
+    assert lines[-1] == (f"replay found no input files: {acq / 'heating.mrc.mdoc'} is SerialEM "
+                         "metadata, not an image (above)")
+
+
+def test_an_mdoc_is_refused_as_metadata_naming_its_stack(tmp_path):
+    path = tmp_path / "heating.mrc"
+    _serialem_stack(path, 2)
+    mdoc = _mdoc(path, ["05-Dec-26  14:22:31"] * 2)
+    for read in (inspect_tiff, read_frames, read_volume):
+        with pytest.raises(NotATiffError, match=r"heating\.mrc\.mdoc: SerialEM metadata \(an "
+                                                r"\.mdoc\), read with its stack heating\.mrc, "
+                                                r"not an image: give heating\.mrc"):
+            read(mdoc)
+    path.unlink()
+    with pytest.raises(NotATiffError, match=r"its stack heating\.mrc, which is not beside it"):
+        read_frames(mdoc)
+
+
+def test_measure_passes_over_an_mdoc_named_with_its_stack_and_refuses_it_alone(tmp_path):
+    from click.testing import CliRunner
+
+    from nwwatch.measure.cli import measure
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    path = acq / "labels.mrc"
+    labels = np.zeros((2, 48, 48), np.int16)  # label pages: class ids 0, 1, 2
+    labels[:, 30:, 20:28] = 1
+    labels[:, 18:30, 16:32] = 2
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(labels)
+        mrc.set_image_stack()
+    _mdoc(path, ["05-Dec-26  14:22:31", "05-Dec-26  14:22:33"])
+    glob = sorted(str(p) for p in acq.iterdir())  # what the shell makes of acq/*
+    assert glob[1].endswith(".mdoc")
+    result = CliRunner().invoke(measure, [*glob, "--out", str(tmp_path / "a.parquet")])
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 row(s)" in result.output and "mdoc" not in result.output
+    result = CliRunner().invoke(measure, [glob[1], "--out", str(tmp_path / "b.parquet")])
+    assert result.exit_code == 1
+    assert (f"skipped {glob[1]}: SerialEM metadata (an .mdoc), read with its stack "
+            "labels.mrc, not an image: give labels.mrc") in result.output
+    assert "measure reads TIFF" not in result.output
+
+
+def test_no_watch_takes_an_mdoc_whatever_its_patterns(tmp_path):
+    """A watch whose patterns take every name quarantined the .mdoc beside each MRC file
+    as no TIFF."""
+    from nwwatch.service.config import WatchConfig
+    from nwwatch.service.watcher import matches, scan
+
+    path = tmp_path / "heating.mrc"
+    _serialem_stack(path, 2)
+    _mdoc(path, ["05-Dec-26  14:22:31"] * 2)
+    for patterns in (("*",), ("*.mdoc", "*.mrc")):
+        watch = WatchConfig(path=tmp_path, kind="insitu", patterns=patterns)
+        assert list(scan(watch)) == [path]
+        assert not matches("heating.mrc.mdoc", watch) and not matches("x.MDOC", watch)

@@ -19,6 +19,7 @@ the exposure whose frames the stack holds (and, for a tilt series within one exp
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +55,25 @@ class MdocMetadata:
 def mdoc_path(path: Path) -> Path:
     """The name SerialEM gives the mdoc of the MRC file ``path``: its whole name + ".mdoc"."""
     return path.with_name(path.name + MDOC_SUFFIX)
+
+
+def is_mdoc(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is named as SerialEM's metadata file (``.mdoc``, any case)."""
+    return Path(path).suffix.lower() == MDOC_SUFFIX
+
+
+def mdoc_stack(path: str | os.PathLike[str]) -> Path:
+    """The MRC file whose metadata the ``.mdoc`` ``path`` is: its name without ``.mdoc``."""
+    path = Path(path)
+    return path.with_name(path.name[: -len(MDOC_SUFFIX)])
+
+
+def mdoc_reason(path: str | os.PathLike[str]) -> str:
+    """Why the ``.mdoc`` ``path`` is no input, and what to give instead."""
+    stack = mdoc_stack(path)
+    where = "" if stack.is_file() else ", which is not beside it"
+    return (f"SerialEM metadata (an .mdoc), read with its stack {stack.name}{where}, not an "
+            f"image: give {stack.name} (its frames get this file's times and pixel size)")
 
 
 def parse_mdoc_time(text: str) -> datetime:

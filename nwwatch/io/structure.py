@@ -34,6 +34,7 @@ from nwwatch.io.errors import (
     conversion_hint,
 )
 from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
+from nwwatch.io.mdoc import is_mdoc, mdoc_reason
 from nwwatch.io.records import TiffInfo
 from nwwatch.io.regular import open_input, open_regular
 from nwwatch.io.series import (
@@ -108,6 +109,8 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
     """
     path = Path(path)
     with open_input(path) as handle:
+        if is_mdoc(path):  # a sidecar of an MRC file, whatever it holds
+            raise NotATiffError(path, mdoc_reason(path))
         size = os.fstat(handle.fileno()).st_size
         if size == 0:
             raise EmptyFileError(path, "file is empty (0 bytes)")

@@ -9,6 +9,7 @@ did this frame fail?" is one command. Optional overlays show every fit on its fr
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.io.dm import DM_SUFFIXES
 from nwwatch.io.emd import EMD_SUFFIXES
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM, MIN_PLAUSIBLE_PIXEL_SIZE_NM
+from nwwatch.io.mdoc import is_mdoc, mdoc_stack
 from nwwatch.io.mrc import MRC_SUFFIXES
 from nwwatch.io.png import PICTURE_PNG_PARAMS, low_grey_bit_depth, write_image_file
 from nwwatch.io.ser import SER_SUFFIXES
@@ -92,7 +94,8 @@ def _read_frames(path: Path) -> list[Frame]:
             # A 1-bit image stays 0/255: two classes at most, refused as a 0/255 mask.
             pages = (pages // (255 // (2 ** depth - 1))).astype(np.uint8)
     except DatasetLayoutError as exc:
-        known = path.suffix.lower() in _FRAME_SUFFIXES
+        # an .mdoc's reason says what to give instead
+        known = path.suffix.lower() in _FRAME_SUFFIXES or is_mdoc(path)
         # e.g. a JPEG: any other name is tried as a TIFF, so say which formats are read
         jpeg = (" (a JPEG mask: its lossy compression changed the class ids along every "
                 "edge, so save the mask losslessly, as PNG; a JPEG frame: convert it to PNG)"
@@ -336,7 +339,8 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
 
     TIFF, MRC, DigitalMicrograph, Velox EMD and TIA series files are read as the service
     reads them: a file it refuses is named and skipped (exit status 1), and each row gets the
-    file's pixel size and acquisition time."""
+    file's pixel size and acquisition time. SerialEM's NAME.mdoc is read with its MRC file
+    NAME: named beside it (a shell glob) it is passed over, named alone it is refused."""
     from nwwatch.options import refuse_inside_results, require_writable
     from nwwatch.segment.session import file_sha256
 
@@ -359,7 +363,11 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     skipped = 0
     swapped_valid: list[str] = []
     used_names: set[str] = set()
+    named = {os.path.abspath(path) for path in inputs}
     for path in inputs:
+        if is_mdoc(path) and os.path.abspath(mdoc_stack(path)) in named:
+            # SerialEM's metadata named with its stack (a shell glob): read with the stack
+            continue
         filled_px: list[int] = []
         try:
             frames = _read_frames(path)

@@ -104,7 +104,9 @@ def replay(
         DigitalMicrograph, Velox EMD, TIA series) or one such file, or a sequence of them
         (what a shell glob gives); a file named twice, or also found in a named folder, is
         processed once; a named file that is none of these by extension, nor a TIFF by its
-        header, is skipped (``ReplaySummary.not_tiff``), not quarantined.
+        header, is skipped (``ReplaySummary.not_tiff``), not quarantined; SerialEM's
+        ``NAME.mdoc`` is read with its MRC file ``NAME``: named with it, it is passed over,
+        named without it, skipped (``ReplaySummary.mdocs``).
     out_dir : results folder (``frames/``, ``volumes/``, ``masks/``, ``quarantine.parquet``,
         ``ledger.sqlite``).
     kind : "insitu" or "tomogram".
@@ -315,10 +317,14 @@ def replay(
 def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary) -> list[tuple[Path, Path]]:
     """(input file, the folder its symbolic links must stay in) of every path in ``roots``,
     each once (by absolute path), in order; a named file that is not a TIFF (:func:`_named_input`)
-    goes to ``summary.not_tiff``, the error of a folder that cannot be listed to
-    ``summary.unlisted``, a folder's files its kind leaves out (MRC files of the other kind's
-    names, tilt series, ...) to ``summary.left_out``."""
-    seen, out, named = set(), [], []
+    goes to ``summary.not_tiff``, a SerialEM ``.mdoc`` named without its MRC file to
+    ``summary.mdocs`` (named with it, it is passed over: read with the MRC file), the error
+    of a folder that cannot be listed to ``summary.unlisted``, a folder's files its kind
+    leaves out (MRC files of the other kind's names, tilt series, ...) to
+    ``summary.left_out``."""
+    from nwwatch.io.mdoc import is_mdoc, mdoc_stack
+
+    seen, out, named, mdocs = set(), [], [], []
     for root in roots:
         folder = root if root.is_dir() else root.parent
         for file in list_inputs(root, kind, summary.unlisted.append, summary.left_out):
@@ -326,12 +332,16 @@ def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary) -> list[tup
             if key in seen:
                 continue
             seen.add(key)
-            if root.is_dir() or _named_input(file):
+            if not root.is_dir() and is_mdoc(file):
+                mdocs.append(file)
+            elif root.is_dir() or _named_input(file):
                 out.append((file, folder))
                 if not root.is_dir():
                     named.append(file)
             else:
                 summary.not_tiff.append(file)
+    # SerialEM's metadata named with its stack (a shell glob) is read with it: nothing to say
+    summary.mdocs += [file for file in mdocs if os.path.abspath(mdoc_stack(file)) not in seen]
     # a shell glob names an original and its TIFF export: the frame once, as a folder gives it
     # (a TIFF named without its original is read: it was asked for)
     exports = {os.path.abspath(file) for file in named if _export_of_named(file, kind, seen)}

@@ -66,6 +66,9 @@ class ReplaySummary:
     #: MRC, DigitalMicrograph, Velox EMD or TIA series by extension (``truth.parquet`` beside
     #: the frames of ``acq/*``): skipped, not counted in ``files``.
     not_tiff: list[Path] = field(default_factory=list)
+    #: SerialEM ``.mdoc`` files named on the command line without their MRC file: metadata
+    #: read with the MRC file, skipped, not counted in ``files``.
+    mdocs: list[Path] = field(default_factory=list)
     #: Files the replayed folders' walk left out that nwwatch can say what to do with
     #: (:func:`nwwatch.service.watcher.scan`'s ``unread``): :attr:`other_formats` and
     #: :attr:`of_other_names`.
@@ -207,6 +210,12 @@ class ReplaySummary:
                        f"series (by extension): "
                        f"{_first(p.name for p in self.not_tiff)}"
                        f"{_hint_of(self.not_tiff)}")
+        if self.mdocs:
+            from nwwatch.io.mdoc import mdoc_reason
+
+            out += [f"named file skipped: {p}: {mdoc_reason(p)}" for p in self.mdocs[:3]]
+            if len(self.mdocs) > 3:
+                out.append(f"and {len(self.mdocs) - 3} more .mdoc files without their MRC file")
         if self.unlisted:
             n = len(self.unlisted)
             names = _first(f"{e.filename} ({e.strerror or repr(e)})" for e in self.unlisted)
@@ -216,6 +225,10 @@ class ReplaySummary:
             out.append(f"not compacted ({self.not_compacted}): the rows are all written; "
                        f"compact later with: nwwatch compact {self.results_dir}")
         if self.complete and self.files == 0 and self.input_path is not None \
+                and self.input_path in self.mdocs:
+            out.append(f"replay found no input files: {self.input_path} is SerialEM "
+                       "metadata, not an image (above)")
+        elif self.complete and self.files == 0 and self.input_path is not None \
                 and self.input_path in self.not_tiff:
             # one FILE named: "no input files in FILE (patterns …, searched recursively)"
             # described a folder

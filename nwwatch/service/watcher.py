@@ -25,6 +25,7 @@ from watchdog.observers.polling import PollingObserver
 
 from nwwatch.io.dm import DM_SUFFIXES
 from nwwatch.io.emd import EMD_SUFFIXES
+from nwwatch.io.mdoc import is_mdoc
 from nwwatch.io.ser import SER_SUFFIXES
 from nwwatch.service.config import WatchConfig, other_kind_reading
 
@@ -65,8 +66,10 @@ def use_polling(watch: WatchConfig, mounts_file: str = "/proc/mounts") -> bool:
 
 
 def matches(name: str, watch: WatchConfig) -> bool:
-    """True when a file *name* is an input of ``watch`` (patterns, minus ignore patterns)."""
-    if any(fnmatch.fnmatchcase(name, pat) for pat in watch.ignore_patterns):
+    """True when a file *name* is an input of ``watch`` (patterns, minus ignore patterns).
+    SerialEM's ``.mdoc`` never is, whatever the patterns: the metadata of the MRC file of its
+    name, read with it (:mod:`nwwatch.io.mdoc`)."""
+    if is_mdoc(name) or any(fnmatch.fnmatchcase(name, pat) for pat in watch.ignore_patterns):
         return False
     return any(fnmatch.fnmatchcase(name, pat) for pat in watch.patterns)
 
