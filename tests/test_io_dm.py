@@ -240,6 +240,18 @@ def test_an_implausible_pixel_size_is_ignored_with_a_warning_as_for_tiff(tmp_pat
     assert [e["axis"] for e in logs if e["event"] == "io.pixel_size_ignored"] == ["y", "x"]
 
 
+def test_a_calibration_of_x_alone_is_none_with_a_warning(tmp_path):
+    from structlog.testing import capture_logs
+
+    path = dm_file(tmp_path / "x_only.dm4", np.ones((4, 6), np.float32), 2,
+                   calibration=[(0.25, "nm"), (1.0, "")])  # y uncalibrated
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    assert frame.pixel_size_nm is None
+    assert [(e["event"], e["source"], e["axis"]) for e in logs] == [
+        ("io.pixel_size_ignored", "dm", "y")]
+
+
 def test_different_x_and_y_pixel_sizes_are_refused(tmp_path):
     path = dm_file(tmp_path / "aniso.dm4", np.ones((4, 6), np.float32), 2,
                    calibration=[(0.5, "nm"), (0.7, "nm")])

@@ -302,6 +302,38 @@ def test_a_size_below_a_picometre_is_no_calibration(tmp_path):
     assert read_frames(finest)[0].pixel_size_nm == pytest.approx(0.005)
 
 
+def test_a_pixel_size_declared_for_one_axis_only_is_no_calibration(tmp_path):
+    """An OME-TIFF with PhysicalSizeX and no PhysicalSizeY was read as square pixels of x's
+    size without a word; OME's missing PhysicalSizeY is unknown, as a tomogram's missing z
+    is, so the frame has none, with a warning naming the file and the missing axis."""
+    path = tmp_path / "x_only.ome.tif"
+    tifffile.imwrite(path, _image((2, 8, 8), "uint16"), metadata={
+        "axes": "TYX", "PhysicalSizeX": 0.5, "PhysicalSizeXUnit": "nm"})
+    with capture_logs() as logs:
+        assert [f.pixel_size_nm for f in read_frames(path)] == [None, None]
+    (warning,) = logs  # one a file, not one a frame
+    assert (warning["event"], warning["path"], warning["source"], warning["axis"]) == (
+        "io.pixel_size_ignored", str(path), "ome", "y")
+    assert "x 0.5 nm without a y size" in warning["reason"]
+    # a y size ignored as implausible leaves x alone too: said for y twice, why each time
+    implausible = tmp_path / "y_dpi.ome.tif"
+    tifffile.imwrite(implausible, _image((8, 8), "uint16"), metadata={
+        "axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeXUnit": "nm",
+        "PhysicalSizeY": 265, "PhysicalSizeYUnit": "µm"})
+    with capture_logs() as logs:
+        assert read_frames(implausible)[0].pixel_size_nm is None
+    assert [(e["axis"], e["reason"].split(":")[0]) for e in logs] == [
+        ("y", "265000 nm is above 10000 nm"), ("y", "x 0.5 nm without a y size")]
+    # both declared: read, without a word
+    both = tmp_path / "both.ome.tif"
+    tifffile.imwrite(both, _image((8, 8), "uint16"), metadata={
+        "axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeXUnit": "nm",
+        "PhysicalSizeY": 0.5, "PhysicalSizeYUnit": "nm"})
+    with capture_logs() as logs:
+        assert read_frames(both)[0].pixel_size_nm == 0.5
+    assert logs == []
+
+
 def test_ome_tiff_physical_sizes_and_acquisition_date(tmp_path):
     path = tmp_path / "tomo.ome.tif"
     volume = _image((4, 10, 12), "uint16")

@@ -572,7 +572,7 @@ def read_dm_frames(path: str | os.PathLike[str]) -> list[Frame]:
     returned = layout.returned
     data = data.astype(returned, copy=data.dtype != returned or not data.dtype.isnative)
     data = data.reshape(info.n_pages, *info.page_shape)
-    pixel_nm = frame_pixel_size_nm(path, (None, *layout.sizes_nm))
+    pixel_nm = frame_pixel_size_nm(path, (None, *layout.sizes_nm), "dm")
     when, source = ((layout.acquired_at, "metadata") if layout.acquired_at is not None
                     else (mtime, "mtime"))
     return [Frame(image=data[i], index=i, source=path, pixel_size_nm=pixel_nm,

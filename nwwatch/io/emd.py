@@ -421,7 +421,7 @@ def _pixel_size_nm(path: Path, name: str, meta: dict[str, Any], frame: int) -> f
             return None
         sizes.append(size)
     size_x, size_y = sizes
-    return frame_pixel_size_nm(path, (None, size_y, size_x))
+    return frame_pixel_size_nm(path, (None, size_y, size_x), "emd")
 
 
 def _unix_time(seconds: float | None) -> datetime | None:

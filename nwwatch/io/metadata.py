@@ -110,6 +110,14 @@ def physical_sizes_nm(
     ``page``: whose resolution tags and FEI metadata to read (default the first page); OME
     and ImageJ sizes are the file's.
     """
+    return declared_sizes_nm(path, tif, page)[1]
+
+
+def declared_sizes_nm(
+    path: Path, tif: tifffile.TiffFile, page: tifffile.TiffPage | None = None
+) -> tuple[str, Sizes]:
+    """The metadata source ("ome", "imagej", "fei", "tags"; "" for none) and the sizes of
+    :func:`physical_sizes_nm`."""
     readers = (("ome", _ome_sizes), ("imagej", _imagej_sizes),
                ("fei", lambda p, t: _fei_sizes(t, page)),
                ("tags", lambda p, t: _tag_sizes(p, t, page)))
@@ -118,15 +126,26 @@ def physical_sizes_nm(
         if sizes is not None:
             checked = (plausible_pixel_size_nm(path, source, a, v)
                        for a, v in zip("zyx", sizes, strict=True))
-            return tuple(checked)
-    return (None, None, None)
+            return source, tuple(checked)
+    return "", (None, None, None)
 
 
-def frame_pixel_size_nm(path: Path, sizes: Sizes) -> float | None:
-    """Square pixel size of a frame from (z, y, x); raises when x and y differ."""
+def frame_pixel_size_nm(path: Path, sizes: Sizes, source: str = "") -> float | None:
+    """Square pixel size of a frame from (z, y, x); raises when x and y differ.
+
+    None when x or y is: a size the file does not declare (or that is ignored as
+    implausible) is unknown, not the other's; with an ``io.pixel_size_ignored`` warning
+    naming ``path``, the metadata ``source`` and the missing axis when the other is known."""
     _, y_nm, x_nm = sizes
     if x_nm is None or y_nm is None:
-        return x_nm if y_nm is None else y_nm
+        if x_nm is not None or y_nm is not None:
+            known, missing, value = ("x", "y", x_nm) if y_nm is None else ("y", "x", y_nm)
+            _log.warning("io.pixel_size_ignored", path=str(path), source=source, axis=missing,
+                         reason=f"{known} {value:.6g} nm without a {missing} size: the "
+                                f"pixels' {missing} size is unknown, not assumed to be their "
+                                f"{known} size, so the frame has no pixel size; declare "
+                                "both (Fiji: Image > Properties)")
+        return None
     if abs(x_nm - y_nm) > ANISOTROPY_TOLERANCE * max(x_nm, y_nm):
         ratio = y_nm / x_nm
         raise AnisotropicPixelsError(

@@ -261,7 +261,7 @@ def read_mrc_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """
     path = Path(path)
     data, info, sizes_nm, mtime, _ = _read(path)
-    pixel_nm = frame_pixel_size_nm(path, sizes_nm)
+    pixel_nm = frame_pixel_size_nm(path, sizes_nm, "mrc")
     n = info.n_pages
     mdoc = read_mdoc(path, n, pixel_sizes=pixel_nm is None)
     pixels = [pixel_nm] * n if pixel_nm is not None or mdoc is None else mdoc.pixel_sizes_nm

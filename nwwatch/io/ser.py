@@ -346,7 +346,7 @@ def _pixel_sizes_nm(path: Path, elements: list[_Element]) -> list[float | None]:
             # the magnitude: a negative delta is the axis' direction, not part of its size
             sizes = (None, plausible_pixel_size_nm(path, "ser", "y", abs(key[1]) * 1e9),
                      plausible_pixel_size_nm(path, "ser", "x", abs(key[0]) * 1e9))
-            by_delta[key] = frame_pixel_size_nm(path, sizes)
+            by_delta[key] = frame_pixel_size_nm(path, sizes, "ser")
         out.append(by_delta[key])
     return out
 

@@ -31,6 +31,7 @@ from nwwatch.io.errors import (
 )
 from nwwatch.io.metadata import (
     acquisition_times,
+    declared_sizes_nm,
     fei_calibration_key,
     fei_image_size,
     frame_pixel_size_nm,
@@ -254,7 +255,8 @@ def _page_pixel_sizes_nm(
         key = (*(page.tags.valueof(code) for code in (282, 283, 296)),  # X/YRes, ResUnit
                *fei_calibration_key(page))
         if key not in by_tags:
-            by_tags[key] = frame_pixel_size_nm(path, physical_sizes_nm(path, tif, page))
+            source, sizes_nm = declared_sizes_nm(path, tif, page)
+            by_tags[key] = frame_pixel_size_nm(path, sizes_nm, source)
         sizes.append(by_tags[key])
     return sizes
 
