@@ -227,6 +227,18 @@ def test_the_pixel_size_is_the_x_and_y_scale_in_nm_and_none_for_other_units(tmp_
     assert frame.pixel_size_nm == (None if nm is None else pytest.approx(nm, rel=1e-6))
 
 
+@pytest.mark.parametrize("units, scale, nm", [
+    ("nm", 0.1234, 0.1234), ("Å", 1.234, 0.1234), ("µm", 0.0001234, 0.1234),
+    ("nm", 0.37, 0.37), ("µm", 1 / 4096, 1000 / 4096)])
+def test_a_float32_scale_is_the_decimal_it_holds(tmp_path, units, scale, nm):
+    """Scale is float32: 0.1234 nm came out as 0.12340000271797180 in every row, and a
+    unit's conversion added a tail of its own (1.234 Å: 0.12339999675750733)."""
+    path = dm_file(tmp_path / "cal.dm4", np.ones((4, 6), np.float32), 2,
+                   calibration=nm_calibration(scale, units))
+    (frame,) = read_frames(path)
+    assert frame.pixel_size_nm == nm  # exactly: the decimal, not within a tolerance
+
+
 def test_an_implausible_pixel_size_is_ignored_with_a_warning_as_for_tiff(tmp_path):
     """A 50 µm pixel is no microscope's calibration (a desktop program's default): TIFF and
     EMD ignored it with io.pixel_size_ignored, DigitalMicrograph and MRC took it."""

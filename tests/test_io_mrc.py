@@ -417,6 +417,20 @@ def test_an_implausible_pixel_size_is_ignored_with_a_warning_as_for_tiff(tmp_pat
     assert not [e for e in logs if e["event"] == "io.pixel_size_ignored"]
 
 
+@pytest.mark.parametrize("voxel_a, nx", [(4.603, 20), (1.2827, 20), (4.603, 4096),
+                                         (1000 / 4096, 64)])
+def test_a_float32_cell_gives_the_spacing_its_writer_set(tmp_path, voxel_a, nx):
+    """The cell (voxel size times the samples) is float32: 4.603 Å came out as
+    0.46030001640319823 nm, and over 4096 samples (stored 18853.889) as 0.4603000244."""
+    path = tmp_path / "cal.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.ones((3, 2, nx), np.int16))
+        mrc.voxel_size = voxel_a
+    expected = round(voxel_a / 10, 12)
+    assert {f.pixel_size_nm for f in read_frames(path)} == {expected}  # exactly
+    assert read_volume(path).voxel_size_nm == (expected,) * 3
+
+
 # --- SerialEM's .mdoc beside an MRC file ----------------------------------------------------
 
 #: As SerialEM writes it for a stack of separately saved images (Record, then Save to the open
@@ -515,6 +529,13 @@ def test_the_mdoc_gives_the_pixel_size_a_header_without_calibration_lacks(tmp_pa
     with capture_logs() as logs:
         assert [f.pixel_size_nm for f in read_frames(path)] == [None, None]
     assert [e["source"] for e in logs if e["event"] == "io.pixel_size_ignored"] == ["mdoc"]
+
+
+def test_an_mdoc_pixel_spacing_in_angstrom_is_its_decimal_in_nm(tmp_path, local_tz):
+    path = tmp_path / "movie.mrcs"
+    _serialem_stack(path, 2)  # no calibration in the header
+    _mdoc(path, ["05-Dec-26  14:22:31"] * 2, pixel="1.7")  # 1.7 / 10 is 0.16999999999999998
+    assert [f.pixel_size_nm for f in read_frames(path)] == [0.17, 0.17]
 
 
 @pytest.mark.parametrize("whens, reason", [

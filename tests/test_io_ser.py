@@ -163,6 +163,12 @@ def test_the_pixel_size_is_the_calibration_delta_in_nm(tmp_path):
     assert [f.pixel_size_nm for f in read_frames(path)] == [2.5, 2.5]
 
 
+def test_a_delta_in_metres_is_its_decimal_in_nm(tmp_path):
+    # 1.234e-10 * 1e9 is 0.12340000000000001 in binary floats
+    path = ser_file(tmp_path / "a.ser", _frames(), delta_m=(1.234e-10, 1.234e-10))
+    assert [f.pixel_size_nm for f in read_frames(path)] == [0.1234, 0.1234]
+
+
 def test_a_diffraction_calibration_is_ignored_with_a_warning(tmp_path):
     # reciprocal metres in the same fields (the unit is only in the .emi): implausible as nm
     from structlog.testing import capture_logs

@@ -334,6 +334,20 @@ def test_a_pixel_size_declared_for_one_axis_only_is_no_calibration(tmp_path):
     assert logs == []
 
 
+def test_a_calibration_converted_to_nm_is_its_decimal(tmp_path):
+    """1.234 Å times 0.1 and ImageJ's 5000/617 pixels a nm both gave 0.12340000000000001."""
+    ome = tmp_path / "angstrom.ome.tif"
+    tifffile.imwrite(ome, _image((8, 8), "uint16"), metadata={
+        "axes": "YX", "PhysicalSizeX": 1.234, "PhysicalSizeXUnit": "Å",
+        "PhysicalSizeY": 1.234, "PhysicalSizeYUnit": "Å"})
+    assert read_frames(ome)[0].pixel_size_nm == 0.1234
+    imagej = tmp_path / "imagej.tif"
+    tifffile.imwrite(imagej, _image((8, 8), "uint16"), imagej=True,
+                     resolution=(1 / 0.1234, 1 / 0.1234), metadata={"unit": "nm"})
+    assert tifffile.TiffFile(imagej).pages[0].tags["XResolution"].value == (5000, 617)
+    assert read_frames(imagej)[0].pixel_size_nm == 0.1234
+
+
 def test_ome_tiff_physical_sizes_and_acquisition_date(tmp_path):
     path = tmp_path / "tomo.ome.tif"
     volume = _image((4, 10, 12), "uint16")

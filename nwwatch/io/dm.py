@@ -69,7 +69,13 @@ from nwwatch.io.limits import (
     MAX_FRAME_PIXELS,
     PLAUSIBLE_ACQUISITION_YEARS,
 )
-from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm, unit_to_nm
+from nwwatch.io.metadata import (
+    float32_value,
+    frame_pixel_size_nm,
+    nm_from,
+    plausible_pixel_size_nm,
+    unit_to_nm,
+)
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import open_input
 
@@ -83,6 +89,7 @@ DM_SUFFIXES = (".dm3", ".dm4")
 _SIMPLE = {2: "i2", 3: "i4", 4: "u2", 5: "u4", 6: "f4", 7: "f8", 8: "u1", 9: "i1",
            10: "u1", 11: "i8", 12: "u8"}
 _STRUCT, _STRING, _ARRAY = 15, 18, 20
+_FLOAT32 = 6
 _GROUP, _DATA, _END = 20, 21, 0  # 0: the zeros after the root group, never a tag
 #: Arrays longer than this are not read while the tags are parsed: their offset is kept (the
 #: image data, the thumbnail's pixels).
@@ -226,9 +233,7 @@ class _Parser:
         types = [self._field() for _ in range(n)]
         code = types[0]
         if code in _SIMPLE and n == 1:
-            value = np.frombuffer(self._read(int(_SIMPLE[code][1])),
-                                  self.order + _SIMPLE[code])[0]
-            return value.item()
+            return self._simple(code)
         if code == _STRING and n == 2:
             # UTF-16 in the data's byte order, 2 bytes a character
             return self._read(self._checked(types[1], 2, label)).decode(
@@ -253,8 +258,10 @@ class _Parser:
         return fields
 
     def _simple(self, code: int) -> int | float:
-        return np.frombuffer(self._read(int(_SIMPLE[code][1])),
-                             self.order + _SIMPLE[code])[0].item()
+        value = np.frombuffer(self._read(int(_SIMPLE[code][1])),
+                              self.order + _SIMPLE[code])[0].item()
+        # a float32 (a calibration's Scale) as the decimal it holds: 0.1234, not 0.12340000271
+        return float32_value(value) if code == _FLOAT32 else value
 
     def _checked(self, count: int, itemsize: int, label: str) -> int:
         """``count * itemsize`` bytes when they fit in the rest of the file."""
@@ -347,7 +354,7 @@ def _pixel_size_nm(path: Path, calibration: tuple[float | None, str], axis: str)
                       reason=f"units {units!r} are not a length")
         return None
     # the magnitude: the sign of a scale is the axis' direction, not part of its size
-    return plausible_pixel_size_nm(path, "dm", axis, abs(scale) * factor)
+    return plausible_pixel_size_nm(path, "dm", axis, nm_from(abs(scale), factor))
 
 
 def _text(group: _Group | None, label: str) -> str | None:

@@ -63,7 +63,12 @@ from nwwatch.io.limits import (
     MAX_FRAME_PIXELS,
     PLAUSIBLE_ACQUISITION_YEARS,
 )
-from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm, unit_to_nm
+from nwwatch.io.metadata import (
+    frame_pixel_size_nm,
+    nm_from,
+    plausible_pixel_size_nm,
+    unit_to_nm,
+)
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import open_input
 
@@ -416,7 +421,7 @@ def _pixel_size_nm(path: Path, name: str, meta: dict[str, Any], frame: int) -> f
         number = _number(value)
         if per_unit is None or number is None:
             return None
-        size = plausible_pixel_size_nm(path, "emd", axis, number * per_unit)
+        size = plausible_pixel_size_nm(path, "emd", axis, nm_from(number, per_unit))
         if size is None:
             return None
         sizes.append(size)

@@ -28,7 +28,7 @@ from pathlib import Path
 import structlog
 
 from nwwatch.io.errors import InputError
-from nwwatch.io.metadata import _as_utc, plausible_pixel_size_nm
+from nwwatch.io.metadata import _as_utc, nm_from, plausible_pixel_size_nm
 from nwwatch.io.regular import open_regular
 
 _log = structlog.get_logger("nwwatch.io")
@@ -197,6 +197,6 @@ def _spacing_nm(keys: _Keys, glob: _Keys | None) -> float | None:
     if text is None:
         return None
     try:
-        return float(text) / 10.0
+        return nm_from(float(text), 0.1)
     except ValueError:
         return float("nan")  # warned about as no size

@@ -29,8 +29,11 @@ import re
 import unicodedata
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import structlog
 import tifffile
 
@@ -274,7 +277,7 @@ def _ome_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
         if value is not None and factor is None:
             _log.warning("io.pixel_size_ignored", path=str(path), source="ome", axis=axis,
                          reason=f"unknown unit {unit!r}")
-        sizes.append(None if value is None or factor is None else _float(value) * factor)
+        sizes.append(None if value is None or factor is None else nm_from(_float(value), factor))
     return None if sizes == [None, None, None] else tuple(sizes)
 
 
@@ -290,9 +293,9 @@ def _imagej_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
                          reason=f"unknown unit {unit!r}")
         return None
     y_per_unit, x_per_unit = _resolution(tif.pages.first)
-    x_nm = None if x_per_unit is None else factor / x_per_unit
+    x_nm = None if x_per_unit is None else _per_unit_nm(factor, x_per_unit)
     if "spacing" in meta:
-        z_nm = _float(meta["spacing"]) * factor
+        z_nm = nm_from(_float(meta["spacing"]), factor)
     elif _float(meta.get("slices", 1)) > 1:
         z_nm = factor  # ImageJ does not write spacing when it is 1 unit
         if x_nm and z_nm > MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO * x_nm:
@@ -306,7 +309,7 @@ def _imagej_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
         z_nm = None
     return (
         z_nm,
-        None if y_per_unit is None else factor / y_per_unit,
+        None if y_per_unit is None else _per_unit_nm(factor, y_per_unit),
         x_nm,
     )
 
@@ -322,8 +325,8 @@ def _tag_sizes(
         return None
     return (
         None,
-        None if y_per_unit is None else factor / y_per_unit,
-        None if x_per_unit is None else factor / x_per_unit,
+        None if y_per_unit is None else _per_unit_nm(factor, y_per_unit),
+        None if x_per_unit is None else _per_unit_nm(factor, x_per_unit),
     )
 
 
@@ -347,8 +350,8 @@ def _fei_sizes(tif: tifffile.TiffFile, page: tifffile.TiffPage | None = None
         return None
     return (
         None,
-        None if y_m is None else _float(y_m) * 1e9,
-        None if x_m is None else _float(x_m) * 1e9,
+        None if y_m is None else nm_from(_float(y_m), 1e9),
+        None if x_m is None else nm_from(_float(x_m), 1e9),
     )
 
 
@@ -378,18 +381,58 @@ def _positive_int(value: object) -> int | None:
     return int(number) if math.isfinite(number) and number >= 1 and number.is_integer() else None
 
 
-def _resolution(page: tifffile.TiffPage) -> tuple[float | None, float | None]:
-    """(y, x) pixels per resolution unit from the rational tags; None if absent or zero."""
+def _resolution(page: tifffile.TiffPage) -> tuple[Fraction | None, Fraction | None]:
+    """(y, x) pixels per resolution unit from the rational tags, exactly; None if absent,
+    zero or negative."""
     values = []
     for code in (283, 282):  # YResolution, XResolution
         value = page.tags.valueof(code)
         try:
             numerator, denominator = value
-            per_unit = numerator / denominator
-        except (TypeError, ValueError, ZeroDivisionError):
-            per_unit = None
+            per_unit = Fraction(numerator) / Fraction(denominator)
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+            per_unit = None  # no pair of numbers; infinite or NaN ones
         values.append(per_unit if per_unit and per_unit > 0 else None)
     return values[0], values[1]
+
+
+def _per_unit_nm(nm_per_unit: float, pixels_per_unit: Fraction) -> float:
+    """The pixel size in nm of ``pixels_per_unit`` (a rational tag, exact) in a unit of
+    ``nm_per_unit`` nm, rounded once: ImageJ's 5000/617 pixels a nm is 0.1234 nm, where
+    the division of binary floats gives 0.12340000000000001."""
+    return float(Decimal(repr(nm_per_unit)) * pixels_per_unit.denominator
+                 / pixels_per_unit.numerator)
+
+
+def nm_from(value: float, nm_per_unit: float) -> float:
+    """``value`` in a unit of ``nm_per_unit`` nm, in nm: the product of the decimals the two
+    stand for (their shortest forms), rounded once. 1.234 Å is 0.1234 nm, where the product
+    of binary floats is 0.12340000000000001 (about a quarter of such products carry a
+    tail). A value that is not finite is returned as the plain product."""
+    if not math.isfinite(value):
+        return value * nm_per_unit
+    return float(Decimal(repr(float(value))) * Decimal(repr(float(nm_per_unit))))
+
+
+#: Significant digits that tell any two float32 apart (numpy's ``finfo`` has no such field).
+FLOAT32_DIGITS = 9
+
+
+def short_decimal(value: Decimal) -> bool:
+    """Whether ``value`` has at most :data:`FLOAT32_DIGITS` significant digits."""
+    return value.is_finite() and len(value.normalize().as_tuple().digits) <= FLOAT32_DIGITS
+
+
+def float32_value(value: float) -> float:
+    """The decimal a float32 ``value`` holds: its binary value when that is a decimal of at
+    most 9 significant digits (1/4096 = 0.000244140625), else the shortest decimal that
+    reads back as the same float32. A calibration stored as float32 (DigitalMicrograph
+    tags, MRC headers) set to 0.1234 is 0.1234, not the float32's binary value
+    0.12340000271797180."""
+    exact = Decimal(float(np.float32(value)))
+    if short_decimal(exact) or not exact.is_finite():
+        return float(exact)
+    return float(np.format_float_scientific(np.float32(value), unique=True))
 
 
 def _float(value: object) -> float:

@@ -20,6 +20,7 @@ import os
 import sys
 import warnings
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,7 +41,13 @@ from nwwatch.io.limits import (
     MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO,
 )
 from nwwatch.io.mdoc import read_mdoc
-from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm
+from nwwatch.io.metadata import (
+    FLOAT32_DIGITS,
+    frame_pixel_size_nm,
+    nm_from,
+    plausible_pixel_size_nm,
+    short_decimal,
+)
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import open_input
 
@@ -176,12 +183,30 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
     counts = [int(header.mz), int(header.my), int(header.mx)]
     # a zero or negative cell is no calibration (Direct Electron's movies), said nowhere;
     # plausibility is the read's (_read), so that its warning comes once a file
-    size_z, size_y, size_x = (c / n / 10.0 if n > 0 and math.isfinite(c) and c > 0 else None
+    size_z, size_y, size_x = (nm_from(_spacing_a(c, n), 0.1)
+                              if n > 0 and math.isfinite(c) and c > 0 else None
                               for c, n in zip(cell, counts, strict=True))
     # space groups 401-630: a stack of volumes of mz sections each (MRC2014)
     ispg, mz = int(header.ispg), int(header.mz)
     per_volume = mz if 401 <= ispg <= 630 and 0 < mz != nz else None
     return info, offset, order + stored, np.dtype(returned), (size_z, size_y, size_x), per_volume
+
+
+def _spacing_a(cell_a: float, n: int) -> float:
+    """The voxel spacing in Å of an axis whose float32 cell is ``cell_a`` Å over ``n``
+    samples: the quotient when it is a decimal of at most 9 significant digits, else the
+    shortest decimal whose ``n`` times is that float32, as a writer that set the spacing
+    stored it (4.603 Å over 4096 samples, stored as 18853.889, is 4.603, not 4.6030002). A
+    float32 holds some 7 digits of the cell, and of the spacing no more."""
+    cell32 = np.float32(cell_a)
+    exact = Decimal(float(cell32)) / n
+    if short_decimal(exact):
+        return float(exact)
+    for digits in range(1, FLOAT32_DIGITS + 1):
+        spacing = float(round(exact, digits - 1 - exact.adjusted()))
+        if np.float32(spacing * n) == cell32:
+            return spacing
+    return float(exact)
 
 
 def inspect_mrc(path: str | os.PathLike[str]) -> TiffInfo:

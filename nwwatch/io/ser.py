@@ -65,7 +65,12 @@ from nwwatch.io.limits import (
     MAX_FRAME_PIXELS,
     PLAUSIBLE_ACQUISITION_YEARS,
 )
-from nwwatch.io.metadata import frame_pixel_size_nm, plausible_pixel_size_nm, unit_to_nm
+from nwwatch.io.metadata import (
+    frame_pixel_size_nm,
+    nm_from,
+    plausible_pixel_size_nm,
+    unit_to_nm,
+)
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import open_input
 
@@ -344,8 +349,8 @@ def _pixel_sizes_nm(path: Path, elements: list[_Element]) -> list[float | None]:
         key = (element.delta_x_m, element.delta_y_m)
         if key not in by_delta:
             # the magnitude: a negative delta is the axis' direction, not part of its size
-            sizes = (None, plausible_pixel_size_nm(path, "ser", "y", abs(key[1]) * 1e9),
-                     plausible_pixel_size_nm(path, "ser", "x", abs(key[0]) * 1e9))
+            sizes = (None, plausible_pixel_size_nm(path, "ser", "y", nm_from(abs(key[1]), 1e9)),
+                     plausible_pixel_size_nm(path, "ser", "x", nm_from(abs(key[0]), 1e9)))
             by_delta[key] = frame_pixel_size_nm(path, sizes, "ser")
         out.append(by_delta[key])
     return out
