@@ -686,6 +686,21 @@ def test_measure_passes_over_an_mdoc_named_with_its_stack_and_refuses_it_alone(t
     assert "measure reads TIFF" not in result.output
 
 
+def test_label_passes_over_an_mdoc_named_with_its_stack_and_refuses_it_alone(tmp_path):
+    from nwwatch.label.frames import frame_refs
+
+    path = tmp_path / "heating.mrc"
+    _serialem_stack(path, 2)
+    mdoc = _mdoc(path, ["05-Dec-26  14:22:31"] * 2)
+    refs = frame_refs([path, mdoc])  # in either order, as a shell glob gives them
+    assert [(r.path, r.page) for r in refs] == [(path, 0), (path, 1)]
+    assert [(r.path, r.page) for r in frame_refs([mdoc, path])] == [(path, 0), (path, 1)]
+    with pytest.raises(NotATiffError, match=r"read with its stack heating\.mrc, not an image: "
+                                            r"give heating\.mrc \(its frames get this file's "
+                                            r"times and pixel size\)$"):
+        frame_refs([mdoc])
+
+
 def test_no_watch_takes_an_mdoc_whatever_its_patterns(tmp_path):
     """A watch whose patterns take every name quarantined the .mdoc beside each MRC file
     as no TIFF."""

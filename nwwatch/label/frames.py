@@ -41,10 +41,13 @@ def _pages(path: Path) -> int:
         return 1
     from nwwatch.io import inspect_tiff
     from nwwatch.io.errors import NotATiffError
+    from nwwatch.io.mdoc import is_mdoc
 
     try:
         return inspect_tiff(path).n_pages
     except NotATiffError as exc:
+        if is_mdoc(path):
+            raise  # its reason names the stack to give instead
         # A notes.txt or a JPEG matched by frames/*: "not a TIFF file" alone did not say
         # what the command takes.
         raise NotATiffError(path, f"{exc.reason}; nwwatch label reads TIFF, MRC, "
@@ -59,6 +62,9 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
                data_dir: Path | None = None) -> list[FrameRef]:
     """One :class:`FrameRef` per page of every file (or only page ``pages[i]`` of file i).
 
+    SerialEM's ``NAME.mdoc`` named with its MRC file ``NAME`` is passed over (its metadata is
+    read with the file); named alone it is refused.
+
     Stems are the file's stem (``_p0003`` appended for page 3 of a stack); a stem that two
     files share gets a short hash of the file's absolute path appended, and so does a stem
     that ``data_dir`` (the DATA folder) already holds for another frame (:func:`_taken`):
@@ -72,12 +78,16 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
     nwwatch.io.dataset.DatasetLayoutError : a PNG that is unreadable or not one grey image.
     """
     from nwwatch.io import check_regular
+    from nwwatch.io.mdoc import is_mdoc, mdoc_stack
 
     refs: list[FrameRef] = []
     seen: set[str] = set()
     listed: set[tuple[Path, int]] = set()
+    named = {os.path.abspath(p) for p in paths}
     for i, raw in enumerate(paths):
         path = Path(raw)
+        if is_mdoc(path) and os.path.abspath(mdoc_stack(path)) in named:
+            continue  # SerialEM's metadata named with its stack (a shell glob): read with it
         try:
             check_regular(path)  # a FIFO or a folder: refused by name, never waited on
         except FileNotFoundError:
