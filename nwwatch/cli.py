@@ -13,6 +13,7 @@ import sys
 import click
 
 from nwwatch import __version__
+from nwwatch.options import catch_stop_signals_early, early_stop_signal
 
 # name -> (module, attribute, extra that provides the module's dependencies or None)
 _COMMANDS: dict[str, tuple[str, str, str | None]] = {
@@ -50,6 +51,11 @@ _HELP = {
 }
 
 
+#: Commands that stop cleanly on SIGINT, SIGTERM and SIGHUP (their last line says what was
+#: kept, the exit status which signal): the signals are recorded from the moment the command
+#: is known, before its modules load, and each takes them over as its first step.
+_STOPPED_BY_SIGNALS = frozenset({"run", "replay", "label", "dashboard"})
+
 #: Modules each extra provides; a command that needs an extra checks them before loading.
 _EXTRA_MODULES: dict[str, tuple[str, ...]] = {"train": ("torch", "onnx", "onnxscript"),
                                                "report": ("matplotlib",)}
@@ -66,6 +72,8 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in _COMMANDS:
             return None
+        if name in _STOPPED_BY_SIGNALS:
+            catch_stop_signals_early()  # its modules take a while to import
         module_name, attr, extra = _COMMANDS[name]
         if extra is not None:
             missing = _missing_modules(extra)
@@ -75,6 +83,13 @@ class _LazyGroup(click.Group):
                     f"installed): pip install 'nwwatch[{extra}]'"
                 )
         return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        finally:
+            # a command that never ran (a usage error, --help) leaves the handlers as they were
+            early_stop_signal()
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Listing help must not import torch: describe commands from the static table.

@@ -41,6 +41,78 @@ class HungUp(Terminated):
     """SIGHUP (the terminal closed, an ssh session dropped), unwound as SIGTERM is."""
 
 
+#: The signals that stop a long-running command (``run``, ``replay``, ``label``,
+#: ``dashboard``) cleanly: Ctrl-C, ``kill``/systemd, a hang-up.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: {signal: its handler before :func:`catch_stop_signals_early`} while the recorder is in
+#: place for it.
+_early_handlers: dict[int, object] = {}
+#: Stop signals that came while the recorder was in place, in order.
+_early_received: list[int] = []
+
+
+def _record_early(signum: int, frame: object) -> None:
+    # Only recorded: raised inside a module's import (a native library's initialisation) an
+    # interrupt can leave that library half initialised.
+    _early_received.append(signum)
+
+
+def catch_stop_signals_early() -> None:
+    """Record SIGINT, SIGTERM and SIGHUP instead of acting on them, from now until the
+    command installs its own handlers (:func:`take_stop_handler`) and asks what came
+    (:func:`early_stop_signal`): one that comes while the command's modules are still being
+    imported then ends it as a later one does (its line, its exit status), not by the
+    default action (killed without a word by SIGTERM, a traceback or ``Aborted!`` for
+    Ctrl-C). A signal that is ignored (``nohup``'s SIGHUP, SIGINT of a shell's background
+    job) stays ignored. Main thread only (signal's rule); elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in STOP_SIGNALS:
+        current = signal.getsignal(signum)
+        if signum in _early_handlers or current in (signal.SIG_IGN, None):
+            continue
+        _early_handlers[signum] = signal.signal(signum, _record_early)
+
+
+def stop_handler_before(signum: int) -> object:
+    """The handler of ``signum`` as :func:`signal.getsignal` gives it, or, while
+    :func:`catch_stop_signals_early` records it, the one it replaced."""
+    current = signal.getsignal(signum)
+    return _early_handlers.get(signum, current) if current is _record_early else current
+
+
+def take_stop_handler(signum: int, handler: object) -> object:
+    """``signal.signal(signum, handler)``, returning the handler replaced: the one before
+    :func:`catch_stop_signals_early` when its recorder was in place (no moment without a
+    handler between the two)."""
+    previous = signal.signal(signum, handler)
+    if previous is _record_early:
+        previous = _early_handlers.pop(signum, signal.SIG_DFL)
+    return previous
+
+
+def early_stop_signal() -> int | None:
+    """The first stop signal that came while :func:`catch_stop_signals_early` recorded them
+    (None: none), forgotten once returned; the handlers it replaced that the command did not
+    take are put back. Called once the command's own handlers are in place, so that no
+    signal falls between the two."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    for signum, original in list(_early_handlers.items()):
+        if signal.getsignal(signum) is _record_early:
+            signal.signal(signum, original)
+        del _early_handlers[signum]
+    first = _early_received[0] if _early_received else None
+    _early_received.clear()
+    return first
+
+
+def interrupt_of(signum: int) -> KeyboardInterrupt:
+    """The interrupt a stop signal raises: KeyboardInterrupt (SIGINT), :class:`Terminated`
+    (SIGTERM), :class:`HungUp` (SIGHUP)."""
+    return {signal.SIGTERM: Terminated, signal.SIGHUP: HungUp}.get(signum, KeyboardInterrupt)()
+
+
 #: An interrupt (Ctrl-C's KeyboardInterrupt, SIGTERM's Terminated) raised within
 #: :func:`sigterm_as_interrupt` and lost, for :func:`raise_lost_interrupt`.
 _lost: list[KeyboardInterrupt] = []
@@ -81,11 +153,13 @@ def sigterm_as_interrupt(hangup: bool = False) -> Iterator[None]:
     if outermost:  # within another block (a command's, then its run's) one lost is kept
         _lost.clear()
     _depth.append(None)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if installed else None
+    previous = take_stop_handler(signal.SIGTERM, _raise_terminated) if installed else None
     # the default would end the process at once, the rows held in memory unwritten
-    hup = installed and hangup and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+    hup = installed and hangup and stop_handler_before(signal.SIGHUP) is signal.SIG_DFL
     if hup:
-        signal.signal(signal.SIGHUP, _raise_hung_up)
+        take_stop_handler(signal.SIGHUP, _raise_hung_up)
+    # one that came while the command's modules were imported: acted on here, at once
+    early = early_stop_signal() if installed else None
     previous_hook = sys.unraisablehook
 
     def keep_lost_interrupts(unraisable) -> None:
@@ -99,6 +173,8 @@ def sigterm_as_interrupt(hangup: bool = False) -> Iterator[None]:
     if installed:
         sys.unraisablehook = keep_lost_interrupts
     try:
+        if early is not None:
+            raise interrupt_of(early)
         yield
         raise_lost_interrupt()
     finally:
@@ -162,6 +238,12 @@ def ctrl_c_after_the_call() -> Iterator[None]:
             signal.signal(signum, handler)
         if held:
             act(held[0], None)
+
+
+def stop_signal_name(signum: int) -> str:
+    """"Ctrl-C" for SIGINT, else the signal's name ("SIGTERM", "SIGHUP"): for the last line of
+    a command a stop signal ended."""
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def interrupt_name(stop: KeyboardInterrupt) -> str:

@@ -435,7 +435,9 @@ def test_label_warns_when_data_is_in_the_frames_folder(tmp_path):
             _, err = proc.communicate(timeout=60)
         finally:
             proc.kill()
-        warnings.append(" ".join(err.split()))
+        *err, last = err.splitlines()
+        assert last == f"label stopped (Ctrl-C): nothing was saved to {out}"
+        warnings.append(" ".join(" ".join(err).split()))
     for warning, (data, folder) in zip(
             (warnings[0], warnings[2]),
             ((tmp_path / "acq" / "DATA", tmp_path / "acq"),
@@ -470,8 +472,10 @@ def test_label_warns_when_a_file_declares_z_slices_as_a_tomogram_does(tmp_path):
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
+    *err, last = err.splitlines()
+    assert last.startswith("label stopped (Ctrl-C): ")
     # the volume is named, the single frame is not
-    assert " ".join(err.split()) == (
+    assert " ".join(" ".join(err).split()) == (
         f"warning: {volume} declares its 3 pages as Z slices (ImageJ slices, OME SizeZ or an "
         "MRC volume), as a tomogram does: each opens as an in-situ frame (wire, droplet); a "
         "tomogram's slice is labelled 0 pore, 1 solid, 255 unlabeled with another tool "

@@ -302,7 +302,8 @@ def test_label_command_serves_the_queue_first_and_stops_on_sigterm(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 143, err
+    assert err.endswith(f"label stopped (SIGTERM): nothing was saved to {tmp_path / 'DATA'}\n")
     assert [f["name"] for f in frames] == [Path(e.source).name for e in queue] + ["extra.tif"]
     assert [f["info"]["confidence"] for f in frames[:3]] == pytest.approx(
         [e.confidence for e in queue])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import click
@@ -17,7 +19,9 @@ import click
               help="The ledger, when not RESULTS/ledger.sqlite (opened read-only).")
 def dashboard(results: Path, listen: str, allow_remote: bool, ledger: Path | None) -> None:
     """Serve the dashboard of a results folder (a replay's, a finished run's; read-only, so
-    also beside a running service, without its live figures)."""
+    also beside a running service, without its live figures).
+
+    Stop with Ctrl-C: exit 130 (143 after SIGTERM, 129 after a hang-up, SIGHUP)."""
     from nwwatch.dashboard.settings import parse_listen
 
     try:
@@ -44,6 +48,13 @@ def dashboard(results: Path, listen: str, allow_remote: bool, ledger: Path | Non
     from nwwatch.dashboard.server import serve
 
     try:
-        serve(results, ledger, host, port)
+        signum = serve(results, ledger, host, port)
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
+    if signum is not None:
+        from nwwatch.options import stop_signal_name
+
+        with contextlib.suppress(OSError):  # a terminal that hung up takes no more lines
+            click.echo(f"dashboard stopped ({stop_signal_name(signum)}): it only reads "
+                       f"{results}", err=True)
+        sys.exit(128 + signum)

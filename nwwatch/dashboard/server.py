@@ -23,6 +23,9 @@ from nwwatch.dashboard.settings import DashboardConfig
 MAX_BACKOFF_S = 60.0
 #: A server that ran this long before crashing starts again after the shortest back-off.
 HEALTHY_S = 60.0
+#: ``nwwatch dashboard``: the longest wait for the server to stop (it gives its connections
+#: 2 s) after a stop signal.
+STOP_WAIT_S = 5.0
 
 
 def lower_priority() -> None:
@@ -153,19 +156,72 @@ def _url_host(host: str) -> str:
 
 
 def serve(results: Path, ledger: Path | None, host: str, port: int,
-          stale_after_s: float | None = None) -> None:
+          stale_after_s: float | None = None) -> int | None:
     """``nwwatch dashboard``: serve a finished (or replayed) results folder in the foreground
-    until Ctrl-C/SIGTERM."""
-    from nwwatch.dashboard.app import create_app
+    until SIGINT (Ctrl-C), SIGTERM or SIGHUP (left ignored under ``nohup``); returns that
+    signal's number (None: the server stopped by itself).
 
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    sock = bind_socket(host, port)
-    app = create_app(results, ledger, live=False, stale_after_s=stale_after_s)
-    server = _server(app, sock)
+    The server runs in a thread of its own, where uvicorn leaves the signals alone (in the
+    main thread it sets its own handlers, and after stopping delivers the signal again to the
+    ones before: SIGTERM and SIGHUP then killed the process without a word, Ctrl-C became
+    click's ``Aborted!``, exit 1)."""
+    import signal
+
+    from nwwatch.dashboard.app import create_app
+    from nwwatch.options import early_stop_signal, stop_handler_before, take_stop_handler
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if stop_handler_before(signum) is not signal.SIG_IGN:
+            previous[signum] = take_stop_handler(signum, on_signal)
+    early = early_stop_signal()  # one that came while the modules were imported
+    if early is not None:
+        on_signal(early, None)
+    try:
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+        sock = bind_socket(host, port)
+        try:
+            app = create_app(results, ledger, live=False, stale_after_s=stale_after_s)
+            server = _server(app, sock)
+            if not stop.is_set():
+                _serve_until(server, app, sock, host, results, stop)
+        finally:
+            sock.close()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    return received[0] if received else None
+
+
+def _serve_until(server, app, sock: socket.socket, host: str, results: Path,
+                 stop: threading.Event) -> None:
+    """Run ``server`` in a thread until ``stop`` is set (or the server ends by itself)."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
+            failed.append(exc)
+
+    # a daemon thread: a server that does not stop within the join's limit is not waited for
+    thread = threading.Thread(target=run, name="nwwatch-dashboard", daemon=True)
+    thread.start()
     print(f"nwwatch dashboard: http://{_url_host(host)}:{sock.getsockname()[1]}/ "
           f"(results {results}); Ctrl-C stops", flush=True)
     try:
-        server.run(sockets=[sock])
+        while thread.is_alive() and not stop.wait(0.5):
+            pass
     finally:
-        app.state.stopping = True
-        sock.close()
+        app.state.stopping = True  # event streams end, then the server within 2 s
+        server.should_exit = True
+        thread.join(STOP_WAIT_S)
+    if failed:
+        raise failed[0]

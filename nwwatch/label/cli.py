@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import signal
+import sys
 import threading
 import webbrowser
 from collections.abc import Sequence
@@ -107,8 +109,87 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
 
     Each frame starts from the model's prediction as a droplet circle, a wire polygon and a
     facet line; drag them, paint what is not a circle, save. Saved frames are a DATA folder
-    for `nwwatch train DATA --init insitu-default --out mine.onnx`. Stop with Ctrl+C.
+    for `nwwatch train DATA --init insitu-default --out mine.onnx`. Stop with Ctrl+C: a save
+    on its way is written first, the last line says how many label images DATA holds, and
+    the exit status is 130 (143 after SIGTERM, 129 after a hang-up, SIGHUP).
     """
+    stop = _StopSignals()
+    cut_short = False
+    try:
+        _label(frames, data_dir, model, queue_dir, host, port, no_browser, stop)
+    except KeyboardInterrupt:  # a second signal: a save on its way is not waited for
+        cut_short = stop.session is not None and stop.session.saves_in_flight() > 0
+        stop.signum = stop.signum or signal.SIGINT
+    finally:
+        stop.restore()
+    if stop.signum is None:  # the server's thread ended by itself
+        return
+    line = _what_was_saved(data_dir, stop.signum)
+    if cut_short:
+        line += ("; a save on its way was cut short: the next start on the same DATA "
+                 "repairs it")
+    with contextlib.suppress(OSError):  # a terminal that hung up takes no more lines
+        click.echo(line, err=True)
+    sys.exit(128 + stop.signum)
+
+
+class _StopSignals:
+    """SIGTERM, SIGINT and SIGHUP (a hang-up; left ignored under ``nohup``) taken over, as the
+    command's first step, from :func:`nwwatch.options.catch_stop_signals_early`, which
+    recorded those that came while the modules were imported: the first one sets ``event``
+    (and ``signum``); a second one raises KeyboardInterrupt (no waiting for a save any longer).
+    SIGINT is taken also where a shell left it ignored (a background job)."""
+
+    def __init__(self) -> None:
+        from nwwatch.options import early_stop_signal, stop_handler_before, take_stop_handler
+
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self.session = None  # the LabelSession, once its page is served
+        self._previous: dict[int, object] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            if signum == signal.SIGHUP and stop_handler_before(signum) is signal.SIG_IGN:
+                continue
+            self._previous[signum] = take_stop_handler(signum, self._on_signal)
+        early = early_stop_signal()
+        if early is not None:
+            self._on_signal(early, None)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.event.set()
+
+    def restore(self) -> None:
+        """The handlers as they were before (the command is over)."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+def _what_was_saved(data_dir: Path, signum: int) -> str:
+    """The last line of a session stopped by ``signum``: how many label images DATA holds."""
+    from nwwatch.io.dataset import list_images
+    from nwwatch.options import stop_signal_name
+
+    how = stop_signal_name(signum)
+    labels = data_dir / "labels"
+    try:
+        count = len(list_images(labels)) if labels.is_dir() else 0
+    except OSError as exc:
+        return f"label stopped ({how}); {labels} cannot be listed ({exc.strerror or exc})"
+    if count == 0:
+        return f"label stopped ({how}): nothing was saved to {data_dir}"
+    images = "1 label image" if count == 1 else f"{count} label images"
+    return (f"label stopped ({how}): {data_dir} holds {images} (labels/); run the same "
+            "command again to go on")
+
+
+def _label(frames: tuple[Path, ...], data_dir: Path, model: Path | None,
+           queue_dir: Path | None, host: str, port: int, no_browser: bool,
+           stop: _StopSignals) -> None:
+    """The command until ``stop.event`` is set (set before the page is served: returns
+    without touching DATA)."""
     from nwwatch.io import InputError
     from nwwatch.io.dataset import DatasetLayoutError
     from nwwatch.label.frames import frame_refs
@@ -165,10 +246,14 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     # Checked before the page opens, not at the first proposal or the first save; the model
     # first, so that a refused command leaves no new DATA folder behind.
     session = LabelSession(refs, data_dir, model or DEFAULT_MODEL)
+    if stop.event.is_set():  # stopped while the frames were read: DATA not touched
+        return
     try:
         session.segmenter().require_kind("insitu", "labelling frames")
     except ModelLoadError as exc:
         raise click.BadParameter(str(exc), param_hint="'--model'") from None
+    if stop.event.is_set():  # stopped while the model loaded
+        return
     try:  # before --out is created: a port in use left a new, empty DATA folder behind
         server = make_server(session, host, port)
     except OSError as exc:
@@ -185,30 +270,20 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
         repaired = repair_interrupted_save(data_dir)
     if repaired:
         click.echo(f"warning: {repaired}", err=True)
-    stop = threading.Event()
-
-    def on_signal(*_: object) -> None:
-        if stop.is_set():  # the second one: do not wait for a save any longer
-            raise KeyboardInterrupt
-        stop.set()
-
-    # SIGTERM (and SIGINT where a shell left it ignored) end the session like Ctrl+C; set
-    # before the address is announced, so a signal sent as soon as the page answers is caught.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
     url = f"http://{server.server_address[0]}:{server.server_address[1]}/"
     frames = "1 frame" if len(refs) == 1 else f"{len(refs)} frames"
     click.echo(f"labelling {frames} into {data_dir} at {url}  (Ctrl+C to stop)")
+    stop.session = session
     thread = serve_in_thread(server)
     if not no_browser:
         webbrowser.open(url)
     try:
-        while thread.is_alive() and not stop.wait(0.5):
+        while thread.is_alive() and not stop.event.wait(0.5):
             pass
         if session.saves_in_flight():
-            click.echo("waiting for the save on its way to be written...")
+            with contextlib.suppress(OSError):  # a terminal that hung up
+                click.echo("waiting for the save on its way to be written...", err=True)
         session.stop_saving()  # (a second Ctrl+C still ends the process at once)
-        click.echo("stopped")
     finally:
         session.stop_saving(timeout=0)  # refuse saves: the server's threads die with us
         server.shutdown()

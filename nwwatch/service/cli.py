@@ -10,10 +10,12 @@ from pathlib import Path
 import click
 
 from nwwatch.options import (
+    early_stop_signal,
     interrupt_exit_status,
     interrupt_name,
     model_file,
     sigterm_as_interrupt,
+    take_stop_handler,
 )
 from nwwatch.service.config import KINDS, ConfigError
 
@@ -44,9 +46,12 @@ def run(config_path: Path) -> None:
     # requested meanwhile must still end in a clean exit 0. SIGHUP (a foreground run's
     # terminal closed) too: its default kills the process mid-batch, which charged the file
     # in flight an attempt as if it had crashed the process.
+    # One that came while this module was imported (nwwatch.cli records them): the same.
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())
+        take_stop_handler(sig, lambda *_: stop.set())
+    if early_stop_signal() is not None:
+        stop.set()
     from nwwatch.logsetup import configure_logging, get_logger
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
     from nwwatch.service.config import load_config
