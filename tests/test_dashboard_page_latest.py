@@ -124,7 +124,8 @@ def test_the_tab_title_names_the_acquisition(tmp_path, serve):
 def test_refused_frames_are_in_their_own_lane_not_at_an_angle(tmp_path, serve, angles):
     """With every frame refused, the refusal markers sat at about 5-10 deg on a 0-180 deg
     axis and read as angles. They have their own lane below the angle axis, labelled
-    "refused", and no value on the angle scale."""
+    "refused", and no value on the angle scale. The lane's title stands beside the lane:
+    uPlot's axis label was centred on the whole plot, beside the angles."""
     require_browser()
     results = tmp_path / "res"
     write(results, "frames-1.parquet", frame_rows("/acq/run1", angles))
@@ -151,12 +152,34 @@ def test_refused_frames_are_in_their_own_lane_not_at_an_angle(tmp_path, serve, a
               Math.min(...u.data[i].filter((v) => v != null).map((v) => u.valToPos(v, "refused")))
               : Infinity));
             out.below = laneTop > yBottom;
-            out.axisLabels = u.axes.map((a) => a.label);
+            // the title's ink, in canvas pixels, in the column uPlot keeps for the label
+            const axis = u.axes.find((a) => a.scale === "refused");
+            const x0 = Math.round(axis._lpos * devicePixelRatio);
+            const width = Math.round(axis.labelSize * devicePixelRatio);
+            const ink = u.ctx.getImageData(x0, 0, width, u.ctx.canvas.height).data;
+            const inked = [];
+            for (let y = 0; y < u.ctx.canvas.height; y++) {
+              for (let x = 0; x < width; x++) {
+                if (ink[(y * width + x) * 4 + 3] > 128) { inked.push(y); break; }
+              }
+            }
+            out.titleRows = inked.length ? [inked[0], inked[inked.length - 1]] : null;
+            u.ctx.save();
+            u.ctx.font = axis.labelFont[0];
+            out.titleLength = u.ctx.measureText("refused").width;
+            u.ctx.restore();
+            out.laneRows = [u.valToPos(angleMin, "y", true), u.bbox.top + u.bbox.height];
+            out.plotMiddle = u.bbox.top + u.bbox.height / 2;
             return out;""")
         assert lane["laneSeries"] == ["fit_failed"], lane
         assert "fit_failed" not in lane["angleSeries"]
         assert lane["below"], lane  # every marker lies below the angle axis's lowest value
-        assert "refused" in lane["axisLabels"], lane
+        assert lane["titleRows"] is not None, lane  # "refused", drawn
+        (ink_top, ink_bottom), (lane_top, lane_bottom) = lane["titleRows"], lane["laneRows"]
+        assert abs((ink_bottom - ink_top) - lane["titleLength"]) <= 4, lane  # the whole word
+        # centred on the lane, not on the plot
+        assert abs((ink_top + ink_bottom) / 2 - (lane_top + lane_bottom) / 2) <= 3, lane
+        assert abs((ink_top + ink_bottom) / 2 - lane["plotMiddle"]) > 50, lane
         assert lane["lowestTick"] >= lane["angleMin"] >= 0, lane
         assert lane["angleTicks"] and all(t.endswith("°") for t in lane["angleTicks"]), lane
         if None not in angles[:1]:  # the mixed acquisition: its angles, not 0-180

@@ -237,6 +237,28 @@ function laneDivider(u) {
   u.ctx.restore();
 }
 
+// The refused lane's title, beside the lane: uPlot centres an axis label on the whole plot's
+// height, where "refused" stood beside the angles. The axis keeps an empty label (uPlot
+// keeps the room for it) and this draws the title there, centred on the lane.
+const LANE_TITLE = "refused";
+function laneTitle(u) {
+  const axis = u.axes.find((a) => a.scale === "refused");
+  if (!axis || axis._lpos == null || !u._yRange || u._yRange[0] >= u._yMin) return;
+  const top = u.valToPos(u._yMin, "y", true);
+  const bottom = u.bbox.top + u.bbox.height;
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.font = axis.labelFont[0];  // in device pixels
+  ctx.fillStyle = axis.stroke(u, u.axes.indexOf(axis));
+  ctx.textAlign = "center";
+  ctx.textBaseline = "bottom";  // as uPlot sets a right-hand axis label
+  ctx.translate(Math.round((axis._lpos + axis.labelGap) * devicePixelRatio),
+                Math.round((top + bottom) / 2));
+  ctx.rotate(Math.PI / 2);
+  ctx.fillText(LANE_TITLE, 0, 0);
+  ctx.restore();
+}
+
 // The time span picked by dragging across the chart, kept while rows arrive (and when the
 // chart is built again for a new reason code); null: every row. A double click clears it.
 let xZoom = null;
@@ -325,14 +347,14 @@ function renderChart(overlay, latest, trendWindow) {
          return out;
        }}];
     if (codes.length) {
-      axes.push({scale: "refused", side: 1, label: "refused", grid: {show: false},
+      axes.push({scale: "refused", side: 1, label: "", grid: {show: false},
         splits: () => codes.map((c, k) => laneRow(k)), values: () => codes,
         size: 30 + 7 * Math.max(...codes.map((c) => c.length))});
     }
     plot = new uPlot({width, height: 380, series, legend: {show: false},
       scales: {x: {time: true, range: timeRange}, y: {range: (u) => u._yRange || [0, 180]},
                refused: {range: [0, 1]}},
-      axes, hooks: {draw: [errorBars, laneDivider]}}, data, $("chart"));
+      axes, hooks: {draw: [errorBars, laneDivider, laneTitle]}}, data, $("chart"));
     plot._key = key;
     // uPlot's own time labels (its table of formats), spaced: a function set here wraps
     // them, which the axis' options cannot (they replace them)
