@@ -3,9 +3,20 @@ already moved aside under the same second's name is kept, not replaced."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 
-from servicekit import model, run_nwwatch, write_small_tomogram
+from servicekit import (
+    DaemonProcess,
+    ledger_count,
+    model,
+    run_nwwatch,
+    wait_rows,
+    write_config,
+    write_frames,
+    write_small_tomogram,
+)
 
 from nwwatch.service import replay
 
@@ -36,9 +47,47 @@ def test_two_rebuilds_in_one_second_keep_both_ledgers_moved_aside(tmp_path):
 
     for path, data in earlier.items():
         assert path.read_bytes() == data, f"{path.name} was replaced"
-    aside = [p for p in res.glob("ledger.sqlite.replaced-*") if p not in earlier]
+    aside = [p for p in res.glob("ledger.sqlite.replaced-*") if p not in earlier
+             and not p.name.endswith(("-wal", "-shm"))]
     assert sorted(p.read_bytes() for p in aside) == sorted([original, rebuilt])
     for run, path in zip((first, second), sorted(aside, key=lambda p: p.read_bytes() != original),
                          strict=True):
         assert f"moved aside: {path}" in run.stdout
     assert ledger.exists()
+
+
+def test_a_killed_services_ledger_moved_aside_opens_with_its_write_ahead_log(tmp_path):
+    # Was: ledger.sqlite-wal became ledger.sqlite-wal.replaced-<stamp>, a name SQLite does not
+    # pair with ledger.sqlite.replaced-<stamp>. A service killed (kill -9, a power cut) leaves
+    # its transactions in the write-ahead log, so the copy moved aside opened without its
+    # tables ("no such table: items"): the ledger kept "never deleted" could not be read.
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.2,
+                       flush_seconds=0)
+    daemon = DaemonProcess(cfg, tmp_path / "log.jsonl")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        write_frames(acq, 3)
+        wait_rows(res, 3, proc=daemon, timeout=60)
+        deadline = time.monotonic() + 30
+        while ledger_count(res, "items", "state = 'done'") < 3:
+            assert time.monotonic() < deadline, "the ledger has not recorded the 3 files"
+            time.sleep(0.1)
+    finally:
+        daemon.kill()
+    wal = res / "ledger.sqlite-wal"
+    assert wal.exists() and wal.stat().st_size > 0  # the killed service's last transactions
+
+    rebuilt = run_nwwatch("ledger", "rebuild", str(res))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    [aside] = [p for p in res.glob("ledger.sqlite.replaced-*") if not p.name.endswith(
+        ("-wal", "-shm"))]
+    assert aside.with_name(aside.name + "-wal").exists()
+    assert f"moved aside: {aside.with_name(aside.name + '-wal')}" in rebuilt.stdout
+    db = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
+    try:
+        done = db.execute("SELECT COUNT(*) FROM items WHERE state = 'done'").fetchone()[0]
+    finally:
+        db.close()
+    assert done == 3

@@ -186,13 +186,21 @@ def require_results_folder(results: Path, ledger_path: Path | None, consequence:
 _LEDGER_SUFFIXES = ("", "-wal", "-shm")
 
 
+def _aside_name(ledger_path: Path, stamp: str, suffix: str) -> Path:
+    """``<ledger>.replaced-<stamp>`` and its ``-wal``/``-shm`` files under the names SQLite
+    pairs with it: a ledger left by a killed process holds its last transactions (after a
+    crash often every table) in the write-ahead log, which SQLite reads only as
+    ``<database>-wal``."""
+    return ledger_path.with_name(f"{ledger_path.name}.replaced-{stamp}{suffix}")
+
+
 def _aside_stamp(ledger_path: Path) -> str:
     """The UTC time for ``<ledger>.replaced-<stamp>``, with ``-2``, ``-3``, ... when a ledger
     was already moved aside under it: two rebuilds within one second would otherwise replace
     the first one's copy, the original ledger, with the second's."""
     base = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     stamp, n = base, 1
-    while any(ledger_path.with_name(f"{ledger_path.name}{suffix}.replaced-{stamp}").exists()
+    while any(_aside_name(ledger_path, stamp, suffix).exists()
               for suffix in _LEDGER_SUFFIXES):
         n += 1
         stamp = f"{base}-{n}"
@@ -221,7 +229,7 @@ def rebuild_ledger(results_dir: str | os.PathLike[str],
         for suffix in _LEDGER_SUFFIXES:
             old = ledger_path.with_name(ledger_path.name + suffix)
             if old.exists():
-                aside = old.with_name(f"{old.name}.replaced-{stamp}")
+                aside = _aside_name(ledger_path, stamp, suffix)
                 os.replace(old, aside)
                 report.moved_aside.append(str(aside))
         ledger = Ledger(ledger_path, results, lock=lock)
