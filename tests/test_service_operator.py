@@ -313,6 +313,25 @@ def test_status_of_results_whose_ledger_is_elsewhere_says_to_give_the_configurat
     r = CliRunner().invoke(status, ["--out", str(tmp_path)])
     assert r.exit_code == 1
     assert "no ledger here" in r.output and "--config" in r.output, r.output
+    # results beside no ledger: not "nothing processed yet?", and the way to a lost ledger
+    assert "nothing processed yet" not in r.output, r.output
+    assert f"nwwatch ledger rebuild {tmp_path}" in r.output, r.output
+    assert not (tmp_path / "ledger.sqlite").exists()
+
+
+def test_status_of_a_folder_that_does_not_exist_says_so(tmp_path):
+    """`nwwatch status --out TYPO` said "TYPO/ledger.sqlite: no ledger here (nothing processed
+    yet? ...)" for a folder that does not exist; compact, report, dashboard and ledger
+    rebuild name the folder as missing (usage error, exit 2)."""
+    from click.testing import CliRunner
+
+    from nwwatch.service.cli import status
+
+    missing = tmp_path / "reslts"
+    r = CliRunner().invoke(status, ["--out", str(missing)])
+    assert r.exit_code == 2, r.output
+    assert str(missing) in r.output and "does not exist" in r.output, r.output
+    assert not missing.exists()
 
 
 def test_a_rescan_while_rows_are_held_does_not_offer_the_file_again(tmp_path):

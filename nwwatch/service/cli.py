@@ -234,7 +234,8 @@ def _what_an_interrupt_kept(out_dir: Path) -> str:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Service configuration (its results and ledger); the "
                                  "default without --out: /etc/nwwatch/nwwatch.toml.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", type=click.Path(exists=True, file_okay=False,
+                                                  path_type=Path),
               default=None, help="A results folder (ledger.sqlite inside), e.g. of a replay.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nwwatch.results.outcome import by_outcome, count_results, format_counts
 from nwwatch.results.versions import read_reverted
+from nwwatch.service.ledgerdb import rebuild_command
 from nwwatch.service.lock import LedgerElsewhereError, ledger_kept_elsewhere, lock_holder
 from nwwatch.service.reporting import open_readonly
 
@@ -49,6 +50,15 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     other = ledger_kept_elsewhere(results_dir, ledger_path)
     if other is not None:
         raise LedgerElsewhereError(Path(results_dir), Path(ledger_path), other)
+    held = [] if Path(ledger_path).is_file() else [
+        sub for sub in ("frames", "volumes") if (Path(results_dir) / sub).is_dir()]
+    if held:
+        # results without their ledger: "nothing processed yet?" would be wrong
+        raise FileNotFoundError(
+            f"{ledger_path}: no ledger here, beside the results in {results_dir}/{held[0]}: "
+            "a service whose [state] ledger lies elsewhere: give its --config; a lost "
+            f"ledger: `{rebuild_command(Path(ledger_path), Path(results_dir))}` (a service "
+            "rebuilds it at its next start)")
     ledger = open_readonly(ledger_path)
     try:
         recent, rate = ledger.throughput(window_s)
