@@ -43,7 +43,7 @@ _HELP = {
     "replay": "Process an existing folder or file through the service's code path.",
     "status": "Show what the service has processed, failed and quarantined.",
     "ledger": "Maintain the service's ledger (rebuild it from the results).",
-    "compact": "Merge the small result files of finished acquisitions into one file each.",
+    "compact": "Merge the small result files of each acquisition into one file.",
     "demo": "Run the main job end to end on synthetic data.",
     "dashboard": "Serve the web dashboard of a results folder.",
     "report": "Write a static HTML report (with PNG plots) of a results folder.",

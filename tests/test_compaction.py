@@ -126,6 +126,29 @@ def test_compaction_merges_each_acquisition_into_one_sorted_file(results):
     assert replay(tmp / "in", out, kind="insitu", model=onnx).skipped == 8
 
 
+def test_an_acquisition_that_gets_more_rows_after_its_compaction_is_merged_again(results):
+    """compact merges every acquisition held in several files, finished or not (its help said
+    "finished acquisition"): rows that arrive later join the compacted file at the next
+    compact."""
+    tmp, out, onnx = results
+    assert CliRunner().invoke(compact_cmd, [str(out)]).exit_code == 0
+    acq = tmp / "in" / "a"
+    for n in (6, 7):
+        write_frame_tiff(acq / f"f{n:02d}.tif", paint_insitu(95.0 + 5 * n, size=48))
+    assert replay(acq, out, kind="insitu", model=onnx).done == 2
+    assert len(_files(out)) == 3  # a's compacted file, its new batch file, b's
+    r = CliRunner().invoke(compact_cmd, [str(out)])
+    assert r.exit_code == 0, r.output
+    assert "compacted 1 acquisition(s): 2 files -> 1, 8 rows" in r.output, r.output
+    [a_file] = [p for p in dataset_files(out / "frames") if "acquisition=a-" in str(p)]
+    table = pq.read_table(a_file).to_pandas()
+    assert len(table) == 8
+    assert list(zip(table.source, table.frame, strict=True)) == sorted(
+        zip(table.source, table.frame, strict=True))
+    _assert_readers_agree(out, _frames(out))
+    assert replay(tmp / "in", out, kind="insitu", model=onnx).skipped == 10
+
+
 STEPS = ["compact_staged", "compact_recorded", "compact_renamed", "compact_switched",
          "compact_deleting"]
 

@@ -373,10 +373,11 @@ def _not_writable(exc: OSError, results: Path, command: str) -> BaseException:
               help="Compact an acquisition held in at least this many files.")
 def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
             min_files: int) -> None:
-    """Merge the batch files of each finished acquisition in RESULTS into one sorted file.
+    """Merge the batch files of each acquisition in RESULTS into one sorted file.
 
-    Crash-safe (an interrupted compaction is finished or undone at the next start); stop the
-    service first (it holds the ledger).
+    An acquisition that gets more rows later (the service started again) is merged again by
+    the next compact. Crash-safe (an interrupted compaction is finished or undone at the next
+    start); stop the service first (it holds the ledger).
     """
     from nwwatch.service.compaction import compact as run_compact
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError

@@ -1,4 +1,4 @@
-"""``nwwatch compact``: the many small batch files of a finished acquisition become one file,
+"""``nwwatch compact``: the many small batch files of an acquisition become one file,
 sorted by (source, frame), in the acquisition's partition directory
 (``frames/acquisition=<key>/``, :func:`nwwatch.results.parquet.acquisition_partition`),
 without a crash ever losing or doubling a row.
