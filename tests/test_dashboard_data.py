@@ -446,6 +446,7 @@ def test_a_folder_with_only_quarantined_files_is_of_no_kind_the_rows_do_not_tell
     page = write_report(results, tmp_path / "r.html").read_text()
     assert "insitu, 0 rows" not in page
     assert "quarantined files only, 0 rows" in page and "flat.tif" in page
+    assert "model —" not in page and "on —" not in page  # no rows: no model to name
 
 
 def test_a_tomogram_summary_has_its_processing_time(tmp_path):

@@ -309,9 +309,10 @@ def _write_page(results: Path, out: Path, store: ResultsStore, acqs: list[Acquis
     for acq in acqs:
         s = acquisition_summary(acq, time.time(), None)
         kind = "quarantined files only" if acq.kind == "unknown" else acq.kind
+        # no rows, no model: "model — on —" said nothing
+        made_by = f"; model {_model(s)} on {_fmt(s['provider'])}" if len(acq) else ""
         parts.append(f"<h2>{html.escape(acq.folder)}</h2><p class='muted'>{kind}, "
-                     f"{len(acq)} row{'' if len(acq) == 1 else 's'}; model {_model(s)}"
-                     f" on {_fmt(s['provider'])}</p>")
+                     f"{len(acq)} row{'' if len(acq) == 1 else 's'}{made_by}</p>")
         if len(acq) and acq.kind == "insitu":
             parts.append(_insitu_section(acq, files))
         elif len(acq):
