@@ -239,3 +239,28 @@ def test_dashboard_reads_the_ledger_the_results_are_kept_by(tmp_path, monkeypatc
     assert f"the results are kept by the ledger {other}" in " ".join(r.output.split())
     r = CliRunner().invoke(main, ["dashboard", str(res), "--ledger", str(res / "ledger.sqlite")])
     assert served[-1] == (res, res / "ledger.sqlite")  # given by name: as given
+
+
+def test_dashboard_refuses_a_ledger_that_does_not_exist(tmp_path):
+    """`nwwatch dashboard RES --ledger TYPO` served the results without a word, the ledger's
+    figures (files in flight) empty: a mistyped path is a usage error naming it."""
+    import subprocess
+    import sys
+
+    from servicekit import REPO
+
+    res = tmp_path / "res"
+    write(res, "frames-1.parquet", frame_rows("/acq/run1", [100.0]))
+    missing = tmp_path / "state" / "ledgr.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nwwatch", "dashboard", str(res), "--ledger", str(missing),
+         "--listen", "127.0.0.1:0"], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"served with a --ledger that does not exist: {out} {err}")
+    assert proc.returncode == 2, (out, err)
+    assert str(missing) in err and "does not exist" in err, err

@@ -15,7 +15,8 @@ import click
               help="HOST:PORT to serve on (port 0: any free port).")
 @click.option("--allow-remote", is_flag=True,
               help="Allow a HOST other than the loopback (exposes the results to the network).")
-@click.option("--ledger", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--ledger", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None,
               help="The ledger, when not RESULTS/ledger.sqlite (opened read-only).")
 def dashboard(results: Path, listen: str, allow_remote: bool, ledger: Path | None) -> None:
     """Serve the dashboard of a results folder (a replay's, a finished run's; read-only, so
