@@ -264,3 +264,27 @@ def test_dashboard_refuses_a_ledger_that_does_not_exist(tmp_path):
         pytest.fail(f"served with a --ledger that does not exist: {out} {err}")
     assert proc.returncode == 2, (out, err)
     assert str(missing) in err and "does not exist" in err, err
+
+
+def test_dashboard_on_a_port_in_use_says_so_and_how_to_get_a_free_one(tmp_path):
+    """`nwwatch dashboard RES` with the port taken printed "[Errno 98] cannot listen on
+    127.0.0.1:N: Address already in use": the errno is noise, and `nwwatch label` says what
+    to do (a free port)."""
+    import socket
+    import subprocess
+    import sys
+
+    from servicekit import REPO
+
+    res = tmp_path / "res"
+    write(res, "frames-1.parquet", frame_rows("/acq/run1", [100.0]))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "nwwatch", "dashboard", str(res), "--listen",
+                            f"127.0.0.1:{port}"], cwd=REPO, capture_output=True, text=True,
+                           timeout=60)
+    assert r.returncode == 1, r
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr, r.stderr
+    assert "Errno" not in r.stderr and "--listen 127.0.0.1:0" in r.stderr, r.stderr

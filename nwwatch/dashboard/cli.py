@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 from pathlib import Path
 
@@ -46,10 +47,14 @@ def dashboard(results: Path, listen: str, allow_remote: bool, ledger: Path | Non
             click.echo(f"the results are kept by the ledger {other} (recorded in "
                        f"{elsewhere_path(results)}): reading that one", err=True)
             ledger = other
-    from nwwatch.dashboard.server import serve
+    from nwwatch.dashboard.server import ListenError, serve
 
     try:
         signum = serve(results, ledger, host, port)
+    except ListenError as exc:  # a setting to change: no "[Errno 98]" before it
+        hint = (f"; another program listens there: try --listen {host}:0 (any free port)"
+                if exc.errno == errno.EADDRINUSE else "")
+        raise click.ClickException(f"{exc.strerror}{hint}") from None
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
     if signum is not None:
