@@ -366,6 +366,8 @@ def test_dashboard_config(tmp_path):
     for bad in ("[::1:8765", "::1]:8765", "host name:80", "127.0.0.1:\u0663", "[]:80"):
         with pytest.raises(ValueError, match="is not HOST:PORT"):
             parse_listen(bad, allow_remote=True)
+    with pytest.raises(ValueError, match=r"port 99999 is out of range \(0-65535"):
+        parse_listen("localhost:99999")
 
 
 def test_a_file_replaced_by_rename_is_read_again(tmp_path):

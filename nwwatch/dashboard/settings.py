@@ -35,9 +35,11 @@ def parse_listen(text: str, allow_remote: bool = False) -> tuple[str, int]:
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     # ASCII digits only ("٣".isdigit() too), and a host name or address without brackets,
     # spaces or other characters no bind accepts (a lone "[" came from a typo)
-    if (not sep or not _HOST.fullmatch(host) or not _PORT.fullmatch(port_text)
-            or int(port_text) > 65535):
+    if not sep or not _HOST.fullmatch(host) or not _PORT.fullmatch(port_text):
         raise ValueError(f"{text!r} is not HOST:PORT (e.g. \"127.0.0.1:8765\")")
+    if int(port_text) > 65535:
+        raise ValueError(f"{text!r}: port {int(port_text)} is out of range (0-65535; 0 picks "
+                         "a free one)")
     if host not in LOOPBACK_HOSTS and not allow_remote:
         raise ValueError(f"{host!r} is not the loopback; binding elsewhere exposes the "
                          "dashboard to the network: allow it explicitly (allow_remote = true "

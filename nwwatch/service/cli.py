@@ -333,7 +333,8 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
     for bad in report.unreadable:
         click.echo(f"skipped, unreadable: {bad}", err=True)
     click.echo(f"rebuilt from {report.files} files: {report.items} items done, "
-               f"{report.rows} rows, {report.quarantined} quarantined files kept")
+               f"{report.rows} rows, {report.quarantined} quarantined "
+               f"{'file' if report.quarantined == 1 else 'files'} kept")
 
 
 def _umask_of_the_service() -> None:
