@@ -228,6 +228,17 @@ def test_compaction_refuses_a_folder_that_is_not_a_results_folder(tmp_path):
     assert sorted(p.name for p in acq.iterdir()) == ["frame_00001.tif"]
 
 
+def test_compaction_names_a_ledger_given_that_does_not_exist(tmp_path):
+    """`compact RES --ledger TYPO` said RES was not a results folder."""
+    res = tmp_path / "res"
+    (res / "frames").mkdir(parents=True)
+    typo = tmp_path / "state" / "ledgr.sqlite"
+    r = CliRunner().invoke(compact_cmd, [str(res), "--ledger", str(typo)])
+    assert r.exit_code == 1 and f"--ledger {typo}: no such file" in r.output, r.output
+    assert "not a results folder" not in r.output
+    assert sorted(p.name for p in res.iterdir()) == ["frames"]
+
+
 def test_ledger_rebuild_refuses_a_folder_that_is_not_a_results_folder(tmp_path):
     """`nwwatch ledger rebuild ACQ` (the wrong folder) wrote ledger.sqlite and its lock into
     the acquisition folder and said "rebuilt from 0 files"."""

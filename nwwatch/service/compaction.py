@@ -91,6 +91,9 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
         if other is not None:  # not a lost ledger: a rebuild here would make a second one
             raise FileNotFoundError(f"{results}: its ledger is {other} ([state] ledger of the "
                                     f"service that writes here): give --ledger {other}")
+        if ledger_path:  # the ledger named is missing, not necessarily the results folder
+            raise FileNotFoundError(f"--ledger {ledger_file}: no such file (the ledger of the "
+                                    f"service that writes {results}: its [state] ledger)")
         raise FileNotFoundError(f"{results}: not a results folder: no ledger {ledger_file} "
                                 "(nothing processed yet? a lost ledger: nwwatch ledger rebuild)")
     ledger = Ledger(ledger_file, results)
