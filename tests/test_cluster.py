@@ -584,6 +584,7 @@ def test_final_compaction_that_finds_the_ledger_busy_does_not_fail_the_replay(cl
 
 
 @pytest.mark.parametrize("extra", [["--dask", "local:0"], ["--dask", "local:two"],
+                                   ["--dask", "local:\u00b2"],  # isdigit, not int: traceback
                                    ["--dask", "sched"], ["--dask", "tcp://sched:port"],
                                    ["--dask", "tcp://127.0.0.1:87860"],
                                    ["--dask", "http://127.0.0.1:8787/status"]])

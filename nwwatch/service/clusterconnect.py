@@ -105,6 +105,32 @@ def _check_scheduler_address(address: str) -> None:
                                   f"(tcp://host:port) or local:N ({exc}){hint}") from None
 
 
+def _client_connection_args(address: str) -> dict:
+    """What a Dask ``Client`` connects with (its ``Security`` from Dask's configuration: the
+    ``distributed.comm.tls`` settings of a ``tls://`` scheduler). Raises
+    :class:`ClusterUnavailableError` for a ``tls://`` address without a client certificate
+    configured, or with one that does not load: Dask's own error names no setting."""
+    import dask.config
+    from distributed.security import Security
+
+    try:
+        args = Security().get_connection_args("client")
+    except (OSError, ValueError) as exc:  # a certificate file missing or not PEM
+        # ssl's error names no file: the settings do
+        files = ", ".join(f"{key} = {dask.config.get(f'distributed.comm.tls.{key}', None)}"
+                          for key in ("ca-file", "client.cert", "client.key"))
+        raise ClusterUnavailableError(
+            f"--dask {address}: Dask's TLS settings do not load ({exc}): "
+            f"distributed.comm.tls {files}") from None
+    if address.lower().startswith("tls://") and args.get("ssl_context") is None:
+        raise ClusterUnavailableError(
+            f"--dask {address}: a tls:// scheduler needs a client certificate in Dask's "
+            "configuration: distributed.comm.tls.ca-file, .client.cert and .client.key (or "
+            "the environment variables DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT, DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY)")
+    return args
+
+
 def local_workers(address: str) -> int | None:
     """N of a ``local:N`` address (``LOCAL:N`` too: no scheduler host is named ``local``,
     and ``LOCAL:2`` was taken for one, refused as unreachable after 5 s), None for any other
@@ -112,7 +138,8 @@ def local_workers(address: str) -> int | None:
     if not address.lower().startswith("local:"):
         return None
     n = address.partition(":")[2]
-    if not n.isdigit() or int(n) < 1:
+    # ASCII digits: str.isdigit also takes "²", which int() refuses with a traceback
+    if not (n.isascii() and n.isdigit()) or int(n) < 1:
         raise ClusterRequestError(f"--dask {address!r}: expected local:N with N >= 1")
     return int(n)
 
@@ -164,8 +191,11 @@ def _probe(address: str) -> None:
 
     from distributed.comm import connect as comm_connect
 
+    # the Client's own TLS context and settings: a tls:// scheduler speaks only TLS
+    connection_args = _client_connection_args(address)
+
     async def handshake() -> None:
-        comm = await comm_connect(address, timeout=CONNECT_TIMEOUT_S)
+        comm = await comm_connect(address, timeout=CONNECT_TIMEOUT_S, **connection_args)
         await comm.close()
 
     # a thread of its own: the caller may be running an event loop (a notebook)
