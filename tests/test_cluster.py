@@ -913,7 +913,7 @@ def test_a_scheduler_without_workers_says_the_replay_waits_for_one(acq, tmp_path
     with LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
                       dashboard_address="127.0.0.1:0") as empty:
         def watch(message=None, *args, **kwargs):
-            said.append(str(message))
+            said.append(str(message).removeprefix("\r\033[K"))  # a line above the bar
             if "no Dask worker" in str(message):
                 empty.scale(1)  # one joins once the replay has said so
             echo(message, *args, **kwargs)
@@ -926,6 +926,26 @@ def test_a_scheduler_without_workers_says_the_replay_waits_for_one(acq, tmp_path
         "(Ctrl-C stops the replay)"]
     assert s.done == N_FRAMES
     assert_exactly_once(tmp_path / "res", N_FRAMES)
+
+
+def test_the_dashboard_line_stands_above_the_progress_bar_not_after_it(cluster, acq, tmp_path,
+                                                                      monkeypatch):
+    """At a terminal the dashboard link ran on after the bar's first drawing, on its line:
+    `replay  [----]  0/24  0 rows, 0.0 rows/sDask dashboard: http://…/status`."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    address, _ = cluster
+    folder, onnx = acq
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    s = replay(folder, tmp_path / "res", model=onnx, dask=address, progress=True)
+    assert s.cluster.dashboard
+    lines = [part.replace("\033[K", "") for part in re.split(r"[\r\n]", term.getvalue())]
+    assert f"Dask dashboard: {s.cluster.dashboard}" in lines, term.getvalue()[:500]
 
 
 @pytest.mark.timeout(120)
