@@ -603,6 +603,38 @@ def test_dask_with_options_it_cannot_take_is_a_wrong_command_line(acq, tmp_path,
     assert not (tmp_path / "res").exists()
 
 
+UNGUARDED_REPLAY = """
+import sys
+from nwwatch.service import replay
+
+replay(sys.argv[1], sys.argv[2], model=sys.argv[3], dask="local:1")  # no __main__ guard
+"""
+
+
+@pytest.mark.timeout(120)
+def test_replay_on_a_local_cluster_from_a_script_without_a_main_guard_says_what_to_do(
+        acq, tmp_path):
+    """`replay(..., dask="local:N")` at a script's top level: each worker process, importing
+    the script again as it started, ran a replay of its own, and the script ended with
+    `LedgerBusyError` tracebacks from the workers and `RuntimeError: Nanny failed to
+    start.`. Now the workers say what the script needs, and the driver's error names the
+    LocalCluster."""
+    folder, onnx = acq
+    script = tmp_path / "backfill.py"
+    script.write_text(UNGUARDED_REPLAY)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "res"),
+                           str(onnx)], env=env, capture_output=True, text=True, timeout=100,
+                          start_new_session=True)
+    assert proc.returncode == 1
+    assert 'call it under `if __name__ == "__main__":` in that script' in proc.stderr, \
+        proc.stderr[-3000:]
+    assert "LedgerBusyError" not in proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1].startswith(
+        "nwwatch.service.clusterconnect.ClusterUnavailableError: --dask local:1: the "
+        "LocalCluster did not start"), proc.stderr[-1000:]
+
+
 def test_local_n_is_read_in_any_case():
     """`--dask LOCAL:2` was taken for a scheduler host named LOCAL: 5 s, then 'no Dask
     scheduler reachable at LOCAL:2'."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 
 from nwwatch.service.childsignals import children_ignore_ctrl_c, ctrl_c_after_the_call
 
@@ -85,6 +86,14 @@ def check_cluster_request(address: str, kind: str) -> None:
             f"--dask needs Dask distributed: pip install 'nwwatch[{CLUSTER_EXTRA}]'") from None
     if local_workers(address) is None:
         _check_scheduler_address(address)
+    elif getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A LocalCluster's worker process imports the driver's main script again as it
+        # starts: a replay there would wait for the ledger the driver holds, and the
+        # driver's only word would be "Nanny failed to start".
+        raise ClusterUnavailableError(
+            f"replay(dask={address!r}) was called while a LocalCluster worker process started "
+            "(they import the main script again): call it under "
+            "`if __name__ == \"__main__\":` in that script")
 
 
 def _check_scheduler_address(address: str) -> None:
@@ -165,8 +174,12 @@ def connect(address: str):
                 _client_log_quiet(True)
                 # no worker traceback when they are closed (a Ctrl-C, or the end)
                 client.register_plugin(QuietWhileClosing())
-        except BaseException:
+        except BaseException as exc:
             close_connection((client, cluster))
+            if cluster is None and isinstance(exc, RuntimeError):  # "Nanny failed to start"
+                raise ClusterUnavailableError(
+                    f"--dask {address}: the LocalCluster did not start ({exc}); "
+                    "its worker processes' own errors are above") from exc
             raise
         return client, cluster
     _probe(address)
