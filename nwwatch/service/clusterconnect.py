@@ -103,7 +103,12 @@ def _check_scheduler_address(address: str) -> None:
     from distributed.comm.registry import get_backend
     scheme = parse_address(address)[0]
     try:
-        get_backend(scheme)
+        backend = get_backend(scheme)
+        try:
+            backend.get_connector()
+        except TypeError:  # abstract: a scheme Dask dropped (ucx), else the probe's TypeError
+            raise ValueError(f"this Dask installation cannot connect over {scheme}://: "
+                             "its connector is not implemented here") from None
         if scheme in ("tcp", "tls"):
             port = get_address_host_port(address)[1]
             if not 0 < port < 65536:  # else: 5 s of "no scheduler reachable" for a typo
