@@ -487,6 +487,53 @@ def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_
         time.sleep(0.1)
 
 
+@pytest.mark.timeout(120)
+def test_ctrl_c_at_a_terminal_shows_the_cursor_again_and_says_so_on_a_line_of_its_own(
+        acq, tmp_path):
+    """The progress bar hides the terminal's cursor while it draws; a Ctrl-C (or an error)
+    left it hidden in the user's shell, and `replay interrupted` ran on after the bar on its
+    line. A real terminal (a pty), Ctrl-C typed while the LocalCluster starts."""
+    import pty
+    import select
+
+    folder, onnx = acq
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the replay, the pty its controlling terminal
+        try:
+            os.environ.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a shell starts a command
+            os.execv(sys.executable, [sys.executable, "-c", "from nwwatch.cli import main; main()",
+                                      "replay", str(folder), "--out", str(tmp_path / "res"),
+                                      "--model", str(onnx), "--dask", "local:1"])
+        finally:
+            os._exit(127)
+    shown, sent = b"", False
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            if not sent and b"replay  [" in shown:  # the bar is drawn: type Ctrl-C
+                os.write(fd, b"\x03")
+                sent = True
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the child has closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert sent, shown[-2000:]
+    assert os.waitstatus_to_exitcode(status) == 130, shown[-2000:]
+    hide, show = b"\x1b[?25l", b"\x1b[?25h"
+    assert shown.rfind(show) > shown.rfind(hide), shown[-2000:]
+    lines = shown.replace(b"\r", b"").split(b"\n")
+    assert any(line.startswith(b"replay interrupted (Ctrl-C)") for line in lines), \
+        shown[-2000:]
+
+
 SLOW_HEARTBEATS = """
 import asyncio, sys, time
 from nwwatch.service.clusterconnect import close_connection, connect
