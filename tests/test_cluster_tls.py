@@ -78,12 +78,15 @@ def test_a_tls_scheduler_is_reached_with_the_client_certificate_of_dasks_configu
     ("none", "a tls:// scheduler needs a client certificate in Dask's configuration: "
              "distributed.comm.tls.ca-file, .client.cert and .client.key"),
     ("missing", "Dask's TLS settings do not load"),
+    ("tcp", "Dask's configuration requires encryption (distributed.comm.require-encryption): "
+            "give the scheduler's tls:// address"),
 ])
 def test_tls_without_a_usable_client_certificate_is_named_before_anything_is_written(
         certificate, acq, tmp_path, settings, message):
     """Was the same `answered, but not as a Dask scheduler` line for an address where nothing
-    was even contacted. Exit 1 (the command line is right, the configuration is not), the
-    results folder not created, the missing file named."""
+    was even contacted (a tcp:// one when Dask's configuration requires encryption). Exit 1
+    (the command line is right, the configuration is not), the results folder not created,
+    the missing file named."""
     import dask
     from click.testing import CliRunner
 
@@ -91,11 +94,12 @@ def test_tls_without_a_usable_client_certificate_is_named_before_anything_is_wri
 
     cert, key = certificate
     folder, onnx = acq
-    tls = _client_tls(None, None) if settings == "none" else _client_tls(
-        tmp_path / "nowhere.pem", key)
-    with dask.config.set(tls):
+    tls = {"none": _client_tls(None, None), "missing": _client_tls(tmp_path / "nowhere.pem", key),
+           "tcp": {**_client_tls(cert, key), "distributed.comm.require-encryption": True}}
+    address = "tcp://127.0.0.1:9" if settings == "tcp" else "tls://127.0.0.1:9"
+    with dask.config.set(tls[settings]):
         out = CliRunner().invoke(main, ["replay", str(folder), "--out", str(tmp_path / "res"),
-                                        "--model", str(onnx), "--dask", "tls://127.0.0.1:9"])
+                                        "--model", str(onnx), "--dask", address])
     assert out.exit_code == 1, out.output
     assert message in out.output and "Traceback" not in out.output
     if settings == "missing":

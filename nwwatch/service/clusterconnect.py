@@ -136,7 +136,12 @@ def _client_connection_args(address: str) -> dict:
         raise ClusterUnavailableError(
             f"--dask {address}: Dask's TLS settings do not load ({exc}): "
             f"distributed.comm.tls {files}") from None
-    if address.lower().startswith("tls://") and args.get("ssl_context") is None:
+    tls = address.lower().startswith("tls://")
+    if args.get("require_encryption") and not tls:  # Dask's refusal reads as no scheduler
+        raise ClusterUnavailableError(
+            f"--dask {address}: Dask's configuration requires encryption "
+            "(distributed.comm.require-encryption): give the scheduler's tls:// address")
+    if tls and args.get("ssl_context") is None:
         raise ClusterUnavailableError(
             f"--dask {address}: a tls:// scheduler needs a client certificate in Dask's "
             "configuration: distributed.comm.tls.ca-file, .client.cert and .client.key (or "
