@@ -1026,6 +1026,11 @@ def test_the_dashboard_line_stands_above_the_progress_bar_not_after_it(cluster, 
     assert s.cluster.dashboard
     lines = [part.replace("\033[K", "") for part in re.split(r"[\r\n]", term.getvalue())]
     assert f"Dask dashboard: {s.cluster.dashboard}" in lines, term.getvalue()[:500]
+    # and the bar drawn again below it as it was (it stayed away until a task was done)
+    at = lines.index(f"Dask dashboard: {s.cluster.dashboard}")
+    before = [line.rstrip() for line in lines[:at] if line.strip()]
+    after = [line.rstrip() for line in lines[at + 1:] if line.strip()]
+    assert after[0] == before[-1], term.getvalue()[:800]
 
 
 @pytest.mark.timeout(120)

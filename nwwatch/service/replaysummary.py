@@ -383,8 +383,10 @@ class Progress:
                 if self._bar is None:
                     click.echo(text, err=True)
                     return
-                # over the bar's line, then the bar below it
+                # over the bar's line, then the bar below it (click draws only a line that
+                # changed: at 0 rows, waiting for a worker, the bar stayed away)
                 click.echo("\r\033[K" + text, file=sys.stderr)
+                self._bar._last_line = None
                 self._bar.render_progress()
             except (OSError, ValueError):  # EIO from a hung-up terminal; a closed stream
                 if self._bar is not None:
