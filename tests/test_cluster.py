@@ -487,6 +487,53 @@ def test_ctrl_c_stops_a_local_cluster_replay_without_worker_tracebacks(acq, tmp_
         time.sleep(0.1)
 
 
+@pytest.mark.timeout(120)
+def test_ctrl_c_at_a_terminal_shows_the_cursor_again_and_says_so_on_a_line_of_its_own(
+        acq, tmp_path):
+    """The progress bar hides the terminal's cursor while it draws; a Ctrl-C (or an error)
+    left it hidden in the user's shell, and `replay interrupted` ran on after the bar on its
+    line. A real terminal (a pty), Ctrl-C typed while the LocalCluster starts."""
+    import pty
+    import select
+
+    folder, onnx = acq
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the replay, the pty its controlling terminal
+        try:
+            os.environ.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a shell starts a command
+            os.execv(sys.executable, [sys.executable, "-c", "from nwwatch.cli import main; main()",
+                                      "replay", str(folder), "--out", str(tmp_path / "res"),
+                                      "--model", str(onnx), "--dask", "local:1"])
+        finally:
+            os._exit(127)
+    shown, sent = b"", False
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            if not sent and b"replay  [" in shown:  # the bar is drawn: type Ctrl-C
+                os.write(fd, b"\x03")
+                sent = True
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the child has closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert sent, shown[-2000:]
+    assert os.waitstatus_to_exitcode(status) == 130, shown[-2000:]
+    hide, show = b"\x1b[?25l", b"\x1b[?25h"
+    assert shown.rfind(show) > shown.rfind(hide), shown[-2000:]
+    lines = shown.replace(b"\r", b"").split(b"\n")
+    assert any(line.startswith(b"replay interrupted (Ctrl-C)") for line in lines), \
+        shown[-2000:]
+
+
 SLOW_HEARTBEATS = """
 import asyncio, sys, time
 from nwwatch.service.clusterconnect import close_connection, connect
@@ -584,9 +631,11 @@ def test_final_compaction_that_finds_the_ledger_busy_does_not_fail_the_replay(cl
 
 
 @pytest.mark.parametrize("extra", [["--dask", "local:0"], ["--dask", "local:two"],
+                                   ["--dask", "local:\u00b2"],  # isdigit, not int: traceback
                                    ["--dask", "sched"], ["--dask", "tcp://sched:port"],
                                    ["--dask", "tcp://127.0.0.1:87860"],
-                                   ["--dask", "http://127.0.0.1:8787/status"]])
+                                   ["--dask", "http://127.0.0.1:8787/status"],
+                                   ["--dask", "ucx://127.0.0.1:8786"]])
 def test_dask_with_options_it_cannot_take_is_a_wrong_command_line(acq, tmp_path, extra):
     """Exit 2 (wrong command line), as for --overlay-frames without --overlays; exit 1 is for a
     replay that could not run (no scheduler answering, no Dask installed). Nothing written."""
@@ -600,6 +649,38 @@ def test_dask_with_options_it_cannot_take_is_a_wrong_command_line(acq, tmp_path,
     assert out.exit_code == 2, out.output
     assert "--dask" in out.output and "Traceback" not in out.output
     assert not (tmp_path / "res").exists()
+
+
+UNGUARDED_REPLAY = """
+import sys
+from nwwatch.service import replay
+
+replay(sys.argv[1], sys.argv[2], model=sys.argv[3], dask="local:1")  # no __main__ guard
+"""
+
+
+@pytest.mark.timeout(120)
+def test_replay_on_a_local_cluster_from_a_script_without_a_main_guard_says_what_to_do(
+        acq, tmp_path):
+    """`replay(..., dask="local:N")` at a script's top level: each worker process, importing
+    the script again as it started, ran a replay of its own, and the script ended with
+    `LedgerBusyError` tracebacks from the workers and `RuntimeError: Nanny failed to
+    start.`. Now the workers say what the script needs, and the driver's error names the
+    LocalCluster."""
+    folder, onnx = acq
+    script = tmp_path / "backfill.py"
+    script.write_text(UNGUARDED_REPLAY)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "res"),
+                           str(onnx)], env=env, capture_output=True, text=True, timeout=100,
+                          start_new_session=True)
+    assert proc.returncode == 1
+    assert 'call it under `if __name__ == "__main__":` in that script' in proc.stderr, \
+        proc.stderr[-3000:]
+    assert "LedgerBusyError" not in proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1].startswith(
+        "nwwatch.service.clusterconnect.ClusterUnavailableError: --dask local:1: the "
+        "LocalCluster did not start"), proc.stderr[-1000:]
 
 
 def test_local_n_is_read_in_any_case():
@@ -912,7 +993,7 @@ def test_a_scheduler_without_workers_says_the_replay_waits_for_one(acq, tmp_path
     with LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
                       dashboard_address="127.0.0.1:0") as empty:
         def watch(message=None, *args, **kwargs):
-            said.append(str(message))
+            said.append(str(message).removeprefix("\r\033[K"))  # a line above the bar
             if "no Dask worker" in str(message):
                 empty.scale(1)  # one joins once the replay has said so
             echo(message, *args, **kwargs)
@@ -925,6 +1006,31 @@ def test_a_scheduler_without_workers_says_the_replay_waits_for_one(acq, tmp_path
         "(Ctrl-C stops the replay)"]
     assert s.done == N_FRAMES
     assert_exactly_once(tmp_path / "res", N_FRAMES)
+
+
+def test_the_dashboard_line_stands_above_the_progress_bar_not_after_it(cluster, acq, tmp_path,
+                                                                      monkeypatch):
+    """At a terminal the dashboard link ran on after the bar's first drawing, on its line:
+    `replay  [----]  0/24  0 rows, 0.0 rows/sDask dashboard: http://…/status`."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    address, _ = cluster
+    folder, onnx = acq
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    s = replay(folder, tmp_path / "res", model=onnx, dask=address, progress=True)
+    assert s.cluster.dashboard
+    lines = [part.replace("\033[K", "") for part in re.split(r"[\r\n]", term.getvalue())]
+    assert f"Dask dashboard: {s.cluster.dashboard}" in lines, term.getvalue()[:500]
+    # and the bar drawn again below it as it was (it stayed away until a task was done)
+    at = lines.index(f"Dask dashboard: {s.cluster.dashboard}")
+    before = [line.rstrip() for line in lines[:at] if line.strip()]
+    after = [line.rstrip() for line in lines[at + 1:] if line.strip()]
+    assert after[0] == before[-1], term.getvalue()[:800]
 
 
 @pytest.mark.timeout(120)

@@ -102,19 +102,18 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
             stats.workers = len(info.get("workers", {}))
             stats.threads = sum(client.nthreads().values())
             _check_workers_import_nwwatch(client)
-        import click
 
         if "dashboard" in info.get("services", {}):
             stats.dashboard = client.dashboard_link
             log.info("dask_dashboard", url=stats.dashboard)
-            if bar.enabled:
-                click.echo(f"Dask dashboard: {stats.dashboard}", err=True)
+            if bar.enabled:  # a line of its own above the bar, not after it
+                bar.note(f"Dask dashboard: {stats.dashboard}")
         if not stats.workers:  # legitimate (Slurm jobs still queued), but say why it waits
             waiting = (f"no Dask worker at {address} yet: the tasks wait for one to join "
                        "(Ctrl-C stops the replay)")
             if bar.enabled:
                 log.info("dask_no_workers", address=address)
-                click.echo(waiting, err=True)
+                bar.note(waiting)
             else:  # a batch job's log, a pipe: the one line that explains the silence
                 log.warning("dask_no_workers", address=address, message=waiting)
         n_local = clusterconnect.local_workers(address)

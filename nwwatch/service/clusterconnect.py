@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 
 from nwwatch.service.childsignals import children_ignore_ctrl_c, ctrl_c_after_the_call
 
@@ -85,6 +86,14 @@ def check_cluster_request(address: str, kind: str) -> None:
             f"--dask needs Dask distributed: pip install 'nwwatch[{CLUSTER_EXTRA}]'") from None
     if local_workers(address) is None:
         _check_scheduler_address(address)
+    elif getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A LocalCluster's worker process imports the driver's main script again as it
+        # starts: a replay there would wait for the ledger the driver holds, and the
+        # driver's only word would be "Nanny failed to start".
+        raise ClusterUnavailableError(
+            f"replay(dask={address!r}) was called while a LocalCluster worker process started "
+            "(they import the main script again): call it under "
+            "`if __name__ == \"__main__\":` in that script")
 
 
 def _check_scheduler_address(address: str) -> None:
@@ -94,7 +103,12 @@ def _check_scheduler_address(address: str) -> None:
     from distributed.comm.registry import get_backend
     scheme = parse_address(address)[0]
     try:
-        get_backend(scheme)
+        backend = get_backend(scheme)
+        try:
+            backend.get_connector()
+        except TypeError:  # abstract: a scheme Dask dropped (ucx), else the probe's TypeError
+            raise ValueError(f"this Dask installation cannot connect over {scheme}://: "
+                             "its connector is not implemented here") from None
         if scheme in ("tcp", "tls"):
             port = get_address_host_port(address)[1]
             if not 0 < port < 65536:  # else: 5 s of "no scheduler reachable" for a typo
@@ -105,6 +119,37 @@ def _check_scheduler_address(address: str) -> None:
                                   f"(tcp://host:port) or local:N ({exc}){hint}") from None
 
 
+def _client_connection_args(address: str) -> dict:
+    """What a Dask ``Client`` connects with (its ``Security`` from Dask's configuration: the
+    ``distributed.comm.tls`` settings of a ``tls://`` scheduler). Raises
+    :class:`ClusterUnavailableError` for a ``tls://`` address without a client certificate
+    configured, or with one that does not load: Dask's own error names no setting."""
+    import dask.config
+    from distributed.security import Security
+
+    try:
+        args = Security().get_connection_args("client")
+    except (OSError, ValueError) as exc:  # a certificate file missing or not PEM
+        # ssl's error names no file: the settings do
+        files = ", ".join(f"{key} = {dask.config.get(f'distributed.comm.tls.{key}', None)}"
+                          for key in ("ca-file", "client.cert", "client.key"))
+        raise ClusterUnavailableError(
+            f"--dask {address}: Dask's TLS settings do not load ({exc}): "
+            f"distributed.comm.tls {files}") from None
+    tls = address.lower().startswith("tls://")
+    if args.get("require_encryption") and not tls:  # Dask's refusal reads as no scheduler
+        raise ClusterUnavailableError(
+            f"--dask {address}: Dask's configuration requires encryption "
+            "(distributed.comm.require-encryption): give the scheduler's tls:// address")
+    if tls and args.get("ssl_context") is None:
+        raise ClusterUnavailableError(
+            f"--dask {address}: a tls:// scheduler needs a client certificate in Dask's "
+            "configuration: distributed.comm.tls.ca-file, .client.cert and .client.key (or "
+            "the environment variables DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT, DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY)")
+    return args
+
+
 def local_workers(address: str) -> int | None:
     """N of a ``local:N`` address (``LOCAL:N`` too: no scheduler host is named ``local``,
     and ``LOCAL:2`` was taken for one, refused as unreachable after 5 s), None for any other
@@ -112,7 +157,8 @@ def local_workers(address: str) -> int | None:
     if not address.lower().startswith("local:"):
         return None
     n = address.partition(":")[2]
-    if not n.isdigit() or int(n) < 1:
+    # ASCII digits: str.isdigit also takes "²", which int() refuses with a traceback
+    if not (n.isascii() and n.isdigit()) or int(n) < 1:
         raise ClusterRequestError(f"--dask {address!r}: expected local:N with N >= 1")
     return int(n)
 
@@ -138,8 +184,12 @@ def connect(address: str):
                 _client_log_quiet(True)
                 # no worker traceback when they are closed (a Ctrl-C, or the end)
                 client.register_plugin(QuietWhileClosing())
-        except BaseException:
+        except BaseException as exc:
             close_connection((client, cluster))
+            if cluster is None and isinstance(exc, RuntimeError):  # "Nanny failed to start"
+                raise ClusterUnavailableError(
+                    f"--dask {address}: the LocalCluster did not start ({exc}); "
+                    "its worker processes' own errors are above") from exc
             raise
         return client, cluster
     _probe(address)
@@ -164,8 +214,11 @@ def _probe(address: str) -> None:
 
     from distributed.comm import connect as comm_connect
 
+    # the Client's own TLS context and settings: a tls:// scheduler speaks only TLS
+    connection_args = _client_connection_args(address)
+
     async def handshake() -> None:
-        comm = await comm_connect(address, timeout=CONNECT_TIMEOUT_S)
+        comm = await comm_connect(address, timeout=CONNECT_TIMEOUT_S, **connection_args)
         await comm.close()
 
     # a thread of its own: the caller may be running an event loop (a notebook)

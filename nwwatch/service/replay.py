@@ -235,6 +235,7 @@ def replay(
             close_connection(connection)
         created.undo(exc, lock)
         raise
+    bars: list[Progress] = []  # the progress bar, once drawn
     try:
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
                                 provider=engine.segmenter.provider,
@@ -256,7 +257,7 @@ def replay(
             created.undo(None, lock)
             return summary
         t0 = time.perf_counter()
-        bar = Progress(len(files), enabled=progress)
+        bar = Progress(len(files), enabled=progress, opened=bars)
         todo = _to_process(files, engine, force, summary, bar, log, kind)
         if dask is not None:
             from nwwatch.service.cluster import run_on_cluster
@@ -306,6 +307,8 @@ def replay(
         summary.seconds = time.perf_counter() - t0
         bar.close()
     finally:
+        for drawn in bars:  # stopped (Ctrl-C, an error): the cursor shown, the next line free
+            drawn.close()
         if ledger is not None:
             ledger.close()
         lock.close()

@@ -330,12 +330,16 @@ def tally(summary: ReplaySummary, report, bar: Progress) -> None:
 class Progress:
     """A progress bar over files that shows frames and frames per second."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, opened: list[Progress] | None = None) -> None:
+        """``opened``: this bar is added to it before it is drawn, so that a Ctrl-C while it
+        draws leaves the caller a bar to :meth:`close`."""
         self.enabled = enabled
         self.frames = 0
         self._lock = threading.Lock()  # a note from another thread does not cut a redraw
         self.t0 = time.perf_counter()
         self._bar = None
+        if opened is not None:
+            opened.append(self)
         if enabled:
             import click
 
@@ -379,16 +383,21 @@ class Progress:
                 if self._bar is None:
                     click.echo(text, err=True)
                     return
-                # over the bar's line, then the bar below it
+                # over the bar's line, then the bar below it (click draws only a line that
+                # changed: at 0 rows, waiting for a worker, the bar stayed away)
                 click.echo("\r\033[K" + text, file=sys.stderr)
+                self._bar._last_line = None
                 self._bar.render_progress()
             except (OSError, ValueError):  # EIO from a hung-up terminal; a closed stream
                 if self._bar is not None:
                     self._gone()
 
     def close(self) -> None:
-        if self._bar is not None:
-            try:
-                self._bar.__exit__(None, None, None)
-            except (OSError, ValueError):
-                self._gone()
+        """Finish the bar (the terminal's cursor shown again, a new line); once."""
+        with self._lock:
+            if self._bar is not None:
+                try:
+                    self._bar.__exit__(None, None, None)
+                except (OSError, ValueError):
+                    pass
+                self._gone()  # later notes are plain lines
