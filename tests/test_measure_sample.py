@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import map_coordinates
 
-from nwwatch.measure.sample import bilinear, nearest
+from nwwatch.measure.sample import bilinear, bilinear_grid, nearest, nearest_grid
 
 
 def _points(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,3 +72,35 @@ def test_nearest_equals_scipys_order_zero_inside_and_out(dtype) -> None:
         assert got.dtype == want.dtype and np.array_equal(got, want)
     empty = np.empty((0, 3))
     assert nearest(labels, empty, empty).shape == (0, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_grids_read_what_the_points_read_inside_across_and_outside_the_border(dtype) -> None:
+    # The grid versions take their bounds from the parts (the extremes of a sum of two
+    # parts are the sums of their extremes): the same path and the same values as the
+    # points, for grids inside, on the last pixel centre, just past the border, with NaN
+    # and with no points.
+    rng = np.random.default_rng(17)
+    image = rng.integers(0, 200, (30, 40)).astype(dtype)
+    base_r, base_c = rng.uniform(12.0, 17.0, 25), rng.uniform(15.0, 25.0, 25)
+    across = np.arange(-12.0, 12.0 + 1e-9, 0.25)
+    cases = [(base_r, base_c, across * 0.6, across * -0.8),
+             (base_r, base_c, across * 1.4, across * 0.3),  # rows reach 28.8: past 28
+             (base_r, base_c, across * 1.2, across * 0.2),  # rows reach 28.4
+             (base_r - 12.0, base_c, across * 0.01, across),  # rows from -0.12
+             (np.array([29.0 - 0.96]), base_c[:1], np.array([0.0, 0.96]), across[:2]),
+             (base_r, base_c, np.where(across == 0.0, np.nan, across), across),
+             (base_r[:0], base_c[:0], across, across)]
+    for rows0, cols0, rows1, cols1 in cases:
+        rows, cols = rows0[:, None] + rows1, cols0[:, None] + cols1
+        got = bilinear_grid(image, (rows0, rows1), (cols0, cols1))
+        want = bilinear(image, rows, cols)
+        assert got.shape == want.shape and np.array_equal(got, want, equal_nan=True)
+        if not np.isnan(rows).any():
+            got = nearest_grid(image, (rows0, rows1), (cols0, cols1))
+            want = nearest(image, rows, cols)
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+    strided = image[:, ::2]  # not C-contiguous: indexed by (row, col), or read by scipy
+    rows0, cols0, rows1, cols1 = cases[0]
+    assert np.array_equal(nearest_grid(strided, (rows0, rows1), (cols0 / 2, cols1 / 2)),
+                          nearest(strided, rows0[:, None] + rows1, (cols0[:, None] + cols1) / 2))

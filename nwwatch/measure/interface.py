@@ -270,12 +270,13 @@ def _grouped_tls(pts: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.nda
         means[0] = pts.mean(axis=0)
         centred = pts - means[0]
     else:
-        centred = pts.copy()
         for g in (0, 1):
             sel = group == g
             if sel.any():
                 means[g] = pts[sel].mean(axis=0)
-                centred[sel] -= means[g]
+        # Each point less its group's mean (the same differences as subtracting in place
+        # group by group).
+        centred = pts - means[group]
     return smallmath.smallest_eigenvector(centred.T @ centred), means
 
 
@@ -296,14 +297,20 @@ def fit_facet_line(
     if n < 3:
         return None
     keep = np.ones(n, dtype=bool)
-    two = bool((group == 1).any() and (group == 0).any())
+    on_drop = group == 1
+    two = bool(on_drop.any() and (group == 0).any())
     # Points with a pixel step across the interface: shared edges and a partial gap's sides.
     stepped = iface.wire_side[:, 0] >= 0
-    step = (iface.drop_side - iface.wire_side).astype(np.float64)
     if iface.gap_step is not None:
         on_gap = iface.gap_step.any(axis=1)
         stepped = stepped | on_gap
-        step = np.where(on_gap[:, None], iface.gap_step, step)
+    # Without such points (an iso-line's interface) the step test below keeps every point.
+    unstepped, step = None, None
+    if stepped.any():
+        unstepped = ~stepped
+        step = (iface.drop_side - iface.wire_side).astype(np.float64)
+        if iface.gap_step is not None:
+            step = np.where(on_gap[:, None], iface.gap_step, step)
     for _ in range(max_iter):
         if prior_normal is not None:
             normal = prior_normal / np.hypot(*prior_normal)
@@ -313,12 +320,13 @@ def fit_facet_line(
             normal, means = _grouped_tls(pts[keep], group[keep])
             if not two:
                 means[1] = means[0]
-        res = np.where(group == 1, (pts - means[1]) @ normal, (pts - means[0]) @ normal)
+        res = np.where(on_drop, (pts - means[1]) @ normal, (pts - means[0]) @ normal)
         scale = 1.4826 * smallmath.median(np.abs(res[keep]))
         new = np.abs(res) <= max(MIN_OUTLIER_PX, 3.0 * scale)
-        # A pixel pair side by side along the line (a corner step) does not cross it, nor
-        # does a gap's side whose step runs along the line.
-        new &= ~stepped | (np.abs(step @ normal) >= 0.3)
+        if unstepped is not None:
+            # A pixel pair side by side along the line (a corner step) does not cross it,
+            # nor does a gap's side whose step runs along the line.
+            new &= unstepped | (np.abs(step @ normal) >= 0.3)
         if np.count_nonzero(new) < 3 or np.array_equal(new, keep):
             break
         keep = new
@@ -331,10 +339,11 @@ def fit_facet_line(
         gap, point = 0.0, means[0]
     direction = np.array([-normal[1], normal[0]])
     inl = pts[keep]
-    res = np.where(group == 1, (pts - means[1]) @ normal, (pts - means[0]) @ normal)[keep]
+    res = np.where(on_drop, (pts - means[1]) @ normal, (pts - means[0]) @ normal)[keep]
     t = (inl - point) @ direction
-    point = point + float(t.mean()) * direction  # centre of the inliers along the line
-    t = t - t.mean()
+    t_mean = float(t.mean())
+    point = point + t_mean * direction  # centre of the inliers along the line
+    t = t - t_mean
     m = int(np.count_nonzero(keep))
     scatter = 1.4826 * smallmath.median(np.abs(res))
     sd = float(np.sqrt(np.mean(res**2)))

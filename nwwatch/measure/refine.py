@@ -54,7 +54,7 @@ from scipy.ndimage import gaussian_filter1d
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure import smallmath
 from nwwatch.measure.interface import FacetLine
-from nwwatch.measure.sample import bilinear, nearest
+from nwwatch.measure.sample import bilinear_grid, nearest_grid
 
 #: Sampling step of the profiles along the normal (px).
 PROFILE_STEP_PX = 0.25
@@ -342,14 +342,13 @@ def refine_facet_line(
     below = offsets < -MAX_SHIFT_PX
     above = offsets > MAX_SHIFT_PX
     outside = below | above
-    lab = nearest(labels, along_r[:, None] + across_r[outside],
-                   along_c[:, None] + across_c[outside])
+    lab = nearest_grid(labels, (along_r, across_r[outside]), (along_c, across_c[outside]))
     n_below = int(np.count_nonzero(below))
     ok = (lab[:, :n_below] == NANOWIRE).all(axis=1) & (lab[:, n_below:] == DROPLET).all(axis=1)
     if np.count_nonzero(ok) < MIN_POSITIONS:
         return EdgeRefinement("too_short", n_positions=int(np.count_nonzero(ok)))
     img = np.asarray(image)
-    prof = bilinear(img, along_r[ok, None] + across_r, along_c[ok, None] + across_c)
+    prof = bilinear_grid(img, (along_r[ok], across_r), (along_c[ok], across_c))
     if img.dtype.kind not in "biu":  # NaN pixels: leave those positions out
         prof = prof[np.isfinite(prof).all(axis=1)]
     n = prof.shape[0]
