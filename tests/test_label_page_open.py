@@ -282,6 +282,14 @@ def test_the_status_says_what_a_slow_opening_waits_for(tmp_path, browser, monkey
         browser.wait_for(READY)
         assert browser.execute(status) == ""
         assert browser.execute(mask)
+        # An edit: until its preview answers, the angle shown is the previous shapes' (dimmed).
+        dimmed = ("return getComputedStyle(document.querySelector('header .result')).opacity"
+                  " < 1")
+        assert not browser.execute(dimmed)
+        browser.execute("window.nwLabel.geometry.droplet.radius_px += 3; changed()")
+        assert browser.execute(dimmed)
+        browser.wait_for(READY)
+        assert not browser.execute(dimmed)
         browser.click("#save")
         browser.wait_for(f"{status} === 'saved {stem}'")
         session.delay_s = 0.0
