@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -237,3 +238,65 @@ def test_the_queue_entries_show_their_rank_and_confidences_that_differ(tmp_path,
     assert shown == [f"{path.stem} (queue {k + 1} of 3, confidence {c})"
                      for k, (path, c) in enumerate(zip(paths, ("0.4012", "0.4014", "0.4049"),
                                                        strict=True))] + [sources[3].stem]
+
+
+class _SlowSession(LabelSession):
+    """A session whose frames' shapes (the model's proposal or the saved ones) take
+    ``delay_s`` longer, as the proposal of a 4096 x 4096 frame does."""
+
+    delay_s = 0.0
+
+    def geometry(self, index, model=False):
+        time.sleep(self.delay_s)
+        return super().geometry(index, model)
+
+
+def test_the_status_says_what_a_slow_opening_waits_for(tmp_path, browser, monkeypatch):
+    # before: "loading..." for the whole proposal (4 s at 4096 x 4096), then the previous
+    # frame's overlay over the new frame until its first preview answered (2-4 s more).
+    import nwwatch.label.server as server_module
+
+    frames = tmp_path / "acquisition"
+    generate_insitu(frames, 2, seed=5, size=128)
+    session = _SlowSession(frame_refs(sorted(frames.glob("*.tif"))), tmp_path / "DATA")
+    preview = server_module.preview
+
+    def slow_preview(geometry):
+        time.sleep(session.delay_s)
+        return preview(geometry)
+
+    monkeypatch.setattr(server_module, "preview", slow_preview)
+    status = "return document.getElementById('status').textContent"
+    mask = "return document.getElementById('mask-image').getAttribute('href')"
+    stem = session.frames[1].stem
+    with serving(session) as url:
+        browser.get(url)
+        browser.wait_for(READY)
+        assert browser.execute(mask)
+        session.delay_s = 1.5
+        browser.click("#next")
+        browser.wait_for(f"{status} === 'opening {stem}: the model is proposing its labels...'")
+        browser.wait_for("return window.nwLabel.shown.index === 1")
+        assert browser.execute(status) == f"opening {stem}: drawing its labels..."
+        assert browser.execute(mask) is None  # not frame 0's labels over frame 1
+        browser.wait_for(READY)
+        assert browser.execute(status) == ""
+        assert browser.execute(mask)
+        # An edit: until its preview answers, the angle shown is the previous shapes' (dimmed).
+        dimmed = ("return getComputedStyle(document.querySelector('header .result')).opacity"
+                  " < 1")
+        assert not browser.execute(dimmed)
+        browser.execute("window.nwLabel.geometry.droplet.radius_px += 3; changed()")
+        assert browser.execute(dimmed)
+        browser.wait_for(READY)
+        assert not browser.execute(dimmed)
+        browser.click("#save")
+        browser.wait_for(f"{status} === 'saved {stem}'")
+        session.delay_s = 0.0
+        browser.click("#prev")
+        browser.wait_for(READY + " && window.nwLabel.shown.index === 0")
+        session.delay_s = 1.5
+        browser.click("#next")
+        browser.wait_for(f"{status} === 'opening {stem}: reading its saved shapes...'")
+        browser.wait_for(READY + " && window.nwLabel.shown.index === 1")
+        assert browser.execute(status) == ""

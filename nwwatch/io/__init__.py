@@ -1,8 +1,9 @@
 """TIFF input and output: frames, in-situ stacks and tomograms, with typed input errors.
 
-Read: :func:`read_frames`, :func:`read_volume`, :func:`inspect_tiff` (headers only),
-:func:`has_tiff_header` (the first 4 bytes); every one opens only a regular file
-(:func:`open_regular`, :func:`check_regular`: a FIFO or device is refused, never waited on);
+Read: :func:`read_frames`, :func:`read_frame_at` (one page of a stack), :func:`read_volume`,
+:func:`inspect_tiff` (headers only), :func:`has_tiff_header` (the first 4 bytes); every one
+opens only a regular file (:func:`open_regular`, :func:`check_regular`: a FIFO or device is
+refused, never waited on);
 :func:`check_tomogram` refuses a volume that cannot be segmented (one slice, no contrast).
 Write: :func:`write_frame_tiff`, :func:`write_stack_tiff`, :func:`write_volume_tiff`
 (atomic, ImageJ-compatible). Bad input raises a subclass of :class:`InputError`.
@@ -17,6 +18,7 @@ from nwwatch.io.errors import (
     MultichannelError,
     NotARegularFileError,
     NotATiffError,
+    PageIndexError,
     TruncatedTiffError,
     UnreadableFileError,
     UnsupportedCompressionError,
@@ -29,7 +31,13 @@ from nwwatch.io.metadata import unit_to_nm
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import check_regular, open_regular
 from nwwatch.io.structure import has_tiff_header
-from nwwatch.io.tiff import check_tomogram, inspect_tiff, read_frames, read_volume
+from nwwatch.io.tiff import (
+    check_tomogram,
+    inspect_tiff,
+    read_frame_at,
+    read_frames,
+    read_volume,
+)
 from nwwatch.io.write import write_frame_tiff, write_stack_tiff, write_volume_tiff
 
 __all__ = [
@@ -44,6 +52,7 @@ __all__ = [
     "MultichannelError",
     "NotARegularFileError",
     "NotATiffError",
+    "PageIndexError",
     "TruncatedTiffError",
     "UnreadableFileError",
     "UnsupportedCompressionError",
@@ -58,6 +67,7 @@ __all__ = [
     "has_tiff_header",
     "inspect_tiff",
     "open_regular",
+    "read_frame_at",
     "read_frames",
     "read_volume",
     "unit_to_nm",

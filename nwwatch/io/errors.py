@@ -78,6 +78,24 @@ class NotARegularFileError(InputError):
     """A FIFO, socket, device or folder where an input file was expected."""
 
 
+class PageIndexError(InputError):
+    """A frame asked for by its page (section) index that the file does not hold (a stack
+    rewritten with fewer pages since it was listed). ``.n_pages``: the pages it holds."""
+
+    def __init__(self, path: str | os.PathLike[str], index: int, n_pages: int) -> None:
+        self.index, self.n_pages = index, n_pages
+        super().__init__(path, f"page {index} out of range (0..{n_pages - 1})")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.index, self.n_pages))
+
+
+def check_page_index(path: str | os.PathLike[str], index: int, n_pages: int) -> None:
+    """Raise :class:`PageIndexError` unless ``0 <= index < n_pages``."""
+    if not 0 <= index < n_pages:
+        raise PageIndexError(path, index, n_pages)
+
+
 # Formats a TEM user is likely to hand over instead of a TIFF, MRC, DigitalMicrograph, Velox
 # EMD or TIA series file: what to do with them.
 _TILT_HINT = ("a tilt series? nwwatch segments reconstructed tomograms: reconstruct it first "
@@ -110,11 +128,13 @@ __all__ = [
     "InputError",
     "MultichannelError",
     "NotATiffError",
+    "PageIndexError",
     "TruncatedTiffError",
     "UnreadableFileError",
     "UnsupportedCompressionError",
     "UnsupportedDtypeError",
     "UnsupportedLayoutError",
     "JOIN_SLICES_HINT",
+    "check_page_index",
     "conversion_hint",
 ]

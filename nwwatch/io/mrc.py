@@ -34,6 +34,7 @@ from nwwatch.io.errors import (
     TruncatedTiffError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
+    check_page_index,
 )
 from nwwatch.io.limits import (
     MAX_FILE_BYTES,
@@ -230,10 +231,18 @@ def inspect_mrc(path: str | os.PathLike[str]) -> TiffInfo:
         return _layout(path, handle)[0]
 
 
-def _read(path: Path) -> tuple[np.ndarray, TiffInfo, _Sizes, datetime, int | None]:
+def _read(path: Path, section: int | None = None
+          ) -> tuple[np.ndarray, TiffInfo, _Sizes, datetime, int | None]:
+    """(sections (N, H, W), info, sizes, mtime, sections per volume); with ``section``, that
+    section only (1, H, W), the others not read (``section`` checked against ``info``)."""
     with open_input(path) as handle:  # header and data of one file, even if renamed over meanwhile
         info, offset, stored, returned, sizes_nm, per_volume = _layout(path, handle)
-        count = math.prod(info.shape)
+        n_read = info.n_pages
+        if section is not None:
+            check_page_index(path, section, info.n_pages)
+            n_read = 1
+            offset += section * math.prod(info.page_shape) * np.dtype(stored).itemsize
+        count = n_read * math.prod(info.page_shape)
         handle.seek(offset)
         data = np.fromfile(handle, dtype=stored, count=count)
         mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
@@ -242,7 +251,7 @@ def _read(path: Path) -> tuple[np.ndarray, TiffInfo, _Sizes, datetime, int | Non
     data = data.astype(returned, copy=data.dtype != returned or not data.dtype.isnative)
     sizes_nm = tuple(None if size is None else plausible_pixel_size_nm(path, "mrc", axis, size)
                      for axis, size in zip("zyx", sizes_nm, strict=True))
-    return data.reshape(info.n_pages, *info.page_shape), info, sizes_nm, mtime, per_volume
+    return data.reshape(n_read, *info.page_shape), info, sizes_nm, mtime, per_volume
 
 
 def read_mrc_volume(path: str | os.PathLike[str]) -> Volume:
@@ -284,14 +293,26 @@ def read_mrc_frames(path: str | os.PathLike[str]) -> list[Frame]:
     time). Raises as :func:`inspect_mrc`, and AnisotropicPixelsError when the x and y pixel
     sizes differ.
     """
-    path = Path(path)
-    data, info, sizes_nm, mtime, _ = _read(path)
+    return _mrc_frames(Path(path), None)
+
+
+def read_mrc_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
+    """Section ``index`` of :func:`read_mrc_frames`, reading only that section's pixels (one
+    frame of a long movie stack without the whole stack in memory). Raises as
+    :func:`read_mrc_frames`, and PageIndexError when the file has no section ``index``."""
+    return _mrc_frames(Path(path), index)[0]
+
+
+def _mrc_frames(path: Path, index: int | None) -> list[Frame]:
+    """Every section as a Frame, or section ``index`` only."""
+    data, info, sizes_nm, mtime, _ = _read(path, index)
     pixel_nm = frame_pixel_size_nm(path, sizes_nm, "mrc")
     n = info.n_pages
     mdoc = read_mdoc(path, n, pixel_sizes=pixel_nm is None)
     pixels = [pixel_nm] * n if pixel_nm is not None or mdoc is None else mdoc.pixel_sizes_nm
     times, source = ((mdoc.times, "metadata") if mdoc is not None and mdoc.times is not None
                      else ([mtime] * n, "mtime"))
-    return [Frame(image=data[i], index=i, source=path, pixel_size_nm=pixels[i],
+    indices = range(n) if index is None else [index]
+    return [Frame(image=data[k], index=i, source=path, pixel_size_nm=pixels[i],
                   acquired_at=times[i], acquired_at_source=source)
-            for i in range(n)]
+            for k, i in enumerate(indices)]

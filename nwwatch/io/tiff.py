@@ -28,6 +28,7 @@ from nwwatch.io.errors import (
     BlankImageError,
     TruncatedTiffError,
     UnsupportedLayoutError,
+    check_page_index,
 )
 from nwwatch.io.metadata import (
     acquisition_times,
@@ -37,10 +38,16 @@ from nwwatch.io.metadata import (
     frame_pixel_size_nm,
     physical_sizes_nm,
 )
-from nwwatch.io.mrc import inspect_mrc, is_mrc, read_mrc_frames, read_mrc_volume
+from nwwatch.io.mrc import (
+    inspect_mrc,
+    is_mrc,
+    read_mrc_frame_at,
+    read_mrc_frames,
+    read_mrc_volume,
+)
 from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.ser import inspect_ser, is_ser, read_ser_frames, read_ser_volume
-from nwwatch.io.series import image_series, tagged_pages
+from nwwatch.io.series import image_series, series_n_pages, tagged_pages
 from nwwatch.io.structure import corrupt_structure_refused, open_tiff
 
 _log = structlog.get_logger("nwwatch.io")
@@ -138,6 +145,58 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
         )
         for i in range(info.n_pages)
     ]
+
+
+def read_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
+    """Frame ``index`` of :func:`read_frames` (its page of a stack), reading only that page's
+    pixels from a TIFF or MRC file: one frame of a long recording is opened without the whole
+    stack in memory (a 40-page 4096 x 4096 stack is 1.3 GB). DigitalMicrograph, EMD and TIA
+    files are read whole.
+
+    Raises as :func:`read_frames`, and PageIndexError when the file has no frame ``index``.
+    """
+    path = Path(path)
+    if is_mrc(path):
+        return read_mrc_frame_at(path, index)
+    if is_dm(path) or is_emd(path) or is_ser(path):
+        frames = read_frames(path)
+        check_page_index(path, index, len(frames))
+        return frames[index]
+    with open_tiff(path) as (tif, info):
+        check_page_index(path, index, info.n_pages)
+        series = image_series(tif)[0]
+        with corrupt_structure_refused(path):  # the same metadata as read_frames reads
+            pages = tagged_pages(series)
+            sizes_nm = _page_pixel_sizes_nm(path, tif, pages, info.n_pages)
+            times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
+            rows = _image_rows(path, series, info.page_shape, pages)
+        image = _read_page_pixels(path, info, series, index)
+    return Frame(image=image[:rows], index=index, source=path, pixel_size_nm=sizes_nm[index],
+                 acquired_at=times[index], acquired_at_source=source)
+
+
+def _read_page_pixels(path: Path, info: TiffInfo, series: list[tifffile.TiffPageSeries],
+                      index: int) -> np.ndarray:
+    """Page ``index`` (H, W) of :func:`_read_pixels`'s stack, reading that page only."""
+    height, width = info.page_shape
+    start, data = 0, None
+    try:
+        for part in series:
+            n = series_n_pages(part)
+            if index < start + n:
+                data = part.asarray(key=index - start)
+                break
+            start += n
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # decoder errors of corrupt compressed data, short reads
+        raise TruncatedTiffError(path, f"pixel data could not be read ({exc})") from exc
+    if data is None or data.size != height * width:  # not one plane per page: read all
+        return _read_pixels(path, info, series).reshape(info.n_pages, height, width)[index]
+    data = data.reshape(height, width)
+    if not data.dtype.isnative:
+        data = data.astype(data.dtype.newbyteorder("="))
+    return data
 
 
 def read_volume(path: str | os.PathLike[str]) -> Volume:

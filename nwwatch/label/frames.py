@@ -162,15 +162,18 @@ def read_frame(ref: FrameRef) -> FramePixels:
         from nwwatch.io.dataset import read_image_2d
 
         return FramePixels(read_image_2d(ref.path), None, None)
-    from nwwatch.io import read_frames
+    from nwwatch.io import PageIndexError, read_frame_at
 
-    frames = read_frames(ref.path)
-    if not 0 <= ref.page < len(frames):
-        raise InputError(ref.path, f"page {ref.page} out of range (0..{len(frames) - 1}): "
-                                   "the file changed after the labelling started")
-    frame = frames[ref.page]
-    # A page of a stack is a view of the whole stack: copied, so that the frames the session
-    # keeps (LabelSession.image) hold one page each, not a whole stack each.
-    image = frame.image.copy() if len(frames) > 1 else frame.image
+    try:
+        # Only this page's pixels: a long stack is not read whole at every opening.
+        frame = read_frame_at(ref.path, ref.page)
+    except PageIndexError as exc:
+        raise InputError(ref.path, f"{exc.reason}: the file changed after the labelling "
+                                   "started") from None
+    # A page of a file read whole (DigitalMicrograph, EMD, TIA) is a view of its stack:
+    # copied, so that the frames the session keeps (LabelSession.image) hold one page each.
+    base = frame.image.base
+    whole = isinstance(base, np.ndarray) and base.nbytes > frame.image.nbytes
+    image = frame.image.copy() if whole else frame.image
     return FramePixels(image, frame.pixel_size_nm,
                        frame.acquired_at if frame.acquired_at_source == "metadata" else None)

@@ -27,6 +27,7 @@ const state = {
   // corner: the canvas's dblclick reads which corner it was from here.
   pressed: null,
   rimWay: [0, 1],  // the side of the centre the rim handle is drawn on (see rimPoint)
+  openingStatus: null,  // the status line while a frame's first overlay is drawn
 };
 window.nwLabel = state;  // for people debugging the page (and for tests)
 
@@ -129,7 +130,10 @@ async function openFrame(index) {
   renderDraft();
   state.index = index;
   $("frame-select").value = index;
-  $("status").textContent = "loading...";
+  // What the wait is for: the model's proposal of a 4096 x 4096 frame takes seconds.
+  const frame = state.frames[index];
+  $("status").textContent = frame.saved ? `opening ${frame.stem}: reading its saved shapes...`
+    : `opening ${frame.stem}: the model is proposing its labels...`;
   const img = $("frame-image");
   const image = `/api/frames/${index}/image.png?${Date.now()}`;
   const loaded = new Promise((resolve) => {
@@ -148,6 +152,9 @@ async function openFrame(index) {
     state.frames[index].failed = false;
     labelOption(index);
     state.geometry = doc.geometry;
+    // The previous frame's overlay is not this frame's labels (its first preview of a large
+    // frame takes seconds): nothing is shown until that preview answers.
+    $("mask-image").removeAttribute("href");
     state.origin = doc.origin;
     state.savedToken = doc.saved_token;
     state.loading = false;
@@ -159,7 +166,8 @@ async function openFrame(index) {
     $("explicit-facet").checked = state.geometry.facet !== null;
     $("frame-origin").textContent = doc.origin === "saved" ? "saved labels" : "model proposal";
     $("frame-origin").className = "tag" + (doc.origin === "saved" ? " saved" : "");
-    $("status").textContent = doc.note || "";
+    state.openingStatus = doc.note ? null : `opening ${frame.stem}: drawing its labels...`;
+    $("status").textContent = doc.note || state.openingStatus;
     render();
     await refreshPreview();
   } catch (err) {
@@ -465,6 +473,11 @@ async function refreshPreview() {
 
 function showPreview(doc) {
   $("mask-image").setAttribute("href", doc.mask);
+  // The frame's first overlay is drawn: the opening is over (unless an edit said otherwise).
+  if (state.openingStatus && $("status").textContent === state.openingStatus) {
+    $("status").textContent = "";
+  }
+  state.openingStatus = null;
   state.facetEdge = doc.facet;
   state.counts = doc.counts;
   const angle = doc.contact_angle_deg;
