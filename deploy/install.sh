@@ -62,7 +62,7 @@ if [[ -n $WHEELS ]]; then
 fi
 # The interpreter a new venv needs is checked before anything is changed (the user, the
 # configuration).
-if [[ ! -x $PREFIX/venv/bin/python ]]; then
+if [[ ${1:-} != --reconfigure && ! -x $PREFIX/venv/bin/python ]]; then
     command -v "$PYTHON" >/dev/null \
         || die "PYTHON=$PYTHON: no such interpreter; install Python 3.11 or newer (Debian/Ubuntu: apt install python3.11 python3.11-venv) or name one with PYTHON=/usr/bin/python3.X"
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
