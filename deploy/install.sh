@@ -140,8 +140,8 @@ if [[ ! -x $PREFIX/venv/bin/python ]]; then
         die "$PYTHON could not make the virtual environment $PREFIX/venv (why: above; Debian/Ubuntu: apt install python3.X-venv); run again once it can"
     }
 fi
-pip_install() { "$PREFIX/venv/bin/python" -m pip install --quiet "${PIP_SOURCE[@]}" "$@"; }
-pip_install --upgrade pip
+pip_install() { "$PREFIX/venv/bin/python" -m pip install "${PIP_SOURCE[@]}" "$@"; }
+pip_install --quiet --upgrade pip
 constraints=()
 [[ -f $SRC/constraints.txt ]] && constraints=(-c "$SRC/constraints.txt")
 # pip builds a source folder in place: the checkout would get root's build/ and
@@ -153,10 +153,11 @@ trap 'rm -rf "$build_src"' EXIT
 for item in pyproject.toml README.md nwwatch training; do
     cp -r "$SRC/$item" "$build_src/"
 done
-# EXTRA_PIP_ARGS unquoted: several words are several arguments
-if ! pip_install "${constraints[@]}" "$build_src" ${EXTRA_PIP_ARGS:-}; then
+# Not --quiet: only pip's full output names the requirement it could not find (as "nwwatch
+# depends on numpy"). EXTRA_PIP_ARGS unquoted: several words are several arguments.
+if ! pip_install --progress-bar off "${constraints[@]}" "$build_src" ${EXTRA_PIP_ARGS:-}; then
     if [[ -n $WHEELS ]]; then
-        die "pip could not install nwwatch from the wheels in $WHEELS (what is missing: above); make that folder as deploy/README.md says (\"Without network access\"), with the same Python version and platform as this PC"
+        die "pip could not install nwwatch from the wheels in $WHEELS (what is missing: above, \"nwwatch ... depends on ...\"); make that folder as deploy/README.md says (\"Without network access\"), with the same Python version and platform as this PC"
     fi
     die "pip could not install nwwatch (why: above). Its requirements come from PyPI: without network access, run again with WHEELS=<a folder of wheels> (deploy/README.md, \"Without network access\")"
 fi
