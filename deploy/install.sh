@@ -113,10 +113,18 @@ write_dropin() {
 # existing account (SERVICE_USER=<the lab's>) need not have a group of its own name.
 service_group() { id -gn "$SERVICE_USER"; }
 
+# A service that crashed StartLimitBurst times within StartLimitIntervalSec refuses even a
+# manual restart until that interval has passed ("start-limit-hit"); a new version or
+# configuration is the operator's decision to try again, so the counter is cleared first.
+start_service() {
+    systemctl reset-failed nwwatch 2>/dev/null || true
+    systemctl restart nwwatch
+}
+
 if [[ ${1:-} == --reconfigure ]]; then
     write_dropin
     systemctl daemon-reload
-    systemctl restart nwwatch
+    start_service
     systemctl --no-pager status nwwatch || true
     exit 0
 fi
@@ -196,5 +204,5 @@ write_dropin
 systemctl daemon-reload
 systemctl enable nwwatch
 # restart, not `enable --now`: after an update the running service must load the new code
-systemctl restart nwwatch
+start_service
 systemctl --no-pager status nwwatch || true

@@ -88,6 +88,10 @@ def test_the_unit_runs_what_install_sh_installed_and_an_update_restarts_it(sandb
     made = calls.read_text().splitlines()
     assert made.count("systemctl restart nwwatch") == 2, made
     assert "systemctl enable --now nwwatch" not in made
+    # after a crash loop (start-limit-hit) systemd refuses a manual restart for
+    # StartLimitIntervalSec unless the counter is reset: an update resets it first
+    restarts = [i for i, c in enumerate(made) if c == "systemctl restart nwwatch"]
+    assert all(made[i - 1] == "systemctl reset-failed nwwatch" for i in restarts), made
 
 
 def test_a_prefix_the_unit_cannot_hold_is_refused(sandbox):
@@ -204,6 +208,7 @@ def test_an_update_without_the_environment_keeps_the_installed_units_values(sand
     assert unit.read_text() == before and config.read_text() == config_before
     made = calls.read_text().splitlines()
     assert "systemctl restart nwwatch" in made, made
+    assert made[made.index("systemctl restart nwwatch") - 1] == "systemctl reset-failed nwwatch"
     assert not [c for c in made if "/opt/nwwatch" in c or "/etc/nwwatch" in c], made
 
 
