@@ -396,3 +396,19 @@ def test_a_model_in_the_units_private_tmp_is_refused(sandbox, tmp_path):
     assert done.returncode == 1
     assert f"watch[0].model: {model} lies in /tmp" in done.stderr, done.stderr
     assert not [c for c in calls.read_text().splitlines() if "restart" in c]
+
+
+def test_an_interpreter_older_than_3_11_is_named_before_anything_is_changed(sandbox):
+    tmp, env, prefix, config, calls, data = sandbox
+    shutil.rmtree(prefix / "venv")
+    old = tmp / "python3.10"
+    _script(old, '[[ $* == *version_info* ]] && exit 1\n'
+            '[[ $* == *python_version* ]] && { echo 3.10.12; exit 0; }\n'
+            'echo "python3.10 $*" >> ' + str(calls) + '\n')
+    env["PYTHON"] = str(old)
+    done = _install(env, tmp)
+    assert done.returncode == 1
+    assert f"PYTHON={old} is Python 3.10.12; nwwatch needs 3.11 or newer" in done.stderr, \
+        done.stderr
+    assert not calls.exists(), calls.read_text()
+    assert not (prefix / "venv").exists()
