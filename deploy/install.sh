@@ -6,11 +6,12 @@
 #
 # Environment: PREFIX (/opt/nwwatch), CONFIG (/etc/nwwatch/nwwatch.toml), PYTHON (python3.11),
 # SERVICE_USER (nwwatch), EXTRA_PIP_ARGS (e.g. "onnxruntime-gpu[cuda,cudnn]" for the CUDA libs),
-# UNIT_DIR (/etc/systemd/system). The unit is written with PREFIX, CONFIG and SERVICE_USER in
-# place of the defaults it ships with; once installed, those of the installed unit are the
-# defaults (an update or --reconfigure need not repeat them). Run again after updating the
-# checkout: it reinstalls and restarts the service (a running one keeps its old code until
-# restarted).
+# UNIT_DIR (/etc/systemd/system), WHEELS (a folder of wheels: pip installs from it alone, no
+# network; deploy/README.md, "Without network access"). The unit is written with PREFIX,
+# CONFIG and SERVICE_USER in place of the defaults it ships with; once installed, those of the
+# installed unit are the defaults (an update or --reconfigure need not repeat them). Run again
+# after updating the checkout: it reinstalls and restarts the service (a running one keeps its
+# old code until restarted).
 set -euo pipefail
 # sudo keeps the admin's umask where it is stricter (027 on hardened systems): the venv and
 # pip's files would be root's alone and the service user could not import nwwatch.
@@ -35,6 +36,7 @@ PREFIX=${PREFIX:-/opt/nwwatch}
 CONFIG=${CONFIG:-/etc/nwwatch/nwwatch.toml}
 PYTHON=${PYTHON:-python3.11}
 SERVICE_USER=${SERVICE_USER:-nwwatch}
+WHEELS=${WHEELS:-}
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "run as root (sudo)"
@@ -51,6 +53,21 @@ for value in "$PREFIX" "$CONFIG"; do
     [[ $value == /* ]] || die "'$value': PREFIX and CONFIG must be absolute paths"
 done
 command -v systemctl >/dev/null || die "systemd is required"
+# pip fetches nwwatch's requirements (and setuptools to build it) from PyPI unless WHEELS names
+# a folder holding them: then it looks nowhere else.
+PIP_SOURCE=()
+if [[ -n $WHEELS ]]; then
+    [[ -d $WHEELS ]] || die "WHEELS=$WHEELS: no such folder"
+    PIP_SOURCE=(--no-index --find-links "$(cd "$WHEELS" && pwd)")
+fi
+# The interpreter a new venv needs is checked before anything is changed (the user, the
+# configuration).
+if [[ ${1:-} != --reconfigure && ! -x $PREFIX/venv/bin/python ]]; then
+    command -v "$PYTHON" >/dev/null \
+        || die "PYTHON=$PYTHON: no such interpreter; install Python 3.11 or newer (Debian/Ubuntu: apt install python3.11 python3.11-venv) or name one with PYTHON=/usr/bin/python3.X"
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "PYTHON=$PYTHON is Python $("$PYTHON" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo '(unknown)'); nwwatch needs 3.11 or newer: name one with PYTHON=/usr/bin/python3.X"
+fi
 echo "install.sh: PREFIX=$PREFIX CONFIG=$CONFIG SERVICE_USER=$SERVICE_USER"
 
 # The unit's PrivateTmp=yes hides /tmp and /var/tmp: the drop-in step refuses folders there,
@@ -96,10 +113,18 @@ write_dropin() {
 # existing account (SERVICE_USER=<the lab's>) need not have a group of its own name.
 service_group() { id -gn "$SERVICE_USER"; }
 
+# A service that crashed StartLimitBurst times within StartLimitIntervalSec refuses even a
+# manual restart until that interval has passed ("start-limit-hit"); a new version or
+# configuration is the operator's decision to try again, so the counter is cleared first.
+start_service() {
+    systemctl reset-failed nwwatch 2>/dev/null || true
+    systemctl restart nwwatch
+}
+
 if [[ ${1:-} == --reconfigure ]]; then
     write_dropin
     systemctl daemon-reload
-    systemctl restart nwwatch
+    start_service
     systemctl --no-pager status nwwatch || true
     exit 0
 fi
@@ -114,12 +139,35 @@ getent group video >/dev/null && usermod -aG video "$SERVICE_USER"   # /dev/nvid
 
 # 2. A virtual environment with nwwatch (no training extras: the service never needs torch).
 install -d -m 0755 "$PREFIX"
-[[ -x $PREFIX/venv/bin/python ]] || "$PYTHON" -m venv "$PREFIX/venv"
-"$PREFIX/venv/bin/python" -m pip install --quiet --upgrade pip
-if [[ -f $SRC/constraints.txt ]]; then
-    "$PREFIX/venv/bin/python" -m pip install --quiet -c "$SRC/constraints.txt" "$SRC" ${EXTRA_PIP_ARGS:-}
-else
-    "$PREFIX/venv/bin/python" -m pip install --quiet "$SRC" ${EXTRA_PIP_ARGS:-}
+# A failed creation (Debian without python3.X-venv: ensurepip missing) leaves a venv without
+# pip, which the next run would take for a finished one: it is removed.
+if [[ ! -x $PREFIX/venv/bin/python ]]; then
+    made_venv=$([[ -e $PREFIX/venv ]] || echo yes)
+    "$PYTHON" -m venv "$PREFIX/venv" || {
+        [[ $made_venv == yes ]] && rm -rf "$PREFIX/venv"
+        die "$PYTHON could not make the virtual environment $PREFIX/venv (why: above; Debian/Ubuntu: apt install python3.X-venv); run again once it can"
+    }
+fi
+pip_install() { "$PREFIX/venv/bin/python" -m pip install "${PIP_SOURCE[@]}" "$@"; }
+pip_install --quiet --upgrade pip
+constraints=()
+[[ -f $SRC/constraints.txt ]] && constraints=(-c "$SRC/constraints.txt")
+# pip builds a source folder in place: the checkout would get root's build/ and
+# nwwatch.egg-info, and setuptools packs whatever an earlier build left in build/ (a module or
+# model since removed from the checkout stays installed). A fresh copy of what the build reads
+# (pyproject.toml, its readme and the packages it finds) is built instead.
+build_src=$(mktemp -d)
+trap 'rm -rf "$build_src"' EXIT
+for item in pyproject.toml README.md nwwatch training; do
+    cp -r "$SRC/$item" "$build_src/"
+done
+# Not --quiet: only pip's full output names the requirement it could not find (as "nwwatch
+# depends on numpy"). EXTRA_PIP_ARGS unquoted: several words are several arguments.
+if ! pip_install --progress-bar off "${constraints[@]}" "$build_src" ${EXTRA_PIP_ARGS:-}; then
+    if [[ -n $WHEELS ]]; then
+        die "pip could not install nwwatch from the wheels in $WHEELS (what is missing: above, \"nwwatch ... depends on ...\"); make that folder as deploy/README.md says (\"Without network access\"), with the same Python version and platform as this PC"
+    fi
+    die "pip could not install nwwatch (why: above). Its requirements come from PyPI: without network access, run again with WHEELS=<a folder of wheels> (deploy/README.md, \"Without network access\")"
 fi
 # The unit runs the venv's python as the service user: a venv made from an interpreter that
 # user may not execute (one under root's home, e.g. pyenv's) fails every start (203/EXEC).
@@ -156,5 +204,5 @@ write_dropin
 systemctl daemon-reload
 systemctl enable nwwatch
 # restart, not `enable --now`: after an update the running service must load the new code
-systemctl restart nwwatch
+start_service
 systemctl --no-pager status nwwatch || true

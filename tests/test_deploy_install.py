@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,10 @@ def test_the_unit_runs_what_install_sh_installed_and_an_update_restarts_it(sandb
     made = calls.read_text().splitlines()
     assert made.count("systemctl restart nwwatch") == 2, made
     assert "systemctl enable --now nwwatch" not in made
+    # after a crash loop (start-limit-hit) systemd refuses a manual restart for
+    # StartLimitIntervalSec unless the counter is reset: an update resets it first
+    restarts = [i for i, c in enumerate(made) if c == "systemctl restart nwwatch"]
+    assert all(made[i - 1] == "systemctl reset-failed nwwatch" for i in restarts), made
 
 
 def test_a_prefix_the_unit_cannot_hold_is_refused(sandbox):
@@ -203,6 +208,7 @@ def test_an_update_without_the_environment_keeps_the_installed_units_values(sand
     assert unit.read_text() == before and config.read_text() == config_before
     made = calls.read_text().splitlines()
     assert "systemctl restart nwwatch" in made, made
+    assert made[made.index("systemctl restart nwwatch") - 1] == "systemctl reset-failed nwwatch"
     assert not [c for c in made if "/opt/nwwatch" in c or "/etc/nwwatch" in c], made
 
 
@@ -266,3 +272,143 @@ def test_the_venv_is_installed_readable_by_the_service_user_under_a_strict_umask
     # the service user's check imports the package, not only the interpreter
     assert [c for c in made if c.startswith(f"runuser -u microscopy -- {python} -c ")
             and "import nwwatch" in c], made
+
+
+def test_wheels_make_pip_install_from_that_folder_alone(sandbox):
+    """pip took nwwatch's requirements (and setuptools to build it) from PyPI with no other
+    way: on an acquisition PC without network access the install failed with pip's
+    "ResolutionImpossible" after its retries, and nothing said what was needed. WHEELS=DIR
+    makes every pip call look in DIR alone."""
+    tmp, env, prefix, config, calls, data = sandbox
+    wheels = data / "wheels"
+    wheels.mkdir()
+    env["WHEELS"] = str(wheels)
+    done = _install(env, tmp)
+    assert done.returncode == 0, done.stderr
+    pips = [c for c in calls.read_text().splitlines() if c.startswith("pip ")]
+    assert len(pips) == 2, pips
+    assert all(f"--no-index --find-links {wheels}" in c for c in pips), pips
+    assert f"-c {REPO / 'constraints.txt'} /" in pips[1], pips
+
+
+def test_pip_builds_a_fresh_copy_of_the_package_not_the_checkout(sandbox):
+    """pip built the checkout in place: root's build/ and nwwatch.egg-info were left in it,
+    and setuptools packed what an earlier build left in build/lib, so a module or model removed
+    from the checkout stayed installed after the update (seen with a real venv)."""
+    tmp, env, prefix, config, calls, data = sandbox
+    _script(prefix / "venv" / "bin" / "python",
+            '[[ $1 == -m && $2 == pip ]] && { last=${@: -1}\n'
+            '  [[ -d $last ]] && echo "src $last $(cd "$last" && echo *)" >> ' + str(calls)
+            + '\n  exit 0; }\n'
+            f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
+    done = _install(env, tmp)
+    assert done.returncode == 0, done.stderr
+    built = [c.split() for c in calls.read_text().splitlines() if c.startswith("src ")]
+    assert len(built) == 1, built
+    folder, items = Path(built[0][1]), built[0][2:]
+    assert folder != REPO and not folder.exists(), folder  # a copy, removed afterwards
+    assert items == ["README.md", "nwwatch", "pyproject.toml", "training"], items
+    # the copy holds what the build reads: the readme and every package it finds
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["readme"] in items
+    found = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert sorted(p.rstrip("*") for p in found) == ["nwwatch", "training"], found
+
+
+@pytest.mark.parametrize("wheels", [False, True])
+def test_a_failed_pip_install_says_what_it_needs_and_installs_no_unit(sandbox, wheels):
+    tmp, env, prefix, config, calls, data = sandbox
+    if wheels:
+        (data / "wheels").mkdir()
+        env["WHEELS"] = str(data / "wheels")
+    # pip's own upgrade finds nothing newer offline and succeeds; installing nwwatch fails
+    _script(prefix / "venv" / "bin" / "python",
+            '[[ $1 == -m && $2 == pip ]] && { echo "pip ${*:3}" >> ' + str(calls) + '\n'
+            '  [[ $* == *constraints* ]] && { echo "ERROR: ResolutionImpossible" >&2; exit 1; }\n'
+            '  exit 0; }\n'
+            f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
+    done = _install(env, tmp)
+    assert done.returncode == 1
+    if wheels:
+        assert f"from the wheels in {data / 'wheels'}" in done.stderr, done.stderr
+    else:
+        assert "from PyPI" in done.stderr and "WHEELS=" in done.stderr, done.stderr
+    assert '"Without network access"' in done.stderr
+    assert "Without network access" in (REPO / "deploy" / "README.md").read_text()
+    assert not [c for c in calls.read_text().splitlines() if c.startswith("systemctl")]
+    assert not (tmp / "units" / "nwwatch.service").exists()
+
+
+def test_a_missing_interpreter_is_named_before_anything_is_changed(sandbox):
+    """PYTHON missing (no python3.11 on the PC): bash's "python3.11: command not found" came
+    after the service user had been made."""
+    tmp, env, prefix, config, calls, data = sandbox
+    shutil.rmtree(prefix / "venv")
+    env["PYTHON"] = "python3.11-not-here"
+    done = _install(env, tmp)
+    assert done.returncode == 1
+    assert "PYTHON=python3.11-not-here: no such interpreter" in done.stderr, done.stderr
+    assert "Python 3.11 or newer" in done.stderr
+    assert not calls.exists(), calls.read_text()
+    assert not (prefix / "venv").exists()
+
+
+def test_a_failed_venv_creation_is_removed_so_the_next_run_makes_it(sandbox):
+    """Debian's python3.11 without python3.11-venv makes the venv's folders and python, then
+    fails in ensurepip: the next run (after `apt install python3.11-venv`) took that venv for
+    a finished one and failed on "No module named pip". The partial venv is removed."""
+    tmp, env, prefix, config, calls, data = sandbox
+    good_python = (prefix / "venv" / "bin" / "python").read_text()
+    shutil.rmtree(prefix / "venv")
+    fake = tmp / "python3.11"
+    # what python3.11 -m venv does without ensurepip: folders and the interpreter link, exit 1
+    _script(fake, '[[ $1 == -m && $2 == venv ]] || exec ' + sys.executable + ' "$@"\n'
+            'mkdir -p "$3/bin" && ln -s /usr/bin/false "$3/bin/python"\n'
+            'echo "The virtual environment was not created successfully because ensurepip is'
+            ' not available." >&2; exit 1\n')
+    env["PYTHON"] = str(fake)
+    done = _install(env, tmp)
+    assert done.returncode == 1
+    assert f"could not make the virtual environment {prefix}/venv" in done.stderr, done.stderr
+    assert "ensurepip is not available" in done.stderr
+    assert not (prefix / "venv").exists()
+    assert not (tmp / "units" / "nwwatch.service").exists()
+    # python3.11-venv installed: this run makes the venv
+    _script(fake, '[[ $1 == -m && $2 == venv ]] || exec ' + sys.executable + ' "$@"\n'
+            'mkdir -p "$3/bin" && cat > "$3/bin/python" <<\'PY\'\n'
+            + good_python.split("\n", 1)[1] + 'PY\nchmod +x "$3/bin/python"\n')
+    done = _install(env, tmp)
+    assert done.returncode == 0, done.stderr
+    assert (tmp / "units" / "nwwatch.service").is_file()
+
+
+def test_a_model_in_the_units_private_tmp_is_refused(sandbox, tmp_path):
+    """A model under /tmp was found by install.sh's check (as root, outside the unit) and
+    missing for the service (PrivateTmp=yes): exit 78 at every start after a clean install."""
+    tmp, env, prefix, config, calls, data = sandbox
+    model = tmp_path / "custom.onnx"  # pytest's tmp_path lies in /tmp
+    if not str(model).startswith("/tmp/"):
+        pytest.skip("pytest's tmp_path is not under /tmp here")
+    shutil.copy(REPO / "nwwatch" / "models" / "insitu-default.onnx", model)
+    config.write_text(f'[[watch]]\npath = "{data / "acq"}"\nmodel = "{model}"\n\n'
+                      f'[output]\nresults = "{data / "results"}"\n')
+    done = _install(env, tmp)
+    assert done.returncode == 1
+    assert f"watch[0].model: {model} lies in /tmp" in done.stderr, done.stderr
+    assert not [c for c in calls.read_text().splitlines() if "restart" in c]
+
+
+def test_an_interpreter_older_than_3_11_is_named_before_anything_is_changed(sandbox):
+    tmp, env, prefix, config, calls, data = sandbox
+    shutil.rmtree(prefix / "venv")
+    old = tmp / "python3.10"
+    _script(old, '[[ $* == *version_info* ]] && exit 1\n'
+            '[[ $* == *python_version* ]] && { echo 3.10.12; exit 0; }\n'
+            'echo "python3.10 $*" >> ' + str(calls) + '\n')
+    env["PYTHON"] = str(old)
+    done = _install(env, tmp)
+    assert done.returncode == 1
+    assert f"PYTHON={old} is Python 3.10.12; nwwatch needs 3.11 or newer" in done.stderr, \
+        done.stderr
+    assert not calls.exists(), calls.read_text()
+    assert not (prefix / "venv").exists()

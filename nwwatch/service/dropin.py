@@ -39,10 +39,14 @@ PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))
 
 
 def check_private_tmp(config: ServiceConfig) -> None:
-    """Raise ConfigError naming the key of a folder under /tmp or /var/tmp: the unit's
-    PrivateTmp=yes would hide it from the service (a watched folder would be empty) or from
-    everyone else (results written where nobody sees them, deleted at every stop)."""
+    """Raise ConfigError naming the key of a folder or model under /tmp or /var/tmp: the
+    unit's PrivateTmp=yes would hide it from the service (a watched folder would be empty, a
+    model missing) or from everyone else (results written where nobody sees them, deleted at
+    every stop)."""
     keys = [(f"watch[{i}].path", w.path) for i, w in enumerate(config.watches)]
+    # a model there is found by install.sh (as root) but missing for the service: exit 78
+    keys += [(f"watch[{i}].model", w.model) for i, w in enumerate(config.watches)
+             if w.model is not None]
     keys += [("output.results", config.results), ("state.ledger", config.ledger)]
     for key, path in keys:
         for where in {Path(path), Path(os.path.realpath(path))}:
