@@ -3,15 +3,18 @@
 #
 #   sudo deploy/install.sh                 # user, venv, config (if absent), unit, start
 #   sudo deploy/install.sh --reconfigure   # after editing /etc/nwwatch/nwwatch.toml
+#   sudo deploy/install.sh --rollback      # back to the venv the last update replaced
 #
 # Environment: PREFIX (/opt/nwwatch), CONFIG (/etc/nwwatch/nwwatch.toml), PYTHON (python3.11),
 # SERVICE_USER (nwwatch), EXTRA_PIP_ARGS (e.g. "onnxruntime-gpu[cuda,cudnn]" for the CUDA libs),
 # UNIT_DIR (/etc/systemd/system), WHEELS (a folder of wheels: pip installs from it alone, no
 # network; deploy/README.md, "Without network access"). The unit is written with PREFIX,
 # CONFIG and SERVICE_USER in place of the defaults it ships with; once installed, those of the
-# installed unit are the defaults (an update or --reconfigure need not repeat them). Run again
-# after updating the checkout: it reinstalls and restarts the service (a running one keeps its
-# old code until restarted).
+# installed unit are the defaults (an update or --reconfigure need not repeat them), and PYTHON
+# and EXTRA_PIP_ARGS default to those the installed venv was made with. Run again after
+# updating the checkout: it builds a new venv in PREFIX/venv.new and checks it while the
+# service keeps running, then stops the service, keeps the old venv as PREFIX/venv.previous,
+# puts the new one in place and starts the service.
 set -euo pipefail
 # sudo keeps the admin's umask where it is stricter (027 on hardened systems): the venv and
 # pip's files would be root's alone and the service user could not import nwwatch.
@@ -34,9 +37,33 @@ if [[ -f $UNIT_DIR/nwwatch.service ]]; then
 fi
 PREFIX=${PREFIX:-/opt/nwwatch}
 CONFIG=${CONFIG:-/etc/nwwatch/nwwatch.toml}
-PYTHON=${PYTHON:-python3.11}
 SERVICE_USER=${SERVICE_USER:-nwwatch}
 WHEELS=${WHEELS:-}
+MODE=${1:-}
+[[ -z $MODE || $MODE == --reconfigure || $MODE == --rollback ]] \
+    || { echo "install.sh: unknown option '$MODE' (--reconfigure, --rollback or none)" >&2; exit 2; }
+# The service runs LIVE; an update builds NEW beside it and keeps the venv it replaces as
+# PREVIOUS (--rollback swaps the two).
+LIVE=$PREFIX/venv
+NEW=$PREFIX/venv.new
+PREVIOUS=$PREFIX/venv.previous
+# Every update makes a new venv: by default from the interpreter and with the extra pip
+# arguments the installed one was made with (an install with PYTHON=/usr/bin/python3.12 or the
+# CUDA libraries keeps them without repeating them).
+if [[ -z ${PYTHON:-} && -f $LIVE/pyvenv.cfg ]]; then
+    PYTHON=$(sed -n 's/^executable *= *//p' "$LIVE/pyvenv.cfg")
+    [[ -x $PYTHON ]] || PYTHON=
+fi
+PYTHON=${PYTHON:-python3.11}
+if [[ -z ${EXTRA_PIP_ARGS+set} ]]; then
+    if [[ -f $LIVE/extra-pip-args ]]; then
+        EXTRA_PIP_ARGS=$(cat "$LIVE/extra-pip-args")
+    elif compgen -G "$LIVE/lib/python3*/site-packages/nvidia/cudnn" >/dev/null; then
+        # a venv made before the arguments were recorded, with the CUDA libraries from pip
+        EXTRA_PIP_ARGS="onnxruntime-gpu[cuda,cudnn]"
+    fi
+fi
+EXTRA_PIP_ARGS=${EXTRA_PIP_ARGS:-}
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "run as root (sudo)"
@@ -62,13 +89,14 @@ if [[ -n $WHEELS ]]; then
 fi
 # The interpreter a new venv needs is checked before anything is changed (the user, the
 # configuration).
-if [[ ${1:-} != --reconfigure && ! -x $PREFIX/venv/bin/python ]]; then
+if [[ -z $MODE ]]; then
     command -v "$PYTHON" >/dev/null \
         || die "PYTHON=$PYTHON: no such interpreter; install Python 3.11 or newer (Debian/Ubuntu: apt install python3.11 python3.11-venv) or name one with PYTHON=/usr/bin/python3.X"
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die "PYTHON=$PYTHON is Python $("$PYTHON" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo '(unknown)'); nwwatch needs 3.11 or newer: name one with PYTHON=/usr/bin/python3.X"
 fi
 echo "install.sh: PREFIX=$PREFIX CONFIG=$CONFIG SERVICE_USER=$SERVICE_USER"
+[[ -n $MODE ]] || echo "install.sh: PYTHON=$PYTHON EXTRA_PIP_ARGS=$EXTRA_PIP_ARGS"
 
 # The unit's PrivateTmp=yes hides /tmp and /var/tmp: the drop-in step refuses folders there,
 # and the service would not find its venv (203/EXEC) or configuration there either.
@@ -81,17 +109,32 @@ if grep -qx 'PrivateTmp=yes' "$SRC/systemd/nwwatch.service"; then
     done
 fi
 
-write_dropin() {
-    # Validates the config (errors name the key) and opens exactly its folders to the unit.
-    local tmp dirs dir group
-    tmp=$(mktemp)
-    "$PREFIX/venv/bin/python" -m nwwatch.service.dropin "${PRIVATE_TMP[@]}" "$CONFIG" > "$tmp" \
-        || { rm -f "$tmp"; die "fix $CONFIG and run: sudo $0 --reconfigure"; }
+# Temporary files and a venv.new that was not put in place are removed however the script ends.
+dropin_tmp=
+build_src=
+keep_new=no
+cleanup() {
+    rm -rf "$dropin_tmp" "$build_src"
+    [[ $keep_new == yes ]] || rm -rf "$NEW"
+}
+trap cleanup EXIT
+
+# The command that tries again once the configuration is fixed: an update whose new version
+# refuses it left the service on the old one, which --reconfigure would validate instead.
+rerun=$0${MODE:+ $MODE}
+
+make_dropin() {
+    # Validates the config with the code of the venv $1 (errors name the key) and writes the
+    # drop-in that opens exactly its folders to the unit into $dropin_tmp.
+    local venv=$1 dirs dir group
+    dropin_tmp=$(mktemp)
+    "$venv/bin/python" -m nwwatch.service.dropin "${PRIVATE_TMP[@]}" "$CONFIG" > "$dropin_tmp" \
+        || die "fix $CONFIG and run: sudo $rerun"
     # Results and ledger folders must exist and belong to the service user before the drop-in
     # names them: systemd does not start a unit whose ReadWritePaths= folder is missing.
     # (plain paths from --writable: the drop-in's words are quoted and %-escaped for systemd)
-    dirs=$("$PREFIX/venv/bin/python" -m nwwatch.service.dropin --writable "$CONFIG") \
-        || { rm -f "$tmp"; die "fix $CONFIG and run: sudo $0 --reconfigure"; }
+    dirs=$("$venv/bin/python" -m nwwatch.service.dropin --writable "$CONFIG") \
+        || die "fix $CONFIG and run: sudo $rerun"
     group=$(service_group)
     while IFS= read -r dir; do
         [[ -n $dir ]] || continue
@@ -102,11 +145,13 @@ write_dropin() {
             continue
         fi
         install -d -m 0750 -o "$SERVICE_USER" -g "$group" "$dir" \
-            || { rm -f "$tmp"; die "cannot make $dir (a results or ledger folder of $CONFIG) for $SERVICE_USER:$group; fix that or the configuration, then run: sudo $0 --reconfigure"; }
+            || die "cannot make $dir (a results or ledger folder of $CONFIG) for $SERVICE_USER:$group; fix that or the configuration, then run: sudo $rerun"
     done <<< "$dirs"
+}
+
+install_dropin() {
     install -d -m 0755 "$DROPIN_DIR"
-    install -m 0644 "$tmp" "$DROPIN_DIR/paths.conf"
-    rm -f "$tmp"
+    install -m 0644 "$dropin_tmp" "$DROPIN_DIR/paths.conf"
 }
 
 # The service user's primary group: the unit's Group= and the group of its folders. An
@@ -121,10 +166,45 @@ start_service() {
     systemctl restart nwwatch
 }
 
-if [[ ${1:-} == --reconfigure ]]; then
-    write_dropin
+# The service must not run while its venv is moved: it imports modules lazily from the
+# venv's path, which would then hold the other version.
+stop_service() {
+    [[ -f $UNIT_DIR/nwwatch.service ]] || return 0
+    systemctl stop nwwatch || die "could not stop nwwatch (why: above); it keeps running from $LIVE"
+}
+
+if [[ $MODE == --reconfigure ]]; then
+    make_dropin "$LIVE"
+    install_dropin
     systemctl daemon-reload
     start_service
+    systemctl --no-pager status nwwatch || true
+    exit 0
+fi
+
+if [[ $MODE == --rollback ]]; then
+    keep_new=yes  # not this mode's to remove
+    [[ -x $PREVIOUS/bin/python && -x $LIVE/bin/python ]] \
+        || die "no earlier venv to go back to ($PREVIOUS): an update keeps one, a first install has none"
+    # The earlier code must accept the configuration (a key added since is named) and be
+    # importable by the service user before the service is stopped.
+    make_dropin "$PREVIOUS"
+    if command -v runuser >/dev/null \
+            && ! (cd / && runuser -u "$SERVICE_USER" -- "$PREVIOUS/bin/python" -c 'import nwwatch.cli'); then
+        die "$SERVICE_USER cannot import nwwatch from $PREVIOUS (why: above); nothing was changed"
+    fi
+    version() { "$1/bin/python" -c 'import nwwatch; print(nwwatch.__version__)' 2>/dev/null || echo '?'; }
+    from=$(version "$LIVE") to=$(version "$PREVIOUS")
+    stop_service
+    # a swap: running --rollback again goes forward to the version just left
+    rm -rf "$PREFIX/venv.swap"  # left by a run that was killed
+    mv -T "$LIVE" "$PREFIX/venv.swap"
+    mv -T "$PREVIOUS" "$LIVE"
+    mv -T "$PREFIX/venv.swap" "$PREVIOUS"
+    install_dropin
+    systemctl daemon-reload
+    start_service
+    echo "install.sh: nwwatch $to now runs from $LIVE; $from is kept as $PREVIOUS (sudo $0 --rollback goes back to it)"
     systemctl --no-pager status nwwatch || true
     exit 0
 fi
@@ -137,18 +217,14 @@ if ! id "$SERVICE_USER" >/dev/null 2>&1; then
 fi
 getent group video >/dev/null && usermod -aG video "$SERVICE_USER"   # /dev/nvidia* on some distros
 
-# 2. A virtual environment with nwwatch (no training extras: the service never needs torch).
+# 2. A new virtual environment with nwwatch (no training extras: the service never needs torch),
+#    built beside the one the service runs: pip never replaces files of a running service, and
+#    a failure anywhere before the swap below leaves the service and its venv as they are.
 install -d -m 0755 "$PREFIX"
-# A failed creation (Debian without python3.X-venv: ensurepip missing) leaves a venv without
-# pip, which the next run would take for a finished one: it is removed.
-if [[ ! -x $PREFIX/venv/bin/python ]]; then
-    made_venv=$([[ -e $PREFIX/venv ]] || echo yes)
-    "$PYTHON" -m venv "$PREFIX/venv" || {
-        [[ $made_venv == yes ]] && rm -rf "$PREFIX/venv"
-        die "$PYTHON could not make the virtual environment $PREFIX/venv (why: above; Debian/Ubuntu: apt install python3.X-venv); run again once it can"
-    }
-fi
-pip_install() { "$PREFIX/venv/bin/python" -m pip install "${PIP_SOURCE[@]}" "$@"; }
+rm -rf "$NEW"  # left by a run that was killed
+"$PYTHON" -m venv "$NEW" \
+    || die "$PYTHON could not make the virtual environment $NEW (why: above; Debian/Ubuntu: apt install python3.X-venv); run again once it can"
+pip_install() { "$NEW/bin/python" -m pip install "${PIP_SOURCE[@]}" "$@"; }
 pip_install --quiet --upgrade pip
 constraints=()
 [[ -f $SRC/constraints.txt ]] && constraints=(-c "$SRC/constraints.txt")
@@ -157,30 +233,34 @@ constraints=()
 # model since removed from the checkout stays installed). A fresh copy of what the build reads
 # (pyproject.toml, its readme and the packages it finds) is built instead.
 build_src=$(mktemp -d)
-trap 'rm -rf "$build_src"' EXIT
 for item in pyproject.toml README.md nwwatch training; do
     cp -r "$SRC/$item" "$build_src/"
 done
 # Not --quiet: only pip's full output names the requirement it could not find (as "nwwatch
 # depends on numpy"). EXTRA_PIP_ARGS unquoted: several words are several arguments.
-if ! pip_install --progress-bar off "${constraints[@]}" "$build_src" ${EXTRA_PIP_ARGS:-}; then
+if ! pip_install --progress-bar off "${constraints[@]}" "$build_src" ${EXTRA_PIP_ARGS}; then
     if [[ -n $WHEELS ]]; then
         die "pip could not install nwwatch from the wheels in $WHEELS (what is missing: above, \"nwwatch ... depends on ...\"); make that folder as deploy/README.md says (\"Without network access\"), with the same Python version and platform as this PC"
     fi
     die "pip could not install nwwatch (why: above). Its requirements come from PyPI: without network access, run again with WHEELS=<a folder of wheels> (deploy/README.md, \"Without network access\")"
 fi
+printf '%s\n' "$EXTRA_PIP_ARGS" > "$NEW/extra-pip-args"
 # The unit runs the venv's python as the service user: a venv made from an interpreter that
 # user may not execute (one under root's home, e.g. pyenv's) fails every start (203/EXEC).
-# Importing nwwatch also finds package files the service user may not read (a venv updated
-# earlier under a stricter umask).
+# Importing nwwatch also finds package files the service user may not read, and the nwwatch
+# command the unit starts is run once.
 if command -v runuser >/dev/null \
-        && ! (cd / && runuser -u "$SERVICE_USER" -- "$PREFIX/venv/bin/python" -c '') 2>/dev/null; then
-    die "$SERVICE_USER cannot run $PREFIX/venv/bin/python (-> $(readlink -f "$PREFIX/venv/bin/python")): remove $PREFIX/venv and run again with PYTHON=<an interpreter all users may run, e.g. /usr/bin/python3.11>"
+        && ! (cd / && runuser -u "$SERVICE_USER" -- "$NEW/bin/python" -c '') 2>/dev/null; then
+    die "$SERVICE_USER cannot run $NEW/bin/python (-> $(readlink -f "$NEW/bin/python")): run again with PYTHON=<an interpreter all users may run, e.g. /usr/bin/python3.11>"
 fi
 if command -v runuser >/dev/null \
-        && ! (cd / && runuser -u "$SERVICE_USER" -- "$PREFIX/venv/bin/python" -c 'import nwwatch.cli') 2>/dev/null; then
-    die "$SERVICE_USER cannot import nwwatch from $PREFIX/venv (files only root may read?): remove $PREFIX/venv and run again"
+        && ! (cd / && runuser -u "$SERVICE_USER" -- "$NEW/bin/python" -c 'import nwwatch.cli') 2>/dev/null; then
+    die "$SERVICE_USER cannot import nwwatch from $NEW (files only root may read?)"
 fi
+runner=()
+command -v runuser >/dev/null && runner=(runuser -u "$SERVICE_USER" --)
+(cd / && "${runner[@]}" "$NEW/bin/nwwatch" --version) \
+    || die "$NEW/bin/nwwatch --version failed (why: above); the service still runs $LIVE"
 install -d -m 0755 "$PREFIX/docs"
 cp "$SRC/docs/service.md" "$PREFIX/docs/" 2>/dev/null || true
 
@@ -192,7 +272,29 @@ if [[ ! -f $CONFIG ]]; then
     echo "            then run: sudo $0 --reconfigure"
 fi
 
-# 4. The unit and the drop-in generated from the configuration.
+# 4. The drop-in generated from the configuration by the new code: a configuration it refuses
+#    stops the update here, with the service still running the installed version.
+make_dropin "$NEW"
+
+# 5. The scripts pip wrote into venv.new/bin (nwwatch, pip) start with
+#    #!PREFIX/venv.new/bin/python, and activate names the folder too: a venv is not
+#    relocatable, so they are pointed at PREFIX/venv, where this one runs from now on.
+new_re=${NEW//./\\.}
+{ grep -rlIF -- "$NEW" "$NEW/bin" "$NEW/pyvenv.cfg" 2>/dev/null || true; } \
+    | while IFS= read -r file; do sed -i "s#$new_re\\b#$LIVE#g" "$file"; done
+left=$(grep -rlIF -- "$NEW" "$NEW/bin" || true)
+[[ -z $left ]] || die "could not point these files of $NEW at $LIVE: $left"
+
+# 6. The swap, with the service stopped only for it: the replaced venv is kept as venv.previous
+#    (--rollback), the one kept before is removed.
+rm -rf "$PREVIOUS"
+[[ -e $LIVE ]] && stop_service
+keep_new=yes
+# -T: a folder left at the target is an error, not a folder to move into
+[[ -e $LIVE ]] && mv -T "$LIVE" "$PREVIOUS"
+mv -T "$NEW" "$LIVE"
+
+# 7. The unit and the drop-in.
 unit=$(mktemp)
 sed -e "s#/opt/nwwatch#$PREFIX#g" -e "s#/etc/nwwatch/nwwatch.toml#$CONFIG#g" \
     -e "s#^User=nwwatch\$#User=$SERVICE_USER#" -e "s#^Group=nwwatch\$#Group=$(service_group)#" \
@@ -200,9 +302,10 @@ sed -e "s#/opt/nwwatch#$PREFIX#g" -e "s#/etc/nwwatch/nwwatch.toml#$CONFIG#g" \
 install -d -m 0755 "$UNIT_DIR"
 install -m 0644 "$unit" "$UNIT_DIR/nwwatch.service"
 rm -f "$unit"
-write_dropin
+install_dropin
 systemctl daemon-reload
 systemctl enable nwwatch
 # restart, not `enable --now`: after an update the running service must load the new code
 start_service
+[[ -d $PREVIOUS ]] && echo "install.sh: the venv this update replaced is kept as $PREVIOUS (back to it: sudo $0 --rollback)"
 systemctl --no-pager status nwwatch || true

@@ -1,5 +1,6 @@
-"""deploy/install.sh run for real (bash), with systemctl, useradd and the venv's pip replaced by
-recorders: the installed unit starts what the script installed, as the user it made."""
+"""deploy/install.sh run for real (bash), with systemctl, useradd, `python3.11 -m venv` and the
+venv's pip replaced by recorders: the installed unit starts what the script installed, as the
+user it made. One test makes real venvs and installs nwwatch into them with pip."""
 
 from __future__ import annotations
 
@@ -50,17 +51,30 @@ def sandbox(tmp_path):
         pytest.skip("needs /dev/shm for folders outside /tmp")
     data = Path(tempfile.mkdtemp(prefix="nwwatch-install-", dir="/dev/shm"))
     prefix = data / "srv" / "nwwatch"
-    (prefix / "venv" / "bin").mkdir(parents=True)
-    _script(prefix / "venv" / "bin" / "python",
+    # `PYTHON -m venv DIR` makes DIR/bin/python from this template (tests change it), and the
+    # scripts a real venv holds that name DIR: pip's console script `nwwatch` (its shebang)
+    # and activate. pyvenv.cfg names the interpreter it was made with, as Python 3.11's does.
+    _script(tmp_path / "venv-python",
             '[[ $1 == -m && $2 == pip ]] && { echo "pip ${*:3}" >> ' + str(calls) + '; exit 0; }\n'
             f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
+    _script(tmp_path / "python3.11",
+            f'[[ $1 == -m && $2 == venv ]] || exec {sys.executable} "$@"\n'
+            f'echo "venv $3" >> {calls}\n'
+            f'mkdir -p "$3/bin" && cp {tmp_path / "venv-python"} "$3/bin/python"\n'
+            'printf \'#!%s/bin/python\\nimport sys\\nfrom nwwatch.cli import main\\n'
+            'sys.exit(main())\\n\' "$3" > "$3/bin/nwwatch"\n'
+            'printf \'VIRTUAL_ENV="%s"\\n\' "$3" > "$3/bin/activate"\n'
+            'chmod +x "$3/bin/python" "$3/bin/nwwatch"\n'
+            'printf \'home = /usr/bin\\nexecutable = %s\\n\' "$0" > "$3/pyvenv.cfg"\n')
     config = data / "conf" / "site.toml"
     config.parent.mkdir()
     config.write_text(f'[[watch]]\npath = "{data / "acq"}"\n\n'
                       f'[output]\nresults = "{data / "results"}"\n')
     (tmp_path / "units").mkdir()
     env = dict(os.environ, PATH=f"{bin_}:{os.environ['PATH']}", PREFIX=str(prefix),
-               CONFIG=str(config), SERVICE_USER="microscopy", UNIT_DIR=str(tmp_path / "units"))
+               CONFIG=str(config), SERVICE_USER="microscopy", UNIT_DIR=str(tmp_path / "units"),
+               PYTHON=str(tmp_path / "python3.11"))
+    env.pop("EXTRA_PIP_ARGS", None)
     try:
         yield tmp_path, env, prefix, config, calls, data
     finally:
@@ -173,12 +187,13 @@ def test_a_venv_the_service_user_cannot_run_is_refused_before_the_unit(sandbox):
             'echo "runuser: failed to execute python: Permission denied" >&2; exit 126\n')
     done = _install(env, tmp)
     assert done.returncode == 1
-    assert f"microscopy cannot run {prefix}/venv/bin/python" in done.stderr, done.stderr
-    assert f"remove {prefix}/venv" in done.stderr and "PYTHON=" in done.stderr
+    assert f"microscopy cannot run {prefix}/venv.new/bin/python" in done.stderr, done.stderr
+    assert "PYTHON=" in done.stderr
     made = calls.read_text().splitlines()
-    assert f"runuser -u microscopy -- {prefix}/venv/bin/python -c " in made, made
+    assert f"runuser -u microscopy -- {prefix}/venv.new/bin/python -c " in made, made
     assert not [c for c in made if c.startswith("systemctl")], made
     assert not (tmp / "units" / "nwwatch.service").exists()
+    assert not (prefix / "venv.new").exists() and not (prefix / "venv").exists()
 
 
 @pytest.mark.parametrize("args", [[], ["--reconfigure"]])
@@ -193,13 +208,14 @@ def test_an_update_without_the_environment_keeps_the_installed_units_values(sand
     unit = tmp / "units" / "nwwatch.service"
     before = unit.read_text()
     config_before = config.read_text()
-    again = {k: v for k, v in env.items() if k not in ("PREFIX", "CONFIG", "SERVICE_USER")}
+    # PYTHON too: the update makes its venv with the interpreter the installed one names
+    again = {k: v for k, v in env.items()
+             if k not in ("PREFIX", "CONFIG", "SERVICE_USER", "PYTHON")}
     # the shipped defaults are this machine's real folders: refuse to touch them
     real_install = (tmp / "bin" / "install").read_text()
     (tmp / "bin" / "install").write_text(real_install.replace(
         "args=();", 'for a; do [[ $a == /opt/nwwatch* || $a == /etc/nwwatch* ]] && '
                     '{ echo "install into $a" >&2; exit 1; }; done; args=();', 1))
-    again["PYTHON"] = "false"  # nor make a venv there
     calls.write_text("")
     done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), *args], env=again,
                           cwd=tmp, capture_output=True, text=True, timeout=120)
@@ -210,6 +226,7 @@ def test_an_update_without_the_environment_keeps_the_installed_units_values(sand
     assert "systemctl restart nwwatch" in made, made
     assert made[made.index("systemctl restart nwwatch") - 1] == "systemctl reset-failed nwwatch"
     assert not [c for c in made if "/opt/nwwatch" in c or "/etc/nwwatch" in c], made
+    assert (f"venv {prefix}/venv.new" in made) == (not args), made
 
 
 @pytest.mark.parametrize("args", [[], ["--reconfigure"]])
@@ -231,7 +248,9 @@ def test_a_results_folder_that_cannot_be_made_stops_the_install_with_its_name(sa
                           cwd=tmp, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert f"cannot make {data / 'afile' / 'results'}" in done.stderr, done.stderr
-    assert "--reconfigure" in done.stderr
+    # after a refused update the service runs the earlier version: --reconfigure would check
+    # the configuration with that one
+    assert ("--reconfigure" in done.stderr) == bool(args), done.stderr
     assert dropin.read_text() == before
     assert not [c for c in calls.read_text().splitlines() if "restart" in c or "enable" in c]
 
@@ -257,8 +276,7 @@ def test_the_venv_is_installed_readable_by_the_service_user_under_a_strict_umask
     user could not import nwwatch (a restart loop after an update); the check that the
     service user can run the venv's python did not import anything. Files are made 022."""
     tmp, env, prefix, config, calls, data = sandbox
-    python = prefix / "venv" / "bin" / "python"
-    _script(python, '[[ $1 == -m && $2 == pip ]] && { echo "pip umask $(umask)" >> '
+    _script(tmp / "venv-python", '[[ $1 == -m && $2 == pip ]] && { echo "pip umask $(umask)" >> '
             + str(calls) + '; exit 0; }\n'
             f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
     done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env, cwd=tmp,
@@ -270,6 +288,7 @@ def test_the_venv_is_installed_readable_by_the_service_user_under_a_strict_umask
     assert pips and all(c == "pip umask 0022" for c in pips), made
     assert (prefix / "docs" / "service.md").stat().st_mode & 0o777 == 0o644
     # the service user's check imports the package, not only the interpreter
+    python = prefix / "venv.new" / "bin" / "python"
     assert [c for c in made if c.startswith(f"runuser -u microscopy -- {python} -c ")
             and "import nwwatch" in c], made
 
@@ -296,7 +315,7 @@ def test_pip_builds_a_fresh_copy_of_the_package_not_the_checkout(sandbox):
     and setuptools packed what an earlier build left in build/lib, so a module or model removed
     from the checkout stayed installed after the update (seen with a real venv)."""
     tmp, env, prefix, config, calls, data = sandbox
-    _script(prefix / "venv" / "bin" / "python",
+    _script(tmp / "venv-python",
             '[[ $1 == -m && $2 == pip ]] && { last=${@: -1}\n'
             '  [[ -d $last ]] && echo "src $last $(cd "$last" && echo *)" >> ' + str(calls)
             + '\n  exit 0; }\n'
@@ -322,7 +341,7 @@ def test_a_failed_pip_install_says_what_it_needs_and_installs_no_unit(sandbox, w
         (data / "wheels").mkdir()
         env["WHEELS"] = str(data / "wheels")
     # pip's own upgrade finds nothing newer offline and succeeds; installing nwwatch fails
-    _script(prefix / "venv" / "bin" / "python",
+    _script(tmp / "venv-python",
             '[[ $1 == -m && $2 == pip ]] && { echo "pip ${*:3}" >> ' + str(calls) + '\n'
             '  [[ $* == *constraints* ]] && { echo "ERROR: ResolutionImpossible" >&2; exit 1; }\n'
             '  exit 0; }\n'
@@ -343,7 +362,6 @@ def test_a_missing_interpreter_is_named_before_anything_is_changed(sandbox):
     """PYTHON missing (no python3.11 on the PC): bash's "python3.11: command not found" came
     after the service user had been made."""
     tmp, env, prefix, config, calls, data = sandbox
-    shutil.rmtree(prefix / "venv")
     env["PYTHON"] = "python3.11-not-here"
     done = _install(env, tmp)
     assert done.returncode == 1
@@ -358,9 +376,8 @@ def test_a_failed_venv_creation_is_removed_so_the_next_run_makes_it(sandbox):
     fails in ensurepip: the next run (after `apt install python3.11-venv`) took that venv for
     a finished one and failed on "No module named pip". The partial venv is removed."""
     tmp, env, prefix, config, calls, data = sandbox
-    good_python = (prefix / "venv" / "bin" / "python").read_text()
-    shutil.rmtree(prefix / "venv")
-    fake = tmp / "python3.11"
+    good_python = env["PYTHON"]
+    fake = tmp / "python3.11-no-venv-module"
     # what python3.11 -m venv does without ensurepip: folders and the interpreter link, exit 1
     _script(fake, '[[ $1 == -m && $2 == venv ]] || exec ' + sys.executable + ' "$@"\n'
             'mkdir -p "$3/bin" && ln -s /usr/bin/false "$3/bin/python"\n'
@@ -369,14 +386,13 @@ def test_a_failed_venv_creation_is_removed_so_the_next_run_makes_it(sandbox):
     env["PYTHON"] = str(fake)
     done = _install(env, tmp)
     assert done.returncode == 1
-    assert f"could not make the virtual environment {prefix}/venv" in done.stderr, done.stderr
+    assert f"could not make the virtual environment {prefix}/venv.new" in done.stderr, \
+        done.stderr
     assert "ensurepip is not available" in done.stderr
-    assert not (prefix / "venv").exists()
+    assert not (prefix / "venv.new").exists() and not (prefix / "venv").exists()
     assert not (tmp / "units" / "nwwatch.service").exists()
     # python3.11-venv installed: this run makes the venv
-    _script(fake, '[[ $1 == -m && $2 == venv ]] || exec ' + sys.executable + ' "$@"\n'
-            'mkdir -p "$3/bin" && cat > "$3/bin/python" <<\'PY\'\n'
-            + good_python.split("\n", 1)[1] + 'PY\nchmod +x "$3/bin/python"\n')
+    env["PYTHON"] = good_python
     done = _install(env, tmp)
     assert done.returncode == 0, done.stderr
     assert (tmp / "units" / "nwwatch.service").is_file()
@@ -400,7 +416,6 @@ def test_a_model_in_the_units_private_tmp_is_refused(sandbox, tmp_path):
 
 def test_an_interpreter_older_than_3_11_is_named_before_anything_is_changed(sandbox):
     tmp, env, prefix, config, calls, data = sandbox
-    shutil.rmtree(prefix / "venv")
     old = tmp / "python3.10"
     _script(old, '[[ $* == *version_info* ]] && exit 1\n'
             '[[ $* == *python_version* ]] && { echo 3.10.12; exit 0; }\n'
@@ -412,3 +427,198 @@ def test_an_interpreter_older_than_3_11_is_named_before_anything_is_changed(sand
         done.stderr
     assert not calls.exists(), calls.read_text()
     assert not (prefix / "venv").exists()
+
+
+def _log_systemctl_with_venvs(tmp: Path, calls: Path, prefix: Path) -> None:
+    # each systemctl call with the venv folders present at that moment
+    _script(tmp / "bin" / "systemctl",
+            f'echo "systemctl $* [$(cd {prefix} && echo venv*)]" >> {calls}\n')
+
+
+def test_an_update_builds_beside_the_running_venv_and_swaps_with_the_service_stopped(sandbox):
+    """pip installed an update into the venv the running service executes from: a run that
+    then stopped (the new version refusing the configuration) left the service on old code in
+    memory with new files for its lazy imports, and no earlier venv was kept. The new venv is
+    made and checked in venv.new, the service stopped only for the swap, the old venv kept."""
+    tmp, env, prefix, config, calls, data = sandbox
+    assert _install(env, tmp).returncode == 0
+    (prefix / "venv" / "first").write_text("")
+    calls.write_text("")
+    _log_systemctl_with_venvs(tmp, calls, prefix)
+    done = _install(env, tmp)
+    assert done.returncode == 0, done.stderr
+    made = calls.read_text().splitlines()
+    new = prefix / "venv.new"
+    # built, its nwwatch run by the service user, all while the service ran
+    assert made.index(f"venv {new}") < made.index(f"runuser -u microscopy -- {new}/bin/nwwatch "
+                                                  "--version") < made.index(
+        "systemctl stop nwwatch [venv venv.new]"), made
+    stop = made.index("systemctl stop nwwatch [venv venv.new]")
+    assert made[stop + 1:] == [
+        "systemctl daemon-reload [venv venv.previous]",
+        "systemctl enable nwwatch [venv venv.previous]",
+        "systemctl reset-failed nwwatch [venv venv.previous]",
+        "systemctl restart nwwatch [venv venv.previous]",
+        "systemctl --no-pager status nwwatch [venv venv.previous]"], made
+    assert (prefix / "venv.previous" / "first").exists()
+    assert not (prefix / "venv" / "first").exists()
+    # pip's scripts and activate name the folder they were made in: they now name venv
+    live = prefix / "venv"
+    assert (live / "bin" / "nwwatch").read_text().startswith(f"#!{live}/bin/python\n")
+    assert (live / "bin" / "activate").read_text() == f'VIRTUAL_ENV="{live}"\n'
+    version = subprocess.run([str(live / "bin" / "nwwatch"), "--version"], capture_output=True,
+                             text=True, timeout=60)
+    assert version.returncode == 0 and "nwwatch, version" in version.stdout, version.stderr
+    # a third run replaces the kept venv with the one it replaces
+    assert _install(env, tmp).returncode == 0
+    assert not (prefix / "venv.previous" / "first").exists()
+    assert sorted(p.name for p in prefix.glob("venv*")) == ["venv", "venv.previous"]
+
+
+@pytest.mark.parametrize("failure", ["config", "pip", "entry point"])
+def test_an_update_that_fails_leaves_the_running_service_and_its_venv_as_they_were(
+        sandbox, failure):
+    tmp, env, prefix, config, calls, data = sandbox
+    assert _install(env, tmp).returncode == 0
+    (prefix / "venv" / "first").write_text("")
+    before = {p.name: p.read_bytes() for p in (prefix / "venv" / "bin").iterdir()}
+    if failure == "config":  # the new version refuses a key the installed one took
+        config.write_text(config.read_text() + "\n[service]\nno_such_key = 1\n")
+    elif failure == "pip":
+        _script(tmp / "venv-python",
+                '[[ $1 == -m && $2 == pip && $* == *constraints* ]] && exit 1\n'
+                '[[ $1 == -m && $2 == pip ]] && exit 0\n'
+                f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
+    else:
+        _script(tmp / "venv-python", '[[ $1 == -m && $2 == pip ]] && exit 0\n'
+                '[[ $1 == */bin/nwwatch ]] && { echo "ImportError: broken" >&2; exit 1; }\n'
+                f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
+    calls.write_text("")
+    done = _install(env, tmp)
+    assert done.returncode == 1, done.stderr
+    made = calls.read_text().splitlines()
+    assert f"venv {prefix}/venv.new" in made, made
+    assert not [c for c in made if c.startswith("systemctl")], made
+    assert sorted(p.name for p in prefix.glob("venv*")) == ["venv"]
+    assert (prefix / "venv" / "first").exists()
+    assert {p.name: p.read_bytes() for p in (prefix / "venv" / "bin").iterdir()} == before
+    if failure == "config":
+        assert "no_such_key" in done.stderr, done.stderr
+        # run the update again once fixed: --reconfigure would check with the installed code
+        assert done.stderr.rstrip().endswith(f"and run: sudo {REPO / 'deploy' / 'install.sh'}")
+
+
+def test_rollback_swaps_the_kept_venv_back_and_again_forward(sandbox):
+    tmp, env, prefix, config, calls, data = sandbox
+    rollback = ["bash", str(REPO / "deploy" / "install.sh"), "--rollback"]
+    assert _install(env, tmp).returncode == 0
+    # nothing kept after a first install: refused, nothing stopped
+    calls.write_text("")
+    done = subprocess.run(rollback, env=env, cwd=tmp, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "no earlier venv" in done.stderr, done.stderr
+    assert not [c for c in calls.read_text().splitlines() if c.startswith("systemctl")]
+    (prefix / "venv" / "first").write_text("")
+    assert _install(env, tmp).returncode == 0
+    (prefix / "venv" / "second").write_text("")
+    for live, kept in (("first", "second"), ("second", "first")):
+        calls.write_text("")
+        _log_systemctl_with_venvs(tmp, calls, prefix)
+        done = subprocess.run(rollback, env=env, cwd=tmp, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert (prefix / "venv" / live).exists() and (prefix / "venv.previous" / kept).exists()
+        made = [c for c in calls.read_text().splitlines() if c.startswith("systemctl")]
+        assert made[:4] == ["systemctl stop nwwatch [venv venv.previous]",
+                            "systemctl daemon-reload [venv venv.previous]",
+                            "systemctl reset-failed nwwatch [venv venv.previous]",
+                            "systemctl restart nwwatch [venv venv.previous]"], made
+        assert "--rollback" in done.stdout
+    # the kept version refuses the configuration: named, nothing stopped or moved
+    _script(prefix / "venv.previous" / "bin" / "python",
+            '[[ $* == *nwwatch.service.dropin* ]] && '
+            '{ echo "service.new_key: unknown key" >&2; exit 78; }\n'
+            f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
+    calls.write_text("")
+    done = subprocess.run(rollback, env=env, cwd=tmp, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "service.new_key: unknown key" in done.stderr
+    assert done.stderr.rstrip().endswith("--rollback"), done.stderr
+    assert not [c for c in calls.read_text().splitlines() if "stop" in c or "restart" in c]
+    assert (prefix / "venv" / "second").exists() and (prefix / "venv.previous" / "first").exists()
+
+
+def test_real_venvs_are_swapped_and_their_scripts_run_from_venv(sandbox):
+    """Real `python -m venv` and pip: the console script pip writes into venv.new/bin names
+    venv.new/bin/python in its shebang; once moved to venv it must run from there (the unit's
+    ExecStart is venv/bin/nwwatch). Offline: the venv sees this environment's packages
+    through a .pth file and nwwatch is built with its setuptools (--no-build-isolation)."""
+    import importlib.metadata
+    import sysconfig
+    try:  # not imported here: setuptools replaces distutils in the process that imports it
+        versions = [importlib.metadata.version(name) for name in ("pip", "setuptools")]
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("needs pip and setuptools in this environment to install nwwatch offline")
+    if tuple(int(x) for x in versions[1].split(".")[:2]) < (70, 1):
+        pytest.skip("needs setuptools with bdist_wheel (70.1+) to build nwwatch offline")
+    tmp, env, prefix, config, calls, data = sandbox
+    site = sysconfig.get_paths()["purelib"]
+    _script(tmp / "python-real",
+            f'[[ $1 == -m && $2 == venv ]] || exec {sys.executable} "$@"\n'
+            f'{sys.executable} -m venv --without-pip "$3" || exit 1\n'
+            f'echo {site} > "$3"/lib/python3.{sys.version_info[1]}/site-packages/deps.pth\n')
+    (data / "wheels").mkdir()
+    env.update(PYTHON=str(tmp / "python-real"), WHEELS=str(data / "wheels"),
+               EXTRA_PIP_ARGS="--no-build-isolation")
+    # the venv's own nwwatch is what runs (not this checkout's on PYTHONPATH)
+    for key in ("PIP_FIND_LINKS", "PYTHONPATH"):
+        env.pop(key, None)
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    live = prefix / "venv"
+    for _ in ("install", "update"):
+        done = _install(env, tmp)
+        assert done.returncode == 0, done.stdout + done.stderr
+        # an update reuses the installed venv's extra pip arguments
+        env.pop("EXTRA_PIP_ARGS", None)
+        assert (live / "bin" / "nwwatch").read_text().startswith(f"#!{live}/bin/python\n")
+        assert f"{prefix}/venv.new" not in (live / "bin" / "activate").read_text()
+        where = subprocess.run([str(live / "bin" / "nwwatch"), "--version"],
+                               capture_output=True, text=True, timeout=60, cwd="/", env=clean)
+        assert where.returncode == 0 and "nwwatch, version" in where.stdout, where.stderr
+    imported = subprocess.run([str(live / "bin" / "python"), "-c",
+                               "import nwwatch, sys; print(sys.prefix, nwwatch.__file__)"],
+                              capture_output=True, text=True, timeout=60, cwd="/", env=clean)
+    assert imported.stdout.split() == [str(live), f"{live}/lib/python3.{sys.version_info[1]}"
+                                       "/site-packages/nwwatch/__init__.py"], imported
+    assert (prefix / "venv.previous" / "bin" / "nwwatch").is_file()
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--rollback"], env=env,
+                          cwd=tmp, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    after = subprocess.run([str(live / "bin" / "nwwatch"), "--version"], capture_output=True,
+                           text=True, timeout=60, cwd="/", env=clean)
+    assert after.returncode == 0, after.stderr
+
+
+def test_an_update_reinstalls_the_extra_pip_arguments_of_the_installed_venv(sandbox):
+    """Each update makes a fresh venv: one installed with EXTRA_PIP_ARGS (the CUDA libraries)
+    would lose them at an update run as deploy/README says, without the variable."""
+    tmp, env, prefix, config, calls, data = sandbox
+    env["EXTRA_PIP_ARGS"] = "onnxruntime-gpu[cuda,cudnn] --no-cache-dir"
+    assert _install(env, tmp).returncode == 0
+    del env["EXTRA_PIP_ARGS"]
+    for record in (True, False):
+        if not record:  # a venv made before install.sh recorded them, CUDA libraries from pip
+            (prefix / "venv" / "extra-pip-args").unlink()
+            (prefix / "venv" / "lib" / "python3.11" / "site-packages" / "nvidia" / "cudnn").mkdir(
+                parents=True)
+        calls.write_text("")
+        done = _install(env, tmp)
+        assert done.returncode == 0, done.stderr
+        pips = [c for c in calls.read_text().splitlines() if c.startswith("pip ") and " -c " in c]
+        wanted = " onnxruntime-gpu[cuda,cudnn]" + (" --no-cache-dir" if record else "")
+        assert len(pips) == 1 and pips[0].endswith(wanted), pips
+    # an update with it set empty installs without them
+    env["EXTRA_PIP_ARGS"] = ""
+    calls.write_text("")
+    assert _install(env, tmp).returncode == 0
+    pips = [c for c in calls.read_text().splitlines() if c.startswith("pip ") and " -c " in c]
+    assert "onnxruntime" not in pips[0], pips
