@@ -1,6 +1,7 @@
 """TIFF input and output: frames, in-situ stacks and tomograms, with typed input errors.
 
-Read: :func:`read_frames`, :func:`read_frame_at` (one page of a stack), :func:`read_volume`,
+Read: :func:`read_frames`, :func:`read_frame_at` (one page of a stack),
+:func:`read_frame_chunks` (a stack a bounded number of pages at a time), :func:`read_volume`,
 :func:`inspect_tiff` (headers only), :func:`has_tiff_header` (the first 4 bytes); every one
 opens only a regular file (:func:`open_regular`, :func:`check_regular`: a FIFO or device is
 refused, never waited on);
@@ -35,8 +36,10 @@ from nwwatch.io.tiff import (
     check_tomogram,
     inspect_tiff,
     read_frame_at,
+    read_frame_chunks,
     read_frames,
     read_volume,
+    reads_by_page,
 )
 from nwwatch.io.write import write_frame_tiff, write_stack_tiff, write_volume_tiff
 
@@ -68,8 +71,10 @@ __all__ = [
     "inspect_tiff",
     "open_regular",
     "read_frame_at",
+    "read_frame_chunks",
     "read_frames",
     "read_volume",
+    "reads_by_page",
     "unit_to_nm",
     "write_frame_tiff",
     "write_stack_tiff",

@@ -231,17 +231,18 @@ def inspect_mrc(path: str | os.PathLike[str]) -> TiffInfo:
         return _layout(path, handle)[0]
 
 
-def _read(path: Path, section: int | None = None
+def _read(path: Path, sections: range | None = None
           ) -> tuple[np.ndarray, TiffInfo, _Sizes, datetime, int | None]:
-    """(sections (N, H, W), info, sizes, mtime, sections per volume); with ``section``, that
-    section only (1, H, W), the others not read (``section`` checked against ``info``)."""
+    """(sections (N, H, W), info, sizes, mtime, sections per volume); with ``sections``, those
+    only (len(sections), H, W), the others not read (checked against ``info``)."""
     with open_input(path) as handle:  # header and data of one file, even if renamed over meanwhile
         info, offset, stored, returned, sizes_nm, per_volume = _layout(path, handle)
         n_read = info.n_pages
-        if section is not None:
-            check_page_index(path, section, info.n_pages)
-            n_read = 1
-            offset += section * math.prod(info.page_shape) * np.dtype(stored).itemsize
+        if sections is not None:
+            check_page_index(path, sections.start, info.n_pages)
+            check_page_index(path, sections.stop - 1, info.n_pages)
+            n_read = len(sections)
+            offset += sections.start * math.prod(info.page_shape) * np.dtype(stored).itemsize
         count = n_read * math.prod(info.page_shape)
         handle.seek(offset)
         data = np.fromfile(handle, dtype=stored, count=count)
@@ -300,19 +301,25 @@ def read_mrc_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
     """Section ``index`` of :func:`read_mrc_frames`, reading only that section's pixels (one
     frame of a long movie stack without the whole stack in memory). Raises as
     :func:`read_mrc_frames`, and PageIndexError when the file has no section ``index``."""
-    return _mrc_frames(Path(path), index)[0]
+    return _mrc_frames(Path(path), range(index, index + 1))[0]
 
 
-def _mrc_frames(path: Path, index: int | None) -> list[Frame]:
-    """Every section as a Frame, or section ``index`` only."""
-    data, info, sizes_nm, mtime, _ = _read(path, index)
+def read_mrc_frame_range(path: str | os.PathLike[str], sections: range) -> list[Frame]:
+    """Sections ``sections`` (a range of consecutive indices) of :func:`read_mrc_frames`,
+    reading only their pixels. Raises as :func:`read_mrc_frame_at`."""
+    return _mrc_frames(Path(path), sections)
+
+
+def _mrc_frames(path: Path, sections: range | None) -> list[Frame]:
+    """Every section as a Frame, or the sections ``sections`` only."""
+    data, info, sizes_nm, mtime, _ = _read(path, sections)
     pixel_nm = frame_pixel_size_nm(path, sizes_nm, "mrc")
     n = info.n_pages
     mdoc = read_mdoc(path, n, pixel_sizes=pixel_nm is None)
     pixels = [pixel_nm] * n if pixel_nm is not None or mdoc is None else mdoc.pixel_sizes_nm
     times, source = ((mdoc.times, "metadata") if mdoc is not None and mdoc.times is not None
                      else ([mtime] * n, "mtime"))
-    indices = range(n) if index is None else [index]
+    indices = range(n) if sections is None else sections
     return [Frame(image=data[k], index=i, source=path, pixel_size_nm=pixels[i],
                   acquired_at=times[i], acquired_at_source=source)
             for k, i in enumerate(indices)]

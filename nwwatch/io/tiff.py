@@ -14,6 +14,7 @@ frames only: :func:`read_volume` refuses them).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from nwwatch.io.mrc import (
     inspect_mrc,
     is_mrc,
     read_mrc_frame_at,
+    read_mrc_frame_range,
     read_mrc_frames,
     read_mrc_volume,
 )
@@ -173,6 +175,63 @@ def read_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
         image = _read_page_pixels(path, info, series, index)
     return Frame(image=image[:rows], index=index, source=path, pixel_size_nm=sizes_nm[index],
                  acquired_at=times[index], acquired_at_source=source)
+
+
+def read_frame_chunks(path: str | os.PathLike[str], pages: int,
+                      whole: Callable[[TiffInfo], None] | None = None
+                      ) -> Iterator[list[Frame]]:
+    """The frames of :func:`read_frames`, in order, ``pages`` at a time (the last chunk may be
+    shorter), reading only each chunk's pixels: a long in-situ stack is processed without the
+    whole of it in memory. A TIFF is opened once for all chunks (its metadata read once); an
+    MRC file's header is read again for each chunk. A file that cannot be read page by page
+    (DigitalMicrograph, EMD and TIA files; a TIFF whose pages share one IFD, ImageJ's layout
+    for stacks over 4 GB) comes whole, as one chunk (:func:`reads_by_page` says which), after
+    ``whole`` was called with its structural check (the service's memory check raises there).
+
+    Raises as :func:`read_frames`, when the chunk that meets the problem is read, and what
+    ``whole`` raises.
+    """
+    path = Path(path)
+    if pages < 1:
+        raise ValueError(f"pages must be >= 1, got {pages}")
+    if is_mrc(path):
+        n_pages = inspect_mrc(path).n_pages
+        for start in range(0, n_pages, pages):
+            yield read_mrc_frame_range(path, range(start, min(n_pages, start + pages)))
+        return
+    if is_dm(path) or is_emd(path) or is_ser(path):
+        if whole is not None:
+            whole(inspect_tiff(path))
+        yield read_frames(path)
+        return
+    with open_tiff(path) as (tif, info):
+        series = image_series(tif)[0]
+        with corrupt_structure_refused(path):  # the same metadata as read_frames reads
+            tagged = tagged_pages(series)
+            sizes_nm = _page_pixel_sizes_nm(path, tif, tagged, info.n_pages)
+            times, source = acquisition_times(path, tif, tagged, info.n_pages, _mtime(tif))
+            rows = _image_rows(path, series, info.page_shape, tagged)
+        if len(tagged) != info.n_pages:  # one IFD for all pages: read whole
+            if whole is not None:
+                whole(info)
+            height, width = info.page_shape
+            stack = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
+            yield [Frame(image=stack[i, :rows], index=i, source=path, pixel_size_nm=sizes_nm[i],
+                         acquired_at=times[i], acquired_at_source=source)
+                   for i in range(info.n_pages)]
+            return
+        for start in range(0, info.n_pages, pages):
+            yield [Frame(image=_read_page_pixels(path, info, series, i)[:rows], index=i,
+                         source=path, pixel_size_nm=sizes_nm[i], acquired_at=times[i],
+                         acquired_at_source=source)
+                   for i in range(start, min(info.n_pages, start + pages))]
+
+
+def reads_by_page(info: TiffInfo) -> bool:
+    """Whether :func:`read_frame_chunks` can read the file of ``info`` (its structural check)
+    a chunk of pages at a time: an MRC file or a TIFF, unless the TIFF's pages share one
+    IFD (then found out only when it is opened, and read whole)."""
+    return info.layout not in ("dm", "emd", "ser")
 
 
 def _read_page_pixels(path: Path, info: TiffInfo, series: list[tifffile.TiffPageSeries],

@@ -160,6 +160,11 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
         from nwwatch.service.volumes import retry_tomograms_that_fit
 
         retry_tomograms_that_fit(ledger, log, check_memory=memory_checked_here)
+    if any(e.kind == "insitu" for e in engines):
+        # Likewise in-situ files read whole that were refused for memory.
+        from nwwatch.service.stackmemory import retry_stacks_that_fit
+
+        retry_stacks_that_fit(ledger, log, check_memory=memory_checked_here)
     return engines
 
 

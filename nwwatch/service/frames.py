@@ -7,18 +7,26 @@ acquisition to ``RESULTS/frames/acquisition=<key>/`` (:mod:`nwwatch.service.flus
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import cv2
 import numpy as np
 
 from nwwatch.classes import DROPLET
-from nwwatch.io import read_frames
+from nwwatch.io import (
+    InputError,
+    inspect_tiff,
+    read_frame_at,
+    read_frame_chunks,
+    read_frames,
+    reads_by_page,
+)
 from nwwatch.measure import (
     MEASUREMENT_FIELDS,
     MEASUREMENT_VERSION,
@@ -41,6 +49,7 @@ from nwwatch.service.batch import (
 from nwwatch.service.jobs import Job
 from nwwatch.service.ledger import Failure
 from nwwatch.service.names import source_name
+from nwwatch.service.stackmemory import check_whole_read, chunk_pages
 from nwwatch.service.streammemory import call_streams
 
 
@@ -83,17 +92,68 @@ def concurrent_groups(items: list[Item], groups: list[list[Item]], batch_size: i
     return shared if sum(shared) > 1 else [False] * len(groups)
 
 
+class _StackReader:
+    """The chunks of pages of one stack (:func:`nwwatch.io.read_frame_chunks`), taken one per
+    group of :func:`stack_groups` in group order (by the one worker that reads them)."""
+
+    def __init__(self, it: Item, pages: int) -> None:
+        self.chunks = read_frame_chunks(
+            it.path, pages, whole=lambda info: check_whole_read(info, shared_ifd=True))
+        #: (queue order, group, index in its candidates) of the candidates holding an image.
+        self.held: list[tuple[tuple, _Group, int]] = []
+
+    def offer(self, group: _Group, it: Item, candidate: label_queue.Candidate) -> None:
+        """Add ``candidate`` to ``group``'s label-queue candidates, holding its image only
+        while it is among the queue's capacity of least confident frames of the stack so far
+        (no other can enter the queue): the others get a function that would read their
+        page again, so the stack's frames are not all held until the stack is done."""
+        group.candidates.append((it, candidate))
+        e = candidate.entry
+        self.held.append(((e.confidence, e.source, e.frame), group, len(group.candidates) - 1))
+        if len(self.held) > label_queue.DEFAULT_CAPACITY:
+            self.held.sort(key=lambda held: held[0])
+            _, worst, index = self.held.pop()
+            owner, dropped = worst.candidates[index]
+            worst.candidates[index] = (owner, replace(
+                dropped, image=page_reader(owner, dropped.entry.frame)))
+
+    def next_chunk(self) -> list:
+        """The next chunk's frames; [] when every page has been read."""
+        return next(self.chunks, [])
+
+    def close(self) -> None:
+        self.chunks.close()  # the file closed, also when the stack is left part read
+
+
 @dataclass
 class _Group:
     """One group's files and what processing them left: failures and label-queue candidates
     in the order they arose, and the time spent per stage (ms). Kept per group and merged in
-    group order, so the outcome does not depend on which stream finished first."""
+    group order, so the outcome does not depend on which stream finished first. ``stack``:
+    the group is one chunk of pages of its only file, read from there."""
 
     items: list[Item]
+    stack: _StackReader | None = None
     failures: list[Failure] = field(default_factory=list)
     candidates: list[tuple[Item, label_queue.Candidate]] = field(default_factory=list)
     spent: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("read", "segment", "measure"), 0.0))
+
+
+def stack_groups(group: list[Item], batch_size: int) -> list[_Group]:
+    """``group`` (of :func:`frame_groups`) as one :class:`_Group`, or, for a stack of more
+    pages than :func:`nwwatch.service.stackmemory.chunk_pages` that can be read by page
+    (a TIFF or MRC file), as one group per chunk of its pages, all reading from one
+    :class:`_StackReader`: rows, their order and the network's batches are those of the
+    whole stack, and only a few chunks are in memory at a time."""
+    info = getattr(group[0].entry, "info", None) if len(group) == 1 else None
+    if info is None or not reads_by_page(info):
+        return [_Group(group)]
+    pages = chunk_pages(info, batch_size)
+    if info.n_pages <= pages:
+        return [_Group(group)]
+    reader = _StackReader(group[0], pages)
+    return [_Group(group, reader) for _ in range(math.ceil(info.n_pages / pages))]
 
 
 def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
@@ -126,7 +186,8 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
     cv2.setNumThreads(1)
     # "auto" runs fewer streams when this call's frames would need more memory than it has.
     streams = call_streams(engine, [getattr(it.entry, "info", None) for it in items])
-    groups = [_Group(g) for g in frame_groups(items, engine.batch_size, streams)]
+    groups = [g for files in frame_groups(items, engine.batch_size, streams)
+              for g in stack_groups(files, engine.batch_size)]
     processed_at = datetime.now(UTC)
     beat_lock = threading.Lock()
 
@@ -143,8 +204,16 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
         read = []
         for it in group.items:
             t = time.perf_counter()
+            if group.stack is not None and it.failed:  # an earlier chunk failed or changed
+                group.stack.close()
+                continue
             try:
-                it.frames = read_frames(it.path)
+                if group.stack is not None:
+                    it.frames = group.stack.next_chunk()
+                else:
+                    info = getattr(it.entry, "info", None)
+                    check_whole_read(info if info is not None else inspect_tiff(it.path))
+                    it.frames = read_frames(it.path)
             except FileNotFoundError:
                 it.failed, it.gone = True, True  # vanished: released, no attempt counted
                 continue
@@ -233,10 +302,14 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
                 row["overlay_path"] = write_pictures(engine, it, frame, out.labels[j], result)
             it.rows.append(row)
             if engine.label_queue:
-                group.candidates.append((it, label_queue.Candidate(label_queue.QueueEntry(
+                candidate = label_queue.Candidate(label_queue.QueueEntry(
                     row["source"], row["frame"], it.key.sha256, row["confidence"],
                     row["status"], row["contact_angle_deg"], it.key.model_sha256,
-                    it.key.measurement_version), frame.image)))
+                    it.key.measurement_version), frame.image)
+                if group.stack is None:
+                    group.candidates.append((it, candidate))
+                else:  # a stack read in chunks: not every frame's image held to the end
+                    group.stack.offer(group, it, candidate)
         group.spent["measure"] += (time.perf_counter() - t_chunk) * 1e3
 
     def one_stream(alone: list[_Group]) -> None:
@@ -298,10 +371,15 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
     flags = concurrent_groups(items, [g.items for g in groups], engine.batch_size, streams)
     shared = [g for g, flag in zip(groups, flags, strict=True) if flag]
     alone = [g for g, flag in zip(groups, flags, strict=True) if not flag]
-    if shared:
-        several_streams(shared)
-    if alone:
-        one_stream(alone)
+    try:
+        if shared:
+            several_streams(shared)
+        if alone:
+            one_stream(alone)
+    finally:
+        for group in groups:
+            if group.stack is not None:
+                group.stack.close()
     spent = dict.fromkeys(("read", "segment", "measure"), 0.0)
     queue_candidates = []
     for group in groups:  # in group order: as one stream would have left them
@@ -322,6 +400,20 @@ def offer_to_label_queue(engine: Engine, candidates: list[label_queue.Candidate]
         label_queue.offer(engine.results_dir, candidates)
     except Exception as exc:
         log_of(engine).error("label_queue_failed", error=repr(exc), exc_info=exc)
+
+
+def page_reader(it: Item, index: int):
+    """A function that reads frame ``index`` of ``it``'s file again (its image, or None when
+    the file is no longer the version processed or cannot be read)."""
+    def read():
+        try:
+            st = os.stat(it.path)
+            if (st.st_size, st.st_mtime_ns) != (it.size, it.mtime_ns):
+                return None
+            return read_frame_at(it.path, index).image
+        except (OSError, InputError):
+            return None
+    return read
 
 
 def write_pictures(engine: Engine, it: Item, frame, labels, result) -> str | None:
