@@ -344,14 +344,14 @@ def _service(tmp_path, onnx_model, policy: FlushPolicy):
 def _queue(daemon, watch, queued, paths) -> None:
     """``paths`` ready in ``watch``, due for a batch at once."""
     import time
-    from types import SimpleNamespace
 
+    from nwwatch.io import inspect_tiff
     from nwwatch.service.readiness import ReadyFile
 
     for p in paths:
         st = p.stat()
-        watch.files.append(ReadyFile(p, 0, st.st_size, st.st_mtime_ns,
-                                     SimpleNamespace(n_pages=1), time.time()))
+        watch.files.append(ReadyFile(p, 0, st.st_size, st.st_mtime_ns, inspect_tiff(p),
+                                     time.time()))
         queued.add(p)
     watch.since = 0.0
 
