@@ -36,7 +36,7 @@ from nwwatch.io.dataset import (
     read_pair,
 )
 from nwwatch.io.volumeranges import VolumeRanges
-from nwwatch.normalize import normalize_image
+from nwwatch.normalize import NAN_FILL, normalize_image
 from nwwatch.options import OutputFile, model_file
 from nwwatch.segment.metrics import (
     InterfaceOffsets,
@@ -281,7 +281,9 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
             confusion += confusion_matrix(label, predicted, num_classes)
             continue
         value_range = volumes.range_for(image_path, raw) if volumes is not None else None
-        result = segmenter.segment(normalize_image(raw, value_range), probabilities=True)
+        result = segmenter.segment(normalize_image(raw, value_range,
+                                                   nan_fill=NAN_FILL[meta.kind]),
+                                   probabilities=True)
         elapsed += time.perf_counter() - started
         predicted = result.labels[0]
         confusion += confusion_matrix(label, predicted, num_classes)

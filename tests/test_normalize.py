@@ -209,3 +209,114 @@ def test_a_float64_output_array_holds_the_float32_arithmetic():
     expected -= np.float32(1.0)
     np.clip(expected, -1.0, 1.0, out=expected)
     assert wide.tobytes() == expected.tobytes()
+
+
+def _ramp_frame() -> np.ndarray:
+    """A float32 frame whose every pixel differs: a ramp across the columns, a small one down
+    the rows, so the pixel a NaN takes its value from can be named."""
+    rows, cols = np.indices((48, 64), dtype=np.float32)
+    return 1000.0 + 10.0 * cols + 0.01 * rows
+
+
+def test_nan_pixels_of_a_frame_take_the_nearest_pixel_with_data():
+    """NaN became -1, the darkest grey, which the in-situ model reads as droplet or wire (a
+    drift-corrected frame's NaN border, a masked region): it takes the value of the nearest
+    pixel with data instead, and the pixels with data keep their values."""
+    image = _ramp_frame()
+    holed = image.copy()
+    holed[:6] = np.nan  # a band along the top edge, as after drift correction
+    holed[20:30, 30:34] = np.nan  # a masked patch, 4 columns wide
+    value_range = intensity_range(image)
+    expected = normalize_image(image, value_range)
+    out = normalize_image(holed, value_range)
+    assert np.isfinite(out).all()
+    data = np.isfinite(holed)
+    assert out[data].tobytes() == expected[data].tobytes()
+    # The band: the pixel below it in the same column (1 px nearer than any other).
+    np.testing.assert_array_equal(out[:6], np.broadcast_to(expected[6], (6, 64)))
+    # The patch's middle rows (4 px or more from its top and bottom): its left two columns
+    # from column 29, its right two from column 34; none of it -1 (the ramp's middle).
+    np.testing.assert_array_equal(out[23:27, 30:32], np.repeat(expected[23:27, 29:30], 2, 1))
+    np.testing.assert_array_equal(out[23:27, 32:34], np.repeat(expected[23:27, 34:35], 2, 1))
+    assert (np.abs(out[20:30, 30:34]) < 0.2).all()
+
+
+def test_scattered_nan_pixels_take_a_neighbours_value_and_darkest_keeps_minus_one():
+    rng = np.random.default_rng(7)
+    image = rng.normal(1000.0, 30.0, (128, 128)).astype(np.float32)
+    holed = image.copy()
+    dead = rng.random(image.shape) < 0.01
+    dead[0, 0] = dead[-1, -1] = True  # corners: their neighbours lie on one side only
+    holed[dead] = np.nan
+    out = normalize_image(holed)
+    neighbours = [np.pad(out, 1, constant_values=np.nan)[1 + dr:129 + dr, 1 + dc:129 + dc]
+                  for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1),
+                                 (1, -1), (1, 1))]
+    near = np.zeros(image.shape, bool)
+    for n, (dr, dc) in zip(neighbours, ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1),
+                                        (1, -1), (1, 1)), strict=True):
+        source = np.pad(dead, 1, constant_values=True)[1 + dr:129 + dr, 1 + dc:129 + dc]
+        near |= (n == out) & ~source  # equal to a neighbour that has data
+    isolated = dead & (np.pad(dead, 1)[:-2, 1:-1] == 0)  # every dead pixel here has one
+    assert near[dead].all() and isolated.any()
+    darkest = normalize_image(holed, nan_fill="darkest")
+    assert np.all(darkest[dead] == -1.0)
+    assert darkest[~dead].tobytes() == out[~dead].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_frame_without_nan_is_the_same_with_either_fill(dtype):
+    image = np.random.default_rng(8).gamma(2.0, 300.0, (3, 40, 50)).astype(dtype)
+    nearest = normalize_image(image)
+    assert nearest.tobytes() == normalize_image(image, nan_fill="darkest").tobytes()
+    into = np.full(image.shape, np.nan, np.float32)
+    assert normalize_image(image, out=into).tobytes() == nearest.tobytes()
+
+
+def test_nan_is_filled_per_plane_of_a_batch_and_a_plane_without_data_is_minus_one():
+    image = _ramp_frame()
+    batch = np.stack([image, image, np.full(image.shape, np.nan, np.float32)])
+    batch[0, :, :10] = np.nan  # the left edge of plane 0: plane 1 must not lend its values
+    value_range = intensity_range(image)
+    out = np.empty(batch.shape, np.float32)
+    assert normalize_image(batch, value_range, out=out) is out
+    expected = normalize_image(image, value_range)
+    np.testing.assert_array_equal(out[0, :, :10],
+                                  np.broadcast_to(expected[:, 10:11], (48, 10)))
+    assert out[1].tobytes() == expected.tobytes()
+    assert np.all(out[2] == -1.0)
+    # The float64 path (a range wider than float32 holds) fills the same way.
+    wide = np.array([[-3e38, np.nan, 3e38]], np.float32)
+    assert normalize_image(wide, (-3.4e38, 3.4e38))[0, 1] in (
+        normalize_image(wide, (-3.4e38, 3.4e38))[0, 0],
+        normalize_image(wide, (-3.4e38, 3.4e38))[0, 2])
+
+
+def test_an_unknown_nan_fill_is_refused():
+    with pytest.raises(ValueError, match="nan_fill must be 'nearest' or 'darkest', got 'zero'"):
+        normalize_image(np.ones((4, 4), np.float32), nan_fill="zero")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_nan_pixel_takes_a_nearest_pixel_with_data(seed):
+    """Blobs, bands and single pixels of NaN: each takes the value of a pixel with data whose
+    distance is the Euclidean distance to the nearest one (OpenCV's 5x5-mask transform is
+    within 2 % of it), read from a frame whose every value names its pixel."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    shape = (70, 90)
+    image = np.arange(shape[0] * shape[1], dtype=np.float64).reshape(shape)
+    hole = ndimage.binary_dilation(rng.random(shape) < 0.004, iterations=int(rng.integers(1, 6)))
+    hole |= rng.random(shape) < 0.01
+    hole[:, : int(rng.integers(0, 15))] = True
+    holed = image.copy()
+    holed[hole] = np.nan
+    out = normalize_image(holed, (0.0, float(image.size - 1)), nan_fill="nearest")
+    source = np.rint((out.astype(np.float64) + 1.0) / 2.0 * (image.size - 1)).astype(int)
+    rows, cols = np.divmod(source, shape[1])
+    assert not hole[rows[hole], cols[hole]].any()  # each value is one of a pixel with data
+    r, c = np.indices(shape)
+    taken = np.hypot(rows - r, cols - c)[hole]
+    nearest = ndimage.distance_transform_edt(hole)[hole]
+    assert np.all(taken <= nearest * 1.02 + 1e-9)

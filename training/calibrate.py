@@ -277,7 +277,7 @@ def _calibrate(args: argparse.Namespace, command: str) -> None:
     """``main``'s work: fit the offsets on ``args.data``, write ``args.out``."""
     from nwwatch.io.dataset import pair_folder, read_pair
     from nwwatch.io.volumeranges import VolumeRanges
-    from nwwatch.normalize import normalize_image
+    from nwwatch.normalize import NAN_FILL, normalize_image
 
     if not args.model.is_file():
         raise CalibrationError(f"{args.model}: model not found")
@@ -287,7 +287,7 @@ def _calibrate(args: argparse.Namespace, command: str) -> None:
     for _, image_path, label_path in pair_folder(args.data):
         raw, label = read_pair(image_path, label_path, len(meta.class_names))
         value_range = volumes.range_for(image_path, raw) if volumes is not None else None
-        images.append(normalize_image(raw, value_range))
+        images.append(normalize_image(raw, value_range, nan_fill=NAN_FILL[meta.kind]))
         labels.append(label)
     band = args.band_px if args.band_px > 0 else None
     fit = fit_logit_offsets(network_logits(args.model, images, args.threads), labels, band)

@@ -34,7 +34,7 @@ from nwwatch.io.dataset import (
     read_tiff_volume,
 )
 from nwwatch.io.volumeranges import VolumeRanges
-from nwwatch.normalize import intensity_range, normalize_image
+from nwwatch.normalize import NAN_FILL, intensity_range, normalize_image
 from nwwatch.segment.session import file_sha256
 from nwwatch.volume.memory import tomogram_memory
 
@@ -102,11 +102,12 @@ class TrainingData:
         return digest.hexdigest()
 
 
-def _normalise_pages(pages: np.ndarray, scope: str) -> list[np.ndarray]:
+def _normalise_pages(pages: np.ndarray, scope: str, kind: str) -> list[np.ndarray]:
+    fill = NAN_FILL[kind]
     if scope == "volume":
         value_range = intensity_range(pages)
-        return [normalize_image(page, value_range) for page in pages]
-    return [normalize_image(page) for page in pages]
+        return [normalize_image(page, value_range, nan_fill=fill) for page in pages]
+    return [normalize_image(page, nan_fill=fill) for page in pages]
 
 
 def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> TrainingData:
@@ -133,7 +134,8 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
                                                  "unlabeled): label some, or move the image "
                                                  "to DATA/unlabeled/")
         value_range = volumes.range_for(image_path, raw) if volumes is not None else None
-        labeled.append(LabeledImage(stem, normalize_image(raw, value_range), label,
+        image = normalize_image(raw, value_range, nan_fill=NAN_FILL[kind])
+        labeled.append(LabeledImage(stem, image, label,
                                     file_sha256(image_path), file_sha256(label_path),
                                     shown_as=str(label_path)))
     if kind == "tomogram":  # as `--volume` refuses them; in-situ frames may lack a class
@@ -144,7 +146,7 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     if load_unlabeled and unlabeled_dir.is_dir():
         for path in list_unlabeled(unlabeled_dir):
             pages = volumes.pages[path] if volumes is not None else read_pages(path)
-            unlabeled.extend(_normalise_pages(pages, scope))
+            unlabeled.extend(_normalise_pages(pages, scope, kind))
     return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root))
 
 
@@ -252,7 +254,7 @@ def load_volume_slices(
         labels[slice_index] = (labels_path, label)
     require_every_class([label for _, label in labels.values()], class_names,
                         next(iter(labels.values()))[0] if len(labels) == 1 else volume_path)
-    pages = _normalise_pages(volume, "volume")
+    pages = _normalise_pages(volume, "volume", "tomogram")
     volume_sha = file_sha256(volume_path)
     labeled = [LabeledImage(f"{volume_path.stem}_z{z:05d}", pages[z], label, volume_sha,
                             file_sha256(path),

@@ -315,5 +315,5 @@ def mask_contrast(volume: np.ndarray, mask: np.ndarray,
     acc = ContrastAccumulator()
     for z in range(data.shape[0]):
         valid = np.isfinite(data[z]) if floating else np.ones(data.shape[1:], bool)
-        acc.add(normalize_image(data[z], value_range), solid[z], valid)
+        acc.add(normalize_image(data[z], value_range, nan_fill="darkest"), solid[z], valid)
     return acc.result()

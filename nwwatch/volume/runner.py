@@ -90,9 +90,9 @@ class SliceRunner:
         if self.normalised:
             images = np.asarray(flat, dtype=np.float32)
         elif self.value_range is not None:
-            images = normalize_image(flat, self.value_range)
+            images = normalize_image(flat, self.value_range, nan_fill="darkest")
         else:
-            images = np.stack([normalize_image(x) for x in flat])
+            images = np.stack([normalize_image(x, nan_fill="darkest") for x in flat])
         if m:
             images = np.pad(images, ((0, 0), (m, m), (m, m)), mode="reflect")
         return images.reshape(b, s, *images.shape[1:])

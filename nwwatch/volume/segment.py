@@ -338,8 +338,9 @@ def segment_volume(
     if z_sigma > 0 or slices > 1:
         # The whole volume normalised as the model's scope says (a slab's slices then share
         # it), then blurred along Z.
-        source = (normalize_image(data, value_range) if value_range is not None
-                  else np.stack([normalize_image(s) for s in data]))
+        source = (normalize_image(data, value_range, nan_fill="darkest")
+                  if value_range is not None
+                  else np.stack([normalize_image(s, nan_fill="darkest") for s in data]))
         if z_sigma > 0:
             valid = np.isfinite(data) if data.dtype.kind == "f" else None
             source = smooth_along_z(source, z_sigma, valid=valid)
