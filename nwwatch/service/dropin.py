@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from nwwatch.service.config import ConfigError, ServiceConfig, load_config
+from nwwatch.service.config import DEFAULT_MODELS, ConfigError, ServiceConfig, load_config
 
 
 def unit_dropin(config: ServiceConfig) -> str:
@@ -45,8 +45,9 @@ def check_private_tmp(config: ServiceConfig) -> None:
     every stop)."""
     keys = [(f"watch[{i}].path", w.path) for i, w in enumerate(config.watches)]
     # a model there is found by install.sh (as root) but missing for the service: exit 78
+    # (the shipped default lies in the venv, whose place install.sh checks itself)
     keys += [(f"watch[{i}].model", w.model) for i, w in enumerate(config.watches)
-             if w.model is not None]
+             if w.model is not None and w.model != DEFAULT_MODELS.get(w.kind)]
     keys += [("output.results", config.results), ("state.ledger", config.ledger)]
     for key, path in keys:
         for where in {Path(path), Path(os.path.realpath(path))}:
