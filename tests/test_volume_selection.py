@@ -513,7 +513,7 @@ def test_the_candidates_see_a_nan_slab_as_the_runtime_does(tmp_path):
     config = _config(tmp_path, volume_path, labels_path)
     trainer = CandidateTrainer(config, data, tmp_path, z_sigma_px=1.0)
     raw = volume.astype(np.float32)
-    fed = smooth_along_z(normalize_image(raw, intensity_range(raw)), 1.0,
+    fed = smooth_along_z(normalize_image(raw, intensity_range(raw), nan_fill="darkest"), 1.0,
                          valid=np.isfinite(raw))
     np.testing.assert_allclose(trainer.volume, fed, atol=1e-6)
 
