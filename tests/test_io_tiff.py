@@ -785,6 +785,46 @@ def test_imagej_stack_with_one_image_directory_for_all_pages(tmp_path):
     np.testing.assert_array_equal(np.stack([f.image for f in read_frames(path)]), stack)
 
 
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_one_page_of_a_stack_with_one_image_directory_for_all_pages(tmp_path, byteorder):
+    # read_frame_at (the labelling page, the label queue's image of a stack) reads any page
+    # of ImageJ's layout for stacks over 4 GB, not only the first, from that page's bytes
+    stack = _image((4, 16, 16), "uint16")
+    path = tmp_path / "big_layout.tif"
+    tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "TYX"}, byteorder=byteorder)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        next_pointer_at = page.offset + 2 + 12 * len(page.tags)
+    raw = bytearray(path.read_bytes())
+    raw[next_pointer_at : next_pointer_at + 4] = bytes(4)  # the chain ends at IFD 0
+    path.write_bytes(raw)
+    for index in range(4):
+        frame = nio.read_frame_at(path, index)
+        assert frame.index == index
+        assert frame.image.dtype.isnative
+        np.testing.assert_array_equal(frame.image, stack[index])
+    chunks = list(nio.read_frame_chunks(path, 2))
+    np.testing.assert_array_equal(np.stack([f.image for c in chunks for f in c]), stack)
+
+
+def test_one_page_of_a_cut_short_stack_with_one_image_directory_is_an_input_error(tmp_path):
+    stack = _image((4, 16, 16), "uint16")
+    path = write_stack_tiff(tmp_path / "big_layout.tif", stack)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        next_pointer_at = page.offset + 2 + 12 * len(page.tags)
+        data_end = page.dataoffsets[0] + 4 * 16 * 16 * 2
+    raw = bytearray(path.read_bytes())
+    raw[next_pointer_at : next_pointer_at + 4] = bytes(4)
+    path.write_bytes(raw)
+    assert inspect_tiff(path).n_pages == 4
+    with open(path, "r+b") as handle:  # the last page's pixels cut short after the check
+        handle.truncate(data_end - 100)
+    with pytest.raises(TruncatedTiffError) as error:
+        nio.read_frame_at(path, 3)
+    _assert_names_file(error, path)
+
+
 def test_imagej_stack_with_only_its_first_page_written(tmp_path):
     # What a streaming writer leaves: IFD 0 ends the chain, pixels of page 0 only.
     path = first_page_only(tmp_path / "s.tif", _image((4, 16, 16), "uint16"))

@@ -243,7 +243,10 @@ def _read_page_pixels(path: Path, info: TiffInfo, series: list[tifffile.TiffPage
         for part in series:
             n = series_n_pages(part)
             if index < start + n:
-                data = part.asarray(key=index - start)
+                if len(part.pages) < n:  # pages sharing one IFD: tifffile keys only the first
+                    data = _shared_ifd_plane(path, part, index - start, height * width)
+                else:
+                    data = part.asarray(key=index - start)
                 break
             start += n
     except (OSError, MemoryError):
@@ -256,6 +259,23 @@ def _read_page_pixels(path: Path, info: TiffInfo, series: list[tifffile.TiffPage
     if not data.dtype.isnative:
         data = data.astype(data.dtype.newbyteorder("="))
     return data
+
+
+def _shared_ifd_plane(path: Path, part: tifffile.TiffPageSeries, index: int,
+                      plane_pixels: int) -> np.ndarray | None:
+    """Plane ``index`` of ``part``, a series whose pages share one IFD (ImageJ's layout for
+    stacks over 4 GB: the planes back to back, uncompressed), read from its own bytes; None
+    when the series' data is not one contiguous block (then read whole)."""
+    if part.dataoffset is None:
+        return None
+    dtype = np.dtype(part.dtype).newbyteorder(part.parent.byteorder)
+    handle = part.parent.filehandle
+    handle.seek(part.dataoffset + index * plane_pixels * dtype.itemsize)
+    raw = handle.read(plane_pixels * dtype.itemsize)
+    if len(raw) != plane_pixels * dtype.itemsize:
+        raise TruncatedTiffError(path, f"pixel data of page {index} could not be read (the "
+                                       f"file ends {len(raw)} bytes into it)")
+    return np.frombuffer(raw, dtype).copy()
 
 
 def read_volume(path: str | os.PathLike[str]) -> Volume:
