@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -402,10 +403,10 @@ def offer_to_label_queue(engine: Engine, candidates: list[label_queue.Candidate]
         log_of(engine).error("label_queue_failed", error=repr(exc), exc_info=exc)
 
 
-def page_reader(it: Item, index: int):
+def page_reader(it: Item, index: int) -> Callable[[], np.ndarray | None]:
     """A function that reads frame ``index`` of ``it``'s file again (its image, or None when
     the file is no longer the version processed or cannot be read)."""
-    def read():
+    def read() -> np.ndarray | None:
         try:
             st = os.stat(it.path)
             if (st.st_size, st.st_mtime_ns) != (it.size, it.mtime_ns):
