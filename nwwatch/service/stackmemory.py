@@ -6,8 +6,8 @@ and measured a chunk of pages at a time (:func:`nwwatch.io.read_frame_chunks`), 
 a few chunks whatever its length. A file that cannot be read by page (a DigitalMicrograph
 3-D image, a Velox EMD or TIA series file; a TIFF whose pages share one IFD) is read whole,
 and holds all its frames twice: in the file's pixel type and normalised to float32. One too
-large for what the process may allocate was killed by the kernel's OOM killer (the unit's
-``MemoryMax``), restarted, tried again and killed again, and after ``max_attempts`` kills
+large for what the process may allocate, read unchecked, would be killed by the kernel's
+OOM killer (the unit's ``MemoryMax``) at every attempt, and after ``max_attempts`` kills
 quarantined with the generic reason of a file that kills the process. Checked from its
 header first, it is refused at once, saying what it needs, what there is and what to do,
 and tried again at the next start when the memory allows it (:func:`retry_stacks_that_fit`).
