@@ -417,6 +417,27 @@ def test_an_implausible_pixel_size_is_ignored_with_a_warning_as_for_tiff(tmp_pat
     assert not [e for e in logs if e["event"] == "io.pixel_size_ignored"]
 
 
+def test_a_stack_read_in_chunks_warns_about_its_pixel_size_once_as_read_whole(tmp_path):
+    # the service reads a long stack a few pages at a time: its header's pixel sizes (and
+    # the .mdoc) are checked with the first chunk, not once more per chunk
+    from structlog.testing import capture_logs
+
+    from nwwatch.io import read_frame_chunks
+
+    data = np.arange(6 * 8 * 8, dtype=np.float32).reshape(6, 8, 8)
+    path = _write(tmp_path / "big.mrc", data, voxel_size_a=(5e5, 5e5, 5e5))  # 50 µm
+    with capture_logs() as logs:
+        chunks = list(read_frame_chunks(path, 2))
+    assert [len(chunk) for chunk in chunks] == [2, 2, 2]
+    whole = read_frames(path)
+    for got, want in zip([f for chunk in chunks for f in chunk], whole, strict=True):
+        assert (got.index, got.pixel_size_nm, got.acquired_at, got.acquired_at_source) == (
+            want.index, want.pixel_size_nm, want.acquired_at, want.acquired_at_source)
+        np.testing.assert_array_equal(got.image, want.image)
+    assert sorted(e["axis"] for e in logs if e["event"] == "io.pixel_size_ignored") == [
+        "x", "y", "z"]
+
+
 @pytest.mark.parametrize("voxel_a, nx", [(4.603, 20), (1.2827, 20), (4.603, 4096),
                                          (1000 / 4096, 64)])
 def test_a_float32_cell_gives_the_spacing_its_writer_set(tmp_path, voxel_a, nx):

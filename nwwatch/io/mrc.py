@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -231,10 +232,12 @@ def inspect_mrc(path: str | os.PathLike[str]) -> TiffInfo:
         return _layout(path, handle)[0]
 
 
-def _read(path: Path, sections: range | None = None
+def _read(path: Path, sections: range | None = None, check_sizes: bool = True
           ) -> tuple[np.ndarray, TiffInfo, _Sizes, datetime, int | None]:
     """(sections (N, H, W), info, sizes, mtime, sections per volume); with ``sections``, those
-    only (len(sections), H, W), the others not read (checked against ``info``)."""
+    only (len(sections), H, W), the others not read (checked against ``info``).
+    ``check_sizes`` False: the sizes as the header gives them, unchecked and not warned about
+    (a later chunk of :func:`read_mrc_frame_chunks`, whose first chunk checked them)."""
     with open_input(path) as handle:  # header and data of one file, even if renamed over meanwhile
         info, offset, stored, returned, sizes_nm, per_volume = _layout(path, handle)
         n_read = info.n_pages
@@ -250,8 +253,9 @@ def _read(path: Path, sections: range | None = None
     if data.size < count:  # shortened since the header check
         raise TruncatedTiffError(path, f"MRC data cut short: {data.size} of {count} voxels")
     data = data.astype(returned, copy=data.dtype != returned or not data.dtype.isnative)
-    sizes_nm = tuple(None if size is None else plausible_pixel_size_nm(path, "mrc", axis, size)
-                     for axis, size in zip("zyx", sizes_nm, strict=True))
+    if check_sizes:
+        sizes_nm = tuple(None if size is None else plausible_pixel_size_nm(path, "mrc", axis, size)
+                         for axis, size in zip("zyx", sizes_nm, strict=True))
     return data.reshape(n_read, *info.page_shape), info, sizes_nm, mtime, per_volume
 
 
@@ -304,22 +308,45 @@ def read_mrc_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
     return _mrc_frames(Path(path), range(index, index + 1))[0]
 
 
-def read_mrc_frame_range(path: str | os.PathLike[str], sections: range) -> list[Frame]:
-    """Sections ``sections`` (a range of consecutive indices) of :func:`read_mrc_frames`,
-    reading only their pixels. Raises as :func:`read_mrc_frame_at`."""
-    return _mrc_frames(Path(path), sections)
+def read_mrc_frame_chunks(path: str | os.PathLike[str], pages: int) -> Iterator[list[Frame]]:
+    """The frames of :func:`read_mrc_frames`, in order, ``pages`` sections at a time (the last
+    chunk may be shorter), reading only each chunk's pixels. The header is read again for
+    each chunk; the pixel sizes and times (header and .mdoc) are those read, checked and
+    warned about with the first chunk, once per file. Raises as :func:`read_mrc_frame_at`,
+    when the chunk that meets the problem is read."""
+    path = Path(path)
+    n_pages = inspect_mrc(path).n_pages
+    metadata = None
+    for start in range(0, n_pages, pages):
+        sections = range(start, min(n_pages, start + pages))
+        frames, metadata = _mrc_frames_with(path, sections, metadata)
+        yield frames
 
 
 def _mrc_frames(path: Path, sections: range | None) -> list[Frame]:
     """Every section as a Frame, or the sections ``sections`` only."""
-    data, info, sizes_nm, mtime, _ = _read(path, sections)
-    pixel_nm = frame_pixel_size_nm(path, sizes_nm, "mrc")
-    n = info.n_pages
-    mdoc = read_mdoc(path, n, pixel_sizes=pixel_nm is None)
-    pixels = [pixel_nm] * n if pixel_nm is not None or mdoc is None else mdoc.pixel_sizes_nm
-    times, source = ((mdoc.times, "metadata") if mdoc is not None and mdoc.times is not None
-                     else ([mtime] * n, "mtime"))
-    indices = range(n) if sections is None else sections
+    return _mrc_frames_with(path, sections, None)[0]
+
+
+#: Per section of a file: pixel size (nm or None), acquisition time, and the times' source.
+_FrameMetadata = tuple[list, list, str]
+
+
+def _mrc_frames_with(path: Path, sections: range | None, metadata: _FrameMetadata | None
+                     ) -> tuple[list[Frame], _FrameMetadata]:
+    """The frames of :func:`_mrc_frames` and the file's per-section metadata, read from
+    the header and the .mdoc unless ``metadata`` gives it (then not checked again)."""
+    data, info, sizes_nm, mtime, _ = _read(path, sections, check_sizes=metadata is None)
+    if metadata is None:
+        pixel_nm = frame_pixel_size_nm(path, sizes_nm, "mrc")
+        n = info.n_pages
+        mdoc = read_mdoc(path, n, pixel_sizes=pixel_nm is None)
+        pixels = [pixel_nm] * n if pixel_nm is not None or mdoc is None else mdoc.pixel_sizes_nm
+        times, source = ((mdoc.times, "metadata") if mdoc is not None and mdoc.times is not None
+                         else ([mtime] * n, "mtime"))
+        metadata = (pixels, times, source)
+    pixels, times, source = metadata
+    indices = range(info.n_pages) if sections is None else sections
     return [Frame(image=data[k], index=i, source=path, pixel_size_nm=pixels[i],
                   acquired_at=times[i], acquired_at_source=source)
-            for k, i in enumerate(indices)]
+            for k, i in enumerate(indices)], metadata

@@ -43,7 +43,7 @@ from nwwatch.io.mrc import (
     inspect_mrc,
     is_mrc,
     read_mrc_frame_at,
-    read_mrc_frame_range,
+    read_mrc_frame_chunks,
     read_mrc_frames,
     read_mrc_volume,
 )
@@ -183,7 +183,8 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
     """The frames of :func:`read_frames`, in order, ``pages`` at a time (the last chunk may be
     shorter), reading only each chunk's pixels: a long in-situ stack is processed without the
     whole of it in memory. A TIFF is opened once for all chunks (its metadata read once); an
-    MRC file's header is read again for each chunk. A file that cannot be read page by page
+    MRC file's header is read again for each chunk (its pixel sizes and times, and their
+    warnings, are the first chunk's). A file that cannot be read page by page
     (DigitalMicrograph, EMD and TIA files; a TIFF whose pages share one IFD, ImageJ's layout
     for stacks over 4 GB) comes whole, as one chunk (:func:`reads_by_page` says which), after
     ``whole`` was called with its structural check (the service's memory check raises there).
@@ -195,9 +196,7 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
     if pages < 1:
         raise ValueError(f"pages must be >= 1, got {pages}")
     if is_mrc(path):
-        n_pages = inspect_mrc(path).n_pages
-        for start in range(0, n_pages, pages):
-            yield read_mrc_frame_range(path, range(start, min(n_pages, start + pages)))
+        yield from read_mrc_frame_chunks(path, pages)
         return
     if is_dm(path) or is_emd(path) or is_ser(path):
         if whole is not None:
