@@ -286,9 +286,10 @@ left=$(grep -rlIF -- "$NEW" "$NEW/bin" || true)
 [[ -z $left ]] || die "could not point these files of $NEW at $LIVE: $left"
 
 # 6. The swap, with the service stopped only for it: the replaced venv is kept as venv.previous
-#    (--rollback), the one kept before is removed.
-rm -rf "$PREVIOUS"
+#    (--rollback), the one kept before is removed once the service has stopped (a service
+#    that does not stop keeps running, and --rollback keeps its venv to go back to).
 [[ -e $LIVE ]] && stop_service
+rm -rf "$PREVIOUS"
 keep_new=yes
 # -T: a folder left at the target is an error, not a folder to move into
 [[ -e $LIVE ]] && mv -T "$LIVE" "$PREVIOUS"

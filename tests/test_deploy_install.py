@@ -508,6 +508,23 @@ def test_an_update_that_fails_leaves_the_running_service_and_its_venv_as_they_we
         assert done.stderr.rstrip().endswith(f"and run: sudo {REPO / 'deploy' / 'install.sh'}")
 
 
+def test_an_update_whose_service_does_not_stop_keeps_the_venv_to_roll_back_to(sandbox):
+    tmp, env, prefix, config, calls, data = sandbox
+    assert _install(env, tmp).returncode == 0
+    (prefix / "venv" / "first").write_text("")
+    assert _install(env, tmp).returncode == 0
+    (prefix / "venv" / "second").write_text("")
+    _script(tmp / "bin" / "systemctl", f'echo "systemctl $*" >> {calls}\n'
+            '[[ $1 == stop ]] && { echo "Failed to stop nwwatch.service" >&2; exit 1; }\n'
+            'exit 0\n')
+    done = _install(env, tmp)
+    assert done.returncode == 1 and "could not stop nwwatch" in done.stderr, done.stderr
+    # the service still runs its venv, and --rollback still has the one before it
+    assert (prefix / "venv" / "second").exists()
+    assert (prefix / "venv.previous" / "first").exists()
+    assert sorted(p.name for p in prefix.glob("venv*")) == ["venv", "venv.previous"]
+
+
 def test_rollback_swaps_the_kept_venv_back_and_again_forward(sandbox):
     tmp, env, prefix, config, calls, data = sandbox
     rollback = ["bash", str(REPO / "deploy" / "install.sh"), "--rollback"]
