@@ -370,6 +370,8 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
     # what groups leave is merged in group order below, so the order of the two does not
     # change rows, failures or the queue.
     flags = concurrent_groups(items, [g.items for g in groups], engine.batch_size, streams)
+    # A stack's chunks are read in group order from one reader (a generator): one worker only.
+    flags = [flag and g.stack is None for g, flag in zip(groups, flags, strict=True)]
     shared = [g for g, flag in zip(groups, flags, strict=True) if flag]
     alone = [g for g, flag in zip(groups, flags, strict=True) if not flag]
     try:
