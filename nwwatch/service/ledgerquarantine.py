@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nwwatch.service.ledgerdb import Failure, PathKey
@@ -106,6 +106,27 @@ class QuarantineList:
                            (now, row[0], error_type))
         self.quarantine_changed = True
         return True
+
+    def retry_quarantined_that_fit(self, error_type: str, fits: Callable[[Path], object]
+                                   ) -> list[tuple[Path, object]]:
+        """:meth:`retry_quarantined` for every entry quarantined as ``error_type`` whose file
+        is still the version refused (same size and mtime: a changed file is a new version,
+        processed as such) and for which ``fits(path)`` is not None (the machine now has what
+        the file needs, e.g. its header read again against the memory). Returns (path, what
+        ``fits`` returned) of each entry taken off the list."""
+        retried = []
+        for key, size, mtime_ns in self.quarantined_as(error_type):
+            path = Path(os.fsdecode(key))
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+                continue
+            found = fits(path)
+            if found is not None and self.retry_quarantined(key, error_type):
+                retried.append((path, found))
+        return retried
 
     def _unquarantine_done(self, db, batch_id: str) -> None:
         """Files of the batch now done leave the quarantine list (fixed after quarantine)."""

@@ -16,7 +16,6 @@ and tried again at the next start when the memory allows it (:func:`retry_stacks
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -110,20 +109,17 @@ def retry_stacks_that_fit(ledger, log, check_memory: bool = True) -> int:
     ``check_memory`` False: every one whose file is unchanged is tried again, unread (a Dask
     replay: the workers' memory decides). Logs ``stack_retried`` per file; returns their
     number."""
-    retried = 0
-    for key, size, mtime_ns in ledger.quarantined_as(StackTooLargeError.__name__):
-        path = Path(os.fsdecode(key))
+    def fits(path: Path) -> TiffInfo | None:
         try:
-            st = path.stat()
-            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
-                continue  # changed since: a new version, processed as such
             info = inspect_tiff(path)
             if check_memory:
                 check_whole_read(info)
         except (OSError, InputError):  # still too large, or no longer readable
-            continue
-        if ledger.retry_quarantined(key, StackTooLargeError.__name__):
-            retried += 1
-            log.info("stack_retried", source=source_name(path),
-                     needs_gib=round(whole_bytes(info) / GIB, 2))
-    return retried
+            return None
+        return info
+
+    retried = ledger.retry_quarantined_that_fit(StackTooLargeError.__name__, fits)
+    for path, info in retried:
+        log.info("stack_retried", source=source_name(path),
+                 needs_gib=round(whole_bytes(info) / GIB, 2))
+    return len(retried)

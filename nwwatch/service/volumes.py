@@ -85,24 +85,20 @@ def retry_tomograms_that_fit(ledger: Ledger, log, check_memory: bool = True) -> 
     tried again, unread (a Dask replay: the workers' memory decides, and a worker refuses
     one that still cannot fit from its header). Logs ``tomogram_retried`` per file; returns
     their number."""
-    retried = 0
-    for key, size, mtime_ns in ledger.quarantined_as(TomogramTooLargeError.__name__):
-        path = Path(os.fsdecode(key))
+    def fits(path: Path) -> tuple:
         try:
-            st = path.stat()
-            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
-                continue  # changed since: a new version, processed as such
-            estimate, available = tomogram_memory(path) if check_memory else (None, None)
+            return tomogram_memory(path) if check_memory else (None, None)
         except (OSError, InputError):  # still too large, or no longer a readable TIFF
-            continue
-        if ledger.retry_quarantined(key, TomogramTooLargeError.__name__):
-            retried += 1
-            log.info("tomogram_retried", source=source_name(path),
-                     needs_gib=None if estimate is None
-                     else [round(estimate.low / GIB, 2), round(estimate.high / GIB, 2)],
-                     available_gib=None if available is None
-                     else round(available.value / GIB, 2))
-    return retried
+            return None
+
+    retried = ledger.retry_quarantined_that_fit(TomogramTooLargeError.__name__, fits)
+    for path, (estimate, available) in retried:
+        log.info("tomogram_retried", source=source_name(path),
+                 needs_gib=None if estimate is None
+                 else [round(estimate.low / GIB, 2), round(estimate.high / GIB, 2)],
+                 available_gib=None if available is None
+                 else round(available.value / GIB, 2))
+    return len(retried)
 
 
 def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
