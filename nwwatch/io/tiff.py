@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -129,24 +130,40 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
         return read_ser_frames(path)
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
-        with corrupt_structure_refused(path):  # later pages' tags are parsed here
-            pages = tagged_pages(series)
-            sizes_nm = _page_pixel_sizes_nm(path, tif, pages, info.n_pages)
-            times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
-            rows = _image_rows(path, series, info.page_shape, pages)
+        meta = _page_metadata(path, tif, info, series)
         height, width = info.page_shape
         stack = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
-    return [
-        Frame(
-            image=stack[i, :rows],  # each a C-contiguous block of the stack's page
-            index=i,
-            source=path,
-            pixel_size_nm=sizes_nm[i],
-            acquired_at=times[i],
-            acquired_at_source=source,
-        )
-        for i in range(info.n_pages)
-    ]
+    # each image a C-contiguous block of the stack's page
+    return [meta.frame(i, stack[i]) for i in range(info.n_pages)]
+
+
+@dataclass(frozen=True)
+class _PageMetadata:
+    """What :func:`read_frames` gives each page of a TIFF besides its pixels."""
+
+    path: Path
+    sizes_nm: list[float | None]
+    times: list[datetime]
+    source: str
+    rows: int  # of each page, without an FEI data bar (:func:`_image_rows`)
+    tagged: int  # pages with their own IFD (fewer: pages sharing one, read whole)
+
+    def frame(self, index: int, page: np.ndarray) -> Frame:
+        """Page ``index`` (H, W) as its :class:`Frame`."""
+        return Frame(image=page[:self.rows], index=index, source=self.path,
+                     pixel_size_nm=self.sizes_nm[index], acquired_at=self.times[index],
+                     acquired_at_source=self.source)
+
+
+def _page_metadata(path: Path, tif: tifffile.TiffFile, info: TiffInfo,
+                   series: list[tifffile.TiffPageSeries]) -> _PageMetadata:
+    """Every page's pixel size, time and image rows, read once for the file."""
+    with corrupt_structure_refused(path):  # later pages' tags are parsed here
+        pages = tagged_pages(series)
+        sizes_nm = _page_pixel_sizes_nm(path, tif, pages, info.n_pages)
+        times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
+        rows = _image_rows(path, series, info.page_shape, pages)
+    return _PageMetadata(path, sizes_nm, times, source, rows, len(pages))
 
 
 def read_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
@@ -167,14 +184,8 @@ def read_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
     with open_tiff(path) as (tif, info):
         check_page_index(path, index, info.n_pages)
         series = image_series(tif)[0]
-        with corrupt_structure_refused(path):  # the same metadata as read_frames reads
-            pages = tagged_pages(series)
-            sizes_nm = _page_pixel_sizes_nm(path, tif, pages, info.n_pages)
-            times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
-            rows = _image_rows(path, series, info.page_shape, pages)
-        image = _read_page_pixels(path, info, series, index)
-    return Frame(image=image[:rows], index=index, source=path, pixel_size_nm=sizes_nm[index],
-                 acquired_at=times[index], acquired_at_source=source)
+        meta = _page_metadata(path, tif, info, series)
+        return meta.frame(index, _read_page_pixels(path, info, series, index))
 
 
 def read_frame_chunks(path: str | os.PathLike[str], pages: int,
@@ -205,24 +216,16 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
         return
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
-        with corrupt_structure_refused(path):  # the same metadata as read_frames reads
-            tagged = tagged_pages(series)
-            sizes_nm = _page_pixel_sizes_nm(path, tif, tagged, info.n_pages)
-            times, source = acquisition_times(path, tif, tagged, info.n_pages, _mtime(tif))
-            rows = _image_rows(path, series, info.page_shape, tagged)
-        if len(tagged) != info.n_pages:  # one IFD for all pages: read whole
+        meta = _page_metadata(path, tif, info, series)
+        if meta.tagged != info.n_pages:  # one IFD for all pages: read whole
             if whole is not None:
                 whole(info)
             height, width = info.page_shape
             stack = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
-            yield [Frame(image=stack[i, :rows], index=i, source=path, pixel_size_nm=sizes_nm[i],
-                         acquired_at=times[i], acquired_at_source=source)
-                   for i in range(info.n_pages)]
+            yield [meta.frame(i, stack[i]) for i in range(info.n_pages)]
             return
         for start in range(0, info.n_pages, pages):
-            yield [Frame(image=_read_page_pixels(path, info, series, i)[:rows], index=i,
-                         source=path, pixel_size_nm=sizes_nm[i], acquired_at=times[i],
-                         acquired_at_source=source)
+            yield [meta.frame(i, _read_page_pixels(path, info, series, i))
                    for i in range(start, min(info.n_pages, start + pages))]
 
 
