@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 from structlog.testing import capture_logs
-from tiffkit import first_page_only
+from tiffkit import first_page_only, one_ifd_for_all_pages
 
 import nwwatch.io as nio
 from nwwatch.io import (
@@ -775,12 +775,7 @@ def test_imagej_stack_with_one_image_directory_for_all_pages(tmp_path):
     # ImageJ's layout for stacks over 4 GB: one IFD, then every page's pixels back to back.
     stack = _image((4, 16, 16), "uint16")
     path = write_stack_tiff(tmp_path / "big_layout.tif", stack)
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages.first
-        next_pointer_at = page.offset + 2 + 12 * len(page.tags)
-    raw = bytearray(path.read_bytes())
-    raw[next_pointer_at : next_pointer_at + 4] = bytes(4)  # the chain ends at IFD 0
-    path.write_bytes(raw)
+    one_ifd_for_all_pages(path)
     assert inspect_tiff(path).n_pages == 4
     np.testing.assert_array_equal(np.stack([f.image for f in read_frames(path)]), stack)
 
@@ -792,12 +787,7 @@ def test_one_page_of_a_stack_with_one_image_directory_for_all_pages(tmp_path, by
     stack = _image((4, 16, 16), "uint16")
     path = tmp_path / "big_layout.tif"
     tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "TYX"}, byteorder=byteorder)
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages.first
-        next_pointer_at = page.offset + 2 + 12 * len(page.tags)
-    raw = bytearray(path.read_bytes())
-    raw[next_pointer_at : next_pointer_at + 4] = bytes(4)  # the chain ends at IFD 0
-    path.write_bytes(raw)
+    one_ifd_for_all_pages(path)
     for index in range(4):
         frame = nio.read_frame_at(path, index)
         assert frame.index == index
@@ -810,13 +800,7 @@ def test_one_page_of_a_stack_with_one_image_directory_for_all_pages(tmp_path, by
 def test_one_page_of_a_cut_short_stack_with_one_image_directory_is_an_input_error(tmp_path):
     stack = _image((4, 16, 16), "uint16")
     path = write_stack_tiff(tmp_path / "big_layout.tif", stack)
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages.first
-        next_pointer_at = page.offset + 2 + 12 * len(page.tags)
-        data_end = page.dataoffsets[0] + 4 * 16 * 16 * 2
-    raw = bytearray(path.read_bytes())
-    raw[next_pointer_at : next_pointer_at + 4] = bytes(4)
-    path.write_bytes(raw)
+    data_end = one_ifd_for_all_pages(path) + 4 * 16 * 16 * 2
     assert inspect_tiff(path).n_pages == 4
     with open(path, "r+b") as handle:  # the last page's pixels cut short after the check
         handle.truncate(data_end - 100)

@@ -22,3 +22,16 @@ def first_page_only(path: Path, stack: np.ndarray) -> Path:
     raw[next_pointer_at : next_pointer_at + 4] = bytes(4)
     path.write_bytes(raw)
     return path
+
+
+def one_ifd_for_all_pages(path: Path) -> int:
+    """End the IFD chain of the stack at ``path`` at IFD 0, every page's pixels left back to
+    back: ImageJ's layout for stacks over 4 GB. Returns where page 0's pixels start."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        next_pointer_at = page.offset + 2 + 12 * len(page.tags)
+        data_start = page.dataoffsets[0]
+    raw = bytearray(path.read_bytes())
+    raw[next_pointer_at : next_pointer_at + 4] = bytes(4)  # the chain ends at IFD 0
+    path.write_bytes(raw)
+    return data_start
