@@ -444,19 +444,26 @@ def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
     assert result.exit_code == 0 and pq.read_table(empty).num_rows == 1
 
 
+def _cap_with_unsure_band():
+    """An ideal cap's labels, and the same with each class's pixels within 2 px of another
+    class left unlabeled (255)."""
+    from scipy.ndimage import distance_transform_edt
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    banded = cap.labels.copy()
+    for cls in (0, 1, 2):
+        inside = cap.labels == cls
+        banded[inside & (distance_transform_edt(inside) <= 2)] = 255
+    return cap, banded
+
+
 def test_an_unsure_band_takes_the_nearest_class_and_a_wide_region_is_refused(tmp_path):
     # A DATA folder's label image (nwwatch label paints 255 = unlabeled), or a hand-drawn
     # mask with an unsure band along every boundary: each class's pixels within 2 px of
     # another class left unlabeled: measured with the band given to the nearest class, as
     # evaluate measures such labels.
-    from scipy.ndimage import distance_transform_edt
-
-    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cap, banded = _cap_with_unsure_band()
     exact = measure_contact_angle(cap.labels)
-    banded = cap.labels.copy()
-    for cls in (0, 1, 2):
-        inside = cap.labels == cls
-        banded[inside & (distance_transform_edt(inside) <= 2)] = 255
     corner = cap.labels.copy()
     corner[:40, :40] = 255  # left out of the background only: its class is not in doubt
     wide = cap.labels.copy()
@@ -1151,14 +1158,8 @@ def test_a_mask_damaged_by_jpeg_or_resizing_is_refused_not_segmented(tmp_path):
 
 
 def test_an_unsure_band_on_one_page_or_in_a_float_image_and_an_all_unlabeled_page(tmp_path):
-    from scipy.ndimage import distance_transform_edt
-
-    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cap, banded = _cap_with_unsure_band()
     exact = measure_contact_angle(cap.labels)
-    banded = cap.labels.copy()
-    for cls in (0, 1, 2):
-        inside = cap.labels == cls
-        banded[inside & (distance_transform_edt(inside) <= 2)] = 255
     count = int(np.count_nonzero(banded == 255))
     # a stack whose second page alone has the band, and the band saved as 32-bit float
     tifffile.imwrite(tmp_path / "stack.tif", np.stack([cap.labels, banded]))
