@@ -142,10 +142,10 @@ def fill_unsure_band(labels: np.ndarray) -> np.ndarray:
     the class of the nearest labeled pixel (:func:`nearest_labeled`), as ``nwwatch measure``
     and ``nwwatch evaluate`` measure them. Raises :class:`UnsureBandError` with the reason of
     :func:`unsure_band_problem` where the labels do not say which class such pixels hold."""
-    problem = unsure_band_problem(labels)
+    problem, filled = _filled_or_problem(labels, UNSURE_BAND_MAX_REACH_PX)
     if problem:
         raise UnsureBandError(problem)
-    return nearest_labeled(labels)
+    return filled
 
 
 def unsure_band_problem(labels: np.ndarray,
@@ -162,22 +162,29 @@ def unsure_band_problem(labels: np.ndarray,
     while a wider band between two classes, or a corner with one class along one side and
     the other along the next, is the annotator's to say. Labels without a nanowire or droplet
     pixel (a 0/255 mask, or nothing labeled) have no band to fill."""
+    return _filled_or_problem(labels, max_reach_px)[0]
+
+
+def _filled_or_problem(labels: np.ndarray, max_reach_px: float
+                       ) -> tuple[str | None, np.ndarray | None]:
+    """(:func:`unsure_band_problem`'s reason, None), or (None, the labels filled as
+    :func:`nearest_labeled` fills them), from one distance transform."""
     unsure = labels == UNLABELED
     if not unsure.any():
-        return None
+        return None, labels.astype(np.uint8)
     if unsure.all():
         return (f"every pixel is {UNLABELED} (unlabeled): nothing to measure; give every class "
-                "its id (docs/measurement.md, 'Masks from other tools')")
+                "its id (docs/measurement.md, 'Masks from other tools')"), None
     if not ((labels == NANOWIRE) | (labels == DROPLET)).any():
         return (f"found {UNLABELED} and no nanowire (1) or droplet (2) pixel: a 0/255 mask of "
                 "one object, not class ids; give every class its id (docs/measurement.md, "
-                "'Masks from other tools')")
+                "'Masks from other tools')"), None
     from scipy.ndimage import distance_transform_edt
 
     reach, (near_rows, near_cols) = distance_transform_edt(unsure, return_indices=True)
+    filled = labels[near_rows, near_cols].astype(np.uint8)
     if not (reach > max_reach_px).any():
-        return None
-    filled = labels[near_rows, near_cols]
+        return None, filled
     rows, cols = np.indices(labels.shape)
     to_row, to_col = near_rows - rows, near_cols - cols  # to each pixel's nearest label
     cos_limit = np.cos(np.radians(_JUNCTION_MAX_ANGLE_DEG))
@@ -206,7 +213,7 @@ def unsure_band_problem(labels: np.ndarray,
             worst = (float(pair_reach[boundary][k]), r, c, int(filled[r, c]),
                      int(filled[r + step_row, c + step_col]))
     if worst is None:
-        return None
+        return None, filled
     farthest, row, col, first, second = worst
     import cv2
 
@@ -217,4 +224,4 @@ def unsure_band_problem(labels: np.ndarray,
             f"lies between {names} and reaches {farthest:.1f} px from any labeled pixel there "
             f"(an unsure band between classes is given the nearest class up to "
             f"{max_reach_px:g} px; beyond, a region is only extended from where its classes "
-            f"meet, as a strip along the frame's border is): give it its classes")
+            f"meet, as a strip along the frame's border is): give it its classes"), None
