@@ -797,6 +797,46 @@ def test_one_page_of_a_stack_with_one_image_directory_for_all_pages(tmp_path, by
     np.testing.assert_array_equal(np.stack([f.image for c in chunks for f in c]), stack)
 
 
+def _long_stack(path: Path, stack: np.ndarray, layout: str) -> Path:
+    """``stack`` written as a recording: one IFD per page, ImageJ's one IFD for all pages
+    (its layout for stacks over 4 GB), or an MRC movie stack."""
+    if layout == "pages":
+        tifffile.imwrite(path, stack)
+    elif layout == "one_ifd":
+        write_stack_tiff(path, stack)
+        one_ifd_for_all_pages(path)
+    else:
+        import mrcfile
+
+        with mrcfile.new(path) as mrc:
+            mrc.set_data(stack)
+            mrc.set_image_stack()
+    return path
+
+
+@pytest.mark.parametrize("layout", ["pages", "one_ifd", "mrc"])
+def test_a_stack_over_the_whole_read_limit_is_read_by_page_and_refused_whole(
+        tmp_path, monkeypatch, layout):
+    # MAX_FILE_BYTES bounds what is read whole (all pages in memory at once); a recording
+    # read a page or a chunk at a time, as the service and replay read it, may be longer:
+    # it was refused by its structural check (a 20,000-frame 512 x 512 uint16 stack is 10 GiB)
+    stack = _image((6, 16, 16), "uint16")
+    path = _long_stack(tmp_path / ("rec.mrcs" if layout == "mrc" else "rec.tif"), stack, layout)
+    monkeypatch.setattr(nio.limits, "MAX_FILE_BYTES", 2 * 16 * 16 * 2)
+    assert inspect_tiff(path).declared_bytes == stack.nbytes
+    chunks = list(nio.read_frame_chunks(
+        path, 4, whole=lambda info: pytest.fail(f"{info.path} read whole")))
+    assert [[f.index for f in c] for c in chunks] == [[0, 1, 2, 3], [4, 5]]
+    np.testing.assert_array_equal(np.stack([f.image for c in chunks for f in c]), stack)
+    np.testing.assert_array_equal(nio.read_frame_at(path, 5).image, stack[5])
+    for whole in (read_frames, read_volume):
+        with pytest.raises(ImageTooLargeError) as error:
+            whole(path)
+        _assert_names_file(error, path)
+        assert (f"declares {stack.nbytes} bytes of pixels (shape (6, 16, 16)), more than the "
+                "limit of 1024 (9.53674e-07 GiB) for a file read whole") in str(error.value)
+
+
 def test_one_page_of_a_cut_short_stack_with_one_image_directory_is_an_input_error(tmp_path):
     stack = _image((4, 16, 16), "uint16")
     path = write_stack_tiff(tmp_path / "big_layout.tif", stack)
@@ -1033,7 +1073,7 @@ def test_crafted_small_tiff_reads_and_volume_limit(tmp_path, monkeypatch):
     path = tmp_path / "small.tif"
     _crafted_tiff(path, 4, 2, n_pages=3)  # the crafting helper itself makes valid files
     assert read_volume(path).data.shape == (3, 2, 4)
-    monkeypatch.setattr(nio.structure, "MAX_FILE_BYTES", 3 * 2 * 4 * 2 - 1)
+    monkeypatch.setattr(nio.limits, "MAX_FILE_BYTES", 3 * 2 * 4 * 2 - 1)
     with pytest.raises(ImageTooLargeError) as error:
         read_volume(path)
     _assert_names_file(error, path)

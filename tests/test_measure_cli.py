@@ -199,6 +199,24 @@ def test_a_tiff_written_one_page_per_call_gives_one_row_per_page(tmp_path):
         assert row["contact_angle_deg"] == pytest.approx(angle, abs=3.0)
 
 
+def test_a_recording_too_long_to_read_whole_is_sent_to_replay(tmp_path, monkeypatch):
+    # measure reads a file whole; past nwwatch.io.MAX_FILE_BYTES (8 GiB) a TIFF or MRC
+    # recording is skipped with the command that reads it a chunk of pages at a time
+    import nwwatch.io.limits as limits
+
+    caps = [render_ideal_cap((96, 96), angle, 16.0, 35.0, (55.3, 45.8)).labels
+            for angle in (100.0, 110.0, 120.0, 135.0)]
+    stack = tmp_path / "long.tif"
+    tifffile.imwrite(stack, np.stack(caps), photometric="minisblack")
+    monkeypatch.setattr(limits, "MAX_FILE_BYTES", 2 * 96 * 96)
+    result = CliRunner().invoke(main, ["measure", str(stack), "--out", str(tmp_path / "r.pq")])
+    assert result.exit_code == 1, result.output
+    assert (f"skipped {stack}: declares {4 * 96 * 96} bytes of pixels (shape (4, 96, 96)), "
+            "more than the limit of 18432 (1.71661e-05 GiB) for a file read whole; `nwwatch "
+            f"replay {stack} --out RESULTS` processes it a chunk of pages at a time"
+            ) in " ".join(result.output.split())
+
+
 def test_rows_are_written_only_by_the_atomic_writer(tmp_path, monkeypatch):
     # One way to write: no fallback that writes with plain pyarrow (not atomic, no schema)
     # when the results package cannot be imported.

@@ -24,8 +24,10 @@ import pyarrow.parquet as pq
 import pytest
 import tifffile
 from servicekit import model, paint_insitu
+from tiffkit import one_ifd_for_all_pages
 
-from nwwatch.io import inspect_tiff, read_frames
+import nwwatch.io as nio
+from nwwatch.io import inspect_tiff, read_frames, write_stack_tiff
 from nwwatch.resources import Limit
 from nwwatch.results import label_queue
 from nwwatch.service import replay
@@ -53,6 +55,9 @@ def _write(path: Path, data: np.ndarray) -> Path:
             mrc.set_data(data.astype(np.uint16) * 50)
             mrc.set_image_stack()
             mrc.voxel_size = (4.2, 4.2, 1.0)
+    elif path.name.startswith("imagej"):  # ImageJ's layout for stacks over 4 GB
+        write_stack_tiff(path, data)
+        one_ifd_for_all_pages(path)
     else:
         with tifffile.TiffWriter(path) as tif:  # a recording written page by page
             for page in data:
@@ -74,7 +79,7 @@ def _queue(out: Path, source: Path) -> list[tuple]:
             for e in entries]
 
 
-@pytest.mark.parametrize("name", ["stack.tif", "movie.mrcs"])
+@pytest.mark.parametrize("name", ["stack.tif", "movie.mrcs", "imagej.tif"])
 def test_a_stack_read_in_chunks_gives_the_rows_of_the_stack_read_whole(tmp_path, monkeypatch,
                                                                        name):
     path = _write(tmp_path / "acq" / name, _pages())
@@ -91,6 +96,8 @@ def test_a_stack_read_in_chunks_gives_the_rows_of_the_stack_read_whole(tmp_path,
     monkeypatch.setattr(stackmemory, "STACK_CHUNK_BYTES", 1)
     monkeypatch.setattr(frames_module, "read_frame_chunks", counted)
     monkeypatch.setattr(frames_module, "read_frames", lambda p: pytest.fail("read whole"))
+    # longer than a file read whole may be (nwwatch.io.MAX_FILE_BYTES, 8 GiB)
+    monkeypatch.setattr(nio.limits, "MAX_FILE_BYTES", inspect_tiff(path).declared_bytes - 1)
     summary = replay(tmp_path / "acq", tmp_path / "chunked", kind="insitu", model=onnx)
     assert (summary.done, summary.failed, summary.quarantined) == (1, 0, 0), summary.lines()
     assert chunks == [list(range(0, 8)), list(range(8, 16)), list(range(16, PAGES))]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+
+from nwwatch.io.errors import ImageTooLargeError
 
 #: Pixel types read and written. uint32/int32/float64/complex/bool and others are refused:
 #: no detector writes them for TEM frames, and they would need a lossy or silent conversion.
@@ -17,7 +21,9 @@ SUPPORTED_DTYPES: tuple[np.dtype, ...] = (
 #: before any pixel memory is allocated.
 MAX_FRAME_PIXELS = 2**28
 
-#: Most decoded bytes one file (a whole stack or volume) may declare: 2**33 = 8 GiB.
+#: Most decoded bytes a file read whole (all its frames or slices in memory at once: a
+#: tomogram, a DigitalMicrograph / EMD / TIA stack) may declare: 2**33 = 8 GiB. A TIFF or MRC
+#: stack read a page or a chunk of pages at a time has no such limit.
 MAX_FILE_BYTES = 2**33
 
 #: A pixel size above 10 um is not a microscope calibration but a desktop default
@@ -42,3 +48,15 @@ MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO = 20.0
 #: included, the last not); others are an unset, zeroed or corrupt tag, and the file's mtime
 #: is used with a warning.
 PLAUSIBLE_ACQUISITION_YEARS = (1990, 2200)
+
+
+def check_whole_read_bytes(path: str | os.PathLike[str], declared_bytes: int,
+                           shape: tuple[int, ...]) -> None:
+    """Raise :class:`ImageTooLargeError` (naming ``path``) when a file about to be read whole
+    declares more than :data:`MAX_FILE_BYTES` of decoded pixels (``shape``, for the reason):
+    checked before anything is allocated."""
+    if declared_bytes > MAX_FILE_BYTES:
+        raise ImageTooLargeError(
+            path, f"declares {declared_bytes} bytes of pixels (shape {shape}), more than the "
+                  f"limit of {MAX_FILE_BYTES} ({MAX_FILE_BYTES / 2**30:g} GiB) for a file read "
+                  "whole")

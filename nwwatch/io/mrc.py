@@ -38,9 +38,9 @@ from nwwatch.io.errors import (
     check_page_index,
 )
 from nwwatch.io.limits import (
-    MAX_FILE_BYTES,
     MAX_FRAME_PIXELS,
     MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO,
+    check_whole_read_bytes,
 )
 from nwwatch.io.mdoc import read_mdoc
 from nwwatch.io.metadata import (
@@ -162,9 +162,6 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
         raise ImageTooLargeError(path, f"declares {ny} x {nx} pixels per section, more than "
                                        f"the limit of {MAX_FRAME_PIXELS}")
     declared = nx * ny * nz * np.dtype(returned).itemsize
-    if declared > MAX_FILE_BYTES:
-        raise ImageTooLargeError(path, f"declares {declared} bytes of pixels (shape {nz} x "
-                                       f"{ny} x {nx}), more than the limit of {MAX_FILE_BYTES}")
     extended = int(header.nsymbt)
     if extended < 0:
         raise TruncatedTiffError(path, f"not an MRC file, or a corrupt one: the header declares "
@@ -241,7 +238,9 @@ def _read(path: Path, sections: range | None = None, check_sizes: bool = True
     with open_input(path) as handle:  # header and data of one file, even if renamed over meanwhile
         info, offset, stored, returned, sizes_nm, per_volume = _layout(path, handle)
         n_read = info.n_pages
-        if sections is not None:
+        if sections is None:
+            check_whole_read_bytes(path, info.declared_bytes, info.shape)
+        else:
             check_page_index(path, sections.start, info.n_pages)
             check_page_index(path, sections.stop - 1, info.n_pages)
             n_read = len(sections)

@@ -33,7 +33,7 @@ from nwwatch.io.errors import (
     UnsupportedLayoutError,
     conversion_hint,
 )
-from nwwatch.io.limits import MAX_FILE_BYTES, MAX_FRAME_PIXELS, SUPPORTED_DTYPES
+from nwwatch.io.limits import MAX_FRAME_PIXELS, SUPPORTED_DTYPES
 from nwwatch.io.mdoc import is_mdoc, mdoc_reason
 from nwwatch.io.records import TiffInfo
 from nwwatch.io.regular import open_input, open_regular
@@ -259,11 +259,6 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
         )
     dtype = np.dtype(dtype).newbyteorder("=")
     declared = math.prod(shape) * dtype.itemsize
-    if declared > MAX_FILE_BYTES:
-        raise ImageTooLargeError(
-            path, f"declares {declared} bytes of pixels (shape {shape}), "
-            f"more than the limit of {MAX_FILE_BYTES}"
-        )
     if dtype not in SUPPORTED_DTYPES:
         names = ", ".join(str(d) for d in SUPPORTED_DTYPES)
         hint = _DTYPE_HINTS.get(f"{dtype.kind}{dtype.itemsize}", "")

@@ -32,6 +32,7 @@ from nwwatch.io.errors import (
     UnsupportedLayoutError,
     check_page_index,
 )
+from nwwatch.io.limits import check_whole_read_bytes
 from nwwatch.io.metadata import (
     acquisition_times,
     declared_sizes_nm,
@@ -146,7 +147,6 @@ class _PageMetadata:
     times: list[datetime]
     source: str
     rows: int  # of each page, without an FEI data bar (:func:`_image_rows`)
-    tagged: int  # pages with their own IFD (fewer: pages sharing one, read whole)
 
     def frame(self, index: int, page: np.ndarray) -> Frame:
         """Page ``index`` (H, W) as its :class:`Frame`."""
@@ -163,7 +163,7 @@ def _page_metadata(path: Path, tif: tifffile.TiffFile, info: TiffInfo,
         sizes_nm = _page_pixel_sizes_nm(path, tif, pages, info.n_pages)
         times, source = acquisition_times(path, tif, pages, info.n_pages, _mtime(tif))
         rows = _image_rows(path, series, info.page_shape, pages)
-    return _PageMetadata(path, sizes_nm, times, source, rows, len(pages))
+    return _PageMetadata(path, sizes_nm, times, source, rows)
 
 
 def read_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
@@ -195,10 +195,13 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
     shorter), reading only each chunk's pixels: a long in-situ stack is processed without the
     whole of it in memory. A TIFF is opened once for all chunks (its metadata read once); an
     MRC file's header is read again for each chunk (its pixel sizes and times, and their
-    warnings, are the first chunk's). A file that cannot be read page by page
-    (DigitalMicrograph, EMD and TIA files; a TIFF whose pages share one IFD, ImageJ's layout
-    for stacks over 4 GB) comes whole, as one chunk (:func:`reads_by_page` says which), after
-    ``whole`` was called with its structural check (the service's memory check raises there).
+    warnings, are the first chunk's); a TIFF whose pages share one IFD (ImageJ's layout for
+    stacks over 4 GB) is read a plane at a time from its contiguous pixel data. A file that
+    cannot be read page by page (DigitalMicrograph, EMD and TIA files, :func:`reads_by_page`;
+    a TIFF whose pages share one IFD but not one contiguous block of pixels) comes whole, as
+    one chunk, after ``whole`` was called with its structural check (the service's memory
+    check raises there), and is refused beyond
+    :data:`nwwatch.io.limits.MAX_FILE_BYTES`; a stack read by page has no such limit.
 
     Raises as :func:`read_frames`, when the chunk that meets the problem is read, and what
     ``whole`` raises.
@@ -217,7 +220,7 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
         meta = _page_metadata(path, tif, info, series)
-        if meta.tagged != info.n_pages:  # one IFD for all pages: read whole
+        if not _planes_by_page(series):
             if whole is not None:
                 whole(info)
             height, width = info.page_shape
@@ -232,8 +235,16 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
 def reads_by_page(info: TiffInfo) -> bool:
     """Whether :func:`read_frame_chunks` can read the file of ``info`` (its structural check)
     a chunk of pages at a time: an MRC file or a TIFF, unless the TIFF's pages share one
-    IFD (then found out only when it is opened, and read whole)."""
+    IFD and not one contiguous block of pixels (found out only when it is opened, and then
+    read whole)."""
     return info.layout not in ("dm", "emd", "ser")
+
+
+def _planes_by_page(series: list[tifffile.TiffPageSeries]) -> bool:
+    """Whether every page of ``series`` can be read alone by :func:`_read_page_pixels`: pages
+    with their own IFD, or pages sharing one IFD whose pixels are one contiguous block."""
+    return all(len(part.pages) == series_n_pages(part) or part.dataoffset is not None
+               for part in series)
 
 
 def _read_page_pixels(path: Path, info: TiffInfo, series: list[tifffile.TiffPageSeries],
@@ -446,7 +457,8 @@ def _image_rows(path: Path, series: list[tifffile.TiffPageSeries],
 def _read_pixels(path: Path, info: TiffInfo,
                  series: list[tifffile.TiffPageSeries]) -> np.ndarray:
     """The pixels of ``series`` (:func:`nwwatch.io.series.image_series`'s stack), in the
-    shape of ``info``."""
+    shape of ``info``, read whole (:func:`nwwatch.io.limits.check_whole_read_bytes` first)."""
+    check_whole_read_bytes(path, info.declared_bytes, info.shape)
     try:
         if len(series) == 1:
             data = series[0].asarray()

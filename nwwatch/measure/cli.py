@@ -27,7 +27,7 @@ from nwwatch.classes import (
     fill_unsure_band,
     interpolated_rim_problem,
 )
-from nwwatch.io import Frame
+from nwwatch.io import Frame, ImageTooLargeError, InputError, inspect_tiff, reads_by_page
 from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
 from nwwatch.io.dm import DM_SUFFIXES
 from nwwatch.io.emd import EMD_SUFFIXES
@@ -94,6 +94,10 @@ def _read_frames(path: Path) -> list[Frame]:
             # A 1-bit image stays 0/255: two classes at most, refused as a 0/255 mask.
             pages = (pages // (255 // (2 ** depth - 1))).astype(np.uint8)
     except DatasetLayoutError as exc:
+        if isinstance(exc.__cause__, ImageTooLargeError) and _read_by_page(path):
+            # a recording too long to hold whole, which replay reads a chunk at a time
+            raise LabelFileError(path, f"{exc.reason}; `nwwatch replay {path} --out RESULTS` "
+                                       "processes it a chunk of pages at a time") from None
         # an .mdoc's reason says what to give instead
         known = path.suffix.lower() in _FRAME_SUFFIXES or is_mdoc(path)
         # e.g. a JPEG: any other name is tried as a TIFF, so say which formats are read
@@ -105,6 +109,14 @@ def _read_frames(path: Path) -> list[Frame]:
     mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     return [Frame(image=page, index=i, source=path, pixel_size_nm=None, acquired_at=mtime,
                   acquired_at_source="mtime") for i, page in enumerate(pages)]
+
+
+def _read_by_page(path: Path) -> bool:
+    """Whether replay reads ``path`` a chunk of pages at a time (a TIFF or MRC stack)."""
+    try:
+        return reads_by_page(inspect_tiff(path))
+    except (InputError, OSError):
+        return False
 
 
 def looks_like_labels(pages: list[np.ndarray]) -> bool:

@@ -486,28 +486,16 @@ def _mask_moves(table, side: str, batch_id: str) -> list[tuple[Path, str]]:
 def _queue_candidates(table, files: list[FileResult]) -> list:
     """The labelling-queue candidates of a task's committed rows (``table``). Workers hold the
     images and the driver the rows, so each candidate's image is read here, and only if the
-    frame enters the queue: from the file, unless it is not the one the worker processed
-    (size or modification time changed since)."""
-    from nwwatch.io import InputError, read_frames
+    frame enters the queue: that page alone, from the file, unless it is not the one the
+    worker processed (size or modification time changed since)."""
     from nwwatch.results.label_queue import Candidate, QueueEntry
+    from nwwatch.service.frames import page_reader
 
     processed = {source_name(f.path): f for f in files}
-    pages: dict[str, dict[int, object] | None] = {}  # a stack is read once per task
 
     def reader(source: str, page: int):
-        def read():
-            if source not in pages:
-                f = processed.get(source)
-                try:
-                    st = os.stat(f.path) if f is not None else None
-                    same = st is not None and (st.st_size, st.st_mtime_ns) == (f.size,
-                                                                              f.mtime_ns)
-                    pages[source] = ({fr.index: fr.image for fr in read_frames(f.path)}
-                                     if same else None)
-                except (OSError, InputError):
-                    pages[source] = None
-            return (pages[source] or {}).get(page)
-        return read
+        f = processed.get(source)
+        return page_reader(f.path, f.size, f.mtime_ns, page) if f is not None else lambda: None
 
     columns = ("source", "frame", "source_sha256", "confidence", "status",
                "contact_angle_deg", "model_sha256", "measurement_version")

@@ -116,7 +116,8 @@ class _StackReader:
             _, worst, index = self.held.pop()
             owner, dropped = worst.candidates[index]
             worst.candidates[index] = (owner, replace(
-                dropped, image=page_reader(owner, dropped.entry.frame)))
+                dropped, image=page_reader(owner.path, owner.size, owner.mtime_ns,
+                                           dropped.entry.frame)))
 
     def next_chunk(self) -> list:
         """The next chunk's frames; [] when every page has been read."""
@@ -405,15 +406,17 @@ def offer_to_label_queue(engine: Engine, candidates: list[label_queue.Candidate]
         log_of(engine).error("label_queue_failed", error=repr(exc), exc_info=exc)
 
 
-def page_reader(it: Item, index: int) -> Callable[[], np.ndarray | None]:
-    """A function that reads frame ``index`` of ``it``'s file again (its image, or None when
-    the file is no longer the version processed or cannot be read)."""
+def page_reader(path: str | os.PathLike[str], size: int | None, mtime_ns: int | None,
+                index: int) -> Callable[[], np.ndarray | None]:
+    """A function that reads frame ``index`` of the file at ``path`` again, that page alone
+    (its image, or None when the file is no longer the version processed, of ``size`` bytes
+    modified at ``mtime_ns``, or cannot be read)."""
     def read() -> np.ndarray | None:
         try:
-            st = os.stat(it.path)
-            if (st.st_size, st.st_mtime_ns) != (it.size, it.mtime_ns):
+            st = os.stat(path)
+            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
                 return None
-            return read_frame_at(it.path, index).image
+            return read_frame_at(path, index).image
         except (OSError, InputError):
             return None
     return read

@@ -2,15 +2,16 @@
 file read whole that cannot fit (docs/service.md, "Processing").
 
 A TIFF or MRC stack of more pages than :func:`chunk_pages` is read, normalised, segmented
-and measured a chunk of pages at a time (:func:`nwwatch.io.read_frame_chunks`), so it holds
-a few chunks whatever its length. A file that cannot be read by page (a DigitalMicrograph
-3-D image, a Velox EMD or TIA series file; a TIFF whose pages share one IFD) is read whole,
-and holds all its frames twice: in the file's pixel type and normalised to float32. One too
-large for what the process may allocate, read unchecked, would be killed by the kernel's
-OOM killer (the unit's ``MemoryMax``) at every attempt, and after ``max_attempts`` kills
-quarantined with the generic reason of a file that kills the process. Checked from its
-header first, it is refused at once, saying what it needs, what there is and what to do,
-and tried again at the next start when the memory allows it (:func:`retry_stacks_that_fit`).
+and measured a chunk of pages at a time (:func:`nwwatch.io.read_frame_chunks`), so it
+holds a few chunks whatever its length. A file that cannot be read by page (a
+DigitalMicrograph 3-D image, a Velox EMD or TIA series file; a TIFF whose pages share one
+IFD but not one contiguous block of pixels) is read whole, and holds all its frames twice:
+in the file's pixel type and normalised to float32. One too large for what the process may
+allocate, read unchecked, would be killed by the kernel's OOM killer (the unit's
+``MemoryMax``) at every attempt, and after ``max_attempts`` kills quarantined with the
+generic reason of a file that kills the process. Checked from its header first, it is
+refused at once, saying what it needs, what there is and what to do, and tried again at
+the next start when the memory allows it (:func:`retry_stacks_that_fit`).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def check_whole_read(info: TiffInfo, available: Limit | None = None, *,
     """Raise :class:`StackTooLargeError` when the frames of the file of ``info``, read whole,
     need more than ``available`` (None: what this process may allocate now before it is
     killed, :func:`nwwatch.resources.available_memory`; unknown: never refused).
-    ``shared_ifd``: a TIFF stack read whole as its pages share one IFD (for the reason)."""
+    ``shared_ifd``: a TIFF stack read whole as its pages share one IFD and not one
+    contiguous block of pixels (for the reason)."""
     need = whole_bytes(info)
     if need < CHECKED_FROM_BYTES:
         return
@@ -85,8 +87,8 @@ def check_whole_read(info: TiffInfo, available: Limit | None = None, *,
         fix = ("save the recording as TIFF or MRC (a stack of those is processed a few pages "
                "at a time) or in files of fewer frames")
     elif shared_ifd:
-        why = ("a TIFF whose pages share one IFD (ImageJ's layout for stacks over 4 GB), read "
-               "whole,")
+        why = ("a TIFF whose pages share one IFD and not one block of pixels (compressed or "
+               "scattered), read whole,")
         fix = ("save the stack as a BigTIFF of one IFD per page or as MRC (processed a few "
                "pages at a time)")
     else:
