@@ -35,3 +35,17 @@ def one_ifd_for_all_pages(path: Path) -> int:
     raw[next_pointer_at : next_pointer_at + 4] = bytes(4)  # the chain ends at IFD 0
     path.write_bytes(raw)
     return data_start
+
+
+def count_parsed_pages(monkeypatch) -> list[int]:
+    """``[n]``: how many TIFF pages (IFDs) tifffile parsed into a TiffPage with all its tags
+    from now on (set ``[0] = 0`` to count afresh); undone with ``monkeypatch``."""
+    count = [0]
+    parse = tifffile.TiffPage.__init__
+
+    def counted(self, *args, **kwargs):
+        count[0] += 1
+        parse(self, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile.TiffPage, "__init__", counted)
+    return count

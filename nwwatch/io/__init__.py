@@ -1,6 +1,7 @@
 """TIFF input and output: frames, in-situ stacks and tomograms, with typed input errors.
 
-Read: :func:`read_frames`, :func:`read_frame_at` (one page of a stack),
+Read: :func:`read_frames`, :func:`read_frame_at` (one page of a stack), :class:`FrameReader`
+(pages of a stack one at a time, the file opened once),
 :func:`read_frame_chunks` (a stack a bounded number of pages at a time), :func:`read_volume`,
 :func:`inspect_tiff` (headers only), :func:`has_tiff_header` (the first 4 bytes); every one
 opens only a regular file (:func:`open_regular`, :func:`check_regular`: a FIFO or device is
@@ -33,6 +34,7 @@ from nwwatch.io.records import Frame, TiffInfo, Volume
 from nwwatch.io.regular import check_regular, open_regular
 from nwwatch.io.structure import has_tiff_header
 from nwwatch.io.tiff import (
+    FrameReader,
     check_tomogram,
     inspect_tiff,
     read_frame_at,
@@ -62,6 +64,7 @@ __all__ = [
     "UnsupportedDtypeError",
     "UnsupportedLayoutError",
     "Frame",
+    "FrameReader",
     "TiffInfo",
     "Volume",
     "check_regular",

@@ -300,18 +300,11 @@ def read_mrc_frames(path: str | os.PathLike[str]) -> list[Frame]:
     return _mrc_frames(Path(path), None)
 
 
-def read_mrc_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
-    """Section ``index`` of :func:`read_mrc_frames`, reading only that section's pixels (one
-    frame of a long movie stack without the whole stack in memory). Raises as
-    :func:`read_mrc_frames`, and PageIndexError when the file has no section ``index``."""
-    return _mrc_frames(Path(path), range(index, index + 1))[0]
-
-
 def read_mrc_frame_chunks(path: str | os.PathLike[str], pages: int) -> Iterator[list[Frame]]:
     """The frames of :func:`read_mrc_frames`, in order, ``pages`` sections at a time (the last
     chunk may be shorter), reading only each chunk's pixels. The header is read again for
     each chunk; the pixel sizes and times (header and .mdoc) are those read, checked and
-    warned about with the first chunk, once per file. Raises as :func:`read_mrc_frame_at`,
+    warned about with the first chunk, once per file. Raises as :func:`read_mrc_frames`,
     when the chunk that meets the problem is read."""
     path = Path(path)
     n_pages = inspect_mrc(path).n_pages

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ from nwwatch.io.errors import (
     check_page_index,
 )
 from nwwatch.io.limits import check_whole_read_bytes
+from nwwatch.io.mdoc import mdoc_path
 from nwwatch.io.metadata import (
     acquisition_times,
     declared_sizes_nm,
@@ -42,9 +44,10 @@ from nwwatch.io.metadata import (
     physical_sizes_nm,
 )
 from nwwatch.io.mrc import (
+    _FrameMetadata,
+    _mrc_frames_with,
     inspect_mrc,
     is_mrc,
-    read_mrc_frame_at,
     read_mrc_frame_chunks,
     read_mrc_frames,
     read_mrc_volume,
@@ -166,26 +169,107 @@ def _page_metadata(path: Path, tif: tifffile.TiffFile, info: TiffInfo,
     return _PageMetadata(path, sizes_nm, times, source, rows)
 
 
+class FrameReader:
+    """The frames of one file (those of :func:`read_frames`), read one at a time from a file
+    opened once: a page of a long in-situ stack costs its own pixels, not a parse of every
+    page's metadata.
+
+    A TIFF is opened and its structure checked when the reader is made, and every page's
+    metadata (pixel sizes, times, the rows above an FEI data bar, and their warnings) read
+    then, once; the file stays open until :meth:`close`. An MRC file's header is read again
+    for each frame, its pixel sizes and times (header and SerialEM .mdoc) with the first one
+    only. A DigitalMicrograph, EMD or TIA file is read whole for each frame.
+
+    The reader serves the file as it was when opened: :meth:`changed` says when it was
+    written, replaced or removed since (then open a new reader). Not for use from several
+    threads at once.
+
+    Raises as :func:`read_frames` when made (a TIFF) or at the first frame (other formats).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._stamp = _file_stamp(self.path)  # before opening: a write meanwhile is seen
+        self._files = ExitStack()
+        self._tiff: tuple[TiffInfo, list[tifffile.TiffPageSeries], _PageMetadata] | None = None
+        self._mrc_metadata: _FrameMetadata | None = None
+        self._closed = False
+        if is_mrc(self.path) or is_dm(self.path) or is_emd(self.path) or is_ser(self.path):
+            return
+        try:
+            tif, info = self._files.enter_context(open_tiff(self.path))
+            series = image_series(tif)[0]
+            self._tiff = info, series, _page_metadata(self.path, tif, info, series)
+        except BaseException:
+            self._files.close()
+            raise
+
+    def frame(self, index: int) -> Frame:
+        """Frame ``index``, reading that page's pixels only (a TIFF or MRC file).
+
+        Raises as :func:`read_frames`, and PageIndexError when the file has no frame
+        ``index``.
+        """
+        path = self.path
+        if self._closed:
+            raise ValueError(f"{path}: frame read from a closed FrameReader")
+        if self._tiff is not None:
+            info, series, meta = self._tiff
+            check_page_index(path, index, info.n_pages)
+            return meta.frame(index, _read_page_pixels(path, info, series, index))
+        if is_mrc(path):
+            if self._mrc_metadata is not None:  # the sections there were when first read
+                check_page_index(path, index, len(self._mrc_metadata[0]))
+            # the .mdoc is parsed with the first frame only
+            (frame,), self._mrc_metadata = _mrc_frames_with(path, range(index, index + 1),
+                                                            self._mrc_metadata)
+            return frame
+        frames = read_frames(path)
+        check_page_index(path, index, len(frames))
+        return frames[index]
+
+    def changed(self) -> bool:
+        """Whether the file (or an MRC file's .mdoc) was written, replaced or removed since
+        the reader opened it."""
+        return _file_stamp(self.path) != self._stamp
+
+    def close(self) -> None:
+        """Close the file (a TIFF's; nothing else is kept open)."""
+        self._files.close()
+        self._tiff = None
+        self._closed = True
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _file_stamp(path: Path) -> tuple:
+    """(device, inode, size, modification time in ns) of ``path`` and, of an MRC file, of the
+    .mdoc beside it; None for a file that is not there."""
+    def stamp(file: Path) -> tuple[int, int, int, int] | None:
+        try:
+            st = file.stat()
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+    return (stamp(path), stamp(mdoc_path(path)) if is_mrc(path) else None)
+
+
 def read_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
     """Frame ``index`` of :func:`read_frames` (its page of a stack), reading only that page's
     pixels from a TIFF or MRC file: one frame of a long recording is opened without the whole
     stack in memory (a 40-page 4096 x 4096 stack is 1.3 GB). DigitalMicrograph, EMD and TIA
-    files are read whole.
+    files are read whole. The file is opened for this one frame (its metadata read, for a
+    TIFF every page's): to read several frames of a file, keep a :class:`FrameReader`.
 
     Raises as :func:`read_frames`, and PageIndexError when the file has no frame ``index``.
     """
-    path = Path(path)
-    if is_mrc(path):
-        return read_mrc_frame_at(path, index)
-    if is_dm(path) or is_emd(path) or is_ser(path):
-        frames = read_frames(path)
-        check_page_index(path, index, len(frames))
-        return frames[index]
-    with open_tiff(path) as (tif, info):
-        check_page_index(path, index, info.n_pages)
-        series = image_series(tif)[0]
-        meta = _page_metadata(path, tif, info, series)
-        return meta.frame(index, _read_page_pixels(path, info, series, index))
+    with FrameReader(path) as reader:
+        return reader.frame(index)
 
 
 def read_frame_chunks(path: str | os.PathLike[str], pages: int,

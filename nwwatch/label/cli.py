@@ -288,3 +288,4 @@ def _label(frames: tuple[Path, ...], data_dir: Path, model: Path | None,
         session.stop_saving(timeout=0)  # refuse saves: the server's threads die with us
         server.shutdown()
         server.server_close()
+        session.close()

@@ -9,11 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from nwwatch.label.store import safe_stem, stem_files
+
+if TYPE_CHECKING:
+    from nwwatch.io import Frame, FrameReader
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,16 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
     FileNotFoundError, nwwatch.io.InputError : a file that is not a readable TIFF.
     nwwatch.io.dataset.DatasetLayoutError : a PNG that is unreadable or not one grey image.
     """
+    files = OpenFiles()  # a stack whose saved pages are compared is opened once
+    try:
+        return _frame_refs(paths, infos, pages, data_dir, files)
+    finally:
+        files.close()
+
+
+def _frame_refs(paths: Sequence[str | os.PathLike[str]],
+                infos: Sequence[dict[str, Any]] | None, pages: Sequence[int | None] | None,
+                data_dir: Path | None, files: OpenFiles) -> list[FrameRef]:
     from nwwatch.io import check_regular
     from nwwatch.io.mdoc import is_mdoc, mdoc_stack
 
@@ -94,19 +107,21 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
             raise FileNotFoundError(f"{path}: frame file not found") from None
         n = _pages(path)
         wanted = [pages[i]] if pages is not None and pages[i] is not None else range(n)
+        resolved = path.resolve()  # once a file: a stack lists thousands of pages
         for page in wanted:
-            if (path.resolve(), int(page)) in listed:
+            if (resolved, int(page)) in listed:
                 continue  # named twice (overlapping globs, a queued frame given again): once
-            listed.add((path.resolve(), int(page)))
+            listed.add((resolved, int(page)))
             stem = safe_stem(path.stem) + (f"_p{page:04d}" if n > 1 else "")
-            if stem in seen or (data_dir is not None and _taken(data_dir, stem, path, page)):
-                stem += "_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]
+            if stem in seen or (data_dir is not None
+                                and _taken(data_dir, stem, path, page, files)):
+                stem += "_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:6]
             seen.add(stem)
             refs.append(FrameRef(path, int(page), stem, dict(infos[i]) if infos else {}))
     return refs
 
 
-def _taken(data_dir: Path, stem: str, path: Path, page: int) -> bool:
+def _taken(data_dir: Path, stem: str, path: Path, page: int, files: OpenFiles) -> bool:
     """Whether DATA holds ``stem`` for another frame than page ``page`` of ``path``: its
     geometry names another source file or page (a relative source path is taken from the
     current folder, as the command's own paths are), and its saved image is not this frame's
@@ -126,7 +141,7 @@ def _taken(data_dir: Path, stem: str, path: Path, page: int) -> bool:
         pass  # no or broken geometry: the pixels decide
     try:
         saved = read_frame(FrameRef(images[0], 0, stem))[0]
-        mine = read_frame(FrameRef(path, page, stem))[0]
+        mine = read_frame(FrameRef(path, page, stem), files)[0]
     except Exception:  # noqa: BLE001 - an unreadable saved image is not this frame's
         return True
     return not (saved.shape == mine.shape and np.array_equal(saved, mine))
@@ -142,8 +157,43 @@ class FramePixels(NamedTuple):
     acquired_at: datetime | None
 
 
-def read_frame(ref: FrameRef) -> FramePixels:
-    """One frame's pixels, pixel size and acquisition time.
+class OpenFiles:
+    """The frame files a labelling session reads from, each kept open as a
+    :class:`nwwatch.io.FrameReader` (a TIFF's metadata of every page read once) while it is
+    unchanged on disk: turning the pages of a long stack reads one page each, not the
+    metadata of all of them. The ``keep`` files used last stay open (a session over
+    thousands of single-frame files does not hold thousands open); one written, replaced or
+    removed since it was opened is opened again. Not for use from several threads at once
+    (:class:`nwwatch.label.server.LabelSession` reads under its lock)."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self._readers: dict[Path, FrameReader] = {}  # the one used last, last
+
+    def frame(self, path: Path, index: int) -> Frame:
+        """Frame ``index`` of ``path`` (:meth:`nwwatch.io.FrameReader.frame`)."""
+        from nwwatch.io import FrameReader
+
+        reader = self._readers.pop(path, None)
+        if reader is not None and reader.changed():
+            reader.close()
+            reader = None
+        if reader is None:
+            reader = FrameReader(path)
+            while len(self._readers) >= self.keep:
+                self._readers.pop(next(iter(self._readers))).close()
+        self._readers[path] = reader
+        return reader.frame(index)
+
+    def close(self) -> None:
+        """Close every file kept open."""
+        while self._readers:
+            self._readers.popitem()[1].close()
+
+
+def read_frame(ref: FrameRef, files: OpenFiles | None = None) -> FramePixels:
+    """One frame's pixels, pixel size and acquisition time, read through ``files`` (else
+    from the file opened for this frame alone).
 
     Raises
     ------
@@ -166,7 +216,8 @@ def read_frame(ref: FrameRef) -> FramePixels:
 
     try:
         # Only this page's pixels: a long stack is not read whole at every opening.
-        frame = read_frame_at(ref.path, ref.page)
+        frame = (read_frame_at(ref.path, ref.page) if files is None
+                 else files.frame(ref.path, ref.page))
     except PageIndexError as exc:
         raise InputError(ref.path, f"{exc.reason}: the file changed after the labelling "
                                    "started") from None

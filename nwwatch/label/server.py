@@ -49,7 +49,7 @@ from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
 from nwwatch.io import InputError
 from nwwatch.io.dataset import DatasetLayoutError
-from nwwatch.label.frames import FramePixels, FrameRef, read_frame
+from nwwatch.label.frames import FramePixels, FrameRef, OpenFiles, read_frame
 from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, facet_line
 from nwwatch.label.geometry import geometry_from_json as _from_json
 from nwwatch.label.raster import rasterize
@@ -87,6 +87,7 @@ class LabelSession:
     _segmenter: Any = None
     _images: dict[int, tuple[np.ndarray, float | None]] = field(default_factory=dict)
     _stamps: dict[int, tuple[int, int] | None] = field(default_factory=dict)
+    _files: OpenFiles = field(default_factory=OpenFiles)  # read under _lock
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _saves: threading.Condition = field(default_factory=threading.Condition)
     _saves_in_flight: int = 0
@@ -98,8 +99,14 @@ class LabelSession:
                 if len(self._images) > 8:  # a few frames in memory, not a whole stack
                     self._images.pop(next(iter(self._images)))
                 self._stamps[index] = _file_stamp(self.frames[index].path)
-                self._images[index] = read_frame(self.frames[index])
+                self._images[index] = read_frame(self.frames[index], self._files)
             return self._images[index]
+
+    def close(self) -> None:
+        """Close the frame files kept open (:class:`~nwwatch.label.frames.OpenFiles`); a frame
+        opened later opens its file again."""
+        with self._lock:
+            self._files.close()
 
     def forget_if_changed(self, index: int) -> None:
         """Drop frame ``index`` from memory when its file was rewritten or removed since it
