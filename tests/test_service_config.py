@@ -732,3 +732,104 @@ def test_drop_in_command_answers_help_and_refuses_unknown_options(paths):
     assert typo.returncode == 2 and "no such option: --writeable" in typo.stderr, typo.stderr
     plain = subprocess.run([*command, str(cfg)], capture_output=True, text=True)
     assert plain.returncode == 0 and f"ReadWritePaths={res}" in plain.stdout, plain.stderr
+
+
+def _documented_config_rows() -> dict[str, str]:
+    """``{"inference.batch_size": "int 1–256, `8`", ...}``: each key of the configuration
+    table of docs/service.md with its "type, default" cell."""
+    import re
+
+    doc = (Path(__file__).parents[1] / "docs" / "service.md").read_text()
+    section = doc.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for cell, spec in re.findall(r"^\| `([^`]+)` \| (.+?) \| ", section, flags=re.M):
+        table_key = re.fullmatch(r"\[(\w+)\] (\w+)", cell)
+        rows[".".join(table_key.groups()) if table_key else cell] = spec.replace("\\|", "|")
+    return rows
+
+
+def _configured(cfg, key: str):
+    """The value the parsed configuration holds for the documented ``key``."""
+    table, name = key.split(".")
+    if table == "watch":
+        return getattr(cfg.watches[0], name)
+    if table == "tomogram":  # None in the table: segment_volume's own default
+        return getattr(cfg.tomogram.volume_options(), name)
+    if table == "inference":
+        return getattr(cfg.inference, name)
+    if key == "dashboard.listen":
+        return f"{cfg.dashboard.host}:{cfg.dashboard.port}"
+    if table == "dashboard":
+        return getattr(cfg.dashboard, name)
+    renamed = {"output.overlays": "overlays", "state.ledger": "ledger",
+               "logging.level": "log_level", "retry.backoff_seconds": "backoff_seconds"}
+    value = getattr(cfg, renamed.get(key, name))
+    return value.mode if key == "output.overlays" else value
+
+
+def _config_with(acq: Path, res: Path, key: str | None = None, value=None):
+    from nwwatch.service.config import parse_config
+
+    data: dict = {"watch": [{"path": str(acq)}], "output": {"results": str(res)},
+                  "dashboard": {}}
+    if key is not None:
+        table, name = key.split(".")
+        target = data["watch"][0] if table == "watch" else data.setdefault(table, {})
+        target[name] = value
+    return parse_config(data)
+
+
+def test_documented_defaults_are_the_defaults(paths):
+    """Every default the configuration table of docs/service.md states (the last cell value
+    in backquotes) is the value a configuration without the key gets."""
+    import re
+    import tomllib
+
+    tmp, acq, res, _ = paths
+    cfg = _config_with(acq, res)
+    checked = []
+    for key, spec in _documented_config_rows().items():
+        found = re.search(r", `([^`]+)`$", spec)
+        # required, or a default said in words; allow_remote is kept by no field (it only
+        # lets `listen` name another host: test_dashboard_data.py)
+        if "." not in key or not found or key == "dashboard.allow_remote":
+            continue
+        text = found.group(1).replace("<results>", str(res))
+        try:
+            want = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:  # a path, a word, or a list written as words
+            want = (Path(text) if "/" in text else tuple(text.split()) if " " in text
+                    else text)
+        got = _configured(cfg, key)
+        assert got == want and isinstance(got, bool) == isinstance(want, bool), \
+            f"{key}: documented default {text}, the configuration gives {got!r}"
+        checked.append(key)
+    assert len(checked) >= 25, checked  # the table's parser still finds them
+
+
+def test_documented_numeric_bounds_are_the_bounds(paths):
+    """Every numeric range of the configuration table of docs/service.md ("int 1–256",
+    "number > 0, ≤ 86400") is what the validator accepts: both ends accepted (a lower end
+    of "> 0" refused), a value past either end refused naming the key."""
+    import re
+
+    tmp, acq, res, _ = paths
+    checked = []
+    for key, spec in _documented_config_rows().items():
+        bounds = re.match(r"(int|number) (?:(\S+)–([^,\s]+)|> 0, ≤ ([^,\s]+))", spec)
+        if not bounds:
+            continue
+        kind, low, high, high_open = bounds.groups()
+        number = (lambda t: 10 ** 9 if t == "10⁹" else int(t)) if kind == "int" else float
+        high = number(high or high_open)
+        step = 1 if kind == "int" else 0.5
+        accepted = [high] + ([number(low)] if low is not None else [step])
+        refused = [high + step] + ([number(low) - step] if low is not None else [0])
+        for value in accepted:
+            assert _configured(_config_with(acq, res, key, value), key) == value, key
+        name = key.split(".")[1]
+        for value in refused:
+            with pytest.raises(ConfigError, match=rf"\.{name}: must be"):
+                _config_with(acq, res, key, value)
+        checked.append(key)
+    assert len(checked) == 14, checked

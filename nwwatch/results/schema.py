@@ -65,7 +65,8 @@ VOLUME_HEAD_FIELDS: list[pa.Field] = [
     pa.field("source", pa.string(), nullable=False),
     pa.field("status", pa.string(), nullable=False),
     pa.field("reason", pa.string()),
-    # status "suspect": comma-separated nwwatch.volume.REASON_CODES ("" when ok)
+    # status "suspect": comma-separated nwwatch.volume.REASON_CODES ("ok" when ok; rows of
+    # earlier versions hold "")
     pa.field("reason_code", pa.string()),
     pa.field("mask_path", pa.string()),
     # Warning signs of a failed model (nwwatch.volume.segment): share of voxels it was

@@ -1,0 +1,91 @@
+"""docs/service.md names what the product writes: the frame rows' columns and types, the
+volume rows' columns, the metrics at /metrics and the service's log events."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+DOC = (ROOT / "docs" / "service.md").read_text()
+
+#: The table's words for the Arrow types of the results.
+ARROW_TYPES = {"string": "string", "double": "double", "int32": "int32", "bool": "bool",
+               "timestamp UTC": "timestamp[us, tz=UTC]"}
+
+
+def _section(start: str) -> str:
+    """The text of docs/service.md from the heading or bold lead ``start`` to the next
+    heading."""
+    return DOC.split(start, 1)[1].split("\n#", 1)[0]
+
+
+def test_the_frame_row_table_is_the_frame_schema():
+    """Every column of a frame row is in the table with its type, and the table names no
+    other; a row of n columns gives one type or n of them (``double/double/int32``)."""
+    from nwwatch.measure.result import MEASUREMENT_FIELDS
+    from nwwatch.results.schema import frame_schema
+
+    documented = {}
+    for names, types in re.findall(r"^\| ((?:`[^`]+`(?:, )?)+) \| ([^|]+?) \|",
+                                   _section("### Frame rows (`frames/`)"), flags=re.M):
+        names = re.findall(r"`([^`]+)`", names)
+        types = [t.strip() for t in types.split("/")]
+        assert len(types) in (1, len(names)), f"{names}: {len(types)} types for {len(names)}"
+        for name, kind in zip(names, types * len(names) if len(types) == 1 else types,
+                              strict=False):
+            documented[name] = ARROW_TYPES.get(kind, kind)
+    actual = {f.name: str(f.type) for f in frame_schema(MEASUREMENT_FIELDS)}
+    assert documented == actual
+
+
+def test_the_volume_rows_paragraph_names_every_volume_column():
+    from nwwatch.results.schema import PROVENANCE_FIELDS, volume_schema
+    from nwwatch.volume import VOLUME_METRIC_FIELDS
+
+    text = _section("### Volume rows (`volumes/`)")
+    named = set()
+    for word in re.findall(r"`([a-z0-9_{},]+)`", text):
+        parts = re.split(r"\{([^}]*)\}", word)  # size_{z,y,x}_px: three columns
+        for choice in itertools.product(*(p.split(",") for p in parts[1::2])):
+            named.add("".join(itertools.chain.from_iterable(
+                itertools.zip_longest(parts[::2], choice, fillvalue=""))))
+    provenance = {f.name for f in PROVENANCE_FIELDS}  # "the same provenance columns"
+    missing = {f.name for f in volume_schema(VOLUME_METRIC_FIELDS)} - named - provenance
+    assert not missing
+
+
+def test_the_metrics_table_is_what_metrics_serves():
+    """The metrics and labels of the table are those the service's registry exposes."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from nwwatch.dashboard import metrics
+
+    documented = {}
+    section = DOC.split("**`/metrics`**", 1)[1].split("\n\n", 2)[1]
+    for name, labels in re.findall(r"^\| `(nwwatch_\w+)(?:\{([\w,]*)\})?` \|", section,
+                                   flags=re.M):
+        documented[name] = set(labels.split(",")) - {""}
+    served = {}
+    for metric in vars(metrics).values():
+        if isinstance(metric, MetricWrapperBase):
+            assert metric in metrics.REGISTRY._collector_to_names
+            name = metric._name + ("_total" if metric._type == "counter" else "")
+            served[name] = set(metric._labelnames)  # also of a gauge not set yet
+    assert documented == served
+
+
+def test_every_event_the_service_logs_is_named_in_the_doc():
+    """Each literal event name the service and its dashboard log (the Dask driver's are
+    docs/cluster.md's) is named in backquotes in docs/service.md, and so are the per-file
+    lines whose name is made from the file's state."""
+    events = {"file_failed", "file_quarantined", "file_skipped", "file_gone"}
+    call = re.compile(r"\blog\.(?:debug|info|warning|error|exception|critical)\(\s*"
+                      r"\"([a-z_]+)\"")
+    for path in [*(ROOT / "nwwatch" / "service").glob("*.py"),
+                 *(ROOT / "nwwatch" / "dashboard").glob("*.py")]:
+        if not path.name.startswith("cluster"):
+            events.update(call.findall(path.read_text()))
+    assert len(events) > 40  # the pattern still finds the calls
+    assert sorted(e for e in events if f"`{e}`" not in DOC) == []
