@@ -55,6 +55,12 @@ def _write(path: Path, data: np.ndarray) -> Path:
             mrc.set_data(data.astype(np.uint16) * 50)
             mrc.set_image_stack()
             mrc.voxel_size = (4.2, 4.2, 1.0)
+    elif path.suffix == ".emd":  # a Velox camera series: each frame its own time stamp
+        from test_io_emd import _metadata
+        from test_io_emd import _write as emd_file
+
+        emd_file(path, data, [_metadata(pixel_m=4.2e-10, stamp_us=1_700_000_000_000_000
+                                        + 250_000 * i) for i in range(len(data))])
     elif path.name.startswith("imagej"):  # ImageJ's layout for stacks over 4 GB
         write_stack_tiff(path, data)
         one_ifd_for_all_pages(path)
@@ -79,7 +85,7 @@ def _queue(out: Path, source: Path) -> list[tuple]:
             for e in entries]
 
 
-@pytest.mark.parametrize("name", ["stack.tif", "movie.mrcs", "imagej.tif"])
+@pytest.mark.parametrize("name", ["stack.tif", "movie.mrcs", "imagej.tif", "series.emd"])
 def test_a_stack_read_in_chunks_gives_the_rows_of_the_stack_read_whole(tmp_path, monkeypatch,
                                                                        name):
     path = _write(tmp_path / "acq" / name, _pages())

@@ -25,7 +25,14 @@ import structlog
 import tifffile
 
 from nwwatch.io.dm import inspect_dm, is_dm, read_dm_frames, read_dm_volume
-from nwwatch.io.emd import inspect_emd, is_emd, read_emd_frames, read_emd_volume
+from nwwatch.io.emd import (
+    inspect_emd,
+    is_emd,
+    read_emd_frame_at,
+    read_emd_frame_chunks,
+    read_emd_frames,
+    read_emd_volume,
+)
 from nwwatch.io.errors import (
     JOIN_SLICES_HINT,
     BlankImageError,
@@ -224,6 +231,8 @@ class FrameReader:
             (frame,), self._mrc_metadata = _mrc_frames_with(path, range(index, index + 1),
                                                             self._mrc_metadata)
             return frame
+        if is_emd(path):
+            return read_emd_frame_at(path, index)
         frames = read_frames(path)
         check_page_index(path, index, len(frames))
         return frames[index]
@@ -296,7 +305,10 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
     if is_mrc(path):
         yield from read_mrc_frame_chunks(path, pages)
         return
-    if is_dm(path) or is_emd(path) or is_ser(path):
+    if is_emd(path):
+        yield from read_emd_frame_chunks(path, pages)
+        return
+    if is_dm(path) or is_ser(path):
         if whole is not None:
             whole(inspect_tiff(path))
         yield read_frames(path)
@@ -321,7 +333,7 @@ def reads_by_page(info: TiffInfo) -> bool:
     a chunk of pages at a time: an MRC file or a TIFF, unless the TIFF's pages share one
     IFD and not one contiguous block of pixels (found out only when it is opened, and then
     read whole)."""
-    return info.layout not in ("dm", "emd", "ser")
+    return info.layout not in ("dm", "ser")
 
 
 def _planes_by_page(series: list[tifffile.TiffPageSeries]) -> bool:
