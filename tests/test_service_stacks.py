@@ -61,6 +61,10 @@ def _write(path: Path, data: np.ndarray) -> Path:
 
         emd_file(path, data, [_metadata(pixel_m=4.2e-10, stamp_us=1_700_000_000_000_000
                                         + 250_000 * i) for i in range(len(data))])
+    elif path.suffix == ".ser":  # a TIA series: each element its own offset and time
+        from test_io_ser import ser_file
+
+        ser_file(path, list(data), 2, delta_m=(4.2e-10, 4.2e-10), total=len(data) + 4)
     elif path.name.startswith("imagej"):  # ImageJ's layout for stacks over 4 GB
         write_stack_tiff(path, data)
         one_ifd_for_all_pages(path)
@@ -85,7 +89,8 @@ def _queue(out: Path, source: Path) -> list[tuple]:
             for e in entries]
 
 
-@pytest.mark.parametrize("name", ["stack.tif", "movie.mrcs", "imagej.tif", "series.emd"])
+@pytest.mark.parametrize("name", ["stack.tif", "movie.mrcs", "imagej.tif", "series.emd",
+                                  "series.ser"])
 def test_a_stack_read_in_chunks_gives_the_rows_of_the_stack_read_whole(tmp_path, monkeypatch,
                                                                        name):
     path = _write(tmp_path / "acq" / name, _pages())

@@ -60,7 +60,14 @@ from nwwatch.io.mrc import (
     read_mrc_volume,
 )
 from nwwatch.io.records import Frame, TiffInfo, Volume
-from nwwatch.io.ser import inspect_ser, is_ser, read_ser_frames, read_ser_volume
+from nwwatch.io.ser import (
+    inspect_ser,
+    is_ser,
+    read_ser_frame_at,
+    read_ser_frame_chunks,
+    read_ser_frames,
+    read_ser_volume,
+)
 from nwwatch.io.series import image_series, series_n_pages, tagged_pages
 from nwwatch.io.structure import corrupt_structure_refused, open_tiff
 
@@ -233,6 +240,8 @@ class FrameReader:
             return frame
         if is_emd(path):
             return read_emd_frame_at(path, index)
+        if is_ser(path):
+            return read_ser_frame_at(path, index)
         frames = read_frames(path)
         check_page_index(path, index, len(frames))
         return frames[index]
@@ -308,7 +317,10 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
     if is_emd(path):
         yield from read_emd_frame_chunks(path, pages)
         return
-    if is_dm(path) or is_ser(path):
+    if is_ser(path):
+        yield from read_ser_frame_chunks(path, pages)
+        return
+    if is_dm(path):
         if whole is not None:
             whole(inspect_tiff(path))
         yield read_frames(path)
@@ -333,7 +345,7 @@ def reads_by_page(info: TiffInfo) -> bool:
     a chunk of pages at a time: an MRC file or a TIFF, unless the TIFF's pages share one
     IFD and not one contiguous block of pixels (found out only when it is opened, and then
     read whole)."""
-    return info.layout not in ("dm", "ser")
+    return info.layout != "dm"
 
 
 def _planes_by_page(series: list[tifffile.TiffPageSeries]) -> bool:
