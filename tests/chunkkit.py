@@ -57,6 +57,9 @@ def assert_chunks_are_the_whole_read(path: Path, chunk_pages: list[int],
         assert_same_frame(frame, whole[index])
         assert frame.image.base is None or frame.image.base.nbytes == frame.image.nbytes
         assert _warnings(logs) == warned, index
+    with nio.FrameReader(path) as reader:  # the labelling session's pages of one file
+        for index in reversed(pages_at):
+            assert_same_frame(reader.frame(index), whole[index])
     with pytest.raises(nio.PageIndexError):
         nio.read_frame_at(path, n)
     return whole
