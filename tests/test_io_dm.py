@@ -287,6 +287,78 @@ def test_a_3d_image_is_a_stack_of_frames_with_one_calibration(tmp_path, suffix):
         read_volume(path)
 
 
+@pytest.mark.parametrize("suffix, little", [(".dm3", True), (".dm4", True), (".dm4", False)])
+@pytest.mark.parametrize("datatype, stored, returned", [TYPES[5], TYPES[6], TYPES[7]])
+@pytest.mark.parametrize("metadata", ["os_time", "none", "implausible"])
+def test_chunks_and_one_frame_are_the_frames_read_whole(tmp_path, suffix, little, datatype,
+                                                        stored, returned, metadata):
+    # the service and replay read a long 3-D image a chunk of planes at a time, the
+    # labelling page one plane: the same images (byte order and pixel type converted as a
+    # whole read converts them), indices, pixel size and time, warnings once a file
+    from chunkkit import assert_chunks_are_the_whole_read
+
+    n = 7
+    data = RNG.integers(0, 4000, (n, 17, 12)).astype(stored)
+    when = datetime(2024, 3, 5, 14, 7, 9, tzinfo=UTC)
+    if metadata == "os_time":
+        calibration, tags = nm_calibration(0.4, n=2), databar(filetime(when))
+    elif metadata == "none":
+        calibration, tags = None, None
+    else:  # a desktop default calibration and an unreadable date: warnings, mtime
+        calibration, tags = nm_calibration(353000.0, n=2), databar(None, "13.13.2024", "9:00")
+    path = dm_file(tmp_path / f"stack{suffix}", data, datatype, little=little,
+                   calibration=(calibration or [(1.0, "")] * 2) + [(0.1, "s")], tags=tags)
+    whole = assert_chunks_are_the_whole_read(path, [1, 2, 3, 5, 7, 8], [0, 3, n - 1])
+    assert whole[0].image.dtype == returned
+    np.testing.assert_array_equal(np.stack([f.image for f in whole]), data.astype(returned))
+    assert {f.acquired_at_source for f in whole} == {
+        "metadata" if metadata == "os_time" else "mtime"}
+
+
+def test_a_chunk_reads_only_its_own_planes(tmp_path):
+    # the file cut inside plane 5 after the first chunk was read (rewritten by another
+    # program meanwhile): that chunk came before any later plane was read, and the chunk
+    # holding plane 5 is bad input naming the file
+    from nwwatch.io import read_frame_chunks
+
+    data = RNG.integers(0, 4000, (7, 8, 8)).astype(np.uint16)
+    path = dm_file(tmp_path / "s.dm4", data, 10)
+    raw = path.read_bytes()
+    plane_5 = raw.index(data[5].tobytes())
+    chunks = read_frame_chunks(path, 3)
+    first = next(chunks)
+    assert [f.index for f in first] == [0, 1, 2]
+    with open(path, "r+b") as handle:
+        handle.truncate(plane_5 + 10)
+    with pytest.raises(TruncatedTiffError, match="s.dm4: DigitalMicrograph data cut short"):
+        next(chunks)
+    np.testing.assert_array_equal(np.stack([f.image for f in first]), data[:3])
+
+
+def test_a_stack_over_the_whole_read_limit_is_read_by_chunks_and_refused_whole(
+        tmp_path, monkeypatch):
+    # MAX_FILE_BYTES bounds a file read whole (every frame in memory at once); a recording
+    # read a chunk of planes at a time, as the service and replay read it, may be longer
+    import nwwatch.io as nio
+    from nwwatch.io import ImageTooLargeError
+
+    data = RNG.integers(0, 4000, (6, 16, 16)).astype(np.uint16)
+    path = dm_file(tmp_path / "long.dm4", data, 10)
+    monkeypatch.setattr(nio.limits, "MAX_FILE_BYTES", 2 * 16 * 16 * 2)
+    info = inspect_tiff(path)
+    assert info.declared_bytes == data.nbytes and nio.reads_by_page(info)
+    chunks = list(nio.read_frame_chunks(
+        path, 4, whole=lambda info: pytest.fail(f"{info.path} read whole")))
+    assert [[f.index for f in c] for c in chunks] == [[0, 1, 2, 3], [4, 5]]
+    np.testing.assert_array_equal(np.stack([f.image for c in chunks for f in c]), data)
+    np.testing.assert_array_equal(nio.read_frame_at(path, 5).image, data[5])
+    with pytest.raises(ImageTooLargeError, match=f"long.dm4: declares {data.nbytes} bytes "
+                                                 r"of pixels \(shape \(6, 16, 16\)\), more "
+                                                 "than the limit of 1024 .* for a file read "
+                                                 "whole"):
+        read_frames(path)
+
+
 def test_the_thumbnail_is_skipped_and_the_largest_image_read(tmp_path):
     data = np.arange(20, dtype=np.int16).reshape(4, 5)
     small = image_group(np.zeros((2, 2), np.int16), 1)

@@ -121,6 +121,95 @@ def test_frames_read_in_blocks_are_the_frames_stored(tmp_path, monkeypatch, chun
     np.testing.assert_array_equal(np.stack([f.image for f in read_frames(path)]), frames)
 
 
+def _series_metadata(kind: str, n: int) -> list[dict]:
+    """Per-frame metadata of each way an EMD file gives frame times and pixel sizes."""
+    start = 1_650_000_000
+    if kind == "stamps":  # a camera series, pixel size changed part way, one implausible
+        return [_metadata(pixel_m=2.5e-10 if i < n // 2 else 5e-10 if i != n - 2 else 1.0,
+                          stamp_us=(start + i) * 10**6 + 3) for i in range(n)]
+    if kind == "scan":  # a STEM series: start + i * FrameTime
+        return [_metadata(detector="HAADF", start_s=start, frame_time_s=0.75, pixel_m=1e-9)
+                for _ in range(n)]
+    if kind == "past_2200":  # a damaged FrameTime: every frame the start, with a warning
+        return [_metadata(start_s=start, frame_time_s=1e12) for _ in range(n)]
+    return [_metadata(pixel_m=None) for _ in range(n)]  # no time: the mtime
+
+
+@pytest.mark.parametrize("storage", ["chunked_gzip", "contiguous", "chunks_of_3"])
+@pytest.mark.parametrize("kind", ["stamps", "scan", "past_2200", "mtime"])
+def test_chunks_and_one_frame_are_the_frames_read_whole(tmp_path, storage, kind):
+    # the service and replay read a long series a chunk of frames at a time, the labelling
+    # page one frame: the same images, indices, pixel sizes and times, warnings once a file
+    from chunkkit import assert_chunks_are_the_whole_read
+
+    n = 7
+    frames = np.random.default_rng(2).integers(0, 60000, (n, 19, 16)).astype(np.uint16)
+    path = tmp_path / "series.emd"
+    metas = _series_metadata(kind, n)
+    if storage == "chunks_of_3":  # chunks of several frames, not aligned with the reads
+        with h5py.File(path, "w") as hdf:
+            hdf.create_dataset("Version", data=[_VERSION.encode()], dtype=h5py.string_dtype())
+            name = _add_image(hdf, frames, metas)
+            del hdf[f"{name}/Data"]
+            hdf.create_dataset(f"{name}/Data", data=np.moveaxis(frames, 0, 2),
+                               chunks=(19, 8, 3), compression="lzf")
+    else:
+        _write(path, frames, metas, chunked=storage != "contiguous",
+               compression="gzip" if storage == "chunked_gzip" else None)
+    whole = assert_chunks_are_the_whole_read(path, [1, 2, 3, 5, 7, 10], [0, 3, n - 1])
+    np.testing.assert_array_equal(np.stack([f.image for f in whole]), frames)
+    assert len({f.acquired_at for f in whole}) == (1 if kind in ("past_2200", "mtime") else n)
+
+
+def test_a_chunk_decodes_only_its_own_frames(tmp_path):
+    # frame 5's compressed chunk damaged: the frames before it are read, one at a time or a
+    # chunk at a time, and the chunk holding it is bad input naming the file
+    frames = _stack(n=8, h=24, w=24)
+    path = _write(tmp_path / "s.emd", np.random.default_rng(0).integers(
+        0, 999, frames.shape).astype(np.uint16), compression="gzip")
+    with h5py.File(path, "r") as hdf:
+        (name,) = hdf["Data/Image"]
+        chunk = hdf[f"Data/Image/{name}/Data"].id.get_chunk_info_by_coord((0, 0, 5))
+    with open(path, "r+b") as handle:
+        handle.seek(chunk.byte_offset + 2)
+        handle.write(b"\xff" * 16)
+    from nwwatch.io import read_frame_at, read_frame_chunks
+
+    assert read_frame_at(path, 4).index == 4
+    with pytest.raises(TruncatedTiffError, match="s.emd: Data/Image/.*/Data could not be read"):
+        read_frame_at(path, 5)
+    chunks = read_frame_chunks(path, 3)
+    assert [f.index for f in next(chunks)] == [0, 1, 2]
+    with pytest.raises(TruncatedTiffError, match="s.emd: "):
+        next(chunks)
+    with pytest.raises(TruncatedTiffError, match="s.emd: "):
+        read_frames(path)
+
+
+def test_a_series_over_the_whole_read_limit_is_read_by_chunks_and_refused_whole(
+        tmp_path, monkeypatch):
+    # MAX_FILE_BYTES bounds a file read whole (every frame in memory at once); a recording
+    # read a chunk of frames at a time, as the service and replay read it, may be longer
+    import nwwatch.io as nio
+    from nwwatch.io import ImageTooLargeError
+
+    frames = _stack(n=6, h=16, w=16)
+    path = _write(tmp_path / "long.emd", frames)
+    monkeypatch.setattr(nio.limits, "MAX_FILE_BYTES", 2 * 16 * 16 * 2)
+    info = inspect_tiff(path)
+    assert info.declared_bytes == frames.nbytes and nio.reads_by_page(info)
+    chunks = list(nio.read_frame_chunks(
+        path, 4, whole=lambda info: pytest.fail(f"{info.path} read whole")))
+    assert [[f.index for f in c] for c in chunks] == [[0, 1, 2, 3], [4, 5]]
+    np.testing.assert_array_equal(np.stack([f.image for c in chunks for f in c]), frames)
+    np.testing.assert_array_equal(nio.read_frame_at(path, 5).image, frames[5])
+    with pytest.raises(ImageTooLargeError, match=f"long.emd: declares {frames.nbytes} bytes "
+                                                 r"of pixels \(shape \(6, 16, 16\)\), more "
+                                                 "than the limit of 1024 .* for a file read "
+                                                 "whole"):
+        read_frames(path)
+
+
 @pytest.mark.parametrize("stored, returned", [
     ("u1", "u1"), ("u2", "u2"), ("u4", "f4"), ("i2", "i2"), ("i4", "f4"), ("f4", "f4"),
     ("f8", "f4"), ("i1", "i2"), ("f2", "f4"), (">u2", "u2")])

@@ -192,6 +192,103 @@ def test_different_x_and_y_pixel_sizes_are_refused(tmp_path):
         read_frames(path)
 
 
+# --- chunks and single frames ----------------------------------------------------------------
+
+
+def _with_calibrations(raw: bytes, deltas_m: list[float]) -> bytes:
+    """``raw`` (a 0x0220 series) with element ``i``'s x and y delta set to ``deltas_m[i]``."""
+    raw = bytearray(raw)
+    (array_at,) = struct.unpack_from("<q", raw, 22)
+    for i, delta in enumerate(deltas_m):
+        (at,) = struct.unpack_from("<q", raw, array_at + 8 * i)
+        struct.pack_into("<d", raw, at + 8, delta)
+        struct.pack_into("<d", raw, at + 28, delta)
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("version", [0x0210, 0x0220])
+@pytest.mark.parametrize("datatype", [2, 3])
+@pytest.mark.parametrize("times", ["tags", "unset"])
+def test_chunks_and_one_frame_are_the_frames_read_whole(tmp_path, version, datatype, times):
+    # the service and replay read a long series a chunk of elements at a time, the labelling
+    # page one element: the same images, indices, pixel sizes and times, warnings once a file
+    from chunkkit import assert_chunks_are_the_whole_read
+
+    n = 7
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 60000, (16, 12)).astype(np.uint16) for _ in range(n)]
+    start = int(_WHEN.timestamp())
+    seconds = [start + i // 2 for i in range(n)] if times == "tags" else [start] + [0] * (n - 1)
+    raw = ser_bytes(frames, datatype, version=0x0220, times=seconds, total=n + 3)
+    # the magnification changed part way; element 5 a diffraction pattern's calibration
+    raw = _with_calibrations(raw, [2.5e-10] * 3 + [5e-10] * 2 + [1.0157e8, 5e-10])
+    if version == 0x0210:  # the same elements, offsets of 4 bytes
+        raw = _as_version_0x0210(raw)
+    path = tmp_path / "series.ser"
+    path.write_bytes(raw)
+    whole = assert_chunks_are_the_whole_read(path, [1, 2, 3, 4, 7, 9], [0, 4, 5, n - 1])
+    np.testing.assert_array_equal(np.stack([f.image for f in whole]), np.stack(frames))
+    assert [f.pixel_size_nm for f in whole] == [0.25] * 3 + [0.5] * 2 + [None, 0.5]
+    assert {f.acquired_at_source for f in whole} == {"metadata" if times == "tags" else "mtime"}
+
+
+def _as_version_0x0210(raw: bytes) -> bytes:
+    """A 0x0220 series of ``raw`` rewritten as 0x0210: 4-byte offsets, elements moved."""
+    (array_at,) = struct.unpack_from("<q", raw, 22)
+    total = struct.unpack_from("<i", raw, 14)[0]
+    offsets = struct.unpack_from(f"<{2 * total}q", raw, array_at)
+    body_at = array_at + 16 * total
+    shift = 4 + 8 * total  # 4 bytes less in the header, 4 less per offset
+    head = (raw[:22] + struct.pack("<I", array_at - 4) + raw[30:array_at])
+    head = head[:4] + struct.pack("<H", 0x0210) + head[6:]
+    arrays = b"".join(struct.pack("<I", o - shift if o else 0) for o in offsets)
+    return head + arrays + raw[body_at:]
+
+
+def test_a_chunk_reads_only_its_own_elements(tmp_path):
+    # the file cut inside element 5's pixels after the first chunk was read (rewritten by
+    # another program meanwhile): that chunk came before any later element was read, and
+    # the chunk holding element 5 is bad input naming the file
+    from nwwatch.io import read_frame_chunks
+
+    frames = _frames(7, (8, 8))
+    path = ser_file(tmp_path / "s.ser", frames)
+    raw = path.read_bytes()
+    (array_at,) = struct.unpack_from("<q", raw, 22)
+    (fifth,) = struct.unpack_from("<q", raw, array_at + 8 * 5)
+    chunks = read_frame_chunks(path, 3)
+    first = next(chunks)
+    assert [f.index for f in first] == [0, 1, 2]
+    with open(path, "r+b") as handle:
+        handle.truncate(fifth + 60)
+    with pytest.raises(TruncatedTiffError, match="s.ser: TIA series element 5 cut short"):
+        next(chunks)
+    np.testing.assert_array_equal(np.stack([f.image for f in first]), np.stack(frames[:3]))
+
+
+def test_a_series_over_the_whole_read_limit_is_read_by_chunks_and_refused_whole(
+        tmp_path, monkeypatch):
+    # MAX_FILE_BYTES bounds a file read whole (every frame in memory at once); a recording
+    # read a chunk of elements at a time, as the service and replay read it, may be longer
+    import nwwatch.io as nio
+
+    frames = _frames(6, (16, 16))
+    path = ser_file(tmp_path / "long.ser", frames)
+    monkeypatch.setattr(nio.limits, "MAX_FILE_BYTES", 2 * 16 * 16 * 2)
+    info = inspect_tiff(path)
+    assert info.declared_bytes == 6 * 16 * 16 * 2 and nio.reads_by_page(info)
+    chunks = list(nio.read_frame_chunks(
+        path, 4, whole=lambda info: pytest.fail(f"{info.path} read whole")))
+    assert [[f.index for f in c] for c in chunks] == [[0, 1, 2, 3], [4, 5]]
+    np.testing.assert_array_equal(np.stack([f.image for c in chunks for f in c]),
+                                  np.stack(frames))
+    np.testing.assert_array_equal(nio.read_frame_at(path, 5).image, frames[5])
+    with pytest.raises(ImageTooLargeError, match=r"long.ser: declares 3072 bytes of pixels "
+                                                 r"\(shape \(6, 16, 16\)\), more than the "
+                                                 "limit of 1024 .* for a file read whole"):
+        read_frames(path)
+
+
 # --- times ----------------------------------------------------------------------------------
 
 
@@ -354,8 +451,8 @@ def test_absurd_declared_sizes_are_refused_before_anything_is_allocated(tmp_path
 
 def test_a_corrupt_count_or_text_length_in_a_large_file_is_refused_before_it_is_read(
         tmp_path):
-    # the file's size bounds nothing much when the file is large: a count of millions of
-    # elements is refused by the frame size it implies before its offset arrays are read,
+    # a count of millions of elements is refused by the bytes it implies, more than the
+    # file holds, before its offset arrays are read,
     # and a dimension's text longer than a word before it is read
     total = 4_000_000
     dim = _dimension(total)
@@ -372,8 +469,10 @@ def test_a_corrupt_count_or_text_length_in_a_large_file_is_refused_before_it_is_
 
     tracemalloc.start()
     try:
-        with pytest.raises(ImageTooLargeError, match=r"count.ser: declares \d+ bytes of "
-                                                     r"pixels \(4000000 x 1024 x 1024\)"):
+        with pytest.raises(TruncatedTiffError, match=r"count.ser: TIA series declares 4000000 "
+                                                     r"valid elements of 1024 x 1024 px, \d+ "
+                                                     r"bytes, in a file of \d+ bytes: cut "
+                                                     "short"):
             inspect_tiff(path)
         _, peak_bytes = tracemalloc.get_traced_memory()
     finally:

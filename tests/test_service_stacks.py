@@ -1,9 +1,10 @@
 """In-situ stacks larger than the memory the process may use (docs/service.md, "Processing").
 
-A TIFF or MRC stack is read, segmented and measured a chunk of pages at a time, with the rows
-of the whole stack committed together, the same as for the stack read whole; a file that can
-only be read whole (DigitalMicrograph, EMD, TIA) and cannot fit is refused from its header
-with the GiB needed and available, and tried again at a start with more memory. Was: every
+A TIFF, MRC, DigitalMicrograph, EMD or TIA stack is read, segmented and measured a chunk of
+pages at a time, with the rows of the whole stack committed together, the same as for the
+stack read whole; a file read whole (no more pages than a chunk) that cannot fit is refused
+from its header with the GiB needed and available, and tried again at a start with more
+memory. Was: every
 stack was read whole (and normalised to float32 beside it); one larger than the unit's
 MemoryMax was killed by the OOM killer, restarted, killed again and after three kills
 quarantined as "the service stopped (crash or kill) while processing this file alone".
@@ -55,6 +56,21 @@ def _write(path: Path, data: np.ndarray) -> Path:
             mrc.set_data(data.astype(np.uint16) * 50)
             mrc.set_image_stack()
             mrc.voxel_size = (4.2, 4.2, 1.0)
+    elif path.suffix == ".emd":  # a Velox camera series: each frame its own time stamp
+        from test_io_emd import _metadata
+        from test_io_emd import _write as emd_file
+
+        emd_file(path, data, [_metadata(pixel_m=4.2e-10, stamp_us=1_700_000_000_000_000
+                                        + 250_000 * i) for i in range(len(data))])
+    elif path.suffix == ".dm4":  # a DigitalMicrograph 3-D image: one array, x fastest
+        from test_io_dm import dm_file, nm_calibration
+
+        dm_file(path, data.astype(np.uint16), 10,
+                calibration=nm_calibration(0.42, n=2) + [(0.1, "s")])
+    elif path.suffix == ".ser":  # a TIA series: each element its own offset and time
+        from test_io_ser import ser_file
+
+        ser_file(path, list(data), 2, delta_m=(4.2e-10, 4.2e-10), total=len(data) + 4)
     elif path.name.startswith("imagej"):  # ImageJ's layout for stacks over 4 GB
         write_stack_tiff(path, data)
         one_ifd_for_all_pages(path)
@@ -79,7 +95,8 @@ def _queue(out: Path, source: Path) -> list[tuple]:
             for e in entries]
 
 
-@pytest.mark.parametrize("name", ["stack.tif", "movie.mrcs", "imagej.tif"])
+@pytest.mark.parametrize("name", ["stack.tif", "movie.mrcs", "imagej.tif", "series.emd",
+                                  "series.ser", "movie.dm4"])
 def test_a_stack_read_in_chunks_gives_the_rows_of_the_stack_read_whole(tmp_path, monkeypatch,
                                                                        name):
     path = _write(tmp_path / "acq" / name, _pages())
@@ -158,8 +175,9 @@ def _dm_stack(path: Path, n: int = 6) -> Path:
                    calibration=nm_calibration(0.42, n=2) + [(0.1, "s")])
 
 
-def test_a_dm_stack_too_large_to_read_whole_is_refused_at_once_and_retried_with_more(
+def test_a_file_too_large_to_read_whole_is_refused_at_once_and_retried_with_more(
         tmp_path, monkeypatch):
+    # a file of no more pages than a chunk is read whole: checked from its header first
     path = _dm_stack(tmp_path / "acq" / "movie.dm4")
     need = whole_bytes(inspect_tiff(path))
     limit = [need - 1]
@@ -177,11 +195,18 @@ def test_a_dm_stack_too_large_to_read_whole_is_refused_at_once_and_retried_with_
     assert entry["path"] == str(path) and entry["attempts"] == 1
     assert entry["error_type"] == StackTooLargeError.__name__
     assert entry["reason"].startswith(
-        f"6 frames of 96 x 96 uint16 in a DigitalMicrograph file, read whole, need at least "
-        f"{need / GIB:.1f} GiB of memory")
+        f"6 frames of 96 x 96 uint16 in one file need at least {need / GIB:.1f} GiB of memory")
     assert ("GiB are available (/cg/test/memory.max): raise that limit (the service's "
-            "MemoryMax: systemctl edit nwwatch), or save the recording as TIFF or MRC"
-            in entry["reason"])
+            "MemoryMax: systemctl edit nwwatch), or bin the frames" in entry["reason"])
+    # a longer DigitalMicrograph stack is read a chunk at a time within that memory
+    longer = _dm_stack(tmp_path / "acq2" / "long.dm4", n=PAGES)
+    assert whole_bytes(inspect_tiff(longer)) > limit[0]
+    monkeypatch.setattr(stackmemory, "STACK_CHUNK_BYTES", 1)  # chunks of one batch
+    summary = replay(tmp_path / "acq2", tmp_path / "out2", kind="insitu", model=onnx)
+    assert (summary.done, summary.quarantined) == (1, 0), summary.lines()
+    assert read == []
+    assert pq.read_table(tmp_path / "out2" / "frames").num_rows == PAGES
+    monkeypatch.setattr(stackmemory, "STACK_CHUNK_BYTES", 256 * 2**20)
     summary = replay(tmp_path / "acq", tmp_path / "out", kind="insitu", model=onnx)
     assert (summary.done, summary.still_quarantined) == (0, 1), summary.lines()
     limit[0] = need  # MemoryMax raised, the service restarted
@@ -205,7 +230,8 @@ stackmemory.CHECKED_FROM_BYTES = 0
 """
 
 
-def test_the_service_refuses_a_dm_stack_too_large_and_processes_a_tiff_stack(tmp_path):
+def test_the_service_refuses_a_file_too_large_to_read_whole_and_reads_a_dm_stack_by_chunks(
+        tmp_path):
     from servicekit import DaemonProcess, wait_rows, write_config
 
     dm = _dm_stack(tmp_path / "acq" / "movie.dm4")
@@ -214,7 +240,7 @@ def test_the_service_refuses_a_dm_stack_too_large_and_processes_a_tiff_stack(tmp
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(_AVAILABLE_HOOK)
     res = tmp_path / "res"
-    # batches of 4: a stack of 21 pages is read in chunks of 16 and 5
+    # batches of 4: a stack of 21 pages is read in chunks of 16 and 5, one of 6 whole
     cfg = write_config(tmp_path / "c.toml", tmp_path / "acq", res, model(tmp_path / "m"),
                        settle=0.2, batch_size=4)
     pythonpath = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
@@ -223,15 +249,16 @@ def test_the_service_refuses_a_dm_stack_too_large_and_processes_a_tiff_stack(tmp
     try:
         quarantined = daemon.wait_event("file_quarantined", timeout=60)
         assert quarantined["source"] == str(dm)
-        assert "in a DigitalMicrograph file, read whole, need at least" in \
-            quarantined["reason"]
-        # a TIFF stack larger than that is read a chunk at a time, within that memory
-        _write(tmp_path / "acq" / "stack.tif", _pages())
+        assert "6 frames of 96 x 96 uint16 in one file need at least" in quarantined["reason"]
+        # a DigitalMicrograph stack larger than that is read a chunk at a time, within that
+        # memory
+        _dm_stack(tmp_path / "acq" / "long.dm4", n=PAGES)
         wait_rows(res, PAGES, timeout=90, proc=daemon)
     finally:
         assert daemon.terminate(timeout=30)[0] == 0
     rows = _rows(res)
     assert [r["frame"] for r in rows] == list(range(PAGES))
+    assert {r["source"] for r in rows} == {str(tmp_path / "acq" / "long.dm4")}
     assert pq.read_table(res / "quarantine.parquet").to_pylist()[0]["attempts"] == 1
 
 

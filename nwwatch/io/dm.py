@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,11 +64,12 @@ from nwwatch.io.errors import (
     TruncatedTiffError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
+    check_page_index,
 )
 from nwwatch.io.limits import (
-    MAX_FILE_BYTES,
     MAX_FRAME_PIXELS,
     PLAUSIBLE_ACQUISITION_YEARS,
+    check_whole_read_bytes,
 )
 from nwwatch.io.metadata import (
     float32_value,
@@ -498,11 +500,8 @@ def _layout(path: Path, handle: BinaryIO, metadata: bool = True) -> _Layout:
     if width * height > MAX_FRAME_PIXELS:
         raise ImageTooLargeError(path, f"declares {height} x {width} pixels per frame, more "
                                        f"than the limit of {MAX_FRAME_PIXELS}")
+    # the Data array's bytes were checked against the file's size while the tags were parsed
     declared = width * height * n_frames * np.dtype(returned).itemsize
-    if declared > MAX_FILE_BYTES:
-        raise ImageTooLargeError(path, f"declares {declared} bytes of pixels ({n_frames} x "
-                                       f"{height} x {width}), more than the limit of "
-                                       f"{MAX_FILE_BYTES}")
     ref = _data_ref(parser, image, stored)
     if ref.count != width * height * n_frames:
         raise parser._corrupt(f"the image's Data holds {ref.count} values, its Dimensions "
@@ -558,33 +557,91 @@ def inspect_dm(path: str | os.PathLike[str]) -> TiffInfo:
         return _layout(path, handle, metadata=False).info
 
 
+@dataclass(frozen=True)
+class _FrameMetadata:
+    """The pixel size and time every frame of a file gets (DigitalMicrograph keeps one
+    calibration and one time for a 3-D image), and the time's source."""
+
+    pixel_size_nm: float | None
+    acquired_at: datetime
+    source: str
+
+
+def _frame_metadata(path: Path, handle: BinaryIO, layout: _Layout) -> _FrameMetadata:
+    pixel_nm = frame_pixel_size_nm(path, (None, *layout.sizes_nm), "dm")
+    if layout.acquired_at is not None:
+        return _FrameMetadata(pixel_nm, layout.acquired_at, "metadata")
+    mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
+    return _FrameMetadata(pixel_nm, mtime, "mtime")
+
+
+def _frames(path: Path, handle: BinaryIO, layout: _Layout, meta: _FrameMetadata,
+            planes: range) -> list[Frame]:
+    """The planes ``planes`` of the image as frames, reading their pixels only: the image's
+    Data is one array, x fastest, then y, then the plane, so the planes asked are one
+    contiguous run of it, read in one call."""
+    info, ref = layout.info, layout.data
+    plane_pixels = math.prod(info.page_shape)
+    count = len(planes) * plane_pixels
+    handle.seek(ref.offset + planes.start * plane_pixels * np.dtype(ref.dtype).itemsize)
+    data = np.fromfile(handle, dtype=ref.dtype, count=count)
+    if data.size < count:  # shortened since the tags were read
+        raise TruncatedTiffError(path, f"DigitalMicrograph data cut short: {data.size} of "
+                                       f"{count} pixels of frames {planes.start} to "
+                                       f"{planes.stop - 1}")
+    returned = layout.returned
+    data = data.astype(returned, copy=data.dtype != returned or not data.dtype.isnative)
+    data = data.reshape(len(planes), *info.page_shape)
+    return [Frame(image=data[k], index=i, source=path, pixel_size_nm=meta.pixel_size_nm,
+                  acquired_at=meta.acquired_at, acquired_at_source=meta.source)
+            for k, i in enumerate(planes)]
+
+
 def read_dm_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """Read a DigitalMicrograph image (one frame) or 3-D image (a stack of frames).
 
     ``pixel_size_nm`` from the x and y calibrations (None unless both are lengths);
     ``acquired_at`` from the DataBar tags, else the file's mtime (see the module's
-    documentation). Raises as :func:`inspect_dm`, and AnisotropicPixelsError when the x and y
-    pixel sizes differ.
+    documentation). Raises as :func:`inspect_dm`, ImageTooLargeError beyond
+    :data:`nwwatch.io.limits.MAX_FILE_BYTES` (every frame in memory at once), and
+    AnisotropicPixelsError when the x and y pixel sizes differ.
     """
     path = Path(path)
     with open_input(path) as handle:  # tags and data of one file, even if renamed over meanwhile
         layout = _layout(path, handle)
-        info, ref = layout.info, layout.data
-        handle.seek(ref.offset)
-        data = np.fromfile(handle, dtype=ref.dtype, count=ref.count)
-        mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
-    if data.size < ref.count:  # shortened since the tags were read
-        raise TruncatedTiffError(path, f"DigitalMicrograph data cut short: {data.size} of "
-                                       f"{ref.count} pixels")
-    returned = layout.returned
-    data = data.astype(returned, copy=data.dtype != returned or not data.dtype.isnative)
-    data = data.reshape(info.n_pages, *info.page_shape)
-    pixel_nm = frame_pixel_size_nm(path, (None, *layout.sizes_nm), "dm")
-    when, source = ((layout.acquired_at, "metadata") if layout.acquired_at is not None
-                    else (mtime, "mtime"))
-    return [Frame(image=data[i], index=i, source=path, pixel_size_nm=pixel_nm,
-                  acquired_at=when, acquired_at_source=source)
-            for i in range(info.n_pages)]
+        info = layout.info
+        check_whole_read_bytes(path, info.declared_bytes, info.shape)
+        meta = _frame_metadata(path, handle, layout)
+        return _frames(path, handle, layout, meta, range(info.n_pages))
+
+
+def read_dm_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
+    """Frame ``index`` of :func:`read_dm_frames`, reading only that plane's pixels. Raises
+    as :func:`read_dm_frames` (but for the whole-read limit), and PageIndexError when the
+    image has no frame ``index``."""
+    path = Path(path)
+    with open_input(path) as handle:
+        layout = _layout(path, handle)
+        check_page_index(path, index, layout.info.n_pages)
+        meta = _frame_metadata(path, handle, layout)
+        return _frames(path, handle, layout, meta, range(index, index + 1))[0]
+
+
+def read_dm_frame_chunks(path: str | os.PathLike[str], pages: int) -> Iterator[list[Frame]]:
+    """The frames of :func:`read_dm_frames`, in order, ``pages`` planes at a time (the last
+    chunk may be shorter), reading only each chunk's pixels from the image's Data array.
+    The file is open until the last chunk (or the generator's close); its tags are read,
+    and the calibration and time checked and warned about, once, before the first chunk.
+    Raises as :func:`read_dm_frame_at`, when the chunk that meets the problem is read."""
+    path = Path(path)
+    if pages < 1:
+        raise ValueError(f"pages must be >= 1, got {pages}")
+    with open_input(path) as handle:
+        layout = _layout(path, handle)
+        n_frames = layout.info.n_pages
+        meta = _frame_metadata(path, handle, layout)
+        for start in range(0, n_frames, pages):
+            yield _frames(path, handle, layout, meta, range(start, min(n_frames, start + pages)))
 
 
 def read_dm_volume(path: str | os.PathLike[str]) -> Volume:

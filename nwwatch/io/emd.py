@@ -57,11 +57,12 @@ from nwwatch.io.errors import (
     TruncatedTiffError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
+    check_page_index,
 )
 from nwwatch.io.limits import (
-    MAX_FILE_BYTES,
     MAX_FRAME_PIXELS,
     PLAUSIBLE_ACQUISITION_YEARS,
+    check_whole_read_bytes,
 )
 from nwwatch.io.metadata import (
     frame_pixel_size_nm,
@@ -329,10 +330,6 @@ def _series(path: Path, hdf: h5py.File, size: int) -> _Series:
         raise ImageTooLargeError(path, f"declares {height} x {width} pixels per frame, more "
                                        f"than the limit of {MAX_FRAME_PIXELS}")
     declared = height * width * n_frames * returned.itemsize
-    if declared > MAX_FILE_BYTES:
-        raise ImageTooLargeError(path, f"declares {declared} bytes of pixels ({n_frames} frames "
-                                       f"of {height} x {width}), more than the limit of "
-                                       f"{MAX_FILE_BYTES}")
     metadata = _metadata_of(path, name, group, n_frames)
     shape = (height, width) if n_frames == 1 else (n_frames, height, width)
     info = TiffInfo(path=path, size_bytes=size, n_pages=n_frames, shape=shape,
@@ -366,12 +363,13 @@ def inspect_emd(path: str | os.PathLike[str]) -> TiffInfo:
         return _series(path, hdf, os.fstat(handle.fileno()).st_size).info
 
 
-def _pixels(path: Path, series: _Series) -> np.ndarray:
-    """The frames of ``series``, (N, H, W) in the returned dtype, read in blocks that follow
-    the file's storage: rows of every frame from contiguous data, whole chunks of frames from
-    chunked data (Velox writes a chunk a frame)."""
+def _pixels(path: Path, series: _Series, frames: range) -> np.ndarray:
+    """The frames ``frames`` of ``series``, (len(frames), H, W) in the returned dtype, read in
+    blocks that follow the file's storage: rows of those frames from contiguous data, whole
+    chunks of frames from chunked data (Velox writes a chunk a frame); no other frame's
+    pixels are decoded."""
     data, info = series.data, series.info
-    n_frames = info.n_pages
+    n_frames = len(frames)
     height, width = info.page_shape
     out = np.empty((n_frames, height, width), dtype=series.returned)
     itemsize = max(data.dtype.itemsize, series.returned.itemsize)
@@ -379,15 +377,17 @@ def _pixels(path: Path, series: _Series) -> np.ndarray:
         if data.chunks is None:
             rows = max(1, _BLOCK_BYTES // max(1, width * n_frames * itemsize))
             for top in range(0, height, rows):
-                block = data[top:top + rows]  # (rows, W, N): one contiguous read
+                # (rows, W, len(frames)): one read of a hyperslab
+                block = data[top:top + rows, :, frames.start:frames.stop]
                 out[:, top:top + len(block)] = np.moveaxis(block, 2, 0)
         else:
             step = data.chunks[2]
             if step * height * width * itemsize > _BLOCK_BYTES:
                 step = max(1, _BLOCK_BYTES // max(1, height * width * itemsize))
-            for first in range(0, n_frames, step):
-                block = data[:, :, first:first + step]
-                out[first:first + block.shape[2]] = np.moveaxis(block, 2, 0)
+            for first in range(frames.start, frames.stop, step):
+                block = data[:, :, first:min(first + step, frames.stop)]
+                at = first - frames.start
+                out[at:at + block.shape[2]] = np.moveaxis(block, 2, 0)
     except MemoryError:
         raise
     except Exception as exc:  # short reads, corrupt chunks, filters not available
@@ -478,33 +478,98 @@ def _scan_times(path: Path, start: datetime, frame_s: float | None,
     return [start] * n_frames
 
 
+@dataclass(frozen=True)
+class _FrameMetadata:
+    """Every frame's pixel size and time (and the times' source), read once for a file."""
+
+    sizes_nm: list[float | None]
+    times: list[datetime]
+    source: str
+
+
+def _frame_metadata_of(path: Path, series: _Series, mtime: datetime) -> _FrameMetadata:
+    """The pixel size and time of every frame of ``series`` (see :func:`read_emd_frames`),
+    its Metadata read a block of frames at a time and not kept."""
+    n_frames = series.info.n_pages
+    sizes: list[float | None] = []
+    stamps: list[datetime | None] = []
+    start, frame_s = None, None
+    for i, meta in enumerate(_frame_metadata(path, series.name, series.metadata,
+                                             range(n_frames))):
+        sizes.append(_pixel_size_nm(path, series.name, meta, i))
+        stamps.append(_time_stamp(meta))
+        if i == 0:
+            start, frame_s = _start(meta)
+    if all(stamps):
+        times, source = [t for t in stamps if t is not None], "metadata"
+    elif start is not None:
+        times, source = _scan_times(path, start, frame_s, n_frames), "metadata"
+    else:
+        times, source = [mtime] * n_frames, "mtime"
+    return _FrameMetadata(sizes, times, source)
+
+
+def _frames(path: Path, series: _Series, meta: _FrameMetadata, frames: range) -> list[Frame]:
+    """The frames ``frames`` of ``series``, reading their pixels only."""
+    stack = _pixels(path, series, frames)
+    return [Frame(image=stack[k], index=i, source=path, pixel_size_nm=meta.sizes_nm[i],
+                  acquired_at=meta.times[i], acquired_at_source=meta.source)
+            for k, i in enumerate(frames)]
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[tuple[_Series, datetime]]:
+    """The image series of ``path`` (structure and data of one file, even if renamed over
+    meanwhile) and the file's mtime."""
+    with _open(path) as (hdf, handle):
+        stat = os.fstat(handle.fileno())
+        yield (_series(path, hdf, stat.st_size),
+               datetime.fromtimestamp(stat.st_mtime, UTC))
+
+
 def read_emd_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """Read every frame of a Velox EMD file's image series as a :class:`Frame`.
 
     ``pixel_size_nm`` from each frame's ``BinaryResult.PixelSize`` (None when not a length);
     ``acquired_at`` as the module says (``acquired_at_source`` "metadata", or "mtime").
-    Raises as :func:`inspect_emd`, and AnisotropicPixelsError when a frame's x and y pixel
-    sizes differ.
+    Raises as :func:`inspect_emd`, ImageTooLargeError beyond
+    :data:`nwwatch.io.limits.MAX_FILE_BYTES` (every frame in memory at once), and
+    AnisotropicPixelsError when a frame's x and y pixel sizes differ.
     """
     path = Path(path)
-    with _open(path) as (hdf, handle):  # structure and data of one file, even if renamed over
-        series = _series(path, hdf, os.fstat(handle.fileno()).st_size)
+    with _opened(path) as (series, mtime):
+        info = series.info
+        check_whole_read_bytes(path, info.declared_bytes, info.shape)
+        meta = _frame_metadata_of(path, series, mtime)
+        return _frames(path, series, meta, range(info.n_pages))
+
+
+def read_emd_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
+    """Frame ``index`` of :func:`read_emd_frames`, reading only that frame's pixels (every
+    frame's metadata is read: the times depend on all of them). Raises as
+    :func:`read_emd_frames` (but for the whole-read limit), and PageIndexError when the
+    series has no frame ``index``."""
+    path = Path(path)
+    with _opened(path) as (series, mtime):
+        check_page_index(path, index, series.info.n_pages)
+        meta = _frame_metadata_of(path, series, mtime)
+        return _frames(path, series, meta, range(index, index + 1))[0]
+
+
+def read_emd_frame_chunks(path: str | os.PathLike[str], pages: int) -> Iterator[list[Frame]]:
+    """The frames of :func:`read_emd_frames`, in order, ``pages`` frames at a time (the last
+    chunk may be shorter), reading only each chunk's pixels from the HDF5 dataset. The file
+    is open until the last chunk (or the generator's close); every frame's metadata is read,
+    checked and warned about once, before the first chunk. Raises as
+    :func:`read_emd_frame_at`, when the chunk that meets the problem is read."""
+    path = Path(path)
+    if pages < 1:
+        raise ValueError(f"pages must be >= 1, got {pages}")
+    with _opened(path) as (series, mtime):
         n_frames = series.info.n_pages
-        metas = list(_frame_metadata(path, series.name, series.metadata, range(n_frames)))
-        stack = _pixels(path, series)
-        mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
-    sizes = [_pixel_size_nm(path, series.name, meta, i) for i, meta in enumerate(metas)]
-    stamps = [_time_stamp(meta) for meta in metas]
-    start, frame_s = _start(metas[0])
-    if all(stamps):
-        times, source = stamps, "metadata"
-    elif start is not None:
-        times, source = _scan_times(path, start, frame_s, n_frames), "metadata"
-    else:
-        times, source = [mtime] * n_frames, "mtime"
-    return [Frame(image=stack[i], index=i, source=path, pixel_size_nm=sizes[i],
-                  acquired_at=times[i], acquired_at_source=source)
-            for i in range(n_frames)]
+        meta = _frame_metadata_of(path, series, mtime)
+        for start in range(0, n_frames, pages):
+            yield _frames(path, series, meta, range(start, min(n_frames, start + pages)))
 
 
 def read_emd_volume(path: str | os.PathLike[str]) -> Volume:

@@ -22,8 +22,8 @@ SUPPORTED_DTYPES: tuple[np.dtype, ...] = (
 MAX_FRAME_PIXELS = 2**28
 
 #: Most decoded bytes a file read whole (all its frames or slices in memory at once: a
-#: tomogram, a DigitalMicrograph / EMD / TIA stack) may declare: 2**33 = 8 GiB. A TIFF or MRC
-#: stack read a page or a chunk of pages at a time has no such limit.
+#: tomogram, any stack given to ``read_frames``) may declare: 2**33 = 8 GiB. A stack read a
+#: page or a chunk of pages at a time (every in-situ format) has no such limit.
 MAX_FILE_BYTES = 2**33
 
 #: A pixel size above 10 um is not a microscope calibration but a desktop default

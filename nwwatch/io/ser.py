@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,11 +60,12 @@ from nwwatch.io.errors import (
     TruncatedTiffError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
+    check_page_index,
 )
 from nwwatch.io.limits import (
-    MAX_FILE_BYTES,
     MAX_FRAME_PIXELS,
     PLAUSIBLE_ACQUISITION_YEARS,
+    check_whole_read_bytes,
 )
 from nwwatch.io.metadata import (
     frame_pixel_size_nm,
@@ -251,7 +253,7 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
     (first_at,) = _offsets(reader, array_at, 1, width, "data offset array")
     first = _element_header(reader, 0, first_at, header_end)[6:]
     stored, returned = _element_type(path, first[0])
-    _check_size(reader, first[1], first[2], valid, returned)
+    _check_size(reader, first[1], first[2], valid, stored)
     data_at = _offsets(reader, array_at, valid, width, "data offset array")
     tags_at = _offsets(reader, array_at + total * width, valid, width, "tag offset array")
     elements = []
@@ -302,7 +304,7 @@ def _element_type(path: Path, code: int) -> tuple[np.dtype, np.dtype]:
 
 
 def _check_size(reader: _Reader, size_x: int, size_y: int, n_frames: int,
-                returned: np.dtype) -> None:
+                stored: np.dtype) -> None:
     if size_x < 1 or size_y < 1:
         raise reader.corrupt(f"an element of {size_x} x {size_y} px")
     if min(size_x, size_y) < 2:
@@ -312,11 +314,14 @@ def _check_size(reader: _Reader, size_x: int, size_y: int, n_frames: int,
     if size_x * size_y > MAX_FRAME_PIXELS:
         raise ImageTooLargeError(reader.path, f"declares {size_y} x {size_x} pixels per frame, "
                                               f"more than the limit of {MAX_FRAME_PIXELS}")
-    declared = n_frames * size_x * size_y * returned.itemsize
-    if declared > MAX_FILE_BYTES:
-        raise ImageTooLargeError(reader.path, f"declares {declared} bytes of pixels "
-                                              f"({n_frames} x {size_y} x {size_x}), more than "
-                                              f"the limit of {MAX_FILE_BYTES}")
+    # every valid element (its header and pixels) is in the file: a count the file cannot
+    # hold (corrupt, or a header written ahead of its elements) allocates no offset array
+    needed = n_frames * (_ELEMENT.size + size_x * size_y * stored.itemsize)
+    if needed > reader.size:
+        raise TruncatedTiffError(
+            reader.path, f"TIA series declares {n_frames} valid elements of {size_x} x "
+                         f"{size_y} px, {needed} bytes, in a file of {reader.size} bytes: "
+                         "cut short (still being written?) or corrupt")
 
 
 def inspect_ser(path: str | os.PathLike[str]) -> TiffInfo:
@@ -382,37 +387,93 @@ def _times(path: Path, handle: BinaryIO, layout: _Layout) -> list[datetime] | No
     return times
 
 
+@dataclass(frozen=True)
+class _FrameMetadata:
+    """Every frame's pixel size and time (and the times' source), read once for a file."""
+
+    sizes_nm: list[float | None]
+    times: list[datetime]
+    source: str
+
+
+def _frame_metadata(path: Path, handle: BinaryIO, layout: _Layout) -> _FrameMetadata:
+    """The pixel size and time of every valid element (see :func:`read_ser_frames`), with
+    their warnings: the tags' times first, then the calibrations'."""
+    times = _times(path, handle, layout)
+    mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
+    sizes_nm = _pixel_sizes_nm(path, layout.elements)
+    if times is None:
+        return _FrameMetadata(sizes_nm, [mtime] * layout.info.n_pages, "mtime")
+    return _FrameMetadata(sizes_nm, times, "metadata")
+
+
+def _frames(path: Path, handle: BinaryIO, layout: _Layout, meta: _FrameMetadata,
+            indices: range) -> list[Frame]:
+    """The valid elements ``indices`` as frames, top row first, reading their pixels only
+    (each element at its own offset)."""
+    height, width = layout.info.page_shape
+    count = height * width
+    stack = np.empty((len(indices), height, width), layout.returned)
+    for k, i in enumerate(indices):
+        handle.seek(layout.elements[i].pixels_at)
+        data = np.fromfile(handle, dtype=layout.stored, count=count)
+        if data.size < count:  # shortened since the offsets were read
+            raise TruncatedTiffError(path, f"TIA series element {i} cut short: "
+                                           f"{data.size} of {count} pixels")
+        # stored bottom row first (TIA's y axis points up)
+        stack[k] = data.reshape(height, width)[::-1]
+    return [Frame(image=stack[k], index=i, source=path, pixel_size_nm=meta.sizes_nm[i],
+                  acquired_at=meta.times[i], acquired_at_source=meta.source)
+            for k, i in enumerate(indices)]
+
+
 def read_ser_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """Read the valid elements of a TIA series file as frames, top row first.
 
     ``pixel_size_nm`` from each element's calibration (None when implausible, e.g. a
     diffraction pattern's); ``acquired_at`` from each element's tag time (whole seconds),
     else the file's mtime (see the module's documentation). Raises as :func:`inspect_ser`,
-    and AnisotropicPixelsError when an element's x and y pixel sizes differ.
+    ImageTooLargeError beyond :data:`nwwatch.io.limits.MAX_FILE_BYTES` (every frame in
+    memory at once), and AnisotropicPixelsError when an element's x and y pixel sizes
+    differ.
     """
     path = Path(path)
     with open_input(path) as handle:  # structure and data of one file, even if renamed over
         layout = _layout(path, handle)
         info = layout.info
-        height, width = info.page_shape
-        count = height * width
-        stack = np.empty((info.n_pages, height, width), layout.returned)
-        for i, element in enumerate(layout.elements):
-            handle.seek(element.pixels_at)
-            data = np.fromfile(handle, dtype=layout.stored, count=count)
-            if data.size < count:  # shortened since the offsets were read
-                raise TruncatedTiffError(path, f"TIA series element {i} cut short: "
-                                               f"{data.size} of {count} pixels")
-            # stored bottom row first (TIA's y axis points up)
-            stack[i] = data.reshape(height, width)[::-1]
-        times = _times(path, handle, layout)
-        mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
-    sizes_nm = _pixel_sizes_nm(path, layout.elements)
-    source = "metadata" if times is not None else "mtime"
-    return [Frame(image=stack[i], index=i, source=path, pixel_size_nm=sizes_nm[i],
-                  acquired_at=times[i] if times is not None else mtime,
-                  acquired_at_source=source)
-            for i in range(info.n_pages)]
+        check_whole_read_bytes(path, info.declared_bytes, info.shape)
+        meta = _frame_metadata(path, handle, layout)
+        return _frames(path, handle, layout, meta, range(info.n_pages))
+
+
+def read_ser_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
+    """Valid element ``index`` of :func:`read_ser_frames`, reading only that element's pixels
+    (every element's tag time is read: a file's times are all its tags' or none). Raises as
+    :func:`read_ser_frames` (but for the whole-read limit), and PageIndexError when the file
+    has no valid element ``index``."""
+    path = Path(path)
+    with open_input(path) as handle:
+        layout = _layout(path, handle)
+        check_page_index(path, index, layout.info.n_pages)
+        meta = _frame_metadata(path, handle, layout)
+        return _frames(path, handle, layout, meta, range(index, index + 1))[0]
+
+
+def read_ser_frame_chunks(path: str | os.PathLike[str], pages: int) -> Iterator[list[Frame]]:
+    """The frames of :func:`read_ser_frames`, in order, ``pages`` elements at a time (the
+    last chunk may be shorter), reading only each chunk's pixels. The file is open until the
+    last chunk (or the generator's close); its header, offsets, element headers and tags
+    are read, checked and warned about once, before the first chunk. Raises as
+    :func:`read_ser_frame_at`, when the chunk that meets the problem is read."""
+    path = Path(path)
+    if pages < 1:
+        raise ValueError(f"pages must be >= 1, got {pages}")
+    with open_input(path) as handle:
+        layout = _layout(path, handle)
+        n_frames = layout.info.n_pages
+        meta = _frame_metadata(path, handle, layout)
+        for start in range(0, n_frames, pages):
+            yield _frames(path, handle, layout, meta, range(start, min(n_frames, start + pages)))
 
 
 def read_ser_volume(path: str | os.PathLike[str]) -> Volume:

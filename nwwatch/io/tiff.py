@@ -24,8 +24,22 @@ import numpy as np
 import structlog
 import tifffile
 
-from nwwatch.io.dm import inspect_dm, is_dm, read_dm_frames, read_dm_volume
-from nwwatch.io.emd import inspect_emd, is_emd, read_emd_frames, read_emd_volume
+from nwwatch.io.dm import (
+    inspect_dm,
+    is_dm,
+    read_dm_frame_at,
+    read_dm_frame_chunks,
+    read_dm_frames,
+    read_dm_volume,
+)
+from nwwatch.io.emd import (
+    inspect_emd,
+    is_emd,
+    read_emd_frame_at,
+    read_emd_frame_chunks,
+    read_emd_frames,
+    read_emd_volume,
+)
 from nwwatch.io.errors import (
     JOIN_SLICES_HINT,
     BlankImageError,
@@ -53,7 +67,14 @@ from nwwatch.io.mrc import (
     read_mrc_volume,
 )
 from nwwatch.io.records import Frame, TiffInfo, Volume
-from nwwatch.io.ser import inspect_ser, is_ser, read_ser_frames, read_ser_volume
+from nwwatch.io.ser import (
+    inspect_ser,
+    is_ser,
+    read_ser_frame_at,
+    read_ser_frame_chunks,
+    read_ser_frames,
+    read_ser_volume,
+)
 from nwwatch.io.series import image_series, series_n_pages, tagged_pages
 from nwwatch.io.structure import corrupt_structure_refused, open_tiff
 
@@ -178,7 +199,8 @@ class FrameReader:
     metadata (pixel sizes, times, the rows above an FEI data bar, and their warnings) read
     then, once; the file stays open until :meth:`close`. An MRC file's header is read again
     for each frame, its pixel sizes and times (header and SerialEM .mdoc) with the first one
-    only. A DigitalMicrograph, EMD or TIA file is read whole for each frame.
+    only. A DigitalMicrograph, EMD or TIA file's structure and metadata are read again for
+    each frame, with that frame's pixels only.
 
     The reader serves the file as it was when opened: :meth:`changed` says when it was
     written, replaced or removed since (then open a new reader). Not for use from several
@@ -205,7 +227,7 @@ class FrameReader:
             raise
 
     def frame(self, index: int) -> Frame:
-        """Frame ``index``, reading that page's pixels only (a TIFF or MRC file).
+        """Frame ``index``, reading that page's pixels only.
 
         Raises as :func:`read_frames`, and PageIndexError when the file has no frame
         ``index``.
@@ -224,9 +246,11 @@ class FrameReader:
             (frame,), self._mrc_metadata = _mrc_frames_with(path, range(index, index + 1),
                                                             self._mrc_metadata)
             return frame
-        frames = read_frames(path)
-        check_page_index(path, index, len(frames))
-        return frames[index]
+        if is_emd(path):
+            return read_emd_frame_at(path, index)
+        if is_ser(path):
+            return read_ser_frame_at(path, index)
+        return read_dm_frame_at(path, index)
 
     def changed(self) -> bool:
         """Whether the file (or an MRC file's .mdoc) was written, replaced or removed since
@@ -261,10 +285,10 @@ def _file_stamp(path: Path) -> tuple:
 
 def read_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
     """Frame ``index`` of :func:`read_frames` (its page of a stack), reading only that page's
-    pixels from a TIFF or MRC file: one frame of a long recording is opened without the whole
-    stack in memory (a 40-page 4096 x 4096 stack is 1.3 GB). DigitalMicrograph, EMD and TIA
-    files are read whole. The file is opened for this one frame (its metadata read, for a
-    TIFF every page's): to read several frames of a file, keep a :class:`FrameReader`.
+    pixels, from a file of any format: one frame of a long recording is opened without the
+    whole stack in memory (a 40-page 4096 x 4096 stack is 1.3 GB). The file is opened for
+    this one frame (its metadata read, for a TIFF every page's): to read several frames of a
+    file, keep a :class:`FrameReader`.
 
     Raises as :func:`read_frames`, and PageIndexError when the file has no frame ``index``.
     """
@@ -277,15 +301,15 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
                       ) -> Iterator[list[Frame]]:
     """The frames of :func:`read_frames`, in order, ``pages`` at a time (the last chunk may be
     shorter), reading only each chunk's pixels: a long in-situ stack is processed without the
-    whole of it in memory. A TIFF is opened once for all chunks (its metadata read once); an
-    MRC file's header is read again for each chunk (its pixel sizes and times, and their
-    warnings, are the first chunk's); a TIFF whose pages share one IFD (ImageJ's layout for
-    stacks over 4 GB) is read a plane at a time from its contiguous pixel data. A file that
-    cannot be read page by page (DigitalMicrograph, EMD and TIA files, :func:`reads_by_page`;
-    a TIFF whose pages share one IFD but not one contiguous block of pixels) comes whole, as
-    one chunk, after ``whole`` was called with its structural check (the service's memory
-    check raises there), and is refused beyond
-    :data:`nwwatch.io.limits.MAX_FILE_BYTES`; a stack read by page has no such limit.
+    whole of it in memory. A TIFF, DigitalMicrograph, EMD or TIA file is opened once for all
+    chunks (its metadata read, and warned about, once); an MRC file's header is read again
+    for each chunk (its pixel sizes and times, and their warnings, are the first chunk's); a
+    TIFF whose pages share one IFD (ImageJ's layout for stacks over 4 GB) is read a plane at
+    a time from its contiguous pixel data. A TIFF whose pages share one IFD but not one
+    contiguous block of pixels cannot be read page by page: it comes whole, as one chunk,
+    after ``whole`` was called with its structural check (the service's memory check raises
+    there), and is refused beyond :data:`nwwatch.io.limits.MAX_FILE_BYTES`; a stack read by
+    page has no such limit.
 
     Raises as :func:`read_frames`, when the chunk that meets the problem is read, and what
     ``whole`` raises.
@@ -296,10 +320,14 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
     if is_mrc(path):
         yield from read_mrc_frame_chunks(path, pages)
         return
-    if is_dm(path) or is_emd(path) or is_ser(path):
-        if whole is not None:
-            whole(inspect_tiff(path))
-        yield read_frames(path)
+    if is_emd(path):
+        yield from read_emd_frame_chunks(path, pages)
+        return
+    if is_ser(path):
+        yield from read_ser_frame_chunks(path, pages)
+        return
+    if is_dm(path):
+        yield from read_dm_frame_chunks(path, pages)
         return
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
@@ -318,10 +346,10 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
 
 def reads_by_page(info: TiffInfo) -> bool:
     """Whether :func:`read_frame_chunks` can read the file of ``info`` (its structural check)
-    a chunk of pages at a time: an MRC file or a TIFF, unless the TIFF's pages share one
-    IFD and not one contiguous block of pixels (found out only when it is opened, and then
-    read whole)."""
-    return info.layout not in ("dm", "emd", "ser")
+    a chunk of pages at a time: a file of every format (TIFF, MRC, DigitalMicrograph, EMD,
+    TIA), unless a TIFF's pages share one IFD and not one contiguous block of pixels (found
+    out only when it is opened, and then read whole)."""
+    return True
 
 
 def _planes_by_page(series: list[tifffile.TiffPageSeries]) -> bool:

@@ -221,8 +221,9 @@ def read_frame(ref: FrameRef, files: OpenFiles | None = None) -> FramePixels:
     except PageIndexError as exc:
         raise InputError(ref.path, f"{exc.reason}: the file changed after the labelling "
                                    "started") from None
-    # A page of a file read whole (DigitalMicrograph, EMD, TIA) is a view of its stack:
-    # copied, so that the frames the session keeps (LabelSession.image) hold one page each.
+    # A page of a file read whole (a TIFF whose pages share one IFD and not one block of
+    # pixels) is a view of its stack: copied, so that the frames the session keeps
+    # (LabelSession.image) hold one page each.
     base = frame.image.base
     whole = isinstance(base, np.ndarray) and base.nbytes > frame.image.nbytes
     image = frame.image.copy() if whole else frame.image

@@ -112,7 +112,7 @@ def _read_frames(path: Path) -> list[Frame]:
 
 
 def _read_by_page(path: Path) -> bool:
-    """Whether replay reads ``path`` a chunk of pages at a time (a TIFF or MRC stack)."""
+    """Whether replay reads ``path`` a chunk of pages at a time (:func:`reads_by_page`)."""
     try:
         return reads_by_page(inspect_tiff(path))
     except (InputError, OSError):

@@ -144,9 +144,9 @@ class _Group:
 
 def stack_groups(group: list[Item], batch_size: int) -> list[_Group]:
     """``group`` (of :func:`frame_groups`) as one :class:`_Group`, or, for a stack of more
-    pages than :func:`nwwatch.service.stackmemory.chunk_pages` that can be read by page
-    (a TIFF or MRC file), as one group per chunk of its pages, all reading from one
-    :class:`_StackReader`: rows, their order and the network's batches are those of the
+    pages than :func:`nwwatch.service.stackmemory.chunk_pages` (of any format read by page,
+    :func:`nwwatch.io.reads_by_page`), as one group per chunk of its pages, all reading from
+    one :class:`_StackReader`: rows, their order and the network's batches are those of the
     whole stack, and only a few chunks are in memory at a time."""
     info = getattr(group[0].entry, "info", None) if len(group) == 1 else None
     if info is None or not reads_by_page(info):

@@ -1,16 +1,16 @@
 """How much of an in-situ file the frame stage holds at once, and the check that refuses a
 file read whole that cannot fit (docs/service.md, "Processing").
 
-A TIFF or MRC stack of more pages than :func:`chunk_pages` is read, normalised, segmented
-and measured a chunk of pages at a time (:func:`nwwatch.io.read_frame_chunks`), so it
-holds a few chunks whatever its length. A file that cannot be read by page (a
-DigitalMicrograph 3-D image, a Velox EMD or TIA series file; a TIFF whose pages share one
-IFD but not one contiguous block of pixels) is read whole, and holds all its frames twice:
-in the file's pixel type and normalised to float32. One too large for what the process may
-allocate, read unchecked, would be killed by the kernel's OOM killer (the unit's
-``MemoryMax``) at every attempt, and after ``max_attempts`` kills quarantined with the
-generic reason of a file that kills the process. Checked from its header first, it is
-refused at once, saying what it needs, what there is and what to do, and tried again at
+A stack (TIFF, MRC, DigitalMicrograph 3-D image, Velox EMD or TIA series) of more pages than
+:func:`chunk_pages` is read, normalised, segmented and measured a chunk of pages at a time
+(:func:`nwwatch.io.read_frame_chunks`), so it holds a few chunks whatever its length. A
+file of no more pages than a chunk, and a TIFF whose pages share one IFD but not one
+contiguous block of pixels, are read whole, and hold all their frames twice: in the file's
+pixel type and normalised to float32. One too large for what the process may allocate
+(large frames in a small memory), read unchecked, would be killed by the kernel's OOM killer
+(the unit's ``MemoryMax``) at every attempt, and after ``max_attempts`` kills quarantined
+with the generic reason of a file that kills the process. Checked from its header first, it
+is refused at once, saying what it needs, what there is and what to do, and tried again at
 the next start when the memory allows it (:func:`retry_stacks_that_fit`).
 """
 
@@ -38,9 +38,10 @@ CHECKED_FROM_BYTES = 64 * 2**20
 
 
 class StackTooLargeError(InputError):
-    """An in-situ file read whole (one that cannot be read by page) whose frames need more
-    memory than this process may allocate (the reason names both figures, in GiB, and what
-    to do). Refused from its header, before any pixel is read."""
+    """An in-situ file read whole (one of no more pages than a chunk, or a TIFF that cannot
+    be read by page) whose frames need more memory than this process may allocate (the
+    reason names both figures, in GiB, and what to do). Refused from its header, before any
+    pixel is read."""
 
 
 def frame_bytes(info: TiffInfo) -> int:
@@ -81,12 +82,7 @@ def check_whole_read(info: TiffInfo, available: Limit | None = None, *,
     # the machine's memory (/proc/meminfo) cannot.
     more = ("raise that limit (the service's MemoryMax: systemctl edit nwwatch)"
             if "/memory." in available.source else "use a machine with more memory")
-    vendor = {"dm": "a DigitalMicrograph", "emd": "a Velox EMD", "ser": "a TIA series"}
-    if info.layout in vendor:
-        why = f"{vendor[info.layout]} file, read whole,"
-        fix = ("save the recording as TIFF or MRC (a stack of those is processed a few pages "
-               "at a time) or in files of fewer frames")
-    elif shared_ifd:
+    if shared_ifd:
         why = ("a TIFF whose pages share one IFD and not one block of pixels (compressed or "
                "scattered), read whole,")
         fix = ("save the stack as a BigTIFF of one IFD per page or as MRC (processed a few "
