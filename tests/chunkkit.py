@@ -33,19 +33,29 @@ def assert_same_frame(got: Frame, expected: Frame) -> None:
 
 
 def assert_chunks_are_the_whole_read(path: Path, chunk_pages: list[int],
-                                     pages_at: list[int]) -> list[Frame]:
+                                     pages_at: list[int], by_page: bool = True) -> list[Frame]:
     """``nwwatch.io.read_frame_chunks`` of ``path`` for each of ``chunk_pages`` and
     ``read_frame_at`` for each of ``pages_at`` give the frames of ``read_frames``, with its
-    metadata warnings, once per file; returns the frames read whole."""
+    metadata warnings, once per file; returns the frames read whole. ``by_page`` False: a
+    file whose layout is read whole, as one chunk, after the chunk reader's ``whole`` call."""
     with capture_logs() as logs:
         whole = read_frames(path)
     warned = _warnings(logs)
     n = len(whole)
     for pages in chunk_pages:
+        asked: list[Path] = []
+
+        def read_whole(info: nio.TiffInfo, asked: list[Path] = asked) -> None:
+            if by_page:
+                pytest.fail(f"{info.path} read whole")
+            asked.append(info.path)
+
         with capture_logs() as logs:
-            chunks = list(nio.read_frame_chunks(
-                path, pages, whole=lambda info: pytest.fail(f"{info.path} read whole")))
-        assert [len(c) for c in chunks] == [min(pages, n - s) for s in range(0, n, pages)]
+            chunks = list(nio.read_frame_chunks(path, pages, whole=read_whole))
+        if by_page:
+            assert [len(c) for c in chunks] == [min(pages, n - s) for s in range(0, n, pages)]
+        else:
+            assert ([len(c) for c in chunks], asked) == ([n], [path])
         read = [f for c in chunks for f in c]
         assert len(read) == n
         for got, expected in zip(read, whole, strict=True):

@@ -156,9 +156,30 @@ def test_chunks_and_one_frame_are_the_frames_read_whole(tmp_path, storage, kind)
     else:
         _write(path, frames, metas, chunked=storage != "contiguous",
                compression="gzip" if storage == "chunked_gzip" else None)
-    whole = assert_chunks_are_the_whole_read(path, [1, 2, 3, 5, 7, 10], [0, 3, n - 1])
+    # contiguous storage interleaves the frames pixel by pixel: a chunk of them would cost a
+    # pass over the whole dataset, so the series is read whole (after the memory check)
+    whole = assert_chunks_are_the_whole_read(path, [1, 2, 3, 5, 7, 10], [0, 3, n - 1],
+                                             by_page=storage != "contiguous")
     np.testing.assert_array_equal(np.stack([f.image for f in whole]), frames)
     assert len({f.acquired_at for f in whole}) == (1 if kind in ("past_2200", "mtime") else n)
+
+
+def test_a_series_in_hdf5_chunks_of_many_frames_is_read_whole(tmp_path):
+    # chunks deeper than MAX_FRAMES_PER_HDF5_CHUNK frames: each chunk of frames read apart
+    # would decode them all again
+    from chunkkit import assert_chunks_are_the_whole_read
+
+    from nwwatch.io.emd import MAX_FRAMES_PER_HDF5_CHUNK
+
+    n = MAX_FRAMES_PER_HDF5_CHUNK + 1
+    frames = _stack(n=n, h=4, w=3)
+    path = tmp_path / "deep.emd"
+    with h5py.File(path, "w") as hdf:
+        hdf.create_dataset("Version", data=[_VERSION.encode()], dtype=h5py.string_dtype())
+        name = _add_image(hdf, frames, [_metadata(stamp_us=10**15 + i) for i in range(n)])
+        del hdf[f"{name}/Data"]
+        hdf.create_dataset(f"{name}/Data", data=np.moveaxis(frames, 0, 2), chunks=(4, 3, n))
+    assert_chunks_are_the_whole_read(path, [8], [0, n - 1], by_page=False)
 
 
 def test_a_chunk_decodes_only_its_own_frames(tmp_path):

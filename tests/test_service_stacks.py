@@ -217,6 +217,36 @@ def test_a_file_too_large_to_read_whole_is_refused_at_once_and_retried_with_more
     assert pq.read_table(tmp_path / "out" / "frames").num_rows == 6
 
 
+def test_an_emd_series_stored_contiguously_is_read_whole_after_the_memory_check(
+        tmp_path, monkeypatch):
+    # frames interleaved pixel by pixel (an HDF5 dataset without chunks): read by chunks,
+    # each would cost a pass over the whole dataset, so the series is read whole, and a
+    # series that cannot fit is refused before its pixels are read, naming what to do
+    from test_io_emd import _write as emd_file
+
+    (tmp_path / "acq").mkdir()
+    path = emd_file(tmp_path / "acq" / "series.emd", _pages().astype(np.uint16) * 50,
+                    chunked=False)
+    need = whole_bytes(inspect_tiff(path))
+    limit = [need - 1]
+    monkeypatch.setattr(stackmemory, "CHECKED_FROM_BYTES", 0)
+    monkeypatch.setattr(stackmemory, "STACK_CHUNK_BYTES", 1)  # else chunks of one batch
+    monkeypatch.setattr(stackmemory, "available_memory",
+                        lambda limits: Limit(limit[0], "/cg/test/memory.max"))
+    onnx = model(tmp_path / "m")
+    summary = replay(tmp_path / "acq", tmp_path / "out", kind="insitu", model=onnx)
+    assert (summary.done, summary.quarantined) == (0, 1), summary.lines()
+    entry = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pylist()[0]
+    assert entry["error_type"] == StackTooLargeError.__name__
+    assert (f"{PAGES} frames of 96 x 96 uint16 in a Velox EMD file whose frames are not "
+            "stored apart") in entry["reason"]
+    assert "save the series with an HDF5 chunk a frame" in entry["reason"]
+    limit[0] = need
+    summary = replay(tmp_path / "acq", tmp_path / "out", kind="insitu", model=onnx)
+    assert (summary.done, summary.quarantined) == (1, 0), summary.lines()
+    assert [r["frame"] for r in _rows(tmp_path / "out")] == list(range(PAGES))
+
+
 # Makes the daemon's process see ``NWWATCH_TEST_AVAILABLE_BYTES`` as what it may allocate, as
 # a unit's MemoryMax would (the real cgroup cannot be set here), and check every file.
 _AVAILABLE_HOOK = """

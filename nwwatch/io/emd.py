@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -556,20 +556,52 @@ def read_emd_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
         return _frames(path, series, meta, range(index, index + 1))[0]
 
 
-def read_emd_frame_chunks(path: str | os.PathLike[str], pages: int) -> Iterator[list[Frame]]:
+def read_emd_frame_chunks(path: str | os.PathLike[str], pages: int,
+                          whole: Callable[[TiffInfo], None] | None = None
+                          ) -> Iterator[list[Frame]]:
     """The frames of :func:`read_emd_frames`, in order, ``pages`` frames at a time (the last
     chunk may be shorter), reading only each chunk's pixels from the HDF5 dataset. The file
     is open until the last chunk (or the generator's close); every frame's metadata is read,
-    checked and warned about once, before the first chunk. Raises as
-    :func:`read_emd_frame_at`, when the chunk that meets the problem is read."""
+    checked and warned about once, before the first chunk.
+
+    A series stored contiguously ((H, W, N) without HDF5 chunks: the frames interleaved
+    pixel by pixel, not as Velox writes them) or in HDF5 chunks deeper than
+    :data:`MAX_FRAMES_PER_HDF5_CHUNK` frames (:func:`frames_by_chunk`) comes whole, as one
+    chunk, after ``whole`` was called with its structural check, and is refused beyond
+    :data:`nwwatch.io.limits.MAX_FILE_BYTES`: a chunk of its frames would cost a pass over
+    the whole dataset (400 frames of 256 x 256 in chunks of 8: 6.7 s instead of 0.3 s read
+    whole).
+
+    Raises as :func:`read_emd_frame_at`, when the chunk that meets the problem is read, and
+    what ``whole`` raises."""
     path = Path(path)
     if pages < 1:
         raise ValueError(f"pages must be >= 1, got {pages}")
     with _opened(path) as (series, mtime):
         n_frames = series.info.n_pages
         meta = _frame_metadata_of(path, series, mtime)
+        if not frames_by_chunk(series.data):
+            if whole is not None:
+                whole(series.info)
+            check_whole_read_bytes(path, series.info.declared_bytes, series.info.shape)
+            yield _frames(path, series, meta, range(n_frames))
+            return
         for start in range(0, n_frames, pages):
             yield _frames(path, series, meta, range(start, min(n_frames, start + pages)))
+
+
+#: A series whose HDF5 chunks span more frames than this is read whole by
+#: :func:`read_emd_frame_chunks`: each chunk of frames would decode as many.
+MAX_FRAMES_PER_HDF5_CHUNK = 64
+
+
+def frames_by_chunk(data: h5py.Dataset) -> bool:
+    """Whether a few frames of the dataset ``data`` ((H, W, N)) can be read without
+    decoding most of the others: one frame, or HDF5 chunks at most
+    :data:`MAX_FRAMES_PER_HDF5_CHUNK` frames deep (Velox writes a chunk a frame); not
+    contiguous storage, where the frames are interleaved pixel by pixel."""
+    return data.shape[2] == 1 or (data.chunks is not None
+                                  and data.chunks[2] <= MAX_FRAMES_PER_HDF5_CHUNK)
 
 
 def read_emd_volume(path: str | os.PathLike[str]) -> Volume:

@@ -306,10 +306,11 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
     for each chunk (its pixel sizes and times, and their warnings, are the first chunk's); a
     TIFF whose pages share one IFD (ImageJ's layout for stacks over 4 GB) is read a plane at
     a time from its contiguous pixel data. A TIFF whose pages share one IFD but not one
-    contiguous block of pixels cannot be read page by page: it comes whole, as one chunk,
-    after ``whole`` was called with its structural check (the service's memory check raises
-    there), and is refused beyond :data:`nwwatch.io.limits.MAX_FILE_BYTES`; a stack read by
-    page has no such limit.
+    contiguous block of pixels, and an EMD series whose frames are not stored apart
+    (:func:`nwwatch.io.emd.frames_by_chunk`), cannot be read page by page: such a file comes
+    whole, as one chunk, after ``whole`` was called with its structural check (the service's
+    memory check raises there), and is refused beyond
+    :data:`nwwatch.io.limits.MAX_FILE_BYTES`; a stack read by page has no such limit.
 
     Raises as :func:`read_frames`, when the chunk that meets the problem is read, and what
     ``whole`` raises.
@@ -321,7 +322,7 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
         yield from read_mrc_frame_chunks(path, pages)
         return
     if is_emd(path):
-        yield from read_emd_frame_chunks(path, pages)
+        yield from read_emd_frame_chunks(path, pages, whole)
         return
     if is_ser(path):
         yield from read_ser_frame_chunks(path, pages)
@@ -347,8 +348,9 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
 def reads_by_page(info: TiffInfo) -> bool:
     """Whether :func:`read_frame_chunks` can read the file of ``info`` (its structural check)
     a chunk of pages at a time: a file of every format (TIFF, MRC, DigitalMicrograph, EMD,
-    TIA), unless a TIFF's pages share one IFD and not one contiguous block of pixels (found
-    out only when it is opened, and then read whole)."""
+    TIA), unless a TIFF's pages share one IFD and not one contiguous block of pixels, or an
+    EMD series' frames are not stored apart (found out only when it is opened, and then read
+    whole)."""
     return True
 
 

@@ -99,7 +99,7 @@ class _StackReader:
 
     def __init__(self, it: Item, pages: int) -> None:
         self.chunks = read_frame_chunks(
-            it.path, pages, whole=lambda info: check_whole_read(info, shared_ifd=True))
+            it.path, pages, whole=lambda info: check_whole_read(info, not_by_page=True))
         #: (queue order, group, index in its candidates) of the candidates holding an image.
         self.held: list[tuple[tuple, _Group, int]] = []
 

@@ -64,12 +64,13 @@ def chunk_pages(info: TiffInfo, batch_size: int) -> int:
 
 
 def check_whole_read(info: TiffInfo, available: Limit | None = None, *,
-                     shared_ifd: bool = False) -> None:
+                     not_by_page: bool = False) -> None:
     """Raise :class:`StackTooLargeError` when the frames of the file of ``info``, read whole,
     need more than ``available`` (None: what this process may allocate now before it is
     killed, :func:`nwwatch.resources.available_memory`; unknown: never refused).
-    ``shared_ifd``: a TIFF stack read whole as its pages share one IFD and not one
-    contiguous block of pixels (for the reason)."""
+    ``not_by_page``: a stack read whole as its layout, found when it was opened, does not
+    allow reading it by page (for the reason: a TIFF whose pages share one IFD and not one
+    contiguous block of pixels, an EMD series whose frames are not stored apart)."""
     need = whole_bytes(info)
     if need < CHECKED_FROM_BYTES:
         return
@@ -82,7 +83,12 @@ def check_whole_read(info: TiffInfo, available: Limit | None = None, *,
     # the machine's memory (/proc/meminfo) cannot.
     more = ("raise that limit (the service's MemoryMax: systemctl edit nwwatch)"
             if "/memory." in available.source else "use a machine with more memory")
-    if shared_ifd:
+    if not_by_page and info.layout == "emd":
+        why = ("a Velox EMD file whose frames are not stored apart (a contiguous dataset, or "
+               "HDF5 chunks many frames deep), read whole,")
+        fix = ("save the series with an HDF5 chunk a frame, as Velox writes it, or as TIFF or "
+               "MRC (processed a few frames at a time)")
+    elif not_by_page:
         why = ("a TIFF whose pages share one IFD and not one block of pixels (compressed or "
                "scattered), read whole,")
         fix = ("save the stack as a BigTIFF of one IFD per page or as MRC (processed a few "
