@@ -472,6 +472,32 @@ def test_a_file_a_writer_holds_open_is_waited_for_or_read_whole(tmp_path):
     assert len(read_frames(path)) == 2
 
 
+@pytest.mark.parametrize("storage", ["chunked", "contiguous"])
+def test_frames_declared_but_not_written_are_not_read_as_zeros(tmp_path, storage):
+    # HDF5 reads pixels never written as its fill value: a dataspace grown ahead of the
+    # frames (or damaged) gave frames of zeros, measured as frames of nothing
+    n = 3
+    metas = [_metadata(stamp_us=10**15 + i) for i in range(n + 2)]
+    path = tmp_path / "ahead.emd"
+    with h5py.File(path, "w") as hdf:
+        hdf.create_dataset("Version", data=[_VERSION.encode()], dtype=h5py.string_dtype())
+        name = _add_image(hdf, _stack(n=n + 2), metas, chunked=storage == "chunked")
+        del hdf[f"{name}/Data"]
+        if storage == "chunked":  # two frames more declared than written
+            data = hdf.create_dataset(f"{name}/Data", shape=(6, 5, n + 2), dtype="u2",
+                                      chunks=(6, 5, 1), maxshape=(6, 5, None))
+            data[:, :, :n] = np.moveaxis(_stack(n=n), 0, 2)
+            held = "3 of its 5 HDF5 chunks"
+        else:  # storage allocated when written (HDF5's late allocation), never written
+            hdf.create_dataset(f"{name}/Data", shape=(6, 5, n + 2), dtype="u2")
+            held = "0 of its 300 bytes"
+    for reader in (inspect_tiff, read_frames):
+        with pytest.raises(TruncatedTiffError, match=(
+                rf"ahead.emd: Data/Image/\w+/Data declares 5 frames of 6 x 5 px but holds "
+                rf"{held}: still being written, or damaged")):
+            reader(path)
+
+
 def test_damaged_files_are_bad_input_naming_the_file(tmp_path):
     garbage = tmp_path / "notes.emd"
     garbage.write_bytes(b"these are not frames " * 100)

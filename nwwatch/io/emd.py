@@ -310,6 +310,25 @@ def _choose(path: Path, groups: list[tuple[str, h5py.Group]]) -> tuple[str, h5py
               f"{'; '.join(listed)}; export the frames wanted as TIFF from Velox")
 
 
+def _check_written(path: Path, name: str, data: h5py.Dataset) -> None:
+    """Raise TruncatedTiffError when ``data`` declares pixels its file does not hold: HDF5
+    chunks never written (a dataspace grown ahead of the frames, or damaged) or contiguous
+    storage not allocated, which HDF5 would read as zeros (its fill value), frames of
+    nothing that would be measured."""
+    if data.chunks is not None:
+        expected = math.prod(-(-n // c) for n, c in zip(data.shape, data.chunks, strict=True))
+        written = data.id.get_num_chunks()
+        what = f"{written} of its {expected} HDF5 chunks"
+    else:
+        expected = data.size * data.dtype.itemsize
+        written = data.id.get_storage_size()
+        what = f"{written} of its {expected} bytes"
+    if written < expected:
+        raise TruncatedTiffError(
+            path, f"{name}/Data declares {data.shape[2]} frames of {data.shape[0]} x "
+                  f"{data.shape[1]} px but holds {what}: still being written, or damaged")
+
+
 def _series(path: Path, hdf: h5py.File, size: int) -> _Series:
     """The image series of ``hdf`` (see the module's rule), checked from headers only."""
     name, group, data = _choose(path, _groups(path, hdf))
@@ -330,6 +349,7 @@ def _series(path: Path, hdf: h5py.File, size: int) -> _Series:
         raise ImageTooLargeError(path, f"declares {height} x {width} pixels per frame, more "
                                        f"than the limit of {MAX_FRAME_PIXELS}")
     declared = height * width * n_frames * returned.itemsize
+    _check_written(path, name, data)
     metadata = _metadata_of(path, name, group, n_frames)
     shape = (height, width) if n_frames == 1 else (n_frames, height, width)
     info = TiffInfo(path=path, size_bytes=size, n_pages=n_frames, shape=shape,
