@@ -108,3 +108,41 @@ def test_a_closed_reader_reads_no_frame(tmp_path):
     reader.close()
     with pytest.raises(ValueError, match="closed FrameReader"):
         reader.frame(0)
+
+
+def test_a_vendor_file_is_opened_and_its_metadata_read_once_per_reader(tmp_path, monkeypatch):
+    # a DigitalMicrograph, EMD or TIA file's structure and every frame's metadata were read
+    # again at each page turn (an EMD file's every frame's JSON: the times depend on all)
+    from test_io_dm import dm_file
+    from test_io_emd import _write as emd_file
+    from test_io_ser import ser_file
+
+    import nwwatch.io.dm as dm
+    import nwwatch.io.emd as emd
+    import nwwatch.io.ser as ser
+
+    stack = np.random.default_rng(4).integers(0, 4000, (5, 12, 10)).astype(np.uint16)
+    files = {
+        dm: dm_file(tmp_path / "s.dm4", stack, 10),
+        emd: emd_file(tmp_path / "s.emd", stack),
+        ser: ser_file(tmp_path / "s.ser", list(stack), datatype=2),
+    }
+    for module, path in files.items():
+        opened = []
+        real = module._layout if module is not emd else module._frame_metadata_of
+
+        def counted(*args, real=real, opened=opened):
+            opened.append(args[0])
+            return real(*args)
+
+        monkeypatch.setattr(module, "_layout" if module is not emd else "_frame_metadata_of",
+                            counted)
+        whole = read_frames(path)
+        assert len(opened) == 1, path
+        with FrameReader(path) as reader:
+            for index in (4, 0, 2, 2):
+                assert np.array_equal(reader.frame(index).image, whole[index].image), path
+                assert reader.frame(index).acquired_at == whole[index].acquired_at
+        assert len(opened) == 2, (path, len(opened))
+        with pytest.raises(ValueError, match="closed FrameReader"):
+            reader.frame(0)

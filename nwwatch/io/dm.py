@@ -50,6 +50,7 @@ import math
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,7 +65,6 @@ from nwwatch.io.errors import (
     TruncatedTiffError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
-    check_page_index,
 )
 from nwwatch.io.limits import (
     MAX_FRAME_PIXELS,
@@ -78,7 +78,7 @@ from nwwatch.io.metadata import (
     plausible_pixel_size_nm,
     unit_to_nm,
 )
-from nwwatch.io.records import Frame, TiffInfo, Volume
+from nwwatch.io.records import Frame, OpenFrames, TiffInfo, Volume
 from nwwatch.io.regular import open_input
 
 _log = structlog.get_logger("nwwatch.io")
@@ -597,6 +597,18 @@ def _frames(path: Path, handle: BinaryIO, layout: _Layout, meta: _FrameMetadata,
             for k, i in enumerate(planes)]
 
 
+@contextmanager
+def open_dm_frames(path: str | os.PathLike[str]) -> Iterator[OpenFrames]:
+    """The frames of :func:`read_dm_frames`, the file opened once (its tags and data, even if
+    renamed over meanwhile), its calibration and time read, checked and warned about once,
+    each frame's pixels read when asked. Raises as :func:`inspect_dm`."""
+    path = Path(path)
+    with open_input(path) as handle:
+        layout = _layout(path, handle)
+        meta = _frame_metadata(path, handle, layout)
+        yield OpenFrames(layout.info, lambda planes: _frames(path, handle, layout, meta, planes))
+
+
 def read_dm_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """Read a DigitalMicrograph image (one frame) or 3-D image (a stack of frames).
 
@@ -606,42 +618,10 @@ def read_dm_frames(path: str | os.PathLike[str]) -> list[Frame]:
     :data:`nwwatch.io.limits.MAX_FILE_BYTES` (every frame in memory at once), and
     AnisotropicPixelsError when the x and y pixel sizes differ.
     """
-    path = Path(path)
-    with open_input(path) as handle:  # tags and data of one file, even if renamed over meanwhile
-        layout = _layout(path, handle)
-        info = layout.info
-        check_whole_read_bytes(path, info.declared_bytes, info.shape)
-        meta = _frame_metadata(path, handle, layout)
-        return _frames(path, handle, layout, meta, range(info.n_pages))
-
-
-def read_dm_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
-    """Frame ``index`` of :func:`read_dm_frames`, reading only that plane's pixels. Raises
-    as :func:`read_dm_frames` (but for the whole-read limit), and PageIndexError when the
-    image has no frame ``index``."""
-    path = Path(path)
-    with open_input(path) as handle:
-        layout = _layout(path, handle)
-        check_page_index(path, index, layout.info.n_pages)
-        meta = _frame_metadata(path, handle, layout)
-        return _frames(path, handle, layout, meta, range(index, index + 1))[0]
-
-
-def read_dm_frame_chunks(path: str | os.PathLike[str], pages: int) -> Iterator[list[Frame]]:
-    """The frames of :func:`read_dm_frames`, in order, ``pages`` planes at a time (the last
-    chunk may be shorter), reading only each chunk's pixels from the image's Data array.
-    The file is open until the last chunk (or the generator's close); its tags are read,
-    and the calibration and time checked and warned about, once, before the first chunk.
-    Raises as :func:`read_dm_frame_at`, when the chunk that meets the problem is read."""
-    path = Path(path)
-    if pages < 1:
-        raise ValueError(f"pages must be >= 1, got {pages}")
-    with open_input(path) as handle:
-        layout = _layout(path, handle)
-        n_frames = layout.info.n_pages
-        meta = _frame_metadata(path, handle, layout)
-        for start in range(0, n_frames, pages):
-            yield _frames(path, handle, layout, meta, range(start, min(n_frames, start + pages)))
+    with open_dm_frames(path) as opened:
+        info = opened.info
+        check_whole_read_bytes(info.path, info.declared_bytes, info.shape)
+        return opened.read(range(info.n_pages))
 
 
 def read_dm_volume(path: str | os.PathLike[str]) -> Volume:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -57,7 +57,6 @@ from nwwatch.io.errors import (
     TruncatedTiffError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
-    check_page_index,
 )
 from nwwatch.io.limits import (
     MAX_FRAME_PIXELS,
@@ -70,7 +69,7 @@ from nwwatch.io.metadata import (
     plausible_pixel_size_nm,
     unit_to_nm,
 )
-from nwwatch.io.records import Frame, TiffInfo, Volume
+from nwwatch.io.records import Frame, OpenFrames, TiffInfo, Volume
 from nwwatch.io.regular import open_input
 
 if TYPE_CHECKING:
@@ -547,6 +546,20 @@ def _opened(path: Path) -> Iterator[tuple[_Series, datetime]]:
                datetime.fromtimestamp(stat.st_mtime, UTC))
 
 
+@contextmanager
+def open_emd_frames(path: str | os.PathLike[str]) -> Iterator[OpenFrames]:
+    """The frames of :func:`read_emd_frames`, the file opened once (structure and data of one
+    file, even if renamed over meanwhile), every frame's metadata read, checked and warned
+    about once (the times depend on all of them), each frame's pixels read when asked from
+    the HDF5 dataset. ``by_page`` is :func:`frames_by_chunk` of the series. Raises as
+    :func:`inspect_emd`."""
+    path = Path(path)
+    with _opened(path) as (series, mtime):
+        meta = _frame_metadata_of(path, series, mtime)
+        yield OpenFrames(series.info, lambda frames: _frames(path, series, meta, frames),
+                         frames_by_chunk(series.data))
+
+
 def read_emd_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """Read every frame of a Velox EMD file's image series as a :class:`Frame`.
 
@@ -556,62 +569,14 @@ def read_emd_frames(path: str | os.PathLike[str]) -> list[Frame]:
     :data:`nwwatch.io.limits.MAX_FILE_BYTES` (every frame in memory at once), and
     AnisotropicPixelsError when a frame's x and y pixel sizes differ.
     """
-    path = Path(path)
-    with _opened(path) as (series, mtime):
-        info = series.info
-        check_whole_read_bytes(path, info.declared_bytes, info.shape)
-        meta = _frame_metadata_of(path, series, mtime)
-        return _frames(path, series, meta, range(info.n_pages))
-
-
-def read_emd_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
-    """Frame ``index`` of :func:`read_emd_frames`, reading only that frame's pixels (every
-    frame's metadata is read: the times depend on all of them). Raises as
-    :func:`read_emd_frames` (but for the whole-read limit), and PageIndexError when the
-    series has no frame ``index``."""
-    path = Path(path)
-    with _opened(path) as (series, mtime):
-        check_page_index(path, index, series.info.n_pages)
-        meta = _frame_metadata_of(path, series, mtime)
-        return _frames(path, series, meta, range(index, index + 1))[0]
-
-
-def read_emd_frame_chunks(path: str | os.PathLike[str], pages: int,
-                          whole: Callable[[TiffInfo], None] | None = None
-                          ) -> Iterator[list[Frame]]:
-    """The frames of :func:`read_emd_frames`, in order, ``pages`` frames at a time (the last
-    chunk may be shorter), reading only each chunk's pixels from the HDF5 dataset. The file
-    is open until the last chunk (or the generator's close); every frame's metadata is read,
-    checked and warned about once, before the first chunk.
-
-    A series stored contiguously ((H, W, N) without HDF5 chunks: the frames interleaved
-    pixel by pixel, not as Velox writes them) or in HDF5 chunks deeper than
-    :data:`MAX_FRAMES_PER_HDF5_CHUNK` frames (:func:`frames_by_chunk`) comes whole, as one
-    chunk, after ``whole`` was called with its structural check, and is refused beyond
-    :data:`nwwatch.io.limits.MAX_FILE_BYTES`: a chunk of its frames would cost a pass over
-    the whole dataset (400 frames of 256 x 256 in chunks of 8: 6.7 s instead of 0.3 s read
-    whole).
-
-    Raises as :func:`read_emd_frame_at`, when the chunk that meets the problem is read, and
-    what ``whole`` raises."""
-    path = Path(path)
-    if pages < 1:
-        raise ValueError(f"pages must be >= 1, got {pages}")
-    with _opened(path) as (series, mtime):
-        n_frames = series.info.n_pages
-        meta = _frame_metadata_of(path, series, mtime)
-        if not frames_by_chunk(series.data):
-            if whole is not None:
-                whole(series.info)
-            check_whole_read_bytes(path, series.info.declared_bytes, series.info.shape)
-            yield _frames(path, series, meta, range(n_frames))
-            return
-        for start in range(0, n_frames, pages):
-            yield _frames(path, series, meta, range(start, min(n_frames, start + pages)))
+    with open_emd_frames(path) as opened:
+        info = opened.info
+        check_whole_read_bytes(info.path, info.declared_bytes, info.shape)
+        return opened.read(range(info.n_pages))
 
 
 #: A series whose HDF5 chunks span more frames than this is read whole by
-#: :func:`read_emd_frame_chunks`: each chunk of frames would decode as many.
+#: :func:`nwwatch.io.read_frame_chunks`: each chunk of frames would decode as many.
 MAX_FRAMES_PER_HDF5_CHUNK = 64
 
 

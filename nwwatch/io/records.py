@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -98,3 +99,15 @@ class TiffInfo:
     def page_shape(self) -> tuple[int, int]:
         """(H, W) of one page."""
         return (self.shape[-2], self.shape[-1])
+
+
+@dataclass(frozen=True)
+class OpenFrames:
+    """The frames of a file opened once, its structure and every frame's metadata read:
+    ``read(frames)`` gives the frames of the range ``frames`` (0-based, within
+    ``info.n_pages``), reading their pixels only. ``by_page`` False: the file's layout makes
+    reading a few frames cost a pass over all of them (read it whole)."""
+
+    info: TiffInfo
+    read: Callable[[range], list[Frame]]
+    by_page: bool = True

@@ -46,6 +46,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +61,6 @@ from nwwatch.io.errors import (
     TruncatedTiffError,
     UnsupportedDtypeError,
     UnsupportedLayoutError,
-    check_page_index,
 )
 from nwwatch.io.limits import (
     MAX_FRAME_PIXELS,
@@ -73,7 +73,7 @@ from nwwatch.io.metadata import (
     plausible_pixel_size_nm,
     unit_to_nm,
 )
-from nwwatch.io.records import Frame, TiffInfo, Volume
+from nwwatch.io.records import Frame, OpenFrames, TiffInfo, Volume
 from nwwatch.io.regular import open_input
 
 _log = structlog.get_logger("nwwatch.io")
@@ -427,6 +427,20 @@ def _frames(path: Path, handle: BinaryIO, layout: _Layout, meta: _FrameMetadata,
             for k, i in enumerate(indices)]
 
 
+@contextmanager
+def open_ser_frames(path: str | os.PathLike[str]) -> Iterator[OpenFrames]:
+    """The frames of :func:`read_ser_frames`, the file opened once (structure and data of one
+    file, even if renamed over meanwhile), its header, offsets, element headers and tags read,
+    checked and warned about once, each element's pixels read when asked. Raises as
+    :func:`inspect_ser`."""
+    path = Path(path)
+    with open_input(path) as handle:
+        layout = _layout(path, handle)
+        meta = _frame_metadata(path, handle, layout)
+        yield OpenFrames(layout.info,
+                         lambda indices: _frames(path, handle, layout, meta, indices))
+
+
 def read_ser_frames(path: str | os.PathLike[str]) -> list[Frame]:
     """Read the valid elements of a TIA series file as frames, top row first.
 
@@ -437,43 +451,10 @@ def read_ser_frames(path: str | os.PathLike[str]) -> list[Frame]:
     memory at once), and AnisotropicPixelsError when an element's x and y pixel sizes
     differ.
     """
-    path = Path(path)
-    with open_input(path) as handle:  # structure and data of one file, even if renamed over
-        layout = _layout(path, handle)
-        info = layout.info
-        check_whole_read_bytes(path, info.declared_bytes, info.shape)
-        meta = _frame_metadata(path, handle, layout)
-        return _frames(path, handle, layout, meta, range(info.n_pages))
-
-
-def read_ser_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
-    """Valid element ``index`` of :func:`read_ser_frames`, reading only that element's pixels
-    (every element's tag time is read: a file's times are all its tags' or none). Raises as
-    :func:`read_ser_frames` (but for the whole-read limit), and PageIndexError when the file
-    has no valid element ``index``."""
-    path = Path(path)
-    with open_input(path) as handle:
-        layout = _layout(path, handle)
-        check_page_index(path, index, layout.info.n_pages)
-        meta = _frame_metadata(path, handle, layout)
-        return _frames(path, handle, layout, meta, range(index, index + 1))[0]
-
-
-def read_ser_frame_chunks(path: str | os.PathLike[str], pages: int) -> Iterator[list[Frame]]:
-    """The frames of :func:`read_ser_frames`, in order, ``pages`` elements at a time (the
-    last chunk may be shorter), reading only each chunk's pixels. The file is open until the
-    last chunk (or the generator's close); its header, offsets, element headers and tags
-    are read, checked and warned about once, before the first chunk. Raises as
-    :func:`read_ser_frame_at`, when the chunk that meets the problem is read."""
-    path = Path(path)
-    if pages < 1:
-        raise ValueError(f"pages must be >= 1, got {pages}")
-    with open_input(path) as handle:
-        layout = _layout(path, handle)
-        n_frames = layout.info.n_pages
-        meta = _frame_metadata(path, handle, layout)
-        for start in range(0, n_frames, pages):
-            yield _frames(path, handle, layout, meta, range(start, min(n_frames, start + pages)))
+    with open_ser_frames(path) as opened:
+        info = opened.info
+        check_whole_read_bytes(info.path, info.declared_bytes, info.shape)
+        return opened.read(range(info.n_pages))
 
 
 def read_ser_volume(path: str | os.PathLike[str]) -> Volume:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,16 +27,14 @@ import tifffile
 from nwwatch.io.dm import (
     inspect_dm,
     is_dm,
-    read_dm_frame_at,
-    read_dm_frame_chunks,
+    open_dm_frames,
     read_dm_frames,
     read_dm_volume,
 )
 from nwwatch.io.emd import (
     inspect_emd,
     is_emd,
-    read_emd_frame_at,
-    read_emd_frame_chunks,
+    open_emd_frames,
     read_emd_frames,
     read_emd_volume,
 )
@@ -66,12 +64,11 @@ from nwwatch.io.mrc import (
     read_mrc_frames,
     read_mrc_volume,
 )
-from nwwatch.io.records import Frame, TiffInfo, Volume
+from nwwatch.io.records import Frame, OpenFrames, TiffInfo, Volume
 from nwwatch.io.ser import (
     inspect_ser,
     is_ser,
-    read_ser_frame_at,
-    read_ser_frame_chunks,
+    open_ser_frames,
     read_ser_frames,
     read_ser_volume,
 )
@@ -197,16 +194,16 @@ class FrameReader:
 
     A TIFF is opened and its structure checked when the reader is made, and every page's
     metadata (pixel sizes, times, the rows above an FEI data bar, and their warnings) read
-    then, once; the file stays open until :meth:`close`. An MRC file's header is read again
-    for each frame, its pixel sizes and times (header and SerialEM .mdoc) with the first one
-    only. A DigitalMicrograph, EMD or TIA file's structure and metadata are read again for
-    each frame, with that frame's pixels only.
+    then, once; the file stays open until :meth:`close`. So is a DigitalMicrograph, EMD or
+    TIA file, its structure and every frame's metadata read when the reader is made. An MRC
+    file's header is read again for each frame, its pixel sizes and times (header and
+    SerialEM .mdoc) with the first one only.
 
     The reader serves the file as it was when opened: :meth:`changed` says when it was
     written, replaced or removed since (then open a new reader). Not for use from several
     threads at once.
 
-    Raises as :func:`read_frames` when made (a TIFF) or at the first frame (other formats).
+    Raises as :func:`read_frames` when made (an MRC file: at the first frame).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -215,10 +212,15 @@ class FrameReader:
         self._files = ExitStack()
         self._tiff: tuple[TiffInfo, list[tifffile.TiffPageSeries], _PageMetadata] | None = None
         self._mrc_metadata: _FrameMetadata | None = None
+        self._vendor: OpenFrames | None = None
         self._closed = False
-        if is_mrc(self.path) or is_dm(self.path) or is_emd(self.path) or is_ser(self.path):
+        if is_mrc(self.path):
             return
         try:
+            opener = _open_vendor_frames(self.path)
+            if opener is not None:
+                self._vendor = self._files.enter_context(opener)
+                return
             tif, info = self._files.enter_context(open_tiff(self.path))
             series = image_series(tif)[0]
             self._tiff = info, series, _page_metadata(self.path, tif, info, series)
@@ -246,11 +248,10 @@ class FrameReader:
             (frame,), self._mrc_metadata = _mrc_frames_with(path, range(index, index + 1),
                                                             self._mrc_metadata)
             return frame
-        if is_emd(path):
-            return read_emd_frame_at(path, index)
-        if is_ser(path):
-            return read_ser_frame_at(path, index)
-        return read_dm_frame_at(path, index)
+        if self._vendor is not None:
+            check_page_index(path, index, self._vendor.info.n_pages)
+            return self._vendor.read(range(index, index + 1))[0]
+        raise ValueError(f"{path}: frame read from a closed FrameReader")
 
     def changed(self) -> bool:
         """Whether the file (or an MRC file's .mdoc) was written, replaced or removed since
@@ -258,8 +259,9 @@ class FrameReader:
         return _file_stamp(self.path) != self._stamp
 
     def close(self) -> None:
-        """Close the file (a TIFF's; nothing else is kept open)."""
+        """Close the file (an MRC file's is not kept open)."""
         self._files.close()
+        self._vendor = None
         self._tiff = None
         self._closed = True
 
@@ -281,6 +283,18 @@ def _file_stamp(path: Path) -> tuple:
         return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
     return (stamp(path), stamp(mdoc_path(path)) if is_mrc(path) else None)
+
+
+def _open_vendor_frames(path: Path) -> AbstractContextManager[OpenFrames] | None:
+    """The opener of a DigitalMicrograph, EMD or TIA file's frames
+    (:class:`nwwatch.io.records.OpenFrames`), None for a file of another format."""
+    if is_emd(path):
+        return open_emd_frames(path)
+    if is_ser(path):
+        return open_ser_frames(path)
+    if is_dm(path):
+        return open_dm_frames(path)
+    return None
 
 
 def read_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
@@ -321,14 +335,18 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
     if is_mrc(path):
         yield from read_mrc_frame_chunks(path, pages)
         return
-    if is_emd(path):
-        yield from read_emd_frame_chunks(path, pages, whole)
-        return
-    if is_ser(path):
-        yield from read_ser_frame_chunks(path, pages)
-        return
-    if is_dm(path):
-        yield from read_dm_frame_chunks(path, pages)
+    opener = _open_vendor_frames(path)
+    if opener is not None:
+        with opener as opened:
+            info = opened.info
+            if not opened.by_page:
+                if whole is not None:
+                    whole(info)
+                check_whole_read_bytes(path, info.declared_bytes, info.shape)
+                yield opened.read(range(info.n_pages))
+                return
+            for start in range(0, info.n_pages, pages):
+                yield opened.read(range(start, min(info.n_pages, start + pages)))
         return
     with open_tiff(path) as (tif, info):
         series = image_series(tif)[0]
