@@ -1179,8 +1179,11 @@ def test_the_driver_does_not_queue_a_frame_whose_file_changed_after_the_worker_r
          "status": "ok", "contact_angle_deg": 100.0, "model_sha256": "m" * 64,
          "measurement_version": "v", "other": 1} for k, p in enumerate(paths)])
     write_frame_tiff(paths[1], paint_insitu(150, size=64))  # rewritten after the worker
-    kept, changed = (c.image() for c in _queue_candidates(table, files))
+    candidates, sources = _queue_candidates(table, files)
+    kept, changed = (c.image() for c in candidates)
     assert kept is not None and kept.shape == (64, 64) and changed is None
+    for source in sources:
+        source.close()
 
 
 def test_a_driver_killed_while_committing_a_finished_task_charges_its_file_nothing(

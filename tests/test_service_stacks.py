@@ -335,3 +335,27 @@ def test_a_replay_processes_a_stack_larger_than_its_memory_limit(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "1 file: 1 done" in run.stderr + run.stdout
     assert pq.read_table(out / "frames").num_rows == pages
+
+
+def test_the_queue_images_of_a_stack_are_read_through_one_open_file(tmp_path, monkeypatch):
+    # each image the labelling queue reads again opened the file and parsed every page's
+    # metadata (1.6 s a page of a 20,000-page stack, up to 16 pages a stack)
+    path = _write(tmp_path / "stack.tif", _pages())
+    st = os.stat(path)
+    opened = []
+
+    class Counted(frames_module.FrameReader):
+        def __init__(self, p):
+            opened.append(p)
+            super().__init__(p)
+
+    monkeypatch.setattr(frames_module, "FrameReader", Counted)
+    source = frames_module.PageSource(path, st.st_size, st.st_mtime_ns)
+    whole = read_frames(path)
+    for index in (20, 3, 3, 0):
+        np.testing.assert_array_equal(source.page(index)(), whole[index].image)
+    assert opened == [path]
+    source.close()
+    other = frames_module.PageSource(path, st.st_size + 1, st.st_mtime_ns)
+    assert other.page(0)() is None  # not the version processed: no image, nothing opened
+    assert opened == [path]

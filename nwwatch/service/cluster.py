@@ -394,7 +394,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
             if engine.kind == "insitu":
                 from nwwatch.service.frames import offer_to_label_queue
 
-                offer_to_label_queue(engine, _queue_candidates(table, res.files))
+                offer_to_label_queue(engine, *_queue_candidates(table, res.files))
         else:
             quarantined = ledger.commit(batch_id, rows_per_item, failures,
                                         engine.max_attempts, wrote_parquet=False)
@@ -483,24 +483,25 @@ def _mask_moves(table, side: str, batch_id: str) -> list[tuple[Path, str]]:
                                               strict=True) if staged]
 
 
-def _queue_candidates(table, files: list[FileResult]) -> list:
-    """The labelling-queue candidates of a task's committed rows (``table``). Workers hold the
-    images and the driver the rows, so each candidate's image is read here, and only if the
-    frame enters the queue: that page alone, from the file, unless it is not the one the
-    worker processed (size or modification time changed since)."""
+def _queue_candidates(table, files: list[FileResult]) -> tuple[list, list]:
+    """The labelling-queue candidates of a task's committed rows (``table``), and the files
+    their images are read from (:class:`nwwatch.service.frames.PageSource`, to be closed).
+    Workers hold the images and the driver the rows, so each candidate's image is read here,
+    and only if the frame enters the queue: that page alone, from the file (opened once for
+    all its pages), unless it is not the one the worker processed (size or modification
+    time changed since)."""
     from nwwatch.results.label_queue import Candidate, QueueEntry
-    from nwwatch.service.frames import page_reader
+    from nwwatch.service.frames import PageSource
 
-    processed = {source_name(f.path): f for f in files}
+    sources = {source_name(f.path): PageSource(f.path, f.size, f.mtime_ns) for f in files}
 
     def reader(source: str, page: int):
-        f = processed.get(source)
-        return page_reader(f.path, f.size, f.mtime_ns, page) if f is not None else lambda: None
+        return sources[source].page(page) if source in sources else lambda: None
 
     columns = ("source", "frame", "source_sha256", "confidence", "status",
                "contact_angle_deg", "model_sha256", "measurement_version")
-    return [Candidate(QueueEntry(*(row[c] for c in columns)), reader(row["source"], row["frame"]))
-            for row in table.select(list(columns)).to_pylist()]
+    return ([Candidate(QueueEntry(*(row[c] for c in columns)), reader(row["source"], row["frame"]))
+             for row in table.select(list(columns)).to_pylist()], list(sources.values()))
 
 
 def _record_task_failure(engine: Engine, path: Path, exc: BaseException, summary, log) -> None:

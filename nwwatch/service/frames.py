@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -21,9 +21,9 @@ import numpy as np
 
 from nwwatch.classes import DROPLET
 from nwwatch.io import (
+    FrameReader,
     InputError,
     inspect_tiff,
-    read_frame_at,
     read_frame_chunks,
     read_frames,
     reads_by_page,
@@ -100,6 +100,8 @@ class _StackReader:
     def __init__(self, it: Item, pages: int) -> None:
         self.chunks = read_frame_chunks(
             it.path, pages, whole=lambda info: check_whole_read(info, not_by_page=True))
+        #: the stack, read again for the queue images of candidates not held
+        self.pages = PageSource(it.path, it.size, it.mtime_ns)
         #: (queue order, group, index in its candidates) of the candidates holding an image.
         self.held: list[tuple[tuple, _Group, int]] = []
 
@@ -116,8 +118,7 @@ class _StackReader:
             _, worst, index = self.held.pop()
             owner, dropped = worst.candidates[index]
             worst.candidates[index] = (owner, replace(
-                dropped, image=page_reader(owner.path, owner.size, owner.mtime_ns,
-                                           dropped.entry.frame)))
+                dropped, image=self.pages.page(dropped.entry.frame)))
 
     def next_chunk(self) -> list:
         """The next chunk's frames; [] when every page has been read."""
@@ -391,35 +392,58 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
         queue_candidates.extend(group.candidates)
         for stage, ms in group.spent.items():
             spent[stage] += ms
-    offer_to_label_queue(engine, [c for it, c in queue_candidates if not it.failed])
+    offer_to_label_queue(engine, [c for it, c in queue_candidates if not it.failed],
+                         {id(g.stack): g.stack.pages for g in groups if g.stack}.values())
     report.timings_ms.update(spent)
 
 
-def offer_to_label_queue(engine: Engine, candidates: list[label_queue.Candidate]) -> None:
+def offer_to_label_queue(engine: Engine, candidates: list[label_queue.Candidate],
+                         sources: Iterable[PageSource] = ()) -> None:
     """Offer processed frames to ``engine``'s labelling queue; the queue is a by-product, so
-    a failure to write it is logged (``label_queue_failed``) and never fails the frames."""
-    if not candidates:
-        return
+    a failure to write it is logged (``label_queue_failed``) and never fails the frames.
+    ``sources``: the files the candidates' images are read from, closed afterwards."""
     try:
-        label_queue.offer(engine.results_dir, candidates)
+        if candidates:
+            label_queue.offer(engine.results_dir, candidates)
     except Exception as exc:
         log_of(engine).error("label_queue_failed", error=repr(exc), exc_info=exc)
+    finally:
+        for source in sources:
+            source.close()
 
 
-def page_reader(path: str | os.PathLike[str], size: int | None, mtime_ns: int | None,
-                index: int) -> Callable[[], np.ndarray | None]:
-    """A function that reads frame ``index`` of the file at ``path`` again, that page alone
-    (its image, or None when the file is no longer the version processed, of ``size`` bytes
-    modified at ``mtime_ns``, or cannot be read)."""
-    def read() -> np.ndarray | None:
-        try:
-            st = os.stat(path)
-            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+class PageSource:
+    """The file frames were processed from, read again for their labelling-queue images: one
+    :class:`nwwatch.io.FrameReader` for all its pages (a long stack's metadata read once, not
+    once a page), opened at the first page asked, until :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike[str], size: int | None,
+                 mtime_ns: int | None) -> None:
+        self.path, self.size, self.mtime_ns = path, size, mtime_ns
+        self._reader: FrameReader | None = None
+
+    def page(self, index: int) -> Callable[[], np.ndarray | None]:
+        """A function that reads frame ``index`` of the file again, that page alone (its
+        image, or None when the file is no longer the version processed, of ``size`` bytes
+        modified at ``mtime_ns``, or cannot be read)."""
+        def read() -> np.ndarray | None:
+            try:
+                st = os.stat(self.path)
+                if (st.st_size, st.st_mtime_ns) != (self.size, self.mtime_ns):
+                    return None
+                if self._reader is None or self._reader.changed():
+                    self.close()
+                    self._reader = FrameReader(self.path)
+                return self._reader.frame(index).image
+            except (OSError, InputError):
                 return None
-            return read_frame_at(path, index).image
-        except (OSError, InputError):
-            return None
-    return read
+        return read
+
+    def close(self) -> None:
+        """Close the file, if it was opened."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 def write_pictures(engine: Engine, it: Item, frame, labels, result) -> str | None:
