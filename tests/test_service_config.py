@@ -130,6 +130,9 @@ def test_valid_config_and_defaults(paths):
         # no pattern matches no file: a folder watched for nothing
         (("settle_seconds = 0.5", "settle_seconds = 0.5\npatterns = []"),
          "watch[0].patterns", "at least one pattern"),
+        # one bracket pair: a table, where a list of tables was read ("got {'path': ...}")
+        (("[[watch]]", "[watch]"), "watch", "is one table ([watch]); each watched folder is "
+         "a table of the array [[watch]] (two brackets), even a single one"),
     ],
 )
 def test_errors_name_file_key_and_problem(paths, edit, key, words):

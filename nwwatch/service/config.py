@@ -295,6 +295,10 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     taken from there): the systemd drop-in refuses anything else."""
     base = file.parent.resolve() if file is not None else Path.cwd()
     top = TableReader(file, "", data)
+    if isinstance(top.table.get("watch"), dict):  # [watch]: one table, not an array of them
+        raise ConfigError(file, "watch", "is one table ([watch]); each watched folder is a "
+                                         "table of the array [[watch]] (two brackets), even "
+                                         "a single one")
     watches_raw = top.get("watch", list, [])
     if not watches_raw:
         raise ConfigError(file, "watch", "at least one [[watch]] table is required"
