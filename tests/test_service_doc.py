@@ -89,3 +89,18 @@ def test_every_event_the_service_logs_is_named_in_the_doc():
             events.update(call.findall(path.read_text()))
     assert len(events) > 40  # the pattern still finds the calls
     assert sorted(e for e in events if f"`{e}`" not in DOC) == []
+
+
+def test_every_event_the_dask_driver_logs_is_named_in_the_cluster_doc():
+    """The Dask driver's own event names (nwwatch/service/cluster*.py) are named in
+    backquotes in docs/cluster.md (or, those it shares with local replay, in
+    docs/service.md)."""
+    cluster_doc = (ROOT / "docs" / "cluster.md").read_text()
+    call = re.compile(r"\blog\.(?:debug|info|warning|error|exception|critical)\(\s*"
+                      r"\"([a-z_]+)\"")
+    events = set()
+    for path in (ROOT / "nwwatch" / "service").glob("cluster*.py"):
+        events.update(call.findall(path.read_text()))
+    assert {"dask_dashboard", "cluster_task_failed"} <= events  # the pattern finds the calls
+    assert sorted(e for e in events
+                  if f"`{e}`" not in cluster_doc and f"`{e}`" not in DOC) == []
