@@ -569,11 +569,25 @@ def read_emd_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
     frame's metadata is read: the times depend on all of them). Raises as
     :func:`read_emd_frames` (but for the whole-read limit), and PageIndexError when the
     series has no frame ``index``."""
+    return read_emd_frame_with(path, index, None)[0]
+
+
+def read_emd_frame_with(path: str | os.PathLike[str], index: int,
+                        metadata: _FrameMetadata | None) -> tuple[Frame, _FrameMetadata]:
+    """Frame ``index`` of :func:`read_emd_frames` and every frame's pixel sizes and times:
+    ``metadata`` when given (read with an earlier frame of the file, by
+    :class:`nwwatch.io.FrameReader`: a page of a long series then costs its pixels, not a
+    parse of every frame's metadata), else read now. Raises as :func:`read_emd_frame_at`;
+    with ``metadata``, PageIndexError for a frame past those it describes."""
     path = Path(path)
     with _opened(path) as (series, mtime):
-        check_page_index(path, index, series.info.n_pages)
-        meta = _frame_metadata_of(path, series, mtime)
-        return _frames(path, series, meta, range(index, index + 1))[0]
+        n_frames = series.info.n_pages
+        if metadata is None:
+            check_page_index(path, index, n_frames)
+            metadata = _frame_metadata_of(path, series, mtime)
+        else:  # the frames there were when first read (and are still there)
+            check_page_index(path, index, min(n_frames, len(metadata.times)))
+        return _frames(path, series, metadata, range(index, index + 1))[0], metadata
 
 
 def read_emd_frame_chunks(path: str | os.PathLike[str], pages: int,

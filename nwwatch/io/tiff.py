@@ -32,11 +32,12 @@ from nwwatch.io.dm import (
     read_dm_frames,
     read_dm_volume,
 )
+from nwwatch.io.emd import _FrameMetadata as _EmdFrameMetadata
 from nwwatch.io.emd import (
     inspect_emd,
     is_emd,
-    read_emd_frame_at,
     read_emd_frame_chunks,
+    read_emd_frame_with,
     read_emd_frames,
     read_emd_volume,
 )
@@ -199,8 +200,9 @@ class FrameReader:
     metadata (pixel sizes, times, the rows above an FEI data bar, and their warnings) read
     then, once; the file stays open until :meth:`close`. An MRC file's header is read again
     for each frame, its pixel sizes and times (header and SerialEM .mdoc) with the first one
-    only. A DigitalMicrograph, EMD or TIA file's structure and metadata are read again for
-    each frame, with that frame's pixels only.
+    only. An EMD file's structure is read again for each frame, every frame's pixel sizes
+    and times (their warnings too) with the first one only. A DigitalMicrograph or TIA file's
+    structure and metadata are read again for each frame, with that frame's pixels only.
 
     The reader serves the file as it was when opened: :meth:`changed` says when it was
     written, replaced or removed since (then open a new reader). Not for use from several
@@ -215,6 +217,7 @@ class FrameReader:
         self._files = ExitStack()
         self._tiff: tuple[TiffInfo, list[tifffile.TiffPageSeries], _PageMetadata] | None = None
         self._mrc_metadata: _FrameMetadata | None = None
+        self._emd_metadata: _EmdFrameMetadata | None = None
         self._closed = False
         if is_mrc(self.path) or is_dm(self.path) or is_emd(self.path) or is_ser(self.path):
             return
@@ -246,8 +249,9 @@ class FrameReader:
             (frame,), self._mrc_metadata = _mrc_frames_with(path, range(index, index + 1),
                                                             self._mrc_metadata)
             return frame
-        if is_emd(path):
-            return read_emd_frame_at(path, index)
+        if is_emd(path):  # every frame's metadata (their times) read with the first frame
+            frame, self._emd_metadata = read_emd_frame_with(path, index, self._emd_metadata)
+            return frame
         if is_ser(path):
             return read_ser_frame_at(path, index)
         return read_dm_frame_at(path, index)
