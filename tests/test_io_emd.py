@@ -345,6 +345,37 @@ def test_the_image_series_is_chosen_among_image_groups_or_the_file_refused(tmp_p
     assert "export the frames wanted as TIFF from Velox" in str(caught.value)
 
 
+def _text_dataset(hdf: h5py.File, name: str, value: dict) -> None:
+    hdf.create_dataset(name, data=[json.dumps(value)], dtype=h5py.string_dtype())
+
+
+@pytest.mark.parametrize("velox_version", [9, 11])
+def test_groups_of_a_file_refused_are_named_as_velox_shows_them(tmp_path, velox_version):
+    # a DPC acquisition: every group's detector is "DF4", and the file was refused naming
+    # eight groups "DF4" while Velox shows them as DPC, iDPC, DF4-A ... (its displays)
+    path = tmp_path / "dpc.emd"
+    image = _stack(n=1, h=4, w=4)
+    with h5py.File(path, "w") as hdf:
+        names = [_add_image(hdf, image, [_metadata(detector="DF4")]) for _ in range(3)]
+        for i, (name, shown) in enumerate(zip(names[:2], ["iDPC", "DF4-A"], strict=True)):
+            if velox_version == 11:  # the display points to a data reference, to the group
+                ref = f"SharedProperties/ImageSeriesDataReference/{i}"
+                _text_dataset(hdf, ref, {"dataPath": f"/{name}"})
+                _text_dataset(hdf, f"Displays/ImageDisplay/{i}",
+                              {"data": f"/{ref}", "id": f"id{i}", "title": shown})
+            else:
+                _text_dataset(hdf, f"Presentation/Displays/ImageDisplay/{i}",
+                              {"dataPath": f"/{name}", "display": {"label": shown}})
+        _text_dataset(hdf, "Displays/ImageDisplay/damaged", {"data": "/nowhere"})
+        hdf.create_dataset("Presentation/Displays/ImageDisplay/not_text", data=[1, 2])
+    with pytest.raises(UnsupportedLayoutError, match="dpc.emd: 3 images") as caught:
+        inspect_tiff(path)
+    reason = str(caught.value)
+    assert f"{names[0]} (DF4, shown as 'iDPC', 1 frame of 4 x 4 px)" in reason
+    assert f"{names[1]} (DF4, shown as 'DF4-A', 1 frame of 4 x 4 px)" in reason
+    assert f"{names[2]} (DF4, 1 frame of 4 x 4 px)" in reason  # no display: the detector
+
+
 def test_detectors_whose_metadata_the_writer_has_not_extended_are_waited_for(tmp_path):
     """Two detectors' first frames written before their Metadata columns: the look that lists
     the groups (no rule tells which to read) met an empty Metadata and raised IndexError, no

@@ -992,6 +992,25 @@ def test_rgb_and_multichannel(tmp_path):
         assert "(3, 2, 10, 12)" in str(error.value)
 
 
+@pytest.mark.parametrize("scale", [257, 256])
+def test_a_palette_of_grey_levels_equal_to_its_indices_is_read_as_stored(tmp_path, scale):
+    # Zeiss SmartSEM (i * 257) and AxioVision (i * 256) save grey images as palette TIFFs
+    # whose palette shows index i as grey i: such a frame was refused as a colour image
+    ramp = np.arange(256, dtype=np.uint16) * scale
+    stack = _image((2, 10, 12), "uint8")
+    path = tmp_path / "sem.tif"
+    tifffile.imwrite(path, stack, photometric="palette", colormap=np.stack([ramp] * 3))
+    assert inspect_tiff(path).shape == (2, 10, 12)
+    np.testing.assert_array_equal(np.stack([f.image for f in read_frames(path)]), stack)
+    np.testing.assert_array_equal(read_volume(path).data, stack)
+    coloured = np.stack([ramp] * 3)
+    coloured[0, 9] = 65535  # one index shown red (an annotation colour): not a grey image
+    for colormap in (coloured, np.stack([ramp[::-1]] * 3)):  # inverted grey: not as stored
+        tifffile.imwrite(path, stack, photometric="palette", colormap=colormap)
+        with pytest.raises(MultichannelError, match="palette"):
+            read_frames(path)
+
+
 def test_inverted_grey_is_refused(tmp_path):
     # PhotometricInterpretation MinIsWhite: 0 is white. Read as stored, the frame's contrast
     # would be inverted (a dark droplet bright) and segmented without a word.

@@ -95,6 +95,8 @@ _METADATA_COLUMNS = 64  # frames' metadata texts read at a time
 #: Longest metadata text a frame may have: Velox writes tens of kB; a corrupt dataspace may
 #: declare any length, which every read of a frame's metadata would allocate.
 _MAX_METADATA_BYTES = 2**24
+#: A Velox display entry (a few hundred characters of JSON) longer than this names nothing.
+_MAX_DISPLAY_CHARS = 2**20
 def is_emd(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is named as a Velox EMD file (:data:`EMD_SUFFIXES`, any case)."""
     return Path(path).suffix.lower() in EMD_SUFFIXES
@@ -268,6 +270,54 @@ def _describe(data: h5py.Dataset) -> str:
     return str(dtype)
 
 
+def _display_json(item: object) -> dict[str, Any]:
+    """The JSON object of a Velox display entry (a dataset of one text); {} otherwise."""
+    import h5py
+
+    if not isinstance(item, h5py.Dataset) or item.shape != (1,) or item.dtype.kind not in "OS":
+        return {}
+    text = item[0]
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    parsed = json.loads(text) if isinstance(text, str) and len(text) <= _MAX_DISPLAY_CHARS \
+        else None
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _display_names(hdf: h5py.File) -> dict[str, str]:
+    """The name Velox shows each image group under ("Data/Image/<uuid>" -> "iDPC", "Fe"),
+    from its displays (``Displays/ImageDisplay`` since Velox files of version 11,
+    ``Presentation/Displays/ImageDisplay`` before), to name the groups of a file refused;
+    what cannot be read names nothing."""
+    import h5py
+
+    names: dict[str, str] = {}
+    for group_name in ("Displays/ImageDisplay", "Presentation/Displays/ImageDisplay"):
+        try:
+            group = hdf.get(group_name)
+            items = list(group.values()) if isinstance(group, h5py.Group) else []
+        except MemoryError:
+            raise
+        except Exception:  # noqa: BLE001 - a damaged display group only names nothing
+            continue
+        for item in items:
+            try:
+                display = _display_json(item)
+                if isinstance(display.get("data"), str):  # version 11: via a data reference
+                    name = display.get("title") or display.get("id")
+                    data_path = _display_json(hdf.get(display["data"])).get("dataPath")
+                else:
+                    label = display.get("display")
+                    name = label.get("label") if isinstance(label, dict) else None
+                    data_path = display.get("dataPath")
+            except MemoryError:
+                raise
+            except Exception:  # noqa: BLE001 - a damaged display only names nothing
+                continue
+            if isinstance(name, str) and name and isinstance(data_path, str):
+                names.setdefault(data_path.strip("/"), name)
+    return names
+
+
 def _choose(path: Path, groups: list[tuple[str, h5py.Group]]) -> tuple[str, h5py.Group,
                                                                      h5py.Dataset]:
     """The image group read (see the module's rule), with its ``Data``."""
@@ -293,6 +343,7 @@ def _choose(path: Path, groups: list[tuple[str, h5py.Group]]) -> tuple[str, h5py
     if most > 1 and frames.count(most) == 1:
         return real[frames.index(most)]
     listed = []
+    shown = _display_names(real[0][1].file)
     for (name, group, data), n in zip(real, frames, strict=True):
         metadata = group.get("Metadata")
         # only to name the detector: a Metadata of no byte texts, or of texts longer than any
@@ -301,8 +352,9 @@ def _choose(path: Path, groups: list[tuple[str, h5py.Group]]) -> tuple[str, h5py
             and metadata.dtype.itemsize == 1 and metadata.shape[0] <= _MAX_METADATA_BYTES \
             and n > 0 else None
         meta = next(_frame_metadata(path, name, metadata, range(1)))
-        listed.append(f"{name} ({_detector(meta)}, {n} frame{'s' if n != 1 else ''} of "
-                      f"{' x '.join(map(str, data.shape[:2]))} px)")
+        display = f"shown as '{shown[name]}', " if name in shown else ""
+        listed.append(f"{name} ({_detector(meta)}, {display}{n} frame{'s' if n != 1 else ''} "
+                      f"of {' x '.join(map(str, data.shape[:2]))} px)")
     raise UnsupportedLayoutError(
         path, f"{len(real)} images (Data/Image groups: detectors, results) and none is the one "
               f"series of several frames among them, so no rule tells which to read: "

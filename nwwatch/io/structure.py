@@ -298,7 +298,7 @@ def _check_pages(
 ) -> None:
     """Colour model, codecs and data extents of one series whose pages start at ``first_page``."""
     page = series.keyframe
-    if page.photometric == tifffile.PHOTOMETRIC.PALETTE:
+    if page.photometric == tifffile.PHOTOMETRIC.PALETTE and not _grey_ramp_palette(page):
         raise MultichannelError(
             path, f"palette (indexed colour) image of shape {series.shape}; save it as greyscale "
                   f"(a label mask: its indices are the class ids, so save the indices as 8-bit "
@@ -316,6 +316,20 @@ def _check_pages(
     _check_codecs(path, page)
     _check_tile_size(path, page, first_page)
     _check_data_extents(path, tif, series, size, first_page)
+
+
+def _grey_ramp_palette(page: tifffile.TiffPage) -> bool:
+    """Whether a palette page's colour map shows each index i as grey level i (R = G = B, at
+    the map's 16 bits a channel: i * 257 or i * 256 for 8 bits), as Zeiss SmartSEM and
+    AxioVision save grey images: its indices are its grey values, read as stored."""
+    bits = page.bitspersample
+    colormap = page.colormap
+    if colormap is None or not 1 <= bits <= 16:
+        return False
+    colormap = np.asarray(colormap, np.int64)
+    if colormap.shape != (3, 1 << bits) or not (colormap == colormap[0]).all():
+        return False
+    return bool(((colormap[0] >> (16 - bits)) == np.arange(1 << bits)).all())
 
 
 def _check_codecs(path: Path, page: tifffile.TiffPage) -> None:
