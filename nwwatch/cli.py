@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import signal
 import sys
 
 import click
 
 from nwwatch import __version__
-from nwwatch.options import catch_stop_signals_early, early_stop_signal
+from nwwatch.options import STOP_SIGNALS, catch_stop_signals_early, early_stop_signal
 
 # name -> (module, attribute, extra that provides the module's dependencies or None)
 _COMMANDS: dict[str, tuple[str, str, str | None]] = {
@@ -51,10 +52,14 @@ _HELP = {
 }
 
 
-#: Commands that stop cleanly on SIGINT, SIGTERM and SIGHUP (their last line says what was
-#: kept, the exit status which signal): the signals are recorded from the moment the command
-#: is known, before its modules load, and each takes them over as its first step.
-_STOPPED_BY_SIGNALS = frozenset({"run", "replay", "label", "dashboard"})
+#: Commands that stop cleanly on these signals (their last line says what was kept, the exit
+#: status which signal): the signals are recorded from the moment the command is known,
+#: before its modules load, and each takes them over as its first step. ``train`` stops so on
+#: Ctrl-C and SIGTERM only.
+_STOPPED_BY_SIGNALS: dict[str, tuple[int, ...]] = {
+    **dict.fromkeys(("run", "replay", "label", "dashboard"), STOP_SIGNALS),
+    "train": (signal.SIGINT, signal.SIGTERM),
+}
 
 #: Modules each extra provides; a command that needs an extra checks them before loading.
 _EXTRA_MODULES: dict[str, tuple[str, ...]] = {"train": ("torch", "onnx", "onnxscript"),
@@ -73,7 +78,8 @@ class _LazyGroup(click.Group):
         if name not in _COMMANDS:
             return None
         if name in _STOPPED_BY_SIGNALS:
-            catch_stop_signals_early()  # its modules take a while to import
+            # its modules take a while to import
+            catch_stop_signals_early(_STOPPED_BY_SIGNALS[name])
         module_name, attr, extra = _COMMANDS[name]
         if extra is not None:
             missing = _missing_modules(extra)

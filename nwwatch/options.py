@@ -57,9 +57,9 @@ def _record_early(signum: int, frame: object) -> None:
     _early_received.append(signum)
 
 
-def catch_stop_signals_early() -> None:
-    """Record SIGINT, SIGTERM and SIGHUP instead of acting on them, from now until the
-    command installs its own handlers (:func:`take_stop_handler`) and asks what came
+def catch_stop_signals_early(signals: Sequence[int] = STOP_SIGNALS) -> None:
+    """Record ``signals`` (default SIGINT, SIGTERM and SIGHUP) instead of acting on them, from
+    now until the command installs its own handlers (:func:`take_stop_handler`) and asks what came
     (:func:`early_stop_signal`): one that comes while the command's modules are still being
     imported then ends it as a later one does (its line, its exit status), not by the
     default action (killed without a word by SIGTERM, a traceback or ``Aborted!`` for
@@ -67,7 +67,7 @@ def catch_stop_signals_early() -> None:
     job) stays ignored. Main thread only (signal's rule); elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         return
-    for signum in STOP_SIGNALS:
+    for signum in signals:
         current = signal.getsignal(signum)
         if signum in _early_handlers or current in (signal.SIG_IGN, None):
             continue

@@ -194,6 +194,24 @@ def test_label_stopped_while_it_starts_says_so_and_creates_no_data(tmp_path, sig
     assert not data.exists()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_train_stopped_while_it_starts_says_so_and_leaves_no_out_folder(tmp_path, sig):
+    # docs/training.md: Ctrl-C and SIGTERM end `nwwatch train` from the command's first line
+    # on, its modules' import included (training.cli takes a few tenths of a second)
+    data = tmp_path / "DATA"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    out = tmp_path / "runs" / "m.onnx"
+    done = _signal_during_import(sig, "training.cli", "train", str(data), "--out", str(out),
+                                 "--epochs", "1", "--threads", "1")
+    assert done.returncode == STATUS[sig], done.stderr
+    assert "Traceback" not in done.stderr and "Aborted" not in done.stderr, done.stderr
+    assert _last_line(done.stderr) == (f"train interrupted ({NAME[sig]}): nothing was written: "
+                                       "run the command again; a model file is only ever "
+                                       "written whole, after its verification")
+    assert not out.parent.exists()
+
+
 def test_dashboard_stopped_while_it_starts_says_so(tmp_path):
     acq, results = tmp_path / "acq", tmp_path / "res"
     write_frames(acq, 2)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from click.core import ParameterSource
@@ -256,21 +257,30 @@ def interrupt_explained(out: Path, epochs: bool = True, before_run: bool = False
     ``epochs`` False: the method selection of ``--volume``, whose folds keep no checkpoint.
     ``before_run``: the whole command, from its first line (the torch import and the checks
     take seconds); a run's own block inside it says what the run kept."""
-    with sigterm_as_interrupt():
-        try:
-            yield
-        except KeyboardInterrupt as stop:
-            checkpoint = checkpoint_path(out)
-            if checkpoint.is_file():
-                what = (f"{checkpoint} holds the run up to its last finished epoch: `nwwatch "
-                        f"train --resume --out {out}` continues it, `nwwatch train --resume "
-                        f"--export-only --out {out}` exports its best weights now")
-            elif before_run:
-                what = "nothing was written: run the command again"
-            elif epochs:
-                what = "no checkpoint was saved (no epoch had finished)"
-            else:
-                what = "nothing was saved: run the command again"
-            click.echo(f"train interrupted ({interrupt_name(stop)}): {what}; a model file is "
-                       f"only ever written whole, after its verification", err=True)
-            sys.exit(interrupt_exit_status(stop))
+    try:
+        with sigterm_as_interrupt():
+            try:
+                yield
+            except KeyboardInterrupt as stop:
+                _say_what_is_kept(stop, out, epochs, before_run)
+    except KeyboardInterrupt as stop:
+        # one recorded while the command's modules were imported, raised as the block opens
+        _say_what_is_kept(stop, out, epochs, before_run)
+
+
+def _say_what_is_kept(stop: KeyboardInterrupt, out: Path, epochs: bool, before_run: bool
+                      ) -> NoReturn:
+    checkpoint = checkpoint_path(out)
+    if checkpoint.is_file():
+        what = (f"{checkpoint} holds the run up to its last finished epoch: `nwwatch "
+                f"train --resume --out {out}` continues it, `nwwatch train --resume "
+                f"--export-only --out {out}` exports its best weights now")
+    elif before_run:
+        what = "nothing was written: run the command again"
+    elif epochs:
+        what = "no checkpoint was saved (no epoch had finished)"
+    else:
+        what = "nothing was saved: run the command again"
+    click.echo(f"train interrupted ({interrupt_name(stop)}): {what}; a model file is "
+               f"only ever written whole, after its verification", err=True)
+    sys.exit(interrupt_exit_status(stop))
