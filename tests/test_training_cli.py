@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -19,6 +22,7 @@ from training.checkpoint import load_checkpoint
 from training.config import FOLDER_DEFAULTS, VOLUME_DEFAULTS, TrainConfig
 from training.engine import train
 
+ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
 TINY = json.dumps({"widths": [4, 8, 16], "encoder_convs": [1, 1, 1], "decoder_convs": [1, 1]})
 FAST = ["--threads", "1", "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "2",
@@ -616,3 +620,33 @@ def test_a_volume_that_declares_time_frames_is_warned_about(tmp_path, axes):
     assert result.exit_code == 1 and "labels have shape (8, 8)" in result.output
     warned = f"warning: {volume} declares its 4 pages as time frames" in result.output
     assert warned == (axes == "TYX"), result.output
+
+
+@pytest.mark.parametrize("arch, options, crop, advice", [
+    ("pspnet", {"layers": [1, 1, 1, 1], "base_width": 16}, "32",
+     "give --batch-size 2 or more"),
+    ("unet", {"widths": [4, 8, 16, 32], "encoder_convs": [1, 1, 1, 1],
+              "decoder_convs": [1, 1, 1]}, "8",
+     "give --batch-size 2 or more, or --crop 16 or more"),
+], ids=["pspnet-pyramid-bin", "unet-crop-at-its-multiple"])
+def test_a_batch_of_one_value_per_channel_is_an_error_naming_the_options(tmp_path, arch,
+                                                                          options, crop, advice):
+    # A batch normalisation fed one value per channel (PSPNet's 1 x 1 pyramid bin at
+    # --batch-size 1; a UNet crop as small as its size multiple) cannot train: the error says
+    # which options to change, on its own line after the closed progress bar.
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    out = tmp_path / "runs" / "m.onnx"
+    done = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "train", str(data),
+         "--out", str(out), "--arch", arch, "--model-options", json.dumps(options),
+         "--batch-size", "1", "--crop", crop, "--epochs", "1", "--steps-per-epoch", "1",
+         "--threads", "1"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.rstrip("\n").rsplit("\n", 1)[-1]
+    assert last.startswith(f"Error: --batch-size 1 with --crop {crop}: a batch-normalisation "
+                           f"layer of this {arch} gets one value per channel"), done.stderr
+    assert last.endswith(advice), last
+    assert not out.parent.exists()

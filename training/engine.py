@@ -16,6 +16,7 @@ checkpoints, resume and export.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -56,6 +57,22 @@ log = logging.getLogger(__name__)
 
 class TrainingError(ValueError):
     """A training run that cannot start or continue; the message says why."""
+
+
+def _one_value_per_channel(exc: ValueError, config: TrainConfig, crop_px: int,
+                           multiple: int) -> ValueError:
+    """torch's refusal of a batch normalisation that sees one value per channel (a batch of
+    one crop whose deepest features are 1 x 1, or PSPNet's 1 x 1 pyramid bin), said in the
+    options that cause it; any other error unchanged."""
+    if "Expected more than 1 value per channel" not in str(exc):
+        return exc
+    advice = "give --batch-size 2 or more"
+    if config.batch_size * (crop_px // max(multiple, 1)) ** 2 <= 1:
+        advice += f", or --crop {2 * multiple} or more"
+    return TrainingError(
+        f"--batch-size {config.batch_size} with --crop {crop_px}: a batch-normalisation layer "
+        f"of this {config.arch or 'model'} gets one value per channel ({exc}), which training "
+        f"cannot normalise; {advice}")
 
 
 @dataclass
@@ -389,7 +406,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         if config.paradigm == "contrastive" and not export_only else None
     batches = BatchStream(run_batches(sampler, config.seed, range(start_epoch, end_epoch), steps,
                                       refit), config.workers)
-    with batches:
+    # The bar is closed however the loop ends: left open, its last line would be drawn
+    # again at exit, after the line that says why the run stopped.
+    with batches, contextlib.closing(bar) if bar is not None else contextlib.nullcontext():
         for epoch in range(start_epoch, end_epoch):
             torch.manual_seed(config.seed * 1009 + epoch)
             paradigm.train_mode()
@@ -399,10 +418,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 images, labels, extra_images = next(batches)
-                loss, logs = paradigm.training_loss(
-                    images.to(device), labels.to(device).long(),
-                    None if extra_images is None else extra_images.to(device),
-                    epoch + step / steps)
+                try:
+                    loss, logs = paradigm.training_loss(
+                        images.to(device), labels.to(device).long(),
+                        None if extra_images is None else extra_images.to(device),
+                        epoch + step / steps)
+                except ValueError as exc:
+                    raise _one_value_per_channel(exc, config, crop, multiple) from exc
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
