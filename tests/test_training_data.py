@@ -70,6 +70,19 @@ def test_a_label_saved_as_jpeg_is_named(tmp_path):
                   r"TIFF", "img01.tif")
 
 
+@pytest.mark.parametrize("quality", [95, 100])
+def test_a_jpeg_label_named_png_is_named_as_jpeg(tmp_path, quality):
+    # Saved as JPEG under the .png name, its edge values were reported as another cause: a
+    # wire rim "resized with linear interpolation" (quality 95), "classes counted from 1" (100)
+    root = make_folder(tmp_path / "d", n=3)
+    label = root / "labels" / "img01.png"
+    ids = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+    ok, jpeg = cv2.imencode(".jpg", ids, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    label.write_bytes(jpeg.tobytes())
+    _expect(root, r"a JPEG file named \.png .*save the labels as PNG", "img01.png")
+
+
 def test_label_without_image(tmp_path):
     root = make_folder(tmp_path / "d", n=3)
     (root / "images" / "img02.tif").unlink()
