@@ -67,6 +67,21 @@ def test_ctrl_c_keeps_the_checkpoint_writes_no_model_and_says_how_to_go_on(tmp_p
     assert load_checkpoint(checkpoint)["epoch"] >= 1
 
 
+def test_ctrl_c_with_the_progress_bar_leaves_the_message_as_the_last_line(tmp_path):
+    # the bar is closed as the run unwinds: left open, it was drawn again at exit, below the
+    # line that says what was kept
+    data = make_folder(tmp_path / "data", n=3, size=32)
+    out = tmp_path / "runs" / "m.onnx"
+    args = [str(data), "--out", str(out), "--epochs", "100000", "--model-options", TINY,
+            "--threads", "1", "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process, stdout, stderr = interrupt_train(args, env, out.with_suffix(".pt").is_file,
+                                              "checkpoint", signal.SIGINT, settle_s=0.5)
+    assert process.returncode == 130, (stdout, stderr)
+    last = stderr.replace("\r", "\n").rstrip("\n").rsplit("\n", 1)[-1]
+    assert last.startswith("train interrupted (Ctrl-C): "), stderr[-500:]
+
+
 def test_a_checkpoint_that_cannot_be_written_is_named_and_the_previous_one_kept(tmp_path,
                                                                                monkeypatch):
     # before: a full disk was an OSError traceback naming the hidden temporary file, which
