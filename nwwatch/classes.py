@@ -98,9 +98,12 @@ def interpolated_rim_problem(labels: np.ndarray) -> str | None:
         return None
     return (f"{rim_px} nanowire pixels (1) lie between droplet (2) and background (0), along "
             f"{100 * rim_px / max(edge_px, 1):.0f} % of the droplet's edge: a label image "
-            f"resized with linear or area interpolation, whose values between 0 and 2 read as "
-            f"wire; resize label images with nearest-neighbour interpolation (cv2.INTER_NEAREST,"
-            f" Fiji's Size... with 'none') or redraw them at the frame's size")
+            f"resized with linear or area interpolation, or painted with antialiasing (a soft "
+            f"brush, an antialiased selection filled with 2), whose values between 0 and 2 "
+            f"read as wire; resize label images with nearest-neighbour interpolation "
+            f"(cv2.INTER_NEAREST, Fiji's Size... with 'none'), paint class ids without "
+            f"antialiasing (GIMP: the Pencil tool, selections with Antialiasing off) or redraw "
+            f"them at the frame's size")
 
 
 def nearest_labeled(labels: np.ndarray) -> np.ndarray:

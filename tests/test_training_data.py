@@ -83,6 +83,18 @@ def test_a_jpeg_label_named_png_is_named_as_jpeg(tmp_path, quality):
     _expect(root, r"a JPEG file named \.png .*save the labels as PNG", "img01.png")
 
 
+def test_a_droplet_painted_with_antialiasing_is_named_as_such(tmp_path):
+    # GIMP's default: a selection filled with grey 2 has antialiased edges; on a 0 background
+    # they round to 1, a wire rim round the droplet, which the error named only as resizing
+    root = make_folder(tmp_path / "d", n=2, size=96)
+    path = root / "labels" / "img01.png"
+    ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    droplet = cv2.GaussianBlur((ids == 2).astype(np.float32), (0, 0), 0.7)
+    painted = np.where(ids == 1, 1.0, 0.0) * (1 - droplet) + 2 * droplet
+    cv2.imwrite(str(path), np.rint(painted).astype(np.uint8))
+    _expect(root, r"painted with antialiasing .*GIMP: the Pencil tool", "img01.png")
+
+
 def test_label_without_image(tmp_path):
     root = make_folder(tmp_path / "d", n=3)
     (root / "images" / "img02.tif").unlink()
