@@ -438,6 +438,12 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
     except (DatasetLayoutError, ModelLoadError, ModelKindError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))
+    if not no_angles and report.interface is not None and report.angles is None:
+        # hand-made labels (GIMP, another tool): without the reference angles the angle lines
+        # were left out without a word
+        click.echo(f"  contact angle: not scored: {data} has no truth.parquet (the reference "
+                   f"angles nwwatch label and nwwatch synth insitu write beside labels/); "
+                   f"nwwatch measure {data / 'labels'}/*.png gives your labels' angles")
     if json_out is not None:
         try:
             with atomic_write(json_out) as handle:

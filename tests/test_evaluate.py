@@ -152,6 +152,26 @@ def test_evaluate_end_to_end_with_synthetic_truth(tmp_path):
     assert set(report["interface_offset"]) == {"frames", "bias_px", "rms_px", "mean_abs_px"}
 
 
+def test_a_folder_without_truth_says_the_angles_are_not_scored(tmp_path):
+    # labels drawn in another tool come without truth.parquet: masks are scored, angles not
+    data = tmp_path / "synth"
+    result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2", "--size",
+                                       "64", "--seed", "9"])
+    assert result.exit_code == 0, result.output
+    (data / "truth.parquet").unlink()
+    result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(data), "--threads",
+                                       "1"])
+    assert result.exit_code == 0, result.output
+    assert "mIoU" in result.output and "contact angle (predicted labels)" not in result.output
+    assert result.output.splitlines()[-1] == (
+        f"  contact angle: not scored: {data} has no truth.parquet (the reference angles "
+        f"nwwatch label and nwwatch synth insitu write beside labels/); nwwatch measure "
+        f"{data / 'labels'}/*.png gives your labels' angles")
+    result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(data), "--threads",
+                                       "1", "--no-angles"])
+    assert result.exit_code == 0 and "not scored" not in result.output, result.output
+
+
 def test_evaluate_names_the_file_without_label(tmp_path):
     (tmp_path / "d" / "labels").mkdir(parents=True)
     (tmp_path / "d" / "images").mkdir()
