@@ -164,6 +164,13 @@ def test_init_with_an_onnx_model_that_has_no_checkpoint_says_so(tmp_path):
                                               r"this ONNX model\) not found.*--init "
                                               r"insitu-default"):
         load_initial_weights(shipped)
+    # a copy of the shipped model, wherever and however named, gets the same hint
+    copy = tmp_path / "models" / "our-model.onnx"
+    copy.parent.mkdir()
+    copy.write_bytes((files("nwwatch") / "models" / "insitu-default.onnx").read_bytes())
+    with pytest.raises(CheckpointError, match=r"our-model\.pt \(the checkpoint next to this "
+                                              r"ONNX model\) not found.*--init insitu-default$"):
+        load_initial_weights(str(copy))
     (tmp_path / "mine.onnx").write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"mine\.pt \(the checkpoint next to this ONNX "
                                               r"model\) not found: an exported model holds "

@@ -13,6 +13,7 @@ Shipped weights are slim checkpoints: ``format``, ``inference`` (spec), ``infere
 
 from __future__ import annotations
 
+import filecmp
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,8 @@ def resolve_init(name_or_path: str) -> Path:
                                   f"shipped weights: {sorted(shipped)}")
         if not path.is_file():
             # The shipped models' weights are shipped under the model's name.
-            hint = f"; its weights are --init {path.stem}" if path.stem in shipped and (
-                path.parent.resolve() == DEFAULT_INSITU_MODEL.resolve().parent) else ""
+            name = _shipped_model_name(model, shipped)
+            hint = f"; its weights are --init {name}" if name else ""
             why = not_a_network(path, "--init")
             if why:
                 raise CheckpointError(f"--init {name_or_path}: {why}")
@@ -80,6 +81,21 @@ def resolve_init(name_or_path: str) -> Path:
                                   f"weights{hint}")
         return path
     return resolve_weights(name_or_path, "--init")
+
+
+def _shipped_model_name(model: Path, shipped: dict[str, Path]) -> str | None:
+    """The name of the shipped weights whose model ``model`` is: ``nwwatch/models/NAME.onnx``
+    itself or a copy of it under any name or folder (the same bytes), else None."""
+    folder = DEFAULT_INSITU_MODEL.resolve().parent
+    for name in shipped:
+        exported = folder / f"{name}.onnx"
+        try:
+            if model.resolve() == exported.resolve() or filecmp.cmp(model, exported,
+                                                                    shallow=False):
+                return name
+        except OSError:  # either file unreadable: no hint
+            continue
+    return None
 
 
 def resolve_weights(name_or_path: str, option: str) -> Path:
