@@ -1175,6 +1175,21 @@ def test_a_mask_damaged_by_jpeg_or_resizing_is_refused_not_segmented(tmp_path):
     assert f"{damaged[0]}[0] (frame)" in result.output
 
 
+def test_a_jpeg_file_named_png_is_refused_as_a_jpeg(tmp_path):
+    # JPEG bytes under a .png name decode by content: their edge ids (3s) were reported as
+    # "a mask with other class ids"
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    ok, data = cv2.imencode(".jpg", cap.labels, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    assert ok
+    path = tmp_path / "labels.png"
+    path.write_bytes(data.tobytes())
+    result = CliRunner().invoke(main, ["measure", str(path), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1, result.output
+    assert f"skipped {path}: a JPEG file named .png (a lossy save)" in result.output
+    assert "other class ids" not in result.output
+
+
 def test_an_unsure_band_on_one_page_or_in_a_float_image_and_an_all_unlabeled_page(tmp_path):
     cap, banded = _cap_with_unsure_band()
     exact = measure_contact_angle(cap.labels)

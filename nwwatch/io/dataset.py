@@ -363,7 +363,12 @@ def _wide_integer_hint(path: str | os.PathLike[str], kind: str) -> str:
     return hint
 
 
-def _starts_as_jpeg(path: str | os.PathLike[str]) -> bool:
+#: Why a label file that :func:`starts_as_jpeg` under a ``.png`` name is refused.
+JPEG_NAMED_PNG = ("a JPEG file named .png (a lossy save): JPEG changes the class ids at edges; "
+                  "save the labels as PNG (lossless) from the tool that drew them")
+
+
+def starts_as_jpeg(path: str | os.PathLike[str]) -> bool:
     """Whether the file begins with the JPEG start-of-image marker (FF D8 FF)."""
     try:
         with open(path, "rb") as file:
@@ -383,12 +388,10 @@ def read_label_image(path: str | os.PathLike[str],
         raise DatasetLayoutError(path, f"labels are read from PNG or TIFF files, not "
                                        f"{suffix or 'a file without suffix'}: save them "
                                        f"losslessly (JPEG changes the class ids at edges)")
-    if suffix == ".png" and _starts_as_jpeg(path):
+    if suffix == ".png" and starts_as_jpeg(path):
         # OpenCV decodes by content: the JPEG's edge values (a 3 between 2 and 0) would be
         # reported as another tool's class numbering, or trained on where they fall in range
-        raise DatasetLayoutError(path, "a JPEG file named .png (a lossy save): JPEG changes "
-                                       "the class ids at edges; save the labels as PNG "
-                                       "(lossless) from the tool that drew them")
+        raise DatasetLayoutError(path, JPEG_NAMED_PNG)
     try:
         # A label image's pixel size is never used: read_volume takes any calibration (a
         # tomogram's slice may have x != y), where read_frames refuses non-square pixels.

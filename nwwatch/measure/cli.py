@@ -28,7 +28,13 @@ from nwwatch.classes import (
     interpolated_rim_problem,
 )
 from nwwatch.io import Frame, ImageTooLargeError, InputError, inspect_tiff, reads_by_page
-from nwwatch.io.dataset import DatasetLayoutError, read_pages, read_tiff_frames
+from nwwatch.io.dataset import (
+    JPEG_NAMED_PNG,
+    DatasetLayoutError,
+    read_pages,
+    read_tiff_frames,
+    starts_as_jpeg,
+)
 from nwwatch.io.dm import DM_SUFFIXES
 from nwwatch.io.emd import EMD_SUFFIXES
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM, MIN_PLAUSIBLE_PIXEL_SIZE_NM
@@ -158,6 +164,8 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
     (``pages``: the file's pages when already read), and per page how many unlabeled (255)
     pixels were given the class of the nearest labeled pixel
     (:func:`nwwatch.classes.fill_unsure_band`, which says when they cannot be)."""
+    if path.suffix.lower() == ".png" and starts_as_jpeg(path):
+        raise LabelFileError(path, JPEG_NAMED_PNG)  # its edge ids would be named another cause
     pages = _read_pages(path) if pages is None else pages
     out = []
     filled_px = []
