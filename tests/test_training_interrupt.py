@@ -82,6 +82,39 @@ def test_ctrl_c_with_the_progress_bar_leaves_the_message_as_the_last_line(tmp_pa
     assert last.startswith("train interrupted (Ctrl-C): "), stderr[-500:]
 
 
+def test_a_second_ctrl_c_while_it_exits_ends_it_without_another_line(tmp_path):
+    # pressed again during torch's teardown (about a second), Ctrl-C was raised there: click's
+    # "Aborted!" with exit status 1, or the message a second time
+    data = make_folder(tmp_path / "data", n=3, size=32)
+    out = tmp_path / "runs" / "m.onnx"
+    args = [str(data), "--out", str(out), "--epochs", "100000", "--model-options", TINY,
+            "--threads", "1", "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "1",
+            "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-c", "from nwwatch.cli import main; main()", "train", *args]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not out.with_suffix(".pt").is_file():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        first = process.stderr.readline()
+        process.send_signal(signal.SIGINT)  # at once, as an impatient user does
+        rest = process.stderr.read()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert first.startswith("train interrupted (Ctrl-C): "), first
+    assert rest == "", rest
+    # the first Ctrl-C's status, or the second one's default action: killed by SIGINT
+    assert process.returncode in (130, -signal.SIGINT), process.returncode
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.pt"]
+
+
 def test_a_checkpoint_that_cannot_be_written_is_named_and_the_previous_one_kept(tmp_path,
                                                                                monkeypatch):
     # before: a full disk was an OSError traceback naming the hidden temporary file, which

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import fields
@@ -270,6 +271,12 @@ def interrupt_explained(out: Path, epochs: bool = True, before_run: bool = False
 
 def _say_what_is_kept(stop: KeyboardInterrupt, out: Path, epochs: bool, before_run: bool
                       ) -> NoReturn:
+    # A second Ctrl-C while the process exits (torch's teardown takes a second) ends it at
+    # once: raised, it became click's "Aborted!" (exit 1), this line again, or an exit
+    # handler's traceback below it. Ignored while the line is written, so it is written whole.
+    interruptible = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if interruptible:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     checkpoint = checkpoint_path(out)
     if checkpoint.is_file():
         what = (f"{checkpoint} holds the run up to its last finished epoch: `nwwatch "
@@ -283,4 +290,6 @@ def _say_what_is_kept(stop: KeyboardInterrupt, out: Path, epochs: bool, before_r
         what = "nothing was saved: run the command again"
     click.echo(f"train interrupted ({interrupt_name(stop)}): {what}; a model file is "
                f"only ever written whole, after its verification", err=True)
+    if interruptible:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     sys.exit(interrupt_exit_status(stop))
