@@ -94,6 +94,9 @@ class EvaluationReport:
     #: why: unlabeled (255) pixels :func:`nwwatch.classes.fill_unsure_band` gives no class,
     #: as ``nwwatch measure`` refuses them
     truth_labels_not_measured: dict[str, str] = field(default_factory=dict)
+    #: stems of the labeled images DATA/truth.parquet gives no angle for (a frame labelled in
+    #: another tool beside the labelling tool's, one drawn without droplet): not in the angles
+    no_reference_angle: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -107,6 +110,7 @@ class EvaluationReport:
         if self.angles_on_truth_labels is not None:
             out["contact_angle_on_truth_labels"] = self.angles_on_truth_labels.__dict__
             out["truth_labels_not_measured"] = dict(self.truth_labels_not_measured)
+            out["no_reference_angle"] = list(self.no_reference_angle)
         if self.interface is not None:
             out["interface_offset"] = self.interface.__dict__
         return out
@@ -322,6 +326,7 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         report.angles_on_truth_labels = AngleErrors.from_errors(
             errors_truth, measured - len(not_measured), failures_truth)
         report.truth_labels_not_measured = not_measured
+        report.no_reference_angle = [stem for stem, _, _ in pairs if stem not in truth]
     return report
 
 
@@ -359,6 +364,13 @@ def format_report(report: EvaluationReport) -> str:
                          f"{errs.rmse_deg:.2f} deg, mean |err| {errs.mean_abs_deg:.2f} deg, bias "
                          f"{errs.bias_deg:+.2f} deg, max |err| {errs.max_abs_deg:.2f} deg; "
                          f"failures: {fails}")
+    if report.no_reference_angle:
+        stems = report.no_reference_angle
+        shown = ", ".join(stems[:_NOT_MEASURED_SHOWN]) + (
+            f", ... ({len(stems) - _NOT_MEASURED_SHOWN} more: no_reference_angle in --json)"
+            if len(stems) > _NOT_MEASURED_SHOWN else "")
+        lines.append(f"  angles not scored on {len(stems)} of {report.images} images: "
+                     f"truth.parquet gives no angle for them ({shown})")
     unmeasured = report.truth_labels_not_measured
     if unmeasured:
         images = "label image" if len(unmeasured) == 1 else "label images"

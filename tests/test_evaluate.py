@@ -172,6 +172,27 @@ def test_a_folder_without_truth_says_the_angles_are_not_scored(tmp_path):
     assert result.exit_code == 0 and "not scored" not in result.output, result.output
 
 
+def test_images_without_a_reference_angle_are_named(tmp_path):
+    # a frame labelled in another tool beside the truth.parquet's frames: the angle lines
+    # counted the others only ("1/2 measured" of 3 images), without a word about it
+    data = tmp_path / "synth"
+    result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2", "--size",
+                                       "64", "--seed", "9"])
+    assert result.exit_code == 0, result.output
+    (data / "hand0.tif").write_bytes((data / "frame_00000.tif").read_bytes())
+    (data / "labels" / "hand0.png").write_bytes((data / "labels" / "frame_00000.png")
+                                                .read_bytes())
+    report_path = tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(data), "--threads",
+                                       "1", "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    assert ("  angles not scored on 1 of 3 images: truth.parquet gives no angle for them "
+            "(hand0)") in result.output.splitlines(), result.output
+    report = json.loads(report_path.read_text())
+    assert report["no_reference_angle"] == ["hand0"]
+    assert report["contact_angle"]["frames"] == 2
+
+
 def test_evaluate_names_the_file_without_label(tmp_path):
     (tmp_path / "d" / "labels").mkdir(parents=True)
     (tmp_path / "d" / "images").mkdir()
