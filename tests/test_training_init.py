@@ -154,6 +154,24 @@ def test_init_weights_with_an_option_this_version_lacks_are_refused_naming_it(tm
         load_initial_weights(str(odd))
 
 
+def test_init_with_weights_not_written_by_nwwatch_train_says_what_it_takes(tmp_path):
+    # a state_dict saved by the user's own script was "not an nwwatch training checkpoint
+    # (format 1)", a text file "not a readable checkpoint (Memo value not found ...)"
+    state = tmp_path / "state_dict.pt"
+    torch.save(torch.nn.Conv2d(1, 3, 3).state_dict(), state)
+    with pytest.raises(CheckpointError, match=r"state_dict\.pt: not an nwwatch training "
+                                              r"checkpoint \(a torch file without the "
+                                              r"'format': 1 entry .*a plain state_dict or "
+                                              r"another program's weights\?\): give the "
+                                              r"MODEL\.pt that nwwatch train wrote$"):
+        load_initial_weights(str(state))
+    text = tmp_path / "notes.pt"
+    text.write_text("hello\n")
+    with pytest.raises(CheckpointError, match=r"notes\.pt: not a readable checkpoint \(.*\): "
+                                              r"give the MODEL\.pt that nwwatch train wrote$"):
+        load_initial_weights(str(text))
+
+
 def test_init_with_an_onnx_model_that_has_no_checkpoint_says_so(tmp_path):
     # before: "--init .../insitu-default.onnx: no such checkpoint file, and not shipped weights"
     # for the shipped model itself, whose weights are --init insitu-default

@@ -91,9 +91,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for corrupt files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc}): give the MODEL.pt "
+                              f"that nwwatch train wrote") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an nwwatch training checkpoint (format {FORMAT})")
+        raise CheckpointError(f"{path}: not an nwwatch training checkpoint (a torch file "
+                              f"without the 'format': {FORMAT} entry nwwatch train writes: a "
+                              f"plain state_dict or another program's weights?): give the "
+                              f"MODEL.pt that nwwatch train wrote")
     return payload
 
 
