@@ -60,12 +60,12 @@ class TrainingError(ValueError):
 
 
 def _one_value_per_channel(exc: ValueError, config: TrainConfig, crop_px: int,
-                           multiple: int) -> ValueError:
+                           multiple: int) -> TrainingError | None:
     """torch's refusal of a batch normalisation that sees one value per channel (a batch of
     one crop whose deepest features are 1 x 1, or PSPNet's 1 x 1 pyramid bin), said in the
-    options that cause it; any other error unchanged."""
+    options that cause it; None for any other error."""
     if "Expected more than 1 value per channel" not in str(exc):
-        return exc
+        return None
     advice = "give --batch-size 2 or more"
     if config.batch_size * (crop_px // max(multiple, 1)) ** 2 <= 1:
         advice += f", or --crop {2 * multiple} or more"
@@ -424,7 +424,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                         None if extra_images is None else extra_images.to(device),
                         epoch + step / steps)
                 except ValueError as exc:
-                    raise _one_value_per_channel(exc, config, crop, multiple) from exc
+                    explained = _one_value_per_channel(exc, config, crop, multiple)
+                    if explained is None:
+                        raise
+                    raise explained from exc
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
