@@ -451,8 +451,8 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))
     if not no_angles and report.interface is not None and report.angles is None:
-        # hand-made labels (GIMP, another tool): without the reference angles the angle lines
-        # were left out without a word
+        # hand-made labels (GIMP, another tool) have no reference angles: say why no angle
+        # line follows
         click.echo(f"  contact angle: not scored: {data} has no truth.parquet (the reference "
                    f"angles nwwatch label and nwwatch synth insitu write beside labels/); "
                    f"nwwatch measure {data / 'labels'}/*.png gives your labels' angles")

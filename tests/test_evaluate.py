@@ -174,7 +174,7 @@ def test_a_folder_without_truth_says_the_angles_are_not_scored(tmp_path):
 
 def test_images_without_a_reference_angle_are_named(tmp_path):
     # a frame labelled in another tool beside the truth.parquet's frames: the angle lines
-    # counted the others only ("1/2 measured" of 3 images), without a word about it
+    # count the others only ("1/2 measured" of 3 images), and the report names it
     data = tmp_path / "synth"
     result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2", "--size",
                                        "64", "--seed", "9"])

@@ -1176,8 +1176,8 @@ def test_a_mask_damaged_by_jpeg_or_resizing_is_refused_not_segmented(tmp_path):
 
 
 def test_a_jpeg_file_named_png_is_refused_as_a_jpeg(tmp_path):
-    # JPEG bytes under a .png name decode by content: their edge ids (3s) were reported as
-    # "a mask with other class ids"
+    # JPEG bytes under a .png name decode by content: their edge ids (3s) look like "a mask
+    # with other class ids"; the file is named as the JPEG it is
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
     ok, data = cv2.imencode(".jpg", cap.labels, [cv2.IMWRITE_JPEG_QUALITY, 100])
     assert ok

@@ -72,8 +72,8 @@ def test_a_label_saved_as_jpeg_is_named(tmp_path):
 
 @pytest.mark.parametrize("quality", [95, 100])
 def test_a_jpeg_label_named_png_is_named_as_jpeg(tmp_path, quality):
-    # Saved as JPEG under the .png name, its edge values were reported as another cause: a
-    # wire rim "resized with linear interpolation" (quality 95), "classes counted from 1" (100)
+    # Saved as JPEG under the .png name, its edge values look like another cause: a wire rim
+    # "resized with linear interpolation" (quality 95), "classes counted from 1" (100)
     root = make_folder(tmp_path / "d", n=3)
     label = root / "labels" / "img01.png"
     ids = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
@@ -85,7 +85,7 @@ def test_a_jpeg_label_named_png_is_named_as_jpeg(tmp_path, quality):
 
 def test_a_droplet_painted_with_antialiasing_is_named_as_such(tmp_path):
     # GIMP's default: a selection filled with grey 2 has antialiased edges; on a 0 background
-    # they round to 1, a wire rim round the droplet, which the error named only as resizing
+    # they round to 1, a wire rim round the droplet: the error names painting as well as resizing
     root = make_folder(tmp_path / "d", n=2, size=96)
     path = root / "labels" / "img01.png"
     ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

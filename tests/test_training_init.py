@@ -155,8 +155,8 @@ def test_init_weights_with_an_option_this_version_lacks_are_refused_naming_it(tm
 
 
 def test_init_with_weights_not_written_by_nwwatch_train_says_what_it_takes(tmp_path):
-    # a state_dict saved by the user's own script was "not an nwwatch training checkpoint
-    # (format 1)", a text file "not a readable checkpoint (Memo value not found ...)"
+    # a state_dict saved by the user's own script, a text file named .pt: each says what
+    # --init takes
     state = tmp_path / "state_dict.pt"
     torch.save(torch.nn.Conv2d(1, 3, 3).state_dict(), state)
     with pytest.raises(CheckpointError, match=r"state_dict\.pt: not an nwwatch training "

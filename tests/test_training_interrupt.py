@@ -68,8 +68,8 @@ def test_ctrl_c_keeps_the_checkpoint_writes_no_model_and_says_how_to_go_on(tmp_p
 
 
 def test_ctrl_c_with_the_progress_bar_leaves_the_message_as_the_last_line(tmp_path):
-    # the bar is closed as the run unwinds: left open, it was drawn again at exit, below the
-    # line that says what was kept
+    # the bar is closed as the run unwinds: left open, it would be drawn again at exit, below
+    # the line that says what was kept
     data = make_folder(tmp_path / "data", n=3, size=32)
     out = tmp_path / "runs" / "m.onnx"
     args = [str(data), "--out", str(out), "--epochs", "100000", "--model-options", TINY,
@@ -83,8 +83,8 @@ def test_ctrl_c_with_the_progress_bar_leaves_the_message_as_the_last_line(tmp_pa
 
 
 def test_a_second_ctrl_c_while_it_exits_ends_it_without_another_line(tmp_path):
-    # pressed again during torch's teardown (about a second), Ctrl-C was raised there: click's
-    # "Aborted!" with exit status 1, or the message a second time
+    # pressed again during torch's teardown (about a second), Ctrl-C must not be raised there:
+    # click's "Aborted!" with exit status 1, or the message a second time
     data = make_folder(tmp_path / "data", n=3, size=32)
     out = tmp_path / "runs" / "m.onnx"
     args = [str(data), "--out", str(out), "--epochs", "100000", "--model-options", TINY,

@@ -272,7 +272,7 @@ def interrupt_explained(out: Path, epochs: bool = True, before_run: bool = False
 def _say_what_is_kept(stop: KeyboardInterrupt, out: Path, epochs: bool, before_run: bool
                       ) -> NoReturn:
     # A second Ctrl-C while the process exits (torch's teardown takes a second) ends it at
-    # once: raised, it became click's "Aborted!" (exit 1), this line again, or an exit
+    # once: raised, it would be click's "Aborted!" (exit 1), this line again, or an exit
     # handler's traceback below it. Ignored while the line is written, so it is written whole.
     interruptible = signal.getsignal(signal.SIGINT) is signal.default_int_handler
     if interruptible:

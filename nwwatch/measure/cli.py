@@ -165,7 +165,7 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
     pixels were given the class of the nearest labeled pixel
     (:func:`nwwatch.classes.fill_unsure_band`, which says when they cannot be)."""
     if path.suffix.lower() == ".png" and starts_as_jpeg(path):
-        raise LabelFileError(path, JPEG_NAMED_PNG)  # its edge ids would be named another cause
+        raise LabelFileError(path, JPEG_NAMED_PNG)  # its edge ids look like another cause
     pages = _read_pages(path) if pages is None else pages
     out = []
     filled_px = []
