@@ -47,6 +47,22 @@ MODE=${1:-}
 LIVE=$PREFIX/venv
 NEW=$PREFIX/venv.new
 PREVIOUS=$PREFIX/venv.previous
+# --rollback swaps LIVE and PREVIOUS through SWAP in three moves; a run killed between them
+# left the service without its venv (LIVE gone) or without the one to go back to. Undone or
+# finished here, before anything reads LIVE.
+SWAP=$PREFIX/venv.swap
+if [[ -d $SWAP ]]; then
+    if [[ ! -e $LIVE && -d $PREVIOUS ]]; then  # stopped after its first move: undone
+        mv -T "$SWAP" "$LIVE"
+        echo "install.sh: $LIVE put back from $SWAP (a --rollback stopped between its moves)" >&2
+    elif [[ -d $LIVE && ! -e $PREVIOUS ]]; then  # stopped after its second move: finished
+        mv -T "$SWAP" "$PREVIOUS"
+        echo "install.sh: $PREVIOUS put in place from $SWAP (a --rollback stopped between its moves)" >&2
+    else
+        echo "install.sh: $SWAP is left beside $LIVE and $PREVIOUS, which no stopped --rollback leaves: see which venv it is and remove it or put it back yourself" >&2
+        exit 1
+    fi
+fi
 # Every update makes a new venv: by default from the interpreter and with the extra pip
 # arguments the installed one was made with (an install with PYTHON=/usr/bin/python3.12 or the
 # CUDA libraries keeps them without repeating them).
@@ -196,11 +212,11 @@ if [[ $MODE == --rollback ]]; then
     version() { "$1/bin/python" -c 'import nwwatch; print(nwwatch.__version__)' 2>/dev/null || echo '?'; }
     from=$(version "$LIVE") to=$(version "$PREVIOUS")
     stop_service
-    # a swap: running --rollback again goes forward to the version just left
-    rm -rf "$PREFIX/venv.swap"  # left by a run that was killed
-    mv -T "$LIVE" "$PREFIX/venv.swap"
+    # a swap: running --rollback again goes forward to the version just left (one stopped
+    # between these moves is finished or undone by the next run, above)
+    mv -T "$LIVE" "$SWAP"
     mv -T "$PREVIOUS" "$LIVE"
-    mv -T "$PREFIX/venv.swap" "$PREVIOUS"
+    mv -T "$SWAP" "$PREVIOUS"
     install_dropin
     systemctl daemon-reload
     start_service

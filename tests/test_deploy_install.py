@@ -639,3 +639,35 @@ def test_an_update_reinstalls_the_extra_pip_arguments_of_the_installed_venv(sand
     assert _install(env, tmp).returncode == 0
     pips = [c for c in calls.read_text().splitlines() if c.startswith("pip ") and " -c " in c]
     assert "onnxruntime" not in pips[0], pips
+
+
+def test_a_rollback_stopped_between_its_moves_is_undone_or_finished_by_the_next_run(sandbox):
+    # --rollback swaps venv and venv.previous through venv.swap; killed after its first move
+    # it left no venv (the service cannot start) and the next --rollback answered "no earlier
+    # venv"; killed after its second, its rm -rf of venv.swap deleted the replaced venv
+    tmp, env, prefix, config, calls, data = sandbox
+    rollback = ["bash", str(REPO / "deploy" / "install.sh"), "--rollback"]
+    live, previous, swap = prefix / "venv", prefix / "venv.previous", prefix / "venv.swap"
+    assert _install(env, tmp).returncode == 0
+    (live / "first").write_text("")
+    assert _install(env, tmp).returncode == 0
+    (live / "second").write_text("")
+    live.rename(swap)  # stopped after its first move: undone, then the rollback runs
+    done = subprocess.run(rollback, env=env, cwd=tmp, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"{live} put back from {swap}" in done.stderr
+    assert (live / "first").exists() and (previous / "second").exists() and not swap.exists()
+    live.rename(swap)  # stopped after its second move: finished (venv.previous in place)
+    previous.rename(live)
+    assert subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--reconfigure"],
+                          env=env, cwd=tmp, capture_output=True, text=True,
+                          timeout=60).returncode == 0
+    assert (live / "second").exists() and (previous / "first").exists() and not swap.exists()
+    swap.mkdir()  # no stopped rollback leaves three venvs: nothing guessed, nothing moved
+    calls.write_text("")
+    done = subprocess.run(rollback, env=env, cwd=tmp, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and f"{swap} is left beside" in done.stderr, done.stderr
+    assert (live / "second").exists() and (previous / "first").exists() and swap.exists()
+    assert not [c for c in calls.read_text().splitlines() if c.startswith("systemctl")]
