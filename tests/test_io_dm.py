@@ -419,6 +419,41 @@ def test_the_acquisition_time_is_the_os_time_else_the_databar_text_else_the_mtim
                                                           for frame in read_frames(os_time)}
 
 
+def stack_builder_tags(at_creation: G) -> G:
+    """The ImageTags of a stack made by Gatan's Stack Builder script (as in RosettaSciIO's
+    test_stackbuilder_imagestack.dm3): no DataBar of its own; the live image's tags when the
+    stack was created under source, Tags at creation; each plane's time of day."""
+    return G([
+        ("GMS Version", G([("Saved", T("2.31.734.0"))])),
+        ("plane info", G([("", G([("added @ tick", S("u4", 951112745 + 2137 * i)),
+                                  ("added @ time", T(f"5:00:{27 + 2 * i} PM"))]))
+                          for i in range(2)])),
+        ("source", G([("created @ time", T("5:00:19 PM")),
+                      ("script", G([("name", T("Automatic Stack Builder"))])),
+                      ("source name", T("HAADF")),
+                      ("Tags at creation", at_creation)])),
+    ])
+
+
+def test_a_stack_builder_stack_is_timed_by_the_databar_of_its_source(tmp_path, local_tz):
+    when = datetime(2015, 5, 17, 15, 0, 16, 464548, tzinfo=UTC)
+    frames = np.ones((2, 3, 3), np.float32)
+    path = dm_file(tmp_path / "stack.dm3", frames, 2, tags=stack_builder_tags(
+        databar(filetime(when), "5/17/2015", "5:00:16 PM")))
+    got = read_frames(path)
+    assert {f.acquired_at_source for f in got} == {"metadata"}
+    assert all(abs(f.acquired_at - when) < timedelta(microseconds=5) for f in got)
+    # the text alone: local time of this machine (Berlin, UTC+2 in May)
+    text = dm_file(tmp_path / "text.dm4", frames, 2, tags=stack_builder_tags(
+        databar(None, "5/17/2015", "5:00:16 PM")))
+    assert [f.acquired_at for f in read_frames(text)] == [when.replace(microsecond=0)] * 2
+    # the image's own DataBar comes first
+    own = stack_builder_tags(databar(filetime(when)))
+    own.append(("DataBar", databar(None, "5/18/2015", "5:00:16 PM")[0][1]))
+    (first, _) = read_frames(dm_file(tmp_path / "own.dm4", frames, 2, tags=own))
+    assert first.acquired_at == when.replace(day=18, microsecond=0)
+
+
 def test_the_structural_check_leaves_the_metadata_warnings_to_the_read(tmp_path):
     # the service checks each file (inspect_tiff) before it reads it: a warning of both
     # was logged twice per file, 80 lines a second at 40 frames a second

@@ -118,6 +118,63 @@ def test_an_unreadable_fei_time_falls_back_with_a_warning(tmp_path):
     assert [e["path"] for e in logs if e["event"] == "io.times_ignored"] == [str(path)]
 
 
+_JEOL_PAD = b"~" * 64
+
+
+def _write_jeol(path: Path, date_time: str, xml_date_time: str | None) -> Path:
+    """A TIFF as JEOL's SightX writes it (the layout of RosettaSciIO's JEOL-SightX-*-dummy.tif):
+    Make "JEOL Ltd.", the DateTime tag to the minute without seconds, and, unless
+    ``xml_date_time`` is None, the TemReporter XML as the description, with the acquisition
+    time and zone, padded with NUL and \\x01 bytes after its end."""
+    extratags = [(271, "s", 0, "JEOL Ltd.", True), (306, "s", 0, date_time, True)]
+    if xml_date_time is not None:
+        xml = ('<?xml version="1.0"?>\r\n<TemReporter xmlns:xsi="http://www.w3.org/2001/'
+               'XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">\r\n'
+               '  <FormatVersion>1.0</FormatVersion>\r\n'
+               '  <Instruments>JEM-ARM200F</Instruments>\r\n'
+               '  <Manufacturer>JEOL Ltd.</Manufacturer>\r\n'
+               f'  <DateTime>{xml_date_time}</DateTime>\r\n  <Operator>JEOL</Operator>\r\n'
+               '</TemReporter>')
+        extratags.append((270, "s", 0, xml + _JEOL_PAD.decode(), True))
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(RNG.integers(0, 4095, (16, 16), dtype=np.uint16), metadata=None,
+                  resolution=(93, 93), resolutionunit="INCH", extratags=extratags)
+    # tifffile writes no NUL inside a text tag: put SightX's padding in afterwards
+    padding = b"\x00" * 40 + b"\x01" + b"\x00" * 22 + b"\x01"
+    path.write_bytes(path.read_bytes().replace(_JEOL_PAD, padding))
+    return path
+
+
+def test_jeol_sightx_time_is_its_temreporter_time_with_its_zone(tmp_path, local_tz):
+    # SightX's DateTime tag, "2019/11/27 16:11", was not read (no seconds): the frame got
+    # the mtime. Its XML holds the time to the second with the PC's zone, read in any zone.
+    path = _write_jeol(tmp_path / "jeol.tif", "2019/11/27 16:11",
+                       "2019-11-27T16:11:26.6205405+09:00")
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages.first.description.endswith("\x01")
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    assert frame.acquired_at == datetime(2019, 11, 27, 7, 11, 26, 620540, tzinfo=UTC)
+    assert frame.acquired_at_source == "metadata"
+    assert not [e for e in logs if e["event"] == "io.times_ignored"]
+
+
+@pytest.mark.parametrize("xml_date_time", [None, "not a time"])
+def test_jeol_sightx_datetime_tag_to_the_minute_without_its_xml(tmp_path, local_tz,
+                                                                xml_date_time):
+    # Without a readable TemReporter time: the DateTime tag, local time of this machine
+    # (Berlin, UTC+2 in July), "7:17" with a one-digit hour as SightX writes it.
+    path = _write_jeol(tmp_path / "jeol.tif", "2015/07/30 7:17", xml_date_time)
+    with capture_logs() as logs:
+        (frame,) = read_frames(path)
+    assert frame.acquired_at == datetime(2015, 7, 30, 5, 17, tzinfo=UTC)
+    assert frame.acquired_at_source == "metadata"
+    warned = [e["reason"] for e in logs if e["event"] == "io.times_ignored"]
+    assert warned == ([] if xml_date_time is None else
+                      ["bad JEOL TemReporter DateTime 'not a time': Invalid isoformat string: "
+                       "'not a time'"])
+
+
 def _scene_and_bar(rows: int, columns: int, bar_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """(scene, page): grey noise of ``rows`` x ``columns``, and it above a data bar as xT
     draws one: a white line, blocks of white "text" and a scale bar on black."""

@@ -26,16 +26,21 @@ FFT, none) reads as uncalibrated. A 2-D image is one frame, a 3-D image a stack 
 (``ImageTags`` ``Meta Data`` ``Format`` "Spectrum" or "Spectrum image", or a third axis in
 eV) are refused.
 
-The acquisition time comes from ``ImageTags`` ``DataBar``: ``Acquisition Time (OS)``, a Windows
-FILETIME (100 ns ticks since 1601-01-01 UTC, stored as a double: to a few microseconds) when it
-is a time between 1990 and 2200; else ``Acquisition Date`` and ``Acquisition Time``, text in
-the Windows format of the acquisition PC (seconds and any fraction written), read as local time
-of this machine (the TIFF convention, :mod:`nwwatch.io.metadata`). The date is three numbers:
-with a 4-digit year first, Y M D; with the year last, D.M.Y when separated by "." or "-"
-(European forms), else (by "/") M/D/Y, the US default, unless the first number is above 12
-(27/08/2016: D/M/Y; 03/04/2016 is read as March 4). The time is H:M[:S] with an optional AM/PM
-(any case, also "p.m."); a year outside 1990-2200 is not read. Every frame of a stack gets that
-time; without these tags, or when they cannot be read, every frame gets the file's mtime.
+The acquisition time comes from ``ImageTags`` ``DataBar``; a stack made by Gatan's Stack Builder
+script has none and keeps the tags of the live image its planes were copied from, as they were
+when the stack was created, under ``ImageTags`` ``source`` ``Tags at creation``: that
+``DataBar`` is read (the live acquisition's time, seconds before the planes were added; the
+script's time of day of each plane, ``plane info`` ``added @ time``, has no date and is not
+read). The time is ``Acquisition Time (OS)``, a Windows FILETIME (100 ns ticks since 1601-01-01
+UTC, stored as a double: to a few microseconds) when it is a time between 1990 and 2200; else
+``Acquisition Date`` and ``Acquisition Time``, text in the Windows format of the acquisition PC
+(seconds and any fraction written), read as local time of this machine (the TIFF convention,
+:mod:`nwwatch.io.metadata`). The date is three numbers: with a 4-digit year first, Y M D; with
+the year last, D.M.Y when separated by "." or "-" (European forms), else (by "/") M/D/Y, the US
+default, unless the first number is above 12 (27/08/2016: D/M/Y; 03/04/2016 is read as March 4).
+The time is H:M[:S] with an optional AM/PM (any case, also "p.m."); a year outside 1990-2200 is
+not read. Every frame of a stack gets that time; without these tags, or when they cannot be
+read, every frame gets the file's mtime.
 
 Pixel types: uint8, uint16, int16 and float32 are returned as stored; int8 widened to int16
 (no supported type holds it; exact); int32, uint32 and float64 converted to float32
@@ -412,9 +417,20 @@ def _os_time(value: object) -> datetime | None:
     return when if when.year in range(*PLAUSIBLE_ACQUISITION_YEARS) else None
 
 
-def _acquired_at(path: Path, image: _Group) -> datetime | None:
+def _databar(image: _Group) -> _Group | None:
+    """The image's own ``DataBar``, else, for a stack made by the Stack Builder script, the
+    one of the live image its planes were taken from (``source`` ``Tags at creation``)."""
     tags = image.group("ImageTags")
-    bar = tags.group("DataBar") if tags else None
+    own = tags.group("DataBar") if tags else None
+    if own is not None:
+        return own
+    source = tags.group("source") if tags else None
+    at_creation = source.group("Tags at creation") if source else None
+    return at_creation.group("DataBar") if at_creation else None
+
+
+def _acquired_at(path: Path, image: _Group) -> datetime | None:
+    bar = _databar(image)
     when = _os_time(bar.get("Acquisition Time (OS)")) if bar else None
     if when is not None:
         return when

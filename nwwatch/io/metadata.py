@@ -13,10 +13,11 @@ Pixel size sources, first match wins:
 
 Acquisition time sources, first match wins: nwwatch's JSON property (per page, microseconds,
 UTC); OME ``AcquisitionDate`` plus each plane's ``DeltaT`` (in its ``DeltaTUnit``); per page,
-when every page has one and they differ, the FEI ``[User] Date``/``Time`` and then the
-``DateTime`` tag; one start for every frame: OME ``AcquisitionDate``, the first page's FEI
-time or ``DateTime`` (plus ``i * finterval``, in its ``tunit``, for ImageJ series). Times
-without a zone are local time of this machine (TIFF/EXIF convention); a year outside
+when every page has one and they differ, the FEI ``[User] Date``/``Time``, then JEOL SightX's
+``TemReporter`` ``DateTime`` (ISO 8601 with its zone), then the ``DateTime`` tag; one start
+for every frame: OME ``AcquisitionDate``, the first page's FEI time, JEOL time or
+``DateTime`` (plus ``i * finterval``, in its ``tunit``, for ImageJ series). Times without a
+zone are local time of this machine (TIFF/EXIF convention); a year outside
 ``PLAUSIBLE_ACQUISITION_YEARS`` is an unset clock or tag and is not read. Without any, the
 file's modification time is used.
 """
@@ -72,9 +73,11 @@ _SECONDS_PER_TIME_UNIT = {
     **dict.fromkeys(("min", "minute", "minutes"), 60.0),
     **dict.fromkeys(("h", "hr", "hour", "hours"), 3600.0),
 }
-# The TIFF form, the other separators, and each with fractions of a second (writers of fast
-# series append them to the 20-byte tag).
-_TIFF_TIME_FORMATS = tuple(f"%Y{sep}%m{sep}%d %H:%M:%S{frac}" for frac in ("", ".%f")
+# The TIFF form, the other separators, each with fractions of a second (writers of fast
+# series append them to the 20-byte tag) and without seconds (JEOL's SightX writes
+# "2021/05/18 14:10" and "2015/07/30 7:17").
+_TIFF_TIME_FORMATS = tuple(f"%Y{sep}%m{sep}%d %H:%M{seconds}"
+                           for seconds in (":%S", ":%S.%f", "")
                            for sep in (":", "-", "/"))
 # OME's UnitsTime symbols for DeltaTUnit, case-sensitive ("Ms" is megaseconds, "ms" not)
 _SECONDS_PER_OME_TIME_UNIT = {
@@ -184,7 +187,7 @@ def acquisition_times(
     if planes is not None:
         return planes, "metadata"
     firsts = []
-    for reader in (_fei_time, _tag_time):
+    for reader in (_fei_time, _jeol_time, _tag_time):
         first = reader(path, pages[0]) if isinstance(pages[0], tifffile.TiffPage) else None
         # The other pages are looked at only when the first has a time (no log line per
         # page).
@@ -197,7 +200,7 @@ def acquisition_times(
         if len(page_times) == n_frames > 1 and all(page_times) and len(set(page_times)) > 1:
             return page_times, "metadata"
         firsts.append(first)
-    start = ome_start or firsts[0] or firsts[1]
+    start = ome_start or next((first for first in firsts if first), None)
     if start is None:
         return [mtime] * n_frames, "mtime"
     per_time_point = _imagej_pages_per_time_point(tif)
@@ -556,6 +559,34 @@ def _fei_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
     except ValueError as exc:
         _log.warning("io.times_ignored", path=str(path),
                      reason=f"bad FEI [User] Date/Time {date!r} {clock!r}: {exc}")
+        return None
+
+
+def _jeol_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
+    """The ``DateTime`` of the ``TemReporter`` XML that JEOL's SightX writes as the
+    description of its TIFFs (``Make`` "JEOL Ltd."), in UTC: ISO 8601 with the
+    acquisition PC's zone (``2019-11-27T16:11:26.6205405+09:00``), where the ``DateTime``
+    tag holds the same time to the minute without a zone."""
+    if page.tags.valueof(271) != "JEOL Ltd.":  # Make
+        return None
+    text = page.description
+    end = text.rfind("</TemReporter>")
+    if "<TemReporter" not in text or end < 0:
+        return None
+    try:
+        # SightX pads the description with NUL and \x01 bytes after the XML
+        element = ET.fromstring(text[:end + len("</TemReporter>")].strip()).find("DateTime")
+    except ET.ParseError as exc:
+        _log.warning("io.times_ignored", path=str(path),
+                     reason=f"JEOL TemReporter description is not XML: {exc}")
+        return None
+    if element is None or not (element.text or "").strip():
+        return None
+    try:
+        return _as_utc(datetime.fromisoformat(element.text.strip()))
+    except ValueError as exc:
+        _log.warning("io.times_ignored", path=str(path),
+                     reason=f"bad JEOL TemReporter DateTime {element.text!r}: {exc}")
         return None
 
 
