@@ -329,9 +329,9 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
     a time from its contiguous pixel data. A TIFF whose pages share one IFD but not one
     contiguous block of pixels, and an EMD series whose frames are not stored apart
     (:func:`nwwatch.io.emd.frames_by_chunk`), cannot be read page by page: such a file comes
-    whole, as one chunk, after ``whole`` was called with its structural check (the service's
-    memory check raises there), and is refused beyond
-    :data:`nwwatch.io.limits.MAX_FILE_BYTES`; a stack read by page has no such limit.
+    whole, as one chunk, refused beyond :data:`nwwatch.io.limits.MAX_FILE_BYTES` and then
+    after ``whole`` was called with its structural check (the service's memory check raises
+    there); a stack read by page has no such limit.
 
     Raises as :func:`read_frames`, when the chunk that meets the problem is read, and what
     ``whole`` raises.
@@ -347,9 +347,10 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
         with opener as opened:
             info = opened.info
             if not opened.by_page:
+                # the reader's limit first: no memory would let a file over it be read
+                check_whole_read_bytes(path, info.declared_bytes, info.shape)
                 if whole is not None:
                     whole(info)
-                check_whole_read_bytes(path, info.declared_bytes, info.shape)
                 yield opened.read(range(info.n_pages))
                 return
             for start in range(0, info.n_pages, pages):
@@ -359,6 +360,7 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
         series = image_series(tif)[0]
         meta = _page_metadata(path, tif, info, series)
         if not _planes_by_page(series):
+            check_whole_read_bytes(path, info.declared_bytes, info.shape)
             if whole is not None:
                 whole(info)
             height, width = info.page_shape
