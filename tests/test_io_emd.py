@@ -231,6 +231,22 @@ def test_a_series_over_the_whole_read_limit_is_read_by_chunks_and_refused_whole(
         read_frames(path)
 
 
+def test_a_series_read_whole_over_the_whole_read_limit_is_refused_before_the_memory_check(
+        tmp_path, monkeypatch):
+    # a series stored contiguously is read whole: one over MAX_FILE_BYTES was refused by the
+    # service's memory check first ("raise MemoryMax", tried again with more memory), which
+    # no memory helps
+    import nwwatch.io as nio
+    from nwwatch.io import ImageTooLargeError
+
+    frames = _stack(n=6, h=16, w=16)
+    path = _write(tmp_path / "long.emd", frames, chunked=False)
+    monkeypatch.setattr(nio.limits, "MAX_FILE_BYTES", 2 * 16 * 16 * 2)
+    with pytest.raises(ImageTooLargeError, match="for a file read whole"):
+        next(nio.read_frame_chunks(
+            path, 4, whole=lambda info: pytest.fail(f"{info.path}: memory checked first")))
+
+
 @pytest.mark.parametrize("stored, returned", [
     ("u1", "u1"), ("u2", "u2"), ("u4", "f4"), ("i2", "i2"), ("i4", "f4"), ("f4", "f4"),
     ("f8", "f4"), ("i1", "i2"), ("f2", "f4"), (">u2", "u2")])

@@ -133,6 +133,15 @@ def test_a_reader_says_when_its_file_changed(tmp_path):
     with FrameReader(mrc_path) as reader:
         reader.frame(0)
         assert not reader.changed()
+        new = tmp_path / "new.mrc"
+        with mrcfile.new(new) as mrc:
+            mrc.set_data(np.ones((3, 4, 4), np.int16))
+        new.replace(mrc_path)  # replaced: its pixels were read with the first file's metadata
+        assert reader.changed()
+        assert reader.frame(1).image.max() == 0  # still the file it opened
+    with FrameReader(mrc_path) as reader:
+        reader.frame(0)
+        assert not reader.changed()
         (tmp_path / "movie.mrc.mdoc").write_text("[ZValue = 0]\n\n[ZValue = 1]\n")
         assert reader.changed()  # its times and pixel sizes are the mdoc's
 

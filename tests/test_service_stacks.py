@@ -359,3 +359,34 @@ def test_the_queue_images_of_a_stack_are_read_through_one_open_file(tmp_path, mo
     other = frames_module.PageSource(path, st.st_size + 1, st.st_mtime_ns)
     assert other.page(0)() is None  # not the version processed: no image, nothing opened
     assert opened == [path]
+
+
+@pytest.mark.parametrize("name", ["movie.mrcs", "series.ser", "movie.dm4", "series.emd"])
+def test_the_queue_images_a_stack_holds_do_not_keep_its_chunks_in_memory(tmp_path, name):
+    # a frame of a chunk read as one array is a view of it: each of the queue's 16 held
+    # images kept its whole chunk alive (16 chunks of 256 MiB where 16 frames were meant)
+    from nwwatch.service.batch import Item
+    from nwwatch.service.ledgerdb import ItemKey
+
+    n, pages = 64, 4
+    path = _write(tmp_path / name, _pages(n))
+    whole = read_frames(path)
+    st = os.stat(path)
+    it = Item(path, ItemKey("s", "m", "v"), st.st_size, st.st_mtime_ns, None)
+    reader = frames_module._StackReader(it, pages)
+    groups = [frames_module._Group([it], reader) for _ in range(n // pages)]
+    try:
+        for group in groups:
+            for frame in reader.next_chunk():
+                # each chunk's first frame is among the least confident so far: held
+                confidence = frame.index / n / 10 if frame.index % pages == 0 else 0.9
+                reader.offer(group, it, label_queue.Candidate(label_queue.QueueEntry(
+                    str(path), frame.index, "s", confidence), frame.image))
+    finally:
+        reader.close()
+    held = {c.entry.frame: c.image for g in groups for _, c in g.candidates
+            if not callable(c.image)}
+    assert sorted(held) == list(range(0, n, pages))
+    for index, image in held.items():
+        np.testing.assert_array_equal(image, whole[index].image)
+        assert image.base is None or image.base.nbytes == image.nbytes

@@ -116,6 +116,30 @@ def test_replay_quarantines_a_tomogram_too_large_at_once_without_reading_it(tmp_
     assert "are available (/cg/test/memory.max): raise that limit" in entry["reason"]
 
 
+def test_a_tomogram_over_the_whole_read_limit_is_refused_as_such_not_for_memory(
+        tmp_path, monkeypatch):
+    # a tomogram is read whole: one over nwwatch.io.MAX_FILE_BYTES was refused for the memory
+    # ("use a machine with more memory", tried again at each start), which no memory helps
+    import nwwatch.io as nio
+
+    path = _volume(tmp_path / "acq")
+    monkeypatch.setattr(nio.limits, "MAX_FILE_BYTES", int(np.prod(SHAPE)) - 1)
+    need = tomogram_peak_bytes(SHAPE, np.uint8)
+    monkeypatch.setattr(memory_module, "available_memory",
+                        lambda limits: Limit(need.low - 1, "/cg/test/memory.max"))
+    read = []
+    monkeypatch.setattr(volumes_module, "read_volume", lambda p: read.append(p))
+    summary = replay(tmp_path / "acq", tmp_path / "res", kind="tomogram",
+                     model=model(tmp_path / "m", kind="tomogram"))
+    assert (summary.done, summary.quarantined) == (0, 1)
+    assert read == []
+    entry = pq.read_table(tmp_path / "res" / "quarantine.parquet").to_pylist()[0]
+    assert entry["path"] == str(path)
+    assert entry["error_type"] == "ImageTooLargeError"
+    assert "for a file read whole" in entry["reason"]
+    assert "memory" not in entry["reason"]
+
+
 def test_replay_tries_a_tomogram_that_may_fit_and_warns(tmp_path, monkeypatch):
     _volume(tmp_path / "acq")
     need = tomogram_peak_bytes(SHAPE, np.uint8)

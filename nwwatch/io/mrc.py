@@ -14,6 +14,7 @@ widened to float32. Complex and 4-bit modes are refused.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -91,6 +92,7 @@ def _header(path: Path, handle: BinaryIO):
     size = os.fstat(handle.fileno()).st_size
     if size == 0:
         raise EmptyFileError(path, "file is empty (0 bytes)")
+    handle.seek(0)  # a file kept open (FrameReader) is read again from its start
     raw = handle.read(_HEADER_BYTES)
     if len(raw) < _HEADER_BYTES:
         raise TruncatedTiffError(path, f"MRC header cut short ({size} bytes of "
@@ -229,13 +231,16 @@ def inspect_mrc(path: str | os.PathLike[str]) -> TiffInfo:
         return _layout(path, handle)[0]
 
 
-def _read(path: Path, sections: range | None = None, check_sizes: bool = True
+def _read(path: Path, sections: range | None = None, check_sizes: bool = True,
+          opened: BinaryIO | None = None
           ) -> tuple[np.ndarray, TiffInfo, _Sizes, datetime, int | None]:
     """(sections (N, H, W), info, sizes, mtime, sections per volume); with ``sections``, those
     only (len(sections), H, W), the others not read (checked against ``info``).
     ``check_sizes`` False: the sizes as the header gives them, unchecked and not warned about
-    (a later chunk of :func:`read_mrc_frame_chunks`, whose first chunk checked them)."""
-    with open_input(path) as handle:  # header and data of one file, even if renamed over meanwhile
+    (a later chunk of :func:`read_mrc_frame_chunks`, whose first chunk checked them).
+    ``opened``: the file, already open (left open), else opened for this read."""
+    # header and data of one file, even if renamed over meanwhile
+    with open_input(path) if opened is None else contextlib.nullcontext(opened) as handle:
         info, offset, stored, returned, sizes_nm, per_volume = _layout(path, handle)
         n_read = info.n_pages
         if sections is None:
@@ -324,11 +329,13 @@ def _mrc_frames(path: Path, sections: range | None) -> list[Frame]:
 _FrameMetadata = tuple[list, list, str]
 
 
-def _mrc_frames_with(path: Path, sections: range | None, metadata: _FrameMetadata | None
-                     ) -> tuple[list[Frame], _FrameMetadata]:
+def _mrc_frames_with(path: Path, sections: range | None, metadata: _FrameMetadata | None,
+                     opened: BinaryIO | None = None) -> tuple[list[Frame], _FrameMetadata]:
     """The frames of :func:`_mrc_frames` and the file's per-section metadata, read from
-    the header and the .mdoc unless ``metadata`` gives it (then not checked again)."""
-    data, info, sizes_nm, mtime, _ = _read(path, sections, check_sizes=metadata is None)
+    the header and the .mdoc unless ``metadata`` gives it (then not checked again);
+    ``opened``: the file, already open (:func:`_read`)."""
+    data, info, sizes_nm, mtime, _ = _read(path, sections, check_sizes=metadata is None,
+                                           opened=opened)
     if metadata is None:
         pixel_nm = frame_pixel_size_nm(path, sizes_nm, "mrc")
         n = info.n_pages

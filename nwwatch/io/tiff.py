@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import structlog
@@ -65,6 +66,7 @@ from nwwatch.io.mrc import (
     read_mrc_volume,
 )
 from nwwatch.io.records import Frame, OpenFrames, TiffInfo, Volume
+from nwwatch.io.regular import open_input
 from nwwatch.io.ser import (
     inspect_ser,
     is_ser,
@@ -195,15 +197,16 @@ class FrameReader:
     A TIFF is opened and its structure checked when the reader is made, and every page's
     metadata (pixel sizes, times, the rows above an FEI data bar, and their warnings) read
     then, once; the file stays open until :meth:`close`. So is a DigitalMicrograph, EMD or
-    TIA file, its structure and every frame's metadata read when the reader is made. An MRC
-    file's header is read again for each frame, its pixel sizes and times (header and
-    SerialEM .mdoc) with the first one only.
+    TIA file, its structure and every frame's metadata read when the reader is made. So is
+    an MRC file opened, its header read again (from that open file) for each frame, its
+    pixel sizes and times (header and SerialEM .mdoc) with the first one only.
 
     The reader serves the file as it was when opened: :meth:`changed` says when it was
     written, replaced or removed since (then open a new reader). Not for use from several
     threads at once.
 
-    Raises as :func:`read_frames` when made (an MRC file: at the first frame).
+    Raises as :func:`read_frames` when made (an MRC file: what opening it raises; its
+    header's and .mdoc's errors at the first frame).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -211,12 +214,15 @@ class FrameReader:
         self._stamp = _file_stamp(self.path)  # before opening: a write meanwhile is seen
         self._files = ExitStack()
         self._tiff: tuple[TiffInfo, list[tifffile.TiffPageSeries], _PageMetadata] | None = None
+        self._mrc: BinaryIO | None = None
         self._mrc_metadata: _FrameMetadata | None = None
         self._vendor: OpenFrames | None = None
         self._closed = False
-        if is_mrc(self.path):
-            return
         try:
+            if is_mrc(self.path):
+                # kept open: a file replaced since is not read with the first one's metadata
+                self._mrc = self._files.enter_context(open_input(self.path))
+                return
             opener = _open_vendor_frames(self.path)
             if opener is not None:
                 self._vendor = self._files.enter_context(opener)
@@ -241,12 +247,12 @@ class FrameReader:
             info, series, meta = self._tiff
             check_page_index(path, index, info.n_pages)
             return meta.frame(index, _read_page_pixels(path, info, series, index))
-        if is_mrc(path):
+        if self._mrc is not None:
             if self._mrc_metadata is not None:  # the sections there were when first read
                 check_page_index(path, index, len(self._mrc_metadata[0]))
             # the .mdoc is parsed with the first frame only
             (frame,), self._mrc_metadata = _mrc_frames_with(path, range(index, index + 1),
-                                                            self._mrc_metadata)
+                                                            self._mrc_metadata, self._mrc)
             return frame
         if self._vendor is not None:
             check_page_index(path, index, self._vendor.info.n_pages)
@@ -259,8 +265,9 @@ class FrameReader:
         return _file_stamp(self.path) != self._stamp
 
     def close(self) -> None:
-        """Close the file (an MRC file's is not kept open)."""
+        """Close the file."""
         self._files.close()
+        self._mrc = None
         self._vendor = None
         self._tiff = None
         self._closed = True
@@ -322,9 +329,9 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
     a time from its contiguous pixel data. A TIFF whose pages share one IFD but not one
     contiguous block of pixels, and an EMD series whose frames are not stored apart
     (:func:`nwwatch.io.emd.frames_by_chunk`), cannot be read page by page: such a file comes
-    whole, as one chunk, after ``whole`` was called with its structural check (the service's
-    memory check raises there), and is refused beyond
-    :data:`nwwatch.io.limits.MAX_FILE_BYTES`; a stack read by page has no such limit.
+    whole, as one chunk, refused beyond :data:`nwwatch.io.limits.MAX_FILE_BYTES` and then
+    after ``whole`` was called with its structural check (the service's memory check raises
+    there); a stack read by page has no such limit.
 
     Raises as :func:`read_frames`, when the chunk that meets the problem is read, and what
     ``whole`` raises.
@@ -340,9 +347,10 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
         with opener as opened:
             info = opened.info
             if not opened.by_page:
+                # the reader's limit first: no memory would let a file over it be read
+                check_whole_read_bytes(path, info.declared_bytes, info.shape)
                 if whole is not None:
                     whole(info)
-                check_whole_read_bytes(path, info.declared_bytes, info.shape)
                 yield opened.read(range(info.n_pages))
                 return
             for start in range(0, info.n_pages, pages):
@@ -352,6 +360,7 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
         series = image_series(tif)[0]
         meta = _page_metadata(path, tif, info, series)
         if not _planes_by_page(series):
+            check_whole_read_bytes(path, info.declared_bytes, info.shape)
             if whole is not None:
                 whole(info)
             height, width = info.page_shape

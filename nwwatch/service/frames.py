@@ -110,6 +110,12 @@ class _StackReader:
         while it is among the queue's capacity of least confident frames of the stack so far
         (no other can enter the queue): the others get a function that would read their
         page again, so the stack's frames are not all held until the stack is done."""
+        image = candidate.image
+        if isinstance(image, np.ndarray) and image.base is not None \
+                and image.base.nbytes > image.nbytes:
+            # a frame of a chunk read as one array (MRC, DM, EMD, TIA) would keep the whole
+            # chunk alive while it is held: up to the queue's capacity of chunks
+            candidate = replace(candidate, image=image.copy())
         group.candidates.append((it, candidate))
         e = candidate.entry
         self.held.append(((e.confidence, e.source, e.frame), group, len(group.candidates) - 1))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nwwatch.io import InputError, inspect_tiff
+from nwwatch.io.limits import check_whole_read_bytes
 from nwwatch.resources import V2_KILL_LIMITS, Limit, available_memory
 
 #: Bytes in a GiB, the unit of the figures the check reports.
@@ -122,9 +123,14 @@ def tomogram_memory(path: str | os.PathLike[str], training: bool = False
     ------
     TomogramTooLargeError : it cannot fit, even with the least hungry model
         (:func:`check_tomogram_memory`).
-    InputError : the file is not a readable TIFF (:func:`nwwatch.io.inspect_tiff`).
+    InputError : the file is not a readable TIFF (:func:`nwwatch.io.inspect_tiff`), or
+        declares more pixels than a file read whole may (ImageTooLargeError,
+        :data:`nwwatch.io.MAX_FILE_BYTES`: no memory would let it be read).
     """
     info = inspect_tiff(path)
+    # a tomogram is read whole: one over the reader's limit is refused as such, not told to
+    # wait for more memory
+    check_whole_read_bytes(path, info.declared_bytes, info.shape)
     available = available_memory(V2_KILL_LIMITS)
     estimate = check_tomogram_memory(
         path, (info.n_pages, *info.page_shape), info.dtype,
