@@ -276,7 +276,7 @@ def test_a_series_over_the_whole_read_limit_is_read_by_chunks_and_refused_whole(
     path = ser_file(tmp_path / "long.ser", frames)
     monkeypatch.setattr(nio.limits, "MAX_FILE_BYTES", 2 * 16 * 16 * 2)
     info = inspect_tiff(path)
-    assert info.declared_bytes == 6 * 16 * 16 * 2 and nio.reads_by_page(info)
+    assert info.declared_bytes == 6 * 16 * 16 * 2
     chunks = list(nio.read_frame_chunks(
         path, 4, whole=lambda info: pytest.fail(f"{info.path} read whole")))
     assert [[f.index for f in c] for c in chunks] == [[0, 1, 2, 3], [4, 5]]

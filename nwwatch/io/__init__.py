@@ -41,7 +41,6 @@ from nwwatch.io.tiff import (
     read_frame_chunks,
     read_frames,
     read_volume,
-    reads_by_page,
 )
 from nwwatch.io.write import write_frame_tiff, write_stack_tiff, write_volume_tiff
 
@@ -77,7 +76,6 @@ __all__ = [
     "read_frame_chunks",
     "read_frames",
     "read_volume",
-    "reads_by_page",
     "unit_to_nm",
     "write_frame_tiff",
     "write_stack_tiff",

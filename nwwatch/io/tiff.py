@@ -372,15 +372,6 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
                    for i in range(start, min(info.n_pages, start + pages))]
 
 
-def reads_by_page(info: TiffInfo) -> bool:
-    """Whether :func:`read_frame_chunks` can read the file of ``info`` (its structural check)
-    a chunk of pages at a time: a file of every format (TIFF, MRC, DigitalMicrograph, EMD,
-    TIA), unless a TIFF's pages share one IFD and not one contiguous block of pixels, or an
-    EMD series' frames are not stored apart (found out only when it is opened, and then read
-    whole)."""
-    return True
-
-
 def _planes_by_page(series: list[tifffile.TiffPageSeries]) -> bool:
     """Whether every page of ``series`` can be read alone by :func:`_read_page_pixels`: pages
     with their own IFD, or pages sharing one IFD whose pixels are one contiguous block."""

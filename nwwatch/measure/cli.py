@@ -27,7 +27,7 @@ from nwwatch.classes import (
     fill_unsure_band,
     interpolated_rim_problem,
 )
-from nwwatch.io import Frame, ImageTooLargeError, InputError, inspect_tiff, reads_by_page
+from nwwatch.io import Frame, ImageTooLargeError, InputError, inspect_tiff
 from nwwatch.io.dataset import (
     JPEG_NAMED_PNG,
     DatasetLayoutError,
@@ -100,10 +100,11 @@ def _read_frames(path: Path) -> list[Frame]:
             # A 1-bit image stays 0/255: two classes at most, refused as a 0/255 mask.
             pages = (pages // (255 // (2 ** depth - 1))).astype(np.uint8)
     except DatasetLayoutError as exc:
-        if isinstance(exc.__cause__, ImageTooLargeError) and _read_by_page(path):
+        if isinstance(exc.__cause__, ImageTooLargeError) and _sound_structure(path):
             # a recording too long to hold whole, which replay reads a chunk at a time
             raise LabelFileError(path, f"{exc.reason}; `nwwatch replay {path} --out RESULTS` "
-                                       "processes it a chunk of pages at a time") from None
+                                       "processes it a chunk of pages at a time where its "
+                                       "layout allows (docs/io.md)") from None
         # an .mdoc's reason says what to give instead
         known = path.suffix.lower() in _FRAME_SUFFIXES or is_mdoc(path)
         # e.g. a JPEG: any other name is tried as a TIFF, so say which formats are read
@@ -117,12 +118,14 @@ def _read_frames(path: Path) -> list[Frame]:
                   acquired_at_source="mtime") for i, page in enumerate(pages)]
 
 
-def _read_by_page(path: Path) -> bool:
-    """Whether replay reads ``path`` a chunk of pages at a time (:func:`reads_by_page`)."""
+def _sound_structure(path: Path) -> bool:
+    """Whether ``path`` passes its structural check (:func:`nwwatch.io.inspect_tiff`): a file
+    refused as too large only when read whole."""
     try:
-        return reads_by_page(inspect_tiff(path))
+        inspect_tiff(path)
     except (InputError, OSError):
         return False
+    return True
 
 
 def looks_like_labels(pages: list[np.ndarray]) -> bool:

@@ -26,7 +26,6 @@ from nwwatch.io import (
     inspect_tiff,
     read_frame_chunks,
     read_frames,
-    reads_by_page,
 )
 from nwwatch.measure import (
     MEASUREMENT_FIELDS,
@@ -151,12 +150,12 @@ class _Group:
 
 def stack_groups(group: list[Item], batch_size: int) -> list[_Group]:
     """``group`` (of :func:`frame_groups`) as one :class:`_Group`, or, for a stack of more
-    pages than :func:`nwwatch.service.stackmemory.chunk_pages` (of any format read by page,
-    :func:`nwwatch.io.reads_by_page`), as one group per chunk of its pages, all reading from
+    pages than :func:`nwwatch.service.stackmemory.chunk_pages` (of any format), as one group
+    per chunk of its pages (:func:`nwwatch.io.read_frame_chunks`), all reading from
     one :class:`_StackReader`: rows, their order and the network's batches are those of the
     whole stack, and only a few chunks are in memory at a time."""
     info = getattr(group[0].entry, "info", None) if len(group) == 1 else None
-    if info is None or not reads_by_page(info):
+    if info is None:
         return [_Group(group)]
     pages = chunk_pages(info, batch_size)
     if info.n_pages <= pages:
