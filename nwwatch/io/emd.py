@@ -69,7 +69,7 @@ from nwwatch.io.metadata import (
     plausible_pixel_size_nm,
     unit_to_nm,
 )
-from nwwatch.io.records import Frame, OpenFrames, TiffInfo, Volume
+from nwwatch.io.records import Frame, FramesMetadata, OpenFrames, TiffInfo, Volume
 from nwwatch.io.regular import open_input
 
 if TYPE_CHECKING:
@@ -549,16 +549,7 @@ def _scan_times(path: Path, start: datetime, frame_s: float | None,
     return [start] * n_frames
 
 
-@dataclass(frozen=True)
-class _FrameMetadata:
-    """Every frame's pixel size and time (and the times' source), read once for a file."""
-
-    sizes_nm: list[float | None]
-    times: list[datetime]
-    source: str
-
-
-def _frame_metadata_of(path: Path, series: _Series, mtime: datetime) -> _FrameMetadata:
+def _frame_metadata_of(path: Path, series: _Series, mtime: datetime) -> FramesMetadata:
     """The pixel size and time of every frame of ``series`` (see :func:`read_emd_frames`),
     its Metadata read a block of frames at a time and not kept."""
     n_frames = series.info.n_pages
@@ -577,15 +568,13 @@ def _frame_metadata_of(path: Path, series: _Series, mtime: datetime) -> _FrameMe
         times, source = _scan_times(path, start, frame_s, n_frames), "metadata"
     else:
         times, source = [mtime] * n_frames, "mtime"
-    return _FrameMetadata(sizes, times, source)
+    return FramesMetadata(sizes, times, source)
 
 
-def _frames(path: Path, series: _Series, meta: _FrameMetadata, frames: range) -> list[Frame]:
+def _frames(path: Path, series: _Series, meta: FramesMetadata, frames: range) -> list[Frame]:
     """The frames ``frames`` of ``series``, reading their pixels only."""
     stack = _pixels(path, series, frames)
-    return [Frame(image=stack[k], index=i, source=path, pixel_size_nm=meta.sizes_nm[i],
-                  acquired_at=meta.times[i], acquired_at_source=meta.source)
-            for k, i in enumerate(frames)]
+    return meta.frames(path, stack, frames)
 
 
 @contextmanager

@@ -111,3 +111,20 @@ class OpenFrames:
     info: TiffInfo
     read: Callable[[range], list[Frame]]
     by_page: bool = True
+
+
+@dataclass(frozen=True)
+class FramesMetadata:
+    """Every frame's pixel size (nm or None) and acquisition time of a file, and the times'
+    source, read once for the file (the vendor readers' per-frame metadata)."""
+
+    sizes_nm: list[float | None]
+    times: list[datetime]
+    source: AcquiredAtSource
+
+    def frames(self, path: Path, stack: np.ndarray, indices: range) -> list[Frame]:
+        """The frames ``indices`` of the file ``path``, their images the pages of ``stack``
+        (len(indices), H, W), in order."""
+        return [Frame(image=stack[k], index=i, source=path, pixel_size_nm=self.sizes_nm[i],
+                      acquired_at=self.times[i], acquired_at_source=self.source)
+                for k, i in enumerate(indices)]

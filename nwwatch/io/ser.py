@@ -73,7 +73,7 @@ from nwwatch.io.metadata import (
     plausible_pixel_size_nm,
     unit_to_nm,
 )
-from nwwatch.io.records import Frame, OpenFrames, TiffInfo, Volume
+from nwwatch.io.records import Frame, FramesMetadata, OpenFrames, TiffInfo, Volume
 from nwwatch.io.regular import open_input
 
 _log = structlog.get_logger("nwwatch.io")
@@ -387,27 +387,18 @@ def _times(path: Path, handle: BinaryIO, layout: _Layout) -> list[datetime] | No
     return times
 
 
-@dataclass(frozen=True)
-class _FrameMetadata:
-    """Every frame's pixel size and time (and the times' source), read once for a file."""
-
-    sizes_nm: list[float | None]
-    times: list[datetime]
-    source: str
-
-
-def _frame_metadata(path: Path, handle: BinaryIO, layout: _Layout) -> _FrameMetadata:
+def _frame_metadata(path: Path, handle: BinaryIO, layout: _Layout) -> FramesMetadata:
     """The pixel size and time of every valid element (see :func:`read_ser_frames`), with
     their warnings: the tags' times first, then the calibrations'."""
     times = _times(path, handle, layout)
     mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
     sizes_nm = _pixel_sizes_nm(path, layout.elements)
     if times is None:
-        return _FrameMetadata(sizes_nm, [mtime] * layout.info.n_pages, "mtime")
-    return _FrameMetadata(sizes_nm, times, "metadata")
+        return FramesMetadata(sizes_nm, [mtime] * layout.info.n_pages, "mtime")
+    return FramesMetadata(sizes_nm, times, "metadata")
 
 
-def _frames(path: Path, handle: BinaryIO, layout: _Layout, meta: _FrameMetadata,
+def _frames(path: Path, handle: BinaryIO, layout: _Layout, meta: FramesMetadata,
             indices: range) -> list[Frame]:
     """The valid elements ``indices`` as frames, top row first, reading their pixels only
     (each element at its own offset)."""
@@ -422,9 +413,7 @@ def _frames(path: Path, handle: BinaryIO, layout: _Layout, meta: _FrameMetadata,
                                            f"{data.size} of {count} pixels")
         # stored bottom row first (TIA's y axis points up)
         stack[k] = data.reshape(height, width)[::-1]
-    return [Frame(image=stack[k], index=i, source=path, pixel_size_nm=meta.sizes_nm[i],
-                  acquired_at=meta.times[i], acquired_at_source=meta.source)
-            for k, i in enumerate(indices)]
+    return meta.frames(path, stack, indices)
 
 
 @contextmanager
