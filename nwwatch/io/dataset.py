@@ -48,7 +48,7 @@ from nwwatch.classes import (
 from nwwatch.io.errors import InputError, UnsupportedDtypeError
 from nwwatch.io.png import decode_image_file, low_grey_bit_depth
 from nwwatch.io.records import Frame, Volume
-from nwwatch.io.regular import check_regular
+from nwwatch.io.regular import check_regular, open_regular
 from nwwatch.io.tiff import check_tomogram, read_frames, read_volume
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
@@ -371,9 +371,9 @@ JPEG_NAMED_PNG = ("a JPEG file named .png (a lossy save): JPEG changes the class
 def starts_as_jpeg(path: str | os.PathLike[str]) -> bool:
     """Whether the file begins with the JPEG start-of-image marker (FF D8 FF)."""
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:  # a FIFO would block a plain open()
             return file.read(3) == b"\xff\xd8\xff"
-    except OSError:
+    except (OSError, InputError):
         return False  # the reader names the file and why it cannot be read
 
 
