@@ -21,13 +21,13 @@ import click
 from nwwatch.pathtext import path_text
 
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it):
-#: ``nwwatch replay`` and ``nwwatch train``.
+#: ``nwwatch replay``, ``nwwatch measure`` and ``nwwatch train``.
 EXIT_INTERRUPTED = 130
-#: Exit status of ``nwwatch replay`` and ``nwwatch train`` stopped by SIGTERM (128 + 15, what
-#: a shell reports for a process the signal killed).
+#: Exit status of ``nwwatch replay``, ``measure`` and ``train`` stopped by SIGTERM (128 + 15,
+#: what a shell reports for a process the signal killed).
 EXIT_TERMINATED = 128 + signal.SIGTERM
-#: Exit status of ``nwwatch replay`` ended by a hang-up (SIGHUP: its terminal closed, an ssh
-#: session dropped), 128 + 1.
+#: Exit status of ``nwwatch replay`` and ``measure`` ended by a hang-up (SIGHUP: its terminal
+#: closed, an ssh session dropped), 128 + 1.
 EXIT_HUNG_UP = 128 + signal.SIGHUP
 
 
@@ -41,7 +41,7 @@ class HungUp(Terminated):
     """SIGHUP (the terminal closed, an ssh session dropped), unwound as SIGTERM is."""
 
 
-#: The signals that stop a long-running command (``run``, ``replay``, ``label``,
+#: The signals that stop a long-running command (``run``, ``replay``, ``measure``, ``label``,
 #: ``dashboard``) cleanly: Ctrl-C, ``kill``/systemd, a hang-up.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: {signal: its handler before :func:`catch_stop_signals_early`} while the recorder is in

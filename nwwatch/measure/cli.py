@@ -9,10 +9,15 @@ did this frame fail?" is one command. Optional overlays show every fit on its fr
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import numpy as np
@@ -363,7 +368,106 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     TIFF, MRC, DigitalMicrograph, Velox EMD and TIA series files are read as the service
     reads them: a file it refuses is named and skipped (exit status 1), and each row gets the
     file's pixel size and acquisition time. SerialEM's NAME.mdoc is read with its MRC file
-    NAME: named beside it (a shell glob) it is passed over, named alone it is refused."""
+    NAME: named beside it (a shell glob) it is passed over, named alone it is refused.
+
+    Ctrl-C, SIGTERM or a hang-up (SIGHUP) writes the rows measured so far to --out and exits
+    130, 143 or 129; the last line says how many rows were written and which files were not
+    measured."""
+    from nwwatch.options import sigterm_as_interrupt
+
+    run = _Run(inputs)
+    try:
+        # SIGTERM and a hang-up unwind as Ctrl-C does: the rows measured so far are written
+        with sigterm_as_interrupt(hangup=True):
+            try:
+                _measure(run, out, pixel_size_nm, overlays, images, read_as, model)
+            except KeyboardInterrupt as stop:
+                _stopped(stop, run, out)
+    except KeyboardInterrupt as stop:
+        # one that came while the command's modules were imported, raised as the block opens
+        _stopped(stop, run, out)
+
+
+class _Run:
+    """What ``measure`` has done so far: the rows, the files skipped, and where it is in
+    INPUTS, for the line of a run a stop signal ends."""
+
+    def __init__(self, inputs: tuple[Path, ...]) -> None:
+        self.inputs = inputs
+        self.rows: list[dict] = []
+        self.skipped = 0
+        self.swapped_valid: list[str] = []
+        #: index in ``inputs`` of the file being read or measured (len(inputs): all done)
+        self.position = 0
+        #: rows of the file at ``position`` already in ``rows`` (a multi-page file's pages),
+        #: and its number of pages (None: not read yet)
+        self.file_rows = 0
+        self.file_pages: int | None = None
+        self._named = {os.path.abspath(path) for path in inputs}
+
+    def passed_over(self, path: Path) -> bool:
+        """SerialEM's metadata named with its stack (a shell glob): read with the stack."""
+        return is_mdoc(path) and os.path.abspath(mdoc_stack(path)) in self._named
+
+    def not_measured(self) -> str:
+        """Which inputs were not measured: the one at ``position`` and those after it."""
+        # the file's last row is in: stopped before the next file (its lines, its notes)
+        done = 0 < self.file_rows == self.file_pages
+        left = [p for p in self.inputs[self.position + int(done):] if not self.passed_over(p)]
+        if not left:
+            return "every file was measured"
+        first = str(left[0])
+        if self.file_rows and not done:
+            first += (f" from page {self.file_rows} on (its first {self.file_rows} "
+                      "page(s) are in the rows)")
+        after = f" and the {len(left) - 1} after it" if len(left) > 1 else ""
+        return f"{len(left)} file(s) not measured: {first}{after}"
+
+
+def _stopped(stop: KeyboardInterrupt, run: _Run, out: Path) -> NoReturn:
+    """Write the rows measured so far (atomically, as at the end of a run), say what was
+    written and which files were not measured, and exit with the stop signal's status."""
+    from nwwatch.options import STOP_SIGNALS, interrupt_exit_status, interrupt_name
+
+    # A second signal while the rows are written would cut the write short (the atomic
+    # writer then keeps the earlier file) and raise out of this handler: ignored until the
+    # line is out. The process exits right after.
+    main_thread = threading.current_thread() is threading.main_thread()  # signal's rule
+    sigint = signal.getsignal(signal.SIGINT)
+    for signum in STOP_SIGNALS if main_thread else ():
+        signal.signal(signum, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # a terminal hung up takes no more lines
+        _say_swapped(run.swapped_valid)
+    if not run.rows:
+        written = f"nothing was written to {out}"
+    else:
+        try:
+            _write(run.rows, out)
+            written = f"wrote {len(run.rows)} row(s) to {out}"
+        except OSError as exc:
+            written = (f"the {len(run.rows)} row(s) measured could not be written to {out} "
+                       f"({exc.strerror or exc})")
+    skipped = f"; {run.skipped} file(s) skipped (see above)" if run.skipped else ""
+    with contextlib.suppress(OSError):
+        click.echo(f"measure interrupted ({interrupt_name(stop)}): {written}; "
+                   f"{run.not_measured()}{skipped}", err=True)
+    if main_thread:  # everything is written: a Ctrl-C now ends the process at once
+        signal.signal(signal.SIGINT, signal.SIG_DFL if sigint is signal.default_int_handler
+                      else sigint)
+    sys.exit(interrupt_exit_status(stop))
+
+
+def _say_swapped(swapped_valid: list[str]) -> None:
+    if swapped_valid:
+        click.echo(f"{len(swapped_valid)} refused label page(s) give an angle with the "
+                   "nanowire and droplet ids exchanged: check the masks' class order (first: "
+                   + ", ".join(swapped_valid[:3]) + ")")
+
+
+def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path | None,
+             images: Path | None, read_as: str, model: Path | None) -> None:
+    """The command's work: every input of ``run`` measured, its rows kept in ``run`` as
+    they are measured and written to ``out`` at the end."""
     from nwwatch.options import refuse_inside_results, require_writable
     from nwwatch.segment.session import file_sha256
 
@@ -382,14 +486,11 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     require_writable(out, "'--out'")
     if overlays is not None:
         require_writable(overlays, "'--overlays'", folder=True)
-    rows: list[dict] = []
-    skipped = 0
-    swapped_valid: list[str] = []
+    rows = run.rows
     used_names: set[str] = set()
-    named = {os.path.abspath(path) for path in inputs}
-    for path in inputs:
-        if is_mdoc(path) and os.path.abspath(mdoc_stack(path)) in named:
-            # SerialEM's metadata named with its stack (a shell glob): read with the stack
+    for position, path in enumerate(run.inputs):
+        run.position, run.file_rows, run.file_pages = position, 0, None
+        if run.passed_over(path):
             continue
         filled_px: list[int] = []
         try:
@@ -417,8 +518,9 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                     raise LabelFileError(path, damaged)
         except LabelFileError as exc:
             click.echo(f"skipped {exc.format_message()}", err=True)
-            skipped += 1
+            run.skipped += 1
             continue
+        run.file_pages = len(pages)
         source_sha256 = file_sha256(path)
         greys = _grey_frames(images, path.stem, pages) if is_labels else None
         for index, page in enumerate(pages):
@@ -472,6 +574,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                 "measurement_version": MEASUREMENT_VERSION,
                 "measure_ms": elapsed_ms,
             })
+            run.file_rows += 1
             angle = (f"{result.contact_angle_deg:.2f} deg"
                      if result.contact_angle_deg is not None else "-")
             note = f" ({result.reason})" if result.reason else ""
@@ -491,15 +594,13 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                 swapped = measure_contact_angle(exchange_wire_and_droplet(labels),
                                                 pixel_size_nm=size_nm)
                 if swapped.angle_valid:
-                    swapped_valid.append(f"{path}[{index}]")
+                    run.swapped_valid.append(f"{path}[{index}]")
                     click.echo(f"  note: with 1 and 2 exchanged (1 droplet, 2 nanowire) it "
                                f"gives {swapped.contact_angle_deg:.2f} deg; if your tool "
                                "numbers them so, renumber the mask (docs/measurement.md, "
                                "'Masks from other tools')")
-    if swapped_valid:
-        click.echo(f"{len(swapped_valid)} refused label page(s) give an angle with the "
-                   "nanowire and droplet ids exchanged: check the masks' class order (first: "
-                   + ", ".join(swapped_valid[:3]) + ")")
+    run.position = len(run.inputs)
+    _say_swapped(run.swapped_valid)
     if rows:
         try:
             _write(rows, out)
@@ -507,8 +608,8 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             raise click.ClickException(f"{out}: cannot write the results "
                                        f"({exc.strerror or exc})") from None
         click.echo(f"wrote {len(rows)} row(s) to {out}")
-    if skipped:
+    if run.skipped:
         # with no row, say so: a Parquet file already at --out is an earlier run's, not this one's
         unwritten = "" if rows else f"; nothing written to {out}"
-        raise click.ClickException(f"{skipped} file(s) skipped, unreadable or refused (see above)"
-                                   f"{unwritten}")
+        raise click.ClickException(f"{run.skipped} file(s) skipped, unreadable or refused "
+                                   f"(see above){unwritten}")
