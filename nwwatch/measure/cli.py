@@ -25,6 +25,7 @@ import numpy as np
 from nwwatch import DEFAULT_INSITU_MODEL, __version__
 from nwwatch.classes import (
     DROPLET,
+    INSITU_CLASSES,
     NANOWIRE,
     UNLABELED,
     UnsureBandError,
@@ -36,6 +37,7 @@ from nwwatch.io import Frame, ImageTooLargeError, InputError, inspect_tiff
 from nwwatch.io.dataset import (
     JPEG_NAMED_PNG,
     DatasetLayoutError,
+    label_values_problem,
     read_pages,
     read_tiff_frames,
     starts_as_jpeg,
@@ -75,6 +77,14 @@ _LABEL_MAX_VALUES = 4
 #: along its edges (masks so damaged: 0.94-0.99); a TEM frame's noise spreads its pixels over
 #: many values (our real crops and figure frames: at most 0.23).
 _DAMAGED_MASK_SHARE = 0.9
+#: The values of a label image: class ids 0, 1, 2, and 255 unlabeled.
+_LABEL_VALUES = (0, NANOWIRE, DROPLET, UNLABELED)
+#: ``--read-as auto`` takes an integer image of class ids (:data:`_LABEL_VALUES` on
+#: :data:`_DAMAGED_MASK_SHARE` of its pixels or more) with areas (3 x 3 pixels or more) of at
+#: most this many other values for a label image painted with a wrong value (a brush left at
+#: 3 or 7); it is refused naming them. JPEG compression or resizing scatters a mask's other
+#: values along its edges, and a low-dose frame's counts everywhere.
+_PAINTED_MAX_VALUES = 4
 
 
 class LabelFileError(click.ClickException):
@@ -134,11 +144,34 @@ def _sound_structure(path: Path) -> bool:
 
 
 def looks_like_labels(pages: list[np.ndarray]) -> bool:
-    """True for integer pages with at most a handful of distinct values (class ids), and for
-    float pages that hold nothing but the class ids 0, 1, 2 and 255 (unlabeled): a label
-    image saved as 32-bit."""
-    return all(np.unique(p).size <= _LABEL_MAX_VALUES if np.issubdtype(p.dtype, np.integer)
-               else _float_class_ids(p) for p in pages)
+    """True for integer pages with at most a handful of distinct values (class ids) or
+    painted with a few other values (:func:`painted_labels`), and for float pages that hold
+    nothing but the class ids 0, 1, 2 and 255 (unlabeled): a label image saved as 32-bit."""
+    return all(np.unique(p).size <= _LABEL_MAX_VALUES or painted_labels(p)
+               if np.issubdtype(p.dtype, np.integer) else _float_class_ids(p) for p in pages)
+
+
+def painted_labels(page: np.ndarray) -> bool:
+    """True for an integer page (H, W) of class ids with areas of a few other values
+    (:data:`_PAINTED_MAX_VALUES`): a label image with a wrong value painted in, which
+    :func:`read_labels` refuses naming the values that are not class ids."""
+    if not np.issubdtype(page.dtype, np.integer) or page.ndim != 2 or min(page.shape) < 3:
+        return False
+    values, counts = np.unique(page, return_counts=True)
+    is_id = np.isin(values, _LABEL_VALUES)
+    others = values[~is_id]
+    if not 0 < others.size <= _PAINTED_MAX_VALUES or (
+            counts[is_id].sum() < _DAMAGED_MASK_SHARE * page.size):
+        return False
+    # an area: a pixel of another value whose 8 neighbours hold the same value
+    inner = page[1:-1, 1:-1]
+    area = ~np.isin(inner, _LABEL_VALUES)
+    height, width = page.shape
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                area &= inner == page[1 + dy:height - 1 + dy, 1 + dx:width - 1 + dx]
+    return bool(area.any())
 
 
 def damaged_mask_problem(page: np.ndarray) -> str | None:
@@ -162,8 +195,7 @@ def damaged_mask_problem(page: np.ndarray) -> str | None:
 
 def _float_class_ids(page: np.ndarray) -> bool:
     """A float page whose every value is one of the class ids 0, 1, 2 or 255 (exactly)."""
-    return page.dtype.kind == "f" and bool(
-        np.isin(page, (0, NANOWIRE, DROPLET, UNLABELED)).all())
+    return page.dtype.kind == "f" and bool(np.isin(page, _LABEL_VALUES).all())
 
 
 def read_labels(path: Path, pages: list[np.ndarray] | None = None
@@ -198,12 +230,10 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
             filled_px[-1] = int(np.count_nonzero(page == UNLABELED))
             page = filled
         elif bad.size:
-            # which of another tool's ids means which class is the user's to say, not guessed
-            raise LabelFileError(
-                path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {bad[:5]} "
-                      "(a mask with other class ids, e.g. 0/127/255 grey or counted from 1? "
-                      "renumber it to 0, 1, 2: docs/measurement.md, 'Masks from other tools')"
-            )
+            # as the DATA readers say it; which of another tool's ids means which class is the
+            # user's to say, not guessed
+            raise LabelFileError(path, label_values_problem(np.unique(page),
+                                                            len(INSITU_CLASSES)))
         rim = interpolated_rim_problem(page)
         if rim:  # else a wire rim around the droplet moves or refuses the angle, unexplained
             raise LabelFileError(path, rim)
@@ -353,7 +383,8 @@ def _write(rows: list[dict], out: Path) -> None:
               default="auto", show_default=True,
               help="labels: class ids (0 background, 1 nanowire, 2 droplet); frames: raw "
                    "frames, segmented with --model first; auto: integer images with at most "
-                   f"{_LABEL_MAX_VALUES} distinct values, and float images of only 0, 1, 2 "
+                   f"{_LABEL_MAX_VALUES} distinct values or of class ids with areas of a few "
+                   "other values (painted in by mistake), and float images of only 0, 1, 2 "
                    "and 255, are labels; images with nearly all pixels on so few values "
                    "on every page (a mask saved as JPEG or resized) are refused; anything "
                    "else a frame.")
@@ -502,8 +533,9 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                     pages, filled_px = read_labels(path, pages)
                 except LabelFileError as exc:
                     if read_as == "labels" or all(
-                            np.isin(p, [0, NANOWIRE, DROPLET, UNLABELED]).all() for p in pages):
-                        raise  # class ids (with unlabeled pixels): not a frame
+                            np.isin(p, _LABEL_VALUES).all() for p in pages) or any(
+                            map(painted_labels, pages)):
+                        raise  # class ids (with unlabeled pixels, or painted): not a frame
                     # e.g. a blank frame: few grey levels made auto read it as labels
                     raise LabelFileError(path, f"{exc.reason}; read as labels: at most "
                                                f"{_LABEL_MAX_VALUES} distinct values (a raw "
