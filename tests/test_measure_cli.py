@@ -831,7 +831,7 @@ def test_model_option_takes_a_shipped_name_and_names_a_checkpoint(tmp_path, comm
     frame.parent.mkdir()
     tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))
     checkpoint = tmp_path / "mine.pt"
-    checkpoint.write_bytes(b"a torch checkpoint")
+    checkpoint.write_bytes(b"PK\x03\x04")  # a torch file's start
     out = {"measure": ["--out", str(tmp_path / "a.parquet")],
            "replay": ["--out", str(tmp_path / "res")],
            "label": ["--out", str(tmp_path / "DATA"), "--no-browser", "--port", "0"]}[command]
