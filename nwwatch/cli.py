@@ -57,7 +57,7 @@ _HELP = {
 #: before its modules load, and each takes them over as its first step. ``train`` stops so on
 #: Ctrl-C and SIGTERM only.
 _STOPPED_BY_SIGNALS: dict[str, tuple[int, ...]] = {
-    **dict.fromkeys(("run", "replay", "label", "dashboard"), STOP_SIGNALS),
+    **dict.fromkeys(("run", "replay", "label", "dashboard", "measure"), STOP_SIGNALS),
     "train": (signal.SIGINT, signal.SIGTERM),
 }
 

@@ -21,13 +21,13 @@ import click
 from nwwatch.pathtext import path_text
 
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it):
-#: ``nwwatch replay`` and ``nwwatch train``.
+#: ``nwwatch replay``, ``nwwatch measure`` and ``nwwatch train``.
 EXIT_INTERRUPTED = 130
-#: Exit status of ``nwwatch replay`` and ``nwwatch train`` stopped by SIGTERM (128 + 15, what
-#: a shell reports for a process the signal killed).
+#: Exit status of ``nwwatch replay``, ``measure`` and ``train`` stopped by SIGTERM (128 + 15,
+#: what a shell reports for a process the signal killed).
 EXIT_TERMINATED = 128 + signal.SIGTERM
-#: Exit status of ``nwwatch replay`` ended by a hang-up (SIGHUP: its terminal closed, an ssh
-#: session dropped), 128 + 1.
+#: Exit status of ``nwwatch replay`` and ``measure`` ended by a hang-up (SIGHUP: its terminal
+#: closed, an ssh session dropped), 128 + 1.
 EXIT_HUNG_UP = 128 + signal.SIGHUP
 
 
@@ -41,7 +41,7 @@ class HungUp(Terminated):
     """SIGHUP (the terminal closed, an ssh session dropped), unwound as SIGTERM is."""
 
 
-#: The signals that stop a long-running command (``run``, ``replay``, ``label``,
+#: The signals that stop a long-running command (``run``, ``replay``, ``measure``, ``label``,
 #: ``dashboard``) cleanly: Ctrl-C, ``kill``/systemd, a hang-up.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: {signal: its handler before :func:`catch_stop_signals_early`} while the recorder is in
@@ -424,13 +424,36 @@ def model_name_problem(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+def unreadable_checkpoint(path: str | os.PathLike[str], why: str) -> str:
+    """That ``path`` is not a checkpoint ``nwwatch train`` wrote, and ``why``: the one way
+    ``nwwatch train`` (``--init``, ``--resume``) and the commands that take a model say it."""
+    return f"{path_text(path)}: not a readable checkpoint ({why})"
+
+
+#: The first bytes of a file :func:`torch.save` writes: a zip archive (what ``nwwatch train``
+#: writes), or a pickle (torch's legacy format).
+_TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80")
+
+
+def _written_by_torch(path: Path) -> bool:
+    """Whether ``path`` starts as a file :func:`torch.save` writes (True when it cannot be
+    read: the model's loader then says why)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(4).startswith(_TORCH_FILE_STARTS)
+    except OSError:
+        return True
+
+
 def model_file(ctx: click.Context | None, param: click.Parameter | None,
                value: str | None) -> Path | None:
     """Click callback of a model argument or ``--model``: an ONNX file, or the name of a
     shipped model (``insitu-default``); None stays None. A MODEL.pt checkpoint is a usage error
     naming the MODEL.onnx ``nwwatch train`` wrote beside it (ONNX Runtime would say only
-    "Protobuf parsing failed"), and so are the model's card MODEL.json beside its MODEL.onnx,
-    a folder, a missing file and a path that is not UTF-8 text (:func:`model_name_problem`)."""
+    "Protobuf parsing failed"), a ``.pt`` file that is no torch file one that says it is no
+    checkpoint (:func:`unreadable_checkpoint`), and so are the model's card MODEL.json beside
+    its MODEL.onnx, a folder, a missing file and a path that is not UTF-8 text
+    (:func:`model_name_problem`)."""
 
     if value is None:
         return None
@@ -439,6 +462,12 @@ def model_file(ctx: click.Context | None, param: click.Parameter | None,
         problem = model_name_problem(path)
         if problem:
             raise click.BadParameter(problem, ctx, param)
+        if path.suffix.lower() == ".pt" and not _written_by_torch(path):
+            # e.g. a text file: no training checkpoint, whatever its name
+            raise click.BadParameter(
+                f"{unreadable_checkpoint(path, 'not a file torch.save writes')}: not the "
+                f"MODEL.pt that nwwatch train wrote; give an ONNX model, or the name of a "
+                f"shipped one ({', '.join(shipped)})", ctx, param)
         if path.suffix.lower() == ".pt":
             exported = path.with_suffix(".onnx")
             if not exported.exists() and path.stem in shipped:

@@ -494,7 +494,7 @@ def test_evaluate_takes_the_shipped_model_by_name_and_names_a_checkpoint(tmp_pat
                                        "--no-angles"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"model {DEFAULT_INSITU_MODEL}: 1 image, ")
-    (tmp_path / "mine.pt").write_bytes(b"a torch checkpoint")
+    (tmp_path / "mine.pt").write_bytes(b"PK\x03\x04")  # a torch file's start
     result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "mine.pt"), str(data)])
     assert result.exit_code == 2, result.output
     assert (f"{tmp_path / 'mine.pt'} is a training checkpoint, not an ONNX model: give the "

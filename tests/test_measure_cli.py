@@ -47,7 +47,7 @@ def test_cli_writes_rows_in_the_frame_schema(label_files):
     ])
     # the unreadable file is named, skipped and turns the exit status non-zero
     assert result.exit_code == 1
-    assert "bad.png" in result.output and "found [7]" in result.output
+    assert "bad.png" in result.output and "label values [7] out of range" in result.output
     table = pq.read_table(out)
     names = set(table.column_names)
     assert {"source", "frame", "measurement_version"} <= names
@@ -132,7 +132,7 @@ def test_raw_frames_are_segmented_with_the_model_then_measured(tmp_path):
     result = CliRunner().invoke(main, ["measure", str(tmp_path / "raw.tif"), "--out", str(out),
                                        "--read-as", "labels"])
     assert result.exit_code == 1
-    assert "raw.tif" in result.output and "labels must be" in result.output
+    assert "raw.tif" in result.output and "out of range: expected 0..2 or 255" in result.output
 
 
 def test_tiffs_are_read_as_the_service_reads_them(tmp_path):
@@ -324,7 +324,8 @@ def test_a_blank_frame_read_as_labels_says_how_to_measure_it_as_a_frame(tmp_path
     result = CliRunner().invoke(main, ["measure", str(blank), "--out",
                                        str(tmp_path / "rows.parquet")])
     assert result.exit_code == 1
-    assert f"{blank}: labels must be" in result.output and "--read-as frames" in result.output
+    assert f"{blank}: label values [500] out of range" in result.output
+    assert "--read-as frames" in result.output
     # --read-as labels asked for labels: no hint about frames
     result = CliRunner().invoke(main, ["measure", str(blank), "--out",
                                        str(tmp_path / "rows.parquet"), "--read-as", "labels"])
@@ -830,7 +831,7 @@ def test_model_option_takes_a_shipped_name_and_names_a_checkpoint(tmp_path, comm
     frame.parent.mkdir()
     tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))
     checkpoint = tmp_path / "mine.pt"
-    checkpoint.write_bytes(b"a torch checkpoint")
+    checkpoint.write_bytes(b"PK\x03\x04")  # a torch file's start
     out = {"measure": ["--out", str(tmp_path / "a.parquet")],
            "replay": ["--out", str(tmp_path / "res")],
            "label": ["--out", str(tmp_path / "DATA"), "--no-browser", "--port", "0"]}[command]
@@ -870,8 +871,9 @@ def test_a_grey_mask_is_told_to_be_renumbered_not_read_as_a_frame(tmp_path):
     result = CliRunner().invoke(main, ["measure", str(grey), "--out",
                                        str(tmp_path / "rows.parquet")])
     assert result.exit_code == 1
-    assert f"{grey}: labels must be" in result.output
-    assert "renumber it to 0, 1, 2" in result.output and "Masks from other tools" in result.output
+    assert f"{grey}: label values [127] out of range: expected 0..2 or 255" in result.output
+    assert "renumber them to 0..2 with a table: docs/measurement.md, 'Masks from other tools'" \
+        in " ".join(result.output.split())
 
 
 def test_a_label_without_a_grey_image_of_its_stem_is_warned_about(tmp_path):
@@ -1000,7 +1002,8 @@ def test_a_grey_mask_read_as_labels_is_told_to_be_renumbered(tmp_path):
     result = CliRunner().invoke(main, ["measure", str(grey), "--read-as", "labels", "--out",
                                        str(tmp_path / "rows.parquet")])
     assert result.exit_code == 1
-    assert "renumber it to 0, 1, 2" in result.output and "--read-as frames" not in result.output
+    assert "renumber them to 0..2 with a table" in " ".join(result.output.split())
+    assert "--read-as frames" not in result.output
 
 
 def test_a_ragged_hand_drawn_interface_is_not_taken_for_an_interpolated_rim(tmp_path):
@@ -1174,6 +1177,41 @@ def test_a_mask_damaged_by_jpeg_or_resizing_is_refused_not_segmented(tmp_path):
                                        "--out", str(tmp_path / "frames.parquet")])
     assert result.exit_code == 0, result.output
     assert f"{damaged[0]}[0] (frame)" in result.output
+
+
+def test_labels_painted_with_values_that_are_not_class_ids_are_named_as_such(tmp_path):
+    # a brush left at 3 or 7: was refused as "a damaged mask (JPEG compression or resizing)",
+    # or, with 3 alone, in other words than the DATA readers'; now, as they say it, which
+    # values are not class ids
+    from nwwatch.io.dataset import DatasetLayoutError, read_label_image
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    painted = cap.labels.copy()
+    painted[20:30, 20:40] = 3
+    painted[150:160, 150:170] = 7
+    three = cap.labels.copy()
+    three[20:30, 20:40] = 3
+    unlabeled = painted.copy()
+    unlabeled[:, :8] = 255
+    names = {"painted.png": painted, "three.png": three, "unlabeled.png": unlabeled}
+    for name, labels in names.items():
+        cv2.imwrite(str(tmp_path / name), labels)
+    out = tmp_path / "rows.parquet"
+    for read_as in ("auto", "labels"):
+        result = CliRunner().invoke(main, ["measure", *(str(tmp_path / n) for n in names),
+                                           "--read-as", read_as, "--out", str(out)])
+        assert result.exit_code == 1, result.output
+        said = " ".join(result.output.split())
+        for name in names:
+            path = tmp_path / name
+            with pytest.raises(DatasetLayoutError) as train_says:  # nwwatch train's reader
+                read_label_image(path)
+            reason = train_says.value.reason
+            assert reason.startswith(f"label values {[3] if name == 'three.png' else [3, 7]} "
+                                     "out of range: expected 0..2 or 255 (unlabeled)")
+            assert f"skipped {path}: {reason}" in said
+        assert "damaged mask" not in said and "--read-as frames" not in said
+        assert not out.exists()
 
 
 def test_a_jpeg_file_named_png_is_refused_as_a_jpeg(tmp_path):

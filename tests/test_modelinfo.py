@@ -147,6 +147,36 @@ def test_bad_input_is_one_error_line_naming_the_file(tmp_path, name, content, st
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("content", [b"hello\n", b""], ids=["text", "empty"])
+def test_a_pt_file_that_is_no_torch_file_is_not_called_a_checkpoint(tmp_path, content):
+    # was: "is a training checkpoint, not an ONNX model: give the model `nwwatch train`
+    # exported with it", for a text file named .pt; now as `nwwatch train --init` says it
+    path = tmp_path / "notmodel.pt"
+    path.write_bytes(content)
+    result = run(str(path))
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert said.endswith(f"Error: Invalid value for 'MODEL': {path}: not a readable checkpoint "
+                         "(not a file torch.save writes): not the MODEL.pt that nwwatch train "
+                         "wrote; give an ONNX model, or the name of a shipped one "
+                         "(insitu-default)")
+    assert "training checkpoint" not in result.output
+
+
+def test_train_and_model_say_a_text_file_is_no_checkpoint_alike(tmp_path):
+    pytest.importorskip("torch")
+    from training.checkpoint import CheckpointError, load_checkpoint
+
+    path = tmp_path / "notmodel.pt"
+    path.write_text("hello\n")
+    with pytest.raises(CheckpointError) as train_says:
+        load_checkpoint(path)
+    said = " ".join(run(str(path)).output.split())
+    assert str(train_says.value).startswith(f"{path}: not a readable checkpoint (")
+    assert f"{path}: not a readable checkpoint (" in said
+    assert "give the MODEL.pt that nwwatch train wrote" in str(train_says.value)
+
+
 def test_the_shipped_weights_point_to_the_shipped_model_by_name():
     # training/pretrained/insitu-default.pt has no insitu-default.onnx beside it: the error
     # names the shipped model's name, not a file that does not exist.

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from nwwatch.atomic import atomic_write
+from nwwatch.options import unreadable_checkpoint
 from training.paradigms.base import build_inference_model
 
 FORMAT = 1
@@ -91,7 +92,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for corrupt files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc}): give the MODEL.pt "
+        raise CheckpointError(f"{unreadable_checkpoint(path, str(exc))}: give the MODEL.pt "
                               f"that nwwatch train wrote") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an nwwatch training checkpoint (a torch file "

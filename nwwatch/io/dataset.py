@@ -195,7 +195,19 @@ def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str
                           f"class ids 0..{num_classes - 1}, {UNLABELED} unlabeled, as uint8")
         raise DatasetLayoutError(path, f"labels must be integer class ids, got {label.dtype}: "
                                        f"{advice}")
-    values = np.unique(label)
+    problem = label_values_problem(np.unique(label), num_classes)
+    if problem:
+        raise DatasetLayoutError(path, problem)
+    rim = interpolated_rim_problem(label) if num_classes >= len(INSITU_CLASSES) else None
+    if rim:  # trained or scored, the rim teaches and grades a wire around every droplet
+        raise DatasetLayoutError(path, rim)
+    return label.astype(np.uint8)
+
+
+def label_values_problem(values: np.ndarray, num_classes: int) -> str | None:
+    """Which of a label image's distinct integer ``values`` are not class ids (0 ..
+    ``num_classes`` - 1, or 255 unlabeled), and what to do, or None when all are: the one
+    way the DATA readers and ``nwwatch measure`` say it."""
     bad = values[(values >= num_classes) & (values != UNLABELED) | (values < 0)]
     if bad.size:
         hint = ""
@@ -215,13 +227,9 @@ def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str
                     f"docs/measurement.md, 'Masks from other tools'")
             if UNLABELED in values:
                 hint += f" (here {UNLABELED} reads as unlabeled, not as a class)"
-        raise DatasetLayoutError(
-            path, f"label values {bad.tolist()[:10]} out of range: expected 0..{num_classes - 1} "
-                  f"or {UNLABELED} (unlabeled){hint}")
-    rim = interpolated_rim_problem(label) if num_classes >= len(INSITU_CLASSES) else None
-    if rim:  # trained or scored, the rim teaches and grades a wire around every droplet
-        raise DatasetLayoutError(path, rim)
-    return label.astype(np.uint8)
+        return (f"label values {bad.tolist()[:10]} out of range: expected "
+                f"0..{num_classes - 1} or {UNLABELED} (unlabeled){hint}")
+    return None
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -9,10 +9,15 @@ did this frame fail?" is one command. Optional overlays show every fit on its fr
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import numpy as np
@@ -20,6 +25,7 @@ import numpy as np
 from nwwatch import DEFAULT_INSITU_MODEL, __version__
 from nwwatch.classes import (
     DROPLET,
+    INSITU_CLASSES,
     NANOWIRE,
     UNLABELED,
     UnsureBandError,
@@ -31,6 +37,7 @@ from nwwatch.io import Frame, ImageTooLargeError, InputError, inspect_tiff
 from nwwatch.io.dataset import (
     JPEG_NAMED_PNG,
     DatasetLayoutError,
+    label_values_problem,
     read_pages,
     read_tiff_frames,
     starts_as_jpeg,
@@ -70,6 +77,14 @@ _LABEL_MAX_VALUES = 4
 #: along its edges (masks so damaged: 0.94-0.99); a TEM frame's noise spreads its pixels over
 #: many values (our real crops and figure frames: at most 0.23).
 _DAMAGED_MASK_SHARE = 0.9
+#: The values of a label image: class ids 0, 1, 2, and 255 unlabeled.
+_LABEL_VALUES = (0, NANOWIRE, DROPLET, UNLABELED)
+#: ``--read-as auto`` takes an integer image of class ids (:data:`_LABEL_VALUES` on
+#: :data:`_DAMAGED_MASK_SHARE` of its pixels or more) with areas (3 x 3 pixels or more) of at
+#: most this many other values for a label image painted with a wrong value (a brush left at
+#: 3 or 7); it is refused naming them. JPEG compression or resizing scatters a mask's other
+#: values along its edges, and a low-dose frame's counts everywhere.
+_PAINTED_MAX_VALUES = 4
 
 
 class LabelFileError(click.ClickException):
@@ -129,11 +144,34 @@ def _sound_structure(path: Path) -> bool:
 
 
 def looks_like_labels(pages: list[np.ndarray]) -> bool:
-    """True for integer pages with at most a handful of distinct values (class ids), and for
-    float pages that hold nothing but the class ids 0, 1, 2 and 255 (unlabeled): a label
-    image saved as 32-bit."""
-    return all(np.unique(p).size <= _LABEL_MAX_VALUES if np.issubdtype(p.dtype, np.integer)
-               else _float_class_ids(p) for p in pages)
+    """True for integer pages with at most a handful of distinct values (class ids) or
+    painted with a few other values (:func:`painted_labels`), and for float pages that hold
+    nothing but the class ids 0, 1, 2 and 255 (unlabeled): a label image saved as 32-bit."""
+    return all(np.unique(p).size <= _LABEL_MAX_VALUES or painted_labels(p)
+               if np.issubdtype(p.dtype, np.integer) else _float_class_ids(p) for p in pages)
+
+
+def painted_labels(page: np.ndarray) -> bool:
+    """True for an integer page (H, W) of class ids with areas of a few other values
+    (:data:`_PAINTED_MAX_VALUES`): a label image with a wrong value painted in, which
+    :func:`read_labels` refuses naming the values that are not class ids."""
+    if not np.issubdtype(page.dtype, np.integer) or page.ndim != 2 or min(page.shape) < 3:
+        return False
+    values, counts = np.unique(page, return_counts=True)
+    is_id = np.isin(values, _LABEL_VALUES)
+    others = values[~is_id]
+    if not 0 < others.size <= _PAINTED_MAX_VALUES or (
+            counts[is_id].sum() < _DAMAGED_MASK_SHARE * page.size):
+        return False
+    # an area: a pixel of another value whose 8 neighbours hold the same value
+    inner = page[1:-1, 1:-1]
+    area = ~np.isin(inner, _LABEL_VALUES)
+    height, width = page.shape
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                area &= inner == page[1 + dy:height - 1 + dy, 1 + dx:width - 1 + dx]
+    return bool(area.any())
 
 
 def damaged_mask_problem(page: np.ndarray) -> str | None:
@@ -157,8 +195,7 @@ def damaged_mask_problem(page: np.ndarray) -> str | None:
 
 def _float_class_ids(page: np.ndarray) -> bool:
     """A float page whose every value is one of the class ids 0, 1, 2 or 255 (exactly)."""
-    return page.dtype.kind == "f" and bool(
-        np.isin(page, (0, NANOWIRE, DROPLET, UNLABELED)).all())
+    return page.dtype.kind == "f" and bool(np.isin(page, _LABEL_VALUES).all())
 
 
 def read_labels(path: Path, pages: list[np.ndarray] | None = None
@@ -193,12 +230,10 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
             filled_px[-1] = int(np.count_nonzero(page == UNLABELED))
             page = filled
         elif bad.size:
-            # which of another tool's ids means which class is the user's to say, not guessed
-            raise LabelFileError(
-                path, f"labels must be 0 background, 1 nanowire, 2 droplet; found {bad[:5]} "
-                      "(a mask with other class ids, e.g. 0/127/255 grey or counted from 1? "
-                      "renumber it to 0, 1, 2: docs/measurement.md, 'Masks from other tools')"
-            )
+            # as the DATA readers say it; which of another tool's ids means which class is the
+            # user's to say, not guessed
+            raise LabelFileError(path, label_values_problem(np.unique(page),
+                                                            len(INSITU_CLASSES)))
         rim = interpolated_rim_problem(page)
         if rim:  # else a wire rim around the droplet moves or refuses the angle, unexplained
             raise LabelFileError(path, rim)
@@ -348,7 +383,8 @@ def _write(rows: list[dict], out: Path) -> None:
               default="auto", show_default=True,
               help="labels: class ids (0 background, 1 nanowire, 2 droplet); frames: raw "
                    "frames, segmented with --model first; auto: integer images with at most "
-                   f"{_LABEL_MAX_VALUES} distinct values, and float images of only 0, 1, 2 "
+                   f"{_LABEL_MAX_VALUES} distinct values or of class ids with areas of a few "
+                   "other values (painted in by mistake), and float images of only 0, 1, 2 "
                    "and 255, are labels; images with nearly all pixels on so few values "
                    "on every page (a mask saved as JPEG or resized) are refused; anything "
                    "else a frame.")
@@ -363,7 +399,106 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     TIFF, MRC, DigitalMicrograph, Velox EMD and TIA series files are read as the service
     reads them: a file it refuses is named and skipped (exit status 1), and each row gets the
     file's pixel size and acquisition time. SerialEM's NAME.mdoc is read with its MRC file
-    NAME: named beside it (a shell glob) it is passed over, named alone it is refused."""
+    NAME: named beside it (a shell glob) it is passed over, named alone it is refused.
+
+    Ctrl-C, SIGTERM or a hang-up (SIGHUP) writes the rows measured so far to --out and exits
+    130, 143 or 129; the last line says how many rows were written and which files were not
+    measured."""
+    from nwwatch.options import sigterm_as_interrupt
+
+    run = _Run(inputs)
+    try:
+        # SIGTERM and a hang-up unwind as Ctrl-C does: the rows measured so far are written
+        with sigterm_as_interrupt(hangup=True):
+            try:
+                _measure(run, out, pixel_size_nm, overlays, images, read_as, model)
+            except KeyboardInterrupt as stop:
+                _stopped(stop, run, out)
+    except KeyboardInterrupt as stop:
+        # one that came while the command's modules were imported, raised as the block opens
+        _stopped(stop, run, out)
+
+
+class _Run:
+    """What ``measure`` has done so far: the rows, the files skipped, and where it is in
+    INPUTS, for the line of a run a stop signal ends."""
+
+    def __init__(self, inputs: tuple[Path, ...]) -> None:
+        self.inputs = inputs
+        self.rows: list[dict] = []
+        self.skipped = 0
+        self.swapped_valid: list[str] = []
+        #: index in ``inputs`` of the file being read or measured (len(inputs): all done)
+        self.position = 0
+        #: rows of the file at ``position`` already in ``rows`` (a multi-page file's pages),
+        #: and its number of pages (None: not read yet)
+        self.file_rows = 0
+        self.file_pages: int | None = None
+        self._named = {os.path.abspath(path) for path in inputs}
+
+    def passed_over(self, path: Path) -> bool:
+        """SerialEM's metadata named with its stack (a shell glob): read with the stack."""
+        return is_mdoc(path) and os.path.abspath(mdoc_stack(path)) in self._named
+
+    def not_measured(self) -> str:
+        """Which inputs were not measured: the one at ``position`` and those after it."""
+        # the file's last row is in: stopped before the next file (its lines, its notes)
+        done = 0 < self.file_rows == self.file_pages
+        left = [p for p in self.inputs[self.position + int(done):] if not self.passed_over(p)]
+        if not left:
+            return "every file was measured"
+        first = str(left[0])
+        if self.file_rows and not done:
+            first += (f" from page {self.file_rows} on (its first {self.file_rows} "
+                      "page(s) are in the rows)")
+        after = f" and the {len(left) - 1} after it" if len(left) > 1 else ""
+        return f"{len(left)} file(s) not measured: {first}{after}"
+
+
+def _stopped(stop: KeyboardInterrupt, run: _Run, out: Path) -> NoReturn:
+    """Write the rows measured so far (atomically, as at the end of a run), say what was
+    written and which files were not measured, and exit with the stop signal's status."""
+    from nwwatch.options import STOP_SIGNALS, interrupt_exit_status, interrupt_name
+
+    # A second signal while the rows are written would cut the write short (the atomic
+    # writer then keeps the earlier file) and raise out of this handler: ignored until the
+    # line is out. The process exits right after.
+    main_thread = threading.current_thread() is threading.main_thread()  # signal's rule
+    sigint = signal.getsignal(signal.SIGINT)
+    for signum in STOP_SIGNALS if main_thread else ():
+        signal.signal(signum, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # a terminal hung up takes no more lines
+        _say_swapped(run.swapped_valid)
+    if not run.rows:
+        written = f"nothing was written to {out}"
+    else:
+        try:
+            _write(run.rows, out)
+            written = f"wrote {len(run.rows)} row(s) to {out}"
+        except OSError as exc:
+            written = (f"the {len(run.rows)} row(s) measured could not be written to {out} "
+                       f"({exc.strerror or exc})")
+    skipped = f"; {run.skipped} file(s) skipped (see above)" if run.skipped else ""
+    with contextlib.suppress(OSError):
+        click.echo(f"measure interrupted ({interrupt_name(stop)}): {written}; "
+                   f"{run.not_measured()}{skipped}", err=True)
+    if main_thread:  # everything is written: a Ctrl-C now ends the process at once
+        signal.signal(signal.SIGINT, signal.SIG_DFL if sigint is signal.default_int_handler
+                      else sigint)
+    sys.exit(interrupt_exit_status(stop))
+
+
+def _say_swapped(swapped_valid: list[str]) -> None:
+    if swapped_valid:
+        click.echo(f"{len(swapped_valid)} refused label page(s) give an angle with the "
+                   "nanowire and droplet ids exchanged: check the masks' class order (first: "
+                   + ", ".join(swapped_valid[:3]) + ")")
+
+
+def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path | None,
+             images: Path | None, read_as: str, model: Path | None) -> None:
+    """The command's work: every input of ``run`` measured, its rows kept in ``run`` as
+    they are measured and written to ``out`` at the end."""
     from nwwatch.options import refuse_inside_results, require_writable
     from nwwatch.segment.session import file_sha256
 
@@ -382,14 +517,11 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     require_writable(out, "'--out'")
     if overlays is not None:
         require_writable(overlays, "'--overlays'", folder=True)
-    rows: list[dict] = []
-    skipped = 0
-    swapped_valid: list[str] = []
+    rows = run.rows
     used_names: set[str] = set()
-    named = {os.path.abspath(path) for path in inputs}
-    for path in inputs:
-        if is_mdoc(path) and os.path.abspath(mdoc_stack(path)) in named:
-            # SerialEM's metadata named with its stack (a shell glob): read with the stack
+    for position, path in enumerate(run.inputs):
+        run.position, run.file_rows, run.file_pages = position, 0, None
+        if run.passed_over(path):
             continue
         filled_px: list[int] = []
         try:
@@ -401,8 +533,9 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                     pages, filled_px = read_labels(path, pages)
                 except LabelFileError as exc:
                     if read_as == "labels" or all(
-                            np.isin(p, [0, NANOWIRE, DROPLET, UNLABELED]).all() for p in pages):
-                        raise  # class ids (with unlabeled pixels): not a frame
+                            np.isin(p, _LABEL_VALUES).all() for p in pages) or any(
+                            map(painted_labels, pages)):
+                        raise  # class ids (with unlabeled pixels, or painted): not a frame
                     # e.g. a blank frame: few grey levels made auto read it as labels
                     raise LabelFileError(path, f"{exc.reason}; read as labels: at most "
                                                f"{_LABEL_MAX_VALUES} distinct values (a raw "
@@ -417,8 +550,9 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                     raise LabelFileError(path, damaged)
         except LabelFileError as exc:
             click.echo(f"skipped {exc.format_message()}", err=True)
-            skipped += 1
+            run.skipped += 1
             continue
+        run.file_pages = len(pages)
         source_sha256 = file_sha256(path)
         greys = _grey_frames(images, path.stem, pages) if is_labels else None
         for index, page in enumerate(pages):
@@ -472,6 +606,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                 "measurement_version": MEASUREMENT_VERSION,
                 "measure_ms": elapsed_ms,
             })
+            run.file_rows += 1
             angle = (f"{result.contact_angle_deg:.2f} deg"
                      if result.contact_angle_deg is not None else "-")
             note = f" ({result.reason})" if result.reason else ""
@@ -491,15 +626,13 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
                 swapped = measure_contact_angle(exchange_wire_and_droplet(labels),
                                                 pixel_size_nm=size_nm)
                 if swapped.angle_valid:
-                    swapped_valid.append(f"{path}[{index}]")
+                    run.swapped_valid.append(f"{path}[{index}]")
                     click.echo(f"  note: with 1 and 2 exchanged (1 droplet, 2 nanowire) it "
                                f"gives {swapped.contact_angle_deg:.2f} deg; if your tool "
                                "numbers them so, renumber the mask (docs/measurement.md, "
                                "'Masks from other tools')")
-    if swapped_valid:
-        click.echo(f"{len(swapped_valid)} refused label page(s) give an angle with the "
-                   "nanowire and droplet ids exchanged: check the masks' class order (first: "
-                   + ", ".join(swapped_valid[:3]) + ")")
+    run.position = len(run.inputs)
+    _say_swapped(run.swapped_valid)
     if rows:
         try:
             _write(rows, out)
@@ -507,8 +640,8 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
             raise click.ClickException(f"{out}: cannot write the results "
                                        f"({exc.strerror or exc})") from None
         click.echo(f"wrote {len(rows)} row(s) to {out}")
-    if skipped:
+    if run.skipped:
         # with no row, say so: a Parquet file already at --out is an earlier run's, not this one's
         unwritten = "" if rows else f"; nothing written to {out}"
-        raise click.ClickException(f"{skipped} file(s) skipped, unreadable or refused (see above)"
-                                   f"{unwritten}")
+        raise click.ClickException(f"{run.skipped} file(s) skipped, unreadable or refused "
+                                   f"(see above){unwritten}")
