@@ -123,3 +123,43 @@ def test_a_replay_whose_terminal_closes_writes_what_was_processed(tmp_path):
     assert ledger_count(results, "items", "state='done'") == written
     again = replay(acq, results, model=onnx)
     assert (again.skipped, again.done) == (written, N_FILES - written)
+
+
+# ``nwwatch replay`` that sends itself ``argv[1]`` (a signal number) as soon as its first batch
+# is held in the ledger, before that batch reaches the buffer a stopping replay writes.
+_STOP_AFTER_HOLD = """
+import os, sys
+from nwwatch.service import ledger
+sig = int(sys.argv.pop(1))
+real_hold = ledger.Ledger.hold
+def hold(self, *args, **kwargs):
+    quarantined = real_hold(self, *args, **kwargs)
+    if not getattr(hold, "sent", False):
+        hold.sent = True
+        os.kill(os.getpid(), sig)
+    return quarantined
+ledger.Ledger.hold = hold
+sys.argv[0] = "nwwatch"
+from nwwatch.cli import main
+main()
+"""
+
+
+def test_a_stop_right_after_a_batch_is_held_writes_that_batch(tmp_path):
+    # the ledger held the batch, the signal came before it was added to the buffer: the
+    # stopping replay wrote nothing of it (seen as a flaky run of the test above)
+    acq, results = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    write_frames(acq, 40)
+    onnx = model(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", _STOP_AFTER_HOLD, str(int(signal.SIGTERM)), "replay", str(acq),
+         "--out", str(results), "--model", str(onnx)],
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr[-3000:]
+    assert "replay interrupted (SIGTERM)" in done.stderr
+    table = frames_table(results)
+    written = 0 if table is None else len(table)
+    assert 0 < written < 40
+    assert ledger_count(results, "items", "state='done'") == written

@@ -386,11 +386,13 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
                                               pa.string()))
         table = table.replace_schema_metadata(None).cast(job.schema())
         if table.num_rows:
-            quarantined = ledger.hold(batch_id, list(rows_per_item), failures,
-                                      engine.max_attempts)
-            engine.buffer.add(HeldBatch(
-                batch_id, job.folder, partition, table, rows_per_item, supersede=force,
-                aux=aux, summaries=table.select(list(SUMMARY_KEYS)).to_pylist()))
+            held = HeldBatch(batch_id, job.folder, partition, table, rows_per_item,
+                             supersede=force, aux=aux,
+                             summaries=table.select(list(SUMMARY_KEYS)).to_pylist())
+            with ctrl_c_after_the_call():  # held in the ledger and the buffer, or neither
+                quarantined = ledger.hold(batch_id, list(rows_per_item), failures,
+                                          engine.max_attempts)
+                engine.buffer.add(held)
             if engine.kind == "insitu":
                 from nwwatch.service.frames import offer_to_label_queue
 

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Sequence
 
 from nwwatch.dashboard import metrics as _metrics
+from nwwatch.options import ctrl_c_after_the_call
 from nwwatch.paths import acquisition_of
 from nwwatch.results.parquet import acquisition_partition, rows_to_table
 from nwwatch.segment.session import ModelLoadError
@@ -203,14 +204,19 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     rows_per_item = {it.key: len(it.rows) for it in items if not it.failed}
     if rows:
         table = rows_to_table(rows, job.schema())
-        # The batch is done; its rows wait for a larger file (committed when it is written).
-        quarantined = ledger.hold(batch_id, list(rows_per_item), failures, engine.max_attempts)
-        engine.buffer.add(HeldBatch(
+        held = HeldBatch(
             batch_id, job.folder, acquisition_partition(rows[0]["source"]), table,
             rows_per_item, supersede=force, aux=aux, summaries=[summary_of(r) for r in rows],
             detected_at=[it.detected_at for it in items
                          if not it.failed and it.detected_at is not None],
-            entries=[it.entry for it in items if not it.failed]))
+            entries=[it.entry for it in items if not it.failed])
+        # The batch is done; its rows wait for a larger file (committed when it is written).
+        # A stop between the two steps would leave it held in the ledger but not in the buffer
+        # that a stopping replay writes: its rows lost to this run (released at the next).
+        with ctrl_c_after_the_call():
+            quarantined = ledger.hold(batch_id, list(rows_per_item), failures,
+                                      engine.max_attempts)
+            engine.buffer.add(held)
     else:
         quarantined = ledger.commit(batch_id, rows_per_item, failures, engine.max_attempts,
                                     wrote_parquet=False)
