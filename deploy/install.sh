@@ -63,6 +63,14 @@ if [[ -d $SWAP ]]; then
         exit 1
     fi
 fi
+# An update stopped between its two renames (step 6) left no LIVE, the venv it replaced as
+# PREVIOUS and its checked NEW (marked so once every check passed): finished here, where a
+# new update would have removed PREVIOUS and built NEW again, and --rollback found no venv.
+if [[ ! -e $LIVE && -d $PREVIOUS && -f $NEW/.install-checked ]]; then
+    mv -T "$NEW" "$LIVE"
+    rm -f "$LIVE/.install-checked"
+    echo "install.sh: $LIVE put in place from $NEW (an update stopped between its moves)" >&2
+fi
 # Every update makes a new venv: by default from the interpreter and with the extra pip
 # arguments the installed one was made with (an install with PYTHON=/usr/bin/python3.12 or the
 # CUDA libraries keeps them without repeating them).
@@ -300,6 +308,7 @@ new_re=${NEW//./\\.}
     | while IFS= read -r file; do sed -i "s#$new_re\\b#$LIVE#g" "$file"; done
 left=$(grep -rlIF -- "$NEW" "$NEW/bin" || true)
 [[ -z $left ]] || die "could not point these files of $NEW at $LIVE: $left"
+touch "$NEW/.install-checked"  # every check passed: a run stopped in the swap finishes it
 
 # 6. The swap, with the service stopped only for it: the replaced venv is kept as venv.previous
 #    (--rollback), the one kept before is removed once the service has stopped (a service
@@ -310,6 +319,7 @@ keep_new=yes
 # -T: a folder left at the target is an error, not a folder to move into
 [[ -e $LIVE ]] && mv -T "$LIVE" "$PREVIOUS"
 mv -T "$NEW" "$LIVE"
+rm -f "$LIVE/.install-checked"
 
 # 7. The unit and the drop-in.
 unit=$(mktemp)

@@ -671,3 +671,25 @@ def test_a_rollback_stopped_between_its_moves_is_undone_or_finished_by_the_next_
     assert done.returncode == 1 and f"{swap} is left beside" in done.stderr, done.stderr
     assert (live / "second").exists() and (previous / "first").exists() and swap.exists()
     assert not [c for c in calls.read_text().splitlines() if c.startswith("systemctl")]
+
+
+def test_an_update_stopped_between_its_renames_is_finished_by_the_next_run(sandbox):
+    # killed after venv -> venv.previous and before venv.new -> venv: the service had no venv,
+    # --rollback said "no earlier venv" and the next update removed venv.previous
+    tmp, env, prefix, config, calls, data = sandbox
+    live, previous, new = prefix / "venv", prefix / "venv.previous", prefix / "venv.new"
+    assert _install(env, tmp).returncode == 0
+    assert _install(env, tmp).returncode == 0
+    assert not (live / ".install-checked").exists()  # the mark of a checked venv.new goes
+    (live / "second").write_text("")
+    shutil.copytree(live, new, symlinks=True)  # the update's checked venv.new
+    (new / "third").write_text("")
+    (new / ".install-checked").write_text("")
+    shutil.rmtree(previous)
+    live.rename(previous)
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--reconfigure"],
+                          env=env, cwd=tmp, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"{live} put in place from {new} (an update stopped between its moves)" in done.stderr
+    assert (live / "third").exists() and (previous / "second").exists()
+    assert not new.exists() and not (live / ".install-checked").exists()
