@@ -73,3 +73,28 @@ def assert_chunks_are_the_whole_read(path: Path, chunk_pages: list[int],
     with pytest.raises(nio.PageIndexError):
         nio.read_frame_at(path, n)
     return whole
+
+
+def assert_read_by_chunks_past_the_whole_read_limit(path: Path, stack: np.ndarray,
+                                                    monkeypatch: pytest.MonkeyPatch) -> str:
+    """With ``nwwatch.io.limits.MAX_FILE_BYTES`` set to two of its pages, the file at ``path``
+    (the 6 pages of ``stack``, (6, H, W)) is read in chunks of 4 and one page at a time as
+    ever, and refused by ``read_frames`` (what reads a file whole) naming the file, its
+    declared bytes and the limit. MAX_FILE_BYTES bounds a file read whole (every frame in
+    memory at once); a recording read a chunk at a time, as the service and replay read it,
+    may be longer. Returns the refusal's text."""
+    n, height, width = stack.shape
+    monkeypatch.setattr(nio.limits, "MAX_FILE_BYTES", 2 * stack[0].nbytes)
+    assert nio.inspect_tiff(path).declared_bytes == stack.nbytes
+    chunks = list(nio.read_frame_chunks(
+        path, 4, whole=lambda info: pytest.fail(f"{info.path} read whole")))
+    assert [[f.index for f in c] for c in chunks] == [list(range(0, 4)), list(range(4, n))]
+    np.testing.assert_array_equal(np.stack([f.image for c in chunks for f in c]), stack)
+    np.testing.assert_array_equal(nio.read_frame_at(path, n - 1).image, stack[n - 1])
+    with pytest.raises(nio.ImageTooLargeError) as error:
+        read_frames(path)
+    assert str(error.value).startswith(
+        f"{path}: declares {stack.nbytes} bytes of pixels (shape ({n}, {height}, {width})), "
+        f"more than the limit of {2 * stack[0].nbytes} (")
+    assert str(error.value).endswith(" GiB) for a file read whole")
+    return str(error.value)

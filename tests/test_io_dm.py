@@ -337,26 +337,11 @@ def test_a_chunk_reads_only_its_own_planes(tmp_path):
 
 def test_a_stack_over_the_whole_read_limit_is_read_by_chunks_and_refused_whole(
         tmp_path, monkeypatch):
-    # MAX_FILE_BYTES bounds a file read whole (every frame in memory at once); a recording
-    # read a chunk of planes at a time, as the service and replay read it, may be longer
-    import nwwatch.io as nio
-    from nwwatch.io import ImageTooLargeError
+    from chunkkit import assert_read_by_chunks_past_the_whole_read_limit
 
     data = RNG.integers(0, 4000, (6, 16, 16)).astype(np.uint16)
-    path = dm_file(tmp_path / "long.dm4", data, 10)
-    monkeypatch.setattr(nio.limits, "MAX_FILE_BYTES", 2 * 16 * 16 * 2)
-    info = inspect_tiff(path)
-    assert info.declared_bytes == data.nbytes
-    chunks = list(nio.read_frame_chunks(
-        path, 4, whole=lambda info: pytest.fail(f"{info.path} read whole")))
-    assert [[f.index for f in c] for c in chunks] == [[0, 1, 2, 3], [4, 5]]
-    np.testing.assert_array_equal(np.stack([f.image for c in chunks for f in c]), data)
-    np.testing.assert_array_equal(nio.read_frame_at(path, 5).image, data[5])
-    with pytest.raises(ImageTooLargeError, match=f"long.dm4: declares {data.nbytes} bytes "
-                                                 r"of pixels \(shape \(6, 16, 16\)\), more "
-                                                 "than the limit of 1024 .* for a file read "
-                                                 "whole"):
-        read_frames(path)
+    assert_read_by_chunks_past_the_whole_read_limit(dm_file(tmp_path / "long.dm4", data, 10),
+                                                    data, monkeypatch)
 
 
 def test_the_thumbnail_is_skipped_and_the_largest_image_read(tmp_path):

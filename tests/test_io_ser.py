@@ -268,40 +268,11 @@ def test_a_chunk_reads_only_its_own_elements(tmp_path):
 
 def test_a_series_over_the_whole_read_limit_is_read_by_chunks_and_refused_whole(
         tmp_path, monkeypatch):
-    # MAX_FILE_BYTES bounds a file read whole (every frame in memory at once); a recording
-    # read a chunk of elements at a time, as the service and replay read it, may be longer
-    import nwwatch.io as nio
+    from chunkkit import assert_read_by_chunks_past_the_whole_read_limit
 
     frames = _frames(6, (16, 16))
-    path = ser_file(tmp_path / "long.ser", frames)
-    monkeypatch.setattr(nio.limits, "MAX_FILE_BYTES", 2 * 16 * 16 * 2)
-    info = inspect_tiff(path)
-    assert info.declared_bytes == 6 * 16 * 16 * 2
-    chunks = list(nio.read_frame_chunks(
-        path, 4, whole=lambda info: pytest.fail(f"{info.path} read whole")))
-    assert [[f.index for f in c] for c in chunks] == [[0, 1, 2, 3], [4, 5]]
-    np.testing.assert_array_equal(np.stack([f.image for c in chunks for f in c]),
-                                  np.stack(frames))
-    np.testing.assert_array_equal(nio.read_frame_at(path, 5).image, frames[5])
-    with pytest.raises(ImageTooLargeError, match=r"long.ser: declares 3072 bytes of pixels "
-                                                 r"\(shape \(6, 16, 16\)\), more than the "
-                                                 "limit of 1024 .* for a file read whole"):
-        read_frames(path)
-
-
-# --- times ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("tag_type", [0x4152, 0x4142])
-def test_each_frame_gets_its_tag_time_and_frames_of_one_second_share_it(tmp_path, tag_type):
-    start = int(_WHEN.timestamp())
-    times = [start, start, start + 1, start + 1, start + 3]
-    path = ser_file(tmp_path / "t.ser", _frames(5), times=times, tag_type=tag_type)
-    frames = read_frames(path)
-    assert [f.acquired_at for f in frames] == [_WHEN + timedelta(seconds=s - start)
-                                               for s in times]
-    assert {f.acquired_at_source for f in frames} == {"metadata"}
-    assert [f.index for f in frames] == [0, 1, 2, 3, 4]  # the order within a second
+    assert_read_by_chunks_past_the_whole_read_limit(ser_file(tmp_path / "long.ser", frames),
+                                                    np.stack(frames), monkeypatch)
 
 
 def test_an_unset_time_tag_gives_every_frame_the_mtime(tmp_path):
