@@ -472,14 +472,21 @@ def _nwwatch_times(path: Path, tif: tifffile.TiffFile) -> list[datetime] | None:
 
 def _ome_acquisition_date(path: Path, tif: tifffile.TiffFile) -> datetime | None:
     image, _ = _ome_pixels(tif)
-    element = None if image is None else image.find("{*}AcquisitionDate")
+    return _iso_time(path, None if image is None else image.find("{*}AcquisitionDate"),
+                     "OME AcquisitionDate")
+
+
+def _iso_time(path: Path, element: ET.Element | None, what: str) -> datetime | None:
+    """The ISO 8601 time of an XML ``element`` (OME's AcquisitionDate, JEOL's TemReporter
+    DateTime), in UTC; None when it is absent or empty, or, with an ``io.times_ignored``
+    warning naming ``what``, when it is no ISO time."""
     if element is None or not (element.text or "").strip():
         return None
     try:
         return _as_utc(datetime.fromisoformat(element.text.strip()))
     except ValueError as exc:
         _log.warning("io.times_ignored", path=str(path),
-                     reason=f"bad OME AcquisitionDate {element.text!r}: {exc}")
+                     reason=f"bad {what} {element.text!r}: {exc}")
         return None
 
 
@@ -580,14 +587,7 @@ def _jeol_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
         _log.warning("io.times_ignored", path=str(path),
                      reason=f"JEOL TemReporter description is not XML: {exc}")
         return None
-    if element is None or not (element.text or "").strip():
-        return None
-    try:
-        return _as_utc(datetime.fromisoformat(element.text.strip()))
-    except ValueError as exc:
-        _log.warning("io.times_ignored", path=str(path),
-                     reason=f"bad JEOL TemReporter DateTime {element.text!r}: {exc}")
-        return None
+    return _iso_time(path, element, "JEOL TemReporter DateTime")
 
 
 def _tag_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
