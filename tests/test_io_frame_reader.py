@@ -7,6 +7,7 @@ import mrcfile
 import numpy as np
 import pytest
 import tifffile
+from chunkkit import assert_same_frame
 from structlog.testing import capture_logs
 from test_io_emd import _write as write_emd
 from test_io_vendor_metadata import _events, _fei_text, _scene_and_bar, _write_fei_pages
@@ -23,12 +24,7 @@ def test_every_page_read_through_one_reader_is_that_page_of_the_stack_read_whole
         whole = read_frames(path)
         with FrameReader(path) as reader:
             for index in (9, 0, 3, 3):  # any order, a page twice
-                frame, expected = reader.frame(index), whole[index]
-                assert frame.image.dtype == expected.image.dtype, path.name
-                assert np.array_equal(frame.image, expected.image), (path.name, index)
-                assert frame.index == index
-                assert (frame.pixel_size_nm, frame.acquired_at, frame.acquired_at_source) == (
-                    expected.pixel_size_nm, expected.acquired_at, expected.acquired_at_source)
+                assert_same_frame(reader.frame(index), whole[index])
             with pytest.raises(PageIndexError, match=r"page 10 out of range \(0\.\.9\)"):
                 reader.frame(10)
             assert not reader.changed()

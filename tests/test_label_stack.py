@@ -11,6 +11,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import tifffile
+from chunkkit import assert_same_frame
 from structlog.testing import capture_logs
 from test_io_vendor_metadata import _events, _fei_text, _scene_and_bar, _write_fei_pages
 from tiffkit import count_parsed_pages
@@ -93,13 +94,7 @@ def test_one_page_read_alone_is_that_page_of_the_stack_read_whole(tmp_path):
     for path in _stack_files(tmp_path, stack):
         whole = read_frames(path)
         for index in (0, 3, 9):
-            frame = read_frame_at(path, index)
-            expected = whole[index]
-            assert frame.image.dtype == expected.image.dtype, path.name
-            assert np.array_equal(frame.image, expected.image), (path.name, index)
-            assert frame.index == index
-            assert (frame.pixel_size_nm, frame.acquired_at, frame.acquired_at_source) == (
-                expected.pixel_size_nm, expected.acquired_at, expected.acquired_at_source)
+            assert_same_frame(read_frame_at(path, index), whole[index])
         with pytest.raises(PageIndexError, match=r"page 10 out of range \(0\.\.9\)"):
             read_frame_at(path, 10)
 
