@@ -42,16 +42,22 @@ def interrupt_train(args: list[str], env: dict[str, str], ready, what: str, sig:
     return process, stdout, stderr
 
 
-@pytest.mark.slow
-def test_ctrl_c_keeps_the_checkpoint_writes_no_model_and_says_how_to_go_on(tmp_path):
-    # before: click's bare "Aborted!" with exit status 1; whether MODEL.pt or MODEL.onnx could
-    # be used was left to guess
+def _endless_run(tmp_path: Path, quiet: bool = True) -> tuple[list[str], dict, Path]:
+    """``nwwatch train``'s arguments (without the command) for a tiny run of a step an epoch
+    that only a signal ends, its environment, and its ``--out``."""
     data = make_folder(tmp_path / "data", n=3, size=32)
     out = tmp_path / "runs" / "m.onnx"
     args = [str(data), "--out", str(out), "--epochs", "100000", "--model-options", TINY,
             "--threads", "1", "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "1",
-            "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+            *(["--quiet"] if quiet else [])]
+    return args, {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}, out
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_checkpoint_writes_no_model_and_says_how_to_go_on(tmp_path):
+    # before: click's bare "Aborted!" with exit status 1; whether MODEL.pt or MODEL.onnx could
+    # be used was left to guess
+    args, env, out = _endless_run(tmp_path)
     checkpoint = out.with_suffix(".pt")
     # once an epoch has finished, and a few epochs more: the signal lands mid-run
     process, stdout, stderr = interrupt_train(args, env, checkpoint.is_file, "checkpoint",
@@ -70,11 +76,7 @@ def test_ctrl_c_keeps_the_checkpoint_writes_no_model_and_says_how_to_go_on(tmp_p
 def test_ctrl_c_with_the_progress_bar_leaves_the_message_as_the_last_line(tmp_path):
     # the bar is closed as the run unwinds: left open, it would be drawn again at exit, below
     # the line that says what was kept
-    data = make_folder(tmp_path / "data", n=3, size=32)
-    out = tmp_path / "runs" / "m.onnx"
-    args = [str(data), "--out", str(out), "--epochs", "100000", "--model-options", TINY,
-            "--threads", "1", "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "1"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args, env, out = _endless_run(tmp_path, quiet=False)
     process, stdout, stderr = interrupt_train(args, env, out.with_suffix(".pt").is_file,
                                               "checkpoint", signal.SIGINT, settle_s=0.5)
     assert process.returncode == 130, (stdout, stderr)
@@ -85,12 +87,7 @@ def test_ctrl_c_with_the_progress_bar_leaves_the_message_as_the_last_line(tmp_pa
 def test_a_second_ctrl_c_while_it_exits_ends_it_without_another_line(tmp_path):
     # pressed again during torch's teardown (about a second), Ctrl-C must not be raised there:
     # click's "Aborted!" with exit status 1, or the message a second time
-    data = make_folder(tmp_path / "data", n=3, size=32)
-    out = tmp_path / "runs" / "m.onnx"
-    args = [str(data), "--out", str(out), "--epochs", "100000", "--model-options", TINY,
-            "--threads", "1", "--batch-size", "2", "--crop", "32", "--steps-per-epoch", "1",
-            "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args, env, out = _endless_run(tmp_path)
     command = [sys.executable, "-c", "from nwwatch.cli import main; main()", "train", *args]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, env=env)
