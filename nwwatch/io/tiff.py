@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -213,23 +213,16 @@ class FrameReader:
         self.path = Path(path)
         self._stamp = _file_stamp(self.path)  # before opening: a write meanwhile is seen
         self._files = ExitStack()
-        self._tiff: tuple[TiffInfo, list[tifffile.TiffPageSeries], _PageMetadata] | None = None
         self._mrc: BinaryIO | None = None
         self._mrc_metadata: _FrameMetadata | None = None
-        self._vendor: OpenFrames | None = None
+        self._opened: OpenFrames | None = None
         self._closed = False
         try:
             if is_mrc(self.path):
                 # kept open: a file replaced since is not read with the first one's metadata
                 self._mrc = self._files.enter_context(open_input(self.path))
                 return
-            opener = _open_vendor_frames(self.path)
-            if opener is not None:
-                self._vendor = self._files.enter_context(opener)
-                return
-            tif, info = self._files.enter_context(open_tiff(self.path))
-            series = image_series(tif)[0]
-            self._tiff = info, series, _page_metadata(self.path, tif, info, series)
+            self._opened = self._files.enter_context(_open_frames(self.path))
         except BaseException:
             self._files.close()
             raise
@@ -243,10 +236,9 @@ class FrameReader:
         path = self.path
         if self._closed:
             raise ValueError(f"{path}: frame read from a closed FrameReader")
-        if self._tiff is not None:
-            info, series, meta = self._tiff
-            check_page_index(path, index, info.n_pages)
-            return meta.frame(index, _read_page_pixels(path, info, series, index))
+        if self._opened is not None:
+            check_page_index(path, index, self._opened.info.n_pages)
+            return self._opened.read(range(index, index + 1))[0]
         if self._mrc is not None:
             if self._mrc_metadata is not None:  # the sections there were when first read
                 check_page_index(path, index, len(self._mrc_metadata[0]))
@@ -254,9 +246,6 @@ class FrameReader:
             (frame,), self._mrc_metadata = _mrc_frames_with(path, range(index, index + 1),
                                                             self._mrc_metadata, self._mrc)
             return frame
-        if self._vendor is not None:
-            check_page_index(path, index, self._vendor.info.n_pages)
-            return self._vendor.read(range(index, index + 1))[0]
         raise ValueError(f"{path}: frame read from a closed FrameReader")
 
     def changed(self) -> bool:
@@ -268,8 +257,7 @@ class FrameReader:
         """Close the file."""
         self._files.close()
         self._mrc = None
-        self._vendor = None
-        self._tiff = None
+        self._opened = None
         self._closed = True
 
     def __enter__(self) -> FrameReader:
@@ -292,16 +280,37 @@ def _file_stamp(path: Path) -> tuple:
     return (stamp(path), stamp(mdoc_path(path)) if is_mrc(path) else None)
 
 
-def _open_vendor_frames(path: Path) -> AbstractContextManager[OpenFrames] | None:
-    """The opener of a DigitalMicrograph, EMD or TIA file's frames
-    (:class:`nwwatch.io.records.OpenFrames`), None for a file of another format."""
+def _open_frames(path: Path) -> AbstractContextManager[OpenFrames]:
+    """The opener of the frames of a TIFF, DigitalMicrograph, EMD or TIA file
+    (:class:`nwwatch.io.records.OpenFrames`; an MRC file is read by :mod:`nwwatch.io.mrc`)."""
     if is_emd(path):
         return open_emd_frames(path)
     if is_ser(path):
         return open_ser_frames(path)
     if is_dm(path):
         return open_dm_frames(path)
-    return None
+    return _open_tiff_frames(path)
+
+
+@contextmanager
+def _open_tiff_frames(path: Path) -> Iterator[OpenFrames]:
+    """The frames of :func:`read_frames` of a TIFF opened once, its structure checked and
+    every page's metadata read (and warned about) once; each page's pixels read when asked,
+    or, where the pages cannot be read alone (:func:`_planes_by_page`; ``by_page`` False),
+    every page's at each read."""
+    with open_tiff(path) as (tif, info):
+        series = image_series(tif)[0]
+        meta = _page_metadata(path, tif, info, series)
+        by_page = _planes_by_page(series)
+
+        def read(pages: range) -> list[Frame]:
+            if by_page:
+                return [meta.frame(i, _read_page_pixels(path, info, series, i)) for i in pages]
+            height, width = info.page_shape
+            stack = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
+            return [meta.frame(i, stack[i]) for i in pages]
+
+        yield OpenFrames(info, read, by_page)
 
 
 def read_frame_at(path: str | os.PathLike[str], index: int) -> Frame:
@@ -342,34 +351,17 @@ def read_frame_chunks(path: str | os.PathLike[str], pages: int,
     if is_mrc(path):
         yield from read_mrc_frame_chunks(path, pages)
         return
-    opener = _open_vendor_frames(path)
-    if opener is not None:
-        with opener as opened:
-            info = opened.info
-            if not opened.by_page:
-                # the reader's limit first: no memory would let a file over it be read
-                check_whole_read_bytes(path, info.declared_bytes, info.shape)
-                if whole is not None:
-                    whole(info)
-                yield opened.read(range(info.n_pages))
-                return
-            for start in range(0, info.n_pages, pages):
-                yield opened.read(range(start, min(info.n_pages, start + pages)))
-        return
-    with open_tiff(path) as (tif, info):
-        series = image_series(tif)[0]
-        meta = _page_metadata(path, tif, info, series)
-        if not _planes_by_page(series):
+    with _open_frames(path) as opened:
+        info = opened.info
+        if not opened.by_page:
+            # the reader's limit first: no memory would let a file over it be read
             check_whole_read_bytes(path, info.declared_bytes, info.shape)
             if whole is not None:
                 whole(info)
-            height, width = info.page_shape
-            stack = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
-            yield [meta.frame(i, stack[i]) for i in range(info.n_pages)]
+            yield opened.read(range(info.n_pages))
             return
         for start in range(0, info.n_pages, pages):
-            yield [meta.frame(i, _read_page_pixels(path, info, series, i))
-                   for i in range(start, min(info.n_pages, start + pages))]
+            yield opened.read(range(start, min(info.n_pages, start + pages)))
 
 
 def _planes_by_page(series: list[tifffile.TiffPageSeries]) -> bool:
