@@ -275,6 +275,21 @@ def test_a_series_over_the_whole_read_limit_is_read_by_chunks_and_refused_whole(
                                                     np.stack(frames), monkeypatch)
 
 
+# --- times ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tag_type", [0x4152, 0x4142])
+def test_each_frame_gets_its_tag_time_and_frames_of_one_second_share_it(tmp_path, tag_type):
+    start = int(_WHEN.timestamp())
+    times = [start, start, start + 1, start + 1, start + 3]
+    path = ser_file(tmp_path / "t.ser", _frames(5), times=times, tag_type=tag_type)
+    frames = read_frames(path)
+    assert [f.acquired_at for f in frames] == [_WHEN + timedelta(seconds=s - start)
+                                               for s in times]
+    assert {f.acquired_at_source for f in frames} == {"metadata"}
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4]  # the order within a second
+
+
 def test_an_unset_time_tag_gives_every_frame_the_mtime(tmp_path):
     from structlog.testing import capture_logs
 
