@@ -225,7 +225,7 @@ class Daemon:
             if dashboard is not None:
                 dashboard.stop()
             for w in watches:
-                w.watcher.stop()
+                w.watcher.stop(self.log)
             ledger.close()
             self.notifier.close()
         self.log.info("stopped")

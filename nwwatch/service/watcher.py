@@ -10,6 +10,8 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import os
+import threading
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,6 +39,10 @@ NETWORK_FS = frozenset({
 })
 #: Seconds between the snapshots of a PollingObserver.
 POLL_INTERVAL_S = 1.0
+#: Seconds a stopping observer is waited for (watchdog joins its own threads without a limit).
+OBSERVER_STOP_WAIT_S = 5.0
+_STOP_FAILED_ACTION = ("going on without it (its threads are left to end with the process); "
+                       "the files it would have reported are found by the rescans")
 
 
 def mount_fstype(path: Path, mounts_file: str = "/proc/mounts") -> str | None:
@@ -300,16 +306,46 @@ class FolderWatcher:
             return False
         return all(emitter.is_alive() for emitter in list(obs.emitters))
 
-    def stop(self) -> None:
-        obs, self._observer = self._observer, None
-        if obs is not None:
-            obs.stop()
-            try:
-                obs.join(timeout=2.0)
-            except RuntimeError:  # never started
-                pass
+    def stop(self, log=None) -> None:
+        """Stop the observer, waiting :data:`OBSERVER_STOP_WAIT_S` at most.
 
-    def restart(self) -> None:
-        self.stop()
+        watchdog's ``stop`` joins its emitter and inotify threads without a time limit and
+        may raise from its own bookkeeping; either would end the service's stop in the
+        ``stop_timeout`` exit (status 1) or a traceback, for a thread whose only work is
+        to report file events. It runs in a thread of its own; an observer that does not
+        stop in time or raises is logged (``observer_stop_failed``, with ``log``, a
+        structlog logger) and left behind."""
+        obs, self._observer = self._observer, None
+        if obs is None:
+            return
+        failed: list[str] = []
+
+        def stop_observer() -> None:
+            try:
+                obs.stop()
+                obs.join(timeout=OBSERVER_STOP_WAIT_S)
+            except RuntimeError as exc:
+                if "before it is started" not in str(exc):  # never started: nothing to stop
+                    failed.append(traceback.format_exc())
+            except Exception:  # noqa: BLE001 - watchdog's teardown must not end the service
+                failed.append(traceback.format_exc())
+
+        stopper = threading.Thread(target=stop_observer, name="nwwatch-observer-stop",
+                                   daemon=True)
+        stopper.start()
+        stopper.join(OBSERVER_STOP_WAIT_S)
+        if log is None:
+            return
+        if stopper.is_alive():
+            log.warning("observer_stop_failed", path=str(self.watch.path), mode=self.mode,
+                        error=f"watchdog's observer did not stop in {OBSERVER_STOP_WAIT_S:g} s",
+                        action=_STOP_FAILED_ACTION)
+        elif failed:
+            log.warning("observer_stop_failed", path=str(self.watch.path), mode=self.mode,
+                        error=failed[0].strip().splitlines()[-1], traceback=failed[0],
+                        action=_STOP_FAILED_ACTION)
+
+    def restart(self, log=None) -> None:
+        self.stop(log)
         self.restarts += 1
         self.start()

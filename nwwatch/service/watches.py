@@ -70,7 +70,7 @@ class Watch:
             # (inotify follows it) or nothing. Watch whatever is at the path now.
             log.warning("watch_folder_replaced" if now_id else "watch_folder_gone",
                         path=str(self.config.path), action="restarting the observer")
-            self.watcher.stop()
+            self.watcher.stop(log)
             self.watcher.restarts += 1
             self.start(log, errors)
             if self.started:
@@ -78,7 +78,7 @@ class Watch:
         elif not self.watcher.alive():
             log.error("observer_died", path=str(self.config.path), mode=self.watcher.mode,
                       restarts=self.watcher.restarts + 1)
-            self.watcher.stop()
+            self.watcher.stop(log)
             self.start(log, errors)
             self.watcher.restarts += 1
             self.rescan(tracker, queued, log)
@@ -121,7 +121,7 @@ class Watch:
             log.info("folder_listed", paths=listed_again[:10], count=len(listed_again),
                      action="restarting the observer")
             try:
-                self.watcher.restart()
+                self.watcher.restart(log)
             except OSError:  # gone meanwhile: supervise() logs and starts it again
                 return found
             found += self.rescan(tracker, queued, log)
