@@ -133,6 +133,7 @@ class DaemonProcess:
             raise AssertionError(f"daemon still running after {timeout} s:\n"
                                  + self.log_path.read_text(errors="replace")[-3000:]) from None
         self._close_log()
+        self._show_log_if_failed(code)
         return code
 
     def _close_log(self) -> None:
@@ -174,7 +175,15 @@ class DaemonProcess:
             raise AssertionError(f"SIGTERM did not end the daemon in {timeout} s:\n"
                                  + self.log_path.read_text(errors="replace")[-3000:]) from None
         self._close_log()
+        self._show_log_if_failed(code)
         return code, time.monotonic() - t0
+
+    def _show_log_if_failed(self, code: int) -> None:
+        # pytest shows a failed test's captured output: a daemon that exited other than 0
+        # (a test asserting 0 fails) leaves its log's end there, not only in a deleted folder.
+        if code != 0:
+            print(f"daemon exited {code}; the end of its log:\n"
+                  + self.log_path.read_text(errors="replace")[-4000:])
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
