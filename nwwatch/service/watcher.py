@@ -11,6 +11,7 @@ import fnmatch
 import itertools
 import os
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,8 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingEmitter
 
 from nwwatch.io.dm import DM_SUFFIXES
 from nwwatch.io.emd import EMD_SUFFIXES
@@ -37,8 +39,12 @@ NETWORK_FS = frozenset({
     "lustre", "gpfs", "beegfs", "davfs", "fuse.sshfs", "fuse.glusterfs", "fuse.ceph",
     "fuse.cephfs", "fuse.s3fs", "fuse.rclone", "fuse.gcsfuse", "fuse.beegfs", "fuse.davfs2",
 })
-#: Seconds between the snapshots of a PollingObserver.
+#: Seconds between the snapshots of a PollingObserver (at least).
 POLL_INTERVAL_S = 1.0
+#: A polling observer waits at least this many times as long as its last poll took.
+POLL_PACE = 4.0
+#: Seconds between a polling observer's polls from which the service logs ``polling_slow``.
+SLOW_POLL_INTERVAL_S = 5.0
 #: Seconds a stopping observer is waited for (watchdog joins its own threads without a limit).
 OBSERVER_STOP_WAIT_S = 5.0
 _STOP_FAILED_ACTION = ("going on without it (its threads are left to end with the process); "
@@ -258,6 +264,37 @@ class _Handler(FileSystemEventHandler):
             self.on_change(path, isinstance(event, FileClosedEvent))
 
 
+class _PacedPollingEmitter(PollingEmitter):
+    """watchdog's polling emitter, paced by what its polls cost.
+
+    A poll lists and stats every file of the tree (whatever the patterns) and compares the
+    two listings, holding the interpreter lock for most of it, in a thread of the service's
+    own process: over a large tree polled every second it took a third of a core and slowed
+    the processing loop (docs/service.md, Watching and readiness). The wait before the next
+    poll is therefore at least :data:`POLL_PACE` times the last poll's duration, which keeps
+    the poller under 1 / (1 + POLL_PACE) of one core."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        #: Seconds the last poll took (listing, stats and comparison).
+        self.poll_seconds = 0.0
+
+    def queue_events(self, timeout: float) -> None:
+        extra = POLL_PACE * self.poll_seconds - timeout
+        if extra > 0 and self.stopped_event.wait(extra):
+            return
+        start = time.monotonic()
+        super().queue_events(timeout)  # waits timeout, then polls
+        self.poll_seconds = max(0.0, time.monotonic() - start - timeout)
+
+
+class PacedPollingObserver(BaseObserver):
+    """watchdog's ``PollingObserver`` with :class:`_PacedPollingEmitter`."""
+
+    def __init__(self, *, timeout: float = POLL_INTERVAL_S) -> None:
+        super().__init__(_PacedPollingEmitter, timeout=timeout)
+
+
 class FolderWatcher:
     """One watchdog observer for one [[watch]] folder, restartable when its thread dies.
 
@@ -279,7 +316,8 @@ class FolderWatcher:
     def start(self) -> None:
         """Start observing. Raises OSError when the folder is missing or inotify is exhausted
         (errno 28/24); the caller logs it and tries again later."""
-        observer = (PollingObserver(timeout=POLL_INTERVAL_S) if self.polling else Observer())
+        observer = (PacedPollingObserver(timeout=POLL_INTERVAL_S) if self.polling
+                    else Observer())
         observer.daemon = True
         # A watched path that is a symbolic link (/data/acq -> /mnt/share/acq): watchdog's
         # inotify watch does not follow it (IN_DONT_FOLLOW) and would report nothing, so the
@@ -305,6 +343,19 @@ class FolderWatcher:
         if obs is None or not obs.is_alive():
             return False
         return all(emitter.is_alive() for emitter in list(obs.emitters))
+
+    def poll_seconds(self) -> float | None:
+        """How long the polling observer's last poll took (0.0 before its first after the
+        start); None for an inotify observer or none running."""
+        obs = self._observer
+        if obs is None or not self.polling:
+            return None
+        return max((getattr(e, "poll_seconds", 0.0) for e in list(obs.emitters)), default=0.0)
+
+    @staticmethod
+    def poll_interval_seconds(poll_seconds: float) -> float:
+        """Seconds from one poll's start to the next's, for a poll of ``poll_seconds``."""
+        return max(POLL_INTERVAL_S, POLL_PACE * poll_seconds) + poll_seconds
 
     def stop(self, log=None) -> None:
         """Stop the observer, waiting :data:`OBSERVER_STOP_WAIT_S` at most.

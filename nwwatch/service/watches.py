@@ -12,7 +12,7 @@ from nwwatch.service.batch import Engine
 from nwwatch.service.config import WatchConfig
 from nwwatch.service.names import file_identity, path_key
 from nwwatch.service.readiness import ReadyFile, Tracker
-from nwwatch.service.watcher import FolderWatcher, scan
+from nwwatch.service.watcher import SLOW_POLL_INTERVAL_S, FolderWatcher, scan
 
 
 @dataclass
@@ -31,6 +31,8 @@ class Watch:
     unread: set[Path] = field(default_factory=set)  # MRC files and such, warned about once
     #: Folders the last rescans could not list (logged once each, until listed again).
     unlisted: set[str] = field(default_factory=set)
+    #: ``polling_slow`` was logged (once per service run and folder).
+    slow_poll_logged: bool = False
 
     def frames(self) -> int:
         return sum(max(1, getattr(f.info, "n_pages", 1)) for f in self.files)
@@ -58,7 +60,9 @@ class Watch:
     def supervise(self, tracker: Tracker, queued: set[Path], log,
                   errors: dict[Path, float]) -> None:
         """Start an observer that is not running, restart a dead one or one whose folder was
-        replaced; each followed by a rescan."""
+        replaced; each followed by a rescan. A polling observer whose polls come
+        :data:`SLOW_POLL_INTERVAL_S` or more apart (a large tree) is named once."""
+        self._check_poll_interval(log)
         if not self.started:
             self.start(log, errors)
             if self.started:
@@ -82,6 +86,24 @@ class Watch:
             self.start(log, errors)
             self.watcher.restarts += 1
             self.rescan(tracker, queued, log)
+
+    def _check_poll_interval(self, log) -> None:
+        if self.slow_poll_logged:
+            return
+        poll_s = self.watcher.poll_seconds()
+        if poll_s is None:
+            return
+        interval_s = self.watcher.poll_interval_seconds(poll_s)
+        if interval_s < SLOW_POLL_INTERVAL_S:
+            return
+        self.slow_poll_logged = True
+        log.warning("polling_slow", path=str(self.config.path), poll_seconds=round(poll_s, 2),
+                    interval_seconds=round(interval_s, 1),
+                    action="each poll lists and stats every file of the folder; polls are "
+                           "spaced so that they take at most a fifth of a core, so a new file "
+                           "is seen up to interval_seconds after it is written. Watch the "
+                           "folder the acquisition writes to, not its whole archive "
+                           "(docs/service.md)")
 
     def rescan(self, tracker: Tracker, queued: set[Path], log) -> int:
         """Hand the tracker the files of the folder that are neither queued, tracked nor

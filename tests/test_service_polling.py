@@ -1,0 +1,91 @@
+"""A polling watch (network shares) lists and stats the whole tree at each poll, in a thread
+of the service's process. Polled every second whatever a poll cost, a large tree took a core
+and slowed the processing: 200 frames of 512² with 200,000 files of earlier runs beside them,
+19.7 frames/s polled against 35.6 with inotify (``python -m bench.bench_polling_tree``). Polls
+are now spaced by their cost (``POLL_PACE``), and one spaced ``SLOW_POLL_INTERVAL_S`` or more
+apart is named in ``polling_slow`` (docs/service.md, Watching and readiness)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from servicekit import DaemonProcess, model, paint_insitu, wait_rows, write_config
+
+from nwwatch.io import write_frame_tiff
+from nwwatch.service import watcher as watcher_module
+from nwwatch.service.watcher import PacedPollingObserver
+
+# Loaded by the daemon's interpreter at start-up (the folder is first on its PYTHONPATH):
+# every listing of the tree takes 1.5 s, as one of a large tree does.
+_SITECUSTOMIZE = '''
+import time
+
+from watchdog.observers import polling
+
+_Snapshot = polling.DirectorySnapshot
+
+
+def _slow(*args, **kwargs):
+    time.sleep(1.5)
+    return _Snapshot(*args, **kwargs)
+
+
+polling.DirectorySnapshot = _slow
+'''
+
+
+def test_polls_are_spaced_by_what_they_cost(tmp_path, monkeypatch):
+    from watchdog.events import FileSystemEventHandler
+
+    monkeypatch.setattr(watcher_module, "POLL_PACE", 4.0)
+    starts: list[float] = []
+    observer = PacedPollingObserver(timeout=0.2)
+    observer.schedule(FileSystemEventHandler(), str(tmp_path))
+    (emitter,) = observer.emitters
+    listing = emitter._take_snapshot
+
+    def slow_listing():
+        starts.append(time.monotonic())
+        time.sleep(0.25)
+        return listing()
+
+    emitter._take_snapshot = slow_listing
+    observer.start()
+    try:
+        deadline = time.monotonic() + 15
+        while len(starts) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        observer.stop()
+        observer.join(5)
+    assert len(starts) >= 4
+    gaps = [b - a for a, b in zip(starts[1:], starts[2:])]  # the first: no poll timed yet
+    # each wait at least POLL_PACE x 0.25 s, plus the poll itself; watchdog's own pace
+    # (timeout=0.2) would start one every 0.45 s
+    assert min(gaps) >= 0.25 + 4.0 * 0.25 - 0.05, gaps
+    assert 0.25 <= emitter.poll_seconds < 1.0
+
+
+def test_a_slow_polling_watch_is_named_and_its_files_still_processed(tmp_path):
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), polling=True,
+                       settle=0.3, rescan=3600)
+    daemon = DaemonProcess(cfg, tmp_path / "log", env={
+        "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])})
+    try:
+        daemon.wait_event("ready", timeout=60)
+        slow = daemon.wait_event("polling_slow", timeout=30)
+        assert slow["path"] == str(acq) and slow["level"] == "warning"
+        assert 1.5 <= slow["poll_seconds"] < 3.0
+        assert slow["interval_seconds"] >= 5 * slow["poll_seconds"] - 0.1
+        write_frame_tiff(acq / "a.tif", paint_insitu(120.0))  # seen by a poll, not a rescan
+        wait_rows(res, 1, timeout=60, proc=daemon)  # after more polls: logged once
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+    assert len([e for e in daemon.events() if e.get("event") == "polling_slow"]) == 1
