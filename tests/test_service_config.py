@@ -226,6 +226,30 @@ def test_patterns_skip_temporaries_and_hidden_files(paths):
         assert not matches(name, w), name
 
 
+def test_patterns_match_as_fnmatchcase_one_at_a_time(paths):
+    # matches() asks one regular expression made of all the patterns (a rescan asks it of
+    # every name in the folder): it must take exactly the names fnmatchcase takes
+    import fnmatch
+    from dataclasses import replace
+
+    tmp, acq, res, m = paths
+    w = load_config(write_config(tmp / "c.toml", acq, res, m)).watches[0]
+    patterns = ("*.tif", "frame_??.mrc", "[ab]*.dm4", "*[!0-9].emd", "run[0-9]/x*", "a|b*",
+                "*.TIF", "(x)*.ser", "*")
+    names = ["a.tif", "A.TIF", "frame_01.mrc", "frame_1.mrc", "b1.dm4", "c1.dm4", "x.emd",
+             "x1.emd", "a|b.tif", "a|bc", "(x)1.ser", "x1.ser", "a.tif\n", "\n.tif", "",
+             ".hidden.tif", "a.tif.tmp", "s.mdoc", "s.MRC.MDOC", ".mdoc"]
+    ignores = ("*.tmp", ".*", "a|b*")
+    for k in range(1, len(patterns) + 1):
+        watch = replace(w, patterns=patterns[:k], ignore_patterns=ignores[: k % 4])
+        for name in names:
+            expected = (not name.lower().endswith(".mdoc") or name == ".mdoc") and not any(
+                fnmatch.fnmatchcase(name, p) for p in watch.ignore_patterns) and any(
+                fnmatch.fnmatchcase(name, p) for p in watch.patterns)
+            assert matches(name, watch) is expected, (name, watch.patterns,
+                                                     watch.ignore_patterns)
+
+
 def test_default_patterns_take_any_case_of_the_extension(paths):
     # Windows acquisition software writes names such as "Image 001.Tif"; a folder scan (the
     # service's rescans, replay) that passed them over would lose the frames without a word.

@@ -59,7 +59,8 @@ def mdoc_path(path: Path) -> Path:
 
 def is_mdoc(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is named as SerialEM's metadata file (``.mdoc``, any case)."""
-    return Path(path).suffix.lower() == MDOC_SUFFIX
+    # splitext, not Path(...).suffix: the service asks this of every file name at every rescan
+    return os.path.splitext(os.fspath(path))[1].lower() == MDOC_SUFFIX
 
 
 def mdoc_stack(path: str | os.PathLike[str]) -> Path:

@@ -85,6 +85,11 @@ class Tracker:
         with self._lock:
             return Path(path) in self._candidates
 
+    def paths(self) -> set[Path]:
+        """The paths tracked now (a copy: watchdog's threads add to the tracker meanwhile)."""
+        with self._lock:
+            return set(self._candidates)
+
     def touch(self, path: Path, watch: int, settle_s: float, closed: bool = False) -> None:
         """Note activity on ``path``; ``closed``: the writer closed or renamed it into place."""
         path = Path(path)

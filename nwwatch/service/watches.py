@@ -110,18 +110,23 @@ class Watch:
         finished under this engine (known from the ledger by path, size and mtime)."""
         found, unread = 0, []
         errors: list[OSError] = []
+        # Per rescan, not per file: a rescan of a large folder holds the processing loop
+        # (docs/service.md, Rescans). A file tracked after this copy is touched again, which
+        # only makes the tracker check it sooner.
+        tracked = tracker.paths()
+        ledger = self.engine.ledger
+        model_sha256 = self.engine.segmenter.model_sha256
+        version = self.engine.measurement_version
         try:
             for path in scan(self.config, unread, errors.append):
-                if path in queued or path in tracker:
+                if path in queued or path in tracked:
                     continue
                 try:
                     st = path.stat()
                 except OSError:
                     continue
-                engine = self.engine
-                if engine.ledger.is_finished(path_key(path), st.st_size, st.st_mtime_ns,
-                                             engine.segmenter.model_sha256,
-                                             engine.measurement_version):
+                if ledger.is_finished(path_key(path), st.st_size, st.st_mtime_ns,
+                                      model_sha256, version):
                     continue
                 tracker.touch(path, self.index, self.config.settle_seconds)
                 found += 1
