@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> None:
         fps = sorted(r["frames_per_s"] for r in rounds if r["polling"] is polling)
         summary["polling" if polling else "inotify"] = {"frames_per_s_median": fps[len(fps) // 2],
                                                         "frames_per_s": fps}
+    commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip()
     out = {"command": "python -m bench.bench_polling_tree " + " ".join(argv or sys.argv[1:]),
+           "code": commit,
            "model": model_name, "old_files": args.old_files, "frames": args.frames,
            "size": args.size, "threads": args.threads, "load_average": os.getloadavg(),
            "rounds": rounds, "summary": summary}

@@ -78,23 +78,79 @@ class _Log:
         self.lines: list[tuple[str, dict]] = []
 
     def warning(self, event: str, **kw) -> None:
-        self.lines.append((event, kw))
+        self.lines.append((event, kw | {"level": "warning"}))
+
+    def info(self, event: str, **kw) -> None:
+        self.lines.append((event, kw | {"level": "info"}))
 
 
 class _ObserverThatHangs:
+    emitters: tuple = ()
+
     def stop(self) -> None:
         time.sleep(30)
 
 
-def test_a_restart_is_not_held_by_an_observer_that_does_not_stop(tmp_path, monkeypatch):
+class _ThreadThatDoesNotEnd:
+    """stop() returns at once, the thread never ends (its event handler is stuck)."""
+
+    emitters: tuple = ()
+
+    def stop(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        time.sleep(30 if timeout is None else timeout)
+
+
+def _watcher(tmp_path, polling: bool) -> FolderWatcher:
     from nwwatch.service.config import load_config
 
-    monkeypatch.setattr(watcher_module, "OBSERVER_STOP_WAIT_S", 0.3)
     acq, res = tmp_path / "acq", tmp_path / "res"
-    acq.mkdir()
+    acq.mkdir(parents=True, exist_ok=True)
     w = load_config(write_config(tmp_path / "c.toml", acq, res, model(tmp_path),
-                                 polling=False)).watches[0]
-    watcher = FolderWatcher(w, lambda p, closed: None, lambda p: None)
+                                 polling=polling)).watches[0]
+    return FolderWatcher(w, lambda p, closed: None, lambda p: None)
+
+
+@pytest.mark.parametrize("polling", [False, True])
+def test_an_observer_whose_thread_does_not_end_is_named(tmp_path, monkeypatch, polling):
+    # The stop's own wait inside the thread once ended with the outer wait: a thread that
+    # never ended could then pass as stopped, in silence (26 of 50 stops)
+    monkeypatch.setattr(watcher_module, "OBSERVER_STOP_WAIT_S", 0.2)
+    for _ in range(10):
+        watcher = _watcher(tmp_path, polling)
+        watcher._observer = _ThreadThatDoesNotEnd()
+        log = _Log()
+        watcher.stop(log)
+        assert len(log.lines) == 1, log.lines
+        event, line = log.lines[0]
+        if polling:  # a poll in flight is only finished later: not a fault
+            assert (event, line["level"]) == ("observer_stop_slow", "info")
+            assert line["error"].startswith("a poll in flight did not end in 0.2 s")
+        else:
+            assert (event, line["level"]) == ("observer_stop_failed", "warning")
+
+
+def test_the_service_stops_its_folders_observers_together(tmp_path, monkeypatch):
+    from nwwatch.service.watcher import stop_watchers
+
+    monkeypatch.setattr(watcher_module, "OBSERVER_STOP_WAIT_S", 0.5)
+    watchers = []
+    for i in range(4):
+        watcher = _watcher(tmp_path / str(i), polling=False)
+        watcher._observer = _ObserverThatHangs()
+        watchers.append(watcher)
+    log = _Log()
+    t0 = time.monotonic()
+    stop_watchers(watchers, log)
+    assert time.monotonic() - t0 < 1.5  # one after the other: 2 s
+    assert [event for event, _ in log.lines] == ["observer_stop_failed"] * 4
+
+
+def test_a_restart_is_not_held_by_an_observer_that_does_not_stop(tmp_path, monkeypatch):
+    monkeypatch.setattr(watcher_module, "OBSERVER_STOP_WAIT_S", 0.3)
+    watcher = _watcher(tmp_path, polling=False)
     watcher._observer = _ObserverThatHangs()
     log = _Log()
     t0 = time.monotonic()

@@ -58,7 +58,7 @@ from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.stopping import StopDeadline
 from nwwatch.service.storagepause import StoragePause
 from nwwatch.service.tally import Tally
-from nwwatch.service.watcher import FolderWatcher, original_beside
+from nwwatch.service.watcher import FolderWatcher, original_beside, stop_watchers
 from nwwatch.service.watches import Watch
 
 #: Seconds between checks of observers, watched folders and the results folder.
@@ -224,8 +224,7 @@ class Daemon:
         finally:
             if dashboard is not None:
                 dashboard.stop()
-            for w in watches:
-                w.watcher.stop(self.log)
+            stop_watchers([w.watcher for w in watches], self.log)
             ledger.close()
             self.notifier.close()
         self.log.info("stopped")

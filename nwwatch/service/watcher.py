@@ -12,10 +12,12 @@ import functools
 import itertools
 import os
 import re
+import statistics
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from watchdog.events import (
@@ -43,8 +45,12 @@ NETWORK_FS = frozenset({
 })
 #: Seconds between the snapshots of a PollingObserver (at least).
 POLL_INTERVAL_S = 1.0
-#: A polling observer waits at least this many times as long as its last poll took.
+#: A polling observer waits this many times as long as its polls take (at least
+#: POLL_INTERVAL_S, at most POLL_MAX_WAIT_S); the median of the last POLL_PACE_POLLS polls
+#: counts.
 POLL_PACE = 4.0
+POLL_PACE_POLLS = 3
+POLL_MAX_WAIT_S = 60.0
 #: Seconds between a polling observer's polls from which the service logs ``polling_slow``.
 SLOW_POLL_INTERVAL_S = 5.0
 #: Seconds a stopping observer is waited for (watchdog joins its own threads without a limit).
@@ -281,23 +287,42 @@ class _PacedPollingEmitter(PollingEmitter):
 
     A poll lists and stats every file of the tree (whatever the patterns) and compares the
     two listings, holding the interpreter lock for most of it, in a thread of the service's
-    own process: over a large tree polled every second it took a third of a core and slowed
-    the processing loop (docs/service.md, Watching and readiness). The wait before the next
-    poll is therefore at least :data:`POLL_PACE` times the last poll's duration, which keeps
-    the poller under 1 / (1 + POLL_PACE) of one core."""
+    own process: over a large tree polled every second it took a core and slowed the
+    processing loop (docs/service.md, Watching and readiness). The wait before the next poll
+    is therefore :func:`paced_wait_seconds` of the last polls' durations."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        #: Seconds the last poll took (listing, stats and comparison).
-        self.poll_seconds = 0.0
+        #: Seconds the last polls took (listing, stats and comparison), newest last; the
+        #: first is the listing taken when the observer starts.
+        self.poll_durations: deque[float] = deque(maxlen=POLL_PACE_POLLS)
+
+    @property
+    def poll_seconds(self) -> float:
+        """The typical poll's duration: the median of :attr:`poll_durations` (0.0 before
+        the first listing), so that one stalled poll on a share does not set the pace."""
+        return statistics.median(self.poll_durations) if self.poll_durations else 0.0
+
+    def on_thread_start(self) -> None:
+        start = time.monotonic()
+        super().on_thread_start()  # the first listing
+        self.poll_durations.append(time.monotonic() - start)
 
     def queue_events(self, timeout: float) -> None:
-        extra = POLL_PACE * self.poll_seconds - timeout
+        extra = paced_wait_seconds(self.poll_seconds, timeout) - timeout
         if extra > 0 and self.stopped_event.wait(extra):
             return
         start = time.monotonic()
         super().queue_events(timeout)  # waits timeout, then polls
-        self.poll_seconds = max(0.0, time.monotonic() - start - timeout)
+        if not self.stopped_event.is_set():
+            self.poll_durations.append(max(0.0, time.monotonic() - start - timeout))
+
+
+def paced_wait_seconds(poll_seconds: float, interval_s: float = POLL_INTERVAL_S) -> float:
+    """Seconds a polling observer waits between two polls that take ``poll_seconds``:
+    :data:`POLL_PACE` times as long, at least ``interval_s`` and at most
+    :data:`POLL_MAX_WAIT_S` (the poller then takes at most 1 / (1 + POLL_PACE) of a core)."""
+    return min(POLL_MAX_WAIT_S, max(interval_s, POLL_PACE * poll_seconds))
 
 
 class PacedPollingObserver(BaseObserver):
@@ -367,17 +392,19 @@ class FolderWatcher:
     @staticmethod
     def poll_interval_seconds(poll_seconds: float) -> float:
         """Seconds from one poll's start to the next's, for a poll of ``poll_seconds``."""
-        return max(POLL_INTERVAL_S, POLL_PACE * poll_seconds) + poll_seconds
+        return paced_wait_seconds(poll_seconds) + poll_seconds
 
     def stop(self, log=None) -> None:
         """Stop the observer, waiting :data:`OBSERVER_STOP_WAIT_S` at most.
 
-        watchdog's ``stop`` joins its emitter and inotify threads without a time limit and
-        may raise from its own bookkeeping; either would end the service's stop in the
-        ``stop_timeout`` exit (status 1) or a traceback, for a thread whose only work is
-        to report file events. It runs in a thread of its own; an observer that does not
-        stop in time or raises is logged (``observer_stop_failed``, with ``log``, a
-        structlog logger) and left behind."""
+        watchdog's ``stop`` joins its emitter and inotify threads without a time limit (a
+        polling emitter finishes the poll in flight) and may raise from its own
+        bookkeeping; either would end the service's stop in the ``stop_timeout`` exit
+        (status 1) or a traceback, for a thread whose only work is to report file events.
+        It runs in a thread of its own; with ``log`` (a structlog logger), an observer that
+        raises or does not stop in time is logged and left behind: ``observer_stop_failed``
+        (a warning), or ``observer_stop_slow`` (info) for a polling observer, whose poll in
+        flight cannot be cut short."""
         obs, self._observer = self._observer, None
         if obs is None:
             return
@@ -386,7 +413,7 @@ class FolderWatcher:
         def stop_observer() -> None:
             try:
                 obs.stop()
-                obs.join(timeout=OBSERVER_STOP_WAIT_S)
+                obs.join()  # bounded by the wait below, not here: it tells stopped from not
             except RuntimeError as exc:
                 if "before it is started" not in str(exc):  # never started: nothing to stop
                     failed.append(traceback.format_exc())
@@ -399,12 +426,19 @@ class FolderWatcher:
         stopper.join(OBSERVER_STOP_WAIT_S)
         if log is None:
             return
-        if stopper.is_alive():
-            log.warning("observer_stop_failed", path=str(self.watch.path), mode=self.mode,
+        where = {"path": str(self.watch.path), "mode": self.mode}
+        if stopper.is_alive() and self.polling:
+            polls = [getattr(e, "poll_seconds", 0.0) for e in list(obs.emitters)]
+            log.info("observer_stop_slow", **where,
+                     error=f"a poll in flight did not end in {OBSERVER_STOP_WAIT_S:g} s "
+                           f"(polls take about {max(polls, default=0.0):.1f} s)",
+                     action=_STOP_FAILED_ACTION)
+        elif stopper.is_alive():
+            log.warning("observer_stop_failed", **where,
                         error=f"watchdog's observer did not stop in {OBSERVER_STOP_WAIT_S:g} s",
                         action=_STOP_FAILED_ACTION)
         elif failed:
-            log.warning("observer_stop_failed", path=str(self.watch.path), mode=self.mode,
+            log.warning("observer_stop_failed", **where,
                         error=failed[0].strip().splitlines()[-1], traceback=failed[0],
                         action=_STOP_FAILED_ACTION)
 
@@ -412,3 +446,14 @@ class FolderWatcher:
         self.stop(log)
         self.restarts += 1
         self.start()
+
+
+def stop_watchers(watchers: Iterable[FolderWatcher], log) -> None:
+    """Stop every watcher at once, :data:`OBSERVER_STOP_WAIT_S` at most in all (one after
+    the other, several folders' observers that do not stop would add up their waits)."""
+    threads = [threading.Thread(target=w.stop, args=(log,), name="nwwatch-watcher-stop",
+                                daemon=True) for w in watchers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()  # each ends OBSERVER_STOP_WAIT_S after its start at most
