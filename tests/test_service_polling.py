@@ -98,7 +98,8 @@ def test_a_slow_polling_watch_is_named_and_its_files_still_processed(tmp_path):
         "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])})
     try:
         daemon.wait_event("ready", timeout=60)
-        slow = daemon.wait_event("polling_slow", timeout=30)
+        # named after three polls (the listing at the start is no typical poll): 6 s apart
+        slow = daemon.wait_event("polling_slow", timeout=90)
         assert slow["path"] == str(acq) and slow["level"] == "warning"
         assert 1.5 <= slow["poll_seconds"] < 4.0
         write_frame_tiff(acq / "a.tif", paint_insitu(120.0))  # seen by a poll, not a rescan

@@ -89,9 +89,9 @@ def matches(name: str, watch: WatchConfig) -> bool:
     """True when a file *name* is an input of ``watch`` (patterns, minus ignore patterns).
     SerialEM's ``.mdoc`` never is, whatever the patterns: the metadata of the MRC file of its
     name, read with it (:mod:`nwwatch.io.mdoc`)."""
-    if is_mdoc(name) or _matcher(watch.ignore_patterns)(name) is not None:
+    if is_mdoc(name) or _matcher(tuple(watch.ignore_patterns))(name) is not None:
         return False
-    return _matcher(watch.patterns)(name) is not None
+    return _matcher(tuple(watch.patterns))(name) is not None
 
 
 @functools.lru_cache(maxsize=256)
@@ -296,6 +296,8 @@ class _PacedPollingEmitter(PollingEmitter):
         #: Seconds the last polls took (listing, stats and comparison), newest last; the
         #: first is the listing taken when the observer starts.
         self.poll_durations: deque[float] = deque(maxlen=POLL_PACE_POLLS)
+        #: Polls made since the start (the first listing not counted).
+        self.polls = 0
 
     @property
     def poll_seconds(self) -> float:
@@ -316,12 +318,14 @@ class _PacedPollingEmitter(PollingEmitter):
         super().queue_events(timeout)  # waits timeout, then polls
         if not self.stopped_event.is_set():
             self.poll_durations.append(max(0.0, time.monotonic() - start - timeout))
+            self.polls += 1
 
 
 def paced_wait_seconds(poll_seconds: float, interval_s: float = POLL_INTERVAL_S) -> float:
     """Seconds a polling observer waits between two polls that take ``poll_seconds``:
     :data:`POLL_PACE` times as long, at least ``interval_s`` and at most
-    :data:`POLL_MAX_WAIT_S` (the poller then takes at most 1 / (1 + POLL_PACE) of a core)."""
+    :data:`POLL_MAX_WAIT_S` (the poller then takes at most 1 / (1 + POLL_PACE) of a core
+    while polls take under POLL_MAX_WAIT_S / POLL_PACE, 15 s)."""
     return min(POLL_MAX_WAIT_S, max(interval_s, POLL_PACE * poll_seconds))
 
 
@@ -381,13 +385,19 @@ class FolderWatcher:
             return False
         return all(emitter.is_alive() for emitter in list(obs.emitters))
 
-    def poll_seconds(self) -> float | None:
-        """How long the polling observer's last poll took (0.0 before its first after the
-        start); None for an inotify observer or none running."""
+    def poll_seconds(self, typical: bool = False) -> float | None:
+        """The polling observer's typical poll duration (:attr:`_PacedPollingEmitter.poll_seconds`),
+        0.0 before its first listing; with ``typical``, None until its last
+        :data:`POLL_PACE_POLLS` durations are all polls made while the service ran (the
+        listing at the start, on an idle machine, is no typical poll). None for an inotify
+        observer or none running."""
         obs = self._observer
         if obs is None or not self.polling:
             return None
-        return max((getattr(e, "poll_seconds", 0.0) for e in list(obs.emitters)), default=0.0)
+        emitters = list(obs.emitters)
+        if typical and not all(getattr(e, "polls", 0) >= POLL_PACE_POLLS for e in emitters):
+            return None
+        return max((getattr(e, "poll_seconds", 0.0) for e in emitters), default=0.0)
 
     @staticmethod
     def poll_interval_seconds(poll_seconds: float) -> float:
@@ -403,8 +413,8 @@ class FolderWatcher:
         (status 1) or a traceback, for a thread whose only work is to report file events.
         It runs in a thread of its own; with ``log`` (a structlog logger), an observer that
         raises or does not stop in time is logged and left behind: ``observer_stop_failed``
-        (a warning), or ``observer_stop_slow`` (info) for a polling observer, whose poll in
-        flight cannot be cut short."""
+        (a warning), or ``observer_stop_slow`` (info) for a polling observer whose polls take
+        half the wait or more: its poll in flight cannot be cut short."""
         obs, self._observer = self._observer, None
         if obs is None:
             return
@@ -427,11 +437,13 @@ class FolderWatcher:
         if log is None:
             return
         where = {"path": str(self.watch.path), "mode": self.mode}
-        if stopper.is_alive() and self.polling:
-            polls = [getattr(e, "poll_seconds", 0.0) for e in list(obs.emitters)]
+        poll_s = max((getattr(e, "poll_seconds", 0.0) for e in list(obs.emitters)),
+                     default=0.0)
+        if stopper.is_alive() and self.polling and 2 * poll_s >= OBSERVER_STOP_WAIT_S:
+            # a poll in flight explains the wait; one on a share that hangs does not
             log.info("observer_stop_slow", **where,
                      error=f"a poll in flight did not end in {OBSERVER_STOP_WAIT_S:g} s "
-                           f"(polls take about {max(polls, default=0.0):.1f} s)",
+                           f"(polls take about {poll_s:.1f} s)",
                      action=_STOP_FAILED_ACTION)
         elif stopper.is_alive():
             log.warning("observer_stop_failed", **where,

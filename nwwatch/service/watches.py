@@ -90,7 +90,7 @@ class Watch:
     def _check_poll_interval(self, log) -> None:
         if self.slow_poll_logged:
             return
-        poll_s = self.watcher.poll_seconds()
+        poll_s = self.watcher.poll_seconds(typical=True)
         if poll_s is None:
             return
         interval_s = self.watcher.poll_interval_seconds(poll_s)
@@ -100,8 +100,8 @@ class Watch:
         log.warning("polling_slow", path=str(self.config.path), poll_seconds=round(poll_s, 2),
                     interval_seconds=round(interval_s, 1),
                     action="each poll lists and stats every file of the folder; polls are "
-                           "spaced so that they take at most a fifth of a core, so a new file "
-                           "is seen up to interval_seconds after it is written. Watch the "
+                           "spaced by four times their cost, so a new file is seen up to "
+                           "interval_seconds after it is written. Watch the "
                            "folder the acquisition writes to, not its whole archive "
                            "(docs/service.md)")
 
