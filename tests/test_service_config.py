@@ -267,8 +267,8 @@ def test_default_patterns_take_any_case_of_the_extension(paths):
 class _NoCandidates:
     """A readiness tracker for :meth:`Watch.rescan` that holds no file yet and takes each."""
 
-    def __contains__(self, path):
-        return False
+    def paths(self):
+        return set()
 
     def touch(self, *args):
         pass

@@ -110,15 +110,18 @@ class Watch:
         finished under this engine (known from the ledger by path, size and mtime)."""
         found, unread = 0, []
         errors: list[OSError] = []
-        # Per rescan, not per file: a rescan of a large folder holds the processing loop
-        # (docs/service.md, Rescans). A file tracked after this copy is touched again, which
-        # only makes the tracker check it sooner.
-        tracked = tracker.paths()
-        ledger = self.engine.ledger
-        model_sha256 = self.engine.segmenter.model_sha256
-        version = self.engine.measurement_version
+        # Per rescan, not per file (at the first input file: a folder without any needs
+        # neither): a rescan of a large folder holds the processing loop (docs/service.md,
+        # Rescans). A file tracked after this copy is touched again, which only makes the
+        # tracker check it sooner.
+        tracked = None
         try:
             for path in scan(self.config, unread, errors.append):
+                if tracked is None:
+                    tracked = tracker.paths()
+                    ledger = self.engine.ledger
+                    model_sha256 = self.engine.segmenter.model_sha256
+                    version = self.engine.measurement_version
                 if path in queued or path in tracked:
                     continue
                 try:
