@@ -81,10 +81,6 @@ class Tracker:
         with self._lock:
             return len(self._candidates)
 
-    def __contains__(self, path: Path) -> bool:
-        with self._lock:
-            return Path(path) in self._candidates
-
     def paths(self) -> set[Path]:
         """The paths tracked now (a copy: watchdog's threads add to the tracker meanwhile)."""
         with self._lock:

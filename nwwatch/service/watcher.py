@@ -329,6 +329,11 @@ def paced_wait_seconds(poll_seconds: float, interval_s: float = POLL_INTERVAL_S)
     return min(POLL_MAX_WAIT_S, max(interval_s, POLL_PACE * poll_seconds))
 
 
+def _poll_seconds(observer) -> float:
+    """The typical poll duration of a polling observer's emitters (the longest of them)."""
+    return max((e.poll_seconds for e in list(observer.emitters)), default=0.0)
+
+
 class PacedPollingObserver(BaseObserver):
     """watchdog's ``PollingObserver`` with :class:`_PacedPollingEmitter`."""
 
@@ -394,15 +399,9 @@ class FolderWatcher:
         obs = self._observer
         if obs is None or not self.polling:
             return None
-        emitters = list(obs.emitters)
-        if typical and not all(getattr(e, "polls", 0) >= POLL_PACE_POLLS for e in emitters):
+        if typical and not all(e.polls >= POLL_PACE_POLLS for e in list(obs.emitters)):
             return None
-        return max((getattr(e, "poll_seconds", 0.0) for e in emitters), default=0.0)
-
-    @staticmethod
-    def poll_interval_seconds(poll_seconds: float) -> float:
-        """Seconds from one poll's start to the next's, for a poll of ``poll_seconds``."""
-        return paced_wait_seconds(poll_seconds) + poll_seconds
+        return _poll_seconds(obs)
 
     def stop(self, log=None) -> None:
         """Stop the observer, waiting :data:`OBSERVER_STOP_WAIT_S` at most.
@@ -421,12 +420,9 @@ class FolderWatcher:
         failed: list[str] = []
 
         def stop_observer() -> None:
-            try:
+            try:  # _observer is set once started: join() cannot meet an unstarted thread
                 obs.stop()
                 obs.join()  # bounded by the wait below, not here: it tells stopped from not
-            except RuntimeError as exc:
-                if "before it is started" not in str(exc):  # never started: nothing to stop
-                    failed.append(traceback.format_exc())
             except Exception:  # noqa: BLE001 - watchdog's teardown must not end the service
                 failed.append(traceback.format_exc())
 
@@ -437,13 +433,11 @@ class FolderWatcher:
         if log is None:
             return
         where = {"path": str(self.watch.path), "mode": self.mode}
-        poll_s = max((getattr(e, "poll_seconds", 0.0) for e in list(obs.emitters)),
-                     default=0.0)
-        if stopper.is_alive() and self.polling and 2 * poll_s >= OBSERVER_STOP_WAIT_S:
+        if stopper.is_alive() and self.polling and 2 * _poll_seconds(obs) >= OBSERVER_STOP_WAIT_S:
             # a poll in flight explains the wait; one on a share that hangs does not
             log.info("observer_stop_slow", **where,
                      error=f"a poll in flight did not end in {OBSERVER_STOP_WAIT_S:g} s "
-                           f"(polls take about {poll_s:.1f} s)",
+                           f"(polls take about {_poll_seconds(obs):.1f} s)",
                      action=_STOP_FAILED_ACTION)
         elif stopper.is_alive():
             log.warning("observer_stop_failed", **where,

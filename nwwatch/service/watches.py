@@ -12,7 +12,12 @@ from nwwatch.service.batch import Engine
 from nwwatch.service.config import WatchConfig
 from nwwatch.service.names import file_identity, path_key
 from nwwatch.service.readiness import ReadyFile, Tracker
-from nwwatch.service.watcher import SLOW_POLL_INTERVAL_S, FolderWatcher, scan
+from nwwatch.service.watcher import (
+    SLOW_POLL_INTERVAL_S,
+    FolderWatcher,
+    paced_wait_seconds,
+    scan,
+)
 
 
 @dataclass
@@ -93,7 +98,7 @@ class Watch:
         poll_s = self.watcher.poll_seconds(typical=True)
         if poll_s is None:
             return
-        interval_s = self.watcher.poll_interval_seconds(poll_s)
+        interval_s = paced_wait_seconds(poll_s) + poll_s  # one poll's start to the next's
         if interval_s < SLOW_POLL_INTERVAL_S:
             return
         self.slow_poll_logged = True
