@@ -21,6 +21,7 @@ from servicekit import (
     model,
     write_frames,
 )
+from structlog.testing import capture_logs
 
 from nwwatch.service.replay import replay
 
@@ -163,3 +164,40 @@ def test_a_stop_right_after_a_batch_is_held_writes_that_batch(tmp_path):
     written = 0 if table is None else len(table)
     assert 0 < written < 40
     assert ledger_count(results, "items", "state='done'") == written
+
+
+# ``nwwatch replay`` that sends itself ``argv[1]`` (a signal number) once its first batch is
+# claimed: stopped while that batch is in flight (``writing``), as an operator stops a replay
+# of a large stack that is processed alone.
+_STOP_AFTER_CLAIM = _STOP_AFTER_HOLD.replace("real_hold = ledger.Ledger.hold",
+                                             "real_hold = ledger.Ledger.claim").replace(
+    "ledger.Ledger.hold = hold", "ledger.Ledger.claim = hold")
+
+
+def test_stops_in_flight_charge_the_file_nothing_and_the_next_run_processes_it(tmp_path):
+    # before: each stop was taken for a crash of this file ("the service stopped (crash or
+    # kill) while processing this file alone"), an attempt charged each time: the fourth run
+    # quarantined the file and exited 3 without processing it
+    acq, results = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    write_frames(acq, 1)
+    onnx = model(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for sig, status in [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)]:
+        done = subprocess.run(
+            [sys.executable, "-c", _STOP_AFTER_CLAIM, str(int(sig)), "replay", str(acq),
+             "--out", str(results), "--model", str(onnx)],
+            env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == status, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
+        assert ledger_count(results, "batches", "state='writing' AND stopped_at IS NOT NULL") \
+            == 1, done.stderr[-3000:]
+        assert "reconciled_after_crash" not in done.stderr, done.stderr[-3000:]
+        assert ledger_count(results, "items", "attempts > 0 OR state='quarantined'") == 0
+    with capture_logs() as events:
+        again = replay(acq, results, model=onnx)
+    assert (again.done, again.failed, again.quarantined) == (1, 0, 0)
+    assert [e["log_level"] for e in events if e["event"] == "resumed_after_stop"] == ["info"]
+    assert not [e for e in events if e["event"] == "reconciled_after_crash"], events
+    assert len(frames_table(results)) == 1
+

@@ -66,7 +66,8 @@ def test_a_stop_that_outlasts_the_batch_in_flight_charges_the_file_no_attempt(se
     assert daemon.wait_event("stop_requested")["stop_timeout_seconds"] == 1
     again = DaemonProcess(cfg, tmp / "log2")
     try:
-        again.wait_event("reconciled_after_crash")
+        # the batch the stop cut short is released without an attempt, and said so
+        assert again.wait_event("resumed_after_stop")["level"] == "info"
         wait_rows(res, 1, proc=again)
     finally:
         code, _ = again.terminate(timeout=30)

@@ -132,10 +132,7 @@ class Daemon:
         watches: list[Watch] = []
         dashboard = None
         try:
-            report = ledger.reconcile(cfg.max_attempts)
-            if report.adopted or report.removed:
-                self.log.warning("reconciled_after_crash", adopted=report.adopted,
-                                 removed=report.removed)
+            ledger.reconcile(cfg.max_attempts).log_to(self.log)
             specs = [EngineSpec(w.kind, w.model, f"watch[{i}].model")
                      for i, w in enumerate(cfg.watches)]
             flush_policy = FlushPolicy(max_rows=cfg.flush_rows, max_seconds=cfg.flush_seconds)

@@ -8,7 +8,7 @@ import errno
 import shlex
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SCHEMA_VERSION = 5
@@ -120,6 +120,20 @@ class Failure:
 class ReconcileReport:
     adopted: list[str]
     removed: list[str]  # batch ids whose files were removed and items released
+    # those of both that a stop request cut short (:func:`mark_stopped`): no crash
+    stopped: list[str] = field(default_factory=list)
+
+    def log_to(self, log) -> None:
+        """One line for what a start found unfinished: ``reconciled_after_crash`` (warning)
+        for batches a crash or kill left, ``resumed_after_stop`` (info) for those a stop
+        request (Ctrl-C, SIGTERM, SIGHUP) cut short, whose files were charged nothing."""
+        adopted = [b for b in self.adopted if b not in self.stopped]
+        removed = [b for b in self.removed if b not in self.stopped]
+        if adopted or removed:
+            log.warning("reconciled_after_crash", adopted=adopted, removed=removed)
+        if self.stopped:
+            log.info("resumed_after_stop", batches=self.stopped,
+                     adopted=[b for b in self.adopted if b in self.stopped])
 
 
 class LedgerCorruptError(RuntimeError):

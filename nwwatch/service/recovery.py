@@ -24,13 +24,16 @@ class Recovery:
 
         recover_compactions(self)
         adopted, removed = [], []
+        stopped = [r[0] for r in self._db.execute(
+            "SELECT batch_id FROM batches WHERE state='writing' AND stopped_at IS NOT NULL")]
         for batch_id in self.unfinished_batches():
             if self.settle(batch_id, max_attempts, crashed=True):
                 adopted.append(batch_id)
             else:
                 removed.append(batch_id)
         self._remove_temporaries()
-        return ReconcileReport(adopted=adopted, removed=removed)
+        return ReconcileReport(adopted=adopted, removed=removed,
+                               stopped=[b for b in stopped if b in adopted + removed])
 
     def unfinished_batches(self) -> list[str]:
         """Batches still ``writing`` (between claim and commit), except those whose rows this

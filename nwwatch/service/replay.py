@@ -9,6 +9,7 @@ stopped (files already done for this model are skipped without being read again)
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from nwwatch.service.config import (
 )
 from nwwatch.service.inference import InferenceConfig
 from nwwatch.service.inputs import layout_of_other_kind
+from nwwatch.service.ledgerdb import mark_stopped
 from nwwatch.service.lock import LedgerBusyError, LedgerLock
 from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
@@ -236,15 +238,14 @@ def replay(
         created.undo(exc, lock)
         raise
     bars: list[Progress] = []  # the progress bar, once drawn
+    stopped = False  # by the operator: the batch in flight is theirs, not its files' fault
     try:
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
                                 provider=engine.segmenter.provider,
                                 input_path=roots[0] if len(roots) == 1 else None,
                                 pictures_asked=kind == "insitu" and pictures.mode != "none",
                                 kind=kind)
-        report = ledger.reconcile(max_attempts)
-        if report.adopted or report.removed:
-            log.warning("reconciled_after_crash", adopted=report.adopted, removed=report.removed)
+        ledger.reconcile(max_attempts).log_to(log)
         # an adopted batch (or build_engines' retry of tomograms) may have taken files off it
         refresh_quarantine(ledger, out, log)
         files = _inputs_of(roots, kind, summary)
@@ -273,6 +274,7 @@ def replay(
             from nwwatch.service.compaction import compact
 
             ledger.close()
+            ledger = None  # every batch committed: a stop from here on leaves none in flight
             lock.close()
             t_compact = time.perf_counter()
             try:
@@ -306,15 +308,31 @@ def replay(
             flush()
         summary.seconds = time.perf_counter() - t0
         bar.close()
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP (nwwatch.options.Terminated)
+        stopped = ledger is not None
+        raise
     finally:
         for drawn in bars:  # stopped (Ctrl-C, an error): the cursor shown, the next line free
             drawn.close()
         if ledger is not None:
             ledger.close()
+            if stopped:
+                _record_stop(ledger_path, log)
         lock.close()
         if connection is not None:
             close_connection(connection)
     return summary
+
+
+def _record_stop(ledger_path: Path, log) -> None:
+    """Mark the batch a stop request cut short (``writing``, not held) as stopped, as the
+    service does when its stop deadline passes: the next run releases its files without
+    charging them an attempt, where a crash charges one (three stops would quarantine a
+    file that only ever took longer than the operator waited)."""
+    try:
+        mark_stopped(ledger_path)
+    except (OSError, sqlite3.Error) as exc:  # still a clean exit; the next run counts a crash
+        log.warning("stop_not_recorded", error=str(exc))
 
 
 def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary) -> list[tuple[Path, Path]]:
