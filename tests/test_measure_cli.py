@@ -255,6 +255,23 @@ def test_an_unwritable_output_is_refused_before_anything_is_measured(tmp_path, w
     assert not (tmp_path / "rows.parquet").exists()
 
 
+@pytest.mark.parametrize("inside", ["res/frames/qa", "res/frames", "res"])
+def test_overlays_in_a_results_folder_are_refused(tmp_path, inside):
+    # PNGs in RESULTS/frames broke every reader of the dataset (pandas.read_parquet:
+    # "Parquet magic bytes not found"); the results folder itself mixes them with its files
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "good.png"), cap.labels)
+    (tmp_path / "res" / "frames").mkdir(parents=True)
+    (tmp_path / "res" / "ledger.sqlite").write_bytes(b"")  # what marks a results folder
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "good.png"), "--out",
+                                       str(tmp_path / "rows.parquet"),
+                                       "--overlays", str(tmp_path / inside)])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--overlays'" in result.output, result.output
+    assert not (tmp_path / "rows.parquet").exists()
+    assert sorted(p.name for p in (tmp_path / "res").rglob("*")) == ["frames", "ledger.sqlite"]
+
+
 def test_a_frame_and_its_label_image_keep_both_overlays_and_rows_link_them(tmp_path):
     from onnx_models import build_threshold_model
     from servicekit import paint_insitu

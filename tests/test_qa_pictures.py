@@ -112,6 +112,16 @@ def test_overlays_outside_results_are_refused(tmp_path, acquisition):
     assert sorted(os.listdir(acq)) == ["good.tif", "stack.tif"]
 
 
+@pytest.mark.parametrize("overlays", ["frames", "frames/qa", "volumes"])
+def test_overlays_in_a_results_dataset_are_refused(tmp_path, acquisition, overlays):
+    # PNGs in frames/ broke every reader of the dataset (pandas.read_parquet: "Parquet magic
+    # bytes not found"), and the replay wrote them there
+    acq, onnx = acquisition
+    with pytest.raises(ConfigError, match="where every file is read as results"):
+        replay(acq, tmp_path / "out", kind="insitu", model=onnx, overlays=overlays)
+    assert not (tmp_path / "out").exists()  # refused before anything was made
+
+
 def test_service_setting_writes_overlays_of_flagged_frames(tmp_path, acquisition):
     acq, onnx = acquisition
     res = tmp_path / "res"

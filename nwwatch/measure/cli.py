@@ -505,6 +505,8 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
     # Outputs checked before the work: an unwritable --out found after it loses every row.
     # A results file is the service's: replaced, its rows were lost to the ledger.
     refuse_inside_results(out, "'--out'")
+    if overlays is not None:  # PNGs in a results dataset break its readers
+        refuse_inside_results(overlays, "'--overlays'", folder_example="overlays")
     if out.is_file() and not _is_earlier_output(out):
         # e.g. 'measure --out frames/*.tif': the shell made the first frame the output; or
         # '--out DATA/truth.parquet', the truth evaluate scores against

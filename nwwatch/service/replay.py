@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from nwwatch.options import raise_lost_interrupt
+from nwwatch.options import raise_lost_interrupt, results_dataset_of
 from nwwatch.paths import lies_inside
 from nwwatch.service.config import (
     KINDS,
@@ -506,6 +506,12 @@ def _overlay_settings(out: Path, folder: Path, frames: str, save_labels: bool
     if not lies_inside(real, out):
         raise ConfigError(None, "--overlays", f"{folder} is not inside the results folder "
                                               f"{out}; QA pictures go with the results")
+    dataset = results_dataset_of(real, out, folder=True)
+    if dataset is not None:  # PNGs there break every reader of the Parquet dataset
+        raise ConfigError(None, "--overlays", f"{folder} is in {dataset}, where every file is "
+                                              "read as results (pandas, pyarrow, DuckDB); "
+                                              "e.g. --overlays "
+                                              f"{out / 'overlays'}")
     return OverlaySettings(frames, real.relative_to(out.resolve()), save_labels)
 
 
