@@ -194,6 +194,27 @@ def test_labels_that_count_classes_from_one_name_the_convention(tmp_path):
     assert "napari" not in info.value.reason
 
 
+def test_a_few_pixels_of_a_wrong_value_are_not_told_to_renumber_the_image(tmp_path):
+    # before: 0/1/2 with a brush stroke of 3 (or a JPEG's residue) was told "labels with 0
+    # unlabeled and classes counted from 1 (napari, ilastik)? ... numpy.where(labels == 0,
+    # 255, labels - 1)", which turns the background unlabeled and the wire background
+    label = np.zeros((64, 64), np.uint8)
+    label[32:, 24:40] = 1
+    label[8:32, 16:48] = 2
+    label[40:44, 2:6] = 3  # 16 px of 4096: under half a percent
+    cv2.imwrite(str(tmp_path / "stroke.png"), label)
+    with pytest.raises(DatasetLayoutError, match="out of range") as info:
+        read_label_image(tmp_path / "stroke.png", 3)
+    assert "only 16 px of 4096 hold them: painted in by mistake" in info.value.reason
+    assert "napari" not in info.value.reason and "renumber" not in info.value.reason
+    # as a class of its own (a share of the image) it still reads as another numbering
+    label[40:60, 2:22] = 3
+    cv2.imwrite(str(tmp_path / "napari.png"), label)
+    with pytest.raises(DatasetLayoutError, match="out of range") as info:
+        read_label_image(tmp_path / "napari.png", 3)
+    assert "napari" in info.value.reason
+
+
 @pytest.mark.parametrize("values", [(0, 127, 255), (1, 2, 3)])
 def test_another_tools_grey_levels_or_ids_are_told_to_be_renumbered(tmp_path, values):
     # before: only "label values [127] out of range" for a 0/127/255 grey mask, whose

@@ -1393,3 +1393,21 @@ def test_measure_extends_a_border_strip_and_notes_the_filled_pixels_per_page(tmp
     refused = " ".join(result.output.split())
     assert (f"skipped {tmp_path / 'refused.tif'}: labels must be 0 background, 1 nanowire, "
             "2 droplet; page 1: an unlabeled (255) region of") in refused
+
+
+def test_a_label_stack_refused_for_one_page_names_that_page(tmp_path):
+    # before: "label values [3] out of range ..." with no page: which page to fix?
+    exact = _vertical_cap()
+    stroke = exact.copy()
+    stroke[10:20, 10:20] = 3
+    tifffile.imwrite(tmp_path / "values.tif", np.stack([exact, exact, stroke]),
+                     photometric="minisblack")
+    tifffile.imwrite(tmp_path / "single.tif", stroke, photometric="minisblack")
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "values.tif"),
+                                       str(tmp_path / "single.tif"),
+                                       "--out", str(tmp_path / "rows.parquet")])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert f"skipped {tmp_path / 'values.tif'}: page 2: label values [3] out of range" in said
+    # one page: no page to name
+    assert f"skipped {tmp_path / 'single.tif'}: label values [3] out of range" in said

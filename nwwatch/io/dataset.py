@@ -195,7 +195,8 @@ def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str
                           f"class ids 0..{num_classes - 1}, {UNLABELED} unlabeled, as uint8")
         raise DatasetLayoutError(path, f"labels must be integer class ids, got {label.dtype}: "
                                        f"{advice}")
-    problem = label_values_problem(np.unique(label), num_classes)
+    values, counts = np.unique(label, return_counts=True)
+    problem = label_values_problem(values, num_classes, counts)
     if problem:
         raise DatasetLayoutError(path, problem)
     rim = interpolated_rim_problem(label) if num_classes >= len(INSITU_CLASSES) else None
@@ -204,14 +205,30 @@ def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str
     return label.astype(np.uint8)
 
 
-def label_values_problem(values: np.ndarray, num_classes: int) -> str | None:
-    """Which of a label image's distinct integer ``values`` are not class ids (0 ..
-    ``num_classes`` - 1, or 255 unlabeled), and what to do, or None when all are: the one
-    way the DATA readers and ``nwwatch measure`` say it."""
-    bad = values[(values >= num_classes) & (values != UNLABELED) | (values < 0)]
+#: Below this share of an image's pixels, values that are not class ids are taken for a
+#: stray stroke or a lossy save's residue, not for a class of another numbering.
+STRAY_VALUES_SHARE = 0.005
+
+
+def label_values_problem(values: np.ndarray, num_classes: int,
+                         counts: np.ndarray | None = None) -> str | None:
+    """Which of a label image's distinct integer ``values`` (sorted, as ``np.unique`` gives
+    them, with their pixel ``counts`` when known) are not class ids (0 .. ``num_classes`` - 1,
+    or 255 unlabeled), and what to do, or None when all are: the one way the DATA readers
+    and ``nwwatch measure`` say it."""
+    is_bad = (values >= num_classes) & (values != UNLABELED) | (values < 0)
+    bad = values[is_bad]
+    stray = counts is not None and counts[is_bad].sum() < STRAY_VALUES_SHARE * counts.sum()
     if bad.size:
         hint = ""
-        if bad.tolist() == [num_classes] and values[0] == 0 and UNLABELED not in values:
+        if stray:
+            # a brush stroke of a wrong value, a JPEG's residue: renumbering the whole image
+            # (as for another tool's ids) would ruin it
+            hint = (f"; only {int(counts[is_bad].sum())} px of "
+                    f"{int(counts.sum())} hold them: painted in by mistake, or left by a "
+                    f"lossy save (JPEG)? give those pixels their class (or {UNLABELED}, "
+                    "unlabeled), or export the mask again losslessly")
+        elif bad.tolist() == [num_classes] and values[0] == 0 and UNLABELED not in values:
             # 0..N without 255: classes counted from 1 with 0 unlabeled (napari's Labels
             # layer, ilastik), whose 0 would be read as the first class here.
             hint = (f"; 0..{num_classes} and no {UNLABELED}: labels with 0 unlabeled and "

@@ -210,12 +210,14 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
     out = []
     filled_px = []
     for page in pages:
+        # which page of a stack is at fault (the whole file is skipped)
+        page_said = f"page {len(out)}: " if len(pages) > 1 else ""
         if _float_class_ids(page):
             page = page.astype(np.uint8)  # exact: 0.0, 1.0, 2.0 and 255.0 only
         if not np.issubdtype(page.dtype, np.integer):
-            raise LabelFileError(path, f"labels must be integer class ids 0, 1, 2, got dtype "
-                                       f"{page.dtype} with other values; save the label image "
-                                       "as uint8")
+            raise LabelFileError(path, f"{page_said}labels must be integer class ids 0, 1, 2, "
+                                       f"got dtype {page.dtype} with other values; save the "
+                                       "label image as uint8")
         bad = np.setdiff1d(np.unique(page), [0, NANOWIRE, DROPLET])
         filled_px.append(0)
         if bad.size == 1 and bad[0] == UNLABELED:
@@ -223,7 +225,6 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
             try:  # as evaluate measures a DATA folder's labels: one rule
                 filled = fill_unsure_band(page)
             except UnsureBandError as exc:
-                page_said = f"page {len(out)}: " if len(pages) > 1 else ""
                 raise LabelFileError(
                     path, f"labels must be 0 background, 1 nanowire, 2 droplet; {page_said}{exc}"
                 ) from None
@@ -232,11 +233,12 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
         elif bad.size:
             # as the DATA readers say it; which of another tool's ids means which class is the
             # user's to say, not guessed
-            raise LabelFileError(path, label_values_problem(np.unique(page),
-                                                            len(INSITU_CLASSES)))
+            values, counts = np.unique(page, return_counts=True)
+            raise LabelFileError(path, page_said + label_values_problem(
+                values, len(INSITU_CLASSES), counts))
         rim = interpolated_rim_problem(page)
         if rim:  # else a wire rim around the droplet moves or refuses the angle, unexplained
-            raise LabelFileError(path, rim)
+            raise LabelFileError(path, page_said + rim)
         out.append(page.astype(np.uint8))
     return out, filled_px
 
