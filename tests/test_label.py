@@ -154,6 +154,31 @@ def test_a_frame_labelled_elsewhere_is_replaced_whatever_its_files_format(tmp_pa
     assert ref.stem.startswith("h_")
 
 
+def test_a_file_rewritten_with_another_frame_under_its_name_is_another_frame(tmp_path):
+    # before: the saved geometry named the same file and page, so the new frame opened with
+    # the earlier frame's labels (origin "saved") and Save replaced the earlier pair: the
+    # earlier frame's image was gone from DATA and the new one carried its labels
+    from nwwatch.label.frames import FrameRef, frame_refs, read_frame
+
+    data, acq = tmp_path / "DATA", tmp_path / "acq" / "f.tif"
+    stems = []
+    for seed in (1, 2, 3, 2):  # three frames in turn under one name, then the second again
+        params = plain_params(seed, 0, size=96)
+        image, truth, _ = render(params, seed=seed)
+        write_frame_tiff(acq, image)
+        [ref] = frame_refs([acq], data_dir=data)
+        stems.append(ref.stem)
+        save_labeled_frame(data, ref.stem, image, truth_geometry(params),
+                           source={"path": str(acq), "page": 0})  # as the page saves
+    assert stems[0] == "f" and stems[1].startswith("f_") and stems[2].startswith("f_")
+    assert len(set(stems[:3])) == 3 and stems[3] == stems[1]  # its pixels: its stem again
+    assert sorted(p.stem for p in (data / "images").iterdir()) == sorted(stems[:3])
+    for stem, seed in zip(stems[:3], (1, 2, 3), strict=True):  # each pair kept, its own
+        image, _, _ = render(plain_params(seed, 0, size=96), seed=seed)
+        assert np.array_equal(read_frame(FrameRef(data / "images" / f"{stem}.tif", 0,
+                                                  stem))[0], image)
+
+
 def test_contact_angle_is_a_value_with_a_reason():
     no_wire = LabelGeometry((50, 50), Circle((20.0, 20.0), 10.0))
     assert contact_angle(no_wire).angle_deg is None
@@ -200,6 +225,35 @@ def test_saved_frames_are_a_data_folder_with_human_angles(tmp_path):
         pytest.approx(angles))
     with pytest.raises(GeometryError, match="shape"):
         save_labeled_frame(data, "bad", image[:10], truth_geometry(plain_params(21, 0)))
+
+
+def test_a_frame_with_nothing_labeled_is_not_saved_and_a_hidden_droplet_has_no_angle(
+        tmp_path):
+    # before: an all-255 frame was saved (200, label_counts {255: all}) and `nwwatch train`
+    # then refused the whole DATA folder over it; a droplet painted unlabeled (or a circle
+    # moved off the frame) kept its human angle in truth.parquet, as ground truth
+    from nwwatch.label.geometry import Stroke
+
+    data = tmp_path / "DATA"
+    params = plain_params(21, 0)
+    image, _, truth = render(params)
+    geometry = truth_geometry(params)
+    h, w = geometry.shape
+    everything = Stroke(UNLABELED, ((-1.0, -1.0), (-1.0, w), (h, w), (h, -1.0)))
+    with pytest.raises(GeometryError, match=r"every pixel is unlabeled \(255\)"):
+        save_labeled_frame(data, "f", image, geometry.replace(strokes=(everything,)))
+    assert not (data / "labels" / "f.png").exists() and not (data / "images").exists()
+    (cy, cx), r = geometry.droplet.center, geometry.droplet.radius_px
+    over = Stroke(UNLABELED, ((cy - r - 2, cx - r - 2), (cy - r - 2, cx + r + 2),
+                              (cy + r + 2, cx + r + 2), (cy + r + 2, cx - r - 2)))
+    hidden = save_labeled_frame(data, "hidden", image, geometry.replace(strokes=(over,)))
+    assert hidden["contact_angle_deg"] is None and DROPLET not in hidden["label_counts"]
+    shown = save_labeled_frame(data, "shown", image, geometry)
+    assert shown["contact_angle_deg"] == pytest.approx(truth["theta_apparent_deg"])
+    rows = pq.read_table(data / "truth.parquet").to_pylist()
+    assert [r["file"].split("/")[-1] for r in rows] == ["shown.tif"]
+    doc = json.loads((data / "geometry" / "hidden.json").read_text())
+    assert doc["contact_angle_reason"].startswith("no droplet pixel in the labels")
 
 
 def test_evaluate_reads_the_tool_angles_as_truth(tmp_path):

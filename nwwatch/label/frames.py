@@ -72,8 +72,10 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
     files share gets a short hash of the file's absolute path appended, and so does a stem
     that ``data_dir`` (the DATA folder) already holds for another frame (:func:`_taken`):
     ``frame_00000.tif`` of a second acquisition never opens, nor overwrites, the labels saved
-    for the first one's. A page named twice (the same file given twice, or a queued frame
-    among FRAMES too) is listed once, at its first place (with the queue's ``info``).
+    for the first one's; nor does a file rewritten under its name with another frame (where
+    the path's hash is taken too, a hash of the frame's pixels). A page named twice (the
+    same file given twice, or a queued frame among FRAMES too) is listed once, at its first
+    place (with the queue's ``info``).
 
     Raises
     ------
@@ -115,35 +117,43 @@ def _frame_refs(paths: Sequence[str | os.PathLike[str]],
             stem = safe_stem(path.stem) + (f"_p{page:04d}" if n > 1 else "")
             if stem in seen or (data_dir is not None
                                 and _taken(data_dir, stem, path, page, files)):
-                stem += "_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:6]
+                base = stem
+                stem = f"{base}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:6]}"
+                if data_dir is not None and _taken(data_dir, stem, path, page, files):
+                    # the file rewritten with another frame again: its pixels name it
+                    pixels = read_frame(FrameRef(path, int(page), base), files)[0]
+                    stem = f"{base}_{hashlib.sha1(pixels.tobytes()).hexdigest()[:6]}"
             seen.add(stem)
             refs.append(FrameRef(path, int(page), stem, dict(infos[i]) if infos else {}))
     return refs
 
 
 def _taken(data_dir: Path, stem: str, path: Path, page: int, files: OpenFiles) -> bool:
-    """Whether DATA holds ``stem`` for another frame than page ``page`` of ``path``: its
-    geometry names another source file or page (a relative source path is taken from the
-    current folder, as the command's own paths are), and its saved image is not this frame's
-    pixels either (the same frame moved to another folder is the same frame). A stem in
-    ``images/`` without a geometry file (a folder written by other means, its image a TIFF
-    or a PNG) is taken too, unless it holds this frame's pixels."""
+    """Whether DATA holds ``stem`` for another frame than page ``page`` of ``path``: its saved
+    image is not this frame's pixels (the same frame moved to another folder is the same
+    frame; a file rewritten with another frame under its name is another), or, with no
+    image saved, its geometry names another source file or page (a relative source path is
+    taken from the current folder, as the command's own paths are). A stem in ``images/``
+    without a geometry file (a folder written by other means, its image a TIFF or a PNG) is
+    taken too, unless it holds this frame's pixels."""
     images = stem_files(Path(data_dir) / "images", stem)
     geometry_file = Path(data_dir) / "geometry" / f"{stem}.json"
     if not images and not geometry_file.exists():
         return False
+    same_source = False
     try:
         source = json.loads(geometry_file.read_text()).get("source") or {}
-        if (Path(str(source.get("path"))).resolve() == path.resolve()
-                and int(source.get("page", 0)) == page):
-            return False
+        same_source = (Path(str(source.get("path"))).resolve() == path.resolve()
+                       and int(source.get("page", 0)) == page)
     except (OSError, ValueError, TypeError, AttributeError):
         pass  # no or broken geometry: the pixels decide
+    if not images:
+        return not same_source
     try:
         saved = read_frame(FrameRef(images[0], 0, stem))[0]
         mine = read_frame(FrameRef(path, page, stem), files)[0]
     except Exception:  # noqa: BLE001 - an unreadable saved image is not this frame's
-        return True
+        return not same_source
     return not (saved.shape == mine.shape and np.array_equal(saved, mine))
 
 

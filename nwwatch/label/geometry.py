@@ -288,10 +288,16 @@ class HumanAngle:
     s_px: float | None = None
 
 
-def contact_angle(geometry: LabelGeometry) -> HumanAngle:
-    """The human contact angle of ``geometry`` (degrees), a value with a reason on failure."""
+def contact_angle(geometry: LabelGeometry, labels: np.ndarray | None = None) -> HumanAngle:
+    """The human contact angle of ``geometry`` (degrees), a value with a reason on failure.
+    With ``labels`` (its rasterised (H, W) label image) none where they hold no droplet
+    pixel: the circle painted over as unlabeled, or drawn off the frame, is not an angle
+    the labels stand behind (no ground truth for ``nwwatch evaluate``)."""
     if geometry.droplet is None:
         return HumanAngle(None, "no droplet circle")
+    if labels is not None and not np.any(labels == DROPLET):
+        return HumanAngle(None, "no droplet pixel in the labels (the circle painted over as "
+                                "unlabeled, or off the frame)")
     facet = facet_line(geometry)
     if facet is None:
         return HumanAngle(None, "no facet: draw the wire polygon or a facet line")

@@ -233,7 +233,7 @@ def overlay_data_url(labels: np.ndarray) -> str:
 def preview(geometry: LabelGeometry) -> dict[str, Any]:
     """What the page shows for a geometry: overlay, contact angle, facet, pixel counts."""
     labels = rasterize(geometry)
-    angle = contact_angle(geometry)
+    angle = contact_angle(geometry, labels)
     facet = facet_line(geometry)
     values, counts = np.unique(labels, return_counts=True)
     return {

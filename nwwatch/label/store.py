@@ -42,8 +42,14 @@ from typing import Any
 import numpy as np
 
 from nwwatch.atomic import atomic_write
+from nwwatch.classes import UNLABELED
 from nwwatch.io.png import write_image_file
-from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, geometry_from_json
+from nwwatch.label.geometry import (
+    GeometryError,
+    LabelGeometry,
+    contact_angle,
+    geometry_from_json,
+)
 from nwwatch.label.raster import rasterize
 
 GEOMETRY_DIR = "geometry"
@@ -156,7 +162,12 @@ def save_labeled_frame(
                             f"{list(image.shape)}")
     root = Path(data_dir)
     labels = rasterize(geometry)  # before the lock: seconds on a large frame
-    angle = contact_angle(geometry)
+    if not np.any(labels != UNLABELED):
+        # `nwwatch train` refuses the whole DATA folder over such a label image
+        raise GeometryError("not saved: every pixel is unlabeled (255), and training refuses "
+                            "a label image without a labeled pixel; label what you can see, "
+                            "or leave the frame unsaved")
+    angle = contact_angle(geometry, labels)
     doc = geometry.to_json()
     doc.update(source=source or {}, contact_angle_deg=angle.angle_deg,
                contact_angle_reason=angle.reason, labels_sha256=labels_digest(labels))
