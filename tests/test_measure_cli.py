@@ -1411,3 +1411,47 @@ def test_a_label_stack_refused_for_one_page_names_that_page(tmp_path):
     assert f"skipped {tmp_path / 'values.tif'}: page 2: label values [3] out of range" in said
     # one page: no page to name
     assert f"skipped {tmp_path / 'single.tif'}: label values [3] out of range" in said
+
+
+def test_a_model_that_fails_on_a_frame_skips_that_file_naming_the_model(tmp_path,
+                                                                        monkeypatch):
+    # before: a model that loads (`nwwatch model`: "service: loads it") but that ONNX Runtime
+    # cannot run on a frame (an error type of its own, derived from Exception) ended measure
+    # in a traceback, losing the rows measured before it; replay fails such a file cleanly
+    from onnx_models import build_threshold_model
+    from servicekit import paint_insitu
+
+    from nwwatch.segment.session import Segmenter
+
+    onnx = build_threshold_model(tmp_path / "model.onnx")
+    frame = (paint_insitu(117.0, size=128, half_width=16)
+             + np.random.default_rng(3).integers(-3, 4, (128, 128))).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", frame)
+    tifffile.imwrite(tmp_path / "b.tif", np.stack([frame, frame[:, ::-1], frame]),
+                     photometric="minisblack")
+    real = Segmenter.segment
+    calls = []
+
+    class OrtFail(Exception):  # as onnxruntime's Fail: not a RuntimeError
+        pass
+
+    def segment(self, images, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # b.tif's second page
+            raise OrtFail("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned "
+                          "while running Concat node.\nmore lines")
+        return real(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(Segmenter, "segment", segment)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "a.tif"),
+                                       str(tmp_path / "b.tif"), "--model", str(onnx),
+                                       "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    said = " ".join(result.output.split())
+    assert (f"skipped {tmp_path / 'b.tif'} from page 1 on (its first 1 page(s) are in the "
+            f"rows): the model {onnx} failed on it (OrtFail: [ONNXRuntimeError] : 1 : FAIL : "
+            "Non-zero status code returned while running Concat node.)") in said, said
+    rows = pq.read_table(out).to_pylist()
+    assert [(Path(r["source"]).name, r["frame"]) for r in rows] == [("a.tif", 0), ("b.tif", 0)]

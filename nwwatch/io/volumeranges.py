@@ -56,7 +56,8 @@ class VolumeRanges:
                 if np.array_equal(page, image, equal_nan=nan_ok):
                     return path, z
         raise DatasetLayoutError(
-            image_path, "normalization_scope is 'volume' (dataset.toml), but no file in "
+            image_path, "normalization_scope is 'volume' (dataset.toml's, or the default "
+                        "of kind = \"tomogram\"), but no file in "
                         f"{self.root / 'unlabeled'} holds this image as one of its slices: "
                         "put the volume it was cut from there, unchanged (the runtime "
                         "normalises every slice with its volume's intensity range), or set "

@@ -300,6 +300,10 @@ def _overlay_path(picture: Path, out: Path) -> str:
                       else picture).as_posix())
 
 
+class ModelRunError(RuntimeError):
+    """A model that loaded but failed to segment a frame."""
+
+
 class _FrameSegmenter:
     """The model of ``--model``, loaded on the first raw frame (label images need none)."""
 
@@ -327,7 +331,16 @@ class _FrameSegmenter:
         from nwwatch.normalize import normalize_image
 
         seg = self.load()
-        out = seg.segment(normalize_image(page))
+        try:
+            out = seg.segment(normalize_image(page))
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors derive from Exception
+            # loaded, yet unable to run on this frame (its size, a broken graph): the file is
+            # skipped naming the model, as the service fails it, not a traceback
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise ModelRunError(f"the model {seg.model_path} failed on it "
+                                f"({type(exc).__name__}: {first})") from exc
         return out.labels[0], out.probabilities[0], {
             "model_name": seg.name, "model_sha256": seg.model_sha256, "provider": seg.provider}
 
@@ -565,7 +578,14 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
             if is_labels:
                 labels, grey, probability = page, None, None
             else:
-                labels, probabilities, extra = segment(page)
+                try:
+                    labels, probabilities, extra = segment(page)
+                except ModelRunError as exc:
+                    kept = (f" from page {index} on (its first {index} page(s) are in the "
+                            "rows)" if index else "")
+                    click.echo(f"skipped {path}{kept}: {exc}", err=True)
+                    run.skipped += 1
+                    break
                 grey, probability = page, probabilities[DROPLET]
                 extra["segment_ms"] = 1000.0 * (time.perf_counter() - start)
             t = time.perf_counter()

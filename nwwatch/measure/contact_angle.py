@@ -302,10 +302,18 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
     sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), *(  # fits, then the systematics
         v for k, v in terms_deg.items() if k not in ("outline", "facet_line", "facet_gap")))
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
+    # also on a refused row: a lab's own cut on σ needs the whole cap, and its overlay shows
+    # the triple points a refusal may be about
     fitted = dict(cap.fields, base_half_width_px=half_chord, wire_tilt_deg=tilt_deg,
                   facet_edge=edge.status, cap_excess_px=excess_px, triple_depth_px=depth_px,
                   facet_edge_snr=edge.snr, facet_edge_shift_px=edge.shift_px,
-                  facet_row=float(foot[0] + off[0]), facet_col=float(foot[1] + off[1]))
+                  facet_row=float(foot[0] + off[0]), facet_col=float(foot[1] + off[1]),
+                  contact_angle_deg=theta_deg, contact_angle_left_deg=theta_left,
+                  contact_angle_right_deg=theta_right,
+                  contact_angle_uncertainty_deg=sigma_deg, cap_height_px=radius + s,
+                  triple_left_row=float(left[0]), triple_left_col=float(left[1]),
+                  triple_right_row=float(right[0]), triple_right_col=float(right[1]),
+                  droplet_volume_px3=volume)
     notes, edge_note = result_notes(sel.n_droplets, sel.droplet_cut, facet.source, tilt_deg,
                                     line.gap_px, edge, facet.wire)
     if sigma_deg > MAX_UNCERTAINTY_DEG:
@@ -317,8 +325,7 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
                    "triple_points": f"{depth_px or 0.0:.1f} px from the background"}
         return ContactAngleResult(
             R.FIT_FAILED, uncertain_reason(sigma_deg, MAX_UNCERTAINTY_DEG, terms_deg, details),
-            "angle_uncertain", contact_angle_deg=theta_deg,
-            contact_angle_uncertainty_deg=sigma_deg, **fitted)
+            "angle_uncertain", **fitted)
     lo, hi = R.PHYSICAL_RANGE_DEG
     code = "ok"
     if not lo <= theta_deg <= hi:
@@ -328,19 +335,4 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
         status = R.SEVERAL_DROPLETS
     else:
         status = R.OK
-    return ContactAngleResult(
-        status,
-        "; ".join(notes),
-        code,
-        contact_angle_deg=theta_deg,
-        contact_angle_left_deg=theta_left,
-        contact_angle_right_deg=theta_right,
-        contact_angle_uncertainty_deg=sigma_deg,
-        cap_height_px=radius + s,
-        triple_left_row=float(left[0]),
-        triple_left_col=float(left[1]),
-        triple_right_row=float(right[0]),
-        triple_right_col=float(right[1]),
-        droplet_volume_px3=volume,
-        **fitted,
-    )
+    return ContactAngleResult(status, "; ".join(notes), code, **fitted)
