@@ -174,6 +174,13 @@ _STOP_AFTER_CLAIM = _STOP_AFTER_HOLD.replace("real_hold = ledger.Ledger.hold",
     "ledger.Ledger.hold = hold", "ledger.Ledger.claim = hold")
 
 
+def _stop_signals_as_a_terminal_gives_them() -> None:
+    """A ``preexec_fn``: SIGHUP and SIGINT at their defaults, whatever the test runner was
+    started with (``nohup`` ignores SIGHUP, a shell's background job SIGINT)."""
+    hangup_as_a_terminal_gives_it()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_stops_in_flight_charge_the_file_nothing_and_the_next_run_processes_it(tmp_path):
     # before: each stop was taken for a crash of this file ("the service stopped (crash or
     # kill) while processing this file alone"), an attempt charged each time: the fourth run
@@ -187,7 +194,8 @@ def test_stops_in_flight_charge_the_file_nothing_and_the_next_run_processes_it(t
         done = subprocess.run(
             [sys.executable, "-c", _STOP_AFTER_CLAIM, str(int(sig)), "replay", str(acq),
              "--out", str(results), "--model", str(onnx)],
-            env=env, capture_output=True, text=True, timeout=120)
+            env=env, capture_output=True, text=True, timeout=120,
+            preexec_fn=_stop_signals_as_a_terminal_gives_them)
         assert done.returncode == status, done.stderr[-3000:]
         assert "Traceback" not in done.stderr, done.stderr[-3000:]
         assert ledger_count(results, "batches", "state='writing' AND stopped_at IS NOT NULL") \
