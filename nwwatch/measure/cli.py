@@ -333,7 +333,7 @@ class _FrameSegmenter:
         seg = self.load()
         try:
             out = seg.segment(normalize_image(page))
-        except (MemoryError, KeyboardInterrupt):
+        except MemoryError:  # the machine's, not the model's
             raise
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors derive from Exception
             # loaded, yet unable to run on this frame (its size, a broken graph): the file is
