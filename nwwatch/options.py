@@ -31,6 +31,43 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 EXIT_HUNG_UP = 128 + signal.SIGHUP
 
 
+class StopEvent:
+    """A stop request that a signal handler may set: :class:`threading.Event`'s ``set``,
+    ``is_set`` and ``wait``, but ``set`` takes no lock. A handler runs in the main thread
+    between two of its bytecodes, also inside ``Event.wait`` or ``Event.set`` while they
+    hold the event's lock; ``Event.set`` called there waits for that lock forever, and a
+    service stopped that way ended by its stop deadline with status 1. Here ``set`` is a
+    flag and a byte written to a pipe that every ``wait`` selects on (never drained: every
+    waiter wakes, at once or later)."""
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+
+    def set(self) -> None:
+        self._flag = True
+        with contextlib.suppress(OSError):  # the pipe full: it is readable already
+            os.write(self._write_fd, b"\0")
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set; False when ``timeout`` seconds passed first."""
+        import select
+
+        if not self._flag:
+            select.select([self._read_fd], [], [], timeout)  # retried after a signal (PEP 475)
+        return self._flag
+
+    def __del__(self) -> None:
+        # Only once unreachable: a handler that may still set it holds a reference.
+        for fd in (self._read_fd, self._write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread where Ctrl-C raises KeyboardInterrupt, so that a
     command stopped either way unwinds alike (what was computed written, temporary folders

@@ -16,8 +16,12 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nwwatch.dashboard.settings import DashboardConfig
+
+if TYPE_CHECKING:
+    from nwwatch.options import StopEvent
 
 #: Longest wait between two restarts of a crashing dashboard.
 MAX_BACKOFF_S = 60.0
@@ -168,9 +172,14 @@ def serve(results: Path, ledger: Path | None, host: str, port: int,
     import signal
 
     from nwwatch.dashboard.app import create_app
-    from nwwatch.options import early_stop_signal, stop_handler_before, take_stop_handler
+    from nwwatch.options import (
+        StopEvent,
+        early_stop_signal,
+        stop_handler_before,
+        take_stop_handler,
+    )
 
-    stop = threading.Event()
+    stop = StopEvent()  # set by the signal handler: no lock
     received: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
@@ -201,7 +210,7 @@ def serve(results: Path, ledger: Path | None, host: str, port: int,
 
 
 def _serve_until(server, app, sock: socket.socket, host: str, results: Path,
-                 stop: threading.Event) -> None:
+                 stop: StopEvent) -> None:
     """Run ``server`` in a thread until ``stop`` is set (or the server ends by itself)."""
     failed: list[BaseException] = []
 

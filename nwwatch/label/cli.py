@@ -6,7 +6,6 @@ import contextlib
 import errno
 import signal
 import sys
-import threading
 import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
@@ -141,9 +140,14 @@ class _StopSignals:
     SIGINT is taken also where a shell left it ignored (a background job)."""
 
     def __init__(self) -> None:
-        from nwwatch.options import early_stop_signal, stop_handler_before, take_stop_handler
+        from nwwatch.options import (
+            StopEvent,
+            early_stop_signal,
+            stop_handler_before,
+            take_stop_handler,
+        )
 
-        self.event = threading.Event()
+        self.event = StopEvent()  # set by the signal handler: no lock
         self.signum: int | None = None
         self.session = None  # the LabelSession, once its page is served
         self._previous: dict[int, object] = {}

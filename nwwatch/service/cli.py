@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from nwwatch.options import (
+    StopEvent,
     early_stop_signal,
     interrupt_exit_status,
     interrupt_name,
@@ -40,14 +41,13 @@ def run(config_path: Path) -> None:
     cannot process its folder's files, a busy, damaged or lost ledger (docs/service.md).
     """
     import signal
-    import threading
 
     # Catch SIGTERM from the first moment: loading the model takes a while, and a stop
     # requested meanwhile must still end in a clean exit 0. SIGHUP (a foreground run's
     # terminal closed) too: its default kills the process mid-batch, which charged the file
     # in flight an attempt as if it had crashed the process.
     # One that came while this module was imported (nwwatch.cli records them): the same.
-    stop = threading.Event()
+    stop = StopEvent()  # set from the handlers: never a threading.Event (its lock)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         take_stop_handler(sig, lambda *_: stop.set())
     if early_stop_signal() is not None:

@@ -28,12 +28,12 @@ exit 0; a thread woken by the signal ends the process after ``stop_timeout_secon
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from pathlib import Path
 
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.logsetup import get_logger
+from nwwatch.options import StopEvent
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.config import ServiceConfig, make_folder
 from nwwatch.service.engines import (
@@ -78,13 +78,13 @@ class Daemon:
     """
 
     def __init__(self, config: ServiceConfig, notifier: Notifier | None = None,
-                 stop_event: threading.Event | None = None) -> None:
+                 stop_event: StopEvent | None = None) -> None:
         self.config = config
         self.notifier = notifier or Notifier()
         self.log = get_logger("nwwatch.service")
         self.tracker = Tracker()
         # May already be set by a SIGTERM that arrived while the process was starting.
-        self._stop = stop_event or threading.Event()
+        self._stop = stop_event or StopEvent()  # set by the signal handler: no lock
         self._watch_errors: dict[Path, float] = {}
         self.pause = StoragePause(config.backoff_seconds, self.log, self.notifier.status)
         self.tally = Tally()
