@@ -130,6 +130,13 @@ def test_valid_config_and_defaults(paths):
         # no pattern matches no file: a folder watched for nothing
         (("settle_seconds = 0.5", "settle_seconds = 0.5\npatterns = []"),
          "watch[0].patterns", "at least one pattern"),
+        # names are matched, not paths: a pattern with a folder never matches (nothing was
+        # processed, without a word; replay, with its own patterns, processed every file)
+        (("settle_seconds = 0.5", "settle_seconds = 0.5\npatterns = [\"**/*.tif\"]"),
+         "watch[0].patterns", "'**/*.tif' holds a '/', and patterns are matched against "
+         "file names only"),
+        (("settle_seconds = 0.5", "settle_seconds = 0.5\nignore_patterns = [\"tmp/*\"]"),
+         "watch[0].ignore_patterns", "'tmp/*' holds a '/'"),
         # one bracket pair: a table, where a list of tables was read ("got {'path': ...}")
         (("[[watch]]", "[watch]"), "watch", "is one table ([watch]); each watched folder is "
          "a table of the array [[watch]] (two brackets), even a single one"),

@@ -214,8 +214,9 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
     watch = WatchConfig(
         path=path,
         kind=kind,
-        patterns=r.strings("patterns", DEFAULT_PATTERNS[kind], allow_empty=False),
-        ignore_patterns=r.strings("ignore_patterns", DEFAULT_IGNORE),
+        patterns=r.strings("patterns", DEFAULT_PATTERNS[kind], allow_empty=False,
+                           file_names=True),
+        ignore_patterns=r.strings("ignore_patterns", DEFAULT_IGNORE, file_names=True),
         recursive=r.get("recursive", bool, True),
         model=model,
         polling=polling,

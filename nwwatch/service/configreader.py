@@ -110,8 +110,10 @@ class TableReader:
             raise self.error(name, f"must be <= {bound_text(at_most)}{why}, got {value}")
         return value
 
-    def strings(self, name: str, default: tuple[str, ...], allow_empty: bool = True
-                ) -> tuple[str, ...]:
+    def strings(self, name: str, default: tuple[str, ...], allow_empty: bool = True,
+                file_names: bool = False) -> tuple[str, ...]:
+        """A list of non-empty strings (or one string); ``file_names``: patterns matched
+        against file names, so none may hold a '/'."""
         self.used.add(name)
         if name not in self.table:
             return default
@@ -123,6 +125,13 @@ class TableReader:
         if not value and not allow_empty:
             raise self.error(name, "must hold at least one pattern (an empty list matches "
                                    "no file)")
+        with_folder = [v for v in value if "/" in v] if file_names else []
+        if with_folder:
+            # matched against file names only: such a pattern never matches, and the service
+            # would process nothing, silently
+            raise self.error(name, f"{with_folder[0]!r} holds a '/', and patterns are "
+                                   "matched against file names only (sub-folders are always "
+                                   "watched): e.g. '*.tif' instead of '**/*.tif'")
         return tuple(value)
 
     def path(self, name: str, base: Path, default: Path | None = None, required: bool = False):
