@@ -1594,3 +1594,68 @@ def test_a_staging_folder_that_cannot_be_made_is_an_error_line_not_a_traceback(c
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
     assert f"{results / STAGING_DIR}: cannot create" in result.output
     assert "Traceback" not in result.output
+
+
+#: A zone no test machine keeps: UTC+14 all year.
+_WORKER_ZONE = "Pacific/Kiritimati"
+
+
+@pytest.fixture(scope="module")
+def far_cluster():
+    """One worker process whose local time is :data:`_WORKER_ZONE` (its TZ at start)."""
+    from distributed import LocalCluster
+
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = _WORKER_ZONE  # inherited by the worker process
+    try:
+        lc = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                          dashboard_address="127.0.0.1:0")
+    finally:
+        if old is None:
+            os.environ.pop("TZ")
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+    with lc:
+        yield lc.scheduler_address
+
+
+def _zoneless_acquisition(folder: Path) -> None:
+    folder.mkdir()
+    for i in range(3):  # a DateTime tag has no zone: local time where it is read
+        tifffile.imwrite(folder / f"z{i}.tif", paint_insitu(100 + 5 * i, size=64),
+                         datetime=f"2024:03:01 10:00:0{i}")
+
+
+def test_workers_in_another_zone_read_zoneless_times_as_this_machine(far_cluster, tmp_path):
+    # before: each worker read them in its own zone: rows 14 h off local replay's, marked
+    # acquired_at_source "metadata", without a word
+    from nwwatch.io.metadata import local_zone_key
+
+    if local_zone_key() in (None, _WORKER_ZONE):
+        pytest.skip("this machine's zone has no name, or is the worker's")
+    folder, onnx = tmp_path / "acq", model(tmp_path)
+    _zoneless_acquisition(folder)
+    local = rows(replay(folder, tmp_path / "local", model=onnx).results_dir)
+    dask = rows(replay(folder, tmp_path / "dask", model=onnx, dask=far_cluster).results_dir)
+    assert list(dask.acquired_at_source) == ["metadata"] * 3
+    pd.testing.assert_series_equal(dask.acquired_at, local.acquired_at)
+    pd.testing.assert_frame_equal(dask.drop(columns=RUN_COLUMNS),
+                                  local.drop(columns=RUN_COLUMNS))
+
+
+def test_a_driver_whose_zone_has_no_name_refuses_workers_of_another_time(far_cluster,
+                                                                        tmp_path,
+                                                                        monkeypatch):
+    folder, onnx = tmp_path / "acq", model(tmp_path)
+    _zoneless_acquisition(folder)
+    monkeypatch.setenv("TZ", "XYZ-3")  # a POSIX rule, UTC+3: no zone key to send
+    time.tzset()
+    try:
+        with pytest.raises(ClusterUnavailableError, match=r"keeps another local time than "
+                           r"this machine \(UTC offsets \[14\.0\] h against \[3\.0\] h"):
+            replay(folder, tmp_path / "res", model=onnx, dask=far_cluster)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert not dataset_files(tmp_path / "res" / "frames")  # refused before any task

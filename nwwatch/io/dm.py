@@ -82,6 +82,7 @@ from nwwatch.io.metadata import (
     nm_from,
     plausible_pixel_size_nm,
     unit_to_nm,
+    zoneless_to_utc,
 )
 from nwwatch.io.records import Frame, OpenFrames, TiffInfo, Volume
 from nwwatch.io.regular import open_input
@@ -444,7 +445,7 @@ def _acquired_at(path: Path, image: _Group) -> datetime | None:
         _log.warning("io.times_ignored", path=str(path),
                      reason=f"DataBar Acquisition Date/Time {date!r} {clock!r} not read")
         return None
-    return when.astimezone(UTC)  # naive: local time of this machine
+    return zoneless_to_utc(when)  # naive: local time (of the replay's driver on Dask)
 
 
 def _spectral(image: _Group, calibrations: list[tuple[float | None, str]]) -> str | None:

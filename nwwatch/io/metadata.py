@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -445,8 +446,64 @@ def _float(value: object) -> float:
         return math.nan
 
 
+#: The zone that times written without one are read in; None: this machine's local time (the
+#: TIFF/EXIF convention). A Dask replay's tasks set the driver's (:func:`read_zoneless_in`):
+#: every worker then reads them as the machine that started the replay, whatever its own TZ.
+_zoneless_zone: tzinfo | None = None
+
+
+def read_zoneless_in(zone_key: str | None) -> None:
+    """Read times without a zone in the IANA zone ``zone_key`` (e.g. ``Europe/Berlin``) from
+    now on in this process; None: in this machine's local time. Raises
+    ``zoneinfo.ZoneInfoNotFoundError`` for a zone this machine has no data for."""
+    global _zoneless_zone
+    if zone_key is None:
+        _zoneless_zone = None
+    else:
+        from zoneinfo import ZoneInfo
+
+        _zoneless_zone = ZoneInfo(zone_key)
+
+
+def local_zone_key() -> str | None:
+    """This machine's time zone as an IANA key (``TZ``, else where ``/etc/localtime`` points,
+    else ``/etc/timezone``), or None when it has none that names a zone (a POSIX ``TZ`` rule
+    such as ``CET-1CEST,M3.5.0,M10.5.0/3``, a copied ``/etc/localtime``)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    candidates = []
+    tz = os.environ.get("TZ")
+    if tz is not None:
+        candidates.append(tz.removeprefix(":"))
+    else:
+        target = os.path.realpath("/etc/localtime")
+        if "/zoneinfo/" in target:
+            candidates.append(target.split("/zoneinfo/", 1)[1])
+        try:
+            candidates.append(Path("/etc/timezone").read_text().strip())
+        except (OSError, UnicodeDecodeError):
+            pass
+    for key in candidates:
+        if not key or key.startswith("/"):
+            continue
+        try:
+            ZoneInfo(key)
+        except (ValueError, OSError, ZoneInfoNotFoundError):  # a POSIX rule, no such zone
+            continue
+        return key
+    return None
+
+
+def zoneless_to_utc(when: datetime) -> datetime:
+    """``when`` in UTC; a naive time is read in the zone of :func:`read_zoneless_in` (by
+    default this machine's local time)."""
+    if when.tzinfo is None and _zoneless_zone is not None:
+        when = when.replace(tzinfo=_zoneless_zone)
+    return when.astimezone(UTC)
+
+
 def _as_utc(when: datetime) -> datetime:
-    """``when`` in UTC; a naive time is local time of this machine (the TIFF/EXIF convention).
+    """``when`` in UTC (:func:`zoneless_to_utc`).
 
     Raises ValueError for a year outside :data:`PLAUSIBLE_ACQUISITION_YEARS`: an unset clock
     or tag (.NET's 0001-01-01, 1970), as the other readers take it; year 1 or 9999 would
@@ -454,7 +511,7 @@ def _as_utc(when: datetime) -> datetime:
     first, end = PLAUSIBLE_ACQUISITION_YEARS
     if when.year not in range(first, end):
         raise ValueError(f"year {when.year} is outside {first}-{end - 1}")
-    return when.astimezone(UTC)
+    return zoneless_to_utc(when)
 
 
 def _nwwatch_times(path: Path, tif: tifffile.TiffFile) -> list[datetime] | None:

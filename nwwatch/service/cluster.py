@@ -102,6 +102,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
             stats.workers = len(info.get("workers", {}))
             stats.threads = sum(client.nthreads().values())
             _check_workers_import_nwwatch(client)
+            zone_key = _check_workers_zone(client)
 
         if "dashboard" in info.get("services", {}):
             stats.dashboard = client.dashboard_link
@@ -136,7 +137,8 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                         overlays=engine.overlays,
                         results_dir=str(engine.results_dir.resolve()), kind=engine.kind,
                         volume_options=(engine.volume_options if engine.kind == "tomogram"
-                                        else None))
+                                        else None),
+                        zoneless_zone=zone_key)
         # Until the first task tells how long a frame takes: local replay's chunk, or fewer
         # frames so that every worker gets a share of a small folder.
         frames_per_task = max(engine.batch_size, min(chunk_frames,
@@ -278,6 +280,39 @@ def _check_workers_import_nwwatch(client) -> None:
         # tasks go to the others, as when one is lost mid-run.
         if isinstance(answer, BaseException) and not isinstance(answer, OSError):
             raise answer
+
+
+def _check_workers_zone(client) -> str | None:
+    """The zone every worker is to read times without a zone in: this machine's (its IANA
+    key), so that rows equal local replay's whatever zone the workers run in. Raise
+    :class:`~nwwatch.service.clusterconnect.ClusterUnavailableError` naming a worker that
+    has no data for that zone, or, when this machine's zone has no key (a POSIX ``TZ``
+    rule), one whose local time differs from this machine's."""
+    from nwwatch.io.metadata import local_zone_key
+    from nwwatch.service.clustertask import zone_answer, zone_offsets
+
+    key = local_zone_key()
+    answers = client.run(zone_answer, key, on_error="return")
+    mine = zone_offsets()
+    for worker, answer in answers.items():
+        if isinstance(answer, BaseException):
+            if isinstance(answer, OSError):  # lost meanwhile: its tasks go to the others
+                continue
+            raise answer
+        if key is not None and answer is not None:
+            raise clusterconnect.ClusterUnavailableError(
+                f"Dask worker {worker}: {answer}: it could not read times written without a "
+                f"zone as this machine does ({key}); install the time zone data (tzdata) "
+                "there") from None
+        if key is None and tuple(answer) != mine:
+            raise clusterconnect.ClusterUnavailableError(
+                f"Dask worker {worker} keeps another local time than this machine (UTC "
+                f"offsets {sorted(set(answer))} h against {sorted(set(mine))} h this year "
+                f"and around it), and this machine's zone has no name to send it "
+                f"(TZ={os.environ.get('TZ')!r}): times written without a zone would differ "
+                "from a local replay's; give this machine TZ=Area/City (e.g. "
+                "TZ=Europe/Berlin), or the workers this machine's zone") from None
+    return key
 
 
 def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:

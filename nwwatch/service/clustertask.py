@@ -55,6 +55,10 @@ class TaskSpec:
     #: (None: in-situ; the volume code is not imported for frames).
     kind: str = "insitu"
     volume_options: VolumeOptions | None = None
+    #: The driver's time zone (IANA key), in which every worker reads times written without
+    #: one (:func:`nwwatch.io.metadata.read_zoneless_in`); None: the worker's own, checked
+    #: by the driver to be the same (:func:`zone_answer`).
+    zoneless_zone: str | None = None
 
 
 @dataclass
@@ -117,11 +121,13 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     import pyarrow.parquet as pq
 
     from nwwatch.io import InputError, UnreadableFileError
+    from nwwatch.io.metadata import read_zoneless_in
     from nwwatch.results.parquet import write_table_atomic
     from nwwatch.segment.session import file_sha256
     from nwwatch.service.batch import Item
     from nwwatch.service.inputs import check_regular
 
+    read_zoneless_in(spec.zoneless_zone)  # the same for every task of a replay: no race
     t0 = time.perf_counter()
     results = {p: FileResult(p) for p in paths}
     items: list[Item] = []
@@ -195,6 +201,32 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     result.seconds = time.perf_counter() - t0
     result.staged_bytes = staged.stat().st_size
     return result
+
+
+def zone_answer(zone_key: str | None) -> object:
+    """Run on each worker before the tasks: with ``zone_key``, None when this machine can
+    read times in that zone, else why not (its zone data lacks it); without one, this
+    machine's local zone as :func:`zone_offsets` sees it."""
+    if zone_key is not None:
+        from nwwatch.io.metadata import read_zoneless_in
+
+        try:
+            read_zoneless_in(zone_key)
+        except Exception as exc:  # noqa: BLE001 - said to the driver, which refuses
+            return f"no time zone data for {zone_key} ({type(exc).__name__}: {exc})"
+        return None
+    return zone_offsets()
+
+
+def zone_offsets() -> tuple[float, ...]:
+    """UTC offsets (hours) of this machine's local time at noon on the first of each month
+    of last, this and next year: two machines that give the same read zone-less times the
+    same way in those years."""
+    from datetime import datetime
+
+    year = datetime.now().year
+    return tuple(datetime(y, m, 1, 12).astimezone().utcoffset().total_seconds() / 3600
+                 for y in (year - 1, year, year + 1) for m in range(1, 13))
 
 
 def _side_files_present(table, side: Path) -> bool:
