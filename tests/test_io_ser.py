@@ -568,3 +568,29 @@ def test_a_ser_series_replays_to_the_rows_of_its_tiff_twins(tmp_path):
         assert ser["pixel_size_nm"] == 0.25 and ser["acquired_at_source"] == "metadata"
         assert np.isfinite(ser["contact_angle_deg"])
     assert [r["acquired_at"] for r in rows["acq-ser"]] == [_WHEN, _WHEN + timedelta(seconds=1)]
+
+
+def test_measure_passes_over_the_emi_named_with_its_series(tmp_path):
+    # before: `nwwatch measure acq/*` on a TIA acquisition refused the .emi as "not a TIFF
+    # file" and exited 1 on every such folder; replay leaves it out
+    from click.testing import CliRunner
+
+    from nwwatch.measure.cli import measure
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    labels = np.zeros((48, 48), np.uint16)  # a label page: class ids 0, 1, 2
+    labels[30:, 20:28] = 1
+    labels[18:30, 16:32] = 2
+    ser_file(acq / "run_1.ser", [labels], 1)
+    (acq / "run.emi").write_bytes(b"\0" * 64)
+    (acq / "other.emi").write_bytes(b"\0" * 64)  # no series of its own named
+    glob = sorted(str(p) for p in acq.iterdir())  # what the shell makes of acq/*
+    result = CliRunner().invoke(measure, [str(acq / "run.emi"), str(acq / "run_1.ser"),
+                                          "--out", str(tmp_path / "a.parquet")])
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 row(s)" in result.output and "emi" not in result.output
+    result = CliRunner().invoke(measure, [*glob, "--out", str(tmp_path / "b.parquet")])
+    assert result.exit_code == 1  # the .emi without its series is named, as before
+    assert f"skipped {acq / 'other.emi'}" in result.output
+    assert f"skipped {acq / 'run.emi'}" not in result.output

@@ -414,7 +414,8 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     TIFF, MRC, DigitalMicrograph, Velox EMD and TIA series files are read as the service
     reads them: a file it refuses is named and skipped (exit status 1), and each row gets the
     file's pixel size and acquisition time. SerialEM's NAME.mdoc is read with its MRC file
-    NAME: named beside it (a shell glob) it is passed over, named alone it is refused.
+    NAME: named beside it (a shell glob) it is passed over, named alone it is refused; so
+    is TIA's NAME.emi beside its series' NAME_1.ser (its metadata, not read).
 
     Ctrl-C, SIGTERM or a hang-up (SIGHUP) writes the rows measured so far to --out and exits
     130, 143 or 129; the last line says how many rows were written and which files were not
@@ -450,9 +451,15 @@ class _Run:
         self.file_rows = 0
         self.file_pages: int | None = None
         self._named = {os.path.abspath(path) for path in inputs}
+        # TIA writes NAME.emi (the series' metadata, not read) beside NAME_1.ser, NAME_2.ser
+        self._emis = {os.path.abspath(path.with_name(path.stem.rpartition("_")[0] + ".emi"))
+                      for path in inputs if path.suffix.lower() == ".ser"}
 
     def passed_over(self, path: Path) -> bool:
-        """SerialEM's metadata named with its stack (a shell glob): read with the stack."""
+        """Companions named with their data (a shell glob): SerialEM's metadata, read with
+        its stack; TIA's ``.emi`` beside its series' ``.ser`` files, not read."""
+        if path.suffix.lower() == ".emi":
+            return os.path.abspath(path) in self._emis
         return is_mdoc(path) and os.path.abspath(mdoc_stack(path)) in self._named
 
     def not_measured(self) -> str:
