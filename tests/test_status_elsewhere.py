@@ -1,5 +1,6 @@
 """``nwwatch status --out RESULTS`` does not read a results folder's own ledger once the
-results are kept by a ledger elsewhere: that one stopped counting when they moved."""
+results are kept by a ledger elsewhere (that one stopped counting when they moved): it reads
+the one recorded, as ``nwwatch dashboard RESULTS`` does, and says so."""
 
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ def test_status_of_results_kept_by_a_ledger_elsewhere_names_that_ledger(tmp_path
     rebuilt = run_nwwatch("ledger", "rebuild", str(res), "--ledger", str(other))
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert (res / "ledger.sqlite").is_file() and other.is_file()
+    # then: exit 1, "a second ledger would process files into these results again. Use that
+    # one ... or move it ... and delete ..." -- advice for writers, to a command that reads
+    # (and the layout of the example configuration, a [state] ledger in /var/lib/nwwatch)
     for extra in ([], ["--json"]):
         shown = run_nwwatch("status", "--out", str(res), *extra)
-        assert shown.returncode == 1, shown.stdout
+        assert shown.returncode == 0, shown.stderr
         said = " ".join(shown.stderr.split())
-        assert f"its ledger is {other}" in said and f"not {res / 'ledger.sqlite'}" in said
-        assert "files:" not in shown.stdout and shown.stdout == ""
+        assert f"the results are kept by the ledger {other}" in said, said
+        assert f"ledger: {other}" in shown.stdout or f'"ledger": "{other}"' in shown.stdout

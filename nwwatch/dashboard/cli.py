@@ -38,15 +38,12 @@ def dashboard(results: Path, listen: str, allow_remote: bool, ledger: Path | Non
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     if ledger is None:
-        from nwwatch.service.lock import elsewhere_path, ledger_kept_elsewhere
+        from nwwatch.service.lock import ledger_to_read
 
-        other = ledger_kept_elsewhere(results, results / "ledger.sqlite")
-        if other is not None:
-            # the results folder's own ledger, left behind when the service's ledger moved
-            # ('ledger rebuild --ledger', [state] ledger), stopped counting then
-            click.echo(f"the results are kept by the ledger {other} (recorded in "
-                       f"{elsewhere_path(results)}): reading that one", err=True)
-            ledger = other
+        kept, note = ledger_to_read(results)
+        if note is not None:
+            click.echo(note, err=True)
+            ledger = kept
     from nwwatch.dashboard.server import ListenError, serve
 
     try:

@@ -269,7 +269,12 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> Non
             raise click.ClickException(str(exc)) from None
         ledger, results = cfg.ledger, cfg.results
     else:
-        ledger, results = out_dir / "ledger.sqlite", out_dir
+        from nwwatch.service.lock import ledger_to_read
+
+        results = out_dir
+        ledger, note = ledger_to_read(out_dir)  # a service's [state] ledger: that one
+        if note is not None:
+            click.echo(note, err=True)
     from nwwatch.service.lock import LedgerElsewhereError
 
     try:

@@ -146,6 +146,19 @@ def record_ledger_elsewhere(ledger_path: str | os.PathLike[str],
         handle.write(text.encode("utf-8"))
 
 
+def ledger_to_read(results_dir: str | os.PathLike[str]) -> tuple[Path, str | None]:
+    """The ledger a reader of ``results_dir`` (``status --out``, ``dashboard``) opens: the
+    one recorded as keeping it (:func:`ledger_kept_elsewhere`, a service's ``[state]
+    ledger``), else its own ``ledger.sqlite``; and, for the former, a line that says so."""
+    own = Path(results_dir) / "ledger.sqlite"
+    other = ledger_kept_elsewhere(results_dir, own)
+    if other is None:
+        return own, None
+    # the folder's own ledger, left behind when the service's ledger moved, stopped counting
+    return other, (f"the results are kept by the ledger {other} (recorded in "
+                   f"{elsewhere_path(results_dir)}): reading that one")
+
+
 def ledger_kept_elsewhere(results_dir: str | os.PathLike[str],
                           ledger_path: str | os.PathLike[str]) -> Path | None:
     """The ledger recorded for ``results_dir`` (:func:`record_ledger_elsewhere`) when it is
