@@ -89,6 +89,24 @@ def test_angle_statistics():
     assert empty["median_deg"] is None and empty["refused"] == {"no_wire": 1}
 
 
+def test_files_of_one_name_in_a_time_tree_stay_apart_in_the_series(tmp_path):
+    # before: the series named each row by its file name alone; the page keys rows by
+    # name and frame, so four frame.tif of four Second_NN folders drew as one point
+    results = tmp_path / "res"
+    rows = []
+    for k, angle in enumerate([100.0, None, 104.0, 106.0]):
+        (row,) = frame_rows(f"/acq/rec/Hour_00/Minute_00/Second_0{k}", [angle], start=k)
+        row["source"] = row["source"].rsplit("/", 1)[0] + "/frame.tif"
+        rows.append(row)
+    write(results, "frames-1.parquet", rows)
+    store = ResultsStore(results)
+    assert store.refresh()
+    (acq,) = store.snapshot.values()
+    assert acq.folder == "/acq/rec"  # one acquisition: the time tree's root
+    names = list(frame_series(acq)["source"])
+    assert names == [f"Hour_00/Minute_00/Second_0{k}/frame.tif" for k in range(4)]
+
+
 def test_reason_codes_prefer_reason_code_and_fall_back_to_status():
     valid = np.array([True, False, False, False])
     status = ["ok", "flagged", "fit_failed", "failed"]
@@ -538,3 +556,27 @@ def test_a_foreign_parquet_file_in_the_results_is_listed_not_a_crash(tmp_path):
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     page = (tmp_path / "r.html").read_text()
     assert "another program" in page and "mine.parquet" in page
+
+
+def test_a_damaged_quarantine_file_is_named_unreadable_not_read_as_empty(tmp_path):
+    # before: a quarantine.parquet that could not be read was kept as "no file quarantined"
+    # on the dashboard (quarantined 0, unreadable_files []) and in the report
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0]))
+    quarantine = results / "quarantine.parquet"
+    pq.write_table(pa.Table.from_pylist([
+        {"path": "/acq/a/bad.tif", "reason": "file is empty", "error_type": "EmptyFileError",
+         "attempts": 1}]), quarantine)
+    whole = quarantine.read_bytes()
+    quarantine.write_bytes(whole[:len(whole) // 2])
+    store = ResultsStore(results)
+    store.refresh()
+    assert store.unreadable == {str(quarantine)}
+    quarantine.write_bytes(whole)  # mended: read, and no longer named
+    assert store.refresh()
+    assert store.unreadable == frozenset()
+    (acq,) = store.snapshot.values()
+    assert [q["path"] for q in acq.quarantined] == ["/acq/a/bad.tif"]
+    quarantine.unlink()
+    store.refresh()
+    assert store.unreadable == frozenset()

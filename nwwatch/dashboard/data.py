@@ -157,7 +157,8 @@ class ResultsStore:
         #: Per folder, the results files that could not be read at the last refresh
         #: (damaged, or replaced while being read); never cached, so tried at every refresh.
         self._unreadable: dict[str, frozenset[str]] = {"frames": frozenset(),
-                                                        "volumes": frozenset()}
+                                                        "volumes": frozenset(),
+                                                        "quarantine": frozenset()}
         #: Per folder, files listed at the last refresh but gone when read (a compaction or
         #: ``replay --force`` replaced them): not damaged; the next refresh sees their rows.
         self._vanished: dict[str, frozenset[str]] = {"frames": frozenset(),
@@ -236,15 +237,19 @@ class ResultsStore:
 
     @property
     def unreadable(self) -> frozenset[str]:
-        """Results files that could not be read at the last refresh; their rows are missing."""
-        return self._unreadable["frames"] | self._unreadable["volumes"]
+        """Results files that could not be read at the last refresh (``quarantine.parquet``
+        among them); their rows are missing."""
+        return (self._unreadable["frames"] | self._unreadable["volumes"]
+                | self._unreadable["quarantine"])
 
     def _read_quarantine(self) -> bool:
         path = self.results / "quarantine.parquet"
         try:
             st = path.stat()
         except FileNotFoundError:
-            changed, self._quarantine_key, self._quarantine = bool(self._quarantine), None, []
+            changed = bool(self._quarantine) or bool(self._unreadable["quarantine"])
+            self._quarantine_key, self._quarantine = None, []
+            self._unreadable["quarantine"] = frozenset()
             return changed
         key = (st.st_size, st.st_mtime_ns)
         if key == self._quarantine_key:
@@ -252,7 +257,13 @@ class ResultsStore:
         try:
             self._quarantine = pq.read_table(path).to_pylist()
         except (OSError, pa.ArrowInvalid):
-            return False
+            # damaged: named as unreadable (an empty list would read as "none quarantined"),
+            # tried again at every refresh
+            changed = not self._unreadable["quarantine"]
+            self._unreadable["quarantine"] = frozenset([str(path)])
+            self._quarantine_key, self._quarantine = None, []
+            return changed
+        self._unreadable["quarantine"] = frozenset()
         self._quarantine_key = key
         return True
 
@@ -378,7 +389,8 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
     Keys: ``t`` (acquired_at, epoch s; NaN where null), ``processed`` (epoch s), ``angle``
     (deg, NaN where not measured), ``unc`` (deg), ``valid`` (bool), ``code`` (reason codes,
     "ok" when valid),
-    ``trend`` (causal rolling median, deg), ``source`` (file name), ``frame``,
+    ``trend`` (causal rolling median, deg), ``source`` (the file's path in the acquisition
+    folder: its name, or ``Hour_00/Minute_00/Second_07/f.tif`` in a time tree), ``frame``,
     ``proc_ms`` (read + segment + measure per frame); all numpy arrays of length N.
     """
     if acq.series_cache is not None:
@@ -407,12 +419,22 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
         "valid": valid,
         "code": codes,
         "trend": rolling_median(angle, valid),
-        "source": pc.replace_substring_regex(t["source"], pattern="^.*/", replacement="")
-                    .to_numpy(zero_copy_only=False),
+        "source": _names_in(acq.folder, t["source"]),
         "frame": t["frame"].to_numpy(zero_copy_only=False),
         "proc_ms": _processing_ms(t),
     }
     return acq.series_cache
+
+
+def _names_in(folder: str, sources: pa.ChunkedArray) -> np.ndarray:
+    """Each row's file as a path relative to its acquisition ``folder``: the names files of
+    a time tree (Gatan's ``Hour_00/Minute_00/Second_07/``) share stay apart, where the
+    file name alone made the page key their rows alike and draw one of them."""
+    prefix = folder.rstrip("/") + "/"
+    if pc.all(pc.starts_with(sources, prefix)).as_py() is not False:
+        return pc.utf8_slice_codeunits(sources, len(prefix)).to_numpy(zero_copy_only=False)
+    return pc.replace_substring_regex(sources, pattern="^.*/", replacement=""
+                                      ).to_numpy(zero_copy_only=False)
 
 
 def _frame_keys(t: pa.Table) -> np.ndarray:
