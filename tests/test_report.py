@@ -591,3 +591,27 @@ def test_the_reports_time_axis_names_the_minute_of_its_frames(tmp_path, monkeypa
     assert first.strftime("%H:%M:%S") in [t.get_text() for t in axis.get_ticklabels()]
     offset = axis.get_major_formatter().get_offset()
     assert offset == first.strftime("%Y-%b-%d"), offset
+
+
+def test_a_tomogram_folder_of_many_volumes_draws_the_suspect_masks_and_names_the_rest(
+        tmp_path):
+    # before: the masks of the last 6 volumes only, without a word: a suspect volume early
+    # in a session, the one whose mask should be checked, had none and no line
+    import pyarrow as pa
+
+    from nwwatch.dashboard.data import Acquisition
+    from nwwatch.dashboard.report import MAX_MASKS, _masks_to_draw, _tomogram_section
+
+    rows = [{"source": f"/acq/t/vol{k}.tif", "status": "suspect" if k in (0, 1) else "ok",
+             "reason_code": "", "reason": "", "mask_path": f"masks/vol{k}.tif"}
+            for k in range(9)]
+    assert MAX_MASKS == 6
+    assert _masks_to_draw(rows) == [0, 1, 5, 6, 7, 8]  # both suspect, then the newest
+    files = tmp_path / "files"
+    files.mkdir()
+    acq = Acquisition("id", "/acq/t", "tomogram", pa.Table.from_pylist(rows))
+    page = _tomogram_section(acq, tmp_path, files)
+    assert ("Mask slices of 6 of the 9 volumes: those not <code>ok</code> first, then the "
+            "newest; not drawn: vol2.tif, vol3.tif, vol4.tif") in page
+    for k in (0, 1, 5, 6, 7, 8):  # named (here missing), not silently left out
+        assert f"vol{k}.tif: its mask masks/vol{k}.tif is missing" in page

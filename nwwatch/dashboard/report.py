@@ -33,7 +33,8 @@ from nwwatch.options import OutputFile
 
 #: Readings of the results folder while files vanish under it (a compaction running).
 _READ_TRIES = 5
-#: At most this many masks of a tomogram folder are drawn (the table lists all volumes).
+#: At most this many masks of a tomogram folder are drawn (the table lists all volumes;
+#: which: :func:`_masks_to_draw`, the page names those left out).
 MAX_MASKS = 6
 #: A volume's status comes with its reason code and reason: "suspect" alone does not say
 #: whether the mask collapsed or only lacks validation.
@@ -176,9 +177,15 @@ def _tomogram_section(acq: Acquisition, results: Path, files: Path) -> str:
         out.append(f"<tr><td>{html.escape(Path(row['source']).name)}</td>"
                    + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     out.append("</table>")
-    for i, row in enumerate(rows[-MAX_MASKS:]):
-        if not row.get("mask_path"):
-            continue
+    drawn = _masks_to_draw(rows)
+    with_mask = [k for k, row in enumerate(rows) if row.get("mask_path")]
+    if len(drawn) < len(with_mask):  # say which, where the reader would look for them
+        left = [Path(rows[k]["source"]).name for k in with_mask if k not in drawn]
+        out.append(f"<p class='muted'>Mask slices of {len(drawn)} of the {len(with_mask)} "
+                   "volumes: those not <code>ok</code> first, then the newest; not drawn: "
+                   + html.escape(", ".join(left[:20]))
+                   + (f", … ({len(left) - 20} more)" if len(left) > 20 else "") + "</p>")
+    for i, row in enumerate(rows[k] for k in drawn):
         png = mask_slices_png(results / row["mask_path"])
         if png is None:
             # named, not left out: a page without the picture would look like no mask
@@ -192,6 +199,16 @@ def _tomogram_section(acq: Acquisition, results: Path, files: Path) -> str:
         out.append(f"<p>{html.escape(Path(row['source']).name)}: central z, y, x slices of the"
                    f" mask</p>{_img(png, 'mask slices', 'mask')}")
     return "".join(out)
+
+
+def _masks_to_draw(rows: list[dict]) -> list[int]:
+    """Indices (in table order) of the at most :data:`MAX_MASKS` volumes whose masks are
+    drawn: those whose status is not "ok" (a suspect mask is the one to look at), newest
+    first, then the newest of the others."""
+    with_mask = [k for k, row in enumerate(rows) if row.get("mask_path")]
+    flagged = [k for k in reversed(with_mask) if rows[k].get("status") != "ok"]
+    others = [k for k in reversed(with_mask) if rows[k].get("status") == "ok"]
+    return sorted((flagged + others)[:MAX_MASKS])
 
 
 def _quarantine(acq: Acquisition) -> str:
@@ -235,8 +252,8 @@ def write_report(results: str | Path, out: str | Path) -> Path:
                                     f"(damaged?): {', '.join(unreadable)}")
         raise FileNotFoundError(_nothing_here(results))
     # The pictures go to a fresh folder that then replaces <out stem>_files/: a picture of
-    # an earlier report (an acquisition since compacted away, a mask no longer among the
-    # last ones) would otherwise stay there beside this report's.
+    # an earlier report (an acquisition since compacted away, a mask no longer drawn) would
+    # otherwise stay there beside this report's.
     final = out.with_name(out.stem + "_files")
     if final.exists() and not final.is_dir():  # before the work, not after the page is written
         raise FileExistsError(errno.EEXIST, "a file is in the way of the report's pictures; "
