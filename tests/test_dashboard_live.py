@@ -113,6 +113,7 @@ def test_data_endpoint_returns_the_series(live):
         a["stats"]["median_deg"])
     assert rows["code"][3] == code and rows["t"] == sorted(rows["t"])
     assert data["quarantined"][0]["path"].endswith("empty.tif")
+    assert data["quarantined"][0]["gone"] is False  # still there: not "deleted since"
     assert data["live"]["live"] and data["live"]["models"][0]["provider"]
     # Nothing after the cursor: no rows.
     again = get_json(f"{url}/api/acquisitions/{a['id']}/series?since={data['cursor']}")

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -615,3 +616,21 @@ def test_a_tomogram_folder_of_many_volumes_draws_the_suspect_masks_and_names_the
             "newest; not drawn: vol2.tif, vol3.tif, vol4.tif") in page
     for k in (0, 1, 5, 6, 7, 8):  # named (here missing), not silently left out
         assert f"vol{k}.tif: its mask masks/vol{k}.tif is missing" in page
+
+
+def test_a_quarantined_file_deleted_since_is_said_to_need_nothing(tmp_path):
+    # before: listed as any quarantined file, where `nwwatch status` says "deleted since,
+    # nothing to do"
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0]))
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a TIFF")
+    pq.write_table(pa.Table.from_pylist([
+        {"path": str(bad), "reason": "not a TIFF", "error_type": "NotTiffError", "attempts": 1},
+        {"path": str(tmp_path / "gone.tif"), "reason": "file is empty",
+         "error_type": "EmptyFileError", "attempts": 1}]), results / "quarantine.parquet")
+    out = tmp_path / "report.html"
+    write_report(results, out)
+    page = out.read_text()
+    assert "<td>not a TIFF</td>" in page
+    assert "<td>file is empty; deleted since, nothing to do</td>" in page

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -150,8 +151,10 @@ class Dashboard:
         out: dict = {"id": acq.id, "reset": reset, "summary": self.summary(acq),
                      "trend_window": TREND_WINDOW,
                      "live": self.live_figures(),
-                     "quarantined": [{k: q.get(k) for k in ("path", "reason", "error_type",
-                                                            "attempts", "quarantined_at")}
+                     "quarantined": [{**{k: q.get(k) for k in ("path", "reason", "error_type",
+                                                               "attempts", "quarantined_at")},
+                                      # deleted since: nothing to do (as `status` says)
+                                      "gone": not os.path.lexists(str(q.get("path")))}
                                      for q in acq.quarantined]}
         newest_us = since[1] if since is not None and not reset else -1
         if len(acq) and acq.kind == "insitu":

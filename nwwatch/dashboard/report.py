@@ -215,7 +215,9 @@ def _quarantine(acq: Acquisition) -> str:
     if not acq.quarantined:
         return ""
     rows = "".join(f"<tr><td>{html.escape(Path(q['path']).name)}</td>"
-                   f"<td>{html.escape(str(q['reason']))}</td>"
+                   f"<td>{html.escape(str(q['reason']))}"
+                   + ("; deleted since, nothing to do" if not os.path.lexists(str(q['path']))
+                      else "") + "</td>"
                    f"<td>{html.escape(str(q['error_type']))}</td></tr>"
                    for q in acq.quarantined)
     return ("<h3>Quarantined files</h3><table><tr><th>file</th><th>reason</th><th>error</th>"

@@ -172,7 +172,8 @@ function modelText(s) {
 function renderQuarantine(q) {
   $("qcount").textContent = q.length ? `(${q.length})` : "(none)";
   $("quarantine").innerHTML = q.length ? "<tr><th>file</th><th>reason</th><th>error</th><th>attempts</th></tr>" +
-    q.map((x) => `<tr><td>${esc(x.path.split("/").pop())}</td><td>${esc(x.reason)}</td>` +
+    q.map((x) => `<tr><td>${esc(x.path.split("/").pop())}</td>` +
+      `<td>${esc(x.reason)}${x.gone ? "; deleted since, nothing to do" : ""}</td>` +
       `<td>${esc(x.error_type)}</td><td>${x.attempts}</td></tr>`).join("") : "";
 }
 
