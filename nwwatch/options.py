@@ -58,7 +58,10 @@ class StopEvent:
         import select
 
         if not self._flag:
-            select.select([self._read_fd], [], [], timeout)  # retried after a signal (PEP 475)
+            poller = select.poll()  # not select(): any fd number, however many files are open
+            poller.register(self._read_fd, select.POLLIN)
+            # retried after a signal with the time left (PEP 475)
+            poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000)))
         return self._flag
 
     def __del__(self) -> None:
