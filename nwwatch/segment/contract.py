@@ -109,6 +109,36 @@ class ModelMetadata:
         return cls(**raw)
 
 
+#: What the graph's tensors must be (module docstring): (ONNX Runtime's type, rank).
+_TENSORS = {INPUT_NAME: ("tensor(float)", 4), OUTPUT_LABELS: ("tensor(uint8)", 3),
+            OUTPUT_PROBABILITIES: ("tensor(float)", 4)}
+
+
+def graph_problem(tensors: Mapping[str, tuple[str, list]], metadata: ModelMetadata
+                  ) -> str | None:
+    """Why a graph breaks the contract, or None: ``tensors`` maps the input's and outputs'
+    names to (ONNX Runtime type, shape; a dimension an int when fixed, a name when not).
+    Checked when a model loads: a model whose every frame fails alike (3 input channels, 2
+    probabilities for 3 classes, labels as int64) is refused then, not quarantining the
+    files one by one. The input has one channel (a slab model's slices come along N); the
+    probabilities one per class of ``class_names``."""
+    channels = {INPUT_NAME: 1, OUTPUT_PROBABILITIES: len(metadata.class_names)}
+    for name, (dtype, rank) in _TENSORS.items():
+        if name not in tensors:
+            continue  # a missing name is said by the caller
+        got_type, shape = tensors[name]
+        if got_type != dtype:
+            return f"{name!r} is {got_type}, not {dtype}"
+        if shape and len(shape) != rank:
+            return f"{name!r} has {len(shape)} dimensions {list(shape)}, not {rank}"
+        want = channels.get(name)
+        if shape and want is not None and isinstance(shape[1], int) and shape[1] != want:
+            what = ("the classes of its metadata's class_names" if name == OUTPUT_PROBABILITIES
+                    else "a grey frame, normalised")
+            return f"{name!r} has {shape[1]} channels, not {want} ({what})"
+    return None
+
+
 def read_metadata(props: Mapping[str, str] | Iterable[Any],
                   path: str | os.PathLike[str]) -> ModelMetadata:
     """The :class:`ModelMetadata` of the model file ``path`` from its metadata properties:

@@ -25,6 +25,7 @@ from nwwatch.segment.contract import (
     OUTPUT_PROBABILITIES,
     ModelMetadata,
     ModelMetadataError,
+    graph_problem,
     read_metadata,
 )
 from nwwatch.segment.gpushapes import ShapeSessions, pad_batch, stable_batch
@@ -259,6 +260,11 @@ class Segmenter:
                 f"{self.model_path}: not an nwwatch model (needs input {INPUT_NAME!r} and "
                 f"outputs {OUTPUT_LABELS!r}, {OUTPUT_PROBABILITIES!r})"
             )
+        problem = graph_problem({t.name: (t.type, list(t.shape or [])) for t in (
+            *self._session.get_inputs(), *self._session.get_outputs())}, self.metadata)
+        if problem is not None:
+            raise ModelLoadError(f"{self.model_path}: breaks the nwwatch model contract "
+                                 f"({problem}; nwwatch/segment/contract.py)")
 
     def _read_metadata(self) -> ModelMetadata:
         try:
