@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from onnx_models import expected_labels
+from onnx_models import build_threshold_model, expected_labels
 from servicekit import bad_inputs, model, paint_insitu, write_small_tomogram
 
 from nwwatch.io import write_frame_tiff, write_stack_tiff
@@ -698,3 +698,33 @@ def test_a_tomogram_batch_reports_its_stage_times_in_the_file_processed_line(tmp
     line = next(e for e in logs if e["event"] == "file_processed")
     assert {"hash_ms", "read_ms", "segment_ms", "measure_ms"} <= set(line), line
     assert line["segment_ms"] > 0 and line["status"] == "ok"
+
+
+def test_files_quarantined_under_one_model_are_processed_again_under_another(tmp_path,
+                                                                            monkeypatch):
+    # before: quarantined by (path, size, mtime) whatever the model: files a broken model
+    # failed stayed quarantined once it was replaced (status "2 quarantined", replay and the
+    # service skipping them), though a new model processes files again; only --force helped
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for i in range(2):
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(100 + 10 * i, size=64))
+    (acq / "bad.tif").write_bytes(b"not a TIFF at all\n" * 8)  # bad whatever the model
+    broken = model(tmp_path / "a")
+    fixed = build_threshold_model(tmp_path / "b" / "model.onnx", sharpness=9.0)
+    real = Segmenter.segment
+
+    def fails(self, images, *args, **kwargs):
+        if self.model_path == broken:
+            raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got: 1 Expected: 3")
+        return real(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(Segmenter, "segment", fails)
+    for _ in range(3):  # max_attempts
+        replay(acq, tmp_path / "res", model=broken)
+    first = replay(acq, tmp_path / "res", model=broken)
+    assert (first.done, first.quarantined) == (0, 3), first.lines()
+    again = replay(acq, tmp_path / "res", model=fixed)
+    assert (again.done, again.quarantined) == (2, 1), again.lines()
+    quarantine = pq.read_table(tmp_path / "res" / "quarantine.parquet").to_pylist()
+    assert [Path(q["path"]).name for q in quarantine] == ["bad.tif"]

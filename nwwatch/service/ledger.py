@@ -192,7 +192,7 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         """Cheap check for rescans: done or quarantined for this file version, or processed
         with its rows held by this process (a failed write of them requeues the file itself),
         without I/O (but an open of a file quarantined as unreadable: ``quarantined_at``)."""
-        if self.quarantined_at(path, size, mtime_ns):
+        if self.quarantined_at(path, size, mtime_ns, model_sha256, measurement_version):
             return True
         sha = self.cached_sha(path, size, mtime_ns)
         if sha is None:

@@ -37,19 +37,33 @@ class QuarantineList:
     #: (:func:`nwwatch.service.batch.refresh_quarantine`).
     quarantine_changed: bool
 
-    def quarantined_at(self, path: PathKey, size: int, mtime_ns: int) -> bool:
+    def quarantined_at(self, path: PathKey, size: int, mtime_ns: int,
+                       model_sha256: str | None = None,
+                       measurement_version: str | None = None) -> bool:
         """True when this exact version (size, mtime) of ``path`` is quarantined, unless it
         was quarantined as unreadable and now opens: a permission fixed (``chmod``, the
         service user added to the share's group) changes neither size nor mtime, so the
         version alone would keep the file quarantined for good. It then stays listed until
-        processed (or quarantined again for what reading it shows)."""
+        processed (or quarantined again for what reading it shows).
+
+        With ``model_sha256`` and ``measurement_version``: a file quarantined while its
+        content was processed (hashed) is so for the model and measurement of that item
+        only; under another (the model that failed every frame replaced) it is tried again.
+        One refused before it was hashed (not a TIFF, truncated) stays, whatever the model."""
         row = self._db.execute(
-            "SELECT error_type FROM quarantine WHERE path=? AND size IS ? AND mtime_ns IS ?",
-            (path, size, mtime_ns),
+            "SELECT error_type, sha256 FROM quarantine WHERE path=? AND size IS ? AND "
+            "mtime_ns IS ?", (path, size, mtime_ns),
         ).fetchone()
         if row is None:
             return False
-        return not (row[0] == "UnreadableFileError" and _opens(path))
+        if row[0] == "UnreadableFileError" and _opens(path):
+            return False
+        if row[1] is not None and model_sha256 is not None and measurement_version is not None:
+            return self._db.execute(
+                "SELECT 1 FROM items WHERE sha256=? AND model_sha256=? AND "
+                "measurement_version=?", (row[1], model_sha256, measurement_version)
+            ).fetchone() is not None
+        return True
 
     def release_quarantine(self, path: PathKey, size: int, mtime_ns: int) -> None:
         """``path`` now holds content that is done (skipped as already done): an entry of

@@ -484,7 +484,8 @@ def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None
     from nwwatch.service.ledger import ItemKey
 
     name = path_key(file)
-    if ledger.quarantined_at(name, st.st_size, st.st_mtime_ns):
+    if ledger.quarantined_at(name, st.st_size, st.st_mtime_ns, engine.segmenter.model_sha256,
+                             engine.measurement_version):
         return "quarantined"
     sha = ledger.cached_sha(name, st.st_size, st.st_mtime_ns)
     if sha is None:
