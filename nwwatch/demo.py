@@ -23,6 +23,7 @@ from nwwatch.io import read_frames, read_volume
 from nwwatch.io.dataset import read_label_image
 from nwwatch.io.png import write_image_file
 from nwwatch.normalize import stretch_to_uint8
+from nwwatch.options import SEED, require_writable
 from nwwatch.synth.video import VIDEO_SCENES, scene_options
 
 #: The main video (looks like the real frames) and the stress video (a small droplet at a
@@ -181,13 +182,47 @@ def plot_angle_vs_time(times: np.ndarray, true_deg: np.ndarray, meas_deg: np.nda
     return True
 
 
+#: Marks a folder ``nwwatch demo`` wrote: run again into it, the demo replaces its own files.
+DEMO_MARK = ".nwwatch-demo"
+#: What the demo writes into its folder (each replaced by a new run).
+DEMO_ENTRIES = ("video", "tomogram", "results", "overlays", "montage.png",
+                "contact_angle_vs_time.png")
+
+
+def _own_output_folder(out: Path) -> None:
+    """Make ``out`` the demo's, empty of an earlier run's files: a new or empty folder, or
+    one an earlier demo wrote (:data:`DEMO_MARK`), whose :data:`DEMO_ENTRIES` are removed
+    (left, an earlier run's frames were replayed with the new ones and a file of the
+    user's under a demo name replaced). Any other folder with files in it is refused, and
+    so is one that cannot be written, each with one line naming it."""
+    import shutil
+
+    if out.is_dir() and not (out / DEMO_MARK).is_file():
+        held = sorted(p.name for p in out.iterdir())
+        if held:
+            listed = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5
+                                            else "")
+            raise click.ClickException(
+                f"{out} already holds files that no earlier nwwatch demo wrote ({listed}): "
+                "give a new or empty folder")
+    require_writable(out, "'OUT'", folder=True)
+    for name in DEMO_ENTRIES:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    (out / DEMO_MARK).write_text("written by nwwatch demo: a new run replaces "
+                                 f"{', '.join(DEMO_ENTRIES)}\n")
+
+
 @click.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path), default="demo_output")
 @click.option("--frames", "n_frames", type=click.IntRange(min=4), default=60, show_default=True)
 @click.option("--size", type=click.IntRange(min=64), default=512, show_default=True)
 @click.option("--model", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="ONNX model (default: the shipped in-situ model).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--stress", is_flag=True,
               help="The stress case instead: a 35 px droplet (at 512 px) at 35 e/px; the "
                    "rest of the scene is the seed's own draw (at seed 0 a wire tilted 2.4 deg).")
@@ -201,7 +236,7 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
     model = model or DEFAULT_INSITU_MODEL
     if not model.is_file():
         raise click.ClickException(f"{model}: default model missing; reinstall nwwatch")
-    out.mkdir(parents=True, exist_ok=True)
+    _own_output_folder(out)
     video, tomo, results = out / "video", out / "tomogram", out / "results"
 
     start = time.perf_counter()

@@ -302,6 +302,11 @@ def interrupt_exit_status(stop: KeyboardInterrupt) -> int:
     return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
 
 
+#: ``--seed`` of the commands that draw (synth, demo, train): what NumPy's SeedSequence and
+#: an int64 column take; a negative or larger seed was a traceback after files were written.
+SEED = click.IntRange(0, 2**63 - 1)
+
+
 class FiniteFloatRange(click.FloatRange):
     """:class:`click.FloatRange` that also refuses ``nan`` and ``inf``: click parses both,
     and a NaN passes every bound (each comparison with it is false)."""

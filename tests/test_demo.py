@@ -70,3 +70,31 @@ def test_the_angle_series_joins_rows_to_the_truth_by_file_name_in_time_order():
     assert series.valid_deg[0] == 104.0 and np.isnan(series.valid_deg[1:]).all()
     # A frame without a row is refused as such, not silently dropped.
     assert series.refused_counts() == {"angle_uncertain": 1, "no_row": 1}
+
+
+def test_a_demo_run_again_into_its_folder_replaces_its_own_files_and_no_one_elses(tmp_path):
+    # before: a second run kept the first run's frames beyond its own count and replayed
+    # them with its own (6 frames from 6 files after --frames 4), a folder of the user's
+    # had its files replaced by the demo's under the same names, and an unwritable folder
+    # or a seed out of range was a traceback
+    out = tmp_path / "d"
+    args = ["--frames", "6", "--size", "64"]
+    first = CliRunner().invoke(demo, [str(out), *args])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(demo, [str(out), "--frames", "4", "--size", "64", "--seed", "1"])
+    assert again.exit_code == 0, again.output
+    assert "4 frames from 4 files" in again.output
+    assert len(list((out / "video").glob("frame_*.tif"))) == 4
+    mine = tmp_path / "mine"
+    (mine / "video").mkdir(parents=True)
+    (mine / "video" / "frame_00000.tif").write_bytes(b"the user's")
+    refused = CliRunner().invoke(demo, [str(mine), *args])
+    assert refused.exit_code == 1
+    assert "already holds files that no earlier nwwatch demo wrote (video)" in refused.output
+    assert (mine / "video" / "frame_00000.tif").read_bytes() == b"the user's"
+    (tmp_path / "file").write_text("")
+    below = CliRunner().invoke(demo, [str(tmp_path / "file" / "d"), *args])
+    assert below.exit_code == 2 and "Invalid value for 'OUT'" in below.output
+    seed = CliRunner().invoke(demo, [str(tmp_path / "s"), *args, "--seed", "-1"])
+    assert seed.exit_code == 2 and "Invalid value for '--seed'" in seed.output
+    assert not (tmp_path / "s").exists()

@@ -14,7 +14,7 @@ import click
 from click.core import ParameterSource
 
 from nwwatch.io.dataset import folder_class_names, mask_like_labels, read_dataset_toml
-from nwwatch.options import FiniteFloatRange, OutputFile, mask_warning
+from nwwatch.options import SEED, FiniteFloatRange, OutputFile, mask_warning
 from training.config import (
     FINETUNE_DEFAULTS,
     FOLDER_DEFAULTS,
@@ -228,7 +228,7 @@ class ProgressStream:
 @click.option("--val-fraction", type=FiniteFloatRange(0, 1, max_open=True), default=None,
               help="Share of labeled images held out for validation  [default: 0.2; 0 with "
                    "--volume; 0.1 with --init, none below 6 images].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch [default: torch's]. On a shared machine 1 is often "

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from nwwatch.options import FiniteFloatRange, require_writable
+from nwwatch.options import SEED, FiniteFloatRange, require_writable
 from nwwatch.synth.tomogram_cli import tomogram
 from nwwatch.synth.video import VIDEO_SCENES, scene_options
 
@@ -32,7 +32,7 @@ MAX_DROPLET_RADIUS_FRACTION = 0.4
               help="Number of frames to write.")
 @click.option("--video", is_flag=True,
               help="One growing wire over time instead of independent frames.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed; frame k depends only on it (not on --frames).")
 @click.option("--size", type=click.IntRange(min=32), default=512, show_default=True,
               help="Frame side in pixels.")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM, MIN_PLAUSIBLE_PIXEL_SIZE_NM
-from nwwatch.options import FiniteFloatRange
+from nwwatch.options import SEED, FiniteFloatRange
 
 
 @click.command("tomogram")
@@ -21,7 +21,7 @@ from nwwatch.options import FiniteFloatRange
               default=0.02, show_default=True,
               help="Share of the training slice's pixels that keep their label, rounded to "
                    "whole --patch-size squares, at least two (one per class).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed; the same seed writes the same files.")
 @click.option("--voxel-size-nm", type=FiniteFloatRange(min=MIN_PLAUSIBLE_PIXEL_SIZE_NM,
                                                      max=MAX_PLAUSIBLE_PIXEL_SIZE_NM),
