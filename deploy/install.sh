@@ -198,6 +198,11 @@ stop_service() {
 }
 
 if [[ $MODE == --reconfigure ]]; then
+    # before a first install there is no venv to validate the configuration with ("fix the
+    # configuration and run --reconfigure" again looped)
+    [[ -x $LIVE/bin/python ]] \
+        || die "nwwatch is not installed at $PREFIX ($LIVE: no venv): run sudo $0 first"
+    [[ -f $CONFIG ]] || die "$CONFIG does not exist: nothing to reconfigure (sudo $0 installs one)"
     make_dropin "$LIVE"
     install_dropin
     systemctl daemon-reload

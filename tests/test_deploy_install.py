@@ -693,3 +693,17 @@ def test_an_update_stopped_between_its_renames_is_finished_by_the_next_run(sandb
     assert f"{live} put in place from {new} (an update stopped between its moves)" in done.stderr
     assert (live / "third").exists() and (previous / "second").exists()
     assert not new.exists() and not (live / ".install-checked").exists()
+
+
+def test_reconfigure_before_any_install_says_to_install_first(sandbox):
+    # before: "python: No such file or directory", then "fix CONFIG and run: sudo install.sh
+    # --reconfigure", which failed the same way again
+    tmp, env, prefix, config, calls, _ = sandbox
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--reconfigure"],
+                          env=env, cwd=tmp, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert (f"nwwatch is not installed at {prefix} ({prefix}/venv: no venv): run sudo "
+            in done.stderr), done.stderr
+    assert "No such file" not in done.stderr and "--reconfigure" not in done.stderr.split(
+        "run sudo")[-1]
+    assert not (tmp / "units" / "nwwatch.service").exists()
