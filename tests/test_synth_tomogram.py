@@ -394,6 +394,21 @@ def test_cli_refuses_a_size_too_small_for_two_patches_before_writing(tmp_path) -
     assert ok.exit_code == 0, ok.output
 
 
+def test_cli_refuses_a_tilt_below_its_step_and_scenes_it_cannot_draw_leaving_no_folder(
+        tmp_path) -> None:
+    """`--tilt-max-deg 1` was "need 0 < tilt_step_deg <= tilt_max_deg <= 90" (no such option)
+    and, like a porosity whose patches hold no pore, left an empty OUT behind."""
+    from nwwatch.cli import main
+
+    tilt = CliRunner().invoke(main, ["synth", "tomogram", str(tmp_path / "a"), "--size", "32",
+                                     "--tilt-max-deg", "1"])
+    assert tilt.exit_code == 2 and "Invalid value for '--tilt-max-deg'" in tilt.output
+    porous = CliRunner().invoke(main, ["synth", "tomogram", str(tmp_path / "b"), "--size",
+                                       "32", "--porosity", "0.999"])
+    assert porous.exit_code == 1, porous.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_cli_never_replaces_a_volume_synth_did_not_write(tmp_path) -> None:
     """`volume.tif` is what a user's own tomogram is often called: a folder that no earlier
     synth run wrote (no tomogram.json of synth's naming the file) keeps it, and the run is

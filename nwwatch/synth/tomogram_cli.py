@@ -30,9 +30,10 @@ from nwwatch.options import SEED, FiniteFloatRange
                    "the readers take as plausible).")
 @click.option("--patch-size", "patch_px", type=click.IntRange(min=1), default=10,
               show_default=True, help="Side of a labeled square patch in pixels.")
-@click.option("--tilt-max-deg", type=FiniteFloatRange(min=0.0, max=90.0, min_open=True),
+@click.option("--tilt-max-deg", type=FiniteFloatRange(min=2.0, max=90.0),
               default=65.0, show_default=True,
-              help="Tilt series from -X to +X degrees; the missing wedge is 180 - 2X.")
+              help="Tilt series from -X to +X degrees in 2 degree steps (so X >= 2); the "
+                   "missing wedge is 180 - 2X.")
 @click.option("--counts-per-voxel", type=FiniteFloatRange(min=0.0, min_open=True), default=2.0,
               show_default=True, help="Dose: expected HAADF counts per voxel of solid on a ray.")
 @click.option("--shift-sigma-px", type=FiniteFloatRange(min=0.0), default=0.7,
@@ -86,7 +87,10 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
             pore_length_px=pore_length_px, porosity=porosity,
             density_variation=density_variation, saturation_px=saturation_px,
             reconstruction=reconstruction)
-    except ValueError as exc:
+    except ValueError as exc:  # a parameter the scene cannot be drawn with
+        if made:
+            with contextlib.suppress(OSError):  # only when nothing was written into it
+                out.rmdir()
         raise click.ClickException(str(exc)) from None
     except MemoryError as exc:  # numpy refuses an array larger than memory can back
         if made:
