@@ -44,6 +44,33 @@ def test_a_cct_resume_refuses_changed_unlabeled_images(tmp_path):
     assert load_checkpoint(tmp_path / "cct.pt")["epoch"] == 2
 
 
+def test_exporting_a_cct_checkpoint_needs_not_its_unlabeled_images(tmp_path):
+    # before: --resume --export-only refused ("the unlabeled images changed ... start a new
+    # run") though it trains nothing: the weights of an interrupted run could not be exported
+    data = make_folder(tmp_path / "data", n=2, size=32, unlabeled=3)
+    config = _config(tmp_path, "cct", data, paradigm="cct", export=True)
+    train(config, progress=False)
+    (tmp_path / "cct.onnx").unlink()
+    stack = tifffile.imread(data / "unlabeled" / "stack.tif")
+    tifffile.imwrite(data / "unlabeled" / "stack.tif", stack[:2], photometric="minisblack")
+    train(config, resume=True, export_only=True, progress=False)
+    assert (tmp_path / "cct.onnx").is_file()
+
+
+def test_a_resume_refuses_a_dataset_toml_that_changed(tmp_path):
+    # before: the data hash covers the pixels only: a resume trained on with other class
+    # names (or another normalisation scope, or kind) and exported a model labelled so
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    config = _config(tmp_path, "sup", data)
+    train(config, progress=False)
+    (data / "dataset.toml").write_text('classes = ["bg", "wire", "drop"]\n')
+    config.epochs = 2
+    with pytest.raises(TrainingError, match=r"class_names is \['bg', 'wire', 'drop'\] now "
+                                            r"\(dataset.toml\)"):
+        train(config, resume=True, progress=False)
+    assert load_checkpoint(tmp_path / "sup.pt")["epoch"] == 1
+
+
 def test_a_supervised_resume_ignores_the_unlabeled_images_it_does_not_use(tmp_path):
     data = make_folder(tmp_path / "data", n=2, size=32, unlabeled=2)
     config = _config(tmp_path, "sup", data)

@@ -148,7 +148,10 @@ def _check_resumed_inputs(ckpt_file: Path, payload: dict[str, Any], config: Trai
     pseudo-labels of another teacher file, than the checkpoint's run (its record says which);
     checkpoints written before the record was kept are not checked."""
     saved = payload.get("unlabeled_sha256")
-    if unlabeled_sha is not None and saved is not None and saved != unlabeled_sha:
+    # exporting trains nothing: the unlabeled images need not be those of the run (as the
+    # teacher need not be its file)
+    if not export_only and unlabeled_sha is not None and saved is not None \
+            and saved != unlabeled_sha:
         where = Path(config.data) / "unlabeled" if config.data else config.volume
         raise TrainingError(f"{ckpt_file}: the unlabeled images ({where}) changed since this "
                             f"checkpoint was written, and --paradigm {config.paradigm} trains "
@@ -162,6 +165,22 @@ def _check_resumed_inputs(ckpt_file: Path, payload: dict[str, Any], config: Trai
                             f"checkpoint was written (sha256 {teacher_sha[:12]}... then), and "
                             f"the resumed run would train on its new pseudo-labels; start a "
                             f"new run instead of --resume")
+
+
+def _check_resumed_dataset(ckpt_file: Path, payload: dict[str, Any],
+                           data: TrainingData) -> None:
+    """TrainingError when DATA's ``dataset.toml`` now says another kind, other class names or
+    another normalisation scope than the checkpoint's run (the data hash covers the pixels,
+    not these: a resume trained on, and exported, a model relabelled and normalised
+    otherwise)."""
+    for key, now in (("kind", data.kind), ("class_names", list(data.class_names)),
+                     ("normalization_scope", data.normalization_scope)):
+        then = payload.get(key)
+        if then is not None and then != now:
+            raise TrainingError(f"{ckpt_file}: {key} is {now!r} now (dataset.toml), "
+                                f"{then!r} when this checkpoint was written; put it back, or "
+                                f"start a new run instead of --resume (--init {ckpt_file} "
+                                "starts it from these weights)")
 
 
 def load_training_data(config: TrainConfig) -> TrainingData:
@@ -304,6 +323,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                                 f"of --resume (--init {ckpt_file} starts it from these "
                                 f"weights)")
         _check_resumed_inputs(ckpt_file, payload, config, unlabeled_sha, export_only)
+        _check_resumed_dataset(ckpt_file, payload, data)
         split_train, split_val = payload["split"]["train"], payload["split"]["val"]
     else:
         split = make_split(list(by_stem), config.val_fraction, config.seed,
