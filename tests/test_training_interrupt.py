@@ -346,3 +346,26 @@ def test_a_closed_stderr_stops_the_progress_bar_not_the_training(tmp_path, pipe)
     assert out.is_file() and load_checkpoint(out.with_suffix(".pt"))["epoch"] == 4
     if pipe.startswith("2>&1 >"):  # stdout still open: every line written
         assert f"model: {out}" in (tmp_path / "stdout").read_text()
+
+
+def test_an_interrupt_inside_onnxruntimes_import_exits_as_an_interrupt(tmp_path, capsys):
+    """onnxruntime, imported during the run, turns a Ctrl-C or SIGTERM that lands in its
+    native start-up into "ImportError: initialization failed": a traceback and exit 1 (3 of
+    5 signals sent while it loaded), where 130 or 143 and the line are due."""
+    from nwwatch.options import Terminated
+    from training.runfiles import interrupt_explained
+
+    def import_interrupted():
+        try:
+            raise Terminated()
+        except Terminated:  # its __context__, as in onnxruntime's __init__
+            raise ImportError("initialization failed")  # noqa: B904
+
+    with pytest.raises(SystemExit) as stopped:
+        with interrupt_explained(tmp_path / "m.onnx", before_run=True):
+            import_interrupted()
+    assert stopped.value.code == 143
+    assert "train interrupted (SIGTERM): nothing was written" in capsys.readouterr().err
+    with pytest.raises(ImportError, match="no module named other"):  # any other: raised
+        with interrupt_explained(tmp_path / "m.onnx", before_run=True):
+            raise ImportError("no module named other")

@@ -264,9 +264,26 @@ def interrupt_explained(out: Path, epochs: bool = True, before_run: bool = False
                 yield
             except KeyboardInterrupt as stop:
                 _say_what_is_kept(stop, out, epochs, before_run)
+            except ImportError as exc:
+                _say_what_is_kept(_interrupt_behind(exc), out, epochs, before_run)
     except KeyboardInterrupt as stop:
         # one recorded while the command's modules were imported, raised as the block opens
         _say_what_is_kept(stop, out, epochs, before_run)
+
+
+def _interrupt_behind(exc: ImportError) -> KeyboardInterrupt:
+    """The interrupt an ImportError stands for: onnxruntime, imported lazily during the
+    run, turns a Ctrl-C or SIGTERM that lands in its native start-up into "ImportError:
+    initialization failed" (a traceback and exit 1, where 130 or 143 is due); any other
+    ImportError is raised again."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    raise exc
 
 
 def _say_what_is_kept(stop: KeyboardInterrupt, out: Path, epochs: bool, before_run: bool
