@@ -183,6 +183,15 @@ def test_a_data_folders_images_or_labels_given_as_data_names_the_folder_to_give(
                         rf"is a DATA folder's {sub}/: give {root} as DATA$", "labels")
 
 
+def test_a_synth_tomogram_folder_given_as_data_names_its_train_folder(tmp_path):
+    # before: "labels folder not found" alone, for the folder `nwwatch synth tomogram OUT`
+    # writes, whose DATA folder is OUT/train
+    root = make_folder(tmp_path / "out" / "train", n=2)
+    out = root.parent
+    _expect(out, rf"labels folder not found \(DATA/labels/<stem>\.png\); {root} holds one: "
+                 r"give it as DATA$", "labels")
+
+
 def test_dataset_toml_classes_and_bad_keys(tmp_path):
     root = make_folder(tmp_path / "d", n=2)
     (root / "dataset.toml").write_text('kind = "insitu"\nclasses = ["bg", "wire", "drop"]\n')

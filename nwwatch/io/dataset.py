@@ -339,6 +339,9 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
     if not label_dir.is_dir():  # DATA/images given as DATA: say so, not "images/labels"
         hint = (f"; {root} is a DATA folder's {root.name}/: give {root.parent} as DATA"
                 if root.name in ("images", "labels") and (root.parent / "labels").is_dir() else "")
+        if not hint and (root / "train" / "labels").is_dir():
+            # `nwwatch synth tomogram OUT` writes its DATA folder as OUT/train
+            hint = f"; {root / 'train'} holds one: give it as DATA"
         raise DatasetLayoutError(label_dir, f"labels folder not found (DATA/labels/<stem>.png)"
                                             f"{hint}")
     images = list_images(image_dir)
