@@ -412,3 +412,30 @@ def test_quantize_with_the_volume_method_selection_is_a_usage_error(tmp_path):
     assert result.exit_code == 2, result.output
     assert "--quantize belongs to a network trained with --paradigm" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.png", "v.tif"]
+
+
+def test_a_resume_takes_a_moved_volume_and_labels_and_names_them_when_not_given(tmp_path):
+    # before: a --volume run whose volume (or labeled slice) had moved could be neither
+    # resumed nor exported: "file not found", and the new place given was refused as
+    # another setting
+    from training.config import TrainConfig
+    from training.resume import ResumeSettingError, resumed_config
+
+    old = tmp_path / "old"
+    saved = TrainConfig(out=str(tmp_path / "m.onnx"), volume=str(old / "v.tif"),
+                        slice_index=[16], labels=[str(old / "l.png")], epochs=3)
+    new = tmp_path / "new"
+    new.mkdir()
+    for name in ("v.tif", "l.png"):
+        (new / name).write_bytes(b"")
+    checkpoint = tmp_path / "m.pt"
+    given = TrainConfig(out=str(tmp_path / "m.onnx"), volume=str(new / "v.tif"),
+                        slice_index=[16], labels=[str(new / "l.png")], epochs=3)
+    moved = resumed_config(given, TrainConfig(**saved.to_dict()), checkpoint,
+                           given=("volume", "slice_index", "labels", "out"))
+    assert moved.volume == str(new / "v.tif") and moved.labels == [str(new / "l.png")]
+    with pytest.raises(ResumeSettingError, match=(
+            rf"{old / 'v.tif'}: the volume {checkpoint} was trained on is not there; moved\? "
+            r"give its new place with --resume \(--volume NEW; the data hash checks")):
+        resumed_config(TrainConfig(out=str(tmp_path / "m.onnx")),
+                       TrainConfig(**saved.to_dict()), checkpoint, given=("out",))

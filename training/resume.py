@@ -20,6 +20,9 @@ class ResumeSettingError(ValueError):
 #: Settings a resume takes from the command line; every other one is the checkpoint's.
 CHANGEABLE = ("out", "epochs", "device", "threads", "workers", "quiet", "exporter", "quantize",
               "command")
+#: Settings that name where the training data lie: given with a resume, they replace the
+#: checkpoint's (moved files; the data hash refuses other data).
+_MOVABLE = ("data", "volume", "labels")
 #: Settings that are paths: compared as absolute paths.
 _PATHS = ("data", "volume", "labels", "init", "frozen_encoder", "teacher")
 
@@ -79,7 +82,7 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
             f"--resume only lengthens a run (give --epochs {saved.epochs} or more, or leave it "
             f"out); to stop it where it is, --resume --export-only exports its best weights")
     for name in given:
-        if name in CHANGEABLE or name == "data":
+        if name in CHANGEABLE or name in _MOVABLE:
             continue
         mine, theirs = getattr(config, name), getattr(saved, name)
         if name == "model_options":  # the checkpoint's hold every option of the model
@@ -90,7 +93,8 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
             raise ResumeSettingError(
                 f"{_option(name, mine)}: {checkpoint} was trained with "
                 f"{_option(name, theirs)}, and --resume continues a run with its own settings "
-                f"(only DATA moved, --epochs to more, --device, --threads, --workers, "
+                f"(only DATA, --volume or --labels moved, --epochs to more, --device, --threads, "
+                f"--workers, "
                 f"--quiet, --exporter and --quantize may change); for a new run give another --out")
     if "data" in given and config.data is not None:
         saved.data = config.data
@@ -102,6 +106,22 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
             f"{saved.data}: the DATA folder {checkpoint} was trained on is not there"
             f"{relative}; moved? give its new place as DATA with --resume (the data hash "
             f"checks it is the same)")
+    # A tomogram's volume and labeled slices move as DATA does (before: refused as other
+    # settings, and the run could be neither resumed nor exported once they had moved).
+    for name, what in (("volume", "volume"), ("labels", "labeled slice")):
+        if name in given and getattr(config, name):
+            setattr(saved, name, getattr(config, name))
+            continue
+        value = getattr(saved, name)
+        paths = value if isinstance(value, list | tuple) else [value] if value else []
+        gone = [v for v in paths if not Path(v).is_file()]
+        if gone:
+            option = _option(name, getattr(saved, name))
+            raise ResumeSettingError(
+                f"{gone[0]}: the {what} {checkpoint} was trained on is not there; moved? give "
+                f"{'its' if len(paths) == 1 else 'their'} new place with --resume "
+                f"({option.replace(str(gone[0]), 'NEW')}; the data hash checks "
+                f"{'it is' if len(paths) == 1 else 'they are'} the same)")
     saved.epochs = max(saved.epochs, config.epochs)
     saved.device, saved.out = config.device, config.out
     # Left out, the run's own: `nwwatch train --resume --out M.onnx` (what a Ctrl-C says to
