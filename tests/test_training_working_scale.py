@@ -44,7 +44,9 @@ def test_frames_are_scaled_as_the_runtime_scales_them():
     # long side up to min_frame_px (x3), down to frame_px (x0.5); in between unchanged
     assert shapes == {"small": (384, 288), "large": (512, 512), "inside": (450, 400)}
     assert scaled.unlabeled[0].shape == (384, 384)
-    assert "3 of 4 training images scaled by 0.5-3" in note and "384-512 px" in note
+    # all images, validation and unlabeled too (not "training images": the split's, read so)
+    assert "3 of the 3 labeled and 1 unlabeled images scaled by 0.5-3" in note
+    assert "384-512 px" in note
     for item in scaled.labeled:  # nearest neighbour: class ids and 255 stay what they were
         assert set(np.unique(item.label)) == {0, 1, 2, 255}
         assert item.image.dtype == np.float32 and item.image.shape == item.label.shape
@@ -71,11 +73,11 @@ def test_a_fine_tune_keeps_its_starting_models_scale_also_when_resumed(tmp_path)
     assert ("working scale of insitu-default.onnx kept: frames resized to 512 px; smaller than "
             "384 px scaled up; droplet radius 14-207.6 px; droplets beyond 144 px seen whole"
             in output)
-    assert "3 of 3 training images scaled by 3 into the starting model's working scale" in output
+    assert "3 of the 3 labeled images scaled by 3 into the starting model's working scale" in output
     shipped = Segmenter(SHIPPED, providers=("cpu",)).working_scale
     assert Segmenter(out, providers=("cpu",)).working_scale == shipped
     output = _train([str(data), "--resume", "--epochs", "2", "--out", str(out)])
-    assert "3 of 3 training images scaled by 3" in output
+    assert "3 of the 3 labeled images scaled by 3" in output
     assert Segmenter(out, providers=("cpu",)).working_scale == shipped
 
 

@@ -58,7 +58,11 @@ def to_working_scale(data: TrainingData, scale: dict[str, Any]) -> tuple[Trainin
                          else _resized_image(image, rows, cols))
     if not factors:
         return data, ""
-    note = (f"{len(factors)} of {len(data.labeled) + len(data.unlabeled)} training images "
+    # labeled (validation included) and unlabeled alike: not "training images", which read
+    # as the training split
+    what = (f"{len(data.labeled)} labeled and {len(data.unlabeled)} unlabeled images"
+            if data.unlabeled else f"{len(data.labeled)} labeled images")
+    note = (f"{len(factors)} of the {what} "
             f"scaled by {min(factors):.3g}" + (f"-{max(factors):.3g}" if max(factors)
                                                != min(factors) else "")
             + f" into the starting model's working scale (frames of "
