@@ -47,9 +47,10 @@ class QuarantineList:
         processed (or quarantined again for what reading it shows).
 
         With ``model_sha256`` and ``measurement_version``: a file quarantined while its
-        content was processed (hashed) is so for the model and measurement of that item
+        content was processed (hashed) is so for the models and measurements that tried it
         only; under another (the model that failed every frame replaced) it is tried again.
-        One refused before it was hashed (not a TIFF, truncated) stays, whatever the model."""
+        One refused before it was hashed (not a TIFF, truncated), or whose content no item
+        records (a ledger rebuilt from the results), stays, whatever the model."""
         row = self._db.execute(
             "SELECT error_type, sha256 FROM quarantine WHERE path=? AND size IS ? AND "
             "mtime_ns IS ?", (path, size, mtime_ns),
@@ -59,10 +60,11 @@ class QuarantineList:
         if row[0] == "UnreadableFileError" and _opens(path):
             return False
         if row[1] is not None and model_sha256 is not None and measurement_version is not None:
-            return self._db.execute(
-                "SELECT 1 FROM items WHERE sha256=? AND model_sha256=? AND "
-                "measurement_version=?", (row[1], model_sha256, measurement_version)
-            ).fetchone() is not None
+            keys = self._db.execute("SELECT model_sha256, measurement_version FROM items "
+                                    "WHERE sha256=?", (row[1],)).fetchall()
+            # no item at all: a ledger rebuilt from the results, which keeps the list but not
+            # the items of quarantined content: quarantined still
+            return not keys or (model_sha256, measurement_version) in keys
         return True
 
     def release_quarantine(self, path: PathKey, size: int, mtime_ns: int) -> None:
