@@ -361,9 +361,14 @@ def test_an_interrupt_inside_onnxruntimes_import_exits_as_an_interrupt(tmp_path,
         except Terminated:  # its __context__, as in onnxruntime's __init__
             raise ImportError("initialization failed")  # noqa: B904
 
-    with pytest.raises(SystemExit) as stopped:
-        with interrupt_explained(tmp_path / "m.onnx", before_run=True):
-            import_interrupted()
+    # the handler leaves SIGINT at its default for the exiting process: not for this one
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            with interrupt_explained(tmp_path / "m.onnx", before_run=True):
+                import_interrupted()
+    finally:
+        signal.signal(signal.SIGINT, sigint)
     assert stopped.value.code == 143
     assert "train interrupted (SIGTERM): nothing was written" in capsys.readouterr().err
     with pytest.raises(ImportError, match="no module named other"):  # any other: raised
