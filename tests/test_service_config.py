@@ -404,6 +404,9 @@ def test_example_config_is_valid_and_drop_in_opens_its_folders(paths, monkeypatc
     assert "ReadOnlyPaths=-/data/acquisition/insitu" in text
     assert "RequiresMountsFor=/data/acquisition/insitu" in text
     assert "ReadWritePaths=/data/nwwatch-results" in text
+    # results (and the ledger) on a share: mounted before start too, not written into the
+    # empty mount point underneath
+    assert "RequiresMountsFor=/data/nwwatch-results" in text
     unit = (repo / "systemd" / "nwwatch.service").read_text()
     for line in ["Type=notify", "Restart=on-failure", "ProtectSystem=strict", "NoNewPrivileges=yes",
                  "DeviceAllow=char-nvidia rwm", "MemoryMax=", "WatchdogSec=", "User=nwwatch"]:
