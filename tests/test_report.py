@@ -4,6 +4,7 @@ hand-made results (in-situ and tomogram) and on a replay's results."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -623,14 +624,20 @@ def test_a_quarantined_file_deleted_since_is_said_to_need_nothing(tmp_path):
     # nothing to do"
     results = tmp_path / "res"
     write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0]))
+    from nwwatch.pathtext import path_text
+
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a TIFF")
+    raw = Path(os.fsdecode(os.fsencode(tmp_path) + b"/q\xff.tif"))  # not UTF-8: still there
+    raw.write_bytes(b"not a TIFF either")
     pq.write_table(pa.Table.from_pylist([
         {"path": str(bad), "reason": "not a TIFF", "error_type": "NotTiffError", "attempts": 1},
+        {"path": path_text(raw), "reason": "short", "error_type": "NotTiffError",
+         "attempts": 1},
         {"path": str(tmp_path / "gone.tif"), "reason": "file is empty",
          "error_type": "EmptyFileError", "attempts": 1}]), results / "quarantine.parquet")
     out = tmp_path / "report.html"
     write_report(results, out)
     page = out.read_text()
-    assert "<td>not a TIFF</td>" in page
+    assert "<td>not a TIFF</td>" in page and "<td>short</td>" in page
     assert "<td>file is empty; deleted since, nothing to do</td>" in page

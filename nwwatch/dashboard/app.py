@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -49,6 +48,7 @@ from nwwatch.dashboard.data import (
     ResultsStore,
     acquisition_summary,
     frame_series,
+    quarantined_gone,
 )
 from nwwatch.dashboard.masks import mask_slices_png
 from nwwatch.dashboard.previews import MAX_PREVIEW_PX, MIN_PREVIEW_PX, picture_preview_jpeg
@@ -154,7 +154,7 @@ class Dashboard:
                      "quarantined": [{**{k: q.get(k) for k in ("path", "reason", "error_type",
                                                                "attempts", "quarantined_at")},
                                       # deleted since: nothing to do (as `status` says)
-                                      "gone": not os.path.lexists(str(q.get("path")))}
+                                      "gone": quarantined_gone(q)}
                                      for q in acq.quarantined]}
         newest_us = since[1] if since is not None and not reset else -1
         if len(acq) and acq.kind == "insitu":

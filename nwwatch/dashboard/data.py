@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_median
 from nwwatch.paths import acquisition_of
+from nwwatch.pathtext import path_of_text
 from nwwatch.results.versions import (
     REVERTED_FILE,
     epoch_s,
@@ -380,6 +381,13 @@ class ResultsStore:
             return None
         finally:
             queries.close()
+
+
+def quarantined_gone(entry: dict) -> bool:
+    """Whether the file of a quarantine entry (its ``path``, text as quarantine.parquet holds
+    it) is no longer there: deleted since, nothing to do, as ``nwwatch status`` says. A name
+    that is not UTF-8 is looked up by its own bytes (its ``\\xNN`` text names no file)."""
+    return not os.path.lexists(path_of_text(str(entry.get("path"))))
 
 
 def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:

@@ -27,7 +27,13 @@ import click
 import numpy as np
 
 from nwwatch import __version__
-from nwwatch.dashboard.data import Acquisition, ResultsStore, acquisition_summary, frame_series
+from nwwatch.dashboard.data import (
+    Acquisition,
+    ResultsStore,
+    acquisition_summary,
+    frame_series,
+    quarantined_gone,
+)
 from nwwatch.dashboard.stats import TREND_WINDOW, rolling_median
 from nwwatch.options import OutputFile
 
@@ -216,8 +222,8 @@ def _quarantine(acq: Acquisition) -> str:
         return ""
     rows = "".join(f"<tr><td>{html.escape(Path(q['path']).name)}</td>"
                    f"<td>{html.escape(str(q['reason']))}"
-                   + ("; deleted since, nothing to do" if not os.path.lexists(str(q['path']))
-                      else "") + "</td>"
+                   + ("; deleted since, nothing to do" if quarantined_gone(q) else "")
+                   + "</td>"
                    f"<td>{html.escape(str(q['error_type']))}</td></tr>"
                    for q in acq.quarantined)
     return ("<h3>Quarantined files</h3><table><tr><th>file</th><th>reason</th><th>error</th>"
