@@ -324,13 +324,22 @@ class InputFile(click.Path):
     nothing (the shell then passes the pattern itself), and for a folder, how to give its
     files."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, dangling_links: bool = False) -> None:
         super().__init__(exists=True, dir_okay=False, path_type=Path)
+        #: a symbolic link whose target is gone is passed on (the command refuses it and
+        #: goes on with the other files) rather than stopping the command before it starts
+        self.dangling_links = dangling_links
 
     def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
         try:
             return super().convert(value, param, ctx)
         except click.BadParameter as exc:
+            if os.path.islink(value) and not os.path.exists(value):
+                if self.dangling_links:
+                    return Path(os.fsdecode(value))
+                self.fail(f"{exc.message.rstrip('.')}: it is a symbolic link to "
+                          f"{os.fsdecode(os.readlink(value))!r}, which does not exist.",
+                          param, ctx)
             if any(c in str(value) for c in "*?[") and not Path(value).exists():
                 self.fail(f"{exc.message.rstrip('.')} (a shell pattern that matched no "
                           "file?).", param, ctx)

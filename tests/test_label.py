@@ -597,6 +597,15 @@ def test_label_names_a_pattern_that_matched_nothing(tmp_path):
     assert "(a shell pattern that matched no file?)" in result.output
 
 
+def test_label_names_a_dangling_link_and_its_target(tmp_path):
+    (tmp_path / "f.tif").symlink_to(tmp_path / "gone.tif")
+    result = _label_cli(str(tmp_path / "f.tif"), "--out", str(tmp_path / "DATA"))
+    assert result.exit_code == 2
+    assert (f"it is a symbolic link to {str(tmp_path / 'gone.tif')!r}, which does not exist"
+            in result.output)
+    assert not (tmp_path / "DATA").exists()
+
+
 def test_proposal_saved_as_is_keeps_the_droplet_on_the_wire():
     # before: the facet moved onto the frame's intensity step (here 3 px off the labels'
     # interface) cut the droplet's disk there while the wire polygon stayed on the model's

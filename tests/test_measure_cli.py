@@ -627,6 +627,21 @@ def test_a_pattern_that_matched_nothing_is_named_as_such(tmp_path):
     assert result.exit_code == 2 and "shell pattern" not in result.output
 
 
+def test_a_dangling_link_among_the_inputs_is_skipped_and_the_others_measured(tmp_path):
+    # a shell glob names a symbolic link whose target is gone; before, the whole command
+    # stopped with a usage error and measured nothing
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "a.png"), cap.labels)
+    (tmp_path / "b.png").symlink_to(tmp_path / "gone.png")
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "a.png"),
+                                       str(tmp_path / "b.png"), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert (f"skipped {tmp_path / 'b.png'}: a symbolic link to "
+            f"{str(tmp_path / 'gone.png')!r}, which does not exist") in result.output
+    assert pq.read_table(out).column("source").to_pylist() == [str(tmp_path / "a.png")]
+
+
 def test_a_label_png_of_2_or_4_bits_is_read_as_its_class_ids(tmp_path):
     # a PNG optimiser (optipng, oxipng) stores 0/1/2 in 2 bits, which OpenCV decodes as
     # 0/85/170; before, measure refused it with the advice to renumber the mask

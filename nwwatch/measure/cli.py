@@ -104,6 +104,9 @@ def _read_frames(path: Path) -> list[Frame]:
     """The pages of ``path`` as frames. A TIFF is read by :func:`nwwatch.io.read_frames`,
     as the service reads it: the same refusals, the file's pixel size and acquisition times.
     A PNG (label images) has neither: pixel size None, acquired at the file's mtime."""
+    if path.is_symlink() and not path.exists():  # named by a shell glob, its target gone
+        raise LabelFileError(path, f"a symbolic link to {os.fsdecode(os.readlink(path))!r}, "
+                                   "which does not exist")
     try:
         if path.suffix.lower() != ".png":
             return read_tiff_frames(path)
@@ -379,7 +382,7 @@ def _write(rows: list[dict], out: Path) -> None:
 
 
 @click.command("measure")
-@click.argument("inputs", nargs=-1, required=True, type=InputFile())
+@click.argument("inputs", nargs=-1, required=True, type=InputFile(dangling_links=True))
 @click.option("--out", "out", required=True, type=OutputFile("angles.parquet"),
               help="Parquet file to write (one row per image or page).")
 @click.option("--pixel-size-nm", default=None,
