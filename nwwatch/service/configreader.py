@@ -130,8 +130,8 @@ class TableReader:
             # matched against file names only: such a pattern never matches, and the service
             # would process nothing, silently
             raise self.error(name, f"{with_folder[0]!r} holds a '/', and patterns are "
-                                   "matched against file names only (sub-folders are always "
-                                   "watched): e.g. '*.tif' instead of '**/*.tif'")
+                                   "matched against file names only (sub-folders are watched "
+                                   "when recursive = true, the default): e.g. '*.tif' instead of '**/*.tif'")
         return tuple(value)
 
     def path(self, name: str, base: Path, default: Path | None = None, required: bool = False):
