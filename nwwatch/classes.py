@@ -28,8 +28,7 @@ def misplaced_insitu_class(class_names: Sequence[str]) -> str | None:
     """Why an in-situ class list contradicts the ids every in-situ reader uses (1 nanowire, 2
     droplet: the measurement, the runtime, the labelling tool), or None: a name holding "wire"
     while class 1's does not, or "drop" while class 2's does not (``["background", "droplet",
-    "nanowire"]``). Other names (``["bg", "wire", "drop"]``, a fourth ``"wire tip"``) are the
-    user's."""
+    "nanowire"]``). Other names (``["bg", "wire", "drop"]``) are the user's."""
     names = [name.lower() for name in class_names]
     for index, word in ((NANOWIRE, "wire"), (DROPLET, "drop")):
         if index < len(names) and word in names[index]:
@@ -45,11 +44,17 @@ def misplaced_insitu_class(class_names: Sequence[str]) -> str | None:
 
 def insitu_model_problem(class_names: Sequence[str]) -> str | None:
     """Why an in-situ model, or the DATA folder it would be trained on, cannot be measured
-    (fewer than three classes: no droplet class 2; or :func:`misplaced_insitu_class`), or
-    None."""
+    (fewer than three classes: no droplet class 2; more than three: the measurement reads
+    those three only; or :func:`misplaced_insitu_class`), or None."""
     if len(class_names) <= DROPLET:
         return (f"classes {list(class_names)}: an in-situ model needs 0 background, "
                 f"1 nanowire, 2 droplet (the contact angle is measured on class 2)")
+    if len(class_names) > DROPLET + 1:
+        # a fourth class's pixels would be neither wire nor droplet: measured as background
+        # without a word, or refused frame by frame (measure stopped with a traceback)
+        return (f"classes {list(class_names)}: an in-situ model has three classes, 0 "
+                f"background, 1 nanowire, 2 droplet, which the contact angle is measured "
+                f"on; label what else the frames show as 0, background")
     return misplaced_insitu_class(class_names)
 
 

@@ -55,6 +55,7 @@ def build_threshold_model(
     metadata: dict | None = None,
     with_metadata: bool = True,
     reflect_pad_px: int = 0,
+    class_names: tuple[str, ...] | None = None,
 ) -> Path:
     """Write a contract-following ONNX model to ``path`` and return the path.
 
@@ -72,6 +73,7 @@ def build_threshold_model(
     reflect_pad_px : r > 0 mirrors the input by r px on every side and crops it back (no
         effect on the output), so, like a wide blur's reflect pad, the graph fails in ONNX
         Runtime on images with a side of r px or less.
+    class_names : other classes than the kind's (give as many ``centres``).
     """
     if kind == "insitu":
         names: tuple[str, ...] = ("background", "nanowire", "droplet")
@@ -81,6 +83,7 @@ def build_threshold_model(
         centres = centres or TOMOGRAM_CENTRES
     else:
         raise ValueError(f"kind must be 'insitu' or 'tomogram', got {kind!r}")
+    names = class_names or names
     n_classes = len(names)
     c = np.asarray(centres, dtype=np.float32)
     weight = (2.0 * sharpness * c).reshape(n_classes, 1, 1, 1).astype(np.float32)

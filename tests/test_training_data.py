@@ -229,6 +229,15 @@ def test_an_insitu_dataset_of_two_classes_is_not_trained(tmp_path):
                   r"nanowire, 2 droplet", "dataset.toml")
 
 
+def test_an_insitu_dataset_of_four_classes_is_not_trained(tmp_path):
+    # before: it trained a model the service loaded and then failed every frame with
+    root = make_folder(tmp_path / "d", n=2)
+    (root / "dataset.toml").write_text(
+        'kind = "insitu"\nclasses = ["background", "nanowire", "droplet", "carbon"]\n')
+    _expect(root, r"an in-situ model has three classes, 0 background, 1 nanowire, 2 droplet",
+            "dataset.toml")
+
+
 @pytest.mark.parametrize("classes", ['["pore", "solid", "metal"]', '["solid"]'])
 def test_a_tomogram_dataset_names_two_classes(tmp_path, classes):
     # The tomogram workflow is binary (0 pore or vacuum, 1 solid): a third class named in
