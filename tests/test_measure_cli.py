@@ -627,6 +627,25 @@ def test_a_pattern_that_matched_nothing_is_named_as_such(tmp_path):
     assert result.exit_code == 2 and "shell pattern" not in result.output
 
 
+@pytest.mark.parametrize(("table", "says"), [
+    ((1.0, 2.0, 3.0), "values 1, 2, 3"),
+    ((0.0, 127.0, 255.0), "values 0, 127, 255"),
+    ((np.nan, 1.0, 2.0), "values 1, 2, NaN"),
+])
+def test_a_float_mask_in_another_numbering_is_refused_naming_its_values(tmp_path, table, says):
+    # before: such a mask (Fiji's 32-bit conversion, a NaN background) was segmented by the
+    # model as a picture of labels and its rows written, exit status 0
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    path = tmp_path / "mask.tif"
+    tifffile.imwrite(path, np.asarray(table, np.float32)[cap.labels])
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(path), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert (f"skipped {path}: labels must be class ids 0 background, 1 nanowire, 2 droplet "
+            f"(255 unlabeled), got a float32 image of the {says}") in result.output
+    assert not out.exists()
+
+
 def test_a_dangling_link_among_the_inputs_is_skipped_and_the_others_measured(tmp_path):
     # a shell glob names a symbolic link whose target is gone; before, the whole command
     # stopped with a usage error and measured nothing

@@ -151,7 +151,15 @@ def looks_like_labels(pages: list[np.ndarray]) -> bool:
     painted with a few other values (:func:`painted_labels`), and for float pages that hold
     nothing but the class ids 0, 1, 2 and 255 (unlabeled): a label image saved as 32-bit."""
     return all(np.unique(p).size <= _LABEL_MAX_VALUES or painted_labels(p)
-               if np.issubdtype(p.dtype, np.integer) else _float_class_ids(p) for p in pages)
+               if np.issubdtype(p.dtype, np.integer) else _float_class_ids(p)
+               or _few_float_values(p) for p in pages)
+
+
+def _few_float_values(page: np.ndarray) -> bool:
+    """A float page of at most :data:`_LABEL_MAX_VALUES` distinct values, NaN one of them: a
+    mask saved as 32-bit in another numbering (Fiji's 0/127/255, 1/2/3, a NaN background),
+    refused as labels naming its values rather than segmented as a picture of labels."""
+    return page.dtype.kind == "f" and np.unique(page).size <= _LABEL_MAX_VALUES
 
 
 def painted_labels(page: np.ndarray) -> bool:
@@ -218,9 +226,15 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
         if _float_class_ids(page):
             page = page.astype(np.uint8)  # exact: 0.0, 1.0, 2.0 and 255.0 only
         if not np.issubdtype(page.dtype, np.integer):
-            raise LabelFileError(path, f"{page_said}labels must be integer class ids 0, 1, 2, "
-                                       f"got dtype {page.dtype} with other values; save the "
-                                       "label image as uint8")
+            values = np.unique(page)  # NaN once
+            shown = ", ".join("NaN" if np.isnan(v) else f"{v:g}"
+                              for v in values[:_LABEL_MAX_VALUES + 1])
+            more = f" and {values.size - _LABEL_MAX_VALUES - 1} more" \
+                if values.size > _LABEL_MAX_VALUES + 1 else ""
+            raise LabelFileError(path, f"{page_said}labels must be class ids 0 background, "
+                                       f"1 nanowire, 2 droplet (255 unlabeled), got a "
+                                       f"{page.dtype} image of the values {shown}{more}; save "
+                                       "the label image as uint8 with those ids")
         bad = np.setdiff1d(np.unique(page), [0, NANOWIRE, DROPLET])
         filled_px.append(0)
         if bad.size == 1 and bad[0] == UNLABELED:
@@ -400,10 +414,10 @@ def _write(rows: list[dict], out: Path) -> None:
 @click.option("--read-as", "read_as", type=click.Choice(["auto", "labels", "frames"]),
               default="auto", show_default=True,
               help="labels: class ids (0 background, 1 nanowire, 2 droplet); frames: raw "
-                   "frames, segmented with --model first; auto: integer images with at most "
-                   f"{_LABEL_MAX_VALUES} distinct values or of class ids with areas of a few "
-                   "other values (painted in by mistake), and float images of only 0, 1, 2 "
-                   "and 255, are labels; images with nearly all pixels on so few values "
+                   "frames, segmented with --model first; auto: images with at most "
+                   f"{_LABEL_MAX_VALUES} distinct values, or integer ones of class ids with "
+                   "areas of a few other values (painted in by mistake), are labels; images "
+                   "with nearly all pixels on so few values "
                    "on every page (a mask saved as JPEG or resized) are refused; anything "
                    "else a frame.")
 @click.option("--model", callback=model_file, metavar="MODEL",

@@ -131,7 +131,8 @@ class TableReader:
             # would process nothing, silently
             raise self.error(name, f"{with_folder[0]!r} holds a '/', and patterns are "
                                    "matched against file names only (sub-folders are watched "
-                                   "when recursive = true, the default): e.g. '*.tif' instead of '**/*.tif'")
+                                   "when recursive = true, the default): e.g. '*.tif' "
+                                   "instead of '**/*.tif'")
         return tuple(value)
 
     def path(self, name: str, base: Path, default: Path | None = None, required: bool = False):
