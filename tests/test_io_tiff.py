@@ -259,7 +259,9 @@ def test_a_depth_of_one_unit_far_beyond_the_pixel_size_is_read_with_a_warning(tm
 
 
 @pytest.mark.parametrize(
-    ("unit", "nm_per_unit"), [("CENTIMETER", 1e7), ("INCH", 2.54e7)]
+    ("unit", "nm_per_unit"), [("CENTIMETER", 1e7), ("INCH", 2.54e7),
+                              # tifffile's own units: the pixel size was dropped without a word
+                              ("MILLIMETER", 1e6), ("MICROMETER", 1e3)]
 )
 def test_plain_resolution_tags(tmp_path, unit, nm_per_unit):
     path = tmp_path / "plain.tif"
@@ -269,6 +271,23 @@ def test_plain_resolution_tags(tmp_path, unit, nm_per_unit):
     (frame,) = read_frames(path)
     assert frame.pixel_size_nm == pytest.approx(2.5, rel=1e-6)
     assert inspect_tiff(path).layout == "tiff"
+
+
+def test_a_stack_with_one_damaged_page_is_refused_naming_that_page(tmp_path):
+    # before: "pixel data could not be read (...)", and nothing said where to look in it
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, _image((5, 16, 16), "uint16"), compression="zlib",
+                     photometric="minisblack")
+    with tifffile.TiffFile(path) as tif:
+        offset, count = tif.pages[3].dataoffsets[0], tif.pages[3].databytecounts[0]
+    data = bytearray(path.read_bytes())
+    data[offset:offset + count] = bytes(count)
+    path.write_bytes(bytes(data))
+    with pytest.raises(TruncatedTiffError, match=r"stack.tif: pixel data of page 3 could "
+                                                 r"not be read \("):
+        read_frames(path)
+    with pytest.raises(TruncatedTiffError, match="pixel data of page 3 could not be read"):
+        nio.tiff.read_frame_at(path, 3)
 
 
 def test_resolution_unit_none_and_desktop_dpi_give_no_size(tmp_path):

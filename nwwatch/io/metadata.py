@@ -323,7 +323,9 @@ def _tag_sizes(
 ) -> Sizes | None:
     page = tif.pages.first if page is None else page
     unit = page.tags.valueof(296, tifffile.RESUNIT.INCH)  # TIFF default when absent
-    factor = {tifffile.RESUNIT.INCH: 25.4e6, tifffile.RESUNIT.CENTIMETER: 1e7}.get(unit)
+    # millimetre and micrometre: not in the TIFF standard, but tifffile writes them
+    factor = {tifffile.RESUNIT.INCH: 25.4e6, tifffile.RESUNIT.CENTIMETER: 1e7,
+              tifffile.RESUNIT.MILLIMETER: 1e6, tifffile.RESUNIT.MICROMETER: 1e3}.get(unit)
     y_per_unit, x_per_unit = _resolution(page)
     if factor is None or (x_per_unit is None and y_per_unit is None):
         return None

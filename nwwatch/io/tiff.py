@@ -389,7 +389,8 @@ def _read_page_pixels(path: Path, info: TiffInfo, series: list[tifffile.TiffPage
     except (OSError, MemoryError):
         raise
     except Exception as exc:  # decoder errors of corrupt compressed data, short reads
-        raise TruncatedTiffError(path, f"pixel data could not be read ({exc})") from exc
+        raise TruncatedTiffError(path, f"pixel data of page {index} could not be read "
+                                       f"({exc})") from exc
     if data is None or data.size != height * width:  # not one plane per page: read all
         return _read_pixels(path, info, series).reshape(info.n_pages, height, width)[index]
     data = data.reshape(height, width)
@@ -596,11 +597,30 @@ def _read_pixels(path: Path, info: TiffInfo,
     except (OSError, MemoryError):
         raise
     except Exception as exc:  # decoder errors of corrupt compressed data, short reads
-        raise TruncatedTiffError(path, f"pixel data could not be read ({exc})") from exc
+        # which page of a stack: the user can cut it out or export the recording again
+        page = _failing_page(series) if info.n_pages > 1 else None
+        where = "" if page is None else f" of page {page}"
+        raise TruncatedTiffError(path, f"pixel data{where} could not be read ({exc})") from exc
     data = data.reshape(info.shape)
     if not data.dtype.isnative:
         data = data.astype(data.dtype.newbyteorder("="))
     return data
+
+
+def _failing_page(series: list[tifffile.TiffPageSeries]) -> int | None:
+    """The index of the first page of ``series`` whose pixels cannot be decoded, or None
+    (pages sharing one IFD are not read one by one). Read only after the stack failed."""
+    start = 0
+    for part in series:
+        n = series_n_pages(part)
+        if len(part.pages) >= n:
+            for k in range(n):
+                try:
+                    part.asarray(key=k)
+                except Exception:  # noqa: BLE001 - any decoder error marks the page
+                    return start + k
+        start += n
+    return None
 
 
 def _mtime(tif: tifffile.TiffFile) -> datetime:
