@@ -222,7 +222,10 @@ def stretch_to_uint8(image: np.ndarray,
     if not hi > lo:  # no contrast: every finite value at mid-grey
         scaled = np.where(finite, np.float32(128.0), np.float32(0.0))
         return scaled.astype(np.uint8)
-    scaled = np.clip((img - lo) * (255.0 / (hi - lo)), 0, 255)
+    # a hot pixel near float32's maximum overflows to inf, which the clip takes to 255: no
+    # numpy RuntimeWarning on stderr (the service's log is JSON lines)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.clip((img - lo) * (255.0 / (hi - lo)), 0, 255)
     # NaN would be cast to an undefined value, with numpy's RuntimeWarning on stderr.
     return np.nan_to_num(scaled, copy=False, nan=0.0).astype(np.uint8)
 

@@ -60,6 +60,21 @@ def test_intensity_range_is_numpys_percentiles_of_the_sample(dtype, size):
     np.testing.assert_allclose(intensity_range(image), expected, rtol=1e-12, atol=1e-9)
 
 
+def test_the_display_stretch_of_a_hot_pixel_near_the_float32_maximum_warns_nothing():
+    # before: "RuntimeWarning: overflow encountered in multiply" on replay's stderr and among
+    # the service's JSON log lines (the labelling queue's picture of the frame)
+    import warnings
+
+    from nwwatch.normalize import stretch_to_uint8
+
+    image = np.random.default_rng(0).normal(1000, 10, (64, 64)).astype(np.float32)
+    image[0, 0], image[0, 1], image[0, 2] = 3e38, np.inf, -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = stretch_to_uint8(image)
+    assert out[0, 0] == 255 and out[0, 1] == 255 and out[0, 2] == 0
+
+
 @pytest.mark.parametrize("given_range", [False, True])
 def test_the_display_stretch_of_a_frame_with_nan_pixels(given_range):
     """A float32 frame with NaN pixels (no data, e.g. an aligned stack's padding) replayed as
