@@ -89,7 +89,13 @@ def test_bad_geometry_names_the_key():
     for key, value, match in (("shape", [0, 5], "shape"), ("wire", [[1, 2]], "wire"),
                               ("droplet", {"center": [1, 2], "radius_px": -1}, "radius_px"),
                               ("strokes", [{"class": 7, "points": []}], r"strokes\[0\].class"),
-                              ("facet", [[1, 1], [1, 1]], "coincide")):
+                              ("facet", [[1, 1], [1, 1]], "coincide"),
+                              # before: an OverflowError in the rasteriser, HTTP 500
+                              ("droplet", {"center": [1, 2], "radius_px": 1e200},
+                               r"droplet.radius_px: expected a positive number \(up to 1e\+07"),
+                              ("wire", [[1, 2], [3, 1e300], [5, 5]], r"wire\[1\]"),
+                              ("strokes", [{"class": 2, "points": [[1, 2]], "brush_px": 1e300}],
+                               r"strokes\[0\].brush_px")):
         with pytest.raises(GeometryError, match=match):
             geometry_from_json({**doc, key: value})
 

@@ -96,10 +96,17 @@ class LabelGeometry:
         }
 
 
+#: Coordinates, radii and brush widths beyond this are refused (a frame is far smaller):
+#: their squares overflowed in the rasteriser, an HTTP 500 with a traceback.
+MAX_COORDINATE_PX = 1e7
+
+
 def _point(value: Any, key: str) -> tuple[float, float]:
     if (not isinstance(value, list | tuple) or len(value) != 2
-            or not all(isinstance(v, int | float) and math.isfinite(v) for v in value)):
-        raise GeometryError(f"{key}: expected [row, col] numbers, got {value!r}")
+            or not all(isinstance(v, int | float) and math.isfinite(v)
+                       and abs(v) <= MAX_COORDINATE_PX for v in value)):
+        raise GeometryError(f"{key}: expected [row, col] numbers (within "
+                            f"±{MAX_COORDINATE_PX:g} px), got {value!r}")
     return float(value[0]), float(value[1])
 
 
@@ -135,8 +142,10 @@ def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
             raise GeometryError("droplet: expected {center: [row, col], radius_px: R} or null")
         _known_keys(d, "droplet.", ("center", "radius_px"))
         radius = d.get("radius_px")
-        if not isinstance(radius, int | float) or not (math.isfinite(radius) and radius > 0):
-            raise GeometryError(f"droplet.radius_px: expected a positive number, got {radius!r}")
+        if not isinstance(radius, int | float) or not (
+                math.isfinite(radius) and 0 < radius <= MAX_COORDINATE_PX):
+            raise GeometryError(f"droplet.radius_px: expected a positive number (up to "
+                                f"{MAX_COORDINATE_PX:g} px), got {radius!r}")
         droplet = Circle(_point(d.get("center"), "droplet.center"), float(radius))
     wire = None if doc.get("wire") is None else _points(doc["wire"], "wire", 3)
     facet = None
@@ -153,8 +162,10 @@ def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
         if not isinstance(s, dict) or s.get("class") not in STROKE_CLASSES:
             raise GeometryError(f"{key}.class: expected one of {list(STROKE_CLASSES)}")
         brush = s.get("brush_px")
-        if brush is not None and not (isinstance(brush, int | float) and brush > 0):
-            raise GeometryError(f"{key}.brush_px: expected a positive number, got {brush!r}")
+        if brush is not None and not (isinstance(brush, int | float)
+                                      and 0 < brush <= MAX_COORDINATE_PX):
+            raise GeometryError(f"{key}.brush_px: expected a positive number (up to "
+                                f"{MAX_COORDINATE_PX:g} px), got {brush!r}")
         pts = _points(s.get("points"), f"{key}.points", 1 if brush is not None else 3)
         strokes.append(Stroke(int(s["class"]), pts, None if brush is None else float(brush)))
     pixel = doc.get("pixel_size_nm")
