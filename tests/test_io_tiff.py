@@ -1035,6 +1035,36 @@ def test_inverted_grey_is_refused(tmp_path):
         assert "MinIsWhite" in str(error.value)
 
 
+@pytest.mark.parametrize("photometric", ["cfa", "logl", "mask"])
+def test_a_single_channel_image_that_is_not_grey_levels_is_refused(tmp_path, photometric):
+    # before: a camera's raw colour mosaic (CFA), a LogL or a transparency mask was read and
+    # segmented as a grey frame
+    path = tmp_path / f"{photometric}.tif"
+    tifffile.imwrite(path, _image((10, 12), "uint16"), photometric=photometric)
+    for reader in (inspect_tiff, read_frames, read_volume):
+        with pytest.raises(MultichannelError) as error:
+            reader(path)
+        _assert_names_file(error, path)
+        assert (f"not a grey image (PhotometricInterpretation {photometric.upper()})"
+                in str(error.value))
+
+
+def test_a_grey_image_without_photometric_interpretation_is_read_as_min_is_black(tmp_path):
+    # tifffile reads the missing tag as 0, MinIsWhite's value: the frame was refused as an
+    # inverted grey image
+    path = tmp_path / "plain.tif"
+    image = _image((10, 12), "uint16")
+    tifffile.imwrite(path, image, photometric="minisblack", metadata=None)
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        at = tif.pages[0].tags[262].offset
+    data[at:at + 2] = struct.pack("<H", 65000)  # the tag renamed: a private one, unread
+    path.write_bytes(bytes(data))
+    with tifffile.TiffFile(path) as tif:
+        assert 262 not in tif.pages[0].tags
+    np.testing.assert_array_equal(read_frames(path)[0].image, image)
+
+
 def _crafted_tiff(path: Path, width: int, height: int, n_pages: int = 1) -> None:
     """A classic little-endian TIFF whose IFDs declare width x height uint16 pages
     but hold only 16 bytes of pixel data each."""

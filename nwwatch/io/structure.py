@@ -305,7 +305,11 @@ def _check_pages(
                   f"grey, not its colours converted to grey, or as an indexed PNG, which is "
                   f"read as its indices)"
         )
-    if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+    # tifffile reads a missing PhotometricInterpretation tag as 0, MinIsWhite's value: such
+    # a grey image (the tag is required, but some writers leave it out) is read as MinIsBlack,
+    # as libtiff does
+    stated = 262 in page.tags
+    if stated and page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
         # Read as stored, its contrast would be inverted: a dark droplet segmented as bright.
         raise MultichannelError(
             path, "inverted grey image (PhotometricInterpretation MinIsWhite: 0 is white); "
@@ -313,6 +317,13 @@ def _check_pages(
                   "inverting LUT: Image > Lookup Tables > Invert LUT keeps its class ids, "
                   "Edit > Invert would change them)"
         )
+    if stated and page.photometric not in (tifffile.PHOTOMETRIC.MINISBLACK,
+                                           tifffile.PHOTOMETRIC.PALETTE):
+        # e.g. a camera's raw colour mosaic (CFA) or a transparency mask: not grey levels
+        name = getattr(page.photometric, "name", page.photometric)
+        raise MultichannelError(
+            path, f"not a grey image (PhotometricInterpretation {name}); nwwatch reads "
+                  "single-channel grey images (MinIsBlack)")
     _check_codecs(path, page)
     _check_tile_size(path, page, first_page)
     _check_data_extents(path, tif, series, size, first_page)
