@@ -599,8 +599,10 @@ def test_pages_of_another_shape_are_ignored_with_a_warning(tmp_path):
         tif.write(_image((4, 4), "uint8"), metadata=None)  # a thumbnail
     with capture_logs() as logs:
         frames = read_frames(path)
+        inspect_tiff(path)  # described again (replay inspects, then reads): said once
     assert [f.image.shape for f in frames] == [(16, 16), (16, 16)]
     assert [e["event"] for e in logs] == ["io.extra_series_ignored"]
+    assert logs[0]["ignored_shapes"] == [(4, 4)] and logs[0]["ignored_dtypes"] == ["uint8"]
 
 
 def test_pages_written_one_call_each_are_all_read(tmp_path, local_tz):

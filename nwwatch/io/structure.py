@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -236,9 +237,10 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
     shape, axes = squeezed(series)
     if len(read) > 1:  # plain series of single-channel (H, W) pages: one stack
         shape, axes = (sum(series_n_pages(s) for s in read), *shape[-2:]), "IYX"
-    if ignored:  # e.g. a thumbnail, or pages of another size: not read
+    if ignored and _first_time(path, tif):  # e.g. a thumbnail, or pages of another size
         _log.warning("io.extra_series_ignored", path=str(path), n_series=len(tif.series),
-                     read_shape=shape, ignored_shapes=[s.shape for s in ignored])
+                     read_shape=shape, ignored_shapes=[s.shape for s in ignored],
+                     ignored_dtypes=[str(s.dtype) for s in ignored])
     if not axes.endswith("YX") and not axes.endswith("YXS"):
         raise UnsupportedLayoutError(path, f"no 2-D image pages (axes {axes}, shape {shape})")
     y, x = axes.index("Y"), axes.index("X")
@@ -290,6 +292,29 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
         layout=layout,
         compression=tifffile.COMPRESSION(page.compression).name,  # known: checked above
     )
+
+
+#: The file versions (path, size, mtime) whose ignored series were logged: a file is
+#: described when it is inspected and again when it is read, and said once.
+_SAID: dict[tuple, None] = {}
+_SAID_MAX = 1024
+_SAID_LOCK = threading.Lock()
+
+
+def _first_time(path: Path, tif: tifffile.TiffFile) -> bool:
+    """True the first time this process describes this version of ``path``."""
+    try:
+        stat = os.fstat(tif.filehandle.fileno())
+        key = (os.fspath(path), stat.st_size, stat.st_mtime_ns)
+    except (OSError, AttributeError, ValueError):  # an in-memory handle: say it
+        return True
+    with _SAID_LOCK:  # the service reads files in several threads
+        if key in _SAID:
+            return False
+        if len(_SAID) >= _SAID_MAX:
+            _SAID.pop(next(iter(_SAID)))
+        _SAID[key] = None
+    return True
 
 
 def _check_pages(
