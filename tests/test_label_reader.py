@@ -382,3 +382,19 @@ def test_a_two_or_four_bit_png_of_class_ids_reads_as_those_ids(tmp_path, bits, n
     np.testing.assert_array_equal(read_label_image(path, num_classes=num_classes), ids)
     grey_png(path, ids % 2, 1)  # and 1 bit still gives 0 and 1
     np.testing.assert_array_equal(read_label_image(path, num_classes=num_classes), ids % 2)
+
+
+def test_a_damaged_png_gives_the_reader_s_refusal_alone_on_stderr(tmp_path):
+    # before: OpenCV's own "[ERROR:0@...] global grfmt_png.cpp ... IHDR chunk shall be
+    # first" line went to stderr before the refusal that names the file
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    done = subprocess.run([sys.executable, "-m", "nwwatch", "measure", str(bad), "--out",
+                           str(tmp_path / "a.parquet")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    assert f"skipped {bad}: cannot be read as a PNG image" in done.stderr
+    assert "grfmt" not in done.stderr and "[ERROR" not in done.stderr, done.stderr

@@ -15,6 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# OpenCV's own log lines ("[ERROR:0@0.1] global grfmt_png.cpp ... IHDR chunk shall be
+# first") went to stderr beside the reader's refusal, which names the file and the cause.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 #: ``cv2.imencode`` parameters of QA pictures (overlays, their label images): zlib level 1.
 #: Encoding is most of a picture's cost (bench/bench_ops.py); files ~10 % larger than at
 #: OpenCV's default level 3, which wrote noisy frames' overlays ~1.9x larger than level 1.
