@@ -105,15 +105,16 @@ def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
             if transparent:
                 raise DatasetLayoutError(path, f"{transparent} transparent pixels (alpha below "
                                                f"opaque): the grey value is what is read; "
-                                               f"paint pixels to leave out 255 (unlabeled) "
-                                               f"and save without transparency")
+                                               f"save the image without transparency (a "
+                                               f"label mask: paint pixels to leave out 255, "
+                                               f"unlabeled)")
         channels = data[..., :3]
         if not (np.array_equal(channels[..., 0], channels[..., 1])
                 and np.array_equal(channels[..., 0], channels[..., 2])):
             raise DatasetLayoutError(path, "colour image; nwwatch needs single-channel grey "
-                                           "images (a colour label mask: renumber its colours "
-                                           "to class ids, docs/measurement.md, 'Masks from "
-                                           "other tools')")
+                                           "images (a frame: save it as greyscale; a colour "
+                                           "label mask: renumber its colours to class ids, "
+                                           "docs/measurement.md, 'Masks from other tools')")
         data = channels[..., 0]
     if data.ndim != 2 or min(data.shape) == 0:
         raise DatasetLayoutError(path, f"expected a 2D image, got shape {data.shape}")
