@@ -802,6 +802,27 @@ def test_overlay_used_points_stand_out_from_their_fitted_lines():
         assert np.all(drawn == own, axis=1).mean() > 0.7
 
 
+def test_the_caption_of_a_tall_narrow_frame_keeps_its_words_whole():
+    # before: a 2000 x 64 frame's overlay was 64 px wide, its status read "no" and its
+    # reason "no / nar / reg / of / at / lea / 12 / px"
+    from nwwatch.measure.overlay import CAPTION_MIN_WIDTH_PX, _caption
+
+    labels = np.zeros((2000, 64), np.uint8)
+    r = measure_contact_angle(labels)
+    assert not r.angle_valid and len(r.reason.split()) > 5
+    picture = draw_overlay(None, labels, r)
+    scale = 2000 / 512
+    assert picture.shape[1] == int(CAPTION_MIN_WIDTH_PX * scale) > 64
+    assert (picture[:2000, 64:] == 0).all()  # the margin right of the frame is black
+    lines = [text for text, _, _ in _caption(r, picture.shape[1], scale)]
+    assert r.contact_angle_deg is None and lines[0] == r.status
+    assert " ".join(lines[1:]) == r.reason
+    assert all(len(line.split()) >= 3 for line in lines[1:-1])
+    # a frame as wide as the least width is drawn as before
+    wide = np.zeros((512, 300), np.uint8)
+    assert draw_overlay(None, wide, measure_contact_angle(wide)).shape[1] == 300
+
+
 def test_overlay_of_a_small_frame_is_enlarged_so_its_text_is_legible():
     # before: a 120 px crop kept its size, and the status and reason text at its smallest
     # legible size covered half the picture; the fit could not be seen under it.

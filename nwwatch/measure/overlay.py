@@ -50,6 +50,11 @@ MIN_OVERLAY_SIDE_PX = 512
 MAX_OVERLAY_SIDE_PX = 2048
 
 
+#: The narrowest picture, at a caption scale of 1: a frame narrower than this (after its
+#: zoom) is drawn at the left of a black margin that widens the caption band.
+CAPTION_MIN_WIDTH_PX = 240
+
+
 def overlay_zoom(shape: tuple[int, ...]) -> int:
     """The integer factor :func:`draw_overlay` enlarges a frame of ``shape`` (H, W) by."""
     side = max(int(shape[0]), int(shape[1]), 1)
@@ -148,7 +153,9 @@ def draw_overlay(
     ``image`` (H, W) any real dtype, contrast-stretched to its 0.5-99.5 percentiles, or None
     to draw on a grey rendering of ``labels`` (uint8 (H, W)). Returns uint8 (zH + C, zW, 3)
     BGR: the frame drawn on, then a black caption band of C rows with the angle, the status
-    and the reason. z = :func:`overlay_zoom` of (H, W): 1 from 512 px up; a smaller frame is
+    and the reason (a frame narrower than :data:`CAPTION_MIN_WIDTH_PX` times the caption's
+    scale has black columns added at its right: (zH + C, that width, 3)). z =
+    :func:`overlay_zoom` of (H, W): 1 from 512 px up; a smaller frame is
     enlarged by the smallest integer factor that brings its longer side to 512 px or more (at
     most 16), each frame pixel a z x z block, and frame pixel (row, col) is the block starting
     at (z row, z col). A frame longer than :data:`MAX_OVERLAY_SIDE_PX` is reduced instead by
@@ -251,7 +258,12 @@ def draw_overlay(
         cv2.circle(canvas, pt(row, col), 4 * _ONE * lw, _GREEN, -1, cv2.LINE_AA, _SHIFT)
     for label, org in placed:
         _text(canvas, label, org, _GREEN, font_triple)
-    return _with_caption(canvas, _caption(r, labels.shape[1], scale), scale)
+    # a tall, narrow frame's caption keeps room for about 28 characters a line: at the
+    # frame's own width (64 px) its reason was cut into pieces of a word or less
+    least = int(CAPTION_MIN_WIDTH_PX * scale)
+    if canvas.shape[1] < least:
+        canvas = np.pad(canvas, ((0, 0), (0, least - canvas.shape[1]), (0, 0)))
+    return _with_caption(canvas, _caption(r, canvas.shape[1], scale), scale)
 
 
 def _caption(r: ContactAngleResult, width_px: int,
