@@ -97,6 +97,9 @@ class EvaluationReport:
     #: stems of the labeled images DATA/truth.parquet gives no angle for (a frame labelled in
     #: another tool beside the labelling tool's, one drawn without droplet): not in the angles
     no_reference_angle: list[str] = field(default_factory=list)
+    #: label images (their path under DATA) whose true labels are refused as drawn and give
+    #: an angle with 1 and 2 exchanged: most likely another tool's order, 1 droplet, 2 wire
+    truth_labels_exchanged: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -111,6 +114,7 @@ class EvaluationReport:
             out["contact_angle_on_truth_labels"] = self.angles_on_truth_labels.__dict__
             out["truth_labels_not_measured"] = dict(self.truth_labels_not_measured)
             out["no_reference_angle"] = list(self.no_reference_angle)
+            out["truth_labels_exchanged"] = list(self.truth_labels_exchanged)
         if self.interface is not None:
             out["interface_offset"] = self.interface.__dict__
         return out
@@ -260,11 +264,13 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
              if angles and num_classes == 3 and (root / "truth.parquet").is_file() else None)
     if truth is not None:
         from nwwatch.measure import VALID_STATUSES, measure_contact_angle
+        from nwwatch.measure.exchanged import angle_if_exchanged
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     errors, errors_truth = [], []
     failures, failures_truth = Counter(), Counter()
     measured = 0
     not_measured: dict[str, str] = {}  # true labels without an angle: why, by label file
+    exchanged: list[str] = []  # true labels refused as drawn that 1 <-> 2 would measure
     offsets: list[np.ndarray] = []
     elapsed = 0.0
     volumes = VolumeRanges(root) if meta.normalization_scope == "volume" else None
@@ -312,6 +318,9 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                     errs.append(found.contact_angle_deg - angle_true)
                 else:
                     fails[found.reason_code] += 1
+                    if fails is failures_truth and angle_if_exchanged(
+                            labels, found, pixel_size) is not None:
+                        exchanged.append(_under(label_path, root))
     if not confusion.any():  # every label 255: no score, not NaN
         raise DatasetLayoutError(root, f"no labeled pixel in any of the {len(pairs)} label "
                                        f"images: nothing to score")
@@ -326,6 +335,7 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         report.angles_on_truth_labels = AngleErrors.from_errors(
             errors_truth, measured - len(not_measured), failures_truth)
         report.truth_labels_not_measured = not_measured
+        report.truth_labels_exchanged = exchanged
         report.no_reference_angle = [stem for stem, _, _ in pairs if stem not in truth]
     return report
 
@@ -382,6 +392,16 @@ def format_report(report: EvaluationReport) -> str:
         if len(unmeasured) > _NOT_MEASURED_SHOWN:
             lines.append(f"    ... and {len(unmeasured) - _NOT_MEASURED_SHOWN} more "
                          f"(truth_labels_not_measured in --json)")
+    exchanged = report.truth_labels_exchanged
+    if exchanged:
+        shown = ", ".join(exchanged[:_NOT_MEASURED_SHOWN]) + (
+            f", ... ({len(exchanged) - _NOT_MEASURED_SHOWN} more: truth_labels_exchanged in "
+            "--json)" if len(exchanged) > _NOT_MEASURED_SHOWN else "")
+        lines.append(f"  note: {len(exchanged)} true label image(s) refused as drawn give an "
+                     f"angle with 1 and 2 exchanged (1 droplet, 2 nanowire): in-situ labels "
+                     f"are read as 1 nanowire, 2 droplet; if your tool numbers them the "
+                     f"other way, renumber the masks (docs/measurement.md, 'Masks from other "
+                     f"tools') ({shown})")
     return "\n".join(lines)
 
 

@@ -172,6 +172,28 @@ def test_a_folder_without_truth_says_the_angles_are_not_scored(tmp_path):
     assert result.exit_code == 0 and "not scored" not in result.output, result.output
 
 
+def test_true_labels_in_another_tool_s_class_order_are_named(tmp_path):
+    # before: the true labels' angles were all refused for geometric reasons, with no hint
+    # that the folder numbers 1 droplet, 2 nanowire
+    data = tmp_path / "synth"
+    result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "4", "--size",
+                                       "256", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    for label in (data / "labels").glob("*.png"):
+        values = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(label), np.array([0, 2, 1], np.uint8)[values])
+    model = tmp_path / "m.onnx"
+    _export_untrained(model)
+    report_path = tmp_path / "report.json"
+    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads", "1",
+                                       "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    assert ("  note: 3 true label image(s) refused as drawn give an angle with 1 and 2 "
+            "exchanged (1 droplet, 2 nanowire)") in result.output, result.output
+    assert json.loads(report_path.read_text())["truth_labels_exchanged"] == [
+        "labels/frame_00000.png", "labels/frame_00001.png", "labels/frame_00003.png"]
+
+
 def test_images_without_a_reference_angle_are_named(tmp_path):
     # a frame labelled in another tool beside the truth.parquet's frames: the angle lines
     # count the others only ("1/2 measured" of 3 images), and the report names it

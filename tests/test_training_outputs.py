@@ -380,6 +380,33 @@ def test_a_class_labeled_nowhere_is_warned_about(tmp_path):
     assert "nanowire pixel" not in result.output
 
 
+def test_labels_in_another_tool_s_class_order_are_warned_about(tmp_path):
+    # before: a DATA folder numbered 1 droplet, 2 nanowire (a CVAT palette export in that
+    # order) trained without a word, a model whose every frame the measurement refuses
+    import cv2
+    import numpy as np
+
+    data = tmp_path / "data"
+    result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "4",
+                                       "--size", "256", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    labels = sorted((data / "labels").glob("*.png"))
+    for label in labels:
+        values = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(label), np.array([0, 2, 1], np.uint8)[values])
+    result = _train(str(data), "--out", str(tmp_path / "m.onnx"), "--epochs", "1",
+                    "--model-options", TINY, *FAST)
+    assert result.exit_code == 0, result.output
+    assert (f"warning: 3 of 4 label images measured give a contact angle only with 1 and 2 "
+            f"exchanged (1 droplet, 2 nanowire; {labels[0]}, ...)") in result.output
+    for label in labels:  # back in order: no warning
+        values = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(label), np.array([0, 2, 1], np.uint8)[values])
+    result = _train(str(data), "--out", str(tmp_path / "m2.onnx"), "--epochs", "1",
+                    "--model-options", TINY, *FAST)
+    assert result.exit_code == 0 and "exchanged" not in result.output, result.output
+
+
 def test_init_and_a_frozen_encoder_from_other_weights_are_refused(run, tmp_path):
     # before: --init loaded its whole model after the frozen encoder was loaded, so the
     # "frozen" encoder held the --init weights while provenance named the other file

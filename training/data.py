@@ -161,6 +161,32 @@ def classes_labeled_nowhere(data: TrainingData) -> list[str]:
     return [name for k, name in enumerate(data.class_names) if k not in present]
 
 
+#: In-situ label images measured for :func:`labels_exchanged` (a few ms each).
+EXCHANGE_CHECKED = 16
+
+
+def labels_exchanged(data: TrainingData) -> tuple[int, list[str]]:
+    """How many of the first :data:`EXCHANGE_CHECKED` in-situ label images of ``data`` were
+    measured, and the names of those refused as drawn that give a contact angle with 1 and 2
+    exchanged: another tool's order (1 droplet, 2 nanowire), which would train a model
+    whose every frame the measurement refuses. Images whose unlabeled (255) pixels cannot be
+    given a class are not measured."""
+    from nwwatch.classes import UnsureBandError, fill_unsure_band
+    from nwwatch.measure import measure_contact_angle
+    from nwwatch.measure.exchanged import angle_if_exchanged
+
+    measured, exchanged = 0, []
+    for item in data.labeled[:EXCHANGE_CHECKED]:
+        try:
+            labels = fill_unsure_band(item.label)
+        except UnsureBandError:
+            continue
+        measured += 1
+        if angle_if_exchanged(labels, measure_contact_angle(labels)) is not None:
+            exchanged.append(item.shown_as or item.stem)
+    return measured, exchanged
+
+
 def require_every_class(labels: Sequence[np.ndarray], class_names: tuple[str, ...],
                         where: str | os.PathLike[str]) -> None:
     """Raise :class:`DatasetLayoutError` naming ``where`` when a class has no labeled pixel

@@ -298,6 +298,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         for name in classes_labeled_nowhere(data):
             echo(f"warning: no {name} pixel is labeled in {data.source}: the model gets no "
                  f"example of {name}")
+        if data.kind == "insitu":
+            from training.data import labels_exchanged
+
+            measured, exchanged = labels_exchanged(data)
+            if exchanged:
+                echo(f"warning: {len(exchanged)} of {measured} label images measured give a "
+                     f"contact angle only with 1 and 2 exchanged (1 droplet, 2 nanowire; "
+                     f"{exchanged[0]}{', ...' if len(exchanged) > 1 else ''}): in-situ "
+                     f"labels are read as 1 nanowire, 2 droplet, and a model trained on "
+                     f"exchanged ones gives frames the measurement refuses; if your tool "
+                     f"numbers them the other way, renumber the masks (docs/measurement.md, "
+                     f"'Masks from other tools')")
     num_classes = data.num_classes
     initial = None
     if config.init and payload is None:  # a resumed run already holds its weights

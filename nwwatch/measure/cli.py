@@ -29,7 +29,6 @@ from nwwatch.classes import (
     NANOWIRE,
     UNLABELED,
     UnsureBandError,
-    exchange_wire_and_droplet,
     fill_unsure_band,
     interpolated_rim_problem,
 )
@@ -50,6 +49,7 @@ from nwwatch.io.mrc import MRC_SUFFIXES
 from nwwatch.io.png import PICTURE_PNG_PARAMS, low_grey_bit_depth, write_image_file
 from nwwatch.io.ser import SER_SUFFIXES
 from nwwatch.measure.contact_angle import measure_contact_angle
+from nwwatch.measure.exchanged import angle_if_exchanged
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
 from nwwatch.options import FiniteFloatRange, InputFile, OutputFile, model_file
@@ -667,16 +667,12 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                            "pixel (a boundary midway across an unsure band, or run on to the "
                            "frame's border)")
             if is_labels and not result.angle_valid:
-                # Another tool's order (1 droplet, 2 wire) reads as a wire on a droplet and is
-                # refused for a geometric reason. Said, not corrected: the row keeps the
-                # refusal. Of the benchmark's real-geometry labels refused in the right order,
-                # none gives an angle exchanged (bench/bench_exchanged_ids.py).
-                swapped = measure_contact_angle(exchange_wire_and_droplet(labels),
-                                                pixel_size_nm=size_nm)
-                if swapped.angle_valid:
+                # said, not corrected: the row keeps the refusal
+                swapped_deg = angle_if_exchanged(labels, result, size_nm)
+                if swapped_deg is not None:
                     run.swapped_valid.append(f"{path}[{index}]")
                     click.echo(f"  note: with 1 and 2 exchanged (1 droplet, 2 nanowire) it "
-                               f"gives {swapped.contact_angle_deg:.2f} deg; if your tool "
+                               f"gives {swapped_deg:.2f} deg; if your tool "
                                "numbers them so, renumber the mask (docs/measurement.md, "
                                "'Masks from other tools')")
     run.position = len(run.inputs)
