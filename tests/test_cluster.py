@@ -1334,6 +1334,60 @@ def test_rows_held_when_a_cluster_error_stops_the_replay_are_written(cluster, ac
     assert_exactly_once(results, N_FRAMES + 1)
 
 
+def _staging_elsewhere_for(marker: str) -> None:
+    """On a worker: the staged rows of a task whose files' paths hold ``marker`` end up in a
+    folder of the worker's own (a node-local path of the same name), not the driver's: moved
+    aside once the task is done. The task is looked up by name where it runs."""
+    import nwwatch.service.clustertask as clustertask
+
+    real = getattr(clustertask, "_real_run_task", clustertask.run_task)
+
+    def elsewhere(paths, pages, spec):
+        res = real(paths, pages, spec)
+        if any(marker in p for p in paths):
+            os.replace(res.staged, res.staged + ".node-local")
+        return res
+
+    clustertask._real_run_task = real
+    clustertask.run_task = elsewhere
+
+
+def _run_task_restored() -> None:
+    import nwwatch.service.clustertask as clustertask
+
+    clustertask.run_task = getattr(clustertask, "_real_run_task", clustertask.run_task)
+
+
+def test_a_results_folder_a_worker_sees_but_does_not_share_is_named_as_such(cluster, acq,
+                                                                            tmp_path):
+    """A worker whose results path is a writable folder of its own (a node-local /scratch):
+    the driver found no staged file and said only its path (a FileNotFoundError)."""
+    from distributed import Client
+
+    from nwwatch.service.clusterconnect import StagingUnwritableError
+
+    address, _ = cluster
+    folder, onnx = acq
+    (folder / "z-node").mkdir()
+    write_frame_tiff(folder / "z-node" / "late.tif", paint_insitu(140, size=64))
+    results = tmp_path / "res"
+    with Client(address, timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)
+        client.run(_staging_elsewhere_for, "z-node")
+        try:
+            with pytest.raises(StagingUnwritableError,
+                               match=r"which this results folder does not hold: the results "
+                                     r"folder must be shared with every worker"):
+                replay(folder, results, model=onnx, dask=address)
+        finally:
+            client.run(_run_task_restored)
+    for leftover in (results / ".cluster").glob("*.node-local"):
+        leftover.unlink()
+    summary = replay(folder, results, model=onnx, dask=address)
+    assert summary.failed == 0  # no file was charged for the folder
+    assert_exactly_once(results, N_FRAMES + 1)
+
+
 def test_a_result_that_cannot_be_fetched_charges_its_file_nothing(cluster, acq, tmp_path,
                                                                   monkeypatch):
     """The scheduler lost while the driver fetched a finished task's result (a
