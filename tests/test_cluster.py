@@ -211,6 +211,25 @@ def test_driver_killed_and_restarted_completes_without_duplicates(cluster, acq, 
         assert set(first.batch_id) == set(table.batch_id)
 
 
+def test_a_local_replay_after_a_killed_cluster_replay_removes_its_staged_outputs(
+        cluster, acq, tmp_path):
+    # before: only a later replay on Dask removed RESULTS/.cluster; a local one (and compact)
+    # left the killed run's staged Parquet files there for good
+    address, _ = cluster
+    folder, onnx = acq
+    results = tmp_path / "res"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": "after_claim:2"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(folder),
+         "--out", str(results), "--model", str(onnx), "--dask", address],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert list((results / ".cluster").glob("*.parquet"))
+    replay(folder, results, model=onnx)
+    assert not (results / ".cluster").exists()
+    assert_exactly_once(results, N_FRAMES)
+
+
 def test_readers_see_every_row_once_during_and_after_a_cluster_replay(cluster, acq, tmp_path,
                                                                       monkeypatch):
     """Rows go straight into hive partitions: after every commit of the driver, pandas,

@@ -91,7 +91,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
     pending = iter(todo)
     first = next(pending, None)
     if first is None:  # all done already (a finished backfill resumed): no cluster needed
-        _clear_staging(staging)
+        clear_staging(staging)
         return stats
     pending = itertools.chain([first], pending)
     own = connection is None
@@ -232,7 +232,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                     frames_per_task = min(64 * engine.batch_size, max(
                         engine.batch_size, math.ceil(TARGET_TASK_S / max(per_frame_s, 1e-4))))
                 fill()
-        _clear_staging(staging)
+        clear_staging(staging)
     except Exception:
         _raise_if_scheduler_lost(client, address)
         raise
@@ -570,7 +570,7 @@ def _record_task_failure(engine: Engine, path: Path, exc: BaseException, summary
     refresh_quarantine(engine.ledger, engine.results_dir, log)
 
 
-def _clear_staging(staging: Path) -> None:
+def clear_staging(staging: Path) -> None:
     """Staged outputs left by tasks of an earlier, interrupted driver; nothing of this run
     is left once every task is committed."""
     for leftover in [*staging.glob("*.parquet"), *staging.glob(".*.part")]:

@@ -308,6 +308,10 @@ def replay(
             flush()
         summary.seconds = time.perf_counter() - t0
         bar.close()
+        # what an interrupted replay on Dask staged: this run processed those files itself
+        from nwwatch.service.cluster import STAGING_DIR, clear_staging
+
+        clear_staging(out / STAGING_DIR)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP (nwwatch.options.Terminated)
         stopped = ledger is not None
         raise
