@@ -173,6 +173,24 @@ def test_overlay_options_without_overlays_are_command_line_errors(tmp_path, acqu
     assert _rows(out).overlay_path.notna().sum() == 1
 
 
+def test_copies_of_one_content_are_not_called_files_already_done(tmp_path, acquisition):
+    """Copies of a frame under other names in a fresh results folder: the note said they were
+    "already done" and that --force would draw their pictures, and said so again after
+    --force. A copy's rows (and picture) carry the first name, so no note is due."""
+    import shutil
+
+    acq, onnx = acquisition
+    for f in sorted(acq.glob("*.tif")):
+        shutil.copy(f, acq / f"copy_{f.name}")
+    out = tmp_path / "out"
+    args = [str(acq), "--out", str(out), "--model", str(onnx), "--overlays", "qa"]
+    for extra in ([], ["--force"]):
+        r = CliRunner().invoke(replay_cmd, [*args, *extra])
+        assert r.exit_code == 0, r.output
+        assert "QA picture" not in r.output, r.output
+    assert len(list((out / "qa").glob("*.png"))) == 3
+
+
 def test_a_replay_asked_for_pictures_of_files_already_done_says_it_drew_none(tmp_path,
                                                                             acquisition):
     """--overlays on a folder replayed before drew nothing (its files are done) and said

@@ -434,6 +434,7 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
                     summary.still_quarantined += 1
                 else:
                     summary.skipped += 1
+                    summary.skipped_earlier += 1
                 bar.advance(1, 0)
                 continue
         try:

@@ -36,6 +36,10 @@ class ReplaySummary:
     files: int = 0
     done: int = 0
     skipped: int = 0
+    #: of ``skipped``, the files whose own path was done in an earlier run (the others are
+    #: copies of content this run or an earlier one processed under another name, whose rows
+    #: and QA pictures carry that name)
+    skipped_earlier: int = 0
     failed: int = 0
     quarantined: int = 0
     still_quarantined: int = 0
@@ -193,8 +197,8 @@ class ReplaySummary:
                        "), as an in-situ series does; segmented as a "
                        "tomogram, one volume row a file. For contact angles, one row a "
                        "frame, replay with --kind insitu (docs/service.md)")
-        if self.pictures_asked and self.skipped:
-            n = self.skipped
+        if self.pictures_asked and self.skipped_earlier:
+            n = self.skipped_earlier
             out.append(f"note: {n} file{'s' if n > 1 else ''} already done "
                        f"{'was' if n == 1 else 'were'} not processed again, so no QA picture "
                        f"was drawn for {'it' if n == 1 else 'them'}; replay with --force to "
