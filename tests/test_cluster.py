@@ -654,7 +654,8 @@ def test_final_compaction_that_finds_the_ledger_busy_does_not_fail_the_replay(cl
                                    ["--dask", "sched"], ["--dask", "tcp://sched:port"],
                                    ["--dask", "tcp://127.0.0.1:87860"],
                                    ["--dask", "http://127.0.0.1:8787/status"],
-                                   ["--dask", "ucx://127.0.0.1:8786"]])
+                                   ["--dask", "ucx://127.0.0.1:8786"],
+                                   ["--dask", "inproc://x"]])  # exit 1 "within 5 s" at once
 def test_dask_with_options_it_cannot_take_is_a_wrong_command_line(acq, tmp_path, extra):
     """Exit 2 (wrong command line), as for --overlay-frames without --overlays; exit 1 is for a
     replay that could not run (no scheduler answering, no Dask installed). Nothing written."""
