@@ -155,6 +155,11 @@ def test_check_tomogram_refuses_one_slice_and_no_contrast(tmp_path):
     with pytest.raises(BlankImageError, match="every voxel has the value 0") as error:
         check_tomogram(read_volume(blank))
     _assert_names_file(error, blank)
+    signed = np.zeros((4, 9, 11), np.float32)
+    signed[0] = -0.0  # it read "every voxel has the value -0"
+    negzero = write_volume_tiff(tmp_path / "negzero.tif", signed)
+    with pytest.raises(BlankImageError, match="every voxel has the value 0: "):
+        check_tomogram(read_volume(negzero))
     nan = np.full((4, 9, 11), np.nan, np.float32)
     nan[1, 2, 3] = np.inf
     with pytest.raises(BlankImageError, match="no finite voxel"):

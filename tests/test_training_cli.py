@@ -622,6 +622,21 @@ def test_a_volume_that_declares_time_frames_is_warned_about(tmp_path, axes):
     assert warned == (axes == "TYX"), result.output
 
 
+def test_labels_drawn_on_a_section_across_the_slices_are_named_so(tmp_path):
+    # before: only "labels have shape (4, 16), slices of v.tif have (16, 16)"
+    volume = tmp_path / "v.tif"
+    grey = np.random.default_rng(0).normal(50.0, 8.0, (4, 16, 16)).astype(np.float32)
+    tifffile.imwrite(volume, grey, photometric="minisblack")
+    cv2.imwrite(str(tmp_path / "l.png"), np.full((4, 16), 255, np.uint8))
+    result = CliRunner().invoke(main, ["train", "--volume", str(volume), "--slice", "1",
+                                       "--labels", str(tmp_path / "l.png"),
+                                       "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 1
+    assert ("labels have shape (4, 16), slices of v.tif have (16, 16) (the shape of a section "
+            "across the slices: label a slice of the volume, the Z index --slice gives)"
+            in " ".join(result.output.split())), result.output
+
+
 @pytest.mark.parametrize("arch, options, crop, advice", [
     ("pspnet", {"layers": [1, 1, 1, 1], "base_width": 16}, "32",
      "give --batch-size 2 or more"),

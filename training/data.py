@@ -268,6 +268,11 @@ def load_volume_slices(
         label = read_label_image(labels_path, len(class_names))
         if label.shape != volume.shape[1:]:
             turned = " (transposed?)" if label.shape == volume.shape[:0:-1] else ""
+            if label.shape in ((volume.shape[0], volume.shape[2]),
+                               (volume.shape[0], volume.shape[1])) and not turned:
+                # (Z, X) or (Z, Y): drawn on a section across the slices
+                turned = (" (the shape of a section across the slices: label a slice of "
+                          "the volume, the Z index --slice gives)")
             raise DatasetLayoutError(labels_path, f"labels have shape {label.shape}, slices of "
                                                   f"{volume_path.name} have {volume.shape[1:]}"
                                                   f"{turned}")

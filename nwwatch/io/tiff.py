@@ -508,6 +508,7 @@ def check_tomogram(volume: Volume) -> Volume:
         raise BlankImageError(volume.source, "no finite voxel (every value is NaN or "
                                              "infinite): nothing to segment")
     if low == high:
+        low += 0.0  # -0.0 (low is the first page's minimum) reads as 0, not "-0"
         # A padded reconstruction whose data is one value: "every voxel" would misstate
         # a volume that is mostly NaN padding.
         which = (f"every voxel with data has the value {low:g} (the other {no_data:,} are "
