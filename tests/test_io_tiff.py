@@ -295,6 +295,18 @@ def test_a_stack_with_one_damaged_page_is_refused_naming_that_page(tmp_path):
         nio.tiff.read_frame_at(path, 3)
 
 
+def test_a_png_or_jpeg_under_a_tiff_name_is_named_as_such(tmp_path):
+    # before: only "not a TIFF file (no TIFF or BigTIFF header)"
+    import cv2
+
+    for suffix, says in ((".png", "it holds a PNG image"), (".jpg", "it holds a JPEG image")):
+        ok, data = cv2.imencode(suffix, np.zeros((8, 8), np.uint8))
+        path = tmp_path / f"frame{suffix}.tif"
+        path.write_bytes(data.tobytes())
+        with pytest.raises(NotATiffError, match=f"no TIFF or BigTIFF header\\): {says}"):
+            read_frames(path)
+
+
 def test_resolution_unit_none_and_desktop_dpi_give_no_size(tmp_path):
     none_unit = tmp_path / "none.tif"
     tifffile.imwrite(none_unit, _image((8, 8), "uint8"), resolution=(3.0, 3.0),

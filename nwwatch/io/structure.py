@@ -152,6 +152,12 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:
         # The reason names no bytes of the file: it is logged and stored, and the file may be a
         # secret the service should not have read.
         hint = conversion_hint(path)
+        if head.startswith(b"\x89PNG\r\n\x1a\n"):  # saved as PNG under a TIFF name
+            hint = ("it holds a PNG image (measure, label and train read one under a .png "
+                    "name; the service and replay read TIFF)")
+        elif head.startswith(b"\xff\xd8\xff"):
+            hint = ("it holds a JPEG image, whose lossy compression changes pixel values: "
+                    "save the image again as TIFF or PNG")
         raise NotATiffError(path, "not a TIFF file (no TIFF or BigTIFF header)"
                                   + (f": {hint}" if hint else ""))
     order, bigtiff = _MAGIC[head[:4]]
