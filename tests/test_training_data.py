@@ -70,6 +70,20 @@ def test_a_label_saved_as_jpeg_is_named(tmp_path):
                   r"TIFF", "img01.tif")
 
 
+def test_frames_saved_as_jpeg_are_named(tmp_path):
+    # before: "label without an image (expected images/img01.tif)" beside images/img01.jpg,
+    # and with JPEG frames only, "no images (.tif, .tiff, .png)"
+    root = make_folder(tmp_path / "d", n=2)
+    image = root / "images" / "img01.tif"
+    cv2.imwrite(str(image.with_suffix(".jpg")), tifffile.imread(image))
+    image.unlink()
+    _expect(root, r"label without an image \(expected .*img01\.tif\); img01\.jpg is not "
+                  r"read \(frames are TIFF or PNG", "img01.png")
+    (root / "images" / "img00.tif").unlink()
+    _expect(root, r"no images \(\.tif, \.tiff, \.png\) in this folder \(img01\.jpg is not "
+                  r"read: convert it to TIFF or PNG\)", "images")
+
+
 @pytest.mark.parametrize("quality", [95, 100])
 def test_a_jpeg_label_named_png_is_named_as_jpeg(tmp_path, quality):
     # Saved as JPEG under the .png name, its edge values look like another cause: a wire rim

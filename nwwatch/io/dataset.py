@@ -347,7 +347,12 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
                                             f"{hint}")
     images = list_images(image_dir)
     if not images:
-        raise DatasetLayoutError(image_dir, "no images (.tif, .tiff, .png) in this folder")
+        jpegs = sorted(p.name for p in image_dir.glob("*.[jJ][pP]*[gG]") if p.is_file())
+        said = (f" ({jpegs[0]} and other JPEG files are not read: convert the frames to TIFF "
+                f"or PNG)" if len(jpegs) > 1 else f" ({jpegs[0]} is not read: convert it to "
+                f"TIFF or PNG)" if jpegs else "")
+        raise DatasetLayoutError(image_dir, f"no images (.tif, .tiff, .png) in this folder"
+                                            f"{said}")
     image_by_stem = by_stem(images)
     label_by_stem = by_stem(list_images(label_dir))
     for stem, path in image_by_stem.items():
@@ -365,8 +370,11 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
                                            f"{label_dir / stem}.png){named}")
     for stem, path in label_by_stem.items():
         if stem not in image_by_stem:
+            other = sorted(p for p in image_dir.glob(f"{glob.escape(stem)}.*") if p.is_file())
+            said = (f"; {other[0].name} is not read (frames are TIFF or PNG: convert it)"
+                    if other else "")
             raise DatasetLayoutError(path, f"label without an image (expected {image_dir / stem}"
-                                           f".tif)")
+                                           f".tif){said}")
     return [(stem, image_by_stem[stem], label_by_stem[stem]) for stem in sorted(image_by_stem)]
 
 
