@@ -121,11 +121,13 @@ def test_an_unreadable_fei_time_falls_back_with_a_warning(tmp_path):
 _JEOL_PAD = b"~" * 64
 
 
-def _write_jeol(path: Path, date_time: str, xml_date_time: str | None) -> Path:
+def _write_jeol(path: Path, date_time: str, xml_date_time: str | None,
+                optics: str = "") -> Path:
     """A TIFF as JEOL's SightX writes it (the layout of RosettaSciIO's JEOL-SightX-*-dummy.tif):
     Make "JEOL Ltd.", the DateTime tag to the minute without seconds, and, unless
     ``xml_date_time`` is None, the TemReporter XML as the description, with the acquisition
-    time and zone, padded with NUL and \\x01 bytes after its end."""
+    time and zone, padded with NUL and \\x01 bytes after its end; ``optics``: XML elements
+    after the time (its ``Eos`` and ``ImageFormingSystem``)."""
     extratags = [(271, "s", 0, "JEOL Ltd.", True), (306, "s", 0, date_time, True)]
     if xml_date_time is not None:
         xml = ('<?xml version="1.0"?>\r\n<TemReporter xmlns:xsi="http://www.w3.org/2001/'
@@ -134,7 +136,7 @@ def _write_jeol(path: Path, date_time: str, xml_date_time: str | None) -> Path:
                '  <Instruments>JEM-ARM200F</Instruments>\r\n'
                '  <Manufacturer>JEOL Ltd.</Manufacturer>\r\n'
                f'  <DateTime>{xml_date_time}</DateTime>\r\n  <Operator>JEOL</Operator>\r\n'
-               '</TemReporter>')
+               f'{optics}</TemReporter>')
         extratags.append((270, "s", 0, xml + _JEOL_PAD.decode(), True))
     with tifffile.TiffWriter(path) as tif:
         tif.write(RNG.integers(0, 4095, (16, 16), dtype=np.uint16), metadata=None,
@@ -157,6 +159,34 @@ def test_jeol_sightx_time_is_its_temreporter_time_with_its_zone(tmp_path, local_
     assert frame.acquired_at == datetime(2019, 11, 27, 7, 11, 26, 620540, tzinfo=UTC)
     assert frame.acquired_at_source == "metadata"
     assert not [e for e in logs if e["event"] == "io.times_ignored"]
+
+
+def _optics(eos: str, mode: str, selector: str, unit: str) -> str:
+    return (f"  <Eos><EosMode>{eos}</EosMode></Eos>\r\n  <ImageFormingSystem><ModeString>"
+            f"{mode}</ModeString><SelectorValue>{selector}</SelectorValue>"
+            f"<SelectorUnitString>{unit}</SelectorUnitString></ImageFormingSystem>\r\n")
+
+
+def test_jeol_sightx_tem_pixel_size_is_the_cameras_over_the_magnification(tmp_path):
+    # its resolution tags (93 dpi: 273 um, the camera's pixel) were ignored as implausible,
+    # so the *_nm columns stayed empty; RosettaSciIO reads 1.8208 nm at 150,000 x
+    tem = _write_jeol(tmp_path / "tem.tif", "2019/11/27 16:11", "2019-11-27T16:11:26+09:00",
+                      _optics("eosTEM", "MAG", "150000", "X"))
+    with capture_logs() as logs:
+        (frame,) = read_frames(tem)
+    assert frame.pixel_size_nm == pytest.approx(25.4e6 / 93 / 150000, rel=1e-9)
+    assert frame.pixel_size_nm == pytest.approx(1.8208, rel=1e-3)
+    assert not [e for e in logs if e["event"] == "io.pixel_size_ignored"]
+    # a diffraction pattern's pixel is reciprocal, a STEM image's is not in the tags
+    for eos, mode, selector, unit in (("eosTEM", "DIFF", "400", "mm"),
+                                      ("eosASID", "MAG", "400000", "X")):
+        other = _write_jeol(tmp_path / f"{mode}.tif", "2019/11/27 16:11",
+                            "2019-11-27T16:11:26+09:00", _optics(eos, mode, selector, unit))
+        with capture_logs() as logs:
+            (frame,) = read_frames(other)
+        assert frame.pixel_size_nm is None
+        assert [(e["source"], e["log_level"]) for e in logs
+                if e["event"] == "io.pixel_size_ignored"] == [("jeol", "info")]
 
 
 @pytest.mark.parametrize("xml_date_time", [None, "not a time"])

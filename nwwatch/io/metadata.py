@@ -123,10 +123,11 @@ def physical_sizes_nm(
 def declared_sizes_nm(
     path: Path, tif: tifffile.TiffFile, page: tifffile.TiffPage | None = None
 ) -> tuple[str, Sizes]:
-    """The metadata source ("ome", "imagej", "fei", "tags"; "" for none) and the sizes of
+    """The metadata source ("ome", "imagej", "fei", "jeol", "tags"; "" for none) and the sizes of
     :func:`physical_sizes_nm`."""
     readers = (("ome", _ome_sizes), ("imagej", _imagej_sizes),
                ("fei", lambda p, t: _fei_sizes(t, page)),
+               ("jeol", lambda p, t: _jeol_sizes(p, t, page)),
                ("tags", lambda p, t: _tag_sizes(p, t, page)))
     for source, reader in readers:
         sizes = reader(path, tif)
@@ -628,25 +629,58 @@ def _fei_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
         return None
 
 
-def _jeol_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
-    """The ``DateTime`` of the ``TemReporter`` XML that JEOL's SightX writes as the
-    description of its TIFFs (``Make`` "JEOL Ltd."), in UTC: ISO 8601 with the
-    acquisition PC's zone (``2019-11-27T16:11:26.6205405+09:00``), where the ``DateTime``
-    tag holds the same time to the minute without a zone."""
+def _jeol_report(page: tifffile.TiffPage) -> ET.Element | None:
+    """The ``TemReporter`` XML that JEOL's SightX writes as the description of its TIFFs
+    (``Make`` "JEOL Ltd."); None for another file. Raises ET.ParseError when it is no XML."""
     if page.tags.valueof(271) != "JEOL Ltd.":  # Make
         return None
     text = page.description
     end = text.rfind("</TemReporter>")
     if "<TemReporter" not in text or end < 0:
         return None
+    # SightX pads the description with NUL and \x01 bytes after the XML
+    return ET.fromstring(text[:end + len("</TemReporter>")].strip())
+
+
+def _jeol_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
+    """The ``DateTime`` of JEOL SightX's ``TemReporter`` (:func:`_jeol_report`), in UTC:
+    ISO 8601 with the acquisition PC's zone (``2019-11-27T16:11:26.6205405+09:00``), where
+    the ``DateTime`` tag holds the same time to the minute without a zone."""
     try:
-        # SightX pads the description with NUL and \x01 bytes after the XML
-        element = ET.fromstring(text[:end + len("</TemReporter>")].strip()).find("DateTime")
+        report = _jeol_report(page)
     except ET.ParseError as exc:
         _log.warning("io.times_ignored", path=str(path),
                      reason=f"JEOL TemReporter description is not XML: {exc}")
         return None
-    return _iso_time(path, element, "JEOL TemReporter DateTime")
+    if report is None:
+        return None
+    return _iso_time(path, report.find("DateTime"), "JEOL TemReporter DateTime")
+
+
+def _jeol_sizes(path: Path, tif: tifffile.TiffFile,
+                page: tifffile.TiffPage | None = None) -> Sizes | None:
+    """(None, y, x) nm of a JEOL SightX TEM image: its resolution tags hold the camera's
+    pixel, so divided by the magnification of the ``TemReporter`` (``ImageFormingSystem``
+    ``SelectorValue`` in MAG mode), as RosettaSciIO reads them; (None, None, None) for its
+    other images (a diffraction pattern's pixel is reciprocal, STEM's is not in the tags);
+    None for any other file."""
+    page = tif.pages.first if page is None else page
+    try:
+        report = _jeol_report(page)
+    except ET.ParseError:  # said by the time's reader; the tags are the camera's
+        return None, None, None
+    if report is None:
+        return None
+    mode = report.findtext("Eos/EosMode", "")
+    forming = report.findtext("ImageFormingSystem/ModeString", "")
+    magnification = _float(report.findtext("ImageFormingSystem/SelectorValue", ""))
+    sizes = _tag_sizes(path, tif, page)
+    if mode != "eosTEM" or forming != "MAG" or sizes is None or not magnification > 0:
+        _log.info("io.pixel_size_ignored", path=str(path), source="jeol",
+                  reason=f"JEOL SightX image in {mode or '?'} {forming or '?'} mode: its "
+                         "resolution tags describe the camera, not the specimen")
+        return None, None, None
+    return tuple(None if v is None else v / magnification for v in sizes)
 
 
 def _tag_time(path: Path, page: tifffile.TiffPage) -> datetime | None:
