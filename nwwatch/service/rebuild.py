@@ -37,6 +37,11 @@ class LedgerMissingError(RuntimeError):
     """Results exist but their ledger is missing or empty and cannot be rebuilt by itself."""
 
 
+class ResultsNotHeldError(LedgerMissingError):
+    """The ledger names results files and the results folder holds none of them: a new or
+    emptied results folder beside a ledger kept elsewhere, or another folder's ledger."""
+
+
 @dataclass
 class RebuildReport:
     files: int = 0
@@ -168,6 +173,26 @@ def open_ledger(path: str | os.PathLike[str], results_dir: str | os.PathLike[str
         log.warning("ledger_rebuilt", ledger=str(path), results=str(results_dir),
                     files=report.files, items=report.items, rows=report.rows,
                     note="the ledger was missing or empty; rebuilt from the results")
+        return ledger
+    named = ledger.queries.committed_parquets()
+    missing = [rel for rel in named if not (Path(results_dir) / rel).exists()]
+    if named and len(missing) == len(named):
+        # A ledger kept outside the results folder (/var/lib/nwwatch) outlives it: with a
+        # new or emptied results folder its files stayed done and never got rows there.
+        ledger.close()
+        raise ResultsNotHeldError(
+            f"{path}: the ledger names {len(named)} results file(s) and {results_dir} holds "
+            f"none of them (e.g. {missing[0]}): the results folder was emptied or replaced, "
+            f"or the ledger is another results folder's, and the files it lists as done "
+            f"would get no rows here. Point [output] results (or --out) at the folder that "
+            f"holds them; or, to process every file into {results_dir} again, move the "
+            f"ledger aside (a new one is started) (docs/service.md, Faults and recovery)")
+    if missing:
+        log.warning("results_files_missing", ledger=str(path), results=str(results_dir),
+                    missing=len(missing), of=len(named), first=missing[0],
+                    note="their input files stay done and get no rows again; "
+                         f"`{rebuild_command(path, results_dir)}` with the service stopped "
+                         "lets them be processed again")
     return ledger
 
 
