@@ -43,8 +43,10 @@ def test_a_replay_into_the_results_of_a_service_with_another_ledger_is_refused(s
             replay(acq, res, model=onnx)
         assert not (res / "ledger.sqlite").exists()
         wait_rows(res, 6, proc=daemon)
-        # a rebuild of the folder's own ledger is a writer too
-        with pytest.raises(LedgerBusyError, match="in use by another nwwatch process"):
+        # a rebuild of the folder's own ledger is a writer too: named with the ledger to
+        # use, as once the service has stopped (before, "res/ledger.sqlite: in use by
+        # another nwwatch process", a ledger that does not exist)
+        with pytest.raises(LedgerBusyError, match=f"its ledger is {elsewhere}"):
             rebuild_ledger(res)
         # a second service over the same results with the default ledger: exit 78
         second_cfg = write_config(tmp / "c2.toml", acq, res, onnx, settle=0.2)

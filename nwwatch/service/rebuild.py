@@ -244,11 +244,16 @@ def rebuild_ledger(results_dir: str | os.PathLike[str],
     results = Path(results_dir)
     ledger_path = Path(ledger_path) if ledger_path is not None else results / "ledger.sqlite"
     require_results_folder(results, ledger_path, "nothing to rebuild from")
+    # before the lock: a service keeping that other ledger holds the results folder's lock
+    # too, which read as this ledger being in use ("stop it first")
+    other = ledger_kept_elsewhere(results, ledger_path)
+    if other is not None:  # before anything is moved aside
+        raise LedgerElsewhereError(results, ledger_path, other)
     lock = LedgerLock(ledger_path, results)
     report = RebuildReport()
     try:
         other = ledger_kept_elsewhere(results, ledger_path)
-        if other is not None:  # before anything is moved aside
+        if other is not None:  # recorded meanwhile
             raise LedgerElsewhereError(results, ledger_path, other)
         stamp = _aside_stamp(ledger_path)
         for suffix in _LEDGER_SUFFIXES:
