@@ -671,6 +671,20 @@ def test_dask_with_options_it_cannot_take_is_a_wrong_command_line(acq, tmp_path,
     assert not (tmp_path / "res").exists()
 
 
+def test_a_script_s_in_process_local_cluster_is_reachable_from_python(acq, tmp_path):
+    """replay(dask=cluster.scheduler_address) of a LocalCluster(processes=False), as
+    docs/cluster.md shows: an inproc:// address, which only the command line refuses."""
+    from distributed import LocalCluster
+
+    folder, onnx = acq
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as local:
+        assert local.scheduler_address.startswith("inproc://")
+        summary = replay(folder, tmp_path / "res", model=onnx, dask=local.scheduler_address)
+    assert summary.done == N_FRAMES
+    assert_exactly_once(tmp_path / "res", N_FRAMES)
+
+
 UNGUARDED_REPLAY = """
 import sys
 from nwwatch.service import replay
@@ -1376,6 +1390,46 @@ def _run_task_restored() -> None:
     import nwwatch.service.clustertask as clustertask
 
     clustertask.run_task = getattr(clustertask, "_real_run_task", clustertask.run_task)
+
+
+def _files_gone_for(marker: str) -> None:
+    """On a worker: the files of a task whose paths hold ``marker`` are deleted just before
+    the task runs (deleted during a long backfill)."""
+    import nwwatch.service.clustertask as clustertask
+
+    real = getattr(clustertask, "_real_run_task", clustertask.run_task)
+
+    def gone(paths, pages, spec):
+        if any(marker in p for p in paths):
+            for p in paths:
+                Path(p).unlink(missing_ok=True)
+        return real(paths, pages, spec)
+
+    clustertask._real_run_task = real
+    clustertask.run_task = gone
+
+
+def test_tasks_whose_files_all_vanished_are_counted_not_taken_for_an_unshared_folder(
+        cluster, tmp_path):
+    """Tasks with no file left to read share one empty staged file, which the driver removes
+    after the first: the check for a folder the workers do not share took the second for one
+    and stopped the replay."""
+    from distributed import Client
+
+    address, _ = cluster
+    folder = tmp_path / "acq" / "gone"
+    folder.mkdir(parents=True)
+    for i in range(40):
+        write_frame_tiff(folder / f"f{i:03d}.tif", paint_insitu(95 + i, size=64))
+    onnx = model(tmp_path)
+    with Client(address, timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)
+        client.run(_files_gone_for, "gone")
+        try:
+            summary = replay(tmp_path / "acq", tmp_path / "res", model=onnx, dask=address)
+        finally:
+            client.run(_run_task_restored)
+    assert summary.vanished == 40 and summary.cluster.tasks >= 2
 
 
 def test_a_results_folder_a_worker_sees_but_does_not_share_is_named_as_such(cluster, acq,

@@ -191,6 +191,13 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     from nwwatch.service.rebuild import LedgerMissingError
     from nwwatch.service.replay import replay as run_replay
 
+    if dask_address is not None and dask_address.strip().lower().startswith("inproc://"):
+        # a scheduler inside this very process (a script's LocalCluster(processes=False)):
+        # never one a command line reaches; without this, "no scheduler reachable ... within
+        # 5 s" at once, exit 1
+        raise click.UsageError(f"--dask {dask_address!r}: expected a scheduler address "
+                               "(tcp://host:port) or local:N (inproc:// reaches a scheduler "
+                               "inside the same process only: a Python script's)")
     # per-file lines would fight with the progress bar; plain warnings at a terminal
     configure_logging("warning", plain=sys.stderr.isatty())
     try:

@@ -328,15 +328,6 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     from nwwatch.results.outcome import count_table
     from nwwatch.results.parquet import acquisition_partition
     from nwwatch.service.batch import ResultsWriteError
-
-    if not Path(res.staged).is_file():
-        # written by the worker into a folder of its own under the same path (a node-local
-        # /scratch or /tmp): not the driver's results folder, so every task's rows would be
-        # lost alike; before, only the missing file's path was said
-        raise clusterconnect.StagingUnwritableError(
-            f"{Path(res.staged).parent}: a Dask worker wrote its rows to {res.staged}, which "
-            "this results folder does not hold: the results folder must be shared with every "
-            "worker under the same path, and writable by them")
     from nwwatch.service.flush import SUMMARY_KEYS, HeldBatch
     from nwwatch.service.jobs import job_for
 
@@ -388,6 +379,15 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     if early:
         summary.quarantined += len(ledger.record_failures(early, engine.max_attempts))
     n_rows = 0
+    if parts and not Path(res.staged).is_file():
+        # written by the worker into a folder of its own under the same path (a node-local
+        # /scratch or /tmp): not the driver's results folder, so every task's rows would be
+        # lost alike; before, only the missing file's path was said. (A task with no file
+        # to read, all gone, shares its empty staged file with others: not read, not checked)
+        raise clusterconnect.StagingUnwritableError(
+            f"{Path(res.staged).parent}: a Dask worker wrote its rows to {res.staged}, which "
+            "this results folder does not hold: the results folder must be shared with every "
+            "worker under the same path, and writable by them")
     staged = pq.read_table(res.staged) if parts else None
     if staged is not None:
         # The driver's clock, not the worker's: RESULTS/reverted.parquet is stamped here

@@ -103,8 +103,6 @@ def _check_scheduler_address(address: str) -> None:
     from distributed.comm.registry import get_backend
     scheme = parse_address(address)[0]
     try:
-        if scheme == "inproc":  # else "no scheduler reachable ... within 5 s" at once
-            raise ValueError("inproc:// reaches a scheduler inside the same process only")
         backend = get_backend(scheme)
         try:
             backend.get_connector()
