@@ -38,8 +38,9 @@ class LedgerMissingError(RuntimeError):
 
 
 class ResultsNotHeldError(LedgerMissingError):
-    """The ledger names results files and the results folder holds none of them: a new or
-    emptied results folder beside a ledger kept elsewhere, or another folder's ledger."""
+    """The ledger names results files and the results folder holds none of them: a share
+    not mounted, a new or emptied results folder beside a ledger kept elsewhere, or another
+    folder's ledger."""
 
 
 @dataclass
@@ -182,11 +183,12 @@ def open_ledger(path: str | os.PathLike[str], results_dir: str | os.PathLike[str
         ledger.close()
         raise ResultsNotHeldError(
             f"{path}: the ledger names {len(named)} results file(s) and {results_dir} holds "
-            f"none of them (e.g. {missing[0]}): the results folder was emptied or replaced, "
-            f"or the ledger is another results folder's, and the files it lists as done "
-            f"would get no rows here. Point [output] results (or --out) at the folder that "
-            f"holds them; or, to process every file into {results_dir} again, move the "
-            f"ledger aside (a new one is started) (docs/service.md, Faults and recovery)")
+            f"none of them (e.g. {missing[0]}): its share not mounted (yet), the folder "
+            f"emptied or replaced, or the ledger another results folder's; the files it "
+            f"lists as done would get no rows here. Mount the share, or point [output] "
+            f"results (or --out) at the folder that holds them; only to process every file "
+            f"into {results_dir} again, move the ledger aside (a new one is started) "
+            f"(docs/service.md, Faults and recovery)")
     if missing:
         log.warning("results_files_missing", ledger=str(path), results=str(results_dir),
                     missing=len(missing), of=len(named), first=missing[0],
