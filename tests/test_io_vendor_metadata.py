@@ -187,6 +187,13 @@ def test_jeol_sightx_tem_pixel_size_is_the_cameras_over_the_magnification(tmp_pa
         assert frame.pixel_size_nm is None
         assert [(e["source"], e["log_level"]) for e in logs
                 if e["event"] == "io.pixel_size_ignored"] == [("jeol", "info")]
+    # a TEM image without its magnification: said so, not blamed on its mode
+    bare = _write_jeol(tmp_path / "bare.tif", "2019/11/27 16:11", "2019-11-27T16:11:26+09:00",
+                       _optics("eosTEM", "MAG", "", "X"))
+    with capture_logs() as logs:
+        assert read_frames(bare)[0].pixel_size_nm is None
+    assert [e["reason"] for e in logs if e["event"] == "io.pixel_size_ignored"] == [
+        "JEOL SightX TEM image without its magnification (SelectorValue)"]
 
 
 @pytest.mark.parametrize("xml_date_time", [None, "not a time"])

@@ -189,6 +189,12 @@ def test_copies_of_one_content_are_not_called_files_already_done(tmp_path, acqui
         assert r.exit_code == 0, r.output
         assert "QA picture" not in r.output, r.output
     assert len(list((out / "qa").glob("*.png"))) == 3
+    # a plain replay again: the files themselves are done (their pictures drawn), the copies
+    # are not counted (they counted, through the hash cache, as "already done")
+    r = CliRunner().invoke(replay_cmd, args)
+    assert r.exit_code == 0, r.output
+    assert ("note: 2 files already done were not processed again, so no QA picture was drawn "
+            "for them") in r.output, r.output
 
 
 def test_a_replay_asked_for_pictures_of_files_already_done_says_it_drew_none(tmp_path,

@@ -675,10 +675,16 @@ def _jeol_sizes(path: Path, tif: tifffile.TiffFile,
     forming = report.findtext("ImageFormingSystem/ModeString", "")
     magnification = _float(report.findtext("ImageFormingSystem/SelectorValue", ""))
     sizes = _tag_sizes(path, tif, page)
-    if mode != "eosTEM" or forming != "MAG" or sizes is None or not magnification > 0:
-        _log.info("io.pixel_size_ignored", path=str(path), source="jeol",
-                  reason=f"JEOL SightX image in {mode or '?'} {forming or '?'} mode: its "
-                         "resolution tags describe the camera, not the specimen")
+    why = None
+    if mode != "eosTEM" or forming != "MAG":
+        why = (f"JEOL SightX image in {mode or '?'} {forming or '?'} mode: its resolution "
+               "tags describe the camera, not the specimen")
+    elif sizes is None:
+        why = "JEOL SightX TEM image without resolution tags (the camera's pixel)"
+    elif not magnification > 0:
+        why = "JEOL SightX TEM image without its magnification (SelectorValue)"
+    if why is not None:
+        _log.info("io.pixel_size_ignored", path=str(path), source="jeol", reason=why)
         return None, None, None
     return tuple(None if v is None else v / magnification for v in sizes)
 

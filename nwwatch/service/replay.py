@@ -434,7 +434,7 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
                     summary.still_quarantined += 1
                 else:
                     summary.skipped += 1
-                    summary.skipped_earlier += 1
+                    summary.skipped_earlier += earlier == "done"
                 bar.advance(1, 0)
                 continue
         try:
@@ -485,7 +485,8 @@ def _stats(file: Path) -> bool:
 
 def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None:
     """"done" or "quarantined" when the ledger knows this version of ``file`` (by name, size
-    and mtime, without reading it) as such for this model; else None."""
+    and mtime, without reading it) as such for this model, "copy" when it is done under
+    another name (its rows, and QA pictures, carry that name); else None."""
     from nwwatch.service.ledger import ItemKey
 
     name = path_key(file)
@@ -497,7 +498,7 @@ def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None
         return None
     item = ledger.item(ItemKey(sha, engine.segmenter.model_sha256, engine.measurement_version))
     if item is not None and item.state in ("done", "quarantined"):
-        return item.state
+        return "copy" if item.state == "done" and item.source != name else item.state
     return None
 
 
