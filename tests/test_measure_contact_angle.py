@@ -405,6 +405,17 @@ def test_programming_errors_raise_value_error():
         with pytest.raises(ValueError, match=f"pixel_size_nm .* got {wrong!r}"):
             measure_contact_angle(labels, pixel_size_nm=wrong)
     assert measure_contact_angle(labels, pixel_size_nm=np.float32(0.5)).pixel_size_nm == 0.5
+    # a probability map on a 0-255 or percent scale moved the angle by degrees, 'ok'
+    droplet = (labels == 2).astype(np.float32)
+    assert measure_contact_angle(labels, droplet).angle_valid
+    for scale, says in ((255.0, "values from 0 to 255"), (100.0, "values from 0 to 100")):
+        with pytest.raises(ValueError, match=f"droplet_probability must hold probabilities "
+                                             f"in \\[0, 1\\], got {says}"):
+            measure_contact_angle(labels, droplet * scale)
+    holed = droplet.copy()
+    holed[0, 0] = np.nan
+    with pytest.raises(ValueError, match="got values from 0 to 1 and NaN"):
+        measure_contact_angle(labels, holed)
 
 
 @pytest.mark.parametrize("value", [3, 255])

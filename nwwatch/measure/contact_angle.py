@@ -63,6 +63,10 @@ MAX_SCATTER_COST_DEG = 6.0
 MIN_BASE_COVERAGE = 0.25
 
 
+#: Rounding a softmax may leave a probability a little outside [0, 1].
+_PROBABILITY_SLACK = 1e-3
+
+
 def _check_inputs(
     labels: np.ndarray, droplet_probability: np.ndarray | None, pixel_size_nm: float | None,
     image: np.ndarray | None = None,
@@ -90,6 +94,15 @@ def _check_inputs(
             )
         if not np.issubdtype(p.dtype, np.floating):
             raise ValueError(f"droplet_probability must be floating point, got {p.dtype}")
+        # a map on a 0-255 or percent scale moved the free surface's fit by degrees, 'ok';
+        # NaN fails both comparisons (~0.03 ms at 512²)
+        if p.size and not (p.min() >= -_PROBABILITY_SLACK and p.max() <= 1 + _PROBABILITY_SLACK):
+            finite = p[np.isfinite(p)]
+            held = (f"values from {float(finite.min()):g} to {float(finite.max()):g}"
+                    if finite.size else "no finite value")
+            nan = " and NaN" if np.isnan(p).any() else ""
+            raise ValueError(f"droplet_probability must hold probabilities in [0, 1], got "
+                             f"{held}{nan}")
     if image is not None:
         if not isinstance(image, np.ndarray) or image.shape != labels.shape:
             raise ValueError(f"image must have the labels' shape {labels.shape}, "
