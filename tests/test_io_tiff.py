@@ -1335,7 +1335,27 @@ def test_writer_rejects_bad_arguments(tmp_path):
         write_frame_tiff(path, _image((8, 8), "uint8"), pixel_size_nm=-1.0)
     with pytest.raises(ValueError, match="2 times for 3 frames"):
         write_stack_tiff(path, _image((3, 8, 8), "uint8"), acquired_at=[T0, T0])
+    # each of these raised an error not naming its argument, or was written (True: 1 nm)
+    for size in (True, "0.5"):
+        with pytest.raises(TypeError, match=f"pixel_size_nm must be a number of nm, got "
+                                            f"{size!r}"):
+            write_frame_tiff(path, _image((8, 8), "uint8"), pixel_size_nm=size)
+    with pytest.raises(TypeError, match="voxel_size_nm must be one number or .z, y, x."):
+        write_volume_tiff(path, _image((2, 8, 8), "uint8"), voxel_size_nm=(None, 1.0, 1.0))
+    with pytest.raises(TypeError, match="acquired_at must be a sequence of N datetimes"):
+        write_stack_tiff(path, _image((3, 8, 8), "uint8"), acquired_at=T0)
     assert not path.exists()
+
+
+def test_writers_take_big_endian_pixels_as_their_values(tmp_path):
+    # what mrcfile or a FITS reader hands back: refused as "dtype >u2 is not supported
+    # (uint8, uint16, ...)"
+    image = _image((8, 8), "uint16")
+    path = write_frame_tiff(tmp_path / "be.tif", image.astype(">u2"), pixel_size_nm=0.5)
+    np.testing.assert_array_equal(read_frames(path)[0].image, image)
+    volume = _image((2, 8, 8), "float32")
+    path = write_volume_tiff(tmp_path / "bev.tif", volume.astype(">f4"), voxel_size_nm=1.0)
+    np.testing.assert_array_equal(read_volume(path).data, volume)
 
 
 @pytest.mark.parametrize("frames", [3, 4])

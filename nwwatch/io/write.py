@@ -61,6 +61,7 @@ def write_frame_tiff(
     Path of the written file.
     """
     image = _check_pixels(image, ndim=2, what="image (H, W)")
+    pixel_size_nm = _check_size(pixel_size_nm, "pixel_size_nm")
     times = None if acquired_at is None else [_as_utc(acquired_at)]
     return _write_imagej(path, image, "YX", (pixel_size_nm, pixel_size_nm), None, times)
 
@@ -89,8 +90,12 @@ def write_stack_tiff(
     Path of the written file.
     """
     frames = _check_pixels(frames, ndim=3, what="frames (N, H, W)")
+    pixel_size_nm = _check_size(pixel_size_nm, "pixel_size_nm")
     times = None
     if acquired_at is not None:
+        if isinstance(acquired_at, datetime):  # else "'datetime' object is not iterable"
+            raise TypeError("acquired_at must be a sequence of N datetimes, one a frame, got "
+                            "one datetime")
         times = [_as_utc(t) for t in acquired_at]
         if len(times) != frames.shape[0]:
             raise ValueError(
@@ -123,11 +128,16 @@ def write_volume_tiff(
     if voxel_size_nm is None:
         z_nm = y_nm = x_nm = None
     elif np.ndim(voxel_size_nm) == 0:
-        z_nm = y_nm = x_nm = float(voxel_size_nm)
+        z_nm = y_nm = x_nm = _check_size(voxel_size_nm, "voxel_size_nm")
     else:
         if len(voxel_size_nm) != 3:
             raise ValueError(f"voxel_size_nm must be one float or (z, y, x), got {voxel_size_nm}")
-        z_nm, y_nm, x_nm = (float(v) for v in voxel_size_nm)
+        if any(v is None for v in voxel_size_nm):
+            # an ImageJ stack without spacing reads as slices 1 unit apart: no "unknown z"
+            raise TypeError(f"voxel_size_nm must be one number or (z, y, x) numbers of nm, "
+                            f"got {voxel_size_nm}; without a z size give none at all")
+        z_nm, y_nm, x_nm = (_check_size(v, f"voxel_size_nm[{i}]")
+                            for i, v in enumerate(voxel_size_nm))
     return _write_imagej(path, volume, "ZYX", (y_nm, x_nm), z_nm, None)
 
 
@@ -135,6 +145,8 @@ def _check_pixels(array: np.ndarray, *, ndim: int, what: str) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim != ndim:
         raise ValueError(f"{what} must have {ndim} dimensions, got shape {array.shape}")
+    if not array.dtype.isnative:  # what mrcfile or a FITS reader hands back: same values
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype not in SUPPORTED_DTYPES:
         names = ", ".join(str(d) for d in SUPPORTED_DTYPES)
         raise TypeError(f"{what}: dtype {array.dtype} is not supported ({names})")
@@ -146,6 +158,9 @@ def _check_pixels(array: np.ndarray, *, ndim: int, what: str) -> np.ndarray:
 def _check_size(value: float | None, name: str) -> float | None:
     if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        # float(True) is 1.0 nm, float("0.5") a string read from a settings file
+        raise TypeError(f"{name} must be a number of nm, got {value!r}")
     value = float(value)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number of nm, got {value}")
