@@ -9,6 +9,8 @@ data (``nan_fill="nearest"``), volumes the darkest grey (``"darkest"``; :data:`N
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 #: Identifier written into every exported model's metadata.
@@ -99,6 +101,19 @@ def _ranked_values(counts: np.ndarray, ranks: list[int]) -> dict[int, int]:
     return at
 
 
+def _checked_range(value_range) -> tuple[float, float]:
+    """``value_range`` as (low, high) floats, finite with low < high; else ValueError naming
+    it (reversed, it inverted the image; NaN gave NaN; equal, a ZeroDivisionError)."""
+    try:
+        low, high = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"value_range must be (low, high) numbers, got {value_range!r}") \
+            from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"value_range must be finite with low < high, got ({low:g}, {high:g})")
+    return low, high
+
+
 def normalize_image(
     image: np.ndarray, value_range: tuple[float, float] | None = None,
     out: np.ndarray | None = None, nan_fill: str = "nearest",
@@ -127,7 +142,10 @@ def normalize_image(
     """
     if nan_fill not in ("nearest", "darkest"):
         raise ValueError(f"nan_fill must be 'nearest' or 'darkest', got {nan_fill!r}")
-    low, high = intensity_range(image) if value_range is None else value_range
+    if value_range is None:
+        low, high = intensity_range(image)
+    else:
+        low, high = _checked_range(value_range)
     if high - low > _FLOAT32_MAX:
         # value - low would overflow float32 (a volume spanning -3.4e38..3.4e38): in float64.
         wide = (np.asarray(image, dtype=np.float64) - low) * (2.0 / (high - low)) - 1.0

@@ -335,3 +335,15 @@ def test_every_nan_pixel_takes_a_nearest_pixel_with_data(seed):
     taken = np.hypot(rows - r, cols - c)[hole]
     nearest = ndimage.distance_transform_edt(hole)[hole]
     assert np.all(taken <= nearest * 1.02 + 1e-9)
+
+
+@pytest.mark.parametrize(("value_range", "says"), [
+    ((100.0, 0.0), "finite with low < high, got .100, 0."),  # inverted the image
+    ((float("nan"), 100.0), "finite with low < high, got .nan, 100."),  # all NaN
+    ((5.0, 5.0), "finite with low < high, got .5, 5."),  # ZeroDivisionError
+    ((1.0,), r"\(low, high\) numbers, got \(1.0,\)"),  # "not enough values to unpack"
+])
+def test_a_value_range_that_is_not_low_below_high_is_refused_naming_it(value_range, says):
+    image = np.array([[0, 50, 100]], np.uint16)
+    with pytest.raises(ValueError, match=f"value_range must be {says}"):
+        normalize_image(image, value_range=value_range)
