@@ -107,3 +107,27 @@ def test_an_insitu_model_the_measurement_cannot_read_is_refused(tmp_path, names,
                                        "--out", str(tmp_path / "results")])
     assert result.exit_code == 1, result.output
     assert f"cannot measure frames: {model}: {says}" in result.output
+
+
+def test_segment_refuses_raw_frames_and_bad_shapes_naming_them(tmp_path):
+    # before: uint16 counts were cast to float32 and segmented into nonsense without a word;
+    # segment_native failed on (H, W), float64 or a list with low-level errors
+    import numpy as np
+    from onnx_models import build_threshold_model
+
+    from nwwatch.segment.session import Segmenter
+
+    seg = Segmenter(build_threshold_model(tmp_path / "m.onnx"), providers=("cpu",), threads=1)
+    raw = np.random.default_rng(0).integers(0, 4000, (32, 32)).astype(np.uint16)
+    for call in (seg.segment, seg.segment_native):
+        with pytest.raises(ValueError, match="images must be float normalize_image output"):
+            call(raw)
+        with pytest.raises(ValueError, match=r"got values from \d+ to \d+ \(raw frames"):
+            call(raw.astype(np.float32))
+        with pytest.raises(ValueError, match=r"\(N, H, W\) or \(H, W\)"):
+            call(np.zeros((1, 1, 8, 8), np.float32))
+        frame = np.zeros((32, 32))  # float64, (H, W), and as a list
+        assert call(frame).labels.shape == (1, 32, 32)
+        assert call([frame.astype(np.float32)]).labels.shape == (1, 32, 32)
+        empty = call(np.zeros((0, 32, 32), np.float32))  # the GPU path raised on it
+        assert empty.labels.shape == (0, 32, 32) and empty.probabilities.shape == (0, 3, 32, 32)

@@ -180,6 +180,33 @@ def read_model_file(path: str | os.PathLike[str]) -> bytes:
         raise ModelLoadError(f"{path}: cannot read it ({exc})") from None
 
 
+#: Normalised images lie in [-1, 1] (:func:`nwwatch.normalize.normalize_image`); beyond
+#: this, raw detector counts (tens to thousands) were given.
+_NORMALISED_LIMIT = 16.0
+
+
+def _normalised_batch(images) -> np.ndarray:
+    """``images`` as float32 (N, H, W) (a single (H, W) as N = 1); ValueError for another
+    rank, an integer or non-numeric array, or values far outside [-1, 1]: raw counts given
+    without normalize_image segmented into nonsense without a word."""
+    array = np.asarray(images)
+    if not (np.issubdtype(array.dtype, np.floating) or array.size == 0):
+        raise ValueError(f"images must be float normalize_image output in [-1, 1], got dtype "
+                         f"{array.dtype} (raw frames: nwwatch.normalize.normalize_image first)")
+    batch = np.asarray(array, dtype=np.float32)
+    if batch.ndim == 2:
+        batch = batch[None]
+    if batch.ndim != 3:
+        raise ValueError(f"images must be (N, H, W) or (H, W), got shape {batch.shape}")
+    # NaN fails both comparisons (normalize_image fills it); ~0.06 ms a 512² frame
+    if batch.size and not (batch.min() >= -_NORMALISED_LIMIT
+                           and batch.max() <= _NORMALISED_LIMIT):
+        raise ValueError(f"images must be normalize_image output in [-1, 1], got values "
+                         f"from {float(batch.min()):g} to {float(batch.max()):g} (raw "
+                         f"frames: nwwatch.normalize.normalize_image first)")
+    return batch
+
+
 class Segmenter:
     """Run an nwwatch ONNX model on normalised frames.
 
@@ -319,11 +346,7 @@ class Segmenter:
         -------
         Segmentation with arrays of the input's (N, H, W).
         """
-        batch = np.asarray(images, dtype=np.float32)
-        if batch.ndim == 2:
-            batch = batch[None]
-        if batch.ndim != 3:
-            raise ValueError(f"images must be (N, H, W) or (H, W), got shape {batch.shape}")
+        batch = _normalised_batch(images)
         height, width = batch.shape[1:]
         scale = self.working_scale
         factor = scale.size_factor(height, width)
@@ -390,9 +413,15 @@ class Segmenter:
         return probs / np.float32(4.0)
 
     def segment_native(self, images: np.ndarray, probabilities: bool = True) -> Segmentation:
-        """Segment float32 (N, H, W) normalised images as they are (no working scale)."""
-        batch = images
+        """Segment float32 (N, H, W) or (H, W) normalised images as they are (no working
+        scale)."""
+        batch = _normalised_batch(images)
         height, width = batch.shape[1:]
+        if batch.shape[0] == 0:  # the GPU path's stable batch sizes start at one frame
+            return Segmentation(
+                labels=np.zeros((0, height, width), np.uint8),
+                probabilities=np.zeros((0, len(self.metadata.class_names), height, width),
+                                       np.float32) if probabilities else None)
         feed = np.ascontiguousarray(pad_to_multiple(batch, self.metadata.size_multiple)[:, None])
         wanted = [OUTPUT_LABELS, OUTPUT_PROBABILITIES] if probabilities else [OUTPUT_LABELS]
         if self.uses_gpu:
