@@ -155,6 +155,11 @@ def test_check_tomogram_refuses_one_slice_and_no_contrast(tmp_path):
     with pytest.raises(BlankImageError, match="every voxel has the value 0") as error:
         check_tomogram(read_volume(blank))
     _assert_names_file(error, blank)
+    from nwwatch.io.records import Volume
+
+    with pytest.raises(UnsupportedLayoutError, match=r"4-D data \(shape \(2, 3, 8, 8\)\)"):
+        check_tomogram(Volume(data=np.zeros((2, 3, 8, 8), np.float32), source=tmp_path / "x",
+                              voxel_size_nm=None))  # it was called "a 2-D image (8 x 8 px)"
     signed = np.zeros((4, 9, 11), np.float32)
     signed[0] = -0.0  # it read "every voxel has the value -0"
     negzero = write_volume_tiff(tmp_path / "negzero.tif", signed)

@@ -823,6 +823,17 @@ def test_the_caption_of_a_tall_narrow_frame_keeps_its_words_whole():
     assert draw_overlay(None, wide, measure_contact_angle(wide)).shape[1] == 300
 
 
+def test_draw_overlay_refuses_empty_labels_and_a_missing_result_naming_them():
+    # an empty label image, which measure_contact_angle accepts (no_wire), failed inside
+    # OpenCV; result None with an AttributeError
+    empty = np.zeros((0, 0), np.uint8)
+    with pytest.raises(ValueError, match=r"labels must be \(H, W\) with pixels"):
+        draw_overlay(None, empty, measure_contact_angle(empty))
+    labels = np.zeros((16, 16), np.uint8)
+    with pytest.raises(TypeError, match="result must be measure_contact_angle's"):
+        draw_overlay(None, labels, None)
+
+
 def test_overlay_of_a_small_frame_is_enlarged_so_its_text_is_legible():
     # before: a 120 px crop kept its size, and the status and reason text at its smallest
     # legible size covered half the picture; the fit could not be seen under it.

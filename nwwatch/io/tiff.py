@@ -484,6 +484,9 @@ def check_tomogram(volume: Volume) -> Volume:
     BlankImageError : no finite voxel, or every finite voxel has the same value.
     """
     data = volume.data
+    if data.ndim > 3:  # a Volume built by hand; read_volume gives (Z, Y, X) only
+        raise UnsupportedLayoutError(
+            volume.source, f"{data.ndim}-D data (shape {data.shape}); a volume is (Z, Y, X)")
     if data.ndim != 3 or data.shape[0] < 2:
         raise UnsupportedLayoutError(
             volume.source, f"a 2-D image ({' x '.join(map(str, data.shape[-2:]))} px), not a "

@@ -164,8 +164,11 @@ def draw_overlay(
     positions.
     """
     labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"labels must be (H, W), got shape {labels.shape}")
+    if labels.ndim != 2 or labels.size == 0:
+        raise ValueError(f"labels must be (H, W) with pixels, got shape {labels.shape}")
+    if not isinstance(result, ContactAngleResult):
+        raise TypeError(f"result must be measure_contact_angle's ContactAngleResult, got "
+                        f"{type(result).__name__}")
     if image is None:
         grey = _labels_image(labels)
     else:
