@@ -557,11 +557,11 @@ def test_a_config_that_is_a_folder_or_not_utf8_is_a_config_error(paths, capsys):
     from nwwatch.service.dropin import main as dropin_main
 
     tmp, acq, res, m = paths
-    with pytest.raises(ConfigError, match=r"\(file\): is a folder"):
+    with pytest.raises(ConfigError, match=r"test_a_config_that_is_a_folder\w*: is a folder"):
         load_config(tmp)
     binary = tmp / "latin1.toml"
     binary.write_bytes("# température\n".encode("latin-1") + b"[[watch]]\n")
-    with pytest.raises(ConfigError, match=r"latin1.toml: \(syntax\): not UTF-8"):
+    with pytest.raises(ConfigError, match=r"latin1.toml: not UTF-8"):
         load_config(binary)
     result = CliRunner().invoke(run, ["--config", str(binary)])
     assert result.exit_code == 78 and "not UTF-8" in result.output, result.output

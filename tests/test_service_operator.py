@@ -299,7 +299,7 @@ def test_a_configuration_file_the_service_may_not_read_is_exit_78(tmp_path):
     code, lines, stderr = _run(cfg, without_file_access_override())
     assert code == 78, stderr
     failed = [x for x in lines if x["event"] == "startup_failed"]
-    assert failed and "(file): cannot be read (permission denied)" in failed[0]["error"], lines
+    assert failed and f"{cfg}: cannot be read (permission denied)" in failed[0]["error"], lines
 
 
 def test_status_of_results_whose_ledger_is_elsewhere_says_to_give_the_configuration(tmp_path):
@@ -411,3 +411,15 @@ def test_ledger_rebuild_under_sudos_umask_keeps_the_ledger_to_the_services_group
     assert "1 items done" in done.stdout, done.stdout
     mode = (out / "ledger.sqlite").stat().st_mode & 0o777
     assert mode & 0o007 == 0, oct(mode)
+
+
+def test_a_configuration_file_that_does_not_exist_says_how_to_give_one(tmp_path):
+    # before: "nwwatch: FILE: (file): does not exist", the key placeholder shown, and no word
+    # on --config or where a configuration comes from
+    missing = tmp_path / "nwwatch.toml"
+    done = subprocess.run([sys.executable, "-m", "nwwatch", "run", "--config", str(missing)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 78, done.stderr
+    assert (f"nwwatch: {missing}: does not exist (give one with --config FILE; "
+            "deploy/install.sh installs one") in done.stderr
+    assert "(file)" not in done.stderr

@@ -73,8 +73,13 @@ def run(config_path: Path) -> None:
         # 78 (EX_CONFIG), which the unit lists in RestartPreventExitStatus.
         running = isinstance(exc, LedgerLostError) or (daemon is not None and daemon.started)
         event = "stopped" if running else "startup_failed"
-        log.error(event, error=str(exc), error_type=type(exc).__name__, exit_status=78)
-        click.echo(f"nwwatch: {exc}", err=True)
+        said = str(exc)
+        if isinstance(exc, ConfigError) and exc.key == "(file)" and not exc.file.exists():
+            # `nwwatch run` typed to try it: the default /etc/nwwatch/nwwatch.toml
+            said += (" (give one with --config FILE; deploy/install.sh installs one, and "
+                     "docs/service.md starts from the example deploy/nwwatch.example.toml)")
+        log.error(event, error=said, error_type=type(exc).__name__, exit_status=78)
+        click.echo(f"nwwatch: {said}", err=True)
         sys.exit(78)
     except OSError as exc:
         if daemon is None or daemon.started:

@@ -20,7 +20,10 @@ class ConfigError(ValueError):
         self.key = key
         self.reason = reason
         where = f"{self.file}: " if self.file is not None else ""
-        super().__init__(f"{where}{key}: {reason}")
+        # the file as a whole ("(file)", "(syntax)"): no key to name, and "(file):" read as a
+        # placeholder left in the message
+        named = "" if key.startswith("(") else f"{key}: "
+        super().__init__(f"{where}{named}{reason}")
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
