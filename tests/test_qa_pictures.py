@@ -187,7 +187,8 @@ def test_copies_of_one_content_are_not_called_files_already_done(tmp_path, acqui
     for extra in ([], ["--force"]):
         r = CliRunner().invoke(replay_cmd, [*args, *extra])
         assert r.exit_code == 0, r.output
-        assert "QA picture" not in r.output, r.output
+        assert "no QA picture" not in r.output, r.output
+        assert f"results in {out}, QA pictures in {out / 'qa'}" in r.output, r.output
     assert len(list((out / "qa").glob("*.png"))) == 3
     # a plain replay again: the files themselves are done (their pictures drawn), the copies
     # are not counted (they counted, through the hash cache, as "already done")

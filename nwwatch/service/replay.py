@@ -244,6 +244,7 @@ def replay(
                                 provider=engine.segmenter.provider,
                                 input_path=roots[0] if len(roots) == 1 else None,
                                 pictures_asked=kind == "insitu" and pictures.mode != "none",
+                                pictures_folder=pictures.folder,
                                 kind=kind)
         ledger.reconcile(max_attempts).log_to(log)
         # an adopted batch (or build_engines' retry of tomograms) may have taken files off it

@@ -82,6 +82,8 @@ class ReplaySummary:
     #: QA pictures were asked for (``--overlays`` or the configuration's setting): files
     #: already done are not processed again, so they get none.
     pictures_asked: bool = False
+    #: Where they go (relative to ``results_dir``), said on the summary's line
+    pictures_folder: Path | None = None
     #: What was replayed ("insitu" or "tomogram"): which names a folder is searched for.
     kind: str = "insitu"
 
@@ -185,7 +187,9 @@ class ReplaySummary:
             f"{self.frames} row{'' if self.frames == 1 else 's'}: {format_counts(self.rows)}; "
             f"in {self.seconds:.1f} s "
             f"({self.frames_per_s:.1f} rows/s) with {self.model_name} on {self.provider}; "
-            f"results in {self.results_dir}",
+            f"results in {self.results_dir}"
+            + (f", QA pictures in {self.results_dir / self.pictures_folder}"
+               if self.pictures_asked and self.pictures_folder is not None else ""),
         ]
         if self.volume_like:
             out.append(f"note: {_declare(self.volume_like)} as Z slices ({Z_DECLARATIONS}), "
