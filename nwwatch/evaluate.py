@@ -428,9 +428,18 @@ def _is_json_report(path: Path) -> bool:
 
 
 
+def _data_folder(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """DATA: a folder; for a file, what DATA is (click said only "Directory ... is a file")."""
+    if value.is_file():
+        raise click.BadParameter(f"{value} is a file: DATA is a folder of labeled frames "
+                                 "(images/ and labels/, as nwwatch label --out DATA writes "
+                                 "it)", ctx, param)
+    return value
+
+
 @click.command("evaluate")
 @click.argument("model", callback=model_file)
-@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, path_type=Path), callback=_data_folder)
 @click.option("--provider", "providers", multiple=True, default=("cpu",), show_default=True,
               help="Execution provider preference (cpu, cuda, tensorrt); repeatable.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,

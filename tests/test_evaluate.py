@@ -851,3 +851,18 @@ def test_true_labels_measure_refuses_have_no_angle_and_are_named_with_why(tmp_pa
     assert confusion.sum() == np.count_nonzero(band != 255) + np.count_nonzero(strip != 255)
     assert report["metrics"]["mean_iou"] == pytest.approx(
         metrics_from_confusion(confusion).mean_iou)
+
+
+def test_a_file_or_a_results_folder_given_as_data_says_what_data_is(tmp_path):
+    # before: "Directory '...' is a file." and "labels folder not found" for a results folder
+    frame = tmp_path / "f.tif"
+    tifffile.imwrite(frame, np.zeros((8, 8), np.uint16))
+    result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(frame)])
+    assert result.exit_code == 2
+    assert "is a file: DATA is a folder of labeled frames" in " ".join(result.output.split())
+    results = tmp_path / "res"
+    (results / "frames").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(results)])
+    assert result.exit_code == 1
+    assert (f"{results} is a results folder (the service's or replay's rows), not labeled "
+            f"frames: `nwwatch label --queue {results} --out DATA`") in result.output
