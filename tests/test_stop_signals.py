@@ -165,6 +165,28 @@ def test_dashboard_stopped_exits_with_the_signals_status_and_one_line(tmp_path, 
     assert _results_files(results) == before
 
 
+def _as_a_background_job() -> None:
+    """A ``preexec_fn``: SIGINT ignored, as a non-interactive shell starts `cmd &`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def test_dashboard_started_as_a_background_job_stops_on_sigint(tmp_path):
+    # before: `nwwatch dashboard RES &` from a script ignored `kill -INT`, as its shell left
+    # SIGINT ignored; `nwwatch label` took it
+    acq, results = tmp_path / "acq", tmp_path / "res"
+    write_frames(acq, 1)
+    replay(acq, results, model=model(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", "from nwwatch.cli import main; main()",
+                             "dashboard", str(results), "--listen", "127.0.0.1:0"], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_a_background_job)
+    assert " http://" in proc.stdout.readline()
+    _, err = _stopped(proc, signal.SIGINT)
+    assert proc.returncode == 130, err
+    assert err == f"dashboard stopped (Ctrl-C): it only reads {results}\n"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
                          ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_replay_stopped_while_it_starts_says_so_and_writes_nothing(tmp_path, sig):

@@ -162,7 +162,8 @@ def _url_host(host: str) -> str:
 def serve(results: Path, ledger: Path | None, host: str, port: int,
           stale_after_s: float | None = None) -> int | None:
     """``nwwatch dashboard``: serve a finished (or replayed) results folder in the foreground
-    until SIGINT (Ctrl-C), SIGTERM or SIGHUP (left ignored under ``nohup``); returns that
+    until SIGINT (Ctrl-C, also in a background job), SIGTERM or SIGHUP (left ignored under
+    ``nohup``); returns that
     signal's number (None: the server stopped by itself).
 
     The server runs in a thread of its own, where uvicorn leaves the signals alone (in the
@@ -188,7 +189,10 @@ def serve(results: Path, ledger: Path | None, host: str, port: int,
 
     previous = {}
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        if stop_handler_before(signum) is not signal.SIG_IGN:
+        # a hang-up left ignored (nohup) stays so; SIGINT is taken also where a script's
+        # shell left it ignored for a background job (`nwwatch dashboard RES &`, then
+        # `kill -INT`), as `nwwatch label` takes it
+        if signum != signal.SIGHUP or stop_handler_before(signum) is not signal.SIG_IGN:
             previous[signum] = take_stop_handler(signum, on_signal)
     early = early_stop_signal()  # one that came while the modules were imported
     if early is not None:
