@@ -233,3 +233,68 @@ def test_a_resume_keeps_the_runs_threads_and_exporter_unless_given(tmp_path):
     config = load_checkpoint(tmp_path / "m.pt")["config"]
     assert (config["threads"], config["exporter"], config["workers"]) == (2, "legacy", 0)
     torch.set_num_threads(1)
+
+
+def test_a_resume_with_nothing_to_train_leaves_the_export_and_checkpoint_alone(tmp_path):
+    # before: every such resume exported the model again (a new sha256: runs that name it as
+    # their teacher or frozen encoder could no longer be resumed) and rewrote the checkpoint
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    config = _config(tmp_path, "m", data, export=True)
+    train(config, progress=False)
+    model, ckpt = tmp_path / "m.onnx", tmp_path / "m.pt"
+    before = (file_sha256(model), file_sha256(ckpt))
+    lines = []
+    again = train(config, resume=True, progress=False, echo=lines.append)
+    assert again.out is None
+    assert f"{model} is its export already and is left as it is (--export-only writes it " \
+           "again)" in lines
+    assert (file_sha256(model), file_sha256(ckpt)) == before
+    # a run whose export was cut short (the checkpoint newer than the model): exported now
+    import os
+
+    stamp = ckpt.stat().st_mtime_ns
+    os.utime(model, ns=(stamp - 10**9, stamp - 10**9))
+    assert train(config, resume=True, progress=False).out == model
+
+
+def test_a_contrastive_resume_with_nothing_to_train_keeps_its_refit_classifier(tmp_path):
+    # before: each resume refit the refit classifier once more (the labels of the volume
+    # drifted by 9 % over three resumes of a finished run)
+    data = make_folder(tmp_path / "data", n=4, size=40)
+    config = _config(tmp_path, "c", data, paradigm="contrastive", classifier_steps=2,
+                     batch_size=2, crop=32)
+    train(config, progress=False)
+    first = load_checkpoint(tmp_path / "c.pt")
+    assert first["refit_done"] is True
+    train(config, resume=True, progress=False)
+    again = load_checkpoint(tmp_path / "c.pt")
+    for name, value in first["inference_state"].items():
+        assert torch.equal(value, again["inference_state"][name]), name
+    # two more epochs train the classifier again, and refit it once after them
+    config.epochs = 3
+    train(config, resume=True, progress=False)
+    assert load_checkpoint(tmp_path / "c.pt")["refit_done"] is True
+
+
+@pytest.mark.parametrize("option", ["teacher", "frozen_encoder"])
+def test_a_moved_teacher_or_frozen_encoder_is_given_anew_on_resume(tmp_path, option):
+    # before: the moved file was "not found", and giving its new place was refused as another
+    # setting: the run could not be resumed at all
+    data = make_folder(tmp_path / "data", n=2, size=32, unlabeled=2)
+    train(_config(tmp_path, "first", data), progress=False)
+    source = tmp_path / "source.pt"
+    shutil.copy(tmp_path / "first.pt", source)
+    extra = ({"paradigm": "pseudo-label", "teacher": str(source), "confidence": 0.0}
+             if option == "teacher" else {"paradigm": "cct", "frozen_encoder": str(source)})
+    config = _config(tmp_path, "run", data, **extra)
+    train(config, progress=False)
+    moved = tmp_path / "moved.pt"
+    source.rename(moved)
+    resumed = _config(tmp_path, "run", data, epochs=2, **{**extra, option: str(moved)})
+    assert train(resumed, resume=True, progress=False, given=(option, "epochs")).epochs == 2
+    # another file under the new name: refused by the sha256 the run recorded
+    train(_config(tmp_path, "other", data, seed=9), progress=False)
+    shutil.copy(tmp_path / "other.pt", moved)
+    resumed.epochs = 3
+    with pytest.raises(TrainingError, match="changed since|is not the file this run froze"):
+        train(resumed, resume=True, progress=False, given=(option, "epochs"))

@@ -189,7 +189,15 @@ def test_a_contrastive_resume_with_no_epoch_left_still_refits_its_classifier(tmp
                          epochs=1, steps_per_epoch=1, batch_size=2, crop=32, export=False,
                          model_options=dict(TINY), classifier_steps=2, threads=1, workers=1)
     train(config, progress=False)
+    # a checkpoint saved before the refit (a run stopped between its last epoch and the
+    # refit) is refit on resume; one saved after it is not refit again
+    from training.checkpoint import load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(tmp_path / "c.pt")
+    payload["refit_done"] = False
+    save_checkpoint(tmp_path / "c.pt", payload)
     lines = []
     again = train(config, resume=True, progress=False, echo=lines.append)
     assert "checkpoint already has 1 epoch; nothing to train" in lines
+    assert load_checkpoint(tmp_path / "c.pt")["refit_done"] is True
     assert again.epochs == 1 and not _sampler_threads()

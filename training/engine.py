@@ -165,6 +165,17 @@ def _check_resumed_inputs(ckpt_file: Path, payload: dict[str, Any], config: Trai
                             f"checkpoint was written (sha256 {teacher_sha[:12]}... then), and "
                             f"the resumed run would train on its new pseudo-labels; start a "
                             f"new run instead of --resume")
+    encoder_sha = (payload.get("provenance") or {}).get("frozen_encoder_sha256")
+    if config.frozen_encoder and encoder_sha is not None:
+        from training.modelfiles import checkpoint_path
+
+        encoder = Path(config.frozen_encoder)
+        encoder = checkpoint_path(encoder) if encoder.suffix == ".onnx" else encoder
+        if encoder.is_file() and file_sha256(encoder) != encoder_sha:
+            raise TrainingError(f"{ckpt_file}: the frozen encoder {encoder} is not the file "
+                                f"this run froze (sha256 {encoder_sha[:12]}... then); give "
+                                f"that file with --frozen-encoder, or start a new run instead "
+                                f"of --resume")
 
 
 def _check_resumed_dataset(ckpt_file: Path, payload: dict[str, Any],
@@ -395,11 +406,22 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         if start_epoch >= config.epochs:
             plural = "" if start_epoch == 1 else "s"
             echo(f"checkpoint already has {start_epoch} epoch{plural}; nothing to train")
+            out = Path(config.out)
+            if (not export_only and config.export and out.is_file()
+                    and out.stat().st_mtime_ns >= ckpt_file.stat().st_mtime_ns):
+                # its export, written after the checkpoint's last save: writing it again
+                # changed its sha256 (a teacher's, a frozen encoder's: the runs that name it
+                # could not be resumed) and refit a contrastive classifier once more
+                echo(f"{out} is its export already and is left as it is (--export-only "
+                     f"writes it again)")
+                return TrainResult(None, ckpt_file, {}, start_epoch, history)
 
     end_epoch = start_epoch if export_only else config.epochs
     eval_items = val_items or train_items
     prefix = "val" if val_items else "train"
     inference = paradigm.inference_model()
+
+    refit_done = bool((payload or {}).get("refit_done"))
 
     def checkpoint(epoch: int) -> None:
         save_checkpoint(ckpt_file, {
@@ -412,6 +434,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             "normalization_scope": data.normalization_scope,
             "training_data_sha256": data_sha, "unlabeled_sha256": unlabeled_sha,
             "provenance": paradigm.provenance, "paradigm_rng": paradigm.rng_state(),
+            "refit_done": refit_done,
         })
 
     sampled = unlabeled if paradigm.uses_unlabeled else []
@@ -432,10 +455,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                    file=progress_file or sys.stderr, dynamic_ncols=True, mininterval=1.0)
     sampler = BatchSampler(pool, sampled, crop, config.batch_size, config.unlabeled_batch_size,
                            config.augment)
+    # The contrastive classifier is refit once, after the last epoch (refit_done in the
+    # checkpoint): a resume with nothing to train refit the refit classifier again.
+    refit = BatchSampler(pool, [], crop, config.batch_size, augmented=config.augment) \
+        if (config.paradigm == "contrastive" and not export_only
+            and (end_epoch > start_epoch or not refit_done)) else None
+    if end_epoch > start_epoch:  # the epochs train the classifier again
+        refit_done = False
     # Drawn from one generator per epoch (training.sampler.run_batches): a resumed run draws
     # the same crops as an uninterrupted one.
-    refit = BatchSampler(pool, [], crop, config.batch_size, augmented=config.augment) \
-        if config.paradigm == "contrastive" and not export_only else None
     batches = BatchStream(run_batches(sampler, config.seed, range(start_epoch, end_epoch), steps,
                                       refit), config.workers)
     # The bar is closed however the loop ends: left open, its last line would be drawn
@@ -501,6 +529,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         if refit is not None:
             paradigm.finish(batches.labeled, device)
             best_state = None
+            refit_done = True
     if best_state is not None:
         inference.load_state_dict(best_state)
     final = validate(inference, eval_items, num_classes, device)

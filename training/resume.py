@@ -20,9 +20,10 @@ class ResumeSettingError(ValueError):
 #: Settings a resume takes from the command line; every other one is the checkpoint's.
 CHANGEABLE = ("out", "epochs", "device", "threads", "workers", "quiet", "exporter", "quantize",
               "command")
-#: Settings that name where the training data lie: given with a resume, they replace the
-#: checkpoint's (moved files; the data hash refuses other data).
-_MOVABLE = ("data", "volume", "labels")
+#: Settings that name where the training data (or a teacher, a frozen encoder) lie: given
+#: with a resume, they replace the checkpoint's (moved files; the data hash, the teacher's
+#: and the encoder's sha256 refuse other files).
+_MOVABLE = ("data", "volume", "labels", "frozen_encoder", "teacher")
 #: Settings that are paths: compared as absolute paths.
 _PATHS = ("data", "volume", "labels", "init", "frozen_encoder", "teacher")
 
@@ -93,7 +94,8 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
             raise ResumeSettingError(
                 f"{_option(name, mine)}: {checkpoint} was trained with "
                 f"{_option(name, theirs)}, and --resume continues a run with its own settings "
-                f"(only DATA, --volume or --labels moved, --epochs to more, --device, --threads, "
+                f"(only DATA, --volume, --labels, --frozen-encoder or --teacher moved, --epochs to "
+                f"more, --device, --threads, "
                 f"--workers, "
                 f"--quiet, --exporter and --quantize may change); for a new run give another --out")
     if "data" in given and config.data is not None:
@@ -122,6 +124,9 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
                 f"{'its' if len(paths) == 1 else 'their'} new place with --resume "
                 f"({option.replace(str(gone[0]), 'NEW')}; the data hash checks "
                 f"{'it is' if len(paths) == 1 else 'they are'} the same)")
+    for name in ("frozen_encoder", "teacher"):  # checked by their recorded sha256
+        if name in given and getattr(config, name):
+            setattr(saved, name, getattr(config, name))
     saved.epochs = max(saved.epochs, config.epochs)
     saved.device, saved.out = config.device, config.out
     # Left out, the run's own: `nwwatch train --resume --out M.onnx` (what a Ctrl-C says to

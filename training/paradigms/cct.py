@@ -82,7 +82,9 @@ class CCTParadigm(Paradigm):
         if not path.is_file():  # a resume reads it again: the run's record names it
             why = not_a_network(path, "--frozen-encoder")
             raise ValueError(f"--frozen-encoder: {path} not found: "
-                             f"{why or 'the supervised checkpoint whose encoder is frozen'}")
+                             f"{why or 'the supervised checkpoint whose encoder is frozen'} "
+                             f"(a resumed run's encoder moved? give its new place with "
+                             f"--frozen-encoder; its sha256 checks it is the same file)")
         spec, state = load_inference_state(path)
         theirs = dict(spec["config"])
         if spec["type"] != "segmentation":  # e.g. a contrastive run's embedding network

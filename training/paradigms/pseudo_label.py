@@ -83,7 +83,9 @@ class PseudoLabelParadigm(SupervisedParadigm):
             raise ValueError("--paradigm pseudo-label needs --teacher MODEL.pt|MODEL.onnx")
         teacher = Path(self.config.teacher)
         if not teacher.is_file():
-            raise FileNotFoundError(f"{teacher}: teacher model not found")
+            raise FileNotFoundError(f"{teacher}: teacher model not found (a resumed run's "
+                                    f"teacher moved? give its new place with --teacher; its "
+                                    f"sha256 checks it is the same file)")
         if not data.unlabeled:
             raise ValueError(f"{data.source}: pseudo-labeling needs unlabeled images "
                              f"(DATA/unlabeled/)")
