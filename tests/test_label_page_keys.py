@@ -114,7 +114,9 @@ def test_handles_move_by_keyboard_and_the_saved_mask_follows(served, browser):
     centre[0] += 10
     g["droplet"]["radius_px"] = r + 1 + 1
     wire = g["wire"]
-    wire[0][1] -= 10
+    # on the frame or its margin of a handle's size (the viewBox's), not beyond it
+    margin = browser.execute("return FRAME_MARGIN_PX / state.scale")  # label.js's own
+    wire[0][1] = max(wire[0][1] - 10, -0.5 - margin)
     middle = [(wire[0][0] + wire[1][0]) / 2, (wire[0][1] + wire[1][1]) / 2]
     middle[0] += 10
     g["wire"] = [wire[0], middle] + wire[2:]
@@ -331,3 +333,21 @@ def test_a_handle_selected_or_moved_by_key_on_a_zoomed_frame_is_scrolled_into_vi
     browser.wait_for(READY)
     name, visible, on_frame = browser.execute(in_view)
     assert name == "droplet-center" and visible and on_frame, name
+
+
+def test_a_wire_corner_stays_on_the_frame_or_its_margin(served, browser):
+    # before: a corner nudged (or dragged) far left lay under the sidebar, at col -58 and
+    # beyond, where no mouse could take it back
+    session, url = served
+    browser.get(f"{url}?keys")
+    browser.wait_for(READY)
+    _press(browser, "h")
+    assert browser.execute(FOCUSED) == "wire-0"
+    _press(browser, *[LEFT] * 40, *[UP] * 40, modifier=SHIFT)  # 400 px left, 400 px up
+    browser.wait_for(READY)
+    corner = browser.execute(GEOMETRY)["wire"][0]
+    margin = browser.execute("return FRAME_MARGIN_PX / state.scale")  # frame px
+    assert corner == [-0.5 - margin, -0.5 - margin], corner
+    view = browser.execute("return -document.getElementById('canvas').viewBox.baseVal.x")
+    assert abs(view - margin) < 1e-5  # the margin drawn round the frame
+    assert _console_errors(browser) == []

@@ -82,7 +82,7 @@ function nudgeHandle(t, dRow, dCol) {
     g.droplet.radius_px = Math.max(0.5, g.droplet.radius_px + (dCol || -dRow));
   } else {
     const list = t.kind === "wire" ? g.wire : g.facet;
-    list[t.i] = [list[t.i][0] + dRow, list[t.i][1] + dCol];
+    list[t.i] = withinView([list[t.i][0] + dRow, list[t.i][1] + dCol]);
   }
   changed();
 }

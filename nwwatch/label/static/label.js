@@ -342,14 +342,23 @@ function startDrag(event, target) {
   $("canvas").setPointerCapture(event.pointerId);
 }
 
+// Wire corners and facet ends stay on the frame or its margin: dragged or nudged beyond it,
+// a corner lay under the sidebar, where no mouse could take it back. (The droplet's centre
+// may leave the frame: a droplet cut by it.)
+function withinView(p) {
+  const [h, w] = state.geometry.shape, m = FRAME_MARGIN_PX / state.scale;
+  return [Math.min(Math.max(p[0], -0.5 - m), h - 0.5 + m),
+          Math.min(Math.max(p[1], -0.5 - m), w - 0.5 + m)];
+}
+
 function moveDrag(event) {
   const t = state.drag, g = state.geometry, p = imagePoint(event);
   if (t.kind === "center") g.droplet.center = p;
   else if (t.kind === "radius") {
     g.droplet.radius_px = Math.max(0.5, Math.hypot(p[0] - g.droplet.center[0],
                                                    p[1] - g.droplet.center[1]));
-  } else if (t.kind === "wire") g.wire[t.i] = p;
-  else if (t.kind === "facet") g.facet[t.i] = p;
+  } else if (t.kind === "wire") g.wire[t.i] = withinView(p);
+  else if (t.kind === "facet") g.facet[t.i] = withinView(p);
   changed();
 }
 
