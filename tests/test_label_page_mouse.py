@@ -308,6 +308,22 @@ def test_ctrl_z_while_drawing_a_polygon_removes_its_last_corner(served, browser)
     _mode(browser, "edit")
 
 
+def test_a_paint_polygon_of_two_corners_closed_is_dropped_with_a_word(served, browser):
+    # before: dropped without a word; the Tool box did not say how a polygon closes
+    _, url = served
+    page._open(browser, url)
+    assert "Enter" in browser.text("#polygon-help") and "Esc" in browser.text("#polygon-help")
+    strokes = browser.execute("return window.nwLabel.geometry.strokes")
+    _mode(browser, "polygon")
+    _click(browser, 150.0, 40.0)
+    _click(browser, 150.0, 80.0, double=True)  # two corners, closed
+    status = browser.wait_for("const s = document.getElementById('status').textContent; "
+                              "return s.startsWith('paint polygon dropped') && s")
+    assert status == "paint polygon dropped: 2 corners; a polygon needs at least 3"
+    assert browser.execute("return window.nwLabel.geometry.strokes") == strokes
+    _mode(browser, "edit")
+
+
 def _ctrl_z(b: Browser) -> None:
     keys = [{"type": "keyDown", "value": "\ue009"}, {"type": "keyDown", "value": "z"},
             {"type": "keyUp", "value": "z"}, {"type": "keyUp", "value": "\ue009"}]

@@ -435,7 +435,12 @@ function closePolygon() {
   if (pts.length >= 3) {
     state.geometry.strokes.push({class: d.class, points: pts});
     changed();
-  } else renderDraft();
+  } else {
+    renderDraft();
+    // dropped without a word before: an area needs three corners
+    $("status").textContent = `paint polygon dropped: ${pts.length} corner` +
+      `${pts.length === 1 ? "" : "s"}; a polygon needs at least 3`;
+  }
 }
 
 // ---------------------------------------------------------------- preview (save: label-save.js)
