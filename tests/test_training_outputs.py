@@ -380,6 +380,17 @@ def test_a_class_labeled_nowhere_is_warned_about(tmp_path):
     assert "nanowire pixel" not in result.output
 
 
+def test_images_put_beside_images_folder_are_warned_about(tmp_path):
+    # before: a frame copied into DATA/ itself, next to DATA/images/, was left out silently
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    shutil.copy(data / "images" / "img00.tif", data / "extra.tif")
+    result = _train(str(data), "--out", str(tmp_path / "m.onnx"), "--epochs", "1",
+                    "--model-options", TINY, *FAST)
+    assert result.exit_code == 0, result.output
+    assert (f"warning: 1 image(s) directly in {data} (e.g. extra.tif) are not read: with "
+            "DATA/images/ there, frames are read from it") in " ".join(result.output.split())
+
+
 def test_labels_in_another_tool_s_class_order_are_warned_about(tmp_path):
     # before: a DATA folder numbered 1 droplet, 2 nanowire (a CVAT palette export in that
     # order) trained without a word, a model whose every frame the measurement refuses
