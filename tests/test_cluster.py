@@ -676,11 +676,19 @@ def test_a_script_s_in_process_local_cluster_is_reachable_from_python(acq, tmp_p
     docs/cluster.md shows: an inproc:// address, which only the command line refuses."""
     from distributed import LocalCluster
 
+    from nwwatch.io.metadata import read_zoneless_in
+
     folder, onnx = acq
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as local:
-        assert local.scheduler_address.startswith("inproc://")
-        summary = replay(folder, tmp_path / "res", model=onnx, dask=local.scheduler_address)
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                          dashboard_address=None) as local:
+            assert local.scheduler_address.startswith("inproc://")
+            summary = replay(folder, tmp_path / "res", model=onnx,
+                             dask=local.scheduler_address)
+    finally:
+        # its worker, in this process, set the zone of times without one to the driver's
+        # (this machine's, by name): the tests after it set TZ themselves
+        read_zoneless_in(None)
     assert summary.done == N_FRAMES
     assert_exactly_once(tmp_path / "res", N_FRAMES)
 
