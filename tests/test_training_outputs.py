@@ -391,6 +391,24 @@ def test_images_put_beside_images_folder_are_warned_about(tmp_path):
             "DATA/images/ there, frames are read from it") in " ".join(result.output.split())
 
 
+def test_frames_of_very_different_sizes_are_warned_about(tmp_path):
+    # before: a 2048 px frame among 128 px ones trained at its own size under a working
+    # scale of 128 px, whose droplet radii mixed both (13-520 px), without a word
+    data = make_folder(tmp_path / "data", n=3, size=32)
+    make_folder(tmp_path / "big", n=1, size=96)
+    shutil.copy(tmp_path / "big" / "images" / "img00.tif", data / "images" / "big.tif")
+    shutil.copy(tmp_path / "big" / "labels" / "img00.png", data / "labels" / "big.png")
+    result = _train(str(data), "--out", str(tmp_path / "m.onnx"), "--epochs", "1",
+                    "--model-options", TINY, *FAST)
+    assert result.exit_code == 0, result.output
+    assert ("warning: the labeled frames are 32 to 96 px long: the model's working scale is "
+            "their median, 32 px") in " ".join(result.output.split())
+    same = make_folder(tmp_path / "same", n=3, size=32)
+    result = _train(str(same), "--out", str(tmp_path / "s.onnx"), "--epochs", "1",
+                    "--model-options", TINY, *FAST)
+    assert result.exit_code == 0 and "px long" not in result.output, result.output
+
+
 def test_labels_in_another_tool_s_class_order_are_warned_about(tmp_path):
     # before: a DATA folder numbered 1 droplet, 2 nanowire (a CVAT palette export in that
     # order) trained without a word, a model whose every frame the measurement refuses

@@ -338,6 +338,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             kept = WorkingScale.from_metadata("insitu", {"working_scale": initial.working_scale})
             echo(f"working scale of {initial.working_scale_source.name} kept: "
                  f"{kept.describe()}")
+    if data.kind == "insitu" and config.working_scale is None and payload is None:
+        sides = sorted(max(item.label.shape) for item in data.labeled)
+        median = sides[len(sides) // 2] if sides else 0
+        if sides and (sides[0] * 2 < median or sides[-1] > 2 * median):
+            # the working scale recorded is the median's: frames far from it train at their
+            # own size but are resized to it at run time, and its droplet radii mix theirs
+            echo(f"warning: the labeled frames are {sides[0]} to {sides[-1]} px long: the "
+                 f"model's working scale is their median, {median} px, to which the service "
+                 f"resizes frames, while each trains at its own size; bring them to one size "
+                 f"first (a fine-tune, --init, brings them into its model's scale)")
     if data.kind == "insitu" and config.working_scale is not None:  # a resume: the same
         data, note = to_working_scale(data, config.working_scale)
         if note:
