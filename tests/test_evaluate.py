@@ -866,3 +866,9 @@ def test_a_file_or_a_results_folder_given_as_data_says_what_data_is(tmp_path):
     assert result.exit_code == 1
     assert (f"{results} is a results folder (the service's or replay's rows), not labeled "
             f"frames: `nwwatch label --queue {results} --out DATA`") in result.output
+    tomograms = tmp_path / "tomo-res"  # label --queue takes no tomogram results
+    (tomograms / "volumes").mkdir(parents=True)
+    (tomograms / "ledger.sqlite").touch()
+    result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(tomograms)])
+    assert result.exit_code == 1
+    assert f"{tomograms} is a results folder of tomograms, not labeled slices" in result.output

@@ -416,6 +416,9 @@ def test_programming_errors_raise_value_error():
     holed[0, 0] = np.nan
     with pytest.raises(ValueError, match="got values from 0 to 1 and NaN"):
         measure_contact_angle(labels, holed)
+    holed[0, 0] = np.inf  # named too, not read as a map of 0 to 1
+    with pytest.raises(ValueError, match="got values from 0 to 1 and inf"):
+        measure_contact_angle(labels, holed)
 
 
 @pytest.mark.parametrize("value", [3, 255])

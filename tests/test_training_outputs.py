@@ -395,14 +395,18 @@ def test_frames_of_very_different_sizes_are_warned_about(tmp_path):
     # before: a 2048 px frame among 128 px ones trained at its own size under a working
     # scale of 128 px, whose droplet radii mixed both (13-520 px), without a word
     data = make_folder(tmp_path / "data", n=3, size=32)
-    make_folder(tmp_path / "big", n=1, size=96)
+    make_folder(tmp_path / "big", n=1, size=160)
     shutil.copy(tmp_path / "big" / "images" / "img00.tif", data / "images" / "big.tif")
     shutil.copy(tmp_path / "big" / "labels" / "img00.png", data / "labels" / "big.png")
     result = _train(str(data), "--out", str(tmp_path / "m.onnx"), "--epochs", "1",
                     "--model-options", TINY, *FAST)
     assert result.exit_code == 0, result.output
-    assert ("warning: the labeled frames are 32 to 96 px long: the model's working scale is "
-            "their median, 32 px") in " ".join(result.output.split())
+    # the scale the export records: the median long side, at least 64 px
+    assert ("warning: the labeled frames are 32 to 160 px long: the model's working scale will "
+            "be 64 px (their median long side)") in " ".join(result.output.split())
+    from nwwatch.segment.session import Segmenter
+
+    assert Segmenter(tmp_path / "m.onnx", providers=("cpu",)).working_scale.frame_px == 64
     same = make_folder(tmp_path / "same", n=3, size=32)
     result = _train(str(same), "--out", str(tmp_path / "s.onnx"), "--epochs", "1",
                     "--model-options", TINY, *FAST)

@@ -247,7 +247,7 @@ def test_a_resume_with_nothing_to_train_leaves_the_export_and_checkpoint_alone(t
     again = train(config, resume=True, progress=False, echo=lines.append)
     assert again.out is None
     assert f"{model} is its export already and is left as it is (--export-only writes it " \
-           "again)" in lines
+           "again, and its INT8 model with --quantize int8)" in lines
     assert (file_sha256(model), file_sha256(ckpt)) == before
     # a run whose export was cut short (the checkpoint newer than the model): exported now
     import os
@@ -255,6 +255,17 @@ def test_a_resume_with_nothing_to_train_leaves_the_export_and_checkpoint_alone(t
     stamp = ckpt.stat().st_mtime_ns
     os.utime(model, ns=(stamp - 10**9, stamp - 10**9))
     assert train(config, resume=True, progress=False).out == model
+
+
+def test_a_finished_resume_given_quantize_exports_again(tmp_path):
+    # --quantize int8 given to a finished run asks for its INT8 model: an export, not "left
+    # as it is"
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    config = _config(tmp_path, "q", data, export=True)
+    train(config, progress=False)
+    config.quantize = "int8"
+    again = train(config, resume=True, progress=False, given=("quantize",))
+    assert again.out == tmp_path / "q.onnx" and "int8" in again.reports
 
 
 def test_a_contrastive_resume_with_nothing_to_train_keeps_its_refit_classifier(tmp_path):
@@ -292,9 +303,36 @@ def test_a_moved_teacher_or_frozen_encoder_is_given_anew_on_resume(tmp_path, opt
     source.rename(moved)
     resumed = _config(tmp_path, "run", data, epochs=2, **{**extra, option: str(moved)})
     assert train(resumed, resume=True, progress=False, given=(option, "epochs")).epochs == 2
-    # another file under the new name: refused by the sha256 the run recorded
+    # another file under the new name: a teacher's is refused by the sha256 the run recorded
+    # (its pseudo-labels would change); a frozen encoder's weights come from the checkpoint
     train(_config(tmp_path, "other", data, seed=9), progress=False)
     shutil.copy(tmp_path / "other.pt", moved)
     resumed.epochs = 3
-    with pytest.raises(TrainingError, match="changed since|is not the file this run froze"):
+    if option == "teacher":
+        with pytest.raises(TrainingError, match="teacher .* changed since"):
+            train(resumed, resume=True, progress=False, given=(option, "epochs"))
+    else:
+        before = load_checkpoint(tmp_path / "run.pt")
         train(resumed, resume=True, progress=False, given=(option, "epochs"))
+        after = load_checkpoint(tmp_path / "run.pt")
+        for name, value in before["state"].items():
+            if name.startswith("model.encoder."):  # frozen: the run's own, not the file's
+                assert torch.equal(value, after["state"][name]), name
+        assert after["provenance"]["frozen_encoder_sha256"] == \
+            before["provenance"]["frozen_encoder_sha256"]
+
+
+def test_a_teacher_or_frozen_encoder_given_to_a_run_without_one_is_refused(tmp_path):
+    # moved files are given anew; a run that had none does not get one (a frozen encoder
+    # changed the trainable parameters under the optimizer: torch's own error)
+    from training.resume import ResumeSettingError
+
+    data = make_folder(tmp_path / "data", n=2, size=32, unlabeled=2)
+    train(_config(tmp_path, "sup", data), progress=False)
+    config = _config(tmp_path, "cct", data, paradigm="cct")
+    train(config, progress=False)
+    again = _config(tmp_path, "cct", data, paradigm="cct", epochs=2,
+                    frozen_encoder=str(tmp_path / "sup.pt"))
+    with pytest.raises(ResumeSettingError, match="--frozen-encoder .*was trained with no "
+                                                 "--frozen-encoder"):
+        train(again, resume=True, progress=False, given=("frozen_encoder", "epochs"))

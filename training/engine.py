@@ -165,17 +165,6 @@ def _check_resumed_inputs(ckpt_file: Path, payload: dict[str, Any], config: Trai
                             f"checkpoint was written (sha256 {teacher_sha[:12]}... then), and "
                             f"the resumed run would train on its new pseudo-labels; start a "
                             f"new run instead of --resume")
-    encoder_sha = (payload.get("provenance") or {}).get("frozen_encoder_sha256")
-    if config.frozen_encoder and encoder_sha is not None:
-        from training.modelfiles import checkpoint_path
-
-        encoder = Path(config.frozen_encoder)
-        encoder = checkpoint_path(encoder) if encoder.suffix == ".onnx" else encoder
-        if encoder.is_file() and file_sha256(encoder) != encoder_sha:
-            raise TrainingError(f"{ckpt_file}: the frozen encoder {encoder} is not the file "
-                                f"this run froze (sha256 {encoder_sha[:12]}... then); give "
-                                f"that file with --frozen-encoder, or start a new run instead "
-                                f"of --resume")
 
 
 def _check_resumed_dataset(ckpt_file: Path, payload: dict[str, Any],
@@ -338,16 +327,21 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             kept = WorkingScale.from_metadata("insitu", {"working_scale": initial.working_scale})
             echo(f"working scale of {initial.working_scale_source.name} kept: "
                  f"{kept.describe()}")
-    if data.kind == "insitu" and config.working_scale is None and payload is None:
+    if data.kind == "insitu" and config.working_scale is None and payload is None \
+            and data.labeled:
+        from nwwatch.segment.scale import scale_from_labels
+
         sides = sorted(max(item.label.shape) for item in data.labeled)
-        median = sides[len(sides) // 2] if sides else 0
-        if sides and (sides[0] * 2 < median or sides[-1] > 2 * median):
-            # the working scale recorded is the median's: frames far from it train at their
-            # own size but are resized to it at run time, and its droplet radii mix theirs
+        frame_px = scale_from_labels([item.label for item in data.labeled],
+                                     config.crop).frame_px  # what the export records
+        if sides[0] * 2 < frame_px or sides[-1] > 2 * frame_px:
+            # frames far from it train at their own size but are resized to it at run
+            # time, and its droplet radii mix theirs
             echo(f"warning: the labeled frames are {sides[0]} to {sides[-1]} px long: the "
-                 f"model's working scale is their median, {median} px, to which the service "
-                 f"resizes frames, while each trains at its own size; bring them to one size "
-                 f"first (a fine-tune, --init, brings them into its model's scale)")
+                 f"model's working scale will be {frame_px} px (their median long side), to "
+                 f"which the service resizes frames, while each trains at its own size; "
+                 f"bring them to one size first (a fine-tune, --init, brings them into its "
+                 f"model's scale)")
     if data.kind == "insitu" and config.working_scale is not None:  # a resume: the same
         data, note = to_working_scale(data, config.working_scale)
         if note:
@@ -425,13 +419,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             plural = "" if start_epoch == 1 else "s"
             echo(f"checkpoint already has {start_epoch} epoch{plural}; nothing to train")
             out = Path(config.out)
+            # --quantize or --exporter given: an export asked for (an INT8 model added)
             if (not export_only and config.export and out.is_file()
-                    and out.stat().st_mtime_ns >= ckpt_file.stat().st_mtime_ns):
+                    and out.stat().st_mtime_ns >= ckpt_file.stat().st_mtime_ns
+                    and not {"quantize", "exporter"} & set(given)):
                 # its export, written after the checkpoint's last save: writing it again
                 # changed its sha256 (a teacher's, a frozen encoder's: the runs that name it
                 # could not be resumed) and refit a contrastive classifier once more
                 echo(f"{out} is its export already and is left as it is (--export-only "
-                     f"writes it again)")
+                     f"writes it again, and its INT8 model with --quantize int8)")
                 return TrainResult(None, ckpt_file, {}, start_epoch, history)
 
     end_epoch = start_epoch if export_only else config.epochs

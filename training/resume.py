@@ -24,6 +24,9 @@ CHANGEABLE = ("out", "epochs", "device", "threads", "workers", "quiet", "exporte
 #: with a resume, they replace the checkpoint's (moved files; the data hash, the teacher's
 #: and the encoder's sha256 refuse other files).
 _MOVABLE = ("data", "volume", "labels", "frozen_encoder", "teacher")
+#: Of those, the files a run may not have had: given to a run without one, they are another
+#: setting (a frozen encoder would change the trainable parameters under the optimizer).
+_MOVABLE_IF_SET = ("frozen_encoder", "teacher")
 #: Settings that are paths: compared as absolute paths.
 _PATHS = ("data", "volume", "labels", "init", "frozen_encoder", "teacher")
 
@@ -83,7 +86,8 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
             f"--resume only lengthens a run (give --epochs {saved.epochs} or more, or leave it "
             f"out); to stop it where it is, --resume --export-only exports its best weights")
     for name in given:
-        if name in CHANGEABLE or name in _MOVABLE:
+        if name in CHANGEABLE or (name in _MOVABLE and (
+                name not in _MOVABLE_IF_SET or getattr(saved, name))):
             continue
         mine, theirs = getattr(config, name), getattr(saved, name)
         if name == "model_options":  # the checkpoint's hold every option of the model
@@ -124,8 +128,9 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
                 f"{'its' if len(paths) == 1 else 'their'} new place with --resume "
                 f"({option.replace(str(gone[0]), 'NEW')}; the data hash checks "
                 f"{'it is' if len(paths) == 1 else 'they are'} the same)")
-    for name in ("frozen_encoder", "teacher"):  # checked by their recorded sha256
-        if name in given and getattr(config, name):
+    for name in _MOVABLE_IF_SET:  # a teacher is checked by its recorded sha256; a frozen
+        # encoder's weights come from the checkpoint on resume, not from its file
+        if name in given and getattr(config, name) and getattr(saved, name):
             setattr(saved, name, getattr(config, name))
     saved.epochs = max(saved.epochs, config.epochs)
     saved.device, saved.out = config.device, config.out

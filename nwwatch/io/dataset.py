@@ -343,10 +343,13 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
         if not hint and (root / "train" / "labels").is_dir():
             # `nwwatch synth tomogram OUT` writes its DATA folder as OUT/train
             hint = f"; {root / 'train'} holds one: give it as DATA"
-        if not hint and ((root / "frames").is_dir() or (root / "ledger.sqlite").exists()):
+        if not hint and (root / "frames").is_dir():
             hint = (f"; {root} is a results folder (the service's or replay's rows), not "
                     f"labeled frames: `nwwatch label --queue {root} --out DATA` makes a DATA "
                     f"folder from its least confident frames")
+        elif not hint and (root / "volumes").is_dir():
+            hint = (f"; {root} is a results folder of tomograms, not labeled slices "
+                    f"(docs/tomography.md: label a slice, then nwwatch train --volume)")
         raise DatasetLayoutError(label_dir, f"labels folder not found (DATA/labels/<stem>.png)"
                                             f"{hint}")
     images = list_images(image_dir)

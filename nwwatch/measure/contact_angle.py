@@ -100,9 +100,11 @@ def _check_inputs(
             finite = p[np.isfinite(p)]
             held = (f"values from {float(finite.min()):g} to {float(finite.max()):g}"
                     if finite.size else "no finite value")
-            nan = " and NaN" if np.isnan(p).any() else ""
+            odd = [name for name, found in (("NaN", np.isnan(p).any()),
+                                             ("inf", np.isposinf(p).any()),
+                                             ("-inf", np.isneginf(p).any())) if found]
             raise ValueError(f"droplet_probability must hold probabilities in [0, 1], got "
-                             f"{held}{nan}")
+                             f"{held}{''.join(f' and {name}' for name in odd)}")
     if image is not None:
         if not isinstance(image, np.ndarray) or image.shape != labels.shape:
             raise ValueError(f"image must have the labels' shape {labels.shape}, "
