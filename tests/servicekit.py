@@ -320,6 +320,15 @@ def folder_tree(folder: Path) -> dict[str, bytes | str | None]:
     return {p.relative_to(folder).as_posix(): content(p) for p in sorted(folder.rglob("*"))}
 
 
+def wait_files_done(ledger_folder: Path, n: int, timeout: float = 30.0) -> None:
+    """Wait until the ledger in ``ledger_folder`` records ``n`` files as done (its rows are
+    written before their batch is committed)."""
+    deadline = time.monotonic() + timeout
+    while ledger_count(ledger_folder, "items", "state = 'done'") < n:
+        assert time.monotonic() < deadline, f"the ledger has not recorded the {n} files"
+        time.sleep(0.1)
+
+
 def ledger_count(results: Path, table: str, where: str) -> int:
     """Rows of the ledger's ``table`` matching the SQL ``where`` (0 while the ledger or its
     table does not exist yet), read without locking out the service."""

@@ -179,6 +179,18 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, acq, tmp_
     assert_exactly_once(tmp_path / "res", N_FRAMES)
 
 
+def _killed_cluster_replay(folder: Path, results: Path, onnx: Path, address: str,
+                           point: str) -> None:
+    """``nwwatch replay --dask`` in a process of its own, killed (SIGKILL) at crash
+    ``point`` (``NWWATCH_CRASH_AT``, e.g. ``after_claim:2``)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": point}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(folder),
+         "--out", str(results), "--model", str(onnx), "--dask", address],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+
+
 @pytest.mark.parametrize("point", ["after_claim", "after_write"])
 def test_driver_killed_and_restarted_completes_without_duplicates(cluster, acq, tmp_path,
                                                                   point):
@@ -188,12 +200,7 @@ def test_driver_killed_and_restarted_completes_without_duplicates(cluster, acq, 
     for f in sorted(folder.glob("f*.tif"))[N_FRAMES // 2:]:
         f.rename(folder / "b" / f.name)
     results = tmp_path / "res"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": f"{point}:2"}
-    proc = subprocess.run(
-        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(folder),
-         "--out", str(results), "--model", str(onnx), "--dask", address],
-        env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    _killed_cluster_replay(folder, results, onnx, address, f"{point}:2")
     if point == "after_claim":
         # Killed at its 2nd claim: the rows of the 1st batch were held in memory, not
         # written; only work is lost.
@@ -218,12 +225,7 @@ def test_a_local_replay_after_a_killed_cluster_replay_removes_its_staged_outputs
     address, _ = cluster
     folder, onnx = acq
     results = tmp_path / "res"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": "after_claim:2"}
-    proc = subprocess.run(
-        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(folder),
-         "--out", str(results), "--model", str(onnx), "--dask", address],
-        env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    _killed_cluster_replay(folder, results, onnx, address, "after_claim:2")
     assert list((results / ".cluster").glob("*.parquet"))
     replay(folder, results, model=onnx)
     assert not (results / ".cluster").exists()
@@ -1645,12 +1647,7 @@ def test_a_replay_with_pictures_does_not_take_rows_staged_without_them(cluster, 
     address, _ = cluster
     folder, onnx = acq
     results = tmp_path / "res"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NWWATCH_CRASH_AT": "after_claim:1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(folder),
-         "--out", str(results), "--model", str(onnx), "--dask", address],
-        env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    _killed_cluster_replay(folder, results, onnx, address, "after_claim:1")
     assert list((results / STAGING_DIR).glob("*.parquet"))  # rows staged without pictures
     summary = replay(folder, results, model=onnx, dask=address, overlays="qa")
     assert (summary.done, summary.frames) == (N_FRAMES, N_FRAMES)

@@ -4,14 +4,13 @@ already moved aside under the same second's name is kept, not replaced."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from datetime import UTC, datetime, timedelta
 
 from servicekit import (
     DaemonProcess,
-    ledger_count,
     model,
     run_nwwatch,
+    wait_files_done,
     wait_rows,
     write_config,
     write_frames,
@@ -70,10 +69,7 @@ def test_a_killed_services_ledger_moved_aside_opens_with_its_write_ahead_log(tmp
         daemon.wait_event("ready", timeout=60)
         write_frames(acq, 3)
         wait_rows(res, 3, proc=daemon, timeout=60)
-        deadline = time.monotonic() + 30
-        while ledger_count(res, "items", "state = 'done'") < 3:
-            assert time.monotonic() < deadline, "the ledger has not recorded the 3 files"
-            time.sleep(0.1)
+        wait_files_done(res, 3)
     finally:
         daemon.kill()
     wal = res / "ledger.sqlite-wal"

@@ -6,14 +6,13 @@ skipped and the new folder never got their rows, without a warning."""
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 from servicekit import (
     DaemonProcess,
-    ledger_count,
     model,
     run_nwwatch,
+    wait_files_done,
     wait_rows,
     write_config,
     write_frames,
@@ -35,10 +34,7 @@ def test_a_service_whose_ledger_outlives_its_results_folder_does_not_start(tmp_p
         daemon.wait_event("ready", timeout=60)
         write_frames(acq, 3)
         wait_rows(res, 3, proc=daemon, timeout=60)
-        deadline = time.monotonic() + 30
-        while ledger_count(state, "items", "state = 'done'") < 3:
-            assert time.monotonic() < deadline, "the ledger has not recorded the 3 files"
-            time.sleep(0.1)
+        wait_files_done(state, 3)
     finally:
         daemon.terminate()
     shutil.rmtree(res)  # "accept a fresh results folder"

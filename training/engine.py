@@ -329,11 +329,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                  f"{kept.describe()}")
     if data.kind == "insitu" and config.working_scale is None and payload is None \
             and data.labeled:
-        from nwwatch.segment.scale import scale_from_labels
+        from nwwatch.segment.scale import working_frame_px
 
         sides = sorted(max(item.label.shape) for item in data.labeled)
-        frame_px = scale_from_labels([item.label for item in data.labeled],
-                                     config.crop).frame_px  # what the export records
+        # what the export records (scale_from_labels)
+        frame_px = working_frame_px([item.label.shape for item in data.labeled])
         if sides[0] * 2 < frame_px or sides[-1] > 2 * frame_px:
             # frames far from it train at their own size but are resized to it at run
             # time, and its droplet radii mix theirs

@@ -21,8 +21,8 @@ class ResumeSettingError(ValueError):
 CHANGEABLE = ("out", "epochs", "device", "threads", "workers", "quiet", "exporter", "quantize",
               "command")
 #: Settings that name where the training data (or a teacher, a frozen encoder) lie: given
-#: with a resume, they replace the checkpoint's (moved files; the data hash, the teacher's
-#: and the encoder's sha256 refuse other files).
+#: with a resume, they replace the checkpoint's (moved files; the data hash and the
+#: teacher's sha256 refuse other files; a frozen encoder's weights come from the checkpoint).
 _MOVABLE = ("data", "volume", "labels", "frozen_encoder", "teacher")
 #: Of those, the files a run may not have had: given to a run without one, they are another
 #: setting (a frozen encoder would change the trainable parameters under the optimizer).

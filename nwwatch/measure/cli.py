@@ -147,19 +147,11 @@ def _sound_structure(path: Path) -> bool:
 
 
 def looks_like_labels(pages: list[np.ndarray]) -> bool:
-    """True for integer pages with at most a handful of distinct values (class ids) or
-    painted with a few other values (:func:`painted_labels`), and for float pages that hold
-    nothing but the class ids 0, 1, 2 and 255 (unlabeled): a label image saved as 32-bit."""
-    return all(np.unique(p).size <= _LABEL_MAX_VALUES or painted_labels(p)
-               if np.issubdtype(p.dtype, np.integer) else _float_class_ids(p)
-               or _few_float_values(p) for p in pages)
-
-
-def _few_float_values(page: np.ndarray) -> bool:
-    """A float page of at most :data:`_LABEL_MAX_VALUES` distinct values, NaN one of them: a
-    mask saved as 32-bit in another numbering (Fiji's 0/127/255, 1/2/3, a NaN background),
-    refused as labels naming its values rather than segmented as a picture of labels."""
-    return page.dtype.kind == "f" and np.unique(page).size <= _LABEL_MAX_VALUES
+    """True for pages with at most a handful of distinct values (NaN one of them), class ids
+    or not (a float mask in another numbering, Fiji's 0/127/255, is refused as labels naming
+    its values rather than segmented as a picture of labels), and for integer pages of class
+    ids painted with a few other values (:func:`painted_labels`)."""
+    return all(np.unique(p).size <= _LABEL_MAX_VALUES or painted_labels(p) for p in pages)
 
 
 def painted_labels(page: np.ndarray) -> bool:

@@ -326,6 +326,12 @@ def working_shape(height: int, width: int, factor: float) -> tuple[int, int]:
     return max(1, round(height * factor)), max(1, round(width * factor))
 
 
+def working_frame_px(shapes: list[tuple[int, ...]]) -> int:
+    """The frame size (long side, px) of a model trained on frames of ``shapes`` (H, W):
+    their median long side, at least :data:`MIN_WORKING_PX`."""
+    return max(int(np.median([max(shape) for shape in shapes])), MIN_WORKING_PX)
+
+
 def scale_from_labels(labels: list[np.ndarray], crop_px: int | None = None) -> WorkingScale:
     """The working scale of a model trained on ``labels`` (uint8 (H, W) each, 255 unlabeled)
     with random ``crop_px`` crops: median long side, the 1st-99th percentile of the largest
@@ -334,13 +340,12 @@ def scale_from_labels(labels: list[np.ndarray], crop_px: int | None = None) -> W
     the frame without crops)."""
     if not labels:
         raise ValueError("scale_from_labels: no labels")
-    frame = int(np.median([max(lab.shape) for lab in labels]))
+    frame = working_frame_px([lab.shape for lab in labels])
     radii = [r for r in (largest_droplet_radius_px(lab) for lab in labels) if r is not None]
     droplet = None
     if len(radii) >= 5:
         low, high = np.percentile(radii, (1.0, 99.0))
         droplet = (round(float(low), 1), round(float(high), 1))
-    frame = max(frame, MIN_WORKING_PX)
     smallest = None if crop_px is None else int(min(max(crop_px, MIN_WORKING_PX), frame))
     return WorkingScale(frame, droplet, smallest,
                         whole_droplet_radius(smallest if smallest is not None else frame))

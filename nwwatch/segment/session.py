@@ -185,10 +185,10 @@ def read_model_file(path: str | os.PathLike[str]) -> bytes:
 _NORMALISED_LIMIT = 16.0
 
 
-def _normalised_batch(images) -> np.ndarray:
+def _normalised_batch(images, check_range: bool = True) -> np.ndarray:
     """``images`` as float32 (N, H, W) (a single (H, W) as N = 1); ValueError for another
-    rank, an integer or non-numeric array, or values far outside [-1, 1]: raw counts given
-    without normalize_image segmented into nonsense without a word."""
+    rank, an integer or non-numeric array, or (``check_range``) values far outside [-1, 1]:
+    raw counts given without normalize_image segmented into nonsense without a word."""
     array = np.asarray(images)
     if not (np.issubdtype(array.dtype, np.floating) or array.size == 0):
         raise ValueError(f"images must be float normalize_image output in [-1, 1], got dtype "
@@ -199,7 +199,7 @@ def _normalised_batch(images) -> np.ndarray:
     if batch.ndim != 3:
         raise ValueError(f"images must be (N, H, W) or (H, W), got shape {batch.shape}")
     # NaN fails both comparisons (normalize_image fills it); ~0.06 ms a 512² frame
-    if batch.size and not (batch.min() >= -_NORMALISED_LIMIT
+    if check_range and batch.size and not (batch.min() >= -_NORMALISED_LIMIT
                            and batch.max() <= _NORMALISED_LIMIT):
         raise ValueError(f"images must be normalize_image output in [-1, 1], got values "
                          f"from {float(batch.min()):g} to {float(batch.max()):g} (raw "
@@ -346,7 +346,8 @@ class Segmenter:
         -------
         Segmentation with arrays of the input's (N, H, W).
         """
-        batch = _normalised_batch(images)
+        # the values are checked once, where every path runs the network: segment_native
+        batch = _normalised_batch(images, check_range=False)
         height, width = batch.shape[1:]
         scale = self.working_scale
         factor = scale.size_factor(height, width)

@@ -254,9 +254,6 @@ def rebuild_ledger(results_dir: str | os.PathLike[str],
     lock = LedgerLock(ledger_path, results)
     report = RebuildReport()
     try:
-        other = ledger_kept_elsewhere(results, ledger_path)
-        if other is not None:  # recorded meanwhile
-            raise LedgerElsewhereError(results, ledger_path, other)
         stamp = _aside_stamp(ledger_path)
         for suffix in _LEDGER_SUFFIXES:
             old = ledger_path.with_name(ledger_path.name + suffix)

@@ -243,8 +243,8 @@ def replay(
         summary = ReplaySummary(results_dir=out, model_name=engine.segmenter.name,
                                 provider=engine.segmenter.provider,
                                 input_path=roots[0] if len(roots) == 1 else None,
-                                pictures_asked=kind == "insitu" and pictures.mode != "none",
-                                pictures_folder=pictures.folder,
+                                pictures_folder=(pictures.folder if kind == "insitu"
+                                                 and pictures.mode != "none" else None),
                                 kind=kind)
         ledger.reconcile(max_attempts).log_to(log)
         # an adopted batch (or build_engines' retry of tomograms) may have taken files off it

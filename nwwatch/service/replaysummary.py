@@ -79,10 +79,9 @@ class ReplaySummary:
     left_out: list[Path] = field(default_factory=list)
     #: Folders that could not be listed (no permission): their files were not processed.
     unlisted: list[OSError] = field(default_factory=list)
-    #: QA pictures were asked for (``--overlays`` or the configuration's setting): files
-    #: already done are not processed again, so they get none.
-    pictures_asked: bool = False
-    #: Where they go (relative to ``results_dir``), said on the summary's line
+    #: Where the QA pictures go (relative to ``results_dir``), None when they were not asked
+    #: for (``--overlays`` or the configuration's setting): files already done are not
+    #: processed again, so they get none.
     pictures_folder: Path | None = None
     #: What was replayed ("insitu" or "tomogram"): which names a folder is searched for.
     kind: str = "insitu"
@@ -189,7 +188,7 @@ class ReplaySummary:
             f"({self.frames_per_s:.1f} rows/s) with {self.model_name} on {self.provider}; "
             f"results in {self.results_dir}"
             + (f", QA pictures in {self.results_dir / self.pictures_folder}"
-               if self.pictures_asked and self.pictures_folder is not None else ""),
+               if self.pictures_folder is not None else ""),
         ]
         if self.volume_like:
             out.append(f"note: {_declare(self.volume_like)} as Z slices ({Z_DECLARATIONS}), "
@@ -201,7 +200,7 @@ class ReplaySummary:
                        "), as an in-situ series does; segmented as a "
                        "tomogram, one volume row a file. For contact angles, one row a "
                        "frame, replay with --kind insitu (docs/service.md)")
-        if self.pictures_asked and self.skipped_earlier:
+        if self.pictures_folder is not None and self.skipped_earlier:
             n = self.skipped_earlier
             out.append(f"note: {n} file{'s' if n > 1 else ''} already done "
                        f"{'was' if n == 1 else 'were'} not processed again, so no QA picture "
