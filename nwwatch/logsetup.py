@@ -25,6 +25,21 @@ def _plain_line(_logger, _name: str, event: dict) -> str:
     return f"{text}\n{trace}" if trace else text
 
 
+class _LineLogger(structlog.PrintLogger):
+    """A PrintLogger whose line to a stream that is gone (a terminal hung up: EIO; a closed
+    pipe) is dropped, as the standard library's logging drops it, instead of raised into the
+    code that logged: a warning must not end a replay that is writing the rows it held."""
+
+    def msg(self, message: str) -> None:
+        try:
+            super().msg(message)
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            pass
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
 def configure_logging(level: str = "info", stream: TextIO | None = None,
                       plain: bool = False) -> None:
     """JSON lines on ``stream`` (stderr by default) at ``level`` and above; with ``plain``,
@@ -55,7 +70,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None,
             *ending,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=lambda *_args: _LineLogger(stream),
         cache_logger_on_first_use=False,
     )
 

@@ -4,6 +4,8 @@ the example: a real process, its stderr a real pseudo-terminal or a pipe."""
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import pty
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from onnx_models import build_threshold_model
 
 from nwwatch.io import write_volume_tiff
@@ -66,3 +69,28 @@ def test_warnings_into_a_pipe_are_json_lines(tmp_path):
     warned = [e for e in events if e["event"] == "replay.volume_like_input"]
     assert [(e["level"], e["path"], e["pages"]) for e in warned] == [
         ("warning", str(tmp_path / "acq" / "vol.tif"), 3)]
+
+
+class _GoneTerminal(io.StringIO):
+    """A stream whose terminal hung up: every write fails with EIO."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+@pytest.mark.parametrize("plain", [True, False])
+def test_a_line_to_a_stream_that_is_gone_is_dropped(plain):
+    # before: the OSError reached the code that logged, e.g. a replay writing the rows it
+    # held after its terminal closed, which then ended with a traceback (exit 1)
+    from nwwatch.logsetup import configure_logging, get_logger
+
+    configure_logging("warning", stream=_GoneTerminal(), plain=plain)
+    get_logger().warning("file_failed", reason="x")
+    closed = io.StringIO()
+    configure_logging("warning", stream=closed, plain=plain)
+    closed.close()
+    get_logger().warning("file_failed", reason="x")  # ValueError: a closed stream
+    kept = io.StringIO()
+    configure_logging("warning", stream=kept, plain=plain)
+    get_logger().warning("file_failed", reason="x")
+    assert "file_failed" in kept.getvalue()

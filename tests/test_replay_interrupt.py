@@ -75,16 +75,31 @@ def test_sigterm_writes_what_was_processed_exits_143_and_the_next_run_completes(
     assert len(table) == N_FILES and not table.duplicated(["source", "frame"]).any()
 
 
+# ``nwwatch`` that writes to the file ``argv[1]`` what ended it (the exception and the chain
+# before it): a process whose terminal closed can say it nowhere else
+_RECORDING = """
+import sys, traceback
+record = open(sys.argv.pop(1), "w")
+try:
+    from nwwatch.cli import main
+    main()
+except BaseException as exc:
+    traceback.print_exception(exc, file=record)
+    raise
+"""
+
+
 def test_a_replay_whose_terminal_closes_writes_what_was_processed(tmp_path):
     """The terminal of a foreground replay closed (an ssh session dropped): the kernel sends
-    SIGHUP, and the terminal takes no more output. Was killed at once (exit -1), the rows
-    held in memory lost; now they are written and the replay exits 129, its line to a
-    terminal that is gone dropped."""
+    SIGHUP, and the terminal takes no more output. The rows held in memory are written and
+    the replay exits 129, its line to a terminal that is gone dropped; a hang-up that comes
+    once every file is processed loses only the last lines, the status stays 0."""
     acq, results = tmp_path / "acq", tmp_path / "res"
     acq.mkdir()
     write_frames(acq, N_FILES)
     onnx = model(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    record = tmp_path / "ended.txt"
     master, slave = os.openpty()
 
     def controlling_terminal() -> None:  # in the child: the pty is its session's terminal
@@ -93,7 +108,7 @@ def test_a_replay_whose_terminal_closes_writes_what_was_processed(tmp_path):
         hangup_as_a_terminal_gives_it()
 
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(acq),
+        [sys.executable, "-c", _RECORDING, str(record), "replay", str(acq),
          "--out", str(results), "--model", str(onnx)],
         env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_terminal)
     os.close(slave)
@@ -117,13 +132,37 @@ def test_a_replay_whose_terminal_closes_writes_what_was_processed(tmp_path):
             proc.wait()
     if ended_first:
         pytest.skip("the replay ended before the terminal closed")
-    assert proc.returncode == 129
     table = frames_table(results)
     written = 0 if table is None else len(table)
-    assert 0 < written < N_FILES
+    ended = record.read_text() if record.exists() else "(nothing recorded)"
+    assert proc.returncode == (0 if written == N_FILES else 129), ended
+    assert "HungUp" in ended or written == N_FILES, ended
+    assert 0 < written
     assert ledger_count(results, "items", "state='done'") == written
     again = replay(acq, results, model=onnx)
     assert (again.skipped, again.done) == (written, N_FILES - written)
+
+
+def test_a_replay_whose_output_is_cut_short_exits_with_its_status(tmp_path):
+    """``nwwatch replay ... | head -1``: the reader of its last lines went away. Every file
+    is processed, so the status is 0, without a traceback or Python's "Exception ignored"
+    (exit 1 and 120 before)."""
+    acq, results = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    write_frames(acq, 3)
+    onnx = model(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(acq),
+         "--out", str(results), "--model", str(onnx)],
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # nobody reads the summary
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    proc.stderr.close()
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and "Exception ignored" not in err, err[-3000:]
+    assert len(frames_table(results)) == 3
 
 
 # ``nwwatch replay`` that sends itself ``argv[1]`` (a signal number) as soon as its first batch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -205,6 +206,7 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
                                "inside the same process only: a Python script's)")
     # per-file lines would fight with the progress bar; plain warnings at a terminal
     configure_logging("warning", plain=sys.stderr.isatty())
+    s = None
     try:
         # SIGTERM and a hang-up unwind as Ctrl-C: held rows are written
         with sigterm_as_interrupt(hangup=True):
@@ -212,10 +214,17 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
                            config=config_path, progress=sys.stderr.isatty(), triplanar=triplanar,
                            flips=flips, overlays=overlays, overlay_frames=overlay_frames,
                            save_labels=save_labels, dask=dask_address)
+            # within the block: a hang-up now (SIG_DFL again after it) ended the process
+            # with every row written, as if it had been cut short
+            _say_summary(s.lines())
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
             LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError,
             ClusterUnavailableError, ClusterUnreachableError, ResultsWriteError,
             KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt) and s is not None:
+            # the replay had finished: only its last lines are lost, its status stands
+            _stdout_dropped()
+            sys.exit(s.exit_status)
         if isinstance(exc, KeyboardInterrupt):
             with contextlib.suppress(OSError):  # a terminal hung up takes no more lines
                 click.echo(f"replay interrupted ({interrupt_name(exc)}): "
@@ -226,9 +235,28 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
             # an option that does not fit the others: a wrong command line, exit 2
             raise click.UsageError(str(exc)) from None
         raise click.ClickException(str(exc)) from None
-    for line in s.lines():
-        click.echo(line)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # all is written and said: nothing to stop
     sys.exit(s.exit_status)
+
+
+def _say_summary(lines: list[str]) -> None:
+    """The replay's last lines on stdout; to a terminal that hung up (EIO) or a closed pipe
+    they are dropped (the rows are written, the status says how it went)."""
+    try:
+        for line in lines:
+            click.echo(line)
+    except OSError:
+        _stdout_dropped()
+
+
+def _stdout_dropped() -> None:
+    """Point stdout at the null device, so that the lines still buffered for a terminal
+    that is gone do not fail again as the process exits (Python then prints "Exception
+    ignored" and exits 120)."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
 
 
 def _what_an_interrupt_kept(out_dir: Path) -> str:
