@@ -1521,3 +1521,23 @@ def test_a_model_that_fails_on_a_frame_skips_that_file_naming_the_model(tmp_path
             "Non-zero status code returned while running Concat node.)") in said, said
     rows = pq.read_table(out).to_pylist()
     assert [(Path(r["source"]).name, r["frame"]) for r in rows] == [("a.tif", 0), ("b.tif", 0)]
+
+
+def test_a_file_named_twice_gives_its_rows_once_under_its_absolute_path(tmp_path,
+                                                                        monkeypatch):
+    # before: a row per spelling (overlapping globs, relative and absolute), and source as
+    # typed ("labels/a.png"), which matched no service row and no other working directory
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(folder / name),
+                    render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8)).labels)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "m.parquet"
+    result = CliRunner().invoke(main, ["measure", "labels/a.png", "labels/b.png",
+                                      "labels/a.png", str(folder / "a.png"),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(out).to_pylist()
+    assert [(r["source"], r["frame"]) for r in rows] == [(str(folder / "a.png"), 0),
+                                                         (str(folder / "b.png"), 0)]

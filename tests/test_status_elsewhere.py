@@ -32,3 +32,21 @@ def test_status_of_results_kept_by_a_ledger_elsewhere_names_that_ledger(tmp_path
         said = " ".join(shown.stderr.split())
         assert f"the results are kept by the ledger {other}" in said, said
         assert f"ledger: {other}" in shown.stdout or f'"ledger": "{other}"' in shown.stdout
+
+
+def test_status_takes_the_results_folder_as_report_and_compact_do(tmp_path):
+    # was: exit 2, "Got unexpected extra argument (res)", nothing about --out
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    write_small_tomogram(acq / "v.tif")
+    assert replay(acq, res, kind="tomogram", model=model(tmp_path / "m", kind="tomogram")).done
+    by_argument = run_nwwatch("status", str(res), "--json")
+    assert by_argument.returncode == 0, by_argument.stderr
+    assert by_argument.stdout == run_nwwatch("status", "--out", str(res), "--json").stdout
+    other = tmp_path / "other"
+    other.mkdir()
+    both = run_nwwatch("status", str(res), "--out", str(other))
+    assert both.returncode == 2
+    assert f"give the results folder once: RESULTS {res} or --out {other}" in both.stderr
+    with_config = run_nwwatch("status", str(res), "--config", str(tmp_path / "c.toml"))
+    assert with_config.returncode == 2, with_config.stderr

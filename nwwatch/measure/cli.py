@@ -420,6 +420,8 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     """Measure contact angles on INPUTS: label images (PNG/TIFF: 0 background, 1 nanowire,
     2 droplet) or raw frames, which are segmented with the model first.
 
+    A file named twice (e.g. by two shell globs) is measured once.
+
     TIFF, MRC, DigitalMicrograph, Velox EMD and TIA series files are read as the service
     reads them: a file it refuses is named and skipped (exit status 1), and each row gets the
     file's pixel size and acquisition time. SerialEM's NAME.mdoc is read with its MRC file
@@ -449,7 +451,12 @@ class _Run:
     INPUTS, for the line of a run a stop signal ends."""
 
     def __init__(self, inputs: tuple[Path, ...]) -> None:
-        self.inputs = inputs
+        # a file named twice (overlapping globs, a relative and an absolute spelling) gives
+        # its rows once, as replay processes it once
+        unique: dict[str, Path] = {}
+        for path in inputs:
+            unique.setdefault(os.path.abspath(path), path)
+        self.inputs = tuple(unique.values())
         self.rows: list[dict] = []
         self.skipped = 0
         self.swapped_valid: list[str] = []
@@ -634,7 +641,8 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                     click.echo(f"warning: {picture}: the overlay could not be written "
                                f"({exc.strerror or exc})", err=True)
             rows.append({
-                "source": path_text(path),  # text Arrow can encode, as the service's
+                # the absolute path, as the service's (text Arrow can encode)
+                "source": path_text(os.path.abspath(path)),
                 "frame": index,
                 **result.as_row(),
                 **extra,

@@ -278,8 +278,12 @@ def _what_an_interrupt_kept(out_dir: Path) -> str:
                                                   path_type=Path),
               default=None, help="A results folder (ledger.sqlite inside), e.g. of a replay.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> None:
-    """Show what the service has processed, failed and quarantined.
+@click.argument("results", required=False, default=None,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+def status(config_path: Path | None, out_dir: Path | None, as_json: bool,
+           results: Path | None) -> None:
+    """Show what the service has processed, failed and quarantined: of the configuration's
+    results, or of RESULTS (the same as --out RESULTS, as report and compact take it).
 
     Rows are counted for the newest version of each file, as the dashboard shows them; the
     rows of earlier versions (a stack processed again as it grew) are counted apart, as
@@ -290,8 +294,13 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool) -> Non
     from nwwatch.service.ledgerdb import rebuild_command
     from nwwatch.service.status import format_status, service_status
 
+    if results is not None:
+        if out_dir is not None and os.path.abspath(out_dir) != os.path.abspath(results):
+            raise click.UsageError(f"give the results folder once: RESULTS {results} or "
+                                   f"--out {out_dir}, not both")
+        out_dir = results
     if config_path is not None and out_dir is not None:
-        raise click.UsageError("give either --config or --out, not both")
+        raise click.UsageError("give either --config or --out (RESULTS), not both")
     if config_path is None and out_dir is None:
         if not DEFAULT_CONFIG.is_file():
             # say what the default was: the help promises it, and "give one" alone read as
