@@ -215,6 +215,20 @@ def test_a_few_pixels_of_a_wrong_value_are_not_told_to_renumber_the_image(tmp_pa
     assert "napari" in info.value.reason
 
 
+def test_ids_counted_from_1_with_a_small_droplet_are_not_a_stray_stroke(tmp_path):
+    # before: a droplet under half a percent of the frame made 1/2/3 labels "painted in by
+    # mistake ... give those pixels their class (or 255)"; done, the label was accepted with
+    # background read as wire, and trained on
+    label = np.ones((64, 64), np.uint8)
+    label[32:, 24:40] = 2
+    label[28:32, 30:34] = 3  # 16 px of 4096
+    cv2.imwrite(str(tmp_path / "from1.png"), label)
+    with pytest.raises(DatasetLayoutError, match="out of range") as info:
+        read_label_image(tmp_path / "from1.png", 3)
+    assert "painted in by mistake" not in info.value.reason
+    assert "renumber them to 0..2" in info.value.reason
+
+
 @pytest.mark.parametrize("values", [(0, 127, 255), (1, 2, 3)])
 def test_another_tools_grey_levels_or_ids_are_told_to_be_renumbered(tmp_path, values):
     # before: only "label values [127] out of range" for a 0/127/255 grey mask, whose

@@ -222,7 +222,9 @@ def label_values_problem(values: np.ndarray, num_classes: int,
     stray = counts is not None and counts[is_bad].sum() < STRAY_VALUES_SHARE * counts.sum()
     if bad.size:
         hint = ""
-        if stray:
+        # with no 0 anywhere the whole numbering is off (ids counted from 1), however few
+        # pixels the last id has (a small droplet): not a stray brush stroke
+        if stray and 0 in values:
             # a brush stroke of a wrong value, a JPEG's residue: renumbering the whole image
             # (as for another tool's ids) would ruin it
             hint = (f"; only {int(counts[is_bad].sum())} px of "
