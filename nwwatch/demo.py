@@ -23,7 +23,7 @@ from nwwatch.io import read_frames, read_volume
 from nwwatch.io.dataset import read_label_image
 from nwwatch.io.png import write_image_file
 from nwwatch.normalize import stretch_to_uint8
-from nwwatch.options import SEED, require_writable
+from nwwatch.options import SEED, model_file, require_writable, say
 from nwwatch.synth.video import VIDEO_SCENES, scene_options
 
 #: The main video (looks like the real frames) and the stress video (a small droplet at a
@@ -220,8 +220,8 @@ def _own_output_folder(out: Path) -> None:
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path), default="demo_output")
 @click.option("--frames", "n_frames", type=click.IntRange(min=4), default=60, show_default=True)
 @click.option("--size", type=click.IntRange(min=64), default=512, show_default=True)
-@click.option("--model", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              default=None, help="ONNX model (default: the shipped in-situ model).")
+@click.option("--model", callback=model_file, metavar="MODEL", default=None,
+              help="ONNX in-situ model, or a shipped one's name (default: insitu-default).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--stress", is_flag=True,
               help="The stress case instead: a 35 px droplet (at 512 px) at 35 e/px; the "
@@ -230,33 +230,39 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
          stress: bool) -> None:
     """Synthetic growth video -> nwwatch -> Parquet -> angle-vs-time plot and overlays."""
     from nwwatch.measure import draw_overlay, measure_contact_angle
+    from nwwatch.segment.session import ModelLoadError, Segmenter
     from nwwatch.service.replay import replay
     from nwwatch.synth import generate_insitu, generate_tomogram
 
     model = model or DEFAULT_INSITU_MODEL
     if not model.is_file():
         raise click.ClickException(f"{model}: default model missing; reinstall nwwatch")
+    try:  # before anything is written: a model the replay would refuse is named now
+        segmenter = Segmenter(model, providers=("cpu",))
+        segmenter.require_kind("insitu", "the demo's growth video")
+    except ModelLoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--model'") from None
     _own_output_folder(out)
     video, tomo, results = out / "video", out / "tomogram", out / "results"
 
     start = time.perf_counter()
-    click.echo(f"1/4 synthesising a {n_frames}-frame growth video ({size}x{size}) in {video}")
+    say(f"1/4 synthesising a {n_frames}-frame growth video ({size}x{size}) in {video}")
     options = scene_options("stress" if stress else "realistic", size)
     generate_insitu(video, n_frames, video=True, seed=seed, size=size, video_options=options)
-    click.echo(f"2/4 synthesising a 64^3 tomogram in {tomo}")
+    say(f"2/4 synthesising a 64^3 tomogram in {tomo}")
     generate_tomogram(tomo, size=64, seed=seed)
     montage = write_montage(video, tomo, out / "montage.png")
-    click.echo(f"    montage: {montage}")
+    say(f"    montage: {montage}")
 
-    click.echo(f"3/4 processing the video with {model.name} (the service's replay path)")
+    say(f"3/4 processing the video with {model.name} (the service's replay path)")
     summary = replay(video, results, kind="insitu", model=model, force=True)
-    click.echo(
+    say(
         f"    {summary.frames} frames from {summary.files} files in {summary.seconds:.1f} s "
         f"({summary.frames_per_s:.1f} frames/s, {summary.provider}); "
         f"failed {summary.failed}, quarantined {summary.quarantined}"
     )
 
-    click.echo("4/4 plotting contact angle against time and drawing overlays")
+    say("4/4 plotting contact angle against time and drawing overlays")
     frames_table = ds.dataset(results / "frames", format="parquet").to_table()
     truth_table = pq.read_table(video / "truth.parquet")
     series = angle_vs_time(frames_table, truth_table)
@@ -264,14 +270,12 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
     plot = out / "contact_angle_vs_time.png"
     if not plot_angle_vs_time(series.time_s, series.true_deg, series.valid_deg, plot,
                               series=series):
-        click.echo("    plot skipped: matplotlib is not installed (pip install 'nwwatch[report]')")
+        say("    plot skipped: matplotlib is not installed (pip install 'nwwatch[report]')")
         plot = None
     overlays = out / "overlays"
     overlays.mkdir(exist_ok=True)
     from nwwatch.normalize import normalize_image
-    from nwwatch.segment.session import Segmenter
 
-    segmenter = Segmenter(model, providers=("cpu",))
     sources = sorted(video.glob("frame_*.tif"))
     for path in [sources[i] for i in np.linspace(0, len(sources) - 1, 4).astype(int)]:
         frame = read_frames(path)[0]
@@ -280,7 +284,7 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
                                        pixel_size_nm=frame.pixel_size_nm, image=frame.image)
         write_image_file(overlays / f"{path.stem}.png",
                          draw_overlay(frame.image, seg.labels[0], result))
-    click.echo(f"    {summary_line(stats, series.refused_counts())}")
+    say(f"    {summary_line(stats, series.refused_counts())}")
     shown = f"{plot}, " if plot is not None else ""
-    click.echo(f"done in {time.perf_counter() - start:.0f} s: see {shown}{out}/montage.png, "
-               f"{overlays}/, Parquet in {results}/frames/")
+    say(f"done in {time.perf_counter() - start:.0f} s: see {shown}{out}/montage.png, "
+        f"{overlays}/, Parquet in {results}/frames/")

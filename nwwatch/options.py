@@ -545,3 +545,27 @@ def model_file(ctx: click.Context | None, param: click.Parameter | None,
     what = "a folder, not an ONNX model file" if path.is_dir() else "no such file"
     raise click.BadParameter(f"{value}: {what}; give an ONNX model, or the name of a shipped "
                              f"one ({', '.join(shipped)})", ctx, param)
+
+
+def say(text: str = "", err: bool = False) -> None:
+    """``click.echo(text, err=err)`` for a command whose products are files: when the reader
+    has gone (a closed pipe, ``nwwatch measure ... | head -1``: EPIPE; a terminal hung up:
+    EIO) this line and the later ones of that stream are dropped and the work goes on,
+    where the error would end the command with its rows unwritten."""
+    try:
+        click.echo(text, err=err)
+    except OSError:
+        stream_dropped(err)
+
+
+def stream_dropped(err: bool = False) -> None:
+    """Point stdout (stderr with ``err``) at the null device, once its reader has gone: the
+    text still buffered for it then does not fail again as the process exits (Python would
+    print "Exception ignored" and exit 120)."""
+    stream = sys.stderr if err else sys.stdout
+    with contextlib.suppress(OSError, ValueError):  # no descriptor (a test's capture)
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, stream.fileno())
+        finally:
+            os.close(null)

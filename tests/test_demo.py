@@ -98,3 +98,24 @@ def test_a_demo_run_again_into_its_folder_replaces_its_own_files_and_no_one_else
     seed = CliRunner().invoke(demo, [str(tmp_path / "s"), *args, "--seed", "-1"])
     assert seed.exit_code == 2 and "Invalid value for '--seed'" in seed.output
     assert not (tmp_path / "s").exists()
+
+
+def test_a_model_the_demo_cannot_use_is_named_before_anything_is_written(tmp_path):
+    # before: steps 1-2 wrote the video and tomogram, then a ConfigError or ModelLoadError
+    # traceback (exit 1); and the shipped model's name was "does not exist"
+    from onnx_models import build_threshold_model
+
+    tomogram_model = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    garbage = tmp_path / "g.onnx"
+    garbage.write_text("garbage")
+    for model, said in [(tomogram_model, "a 'tomogram' model; the demo's growth video needs "
+                                         "an in-situ model"),
+                        (garbage, "ONNX Runtime cannot load it")]:
+        out = tmp_path / f"out_{model.stem}"
+        result = CliRunner().invoke(demo, [str(out), "--frames", "4", "--size", "64",
+                                           "--model", str(model)])
+        assert result.exit_code == 2, result.output
+        assert said in result.output and "Traceback" not in result.output
+        assert not out.exists()
+    wrong_name = CliRunner().invoke(demo, [str(tmp_path / "o"), "--model", "insitu-nope"])
+    assert wrong_name.exit_code == 2 and "insitu-default" in wrong_name.output

@@ -1541,3 +1541,29 @@ def test_a_file_named_twice_gives_its_rows_once_under_its_absolute_path(tmp_path
     rows = pq.read_table(out).to_pylist()
     assert [(r["source"], r["frame"]) for r in rows] == [(str(folder / "a.png"), 0),
                                                          (str(folder / "b.png"), 0)]
+
+
+def test_measure_whose_output_pipe_closes_still_writes_its_rows(tmp_path):
+    # `nwwatch measure labels/*.png --out m.parquet | head -1`: before, the second line's
+    # EPIPE ended the command with exit 1, no message, and no rows written
+    import os
+    import subprocess
+    import sys
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"),
+                    render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8)).labels)
+    out = tmp_path / "m.parquet"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "measure",
+         *(str(tmp_path / f"f{i}.png") for i in range(3)), "--out", str(out)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+             "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # nobody reads the lines
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    proc.stderr.close()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert len(pq.read_table(out)) == 3

@@ -9,7 +9,6 @@ did this frame fail?" is one command. Optional overlays show every fit on its fr
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
@@ -52,7 +51,7 @@ from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.exchanged import angle_if_exchanged
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
-from nwwatch.options import FiniteFloatRange, InputFile, OutputFile, model_file
+from nwwatch.options import FiniteFloatRange, InputFile, OutputFile, model_file, say
 from nwwatch.pathtext import path_text
 
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
@@ -265,27 +264,27 @@ def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> li
             try:
                 frames = _read_frames(candidate)
             except LabelFileError as exc:  # an overlay's background: not worth the run
-                click.echo(f"warning: {exc.format_message()}; overlay drawn on the labels",
-                           err=True)
+                say(f"warning: {exc.format_message()}; overlay drawn on the labels",
+                    err=True)
                 return none
             if len(frames) != len(labels):  # page k of the labels is not drawn on another frame
-                click.echo(f"warning: {candidate} has {len(frames)} page(s), the labels "
-                           f"{len(labels)}; overlays drawn on the labels, its pixel size "
-                           "not used", err=True)
+                say(f"warning: {candidate} has {len(frames)} page(s), the labels "
+                    f"{len(labels)}; overlays drawn on the labels, its pixel size "
+                    "not used", err=True)
                 return none
             if frames[0].image.shape != labels[0].shape:
                 # a resized mask's pixels are not the frame's: its size would be wrong
-                click.echo(f"warning: {candidate} has shape {frames[0].image.shape}, labels "
-                           f"{labels[0].shape}; overlay drawn on the labels, its pixel size "
-                           "not used", err=True)
+                say(f"warning: {candidate} has shape {frames[0].image.shape}, labels "
+                    f"{labels[0].shape}; overlay drawn on the labels, its pixel size "
+                    "not used", err=True)
                 return none
             return frames
     # e.g. labels named frame_mask.png beside frame.tif: said, not paired by a guess
     near = sorted(p.name for p in images.iterdir()
                   if p.suffix.lower() in _FRAME_SUFFIXES and stem.startswith(p.stem))
     named = f" ({', '.join(near[:3])} there: name the labels after their frame)" if near else ""
-    click.echo(f"warning: no {stem}.tif, .tiff or .png (or {stem} in another format measure "
-               f"reads) in {images}{named}; overlay drawn on the labels", err=True)
+    say(f"warning: no {stem}.tif, .tiff or .png (or {stem} in another format measure "
+        f"reads) in {images}{named}; overlay drawn on the labels", err=True)
     return none
 
 
@@ -505,8 +504,7 @@ def _stopped(stop: KeyboardInterrupt, run: _Run, out: Path) -> NoReturn:
     sigint = signal.getsignal(signal.SIGINT)
     for signum in STOP_SIGNALS if main_thread else ():
         signal.signal(signum, signal.SIG_IGN)
-    with contextlib.suppress(OSError):  # a terminal hung up takes no more lines
-        _say_swapped(run.swapped_valid)
+    _say_swapped(run.swapped_valid)  # a terminal hung up takes no more lines: dropped
     if not run.rows:
         written = f"nothing was written to {out}"
     else:
@@ -517,9 +515,8 @@ def _stopped(stop: KeyboardInterrupt, run: _Run, out: Path) -> NoReturn:
             written = (f"the {len(run.rows)} row(s) measured could not be written to {out} "
                        f"({exc.strerror or exc})")
     skipped = f"; {run.skipped} file(s) skipped (see above)" if run.skipped else ""
-    with contextlib.suppress(OSError):
-        click.echo(f"measure interrupted ({interrupt_name(stop)}): {written}; "
-                   f"{run.not_measured()}{skipped}", err=True)
+    say(f"measure interrupted ({interrupt_name(stop)}): {written}; "
+        f"{run.not_measured()}{skipped}", err=True)
     if main_thread:  # everything is written: a Ctrl-C now ends the process at once
         signal.signal(signal.SIGINT, signal.SIG_DFL if sigint is signal.default_int_handler
                       else sigint)
@@ -528,9 +525,9 @@ def _stopped(stop: KeyboardInterrupt, run: _Run, out: Path) -> NoReturn:
 
 def _say_swapped(swapped_valid: list[str]) -> None:
     if swapped_valid:
-        click.echo(f"{len(swapped_valid)} refused label page(s) give an angle with the "
-                   "nanowire and droplet ids exchanged: check the masks' class order (first: "
-                   + ", ".join(swapped_valid[:3]) + ")")
+        say(f"{len(swapped_valid)} refused label page(s) give an angle with the "
+            "nanowire and droplet ids exchanged: check the masks' class order (first: "
+            + ", ".join(swapped_valid[:3]) + ")")
 
 
 def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path | None,
@@ -589,7 +586,7 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                 if damaged is not None and all(map(damaged_mask_problem, pages[1:])):
                     raise LabelFileError(path, damaged)
         except LabelFileError as exc:
-            click.echo(f"skipped {exc.format_message()}", err=True)
+            say(f"skipped {exc.format_message()}", err=True)
             run.skipped += 1
             continue
         run.file_pages = len(pages)
@@ -606,7 +603,7 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                 except ModelRunError as exc:
                     kept = (f" from page {index} on (its first {index} page(s) are in the "
                             "rows)" if index else "")
-                    click.echo(f"skipped {path}{kept}: {exc}", err=True)
+                    say(f"skipped {path}{kept}: {exc}", err=True)
                     run.skipped += 1
                     break
                 grey, probability = page, probabilities[DROPLET]
@@ -638,8 +635,8 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                                      PICTURE_PNG_PARAMS)
                     extra["overlay_path"] = _overlay_path(picture, out)
                 except OSError as exc:
-                    click.echo(f"warning: {picture}: the overlay could not be written "
-                               f"({exc.strerror or exc})", err=True)
+                    say(f"warning: {picture}: the overlay could not be written "
+                        f"({exc.strerror or exc})", err=True)
             rows.append({
                 # the absolute path, as the service's (text Arrow can encode)
                 "source": path_text(os.path.abspath(path)),
@@ -659,22 +656,22 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                      if result.contact_angle_deg is not None else "-")
             note = f" ({result.reason})" if result.reason else ""
             what = "labels" if is_labels else "frame"
-            click.echo(f"{path}[{index}] ({what}): {result.status} [{result.reason_code}] "
-                       f"{angle}{note}")
+            say(f"{path}[{index}] ({what}): {result.status} [{result.reason_code}] "
+                f"{angle}{note}")
             if filled_px and filled_px[index]:
-                click.echo(f"  note: {filled_px[index]} unlabeled ({UNLABELED}) px of "
-                           f"{path.name}[{index}] were given the class of the nearest labeled "
-                           "pixel (a boundary midway across an unsure band, or run on to the "
-                           "frame's border)")
+                say(f"  note: {filled_px[index]} unlabeled ({UNLABELED}) px of "
+                    f"{path.name}[{index}] were given the class of the nearest labeled "
+                    "pixel (a boundary midway across an unsure band, or run on to the "
+                    "frame's border)")
             if is_labels and not result.angle_valid:
                 # said, not corrected: the row keeps the refusal
                 swapped_deg = angle_if_exchanged(labels, result, size_nm)
                 if swapped_deg is not None:
                     run.swapped_valid.append(f"{path}[{index}]")
-                    click.echo(f"  note: with 1 and 2 exchanged (1 droplet, 2 nanowire) it "
-                               f"gives {swapped_deg:.2f} deg; if your tool "
-                               "numbers them so, renumber the mask (docs/measurement.md, "
-                               "'Masks from other tools')")
+                    say(f"  note: with 1 and 2 exchanged (1 droplet, 2 nanowire) it "
+                        f"gives {swapped_deg:.2f} deg; if your tool "
+                        "numbers them so, renumber the mask (docs/measurement.md, "
+                        "'Masks from other tools')")
     run.position = len(run.inputs)
     _say_swapped(run.swapped_valid)
     if rows:
@@ -683,7 +680,7 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
         except OSError as exc:  # e.g. the disk filled up during the run
             raise click.ClickException(f"{out}: cannot write the results "
                                        f"({exc.strerror or exc})") from None
-        click.echo(f"wrote {len(rows)} row(s) to {out}")
+        say(f"wrote {len(rows)} row(s) to {out}")
     if run.skipped:
         # with no row, say so: a Parquet file already at --out is an earlier run's, not this one's
         unwritten = "" if rows else f"; nothing written to {out}"

@@ -16,7 +16,9 @@ from nwwatch.options import (
     interrupt_exit_status,
     interrupt_name,
     model_file,
+    say,
     sigterm_as_interrupt,
+    stream_dropped,
     take_stop_handler,
 )
 from nwwatch.service.config import KINDS, ConfigError
@@ -223,7 +225,10 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
             KeyboardInterrupt) as exc:
         if isinstance(exc, KeyboardInterrupt) and s is not None:
             # the replay had finished: only its last lines are lost, its status stands
-            _stdout_dropped()
+            try:
+                sys.stdout.flush()
+            except OSError:  # its reader gone: what is buffered goes nowhere at the exit
+                stream_dropped()
             sys.exit(s.exit_status)
         if isinstance(exc, KeyboardInterrupt):
             with contextlib.suppress(OSError):  # a terminal hung up takes no more lines
@@ -240,23 +245,10 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
 
 
 def _say_summary(lines: list[str]) -> None:
-    """The replay's last lines on stdout; to a terminal that hung up (EIO) or a closed pipe
-    they are dropped (the rows are written, the status says how it went)."""
-    try:
-        for line in lines:
-            click.echo(line)
-    except OSError:
-        _stdout_dropped()
-
-
-def _stdout_dropped() -> None:
-    """Point stdout at the null device, so that the lines still buffered for a terminal
-    that is gone do not fail again as the process exits (Python then prints "Exception
-    ignored" and exits 120)."""
-    with contextlib.suppress(OSError, ValueError):
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
+    """The replay's last lines on stdout; to a terminal that hung up or a closed pipe they
+    are dropped (the rows are written, the status says how it went)."""
+    for line in lines:
+        say(line)
 
 
 def _what_an_interrupt_kept(out_dir: Path) -> str:
