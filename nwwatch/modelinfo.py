@@ -200,6 +200,14 @@ def format_model(info: dict[str, Any]) -> str:
         shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in sorted(info["validation_metrics"].items()))
         lines.append(f"validation metrics: {shown}")
+        extra = info["extra"] or {}
+        if isinstance(extra.get("exported_epoch"), int):
+            held = [str(stem) for stem in extra.get("validation_images") or []]
+            on = (f"held out: {', '.join(held[:5])}" + (f" and {len(held) - 5} more"
+                                                         if len(held) > 5 else "")
+                  if held else "no held-out images: scored on the training images")
+            lines.append(f"exported weights: epoch {extra['exported_epoch']} of "
+                         f"{extra.get('epochs', '?')} ({on}; keep these out of an evaluation)")
     if info["kind"] == "tomogram":
         lines += _selection_lines(info["extra"] or {})
     lines.append(f"nwwatch version: {info['nwwatch_version'] or 'not recorded'}; "

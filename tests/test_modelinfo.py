@@ -61,7 +61,8 @@ def test_text_of_a_trained_like_model_matches_the_rows_hash(tmp_path):
         "training_command": "nwwatch train DATA --out m.onnx", "training_data_sha256": "ab" * 32,
         "validation_metrics": {"val_mean_iou": 0.91},
         "extra": {"training_source": "/data/mine", "labeled_images": 10,
-                  "unlabeled_images": 0}})
+                  "unlabeled_images": 0, "epochs": 6, "exported_epoch": 2,
+                  "validation_images": ["frame_00005"]}})
     result = run(str(path))
     assert result.exit_code == 0, result.output
     from nwwatch.segment.session import Segmenter
@@ -75,6 +76,8 @@ def test_text_of_a_trained_like_model_matches_the_rows_hash(tmp_path):
     assert "training data: /data/mine (10 labeled, 0 unlabeled images)" in lines
     assert f"training data sha256: {'ab' * 32}" in lines
     assert "validation metrics: val_mean_iou 0.9100" in lines
+    assert ("exported weights: epoch 2 of 6 (held out: frame_00005; keep these out of an "
+            "evaluation)") in lines
     assert "ONNX input: image tensor(float) [N, 1, H, W]" in lines
     assert "ONNX output: probabilities tensor(float) [N, 3, H, W]" in lines
     assert lines[-1] == ("service: loads it as an in-situ model (frames: segmentation and "

@@ -336,3 +336,28 @@ def test_a_teacher_or_frozen_encoder_given_to_a_run_without_one_is_refused(tmp_p
     with pytest.raises(ResumeSettingError, match="--frozen-encoder .*was trained with no "
                                                  "--frozen-encoder"):
         train(again, resume=True, progress=False, given=("frozen_encoder", "epochs"))
+
+
+def test_a_supervised_run_reads_no_unlabeled_images_and_the_model_names_its_epoch(tmp_path):
+    # before: DATA/unlabeled/ was read and scaled for nothing and counted in the model
+    # ("6 labeled, 10 unlabeled images"); and which epoch's weights were exported, and which
+    # images chose it, was in the checkpoint only
+    from nwwatch.segment.session import Segmenter
+    from training.cli import exported_line
+
+    data = make_folder(tmp_path / "data", n=4, size=32, unlabeled=2)
+    said: list[str] = []
+    config = _config(tmp_path, "sup", data, export=True, epochs=2, val_fraction=0.25,
+                     val_min_images=1)
+    result = train(config, progress=False, echo=said.append)
+    assert any(f"{data / 'unlabeled'} is not read: the supervised paradigm" in line
+               for line in said), said
+    best = load_checkpoint(tmp_path / "sup.pt")["best"]["epoch"]
+    assert result.exported_epoch == best and len(result.validation_images) == 1
+    extra = Segmenter(tmp_path / "sup.onnx").metadata.extra
+    assert extra["unlabeled_images"] == 0
+    assert extra["exported_epoch"] == best
+    assert extra["validation_images"] == result.validation_images
+    line = exported_line(result.exported_epoch, result.epochs, result.validation_images)
+    assert line.startswith(f"exported: the weights of epoch {best} of 2; metrics below on "
+                           f"the 1 held-out image(s) ({result.validation_images[0]})")

@@ -478,8 +478,23 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
         # (--quantize none): beside the new model its name says it is this model's
         echo(f"warning: {int8_path(out)} is the INT8 model of the weights exported "
              f"before, not of {out}: remove it, or keep it under another name")
+    if result.out is not None and result.exported_epoch is not None:
+        echo(exported_line(result.exported_epoch, result.epochs, result.validation_images))
     for key, value in sorted(result.metrics.items()):
         echo(f"  {key}: {value:.4f}")
+
+
+def exported_line(epoch: int, epochs: int, held_out: list[str]) -> str:
+    """Which epoch's weights the model holds, and what its metrics below were scored on."""
+    if not held_out:
+        return (f"exported: the weights of epoch {epoch} of {epochs}; no held-out images, the "
+                "metrics below are on the training images")
+    names = ", ".join(held_out[:5]) + (f" and {len(held_out) - 5} more" if len(held_out) > 5
+                                       else "")
+    return (f"exported: the weights of epoch {epoch} of {epochs}; metrics below on the "
+            f"{len(held_out)} held-out image(s) ({names}), one network pass each at the "
+            "training scale (nwwatch evaluate scores the runtime's segmentation, on images "
+            "not held out here)")
 
 
 def _select_volume_method(config: TrainConfig, candidates: str, echo: RunEcho) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from nwwatch import __version__
+from nwwatch.io.dataset import list_unlabeled
 from nwwatch.segment.metrics import (
     InterfaceOffsets,
     SegmentationMetrics,
@@ -86,6 +87,10 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     int8: Path | None = None
     reports: dict[str, Any] = field(default_factory=dict)
+    #: the epoch whose weights were exported (the best validation epoch, else the last),
+    #: and the stems of the held-out images that chose it (none: scored on training images)
+    exported_epoch: int | None = None
+    validation_images: list[str] = field(default_factory=list)
 
 
 def _initial_weights(config: TrainConfig, num_classes: int, class_names) -> InitialWeights:
@@ -197,7 +202,9 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         return load_volume_slices(config.volume, list(zip(indices, labels, strict=True)))
     if config.data is None:
         raise TrainingError("give a DATA folder, or --volume with --slice and --labels")
-    return load_folder(config.data)
+    # DATA/unlabeled/ is read by the paradigms that train on it (read, and counted in the
+    # model, by a supervised run it was time spent for nothing)
+    return load_folder(config.data, load_unlabeled=config.paradigm in UNLABELED_PARADIGMS)
 
 
 def predict_labels(model: torch.nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
@@ -285,6 +292,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     seed_everything(config.seed)
 
     data = load_training_data(config)
+    unread = (Path(config.data) / "unlabeled" if config.data is not None
+              and config.paradigm not in UNLABELED_PARADIGMS else None)
+    if unread is not None and unread.is_dir() and any(list_unlabeled(unread)):
+        echo(f"note: {unread} is not read: the {config.paradigm} paradigm trains on the "
+             f"labeled images alone ({', '.join(UNLABELED_PARADIGMS)} use unlabeled ones)")
     if data.kind == "tomogram" and payload is None:
         # Every mask of a model trained on too few pixels of a class is flagged at run time
         # (the counts go into the model): say so now, whichever way the data came.
@@ -544,6 +556,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             paradigm.finish(batches.labeled, device)
             best_state = None
             refit_done = True
+    final_epoch = max(start_epoch, end_epoch)
+    # best_state is None without a validation split and after a contrastive refit: the last
+    exported_epoch = best["epoch"] if best_state is not None and best["epoch"] > 0 \
+        else final_epoch
     if best_state is not None:
         inference.load_state_dict(best_state)
     final = validate(inference, eval_items, num_classes, device)
@@ -551,13 +567,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     best_state = _state_on_cpu(inference)
     checkpoint(max(start_epoch, end_epoch))
 
-    result = TrainResult(None, ckpt_file, metrics, max(start_epoch, end_epoch), history)
+    result = TrainResult(None, ckpt_file, metrics, final_epoch, history,
+                         exported_epoch=exported_epoch, validation_images=list(split_val))
     if config.export:
         from training.exporting import export_trained
 
         result.out, result.int8, result.reports = export_trained(
             inference, config, data, metrics, paradigm.provenance, data_sha,
             [item.image for item in train_items], __version__,
-            [item.image for item in val_items], crop_px=crop)
+            [item.image for item in val_items], crop_px=crop,
+            exported=(exported_epoch, list(split_val)))
     return result
 
