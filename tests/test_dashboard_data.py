@@ -4,6 +4,7 @@ rolling trend, angle statistics, cursors, the stale warning, ``[dashboard]`` val
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -368,7 +369,8 @@ def test_dashboard_config(tmp_path):
                                        'stale_after_s = 30')).dashboard
     assert (d.host, d.port, d.stale_after_s) == ("::1", 9000, 30.0)
     assert d.rows_held_s == 10.0  # [output] flush_seconds: rows reach the page that late
-    with pytest.raises(ConfigError, match=r"dashboard\.listen: '0\.0\.0\.0' is not the loopback"):
+    with pytest.raises(ConfigError,
+                       match=r"dashboard\.listen: '0\.0\.0\.0' is not a loopback address"):
         parse_config(_config(tmp_path, '[dashboard]\nlisten = "0.0.0.0:8765"'))
     d = parse_config(_config(tmp_path, '[dashboard]\nlisten = "0.0.0.0:8765"\n'
                                        'allow_remote = true')).dashboard
@@ -379,6 +381,10 @@ def test_dashboard_config(tmp_path):
             parse_config(_config(tmp_path, f"[dashboard]\n{bad}"))
     assert parse_listen("localhost:0") == ("localhost", 0)
     assert parse_listen("[::1]:8765") == ("::1", 8765)
+    # all of 127.0.0.0/8 is this machine alone (was refused as "not the loopback")
+    assert parse_listen("127.0.0.2:0") == ("127.0.0.2", 0)
+    with pytest.raises(ValueError, match="'example.org' is not a loopback address"):
+        parse_listen("example.org:80")
     # malformed hosts and ports passed with allow_remote and left the service's dashboard
     # failing to bind, forever ("[::1" from a missing bracket, a space, a non-ASCII digit)
     for bad in ("[::1:8765", "::1]:8765", "host name:80", "127.0.0.1:\u0663", "[]:80"):
@@ -492,8 +498,8 @@ def test_allow_remote_of_the_wrong_type_is_named_alone(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "nwwatch", "run", "--config", str(cfg)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 78, proc.stderr[-2000:]
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last == f"nwwatch: {cfg}: dashboard.allow_remote: must be a boolean, got 'yes'"
+    last = json.loads(proc.stderr.strip().splitlines()[-1])  # JSON: stderr is no terminal
+    assert last["error"] == f"{cfg}: dashboard.allow_remote: must be a boolean, got 'yes'"
 
 
 def test_a_stack_growing_page_by_page_has_a_rate_and_goes_stale_when_it_stops(tmp_path):

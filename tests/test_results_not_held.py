@@ -40,7 +40,7 @@ def test_a_service_whose_ledger_outlives_its_results_folder_does_not_start(tmp_p
     shutil.rmtree(res)  # "accept a fresh results folder"
     started = run_nwwatch("run", "--config", str(cfg), timeout=60)
     assert started.returncode == 78, started.stderr[-2000:]
-    assert (f"nwwatch: {ledger}: the ledger names 1 results file(s) and {res} holds none of "
+    assert (f"{ledger}: the ledger names 1 results file(s) and {res} holds none of "
             f"them") in started.stderr
     assert "move the ledger aside" in started.stderr
     assert not (res / "frames").exists()

@@ -420,6 +420,10 @@ def test_a_configuration_file_that_does_not_exist_says_how_to_give_one(tmp_path)
     done = subprocess.run([sys.executable, "-m", "nwwatch", "run", "--config", str(missing)],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 78, done.stderr
-    assert (f"nwwatch: {missing}: does not exist (give one with --config FILE; "
+    assert (f"{missing}: does not exist (give one with --config FILE; "
             "deploy/install.sh installs one") in done.stderr
     assert "(file)" not in done.stderr
+    # stderr is no terminal (the journal): JSON lines only, or `journalctl -o cat | jq`
+    # stops at a plain "nwwatch: ..." line
+    assert [json.loads(line)["event"] for line in done.stderr.splitlines()] == \
+        ["startup_failed"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -25,6 +26,17 @@ class DashboardConfig:
     rows_held_s: float = 0.0
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (all of 127.0.0.0/8, ::1): reachable from this
+    machine alone."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost: it may resolve anywhere
+        return False
+
+
 def parse_listen(text: str, allow_remote: bool = False) -> tuple[str, int]:
     """``"HOST:PORT"`` (``"[::1]:PORT"`` for IPv6) -> (host, port); port 0 picks a free one.
 
@@ -40,8 +52,8 @@ def parse_listen(text: str, allow_remote: bool = False) -> tuple[str, int]:
     if int(port_text) > 65535:
         raise ValueError(f"{text!r}: port {int(port_text)} is out of range (0-65535; 0 picks "
                          "a free one)")
-    if host not in LOOPBACK_HOSTS and not allow_remote:
-        raise ValueError(f"{host!r} is not the loopback; binding elsewhere exposes the "
+    if not is_loopback(host) and not allow_remote:
+        raise ValueError(f"{host!r} is not a loopback address; binding elsewhere exposes the "
                          "dashboard to the network: allow it explicitly (allow_remote = true "
                          "in [dashboard], --allow-remote for nwwatch dashboard)")
     return host, int(port_text)

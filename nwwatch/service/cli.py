@@ -82,7 +82,7 @@ def run(config_path: Path) -> None:
             said += (" (give one with --config FILE; deploy/install.sh installs one, and "
                      "docs/service.md starts from the example deploy/nwwatch.example.toml)")
         log.error(event, error=said, error_type=type(exc).__name__, exit_status=78)
-        click.echo(f"nwwatch: {said}", err=True)
+        _tell_a_person(said)
         sys.exit(78)
     except OSError as exc:
         if daemon is None or daemon.started:
@@ -92,7 +92,7 @@ def run(config_path: Path) -> None:
         if refused is not None:  # no permission, a read-only mount: restarts cannot help
             log.error("startup_failed", error=refused, error_type="ConfigError",
                       exit_status=78, ledger=str(ledger))
-            click.echo(f"nwwatch: {refused}", err=True)
+            _tell_a_person(refused)
             sys.exit(78)
         # Before the loop runs, a full disk (or a file size limit) is met when the lock or
         # the ledger is written: one structured line, not a traceback, and status 1, so
@@ -100,9 +100,17 @@ def run(config_path: Path) -> None:
         log.error("startup_failed", error=str(exc), error_type=type(exc).__name__,
                   exit_status=1, ledger=str(ledger), action="cannot write the results or "
                   "ledger folder (disk full?); systemd starts the service again")
-        click.echo(f"nwwatch: {ledger}: {exc}", err=True)
+        _tell_a_person(f"{ledger}: {exc}")
         sys.exit(1)
     sys.exit(code)
+
+
+def _tell_a_person(text: str) -> None:
+    """``nwwatch: text`` on stderr when it is a terminal (a person who typed ``nwwatch run``);
+    elsewhere (the journal) the JSON line just logged says it, and a plain line among the
+    JSON ones would stop ``journalctl -o cat | jq`` there."""
+    if sys.stderr.isatty():
+        click.echo(f"nwwatch: {text}", err=True)
 
 
 def _unwritable(exc: OSError, config_path: Path, config) -> str | None:
