@@ -452,6 +452,21 @@ def test_ledger_inside_an_acquisition_folder_is_refused_symlinks_followed(paths)
     assert load_config(path).ledger == tmp / "state" / "l.sqlite"
 
 
+@pytest.mark.parametrize("dataset", ["frames", "volumes"])
+def test_a_ledger_inside_the_results_datasets_is_refused(paths, dataset):
+    # before: accepted; its ledger.sqlite and lock under frames/ then broke
+    # pandas.read_parquet(RESULTS/frames), the reader the docs give
+    tmp, acq, res, m = paths
+    path = write_config(tmp / "c.toml", acq, res, m,
+                        extra=f'[state]\nledger = "{res / dataset / "ledger.sqlite"}"')
+    with pytest.raises(ConfigError, match=rf"state\.ledger: lies inside {res / dataset}, "
+                                          r"where every reader of the results"):
+        load_config(path)
+    path = write_config(tmp / "c.toml", acq, res, m,
+                        extra=f'[state]\nledger = "{res / "state" / "ledger.sqlite"}"')
+    assert load_config(path).ledger == res / "state" / "ledger.sqlite"
+
+
 def test_config_lists_stay_equal_to_the_runtime_ones(paths):
     from dataclasses import fields
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.dashboard.settings import DashboardConfig, parse_listen
-from nwwatch.options import model_name_problem
+from nwwatch.options import model_name_problem, results_dataset_of
 from nwwatch.paths import lies_inside
 from nwwatch.service.configreader import ConfigError, TableReader, read_toml
 from nwwatch.service.inference import InferenceConfig
@@ -345,6 +345,12 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     if ledger_is_folder:
         raise state.error("ledger", f"is a folder, not the ledger file: {ledger}")
     _outside_watches(file, "state.ledger", ledger, paths)  # its lock file lies beside it
+    dataset = results_dataset_of(ledger, results)
+    if dataset is not None:  # the ledger and its lock would be read as Parquet results
+        raise state.error("ledger", f"lies inside {dataset}, where every reader of the "
+                                    f"results (pandas, pyarrow, polars, DuckDB) takes each file "
+                                    f"for results: keep it in {results} (the default) or "
+                                    f"outside the results folder")
 
     retry = TableReader(file, "retry", top.get("retry", dict, {}))
     max_attempts = retry.positive("max_attempts", int, 3, at_most=MAX_ATTEMPTS_MAX)
