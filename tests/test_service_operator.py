@@ -427,3 +427,29 @@ def test_a_configuration_file_that_does_not_exist_says_how_to_give_one(tmp_path)
     # stops at a plain "nwwatch: ..." line
     assert [json.loads(line)["event"] for line in done.stderr.splitlines()] == \
         ["startup_failed"]
+
+
+def test_an_unwritable_results_folder_the_user_owns_is_told_its_mode_not_a_chown(tmp_path):
+    # before: always "e.g. sudo chown -R USER: RESULTS", which changes nothing for a folder
+    # the service's user owns already (chmod 555): the next start failed the same way
+    import errno
+    import os
+    from types import SimpleNamespace
+
+    from nwwatch.service.cli import _unwritable
+
+    res = tmp_path / "res"
+    res.mkdir()
+    res.chmod(0o555)
+    config = SimpleNamespace(results=res, ledger=res / "ledger.sqlite")
+    lock = res / "ledger.sqlite.lock"
+    said = _unwritable(OSError(errno.EACCES, "Permission denied", str(lock)),
+                       tmp_path / "c.toml", config)
+    assert f"cannot write {lock}: Permission denied" in said
+    assert "belongs to" in said and "(dr-xr-xr-x) does not let it write" in said
+    assert f"`chmod u+wx {res}`" in said and "chown" not in said
+    if os.geteuid() == 0:  # another user's folder: the chown is the fix
+        os.chown(res, 65534, 65534)
+        said = _unwritable(OSError(errno.EACCES, "Permission denied", str(lock)),
+                           tmp_path / "c.toml", config)
+        assert f"`sudo chown -R root: {res}`" in said

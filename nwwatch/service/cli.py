@@ -121,6 +121,7 @@ def _unwritable(exc: OSError, config_path: Path, config) -> str | None:
     import errno
     import pwd
     import shlex
+    import stat
 
     if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
         return None
@@ -133,8 +134,19 @@ def _unwritable(exc: OSError, config_path: Path, config) -> str | None:
                "results and ledger folders to it")
     else:
         user = pwd.getpwuid(os.geteuid()).pw_name
-        fix = (f"the user {user} must be able to write it, e.g. "
-               f"`sudo chown -R {user}: {shlex.quote(str(folder))}`")
+        target = where if where.exists() else folder
+        try:
+            mine = target.stat().st_uid == os.geteuid()
+        except OSError:
+            mine = False
+        if mine:  # a chown would change nothing: the mode is what refuses
+            fix = (f"{target} belongs to {user} already, but its mode "
+                   f"({stat.filemode(target.stat().st_mode)}) does not let it write, e.g. "
+                   f"`chmod u+w{'x' if target.is_dir() else ''} "
+                   f"{shlex.quote(str(target))}`")
+        else:
+            fix = (f"the user {user} must be able to write it, e.g. "
+                   f"`sudo chown -R {user}: {shlex.quote(str(folder))}`")
     return f"{config_path}: {key}: cannot write {where}: {exc.strerror}; {fix}"
 
 
