@@ -489,7 +489,7 @@ def unreadable_checkpoint(path: str | os.PathLike[str], why: str) -> str:
 _TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80")
 
 
-def _written_by_torch(path: Path) -> bool:
+def written_by_torch(path: Path) -> bool:
     """Whether ``path`` starts as a file :func:`torch.save` writes (True when it cannot be
     read: the model's loader then says why)."""
     try:
@@ -516,7 +516,7 @@ def model_file(ctx: click.Context | None, param: click.Parameter | None,
         problem = model_name_problem(path)
         if problem:
             raise click.BadParameter(problem, ctx, param)
-        if path.suffix.lower() == ".pt" and not _written_by_torch(path):
+        if path.suffix.lower() == ".pt" and not written_by_torch(path):
             # e.g. a text file: no training checkpoint, whatever its name
             raise click.BadParameter(
                 f"{unreadable_checkpoint(path, 'not a file torch.save writes')}: not the "

@@ -175,8 +175,10 @@ def test_train_and_model_say_a_text_file_is_no_checkpoint_alike(tmp_path):
     with pytest.raises(CheckpointError) as train_says:
         load_checkpoint(path)
     said = " ".join(run(str(path)).output.split())
-    assert str(train_says.value).startswith(f"{path}: not a readable checkpoint (")
-    assert f"{path}: not a readable checkpoint (" in said
+    # the same words: before, train passed on torch's own ("Memo value not found at ...")
+    assert str(train_says.value).startswith(f"{path}: not a readable checkpoint (not a file "
+                                            "torch.save writes)")
+    assert f"{path}: not a readable checkpoint (not a file torch.save writes)" in said
     assert "give the MODEL.pt that nwwatch train wrote" in str(train_says.value)
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from nwwatch.atomic import atomic_write
-from nwwatch.options import unreadable_checkpoint
+from nwwatch.options import unreadable_checkpoint, written_by_torch
 from training.paradigms.base import build_inference_model
 
 FORMAT = 1
@@ -89,6 +89,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not written_by_torch(path):  # a text file, an empty one: said as the commands say it
+        raise CheckpointError(f"{unreadable_checkpoint(path, 'not a file torch.save writes')}"
+                              f": give the MODEL.pt that nwwatch train wrote")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for corrupt files
