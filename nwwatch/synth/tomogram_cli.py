@@ -16,7 +16,8 @@ from nwwatch.options import SEED, FiniteFloatRange
 @click.command("tomogram")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", type=click.IntRange(min=16), default=128, show_default=True,
-              help="Side of the cubic (Z, Y, X) volume in voxels.")
+              help="Side of the cubic (Z, Y, X) volume in voxels; at least two "
+                   "--patch-size (20 at the default).")
 @click.option("--labeled-fraction", type=FiniteFloatRange(min=0.0, max=1.0, min_open=True),
               default=0.02, show_default=True,
               help="Share of the training slice's pixels that keep their label, rounded to "
