@@ -49,6 +49,21 @@ def _structlog_config_kept():
     _configure_as_the_suite()
 
 
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """A command invoked in this process (CliRunner) may leave its signal handlers: ``nwwatch
+    run`` its SIGTERM/SIGINT/SIGHUP handlers, as the service needs, and a finished ``replay``
+    SIGHUP ignored for its exit. A later test in the session then met them (the Ctrl-C of
+    tests/test_childsignals.py), as did the processes it started (an ignored SIGHUP is
+    inherited): each test gets the handlers it started with back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT,
+                                                    signal.SIGHUP)}
+    yield
+    for sig, handler in saved.items():
+        if handler is not None:  # None: set outside Python, nothing to put back
+            signal.signal(sig, handler)
+
+
 @pytest.fixture()
 def local_tz():
     """The machine's local time zone set to Europe/Berlin (UTC+1 in winter, +2 in summer), for

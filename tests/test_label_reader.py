@@ -227,6 +227,14 @@ def test_ids_counted_from_1_with_a_small_droplet_are_not_a_stray_stroke(tmp_path
         read_label_image(tmp_path / "from1.png", 3)
     assert "painted in by mistake" not in info.value.reason
     assert "renumber them to 0..2" in info.value.reason
+    # scribbles (classes painted on 255, no 0 anywhere) with a stray stroke stay a stray
+    scribble = np.full((64, 64), UNLABELED, np.uint8)
+    scribble[2:12, 2:22], scribble[30:40, 30:50] = 1, 2
+    scribble[50, 50:55] = 7
+    cv2.imwrite(str(tmp_path / "scribble.png"), scribble)
+    with pytest.raises(DatasetLayoutError, match="out of range") as info:
+        read_label_image(tmp_path / "scribble.png", 3)
+    assert "painted in by mistake" in info.value.reason
 
 
 @pytest.mark.parametrize("values", [(0, 127, 255), (1, 2, 3)])

@@ -20,20 +20,6 @@ from nwwatch.service.watcher import FolderWatcher, matches, mount_fstype, use_po
 from nwwatch.volume import VolumeOptions
 
 
-@pytest.fixture(autouse=True)
-def _signal_handlers_restored():
-    """``nwwatch run`` invoked in this process (CliRunner) sets SIGTERM/SIGINT/SIGHUP
-    handlers for the rest of the process, as the service needs; later tests in the same
-    session (tests/test_childsignals.py's Ctrl-C) then met its handler, not Python's."""
-    import signal
-
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT,
-                                                    signal.SIGHUP)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
-
-
 @pytest.fixture()
 def paths(tmp_path):
     acq = tmp_path / "acq"

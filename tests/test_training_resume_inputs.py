@@ -338,13 +338,23 @@ def test_a_teacher_or_frozen_encoder_given_to_a_run_without_one_is_refused(tmp_p
         train(again, resume=True, progress=False, given=("frozen_encoder", "epochs"))
 
 
-def test_a_supervised_run_reads_no_unlabeled_images_and_the_model_names_its_epoch(tmp_path):
+def test_a_supervised_run_reads_no_unlabeled_images_and_the_model_names_its_epoch(
+        tmp_path, monkeypatch):
     # before: DATA/unlabeled/ was read and scaled for nothing and counted in the model
     # ("6 labeled, 10 unlabeled images"); and which epoch's weights were exported, and which
     # images chose it, was in the checkpoint only
+    import dataclasses
+
     from nwwatch.segment.session import Segmenter
+    from training import engine
     from training.cli import exported_line
 
+    real_validate, scores = engine.validate, iter([0.9, 0.5, 0.5])
+
+    def falling(*args, **kwargs):  # epoch 1 the best of 2, then the export's own score
+        return dataclasses.replace(real_validate(*args, **kwargs), mean_iou=next(scores))
+
+    monkeypatch.setattr(engine, "validate", falling)
     data = make_folder(tmp_path / "data", n=4, size=32, unlabeled=2)
     said: list[str] = []
     config = _config(tmp_path, "sup", data, export=True, epochs=2, val_fraction=0.25,
@@ -353,7 +363,7 @@ def test_a_supervised_run_reads_no_unlabeled_images_and_the_model_names_its_epoc
     assert any(f"{data / 'unlabeled'} is not read: the supervised paradigm" in line
                for line in said), said
     best = load_checkpoint(tmp_path / "sup.pt")["best"]["epoch"]
-    assert result.exported_epoch == best and len(result.validation_images) == 1
+    assert best == 1 and result.exported_epoch == 1 and len(result.validation_images) == 1
     extra = Segmenter(tmp_path / "sup.onnx").metadata.extra
     assert extra["unlabeled_images"] == 0
     assert extra["exported_epoch"] == best
@@ -361,3 +371,15 @@ def test_a_supervised_run_reads_no_unlabeled_images_and_the_model_names_its_epoc
     line = exported_line(result.exported_epoch, result.epochs, result.validation_images)
     assert line.startswith(f"exported: the weights of epoch {best} of 2; metrics below on "
                            f"the 1 held-out image(s) ({result.validation_images[0]})")
+
+
+def test_a_contrastive_export_only_resume_names_the_refit_epoch(tmp_path):
+    # the checkpoint's weights are the refit after the last epoch; a resume that only
+    # exported recorded the best validation epoch for them
+    data = make_folder(tmp_path / "data", n=4, size=32, unlabeled=2)
+    config = _config(tmp_path, "c", data, paradigm="contrastive", export=True, epochs=3,
+                     val_fraction=0.25, val_min_images=1, model_options=dict(TINY), seed=3)
+    first = train(config, progress=False)
+    assert first.exported_epoch == 3
+    again = train(config, resume=True, export_only=True, progress=False)
+    assert again.exported_epoch == 3

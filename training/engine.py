@@ -557,9 +557,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             best_state = None
             refit_done = True
     final_epoch = max(start_epoch, end_epoch)
-    # best_state is None without a validation split and after a contrastive refit: the last
-    exported_epoch = best["epoch"] if best_state is not None and best["epoch"] > 0 \
-        else final_epoch
+    # the last epoch's weights without a validation split and after a contrastive refit (in
+    # this run or the resumed one: its checkpoint's weights are the refit's)
+    exported_epoch = (best["epoch"] if best_state is not None and best["epoch"] > 0
+                      and not refit_done else final_epoch)
     if best_state is not None:
         inference.load_state_dict(best_state)
     final = validate(inference, eval_items, num_classes, device)

@@ -222,9 +222,12 @@ def label_values_problem(values: np.ndarray, num_classes: int,
     stray = counts is not None and counts[is_bad].sum() < STRAY_VALUES_SHARE * counts.sum()
     if bad.size:
         hint = ""
-        # with no 0 anywhere the whole numbering is off (ids counted from 1), however few
-        # pixels the last id has (a small droplet): not a stray brush stroke
-        if stray and 0 in values:
+        # every id one too high (no 0 and no 255 anywhere, N the only stray value): the
+        # numbering is off (ids counted from 1), however few pixels the last id has (a small
+        # droplet), not a stray brush stroke; scribbles on 255 have no 0 either
+        counted_from_1 = (0 not in values and UNLABELED not in values
+                          and bad.tolist() == [num_classes])
+        if stray and not counted_from_1:
             # a brush stroke of a wrong value, a JPEG's residue: renumbering the whole image
             # (as for another tool's ids) would ruin it
             hint = (f"; only {int(counts[is_bad].sum())} px of "

@@ -134,7 +134,9 @@ def _unwritable(exc: OSError, config_path: Path, config) -> str | None:
                "results and ledger folders to it")
     else:
         user = pwd.getpwuid(os.geteuid()).pw_name
-        target = where if where.exists() else folder
+        target = folder
+        with contextlib.suppress(OSError):  # a folder it may not search: exists() raises
+            target = where if where.exists() else folder
         try:
             mine = target.stat().st_uid == os.geteuid()
         except OSError:
