@@ -117,3 +117,25 @@ def test_an_interrupt_once_the_file_object_owns_the_descriptor_stays_an_interrup
     monkeypatch.setattr(regular.os, "fdopen", interrupted_fdopen)
     with pytest.raises(KeyboardInterrupt):
         regular.open_regular(path)
+
+
+def test_an_atomic_write_into_a_pipe_writes_into_it_and_leaves_it_a_pipe(tmp_path):
+    # before: the temporary file was renamed over it, so a FIFO (or, run as root,
+    # /dev/null: `nwwatch evaluate ... --json /dev/null`) became a regular file
+    import stat
+    import threading
+
+    from nwwatch.atomic import atomic_write, is_special_file
+
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    with atomic_write(fifo) as handle:
+        handle.write(b"{}\n")
+    reader.join(timeout=30)
+    assert received == [b"{}\n"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and is_special_file(fifo)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no temporary left
+    assert is_special_file(os.devnull) and not is_special_file(tmp_path)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
-from typing import TextIO
 
 import click
 from click.core import ParameterSource
 
 from nwwatch.io.dataset import folder_class_names, mask_like_labels, read_dataset_toml
-from nwwatch.options import SEED, FiniteFloatRange, OutputFile, mask_warning
+from nwwatch.options import SEED, FiniteFloatRange, OutputFile, mask_warning, stream_dropped
 from training.config import (
     FINETUNE_DEFAULTS,
     FOLDER_DEFAULTS,
@@ -112,15 +110,6 @@ def _command_line(ctx: click.Context) -> str:
     return shlex.join(parts)
 
 
-def _to_devnull(stream: TextIO) -> None:
-    """Point the file descriptor of ``stream``, whose reader has ended, at /dev/null: later
-    writes and the flush of what is buffered at exit go nowhere instead of failing again (the
-    remedy Python's documentation gives for SIGPIPE)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, stream.fileno())
-    os.close(devnull)
-
-
 class RunEcho:
     """``click.echo`` for the lines of a run. Once standard output is closed (``nwwatch train
     ... | head -2``: the reader has ended) the run goes on without printing them, and says once
@@ -137,7 +126,7 @@ class RunEcho:
             click.echo(message)
         except BrokenPipeError:
             self.closed = True
-            _to_devnull(sys.stdout)
+            stream_dropped()
             from training.modelfiles import checkpoint_path
 
             with contextlib.suppress(OSError):  # stderr may be closed too
@@ -173,7 +162,7 @@ class ProgressStream:
 
     def _close(self) -> None:
         self.closed = True
-        _to_devnull(sys.stderr)
+        stream_dropped(err=True)
 
     def __getattr__(self, name: str):  # fileno, isatty, encoding: tqdm sizes the bar by them
         return getattr(sys.stderr, name)

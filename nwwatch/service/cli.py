@@ -308,13 +308,14 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool,
     from nwwatch.service.ledgerdb import rebuild_command
     from nwwatch.service.status import format_status, service_status
 
+    given_as = "--out"
     if results is not None:
         if out_dir is not None and os.path.abspath(out_dir) != os.path.abspath(results):
             raise click.UsageError(f"give the results folder once: RESULTS {results} or "
                                    f"--out {out_dir}, not both")
-        out_dir = results
+        out_dir, given_as = results, "RESULTS"
     if config_path is not None and out_dir is not None:
-        raise click.UsageError("give either --config or --out (RESULTS), not both")
+        raise click.UsageError(f"give either --config or {given_as}, not both")
     if config_path is None and out_dir is None:
         if not DEFAULT_CONFIG.is_file():
             # say what the default was: the help promises it, and "give one" alone read as
