@@ -111,6 +111,31 @@ def test_tomogram_workflow_contrastive(tmp_path):
     assert "--crop 30 is not a multiple of 4" in odd.output and "try 32" in odd.output
 
 
+def test_a_0_255_mask_given_to_train_volume_is_warned_of_as_in_a_data_folder(tmp_path):
+    # before: beside a proper slice's labels it was trained on without a word, its solid
+    # (255) left out and all the rest of the slice taken for pore
+    rng = np.random.default_rng(0)
+    volume = rng.normal(50, 8, (5, 32, 32)).astype(np.float32)
+    volume[:, :, 16:] += 60
+    tifffile.imwrite(tmp_path / "vol.tif", volume)
+    labels = np.full((32, 32), 255, np.uint8)
+    labels[2:12, 2:10], labels[2:12, 20:28] = 0, 1
+    cv2.imwrite(str(tmp_path / "s2.png"), labels)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:, 16:] = 255
+    cv2.imwrite(str(tmp_path / "s3_mask.png"), mask)
+    result = CliRunner().invoke(main, [
+        "train", "--volume", str(tmp_path / "vol.tif"), "--slice", "2", "--labels",
+        str(tmp_path / "s2.png"), "--slice", "3", "--labels", str(tmp_path / "s3_mask.png"),
+        "--paradigm", "contrastive", "--out", str(tmp_path / "m.onnx"), "--epochs", "1",
+        "--classifier-steps", "3", *FAST])
+    assert result.exit_code == 0, result.output
+    assert (f"warning: {tmp_path / 's3_mask.png'}: only 0 and 255 (unlabeled); a 0/255 mask? "
+            "Its 255 pixels are left out; label images hold class ids (0 pore, 1 solid)") \
+        in result.output
+    assert "s2.png: only 0 and 255" not in result.output
+
+
 def test_a_tomogram_data_folder_with_few_labels_warns_as_train_volume_does(tmp_path):
     """`nwwatch train OUT/train` on a tomogram DATA folder stored the few labeled pixels in the
     model, so that every mask it made was `suspect` (`few_labeled_pixels`), but said nothing

@@ -11,7 +11,13 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from nwwatch.io.dataset import folder_class_names, mask_like_labels, read_dataset_toml
+from nwwatch.classes import TOMOGRAM_CLASSES
+from nwwatch.io.dataset import (
+    folder_class_names,
+    mask_like_files,
+    mask_like_labels,
+    read_dataset_toml,
+)
 from nwwatch.options import SEED, FiniteFloatRange, OutputFile, mask_warning, stream_dropped
 from training.config import (
     FINETUNE_DEFAULTS,
@@ -433,6 +439,8 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
         note = series_note(volume)
         if note:
             echo(note)
+        for label_path in mask_like_files(list(labels)):  # as for a DATA folder's labels
+            echo(mask_warning(label_path, TOMOGRAM_CLASSES))
         if (ctx.get_parameter_source("paradigm") is not ParameterSource.COMMANDLINE
                 and init_weights is None):
             with interrupt_explained(out, epochs=False):

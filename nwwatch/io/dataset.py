@@ -32,7 +32,7 @@ from __future__ import annotations
 import glob
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -501,8 +501,15 @@ def mask_like_labels(root: str | os.PathLike[str]) -> list[Path]:
         pairs = pair_folder(root)
     except DatasetLayoutError:
         return []
+    return mask_like_files([label_path for _, _, label_path in pairs])
+
+
+def mask_like_files(label_paths: Sequence[Path]) -> list[Path]:
+    """Those of ``label_paths`` holding exactly the values 0 and 255 (as
+    :func:`mask_like_labels`; e.g. ``train --volume``'s ``--labels``); a file
+    :func:`read_label_image` refuses is passed over (the run names it)."""
     found = []
-    for _, _, label_path in pairs:
+    for label_path in label_paths:
         try:
             values = set(np.unique(read_label_image(label_path)).tolist())
         except DatasetLayoutError:

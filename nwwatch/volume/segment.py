@@ -377,6 +377,10 @@ def segment_volume(
     del solid  # 4 bytes a voxel, not needed through the cleanup unless returned
     if min_component_voxels > 1:
         mask = clean_mask(mask, min_component_voxels)
+        if data.dtype.kind == "f":
+            # the cleanup fills small pores, and a few voxels without data amid solid (bad
+            # pixels) are one: they stay no solid
+            mask[~np.isfinite(data)] = False
         if heartbeat is not None:
             heartbeat()
     mask = mask.astype(np.uint8)
