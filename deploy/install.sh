@@ -168,6 +168,11 @@ make_dropin() {
                 2>/dev/null; then
             continue
         fi
+        # A folder in use (a ledger's parent such as /var/lib, a share's top, results of
+        # other people) is not taken over: install -d would give it to the service user, 0750.
+        if [[ -d $dir && -n $(ls -A "$dir" 2>/dev/null) ]]; then
+            die "$dir (a results or ledger folder of $CONFIG) holds files and $SERVICE_USER cannot write it; install.sh changes the owner of no folder in use: give $SERVICE_USER write access yourself (e.g. sudo chown -R $SERVICE_USER: $dir when it holds only nwwatch's results or ledger) or configure a folder of its own, then run: sudo $rerun"
+        fi
         install -d -m 0750 -o "$SERVICE_USER" -g "$group" "$dir" \
             || die "cannot make $dir (a results or ledger folder of $CONFIG) for $SERVICE_USER:$group; fix that or the configuration, then run: sudo $rerun"
     done <<< "$dirs"

@@ -255,6 +255,37 @@ def test_a_results_folder_that_cannot_be_made_stops_the_install_with_its_name(sa
     assert not [c for c in calls.read_text().splitlines() if "restart" in c or "enable" in c]
 
 
+def test_a_folder_in_use_that_the_service_user_cannot_write_is_not_taken_over(sandbox):
+    """A ledger configured as /var/lib/nwwatch-ledger.sqlite (or /data/ledger.sqlite beside
+    the acquisition folder /data/acq): install.sh ran `install -d -m 0750 -o USER` on its
+    folder, /var/lib itself, without a word, and the microscope's user lost access to it."""
+    tmp, env, prefix, config, calls, data = sandbox
+    # the service user may write nothing under data/foreign* (root may: the stub runs as it)
+    _script(tmp / "bin" / "runuser", 'echo "runuser $*" >> ' + str(calls) + '\n'
+            '[[ $1 == -u ]] && shift 2; [[ $1 == -- ]] && shift\n'
+            '[[ $1 == test && $3 == *foreign* ]] && exit 1; exec "$@"\n')
+    in_use, empty = data / "foreign", data / "foreign-empty"
+    in_use.mkdir(mode=0o755)
+    (in_use / "other.txt").write_text("someone's")
+    empty.mkdir(mode=0o755)
+    config.write_text(f'[[watch]]\npath = "{data / "acq"}"\n\n'
+                      f'[output]\nresults = "{data / "results"}"\n\n'
+                      f'[state]\nledger = "{in_use / "ledger.sqlite"}"\n')
+    done = _install(env, tmp)
+    assert done.returncode == 1, done.stderr
+    assert (f"{in_use} (a results or ledger folder of {config}) holds files and microscopy "
+            "cannot write it") in done.stderr, done.stderr
+    assert in_use.stat().st_mode & 0o7777 == 0o755
+    assert not (tmp / "units" / "nwwatch.service").exists()
+    # an empty folder is nobody's yet: made the service user's, as a missing one is
+    config.write_text(f'[[watch]]\npath = "{data / "acq"}"\n\n'
+                      f'[output]\nresults = "{data / "results"}"\n\n'
+                      f'[state]\nledger = "{empty / "ledger.sqlite"}"\n')
+    done = _install(env, tmp)
+    assert done.returncode == 0, done.stderr
+    assert empty.stat().st_mode & 0o7777 == 0o750
+
+
 def test_an_update_keeps_the_mode_and_group_of_results_folders_the_service_can_write(sandbox):
     """Every update and --reconfigure ran `install -d -m 0750 -o USER -g GROUP` on the results
     folder: a lab that had given it to its own group (setgid, group-writable) lost that
