@@ -453,6 +453,22 @@ def test_a_ledger_inside_the_results_datasets_is_refused(paths, dataset):
     assert load_config(path).ledger == res / "state" / "ledger.sqlite"
 
 
+def test_a_share_reached_through_a_symbolic_link_is_mounted_before_start(paths):
+    # systemd orders the start after the mounts of the path's own prefixes: results under
+    # /data -> /mnt/labshare were ordered after no mount of the share
+    from nwwatch.service.dropin import unit_dropin
+
+    tmp, acq, res, m = paths
+    share = tmp / "mnt" / "labshare"
+    share.mkdir(parents=True)
+    (tmp / "data").symlink_to(share)
+    path = write_config(tmp / "c.toml", acq, tmp / "data" / "results", m)
+    text = unit_dropin(load_config(path))
+    assert f"RequiresMountsFor={tmp / 'data' / 'results'}\n" in text
+    assert f"RequiresMountsFor={share / 'results'}\n" in text
+    assert text.count(f"RequiresMountsFor={acq}\n") == 1  # no link: named once
+
+
 def test_config_lists_stay_equal_to_the_runtime_ones(paths):
     from dataclasses import fields
 
