@@ -5,7 +5,15 @@ Data path: file (``io``) -> frame -> segmentation (``segment``) -> measurement (
 ``volume``) -> row (``results.schema``) -> Parquet (``results.parquet``); ``service`` drives it.
 """
 
+import os
 from pathlib import Path
+
+# ONNX Runtime 1.29+ sends telemetry from Linux too: it writes a device identifier under
+# ~/.cache, uploads a process event, and, where the home cannot be written (a service user
+# under the unit's ProtectHome=), prints a colour-coded line into the JSON log at import.
+# An acquisition PC is no place for either; ORT_DISABLE_TELEMETRY set by the user wins.
+# Set before ONNX Runtime is imported (it reads it then); every nwwatch module imports this.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __version__ = "0.1.0"
 

@@ -139,3 +139,22 @@ def test_every_kind_of_the_configuration_has_one_job():
     assert len({job_for(k).folder for k in KINDS}) == len(KINDS)
     with pytest.raises(KeyError, match="insitu.*tomogram"):
         job_for("cryo")
+
+
+def test_onnx_runtime_telemetry_is_off_unless_the_user_sets_it(tmp_path):
+    # ONNX Runtime 1.29+ writes a device id under ~/.cache and uploads a process event from
+    # Linux; with a home it cannot write (a service user under ProtectHome=) it also printed
+    # a colour-coded warning into the service's JSON log at import
+    import os
+
+    code = ("import os, nwwatch.segment.session, onnxruntime; "
+            "print(os.environ['ORT_DISABLE_TELEMETRY'])")
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "HOME": "/proc"},
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1" and "telemetry" not in done.stderr, done.stderr
+    kept = subprocess.run([sys.executable, "-c", code],
+                          env={**env, "ORT_DISABLE_TELEMETRY": "0"},
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert kept.stdout.strip() == "0", kept.stderr
