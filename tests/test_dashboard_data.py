@@ -586,3 +586,19 @@ def test_a_damaged_quarantine_file_is_named_unreadable_not_read_as_empty(tmp_pat
     quarantine.unlink()
     store.refresh()
     assert store.unreadable == frozenset()
+
+
+def test_a_privileged_port_is_named_as_such_when_the_dashboard_cannot_listen():
+    # the unit grants no capability: port 80 failed with EACCES every restart, told "another
+    # program listens on 127.0.0.1:80, or it is not an address of this machine"
+    import errno
+
+    from nwwatch.dashboard.server import ListenError, listen_hint
+    from nwwatch.dashboard.settings import DashboardConfig
+
+    denied = ListenError(errno.EACCES, "cannot listen on 127.0.0.1:80: Permission denied")
+    hint = listen_hint(denied, DashboardConfig(host="127.0.0.1", port=80))
+    assert hint.startswith("port 80 is below 1024, which only a privileged process may listen")
+    in_use = ListenError(errno.EADDRINUSE, "cannot listen on 127.0.0.1:8765: in use")
+    assert listen_hint(in_use, DashboardConfig(host="127.0.0.1", port=8765)).startswith(
+        "another program listens on 127.0.0.1:8765")

@@ -10,6 +10,7 @@ happens to it — the port taken, an exception in the server — is logged as
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -61,6 +62,18 @@ def bind_socket(host: str, port: int) -> socket.socket:
             from None
     sock.set_inheritable(True)
     return sock
+
+
+def listen_hint(exc: OSError, settings) -> str:
+    """What to change when the dashboard cannot listen on ``settings``' address."""
+    where = f"{settings.host}:{settings.port}"
+    if exc.errno in (errno.EACCES, errno.EPERM) and 0 < settings.port < 1024:
+        # the unit gives the service no capability: CAP_NET_BIND_SERVICE is not among them
+        return (f"port {settings.port} is below 1024, which only a privileged process may "
+                "listen on (the unit grants the service none): change [dashboard] listen to "
+                "a port of 1024 or more, e.g. 127.0.0.1:8765")
+    return (f"another program listens on {where}, or it is not an address of this machine: "
+            "change [dashboard] listen (or stop the other program)")
 
 
 def _server(app, sock: socket.socket):
@@ -139,12 +152,8 @@ class DashboardThread:
                 if time.monotonic() - started >= HEALTHY_S:
                     backoff = 1.0
                 if isinstance(exc, ListenError):  # no traceback: the bind's own frames
-                    where = f"{self.settings.host}:{self.settings.port}"
                     self.log.error("dashboard_crashed", error=repr(exc), crashes=self.crashes,
-                                   restart_in_s=backoff,
-                                   hint=f"another program listens on {where}, or it is not "
-                                        "an address of this machine: change [dashboard] "
-                                        "listen (or stop the other program)",
+                                   restart_in_s=backoff, hint=listen_hint(exc, self.settings),
                                    note="processing goes on; the dashboard is started again")
                 else:
                     self.log.error("dashboard_crashed", error=repr(exc), crashes=self.crashes,
