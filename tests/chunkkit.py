@@ -94,7 +94,7 @@ def assert_read_by_chunks_past_the_whole_read_limit(path: Path, stack: np.ndarra
     with pytest.raises(nio.ImageTooLargeError) as error:
         read_frames(path)
     assert str(error.value).startswith(
-        f"{path}: declares {stack.nbytes} bytes of pixels (shape ({n}, {height}, {width})), "
-        f"more than the limit of {2 * stack[0].nbytes} (")
+        f"{path}: declares {stack.nbytes} bytes of pixels once read "
+        f"(shape ({n}, {height}, {width})), more than the limit of {2 * stack[0].nbytes} (")
     assert str(error.value).endswith(" GiB) for a file read whole")
     return str(error.value)

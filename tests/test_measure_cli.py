@@ -211,8 +211,9 @@ def test_a_recording_too_long_to_read_whole_is_sent_to_replay(tmp_path, monkeypa
     monkeypatch.setattr(limits, "MAX_FILE_BYTES", 2 * 96 * 96)
     result = CliRunner().invoke(main, ["measure", str(stack), "--out", str(tmp_path / "r.pq")])
     assert result.exit_code == 1, result.output
-    assert (f"skipped {stack}: declares {4 * 96 * 96} bytes of pixels (shape (4, 96, 96)), "
-            "more than the limit of 18432 (1.71661e-05 GiB) for a file read whole; `nwwatch "
+    assert (f"skipped {stack}: declares {4 * 96 * 96} bytes of pixels once read "
+            "(shape (4, 96, 96)), more than the limit of 18432 (1.71661e-05 GiB) for a file "
+            "read whole; `nwwatch "
             f"replay {stack} --out RESULTS` processes it a chunk of pages at a time where its "
             "layout allows (docs/io.md)"
             ) in " ".join(result.output.split())

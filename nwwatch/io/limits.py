@@ -57,6 +57,7 @@ def check_whole_read_bytes(path: str | os.PathLike[str], declared_bytes: int,
     checked before anything is allocated."""
     if declared_bytes > MAX_FILE_BYTES:
         raise ImageTooLargeError(
-            path, f"declares {declared_bytes} bytes of pixels (shape {shape}), more than the "
-                  f"limit of {MAX_FILE_BYTES} ({MAX_FILE_BYTES / 2**30:g} GiB) for a file read "
-                  "whole")
+            # "once read": a signed 8-bit MRC is widened to 16 bits, twice its file's bytes
+            path, f"declares {declared_bytes} bytes of pixels once read (shape {shape}), more "
+                  f"than the limit of {MAX_FILE_BYTES} ({MAX_FILE_BYTES / 2**30:g} GiB) for a "
+                  "file read whole")
