@@ -37,7 +37,7 @@ from nwwatch.io.dataset import (
 )
 from nwwatch.io.volumeranges import VolumeRanges
 from nwwatch.normalize import NAN_FILL, normalize_image
-from nwwatch.options import OutputFile, model_file
+from nwwatch.options import OutputFile, model_file, say
 from nwwatch.segment.metrics import (
     InterfaceOffsets,
     SegmentationMetrics,
@@ -472,19 +472,19 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
         refuse_inside_results(json_out, "'--json'")  # no Parquet: it breaks their readers
         require_writable(json_out, "'--json'")
     for label_path in mask_like_labels(data):
-        click.echo(mask_warning(label_path, folder_class_names(data)))
+        say(mask_warning(label_path, folder_class_names(data)))
     try:
         report = evaluate_folder(model, data, tuple(providers), threads, not no_angles,
                                  flip_average=flip_average)
     except (DatasetLayoutError, ModelLoadError, ModelKindError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(format_report(report))
+    say(format_report(report))
     if not no_angles and report.interface is not None and report.angles is None:
         # hand-made labels (GIMP, another tool) have no reference angles: say why no angle
         # line follows
-        click.echo(f"  contact angle: not scored: {data} has no truth.parquet (the reference "
-                   f"angles nwwatch label and nwwatch synth insitu write beside labels/); "
-                   f"nwwatch measure {data / 'labels'}/*.png gives your labels' angles")
+        say(f"  contact angle: not scored: {data} has no truth.parquet (the reference "
+            f"angles nwwatch label and nwwatch synth insitu write beside labels/); "
+            f"nwwatch measure {data / 'labels'}/*.png gives your labels' angles")
     if json_out is not None:
         try:
             with atomic_write(json_out) as handle:

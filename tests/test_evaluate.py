@@ -872,3 +872,30 @@ def test_a_file_or_a_results_folder_given_as_data_says_what_data_is(tmp_path):
     result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(tomograms)])
     assert result.exit_code == 1
     assert f"{tomograms} is a results folder of tomograms, not labeled slices" in result.output
+
+
+def test_an_evaluation_whose_output_pipe_closes_still_writes_its_json(tmp_path):
+    # `nwwatch evaluate M DATA --json r.json | head -1`: the report's lines met EPIPE and
+    # the JSON, written after them, was lost with the run (exit 1, no message)
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "synth"
+    made = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2", "--size",
+                                     "64", "--seed", "9"])
+    assert made.exit_code == 0, made.output
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "evaluate",
+         "insitu-default", str(data), "--threads", "1", "--json", str(report)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+             "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # nobody reads the report's lines
+    err = proc.stderr.read()
+    proc.wait(timeout=300)
+    proc.stderr.close()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert "metrics" in json.loads(report.read_text())
