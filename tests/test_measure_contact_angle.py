@@ -537,3 +537,33 @@ def test_uncertain_reason_orders_terms_and_leaves_out_zero_ones():
     assert text.startswith("the angle is uncertain by +-2.5 deg (> 1.5), mostly from the "
                            "facet's shape: ")
     assert text.endswith("readings differ): +-2.0 deg (tilted); other terms: outline +-1.5 deg")
+
+
+def _cap_on_wire(base_row: int, c_mid: float, a: float, theta: float, wire_half: float,
+                 shape: tuple[int, int] = (512, 512)) -> np.ndarray:
+    """A vertical wire (cols c_mid +- wire_half below base_row) with a cap of half base a
+    and angle theta centred on it, each pixel its class by 4 x 4 sub-samples."""
+    radius = a / np.sin(np.radians(theta))
+    centre = -radius * np.cos(np.radians(theta))
+    sub = (np.arange(4) + 0.5) / 4 - 0.5
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype(float)
+    droplet, wire = np.zeros(shape), np.zeros(shape)
+    for dr in sub:
+        for dc in sub:
+            y, x = base_row - 0.5 - (rows + dr), cols + dc - c_mid
+            droplet += (y > 0) & (x**2 + (y - centre) ** 2 < radius**2)
+            wire += (y <= 0) & (np.abs(x) < wire_half)
+    labels = np.zeros(shape, np.uint8)
+    labels[wire >= 8], labels[droplet >= 8] = 1, 2
+    return labels
+
+
+def test_a_droplet_on_the_end_of_a_far_narrower_wire_is_not_said_to_sit_beside_it():
+    # a cap centred on a wire a quarter of its base wide was refused "it does not sit on the
+    # wire's end", which it does; and one whose base the frame hides, "does not sit on ..."
+    narrow = measure_contact_angle(_cap_on_wire(301, 256.3, 40, 120, 10))
+    assert narrow.reason_code == "interface_missing"
+    assert "the interface covers under 25% of the base" in narrow.reason
+    hidden = measure_contact_angle(_cap_on_wire(301, 548, 40, 120, 40))
+    assert hidden.reason_code == "interface_missing"
+    assert "or the frame hides where it does" in hidden.reason

@@ -261,8 +261,11 @@ def _circle(sel: Selection, outlines: PairOutlines, facet: Facet,
         foot = fit.center - s * line.normal + off
         ends = foot + np.outer((-half_chord, half_chord), line.direction)
         outside = ((ends < -0.5) | (ends > np.array(shape) - 0.5)).any()
+        # under a quarter of the base: a droplet beside the wire's end, or one on the end
+        # of a wire far narrower than its base (the interface then fixes the line poorly)
         why = ("the frame cuts the droplet's base (an end of it lies outside the image)"
-               if outside else "it does not sit on the wire's end")
+               if outside else f"the interface covers under {MIN_BASE_COVERAGE:.0%} of the "
+               "base (a droplet beside the wire's end, or a wire far narrower than the base)")
         raise refuse("interface_missing", f"the droplet meets the wire over "
                      f"{line.length_px:.0f} px only, but its base would be "
                      f"{2 * half_chord:.0f} px wide: {why}", **fitted)

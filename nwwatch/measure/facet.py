@@ -80,7 +80,8 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
                              outlines.fine, reach)
     if len(iface) < 3:
         raise refuse("interface_missing", f"only {len(iface)} wire/droplet interface points "
-                     "(the droplet does not sit on the wire's end)", **base)
+                     "(the droplet does not sit on the wire's end, or the frame hides where "
+                     "it does)", **base)
     line = fit_facet_line(iface, towards)
     wire_border = on_border(outlines.wire, shape, sel.box[:2])
     wire_geo = measure_wire(sel.wire, outlines.wire, towards, line.point, wire_border,
