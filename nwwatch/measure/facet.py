@@ -111,7 +111,9 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
         facet_angle_deg=math.degrees(math.atan2(-line.direction[0], line.direction[1])),
         facet_gap_px=line.gap_px,
         facet_source=source,
-        facet_inclination_deg=(signed_deg(line.normal, wire_geo.axis)
+        # perpendicular to the axis by construction when the axis oriented it (not 1e-17)
+        facet_inclination_deg=(0.0 if source == "wire_axis"
+                               else signed_deg(line.normal, wire_geo.axis)
                                if wire_geo.axis is not None else None),
         facet_scatter_px=line.scatter_px,
         n_facet_points=int(np.count_nonzero(line.inliers)),
