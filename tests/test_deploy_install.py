@@ -265,9 +265,10 @@ def test_a_folder_in_use_that_the_service_user_cannot_write_is_not_taken_over(sa
             '[[ $1 == -u ]] && shift 2; [[ $1 == -- ]] && shift\n'
             '[[ $1 == test && $3 == *foreign* ]] && exit 1; exec "$@"\n')
     in_use, empty = data / "foreign", data / "foreign-empty"
-    in_use.mkdir(mode=0o755)
+    for folder in (in_use, empty):
+        folder.mkdir()
+        folder.chmod(0o755)  # whatever the umask
     (in_use / "other.txt").write_text("someone's")
-    empty.mkdir(mode=0o755)
     config.write_text(f'[[watch]]\npath = "{data / "acq"}"\n\n'
                       f'[output]\nresults = "{data / "results"}"\n\n'
                       f'[state]\nledger = "{in_use / "ledger.sqlite"}"\n')
