@@ -150,7 +150,7 @@ rerun=$0${MODE:+ $MODE}
 make_dropin() {
     # Validates the config with the code of the venv $1 (errors name the key) and writes the
     # drop-in that opens exactly its folders to the unit into $dropin_tmp.
-    local venv=$1 dirs dir group
+    local venv=$1 dirs dir group listing
     dropin_tmp=$(mktemp)
     "$venv/bin/python" -m nwwatch.service.dropin "${PRIVATE_TMP[@]}" "$CONFIG" > "$dropin_tmp" \
         || die "fix $CONFIG and run: sudo $rerun"
@@ -170,7 +170,10 @@ make_dropin() {
         fi
         # A folder in use (a ledger's parent such as /var/lib, a share's top, results of
         # other people) is not taken over: install -d would give it to the service user, 0750.
-        if [[ -d $dir && -n $(ls -A "$dir" 2>/dev/null) ]]; then
+        # (a new file system's lost+found is no one's files; a folder that cannot be listed
+        # is taken for one in use)
+        if [[ -d $dir ]] && { ! listing=$(ls -A -- "$dir" 2>/dev/null) \
+                || [[ -n $(grep -vx 'lost+found' <<< "$listing") ]]; }; then
             die "$dir (a results or ledger folder of $CONFIG) holds files and $SERVICE_USER cannot write it; install.sh changes the owner of no folder in use: give $SERVICE_USER write access yourself (e.g. sudo chown -R $SERVICE_USER: $dir when it holds only nwwatch's results or ledger) or configure a folder of its own, then run: sudo $rerun"
         fi
         install -d -m 0750 -o "$SERVICE_USER" -g "$group" "$dir" \

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,16 +41,6 @@ def fsync_folder(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def is_special_file(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` names a device, a FIFO or a socket (symbolic links followed): no
-    file an atomic write may replace."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
-
-
 @contextmanager
 def atomic_write(path: str | os.PathLike[str], durable: bool = True) -> Iterator[BinaryIO]:
     """Open a hidden temporary file beside ``path`` for binary writing.
@@ -65,13 +54,6 @@ def atomic_write(path: str | os.PathLike[str], durable: bool = True) -> Iterator
     (never a partial file under ``path``, but possibly none, or an empty one, after it).
     """
     target = Path(path)
-    if is_special_file(target):
-        # a device or a pipe (--json /dev/stdout, --out /dev/null, a FIFO): written into, as
-        # a shell's > does; renamed over, it was replaced by a file (run as root, /dev/null
-        # itself, for every program on the machine)
-        with open(target, "wb") as handle:
-            yield handle
-        return
     if not target.parent.is_dir():  # e.g. a new partition folder: its entry made durable too
         target.parent.mkdir(parents=True, exist_ok=True)
         fsync_folder(target.parent.parent)

@@ -8,6 +8,7 @@ module, whatever its layer, checks its arguments the same way.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import signal
@@ -372,7 +373,31 @@ class OutputFile(click.Path):
             self.fail(f"{text} names a folder (it ends in '{ends}'); give the file to write "
                       f"in it, e.g. {Path(text.rstrip(seps)).as_posix().rstrip('/')}/"
                       f"{self.example}", param, ctx)
+        stream = stream_problem(text)
+        if stream:
+            self.fail(f"{text} {stream}, not a file: the output is written beside it and "
+                      f"renamed into place (it would replace it); give a file, e.g. "
+                      f"{self.example}", param, ctx)
         return super().convert(value, param, ctx)
+
+
+def stream_problem(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is when it is no file an output may be renamed over: a device or stream
+    (under /dev or /proc, as named or as its links lead: /dev/null, /dev/stdout, which leads
+    to /proc/self/fd/1), or a FIFO or socket; None for anything else."""
+    import stat
+
+    for where in (os.path.abspath(path), os.path.realpath(path)):
+        top = Path(where).parts[1:2]
+        if top in (("dev",), ("proc",)):
+            return f"lies in /{top[0]} (a device or a stream)"
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, a FIFO or a socket"
+    return None
 
 
 def results_mark(folder: Path) -> str | None:
@@ -554,7 +579,10 @@ def say(text: str = "", err: bool = False) -> None:
     where the error would end the command with its rows unwritten."""
     try:
         click.echo(text, err=err)
-    except OSError:
+    except OSError as exc:
+        # only a reader gone: a full disk (> report.txt) is an error the command must report
+        if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EIO:
+            raise
         stream_dropped(err)
 
 

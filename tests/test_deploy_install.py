@@ -278,7 +278,9 @@ def test_a_folder_in_use_that_the_service_user_cannot_write_is_not_taken_over(sa
             "cannot write it") in done.stderr, done.stderr
     assert in_use.stat().st_mode & 0o7777 == 0o755
     assert not (tmp / "units" / "nwwatch.service").exists()
-    # an empty folder is nobody's yet: made the service user's, as a missing one is
+    # an empty folder is nobody's yet (a new disk's lost+found aside): made the service
+    # user's, as a missing one is
+    (empty / "lost+found").mkdir()
     config.write_text(f'[[watch]]\npath = "{data / "acq"}"\n\n'
                       f'[output]\nresults = "{data / "results"}"\n\n'
                       f'[state]\nledger = "{empty / "ledger.sqlite"}"\n')

@@ -899,3 +899,27 @@ def test_an_evaluation_whose_output_pipe_closes_still_writes_its_json(tmp_path):
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert "metrics" in json.loads(report.read_text())
+
+
+def test_a_report_the_disk_cannot_hold_is_an_error_not_dropped(tmp_path):
+    # `nwwatch evaluate M DATA > /dev/full`: the lines a closed pipe may drop are no reason
+    # to drop a full disk's error, where the printed report is the only output (was exit 0)
+    import os
+    import subprocess
+    import sys
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    data = tmp_path / "synth"
+    made = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2", "--size",
+                                     "64", "--seed", "9"])
+    assert made.exit_code == 0, made.output
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-c", "from nwwatch.cli import main; main()", "evaluate",
+             "insitu-default", str(data), "--threads", "1"],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+                 "OMP_NUM_THREADS": "1"},
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode != 0, done.stderr
+    assert "No space left on device" in done.stderr, done.stderr

@@ -154,6 +154,12 @@ def test_onnx_runtime_telemetry_is_off_unless_the_user_sets_it(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1" and "telemetry" not in done.stderr, done.stderr
+    # the training side's entry points import onnxruntime first (python -m training.calibrate)
+    first = ("import os, training.calibrate, onnxruntime; "
+             "print(os.environ['ORT_DISABLE_TELEMETRY'])")
+    done = subprocess.run([sys.executable, "-c", first], env={**env, "HOME": "/proc"},
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.stdout.strip() == "1" and "telemetry" not in done.stderr, done.stderr
     kept = subprocess.run([sys.executable, "-c", code],
                           env={**env, "ORT_DISABLE_TELEMETRY": "0"},
                           capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -119,23 +119,26 @@ def test_an_interrupt_once_the_file_object_owns_the_descriptor_stays_an_interrup
         regular.open_regular(path)
 
 
-def test_an_atomic_write_into_a_pipe_writes_into_it_and_leaves_it_a_pipe(tmp_path):
-    # before: the temporary file was renamed over it, so a FIFO (or, run as root,
-    # /dev/null: `nwwatch evaluate ... --json /dev/null`) became a regular file
+def test_an_output_that_is_a_device_or_a_stream_is_refused_before_the_work(tmp_path):
+    # the output is written beside its name and renamed into place: `--json /dev/null` run
+    # as root replaced /dev/null itself with a file (seen on the build machine), a FIFO was
+    # replaced, and /dev/stdout (a link to /proc/self/fd/1) likewise
     import stat
-    import threading
 
-    from nwwatch.atomic import atomic_write, is_special_file
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+    from nwwatch.options import stream_problem
 
     fifo = tmp_path / "out.json"
     os.mkfifo(fifo)
-    received: list[bytes] = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
-    reader.start()
-    with atomic_write(fifo) as handle:
-        handle.write(b"{}\n")
-    reader.join(timeout=30)
-    assert received == [b"{}\n"]
-    assert stat.S_ISFIFO(fifo.stat().st_mode) and is_special_file(fifo)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no temporary left
-    assert is_special_file(os.devnull) and not is_special_file(tmp_path)
+    for out, said in [(os.devnull, "lies in /dev (a device or a stream)"),
+                      ("/dev/stdout", "lies in /dev (a device or a stream)"),
+                      ("/proc/self/fd/1", "lies in /proc (a device or a stream)"),
+                      (str(fifo), "is a device, a FIFO or a socket")]:
+        result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(tmp_path),
+                                           "--json", out])
+        assert result.exit_code == 2, result.output
+        assert f"{out} {said}, not a file" in " ".join(result.output.split()), result.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert stream_problem(tmp_path / "report.json") is None

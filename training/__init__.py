@@ -5,3 +5,7 @@ files that follow :mod:`nwwatch.segment.contract`, ``training.quantize`` makes v
 variants; the data loading, losses, paradigms and the ``nwwatch train`` command live beside them.
 ``training`` imports ``nwwatch``; ``nwwatch`` never imports ``training`` or torch.
 """
+
+# First, as every entry point here (python -m training.calibrate, the exporters) imports
+# onnxruntime: nwwatch turns ONNX Runtime's telemetry off before that import (nwwatch/__init__).
+import nwwatch  # noqa: E402, F401
