@@ -641,3 +641,23 @@ def test_a_quarantined_file_deleted_since_is_said_to_need_nothing(tmp_path):
     page = out.read_text()
     assert "<td>not a TIFF</td>" in page and "<td>short</td>" in page
     assert "<td>file is empty; deleted since, nothing to do</td>" in page
+
+
+def test_a_folder_of_the_users_where_the_pictures_go_is_not_replaced(tmp_path):
+    # `report --out notes.html` beside the user's notes_files/ (a browser's "Save page as"
+    # makes one) replaced that folder whole, its files deleted without a word
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    pictures = tmp_path / "notes_files"
+    pictures.mkdir()
+    (pictures / "lab_notebook.txt").write_text("my notes")
+    with pytest.raises(FileExistsError, match=r"holds files no report wrote "
+                                              r"\(lab_notebook\.txt\); it is not replaced"):
+        write_report(results, tmp_path / "notes.html")
+    assert (pictures / "lab_notebook.txt").read_text() == "my notes"
+    assert not (tmp_path / "notes.html").exists()
+    # an earlier report's pictures (PNGs alone) are replaced, as ever
+    (pictures / "lab_notebook.txt").unlink()
+    (pictures / "old-angle.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    write_report(results, tmp_path / "notes.html")
+    assert "old-angle.png" not in [p.name for p in pictures.iterdir()]

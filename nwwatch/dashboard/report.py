@@ -266,6 +266,16 @@ def write_report(results: str | Path, out: str | Path) -> Path:
     if final.exists() and not final.is_dir():  # before the work, not after the page is written
         raise FileExistsError(errno.EEXIST, "a file is in the way of the report's pictures; "
                               "remove it or give another --out", str(final))
+    if final.is_dir() and not final.is_symlink():
+        # replaced whole: only an earlier report's (its PNGs alone), never a folder of the
+        # user's that happens to have the name (a browser's "Save page as" makes X_files/)
+        others = sorted(p.name for p in final.iterdir()
+                        if not (p.suffix.lower() == ".png" and p.is_file()))
+        if others:
+            raise FileExistsError(errno.EEXIST, f"the folder for the report's pictures holds "
+                                  f"files no report wrote ({', '.join(others[:3])}"
+                                  f"{' ...' if len(others) > 3 else ''}); it is not replaced: "
+                                  "give another --out", str(final))
     out.parent.mkdir(parents=True, exist_ok=True)
     # a folder of this run's own: two reports to one --out at once each fill their own
     # (mkdir, not mkdtemp: the pictures' folder keeps the umask's permissions, not 0700)
