@@ -6,6 +6,7 @@ the training extra instead of failing with an ImportError when torch is absent.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import signal
@@ -92,16 +93,38 @@ class _LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+        except SystemExit as exc:
+            if _said_unwritten() and exc.code in (0, None):
+                raise SystemExit(1) from None
+            raise
+        except BaseException:
+            _said_unwritten()
+            raise
         finally:
             # a command that never ran (a usage error, --help) leaves the handlers as they were
             early_stop_signal()
+        if _said_unwritten():
+            sys.exit(1)
+        return result
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Listing help must not import torch: describe commands from the static table.
         rows = [(name, _HELP[name]) for name in sorted(_COMMANDS)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _said_unwritten() -> bool:
+    """Say on stderr why the command's lines could not be written (a full disk behind
+    stdout: :func:`nwwatch.options.say`), if they could not; whether they could not."""
+    from nwwatch.options import unwritten_output
+
+    why = unwritten_output()
+    if why is not None:
+        with contextlib.suppress(OSError, ValueError):
+            click.echo(f"nwwatch: {why}", err=True)
+    return why is not None
 
 
 @click.group(cls=_LazyGroup)

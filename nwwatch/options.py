@@ -580,10 +580,23 @@ def say(text: str = "", err: bool = False) -> None:
     try:
         click.echo(text, err=err)
     except OSError as exc:
-        # only a reader gone: a full disk (> report.txt) is an error the command must report
-        if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EIO:
-            raise
+        # A reader gone is no fault. Another error (a full disk: > report.txt) is kept and
+        # said when the command ends (nwwatch.cli), which then exits 1; the work goes on:
+        # its files may lie on another disk.
+        if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EIO and not _unwritten:
+            name = "standard error" if err else "standard output"
+            _unwritten.append(f"{name} could not be written ({exc.strerror or exc}): the "
+                              "lines from then on were dropped; the rest of the work was done")
         stream_dropped(err)
+
+
+#: Why a command's lines could not be written (:func:`say`), for its end to say: the first.
+_unwritten: list[str] = []
+
+
+def unwritten_output() -> str | None:
+    """Why lines of the command could not be written (not a reader gone), once; then None."""
+    return _unwritten.pop() if _unwritten else None
 
 
 def stream_dropped(err: bool = False) -> None:

@@ -62,6 +62,9 @@ def _signal_handlers_restored():
     for sig, handler in saved.items():
         if handler is not None:  # None: set outside Python, nothing to put back
             signal.signal(sig, handler)
+    from nwwatch.options import unwritten_output
+
+    unwritten_output()  # a command's unwritten lines are its own to report, not the next's
 
 
 @pytest.fixture()
