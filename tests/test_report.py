@@ -661,3 +661,26 @@ def test_a_folder_of_the_users_where_the_pictures_go_is_not_replaced(tmp_path):
     (pictures / "old-angle.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     write_report(results, tmp_path / "notes.html")
     assert "old-angle.png" not in [p.name for p in pictures.iterdir()]
+
+
+def test_commands_that_write_files_keep_status_0_when_their_reader_leaves(tmp_path):
+    # `nwwatch report RES --out r.html | true`, `nwwatch synth insitu ... | true`: complete
+    # files, yet exit 1 (click's EPIPE handling), which a pipefail script took for a failure
+    import subprocess
+    import sys
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 110.0]))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "OMP_NUM_THREADS": "1"}
+    for args in (["report", str(results), "--out", str(tmp_path / "r.html")],
+                 ["synth", "insitu", str(tmp_path / "syn"), "--frames", "1", "--size", "64"]):
+        proc = subprocess.Popen([sys.executable, "-c", "from nwwatch.cli import main; main()",
+                                 *args], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+        proc.stderr.close()
+        assert proc.returncode == 0, (args, err)
+    assert (tmp_path / "r.html").is_file() and (tmp_path / "syn" / "truth.parquet").is_file()

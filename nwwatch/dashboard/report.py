@@ -35,7 +35,7 @@ from nwwatch.dashboard.data import (
     quarantined_gone,
 )
 from nwwatch.dashboard.stats import TREND_WINDOW, rolling_median
-from nwwatch.options import OutputFile
+from nwwatch.options import OutputFile, say
 
 #: Readings of the results folder while files vanish under it (a compaction running).
 _READ_TRIES = 5
@@ -391,4 +391,4 @@ def report(results: Path, out: Path) -> None:
     except OSError as exc:  # e.g. a full disk, or <out stem>_files in the way
         raise click.ClickException(f"{out}: cannot write the report "
                                    f"({exc.strerror or exc}: {exc.filename or out})") from None
-    click.echo(f"wrote {path} (pictures in {path.with_name(path.stem + '_files')})")
+    say(f"wrote {path} (pictures in {path.with_name(path.stem + '_files')})")

@@ -398,12 +398,12 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
     except OSError as exc:
         raise _not_writable(exc, results, "nwwatch ledger rebuild") from None
     for old in report.moved_aside:
-        click.echo(f"moved aside: {old}")
+        say(f"moved aside: {old}")
     for bad in report.unreadable:
-        click.echo(f"skipped, unreadable: {bad}", err=True)
-    click.echo(f"rebuilt from {report.files} files: {report.items} items done, "
-               f"{report.rows} rows, {report.quarantined} quarantined "
-               f"{'file' if report.quarantined == 1 else 'files'} kept")
+        say(f"skipped, unreadable: {bad}", err=True)
+    say(f"rebuilt from {report.files} files: {report.items} items done, "
+        f"{report.rows} rows, {report.quarantined} quarantined "
+        f"{'file' if report.quarantined == 1 else 'files'} kept")
 
 
 def _umask_of_the_service() -> None:
@@ -463,17 +463,17 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
     except OSError as exc:
         raise _not_writable(exc, results, "nwwatch compact") from None
     if report.recovered:
-        click.echo(f"finished {report.recovered} interrupted compaction(s)")
+        say(f"finished {report.recovered} interrupted compaction(s)")
     for rel in report.mixed_files:
-        click.echo(f"left alone (rows of several acquisitions): {rel}")
+        say(f"left alone (rows of several acquisitions): {rel}")
     for rel in report.unreadable_files:
-        click.echo(f"left alone (unreadable): {rel}", err=True)
+        say(f"left alone (unreadable): {rel}", err=True)
     for rel in report.missing_files:
-        click.echo(f"missing (the ledger names it, the file is gone: deleted? its input files "
-                   f"stay done; nwwatch ledger rebuild lets them be processed again): {rel}",
-                   err=True)
+        say(f"missing (the ledger names it, the file is gone: deleted? its input files "
+            f"stay done; nwwatch ledger rebuild lets them be processed again): {rel}",
+            err=True)
     # "compacted 0" alone reads like a failure: say the others need nothing
     left = (f"; {report.below_min_files} acquisition(s) in fewer than {min_files} files "
             "left as they are" if report.below_min_files else "")
-    click.echo(f"compacted {report.acquisitions} acquisition(s): {report.files_before} files "
-               f"-> {report.files_after}, {report.rows} rows{left}")
+    say(f"compacted {report.acquisitions} acquisition(s): {report.files_before} files "
+        f"-> {report.files_after}, {report.rows} rows{left}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from nwwatch.options import SEED, FiniteFloatRange, require_writable
+from nwwatch.options import SEED, FiniteFloatRange, require_writable, say
 from nwwatch.synth.tomogram_cli import tomogram
 from nwwatch.synth.video import VIDEO_SCENES, scene_options
 
@@ -93,7 +93,7 @@ def insitu(out: Path, n_frames: int, video: bool, seed: int, size: int, scene: s
     table = generate_insitu(out, n_frames, video=video, seed=seed, size=size,
                             video_options=options)
     n = table.num_rows
-    click.echo(f"wrote {n} frame{'' if n == 1 else 's'} to {out}")
+    say(f"wrote {n} frame{'' if n == 1 else 's'} to {out}")
 
 
 def _not_replaced(out: Path, n_frames: int) -> list[str]:

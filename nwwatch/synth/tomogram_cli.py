@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM, MIN_PLAUSIBLE_PIXEL_SIZE_NM
-from nwwatch.options import SEED, FiniteFloatRange
+from nwwatch.options import SEED, FiniteFloatRange, say
 
 
 @click.command("tomogram")
@@ -100,9 +100,9 @@ def tomogram(out: Path, size: int, labeled_fraction: float, seed: int, voxel_siz
         raise click.ClickException(
             f"--size {size}: a {size}^3 volume needs more memory than this process can allocate "
             f"({exc}); choose a smaller --size (256 needs about 0.5 GiB)") from None
-    click.echo(f"wrote a {size}^3 tomogram to {out}: porosity {summary['porosity']:.2f}, "
-               f"tilts {summary['tilt_min_deg']:g}..{summary['tilt_max_deg']:g} deg, "
-               f"slice {summary['labeled_slice']} labeled at {summary['labeled_fraction']:.2%}")
+    say(f"wrote a {size}^3 tomogram to {out}: porosity {summary['porosity']:.2f}, "
+        f"tilts {summary['tilt_min_deg']:g}..{summary['tilt_max_deg']:g} deg, "
+        f"slice {summary['labeled_slice']} labeled at {summary['labeled_fraction']:.2%}")
 
 
 #: The files every run writes besides the labeled slice (generate_tomogram's ``files``).
