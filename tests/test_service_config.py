@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -467,6 +468,14 @@ def test_a_share_reached_through_a_symbolic_link_is_mounted_before_start(paths):
     assert f"RequiresMountsFor={tmp / 'data' / 'results'}\n" in text
     assert f"RequiresMountsFor={share / 'results'}\n" in text
     assert text.count(f"RequiresMountsFor={acq}\n") == 1  # no link: named once
+
+
+def test_a_model_that_is_a_device_is_named_as_such_not_as_missing(paths):
+    tmp, acq, res, m = paths
+    path = write_config(tmp / "c.toml", acq, res, Path(os.devnull))
+    with pytest.raises(ConfigError, match=r"model: not a regular file \(a device, a FIFO\): "
+                                          r"/dev/null"):
+        load_config(path)
 
 
 def test_config_lists_stay_equal_to_the_runtime_ones(paths):

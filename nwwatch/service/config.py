@@ -200,7 +200,8 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
     elif model.is_dir():
         raise r.error("model", f"a folder, not a model file: {model}")
     elif not model.is_file():
-        raise r.error("model", f"file not found: {model}")
+        raise r.error("model", f"not a regular file (a device, a FIFO): {model}"
+                      if model.exists() else f"file not found: {model}")
     elif model_name_problem(model):
         raise r.error("model", model_name_problem(model))
     r.used.add("polling")
