@@ -23,7 +23,7 @@ from nwwatch.io import read_frames, read_volume
 from nwwatch.io.dataset import read_label_image
 from nwwatch.io.png import write_image_file
 from nwwatch.normalize import stretch_to_uint8
-from nwwatch.options import SEED, model_file, require_writable, say
+from nwwatch.options import SEED, listed, model_file, require_writable, say
 from nwwatch.synth.video import VIDEO_SCENES, scene_options
 
 #: The main video (looks like the real frames) and the stress video (a small droplet at a
@@ -200,10 +200,9 @@ def _own_output_folder(out: Path) -> None:
     if out.is_dir() and not (out / DEMO_MARK).is_file():
         held = sorted(p.name for p in out.iterdir())
         if held:
-            listed = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5
-                                            else "")
             raise click.ClickException(
-                f"{out} already holds files that no earlier nwwatch demo wrote ({listed}): "
+                f"{out} already holds files that no earlier nwwatch demo wrote "
+                f"({listed(held)}): "
                 "give a new or empty folder")
     require_writable(out, "'OUT'", folder=True)
     for name in DEMO_ENTRIES:

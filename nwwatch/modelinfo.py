@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from nwwatch.options import model_file
+from nwwatch.options import listed, model_file
 from nwwatch.segment.scale import METADATA_KEY, WorkingScale
 
 #: What the service does with a model of each kind.
@@ -203,9 +203,8 @@ def format_model(info: dict[str, Any]) -> str:
         extra = info["extra"] or {}
         if isinstance(extra.get("exported_epoch"), int):
             held = [str(stem) for stem in extra.get("validation_images") or []]
-            on = (f"held out: {', '.join(held[:5])}" + (f" and {len(held) - 5} more"
-                                                         if len(held) > 5 else "")
-                  if held else "no held-out images: scored on the training images")
+            on = (f"held out: {listed(held)}" if held
+                  else "no held-out images: scored on the training images")
             lines.append(f"exported weights: epoch {extra['exported_epoch']} of "
                          f"{extra.get('epochs', '?')} ({on}; keep these out of an evaluation)")
     if info["kind"] == "tomogram":

@@ -12,6 +12,7 @@ import errno
 import math
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -385,8 +386,6 @@ def stream_problem(path: str | os.PathLike[str]) -> str | None:
     """What ``path`` is when it is no file an output may be renamed over: a device or stream
     (under /dev or /proc, as named or as its links lead: /dev/null, /dev/stdout, which leads
     to /proc/self/fd/1), or a FIFO or socket; None for anything else."""
-    import stat
-
     for where in (os.path.abspath(path), os.path.realpath(path)):
         top = Path(where).parts[1:2]
         if top in (("dev",), ("proc",)):
@@ -570,6 +569,13 @@ def model_file(ctx: click.Context | None, param: click.Parameter | None,
     what = "a folder, not an ONNX model file" if path.is_dir() else "no such file"
     raise click.BadParameter(f"{value}: {what}; give an ONNX model, or the name of a shipped "
                              f"one ({', '.join(shipped)})", ctx, param)
+
+
+def listed(names: Sequence[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``names``, comma-separated, then "and N more" for the rest:
+    how a message names a list of files or images."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def say(text: str = "", err: bool = False) -> None:

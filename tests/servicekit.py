@@ -320,6 +320,25 @@ def folder_tree(folder: Path) -> dict[str, bytes | str | None]:
     return {p.relative_to(folder).as_posix(): content(p) for p in sorted(folder.rglob("*"))}
 
 
+def serve_frames(cfg: Path, acq: Path, results: Path, ledger_folder: Path, n: int = 3,
+                 kill: bool = False) -> None:
+    """Run the service of ``cfg`` (its log beside it) until ``n`` new frames written into
+    ``acq`` have their rows in ``results`` and are done in the ledger in ``ledger_folder``;
+    then stop it with SIGTERM, or with ``kill`` SIGKILL (its last transactions left in the
+    ledger's write-ahead log)."""
+    daemon = DaemonProcess(cfg, cfg.parent / "log.jsonl")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        write_frames(acq, n)
+        wait_rows(results, n, proc=daemon, timeout=60)
+        wait_files_done(ledger_folder, n)
+    finally:
+        if kill:
+            daemon.kill()
+        else:
+            daemon.terminate()
+
+
 def wait_files_done(ledger_folder: Path, n: int, timeout: float = 30.0) -> None:
     """Wait until the ledger in ``ledger_folder`` records ``n`` files as done (its rows are
     written before their batch is committed)."""

@@ -16,10 +16,9 @@ import cv2
 import numpy as np
 import pytest
 import structlog
-import tifffile
 from structlog.testing import capture_logs
 from tiffkit import first_page_only
-from training_helpers import make_folder
+from training_helpers import make_folder, write_two_phase_volume
 
 from nwwatch.io import read_frames
 from nwwatch.io.errors import TruncatedTiffError
@@ -91,10 +90,7 @@ def test_train_shows_no_exporter_noise(tmp_path):
 
 
 def test_train_volume_shows_no_constant_folding_notes(tmp_path):
-    rng = np.random.default_rng(0)
-    volume = rng.normal(50, 8, (6, 32, 32)).astype(np.float32)
-    volume[:, :, 16:] += 60
-    tifffile.imwrite(tmp_path / "vol.tif", volume)
+    write_two_phase_volume(tmp_path / "vol.tif", slices=6)
     labels = np.full((32, 32), 255, np.uint8)
     labels[2:8, 2:8] = 0
     labels[2:8, 20:26] = 1

@@ -7,13 +7,10 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 from servicekit import (
-    DaemonProcess,
     model,
     run_nwwatch,
-    wait_files_done,
-    wait_rows,
+    serve_frames,
     write_config,
-    write_frames,
     write_small_tomogram,
 )
 
@@ -64,14 +61,7 @@ def test_a_killed_services_ledger_moved_aside_opens_with_its_write_ahead_log(tmp
     acq.mkdir()
     cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.2,
                        flush_seconds=0)
-    daemon = DaemonProcess(cfg, tmp_path / "log.jsonl")
-    try:
-        daemon.wait_event("ready", timeout=60)
-        write_frames(acq, 3)
-        wait_rows(res, 3, proc=daemon, timeout=60)
-        wait_files_done(res, 3)
-    finally:
-        daemon.kill()
+    serve_frames(cfg, acq, res, res, kill=True)
     wal = res / "ledger.sqlite-wal"
     assert wal.exists() and wal.stat().st_size > 0  # the killed service's last transactions
 

@@ -9,11 +9,9 @@ import shutil
 
 import pytest
 from servicekit import (
-    DaemonProcess,
     model,
     run_nwwatch,
-    wait_files_done,
-    wait_rows,
+    serve_frames,
     write_config,
     write_frames,
 )
@@ -29,14 +27,7 @@ def test_a_service_whose_ledger_outlives_its_results_folder_does_not_start(tmp_p
     cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.2,
                        flush_seconds=0)
     cfg.write_text(cfg.read_text() + f'\n[state]\nledger = "{ledger}"\n')
-    daemon = DaemonProcess(cfg, tmp_path / "log.jsonl")
-    try:
-        daemon.wait_event("ready", timeout=60)
-        write_frames(acq, 3)
-        wait_rows(res, 3, proc=daemon, timeout=60)
-        wait_files_done(state, 3)
-    finally:
-        daemon.terminate()
+    serve_frames(cfg, acq, res, state)
     shutil.rmtree(res)  # "accept a fresh results folder"
     started = run_nwwatch("run", "--config", str(cfg), timeout=60)
     assert started.returncode == 78, started.stderr[-2000:]

@@ -14,7 +14,7 @@ import pytest
 import tifffile
 import torch
 from click.testing import CliRunner
-from training_helpers import capture_train, make_folder
+from training_helpers import capture_train, make_folder, write_two_phase_volume
 
 from nwwatch.cli import main
 from nwwatch.segment.session import Segmenter
@@ -80,12 +80,7 @@ def test_resume_continues_from_the_checkpoint_epoch(tmp_path):
 
 
 def test_tomogram_workflow_contrastive(tmp_path):
-    rng = np.random.default_rng(0)
-    volume = rng.normal(50, 8, (5, 32, 32)).astype(np.float32)
-    solid = np.zeros((32, 32), bool)
-    solid[:, 16:] = True
-    volume[:, solid] += 60
-    tifffile.imwrite(tmp_path / "vol.tif", volume)
+    write_two_phase_volume(tmp_path / "vol.tif")
     labels = np.full((32, 32), 255, np.uint8)
     labels[2:8, 2:8] = 0
     labels[2:8, 20:26] = 1
@@ -114,10 +109,7 @@ def test_tomogram_workflow_contrastive(tmp_path):
 def test_a_0_255_mask_given_to_train_volume_is_warned_of_as_in_a_data_folder(tmp_path):
     # before: beside a proper slice's labels it was trained on without a word, its solid
     # (255) left out and all the rest of the slice taken for pore
-    rng = np.random.default_rng(0)
-    volume = rng.normal(50, 8, (5, 32, 32)).astype(np.float32)
-    volume[:, :, 16:] += 60
-    tifffile.imwrite(tmp_path / "vol.tif", volume)
+    write_two_phase_volume(tmp_path / "vol.tif")
     labels = np.full((32, 32), 255, np.uint8)
     labels[2:12, 2:10], labels[2:12, 20:28] = 0, 1
     cv2.imwrite(str(tmp_path / "s2.png"), labels)

@@ -9,6 +9,15 @@ import numpy as np
 import tifffile
 
 
+def write_two_phase_volume(path: Path, slices: int = 5) -> Path:
+    """A (slices, 32, 32) float32 TIFF volume at ``path``: pore (50 counts) in columns 0-15,
+    solid (110) in 16-31, Gaussian noise of 8 counts (seed 0); returns ``path``."""
+    volume = np.random.default_rng(0).normal(50, 8, (slices, 32, 32)).astype(np.float32)
+    volume[:, :, 16:] += 60
+    tifffile.imwrite(path, volume)
+    return path
+
+
 def make_scene(rng: np.random.Generator, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
     """uint16 image (size, size) and uint8 labels: 0 background, 1 bar, 2 disc."""
     rows, cols = np.mgrid[:size, :size]

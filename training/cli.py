@@ -18,7 +18,14 @@ from nwwatch.io.dataset import (
     mask_like_labels,
     read_dataset_toml,
 )
-from nwwatch.options import SEED, FiniteFloatRange, OutputFile, mask_warning, stream_dropped
+from nwwatch.options import (
+    SEED,
+    FiniteFloatRange,
+    OutputFile,
+    listed,
+    mask_warning,
+    stream_dropped,
+)
 from training.config import (
     FINETUNE_DEFAULTS,
     FOLDER_DEFAULTS,
@@ -486,10 +493,8 @@ def exported_line(epoch: int, epochs: int, held_out: list[str]) -> str:
     if not held_out:
         return (f"exported: the weights of epoch {epoch} of {epochs}; no held-out images, the "
                 "metrics below are on the training images")
-    names = ", ".join(held_out[:5]) + (f" and {len(held_out) - 5} more" if len(held_out) > 5
-                                       else "")
     return (f"exported: the weights of epoch {epoch} of {epochs}; metrics below on the "
-            f"{len(held_out)} held-out image(s) ({names}), one network pass each at the "
+            f"{len(held_out)} held-out image(s) ({listed(held_out)}), one network pass each at the "
             "training scale (nwwatch evaluate scores the runtime's segmentation, on images "
             "not held out here)")
 

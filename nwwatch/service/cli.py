@@ -240,7 +240,8 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
                            save_labels=save_labels, dask=dask_address)
             # within the block: a hang-up now (SIG_DFL again after it) ended the process
             # with every row written, as if it had been cut short
-            _say_summary(s.lines())
+            for line in s.lines():  # to a reader that has gone: dropped (options.say)
+                say(line)
     except (ConfigError, GpuUnavailableError, ModelLoadError, FileNotFoundError,
             LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError,
             ClusterUnavailableError, ClusterUnreachableError, ResultsWriteError,
@@ -264,13 +265,6 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
         raise click.ClickException(str(exc)) from None
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # all is written and said: nothing to stop
     sys.exit(s.exit_status)
-
-
-def _say_summary(lines: list[str]) -> None:
-    """The replay's last lines on stdout; to a terminal that hung up or a closed pipe they
-    are dropped (the rows are written, the status says how it went)."""
-    for line in lines:
-        say(line)
 
 
 def _what_an_interrupt_kept(out_dir: Path) -> str:

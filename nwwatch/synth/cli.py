@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from nwwatch.options import SEED, FiniteFloatRange, require_writable, say
+from nwwatch.options import SEED, FiniteFloatRange, listed, require_writable, say
 from nwwatch.synth.tomogram_cli import tomogram
 from nwwatch.synth.video import VIDEO_SCENES, scene_options
 
@@ -81,9 +81,9 @@ def insitu(out: Path, n_frames: int, video: bool, seed: int, size: int, scene: s
             param_hint="'--droplet-radius-px'")
     stale = _not_replaced(out, n_frames)
     if stale:
-        listed = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
         raise click.ClickException(
-            f"{out} already holds {len(stale)} file(s) this run would not replace ({listed}); "
+            f"{out} already holds {len(stale)} file(s) this run would not replace "
+            f"({listed(stale)}); "
             "they would not match the new truth.parquet: choose a new or empty folder")
     require_writable(out, "'OUT'", folder=True)
     options = None
