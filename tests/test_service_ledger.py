@@ -81,15 +81,21 @@ def test_crash_before_rename_removes_partial_files_and_counts_an_attempt(tmp_pat
     assert "stopped" in ledger.queries.quarantined()[0]["reason"]
 
 
-def test_finished_lookup_by_path_size_mtime(tmp_path):
+def test_finished_lookup_by_path_and_file_version(tmp_path):
+    from nwwatch.service.ledgerdb import FileVersion
+
     ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
-    ledger.remember_sha("/acq/f1.tif", 10, 123, "sha1")
-    assert not ledger.is_finished("/acq/f1.tif", 10, 123, "model", "1.0.0")
+    v = FileVersion(size=10, mtime_ns=123, ctime_ns=456, ino=7)
+    ledger.remember_sha("/acq/f1.tif", v, "sha1")
+    assert not ledger.is_finished("/acq/f1.tif", v, "model", "1.0.0")
     _claim(ledger, tmp_path, "b1", [1])
     ledger.commit("b1", {_key(1): 1}, [], 3, wrote_parquet=False)
-    assert ledger.is_finished("/acq/f1.tif", 10, 123, "model", "1.0.0")
-    assert not ledger.is_finished("/acq/f1.tif", 10, 124, "model", "1.0.0")  # changed file
-    assert not ledger.is_finished("/acq/f1.tif", 10, 123, "model2", "1.0.0")  # new model
+    assert ledger.is_finished("/acq/f1.tif", v, "model", "1.0.0")
+    assert not ledger.is_finished("/acq/f1.tif", v._replace(mtime_ns=124), "model", "1.0.0")
+    # replaced with the size and mtime kept (cp -p, rsync -a): another ctime or inode
+    assert not ledger.is_finished("/acq/f1.tif", v._replace(ctime_ns=457), "model", "1.0.0")
+    assert not ledger.is_finished("/acq/f1.tif", v._replace(ino=8), "model", "1.0.0")
+    assert not ledger.is_finished("/acq/f1.tif", v, "model2", "1.0.0")  # new model
 
 
 def test_readonly_ledger_for_status(tmp_path):
@@ -223,4 +229,36 @@ def test_a_ledger_without_claim_times_gets_the_column_and_keeps_its_items(tmp_pa
         ("done", None, 3.0)]
     db.close()
     assert sqlite3.connect(path).execute(
-        "SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("5",)
+        "SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("6",)
+
+
+def test_hashes_cached_by_size_and_mtime_alone_are_taken_again(tmp_path):
+    """Ledgers made before the hash cache kept ctime and inode open with the columns added;
+    their cached hashes are not trusted (the file is hashed once more), new ones are."""
+    import os
+
+    from nwwatch.service.ledgerdb import FileVersion, open_ledger_db
+
+    path = tmp_path / "ledger.sqlite"
+    db = open_ledger_db(path)
+    db.execute("ALTER TABLE seen DROP COLUMN ctime_ns")
+    db.execute("ALTER TABLE seen DROP COLUMN ino")
+    frame = tmp_path / "f.tif"
+    frame.write_bytes(b"x" * 10)
+    version = FileVersion.of(os.stat(frame))
+    db.execute("INSERT INTO seen VALUES (?, ?, ?, 'old')",
+               (str(frame), version.size, version.mtime_ns))
+    db.close()
+    ledger = Ledger(path, tmp_path)
+    try:
+        assert ledger.cached_sha(str(frame), version) is None
+        ledger.remember_sha(str(frame), version, "new")
+        assert ledger.cached_sha(str(frame), version) == "new"  # from the buffer
+        with ledger.transaction():  # any write transaction stores the buffered hashes
+            pass
+        assert ledger._seen_buffer == {}
+        assert ledger.cached_sha(str(frame), version) == "new"  # from the table
+        assert ledger.cached_sha(str(frame), version._replace(ctime_ns=version.ctime_ns + 1)
+                                 ) is None
+    finally:
+        ledger.close()

@@ -245,3 +245,34 @@ def test_a_cluster_replay_records_a_reverted_file_as_local_replay_does(tmp_path)
     assert (s.done, s.skipped) == (0, 1)
     assert pq.read_table(out / "frames").num_rows == 2
     assert _shown_angles(out) == [100]
+
+
+def _same_size_and_mtime(path, content: bytes) -> None:
+    """Replace ``path`` with ``content`` of its size, keeping its mtime (as ``cp -p``,
+    ``rsync -a`` or a clock of whole seconds may)."""
+    import os
+
+    st = path.stat()
+    assert len(content) == st.st_size
+    path.write_bytes(content)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_new_version_with_the_same_size_and_mtime_is_processed(tmp_path):
+    import hashlib
+
+    acq, v1, v2 = _versions(tmp_path)
+    onnx = model(tmp_path)
+    out = tmp_path / "out"
+    assert replay(acq, out, kind="insitu", model=onnx).done == 1
+    _same_size_and_mtime(acq / "f.tif", v2)
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert (s.done, s.skipped) == (1, 0)  # not "already done": the content is new
+    assert _shown_angles(out) == [130]
+    # --force measures the file again, and files its rows under the content it read
+    _same_size_and_mtime(acq / "f.tif", v1)
+    assert replay(acq, out, kind="insitu", model=onnx, force=True).done == 1
+    rows = pq.read_table(out / "frames").to_pylist()
+    latest = max(rows, key=lambda r: r["processed_at"])
+    assert latest["source_sha256"] == hashlib.sha256(v1).hexdigest()
+    assert round(latest["contact_angle_deg"]) == 100

@@ -25,6 +25,7 @@ from nwwatch.service.flush import RowBuffer
 from nwwatch.service.inputs import check_regular
 from nwwatch.service.jobs import job_for
 from nwwatch.service.ledger import Failure, ItemKey, ItemState, Ledger
+from nwwatch.service.ledgerdb import FileVersion
 from nwwatch.service.names import path_key, source_name
 from nwwatch.volume.segment import VolumeOptions
 
@@ -239,10 +240,11 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
         name = path_key(path)
         try:
             st = check_regular(path)
-            sha = ledger.cached_sha(name, st.st_size, st.st_mtime_ns)
+            version = FileVersion.of(st)
+            sha = ledger.cached_sha(name, version)
             if sha is None:
                 sha = file_sha256(path)
-                ledger.remember_sha(name, st.st_size, st.st_mtime_ns, sha)
+                ledger.remember_sha(name, version, sha)
         except FileNotFoundError:
             report.files.append(FileOutcome(path, "gone", reason="file vanished"))
             continue

@@ -351,7 +351,8 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
         if f.sha256 is None:  # could not even be hashed: bad input
             early.append(Failure(None, name, f.reason, f.error_type, True, f.size, f.mtime_ns))
             continue
-        ledger.remember_sha(name, f.size, f.mtime_ns, f.sha256)
+        if f.version is not None:
+            ledger.remember_sha(name, f.version, f.sha256)
         key = engine.key(f.sha256)
         known = ledger.item(key)
         if f.duplicate or key in seen or engine.buffer.holds(key) or (

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from nwwatch.service.batch import Engine
 from nwwatch.service.config import OverlaySettings
 from nwwatch.service.ledger import Failure, ItemKey
+from nwwatch.service.ledgerdb import FileVersion
 
 if TYPE_CHECKING:
     from nwwatch.volume.segment import VolumeOptions
@@ -69,6 +70,7 @@ class FileResult:
     sha256: str | None = None
     size: int | None = None
     mtime_ns: int | None = None
+    version: FileVersion | None = None  # as the worker read it (hashes are cached by it)
     n_rows: int = 0
     reason: str = ""
     error_type: str = ""
@@ -136,7 +138,7 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
         r = results[p]
         try:
             st = check_regular(Path(p))
-            r.size, r.mtime_ns = st.st_size, st.st_mtime_ns
+            r.size, r.mtime_ns, r.version = st.st_size, st.st_mtime_ns, FileVersion.of(st)
             r.sha256 = file_sha256(Path(p))
         except FileNotFoundError:
             r.gone = True

@@ -39,6 +39,7 @@ from nwwatch.atomic import remove_if_present
 from nwwatch.results.parquet import drop_rows
 from nwwatch.service.ledgerdb import (
     Failure,
+    FileVersion,
     ItemKey,
     ItemState,
     LedgerCorruptError,
@@ -166,35 +167,40 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         ).fetchone()
         return None if row is None else ItemState(*row)
 
-    def cached_sha(self, path: PathKey, size: int, mtime_ns: int) -> str | None:
+    def cached_sha(self, path: PathKey, version: FileVersion) -> str | None:
+        """The hash of this ``version`` of ``path`` when it was hashed before, else None (a
+        hash cached before the ledger kept ctime and inode is hashed again once)."""
         buffered = self._seen_buffer.get(path)
-        if buffered is not None and buffered[:2] == (size, mtime_ns):
-            return buffered[2]
+        if buffered is not None and buffered[0] == version:
+            return buffered[1]
         row = self._db.execute(
-            "SELECT sha256 FROM seen WHERE path=? AND size=? AND mtime_ns=?",
-            (path, size, mtime_ns),
+            "SELECT sha256 FROM seen WHERE path=? AND size=? AND mtime_ns=? AND ctime_ns=? "
+            "AND ino=?", (path, *version),
         ).fetchone()
         return None if row is None else row[0]
 
-    def remember_sha(self, path: PathKey, size: int, mtime_ns: int, sha256: str) -> None:
+    def remember_sha(self, path: PathKey, version: FileVersion, sha256: str) -> None:
         """Cache a file version's hash; written with the next transaction (saves an fsync per
         file; losing it in a crash only costs hashing the file again)."""
-        self._seen_buffer[path] = (size, mtime_ns, sha256)
+        self._seen_buffer[path] = (version, sha256)
 
     def _flush_seen(self, db) -> None:
         if self._seen_buffer:
-            db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)",
-                           [(p, *v) for p, v in self._seen_buffer.items()])
+            db.executemany(
+                "INSERT OR REPLACE INTO seen (path, size, mtime_ns, ctime_ns, ino, sha256) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(p, *version, sha) for p, (version, sha) in self._seen_buffer.items()])
             self._seen_buffer.clear()
 
-    def is_finished(self, path: PathKey, size: int, mtime_ns: int, model_sha256: str,
+    def is_finished(self, path: PathKey, version: FileVersion, model_sha256: str,
                     measurement_version: str) -> bool:
         """Cheap check for rescans: done or quarantined for this file version, or processed
         with its rows held by this process (a failed write of them requeues the file itself),
         without I/O (but an open of a file quarantined as unreadable: ``quarantined_at``)."""
-        if self.quarantined_at(path, size, mtime_ns, model_sha256, measurement_version):
+        if self.quarantined_at(path, version.size, version.mtime_ns, model_sha256,
+                               measurement_version):
             return True
-        sha = self.cached_sha(path, size, mtime_ns)
+        sha = self.cached_sha(path, version)
         if sha is None:
             return False
         item = self.item(ItemKey(sha, model_sha256, measurement_version))

@@ -5,13 +5,15 @@ value types of :class:`nwwatch.service.ledger.Ledger`."""
 from __future__ import annotations
 
 import errno
+import os
 import shlex
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,7 +54,7 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE TABLE IF NOT EXISTS seen (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    sha256 TEXT NOT NULL
+    sha256 TEXT NOT NULL, ctime_ns INTEGER, ino INTEGER
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     path TEXT PRIMARY KEY,
@@ -81,6 +83,23 @@ CREATE TABLE IF NOT EXISTS compactions (
 
 
 PathKey = str | bytes
+
+
+class FileVersion(NamedTuple):
+    """One version of a file, told without reading it. Size and mtime alone are not enough:
+    frames of one camera have one size, and a copy that keeps times (``cp -p``, ``rsync
+    -a``), an export tool that sets them, or a file system of whole seconds repeats the
+    mtime. The status change time and the inode change with every replacement (the ctime
+    cannot be set from user space)."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileVersion:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 @dataclass(frozen=True)
@@ -173,6 +192,10 @@ def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Conne
                 db.execute("ALTER TABLE batches ADD COLUMN held_at REAL")
             if "stopped_at" not in batch_columns:  # in flight when a stop timed out
                 db.execute("ALTER TABLE batches ADD COLUMN stopped_at REAL")
+            seen_columns = {r[1] for r in db.execute("PRAGMA table_info(seen)")}
+            if "ctime_ns" not in seen_columns:  # hashes cached by size and mtime alone
+                db.execute("ALTER TABLE seen ADD COLUMN ctime_ns INTEGER")
+                db.execute("ALTER TABLE seen ADD COLUMN ino INTEGER")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                        (str(SCHEMA_VERSION),))
         except BaseException:

@@ -27,7 +27,7 @@ from nwwatch.service.config import (
 )
 from nwwatch.service.inference import InferenceConfig
 from nwwatch.service.inputs import layout_of_other_kind
-from nwwatch.service.ledgerdb import mark_stopped
+from nwwatch.service.ledgerdb import FileVersion, mark_stopped
 from nwwatch.service.lock import LedgerBusyError, LedgerLock
 from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
@@ -494,7 +494,7 @@ def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None
     if ledger.quarantined_at(name, st.st_size, st.st_mtime_ns, engine.segmenter.model_sha256,
                              engine.measurement_version):
         return "quarantined"
-    sha = ledger.cached_sha(name, st.st_size, st.st_mtime_ns)
+    sha = ledger.cached_sha(name, FileVersion.of(st))
     if sha is None:
         return None
     item = ledger.item(ItemKey(sha, engine.segmenter.model_sha256, engine.measurement_version))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nwwatch.service.batch import Engine
 from nwwatch.service.config import WatchConfig
+from nwwatch.service.ledgerdb import FileVersion
 from nwwatch.service.names import file_identity, path_key
 from nwwatch.service.readiness import ReadyFile, Tracker
 from nwwatch.service.watcher import (
@@ -133,8 +134,8 @@ class Watch:
                     st = path.stat()
                 except OSError:
                     continue
-                if ledger.is_finished(path_key(path), st.st_size, st.st_mtime_ns,
-                                      model_sha256, version):
+                if ledger.is_finished(path_key(path), FileVersion.of(st), model_sha256,
+                                      version):
                     continue
                 tracker.touch(path, self.index, self.config.settle_seconds)
                 found += 1
