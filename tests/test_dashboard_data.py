@@ -316,6 +316,35 @@ def test_payload_cursor_sends_only_new_rows(tmp_path):
     dash.close()
 
 
+def test_a_row_acquired_before_rows_the_page_holds_sends_their_new_trend(tmp_path):
+    """A file retried, or arriving late, lands among rows the page has: their causal trend
+    changes, and an open page gets it without a reload."""
+    from nwwatch.dashboard.app import Dashboard, parse_cursor
+
+    results = tmp_path / "res"
+    angles = [100.0, 102.0, 104.0, 106.0, 108.0]
+    rows = frame_rows("/acq/a", angles)
+    late = rows.pop(1)  # f0001 comes later
+    write(results, "frames-1.parquet", rows)
+    dash = Dashboard(results, None, live=False, stale_after_s=None)
+    dash.store.refresh()
+    first = dash.payload(next(iter(dash.store.snapshot.values())), None)
+    late["processed_at"] = T0 + timedelta(seconds=9)
+    write(results, "frames-2.parquet", [late])
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    update = dash.payload(acq, parse_cursor(first["cursor"]))
+    reload = dash.payload(acq, None)
+    assert not update["reset"]
+    assert update["rows"]["source"] == ["f0001.tif", "f0002.tif", "f0003.tif", "f0004.tif"]
+    page = dict(zip(first["rows"]["source"], first["rows"]["trend"], strict=True))
+    page.update(zip(update["rows"]["source"], update["rows"]["trend"], strict=True))
+    assert page == dict(zip(reload["rows"]["source"], reload["rows"]["trend"], strict=True))
+    # f0000's trend does not change, and is not sent again
+    assert page["f0000.tif"] == first["rows"]["trend"][0]
+    dash.close()
+
+
 def test_metrics_count_rows_and_never_label_files():
     before = metrics.snapshot()
     metrics.observe_commit([{"status": "ok", "read_ms": 2.0, "source": "/acq/x.tif"},

@@ -160,7 +160,13 @@ class Dashboard:
         if len(acq) and acq.kind == "insitu":
             s = frame_series(acq)
             processed_us = np.round(s["processed"] * 1e6).astype(np.int64)
-            pick = np.flatnonzero(processed_us > newest_us)
+            new = processed_us > newest_us
+            if new.any() and not reset:
+                # A row acquired before rows the page holds (a file retried, or arriving
+                # late) changes their rolling trend: they are sent again with it.
+                first_t = np.nanmin(s["t"][new], initial=np.inf)
+                new |= s["t"] >= first_t
+            pick = np.flatnonzero(new)
             out["rows"] = {k: s[k][pick] for k in ("t", "angle", "unc", "valid", "code",
                                                    "trend", "source", "frame")}
             if len(pick):
