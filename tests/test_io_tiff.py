@@ -572,6 +572,38 @@ def test_mtime_fallback(tmp_path):
     assert frames[0].pixel_size_nm is None
 
 
+@pytest.mark.parametrize("year", [1970, 2250])
+def test_an_mtime_of_an_implausible_year_is_kept_with_a_warning(tmp_path, year):
+    """Nothing else tells the time: the mtime stays, and the log says the clock looks unset
+    (a 1970 row was written without a word)."""
+    path = write_stack_tiff(tmp_path / "s.tif", _image((2, 8, 8), "uint16"))
+    stamp = datetime(year, 1, 1, 0, 0, 5, tzinfo=UTC)
+    os.utime(path, (stamp.timestamp(), stamp.timestamp()))
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert [(f.acquired_at, f.acquired_at_source) for f in frames] == [(stamp, "mtime")] * 2
+    (warning,) = [e for e in logs if e["event"] == "io.mtime_implausible"]
+    assert warning["path"] == str(path) and warning["year"] == year
+    assert str(year) in warning["reason"]
+    with capture_logs() as logs:
+        os.utime(path, (stamp.timestamp(), datetime(2026, 1, 1, tzinfo=UTC).timestamp()))
+        read_frames(path)
+    assert not [e for e in logs if e["event"] == "io.mtime_implausible"]
+
+
+def test_an_mrc_with_an_mtime_of_1970_warns_too(tmp_path):
+    import mrcfile
+
+    path = tmp_path / "v.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(_image((2, 8, 8), "int16"))
+    os.utime(path, (0.0, 0.0))
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert {f.acquired_at_source for f in frames} == {"mtime"}
+    assert [e["path"] for e in logs if e["event"] == "io.mtime_implausible"] == [str(path)]
+
+
 def test_big_endian_and_bigtiff(tmp_path):
     image = _image((3, 10, 14), "uint16")
     big_endian = tmp_path / "be.tif"

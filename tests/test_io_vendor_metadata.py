@@ -400,3 +400,23 @@ def test_a_colour_picture_is_told_to_give_the_raw_single_channel_data(tmp_path):
     with pytest.raises(MultichannelError) as error:
         read_frames(channels)
     assert "Split Channels" in error.value.reason
+
+
+def test_zoneless_times_around_clock_changes_read_as_the_named_zone_reads_them(local_tz):
+    """Local replay reads zone-less times in the machine's zone as a Dask worker given that
+    zone by name does: in the hour skipped in spring too (the C library read 02:30 there as
+    summer time, an hour from the worker's reading)."""
+    from nwwatch.io.metadata import read_zoneless_in, zoneless_to_utc
+
+    times = [datetime(2026, 3, 29, 2, 30), datetime(2026, 10, 25, 2, 30),
+             datetime(2026, 7, 1, 12, 0), datetime(2026, 1, 1, 12, 0)]
+    local = [zoneless_to_utc(t) for t in times]
+    read_zoneless_in("Europe/Berlin")
+    try:
+        named = [zoneless_to_utc(t) for t in times]
+    finally:
+        read_zoneless_in(None)
+    assert local == named == [datetime(2026, 3, 29, 1, 30, tzinfo=UTC),
+                              datetime(2026, 10, 25, 0, 30, tzinfo=UTC),  # the first 02:30
+                              datetime(2026, 7, 1, 10, 0, tzinfo=UTC),
+                              datetime(2026, 1, 1, 11, 0, tzinfo=UTC)]

@@ -79,6 +79,7 @@ from nwwatch.io.limits import (
 from nwwatch.io.metadata import (
     float32_value,
     frame_pixel_size_nm,
+    mtime_time,
     nm_from,
     plausible_pixel_size_nm,
     unit_to_nm,
@@ -589,7 +590,7 @@ def _frame_metadata(path: Path, handle: BinaryIO, layout: _Layout) -> _FrameMeta
     if layout.acquired_at is not None:
         return _FrameMetadata(pixel_nm, layout.acquired_at, "metadata")
     mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
-    return _FrameMetadata(pixel_nm, mtime, "mtime")
+    return _FrameMetadata(pixel_nm, mtime_time(path, mtime), "mtime")
 
 
 def _frames(path: Path, handle: BinaryIO, layout: _Layout, meta: _FrameMetadata,

@@ -65,6 +65,7 @@ from nwwatch.io.limits import (
 )
 from nwwatch.io.metadata import (
     frame_pixel_size_nm,
+    mtime_time,
     nm_from,
     plausible_pixel_size_nm,
     unit_to_nm,
@@ -567,7 +568,7 @@ def _frame_metadata_of(path: Path, series: _Series, mtime: datetime) -> FramesMe
     elif start is not None:
         times, source = _scan_times(path, start, frame_s, n_frames), "metadata"
     else:
-        times, source = [mtime] * n_frames, "mtime"
+        times, source = [mtime_time(path, mtime)] * n_frames, "mtime"
     return FramesMetadata(sizes, times, source)
 
 

@@ -19,11 +19,13 @@ for every frame: OME ``AcquisitionDate``, the first page's FEI time, JEOL time o
 ``DateTime`` (plus ``i * finterval``, in its ``tunit``, for ImageJ series). Times without a
 zone are local time of this machine (TIFF/EXIF convention); a year outside
 ``PLAUSIBLE_ACQUISITION_YEARS`` is an unset clock or tag and is not read. Without any, the
-file's modification time is used.
+file's modification time is used (:func:`mtime_time`: with a warning when its year is outside
+them too).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -170,6 +172,21 @@ def frame_pixel_size_nm(path: Path, sizes: Sizes, source: str = "") -> float | N
     return x_nm
 
 
+def mtime_time(path: Path, mtime: datetime) -> datetime:
+    """``mtime``, the modification time of ``path``, taken as its acquisition time (the last
+    source, ``acquired_at_source`` "mtime"). Nothing else tells the time, so it is kept
+    whatever its year; one outside :data:`PLAUSIBLE_ACQUISITION_YEARS` (a PC whose clock was
+    never set, 1970, or set decades ahead) gives an ``io.mtime_implausible`` warning naming
+    the file and the year."""
+    first, end = PLAUSIBLE_ACQUISITION_YEARS
+    if mtime.year not in range(first, end):
+        _log.warning("io.mtime_implausible", path=str(path), year=mtime.year,
+                     reason=f"the file's modification time, taken as its acquisition time "
+                            f"(no time in its metadata), is in {mtime.year}, outside "
+                            f"{first}-{end - 1}: is the clock of the PC that wrote it set?")
+    return mtime
+
+
 def acquisition_times(
     path: Path, tif: tifffile.TiffFile, pages: list, n_frames: int, mtime: datetime
 ) -> tuple[list[datetime], str]:
@@ -204,7 +221,7 @@ def acquisition_times(
         firsts.append(first)
     start = ome_start or next((first for first in firsts if first), None)
     if start is None:
-        return [mtime] * n_frames, "mtime"
+        return [mtime_time(path, mtime)] * n_frames, "mtime"
     per_time_point = _imagej_pages_per_time_point(tif)
     step = _frame_step(path, start, _imagej_frame_interval_s(path, tif),
                        (n_frames - 1) // per_time_point)
@@ -499,10 +516,26 @@ def local_zone_key() -> str | None:
 
 def zoneless_to_utc(when: datetime) -> datetime:
     """``when`` in UTC; a naive time is read in the zone of :func:`read_zoneless_in` (by
-    default this machine's local time)."""
-    if when.tzinfo is None and _zoneless_zone is not None:
-        when = when.replace(tzinfo=_zoneless_zone)
+    default this machine's local time, by its IANA zone where it names one: the rules a
+    Dask worker given that zone applies, also in the hour skipped when clocks go forward,
+    which the C library reads otherwise). A time of the hour repeated when clocks go back is
+    read as its first occurrence (``fold`` 0)."""
+    if when.tzinfo is None:
+        zone = _zoneless_zone if _zoneless_zone is not None else _local_zone(
+            os.environ.get("TZ"))
+        if zone is not None:
+            when = when.replace(tzinfo=zone)
     return when.astimezone(UTC)
+
+
+@functools.lru_cache(maxsize=8)
+def _local_zone(tz_variable: str | None) -> tzinfo | None:
+    """The ZoneInfo of :func:`local_zone_key` (None where the local time names no zone),
+    looked up once per value of ``TZ``."""
+    from zoneinfo import ZoneInfo
+
+    key = local_zone_key()
+    return ZoneInfo(key) if key is not None else None
 
 
 def _as_utc(when: datetime) -> datetime:

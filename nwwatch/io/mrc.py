@@ -47,6 +47,7 @@ from nwwatch.io.mdoc import read_mdoc
 from nwwatch.io.metadata import (
     FLOAT32_DIGITS,
     frame_pixel_size_nm,
+    mtime_time,
     nm_from,
     plausible_pixel_size_nm,
     short_decimal,
@@ -342,7 +343,7 @@ def _mrc_frames_with(path: Path, sections: range | None, metadata: _FrameMetadat
         mdoc = read_mdoc(path, n, pixel_sizes=pixel_nm is None)
         pixels = [pixel_nm] * n if pixel_nm is not None or mdoc is None else mdoc.pixel_sizes_nm
         times, source = ((mdoc.times, "metadata") if mdoc is not None and mdoc.times is not None
-                         else ([mtime] * n, "mtime"))
+                         else ([mtime_time(path, mtime)] * n, "mtime"))
         metadata = (pixels, times, source)
     pixels, times, source = metadata
     indices = range(info.n_pages) if sections is None else sections

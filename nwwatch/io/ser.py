@@ -69,6 +69,7 @@ from nwwatch.io.limits import (
 )
 from nwwatch.io.metadata import (
     frame_pixel_size_nm,
+    mtime_time,
     nm_from,
     plausible_pixel_size_nm,
     unit_to_nm,
@@ -394,7 +395,8 @@ def _frame_metadata(path: Path, handle: BinaryIO, layout: _Layout) -> FramesMeta
     mtime = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
     sizes_nm = _pixel_sizes_nm(path, layout.elements)
     if times is None:
-        return FramesMetadata(sizes_nm, [mtime] * layout.info.n_pages, "mtime")
+        return FramesMetadata(sizes_nm, [mtime_time(path, mtime)] * layout.info.n_pages,
+                              "mtime")
     return FramesMetadata(sizes_nm, times, "metadata")
 
 
