@@ -288,3 +288,23 @@ def test_dashboard_on_a_port_in_use_says_so_and_how_to_get_a_free_one(tmp_path):
     assert r.returncode == 1, r
     assert f"cannot listen on 127.0.0.1:{port}" in r.stderr, r.stderr
     assert "Errno" not in r.stderr and "--listen 127.0.0.1:0" in r.stderr, r.stderr
+
+
+def test_a_port_the_system_picks_is_logged_at_every_logging_level(tmp_path):
+    """`listen = "127.0.0.1:0"` with `[logging] level = "warning"`: the port chosen was logged
+    at info level only, so it was nowhere."""
+    import re
+
+    from servicekit import DaemonProcess, model, write_config
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    extra = '[dashboard]\nlisten = "127.0.0.1:0"\n[logging]\nlevel = "warning"\n'
+    cfg = write_config(tmp_path / "c.toml", acq, tmp_path / "res", model(tmp_path), extra=extra)
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        url = daemon.wait_event("dashboard_listening", 60)["url"]
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url) and not url.endswith(":0/")
+        assert all(e.get("level") != "info" for e in daemon.events())
+    finally:
+        daemon.terminate()

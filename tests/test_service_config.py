@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -175,6 +176,10 @@ def test_missing_model_syntax_error_and_results_inside_acquisition(paths):
 
 
 def test_require_gpu_on_cpu_machine_fails_loudly(paths):
+    from nwwatch.segment.session import gpu_possible
+
+    if gpu_possible(("cuda",)):
+        pytest.skip("a machine with an NVIDIA driver")
     tmp, acq, res, m = paths
     with pytest.raises(GpuUnavailableError, match="CPUExecutionProvider"):
         Segmenter(m, providers=("cuda", "cpu"), require_gpu=True)
@@ -182,7 +187,9 @@ def test_require_gpu_on_cpu_machine_fails_loudly(paths):
     cfg.write_text(cfg.read_text().replace("threads = 1", "threads = 1\nrequire_gpu = true"))
     result = CliRunner().invoke(run, ["--config", str(cfg)])
     assert result.exit_code == 78  # EX_CONFIG: systemd does not restart-loop on it
-    assert "GPU provider was required" in result.output
+    # named with the file and the key, before any folder is made
+    assert f"{cfg}: inference.require_gpu: a GPU provider is required" in result.output
+    assert not res.exists()
 
 
 def test_bad_config_exits_78_naming_the_key(paths):
@@ -452,6 +459,35 @@ def test_a_ledger_inside_the_results_datasets_is_refused(paths, dataset):
     path = write_config(tmp / "c.toml", acq, res, m,
                         extra=f'[state]\nledger = "{res / "state" / "ledger.sqlite"}"')
     assert load_config(path).ledger == res / "state" / "ledger.sqlite"
+
+
+@pytest.mark.parametrize(("name", "what"), [
+    ("quarantine.parquet", "the results' quarantine.parquet"),
+    ("reverted.parquet", "the results' reverted.parquet"),
+    ("masks/ledger.sqlite", "inside the results' masks/ folder"),
+    ("overlays/l.sqlite", "inside the results' overlays/ folder")])
+def test_a_ledger_named_like_a_file_the_service_writes_is_refused(paths, name, what):
+    # before: `ledger = "RESULTS/quarantine.parquet"` was accepted, and the first refresh of
+    # the quarantine list replaced the SQLite ledger with Parquet
+    tmp, acq, res, m = paths
+    path = write_config(tmp / "c.toml", acq, res, m, extra=f'[state]\nledger = "{res / name}"')
+    with pytest.raises(ConfigError, match=rf"state\.ledger: is {re.escape(what)}, which the "
+                                          r"service writes"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("~/acq", r"'~/acq': '~' is the home of whoever reads the file \(root for install.sh"),
+    (r"/srv/a\nReadWritePaths=/", r".* holds the control character '\\n'"),
+    (r"C:\tmp", r".* holds the control character '\\t'.*single quotes")])
+def test_a_path_with_a_home_or_a_control_character_is_refused(paths, value, message):
+    # before: `~` was expanded for whoever read the file (root's home for install.sh, the
+    # service user's for the service: two folders), and a "\n" split the drop-in's paths
+    tmp, acq, res, m = paths
+    text = write_config(tmp / "c.toml", acq, res, m).read_text()
+    (tmp / "c.toml").write_text(text.replace(f'"{res}"', f'"{value}"'))
+    with pytest.raises(ConfigError, match=rf"output\.results: {message}"):
+        load_config(tmp / "c.toml")
 
 
 def test_a_share_reached_through_a_symbolic_link_is_mounted_before_start(paths):
@@ -896,3 +932,50 @@ def test_documented_numeric_bounds_are_the_bounds(paths):
                 _config_with(acq, res, key, value)
         checked.append(key)
     assert len(checked) == 14, checked
+
+
+def test_a_provider_list_without_cpu_that_runs_on_the_cpu_is_a_warning(paths):
+    """`providers = ["cuda"]` on a machine without a GPU ran on the CPU with no word but the
+    info line's provider."""
+    from structlog.testing import capture_logs
+
+    from nwwatch.logsetup import get_logger
+    from nwwatch.segment.session import gpu_possible
+    from nwwatch.service.config import TomogramSettings
+    from nwwatch.service.engines import EngineSpec, build_engines
+    from nwwatch.service.inference import InferenceConfig
+    from nwwatch.service.ledger import Ledger
+
+    if gpu_possible(("cuda",)):
+        pytest.skip("a machine with an NVIDIA driver")
+    tmp, acq, res, m = paths
+    ledger = Ledger(tmp / "ledger.sqlite", tmp)
+    try:
+        for providers, warned in ((("cuda",), True), (("cuda", "cpu"), False)):
+            with capture_logs() as logs:
+                build_engines([EngineSpec("insitu", m)], ledger, res,
+                              inference=InferenceConfig(providers=providers), max_attempts=3,
+                              tomogram=TomogramSettings(), log=get_logger())
+            fallback = [e for e in logs if e["event"] == "provider_fallback"]
+            assert bool(fallback) == warned, logs
+            if warned:
+                assert fallback[0]["provider"] == "CPUExecutionProvider"
+                assert fallback[0]["log_level"] == "warning"
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize(("ignore", "patterns"), [('["*"]', None), ('["*.tmp", "**"]', None),
+                                                  ('["*.tif", "*.dm4"]', '["*.tif", "*.dm4"]')])
+def test_ignore_patterns_that_take_every_file_are_refused(paths, ignore, patterns):
+    # before: accepted, and the service processed nothing without a word
+    tmp, acq, res, m = paths
+    text = write_config(tmp / "c.toml", acq, res, m).read_text()
+    keys = f"ignore_patterns = {ignore}\n" + (f"patterns = {patterns}\n" if patterns else "")
+    (tmp / "c.toml").write_text(text.replace("[[watch]]\n", "[[watch]]\n" + keys, 1))
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.ignore_patterns: .* ignores every file "
+                                          r"the patterns take"):
+        load_config(tmp / "c.toml")
+    (tmp / "c.toml").write_text(text.replace("[[watch]]\n", '[[watch]]\nignore_patterns = '
+                                             '["*.tmp", "*~"]\n', 1))
+    assert load_config(tmp / "c.toml").watches[0].ignore_patterns == ("*.tmp", "*~")

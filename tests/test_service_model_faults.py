@@ -139,11 +139,8 @@ def test_the_service_refuses_a_tomogram_model_with_a_bad_extra_value(tmp_path):
     failed = [e for e in daemon.events() if e.get("event") == "startup_failed"]
     assert failed and failed[0]["error_type"] == "ConfigError"
     assert "watch[0].model" in failed[0]["error"] and "z_sigma_px" in failed[0]["error"]
-    # Unlike a replay's, the service's configured folders stay, with an empty ledger
-    # (docs/service.md, Exit 78): the next start, the model fixed, takes them as they are.
-    assert sorted(folder_tree(res)) == ["ledger.sqlite", "ledger.sqlite.lock"]
-    assert _ledger(res / "ledger.sqlite", "SELECT (SELECT COUNT(*) FROM items) + "
-                                          "(SELECT COUNT(*) FROM batches)") == [(0,)]
+    # The model is judged before anything is created (docs/service.md, Exit 78)
+    assert not res.exists()
     good = model(tmp_path / "t", kind="tomogram")
     cfg.write_text(cfg.read_text().replace(str(bad), str(good)))
     daemon = DaemonProcess(cfg, tmp_path / "log2")
@@ -202,3 +199,30 @@ def test_a_model_that_does_not_load_at_start_is_a_start_up_failure_only(tmp_path
         ("startup_failed", "ModelLoadError")]
     # the error names the configuration file and key as well as the model file
     assert errors[0]["error"].startswith(f"{cfg}: watch[0].model: {broken}: "), errors[0]
+    assert not (tmp_path / "res").exists()
+
+
+def test_a_start_refused_for_its_model_does_not_tie_the_results_to_its_ledger(tmp_path):
+    """A [state] ledger named by a start refused for its model was recorded in the results
+    folder (ledger.sqlite.elsewhere), and the corrected configuration, ledger by default, was
+    refused with LedgerElsewhereError though nothing had been processed."""
+    from nwwatch.service.dropin import main as dropin_main
+
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    tomo = model(tmp_path / "t", kind="tomogram")
+    state = f'[state]\nledger = "{tmp_path / "state" / "ledgr.sqlite"}"'
+    cfg = write_config(tmp_path / "c.toml", acq, res, tomo, settle=0.2, extra=state)
+    assert dropin_main([str(cfg)]) == 78  # validating the file catches it too
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    assert daemon.wait_exit(timeout=60) == 78
+    failed = [e for e in daemon.events() if e.get("event") == "startup_failed"]
+    assert "is a 'tomogram' model but the folder's kind is 'insitu'" in failed[0]["error"]
+    assert not res.exists() and not (tmp_path / "state").exists()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path))
+    assert dropin_main([str(cfg)]) == 0
+    daemon = DaemonProcess(cfg, tmp_path / "log2")
+    try:
+        daemon.wait_event("ready", timeout=60)
+    finally:
+        assert daemon.terminate()[0] == 0

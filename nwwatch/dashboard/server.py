@@ -127,8 +127,11 @@ class DashboardThread:
                              rows_held_s=self.settings.rows_held_s,
                              active_since=self.started_at)
             self._server = _server(app, sock)
-            self.log.info("dashboard_listening", url=f"http://{_url_host(self.settings.host)}:"
-                          f"{self.port}/", live=self.live)
+            # A port picked by the system (port 0) is known from this line alone: a warning,
+            # so that every [logging] level shows it
+            say = self.log.warning if self.settings.port == 0 else self.log.info
+            say("dashboard_listening", url=f"http://{_url_host(self.settings.host)}:"
+                f"{self.port}/", live=self.live)
             if self._stopping.is_set():
                 return
             self._server.run(sockets=[sock])

@@ -225,6 +225,13 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
         rescan_seconds=rescan,
         follow_symlinks=r.get("follow_symlinks", bool, False),
     )
+    # An ignore pattern that takes every name, or each pattern itself, leaves the service
+    # nothing to process, silently (as an empty `patterns` would)
+    everything = [p for p in watch.ignore_patterns if set(p) == {"*"}]
+    if everything or set(watch.patterns) <= set(watch.ignore_patterns):
+        raise r.error("ignore_patterns", f"{(everything or list(watch.patterns))[0]!r} ignores "
+                                         "every file the patterns take: the watch would "
+                                         "process nothing")
     r.finish()
     return watch
 
@@ -290,6 +297,21 @@ def _dashboard(file: Path | None, table: Any, flush_seconds: float) -> Dashboard
     return cfg
 
 
+def _written_by_the_service(path: Path, results: Path) -> str | None:
+    """What ``path`` would be among the service's own files in ``results`` (its quarantine
+    and reverted lists, replaced whole at each write; its masks and QA pictures), else None."""
+    from nwwatch.results.quarantine import QUARANTINE_FILE
+    from nwwatch.results.versions import REVERTED_FILE
+
+    top, resolved = results.resolve(), path.resolve()
+    if resolved.parent == top and resolved.name in (QUARANTINE_FILE, REVERTED_FILE):
+        return f"the results' {resolved.name}"
+    for folder in ("masks", OverlaySettings().folder.name):
+        if lies_inside(resolved, top / folder):
+            return f"inside the results' {folder}/ folder"
+    return None
+
+
 def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfig:
     """Validate a parsed TOML document; relative paths are relative to the file's folder.
 
@@ -352,6 +374,10 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
                                     f"results (pandas, pyarrow, polars, DuckDB) takes each file "
                                     f"for results: keep it in {results} (the default) or "
                                     f"outside the results folder")
+    written = _written_by_the_service(ledger, results)
+    if written is not None:
+        raise state.error("ledger", f"is {written}, which the service writes: keep the ledger "
+                                    f"in {results} under its default name, or outside it")
 
     retry = TableReader(file, "retry", top.get("retry", dict, {}))
     max_attempts = retry.positive("max_attempts", int, 3, at_most=MAX_ATTEMPTS_MAX)
@@ -366,9 +392,11 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     service.finish()
 
     logging_ = TableReader(file, "logging", top.get("logging", dict, {}))
-    level = logging_.get("level", str, "info").lower()
+    given_level = logging_.get("level", str, "info")
+    level = given_level.lower()
     if level not in ("debug", "info", "warning", "error"):
-        raise logging_.error("level", f"{level!r} is not one of debug, info, warning, error")
+        raise logging_.error("level", f"{given_level!r} is not one of debug, info, warning, "
+                                      "error")
     logging_.finish()
     dashboard_table = top.get("dashboard", dict, None)  # [dashboard]
     dashboard = None if dashboard_table is None else _dashboard(file, dashboard_table,

@@ -144,7 +144,19 @@ class TableReader:
             return default
         if not value.strip():
             raise self.error(name, "must not be empty")
-        path = Path(os.path.expanduser(value))
+        control = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+        if control is not None:
+            # A newline split the systemd drop-in's paths (a TOML "\n", or "\t" of a
+            # Windows path written with single backslashes in a basic string)
+            raise self.error(name, f"{value!r} holds the control character {control!r}: "
+                                   "write the path as it is (in TOML, a Windows path in "
+                                   "single quotes)")
+        if value.startswith("~"):
+            # install.sh reads the file as root, the service as its own user: two homes
+            raise self.error(name, f"{value!r}: '~' is the home of whoever reads the file "
+                                   "(root for install.sh, the service user for the service): "
+                                   "write the absolute path")
+        path = Path(value)
         # absolute and without "." or "..": systemd's ReadOnlyPaths= and ReadWritePaths= (the
         # drop-in) refuse paths that are not normalised
         return Path(os.path.normpath(path if path.is_absolute() else base / path))

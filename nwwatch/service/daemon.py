@@ -11,7 +11,7 @@ model; watchdog's threads only record file activity in the :class:`Tracker`. The
    retries a rewrite of ``quarantine.parquet`` that failed;
 3. rescans each folder every ``rescan_seconds`` (and once at start) for files the events
    missed — files already done for this model are recognised from the ledger by
-   (path, size, mtime) without being read;
+   (path, size, mtime, ctime, inode) without being read;
 4. polls the tracker for ready files, quarantines bad ones (never opening anything but a
    regular file), and processes a batch when ``batch_size`` frames are waiting or the oldest
    has waited ``max_batch_latency_ms``.
@@ -40,6 +40,7 @@ from nwwatch.service.engines import (
     BadInput,
     EngineSpec,
     build_engines,
+    check_models,
     inspect_input,
     quarantine_inputs,
 )
@@ -126,6 +127,11 @@ class Daemon:
 
     def _run(self) -> int:
         cfg = self.config
+        specs = [EngineSpec(w.kind, w.model, f"watch[{i}].model")
+                 for i, w in enumerate(cfg.watches)]
+        # Before anything is created: a start refused for its model left a results folder
+        # tied to the [state] ledger it named, which refused the corrected configuration.
+        check_models(specs, cfg.inference, cfg.source)
         make_folder(cfg, "output.results", cfg.results)
         make_folder(cfg, "state.ledger", cfg.ledger.parent)
         ledger = self.ledger = open_ledger(cfg.ledger, cfg.results, self.log)
@@ -133,8 +139,6 @@ class Daemon:
         dashboard = None
         try:
             ledger.reconcile(cfg.max_attempts).log_to(self.log)
-            specs = [EngineSpec(w.kind, w.model, f"watch[{i}].model")
-                     for i, w in enumerate(cfg.watches)]
             flush_policy = FlushPolicy(max_rows=cfg.flush_rows, max_seconds=cfg.flush_seconds)
             engines = build_engines(specs, ledger, cfg.results, inference=cfg.inference,
                                     flush=flush_policy,

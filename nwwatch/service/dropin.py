@@ -105,13 +105,20 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print(usage, file=sys.stderr)
         return 2
+    from nwwatch.segment.session import ModelLoadError
+    from nwwatch.service.engines import EngineSpec, check_models
+
     try:
         config = load_config(args[0])
         if "--private-tmp" in flags:
             check_private_tmp(config)
+        # The models too, as the service judges them at its start: a drop-in installed for
+        # a configuration the service refuses restarts the service into exit 78.
+        check_models([EngineSpec(w.kind, w.model, f"watch[{i}].model")
+                      for i, w in enumerate(config.watches)], config.inference, config.source)
         print("".join(f"{p}\n" for p in writable_folders(config)) if writable
               else unit_dropin(config), end="")
-    except ConfigError as exc:
+    except (ConfigError, ModelLoadError) as exc:
         print(f"nwwatch: {exc}", file=sys.stderr)
         return 78
     return 0

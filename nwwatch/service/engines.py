@@ -71,6 +71,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     """
     from nwwatch.results.parquet import warm_up_arrow
     from nwwatch.segment.session import (
+        PROVIDERS,
         ModelLoadError,
         Segmenter,
         gpu_possible,
@@ -132,19 +133,20 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                 limits = {"cores_source": "threads" if inference.threads is not None
                           else usable_cores_limit().source,
                           "stream_memory_source": budget.source if budget else None}
+            if seg.provider not in [PROVIDERS[name] for name in inference.providers]:
+                # the CPU is always the last resort, also when the list leaves it out
+                log.warning("provider_fallback", model=str(model), provider=seg.provider,
+                            providers=list(inference.providers),
+                            reason=f"none of the providers asked for in [inference] "
+                                   f"providers can run here: {model.name} runs on "
+                                   f"{seg.provider} (require_gpu = true refuses that)")
             log.info("model_loaded", model=str(model), model_sha256=seg.model_sha256,
                      provider=seg.provider, kind=seg.metadata.kind, streams=plan.streams,
                      intra_op_threads=plan.threads, stream_intra_op_threads=plan.stream_threads,
                      stream_memory_bytes=int(budget.value) if budget else None, **limits)
         seg, shared, plan = segmenters[model]
         insitu_budget = int(budget.value) if budget and spec.kind == "insitu" else None
-        if seg.metadata.kind != spec.kind:
-            raise ConfigError(source, spec.key,
-                              f"{model.name} is {'an' if seg.metadata.kind == 'insitu' else 'a'} "
-                              f"{seg.metadata.kind!r} model but {spec.kind_name} is "
-                              f"{spec.kind!r}{KIND_MISMATCH_HINT.get(spec.kind, '')}")
-        if problem := model_problem(seg):
-            raise ConfigError(source, spec.key, problem)
+        _judge(seg, spec, model, source)
         engines.append(Engine(kind=spec.kind, segmenter=seg, ledger=ledger,
                               results_dir=results_dir, batch_size=inference.batch_size,
                               streams=plan.streams if spec.kind == "insitu" else 1,
@@ -166,6 +168,48 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
 
         retry_stacks_that_fit(ledger, log, check_memory=memory_checked_here)
     return engines
+
+
+def _judge(seg: Segmenter, spec: EngineSpec, model: Path, source: Path | None) -> None:
+    """Raise :class:`ConfigError` naming ``source`` and ``spec.key`` when the model of ``seg``
+    is of another kind than the spec's, or one the service refuses (:func:`model_problem`)."""
+    if seg.metadata.kind != spec.kind:
+        raise ConfigError(source, spec.key,
+                          f"{model.name} is {'an' if seg.metadata.kind == 'insitu' else 'a'} "
+                          f"{seg.metadata.kind!r} model but {spec.kind_name} is "
+                          f"{spec.kind!r}{KIND_MISMATCH_HINT.get(spec.kind, '')}")
+    if problem := model_problem(seg):
+        raise ConfigError(source, spec.key, problem)
+
+
+def check_models(specs: Sequence[EngineSpec], inference: InferenceConfig,
+                 source: Path | None) -> None:
+    """What :func:`build_engines` would refuse in the models of ``specs``, found before
+    anything is created: each model loaded once on the CPU and judged as there, and
+    ``[inference] require_gpu`` against a GPU provider being possible at all (whether the
+    provider then loads shows only when the service's sessions are made).
+
+    Raises :class:`ConfigError` or :class:`nwwatch.segment.session.ModelLoadError` naming
+    ``source`` (the configuration file) and the key, as :func:`build_engines` does.
+    """
+    from nwwatch.segment.session import ModelLoadError, Segmenter, gpu_possible
+
+    if inference.require_gpu and not gpu_possible(inference.providers):
+        raise ConfigError(source, "inference.require_gpu",
+                          f"a GPU provider is required, but none of {list(inference.providers)} "
+                          "can run on a GPU here (a GPU provider and an NVIDIA driver are "
+                          "needed): set require_gpu = false, or run on a machine with one")
+    loaded: dict[Path, Segmenter] = {}
+    for spec in specs:
+        model = Path(spec.model).resolve()
+        if model not in loaded:
+            try:
+                loaded[model] = Segmenter(model, providers=("cpu",), threads=1)
+            except ModelLoadError as exc:
+                if source is None:
+                    raise
+                raise ModelLoadError(f"{source}: {spec.key}: {exc}") from None
+        _judge(loaded[model], spec, model, source)
 
 
 def model_problem(seg: Segmenter) -> str | None:
