@@ -73,6 +73,20 @@ def atomic_write(path: str | os.PathLike[str], durable: bool = True) -> Iterator
         fsync_folder(target.parent)
 
 
+#: Name prefix of :func:`probe_writable`'s file (suffix ``.part``).
+PROBE_PREFIX = ".nwwatch-probe."
+
+
+def probe_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
+    """The files :func:`probe_writable` left in ``folder`` when a signal ended the command
+    between creating and removing one."""
+    try:
+        return [p for p in Path(folder).iterdir()
+                if p.name.startswith(PROBE_PREFIX) and p.name.endswith(".part")]
+    except OSError:
+        return []
+
+
 def probe_writable(folder: str | os.PathLike[str], nbytes: int = 0) -> None:
     """Create ``folder`` (and its parents) if missing, then create and remove a hidden file in
     it, so that a command which will write there fails before its work instead of after it.
@@ -88,7 +102,7 @@ def probe_writable(folder: str | os.PathLike[str], nbytes: int = 0) -> None:
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder", str(folder))
     folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".nwwatch-probe.", suffix=".part", dir=folder)
+    fd, name = tempfile.mkstemp(prefix=PROBE_PREFIX, suffix=".part", dir=folder)
     try:
         if nbytes > 0:
             os.write(fd, b"\0" * nbytes)

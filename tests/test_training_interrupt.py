@@ -374,3 +374,21 @@ def test_an_interrupt_inside_onnxruntimes_import_exits_as_an_interrupt(tmp_path,
     with pytest.raises(ImportError, match="no module named other"):  # any other: raised
         with interrupt_explained(tmp_path / "m.onnx", before_run=True):
             raise ImportError("no module named other")
+
+
+def test_folders_made_for_out_go_with_a_write_probe_a_signal_cut_short(tmp_path):
+    """A SIGTERM between the write check's creating and removing its probe file (seen once
+    in a full run of the test above) left the folder made for --out behind."""
+    from nwwatch.atomic import PROBE_PREFIX
+    from training.runfiles import remove_empty
+
+    deep = tmp_path / "runs" / "deep"
+    deep.mkdir(parents=True)
+    (deep / f"{PROBE_PREFIX}abc123.part").write_bytes(b"")
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / f"{PROBE_PREFIX}x.part").write_bytes(b"")
+    (kept / "m.onnx").write_bytes(b"model")
+    remove_empty([deep, deep.parent, kept])
+    assert not (tmp_path / "runs").exists()
+    assert sorted(p.name for p in kept.iterdir()) == ["m.onnx"]  # the model stays

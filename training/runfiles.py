@@ -18,6 +18,7 @@ from typing import NoReturn
 import click
 from click.core import ParameterSource
 
+from nwwatch.atomic import probe_leftovers
 from nwwatch.options import interrupt_exit_status, interrupt_name, sigterm_as_interrupt
 from nwwatch.pathtext import path_text
 from training.config import OPTION_PARADIGMS, TrainConfig
@@ -83,8 +84,12 @@ def series_note(volume: Path) -> str | None:
 
 
 def remove_empty(folders: list[Path]) -> None:
-    """Remove ``folders`` (deepest first) that are empty; keep any with a file."""
+    """Remove ``folders`` (deepest first) that are empty, or hold only the probe file of a
+    write check that a signal cut short; keep any with another file."""
     for folder in folders:
+        for leftover in probe_leftovers(folder):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
         with contextlib.suppress(OSError):
             folder.rmdir()
 
