@@ -110,15 +110,13 @@ def test_the_service_configuration_validates_without_onnxruntime(tmp_path):
     text = cfg.read_text() + '[[watch]]\npath = "{}"\nkind = "tomogram"\nmodel = "{}"\n'.format(
         tmp_path / "tomo", model(tmp_path / "t"))
     cfg.write_text(text)
-    # `python -m nwwatch.service.dropin` as deploy/install.sh runs it, with onnxruntime and
-    # scipy unimportable: validation loads neither the runtime nor the volume code.
-    out = _run("import runpy\n"
-               f"sys.argv = ['dropin', {str(cfg)!r}]\n"
-               "try:\n"
-               "    runpy.run_module('nwwatch.service.dropin', run_name='__main__')\n"
-               "except SystemExit as exc:\n"
-               "    assert exc.code == 0, exc.code\n"
-               "import nwwatch.service.config\n"
+    # The configuration and the drop-in made from it, with onnxruntime and scipy
+    # unimportable: reading the file loads neither the runtime nor the volume code (the
+    # `python -m nwwatch.service.dropin` command goes on to judge the models, which needs the
+    # runtime: tests/test_service_model_faults.py).
+    out = _run("from nwwatch.service.config import load_config\n"
+               "from nwwatch.service.dropin import unit_dropin\n"
+               f"print(unit_dropin(load_config({str(cfg)!r})))\n"
                "print('LOADED', ' '.join(k for k in sys.modules if k.startswith('nwwatch.')))\n",
                block=("onnxruntime", "scipy"))
     assert f"ReadOnlyPaths=-{tmp_path / 'tomo'}" in out
