@@ -1,29 +1,31 @@
-"""The measurement gives the rows it gave before its speed-ups: four model-labelled frames of
-the benchmark's synthetic sets (crops, with their raw frames; tests/data/measure_reference.npz),
-each measured four ways (model labels with the droplet probability, with and without the
-frame; true labels with and without it), against the rows measurement 2.2.1 gave for them
-before (tests/data/measure_reference_rows.json, written by ``bench/check_rows.py
---write-test-data`` from the code before the speed-ups; in 2.2.2 only the reason texts of
-`angle_uncertain` rows changed: they name the largest term of sigma; in 2.2.3 only the
-`confidence` column, which these rows do not hold: nwwatch.segment.confidence; 2.2.4 leaves
-the side of a wire/droplet background gap out of the free surface, which none of them has;
-2.2.5 adds half the flat-versus-rim difference to the sigma of an elliptical facet read with
-the frame: the one such row, eval_new/1/truth+image, took its new uncertainty; 2.2.6 adds the
-`cap_excess_px` column and its term of sigma, 0 on all sixteen rows, so only the column was
-added to the stored rows; 2.2.7 the `triple_depth_px` column and its term: the two
-seed304/2 model rows, whose triple points lie 2.8 px inside the wire and droplet, took
-their new uncertainty; 2.2.8 reads no wire axis from a mask whose long direction runs more
-than 45 deg from the facet normal: the eval_new/1 and seed304/2 model rows (axes 82.5 and
-47.9 deg from it) became `not_measured`, without axis, width and inclination, the
-seed304/2 rows' reason naming why; angles and sigma unchanged; 2.2.9 adds both sides of a
-thin background gap along part of the wire/droplet interface to its points: the
-eval_new/1 truth rows, whose labels leave one background pixel between wire and droplet at
-a corner, moved by 5e-5 deg, their facet line by 0.002 deg and the wire width by 0.7 px;
-2.2.10 pairs a droplet with a wire across a band wider than 4 px where none lies closer,
-which none of them has: unchanged; 2.2.11 floors the covariance of a binary outline's circle
-at its pixel quantisation: the four true-label rows' sigma rose by 1e-4 to 5e-4 deg;
-2.2.12 keeps the side angles, triple points, cap height and volume on `angle_uncertain`
-rows: the five such rows took them, null before, and nothing else changed).
+"""The measurement gives the rows it gave before its speed-ups: four model-labelled frames of the
+benchmark's synthetic sets (crops, with their raw frames; tests/data/measure_reference.npz),
+each measured four ways (model labels with the droplet probability, with and without the frame;
+true labels with and without it), against the rows measurement 2.2.1 gave for them before
+(tests/data/measure_reference_rows.json, written by ``bench/check_rows.py --write-test-data``
+from the code before the speed-ups; in 2.2.2 only the reason texts of `angle_uncertain` rows
+changed: they name the largest term of sigma; in 2.2.3 only the `confidence` column, which
+these rows do not hold: nwwatch.segment.confidence; 2.2.4 leaves the side of a wire/droplet
+background gap out of the free surface, which none of them has; 2.2.5 adds half the flat-
+versus-rim difference to the sigma of an elliptical facet read with the frame: the one such
+row, eval_new/1/truth+image, took its new uncertainty; 2.2.6 adds the `cap_excess_px` column
+and its term of sigma, 0 on all sixteen rows, so only the column was added to the stored rows;
+2.2.7 the `triple_depth_px` column and its term: the two seed304/2 model rows, whose triple
+points lie 2.8 px inside the wire and droplet, took their new uncertainty; 2.2.8 reads no wire
+axis from a mask whose long direction runs more than 45 deg from the facet normal: the
+eval_new/1 and seed304/2 model rows (axes 82.5 and 47.9 deg from it) became `not_measured`,
+without axis, width and inclination, the seed304/2 rows' reason naming why; angles and sigma
+unchanged; 2.2.9 adds both sides of a thin background gap along part of the wire/droplet
+interface to its points: the eval_new/1 truth rows, whose labels leave one background pixel
+between wire and droplet at a corner, moved by 5e-5 deg, their facet line by 0.002 deg and the
+wire width by 0.7 px; 2.2.10 pairs a droplet with a wire across a band wider than 4 px where
+none lies closer, which none of them has: unchanged; 2.2.11 floors the covariance of a binary
+outline's circle at its pixel quantisation: the four true-label rows' sigma rose by 1e-4 to
+5e-4 deg; 2.2.12 keeps the side angles, triple points, cap height and volume on
+`angle_uncertain` rows: the five such rows took them, null before, and nothing else changed;
+2.2.13 measures a frame the same however it is turned or mirrored (neighbourhoods symmetric in
+rows and columns, the outline's correlation read along its arc): the eval_a/4 and video_new/0
+rows moved by up to 0.03 deg, one fewer outline point, sigma by up to 3 %; no status changed).
 bench/check_rows.py compares a larger corpus (about 1900 rows)."""
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def test_rows_equal_the_stored_reference_rows():
-    assert MEASUREMENT_VERSION == "2.2.12"  # new results come with a new version and new rows
+    assert MEASUREMENT_VERSION == "2.2.13"  # new results come with a new version and new rows
     reference = json.loads((DATA / "measure_reference_rows.json").read_text())
     rows = measure_test_frames(load_test_inputs(DATA / "measure_reference.npz"))
     stats, bad = compare({"frames": {"rows": reference}}, {"frames": {"rows": rows}}, 1e-9)

@@ -17,6 +17,7 @@ import numpy as np
 from nwwatch.measure.circle import CircleFit, geometric_fit
 from nwwatch.measure.edges import BoundaryPoints
 from nwwatch.measure.interface import GAP_PX, FacetLine
+from nwwatch.measure.kernels import disc
 
 #: Free-surface points closer than this to the facet line are not fitted (px).
 FACET_MARGIN_PX = 1.5
@@ -24,7 +25,7 @@ FACET_MARGIN_PX = 1.5
 MIN_POINTS = 12
 #: Each side's circle needs this much arc (degrees).
 MIN_SIDE_SPAN_DEG = 20.0
-_NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+_NEAR = disc(2)
 #: Droplet edge points between the interface's ends and nearer the facet line than
 #: FACET_MARGIN_PX + GAP_PX (+ half a bridged gap) face the wire across a background gap
 #: (labels drawn as separate polygons): they are not the free surface. "Between the ends"
@@ -39,6 +40,20 @@ def arc_span_deg(points: np.ndarray, center: np.ndarray) -> float:
     ang = np.sort(np.arctan2(points[:, 0] - center[0], points[:, 1] - center[1]))
     gaps = np.diff(np.concatenate([ang, ang[:1] + 2 * np.pi]))
     return float(np.degrees(2 * np.pi - gaps.max()))
+
+
+def arc_position_rad(points: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """(N,) angle (radians, 0 to 2 pi) of each of ``points`` (N, 2) seen from ``center``
+    (2,), counted from the end of the largest empty gap: the points' order along their own
+    arc, wherever the arc lies (the angle from ``arctan2`` jumps at -col, and would splice
+    an arc crossing it out of order)."""
+    ang = np.arctan2(points[:, 0] - center[0], points[:, 1] - center[1])
+    if ang.size < 2:
+        return np.zeros_like(ang)
+    srt = np.sort(ang)
+    gaps = np.diff(np.concatenate([srt, srt[:1] + 2 * np.pi]))
+    start = srt[(int(np.argmax(gaps)) + 1) % srt.size]
+    return np.mod(ang - start, 2 * np.pi)
 
 
 def angle_deg(fit: CircleFit, line: FacetLine, shift_px: float = 0.0) -> float:

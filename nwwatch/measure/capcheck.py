@@ -119,43 +119,60 @@ def triple_point_depth_px(
     measured components' filled masks, whose pixel (0, 0) is the image's pixel ``offset``
     (row, col), the frame being ``frame_shape`` (H, W); ``triple_points`` two (row, col)
     points in image coordinates. For each triple point inside the frame: the distance from
-    the pixel centre nearest to it to the nearest background pixel centre (the exact
+    the pixel centre nearest to it (of two halfway, the shallower) to the nearest background
+    pixel centre (the exact
     Euclidean distance transform's value there, searched in a window of
     :data:`TRIPLE_WINDOW_PX` about it; deeper reads as that much); the
     frame's border counts as unknown, not background, and a point nearer the border than to
     any background is left out (a point in the frame beyond the crop lies in background: 0).
     Returns the smaller of the decidable distances, or None.
     """
-    h, w = wire.shape
     r0, c0 = offset
     depths = []
-    k = TRIPLE_WINDOW_PX
     for point in triple_points:
         row, col = float(point[0]), float(point[1])
         border = min(row, frame_shape[0] - 1 - row, col, frame_shape[1] - 1 - col)
-        i, j = int(round(row)) - r0 + 1, int(round(col)) - c0 + 1
         if border < 0:
             continue
-        if not (0 <= i < h + 2 and 0 <= j < w + 2):
-            depths.append(0.0)  # in the frame beyond the crop: background
-            continue
-        # Any background nearer than k lies in this window (the disc fits in the square).
-        wi0, wj0 = max(i - k, 0), max(j - k, 0)
-        window = _union_window(wire, droplet, wi0, wj0, min(i + k + 1, h + 2),
-                               min(j + k + 1, w + 2))
-        if window.all():
-            depth = float(k)
-        else:
-            # The exact (precise) distance transform's value at the point: the root of the
-            # squared distance to the nearest background pixel centre of the window, rounded
-            # once to float32; found among the window's background pixels directly (a fifth
-            # of cv2.distanceTransform's time for the one pixel read).
-            rows, cols = np.divmod(np.flatnonzero(window == 0), window.shape[1])
-            squared = int(((rows - (i - wi0)) ** 2 + (cols - (j - wj0)) ** 2).min())
-            depth = min(float(np.sqrt(np.float32(squared))), float(k))
+        # The nearest pixel centre; a point halfway between two (a facet on a pixel edge)
+        # reads the shallower of them, the same whichever way the frame is turned.
+        depth = min(_depth_at(wire, droplet, i - r0 + 1, j - c0 + 1)
+                    for i in _nearest_centres(row) for j in _nearest_centres(col))
         if depth < border:
             depths.append(depth)
     return min(depths) if depths else None
+
+
+def _nearest_centres(x: float) -> tuple[int, ...]:
+    """The pixel index nearest to coordinate ``x``, or both when it lies halfway between two
+    (within 1e-6 px: a point computed on a pixel edge)."""
+    below = math.floor(x)
+    if abs(x - below - 0.5) < 1e-6:
+        return below, below + 1
+    return (math.floor(x + 0.5),)
+
+
+def _depth_at(wire: np.ndarray, droplet: np.ndarray, i: int, j: int) -> float:
+    """Distance (px) from pixel (i, j) of the union of ``wire`` and ``droplet`` padded by one
+    pixel of background to its nearest background pixel centre, at most
+    :data:`TRIPLE_WINDOW_PX`; 0 outside the padded crop (background)."""
+    h, w = wire.shape
+    k = TRIPLE_WINDOW_PX
+    if not (0 <= i < h + 2 and 0 <= j < w + 2):
+        return 0.0  # in the frame beyond the crop: background
+    # Any background nearer than k lies in this window (the disc fits in the square).
+    wi0, wj0 = max(i - k, 0), max(j - k, 0)
+    window = _union_window(wire, droplet, wi0, wj0, min(i + k + 1, h + 2),
+                           min(j + k + 1, w + 2))
+    if window.all():
+        return float(k)
+    # The exact (precise) distance transform's value at the point: the root of the squared
+    # distance to the nearest background pixel centre of the window, rounded once to
+    # float32; found among the window's background pixels directly (a fifth of
+    # cv2.distanceTransform's time for the one pixel read).
+    rows, cols = np.divmod(np.flatnonzero(window == 0), window.shape[1])
+    squared = int(((rows - (i - wi0)) ** 2 + (cols - (j - wj0)) ** 2).min())
+    return min(float(np.sqrt(np.float32(squared))), float(k))
 
 
 def triple_depth_sigma_deg(depth_px: float | None, half_chord_px: float) -> float:

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from nwwatch.classes import DROPLET, NANOWIRE
+from nwwatch.measure.kernels import disc
 
 MIN_AREA_PX = 12
 MIN_AREA_FRACTION = 0.05
@@ -139,7 +140,7 @@ def _pair(wires: list, drops: list, shape: tuple[int, int],
     of the droplet's area; None when no droplet reaches one."""
     for di, (dcont, darea, drect) in enumerate(drops[:_PAIR_CANDIDATES]):
         gap = wide_gap_px(darea) if wide else GAP_PX
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
+        kernel = disc(gap)
         box = _box(drect, gap + 1, shape)
         near = cv2.dilate(_filled(dcont, box).view(np.uint8), kernel).view(bool)
         for wi, (wcont, _, wrect) in enumerate(wires[:_PAIR_CANDIDATES]):

@@ -26,7 +26,14 @@ import numpy as np
 from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE, UNLABELED
 from nwwatch.measure import capcheck
 from nwwatch.measure import result as R
-from nwwatch.measure.arc import MIN_POINTS, arc_span_deg, free_surface, on_border, side_angles
+from nwwatch.measure.arc import (
+    MIN_POINTS,
+    arc_position_rad,
+    arc_span_deg,
+    free_surface,
+    on_border,
+    side_angles,
+)
 from nwwatch.measure.circle import (
     CircleFit,
     refine_on_pixel_edges,
@@ -292,7 +299,7 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
     theta_left, theta_right = side_angles(pts, fit, line, foot, shift)
     # Uncertainty: fits (inflated for correlated residuals) plus the model choices.
     res_c = np.hypot(*(pts - fit.center).T) - radius
-    ang_c = np.arctan2(pts[:, 0] - fit.center[0], pts[:, 1] - fit.center[1])
+    ang_c = arc_position_rad(pts, fit.center)
     lever = float(line.along(foot[None, :])[0])
     circle_var, line_var = statistical_variances(
         fit, line, theta, lever, correlation_factor(res_c, ang_c), shape.line_factor)

@@ -27,6 +27,7 @@ import numpy as np
 
 from nwwatch.measure import smallmath
 from nwwatch.measure.edges import BoundaryPoints, nonzero_2d
+from nwwatch.measure.kernels import disc
 
 #: Largest background gap (px) between wire and droplet bridged by the two-line fit.
 GAP_PX = 4
@@ -250,7 +251,7 @@ def interface_points(
         return _two_edges(w_gap_pts, drop_pts.points[d_gap])
     # A thin background gap beside the iso-line: the wire's edge facing the droplet and the
     # droplet's facing the wire.
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GAP_PX + 1, 2 * GAP_PX + 1))
+    kernel = disc(GAP_PX)
     near_drop = cv2.dilate(droplet.view(np.uint8), kernel).view(bool)
     near_wire = cv2.dilate(wire.view(np.uint8), kernel).view(bool)
     fine = drop_fine if drop_fine is not None else drop_pts

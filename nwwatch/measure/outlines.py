@@ -15,14 +15,16 @@ import numpy as np
 from nwwatch.measure.arc import MIN_POINTS
 from nwwatch.measure.components import Selection
 from nwwatch.measure.edges import BoundaryPoints, iso_boundary_points, mask_boundary_points
+from nwwatch.measure.kernels import disc
 
 #: The wire's outline is taken within this many droplet sizes (the larger of the droplet's
 #: box sides), at least REACH_MIN_PX, around the droplet's box.
 REACH_FACTOR = 1.5
 REACH_MIN_PX = 24
-#: The iso-line is kept within this ring about the droplet mask's outline (an ellipse of
-#: this diameter, px), so other blobs and holes of the probability map do not count.
-RING_PX = 7
+#: The iso-line is kept within this ring about the droplet mask's outline (a disc of this
+#: radius, px, dilated minus eroded), so other blobs and holes of the probability map do not
+#: count.
+RING_RADIUS_PX = 3
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def pair_outlines(sel: Selection, droplet_probability: np.ndarray | None) -> Pai
         wr1, wc1 = min(y + h + 4, r1 - r0), min(x + w + 4, c1 - c0)
         iso = iso_boundary_points(droplet_probability[r0 + wr0 : r0 + wr1, c0 + wc0 : c0 + wc1],
                                   offset=(wr0, wc0))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (RING_PX, RING_PX))
+        kernel = disc(RING_RADIUS_PX)
         d8 = sel.droplet[wr0:wr1, wc0:wc1].view(np.uint8)
         # Dilated and not eroded: their difference, 0 or 1 (the erosion lies in the dilation).
         ring = cv2.morphologyEx(d8, cv2.MORPH_GRADIENT, kernel).view(bool)

@@ -400,15 +400,20 @@ def refine_facet_line(
     # Straight: the step at the same place in three stretches along the line (the positions
     # are in order along it), within MAX_SEGMENT_SPREAD_PX (checked first: it needs no
     # bootstrap) and within their noise (each has a third of the positions).
-    thirds = np.array_split(prof, 3)
+    third = round(n / 3)  # thirds of n - 2k, k, k are the same read from either end
+    thirds = (prof[:third], prof[third:n - third], prof[n - third:])
     parts = _centroids_at(np.stack([_robust_mean(part[:, win]) for part in thirds]),
                           offsets[win], shift, sign)
     if not np.isfinite(parts).all() or float(np.ptp(parts)) > MAX_SEGMENT_SPREAD_PX:
         return EdgeRefinement("not_straight", shift_px=shift, snr=snr, n_positions=n)
     # Statistical 1-sigma of the step's position: a bootstrap over the positions, of the
-    # profile within the window (all the centroid reads).
-    boot = _centroids_at(_bootstrap_means(prof[:, win], _draws(n)),
-                         offsets[win], shift, sign)
+    # profile within the window (all the centroid reads). The profiles are resampled in an
+    # order of their own values (their sums; ties by their ends), not of their positions
+    # along the line: the same frame mirrored or turned, whose line runs the other way,
+    # draws the same resamples.
+    rows = prof[:, win]
+    rows = rows[np.lexsort((rows[:, -1], rows[:, 0], rows.sum(axis=1)))]
+    boot = _centroids_at(_bootstrap_means(rows, _draws(n)), offsets[win], shift, sign)
     boot = boot[np.isfinite(boot)]
     sigma_stat = float(np.std(boot, ddof=1)) if boot.size >= BOOTSTRAP // 2 else math.inf
     sigma_part = max(sigma_stat * math.sqrt(3.0), 0.1)
