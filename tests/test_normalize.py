@@ -52,8 +52,11 @@ def test_explicit_range_is_used_for_volume_slices():
 def test_intensity_range_is_numpys_percentiles_of_the_sample(dtype, size):
     rng = np.random.default_rng(size[0])
     image = rng.gamma(2.0, 300.0, size=size).astype(dtype)
-    flat = image.reshape(-1)
-    sample = flat[::max(1, flat.size // 65_536)].astype(np.float64)
+    if image.ndim == 3:  # a volume: every voxel of one this small
+        sample = image.astype(np.float64)
+    else:
+        flat = image.reshape(-1)
+        sample = flat[::max(1, flat.size // 65_536)].astype(np.float64)
     expected = np.percentile(sample, [0.5, 99.5])
     if not expected[1] > expected[0]:
         expected[1] = expected[0] + 1.0
@@ -347,3 +350,23 @@ def test_a_value_range_that_is_not_low_below_high_is_refused_naming_it(value_ran
     image = np.array([[0, 50, 100]], np.uint16)
     with pytest.raises(ValueError, match=f"value_range must be {says}"):
         normalize_image(image, value_range=value_range)
+
+
+@pytest.mark.parametrize("shape", [(64, 16384, 8), (64, 64, 64), (37, 100, 81), (9, 512, 512)])
+def test_a_volumes_range_is_the_same_flipped_turned_or_scaled(shape):
+    """A stride through the voxels in memory order took every sample of a 64 x 16384 x 8
+    volume (and of any Z x Y x X with Z Y a multiple of 65536) from its x = 0 face: a face of
+    zeros gave the range (0, 1), and the volume flipped or transposed another range. (The first
+    and last shapes, over 1M voxels, are sampled on a grid; the others whole.)"""
+    rng = np.random.default_rng(0)
+    volume = rng.normal(0.0, 1.0, shape).astype(np.float32)
+    volume[:, :, 0] = 0.0
+    low, high = intensity_range(volume)
+    true_low, true_high = np.percentile(volume, [0.5, 99.5])
+    assert abs(low - true_low) < 0.1 and abs(high - true_high) < 0.1
+    same = [volume[::-1], volume[:, ::-1], volume[:, :, ::-1]]
+    if shape[1] == shape[2]:
+        same += [volume.transpose(0, 2, 1), np.rot90(volume, axes=(1, 2))]
+    for other in same:
+        assert intensity_range(np.ascontiguousarray(other)) == (low, high)
+    assert intensity_range(volume * np.float32(2)) == (2 * low, 2 * high)

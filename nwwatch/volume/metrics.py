@@ -25,7 +25,9 @@ Definitions (all on the voxel grid; ``mask`` is 1 solid, 0 pore or vacuum):
 
 Lengths in voxels are ``*_px`` (areas ``*_px2``, volumes ``*_px3``), in nanometres ``*_nm``;
 the nm columns are null when the voxel size is unknown. Anisotropic voxels are handled: the
-nm surface and distances are recomputed with the real spacing.
+nm surface and distances are recomputed with the real spacing (the pore diameters at the
+medial voxels of the voxel grid's distance, so that they change continuously with the voxel
+sizes).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from nwwatch.volume.labeling import component_sizes, label_volume
 from nwwatch.volume.surface import surface_area
 
 #: Bumped whenever a metric's definition or algorithm changes the numbers.
-VOLUME_METRICS_VERSION = "1"
+VOLUME_METRICS_VERSION = "2"
 
 #: Default closing radius (voxels) of the grain envelope.
 DEFAULT_ENVELOPE_RADIUS_PX = 10.0
@@ -214,8 +216,8 @@ def _within_radius(foreground: np.ndarray, radius_px: float, margin: int,
     return out
 
 
-def _medial_diameters(distance_sq: np.ndarray, pore: np.ndarray) -> np.ndarray:
-    """2 x distance at the pore voxels that are local maxima of the distance (26 neighbours)."""
+def _medial_ridge(distance_sq: np.ndarray, pore: np.ndarray) -> np.ndarray:
+    """bool: the pore voxels that are local maxima of the distance (26 neighbours)."""
     d = distance_sq.astype(np.float32)  # not np.where's float64 copy first: 8 bytes a voxel
     d[~pore] = 0.0
     kernel = np.ones((3, 3), dtype=np.uint8)
@@ -223,8 +225,7 @@ def _medial_diameters(distance_sq: np.ndarray, pore: np.ndarray) -> np.ndarray:
     neighbourhood = planar.copy()
     np.maximum(neighbourhood[1:], planar[:-1], out=neighbourhood[1:])
     np.maximum(neighbourhood[:-1], planar[1:], out=neighbourhood[:-1])
-    ridge = pore & (d >= neighbourhood)
-    return 2.0 * np.sqrt(distance_sq[ridge])
+    return pore & (d >= neighbourhood)
 
 
 def _summary(diameters: np.ndarray) -> tuple[float, float, float, float]:
@@ -282,8 +283,8 @@ def volume_metrics(
     beat()
     distance_sq = distance_transform_edt_sq(pore) if n_pore else None
     beat()
-    diameters_px = (_medial_diameters(distance_sq, pore) if distance_sq is not None
-                    else np.zeros(0))
+    ridge = _medial_ridge(distance_sq, pore) if distance_sq is not None else None
+    diameters_px = 2.0 * np.sqrt(distance_sq[ridge]) if ridge is not None else np.zeros(0)
     del distance_sq  # before the anisotropic distances below: one of them at a time
     beat()
 
@@ -299,8 +300,11 @@ def volume_metrics(
             diameters_nm = diameters_px * step
         else:
             nm["area"] = surface_area(solid, sizes_nm)
-            diameters_nm = (_medial_diameters(distance_transform_edt_sq(pore, sizes_nm), pore)
-                            if n_pore else np.zeros(0))
+            # The real distances at the ridge of the voxel grid's: a ridge of the anisotropic
+            # distance breaks the grid's ties on plateaus, so voxels 1e-7 from cubic dropped a
+            # fifth of the ridge and moved the p90 diameter by 29 %.
+            diameters_nm = (2.0 * np.sqrt(distance_transform_edt_sq(pore, sizes_nm)[ridge])
+                            if ridge is not None else np.zeros(0))
         nm["mean"], nm["median"], nm["p10"], nm["p90"] = _summary(diameters_nm)
     mean_px, median_px, p10_px, p90_px = _summary(diameters_px)
     solid_nm3 = n_solid * nm["voxel_volume"]

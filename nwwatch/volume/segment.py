@@ -95,9 +95,10 @@ DEFAULT_MARGIN_PX = 16
 
 
 #: Bumped when a default of segment_volume changes the masks it gives (2: the mirror margin;
-#: 3: voxels without data, NaN or infinite, are never solid and are left out of the Z blur),
-#: so the service does not count volumes segmented the old way as done.
-SEGMENTATION_VERSION = "3"
+#: 3: voxels without data, NaN or infinite, are never solid and are left out of the Z blur;
+#: 4: the volume's grey range from a grid over every axis, nwwatch.normalize), so the service
+#: does not count volumes segmented the old way as done.
+SEGMENTATION_VERSION = "4"
 
 
 @dataclass(frozen=True)
