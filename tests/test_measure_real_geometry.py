@@ -321,3 +321,25 @@ def test_a_base_cut_by_the_frame_is_named_as_such():
     assert r.reason_code == "interface_missing"
     assert r.reason.endswith("the frame cuts the droplet's base (an end of it lies outside "
                              "the image)"), r.reason
+
+
+@pytest.mark.parametrize(("seed", "index", "measured"), [
+    (3, 18, False), (3, 13, False), (0, 19, False),  # wrong before, marked "measured"
+    (0, 1, True), (2, 18, True)])  # a straight and a flared wire, measured as before
+def test_a_wire_width_is_the_wires_or_none(seed, index, measured):
+    """Side "edges" that were part of the facet's bulge, a short step or the frame's cut gave
+    widths of 157.8, 3.9 and 2.5 px for wires of 297, 250 and 319 px (synthetic frames of
+    512 px, exact labels), axes 20 deg off, all `measured`; now no width where the edges are
+    not the wire's, and the width within 1 % where they are."""
+    from nwwatch.synth.insitu import frame_params, render_insitu_frame
+
+    _, labels, truth = render_insitu_frame(frame_params(seed, index, 512),
+                                           np.random.default_rng(0))
+    r = measure_contact_angle(labels)
+    if measured:
+        assert r.wire_status == "measured"
+        assert r.wire_width_px == pytest.approx(truth["wire_width_px"], rel=0.01)
+        assert abs((r.wire_axis_deg - truth["wire_axis_deg"] + 180) % 360 - 180) < 1.0
+    else:
+        assert r.wire_status == "not_measured" and r.wire_width_px is None
+        assert r.wire_axis_deg is None and r.facet_inclination_deg is None

@@ -25,8 +25,9 @@ outline's circle at its pixel quantisation: the four true-label rows' sigma rose
 `angle_uncertain` rows: the five such rows took them, null before, and nothing else changed;
 2.2.13 measures a frame the same however it is turned or mirrored (neighbourhoods symmetric in
 rows and columns, the outline's correlation read along its arc): the eval_a/4 and video_new/0
-rows moved by up to 0.03 deg, one fewer outline point, sigma by up to 3 %; no status changed).
-bench/check_rows.py compares a larger corpus (about 1900 rows)."""
+rows moved by up to 0.03 deg, one fewer outline point, sigma by up to 3 %; no status changed;
+it gives no wire width or axis where the side edges are not the wire's: eval_new/1's true rows
+lost a width of 221.6 px). bench/check_rows.py compares a larger corpus (about 1900 rows)."""
 
 from __future__ import annotations
 

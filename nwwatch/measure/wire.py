@@ -9,6 +9,7 @@ both edges are visible there (not outside the frame, as for a wire filling a cor
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -19,6 +20,12 @@ from nwwatch.measure.edges import BoundaryPoints
 
 #: Wire status values.
 MEASURED, AXIS_ONLY, NOT_MEASURED = "measured", "axis_only", "not_measured"
+#: A side edge runs at most this steeply against the mask's long direction (flared walls
+#: reach about 27 deg, plus the long direction's own error); a steeper "edge" is part of the
+#: facet, a step or the frame's cut, and gives no width.
+MAX_EDGE_SLOPE = math.tan(math.radians(35.0))
+#: Each side edge spans at least this much along the axis (px): fewer are a step or a corner.
+MIN_EDGE_SPAN_PX = 8.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,14 @@ def _robust_line(t: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
             break
         keep = new
     return float(c), float(m)
+
+
+def _without_width(note: str) -> WireGeometry:
+    """No width, and no axis: side edges that are not the wire's (a step, the facet, the
+    frame's cut) mean the visible wire is not a straight piece of it, whose mask's long
+    direction would be its axis (a corner, a stub, a wire cut by the frame next to the
+    droplet)."""
+    return WireGeometry(None, None, NOT_MEASURED, note)
 
 
 def measure_wire(
@@ -109,8 +124,14 @@ def measure_wire(
     if np.count_nonzero(left) < 6 or np.count_nonzero(right) < 6:
         return WireGeometry(axis, None, AXIS_ONLY,
                             "a side edge of the wire is not visible below the facet")
+    if min(float(np.ptp(t[left])), float(np.ptp(t[right]))) < MIN_EDGE_SPAN_PX:
+        return _without_width("the side edges found below the facet are too short to be the "
+                              "wire's (a step, or a corner of the wire)")
     cl, ml = _robust_line(t[left], lat[left])
     cr, mr = _robust_line(t[right], lat[right])
+    if max(abs(ml), abs(mr)) > MAX_EDGE_SLOPE:
+        return _without_width("a side edge found below the facet runs across the wire (part "
+                              "of the facet, a step, or where the frame cuts the wire)")
     width = cl - cr
     if width <= 1.0:
         return WireGeometry(axis, None, AXIS_ONLY, "the side edges cross")
