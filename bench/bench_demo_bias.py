@@ -176,12 +176,12 @@ class Geometry:
 def facet_readings(record: list[dict[str, float]]):
     """While active, each measurement appends what the flat-or-elliptical step saw: the
     flat-versus-rim term and the rim (ellipse) reading's angle, for a facet read as flat."""
-    import nwwatch.measure.contact_angle as ca
+    import nwwatch.measure.facet as facet_module
     from nwwatch.measure.arc import angle_deg
     from nwwatch.measure.interface import rim_shift
     from nwwatch.measure.tilt import MIN_BULGE_HALF_CHORD_PX
 
-    original = ca.facet_shape
+    original = facet_module.facet_shape
 
     def recording(fit, line, iface, s_px, half_chord_px, **options):
         # options: facet_shape's keywords (network_labels), passed through unchanged
@@ -201,11 +201,11 @@ def facet_readings(record: list[dict[str, float]]):
         record.append(entry)
         return shape
 
-    ca.facet_shape = recording
+    facet_module.facet_shape = recording
     try:
         yield
     finally:
-        ca.facet_shape = original
+        facet_module.facet_shape = original
 
 
 #: The raw frame's mean profile across the true facet line: 1 px bins of signed distance

@@ -50,3 +50,17 @@ def test_the_shifted_interface_carries_the_whole_error():
     assert abs(fixed.contact_angle_deg - rt.contact_angle_deg) < 0.3
     moved = measure_contact_angle(hybrid(true, model))
     assert abs(moved.contact_angle_deg - rm.contact_angle_deg) < 0.5
+
+
+def test_the_facet_readings_are_recorded_for_every_measurement():
+    # facet_shape moved from contact_angle to facet: the bench's recorder patched a name
+    # that no longer existed, and `python -m bench.bench_demo_bias` failed on its first frame
+    from bench.bench_demo_bias import facet_readings
+
+    cap = render_ideal_cap((160, 160), 110.0, 30.0, 90.0, (90.0, 80.0))
+    record: list[dict] = []
+    with facet_readings(record):
+        measure_contact_angle(cap.labels)
+    assert len(record) == 1 and record[0]["tilt_deg"] == 0
+    measure_contact_angle(cap.labels)
+    assert len(record) == 1  # restored afterwards
