@@ -175,7 +175,7 @@ def test_missing_model_syntax_error_and_results_inside_acquisition(paths):
         load_config(path)
 
 
-def test_require_gpu_on_cpu_machine_fails_loudly(paths):
+def test_require_gpu_on_cpu_machine_fails_loudly(paths, capsys):
     from nwwatch.segment.session import gpu_possible
 
     if gpu_possible(("cuda",)):
@@ -190,6 +190,12 @@ def test_require_gpu_on_cpu_machine_fails_loudly(paths):
     # named with the file and the key, before any folder is made
     assert f"{cfg}: inference.require_gpu: a GPU provider is required" in result.output
     assert not res.exists()
+    # validating for the installer only warns: the driver may be loaded by the service's start
+    from nwwatch.service.dropin import main as dropin_main
+
+    assert dropin_main([str(cfg)]) == 0
+    assert "warning: " + f"{cfg}: inference.require_gpu: no GPU provider can run here now" in (
+        capsys.readouterr().err)
 
 
 def test_bad_config_exits_78_naming_the_key(paths):
@@ -465,7 +471,8 @@ def test_a_ledger_inside_the_results_datasets_is_refused(paths, dataset):
     ("quarantine.parquet", "the results' quarantine.parquet"),
     ("reverted.parquet", "the results' reverted.parquet"),
     ("masks/ledger.sqlite", "inside the results' masks/ folder"),
-    ("overlays/l.sqlite", "inside the results' overlays/ folder")])
+    ("overlays/l.sqlite", "inside the results' overlays/ folder"),
+    ("label-queue/l.sqlite", "inside the results' label-queue/ folder")])
 def test_a_ledger_named_like_a_file_the_service_writes_is_refused(paths, name, what):
     # before: `ledger = "RESULTS/quarantine.parquet"` was accepted, and the first refresh of
     # the quarantine list replaced the SQLite ledger with Parquet

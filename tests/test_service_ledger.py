@@ -85,16 +85,15 @@ def test_finished_lookup_by_path_and_file_version(tmp_path):
     from nwwatch.service.ledgerdb import FileVersion
 
     ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
-    v = FileVersion(size=10, mtime_ns=123, ctime_ns=456, ino=7)
+    v = FileVersion(size=10, mtime_ns=123, ctime_ns=456)
     ledger.remember_sha("/acq/f1.tif", v, "sha1")
     assert not ledger.is_finished("/acq/f1.tif", v, "model", "1.0.0")
     _claim(ledger, tmp_path, "b1", [1])
     ledger.commit("b1", {_key(1): 1}, [], 3, wrote_parquet=False)
     assert ledger.is_finished("/acq/f1.tif", v, "model", "1.0.0")
     assert not ledger.is_finished("/acq/f1.tif", v._replace(mtime_ns=124), "model", "1.0.0")
-    # replaced with the size and mtime kept (cp -p, rsync -a): another ctime or inode
+    # replaced with the size and mtime kept (cp -p, rsync -a): another ctime
     assert not ledger.is_finished("/acq/f1.tif", v._replace(ctime_ns=457), "model", "1.0.0")
-    assert not ledger.is_finished("/acq/f1.tif", v._replace(ino=8), "model", "1.0.0")
     assert not ledger.is_finished("/acq/f1.tif", v, "model2", "1.0.0")  # new model
 
 
@@ -232,33 +231,34 @@ def test_a_ledger_without_claim_times_gets_the_column_and_keeps_its_items(tmp_pa
         "SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("6",)
 
 
-def test_hashes_cached_by_size_and_mtime_alone_are_taken_again(tmp_path):
-    """Ledgers made before the hash cache kept ctime and inode open with the columns added;
-    their cached hashes are not trusted (the file is hashed once more), new ones are."""
-    import os
+def test_hashes_cached_by_an_earlier_version_are_trusted_and_kept_with_their_ctime(tmp_path):
+    """An earlier version cached hashes by size and mtime (table ``seen``, four columns, which
+    it keeps writing after a rollback): they are trusted as they were, so an upgrade reads no
+    watched file again, and from then on kept with the ctime (``seen_ctime``)."""
+    import sqlite3
 
     from nwwatch.service.ledgerdb import FileVersion, open_ledger_db
 
     path = tmp_path / "ledger.sqlite"
-    db = open_ledger_db(path)
-    db.execute("ALTER TABLE seen DROP COLUMN ctime_ns")
-    db.execute("ALTER TABLE seen DROP COLUMN ino")
-    frame = tmp_path / "f.tif"
-    frame.write_bytes(b"x" * 10)
-    version = FileVersion.of(os.stat(frame))
-    db.execute("INSERT INTO seen VALUES (?, ?, ?, 'old')",
-               (str(frame), version.size, version.mtime_ns))
-    db.close()
+    open_ledger_db(path).close()
+    v = FileVersion(size=10, mtime_ns=123, ctime_ns=456)
+    with sqlite3.connect(path) as db:  # what the earlier version writes
+        db.execute("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)", ("/a.tif", 10, 123, "old"))
     ledger = Ledger(path, tmp_path)
     try:
-        assert ledger.cached_sha(str(frame), version) is None
-        ledger.remember_sha(str(frame), version, "new")
-        assert ledger.cached_sha(str(frame), version) == "new"  # from the buffer
+        assert ledger.cached_sha("/a.tif", v) == "old"
         with ledger.transaction():  # any write transaction stores the buffered hashes
             pass
         assert ledger._seen_buffer == {}
-        assert ledger.cached_sha(str(frame), version) == "new"  # from the table
-        assert ledger.cached_sha(str(frame), version._replace(ctime_ns=version.ctime_ns + 1)
-                                 ) is None
+        assert ledger.cached_sha("/a.tif", v) == "old"
+        assert ledger.cached_sha("/a.tif", v._replace(ctime_ns=457)) is None  # replaced
+        ledger.remember_sha("/a.tif", v._replace(ctime_ns=457), "new")
+        with ledger.transaction():
+            pass
+        assert ledger.cached_sha("/a.tif", v._replace(ctime_ns=457)) == "new"
     finally:
         ledger.close()
+    with sqlite3.connect(path) as db:  # the earlier version's own write still works
+        db.execute("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)", ("/b.tif", 1, 2, "y"))
+        assert [r[1] for r in db.execute("PRAGMA table_info(seen)")] == [
+            "path", "size", "mtime_ns", "sha256"]

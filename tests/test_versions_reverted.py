@@ -276,3 +276,41 @@ def test_a_new_version_with_the_same_size_and_mtime_is_processed(tmp_path):
     latest = max(rows, key=lambda r: r["processed_at"])
     assert latest["source_sha256"] == hashlib.sha256(v1).hexdigest()
     assert round(latest["contact_angle_deg"]) == 100
+
+
+def test_a_quarantined_file_replaced_with_the_same_size_and_mtime_is_tried_again(tmp_path):
+    import tifffile
+
+    from nwwatch.service.ledger import Ledger
+    from nwwatch.service.ledgerdb import FileVersion
+    from nwwatch.service.names import path_key
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    frame = _frame(100.0)
+    # the same bytes but for the pixel size: anisotropic pixels are bad input (quarantined
+    # after the file was hashed), square ones are read
+    per_cm = 1e7  # nm in a centimetre (resolution unit 3): 0.5 x 0.6 nm, then 0.5 x 0.5 nm
+    tifffile.imwrite(acq / "f.tif", frame, resolution=(per_cm / 0.5, per_cm / 0.6),
+                     resolutionunit=3)
+    tifffile.imwrite(tmp_path / "good.tif", frame, resolution=(per_cm / 0.5, per_cm / 0.5),
+                     resolutionunit=3)
+    onnx = model(tmp_path)
+    out = tmp_path / "out"
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert (s.done, s.quarantined) == (0, 1)
+    _same_size_and_mtime(acq / "f.tif", (tmp_path / "good.tif").read_bytes())
+    # the rescan's check without reading the file does not take it for the quarantined one
+    ledger = Ledger(out / "ledger.sqlite", out)
+    try:
+        from nwwatch.measure import MEASUREMENT_VERSION
+        from nwwatch.segment.session import Segmenter
+
+        seg = Segmenter(onnx)
+        assert not ledger.is_finished(path_key(acq / "f.tif"), FileVersion.of(
+            (acq / "f.tif").stat()), seg.model_sha256, MEASUREMENT_VERSION)
+    finally:
+        ledger.close()
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert (s.done, s.quarantined) == (1, 0)
+    assert _shown_angles(out) == [100]

@@ -299,14 +299,16 @@ def _dashboard(file: Path | None, table: Any, flush_seconds: float) -> Dashboard
 
 def _written_by_the_service(path: Path, results: Path) -> str | None:
     """What ``path`` would be among the service's own files in ``results`` (its quarantine
-    and reverted lists, replaced whole at each write; its masks and QA pictures), else None."""
+    and reverted lists, replaced whole at each write; its masks, QA pictures and labelling
+    queue), else None."""
+    from nwwatch.results.label_queue import QUEUE_DIR
     from nwwatch.results.quarantine import QUARANTINE_FILE
     from nwwatch.results.versions import REVERTED_FILE
 
     top, resolved = results.resolve(), path.resolve()
     if resolved.parent == top and resolved.name in (QUARANTINE_FILE, REVERTED_FILE):
         return f"the results' {resolved.name}"
-    for folder in ("masks", OverlaySettings().folder.name):
+    for folder in ("masks", OverlaySettings().folder.name, QUEUE_DIR):
         if lies_inside(resolved, top / folder):
             return f"inside the results' {folder}/ folder"
     return None

@@ -11,7 +11,7 @@ model; watchdog's threads only record file activity in the :class:`Tracker`. The
    retries a rewrite of ``quarantine.parquet`` that failed;
 3. rescans each folder every ``rescan_seconds`` (and once at start) for files the events
    missed — files already done for this model are recognised from the ledger by
-   (path, size, mtime, ctime, inode) without being read;
+   (path, size, mtime, ctime) without being read;
 4. polls the tracker for ready files, quarantines bad ones (never opening anything but a
    regular file), and processes a batch when ``batch_size`` frames are waiting or the oldest
    has waited ``max_batch_latency_ms``.

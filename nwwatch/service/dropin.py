@@ -106,22 +106,47 @@ def main(argv: list[str] | None = None) -> int:
         print(usage, file=sys.stderr)
         return 2
     from nwwatch.segment.session import ModelLoadError
-    from nwwatch.service.engines import EngineSpec, check_models
 
     try:
         config = load_config(args[0])
         if "--private-tmp" in flags:
             check_private_tmp(config)
-        # The models too, as the service judges them at its start: a drop-in installed for
-        # a configuration the service refuses restarts the service into exit 78.
-        check_models([EngineSpec(w.kind, w.model, f"watch[{i}].model")
-                      for i, w in enumerate(config.watches)], config.inference, config.source)
+        if not writable:  # install.sh asks for the drop-in first: the models are judged once
+            for warning in check_models_for_install(config):
+                print(f"nwwatch: warning: {warning}", file=sys.stderr)
         print("".join(f"{p}\n" for p in writable_folders(config)) if writable
               else unit_dropin(config), end="")
     except (ConfigError, ModelLoadError) as exc:
         print(f"nwwatch: {exc}", file=sys.stderr)
         return 78
     return 0
+
+
+def check_models_for_install(config: ServiceConfig) -> list[str]:
+    """Judge the configuration's models as the service does at its start (a drop-in installed
+    for a configuration the service refuses restarts the service into exit 78), raising its
+    errors; what only the service's own start can tell is returned as warnings instead: a
+    model this user (root, squashed on a share) may not read, and ``require_gpu`` where no
+    GPU provider can run now (a driver not loaded yet)."""
+    from dataclasses import replace
+
+    from nwwatch.segment.session import gpu_possible
+    from nwwatch.service.engines import EngineSpec, check_models
+
+    warnings, specs = [], []
+    for i, watch in enumerate(config.watches):
+        if os.access(watch.model, os.R_OK):
+            specs.append(EngineSpec(watch.kind, watch.model, f"watch[{i}].model"))
+        else:
+            warnings.append(f"{config.source}: watch[{i}].model: {watch.model} cannot be read "
+                            "by this user: not checked (the service user must read it)")
+    inference = config.inference
+    if inference.require_gpu and not gpu_possible(inference.providers):
+        warnings.append(f"{config.source}: inference.require_gpu: no GPU provider can run here "
+                        "now: the service refuses to start (exit 78) unless one can then")
+        inference = replace(inference, require_gpu=False)
+    check_models(specs, inference, config.source)
+    return warnings
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
                  lock: LedgerLock | None = None):
         self.path = Path(path)
         self.results_dir = Path(results_dir)
-        self._seen_buffer: dict[PathKey, tuple[int, int, str]] = {}
+        self._seen_buffer: dict[PathKey, tuple[FileVersion, str]] = {}
         self.quarantine_changed = False
         self.held: set[str] = set()
         self._owns_lock = lock is None
@@ -168,16 +168,34 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         return None if row is None else ItemState(*row)
 
     def cached_sha(self, path: PathKey, version: FileVersion) -> str | None:
-        """The hash of this ``version`` of ``path`` when it was hashed before, else None (a
-        hash cached before the ledger kept ctime and inode is hashed again once)."""
+        """The hash of this ``version`` of ``path`` when it was hashed before, else None.
+
+        The hashes are kept by size and mtime (``seen``, which earlier versions of nwwatch
+        read and write as they did) and the ctime beside them (``seen_ctime``). A hash
+        cached without a ctime (by an earlier version) is trusted on size and mtime, as it
+        was, and kept with this ctime from the next transaction on: an upgrade does not read
+        every watched file again."""
+        return self._cached(path, version)[0]
+
+    def _cached(self, path: PathKey, version: FileVersion) -> tuple[str | None, bool]:
+        """(:meth:`cached_sha`, whether the size and mtime were hashed at another ctime: the
+        file was replaced since, keeping them)."""
         buffered = self._seen_buffer.get(path)
-        if buffered is not None and buffered[0] == version:
-            return buffered[1]
+        if buffered is not None and buffered[0][:2] == version[:2]:
+            same = buffered[0] == version
+            return (buffered[1] if same else None), not same
         row = self._db.execute(
-            "SELECT sha256 FROM seen WHERE path=? AND size=? AND mtime_ns=? AND ctime_ns=? "
-            "AND ino=?", (path, *version),
+            "SELECT s.sha256, c.ctime_ns FROM seen AS s LEFT JOIN seen_ctime AS c "
+            "ON c.path = s.path WHERE s.path=? AND s.size=? AND s.mtime_ns=?",
+            (path, version.size, version.mtime_ns),
         ).fetchone()
-        return None if row is None else row[0]
+        if row is None:
+            return None, False
+        sha, ctime_ns = row
+        if ctime_ns is None:
+            self._seen_buffer[path] = (version, sha)
+            return sha, False
+        return (sha, False) if ctime_ns == version.ctime_ns else (None, True)
 
     def remember_sha(self, path: PathKey, version: FileVersion, sha256: str) -> None:
         """Cache a file version's hash; written with the next transaction (saves an fsync per
@@ -186,19 +204,35 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
 
     def _flush_seen(self, db) -> None:
         if self._seen_buffer:
-            db.executemany(
-                "INSERT OR REPLACE INTO seen (path, size, mtime_ns, ctime_ns, ino, sha256) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(p, *version, sha) for p, (version, sha) in self._seen_buffer.items()])
+            items = self._seen_buffer.items()
+            db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)",
+                           [(p, v.size, v.mtime_ns, sha) for p, (v, sha) in items])
+            db.executemany("INSERT OR REPLACE INTO seen_ctime VALUES (?, ?)",
+                           [(p, v.ctime_ns) for p, (v, _) in items])
             self._seen_buffer.clear()
+
+    def quarantined_version(self, path: PathKey, version: FileVersion, model_sha256: str,
+                            measurement_version: str) -> bool:
+        """``quarantined_at`` for this version of ``path``: a quarantine entry made for its
+        size and mtime does not hold for a file replaced since, keeping them (hashed at
+        another ctime than this one, or to other content). Where the file was not hashed
+        (an entry refused before it was read, a ledger rebuilt from the results) nothing
+        tells, and the entry holds."""
+        if not self.quarantined_at(path, version.size, version.mtime_ns, model_sha256,
+                                   measurement_version):
+            return False
+        recorded = self.quarantined_sha(path)
+        sha, replaced = self._cached(path, version)
+        if recorded is None or (sha is None and not replaced):
+            return True
+        return sha == recorded
 
     def is_finished(self, path: PathKey, version: FileVersion, model_sha256: str,
                     measurement_version: str) -> bool:
         """Cheap check for rescans: done or quarantined for this file version, or processed
         with its rows held by this process (a failed write of them requeues the file itself),
         without I/O (but an open of a file quarantined as unreadable: ``quarantined_at``)."""
-        if self.quarantined_at(path, version.size, version.mtime_ns, model_sha256,
-                               measurement_version):
+        if self.quarantined_version(path, version, model_sha256, measurement_version):
             return True
         sha = self.cached_sha(path, version)
         if sha is None:

@@ -54,8 +54,9 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE TABLE IF NOT EXISTS seen (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    sha256 TEXT NOT NULL, ctime_ns INTEGER, ino INTEGER
+    sha256 TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS seen_ctime (path TEXT PRIMARY KEY, ctime_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine (
     path TEXT PRIMARY KEY,
     size INTEGER,
@@ -89,17 +90,18 @@ class FileVersion(NamedTuple):
     """One version of a file, told without reading it. Size and mtime alone are not enough:
     frames of one camera have one size, and a copy that keeps times (``cp -p``, ``rsync
     -a``), an export tool that sets them, or a file system of whole seconds repeats the
-    mtime. The status change time and the inode change with every replacement (the ctime
-    cannot be set from user space)."""
+    mtime. The status change time changes with every replacement (it cannot be set from user
+    space); it also changes with a chmod or chown, which only costs hashing the file again.
+    (The inode is left out: CIFS mounts without server inode numbers renumber files at every
+    mount.)"""
 
     size: int
     mtime_ns: int
     ctime_ns: int
-    ino: int
 
     @classmethod
     def of(cls, st: os.stat_result) -> FileVersion:
-        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass(frozen=True)
@@ -192,10 +194,6 @@ def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Conne
                 db.execute("ALTER TABLE batches ADD COLUMN held_at REAL")
             if "stopped_at" not in batch_columns:  # in flight when a stop timed out
                 db.execute("ALTER TABLE batches ADD COLUMN stopped_at REAL")
-            seen_columns = {r[1] for r in db.execute("PRAGMA table_info(seen)")}
-            if "ctime_ns" not in seen_columns:  # hashes cached by size and mtime alone
-                db.execute("ALTER TABLE seen ADD COLUMN ctime_ns INTEGER")
-                db.execute("ALTER TABLE seen ADD COLUMN ino INTEGER")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                        (str(SCHEMA_VERSION),))
         except BaseException:

@@ -67,6 +67,12 @@ class QuarantineList:
             return not keys or (model_sha256, measurement_version) in keys
         return True
 
+    def quarantined_sha(self, path: PathKey) -> str | None:
+        """The content hash the quarantine entry of ``path`` recorded (None: none, or refused
+        before the file was hashed)."""
+        row = self._db.execute("SELECT sha256 FROM quarantine WHERE path=?", (path,)).fetchone()
+        return None if row is None else row[0]
+
     def release_quarantine(self, path: PathKey, size: int, mtime_ns: int) -> None:
         """``path`` now holds content that is done (skipped as already done): an entry of
         another version of it (size, mtime) leaves the list; one of this very version stays."""

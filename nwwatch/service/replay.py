@@ -485,14 +485,14 @@ def _stats(file: Path) -> bool:
 
 
 def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None:
-    """"done" or "quarantined" when the ledger knows this version of ``file`` (by name, size
-    and mtime, without reading it) as such for this model, "copy" when it is done under
+    """"done" or "quarantined" when the ledger knows this version of ``file`` (by name, size,
+    mtime and ctime, without reading it) as such for this model, "copy" when it is done under
     another name (its rows, and QA pictures, carry that name); else None."""
     from nwwatch.service.ledger import ItemKey
 
     name = path_key(file)
-    if ledger.quarantined_at(name, st.st_size, st.st_mtime_ns, engine.segmenter.model_sha256,
-                             engine.measurement_version):
+    if ledger.quarantined_version(name, FileVersion.of(st), engine.segmenter.model_sha256,
+                                  engine.measurement_version):
         return "quarantined"
     sha = ledger.cached_sha(name, FileVersion.of(st))
     if sha is None:

@@ -113,7 +113,7 @@ class Watch:
 
     def rescan(self, tracker: Tracker, queued: set[Path], log) -> int:
         """Hand the tracker the files of the folder that are neither queued, tracked nor
-        finished under this engine (known from the ledger by path, size and mtime)."""
+        finished under this engine (known from the ledger by path, size, mtime and ctime)."""
         found, unread = 0, []
         errors: list[OSError] = []
         # Per rescan, not per file (at the first input file: a folder without any needs
