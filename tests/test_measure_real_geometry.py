@@ -340,6 +340,7 @@ def test_a_wire_width_is_the_wires_or_none(seed, index, measured):
         assert r.wire_status == "measured"
         assert r.wire_width_px == pytest.approx(truth["wire_width_px"], rel=0.01)
         assert abs((r.wire_axis_deg - truth["wire_axis_deg"] + 180) % 360 - 180) < 1.0
-    else:
-        assert r.wire_status == "not_measured" and r.wire_width_px is None
-        assert r.wire_axis_deg is None and r.facet_inclination_deg is None
+    else:  # no width; an axis only where it is the wire's
+        assert r.wire_status != "measured" and r.wire_width_px is None
+        assert r.wire_axis_deg is None or abs(
+            (r.wire_axis_deg - truth["wire_axis_deg"] + 180) % 360 - 180) < 5.0

@@ -24,8 +24,11 @@ MEASURED, AXIS_ONLY, NOT_MEASURED = "measured", "axis_only", "not_measured"
 #: reach about 27 deg, plus the long direction's own error); a steeper "edge" is part of the
 #: facet, a step or the frame's cut, and gives no width.
 MAX_EDGE_SLOPE = math.tan(math.radians(35.0))
-#: Each side edge spans at least this much along the axis (px): fewer are a step or a corner.
+#: Side edges spanning less than this along the axis (px) give no direction: their width is
+#: taken only when they bound at least MIN_EDGE_EXTENT_SHARE of the wire's extent across the
+#: band (else they are the two sides of a step or a corner).
 MIN_EDGE_SPAN_PX = 8.0
+MIN_EDGE_EXTENT_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -66,14 +69,6 @@ def _robust_line(t: np.ndarray, lat: np.ndarray) -> tuple[float, float]:
             break
         keep = new
     return float(c), float(m)
-
-
-def _without_width(note: str) -> WireGeometry:
-    """No width, and no axis: side edges that are not the wire's (a step, the facet, the
-    frame's cut) mean the visible wire is not a straight piece of it, whose mask's long
-    direction would be its axis (a corner, a stub, a wire cut by the frame next to the
-    droplet)."""
-    return WireGeometry(None, None, NOT_MEASURED, note)
 
 
 def measure_wire(
@@ -125,13 +120,24 @@ def measure_wire(
         return WireGeometry(axis, None, AXIS_ONLY,
                             "a side edge of the wire is not visible below the facet")
     if min(float(np.ptp(t[left])), float(np.ptp(t[right]))) < MIN_EDGE_SPAN_PX:
-        return _without_width("the side edges found below the facet are too short to be the "
-                              "wire's (a step, or a corner of the wire)")
+        # Too short to give a direction: the width across the mask's long direction, when the
+        # two edges bound the wire's extent there (not the two sides of a step)
+        width = smallmath.median(lat[left]) - smallmath.median(lat[right])
+        extent = smallmath.percentile(lat_band, 98) - smallmath.percentile(lat_band, 2)
+        if width < MIN_EDGE_EXTENT_SHARE * extent:
+            # no axis either: the visible wire is no straight piece of it then, whose mask's
+            # long direction would be its axis (a corner, a wide wire cut by the frame)
+            return WireGeometry(None, None, NOT_MEASURED,
+                                "the side edges found below the facet are too short to be the "
+                                "wire's (a step, or a corner of the wire)")
+        return WireGeometry(axis, float(width), MEASURED)
     cl, ml = _robust_line(t[left], lat[left])
     cr, mr = _robust_line(t[right], lat[right])
     if max(abs(ml), abs(mr)) > MAX_EDGE_SLOPE:
-        return _without_width("a side edge found below the facet runs across the wire (part "
-                              "of the facet, a step, or where the frame cuts the wire)")
+        # no axis either, as above
+        return WireGeometry(None, None, NOT_MEASURED,
+                            "a side edge found below the facet runs across the wire (part of "
+                            "the facet, a step, or where the frame cuts the wire)")
     width = cl - cr
     if width <= 1.0:
         return WireGeometry(axis, None, AXIS_ONLY, "the side edges cross")
