@@ -631,3 +631,21 @@ def test_a_privileged_port_is_named_as_such_when_the_dashboard_cannot_listen():
     in_use = ListenError(errno.EADDRINUSE, "cannot listen on 127.0.0.1:8765: in use")
     assert listen_hint(in_use, DashboardConfig(host="127.0.0.1", port=8765)).startswith(
         "another program listens on 127.0.0.1:8765")
+
+
+def test_one_models_series_under_two_measurement_versions_are_told_apart(tmp_path):
+    """After an update that measures again, a folder has a series per measurement version
+    of one model: the report's headings and the dashboard's list were the same for both."""
+    from nwwatch.dashboard.report import _model
+
+    results = tmp_path / "res"
+    for k, version in enumerate(("2.2.12", "2.2.13")):
+        rows = frame_rows("/acq/a", [100.0 + k])
+        rows[0].update(model_sha256="d" * 64, measurement_version=version)
+        write(results, f"frames-{k}.parquet", rows)
+    store = ResultsStore(results)
+    store.refresh()
+    summaries = [acquisition_summary(a, T0.timestamp(), None) for a in store.snapshot.values()]
+    assert sorted(s["measurement_version"] for s in summaries) == ["2.2.12", "2.2.13"]
+    assert len({_model(s) for s in summaries}) == 2
+    assert all(f"measurement {s['measurement_version']}" in _model(s) for s in summaries)

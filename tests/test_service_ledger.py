@@ -231,10 +231,11 @@ def test_a_ledger_without_claim_times_gets_the_column_and_keeps_its_items(tmp_pa
         "SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("6",)
 
 
-def test_hashes_cached_by_an_earlier_version_are_trusted_and_kept_with_their_ctime(tmp_path):
+def test_hashes_cached_by_an_earlier_version_are_trusted_to_skip_not_to_process(tmp_path):
     """An earlier version cached hashes by size and mtime (table ``seen``, four columns, which
-    it keeps writing after a rollback): they are trusted as they were, so an upgrade reads no
-    watched file again, and from then on kept with the ctime (``seen_ctime``)."""
+    it keeps writing after a rollback): they are trusted to skip a file done without reading
+    it, so an upgrade reads no watched file again, but not to process one (a file replaced
+    keeping size and mtime while the earlier version ran was filed under its old hash)."""
     import sqlite3
 
     from nwwatch.service.ledgerdb import FileVersion, open_ledger_db
@@ -247,15 +248,13 @@ def test_hashes_cached_by_an_earlier_version_are_trusted_and_kept_with_their_cti
     ledger = Ledger(path, tmp_path)
     try:
         assert ledger.cached_sha("/a.tif", v) == "old"
+        assert ledger.cached_sha("/a.tif", v, trust_earlier=False) is None
+        ledger.remember_sha("/a.tif", v, "new")  # hashed to be processed
         with ledger.transaction():  # any write transaction stores the buffered hashes
             pass
         assert ledger._seen_buffer == {}
-        assert ledger.cached_sha("/a.tif", v) == "old"
+        assert ledger.cached_sha("/a.tif", v, trust_earlier=False) == "new"
         assert ledger.cached_sha("/a.tif", v._replace(ctime_ns=457)) is None  # replaced
-        ledger.remember_sha("/a.tif", v._replace(ctime_ns=457), "new")
-        with ledger.transaction():
-            pass
-        assert ledger.cached_sha("/a.tif", v._replace(ctime_ns=457)) == "new"
     finally:
         ledger.close()
     with sqlite3.connect(path) as db:  # the earlier version's own write still works

@@ -314,3 +314,29 @@ def test_a_quarantined_file_replaced_with_the_same_size_and_mtime_is_tried_again
     s = replay(acq, out, kind="insitu", model=onnx)
     assert (s.done, s.quarantined) == (1, 0)
     assert _shown_angles(out) == [100]
+
+
+def test_a_file_replaced_while_an_earlier_version_ran_is_filed_under_its_own_content(tmp_path):
+    """The earlier version cached hashes by size and mtime alone; a file it saw, replaced
+    keeping both, was measured by the update but its rows filed under the old content's hash
+    (and that content then counted as done)."""
+    import hashlib
+    import sqlite3
+
+    from nwwatch.service.names import path_key
+
+    acq, out, onnx, v1, v2 = _v1_then_v2_processed(tmp_path)
+    # as the earlier version leaves its cache: v2's hash by size and mtime, no ctime
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        db.execute("DELETE FROM seen_ctime")
+    _same_size_and_mtime(acq / "f.tif", v1)  # replaced under it, keeping both
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        st = (acq / "f.tif").stat()
+        db.execute("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)",
+                   (path_key(acq / "f.tif"), st.st_size, st.st_mtime_ns,
+                    hashlib.sha256(v2).hexdigest()))
+    replay(acq, out, kind="insitu", model=onnx, force=True)
+    rows = pq.read_table(out / "frames").to_pylist()
+    latest = max(rows, key=lambda r: r["processed_at"])
+    assert latest["source_sha256"] == hashlib.sha256(v1).hexdigest()
+    assert round(latest["contact_angle_deg"]) == 100

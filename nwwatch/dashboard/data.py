@@ -511,7 +511,8 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     out: dict = {"id": acq.id, "folder": acq.folder, "kind": acq.kind, "n": len(acq),
                  "quarantined": len(acq.quarantined), "last_processed": None,
                  "frames_per_s": None, "proc_ms_median": None, "stale": False,
-                 "model": None, "model_sha256": None, "provider": None}
+                 "model": None, "model_sha256": None, "provider": None,
+                 "measurement_version": None}
     if not len(acq):
         return out
     t = acq.table
@@ -546,6 +547,10 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     out["model_sha256"] = (t["model_sha256"][-1].as_py() if "model_sha256" in t.column_names
                            else None)
     out["provider"] = t["provider"][-1].as_py() if "provider" in t.column_names else None
+    # one series per model and measurement version: two versions of one model (an update
+    # that measures again) are told apart by it
+    out["measurement_version"] = (t["measurement_version"][-1].as_py()
+                                  if "measurement_version" in t.column_names else None)
     if acq.kind == "insitu":
         s = frame_series(acq)
         out["stats"] = angle_statistics(s["angle"], s["valid"], s["code"])

@@ -100,13 +100,16 @@ def _span(t: np.ndarray) -> str:
 
 
 def _model(summary: dict) -> str:
-    """The model's name and the start of its hash (HTML): two models of one file name, a
-    model retrained into the configured path, are two series that the name alone cannot
-    tell apart."""
+    """The model's name and the start of its hash (HTML), and the measurement version: two
+    models of one file name (a model retrained into the configured path), or one model's rows
+    under two measurement versions (an update that measures again), are two series that the
+    name alone cannot tell apart."""
     name = _fmt(summary["model"])
     sha = summary.get("model_sha256")
-    return f"{name} <code title='sha256 {html.escape(sha)}'>{html.escape(sha[:12])}</code>" \
-        if sha else name
+    text = (f"{name} <code title='sha256 {html.escape(sha)}'>{html.escape(sha[:12])}</code>"
+            if sha else name)
+    version = summary.get("measurement_version")
+    return text + (f", measurement {html.escape(version)}" if version else "")
 
 
 def _order(acq: Acquisition) -> tuple[str, float]:

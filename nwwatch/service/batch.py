@@ -241,7 +241,9 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
         try:
             st = check_regular(path)
             version = FileVersion.of(st)
-            sha = ledger.cached_sha(name, version)
+            # processed unless found done: a hash of an earlier version, which did not
+            # see a file replaced keeping size and mtime, is not taken
+            sha = ledger.cached_sha(name, version, trust_earlier=False)
             if sha is None:
                 sha = file_sha256(path)
                 ledger.remember_sha(name, version, sha)

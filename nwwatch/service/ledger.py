@@ -167,17 +167,20 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         ).fetchone()
         return None if row is None else ItemState(*row)
 
-    def cached_sha(self, path: PathKey, version: FileVersion) -> str | None:
+    def cached_sha(self, path: PathKey, version: FileVersion, *,
+                   trust_earlier: bool = True) -> str | None:
         """The hash of this ``version`` of ``path`` when it was hashed before, else None.
 
         The hashes are kept by size and mtime (``seen``, which earlier versions of nwwatch
-        read and write as they did) and the ctime beside them (``seen_ctime``). A hash
-        cached without a ctime (by an earlier version) is trusted on size and mtime, as it
-        was, and kept with this ctime from the next transaction on: an upgrade does not read
-        every watched file again."""
-        return self._cached(path, version)[0]
+        read and write as they did) and the ctime beside them (``seen_ctime``). A hash an
+        earlier version cached, without a ctime, is trusted on size and mtime as it was
+        (``trust_earlier``: to skip a file done without reading it, so that an upgrade does
+        not read every watched file again) but not to process one: the file is hashed then,
+        and its row gets its ctime."""
+        return self._cached(path, version, trust_earlier)[0]
 
-    def _cached(self, path: PathKey, version: FileVersion) -> tuple[str | None, bool]:
+    def _cached(self, path: PathKey, version: FileVersion,
+                trust_earlier: bool = True) -> tuple[str | None, bool]:
         """(:meth:`cached_sha`, whether the size and mtime were hashed at another ctime: the
         file was replaced since, keeping them)."""
         buffered = self._seen_buffer.get(path)
@@ -192,9 +195,8 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         if row is None:
             return None, False
         sha, ctime_ns = row
-        if ctime_ns is None:
-            self._seen_buffer[path] = (version, sha)
-            return sha, False
+        if ctime_ns is None:  # cached by an earlier version (or after a rollback to one)
+            return (sha if trust_earlier else None), False
         return (sha, False) if ctime_ns == version.ctime_ns else (None, True)
 
     def remember_sha(self, path: PathKey, version: FileVersion, sha256: str) -> None:

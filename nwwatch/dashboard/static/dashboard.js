@@ -164,9 +164,11 @@ function renderHeader(s, live) {
   $("cards").innerHTML = c.join("");
 }
 
-// A model's name and the start of its hash (as nwwatch status and report write it).
+// A model's name and the start of its hash, and the measurement version (as nwwatch status
+// and report write them): one model's series under two versions are told apart.
 function modelText(s) {
-  return s.model_sha256 ? `${s.model} ${s.model_sha256.slice(0, 12)}` : s.model;
+  const text = s.model_sha256 ? `${s.model} ${s.model_sha256.slice(0, 12)}` : s.model;
+  return s.measurement_version ? `${text}, measurement ${s.measurement_version}` : text;
 }
 
 function renderQuarantine(q) {
