@@ -121,11 +121,11 @@ def test_voxels_cubic_to_a_float32_rounding_give_the_cubic_diameters():
     mask = (cv2.GaussianBlur(mask.astype(np.float32).reshape(40, -1), (0, 0), 2.0)
             .reshape(40, 48, 48) > 0.5).astype(np.uint8)
     cubic = volume_metrics(mask, voxel_size_nm=0.434)
-    for sizes in ((0.43400004, 0.434, 0.434), (0.434 * (1 + 1e-7), 0.434, 0.434)):
+    for sizes in ((0.43400004, 0.434, 0.434), (0.434 * (1 + 1e-5), 0.434, 0.434)):
         near = volume_metrics(mask, voxel_size_nm=sizes)
         for key in ("mean", "median", "p10", "p90"):
             assert getattr(near, f"pore_diameter_{key}_nm") == pytest.approx(
-                getattr(cubic, f"pore_diameter_{key}_nm"), rel=1e-6)
+                getattr(cubic, f"pore_diameter_{key}_nm"), rel=1e-4)
 
 
 def test_envelope_of_a_porous_crop_is_everything():
