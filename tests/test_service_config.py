@@ -184,7 +184,8 @@ def test_require_gpu_on_cpu_machine_fails_loudly(paths, capsys):
     with pytest.raises(GpuUnavailableError, match="CPUExecutionProvider"):
         Segmenter(m, providers=("cuda", "cpu"), require_gpu=True)
     cfg = write_config(tmp / "c.toml", acq, res, m)
-    cfg.write_text(cfg.read_text().replace("threads = 1", "threads = 1\nrequire_gpu = true"))
+    cfg.write_text(cfg.read_text().replace("threads = 1", "threads = 1\nrequire_gpu = true")
+                   .replace('providers = ["cpu"]', 'providers = ["cuda", "cpu"]'))
     result = CliRunner().invoke(run, ["--config", str(cfg)])
     assert result.exit_code == 78  # EX_CONFIG: systemd does not restart-loop on it
     # named with the file and the key, before any folder is made
@@ -196,6 +197,10 @@ def test_require_gpu_on_cpu_machine_fails_loudly(paths, capsys):
     assert dropin_main([str(cfg)]) == 0
     assert "warning: " + f"{cfg}: inference.require_gpu: no GPU provider can run here now" in (
         capsys.readouterr().err)
+    # ... but a list that names no GPU provider can never satisfy it: refused
+    cfg.write_text(cfg.read_text().replace('providers = ["cuda", "cpu"]', 'providers = ["cpu"]'))
+    assert dropin_main([str(cfg)]) == 78
+    assert "inference.require_gpu: a GPU provider is required" in capsys.readouterr().err
 
 
 def test_bad_config_exits_78_naming_the_key(paths):

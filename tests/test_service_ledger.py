@@ -261,3 +261,49 @@ def test_hashes_cached_by_an_earlier_version_are_trusted_to_skip_not_to_process(
         db.execute("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)", ("/b.tif", 1, 2, "y"))
         assert [r[1] for r in db.execute("PRAGMA table_info(seen)")] == [
             "path", "size", "mtime_ns", "sha256"]
+
+def test_an_earlier_versions_hash_trusted_once_sees_a_later_replacement(tmp_path):
+    """Trusted to skip, the earlier version's hash keeps the ctime it was trusted at: a file
+    replaced after the upgrade, keeping size and mtime, is not skipped for good."""
+    import sqlite3
+
+    from nwwatch.service.ledgerdb import FileVersion, open_ledger_db
+
+    path = tmp_path / "ledger.sqlite"
+    open_ledger_db(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)", ("/a.tif", 10, 123, "old"))
+    v = FileVersion(size=10, mtime_ns=123, ctime_ns=456)
+    ledger = Ledger(path, tmp_path)
+    try:
+        assert ledger.cached_sha("/a.tif", v) == "old"  # a rescan's skip
+        with ledger.transaction():
+            pass
+        assert ledger.cached_sha("/a.tif", v) == "old"
+        assert ledger.cached_sha("/a.tif", v, trust_earlier=False) is None  # unconfirmed
+        assert ledger.cached_sha("/a.tif", v._replace(ctime_ns=999)) is None  # replaced
+    finally:
+        ledger.close()
+
+
+def test_a_seen_table_with_more_columns_is_still_written(tmp_path):
+    # a development build made seen with nullable ctime_ns and ino columns: the writes name
+    # their four columns
+    import sqlite3
+
+    from nwwatch.service.ledgerdb import FileVersion, open_ledger_db
+
+    path = tmp_path / "ledger.sqlite"
+    open_ledger_db(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE seen ADD COLUMN ctime_ns INTEGER")
+        db.execute("ALTER TABLE seen ADD COLUMN ino INTEGER")
+    ledger = Ledger(path, tmp_path)
+    try:
+        v = FileVersion(size=1, mtime_ns=2, ctime_ns=3)
+        ledger.remember_sha("/b.tif", v, "y")
+        with ledger.transaction():
+            pass
+        assert ledger.cached_sha("/b.tif", v, trust_earlier=False) == "y"
+    finally:
+        ledger.close()

@@ -340,3 +340,25 @@ def test_a_file_replaced_while_an_earlier_version_ran_is_filed_under_its_own_con
     latest = max(rows, key=lambda r: r["processed_at"])
     assert latest["source_sha256"] == hashlib.sha256(v1).hexdigest()
     assert round(latest["contact_angle_deg"]) == 100
+
+
+def test_a_quarantined_file_replaced_by_content_done_elsewhere_leaves_the_list(tmp_path):
+    import tifffile
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    frame = _frame(100.0)
+    per_cm = 1e7
+    tifffile.imwrite(acq / "f.tif", frame, resolution=(per_cm / 0.5, per_cm / 0.6),
+                     resolutionunit=3)
+    tifffile.imwrite(acq / "g.tif", frame, resolution=(per_cm / 0.5, per_cm / 0.5),
+                     resolutionunit=3)
+    onnx = model(tmp_path)
+    out = tmp_path / "out"
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert (s.done, s.quarantined) == (1, 1)
+    _same_size_and_mtime(acq / "f.tif", (acq / "g.tif").read_bytes())  # now g's content
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert (s.done, s.quarantined, s.skipped) == (0, 0, 2)
+    assert not pq.read_table(out / "quarantine.parquet").num_rows
+    assert _status(out)["quarantined"] == []

@@ -102,11 +102,15 @@ def _nvidia_device_present() -> bool:
     return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
 
 
+def gpu_requested(providers: tuple[str, ...]) -> bool:
+    """Whether ``providers`` (names of :data:`PROVIDERS`) names a GPU provider."""
+    return any(PROVIDERS.get(n) in _GPU_PROVIDERS for n in providers)
+
+
 def gpu_possible(providers: tuple[str, ...]) -> bool:
     """Whether a session asked for ``providers`` may get a GPU provider (one is requested and
     an NVIDIA driver is present); the session's ``uses_gpu`` says whether it did."""
-    return (any(PROVIDERS.get(n) in _GPU_PROVIDERS for n in providers)
-            and _nvidia_device_present())
+    return gpu_requested(providers) and _nvidia_device_present()
 
 
 #: What ONNX Runtime's TensorRT provider library needs (its ELF NEEDED entries).

@@ -262,7 +262,7 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
         known = ledger.item(key)
         if known is not None and known.state in ("done", "quarantined") and not force:
             if known.state == "done":  # its path's quarantined version has been replaced
-                ledger.release_quarantine(name, st.st_size, st.st_mtime_ns)
+                ledger.release_quarantine(name, st.st_size, st.st_mtime_ns, sha)
                 note_skipped(engine, path, key, known)
             elif not ledger.quarantined_at(name, st.st_size, st.st_mtime_ns):
                 # a copy of quarantined content: listed under its own name too
@@ -274,7 +274,7 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
             report.files.append(FileOutcome(path, "skipped", reason=f"already {known.state}"))
             continue
         if engine.buffer.holds(key):  # processed, its rows wait for their file
-            ledger.release_quarantine(name, st.st_size, st.st_mtime_ns)
+            ledger.release_quarantine(name, st.st_size, st.st_mtime_ns, sha)
             if known is not None:
                 note_skipped(engine, path, key, known)
             report.files.append(FileOutcome(path, "skipped", reason="already done"))

@@ -130,7 +130,7 @@ def check_models_for_install(config: ServiceConfig) -> list[str]:
     GPU provider can run now (a driver not loaded yet)."""
     from dataclasses import replace
 
-    from nwwatch.segment.session import gpu_possible
+    from nwwatch.segment.session import gpu_possible, gpu_requested
     from nwwatch.service.engines import EngineSpec, check_models
 
     warnings, specs = [], []
@@ -141,7 +141,10 @@ def check_models_for_install(config: ServiceConfig) -> list[str]:
             warnings.append(f"{config.source}: watch[{i}].model: {watch.model} cannot be read "
                             "by this user: not checked (the service user must read it)")
     inference = config.inference
-    if inference.require_gpu and not gpu_possible(inference.providers):
+    if (inference.require_gpu and gpu_requested(inference.providers)
+            and not gpu_possible(inference.providers)):
+        # a driver not loaded yet: only the service's start can tell (a list naming no GPU
+        # provider is refused by check_models, as by the service)
         warnings.append(f"{config.source}: inference.require_gpu: no GPU provider can run here "
                         "now: the service refuses to start (exit 78) unless one can then")
         inference = replace(inference, require_gpu=False)

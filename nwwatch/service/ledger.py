@@ -94,7 +94,7 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
                  lock: LedgerLock | None = None):
         self.path = Path(path)
         self.results_dir = Path(results_dir)
-        self._seen_buffer: dict[PathKey, tuple[FileVersion, str]] = {}
+        self._seen_buffer: dict[PathKey, tuple[FileVersion, str, bool]] = {}
         self.quarantine_changed = False
         self.held: set[str] = set()
         self._owns_lock = lock is None
@@ -175,42 +175,52 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         read and write as they did) and the ctime beside them (``seen_ctime``). A hash an
         earlier version cached, without a ctime, is trusted on size and mtime as it was
         (``trust_earlier``: to skip a file done without reading it, so that an upgrade does
-        not read every watched file again) but not to process one: the file is hashed then,
-        and its row gets its ctime."""
+        not read every watched file again), and the ctime it was trusted at is kept, marked
+        unconfirmed: a later ctime is a replaced file. It is not trusted to process a file:
+        the file is hashed then, which confirms its row."""
         return self._cached(path, version, trust_earlier)[0]
 
     def _cached(self, path: PathKey, version: FileVersion,
                 trust_earlier: bool = True) -> tuple[str | None, bool]:
-        """(:meth:`cached_sha`, whether the size and mtime were hashed at another ctime: the
-        file was replaced since, keeping them)."""
+        """(:meth:`cached_sha`, whether the size and mtime were hashed, or trusted, at another
+        ctime: the file was replaced since, keeping them)."""
         buffered = self._seen_buffer.get(path)
         if buffered is not None and buffered[0][:2] == version[:2]:
-            same = buffered[0] == version
-            return (buffered[1] if same else None), not same
+            recorded, sha, confirmed = buffered
+            if recorded != version:
+                return None, True
+            return (sha if confirmed or trust_earlier else None), False
         row = self._db.execute(
-            "SELECT s.sha256, c.ctime_ns FROM seen AS s LEFT JOIN seen_ctime AS c "
+            "SELECT s.sha256, c.ctime_ns, c.confirmed FROM seen AS s LEFT JOIN seen_ctime AS c "
             "ON c.path = s.path WHERE s.path=? AND s.size=? AND s.mtime_ns=?",
             (path, version.size, version.mtime_ns),
         ).fetchone()
         if row is None:
             return None, False
-        sha, ctime_ns = row
+        sha, ctime_ns, confirmed = row
         if ctime_ns is None:  # cached by an earlier version (or after a rollback to one)
-            return (sha if trust_earlier else None), False
-        return (sha, False) if ctime_ns == version.ctime_ns else (None, True)
+            if not trust_earlier:
+                return None, False
+            self._seen_buffer[path] = (version, sha, False)
+            return sha, False
+        if ctime_ns != version.ctime_ns:
+            return None, True
+        return (sha if confirmed or trust_earlier else None), False
 
     def remember_sha(self, path: PathKey, version: FileVersion, sha256: str) -> None:
         """Cache a file version's hash; written with the next transaction (saves an fsync per
         file; losing it in a crash only costs hashing the file again)."""
-        self._seen_buffer[path] = (version, sha256)
+        self._seen_buffer[path] = (version, sha256, True)
 
     def _flush_seen(self, db) -> None:
         if self._seen_buffer:
             items = self._seen_buffer.items()
-            db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)",
-                           [(p, v.size, v.mtime_ns, sha) for p, (v, sha) in items])
-            db.executemany("INSERT OR REPLACE INTO seen_ctime VALUES (?, ?)",
-                           [(p, v.ctime_ns) for p, (v, _) in items])
+            # the columns named: the seen table of earlier versions has these four
+            db.executemany("INSERT OR REPLACE INTO seen (path, size, mtime_ns, sha256) "
+                           "VALUES (?, ?, ?, ?)",
+                           [(p, v.size, v.mtime_ns, sha) for p, (v, sha, _) in items])
+            db.executemany("INSERT OR REPLACE INTO seen_ctime VALUES (?, ?, ?)",
+                           [(p, v.ctime_ns, int(ok)) for p, (v, _, ok) in items])
             self._seen_buffer.clear()
 
     def quarantined_version(self, path: PathKey, version: FileVersion, model_sha256: str,

@@ -73,11 +73,15 @@ class QuarantineList:
         row = self._db.execute("SELECT sha256 FROM quarantine WHERE path=?", (path,)).fetchone()
         return None if row is None else row[0]
 
-    def release_quarantine(self, path: PathKey, size: int, mtime_ns: int) -> None:
+    def release_quarantine(self, path: PathKey, size: int, mtime_ns: int,
+                           sha256: str | None = None) -> None:
         """``path`` now holds content that is done (skipped as already done): an entry of
-        another version of it (size, mtime) leaves the list; one of this very version stays."""
-        stale = ("FROM quarantine WHERE path=? AND NOT (size IS ? AND mtime_ns IS ?)",
-                 (path, size, mtime_ns))
+        another version of it (size, mtime; or, with ``sha256``, the file's content now,
+        another recorded content: a file replaced keeping size and mtime) leaves the list;
+        one of this very version stays."""
+        stale = ("FROM quarantine WHERE path=? AND (NOT (size IS ? AND mtime_ns IS ?) OR "
+                 "(? IS NOT NULL AND sha256 IS NOT NULL AND sha256 != ?))",
+                 (path, size, mtime_ns, sha256, sha256))
         if self._db.execute("SELECT 1 " + stale[0], stale[1]).fetchone() is None:
             return  # the usual case: no transaction
         with self._tx() as db:
