@@ -1213,11 +1213,11 @@ def test_the_driver_does_not_queue_a_frame_whose_file_changed_after_the_worker_r
 
     from nwwatch.service.cluster import _queue_candidates
     from nwwatch.service.clustertask import FileResult
+    from nwwatch.service.ledgerdb import FileVersion
 
     folder, _ = acq
     paths = [folder / "f000.tif", folder / "f001.tif"]
-    files = [FileResult(str(p), "s" * 64, p.stat().st_size, p.stat().st_mtime_ns)
-             for p in paths]
+    files = [FileResult(str(p), "s" * 64, FileVersion.of(p.stat())) for p in paths]
     table = pa.Table.from_pylist([
         {"source": str(p), "frame": 0, "source_sha256": f"{k}" * 64, "confidence": 0.5,
          "status": "ok", "contact_angle_deg": 100.0, "model_sha256": "m" * 64,

@@ -247,6 +247,23 @@ def test_a_cluster_replay_records_a_reverted_file_as_local_replay_does(tmp_path)
     assert _shown_angles(out) == [100]
 
 
+def _pixel_sizes_bad_and_good(bad, good) -> None:
+    """The same frame twice, the same bytes but for the pixel size: ``bad`` anisotropic
+    (0.5 x 0.6 nm, bad input quarantined after the file was hashed), ``good`` square."""
+    import tifffile
+
+    frame = _frame(100.0)
+    per_cm = 1e7  # nm in a centimetre (resolution unit 3)
+    for path, y_nm in ((bad, 0.6), (good, 0.5)):
+        tifffile.imwrite(path, frame, resolution=(per_cm / 0.5, per_cm / y_nm),
+                         resolutionunit=3)
+
+
+def _latest_row(out) -> dict:
+    rows = pq.read_table(out / "frames").to_pylist()
+    return max(rows, key=lambda r: r["processed_at"])
+
+
 def _same_size_and_mtime(path, content: bytes) -> None:
     """Replace ``path`` with ``content`` of its size, keeping its mtime (as ``cp -p``,
     ``rsync -a`` or a clock of whole seconds may)."""
@@ -272,29 +289,19 @@ def test_a_new_version_with_the_same_size_and_mtime_is_processed(tmp_path):
     # --force measures the file again, and files its rows under the content it read
     _same_size_and_mtime(acq / "f.tif", v1)
     assert replay(acq, out, kind="insitu", model=onnx, force=True).done == 1
-    rows = pq.read_table(out / "frames").to_pylist()
-    latest = max(rows, key=lambda r: r["processed_at"])
+    latest = _latest_row(out)
     assert latest["source_sha256"] == hashlib.sha256(v1).hexdigest()
     assert round(latest["contact_angle_deg"]) == 100
 
 
 def test_a_quarantined_file_replaced_with_the_same_size_and_mtime_is_tried_again(tmp_path):
-    import tifffile
-
     from nwwatch.service.ledger import Ledger
     from nwwatch.service.ledgerdb import FileVersion
     from nwwatch.service.names import path_key
 
     acq = tmp_path / "acq"
     acq.mkdir()
-    frame = _frame(100.0)
-    # the same bytes but for the pixel size: anisotropic pixels are bad input (quarantined
-    # after the file was hashed), square ones are read
-    per_cm = 1e7  # nm in a centimetre (resolution unit 3): 0.5 x 0.6 nm, then 0.5 x 0.5 nm
-    tifffile.imwrite(acq / "f.tif", frame, resolution=(per_cm / 0.5, per_cm / 0.6),
-                     resolutionunit=3)
-    tifffile.imwrite(tmp_path / "good.tif", frame, resolution=(per_cm / 0.5, per_cm / 0.5),
-                     resolutionunit=3)
+    _pixel_sizes_bad_and_good(acq / "f.tif", tmp_path / "good.tif")
     onnx = model(tmp_path)
     out = tmp_path / "out"
     s = replay(acq, out, kind="insitu", model=onnx)
@@ -336,23 +343,15 @@ def test_a_file_replaced_while_an_earlier_version_ran_is_filed_under_its_own_con
                    (path_key(acq / "f.tif"), st.st_size, st.st_mtime_ns,
                     hashlib.sha256(v2).hexdigest()))
     replay(acq, out, kind="insitu", model=onnx, force=True)
-    rows = pq.read_table(out / "frames").to_pylist()
-    latest = max(rows, key=lambda r: r["processed_at"])
+    latest = _latest_row(out)
     assert latest["source_sha256"] == hashlib.sha256(v1).hexdigest()
     assert round(latest["contact_angle_deg"]) == 100
 
 
 def test_a_quarantined_file_replaced_by_content_done_elsewhere_leaves_the_list(tmp_path):
-    import tifffile
-
     acq = tmp_path / "acq"
     acq.mkdir()
-    frame = _frame(100.0)
-    per_cm = 1e7
-    tifffile.imwrite(acq / "f.tif", frame, resolution=(per_cm / 0.5, per_cm / 0.6),
-                     resolutionunit=3)
-    tifffile.imwrite(acq / "g.tif", frame, resolution=(per_cm / 0.5, per_cm / 0.5),
-                     resolutionunit=3)
+    _pixel_sizes_bad_and_good(acq / "f.tif", acq / "g.tif")
     onnx = model(tmp_path)
     out = tmp_path / "out"
     s = replay(acq, out, kind="insitu", model=onnx)

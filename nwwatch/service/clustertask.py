@@ -68,8 +68,6 @@ class FileResult:
 
     path: str
     sha256: str | None = None
-    size: int | None = None
-    mtime_ns: int | None = None
     version: FileVersion | None = None  # as the worker read it (hashes are cached by it)
     n_rows: int = 0
     reason: str = ""
@@ -77,6 +75,14 @@ class FileResult:
     permanent: bool = False
     gone: bool = False
     duplicate: bool = False  # same content as an earlier file of the task
+
+    @property
+    def size(self) -> int | None:
+        return None if self.version is None else self.version.size
+
+    @property
+    def mtime_ns(self) -> int | None:
+        return None if self.version is None else self.version.mtime_ns
 
 
 @dataclass
@@ -138,7 +144,7 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
         r = results[p]
         try:
             st = check_regular(Path(p))
-            r.size, r.mtime_ns, r.version = st.st_size, st.st_mtime_ns, FileVersion.of(st)
+            r.version = FileVersion.of(st)
             r.sha256 = file_sha256(Path(p))
         except FileNotFoundError:
             r.gone = True
