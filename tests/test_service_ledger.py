@@ -307,3 +307,40 @@ def test_a_seen_table_with_more_columns_is_still_written(tmp_path):
         assert ledger.cached_sha("/b.tif", v, trust_earlier=False) == "y"
     finally:
         ledger.close()
+
+
+def test_an_interruption_while_a_transaction_begins_leaves_none_open(tmp_path):
+    """A signal's exception (a hang-up, SIGTERM) raised while the buffered hashes are written
+    at the start of a transaction: that transaction is rolled back, so the rows held in memory
+    can still be written on the way out ("cannot start a transaction within a transaction"
+    before), and the hashes stay buffered for the next one."""
+    import sqlite3
+
+    from nwwatch.service.ledgerdb import FileVersion
+
+    class Interrupted(Exception):
+        pass
+
+    ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
+    try:
+        ledger.remember_sha("/a.tif", FileVersion(size=10, mtime_ns=123, ctime_ns=456), "sha")
+        flush_seen = ledger._flush_seen
+
+        def interrupted_halfway(db):
+            db.execute("INSERT INTO seen (path, size, mtime_ns, sha256) VALUES ('/b', 1, 2, 'x')")
+            raise Interrupted
+
+        ledger._flush_seen = interrupted_halfway
+        with pytest.raises(Interrupted):
+            with ledger.transaction():
+                pass
+        assert not ledger._db.in_transaction
+        ledger._flush_seen = flush_seen
+        with ledger.transaction():
+            pass
+        assert ledger._seen_buffer == {}
+    finally:
+        ledger.close()
+    db = sqlite3.connect(tmp_path / "l.sqlite")
+    assert [r[0] for r in db.execute("SELECT path FROM seen")] == ["/a.tif"]
+    db.close()

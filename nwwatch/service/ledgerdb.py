@@ -254,10 +254,14 @@ class Transaction:
             self.db.execute("BEGIN IMMEDIATE")
             if self.before_commit is not None:
                 self.before_commit(self.db)
-        except sqlite3.OperationalError as exc:
+        except BaseException as exc:
+            # whatever interrupts (a signal's exception too) must not leave the transaction
+            # open: the next one, the held rows' write on the way out, could not begin
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
-            raise LedgerWriteError(f"cannot write the ledger ({exc})") from exc
+            if isinstance(exc, sqlite3.OperationalError):
+                raise LedgerWriteError(f"cannot write the ledger ({exc})") from exc
+            raise
         return self.db
 
     def __exit__(self, exc_type, exc, tb) -> None:
