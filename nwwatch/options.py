@@ -258,6 +258,7 @@ def ctrl_c_after_the_call() -> Iterator[None]:
         if callable(handler):
             previous[other] = handler
     held: list[int] = []
+    restoring = False
 
     def act(signum: int, frame) -> None:
         handler = previous[signum]
@@ -267,17 +268,26 @@ def ctrl_c_after_the_call() -> Iterator[None]:
             raise KeyboardInterrupt
 
     def hold(signum: int, frame) -> None:
-        if held:
+        if held and not restoring:
             act(signum, frame)
         held.append(signum)
 
-    for signum in previous:
-        signal.signal(signum, hold)
+    def swap(handlers: dict[int, object]) -> None:
+        # the signals blocked meanwhile: one arriving halfway acts after every handler is
+        # in place, never leaving ``hold`` installed for the rest of the command
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, handlers)
+        try:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
     try:
+        swap(dict.fromkeys(previous, hold))
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        restoring = True  # a signal held now waits for the handlers it belongs to
+        swap(previous)
         if held:
             act(held[0], None)
 

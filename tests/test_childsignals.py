@@ -140,3 +140,46 @@ def test_a_sigterm_whose_exception_a_callback_dropped_still_stops_the_command(ca
                 options.raise_lost_interrupt()  # where replay checks between batches
     options.raise_lost_interrupt()  # outside the block nothing stops
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_signal_while_the_handlers_are_put_back_leaves_none_of_the_holders_installed(
+        monkeypatch):
+    """A second stop signal that lands while the block's end puts the caller's handlers back
+    (a SIGTERM held, then a hang-up): the handlers are all put back before either acts.
+    Before, the hang-up acted halfway and SIGTERM and SIGHUP kept the holder, which swallows
+    the next one."""
+    from nwwatch import options
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop(signum)
+
+    real_signal = signal.signal
+
+    class HangsUpWhileRestoring:  # the signal module, but a hang-up after the first restore
+        def __getattr__(self, name):
+            return getattr(signal, name)
+
+        def signal(self, signum, handler):
+            previous = real_signal(signum, handler)
+            if handler is stop and signum == signal.SIGINT and not hung_up:
+                hung_up.append(True)
+                os.kill(os.getpid(), signal.SIGHUP)
+            return previous
+
+    hung_up: list[bool] = []
+    before = {s: real_signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        monkeypatch.setattr(options, "signal", HangsUpWhileRestoring())
+        with pytest.raises(Stop):
+            with ctrl_c_after_the_call():
+                os.kill(os.getpid(), signal.SIGTERM)  # held
+        monkeypatch.undo()
+        assert hung_up
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            assert signal.getsignal(signum) is stop, signal.Signals(signum).name
+    finally:
+        for signum, handler in before.items():
+            real_signal(signum, handler)

@@ -126,3 +126,42 @@ def test_measure_stopped_while_it_starts_says_so_and_writes_nothing(tmp_path, si
                                        f"written to {out}; 3 file(s) not measured: "
                                        f"{files[0]} and the 2 after it")
     assert not out.exists()
+
+
+# ``nwwatch measure`` stopped by SIGTERM at the first statement after its first row is
+# appended to the rows (its handler called there, as a signal landing there runs it)
+_STOP_AFTER_FIRST_ROW = """
+import inspect, signal, sys
+from nwwatch.measure import cli
+lines, first = inspect.getsourcelines(cli._measure)
+start = first + next(i for i, line in enumerate(lines) if "rows.append({" in line)
+end = start + next(i for i, line in enumerate(lines[start - first:]) if line.strip() == "})")
+state = {"appending": False, "sent": False}
+def local(frame, event, arg):
+    if event == "line" and not state["sent"]:
+        if frame.f_lineno == start:
+            state["appending"] = True
+        elif state["appending"] and frame.f_lineno > end:
+            state["sent"] = True
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, frame)
+    return local
+def calls(frame, event, arg):
+    return local if frame.f_code is cli._measure.__code__ else None
+sys.settrace(calls)
+sys.argv[0] = "nwwatch"
+from nwwatch.cli import main
+main()
+"""
+
+
+def test_measure_stopped_just_after_a_row_names_its_file_as_measured(tmp_path):
+    # before: the file whose row was in was named first among those not measured
+    files = _label_files(tmp_path / "labels")[1:3]
+    out = tmp_path / "rows.parquet"
+    done = subprocess.run([sys.executable, "-c", _STOP_AFTER_FIRST_ROW, "measure",
+                           *map(str, files), "--out", str(out)],
+                          env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr[-3000:]
+    assert _last_line(done.stderr) == (
+        f"measure interrupted (SIGTERM): wrote 1 row(s) to {out}; 1 file(s) not measured: "
+        f"{files[1]}")

@@ -28,6 +28,39 @@ from nwwatch.service.replay import replay
 N_FILES = 600
 
 
+# ``nwwatch`` that, once the rows of its first files wait in memory for their Parquet file
+# (after its first ``process`` call), creates the file ``argv[1]`` and waits for the test's
+# signal: the signal comes with rows held and files left, however slow the machine (polling
+# the ledger instead, a stalled test could signal after the last file, or during the last
+# write). Then runs the code that follows it.
+_WAIT_WITH_ROWS_HELD = """
+import sys, time
+from pathlib import Path
+from nwwatch.service import pipeline
+marker = Path(sys.argv.pop(1))
+real_write_held = pipeline.write_held
+def write_held(engine, *args, **kwargs):
+    written = real_write_held(engine, *args, **kwargs)
+    if engine.buffer.batches and not marker.exists():
+        marker.touch()
+        time.sleep(120)  # ended by the test's signal
+    return written
+pipeline.write_held = write_held
+sys.argv[0] = "nwwatch"
+"""
+_MAIN = "from nwwatch.cli import main\nmain()\n"
+
+
+def _wait_for(marker, proc, read=None) -> None:
+    deadline = time.monotonic() + 90
+    while not marker.exists():
+        assert proc.poll() is None, "the replay ended before any row was held"
+        assert time.monotonic() < deadline, "no rows held in 90 s"
+        if read is not None:
+            read()
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize(("sig", "how", "status"), [(signal.SIGTERM, "SIGTERM", 143),
                                                   (signal.SIGHUP, "SIGHUP", 129)])
 def test_sigterm_writes_what_was_processed_exits_143_and_the_next_run_completes(tmp_path, sig,
@@ -39,28 +72,20 @@ def test_sigterm_writes_what_was_processed_exits_143_and_the_next_run_completes(
     write_frames(acq, N_FILES)
     onnx = model(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    marker = tmp_path / "held"
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from nwwatch.cli import main; main()", "replay", str(acq),
+        [sys.executable, "-c", _WAIT_WITH_ROWS_HELD + _MAIN, str(marker), "replay", str(acq),
          "--out", str(results), "--model", str(onnx)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=hangup_as_a_terminal_gives_it)
     try:
-        deadline = time.monotonic() + 90
-        # once a processed batch waits in memory for its Parquet file (written every minute)
-        while not ledger_count(results, "batches", "held_at IS NOT NULL") and \
-                proc.poll() is None:
-            assert time.monotonic() < deadline, "no batch held in 90 s"
-            time.sleep(0.02)
-        ended_first = proc.poll() is not None
-        if not ended_first:
-            proc.send_signal(sig)
+        _wait_for(marker, proc)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    if ended_first:
-        pytest.skip("the replay ended before the signal")
     assert proc.returncode == status, err[-3000:]
     assert "Traceback" not in err and "leaked semaphore" not in err, err[-3000:]
     assert f"replay interrupted ({how}): what was written is kept; run the same command " \
@@ -92,8 +117,7 @@ except BaseException as exc:
 def test_a_replay_whose_terminal_closes_writes_what_was_processed(tmp_path):
     """The terminal of a foreground replay closed (an ssh session dropped): the kernel sends
     SIGHUP, and the terminal takes no more output. The rows held in memory are written and
-    the replay exits 129, its line to a terminal that is gone dropped; a hang-up that comes
-    once every file is processed loses only the last lines, the status stays 0."""
+    the replay exits 129, its line to a terminal that is gone dropped."""
     acq, results = tmp_path / "acq", tmp_path / "res"
     acq.mkdir()
     write_frames(acq, N_FILES)
@@ -107,37 +131,34 @@ def test_a_replay_whose_terminal_closes_writes_what_was_processed(tmp_path):
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
         hangup_as_a_terminal_gives_it()
 
+    marker = tmp_path / "held"
     proc = subprocess.Popen(
-        [sys.executable, "-c", _RECORDING, str(record), "replay", str(acq),
-         "--out", str(results), "--model", str(onnx)],
+        [sys.executable, "-c", _WAIT_WITH_ROWS_HELD + _RECORDING, str(marker), str(record),
+         "replay", str(acq), "--out", str(results), "--model", str(onnx)],
         env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_terminal)
     os.close(slave)
     os.set_blocking(master, False)
+
+    def read_the_terminal() -> None:  # the progress bar, so the replay never blocks on it
+        try:
+            os.read(master, 65536)
+        except BlockingIOError:
+            pass
+
     try:
-        deadline = time.monotonic() + 90
-        while not ledger_count(results, "batches", "held_at IS NOT NULL") and \
-                proc.poll() is None:
-            assert time.monotonic() < deadline, "no batch held in 90 s"
-            try:
-                os.read(master, 65536)  # the progress bar, so the replay never blocks on it
-            except BlockingIOError:
-                pass
-            time.sleep(0.02)
-        ended_first = proc.poll() is not None
+        _wait_for(marker, proc, read_the_terminal)
         os.close(master)  # the terminal closes: SIGHUP to its session
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    if ended_first:
-        pytest.skip("the replay ended before the terminal closed")
     table = frames_table(results)
     written = 0 if table is None else len(table)
     ended = record.read_text() if record.exists() else "(nothing recorded)"
-    assert proc.returncode == (0 if written == N_FILES else 129), ended
-    assert "HungUp" in ended or written == N_FILES, ended
-    assert 0 < written
+    assert proc.returncode == 129, ended
+    assert "HungUp" in ended, ended
+    assert 0 < written < N_FILES
     assert ledger_count(results, "items", "state='done'") == written
     again = replay(acq, results, model=onnx)
     assert (again.skipped, again.done) == (written, N_FILES - written)
@@ -248,3 +269,71 @@ def test_stops_in_flight_charge_the_file_nothing_and_the_next_run_processes_it(t
     assert not [e for e in events if e["event"] == "reconciled_after_crash"], events
     assert len(frames_table(results)) == 1
 
+
+
+# ``nwwatch`` that sends itself SIGHUP at the first call of ``argv[1]`` (``module:function``
+# or ``module:Class.method``), just before it runs, with the replay writing its held rows
+# every ``argv[2]`` rows: a hang-up landing at that very point of a real run
+_HANG_UP_AT = """
+import importlib, os, signal, sys
+where, rows = sys.argv.pop(1), int(sys.argv.pop(1))
+module_name, _, attr = where.partition(":")
+owner = importlib.import_module(module_name)
+*path, name = attr.split(".")
+for part in path:
+    owner = getattr(owner, part)
+real = getattr(owner, name)
+def patched(*args, **kwargs):
+    if not getattr(patched, "sent", False):
+        patched.sent = True
+        os.kill(os.getpid(), signal.SIGHUP)
+    return real(*args, **kwargs)
+setattr(owner, name, patched)
+importlib.import_module("nwwatch.service.replay").REPLAY_FLUSH_ROWS = rows
+sys.argv[0] = "nwwatch"
+from nwwatch.cli import main
+main()
+"""
+
+
+def _replay_hung_up_at(tmp_path, where: str, flush_rows: int, n_files: int):
+    acq, results = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    write_frames(acq, n_files)
+    onnx = model(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", _HANG_UP_AT, where, str(flush_rows), "replay", str(acq),
+         "--out", str(results), "--model", str(onnx)],
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=120, preexec_fn=hangup_as_a_terminal_gives_it)
+    assert done.returncode == 129, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    return acq, results, onnx
+
+
+def test_a_hang_up_just_after_a_file_is_renamed_into_place_writes_its_rows_once(tmp_path):
+    # before: the batches of the file stayed held, and the stopping replay wrote their rows
+    # into a second file that no rerun or compaction removed (32 rows twice for good)
+    acq, results, onnx = _replay_hung_up_at(tmp_path, "nwwatch.service.flush:RowBuffer._drop",
+                                            8, 120)
+    table = frames_table(results)
+    assert 0 < len(table) < 120 and not table.duplicated(["source", "frame"]).any()
+    with capture_logs():
+        again = replay(acq, results, model=onnx)
+    assert again.skipped + again.done == 120 and again.done == 120 - len(table)
+    table = frames_table(results)
+    assert len(table) == 120 and not table.duplicated(["source", "frame"]).any()
+    assert ledger_count(results, "items", "state='done'") == 120
+
+
+def test_a_hang_up_during_the_last_write_still_writes_every_row(tmp_path):
+    # before: the write was cut short and nothing was written ("what was written is kept"
+    # all the same); the next run processed every file again after a "crash"
+    acq, results, onnx = _replay_hung_up_at(
+        tmp_path, "nwwatch.service.flush:write_table_atomic", 20_000, 40)
+    assert len(frames_table(results)) == 40
+    assert ledger_count(results, "items", "state='done'") == 40
+    with capture_logs() as events:
+        again = replay(acq, results, model=onnx)
+    assert (again.skipped, again.done) == (40, 0)
+    assert not [e for e in events if e["event"] == "reconciled_after_crash"], events

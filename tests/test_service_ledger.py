@@ -344,3 +344,31 @@ def test_an_interruption_while_a_transaction_begins_leaves_none_open(tmp_path):
     db = sqlite3.connect(tmp_path / "l.sqlite")
     assert [r[0] for r in db.execute("SELECT path FROM seen")] == ["/a.tif"]
     db.close()
+
+
+def test_a_change_of_the_quarantine_list_is_noted_even_if_interrupted_as_it_commits(
+        tmp_path, monkeypatch):
+    """A stop signal's exception raised as a commit returns (the change is in the ledger):
+    the list is still marked changed, so ``quarantine.parquet`` is rewritten on the way out
+    (before, it kept a file that the ledger no longer lists)."""
+    from nwwatch.service import ledgerdb
+
+    ledger = Ledger(tmp_path / "l.sqlite", tmp_path)
+    try:
+        ledger.record_failures([Failure(_key(1), "/acq/f1.tif", "bad", "NotATiffError", True,
+                                        size=10, mtime_ns=123)], 3)
+        ledger.quarantine_changed = False  # written out
+        real_exit = ledgerdb.Transaction.__exit__
+
+        def committed_then_interrupted(self, *exc_info):
+            real_exit(self, *exc_info)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(ledgerdb.Transaction, "__exit__", committed_then_interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            ledger.release_quarantine("/acq/f1.tif", 11, 124)  # replaced: leaves the list
+        monkeypatch.undo()
+        assert ledger.queries.quarantined() == []
+        assert ledger.quarantine_changed
+    finally:
+        ledger.close()

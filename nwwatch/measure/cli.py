@@ -461,14 +461,21 @@ class _Run:
         self.swapped_valid: list[str] = []
         #: index in ``inputs`` of the file being read or measured (len(inputs): all done)
         self.position = 0
-        #: rows of the file at ``position`` already in ``rows`` (a multi-page file's pages),
-        #: and its number of pages (None: not read yet)
-        self.file_rows = 0
+        #: where the rows of the file at ``position`` begin in ``rows``, and its number of
+        #: pages (None: not read yet)
+        self.file_start = 0
         self.file_pages: int | None = None
         self._named = {os.path.abspath(path) for path in inputs}
         # TIA writes NAME.emi (the series' metadata, not read) beside NAME_1.ser, NAME_2.ser
         self._emis = {os.path.abspath(path.with_name(path.stem.rpartition("_")[0] + ".emi"))
                       for path in inputs if path.suffix.lower() == ".ser"}
+
+    @property
+    def file_rows(self) -> int:
+        """Rows of the file at ``position`` already in ``rows`` (a multi-page file's pages):
+        counted from the list, so a stop signal between a row's append and anything after it
+        cannot make them disagree."""
+        return len(self.rows) - self.file_start
 
     def passed_over(self, path: Path) -> bool:
         """Companions named with their data (a shell glob): SerialEM's metadata, read with
@@ -557,7 +564,7 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
     rows = run.rows
     used_names: set[str] = set()
     for position, path in enumerate(run.inputs):
-        run.position, run.file_rows, run.file_pages = position, 0, None
+        run.position, run.file_start, run.file_pages = position, len(rows), None
         if run.passed_over(path):
             continue
         filled_px: list[int] = []
@@ -651,7 +658,6 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                 "measurement_version": MEASUREMENT_VERSION,
                 "measure_ms": elapsed_ms,
             })
-            run.file_rows += 1
             angle = (f"{result.contact_angle_deg:.2f} deg"
                      if result.contact_angle_deg is not None else "-")
             note = f" ({result.reason})" if result.reason else ""

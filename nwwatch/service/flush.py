@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from nwwatch.atomic import remove_if_present
+from nwwatch.options import ctrl_c_after_the_call
 from nwwatch.results.parquet import write_table_atomic
 from nwwatch.service.ledgerdb import ItemKey
 from nwwatch.service.rebuild import RESULT_FOLDERS
@@ -139,11 +140,18 @@ class RowBuffer:
             try:
                 table = pa.concat_tables([b.table for b in group])
                 write_table_atomic(table, path)
+                self._drop(group)
+                crash_point("after_write")
+                for b in group:
+                    if b.supersede:
+                        ledger.supersede(b.batch_id)  # earlier rows of re-processed files go
+                ledger.commit_held({b.batch_id: b.rows_per_item for b in group})
             except BaseException as exc:
                 if path.is_file():
-                    # Renamed into place before the error (e.g. Ctrl-C during the folder's
-                    # fsync): the file is adopted when the batches are settled, never
-                    # written a second time.
+                    # Written (renamed into place) but not committed: a ledger error, or
+                    # Ctrl-C during the folder's fsync or just after the rename. The file is
+                    # adopted when the batches are settled (the daemon's next try, or
+                    # reconcile at the next start), never written a second time.
                     self._drop(group)
                     ledger.held.difference_update(ids)
                     raise
@@ -159,18 +167,6 @@ class RowBuffer:
                     raise ResultsWriteError(f"{path}: cannot write results ({exc})",
                                             folder=path.parent) from exc
                 raise  # not the disk's fault: released (processed again), logged by caller
-            self._drop(group)
-            try:
-                crash_point("after_write")
-                for b in group:
-                    if b.supersede:
-                        ledger.supersede(b.batch_id)  # earlier rows of re-processed files go
-                ledger.commit_held({b.batch_id: b.rows_per_item for b in group})
-            except BaseException:
-                # Written but not committed: the file is adopted when the batches are
-                # settled (the daemon's next try, or reconcile at the next start).
-                ledger.held.difference_update(ids)
-                raise
             out.committed_at = time.time()
             out.files.append(path)
             out.rows += table.num_rows
@@ -229,13 +225,19 @@ def held_rows_written_at_end(engine, parquet_files: list[Path],
     try:
         yield
     except (KeyboardInterrupt, ModelLoadError, *also):
+        _write_all_held(engine, parquet_files)
+        raise
+    _write_all_held(engine, parquet_files)
+
+
+def _write_all_held(engine, parquet_files: list[Path]) -> None:
+    """The last write of a run: a stop signal (Ctrl-C, SIGTERM, SIGHUP) that arrives during
+    it waits until it is done, else the rows of every file processed were lost at the very
+    end (a second signal acts at once)."""
+    with ctrl_c_after_the_call():
         written = write_held(engine, force=True)
         if written is not None:
             parquet_files.extend(written.files)
-        raise
-    written = write_held(engine, force=True)
-    if written is not None:
-        parquet_files.extend(written.files)
 
 
 def _report_written(engine, flushed: Flushed, report) -> None:

@@ -34,7 +34,9 @@ class QuarantineList:
     """Methods of :class:`~nwwatch.service.ledger.Ledger` (they use its transactions)."""
 
     #: Set when the list changed: ``quarantine.parquet`` is rewritten
-    #: (:func:`nwwatch.service.batch.refresh_quarantine`).
+    #: (:func:`nwwatch.service.batch.refresh_quarantine`). Set before the change commits: a
+    #: stop signal's exception raised as the commit returns must not leave the file stale
+    #: (a change that then fails to commit costs one rewrite).
     quarantine_changed: bool
 
     def quarantined_at(self, path: PathKey, size: int, mtime_ns: int,
@@ -86,7 +88,7 @@ class QuarantineList:
             return  # the usual case: no transaction
         with self._tx() as db:
             gone = db.execute("DELETE " + stale[0], stale[1]).rowcount
-        self.quarantine_changed |= gone > 0
+            self.quarantine_changed |= gone > 0  # before the commit: see quarantine_changed
 
     def quarantine_copy(self, path: PathKey, size: int, mtime_ns: int, key) -> str | None:
         """List ``path`` (this version) as quarantined when its content (``key``, an
@@ -101,11 +103,11 @@ class QuarantineList:
         if row is None:
             return None
         reason = f"same content as a quarantined file: {row[0] or 'quarantined'}"
+        self.quarantine_changed = True  # before the commit: see quarantine_changed
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (path, size, mtime_ns, key.sha256, None, reason, row[1], row[2],
                         time.time()))
-        self.quarantine_changed = True
         return reason
 
     def quarantined_as(self, error_type: str) -> list[tuple[PathKey, int | None, int | None]]:
@@ -125,12 +127,12 @@ class QuarantineList:
                              (path, error_type)).fetchone()
             if row is None:
                 return False
+            self.quarantine_changed = True  # before the commit: see quarantine_changed
             db.execute("DELETE FROM quarantine WHERE path=?", (path,))
             if row[0] is not None:
                 db.execute("UPDATE items SET state='failed', batch_id=NULL, updated_at=? "
                            "WHERE sha256=? AND state='quarantined' AND error_type=?",
                            (now, row[0], error_type))
-        self.quarantine_changed = True
         return True
 
     def retry_quarantined_that_fit(self, error_type: str, fits: Callable[[Path], object]
@@ -225,9 +227,9 @@ class QuarantineList:
                             row["error_type"], int(row["attempts"]),
                             when.timestamp() if hasattr(when, "timestamp") else float(when)))
         if entries:
+            self.quarantine_changed = True  # before the commit: see quarantine_changed
             with self._tx() as db:
                 db.executemany("INSERT OR REPLACE INTO quarantine VALUES "
                                "(?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
-            self.quarantine_changed = True
         return len(entries)
 
