@@ -372,3 +372,27 @@ def test_a_change_of_the_quarantine_list_is_noted_even_if_interrupted_as_it_comm
         assert ledger.quarantine_changed
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize("name", ["sample#3", "grid%41", "q?x", "run 5 é"])
+def test_a_results_folder_named_with_uri_characters_is_read_where_it_is(tmp_path, name):
+    """``#``, ``?`` and ``%`` are ordinary in a folder's name ("sample#3"): the read-only
+    opening (status, report, dashboard) and the record of a stop read that folder's ledger.
+    Before, SQLite took them as a URI's fragment, query or escape: status said the ledger
+    was damaged and advised a rebuild, an empty database was created at the path cut short,
+    and a stop was counted as a crash."""
+    from nwwatch.service.ledgerdb import mark_stopped
+
+    results = tmp_path / name
+    ledger = Ledger(results / "ledger.sqlite", results)
+    try:
+        _claim(ledger, results, "b1", [1])
+    finally:
+        ledger.close()
+    queries = open_readonly(results / "ledger.sqlite")
+    try:
+        assert queries.counts()["pending"] == 1
+    finally:
+        queries.close()
+    assert mark_stopped(results / "ledger.sqlite") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]

@@ -214,13 +214,21 @@ def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Conne
     return db
 
 
+def sqlite_uri(path: str | os.PathLike[str], query: str) -> str:
+    """The SQLite URI of the file ``path`` with ``query`` (e.g. ``"mode=ro"``): the path
+    percent-encoded, so that a ``#``, ``?`` or ``%`` in a folder's name ("sample#3") names
+    that folder, not a fragment, a query or another character (SQLite would open, and
+    create, the file at the path cut there)."""
+    return f"{Path(os.path.abspath(path)).as_uri()}?{query}"
+
+
 def mark_stopped(path: Path, timeout_s: float = 2.0) -> int:
     """Record in the ledger at ``path`` that the batches in flight (``writing``, not held) were
     cut short by a stop request (SIGTERM past ``stop_timeout_seconds``), not by a crash: the
     next start releases their files without an attempt (:meth:`Recovery.settle`). Its own
     connection (called from the stop-deadline thread), never creating the file; gives up
     after ``timeout_s`` while another connection writes. Returns how many were marked."""
-    db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=timeout_s,
+    db = sqlite3.connect(sqlite_uri(path, "mode=rw"), uri=True, timeout=timeout_s,
                          isolation_level=None)
     try:
         return db.execute("UPDATE batches SET stopped_at=? WHERE state='writing' AND "

@@ -10,6 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from nwwatch.service.ledgerdb import sqlite_uri
 from nwwatch.service.lock import ledger_kept_elsewhere
 from nwwatch.service.names import display
 
@@ -158,7 +159,8 @@ def open_readonly(path: str | os.PathLike[str]) -> LedgerQueries:
                                     "--config")
         raise FileNotFoundError(f"{file}: no ledger here (nothing processed yet? a service "
                                 "whose [state] ledger lies elsewhere: give its --config)")
-    db = sqlite3.connect(f"file:{file}?mode=ro", uri=True, timeout=30.0, isolation_level=None)
+    db = sqlite3.connect(sqlite_uri(file, "mode=ro"), uri=True, timeout=30.0,
+                         isolation_level=None)
     try:
         db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
     except sqlite3.OperationalError as exc:
@@ -169,6 +171,6 @@ def open_readonly(path: str | os.PathLike[str]) -> LedgerQueries:
         # A stopped service's ledger (no write-ahead log left) in a folder this user may
         # not write (a member of the service's group): a read of a WAL database must create
         # the -shm file beside it, which fails. The file holds everything: read it as such.
-        db = sqlite3.connect(f"file:{file}?mode=ro&immutable=1", uri=True, timeout=30.0,
+        db = sqlite3.connect(sqlite_uri(file, "mode=ro&immutable=1"), uri=True, timeout=30.0,
                              isolation_level=None)
     return LedgerQueries(db)
