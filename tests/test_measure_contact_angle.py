@@ -374,6 +374,35 @@ def test_left_and_right_angles_and_uncertainty():
     assert r.arc_span_deg == pytest.approx(250.0, abs=15.0)  # 2 theta minus the margins
 
 
+@pytest.mark.parametrize(("wire", "size", "cut"), [
+    (dict(facet_row=147.403, facet_col=23.606, axis_deg=85.671, radius_px=35.877,
+          theta_deg=130.899, facet_incline_deg=8.147), 512, "left"),
+    (dict(facet_row=351.818, facet_col=25.606, axis_deg=-115.765, radius_px=28.911,
+          length_px=25.370, theta_deg=129.417, facet_incline_deg=22.164, flare=-0.1181),
+     1024, "right"),
+    (dict(facet_row=300.492, facet_col=25.729, axis_deg=80.454, radius_px=45.754,
+          theta_deg=101.449, facet_incline_deg=22.616, droplet_base_px=35.642,
+          flare=-0.02295), 512, "left"),
+])
+def test_a_side_whose_contact_point_the_frame_cuts_off_has_no_angle(wire, size, cut):
+    # before: that side's circle, fitted to the arc the frame leaves, was read at a contact
+    # point outside the image: 180.00 (clamped), 147.1 and 116.6 deg on caps of 130.9,
+    # 129.4 and 101.4 deg, on rows `ok` with the main angle right
+    from nwwatch.synth.geometry import WireSpec, droplet_geometry
+    from nwwatch.synth.labels import scene_labels
+
+    spec = WireSpec(**wire)
+    labels, _ = scene_labels((spec,), (size, size), factor=1, fine=10)
+    truth = droplet_geometry(spec).theta_apparent_deg
+    r = measure_contact_angle(labels)
+    assert r.status == "ok" and abs(r.contact_angle_deg - truth) < 0.5
+    col = r.triple_left_col if cut == "left" else r.triple_right_col
+    assert col < -0.5
+    angles = {"left": r.contact_angle_left_deg, "right": r.contact_angle_right_deg}
+    assert angles.pop(cut) is None
+    assert abs(angles.popitem()[1] - truth) < 0.5
+
+
 def test_result_row_matches_schema_and_is_frozen():
     r = measure_contact_angle(cap().labels, pixel_size_nm=0.5)
     row = r.as_row()

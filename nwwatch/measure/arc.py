@@ -65,20 +65,27 @@ def angle_deg(fit: CircleFit, line: FacetLine, shift_px: float = 0.0) -> float:
 
 def side_angles(
     pts: np.ndarray, fit: CircleFit, line: FacetLine, foot: np.ndarray, shift_px: float,
+    contact_visible: tuple[bool, bool] = (True, True),
 ) -> tuple[float | None, float | None]:
     """Angles (degrees) from circles fitted to each half of the arc ``pts`` (N, 2), split at
     ``foot`` (2,), the foot of the circle centre on the line (left: +direction side); None
-    for a half with too few points or too little arc."""
+    for a half with too few points or too little arc, whose contact point lies outside the
+    image (``contact_visible`` False: its circle would be extrapolated over the part the
+    frame cuts off), or whose circle does not reach the line (no angle to read there; the
+    whole cap is refused for that as ``circle_misses_facet``)."""
     lat = (pts - foot) @ line.direction
     out: list[float | None] = []
-    for side in (lat > 0, lat < 0):
+    for side, visible in zip((lat > 0, lat < 0), contact_visible, strict=True):
         sub = pts[side]
-        if len(sub) < MIN_POINTS or arc_span_deg(sub, fit.center) < MIN_SIDE_SPAN_DEG:
+        if not visible or len(sub) < MIN_POINTS or \
+                arc_span_deg(sub, fit.center) < MIN_SIDE_SPAN_DEG:
             out.append(None)
             continue
         side_fit = geometric_fit(sub, fit.center, fit.radius, max_iter=20)
         ok = side_fit.converged and np.isfinite(side_fit.radius)
-        out.append(angle_deg(side_fit, line, shift_px) if ok else None)
+        s = float(line.offset(side_fit.center[None, :])[0]) - shift_px
+        out.append(angle_deg(side_fit, line, shift_px)
+                   if ok and abs(s) <= side_fit.radius else None)
     return out[0], out[1]
 
 
