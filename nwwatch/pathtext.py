@@ -17,6 +17,15 @@ def path_text(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def line_text(text: str) -> str:
+    """``text`` for one line of a listing: control characters (a newline or a tab in a file
+    name) escaped (``\\n``, ``\\t``, ``\\xNN``), so that a name cannot add lines of its own."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 _ESCAPED_BYTE = re.compile(rb"\\x([89a-f][0-9a-f])")
 
 

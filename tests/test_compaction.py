@@ -354,3 +354,17 @@ def test_a_results_file_deleted_by_hand_is_named_missing_not_unreadable(results)
         f"missing (the ledger names it, the file is gone: deleted? its input files stay done; "
         f"nwwatch ledger rebuild lets them be processed again): {gone}"]
     assert not any(gone in line for line in lines if "unreadable" in line)
+
+
+def test_an_acquisition_named_in_bytes_that_are_not_utf8_can_be_named(tmp_path):
+    # before: "no results of acquisition .../acq\udcff (acquisitions here: .../acq\xff)"
+    onnx = model(tmp_path)
+    out = tmp_path / "res"
+    acq = tmp_path / os.fsdecode(b"acq\xff")
+    acq.mkdir()
+    for n in range(2):
+        write_frame_tiff(acq / f"f{n}.tif", paint_insitu(100.0 + 5 * n, size=48))
+        replay(acq, out, kind="insitu", model=onnx)
+    assert len(_files(out)) == 2
+    report = compact(out, acquisition=acq)
+    assert report.acquisitions == 1 and len(_files(out)) == 1

@@ -3,6 +3,7 @@ frames, in a real headless browser (Debian chromium + chromedriver, ``tests/webd
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import ExitStack
 from datetime import timedelta
@@ -31,9 +32,13 @@ def _open(browser, url: str, n_rows: int) -> dict:
     return acq
 
 
-def test_the_latest_frame_shows_its_overlay_picture(tmp_path, serve):
+@pytest.mark.parametrize("folder", ["qa", "qa#1 ?x", os.fsdecode(b"qa\xe9")],
+                         ids=["plain", "uri-characters", "not-utf8"])
+def test_the_latest_frame_shows_its_overlay_picture(tmp_path, serve, folder):
     """The latest frame was a text link to its overlay PNG: the picture is on the page now,
-    scaled into its panel, and a click opens the full-size file."""
+    scaled into its panel, and a click opens the full-size file; also from an overlays
+    folder whose name holds '#' or '?' (the link ended there) or bytes that are not UTF-8
+    (the replay failed writing its rows)."""
     from nwwatch.service import replay
 
     require_browser()
@@ -41,7 +46,7 @@ def test_the_latest_frame_shows_its_overlay_picture(tmp_path, serve):
     acq.mkdir()
     write_frames(acq, [120.0, 125.0])
     out = tmp_path / "out"
-    replay(acq, out, kind="insitu", model=model(tmp_path), overlays="qa")
+    replay(acq, out, kind="insitu", model=model(tmp_path), overlays=folder)
     url = serve(out)
     with Browser(1024, 700) as browser:
         _open(browser, url, 2)
@@ -50,7 +55,7 @@ def test_the_latest_frame_shows_its_overlay_picture(tmp_path, serve):
             "return i !== null && i.complete && i.naturalWidth > 0"), 30, "overlay loaded")
         src = browser.attribute("#latest-overlay img", "src")
         link = browser.attribute("#latest-overlay a", "href")
-        assert "results/qa/" in link and link.endswith(".png")
+        assert "results/" in link and link.endswith(".png")
         # the panel asks for a copy scaled to its size; no larger picture is sent as it is
         base, _, query = src.partition("?max_px=")
         assert base == link and int(query) % 256 == 0 and int(query) >= 576

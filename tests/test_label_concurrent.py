@@ -203,3 +203,51 @@ def test_a_save_killed_midway_is_repaired_by_the_next_session(tmp_path, stem, ki
     assert (f"warning: {data}: the save of {stem} was stopped midway (the process was killed, "
             f"or a write failed): {repaired}") in " ".join(err.split())
     assert not list(data.glob(".*.json"))
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_frames_named_in_bytes_or_at_length_are_labelled_and_saved(tmp_path):
+    """A frame whose name is not UTF-8, and one whose stem is 237 bytes (legal names): the
+    page lists and saves both, on an IPv6 address where the machine has one. Before, the
+    frame list failed (UnicodeEncodeError), the long one could never be saved ("File name
+    too long"), and ``--host ::1`` could not listen."""
+    image, geometry = _geometry(1.0)
+    acq = tmp_path / "acq"
+    names = [os.fsdecode(b"f\xe9.tif"), "a" * 237 + ".tif"]
+    for name in names:  # written, then renamed: the atomic writer's temporary name is longer
+        write_frame_tiff(acq / "short.tif", image)
+        (acq / "short.tif").rename(acq / name)
+    data = tmp_path / "DATA"
+    host = "::1" if _ipv6_loopback() else "127.0.0.1"
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from nwwatch.cli import main; main()", "label",
+         *(str(acq / name) for name in names), "--out", str(data), "--no-browser",
+         "--host", host, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
+    try:
+        line = server.stdout.readline()
+        assert " at " in line, server.communicate(timeout=60)[1][-3000:]
+        url = line.split(" at ")[1].split()[0]
+        frames = _http("GET", url + "api/frames")[1]["frames"]
+        assert sorted(f["name"] for f in frames) == sorted(
+            [r"f\xe9.tif", "a" * 237 + ".tif"])
+        for frame in frames:
+            token = _http("GET", f"{url}api/frames/{frame['index']}/geometry")[1][
+                "saved_token"]
+            status, doc = _http("POST", f"{url}api/frames/{frame['index']}/save?base={token}"
+                                        f"&frame={frame['key']}", geometry.to_json())
+            assert status == 200, doc
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=60)
+    assert len(_consistent(data)) == 2

@@ -1568,3 +1568,19 @@ def test_measure_whose_output_pipe_closes_still_writes_its_rows(tmp_path):
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert len(pq.read_table(out)) == 3
+
+
+def test_a_label_image_with_a_long_name_gets_its_overlay(tmp_path):
+    # before: a 245-byte stem (a legal name) was measured, but its overlay was "File name too
+    # long" and its row had no overlay_path
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    long_name = tmp_path / ("b" * 245 + ".png")
+    cv2.imwrite(str(tmp_path / "short.png"), cap.labels)
+    (tmp_path / "short.png").rename(long_name)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(long_name), "--out", str(out),
+                                       "--overlays", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "could not be written" not in result.output
+    [row] = pq.read_table(out).to_pylist()
+    assert row["overlay_path"] and (tmp_path / row["overlay_path"]).is_file()

@@ -396,3 +396,17 @@ def test_status_of_an_in_situ_and_a_tomogram_model_says_no_file_counts_twice(tmp
     assert "  by model, newest first (2 models):\n" in text, text
     assert "processed by several" not in text
     assert st["files_of_several_models"] == 0
+
+
+def test_names_with_a_newline_or_a_tab_cannot_add_lines_to_the_status(tmp_path):
+    # before: 'ok\nrows: 999 (999 ok).tif' printed a line "rows: 999 (999 ok).tif ..." of
+    # its own, and a quarantined 'bad\nquarantined: none.tif' a line "quarantined: none..."
+    acq, out = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    write_frame_tiff(acq / "ok\nrows: 999 (999 ok).tif", _ok_frame(120.0))
+    (acq / "bad\tquarantined: none.tif").write_bytes(b"II*\x00 not a tiff")
+    replay(acq, out, model=model(tmp_path))
+    text = CliRunner().invoke(status_cmd, [str(out)]).output
+    assert not [line for line in text.splitlines() if line.startswith(("rows: 999", "quar"
+                                                                        "antined: none"))]
+    assert r"ok\nrows: 999 (999 ok).tif" in text and r"bad\tquarantined: none.tif" in text

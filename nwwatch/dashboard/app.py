@@ -54,6 +54,7 @@ from nwwatch.dashboard.masks import mask_slices_png
 from nwwatch.dashboard.previews import MAX_PREVIEW_PX, MIN_PREVIEW_PX, picture_preview_jpeg
 from nwwatch.dashboard.server import lower_priority
 from nwwatch.dashboard.stats import TREND_WINDOW
+from nwwatch.pathtext import path_of_text
 
 #: Seconds between checks for new committed files (one refresh serves every client).
 REFRESH_S = 1.0
@@ -295,7 +296,8 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
 
     async def result_file(request: Request) -> Response:
         root = dash.store.results.resolve()
-        path = (root / request.path_params["path"]).resolve()
+        # the row's text of a name that is not UTF-8 (\xNN) names the file with those bytes
+        path = Path(path_of_text(str(root / request.path_params["path"]))).resolve()
         if (root not in path.parents or path.suffix.lower() not in _IMAGE_SUFFIXES
                 or not path.is_file()):
             return Response("not found", status_code=404)

@@ -274,7 +274,8 @@ def _label(frames: tuple[Path, ...], data_dir: Path, model: Path | None,
         repaired = repair_interrupted_save(data_dir)
     if repaired:
         click.echo(f"warning: {repaired}", err=True)
-    url = f"http://{server.server_address[0]}:{server.server_address[1]}/"
+    address = server.server_address[0]
+    url = f"http://{f'[{address}]' if ':' in address else address}:{server.server_address[1]}/"
     frames = "1 frame" if len(refs) == 1 else f"{len(refs)} frames"
     click.echo(f"labelling {frames} into {data_dir} at {url}  (Ctrl+C to stop)")
     stop.session = session

@@ -33,7 +33,8 @@ class FrameRef:
     def key(self) -> str:
         """A short hash of the file's absolute path and the page: which frame this is,
         whatever its place in a session's list (a restarted session may list others)."""
-        return hashlib.sha1(f"{self.path.resolve()}\0{self.page}".encode()).hexdigest()[:16]
+        return hashlib.sha1(os.fsencode(self.path.resolve()) + f"\0{self.page}".encode()
+                            ).hexdigest()[:16]
 
 
 def _pages(path: Path) -> int:
@@ -118,7 +119,7 @@ def _frame_refs(paths: Sequence[str | os.PathLike[str]],
             if stem in seen or (data_dir is not None
                                 and _taken(data_dir, stem, path, page, files)):
                 base = stem
-                stem = f"{base}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:6]}"
+                stem = f"{base}_{hashlib.sha1(os.fsencode(resolved)).hexdigest()[:6]}"
                 if data_dir is not None and _taken(data_dir, stem, path, page, files):
                     # the file rewritten with another frame again: its pixels name it
                     pixels = read_frame(FrameRef(path, int(page), base), files)[0]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -61,6 +62,7 @@ from nwwatch.label.store import (
     saved_token,
     stem_files,
 )
+from nwwatch.pathtext import path_text
 
 log = logging.getLogger(__name__)
 
@@ -328,8 +330,8 @@ class _Handler(BaseHTTPRequestHandler):
             s = self.session
             return self._json({
                 "data": str(s.data_dir), "model": s.model_path.name,
-                "frames": [{"index": i, "stem": f.stem, "name": f.path.name, "page": f.page,
-                            "key": f.key, "saved": s.is_saved(i), "info": f.info}
+                "frames": [{"index": i, "stem": f.stem, "name": path_text(f.path.name),
+                            "page": f.page, "key": f.key, "saved": s.is_saved(i), "info": f.info}
                            for i, f in enumerate(s.frames)]})
         if len(parts) == 4 and parts[:2] == ["api", "frames"]:
             index = self._frame(parts)
@@ -424,9 +426,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 def make_server(session: LabelSession, host: str = "127.0.0.1",
                 port: int = 0) -> ThreadingHTTPServer:
-    """An HTTP server for ``session`` (port 0: any free port; see ``server_address``)."""
+    """An HTTP server for ``session`` on ``host`` (a name, an IPv4 or an IPv6 address, with or
+    without brackets) at ``port`` (0: any free port; see ``server_address``). Raises OSError
+    when it cannot listen there."""
     handler = type("LabelHandler", (_Handler,), {"session": session})
-    return ThreadingHTTPServer((host, port), handler)
+    host = host.removeprefix("[").removesuffix("]")
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    server = type("LabelServer", (ThreadingHTTPServer,), {"address_family": family})
+    return server((host, port), handler)
 
 
 def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:

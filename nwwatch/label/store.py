@@ -111,9 +111,17 @@ def data_lock(data_dir: str | os.PathLike[str]) -> Iterator[None]:
         handle.close()
 
 
+#: The longest stem :func:`safe_stem` gives: what DATA's names add to it (a page, a hash to tell
+#: two files apart, the extension) and the atomic writer's temporary name (15 bytes) stay
+#: within Linux's 255-byte file names.
+MAX_STEM_CHARS = 200
+
+
 def safe_stem(text: str) -> str:
-    """A file stem made of letters, digits, ``-``, ``_`` and ``.`` only."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "frame"
+    """A file stem made of letters, digits, ``-``, ``_`` and ``.`` only, at most
+    :data:`MAX_STEM_CHARS` long (a longer one is cut; the caller tells cut names apart)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:MAX_STEM_CHARS]
+    return stem.rstrip("._") or "frame"
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> Path:

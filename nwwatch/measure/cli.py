@@ -290,8 +290,12 @@ def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> li
 
 def _overlay_name(path: Path, index: int, n_pages: int, used: set[str]) -> str:
     """``<stem>[_<page>]_overlay.png``, made unique within one run (``..._overlay-2.png``):
-    a frame and its label image share a stem, and one overlay must not replace the other."""
-    base = path.stem + (f"_{index:04d}" if n_pages > 1 else "") + "_overlay"
+    a frame and its label image share a stem, and one overlay must not replace the other. A
+    stem longer than 200 bytes is cut there: what is added, and the atomic writer's temporary
+    name, stay within Linux's 255-byte file names (such files were measured, their overlay
+    "File name too long")."""
+    stem = os.fsdecode(os.fsencode(path.stem)[:200])
+    base = stem + (f"_{index:04d}" if n_pages > 1 else "") + "_overlay"
     name, n = f"{base}.png", 1
     while name in used:
         n += 1

@@ -17,6 +17,7 @@ import numpy as np
 
 from nwwatch.io.png import PICTURE_PNG_PARAMS, write_image_file
 from nwwatch.paths import lies_inside
+from nwwatch.pathtext import path_text
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -70,4 +71,4 @@ def write_frame_pictures(
         write_image_file(target / f"{stem}-labels.png",
                          np.ascontiguousarray(labels, dtype=np.uint8), PICTURE_PNG_PARAMS,
                          durable=True)
-    return path.relative_to(root).as_posix()
+    return path_text(path.relative_to(root).as_posix())  # a row's text, non-UTF-8 names too

@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from nwwatch.atomic import fsync_folder
 from nwwatch.paths import acquisition_named, acquisition_of
+from nwwatch.pathtext import path_text
 from nwwatch.results.parquet import PARTITION_KEY, acquisition_partition, write_table_atomic
 from nwwatch.service.batch import crash_point
 from nwwatch.service.ledger import Ledger
@@ -102,7 +103,7 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
         report.recovered = len(recover_compactions(ledger))
         ledger.reconcile(max_attempts)
         wanted = None if acquisition is None else acquisition_named(
-            os.fsdecode(os.path.abspath(acquisition)))
+            path_text(os.path.abspath(acquisition)))
         seen: set[str] = set()  # every acquisition with committed rows
         for folder, (kind, keys) in _FOLDERS.items():
             # A file may hold several batches (nwwatch.service.flush): grouped by file.

@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+from nwwatch.pathtext import line_text
 from nwwatch.results.outcome import by_outcome, count_results, format_counts
 from nwwatch.results.versions import read_reverted
 from nwwatch.service.ledgerdb import rebuild_command
@@ -150,24 +151,25 @@ def format_status(status: dict) -> str:
     last = status["last"]
     if last is not None:
         n = last["n_rows"]
-        lines.append(f"last: {last['source']} ({n} row{'' if n == 1 else 's'}) at "
+        lines.append(f"last: {line_text(last['source'])} ({n} row{'' if n == 1 else 's'}) at "
                      f"{last['processed_at']:%Y-%m-%d %H:%M:%S} UTC")
     else:
         lines.append("last: nothing processed yet")
     if status.get("unreadable_files"):
         lines.append(f"{len(status['unreadable_files'])} unreadable results file(s), rows not "
                      "counted above (damaged? `nwwatch ledger rebuild` lists what it can read):")
-        lines.extend(f"  {p}" for p in status["unreadable_files"])
+        lines.extend(f"  {line_text(p)}" for p in status["unreadable_files"])
     if status.get("missing_files"):
         lines.append(f"{len(status['missing_files'])} results file(s) the ledger names are "
                      "missing, rows not counted above (deleted? their input files stay done; "
                      "`nwwatch ledger rebuild`, with the service stopped, lets them be "
                      "processed again):")
-        lines.extend(f"  {p}" for p in status["missing_files"])
+        lines.extend(f"  {line_text(p)}" for p in status["missing_files"])
     if status["quarantined"]:
         lines.append("quarantined:")
         for q in status["quarantined"]:
-            lines.append(f"  {q['path']}: {q['reason']} [{q['error_type']}, "
+            lines.append(f"  {line_text(q['path'])}: {line_text(q['reason'])} "
+                         f"[{q['error_type']}, "
                          f"{q['attempts']} attempt(s)]"
                          + ("; deleted since, nothing to do" if q.get("gone") else ""))
     return "\n".join(lines)

@@ -404,7 +404,8 @@ function overlayPreviewPx(box) {
 // flicker on each update.
 function renderOverlay(overlay) {
   const box = $("latest-overlay");
-  const href = overlay ? `results/${encodeURI(overlay)}` : "";
+  // each segment encoded whole: a folder named "qa#1" or "qa?x" must not end the path
+  const href = overlay ? `results/${overlay.split("/").map(encodeURIComponent).join("/")}` : "";
   if (box.dataset.href === href) return;
   box.dataset.href = href;
   const src = overlay ? `${href}?max_px=${overlayPreviewPx(box)}` : "";
