@@ -28,7 +28,10 @@ rows and columns, the outline's correlation read along its arc): the eval_a/4 an
 rows moved by up to 0.03 deg, one fewer outline point, sigma by up to 3 %; no status changed;
 it gives no wire width or axis where the side edges are not the wire's: eval_new/1's true rows
 lost a width of 221.6 px; 2.2.14 gives no side angle at a triple point outside the image: the
-four seed304/2 rows, whose left one lies 17.5-17.8 px above the crop, lost their left angle).
+four seed304/2 rows, whose left one lies 17.5-17.8 px above the crop, lost their left angle;
+and charges the refined facet line's sigma with the bias a droplet-side ramp gives its
+centroid: the four refined rows' sigma rose by 1-41 %, the two video_new/0 rows (1.37 and
+1.50 deg) became `angle_uncertain`).
 bench/check_rows.py compares a larger corpus (about 1900 rows)."""
 
 from __future__ import annotations

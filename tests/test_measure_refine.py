@@ -368,15 +368,26 @@ def test_profile_helpers_are_numpys_arithmetic_bit_for_bit() -> None:
             assert _mean_std(part) == (float(part.mean()), float(part.std()))
 
 
-@pytest.mark.xfail(strict=True, reason="known limit (docs/measurement.md, Limits): above a steep "
-                   "cap the droplet thickens fast and pulls the step's centroid 1-2 px into "
-                   "it; subtracting a spherical droplet's ramp was tried, not kept")
-def test_a_steep_caps_exact_line_stays_within_its_sigma_with_the_frame():
+def test_a_droplet_thickening_above_the_facet_is_charged_in_sigma():
+    """Above a steep cap the droplet thickens fast and pulls the step's centroid into it
+    (1.3 px here, the labels being exact): the bias a ramp gives the centroid is in the
+    line's sigma, so the valid angle lies within 2 sigma (before: 1.46 deg off at 1 sigma
+    0.57 deg)."""
     from bench.bench_steep_caps import frame
 
     image, labels, truth = frame(146.0, 90.0, 1.0)
-    alone = measure_contact_angle(labels)
-    assert abs(alone.contact_angle_deg - truth) < 2 * alone.contact_angle_uncertainty_deg
+    r = measure_contact_angle(labels, image=image)
+    assert r.facet_edge == "refined" and r.facet_edge_shift_px > 1.0 and r.angle_valid
+    assert abs(r.contact_angle_deg - truth) <= 2 * r.contact_angle_uncertainty_deg
+
+
+@pytest.mark.xfail(strict=True, reason="known limit (docs/measurement.md, Limits): above a steep "
+                   "cap the droplet thickens fast and pulls the step's centroid 1-2 px into "
+                   "it; sigma charges the bias a linear ramp predicts, short of it here")
+def test_a_steep_caps_exact_line_stays_within_its_sigma_with_the_frame():
+    from bench.bench_steep_caps import frame
+
+    image, labels, truth = frame(155.0, 90.0, 1.0)
     r = measure_contact_angle(labels, image=image)
     assert r.facet_edge == "refined" and r.angle_valid
     assert abs(r.contact_angle_deg - truth) <= 2 * r.contact_angle_uncertainty_deg

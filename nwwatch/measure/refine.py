@@ -36,8 +36,9 @@ accepted only when
   ``MAX_SEGMENT_SPREAD_PX`` and within their bootstrap noise;
 * it lies within ``MAX_SHIFT_PX`` of the labels.
 
-Its 1-sigma: a bootstrap over the positions, and ``METHOD_FRACTION`` of the step's RMS
-width for the locator itself. A facet the labels show as an ellipse (a wire tilted out of
+Its 1-sigma: a bootstrap over the positions, ``METHOD_FRACTION`` of the step's RMS width
+for the locator itself, and the bias a droplet thickening away from the facet gives the
+centroid (:func:`ramp_bias_px`). A facet the labels show as an ellipse (a wire tilted out of
 the image plane) has no single step; :func:`nwwatch.measure.measure_contact_angle` does not
 refine it.
 """
@@ -431,4 +432,19 @@ def refine_facet_line(
     width = (math.sqrt(float(np.sum(weight * (offsets[win] - shift) ** 2)) / total)
              if total > 0 else 0.0)
     sigma = math.hypot(sigma_stat, max(METHOD_FRACTION * width, MIN_METHOD_SIGMA_PX))
+    sigma = math.hypot(sigma, ramp_bias_px(offsets[side_d], mean[side_d], sign, jump))
     return EdgeRefinement("refined", shift_px=shift, sigma_px=sigma, snr=snr, n_positions=n)
+
+
+def ramp_bias_px(offsets: np.ndarray, profile: np.ndarray, sign: float, jump: float) -> float:
+    """The bias (px, into the droplet) that a ramp on the droplet's side gives the step's
+    centroid: a step of ``jump`` followed by a line of slope ``b`` over the window
+    ``WINDOW_PX`` = W moves the centroid by W r / (2 (1 + r)), r = b W / jump. ``offsets``
+    and ``profile`` (float64 (M,)) are the profile beyond ``STEP_SIDE_PX`` on the droplet's
+    side; only a ramp that goes on in the step's direction ``sign`` counts (the droplet
+    thickening away from the facet: steep caps, droplets narrower than their wire). Added to
+    the refined line's 1-sigma: the bias itself is not removed (docs/measurement.md, Limits)."""
+    centred = offsets - offsets.mean()
+    slope = float((centred * (profile - profile.mean())).sum() / (centred * centred).sum())
+    ramp = max(0.0, sign * slope) * WINDOW_PX / jump
+    return WINDOW_PX * ramp / (2.0 * (1.0 + ramp))
