@@ -1792,3 +1792,127 @@ def test_a_driver_whose_zone_has_no_name_refuses_workers_of_another_time(far_clu
         monkeypatch.undo()
         time.tzset()
     assert not dataset_files(tmp_path / "res" / "frames")  # refused before any task
+
+
+def _other_sources() -> None:  # run on a worker: its nwwatch now hashes to other sources
+    import nwwatch.service.clustertask as task
+
+    task._real_sources_sha256 = task._sources_sha256
+    task._sources_sha256 = lambda: "0" * 64
+
+
+def _own_sources() -> None:
+    import nwwatch.service.clustertask as task
+
+    task._sources_sha256 = task._real_sources_sha256
+
+
+def _older_measurement() -> None:
+    import nwwatch.measure.result as result
+
+    result._real_version, result.MEASUREMENT_VERSION = result.MEASUREMENT_VERSION, "2.0.0"
+
+
+def _own_measurement() -> None:
+    import nwwatch.measure.result as result
+
+    result.MEASUREMENT_VERSION = result._real_version
+
+
+@pytest.mark.parametrize(("change", "undo", "said"), [
+    (_older_measurement, _own_measurement, r"measurement 2\.0\.0 \(here \d"),
+    (_other_sources, _own_sources, "its Python sources differ")])
+def test_a_worker_with_another_nwwatch_is_refused_before_any_task(cluster, acq, tmp_path,
+                                                                  change, undo, said):
+    """A worker whose nwwatch differs from the driver's (another release, code edited since
+    it started): before, its rows were committed under the driver's measurement version
+    (angles of the older code, 180 deg side angles, all called 2.2.14) without a word, or an
+    older release's results failed to unpickle as "lost the Dask scheduler"."""
+    from distributed import Client
+
+    folder, onnx = acq
+    address, _ = cluster
+    with Client(address) as client:
+        [worker] = list(client.scheduler_info()["workers"])[:1]
+        client.run(change, workers=[worker])
+        try:
+            with pytest.raises(ClusterUnavailableError, match=said) as caught:
+                replay(folder, tmp_path / "res", model=onnx, dask=address)
+        finally:
+            client.run(undo, workers=[worker])
+    assert worker in str(caught.value) and "install the driver's nwwatch" in str(caught.value)
+    assert not (tmp_path / "res" / "frames").exists()
+
+
+def _cannot_read_f003() -> None:  # run on the workers: as a user that may not read f003.tif
+    import nwwatch.segment.session as session
+
+    real = session._real_file_sha256 = session.file_sha256
+
+    def file_sha256(path, *args, **kwargs):
+        if Path(path).name == "f003.tif":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    session.file_sha256 = file_sha256
+
+
+def _can_read_again() -> None:
+    import nwwatch.segment.session as session
+
+    session.file_sha256 = session._real_file_sha256
+
+
+def test_a_worker_that_may_not_read_a_file_the_driver_reads_stops_the_replay(cluster, acq,
+                                                                              tmp_path):
+    """A worker running as a user that may not read a file the driver reads: before, the file
+    was quarantined (exit 3), the reason only in the worker's log."""
+    from distributed import Client
+
+    folder, onnx = acq
+    address, _ = cluster
+    with Client(address) as client:
+        client.run(_cannot_read_f003)
+        try:
+            with pytest.raises(ClusterUnavailableError,
+                               match=r"f003\.tif: a Dask worker cannot read this file \(cannot "
+                                     r"read: Permission denied\), which this driver reads"):
+                replay(folder, tmp_path / "res", model=onnx, dask=address)
+        finally:
+            client.run(_can_read_again)
+    ledger = tmp_path / "res" / "ledger.sqlite"
+    if ledger.exists():  # nothing charged to the file
+        with sqlite3.connect(ledger) as db:
+            assert db.execute("SELECT COUNT(*) FROM quarantine WHERE path LIKE "
+                              "'%f003.tif'").fetchone() == (0,)
+
+
+def test_a_worker_reading_another_version_than_the_driver_sent_stops_the_replay(tmp_path):
+    """A stale copy under the same path on a worker's node: the worker's version (size,
+    mtime) is not the one the driver listed and still sees, so its rows are of another file
+    (before: committed under the name; a later local replay added as many again). A file
+    that changed here since it was sent is a file being rewritten, not refused; mtimes within
+    the file systems' slack are one version."""
+    from nwwatch.service.cluster import MTIME_SLACK_NS, _check_same_file
+    from nwwatch.service.clusterconnect import InputNotSharedError
+    from nwwatch.service.clustertask import FileResult
+    from nwwatch.service.ledgerdb import FileVersion
+
+    path = tmp_path / "f.tif"
+    path.write_bytes(b"x" * 100)
+    st = path.stat()
+    sent = {str(path): (st.st_size, st.st_mtime_ns)}
+
+    def worker_saw(size, mtime_ns):
+        return FileResult(str(path), "s" * 64, FileVersion(size, mtime_ns, 0))
+
+    _check_same_file(worker_saw(100, st.st_mtime_ns), sent)
+    _check_same_file(worker_saw(100, st.st_mtime_ns + MTIME_SLACK_NS), sent)
+    day = 86_400 * 10**9
+    with pytest.raises(InputNotSharedError, match="a Dask worker read another file under this "
+                                                  "path \\(100 bytes"):
+        _check_same_file(worker_saw(100, st.st_mtime_ns + day), sent)
+    with pytest.raises(InputNotSharedError):
+        _check_same_file(worker_saw(90, st.st_mtime_ns), sent)
+    path.write_bytes(b"y" * 120)  # rewritten here since it was sent: not a stale copy
+    _check_same_file(worker_saw(100, st.st_mtime_ns + day), sent)

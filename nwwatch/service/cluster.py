@@ -150,11 +150,15 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         window = 2 * max(1, stats.threads)  # tasks queued ahead, so no worker waits
         futures = as_completed()
         inflight: dict[str, tuple[object, list[tuple[Path, int]]]] = {}
+        seen_here: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) as sent, by path
 
         def submit(chunk: list[tuple[Path, int]]) -> None:
             # absolute: a worker's working directory is its own (`dask worker` started
             # elsewhere), and a relative path there names another file or none
             args = ([os.path.abspath(p) for p, _ in chunk], [n for _, n in chunk])
+            for path in args[0]:
+                if (version := _version_here(path)) is not None:
+                    seen_here[path] = version
             fut = client.submit(run_task, *args, spec, key=f"nwwatch-task-{uuid.uuid4().hex}",
                                 pure=False)
             stats.sent_bytes += len(pickle.dumps((args, spec)))
@@ -215,7 +219,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                     continue
                 fut.release()
                 t = time.perf_counter()
-                n_rows = _commit(res, engine, summary, force, log)
+                n_rows = _commit(res, engine, summary, force, log, seen_here)
                 written = write_held(engine)  # when due: enough rows, or held long enough
                 if written is not None:
                     summary.parquet_files.extend(written.files)
@@ -264,10 +268,15 @@ def _scheduler_lost_named(client, address: str) -> Iterator[None]:
 
 def _check_workers_import_nwwatch(client) -> None:
     """Raise :class:`~nwwatch.service.clusterconnect.ClusterUnavailableError` naming a worker
-    that cannot import the task's module: a task sent to it would fail to unpickle there and
-    leave the replay waiting without end (distributed's worker drops the message). Workers
-    that join later are not checked, nor one lost while it is asked."""
+    that cannot import the task's module (a task sent to it would fail to unpickle there and
+    leave the replay waiting without end: distributed's worker drops the message), or whose
+    nwwatch differs from the driver's (:func:`nwwatch.service.clustertask.code_identity`: its
+    rows would carry this version's name and be skipped as done by later runs; another
+    release fails to read the tasks' results as a scheduler lost). Workers that join later
+    are not checked, nor one lost while it is asked."""
     import importlib
+
+    from nwwatch.service.clustertask import code_identity
 
     answers = client.run(importlib.import_module, "nwwatch.service.clustertask",
                          on_error="return")
@@ -280,6 +289,28 @@ def _check_workers_import_nwwatch(client) -> None:
         # tasks go to the others, as when one is lost mid-run.
         if isinstance(answer, BaseException) and not isinstance(answer, OSError):
             raise answer
+    mine = code_identity()
+    for worker, answer in client.run(code_identity, on_error="return").items():
+        if isinstance(answer, OSError):
+            continue  # lost meanwhile, as above
+        if isinstance(answer, BaseException):  # an nwwatch without this function
+            raise clusterconnect.ClusterUnavailableError(
+                f"the Dask worker {worker} runs another nwwatch than this driver "
+                f"({mine['nwwatch']}, measurement {mine['measurement']}): it cannot run this "
+                "version's check "
+                f"({type(answer).__name__}: {answer}); install the driver's nwwatch in every "
+                "worker's Python environment") from None
+        differ = [f"{what} {answer.get(what)} (here {value})" for what, value in mine.items()
+                  if what != "sources" and answer.get(what) != value]
+        if not differ and answer.get("sources") != mine["sources"]:
+            differ = ["the same version numbers, but its Python sources differ from this "
+                      "driver's (edited, or another build)"]
+        if differ:
+            raise clusterconnect.ClusterUnavailableError(
+                f"the Dask worker {worker} runs another nwwatch than this driver: "
+                + "; ".join(differ) + ". Its rows would carry this version's name: install "
+                "the driver's nwwatch in every worker's Python environment (and restart "
+                "workers started before an upgrade)")
 
 
 def _check_workers_zone(client) -> str | None:
@@ -315,12 +346,73 @@ def _check_workers_zone(client) -> str | None:
     return key
 
 
-def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
+def _version_here(path: str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of ``path`` as this driver sees it, or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _reads_here(path: str) -> bool:
+    """``path`` opens for reading here as a regular file (non-blocking: a FIFO never blocks)."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+
+
+#: A worker's file and the driver's are other versions when their sizes differ or their
+#: modification times lie further apart than this (file systems keep mtimes to 1 ns-2 s).
+MTIME_SLACK_NS = 2_000_000_000
+
+
+def _check_same_file(f: FileResult, seen_here: dict[str, tuple[int, int]]) -> None:
+    """Raise :class:`~nwwatch.service.clusterconnect.InputNotSharedError` when the worker
+    could not read a file this driver reads (a worker running as another user), or read
+    another version of it than this driver sent and still sees (a stale copy under the same
+    path on the worker's node): the file's rows, or its quarantine, would be this run's
+    under a name whose content here is another."""
+    if f.sha256 is None:
+        if f.error_type == "UnreadableFileError" and _reads_here(f.path):
+            raise clusterconnect.InputNotSharedError(
+                f"{f.path}: a Dask worker cannot read this file ({f.reason}), which this "
+                "driver reads: every worker must run as a user that may read the input")
+        return
+    sent = seen_here.get(f.path)
+    if f.version is None or sent is None:
+        return
+    theirs = (f.version.size, f.version.mtime_ns)
+    if theirs[0] == sent[0] and abs(theirs[1] - sent[1]) <= MTIME_SLACK_NS:
+        return
+    if _version_here(f.path) == sent:  # not changed here since: the worker sees another file
+        raise clusterconnect.InputNotSharedError(
+            f"{f.path}: a Dask worker read another file under this path ({theirs[0]} bytes, "
+            f"modified {_when(theirs[1])}) than this driver sees ({sent[0]} bytes, modified "
+            f"{_when(sent[1])}): every worker must see the input itself under the same "
+            "absolute path, not a copy of its own")
+
+
+def _when(mtime_ns: int) -> str:
+    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
+            seen_here: dict[str, tuple[int, int]] | None = None) -> int:
     """Hand one task's rows to ``engine``'s row buffer and record its failures, with the
     ledger protocol of :func:`nwwatch.service.pipeline.process`: per acquisition a batch is
     claimed, then held (its rows wait in memory for a larger file in the acquisition's
     partition, :mod:`nwwatch.service.flush`), or committed at once when it has no rows.
-    Returns the rows held."""
+    Returns the rows held. Raises InputNotSharedError when a worker's file is not this
+    driver's (:func:`_check_same_file`, against ``seen_here``), before anything of the task
+    is recorded."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -337,6 +429,9 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log) -> int:
     parts: dict[str, tuple[list, list[Failure], dict[ItemKey, int]]] = {}
     seen: set[ItemKey] = set()
     copies: list[tuple[str, FileResult, ItemKey]] = []  # skipped: done or held elsewhere
+    for f in res.files:
+        if not f.gone:
+            _check_same_file(f, seen_here or {})
     for f in res.files:
         if f.gone:
             # Never found on the worker, but here: every file would be. (One the worker

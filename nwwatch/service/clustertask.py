@@ -9,6 +9,7 @@ into place once it has claimed the batch. No ledger here: the driver commits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -209,6 +210,36 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     result.seconds = time.perf_counter() - t0
     result.staged_bytes = staged.stat().st_size
     return result
+
+
+def code_identity() -> dict[str, str]:
+    """What decides the rows this process gives: nwwatch's version, the versions the rows are
+    keyed by (measurement, tomogram segmentation and metrics), and a hash of its Python
+    sources (one release installed anywhere gives the same; another release, or edited code,
+    another). The driver compares each worker's with its own
+    (:func:`nwwatch.service.cluster._check_workers_import_nwwatch`): the rows carry the
+    driver's versions, so a worker with other code would give rows that claim to be this
+    version's."""
+    from nwwatch import __version__
+    from nwwatch.measure.result import MEASUREMENT_VERSION
+    from nwwatch.volume.metrics import VOLUME_METRICS_VERSION
+    from nwwatch.volume.segment import SEGMENTATION_VERSION
+
+    return {"nwwatch": __version__, "measurement": MEASUREMENT_VERSION,
+            "tomogram segmentation": SEGMENTATION_VERSION,
+            "tomogram metrics": VOLUME_METRICS_VERSION, "sources": _sources_sha256()}
+
+
+@functools.cache
+def _sources_sha256() -> str:
+    """SHA-256 over the package's ``.py`` files (their paths inside it and their bytes, in
+    path order), read once per process."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def zone_answer(zone_key: str | None) -> object:
