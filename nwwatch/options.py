@@ -273,14 +273,23 @@ def ctrl_c_after_the_call() -> Iterator[None]:
         held.append(signum)
 
     def swap(handlers: dict[int, object]) -> None:
-        # the signals blocked meanwhile: one arriving halfway acts after every handler is
-        # in place, never leaving ``hold`` installed for the rest of the command
+        # Every handler is put in place before a signal's exception goes on: one arriving
+        # halfway must not leave ``hold`` installed for the rest of the command. Blocked in
+        # this thread meanwhile; a signal another thread takes (ONNX Runtime's, Dask's) still
+        # runs its handler here between two calls: its exception waits for the others.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, handlers)
+        first: BaseException | None = None
         try:
             for signum, handler in handlers.items():
-                signal.signal(signum, handler)
+                while signal.getsignal(signum) is not handler:
+                    try:
+                        signal.signal(signum, handler)
+                    except BaseException as exc:  # noqa: BLE001 - raised below, once
+                        first = first or exc
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if first is not None:
+            raise first
 
     try:
         swap(dict.fromkeys(previous, hold))

@@ -36,6 +36,8 @@ def path_of_text(text: str) -> str:
     UTF-8), when something is there. ``text`` when neither exists."""
     if os.path.lexists(text) or "\\x" not in text:
         return text
-    raw = _ESCAPED_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), text.encode("utf-8"))
+    # os.fsencode: a part given as undecodable bytes already (a folder the text was joined
+    # to) is taken as it is
+    raw = _ESCAPED_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), os.fsencode(text))
     name = os.fsdecode(raw)
     return name if os.path.lexists(name) else text

@@ -183,3 +183,51 @@ def test_a_signal_while_the_handlers_are_put_back_leaves_none_of_the_holders_ins
     finally:
         for signum, handler in before.items():
             real_signal(signum, handler)
+
+
+def test_a_ctrl_c_another_thread_takes_while_the_handlers_are_put_back_leaves_none_holding(
+        monkeypatch):
+    """With other threads running (ONNX Runtime's, Dask's), a Ctrl-C that arrives while the
+    block's end puts the handlers back is taken by one of them, and Python runs SIGINT's
+    handler (put back already) in the main thread between two calls. Before, its exception
+    cut the restore short: SIGTERM and SIGHUP kept the holder and two SIGTERMs were
+    swallowed."""
+    import threading
+    import time
+
+    from nwwatch import options
+    from nwwatch.options import Terminated, sigterm_as_interrupt
+
+    done = threading.Event()
+    threading.Thread(target=done.wait, args=(30,), daemon=True).start()
+    real_signal = signal.signal
+    fired: list[bool] = []
+
+    class CtrlCJustAfterSigint:  # the signal module, with a Ctrl-C after SIGINT is put back
+        def __getattr__(self, name):
+            return getattr(signal, name)
+
+        def signal(self, signum, handler):
+            previous = real_signal(signum, handler)
+            if signum == signal.SIGINT and handler is signal.default_int_handler \
+                    and not fired:
+                fired.append(True)
+                ctrl_c()  # blocked in this thread: the other one takes it
+                time.sleep(0.05)
+            return previous
+
+    try:
+        with sigterm_as_interrupt(hangup=True):
+            mine = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+            monkeypatch.setattr(options, "signal", CtrlCJustAfterSigint())
+            with pytest.raises(KeyboardInterrupt):
+                with ctrl_c_after_the_call():
+                    pass
+            monkeypatch.undo()
+            assert fired
+            assert {s: signal.getsignal(s) for s in mine} == mine
+            with pytest.raises(Terminated):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+    finally:
+        done.set()

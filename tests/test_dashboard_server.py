@@ -308,3 +308,19 @@ def test_a_port_the_system_picks_is_logged_at_every_logging_level(tmp_path):
         assert all(e.get("level") != "info" for e in daemon.events())
     finally:
         daemon.terminate()
+
+
+def test_an_overlay_under_a_results_folder_not_named_in_utf8_is_found(tmp_path):
+    # the row's text of the overlay (\xNN) joined to a folder whose own name is not UTF-8:
+    # before, an UnicodeEncodeError (500) instead of the picture
+    import os
+
+    from nwwatch.pathtext import path_of_text, path_text
+
+    root = tmp_path / os.fsdecode(b"res\xff")
+    folder = root / os.fsdecode(b"ov\xe9")
+    folder.mkdir(parents=True)
+    (folder / "a.png").write_bytes(b"png")
+    rel = path_text(os.fsdecode(b"ov\xe9/a.png"))
+    assert rel == "ov\\xe9/a.png"
+    assert path_of_text(str(root / rel)) == str(folder / "a.png")

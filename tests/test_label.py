@@ -793,3 +793,29 @@ def test_label_refuses_a_data_folders_own_subfolder_as_out(tmp_path, part):
 
     assert foreign_data_reason(tmp_path / "labels") is None  # a DATA folder named labels
     assert foreign_data_reason(data) is None
+
+
+def test_an_interrupted_first_save_of_a_long_stem_is_repaired(tmp_path):
+    # stems are cut at 200 characters, then a page or hash suffix may follow: the repair
+    # read the marker's stem cut again and looked at another frame's files (the label image
+    # without its image stayed, which `nwwatch train` refuses)
+    from nwwatch.io.png import write_image_file
+    from nwwatch.label.store import SAVING_FILE, repair_interrupted_save, safe_stem
+
+    stem = safe_stem("A" * 237) + "_p0001"
+    (tmp_path / "labels").mkdir()
+    write_image_file(tmp_path / "labels" / f"{stem}.png", np.zeros((8, 8), np.uint8))
+    (tmp_path / SAVING_FILE).write_text(json.dumps({"stem": stem}))
+    said = repair_interrupted_save(tmp_path)
+    assert said is not None and "removed" in said
+    assert not (tmp_path / "labels" / f"{stem}.png").exists()
+
+
+def test_label_listens_on_every_interface_given_an_empty_host():
+    from nwwatch.label.server import make_server
+
+    server = make_server(None, host="", port=0)
+    try:
+        assert server.server_address[1] > 0
+    finally:
+        server.server_close()

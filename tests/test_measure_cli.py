@@ -1584,3 +1584,18 @@ def test_a_label_image_with_a_long_name_gets_its_overlay(tmp_path):
     assert "could not be written" not in result.output
     [row] = pq.read_table(out).to_pylist()
     assert row["overlay_path"] and (tmp_path / row["overlay_path"]).is_file()
+
+
+def test_a_long_stem_is_cut_between_characters_for_its_overlay(tmp_path):
+    # cut at 200 bytes inside a character, the overlay's name was not UTF-8 and its row said
+    # '\xe6'
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    name = tmp_path / ("a" + "液滴" * 40 + ".png")  # a 241-byte stem: 200 falls inside one
+    cv2.imwrite(str(tmp_path / "short.png"), cap.labels)
+    (tmp_path / "short.png").rename(name)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(name), "--out", str(out),
+                                       "--overlays", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    [row] = pq.read_table(out).to_pylist()
+    assert "\\x" not in row["overlay_path"] and (tmp_path / row["overlay_path"]).is_file()

@@ -431,7 +431,8 @@ def make_server(session: LabelSession, host: str = "127.0.0.1",
     when it cannot listen there."""
     handler = type("LabelHandler", (_Handler,), {"session": session})
     host = host.removeprefix("[").removesuffix("]")
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                flags=socket.AI_PASSIVE)[0][0]  # "": every interface
     server = type("LabelServer", (ThreadingHTTPServer,), {"address_family": family})
     return server((host, port), handler)
 

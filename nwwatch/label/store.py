@@ -117,10 +117,11 @@ def data_lock(data_dir: str | os.PathLike[str]) -> Iterator[None]:
 MAX_STEM_CHARS = 200
 
 
-def safe_stem(text: str) -> str:
+def safe_stem(text: str, max_chars: int | None = MAX_STEM_CHARS) -> str:
     """A file stem made of letters, digits, ``-``, ``_`` and ``.`` only, at most
-    :data:`MAX_STEM_CHARS` long (a longer one is cut; the caller tells cut names apart)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:MAX_STEM_CHARS]
+    ``max_chars`` long (a longer one is cut; the caller tells cut names apart; None: not
+    cut, for a stem read back, which may carry a page or hash suffix after its cut)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:max_chars]
     return stem.rstrip("._") or "frame"
 
 
@@ -240,7 +241,7 @@ def repair_interrupted_save(data_dir: str | os.PathLike[str]) -> str | None:
     if not marker.is_file():
         return None
     try:
-        stem = safe_stem(str(json.loads(marker.read_text())["stem"]))
+        stem = safe_stem(str(json.loads(marker.read_text())["stem"]), max_chars=None)
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
         stem = None  # atomic_write never leaves a partial file; written by hand
     done = []

@@ -225,19 +225,21 @@ def held_rows_written_at_end(engine, parquet_files: list[Path],
     try:
         yield
     except (KeyboardInterrupt, ModelLoadError, *also):
+        # already stopping: a stop signal now is the operator's second, and acts at once
+        # (a write hung on a network share can be cut short)
         _write_all_held(engine, parquet_files)
         raise
-    _write_all_held(engine, parquet_files)
+    # The last write of a run that went to its end: a stop signal (Ctrl-C, SIGTERM, SIGHUP)
+    # that arrives during it waits until it is done, else the rows of every file processed
+    # were lost at the very end (a second one acts at once).
+    with ctrl_c_after_the_call():
+        _write_all_held(engine, parquet_files)
 
 
 def _write_all_held(engine, parquet_files: list[Path]) -> None:
-    """The last write of a run: a stop signal (Ctrl-C, SIGTERM, SIGHUP) that arrives during
-    it waits until it is done, else the rows of every file processed were lost at the very
-    end (a second signal acts at once)."""
-    with ctrl_c_after_the_call():
-        written = write_held(engine, force=True)
-        if written is not None:
-            parquet_files.extend(written.files)
+    written = write_held(engine, force=True)
+    if written is not None:
+        parquet_files.extend(written.files)
 
 
 def _report_written(engine, flushed: Flushed, report) -> None:
