@@ -262,7 +262,8 @@ def _label(frames: tuple[Path, ...], data_dir: Path, model: Path | None,
         server = make_server(session, host, port)
     except OSError as exc:
         hint = "; try --port 0" if exc.errno == errno.EADDRINUSE else ""
-        raise click.ClickException(f"cannot listen on {host}:{port} ({exc}){hint}") from None
+        where = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        raise click.ClickException(f"cannot listen on {where}:{port} ({exc}){hint}") from None
     try:
         require_writable(data_dir, "'--out'", folder=True)
     except click.BadParameter:
