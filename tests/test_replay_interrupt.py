@@ -337,3 +337,28 @@ def test_a_hang_up_during_the_last_write_still_writes_every_row(tmp_path):
         again = replay(acq, results, model=onnx)
     assert (again.skipped, again.done) == (40, 0)
     assert not [e for e in events if e["event"] == "reconciled_after_crash"], events
+
+
+def test_a_second_stop_signal_while_the_stopped_replay_exits_keeps_its_status(tmp_path):
+    # SIGTERM, then a hang-up as the replay prints its last line: before, the process died of
+    # the hang-up (status 129, or -1 to a caller) instead of 143
+    acq, results = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    write_frames(acq, 40)
+    onnx = model(tmp_path)
+    script = _STOP_AFTER_HOLD.replace("sys.argv[0] = \"nwwatch\"", """
+from nwwatch.service import cli as service_cli
+real_kept = service_cli._what_an_interrupt_kept
+def kept(out_dir):
+    os.kill(os.getpid(), __import__("signal").SIGHUP)
+    return real_kept(out_dir)
+service_cli._what_an_interrupt_kept = kept
+sys.argv[0] = "nwwatch\"""")
+    assert script != _STOP_AFTER_HOLD
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(int(signal.SIGTERM)), "replay", str(acq),
+         "--out", str(results), "--model", str(onnx)],
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=120, preexec_fn=hangup_as_a_terminal_gives_it)
+    assert done.returncode == 143, done.stderr[-3000:]
+    assert "replay interrupted (SIGTERM)" in done.stderr

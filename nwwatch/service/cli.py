@@ -246,6 +246,11 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
             LedgerBusyError, LedgerCorruptError, LedgerMissingError, LedgerLostError,
             ClusterUnavailableError, ClusterUnreachableError, ResultsWriteError,
             KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            # Stopped, and what is kept is written: a second stop signal now would only end
+            # the process by its default action before its status (143 read as 129, -15)
+            for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                signal.signal(signum, signal.SIG_IGN)
         if isinstance(exc, KeyboardInterrupt) and s is not None:
             # the replay had finished: only its last lines are lost, its status stands
             try:
