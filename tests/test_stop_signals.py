@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -260,3 +261,49 @@ def test_run_stopped_while_it_starts_stops_as_later_and_processes_nothing(tmp_pa
     assert "file_processed" not in events and "Traceback" not in done.stderr
     assert frames_table(results) is None
     assert ledger_count(results, "items", "state='done'") == 0
+
+
+#: ``nwwatch ARGS`` that says, once the command has ended, whether its stop signals are
+#: ignored for the interpreter's teardown (which puts Python's handlers back to the default
+#: first: a second stop signal then ended the process by its default action)
+AFTER_THE_END = """
+import signal, sys
+sys.argv = ["nwwatch", *sys.argv[1:]]
+from nwwatch.cli import main
+try:
+    main()
+except SystemExit as exc:
+    print([signal.getsignal(s) is signal.SIG_IGN
+           for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)], exc.code)
+    raise
+"""
+
+
+def test_a_stopped_service_and_a_finished_replay_ignore_stop_signals_on_their_way_out(
+        tmp_path):
+    # before: TERM then INT 0.1 s later gave 130 (-2) instead of 0; a finished replay died
+    # of a SIGTERM during its teardown (-15) instead of 0
+    watch, results = tmp_path / "acq", tmp_path / "res"
+    write_frames(watch, 3)
+    onnx = model(tmp_path)
+    config = write_config(tmp_path / "nwwatch.toml", watch, results, onnx)
+    proc = subprocess.Popen([sys.executable, "-c", AFTER_THE_END, "run", "--config",
+                             str(config)], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while ledger_count(results, "items", "state='done'") < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and out.strip() == "[True, True, True] 0", err[-3000:]
+    done = subprocess.run([sys.executable, "-c", AFTER_THE_END, "replay", str(watch), "--out",
+                           str(tmp_path / "res2"), "--model", str(onnx)],
+                          env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("[True, True, True] 0"), \
+        done.stderr[-3000:]

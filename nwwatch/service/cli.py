@@ -102,6 +102,12 @@ def run(config_path: Path) -> None:
                   "ledger folder (disk full?); systemd starts the service again")
         _tell_a_person(f"{ledger}: {exc}")
         sys.exit(1)
+    # Stopped, everything written: the interpreter's teardown (its threads, ONNX Runtime's)
+    # takes a moment, and Python puts its handlers back to the default first, so a second
+    # stop signal then ended the process by that default (130, -15) instead of this status.
+    # Ignored handlers stay ignored through the teardown.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     sys.exit(code)
 
 
@@ -268,7 +274,10 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
             # an option that does not fit the others: a wrong command line, exit 2
             raise click.UsageError(str(exc)) from None
         raise click.ClickException(str(exc)) from None
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # all is written and said: nothing to stop
+    # all is written and said: nothing to stop, also while the interpreter tears down (which
+    # puts Python's handlers back to the default first: a stop signal would end it by that)
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
     sys.exit(s.exit_status)
 
 
