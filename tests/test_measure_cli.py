@@ -1570,32 +1570,20 @@ def test_measure_whose_output_pipe_closes_still_writes_its_rows(tmp_path):
     assert len(pq.read_table(out)) == 3
 
 
-def test_a_label_image_with_a_long_name_gets_its_overlay(tmp_path):
+@pytest.mark.parametrize("stem", ["b" * 245, "a" + "液滴" * 40], ids=["ascii", "cut-in-a-char"])
+def test_a_label_image_with_a_long_name_gets_its_overlay(tmp_path, stem):
     # before: a 245-byte stem (a legal name) was measured, but its overlay was "File name too
-    # long" and its row had no overlay_path
+    # long" and its row had no overlay_path; cut at 200 bytes inside a character (the second
+    # stem has 241), the overlay's name was not UTF-8 and its row said '\xe6'
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
-    long_name = tmp_path / ("b" * 245 + ".png")
-    cv2.imwrite(str(tmp_path / "short.png"), cap.labels)
-    (tmp_path / "short.png").rename(long_name)
-    out = tmp_path / "rows.parquet"
-    result = CliRunner().invoke(main, ["measure", str(long_name), "--out", str(out),
-                                       "--overlays", str(tmp_path / "o")])
-    assert result.exit_code == 0, result.output
-    assert "could not be written" not in result.output
-    [row] = pq.read_table(out).to_pylist()
-    assert row["overlay_path"] and (tmp_path / row["overlay_path"]).is_file()
-
-
-def test_a_long_stem_is_cut_between_characters_for_its_overlay(tmp_path):
-    # cut at 200 bytes inside a character, the overlay's name was not UTF-8 and its row said
-    # '\xe6'
-    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
-    name = tmp_path / ("a" + "液滴" * 40 + ".png")  # a 241-byte stem: 200 falls inside one
+    name = tmp_path / (stem + ".png")
     cv2.imwrite(str(tmp_path / "short.png"), cap.labels)
     (tmp_path / "short.png").rename(name)
     out = tmp_path / "rows.parquet"
     result = CliRunner().invoke(main, ["measure", str(name), "--out", str(out),
                                        "--overlays", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
+    assert "could not be written" not in result.output
     [row] = pq.read_table(out).to_pylist()
-    assert "\\x" not in row["overlay_path"] and (tmp_path / row["overlay_path"]).is_file()
+    assert row["overlay_path"] and "\\x" not in row["overlay_path"]
+    assert (tmp_path / row["overlay_path"]).is_file()

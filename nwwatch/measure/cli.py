@@ -9,6 +9,7 @@ did this frame fail?" is one command. Optional overlays show every fit on its fr
 
 from __future__ import annotations
 
+import codecs
 import os
 import signal
 import sys
@@ -294,10 +295,9 @@ def _overlay_name(path: Path, index: int, n_pages: int, used: set[str]) -> str:
     stem longer than 200 bytes is cut there: what is added, and the atomic writer's temporary
     name, stay within Linux's 255-byte file names (such files were measured, their overlay
     "File name too long")."""
-    cut = os.fsencode(path.stem)[:200]
-    while cut and not _whole_utf8_end(cut):  # not inside a character
-        cut = cut[:-1]
-    stem = os.fsdecode(cut)
+    # decoded as os.fsdecode does, a character the cut splits left out (not final: held back)
+    stem = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(
+        os.fsencode(path.stem)[:200], final=False)
     base = stem + (f"_{index:04d}" if n_pages > 1 else "") + "_overlay"
     name, n = f"{base}.png", 1
     while name in used:
@@ -305,17 +305,6 @@ def _overlay_name(path: Path, index: int, n_pages: int, used: set[str]) -> str:
         name = f"{base}-{n}.png"
     used.add(name)
     return name
-
-
-def _whole_utf8_end(data: bytes) -> bool:
-    """``data`` does not end inside a UTF-8 character (bytes of other encodings pass)."""
-    tail = data[-4:]
-    for back, byte in enumerate(reversed(tail), 1):
-        if byte & 0xC0 != 0x80:  # the last lead (or ASCII) byte: its length fits?
-            need = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else \
-                3 if byte >> 4 == 0b1110 else 4 if byte >> 3 == 0b11110 else 1
-            return back >= need
-    return True
 
 
 def _overlay_path(picture: Path, out: Path) -> str:

@@ -296,9 +296,9 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
     half_chord = math.sqrt(max(radius**2 - s**2, 0.0))
     left = foot + half_chord * line.direction + off
     right = foot - half_chord * line.direction + off
-    inside = [bool(((p > -0.5) & (p < np.array(labels.shape) - 0.5)).all())
-              for p in (left, right)]
-    theta_left, theta_right = side_angles(pts, fit, line, foot, shift, (inside[0], inside[1]))
+    upper = np.array(labels.shape) - 0.5
+    inside = tuple(bool(((p > -0.5) & (p < upper)).all()) for p in (left, right))
+    theta_left, theta_right = side_angles(pts, fit, line, foot, shift, inside)
     # Uncertainty: fits (inflated for correlated residuals) plus the model choices.
     res_c = np.hypot(*(pts - fit.center).T) - radius
     ang_c = arc_position_rad(pts, fit.center)

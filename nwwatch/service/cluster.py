@@ -46,6 +46,7 @@ from nwwatch.service.clustertask import FileResult, TaskResult, TaskSpec, run_ta
 from nwwatch.service.clusterworkers import WorkerWatch
 from nwwatch.service.flush import held_rows_written_at_end, write_held
 from nwwatch.service.ledger import Failure, ItemKey
+from nwwatch.service.ledgerquarantine import opens_as_regular_file
 from nwwatch.service.names import path_key, source_name
 
 #: Staged task outputs, inside the results folder (hidden: readers and rebuild skip it).
@@ -355,20 +356,6 @@ def _version_here(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _reads_here(path: str) -> bool:
-    """``path`` opens for reading here as a regular file (non-blocking: a FIFO never blocks)."""
-    import stat
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return False
-    try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
-    finally:
-        os.close(fd)
-
-
 #: A worker's file and the driver's are other versions when their sizes differ or their
 #: modification times lie further apart than this (file systems keep mtimes to 1 ns-2 s).
 MTIME_SLACK_NS = 2_000_000_000
@@ -381,7 +368,7 @@ def _check_same_file(f: FileResult, seen_here: dict[str, tuple[int, int]]) -> No
     path on the worker's node): the file's rows, or its quarantine, would be this run's
     under a name whose content here is another."""
     if f.sha256 is None:
-        if f.error_type == "UnreadableFileError" and _reads_here(f.path):
+        if f.error_type == "UnreadableFileError" and opens_as_regular_file(f.path):
             raise clusterconnect.InputNotSharedError(
                 f"{f.path}: a Dask worker cannot read this file ({f.reason}), which this "
                 "driver reads: every worker must run as a user that may read the input")

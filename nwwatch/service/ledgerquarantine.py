@@ -18,7 +18,7 @@ from pathlib import Path
 from nwwatch.service.ledgerdb import Failure, PathKey
 
 
-def _opens(path: PathKey) -> bool:
+def opens_as_regular_file(path: PathKey) -> bool:
     """``path`` opens for reading as a regular file (non-blocking: a FIFO never blocks)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -59,7 +59,7 @@ class QuarantineList:
         ).fetchone()
         if row is None:
             return False
-        if row[0] == "UnreadableFileError" and _opens(path):
+        if row[0] == "UnreadableFileError" and opens_as_regular_file(path):
             return False
         if row[1] is not None and model_sha256 is not None and measurement_version is not None:
             keys = self._db.execute("SELECT model_sha256, measurement_version FROM items "
