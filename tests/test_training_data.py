@@ -216,6 +216,17 @@ def test_dataset_toml_classes_and_bad_keys(tmp_path):
             "dataset.toml")
 
 
+def test_dataset_toml_is_read_as_the_service_reads_its_configuration(tmp_path):
+    """One TOML reader: a byte-order mark (Windows editors write one) is accepted and a
+    Latin-1 file is refused with the offending byte, whatever the system's locale."""
+    root = make_folder(tmp_path / "d", n=2)
+    text = 'kind = "insitu"\nclasses = ["bg", "wire", "drop"]\n'
+    (root / "dataset.toml").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_folder(root).class_names == ("bg", "wire", "drop")
+    (root / "dataset.toml").write_bytes('# caf\u00e9\n'.encode("latin-1") + text.encode())
+    _expect(root, r"not UTF-8 text: byte 0xe9 at offset 5$", "dataset.toml")
+
+
 @pytest.mark.parametrize(("classes", "named"), [
     ('["background", "droplet", "nanowire"]', "name 'nanowire' as class 2"),
     ('["bg", "Droplet"]', "name 'Droplet' as class 1"),

@@ -77,6 +77,23 @@ def test_the_forest_round_trips_through_onnx_and_segments_a_volume(tmp_path):
     assert seg.mask.shape == (6, 40, 40)
 
 
+def test_a_killed_forest_exports_temporary_file_is_removed_by_the_next(tmp_path):
+    """The forest is written under the exporters' temporary name: what a killed export (a
+    SIGKILL, a power cut) left beside the model goes at the next export to that path."""
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".forest.onnx.{dead.pid}-0123abcd.tmp"
+    stale.write_bytes(b"half a model")
+    volume, _ = _checker_volume()
+    labels = (np.indices(volume.shape[1:]).sum(axis=0) % 3 == 0).astype(np.uint8)
+    model = fit_feature_forest([(np.clip(volume[0], -1, 1), labels)], seed=0)
+    export_feature_forest(model, tmp_path / "forest.onnx", _metadata(model))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forest.onnx"]
+
+
 def test_a_split_between_adjacent_float32_values_goes_the_same_way_in_onnx(tmp_path):
     """scikit-learn splits half-way between neighbouring values a < b; when they are adjacent
     float32 numbers the midpoint rounds to nearest up to b, so a float32 split value stored

@@ -169,8 +169,17 @@ def _trace(wrapper: nn.Module, sample: torch.Tensor, path: Path, exporter: str) 
             )
 
 
-def _finish_model_file(path: Path, metadata: ModelMetadata, model_version: int) -> None:
-    """Embed the metadata, check opset and IO, save with all weights inside the file."""
+def install_model_file(temp: Path, path: Path) -> None:
+    """Put the verified model file ``temp`` at ``path``: flushed to disk first, so a power
+    cut after the rename cannot leave ``path`` naming an empty or partial file."""
+    with open(temp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def finish_model_file(path: Path, metadata: ModelMetadata, model_version: int) -> None:
+    """Embed the metadata, check opset and IO, save with all weights inside the file (the
+    exporters' common last step before verification; ``path`` is the temporary file)."""
     model = onnx.load(str(path), load_external_data=True)
     opsets = {o.domain: o.version for o in model.opset_import}
     if opsets.get("", opsets.get("ai.onnx")) != OPSET:
@@ -337,15 +346,13 @@ def export_onnx(
                 _trace(wrapper, sample, temp, exporter)
         except Exception as exc:
             raise ExportVerificationError(f"{exporter} export failed: {exc}") from exc
-        _finish_model_file(temp, metadata, model_version)
+        finish_model_file(temp, metadata, model_version)
         exported = time.perf_counter()
         checks = verify_onnx(temp, wrapper, shapes, metadata, atol=atol)
         verified = time.perf_counter()
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
         digest = file_sha256(temp)
         size = temp.stat().st_size
-        os.replace(temp, path)
+        install_model_file(temp, path)
     finally:
         for leftover in (temp, temp.with_name(temp.name + ".data")):
             if leftover.exists():

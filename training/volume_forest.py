@@ -343,7 +343,12 @@ def export_feature_forest(model: FeatureForest, path: str | os.PathLike[str],
     verified, then renamed; a failed check raises
     :class:`training.export.ExportVerificationError` and leaves nothing at ``path``.
     """
-    from training.export import ExportVerificationError, _finish_model_file
+    from training.export import (
+        ExportVerificationError,
+        finish_model_file,
+        install_model_file,
+    )
+    from training.modelfiles import temporary_model_path
 
     declared = metadata.extra.get("input_slices", 1)
     if declared != model.input_slices:
@@ -351,10 +356,10 @@ def export_feature_forest(model: FeatureForest, path: str | os.PathLike[str],
                          f"{model.input_slices} slices")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_model_path(path)
     try:
         _forest_graph(model, tmp)
-        _finish_model_file(tmp, metadata, 1)
+        finish_model_file(tmp, metadata, 1)
         session = _verification_session(tmp)
         generator = torch.Generator().manual_seed(0)
         for n, h, w in verify_shapes:
@@ -384,7 +389,7 @@ def export_feature_forest(model: FeatureForest, path: str | os.PathLike[str],
             decisive = np.abs(want[:, 1] - want[:, 0]) > 2 * atol
             if np.any((labels != np.argmax(want, axis=1)) & decisive):
                 raise ExportVerificationError(f"{where}: labels differ from the forest")
-        os.replace(tmp, path)
+        install_model_file(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path

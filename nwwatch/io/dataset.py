@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import glob
 import os
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -50,6 +49,7 @@ from nwwatch.io.png import decode_image_file, low_grey_bit_depth
 from nwwatch.io.records import Frame, Volume
 from nwwatch.io.regular import check_regular, open_regular
 from nwwatch.io.tiff import check_tomogram, read_frames, read_volume
+from nwwatch.tomlfile import TomlFileError, read_toml
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
@@ -288,9 +288,9 @@ def read_dataset_toml(root: Path) -> tuple[str, tuple[str, ...], str]:
     if not path.is_file():
         return "insitu", INSITU_CLASSES, "image"
     try:
-        config = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetLayoutError(path, f"not valid TOML ({exc})") from None
+        config = read_toml(path)
+    except TomlFileError as exc:
+        raise DatasetLayoutError(path, exc.reason) from None
     known = ("classes", "kind", "normalization_scope")
     unknown = sorted(set(config) - set(known))
     if unknown:

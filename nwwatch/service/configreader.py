@@ -7,9 +7,10 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
+
+from nwwatch import tomlfile
 
 
 class ConfigError(ValueError):
@@ -29,25 +30,10 @@ class ConfigError(ValueError):
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The TOML document of the file at ``path``; :class:`ConfigError` (key ``(file)`` or
     ``(syntax)``) when it is missing, unreadable, a folder, not UTF-8 or not valid TOML."""
-    file = Path(path)
     try:
-        with open(file, "rb") as handle:
-            data = handle.read()
-        # a byte-order mark (Windows editors save UTF-8 with one) is no TOML statement
-        return tomllib.loads(data.removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(file, "(file)", "does not exist") from None
-    except PermissionError:
-        raise ConfigError(file, "(file)", "cannot be read (permission denied)") from None
-    except IsADirectoryError:
-        raise ConfigError(file, "(file)", "is a folder, not a TOML file") from None
-    except OSError as exc:
-        raise ConfigError(file, "(file)", f"cannot be read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:  # TOML is UTF-8 (an editor's Latin-1 "é", say)
-        raise ConfigError(file, "(syntax)", f"not UTF-8 text: byte {exc.object[exc.start]:#04x} "
-                                            f"at offset {exc.start}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, "(syntax)", f"not valid TOML: {exc}") from None
+        return tomlfile.read_toml(path)
+    except tomlfile.TomlFileError as exc:
+        raise ConfigError(exc.path, exc.part, exc.reason) from None
 
 
 def bound_text(bound: float) -> str:
