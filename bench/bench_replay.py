@@ -164,8 +164,8 @@ def stage_ms(folder: Path, out: Path) -> dict:
     Parquet write of the rows)."""
     import pyarrow.parquet as pq
 
+    from nwwatch.filehash import file_sha256
     from nwwatch.results.parquet import write_table_atomic
-    from nwwatch.segment.session import file_sha256
 
     rows = pq.read_table(out / "frames")
     stages = {name: statistics.median(v for v in rows.column(f"{name}_ms").to_pylist()
@@ -197,12 +197,13 @@ def cpu_stages(model: Path, folder: Path, threads: int, batch_size: int,
     Segmenter's runs that many times per frame and its fastest run counts: on a machine shared
     with other jobs, the nearest figure to an idle core's (the same work each time)."""
     from nwwatch.classes import DROPLET
+    from nwwatch.filehash import file_sha256
     from nwwatch.io import read_frames
     from nwwatch.measure import measure_contact_angle
     from nwwatch.normalize import normalize_image
     from nwwatch.results.parquet import rows_to_table, write_table_atomic
     from nwwatch.segment.confidence import frame_confidence
-    from nwwatch.segment.session import Segmenter, file_sha256, pad_to_multiple
+    from nwwatch.segment.session import Segmenter, pad_to_multiple
     from nwwatch.service.frames import FRAME_JOB
 
     seg = Segmenter(model, providers=("cpu",), threads=threads)

@@ -392,8 +392,8 @@ def test_a_task_stages_the_rows_of_its_own_files_when_another_has_the_same_conte
                                                                                   tmp_path):
     """Two tasks whose files have the same bytes under other paths (a copied acquisition)
     compute different rows (``source``): each stages its own, never the other's."""
+    from nwwatch.filehash import file_sha256
     from nwwatch.measure import MEASUREMENT_VERSION
-    from nwwatch.segment.session import file_sha256
     from nwwatch.service.clustertask import TaskSpec, run_task
 
     folder, onnx = acq
@@ -1845,22 +1845,22 @@ def test_a_worker_with_another_nwwatch_is_refused_before_any_task(cluster, acq, 
 
 
 def _cannot_read_f003() -> None:  # run on the workers: as a user that may not read f003.tif
-    import nwwatch.segment.session as session
+    import nwwatch.filehash as filehash
 
-    real = session._real_file_sha256 = session.file_sha256
+    real = filehash._real_file_sha256 = filehash.file_sha256
 
     def file_sha256(path, *args, **kwargs):
         if Path(path).name == "f003.tif":
             raise PermissionError(13, "Permission denied", str(path))
         return real(path, *args, **kwargs)
 
-    session.file_sha256 = file_sha256
+    filehash.file_sha256 = file_sha256
 
 
 def _can_read_again() -> None:
-    import nwwatch.segment.session as session
+    import nwwatch.filehash as filehash
 
-    session.file_sha256 = session._real_file_sha256
+    filehash.file_sha256 = filehash._real_file_sha256
 
 
 def test_a_worker_that_may_not_read_a_file_the_driver_reads_stops_the_replay(cluster, acq,

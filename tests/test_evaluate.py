@@ -245,7 +245,7 @@ def test_model_card_holds_the_file_hash_and_each_evaluation(tmp_path):
     text = out.read_text()
     assert "NaN" not in text  # strict JSON: an untrained model's missing angles are null
     card = json.loads(text)
-    from nwwatch.segment.session import file_sha256
+    from nwwatch.filehash import file_sha256
 
     assert card["sha256"] == file_sha256(model) and card["status"] == "untrained"
     (evaluation,) = card["fresh_synthetic_evaluations"]

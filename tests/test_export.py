@@ -13,8 +13,9 @@ onnx = pytest.importorskip("onnx")
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from nwwatch.filehash import file_sha256  # noqa: E402
 from nwwatch.segment.contract import METADATA_KEY, OPSET, ModelMetadata  # noqa: E402
-from nwwatch.segment.session import Segmenter, file_sha256  # noqa: E402
+from nwwatch.segment.session import Segmenter  # noqa: E402
 from training.export import ExportVerificationError, export_onnx  # noqa: E402
 from training.models import build_model  # noqa: E402
 from training.quantize import quantize_int8  # noqa: E402

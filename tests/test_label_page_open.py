@@ -22,12 +22,12 @@ import tifffile
 from label_helpers import serving
 from webdriver import Browser
 
+from nwwatch.filehash import file_sha256
 from nwwatch.io import write_frame_tiff
 from nwwatch.label.cli import queued_frames
 from nwwatch.label.frames import frame_refs
 from nwwatch.label.server import LabelSession
 from nwwatch.results.label_queue import THUMBS_DIR, Candidate, QueueEntry, offer, read_queue
-from nwwatch.segment.session import file_sha256
 from nwwatch.synth import generate_insitu
 
 READY, _http = page.READY, page._http

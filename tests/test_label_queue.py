@@ -349,7 +349,7 @@ def test_a_frame_named_twice_is_listed_once(tmp_path, monkeypatch):
 
 def _two_queued_frames(tmp_path: Path) -> tuple[list[Path], Path]:
     """Two frames in an acquisition folder, both offered to the queue of RESULTS."""
-    from nwwatch.segment.session import file_sha256
+    from nwwatch.filehash import file_sha256
 
     acq = tmp_path / "acq"
     acq.mkdir()
@@ -415,7 +415,7 @@ def test_a_file_put_back_to_earlier_content_leaves_no_entry_of_the_other_content
     so nothing replaced v2's entry, which stayed queued (and took one of the queue's places)
     although its frame was no longer there; `nwwatch label --queue` skipped it with a
     warning. Now it leaves the queue when the revert is recorded."""
-    from nwwatch.segment.session import file_sha256
+    from nwwatch.filehash import file_sha256
 
     acq = tmp_path / "acq"
     acq.mkdir()

@@ -140,8 +140,8 @@ def test_tiffs_are_read_as_the_service_reads_them(tmp_path):
     # skipped with its reasons, and a TIFF's pixel size, time and hash reach the row.
     from datetime import UTC, datetime
 
+    from nwwatch.filehash import file_sha256
     from nwwatch.io import InputError, read_frames, write_frame_tiff, write_volume_tiff
-    from nwwatch.segment.session import file_sha256
 
     cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
     when = datetime(2026, 1, 1, 0, 0, 9, 500000, tzinfo=UTC)

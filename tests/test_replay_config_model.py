@@ -9,8 +9,8 @@ from onnx_models import build_threshold_model
 from servicekit import paint_insitu, write_config
 
 from nwwatch import DEFAULT_INSITU_MODEL
+from nwwatch.filehash import file_sha256
 from nwwatch.io import write_frame_tiff
-from nwwatch.segment.session import file_sha256
 from nwwatch.service import replay
 from nwwatch.service.config import ConfigError
 

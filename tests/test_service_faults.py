@@ -565,8 +565,8 @@ def test_a_rebuilt_ledger_keeps_the_quarantine_list(setup):
     after hashing (a poison file, say) was processed again. The list is read back from
     quarantine.parquet: a file whose content is the one quarantined stays quarantined without
     being tried; one that failed before hashing is listed and checked again."""
+    from nwwatch.filehash import file_sha256
     from nwwatch.results.quarantine import write_quarantine
-    from nwwatch.segment.session import file_sha256
     from nwwatch.service.cli import ledger as ledger_cmd
 
     tmp, acq, res, onnx = setup

@@ -11,7 +11,8 @@ import pytest
 import tifffile
 from onnx_models import INSITU_CENTRES, build_threshold_model
 
-from nwwatch.segment.session import Segmenter, file_sha256
+from nwwatch.filehash import file_sha256
+from nwwatch.segment.session import Segmenter
 from training.calibrate import (
     OFFSET_NAME,
     CalibrationError,

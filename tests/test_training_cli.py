@@ -552,7 +552,7 @@ def test_export_only_without_resume_is_a_usage_error_that_says_so(tmp_path):
 
 def test_teacher_takes_the_shipped_weights_by_name_as_init_does(tmp_path):
     # before: "Path 'insitu-default' does not exist", though --init insitu-default is read
-    from nwwatch.segment.session import file_sha256
+    from nwwatch.filehash import file_sha256
     from training.weights import shipped_weights
 
     data = make_folder(tmp_path / "data", n=3, size=32, unlabeled=2)

@@ -131,7 +131,8 @@ def test_cli_init_option(tmp_path, monkeypatch):
     # The model names the weights it started from by their hash (before: only the command's
     # --init value, which says nothing once the file is retrained or replaced), and by their
     # absolute path (before: "base.pt" as typed).
-    from nwwatch.segment.session import Segmenter, file_sha256
+    from nwwatch.filehash import file_sha256
+    from nwwatch.segment.session import Segmenter
 
     provenance = Segmenter(out, providers=("cpu",)).metadata.extra["provenance"]
     assert provenance["init"] == {"weights": str(tmp_path / "base.pt"),

@@ -7,8 +7,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from nwwatch.filehash import file_sha256
 from nwwatch.segment.contract import ModelMetadata
-from nwwatch.segment.session import Segmenter, file_sha256
+from nwwatch.segment.session import Segmenter
 from training.checkpoint import load_checkpoint, load_inference_model, save_checkpoint
 from training.export import export_onnx
 from training.interpolate import (

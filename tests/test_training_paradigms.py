@@ -147,7 +147,7 @@ def test_model_c_names_a_frozen_encoder_that_does_not_fit(tmp_path, monkeypatch)
     paradigm = PARADIGMS["cct"](TrainConfig(out="c.onnx", paradigm="cct", model_options=TINY,
                                             frozen_encoder=str(tmp_path / "sup.onnx")), 3)
     assert paradigm.provenance["frozen_encoder"] == str(tmp_path / "sup.pt")
-    from nwwatch.segment.session import file_sha256
+    from nwwatch.filehash import file_sha256
 
     assert paradigm.provenance["frozen_encoder_sha256"] == file_sha256(tmp_path / "sup.pt")
     # A relative path is recorded in full, as --init's weights and the teacher are.

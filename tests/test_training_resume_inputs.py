@@ -13,7 +13,7 @@ import tifffile
 import torch
 from training_helpers import make_folder
 
-from nwwatch.segment.session import file_sha256
+from nwwatch.filehash import file_sha256
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.engine import TrainingError, train

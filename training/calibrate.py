@@ -41,6 +41,7 @@ from scipy.optimize import minimize
 
 from nwwatch.atomic import atomic_write
 from nwwatch.classes import UNLABELED
+from nwwatch.filehash import file_sha256
 from nwwatch.segment.contract import (
     INPUT_NAME,
     METADATA_KEY,
@@ -49,7 +50,7 @@ from nwwatch.segment.contract import (
     read_metadata,
 )
 from nwwatch.segment.scale import WorkingScale, resize_images, working_shape
-from nwwatch.segment.session import file_sha256, pad_to_multiple
+from nwwatch.segment.session import pad_to_multiple
 from training.modelmeta import model_file_metadata
 
 #: Name of the initializer holding the offsets, shape (1, C, 1, 1).

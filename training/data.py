@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nwwatch.classes import TOMOGRAM_CLASSES, UNLABELED, insitu_model_problem
+from nwwatch.filehash import file_sha256
 from nwwatch.io import InputError
 from nwwatch.io.dataset import (
     IMAGE_SUFFIXES,
@@ -35,7 +36,6 @@ from nwwatch.io.dataset import (
 )
 from nwwatch.io.volumeranges import VolumeRanges
 from nwwatch.normalize import NAN_FILL, intensity_range, normalize_image
-from nwwatch.segment.session import file_sha256
 from nwwatch.volume.memory import tomogram_memory
 
 __all__ = ["IMAGE_SUFFIXES", "DatasetLayoutError", "LabeledImage", "Split", "TrainingData",

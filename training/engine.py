@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from nwwatch import __version__
+from nwwatch.filehash import file_sha256
 from nwwatch.io.dataset import list_unlabeled
 from nwwatch.segment.metrics import (
     InterfaceOffsets,
@@ -41,7 +42,7 @@ from nwwatch.segment.metrics import (
     metrics_from_confusion,
 )
 from nwwatch.segment.scale import WorkingScale
-from nwwatch.segment.session import file_sha256, pad_to_multiple
+from nwwatch.segment.session import pad_to_multiple
 from training.augment import effective_crop
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import SELF_NEGATIVES, TrainConfig

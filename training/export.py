@@ -34,6 +34,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from nwwatch.filehash import file_sha256
 from nwwatch.segment.contract import (
     INPUT_NAME,
     METADATA_KEY,
@@ -42,7 +43,6 @@ from nwwatch.segment.contract import (
     OUTPUT_PROBABILITIES,
     ModelMetadata,
 )
-from nwwatch.segment.session import file_sha256
 from training.modelfiles import temporary_model_path
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,9 @@ from typing import Any
 import torch
 
 from nwwatch import __version__
+from nwwatch.filehash import file_sha256
 from nwwatch.segment.contract import ModelMetadata
-from nwwatch.segment.session import Segmenter, file_sha256
+from nwwatch.segment.session import Segmenter
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.paradigms.base import build_inference_model
 

@@ -31,6 +31,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from nwwatch.filehash import file_sha256
 from nwwatch.segment.contract import (
     INPUT_NAME,
     METADATA_KEY,
@@ -38,7 +39,7 @@ from nwwatch.segment.contract import (
     OUTPUT_PROBABILITIES,
     read_metadata,
 )
-from nwwatch.segment.session import file_sha256, pad_to_multiple
+from nwwatch.segment.session import pad_to_multiple
 from training.modelfiles import temporary_model_path
 
 log = logging.getLogger(__name__)

@@ -24,11 +24,11 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
     """(paths, pages, infos, warnings) of the label queue of RESULTS, least confident first;
     entries whose source file is gone, or was rewritten since (its SHA-256 is not the queued
     one: the confidence and the recorded source were another frame's), become warnings."""
+    from nwwatch.filehash import file_sha256
     from nwwatch.io.errors import NotARegularFileError
     from nwwatch.io.regular import check_regular
     from nwwatch.pathtext import path_of_text
     from nwwatch.results.label_queue import read_queue
-    from nwwatch.segment.session import file_sha256
 
     paths, pages, infos, warnings = [], [], [], []
     hashes: dict[Path, str] = {}

@@ -548,8 +548,8 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
              images: Path | None, read_as: str, model: Path | None) -> None:
     """The command's work: every input of ``run`` measured, its rows kept in ``run`` as
     they are measured and written to ``out`` at the end."""
+    from nwwatch.filehash import file_sha256
     from nwwatch.options import refuse_inside_results, require_writable
-    from nwwatch.segment.session import file_sha256
 
     # Outputs checked before the work: an unwritable --out found after it loses every row.
     # A results file is the service's: replaced, its rows were lost to the ledger.

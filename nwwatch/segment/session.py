@@ -75,14 +75,6 @@ class Segmentation:
     probabilities: np.ndarray | None
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def pad_to_multiple(images: np.ndarray, multiple: int) -> np.ndarray:
     """Pad (N, H, W) at the bottom and right so H and W are multiples of ``multiple``.
 

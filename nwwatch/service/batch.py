@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch import __version__
+from nwwatch.filehash import file_sha256
 from nwwatch.io import InputError, UnreadableFileError
 from nwwatch.results.outcome import by_outcome, count_rows, flagged_reasons, row_reason_code
 from nwwatch.results.quarantine import write_quarantine
-from nwwatch.segment.session import Segmenter, file_sha256
+from nwwatch.segment.session import Segmenter
 from nwwatch.service.config import OverlaySettings
 from nwwatch.service.flush import RowBuffer
 from nwwatch.service.inputs import check_regular

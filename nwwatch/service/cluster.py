@@ -636,7 +636,7 @@ def _queue_candidates(table, files: list[FileResult]) -> tuple[list, list]:
 def _record_task_failure(engine: Engine, path: Path, exc: BaseException, summary, log) -> None:
     """A one-file task that failed as a whole (e.g. it killed its worker each time Dask
     tried it): an attempt is counted, quarantined after ``max_attempts`` as in local replay."""
-    from nwwatch.segment.session import file_sha256
+    from nwwatch.filehash import file_sha256
 
     try:
         st = os.stat(path)

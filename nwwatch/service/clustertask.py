@@ -129,10 +129,10 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     """Process input files on a worker into one staged Parquet file (see the module docs)."""
     import pyarrow.parquet as pq
 
+    from nwwatch.filehash import file_sha256
     from nwwatch.io import InputError, UnreadableFileError
     from nwwatch.io.metadata import read_zoneless_in
     from nwwatch.results.parquet import write_table_atomic
-    from nwwatch.segment.session import file_sha256
     from nwwatch.service.batch import Item
     from nwwatch.service.inputs import check_regular
 

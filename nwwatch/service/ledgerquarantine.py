@@ -209,7 +209,7 @@ class QuarantineList:
         process); one that failed before it was hashed is listed without a version, so the
         next scan checks it once more. Files gone or changed since are left out. Returns the
         number of entries restored."""
-        from nwwatch.segment.session import file_sha256
+        from nwwatch.filehash import file_sha256
         from nwwatch.service.names import path_key
 
         entries = []

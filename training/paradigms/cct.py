@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nwwatch.segment.session import file_sha256
+from nwwatch.filehash import file_sha256
 from training.losses import ce_dice_loss, consistency_mse
 from training.paradigms.base import Paradigm
 from training.perturbations import (

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from nwwatch.classes import UNLABELED
-from nwwatch.segment.session import file_sha256
+from nwwatch.filehash import file_sha256
 from training.data import LabeledImage, TrainingData
 from training.paradigms.supervised import SupervisedParadigm
 
