@@ -290,7 +290,7 @@ def test_a_flush_failing_partway_reports_the_part_it_committed(tmp_path, onnx_mo
     its rows are in /metrics and in a ``rows_written`` line all the same."""
     import nwwatch.service.flush as flush
     from nwwatch.dashboard import metrics
-    from nwwatch.service.batch import ResultsWriteError
+    from nwwatch.service.flush import ResultsWriteError
 
     a, b = _frames(tmp_path / "in" / "a", 2), _frames(tmp_path / "in" / "b", 3)
     engine = _engine(tmp_path, onnx_model, HOLD)

@@ -1,25 +1,22 @@
 """What one call of :func:`nwwatch.service.pipeline.process` works with: the :class:`Engine`
 (segmenter, ledger, results folder), the items of a batch, their outcomes and the report;
-turning input files into items (hashes from the ledger's cache, regular files only);
-``quarantine.parquet`` kept equal to the ledger; and the test hooks of the crash drills.
+turning input files into items (hashes from the ledger's cache, regular files only).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import signal
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nwwatch import __version__
 from nwwatch.filehash import file_sha256
 from nwwatch.io import InputError, UnreadableFileError
 from nwwatch.results.outcome import by_outcome, count_rows, flagged_reasons, row_reason_code
-from nwwatch.results.quarantine import write_quarantine
 from nwwatch.segment.session import Segmenter
 from nwwatch.service.config import OverlaySettings
 from nwwatch.service.flush import RowBuffer
@@ -29,50 +26,6 @@ from nwwatch.service.ledger import Failure, ItemKey, ItemState, Ledger
 from nwwatch.service.ledgerdb import FileVersion
 from nwwatch.service.names import path_key, source_name
 from nwwatch.volume.segment import VolumeOptions
-
-#: Test hooks, unset in production. ``NWWATCH_CRASH_AT="after_claim:N"`` or
-#: ``"after_write:N"`` makes the process SIGKILL itself the N-th time it reaches that point
-#: (crash recovery in the exact window between two steps of the ledger protocol);
-#: ``"in_batch:N"`` hangs there for good instead (a worker stuck in a read); a third field
-#: ``":raise"`` raises a RuntimeError there instead (an unexpected error the process survives).
-#: ``NWWATCH_CRASH_ON_SOURCE=TEXT`` kills the process whenever a batch holding a file whose
-#: name contains TEXT is about to be segmented (a frame that crashes the runtime).
-_CRASH_ENV = "NWWATCH_CRASH_AT"
-_CRASH_SOURCE_ENV = "NWWATCH_CRASH_ON_SOURCE"
-_crash_counts: dict[str, int] = {}
-
-
-def crash_point(name: str) -> None:
-    spec = os.environ.get(_CRASH_ENV)
-    if not spec:
-        return
-    point, _, rest = spec.partition(":")
-    if point != name:
-        return
-    nth, _, action = rest.partition(":")
-    _crash_counts[name] = _crash_counts.get(name, 0) + 1
-    if _crash_counts[name] == int(nth or 1):
-        if action == "raise":
-            raise RuntimeError(f"{_CRASH_ENV}: error at {name}")
-        if name == "in_batch":
-            threading.Event().wait()
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def crash_on_source(items: list[Item]) -> None:
-    text = os.environ.get(_CRASH_SOURCE_ENV)
-    if text and any(text in it.path.name for it in items):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-class ResultsWriteError(RuntimeError):
-    """Results could not be written (disk full, permissions): not the input file's fault.
-    ``folder``: the folder that could not be written, where known (the pause's probe
-    writes there, :meth:`nwwatch.service.storagepause.StoragePause.probe`)."""
-
-    def __init__(self, message: str, folder: Path | None = None) -> None:
-        super().__init__(message)
-        self.folder = folder
 
 
 @dataclass
@@ -103,13 +56,20 @@ class Engine:
     #: Offer processed frames to ``RESULTS/label-queue`` (:mod:`nwwatch.results.label_queue`).
     #: Off on a Dask worker: the cluster's driver offers them from the rows it commits.
     label_queue: bool = True
-    log: object = None
+    #: The structlog logger of the engine's lines; None: ``nwwatch.pipeline``'s.
+    log: Any = None
     #: Rows of processed batches waiting for a larger Parquet file (nwwatch.service.flush);
     #: by default written at the end of every ``process`` call.
     buffer: RowBuffer = field(default_factory=RowBuffer)
     #: Called between network batches and files: the daemon pings the systemd watchdog
     #: from here, so a long batch is not mistaken for a hung loop.
     heartbeat: object = None
+
+    def __post_init__(self) -> None:
+        if self.log is None:
+            from nwwatch.logsetup import get_logger
+
+            self.log = get_logger("nwwatch.pipeline")
 
     def beat(self) -> None:
         if self.heartbeat is not None:
@@ -220,14 +180,6 @@ class Item:
         return not same
 
 
-def log_of(engine: Engine):
-    if engine.log is None:
-        from nwwatch.logsetup import get_logger
-
-        engine.log = get_logger("nwwatch.pipeline")
-    return engine.log
-
-
 def collect(files: Sequence[object], engine: Engine, report: BatchReport,
              force: bool) -> list[Item]:
     """Hash the files (from the ledger's cache when the version is known) and keep those to
@@ -303,7 +255,7 @@ def note_skipped(engine: Engine, path: Path, key: ItemKey, known: ItemState) -> 
         if not engine.ledger.note_skipped(path_key(path), key, known):
             return
     except OSError as exc:
-        log_of(engine).warning("reverted_write_failed", source=source_name(path),
+        engine.log.warning("reverted_write_failed", source=source_name(path),
                                error=repr(exc))
         return
     from nwwatch.results import label_queue
@@ -311,8 +263,8 @@ def note_skipped(engine: Engine, path: Path, key: ItemKey, known: ItemState) -> 
     try:  # the queue is a by-product: its failure never fails the file (as in frames.py)
         label_queue.forget_other_contents(engine.results_dir, source_name(path), key.sha256)
     except Exception as exc:
-        log_of(engine).error("label_queue_failed", error=repr(exc), exc_info=exc)
-    log_of(engine).info("file_reverted", source=source_name(path), sha256=key.sha256)
+        engine.log.error("label_queue_failed", error=repr(exc), exc_info=exc)
+    engine.log.info("file_reverted", source=source_name(path), sha256=key.sha256)
 
 
 def _stat(path: Path) -> tuple[int | None, int | None]:
@@ -353,10 +305,10 @@ def fail_item(it: Item, exc: BaseException, failures: list[Failure], engine: Eng
     failures.append(Failure(it.key, path_key(it.path), reason, type(exc).__name__,
                             permanent, it.size, it.mtime_ns))
     if permanent:
-        log_of(engine).warning("bad_input", source=source_name(it.path), reason=reason,
+        engine.log.warning("bad_input", source=source_name(it.path), reason=reason,
                                error=type(exc).__name__)
     else:
-        log_of(engine).error("unexpected_error", source=source_name(it.path), reason=reason,
+        engine.log.error("unexpected_error", source=source_name(it.path), reason=reason,
                              exc_info=exc)
 
 
@@ -372,18 +324,6 @@ def provenance(engine: Engine, it: Item, batch_id: str) -> dict:
         "measurement_version": it.key.measurement_version,  # engine.key() put it there
         "batch_id": batch_id,
     }
-
-
-def refresh_quarantine(ledger: Ledger, results_dir: Path, log, force: bool = False) -> None:
-    """Rewrite ``results_dir/quarantine.parquet`` from ``ledger`` when its list changed (files
-    quarantined, or quarantined files replaced and processed), or when ``force``."""
-    if not (force or ledger.quarantine_changed):
-        return
-    try:
-        write_quarantine(ledger.queries.quarantined(), results_dir)
-        ledger.quarantine_changed = False
-    except OSError as exc:  # tried again with the next change
-        log.error("quarantine_write_failed", error=repr(exc))
 
 
 def quarantine_duplicates(report: BatchReport, engine: Engine) -> None:

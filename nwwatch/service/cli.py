@@ -217,12 +217,12 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     """
     from nwwatch.logsetup import configure_logging
     from nwwatch.segment.session import GpuUnavailableError, ModelLoadError
-    from nwwatch.service.batch import ResultsWriteError
     from nwwatch.service.clusterconnect import (
         ClusterRequestError,
         ClusterUnavailableError,
         ClusterUnreachableError,
     )
+    from nwwatch.service.flush import ResultsWriteError
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError, LedgerLostError
     from nwwatch.service.rebuild import LedgerMissingError
     from nwwatch.service.replay import replay as run_replay

@@ -40,13 +40,14 @@ from pathlib import Path
 from nwwatch.options import raise_lost_interrupt
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service import clusterconnect
-from nwwatch.service.batch import Engine, crash_point, note_skipped, refresh_quarantine
+from nwwatch.service.batch import Engine, note_skipped
 from nwwatch.service.childsignals import ctrl_c_after_the_call
 from nwwatch.service.clustertask import FileResult, TaskResult, TaskSpec, run_task
 from nwwatch.service.clusterworkers import WorkerWatch
+from nwwatch.service.crashpoints import crash_point
 from nwwatch.service.flush import held_rows_written_at_end, write_held
 from nwwatch.service.ledger import Failure, ItemKey
-from nwwatch.service.ledgerquarantine import opens_as_regular_file
+from nwwatch.service.ledgerquarantine import opens_as_regular_file, refresh_quarantine
 from nwwatch.service.names import path_key, source_name
 
 #: Staged task outputs, inside the results folder (hidden: readers and rebuild skip it).
@@ -125,7 +126,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         try:
             staging.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # RESULTS/.cluster a file, say: one error line, no traceback
-            from nwwatch.service.batch import ResultsWriteError
+            from nwwatch.service.flush import ResultsWriteError
 
             raise ResultsWriteError(f"{staging}: cannot create the folder of the tasks' "
                                     f"staged rows ({exc.strerror or exc})",
@@ -406,8 +407,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
 
     from nwwatch.results.outcome import count_table
     from nwwatch.results.parquet import acquisition_partition
-    from nwwatch.service.batch import ResultsWriteError
-    from nwwatch.service.flush import SUMMARY_KEYS, HeldBatch
+    from nwwatch.service.flush import SUMMARY_KEYS, HeldBatch, ResultsWriteError
     from nwwatch.service.jobs import job_for
 
     ledger = engine.ledger

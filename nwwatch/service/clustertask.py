@@ -282,7 +282,8 @@ def _compute(items, spec: TaskSpec, batch_id: str, side: Path):
     written under ``side``."""
     from nwwatch.logsetup import get_logger
     from nwwatch.results.parquet import rows_to_table
-    from nwwatch.service.batch import BatchReport, ResultsWriteError
+    from nwwatch.service.batch import BatchReport
+    from nwwatch.service.flush import ResultsWriteError
     from nwwatch.service.jobs import job_for
 
     _json_logs()

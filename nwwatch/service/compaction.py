@@ -45,7 +45,7 @@ from nwwatch.atomic import fsync_folder
 from nwwatch.paths import acquisition_named, acquisition_of
 from nwwatch.pathtext import path_text
 from nwwatch.results.parquet import PARTITION_KEY, acquisition_partition, write_table_atomic
-from nwwatch.service.batch import crash_point
+from nwwatch.service.crashpoints import crash_point
 from nwwatch.service.ledger import Ledger
 from nwwatch.service.lock import ledger_kept_elsewhere
 from nwwatch.service.reporting import COMPACTED_BATCH_PREFIX

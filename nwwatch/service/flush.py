@@ -25,13 +25,25 @@ import pyarrow as pa
 from nwwatch.atomic import remove_if_present
 from nwwatch.options import ctrl_c_after_the_call
 from nwwatch.results.parquet import write_table_atomic
+from nwwatch.service.crashpoints import crash_point
 from nwwatch.service.ledgerdb import ItemKey
+from nwwatch.service.ledgerquarantine import refresh_quarantine
 from nwwatch.service.rebuild import RESULT_FOLDERS
 
 #: The columns of a row kept in memory for counts and /metrics after the flush.
 SUMMARY_KEYS = ("status", "reason_code", "read_ms", "segment_ms", "measure_ms",
                 "confidence_ms")
 
+
+
+class ResultsWriteError(RuntimeError):
+    """Results could not be written (disk full, permissions): not the input file's fault.
+    ``folder``: the folder that could not be written, where known (the pause's probe
+    writes there, :meth:`nwwatch.service.storagepause.StoragePause.probe`)."""
+
+    def __init__(self, message: str, folder: Path | None = None) -> None:
+        super().__init__(message)
+        self.folder = folder
 
 @dataclass(frozen=True)
 class FlushPolicy:
@@ -122,8 +134,6 @@ class RowBuffer:
         file cannot be written (its batches are released: processed again later) and
         LedgerWriteError when the ledger cannot (batches not yet written stay held; a written
         file is settled later)."""
-        from nwwatch.service.batch import ResultsWriteError, crash_point
-
         out = Flushed() if out is None else out
         groups: dict[tuple[str, str], list[HeldBatch]] = {}
         for b in self.batches:
@@ -194,9 +204,6 @@ def write_held(engine, report=None, force: bool = False) -> Flushed | None:
     log line follow, also for the files committed before an error stopped the flush. The
     files written are added to ``report`` (a ``BatchReport``). Returns
     what was written, or None when nothing was due."""
-    from nwwatch.service.batch import log_of as _log
-    from nwwatch.service.batch import refresh_quarantine
-
     if not engine.buffer.batches or not (force or engine.buffer.due()):
         return None
     flushed = Flushed()
@@ -205,7 +212,7 @@ def write_held(engine, report=None, force: bool = False) -> Flushed | None:
     finally:
         # What was committed before an error is reported all the same; a committed file may
         # take a replaced file off the quarantine list.
-        refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
+        refresh_quarantine(engine.ledger, engine.results_dir, engine.log)
         if flushed.rows:
             _report_written(engine, flushed, report)
     return flushed
@@ -245,8 +252,6 @@ def _write_all_held(engine, parquet_files: list[Path]) -> None:
 def _report_written(engine, flushed: Flushed, report) -> None:
     """/metrics, the ``report`` and a ``rows_written`` log line for committed files."""
     from nwwatch.dashboard import metrics as _metrics
-    from nwwatch.service.batch import log_of as _log
-
     for kind in sorted(flushed.summaries.keys() | flushed.file_write_ms.keys()):
         _metrics.observe_commit(flushed.summaries.get(kind, []), {},
                                 flushed.committed_at, kind=kind,
@@ -257,7 +262,7 @@ def _report_written(engine, flushed: Flushed, report) -> None:
         report.committed_at = flushed.committed_at
         report.timings_ms["write"] = report.timings_ms.get("write", 0.0) + flushed.write_ms
     latency_s = max((flushed.committed_at - t for t in flushed.detected_at), default=None)
-    _log(engine).info("rows_written", files=[str(f.relative_to(engine.results_dir))
+    engine.log.info("rows_written", files=[str(f.relative_to(engine.results_dir))
                                              for f in flushed.files],
                       rows=flushed.rows, batch_ids=flushed.batch_ids,
                       write_ms=round(flushed.write_ms, 1),

@@ -43,7 +43,6 @@ from nwwatch.service.batch import (
     Engine,
     Item,
     fail_item,
-    log_of,
     provenance,
 )
 from nwwatch.service.jobs import Job
@@ -411,7 +410,7 @@ def offer_to_label_queue(engine: Engine, candidates: list[label_queue.Candidate]
         if candidates:
             label_queue.offer(engine.results_dir, candidates)
     except Exception as exc:
-        log_of(engine).error("label_queue_failed", error=repr(exc), exc_info=exc)
+        engine.log.error("label_queue_failed", error=repr(exc), exc_info=exc)
     finally:
         for source in sources:
             source.close()
@@ -461,7 +460,7 @@ def write_pictures(engine: Engine, it: Item, frame, labels, result) -> str | Non
                                     draw_overlay(frame.image, labels, result),
                                     labels if engine.overlays.save_labels else None)
     except (OSError, ValueError) as exc:
-        log_of(engine).error("overlay_write_failed", source=source_name(it.path),
+        engine.log.error("overlay_write_failed", source=source_name(it.path),
                              frame=int(frame.index), error=repr(exc))
         return None
 

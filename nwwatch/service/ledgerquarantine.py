@@ -14,6 +14,7 @@ import stat
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from nwwatch.service.ledgerdb import Failure, PathKey
 
@@ -34,7 +35,7 @@ class QuarantineList:
     """Methods of :class:`~nwwatch.service.ledger.Ledger` (they use its transactions)."""
 
     #: Set when the list changed: ``quarantine.parquet`` is rewritten
-    #: (:func:`nwwatch.service.batch.refresh_quarantine`). Set before the change commits: a
+    #: (:func:`refresh_quarantine`). Set before the change commits: a
     #: stop signal's exception raised as the commit returns must not leave the file stale
     #: (a change that then fails to commit costs one rewrite).
     quarantine_changed: bool
@@ -233,3 +234,18 @@ class QuarantineList:
                                "(?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
         return len(entries)
 
+
+def refresh_quarantine(ledger: Any, results_dir: Path, log: Any, force: bool = False) -> None:
+    """Rewrite ``results_dir/quarantine.parquet`` from ``ledger`` when its list changed (files
+    quarantined, or quarantined files replaced and processed), or when ``force``. ``ledger``:
+    a :class:`nwwatch.service.ledger.Ledger`; a failed write is logged on ``log`` and tried
+    again with the next change."""
+    if not (force or ledger.quarantine_changed):
+        return
+    try:
+        from nwwatch.results.quarantine import write_quarantine
+
+        write_quarantine(ledger.queries.quarantined(), results_dir)
+        ledger.quarantine_changed = False
+    except OSError as exc:  # tried again with the next change
+        log.error("quarantine_write_failed", error=repr(exc))

@@ -32,19 +32,16 @@ from nwwatch.service.batch import (
     BatchReport,
     Engine,
     FileOutcome,
-    ResultsWriteError,
     collect,
-    crash_on_source,
-    crash_point,
     outcomes,
     quarantine_duplicates,
-    refresh_quarantine,
 )
 from nwwatch.service.batch import Item as _Item
-from nwwatch.service.batch import log_of as _log
-from nwwatch.service.flush import HeldBatch, summary_of, write_held
+from nwwatch.service.crashpoints import crash_on_source, crash_point
+from nwwatch.service.flush import HeldBatch, ResultsWriteError, summary_of, write_held
 from nwwatch.service.jobs import job_for
 from nwwatch.service.ledger import Failure, LedgerLostError, LedgerWriteError
+from nwwatch.service.ledgerquarantine import refresh_quarantine
 from nwwatch.service.names import path_key, source_name
 
 __all__ = ["BatchReport", "Engine", "FileOutcome", "ResultsWriteError", "process",
@@ -124,7 +121,7 @@ def process(
         # file of one acquisition): the caller counts those and queues only the rest again.
         exc.report = _finished_part(report, engine)
         raise
-    refresh_quarantine(engine.ledger, engine.results_dir, _log(engine))
+    refresh_quarantine(engine.ledger, engine.results_dir, engine.log)
     return report
 
 
@@ -157,7 +154,7 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     once). Returns False (nothing
     recorded, no attempt counted) when the batch failed as a whole and has several files:
     the caller retries them one by one."""
-    log = _log(engine)
+    log = engine.log
     ledger = engine.ledger
     job = job_for(engine.kind)
     aux = job.side_files(engine, items, batch_id)

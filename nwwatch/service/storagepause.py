@@ -56,7 +56,7 @@ class StoragePause:
         folder whose write failed, still cannot be written
         (:func:`nwwatch.atomic.probe_writable` of :data:`_PROBE_BYTES`)."""
         from nwwatch.atomic import probe_writable
-        from nwwatch.service.batch import ResultsWriteError
+        from nwwatch.service.flush import ResultsWriteError
 
         ledger.probe()
         if self.folder is not None:

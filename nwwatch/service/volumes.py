@@ -22,11 +22,10 @@ from nwwatch.service.batch import (
     BatchReport,
     Engine,
     Item,
-    ResultsWriteError,
     fail_item,
-    log_of,
     provenance,
 )
+from nwwatch.service.flush import ResultsWriteError
 from nwwatch.service.jobs import Job
 from nwwatch.service.ledger import Failure, Ledger
 from nwwatch.service.names import source_name
@@ -68,7 +67,7 @@ def check_memory(it: Item, engine: Engine) -> None:
     (:func:`tomogram_memory`); warn when it fits only with the less hungry models."""
     estimate, available = tomogram_memory(it.path)
     if available is not None and estimate.high > available.value:
-        log_of(engine).warning("tomogram_memory_tight", source=source_name(it.path),
+        engine.log.warning("tomogram_memory_tight", source=source_name(it.path),
                                needs_gib=[round(estimate.low / GIB, 2),
                                           round(estimate.high / GIB, 2)],
                                available_gib=round(available.value / GIB, 2),
@@ -176,7 +175,7 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             **provenance(engine, it, batch_id),
         )
         if seg.verdict.status == "suspect":  # the warning and the row say the same
-            log_of(engine).warning("volume_suspect", source=source_name(it.path),
+            engine.log.warning("volume_suspect", source=source_name(it.path),
                                  reason_code=seg.verdict.reason_code, why=list(seg.verdict.why),
                                  uncertain_fraction=round(seg.uncertain_fraction, 4),
                                  threshold_agreement=None if agreement is None
