@@ -143,3 +143,32 @@ def test_a_reader_that_fails_unexpectedly_on_a_file_makes_it_bad_input(tmp_path,
         pass
     else:
         raise AssertionError("no PermissionError")
+
+
+def test_a_backlog_is_looked_at_a_slice_at_a_time_within_the_budget(tmp_path):
+    """The service's loop looks at waiting files for ``budget_s`` per turn: 40 files whose
+    check takes 10 ms each come out over several polls, each file once, and ``due_left``
+    says when some are still waiting (one poll of 30,000 files held the loop, its watchdog
+    pings and its stop, for 35 s)."""
+    old = time.time() - 3600
+    files = []
+    for i in range(40):
+        files.append(tmp_path / f"f{i:02d}.tif")
+        _write(files[-1], b"x", mtime_s=old)
+    t = Tracker()
+    for f in files:
+        t.touch(f, 0, settle_s=1.0)
+
+    def slow_inspect(path):
+        time.sleep(0.01)
+        return _inspect_ok(path)
+
+    seen, polls = [], 0
+    while t.due_left(100.0):
+        ready, bad = t.poll(slow_inspect, now=100.0, budget_s=0.05)
+        assert ready and not bad
+        seen += [r.path for r in ready]
+        polls += 1
+        assert polls <= 40
+    assert sorted(seen) == files and polls >= 2  # 0.4 s of checks in 0.05 s slices
+    assert t.poll(slow_inspect, now=100.0) == ([], [])

@@ -17,6 +17,7 @@ that vanishes or is replaced while it is read is simply read again at the next r
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import sqlite3
 import threading
@@ -53,6 +54,8 @@ VOLUME_COLUMNS = ("source", "status", "reason", "reason_code", "mask_path", "sol
                   "model_sha256", "measurement_version", "provider", "source_sha256")
 #: Read with the volume rows for the processing time per volume; not sent to the page.
 VOLUME_TIMING_COLUMNS = ("read_ms", "segment_ms", "measure_ms", "confidence_ms")
+#: The column of the kept rows that numbers the results file they came from.
+FILE_COLUMN = "__nwwatch_results_file"
 
 _STRING, _INTEGER, _NUMBER, _BOOL, _TIME = "string", "integer", "number", "bool", "timestamp"
 #: The kind of value of each column read (docs/service.md, "Results: Parquet schema"): a
@@ -149,8 +152,13 @@ class ResultsStore:
     def __init__(self, results: str | Path, ledger: str | Path | None = None) -> None:
         self.results = Path(results)
         self.ledger = Path(ledger) if ledger is not None else self.results / "ledger.sqlite"
-        self._files: dict[str, dict[str, tuple[int, pa.Table]]] = {  # path -> (inode, rows)
-            "frames": {}, "volumes": {}}
+        #: Per folder, the results files read: path -> (inode, the file's number in _rows).
+        self._files: dict[str, dict[str, tuple[int, int]]] = {"frames": {}, "volumes": {}}
+        #: Per folder, the rows of every file read, as one table with the file's number in
+        #: column FILE_COLUMN: a table per file costs tens of KB of its own (buffers, schema)
+        #: whatever its rows, and a long run writes thousands of one-batch files.
+        self._rows: dict[str, pa.Table | None] = {"frames": None, "volumes": None}
+        self._file_numbers = itertools.count()
         self._quarantine_key: tuple[int, int] | None = None
         self._quarantine: list[dict] = []
         self._reverted_key: tuple[int, int, int] | None = None
@@ -184,6 +192,7 @@ class ResultsStore:
         bad: set[str] = set()
         vanished: set[str] = set()
         added: list[pa.Table] = []
+        numbered: list[pa.Table] = []
         lost = False
         present = set()
         folders = [str(self.results / kind)]
@@ -221,14 +230,38 @@ class ResultsStore:
                     bad.add(path)
                     continue
                 lost = lost or path in cache  # rewritten (rows replaced)
-                cache[path] = (entry.inode(), table)
+                number = next(self._file_numbers)
+                cache[path] = (entry.inode(), number)
                 added.append(table)
+                numbered.append(table.append_column(
+                    FILE_COLUMN, pa.array(np.full(table.num_rows, number, np.int64))))
         for gone in set(cache) - present:
             del cache[gone]
             lost = True
+        self._keep_rows(kind, numbered, prune=lost)
         self._unreadable[kind] = frozenset(bad)  # swapped whole: readers in other threads
         self._vanished[kind] = frozenset(vanished)
         return added, lost
+
+    def _keep_rows(self, kind: str, numbered: list[pa.Table], prune: bool) -> None:
+        """Add the tables ``numbered`` (new files' rows with their FILE_COLUMN) to the rows
+        kept of ``kind``; ``prune``: first drop the rows of files no longer read (removed, or
+        rewritten under a new number)."""
+        rows = self._rows[kind]
+        if prune and rows is not None:
+            current = pa.array(sorted(n for _, n in self._files[kind].values()), pa.int64())
+            rows = rows.filter(pc.is_in(rows[FILE_COLUMN], value_set=current))
+        if numbered:
+            # permissive: int32 and int64, float32 and float64 of different writers; one
+            # chunk, so the buffers of the files read are not each kept
+            rows = pa.concat_tables(([rows] if rows is not None else []) + numbered,
+                                    promote_options="permissive").combine_chunks()
+        self._rows[kind] = rows
+
+    def _kept_rows(self, kind: str) -> list[pa.Table]:
+        """The rows kept of ``kind`` (every file read), without FILE_COLUMN."""
+        rows = self._rows[kind]
+        return [] if rows is None else [rows.drop_columns([FILE_COLUMN])]
 
     @property
     def vanished(self) -> frozenset[str]:
@@ -298,7 +331,7 @@ class ResultsStore:
             if self.version == 0 or reverted_changed or any(lost for _, lost in added.values()):
                 if self.version:
                     self.generation += 1  # rows may have gone: clients start from scratch
-                tables = {kind: [t for _, t in self._files[kind].values()] for kind in added}
+                tables = {kind: self._kept_rows(kind) for kind in added}
                 self.snapshot = self._apply({}, tables)
             elif any(new for new, _ in added.values()) or quarantine_changed:
                 before = sum(len(a) for a in self.snapshot.values())

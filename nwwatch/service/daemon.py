@@ -68,6 +68,9 @@ SUPERVISE_S = 1.0
 STATUS_S = 1.0
 #: Idle sleep of the loop (bounds the reaction time to events and to SIGTERM).
 TICK_S = 0.05
+#: Seconds of looking at waiting files (readiness checks, about 1 ms a file) per turn of the
+#: loop: a backlog is looked at a slice at a time between batches, watchdog pings and stops.
+POLL_BUDGET_S = 0.5
 
 
 class Daemon:
@@ -239,7 +242,7 @@ class Daemon:
                 # Writable again? Settle what the failure left, then probe.
                 self._settle_unfinished(raise_errors=True)
                 self.pause.probe(self.ledger)
-            ready, bad = self.tracker.poll(self._inspect, now)
+            ready, bad = self.tracker.poll(self._inspect, now, budget_s=POLL_BUDGET_S)
             if bad:
                 self._quarantine_bad(bad, watches)
             for item in ready:
@@ -270,6 +273,9 @@ class Daemon:
                         break
             for w in watches:  # held rows whose time or count has come
                 self._write_due(w)
+            # files left for the next look: loop again at once (the watchdog pinged, a stop
+            # seen) instead of waiting a tick
+            did_work = did_work or self.tracker.due_left(now)
         except (ResultsWriteError, LedgerWriteError) as exc:
             self._released(watches, queued, requeue=True)
             self.pause.pause(exc)

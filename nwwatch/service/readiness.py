@@ -106,16 +106,24 @@ class Tracker:
         with self._lock:
             self._candidates.pop(Path(path), None)
 
-    def poll(self, inspect, now: float | None = None) -> tuple[list[ReadyFile], list[BadFile]]:
+    def poll(self, inspect, now: float | None = None, budget_s: float | None = None
+             ) -> tuple[list[ReadyFile], list[BadFile]]:
         """Check the candidates due for a look; remove and return the ready and the bad ones.
 
-        ``inspect(path) -> TiffInfo`` raises :class:`InputError` for a bad file.
+        ``inspect(path) -> TiffInfo`` raises :class:`InputError` for a bad file. ``budget_s``:
+        stop looking once this much time (monotonic seconds) has passed, the candidates not
+        looked at staying due for the next call (:meth:`due_left` says whether any do); a
+        backlog of tens of thousands of files takes tens of seconds to look at, which in one
+        call would hold the service's loop (its watchdog pings, its stop) that long.
         """
         now = time.monotonic() if now is None else now
         with self._lock:
             due = [c for c in self._candidates.values() if c.next_check <= now]
         ready, bad = [], []
-        for cand in due:
+        started = time.monotonic()
+        for i, cand in enumerate(due):
+            if budget_s is not None and i and time.monotonic() - started >= budget_s:
+                break
             outcome = self._check(cand, inspect, now)
             if outcome is not None:
                 with self._lock:
@@ -123,6 +131,11 @@ class Tracker:
                         del self._candidates[cand.path]
                 (ready if isinstance(outcome, ReadyFile) else bad).append(outcome)
         return ready, bad
+
+    def due_left(self, now: float) -> bool:
+        """Whether a candidate is due for a look at ``now`` (one a budgeted :meth:`poll` left)."""
+        with self._lock:
+            return any(c.next_check <= now for c in self._candidates.values())
 
     def _check(self, cand: _Candidate, inspect, now: float):
         try:
