@@ -3,17 +3,12 @@ look renders the microscope it describes."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from label_helpers import render, truth_geometry
 
+from bench.bench_finetune import LOOKS, MODERATE_LOOK, SEED
 from nwwatch.label.raster import rasterize
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_finetune import LOOKS, MODERATE_LOOK, SEED  # noqa: E402
 
 
 @pytest.mark.parametrize("look", sorted(LOOKS))

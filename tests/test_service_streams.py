@@ -459,7 +459,6 @@ def test_a_failed_group_stops_the_groups_not_yet_started(tmp_path, monkeypatch):
     # the failed batch read the first two files only; then each file on its own, in order
     assert sorted(reads[:2]) == ["f0.tif", "f1.tif"]
     assert reads[2:] == [f"f{i}.tif" for i in range(6)]
-    assert not third_read.is_set() or reads.index("f2.tif") >= 2
 
 
 def test_memory_per_stream_recovers_the_measured_replays():

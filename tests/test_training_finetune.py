@@ -3,7 +3,6 @@ tool's round trip: a DATA folder it writes fine-tunes the shipped weights."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,13 @@ from click.testing import CliRunner
 from label_helpers import plain_params, render, truth_geometry
 from training_helpers import capture_train
 
+from bench.bench_finetune import new_look
 from nwwatch.cli import main
 from nwwatch.evaluate import evaluate_folder
 from nwwatch.label.store import save_labeled_frame
 from training.checkpoint import load_checkpoint
 from training.config import FINETUNE_DEFAULTS
 from training.data import make_split
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_finetune import new_look  # noqa: E402
 
 torch.set_num_threads(1)
 SHIPPED = Path(__file__).resolve().parents[1] / "nwwatch" / "models" / "insitu-default.onnx"
