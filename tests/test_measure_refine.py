@@ -368,6 +368,35 @@ def test_profile_helpers_are_numpys_arithmetic_bit_for_bit() -> None:
             assert _mean_std(part) == (float(part.mean()), float(part.std()))
 
 
+@pytest.mark.parametrize("ramp", [0.1, 0.25, 0.5, 1.0])
+@pytest.mark.parametrize("step_px", [0.0, 0.3, -0.7])
+def test_the_ramp_term_is_the_bias_the_iterated_centroid_takes_on_a_linear_ramp(ramp, step_px):
+    """A step of height 1 at ``step_px`` followed by a ramp of slope r / W: the centroid,
+    iterated to its fixed point, lies about W (sqrt(1 + r^2) - 1) / r beyond the step, and
+    ``ramp_bias_px`` (from the profile beyond the step and the jump read at the biased
+    position) charges that bias within 10 %, the sampled window's share of the difference
+    (before: the first iteration's W r / (2 (1 + r)), 48 % short at r = 1)."""
+    from nwwatch.measure import refine
+
+    offsets = np.arange(-refine.REACH_PX, refine.REACH_PX + 1e-9, refine.PROFILE_STEP_PX)
+    slope = ramp / refine.WINDOW_PX
+    # each sample the mean over its quarter-pixel cell, so the step lies at step_px exactly
+    x = offsets[:, None] + np.linspace(-0.125, 0.125, 101)[None, :]
+    profile = np.where(x > step_px, 1.0 + slope * (x - step_px), 0.0).mean(axis=1)
+    shift = refine._step_centroid(profile, offsets, 0.0, 1.0)
+    bias = shift - step_px
+    assert bias == pytest.approx(refine.WINDOW_PX * (math.hypot(1.0, ramp) - 1.0) / ramp,
+                                 rel=0.1)
+    side_d = offsets >= shift + refine.STEP_SIDE_PX
+    side_w = offsets <= shift - refine.STEP_SIDE_PX
+    jump = (refine._line_at(offsets[side_d], profile[side_d], shift)
+            - refine._line_at(offsets[side_w], profile[side_w], shift))
+    charged = refine.ramp_bias_px(offsets[side_d], profile[side_d], 1.0, jump)
+    assert charged == pytest.approx(bias, rel=0.1)
+    # a ramp the other way (the droplet thinning away from the facet) is not charged
+    assert refine.ramp_bias_px(offsets[side_d], -profile[side_d], 1.0, jump) == 0.0
+
+
 def test_a_droplet_thickening_above_the_facet_is_charged_in_sigma():
     """Above a steep cap the droplet thickens fast and pulls the step's centroid into it
     (1.3 px here, the labels being exact): the bias a ramp gives the centroid is in the

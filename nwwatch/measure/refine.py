@@ -23,8 +23,8 @@ darkest pixels (often the droplet) cuts one side of the step and moves it. The s
 accepted only when
 
 * the plateaus on either side differ by ``MIN_SNR`` times the mean profile's noise (from the
-  spread across positions, at least the frame's quantisation: one count for integer frames,
-  the float's resolution otherwise) and ``MIN_ROUGH_RATIO`` times the plateaus' roughness
+  spread across positions, at least the frame's quantisation: 1/sqrt(12) of a count for
+  integer frames, of the float's resolution otherwise) and ``MIN_ROUGH_RATIO`` times the plateaus' roughness
   (lattice fringes parallel to the facet survive the averaging);
 * it is a step, not a ramp: lines fitted to the profile on either side, beyond
   ``STEP_SIDE_PX`` of the step, are apart at the step by ``MIN_STEP_SHARE`` of the contrast
@@ -84,7 +84,8 @@ STEP_SIDE_PX = 4.0
 #: stray pixel, little enough that the mean of an integer frame with noise below a count
 #: moves smoothly (a median jumps by whole counts: a 1-count ramp reads as a step).
 TRIM_FRACTION = 0.15
-#: Share of the derivative's area against the step's sign above which the step is not clear.
+#: The derivative's sum against the step's sign, as a share of its sum along it, above which
+#: the step is not clear.
 MAX_REVERSE_FRACTION = 0.35
 #: The edge in three stretches along the line must agree within this (px) and within their
 #: noise (chi-square of the three about their mean, 2 degrees of freedom, 1 % tail).
@@ -438,13 +439,26 @@ def refine_facet_line(
 
 def ramp_bias_px(offsets: np.ndarray, profile: np.ndarray, sign: float, jump: float) -> float:
     """The bias (px, into the droplet) that a ramp on the droplet's side gives the step's
-    centroid: a step of ``jump`` followed by a line of slope ``b`` over the window
-    ``WINDOW_PX`` = W moves the centroid by W r / (2 (1 + r)), r = b W / jump. ``offsets``
-    and ``profile`` (float64 (M,)) are the profile beyond ``STEP_SIDE_PX`` on the droplet's
-    side; only a ramp that goes on in the step's direction ``sign`` counts (the droplet
-    thickening away from the facet: steep caps, droplets narrower than their wire). Added to
-    the refined line's 1-sigma: the bias itself is not removed (docs/measurement.md, Limits)."""
+    centroid. A step of height J followed by a line of slope b: the derivative's centroid
+    over the window +-W (``WINDOW_PX``) about an estimate c is b (c + W)^2 / (2 (J + b (c + W))),
+    and :func:`_step_centroid` iterates it to its fixed point c = W (sqrt(1 + r^2) - 1) / r,
+    r = b W / J (the first step alone gives W r / (2 (1 + r)), less). ``jump`` is measured at
+    the biased position, b c above J: J is taken as ``jump`` - b c, solved with c.
+    ``offsets`` and ``profile`` (float64 (M,)) are the profile beyond ``STEP_SIDE_PX`` on the
+    droplet's side; only a ramp that goes on in the step's direction ``sign`` counts (the
+    droplet thickening away from the facet: steep caps, droplets narrower than their wire).
+    Added to the refined line's 1-sigma: the bias itself is not removed
+    (docs/measurement.md, Limits)."""
     centred = offsets - offsets.mean()
-    slope = float((centred * (profile - profile.mean())).sum() / (centred * centred).sum())
-    ramp = max(0.0, sign * slope) * WINDOW_PX / jump
-    return WINDOW_PX * ramp / (2.0 * (1.0 + ramp))
+    slope = max(0.0, sign * float((centred * (profile - profile.mean())).sum()
+                                  / (centred * centred).sum()))
+    if slope == 0.0 or jump <= 0.0:
+        return 0.0
+    bias = 0.0
+    for _ in range(50):  # from below, increasing to the fixed point (J falls as c rises)
+        ramp = slope * WINDOW_PX / max(jump - slope * bias, 1e-12)
+        new = WINDOW_PX * (math.sqrt(1.0 + ramp * ramp) - 1.0) / ramp
+        if abs(new - bias) < 1e-4:
+            return new
+        bias = new
+    return bias
