@@ -24,8 +24,8 @@ accepted only when
 
 * the plateaus on either side differ by ``MIN_SNR`` times the mean profile's noise (from the
   spread across positions, at least the frame's quantisation: 1/sqrt(12) of a count for
-  integer frames, of the float's resolution otherwise) and ``MIN_ROUGH_RATIO`` times the plateaus' roughness
-  (lattice fringes parallel to the facet survive the averaging);
+  integer frames, of the float's resolution otherwise) and ``MIN_ROUGH_RATIO`` times the
+  plateaus' roughness (lattice fringes parallel to the facet survive the averaging);
 * it is a step, not a ramp: lines fitted to the profile on either side, beyond
   ``STEP_SIDE_PX`` of the step, are apart at the step by ``MIN_STEP_SHARE`` of the contrast
   and ``MIN_SNR`` times the noise (a gradual ramp, from uneven illumination or thickness, has
