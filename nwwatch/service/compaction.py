@@ -29,6 +29,7 @@ between replays), like ``nwwatch ledger rebuild``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -105,6 +106,10 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
         wanted = None if acquisition is None else acquisition_named(
             path_text(os.path.abspath(acquisition)))
         seen: set[str] = set()  # every acquisition with committed rows
+        # Only the wanted acquisition's partition is read (and files outside partitions,
+        # whose rows may be any acquisition's): a long run has thousands of files.
+        wanted_dir = None if wanted is None else _partition_dir(wanted)
+        skipped: list[str] = []
         for folder, (kind, keys) in _FOLDERS.items():
             # A file may hold several batches (nwwatch.service.flush): grouped by file.
             files: dict[str, list[str]] = defaultdict(list)
@@ -112,13 +117,17 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                 files[rel].append(batch_id)
             groups: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
             for rel, batch_ids in files.items():
+                partition = Path(rel).parent.name
+                if (wanted_dir is not None and partition.startswith(f"{PARTITION_KEY}=")
+                        and partition != wanted_dir):
+                    skipped.append(rel)
+                    continue
                 try:
-                    sources = pq.read_table(results / rel, columns=["source"]).column("source")
+                    acqs = _acquisitions_in(results / rel)
                 except (OSError, pa.ArrowInvalid):  # damaged: never rewritten or deleted here
                     missing = not (results / rel).exists()
                     (report.missing_files if missing else report.unreadable_files).append(rel)
                     continue
-                acqs = {acquisition_of(s) for s in sources.unique().to_pylist()}
                 seen |= acqs
                 if len(acqs) != 1:
                     report.mixed_files.append(rel)
@@ -138,6 +147,9 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                 report.compacted.append(final)
         _remove_empty_staging(results)
         if wanted is not None and wanted not in seen:
+            for rel in skipped:  # named in the message: the acquisitions there are
+                with contextlib.suppress(OSError, pa.ArrowInvalid):
+                    seen |= _acquisitions_in(results / rel)
             # a typo must not read as "nothing left to compact"
             raise FileNotFoundError(
                 f"{results}: no results of acquisition {wanted} (acquisitions here: "
@@ -145,6 +157,20 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
     finally:
         ledger.close()
     return report
+
+
+def _acquisitions_in(path: Path) -> set[str]:
+    """The acquisitions (:func:`nwwatch.paths.acquisition_of`) of the rows of the results file
+    at ``path``; OSError or ``pa.ArrowInvalid`` when it cannot be read."""
+    sources = pq.read_table(path, columns=["source"]).column("source")
+    return {acquisition_of(s) for s in sources.unique().to_pylist()}
+
+
+def _partition_dir(acquisition: str) -> str | None:
+    """The partition directory (``acquisition=...``) of the rows of ``acquisition``, or None
+    where the acquisition is not a folder whose files form it (a series of sub-folders)."""
+    probe = os.path.join(acquisition, "probe.tif")
+    return acquisition_partition(probe) if acquisition_of(probe) == acquisition else None
 
 
 def _compact_group(ledger: Ledger, folder: str, kind: str, keys: list[str],
