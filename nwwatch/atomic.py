@@ -1,13 +1,14 @@
 """Atomic file writes: a reader never sees a partial file under the final name.
 
 Used for every file nwwatch produces that someone else may pick up while it is written: TIFF
-outputs (a folder watcher may be looking) and Parquet batches (a ``ParquetWriter`` writes its
-footer only on close, so a crash mid-write would leave a corrupt file).
+outputs (a folder watcher may be looking), Parquet batches (a ``ParquetWriter`` writes its
+footer only on close, so a crash mid-write would leave a corrupt file) and JSON documents.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import secrets
 import tempfile
@@ -71,6 +72,16 @@ def atomic_write(path: str | os.PathLike[str], durable: bool = True) -> Iterator
         raise
     if durable:
         fsync_folder(target.parent)
+
+
+def atomic_write_json(path: str | os.PathLike[str], doc: object, indent: int = 1,
+                      **dumps: object) -> Path:
+    """Write ``doc`` as JSON (``indent``; other ``json.dumps`` keywords as ``dumps``) to
+    ``path`` by :func:`atomic_write`, with a final newline; returns ``path`` as a Path."""
+    text = json.dumps(doc, indent=indent, **dumps) + "\n"
+    with atomic_write(path) as handle:
+        handle.write(text.encode())
+    return Path(path)
 
 
 #: Name prefix of :func:`probe_writable`'s file (suffix ``.part``).

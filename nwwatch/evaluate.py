@@ -27,7 +27,7 @@ from typing import Any
 import click
 import numpy as np
 
-from nwwatch.atomic import atomic_write
+from nwwatch.atomic import atomic_write_json
 from nwwatch.classes import DROPLET, NANOWIRE, UnsureBandError, fill_unsure_band
 from nwwatch.io.dataset import (
     DatasetLayoutError,
@@ -487,9 +487,8 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
             f"nwwatch measure {data / 'labels'}/*.png gives your labels' angles")
     if json_out is not None:
         try:
-            with atomic_write(json_out) as handle:
-                handle.write(json.dumps(strict_json(report.as_dict()), indent=2, default=float,
-                                        allow_nan=False).encode())
+            atomic_write_json(json_out, strict_json(report.as_dict()), indent=2,
+                              default=float, allow_nan=False)
         except OSError as exc:  # e.g. a full disk, after the check above: was a traceback
             raise click.ClickException(f"{json_out}: cannot write the JSON report "
                                        f"({exc.strerror or exc}); the report above is "

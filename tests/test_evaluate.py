@@ -529,7 +529,6 @@ def test_evaluate_takes_the_shipped_model_by_name_and_names_a_checkpoint(tmp_pat
 def test_a_json_report_the_disk_cannot_hold_is_one_line_naming_it(tmp_path, monkeypatch):
     # before: a traceback (OSError from the atomic writer) after the whole evaluation ran; the
     # folder check before the run cannot see a disk that fills up during it
-    import contextlib
     import errno
 
     from onnx_models import build_threshold_model
@@ -537,15 +536,13 @@ def test_a_json_report_the_disk_cannot_hold_is_one_line_naming_it(tmp_path, monk
 
     import nwwatch.evaluate
 
-    @contextlib.contextmanager
-    def full_disk(path):
+    def full_disk(path, doc, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
-        yield
 
     data = make_folder(tmp_path / "d", n=2, size=32)
     model = build_threshold_model(tmp_path / "m.onnx")
     out = tmp_path / "report.json"
-    monkeypatch.setattr(nwwatch.evaluate, "atomic_write", full_disk)
+    monkeypatch.setattr(nwwatch.evaluate, "atomic_write_json", full_disk)
     result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--json", str(out),
                                        "--threads", "1"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output

@@ -24,7 +24,6 @@ weights (``training/pretrained``) and must be fitted again for a fine-tuned mode
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -39,7 +38,7 @@ from onnx import numpy_helper
 from scipy.ndimage import distance_transform_edt
 from scipy.optimize import minimize
 
-from nwwatch.atomic import atomic_write
+from nwwatch.atomic import atomic_write, atomic_write_json
 from nwwatch.classes import UNLABELED
 from nwwatch.filehash import file_sha256
 from nwwatch.segment.contract import (
@@ -296,7 +295,7 @@ def _calibrate(args: argparse.Namespace, command: str) -> None:
           + ", ".join(f"{n} {b:+.4f}" for n, b in zip(meta.class_names, fit.offsets, strict=False))
           + f"; cross-entropy {fit.loss_before:.5f} -> {fit.loss_after:.5f} ({fit.reason})")
     if args.json:
-        args.json.write_text(json.dumps(asdict(fit), indent=1) + "\n")
+        atomic_write_json(args.json, asdict(fit))
     write_offset_model(args.model, fit, args.out, f"{len(images)} frames of {args.data}", command)
     print(f"wrote {args.out}")
 

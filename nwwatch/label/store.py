@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from nwwatch.atomic import atomic_write
+from nwwatch.atomic import atomic_write_json
 from nwwatch.classes import UNLABELED
 from nwwatch.io.png import write_image_file
 from nwwatch.label.geometry import (
@@ -126,9 +126,8 @@ def safe_stem(text: str, max_chars: int | None = MAX_STEM_CHARS) -> str:
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> Path:
-    with atomic_write(path) as handle:
-        handle.write(json.dumps(doc, indent=1).encode())
-    return path
+    """``doc`` written to ``path`` as JSON, atomically (the one call tests interpose on)."""
+    return atomic_write_json(path, doc)
 
 
 def save_labeled_frame(

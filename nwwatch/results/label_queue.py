@@ -46,7 +46,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nwwatch.atomic import atomic_write
+from nwwatch.atomic import atomic_write, atomic_write_json
 from nwwatch.paths import acquisition_of
 
 log = logging.getLogger(__name__)
@@ -219,8 +219,7 @@ def _write(folder: Path, entries: list[QueueEntry], capacity: int, source: str) 
     doc = {"format": QUEUE_FORMAT, "version": 1, "capacity": capacity,
            "acquisition": acquisition_of(os.path.abspath(source)),
            "entries": [{k: v for k, v in asdict(e).items() if k != "folder"} for e in entries]}
-    with atomic_write(folder / QUEUE_FILE) as handle:
-        handle.write(json.dumps(doc, indent=1).encode())
+    atomic_write_json(folder / QUEUE_FILE, doc)
     wanted = {folder / e.thumbnail for e in entries}
     for path in (folder / THUMBS_DIR).glob("*.png"):
         if path not in wanted:

@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from nwwatch.atomic import atomic_write_json
 from nwwatch.classes import TOMOGRAM_CLASSES
 from nwwatch.synth.tomo_labels import patch_labels
 from nwwatch.synth.tomo_phantom import gaussian_random_field, porous_grain
@@ -340,5 +341,5 @@ def generate_tomogram(
         "params": {key: value for key, value in tomo.params.items() if key != "seed"},
         "files": files,
     }
-    (out / "tomogram.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(out / "tomogram.json", summary, indent=2)
     return summary
