@@ -489,7 +489,7 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
         try:
             atomic_write_json(json_out, strict_json(report.as_dict()), indent=2,
                               default=float, allow_nan=False)
-        except OSError as exc:  # e.g. a full disk, after the check above: was a traceback
+        except OSError as exc:  # e.g. a disk filled during the run, after the check above
             raise click.ClickException(f"{json_out}: cannot write the JSON report "
                                        f"({exc.strerror or exc}); the report above is "
                                        f"complete") from None

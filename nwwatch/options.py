@@ -324,7 +324,7 @@ def interrupt_exit_status(stop: KeyboardInterrupt) -> int:
 
 
 #: ``--seed`` of the commands that draw (synth, demo, train): what NumPy's SeedSequence and
-#: an int64 column take; a negative or larger seed was a traceback after files were written.
+#: an int64 column take; checked with the options, before any file is written.
 SEED = click.IntRange(0, 2**63 - 1)
 
 

@@ -45,7 +45,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     try:
         with atomic_write(path) as handle:
             handle.write(buffer.getbuffer())
-    except OSError as exc:  # e.g. a full disk: was a traceback naming the temporary file
+    except OSError as exc:  # e.g. a full disk: named as the checkpoint, not its temporary file
         kept = " (the one written before is kept)" if path.is_file() else ""
         raise CheckpointError(f"{path}: cannot write the checkpoint: "
                               f"{exc.strerror or exc}{kept}") from exc

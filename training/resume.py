@@ -112,8 +112,8 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
             f"{saved.data}: the DATA folder {checkpoint} was trained on is not there"
             f"{relative}; moved? give its new place as DATA with --resume (the data hash "
             f"checks it is the same)")
-    # A tomogram's volume and labeled slices move as DATA does (before: refused as other
-    # settings, and the run could be neither resumed nor exported once they had moved).
+    # A tomogram's volume and labeled slices move as DATA does (refused as other settings,
+    # a run could be neither resumed nor exported once they had moved).
     for name, what in (("volume", "volume"), ("labels", "labeled slice")):
         if name in given and getattr(config, name):
             setattr(saved, name, getattr(config, name))

@@ -241,7 +241,7 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
         await dash.refresh(force=True)
         acq_id = request.path_params["acq"]
         if acq_id not in dash.store.snapshot:
-            # 200 with ``status`` events of a null summary kept a page "connected" for ever
+            # a 404, not a stream of null summaries that would keep a page "connected" for ever
             return _no_such(request)
         since = parse_cursor(request.headers.get("last-event-id")
                              or request.query_params.get("since"))

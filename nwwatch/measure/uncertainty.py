@@ -49,25 +49,6 @@ def correlation_factor(residuals: np.ndarray, order: np.ndarray) -> float:
     return float(min(max(tau, 1.0), n / 2.0))
 
 
-def statistical_sigma_rad(
-    fit: CircleFit,
-    line: FacetLine,
-    theta_rad: float,
-    lever_px: float,
-    circle_factor: float = 1.0,
-    line_factor: float = 1.0,
-) -> float:
-    """1-sigma (radians) of theta from the fits.
-
-    ``lever_px`` is the distance along the line from the line's ``point`` (where its offset
-    is known best) to the foot of the circle centre; the ``*_factor`` inflate the variances
-    for correlated residuals (:func:`correlation_factor`).
-    """
-    circle_var, line_var = statistical_variances(fit, line, theta_rad, lever_px,
-                                                 circle_factor, line_factor)
-    return math.sqrt(max(circle_var + line_var, 0.0))
-
-
 def statistical_variances(
     fit: CircleFit,
     line: FacetLine,
@@ -76,8 +57,12 @@ def statistical_variances(
     circle_factor: float = 1.0,
     line_factor: float = 1.0,
 ) -> tuple[float, float]:
-    """The two parts (rad^2) of :func:`statistical_sigma_rad`'s variance: the circle's
-    (outline scatter) and the facet line's (offset, orientation x lever, quantisation, gap)."""
+    """The two parts (rad^2) of the statistical variance of theta: the circle's (outline
+    scatter) and the facet line's (offset, orientation x lever, quantisation, gap).
+
+    ``lever_px`` is the distance along the line from the line's ``point`` (where its offset
+    is known best) to the foot of the circle centre; the ``*_factor`` inflate the variances
+    for correlated residuals (:func:`correlation_factor`)."""
     half_chord = max(fit.radius * math.sin(theta_rad), 0.5)
     grad = np.array([line.normal[0], line.normal[1], math.cos(theta_rad)]) / half_chord
     circle_var = float(grad @ fit.covariance @ grad) * circle_factor

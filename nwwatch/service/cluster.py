@@ -465,7 +465,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
     if parts and not Path(res.staged).is_file():
         # written by the worker into a folder of its own under the same path (a node-local
         # /scratch or /tmp): not the driver's results folder, so every task's rows would be
-        # lost alike; before, only the missing file's path was said. (A task with no file
+        # lost alike: said as such, not as one missing file. (A task with no file
         # to read, all gone, shares its empty staged file with others: not read, not checked)
         raise clusterconnect.StagingUnwritableError(
             f"{Path(res.staged).parent}: a Dask worker wrote its rows to {res.staged}, which "

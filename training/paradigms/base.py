@@ -82,9 +82,6 @@ class Paradigm:
     def train_mode(self) -> None:
         self.modules.train()
 
-    def eval_mode(self) -> None:
-        self.modules.eval()
-
     def inference_model(self) -> nn.Module:
         return self.model
 
