@@ -1,7 +1,8 @@
 """Paths, below every layer (standard library only): whether a path lies inside a folder,
 symbolic links resolved (the checks that keep outputs out of acquisition folders, inputs out
 of results folders and QA pictures inside them), and which acquisition an input file belongs
-to (its results partition, batch, dashboard page and label queue)."""
+to (its results partition, batch, dashboard page and label queue); where a results folder
+keeps its ledger by default."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ def lies_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) ->
     loop raises RuntimeError, the folder's first)."""
     top = Path(folder).resolve()
     return Path(path).resolve().is_relative_to(top)
+
+
+#: The ledger's file name in a results folder (``[output] ledger`` may put it elsewhere).
+LEDGER_NAME = "ledger.sqlite"
+
+
+def default_ledger(results: str | os.PathLike[str]) -> Path:
+    """The ledger of the results folder ``results`` where no other is given."""
+    return Path(results) / LEDGER_NAME
 
 
 #: Gatan's In-Situ recorder stores a recording as one file per frame in a time tree,

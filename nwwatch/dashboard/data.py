@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_median
-from nwwatch.paths import acquisition_of
+from nwwatch.paths import acquisition_of, default_ledger
 from nwwatch.pathtext import path_of_text
 from nwwatch.results.versions import (
     REVERTED_FILE,
@@ -151,7 +151,7 @@ class ResultsStore:
 
     def __init__(self, results: str | Path, ledger: str | Path | None = None) -> None:
         self.results = Path(results)
-        self.ledger = Path(ledger) if ledger is not None else self.results / "ledger.sqlite"
+        self.ledger = Path(ledger) if ledger is not None else default_ledger(self.results)
         #: Per folder, the results files read: path -> (inode, the file's number in _rows).
         self._files: dict[str, dict[str, tuple[int, int]]] = {"frames": {}, "volumes": {}}
         #: Per folder, the rows of every file read, as one table with the file's number in

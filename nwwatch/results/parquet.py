@@ -30,6 +30,14 @@ from nwwatch.paths import acquisition_of
 PARTITION_KEY = "acquisition"
 
 
+def results_file_name(prefix: str, token: str | None = None) -> str:
+    """The name of a new results file, ``{prefix}-{UTC time}-{token}.parquet``: names sort by
+    creation time; ``token`` (default: 16 random hex digits) keeps names of the same
+    microsecond apart and may say what wrote the file (a compaction's id)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{prefix}-{stamp}-{token or uuid.uuid4().hex[:16]}.parquet"
+
+
 def acquisition_partition(source: str) -> str:
     """The partition directory name (``acquisition=<value>``) of a row whose input file is
     ``source`` (the row's ``source`` column, an absolute path). The value keeps the folder's
@@ -102,8 +110,7 @@ def write_batch(
     ledger). An existing file of that name is an error: batches are never overwritten.
     """
     if name is None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        name = f"{prefix}-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+        name = results_file_name(prefix)
     final = Path(folder) / name
     if final.exists():
         raise FileExistsError(f"{final}: a batch file of this name already exists")

@@ -36,16 +36,20 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nwwatch.atomic import fsync_folder
-from nwwatch.paths import acquisition_named, acquisition_of
+from nwwatch.paths import acquisition_named, acquisition_of, default_ledger
 from nwwatch.pathtext import path_text
-from nwwatch.results.parquet import PARTITION_KEY, acquisition_partition, write_table_atomic
+from nwwatch.results.parquet import (
+    PARTITION_KEY,
+    acquisition_partition,
+    results_file_name,
+    write_table_atomic,
+)
 from nwwatch.service.crashpoints import crash_point
 from nwwatch.service.ledger import Ledger
 from nwwatch.service.lock import ledger_kept_elsewhere
@@ -87,7 +91,7 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
     folder: an acquisition folder, say), or when ``acquisition`` has no rows here.
     """
     results = Path(results_dir)
-    ledger_file = Path(ledger_path) if ledger_path else results / "ledger.sqlite"
+    ledger_file = Path(ledger_path) if ledger_path else default_ledger(results)
     if not ledger_file.is_file():
         other = ledger_kept_elsewhere(results, ledger_file)
         if other is not None:  # not a lost ledger: a rebuild here would make a second one
@@ -182,9 +186,8 @@ def _compact_group(ledger: Ledger, folder: str, kind: str, keys: list[str],
         raise RuntimeError(f"compaction of {files[0][0]}…: row count changed")
     table = table.sort_by([(k, "ascending") for k in keys])
     cid = f"{COMPACTED_BATCH_PREFIX}{uuid.uuid4().hex[:12]}"
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     partition = acquisition_partition(table.column("source")[0].as_py())
-    final_rel = f"{folder}/{partition}/{folder}-{stamp}-{cid}.parquet"
+    final_rel = f"{folder}/{partition}/{results_file_name(folder, cid)}"
     staged_rel = f"{STAGING_DIR}/{Path(final_rel).name}"
     write_table_atomic(table, results / staged_rel)  # step 1
     crash_point("compact_staged")

@@ -22,7 +22,7 @@ from typing import Any
 from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.dashboard.settings import DashboardConfig, parse_listen
 from nwwatch.options import model_name_problem, results_dataset_of
-from nwwatch.paths import lies_inside
+from nwwatch.paths import default_ledger, lies_inside
 from nwwatch.service.configreader import ConfigError, TableReader, read_toml
 from nwwatch.service.inference import InferenceConfig
 
@@ -359,7 +359,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     tomogram = _tomogram(file, top.get("tomogram", dict, {}))
 
     state = TableReader(file, "state", top.get("state", dict, {}))
-    ledger = state.path("ledger", base, default=results / "ledger.sqlite")
+    ledger = state.path("ledger", base, default=default_ledger(results))
     state.finish()
     try:
         ledger_is_folder = ledger.is_dir()

@@ -13,18 +13,16 @@ file. A file that cannot be written (disk full) releases its batches the same wa
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 
 from nwwatch.atomic import remove_if_present
 from nwwatch.options import ctrl_c_after_the_call
-from nwwatch.results.parquet import write_table_atomic
+from nwwatch.results.parquet import results_file_name, write_table_atomic
 from nwwatch.service.crashpoints import crash_point
 from nwwatch.service.ledgerdb import ItemKey
 from nwwatch.service.ledgerquarantine import refresh_quarantine
@@ -143,9 +141,7 @@ class RowBuffer:
             t_file = time.perf_counter()
             kind = RESULT_FOLDERS[folder]
             ids = [b.batch_id for b in group]
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-            path = (results_dir / folder / partition
-                    / f"{folder}-{stamp}-{uuid.uuid4().hex[:16]}.parquet")
+            path = results_dir / folder / partition / results_file_name(folder)
             ledger.assign_file(ids, path)
             try:
                 table = pa.concat_tables([b.table for b in group])

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from nwwatch.paths import default_ledger
+
 SCHEMA_VERSION = 6
 
 _SCHEMA = """
@@ -241,7 +243,7 @@ def rebuild_command(path: Path, results_dir: Path | None) -> str:
     """The `nwwatch ledger rebuild` command line for the ledger ``path`` of ``results_dir``,
     ready to paste (``--ledger`` only where it is not the default)."""
     command = f"nwwatch ledger rebuild {shlex.quote(str(results_dir or 'RESULTS'))}"
-    if results_dir is None or Path(path) != Path(results_dir) / "ledger.sqlite":
+    if results_dir is None or Path(path) != default_ledger(results_dir):
         command += f" --ledger {shlex.quote(str(path))}"
     return command
 

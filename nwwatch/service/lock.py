@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from nwwatch.atomic import atomic_write
+from nwwatch.paths import default_ledger
 
 #: Tries to lock a lock file that is deleted each time between its opening and its locking.
 _RETRIES = 10
@@ -132,7 +133,7 @@ def record_ledger_elsewhere(ledger_path: str | os.PathLike[str],
     """Record in ``results_dir`` that ``ledger_path``, a file outside it, is its ledger
     (nothing when it is the folder's own ``ledger.sqlite``)."""
     ledger = Path(ledger_path).absolute()
-    own = Path(results_dir) / "ledger.sqlite"
+    own = default_ledger(results_dir)
     if _same_place(ledger, own):
         return
     marker = elsewhere_path(results_dir)
@@ -150,7 +151,7 @@ def ledger_to_read(results_dir: str | os.PathLike[str]) -> tuple[Path, str | Non
     """The ledger a reader of ``results_dir`` (``status --out``, ``dashboard``) opens: the
     one recorded as keeping it (:func:`ledger_kept_elsewhere`, a service's ``[state]
     ledger``), else its own ``ledger.sqlite``; and, for the former, a line that says so."""
-    own = Path(results_dir) / "ledger.sqlite"
+    own = default_ledger(results_dir)
     other = ledger_kept_elsewhere(results_dir, own)
     if other is None:
         return own, None

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from nwwatch.paths import default_ledger
 from nwwatch.results.versions import epoch_s
 from nwwatch.service.ledger import ItemKey, Ledger
 from nwwatch.service.ledgerdb import rebuild_command
@@ -203,7 +204,7 @@ def require_results_folder(results: Path, ledger_path: Path | None, consequence:
     (``frames/``, ``volumes/``) nor the ledger (``ledger_path``, default
     ``results/ledger.sqlite``): an acquisition folder given by mistake, say. ``consequence``
     ends the message (what the command would have done with it)."""
-    ledger_path = ledger_path if ledger_path is not None else results / "ledger.sqlite"
+    ledger_path = ledger_path if ledger_path is not None else default_ledger(results)
     if not ledger_path.exists() and not any((results / sub).is_dir() for sub in RESULT_FOLDERS):
         raise FileNotFoundError(
             f"{results}: not a results folder: no {'/ or '.join(RESULT_FOLDERS)}/ folder and "
@@ -244,7 +245,7 @@ def rebuild_ledger(results_dir: str | os.PathLike[str],
     say).
     """
     results = Path(results_dir)
-    ledger_path = Path(ledger_path) if ledger_path is not None else results / "ledger.sqlite"
+    ledger_path = Path(ledger_path) if ledger_path is not None else default_ledger(results)
     require_results_folder(results, ledger_path, "nothing to rebuild from")
     # before the lock: a service keeping that other ledger holds the results folder's lock
     # too, which read as this ledger being in use ("stop it first")

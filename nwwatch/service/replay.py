@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from nwwatch.options import raise_lost_interrupt, results_dataset_of
-from nwwatch.paths import lies_inside
+from nwwatch.paths import default_ledger, lies_inside
 from nwwatch.service.config import (
     KINDS,
     OVERLAY_MODES,
@@ -163,7 +163,7 @@ def replay(
         raise ConfigError(None, "--triplanar/--flips", "fuse the segmentations of a tomogram: "
                                                        "give --kind tomogram")
     out = Path(out_dir)
-    inference, max_attempts, ledger_path = InferenceConfig(), 3, out / "ledger.sqlite"
+    inference, max_attempts, ledger_path = InferenceConfig(), 3, default_ledger(out)
     tomogram = TomogramSettings()
     if config is not None:
         cfg = load_config(config)
