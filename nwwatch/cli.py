@@ -15,7 +15,7 @@ import sys
 import click
 
 from nwwatch import __version__
-from nwwatch.options import STOP_SIGNALS, catch_stop_signals_early, early_stop_signal
+from nwwatch.stopsignals import STOP_SIGNALS, catch_stop_signals_early, early_stop_signal
 
 # name -> (module, attribute, extra that provides the module's dependencies or None)
 _COMMANDS: dict[str, tuple[str, str, str | None]] = {

@@ -107,7 +107,7 @@ def test_the_workers_start_with_ctrl_c_blocked_and_the_driver_gets_its_own_back(
 
 def test_a_sigterm_taken_as_an_interrupt_is_held_like_a_ctrl_c():
     # `replay --dask`: SIGTERM raised at once inside a client call as Ctrl-C was before
-    from nwwatch.options import Terminated, sigterm_as_interrupt
+    from nwwatch.stopsignals import Terminated, sigterm_as_interrupt
 
     done = []
     with sigterm_as_interrupt():
@@ -125,7 +125,7 @@ def test_a_sigterm_whose_exception_a_callback_dropped_still_stops_the_command(ca
     (distributed's garbage-collector callback, a ``__del__``) is printed and dropped: the
     command must stop all the same, at its next check or at the end of the block. Was:
     `replay --dask` went on to the end and exited 3 instead of 143."""
-    from nwwatch import options
+    from nwwatch import stopsignals as options
 
     class DropsIt:
         def __del__(self):
@@ -148,7 +148,7 @@ def test_a_signal_while_the_handlers_are_put_back_leaves_none_of_the_holders_ins
     (a SIGTERM held, then a hang-up): the handlers are all put back before either acts.
     Before, the hang-up acted halfway and SIGTERM and SIGHUP kept the holder, which swallows
     the next one."""
-    from nwwatch import options
+    from nwwatch import stopsignals as options
 
     class Stop(Exception):
         pass
@@ -195,8 +195,8 @@ def test_a_ctrl_c_another_thread_takes_while_the_handlers_are_put_back_leaves_no
     import threading
     import time
 
-    from nwwatch import options
-    from nwwatch.options import Terminated, sigterm_as_interrupt
+    from nwwatch import stopsignals as options
+    from nwwatch.stopsignals import Terminated, sigterm_as_interrupt
 
     done = threading.Event()
     threading.Thread(target=done.wait, args=(30,), daemon=True).start()

@@ -1,5 +1,5 @@
 """The stop request the signal handlers of ``run``, ``label`` and ``dashboard`` set
-(:class:`nwwatch.options.StopEvent`): set from a handler that interrupts its own ``wait``, it
+(:class:`nwwatch.stopsignals.StopEvent`): set from a handler that interrupts its own ``wait``, it
 never blocks. ``threading.Event.set`` does, inside ``Event.wait``: the handler waits for the
 lock that the interrupted main thread holds, and a service stopped that way hung until its
 stop deadline ended it with status 1 (a daemon test that saw it: exit 1 after SIGTERM)."""
@@ -13,13 +13,13 @@ import threading
 
 from servicekit import REPO
 
-from nwwatch.options import StopEvent
+from nwwatch.stopsignals import StopEvent
 
 # The main thread waits on the event in a loop while a thread signals it every 0.2 ms, its
 # handler setting the event: the handler runs at some point inside wait.
 _HARNESS = """
 import os, signal, sys, threading, time
-from nwwatch.options import StopEvent
+from nwwatch.stopsignals import StopEvent
 event = threading.Event() if sys.argv[1] == "threading" else StopEvent()
 signal.signal(signal.SIGUSR1, lambda *_: event.set())
 done = threading.Event()  # the signalling thread's own, never set by the handler

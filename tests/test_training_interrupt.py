@@ -311,7 +311,7 @@ def test_a_closed_stdout_stops_the_printing_not_the_training(tmp_path):
 def test_a_lost_sigterm_within_nested_blocks_is_raised(tmp_path):
     # A command's block holds its run's: an interrupt that a callback dropped before the inner
     # block began must still stop the command when the inner block ends.
-    from nwwatch.options import Terminated, sigterm_as_interrupt
+    from nwwatch.stopsignals import Terminated, sigterm_as_interrupt
 
     class DropsIt:
         def __del__(self) -> None:
@@ -352,7 +352,7 @@ def test_an_interrupt_inside_onnxruntimes_import_exits_as_an_interrupt(tmp_path,
     """onnxruntime, imported during the run, turns a Ctrl-C or SIGTERM that lands in its
     native start-up into "ImportError: initialization failed": a traceback and exit 1 (3 of
     5 signals sent while it loaded), where 130 or 143 and the line are due."""
-    from nwwatch.options import Terminated
+    from nwwatch.stopsignals import Terminated
     from training.runfiles import interrupt_explained
 
     def import_interrupted():

@@ -19,8 +19,8 @@ import click
 from click.core import ParameterSource
 
 from nwwatch.atomic import probe_leftovers
-from nwwatch.options import interrupt_exit_status, interrupt_name, sigterm_as_interrupt
 from nwwatch.pathtext import path_text
+from nwwatch.stopsignals import interrupt_exit_status, interrupt_name, sigterm_as_interrupt
 from training.config import OPTION_PARADIGMS, TrainConfig
 from training.modelfiles import checkpoint_path, int8_path
 

@@ -216,7 +216,7 @@ def _import_candidates() -> None:
     scikit-learn, ONNX Runtime, SciPy; slow the first time in a fresh environment, while
     bytecode is compiled) left it half initialised, and the process died of SIGSEGV instead
     of stopping with its temporary files removed."""
-    from nwwatch.options import ctrl_c_after_the_call
+    from nwwatch.stopsignals import ctrl_c_after_the_call
 
     with ctrl_c_after_the_call():
         import onnxruntime  # noqa: F401

@@ -55,7 +55,7 @@ def dashboard(results: Path, listen: str, allow_remote: bool, ledger: Path | Non
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
     if signum is not None:
-        from nwwatch.options import stop_signal_name
+        from nwwatch.stopsignals import stop_signal_name
 
         with contextlib.suppress(OSError):  # a terminal that hung up takes no more lines
             click.echo(f"dashboard stopped ({stop_signal_name(signum)}): it only reads "

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from nwwatch.dashboard.settings import DashboardConfig
 
 if TYPE_CHECKING:
-    from nwwatch.options import StopEvent
+    from nwwatch.stopsignals import StopEvent
 
 #: Longest wait between two restarts of a crashing dashboard.
 MAX_BACKOFF_S = 60.0
@@ -185,7 +185,7 @@ def serve(results: Path, ledger: Path | None, host: str, port: int,
     import signal
 
     from nwwatch.dashboard.app import create_app
-    from nwwatch.options import (
+    from nwwatch.stopsignals import (
         StopEvent,
         early_stop_signal,
         stop_handler_before,

@@ -134,13 +134,13 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
 
 class _StopSignals:
     """SIGTERM, SIGINT and SIGHUP (a hang-up; left ignored under ``nohup``) taken over, as the
-    command's first step, from :func:`nwwatch.options.catch_stop_signals_early`, which
+    command's first step, from :func:`nwwatch.stopsignals.catch_stop_signals_early`, which
     recorded those that came while the modules were imported: the first one sets ``event``
     (and ``signum``); a second one raises KeyboardInterrupt (no waiting for a save any longer).
     SIGINT is taken also where a shell left it ignored (a background job)."""
 
     def __init__(self) -> None:
-        from nwwatch.options import (
+        from nwwatch.stopsignals import (
             StopEvent,
             early_stop_signal,
             stop_handler_before,
@@ -174,7 +174,7 @@ class _StopSignals:
 def _what_was_saved(data_dir: Path, signum: int) -> str:
     """The last line of a session stopped by ``signum``: how many label images DATA holds."""
     from nwwatch.io.dataset import list_images
-    from nwwatch.options import stop_signal_name
+    from nwwatch.stopsignals import stop_signal_name
 
     how = stop_signal_name(signum)
     labels = data_dir / "labels"

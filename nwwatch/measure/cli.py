@@ -437,7 +437,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     Ctrl-C, SIGTERM or a hang-up (SIGHUP) writes the rows measured so far to --out and exits
     130, 143 or 129; the last line says how many rows were written and which files were not
     measured."""
-    from nwwatch.options import sigterm_as_interrupt
+    from nwwatch.stopsignals import sigterm_as_interrupt
 
     run = _Run(inputs)
     try:
@@ -509,7 +509,7 @@ class _Run:
 def _stopped(stop: KeyboardInterrupt, run: _Run, out: Path) -> NoReturn:
     """Write the rows measured so far (atomically, as at the end of a run), say what was
     written and which files were not measured, and exit with the stop signal's status."""
-    from nwwatch.options import STOP_SIGNALS, interrupt_exit_status, interrupt_name
+    from nwwatch.stopsignals import STOP_SIGNALS, interrupt_exit_status, interrupt_name
 
     # A second signal while the rows are written would cut the write short (the atomic
     # writer then keeps the earlier file) and raise out of this handler: ignored until the

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from nwwatch.options import ctrl_c_after_the_call
+from nwwatch.stopsignals import ctrl_c_after_the_call
 
 
 @contextmanager

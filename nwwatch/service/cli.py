@@ -10,18 +10,16 @@ from pathlib import Path
 
 import click
 
-from nwwatch.options import (
+from nwwatch.options import model_file, say, stream_dropped
+from nwwatch.service.config import KINDS, ConfigError
+from nwwatch.stopsignals import (
     StopEvent,
     early_stop_signal,
     interrupt_exit_status,
     interrupt_name,
-    model_file,
-    say,
     sigterm_as_interrupt,
-    stream_dropped,
     take_stop_handler,
 )
-from nwwatch.service.config import KINDS, ConfigError
 
 #: Where ``deploy/install.sh`` puts the configuration; ``run`` and ``status`` default to it.
 DEFAULT_CONFIG = Path("/etc/nwwatch/nwwatch.toml")

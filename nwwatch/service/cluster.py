@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nwwatch.options import raise_lost_interrupt
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service import clusterconnect
 from nwwatch.service.batch import Engine, note_skipped
@@ -49,6 +48,7 @@ from nwwatch.service.flush import held_rows_written_at_end, write_held
 from nwwatch.service.ledger import Failure, ItemKey
 from nwwatch.service.ledgerquarantine import opens_as_regular_file, refresh_quarantine
 from nwwatch.service.names import path_key, source_name
+from nwwatch.stopsignals import raise_lost_interrupt
 
 #: Staged task outputs, inside the results folder (hidden: readers and rebuild skip it).
 STAGING_DIR = ".cluster"

@@ -33,7 +33,6 @@ from pathlib import Path
 
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.logsetup import get_logger
-from nwwatch.options import StopEvent
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.config import ServiceConfig, make_folder
 from nwwatch.service.engines import (
@@ -61,6 +60,7 @@ from nwwatch.service.storagepause import StoragePause
 from nwwatch.service.tally import Tally
 from nwwatch.service.watcher import FolderWatcher, original_beside, stop_watchers
 from nwwatch.service.watches import Watch
+from nwwatch.stopsignals import StopEvent
 
 #: Seconds between checks of observers, watched folders and the results folder.
 SUPERVISE_S = 1.0

@@ -21,12 +21,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from nwwatch.atomic import remove_if_present
-from nwwatch.options import ctrl_c_after_the_call
 from nwwatch.results.parquet import results_file_name, write_table_atomic
 from nwwatch.service.crashpoints import crash_point
 from nwwatch.service.ledgerdb import ItemKey
 from nwwatch.service.ledgerquarantine import refresh_quarantine
 from nwwatch.service.rebuild import RESULT_FOLDERS
+from nwwatch.stopsignals import ctrl_c_after_the_call
 
 #: The columns of a row kept in memory for counts and /metrics after the flush.
 SUMMARY_KEYS = ("status", "reason_code", "read_ms", "segment_ms", "measure_ms",

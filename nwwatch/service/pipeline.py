@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Sequence
 
 from nwwatch.dashboard import metrics as _metrics
-from nwwatch.options import ctrl_c_after_the_call
 from nwwatch.paths import acquisition_of
 from nwwatch.results.parquet import acquisition_partition, rows_to_table
 from nwwatch.segment.session import ModelLoadError
@@ -43,6 +42,7 @@ from nwwatch.service.jobs import job_for
 from nwwatch.service.ledger import Failure, LedgerLostError, LedgerWriteError
 from nwwatch.service.ledgerquarantine import refresh_quarantine
 from nwwatch.service.names import path_key, source_name
+from nwwatch.stopsignals import ctrl_c_after_the_call
 
 __all__ = ["BatchReport", "Engine", "FileOutcome", "ResultsWriteError", "process",
            "refresh_quarantine", "source_name", "write_held"]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from nwwatch.options import raise_lost_interrupt, results_dataset_of
+from nwwatch.options import results_dataset_of
 from nwwatch.paths import default_ledger, lies_inside
 from nwwatch.service.config import (
     KINDS,
@@ -41,6 +41,7 @@ from nwwatch.service.replaysummary import (
 from nwwatch.service.startundo import CreatedPaths, ledger_files
 from nwwatch.service.streammemory import call_streams
 from nwwatch.service.watcher import original_beside, scan
+from nwwatch.stopsignals import raise_lost_interrupt
 
 #: A replay hands ``REPLAY_CHUNKS * streams * batch_size`` frames to each ``process`` call
 #: (``streams`` as the frame stage runs them, :func:`nwwatch.service.streammemory.call_streams`):
@@ -313,7 +314,7 @@ def replay(
         from nwwatch.service.cluster import STAGING_DIR, clear_staging
 
         clear_staging(out / STAGING_DIR)
-    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP (nwwatch.options.Terminated)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP (nwwatch.stopsignals.Terminated)
         stopped = ledger is not None
         raise
     finally:
