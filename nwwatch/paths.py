@@ -35,6 +35,12 @@ _TIME_TREE_LEVELS = (re.compile(r"Second_\d+"), re.compile(r"Minute_\d+"),
                      re.compile(r"Hour_\d+"))
 
 
+def is_time_tree_folder(name: str) -> bool:
+    """Whether the folder name ``name`` is one of the levels of Gatan's time tree
+    (``Hour_NN``, ``Minute_NN``, ``Second_NN``)."""
+    return any(level.fullmatch(name) for level in _TIME_TREE_LEVELS)
+
+
 def acquisition_of(source: str) -> str:
     """The acquisition an input file belongs to, as a path string: the folder ``source`` lies
     in, or, for a frame in the Hour_NN/Minute_NN/Second_NN folders of Gatan's In-Situ

@@ -353,6 +353,39 @@ def test_compacting_one_acquisition_reads_only_its_partition(results):
         caught.value)  # b from its readable file, read for the message
 
 
+def test_a_recording_filed_one_partition_per_second_is_compacted_by_its_name(tmp_path,
+                                                                            monkeypatch):
+    """Results written before a Gatan recording was one acquisition filed each of its
+    Second_NN folders in a partition of its own; ``--acquisition REC`` reads those partitions
+    (a time-tree name may hold any recording's rows) and merges them with REC's own."""
+    import hashlib
+
+    import nwwatch.service.pipeline as pipeline
+    from nwwatch.results.parquet import PARTITION_KEY, acquisition_partition
+
+    def per_folder(source: str) -> str:  # the partition of the folder a file lies in
+        parent = os.path.dirname(source)
+        digest = hashlib.sha1(parent.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        return f"{PARTITION_KEY}={os.path.basename(parent)}-{digest}"
+
+    onnx = model(tmp_path)
+    rec, out = tmp_path / "in" / "growth", tmp_path / "res"
+    for second in range(3):
+        folder = rec / "Hour_00" / "Minute_00" / f"Second_0{second}"
+        folder.mkdir(parents=True)
+        write_frame_tiff(folder / f"f{second}.tif", paint_insitu(100.0 + 5 * second, size=48))
+        with monkeypatch.context() as m:
+            if second < 2:  # the first two seconds as filed before
+                m.setattr(pipeline, "acquisition_partition", per_folder)
+            replay(rec, out, kind="insitu", model=onnx)
+    assert sorted(p.parent.name.split("-")[0] for p in dataset_files(out / "frames")) == [
+        "acquisition=Second_00", "acquisition=Second_01", "acquisition=growth"]
+    report = compact(out, acquisition=rec)
+    assert (report.acquisitions, report.files_before, report.rows) == (1, 3, 3)
+    [merged] = dataset_files(out / "frames")
+    assert merged.parent.name == acquisition_partition(str(folder / "f0.tif"))
+
+
 def test_a_results_file_deleted_by_hand_is_named_missing_not_unreadable(results):
     # Was: "left alone (unreadable)" for a file that is not there, where `status` says
     # missing and what to do

@@ -157,6 +157,28 @@ def test_store_sees_new_files_and_replaced_rows(tmp_path):
     assert len(next(iter(store.snapshot.values()))) == 1
 
 
+def test_a_file_whose_rows_cannot_join_the_others_is_unreadable_until_replaced(tmp_path):
+    """A results file whose columns cannot be combined with the rows read (acquired_at
+    without a time zone, from another program) is named unreadable at every refresh, never
+    recorded as read with its rows missing; written again properly, its rows come in."""
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0]))
+    store = ResultsStore(results)
+    store.refresh()
+    naive = frame_rows("/acq/b", [110.0])
+    naive[0]["acquired_at"] = naive[0]["acquired_at"].replace(tzinfo=None)
+    write(results, "frames-2.parquet", naive)
+    for _ in range(2):
+        store.refresh()
+        assert [p.rsplit("/", 1)[1] for p in store.unreadable] == ["frames-2.parquet"]
+    (results / "frames" / "frames-1.parquet").unlink()  # a rebuild of what was read
+    store.refresh()
+    assert {a.folder: len(a) for a in store.snapshot.values()} == {}
+    write(results, "frames-2.parquet", frame_rows("/acq/b", [110.0]))
+    assert store.refresh() and not store.unreadable
+    assert {a.folder: len(a) for a in store.snapshot.values()} == {"/acq/b": 1}
+
+
 def test_quarantined_files_belong_to_their_folder(tmp_path):
     results = tmp_path / "res"
     write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0]))

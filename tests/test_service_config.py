@@ -347,18 +347,21 @@ def test_dead_observer_is_detected_and_restarted(paths):
     seen = []
     watcher = FolderWatcher(w, lambda p, closed: seen.append(p), print)
     watcher.start()
-    assert watcher.alive()
-    for emitter in list(watcher._observer.emitters):  # what an OSError on a share does
-        emitter.stop()
-        emitter.join(2)
-    assert not watcher.alive()
-    watcher.restart()
-    assert watcher.alive() and watcher.restarts == 1
-    (acq / "new.tif").write_bytes(b"x")
-    deadline = time.monotonic() + 5
-    while not seen and time.monotonic() < deadline:
-        time.sleep(0.05)
-    watcher.stop()
+    try:
+        assert watcher.alive()
+        for emitter in list(watcher._observer.emitters):  # what an OSError on a share does
+            emitter.stop()
+            emitter.join(30)
+            assert not emitter.is_alive()
+        assert not watcher.alive()
+        watcher.restart()
+        assert watcher.alive() and watcher.restarts == 1
+        (acq / "new.tif").write_bytes(b"x")
+        deadline = time.monotonic() + 30
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        watcher.stop()
     assert seen and seen[0].name == "new.tif"
 
 

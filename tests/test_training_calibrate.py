@@ -165,6 +165,32 @@ def test_cli_fits_and_writes_a_loadable_model(tmp_path):
     assert seg.metadata.training_command.startswith("python -m training.calibrate ")
 
 
+def test_cli_writes_the_fit_into_a_pipe_and_refuses_a_device_as_the_model(tmp_path, capsys):
+    """``--json`` naming a FIFO (or /dev/stdout) is written into, not renamed over: its reader
+    gets the fit and the FIFO stays; ``--out`` in /dev is refused before the fit."""
+    import os
+    import threading
+
+    model = build_threshold_model(tmp_path / "m.onnx", metadata={"extra": {}})
+    data = tmp_path / "data"
+    (data / "labels").mkdir(parents=True)
+    grey = np.tile(np.linspace(0, 255, 48), (32, 1)).astype(np.uint8)
+    tifffile.imwrite(data / "f0.tif", grey)
+    cv2.imwrite(str(data / "labels" / "f0.png"),
+                np.select([grey < 100, grey < 170], [1, 2], 0).astype(np.uint8))
+    assert main([str(model), str(data), "--out", "/dev/null"]) == 2
+    assert "--out /dev/null lies in /dev" in capsys.readouterr().err
+    fifo = tmp_path / "fit.fifo"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    assert main([str(model), str(data), "--out", str(tmp_path / "k.onnx"),
+                 "--json", str(fifo)]) == 0
+    reader.join(60)
+    assert json.loads(got[0])["pixels"] > 0 and fifo.is_fifo()
+
+
 def test_cli_errors_are_one_line_and_the_model_is_never_replaced(tmp_path, capsys):
     # before: a DATA folder with an image without label, or a missing model, was a traceback,
     # and --out MODEL rewrote the model it was fitted on

@@ -24,6 +24,7 @@ weights (``training/pretrained``) and must be fitted again for a fine-tuned mode
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -41,6 +42,7 @@ from scipy.optimize import minimize
 from nwwatch.atomic import atomic_write, atomic_write_json
 from nwwatch.classes import UNLABELED
 from nwwatch.filehash import file_sha256
+from nwwatch.options import stream_problem
 from nwwatch.segment.contract import (
     INPUT_NAME,
     METADATA_KEY,
@@ -266,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.out.resolve() == args.model.resolve():  # the fitted model would be lost
             raise CalibrationError(f"--out {args.out} is the model itself; write the model "
                                    f"with the offsets to another file")
+        if problem := stream_problem(args.out):  # renamed over, it would be replaced
+            raise CalibrationError(f"--out {args.out} {problem}: give the model a file")
         _calibrate(args, command)
     except (CalibrationError, DatasetLayoutError, ModelMetadataError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -294,10 +298,13 @@ def _calibrate(args: argparse.Namespace, command: str) -> None:
     print(f"{len(images)} frames, {fit.pixels} pixels: offsets "
           + ", ".join(f"{n} {b:+.4f}" for n, b in zip(meta.class_names, fit.offsets, strict=False))
           + f"; cross-entropy {fit.loss_before:.5f} -> {fit.loss_after:.5f} ({fit.reason})")
-    if args.json:
-        atomic_write_json(args.json, asdict(fit))
     write_offset_model(args.model, fit, args.out, f"{len(images)} frames of {args.data}", command)
     print(f"wrote {args.out}")
+    if args.json:
+        if stream_problem(args.json):  # /dev/stdout, a pipe: written into, never renamed over
+            args.json.write_text(json.dumps(asdict(fit), indent=1) + "\n")
+        else:
+            atomic_write_json(args.json, asdict(fit))
 
 
 if __name__ == "__main__":

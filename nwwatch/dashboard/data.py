@@ -193,6 +193,9 @@ class ResultsStore:
         vanished: set[str] = set()
         added: list[pa.Table] = []
         numbered: list[pa.Table] = []
+        new_files: dict[str, tuple[int, int]] = {}
+        kept = self._rows[kind]
+        schema = kept.schema.remove(kept.schema.get_field_index(FILE_COLUMN)) if kept else None
         lost = False
         present = set()
         folders = [str(self.results / kind)]
@@ -229,27 +232,40 @@ class ResultsStore:
                     present.discard(path)
                     bad.add(path)
                     continue
+                try:  # rows that cannot join the others (a column of another type)
+                    schema = pa.unify_schemas([table.schema] if schema is None
+                                              else [schema, table.schema],
+                                              promote_options="permissive")
+                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                    present.discard(path)
+                    bad.add(path)
+                    continue
                 lost = lost or path in cache  # rewritten (rows replaced)
                 number = next(self._file_numbers)
-                cache[path] = (entry.inode(), number)
+                new_files[path] = (entry.inode(), number)
                 added.append(table)
                 numbered.append(table.append_column(
                     FILE_COLUMN, pa.array(np.full(table.num_rows, number, np.int64))))
         for gone in set(cache) - present:
             del cache[gone]
             lost = True
-        self._keep_rows(kind, numbered, prune=lost)
+        # Recorded as read once their rows are kept: a file whose rows were not would be
+        # skipped by every later refresh.
+        self._keep_rows(kind, numbered, [n for _, n in {**cache, **new_files}.values()]
+                        if lost else None)
+        cache.update(new_files)
         self._unreadable[kind] = frozenset(bad)  # swapped whole: readers in other threads
         self._vanished[kind] = frozenset(vanished)
         return added, lost
 
-    def _keep_rows(self, kind: str, numbered: list[pa.Table], prune: bool) -> None:
+    def _keep_rows(self, kind: str, numbered: list[pa.Table],
+                   keep_numbers: list[int] | None) -> None:
         """Add the tables ``numbered`` (new files' rows with their FILE_COLUMN) to the rows
-        kept of ``kind``; ``prune``: first drop the rows of files no longer read (removed, or
-        rewritten under a new number)."""
+        kept of ``kind``; ``keep_numbers``: first drop the rows of every other file (files
+        removed, or rewritten under a new number); None: drop none."""
         rows = self._rows[kind]
-        if prune and rows is not None:
-            current = pa.array(sorted(n for _, n in self._files[kind].values()), pa.int64())
+        if keep_numbers is not None and rows is not None:
+            current = pa.array(sorted(keep_numbers), pa.int64())
             rows = rows.filter(pc.is_in(rows[FILE_COLUMN], value_set=current))
         if numbered:
             # permissive: int32 and int64, float32 and float64 of different writers; one

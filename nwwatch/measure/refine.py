@@ -443,7 +443,8 @@ def ramp_bias_px(offsets: np.ndarray, profile: np.ndarray, sign: float, jump: fl
     over the window +-W (``WINDOW_PX``) about an estimate c is b (c + W)^2 / (2 (J + b (c + W))),
     and :func:`_step_centroid` iterates it to its fixed point c = W (sqrt(1 + r^2) - 1) / r,
     r = b W / J (the first step alone gives W r / (2 (1 + r)), less). ``jump`` is measured at
-    the biased position, b c above J: J is taken as ``jump`` - b c, solved with c.
+    the biased position, J + b c = sqrt(J^2 + (b W)^2), so c = b W^2 / (jump + sqrt(jump^2 -
+    (b W)^2)); W where the ramp over the window is as large as the jump.
     ``offsets`` and ``profile`` (float64 (M,)) are the profile beyond ``STEP_SIDE_PX`` on the
     droplet's side; only a ramp that goes on in the step's direction ``sign`` counts (the
     droplet thickening away from the facet: steep caps, droplets narrower than their wire).
@@ -454,11 +455,7 @@ def ramp_bias_px(offsets: np.ndarray, profile: np.ndarray, sign: float, jump: fl
                                   / (centred * centred).sum()))
     if slope == 0.0 or jump <= 0.0:
         return 0.0
-    bias = 0.0
-    for _ in range(50):  # from below, increasing to the fixed point (J falls as c rises)
-        ramp = slope * WINDOW_PX / max(jump - slope * bias, 1e-12)
-        new = WINDOW_PX * (math.sqrt(1.0 + ramp * ramp) - 1.0) / ramp
-        if abs(new - bias) < 1e-4:
-            return new
-        bias = new
-    return bias
+    ramp_px = slope * WINDOW_PX  # the ramp's rise over the window
+    if ramp_px >= jump:
+        return WINDOW_PX
+    return slope * WINDOW_PX**2 / (jump + math.sqrt(jump * jump - ramp_px * ramp_px))

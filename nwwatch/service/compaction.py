@@ -42,7 +42,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nwwatch.atomic import fsync_folder
-from nwwatch.paths import acquisition_named, acquisition_of, default_ledger
+from nwwatch.paths import (
+    acquisition_named,
+    acquisition_of,
+    default_ledger,
+    is_time_tree_folder,
+)
 from nwwatch.pathtext import path_text
 from nwwatch.results.parquet import (
     PARTITION_KEY,
@@ -121,9 +126,8 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                 files[rel].append(batch_id)
             groups: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
             for rel, batch_ids in files.items():
-                partition = Path(rel).parent.name
-                if (wanted_dir is not None and partition.startswith(f"{PARTITION_KEY}=")
-                        and partition != wanted_dir):
+                if wanted_dir is not None and _other_partition(Path(rel).parent.name,
+                                                               wanted_dir):
                     skipped.append(rel)
                     continue
                 try:
@@ -168,6 +172,17 @@ def _acquisitions_in(path: Path) -> set[str]:
     at ``path``; OSError or ``pa.ArrowInvalid`` when it cannot be read."""
     sources = pq.read_table(path, columns=["source"]).column("source")
     return {acquisition_of(s) for s in sources.unique().to_pylist()}
+
+
+def _other_partition(folder: str, wanted_dir: str) -> bool:
+    """Whether the results folder ``folder`` is another acquisition's partition than
+    ``wanted_dir``. A partition named after a Gatan time-tree folder (``Second_00``...) may
+    hold any recording's rows: results written before a recording was one acquisition filed
+    each of its seconds apart."""
+    prefix = f"{PARTITION_KEY}="
+    if not folder.startswith(prefix) or folder == wanted_dir:
+        return False
+    return not is_time_tree_folder(folder[len(prefix):].rpartition("-")[0])
 
 
 def _partition_dir(acquisition: str) -> str | None:
