@@ -38,8 +38,8 @@ def _run(code: str, block: tuple[str, ...] = ()) -> str:
 #: Layers of the data path, lowest first; a module imports only from its own layer and those
 #: below. Command-line modules (``cli.py``) are entry points and may import any layer.
 LAYERS = [
-    {"atomic", "classes", "normalize", "logsetup", "options", "paths", "pathtext",
-     "resources"},
+    {"atomic", "classes", "filehash", "normalize", "logsetup", "options", "paths", "pathtext",
+     "resources", "stopsignals", "tomlfile"},
     {"io"},
     {"segment", "synth"},
     {"measure", "volume"},
