@@ -91,6 +91,31 @@ def test_report_on_replay_results_from_the_command_line(tmp_path):
     assert f"<td>{median:.1f}°</td>" in page
 
 
+def test_report_of_named_acquisitions_only(tmp_path):
+    """``--acquisition`` (repeatable) limits the page to those folders: a results folder of
+    a long run holds many, each a plot to draw; a folder with no results is an error naming
+    those that have some, not an empty page."""
+    from nwwatch.service import replay
+
+    onnx = model(tmp_path)
+    for k, name in enumerate(("run1", "run2", "run3")):
+        acq = tmp_path / "acq" / name
+        acq.mkdir(parents=True)
+        write_frames(acq, [105.0 + k, 110.0 + k])  # other bytes: not skipped as done
+        replay(acq, tmp_path / "res", model=onnx)
+    out = tmp_path / "r.html"
+    args = ["report", str(tmp_path / "res"), "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--acquisition", str(tmp_path / "acq" / "run3"),
+                                       "--acquisition", str(tmp_path / "acq" / "run1")])
+    assert result.exit_code == 0, result.output
+    headings = re.findall(r"<h2>([^<]*)</h2>", out.read_text())
+    assert headings == [str(tmp_path / "acq" / "run1"), str(tmp_path / "acq" / "run3")]
+    result = CliRunner().invoke(main, [*args, "--acquisition", str(tmp_path / "acq" / "run9")])
+    assert result.exit_code == 1
+    assert f"no results of acquisition {tmp_path / 'acq' / 'run9'}" in result.output
+    assert str(tmp_path / "acq" / "run2") in result.output
+
+
 def test_report_without_results_or_matplotlib_says_why(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(main, ["report", str(tmp_path / "empty")])

@@ -20,6 +20,7 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from nwwatch.dashboard.data import (
 )
 from nwwatch.dashboard.stats import TREND_WINDOW, rolling_median
 from nwwatch.options import OutputFile, say
+from nwwatch.paths import acquisition_named
+from nwwatch.pathtext import path_text
 
 #: Readings of the results folder while files vanish under it (a compaction running).
 _READ_TRIES = 5
@@ -245,11 +248,15 @@ def _nothing_here(results: Path) -> str:
     return f"{results}: nothing to report yet: {'; '.join(held)}"
 
 
-def write_report(results: str | Path, out: str | Path) -> Path:
+def write_report(results: str | Path, out: str | Path,
+                 acquisitions: Sequence[str | os.PathLike[str]] = ()) -> Path:
     """Write the report of the results folder ``results`` to ``out`` (HTML) and its PNGs to
-    ``<out stem>_files/``; returns ``out``. Raises FileNotFoundError when ``results`` holds no
-    results at all."""
+    ``<out stem>_files/``; returns ``out``. ``acquisitions``: only these acquisition folders
+    (as ``nwwatch compact --acquisition`` names them; all when empty). Raises
+    FileNotFoundError when ``results`` holds no results at all, or none of an acquisition
+    named (the message lists those it holds)."""
     results, out = Path(results), Path(out)
+    wanted = [acquisition_named(path_text(os.path.abspath(a))) for a in acquisitions]
     for _ in range(_READ_TRIES):
         store = ResultsStore(results)
         store.refresh()
@@ -262,6 +269,13 @@ def write_report(results: str | Path, out: str | Path) -> Path:
             raise FileNotFoundError(f"{results}: the results files could not be read "
                                     f"(damaged?): {', '.join(unreadable)}")
         raise FileNotFoundError(_nothing_here(results))
+    if wanted:
+        held = sorted({a.folder for a in acqs})
+        if missing := [w for w in wanted if w not in held]:  # a typo: not an empty page
+            raise FileNotFoundError(f"{results}: no results of acquisition "
+                                    f"{', '.join(missing)} (acquisitions here: "
+                                    f"{', '.join(held)})")
+        acqs = [a for a in acqs if a.folder in wanted]
     # The pictures go to a fresh folder that then replaces <out stem>_files/: a picture of
     # an earlier report (an acquisition since compacted away, a mask no longer drawn) would
     # otherwise stay there beside this report's.
@@ -374,7 +388,10 @@ def _is_report(path: Path) -> bool:
 @click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out", type=OutputFile("report.html"),
               default=Path("report.html"), show_default=True, help="HTML file to write.")
-def report(results: Path, out: Path) -> None:
+@click.option("--acquisition", "acquisitions", multiple=True, type=click.Path(path_type=Path),
+              help="Only this acquisition folder (repeatable; default: every acquisition "
+                   "of RESULTS).")
+def report(results: Path, out: Path, acquisitions: tuple[Path, ...]) -> None:
     """Write a static HTML report (with PNG plots) of a results folder."""
     from nwwatch.options import refuse_inside_results, require_writable
 
@@ -388,7 +405,7 @@ def report(results: Path, out: Path) -> None:
     refuse_inside_results(out, "'--out'", results)
     require_writable(out, "'--out'")
     try:
-        path = write_report(results, out)
+        path = write_report(results, out, acquisitions)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # e.g. a full disk, or <out stem>_files in the way
