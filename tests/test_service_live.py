@@ -37,7 +37,9 @@ def _tiff_bytes(tmp_path, angle, size=64, name="src.tif"):
 
 def test_awkward_writers_and_bad_files(setup):
     tmp, acq, res, onnx_model = setup
-    cfg = write_config(tmp / "c.toml", acq, res, onnx_model, settle=0.6)
+    # settle 10 x the writers' 0.2 s pauses: a test process stalled for a moment on a busy
+    # machine must not make a pause look like a finished (truncated) file
+    cfg = write_config(tmp / "c.toml", acq, res, onnx_model, settle=2.0)
     daemon = DaemonProcess(cfg, tmp / "log")
     try:
         daemon.wait_event("ready")

@@ -199,10 +199,11 @@ def test_a_writer_pausing_longer_than_settle_seconds_gets_its_file_processed_onc
     try:
         daemon.wait_event("ready", timeout=60)
         cuts = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
-        for a, b in zip(cuts, cuts[1:], strict=False):
+        for k, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False), 1):
             with open(acq / "slow.tif", "ab") as f:  # closed after every chunk
                 f.write(data[a:b])
-            time.sleep(1.5)
+            if k < 3:  # the writer pauses until the partial file was judged (settle: 0.3 s)
+                daemon.wait_event("file_quarantined", timeout=60, count=k)
         wait_rows(res, 1, timeout=60, proc=daemon)
         time.sleep(1.0)
     finally:

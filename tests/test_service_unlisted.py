@@ -94,7 +94,7 @@ def test_files_arriving_after_a_folder_became_listable_are_seen_without_a_rescan
     folder.chmod(0)
     # a file seen by inotify is processed in well under a second (0.35-0.4 s measured with
     # the 2 cores busy); one left for the next rescan waits about rescan_s
-    rescan_s = 5.0
+    rescan_s = 8.0
     cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.3,
                        rescan=rescan_s)
     daemon = DaemonProcess(cfg, tmp_path / "log", wrap=prefix)
