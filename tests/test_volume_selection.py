@@ -18,13 +18,13 @@ from nwwatch.volume import segment_volume
 
 torch = pytest.importorskip("torch")
 from training.config import TrainConfig  # noqa: E402  (after the skip guard)
+from training.data import label_warnings  # noqa: E402
 from training.volume_forest import FOREST_SLAB_SLICES  # noqa: E402
 from training.volume_select import (  # noqa: E402
     CANDIDATES,
     FOREST_MARGIN,
     MIN_PATCHES_FOR_FEATURES,
     choose,
-    label_warnings,
     make_folds,
     mixed_patches,
     patch_groups,

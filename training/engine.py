@@ -301,7 +301,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     if data.kind == "tomogram" and payload is None:
         # Every mask of a model trained on too few pixels of a class is flagged at run time
         # (the counts go into the model): say so now, whichever way the data came.
-        from training.volume_select import label_warnings
+        from training.data import label_warnings
 
         for warning in label_warnings(data):
             echo(f"warning: {warning}")

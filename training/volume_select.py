@@ -56,10 +56,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nwwatch.classes import UNLABELED
-from nwwatch.volume.verdict import MIN_LABELED_PIXELS, labeled_pixels
 from training.config import VOLUME_CANDIDATES, TrainConfig
-from training.data import TrainingData, load_volume_slices
+from training.data import label_warnings, load_volume_slices
 from training.volume_candidates import NETWORK_PARADIGMS, CandidateTrainer, predict_solid
 from training.volume_folds import (
     BLOCK_PX,
@@ -120,31 +118,6 @@ class Selection:
         out["seconds"] = {k: round(v, 2) for k, v in self.seconds.items()}
         out["stopped"] = {k: round(v, 5) for k, v in self.stopped.items()}
         return out
-
-
-def label_warnings(data: TrainingData) -> list[str]:
-    """A warning with advice for each class with fewer than ``MIN_LABELED_PIXELS`` labeled
-    pixels: the model has too little to learn that class from, and its masks are flagged
-    ``few_labeled_pixels`` at run time. And one for each slice labeled in every pixel: that
-    is what labels exported with 0 as "unlabeled" (napari, ilastik) look like here, where 0
-    is pore, and no error can tell them from a slice labeled in full on purpose. And one for
-    each slice labeled nowhere (possible beside other labeled slices): most likely the wrong
-    file."""
-    out = []
-    for class_id, name in enumerate(data.class_names):
-        count = sum(int(np.count_nonzero(item.label == class_id)) for item in data.labeled)
-        if count < MIN_LABELED_PIXELS:
-            out.append(f"only {labeled_pixels(count, name)} (fewer than {MIN_LABELED_PIXELS}): "
-                       f"label one more patch of {name}, on this slice or another one")
-    for item in data.labeled:
-        if np.all(item.label == UNLABELED):  # beside other slices' labels; alone: refused
-            out.append(f"{item.shown_as or item.stem} labels no pixel (every pixel is "
-                       f"{UNLABELED}): it adds nothing to training; the wrong file?")
-        elif not np.any(item.label == UNLABELED):
-            out.append(f"every pixel of {item.shown_as or item.stem} is labeled (none is "
-                       f"{UNLABELED}): if 0 meant 'unlabeled' (napari, ilastik), mark those "
-                       f"pixels {UNLABELED}; 0 is {data.class_names[0]} here")
-    return out
 
 
 def _cross_validate(trainer: CandidateTrainer, method: str, labels: list[np.ndarray],
