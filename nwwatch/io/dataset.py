@@ -48,10 +48,10 @@ from nwwatch.io.errors import InputError, UnsupportedDtypeError
 from nwwatch.io.png import decode_image_file, low_grey_bit_depth
 from nwwatch.io.records import Frame, Volume
 from nwwatch.io.regular import check_regular, open_regular
-from nwwatch.io.tiff import check_tomogram, read_frames, read_volume
+from nwwatch.io.tiff import TIFF_SUFFIXES, check_tomogram, read_frames, read_volume
 from nwwatch.tomlfile import TomlFileError, read_toml
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png")
 
 
 class DatasetLayoutError(ValueError):

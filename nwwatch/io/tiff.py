@@ -79,6 +79,9 @@ from nwwatch.io.structure import corrupt_structure_refused, open_tiff
 
 _log = structlog.get_logger("nwwatch.io")
 
+#: The suffixes of TIFF files (lower case), as every reader and watcher takes them.
+TIFF_SUFFIXES = (".tif", ".tiff")
+
 
 def inspect_tiff(path: str | os.PathLike[str]) -> TiffInfo:
     """Check that ``path`` is a complete, readable single-channel TIFF, reading headers only.

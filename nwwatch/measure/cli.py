@@ -34,6 +34,7 @@ from nwwatch.classes import (
 )
 from nwwatch.io import Frame, ImageTooLargeError, InputError, inspect_tiff
 from nwwatch.io.dataset import (
+    IMAGE_SUFFIXES,
     JPEG_NAMED_PNG,
     DatasetLayoutError,
     label_values_problem,
@@ -55,9 +56,8 @@ from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
 from nwwatch.options import FiniteFloatRange, InputFile, OutputFile, model_file, say
 from nwwatch.pathtext import path_text
 
-_IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: the frames --images pairs with a label file: every format measure reads, TIFF and PNG first
-_FRAME_SUFFIXES = _IMAGE_SUFFIXES + DM_SUFFIXES + EMD_SUFFIXES + MRC_SUFFIXES + SER_SUFFIXES
+_FRAME_SUFFIXES = IMAGE_SUFFIXES + DM_SUFFIXES + EMD_SUFFIXES + MRC_SUFFIXES + SER_SUFFIXES
 
 def _listed(suffixes: tuple[str, ...]) -> str:
     return ", ".join(suffixes)
@@ -65,7 +65,7 @@ def _listed(suffixes: tuple[str, ...]) -> str:
 
 #: said of a file of any other name (tried as a TIFF and refused)
 _FORMATS_READ = (
-    f"measure reads TIFF ({_listed(_IMAGE_SUFFIXES[:2])}), PNG (.png), "
+    f"measure reads TIFF ({_listed(IMAGE_SUFFIXES[:2])}), PNG (.png), "
     f"MRC ({_listed(MRC_SUFFIXES)}), DigitalMicrograph ({_listed(DM_SUFFIXES)}), "
     f"Velox EMD ({_listed(EMD_SUFFIXES)}) and TIA series ({_listed(SER_SUFFIXES)}) files")
 #: ``--read-as auto`` takes an integer image with at most this many distinct values (0, 1, 2

@@ -399,9 +399,10 @@ def _named_input(file: Path) -> bool:
     from nwwatch.io.emd import is_emd
     from nwwatch.io.mrc import is_mrc
     from nwwatch.io.ser import is_ser
+    from nwwatch.io.tiff import TIFF_SUFFIXES
     from nwwatch.service.inputs import REPLAY_LINK_REASON, check_input
 
-    if (file.suffix.lower() in (".tif", ".tiff") or is_mrc(file) or is_dm(file)
+    if (file.suffix.lower() in TIFF_SUFFIXES or is_mrc(file) or is_dm(file)
             or is_emd(file) or is_ser(file)):
         return True
     try:

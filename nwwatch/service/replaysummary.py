@@ -107,7 +107,9 @@ class ReplaySummary:
         """TIFFs left out as exports of a DigitalMicrograph, Velox EMD or TIA file of the
         same stem beside them (:func:`nwwatch.service.watcher.original_beside`), which is
         read instead."""
-        return [p for p in self.left_out if p.suffix.lower() in (".tif", ".tiff")]
+        from nwwatch.io.tiff import TIFF_SUFFIXES
+
+        return [p for p in self.left_out if p.suffix.lower() in TIFF_SUFFIXES]
 
     @property
     def of_other_names(self) -> list[Path]:

@@ -35,6 +35,7 @@ from nwwatch.io.dm import DM_SUFFIXES
 from nwwatch.io.emd import EMD_SUFFIXES
 from nwwatch.io.mdoc import is_mdoc
 from nwwatch.io.ser import SER_SUFFIXES
+from nwwatch.io.tiff import TIFF_SUFFIXES
 from nwwatch.service.config import WatchConfig, other_kind_reading
 
 #: File system types on which inotify misses remote writes.
@@ -165,7 +166,7 @@ def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
     from nwwatch.io.ser import is_ser
 
     suffix = Path(name).suffix.lower()
-    if suffix in _TIFF_SUFFIXES:
+    if suffix in TIFF_SUFFIXES:
         return _export_hint(Path(name))
     other = other_kind_reading(suffix, kind)
     if other is not None:
@@ -183,7 +184,6 @@ def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
 #: same stem beside one of them is an export of the same frames ("Save Display As"), not a
 #: second acquisition.
 ORIGINAL_SUFFIXES = DM_SUFFIXES + EMD_SUFFIXES + SER_SUFFIXES
-_TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def _original_names(path: Path) -> list[Path]:
@@ -202,7 +202,7 @@ def original_beside(path: str | os.PathLike[str], watch: WatchConfig) -> Path | 
     service once the file is ready: looked up once a file, not at each of its events), so a
     frame saved in both forms gives one row, with the original's metadata."""
     path = Path(path)
-    if path.suffix.lower() not in _TIFF_SUFFIXES:
+    if path.suffix.lower() not in TIFF_SUFFIXES:
         return None
     return next((o for o in _original_names(path) if matches(o.name, watch) and o.is_file()),
                 None)
@@ -227,7 +227,7 @@ def _folder(folder: Path, names: list[str], watch: WatchConfig,
                  if os.path.splitext(name)[1].lower() in ORIGINAL_SUFFIXES}
     # a set: a folder of thousands of frames saved in both forms is scanned every minute
     exports = {name for name in inputs if os.path.splitext(name)[0] in originals
-               and os.path.splitext(name)[1].lower() in _TIFF_SUFFIXES}
+               and os.path.splitext(name)[1].lower() in TIFF_SUFFIXES}
     yield from (folder / name for name in inputs if name not in exports)
     if unread is not None:
         stems = {Path(name).stem for name in inputs}
@@ -238,7 +238,7 @@ def _folder(folder: Path, names: list[str], watch: WatchConfig,
         unread += [folder / name for name in names
                    if not name.startswith(".") and name not in taken
                    and Path(name).stem not in stems
-                   and os.path.splitext(name)[1].lower() not in _TIFF_SUFFIXES
+                   and os.path.splitext(name)[1].lower() not in TIFF_SUFFIXES
                    and unread_hint(folder / name, watch.kind)]
         unread += [folder / name for name in inputs if name in exports]
 
