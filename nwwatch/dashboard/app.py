@@ -33,11 +33,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -53,6 +61,7 @@ from nwwatch.dashboard.data import (
 from nwwatch.dashboard.masks import mask_slices_png
 from nwwatch.dashboard.previews import MAX_PREVIEW_PX, MIN_PREVIEW_PX, picture_preview_jpeg
 from nwwatch.dashboard.server import lower_priority
+from nwwatch.dashboard.settings import foreign_host
 from nwwatch.dashboard.stats import TREND_WINDOW
 from nwwatch.pathtext import path_of_text
 
@@ -198,10 +207,30 @@ def _no_such(request: Request) -> Response:
                         status_code=404)
 
 
+class _LoopbackHostOnly:
+    """ASGI middleware: a request whose Host header names another machine than the loopback
+    gets 403 (:func:`nwwatch.dashboard.settings.foreign_host`)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            header = dict(scope["headers"]).get(b"host")
+            problem = foreign_host(None if header is None else header.decode("latin-1"))
+            if problem is not None:
+                await PlainTextResponse(problem + "\n", status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(results: str | Path, ledger: str | Path | None = None, *, live: bool = False,
                stale_after_s: float | None = 120.0, rows_held_s: float = 0.0,
-               active_since: float | None = None) -> Starlette:
+               active_since: float | None = None, loopback_only: bool = False) -> Starlette:
     """The ASGI application for the results folder ``results``.
+
+    ``loopback_only``: the server listens on the loopback; requests for another host name
+    (:func:`nwwatch.dashboard.settings.foreign_host`: DNS rebinding) are refused with 403.
 
     ``live``: served by the running service (``/metrics``, queue and latency figures, stale
     warnings); otherwise a finished or replayed results folder. ``rows_held_s``: the
@@ -297,9 +326,13 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
     async def result_file(request: Request) -> Response:
         root = dash.store.results.resolve()
         # the row's text of a name that is not UTF-8 (\xNN) names the file with those bytes
-        path = Path(path_of_text(str(root / request.path_params["path"]))).resolve()
-        if (root not in path.parents or path.suffix.lower() not in _IMAGE_SUFFIXES
-                or not path.is_file()):
+        try:
+            path = Path(path_of_text(str(root / request.path_params["path"]))).resolve()
+            found = (root in path.parents and path.suffix.lower() in _IMAGE_SUFFIXES
+                     and path.is_file())
+        except (ValueError, OSError):  # a NUL byte, a name too long: no such picture
+            found = False
+        if not found:
             return Response("not found", status_code=404)
         max_px = request.query_params.get("max_px")
         if max_px is not None:
@@ -337,7 +370,8 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
         yield
         dash.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(_LoopbackHostOnly)] if loopback_only else []
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.stopping = False
     app.state.dashboard = dash
     return app

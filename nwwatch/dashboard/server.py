@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nwwatch.dashboard.settings import DashboardConfig
+from nwwatch.dashboard.settings import DashboardConfig, is_loopback
 
 if TYPE_CHECKING:
     from nwwatch.stopsignals import StopEvent
@@ -125,7 +125,8 @@ class DashboardThread:
             app = create_app(self.results, self.ledger, live=self.live,
                              stale_after_s=self.settings.stale_after_s,
                              rows_held_s=self.settings.rows_held_s,
-                             active_since=self.started_at)
+                             active_since=self.started_at,
+                             loopback_only=is_loopback(self.settings.host))
             self._server = _server(app, sock)
             # A port picked by the system (port 0) is known from this line alone: a warning,
             # so that every [logging] level shows it
@@ -213,7 +214,8 @@ def serve(results: Path, ledger: Path | None, host: str, port: int,
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         sock = bind_socket(host, port)
         try:
-            app = create_app(results, ledger, live=False, stale_after_s=stale_after_s)
+            app = create_app(results, ledger, live=False, stale_after_s=stale_after_s,
+                             loopback_only=is_loopback(host))
             server = _server(app, sock)
             if not stop.is_set():
                 _serve_until(server, app, sock, host, results, stop)

@@ -37,6 +37,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_of_header(header: str) -> str:
+    """The host of an HTTP ``Host`` header, without its port: ``[::1]:8765`` -> ``::1``,
+    ``localhost:9000`` -> ``localhost``, ``127.0.0.1`` -> ``127.0.0.1``."""
+    if header.startswith("["):  # an IPv6 address, bracketed
+        end = header.find("]")
+        return header[1:end] if end > 0 else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def foreign_host(header: str | None) -> str | None:
+    """Why a server listening on the loopback alone refuses a request whose ``Host`` header
+    is ``header`` (None: no header), or None. A page of another site that makes its own name
+    resolve to 127.0.0.1 (DNS rebinding) reaches such a server with that name as its Host,
+    and could then read what it serves; a browser on this machine, an SSH tunnel
+    (``ssh -L``) or a reverse proxy that keeps the upstream's name send a loopback one."""
+    if header is None or is_loopback(host_of_header(header).lower()):
+        return None
+    return (f"Host {header!r} is not this machine's loopback name: this server listens on "
+            f"the loopback and answers requests for localhost, 127.0.0.1 or [::1] only")
+
+
 def parse_listen(text: str, allow_remote: bool = False) -> tuple[str, int]:
     """``"HOST:PORT"`` (``"[::1]:PORT"`` for IPv6) -> (host, port); port 0 picks a free one.
 

@@ -48,6 +48,7 @@ import numpy as np
 
 from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
+from nwwatch.dashboard.settings import foreign_host, is_loopback
 from nwwatch.io import InputError
 from nwwatch.io.dataset import DatasetLayoutError
 from nwwatch.label.frames import FramePixels, FrameRef, OpenFiles, read_frame
@@ -286,8 +287,52 @@ def _other_frame(stem: str) -> dict[str, Any]:
                      "label again with the frames it was loaded with.", "frame_changed": True}
 
 
+#: The largest request body taken (bytes): a geometry document is a few kilobytes, and its
+#: strokes a few hundred more at most.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
 class _Handler(BaseHTTPRequestHandler):
     session: LabelSession  # set on the subclass made by make_server
+    #: Set by make_server: the server listens on the loopback alone (requests for another
+    #: host name are refused: DNS rebinding).
+    loopback_only: bool = True
+    #: Seconds a connection may stay silent (a request never finished holds its thread).
+    timeout = 60
+
+    def _refused(self, post: bool) -> bool:
+        """Answer 403 and return True for a request this server does not take: for another
+        host name where it listens on the loopback (DNS rebinding), and for a save or a
+        preview sent by a page of another origin, or not as JSON. A browser sends JSON to
+        another origin only after asking that origin (a preflight this server does not
+        answer), so a page of another site cannot write the user's DATA."""
+        host = self.headers.get("Host")
+        problem = foreign_host(host) if self.loopback_only else None
+        if problem is None and post:
+            origin = self.headers.get("Origin")
+            content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
+                problem = f"a request from another origin ({origin}) is not taken"
+            elif content_type != "application/json":
+                problem = "saves and previews are sent as application/json"
+        if problem is None:
+            return False
+        self._error(HTTPStatus.FORBIDDEN, problem)
+        return True
+
+    def _body(self) -> bytes | None:
+        """The request's body; None after answering a bad or too large Content-Length."""
+        text = self.headers.get("Content-Length", "0").strip()
+        if not text.isdigit():
+            self.close_connection = True
+            self._error(HTTPStatus.BAD_REQUEST, f"Content-Length {text!r} is not a size")
+            return None
+        if int(text) > MAX_BODY_BYTES:
+            self.close_connection = True  # the body is not read
+            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                        f"a body of {int(text)} bytes; at most {MAX_BODY_BYTES} are taken")
+            return None
+        return self.rfile.read(int(text))
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("label-server: " + format, *args)
@@ -320,6 +365,8 @@ class _Handler(BaseHTTPRequestHandler):
         return index if 0 <= index < len(self.session.frames) else None
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        if self._refused(post=False):
+            return
         path, _, query = self.path.partition("?")
         if path in ("/", "/index.html"):
             return self._static("index.html")
@@ -353,6 +400,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._error(HTTPStatus.NOT_FOUND, f"no such page {path}")
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        if self._refused(post=True):
+            self.close_connection = True  # its body is not read
+            return
         path, _, query = self.path.partition("?")
         parts = path.strip("/").split("/")
         if len(parts) != 4 or parts[:2] != ["api", "frames"] or parts[3] not in ("preview",
@@ -361,9 +411,13 @@ class _Handler(BaseHTTPRequestHandler):
         index = self._frame(parts)
         if index is None:
             return self._error(HTTPStatus.NOT_FOUND, f"no frame {parts[2]}")
+        body = self._body()
+        if body is None:
+            return None
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-            geometry = _from_json(json.loads(self.rfile.read(length) or b"null"))
+            geometry = _from_json(json.loads(body or b"null"))
+        except RecursionError:
+            return self._error(HTTPStatus.BAD_REQUEST, "geometry: JSON nested too deeply")
         except (ValueError, GeometryError) as exc:
             return self._error(HTTPStatus.BAD_REQUEST, f"geometry: {exc}")
         saving = parts[3] == "save"
@@ -372,6 +426,10 @@ class _Handler(BaseHTTPRequestHandler):
                                "server is stopping (Ctrl+C); start it again and save")
         try:
             if not saving:
+                shape = self.session.image(index).image.shape
+                if tuple(geometry.shape) != tuple(shape):  # drawn for that frame, no other size
+                    return self._error(HTTPStatus.BAD_REQUEST, f"shape: geometry "
+                                       f"{list(geometry.shape)} != frame {list(shape)}")
                 return self._json(preview(geometry))
             ref = self.session.frames[index]
             frame = self.session.image(index)
@@ -429,8 +487,9 @@ def make_server(session: LabelSession, host: str = "127.0.0.1",
     """An HTTP server for ``session`` on ``host`` (a name, an IPv4 or an IPv6 address, with or
     without brackets) at ``port`` (0: any free port; see ``server_address``). Raises OSError
     when it cannot listen there."""
-    handler = type("LabelHandler", (_Handler,), {"session": session})
     host = host.removeprefix("[").removesuffix("]")
+    handler = type("LabelHandler", (_Handler,), {"session": session,
+                                                 "loopback_only": is_loopback(host)})
     family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                 flags=socket.AI_PASSIVE)[0][0]  # "": every interface
     server = type("LabelServer", (ThreadingHTTPServer,), {"address_family": family})
