@@ -994,3 +994,80 @@ def test_ignore_patterns_that_take_every_file_are_refused(paths, ignore, pattern
     (tmp / "c.toml").write_text(text.replace("[[watch]]\n", '[[watch]]\nignore_patterns = '
                                              '["*.tmp", "*~"]\n', 1))
     assert load_config(tmp / "c.toml").watches[0].ignore_patterns == ("*.tmp", "*~")
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict]] = []
+
+    def __getattr__(self, level: str):
+        return lambda event, **fields: self.lines.append((level, event, fields))
+
+
+def test_a_sub_folder_inotify_cannot_watch_makes_the_folder_polled(paths, monkeypatch):
+    """Out of inotify watches (fs.inotify.max_user_watches) for a sub-folder, watchdog left it
+    out without a word: its files waited for the next rescan (60 s by default) while the log
+    said "inotify". The watcher records it; the next supervision polls the folder and says
+    why, and a file in that sub-folder is seen without a rescan."""
+    import errno
+
+    from watchdog.observers import inotify_c
+
+    from nwwatch.service.watches import Watch
+
+    tmp, acq, res, m = paths
+    for name in ("run0", "run1", "run2"):
+        (acq / name).mkdir()
+    real = inotify_c.InotifyFD.add_callback
+
+    def out_of_watches(self, path, *args, **kwargs):
+        if path.endswith(b"run2"):
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(inotify_c.InotifyFD, "add_callback", out_of_watches)
+    w = load_config(write_config(tmp / "c.toml", acq, res, m)).watches[0]
+    seen: list[Path] = []
+    watcher = FolderWatcher(w, lambda p, closed: seen.append(p), print)
+    watch = Watch(0, w, engine=None, watcher=watcher)
+    log = _Lines()
+    try:
+        watch.start(log, {})
+        assert watcher.mode == "inotify" and watcher.exhausted.errno == errno.ENOSPC
+        monkeypatch.setattr(Watch, "rescan", lambda *args: 0)
+        watch.supervise(None, set(), log, {})
+        assert watcher.mode == "polling" and watcher.exhausted is None
+        events = [(level, event) for level, event, _ in log.lines]
+        assert events == [("info", "watching"), ("warning", "inotify_exhausted"),
+                          ("warning", "watching")]
+        assert "max_user_watches" in log.lines[-1][2]["reason"]
+        (acq / "run2" / "f.tif").write_bytes(b"x")
+        deadline = time.monotonic() + 30
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [p.name for p in seen] == ["f.tif"]
+    finally:
+        watcher.stop()
+
+
+def test_out_of_inotify_instances_the_folder_is_polled_and_the_log_says_why(paths, monkeypatch):
+    """watchdog's inotify observer takes its inotify instance when it is made, outside the
+    fallback's reach: out of instances (or of file descriptors), the folder was never
+    watched, only rescanned, with "watch_failed ... retrying every second" once a minute."""
+    import errno
+
+    import nwwatch.service.watcher as watcher_module
+
+    def no_instance():
+        raise OSError(errno.EMFILE, "inotify instance limit reached")
+
+    monkeypatch.setattr(watcher_module, "Observer", no_instance)
+    tmp, acq, res, m = paths
+    w = load_config(write_config(tmp / "c.toml", acq, res, m)).watches[0]
+    watcher = FolderWatcher(w, lambda p, closed: None, print)
+    try:
+        watcher.start()
+        assert watcher.mode == "polling" and watcher.alive()
+        assert watcher.fallback.startswith("inotify instance limit reached (errno 24)")
+    finally:
+        watcher.stop()

@@ -7,6 +7,8 @@ writes to an acquisition folder: it only lists and stats.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fnmatch
 import functools
 import itertools
@@ -354,33 +356,75 @@ class FolderWatcher:
         self._handler = _Handler(watch, on_change, on_delete)
         self._observer = None
         self.restarts = 0
+        #: Why the folder is polled although inotify was chosen: inotify's watches or
+        #: instances ran out (at the start, or for a sub-folder since: see :meth:`exhausted`).
+        self.fallback: str | None = None
+        self._exhausted: OSError | None = None
 
     @property
     def mode(self) -> str:
         return "polling" if self.polling else "inotify"
 
+    @property
+    def exhausted(self) -> OSError | None:
+        """The error of a sub-folder inotify could not watch for want of watches or instances
+        (watchdog leaves such a folder out without a word: its files would wait for the next
+        rescan); None while inotify watches everything, or the folder is polled."""
+        return None if self.polling else self._exhausted
+
     def start(self) -> None:
-        """Start observing. Raises OSError when the folder is missing or inotify is exhausted
-        (errno 28/24); the caller logs it and tries again later."""
-        observer = (PacedPollingObserver(timeout=POLL_INTERVAL_S) if self.polling
-                    else Observer())
-        observer.daemon = True
+        """Start observing. Raises OSError when the folder is missing; out of inotify watches
+        or instances (errno 28/24), the folder is polled instead (:attr:`fallback` says why)."""
+        if self._exhausted is not None and not self.polling:
+            self._fall_back(self._exhausted)
         # A watched path that is a symbolic link (/data/acq -> /mnt/share/acq): watchdog's
         # inotify watch does not follow it (IN_DONT_FOLLOW) and would report nothing, so the
         # folder it leads to is observed and events are mapped back to the configured path.
         self._handler.observed = os.path.realpath(self.watch.path)
+        observer = None
         try:
+            # watchdog's inotify observer takes an inotify instance as it is made
+            observer = (PacedPollingObserver(timeout=POLL_INTERVAL_S) if self.polling
+                        else self._inotify_observer())
+            observer.daemon = True
             observer.schedule(self._handler, self._handler.observed,
                               recursive=self.watch.recursive)
             observer.start()
         except OSError as exc:
-            if not self.polling and exc.errno in (24, 28):
-                # Out of inotify watches/instances: polling still works.
-                self.polling = True
+            if not self.polling and exc.errno in (errno.EMFILE, errno.ENOSPC):
+                self._fall_back(exc)  # out of inotify watches/instances: polling still works
+                if observer is not None:
+                    with contextlib.suppress(Exception):  # its inotify instance, its thread
+                        observer.stop()
                 return self.start()
-            observer.stop()
+            if observer is not None:
+                observer.stop()
             raise
         self._observer = observer
+
+    def _fall_back(self, exc: OSError) -> None:
+        self.polling = True
+        self.fallback = (f"{exc.strerror or exc} (errno {exc.errno}): polled instead; raise "
+                         f"fs.inotify.max_user_watches / max_user_instances (sysctl) to "
+                         f"watch it with inotify")
+
+    def _inotify_observer(self) -> BaseObserver:
+        """watchdog's inotify observer, its failures to add a watch for want of watches or
+        instances recorded (:attr:`exhausted`): watchdog skips such a sub-folder silently."""
+        observer = Observer()
+        inotify = getattr(observer, "_inotify_fd", None)  # watchdog 7's; else undetected
+        add = getattr(inotify, "add_callback", None)
+        if add is not None:
+            def add_callback(*args: object, **kwargs: object) -> object:
+                try:
+                    return add(*args, **kwargs)
+                except OSError as exc:
+                    if exc.errno in (errno.EMFILE, errno.ENOSPC):
+                        self._exhausted = exc
+                    raise
+
+            inotify.add_callback = add_callback
+        return observer
 
     def alive(self) -> bool:
         """False when the observer or one of its emitter threads has died (e.g. a

@@ -60,8 +60,13 @@ class Watch:
             return
         errors.pop(self.config.path, None)
         self.started, self.folder_id = True, file_identity(self.config.path)
-        log.info("watching", path=str(self.config.path), mode=self.watcher.mode,
-                 kind=self.config.kind, recursive=self.config.recursive)
+        if self.watcher.fallback is not None:  # inotify chosen, out of watches: say why
+            log.warning("watching", path=str(self.config.path), mode=self.watcher.mode,
+                        kind=self.config.kind, recursive=self.config.recursive,
+                        reason=self.watcher.fallback)
+        else:
+            log.info("watching", path=str(self.config.path), mode=self.watcher.mode,
+                     kind=self.config.kind, recursive=self.config.recursive)
 
     def supervise(self, tracker: Tracker, queued: set[Path], log,
                   errors: dict[Path, float]) -> None:
@@ -80,6 +85,15 @@ class Watch:
             # (inotify follows it) or nothing. Watch whatever is at the path now.
             log.warning("watch_folder_replaced" if now_id else "watch_folder_gone",
                         path=str(self.config.path), action="restarting the observer")
+            self.watcher.stop(log)
+            self.watcher.restarts += 1
+            self.start(log, errors)
+            if self.started:
+                self.rescan(tracker, queued, log)
+        elif self.watcher.exhausted is not None:
+            # a sub-folder inotify could not watch (watches ran out): poll the whole folder
+            log.warning("inotify_exhausted", path=str(self.config.path),
+                        error=repr(self.watcher.exhausted), action="polling the folder")
             self.watcher.stop(log)
             self.watcher.restarts += 1
             self.start(log, errors)
