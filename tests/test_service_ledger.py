@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -396,3 +397,36 @@ def test_a_results_folder_named_with_uri_characters_is_read_where_it_is(tmp_path
         queries.close()
     assert mark_stopped(results / "ledger.sqlite") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_a_ledger_path_sqlite_cannot_open_is_named_as_too_long_not_damaged(tmp_path):
+    """SQLite opens paths of at most 504 bytes (512 with "-journal"): a longer results path
+    was "the ledger is damaged; run nwwatch ledger rebuild", which then had nothing to do.
+    The configuration names the length; a replay's --out gets ENAMETOOLONG saying it."""
+    import errno
+
+    from servicekit import model, write_config
+
+    from nwwatch.service.config import ConfigError, load_config
+    from nwwatch.service.ledgerdb import MAX_LEDGER_PATH_BYTES, open_ledger_db
+
+    base = tmp_path / ("a" * 200) / ("b" * 200)
+    fits = base / ("c" * (MAX_LEDGER_PATH_BYTES - len(str(base)) - len("/ledger.sqlite") - 1))
+    longer = Path(str(fits) + "d")
+    for folder in (fits, longer):
+        folder.mkdir(parents=True)
+    assert len(str(fits / "ledger.sqlite")) == MAX_LEDGER_PATH_BYTES
+    open_ledger_db(fits / "ledger.sqlite").close()
+    with pytest.raises(OSError) as caught:
+        open_ledger_db(longer / "ledger.sqlite")
+    assert caught.value.errno == errno.ENAMETOOLONG
+    assert "505 bytes long" in str(caught.value) and "shorter path" in str(caught.value)
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    with pytest.raises(ConfigError, match=r"state\.ledger: .*505 bytes long"):
+        load_config(write_config(tmp_path / "c.toml", acq, longer, model(tmp_path)))
+    from nwwatch.service import replay
+
+    with pytest.raises(ConfigError, match=r"--out: .*506 bytes long"):
+        replay(acq, longer.parent / (longer.name + "e"), model=model(tmp_path))
+    assert not (longer.parent / (longer.name + "e")).exists()  # nothing made

@@ -25,6 +25,7 @@ from nwwatch.options import model_name_problem, results_dataset_of
 from nwwatch.paths import default_ledger, lies_inside
 from nwwatch.service.configreader import ConfigError, TableReader, read_toml
 from nwwatch.service.inference import InferenceConfig
+from nwwatch.service.ledgerdb import ledger_path_problem
 
 KINDS = ("insitu", "tomogram")
 #: Which frames get a QA picture (``[output] overlays``): none, those without status "ok", all.
@@ -369,6 +370,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
         ledger_is_folder = False
     if ledger_is_folder:
         raise state.error("ledger", f"is a folder, not the ledger file: {ledger}")
+    if (problem := ledger_path_problem(ledger)) is not None:
+        raise state.error("ledger", f"{ledger}: {problem}")
     _outside_watches(file, "state.ledger", ledger, paths)  # its lock file lies beside it
     dataset = results_dataset_of(ledger, results)
     if dataset is not None:  # the ledger and its lock would be read as Parquet results

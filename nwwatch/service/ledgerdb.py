@@ -171,6 +171,21 @@ class LedgerWriteError(OSError):
 
 
 
+#: The longest ledger path (bytes, absolute) SQLite opens: its unix file layer takes paths of
+#: at most 512 bytes, the ``-journal`` suffix included (505 bytes fail, 504 open).
+MAX_LEDGER_PATH_BYTES = 512 - len("-journal")
+
+
+def ledger_path_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why SQLite cannot open a ledger at ``path`` (its absolute path too long), or None."""
+    size = len(os.fsencode(os.path.abspath(path)))
+    if size <= MAX_LEDGER_PATH_BYTES:
+        return None
+    return (f"the ledger's path is {size} bytes long; SQLite opens ledgers of paths up to "
+            f"{MAX_LEDGER_PATH_BYTES} bytes: give the results folder (or the ledger) a "
+            f"shorter path")
+
+
 def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Connection:
     """Open (or create) the ledger, check it and bring its schema up to date. ``results_dir``
     (the ledger's results folder) is named in the rebuild command of a damaged ledger."""
@@ -204,6 +219,8 @@ def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Conne
             db.close()
             raise
     except sqlite3.OperationalError as exc:
+        if (problem := ledger_path_problem(path)) is not None:  # not damage: no rebuild
+            raise OSError(errno.ENAMETOOLONG, problem, str(path)) from None
         if "disk is full" in str(exc) or "I/O error" in str(exc):
             raise LedgerWriteError(f"{path}: cannot write the ledger ({exc})") from exc
         if "readonly database" in str(exc):  # a permission, not damage: no rebuild

@@ -27,7 +27,7 @@ from nwwatch.service.config import (
 )
 from nwwatch.service.inference import InferenceConfig
 from nwwatch.service.inputs import layout_of_other_kind
-from nwwatch.service.ledgerdb import FileVersion, mark_stopped
+from nwwatch.service.ledgerdb import FileVersion, ledger_path_problem, mark_stopped
 from nwwatch.service.lock import LedgerBusyError, LedgerLock
 from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
@@ -189,6 +189,8 @@ def replay(
         raise ValueError("replay needs at least one folder or file")
     model_path = replay_model(kind, model, cfg if config is not None else None, roots)
     log = log or get_logger("nwwatch.replay")
+    if (problem := ledger_path_problem(ledger_path)) is not None:  # before any file is made
+        raise ConfigError(None, "--out", f"{ledger_path}: {problem}")
     for root in roots:
         _outside_input(root, out, "--out")
         _outside_input(root, ledger_path, "ledger")
