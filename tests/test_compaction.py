@@ -386,6 +386,19 @@ def test_a_recording_filed_one_partition_per_second_is_compacted_by_its_name(tmp
     assert merged.parent.name == acquisition_partition(str(folder / "f0.tif"))
 
 
+def test_a_folder_named_like_a_time_tree_level_is_compacted_by_its_own_name(tmp_path):
+    """Files directly in ``.../Hour_01`` are that folder's acquisition (no Minute or Second
+    level below): ``--acquisition .../Hour_01`` compacts them, not the folder above."""
+    onnx = model(tmp_path)
+    acq, out = tmp_path / "in" / "Hour_01", tmp_path / "res"
+    acq.mkdir(parents=True)
+    for n in range(2):
+        write_frame_tiff(acq / f"f{n}.tif", paint_insitu(100.0 + 5 * n, size=48))
+        replay(acq, out, kind="insitu", model=onnx)
+    report = compact(out, acquisition=acq)
+    assert (report.acquisitions, report.files_before, report.rows) == (1, 2, 2)
+
+
 def test_a_results_file_deleted_by_hand_is_named_missing_not_unreadable(results):
     # Was: "left alone (unreadable)" for a file that is not there, where `status` says
     # missing and what to do

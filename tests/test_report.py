@@ -116,6 +116,22 @@ def test_report_of_named_acquisitions_only(tmp_path):
     assert str(tmp_path / "acq" / "run2") in result.output
 
 
+def test_report_of_a_folder_named_like_a_time_tree_level(tmp_path):
+    """Files directly in a folder named ``Hour_01`` are that folder's acquisition: naming it
+    gives its page (it was read as a Gatan recording's hour, the folder above, and refused)."""
+    from nwwatch.service import replay
+
+    acq = tmp_path / "acq" / "Hour_01"
+    acq.mkdir(parents=True)
+    write_frames(acq, [105.0, 110.0])
+    replay(acq, tmp_path / "res", model=model(tmp_path))
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "res"), "--out", str(out),
+                                       "--acquisition", str(acq)])
+    assert result.exit_code == 0, result.output
+    assert re.findall(r"<h2>([^<]*)</h2>", out.read_text()) == [str(acq)]
+
+
 def test_report_without_results_or_matplotlib_says_why(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(main, ["report", str(tmp_path / "empty")])

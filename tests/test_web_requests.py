@@ -65,13 +65,13 @@ def test_a_page_of_another_origin_cannot_save_or_preview(labelling):
 
 
 @pytest.mark.parametrize("host", ["rebind.attacker.example", "attacker.example:80",
-                                  "127.0.0.1.attacker.example"])
+                                  "127.0.0.1.attacker.example", "127.0.0.1:x, evil.example"])
 def test_the_labelling_server_answers_only_its_loopback_names(labelling, host):
     url, _, _ = labelling
     port = url.rstrip("/").rsplit(":", 1)[1]
     assert _request(url, "GET", "/api/frames", headers={"Host": host})[0] == 403
     for own in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost:9000",  # ssh -L
-                f"[::1]:{port}"):
+                f"[::1]:{port}", f"LOCALHOST.:{port}"):
         assert _request(url, "GET", "/api/frames", headers={"Host": own})[0] == 200
 
 
@@ -86,7 +86,10 @@ def test_a_preview_of_another_size_than_the_frame_is_refused(labelling):
 
 
 @pytest.mark.parametrize(("length", "body", "status"), [
-    ("-1", b"{}", 400), ("12x", b"{}", 400),
+    ("-1", b"{}", 400), ("12x", b"{}", 400), ("\u00b2", b"{}", 400),  # a digit to isdigit
+    (None, b'{"format": "nwwatch-label-geometry", "version": 1, "shape": [128, 128], '
+           b'"droplet": {"center": [64, 64], "radius_px": 1' + b"0" * 400 + b'}, '
+           b'"wire": null, "facet": null, "strokes": []}', 400),  # an int float() overflows
     (str(MAX_BODY_BYTES + 1), b"{}", 413),
     (None, b"[" * 200_000, 400),  # nested too deeply for the JSON parser
 ])

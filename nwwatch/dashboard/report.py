@@ -256,7 +256,7 @@ def write_report(results: str | Path, out: str | Path,
     FileNotFoundError when ``results`` holds no results at all, or none of an acquisition
     named (the message lists those it holds)."""
     results, out = Path(results), Path(out)
-    wanted = [acquisition_named(path_text(os.path.abspath(a))) for a in acquisitions]
+    given = [path_text(os.path.abspath(a)) for a in acquisitions]
     for _ in range(_READ_TRIES):
         store = ResultsStore(results)
         store.refresh()
@@ -269,8 +269,10 @@ def write_report(results: str | Path, out: str | Path,
             raise FileNotFoundError(f"{results}: the results files could not be read "
                                     f"(damaged?): {', '.join(unreadable)}")
         raise FileNotFoundError(_nothing_here(results))
-    if wanted:
+    if given:
         held = sorted({a.folder for a in acqs})
+        # the folder as the page names it, else a Gatan time-tree folder's recording
+        wanted = [g if g in held else acquisition_named(g) for g in given]
         if missing := [w for w in wanted if w not in held]:  # a typo: not an empty page
             raise FileNotFoundError(f"{results}: no results of acquisition "
                                     f"{', '.join(missing)} (acquisitions here: "

@@ -37,13 +37,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def host_of_header(header: str) -> str:
-    """The host of an HTTP ``Host`` header, without its port: ``[::1]:8765`` -> ``::1``,
-    ``localhost:9000`` -> ``localhost``, ``127.0.0.1`` -> ``127.0.0.1``."""
+def host_of_header(header: str) -> str | None:
+    """The host of an HTTP ``Host`` header, without its port and a trailing dot:
+    ``[::1]:8765`` -> ``::1``, ``localhost.:9000`` -> ``localhost``; None for a header that
+    is no host and port (a port of other characters than digits)."""
     if header.startswith("["):  # an IPv6 address, bracketed
         end = header.find("]")
-        return header[1:end] if end > 0 else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+        host, rest = (header[1:end], header[end + 1:]) if end > 0 else (header, "")
+        port = rest.removeprefix(":") if rest.startswith(":") or not rest else None
+    elif header.count(":") == 1:
+        host, port = header.split(":")
+    else:
+        host, port = header, ""
+    if port is None or not (port == "" or (port.isascii() and port.isdigit())):
+        return None
+    return host.removesuffix(".")
 
 
 def foreign_host(header: str | None) -> str | None:
@@ -52,7 +60,10 @@ def foreign_host(header: str | None) -> str | None:
     resolve to 127.0.0.1 (DNS rebinding) reaches such a server with that name as its Host,
     and could then read what it serves; a browser on this machine, an SSH tunnel
     (``ssh -L``) or a reverse proxy that keeps the upstream's name send a loopback one."""
-    if header is None or is_loopback(host_of_header(header).lower()):
+    if header is None:
+        return None
+    host = host_of_header(header)
+    if host is not None and is_loopback(host.lower()):
         return None
     return (f"Host {header!r} is not this machine's loopback name: this server listens on "
             f"the loopback and answers requests for localhost, 127.0.0.1 or [::1] only")

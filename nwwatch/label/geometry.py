@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE, UNLABELED
+from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM
 
 GEOMETRY_FORMAT = "nwwatch-label-geometry"
 GEOMETRY_VERSION = 1
@@ -103,8 +104,10 @@ MAX_COORDINATE_PX = 1e7
 
 def _point(value: Any, key: str) -> tuple[float, float]:
     if (not isinstance(value, list | tuple) or len(value) != 2
-            or not all(isinstance(v, int | float) and math.isfinite(v)
-                       and abs(v) <= MAX_COORDINATE_PX for v in value)):
+            # compared, not converted: NaN fails the bound, and an int of 400 digits
+            # (valid JSON) would overflow float() or math.isfinite
+            or not all(isinstance(v, int | float) and abs(v) <= MAX_COORDINATE_PX
+                       for v in value)):
         raise GeometryError(f"{key}: expected [row, col] numbers (within "
                             f"±{MAX_COORDINATE_PX:g} px), got {value!r}")
     return float(value[0]), float(value[1])
@@ -142,8 +145,7 @@ def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
             raise GeometryError("droplet: expected {center: [row, col], radius_px: R} or null")
         _known_keys(d, "droplet.", ("center", "radius_px"))
         radius = d.get("radius_px")
-        if not isinstance(radius, int | float) or not (
-                math.isfinite(radius) and 0 < radius <= MAX_COORDINATE_PX):
+        if not isinstance(radius, int | float) or not 0 < radius <= MAX_COORDINATE_PX:
             raise GeometryError(f"droplet.radius_px: expected a positive number (up to "
                                 f"{MAX_COORDINATE_PX:g} px), got {radius!r}")
         droplet = Circle(_point(d.get("center"), "droplet.center"), float(radius))
@@ -169,8 +171,10 @@ def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
         pts = _points(s.get("points"), f"{key}.points", 1 if brush is not None else 3)
         strokes.append(Stroke(int(s["class"]), pts, None if brush is None else float(brush)))
     pixel = doc.get("pixel_size_nm")
-    if pixel is not None and not (isinstance(pixel, int | float) and pixel > 0):
-        raise GeometryError(f"pixel_size_nm: expected a positive number or null, got {pixel!r}")
+    if pixel is not None and not (isinstance(pixel, int | float)
+                                  and 0 < pixel <= MAX_PLAUSIBLE_PIXEL_SIZE_NM):
+        raise GeometryError(f"pixel_size_nm: expected a positive number (up to "
+                            f"{MAX_PLAUSIBLE_PIXEL_SIZE_NM:g} nm) or null, got {pixel!r}")
     extra = {k: v for k, v in doc.items() if k in EXTRA_KEYS}
     return LabelGeometry((shape[0], shape[1]), droplet, wire, facet, tuple(strokes),
                          None if pixel is None else float(pixel), extra)

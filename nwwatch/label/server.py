@@ -323,7 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self) -> bytes | None:
         """The request's body; None after answering a bad or too large Content-Length."""
         text = self.headers.get("Content-Length", "0").strip()
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):  # "²" is a digit to isdigit, not to int
             self.close_connection = True
             self._error(HTTPStatus.BAD_REQUEST, f"Content-Length {text!r} is not a size")
             return None

@@ -112,8 +112,7 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
     try:
         report.recovered = len(recover_compactions(ledger))
         ledger.reconcile(max_attempts)
-        wanted = None if acquisition is None else acquisition_named(
-            path_text(os.path.abspath(acquisition)))
+        wanted = None if acquisition is None else _acquisition_given(results, acquisition)
         seen: set[str] = set()  # every acquisition with committed rows
         # Only the wanted acquisition's partition is read (and files outside partitions,
         # whose rows may be any acquisition's): a long run has thousands of files.
@@ -165,6 +164,17 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
     finally:
         ledger.close()
     return report
+
+
+def _acquisition_given(results: Path, folder: str | os.PathLike[str]) -> str:
+    """The acquisition a person names by ``folder``: the folder itself where results of it
+    are partitioned here (files directly in a folder named ``Hour_01``), else as
+    :func:`nwwatch.paths.acquisition_named` reads a Gatan time-tree folder (its recording)."""
+    literal = path_text(os.path.abspath(folder))
+    own = _partition_dir(literal)
+    if own is not None and any((results / kind / own).is_dir() for kind in _FOLDERS):
+        return literal
+    return acquisition_named(literal)
 
 
 def _acquisitions_in(path: Path) -> set[str]:

@@ -177,13 +177,14 @@ MAX_LEDGER_PATH_BYTES = 512 - len("-journal")
 
 
 def ledger_path_problem(path: str | os.PathLike[str]) -> str | None:
-    """Why SQLite cannot open a ledger at ``path`` (its absolute path too long), or None."""
-    size = len(os.fsencode(os.path.abspath(path)))
+    """Why SQLite cannot open a ledger at ``path`` (its absolute path, or the one its
+    symbolic links lead to, which SQLite follows, too long), or None."""
+    size = max(len(os.fsencode(os.path.abspath(path))), len(os.fsencode(os.path.realpath(path))))
     if size <= MAX_LEDGER_PATH_BYTES:
         return None
-    return (f"the ledger's path is {size} bytes long; SQLite opens ledgers of paths up to "
-            f"{MAX_LEDGER_PATH_BYTES} bytes: give the results folder (or the ledger) a "
-            f"shorter path")
+    return (f"the ledger's path is {size} bytes long (symbolic links followed); SQLite opens "
+            f"ledgers of paths up to {MAX_LEDGER_PATH_BYTES} bytes: give the results folder "
+            f"(or the ledger) a shorter path")
 
 
 def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Connection:

@@ -60,13 +60,17 @@ class Watch:
             return
         errors.pop(self.config.path, None)
         self.started, self.folder_id = True, file_identity(self.config.path)
-        if self.watcher.fallback is not None:  # inotify chosen, out of watches: say why
-            log.warning("watching", path=str(self.config.path), mode=self.watcher.mode,
-                        kind=self.config.kind, recursive=self.config.recursive,
-                        reason=self.watcher.fallback)
+        self._log_watching(log)
+
+    def _log_watching(self, log) -> None:
+        """The ``watching`` line: a warning with the reason where inotify was chosen and the
+        folder is polled for want of inotify watches or instances."""
+        fields = {"path": str(self.config.path), "mode": self.watcher.mode,
+                  "kind": self.config.kind, "recursive": self.config.recursive}
+        if self.watcher.fallback is not None:
+            log.warning("watching", **fields, reason=self.watcher.fallback)
         else:
-            log.info("watching", path=str(self.config.path), mode=self.watcher.mode,
-                     kind=self.config.kind, recursive=self.config.recursive)
+            log.info("watching", **fields)
 
     def supervise(self, tracker: Tracker, queued: set[Path], log,
                   errors: dict[Path, float]) -> None:
@@ -174,6 +178,8 @@ class Watch:
                 self.watcher.restart(log)
             except OSError:  # gone meanwhile: supervise() logs and starts it again
                 return found
+            if self.watcher.polling:  # out of inotify as it started again: say why
+                self._log_watching(log)
             found += self.rescan(tracker, queued, log)
         return found
 

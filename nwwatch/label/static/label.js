@@ -463,7 +463,10 @@ async function refreshPreview() {
   state.previewInFlight = true;
   try {
     for (;;) {
-      const seq = state.previewSeq, index = state.index, shown = shownSeq();
+      // the frame whose shapes state.geometry holds: while another frame opens, still the
+      // one shown (its preview answer is then stale and asked again below)
+      const seq = state.previewSeq, shown = shownSeq();
+      const index = state.shown ? state.shown.index : state.index;
       let doc = null, error = null;
       try {
         doc = await api(`/api/frames/${index}/preview`, state.geometry);
