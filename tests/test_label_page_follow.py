@@ -97,9 +97,11 @@ def test_one_preview_at_a_time_and_the_latest_shapes_are_shown(served, browser):
     slow.reset(0.8)
     # Five edits 200 ms apart (each past the 120 ms debounce), as pauses in a drag: before,
     # each started its own preview and up to four ran on the server at once.
-    browser.execute("for (let k = 1; k <= 5; k++) setTimeout(() => {"
-                    "  window.nwLabel.geometry.droplet.radius_px += 2; changed(); }, 200 * k)")
-    time.sleep(1.2)  # (the page is busy from the first edit on; wait for the last one)
+    browser.execute("window.edits = 0; for (let k = 1; k <= 5; k++) setTimeout(() => {"
+                    "  window.nwLabel.geometry.droplet.radius_px += 2; changed();"
+                    "  window.edits += 1; }, 200 * k)")
+    # the page is busy from the first edit on: wait for the last edit, then for the page
+    browser.wait_for("return window.edits === 5")
     _idle(browser, slow)
     assert slow.most == 1
     assert len(slow.asked) <= 3  # the first edit's, then the newest shapes once per answer
