@@ -5,6 +5,7 @@ help (docs/service.md, Faults and recovery)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -454,3 +455,34 @@ def test_an_unwritable_results_folder_the_user_owns_is_told_its_mode_not_a_chown
         said = _unwritable(OSError(errno.EACCES, "Permission denied", str(lock)),
                            tmp_path / "c.toml", config)
         assert f"`sudo chown -R root: {res}`" in said
+
+
+_OUT_OF_DESCRIPTORS = """
+import errno
+import nwwatch.service.lock as lock
+
+def out_of_descriptors(self, *args, **kwargs):
+    raise OSError(errno.EMFILE, "Too many open files")
+
+lock.LedgerLock.__init__ = out_of_descriptors
+"""
+
+
+def test_a_service_out_of_file_descriptors_at_start_is_not_told_of_a_full_disk(tmp_path):
+    """Out of file descriptors (ulimit -n, LimitNOFILE=) as the ledger's lock is taken, the
+    startup_failed line advised "cannot write the results or ledger folder (disk full?)": it
+    names the limit to raise."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_OUT_OF_DESCRIPTORS)
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "nwwatch.service", "run", "--config",
+                           str(cfg)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                              [str(hook), str(REPO)])})
+    lines = [json.loads(x) for x in done.stderr.splitlines() if x.startswith("{")]
+    assert done.returncode == 1, done.stderr[-2000:]
+    (failed,) = [x for x in lines if x["event"] == "startup_failed"]
+    assert "LimitNOFILE=" in failed["action"] and "disk full" not in failed["action"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -95,9 +96,14 @@ def run(config_path: Path) -> None:
         # Before the loop runs, a full disk (or a file size limit) is met when the lock or
         # the ledger is written: one structured line, not a traceback, and status 1, so
         # that systemd tries again (the unit's Restart=on-failure).
+        if exc.errno in (errno.EMFILE, errno.ENFILE):  # the process's limit, not the disk
+            action = ("out of file descriptors: raise the limit (LimitNOFILE= in the unit, "
+                      "ulimit -n); systemd starts the service again")
+        else:
+            action = ("cannot write the results or ledger folder (disk full?); systemd "
+                      "starts the service again")
         log.error("startup_failed", error=str(exc), error_type=type(exc).__name__,
-                  exit_status=1, ledger=str(ledger), action="cannot write the results or "
-                  "ledger folder (disk full?); systemd starts the service again")
+                  exit_status=1, ledger=str(ledger), action=action)
         _tell_a_person(f"{ledger}: {exc}")
         sys.exit(1)
     # Stopped, everything written: the interpreter's teardown (its threads, ONNX Runtime's)
