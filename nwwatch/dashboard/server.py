@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nwwatch.dashboard.settings import DashboardConfig, is_loopback
+from nwwatch.dashboard.settings import DashboardConfig, is_loopback, url_host
 
 if TYPE_CHECKING:
     from nwwatch.stopsignals import StopEvent
@@ -131,7 +131,7 @@ class DashboardThread:
             # A port picked by the system (port 0) is known from this line alone: a warning,
             # so that every [logging] level shows it
             say = self.log.warning if self.settings.port == 0 else self.log.info
-            say("dashboard_listening", url=f"http://{_url_host(self.settings.host)}:"
+            say("dashboard_listening", url=f"http://{url_host(self.settings.host)}:"
                 f"{self.port}/", live=self.live)
             if self._stopping.is_set():
                 return
@@ -166,10 +166,6 @@ class DashboardThread:
                 self._stopping.wait(backoff)
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
         self.log.info("dashboard_stopped")
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def serve(results: Path, ledger: Path | None, host: str, port: int,
@@ -241,7 +237,7 @@ def _serve_until(server, app, sock: socket.socket, host: str, results: Path,
     # a daemon thread: a server that does not stop within the join's limit is not waited for
     thread = threading.Thread(target=run, name="nwwatch-dashboard", daemon=True)
     thread.start()
-    print(f"nwwatch dashboard: http://{_url_host(host)}:{sock.getsockname()[1]}/ "
+    print(f"nwwatch dashboard: http://{url_host(host)}:{sock.getsockname()[1]}/ "
           f"(results {results}); Ctrl-C stops", flush=True)
     try:
         while thread.is_alive() and not stop.wait(0.5):

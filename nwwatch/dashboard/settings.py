@@ -37,6 +37,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def url_host(host: str) -> str:
+    """``host`` as a URL or a message writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def host_of_header(header: str) -> str | None:
     """The host of an HTTP ``Host`` header, without its port and a trailing dot:
     ``[::1]:8765`` -> ``::1``, ``localhost.:9000`` -> ``localhost``; None for a header that

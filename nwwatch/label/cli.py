@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from nwwatch.dashboard.settings import url_host
 from nwwatch.options import InputFile, model_file
 from nwwatch.paths import acquisition_of, lies_inside
 
@@ -262,8 +263,8 @@ def _label(frames: tuple[Path, ...], data_dir: Path, model: Path | None,
         server = make_server(session, host, port)
     except OSError as exc:
         hint = "; try --port 0" if exc.errno == errno.EADDRINUSE else ""
-        where = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        raise click.ClickException(f"cannot listen on {where}:{port} ({exc}){hint}") from None
+        raise click.ClickException(f"cannot listen on {url_host(host)}:{port} ({exc}){hint}"
+                                   ) from None
     try:
         require_writable(data_dir, "'--out'", folder=True)
     except click.BadParameter:
@@ -275,8 +276,7 @@ def _label(frames: tuple[Path, ...], data_dir: Path, model: Path | None,
         repaired = repair_interrupted_save(data_dir)
     if repaired:
         click.echo(f"warning: {repaired}", err=True)
-    address = server.server_address[0]
-    url = f"http://{f'[{address}]' if ':' in address else address}:{server.server_address[1]}/"
+    url = f"http://{url_host(server.server_address[0])}:{server.server_address[1]}/"
     frames = "1 frame" if len(refs) == 1 else f"{len(refs)} frames"
     click.echo(f"labelling {frames} into {data_dir} at {url}  (Ctrl+C to stop)")
     stop.session = session

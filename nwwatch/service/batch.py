@@ -256,7 +256,7 @@ def note_skipped(engine: Engine, path: Path, key: ItemKey, known: ItemState) -> 
             return
     except OSError as exc:
         engine.log.warning("reverted_write_failed", source=source_name(path),
-                               error=repr(exc))
+                           error=repr(exc))
         return
     from nwwatch.results import label_queue
 
@@ -306,10 +306,10 @@ def fail_item(it: Item, exc: BaseException, failures: list[Failure], engine: Eng
                             permanent, it.size, it.mtime_ns))
     if permanent:
         engine.log.warning("bad_input", source=source_name(it.path), reason=reason,
-                               error=type(exc).__name__)
+                           error=type(exc).__name__)
     else:
         engine.log.error("unexpected_error", source=source_name(it.path), reason=reason,
-                             exc_info=exc)
+                         exc_info=exc)
 
 
 def provenance(engine: Engine, it: Item, batch_id: str) -> dict:

@@ -33,7 +33,6 @@ SUMMARY_KEYS = ("status", "reason_code", "read_ms", "segment_ms", "measure_ms",
                 "confidence_ms")
 
 
-
 class ResultsWriteError(RuntimeError):
     """Results could not be written (disk full, permissions): not the input file's fault.
     ``folder``: the folder that could not be written, where known (the pause's probe
@@ -42,6 +41,7 @@ class ResultsWriteError(RuntimeError):
     def __init__(self, message: str, folder: Path | None = None) -> None:
         super().__init__(message)
         self.folder = folder
+
 
 @dataclass(frozen=True)
 class FlushPolicy:
@@ -259,7 +259,7 @@ def _report_written(engine, flushed: Flushed, report) -> None:
         report.timings_ms["write"] = report.timings_ms.get("write", 0.0) + flushed.write_ms
     latency_s = max((flushed.committed_at - t for t in flushed.detected_at), default=None)
     engine.log.info("rows_written", files=[str(f.relative_to(engine.results_dir))
-                                             for f in flushed.files],
-                      rows=flushed.rows, batch_ids=flushed.batch_ids,
-                      write_ms=round(flushed.write_ms, 1),
-                      max_latency_ms=None if latency_s is None else round(latency_s * 1e3, 1))
+                                         for f in flushed.files],
+                  rows=flushed.rows, batch_ids=flushed.batch_ids,
+                  write_ms=round(flushed.write_ms, 1),
+                  max_latency_ms=None if latency_s is None else round(latency_s * 1e3, 1))

@@ -170,7 +170,6 @@ class LedgerWriteError(OSError):
     """The ledger could not be written (disk full, I/O error): not the input's fault."""
 
 
-
 #: The longest ledger path (bytes, absolute) SQLite opens: its unix file layer takes paths of
 #: at most 512 bytes, the ``-journal`` suffix included (505 bytes fail, 504 open).
 MAX_LEDGER_PATH_BYTES = 512 - len("-journal")

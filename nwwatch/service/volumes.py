@@ -68,10 +68,10 @@ def check_memory(it: Item, engine: Engine) -> None:
     estimate, available = tomogram_memory(it.path)
     if available is not None and estimate.high > available.value:
         engine.log.warning("tomogram_memory_tight", source=source_name(it.path),
-                               needs_gib=[round(estimate.low / GIB, 2),
-                                          round(estimate.high / GIB, 2)],
-                               available_gib=round(available.value / GIB, 2),
-                               available_source=available.source)
+                           needs_gib=[round(estimate.low / GIB, 2),
+                                      round(estimate.high / GIB, 2)],
+                           available_gib=round(available.value / GIB, 2),
+                           available_source=available.source)
 
 
 def retry_tomograms_that_fit(ledger: Ledger, log, check_memory: bool = True) -> int:
@@ -176,10 +176,10 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
         )
         if seg.verdict.status == "suspect":  # the warning and the row say the same
             engine.log.warning("volume_suspect", source=source_name(it.path),
-                                 reason_code=seg.verdict.reason_code, why=list(seg.verdict.why),
-                                 uncertain_fraction=round(seg.uncertain_fraction, 4),
-                                 threshold_agreement=None if agreement is None
-                                 else round(agreement, 4))
+                             reason_code=seg.verdict.reason_code, why=list(seg.verdict.why),
+                             uncertain_fraction=round(seg.uncertain_fraction, 4),
+                             threshold_agreement=None if agreement is None
+                             else round(agreement, 4))
         it.rows.append(row)
         # The batch's stage times, as a frame batch reports them (the file_processed line).
         for stage, ms in (("read", read_ms), ("segment", segment_ms), ("measure", measure_ms)):

@@ -89,26 +89,27 @@ class Watch:
             # (inotify follows it) or nothing. Watch whatever is at the path now.
             log.warning("watch_folder_replaced" if now_id else "watch_folder_gone",
                         path=str(self.config.path), action="restarting the observer")
-            self.watcher.stop(log)
-            self.watcher.restarts += 1
-            self.start(log, errors)
-            if self.started:
-                self.rescan(tracker, queued, log)
+            self._start_again(tracker, queued, log, errors)
         elif self.watcher.exhausted is not None:
             # a sub-folder inotify could not watch (watches ran out): poll the whole folder
             log.warning("inotify_exhausted", path=str(self.config.path),
                         error=repr(self.watcher.exhausted), action="polling the folder")
-            self.watcher.stop(log)
-            self.watcher.restarts += 1
-            self.start(log, errors)
-            if self.started:
-                self.rescan(tracker, queued, log)
+            self._start_again(tracker, queued, log, errors)
         elif not self.watcher.alive():
             log.error("observer_died", path=str(self.config.path), mode=self.watcher.mode,
                       restarts=self.watcher.restarts + 1)
             self.watcher.stop(log)
             self.start(log, errors)
             self.watcher.restarts += 1
+            self.rescan(tracker, queued, log)
+
+    def _start_again(self, tracker: Tracker, queued: set[Path], log,
+                     errors: dict[Path, float]) -> None:
+        """A new observer for the folder, then a rescan for what the gap may have missed."""
+        self.watcher.stop(log)
+        self.watcher.restarts += 1
+        self.start(log, errors)
+        if self.started:
             self.rescan(tracker, queued, log)
 
     def _check_poll_interval(self, log) -> None:
