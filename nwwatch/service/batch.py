@@ -5,6 +5,7 @@ turning input files into items (hashes from the ledger's cache, regular files on
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections import Counter
@@ -15,7 +16,7 @@ from typing import Any
 
 from nwwatch import __version__
 from nwwatch.filehash import file_sha256
-from nwwatch.io import InputError, UnreadableFileError
+from nwwatch.io import InputError, UnreadableFileError, inspect_tiff
 from nwwatch.results.outcome import by_outcome, count_rows, flagged_reasons, row_reason_code
 from nwwatch.segment.session import Segmenter
 from nwwatch.service.config import OverlaySettings
@@ -237,6 +238,17 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
                                             detected_at=detected_at, sha256=sha))
             continue
         info = getattr(entry, "info", None)
+        if getattr(info, "size_bytes", st.st_size) != st.st_size:
+            # the structural check was of an earlier version (a stack grown since it was
+            # found ready): its page count would leave the new pages without rows
+            try:
+                info = inspect_tiff(path)
+            except (InputError, OSError):
+                report.files.append(FileOutcome(
+                    path, "gone", reason="changed since it was found ready: processed again "
+                                         "as the new version", detected_at=detected_at))
+                continue
+            entry = dataclasses.replace(entry, info=info)
         items.append(Item(path, key, st.st_size, st.st_mtime_ns, detected_at, entry=entry,
                            pages=getattr(info, "n_pages", 1),
                            batch_cap=None if known is None else known.batch_cap))

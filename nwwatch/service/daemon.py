@@ -246,9 +246,12 @@ class Daemon:
             if bad:
                 self._quarantine_bad(bad, watches)
             for item in ready:
-                if item.path in queued:
-                    continue
                 w = watches[item.watch]
+                if item.path in queued:
+                    # a newer version found ready while the older waits: the newer's
+                    # structural check (a stack's pages) is the one its batch must read by
+                    w.files = [item if f.path == item.path else f for f in w.files]
+                    continue
                 if original_beside(item.path, w.config) is not None:
                     continue  # a TIFF export: its original is read (the rescan names it)
                 layout = layout_of_other_kind(w.config.kind, item.info)

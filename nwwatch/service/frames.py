@@ -141,6 +141,8 @@ class _Group:
 
     items: list[Item]
     stack: _StackReader | None = None
+    #: the last chunk of its stack: after it the stack must have no page left
+    last: bool = False
     failures: list[Failure] = field(default_factory=list)
     candidates: list[tuple[Item, label_queue.Candidate]] = field(default_factory=list)
     spent: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
@@ -160,7 +162,8 @@ def stack_groups(group: list[Item], batch_size: int) -> list[_Group]:
     if info.n_pages <= pages:
         return [_Group(group)]
     reader = _StackReader(group[0], pages)
-    return [_Group(group, reader) for _ in range(math.ceil(info.n_pages / pages))]
+    count = math.ceil(info.n_pages / pages)
+    return [_Group(group, reader, last=k == count - 1) for k in range(count)]
 
 
 def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
@@ -217,6 +220,14 @@ def frame_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[
             try:
                 if group.stack is not None:
                     it.frames = group.stack.next_chunk()
+                    if group.last and group.stack.next_chunk():
+                        # more pages than its structural check counted: a version grown
+                        # since, whose pages beyond would get no row under this content's
+                        # key: released, processed again as the new version
+                        it.failed = it.gone = it.changed = True
+                        it.frames = []
+                        group.stack.close()
+                        continue
                 else:
                     info = getattr(it.entry, "info", None)
                     check_whole_read(info if info is not None else inspect_tiff(it.path))
