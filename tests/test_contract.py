@@ -24,6 +24,17 @@ def test_round_trip():
         ({"size_multiple": 0}, "size_multiple"),
         ({"class_names": ["x"]}, "class_names"),
         ({"normalization_scope": "slice"}, "normalization_scope"),
+        # before: tracebacks in `nwwatch model`, replay and the service (exit 1, restarted
+        # by systemd), or (16.0) a TypeError on every frame of another size
+        ({"size_multiple": "16"}, "size_multiple: '16' is not an integer"),
+        ({"size_multiple": 16.0}, "size_multiple: 16.0 is not an integer"),
+        ({"size_multiple": True}, "size_multiple"),
+        ({"class_names": [0, 1, 2]}, "class_names"),
+        ({"class_names": "bnd"}, "class_names: 'bnd' is not a list"),  # was read as 3 names
+        ({"extra": []}, "extra: \\[\\] is not an object"),
+        ({"validation_metrics": [0.9]}, "validation_metrics"),
+        ({"validation_metrics": {"miou": "high"}}, "validation_metrics"),
+        ({"arch": 3}, "arch"),
     ],
 )
 def test_invalid_values_name_the_key(change, key):
@@ -36,6 +47,7 @@ def test_invalid_values_name_the_key(change, key):
 @pytest.mark.parametrize(
     "change, key",
     [({"normalization": "zscore"}, "normalization"), ({"contract_version": 99}, "contract_version"),
+     ({"contract_version": "1"}, "contract_version: model has '1', this nwwatch reads 1"),
      ({"bogus": 1}, "bogus")],
 )
 def test_incompatible_models_are_refused(change, key):
@@ -56,8 +68,11 @@ def test_missing_key_and_bad_json():
 
 def _graph_model(path, image=("float", [None, 1, None, None]),
                  labels=("uint8", [None, None, None]),
-                 probabilities=("float", [None, 3, None, None])):
-    """A model whose tensors are declared as given (the graph computes nothing useful)."""
+                 probabilities=("float", [None, 3, None, None]), softmax=True, pooled=False,
+                 size_multiple=16):
+    """A model whose tensors are declared as given (the graph computes a uniform softmax, or
+    without ``softmax`` the image's mean per class, as logits would be); ``pooled``: the
+    image goes through a 2 x 2 max pool and back, so H and W must be even."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -71,17 +86,28 @@ def _graph_model(path, image=("float", [None, 1, None, None]),
 
     k = probabilities[1][1]  # channels: copies of the image's mean over its channels
     axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
-    nodes = [helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT),
-             helper.make_node("ReduceMean", ["x", "axes"], ["x1"], keepdims=1),
-             helper.make_node("Concat", ["x1"] * k, ["probabilities"], axis=1),
+    nodes = [helper.make_node("Cast", ["image"], ["x0"], to=TensorProto.FLOAT)]
+    if pooled:
+        nodes += [helper.make_node("MaxPool", ["x0"], ["pool"], kernel_shape=[2, 2],
+                                   strides=[2, 2]),
+                  helper.make_node("Resize", ["pool", "", "scales"], ["up"], mode="nearest"),
+                  helper.make_node("Add", ["x0", "up"], ["x"])]
+    else:
+        nodes.append(helper.make_node("Identity", ["x0"], ["x"]))
+    nodes += [helper.make_node("ReduceMean", ["x", "axes"], ["x1"], keepdims=1),
+             helper.make_node("Concat", ["x1"] * k, ["copies"], axis=1),
+             helper.make_node("Softmax" if softmax else "Identity", ["copies"],
+                              ["probabilities"], **({"axis": 1} if softmax else {})),
              helper.make_node("ArgMax", ["probabilities"], ["am"], axis=1, keepdims=0),
              helper.make_node("Cast", ["am"], ["labels"], to=types[labels[0]])]
     graph = helper.make_graph(nodes, "g", [value("image", image)],
                               [value("probabilities", probabilities), value("labels", labels)],
-                              initializer=[axes])
+                              initializer=[axes] + ([helper.make_tensor(
+                                  "scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])]
+                                  if pooled else []))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 10
-    model.metadata_props.add(key="nwwatch", value=_meta().to_json())
+    model.metadata_props.add(key="nwwatch", value=_meta(size_multiple=size_multiple).to_json())
     onnx.save(model, path)
     return path
 
@@ -95,6 +121,15 @@ def _graph_model(path, image=("float", [None, 1, None, None]),
                                                 "tensor(uint8)"),
     ({"probabilities": ("float", [None, 2, None, None])},
      "'probabilities' has 2 channels, not 3 (the classes of its metadata's class_names)"),
+    # before: "service: loads it", then every frame of another size (or any batch) failed
+    ({"image": ("float", [1, 1, 512, 512])}, "with N = 1, H = 512, W = 512 fixed"),
+    ({"image": ("float", [None, 1, 256, 256])}, "with H = 256, W = 256 fixed"),
+    ({"image": ("float", [None, None, None, 1])}, "a channels-last input"),
+    # before: logits failed frame by frame in the measurement, sigmoids gave other rows
+    ({"softmax": False}, "'probabilities' is not a softmax over its 3 classes"),
+    # before: size_multiple 1 on a graph that needs even sizes: every odd frame failed
+    ({"pooled": True, "size_multiple": 1},
+     "ONNX Runtime fails on test inputs that are multiples of its size_multiple 1"),
 ])
 def test_a_graph_that_breaks_the_contract_is_refused_when_it_loads(tmp_path, change, said):
     # before: `nwwatch model` said "service: loads it", the service started, and every
@@ -102,12 +137,31 @@ def test_a_graph_that_breaks_the_contract_is_refused_when_it_loads(tmp_path, cha
     from nwwatch.segment.session import ModelLoadError, Segmenter
 
     onnx_path = _graph_model(tmp_path / "m.onnx", **change)
-    with pytest.raises(ModelLoadError, match="breaks the nwwatch model contract") as info:
+    with pytest.raises(ModelLoadError, match=r"m\.onnx: ") as info:
         Segmenter(onnx_path, providers=("cpu",))
     assert said in str(info.value)
+    declared = not {"softmax", "pooled"} & change.keys()  # else it is run to be found out
+    assert ("breaks the nwwatch model contract" in str(info.value)) == declared
 
 
 def test_a_graph_that_keeps_the_contract_loads(tmp_path):
     from nwwatch.segment.session import Segmenter
 
     Segmenter(_graph_model(tmp_path / "ok.onnx"), providers=("cpu",))
+    # the multiple its pooling needs, declared: loads
+    Segmenter(_graph_model(tmp_path / "even.onnx", pooled=True, size_multiple=2),
+              providers=("cpu",))
+
+
+def test_a_model_that_names_other_tensors_is_told_what_it_has(tmp_path):
+    import onnx
+
+    from nwwatch.segment.session import ModelLoadError, Segmenter
+
+    model = onnx.load(_graph_model(tmp_path / "m.onnx"))
+    for node in model.graph.node:
+        node.input[:] = ["input" if n == "image" else n for n in node.input]
+    model.graph.input[0].name = "input"
+    onnx.save(model, tmp_path / "renamed.onnx")
+    with pytest.raises(ModelLoadError, match=r"it has input\(s\) \['input'\] and output"):
+        Segmenter(tmp_path / "renamed.onnx", providers=("cpu",))

@@ -42,6 +42,21 @@ class ModelMetadataError(ValueError):
     """A model's nwwatch metadata is missing or invalid; the message names the key."""
 
 
+#: (field, accepted types, what the metadata must hold) of :class:`ModelMetadata`, checked
+#: when it is read: a value of another type (``"size_multiple": "16"``) failed later as a
+#: traceback, or (16.0) on every frame.
+_FIELD_TYPES = (
+    ("kind", str, "a string"), ("class_names", tuple, "a list of class names"),
+    ("arch", str, "a string"), ("paradigm", str, "a string"),
+    ("size_multiple", int, "an integer"), ("normalization", str, "a string"),
+    ("normalization_scope", str, "a string"), ("contract_version", int, "an integer"),
+    ("nwwatch_version", str, "a string"), ("training_data_sha256", str, "a string"),
+    ("training_command", str, "a string"),
+    ("validation_metrics", dict, "an object of metric names and numbers"),
+    ("extra", dict, "an object"),
+)
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
     """Facts a runtime needs about a model, stored inside the ONNX file.
@@ -65,6 +80,13 @@ class ModelMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for key, kinds, what in _FIELD_TYPES:
+            value = getattr(self, key)
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise ModelMetadataError(f"{key}: {value!r} is not {what}")
+        if not all(isinstance(name, str) and name for name in self.class_names):
+            raise ModelMetadataError(f"class_names: {list(self.class_names)!r} is not a list of "
+                                     f"names (non-empty strings)")
         if self.kind not in KINDS:
             raise ModelMetadataError(f"kind: {self.kind!r} is not one of {KINDS}")
         if len(self.class_names) < 2:
@@ -95,10 +117,13 @@ class ModelMetadata:
         for key in ("kind", "class_names", "arch", "paradigm", "size_multiple"):
             if key not in raw:
                 raise ModelMetadataError(f"{METADATA_KEY}: missing key {key!r}")
+        if not isinstance(raw["class_names"], list):  # a string would be read letter by letter
+            raise ModelMetadataError(f"class_names: {raw['class_names']!r} is not a list of "
+                                     f"class names")
         raw["class_names"] = tuple(raw["class_names"])
         if raw.get("contract_version", CONTRACT_VERSION) != CONTRACT_VERSION:
             raise ModelMetadataError(
-                f"contract_version: model has {raw['contract_version']}, this nwwatch reads "
+                f"contract_version: model has {raw['contract_version']!r}, this nwwatch reads "
                 f"{CONTRACT_VERSION}; re-export the model with this version"
             )
         if raw.get("normalization", NORMALIZATION) != NORMALIZATION:
@@ -106,6 +131,11 @@ class ModelMetadata:
                 f"normalization: model was trained with {raw['normalization']!r}, this nwwatch "
                 f"normalises with {NORMALIZATION!r}"
             )
+        metrics = raw.get("validation_metrics", {})
+        if isinstance(metrics, dict) and not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()):
+            raise ModelMetadataError(f"validation_metrics: {metrics!r} holds a value that is "
+                                     f"not a number")
         return cls(**raw)
 
 
@@ -136,6 +166,15 @@ def graph_problem(tensors: Mapping[str, tuple[str, list]], metadata: ModelMetada
             what = ("the classes of its metadata's class_names" if name == OUTPUT_PROBABILITIES
                     else "a grey frame, normalised")
             return f"{name!r} has {shape[1]} channels, not {want} ({what})"
+    image = tensors.get(INPUT_NAME, ("", []))[1]
+    fixed = [f"{axis} = {image[i]}" for i, axis in ((0, "N"), (2, "H"), (3, "W"))
+             if len(image) == 4 and isinstance(image[i], int)]
+    if fixed:  # every frame of another size, or a batch, failed in ONNX Runtime
+        return (f"{INPUT_NAME!r} is {list(image)}, with {', '.join(fixed)} fixed: nwwatch feeds "
+                f"batches of frames of any size (N, 1, H, W), so N, H and W must be dynamic "
+                f"(torch.onnx.export(..., dynamic_axes={{'image': {{0: 'N', 2: 'H', 3: 'W'}}, "
+                f"'labels': {{0: 'N', 1: 'H', 2: 'W'}}, 'probabilities': {{0: 'N', 2: 'H', "
+                f"3: 'W'}}}}); a channels-last input (N, H, W, 1) is not read")
     return None
 
 

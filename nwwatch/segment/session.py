@@ -203,6 +203,17 @@ def _normalised_batch(images, check_range: bool = True) -> np.ndarray:
     return batch
 
 
+#: The shorter side (px, rounded up to an odd multiple of ``size_multiple``) of the input a
+#: model is tried on when it loads (:meth:`Segmenter._probe`).
+_PROBE_SIDE_PX = 64
+#: ... and of the input it is tried on when that fails (a least input size, as a wide
+#: reflect padding needs).
+_PROBE_LARGE_SIDE_PX = 320
+#: How far from [0, 1] and from a sum of 1 the test input's ``probabilities`` may be (an
+#: INT8 model's rounding); logits and per-class sigmoids miss by far more.
+_SOFTMAX_TOLERANCE = 0.02
+
+
 class Segmenter:
     """Run an nwwatch ONNX model on normalised frames.
 
@@ -276,18 +287,76 @@ class Segmenter:
                                                             self.metadata.extra)
         except WorkingScaleError as exc:
             raise ModelLoadError(f"{self.model_path}: {exc}") from None
-        names = {o.name for o in self._session.get_outputs()}
-        missing = {OUTPUT_LABELS, OUTPUT_PROBABILITIES} - names
-        if INPUT_NAME not in {i.name for i in self._session.get_inputs()} or missing:
+        outputs = [o.name for o in self._session.get_outputs()]
+        inputs = [i.name for i in self._session.get_inputs()]
+        missing = {OUTPUT_LABELS, OUTPUT_PROBABILITIES} - set(outputs)
+        if INPUT_NAME not in inputs or missing:
             raise ModelLoadError(
                 f"{self.model_path}: not an nwwatch model (needs input {INPUT_NAME!r} and "
-                f"outputs {OUTPUT_LABELS!r}, {OUTPUT_PROBABILITIES!r})"
+                f"outputs {OUTPUT_LABELS!r}, {OUTPUT_PROBABILITIES!r}; it has input(s) "
+                f"{inputs} and output(s) {outputs}; docs/models.md says how to wrap a model)"
             )
         problem = graph_problem({t.name: (t.type, list(t.shape or [])) for t in (
             *self._session.get_inputs(), *self._session.get_outputs())}, self.metadata)
         if problem is not None:
             raise ModelLoadError(f"{self.model_path}: breaks the nwwatch model contract "
                                  f"({problem}; nwwatch/segment/contract.py)")
+        self._probe()
+
+    def _probe(self) -> None:
+        """Run the model once on a small input of noise in [-1, 1] and refuse it, naming the
+        file, where every frame would fail alike or be wrong without a word: ONNX Runtime
+        fails at a size that is a multiple of ``size_multiple`` (the multiple too small), the
+        outputs are not of the input's size, or ``probabilities`` is not a softmax over the
+        classes (logits, or a sigmoid per class). A few ms a load for the shipped model."""
+        multiple = self.metadata.size_multiple
+        extra = self.metadata.extra
+        least = extra.get("min_input_px", 0)
+        least = least if isinstance(least, int) else 0
+        # a slab model's slices come along N; a bad count is named where volumes need it
+        slices = extra.get("input_slices", 1)
+        slices = slices if isinstance(slices, int) and not isinstance(slices, bool) and (
+            slices >= 1 and slices % 2 == 1) else 1
+        failed = []
+        # A small input, then a large one: a model may need a least input size its metadata
+        # does not give (the runtime widens a tomogram's slices for it), but one that fails
+        # at both sizes fails on every frame.
+        for side_px in (_PROBE_SIDE_PX, _PROBE_LARGE_SIDE_PX):
+            k = -(-max(side_px, least) // multiple) | 1  # odd: a multiple too small fails
+            rows, cols = multiple * k, multiple * (k + 2)
+            feed = np.random.default_rng(0).uniform(-1, 1, (slices, 1, rows, cols)).astype(
+                np.float32)
+            try:
+                labels, probs = self._session.run([OUTPUT_LABELS, OUTPUT_PROBABILITIES],
+                                                  {INPUT_NAME: feed})
+                break
+            except Exception as exc:  # ORT's own exception types
+                text = str(exc).strip()
+                failed.append(f"{rows} x {cols} px: {text.splitlines()[0] if text else repr(exc)}")
+        else:
+            raise ModelLoadError(
+                f"{self.model_path}: ONNX Runtime fails on test inputs that are multiples of "
+                f"its size_multiple {multiple} (is the multiple its H and W need larger? its "
+                f"metadata must say it) ({'; '.join(failed)})")
+        classes = len(self.metadata.class_names)
+        if labels.shape != (1, rows, cols) or probs.shape != (1, classes, rows, cols):
+            raise ModelLoadError(
+                f"{self.model_path}: a test input of {slices} x 1 x {rows} x {cols} gave "
+                f"{OUTPUT_LABELS!r} {list(labels.shape)} and {OUTPUT_PROBABILITIES!r} "
+                f"{list(probs.shape)}, not [1, {rows}, {cols}] and [1, {classes}, {rows}, "
+                f"{cols}]: the outputs must be of the input's size (one per "
+                f"{'slab' if slices > 1 else 'frame'}; an input size that is a multiple of its "
+                f"size_multiple {multiple} but not of the network's gives other sizes)")
+        sums = probs.sum(axis=1, dtype=np.float64)
+        if not (np.isfinite(probs).all() and probs.min() >= -_SOFTMAX_TOLERANCE
+                and probs.max() <= 1 + _SOFTMAX_TOLERANCE
+                and np.abs(sums - 1).max() <= _SOFTMAX_TOLERANCE):
+            raise ModelLoadError(
+                f"{self.model_path}: {OUTPUT_PROBABILITIES!r} is not a softmax over its "
+                f"{classes} classes (on a test input: values from {np.nanmin(probs):.3g} to "
+                f"{np.nanmax(probs):.3g}, per-pixel sums from {np.nanmin(sums):.3g} to "
+                f"{np.nanmax(sums):.3g}, not in [0, 1] summing to 1): logits or a sigmoid per "
+                f"class need a Softmax over the class axis in the graph")
 
     def _read_metadata(self) -> ModelMetadata:
         try:
