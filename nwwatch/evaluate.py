@@ -28,7 +28,7 @@ import click
 import numpy as np
 
 from nwwatch.atomic import atomic_write_json
-from nwwatch.classes import DROPLET, NANOWIRE, UnsureBandError, fill_unsure_band
+from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED, UnsureBandError, fill_unsure_band
 from nwwatch.io.dataset import (
     DatasetLayoutError,
     pair_folder,
@@ -100,11 +100,15 @@ class EvaluationReport:
     #: label images (their path under DATA) whose true labels are refused as drawn and give
     #: an angle with 1 and 2 exchanged: most likely another tool's order, 1 droplet, 2 wire
     truth_labels_exchanged: list[str] = field(default_factory=list)
+    #: stems whose label image changed since ``nwwatch label`` saved the shapes that gave
+    #: truth.parquet its angle (``geometry/<stem>.json``'s ``labels_sha256``): an angle the
+    #: labels no longer stand behind is not scored (their masks are)
+    truth_angle_of_other_labels: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "model": self.model, "images": self.images,
-            "metrics": self.metrics.as_dict(self.class_names),
+            "metrics": self._metrics(),
             "seconds_per_image": self.seconds_per_image, "provider": self.provider,
             "flip_average": self.flip_average,
         }
@@ -115,8 +119,19 @@ class EvaluationReport:
             out["truth_labels_not_measured"] = dict(self.truth_labels_not_measured)
             out["no_reference_angle"] = list(self.no_reference_angle)
             out["truth_labels_exchanged"] = list(self.truth_labels_exchanged)
+            out["truth_angle_of_other_labels"] = list(self.truth_angle_of_other_labels)
         if self.interface is not None:
             out["interface_offset"] = self.interface.__dict__
+        return out
+
+    def _metrics(self) -> dict[str, float]:
+        """Every class's IoU and Dice, NaN (``null`` through :func:`strict_json`) for a class
+        absent from truth and prediction: a script reads ``metrics["iou_droplet"]`` whatever
+        the images held."""
+        out = self.metrics.as_dict(self.class_names)
+        for name in self.class_names:
+            out.setdefault(f"iou_{name}", math.nan)
+            out.setdefault(f"dice_{name}", math.nan)
         return out
 
 
@@ -271,12 +286,17 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     measured = 0
     not_measured: dict[str, str] = {}  # true labels without an angle: why, by label file
     exchanged: list[str] = []  # true labels refused as drawn that 1 <-> 2 would measure
+    other_labels: list[str] = []  # stems whose labels changed since their angle was saved
     offsets: list[np.ndarray] = []
     elapsed = 0.0
     volumes = VolumeRanges(root) if meta.normalization_scope == "volume" else None
     masks: dict[Path, np.ndarray] = {}  # tomogram models: the runtime's mask of each volume
     for stem, image_path, label_path in pairs:
         raw, label = read_pair(image_path, label_path, num_classes)
+        if not (label != UNLABELED).any():  # as nwwatch train refuses it: nothing to score
+            raise DatasetLayoutError(label_path, "no labeled pixel (every pixel 255, "
+                                                 "unlabeled): label some, or move the image "
+                                                 "to DATA/unlabeled/")
         started = time.perf_counter()
         if volumes is not None and meta.kind == "tomogram":
             # As the service segments it (Z blur, slabs, mirror margin, min_input_px,
@@ -299,7 +319,10 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         confusion += confusion_matrix(label, predicted, num_classes)
         if num_classes == 3:
             offsets.append(interface_offsets_px(label, predicted, wire=NANOWIRE, droplet=DROPLET))
-        if truth is not None and stem in truth and num_classes == 3:
+        if truth is not None and stem in truth and num_classes == 3 and _labels_changed(
+                root, stem, label):
+            other_labels.append(stem)
+        elif truth is not None and stem in truth and num_classes == 3:
             angle_true, pixel_size = truth[stem]
             measured += 1
             droplet_probability = result.probabilities[0, 2]
@@ -321,9 +344,6 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                     if fails is failures_truth and angle_if_exchanged(
                             labels, found, pixel_size) is not None:
                         exchanged.append(_under(label_path, root))
-    if not confusion.any():  # every label 255: no score, not NaN
-        raise DatasetLayoutError(root, f"no labeled pixel in any of the {len(pairs)} label "
-                                       f"images: nothing to score")
     report = EvaluationReport(str(model_path), len(pairs), tuple(meta.class_names),
                               metrics_from_confusion(confusion),
                               seconds_per_image=elapsed / max(len(pairs), 1),
@@ -337,7 +357,17 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         report.truth_labels_not_measured = not_measured
         report.truth_labels_exchanged = exchanged
         report.no_reference_angle = [stem for stem, _, _ in pairs if stem not in truth]
+        report.truth_angle_of_other_labels = other_labels
     return report
+
+
+def _labels_changed(root: Path, stem: str, label: np.ndarray) -> bool:
+    """True when ``nwwatch label`` saved ``stem``'s shapes (and truth.parquet's angle) with
+    another label image than ``label`` (edited in another tool since)."""
+    from nwwatch.label.store import labels_digest, saved_labels_digest
+
+    saved = saved_labels_digest(root, stem)
+    return saved is not None and saved != labels_digest(label)
 
 
 #: true-label images not measured that the text report names (``--json`` names them all)
@@ -381,6 +411,15 @@ def format_report(report: EvaluationReport) -> str:
             if len(stems) > _NOT_MEASURED_SHOWN else "")
         lines.append(f"  angles not scored on {len(stems)} of {report.images} images: "
                      f"truth.parquet gives no angle for them ({shown})")
+    if report.truth_angle_of_other_labels:
+        stems = report.truth_angle_of_other_labels
+        shown = ", ".join(stems[:_NOT_MEASURED_SHOWN]) + (
+            f", ... ({len(stems) - _NOT_MEASURED_SHOWN} more: truth_angle_of_other_labels in "
+            "--json)" if len(stems) > _NOT_MEASURED_SHOWN else "")
+        lines.append(f"  angles not scored on {len(stems)} of {report.images} images: their "
+                     f"label image changed since nwwatch label saved the shapes truth.parquet's "
+                     f"angle comes from (edited in another tool?); open them in nwwatch label "
+                     f"and save, or write their angle from the new masks ({shown})")
     unmeasured = report.truth_labels_not_measured
     if unmeasured:
         images = "label image" if len(unmeasured) == 1 else "label images"

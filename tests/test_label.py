@@ -272,6 +272,36 @@ def test_evaluate_reads_the_tool_angles_as_truth(tmp_path):
     assert angle_deg == pytest.approx(truth["theta_apparent_deg"])
 
 
+def test_evaluate_does_not_score_an_angle_whose_labels_were_edited_elsewhere(tmp_path):
+    # before: a label PNG edited in another tool after nwwatch label saved it was scored
+    # against the angle of the old shapes in truth.parquet, with no note
+    import cv2
+    from onnx_models import build_threshold_model
+
+    from nwwatch.evaluate import evaluate_folder, format_report
+
+    data = tmp_path / "DATA"
+    for index in range(2):
+        params = plain_params(21, index)
+        image, _, _ = render(params)
+        save_labeled_frame(data, f"f{index}", image, truth_geometry(params))
+    model = build_threshold_model(tmp_path / "m.onnx")
+    before = evaluate_folder(model, data)
+    assert before.angles.frames == 2 and before.truth_angle_of_other_labels == []
+    edited = data / "labels" / "f1.png"
+    labels = cv2.imread(str(edited), cv2.IMREAD_UNCHANGED)
+    grown = cv2.dilate((labels == DROPLET).astype(np.uint8), np.ones((9, 9), np.uint8))
+    labels[(grown > 0) & (labels != NANOWIRE)] = DROPLET
+    cv2.imwrite(str(edited), labels)
+    after = evaluate_folder(model, data)
+    assert after.truth_angle_of_other_labels == ["f1"]
+    assert after.angles.frames == 1 and after.angles_on_truth_labels.frames == 1
+    assert after.as_dict()["truth_angle_of_other_labels"] == ["f1"]
+    assert "angles not scored on 1 of 2 images: their label image changed" in format_report(
+        after)
+    assert after.metrics.pixels == before.metrics.pixels  # its mask is still scored
+
+
 def test_one_data_parser_rejects_duplicate_stems_for_everyone(tmp_path):
     from nwwatch.evaluate import evaluate_folder
 

@@ -382,6 +382,18 @@ def labels_digest(labels: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
+def saved_labels_digest(data_dir: str | os.PathLike[str], stem: str) -> str | None:
+    """:func:`labels_digest` of the label image the labelling tool saved for ``stem`` with its
+    shapes (``geometry/<stem>.json``'s ``labels_sha256``); None without one (no geometry,
+    an unreadable one, or one saved before the digest was kept)."""
+    try:
+        saved = json.loads((Path(data_dir) / GEOMETRY_DIR / f"{stem}.json").read_text()).get(
+            "labels_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return saved if isinstance(saved, str) else None
+
+
 def edited_labels_note(data_dir: str | os.PathLike[str], stem: str) -> str:
     """Why the label image of a saved frame is not the one its shapes give ("" when it is):
     edited in another tool, replaced or removed since the tool saved it. The page opens the
@@ -390,12 +402,8 @@ def edited_labels_note(data_dir: str | os.PathLike[str], stem: str) -> str:
     from nwwatch.io.dataset import DatasetLayoutError, read_label_image
 
     root = Path(data_dir)
-    try:
-        expected = json.loads((root / GEOMETRY_DIR / f"{stem}.json").read_text()).get(
-            "labels_sha256")
-    except (OSError, ValueError, AttributeError):
-        return ""
-    if not isinstance(expected, str):
+    expected = saved_labels_digest(root, stem)
+    if expected is None:
         return ""
     saved = f"labels/{stem}.png"
     found = stem_files(root / "labels", stem)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
+from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED, UNSURE_BAND_MAX_REACH_PX
 
 
 def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:
@@ -117,7 +117,9 @@ def interface_offsets_px(truth: np.ndarray, prediction: np.ndarray, *, wire: int
     Parameters
     ----------
     truth, prediction : integer (H, W) label images ((row, col), pixel centres); truth may
-        hold 255 (unlabeled).
+        hold 255 (unlabeled): such pixels up to ``UNSURE_BAND_MAX_REACH_PX`` from a labeled
+        one take the class of the nearest labeled pixel (an unsure band's boundary midway,
+        as ``nwwatch measure`` fills it), farther ones are left out.
     wire, droplet : the two classes whose interface is compared.
     max_px : predicted interface pixels farther than this from the true other class are
         left out (they belong to a spurious interface, not to a displaced one).
@@ -132,6 +134,16 @@ def interface_offsets_px(truth: np.ndarray, prediction: np.ndarray, *, wire: int
     shift perpendicular to the interface.
     """
     truth = np.asarray(truth)
+    unlabeled = truth == UNLABELED
+    if unlabeled.any() and not unlabeled.all():
+        # The band a human leaves along the interface is not the interface's distance: with
+        # 255 left out, every offset would grow by the band's width and the pixels inside it
+        # (a perfect prediction's) would drop out.
+        from scipy.ndimage import distance_transform_edt
+
+        reach, (near_rows, near_cols) = distance_transform_edt(unlabeled, return_indices=True)
+        truth = np.where(reach <= UNSURE_BAND_MAX_REACH_PX, truth[near_rows, near_cols],
+                         UNLABELED)
     pred_drop = np.asarray(prediction) == droplet
     pred_wire = np.asarray(prediction) == wire
     near_wire = np.zeros_like(pred_wire)
