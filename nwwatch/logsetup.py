@@ -73,6 +73,34 @@ def configure_logging(level: str = "info", stream: TextIO | None = None,
         logger_factory=lambda *_args: _LineLogger(stream),
         cache_logger_on_first_use=False,
     )
+    _route_library_logs()
+
+
+class _LibraryToLog(logging.Handler):
+    """A library's own log records (uvicorn's "Invalid HTTP request received." for a TLS
+    probe at the dashboard, its traceback of a failed request) as ``library_log`` events of
+    nwwatch's log: through Python's last-resort handler they were bare lines among the JSON
+    lines, which a log pipeline (``jq``) stops at."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            log = structlog.get_logger("nwwatch.library")
+            method = (log.error if record.levelno >= logging.ERROR else
+                      log.warning if record.levelno >= logging.WARNING else log.info)
+            fields = {"logger": record.name, "message": record.getMessage()}
+            if record.exc_info:
+                fields["exc_info"] = record.exc_info
+            method("library_log", **fields)
+        except Exception:  # a log line must never raise into the library that logged
+            self.handleError(record)
+
+
+def _route_library_logs() -> None:
+    """Records that reach the root logger (warnings and above: its default level) go to
+    nwwatch's log; installed once."""
+    root = logging.getLogger()
+    if not any(isinstance(h, _LibraryToLog) for h in root.handlers):
+        root.addHandler(_LibraryToLog())
 
 
 def get_logger(name: str = "nwwatch"):
