@@ -415,19 +415,23 @@ def test_a_label_stack_overlay_is_drawn_on_its_own_page_of_the_grey_image(tmp_pa
     tifffile.imwrite(single / "stack.tif", greys[0])
     out, qa = tmp_path / "rows.parquet", tmp_path / "qa"
     args = ["measure", str(tmp_path / "stack.tif"), "--out", str(out), "--overlays", str(qa)]
+
+    def pictures() -> list[np.ndarray]:  # the rows' own (a picture of another run is kept)
+        return [cv2.imread(str(tmp_path / p))
+                for p in pq.read_table(out).column("overlay_path").to_pylist()]
+
     result = CliRunner().invoke(main, [*args, "--images", str(images)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
-    on_frames = [cv2.imread(str(qa / f"stack_000{k}_overlay.png")) for k in range(2)]
+    on_frames = pictures()
     result = CliRunner().invoke(main, args)
-    on_labels = [cv2.imread(str(qa / f"stack_000{k}_overlay.png")) for k in range(2)]
+    on_labels = pictures()
     assert not any(np.array_equal(a, b) for a, b in zip(on_frames, on_labels, strict=True))
     result = CliRunner().invoke(main, [*args, "--images", str(single)])
     assert result.exit_code == 0, result.output
     assert result.output.count(f"warning: {single / 'stack.tif'} has 1 page(s), the labels "
                                "2; overlays drawn on the labels") == 1
-    for k in range(2):
-        picture = cv2.imread(str(qa / f"stack_000{k}_overlay.png"))
-        assert np.array_equal(picture, on_labels[k])
+    for picture, expected in zip(pictures(), on_labels, strict=True):
+        assert np.array_equal(picture, expected)
 
 
 def test_a_float_label_image_with_unlabeled_pixels_is_read_as_labels(tmp_path):
@@ -1587,3 +1591,28 @@ def test_a_label_image_with_a_long_name_gets_its_overlay(tmp_path, stem):
     [row] = pq.read_table(out).to_pylist()
     assert row["overlay_path"] and "\\x" not in row["overlay_path"]
     assert (tmp_path / row["overlay_path"]).is_file()
+
+
+def test_an_earlier_runs_overlay_of_another_frame_is_not_replaced(tmp_path):
+    # before: a second run on another folder's f.png wrote qa/f_overlay.png over the first
+    # run's, whose row then named a picture of another frame
+    for folder, theta in (("a", 112.0), ("b", 128.0)):
+        (tmp_path / folder).mkdir()
+        cap = render_ideal_cap(SHAPE, theta, 25.0, 35.0, (110.3, 90.8))
+        cv2.imwrite(str(tmp_path / folder / "f.png"), cap.labels)
+    qa = tmp_path / "qa"
+
+    def run(folder: str) -> str:
+        out = tmp_path / f"{folder}.parquet"
+        result = CliRunner().invoke(main, ["measure", str(tmp_path / folder / "f.png"),
+                                           "--out", str(out), "--overlays", str(qa)])
+        assert result.exit_code == 0, result.output
+        return pq.read_table(out).column("overlay_path").to_pylist()[0]
+
+    first = run("a")
+    kept = (tmp_path / first).read_bytes()
+    second = run("b")
+    assert (first, second) == ("qa/f_overlay.png", "qa/f_overlay-2.png")
+    assert (tmp_path / first).read_bytes() == kept
+    assert run("a") == first  # the same picture again keeps its name
+    assert sorted(p.name for p in qa.iterdir()) == ["f_overlay-2.png", "f_overlay.png"]

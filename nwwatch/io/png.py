@@ -48,12 +48,20 @@ def write_image_file(path: str | os.PathLike[str], image: np.ndarray,
     from nwwatch.atomic import atomic_write
 
     path = Path(path)
-    ok, data = cv2.imencode(path.suffix or ".png", image, params or [])
-    if not ok:
-        raise OSError(f"{path}: OpenCV could not encode the image as {path.suffix or '.png'}")
+    data = encode_image(image, path.suffix or ".png", params, path)
     with atomic_write(path, durable=durable) as handle:
-        handle.write(data.tobytes())
+        handle.write(data)
     return path
+
+
+def encode_image(image: np.ndarray, suffix: str = ".png", params: list[int] | None = None,
+                 path: str | os.PathLike[str] = "") -> bytes:
+    """``image`` encoded as a file of the format ``suffix`` names (as ``cv2.imencode`` with
+    ``params``); OSError naming ``path`` when OpenCV cannot encode it."""
+    ok, data = cv2.imencode(suffix, image, params or [])
+    if not ok:
+        raise OSError(f"{path}: OpenCV could not encode the image as {suffix}")
+    return data.tobytes()
 
 
 def low_grey_bit_depth(path: str | os.PathLike[str]) -> int | None:

@@ -23,6 +23,7 @@ import click
 import numpy as np
 
 from nwwatch import DEFAULT_INSITU_MODEL, __version__
+from nwwatch.atomic import atomic_write
 from nwwatch.classes import (
     DROPLET,
     INSITU_CLASSES,
@@ -47,7 +48,7 @@ from nwwatch.io.emd import EMD_SUFFIXES
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM, MIN_PLAUSIBLE_PIXEL_SIZE_NM
 from nwwatch.io.mdoc import is_mdoc, mdoc_stack
 from nwwatch.io.mrc import MRC_SUFFIXES
-from nwwatch.io.png import PICTURE_PNG_PARAMS, low_grey_bit_depth, write_image_file
+from nwwatch.io.png import PICTURE_PNG_PARAMS, encode_image, low_grey_bit_depth
 from nwwatch.io.ser import SER_SUFFIXES
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.exchanged import angle_if_exchanged
@@ -289,9 +290,13 @@ def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> li
     return none
 
 
-def _overlay_name(path: Path, index: int, n_pages: int, used: set[str]) -> str:
+def _overlay_name(path: Path, index: int, n_pages: int, used: set[str], folder: Path,
+                  picture: bytes) -> str:
     """``<stem>[_<page>]_overlay.png``, made unique within one run (``..._overlay-2.png``):
-    a frame and its label image share a stem, and one overlay must not replace the other. A
+    a frame and its label image share a stem, and one overlay must not replace the other;
+    nor one in ``folder`` from an earlier run that is not this ``picture`` (the encoded PNG):
+    that run's rows name it (a frame of another folder with the same name). The same picture
+    again (the same frame measured again) keeps its name. A
     stem longer than 200 bytes is cut there: what is added, and the atomic writer's temporary
     name, stay within Linux's 255-byte file names (such files were measured, their overlay
     "File name too long")."""
@@ -300,11 +305,23 @@ def _overlay_name(path: Path, index: int, n_pages: int, used: set[str]) -> str:
         os.fsencode(path.stem)[:200], final=False)
     base = stem + (f"_{index:04d}" if n_pages > 1 else "") + "_overlay"
     name, n = f"{base}.png", 1
-    while name in used:
+    while name in used or not _free_for(folder / name, picture):
         n += 1
         name = f"{base}-{n}.png"
     used.add(name)
     return name
+
+
+def _free_for(path: Path, picture: bytes) -> bool:
+    """Whether ``picture`` may be written at ``path``: nothing there, or the same bytes."""
+    try:
+        if path.stat().st_size != len(picture):
+            return False
+        return path.read_bytes() == picture
+    except FileNotFoundError:
+        return True
+    except OSError:  # cannot be read: not taken over
+        return False
 
 
 def _overlay_path(picture: Path, out: Path) -> str:
@@ -642,11 +659,14 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
             if overlays is not None:
                 if greys is not None and greys[index] is not None:
                     grey = greys[index].image
-                picture = overlays / _overlay_name(path, index, len(pages), used_names)
+                # encoded as the service's QA pictures are
+                encoded = encode_image(draw_overlay(grey, labels, result), ".png",
+                                       PICTURE_PNG_PARAMS)
+                picture = overlays / _overlay_name(path, index, len(pages), used_names,
+                                                   overlays, encoded)
                 try:
-                    # encoded as the service's QA pictures are
-                    write_image_file(picture, draw_overlay(grey, labels, result),
-                                     PICTURE_PNG_PARAMS)
+                    with atomic_write(picture) as handle:
+                        handle.write(encoded)
                     extra["overlay_path"] = _overlay_path(picture, out)
                 except OSError as exc:
                     say(f"warning: {picture}: the overlay could not be written "
