@@ -218,3 +218,29 @@ def test_a_replay_asked_for_pictures_of_files_already_done_says_it_drew_none(tmp
     # without pictures asked for, a replay of done files says nothing of them
     r = CliRunner().invoke(replay_cmd, args[:5])
     assert r.exit_code == 0 and "QA picture" not in r.output, r.output
+
+
+def test_a_pictures_folder_that_cannot_be_written_stops_the_start(tmp_path, acquisition):
+    # before: one overlay_write_failed line per frame, "QA pictures in R/qa", exit 0, and the
+    # files recorded done, so a rerun after the folder was mended drew nothing
+    from servicekit import DaemonProcess
+
+    acq, onnx = acquisition
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "qa").write_text("a file in the way")
+    with pytest.raises(ConfigError, match=r"--overlays.*QA pictures cannot be written to "
+                                          r".*out/qa"):
+        replay(acq, out, kind="insitu", model=onnx, overlays="qa")
+    assert not (out / "frames").exists()
+    # the service: [output] overlays, refused at the start (exit 78) naming the setting
+    results = tmp_path / "res"
+    results.mkdir()
+    (results / "overlays").write_text("in the way")
+    cfg = write_config(tmp_path / "c.toml", acq, results, onnx)
+    cfg.write_text(cfg.read_text().replace("[output]\n", '[output]\noverlays = "all"\n'))
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    assert daemon.wait_exit(timeout=60) == 78
+    [error] = [e for e in daemon.events() if e.get("event") == "startup_failed"]
+    assert "output.overlays" in error["error"] and "QA pictures cannot be written" in (
+        error["error"])

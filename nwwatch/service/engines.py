@@ -4,6 +4,7 @@ ones, and at a start try again the tomograms refused for memory that now fit."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -156,6 +157,9 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                               volume_options=volume_options,
                               overlays=overlays or OverlaySettings(),
                               buffer=buffer))
+    pictures = overlays or OverlaySettings()
+    if pictures.mode != "none" and any(e.kind == "insitu" for e in engines):
+        _check_pictures_folder(results_dir / pictures.folder, source)
     if any(e.kind == "tomogram" for e in engines):
         # Tomograms refused for memory that fit now (the limit raised since) go back to be
         # processed; imported here, as an in-situ run needs none of the volume code.
@@ -168,6 +172,24 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
 
         retry_stacks_that_fit(ledger, log, check_memory=memory_checked_here)
     return engines
+
+
+def _check_pictures_folder(folder: Path, source: Path | None) -> None:
+    """:class:`ConfigError` naming the QA pictures' ``folder`` (``[output] overlays`` of
+    ``source``, or replay's ``--overlays``) when it cannot be written: found at the start,
+    not as an ``overlay_write_failed`` line for every frame of a run that exits 0."""
+    from nwwatch.atomic import probe_writable
+
+    made = not os.path.lexists(folder)
+    try:
+        probe_writable(folder)
+    except OSError as exc:
+        raise ConfigError(source, "output.overlays" if source is not None else "--overlays",
+                          f"QA pictures cannot be written to {folder} "
+                          f"({exc.strerror or exc})") from None
+    if made:  # made by the first picture (a run of done files draws none)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _judge(seg: Segmenter, spec: EngineSpec, model: Path, source: Path | None) -> None:

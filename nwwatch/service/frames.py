@@ -472,7 +472,9 @@ def write_pictures(engine: Engine, it: Item, frame, labels, result) -> str | Non
                                     labels if engine.overlays.save_labels else None)
     except (OSError, ValueError) as exc:
         engine.log.error("overlay_write_failed", source=source_name(it.path),
-                         frame=int(frame.index), error=repr(exc))
+                         frame=int(frame.index),
+                         picture=str(engine.results_dir / engine.overlays.folder / stem),
+                         error=f"{type(exc).__name__}: {exc}")
         return None
 
 
