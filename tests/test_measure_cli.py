@@ -1616,3 +1616,19 @@ def test_an_earlier_runs_overlay_of_another_frame_is_not_replaced(tmp_path):
     assert (tmp_path / first).read_bytes() == kept
     assert run("a") == first  # the same picture again keeps its name
     assert sorted(p.name for p in qa.iterdir()) == ["f_overlay-2.png", "f_overlay.png"]
+
+
+@pytest.mark.parametrize("noise", [1.0, 0.6])
+def test_a_noise_like_label_image_gets_its_labels_noisy_row(tmp_path, noise):
+    # before: skipped as "a label image resized with linear or area interpolation", no row
+    rng = np.random.default_rng(0)
+    labels = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8)).labels.copy()
+    hit = rng.random(SHAPE) < noise
+    labels[hit] = rng.integers(0, 3, int(hit.sum()))
+    cv2.imwrite(str(tmp_path / "noise.png"), labels)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "noise.png"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "interpolation" not in result.output
+    [row] = pq.read_table(out).to_pylist()
+    assert row["reason_code"] == "labels_noisy"

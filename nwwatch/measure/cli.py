@@ -50,6 +50,7 @@ from nwwatch.io.mdoc import is_mdoc, mdoc_stack
 from nwwatch.io.mrc import MRC_SUFFIXES
 from nwwatch.io.png import PICTURE_PNG_PARAMS, encode_image, low_grey_bit_depth
 from nwwatch.io.ser import SER_SUFFIXES
+from nwwatch.measure.components import select_components
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.exchanged import angle_if_exchanged
 from nwwatch.measure.overlay import draw_overlay
@@ -246,7 +247,10 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
             values, counts = np.unique(page, return_counts=True)
             raise LabelFileError(path, page_said + label_values_problem(
                 values, len(INSITU_CLASSES), counts))
-        rim = interpolated_rim_problem(page)
+        # a noise-like label map (a model gone wrong) gets its labels_noisy row: its wire
+        # pixels between droplet and background are noise, not an interpolated rim
+        rim = None if select_components(page.astype(np.uint8)).reason_code == "labels_noisy" \
+            else interpolated_rim_problem(page)
         if rim:  # else a wire rim around the droplet moves or refuses the angle, unexplained
             raise LabelFileError(path, page_said + rim)
         out.append(page.astype(np.uint8))
