@@ -209,7 +209,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                                         clusterconnect.StagingUnwritableError)):  # folder:
                         raise  # no file's fault, and every task would fail alike
                     if len(chunk) > 1:
-                        log.warning("cluster_task_failed", files=len(chunk), error=repr(exc))
+                        log.warning("cluster_task_failed", n_files=len(chunk), error=repr(exc))
                         stats.split += 1
                         for one in chunk:
                             submit([one])

@@ -414,11 +414,11 @@ class Daemon:
 
     def _quarantine_bad(self, bad, watches: list[Watch]) -> None:
         for w in watches:
-            n = quarantine_inputs(w.engine, [
+            mine = [b for b in bad if b.watch == w.index]
+            quarantine_inputs(w.engine, [
                 BadInput(b.path, b.error, b.size if b.size >= 0 else None,
-                         b.mtime_ns if b.mtime_ns >= 0 else None)
-                for b in bad if b.watch == w.index], self.log)
-            self.tally.quarantined_on_inspection(n)
+                         b.mtime_ns if b.mtime_ns >= 0 else None) for b in mine], self.log)
+            self.tally.quarantined_on_inspection([b.path for b in mine])
 
     def _status_text(self, watches: list[Watch]) -> str:
         paused = self.pause.status_text()

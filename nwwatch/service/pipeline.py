@@ -175,7 +175,7 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
         ledger.abort(batch_id, [], engine.max_attempts, remove=aux)
         raise
     except Exception as exc:  # a whole-batch failure, e.g. in the runtime
-        log.exception("batch_failed", batch_id=batch_id, error=repr(exc), files=len(items))
+        log.exception("batch_failed", batch_id=batch_id, error=repr(exc), n_files=len(items))
         if len(items) > 1:
             # Find the culprit instead of charging every file of the batch: release them
             # (no attempt counted); the caller processes each file on its own.

@@ -36,15 +36,21 @@ class Tally:
     processed_versions: int = 0
     processed_rows: int = 0
     row_counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (status, code)
+    #: unexpected errors (tried again), one per failure
     failed_files: int = 0
+    #: files quarantined in this run, one per path however many of its versions were
     quarantined_files: int = 0
+    _quarantined: set[str] = field(default_factory=set)
 
     def record(self, report: BatchReport, log, queries: LedgerQueries | None = None) -> None:
         """Count and log the outcomes of one batch, and feed /metrics. ``queries``: the
         ledger's, which tell a file processed before in this run (None: every version counts
         as a file)."""
-        # Quarantined files here; latencies when their rows are written (service.flush).
-        _metrics.observe_outcomes([(o.state, o.detected_at) for o in report.files], None)
+        # Quarantined files here (a path once); latencies when their rows are written
+        # (service.flush).
+        _metrics.observe_outcomes(
+            [(o.state, o.detected_at) for o in report.files
+             if o.state != "quarantined" or self._first_quarantine(o.path)], None)
         for outcome in report.files:
             fields = dict(source=source_name(outcome.path), state=outcome.state,
                           rows=outcome.n_rows, batch_id=outcome.batch_id or report.batch_id)
@@ -64,8 +70,7 @@ class Tally:
                     log.info("frame_processed", source=fields["source"], **frame_fields)
                 self.row_counts.update(outcome.row_counts())
             elif outcome.state in ("failed", "quarantined"):
-                self.failed_files += 1
-                self.quarantined_files += outcome.state == "quarantined"
+                self.failed_files += outcome.state == "failed"
                 log.warning(f"file_{outcome.state}", reason=outcome.reason, **fields)
             else:  # skipped (same content already done) or gone (deleted meanwhile)
                 log.info(f"file_{outcome.state}", reason=outcome.reason, **fields)
@@ -90,11 +95,20 @@ class Tally:
         self.row_counts.subtract(count_table(table))
         self.row_counts = +self.row_counts  # drop counts that reached zero
 
-    def quarantined_on_inspection(self, n: int) -> None:
-        """``n`` files quarantined before any batch (bad on inspection)."""
-        self.failed_files += n
-        self.quarantined_files += n
-        _metrics.observe_outcomes([], None, quarantined_files=n)  # /metrics
+    def _first_quarantine(self, path) -> bool:
+        """Note ``path`` quarantined; True the first time in this run (another version of a
+        file quarantined again is not another file)."""
+        key = path_key(path)
+        if key in self._quarantined:
+            return False
+        self._quarantined.add(key)
+        self.quarantined_files += 1
+        return True
+
+    def quarantined_on_inspection(self, paths) -> None:
+        """Files quarantined before any batch (bad on inspection)."""
+        new = sum(self._first_quarantine(p) for p in paths)
+        _metrics.observe_outcomes([], None, quarantined_files=new)  # /metrics
 
     def log_stopping(self, log, queued: int) -> None:
         """The service's ``stopping`` log line: what this run processed."""
@@ -102,9 +116,9 @@ class Tally:
                  processed_versions=self.processed_versions,
                  processed_rows=self.processed_rows,
                  # failed: an unexpected error (tried again); quarantined: not
-                 failed_files=self.failed_files - self.quarantined_files,
+                 failed_files=self.failed_files,
                  quarantined_files=self.quarantined_files, queued=queued,
-                 rows=format_counts(self.row_counts),
+                 rows_by_reason=format_counts(self.row_counts),
                  note="queued files are picked up by the next start's scan")
 
     def status_text(self, waiting: int) -> str:
@@ -113,5 +127,5 @@ class Tally:
                  else f" in {self.processed_versions} versions")
         return (f"queue {waiting} files; processed {self.processed_files} files{again} "
                 f"({self.processed_rows} rows: {format_counts(self.row_counts)}); "
-                f"failed {self.failed_files} "
+                f"failed {self.failed_files + self.quarantined_files} "
                 f"(quarantined {self.quarantined_files})")
