@@ -7,6 +7,7 @@ import errno
 import os
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -364,7 +365,9 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool,
             f"{ledger}: cannot read the ledger ({exc}); if it is damaged, stop the service and "
             f"run `{rebuild_command(Path(ledger), Path(results))}`") from None
     if as_json:
-        click.echo(json.dumps(st, default=str, indent=2))
+        # times in ISO 8601 with a "T", as the log's timestamps
+        click.echo(json.dumps(st, indent=2, default=lambda v: v.isoformat()
+                              if isinstance(v, datetime) else str(v)))
     else:
         click.echo(format_status(st))
 
