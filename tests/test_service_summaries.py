@@ -275,6 +275,9 @@ def test_status_counts_rows_by_status_and_reason_code(tmp_path, acquisition):
     st = json.loads(CliRunner().invoke(status_cmd, ["--out", str(tmp_path / "out"),
                                                     "--json"]).output)
     assert st["rows_by_outcome"] == {"ok": 4, "flagged": 2}
+    # ISO 8601 with a "T", as the log's timestamps (was "2026-12-06 23:42:18...")
+    assert datetime.fromisoformat(st["last"]["processed_at"]).tzinfo is not None
+    assert "T" in st["last"]["processed_at"]
 
 
 def test_status_names_one_row_in_the_singular(tmp_path):
