@@ -1632,3 +1632,22 @@ def test_a_noise_like_label_image_gets_its_labels_noisy_row(tmp_path, noise):
     assert "interpolation" not in result.output
     [row] = pq.read_table(out).to_pylist()
     assert row["reason_code"] == "labels_noisy"
+
+
+def test_a_refusal_about_the_facet_line_draws_the_line():
+    # before: "does not reach the facet line" with no line drawn: facet_row/col were null on
+    # rows refused before the angle, although the line had been fitted
+    rows, cols = np.mgrid[0:256, 0:256]
+    labels = np.zeros((256, 256), np.uint8)
+    labels[100:160, :120] = 1
+    labels[120:141, 120:160] = 2
+    labels[(rows - 130) ** 2 + (cols - 195) ** 2 <= 35 ** 2] = 2
+    result = measure_contact_angle(labels)
+    assert result.reason_code == "circle_misses_facet"
+    assert result.facet_row is not None and result.facet_angle_deg is not None
+    # the point lies on the fitted line: the foot of the circle centre
+    assert result.facet_row == pytest.approx(130.0, abs=3) and result.facet_col == pytest.approx(
+        120.0, abs=3)
+    drawn = draw_overlay(None, labels, result)
+    without = draw_overlay(None, labels, result.replace(facet_row=None, facet_col=None))
+    assert not np.array_equal(drawn, without)

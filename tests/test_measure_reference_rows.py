@@ -33,7 +33,8 @@ and charges the refined facet line's sigma with the bias a droplet-side ramp giv
 centroid: the four refined rows' sigma rose by 1-41 %, the two video_new/0 rows (1.37 and
 1.50 deg) became `angle_uncertain`); 2.2.15 charges that ramp the bias of the centroid
 iterated to its fixed point (the first iteration's before): the same four rows' sigma rose by
-0.2-12 %, no status changed).
+0.2-12 %, no status changed); 2.2.16 gives refused rows a point of the facet line (these
+rows unchanged).
 bench/check_rows.py compares a larger corpus (about 1900 rows)."""
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def test_rows_equal_the_stored_reference_rows():
-    assert MEASUREMENT_VERSION == "2.2.15"  # new results come with a new version and new rows
+    assert MEASUREMENT_VERSION == "2.2.16"  # new results come with a new version and new rows
     reference = json.loads((DATA / "measure_reference_rows.json").read_text())
     rows = measure_test_frames(load_test_inputs(DATA / "measure_reference.npz"))
     stats, bad = compare({"frames": {"rows": reference}}, {"frames": {"rows": rows}}, 1e-9)

@@ -230,8 +230,13 @@ def _circle(sel: Selection, outlines: PairOutlines, facet: Facet,
     points = MeasurementPoints(
         circle=pts + off, circle_rejected=all_pts[~inliers] + off,
         facet=iface.points[line.inliers] + off, facet_rejected=iface.points[~line.inliers] + off)
+    centre_s = float(line.offset(fit.center[None, :])[0])
+    foot = (fit.center - centre_s * line.normal + off if np.isfinite(fit.center).all()
+            else None)
     fitted = dict(
         facet.fields,
+        **({} if foot is None else {"facet_row": float(foot[0]),
+                                    "facet_col": float(foot[1])}),
         droplet_radius_px=radius,
         circle_center_row=float(fit.center[0] + off[0]),
         circle_center_col=float(fit.center[1] + off[1]),
@@ -249,7 +254,7 @@ def _circle(sel: Selection, outlines: PairOutlines, facet: Facet,
     if fit.rms_px > max_rms:
         raise refuse("not_a_circle", f"the droplet outline is not a circle arc (residual RMS "
                      f"{fit.rms_px:.2f} px > {max_rms:.1f} px)", **fitted)
-    s = float(line.offset(fit.center[None, :])[0])
+    s = centre_s
     # Scatter judged by its cost in degrees at this size: d px about the line is up to
     # d / a rad of angle (a: half the chord, or R when the circle misses the line).
     scale = math.sqrt(max(radius**2 - s**2, 0.0)) if abs(s) < radius else radius

@@ -109,6 +109,10 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
     geometry = dict(
         base,
         facet_angle_deg=math.degrees(math.atan2(-line.direction[0], line.direction[1])),
+        # a point of the line (here the interface's centre on it; the foot of the circle
+        # centre once there is a circle), so a refused row's overlay draws the line too
+        facet_row=float(line.point[0] + sel.box[0]),
+        facet_col=float(line.point[1] + sel.box[1]),
         facet_gap_px=line.gap_px,
         facet_source=source,
         # perpendicular to the axis by construction when the axis oriented it (not 1e-17)
