@@ -414,7 +414,9 @@ function renderOverlay(overlay) {
     `<img src="${esc(src)}" alt="measurement overlay of the latest frame"></a>` :
     "<p class=\"muted\">No overlay picture of this frame. The service writes them with " +
     "<code>[output] overlays = \"all\"</code> (every frame) or <code>\"flagged\"</code> " +
-    "(frames whose status is not ok); <code>nwwatch replay … --overlays DIR</code> for a replay.</p>";
+    "(frames whose status is not ok); <code>nwwatch replay … --overlays DIR</code> for a replay. " +
+    "With pictures on, one that could not be written is in the service's log " +
+    "(<code>overlay_write_failed</code>).</p>";
   const img = box.querySelector("img");
   // a row naming a picture that is gone or unreadable (results folder copied without it):
   // say so instead of a broken-image icon
