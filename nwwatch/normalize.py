@@ -46,6 +46,10 @@ def intensity_range(image: np.ndarray) -> tuple[float, float]:
         ``high > low`` always (a constant image gets ``high = low + 1``).
     """
     array = np.asarray(image)
+    if array.ndim >= 3 and sum(n > 1 for n in array.shape) <= 2:
+        # a frame with axes of one ((1, H, W) from napari or xarray) is sampled as the frame
+        # is: the same range, so the same segmentation
+        array = array.reshape([n for n in array.shape if n > 1] or [array.size])
     if array.ndim >= 3:
         sample = array[np.ix_(*_volume_grid(array.shape))].reshape(-1)
     else:

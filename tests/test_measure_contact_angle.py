@@ -419,6 +419,24 @@ def test_result_row_matches_schema_and_is_frozen():
         ContactAngleResult("fit_failed", "", "ragged")
 
 
+def test_a_numpy_or_fraction_pixel_size_gives_the_rows_a_float_gives():
+    # before: np.int16(40) gave a negative volume (its power wrapped), np.float16 an inf
+    # area, np.float32 float32 columns, and a Fraction a row Parquet could not write
+    from fractions import Fraction
+
+    labels = cap().labels
+    for size, as_float in ((np.int16(40), 40.0), (np.uint8(7), 7.0),
+                            (Fraction(1, 4), 0.25), (np.float16(0.5), 0.5)):
+        got = measure_contact_angle(labels, pixel_size_nm=size)
+        expected = measure_contact_angle(labels, pixel_size_nm=as_float)
+        assert type(got.pixel_size_nm) is float
+        for name in ("droplet_volume_nm3", "droplet_area_nm2", "droplet_radius_nm"):
+            assert isinstance(getattr(got, name), float)  # not float16 / float32 / int
+            assert getattr(got, name) == pytest.approx(getattr(expected, name), rel=1e-12)
+    pa.Table.from_pylist([measure_contact_angle(labels, pixel_size_nm=Fraction(1, 3)).as_row()],
+                         schema=pa.schema(MEASUREMENT_FIELDS))
+
+
 def test_programming_errors_raise_value_error():
     labels = cap().labels
     with pytest.raises(ValueError, match="2-D"):
@@ -595,4 +613,20 @@ def test_a_droplet_on_the_end_of_a_far_narrower_wire_is_not_said_to_sit_beside_i
     assert "the interface covers under 25% of the base" in narrow.reason
     hidden = measure_contact_angle(_cap_on_wire(301, 548, 40, 120, 40))
     assert hidden.reason_code == "interface_missing"
-    assert "or the frame hides where it does" in hidden.reason
+    # its few shared edges are its interface (2.2.16; before: "only 0 interface points ...
+    # or the frame hides where it does")
+    assert "the frame cuts the droplet's base" in hidden.reason
+
+
+@pytest.mark.parametrize("width", [3, 5])
+def test_a_droplet_on_a_wire_a_few_pixels_wide_has_its_interface(width):
+    # before: "only 0 wire/droplet interface points (the droplet does not sit on the wire's
+    # end ...)" although the droplet sits on it: its < 6 shared edges were dropped for a gap
+    # fit that found no gap
+    rows, cols = np.mgrid[0:128, 0:128]
+    labels = np.zeros((128, 128), np.uint8)
+    labels[64 - width // 2:64 - width // 2 + width, :80] = 1
+    labels[((rows - 64) ** 2 + (cols - 86) ** 2 <= 12 ** 2) & (cols >= 80)] = 2
+    r = measure_contact_angle(labels)
+    assert r.reason_code == "interface_missing"
+    assert f"meets the wire over {width - 1} px only" in r.reason

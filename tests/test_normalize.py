@@ -384,3 +384,12 @@ def test_a_face_of_zeros_weighs_as_a_face_in_a_volumes_range():
     without_face = np.percentile(volume[:, :, 1:], 0.5)
     assert 0.9 * true_low <= low <= 1.05 * without_face
     assert high == pytest.approx(true_high, rel=0.02)
+
+
+def test_a_frame_with_axes_of_one_gets_the_frames_range():
+    # before: (1, H, W) was sampled as a volume, (H, W) by a stride: 0.6 % apart at 512 px
+    rng = np.random.default_rng(3)
+    frame = rng.gamma(4.0, 300.0, (512, 512)).astype(np.uint16)
+    for shaped in (frame[None], frame[:, :, None], frame[None, :, None, :]):
+        assert intensity_range(shaped) == intensity_range(frame)
+    np.testing.assert_array_equal(normalize_image(frame[None])[0], normalize_image(frame))

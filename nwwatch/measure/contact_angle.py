@@ -158,6 +158,10 @@ def measure_contact_angle(
         label values other than 0, 1, 2).
     """
     _check_inputs(labels, droplet_probability, pixel_size_nm, image)
+    if pixel_size_nm is not None:
+        # a Python float: numpy's int16 wrapped, and float16 overflowed, in the nm columns'
+        # powers of it; a Fraction could not be written to Parquet
+        pixel_size_nm = float(pixel_size_nm)
     if image is not None and image.dtype.kind == "f" and image.dtype not in (np.float32,
                                                                              np.float64):
         # scipy's interpolation reads float32 and float64 only: float16 widens exactly (and

@@ -248,6 +248,10 @@ def interface_points(
         # would also take in the free surface next to the triple points, and a fixed reach
         # would see only the parts of a wider, uneven gap that come within it.)
         d_gap, w_gap_pts, _ = _gap_rays(wire, droplet, drop_pts, (x, y, w, h), max_gap_px)
+        if len(w_gap_pts) < len(pts):
+            # no gap after all: a short interface (a wire a few pixels wide) shares fewer
+            # edges than the gap fit needs; they are its points, not none
+            return InterfacePoints(pts, np.zeros(len(pts), np.int64), w_side, d_side)
         return _two_edges(w_gap_pts, drop_pts.points[d_gap])
     # A thin background gap beside the iso-line: the wire's edge facing the droplet and the
     # droplet's facing the wire.
