@@ -131,3 +131,26 @@ def test_segment_refuses_raw_frames_and_bad_shapes_naming_them(tmp_path):
         assert call([frame.astype(np.float32)]).labels.shape == (1, 32, 32)
         empty = call(np.zeros((0, 32, 32), np.float32))  # the GPU path raised on it
         assert empty.labels.shape == (0, 32, 32) and empty.probabilities.shape == (0, 3, 32, 32)
+
+
+def test_segment_names_unusual_frames_instead_of_failing_deep_or_silently(tmp_path):
+    # before: (H, W, 1) was taken for H frames one pixel wide, without a word; an empty
+    # frame failed in the working scale (ZeroDivisionError) or in OpenCV; a NaN or inf pixel
+    # read "got values from nan to nan (raw frames: normalize_image first)"
+    import numpy as np
+    from onnx_models import build_threshold_model
+
+    from nwwatch.segment.session import Segmenter
+
+    seg = Segmenter(build_threshold_model(tmp_path / "m.onnx"), providers=("cpu",), threads=1)
+    for call in (seg.segment, seg.segment_native):
+        with pytest.raises(ValueError, match=r"an \(H, W, 1\) frame .* give images\[\.\.\., 0\]"):
+            call(np.zeros((32, 32, 1), np.float32))
+        for empty in ((0, 0), (1, 0, 5)):
+            with pytest.raises(ValueError, match="frames of at least one pixel"):
+                call(np.zeros(empty, np.float32))
+        for bad in (np.nan, np.inf):
+            frame = np.zeros((32, 32), np.float32)
+            frame[3, 4] = bad
+            with pytest.raises(ValueError, match=r"images hold \d+ NaN or infinite value"):
+                call(frame)

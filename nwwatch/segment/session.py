@@ -194,9 +194,21 @@ def _normalised_batch(images, check_range: bool = True) -> np.ndarray:
         batch = batch[None]
     if batch.ndim != 3:
         raise ValueError(f"images must be (N, H, W) or (H, W), got shape {batch.shape}")
+    if batch.shape[2] == 1 and batch.shape[1] > 1:  # scikit-image's and PIL's grey (H, W, 1)
+        raise ValueError(f"images must be (N, H, W) or (H, W), got shape {batch.shape}: an "
+                         f"(H, W, 1) frame would be H frames one pixel wide; give "
+                         f"images[..., 0]")
+    if batch.shape[0] and not (batch.shape[1] and batch.shape[2]):
+        raise ValueError(f"images must be frames of at least one pixel, got shape "
+                         f"{batch.shape}")
     # NaN fails both comparisons (normalize_image fills it); ~0.06 ms a 512² frame
     if check_range and batch.size and not (batch.min() >= -_NORMALISED_LIMIT
                            and batch.max() <= _NORMALISED_LIMIT):
+        odd = int(np.count_nonzero(~np.isfinite(batch)))
+        if odd:
+            raise ValueError(f"images hold {odd} NaN or infinite value(s) (a NaN as well where "
+                             f"the working scale resized an infinite one): normalize_image "
+                             f"gives no-data pixels a value; give it the raw frame")
         raise ValueError(f"images must be normalize_image output in [-1, 1], got values "
                          f"from {float(batch.min()):g} to {float(batch.max()):g} (raw "
                          f"frames: nwwatch.normalize.normalize_image first)")
