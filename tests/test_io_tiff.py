@@ -1428,3 +1428,90 @@ def test_a_stack_imagej_declares_as_channels_says_how_to_declare_slices(tmp_path
     with pytest.raises(MultichannelError) as error:
         read_volume(rgb)
     assert "axes" not in str(error.value).split(";")[-1]
+
+
+def _odd_page_stack(path: Path, odd: str, n: int = 8) -> list[np.ndarray]:
+    """``n`` plain pages of 48 x 48 uint16 written one call each; page 3 differs by ``odd``."""
+    rng = np.random.default_rng(5)
+    pages = [rng.integers(0, 4000, (48, 48), dtype=np.uint16) for _ in range(n)]
+    with tifffile.TiffWriter(path) as writer:
+        for i, page in enumerate(pages):
+            kw: dict = {"photometric": "minisblack", "metadata": None}
+            if i == 3 and odd == "lzw":
+                kw["compression"] = "lzw"
+            if i == 3 and odd == "float32":
+                page = pages[3] = rng.random((48, 48), dtype=np.float32)
+            writer.write(page, **kw)
+    return pages
+
+
+def test_an_odd_page_among_eight_or_more_is_not_decoded_as_the_others(tmp_path):
+    # before: tifffile took 8+ plain pages for one layout when 3 of them shared it, and page
+    # 3's LZW bytes (or its float32 pixels) came back as uint16 frame 3, without a word
+    path = tmp_path / "lzw.tif"
+    pages = _odd_page_stack(path, "lzw")
+    frames = read_frames(path)
+    assert [f.index for f in frames] == list(range(8))
+    for frame, page in zip(frames, pages, strict=True):
+        np.testing.assert_array_equal(frame.image, page)
+    path = tmp_path / "float.tif"
+    pages = _odd_page_stack(path, "float32")
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert [e["event"] for e in logs].count("io.extra_series_ignored") == 1
+    kept = [pages[i] for i in (0, 1, 2, 4, 5, 6, 7)]  # as the same file of 7 pages does
+    assert len(frames) == 7
+    for frame, page in zip(frames, kept, strict=True):
+        np.testing.assert_array_equal(frame.image, page)
+
+
+def test_pages_of_two_storage_layouts_are_frames_in_file_order(tmp_path):
+    # before: tifffile grouped pages 0, 2, 4 and 1, 3, 5 (two strip layouts) into two
+    # series, read one after the other as frames 0-5
+    from chunkkit import assert_chunks_are_the_whole_read
+
+    path = tmp_path / "interleaved.tif"
+    with tifffile.TiffWriter(path) as writer:
+        for i in range(6):
+            writer.write(np.full((64, 64), i, np.uint16), photometric="minisblack",
+                         metadata=None, rowsperstrip=64 if i % 2 == 0 else 16)
+    frames = read_frames(path)
+    assert [int(f.image[0, 0]) for f in frames] == list(range(6))
+    assert int(nio.read_frame_at(path, 1).image[0, 0]) == 1
+    assert_chunks_are_the_whole_read(path, [1, 4], [1, 5])
+
+
+def test_an_imagej_header_declaring_fewer_images_than_pages_is_refused_by_name(tmp_path):
+    # before: "ValueError: cannot reshape array of size 320 into shape (3,8,8)", and a
+    # replay counted the file as failed (tried again), not quarantined
+    path = tmp_path / "appended.tif"
+    with tifffile.TiffWriter(path) as writer:
+        for i, page in enumerate(np.arange(5 * 8 * 8, dtype=np.uint16).reshape(5, 8, 8)):
+            writer.write(page, photometric="minisblack", metadata=None, contiguous=False,
+                         description="ImageJ=1.54f\nimages=3\nslices=3\n" if i == 0 else None)
+    for read in (read_frames, nio.inspect_tiff):
+        with pytest.raises(nio.UnsupportedLayoutError, match="declares 3 images, but the file "
+                                                             "holds 5 pages"):
+            read(path)
+
+
+def test_imagej_axis_units_are_read_in_their_own_units(tmp_path):
+    # before: zunit=micron with spacing=0.004 read as 0.004 nm slices (1000 times too
+    # thin); yunit=micron refused square 2 nm pixels as "x 2 nm differs from y 0.002 nm"
+    volume = np.random.default_rng(0).integers(0, 60000, (4, 16, 16), dtype=np.uint16)
+    z = tmp_path / "zunit.tif"
+    tifffile.imwrite(z, volume, imagej=True, resolution=(0.5, 0.5),
+                     metadata={"axes": "ZYX", "unit": "nm", "zunit": "micron",
+                               "spacing": 0.004})
+    assert nio.read_volume(z).voxel_size_nm == pytest.approx((4.0, 2.0, 2.0))
+    y = tmp_path / "yunit.tif"
+    tifffile.imwrite(y, volume[0], imagej=True, resolution=(0.5, 500.0),
+                     metadata={"unit": "nm", "yunit": "micron"})
+    assert read_frames(y)[0].pixel_size_nm == pytest.approx(2.0)
+    odd = tmp_path / "odd.tif"  # an axis unit that is no length: that axis left unread
+    tifffile.imwrite(odd, volume, imagej=True, resolution=(0.5, 0.5),
+                     metadata={"axes": "ZYX", "unit": "nm", "zunit": "sec", "spacing": 3})
+    with capture_logs() as logs:
+        size = nio.read_volume(odd).voxel_size_nm
+    assert size is None or size[0] is None  # not 3 nm
+    assert any(e["event"] == "io.pixel_size_ignored" and "zunit" in e["reason"] for e in logs)

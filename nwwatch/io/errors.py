@@ -62,7 +62,8 @@ class UnsupportedCompressionError(InputError):
 
 
 class UnsupportedLayoutError(InputError):
-    """Image series nwwatch does not read: no 2-D pages, or a volume with 4 or more axes."""
+    """Image series nwwatch does not read: no 2-D pages, a volume with 4 or more axes, or an
+    ImageJ header declaring fewer images than the file's pages."""
 
 
 class BlankImageError(InputError):

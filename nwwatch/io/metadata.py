@@ -314,12 +314,18 @@ def _imagej_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
             _log.warning("io.pixel_size_ignored", path=str(path), source="imagej",
                          reason=f"unknown unit {unit!r}")
         return None
+    # ImageJ writes yunit= / zunit= where an axis's unit is not unit='s (its Y resolution
+    # and spacing are then in those units)
+    y_factor = _axis_unit_nm(path, meta, "yunit", factor)
+    z_factor = _axis_unit_nm(path, meta, "zunit", factor)
     y_per_unit, x_per_unit = _resolution(tif.pages.first)
     x_nm = None if x_per_unit is None else _per_unit_nm(factor, x_per_unit)
-    if "spacing" in meta:
-        z_nm = nm_from(_float(meta["spacing"]), factor)
+    if z_factor is None:
+        z_nm = None
+    elif "spacing" in meta:
+        z_nm = nm_from(_float(meta["spacing"]), z_factor)
     elif _float(meta.get("slices", 1)) > 1:
-        z_nm = factor  # ImageJ does not write spacing when it is 1 unit
+        z_nm = z_factor  # ImageJ does not write spacing when it is 1 unit
         if x_nm and z_nm > MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO * x_nm:
             _log.warning("io.voxel_depth_implied", path=str(path), voxel_depth_nm=z_nm,
                          pixel_size_nm=x_nm,
@@ -331,9 +337,22 @@ def _imagej_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
         z_nm = None
     return (
         z_nm,
-        None if y_per_unit is None else _per_unit_nm(factor, y_per_unit),
+        None if y_per_unit is None or y_factor is None else _per_unit_nm(y_factor, y_per_unit),
         x_nm,
     )
+
+
+def _axis_unit_nm(path: Path, meta: dict, key: str, factor: float) -> float | None:
+    """nm per unit of the ImageJ metadata's ``key`` (``yunit``, ``zunit``), ``factor`` (the
+    ``unit``'s) when absent; None, with a warning, for a unit that is not a length."""
+    if key not in meta:
+        return factor
+    unit = str(meta[key])
+    axis_factor = unit_to_nm(unit)
+    if axis_factor is None:
+        _log.warning("io.pixel_size_ignored", path=str(path), source="imagej",
+                     axis=key[0], reason=f"unknown {key} {unit!r}")
+    return axis_factor
 
 
 def _tag_sizes(

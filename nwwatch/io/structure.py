@@ -115,7 +115,7 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
         size = os.fstat(handle.fileno()).st_size
         if size == 0:
             raise EmptyFileError(path, "file is empty (0 bytes)")
-        n_ifds = _check_ifd_chain(path, handle, size)
+        n_ifds, layouts = _check_ifd_chain(path, handle, size)
         handle.seek(0)
         with corrupt_structure_refused(path):
             # _multifile=False: planes an OME header places in other files (a dataset split
@@ -123,6 +123,15 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
             # directory; every file is an input of its own, read alone (tifffile's own
             # command line offers the same switch).
             tif = tifffile.TiffFile(handle, name=path.name, _multifile=False)
+            if len(set(layouts)) > 1 and any(s.kind == "uniform" for s in tif.series):
+                # tifffile takes 8 or more plain pages for one layout when 3 of them share
+                # it, and decodes the others with it (a float32, RGB, compressed or
+                # inverted page read as page 0's kind: garbage, without a word); its pages
+                # are then grouped by their own layouts, as for 7 pages
+                tif.close()
+                handle.seek(0)
+                tif = tifffile.TiffFile(handle, name=path.name, _multifile=False,
+                                        is_uniform=False)
         with tif:
             with corrupt_structure_refused(path):
                 info = _describe(path, tif, size, n_ifds)
@@ -142,8 +151,9 @@ def corrupt_structure_refused(path: Path) -> Iterator[None]:
         raise TruncatedTiffError(path, f"corrupt TIFF structure ({exc})") from exc
 
 
-def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:
-    """Follow the IFD chain; return its length. A pointer beyond the end means truncation."""
+def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> tuple[int, list[tuple]]:
+    """Follow the IFD chain; return its length and each full-resolution IFD's pixel layout
+    (:func:`_layout`). A pointer beyond the end means truncation."""
     head = handle.read(16)
     if len(head) < 4 and any(magic.startswith(head) for magic in _MAGIC):
         raise TruncatedTiffError(
@@ -176,6 +186,7 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:
     count_size = struct.calcsize(count_fmt)
     offset_size = struct.calcsize(offset_fmt)
     seen: set[int] = set()
+    layouts: list[tuple] = []
     while offset:
         where = f"image directory {len(seen)} at byte {offset}"
         if offset in seen:
@@ -192,10 +203,39 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> int:
                                            "still being written?")
         entries = handle.read(n_entries * entry_size)
         _check_tag_values(path, where, entries, order, bigtiff, size)
+        layout = _layout(entries, order, bigtiff)
+        if layout is not None:
+            layouts.append(layout)
         offset = struct.unpack(order + offset_fmt, handle.read(offset_size))[0]
     if not seen:
         raise TruncatedTiffError(path, "TIFF header points to no image")
-    return len(seen)
+    return len(seen), layouts
+
+
+#: Tags that say how an IFD's pixels are laid out and decoded: width, length, bits per
+#: sample, compression, photometric, samples per pixel, planar configuration, predictor,
+#: sample format.
+_LAYOUT_TAGS = frozenset((256, 257, 258, 259, 262, 277, 284, 317, 339))
+
+
+def _layout(entries: bytes, order: str, bigtiff: bool) -> tuple | None:
+    """The pixel layout of one IFD's ``entries`` (its :data:`_LAYOUT_TAGS` with their type,
+    count and inline value; a value stored elsewhere by type and count), or None for a
+    reduced-resolution page (NewSubfileType bit 0: a preview, a series of its own)."""
+    entry_fmt, entry_size, inline = (order + "HHQ", 20, 8) if bigtiff else (order + "HHI", 12, 4)
+    head = struct.calcsize(entry_fmt)
+    layout = []
+    for start in range(0, len(entries), entry_size):
+        code, kind, count = struct.unpack_from(entry_fmt, entries, start)
+        value = entries[start + head:start + head + inline]
+        if code == 254 and kind in (3, 4, 16) and count == 1:
+            fmt = {3: "H", 4: "I", 16: "Q"}[kind]
+            if struct.unpack_from(order + fmt, value)[0] & 1:
+                return None
+        if code in _LAYOUT_TAGS:
+            fits = count * _TYPE_SIZE.get(kind, inline + 1) <= inline
+            layout.append((code, kind, count, value if fits else None))
+    return tuple(layout)
 
 
 # TIFF field type -> bytes per value (types 1-18 of TIFF 6 and BigTIFF)
@@ -407,6 +447,12 @@ def _check_data_extents(
             raise TruncatedTiffError(
                 path, f"ImageJ header declares {images} images, the file holds {n_pages}"
                       + (CUT_SHORT if math.isfinite(declared_images) else ""))
+        if len(series.pages) > n_pages:  # tifffile then gives every page, not the header's
+            raise UnsupportedLayoutError(
+                path, f"its ImageJ header declares {images} images, but the file holds "
+                      f"{len(series.pages)} pages (pages appended by a program that kept the "
+                      f"first page's ImageJ header?): which are the stack's cannot be told; "
+                      f"save the stack again in Fiji, or as a plain TIFF")
     contiguous_at = series.dataoffset
     if contiguous_at is not None:
         end = contiguous_at + series.nbytes
