@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 import tifffile
 from servicekit import (
@@ -166,6 +167,27 @@ def test_second_cluster_run_skips_everything_and_force_replaces_rows(cluster, ac
     assert (forced.done, forced.frames) == (N_FRAMES, N_FRAMES)
     after = assert_exactly_once(tmp_path / "res", N_FRAMES)  # replaced, not duplicated
     assert set(after.batch_id).isdisjoint(before.batch_id)
+
+
+def test_a_quarantined_file_replaced_by_a_copy_of_done_content_leaves_the_list(cluster, acq,
+                                                                             tmp_path):
+    # before: local replay dropped bad.tif's entry once it held done content; on Dask it
+    # stayed quarantined (status and quarantine.parquet) for good
+    import shutil
+
+    from nwwatch.service.status import service_status
+
+    address, _ = cluster
+    folder, onnx = acq
+    for results, dask in ((tmp_path / "local", None), (tmp_path / "dask", address)):
+        copy = tmp_path / f"acq_{results.name}"
+        shutil.copytree(folder, copy)
+        replay(copy, results, model=onnx, dask=dask)
+        shutil.copyfile(copy / "f000.tif", copy / "bad.tif")  # mended: a copy of done content
+        replay(copy, results, model=onnx, dask=dask)
+        status = service_status(results / "ledger.sqlite", results)
+        assert status["quarantined"] == [], results.name
+        assert pq.read_table(results / "quarantine.parquet").num_rows == 0
 
 
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, acq, tmp_path):

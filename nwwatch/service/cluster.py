@@ -440,6 +440,10 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
         if f.duplicate or key in seen or engine.buffer.holds(key) or (
                 known is not None and known.state in ("done", "quarantined") and not force):
             # done (or held) by another task or run: rows not added
+            if not f.duplicate and (engine.buffer.holds(key) or (
+                    known is not None and known.state == "done")):
+                # its path's quarantined version, if any, has been replaced (as batch.collect)
+                ledger.release_quarantine(name, f.size, f.mtime_ns, f.sha256)
             if known is not None and known.state != "quarantined" and not f.duplicate:
                 note_skipped(engine, Path(f.path), key, known)
             copies.append((name, f, key))
