@@ -981,7 +981,10 @@ def test_a_provider_list_without_cpu_that_runs_on_the_cpu_is_a_warning(paths):
 
 
 @pytest.mark.parametrize(("ignore", "patterns"), [('["*"]', None), ('["*.tmp", "**"]', None),
-                                                  ('["*.tif", "*.dm4"]', '["*.tif", "*.dm4"]')])
+                                                  ('["*.tif", "*.dm4"]', '["*.tif", "*.dm4"]'),
+                                                  # every name with a dot: every pattern's
+                                                  ('["*.*"]', None),
+                                                  ('["frame*", "*.?m*"]', '["*.tif", "*.dm4"]')])
 def test_ignore_patterns_that_take_every_file_are_refused(paths, ignore, patterns):
     # before: accepted, and the service processed nothing without a word
     tmp, acq, res, m = paths
@@ -1071,3 +1074,28 @@ def test_out_of_inotify_instances_the_folder_is_polled_and_the_log_says_why(path
         assert watcher.fallback.startswith("inotify instance limit reached (errno 24)")
     finally:
         watcher.stop()
+
+
+def test_a_path_the_service_cannot_look_at_is_a_config_error_naming_its_key(paths):
+    # before: Path.exists raised (a name too long; a folder above it the service user may
+    # not search): a traceback and exit 1, which systemd restarts again and again
+    tmp, acq, res, m = paths
+    long = tmp / ("x" * 300) / "acq"
+    write_config(tmp / "c.toml", long, res, m)
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.path: cannot look at .*File name too "
+                                          r"long"):
+        load_config(tmp / "c.toml")
+    write_config(tmp / "c.toml", acq, tmp / ("y" * 300) / "res", m)
+    with pytest.raises(ConfigError, match=r"output\.results: cannot look at"):
+        load_config(tmp / "c.toml")
+
+
+def test_a_huge_integer_for_a_number_is_a_config_error(paths):
+    # before: OverflowError: int too large to convert to float (exit 1)
+    tmp, acq, res, m = paths
+    text = write_config(tmp / "c.toml", acq, res, m).read_text()
+    (tmp / "c.toml").write_text(re.sub(r"settle_seconds = [0-9.]+", "settle_seconds = "
+                                       + "9" * 400, text))
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.settle_seconds: must be a number, "
+                                          r"got an integer of 400 digits"):
+        load_config(tmp / "c.toml")

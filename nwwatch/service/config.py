@@ -13,8 +13,11 @@ provider names are checked against :data:`PROVIDER_NAMES` (a test keeps it equal
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,10 +186,25 @@ class ServiceConfig:
     flush_seconds: float = 10.0
 
 
+def _looked_at(r: TableReader, key: str, path: Path) -> os.stat_result | None:
+    """``path``'s stat, or None when nothing is there; a :class:`ConfigError` naming ``key``
+    when it cannot be looked at (a folder above it the service user may not search, a name
+    too long): ``Path.exists`` raised those, a traceback and exit 1 that systemd restarts."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise r.error(key, f"cannot look at {path} ({exc.strerror or exc}): the user the "
+                           f"service runs as must be able to reach it") from None
+
+
 def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig:
     r = TableReader(file, f"watch[{index}]", table)
     path = r.path("path", base, required=True)
-    if path.exists() and not path.is_dir():  # missing is fine: a share not mounted yet
+    found = _looked_at(r, "path", path)
+    if found is not None and not stat.S_ISDIR(found.st_mode):
+        # missing is fine: a share not mounted yet
         raise r.error("path", f"not a folder: {path}")
     kind = r.get("kind", str, "insitu")
     if kind not in KINDS:
@@ -198,7 +216,8 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
         model = DEFAULT_MODELS[kind]
         if not model.is_file():
             raise r.error("model", f"not set and no shipped default model for {kind!r} at {model}")
-    elif model.is_dir():
+    elif (model_stat := _looked_at(r, "model", model)) is not None and stat.S_ISDIR(
+            model_stat.st_mode):
         raise r.error("model", f"a folder, not a model file: {model}")
     elif not model.is_file():
         raise r.error("model", f"not a regular file (a device, a FIFO): {model}"
@@ -229,12 +248,28 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
     # An ignore pattern that takes every name, or each pattern itself, leaves the service
     # nothing to process, silently (as an empty `patterns` would)
     everything = [p for p in watch.ignore_patterns if set(p) == {"*"}]
-    if everything or set(watch.patterns) <= set(watch.ignore_patterns):
+    # a name each pattern takes ("*.[tT][iI][fF]": frame.tif) that an ignore pattern takes
+    # too ("*.*"): every file of that pattern is ignored
+    ignored = [p for p in watch.patterns
+               if any(fnmatch.fnmatchcase(_example_name(p), i) for i in watch.ignore_patterns)]
+    if everything or set(watch.patterns) <= set(watch.ignore_patterns) or (
+            ignored and len(ignored) == len(watch.patterns)):
         raise r.error("ignore_patterns", f"{(everything or list(watch.patterns))[0]!r} ignores "
                                          "every file the patterns take: the watch would "
                                          "process nothing")
     r.finish()
     return watch
+
+
+def _example_name(pattern: str) -> str:
+    """A file name ``pattern`` (fnmatch) takes: ``*`` as "frame", ``?`` as "x", a set as its
+    first character ("x" for a negated one)."""
+    def one(match: re.Match) -> str:
+        inside = match.group(1)
+        return "x" if inside.startswith("!") else inside[0]
+
+    name = re.sub(r"\[([^\]]+)\]", one, pattern)
+    return name.replace("*", "frame").replace("?", "x")
 
 
 def _inference(file: Path | None, table: Any) -> InferenceConfig:
@@ -347,7 +382,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     flush_seconds = output.positive("flush_seconds", float, 10.0, allow_zero=True,
                                     at_most=FLUSH_MAX_S)
     output.finish()
-    if results.exists() and not results.is_dir():
+    found = _looked_at(output, "results", results)
+    if found is not None and not stat.S_ISDIR(found.st_mode):
         raise output.error("results", f"not a folder: {results}")
     _outside_watches(file, "output.results", results, paths)
     for i, p in enumerate(paths):  # its own outputs (masks) would come back as inputs

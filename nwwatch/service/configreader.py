@@ -70,7 +70,11 @@ class TableReader:
         value = self.table[name]
         ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
+            try:
+                value, ok = float(value), True
+            except OverflowError:  # TOML allows 64-bit integers; tomllib reads any size
+                raise self.error(name, f"must be a number, got an integer of "
+                                       f"{len(str(abs(value)))} digits") from None
         if not ok:
             raise self.error(name, f"must be {_TYPE_NAMES[kind]}, got {value!r}")
         if kind is float and not math.isfinite(value):

@@ -5,8 +5,9 @@ Every result row carries ``source_sha256``, ``model_sha256``, ``measurement_vers
 batch again and each (content, model, measurement version) in it a ``done`` item, so nothing
 already in the results is processed a second time. An item's processing time is the latest
 ``processed_at`` of its rows, a batch's commit time the latest of the file's rows (the file's
-mtime for rows without one). Not recovered: the quarantine list (those
-files are tried again and quarantined again) and the hash cache (files are hashed again once).
+mtime for rows without one). The quarantine list is read back from ``quarantine.parquet``
+(:func:`_restore_quarantine`; where that file does not read, those files are tried again and
+quarantined again). Not recovered: the hash cache (files are hashed again once).
 
 - The service does it by itself at start when the ledger is missing or empty next to existing
   results and every results file reads (:func:`open_ledger`); otherwise it refuses to start
