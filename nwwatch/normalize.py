@@ -186,6 +186,14 @@ def normalize_image(
     """
     if nan_fill not in ("nearest", "darkest"):
         raise ValueError(f"nan_fill must be 'nearest' or 'darkest', got {nan_fill!r}")
+    kind = np.asarray(image).dtype.kind if not isinstance(image, np.ndarray) else image.dtype.kind
+    if kind not in "uif":  # complex, bool, text: numpy's cast errors named no argument
+        raise ValueError(f"image must hold real numbers (integers or floats), got dtype "
+                         f"{np.asarray(image).dtype}")
+    if out is not None and (np.shape(out) != np.shape(image)
+                            or not np.issubdtype(out.dtype, np.floating)):
+        raise ValueError(f"out must be a float array of image's shape {np.shape(image)}, got "
+                         f"{out.dtype} {np.shape(out)}")
     if value_range is None:
         low, high = intensity_range(image)
     else:

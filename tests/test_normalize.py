@@ -393,3 +393,16 @@ def test_a_frame_with_axes_of_one_gets_the_frames_range():
     for shaped in (frame[None], frame[:, :, None], frame[None, :, None, :]):
         assert intensity_range(shaped) == intensity_range(frame)
     np.testing.assert_array_equal(normalize_image(frame[None])[0], normalize_image(frame))
+
+
+def test_normalize_names_a_bad_image_or_out():
+    # before: numpy's broadcast and cast errors, a ComplexWarning, none naming the argument
+    frame = np.arange(64.0).reshape(8, 8)
+    with pytest.raises(ValueError, match=r"out must be a float array of image's shape"):
+        normalize_image(frame, out=np.empty((4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"out must be a float array .* got int16"):
+        normalize_image(frame, out=np.empty((8, 8), np.int16))
+    with pytest.raises(ValueError, match=r"image must hold real numbers .* complex128"):
+        normalize_image(frame.astype(complex))
+    out = np.empty((8, 8), np.float32)
+    assert normalize_image(frame, out=out) is out
