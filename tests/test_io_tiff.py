@@ -1515,3 +1515,21 @@ def test_imagej_axis_units_are_read_in_their_own_units(tmp_path):
         size = nio.read_volume(odd).voxel_size_nm
     assert size is None or size[0] is None  # not 3 nm
     assert any(e["event"] == "io.pixel_size_ignored" and "zunit" in e["reason"] for e in logs)
+
+
+def test_a_signed_12_bit_page_is_an_unsupported_pixel_format_not_float64(tmp_path):
+    # before: "pixel type float64 is not supported ... save it as float32": tifffile's type
+    # for a series whose page has none; the file holds no float64
+    width = height = 8
+    data = bytes(width * height * 12 // 8)
+    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 1, 12), (259, 3, 1, 1),
+            (262, 3, 1, 1), (273, 4, 1, 8), (277, 3, 1, 1), (278, 3, 1, height),
+            (279, 4, 1, len(data)), (339, 3, 1, 2)]
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHII", c, t, n, v) if t == 4 else struct.pack("<HHIHH", c, t, n, v, 0)
+        for c, t, n, v in tags) + b"\0\0\0\0"
+    path = tmp_path / "signed12.tif"
+    path.write_bytes(b"II*\0" + struct.pack("<I", 8 + len(data)) + data + ifd)
+    with pytest.raises(nio.UnsupportedDtypeError, match=r"unsupported pixel format \(12 bits, "
+                                                         r"sample format INT\)"):
+        nio.inspect_tiff(path)

@@ -299,7 +299,9 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
         )
     page = series.keyframe
     dtype = series.dtype
-    if dtype is None:
+    # a page of a format numpy has no type for (12-bit signed, 8-bit float): the page's dtype
+    # is None, the series' tifffile's float64 (not in the file)
+    if dtype is None or getattr(page, "dtype", dtype) is None:
         raise UnsupportedDtypeError(
             path,
             f"unsupported pixel format ({page.bitspersample} bits, "
