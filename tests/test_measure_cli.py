@@ -1651,3 +1651,20 @@ def test_a_refusal_about_the_facet_line_draws_the_line():
     drawn = draw_overlay(None, labels, result)
     without = draw_overlay(None, labels, result.replace(facet_row=None, facet_col=None))
     assert not np.array_equal(drawn, without)
+
+
+def test_a_tall_frames_marks_are_sized_by_its_area_and_drawn_whole():
+    # before: a 2000 x 64 frame's marks and labels were sized by its long side (16 px discs
+    # over a 15 px droplet) and the labels near the right edge were cut at the frame's edge,
+    # the margin added after them
+    labels = np.zeros((2000, 64), np.uint8)
+    labels[1000:, 20:44] = 1
+    rows, cols = np.mgrid[0:2000, 0:64]
+    labels[((rows - 995) ** 2 + (cols - 32) ** 2 <= 15 ** 2) & (rows < 1000)] = 2
+    r = measure_contact_angle(labels)
+    picture = draw_overlay(None, labels, r)
+    blue, green, red = (picture[:2000, :, k].astype(int) for k in range(3))
+    green = (green > 120) & (green > red + 60) & (green > blue + 60)  # antialiased too
+    assert green[:, 64:].any()  # the triple points' labels run on into the margin
+    # the discs (4 px) and labels (small font) stay near the droplet: none 60 px below it
+    assert not green[1060:].any() and not green[:930].any()

@@ -184,6 +184,12 @@ def draw_overlay(
         grey, labels, z = _reduce(grey, k, True), _reduce(labels, k, False), 1.0 / k
     canvas = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     scale = max(max(labels.shape) / 512.0, 0.6)  # labels are now at the canvas's size
+    # a tall, narrow frame's caption keeps room for about 28 characters a line: at the
+    # frame's own width (64 px) its reason was cut into pieces of a word or less. Padded
+    # before anything is drawn, so that the labels placed near its right edge are not cut.
+    least = int(CAPTION_MIN_WIDTH_PX * scale)
+    if canvas.shape[1] < least:
+        canvas = np.pad(canvas, ((0, 0), (0, least - canvas.shape[1]), (0, 0)))
 
     def pt(row: float, col: float) -> tuple[int, int]:
         return _pt(row, col, z)
@@ -193,7 +199,10 @@ def draw_overlay(
         x, y = _pt(row, col, z)
         return x >> _SHIFT, y >> _SHIFT
 
-    lw = max(1, int(round(scale)))
+    # marks and their labels by the frame's area, the caption by its long side: a 2000 x 64
+    # frame drew 16 px discs and 1.8-scale labels over its 15 px droplet
+    marks = max(math.sqrt(labels.shape[0] * labels.shape[1]) / 512.0, 0.6)
+    lw = max(1, int(round(marks)))
     for cls, color in ((NANOWIRE, _YELLOW), (DROPLET, _CYAN)):
         contours, _ = cv2.findContours((labels == cls).astype(np.uint8), cv2.RETR_LIST,
                                        cv2.CHAIN_APPROX_NONE)
@@ -240,7 +249,7 @@ def draw_overlay(
     disc = 4 * lw
     taken = [(x - disc, y - disc, x + disc, y + disc)
              for x, y in (at(row, col) for row, col, _ in sides)]
-    font_triple, font_facet = 0.45 * scale, 0.4 * scale
+    font_triple, font_facet = 0.45 * marks, 0.4 * marks
     placed = []
     for row, col, label in sides:
         x, y = at(row, col)
@@ -261,11 +270,6 @@ def draw_overlay(
         cv2.circle(canvas, pt(row, col), 4 * _ONE * lw, _GREEN, -1, cv2.LINE_AA, _SHIFT)
     for label, org in placed:
         _text(canvas, label, org, _GREEN, font_triple)
-    # a tall, narrow frame's caption keeps room for about 28 characters a line: at the
-    # frame's own width (64 px) its reason was cut into pieces of a word or less
-    least = int(CAPTION_MIN_WIDTH_PX * scale)
-    if canvas.shape[1] < least:
-        canvas = np.pad(canvas, ((0, 0), (0, least - canvas.shape[1]), (0, 0)))
     return _with_caption(canvas, _caption(r, canvas.shape[1], scale), scale)
 
 
