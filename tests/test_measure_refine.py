@@ -6,6 +6,7 @@ uncertainty covers the labels' error."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import cv2
 import numpy as np
@@ -161,12 +162,17 @@ def test_nan_pixels_are_left_out_of_the_profiles() -> None:
     assert r.facet_edge_shift_px == pytest.approx(clean.facet_edge_shift_px, abs=0.1)
     assert r.contact_angle_uncertainty_deg == pytest.approx(
         clean.contact_angle_uncertainty_deg, rel=0.1)
-    # A band of NaN across the whole interface leaves too few positions: labels kept.
-    image[140:160, :] = np.nan
-    r = measure_contact_angle(labels, image=image)
-    assert r.facet_edge == "too_short" and r.facet_edge_shift_px is None
-    assert r.contact_angle_deg == pytest.approx(measure_contact_angle(labels)
-                                                .contact_angle_deg, abs=1e-9)
+    # A band of NaN (or inf) across the whole interface leaves too few positions: labels
+    # kept, and said so (was "too_short", and inf printed a RuntimeWarning)
+    for no_data in (np.nan, np.inf):
+        image[140:160, :] = no_data
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            r = measure_contact_angle(labels, image=image)
+        assert r.facet_edge == "no_data" and r.facet_edge_shift_px is None
+        assert "no data in the image" in r.reason
+        assert r.contact_angle_deg == pytest.approx(measure_contact_angle(labels)
+                                                    .contact_angle_deg, abs=1e-9)
 
 
 def test_labels_drawn_into_the_droplet_move_back_to_the_step() -> None:

@@ -107,6 +107,8 @@ EDGE_STATUSES: dict[str, str] = {
     "elliptical": "the labels show an elliptical facet (a wire tilted out of the image "
                   "plane), which has no single step in the image: the labels' rim is kept",
     "too_short": "too few positions along the line with wire and droplet on either side",
+    "no_data": "the image has no data (NaN or infinite pixels) across the interface at too "
+               "many positions: the label boundary is kept",
     "weak_step": "the intensity step is not above the noise: the label boundary is kept",
     "not_a_step": "the profile is not one sharp step (a gradual ramp, fringes, halo or a "
                   "second edge as strong): the label boundary is kept",
@@ -350,12 +352,13 @@ def refine_facet_line(
     if np.count_nonzero(ok) < MIN_POSITIONS:
         return EdgeRefinement("too_short", n_positions=int(np.count_nonzero(ok)))
     img = np.asarray(image)
-    prof = bilinear_grid(img, (along_r[ok], across_r), (along_c[ok], across_c))
+    with np.errstate(invalid="ignore"):  # an infinite pixel's zero weight: NaN, left out
+        prof = bilinear_grid(img, (along_r[ok], across_r), (along_c[ok], across_c))
     if img.dtype.kind not in "biu":  # NaN pixels: leave those positions out
         prof = prof[np.isfinite(prof).all(axis=1)]
     n = prof.shape[0]
     if n < MIN_POSITIONS:
-        return EdgeRefinement("too_short", n_positions=n)
+        return EdgeRefinement("no_data", n_positions=n)
     mean = _robust_mean(prof)
     plateau_w = offsets <= -REACH_PX + PLATEAU_PX
     plateau_d = offsets >= REACH_PX - PLATEAU_PX
