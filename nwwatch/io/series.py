@@ -51,15 +51,16 @@ def image_series(
         same = (_is_plain_stack(series) and squeezed(series)[0][-2:] == page_shape
                 and series.dtype == first.dtype)
         (read if same else ignored).append(series)
-    pages = [page for series in read for page in series.pages]
-    indices = [getattr(page, "index", None) for page in pages]
-    if len(read) > 1 and all(isinstance(i, int) for i in indices) and indices != sorted(indices):
-        # tifffile groups a plain file's pages by their storage (strips, compression), not
-        # by runs: pages 0, 2, 4 and 1, 3, 5 were read as frames 0-5. One series a page,
-        # in file order.
-        read = [tifffile.TiffPageSeries([page], page.shape, page.dtype, page.axes,
-                                        parent=tif, kind="generic")
-                for page in sorted(pages, key=lambda page: page.index)]
+    if len(read) > 1:  # (a series' pages are read only here: a long stack's are many)
+        pages = [page for series in read for page in series.pages]
+        indices = [getattr(page, "index", None) for page in pages]
+        if all(isinstance(i, int) for i in indices) and indices != sorted(indices):
+            # tifffile groups a plain file's pages by their storage (strips, compression),
+            # not by runs: pages 0, 2, 4 and 1, 3, 5 were read as frames 0-5. One series a
+            # page, in file order.
+            read = [tifffile.TiffPageSeries([page], page.shape, page.dtype, page.axes,
+                                            parent=tif, kind="generic")
+                    for page in sorted(pages, key=lambda page: page.index)]
     return read, ignored + reduced
 
 
