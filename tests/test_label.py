@@ -850,3 +850,91 @@ def test_label_listens_on_every_interface_given_an_empty_host():
         assert server.server_address[0] in ("0.0.0.0", "::") and server.server_address[1] > 0
     finally:
         server.server_close()
+
+
+def _post_save(base_url: str, key: str, token: str, geometry) -> dict:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{base_url}api/frames/0/save?base={token}&frame={key}",
+        json.dumps(geometry.to_json()).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as answer:
+        return json.load(answer)
+
+
+def test_two_sessions_with_frames_of_one_name_keep_both_frames(tmp_path):
+    # before: both listed frame_00000 before either saved; B then opened A's saved shapes as
+    # its own and its save replaced A's pair with B's pixels, without a word
+    import urllib.request
+
+    from label_helpers import serving
+
+    from nwwatch.label.frames import FrameRef, frame_refs, read_frame
+    from nwwatch.label.server import LabelSession
+
+    data = tmp_path / "DATA"
+    images = {}
+    for folder, seed in (("A", 1), ("B", 2)):
+        params = plain_params(seed, 0, size=96)
+        images[folder] = render(params, seed=seed)[0]
+        write_frame_tiff(tmp_path / folder / "frame_00000.tif", images[folder])
+    a = LabelSession(frame_refs([tmp_path / "A" / "frame_00000.tif"], data_dir=data), data)
+    b = LabelSession(frame_refs([tmp_path / "B" / "frame_00000.tif"], data_dir=data), data)
+    assert a.frames[0].stem == b.frames[0].stem == "frame_00000"  # nothing saved yet
+    shapes = truth_geometry(plain_params(1, 0, size=96))
+    with serving(a) as url:
+        _post_save(url, a.frames[0].key, "", shapes)
+    with serving(b) as url:
+        with urllib.request.urlopen(f"{url}api/frames/0/geometry") as answer:
+            opened = json.load(answer)
+        assert opened["origin"] == "model" and opened["saved_token"] == ""  # not A's shapes
+        saved = _post_save(url, b.frames[0].key, opened["saved_token"], shapes)
+    assert saved["stem"] != "frame_00000" and b.frames[0].stem == saved["stem"]
+    for stem, folder in (("frame_00000", "A"), (saved["stem"], "B")):
+        kept = read_frame(FrameRef(data / "images" / f"{stem}.tif", 0, stem)).image
+        np.testing.assert_array_equal(kept, images[folder])
+    a.close()
+    b.close()
+
+
+def test_a_frame_rewritten_during_the_session_does_not_take_over_the_saved_pair(tmp_path):
+    # before: the new pixels opened the earlier frame's shapes as saved, and a save replaced
+    # the earlier frame's image
+    from label_helpers import serving
+
+    from nwwatch.label.frames import FrameRef, frame_refs, read_frame
+    from nwwatch.label.server import LabelSession
+
+    data, path = tmp_path / "DATA", tmp_path / "acq" / "frame.tif"
+    first, _, _ = render(plain_params(1, 0, size=96), seed=1)
+    second, _, _ = render(plain_params(2, 0, size=96), seed=2)
+    write_frame_tiff(path, first)
+    session = LabelSession(frame_refs([path], data_dir=data), data)
+    shapes = truth_geometry(plain_params(1, 0, size=96))
+    with serving(session) as url:
+        _post_save(url, session.frames[0].key, "", shapes)
+        write_frame_tiff(path, second)  # the acquisition wrote another frame under its name
+        session.forget_if_changed(0)
+        geometry, origin, note = session.geometry(0)
+        assert origin == "model" and session.frames[0].stem != "frame"
+        _post_save(url, session.frames[0].key, "", shapes)
+    kept = read_frame(FrameRef(data / "images" / "frame.tif", 0, "frame")).image
+    np.testing.assert_array_equal(kept, first)
+    session.close()
+
+
+def test_a_stack_grown_since_its_one_page_was_saved_keeps_that_pages_stem(tmp_path):
+    # before: page 0 was "stack" while the file had one page, "stack_p0000" once it grew:
+    # its saved shapes were not opened, and a save put the same frame in DATA twice
+    from nwwatch.io import write_stack_tiff
+    from nwwatch.label.frames import frame_refs
+
+    data, path = tmp_path / "DATA", tmp_path / "stack.tif"
+    pages = [render(plain_params(k, 0, size=96), seed=k)[0] for k in (1, 2, 3)]
+    write_stack_tiff(path, np.stack(pages[:1]))
+    [ref] = frame_refs([path], data_dir=data)
+    save_labeled_frame(data, ref.stem, pages[0], truth_geometry(plain_params(1, 0, size=96)),
+                       {"path": str(path), "page": 0})
+    write_stack_tiff(path, np.stack(pages))
+    assert [r.stem for r in frame_refs([path], data_dir=data)] == [
+        "stack", "stack_p0001", "stack_p0002"]

@@ -23,7 +23,7 @@ from nwwatch.io import write_frame_tiff
 from nwwatch.label.frames import frame_refs
 from nwwatch.label.geometry import Circle, LabelGeometry
 from nwwatch.label.server import LabelSession, _Handler
-from nwwatch.label.store import save_labeled_frame
+from nwwatch.label.store import load_geometry, save_labeled_frame
 from nwwatch.synth import generate_insitu
 
 READY = "return document.body.dataset.state === 'ready' && window.nwLabel.geometry !== null"
@@ -185,7 +185,7 @@ def test_a_saved_frame_keeps_its_acquisition_time(served):
             assert original.acquired_at_source == saved.acquired_at_source == "mtime"
 
 
-def test_saved_labels_of_a_frame_of_another_size_open_as_the_proposal(served):
+def test_saved_labels_of_another_frame_of_another_size_are_kept_and_not_opened(served):
     session, url = served
     stem = session.frames[BLANK].stem  # the frame is 200 x 300
     old = LabelGeometry((256, 256), Circle((100.0, 100.0), 30.0), None)
@@ -193,10 +193,12 @@ def test_saved_labels_of_a_frame_of_another_size_open_as_the_proposal(served):
     status, doc = _http("GET", f"{url}api/frames/{BLANK}/geometry")
     assert status == 200
     assert doc["geometry"]["shape"] == [200, 300] and doc["origin"] == "model"
-    assert "256 x 256" in doc["note"] and "300 x 200" in doc["note"]
-    status, _ = _http("POST", f"{url}api/frames/{BLANK}/save?base={doc['saved_token']}",
-                      doc["geometry"])
-    assert status == 200
+    # another frame's pair (its pixels are not this frame's): kept, this one saved apart
+    assert f"DATA holds another frame as {stem}" in doc["note"] and "it is kept" in doc["note"]
+    status, saved = _http("POST", f"{url}api/frames/{BLANK}/save?base={doc['saved_token']}",
+                          doc["geometry"])
+    assert status == 200 and saved["stem"] != stem
+    assert load_geometry(session.data_dir, stem) == old
 
 
 def test_page_down_on_the_focused_frame_list_opens_the_next_frame_only(served, browser):

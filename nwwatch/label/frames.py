@@ -71,7 +71,7 @@ def frame_refs(paths: Sequence[str | os.PathLike[str]],
 
     Stems are the file's stem (``_p0003`` appended for page 3 of a stack); a stem that two
     files share gets a short hash of the file's absolute path appended, and so does a stem
-    that ``data_dir`` (the DATA folder) already holds for another frame (:func:`_taken`):
+    that ``data_dir`` (the DATA folder) already holds for another frame (:func:`taken_by_other`):
     ``frame_00000.tif`` of a second acquisition never opens, nor overwrites, the labels saved
     for the first one's; nor does a file rewritten under its name with another frame (where
     the path's hash is taken too, a hash of the frame's pixels). A page named twice (the
@@ -116,27 +116,49 @@ def _frame_refs(paths: Sequence[str | os.PathLike[str]],
                 continue  # named twice (overlapping globs, a queued frame given again): once
             listed.add((resolved, int(page)))
             stem = safe_stem(path.stem) + (f"_p{page:04d}" if n > 1 else "")
+            if n > 1 and page == 0 and data_dir is not None and _saved_as(
+                    data_dir, safe_stem(path.stem), path, files):
+                # a stack that grew since its one page was saved: that frame keeps its stem
+                stem = safe_stem(path.stem)
             if stem in seen or (data_dir is not None
-                                and _taken(data_dir, stem, path, page, files)):
-                base = stem
-                stem = f"{base}_{hashlib.sha1(os.fsencode(resolved)).hexdigest()[:6]}"
-                if data_dir is not None and _taken(data_dir, stem, path, page, files):
-                    # the file rewritten with another frame again: its pixels name it
-                    pixels = read_frame(FrameRef(path, int(page), base), files)[0]
-                    stem = f"{base}_{hashlib.sha1(pixels.tobytes()).hexdigest()[:6]}"
+                                and taken_by_other(data_dir, stem, path, page, files)):
+                stem = other_stem(data_dir, stem, path, int(page), files)
             seen.add(stem)
             refs.append(FrameRef(path, int(page), stem, dict(infos[i]) if infos else {}))
     return refs
 
 
-def _taken(data_dir: Path, stem: str, path: Path, page: int, files: OpenFiles) -> bool:
+def other_stem(data_dir: Path | None, base: str, path: Path, page: int, files: OpenFiles,
+               pixels: np.ndarray | None = None) -> str:
+    """The stem of page ``page`` of ``path`` where ``base`` is another frame's: ``base`` and a
+    short hash of the file's absolute path, or, where DATA holds that for another frame too
+    (the file rewritten with another frame again), a hash of the frame's ``pixels`` (read
+    from the file when None)."""
+    stem = f"{base}_{hashlib.sha1(os.fsencode(path.resolve())).hexdigest()[:6]}"
+    if data_dir is not None and taken_by_other(data_dir, stem, path, page, files, pixels):
+        if pixels is None:
+            pixels = read_frame(FrameRef(path, page, base), files)[0]
+        stem = f"{base}_{hashlib.sha1(pixels.tobytes()).hexdigest()[:6]}"
+    return stem
+
+
+def _saved_as(data_dir: Path, stem: str, path: Path, files: OpenFiles) -> bool:
+    """Whether DATA holds page 0 of ``path`` saved as ``stem`` (its image, those pixels)."""
+    return bool(stem_files(Path(data_dir) / "images", stem)) and not taken_by_other(
+        data_dir, stem, path, 0, files)
+
+
+def taken_by_other(data_dir: Path, stem: str, path: Path, page: int, files: OpenFiles,
+                   pixels: np.ndarray | None = None, unreadable_taken: bool = True) -> bool:
     """Whether DATA holds ``stem`` for another frame than page ``page`` of ``path``: its saved
     image is not this frame's pixels (the same frame moved to another folder is the same
     frame; a file rewritten with another frame under its name is another), or, with no
     image saved, its geometry names another source file or page (a relative source path is
     taken from the current folder, as the command's own paths are). A stem in ``images/``
     without a geometry file (a folder written by other means, its image a TIFF or a PNG) is
-    taken too, unless it holds this frame's pixels."""
+    taken too, unless it holds this frame's pixels (``pixels``: this frame's as shown, read
+    from the file when None). A geometry file that does not read, without an image, is taken
+    unless ``unreadable_taken`` is False."""
     images = stem_files(Path(data_dir) / "images", stem)
     geometry_file = Path(data_dir) / "geometry" / f"{stem}.json"
     if not images and not geometry_file.exists():
@@ -147,12 +169,13 @@ def _taken(data_dir: Path, stem: str, path: Path, page: int, files: OpenFiles) -
         same_source = (Path(str(source.get("path"))).resolve() == path.resolve()
                        and int(source.get("page", 0)) == page)
     except (OSError, ValueError, TypeError, AttributeError):
-        pass  # no or broken geometry: the pixels decide
+        # no or broken geometry: the pixels decide
+        same_source = not unreadable_taken and not images
     if not images:
         return not same_source
     try:
         saved = read_frame(FrameRef(images[0], 0, stem))[0]
-        mine = read_frame(FrameRef(path, page, stem), files)[0]
+        mine = pixels if pixels is not None else read_frame(FrameRef(path, page, stem), files)[0]
     except Exception:  # noqa: BLE001 - an unreadable saved image is not this frame's
         return not same_source
     return not (saved.shape == mine.shape and np.array_equal(saved, mine))

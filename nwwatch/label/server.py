@@ -31,6 +31,7 @@ It listens on 127.0.0.1 by default: the page is for the person at the acquisitio
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import socket
@@ -51,7 +52,14 @@ from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
 from nwwatch.dashboard.settings import foreign_host, is_loopback
 from nwwatch.io import InputError
 from nwwatch.io.dataset import DatasetLayoutError
-from nwwatch.label.frames import FramePixels, FrameRef, OpenFiles, read_frame
+from nwwatch.label.frames import (
+    FramePixels,
+    FrameRef,
+    OpenFiles,
+    other_stem,
+    read_frame,
+    taken_by_other,
+)
 from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, facet_line
 from nwwatch.label.geometry import geometry_from_json as _from_json
 from nwwatch.label.raster import rasterize
@@ -150,14 +158,22 @@ class LabelSession:
         """The saved geometry (unless ``model``), else the model's proposal; which ("saved" or
         "model"); and a note for the page ("" or why saved shapes were not opened).
 
-        Saved shapes drawn on a frame of another size (a re-acquired file of the same name)
-        are not opened on this one: they could never be saved on it (the save refuses a shape
-        mismatch), so the proposal opens with a note and a save replaces the old labels.
-        So do labels drawn elsewhere (``labels/<stem>.png`` without a geometry file): they
-        are pixels, not shapes; the note says a save replaces them. Saved shapes whose label
+        Shapes DATA holds under the frame's stem for another frame (:meth:`own_stem`: another
+        session's frame of the same name, the file rewritten with another frame) are not
+        opened nor replaced: the proposal opens with a note, and this frame gets a stem of
+        its own. Saved shapes of this frame's source but of another size (their image gone
+        from DATA) could never be saved on it (the save refuses a shape mismatch): the
+        proposal opens with a note and a save replaces them. So do labels drawn elsewhere
+        (``labels/<stem>.png`` without a geometry file): they are pixels, not shapes; the
+        note says a save replaces them. Saved shapes whose label
         image was edited in another tool since open with a note saying so
         (:func:`nwwatch.label.store.edited_labels_note`)."""
-        stem = self.frames[index].stem
+        was = self.frames[index].stem
+        stem = self.own_stem(index).stem
+        if stem != was:
+            return self.proposal(index), "model", (
+                f"DATA holds another frame as {was} (saved from another session, or before "
+                f"this file was rewritten): it is kept; this frame is saved as {stem}")
         saved = None if model else load_geometry(self.data_dir, stem)
         if saved is None:
             drawn = [] if model else stem_files(self.data_dir / "labels", stem)
@@ -171,6 +187,23 @@ class LabelSession:
                 f"frame, this one is {image.shape[1]} x {image.shape[0]} px: showing the model's "
                 "proposal; Save replaces the old labels")
         return self.proposal(index), "model", note
+
+    def own_stem(self, index: int) -> FrameRef:
+        """``frames[index]``, with another stem where DATA now holds its stem for another
+        frame (:func:`nwwatch.label.frames.other_stem`): another session saved its frame of
+        the same name there since this one listed it, or the file was rewritten with another
+        frame. Its saved shapes are not this frame's, and a save must not replace them."""
+        pixels = self.image(index).image
+        with self._lock:
+            ref = self.frames[index]
+            # a damaged geometry file without an image is not another frame's: opening it
+            # says what is wrong with it
+            if taken_by_other(self.data_dir, ref.stem, ref.path, ref.page, self._files, pixels,
+                              unreadable_taken=False):
+                ref = dataclasses.replace(ref, stem=other_stem(
+                    self.data_dir, ref.stem, ref.path, ref.page, self._files, pixels))
+                self.frames[index] = ref
+            return ref
 
     def begin_save(self) -> bool:
         """Count a save as on its way (False, and not counted, once :meth:`stop_saving` was
@@ -431,7 +464,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._error(HTTPStatus.BAD_REQUEST, f"shape: geometry "
                                        f"{list(geometry.shape)} != frame {list(shape)}")
                 return self._json(preview(geometry))
-            ref = self.session.frames[index]
+            ref = self.session.own_stem(index)
             frame = self.session.image(index)
             source = {"path": str(ref.path.resolve()), "page": ref.page, **ref.info}
             params = parse_qs(query, keep_blank_values=True)
