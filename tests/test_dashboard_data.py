@@ -194,6 +194,31 @@ def test_quarantined_files_belong_to_their_folder(tmp_path):
     assert len(by_folder["/acq/z"]) == 0 and len(by_folder["/acq/z"].quarantined) == 1
 
 
+def test_a_quarantine_list_replaced_in_one_timestamp_tick_is_read_again(tmp_path):
+    # before: keyed on size and mtime only, a same-size list written within one coarse
+    # timestamp tick (about 4 ms before Linux 6.13) kept the old entries on the page
+    import os
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0]))
+
+    def quarantine(name: str) -> os.stat_result:
+        pq.write_table(pa.Table.from_pylist([
+            {"path": f"/acq/a/{name}.tif", "reason": "not a TIFF", "error_type": "NotATiffError",
+             "attempts": 1}]), results / "q.tmp")
+        os.replace(results / "q.tmp", results / "quarantine.parquet")
+        return os.stat(results / "quarantine.parquet")
+
+    first = quarantine("x")
+    store = ResultsStore(results)
+    store.refresh()
+    quarantine("y")
+    os.utime(results / "quarantine.parquet", ns=(first.st_atime_ns, first.st_mtime_ns))
+    assert store.refresh()
+    [acquisition] = store.snapshot.values()
+    assert [q["path"] for q in acquisition.quarantined] == ["/acq/a/y.tif"]
+
+
 def test_a_folder_processed_again_with_another_model_is_one_series_per_model(tmp_path):
     """The documented loop (fine-tune, point the service at the new model, restart) processes
     every frame again: the folder holds one row per frame of each model. The dashboard and

@@ -301,7 +301,7 @@ class ResultsStore:
             self._quarantine_key, self._quarantine = None, []
             self._unreadable["quarantine"] = frozenset()
             return changed
-        key = (st.st_size, st.st_mtime_ns)
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)  # replaced atomically: a new inode
         if key == self._quarantine_key:
             return False
         try:
