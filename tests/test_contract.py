@@ -165,3 +165,38 @@ def test_a_model_that_names_other_tensors_is_told_what_it_has(tmp_path):
     onnx.save(model, tmp_path / "renamed.onnx")
     with pytest.raises(ModelLoadError, match=r"it has input\(s\) \['input'\] and output"):
         Segmenter(tmp_path / "renamed.onnx", providers=("cpu",))
+
+
+def test_a_model_needing_a_larger_input_loads_without_a_line_on_stderr(tmp_path, capfd):
+    # the load-time probe's first, small input fails for a model padding 80 px by
+    # reflection; ONNX Runtime's own error line for it reached stderr (the service's log is
+    # JSON lines alone); the larger probe passes and the model loads
+    import onnx
+    from onnx import TensorProto, helper
+
+    from nwwatch.segment.session import Segmenter
+
+    pad = 80
+    tensor = helper.make_tensor
+    nodes = [helper.make_node("Pad", ["image", "pads"], ["padded"], mode="reflect"),
+             helper.make_node("Slice", ["padded", "starts", "ends", "axes"], ["x"]),
+             helper.make_node("Concat", ["x", "x", "x"], ["c"], axis=1),
+             helper.make_node("Softmax", ["c"], ["probabilities"], axis=1),
+             helper.make_node("ArgMax", ["probabilities"], ["am"], axis=1, keepdims=0),
+             helper.make_node("Cast", ["am"], ["labels"], to=TensorProto.UINT8)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                   ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("labels", TensorProto.UINT8, ["N", "H", "W"]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        initializer=[tensor("pads", TensorProto.INT64, [8], [0, 0, pad, pad, 0, 0, pad, pad]),
+                     tensor("starts", TensorProto.INT64, [2], [pad, pad]),
+                     tensor("ends", TensorProto.INT64, [2], [-pad, -pad]),
+                     tensor("axes", TensorProto.INT64, [2], [2, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    model.metadata_props.add(key="nwwatch", value=_meta(size_multiple=1).to_json())
+    onnx.save(model, tmp_path / "reflect.onnx")
+    capfd.readouterr()
+    Segmenter(tmp_path / "reflect.onnx", providers=("cpu",), threads=1)
+    assert capfd.readouterr().err == ""

@@ -149,6 +149,8 @@ def test_segment_names_unusual_frames_instead_of_failing_deep_or_silently(tmp_pa
         for empty in ((0, 0), (1, 0, 5)):
             with pytest.raises(ValueError, match="frames of at least one pixel"):
                 call(np.zeros(empty, np.float32))
+        # a 2-D frame one pixel wide is a frame, not an (H, W, 1) image
+        assert call(np.zeros((64, 1), np.float32)).labels.shape == (1, 64, 1)
         for bad in (np.nan, np.inf):
             frame = np.zeros((32, 32), np.float32)
             frame[3, 4] = bad

@@ -194,7 +194,8 @@ def _normalised_batch(images, check_range: bool = True) -> np.ndarray:
         batch = batch[None]
     if batch.ndim != 3:
         raise ValueError(f"images must be (N, H, W) or (H, W), got shape {batch.shape}")
-    if batch.shape[2] == 1 and batch.shape[1] > 1:  # scikit-image's and PIL's grey (H, W, 1)
+    # scikit-image's and PIL's grey (H, W, 1); one frame one pixel wide is (1, H, 1)
+    if batch.shape[2] == 1 and batch.shape[0] > 1:
         raise ValueError(f"images must be (N, H, W) or (H, W), got shape {batch.shape}: an "
                          f"(H, W, 1) frame would be H frames one pixel wide; give "
                          f"images[..., 0]")
@@ -326,9 +327,13 @@ class Segmenter:
         least = extra.get("min_input_px", 0)
         least = least if isinstance(least, int) else 0
         # a slab model's slices come along N; a bad count is named where volumes need it
+        # (nwwatch.volume.slab), not guessed here
         slices = extra.get("input_slices", 1)
-        slices = slices if isinstance(slices, int) and not isinstance(slices, bool) and (
-            slices >= 1 and slices % 2 == 1) else 1
+        if isinstance(slices, bool) or not isinstance(slices, int) or slices < 1 or (
+                slices % 2 == 0):
+            return
+        quiet = ort.RunOptions()
+        quiet.log_severity_level = 4  # a failure is said in the refusal, not as ORT's line
         failed = []
         # A small input, then a large one: a model may need a least input size its metadata
         # does not give (the runtime widens a tomogram's slices for it), but one that fails
@@ -340,7 +345,7 @@ class Segmenter:
                 np.float32)
             try:
                 labels, probs = self._session.run([OUTPUT_LABELS, OUTPUT_PROBABILITIES],
-                                                  {INPUT_NAME: feed})
+                                                  {INPUT_NAME: feed}, quiet)
                 break
             except Exception as exc:  # ORT's own exception types
                 text = str(exc).strip()
