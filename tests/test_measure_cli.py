@@ -1668,3 +1668,17 @@ def test_a_tall_frames_marks_are_sized_by_its_area_and_drawn_whole():
     assert green[:, 64:].any()  # the triple points' labels run on into the margin
     # the discs (4 px) and labels (small font) stay near the droplet: none 60 px below it
     assert not green[1060:].any() and not green[:930].any()
+
+
+def test_a_frame_measured_again_into_the_same_output_reuses_its_pictures_name(tmp_path):
+    # the earlier output's rows are replaced, so is the picture they named (not kept beside
+    # as f_overlay-2.png, -3, ... with each correction of the labels)
+    out, qa = tmp_path / "rows.parquet", tmp_path / "qa"
+    for theta in (110.0, 120.0):
+        cv2.imwrite(str(tmp_path / "f.png"),
+                    render_ideal_cap(SHAPE, theta, 25.0, 35.0, (110.3, 90.8)).labels)
+        result = CliRunner().invoke(main, ["measure", str(tmp_path / "f.png"), "--out", str(out),
+                                           "--overlays", str(qa)])
+        assert result.exit_code == 0, result.output
+    assert pq.read_table(out).column("overlay_path").to_pylist() == ["qa/f_overlay.png"]
+    assert sorted(p.name for p in qa.iterdir()) == ["f_overlay.png"]

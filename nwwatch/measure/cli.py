@@ -295,12 +295,13 @@ def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> li
 
 
 def _overlay_name(path: Path, index: int, n_pages: int, used: set[str], folder: Path,
-                  picture: bytes) -> str:
+                  picture: bytes, replaced: set[Path] = frozenset()) -> str:
     """``<stem>[_<page>]_overlay.png``, made unique within one run (``..._overlay-2.png``):
     a frame and its label image share a stem, and one overlay must not replace the other;
     nor one in ``folder`` from an earlier run that is not this ``picture`` (the encoded PNG):
-    that run's rows name it (a frame of another folder with the same name). The same picture
-    again (the same frame measured again) keeps its name. A
+    that run's rows name it (a frame of another folder with the same name), unless it is in
+    ``replaced`` (named by the rows of the output this run replaces). The same picture again
+    (the same frame measured again) keeps its name. A
     stem longer than 200 bytes is cut there: what is added, and the atomic writer's temporary
     name, stay within Linux's 255-byte file names (such files were measured, their overlay
     "File name too long")."""
@@ -309,11 +310,26 @@ def _overlay_name(path: Path, index: int, n_pages: int, used: set[str], folder: 
         os.fsencode(path.stem)[:200], final=False)
     base = stem + (f"_{index:04d}" if n_pages > 1 else "") + "_overlay"
     name, n = f"{base}.png", 1
-    while name in used or not _free_for(folder / name, picture):
+    while name in used or not (_free_for(folder / name, picture)
+                                or (folder / name).resolve() in replaced):
         n += 1
         name = f"{base}-{n}.png"
     used.add(name)
     return name
+
+
+def _pictures_named(out: Path) -> set[Path]:
+    """The overlay pictures the rows of ``out`` (an earlier output of the command, or none)
+    name, as resolved paths."""
+    import pyarrow.parquet as pq
+
+    try:
+        if "overlay_path" not in pq.read_schema(out).names:
+            return set()
+        named = pq.read_table(out, columns=["overlay_path"]).column("overlay_path").to_pylist()
+    except (OSError, ValueError):  # no earlier output, or not one that reads
+        return set()
+    return {(out.parent / p).resolve() for p in named if p}
 
 
 def _free_for(path: Path, picture: bytes) -> bool:
@@ -591,6 +607,9 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
         require_writable(overlays, "'--overlays'", folder=True)
     rows = run.rows
     used_names: set[str] = set()
+    # the pictures the output replaced named: this run's rows replace those rows, so their
+    # names are free again (a frame measured again after its labels were corrected)
+    replaced = _pictures_named(out) if overlays is not None else set()
     for position, path in enumerate(run.inputs):
         run.position, run.file_start, run.file_pages = position, len(rows), None
         if run.passed_over(path):
@@ -663,13 +682,15 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
             if overlays is not None:
                 if greys is not None and greys[index] is not None:
                     grey = greys[index].image
-                # encoded as the service's QA pictures are
-                encoded = encode_image(draw_overlay(grey, labels, result), ".png",
-                                       PICTURE_PNG_PARAMS)
-                picture = overlays / _overlay_name(path, index, len(pages), used_names,
-                                                   overlays, encoded)
+                picture = overlays / "?"
                 try:
-                    with atomic_write(picture) as handle:
+                    # encoded as the service's QA pictures are
+                    encoded = encode_image(draw_overlay(grey, labels, result), ".png",
+                                           PICTURE_PNG_PARAMS)
+                    picture = overlays / _overlay_name(path, index, len(pages), used_names,
+                                                       overlays, encoded, replaced)
+                    # not synced, as before: a picture, many of them, on a network share too
+                    with atomic_write(picture, durable=False) as handle:
                         handle.write(encoded)
                     extra["overlay_path"] = _overlay_path(picture, out)
                 except OSError as exc:
