@@ -239,6 +239,10 @@ def test_a_pictures_folder_that_cannot_be_written_stops_the_start(tmp_path, acqu
     (results / "overlays").write_text("in the way")
     cfg = write_config(tmp_path / "c.toml", acq, results, onnx)
     cfg.write_text(cfg.read_text().replace("[output]\n", '[output]\noverlays = "all"\n'))
+    # a replay whose pictures the configuration asked for names that setting, not --overlays
+    with pytest.raises(ConfigError, match=r"c\.toml: output\.overlays: QA pictures cannot be "
+                                          r"written"):
+        replay(acq, results, kind="insitu", model=onnx, config=cfg)
     daemon = DaemonProcess(cfg, tmp_path / "log")
     assert daemon.wait_exit(timeout=60) == 78
     [error] = [e for e in daemon.events() if e.get("event") == "startup_failed"]

@@ -984,7 +984,7 @@ def test_a_provider_list_without_cpu_that_runs_on_the_cpu_is_a_warning(paths):
                                                   ('["*.tif", "*.dm4"]', '["*.tif", "*.dm4"]'),
                                                   # every name with a dot: every pattern's
                                                   ('["*.*"]', None),
-                                                  ('["frame*", "*.?m*"]', '["*.tif", "*.dm4"]')])
+                                                  ('["*.t*", "*.?m*"]', '["*.tif", "*.dm4"]')])
 def test_ignore_patterns_that_take_every_file_are_refused(paths, ignore, patterns):
     # before: accepted, and the service processed nothing without a word
     tmp, acq, res, m = paths
@@ -997,6 +997,11 @@ def test_ignore_patterns_that_take_every_file_are_refused(paths, ignore, pattern
     (tmp / "c.toml").write_text(text.replace("[[watch]]\n", '[[watch]]\nignore_patterns = '
                                              '["*.tmp", "*~"]\n', 1))
     assert load_config(tmp / "c.toml").watches[0].ignore_patterns == ("*.tmp", "*~")
+    # patterns that take some of the files only are the user's choice
+    for some in ('["*frame*"]', '["f*"]', '["*.tif"]'):
+        (tmp / "c.toml").write_text(text.replace("[[watch]]\n", f"[[watch]]\nignore_patterns "
+                                                 f"= {some}\n", 1))
+        load_config(tmp / "c.toml")
 
 
 class _Lines:

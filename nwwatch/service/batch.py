@@ -243,7 +243,8 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
             # found ready): its page count would leave the new pages without rows
             try:
                 info = inspect_tiff(path)
-            except (InputError, OSError):
+            except Exception:  # noqa: BLE001 - whatever its check meets, a new version: the
+                # next look at it checks it as the service checks every file
                 report.files.append(FileOutcome(
                     path, "gone", reason="changed since it was found ready: processed again "
                                          "as the new version", detected_at=detected_at))

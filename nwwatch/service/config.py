@@ -248,28 +248,36 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
     # An ignore pattern that takes every name, or each pattern itself, leaves the service
     # nothing to process, silently (as an empty `patterns` would)
     everything = [p for p in watch.ignore_patterns if set(p) == {"*"}]
-    # a name each pattern takes ("*.[tT][iI][fF]": frame.tif) that an ignore pattern takes
-    # too ("*.*"): every file of that pattern is ignored
+    # names each pattern takes ("*.[tT][iI][fF]": frame.tif, a.tif, 0.tif, ...) that the
+    # ignore patterns all take too ("*.*"): every file of that pattern is ignored
     ignored = [p for p in watch.patterns
-               if any(fnmatch.fnmatchcase(_example_name(p), i) for i in watch.ignore_patterns)]
+               if all(any(fnmatch.fnmatchcase(name, i) for i in watch.ignore_patterns)
+                      for name in _example_names(p))]
     if everything or set(watch.patterns) <= set(watch.ignore_patterns) or (
-            ignored and len(ignored) == len(watch.patterns)):
-        raise r.error("ignore_patterns", f"{(everything or list(watch.patterns))[0]!r} ignores "
-                                         "every file the patterns take: the watch would "
-                                         "process nothing")
+            len(ignored) == len(watch.patterns)):
+        taker = everything[0] if everything else next(
+            (i for i in watch.ignore_patterns if any(
+                fnmatch.fnmatchcase(name, i) for name in _example_names(watch.patterns[0]))),
+            watch.patterns[0])
+        raise r.error("ignore_patterns", f"{taker!r} ignores every file the patterns take: "
+                                         "the watch would process nothing")
     r.finish()
     return watch
 
 
-def _example_name(pattern: str) -> str:
-    """A file name ``pattern`` (fnmatch) takes: ``*`` as "frame", ``?`` as "x", a set as its
-    first character ("x" for a negated one)."""
+#: What ``*`` stands for in the names :func:`_example_names` makes: words, a letter, digits.
+_EXAMPLE_WORDS = ("frame", "a", "0001", "Z_9", "")
+
+
+def _example_names(pattern: str) -> list[str]:
+    """File names ``pattern`` (fnmatch) takes: ``*`` as each of :data:`_EXAMPLE_WORDS`,
+    ``?`` as "x", a set as its first character ("x" for a negated one)."""
     def one(match: re.Match) -> str:
         inside = match.group(1)
         return "x" if inside.startswith("!") else inside[0]
 
-    name = re.sub(r"\[([^\]]+)\]", one, pattern)
-    return name.replace("*", "frame").replace("?", "x")
+    name = re.sub(r"\[([^\]]+)\]", one, pattern).replace("?", "x")
+    return [name.replace("*", word) for word in _EXAMPLE_WORDS]
 
 
 def _inference(file: Path | None, table: Any) -> InferenceConfig:

@@ -59,6 +59,7 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                   overlays: OverlaySettings | None = None,
                   flush: FlushPolicy | None = None,
                   memory_checked_here: bool = True,
+                  overlays_from: tuple[Path | None, str] | None = None,
                   **volume_overrides: object) -> list[Engine]:
     """One :class:`Engine` per spec, sharing the segmenter of the same model file.
 
@@ -69,6 +70,9 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     every ``process`` call). ``memory_checked_here``: False when tomograms are segmented in
     other processes (Dask workers) whose memory this one does not know: every tomogram
     refused for memory is then tried again, for the worker to check it against its own.
+    ``overlays_from``: (configuration file or None, key) of the setting that asked for QA
+    pictures, named when their folder cannot be written (default: ``output.overlays`` of
+    ``source``, ``--overlays`` without one).
     """
     from nwwatch.results.parquet import warm_up_arrow
     from nwwatch.segment.session import (
@@ -159,7 +163,8 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
                               buffer=buffer))
     pictures = overlays or OverlaySettings()
     if pictures.mode != "none" and any(e.kind == "insitu" for e in engines):
-        _check_pictures_folder(results_dir / pictures.folder, source)
+        _check_pictures_folder(results_dir / pictures.folder, *(overlays_from or (
+            source, "output.overlays" if source is not None else "--overlays")))
     if any(e.kind == "tomogram" for e in engines):
         # Tomograms refused for memory that fit now (the limit raised since) go back to be
         # processed; imported here, as an in-situ run needs none of the volume code.
@@ -174,18 +179,17 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
     return engines
 
 
-def _check_pictures_folder(folder: Path, source: Path | None) -> None:
-    """:class:`ConfigError` naming the QA pictures' ``folder`` (``[output] overlays`` of
-    ``source``, or replay's ``--overlays``) when it cannot be written: found at the start,
-    not as an ``overlay_write_failed`` line for every frame of a run that exits 0."""
+def _check_pictures_folder(folder: Path, source: Path | None, key: str) -> None:
+    """:class:`ConfigError` naming the QA pictures' ``folder`` and the setting ``key`` that
+    asked for them when it cannot be written: found at the start, not as an
+    ``overlay_write_failed`` line for every frame of a run that exits 0."""
     from nwwatch.atomic import probe_writable
 
     made = not os.path.lexists(folder)
     try:
         probe_writable(folder)
     except OSError as exc:
-        raise ConfigError(source, "output.overlays" if source is not None else "--overlays",
-                          f"QA pictures cannot be written to {folder} "
+        raise ConfigError(source, key, f"QA pictures cannot be written to {folder} "
                           f"({exc.strerror or exc})") from None
     if made:  # made by the first picture (a run of done files draws none)
         with contextlib.suppress(OSError):

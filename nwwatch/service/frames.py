@@ -473,7 +473,8 @@ def write_pictures(engine: Engine, it: Item, frame, labels, result) -> str | Non
     except (OSError, ValueError) as exc:
         engine.log.error("overlay_write_failed", source=source_name(it.path),
                          frame=int(frame.index),
-                         picture=str(engine.results_dir / engine.overlays.folder / stem),
+                         picture=str(engine.results_dir / engine.overlays.folder
+                                     / f"{stem}.png"),
                          error=f"{type(exc).__name__}: {exc}")
         return None
 

@@ -174,7 +174,7 @@ def open_ledger(path: str | os.PathLike[str], results_dir: str | os.PathLike[str
                 "(docs/service.md, Faults and recovery)"
             )
         log.warning("ledger_rebuilt", ledger=str(path), results=str(results_dir),
-                    files=report.files, items=report.items, rows=report.rows,
+                    n_files=report.files, items=report.items, rows=report.rows,
                     note="the ledger was missing or empty; rebuilt from the results")
         return ledger
     named = ledger.queries.committed_parquets()

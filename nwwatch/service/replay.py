@@ -228,6 +228,9 @@ def replay(
                                   inference=inference, max_attempts=max_attempts,
                                   tomogram=tomogram, log=log,
                                   overlays=pictures,
+                                  overlays_from=(None, "--overlays") if overlays is not None
+                                  else (Path(config) if config is not None else None,
+                                        "output.overlays"),
                                   # files of up to REPLAY_FLUSH_ROWS rows (or a minute's worth)
                                   flush=FlushPolicy(max_rows=REPLAY_FLUSH_ROWS, max_seconds=60.0),
                                   triplanar=triplanar or None, flips=flips or None,

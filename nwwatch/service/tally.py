@@ -8,7 +8,8 @@ the versions processed (the work done), and ``processed_rows`` the rows written,
 version's (``nwwatch status`` counts those of each file's newest version as its rows and
 the others as superseded). Which files were processed before in this run is asked of the
 ledger (:meth:`nwwatch.service.reporting.LedgerQueries.processed_since`), so the counts
-take no memory per file.
+of processed files take no memory per file; quarantined files are counted once a path by a
+set of the paths quarantined in this run (few, and each a file to look at).
 """
 
 from __future__ import annotations
