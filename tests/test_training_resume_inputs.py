@@ -383,3 +383,35 @@ def test_a_contrastive_export_only_resume_names_the_refit_epoch(tmp_path):
     assert first.exported_epoch == 3
     again = train(config, resume=True, export_only=True, progress=False)
     assert again.exported_epoch == 3
+
+
+def test_a_finished_runs_checkpoint_keeps_its_last_epochs_training_weights(tmp_path,
+                                                                         monkeypatch):
+    # before: after the last epoch the best epoch's weights were loaded into the training
+    # modules and saved as "state" beside the last epoch's optimizer and epoch count: a
+    # --resume --epochs MORE (or a resume after --export-only) went on from the best epoch
+    import copy
+    import dataclasses
+
+    import training.engine as engine
+
+    saved = []
+    real_save = engine.save_checkpoint
+    monkeypatch.setattr(engine, "save_checkpoint", lambda path, doc: (
+        saved.append((doc["epoch"], copy.deepcopy(doc["state"]))), real_save(path, doc)))
+    real_validate, calls = engine.validate, []
+
+    def first_epoch_best(*args, **kwargs):  # the scores fall after epoch 1
+        scores = real_validate(*args, **kwargs)
+        calls.append(1)
+        return dataclasses.replace(scores, mean_iou=1.0 / len(calls))
+
+    monkeypatch.setattr(engine, "validate", first_epoch_best)
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    train(_config(tmp_path, "run", data, epochs=3, val_fraction=0.25), progress=False)
+    payload = load_checkpoint(tmp_path / "run.pt")
+    assert payload["epoch"] == 3 and payload["best"]["epoch"] == 1
+    after_last = [state for epoch, state in saved if epoch == 3][0]  # the loop's own save
+    assert all(torch.equal(payload["state"][k], after_last[k]) for k in after_last)
+    first = [state for epoch, state in saved if epoch == 1][0]
+    assert not all(torch.equal(payload["state"][k], first[k]) for k in first)

@@ -450,10 +450,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
     refit_done = bool((payload or {}).get("refit_done"))
 
-    def checkpoint(epoch: int) -> None:
+    def checkpoint(epoch: int, state: dict | None = None) -> None:
+        """``state``: the training modules' weights to save (default: as they are now)."""
         save_checkpoint(ckpt_file, {
             "config": config.to_dict(), "split": {"train": split_train, "val": split_val},
-            "epoch": epoch, "iteration": iteration, "state": paradigm.modules.state_dict(),
+            "epoch": epoch, "iteration": iteration,
+            "state": paradigm.modules.state_dict() if state is None else state,
             "optimizer": optimizer.state_dict(), "history": history, "best": best,
             "inference": paradigm.inference_spec(),
             "inference_state": best_state if best_state is not None else _state_on_cpu(inference),
@@ -562,12 +564,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     # this run or the resumed one: its checkpoint's weights are the refit's)
     exported_epoch = (best["epoch"] if best_state is not None and best["epoch"] > 0
                       and not refit_done else final_epoch)
+    # The checkpoint keeps the last epoch's training weights beside its optimizer state and
+    # epoch count, so that --resume goes on from there; the best epoch's weights (which the
+    # inference model shares with the training modules) are loaded for the export only.
+    last_state = None
     if best_state is not None:
+        last_state = {k: v.detach().to("cpu", copy=True)
+                      for k, v in paradigm.modules.state_dict().items()}
         inference.load_state_dict(best_state)
     final = validate(inference, eval_items, num_classes, device)
     metrics = {f"{prefix}_{k}": v for k, v in final.as_dict(data.class_names).items()}
     best_state = _state_on_cpu(inference)
-    checkpoint(max(start_epoch, end_epoch))
+    checkpoint(max(start_epoch, end_epoch), last_state)
 
     result = TrainResult(None, ckpt_file, metrics, final_epoch, history,
                          exported_epoch=exported_epoch, validation_images=list(split_val))
