@@ -415,3 +415,31 @@ def test_a_finished_runs_checkpoint_keeps_its_last_epochs_training_weights(tmp_p
     assert all(torch.equal(payload["state"][k], after_last[k]) for k in after_last)
     first = [state for epoch, state in saved if epoch == 1][0]
     assert not all(torch.equal(payload["state"][k], first[k]) for k in first)
+
+
+def test_unlabeled_images_equal_to_held_out_ones_are_not_trained_on(tmp_path, monkeypatch):
+    # before: a DATA/unlabeled/ stack holding the labeled frames (a tomogram's volume holds
+    # every labeled slice) fed the held-out ones to training as unlabeled crops (CCT,
+    # contrastive) or pseudo-labels, while they chose the exported epoch and gave val_*
+    import training.engine as engine
+
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    frames = [tifffile.imread(p) for p in sorted((data / "images").glob("*.tif"))]
+    (data / "unlabeled").mkdir()
+    tifffile.imwrite(data / "unlabeled" / "stack.tif", np.stack(frames), photometric="minisblack")
+    seen = {}
+    real = engine.BatchSampler
+
+    class Spy(real):
+        def __init__(self, items, unlabeled, *args, **kwargs):
+            seen["unlabeled"] = list(unlabeled)
+            super().__init__(items, unlabeled, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "BatchSampler", Spy)
+    lines: list[str] = []
+    result = train(_config(tmp_path, "cct", data, paradigm="cct", val_fraction=0.25),
+                   progress=False, echo=lines.append)
+    [held] = result.validation_images
+    assert len(seen["unlabeled"]) == 3
+    assert any("1 unlabeled image equal to held-out validation image left out" in line
+               for line in lines)

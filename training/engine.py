@@ -17,6 +17,8 @@ checkpoints, resume and export.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -146,6 +148,25 @@ def seed_everything(seed: int) -> None:
 
 #: Paradigms that train on the unlabeled images (CCT, contrastive) or on their pseudo-labels.
 UNLABELED_PARADIGMS = ("cct", "contrastive", "pseudo-label")
+
+
+def _without_held_out(data: TrainingData, val_items: list, echo) -> TrainingData:
+    """``data`` without the unlabeled images that are held-out validation images (a volume
+    in DATA/unlabeled/ holds every labeled slice): pseudo-labelled, or drawn as unlabeled
+    crops, they were trained on while they picked the exported epoch and gave its ``val_*``
+    scores. Compared by their normalised pixels."""
+    if not val_items or not data.unlabeled:
+        return data
+    held = {(v.image.shape, hashlib.sha1(np.ascontiguousarray(v.image).tobytes()).digest())
+            for v in val_items}
+    kept = [u for u in data.unlabeled
+            if (u.shape, hashlib.sha1(np.ascontiguousarray(u).tobytes()).digest()) not in held]
+    if len(kept) == len(data.unlabeled):
+        return data
+    n = len(data.unlabeled) - len(kept)
+    echo(f"note: {n} unlabeled image{'' if n == 1 else 's'} equal to held-out validation "
+         f"image{'' if n == 1 else 's'} left out of training")
+    return dataclasses.replace(data, unlabeled=kept)
 
 
 def _check_resumed_inputs(ckpt_file: Path, payload: dict[str, Any], config: TrainConfig,
@@ -387,6 +408,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                  "training images")
     train_items = [by_stem[s] for s in split_train]
     val_items = [by_stem[s] for s in split_val]
+    data = _without_held_out(data, val_items, echo)
 
     paradigm: Paradigm = PARADIGMS[config.paradigm](config, num_classes)
     if initial is not None:
