@@ -443,3 +443,29 @@ def test_unlabeled_images_equal_to_held_out_ones_are_not_trained_on(tmp_path, mo
     assert len(seen["unlabeled"]) == 3
     assert any("1 unlabeled image equal to held-out validation image left out" in line
                for line in lines)
+
+
+def test_a_resume_refuses_a_volume_that_normalises_its_slices_otherwise(tmp_path):
+    # before: the volume in DATA/unlabeled/ sets a tomogram's slices' intensity range but is
+    # in no hash a supervised run kept: cropped, the resume went on with other inputs
+    import cv2
+
+    rng = np.random.default_rng(2)
+    volume = rng.integers(0, 1000, (8, 32, 32)).astype(np.uint16)
+    volume[:, 8:24, 8:24] += 2000
+    volume[0] = 60000  # a bright slice that only the whole volume's range sees
+    data = tmp_path / "tdata"
+    for sub in ("images", "labels", "unlabeled"):
+        (data / sub).mkdir(parents=True)
+    (data / "dataset.toml").write_text('kind = "tomogram"\nclasses = ["pore", "solid"]\n')
+    tifffile.imwrite(data / "unlabeled" / "volume.tif", volume, photometric="minisblack")
+    for z in (2, 4, 6):
+        tifffile.imwrite(data / "images" / f"slice_{z}.tif", volume[z])
+        cv2.imwrite(str(data / "labels" / f"slice_{z}.png"),
+                    (volume[z] > 1500).astype(np.uint8))
+    config = _config(tmp_path, "vol", data)
+    train(config, progress=False)
+    tifffile.imwrite(data / "unlabeled" / "volume.tif", volume[1:], photometric="minisblack")
+    config.epochs = 2
+    with pytest.raises(TrainingError, match="normalised otherwise than when this checkpoint"):
+        train(config, resume=True, progress=False)

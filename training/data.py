@@ -92,6 +92,17 @@ class TrainingData:
                           .encode("utf-8", "surrogateescape"))
         return digest.hexdigest()
 
+    def normalised_sha256(self) -> str:
+        """Hash over the labeled images as normalised (stem, shape, float32 values): what the
+        network is given, which for a volume's slices depends on the volume's range as well
+        as on their files."""
+        digest = hashlib.sha256()
+        for item in sorted(self.labeled, key=lambda s: s.stem):
+            array = np.ascontiguousarray(item.image, dtype=np.float32)
+            digest.update(f"{item.stem}\0{array.shape}\n".encode("utf-8", "surrogateescape"))
+            digest.update(array.tobytes())
+        return digest.hexdigest()
+
     def unlabeled_sha256(self) -> str:
         """Hash over the normalised unlabeled images, in order (shape and float32 values):
         what CCT, contrastive and pseudo-labeling train on besides the labeled set."""

@@ -383,6 +383,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     data_sha = data.sha256()
     # the unlabeled images are training data of these paradigms; a resume must see the same
     unlabeled_sha = data.unlabeled_sha256() if config.paradigm in UNLABELED_PARADIGMS else None
+    # a volume's slices are normalised with the range of the whole volume: another volume in
+    # DATA/unlabeled/ normalises the same files otherwise, which the data hash does not see
+    normalised_sha = data.normalised_sha256() if data.normalization_scope == "volume" else None
     by_stem = {item.stem: item for item in data.labeled}
     if payload is not None:
         if payload["training_data_sha256"] != data_sha:
@@ -392,6 +395,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                                 f"of --resume (--init {ckpt_file} starts it from these "
                                 f"weights)")
         _check_resumed_inputs(ckpt_file, payload, config, unlabeled_sha, export_only)
+        saved_normalised = payload.get("normalised_sha256")
+        if not export_only and None not in (saved_normalised, normalised_sha) \
+                and saved_normalised != normalised_sha:
+            raise TrainingError(f"{ckpt_file}: the labeled images are normalised otherwise "
+                                f"than when this checkpoint was written (the volume that sets "
+                                f"their intensity range changed); start a new run instead of "
+                                f"--resume (--init {ckpt_file} starts it from these weights)")
         _check_resumed_dataset(ckpt_file, payload, data)
         split_train, split_val = payload["split"]["train"], payload["split"]["val"]
     else:
@@ -484,6 +494,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             "class_names": list(data.class_names), "kind": data.kind,
             "normalization_scope": data.normalization_scope,
             "training_data_sha256": data_sha, "unlabeled_sha256": unlabeled_sha,
+            "normalised_sha256": normalised_sha,
             "provenance": paradigm.provenance, "paradigm_rng": paradigm.rng_state(),
             "refit_done": refit_done,
         })
