@@ -168,3 +168,18 @@ def test_the_export_drops_the_exporter_noise_nwwatch_train_drops(tmp_path):
     noise = [str(w.message) for w in shown for category, message in KNOWN_HARMLESS_WARNINGS
              if issubclass(w.category, category) and re.match(message, str(w.message))]
     assert noise == []
+
+
+def test_metadata_from_a_model_of_other_options_is_refused(tmp_path, capsys):
+    # before: its model_config (widths [16, 32]) was written beside [4, 8] weights, the
+    # export verified all the same; another size multiple ended in a ValueError traceback
+    a, b = _weights(tmp_path / "a.pt", 1), _weights(tmp_path / "b.pt", 2)
+    other = {**TINY, "widths": [16, 32]}
+    base = _exported(_weights(tmp_path / "o.pt", 3, other), tmp_path / "o.onnx",
+                     extra={"model_config": other})
+    code = main([str(a), str(b), "--alpha", "0.5", "--out", str(tmp_path / "c.pt"),
+                 "--onnx", str(tmp_path / "c.onnx"), "--metadata-from", str(base),
+                 "--exporter", "legacy"])
+    assert code == 2 and not (tmp_path / "c.onnx").exists()
+    err = capsys.readouterr().err
+    assert "o.onnx: its network (unet" in err and "is not the one of" in err

@@ -19,6 +19,7 @@ weight files, their sha256 and alpha.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -167,6 +168,17 @@ def export_interpolated(weights: str | os.PathLike[str], onnx_out: str | os.Path
                                  f"from {weights}'s {payload.get('class_names')}")
     model = build_inference_model(payload["inference"])
     model.load_state_dict(payload["inference_state"])
+    # the metadata describes the network: another architecture's (its options, its size
+    # multiple) would be written beside these weights, and the export verified all the same
+    built = dict(getattr(model, "config", {}) or {})
+    described = base.extra.get("model_config")
+    arch = getattr(model, "arch", base.arch)
+    if base.arch != arch or (described is not None and json.loads(json.dumps(described))
+                             != json.loads(json.dumps(built))):
+        raise InterpolationError(
+            f"{metadata_from}: its network ({base.arch} {described}) is not the one of "
+            f"{weights} ({arch} {built}): take the metadata from a model of the same "
+            f"architecture and options (one of the interpolated runs' exports)")
     metadata = interpolated_metadata(base, record, command)
     with known_noise_filtered():  # the exporter output `nwwatch train` drops too
         return export_onnx(model.eval(), onnx_out, metadata, exporter=exporter)
@@ -200,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                                          exporter=args.exporter)
             print(f"wrote {report.path} (sha256 {report.sha256}, max |p - p_torch| "
                   f"{report.max_abs_diff:.2e})")
-    except (InterpolationError, CheckpointError) as exc:
+    except (InterpolationError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
