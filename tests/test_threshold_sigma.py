@@ -45,3 +45,22 @@ def test_one_patch_per_class_keeps_1_px_where_many_labels_choose_a_wider_blur(mo
     # The fixed 0.01 margin moved the blur on the same 200 pixels: what the rule prevents.
     monkeypatch.setattr(volume_models, "sigma_margin", lambda labels: SIGMA_MARGIN)
     assert fit_threshold(volume, few).config["sigma_px"] > 1.0
+
+
+def test_voxels_without_data_are_left_out_of_the_thresholds_otsu():
+    # before: a volume padded with NaN (filled with the darkest value, -1) moved Otsu's split
+    # to "padding against data": a third padded, 92 % of the data called solid
+    rng = np.random.default_rng(4)
+    volume = rng.normal(-0.5, 0.05, (6, 40, 40)).astype(np.float32)
+    volume[:, 10:30, 10:30] = rng.normal(0.3, 0.05, (6, 20, 20))
+    labels = np.full((40, 40), 255, np.uint8)
+    labels[15:20, 15:20], labels[2:7, 2:7] = 1, 0
+    plain = fit_threshold(volume, [(volume[3], labels)], sigmas_px=(1.0,))
+    padded = np.full((6, 40, 60), -1.0, np.float32)
+    padded[:, :, :40] = volume
+    valid = np.zeros(padded.shape, bool)
+    valid[:, :, :40] = True
+    wide = np.full((40, 60), 255, np.uint8)
+    wide[:, :40] = labels
+    kept = fit_threshold(padded, [(padded[3], wide)], sigmas_px=(1.0,), valid=valid)
+    assert kept.config["threshold"] == pytest.approx(plain.config["threshold"], abs=0.02)

@@ -95,7 +95,8 @@ class CandidateTrainer:
         labeled = [(image, label) for image, label in zip(self.smoothed, labels, strict=True)]
         if method == "threshold":
             sigmas = {} if validated else {"sigmas_px": (DEFAULT_SIGMA_PX,)}
-            return fit_threshold(self.volume, labeled, otsu_cache=self.otsu_cache, **sigmas)
+            return fit_threshold(self.volume, labeled, otsu_cache=self.otsu_cache,
+                                 valid=self.data.valid, **sigmas)
         if method == "features":
             inputs = self.slabs if self.slabs is not None else self.smoothed
             pairs = [(image, label) for image, label in zip(inputs, labels, strict=True)]
@@ -113,12 +114,17 @@ class CandidateTrainer:
         solid = np.concatenate([image[label == 1] for image, label in labeled])
         pore = np.concatenate([image[label == 0] for image, label in labeled])
         brighter = bool(solid.mean() > pore.mean())
+        valid = self.data.valid
         if brighter not in self.vacuum_cache:
+            # voxels without data are neither the reference's vacuum nor its solid
+            volume = self.volume if valid is None else np.where(valid, self.volume, np.nan)
             self.vacuum_cache[brighter] = vacuum_pseudo_labels(
-                self.volume, brighter, sorted(self.slices), seed=self.config.seed)
+                volume, brighter, sorted(self.slices), seed=self.config.seed)
         pseudo = self.vacuum_cache[brighter]
         out = []
         for z, labels in pseudo.items():
+            if valid is not None:
+                labels = np.where(valid[z], labels, 255).astype(np.uint8)
             if z in self.slices:
                 # Only where nothing is labeled, held out or not: a held-out pixel must not
                 # come back as a pseudo-label.
