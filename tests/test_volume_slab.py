@@ -154,3 +154,21 @@ def test_the_service_feeds_a_slab_model_its_neighbours(tmp_path):
     row = ds.dataset(tmp_path / "out" / "volumes").to_table().to_pandas().iloc[0]
     mask = read_volume(tmp_path / "out" / row.mask_path).data
     np.testing.assert_array_equal(mask, falling.astype(np.uint8))
+
+
+def test_a_slab_model_runs_on_the_gpu_path_and_flip_averaged(tmp_path):
+    # before: the GPU path padded the N x S slices to a power of two (never a multiple of an
+    # odd S > 1: the graph's regrouping failed, every tomogram quarantined), and a
+    # flip-averaged Segmenter (evaluate --flip-average) looped over N x S outputs (IndexError)
+    from nwwatch.segment.gpushapes import ShapeSessions
+
+    volume = np.random.default_rng(0).integers(0, 255, (4, 20, 24)).astype(np.uint8)
+    seg = build_slab_model(tmp_path / "slab.onnx", [0.0, 1.0, 0.0], input_slices=3)
+    cpu = segment_volume(seg, volume, min_component_voxels=0, return_probability=True)
+    seg.uses_gpu = True  # the GPU path's own calls (I/O binding, sessions per shape), on CPU
+    seg._shapes = ShapeSessions(lambda: seg._session, seg._session)
+    gpu = segment_volume(seg, volume, min_component_voxels=0, return_probability=True)
+    np.testing.assert_array_equal(gpu.solid_probability, cpu.solid_probability)
+    flipped = Segmenter(tmp_path / "slab.onnx", providers=("cpu",), threads=1,
+                        flip_average=True)
+    assert segment_volume(flipped, volume, min_component_voxels=0).mask.shape == volume.shape

@@ -438,7 +438,7 @@ class Segmenter:
             return self.segment_native(batch, probabilities)
         first = self._segment_at(batch, factor)
         probs, labels = first.probabilities, first.labels
-        for i in range(batch.shape[0]):
+        for i in range(labels.shape[0]):  # a slab model's outputs: one per S slices
             # Frame pixels; the smallest trusted region is set in working pixels.
             radius = largest_droplet_radius_px(labels[i], MIN_DROPLET_AREA_PX / factor ** 2)
             radius = None if radius is None else radius * factor
@@ -519,8 +519,12 @@ class Segmenter:
         # The batch padded to a stable size and run on its shape's own session
         # (gpushapes.py); IO binding: input copied once to the device, only the requested
         # outputs come back, the padding's cut off.
-        count = feed.shape[0]
-        feed = pad_batch(feed, stable_batch(count))
+        # A slab model's input is S slices an output (extra.input_slices): padded by whole
+        # slabs, its outputs cut at the slabs given (a power-of-two count of slices is never
+        # a multiple of an odd S > 1, which the graph's regrouping refused).
+        slices = self.input_slices
+        count = feed.shape[0] // slices
+        feed = pad_batch(feed, stable_batch(count) * slices)
         session = self._shapes.session_for(feed.shape)
         binding = session.io_binding()
         binding.bind_cpu_input(INPUT_NAME, feed)
@@ -528,3 +532,12 @@ class Segmenter:
             binding.bind_output(name, "cpu")
         session.run_with_iobinding(binding)
         return [out[:count] for out in binding.copy_outputs_to_cpu()]
+
+    @property
+    def input_slices(self) -> int:
+        """Slices an output of the model takes (``extra.input_slices``; 1 for a frame model,
+        or where the value is not a positive odd integer, which a volume's segmentation
+        refuses by name)."""
+        value = self.metadata.extra.get("input_slices", 1)
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1 and value % 2
+        return value if ok else 1
