@@ -630,3 +630,34 @@ def test_a_droplet_on_a_wire_a_few_pixels_wide_has_its_interface(width):
     r = measure_contact_angle(labels)
     assert r.reason_code == "interface_missing"
     assert f"meets the wire over {width - 1} px only" in r.reason
+
+
+def test_a_wire_one_pixel_thick_gives_the_same_angle_however_the_frame_is_turned():
+    # before: its outline enclosed no area, its centroid read as the crop's corner, and the
+    # facet's normal pointed into the wire in half of the orientations (free_surface_too_small)
+    rows, cols = np.mgrid[0:100, 0:100].astype(float)
+    radius = 25.0 / math.sin(math.radians(120.0))
+    s = -radius * math.cos(math.radians(120.0))
+    labels = np.zeros((100, 100), np.uint8)
+    labels[61, 22:79] = 1
+    labels[(rows < 60.5) & ((rows - (60.5 - s)) ** 2 + (cols - 50.0) ** 2 <= radius ** 2)] = 2
+    angles = set()
+    for turned in (labels, labels[::-1], np.rot90(labels), np.rot90(labels, 3)):
+        r = measure_contact_angle(np.ascontiguousarray(turned))
+        assert r.angle_valid, r.reason
+        angles.add(round(r.contact_angle_deg, 9))
+    assert len(angles) == 1
+
+
+def test_facet_and_wire_directions_lie_in_minus_180_exclusive_to_180():
+    # before: -180.0 where atan2 met a -0.0 component, 180.0 for the same direction elsewhere
+    rows, cols = np.mgrid[0:120, 0:120].astype(float)
+    radius = 6.0 / math.sin(math.radians(101.6))
+    s = -radius * math.cos(math.radians(101.6))
+    labels = np.zeros((120, 120), np.uint8)
+    labels[(rows > 60.0) & (np.abs(cols - 60.5) <= 3.0)] = 1
+    labels[(rows < 60.0) & ((rows - (60.0 - s)) ** 2 + (cols - 60.5) ** 2 <= radius ** 2)] = 2
+    for turned in (labels, labels[:, ::-1], labels[::-1], np.rot90(labels)):
+        r = measure_contact_angle(np.ascontiguousarray(turned))
+        for value in (r.facet_angle_deg, r.wire_axis_deg):
+            assert value is None or -180.0 < value <= 180.0

@@ -26,6 +26,12 @@ TOLERANCE_RMS = 3.0
 _SHIFT = 4
 
 
+#: How far inside the pixel-centre test OpenCV's rasterised circle and half plane are drawn
+#: (px): they leave pixel centres up to about half a pixel (0.8 px on a circle of R = 1000 px,
+#: drawn as a polygon) on the wrong side.
+_RASTER_MARGIN_PX = 1.0
+
+
 def cap_excess_px(
     droplet: np.ndarray,
     offset: tuple[int, int],
@@ -45,11 +51,11 @@ def cap_excess_px(
     circle fit's ``residual_rms_px`` in pixels. Integer pixel centres.
 
     Counts the droplet pixels on the droplet's side of the facet line and outside the circle,
-    both by more than max(:data:`MIN_TOLERANCE_PX`, :data:`TOLERANCE_RMS` x residual RMS)
-    (the circle and the half plane as OpenCV rasterises them, coordinates to 1/16 px: within
-    about half a pixel of a test on the pixel centres; OpenCV 5.0 draws the circle as a
-    polygon, which leaves out pixel centres up to 0.12 px inside it at R = 250 px, 0.8 px at
-    R = 1000 px), and divides by the chord 2a (at least 1 px: a circle that only touches the
+    both by more than max(:data:`MIN_TOLERANCE_PX`, :data:`TOLERANCE_RMS` x residual RMS),
+    tested on the pixel centres (OpenCV's rasterised circle and half plane, 1 px inside the
+    test's, only pass the few pixels to test: drawn alone they decided pixels 0.15-0.3 px
+    beyond the test's circle one way as the frame was drawn and the other way turned or
+    mirrored), and divides by the chord 2a (at least 1 px: a circle that only touches the
     line still gives a count). Below
     the line nothing is counted: a wire tilted out of the image plane shows droplet there,
     under its elliptical facet.
@@ -58,19 +64,30 @@ def cap_excess_px(
     beyond = droplet.astype(np.uint8)  # a copy: the cap is erased from it
     h, w = beyond.shape
     scale = 1 << _SHIFT
-    # Erase the circle grown by the tolerance, then the half plane up to the tolerance above
-    # the facet line; OpenCV rasterises both at 1/16 px (its ``shift``), in C.
+    # Erase the circle grown by the tolerance less a pixel, then the half plane up to that
+    # far above the facet line: OpenCV rasterises both at 1/16 px (its ``shift``), in C,
+    # within a pixel of the pixel centres' test, so what is left holds every pixel beyond
+    # and few others; those are tested on their centres.
+    inner = _RASTER_MARGIN_PX
     cx, cy = float(center[1] - offset[1]), float(center[0] - offset[0])
-    cv2.circle(beyond, (round(cx * scale), round(cy * scale)), round((radius_px + tol) * scale),
+    cv2.circle(beyond, (round(cx * scale), round(cy * scale)),
+               max(round((radius_px + tol - inner) * scale), 0),
                0, thickness=-1, lineType=cv2.LINE_8, shift=_SHIFT)
     n = np.asarray(normal, dtype=float)
     d = np.array([-n[1], n[0]])
     far = 2.0 * (h + w)
-    base = np.array([point[0] - offset[0], point[1] - offset[1]]) + tol * n
+    base = np.array([point[0] - offset[0], point[1] - offset[1]]) + (tol - inner) * n
     corners = [base + far * d, base - far * d, base - far * d - far * n, base + far * d - far * n]
     poly = np.array([[round(q[1] * scale), round(q[0] * scale)] for q in corners], np.int32)
     cv2.fillConvexPoly(beyond, poly, 0, lineType=cv2.LINE_8, shift=_SHIFT)
-    return float(cv2.countNonZero(beyond)) / max(2.0 * half_chord_px, 1.0)
+    rows, cols = np.nonzero(beyond)
+    if rows.size == 0:
+        return 0.0
+    r = rows + float(offset[0])
+    c = cols + float(offset[1])
+    outside = np.hypot(r - float(center[0]), c - float(center[1])) > radius_px + tol
+    above = (r - float(point[0])) * n[0] + (c - float(point[1])) * n[1] > tol
+    return float(np.count_nonzero(outside & above)) / max(2.0 * half_chord_px, 1.0)
 
 
 def cap_excess_sigma_deg(excess_px: float, half_chord_px: float) -> float:

@@ -231,6 +231,17 @@ def select_components(labels: np.ndarray) -> Selection:
         wide_gap=wide,
         # Polygon moments of the outlines (crop coordinates): centroids and the wire's
         # principal axis at a fraction of the cost of image moments.
-        wire_moments=cv2.moments(wcont - np.array([box[1], box[0]], np.int32)),
-        droplet_moments=cv2.moments(dcont - np.array([box[1], box[0]], np.int32)),
+        wire_moments=_outline_moments(wcont, box, wire),
+        droplet_moments=_outline_moments(dcont, box, droplet),
     )
+
+
+def _outline_moments(contour: np.ndarray, box: tuple[int, int, int, int],
+                     mask: np.ndarray) -> dict:
+    """``cv2.moments`` of ``contour`` in the crop ``box``; of the pixels of ``mask`` (crop)
+    where the outline encloses no area (a blob one pixel thick: its centroid read as the
+    crop's corner turned the facet's normal the wrong way in half of the orientations)."""
+    moments = cv2.moments(contour - np.array([box[1], box[0]], np.int32))
+    if moments["m00"] < 1.0:
+        moments = cv2.moments(mask.astype(np.uint8), binaryImage=True)
+    return moments

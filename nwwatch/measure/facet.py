@@ -43,6 +43,13 @@ def _centroid(mom: dict) -> np.ndarray:
     return np.array([mom["m01"], mom["m10"]]) / max(mom["m00"], 1e-12)
 
 
+def _half_open_deg(radians: float) -> float:
+    """``radians`` in degrees in (-180, 180]: atan2 of a -0.0 component gave -180 for the
+    direction another row gave as 180."""
+    degrees = math.degrees(radians) + 0.0  # no -0.0
+    return degrees + 360.0 if degrees <= -180.0 else degrees
+
+
 def signed_deg(vector: np.ndarray, axis: np.ndarray) -> float:
     """Angle from ``axis`` to ``vector`` counter-clockwise on screen (degrees)."""
     left = np.array([-axis[1], axis[0]])
@@ -104,11 +111,11 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
                                     "its long direction runs along the facet (a stub, a "
                                     "corner, or a droplet on the side wall)")
     inlier_fraction = float(line.inliers.mean())
-    axis_deg = (math.degrees(math.atan2(-wire_geo.axis[0], wire_geo.axis[1]))
+    axis_deg = (_half_open_deg(math.atan2(-wire_geo.axis[0], wire_geo.axis[1]))
                 if wire_geo.axis is not None else None)
     geometry = dict(
         base,
-        facet_angle_deg=math.degrees(math.atan2(-line.direction[0], line.direction[1])),
+        facet_angle_deg=_half_open_deg(math.atan2(-line.direction[0], line.direction[1])),
         # a point of the line (here the interface's centre on it; the foot of the circle
         # centre once there is a circle), so a refused row's overlay draws the line too
         facet_row=float(line.point[0] + sel.box[0]),
