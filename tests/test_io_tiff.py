@@ -1533,3 +1533,23 @@ def test_a_signed_12_bit_page_is_an_unsupported_pixel_format_not_float64(tmp_pat
     with pytest.raises(nio.UnsupportedDtypeError, match=r"unsupported pixel format \(12 bits, "
                                                          r"sample format INT\)"):
         nio.inspect_tiff(path)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, "int16-complex"])
+def test_complex_tiff_pixels_are_refused_as_such(tmp_path, dtype):
+    # before: a complex-integer page made tifffile raise a TypeError, refused as a "corrupt
+    # TIFF structure" (what the service takes for a file still being written)
+    path = tmp_path / "c.tif"
+    if dtype == "int16-complex":
+        data = bytes(64)
+        tags = [(256, 3, 1, 4), (257, 3, 1, 4), (258, 3, 1, 16), (259, 3, 1, 1), (262, 3, 1, 1),
+                (273, 4, 1, 8), (277, 3, 1, 1), (278, 3, 1, 4), (279, 4, 1, len(data)),
+                (339, 3, 1, 5)]
+        ifd = struct.pack("<H", len(tags)) + b"".join(
+            struct.pack("<HHII", c, t, n, v) if t == 4 else struct.pack("<HHIHH", c, t, n, v, 0)
+            for c, t, n, v in tags) + b"\0\0\0\0"
+        path.write_bytes(b"II*\0" + struct.pack("<I", 8 + len(data)) + data + ifd)
+    else:
+        tifffile.imwrite(path, np.ones((8, 8), dtype))
+    with pytest.raises(nio.UnsupportedDtypeError, match="complex"):
+        nio.inspect_tiff(path)

@@ -206,6 +206,7 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> tuple[int, list
         layout = _layout(entries, order, bigtiff)
         if layout is not None:
             layouts.append(layout)
+            _refuse_complex(path, layout, order)
         offset = struct.unpack(order + offset_fmt, handle.read(offset_size))[0]
     if not seen:
         raise TruncatedTiffError(path, "TIFF header points to no image")
@@ -216,6 +217,17 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> tuple[int, list
 #: sample, compression, photometric, samples per pixel, planar configuration, predictor,
 #: sample format.
 _LAYOUT_TAGS = frozenset((256, 257, 258, 259, 262, 277, 284, 317, 339))
+
+
+def _refuse_complex(path: Path, layout: tuple, order: str) -> None:
+    """UnsupportedDtypeError for complex pixels (SampleFormat 5, 6): tifffile fails on them
+    with a TypeError, which read as a corrupt file still being written."""
+    for code, kind, count, value in layout:
+        if code == 339 and kind == 3 and value is not None and count >= 1:
+            if struct.unpack_from(order + "H", value)[0] in (5, 6):
+                raise UnsupportedDtypeError(
+                    path, "complex pixels (SampleFormat COMPLEXINT or COMPLEXIEEEFP) are not "
+                          "supported: save the magnitude or the real part as float32")
 
 
 def _layout(entries: bytes, order: str, bigtiff: bool) -> tuple | None:
