@@ -1339,7 +1339,7 @@ def test_a_copy_of_a_tomogram_a_worker_refused_is_listed_as_local_replay_lists_i
         assert (summary.done, summary.skipped, summary.quarantined) == (1, 0, 2), name
         q = pd.read_parquet(tmp_path / name / "quarantine.parquet")
         listed[name] = sorted(zip(q.path, q.error_type, strict=True))
-        logged[name] = [(e["source"], e["error"]) for e in logs if e["event"] == "bad_input"]
+        logged[name] = [(e["source"], e["error_type"]) for e in logs if e["event"] == "bad_input"]
     assert listed["dask"] == listed["local"]
     # one of the copies (on the cluster the one committed first), with local replay's error
     for name in logged:

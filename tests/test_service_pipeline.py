@@ -581,7 +581,8 @@ def test_a_file_quarantined_as_unreadable_is_processed_once_it_can_be_read(tmp_p
     daemon = DaemonProcess(config, tmp_path / "log.jsonl", wrap=wrap)
     try:
         event = daemon.wait_event("file_quarantined")
-        assert event["error"] == "UnreadableFileError" and event["source"].endswith("locked.tif")
+        assert event["error_type"] == "UnreadableFileError"
+        assert event["source"].endswith("locked.tif")
         wait_rows(results, 1, proc=daemon)
         os.chmod(acq / "locked.tif", 0o644)
         rows = wait_rows(results, 2, timeout=20, proc=daemon)

@@ -319,7 +319,7 @@ def fail_item(it: Item, exc: BaseException, failures: list[Failure], engine: Eng
                             permanent, it.size, it.mtime_ns))
     if permanent:
         engine.log.warning("bad_input", source=source_name(it.path), reason=reason,
-                           error=type(exc).__name__)
+                           error_type=type(exc).__name__)
     else:
         engine.log.error("unexpected_error", source=source_name(it.path), reason=reason,
                          exc_info=exc)

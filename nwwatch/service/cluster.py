@@ -458,7 +458,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
             # logged by the worker, in its own log; here too, as local replay logs it
             if f.permanent:
                 log.warning("bad_input", source=source_name(f.path), reason=f.reason,
-                            error=f.error_type)
+                            error_type=f.error_type)
             else:
                 log.error("unexpected_error", source=source_name(f.path), reason=f.reason)
         else:

@@ -319,7 +319,7 @@ def quarantine_inputs(engine: Engine, bad: Sequence[BadInput], log) -> int:
         failures.append(Failure(None, path_key(b.path), b.error.reason,
                                 type(b.error).__name__, True, size, mtime))
         log.warning("file_quarantined", source=source_name(b.path), reason=b.error.reason,
-                    error=type(b.error).__name__)
+                    error_type=type(b.error).__name__)
     engine.ledger.record_failures(failures, engine.max_attempts)
     refresh_quarantine(engine.ledger, engine.results_dir, log)
     return len(failures)
