@@ -138,17 +138,32 @@ def _pair(wires: list, drops: list, shape: tuple[int, int],
     """(wire index, droplet index) of the largest droplet within reach of a wire, on the
     largest wire it reaches: within ``GAP_PX``, or (``wide``) within :func:`wide_gap_px`
     of the droplet's area; None when no droplet reaches one."""
-    for di, (dcont, darea, drect) in enumerate(drops[:_PAIR_CANDIDATES]):
-        gap = wide_gap_px(darea) if wide else GAP_PX
-        kernel = disc(gap)
-        box = _box(drect, gap + 1, shape)
-        near = cv2.dilate(_filled(dcont, box).view(np.uint8), kernel).view(bool)
-        for wi, (wcont, _, wrect) in enumerate(wires[:_PAIR_CANDIDATES]):
-            wbox = _box(wrect, 0, shape)
-            if wbox[0] >= box[2] or wbox[2] <= box[0] or wbox[1] >= box[3] or wbox[3] <= box[1]:
-                continue
-            if (near & _filled(wcont, box)).any():
-                return wi, di
+    candidates = list(enumerate(drops[:_PAIR_CANDIDATES]))
+    areas = [area for _, (_, area, _) in candidates]
+    if len(set(areas)) < len(areas):
+        # droplets of one area (the contour scan's order, which turning the frame changes,
+        # chose among them): the one touching its wire first, then the scan's order
+        candidates.sort(key=lambda c: (-c[1][1], _reached(c[1], wires, shape, 1) is None))
+    for di, drop in candidates:
+        gap = wide_gap_px(drop[1]) if wide else GAP_PX
+        wi = _reached(drop, wires, shape, gap)
+        if wi is not None:
+            return wi, di
+    return None
+
+
+def _reached(drop: tuple, wires: list, shape: tuple[int, int], gap: int) -> int | None:
+    """The index of the first of ``wires`` (largest first) that ``drop`` reaches within
+    ``gap`` px, or None."""
+    dcont, _, drect = drop
+    box = _box(drect, gap + 1, shape)
+    near = cv2.dilate(_filled(dcont, box).view(np.uint8), disc(gap)).view(bool)
+    for wi, (wcont, _, wrect) in enumerate(wires[:_PAIR_CANDIDATES]):
+        wbox = _box(wrect, 0, shape)
+        if wbox[0] >= box[2] or wbox[2] <= box[0] or wbox[1] >= box[3] or wbox[3] <= box[1]:
+            continue
+        if (near & _filled(wcont, box)).any():
+            return wi
     return None
 
 
