@@ -7,25 +7,25 @@ service restarted, tried it again, was killed again, and after ``max_attempts`` 
 quarantined it with the generic reason of a file that kills the process. Checked first, it
 is refused at once, saying what it needs, what there is and what to do.
 
-The peak is a share for each voxel plus a share for each pixel of one slice: a model call
-holds at least one whole slice (:data:`nwwatch.volume.runner.MAX_CALL_PIXELS`), and its work
-arrays grow with the slice's area whatever the depth (a volume of two 2048 x 2048 slices
-needed 3.3 to 7.1 GiB, where a share per voxel alone said 0.3). Where the constants come from:
-
-* per slice pixel: the most, over slices of 768-2048 px, that a volume of two slices added
-  above its voxels' share, bench/results/tomo_slice_memory.json (``python -m
-  bench.bench_tomo_slice_memory``: ``ru_maxrss`` of segment_volume and volume_metrics):
-  838 bytes with the ``smoothed-threshold`` model (LOW), 1811 with a U-Net, the most hungry
-  model measured (HIGH; the ``feature-forest`` 1471);
-* per voxel: the peak resident memory of ``nwwatch replay`` (``/usr/bin/time -v``,
-  ``OMP_NUM_THREADS=1``) on a 64 x 768 x 768 float32 volume (37.7 M voxels) with the
-  smoothed threshold, bench/results/tomo_memory.json (``python -m bench.bench_tomo_memory``;
-  docs/tomography.md, "Memory"), 1317120 KiB (1.26 GiB) of which the process held 0.12 GiB
-  before the volume, less its slice's share: 19.2 bytes a voxel (the forest's 1.54 GiB gives
-  17.4).
+The estimate is the larger of two figures. A share for each voxel: the peak resident memory
+of ``nwwatch replay`` (``/usr/bin/time -v``, ``OMP_NUM_THREADS=1``) on a 64 x 768 x 768
+float32 volume (37.7 M voxels), as committed in bench/results/tomo_memory.json (``python -m
+bench.bench_tomo_memory``; docs/tomography.md, "Memory"): 1317120 KiB (1.26 GiB) with the
+``smoothed-threshold`` model and 1615648 KiB (1.54 GiB) with the ``feature-forest``, of which
+the process held 0.12 GiB before the volume: 32.3 and 40.4 bytes a voxel. And, for volumes
+of few or large slices, a smaller share for each voxel plus a share for each pixel of one
+model call: a call holds at least one whole slice (up to ``inference.batch_size`` slices
+under :data:`nwwatch.volume.runner.MAX_CALL_PIXELS`), and its work arrays grow with its
+area whatever the depth (a volume of two 2048 x 2048 slices needed 3.3 to 7.1 GiB, where the
+share per voxel said 0.3): per call pixel, the most, over slices of 768-2048 px (one a call),
+that a volume of two slices added above its voxels' share, bench/results/tomo_slice_memory.json
+(``python -m bench.bench_tomo_slice_memory``: ``ru_maxrss`` of segment_volume and
+volume_metrics): 838.5 bytes with the smoothed threshold (LOW), 1811.5 with a U-Net, the most
+hungry model measured (HIGH; the forest 1475); per voxel, the threshold's 64 x 768 x 768
+peak less its call's share: 19.2 bytes.
 
 The float32 voxels of those volumes (4 bytes of each) are held through the segmentation, so
-another pixel type shifts the voxel share by its own item size less 4.
+another pixel type shifts the voxel shares by its own item size less 4.
 """
 
 from __future__ import annotations
@@ -50,17 +50,24 @@ MEASURED_ITEMSIZE = 4
 #: volume.
 MEASURED_PEAK_KIB = {"smoothed-threshold": 1317120, "feature-forest": 1615648}
 MEASURED_BASE_GIB = 0.12
-#: Pixels of one slice of the volume measured.
-MEASURED_SLICE_PIXELS = 768 * 768
-#: Bytes a pixel of one slice adds at the peak (module docstring): the smoothed threshold's
-#: and the most hungry model's (a U-Net), from bench/results/tomo_slice_memory.json.
-PEAK_BYTES_PER_SLICE_PIXEL_LOW = 838.5
-PEAK_BYTES_PER_SLICE_PIXEL_HIGH = 1811.5
-#: Bytes a float32 voxel adds at the peak: the threshold's measured peak less its slice's share.
-PEAK_BYTES_PER_VOXEL = (MEASURED_PEAK_KIB["smoothed-threshold"] * 1024
-                        - MEASURED_BASE_GIB * GIB
-                        - PEAK_BYTES_PER_SLICE_PIXEL_LOW * MEASURED_SLICE_PIXELS
-                        ) / MEASURED_VOXELS
+#: Bytes a float32 voxel adds at the peak: the least and the most over the models measured.
+PEAK_BYTES_PER_VOXEL_LOW = (min(MEASURED_PEAK_KIB.values()) * 1024 - MEASURED_BASE_GIB * GIB) \
+    / MEASURED_VOXELS
+PEAK_BYTES_PER_VOXEL_HIGH = (max(MEASURED_PEAK_KIB.values()) * 1024 - MEASURED_BASE_GIB * GIB) \
+    / MEASURED_VOXELS
+#: Pixels of one model call on the volume measured (one 768 x 768 slice: two exceed the cap).
+MEASURED_CALL_PIXELS = 768 * 768
+#: Bytes a pixel of one model call adds at the peak (module docstring): the smoothed
+#: threshold's and the most hungry model's (a U-Net), from bench/results/tomo_slice_memory.json.
+PEAK_BYTES_PER_CALL_PIXEL_LOW = 838.5
+PEAK_BYTES_PER_CALL_PIXEL_HIGH = 1811.5
+#: Bytes a float32 voxel adds beside its call's share: the threshold's measured peak less it.
+PEAK_BYTES_PER_VOXEL_BESIDE_CALL = (MEASURED_PEAK_KIB["smoothed-threshold"] * 1024
+                                    - MEASURED_BASE_GIB * GIB
+                                    - PEAK_BYTES_PER_CALL_PIXEL_LOW * MEASURED_CALL_PIXELS
+                                    ) / MEASURED_VOXELS
+#: Slices a model call takes at most (``inference.batch_size``'s default).
+SLICES_PER_CALL = 8
 
 
 class TomogramTooLargeError(InputError):
@@ -83,13 +90,23 @@ class MemoryEstimate:
 def tomogram_peak_bytes(shape: tuple[int, ...], dtype: np.dtype | str) -> MemoryEstimate:
     """The memory a tomogram of ``shape`` (Z, Y, X) voxels of ``dtype`` needs at the peak of
     its segmentation and measurement, above what the process held before (module docstring):
-    a share per voxel and a share per pixel of one slice."""
+    the larger of a share per voxel, and a smaller share per voxel plus a share per pixel of
+    one model call."""
+    from nwwatch.volume.runner import MAX_CALL_PIXELS
+
     voxels = int(np.prod(shape, dtype=np.int64))
-    slice_pixels = int(np.prod(shape[-2:], dtype=np.int64))
+    slice_pixels = max(int(np.prod(shape[-2:], dtype=np.int64)), 1)
+    # as many slices as fit under the cap (at least one), at most a batch of them
+    per_call = max(1, min(SLICES_PER_CALL, int(shape[0]) if len(shape) == 3 else 1,
+                          MAX_CALL_PIXELS // slice_pixels))
+    call_pixels = per_call * slice_pixels
     shift = np.dtype(dtype).itemsize - MEASURED_ITEMSIZE
-    held = voxels * (PEAK_BYTES_PER_VOXEL + shift)
-    return MemoryEstimate(voxels, int(held + slice_pixels * PEAK_BYTES_PER_SLICE_PIXEL_LOW),
-                          int(held + slice_pixels * PEAK_BYTES_PER_SLICE_PIXEL_HIGH))
+    held = voxels * (PEAK_BYTES_PER_VOXEL_BESIDE_CALL + shift)
+    low = max(voxels * (PEAK_BYTES_PER_VOXEL_LOW + shift),
+              held + call_pixels * PEAK_BYTES_PER_CALL_PIXEL_LOW)
+    high = max(voxels * (PEAK_BYTES_PER_VOXEL_HIGH + shift),
+               held + call_pixels * PEAK_BYTES_PER_CALL_PIXEL_HIGH)
+    return MemoryEstimate(voxels, int(low), int(high))
 
 
 def check_tomogram_memory(path: str | os.PathLike[str], shape: tuple[int, ...],
