@@ -137,13 +137,13 @@ def test_a_resumed_run_may_use_other_workers_and_trains_the_same(tmp_path):
                          model_options=dict(TINY), threads=1)
     whole = load_checkpoint(train(config, progress=False).checkpoint)
 
-    def interrupt_in_epoch_2(line):  # echoed before epoch 2's checkpoint is written
-        if line.startswith("epoch 2/"):
+    def interrupt_after_epoch_1(line):  # echoed once epoch 1's checkpoint is written
+        if line.startswith("epoch 1/"):
             raise KeyboardInterrupt
 
     config.out, config.workers = str(tmp_path / "b.onnx"), 2
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C: the threads end with the run
-        train(config, progress=False, echo=interrupt_in_epoch_2)
+        train(config, progress=False, echo=interrupt_after_epoch_1)
     assert not _sampler_threads()
     assert load_checkpoint(tmp_path / "b.pt")["epoch"] == 1
     config.workers = 1

@@ -582,9 +582,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                                 **{f"{prefix}_mIoU": f"{scores.mean_iou:.4f}"})
             interface_note = (f" interface {facet[f'{prefix}_interface_bias_px']:+.2f} px"
                               if facet else "")
+            # saved before it is said: a Ctrl-C right after the line keeps that epoch
+            checkpoint(epoch + 1)
             echo(f"epoch {epoch + 1}/{config.epochs} loss {record['loss']:.4f} "
                  f"{prefix} mIoU {scores.mean_iou:.4f}{interface_note} ({record['seconds']:.0f} s)")
-            checkpoint(epoch + 1)
         if bar is not None:
             bar.close()
         # The weights to export: best validation epoch, or the final ones (contrastive refit).
