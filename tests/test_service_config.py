@@ -984,7 +984,9 @@ def test_a_provider_list_without_cpu_that_runs_on_the_cpu_is_a_warning(paths):
                                                   ('["*.tif", "*.dm4"]', '["*.tif", "*.dm4"]'),
                                                   # every name with a dot: every pattern's
                                                   ('["*.*"]', None),
-                                                  ('["*.t*", "*.?m*"]', '["*.tif", "*.dm4"]')])
+                                                  ('["*.t*", "*.?m*"]', '["*.tif", "*.dm4"]'),
+                                                  # all but a file named ".tif" alone
+                                                  ('["?*.tif"]', '["*.tif"]')])
 def test_ignore_patterns_that_take_every_file_are_refused(paths, ignore, patterns):
     # before: accepted, and the service processed nothing without a word
     tmp, acq, res, m = paths
@@ -992,7 +994,7 @@ def test_ignore_patterns_that_take_every_file_are_refused(paths, ignore, pattern
     keys = f"ignore_patterns = {ignore}\n" + (f"patterns = {patterns}\n" if patterns else "")
     (tmp / "c.toml").write_text(text.replace("[[watch]]\n", "[[watch]]\n" + keys, 1))
     with pytest.raises(ConfigError, match=r"watch\[0\]\.ignore_patterns: .* ignores every file "
-                                          r"the patterns take"):
+                                          r"the patterns .* take"):
         load_config(tmp / "c.toml")
     (tmp / "c.toml").write_text(text.replace("[[watch]]\n", '[[watch]]\nignore_patterns = '
                                              '["*.tmp", "*~"]\n', 1))

@@ -255,18 +255,16 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
                       for name in _example_names(p))]
     if everything or set(watch.patterns) <= set(watch.ignore_patterns) or (
             len(ignored) == len(watch.patterns)):
-        taker = everything[0] if everything else next(
-            (i for i in watch.ignore_patterns if any(
-                fnmatch.fnmatchcase(name, i) for name in _example_names(watch.patterns[0]))),
-            watch.patterns[0])
-        raise r.error("ignore_patterns", f"{taker!r} ignores every file the patterns take: "
-                                         "the watch would process nothing")
+        said = repr(everything[0]) if everything else str(list(watch.ignore_patterns))
+        raise r.error("ignore_patterns", f"{said} ignores every file the patterns "
+                                         f"{list(watch.patterns)} take: the watch would "
+                                         "process nothing")
     r.finish()
     return watch
 
 
 #: What ``*`` stands for in the names :func:`_example_names` makes: words, a letter, digits.
-_EXAMPLE_WORDS = ("frame", "a", "0001", "Z_9", "")
+_EXAMPLE_WORDS = ("frame", "a", "0001", "Z_9")
 
 
 def _example_names(pattern: str) -> list[str]:
