@@ -1682,3 +1682,14 @@ def test_a_frame_measured_again_into_the_same_output_reuses_its_pictures_name(tm
         assert result.exit_code == 0, result.output
     assert pq.read_table(out).column("overlay_path").to_pylist() == ["qa/f_overlay.png"]
     assert sorted(p.name for p in qa.iterdir()) == ["f_overlay.png"]
+    # another frame of that name into the same output does not take the earlier frame's
+    # picture (the earlier rows, should this run fail, would name it)
+    (tmp_path / "b").mkdir()
+    cv2.imwrite(str(tmp_path / "b" / "f.png"),
+                render_ideal_cap(SHAPE, 130.0, 25.0, 35.0, (110.3, 90.8)).labels)
+    kept = (qa / "f_overlay.png").read_bytes()
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "b" / "f.png"), "--out",
+                                       str(out), "--overlays", str(qa)])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).column("overlay_path").to_pylist() == ["qa/f_overlay-2.png"]
+    assert (qa / "f_overlay.png").read_bytes() == kept

@@ -318,18 +318,19 @@ def _overlay_name(path: Path, index: int, n_pages: int, used: set[str], folder: 
     return name
 
 
-def _pictures_named(out: Path) -> set[Path]:
+def _pictures_named(out: Path) -> dict[Path, tuple[str, int]]:
     """The overlay pictures the rows of ``out`` (an earlier output of the command, or none)
-    name, as resolved paths."""
+    name, as resolved paths, each with its row's (source, frame)."""
     import pyarrow.parquet as pq
 
     try:
-        if "overlay_path" not in pq.read_schema(out).names:
-            return set()
-        named = pq.read_table(out, columns=["overlay_path"]).column("overlay_path").to_pylist()
+        if not {"overlay_path", "source", "frame"} <= set(pq.read_schema(out).names):
+            return {}
+        rows = pq.read_table(out, columns=["overlay_path", "source", "frame"]).to_pylist()
     except (OSError, ValueError):  # no earlier output, or not one that reads
-        return set()
-    return {(out.parent / p).resolve() for p in named if p}
+        return {}
+    return {(out.parent / r["overlay_path"]).resolve(): (r["source"], r["frame"])
+            for r in rows if r["overlay_path"]}
 
 
 def _free_for(path: Path, picture: bytes) -> bool:
@@ -607,9 +608,9 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
         require_writable(overlays, "'--overlays'", folder=True)
     rows = run.rows
     used_names: set[str] = set()
-    # the pictures the output replaced named: this run's rows replace those rows, so their
-    # names are free again (a frame measured again after its labels were corrected)
-    replaced = _pictures_named(out) if overlays is not None else set()
+    # the pictures the output to be replaced names, by frame: this run's rows replace those
+    # rows, so a frame measured again (its labels corrected) keeps its picture's name
+    replaced = _pictures_named(out) if overlays is not None else {}
     for position, path in enumerate(run.inputs):
         run.position, run.file_start, run.file_pages = position, len(rows), None
         if run.passed_over(path):
@@ -682,19 +683,24 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
             if overlays is not None:
                 if greys is not None and greys[index] is not None:
                     grey = greys[index].image
-                picture = overlays / "?"
+                picture = overlays
                 try:
                     # encoded as the service's QA pictures are
                     encoded = encode_image(draw_overlay(grey, labels, result), ".png",
                                            PICTURE_PNG_PARAMS)
+                    # only its own frame's earlier picture is replaced: were the run to fail
+                    # before its output is written, the earlier rows would name another's
+                    own = {p for p, frame in replaced.items()
+                           if frame == (path_text(os.path.abspath(path)), index)}
                     picture = overlays / _overlay_name(path, index, len(pages), used_names,
-                                                       overlays, encoded, replaced)
+                                                       overlays, encoded, own)
                     # not synced, as before: a picture, many of them, on a network share too
                     with atomic_write(picture, durable=False) as handle:
                         handle.write(encoded)
                     extra["overlay_path"] = _overlay_path(picture, out)
                 except OSError as exc:
-                    say(f"warning: {picture}: the overlay could not be written "
+                    what = picture if picture != overlays else f"{path} (frame {index})"
+                    say(f"warning: {what}: the overlay could not be written "
                         f"({exc.strerror or exc})", err=True)
             rows.append({
                 # the absolute path, as the service's (text Arrow can encode)
