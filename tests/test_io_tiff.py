@@ -1553,3 +1553,13 @@ def test_complex_tiff_pixels_are_refused_as_such(tmp_path, dtype):
         tifffile.imwrite(path, np.ones((8, 8), dtype))
     with pytest.raises(nio.UnsupportedDtypeError, match="complex"):
         nio.inspect_tiff(path)
+
+
+def test_a_complex_page_beside_the_image_is_left_out_as_before(tmp_path):
+    # a first version of the complex refusal refused the whole file for an FFT page saved
+    # beside the image, which is an extra series left out
+    path = tmp_path / "with_fft.tif"
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(np.ones((64, 64), np.float32), photometric="minisblack")
+        writer.write(np.ones((64, 64), np.complex64))
+    assert read_frames(path)[0].image.shape == (64, 64)

@@ -117,7 +117,11 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
             raise EmptyFileError(path, "file is empty (0 bytes)")
         n_ifds, layouts = _check_ifd_chain(path, handle, size)
         handle.seek(0)
-        with corrupt_structure_refused(path):
+        # tifffile fails on complex-integer pages with a TypeError: said as what they are,
+        # not as a corrupt file still being written (a complex page it reads, beside the
+        # image, is an extra series left out, as before)
+        complex_pixels = any(_complex_pixels(layout) for layout in layouts)
+        with corrupt_structure_refused(path, complex_pixels):
             # _multifile=False: planes an OME header places in other files (a dataset split
             # over several files) are not looked for, by a name relative to the working
             # directory; every file is an input of its own, read alone (tifffile's own
@@ -133,21 +137,26 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
                 tif = tifffile.TiffFile(handle, name=path.name, _multifile=False,
                                         is_uniform=False)
         with tif:
-            with corrupt_structure_refused(path):
+            with corrupt_structure_refused(path, complex_pixels):
                 info = _describe(path, tif, size, n_ifds)
             yield tif, info
 
 
 @contextmanager
-def corrupt_structure_refused(path: Path) -> Iterator[None]:
+def corrupt_structure_refused(path: Path, complex_pixels: bool = False) -> Iterator[None]:
     """Around tifffile's lazy parsing of ``path`` (series, tags of later pages): an exception
-    it raises on a corrupt tag or header becomes a TruncatedTiffError naming the file.
+    it raises on a corrupt tag or header becomes a TruncatedTiffError naming the file, or, in
+    a file declaring complex pixels (``complex_pixels``), an UnsupportedDtypeError saying so.
     InputError, OSError and MemoryError pass unchanged."""
     try:
         yield
     except (InputError, OSError, MemoryError):
         raise
     except Exception as exc:  # tifffile raises many types on corrupt structure
+        if complex_pixels:
+            raise UnsupportedDtypeError(
+                path, "complex pixels (SampleFormat COMPLEXINT or COMPLEXIEEEFP) are not "
+                      "supported: save the magnitude or the real part as float32") from exc
         raise TruncatedTiffError(path, f"corrupt TIFF structure ({exc})") from exc
 
 
@@ -206,7 +215,6 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> tuple[int, list
         layout = _layout(entries, order, bigtiff)
         if layout is not None:
             layouts.append(layout)
-            _refuse_complex(path, layout, order)
         offset = struct.unpack(order + offset_fmt, handle.read(offset_size))[0]
     if not seen:
         raise TruncatedTiffError(path, "TIFF header points to no image")
@@ -219,15 +227,13 @@ def _check_ifd_chain(path: Path, handle: BinaryIO, size: int) -> tuple[int, list
 _LAYOUT_TAGS = frozenset((256, 257, 258, 259, 262, 277, 284, 317, 339))
 
 
-def _refuse_complex(path: Path, layout: tuple, order: str) -> None:
-    """UnsupportedDtypeError for complex pixels (SampleFormat 5, 6): tifffile fails on them
-    with a TypeError, which read as a corrupt file still being written."""
-    for code, kind, count, value in layout:
-        if code == 339 and kind == 3 and value is not None and count >= 1:
-            if struct.unpack_from(order + "H", value)[0] in (5, 6):
-                raise UnsupportedDtypeError(
-                    path, "complex pixels (SampleFormat COMPLEXINT or COMPLEXIEEEFP) are not "
-                          "supported: save the magnitude or the real part as float32")
+def _complex_pixels(layout: tuple) -> bool:
+    """Whether an IFD's ``layout`` (:func:`_layout`) declares complex pixels (SampleFormat 5,
+    6; a SHORT stored in the entry, either byte order: 5 and 6 read the same in its first or
+    second byte)."""
+    return any(code == 339 and kind == 3 and value is not None
+               and (value[0] in (5, 6) or value[1] in (5, 6)) and 0 in value[:2]
+               for code, kind, count, value in layout)
 
 
 def _layout(entries: bytes, order: str, bigtiff: bool) -> tuple | None:
