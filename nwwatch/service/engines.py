@@ -170,7 +170,8 @@ def build_engines(specs: Sequence[EngineSpec], ledger: Ledger, results_dir: Path
         # processed; imported here, as an in-situ run needs none of the volume code.
         from nwwatch.service.volumes import retry_tomograms_that_fit
 
-        retry_tomograms_that_fit(ledger, log, check_memory=memory_checked_here)
+        retry_tomograms_that_fit(ledger, log, check_memory=memory_checked_here,
+                                 slices_per_call=inference.batch_size)
     if any(e.kind == "insitu" for e in engines):
         # Likewise in-situ files read whole that were refused for memory.
         from nwwatch.service.stackmemory import retry_stacks_that_fit

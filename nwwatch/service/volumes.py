@@ -36,7 +36,12 @@ from nwwatch.volume import (
     segment_volume,
     volume_metrics,
 )
-from nwwatch.volume.memory import GIB, TomogramTooLargeError, tomogram_memory
+from nwwatch.volume.memory import (
+    GIB,
+    SLICES_PER_CALL,
+    TomogramTooLargeError,
+    tomogram_memory,
+)
 
 #: The longest mask file name (bytes): Linux's NAME_MAX (255) less what the atomic writer adds
 #: to the name of its temporary file (``.{name}.{8 hex}.part``, nwwatch.atomic).
@@ -65,7 +70,8 @@ def check_memory(it: Item, engine: Engine) -> None:
     quarantined at once, and tried again at a later start when the memory allows it,
     :func:`retry_tomograms_that_fit`) when its header says it cannot fit
     (:func:`tomogram_memory`); warn when it fits only with the less hungry models."""
-    estimate, available = tomogram_memory(it.path)
+    # a model call takes up to the engine's batch of slices
+    estimate, available = tomogram_memory(it.path, slices_per_call=engine.batch_size)
     if available is not None and estimate.high > available.value:
         engine.log.warning("tomogram_memory_tight", source=source_name(it.path),
                            needs_gib=[round(estimate.low / GIB, 2),
@@ -74,7 +80,8 @@ def check_memory(it: Item, engine: Engine) -> None:
                            available_source=available.source)
 
 
-def retry_tomograms_that_fit(ledger: Ledger, log, check_memory: bool = True) -> int:
+def retry_tomograms_that_fit(ledger: Ledger, log, check_memory: bool = True,
+                             slices_per_call: int = SLICES_PER_CALL) -> int:
     """Take off the quarantine list every tomogram refused as too large for the memory
     (``TomogramTooLargeError``) that now fits (:func:`tomogram_memory`, its header read
     again): the limit was raised (the unit's ``MemoryMax``, then a restart) or the machine
@@ -86,7 +93,8 @@ def retry_tomograms_that_fit(ledger: Ledger, log, check_memory: bool = True) -> 
     their number."""
     def fits(path: Path) -> tuple:
         try:
-            return tomogram_memory(path) if check_memory else (None, None)
+            return (tomogram_memory(path, slices_per_call=slices_per_call) if check_memory
+                    else (None, None))
         except (OSError, InputError):  # still too large, or no longer a readable TIFF
             return None
 

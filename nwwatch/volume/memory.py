@@ -66,7 +66,7 @@ PEAK_BYTES_PER_VOXEL_BESIDE_CALL = (MEASURED_PEAK_KIB["smoothed-threshold"] * 10
                                     - MEASURED_BASE_GIB * GIB
                                     - PEAK_BYTES_PER_CALL_PIXEL_LOW * MEASURED_CALL_PIXELS
                                     ) / MEASURED_VOXELS
-#: Slices a model call takes at most (``inference.batch_size``'s default).
+#: Slices a model call takes at most unless told (``inference.batch_size``'s default).
 SLICES_PER_CALL = 8
 
 
@@ -87,17 +87,18 @@ class MemoryEstimate:
     high: int
 
 
-def tomogram_peak_bytes(shape: tuple[int, ...], dtype: np.dtype | str) -> MemoryEstimate:
+def tomogram_peak_bytes(shape: tuple[int, ...], dtype: np.dtype | str,
+                        slices_per_call: int = SLICES_PER_CALL) -> MemoryEstimate:
     """The memory a tomogram of ``shape`` (Z, Y, X) voxels of ``dtype`` needs at the peak of
     its segmentation and measurement, above what the process held before (module docstring):
     the larger of a share per voxel, and a smaller share per voxel plus a share per pixel of
-    one model call."""
+    one model call (``slices_per_call``: the batch size the model is run with)."""
     from nwwatch.volume.runner import MAX_CALL_PIXELS
 
     voxels = int(np.prod(shape, dtype=np.int64))
     slice_pixels = max(int(np.prod(shape[-2:], dtype=np.int64)), 1)
     # as many slices as fit under the cap (at least one), at most a batch of them
-    per_call = max(1, min(SLICES_PER_CALL, int(shape[0]) if len(shape) == 3 else 1,
+    per_call = max(1, min(slices_per_call, int(shape[0]) if len(shape) == 3 else 1,
                           MAX_CALL_PIXELS // slice_pixels))
     call_pixels = per_call * slice_pixels
     shift = np.dtype(dtype).itemsize - MEASURED_ITEMSIZE
@@ -111,8 +112,8 @@ def tomogram_peak_bytes(shape: tuple[int, ...], dtype: np.dtype | str) -> Memory
 
 def check_tomogram_memory(path: str | os.PathLike[str], shape: tuple[int, ...],
                           dtype: np.dtype | str, available_bytes: float | None,
-                          available_source: str = "", *, training: bool = False
-                          ) -> MemoryEstimate:
+                          available_source: str = "", *, training: bool = False,
+                          slices_per_call: int = SLICES_PER_CALL) -> MemoryEstimate:
     """The estimate for a tomogram of ``shape`` and ``dtype`` (its TIFF header), when it may
     fit in ``available_bytes`` (None: unknown, never refused); else TomogramTooLargeError.
 
@@ -128,7 +129,7 @@ def check_tomogram_memory(path: str | os.PathLike[str], shape: tuple[int, ...],
     TomogramTooLargeError : ``estimate.low`` > ``available_bytes``; the reason names the
         volume's size, the GiB needed and available, and what to do.
     """
-    estimate = tomogram_peak_bytes(shape, dtype)
+    estimate = tomogram_peak_bytes(shape, dtype, slices_per_call)
     if available_bytes is None or estimate.low <= available_bytes:
         return estimate
     where = f" ({available_source})" if available_source else ""
@@ -149,7 +150,8 @@ def check_tomogram_memory(path: str | os.PathLike[str], shape: tuple[int, ...],
         f"(2 x 2 x 2: 8 times fewer voxels); {then} (docs/tomography.md, \"Memory\")")
 
 
-def tomogram_memory(path: str | os.PathLike[str], training: bool = False
+def tomogram_memory(path: str | os.PathLike[str], training: bool = False,
+                    slices_per_call: int = SLICES_PER_CALL
                     ) -> tuple[MemoryEstimate, Limit | None]:
     """The memory the tomogram at ``path`` needs (from its TIFF header) and what this process
     may still allocate before it is killed (the cgroup's ``memory.max`` less its use, or
@@ -173,5 +175,6 @@ def tomogram_memory(path: str | os.PathLike[str], training: bool = False
     estimate = check_tomogram_memory(
         path, (info.n_pages, *info.page_shape), info.dtype,
         None if available is None else available.value,
-        "" if available is None else available.source, training=training)
+        "" if available is None else available.source, training=training,
+        slices_per_call=slices_per_call)
     return estimate, available
