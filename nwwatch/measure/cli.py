@@ -318,9 +318,9 @@ def _overlay_name(path: Path, index: int, n_pages: int, used: set[str], folder: 
     return name
 
 
-def _pictures_named(out: Path) -> dict[Path, tuple[str, int]]:
+def _pictures_named(out: Path) -> dict[tuple[str, int], set[Path]]:
     """The overlay pictures the rows of ``out`` (an earlier output of the command, or none)
-    name, as resolved paths, each with its row's (source, frame)."""
+    name, as resolved paths, by their rows' (source, frame)."""
     import pyarrow.parquet as pq
 
     try:
@@ -329,8 +329,12 @@ def _pictures_named(out: Path) -> dict[Path, tuple[str, int]]:
         rows = pq.read_table(out, columns=["overlay_path", "source", "frame"]).to_pylist()
     except (OSError, ValueError):  # no earlier output, or not one that reads
         return {}
-    return {(out.parent / r["overlay_path"]).resolve(): (r["source"], r["frame"])
-            for r in rows if r["overlay_path"]}
+    named: dict[tuple[str, int], set[Path]] = {}
+    for r in rows:
+        if r["overlay_path"]:
+            named.setdefault((r["source"], r["frame"]), set()).add(
+                (out.parent / r["overlay_path"]).resolve())
+    return named
 
 
 def _free_for(path: Path, picture: bytes) -> bool:
@@ -690,8 +694,7 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                                            PICTURE_PNG_PARAMS)
                     # only its own frame's earlier picture is replaced: were the run to fail
                     # before its output is written, the earlier rows would name another's
-                    own = {p for p, frame in replaced.items()
-                           if frame == (path_text(os.path.abspath(path)), index)}
+                    own = replaced.get((path_text(os.path.abspath(path)), index), set())
                     picture = overlays / _overlay_name(path, index, len(pages), used_names,
                                                        overlays, encoded, own)
                     # not synced, as before: a picture, many of them, on a network share too

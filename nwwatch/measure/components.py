@@ -142,8 +142,12 @@ def _pair(wires: list, drops: list, shape: tuple[int, int],
     areas = [area for _, (_, area, _) in candidates]
     if len(set(areas)) < len(areas):
         # droplets of one area (the contour scan's order, which turning the frame changes,
-        # chose among them): the one touching its wire first, then the scan's order
-        candidates.sort(key=lambda c: (-c[1][1], _reached(c[1], wires, shape, 1) is None))
+        # chose among them): the one nearest its wire first, then the scan's order
+        def nearest(drop: tuple) -> int:
+            return next((k for k in range(1, GAP_PX + 1)
+                         if _reached(drop, wires, shape, k) is not None), GAP_PX + 1)
+
+        candidates.sort(key=lambda c: (-c[1][1], nearest(c[1])))
     for di, drop in candidates:
         gap = wide_gap_px(drop[1]) if wide else GAP_PX
         wi = _reached(drop, wires, shape, gap)
