@@ -374,6 +374,14 @@ def _labels_changed(root: Path, stem: str, label: np.ndarray) -> bool:
 _NOT_MEASURED_SHOWN = 5
 
 
+def _shown(names: list[str], key: str) -> str:
+    """The first :data:`_NOT_MEASURED_SHOWN` of ``names``, and how many more ``--json``'s
+    ``key`` lists."""
+    more = len(names) - _NOT_MEASURED_SHOWN
+    return ", ".join(names[:_NOT_MEASURED_SHOWN]) + (
+        f", ... ({more} more: {key} in --json)" if more > 0 else "")
+
+
 def format_report(report: EvaluationReport) -> str:
     """Human-readable summary (percentages, degrees)."""
     m = report.metrics
@@ -406,20 +414,16 @@ def format_report(report: EvaluationReport) -> str:
                          f"failures: {fails}")
     if report.no_reference_angle:
         stems = report.no_reference_angle
-        shown = ", ".join(stems[:_NOT_MEASURED_SHOWN]) + (
-            f", ... ({len(stems) - _NOT_MEASURED_SHOWN} more: no_reference_angle in --json)"
-            if len(stems) > _NOT_MEASURED_SHOWN else "")
         lines.append(f"  angles not scored on {len(stems)} of {report.images} images: "
-                     f"truth.parquet gives no angle for them ({shown})")
+                     f"truth.parquet gives no angle for them "
+                     f"({_shown(stems, 'no_reference_angle')})")
     if report.truth_angle_of_other_labels:
         stems = report.truth_angle_of_other_labels
-        shown = ", ".join(stems[:_NOT_MEASURED_SHOWN]) + (
-            f", ... ({len(stems) - _NOT_MEASURED_SHOWN} more: truth_angle_of_other_labels in "
-            "--json)" if len(stems) > _NOT_MEASURED_SHOWN else "")
         lines.append(f"  angles not scored on {len(stems)} of {report.images} images: their "
                      f"label image changed since nwwatch label saved the shapes truth.parquet's "
                      f"angle comes from (edited in another tool?); open them in nwwatch label "
-                     f"and save, or write their angle from the new masks ({shown})")
+                     f"and save, or write their angle from the new masks "
+                     f"({_shown(stems, 'truth_angle_of_other_labels')})")
     unmeasured = report.truth_labels_not_measured
     if unmeasured:
         images = "label image" if len(unmeasured) == 1 else "label images"
@@ -433,9 +437,7 @@ def format_report(report: EvaluationReport) -> str:
                          f"(truth_labels_not_measured in --json)")
     exchanged = report.truth_labels_exchanged
     if exchanged:
-        shown = ", ".join(exchanged[:_NOT_MEASURED_SHOWN]) + (
-            f", ... ({len(exchanged) - _NOT_MEASURED_SHOWN} more: truth_labels_exchanged in "
-            "--json)" if len(exchanged) > _NOT_MEASURED_SHOWN else "")
+        shown = _shown(exchanged, "truth_labels_exchanged")
         lines.append(f"  note: {len(exchanged)} true label image(s) refused as drawn give an "
                      f"angle with 1 and 2 exchanged (1 droplet, 2 nanowire): in-situ labels "
                      f"are read as 1 nanowire, 2 droplet; if your tool numbers them the "

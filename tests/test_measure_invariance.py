@@ -53,6 +53,17 @@ def _differences(base, other, mirrored: bool) -> list[str]:
     return out
 
 
+def _turned_problems(labels: np.ndarray) -> list[str]:
+    """How the rows of ``labels`` turned and mirrored (:data:`TRANSFORMS`) differ from its
+    own row."""
+    base = measure_contact_angle(labels)
+    problems = []
+    for name, (turn, mirrored) in TRANSFORMS.items():
+        other = measure_contact_angle(np.ascontiguousarray(turn(labels)))
+        problems += [f"{name}: {d}" for d in _differences(base, other, mirrored)]
+    return problems
+
+
 def _caps(n: int, seed: int) -> list[np.ndarray]:
     """Exact labels of small caps (a 9-25 px) at random orientations: where one pixel of
     neighbourhood is worth most."""
@@ -125,11 +136,7 @@ def test_the_cap_excess_counts_the_same_pixels_however_the_frame_is_turned():
               "uemKLTNdsuWla7aStpx0GZeRLtvy0XVbNnoD5x42QTpqE6QJ0iWcHA45nCBODoccDjEdUjjNfVLb4Q"
               "881xZip2mapmmapmm6bU8CyxJT")
     labels = np.frombuffer(zlib.decompress(base64.b64decode(packed)), np.uint8).reshape(80, 124)
-    base = measure_contact_angle(labels)
-    problems = []
-    for name, (turn, mirrored) in TRANSFORMS.items():
-        other = measure_contact_angle(np.ascontiguousarray(turn(labels)))
-        problems += [f"{name}: {d}" for d in _differences(base, other, mirrored)]
+    problems = _turned_problems(labels)
     assert not problems, "\n".join(problems[:20])
 
 
@@ -145,9 +152,5 @@ def test_of_two_droplets_of_one_area_the_same_is_measured_however_the_frame_is_t
         labels[(rows > 70.5 + gap) & (np.abs(cols - centre_col) <= 22.0)] = 1
         labels[(rows < 70.5) & ((rows - (70.5 - s)) ** 2 + (cols - centre_col) ** 2
                                 <= radius ** 2)] = 2
-    base = measure_contact_angle(labels)
-    problems = []
-    for name, (turn, mirrored) in TRANSFORMS.items():
-        other = measure_contact_angle(np.ascontiguousarray(turn(labels)))
-        problems += [f"{name}: {d}" for d in _differences(base, other, mirrored)]
+    problems = _turned_problems(labels)
     assert not problems, "\n".join(problems[:20])

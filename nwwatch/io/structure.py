@@ -229,17 +229,15 @@ _LAYOUT_TAGS = frozenset((256, 257, 258, 259, 262, 277, 284, 317, 339))
 
 def _complex_pixels(layout: tuple) -> bool:
     """Whether an IFD's ``layout`` (:func:`_layout`) declares complex pixels (SampleFormat 5,
-    6; a SHORT stored in the entry, either byte order: 5 and 6 read the same in its first or
-    second byte)."""
-    return any(code == 339 and kind == 3 and value is not None
-               and (value[0] in (5, 6) or value[1] in (5, 6)) and 0 in value[:2]
-               for code, kind, count, value in layout)
+    6)."""
+    return any(code == 339 and value in (5, 6) for code, _, _, value in layout)
 
 
 def _layout(entries: bytes, order: str, bigtiff: bool) -> tuple | None:
     """The pixel layout of one IFD's ``entries`` (its :data:`_LAYOUT_TAGS` with their type,
-    count and inline value; a value stored elsewhere by type and count), or None for a
-    reduced-resolution page (NewSubfileType bit 0: a preview, a series of its own)."""
+    count and inline value, a single SHORT as its number; a value stored elsewhere by type
+    and count), or None for a reduced-resolution page (NewSubfileType bit 0: a preview, a
+    series of its own)."""
     entry_fmt, entry_size, inline = (order + "HHQ", 20, 8) if bigtiff else (order + "HHI", 12, 4)
     head = struct.calcsize(entry_fmt)
     layout = []
@@ -252,6 +250,8 @@ def _layout(entries: bytes, order: str, bigtiff: bool) -> tuple | None:
                 return None
         if code in _LAYOUT_TAGS:
             fits = count * _TYPE_SIZE.get(kind, inline + 1) <= inline
+            if kind == 3 and count == 1:
+                value = struct.unpack_from(order + "H", value)[0]
             layout.append((code, kind, count, value if fits else None))
     return tuple(layout)
 

@@ -247,10 +247,11 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
             values, counts = np.unique(page, return_counts=True)
             raise LabelFileError(path, page_said + label_values_problem(
                 values, len(INSITU_CLASSES), counts))
+        rim = interpolated_rim_problem(page)
         # a noise-like label map (a model gone wrong) gets its labels_noisy row: its wire
         # pixels between droplet and background are noise, not an interpolated rim
-        rim = None if select_components(page.astype(np.uint8)).reason_code == "labels_noisy" \
-            else interpolated_rim_problem(page)
+        if rim and select_components(page.astype(np.uint8)).reason_code == "labels_noisy":
+            rim = None
         if rim:  # else a wire rim around the droplet moves or refuses the angle, unexplained
             raise LabelFileError(path, page_said + rim)
         out.append(page.astype(np.uint8))

@@ -328,9 +328,8 @@ class Segmenter:
         least = least if isinstance(least, int) else 0
         # a slab model's slices come along N; a bad count is named where volumes need it
         # (nwwatch.volume.slab), not guessed here
-        slices = extra.get("input_slices", 1)
-        if isinstance(slices, bool) or not isinstance(slices, int) or slices < 1 or (
-                slices % 2 == 0):
+        slices, given = self.input_slices, extra.get("input_slices", 1)
+        if isinstance(given, bool) or given != slices:
             return
         quiet = ort.RunOptions()
         quiet.log_severity_level = 4  # a failure is said in the refusal, not as ORT's line
