@@ -358,3 +358,59 @@ def test_unlabeled_paint_stands_out_on_a_grey_frame(served, browser):
                              "'#strokes .stroke.c255')).stroke")
     r, g, b = (int(v) for v in stroke.removeprefix("rgb(").removesuffix(")").split(","))
     assert max(r, g, b) - min(r, g, b) >= 100, stroke
+
+
+def test_back_to_the_proposal_answering_after_another_frame_opened_is_dropped(served, browser):
+    # Was: the proposal of frame 0 became frame 1's shapes, "unsaved changes", and Save wrote
+    # them under frame 1's name.
+    _, url = served
+    _open(browser, url)
+    browser.execute("window.confirm = () => true; const fetch0 = window.fetch;"
+                    "window.fetch = async (path, options) => {"
+                    "  const response = await fetch0(path, options);"
+                    "  if (String(path).includes('geometry?model=1'))"
+                    "    await new Promise((resolve) => setTimeout(resolve, 1500));"
+                    "  return response; };")
+    browser.click("#reset")
+    browser.execute("openFrame(1)")
+    browser.wait_for("return window.nwLabel.index === 1 && " + READY.removeprefix("return "))
+    own = browser.execute("return JSON.stringify(window.nwLabel.geometry)")
+    browser.execute("return new Promise((resolve) => setTimeout(resolve, 2500))")
+    assert browser.execute("return JSON.stringify(window.nwLabel.geometry)") == own
+    assert browser.execute("return window.nwLabel.dirty") is False
+
+
+def test_while_a_frame_opens_the_previous_frames_shapes_are_hidden_and_not_edited(
+        served, browser):
+    # Was: frame 0's overlay and handles stayed over frame 1's image, a brush stroke painted
+    # then was taken (unsaved changes) and silently dropped when frame 1's shapes came.
+    _, url = served
+    _open(browser, url)
+    browser.click("input[name=mode][value=brush]")
+    browser.execute("const fetch0 = window.fetch; window.fetch = async (path, options) => {"
+                    "  const response = await fetch0(path, options);"
+                    "  if (String(path).startsWith('/api/frames/1/geometry'))"
+                    "    await new Promise((resolve) => setTimeout(resolve, 2000));"
+                    "  return response; }; openFrame(1);")
+    hidden = browser.execute(
+        "return ['mask-image', 'strokes', 'shapes', 'handles'].map((id) => "
+        "getComputedStyle(document.getElementById(id)).visibility)")
+    assert hidden == ["hidden"] * 4
+    for button in ("add-droplet", "add-wire", "remove-droplet", "reset", "undo-stroke"):
+        assert browser.execute(f"return document.getElementById('{button}').disabled"), button
+    strokes = browser.execute("return window.nwLabel.geometry.strokes.length")
+    image = {"element-6066-11e4-a52e-4f735466cecf": browser.find("#frame-image")}
+    browser.cmd("POST", "/actions", {"actions": [{
+        "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+        "actions": [{"type": "pointerMove", "duration": 0, "origin": image, "x": -20, "y": 0},
+                    {"type": "pointerDown", "button": 0},
+                    {"type": "pointerMove", "duration": 50, "origin": image, "x": 20, "y": 0},
+                    {"type": "pointerUp", "button": 0}]}]})
+    browser.cmd("DELETE", "/actions")
+    assert browser.execute("return window.nwLabel.loading") is True  # (still opening)
+    assert browser.execute("return window.nwLabel.geometry.strokes.length") == strokes
+    assert browser.execute("return window.nwLabel.dirty") is False
+    browser.wait_for("return window.nwLabel.index === 1 && " + READY.removeprefix("return "))
+    assert browser.execute("return getComputedStyle(document.getElementById('handles'))"
+                           ".visibility") == "visible"
+    browser.click("input[name=mode][value=edit]")

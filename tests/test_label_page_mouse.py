@@ -94,7 +94,8 @@ def test_a_corner_on_the_frame_border_is_drawn_and_grabbed_whole(served, browser
         around = [browser.execute(hit, x + dx, y + dy)
                   for dx, dy in ((-3, 0), (3, 0), (0, -3), (0, 3))]
         assert around == [f"wire-{k}"] * 4, (k, wire[k], around)
-    # pressed on its outer half, the corner goes where the pointer is released, in the frame
+    # pressed on its outer half, the corner moves as the pointer does (11 times `out`), into
+    # the frame
     k = border[0]
     r, c = wire[k]
     x, y = _screen(browser, r, c)
@@ -109,8 +110,8 @@ def test_a_corner_on_the_frame_border_is_drawn_and_grabbed_whole(served, browser
     browser.wait_for(READY)
     moved = browser.execute("return window.nwLabel.geometry.wire")[k]
     scale = browser.execute("return window.nwLabel.scale")
-    assert abs(moved[1] - (c - 10 * out[0] / scale)) <= 1 and \
-        abs(moved[0] - (r - 10 * out[1] / scale)) <= 1, (wire[k], moved)
+    assert abs(moved[1] - (c - 11 * out[0] / scale)) <= 0.5 and \
+        abs(moved[0] - (r - 11 * out[1] / scale)) <= 0.5, (wire[k], moved)
 
 
 def test_a_paint_polygon_closes_with_a_double_click_on_the_wire_outline(served, browser):
@@ -330,3 +331,33 @@ def _ctrl_z(b: Browser) -> None:
     b.cmd("POST", "/actions", {"actions": [{"type": "key", "id": "keyboard",
                                             "actions": keys}]})
     b.cmd("DELETE", "/actions")
+
+
+def test_a_handle_grabbed_off_its_centre_moves_by_the_pointers_move(served, browser):
+    # Was: the handle jumped to the pointer. The rim grabbed 4 screen px inside its centre and
+    # moved 1 px outwards shrank the circle by 3 screen px' worth of frame pixels.
+    _, url = served
+    page._open(browser, url)
+    scale = browser.execute("return window.nwLabel.scale")
+    droplet = browser.execute("return window.nwLabel.geometry.droplet")
+    (row, col), radius = droplet["center"], droplet["radius_px"]
+    rim_x, rim_y = _screen(browser, row, col + radius)  # the rim handle: east of the centre
+    _pointer(browser, [
+        {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": rim_x - 4, "y": rim_y},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 50, "origin": "viewport", "x": rim_x - 3,
+         "y": rim_y},
+        {"type": "pointerUp", "button": 0}])
+    browser.wait_for(READY)
+    grown = browser.execute("return window.nwLabel.geometry.droplet.radius_px")
+    assert abs((grown - radius) * scale - 1) < 0.05, (radius, grown, scale)
+    x, y = _screen(browser, row, col)  # the centre grabbed 3 px up-left of its middle
+    _pointer(browser, [
+        {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x - 3, "y": y - 3},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 50, "origin": "viewport", "x": x + 2, "y": y - 3},
+        {"type": "pointerUp", "button": 0}])
+    browser.wait_for(READY)
+    moved = browser.execute("return window.nwLabel.geometry.droplet.center")
+    assert abs(moved[0] - row) < 0.05 / scale, (row, moved)  # 0 px down ...
+    assert abs((moved[1] - col) * scale - 5) < 0.05, (col, moved, scale)  # ... 5 px right

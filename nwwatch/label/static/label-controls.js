@@ -17,8 +17,8 @@ function viewFilter() {
 // Buttons with nothing to act on are disabled (they marked the frame changed, or did
 // nothing without a word).
 function updateButtons() {
-  const g = state.geometry;
-  // No frame opened yet (the first one failed to open): nothing to edit.
+  // No frame opened yet (the first one failed to open), or one opening: nothing to edit.
+  const g = state.loading ? null : state.geometry;
   for (const id of ["add-droplet", "add-wire", "reset", "explicit-facet", "save"]) {
     $(id).disabled = !g;
   }
@@ -91,11 +91,16 @@ function setup() {
   setupHandleKeys();
   $("undo-stroke").onclick = () => { if (state.geometry.strokes.pop()) changed(); };
   $("reset").onclick = async () => {
+    if (state.loading) return;
     if (state.dirty && !window.confirm("Discard the unsaved changes of this frame?")) return;
     setBusy(true);
     $("status").textContent = "computing the model's proposal...";
+    // The frame asked for: another frame opened before the proposal answers keeps its own
+    // shapes (this answer was that frame's geometry, and Save wrote it under its name).
+    const seq = state.openSeq;
     try {
       const doc = await api(`/api/frames/${state.index}/geometry?model=1`);
+      if (seq !== state.openSeq) return;
       state.geometry = doc.geometry;
       state.facetEdge = null;
       $("explicit-facet").checked = state.geometry.facet !== null;
@@ -103,6 +108,7 @@ function setup() {
       $("frame-origin").className = "tag";
       changed();
     } catch (err) {
+      if (seq !== state.openSeq) return;
       $("status").textContent = `error: ${err.message}`;
       setBusy(false);
     }

@@ -123,7 +123,8 @@ const ARROWS = {ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRi
 
 // The handle keys; true when the key was one of them (label-controls.js then stops).
 function handleKey(e) {
-  if (e.ctrlKey || e.metaKey || e.altKey || typingInField(e) || !state.geometry) return false;
+  if (e.ctrlKey || e.metaKey || e.altKey || typingInField(e) || !state.geometry ||
+      state.loading) return false;  // (a frame opening: label.js setLoading)
   if (e.key === "h" || e.key === "H") {
     if (e.target.id === "frame-select") return false;  // the frame list picks by name
     e.preventDefault();

@@ -33,6 +33,16 @@ window.nwLabel = state;  // for people debugging the page (and for tests)
 
 function setBusy(busy) { document.body.dataset.state = busy ? "busy" : "ready"; }
 
+// While a frame opens, state.geometry still holds the shown frame's shapes: they and its
+// overlay are hidden and cannot be edited (label.css, updateButtons), since an edit made then
+// was dropped without a word when the new frame's shapes came; a frame that fails to open
+// gives them back as they were.
+function setLoading(loading) {
+  state.loading = loading;
+  document.body.toggleAttribute("data-opening", loading);
+  updateButtons();
+}
+
 async function api(path, body) {
   const options = body === undefined ? {} : {
     method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
@@ -124,7 +134,7 @@ async function openFrame(index) {
   }
   setBusy(true);
   const seq = ++state.openSeq;
-  state.loading = true;
+  setLoading(true);
   const draft = state.draft;
   state.draft = null;  // a polygon begun on the previous frame is not this frame's
   renderDraft();
@@ -157,7 +167,7 @@ async function openFrame(index) {
     $("mask-image").removeAttribute("href");
     state.origin = doc.origin;
     state.savedToken = doc.saved_token;
-    state.loading = false;
+    setLoading(false);
     state.dirty = false;
     state.facetEdge = null;
     state.selected = null;
@@ -186,7 +196,7 @@ async function imageFailure(url) {
 // which and why, and go back to the frame still shown, with its unsaved changes: its shapes
 // must not be saved under the failed frame's name, nor dropped.
 function openFailed(index, err, draft) {
-  state.loading = false;
+  setLoading(false);
   state.frames[index].failed = true;
   labelOption(index);
   let text = `could not open ${state.frames[index].stem}: ${err.message}`;
@@ -337,7 +347,11 @@ function startDrag(event, target) {
   event.preventDefault();  // (no text selection; it also keeps the browser from focusing)
   event.stopPropagation();
   event.currentTarget.focus({preventScroll: true});  // the keys then act on this handle
-  state.drag = target;
+  // The handle keeps its offset from the pointer: set to the pointer, a handle grabbed a few
+  // screen pixels off its centre jumped there (a 1 px drag of the rim changed the radius by
+  // up to HANDLE_PX / scale frame pixels, the other way).
+  const at = handlePoint(target), p = imagePoint(event);
+  state.drag = {...target, offset: [at[0] - p[0], at[1] - p[1]]};
   state.pressed = target;
   $("canvas").setPointerCapture(event.pointerId);
 }
@@ -351,8 +365,17 @@ function withinView(p) {
           Math.min(Math.max(p[1], -0.5 - m), w - 0.5 + m)];
 }
 
+// Where a handle is drawn, in frame (row, col).
+function handlePoint(t) {
+  const g = state.geometry;
+  if (t.kind === "center") return g.droplet.center;
+  if (t.kind === "radius") return rimPoint(g.droplet.center, g.droplet.radius_px, g.shape);
+  return (t.kind === "wire" ? g.wire : g.facet)[t.i];
+}
+
 function moveDrag(event) {
-  const t = state.drag, g = state.geometry, p = imagePoint(event);
+  const t = state.drag, g = state.geometry, q = imagePoint(event);
+  const p = [q[0] + t.offset[0], q[1] + t.offset[1]];
   if (t.kind === "center") g.droplet.center = p;
   else if (t.kind === "radius") {
     g.droplet.radius_px = Math.max(0.5, Math.hypot(p[0] - g.droplet.center[0],
@@ -383,7 +406,8 @@ function paintClass() { return Number($("paint-class").value); }
 
 function onPointerDown(event) {
   state.pressed = null;
-  if (!state.geometry) return;  // no frame opened (the first one failed)
+  // no frame opened (the first one failed), or a frame opening (see setLoading)
+  if (!state.geometry || state.loading) return;
   // Only the main button paints: a right-click (its context menu) or a middle-click painted
   // a brush dot of the class or added a polygon corner.
   if (event.button !== 0) return;
