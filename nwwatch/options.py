@@ -191,8 +191,10 @@ def mask_warning(label_path: Path, class_names: Sequence[str]) -> str:
     255 (:func:`nwwatch.io.dataset.mask_like_labels`), naming the class ids of its DATA
     folder (``class_names``: a tomogram's are 0 pore, 1 solid)."""
     ids = ", ".join(f"{i} {name}" for i, name in enumerate(class_names))
+    # (a slice or frame where only class 0 was labeled holds the same values, rightly)
     return (f"warning: {label_path}: only 0 and 255 (unlabeled); a 0/255 mask? Its 255 pixels "
-            f"are left out; label images hold class ids ({ids})")
+            f"are left out; label images hold class ids ({ids}). If only "
+            f"{class_names[0]} was labeled there, it is read as meant")
 
 
 def shipped_models() -> dict[str, Path]:

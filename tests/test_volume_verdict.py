@@ -370,3 +370,27 @@ def test_trained_models_flag_an_inverted_and_a_vacuum_volume(tmp_path):
                              providers=("cpu",)) for name, segmenter in models.items()}
     assert segment_volume(older["threshold"], -other.volume).verdict.status == "ok"
     assert segment_volume(older["features"], sim.volume[empty]).verdict.status == "ok"
+
+
+def test_a_volume_inverted_where_both_classes_are_equally_noisy_is_flagged_by_its_shares():
+    # Was `ok`: a filtered back-projection spreads the noise over both classes, so the
+    # training volume's solid was not the more variable one (ratio 1.08) and the spread test
+    # stayed silent, while the inverted volume's mask called 84.8 % solid against 12 %.
+    trained = _contrast(3.6, 1.08, 0.12)
+    inverted = assess_mask(0.848, 0.05, 0.97, 0.85, 0.85, contrast=_contrast(3.5, 0.95, 0.848),
+                           trained=trained)
+    assert inverted.reason_codes == ("contrast_inverted",)
+    assert "84.8% of the volume solid, the majority" in inverted.why[0]
+    assert "12.0%" in inverted.why[0]
+    # more solid than in training, but still the minority, or odds under 10 x apart: ok
+    for share in (0.45, 0.55):
+        assert assess_mask(share, 0.05, 0.9, share, share,
+                           contrast=_contrast(3.5, 1.0, share), trained=trained).status == "ok"
+    assert assess_mask(0.6, 0.05, 0.9, 0.6, 0.6, contrast=_contrast(3.5, 1.0, 0.6),
+                       trained=trained).reason_codes == ("contrast_inverted",)
+    # the reverse: solid the majority in training, a minority now
+    assert assess_mask(0.1, 0.05, 0.9, 0.1, 0.1, contrast=_contrast(3.5, 1.0, 0.1),
+                       trained=_contrast(3.6, 1.0, 0.88)).reason_codes == ("contrast_inverted",)
+    # a training volume without a share recorded: no share test
+    assert assess_mask(0.848, 0.05, 0.97, 0.85, 0.85, contrast=_contrast(3.5, 0.95, 0.848),
+                       trained=_contrast(3.6, 1.08, math.nan)).status == "ok"

@@ -33,7 +33,10 @@ compares the mask with something that does not share the model's failure modes:
   clearly the more variable one (ratio beyond ``SD_RATIO_CLEAR``), or the reverse. A volume
   whose grey levels are inverted keeps the labels' bright class separated from the dark one,
   so the first test alone does not see it: the model calls the vacuum solid, and the vacuum
-  is the flat class.
+  is the flat class. Where the noise is alike in both classes (a filtered back-projection
+  spreads it everywhere) the spread says nothing; the vacuum called solid then shows as the
+  classes' shares swapped: the mask's solid the majority where the training volume's was a
+  minority (or the reverse), by odds ``SHARE_ODDS_SWAPPED`` or more apart.
 - ``no_contrast`` (same models): the mask's classes lie less than ``NO_CONTRAST_RATIO`` times
   as many pooled standard deviations apart as the training volume's two sides of that cut (a
   volume of vacuum only, or a blank one: each volume is scaled to its own intensity range, so
@@ -81,6 +84,9 @@ NO_CONTRAST_RATIO = 0.55
 #: The training volume's solid is clearly the more variable class when its standard
 #: deviation is at least this factor that of the rest (clearly the flatter at the inverse).
 SD_RATIO_CLEAR = 1.25
+#: The mask's solid the majority where the training volume's was a minority (or the reverse),
+#: its odds (solid / rest) this factor or more from the training volume's: classes swapped.
+SHARE_ODDS_SWAPPED = 10.0
 
 #: Every reason code a volume row can carry, in the order they are reported.
 REASON_CODES = ("mask_collapsed", "solid_fraction_mismatch", "uncertain",
@@ -198,12 +204,26 @@ def _contrast_codes(contrast: ClassContrast | None, trained: ClassContrast | Non
             f"volume, cut between the labeled class means, the solid was the "
             f"{'more variable' if ratio < 1.0 else 'flatter'} ({trained_ratio:.2f} x): is the "
             f"contrast inverted?")}
+    share, trained_share = contrast.solid_share, trained.solid_share
+    if (math.isfinite(trained_share)
+            and MIN_REFERENCE_SHARE <= trained_share <= 1.0 - MIN_REFERENCE_SHARE
+            and (share > 0.5) != (trained_share > 0.5)
+            and abs(_logit(share) - _logit(trained_share)) >= math.log(SHARE_ODDS_SWAPPED)):
+        return {"contrast_inverted": (
+            f"the mask calls {share:.1%} of the volume solid, the "
+            f"{'majority' if share > 0.5 else 'minority'}, where the training volume cut "
+            f"between the labeled class means had {trained_share:.1%}: is the contrast "
+            f"inverted (or does the grain fill the volume as it did not in training)?")}
     if along < NO_CONTRAST_RATIO * expected:
         return {"no_contrast": (
             f"the mask's solid and the rest are {along:.2f} pooled standard deviations apart "
             f"in intensity, under {NO_CONTRAST_RATIO:g} x the training volume's {expected:.2f} "
             f"at the labels' cut: a volume without contrast (vacuum only, blank)?")}
     return {}
+
+
+def _logit(share: float) -> float:
+    return math.log(share / (1.0 - share))
 
 
 def labeled_pixels(count: int, class_name: str) -> str:
