@@ -640,6 +640,28 @@ def test_a_foreign_parquet_file_in_the_results_is_listed_not_a_crash(tmp_path):
     assert "another program" in page and "mine.parquet" in page
 
 
+def test_rows_written_back_with_large_strings_or_categories_are_read(tmp_path):
+    # Was: a results file read with pandas and written back beside it (pandas 3 writes text
+    # as large_string) stopped `nwwatch report` and every refresh of the dashboard with
+    # ArrowNotImplementedError (binary_join_element_wise: large_string, string, string).
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0, None]))
+    table = pa.Table.from_pylist(frame_rows("/acq/a", [110.0], start=2))
+    wide = pa.schema([f.with_type(pa.large_string()) if pa.types.is_string(f.type) else f
+                      for f in table.schema])
+    pq.write_table(table.cast(wide), results / "frames" / "frames-2.parquet")
+    table = pa.Table.from_pylist(frame_rows("/acq/a", [120.0], start=3))
+    pq.write_table(table.set_column(table.schema.get_field_index("status"), "status",
+                                    table.column("status").dictionary_encode()),
+                   results / "frames" / "frames-3.parquet")
+    store = ResultsStore(results)
+    store.refresh()
+    assert store.unreadable == frozenset()
+    (acq,) = store.snapshot.values()
+    assert sorted(acq.table["source"].to_pylist()) == [f"/acq/a/f{k:04d}.tif" for k in range(4)]
+    assert acq.table.schema.field("status").type == pa.string()
+
+
 def test_a_damaged_quarantine_file_is_named_unreadable_not_read_as_empty(tmp_path):
     # before: a quarantine.parquet that could not be read was kept as "no file quarantined"
     # on the dashboard (quarantined 0, unreadable_files []) and in the report

@@ -86,6 +86,20 @@ def _kind_of(type_: pa.DataType) -> str | None:
     return None
 
 
+def _plain_strings(table: pa.Table) -> pa.Table:
+    """``table`` with its text columns as ``string``: a file written back by pandas (3 and
+    later) holds ``large_string``, or ``dictionary`` for a categorical, and the string
+    functions the keys are built with take one type of text (the report stopped with
+    Arrow's traceback)."""
+    def plain(type_: pa.DataType) -> pa.DataType:
+        if pa.types.is_dictionary(type_):
+            type_ = type_.value_type
+        return pa.string() if pa.types.is_large_string(type_) else type_
+
+    schema = pa.schema([field_.with_type(plain(field_.type)) for field_ in table.schema])
+    return table if schema.equals(table.schema) else table.cast(schema)
+
+
 def _not_results(table: pa.Table) -> bool:
     """Whether ``table`` (the columns read from a file) is not nwwatch's rows: no ``source``,
     or a column of another kind of value than the results' (all-null columns fit any)."""
@@ -232,6 +246,7 @@ class ResultsStore:
                     present.discard(path)
                     bad.add(path)
                     continue
+                table = _plain_strings(table)
                 try:  # rows that cannot join the others (a column of another type)
                     schema = pa.unify_schemas([table.schema] if schema is None
                                               else [schema, table.schema],
