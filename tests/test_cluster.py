@@ -745,8 +745,10 @@ def test_replay_on_a_local_cluster_from_a_script_without_a_main_guard_says_what_
         proc.stderr[-3000:]
     assert "LedgerBusyError" not in proc.stderr
     assert proc.stderr.rstrip().splitlines()[-1].startswith(
-        "nwwatch.service.clusterconnect.ClusterUnavailableError: --dask local:1: the "
+        "nwwatch.service.clusterconnect.ClusterStartError: --dask local:1: the "
         "LocalCluster did not start"), proc.stderr[-1000:]
+    # a failed start leaves no results folder behind (it left the ledger and its lock)
+    assert not (tmp_path / "res").exists()
 
 
 def test_local_n_is_read_in_any_case():
@@ -758,6 +760,14 @@ def test_local_n_is_read_in_any_case():
     assert [local_workers(a) for a in addresses] == [2, 2, 3, None, None]
     with pytest.raises(ClusterRequestError, match="expected local:N"):
         local_workers("LOCAL:0")
+    # a scheduler's port after local: started thousands of workers, for ever and deaf to
+    # SIGTERM
+    from nwwatch.service.clusterconnect import local_workers_max
+
+    assert local_workers(f"local:{local_workers_max()}") == local_workers_max()
+    with pytest.raises(ClusterRequestError, match="8786 local workers is more than .* "
+                                                  "a scheduler's address is tcp://HOST:PORT"):
+        local_workers("local:8786")
 
 
 def test_a_replay_with_nothing_left_to_do_starts_no_cluster(cluster, acq, tmp_path,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 
 from nwwatch.service.childsignals import children_ignore_ctrl_c, ctrl_c_after_the_call
 
@@ -56,6 +57,10 @@ def _client_log_quiet(on: bool) -> None:
 
 class ClusterUnavailableError(RuntimeError):
     """Dask distributed is not installed, or the request cannot run on a cluster."""
+
+
+class ClusterStartError(ClusterUnavailableError):
+    """A ``local:N`` LocalCluster did not start (raised before any file is processed)."""
 
 
 class ClusterRequestError(ClusterUnavailableError):
@@ -160,7 +165,20 @@ def local_workers(address: str) -> int | None:
     # ASCII digits: str.isdigit also takes "²", which int() refuses with a traceback
     if not (n.isascii() and n.isdigit()) or int(n) < 1:
         raise ClusterRequestError(f"--dask {address!r}: expected local:N with N >= 1")
+    # A scheduler's port written after local: (local:8786) started thousands of worker
+    # processes: the start never ended and held the stop signals meanwhile (only SIGKILL
+    # ended it).
+    most = local_workers_max()
+    if int(n) > most:
+        raise ClusterRequestError(
+            f"--dask {address!r}: {int(n)} local workers is more than {most} (4 per CPU core "
+            f"of this machine); a scheduler's address is tcp://HOST:PORT")
     return int(n)
+
+
+def local_workers_max() -> int:
+    """The most workers ``local:N`` starts: 4 per CPU core, at least 8."""
+    return max(8, 4 * (os.cpu_count() or 1))
 
 
 def connect(address: str):
@@ -187,7 +205,7 @@ def connect(address: str):
         except BaseException as exc:
             close_connection((client, cluster))
             if cluster is None and isinstance(exc, RuntimeError):  # "Nanny failed to start"
-                raise ClusterUnavailableError(
+                raise ClusterStartError(
                     f"--dask {address}: the LocalCluster did not start ({exc}); "
                     "its worker processes' own errors are above") from exc
             raise

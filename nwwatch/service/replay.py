@@ -269,11 +269,22 @@ def replay(
         todo = _to_process(files, engine, force, summary, bar, log, kind)
         if dask is not None:
             from nwwatch.service.cluster import run_on_cluster
+            from nwwatch.service.clusterconnect import ClusterStartError
 
-            summary.cluster = run_on_cluster(todo, dask, engine, summary, bar,
-                                             inference=inference, force=force, log=log,
-                                             chunk_frames=REPLAY_CHUNKS * engine.batch_size,
-                                             connection=connection)
+            try:
+                summary.cluster = run_on_cluster(
+                    todo, dask, engine, summary, bar, inference=inference, force=force,
+                    log=log, chunk_frames=REPLAY_CHUNKS * engine.batch_size,
+                    connection=connection)
+            except ClusterStartError as exc:  # before any file was processed
+                if created.made(out):  # the folder this run made goes, as on a failed start
+                    from nwwatch.results.quarantine import QUARANTINE_FILE
+
+                    ledger.close()
+                    ledger = None
+                    (out / QUARANTINE_FILE).unlink(missing_ok=True)  # (files refused by type)
+                    created.undo(exc, lock)
+                raise
             summary.seconds = time.perf_counter() - t0
             bar.close()
             # A backfill leaves one small batch file per task: compact them, as
