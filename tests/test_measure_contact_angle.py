@@ -571,7 +571,7 @@ def test_uncertain_reason_names_the_largest_term_of_sigma():
     facet = measure_contact_angle(cap(110.0, 12.0, 0.0, (128.2, 127.9)).labels)
     outline = measure_contact_angle(cap(110.0, 8.0, 17.0, (128.2, 127.9)).labels)
     assert facet.reason_code == outline.reason_code == "angle_uncertain"
-    assert "mostly from the facet line's scatter" in facet.reason, facet.reason
+    assert "mostly from where the facet line lies on the labels" in facet.reason, facet.reason
     assert "mostly from the droplet outline's scatter" in outline.reason, outline.reason
     assert "other terms: outline" in facet.reason
 

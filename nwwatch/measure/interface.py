@@ -392,7 +392,8 @@ class RimFit:
     """A facet outline fitted as half an ellipse: ``offset_px`` of the rim from the flat
     line (positive into the droplet), bulge ``k_px`` (> 0 into the wire) with standard errors
     (independent residuals), and the ``residuals`` about the ellipse with their positions
-    ``along`` the line (for the correlation inflation)."""
+    ``along`` the line (for the correlation inflation); ``reach`` how far towards the rim the
+    points go on their shorter side, as a fraction of the half chord (0 .. 0.95)."""
 
     offset_px: float
     k_px: float
@@ -400,6 +401,7 @@ class RimFit:
     se_k_px: float
     residuals: np.ndarray
     along: np.ndarray
+    reach: float
 
 
 def rim_shift(
@@ -436,6 +438,7 @@ def rim_shift(
     except np.linalg.LinAlgError:
         return None
     se = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    reach = min(max(float(lat[inside].max()), 0.0), max(-float(lat[inside].min()), 0.0))
     return RimFit(offset_px=float(np.mean(coef[:-1])), k_px=float(coef[-1]),
                   se_offset_px=float(np.mean(se[:-1])), se_k_px=float(se[-1]),
-                  residuals=res, along=along[inside])
+                  residuals=res, along=along[inside], reach=reach)

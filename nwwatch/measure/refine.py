@@ -415,9 +415,11 @@ def refine_facet_line(
     # profile within the window (all the centroid reads). The profiles are resampled in an
     # order of their own values (their sums; ties by their ends), not of their positions
     # along the line: the same frame mirrored or turned, whose line runs the other way,
-    # draws the same resamples.
+    # draws the same resamples. Ordered with the step's sign, so that the frame's negative
+    # (the step the other way) draws them too.
     rows = prof[:, win]
-    rows = rows[np.lexsort((rows[:, -1], rows[:, 0], rows.sum(axis=1)))]
+    key = rows * sign
+    rows = rows[np.lexsort((key[:, -1], key[:, 0], key.sum(axis=1)))]
     boot = _centroids_at(_bootstrap_means(rows, _draws(n)), offsets[win], shift, sign)
     boot = boot[np.isfinite(boot)]
     sigma_stat = float(np.std(boot, ddof=1)) if boot.size >= BOOTSTRAP // 2 else math.inf

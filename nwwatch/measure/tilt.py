@@ -24,6 +24,13 @@ MIN_BULGE_PX = 1.0
 #: Below this half chord (px) the bulge is not fitted (too few interface points). At a
 #: 10-15 px a 6-10 deg tilt bulges the facet by 1.5-2.5 px and read as flat errs by 4-8 deg.
 MIN_BULGE_HALF_CHORD_PX = 10.0
+#: A bulge is read as tilt only where the interface reaches this fraction of the half chord
+#: on both sides of the base's centre. Over a droplet base wider than the facet the points
+#: lie where the ellipse is nearly flat, its level and bulge are nearly the same unknown, and
+#: one phase step of a pixel staircase read as a 1-2 px bulge (exact labels of flat facets:
+#: 'ok' 1-2 deg off at 3-4.5 sigma). Such a facet is read as flat, with the flat-versus-rim
+#: difference in sigma.
+MIN_RIM_REACH = 0.75
 #: A facet read as flat may be a shallow ellipse with the triple points at its rim: the
 #: flat-versus-rim angle difference, times this, is its systematic 1-sigma. The full
 #: difference, because on a pixel staircase the ellipse fit underestimates a bulge of about a
@@ -80,7 +87,8 @@ def facet_shape(
         return flat
     rim_factor = correlation_factor(rim.residuals, rim.along)
     se_k = rim.se_k_px * math.sqrt(rim_factor)  # wiggles: fewer independent points
-    if rim.k_px >= max(MIN_BULGE_PX, 4.0 * se_k) and rim.k_px < 0.5 * half_chord_px:
+    if (rim.k_px >= max(MIN_BULGE_PX, 4.0 * se_k) and rim.k_px < 0.5 * half_chord_px
+            and rim.reach >= MIN_RIM_REACH):
         # Read as tilt: the rim level is extrapolated from the ellipse fit, whose residuals
         # (not the flat line's) measure the interface's noise.
         tilt = math.degrees(math.asin(min(rim.k_px / half_chord_px, 1.0)))

@@ -147,7 +147,8 @@ def edge_sigma_deg(
 #: The terms of sigma, as the reason of a refused angle names them.
 SIGMA_TERMS = {
     "outline": "the droplet outline's scatter about its circle",
-    "facet_line": "the facet line's scatter on the labels' wire/droplet interface",
+    "facet_line": "where the facet line lies on the labels' wire/droplet interface (its "
+                  "points' scatter, or a binary mask's pixel steps)",
     "facet_gap": "the background gap between the droplet and wire labels: the facet line is "
                  "taken in its middle, and may lie anywhere across it",
     "facet_orientation": "the facet's orientation, which the interface does not fix",
