@@ -371,7 +371,10 @@ def label_warnings(data: TrainingData) -> list[str]:
     is what labels exported with 0 as "unlabeled" (napari, ilastik) look like here, where 0
     is pore, and no error can tell them from a slice labeled in full on purpose. And one for
     each slice labeled nowhere (possible beside other labeled slices): most likely the wrong
-    file."""
+    file. And one when several slices are labeled and none holds two classes: the
+    cross-validation then holds out one class's patches against another slice's, typically
+    vacuum far from the grain, and scores the pores inside the grain not at all (a method
+    scored 1.000 gave a mask with half as much solid again)."""
     out = []
     for class_id, name in enumerate(data.class_names):
         count = sum(int(np.count_nonzero(item.label == class_id)) for item in data.labeled)
@@ -386,4 +389,12 @@ def label_warnings(data: TrainingData) -> list[str]:
             out.append(f"every pixel of {item.shown_as or item.stem} is labeled (none is "
                        f"{UNLABELED}): if 0 meant 'unlabeled' (napari, ilastik), mark those "
                        f"pixels {UNLABELED}; 0 is {data.class_names[0]} here")
+    holding = [{c for c in range(len(data.class_names)) if np.any(item.label == c)}
+               for item in data.labeled]
+    if len(holding) > 1 and all(len(classes) < 2 for classes in holding):
+        out.append(f"no labeled slice holds more than one class ({', '.join(data.class_names)}"
+                   f" each on slices of their own): the held-out scores then compare patches "
+                   f"of different slices, often vacuum far from the grain, and cannot check "
+                   f"the {data.class_names[0]} next to {data.class_names[1]}; label both "
+                   f"classes, side by side, on at least one slice")
     return out
