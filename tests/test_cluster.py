@@ -693,6 +693,8 @@ def test_dask_with_options_it_cannot_take_is_a_wrong_command_line(acq, tmp_path,
     assert out.exit_code == 2, out.output
     assert "--dask" in out.output and "Traceback" not in out.output
     assert not (tmp_path / "res").exists()
+    # (Dask's own text listed its registry: ucx and inproc, which are refused too)
+    assert "ucx'" not in out.output and "known schemes" not in out.output
 
 
 def test_a_script_s_in_process_local_cluster_is_reachable_from_python(acq, tmp_path):

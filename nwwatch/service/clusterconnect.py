@@ -108,7 +108,11 @@ def _check_scheduler_address(address: str) -> None:
     from distributed.comm.registry import get_backend
     scheme = parse_address(address)[0]
     try:
-        backend = get_backend(scheme)
+        try:
+            backend = get_backend(scheme)
+        except ValueError:  # Dask's text lists its registry, ucx too, which it cannot use
+            raise ValueError(f"unknown address scheme {scheme!r}; a scheduler's is tcp://, "
+                             f"tls://, ws:// or wss://") from None
         try:
             backend.get_connector()
         except TypeError:  # abstract: a scheme Dask dropped (ucx), else the probe's TypeError
