@@ -286,8 +286,12 @@ def _describe(path: Path, tif: tifffile.TiffFile, size: int, n_ifds: int) -> Tif
     except (OSError, MemoryError):
         raise
     except Exception as exc:  # e.g. TypeError from an ImageJ header saying "images=abc"
+        what = ("its ImageJ header (the ImageDescription tag: images=, slices=, frames=, "
+                "channels=) does not give page counts" if tif.is_imagej
+                else "its image series cannot be made out")
         raise TruncatedTiffError(
-            path, f"corrupt metadata: its image series cannot be made out ({exc})") from exc
+            path, f"corrupt metadata: {what} (tifffile: {type(exc).__name__}: {exc})"
+        ) from exc
     if not all_series:
         raise TruncatedTiffError(path, "no image series found")
     for series in all_series:
