@@ -410,3 +410,48 @@ def test_names_with_a_newline_or_a_tab_cannot_add_lines_to_the_status(tmp_path):
     assert not [line for line in text.splitlines() if line.startswith(("rows: 999", "quar"
                                                                         "antined: none"))]
     assert r"ok\nrows: 999 (999 ok).tif" in text and r"bad\tquarantined: none.tif" in text
+
+
+def test_status_reads_again_when_a_compaction_replaced_its_files_while_it_read(
+        tmp_path, monkeypatch):
+    # Was: the files listed, then read after `nwwatch compact` had replaced them: the rows
+    # counted short (here 0 of 3), missing_files empty, nothing telling the count was off.
+    from nwwatch.service import status as status_module
+    from nwwatch.service.compaction import compact
+    from nwwatch.service.status import service_status
+
+    acq, out = tmp_path / "acq", tmp_path / "out"
+    acq.mkdir()
+    onnx = model(tmp_path)
+    for i in range(3):  # three replays: three files of one acquisition
+        write_frame_tiff(acq / f"f{i}.tif", paint_insitu(100.0 + 10 * i))
+        replay(acq, out, kind="insitu", model=onnx)
+    real, calls = status_module.count_results, []
+
+    def compacted_meanwhile(paths, reverted=None):
+        paths = list(paths)
+        if not calls:
+            compact(out)  # between the listing and the reading
+        calls.append(len(paths))
+        return real(paths, reverted)
+
+    monkeypatch.setattr(status_module, "count_results", compacted_meanwhile)
+    got = service_status(out / "ledger.sqlite", out)
+    assert calls == [3, 1]  # read again, the compacted file alone
+    assert got["rows"] == got["counts"]["rows"] == 3 and got["missing_files"] == []
+
+
+def test_a_ledger_snapshot_does_not_see_a_batch_committed_inside_it(tmp_path):
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "l.sqlite", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t (x)")
+    queries = open_readonly(tmp_path / "l.sqlite")
+    with queries.snapshot():
+        before = queries._db.execute("SELECT count(*) FROM t").fetchone()
+        db.execute("INSERT INTO t VALUES (1)")
+        assert queries._db.execute("SELECT count(*) FROM t").fetchone() == before
+    assert queries._db.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    queries.close()
+    db.close()

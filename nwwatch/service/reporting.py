@@ -4,10 +4,12 @@ quarantine list (``nwwatch status``, ``quarantine.parquet``). Paths come back as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from nwwatch.service.ledgerdb import sqlite_uri
@@ -28,6 +30,17 @@ class LedgerQueries:
 
     def close(self) -> None:
         self._db.close()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: the queries inside it see the ledger at one moment (a batch
+        committed between two of them made ``nwwatch status`` count its files done and its
+        rows not, or the reverse)."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
 
     def counts(self) -> dict[str, int]:
         """Items by state (``pending``, ``done``, ``failed``, ``quarantined``), ``rows`` of the

@@ -15,6 +15,10 @@ from nwwatch.service.ledgerdb import rebuild_command
 from nwwatch.service.lock import LedgerElsewhereError, ledger_kept_elsewhere, lock_holder
 from nwwatch.service.reporting import open_readonly
 
+#: Reads of the ledger and its files when a file it named was replaced while read (a
+#: compaction): the last read is reported as it is.
+STATUS_READS = 5
+
 
 def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.PathLike[str],
                    window_s: float = 600.0) -> dict:
@@ -62,30 +66,38 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
             "rebuilds it at its next start)")
     ledger = open_readonly(ledger_path)
     try:
-        recent, rate = ledger.throughput(window_s)
-        last = ledger.last_done()
+        for attempt in range(STATUS_READS):
+            # The ledger's numbers and its files' rows of one moment: read in one snapshot,
+            # and read again when a compaction or a forced replay replaced a file meanwhile.
+            with ledger.snapshot():
+                recent, rate = ledger.throughput(window_s)
+                last = ledger.last_done()
+                quarantined = ledger.quarantined()
+                gone = ledger.quarantined_gone()
+                counts = ledger.counts()
+                counted = count_results((Path(results_dir) / rel
+                                         for rel in ledger.committed_parquets()),
+                                        read_reverted(results_dir))
+            # A file the ledger still names once read again is gone for good (deleted by
+            # hand): its files stay done and are never processed again. One it no longer
+            # names was replaced meanwhile.
+            named = ({Path(results_dir) / rel for rel in ledger.committed_parquets()}
+                     if counted.missing else set())
+            missing = [str(p) for p in counted.missing if p in named and not p.exists()]
+            if len(missing) == len(counted.missing) or attempt == STATUS_READS - 1:
+                break
         if last is not None:
             last["processed_at"] = datetime.fromtimestamp(last["processed_at"], UTC)
-        quarantined = ledger.quarantined()
-        gone = ledger.quarantined_gone()
         for q in quarantined:
             q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)
             # a bad file deleted since needs nothing more (a replay of its folder is complete)
             q["gone"] = q["path"] in gone
-        counted = count_results((Path(results_dir) / rel for rel in ledger.committed_parquets()),
-                                read_reverted(results_dir))
         rows = counted.current
-        # A file the ledger still names once read again is gone for good (deleted by hand):
-        # its files stay done and are never processed again. One it no longer names was
-        # replaced meanwhile (a compaction, a forced replay).
-        named = ({Path(results_dir) / rel for rel in ledger.committed_parquets()}
-                 if counted.missing else set())
-        missing = [str(p) for p in counted.missing if p in named and not p.exists()]
         try:
             in_use: bool | None = lock_holder(ledger_path) is not None
         except OSError:  # no /proc/locks: unknown
             in_use = None
-        return {"counts": ledger.counts(), "rows": sum(rows.values()),
+        return {"counts": counts, "rows": sum(rows.values()),
                 "rows_by_outcome": by_outcome(rows),
                 "superseded": {"rows": sum(counted.superseded.values()),
                                "versions": counted.superseded_versions,
