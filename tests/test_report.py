@@ -397,6 +397,20 @@ def test_report_span_names_the_last_date_when_the_acquisition_crosses_midnight(t
         page.split("<h2>/acq/burst</h2>")[1], page[-2000:]
 
 
+def test_frames_of_one_time_are_said_to_be_drawn_at_one_time(tmp_path):
+    # A stack without a time per page: every page has the file's time, and the plot drew
+    # them on top of each other at one x, the span reading "08:00:00 – 08:00:00", unexplained.
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/stack", [100.0, 110.0, None, 120.0])
+    for k, row in enumerate(rows):
+        row["acquired_at"], row["frame"] = rows[0]["acquired_at"], k
+    write(results, "frames-1.parquet", rows + frame_rows("/acq/timed", [100.0, 110.0]))
+    page = write_report(results, tmp_path / "r.html").read_text()
+    stack, timed = page.split("<h2>/acq/timed</h2>")
+    assert "4 frames share their acquisition time with others" in stack
+    assert "share their acquisition time" not in timed
+
+
 def test_a_report_of_tomograms_alone_does_not_speak_of_frames_and_angles(tmp_path):
     """The page's first paragraph said "Refused frames are named by their reason code; the
     trend is a rolling median of the valid angles" above a table of volumes."""

@@ -144,6 +144,15 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
                        files / f"{_slug(acq)}-angle.png")
         img = _img(png, f"contact angle against time, {acq.folder}")
         span = _span(shown["t"])
+        # A stack whose pages carry no time of their own: every page has the file's time
+        # (docs/io.md), and the plot draws them all at one x.
+        counts = np.unique(shown["t"], return_counts=True)[1]
+        shared = int(counts[counts > 1].sum())
+        if shared:
+            note += (f"<p class='muted'>{shared} frames share their acquisition time with "
+                     "others (pages of a stack that carries no time per page take the file's, "
+                     "docs/io.md): the plot draws each such group at one time, one above the "
+                     "other.</p>")
     else:
         span = "no acquisition time"
     if untimed:
