@@ -884,18 +884,21 @@ def test_overlay_of_a_large_frame_is_reduced_with_its_drawing_in_place():
     assert overlay_reduction((4096, 4096)) == 2 and overlay_reduction((2049, 100)) == 2
     assert overlay_reduction((5000, 6145)) == 4
     shape = (4100, 2500)  # reduced by 3, neither side a multiple of it
-    c = render_ideal_cap(shape, 120.0, 300.0, 60.0, (2400.2, 1300.7))
-    r = measure_contact_angle(c.labels)
+    # a cap rendered at a third of the size, each pixel made 3 x 3 (the full-size rendering
+    # took 11 s of the suite)
+    small = render_ideal_cap((1367, 834), 120.0, 100.0, 60.0, (800.07, 433.57)).labels
+    labels = np.repeat(np.repeat(small, 3, axis=0), 3, axis=1)[:shape[0], :shape[1]]
+    r = measure_contact_angle(labels)
     assert r.angle_valid
-    image = np.where(c.labels == 2, 800.0, np.where(c.labels == 1, 1500.0, 3000.0))
-    picture = draw_overlay(image.astype(np.float32), c.labels, r)
+    image = np.where(labels == 2, 800.0, np.where(labels == 1, 1500.0, 3000.0))
+    picture = draw_overlay(image.astype(np.float32), labels, r)
     k = overlay_reduction(shape)
     assert k == 3 and picture.shape[1:] == (834, 3) and picture.shape[0] > 1367
     assert max(picture.shape[:2]) < MAX_OVERLAY_SIDE_PX
     # each canvas pixel is the mean of its 3 x 3 block of frame pixels: inside the wire, away
     # from any drawing, the wire's grey (1500 between 800 and 3000: 81 of 255)
     grey = cv2.cvtColor(picture[:1367], cv2.COLOR_BGR2GRAY)
-    wire = cv2.erode((c.labels[1::3, 1::3] == 1).astype(np.uint8), np.ones((9, 9), np.uint8))
+    wire = cv2.erode((labels[1::3, 1::3] == 1).astype(np.uint8), np.ones((9, 9), np.uint8))
     grey = grey[:wire.shape[0], :wire.shape[1]]  # the padded last blocks left out
     assert wire.sum() > 1000 and np.median(grey[wire > 0]) == pytest.approx(81, abs=3)
     # the circle's centre and a triple point are drawn where their frame pixels went
