@@ -17,6 +17,10 @@ labels of ``bench_ellipse_labels`` / ``bench_degraded_block_sigma`` (jitter 0.7 
 spacing 6-25 px), in their random order.
 
     python -m bench.bench_bulge_ends --seed 0 [--json FILE]
+
+The evidence test copied here predates ``tilt.MIN_RIM_REACH`` (measurement 2.2.17: the
+interface must reach 0.75 of the rim half chord on both sides); it does not apply it, as
+the code it was measured against did not.
 """
 
 from __future__ import annotations

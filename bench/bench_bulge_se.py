@@ -27,6 +27,10 @@ only the first is read as tilt, so the count into the droplet measures the test'
 readings.
 
     python -m bench.bench_bulge_se --seed 0 [--json FILE]
+
+The evidence test copied here predates ``tilt.MIN_RIM_REACH`` (measurement 2.2.17: the
+interface must reach 0.75 of the rim half chord on both sides); it does not apply it, as
+the code it was measured against did not.
 """
 
 from __future__ import annotations

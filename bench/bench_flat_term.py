@@ -30,6 +30,10 @@ and in six degradations, textbook caps, polygon labels at 0.7 and 1.5 px jitter,
 wires, generator frames), as in bench_bulge_se.
 
     python -m bench.bench_flat_term --seed 0 [--c 2] [--json FILE] [--record FILE]
+
+The evidence test copied here predates ``tilt.MIN_RIM_REACH`` (measurement 2.2.17: the
+interface must reach 0.75 of the rim half chord on both sides); it does not apply it, as
+the code it was measured against did not.
 """
 
 from __future__ import annotations

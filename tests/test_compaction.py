@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -124,6 +125,24 @@ def test_compaction_merges_each_acquisition_into_one_sorted_file(results):
         (out / f"ledger.sqlite{suffix}").unlink(missing_ok=True)
     assert rebuild_ledger(out).rows == 8
     assert replay(tmp / "in", out, kind="insitu", model=onnx).skipped == 8
+
+
+def test_a_results_file_rewritten_by_pandas_is_compacted_with_the_others(results):
+    # Was: ArrowTypeError (string and large_string) from `nwwatch compact`, when a batch file
+    # had been rewritten in place by pandas 3 (its text as large_string).
+    _, out, _ = results
+    before = _comparable(_frames(out))
+    path = dataset_files(out / "frames")[0]
+    table = pq.read_table(path)
+    wide = pa.schema([f.with_type(pa.large_string()) if pa.types.is_string(f.type) else f
+                      for f in table.schema])
+    pq.write_table(table.cast(wide), path)
+    r = CliRunner().invoke(compact_cmd, [str(out)])
+    assert r.exit_code == 0, r.output
+    assert "5 files -> 2, 8 rows" in r.output
+    pd.testing.assert_frame_equal(_comparable(_frames(out)), before)
+    for path in dataset_files(out / "frames"):
+        assert pq.read_schema(path).field("source").type == pa.string()
 
 
 def test_an_acquisition_that_gets_more_rows_after_its_compaction_is_merged_again(results):

@@ -361,3 +361,35 @@ def test_a_handle_grabbed_off_its_centre_moves_by_the_pointers_move(served, brow
     moved = browser.execute("return window.nwLabel.geometry.droplet.center")
     assert abs(moved[0] - row) < 0.05 / scale, (row, moved)  # 0 px down ...
     assert abs((moved[1] - col) * scale - 5) < 0.05, (col, moved, scale)  # ... 5 px right
+
+
+def test_a_drag_cut_by_a_frame_opening_ends_there(served, browser):
+    # Was: the release came while the canvas took no pointer (the frame opening), the drag
+    # never ended, and once the next frame had opened a mere hover moved its droplet.
+    _, url = served
+    page._open(browser, url)
+    row, col = browser.execute("return window.nwLabel.geometry.droplet.center")
+    x, y = _screen(browser, row, col)
+    _pointer(browser, [
+        {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 20, "origin": "viewport", "x": x + 2, "y": y}],
+        release=False)
+    browser.wait_for(READY)
+    browser.execute("window.confirm = () => true; const fetch0 = window.fetch;"
+                    "window.fetch = async (path, options) => {"
+                    "  const response = await fetch0(path, options);"
+                    "  if (String(path).startsWith('/api/frames/1/geometry'))"
+                    "    await new Promise((resolve) => setTimeout(resolve, 1500));"
+                    "  return response; }; openFrame(1);")
+    assert browser.execute("return window.nwLabel.drag") is None
+    _pointer(browser, [
+        {"type": "pointerMove", "duration": 50, "origin": "viewport", "x": x + 30, "y": y},
+        {"type": "pointerUp", "button": 0}])
+    browser.wait_for("return window.nwLabel.index === 1 && " + READY.removeprefix("return "))
+    opened = browser.execute("return JSON.stringify(window.nwLabel.geometry)")
+    _pointer(browser, [
+        {"type": "pointerMove", "duration": 50, "origin": "viewport", "x": x + 60, "y": y + 40}])
+    browser.wait_for(READY)
+    assert browser.execute("return JSON.stringify(window.nwLabel.geometry)") == opened
+    assert browser.execute("return window.nwLabel.dirty") is False

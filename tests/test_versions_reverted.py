@@ -361,3 +361,49 @@ def test_a_quarantined_file_replaced_by_content_done_elsewhere_leaves_the_list(t
     assert (s.done, s.quarantined, s.skipped) == (0, 0, 2)
     assert not pq.read_table(out / "quarantine.parquet").num_rows
     assert _status(out)["quarantined"] == []
+
+
+def test_a_file_overwritten_with_a_broken_one_counts_no_rows_until_it_is_mended(tmp_path):
+    # Was: quarantined, yet its earlier content's row still counted as its current result in
+    # status, the dashboard and the report (the file counted twice: quarantined and done).
+    acq, v1, v2 = _versions(tmp_path)
+    onnx = model(tmp_path)
+    out = tmp_path / "out"
+    replay(acq, out, kind="insitu", model=onnx)
+    assert _status(out)["rows"] == 1 and _shown_angles(out) == [100]
+    (acq / "f.tif").write_bytes(b"not a tiff: the writer crashed mid-rewrite")
+    replay(acq, out, kind="insitu", model=onnx)
+    st = _status(out)
+    assert st["counts"]["quarantined_files"] == 1
+    assert st["rows"] == 0 and st["superseded"]["rows"] == 1
+    assert _shown_angles(out) == []
+    # mended with new content: its rows are the file's again
+    (acq / "f.tif").write_bytes(v2)
+    replay(acq, out, kind="insitu", model=onnx)
+    assert _status(out)["rows"] == 1 and _shown_angles(out) == [130]
+
+
+def test_a_quarantine_supersedes_only_the_rows_processed_before_it():
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from nwwatch.results.versions import newest_version_mask
+
+    def at(s: int) -> datetime:
+        return datetime.fromtimestamp(1_700_000_000 + s, UTC)
+
+    rows = pa.table({"source": ["/a/f.tif", "/a/f.tif", "/a/g.tif"],
+                     "source_sha256": ["x", "x", "y"], "frame": [0, 1, 0],
+                     "processed_at": [at(0), at(0), at(5)],
+                     "model_sha256": ["m", "m", "m"], "measurement_version": ["1", "1", "1"]})
+    quarantined = pa.table({"path": ["/a/f.tif", "/a/g.tif"],
+                            "quarantined_at": pa.array([at(3), at(3)],
+                                                       pa.timestamp("us", tz="UTC"))})
+    # f.tif went bad after its rows; g.tif was quarantined before its rows (since mended)
+    assert newest_version_mask(rows, quarantined=quarantined).tolist() == [False, False, True]
+    # f.tif found back at the content of its rows after the quarantine: current again
+    reverted = pa.table({"source": ["/a/f.tif"], "source_sha256": ["x"],
+                         "model_sha256": ["m"], "measurement_version": ["1"],
+                         "reverted_at": pa.array([at(4)], pa.timestamp("us", tz="UTC"))})
+    assert newest_version_mask(rows, reverted, quarantined).tolist() == [True, True, True]

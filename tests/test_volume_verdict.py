@@ -394,3 +394,11 @@ def test_a_volume_inverted_where_both_classes_are_equally_noisy_is_flagged_by_it
     # a training volume without a share recorded: no share test
     assert assess_mask(0.848, 0.05, 0.97, 0.85, 0.85, contrast=_contrast(3.5, 0.95, 0.848),
                        trained=_contrast(3.6, 1.08, math.nan)).status == "ok"
+
+
+def test_a_blank_volume_called_mostly_solid_is_named_without_contrast():
+    # The shares test comes after no_contrast: a blank volume whose mask calls 70 % solid
+    # (a model trained on 12 %) is a volume without contrast, not an inverted one.
+    verdict = assess_mask(0.7, 0.05, 0.9, 0.7, 0.7, contrast=_contrast(1.0, 1.0, 0.7),
+                          trained=_contrast(3.6, 1.08, 0.12))
+    assert verdict.reason_codes == ("no_contrast",)

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_median
 from nwwatch.paths import acquisition_of, default_ledger
 from nwwatch.pathtext import path_of_text
+from nwwatch.results.parquet import plain_strings
 from nwwatch.results.versions import (
     REVERTED_FILE,
     epoch_s,
@@ -84,20 +85,6 @@ def _kind_of(type_: pa.DataType) -> str | None:
     if pa.types.is_timestamp(type_):
         return _TIME
     return None
-
-
-def _plain_strings(table: pa.Table) -> pa.Table:
-    """``table`` with its text columns as ``string``: a file written back by pandas (3 and
-    later) holds ``large_string``, or ``dictionary`` for a categorical, and the string
-    functions the keys are built with take one type of text (the report stopped with
-    Arrow's traceback)."""
-    def plain(type_: pa.DataType) -> pa.DataType:
-        if pa.types.is_dictionary(type_):
-            type_ = type_.value_type
-        return pa.string() if pa.types.is_large_string(type_) else type_
-
-    schema = pa.schema([field_.with_type(plain(field_.type)) for field_ in table.schema])
-    return table if schema.equals(table.schema) else table.cast(schema)
 
 
 def _not_results(table: pa.Table) -> bool:
@@ -246,7 +233,7 @@ class ResultsStore:
                     present.discard(path)
                     bad.add(path)
                     continue
-                table = _plain_strings(table)
+                table = plain_strings(table)
                 try:  # rows that cannot join the others (a column of another type)
                     schema = pa.unify_schemas([table.schema] if schema is None
                                               else [schema, table.schema],
@@ -332,6 +319,25 @@ class ResultsStore:
         self._quarantine_key = key
         return True
 
+    def _have_rows(self, sources: set[str]) -> bool:
+        """Whether any row read names one of ``sources``."""
+        if not sources:
+            return False
+        wanted = pa.array(sorted(sources), pa.string())
+        return any(rows is not None and pc.any(pc.is_in(rows["source"].cast(pa.string()),
+                                                       value_set=wanted)).as_py()
+                   for rows in self._rows.values())
+
+    def _quarantine_table(self) -> pa.Table | None:
+        """The quarantined files' paths and times, as :func:`newest_versions` takes them."""
+        if not self._quarantine:
+            return None
+        return pa.table({"path": pa.array([str(q["path"]) for q in self._quarantine],
+                                          pa.string()),
+                         "quarantined_at": pa.array([q["quarantined_at"]
+                                                     for q in self._quarantine],
+                                                    pa.timestamp("us", tz="UTC"))})
+
     def _read_reverted(self) -> bool:
         """Read ``reverted.parquet`` again when it changed; True when it did."""
         try:
@@ -355,11 +361,16 @@ class ResultsStore:
             added = {kind: self._scan(kind, cols)
                      for kind, cols in (("frames", FRAME_COLUMNS),
                                         ("volumes", VOLUME_COLUMNS + VOLUME_TIMING_COLUMNS))}
+            listed_before = {str(q["path"]) for q in self._quarantine}
             quarantine_changed = self._read_quarantine()
             # a file found back at earlier content: rows dropped as superseded return
             reverted_changed = self._read_reverted()
+            # a file with rows quarantined (its rows superseded), or released (they return)
+            versions_changed = quarantine_changed and self._have_rows(
+                listed_before ^ {str(q["path"]) for q in self._quarantine})
             self.refreshed_at = time.time()
-            if self.version == 0 or reverted_changed or any(lost for _, lost in added.values()):
+            if (self.version == 0 or reverted_changed or versions_changed
+                    or any(lost for _, lost in added.values())):
                 if self.version:
                     self.generation += 1  # rows may have gone: clients start from scratch
                 tables = {kind: self._kept_rows(kind) for kind in added}
@@ -380,6 +391,7 @@ class ResultsStore:
                tables: dict[str, list[pa.Table]]) -> dict[str, Acquisition]:
         """A new snapshot: ``base`` with ``tables`` appended to their acquisitions."""
         acqs = dict(base)
+        quarantined = self._quarantine_table()
         for kind, sort_key in (("frames", "acquired_at"), ("volumes", "processed_at")):
             parts = [t for t in tables.get(kind, []) if t.num_rows]
             if not parts:
@@ -400,7 +412,8 @@ class ResultsStore:
                             [old.new_frames, new_frames])).astype(np.int64)
                 if old is not None and old.table is not None:
                     part = pa.concat_tables([old.table, part], promote_options="permissive")
-                part = newest_versions(without_repeated_rows(part), self._reverted)
+                part = newest_versions(without_repeated_rows(part), self._reverted,
+                                       quarantined)
                 order = [(sort_key, "ascending"), ("source", "ascending")]
                 if "frame" in part.column_names:
                     order.append(("frame", "ascending"))

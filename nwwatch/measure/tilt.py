@@ -3,8 +3,9 @@ ellipse, and the triple points sit at the ellipse's rim, not on the flat line.
 
 The interface is fitted as half an ellipse (:func:`nwwatch.measure.interface.rim_shift`); a
 bulge into the wire of at least ``MIN_BULGE_PX`` and 4 standard errors (inflated for
-correlated residuals), below half the chord, is read as tilt and the facet line moves to the
-rim. Otherwise the facet is read as flat, with the flat-versus-rim difference as a
+correlated residuals), below half the chord, of an interface that reaches ``MIN_RIM_REACH``
+of the half chord on both sides, is read as tilt and the facet line moves to the rim.
+Otherwise the facet is read as flat, with the flat-versus-rim difference as a
 systematic uncertainty (the facet may be a shallow ellipse).
 """
 
@@ -25,10 +26,11 @@ MIN_BULGE_PX = 1.0
 #: 10-15 px a 6-10 deg tilt bulges the facet by 1.5-2.5 px and read as flat errs by 4-8 deg.
 MIN_BULGE_HALF_CHORD_PX = 10.0
 #: A bulge is read as tilt only where the interface reaches this fraction of the half chord
-#: on both sides of the base's centre. Over a droplet base wider than the facet the points
-#: lie where the ellipse is nearly flat, its level and bulge are nearly the same unknown, and
-#: one phase step of a pixel staircase read as a 1-2 px bulge (exact labels of flat facets:
-#: 'ok' 1-2 deg off at 3-4.5 sigma). Such a facet is read as flat, with the flat-versus-rim
+#: at the rim (the ellipse's half axis) on both sides of the base's centre. Over a droplet
+#: base wider than the facet the points lie where the ellipse is nearly flat, its level and
+#: bulge are nearly the same unknown, and one phase step of a pixel staircase read as a 1-2 px
+#: bulge (exact labels of flat facets: 'ok' 1-2 deg off at 3-4.5 sigma;
+#: bench/bench_false_tilt.py). Such a facet is read as flat, with the flat-versus-rim
 #: difference in sigma.
 MIN_RIM_REACH = 0.75
 #: A facet read as flat may be a shallow ellipse with the triple points at its rim: the

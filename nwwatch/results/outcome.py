@@ -110,14 +110,17 @@ class ResultCounts:
 
 
 def count_results(paths: Iterable[str | os.PathLike[str]],
-                  reverted: pa.Table | None = None) -> ResultCounts:
+                  reverted: pa.Table | None = None,
+                  quarantined: pa.Table | None = None) -> ResultCounts:
     """Count the rows of the given Parquet files, reading only the ``status`` and
     ``reason_code`` columns and those that tell versions apart
     (:data:`nwwatch.results.versions.VERSION_COLUMNS`). Files that no longer exist are
     skipped and listed in ``missing`` (their rows may have been moved by a compaction since
     they were listed); files that cannot be read are listed in ``unreadable``. ``reverted``:
     the results folder's record of files put back to earlier content
-    (:func:`nwwatch.results.versions.read_reverted`)."""
+    (:func:`nwwatch.results.versions.read_reverted`); ``quarantined``: the quarantined files
+    (``path``, ``quarantined_at``), whose earlier rows are superseded
+    (:func:`nwwatch.results.versions.newest_version_mask`)."""
     out = ResultCounts()
     tables: list[pa.Table] = []
     wanted = ("status", "reason_code", "model_name", *VERSION_COLUMNS)
@@ -151,7 +154,7 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
     if not tables:
         return out
     table = pa.concat_tables(tables, promote_options="default")
-    keep = newest_version_mask(table, reverted)
+    keep = newest_version_mask(table, reverted, quarantined)
     current = table if keep.all() else table.filter(bool_mask(keep))
     out.current += count_table(current)
     out.by_model = _by_model(current)

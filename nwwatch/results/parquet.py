@@ -83,6 +83,20 @@ def warm_up_arrow() -> None:
     pa.Table.from_pylist([], schema=pa.schema([("warm_up", pa.float64())]))
 
 
+def plain_strings(table: pa.Table) -> pa.Table:
+    """``table`` with its text columns as ``string``: a results file written back by pandas
+    (3 and later) holds ``large_string``, or ``dictionary`` for a categorical, and neither
+    Arrow's string functions nor a concatenation take two types of text (the report, the
+    dashboard and ``nwwatch compact`` stopped with Arrow's traceback)."""
+    def plain(type_: pa.DataType) -> pa.DataType:
+        if pa.types.is_dictionary(type_):
+            type_ = type_.value_type
+        return pa.string() if pa.types.is_large_string(type_) else type_
+
+    schema = pa.schema([field_.with_type(plain(field_.type)) for field_ in table.schema])
+    return table if schema.equals(table.schema) else table.cast(schema)
+
+
 def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     """Build a table from row dicts, refusing keys the schema does not know.
 

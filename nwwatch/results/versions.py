@@ -121,7 +121,8 @@ def series_key(table: pa.Table) -> np.ndarray:
     return joined.to_numpy(zero_copy_only=False).astype(object)
 
 
-def newest_version_mask(table: pa.Table, reverted: pa.Table | None = None) -> np.ndarray:
+def newest_version_mask(table: pa.Table, reverted: pa.Table | None = None,
+                        quarantined: pa.Table | None = None) -> np.ndarray:
     """True for the rows of ``table`` that belong to the newest version of their file: per
     ``source`` and series (:func:`series_key`), the rows of the ``source_sha256`` its latest
     ``processed_at`` belongs to. Boolean array, shape (n,).
@@ -131,6 +132,12 @@ def newest_version_mask(table: pa.Table, reverted: pa.Table | None = None) -> np
     ``reverted_at``. A record of content without rows of that file and series in ``table``
     changes nothing.
 
+    ``quarantined``: the quarantined files (``path``, ``quarantined_at``; the rows of
+    ``RESULTS/quarantine.parquet``): a file whose content was quarantined after its rows
+    were processed holds that content now, which has no rows: its rows are an earlier
+    version's, in every series (a file overwritten with a broken one was still counted by
+    the rows of what it held before, beside its quarantine).
+
     Rows with a null ``source_sha256`` are kept, and so is every row of a table without the
     ``source``, ``source_sha256`` or ``processed_at`` column (nothing tells versions apart).
     """
@@ -139,6 +146,10 @@ def newest_version_mask(table: pa.Table, reverted: pa.Table | None = None) -> np
     if n == 0 or not {"source", "source_sha256", "processed_at"} <= names:
         return np.ones(n, dtype=bool)
     columns = [c for c in VERSION_COLUMNS if c in names]
+    gone = _quarantine_records(table, quarantined)
+    if gone is not None:
+        reverted = gone if reverted is None else pa.concat_tables(
+            [reverted.select(gone.column_names).cast(gone.schema), gone])
     records = 0 if reverted is None else reverted.num_rows
     if records:  # the records as rows of their content, processed when found back
         both = {c: pa.chunked_array(
@@ -149,10 +160,15 @@ def newest_version_mask(table: pa.Table, reverted: pa.Table | None = None) -> np
     group = row_groups(pa.table(both), ("source", "model_sha256", "measurement_version"))
     sha = codes(both["source_sha256"])[0]
     pairs = group * (int(sha.max()) + 2) + (sha + 1)
-    if np.unique(pairs[:n]).size == np.unique(group[:n]).size:
+    quarantine = np.zeros(len(group) - n, dtype=bool)
+    if gone is not None:
+        quarantine[records - gone.num_rows:] = True
+    if np.unique(pairs[:n]).size == np.unique(group[:n]).size and not quarantine.any():
         return np.ones(n, dtype=bool)  # one version per file: the usual case
-    # records count only for a (file, content) that has rows
-    use = np.r_[np.ones(n, dtype=bool), np.isin(pairs[n:], pairs[:n]) & (sha[n:] >= 0)]
+    # records count only for a (file, content) that has rows; a quarantine, for a file that
+    # has rows
+    use = np.r_[np.ones(n, dtype=bool),
+                (np.isin(pairs[n:], pairs[:n]) & (sha[n:] >= 0)) | quarantine]
     group, sha = group[use], sha[use]
     last = newest_of_groups(group, epoch_s(both["processed_at"])[use])
     newest = np.full(int(group.max()) + 1, -1, dtype=np.int64)
@@ -160,10 +176,46 @@ def newest_version_mask(table: pa.Table, reverted: pa.Table | None = None) -> np
     return (sha[:n] == newest[group[:n]]) | (sha[:n] < 0)
 
 
-def newest_versions(table: pa.Table, reverted: pa.Table | None = None) -> pa.Table:
+#: The content a quarantine record stands for (:func:`newest_version_mask`): no row has it.
+QUARANTINED_CONTENT = "quarantined"
+
+
+def _quarantine_records(table: pa.Table, quarantined: pa.Table | None) -> pa.Table | None:
+    """Records in the form of :func:`reverted_schema` for each series of each file of
+    ``table`` that ``quarantined`` lists: its content :data:`QUARANTINED_CONTENT`, at
+    ``quarantined_at``. None when no quarantined file has rows in ``table``."""
+    if quarantined is None or quarantined.num_rows == 0:
+        return None
+    listed = pc.is_in(table["source"], value_set=quarantined["path"].cast(pa.string()))
+    if not pc.any(listed).as_py():
+        return None
+    series = ["source"] + [c for c in ("model_sha256", "measurement_version")
+                           if c in table.column_names]
+    rows = table.filter(listed).select(series)
+    first = np.unique(row_groups(rows, series), return_index=True)[1]
+    rows = rows.take(pa.array(first))
+    at = {path: when for path, when in zip(quarantined["path"].to_pylist(),
+                                           quarantined["quarantined_at"].to_pylist(),
+                                           strict=True)}
+    n = rows.num_rows
+    none = pa.nulls(n, pa.string())
+    return pa.table({
+        "source": rows["source"].cast(pa.string()),
+        "source_sha256": pa.array([QUARANTINED_CONTENT] * n, pa.string()),
+        "model_sha256": rows["model_sha256"].cast(pa.string())
+        if "model_sha256" in rows.column_names else none,
+        "measurement_version": rows["measurement_version"].cast(pa.string())
+        if "measurement_version" in rows.column_names else none,
+        "reverted_at": pa.array([at[s] for s in rows["source"].to_pylist()],
+                                pa.timestamp("us", tz="UTC")),
+    })
+
+
+def newest_versions(table: pa.Table, reverted: pa.Table | None = None,
+                    quarantined: pa.Table | None = None) -> pa.Table:
     """``table`` without the rows of earlier versions of its files
     (:func:`newest_version_mask`)."""
-    keep = newest_version_mask(table, reverted)
+    keep = newest_version_mask(table, reverted, quarantined)
     return table if keep.all() else table.filter(bool_mask(keep))
 
 

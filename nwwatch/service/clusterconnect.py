@@ -176,7 +176,7 @@ def local_workers(address: str) -> int | None:
     if int(n) > most:
         raise ClusterRequestError(
             f"--dask {address!r}: {int(n)} local workers is more than {most} (4 per CPU core "
-            f"of this machine); a scheduler's address is tcp://HOST:PORT")
+            f"of this machine, at least 8); a scheduler's address is tcp://HOST:PORT")
     return int(n)
 
 

@@ -52,6 +52,7 @@ from nwwatch.pathtext import path_text
 from nwwatch.results.parquet import (
     PARTITION_KEY,
     acquisition_partition,
+    plain_strings,
     results_file_name,
     write_table_atomic,
 )
@@ -205,7 +206,8 @@ def _partition_dir(acquisition: str) -> str | None:
 def _compact_group(ledger: Ledger, folder: str, kind: str, keys: list[str],
                    files: list[tuple[str, list[str]]]) -> str:
     results = ledger.results_dir
-    tables = [_without_partition(pq.read_table(results / rel)) for rel, _ in files]
+    tables = [plain_strings(_without_partition(pq.read_table(results / rel)))
+              for rel, _ in files]
     table = pa.concat_tables(tables, promote_options="default")
     if table.num_rows != sum(t.num_rows for t in tables):
         raise RuntimeError(f"compaction of {files[0][0]}…: row count changed")

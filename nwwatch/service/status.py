@@ -8,6 +8,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+
 from nwwatch.pathtext import line_text
 from nwwatch.results.outcome import by_outcome, count_results, format_counts
 from nwwatch.results.versions import read_reverted
@@ -77,7 +79,7 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
                 counts = ledger.counts()
                 counted = count_results((Path(results_dir) / rel
                                          for rel in ledger.committed_parquets()),
-                                        read_reverted(results_dir))
+                                        read_reverted(results_dir), _as_table(quarantined))
             # A file the ledger still names once read again is gone for good (deleted by
             # hand): its files stay done and are never processed again. One it no longer
             # names was replaced meanwhile.
@@ -114,6 +116,17 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
                 "ledger": str(Path(ledger_path)), "results": str(Path(results_dir))}
     finally:
         ledger.close()
+
+
+def _as_table(quarantined: list[dict]) -> pa.Table | None:
+    """The ledger's quarantined files (``quarantined_at`` in epoch s) as
+    :func:`~nwwatch.results.outcome.count_results` takes them."""
+    if not quarantined:
+        return None
+    return pa.table({
+        "path": pa.array([q["path"] for q in quarantined], pa.string()),
+        "quarantined_at": pa.array([round(q["quarantined_at"] * 1e6) for q in quarantined],
+                                   pa.int64()).cast(pa.timestamp("us", tz="UTC"))})
 
 
 def _reasons(rows: Counter[tuple[str, str]]) -> list[dict]:

@@ -204,6 +204,11 @@ def _contrast_codes(contrast: ClassContrast | None, trained: ClassContrast | Non
             f"volume, cut between the labeled class means, the solid was the "
             f"{'more variable' if ratio < 1.0 else 'flatter'} ({trained_ratio:.2f} x): is the "
             f"contrast inverted?")}
+    if along < NO_CONTRAST_RATIO * expected:
+        return {"no_contrast": (
+            f"the mask's solid and the rest are {along:.2f} pooled standard deviations apart "
+            f"in intensity, under {NO_CONTRAST_RATIO:g} x the training volume's {expected:.2f} "
+            f"at the labels' cut: a volume without contrast (vacuum only, blank)?")}
     share, trained_share = contrast.solid_share, trained.solid_share
     if (math.isfinite(trained_share)
             and MIN_REFERENCE_SHARE <= trained_share <= 1.0 - MIN_REFERENCE_SHARE
@@ -213,12 +218,8 @@ def _contrast_codes(contrast: ClassContrast | None, trained: ClassContrast | Non
             f"the mask calls {share:.1%} of the volume solid, the "
             f"{'majority' if share > 0.5 else 'minority'}, where the training volume cut "
             f"between the labeled class means had {trained_share:.1%}: is the contrast "
-            f"inverted (or does the grain fill the volume as it did not in training)?")}
-    if along < NO_CONTRAST_RATIO * expected:
-        return {"no_contrast": (
-            f"the mask's solid and the rest are {along:.2f} pooled standard deviations apart "
-            f"in intensity, under {NO_CONTRAST_RATIO:g} x the training volume's {expected:.2f} "
-            f"at the labels' cut: a volume without contrast (vacuum only, blank)?")}
+            f"inverted (or does the grain fill {'more' if share > 0.5 else 'less'} of this "
+            f"volume than of the training one)?")}
     return {}
 
 

@@ -96,11 +96,12 @@ function setup() {
     setBusy(true);
     $("status").textContent = "computing the model's proposal...";
     // The frame asked for: another frame opened before the proposal answers keeps its own
-    // shapes (this answer was that frame's geometry, and Save wrote it under its name).
-    const seq = state.openSeq;
+    // shapes (this answer was that frame's geometry, and Save wrote it under its name); one
+    // that failed to open left this frame shown, whose proposal it is.
+    const seq = shownSeq();
     try {
       const doc = await api(`/api/frames/${state.index}/geometry?model=1`);
-      if (seq !== state.openSeq) return;
+      if (seq !== shownSeq() || state.loading) return;
       state.geometry = doc.geometry;
       state.facetEdge = null;
       $("explicit-facet").checked = state.geometry.facet !== null;
@@ -108,7 +109,7 @@ function setup() {
       $("frame-origin").className = "tag";
       changed();
     } catch (err) {
-      if (seq !== state.openSeq) return;
+      if (seq !== shownSeq() || state.loading) return;
       $("status").textContent = `error: ${err.message}`;
       setBusy(false);
     }

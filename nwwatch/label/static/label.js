@@ -28,6 +28,7 @@ const state = {
   pressed: null,
   rimWay: [0, 1],  // the side of the centre the rim handle is drawn on (see rimPoint)
   openingStatus: null,  // the status line while a frame's first overlay is drawn
+  captured: new Set(),  // pointers the canvas captured (a drag, a brush stroke)
 };
 window.nwLabel = state;  // for people debugging the page (and for tests)
 
@@ -40,6 +41,14 @@ function setBusy(busy) { document.body.dataset.state = busy ? "busy" : "ready"; 
 function setLoading(loading) {
   state.loading = loading;
   document.body.toggleAttribute("data-opening", loading);
+  if (loading) {  // a drag in progress ends here: its release would not reach the canvas
+    state.drag = state.pressed = null;
+    const canvas = $("canvas");
+    for (const id of state.captured) {
+      if (canvas.hasPointerCapture(id)) canvas.releasePointerCapture(id);
+    }
+    state.captured.clear();
+  }
   updateButtons();
 }
 
@@ -353,7 +362,7 @@ function startDrag(event, target) {
   const at = handlePoint(target), p = imagePoint(event);
   state.drag = {...target, offset: [at[0] - p[0], at[1] - p[1]]};
   state.pressed = target;
-  $("canvas").setPointerCapture(event.pointerId);
+  capture(event);
 }
 
 // Wire corners and facet ends stay on the frame or its margin: dragged or nudged beyond it,
@@ -414,7 +423,7 @@ function onPointerDown(event) {
   const m = mode();
   if (m === "brush") {
     event.preventDefault();
-    $("canvas").setPointerCapture(event.pointerId);
+    capture(event);
     state.draft = {class: paintClass(), brush_px: Number($("brush-radius").value),
                    points: [imagePoint(event)], painting: true};
     renderDraft();
@@ -427,7 +436,13 @@ function onPointerDown(event) {
   }
 }
 
+function capture(event) {
+  $("canvas").setPointerCapture(event.pointerId);
+  state.captured.add(event.pointerId);
+}
+
 function onPointerMove(event) {
+  if (state.loading) return;  // (see setLoading)
   if (state.drag) { moveDrag(event); return; }
   const d = state.draft;
   if (d && d.painting) {
@@ -439,7 +454,9 @@ function onPointerMove(event) {
   }
 }
 
-function onPointerUp() {
+function onPointerUp(event) {
+  state.captured.delete(event.pointerId);
+  if (state.loading) return;
   if (state.drag) { state.drag = null; schedulePreview(0); return; }
   const d = state.draft;
   if (d && d.painting) {
