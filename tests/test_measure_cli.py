@@ -484,6 +484,20 @@ def test_an_out_that_is_not_a_parquet_file_is_never_replaced(tmp_path):
     empty.write_bytes(b"")
     result = CliRunner().invoke(main, ["measure", str(frames[1]), "--out", str(empty)])
     assert result.exit_code == 0 and pq.read_table(empty).num_rows == 1
+    # a copy of the service's (or replay's) rows: they carry a batch_id; it was replaced
+    service_rows = tmp_path / "service_rows.parquet"
+    pq.write_table(pq.read_table(out).set_column(
+        pq.read_table(out).schema.get_field_index("batch_id"), "batch_id",
+        pa.array(["b-1"], pa.string())), service_rows)
+    kept = service_rows.read_bytes()
+    result = CliRunner().invoke(main, ["measure", str(frames[1]), "--out", str(service_rows)])
+    assert result.exit_code == 2 and "is not an earlier output" in result.output
+    assert service_rows.read_bytes() == kept
+    # a name of another format: Parquet bytes under .csv, exit 0, before
+    result = CliRunner().invoke(main, ["measure", str(frames[1]), "--out",
+                                       str(tmp_path / "rows.csv")])
+    assert result.exit_code == 2 and "name the file .parquet" in result.output
+    assert not (tmp_path / "rows.csv").exists()
 
 
 def _cap_with_unsure_band():

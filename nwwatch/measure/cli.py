@@ -403,6 +403,9 @@ class _FrameSegmenter:
             "model_name": seg.name, "model_sha256": seg.model_sha256, "provider": seg.provider}
 
 
+#: Names ``--out`` may have: a Parquet file's (or none).
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq", "")
+
 #: Columns of every frame row ``measure`` writes, whatever its version.
 _OUTPUT_KEY_COLUMNS = {"source", "frame", "status", "reason_code", "contact_angle_deg",
                        "measurement_version"}
@@ -410,8 +413,9 @@ _OUTPUT_KEY_COLUMNS = {"source", "frame", "status", "reason_code", "contact_angl
 
 def _is_earlier_output(path: Path) -> bool:
     """True when ``path`` is empty or a Parquet file with the columns this command writes (an
-    earlier run's output). Another Parquet file (a DATA folder's truth.parquet, another
-    program's table) is not one to replace."""
+    earlier run's output: no ``batch_id``). Another Parquet file (a DATA folder's
+    truth.parquet, a copy of the service's rows, another program's table) is not one to
+    replace."""
     with path.open("rb") as handle:
         magic = handle.read(4)
     if magic == b"":
@@ -425,7 +429,15 @@ def _is_earlier_output(path: Path) -> bool:
     except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError: not readable
         return False
     # columns of every version's rows, not the whole schema: an upgrade adds columns
-    return _OUTPUT_KEY_COLUMNS <= names
+    if not _OUTPUT_KEY_COLUMNS <= names:
+        return False
+    if "batch_id" in names:  # the service's or replay's rows (a copy): they carry a batch
+        try:
+            batches = pq.read_table(path, columns=["batch_id"]).column(0)
+        except (OSError, ValueError):
+            return False
+        return batches.null_count == len(batches)
+    return True
 
 
 def _write(rows: list[dict], out: Path) -> None:
@@ -604,6 +616,10 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
         # '--out DATA/truth.parquet', the truth evaluate scores against
         raise click.BadParameter(f"{out} exists and is not an earlier output of nwwatch "
                                  "measure; it is not replaced", param_hint="'--out'")
+    if out.suffix.lower() not in PARQUET_SUFFIXES:  # rows.csv held Parquet bytes, exit 0
+        raise click.BadParameter(
+            f"{out}: the rows are written as Parquet; name the file .parquet (for a CSV: "
+            f"pandas.read_parquet(FILE).to_csv(...))", param_hint="'--out'")
     segment = _FrameSegmenter(model)
     if model is not None:  # a wrong --model found at the first raw frame loses the rows before it
         segment.load()
