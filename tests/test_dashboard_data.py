@@ -497,6 +497,38 @@ def _stack_version(pages: int, sha: str, processed: datetime) -> list[dict]:
     return rows
 
 
+def test_a_stack_growing_in_one_folder_resets_only_that_folders_page(tmp_path):
+    # Was: the store's one generation bumped, so every open page of every folder fetched all
+    # its rows again with each page a stack grew by (12.6 MB a time for 150,000 rows).
+    from nwwatch.dashboard.app import Dashboard, parse_cursor
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0, 101.0]))
+    write(results, "frames-2.parquet", _stack_version(1, "a" * 64, T0))
+    dash = Dashboard(results, None, live=False, stale_after_s=None)
+    dash.store.refresh()
+    by_folder = {acq.folder: acq for acq in dash.store.snapshot.values()}
+    cursors = {k: parse_cursor(dash.payload(acq, None)["cursor"]) for k, acq in by_folder.items()}
+    write(results, "frames-3.parquet", _stack_version(2, "b" * 64, T0 + timedelta(seconds=5)))
+    assert dash.store.refresh()
+    by_folder = {acq.folder: acq for acq in dash.store.snapshot.values()}
+    untouched = dash.payload(by_folder["/acq/a"], cursors["/acq/a"])
+    assert not untouched["reset"] and untouched["rows"]["t"] == []
+    grown = dash.payload(by_folder["/acq/s"], cursors["/acq/s"])
+    assert grown["reset"] and grown["rows"]["frame"] == [0, 1]
+    # a compaction rewrites files, every row kept: no folder's page starts again
+    cursors = {k: parse_cursor(dash.payload(acq, None)["cursor"]) for k, acq in by_folder.items()}
+    rows = pa.concat_tables([pq.read_table(p) for p in sorted((results / "frames").glob("*"))],
+                            promote_options="permissive")
+    for path in (results / "frames").glob("*"):
+        path.unlink()
+    pq.write_table(rows, results / "frames" / "compacted.parquet")
+    assert dash.store.refresh()
+    for acq in dash.store.snapshot.values():
+        assert not dash.payload(acq, cursors[acq.folder])["reset"], acq.folder
+    dash.close()
+
+
 def test_a_grown_stack_shows_each_page_once_from_its_newest_version(tmp_path):
     """A stack closed after every page is processed again with every version (docs/service.md,
     a file is its content). The dashboard and report showed page 0 of a 3-page stack three

@@ -18,9 +18,10 @@ Routes
 ``/metrics``                           Prometheus text format (live service only)
 
 A cursor is ``GENERATION:MICROSECONDS``: the newest ``processed_at`` the client has, and a
-generation — the server's start time and the store's count of replacements — which changes
-when rows were replaced (``replay --force``) or the server restarted, so that the
-client starts again from scratch instead of keeping stale points.
+generation — the server's start time and the acquisition's count of replacements — which
+changes when rows of that acquisition were replaced (``replay --force``, a stack's newer
+version) or the server restarted, so that the client starts again from scratch instead of
+keeping stale points.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ class Dashboard:
 
     def payload(self, acq: Acquisition, since: tuple[str, int] | None) -> dict:
         """Rows of ``acq`` newer than ``since`` (all when None or of another generation)."""
-        gen = f"{self.started_ms}-{self.store.generation}"
+        gen = f"{self.started_ms}-{acq.generation}"
         reset = since is None or since[0] != gen
         out: dict = {"id": acq.id, "reset": reset, "summary": self.summary(acq),
                      "trend_window": TREND_WINDOW,

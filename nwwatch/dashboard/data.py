@@ -87,6 +87,25 @@ def _kind_of(type_: pa.DataType) -> str | None:
     return None
 
 
+def _rows_kept(old: pa.Table | None, new: pa.Table | None) -> bool:
+    """Whether every row of ``old`` is in ``new`` (by source, frame, content and processing
+    time): a page holding ``old`` misses only new rows."""
+    if old is None or old.num_rows == 0 or old is new:
+        return True
+    if new is None or new.num_rows < old.num_rows:
+        return False
+
+    def keys(table: pa.Table) -> pa.ChunkedArray:
+        parts = [table[c].cast(pa.string()).fill_null("")
+                 for c in ("source", "frame", "source_sha256") if c in table.column_names]
+        if "processed_at" in table.column_names:
+            parts.append(table["processed_at"].cast(pa.int64()).cast(pa.string())
+                         .fill_null(""))
+        return pc.binary_join_element_wise(*parts, "\0")
+
+    return bool(pc.all(pc.is_in(keys(old), value_set=keys(new))).as_py())
+
+
 def _not_results(table: pa.Table) -> bool:
     """Whether ``table`` (the columns read from a file) is not nwwatch's rows: no ``source``,
     or a column of another kind of value than the results' (all-null columns fit any)."""
@@ -138,6 +157,10 @@ class Acquisition:
     commits_s: np.ndarray | None = field(default=None, repr=False)
     #: Per commit in ``commits_s``, the frames (source, frame) it was the first to commit.
     new_frames: np.ndarray | None = field(default=None, repr=False)
+    #: Bumps when rows of this folder were removed or replaced (a stack's newer version, a
+    #: ``replay --force``): a page following it starts again from scratch. Its own, not the
+    #: store's: a stack growing in one folder made every folder's page fetch all its rows.
+    generation: int = 0
 
     def __len__(self) -> int:
         return 0 if self.table is None else self.table.num_rows
@@ -177,6 +200,9 @@ class ResultsStore:
         self.snapshot: dict[str, Acquisition] = {}
         self.version = 0  # bumps whenever the snapshot changes
         self.generation = 0  # bumps when rows may have been removed or replaced
+        #: Each acquisition id's last generation (Acquisition.generation), kept when an
+        #: acquisition leaves the snapshot: one that comes back does not reuse a number.
+        self._generations: dict[str, int] = {}
         self.refreshed_at = 0.0
 
     # --- reading ------------------------------------------------------------------------
@@ -330,12 +356,12 @@ class ResultsStore:
 
     def _quarantine_table(self) -> pa.Table | None:
         """The quarantined files' paths and times, as :func:`newest_versions` takes them."""
-        if not self._quarantine:
+        # (a list of another writer may lack the time: such an entry supersedes nothing)
+        timed = [q for q in self._quarantine if q.get("quarantined_at") is not None]
+        if not timed:
             return None
-        return pa.table({"path": pa.array([str(q["path"]) for q in self._quarantine],
-                                          pa.string()),
-                         "quarantined_at": pa.array([q["quarantined_at"]
-                                                     for q in self._quarantine],
+        return pa.table({"path": pa.array([str(q["path"]) for q in timed], pa.string()),
+                         "quarantined_at": pa.array([q["quarantined_at"] for q in timed],
                                                     pa.timestamp("us", tz="UTC"))})
 
     def _read_reverted(self) -> bool:
@@ -374,7 +400,8 @@ class ResultsStore:
                 if self.version:
                     self.generation += 1  # rows may have gone: clients start from scratch
                 tables = {kind: self._kept_rows(kind) for kind in added}
-                self.snapshot = self._apply({}, tables)
+                previous, self.snapshot = self.snapshot, self._apply({}, tables)
+                self._carry_generations(previous)
             elif any(new for new, _ in added.values()) or quarantine_changed:
                 before = sum(len(a) for a in self.snapshot.values())
                 new_rows = sum(t.num_rows for new, _ in added.values() for t in new)
@@ -384,8 +411,19 @@ class ResultsStore:
                     self.generation += 1  # a file's older version gave way: start again
             else:
                 return False
+            self._generations.update((i, a.generation) for i, a in self.snapshot.items())
             self.version += 1
             return True
+
+    def _carry_generations(self, previous: dict[str, Acquisition]) -> None:
+        """After a snapshot built anew: each acquisition keeps its generation when every row
+        it had is still there (a compaction rewrote its files), else the next one."""
+        for acq_id, acq in self.snapshot.items():
+            old = previous.get(acq_id)
+            if old is not None:
+                acq.generation = old.generation + (not _rows_kept(old.table, acq.table))
+            elif acq_id in self._generations:  # gone from the snapshot, and back
+                acq.generation = self._generations[acq_id] + 1
 
     def _apply(self, base: dict[str, Acquisition],
                tables: dict[str, list[pa.Table]]) -> dict[str, Acquisition]:
@@ -410,10 +448,14 @@ class ResultsStore:
                                                   return_inverse=True)
                         new_frames = np.bincount(at, np.concatenate(
                             [old.new_frames, new_frames])).astype(np.int64)
+                added = part.num_rows
+                generation = 0 if old is None else old.generation
                 if old is not None and old.table is not None:
                     part = pa.concat_tables([old.table, part], promote_options="permissive")
                 part = newest_versions(without_repeated_rows(part), self._reverted,
                                        quarantined)
+                if old is not None and part.num_rows < len(old) + added:
+                    generation += 1  # an older version of a file gave way
                 order = [(sort_key, "ascending"), ("source", "ascending")]
                 if "frame" in part.column_names:
                     order.append(("frame", "ascending"))
@@ -421,7 +463,8 @@ class ResultsStore:
                                            "tomogram" if kind == "volumes" else "insitu",
                                            part.sort_by(order),
                                            [] if old is None else old.quarantined,
-                                           commits_s=commits_s, new_frames=new_frames)
+                                           commits_s=commits_s, new_frames=new_frames,
+                                           generation=generation)
         # Every snapshot (new rows may be a folder's first, or a new model's series): a
         # folder's quarantined files go with each series of its rows; a folder with
         # quarantined files only gets an entry of its own, dropped once it has rows.
@@ -435,7 +478,8 @@ class ResultsStore:
                 del acqs[acq_id]
             elif listed != acq.quarantined:
                 acqs[acq_id] = Acquisition(acq.id, acq.folder, acq.kind, acq.table, listed,
-                                           acq.series_cache, acq.commits_s, acq.new_frames)
+                                           acq.series_cache, acq.commits_s, acq.new_frames,
+                                           acq.generation)
         for folder, listed in by_folder.items():
             if folder not in with_rows:
                 # quarantine.parquet does not record the folder's kind
