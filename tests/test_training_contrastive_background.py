@@ -145,3 +145,27 @@ def test_other_class_negatives_in_the_paradigm_and_bad_values():
     with pytest.raises(TrainingError, match="other-class"):
         train(TrainConfig(out="x.onnx", paradigm="contrastive", self_negatives="same"),
               progress=False, echo=lambda *a, **k: None)
+
+
+def test_a_zero_embedding_does_not_blow_up_the_first_step_of_the_lean_unet():
+    # The lean unet (ReLU, biases starting at zero) gives some pixels an exact zero embedding;
+    # normalised at torch's eps 1e-12 its gradient was ~1e9: one SGD step killed the network,
+    # and the exported model gave one class everywhere (loss flat, no warning).
+    x, y = _batch(2, 0)
+    torch.manual_seed(0)
+    config = TrainConfig(out="x.onnx", paradigm="contrastive", arch="unet",
+                         model_options={"widths": [4, 8, 16]}, lr=0.001)
+    paradigm = PARADIGMS["contrastive"](config, 3)
+    paradigm.train_mode()
+    params = [q for q in paradigm.modules.parameters()]
+    optimizer = torch.optim.SGD(params, lr=0.001, momentum=0.9)
+    for _ in range(3):
+        loss, _ = paradigm.training_loss(x, y, None, epoch=0.0)
+        optimizer.zero_grad()
+        loss.backward()
+        largest = max(float(q.grad.norm()) for q in params if q.grad is not None)
+        assert largest < 1e3, largest
+        optimizer.step()
+    with torch.no_grad():
+        embedded = paradigm.model.embed(x)
+    assert float(embedded.std(dim=(0, 2, 3)).mean()) > 1e-3  # not one direction everywhere

@@ -93,10 +93,23 @@ def consistency_mse(main_logits: torch.Tensor, aux_logits: torch.Tensor) -> torc
     return F.mse_loss(aux_logits.softmax(dim=1), target)
 
 
+#: Embeddings shorter than this are scaled by 1/EMBEDDING_EPS, not to unit length. A ReLU
+#: network whose biases start at zero (the lean ``unet``) gives some pixels an exact zero
+#: embedding; at torch's default 1e-12 their gradient was ~1e9, one step killed the network
+#: and the exported model gave one class everywhere.
+EMBEDDING_EPS = 1e-3
+
+
+def unit_embeddings(embeddings: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``embeddings`` scaled to unit length along ``dim`` (the one normalisation of the
+    contrastive paradigm: its losses, its classifier, its exported model)."""
+    return F.normalize(embeddings, dim=dim, eps=EMBEDDING_EPS)
+
+
 def _flatten(embeddings: torch.Tensor) -> torch.Tensor:
     # (N, D, H, W) -> (N*H*W, D), unit length for cosine similarity.
     n, d, h, w = embeddings.shape
-    return F.normalize(embeddings.permute(0, 2, 3, 1).reshape(-1, d), dim=1)
+    return unit_embeddings(embeddings.permute(0, 2, 3, 1).reshape(-1, d))
 
 
 def supervised_pixel_contrastive_loss(

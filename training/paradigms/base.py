@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from training.config import TrainConfig
+from training.losses import unit_embeddings
 from training.models import build_model
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class ComposedModel(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Unit-length embeddings (N, D, H, W)."""
-        return F.normalize(self.backbone(x), dim=1)
+        return unit_embeddings(self.backbone(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))

@@ -31,6 +31,7 @@ from nwwatch.classes import UNLABELED
 from training.losses import (
     self_supervised_pixel_contrastive_loss,
     supervised_pixel_contrastive_loss,
+    unit_embeddings,
 )
 from training.models import build_model
 from training.paradigms.base import ComposedModel, Paradigm
@@ -105,10 +106,10 @@ class ContrastiveParadigm(Paradigm):
         pseudo = None
         if c.self_negatives == "other-class":
             with torch.no_grad():
-                pseudo = self.classifier(F.normalize(embeddings.detach(), dim=1)).argmax(1)
+                pseudo = self.classifier(unit_embeddings(embeddings.detach())).argmax(1)
         selfsup = self_supervised_pixel_contrastive_loss(
             embeddings, perturbed, self_temperature, c.max_pixels, self._generator, pseudo)
-        logits = self.classifier(F.normalize(labeled_emb.detach(), dim=1))
+        logits = self.classifier(unit_embeddings(labeled_emb.detach()))
         ce = F.cross_entropy(logits, labels, ignore_index=UNLABELED) \
             if bool((labels != UNLABELED).any()) else logits.sum() * 0.0
         loss = (c.contrastive_supervised_weight * sup + c.contrastive_self_weight * selfsup
