@@ -92,7 +92,7 @@ def test_valid_config_and_defaults(paths):
         (("batch_size = 4", "batch_size = 100000000000000000"), "inference.batch_size",
          "<= 256"),
         (("batch_size = 4", "batch_size = 1e17"), "inference.batch_size", "an integer"),
-        (("threads = 1", "threads = 100000"), "inference.threads", "<= 1024"),
+        (("threads = 1", "threads = 100000"), "inference.threads", "<= 128"),
         (("threads = 1", "threads = 1\nstreams = 100000"), "inference.streams", "<= 64"),
         (("max_batch_latency_ms = 50", "max_batch_latency_ms = 1e9"),
          "inference.max_batch_latency_ms", "<= 60000"),
@@ -157,6 +157,20 @@ def test_stop_timeout_bound_stays_below_the_shipped_units_timeout(paths):
     path = write_config(tmp / "c.toml", acq, res, m,
                         extra=f"[service]\nstop_timeout_seconds = {STOP_TIMEOUT_MAX_S}")
     assert load_config(path).stop_timeout_seconds == STOP_TIMEOUT_MAX_S
+
+
+def test_the_threads_bound_fits_the_shipped_units_task_limit():
+    """threads = 300 was accepted: under the unit's TasksMax=256 ONNX Runtime's session start
+    blocked at the limit, and the service never logged `ready` (systemd would restart it
+    after its start timeout, again and again, without a word why)."""
+    import re
+
+    from nwwatch.service.config import STREAMS_MAX, THREADS_MAX, UNIT_TASKS_MAX
+
+    unit = (Path(__file__).resolve().parents[1] / "systemd" / "nwwatch.service").read_text()
+    (tasks_max,) = map(int, re.findall(r"^TasksMax=(\d+)$", unit, re.M))
+    assert UNIT_TASKS_MAX == tasks_max
+    assert THREADS_MAX + STREAMS_MAX + 48 <= tasks_max  # 48: the service's own threads
 
 
 def test_missing_model_syntax_error_and_results_inside_acquisition(paths):

@@ -84,7 +84,11 @@ SETTLE_MAX_S = 3600.0  # watch.settle_seconds: a file would wait an hour to coun
 RESCAN_MAX_S = 86400.0  # watch.rescan_seconds: a day between full listings
 BATCH_SIZE_MAX = 256  # inference.batch_size: 256 frames of 2048² float32 already hold 4 GiB
 BATCH_LATENCY_MAX_MS = 60_000.0  # inference.max_batch_latency_ms: a minute
-THREADS_MAX = 1024  # inference.threads
+#: inference.threads: the shipped unit's TasksMax=256 counts every thread; the session's,
+#: up to STREAMS_MAX streams' and the service's own (watchers, writer, dashboard) must fit,
+#: or the session's start blocks at the limit and the service never becomes ready
+THREADS_MAX = 128
+UNIT_TASKS_MAX = 256  # systemd/nwwatch.service TasksMax
 STREAMS_MAX = 64  # inference.streams: each stream holds its frames in memory ("auto": <= 8)
 MARGIN_MAX_PX, MIN_COMPONENT_MAX_VOXELS = 1024, 1_000_000_000  # [tomogram] (10⁹: a 1000³ volume)
 FLUSH_ROWS_MAX = 1_000_000  # output.flush_rows: rows held in memory until written
