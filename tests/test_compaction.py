@@ -21,6 +21,7 @@ from nwwatch.io import write_frame_tiff
 from nwwatch.results.parquet import dataset_files
 from nwwatch.service import replay
 from nwwatch.service.cli import compact as compact_cmd
+from nwwatch.service.cli import rebuild as rebuild_cmd
 from nwwatch.service.cli import status as status_cmd
 from nwwatch.service.compaction import STAGING_DIR, compact
 from nwwatch.service.rebuild import rebuild_ledger
@@ -450,3 +451,21 @@ def test_an_acquisition_named_in_bytes_that_are_not_utf8_can_be_named(tmp_path):
     assert len(_files(out)) == 2
     report = compact(out, acquisition=acq)
     assert report.acquisitions == 1 and len(_files(out)) == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: what `sudo nwwatch compact` is")
+@pytest.mark.parametrize("command", [["compact"], ["ledger", "rebuild"]])
+def test_root_on_the_services_results_is_refused_naming_the_user_to_run_as(results, command):
+    # Was: `sudo nwwatch compact RESULTS` wrote the compacted file as root's, 0640: the
+    # service could not read it, and `status` called it damaged.
+    tmp, out, onnx = results
+    before = {p: (p.stat().st_uid, p.stat().st_mtime_ns) for p in out.rglob("*")}
+    os.chown(out, 54321, 54321)
+    try:
+        r = CliRunner().invoke(compact_cmd if command == ["compact"] else rebuild_cmd,
+                               [str(out)])
+    finally:
+        os.chown(out, 0, 0)
+    assert r.exit_code == 1, r.output
+    assert f"{out} belongs to 54321: run it as that user (`sudo -u 54321 nwwatch" in r.output
+    assert {p: (p.stat().st_uid, p.stat().st_mtime_ns) for p in out.rglob("*")} == before

@@ -403,6 +403,7 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
     from nwwatch.service.ledger import LedgerBusyError
     from nwwatch.service.rebuild import rebuild_ledger
 
+    _as_the_results_owner(results, "nwwatch ledger rebuild")
     _umask_of_the_service()
     try:
         report = rebuild_ledger(results, ledger_path)
@@ -419,6 +420,30 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
     say(f"rebuilt from {report.files} files: {report.items} items done, "
         f"{report.rows} rows, {report.quarantined} quarantined "
         f"{'file' if report.quarantined == 1 else 'files'} kept")
+
+
+def _as_the_results_owner(results: Path, command: str) -> None:
+    """Refuse ``command`` run as root on a results folder another user owns (the service's):
+    the files it writes would be root's, 0640, and the service and its group could not read
+    them (``status`` then called the compacted file damaged)."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = results.stat().st_uid
+    except OSError:
+        return  # the command names the problem itself
+    if owner == 0:
+        return
+    try:
+        name = pwd.getpwuid(owner).pw_name
+    except KeyError:
+        name = str(owner)
+    raise click.ClickException(
+        f"{results} belongs to {name}: run it as that user (`sudo -u {name} {command} "
+        f"{results}`); run as root, its new files would be root's and {name} could not read "
+        f"them")
 
 
 def _umask_of_the_service() -> None:
@@ -467,6 +492,7 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
     from nwwatch.service.compaction import compact as run_compact
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError
 
+    _as_the_results_owner(results, "nwwatch compact")
     _umask_of_the_service()
     try:
         report = run_compact(results, ledger_path, acquisition=acquisition,
