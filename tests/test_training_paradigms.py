@@ -214,3 +214,8 @@ def test_perturb_skips_of_a_model_without_skips_is_refused():
     with pytest.raises(ValueError, match=r"--perturb-skips perturbs a UNet's skip features; "
                                          r"a 'pspnet' model has none"):
         PARADIGMS["cct"](config, 3)
+    # nor with perturbations none of which acts on skips (vat, cutout): taken silently before
+    config = TrainConfig(out="unused.onnx", paradigm="cct", model_options=TINY,
+                         perturb_skips=True, perturbations=("vat", "cutout"))
+    with pytest.raises(ValueError, match=r"--perturbations vat,cutout has none of them"):
+        PARADIGMS["cct"](config, 3)

@@ -64,6 +64,11 @@ class CCTParadigm(Paradigm):
         unknown = [n for n in names if n not in PERTURBATIONS]
         if unknown:
             raise ValueError(f"unknown perturbation(s) {unknown}; choose from {PERTURBATIONS}")
+        if config.perturb_skips and not set(names) & set(_SKIP_SAFE):
+            # it would do nothing: only these act on skip features (it was taken silently)
+            raise ValueError(f"--perturb-skips perturbs skip features with "
+                             f"{', '.join(_SKIP_SAFE)}; --perturbations "
+                             f"{','.join(names)} has none of them: add one or leave it out")
         repeat = range(config.aux_per_perturbation)
         self.perturbation_names = tuple(n for n in names for _ in repeat)
         self.aux = nn.ModuleList(self.model.new_decoder() for _ in self.perturbation_names)
