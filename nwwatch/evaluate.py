@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -104,6 +105,12 @@ class EvaluationReport:
     #: truth.parquet its angle (``geometry/<stem>.json``'s ``labels_sha256``): an angle the
     #: labels no longer stand behind is not scored (their masks are)
     truth_angle_of_other_labels: list[str] = field(default_factory=list)
+    #: stems of the labeled images the model has seen: all of them when DATA is the folder it
+    #: was trained on (its ``training_source``), else those it held out to choose its weights
+    #: (``extra.validation_images``): their scores are no held-out figures
+    seen_by_model: list[str] = field(default_factory=list)
+    #: why they were seen ("" when none was)
+    seen_why: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -122,6 +129,7 @@ class EvaluationReport:
             out["truth_angle_of_other_labels"] = list(self.truth_angle_of_other_labels)
         if self.interface is not None:
             out["interface_offset"] = self.interface.__dict__
+        out["seen_by_model"] = list(self.seen_by_model)
         return out
 
     def _metrics(self) -> dict[str, float]:
@@ -275,6 +283,7 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
             f"{model_path}: the model's kind is {meta.kind!r} (classes "
             f"{list(meta.class_names)}), but {root} holds {kind!r} data (classes "
             f"{list(class_names)}; {said}): evaluate it with a model of kind {kind!r}")
+    seen, seen_why = _seen_by_model(meta.extra or {}, root, [stem for stem, _, _ in pairs])
     truth = (_truth_angles(root, [stem for stem, _, _ in pairs])
              if angles and num_classes == 3 and (root / "truth.parquet").is_file() else None)
     if truth is not None:
@@ -347,7 +356,8 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     report = EvaluationReport(str(model_path), len(pairs), tuple(meta.class_names),
                               metrics_from_confusion(confusion),
                               seconds_per_image=elapsed / max(len(pairs), 1),
-                              provider=segmenter.provider, flip_average=flip_average)
+                              provider=segmenter.provider, flip_average=flip_average,
+                              seen_by_model=seen, seen_why=seen_why)
     if num_classes == 3:
         report.interface = InterfaceOffsets.from_frames(offsets)
     if truth is not None:
@@ -382,6 +392,23 @@ def _shown(names: list[str], key: str) -> str:
         f", ... ({more} more: {key} in --json)" if more > 0 else "")
 
 
+def _seen_by_model(extra: dict[str, Any], root: Path, stems: list[str]
+                   ) -> tuple[list[str], str]:
+    """The stems of ``stems`` (DATA's labeled images) the model has seen, and why
+    (:attr:`EvaluationReport.seen_by_model`)."""
+    source = extra.get("training_source")
+    if isinstance(source, str) and source and "#" not in source:  # ("vol.tif#z=...": a volume)
+        try:
+            same = os.path.samefile(source, root)
+        except OSError:  # moved, or another machine's path
+            same = False
+        if same:
+            return list(stems), f"{root} is the folder it was trained on"
+    held = {str(stem) for stem in extra.get("validation_images") or []}
+    seen = [stem for stem in stems if stem in held]
+    return seen, "it chose its exported weights on them" if seen else ""
+
+
 def format_report(report: EvaluationReport) -> str:
     """Human-readable summary (percentages, degrees)."""
     m = report.metrics
@@ -393,6 +420,12 @@ def format_report(report: EvaluationReport) -> str:
                 else ""),
              f"  mIoU {100 * m.mean_iou:.2f} %  mean Dice {100 * m.mean_dice:.2f} %  "
              f"pixel accuracy {100 * m.pixel_accuracy:.2f} %"]
+    if report.seen_by_model:
+        n = len(report.seen_by_model)
+        lines.append(f"  note: {n} of the {report.images} images {'is' if n == 1 else 'are'} "
+                     f"the model's own ({report.seen_why}: "
+                     f"{', '.join(report.seen_by_model[:5])}"
+                     f"{', …' if n > 5 else ''}): these scores are not of held-out images")
     for name, iou, dice in zip(report.class_names, m.iou, m.dice, strict=True):
         if not math.isnan(iou):
             lines.append(f"  {name:>12}: IoU {100 * iou:.2f} %  Dice {100 * dice:.2f} %")

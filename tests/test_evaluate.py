@@ -971,3 +971,22 @@ def test_a_report_the_disk_cannot_hold_is_an_error_not_dropped(tmp_path):
         "from then on were dropped; the rest of the work was done"), done.stderr
     assert "Traceback" not in done.stderr
     assert "metrics" in json.loads(report.read_text())
+
+
+def test_the_images_a_model_has_seen_are_named_in_its_report(tmp_path):
+    # Was: `nwwatch evaluate MODEL DATA` on the folder the model was trained on (or on its
+    # validation images) printed its scores as any others, without a word.
+    from nwwatch.evaluate import _seen_by_model
+
+    data = tmp_path / "DATA"
+    data.mkdir()
+    stems = ["f0", "f1", "f2"]
+    assert _seen_by_model({"training_source": str(data)}, data, stems) == (
+        stems, f"{data} is the folder it was trained on")
+    other = tmp_path / "other"
+    other.mkdir()
+    extra = {"training_source": str(other), "validation_images": ["f1", "f9"]}
+    assert _seen_by_model(extra, data, stems) == (
+        ["f1"], "it chose its exported weights on them")
+    assert _seen_by_model({"training_source": "/gone/elsewhere"}, data, stems) == ([], "")
+    assert _seen_by_model({"training_source": f"{data}#z=3"}, data, stems) == ([], "")
