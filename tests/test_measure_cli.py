@@ -1710,3 +1710,21 @@ def test_a_frame_measured_again_into_the_same_output_reuses_its_pictures_name(tm
     assert result.exit_code == 0, result.output
     assert pq.read_table(out).column("overlay_path").to_pylist() == ["qa/f_overlay-2.png"]
     assert (qa / "f_overlay.png").read_bytes() == kept
+
+
+def test_pictures_of_an_earlier_run_among_the_inputs_are_passed_over(tmp_path):
+    # `measure same/*.png --overlays same` run twice: the second run read the first one's
+    # pictures as colour label masks, refused each, and exited 1.
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    same = tmp_path / "same"
+    same.mkdir()
+    cv2.imwrite(str(same / "f0.png"), cap.labels)
+    for _ in range(2):
+        inputs = sorted(str(p) for p in same.glob("*.png"))
+        result = CliRunner().invoke(main, ["measure", *inputs, "--out",
+                                           str(tmp_path / "rows.parquet"), "--overlays",
+                                           str(same)])
+        assert result.exit_code == 0, result.output
+        assert "colour" not in result.output
+        assert pq.read_table(tmp_path / "rows.parquet").num_rows == 1
+    assert len(inputs) == 2  # the second run was given the picture

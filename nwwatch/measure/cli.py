@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import signal
 import sys
 import threading
@@ -507,6 +508,10 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
         _stopped(stop, run, out)
 
 
+#: The name of a picture :func:`_overlay_name` gives.
+_PICTURE_NAME = re.compile(r"_overlay(-\d+)?\.png$")
+
+
 class _Run:
     """What ``measure`` has done so far: the rows, the files skipped, and where it is in
     INPUTS, for the line of a run a stop signal ends."""
@@ -528,6 +533,7 @@ class _Run:
         self.file_start = 0
         self.file_pages: int | None = None
         self._named = {os.path.abspath(path) for path in inputs}
+        self._pictures: str | None = None  # the --overlays folder (pictures_in)
         # TIA writes NAME.emi (the series' metadata, not read) beside NAME_1.ser, NAME_2.ser
         self._emis = {os.path.abspath(path.with_name(path.stem.rpartition("_")[0] + ".emi"))
                       for path in inputs if path.suffix.lower() == ".ser"}
@@ -539,9 +545,20 @@ class _Run:
         cannot make them disagree."""
         return len(self.rows) - self.file_start
 
+    def pictures_in(self, folder: Path) -> None:
+        """``--overlays`` is ``folder``: the pictures an earlier run wrote there are passed over
+        (``measure same/*.png --overlays same`` run twice read them as colour label masks,
+        refused them, and exited 1)."""
+        self._pictures = os.path.abspath(folder)
+
     def passed_over(self, path: Path) -> bool:
         """Companions named with their data (a shell glob): SerialEM's metadata, read with
-        its stack; TIA's ``.emi`` beside its series' ``.ser`` files, not read."""
+        its stack; TIA's ``.emi`` beside its series' ``.ser`` files, not read; the QA
+        pictures of an earlier run in the ``--overlays`` folder."""
+        if (self._pictures is not None
+                and os.path.dirname(os.path.abspath(path)) == self._pictures
+                and _PICTURE_NAME.search(path.name)):
+            return True
         if path.suffix.lower() == ".emi":
             return os.path.abspath(path) in self._emis
         return is_mdoc(path) and os.path.abspath(mdoc_stack(path)) in self._named
@@ -628,6 +645,8 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
     if overlays is not None:
         require_writable(overlays, "'--overlays'", folder=True)
     rows = run.rows
+    if overlays is not None:
+        run.pictures_in(overlays)
     used_names: set[str] = set()
     # the pictures the output to be replaced names, by frame: this run's rows replace those
     # rows, so a frame measured again (its labels corrected) keeps its picture's name
